@@ -1,0 +1,39 @@
+# Colonnade: every target installs what it needs first (a local virtualenv in .venv).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: serve test lint format bench install clean
+
+serve: $(STAMP)
+	$(BIN)/colonnade serve --root examples/welcome --bind 127.0.0.1:8080
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
+
+bench: $(STAMP)
+	bash bench/setup.sh
+	$(BIN)/python bench/run.py
+
+install: $(STAMP)
+
+# The package (editable) with its dev tools, and the test-only third-party module
+# package that proves entry-point registration.
+$(STAMP): pyproject.toml tests/thirdparty/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]' -e tests/thirdparty
+	touch $@
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Configuration: schema, strict decoding, the generic merge, loading."""

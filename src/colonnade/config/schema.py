@@ -1,0 +1,123 @@
+"""The server configuration's own schema (module sections are owned by modules).
+
+Everything here is decoded strictly: an unknown key or a wrong type is an error
+naming the dotted key. Values are checked for range with ``msgspec.Meta``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+
+PositiveInt = Annotated[int, Meta(ge=1)]
+Seconds = Annotated[float, Meta(gt=0, le=86400)]
+UrlPath = Annotated[str, Meta(pattern=r"^/[^\s]*$")]
+
+#: The embedded default module set (what `colonnade serve` loads with no config).
+DEFAULT_MODULES: tuple[str, ...] = (
+    "security.request_filtering",
+    "static.default_document",
+    "handler.static",
+    "log.http",
+)
+
+
+class _Strict(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class Limits(_Strict):
+    """Connection and protocol limits (per worker)."""
+
+    max_connections: Annotated[int, Meta(ge=1, le=1_000_000)] = 10_000
+    max_request_target: Annotated[int, Meta(ge=64, le=1_048_576)] = 8192
+    max_header_size: Annotated[int, Meta(ge=1024, le=1_048_576)] = 65_536
+    max_headers: Annotated[int, Meta(ge=1, le=10_000)] = 100
+    # Pipelined requests read ahead of the one being answered before reading pauses.
+    max_pipelined: Annotated[int, Meta(ge=1, le=1024)] = 16
+
+
+class Timeouts(_Strict):
+    """Per-connection timeouts, in seconds."""
+
+    header: Seconds = 30.0  # from a connection's first byte to the end of the head
+    body: Seconds = 60.0  # longest wait for the next piece of a request body
+    keep_alive: Seconds = 15.0  # an idle kept-alive connection is closed after this
+    graceful: Seconds = 30.0  # on stop, how long in-flight requests may still run
+
+
+class ServerSettings(_Strict):
+    """``[server]``: what every site of this server shares."""
+
+    modules: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_MODULES))
+    server_header: str = "colonnade"
+    limits: Limits = msgspec.field(default_factory=Limits)
+    timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
+
+
+class PoolConfig(_Strict):
+    """``[pools.NAME]``: a pool of worker processes."""
+
+    workers: Annotated[int, Meta(ge=0, le=256)] = 1
+
+
+class ApplicationConfig(_Strict):
+    """``[[sites.applications]]``: an application mounted at a URL path."""
+
+    path: UrlPath
+    root: str | None = None
+    pool: str | None = None
+    app: str | None = None
+
+
+class VirtualDirectoryConfig(_Strict):
+    """``[[sites.virtual_directories]]``: a URL path served from another folder."""
+
+    path: UrlPath
+    root: str
+
+
+class SiteConfig(_Strict):
+    """``[[sites]]``: bindings, a root folder and the applications under it."""
+
+    name: Annotated[str, Meta(min_length=1)]
+    bindings: Annotated[list[str], Meta(min_length=1)]
+    root: str = "."
+    pool: str = "default"
+    host_names: list[str] = msgspec.field(default_factory=list)
+    applications: list[ApplicationConfig] = msgspec.field(default_factory=list)
+    virtual_directories: list[VirtualDirectoryConfig] = msgspec.field(default_factory=list)
+
+
+class HandlerMapping(_Strict):
+    """``[[handlers]]``: requests matching ``path`` and ``verbs`` go to ``handler``.
+
+    ``path`` is ``*`` (everything), ``*.ext`` (by extension), or a URL pattern
+    starting with ``/`` where ``*`` matches any characters.
+    """
+
+    path: Annotated[str, Meta(min_length=1)]
+    handler: Annotated[str, Meta(min_length=1)]
+    verbs: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    name: str = ""
+
+
+DEFAULT_HANDLERS: tuple[HandlerMapping, ...] = (
+    HandlerMapping(path="*", handler="handler.static", name="StaticFile"),
+)
+
+
+class ServerConfig(_Strict):
+    """The whole server file after decoding; module sections stay raw tables."""
+
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    pools: dict[str, PoolConfig] = msgspec.field(default_factory=lambda: {"default": PoolConfig()})
+    sites: list[SiteConfig] = msgspec.field(default_factory=list)
+    handlers: list[HandlerMapping] = msgspec.field(default_factory=lambda: list(DEFAULT_HANDLERS))
+    locations: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    # Section tables of modules, keyed by section name; checked by the engine
+    # against the enabled modules' section types.
+    sections: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    source: str = "<embedded default>"

@@ -1,0 +1,178 @@
+"""The request context every module shares: request, response, user, handler, items.
+
+The response is buffered until it is flushed: at the latest when the walk reaches
+SEND_RESPONSE, or earlier when a handler streams (``start_response``/``write``).
+Flushing runs the SEND_RESPONSE hooks once, then hands the head to the writer.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from colonnade.config.sections import Section, SectionSet
+from colonnade.core.principal import Principal
+from colonnade.core.request import Headers, Request
+from colonnade.core.response import Response
+
+if TYPE_CHECKING:
+    from colonnade.core.app import Application
+    from colonnade.core.handler import Handler
+
+S = TypeVar("S", bound=Section)
+
+
+class ResponseWriter(Protocol):
+    """What the transport gives the pipeline to put a response on the wire."""
+
+    bytes_sent: int
+
+    def send_all(self, status: int, reason: bytes | None, headers: Headers, body: bytes) -> None:
+        """Send a whole buffered response (the fast path: one write)."""
+
+    def start(
+        self, status: int, reason: bytes | None, headers: Headers, content_length: int | None
+    ) -> None:
+        """Send the head of a streamed response."""
+
+    async def write(self, data: bytes) -> None:
+        """Send body bytes, waiting while the client is slow to read."""
+
+    async def sendfile(self, path: str, offset: int, count: int) -> None:
+        """Send a byte range of a file (zero-copy where the platform can)."""
+
+    async def end(self) -> None:
+        """The streamed body is complete."""
+
+    def abort(self) -> None:
+        """Drop the connection: the response cannot be completed."""
+
+
+SendHook = Callable[["Context"], Awaitable[None]]
+
+
+class Context:
+    """Everything about one request that modules share.
+
+    - ``request``/``response``: the exchange.
+    - ``user``: the :class:`Principal` set by authentication (None until then).
+    - ``handler``: the handler chosen in MAP_REQUEST_HANDLER.
+    - ``items``: per-request values modules pass to each other (and to apps).
+    - ``sections``: the effective settings for this URL; read with :meth:`section`.
+    """
+
+    __slots__ = (
+        "_correlation_id",
+        "_physical_path",
+        "_send_response",
+        "app",
+        "error",
+        "finished",
+        "handler",
+        "items",
+        "request",
+        "response",
+        "sections",
+        "started",
+        "state_acquired",
+        "user",
+        "writer",
+    )
+
+    def __init__(
+        self,
+        request: Request,
+        app: Application,
+        writer: ResponseWriter,
+        send_response: SendHook,
+    ) -> None:
+        self.request = request
+        self.response = Response()
+        self.app = app
+        self.writer = writer
+        self.user: Principal | None = None
+        self.handler: Handler | None = None
+        self.items: dict[str, Any] = {}
+        self.sections: SectionSet = app.sections_for(request.path)
+        self.finished = False
+        self.state_acquired = False
+        self.error: BaseException | None = None
+        self.started = time.monotonic()
+        self._correlation_id: str | None = None
+        self._physical_path: str | None = None
+        self._send_response = send_response
+
+    def section(self, cls: type[S]) -> S:
+        """The effective settings of section ``cls`` for this request's URL."""
+        return self.sections.get(cls)
+
+    @property
+    def correlation_id(self) -> str:
+        """A short id naming this request in error pages, logs and traces."""
+        if self._correlation_id is None:
+            self._correlation_id = secrets.token_hex(6)
+        return self._correlation_id
+
+    @property
+    def physical_path(self) -> str:
+        """The file path the request's URL maps to (MAP_PATH applied)."""
+        if self._physical_path is None:
+            self._physical_path = self.app.map_path(self.request.path)
+        return self._physical_path
+
+    @physical_path.setter
+    def physical_path(self, value: str) -> None:
+        self._physical_path = value
+
+    def error_response(self, status: int, substatus: int = 0, message: str = "") -> None:
+        """Replace the response with a short error page for ``status.substatus``."""
+        from colonnade.core.errorpage import render  # cheap; kept out of the hot import
+
+        response = self.response
+        response.clear()
+        response.status = status
+        response.substatus = substatus
+        cid = self.correlation_id if status >= 500 else None
+        response.headers.append((b"content-type", b"text/html; charset=utf-8"))
+        response.body = render(status, substatus, message, cid)
+
+    async def start_response(self) -> None:
+        """Flush the response head now (SEND_RESPONSE runs) to stream the body."""
+        response = self.response
+        if response.headers_sent:
+            return
+        await self._send_response(self)
+        response.headers_sent = True
+        length = response.header(b"content-length")
+        self.writer.start(
+            response.status,
+            response.reason,
+            response.headers,
+            int(length) if length is not None else None,
+        )
+
+    async def write(self, data: bytes) -> None:
+        """Stream ``data`` to the client, flushing the head first if needed."""
+        if not self.response.headers_sent:
+            await self.start_response()
+        if data:
+            await self.writer.write(data)
+
+    async def finish_response(self) -> None:
+        """Send what is buffered, or end the stream (the walk's SEND_RESPONSE point)."""
+        response = self.response
+        if response.headers_sent:
+            await self.writer.end()
+            return
+        await self._send_response(self)
+        response.headers_sent = True
+        body_file = response.file
+        if body_file is None:
+            self.writer.send_all(response.status, response.reason, response.headers, response.body)
+            return
+        self.writer.start(response.status, response.reason, response.headers, body_file.length)
+        if self.request.method != "HEAD" and body_file.length:
+            await self.writer.sendfile(body_file.path, body_file.offset, body_file.length)
+        await self.writer.end()

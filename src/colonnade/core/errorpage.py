@@ -1,0 +1,34 @@
+"""The built-in terse error page (custom error modules replace it in SEND_RESPONSE)."""
+
+from __future__ import annotations
+
+from html import escape
+from http import HTTPStatus
+
+
+def reason(status: int) -> str:
+    """The standard reason phrase for ``status``."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def render(status: int, substatus: int, message: str, correlation_id: str | None) -> bytes:
+    """A small HTML page; never a traceback, only the correlation id for 5xx."""
+    code = f"{status}.{substatus}" if substatus else str(status)
+    title = f"{status} {escape(reason(status))}"
+    parts = [
+        '<!DOCTYPE html><html><head><meta charset="utf-8"><title>',
+        title,
+        "</title></head><body><h1>",
+        title,
+        "</h1>",
+    ]
+    if message:
+        parts.append(f"<p>{escape(message)}</p>")
+    parts.append(f"<p>Error code: {code}</p>")
+    if correlation_id:
+        parts.append(f"<p>Correlation id: <code>{correlation_id}</code></p>")
+    parts.append("</body></html>\n")
+    return "".join(parts).encode()

@@ -1,0 +1,26 @@
+"""The one handler contract: static files, WSGI, ASGI, FastCGI, CGI, proxy."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, ClassVar
+
+from colonnade.core.module import Module
+
+if TYPE_CHECKING:
+    from colonnade.core.context import Context
+
+
+class Handler(Module):
+    """Produces the response for the requests the handler mapping gives it.
+
+    A handler is a module with one more method, :meth:`execute`, called in
+    EXECUTE_REQUEST_HANDLER when the mapping chose it. ``verbs`` lists the methods
+    it serves (None: any); the engine answers others with 405 and ``Allow``.
+    """
+
+    verbs: ClassVar[frozenset[str] | None] = None
+
+    def execute(self, ctx: Context) -> Awaitable[None] | None:
+        """Build the response in ``ctx.response`` (or stream it with ``ctx.write``)."""
+        raise NotImplementedError(f"handler {self.id!r} does not implement execute()")

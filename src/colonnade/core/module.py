@@ -1,0 +1,124 @@
+"""The module contract: a static declaration plus explicit registration.
+
+A module is a class with an ``id``, an optional config ``section`` type and hooks
+marked with :func:`hook`. Its subscriptions are collected when the class is defined,
+so tools can list them without constructing anything. The engine owns the lifecycle:
+construct (no side effects) → ``provision`` (open files, pools) → serve → ``cleanup``
+(also when provisioning failed).
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar
+
+from colonnade.config.sections import Section
+from colonnade.core.stages import Stage
+from colonnade.errors import ModuleError
+
+if TYPE_CHECKING:
+    from colonnade.core.app import Application
+
+
+class Outcome(enum.Enum):
+    """What a hook answers: go on, or the response is made and the request ends."""
+
+    CONTINUE = "continue"
+    FINISH = "finish"
+
+
+CONTINUE = Outcome.CONTINUE
+FINISH = Outcome.FINISH
+
+
+class Priority(enum.IntEnum):
+    """Coarse order inside a stage; ties keep the configuration order.
+
+    For SEND_RESPONSE the order is reversed, so a FIRST hook there sees the response
+    last (the module that renders error pages registers FIRST).
+    """
+
+    FIRST = 0
+    HIGH = 1
+    MEDIUM = 2
+    LOW = 3
+    LAST = 4
+
+
+class Subscription(NamedTuple):
+    """One hook of a module: the stage it joins, its priority and the method name."""
+
+    stage: Stage
+    priority: Priority
+    method: str
+
+
+_HOOK_ATTR = "__colonnade_hook__"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def hook(stage: Stage, *, priority: Priority = Priority.MEDIUM) -> Callable[[F], F]:
+    """Mark a method of a :class:`Module` as the module's hook for ``stage``.
+
+    The method takes the request :class:`~colonnade.core.context.Context` and
+    answers ``CONTINUE`` (``None`` means the same) or ``FINISH``. It may be a plain
+    function or a coroutine function; a plain one is called without a coroutine.
+    """
+
+    def mark(fn: F) -> F:
+        marks: list[tuple[Stage, Priority]] = getattr(fn, _HOOK_ATTR, [])
+        setattr(fn, _HOOK_ATTR, [*marks, (Stage(stage), Priority(priority))])
+        return fn
+
+    return mark
+
+
+class Module:
+    """Base class of server and application modules.
+
+    Class attributes (the static declaration):
+
+    - ``id``: a dotted, unique id such as ``"log.http"``.
+    - ``section``: the :class:`Section` type holding this module's settings, or None.
+    - ``subscriptions``: filled in from the ``@hook`` marks when the class is defined.
+    """
+
+    id: ClassVar[str] = ""
+    section: ClassVar[type[Section] | None] = None
+    subscriptions: ClassVar[tuple[Subscription, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        subs: list[Subscription] = []
+        for name, member in inspect.getmembers(cls):
+            for stage, priority in getattr(member, _HOOK_ATTR, ()):
+                subs.append(Subscription(stage, priority, name))
+        subs.sort(key=lambda s: (s.stage, s.priority))
+        cls.subscriptions = tuple(subs)
+
+    def provision(self, app: Application) -> None:
+        """Acquire what the module needs for ``app`` (files, pools, threads).
+
+        Runs once per application and configuration generation, before any request.
+        Raise :class:`~colonnade.errors.ModuleError` or ``ConfigError`` to refuse.
+        """
+
+    def cleanup(self) -> None:
+        """Release what :meth:`provision` acquired. Runs even if provisioning failed."""
+
+
+def check_declaration(cls: type[Module]) -> None:
+    """Refuse a module class whose declaration is unusable."""
+    module_id = getattr(cls, "id", "")
+    if not isinstance(module_id, str) or not module_id.strip():
+        raise ModuleError(repr(cls), "a module needs a non-empty string id")
+    if cls.section is not None and not (
+        isinstance(cls.section, type) and issubclass(cls.section, Section) and cls.section.key
+    ):
+        raise ModuleError(module_id, "section must be a Section subclass with a key")
+    for sub in cls.subscriptions:
+        fn = getattr(cls, sub.method)
+        if sub.stage in (Stage.MAP_PATH,) and inspect.iscoroutinefunction(fn):
+            raise ModuleError(module_id, f"{sub.method}: MAP_PATH hooks must be synchronous")

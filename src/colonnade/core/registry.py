@@ -1,0 +1,99 @@
+"""The module registry: ids → classes, loaded only when a configuration enables them.
+
+Built-in modules come as ``(id, "package.module:Class")`` pairs (the list in
+``colonnade.modules.standard``); third-party ones from the ``colonnade.modules``
+entry-point group. Nothing is imported until :meth:`Registry.load` asks for it,
+so a module that is not enabled is never imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from importlib.metadata import EntryPoint, entry_points
+from typing import NamedTuple
+
+from colonnade.core.module import Module, check_declaration
+from colonnade.errors import ModuleError
+
+ENTRY_POINT_GROUP = "colonnade.modules"
+
+
+class Entry(NamedTuple):
+    """Where a module comes from, before it is imported."""
+
+    id: str
+    target: str | type[Module] | EntryPoint
+    origin: str  # "builtin", "entry point <dist>", "application <path>", "code"
+
+
+class Registry:
+    """Known modules by id; refuses empty and duplicate ids."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, Entry] = {}
+        self._loaded: dict[str, type[Module]] = {}
+
+    @classmethod
+    def standard(
+        cls, builtins: Iterable[tuple[str, str]], *, with_entry_points: bool = True
+    ) -> Registry:
+        """The built-in list plus every installed ``colonnade.modules`` entry point."""
+        registry = cls()
+        for module_id, target in builtins:
+            registry.add(module_id, target, origin="builtin")
+        if with_entry_points:
+            for ep in entry_points(group=ENTRY_POINT_GROUP):
+                dist = ep.dist.name if ep.dist is not None else "?"
+                registry.add(ep.name, ep, origin=f"entry point ({dist})")
+        return registry
+
+    def add(self, module_id: str, target: str | type[Module] | EntryPoint, *, origin: str) -> None:
+        """Register ``module_id``; an empty or already-registered id is an error."""
+        if not module_id or not module_id.strip() or module_id != module_id.strip():
+            raise ModuleError(repr(module_id), f"empty or blank module id (from {origin})")
+        previous = self._entries.get(module_id)
+        if previous is not None:
+            raise ModuleError(module_id, f"registered twice: by {previous.origin} and by {origin}")
+        self._entries[module_id] = Entry(module_id, target, origin)
+
+    def __contains__(self, module_id: object) -> bool:
+        return module_id in self._entries
+
+    def ids(self) -> list[str]:
+        """Every registered id, in registration order."""
+        return list(self._entries)
+
+    def origin(self, module_id: str) -> str:
+        """Where ``module_id`` was registered from."""
+        return self._entries[module_id].origin
+
+    def loaded(self) -> list[str]:
+        """The ids whose classes have been imported so far."""
+        return list(self._loaded)
+
+    def load(self, module_id: str) -> type[Module]:
+        """Import (once) and check the class registered as ``module_id``."""
+        found = self._loaded.get(module_id)
+        if found is not None:
+            return found
+        entry = self._entries.get(module_id)
+        if entry is None:
+            raise ModuleError(module_id, "no such module is registered")
+        try:
+            if isinstance(entry.target, str):
+                mod_name, _, attr = entry.target.partition(":")
+                obj = getattr(importlib.import_module(mod_name), attr)
+            elif isinstance(entry.target, EntryPoint):
+                obj = entry.target.load()
+            else:
+                obj = entry.target
+        except Exception as exc:  # the import failed: say which module and why
+            raise ModuleError(module_id, f"cannot be loaded: {exc!r}") from exc
+        if not (isinstance(obj, type) and issubclass(obj, Module)):
+            raise ModuleError(module_id, f"{entry.target!r} is not a Module subclass")
+        if obj.id != module_id:
+            raise ModuleError(module_id, f"class {obj.__qualname__} declares id {obj.id!r}")
+        check_declaration(obj)
+        self._loaded[module_id] = obj
+        return obj

@@ -1,0 +1,134 @@
+"""The request as modules and handlers see it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class Body(Protocol):
+    """The request body, read as it arrives (never buffered whole unless asked)."""
+
+    async def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (all that is left if -1); ``b""`` at the end."""
+        ...
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        """The body in chunks as they arrive."""
+        ...
+
+
+class EmptyBody:
+    """The body of a request that has none."""
+
+    __slots__ = ()
+
+    async def read(self, size: int = -1) -> bytes:
+        """Always the end."""
+        return b""
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        return
+        yield b""  # pragma: no cover - makes this an async generator
+
+
+class BytesBody:
+    """A body already in memory (tests, replays, internal sub-requests)."""
+
+    __slots__ = ("_data", "_pos")
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._pos = 0
+
+    async def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes from memory."""
+        end = len(self._data) if size < 0 else min(len(self._data), self._pos + size)
+        chunk = self._data[self._pos : end]
+        self._pos = end
+        return chunk
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        chunk = await self.read()
+        if chunk:
+            yield chunk
+
+
+EMPTY_BODY = EmptyBody()
+
+
+class Request:
+    """One HTTP request: what the client sent, decoded once.
+
+    ``path`` is the percent-decoded, dot-segment-free URL path (a ``str``);
+    ``raw_path`` and ``query`` are the bytes as sent. Header names are lower case.
+    """
+
+    __slots__ = (
+        "body",
+        "client",
+        "headers",
+        "host",
+        "keep_alive",
+        "method",
+        "path",
+        "query",
+        "raw_path",
+        "scheme",
+        "server",
+        "target",
+        "version",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        *,
+        raw_path: bytes = b"",
+        query: bytes = b"",
+        target: bytes = b"",
+        version: str = "1.1",
+        headers: Headers | None = None,
+        host: str = "",
+        scheme: str = "http",
+        client: tuple[str, int] | None = None,
+        server: tuple[str, int] | None = None,
+        body: Body = EMPTY_BODY,
+        keep_alive: bool = True,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.raw_path = raw_path or path.encode()
+        self.query = query
+        self.target = target or (self.raw_path + (b"?" + query if query else b""))
+        self.version = version
+        self.headers: Headers = headers if headers is not None else []
+        self.host = host
+        self.scheme = scheme
+        self.client = client
+        self.server = server
+        self.body = body
+        self.keep_alive = keep_alive
+
+    def header(self, name: bytes, default: bytes | None = None) -> bytes | None:
+        """The first value of header ``name`` (lower case), or ``default``."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return default
+
+    def header_values(self, name: bytes) -> list[bytes]:
+        """Every value of header ``name`` (lower case), in order."""
+        return [value for key, value in self.headers if key == name]
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.target.decode('latin-1')}>"

@@ -1,0 +1,63 @@
+"""Turn a raw request path into the one canonical form every module sees.
+
+Percent-decoding happens exactly once, here. The result has no dot segments, no
+empty segments and no NUL; a path that climbs above the root is refused, so no
+later join with a folder can leave it.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote_to_bytes
+
+from colonnade.errors import HttpError
+
+
+def decode_path(raw: bytes) -> str:
+    """Decode ``raw`` (the path part of the target) or raise ``HttpError(400)``."""
+    if not raw.startswith(b"/"):
+        if raw == b"*":
+            return "*"
+        raise HttpError(400, 0, "the request path must start with /")
+    if b"%" not in raw and b"/." not in raw and b"//" not in raw:
+        try:
+            return raw.decode("ascii")
+        except UnicodeDecodeError:
+            raise HttpError(400, 0, "the request path is not ASCII") from None
+    if b"%" in raw:
+        _check_escapes(raw)
+    data = unquote_to_bytes(raw)
+    if b"\x00" in data:
+        raise HttpError(400, 0, "NUL in the request path")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HttpError(400, 0, "the request path is not UTF-8") from None
+    return normalize(text)
+
+
+def _check_escapes(raw: bytes) -> None:
+    i = raw.find(b"%")
+    hexdigits = b"0123456789abcdefABCDEF"
+    while i != -1:
+        pair = raw[i + 1 : i + 3]
+        if len(pair) != 2 or pair[0] not in hexdigits or pair[1] not in hexdigits:
+            raise HttpError(400, 0, "a malformed %-escape in the request path")
+        i = raw.find(b"%", i + 3)
+
+
+def normalize(path: str) -> str:
+    """Remove ``.``, ``..`` and empty segments; refuse to climb above ``/``."""
+    out: list[str] = []
+    for segment in path.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if not out:
+                raise HttpError(400, 0, "the request path climbs above the root")
+            out.pop()
+        else:
+            out.append(segment)
+    result = "/" + "/".join(out)
+    if path.endswith(("/", "/.", "/..")) and result != "/":
+        result += "/"
+    return result

@@ -1,0 +1,1 @@
+"""Handlers: the one component that produces a request's response."""

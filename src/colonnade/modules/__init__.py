@@ -1,0 +1,1 @@
+"""Built-in modules, one folder each; ``standard.py`` lists them."""

@@ -1,0 +1,11 @@
+"""The built-in modules: id → where the class lives (imported only when enabled).
+
+Removing a module's folder and its line here removes the feature.
+"""
+
+BUILTIN: tuple[tuple[str, str], ...] = (
+    ("security.request_filtering", "colonnade.modules.request_filtering.module:RequestFiltering"),
+    ("static.default_document", "colonnade.modules.default_document.module:DefaultDocument"),
+    ("handler.static", "colonnade.handlers.static.handler:StaticFile"),
+    ("log.http", "colonnade.modules.http_logging.module:HttpLogging"),
+)

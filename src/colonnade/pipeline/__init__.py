@@ -1,0 +1,6 @@
+"""Compile a plan per application; run it for one request."""
+
+from colonnade.pipeline.plan import BoundHook, Plan, Step, compile_plan
+from colonnade.pipeline.runner import run
+
+__all__ = ["BoundHook", "Plan", "Step", "compile_plan", "run"]

@@ -1,0 +1,150 @@
+"""Compile once, run a flat plan.
+
+At configuration load every application's enabled modules are turned into a
+:class:`Plan`: for each stage of ``STAGES`` that somebody joined, a tuple of bound
+hooks in their final order (priority, then configuration order; reversed for
+SEND_RESPONSE). Stages nobody joined are not in the plan at all, so they cost
+nothing per request. Two built-in steps are always present: the handler mapping
+(the end of MAP_REQUEST_HANDLER) and the flush (the SEND_RESPONSE point).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from colonnade.core.module import Module, Priority
+from colonnade.core.stages import INFO, STAGES, Always, Stage
+
+HookFn = Callable[[Any], Any]
+
+
+class BoundHook(NamedTuple):
+    """One call of the plan: a bound method (or built-in step) and how to call it."""
+
+    fn: HookFn
+    is_async: bool
+    owner: str  # module id, or "(engine)" for built-in steps
+    priority: Priority
+
+
+class Step(NamedTuple):
+    """The hooks of one stage, in call order."""
+
+    stage: Stage
+    always: Always
+    hooks: tuple[BoundHook, ...]
+    calls: tuple[tuple[HookFn, bool], ...]  # (fn, is_async): what the runner walks
+
+
+class Plan:
+    """The immutable, per-application order of every hook."""
+
+    __slots__ = ("error", "map_path", "modules", "send_response", "steps")
+
+    def __init__(
+        self,
+        steps: tuple[Step, ...],
+        send_response: tuple[BoundHook, ...],
+        error: tuple[BoundHook, ...],
+        map_path: tuple[BoundHook, ...],
+        modules: tuple[Module, ...],
+    ) -> None:
+        self.steps = steps
+        self.send_response = send_response
+        self.error = error
+        self.map_path = map_path
+        self.modules = modules
+
+    async def run_send_response(self, ctx: Any) -> None:
+        """Call the SEND_RESPONSE hooks (reverse order); errors propagate to the runner."""
+        for hook in self.send_response:
+            answer = hook.fn(ctx)
+            if hook.is_async:
+                await answer
+
+    def describe(self) -> list[tuple[Stage, list[str]]]:
+        """Stage by stage, who runs (for ``colonnade modules``)."""
+
+        def names(hooks: tuple[BoundHook, ...]) -> list[str]:
+            return [f"{h.owner} ({h.priority.name.lower()})" for h in hooks]
+
+        rows: list[tuple[Stage, list[str]]] = [
+            (s.stage, names(s.hooks)) for s in self.steps if s.stage is not Stage.SEND_RESPONSE
+        ]
+        rows.append((Stage.SEND_RESPONSE, [*names(self.send_response), "(engine) flush"]))
+        rows.sort(key=lambda r: r[0])
+        for hooks, stage in ((self.map_path, Stage.MAP_PATH), (self.error, Stage.ERROR)):
+            if hooks:
+                rows.append((stage, names(hooks)))
+        return rows
+
+
+def _mark_state_acquired(ctx: Any) -> None:
+    ctx.state_acquired = True
+
+
+def _bind(module: Module, method: str, priority: Priority) -> BoundHook:
+    fn = getattr(module, method)
+    return BoundHook(fn, inspect.iscoroutinefunction(fn), module.id, priority)
+
+
+def compile_plan(
+    modules: Sequence[Module],
+    *,
+    map_handler: HookFn,
+    execute_handler: HookFn,
+    flush: HookFn,
+) -> Plan:
+    """Order every module's subscriptions into a :class:`Plan`.
+
+    ``modules`` are in configuration order. The built-in steps are coroutine
+    functions supplied by the engine; handler execution sits among the
+    EXECUTE_REQUEST_HANDLER hooks as a MEDIUM-priority hook after the modules'
+    MEDIUM hooks.
+    """
+    by_stage: dict[Stage, list[tuple[Priority, int, BoundHook]]] = {s: [] for s in INFO}
+    for position, module in enumerate(modules):
+        for sub in type(module).subscriptions:
+            by_stage[sub.stage].append(
+                (sub.priority, position, _bind(module, sub.method, sub.priority))
+            )
+    engine = "(engine)"
+    last = len(modules)
+    by_stage[Stage.MAP_REQUEST_HANDLER].append(
+        (Priority.LAST, last, BoundHook(map_handler, True, engine, Priority.LAST))
+    )
+    by_stage[Stage.EXECUTE_REQUEST_HANDLER].append(
+        (Priority.MEDIUM, last, BoundHook(execute_handler, True, engine, Priority.MEDIUM))
+    )
+    # RELEASE_REQUEST_STATE runs after an early finish only if state was acquired;
+    # the runner learns that by passing the ACQUIRE step, so keep one when needed.
+    needs_acquire = (
+        by_stage[Stage.RELEASE_REQUEST_STATE] or by_stage[Stage.POST_RELEASE_REQUEST_STATE]
+    )
+
+    def ordered(stage: Stage) -> tuple[BoundHook, ...]:
+        rows = sorted(by_stage[stage], key=lambda r: (r[0], r[1]))
+        hooks = tuple(r[2] for r in rows)
+        return hooks[::-1] if INFO[stage].reverse else hooks
+
+    steps: list[Step] = []
+    for info in STAGES:
+        if info.stage is Stage.SEND_RESPONSE:
+            flush_hook = BoundHook(flush, True, engine, Priority.MEDIUM)
+            steps.append(Step(info.stage, info.always, (flush_hook,), ((flush, True),)))
+            continue
+        hooks = ordered(info.stage)
+        if hooks or (info.stage is Stage.ACQUIRE_REQUEST_STATE and needs_acquire):
+            calls = tuple((h.fn, h.is_async) for h in hooks)
+            if info.stage is Stage.ACQUIRE_REQUEST_STATE:
+                calls = ((_mark_state_acquired, False), *calls)
+            steps.append(Step(info.stage, info.always, hooks, calls))
+    return Plan(
+        tuple(steps),
+        ordered(Stage.SEND_RESPONSE),
+        ordered(Stage.ERROR),
+        ordered(Stage.MAP_PATH),
+        tuple(modules),
+    )

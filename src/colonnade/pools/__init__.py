@@ -1,0 +1,1 @@
+"""Process model: the master (activation service), workers and single-process mode."""

@@ -1,0 +1,568 @@
+"""One client connection: bytes from the socket → the protocol layer → the engine.
+
+How this works: ``HttpConnection`` is an ``asyncio.Protocol``. Every chunk the
+socket delivers is fed to the sans-IO ``HTTP1Connection``; the events it returns
+are sorted into a queue of requests (a pipelined client may send several ahead).
+One task at a time answers the request at the head of the queue, so responses
+leave in request order; when it ends, the next queued request starts. Request
+bodies stream through a small buffer whose size pauses and resumes reading
+(back-pressure on fast uploaders); responses wait in ``write`` while the client
+reads slowly (back-pressure on slow readers). Three timers guard the connection:
+the header timer (first byte → end of head), the body timer (each wait for body
+bytes) and the keep-alive timer (idle between requests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, cast
+
+from colonnade.core.request import EMPTY_BODY, Headers, Request
+from colonnade.core.urlpath import decode_path
+from colonnade.errors import HttpError
+from colonnade.http import Body as BodyEvent
+from colonnade.http import EndOfMessage, HTTP1Connection, ProtocolError, RequestHead
+
+if TYPE_CHECKING:
+    from colonnade.transport.server import ServerState
+
+log = logging.getLogger("colonnade.transport")
+
+# Sent, without parsing anything, to a connection over the server's limit.
+_OVERLOADED = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n"
+    b"connection: close\r\nretry-after: 1\r\n\r\n"
+)
+
+# Files up to this size are read and written in one go (cheaper than sendfile).
+_SMALL_FILE = 64 * 1024
+_COPY_CHUNK = 256 * 1024
+
+# Buffered request-body bytes above which reading pauses until the app catches up.
+_BODY_HIGH_WATER = 256 * 1024
+
+
+class StreamBody:
+    """A request body arriving from the socket; implements ``core.request.Body``."""
+
+    __slots__ = ("_buffer", "_conn", "_size", "_waiter", "complete", "error", "expect_continue")
+
+    def __init__(self, conn: HttpConnection, expect_continue: bool) -> None:
+        self._conn = conn
+        self._buffer: deque[bytes] = deque()
+        self._size = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self.complete = False
+        self.error: Exception | None = None
+        self.expect_continue = expect_continue
+
+    # -- fed by the connection ----------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        self._buffer.append(data)
+        self._size += len(data)
+        if self._size > _BODY_HIGH_WATER:
+            self._conn.pause_reading_for_body()
+        self._wake()
+
+    def finish(self) -> None:
+        self.complete = True
+        self._wake()
+
+    def fail(self, exc: Exception) -> None:
+        self.error = exc
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- read by the application ----------------------------------------------------
+
+    async def _wait(self) -> None:
+        if self.expect_continue:
+            self.expect_continue = False
+            self._conn.send_continue()
+        self._conn.resume_reading_for_body()
+        loop = asyncio.get_running_loop()
+        self._waiter = loop.create_future()
+        timer = loop.call_later(self._conn.state.timeouts.body, self._timeout)
+        try:
+            await self._waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+    def _timeout(self) -> None:
+        self.fail(HttpError(408, 0, "the request body did not arrive in time"))
+
+    async def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (everything if -1); ``b""`` at the end of the body."""
+        while True:
+            if self.error is not None:
+                raise self.error
+            if self._buffer and (size >= 0 or self.complete):
+                break
+            if self.complete:
+                return b""
+            await self._wait()
+        if size < 0:
+            data = b"".join(self._buffer)
+            self._buffer.clear()
+        else:
+            data = self._buffer.popleft()
+            if len(data) > size:
+                self._buffer.appendleft(data[size:])
+                data = data[:size]
+        self._size -= len(data)
+        return data
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        while True:
+            chunk = await self.read(65536)
+            if not chunk:
+                return
+            yield chunk
+
+
+class Exchange:
+    """One request on the connection and the writer for its response."""
+
+    __slots__ = ("body", "bytes_sent", "conn", "head", "keep_alive", "request", "sized")
+
+    def __init__(
+        self,
+        conn: HttpConnection,
+        head: RequestHead,
+        request: Request | None,
+        body: StreamBody | None,
+    ) -> None:
+        self.conn = conn
+        self.head = head
+        self.request = request
+        self.body = body
+        self.bytes_sent = 0
+        self.keep_alive = head.keep_alive
+        self.sized = False  # the response declared its length: raw bytes may follow
+
+    # ResponseWriter -------------------------------------------------------------
+
+    def send_all(self, status: int, reason: bytes | None, headers: Headers, body: bytes) -> None:
+        """The whole response in one write."""
+        conn = self.conn
+        h1 = conn.h1
+        data = h1.start_response(
+            self.head,
+            status,
+            headers,
+            reason=reason,
+            content_length=len(body),
+            keep_alive=self._keep_alive(),
+        )
+        if body:
+            data += h1.body(body)
+        self.bytes_sent += len(data)
+        conn.write(data)
+
+    def start(
+        self, status: int, reason: bytes | None, headers: Headers, content_length: int | None
+    ) -> None:
+        """The head of a streamed response."""
+        self.sized = content_length is not None
+        data = self.conn.h1.start_response(
+            self.head,
+            status,
+            headers,
+            reason=reason,
+            content_length=content_length,
+            keep_alive=self._keep_alive(),
+        )
+        self.bytes_sent += len(data)
+        self.conn.write(data)
+
+    async def write(self, data: bytes) -> None:
+        """Body bytes; waits while the client is slow to read."""
+        conn = self.conn
+        framed = conn.h1.body(data)
+        if framed:
+            self.bytes_sent += len(framed)
+            conn.write(framed)
+            if conn.write_paused:
+                await conn.drain()
+
+    async def sendfile(self, path: str, offset: int, count: int) -> None:
+        """A file range: small ones in one write, large ones with zero-copy sendfile."""
+        conn = self.conn
+        # Opening a local file is not worth a thread; reads use pread/sendfile.
+        with open(path, "rb") as f:  # noqa: ASYNC230
+            if count <= _SMALL_FILE or not self.sized or self.head.method == b"HEAD":
+                await self._copy(f.fileno(), offset, count)
+            else:
+                await conn.sendfile(f.fileno(), offset, count)
+                self.bytes_sent += count
+
+    async def _copy(self, fd: int, offset: int, count: int) -> None:
+        while count > 0:
+            data = os.pread(fd, min(count, _COPY_CHUNK), offset)
+            if not data:
+                raise ConnectionError("the file shrank while it was being sent")
+            await self.write(data)
+            offset += len(data)
+            count -= len(data)
+
+    async def end(self) -> None:
+        """End of a streamed body."""
+        tail = self.conn.h1.end_response()
+        if tail:
+            self.bytes_sent += len(tail)
+            self.conn.write(tail)
+
+    def abort(self) -> None:
+        """Drop the connection (a streamed response failed half-way)."""
+        self.keep_alive = False
+        self.conn.abort()
+
+    def _keep_alive(self) -> bool:
+        conn = self.conn
+        if conn.closing or not self.keep_alive:
+            return False
+        body = self.body
+        # A body nobody read and that has not fully arrived cannot be skipped
+        # cheaply: close instead of reading it.
+        return body is None or body.complete
+
+
+class HttpConnection(asyncio.Protocol):
+    """The asyncio protocol for one HTTP/1.1 connection."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        limits = state.limits
+        self.h1 = HTTP1Connection(
+            max_target=limits.max_request_target,
+            max_header_size=limits.max_header_size,
+            max_headers=limits.max_headers,
+            server=state.server_header,
+        )
+        self.transport: asyncio.Transport | None = None
+        self.queue: deque[Exchange] = deque()
+        self.current: Exchange | None = None  # the request whose body is arriving
+        self.task: asyncio.Task[None] | None = None
+        self.pending_error: ProtocolError | None = None
+        self.closing = False
+        self.write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._read_paused_for_body = False
+        self._read_paused_for_queue = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._idle = True
+        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int] | None = None
+
+    # -- asyncio.Protocol -----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, but implement it.
+        self.transport = transport = cast(asyncio.Transport, transport)
+        state = self.state
+        if len(state.connections) >= state.limits.max_connections:
+            transport.write(_OVERLOADED)
+            transport.close()
+            self.closing = True
+            return
+        state.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        self.client = (peer[0], peer[1]) if isinstance(peer, tuple) else None
+        self.server = (sock[0], sock[1]) if isinstance(sock, tuple) else None
+        self._arm(state.timeouts.header)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.state.forget(self)
+        self._disarm()
+        for exchange in (self.current, *self.queue):
+            if exchange is not None and exchange.body is not None and not exchange.body.complete:
+                exchange.body.fail(ConnectionError("the client closed the connection"))
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        self._wake_drain()
+
+    def data_received(self, data: bytes) -> None:
+        if self._idle:
+            self._idle = False
+            self._arm(self.state.timeouts.header)
+        for event in self.h1.feed(data):
+            self._on_event(event)
+
+    def eof_received(self) -> bool | None:
+        for event in self.h1.feed_eof():
+            self._on_event(event)
+        # Nothing in flight: let asyncio close the transport; else answer what was
+        # asked, then close.
+        self.closing = True
+        return self.task is not None or bool(self.queue)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._wake_drain()
+
+    # -- events from the protocol layer ---------------------------------------------
+
+    def _on_event(self, event: object) -> None:
+        if isinstance(event, RequestHead):
+            self._on_head(event)
+        elif isinstance(event, BodyEvent):
+            current = self.current
+            if current is not None and current.body is not None:
+                current.body.feed(event.data)
+        elif isinstance(event, EndOfMessage):
+            current = self.current
+            if current is not None and current.body is not None:
+                current.body.finish()
+            self.current = None
+        elif isinstance(event, ProtocolError):
+            self._on_protocol_error(event)
+
+    def _on_head(self, head: RequestHead) -> None:
+        self._disarm()
+        has_body = head.chunked or bool(head.content_length)
+        body = StreamBody(self, head.expect_continue) if has_body else None
+        try:
+            path = decode_path(head.path)
+        except HttpError as exc:
+            self._on_protocol_error(ProtocolError(exc.status, exc.message))
+            return
+        request = Request(
+            head.method.decode("ascii"),
+            path,
+            raw_path=head.path,
+            query=head.query,
+            target=head.target,
+            version=head.version.decode("ascii"),
+            headers=head.headers,
+            host=head.host.decode("latin-1"),
+            client=self.client,
+            server=self.server,
+            body=body if body is not None else EMPTY_BODY,
+            keep_alive=head.keep_alive,
+        )
+        exchange = Exchange(self, head, request, body)
+        self.current = exchange if body is not None else None
+        self.queue.append(exchange)
+        if len(self.queue) > self.state.limits.max_pipelined and not self._read_paused_for_queue:
+            self._read_paused_for_queue = True
+            self._pause_reading()
+        if self.task is None:
+            self._start_next()
+
+    def _on_protocol_error(self, event: ProtocolError) -> None:
+        self._disarm()
+        if self.current is not None and self.current.body is not None:
+            self.current.body.fail(HttpError(400, 0, event.reason))
+        self.pending_error = event
+        if self.task is None and not self.queue:
+            self._send_error()
+
+    def _send_error(self) -> None:
+        event = self.pending_error
+        if event is None:
+            return
+        self.pending_error = None
+        self.state.log_protocol_error(self.client, event.status, event.reason)
+        self.write(self.h1.error_response(event.status, event.reason))
+        self.close()
+
+    # -- answering requests, one at a time ----------------------------------------
+
+    def _start_next(self) -> None:
+        exchange = self.queue[0]
+        self.task = asyncio.get_running_loop().create_task(self._answer(exchange))
+
+    async def _answer(self, exchange: Exchange) -> None:
+        request = exchange.request
+        assert request is not None
+        try:
+            ctx = await self.state.engine.handle(request, exchange)
+            if not ctx.response.headers_sent:
+                # Nothing reached the wire (an always-stage failed): say so.
+                exchange.send_all(500, None, [], b"")
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("unhandled error answering %r", request)
+            self.abort()
+            return
+        finally:
+            self.task = None
+        self._done(exchange)
+
+    def _done(self, exchange: Exchange) -> None:
+        self.queue.popleft()
+        self.state.requests += 1
+        if self.transport is None or self.transport.is_closing():
+            return
+        if not exchange.keep_alive or not self.h1.keep_alive or not exchange._keep_alive():
+            self.close()
+            return
+        if self._read_paused_for_queue and len(self.queue) <= self.state.limits.max_pipelined:
+            self._read_paused_for_queue = False
+            self._resume_reading()
+        if self.queue:
+            self._start_next()
+        elif self.pending_error is not None:
+            self._send_error()
+        elif self.closing:
+            self.close()
+        else:
+            self._idle = True
+            self._arm(self.state.timeouts.keep_alive)
+
+    # -- writing, flow control, closing ----------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+
+    async def drain(self) -> None:
+        """Wait until the transport's write buffer is below its high-water mark."""
+        if not self.write_paused:
+            return
+        if self.transport is None or self.transport.is_closing():
+            raise ConnectionError("the client went away")
+        if self._drain_waiter is None or self._drain_waiter.done():
+            self._drain_waiter = asyncio.get_running_loop().create_future()
+        await self._drain_waiter
+        if self.transport.is_closing():
+            raise ConnectionError("the client went away")
+
+    async def sendfile(self, fd: int, offset: int, count: int) -> None:
+        """Zero-copy ``count`` bytes of ``fd`` to the socket, waiting on a slow client.
+
+        uvloop implements no ``loop.sendfile``, so this calls ``os.sendfile`` on a
+        duplicate of the socket's descriptor and waits for writability on that
+        duplicate (the transport keeps its own registration of the original).
+        """
+        transport = self.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if transport is None or sock is None or transport.is_closing():
+            raise ConnectionError("the client went away")
+        loop = asyncio.get_running_loop()
+        while transport.get_write_buffer_size():
+            # What the transport still holds must reach the wire first.
+            await asyncio.sleep(0.001)
+            if transport.is_closing():
+                raise ConnectionError("the client went away")
+        out = os.dup(sock.fileno())
+        try:
+            while count > 0:
+                try:
+                    sent = os.sendfile(out, fd, offset, count)
+                except BlockingIOError:
+                    await self._writable(loop, out)
+                    continue
+                except OSError as exc:
+                    if exc.errno in (errno.EPIPE, errno.ECONNRESET):
+                        raise ConnectionError("the client went away") from exc
+                    raise
+                if sent == 0:
+                    raise ConnectionError("the file shrank while it was being sent")
+                offset += sent
+                count -= sent
+        finally:
+            os.close(out)
+
+    async def _writable(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+        waiter: asyncio.Future[None] = loop.create_future()
+
+        def ready() -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        loop.add_writer(fd, ready)
+        try:
+            await asyncio.wait_for(waiter, self.state.timeouts.body)
+        except TimeoutError:
+            raise ConnectionError("the client stopped reading") from None
+        finally:
+            loop.remove_writer(fd)
+        if self.transport is None or self.transport.is_closing():
+            raise ConnectionError("the client went away")
+
+    def _wake_drain(self) -> None:
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def send_continue(self) -> None:
+        """Tell an ``Expect: 100-continue`` client to send its body."""
+        self.write(self.h1.continue_response())
+
+    def pause_reading_for_body(self) -> None:
+        if not self._read_paused_for_body:
+            self._read_paused_for_body = True
+            self._pause_reading()
+
+    def resume_reading_for_body(self) -> None:
+        if self._read_paused_for_body:
+            self._read_paused_for_body = False
+            if not self._read_paused_for_queue:
+                self._resume_reading()
+
+    def _pause_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        self._timer = asyncio.get_running_loop().call_later(seconds, self._on_timeout)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timeout(self) -> None:
+        self._timer = None
+        if self.task is not None or self.queue:
+            return
+        if self._idle:
+            self.close()  # an idle keep-alive connection: close quietly
+        else:
+            self.pending_error = ProtocolError(408, "the request head did not arrive in time")
+            self._send_error()
+
+    def shutdown(self) -> None:
+        """Graceful stop: close now if idle, else after the response in flight."""
+        self.closing = True
+        if self.task is None and not self.queue:
+            self.close()
+
+    def close(self) -> None:
+        self.closing = True
+        self._disarm()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def abort(self) -> None:
+        self.closing = True
+        self._disarm()
+        if self.transport is not None:
+            self.transport.abort()

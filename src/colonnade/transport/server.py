@@ -1,0 +1,105 @@
+"""Listening sockets and the set of live connections of one worker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Iterable
+
+from colonnade.config.schema import Limits, Timeouts
+from colonnade.engine import Engine
+from colonnade.engine.sites import Binding
+from colonnade.transport.connection import HttpConnection
+
+log = logging.getLogger("colonnade.transport")
+
+
+class ServerState:
+    """What every connection of a worker shares: the engine, limits, counters.
+
+    ``engine`` is replaced as a whole when the configuration is reloaded; a
+    request in flight keeps the engine it started with.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        settings = engine.settings
+        self.limits: Limits = settings.limits
+        self.timeouts: Timeouts = settings.timeouts
+        self.server_header: bytes | None = settings.server_header.encode() or None
+        self.connections: set[HttpConnection] = set()
+        self.requests = 0
+        self.started = time.time()
+        self._all_closed: asyncio.Event | None = None
+
+    def forget(self, conn: HttpConnection) -> None:
+        """A connection ended."""
+        self.connections.discard(conn)
+        if not self.connections and self._all_closed is not None:
+            self._all_closed.set()
+
+    async def wait_all_closed(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for every connection to end."""
+        if not self.connections:
+            return True
+        self._all_closed = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._all_closed.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    def log_protocol_error(self, client: tuple[str, int] | None, status: int, reason: str) -> None:
+        """A request refused before it reached the pipeline (no access log line)."""
+        log.info("rejected request from %s: %d %s", client[0] if client else "?", status, reason)
+
+
+def bind_socket(binding: Binding, *, backlog: int = 2048) -> socket.socket:
+    """A listening socket for ``binding`` (SO_REUSEADDR; IPv6 for IPv6 hosts)."""
+    family = socket.AF_INET6 if ":" in binding.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((binding.host, binding.port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(backlog)
+    sock.setblocking(False)
+    return sock
+
+
+class HttpServer:
+    """Serves an engine on already-bound sockets until stopped."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.servers: list[asyncio.Server] = []
+
+    async def start(self, sockets: Iterable[socket.socket]) -> None:
+        """Start accepting on ``sockets``."""
+        loop = asyncio.get_running_loop()
+        for sock in sockets:
+            server = await loop.create_server(
+                lambda: HttpConnection(self.state), sock=sock, backlog=2048
+            )
+            self.servers.append(server)
+
+    async def stop(self, deadline: float) -> None:
+        """Stop accepting; let requests in flight finish for ``deadline`` seconds."""
+        for server in self.servers:
+            server.close()
+        for conn in list(self.state.connections):
+            conn.shutdown()
+        if not await self.state.wait_all_closed(deadline):
+            log.warning(
+                "graceful stop: %d connection(s) still busy after %.1fs; aborting",
+                len(self.state.connections),
+                deadline,
+            )
+            for conn in list(self.state.connections):
+                conn.abort()
+        for server in self.servers:
+            await server.wait_closed()

@@ -1,0 +1,51 @@
+"""Decoding request paths: one canonical form, never above the root."""
+
+from __future__ import annotations
+
+import pytest
+
+from colonnade.core.urlpath import decode_path
+from colonnade.errors import HttpError
+
+GOOD = [
+    (b"/", "/"),
+    (b"/a/b.txt", "/a/b.txt"),
+    (b"/a/./b", "/a/b"),
+    (b"/a/../b", "/b"),
+    (b"/a//b", "/a/b"),
+    (b"/dir/", "/dir/"),
+    (b"/a/b/..", "/a/"),
+    (b"/%7Euser/x%20y", "/~user/x y"),
+    (b"/caf%C3%A9", "/caf\u00e9"),
+    (b"/a%2fb", "/a/b"),  # an encoded slash is a slash: no second meaning
+    (b"/a/%2e%2e/b", "/b"),
+    (b"*", "*"),
+]
+
+BAD = [
+    b"/..",
+    b"/../etc/passwd",
+    b"/%2e%2e/etc",
+    b"/a/../../etc",
+    b"/..%2f..%2fetc",
+    b"/%00",
+    b"/a%00.txt",
+    b"/%zz",
+    b"/%4",
+    b"/%c0%ae%c0%ae/",  # overlong UTF-8 dots are not UTF-8
+    b"/%ff",
+    b"relative",
+    b"/caf\xc3\xa9",  # raw non-ASCII bytes
+]
+
+
+@pytest.mark.parametrize(("raw", "expected"), GOOD)
+def test_decodes(raw: bytes, expected: str) -> None:
+    assert decode_path(raw) == expected
+
+
+@pytest.mark.parametrize("raw", BAD)
+def test_refuses(raw: bytes) -> None:
+    with pytest.raises(HttpError) as info:
+        decode_path(raw)
+    assert info.value.status == 400

@@ -1,0 +1,81 @@
+"""Small modules that record what the pipeline does to them."""
+
+from __future__ import annotations
+
+import pytest
+
+from colonnade import FINISH, Context, Handler, Module, Stage, hook
+from colonnade.core.stages import STAGES
+
+WALK = [info.stage for info in STAGES]
+
+
+def _trail(ctx: Context) -> list[str]:
+    trail: list[str] = ctx.items.setdefault("trail", [])
+    return trail
+
+
+def _record(self: Module, ctx: Context, stage: Stage) -> object:
+    _trail(ctx).append(stage.name)
+    finish_at = ctx.request.header(b"x-finish-at")
+    if finish_at is not None and finish_at.decode() == stage.name:
+        ctx.error_response(403)
+        return FINISH
+    fail_at = ctx.request.header(b"x-fail-at")
+    if fail_at is not None and fail_at.decode() == stage.name:
+        raise RuntimeError(f"boom at {stage.name}")
+    return None
+
+
+def _make_hook(stage: Stage, is_async: bool):  # type: ignore[no-untyped-def]
+    if is_async:
+
+        async def on_async(self, ctx):  # type: ignore[no-untyped-def]
+            return _record(self, ctx, stage)
+
+        return hook(stage)(on_async)
+
+    def on_sync(self, ctx):  # type: ignore[no-untyped-def]
+        return _record(self, ctx, stage)
+
+    return hook(stage)(on_sync)
+
+
+# A module joining every stage of the walk, alternating plain functions and
+# coroutines (both kinds must run, in order). Built with type() so the class
+# statement's hook collection sees every generated method.
+Every: type[Module] = type(
+    "Every",
+    (Module,),
+    {"id": "test.every"}
+    | {f"on_{s.name.lower()}": _make_hook(s, i % 2 == 1) for i, s in enumerate(WALK)},
+)
+
+
+class Echo(Handler):
+    """Answers with the trail so far."""
+
+    id = "test.echo"
+
+    async def execute(self, ctx: Context) -> None:
+        _trail(ctx).append("HANDLER")
+        if ctx.request.header(b"x-stream") is not None:
+            await ctx.write(b"part1,")
+            if ctx.request.header(b"x-fail-mid-stream") is not None:
+                raise RuntimeError("broken stream")
+            await ctx.write(b"part2")
+            return
+        ctx.response.body = ",".join(_trail(ctx)).encode()
+
+
+def engine_config(*modules: str) -> dict[str, object]:
+    return {
+        "server": {"modules": list(modules)},
+        "sites": [{"name": "t", "bindings": ["http://127.0.0.1:8080"]}],
+        "handlers": [{"path": "*", "handler": "test.echo"}],
+    }
+
+
+@pytest.fixture
+def every_classes() -> list[type[Module]]:
+    return [Every, Echo]

@@ -1,0 +1,108 @@
+"""The walk: stage order, FINISH, always-run stages, errors becoming 500s."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+
+from colonnade.core.stages import STAGES, Always, Stage
+from colonnade.testing import Client, build_engine
+
+from .conftest import WALK, Echo, Every, engine_config
+
+
+def client() -> Client:
+    return Client(build_engine(engine_config("test.every", "test.echo"), modules=[Every, Echo]))
+
+
+def trail(response) -> list[str]:  # type: ignore[no-untyped-def]
+    return response.context.items["trail"]
+
+
+def test_every_stage_runs_in_order_with_post_stages() -> None:
+    with client() as c:
+        r = c.get("/x")
+    assert r.status == 200
+    expected = [s.name for s in WALK]
+    handler_at = expected.index("EXECUTE_REQUEST_HANDLER") + 1
+    expected.insert(handler_at, "HANDLER")
+    assert trail(r) == expected
+    # The body was built in the handler: it shows the walk up to there.
+    assert r.body.decode().split(",") == expected[: handler_at + 1]
+
+
+@pytest.mark.parametrize("stage", [s for s in WALK if s < Stage.SEND_RESPONSE])
+def test_finish_skips_to_the_always_stages(stage: Stage) -> None:
+    with client() as c:
+        r = c.get("/x", headers={"x-finish-at": stage.name})
+    assert r.status == 403
+    seen = trail(r)
+    index = seen.index(stage.name)
+    after = seen[index + 1 :]
+    acquired = stage >= Stage.ACQUIRE_REQUEST_STATE
+    expected = [
+        s.stage.name
+        for s in STAGES
+        if s.stage > stage
+        and (s.always is Always.YES or (s.always is Always.IF_STATE and acquired))
+    ]
+    assert after == expected
+    assert "HANDLER" not in seen or stage > Stage.EXECUTE_REQUEST_HANDLER
+
+
+@pytest.mark.parametrize("stage", [s for s in WALK if s < Stage.SEND_RESPONSE])
+def test_exception_becomes_500_with_correlation_id(
+    stage: Stage, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="colonnade.error"), client() as c:
+        r = c.get("/x", headers={"x-fail-at": stage.name})
+    assert r.status == 500
+    match = re.search(r"Correlation id: <code>([0-9a-f]{12})</code>", r.text)
+    assert match, r.text
+    assert "Traceback" not in r.text and "boom" not in r.text
+    logged = [rec for rec in caplog.records if match.group(1) in rec.getMessage()]
+    assert len(logged) == 1 and logged[0].exc_info is not None
+    # LOG_REQUEST and END_REQUEST still ran after the failure.
+    assert trail(r)[-3:] == ["LOG_REQUEST", "POST_LOG_REQUEST", "END_REQUEST"]
+
+
+@pytest.mark.parametrize("stage", ["LOG_REQUEST", "POST_LOG_REQUEST", "END_REQUEST"])
+def test_failure_after_the_response_is_only_logged(
+    stage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="colonnade.error"), client() as c:
+        r = c.get("/x", headers={"x-fail-at": stage})
+        again = c.get("/y")
+    assert r.status == 200 and r.complete and not r.aborted
+    assert trail(r)[-1] == "END_REQUEST"
+    assert any("boom at " + stage in str(rec.exc_info) for rec in caplog.records)
+    assert again.status == 200
+
+
+def test_failure_in_send_response_hook_still_answers_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="colonnade.error"), client() as c:
+        r = c.get("/x", headers={"x-fail-at": "SEND_RESPONSE"})
+    assert r.status == 500 and r.complete
+    assert "Correlation id" in r.text
+
+
+def test_streaming_then_failure_aborts_the_connection() -> None:
+    with client() as c:
+        r = c.get("/x", headers={"x-stream": "1", "x-fail-mid-stream": "1"})
+    assert r.status == 200  # the head was out before the failure
+    assert r.aborted, "a truncated body must not look complete"
+    assert r.body == b"part1,"
+
+
+def test_streaming_response() -> None:
+    with client() as c:
+        r = c.get("/x", headers={"x-stream": "1"})
+    assert r.status == 200 and r.complete and r.body == b"part1,part2"
+    # SEND_RESPONSE ran once, at the first write, before the rest of the walk.
+    seen = trail(r)
+    assert seen.count("SEND_RESPONSE") == 1
+    assert seen.index("SEND_RESPONSE") < seen.index("POST_EXECUTE_REQUEST_HANDLER")
