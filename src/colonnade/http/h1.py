@@ -1,0 +1,745 @@
+"""HTTP/1.1 without sockets: bytes in, events out; response parts in, bytes out.
+
+How this works
+--------------
+One ``HTTP1Connection`` per TCP connection. ``feed(data)`` hands the bytes to
+llhttp (through httptools), which calls back into the ``_on_*`` methods below as
+it recognises pieces; the callbacks append events to a list that ``feed``
+returns. llhttp already enforces most of RFC 9112 (request-line and header
+syntax, Content-Length syntax and duplicates, CL together with TE, chunk
+framing); the callbacks add what it lets through: Host rules, request-target
+forms, unsupported transfer codings, HTTP/0.9 and 2.0, Expect, and the size
+limits. A check that fails stores a ``ProtocolError`` and raises ``_RejectError``,
+which makes llhttp stop; ``feed`` turns that (or llhttp's own error) into the
+final event, and from then on the connection only returns ``[]``.
+
+Parsing stops for good after a request that asked to close (later bytes are
+ignored, RFC 9112 9.6), after an upgrade request (the rest belongs to the new
+protocol: ``trailing_data``) and after a ``ProtocolError``.
+
+Memory stays bounded: the request target and the headers are checked as they
+complete, and ``_stall`` counts the bytes fed while a header line may still be
+incomplete inside httptools (which buffers it before calling us), so one
+endless header line cannot grow without limit. Feeds larger than ``_SLICE`` are
+parsed in slices so that count stays precise enough.
+
+The response side is a handful of flags for the response being sent:
+``start_response`` picks the framing (Content-Length, chunked, or close-delimited)
+and ``body``/``end_response`` apply it. Requests are answered strictly in order;
+counting requests and responses is enough to know which response is the last
+one the connection will carry.
+"""
+
+from __future__ import annotations
+
+import sys
+from email.utils import formatdate
+from http import HTTPStatus
+from time import time
+from typing import NoReturn
+
+import httptools
+
+from colonnade.http.events import Body, EndOfMessage, Event, Headers, ProtocolError, RequestHead
+
+__all__ = ["HTTP1Connection", "reason_phrase"]
+
+# -- parser states -----------------------------------------------------------------
+_IDLE = 0  # between requests
+_HEAD = 1  # request line and header section
+_BODY = 2  # body bytes (or a chunk-size line)
+_CHUNK = 3  # after a chunk header: chunk data, or the trailer section of the last chunk
+_UPGRADED = 4  # after an upgrade request: no more HTTP
+_CLOSED = 5  # after a request that asked to close, or EOF: later bytes are ignored
+_FAILED = 6  # after a ProtocolError
+
+_SLICE = 65536
+_END = EndOfMessage()
+_NEVER = sys.maxsize
+
+# Request header names that need a closer look; all but Host only at the end of the head.
+_SPECIAL = frozenset((b"host", b"content-length", b"transfer-encoding", b"expect"))
+
+# RFC 3986 reg-name / IP-literal / port characters: anything else in Host is a 400.
+_HOST_CHARS = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=%:[]"
+# Hosts already found valid: clients repeat the same few, and a set hit is a quarter
+# of the cost of checking. Bounded, so junk hosts only fill it and then bypass it.
+_VALID_HOSTS: set[bytes] = set()
+_VALID_HOSTS_MAX = 256
+# RFC 9110 tchar: a response header name made of anything else is a caller bug.
+_TCHARS = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+# llhttp also parses RTSP/1.0 and ICE/1.0 request lines and reports them as version
+# 1.0 without saying which protocol it saw. These methods are RTSP's, and SOURCE is
+# the one ICE allows: with version 1.0 they mean "not HTTP". (``GET / RTSP/1.0``
+# still passes as HTTP/1.0: nothing tells it apart, and it is harmless.)
+_NOT_HTTP_10 = frozenset(
+    (
+        b"ANNOUNCE",
+        b"DESCRIBE",
+        b"FLUSH",
+        b"GET_PARAMETER",
+        b"PAUSE",
+        b"PLAY",
+        b"PLAY_NOTIFY",
+        b"RECORD",
+        b"REDIRECT",
+        b"SETUP",
+        b"SET_PARAMETER",
+        b"SOURCE",
+        b"TEARDOWN",
+    )
+)
+
+
+class _RejectError(Exception):
+    """Raised inside a parser callback to make llhttp stop; the error is in ``_reject``."""
+
+
+# -- status lines and reasons, built once --------------------------------------------
+_REASONS: dict[int, bytes] = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
+_STATUS_LINES: dict[int, bytes] = {
+    code: b"HTTP/1.1 %d %b\r\n" % (code, phrase) for code, phrase in _REASONS.items()
+}
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def reason_phrase(status: int) -> bytes:
+    """The standard reason phrase for ``status`` (``b"Not Found"``), ``b""`` if none."""
+    return _REASONS.get(status, b"")
+
+
+def _status_line(status: int, reason: bytes) -> bytes:
+    if not 100 <= status <= 999:
+        raise ValueError(f"invalid status code {status!r}")
+    if b"\r" in reason or b"\n" in reason:
+        raise ValueError("CR or LF in reason phrase")
+    return b"HTTP/1.1 %d %b\r\n" % (status, reason)
+
+
+# -- the Date header, formatted at most once per second (for all connections) ---------
+_date_next = 0.0  # when the cached line goes stale
+_date_line = b""
+
+
+def _date_header() -> bytes:
+    global _date_next, _date_line
+    now = time()
+    if now >= _date_next:
+        second = int(now)
+        _date_line = b"Date: " + formatdate(second, usegmt=True).encode("ascii") + b"\r\n"
+        _date_next = second + 1.0
+    return _date_line
+
+
+# -- Content-Length lines for the sizes that recur (formatting costs more than a lookup)
+_LENGTH_LINES: dict[int, bytes] = {}
+_LENGTH_LINES_MAX = 4096
+
+
+def _length_line(length: int) -> bytes:
+    if length < 0:
+        raise ValueError("negative Content-Length")
+    line = b"Content-Length: %d\r\n" % length
+    if len(_LENGTH_LINES) < _LENGTH_LINES_MAX:
+        _LENGTH_LINES[length] = line
+    return line
+
+
+# -- response header names: validated and lowercased once, then looked up ------------
+# Handlers send the same few names over and over; a dict hit (the name's hash is
+# cached on the bytes object) is cheaper than lowering and validating each time.
+_NAME_CACHE: dict[bytes, bytes] = {}
+_NAME_CACHE_MAX = 1024
+_RESPONSE_FRAMING = frozenset(
+    (b"content-length", b"transfer-encoding", b"connection", b"date", b"server")
+)
+
+
+def _response_name(name: bytes) -> bytes:
+    lname = name.lower()
+    if not name or name.translate(None, _TCHARS):
+        raise ValueError(f"invalid response header name {name!r}")
+    if len(_NAME_CACHE) < _NAME_CACHE_MAX:
+        _NAME_CACHE[name] = lname
+    return lname
+
+
+def _has_token(value: bytes, token: bytes) -> bool:
+    return any(part.strip() == token for part in value.lower().split(b","))
+
+
+class _Callbacks:
+    """The object httptools calls; holds bound private methods of the connection.
+
+    httptools looks the callbacks up by name once, so this keeps them off the
+    public surface of ``HTTP1Connection`` at no cost per call.
+    """
+
+    __slots__ = (
+        "on_body",
+        "on_chunk_header",
+        "on_header",
+        "on_headers_complete",
+        "on_message_begin",
+        "on_message_complete",
+        "on_url",
+    )
+
+    def __init__(self, conn: HTTP1Connection) -> None:
+        self.on_message_begin = conn._on_message_begin
+        self.on_url = conn._on_url
+        self.on_header = conn._on_header
+        self.on_headers_complete = conn._on_headers_complete
+        self.on_body = conn._on_body
+        self.on_chunk_header = conn._on_chunk_header
+        self.on_message_complete = conn._on_message_complete
+
+
+class HTTP1Connection:
+    """The HTTP/1.1 protocol state of one connection, without any I/O.
+
+    Feed it received bytes, act on the events, and send what the response
+    methods return, in that order. Responses must be produced strictly in the
+    order of the requests.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_chunked",
+        "_close",
+        "_continued",
+        "_events",
+        "_feeding",
+        "_final",
+        "_framing",
+        "_headers",
+        "_host",
+        "_hsize",
+        "_keep_alive_req",
+        "_left",
+        "_max_header_size",
+        "_max_headers",
+        "_max_target",
+        "_no_body",
+        "_parser",
+        "_reject",
+        "_requests",
+        "_responses",
+        "_server_line",
+        "_stall",
+        "_stall_limit",
+        "_state",
+        "_trailing",
+        "_upgrade_left",
+        "_url",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_target: int = 8192,
+        max_header_size: int = 65536,
+        max_headers: int = 100,
+        server: bytes | None = b"colonnade",
+    ) -> None:
+        """Limits: request-target length (414), header section bytes and count (431).
+
+        ``server`` is the Server header value, or None to send none.
+        """
+        if server is not None and (b"\r" in server or b"\n" in server):
+            raise ValueError("CR or LF in server name")
+        self._max_target = max_target
+        self._max_header_size = max_header_size
+        self._max_headers = max_headers
+        self._server_line = b"" if server is None else b"Server: " + server + b"\r\n"
+        # A header line may sit in httptools' buffer until it ends; bound those bytes
+        # with room for a maximal legitimate head plus one slice of overcount.
+        self._stall_limit = max_target + max_header_size + _SLICE + 1024
+        self._parser = httptools.HttpRequestParser(_Callbacks(self))
+        self._events: list[Event] = []
+        self._state = _IDLE
+        self._stall = 0
+        self._feeding = 0
+        self._reject: ProtocolError | None = None
+        # The request being parsed.
+        self._url = b""
+        self._headers: Headers | None = None  # None outside a head: fields are trailers
+        self._hsize = 0  # trailer section bytes
+        self._host: bytes | None = None
+        self._framing = False
+        self._keep_alive_req = True
+        # After an upgrade request: its body still to deliver, then the raw rest.
+        self._upgrade_left = 0
+        self._trailing = bytearray()
+        # Response side: requests parsed, responses started, and the number of the
+        # last response the connection will carry (_NEVER while that is open).
+        self._requests = 0
+        self._responses = 0
+        self._final = _NEVER
+        self._chunked = False
+        self._no_body = False
+        self._left = -1
+        self._close = False
+        self._continued = False
+
+    # -- receiving ---------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> list[Event]:
+        """Parse received bytes; return the events they complete, in order."""
+        state = self._state
+        if state >= _UPGRADED:
+            if state == _UPGRADED:
+                self._after_upgrade(data)
+        elif len(data) <= _SLICE:
+            self._execute(data)
+        else:
+            view = memoryview(data)
+            size = len(view)
+            for start in range(0, size, _SLICE):
+                end = start + _SLICE
+                self._execute(view[start:end])
+                if self._state >= _UPGRADED:
+                    if self._state == _UPGRADED and end < size:
+                        self._after_upgrade(view[end:])
+                    break
+        events = self._events
+        self._events = []
+        return events
+
+    def feed_eof(self) -> list[Event]:
+        """The peer closed its side: a request cut short is a 400, else nothing."""
+        state = self._state
+        if state in (_HEAD, _BODY, _CHUNK) or (state == _UPGRADED and self._upgrade_left):
+            self._fail_connection(
+                ProtocolError(400, "connection closed in the middle of a request")
+            )
+        elif state != _FAILED:
+            self._state = _CLOSED
+            # The requests already received are answered; the last answer closes.
+            self._final = min(self._final, self._requests)
+        events = self._events
+        self._events = []
+        return events
+
+    @property
+    def trailing_data(self) -> bytes:
+        """Bytes received after an upgrade request (and its body): the new protocol's."""
+        return bytes(self._trailing)
+
+    def _execute(self, data: bytes | memoryview) -> None:
+        self._feeding = len(data)
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self._state = _UPGRADED
+            self._final = self._requests
+            self._after_upgrade(data[upgrade.args[0] :])
+            return
+        except httptools.HttpParserError as exc:
+            self._parser_error(exc)
+            return
+        state = self._state
+        if state in (_HEAD, _CHUNK):
+            self._stall += len(data)
+            if self._stall > self._stall_limit:
+                what = "header section" if state == _HEAD else "trailer section"
+                self._fail_connection(ProtocolError(431, f"{what} too large"))
+
+    def _parser_error(self, exc: Exception) -> None:
+        error = self._reject
+        if error is None:
+            if self._state == _CLOSED:
+                # llhttp refuses bytes after a request that asked to close; RFC 9112
+                # 9.6 says to ignore them, which is what _CLOSED does from now on.
+                return
+            if isinstance(exc, httptools.HttpParserCallbackError):
+                raise exc  # a bug in a callback: let it show
+            reason = str(exc)
+            # llhttp says "Invalid HTTP version" for a well-formed but unsupported one.
+            error = ProtocolError(505 if reason == "Invalid HTTP version" else 400, reason)
+        self._fail_connection(error)
+
+    def _fail_connection(self, error: ProtocolError) -> None:
+        self._events.append(error)
+        self._state = _FAILED
+        # The error response counts as one more response; it is the last.
+        self._final = self._requests + 1
+
+    def _fail(self, status: int, reason: str) -> NoReturn:
+        self._reject = ProtocolError(status, reason)
+        raise _RejectError(reason)
+
+    def _after_upgrade(self, data: bytes | memoryview) -> None:
+        left = self._upgrade_left
+        if left:
+            piece = bytes(data[:left])
+            if piece:
+                self._events.append(Body(piece))
+            left -= len(piece)
+            self._upgrade_left = left
+            if left:
+                return
+            self._events.append(_END)
+            data = data[len(piece) :]
+        self._trailing += data
+
+    # -- llhttp callbacks (hot path: keep them lean) -----------------------------------
+
+    def _on_message_begin(self) -> None:
+        self._state = _HEAD
+        self._stall = 0
+        self._headers = []
+
+    def _on_url(self, url: bytes) -> None:
+        # llhttp reports the target in pieces when it spans feeds.
+        url = self._url + url
+        if len(url) > self._max_target:
+            self._fail(414, "request target too long")
+        self._url = url
+
+    def _on_header(self, name: bytes, value: bytes) -> None:
+        # Sizes and counts are checked once, at the end of the head (the _stall
+        # guard bounds memory meanwhile): this runs for every field of every request.
+        headers = self._headers
+        if headers is None:
+            self._on_trailer(name, value)
+            return
+        name = name.lower()
+        value = value.rstrip(b" \t")  # llhttp strips leading whitespace only
+        headers.append((name, value))
+        if name in _SPECIAL:
+            if name != b"host":
+                self._framing = True
+            elif self._host is None:
+                self._host = value
+            else:
+                self._fail(400, "more than one Host header")
+
+    def _on_trailer(self, name: bytes, value: bytes) -> None:
+        # Trailer fields are accepted and dropped; they still count against the limits.
+        self._hsize += len(name) + len(value) + 4
+        if self._hsize > self._max_header_size:
+            self._fail(431, "trailer section too large")
+
+    def _check_head_size(self, headers: Headers) -> None:
+        size = sum(len(name) + len(value) + 4 for name, value in headers)
+        if size > self._max_header_size:
+            self._fail(431, "header section too large")
+
+    def _on_headers_complete(self) -> None:
+        headers = self._headers
+        if headers is None:  # cannot happen: llhttp begins every message first
+            raise RuntimeError("headers complete outside a message")
+        if len(headers) > self._max_headers:
+            self._fail(431, "too many header fields")
+        # Bytes fed since the head began bound its size; count exactly only past the limit.
+        if self._stall + self._feeding > self._max_header_size:
+            self._check_head_size(headers)
+        parser = self._parser
+        method = parser.get_method()
+        version_str = parser.get_http_version()
+        if version_str == "1.1":
+            version = b"1.1"
+        elif version_str == "1.0":
+            version = b"1.0"
+            if method in _NOT_HTTP_10:
+                self._fail(400, "not an HTTP request")
+        else:
+            self._fail(505, f"HTTP/{version_str} not supported")
+        url = self._url
+        host = self._host
+        authority = None
+        if url[:1] == b"/":  # origin-form, the common case
+            if 35 in url:  # "#"; an int is found by memchr, a bytes needle is slower
+                self._fail(400, "fragment in request target")
+            path, _, query = url.partition(b"?")
+        elif url == b"*":
+            if method != b"OPTIONS":
+                self._fail(400, "asterisk-form target is only for OPTIONS")
+            path = url
+            query = b""
+        else:
+            path, query, authority = self._absolute_form(method, url)
+        if host is None:
+            if version == b"1.1":
+                self._fail(400, "missing Host header")
+            host = b""
+        elif host not in _VALID_HOSTS:
+            if host.translate(None, _HOST_CHARS):
+                self._fail(400, "invalid Host header")
+            if len(_VALID_HOSTS) < _VALID_HOSTS_MAX:
+                _VALID_HOSTS.add(host)
+        if authority is not None:
+            # RFC 9112 3.2.2: the target's authority wins over the Host header.
+            host = authority
+        content_length = None
+        chunked = False
+        expect_continue = False
+        if self._framing:
+            self._framing = False
+            self._hsize = 0
+            content_length, chunked, expect_continue = self._framing_fields(headers, version)
+            if (content_length or chunked) and parser.should_upgrade():
+                # llhttp hands the body to the upgrade; deliver a sized one ourselves.
+                if chunked:
+                    self._fail(400, "chunked body on an upgrade request")
+                self._upgrade_left = content_length or 0
+        keep_alive = parser.should_keep_alive()
+        self._events.append(
+            RequestHead(
+                method,
+                url,
+                path,
+                query,
+                version,
+                headers,
+                host,
+                keep_alive,
+                expect_continue,
+                content_length,
+                chunked,
+            )
+        )
+        self._requests += 1
+        self._keep_alive_req = keep_alive
+        self._state = _BODY
+        self._url = b""
+        self._headers = None
+        self._host = None
+
+    def _absolute_form(self, method: bytes, url: bytes) -> tuple[bytes, bytes, bytes]:
+        if method == b"CONNECT":
+            # Colonnade is not a forward proxy; authority-form is refused.
+            self._fail(400, "CONNECT is not supported")
+        scheme, sep, rest = url.partition(b"://")
+        if not sep or scheme.lower() not in (b"http", b"https"):
+            self._fail(400, "invalid request target")
+        if b"#" in rest:
+            self._fail(400, "fragment in request target")
+        end = len(rest)
+        for delimiter in (b"/", b"?"):
+            index = rest.find(delimiter)
+            if 0 <= index < end:
+                end = index
+        authority = rest[:end]
+        if not authority or b"@" in authority or authority.translate(None, _HOST_CHARS):
+            # RFC 9110 4.2.4: userinfo in an http(s) URI is to be treated as an error.
+            self._fail(400, "invalid authority in request target")
+        path, _, query = rest[end:].partition(b"?")
+        return path or b"/", query, authority
+
+    def _framing_fields(self, headers: Headers, version: bytes) -> tuple[int | None, bool, bool]:
+        content_length = None
+        codings: list[bytes] = []
+        seen_te = False
+        expect_continue = False
+        for name, value in headers:
+            if name == b"content-length":
+                # llhttp has checked: digits only, no overflow, no second header.
+                content_length = int(value)
+            elif name == b"transfer-encoding":
+                seen_te = True
+                codings.extend(c.strip().lower() for c in value.split(b",") if c.strip())
+            elif name == b"expect":
+                if value.lower() != b"100-continue" or expect_continue:
+                    self._fail(417, "unsupported expectation")
+                # RFC 9110 10.1.1: ignore 100-continue from an HTTP/1.0 client.
+                expect_continue = version == b"1.1"
+        chunked = False
+        if seen_te:
+            if version == b"1.0":
+                # RFC 9112 6.1: TE in a 1.0 message means the framing is faulty.
+                self._fail(400, "Transfer-Encoding in an HTTP/1.0 request")
+            if codings == [b"chunked"]:
+                chunked = True
+            elif not codings or (
+                b"chunked" in codings
+                and (codings[-1] != b"chunked" or codings.count(b"chunked") > 1)
+            ):
+                self._fail(400, "invalid Transfer-Encoding")
+            else:
+                # Chunked last (or absent) after codings we cannot undo (RFC 9112 6.1).
+                self._fail(501, "unsupported transfer coding")
+        return content_length, chunked, expect_continue
+
+    def _on_body(self, data: bytes) -> None:
+        self._events.append(Body(data))
+        self._state = _BODY
+
+    def _on_chunk_header(self) -> None:
+        self._state = _CHUNK
+        self._stall = 0
+
+    def _on_message_complete(self) -> None:
+        if self._upgrade_left:
+            return  # the body comes after the upgrade: _after_upgrade ends the message
+        self._events.append(_END)
+        if self._keep_alive_req:
+            self._state = _IDLE
+        else:
+            self._state = _CLOSED
+            self._final = self._requests
+
+    # -- sending -------------------------------------------------------------------------
+
+    @property
+    def keep_alive(self) -> bool:
+        """True if the connection may carry another request after the current response."""
+        return not self._close and self._responses < self._final
+
+    def continue_response(self) -> bytes:
+        """The interim response that tells an ``expect_continue`` client to send the body."""
+        self._continued = True
+        return _CONTINUE
+
+    def start_response(
+        self,
+        head: RequestHead,
+        status: int,
+        headers: Headers,
+        *,
+        reason: bytes | None = None,
+        content_length: int | None = None,
+        keep_alive: bool = True,
+    ) -> bytes:
+        """The status line and header section of the response to ``head``.
+
+        Framing is the connection's business: pass ``content_length`` (or a
+        content-length header) for a sized body; without one the body is chunked
+        for HTTP/1.1 and close-delimited for HTTP/1.0. A transfer-encoding header
+        from the caller is dropped. Adds Date, Server (unless present) and the
+        Connection header that says what happens after this response. Raises
+        ValueError for a header that cannot be sent (invalid name, CR/LF/NUL).
+        """
+        if reason is None:
+            line = _STATUS_LINES.get(status)
+            if line is None:
+                line = _status_line(status, b"")
+        else:
+            line = _status_line(status, reason)
+        interim = status < 200 and status != 101
+        if not interim:
+            self._responses += 1
+        close = not keep_alive or not head.keep_alive or self._responses >= self._final
+        add_date = True
+        add_server = True
+        caller_close = False
+        length = content_length
+        out = [line]
+        for name, value in headers:
+            lname = _NAME_CACHE.get(name)
+            if lname is None:
+                lname = _response_name(name)
+            # CR or LF would split the response. An int operand makes ``in`` a
+            # memchr, several times faster than a bytes needle.
+            if 13 in value or 10 in value or 0 in value:
+                raise ValueError(f"CR, LF or NUL in the value of response header {name!r}")
+            if lname in _RESPONSE_FRAMING:
+                if lname == b"content-length":
+                    declared = int(value)
+                    if length is None:
+                        length = declared
+                    elif declared != length:
+                        raise ValueError("conflicting Content-Length values")
+                    continue
+                if lname == b"transfer-encoding":
+                    continue
+                if lname == b"connection":
+                    caller_close = _has_token(value, b"close")
+                elif lname == b"date":
+                    add_date = False
+                else:
+                    add_server = False
+            out += (name, b": ", value, b"\r\n")
+        if interim:
+            if head.version == b"1.0":
+                return b""  # RFC 9110 15.2: no 1xx to an HTTP/1.0 client
+            out.append(b"\r\n")
+            return b"".join(out)
+        if (
+            head.expect_continue
+            and not self._continued
+            and self._responses == self._requests
+            and self._state in (_BODY, _CHUNK)
+        ):
+            # Answered without 100 Continue while the body is still due: the client
+            # may send it or not (RFC 9110 10.1.1), so its framing is unknowable.
+            close = True
+        self._continued = False
+        chunked = False
+        if status == 204 or status == 101:
+            length = None  # RFC 9110 8.6: no Content-Length on 1xx or 204
+        elif length is not None:
+            out.append(_LENGTH_LINES.get(length) or _length_line(length))
+        elif status != 304 and head.method != b"HEAD":
+            if head.version == b"1.1":
+                chunked = True
+                out.append(b"Transfer-Encoding: chunked\r\n")
+            else:
+                close = True  # the end of the body is the end of the connection
+        if status == 101:
+            close = True  # no more HTTP; the caller's Connection: Upgrade says the rest
+        elif caller_close:
+            close = True
+        elif close:
+            out.append(b"Connection: close\r\n")
+        elif head.version == b"1.0":
+            out.append(b"Connection: keep-alive\r\n")
+        if add_date:
+            out.append(_date_line if time() < _date_next else _date_header())
+        if add_server and self._server_line:
+            out.append(self._server_line)
+        out.append(b"\r\n")
+        self._close = close
+        self._chunked = chunked
+        self._no_body = status == 204 or status == 304 or status == 101 or head.method == b"HEAD"
+        self._left = -1 if length is None or self._no_body else length
+        return b"".join(out)
+
+    def body(self, data: bytes) -> bytes:
+        """``data`` framed for the wire (empty for responses that carry no body)."""
+        if not data or self._no_body:
+            return b""
+        if self._chunked:
+            return b"%x\r\n%b\r\n" % (len(data), data)
+        left = self._left
+        if left >= 0:
+            left -= len(data)
+            if left < 0:
+                raise ValueError("response body longer than its Content-Length")
+            self._left = left
+        return data
+
+    def end_response(self) -> bytes:
+        """The end of the body: the last chunk if chunked, else nothing."""
+        if self._chunked:
+            self._chunked = False
+            return b"0\r\n\r\n"
+        if self._left > 0:
+            # The body fell short of its Content-Length: the framing is broken, so
+            # the only honest end is closing the connection.
+            self._close = True
+        return b""
+
+    def error_response(self, status: int, reason: str) -> bytes:
+        """A complete response for a ``ProtocolError``; the connection closes after it."""
+        self._responses += 1
+        self._close = True
+        self._chunked = False
+        self._no_body = True
+        self._left = -1
+        line = _STATUS_LINES.get(status) or _status_line(status, b"")
+        phrase = reason_phrase(status).decode("ascii")
+        text = f"{status} {phrase}\n\n{reason}\n".encode("ascii", "backslashreplace")
+        return b"".join(
+            (
+                line,
+                b"Content-Type: text/plain; charset=utf-8\r\n",
+                b"Content-Length: %d\r\n" % len(text),
+                b"Connection: close\r\n",
+                _date_header(),
+                self._server_line,
+                b"\r\n",
+                text,
+            )
+        )

@@ -1,0 +1,312 @@
+"""Accepted requests: raw bytes in, events out, whatever the packet boundaries."""
+
+from __future__ import annotations
+
+import pytest
+
+from colonnade.http import Body, EndOfMessage, Event, HTTP1Connection, RequestHead
+
+END = EndOfMessage()
+
+
+def merged(events: list[Event]) -> list[Event]:
+    """Consecutive Body events joined: how the body is split depends on the feeds."""
+    out: list[Event] = []
+    for event in events:
+        if isinstance(event, Body) and out and isinstance(out[-1], Body):
+            out[-1] = Body(out[-1].data + event.data)
+        else:
+            out.append(event)
+    return out
+
+
+def head(
+    target: bytes = b"/",
+    *,
+    method: bytes = b"GET",
+    path: bytes | None = None,
+    query: bytes = b"",
+    version: bytes = b"1.1",
+    headers: list[tuple[bytes, bytes]] | None = None,
+    host: bytes = b"a",
+    keep_alive: bool = True,
+    expect_continue: bool = False,
+    content_length: int | None = None,
+    chunked: bool = False,
+) -> RequestHead:
+    return RequestHead(
+        method,
+        target,
+        target if path is None else path,
+        query,
+        version,
+        [(b"host", b"a")] if headers is None else headers,
+        host,
+        keep_alive,
+        expect_continue,
+        content_length,
+        chunked,
+    )
+
+
+GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+CHUNKED_POST = (
+    b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b'3;name=value;q="a \\"b\\""\r\nabc\r\n'
+    b"A\r\n0123456789\r\n"
+    b"0\r\nTrailer-One: 1\r\nTrailer-Two: 2\r\n\r\n"
+)
+TE_HEADERS = [(b"host", b"a"), (b"transfer-encoding", b"chunked")]
+
+# (id, request bytes, expected events)
+CASES: list[tuple[str, bytes, list[Event]]] = [
+    ("get", GET, [head(), END]),
+    (
+        "headers-kept-in-order-lowercased-stripped",
+        b"GET /p?q=1&r HTTP/1.1\r\nHost: a\r\nX-B:\t two \t\r\nx-a:one\r\nX-B: 3\r\n\r\n",
+        [
+            head(
+                b"/p?q=1&r",
+                path=b"/p",
+                query=b"q=1&r",
+                headers=[(b"host", b"a"), (b"x-b", b"two"), (b"x-a", b"one"), (b"x-b", b"3")],
+            ),
+            END,
+        ],
+    ),
+    (
+        "raw-path-not-decoded",
+        b"GET /a%20b//c? HTTP/1.1\r\nHost: a\r\n\r\n",
+        [head(b"/a%20b//c?", path=b"/a%20b//c"), END],
+    ),
+    (
+        "close",
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        [head(headers=[(b"host", b"a"), (b"connection", b"close")], keep_alive=False), END],
+    ),
+    (
+        "http10",
+        b"GET / HTTP/1.0\r\n\r\n",
+        [head(version=b"1.0", headers=[], host=b"", keep_alive=False), END],
+    ),
+    (
+        "http10-keep-alive",
+        b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        [
+            head(
+                version=b"1.0", headers=[(b"connection", b"keep-alive")], host=b"", keep_alive=True
+            ),
+            END,
+        ],
+    ),
+    (
+        "pipelined",
+        GET + b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n" + GET,
+        [head(), END, head(b"/2"), END, head(), END],
+    ),
+    (
+        "pipelined-with-bodies",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello" + CHUNKED_POST + GET,
+        [
+            head(
+                method=b"POST",
+                headers=[(b"host", b"a"), (b"content-length", b"5")],
+                content_length=5,
+            ),
+            Body(b"hello"),
+            END,
+            head(b"/up", method=b"POST", headers=TE_HEADERS, chunked=True),
+            Body(b"abc0123456789"),
+            END,
+            head(),
+            END,
+        ],
+    ),
+    (
+        "chunked-extensions-trailers",
+        CHUNKED_POST,
+        [
+            head(b"/up", method=b"POST", headers=TE_HEADERS, chunked=True),
+            Body(b"abc0123456789"),
+            END,
+        ],
+    ),
+    (
+        "content-length-zero",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+        [
+            head(
+                method=b"POST",
+                headers=[(b"host", b"a"), (b"content-length", b"0")],
+                content_length=0,
+            ),
+            END,
+        ],
+    ),
+    (
+        "absolute-form",
+        b"GET http://example.com:8080/x/y?z=1 HTTP/1.1\r\nHost: other\r\n\r\n",
+        [
+            head(
+                b"http://example.com:8080/x/y?z=1",
+                path=b"/x/y",
+                query=b"z=1",
+                headers=[(b"host", b"other")],
+                host=b"example.com:8080",
+            ),
+            END,
+        ],
+    ),
+    (
+        "absolute-form-no-path",
+        b"GET HTTPS://[::1]?q HTTP/1.1\r\nHost: a\r\n\r\n",
+        [head(b"HTTPS://[::1]?q", path=b"/", query=b"q", host=b"[::1]"), END],
+    ),
+    ("asterisk", b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", [head(b"*", method=b"OPTIONS"), END]),
+    (
+        "expect-continue",
+        b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 2\r\n\r\nhi",
+        [
+            head(
+                method=b"PUT",
+                headers=[(b"host", b"a"), (b"expect", b"100-Continue"), (b"content-length", b"2")],
+                expect_continue=True,
+                content_length=2,
+            ),
+            Body(b"hi"),
+            END,
+        ],
+    ),
+    (
+        "expect-continue-ignored-for-http10",
+        b"GET / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n",
+        [
+            head(
+                version=b"1.0", headers=[(b"expect", b"100-continue")], host=b"", keep_alive=False
+            ),
+            END,
+        ],
+    ),
+    ("leading-empty-lines", b"\r\n\r\n" + GET, [head(), END]),
+    (
+        "empty-host",
+        b"GET / HTTP/1.1\r\nHost:\r\n\r\n",
+        [head(headers=[(b"host", b"")], host=b""), END],
+    ),
+    (
+        "obs-text-in-value",
+        b"GET / HTTP/1.1\r\nHost: a\r\nX: caf\xe9\r\n\r\n",
+        [head(headers=[(b"host", b"a"), (b"x", b"caf\xe9")]), END],
+    ),
+    (
+        "bytes-after-close-ignored",
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n" + GET,
+        [head(headers=[(b"host", b"a"), (b"connection", b"close")], keep_alive=False), END],
+    ),
+    (
+        "bytes-after-http10-ignored",
+        b"GET / HTTP/1.0\r\n\r\nGARBAGE",
+        [head(version=b"1.0", headers=[], host=b"", keep_alive=False), END],
+    ),
+    (
+        "upgrade-passes-through",
+        b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x00",
+        [
+            head(
+                b"/ws",
+                headers=[(b"host", b"a"), (b"connection", b"Upgrade"), (b"upgrade", b"websocket")],
+            ),
+            END,
+        ],
+    ),
+    (
+        "upgrade-with-body",
+        b"POST / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+        b"Content-Length: 3\r\n\r\nabcPRI",
+        [
+            head(
+                method=b"POST",
+                headers=[
+                    (b"host", b"a"),
+                    (b"connection", b"Upgrade"),
+                    (b"upgrade", b"h2c"),
+                    (b"content-length", b"3"),
+                ],
+                content_length=3,
+            ),
+            Body(b"abc"),
+            END,
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(("data", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_whole(data: bytes, expected: list[Event]) -> None:
+    conn = HTTP1Connection()
+    assert merged(conn.feed(data)) == expected
+    assert conn.feed_eof() == []
+
+
+@pytest.mark.parametrize(("data", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_byte_by_byte(data: bytes, expected: list[Event]) -> None:
+    conn = HTTP1Connection()
+    events: list[Event] = []
+    for i in range(len(data)):
+        events += conn.feed(data[i : i + 1])
+    assert merged(events) == expected
+    assert conn.feed_eof() == []
+
+
+@pytest.mark.parametrize(("data", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_every_split_point(data: bytes, expected: list[Event]) -> None:
+    for i in range(len(data) + 1):
+        conn = HTTP1Connection()
+        assert merged(conn.feed(data[:i]) + conn.feed(data[i:])) == expected, i
+
+
+def test_content_length_body_across_feeds() -> None:
+    conn = HTTP1Connection()
+    first = conn.feed(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n01234")
+    assert [type(e) for e in first] == [RequestHead, Body]
+    assert conn.feed(b"567") == [Body(b"567")]
+    assert conn.feed(b"89" + GET) == [Body(b"89"), END, head(), END]
+
+
+def test_large_feeds_are_sliced_transparently() -> None:
+    # Feeds over 64 KiB go to llhttp in slices; nothing about the events may change.
+    body = bytes(range(256)) * 1024
+    data = b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body) + body + GET
+    events = merged(HTTP1Connection().feed(data * 3))
+    assert [type(e) for e in events] == [
+        RequestHead,
+        Body,
+        EndOfMessage,
+        RequestHead,
+        EndOfMessage,
+    ] * 3
+    assert all(e.data == body for e in events if isinstance(e, Body))
+
+
+def test_upgrade_keeps_the_rest_for_the_new_protocol() -> None:
+    conn = HTTP1Connection()
+    events = conn.feed(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\nab")
+    assert events[-1] == END
+    assert conn.feed(b"cd") == []
+    assert conn.trailing_data == b"abcd"
+    response = conn.start_response(events[0], 426, [], content_length=0)  # type: ignore[arg-type]
+    assert b"Connection: close" in response
+    assert not conn.keep_alive
+
+
+def test_header_section_at_the_limit_is_accepted() -> None:
+    # name + value + 4 (": " and CRLF) per field, as counted against max_header_size.
+    data = b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"v" * 14 + b"\r\n\r\n"
+    assert merged(HTTP1Connection(max_header_size=9 + 19).feed(data))[-1] == END
+    assert HTTP1Connection(max_header_size=9 + 18).feed(data)[-1] != END
+
+
+def test_eof_between_requests_is_clean() -> None:
+    conn = HTTP1Connection()
+    assert conn.feed(GET + b"\r\n") == [head(), END]
+    assert conn.feed_eof() == []

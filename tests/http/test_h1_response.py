@@ -1,0 +1,294 @@
+"""Response framing: what start_response / body / end_response put on the wire."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from colonnade.http import Body, HTTP1Connection, RequestHead, reason_phrase
+
+
+def request(data: bytes, **kwargs: object) -> tuple[HTTP1Connection, RequestHead]:
+    conn = HTTP1Connection(**kwargs)  # type: ignore[arg-type]
+    head = conn.feed(data)[0]
+    assert isinstance(head, RequestHead)
+    return conn, head
+
+
+GET11 = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+GET10 = b"GET / HTTP/1.0\r\n\r\n"
+GET10_KA = b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+HEAD11 = b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n"
+CLOSE11 = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+DATE = re.compile(rb"Date: [A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT\r\n")
+
+
+def fields(head_bytes: bytes) -> dict[bytes, bytes]:
+    assert head_bytes.endswith(b"\r\n\r\n")
+    lines = head_bytes[:-4].split(b"\r\n")[1:]
+    return {k.lower(): v for k, v in (line.split(b": ", 1) for line in lines)}
+
+
+# (id, request, status, content_length, body written, expected framing headers,
+#  expected bytes on the wire after the head, connection kept alive)
+CASES = [
+    ("length", GET11, 200, 5, b"hello", {b"content-length": b"5"}, b"hello", True),
+    (
+        "chunked",
+        GET11,
+        200,
+        None,
+        b"hello",
+        {b"transfer-encoding": b"chunked"},
+        b"5\r\nhello\r\n0\r\n\r\n",
+        True,
+    ),
+    (
+        "http10-close-delimited",
+        GET10,
+        200,
+        None,
+        b"hello",
+        {b"connection": b"close"},
+        b"hello",
+        False,
+    ),
+    (
+        "http10-length",
+        GET10,
+        200,
+        5,
+        b"hello",
+        {b"content-length": b"5", b"connection": b"close"},
+        b"hello",
+        False,
+    ),
+    (
+        "http10-keep-alive",
+        GET10_KA,
+        200,
+        5,
+        b"hello",
+        {b"content-length": b"5", b"connection": b"keep-alive"},
+        b"hello",
+        True,
+    ),
+    (
+        "http10-keep-alive-no-length",
+        GET10_KA,
+        200,
+        None,
+        b"hello",
+        {b"connection": b"close"},
+        b"hello",
+        False,
+    ),
+    ("head-with-length", HEAD11, 200, 1234, b"ignored", {b"content-length": b"1234"}, b"", True),
+    ("head-without-length", HEAD11, 200, None, b"ignored", {}, b"", True),
+    ("no-content", GET11, 204, 5, b"ignored", {}, b"", True),
+    ("not-modified", GET11, 304, None, b"ignored", {}, b"", True),
+    ("not-modified-with-length", GET11, 304, 99, b"", {b"content-length": b"99"}, b"", True),
+    (
+        "client-close",
+        CLOSE11,
+        200,
+        2,
+        b"ok",
+        {b"content-length": b"2", b"connection": b"close"},
+        b"ok",
+        False,
+    ),
+    (
+        "empty-chunked",
+        GET11,
+        500,
+        None,
+        b"",
+        {b"transfer-encoding": b"chunked"},
+        b"0\r\n\r\n",
+        True,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "length", "body", "framing", "wire", "alive"),
+    [c[1:] for c in CASES],
+    ids=[c[0] for c in CASES],
+)
+def test_framing(
+    data: bytes,
+    status: int,
+    length: int | None,
+    body: bytes,
+    framing: dict[bytes, bytes],
+    wire: bytes,
+    alive: bool,
+) -> None:
+    conn, head = request(data)
+    out = conn.start_response(
+        head, status, [(b"content-type", b"text/plain")], content_length=length
+    )
+    assert out.startswith(b"HTTP/1.1 %d %b\r\n" % (status, reason_phrase(status)))
+    got = fields(out)
+    assert got.pop(b"content-type") == b"text/plain"
+    assert got.pop(b"server") == b"colonnade"
+    assert DATE.search(out)
+    got.pop(b"date")
+    assert got == framing
+    assert conn.body(body) + conn.body(b"") + conn.end_response() == wire
+    assert conn.keep_alive is alive
+
+
+def test_caller_options() -> None:
+    conn, head = request(GET11, server=None)
+    out = conn.start_response(
+        head,
+        299,
+        [(b"Content-Length", b"3"), (b"Date", b"yesterday"), (b"Transfer-Encoding", b"gzip")],
+        reason=b"Fine",
+        keep_alive=False,
+    )
+    assert out == (
+        b"HTTP/1.1 299 Fine\r\nDate: yesterday\r\nContent-Length: 3\r\nConnection: close\r\n\r\n"
+    )
+    assert not conn.keep_alive
+
+
+def test_caller_server_header_wins() -> None:
+    conn, head = request(GET11)
+    out = conn.start_response(head, 200, [(b"server", b"app")], content_length=0)
+    assert fields(out)[b"server"] == b"app"
+    assert out.count(b"erver:") == 1
+
+
+def test_unknown_status_has_an_empty_reason() -> None:
+    conn, head = request(GET11)
+    assert conn.start_response(head, 599, [], content_length=0).startswith(b"HTTP/1.1 599 \r\n")
+    assert reason_phrase(404) == b"Not Found"
+    assert reason_phrase(599) == b""
+
+
+def test_caller_connection_close_is_honoured() -> None:
+    conn, head = request(GET11)
+    out = conn.start_response(head, 200, [(b"Connection", b"Close")], content_length=0)
+    assert out.count(b"onnection:") == 1
+    assert not conn.keep_alive
+
+
+def test_switching_protocols() -> None:
+    conn, head = request(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n")
+    out = conn.start_response(head, 101, [(b"connection", b"Upgrade"), (b"upgrade", b"x")])
+    got = fields(out)
+    assert got[b"connection"] == b"Upgrade"
+    assert b"content-length" not in got and b"transfer-encoding" not in got
+    assert not conn.keep_alive
+
+
+def test_interim_response_leaves_the_final_one_alone() -> None:
+    conn, head = request(GET11)
+    early = conn.start_response(head, 103, [(b"link", b"</s.css>; rel=preload")])
+    assert early.startswith(b"HTTP/1.1 103 Early Hints\r\nlink: </s.css>; rel=preload\r\n")
+    assert b"Content-Length" not in early and b"Connection" not in early
+    assert b"Content-Length: 0" in conn.start_response(head, 200, [], content_length=0)
+    assert conn.keep_alive
+
+
+EXPECT = b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n"
+
+
+def test_continue_response() -> None:
+    conn, head = request(EXPECT)
+    assert conn.continue_response() == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert conn.feed(b"x")[0] == Body(b"x")
+    assert b"Connection" not in conn.start_response(head, 200, [], content_length=0)
+    assert conn.keep_alive
+
+
+def test_final_answer_without_continue_closes() -> None:
+    # The client may or may not send the body now: the connection cannot be reused.
+    conn, head = request(EXPECT)
+    assert b"Connection: close" in conn.start_response(head, 417, [], content_length=0)
+    assert not conn.keep_alive
+
+
+def test_no_interim_response_to_http10() -> None:
+    conn, head = request(GET10_KA)
+    assert conn.start_response(head, 103, [(b"link", b"</a>")]) == b""
+
+
+def test_eof_makes_the_last_pending_response_close() -> None:
+    conn = HTTP1Connection()
+    first, _, second, _ = conn.feed(GET11 + GET11)
+    assert conn.feed_eof() == []
+    assert isinstance(first, RequestHead) and isinstance(second, RequestHead)
+    assert b"Connection" not in conn.start_response(first, 200, [], content_length=0)
+    assert b"Connection: close" in conn.start_response(second, 200, [], content_length=0)
+
+
+def test_error_response() -> None:
+    conn = HTTP1Connection()
+    out = conn.error_response(431, "header section too large")
+    head, body = out.split(b"\r\n\r\n", 1)
+    got = fields(head + b"\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    assert got[b"connection"] == b"close"
+    assert got[b"content-length"] == b"%d" % len(body)
+    assert got[b"content-type"].startswith(b"text/plain")
+    assert b"server" in got and b"date" in got
+    assert b"431" in body and b"header section too large" in body
+    assert not conn.keep_alive
+
+
+def test_pipelined_responses_close_only_after_the_last() -> None:
+    conn = HTTP1Connection()
+    events = conn.feed(GET11 + CLOSE11)
+    first, second = (e for e in events if isinstance(e, RequestHead))
+    assert b"Connection" not in conn.start_response(first, 200, [], content_length=0)
+    assert conn.keep_alive
+    assert b"Connection: close" in conn.start_response(second, 200, [], content_length=0)
+    assert not conn.keep_alive
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"x", b"a\r\nSet-Cookie: evil=1")],
+        [(b"x", b"a\nb")],
+        [(b"x", b"a\rb")],
+        [(b"x", b"a\x00b")],
+        [(b"bad name", b"v")],
+        [(b"x:y", b"v")],
+        [(b"", b"v")],
+        [(b"content-length", b"5"), (b"content-length", b"6")],
+    ],
+)
+def test_unsendable_headers_raise(headers: list[tuple[bytes, bytes]]) -> None:
+    conn, head = request(GET11)
+    with pytest.raises(ValueError):
+        conn.start_response(head, 200, headers)
+
+
+def test_bad_reason_and_status_raise() -> None:
+    conn, head = request(GET11)
+    with pytest.raises(ValueError):
+        conn.start_response(head, 200, [], reason=b"OK\r\nX: y")
+    with pytest.raises(ValueError):
+        conn.start_response(head, 1000, [])
+
+
+def test_body_longer_than_content_length_raises() -> None:
+    conn, head = request(GET11)
+    conn.start_response(head, 200, [], content_length=3)
+    assert conn.body(b"ab") == b"ab"
+    with pytest.raises(ValueError):
+        conn.body(b"cd")
+
+
+def test_body_shorter_than_content_length_closes() -> None:
+    conn, head = request(GET11)
+    conn.start_response(head, 200, [], content_length=3)
+    conn.body(b"ab")
+    assert conn.end_response() == b""
+    assert not conn.keep_alive
