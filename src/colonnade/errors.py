@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import os
+
 
 class ColonnadeError(Exception):
     """Base of every error Colonnade raises on purpose."""
@@ -29,10 +31,20 @@ class ConfigError(ColonnadeError):
     def __str__(self) -> str:
         where = ""
         if self.file:
-            where = self.file if self.line is None else f"{self.file}:{self.line}"
+            name = _short(self.file)
+            where = name if self.line is None else f"{name}:{self.line}"
             where += ": "
         key = f"{self.key}: " if self.key else ""
         return f"{where}{key}{self.message}"
+
+
+def _short(path: str) -> str:
+    # Paths below the working folder read better relative to it.
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if rel.startswith("..") else rel
 
 
 class ModuleError(ColonnadeError):

@@ -100,5 +100,5 @@ def test_bad_config_fails_the_start_with_a_clear_message(tmp_path: Path) -> None
         timeout=30,
     )
     assert out.returncode == 2
-    assert "colonnade.toml: sites[0].pool: no pool named 'nope'" in out.stderr
+    assert "colonnade: colonnade.toml:7: sites[0].pool: no pool named 'nope'" in out.stderr
     assert "Traceback" not in out.stderr

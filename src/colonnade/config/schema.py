@@ -6,7 +6,7 @@ naming the dotted key. Values are checked for range with ``msgspec.Meta``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -19,6 +19,7 @@ UrlPath = Annotated[str, Meta(pattern=r"^/[^\s]*$")]
 DEFAULT_MODULES: tuple[str, ...] = (
     "security.request_filtering",
     "static.default_document",
+    "static.directory_listing",
     "handler.static",
     "log.http",
 )
@@ -63,13 +64,24 @@ class PoolConfig(_Strict):
     workers: Annotated[int, Meta(ge=0, le=256)] = 1
 
 
+InterfaceName = Literal["auto", "asgi", "wsgi"]
+
+
 class ApplicationConfig(_Strict):
-    """``[[sites.applications]]``: an application mounted at a URL path."""
+    """``[[sites.applications]]``: an application mounted at a URL path.
+
+    ``app`` names a Python application (``pkg.module:attr``) that then answers
+    every request of the application except paths a ``[[handlers]]`` entry maps
+    elsewhere; ``interface`` is detected unless given.
+    """
 
     path: UrlPath
     root: str | None = None
     pool: str | None = None
     app: str | None = None
+    interface: InterfaceName = "auto"
+    factory: bool = False
+    app_dir: str | None = None
 
 
 class VirtualDirectoryConfig(_Strict):
@@ -117,7 +129,12 @@ class ServerConfig(_Strict):
     sites: list[SiteConfig] = msgspec.field(default_factory=list)
     handlers: list[HandlerMapping] = msgspec.field(default_factory=lambda: list(DEFAULT_HANDLERS))
     locations: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    # Sections ``web.toml`` files may not override ("deny"), or may although the
+    # section is locked by default ("allow"); keys are section names or dotted keys.
+    lock: dict[str, Literal["allow", "deny"]] = msgspec.field(default_factory=dict)
     # Section tables of modules, keyed by section name; checked by the engine
     # against the enabled modules' section types.
     sections: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
     source: str = "<embedded default>"
+    base_dir: str = "."
+    lines: Any = None  # the KeyLines index of the source file, for error messages

@@ -31,15 +31,97 @@ S = TypeVar("S", bound=Section)
 Raw = dict[str, Any]
 
 
-def merge(parent: Mapping[str, Any], child: Mapping[str, Any]) -> Raw:
-    """Child keys win; nested tables merge key by key; lists are replaced."""
-    out: Raw = dict(parent)
+_OPS = frozenset({"add", "prepend", "remove", "clear"})
+_ITEM_KEYS = ("id", "name", "path", "extension", "key")
+
+
+def is_collection_ops(value: object) -> bool:
+    """True for ``{add = [...], remove = [...], clear = true}``-style tables."""
+    return isinstance(value, Mapping) and bool(value) and set(value) <= _OPS
+
+
+def _item_key(item: Any) -> Any:
+    # A table in a collection is identified by its natural key field.
+    if isinstance(item, Mapping):
+        for name in _ITEM_KEYS:
+            if name in item:
+                return (name, item[name])
+        return tuple(sorted((k, repr(v)) for k, v in item.items()))
+    return item
+
+
+def _apply_ops(base: Any, ops: Mapping[str, Any], where: str) -> Any:
+    if isinstance(base, Mapping):
+        out = {} if ops.get("clear") else dict(base)
+        for name in ops.get("remove", ()):
+            out.pop(name, None)
+        for part in ("prepend", "add"):
+            extra = ops.get(part, {})
+            if not isinstance(extra, Mapping):
+                raise ConfigError(f"{part} must be a table for a table collection", key=where)
+            out.update(extra)
+        return out
+    if not isinstance(base, list):
+        raise ConfigError("add/remove/clear apply only to collections", key=where)
+    items = [] if ops.get("clear") else list(base)
+    gone = {_item_key(x) for x in ops.get("remove", ())}
+    front = list(ops.get("prepend", ()))
+    back = list(ops.get("add", ()))
+    # An added item replaces an existing one with the same key.
+    gone |= {_item_key(x) for x in front + back}
+    return front + [x for x in items if _item_key(x) not in gone] + back
+
+
+def merge_into(
+    target: Raw,
+    child: Mapping[str, Any],
+    *,
+    defaults: Mapping[str, Any] | None = None,
+    origins: dict[str, str] | None = None,
+    source: str = "",
+    prefix: str = "",
+) -> None:
+    """Merge ``child`` over ``target`` in place: the one generic merge.
+
+    A key the child does not set keeps the parent's value (else the default);
+    nested tables merge key by key; a list is replaced, unless the child gives
+    collection operations (``add``/``prepend``/``remove``/``clear``), which then
+    apply to the parent's list (or the section default's). ``origins`` records,
+    per dotted key, the source that set it last.
+    """
     for key, value in child.items():
-        base = out.get(key)
-        if isinstance(value, Mapping) and isinstance(base, Mapping):
-            out[key] = merge(base, value)
+        where = f"{prefix}{key}"
+        base = target.get(key, _MISSING)
+        if base is _MISSING and defaults is not None:
+            base = defaults.get(key, _MISSING)
+        if is_collection_ops(value):
+            target[key] = _apply_ops([] if base is _MISSING else base, value, where)
+        elif isinstance(value, Mapping) and isinstance(base, Mapping):
+            sub = dict(base)
+            nested = defaults.get(key) if defaults is not None else None
+            merge_into(
+                sub,
+                value,
+                defaults=nested if isinstance(nested, Mapping) else None,
+                origins=origins,
+                source=source,
+                prefix=where + ".",
+            )
+            target[key] = sub
+            continue
         else:
-            out[key] = value
+            target[key] = value
+        if origins is not None:
+            origins[where] = source
+
+
+_MISSING: Any = object()
+
+
+def merge(parent: Mapping[str, Any], child: Mapping[str, Any]) -> Raw:
+    """A new table: ``child`` merged over ``parent`` (see :func:`merge_into`)."""
+    out: Raw = dict(parent)
+    merge_into(out, child)
     return out
 
 
@@ -55,24 +137,25 @@ def decode_section(cls: type[S], raw: Mapping[str, Any], *, file: str | None = N
 def _split_validation(message: str, prefix: str) -> tuple[str, str]:
     """Turn msgspec's ``"Expected int, got str - at `$.limits.max`"`` into (msg, key)."""
     text, sep, where = message.partition(" - at `$")
-    key = prefix
-    if sep:
-        key += where.rstrip("`")
-    elif text.startswith("Object contains unknown field `"):
-        name = text.split("`")[1]
-        rest = text.partition(" - at `$")[2].rstrip("`")
-        key = f"{prefix}{rest}.{name}"
+    key = prefix + (where.rstrip("`") if sep else "")
+    if text.startswith("Object contains unknown field `"):
+        key = f"{key}.{text.split('`')[1]}"
         text = "unknown key"
     return text, key
 
 
 class SectionSet:
-    """The settings every module sees for one path: decoded lazily, then shared."""
+    """The settings every module sees for one path: decoded lazily, then shared.
 
-    __slots__ = ("_decoded", "raw")
+    ``origins`` maps each dotted key that some file set to that file (for
+    ``colonnade config show``).
+    """
 
-    def __init__(self, raw: Raw) -> None:
+    __slots__ = ("_decoded", "origins", "raw")
+
+    def __init__(self, raw: Raw, origins: dict[str, str] | None = None) -> None:
         self.raw = raw
+        self.origins = origins or {}
         self._decoded: dict[type[Any], Any] = {}
 
     def get(self, cls: type[S]) -> S:
@@ -83,3 +166,10 @@ class SectionSet:
             value = decode_section(cls, self.raw.get(cls.key, {}))
             self._decoded[cls] = value
             return value
+
+
+def section_defaults(cls: type[Section]) -> Raw:
+    """The raw table of a section's defaults (the base of collection operations)."""
+    value = msgspec.to_builtins(cls())
+    assert isinstance(value, dict)
+    return value

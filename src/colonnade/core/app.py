@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple, TypeVar
 
-from colonnade.config.sections import Raw, Section, SectionSet, merge
+from colonnade.config.sections import Raw, Section, SectionSet, merge_into
+from colonnade.errors import ConfigError
 
 S = TypeVar("S", bound=Section)
 
@@ -14,12 +16,26 @@ S = TypeVar("S", bound=Section)
 _PATH_CACHE_SIZE = 4096
 
 
-class Location(NamedTuple):
-    """Settings scoped to a URL subtree of the application (``[[locations]]``)."""
+class Level(NamedTuple):
+    """One level of the configuration tree: settings for a URL subtree of a site.
+
+    The server file's module sections are the level at ``/``; each
+    ``[[locations]]`` entry and each ``web.toml`` is a level at its path. Levels
+    are ordered root first; deeper levels win.
+    """
 
     path: str  # URL path relative to the site, "/" or "/a/b" (no trailing slash)
-    raw: Raw
-    source: str  # where it was declared, for `colonnade config show`
+    raw: Raw  # section tables
+    source: str  # the file (and entry) it came from, for `colonnade config show`
+
+
+class PythonApp(NamedTuple):
+    """The Python application an application hosts (WSGI or ASGI)."""
+
+    target: str  # "pkg.module:attr"
+    interface: str  # "auto", "asgi" or "wsgi"
+    factory: bool = False
+    app_dir: str | None = None
 
 
 class VirtualDirectory(NamedTuple):
@@ -46,21 +62,21 @@ class Application:
         site: str,
         path: str,
         root: str,
-        settings: Raw,
-        locations: tuple[Location, ...] = (),
+        levels: tuple[Level, ...] = (),
+        defaults: Mapping[str, Raw] | None = None,
         virtual_directories: tuple[VirtualDirectory, ...] = (),
         pool: str = "default",
-        app: str | None = None,
+        python: PythonApp | None = None,
     ) -> None:
         self.site = site
         self.path = path.rstrip("/") or "/"
         self.root = os.path.abspath(root)
         self.pool = pool
-        self.app = app
-        self.settings = SectionSet(settings)
-        self.locations = tuple(
-            loc for loc in locations if _covers(self.path, loc.path) or _covers(loc.path, self.path)
+        self.python = python
+        self.levels = tuple(
+            lvl for lvl in levels if _covers(lvl.path, self.path) or _covers(self.path, lvl.path)
         )
+        self.defaults: Mapping[str, Raw] = defaults or {}
         self.virtual_directories = tuple(
             sorted(virtual_directories, key=lambda v: len(v.path), reverse=True)
         )
@@ -69,7 +85,8 @@ class Application:
         )
         self.log = logging.getLogger(f"colonnade.app.{site}{self.path}")
         self._path_cache: dict[str, SectionSet] = {}
-        self._by_locations: dict[tuple[int, ...], SectionSet] = {(): self.settings}
+        self._by_levels: dict[tuple[int, ...], SectionSet] = {}
+        self.settings = self.sections_for(self.path)
 
     @property
     def id(self) -> str:
@@ -81,21 +98,41 @@ class Application:
         return self.settings.get(cls)
 
     def sections_for(self, path: str) -> SectionSet:
-        """The effective settings for URL ``path`` (decoded, cached)."""
+        """The effective settings for URL ``path`` (merged once, then cached)."""
         cached = self._path_cache.get(path)
         if cached is not None:
             return cached
-        matched = tuple(i for i, loc in enumerate(self.locations) if _covers(loc.path, path))
-        found = self._by_locations.get(matched)
+        matched = tuple(i for i, lvl in enumerate(self.levels) if _covers(lvl.path, path))
+        found = self._by_levels.get(matched)
         if found is None:
-            raw: Raw = self.settings.raw
-            for i in matched:
-                raw = merge(raw, self.locations[i].raw)
-            found = self._by_locations[matched] = SectionSet(raw)
+            found = self._by_levels[matched] = self.merge_levels(self.levels[i] for i in matched)
         if len(self._path_cache) >= _PATH_CACHE_SIZE:
             self._path_cache.clear()
         self._path_cache[path] = found
         return found
+
+    def merge_levels(self, levels: Iterable[Level]) -> SectionSet:
+        """Merge ``levels`` (root first) over the section defaults."""
+        raw: Raw = {}
+        origins: dict[str, str] = {}
+        for level in levels:
+            for key, table in level.raw.items():
+                target = raw.setdefault(key, {})
+                try:
+                    merge_into(
+                        target,
+                        table,
+                        defaults=self.defaults.get(key),
+                        origins=origins,
+                        source=level.source,
+                        prefix=key + ".",
+                    )
+                except ConfigError as exc:
+                    # Name the file (and, for a location, the entry) that asked for it.
+                    file, _, entry = level.source.partition(": ")
+                    where = f"{entry}.{exc.key}" if entry else exc.key
+                    raise ConfigError(exc.message, file=file, key=where) from None
+        return SectionSet(raw, origins)
 
     def map_path(self, url_path: str) -> str:
         """The file path for ``url_path`` (already normalised: no dot segments)."""

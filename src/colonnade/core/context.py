@@ -49,6 +49,22 @@ class ResponseWriter(Protocol):
     def abort(self) -> None:
         """Drop the connection: the response cannot be completed."""
 
+    def upgrade(self) -> RawStream | None:
+        """Take the connection over for another protocol (None where impossible)."""
+
+
+class RawStream(Protocol):
+    """A connection taken over after an HTTP upgrade (WebSocket): bytes both ways."""
+
+    async def receive(self) -> bytes:
+        """The next bytes from the client; ``b""`` once it closed its side."""
+
+    async def send(self, data: bytes) -> None:
+        """Send bytes, waiting while the client is slow to read."""
+
+    def close(self) -> None:
+        """Close the connection."""
+
 
 SendHook = Callable[["Context"], Awaitable[None]]
 
@@ -159,6 +175,19 @@ class Context:
             await self.start_response()
         if data:
             await self.writer.write(data)
+
+    def upgrade(self) -> RawStream | None:
+        """Switch protocols: the caller now owns the connection's bytes.
+
+        Only for a request that asked to upgrade (``Connection: upgrade``); the
+        caller writes the ``101`` response itself. Returns None where the
+        transport cannot upgrade. The pipeline treats the response as sent.
+        """
+        stream = self.writer.upgrade()
+        if stream is not None:
+            self.response.status = 101
+            self.response.headers_sent = True
+        return stream
 
     async def finish_response(self) -> None:
         """Send what is buffered, or end the stream (the walk's SEND_RESPONSE point)."""

@@ -3,8 +3,8 @@
 A module is a class with an ``id``, an optional config ``section`` type and hooks
 marked with :func:`hook`. Its subscriptions are collected when the class is defined,
 so tools can list them without constructing anything. The engine owns the lifecycle:
-construct (no side effects) → ``provision`` (open files, pools) → serve → ``cleanup``
-(also when provisioning failed).
+construct (no side effects) → ``provision`` (open files, pools) → ``startup`` (on
+the event loop) → serve → ``shutdown`` → ``cleanup`` (also when provisioning failed).
 """
 
 from __future__ import annotations
@@ -104,6 +104,16 @@ class Module:
         Runs once per application and configuration generation, before any request.
         Raise :class:`~colonnade.errors.ModuleError` or ``ConfigError`` to refuse.
         """
+
+    async def startup(self) -> None:
+        """Runs on the serving event loop before the first request is accepted.
+
+        For work that needs the loop (an ASGI app's lifespan startup, connection
+        pools). Raise to refuse to start; :meth:`shutdown` then still runs.
+        """
+
+    async def shutdown(self) -> None:
+        """Runs on the serving event loop after the last request finished."""
 
     def cleanup(self) -> None:
         """Release what :meth:`provision` acquired. Runs even if provisioning failed."""

@@ -1,31 +1,35 @@
-"""Build one configuration generation and answer requests with it.
+"""One configuration generation, and answering requests with it.
 
-``Engine(config, registry)`` resolves the enabled modules (importing only those),
-checks every module section and handler mapping against them, creates each
-application's module instances and compiles its plan. ``start`` provisions the
-modules (cleaning up all of them if one fails), ``close`` cleans up, and
-``handle`` routes one request to its application and runs the plan.
+``Engine(config, registry)`` builds the generation (``engine/build.py``: enabled
+modules imported, every level checked, plans compiled). ``start`` provisions the
+modules (cleaning up all of them if one fails), ``startup``/``shutdown`` run on
+the serving loop, ``close`` cleans up, and ``handle`` routes one request to its
+application and runs the plan. On reload the new generation is built beside the
+old one with ``previous=old``; ``retire`` then releases what the new one dropped.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
+
 from colonnade.config.schema import ServerConfig
-from colonnade.config.sections import Raw, Section, decode_section
-from colonnade.core.app import Application, Location, VirtualDirectory
+from colonnade.core.app import Application
 from colonnade.core.context import Context, ResponseWriter
-from colonnade.core.handler import Handler
 from colonnade.core.module import Module
 from colonnade.core.registry import Registry
 from colonnade.core.request import Request
-from colonnade.engine.sites import Binding, Router, Site, parse_binding
+from colonnade.engine.build import Builder, make_runtime
+from colonnade.engine.sites import Binding, Router
 from colonnade.errors import ConfigError, HttpError, ModuleError
-from colonnade.handlers.mapping import HandlerMap, compile_rule, execute
-from colonnade.pipeline import Plan, compile_plan, run
+from colonnade.handlers.mapping import HandlerMap
+from colonnade.pipeline import Plan, run
 
 log = logging.getLogger("colonnade.engine")
 
@@ -33,15 +37,21 @@ log = logging.getLogger("colonnade.engine")
 class AppRuntime:
     """An application with its module instances, handler map and plan."""
 
-    __slots__ = ("app", "handler_map", "modules", "plan")
+    __slots__ = ("app", "fingerprint", "handler_map", "modules", "plan")
 
     def __init__(
-        self, app: Application, modules: tuple[Module, ...], handler_map: HandlerMap, plan: Plan
+        self,
+        app: Application,
+        modules: tuple[Module, ...],
+        handler_map: HandlerMap,
+        plan: Plan,
+        fingerprint: bytes = b"",
     ) -> None:
         self.app = app
         self.modules = modules
         self.handler_map = handler_map
         self.plan = plan
+        self.fingerprint = fingerprint  # what it was built from; equal → reusable
 
 
 class _NoSite(HandlerMap):
@@ -52,154 +62,37 @@ class _NoSite(HandlerMap):
 
 
 class Engine:
-    """One configuration generation, ready to serve."""
+    """One configuration generation, ready to serve.
 
-    def __init__(self, config: ServerConfig, registry: Registry) -> None:
+    With ``previous`` (the generation being replaced), applications whose inputs
+    did not change keep their runtimes; only the others are built, provisioned
+    and started anew.
+    """
+
+    def __init__(
+        self, config: ServerConfig, registry: Registry, *, previous: Engine | None = None
+    ) -> None:
         self.config = config
         self.registry = registry
         self.settings = config.server
-        self.module_classes = self._load_modules(config.server.modules)
-        self._check_sections()
-        sites = [self._build_site(i) for i in range(len(config.sites))]
-        if not sites:
+        builder = Builder(
+            config,
+            registry,
+            {(rt.app.site, rt.app.path): rt for rt in previous.runtimes} if previous else None,
+        )
+        builder.check_server_levels()
+        if not config.sites:
             raise ConfigError("the configuration defines no site", file=config.source, key="sites")
-        self.sites = tuple(sites)
+        self.sites = tuple(builder.build_site(i) for i in range(len(config.sites)))
+        self.fresh = tuple(builder.fresh)
+        self.reused = tuple(builder.reused)
         self.router = Router(self.sites)
-        self._nowhere = self._runtime(
-            Application(site="(none)", path="/", root=os.sep, settings={}), _NoSite(()), ()
+        self._nowhere = make_runtime(
+            Application(site="(none)", path="/", root=os.sep), _NoSite(()), ()
         )
         self._started = False
-
-    # -- building -------------------------------------------------------------
-
-    def _load_modules(self, ids: Sequence[str]) -> tuple[type[Module], ...]:
-        seen: set[str] = set()
-        classes = []
-        for i, module_id in enumerate(ids):
-            if module_id in seen:
-                raise ConfigError(
-                    f"module {module_id!r} is listed twice",
-                    file=self.config.source,
-                    key=f"server.modules[{i}]",
-                )
-            seen.add(module_id)
-            if module_id not in self.registry:
-                raise ConfigError(
-                    f"no module named {module_id!r} is installed",
-                    file=self.config.source,
-                    key=f"server.modules[{i}]",
-                )
-            classes.append(self.registry.load(module_id))
-        return tuple(classes)
-
-    def _section_types(self) -> dict[str, type[Section]]:
-        return {cls.section.key: cls.section for cls in self.module_classes if cls.section}
-
-    def _check_sections(self) -> None:
-        known = self._section_types()
-        source = self.config.source
-        for key, raw in self.config.sections.items():
-            if key not in known:
-                raise ConfigError(
-                    "no enabled module owns a section of this name", file=source, key=key
-                )
-            decode_section(known[key], raw, file=source)
-        for i, loc in enumerate(self.config.locations):
-            for key, raw in loc.items():
-                if key == "path":
-                    continue
-                if key not in known or not isinstance(raw, dict):
-                    raise ConfigError(
-                        "no enabled module owns a section of this name",
-                        file=source,
-                        key=f"locations[{i}].{key}",
-                    )
-                section = known[key]
-                try:
-                    decode_section(section, raw, file=source)
-                except ConfigError as exc:
-                    exc.key = f"locations[{i}].{exc.key}"
-                    raise ConfigError(exc.message, file=source, key=exc.key) from None
-
-    def _locations_for(self, site: str) -> tuple[Location, ...]:
-        found = []
-        for i, loc in enumerate(self.config.locations):
-            path = str(loc["path"])
-            if not path.startswith("/"):
-                name, _, rest = path.partition("/")
-                if name != site:
-                    continue
-                path = "/" + rest
-            raw: Raw = {k: v for k, v in loc.items() if k != "path"}
-            found.append(
-                Location(path.rstrip("/") or "/", raw, f"{self.config.source}: locations[{i}]")
-            )
-        return tuple(found)
-
-    def _build_site(self, index: int) -> Site:
-        site = self.config.sites[index]
-        source = self.config.source
-        bindings = [
-            parse_binding(b, file=source, key=f"sites[{index}].bindings[{j}]")
-            for j, b in enumerate(site.bindings)
-        ]
-        locations = self._locations_for(site.name)
-        vdirs = tuple(
-            VirtualDirectory(v.path.rstrip("/") or "/", v.root) for v in site.virtual_directories
-        )
-        apps = [
-            Application(
-                site=site.name,
-                path="/",
-                root=site.root,
-                settings=dict(self.config.sections),
-                locations=locations,
-                virtual_directories=vdirs,
-                pool=site.pool,
-            )
-        ]
-        for a in site.applications:
-            apps.append(
-                Application(
-                    site=site.name,
-                    path=a.path,
-                    root=a.root or os.path.join(site.root, a.path.strip("/")),
-                    settings=dict(self.config.sections),
-                    locations=locations,
-                    virtual_directories=vdirs,
-                    pool=a.pool or site.pool,
-                    app=a.app,
-                )
-            )
-        runtimes = [self._runtime_for(app) for app in apps]
-        return Site(site.name, bindings, site.host_names, runtimes)
-
-    def _runtime_for(self, app: Application) -> AppRuntime:
-        modules = tuple(cls() for cls in self.module_classes)
-        by_id = {m.id: m for m in modules}
-        rules = []
-        for i, mapping in enumerate(self.config.handlers):
-            handler = by_id.get(mapping.handler)
-            if not isinstance(handler, Handler):
-                what = "not an enabled handler" if handler is None else "not a handler"
-                raise ConfigError(
-                    f"{mapping.handler!r} is {what}",
-                    file=self.config.source,
-                    key=f"handlers[{i}].handler",
-                )
-            rules.append(compile_rule(mapping.path, mapping.verbs, handler))
-        return self._runtime(app, HandlerMap(rules), modules)
-
-    def _runtime(
-        self, app: Application, handler_map: HandlerMap, modules: tuple[Module, ...]
-    ) -> AppRuntime:
-        plan = compile_plan(
-            modules,
-            map_handler=handler_map.map,
-            execute_handler=execute,
-            flush=Context.finish_response,
-        )
-        return AppRuntime(app, modules, handler_map, plan)
+        self.active = 0  # requests in flight on this generation
+        self._idle: asyncio.Event | None = None  # set when active drops to 0 (retiring)
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -220,7 +113,7 @@ class Engine:
         """Provision every module of every application; all or nothing."""
         provisioned: list[Module] = []
         try:
-            for rt in self.runtimes:
+            for rt in self.fresh:
                 for module in rt.modules:
                     provisioned.append(module)
                     module.provision(rt.app)
@@ -230,6 +123,50 @@ class Engine:
                 raise
             raise ModuleError(provisioned[-1].id, f"provisioning failed: {exc!r}") from exc
         self._started = True
+
+    async def startup(self) -> None:
+        """Run every module's ``startup`` on the serving loop; all or nothing."""
+        started: list[Module] = []
+        try:
+            for rt in self.fresh:
+                for module in rt.modules:
+                    started.append(module)
+                    await module.startup()
+        except BaseException:
+            await self._shutdown(started)
+            raise
+
+    async def shutdown(self) -> None:
+        """Run every module's ``shutdown`` (reverse order), logging failures."""
+        await self._shutdown([m for rt in self.runtimes for m in rt.modules])
+
+    @staticmethod
+    async def _shutdown(modules: Sequence[Module]) -> None:
+        for module in reversed(modules):
+            try:
+                await module.shutdown()
+            except Exception:
+                log.exception("shutdown of module %s failed", module.id)
+
+    async def retire(self, successor: Engine, deadline: float) -> None:
+        """After a swap: let requests in flight finish, then release the runtimes
+        ``successor`` did not keep."""
+        keep = {id(rt) for rt in successor.runtimes}
+        modules = [m for rt in self.runtimes if id(rt) not in keep for m in rt.modules]
+        if self.active:
+            self._idle = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), deadline)
+        await self._shutdown(modules)
+        self._cleanup(modules)
+        self._started = False
+
+    async def abandon(self) -> None:
+        """A new generation that failed to start: release only what it created."""
+        modules = [m for rt in self.fresh for m in rt.modules]
+        await self._shutdown(modules)
+        self._cleanup(modules)
+        self._started = False
 
     def close(self) -> None:
         """Clean up every module (idempotent)."""
@@ -261,9 +198,60 @@ class Engine:
         server = request.server
         runtime = self.route(server[1] if server else 0, request.host, request.path)
         ctx = Context(request, runtime.app, writer, runtime.plan.run_send_response)
-        await run(runtime.plan, ctx)
+        self.active += 1
+        try:
+            await run(runtime.plan, ctx)
+        finally:
+            self.active -= 1
+            if not self.active and self._idle is not None:
+                self._idle.set()
         return ctx
 
     def describe(self) -> list[dict[str, Any]]:
         """Applications and their plans, for tools."""
         return [{**rt.app.describe(), "plan": rt.plan.describe()} for rt in self.runtimes]
+
+
+def effective_config(engine: Engine, site: str | None, path: str) -> dict[str, Any]:
+    """The settings a request for ``path`` on ``site`` sees, and where each came from.
+
+    ``{"application": ..., "modules": [...], "sections": {name: {key: {"value": v,
+    "from": file}}}}``; keys nobody set show their default, from ``"(default)"``.
+    """
+    chosen = next((s for s in engine.sites if site in (None, s.name)), None)
+    if chosen is None:
+        raise ConfigError(f"no site named {site!r}")
+    runtime = chosen.app_for(path)
+    if runtime is None:
+        raise ConfigError(f"no application of site {chosen.name!r} serves {path!r}")
+    found = runtime.app.sections_for(path)
+    sections: dict[str, Any] = {}
+    for module in runtime.modules:
+        section = module.section
+        if section is None or section.key in sections:
+            continue
+        value = msgspec.to_builtins(found.get(section))
+        rows: dict[str, Any] = {}
+        for key, item in value.items():
+            dotted = f"{section.key}.{key}"
+            origin = found.origins.get(dotted)
+            if origin is None:  # a nested key set below this one
+                deeper = [o for k, o in found.origins.items() if k.startswith(dotted + ".")]
+                origin = deeper[-1] if deeper else "(default)"
+            rows[key] = {"value": item, "from": origin}
+        sections[section.key] = rows
+    return {
+        "site": chosen.name,
+        "path": path,
+        "application": runtime.app.path,
+        "modules": [m.id for m in runtime.modules],
+        "handler": _handler_for(runtime, path),
+        "sections": sections,
+    }
+
+
+def _handler_for(runtime: AppRuntime, path: str) -> str | None:
+    try:
+        return runtime.handler_map.select(path, "GET").id
+    except HttpError:
+        return None

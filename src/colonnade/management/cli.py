@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -13,6 +14,7 @@ from colonnade.config.schema import ServerConfig
 from colonnade.core.registry import Registry
 from colonnade.core.stages import NOTIFICATIONS, STAGES
 from colonnade.engine import Engine
+from colonnade.engine.engine import effective_config
 from colonnade.errors import ConfigError, ModuleError
 from colonnade.modules.standard import BUILTIN
 
@@ -40,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         help="worker processes (0: single process; pools come later)",
     )
+    serve.add_argument(
+        "--no-watch",
+        action="store_true",
+        help="do not reload when configuration files change (SIGHUP still does)",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     modules = sub.add_parser("modules", help="print an application's compiled pipeline")
@@ -49,6 +56,14 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate the configuration without serving")
     config_args(check)
+
+    config = sub.add_parser("config", help="inspect the configuration")
+    config_sub = config.add_subparsers(dest="action", required=True)
+    show = config_sub.add_parser("show", help="the effective settings for a URL, with origins")
+    config_args(show)
+    show.add_argument("--site", help="site name (default: the first)")
+    show.add_argument("--path", default="/", help="URL path (default: /)")
+    show.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
@@ -78,13 +93,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)  # we log reloads ourselves
     if args.workers != 0:
         raise ConfigError("--workers: only single-process mode (0) is available yet")
-    engine = build(args)
+    registry = Registry.standard(BUILTIN)
+    engine = Engine(load_config(args), registry)
     from colonnade.pools import single
 
+    reloading = single.Reloading(
+        lambda: load_config(args), registry, args.config, watch=not args.no_watch
+    )
     try:
-        single.run(engine)
+        single.run(engine, reloading)
     except OSError as exc:
         print(f"colonnade: cannot listen: {exc}", file=sys.stderr)
         return 1
@@ -120,10 +140,36 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    """``colonnade config show``: effective settings for a URL and where they came from."""
+    engine = build(args)
+    found = effective_config(engine, args.site, args.path)
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0
+    print(
+        f"site {found['site']}, path {found['path']}: application {found['application']}, "
+        f"handler {found['handler'] or '(none)'}"
+    )
+    print(f"modules: {', '.join(found['modules'])}")
+    for name, rows in found["sections"].items():
+        print(f"\n[{name}]")
+        width = max((len(k) for k in rows), default=0)
+        for key, row in rows.items():
+            value = json.dumps(row["value"])
+            print(f"  {key:<{width}} = {value}    # {row['from']}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``colonnade`` console script."""
     args = _parser().parse_args(argv)
-    commands = {"serve": cmd_serve, "modules": cmd_modules, "check": cmd_check}
+    commands = {
+        "serve": cmd_serve,
+        "modules": cmd_modules,
+        "check": cmd_check,
+        "config": cmd_config,
+    }
     try:
         return commands[args.command](args)
     except (ConfigError, ModuleError) as exc:

@@ -10,9 +10,12 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 
+from colonnade.config.schema import ServerConfig
+from colonnade.core.registry import Registry
 from colonnade.engine import Engine
+from colonnade.pools.reload import Reloader
 from colonnade.transport.server import HttpServer, ServerState, bind_socket
 
 log = logging.getLogger("colonnade.server")
@@ -28,49 +31,102 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
+class Reloading:
+    """How a serving process re-reads its configuration (None: it does not)."""
+
+    def __init__(
+        self,
+        load: Callable[[], ServerConfig],
+        registry: Registry,
+        config_file: str | None,
+        watch: bool,
+    ) -> None:
+        self.load = load
+        self.registry = registry
+        self.config_file = config_file
+        self.watch = watch
+
+
 async def serve(
     engine: Engine,
     sockets: Sequence[socket.socket],
     *,
     stop: asyncio.Event | None = None,
     on_ready: Callable[[HttpServer], None] | None = None,
+    reloading: Reloading | None = None,
 ) -> None:
     """Serve ``engine`` on ``sockets`` until ``stop`` is set, then stop gracefully.
 
-    Without ``stop``, SIGTERM and SIGINT set it (the main thread's way to stop).
+    Without ``stop``, SIGTERM and SIGINT set it (the main thread's way to stop)
+    and SIGHUP reloads the configuration. With ``reloading.watch``, changed
+    configuration files are picked up while serving.
     """
     loop = asyncio.get_running_loop()
-    signals: tuple[signal.Signals, ...] = ()
-    if stop is None:
-        stop = asyncio.Event()
-        signals = (signal.SIGTERM, signal.SIGINT)
-        for sig in signals:
-            loop.add_signal_handler(sig, stop.set)
+    signals: list[signal.Signals] = []
+    own_stop = stop is None
+    stop = stop or asyncio.Event()
     engine.start()
     server = HttpServer(ServerState(engine))
+    reloader = None
+    if reloading is not None:
+        reloader = Reloader(server.state, reloading.load, reloading.registry)
+    if own_stop:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+            signals.append(sig)
+        if reloader is not None:
+            hup = reloader
+            loop.add_signal_handler(signal.SIGHUP, lambda: _spawn(hup.reload("SIGHUP")))
+            signals.append(signal.SIGHUP)
+    try:
+        await engine.startup()
+    except BaseException:
+        engine.close()
+        raise
+    watcher: asyncio.Task[None] | None = None
     try:
         await server.start(sockets)
         for sock in sockets:
             host, port = sock.getsockname()[:2]
             log.info("listening on http://%s:%d", host if ":" not in host else f"[{host}]", port)
+        if reloader is not None and reloading is not None and reloading.watch:
+            watcher = loop.create_task(reloader.watch(reloading.config_file, stop))
         if on_ready is not None:
             on_ready(server)
         await stop.wait()
+        current = server.state.engine
         log.info(
             "stopping: finishing requests in flight (up to %.0fs)",
-            engine.settings.timeouts.graceful,
+            current.settings.timeouts.graceful,
         )
-        await server.stop(engine.settings.timeouts.graceful)
+        await server.stop(current.settings.timeouts.graceful)
     finally:
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watcher
+        if reloader is not None:
+            await reloader.drain()
+        current = server.state.engine
+        await current.shutdown()
         for sig in signals:
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
-        engine.close()
+        current.close()
     log.info("stopped")
 
 
-def run(engine: Engine) -> None:
+_tasks: set[asyncio.Task[bool]] = set()
+
+
+def _spawn(coro: Coroutine[None, None, bool]) -> None:
+    task = asyncio.get_running_loop().create_task(coro)
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
+def run(engine: Engine, reloading: Reloading | None = None) -> None:
     """Bind the engine's addresses and serve in this process until stopped."""
     sockets = [bind_socket(b) for b in engine.bindings()]
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        runner.run(serve(engine, sockets))
+        runner.run(serve(engine, sockets, reloading=reloading))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
+import tempfile
 import tomllib
 from collections.abc import Iterable
 from typing import Any
@@ -67,6 +67,10 @@ class RecordingWriter:
         """Record that the connection was dropped."""
         self.aborted = True
 
+    def upgrade(self) -> None:
+        """In-process requests cannot switch protocols (use a live server)."""
+        return
+
 
 class TestResponse:
     """What a client would have received."""
@@ -96,6 +100,17 @@ class TestResponse:
         return self.body.decode()
 
 
+_EMPTY: list[str] = []
+
+
+def _empty_dir() -> str:
+    # Tests that give no folder get an empty one, never the working folder (whose
+    # web.toml files would otherwise become part of their configuration).
+    if not _EMPTY:
+        _EMPTY.append(tempfile.mkdtemp(prefix="colonnade-test-"))
+    return _EMPTY[0]
+
+
 def build_engine(
     config: str | dict[str, Any] | None = None,
     *,
@@ -113,10 +128,10 @@ def build_engine(
     for cls in modules:
         registry.add(cls.id, cls, origin="test")
     if config is None:
-        cfg = embedded_default(root or os.getcwd(), ["http://127.0.0.1:8080"])
+        cfg = embedded_default(root or _empty_dir(), ["http://127.0.0.1:8080"])
     else:
         data = tomllib.loads(config) if isinstance(config, str) else config
-        cfg = from_dict(data, source="<test>", base_dir=base_dir or root or os.getcwd())
+        cfg = from_dict(data, source="<test>", base_dir=base_dir or root or _empty_dir())
     return Engine(cfg, registry)
 
 
@@ -142,11 +157,20 @@ class Client:
 
     def __enter__(self) -> Client:
         self.engine.start()
+        try:
+            self.loop.run_until_complete(self.engine.startup())
+        except BaseException:
+            self.engine.close()
+            self.loop.close()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.engine.close()
-        self.loop.close()
+        try:
+            self.loop.run_until_complete(self.engine.shutdown())
+        finally:
+            self.engine.close()
+            self.loop.close()
 
     def request(
         self,

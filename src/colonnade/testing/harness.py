@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from colonnade.config.sections import Raw
-from colonnade.core.app import Application
+from colonnade.core.app import Application, Level
 from colonnade.core.context import Context
 from colonnade.core.module import FINISH, Module, Outcome
 from colonnade.core.request import BytesBody, Request
@@ -44,7 +44,12 @@ def make_context(
         server=("127.0.0.1", 8080),
         body=BytesBody(body),
     )
-    app = Application(site="test", path=app_path, root=root or os.getcwd(), settings=settings or {})
+    app = Application(
+        site="test",
+        path=app_path,
+        root=root or os.getcwd(),
+        levels=(Level("/", settings or {}, "<test>"),),
+    )
     return Context(request, app, RecordingWriter(), _no_send_hooks)
 
 

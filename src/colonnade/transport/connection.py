@@ -134,6 +134,54 @@ class StreamBody:
             yield chunk
 
 
+class RawChannel:
+    """The connection's bytes after an upgrade; implements ``core.context.RawStream``."""
+
+    __slots__ = ("_chunks", "_conn", "_eof", "_waiter")
+
+    def __init__(self, conn: HttpConnection, initial: bytes) -> None:
+        self._conn = conn
+        self._chunks: deque[bytes] = deque([initial] if initial else [])
+        self._eof = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def feed(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._wake()
+
+    def feed_eof(self) -> None:
+        self._eof = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def receive(self) -> bytes:
+        """The next bytes from the client; ``b""`` once it closed."""
+        while not self._chunks:
+            if self._eof:
+                return b""
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._chunks.popleft()
+
+    async def send(self, data: bytes) -> None:
+        """Send raw bytes with back-pressure."""
+        conn = self._conn
+        if conn.transport is None or conn.transport.is_closing():
+            raise ConnectionError("the client went away")
+        conn.write(data)
+        await conn.drain()
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+
 class Exchange:
     """One request on the connection and the writer for its response."""
 
@@ -231,6 +279,16 @@ class Exchange:
         self.keep_alive = False
         self.conn.abort()
 
+    def upgrade(self) -> RawChannel | None:
+        """Hand the connection's bytes to another protocol (an upgrade request only)."""
+        conn = self.conn
+        if self.request is None or self.request.header(b"upgrade") is None or conn.raw:
+            return None
+        self.keep_alive = False
+        conn._disarm()
+        conn.raw = RawChannel(conn, conn.h1.trailing_data)
+        return conn.raw
+
     def _keep_alive(self) -> bool:
         conn = self.conn
         if conn.closing or not self.keep_alive:
@@ -267,6 +325,7 @@ class HttpConnection(asyncio.Protocol):
         self._idle = True
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
+        self.raw: RawChannel | None = None  # set once the connection was upgraded
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -288,6 +347,8 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        if self.raw is not None:
+            self.raw.feed_eof()
         self.state.forget(self)
         self._disarm()
         for exchange in (self.current, *self.queue):
@@ -298,6 +359,9 @@ class HttpConnection(asyncio.Protocol):
         self._wake_drain()
 
     def data_received(self, data: bytes) -> None:
+        if self.raw is not None:
+            self.raw.feed(data)
+            return
         if self._idle:
             self._idle = False
             self._arm(self.state.timeouts.header)
@@ -305,6 +369,9 @@ class HttpConnection(asyncio.Protocol):
             self._on_event(event)
 
     def eof_received(self) -> bool | None:
+        if self.raw is not None:
+            self.raw.feed_eof()
+            return True
         for event in self.h1.feed_eof():
             self._on_event(event)
         # Nothing in flight: let asyncio close the transport; else answer what was

@@ -34,6 +34,14 @@ class ServerState:
         self.started = time.time()
         self._all_closed: asyncio.Event | None = None
 
+    def switch(self, engine: Engine) -> None:
+        """Serve new requests with ``engine`` (requests in flight keep theirs)."""
+        self.engine = engine
+        settings = engine.settings
+        self.limits = settings.limits
+        self.timeouts = settings.timeouts
+        self.server_header = settings.server_header.encode() or None
+
     def forget(self, conn: HttpConnection) -> None:
         """A connection ended."""
         self.connections.discard(conn)

@@ -1,0 +1,133 @@
+"""Per-directory configuration: the ``web.toml`` files of a site's content folders.
+
+Any content folder may hold a ``web.toml``. Its top-level tables are module
+sections that apply to the folder's URL subtree; at an application's root it may
+also change the application's module list (``[modules]`` with add/remove/clear)
+and prepend handler mappings (``[[handlers]]``). The files are found once per
+configuration generation by walking the content roots (hidden folders and
+symlinked folders are not entered), parsed strictly and kept with their line
+index for error messages.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+from colonnade.config.sections import Raw
+from colonnade.config.toml_lines import KeyLines
+from colonnade.errors import ConfigError
+
+WEB_TOML = "web.toml"
+#: Keys of a web.toml that are not module sections.
+RESERVED = frozenset({"modules", "handlers"})
+#: Folders deeper than this below a content root are not searched.
+MAX_DEPTH = 32
+
+_TOML_LINE = re.compile(r"\(at line (\d+)")
+
+
+class DirConfig(NamedTuple):
+    """One ``web.toml``: the URL folder it configures and what it says."""
+
+    site: str
+    path: str  # URL path of its folder, "/" or "/a/b"
+    file: str
+    sections: Raw
+    modules: Raw | None  # collection operations on the application's module list
+    handlers: list[Raw]
+    lines: KeyLines
+
+
+def read_toml(file: str) -> tuple[dict[str, Any], KeyLines]:
+    """Parse a TOML file; a syntax error names the file and line."""
+    try:
+        with open(file, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise ConfigError("no such file", file=file) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot be read: {exc.strerror}", file=file) from None
+    try:
+        text = data.decode("utf-8")
+        doc = tomllib.loads(text)
+    except UnicodeDecodeError:
+        raise ConfigError("not UTF-8 text", file=file) from None
+    except tomllib.TOMLDecodeError as exc:
+        found = _TOML_LINE.search(str(exc))
+        line = int(found.group(1)) if found else None
+        message = _TOML_LINE.split(str(exc))[0].strip().rstrip("(").strip()
+        raise ConfigError(f"not valid TOML: {message}", file=file, line=line) from None
+    return doc, KeyLines(text)
+
+
+def read_dir_config(file: str, site: str, url_path: str) -> DirConfig:
+    """Read one ``web.toml`` strictly (sections are checked later, by the engine)."""
+    doc, lines = read_toml(file)
+    sections: Raw = {}
+    for key, value in doc.items():
+        if key in RESERVED:
+            continue
+        if not isinstance(value, dict):
+            raise ConfigError(
+                "a module section must be a table", file=file, line=lines.line_for(key), key=key
+            )
+        sections[key] = value
+    modules = doc.get("modules")
+    if modules is not None and not isinstance(modules, dict):
+        raise ConfigError(
+            "[modules] is a table of add/remove/clear",
+            file=file,
+            line=lines.line_for("modules"),
+            key="modules",
+        )
+    if modules is not None:
+        unknown = set(modules) - {"add", "remove", "clear"}
+        if unknown:
+            key = f"modules.{sorted(unknown)[0]}"
+            raise ConfigError(
+                "unknown key (use add, remove or clear)",
+                file=file,
+                line=lines.line_for(key),
+                key=key,
+            )
+    handlers = doc.get("handlers", [])
+    if not isinstance(handlers, list):
+        raise ConfigError(
+            "[[handlers]] is an array of tables",
+            file=file,
+            line=lines.line_for("handlers"),
+            key="handlers",
+        )
+    return DirConfig(site, url_path, file, sections, modules, handlers, lines)
+
+
+def discover(site: str, roots: Iterable[tuple[str, str]]) -> list[DirConfig]:
+    """Every ``web.toml`` under ``roots`` (URL path, folder), shallowest first."""
+    found: dict[str, DirConfig] = {}
+    for url_root, folder in roots:
+        if not os.path.isdir(folder):
+            continue
+        base_depth = folder.rstrip(os.sep).count(os.sep)
+        for dirpath, dirnames, filenames in os.walk(folder):
+            depth = dirpath.count(os.sep) - base_depth
+            dirnames[:] = [
+                d
+                for d in dirnames
+                if not d.startswith(".")
+                and not os.path.islink(os.path.join(dirpath, d))
+                and depth < MAX_DEPTH
+            ]
+            if WEB_TOML not in filenames:
+                continue
+            rel = os.path.relpath(dirpath, folder)
+            url = url_root.rstrip("/") + ("" if rel == "." else "/" + rel.replace(os.sep, "/"))
+            url = url or "/"
+            file = os.path.join(dirpath, WEB_TOML)
+            # A folder reachable as two URLs (an app inside the site root) is read
+            # once per URL: each URL inherits from its own parents.
+            found.setdefault(f"{url}\0{file}", read_dir_config(file, site, url))
+    return sorted(found.values(), key=lambda d: (d.path.count("/"), d.path))

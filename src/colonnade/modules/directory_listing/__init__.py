@@ -1,0 +1,1 @@
+"""Directory listing (IIS DirectoryListingModule): ``static.directory_listing``."""
