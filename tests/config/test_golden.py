@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 
 from colonnade.config.load import load_file
+from colonnade.core.registry import Registry
 from colonnade.engine import Engine
 from colonnade.engine.engine import effective_config
 from colonnade.errors import ConfigError
 from colonnade.modules.standard import BUILTIN
-from colonnade.core.registry import Registry
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = sorted(p.name for p in GOLDEN.iterdir() if p.is_dir())

@@ -189,33 +189,31 @@ def test_header_timeout_answers_408_and_closes(www: Path) -> None:
 
 
 def test_keep_alive_timeout_closes_idle_connections(www: Path) -> None:
-    with timeouts_server(www, keep_alive=0.3) as server:
-        with Conn(server.port) as c:
-            c.send(get("/slow"))
-            assert c.response().status == 200
-            started = time.monotonic()
-            assert c.closed(wait=3)
-            assert time.monotonic() - started < 2
+    with timeouts_server(www, keep_alive=0.3) as server, Conn(server.port) as c:
+        c.send(get("/slow"))
+        assert c.response().status == 200
+        started = time.monotonic()
+        assert c.closed(wait=3)
+        assert time.monotonic() - started < 2
 
 
 def test_body_timeout_answers_408(www: Path) -> None:
-    with timeouts_server(www, body=0.3) as server:
-        with Conn(server.port) as c:
-            c.send(b"POST /slow HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n12")
-            r = c.response()
-            assert r.status == 408 and r.headers["connection"] == "close"
-            assert c.closed()
+    with timeouts_server(www, body=0.3) as server, Conn(server.port) as c:
+        c.send(b"POST /slow HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n12")
+        r = c.response()
+        assert r.status == 408 and r.headers["connection"] == "close"
+        assert c.closed()
 
 
 def test_connection_cap(www: Path) -> None:
-    with LiveServer(site_config(limits={"max_connections": 2}), www).start() as server:
-        with Conn(server.port) as a, Conn(server.port) as b:
-            for c in (a, b):
-                c.send(get("/slow"))
-                assert c.response().status == 200
-            with Conn(server.port) as third:
-                assert third.response().status == 503
-                assert third.closed()
+    server = LiveServer(site_config(limits={"max_connections": 2}), www).start()
+    with server, Conn(server.port) as a, Conn(server.port) as b:
+        for c in (a, b):
+            c.send(get("/slow"))
+            assert c.response().status == 200
+        with Conn(server.port) as third:
+            assert third.response().status == 503
+            assert third.closed()
 
 
 def test_slow_reader_back_pressure(live: LiveServer) -> None:

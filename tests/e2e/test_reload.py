@@ -57,7 +57,7 @@ def test_dropped_web_toml_turns_listing_on_and_a_broken_edit_is_refused(tmp_path
         assert time.monotonic() - started < 5
         assert status_of(port, "/")[0] == 403  # only that folder changed
 
-        web.write_text("[directory_browse]\nenabled = \"yes\"\n")  # broken
+        web.write_text('[directory_browse]\nenabled = "yes"\n')  # broken
         time.sleep(1.5)
         assert status_of(port, "/pub/")[0] == 200  # the old configuration still serves
 
@@ -73,7 +73,10 @@ def test_dropped_web_toml_turns_listing_on_and_a_broken_edit_is_refused(tmp_path
         log = server.stderr()
         assert "www/pub/web.toml:2: directory_browse.enabled: Expected `bool`, got `str`" in log
         assert "still serving the previous configuration" in log
-        assert re.search(r"reloaded \(SIGHUP\): generation \d+, 0 application\(s\) switched, "
-                         r"1 unchanged", log)
+        assert re.search(
+            r"reloaded \(SIGHUP\): generation \d+, 0 application\(s\) switched, "
+            r"1 unchanged",
+            log,
+        )
     finally:
         server.kill()

@@ -64,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--site", help="site name (default: the first)")
     show.add_argument("--path", default="/", help="URL path (default: /)")
     show.add_argument("--json", action="store_true", help="print JSON")
+    config_sub.add_parser("docs", help="print the configuration reference (Markdown)")
     return parser
 
 
@@ -141,7 +142,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    """``colonnade config show``: effective settings for a URL and where they came from."""
+    """``colonnade config show|docs``."""
+    if args.action == "docs":
+        from colonnade.management.docgen import render
+
+        print(render(Registry.standard(BUILTIN, with_entry_points=False)), end="")
+        return 0
     engine = build(args)
     found = effective_config(engine, args.site, args.path)
     if args.json:

@@ -7,7 +7,6 @@ import tempfile
 import tomllib
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
 from colonnade.config.load import embedded_default, from_dict
 from colonnade.core.module import Module
@@ -156,8 +155,8 @@ class Client:
         self.loop = asyncio.new_event_loop()
 
     def __enter__(self) -> Client:
-        self.engine.start()
         try:
+            self.engine.start()
             self.loop.run_until_complete(self.engine.startup())
         except BaseException:
             self.engine.close()
@@ -196,8 +195,9 @@ class Client:
         host: str = "localhost",
     ) -> TestResponse:
         """The coroutine behind :meth:`request`."""
-        parts = urlsplit(target)
-        raw_path = (parts.path or "/").encode()
+        # Not urlsplit: a target such as "//../x" is a path, never a host.
+        path_part, _, query = target.partition("#")[0].partition("?")
+        raw_path = (path_part or "/").encode()
         hdrs: Headers
         if isinstance(headers, dict):
             hdrs = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
@@ -216,7 +216,7 @@ class Client:
             method,
             path,
             raw_path=raw_path,
-            query=parts.query.encode(),
+            query=query.encode(),
             headers=hdrs,
             host=host,
             client=self.client_addr,

@@ -208,12 +208,14 @@ class Exchange:
         """The whole response in one write."""
         conn = self.conn
         h1 = conn.h1
+        # A 304 describes a body it does not carry: no Content-Length of its own
+        # (RFC 9110 8.6), unless the handler declared the representation's.
         data = h1.start_response(
             self.head,
             status,
             headers,
             reason=reason,
-            content_length=len(body),
+            content_length=None if status == 304 else len(body),
             keep_alive=self._keep_alive(),
         )
         if body:

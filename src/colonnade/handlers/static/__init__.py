@@ -1,0 +1,1 @@
+"""The static file handler: regular files under the application's roots."""

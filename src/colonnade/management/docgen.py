@@ -1,0 +1,209 @@
+"""Generate ``docs/configuration.md`` from the schemas, so the reference cannot drift.
+
+Every table of the server file and every module's section is a ``msgspec.Struct``;
+this walks their fields (type, default, range from ``msgspec.inspect``) and takes
+each field's meaning from its attribute docstring or the comment beside it in the
+source. ``colonnade config docs`` prints the page; a test compares it with the
+committed file.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+
+import msgspec
+import msgspec.inspect as mi
+
+from colonnade.config import schema
+from colonnade.config.sections import Section
+from colonnade.core.registry import Registry
+
+_TOP = (
+    ("[server]", schema.ServerSettings, "Settings every site of the server shares."),
+    ("[server.limits]", schema.Limits, ""),
+    ("[server.timeouts]", schema.Timeouts, ""),
+    ("[pools.NAME]", schema.PoolConfig, ""),
+    ("[[sites]]", schema.SiteConfig, ""),
+    ("[[sites.applications]]", schema.ApplicationConfig, ""),
+    ("[[sites.virtual_directories]]", schema.VirtualDirectoryConfig, ""),
+    ("[[handlers]]", schema.HandlerMapping, ""),
+)
+
+
+def field_notes(cls: type) -> dict[str, str]:
+    """Field name → its documentation (attribute docstring, or adjacent comments)."""
+    notes: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if klass in (object, msgspec.Struct) or klass.__module__.startswith("msgspec"):
+            continue
+        try:
+            source = textwrap.dedent(inspect.getsource(klass))
+        except (OSError, TypeError):
+            continue
+        lines = source.splitlines()
+        tree = ast.parse(source)
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for i, node in enumerate(body):
+            if not isinstance(node, ast.AnnAssign) or not isinstance(node.target, ast.Name):
+                continue
+            name = node.target.id
+            text = ""
+            nxt = body[i + 1] if i + 1 < len(body) else None
+            if (
+                isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
+                text = inspect.cleandoc(nxt.value.value)
+            else:
+                above: list[str] = []
+                j = node.lineno - 2
+                while j >= 0 and lines[j].strip().startswith("#"):
+                    above.insert(0, lines[j].strip().lstrip("#").strip())
+                    j -= 1
+                line = lines[node.lineno - 1]
+                if "#" in line and not above:
+                    above.append(line.split("#", 1)[1].strip())
+                text = " ".join(above)
+            notes[name] = " ".join(text.split()).replace("``", "`")
+    return notes
+
+
+def type_name(t: mi.Type) -> str:
+    """A short readable name for a msgspec type, with its range."""
+    if isinstance(t, mi.Metadata):
+        inner = type_name(t.type)
+        if isinstance(t.type, mi.IntType | mi.FloatType):
+            return inner
+        return inner
+    if isinstance(t, mi.IntType | mi.FloatType):
+        name = "integer" if isinstance(t, mi.IntType) else "number"
+        bounds = []
+        if t.ge is not None:
+            bounds.append(f"≥ {t.ge}")
+        if t.gt is not None:
+            bounds.append(f"> {t.gt}")
+        if t.le is not None:
+            bounds.append(f"≤ {t.le}")
+        if t.lt is not None:
+            bounds.append(f"< {t.lt}")
+        return f"{name} ({', '.join(bounds)})" if bounds else name
+    simple = {mi.StrType: "string", mi.BoolType: "boolean", mi.AnyType: "any", mi.NoneType: "none"}
+    for kind, name in simple.items():
+        if isinstance(t, kind):
+            return name
+    if isinstance(t, mi.ListType | mi.SetType | mi.FrozenSetType | mi.VarTupleType):
+        return f"array of {type_name(t.item_type)}"
+    if isinstance(t, mi.DictType):
+        return f"table of {type_name(t.key_type)} → {type_name(t.value_type)}"
+    if isinstance(t, mi.LiteralType):
+        return " \\| ".join(f'`"{v}"`' if isinstance(v, str) else f"`{v}`" for v in t.values)
+    if isinstance(t, mi.UnionType):
+        return " or ".join(type_name(x) for x in t.types)
+    if isinstance(t, mi.StructType):
+        return "table"
+    return type(t).__name__.replace("Type", "").lower()
+
+
+def _default(field: mi.Field) -> str:
+    if field.required:
+        return "required"
+    if field.default is not msgspec.NODEFAULT:
+        value = field.default
+    elif field.default_factory is not msgspec.NODEFAULT:
+        value = field.default_factory()
+    else:  # pragma: no cover
+        return ""
+    if isinstance(value, msgspec.Struct):
+        return "(table)"
+    return f"`{msgspec.json.encode(msgspec.to_builtins(value)).decode()}`"
+
+
+def table(cls: type[msgspec.Struct]) -> list[str]:
+    """The markdown rows for one struct."""
+    info = mi.type_info(cls)
+    assert isinstance(info, mi.StructType)
+    notes = field_notes(cls)
+    rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for field in info.fields:
+        if isinstance(field.type, mi.StructType):
+            continue  # documented as its own table
+        note = notes.get(field.name, "").replace("|", "\\|")
+        rows.append(
+            f"| `{field.encode_name}` | {type_name(field.type)} | {_default(field)} | {note} |"
+        )
+    return rows
+
+
+def _doc(cls: type) -> str:
+    doc = inspect.getdoc(cls) or ""
+    if doc.startswith(cls.__name__ + "("):
+        return ""  # msgspec's generated signature, not a description
+    return doc.replace("``", "`")
+
+
+def render(registry: Registry) -> str:
+    """The whole configuration reference page."""
+    out = [
+        "# Configuration reference",
+        "",
+        "<!-- Generated by `colonnade config docs` from the schemas; do not edit by hand. -->",
+        "",
+        "The server file is `colonnade.toml`; any content folder may hold a `web.toml`",
+        "that overrides module sections for its URL subtree (see",
+        "[architecture](architecture.md) and the rules below). Decoding is strict: an",
+        "unknown key, a wrong type or a value out of range is an error naming the file,",
+        "the line and the dotted key; `colonnade check` validates a whole tree and",
+        "`colonnade config show --site S --path P` prints the effective settings of a URL",
+        "with the file each value came from.",
+        "",
+        "## How levels combine",
+        "",
+        "- Levels, root first: the server file's module sections, then per URL path the",
+        "  `[[locations]]` entries and the `web.toml` files (at the same path the",
+        "  `web.toml` comes after the location). A key a level does not set keeps the",
+        "  parent's value, else the section's default.",
+        "- Collections: a value replaces the parent's list or table, unless it is a table",
+        '  of operations: `files = { add = ["home.html"], prepend = ["a.html"],',
+        '  remove = ["index.htm"], clear = true }` (tables of tables are keyed by their',
+        "  `id`/`name`/`path`/`extension`/`key` field).",
+        '- `[lock]` in the server file: `section = "deny"` or `"section.key" = "deny"`',
+        '  forbids `web.toml` files to set it (the error names both files); `"allow"`',
+        "  opens a section that is locked by default.",
+        "- A `web.toml` at an application's root may also change the module list",
+        "  (`[modules] add = [...], remove = [...], clear = true`) and prepend handler",
+        "  mappings (`[[handlers]]`).",
+        '- `[[locations]]`: `path = "SITE/url/path"` (one site) or `"/url/path"` (every',
+        "  site), plus section tables, e.g. `directory_browse = { enabled = true }`.",
+        "- A changed `colonnade.toml` or `web.toml` is picked up while serving (and on",
+        "  SIGHUP): the new configuration is built whole first; a broken one is logged and",
+        "  the old one keeps serving.",
+        "",
+        "## The server file",
+        "",
+    ]
+    for title, cls, extra in _TOP:
+        out += [f"### `{title}`", ""]
+        doc = extra or _doc(cls)
+        if doc:
+            out += [doc, ""]
+        out += [*table(cls), ""]
+    out += [
+        "## Module sections",
+        "",
+        "Each section belongs to a module and is accepted only when that module is",
+        "enabled (`[server] modules`).",
+        "",
+    ]
+    for module_id in registry.ids():
+        section = registry.load(module_id).section
+        if section is None:
+            continue
+        out += [f"### `[{section.key}]` — module `{module_id}`", ""]
+        doc = _doc(section) if issubclass(section, Section) else ""
+        if doc:
+            out += [doc, ""]
+        out += [*table(section), ""]
+    return "\n".join(out).rstrip() + "\n"

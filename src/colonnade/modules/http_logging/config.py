@@ -1,0 +1,106 @@
+"""``[http_logging]``: the access log (IIS site ``logFile`` plus ``httpLogging``)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from colonnade.config.sections import Section
+
+#: IIS's default ``logExtFileFlags``, in IIS's order.
+IIS_DEFAULT_FIELDS: tuple[str, ...] = (
+    "date",
+    "time",
+    "s-ip",
+    "cs-method",
+    "cs-uri-stem",
+    "cs-uri-query",
+    "s-port",
+    "cs-username",
+    "c-ip",
+    "cs(User-Agent)",
+    "cs(Referer)",
+    "sc-status",
+    "sc-substatus",
+    "sc-win32-status",
+    "time-taken",
+)
+
+#: Every field name besides ``cs(Header)`` / ``sc(Header)``.
+STANDARD_FIELDS: frozenset[str] = frozenset(
+    {
+        *IIS_DEFAULT_FIELDS,
+        "sc-bytes",
+        "cs-bytes",
+        "cs-host",
+        "cs-version",
+        "s-sitename",
+        "s-computername",
+        "x-correlation-id",
+    }
+)
+
+#: ``cs(Header-Name)`` (request header) or ``sc(Header-Name)`` (response header).
+HEADER_FIELD = re.compile(r"^(cs|sc)\(([!#$%&'*+.^_`|~0-9A-Za-z-]+)\)$")
+
+
+def _default_fields() -> list[str]:
+    return [*IIS_DEFAULT_FIELDS, "x-correlation-id"]
+
+
+class HttpLoggingSection(Section, frozen=True):
+    """Access log settings. Every one may be set per URL (``[[locations]]``).
+
+    - ``enabled``: log requests at all (IIS ``dontLog`` inverted).
+    - ``selective``: ``"all"``, ``"success"`` (status < 400) or ``"error"``
+      (status >= 400), as IIS ``selectiveLogging``.
+    - ``target``: ``"stdout"`` (default), ``"stderr"`` or a file path. A relative
+      path is relative to the server process's working directory, not to the site
+      root (log files do not belong inside served content). The folder must
+      exist. Every target an application's settings name is opened at start-up;
+      applications, locations and modules naming the same file share one open
+      file and one buffer.
+    - ``format``: ``"w3c"`` (IIS's W3C extended format, with its ``#Software``,
+      ``#Version``, ``#Date`` and ``#Fields`` header written when the file is new or
+      ends with different fields) or ``"json"`` (one object per line, the same
+      fields with snake_case keys: ``cs(User-Agent)`` → ``cs_user_agent``;
+      missing values are ``null`` and numbers are numbers).
+    - ``fields``: IIS's default list plus ``x-correlation-id`` at the end. That
+      field is ours, not IIS's: the short id shown on 5xx error pages (and in the
+      error log), so an error report can be matched to its log line; it is ``-``
+      for other statuses. Optional: ``sc-bytes``, ``cs-bytes``, ``cs-host``,
+      ``cs-version``, ``s-sitename``, ``s-computername`` and any request or
+      response header as ``cs(Header-Name)`` / ``sc(Header-Name)``.
+    - ``buffer_size``: lines are buffered in memory and written in one batch once
+      the buffer holds this many bytes (IIS writes 64 KB batches too); 0 writes
+      every line at once. Per target: sharers get the smallest asked for.
+    - ``flush_interval``: seconds after which a partly filled buffer is written
+      (per target, the smallest asked for).
+
+    Timestamps are UTC; ``time-taken`` is in milliseconds from when the request
+    entered the pipeline to when it is logged.
+    """
+
+    key = "http_logging"
+
+    enabled: bool = True
+    selective: Literal["all", "success", "error"] = "all"
+    format: Literal["w3c", "json"] = "w3c"
+    target: Annotated[str, Meta(min_length=1)] = "stdout"
+    fields: list[str] = msgspec.field(default_factory=_default_fields)
+    buffer_size: Annotated[int, Meta(ge=0, le=64 * 1024 * 1024)] = 65536
+    flush_interval: Annotated[float, Meta(gt=0, le=3600)] = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.fields:
+            raise ValueError("fields: at least one field is needed")
+        seen: set[str] = set()
+        for name in self.fields:
+            if name not in STANDARD_FIELDS and HEADER_FIELD.match(name) is None:
+                raise ValueError(f"fields: unknown log field {name!r}")
+            if name.lower() in seen:
+                raise ValueError(f"fields: {name!r} is listed twice")
+            seen.add(name.lower())

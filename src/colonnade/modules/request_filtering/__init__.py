@@ -1,0 +1,1 @@
+"""Request filtering: IIS ``requestFiltering`` rules applied at BEGIN_REQUEST."""

@@ -1,0 +1,489 @@
+"""The access log: W3C header and fields, JSON, escaping, selection, buffering, sharing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from colonnade import Context, Handler, Stage, __version__
+from colonnade.errors import ConfigError
+from colonnade.modules.http_logging import module as logmod
+from colonnade.modules.http_logging.config import (
+    HEADER_FIELD,
+    IIS_DEFAULT_FIELDS,
+    STANDARD_FIELDS,
+    HttpLoggingSection,
+)
+from colonnade.modules.http_logging.module import HttpLogging, json_key, w3c_escape
+from colonnade.testing import Client, build_engine, make_context, run_stage
+
+FILTERED = ["security.request_filtering", "static.default_document", "handler.static", "log.http"]
+IIS_HEADER = (
+    "#Fields: date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip "
+    "cs(User-Agent) cs(Referer) sc-status sc-substatus sc-win32-status time-taken"
+)
+
+
+class Boom(Handler):
+    """Fails on /boom, answers 503 itself on /busy, else a small 200."""
+
+    id = "test.boom"
+
+    def execute(self, ctx: Context) -> None:
+        if ctx.request.path == "/boom":
+            raise RuntimeError("boom")
+        if ctx.request.path == "/busy":
+            ctx.response.status = 503
+        ctx.response.body = b"ok"
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("home")
+    (site / "a b.txt").write_text("spaced")
+    return site
+
+
+@pytest.fixture
+def log_path(tmp_path: Path) -> Path:
+    return tmp_path / "logs" / "access.log"
+
+
+@pytest.fixture(autouse=True)
+def no_open_sinks() -> Iterator[None]:
+    yield
+    assert logmod._SINKS == {}, "a test left a log target open"
+
+
+def make_config(
+    root: Path, log: dict[str, Any], modules: list[str] = FILTERED, **extra: Any
+) -> dict[str, Any]:
+    site: dict[str, Any] = {"name": "t", "bindings": ["http://127.0.0.1:8080"], "root": str(root)}
+    if "applications" in extra:
+        site["applications"] = extra.pop("applications")
+    return {"server": {"modules": modules}, "sites": [site], "http_logging": log, **extra}
+
+
+def serve(root: Path, log: dict[str, Any], modules: list[str] = FILTERED, **extra: Any) -> Client:
+    return Client(build_engine(make_config(root, log, modules, **extra), modules=[Boom]))
+
+
+def read_w3c(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """Directive lines, and each line as field → value under the #Fields in force."""
+    directives: list[str] = []
+    records: list[dict[str, str]] = []
+    fields: list[str] = []
+    for line in path.read_text().splitlines():
+        if line.startswith("#"):
+            directives.append(line)
+            if line.startswith("#Fields: "):
+                fields = line[len("#Fields: ") :].split(" ")
+            continue
+        values = line.split(" ")
+        assert len(values) == len(fields), line
+        records.append(dict(zip(fields, values, strict=True)))
+    return directives, records
+
+
+def test_w3c_header_and_fields(root: Path, log_path: Path) -> None:
+    log_path.parent.mkdir()
+    with serve(root, {"target": str(log_path)}) as client:
+        client.get(
+            "/index.html?x=1&y=two",
+            headers={"user-agent": "Mozilla/5.0 (X11; Linux)", "referer": "http://localhost/"},
+        )
+        client.get("/missing")
+    directives, records = read_w3c(log_path)
+    assert directives[:2] == [f"#Software: Colonnade {__version__}", "#Version: 1.0"]
+    assert re.fullmatch(r"#Date: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d", directives[2])
+    assert directives[3] == IIS_HEADER + " x-correlation-id"
+    assert len(directives) == 4
+    first, second = records
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d", first["date"])
+    assert re.fullmatch(r"\d\d:\d\d:\d\d", first["time"])
+    assert first == {
+        **first,
+        "s-ip": "127.0.0.1",
+        "cs-method": "GET",
+        "cs-uri-stem": "/index.html",
+        "cs-uri-query": "x=1&y=two",
+        "s-port": "8080",
+        "cs-username": "-",
+        "c-ip": "127.0.0.1",
+        "cs(User-Agent)": "Mozilla/5.0+(X11;+Linux)",
+        "cs(Referer)": "http://localhost/",
+        "sc-status": "200",
+        "sc-substatus": "0",
+        "sc-win32-status": "0",
+        "x-correlation-id": "-",
+    }
+    assert first["time-taken"].isdigit()
+    assert (second["cs-uri-stem"], second["cs-uri-query"], second["sc-status"]) == (
+        "/missing",
+        "-",
+        "404",
+    )
+    assert second["cs(User-Agent)"] == "-"
+
+
+def test_substatus_of_a_request_filtering_refusal(root: Path, log_path: Path) -> None:
+    log_path.parent.mkdir()
+    with serve(root, {"target": str(log_path)}) as client:
+        assert client.get("/web.toml").status == 404
+        client.get("/a+b")
+    _, records = read_w3c(log_path)
+    assert [(r["cs-uri-stem"], r["sc-status"], r["sc-substatus"]) for r in records] == [
+        ("/web.toml", "404", "8"),
+        ("/a+b", "404", "11"),
+    ]
+
+
+def test_optional_fields(root: Path, log_path: Path) -> None:
+    log_path.parent.mkdir()
+    fields = [
+        "cs-method",
+        "sc-bytes",
+        "cs-bytes",
+        "cs-host",
+        "cs-version",
+        "s-sitename",
+        "s-computername",
+        "cs(X-Forwarded-For)",
+        "sc(Content-Type)",
+        "cs(Cookie)",
+    ]
+    with serve(root, {"target": str(log_path), "fields": fields}) as client:
+        response = client.get(
+            "/index.html",
+            headers={"x-forwarded-for": "10.0.0.1, 10.0.0.2"},
+            host="example.com:8080",
+        )
+    directives, records = read_w3c(log_path)
+    assert directives[-1] == "#Fields: " + " ".join(fields)
+    (record,) = records
+    assert response.context is not None
+    assert record == {
+        "cs-method": "GET",
+        "sc-bytes": str(response.context.writer.bytes_sent),
+        "cs-bytes": record["cs-bytes"],
+        "cs-host": "example.com:8080",
+        "cs-version": "HTTP/1.1",
+        "s-sitename": "t",
+        "s-computername": logmod._COMPUTER_NAME.replace(" ", "+") or "-",
+        "cs(X-Forwarded-For)": "10.0.0.1,+10.0.0.2",
+        "sc(Content-Type)": "text/html;+charset=utf-8",
+        "cs(Cookie)": "-",
+    }
+    assert int(record["cs-bytes"]) > len("GET /index.html HTTP/1.1\r\n")
+    assert int(record["sc-bytes"]) == 4
+
+
+def test_json_format(root: Path, log_path: Path) -> None:
+    log_path.parent.mkdir()
+    with serve(root, {"target": str(log_path), "format": "json"}) as client:
+        client.get("/a%20b.txt?q=1", headers={"user-agent": "curl/8 (x)"})
+        client.get("/web.toml")
+    lines = log_path.read_text().splitlines()
+    assert len(lines) == 2  # no W3C header in a JSON log
+    first, second = (json.loads(line) for line in lines)
+    assert list(first) == [json_key(f) for f in [*IIS_DEFAULT_FIELDS, "x-correlation-id"]]
+    assert first == {
+        **first,
+        "s_ip": "127.0.0.1",
+        "cs_method": "GET",
+        "cs_uri_stem": "/a b.txt",
+        "cs_uri_query": "q=1",
+        "s_port": 8080,
+        "cs_username": None,
+        "c_ip": "127.0.0.1",
+        "cs_user_agent": "curl/8 (x)",
+        "cs_referer": None,
+        "sc_status": 200,
+        "sc_substatus": 0,
+        "sc_win32_status": 0,
+        "x_correlation_id": None,
+    }
+    assert isinstance(first["time_taken"], int)
+    assert (second["sc_status"], second["sc_substatus"]) == (404, 8)
+
+
+def test_w3c_escaping(root: Path, log_path: Path) -> None:
+    log_path.parent.mkdir()
+    with serve(root, {"target": str(log_path)}) as client:
+        client.get("/a%20b.txt", headers={"user-agent": "", "referer": "a\tb"})
+        client.get("/x%0D%0Ay%E2%80%A8z")  # CR LF and U+2028 must not split the line
+    _, records = read_w3c(log_path)
+    assert records[0]["cs-uri-stem"] == "/a+b.txt"
+    assert records[0]["cs(User-Agent)"] == "-"
+    assert records[0]["cs(Referer)"] == "a%09b"
+    assert records[1]["cs-uri-stem"] == "/x%0D%0Ay%E2%80%A8z"
+
+
+def test_w3c_escape() -> None:
+    assert w3c_escape("") == "-"
+    assert w3c_escape("a b  c") == "a+b++c"
+    assert w3c_escape("café") == "café"
+    assert w3c_escape("a\nb\x7f") == "a%0Ab%7F"
+
+
+@pytest.mark.parametrize(
+    ("selective", "logged"),
+    [
+        ("all", ["/index.html", "/missing", "/web.toml"]),
+        ("success", ["/index.html"]),
+        ("error", ["/missing", "/web.toml"]),
+    ],
+)
+def test_selective(root: Path, log_path: Path, selective: str, logged: list[str]) -> None:
+    log_path.parent.mkdir()
+    with serve(root, {"target": str(log_path), "selective": selective}) as client:
+        for target in ("/index.html", "/missing", "/web.toml"):
+            client.get(target)
+    _, records = read_w3c(log_path)
+    assert [r["cs-uri-stem"] for r in records] == logged
+
+
+def test_disabled_and_disabled_by_location(root: Path, log_path: Path) -> None:
+    log_path.parent.mkdir()
+    (root / "quiet").mkdir()
+    (root / "quiet" / "q.txt").write_text("q")
+    with serve(root, {"target": str(log_path), "enabled": False}) as client:
+        client.get("/index.html")
+    assert read_w3c(log_path)[1] == []
+    locations = [{"path": "/quiet", "http_logging": {"enabled": False}}]
+    with serve(root, {"target": str(log_path)}, locations=locations) as client:
+        client.get("/quiet/q.txt")
+        client.get("/index.html")
+    assert [r["cs-uri-stem"] for r in read_w3c(log_path)[1]] == ["/index.html"]
+
+
+def test_correlation_id_on_5xx_only(root: Path, log_path: Path) -> None:
+    log_path.parent.mkdir()
+    modules = ["log.http", "test.boom"]
+    extra = {"handlers": [{"path": "*", "handler": "test.boom"}]}
+    with serve(root, {"target": str(log_path)}, modules, **extra) as client:
+        failed = client.get("/boom")
+        busy = client.get("/busy")
+        client.get("/fine")
+    assert failed.context is not None and busy.context is not None
+    _, records = read_w3c(log_path)
+    assert [r["sc-status"] for r in records] == ["500", "503", "200"]
+    assert records[0]["x-correlation-id"] == failed.context.correlation_id
+    assert failed.context.correlation_id.encode() in failed.body
+    assert records[1]["x-correlation-id"] == busy.context.correlation_id
+    assert records[2]["x-correlation-id"] == "-"
+
+
+# -- buffering ---------------------------------------------------------------------------
+
+
+def test_buffer_is_flushed_on_cleanup_not_per_request(root: Path, log_path: Path) -> None:
+    log_path.parent.mkdir()
+    client = serve(root, {"target": str(log_path), "flush_interval": 3600})
+    with client:
+        client.get("/index.html")
+        client.get("/index.html")
+        directives, records = read_w3c(log_path)
+        assert len(directives) == 4 and records == []  # the header went out at start-up
+    assert len(read_w3c(log_path)[1]) == 2
+
+
+def test_buffer_is_flushed_after_flush_interval(root: Path, log_path: Path) -> None:
+    log_path.parent.mkdir()
+    with serve(root, {"target": str(log_path), "flush_interval": 0.05}) as client:
+        client.get("/index.html")
+        assert read_w3c(log_path)[1] == []
+        client.loop.run_until_complete(asyncio.sleep(0.2))
+        assert len(read_w3c(log_path)[1]) == 1
+        client.get("/index.html")  # a new timer for the next batch
+        client.loop.run_until_complete(asyncio.sleep(0.2))
+        assert len(read_w3c(log_path)[1]) == 2
+
+
+def test_buffer_is_flushed_when_full(root: Path, log_path: Path) -> None:
+    log_path.parent.mkdir()
+    with serve(
+        root, {"target": str(log_path), "buffer_size": 300, "flush_interval": 3600}
+    ) as client:
+        for _ in range(5):
+            client.get("/index.html")
+        written = len(read_w3c(log_path)[1])
+        assert 0 < written < 5
+    assert len(read_w3c(log_path)[1]) == 5
+
+
+def test_buffer_size_zero_writes_each_line(root: Path, log_path: Path) -> None:
+    log_path.parent.mkdir()
+    with serve(root, {"target": str(log_path), "buffer_size": 0}) as client:
+        client.get("/index.html")
+        assert len(read_w3c(log_path)[1]) == 1
+
+
+# -- targets: files shared, headers kept consistent ------------------------------------
+
+
+def test_existing_file_with_same_fields_gets_no_new_header(root: Path, log_path: Path) -> None:
+    log_path.parent.mkdir()
+    for _ in range(2):
+        with serve(root, {"target": str(log_path)}) as client:
+            client.get("/index.html")
+    directives, records = read_w3c(log_path)
+    assert len(directives) == 4 and len(records) == 2
+
+
+def test_existing_file_with_other_fields_gets_a_new_header(root: Path, log_path: Path) -> None:
+    log_path.parent.mkdir()
+    with serve(root, {"target": str(log_path)}) as client:
+        client.get("/index.html")
+    with serve(root, {"target": str(log_path), "fields": ["date", "cs-uri-stem"]}) as client:
+        client.get("/index.html")
+    directives, records = read_w3c(log_path)
+    assert [d for d in directives if d.startswith("#Fields")] == [
+        IIS_HEADER + " x-correlation-id",
+        "#Fields: date cs-uri-stem",
+    ]
+    assert records[1] == {"date": records[1]["date"], "cs-uri-stem": "/index.html"}
+
+
+def test_applications_share_one_file(root: Path, log_path: Path) -> None:
+    log_path.parent.mkdir()
+    (root / "app").mkdir()
+    (root / "app" / "a.html").write_text("a")
+    engine = build_engine(
+        make_config(root, {"target": str(log_path)}, applications=[{"path": "/app"}])
+    )
+    with Client(engine) as client:
+        (sink,) = logmod._SINKS.values()
+        assert sink.refs == 2
+        client.get("/index.html")
+        client.get("/app/a.html")
+    directives, records = read_w3c(log_path)
+    assert len(directives) == 4
+    assert [r["cs-uri-stem"] for r in records] == ["/index.html", "/app/a.html"]
+
+
+def test_relative_target_is_relative_to_the_working_directory(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with serve(root, {"target": "relative.log"}) as client:
+        client.get("/index.html")
+    assert len(read_w3c(tmp_path / "relative.log")[1]) == 1
+
+
+def test_stdout_target(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with serve(root, {}) as client:
+        client.get("/index.html")
+    out = capsys.readouterr().out
+    assert out.startswith("#Software: Colonnade")
+    assert " GET /index.html - 8080 " in out
+
+
+def test_stderr_target(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with serve(root, {"target": "stderr", "format": "json"}) as client:
+        client.get("/index.html")
+    assert json.loads(capsys.readouterr().err)["cs_uri_stem"] == "/index.html"
+
+
+def test_missing_log_folder_is_a_config_error(root: Path, tmp_path: Path) -> None:
+    engine = build_engine(make_config(root, {"target": str(tmp_path / "no" / "such.log")}))
+    with pytest.raises(ConfigError) as raised:
+        engine.start()
+    assert raised.value.key == "http_logging.target"
+
+
+def test_location_gets_its_own_log(root: Path, tmp_path: Path) -> None:
+    (root / "api").mkdir()
+    (root / "api" / "v.json").write_text("{}")
+    api_log = tmp_path / "api.log"
+    site_log = tmp_path / "site.log"
+    locations = [{"path": "/api", "http_logging": {"target": str(api_log), "format": "json"}}]
+    with serve(root, {"target": str(site_log)}, locations=locations) as client:
+        assert api_log.exists()  # opened at start-up, before any request
+        client.get("/api/v.json")
+        client.get("/index.html")
+    assert [r["cs-uri-stem"] for r in read_w3c(site_log)[1]] == ["/index.html"]
+    assert json.loads(api_log.read_text())["cs_uri_stem"] == "/api/v.json"
+
+
+def test_bad_location_target_fails_at_start_up(root: Path, tmp_path: Path) -> None:
+    locations = [{"path": "/sub", "http_logging": {"target": str(tmp_path / "no" / "x.log")}}]
+    engine = build_engine(
+        make_config(root, {"target": str(tmp_path / "ok.log")}, locations=locations)
+    )
+    with pytest.raises(ConfigError):
+        engine.start()
+
+
+def test_location_at_an_application_sets_its_log(root: Path, tmp_path: Path) -> None:
+    (root / "app").mkdir()
+    (root / "app" / "a.html").write_text("a")
+    app_log = tmp_path / "app.log"
+    site_log = tmp_path / "site.log"
+    locations = [{"path": "/app", "http_logging": {"target": str(app_log)}}]
+    engine = build_engine(
+        make_config(
+            root, {"target": str(site_log)}, applications=[{"path": "/app"}], locations=locations
+        )
+    )
+    with Client(engine) as client:
+        client.get("/index.html")
+        client.get("/app/a.html")
+    assert [r["cs-uri-stem"] for r in read_w3c(site_log)[1]] == ["/index.html"]
+    assert [r["cs-uri-stem"] for r in read_w3c(app_log)[1]] == ["/app/a.html"]
+
+
+# -- hook level and configuration ---------------------------------------------------------
+
+
+def test_hook_level(log_path: Path) -> None:
+    log_path.parent.mkdir()
+    ctx = make_context(
+        "GET", "/x?y", settings={"http_logging": {"target": str(log_path), "format": "json"}}
+    )
+    ctx.response.status = 201
+    module = HttpLogging()
+    module.provision(ctx.app)
+    try:
+        run_stage(module, Stage.LOG_REQUEST, ctx)
+    finally:
+        module.cleanup()
+    record = json.loads(log_path.read_text())
+    assert (record["cs_uri_stem"], record["cs_uri_query"], record["sc_status"]) == ("/x", "y", 201)
+
+
+def test_every_standard_field_has_getters() -> None:
+    assert set(logmod.FIELDS) == {f for f in STANDARD_FIELDS if not HEADER_FIELD.match(f)}
+
+
+def test_json_keys() -> None:
+    assert json_key("cs(User-Agent)") == "cs_user_agent"
+    assert json_key("x-correlation-id") == "x_correlation_id"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"fields": []},
+        {"fields": ["date", "bogus"]},
+        {"fields": ["date", "date"]},
+        {"fields": ["cs(Bad Header)"]},
+        {"format": "ncsa"},
+        {"selective": "some"},
+        {"target": ""},
+        {"flush_interval": 0},
+        {"buffer_size": -1},
+    ],
+)
+def test_invalid_settings_are_refused(raw: dict[str, Any]) -> None:
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.convert(raw, HttpLoggingSection, strict=True)

@@ -1,0 +1,455 @@
+"""Request filtering: one table per rule, defaults and overrides (config and location)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from colonnade import FINISH, Context, Handler, HttpError, Stage
+from colonnade.modules.request_filtering.config import RequestFilteringSection
+from colonnade.modules.request_filtering.module import LimitedBody, RequestFiltering
+from colonnade.testing import Client, TestResponse, build_engine, make_context, run_stage
+
+MODULES = ["security.request_filtering", "static.default_document", "handler.static"]
+
+Row = tuple[str, str, dict[str, str] | None, str]  # method, target, headers, "status.substatus"
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    root = tmp_path / "site"
+    for name in (
+        "index.html",
+        "a.css",
+        "a b.txt",
+        "a+b.txt",
+        "a..b.txt",
+        "café.txt",
+        "tool.exe",
+        "TOOL.EXE",
+        ".hidden.txt",
+        "web.toml",
+        "sub/index.html",
+        "sub/a.css",
+        "open/.x.txt",
+        ".well-known/acme.txt",
+        "secret/x.txt",
+    ):
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # web.toml is read as configuration too: make it valid (and empty) TOML.
+        path.write_text(f"# {name}\n")
+    return root
+
+
+def engine_config(
+    root: Path,
+    settings: dict[str, Any] | None = None,
+    locations: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "server": {"modules": MODULES},
+        "sites": [{"name": "t", "bindings": ["http://127.0.0.1:8080"], "root": str(root)}],
+    }
+    if settings is not None:
+        config["request_filtering"] = settings
+    if locations is not None:
+        config["locations"] = locations
+    return config
+
+
+@pytest.fixture
+def serve(site: Path) -> Iterator[Any]:
+    clients: list[Client] = []
+
+    def start(
+        settings: dict[str, Any] | None = None, locations: list[dict[str, Any]] | None = None
+    ) -> Client:
+        client = Client(build_engine(engine_config(site, settings, locations)))
+        clients.append(client.__enter__())
+        return client
+
+    yield start
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def code(response: TestResponse) -> str:
+    substatus = response.context.response.substatus if response.context is not None else 0
+    return f"{response.status}.{substatus}"
+
+
+def check(client: Client, rows: list[Row]) -> None:
+    got = [(m, t, code(client.request(m, t, headers=h))) for m, t, h, _ in rows]
+    assert got == [(m, t, want) for m, t, _, want in rows]
+
+
+# -- defaults ---------------------------------------------------------------------------
+
+DEFAULTS: list[Row] = [
+    ("GET", "/index.html", None, "200.0"),
+    # hidden segments: web.toml anywhere, any case
+    ("GET", "/web.toml", None, "404.8"),
+    ("GET", "/WEB.TOML", None, "404.8"),
+    ("GET", "/sub/Web.Toml", None, "404.8"),
+    ("GET", "/web.toml/x", None, "404.8"),
+    ("GET", "/web%2etoml", None, "404.8"),
+    ("GET", "/sub%2fweb.toml", None, "404.8"),
+    ("GET", "/web.tomlx", None, "404.0"),  # not the segment: passes, and is missing
+    # dot segments, except .well-known
+    ("GET", "/.hidden.txt", None, "404.8"),
+    ("GET", "/.git/config", None, "404.8"),
+    ("GET", "/open/.x.txt", None, "404.8"),
+    ("GET", "/.well-known/acme.txt", None, "200.0"),
+    ("GET", "/.well-knownx", None, "404.8"),
+    ("GET", "/.well-known/.x", None, "404.8"),
+    ("GET", "/%2egit/config", None, "404.8"),
+    # double escaping, and '+' in the path
+    ("GET", "/a%20b.txt", None, "200.0"),
+    ("GET", "/a+b.txt", None, "404.11"),
+    ("GET", "/a%2bb.txt", None, "404.11"),
+    ("GET", "/%252e%252e/index.html", None, "404.11"),
+    ("GET", "/a%2541.txt", None, "404.11"),
+    ("GET", "/a%25zz.txt", None, "404.0"),  # "%zz" is no escape: decoding again changes nothing
+    # high-bit characters are allowed by default
+    ("GET", "/caf%C3%A9.txt", None, "200.0"),
+    # URL and query string length
+    ("GET", "/" + "a" * 4095, None, "404.0"),
+    ("GET", "/" + "a" * 4096, None, "404.14"),
+    ("GET", "/index.html?" + "q" * 2048, None, "200.0"),
+    ("GET", "/index.html?" + "q" * 2049, None, "404.15"),
+    # NUL in the query string
+    ("GET", "/index.html?a=%00", None, "400.0"),
+    ("GET", "/index.html?a=%0", None, "200.0"),
+    # declared body size
+    ("GET", "/index.html", {"content-length": "30000000"}, "200.0"),
+    ("GET", "/index.html", {"content-length": "30000001"}, "413.1"),
+    # no extension, verb, header or sequence rules by default (as IIS)
+    ("GET", "/tool.exe", None, "200.0"),
+    ("GET", "/a..b.txt", None, "200.0"),
+    ("TRACE", "/index.html", None, "405.0"),
+    ("GET", "/index.html", {"user-agent": "x" * 10000}, "200.0"),
+]
+
+
+def test_defaults(serve: Any) -> None:
+    check(serve(), DEFAULTS)
+
+
+# -- one table per rule, settings from the config file -----------------------------------
+
+RULES: list[tuple[str, dict[str, Any], list[Row]]] = [
+    (
+        "hidden_segments",
+        {"hidden_segments": ["secret", "bin"]},
+        [
+            ("GET", "/secret/x.txt", None, "404.8"),
+            ("GET", "/SECRET/x.txt", None, "404.8"),
+            ("GET", "/sub/bin", None, "404.8"),
+            ("GET", "/binary", None, "404.0"),
+            # the list replaces the default; the static handler still never serves it
+            ("GET", "/web.toml", None, "404.8"),
+        ],
+    ),
+    (
+        "deny_dotfiles",
+        {"deny_dotfiles": False},
+        [
+            ("GET", "/.hidden.txt", None, "200.0"),
+            ("GET", "/web.toml", None, "404.8"),
+        ],
+    ),
+    (
+        "allow_double_escaping",
+        {"allow_double_escaping": True},
+        [
+            ("GET", "/a+b.txt", None, "200.0"),
+            ("GET", "/a%2bb.txt", None, "200.0"),
+            ("GET", "/a%2541.txt", None, "404.0"),
+        ],
+    ),
+    (
+        "allow_high_bit_characters",
+        {"allow_high_bit_characters": False},
+        [
+            ("GET", "/caf%C3%A9.txt", None, "404.12"),
+            ("GET", "/index.html?q=caf%C3%A9", None, "200.0"),  # escaped: plain ASCII
+            ("GET", "/index.html?q=café", None, "404.12"),
+            ("GET", "/index.html", None, "200.0"),
+        ],
+    ),
+    (
+        "max_url",
+        {"max_url": 11},
+        [
+            ("GET", "/index.html", None, "200.0"),
+            ("GET", "/index.html?long=query", None, "200.0"),  # the path only
+            ("GET", "/index.htmlx", None, "404.14"),
+            ("GET", "/index%2ehtml", None, "404.14"),  # raw length
+        ],
+    ),
+    (
+        "max_query_string",
+        {"max_query_string": 5},
+        [
+            ("GET", "/index.html?abcde", None, "200.0"),
+            ("GET", "/index.html?abcdef", None, "404.15"),
+        ],
+    ),
+    (
+        "max_allowed_content_length",
+        {"max_allowed_content_length": 10},
+        [
+            ("GET", "/index.html", {"content-length": "10"}, "200.0"),
+            ("GET", "/index.html", {"content-length": "11"}, "413.1"),
+            ("GET", "/index.html", {"content-length": "x"}, "400.0"),
+        ],
+    ),
+    (
+        "header_limits",
+        {"header_limits": {"User-Agent": 10, "x-banned": 0}},
+        [
+            ("GET", "/index.html", {"user-agent": "x" * 10}, "200.0"),
+            ("GET", "/index.html", {"user-agent": "x" * 11}, "431.0"),
+            ("GET", "/index.html", {"x-banned": ""}, "431.0"),
+            ("GET", "/index.html", {"x-banned": "1"}, "431.0"),
+            ("GET", "/index.html", {"x-other": "x" * 100}, "200.0"),
+        ],
+    ),
+    (
+        "file_extensions denied",
+        {"file_extensions": {".exe": False, ".txt": True}},
+        [
+            ("GET", "/tool.exe", None, "404.7"),
+            ("GET", "/TOOL.EXE", None, "404.7"),
+            ("GET", "/tool%2eexe", None, "404.7"),
+            ("GET", "/index.html", None, "200.0"),
+            ("GET", "/a%20b.txt", None, "200.0"),
+        ],
+    ),
+    (
+        "allow_unlisted_extensions",
+        {"allow_unlisted_extensions": False, "file_extensions": {".html": True}},
+        [
+            ("GET", "/index.html", None, "200.0"),
+            ("GET", "/a.css", None, "404.7"),
+            ("GET", "/sub/", None, "404.7"),  # "." (no extension) is not listed
+        ],
+    ),
+    (
+        "allow_unlisted_extensions with '.'",
+        {"allow_unlisted_extensions": False, "file_extensions": {".html": True, ".": True}},
+        [
+            ("GET", "/sub/", None, "200.0"),
+            ("GET", "/a.css", None, "404.7"),
+        ],
+    ),
+    (
+        "deny_url_sequences",
+        {"deny_url_sequences": ["..", "\\"]},
+        [
+            ("GET", "/a..b.txt", None, "404.5"),
+            ("GET", "/sub/../index.html", None, "404.5"),  # raw path; canonical has none
+            ("GET", "/sub/%2e%2e/index.html", None, "404.5"),  # raw path decoded once
+            ("GET", "/a%5cb", None, "404.5"),
+            ("GET", "/index.html", None, "200.0"),
+        ],
+    ),
+    (
+        "deny_query_string_sequences",
+        {"deny_query_string_sequences": ["<script"]},
+        [
+            ("GET", "/index.html?q=<SCRIPT>", None, "404.18"),
+            ("GET", "/index.html?q=%3Cscript%3E", None, "404.18"),
+            ("GET", "/index.html?q=script", None, "200.0"),
+        ],
+    ),
+    (
+        "unescape_query_string",
+        {"deny_query_string_sequences": ["<script"], "unescape_query_string": False},
+        [
+            ("GET", "/index.html?q=%3Cscript%3E", None, "200.0"),
+            ("GET", "/index.html?q=<script>", None, "404.18"),
+        ],
+    ),
+    (
+        "verbs denied",
+        {"verbs": {"TRACE": False, "options": False}},
+        [
+            ("TRACE", "/index.html", None, "404.6"),
+            ("OPTIONS", "/index.html", None, "404.6"),
+            ("GET", "/index.html", None, "200.0"),
+        ],
+    ),
+    (
+        "allow_unlisted_verbs",
+        {"allow_unlisted_verbs": False, "verbs": {"GET": True}},
+        [
+            ("GET", "/index.html", None, "200.0"),
+            ("HEAD", "/index.html", None, "404.6"),
+            ("POST", "/index.html", None, "404.6"),
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("settings", "rows"), [(s, r) for _, s, r in RULES], ids=[name for name, _, _ in RULES]
+)
+def test_rule(serve: Any, settings: dict[str, Any], rows: list[Row]) -> None:
+    check(serve(settings), rows)
+
+
+# -- overrides through [[locations]] -----------------------------------------------------
+
+
+def test_location_tightens_and_relaxes(serve: Any) -> None:
+    client = serve(
+        locations=[
+            {"path": "/sub", "request_filtering": {"file_extensions": {".css": False}}},
+            {"path": "/open", "request_filtering": {"deny_dotfiles": False}},
+        ]
+    )
+    check(
+        client,
+        [
+            ("GET", "/sub/a.css", None, "404.7"),
+            ("GET", "/a.css", None, "200.0"),
+            ("GET", "/open/.x.txt", None, "200.0"),
+            ("GET", "/.hidden.txt", None, "404.8"),
+            ("GET", "/open/web.toml", None, "404.8"),  # hidden segments still apply there
+        ],
+    )
+
+
+def test_location_merges_with_server_settings(serve: Any) -> None:
+    client = serve(
+        {"file_extensions": {".exe": False}},
+        [{"path": "/sub", "request_filtering": {"file_extensions": {".css": False}}}],
+    )
+    check(
+        client,
+        [
+            ("GET", "/tool.exe", None, "404.7"),
+            ("GET", "/sub/tool.exe", None, "404.7"),  # tables merge key by key
+            ("GET", "/sub/a.css", None, "404.7"),
+            ("GET", "/a.css", None, "200.0"),
+        ],
+    )
+
+
+# -- the body limit while reading --------------------------------------------------------
+
+
+class Reader(Handler):
+    """Reads the whole request body and answers with its length."""
+
+    id = "test.reader"
+    how = "all"
+
+    async def execute(self, ctx: Context) -> None:
+        body = ctx.request.body
+        if self.how == "all":
+            data = await body.read()
+        elif self.how == "sized":
+            data = b""
+            while chunk := await body.read(4):
+                data += chunk
+        else:
+            data = b"".join([chunk async for chunk in body])
+        ctx.response.body = str(len(data)).encode()
+
+
+@pytest.mark.parametrize("how", ["all", "sized", "iterate"])
+def test_chunked_body_over_the_limit_is_413_1(tmp_path: Path, how: str) -> None:
+    Reader.how = how
+    config = {
+        "server": {"modules": ["security.request_filtering", "test.reader"]},
+        "sites": [{"name": "t", "bindings": ["http://127.0.0.1:8080"], "root": str(tmp_path)}],
+        "handlers": [{"path": "*", "handler": "test.reader"}],
+        "request_filtering": {"max_allowed_content_length": 10},
+    }
+    chunked = {"transfer-encoding": "chunked"}
+    with Client(build_engine(config, modules=[Reader])) as client:
+        small = client.request("POST", "/up", headers=chunked, body=b"x" * 10)
+        assert (small.status, small.body) == (200, b"10")
+        big = client.request("POST", "/up", headers=chunked, body=b"x" * 11)
+        assert code(big) == "413.1"
+        assert big.context is not None and big.context.request.keep_alive is False
+
+
+def test_declared_length_is_not_wrapped() -> None:
+    ctx = make_context("POST", "/up", headers={"content-length": "3"}, body=b"abc")
+    body = ctx.request.body
+    assert run_stage(RequestFiltering(), Stage.BEGIN_REQUEST, ctx) is not FINISH
+    assert ctx.request.body is body
+
+
+def test_limited_body_counts_every_read() -> None:
+    ctx = make_context(
+        "POST",
+        "/up",
+        headers={"transfer-encoding": "chunked"},
+        body=b"x" * 8,
+        settings={"request_filtering": {"max_allowed_content_length": 6}},
+    )
+    assert run_stage(RequestFiltering(), Stage.BEGIN_REQUEST, ctx) is not FINISH
+    body = ctx.request.body
+    assert isinstance(body, LimitedBody)
+
+    async def read() -> bytes:
+        first = await body.read(5)
+        assert first == b"xxxxx"
+        return await body.read(5)
+
+    with pytest.raises(HttpError) as raised:
+        asyncio.run(read())
+    assert (raised.value.status, raised.value.substatus) == (413, 1)
+    assert ctx.request.keep_alive is False
+
+
+# -- hook level and configuration ---------------------------------------------------------
+
+
+def test_refusal_is_an_error_response_with_substatus() -> None:
+    ctx = make_context("GET", "/web.toml")
+    assert run_stage(RequestFiltering(), Stage.BEGIN_REQUEST, ctx) is FINISH
+    assert (ctx.response.status, ctx.response.substatus) == (404, 8)
+    assert b"404.8" in ctx.response.body
+
+
+def test_rules_are_compiled_once_per_section() -> None:
+    first = make_context("GET", "/a")
+    second = make_context("GET", "/b")
+    module = RequestFiltering()
+    run_stage(module, Stage.BEGIN_REQUEST, first)
+    section = first.section(RequestFilteringSection)
+    assert section.rules is section.rules
+    # Same path, same application: the same section object, the same compiled rules.
+    again = first.app.sections_for("/a").get(RequestFilteringSection)
+    assert again is section
+    assert second.section(RequestFilteringSection) == section
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"max_url": 0},
+        {"max_query_string": -1},
+        {"header_limits": {"user agent": 5}},
+        {"header_limits": {"content-length": 5}},
+        {"file_extensions": {"exe": False}},
+        {"hidden_segments": ["a/b"]},
+        {"verbs": {"GET POST": True}},
+        {"deny_url_sequences": [""]},
+        {"unknown": True},
+    ],
+)
+def test_invalid_settings_are_refused(raw: dict[str, Any]) -> None:
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.convert(raw, RequestFilteringSection, strict=True)
