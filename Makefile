@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: serve test lint format bench install clean
+.PHONY: serve test lint format bench docs install clean
 
 serve: $(STAMP)
 	$(BIN)/colonnade serve --root examples/welcome --bind 127.0.0.1:8080
@@ -20,6 +20,9 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format src tests
 	$(BIN)/ruff check --fix src tests
+
+docs: $(STAMP)
+	$(BIN)/colonnade config docs > docs/configuration.md
 
 bench: $(STAMP)
 	bash bench/setup.sh

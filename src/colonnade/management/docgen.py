@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import re
 import textwrap
 
 import msgspec
@@ -68,6 +69,12 @@ def field_notes(cls: type) -> dict[str, str]:
                     above.append(line.split("#", 1)[1].strip())
                 text = " ".join(above)
             notes[name] = " ".join(text.split()).replace("``", "`")
+    # Fields explained in the class docstring's bullet list ("- ``name``: ...").
+    for bullet in re.split(r"\n\s*- ", "\n" + (inspect.getdoc(cls) or ""))[1:]:
+        text = " ".join(bullet.split()).replace("``", "`")
+        for name in re.findall(r"`(\w+)`", text):
+            if not notes.get(name):
+                notes[name] = text
     return notes
 
 

@@ -15,7 +15,10 @@ class DirectoryBrowseSection(Section, frozen=True):
     key = "directory_browse"
 
     enabled: bool = False
+    """List folders that have no default document (else 403.14)."""
     show_size: bool = True
+    """Show a size column."""
     show_modified: bool = True
-    # Entries whose names start with "." and web.toml files are never listed.
+    """Show a last-modified column (UTC)."""
     show_hidden: bool = False
+    """List entries whose names start with "." (web.toml is never listed)."""
