@@ -24,9 +24,10 @@ format: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/colonnade config docs > docs/configuration.md
 
+# Benchmarks against uvicorn, granian, gunicorn, hypercorn and nginx; results in
+# bench/RESULTS.md. `make bench BENCH_ARGS=--quick` for a short run.
 bench: $(STAMP)
-	bash bench/setup.sh
-	$(BIN)/python bench/run.py
+	bash bench/run.sh $(BENCH_ARGS)
 
 install: $(STAMP)
 

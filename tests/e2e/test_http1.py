@@ -231,3 +231,17 @@ def test_slow_reader_back_pressure(live: LiveServer) -> None:
         assert buffered and max(buffered) < 4 * 1024 * 1024
         r = c.response()
         assert len(r.body) == sum(len(b"chunk%d;" % i) + pad for i in range(chunks))
+
+
+def test_large_file_sendfile_keeps_the_connection_alive(live: LiveServer, www: Path) -> None:
+    # Larger than the copy threshold: goes out with zero-copy sendfile.
+    data = bytes(range(256)) * 4096  # 1 MiB
+    (www / "www" / "big.bin").write_bytes(data)
+    with Conn(live.port, timeout=10) as c:
+        for _ in range(3):
+            c.send(get("/big.bin"))
+            r = c.response()
+            assert r.status == 200 and r.body == data
+            assert "connection" not in r.headers
+        c.send(get("/slow"))
+        assert c.response().status == 200

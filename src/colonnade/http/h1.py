@@ -710,6 +710,21 @@ class HTTP1Connection:
             self._left = left
         return data
 
+    def body_sent(self, count: int) -> None:
+        """Account for ``count`` raw body bytes the caller sent itself (``sendfile``).
+
+        Only for a response with a Content-Length: the bytes carry no framing.
+        """
+        if self._chunked:
+            raise ValueError("raw body bytes cannot go into a chunked response")
+        if self._no_body:
+            return
+        left = self._left - count
+        if self._left >= 0 and left < 0:
+            raise ValueError("response body longer than its Content-Length")
+        if self._left >= 0:
+            self._left = left
+
     def end_response(self) -> bytes:
         """The end of the body: the last chunk if chunked, else nothing."""
         if self._chunked:

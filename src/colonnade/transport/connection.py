@@ -257,6 +257,7 @@ class Exchange:
             if count <= _SMALL_FILE or not self.sized or self.head.method == b"HEAD":
                 await self._copy(f.fileno(), offset, count)
             else:
+                conn.h1.body_sent(count)
                 await conn.sendfile(f.fileno(), offset, count)
                 self.bytes_sent += count
 
@@ -324,6 +325,8 @@ class HttpConnection(asyncio.Protocol):
         self._read_paused_for_body = False
         self._read_paused_for_queue = False
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
+        self._loop = asyncio.get_running_loop()
         self._idle = True
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
@@ -352,7 +355,7 @@ class HttpConnection(asyncio.Protocol):
         if self.raw is not None:
             self.raw.feed_eof()
         self.state.forget(self)
-        self._disarm()
+        self._drop_timer()
         for exchange in (self.current, *self.queue):
             if exchange is not None and exchange.body is not None and not exchange.body.complete:
                 exchange.body.fail(ConnectionError("the client closed the connection"))
@@ -600,16 +603,39 @@ class HttpConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def _arm(self, seconds: float) -> None:
-        self._disarm()
-        self._timer = asyncio.get_running_loop().call_later(seconds, self._on_timeout)
+        # One timer per connection, moved lazily: re-arming on every request only
+        # stores a deadline; the timer re-schedules itself when it fires early.
+        loop = self._loop
+        deadline = loop.time() + seconds
+        self._deadline = deadline
+        timer = self._timer
+        if timer is not None:
+            if timer.when() <= deadline:
+                return
+            timer.cancel()
+        self._timer = loop.call_at(deadline, self._check_deadline)
 
     def _disarm(self) -> None:
+        self._deadline = None
+
+    def _drop_timer(self) -> None:
+        self._deadline = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    def _on_timeout(self) -> None:
+    def _check_deadline(self) -> None:
         self._timer = None
+        deadline = self._deadline
+        if deadline is None:
+            return
+        if self._loop.time() < deadline:
+            self._timer = self._loop.call_at(deadline, self._check_deadline)
+            return
+        self._deadline = None
+        self._on_timeout()
+
+    def _on_timeout(self) -> None:
         if self.task is not None or self.queue:
             return
         if self._idle:

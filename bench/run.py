@@ -1,0 +1,1478 @@
+"""Colonnade benchmark harness: Colonnade against peer servers, on loopback only.
+
+    bench/run.sh [options]          (runs bench/setup.sh, then this file with bench/.venv)
+    bench/.venv/bin/python bench/run.py [options]
+
+Every server runs with ONE worker pinned to CPU 0 (``taskset -c 0``); wrk runs pinned to
+CPU 1 (``taskset -c 1 wrk -t1 -c64 -d5s --latency``). Each workload starts its servers,
+warms each one up, then runs wrk ``--repeat`` times, alternating the servers round-robin,
+and reports the medians and the ratio colonnade/peer. A server that fails to start is
+reported as "n/a (...)" and the run carries on.
+
+Results go into bench/RESULTS.md (``--out``): the "latest run" section is replaced and a
+short history table of headline ratios is kept. Raw numbers: bench/out/results-*.json.
+
+Every process started here is stopped by process group, also on Ctrl-C, SIGTERM or an
+exception; every step is bounded in time, and ``--max-minutes`` bounds the whole run.
+Python 3 stdlib only; psutil (bench/.venv) is used for memory when present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import re
+import resource
+import select
+import shlex
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+try:
+    import psutil
+except ImportError:  # /proc fallback below
+    psutil = None
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+OUT = BENCH / "out"
+WWW = OUT / "www"
+LOGS = OUT / "logs"
+NGINX_DIR = OUT / "nginx"
+BENCH_PY = "bench/.venv/bin"  # peer servers, relative to the repo root (the servers' cwd)
+COLONNADE = ".venv/bin/colonnade"  # installed by the repo Makefile
+HOST = "127.0.0.1"
+NOFILE = 65536
+sys.path.insert(0, str(BENCH))
+
+from apps.make_static import generate as generate_static  # noqa: E402
+
+# ======================================================================================
+# Servers. argv is a template: {port} {www} {nginx_conf}; the servers' cwd is the repo
+# root, so paths stay short and the reported command lines are copy-pasteable from there.
+# ``idle`` holds extra args for the idle-connections memory test (long keep-alive).
+# ======================================================================================
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    product: str  # key into the versions table
+    argv: str
+    probe: str = "/"  # path used for readiness and for the memory test
+    env: tuple[tuple[str, str], ...] = ()
+    nginx_log: bool | None = None  # set for nginx variants: generate a config
+    idle: str = ""
+    # (old, new): if the server exits at start, try once more with ``old`` replaced by
+    # ``new`` in argv; the row then shows the command that really ran.
+    fallback: tuple[str, str] | None = None
+
+    @property
+    def is_colonnade(self) -> bool:
+        return self.product == "colonnade"
+
+
+PYPATH = (("PYTHONPATH", "bench"),)
+_C = f"{COLONNADE} serve"
+_B = f"--bind {HOST}:{{port}} --workers 1"
+# Colonnade's pools (master + worker) come later; until then only --workers 0 (single
+# process, which is also exactly one serving process) is accepted: fall back to it.
+_CF = ("--workers 1", "--workers 0")
+# granian caps concurrent connections at backlog/workers (1024) and closes a keep-alive
+# connection that sends no request within the header-read timeout (30 s by default).
+_GRANIAN_IDLE = "--backlog 4096 --backpressure 20000 --http1-header-read-timeout 60000"
+_NGINX = "nginx -p {nginx_dir}/ -e {nginx_dir}/error-{port}.log -c {nginx_conf} -g 'daemon off;'"
+
+SERVERS: dict[str, Server] = {
+    s.name: s
+    for s in [
+        # --- ASGI hello --------------------------------------------------------------
+        Server(
+            "colonnade-asgi",
+            "colonnade",
+            f"{_C} apps.asgi_hello:app --app-dir bench {_B}",
+            fallback=_CF,
+        ),
+        Server(
+            "uvicorn",
+            "uvicorn",
+            f"{BENCH_PY}/uvicorn apps.asgi_hello:app --app-dir bench --host {HOST} --port {{port}}"
+            " --loop uvloop --http httptools --no-access-log --workers 1 --log-level warning",
+            idle="--timeout-keep-alive 300",
+        ),
+        Server(
+            "granian-asgi",
+            "granian",
+            f"{BENCH_PY}/granian --interface asgi --host {HOST} --port {{port}} --workers 1"
+            " --working-dir bench --log-level warning apps.asgi_hello:app",
+            idle=_GRANIAN_IDLE,
+        ),
+        Server(
+            "hypercorn",
+            "hypercorn",
+            f"{BENCH_PY}/hypercorn --bind {HOST}:{{port}} --workers 1 --worker-class uvloop"
+            " apps.asgi_hello:app",
+            env=PYPATH,
+            idle="--keep-alive 300",
+        ),
+        # --- WSGI hello --------------------------------------------------------------
+        Server(
+            "colonnade-wsgi",
+            "colonnade",
+            f"{_C} apps.wsgi_hello:app --interface wsgi --app-dir bench {_B}",
+            fallback=_CF,
+        ),
+        Server(
+            "gunicorn",
+            "gunicorn",
+            f"{BENCH_PY}/gunicorn -k gthread --threads 8 -w 1 --bind {HOST}:{{port}}"
+            " --chdir bench apps.wsgi_hello:app",
+            idle="--keep-alive 300 --worker-connections 20000 --backlog 4096",
+        ),
+        Server(
+            "granian-wsgi",
+            "granian",
+            f"{BENCH_PY}/granian --interface wsgi --host {HOST} --port {{port}} --workers 1"
+            " --working-dir bench --log-level warning apps.wsgi_hello:app",
+            idle=_GRANIAN_IDLE,
+        ),
+        # --- static files ------------------------------------------------------------
+        Server(
+            "colonnade-static",
+            "colonnade",
+            f"{_C} --root {{www}} {_B}",
+            probe="/hello.txt",
+            fallback=_CF,
+        ),
+        Server(
+            "colonnade-static-nolog",
+            "colonnade",
+            f"{_C} --root {{www}} {_B} --no-access-log",
+            probe="/hello.txt",
+            fallback=_CF,
+        ),
+        Server("nginx", "nginx", _NGINX, probe="/hello.txt", nginx_log=True),
+        Server("nginx-nolog", "nginx", _NGINX, probe="/hello.txt", nginx_log=False),
+    ]
+}
+
+# ======================================================================================
+# Workloads: one line each. metric "rps" (requests/s) or "transfer" (bytes/s) is the
+# headline number the ratio colonnade/peer is computed on.
+# ======================================================================================
+
+ASGI = ("colonnade-asgi", "uvicorn", "granian-asgi", "hypercorn")
+WSGI = ("colonnade-wsgi", "gunicorn", "granian-wsgi")
+STATIC = ("colonnade-static", "nginx")
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    path: str
+    servers: tuple[str, ...]
+    connections: int = 64
+    headers: tuple[str, ...] = ()
+    metric: str = "rps"
+    about: str = ""
+
+
+STATIC_NOLOG = ("colonnade-static-nolog", "nginx-nolog")
+
+# fmt: off
+WORKLOADS: list[Workload] = [
+    Workload("asgi-hello", "/", ASGI, about="raw ASGI 3 app, 13-byte text/plain"),
+    Workload("wsgi-hello", "/", WSGI, about="raw WSGI app, 13-byte text/plain"),
+    Workload("static-1k", "/1k.bin", STATIC, about="1 KiB static file"),
+    Workload("static-100k", "/100k.bin", STATIC, about="100 KiB static file"),
+    Workload("static-10m", "/10m.bin", STATIC, connections=4, metric="transfer", about="10 MiB static file, throughput"),  # noqa: E501
+    Workload("hello-static-log-on", "/hello.txt", STATIC, about="13-byte file, access log on"),
+    Workload("hello-static-log-off", "/hello.txt", STATIC_NOLOG, about="13-byte file, access log off"),  # noqa: E501
+    Workload("close", "/1k.bin", STATIC, headers=("Connection: close",), about="static-1k, a new connection per request"),  # noqa: E501
+    Workload("c1024", "/1k.bin", STATIC, connections=1024, about="static-1k with 1024 connections"),
+]
+# fmt: on
+
+# Memory test: idle RSS and RSS holding --memory-conns idle keep-alive connections.
+MEMORY_SERVERS: tuple[str, ...] = ASGI + WSGI + STATIC
+MEMORY = "memory"
+
+# ======================================================================================
+# Process control: every child is a process-group leader; stop() kills the group.
+# ======================================================================================
+
+_RUNNING: dict[int, subprocess.Popen[Any]] = {}
+
+
+def spawn(
+    argv: Sequence[str], *, env: dict[str, str] | None = None, **kw: Any
+) -> subprocess.Popen[Any]:
+    kw.setdefault("stdin", subprocess.DEVNULL)
+    proc = subprocess.Popen(list(argv), cwd=REPO, env=env, start_new_session=True, **kw)
+    _RUNNING[proc.pid] = proc
+    return proc
+
+
+def _descendants(pid: int) -> list[int]:
+    if psutil is not None:
+        try:
+            return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+        except psutil.Error:
+            return []
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                kids = [int(x) for x in (task / "children").read_text().split()]
+                out += kids
+                todo += kids
+    return out
+
+
+def stop(proc: subprocess.Popen[Any], grace: float = 5.0) -> None:
+    """Stop a child and its whole process group: SIGTERM, then SIGKILL after ``grace``."""
+    pid = proc.pid
+    kids = _descendants(pid) if proc.poll() is None else []
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+    # the leader is gone; its group may still hold stragglers, and a child that left the
+    # group (setsid) is killed by PID from the snapshot taken before.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    for k in kids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(k, signal.SIGKILL)
+    _RUNNING.pop(pid, None)
+
+
+def stop_all() -> None:
+    for proc in list(_RUNNING.values()):
+        stop(proc, grace=2.0)
+
+
+class AbortError(Exception):
+    pass
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    raise AbortError(f"signal {signal.Signals(signum).name}")
+
+
+# ======================================================================================
+# Helpers
+# ======================================================================================
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+_PORTS: dict[str, int] = {}
+
+
+def port_for(server: str, base: int) -> int:
+    """A stable port per server variant (base + index), or any free one if taken."""
+    port = _PORTS.get(server) or base + list(SERVERS).index(server)
+    if not port_free(port):
+        port = free_port()
+    _PORTS[server] = port
+    return port
+
+
+def probe(port: int, path: str, timeout: float = 1.0) -> int | None:
+    """One HTTP/1.1 GET; the status code, or None if the port does not answer HTTP."""
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
+            data = s.recv(64)
+    except OSError:
+        return None
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
+    return int(m.group(1)) if m else None
+
+
+def stderr_reason(path: Path) -> str:
+    """The most useful stderr line: for a Python traceback the final exception line, for
+    an argparse error its last line, otherwise the first line."""
+    try:
+        raw = [ln.rstrip() for ln in path.read_text(errors="replace").splitlines()]
+    except OSError:
+        return "no stderr"
+    lines = [ln for ln in raw if ln.strip()]
+    if not lines:
+        return "no stderr output"
+    reason = lines[0]
+    if any(ln.startswith("Traceback") for ln in lines):
+        exc = [
+            ln
+            for ln in lines
+            if not ln.startswith((" ", "Traceback", "During handling", "The above exception"))
+            and re.match(r"[\w.]+(: |$)", ln)
+        ]
+        reason = exc[-1] if exc else reason
+    elif reason.startswith("usage:"):  # argparse: the error is the last line
+        reason = lines[-1]
+    return reason.strip()[:200].replace("|", "/")
+
+
+def tree_memory(pid: int) -> tuple[int, int]:
+    """(RSS bytes summed over the process and all its descendants, process count)."""
+    pids = [pid, *_descendants(pid)]
+    total = 0
+    n = 0
+    for p in pids:
+        if psutil is not None:
+            try:
+                total += psutil.Process(p).memory_info().rss
+                n += 1
+            except psutil.Error:
+                pass
+            continue
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+                    n += 1
+    return total, n
+
+
+def raise_nofile(want: int = NOFILE) -> int:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    for limits in ((want, max(want, hard)), (min(want, hard), hard)):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+            break
+        except (ValueError, OSError):
+            continue
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def cmdline(argv: Sequence[str], env: Sequence[tuple[str, str]] = ()) -> str:
+    pre = " ".join(f"{k}={shlex.quote(v)}" for k, v in env)
+    return (pre + " " if pre else "") + shlex.join(argv)
+
+
+# ======================================================================================
+# nginx config
+# ======================================================================================
+
+
+_NGINX_CONFS: list[Path] = []  # written during this run, for the report
+
+
+def nginx_conf(port: int, access_log: bool) -> Path:
+    NGINX_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = NGINX_DIR / "tmp"
+    tmp.mkdir(exist_ok=True)
+    user = "user root root;\n" if os.geteuid() == 0 else ""
+    log_line = f"access_log {NGINX_DIR}/access-{port}.log;" if access_log else "access_log off;"
+    conf = NGINX_DIR / f"nginx-{port}.conf"
+    conf.write_text(
+        f"""# generated by bench/run.py: one worker, no system config needed
+{user}worker_processes 1;
+worker_rlimit_nofile {resource.getrlimit(resource.RLIMIT_NOFILE)[0]};
+pid {NGINX_DIR}/nginx-{port}.pid;
+error_log {NGINX_DIR}/error-{port}.log warn;
+events {{ worker_connections 16384; }}
+http {{
+    types {{ text/plain txt; application/octet-stream bin; text/html html; }}
+    default_type application/octet-stream;
+    {log_line}
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    client_body_temp_path {tmp}/client;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    server {{
+        listen {HOST}:{port};
+        root {WWW};
+    }}
+}}
+"""
+    )
+    if conf not in _NGINX_CONFS:
+        _NGINX_CONFS.append(conf)
+    return conf
+
+
+# ======================================================================================
+# Starting a server
+# ======================================================================================
+
+
+@dataclass
+class Running:
+    server: Server
+    port: int
+    proc: subprocess.Popen[Any] | None
+    argv: list[str]
+    error: str | None = None
+    idle_rss: int | None = None
+    nprocs: int = 0
+    probe_status: int | None = None
+    log_prefix: Path | None = None
+    exited: bool = False
+    note: str = ""
+
+    @property
+    def cmd(self) -> str:
+        return cmdline(self.argv, self.server.env)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def start_server(
+    name: str, tag: str, args: argparse.Namespace, probe_path: str, *, idle: bool = False
+) -> Running:
+    server = SERVERS[name]
+    port = port_for(name, args.base_port)
+    fmt: dict[str, Any] = {
+        "port": port,
+        "www": os.path.relpath(WWW, REPO),
+        "nginx_dir": NGINX_DIR,
+        "nginx_conf": "",
+    }
+    if server.nginx_log is not None:
+        fmt["nginx_conf"] = nginx_conf(port, server.nginx_log)
+    template = server.argv
+    if server.is_colonnade and args.colonnade_workers is not None:
+        template = template.replace("--workers 1", f"--workers {args.colonnade_workers}")
+    if name in _FELL_BACK and server.fallback:  # already known: go straight to it
+        run = _start(server, template.replace(*server.fallback), fmt, tag, args, probe_path, idle)
+        run.note = _FELL_BACK[name]
+        return run
+    run = _start(server, template, fmt, tag, args, probe_path, idle)
+    if run.error and run.exited and server.fallback and server.fallback[0] in template:
+        first = run.error
+        run = _start(server, template.replace(*server.fallback), fmt, tag, args, probe_path, idle)
+        if run.error is None:
+            old, new = server.fallback
+            run.note = _FELL_BACK[name] = f"ran with `{new}`; `{old}` gave: {first}"
+            log(f"  {name}: {run.note}")
+    return run
+
+
+_FELL_BACK: dict[str, str] = {}
+
+
+def _start(
+    server: Server,
+    template: str,
+    fmt: dict[str, Any],
+    tag: str,
+    args: argparse.Namespace,
+    probe_path: str,
+    idle: bool,
+) -> Running:
+    name, port = server.name, fmt["port"]
+    argv = shlex.split(template.format(**fmt))
+    if idle and server.idle:
+        argv += shlex.split(server.idle)
+    full = ["taskset", "-c", str(args.server_cpu), *argv]
+    env = dict(os.environ, **dict(server.env))
+    env.pop("PYTHONSTARTUP", None)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    prefix = LOGS / f"{tag}-{name}"
+    run = Running(server, port, None, full, log_prefix=prefix)
+    if server.is_colonnade and not (REPO / COLONNADE).exists():
+        run.error = f"n/a (failed to start: {COLONNADE} not found; run `make` first)"
+        return run
+    with open(f"{prefix}.out", "wb") as out, open(f"{prefix}.err", "wb") as err:
+        try:
+            run.proc = spawn(full, env=env, stdout=out, stderr=err)
+        except OSError as exc:
+            run.error = f"n/a (failed to start: {exc})"
+            return run
+    deadline = time.monotonic() + args.start_timeout
+    while True:
+        code = run.proc.poll()
+        if code is not None:
+            run.exited = True
+            run.error = f"n/a (failed to start: {stderr_reason(Path(f'{prefix}.err'))})"
+            log(f"  {name}: exited with {code} at start — {run.error}")
+            stop(run.proc)
+            return run
+        status = probe(port, probe_path)
+        if status is not None:
+            run.probe_status = status
+            break
+        if time.monotonic() > deadline:
+            run.error = f"n/a (port never answered within {args.start_timeout:g}s)"
+            log(f"  {name}: {run.error}")
+            stop(run.proc)
+            return run
+        time.sleep(0.1)
+    time.sleep(0.5)  # let it settle before sampling idle memory
+    run.idle_rss, run.nprocs = tree_memory(run.proc.pid)
+    note = "" if status == 200 else f" (probe answered HTTP {status}!)"
+    log(f"  {name}: ready on :{port}, RSS {mib(run.idle_rss)} in {run.nprocs} proc(s){note}")
+    return run
+
+
+# ======================================================================================
+# wrk
+# ======================================================================================
+
+_UNITS_T = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_UNITS_B = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
+
+
+def _time(v: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", v)
+    if not m:
+        raise ValueError(v)
+    return float(m.group(1)) * _UNITS_T[m.group(2)]
+
+
+def _bytes(v: str) -> float:
+    m = re.fullmatch(r"([\d.]+)([KMGT]?B)", v)
+    if not m:
+        raise ValueError(v)
+    return float(m.group(1)) * _UNITS_B[m.group(2)]
+
+
+def parse_wrk(text: str) -> dict[str, float]:
+    """requests/s, transfer/s (bytes), latency p50/p99 (s), requests, errors, non2xx."""
+    r: dict[str, float] = {}
+    if m := re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M):
+        r["rps"] = float(m.group(1))
+    if m := re.search(r"^Transfer/sec:\s+(\S+)", text, re.M):
+        r["transfer"] = _bytes(m.group(1))
+    for pct, key in (("50", "p50"), ("99", "p99")):
+        if m := re.search(rf"^\s+{pct}(?:\.0+)?%\s+(\S+)", text, re.M):
+            r[key] = _time(m.group(1))
+    if m := re.search(r"^\s*(\d+) requests in ([\d.]+\w+), (\S+) read", text, re.M):
+        r["requests"] = float(m.group(1))
+    errs = 0
+    if m := re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text
+    ):
+        errs += sum(int(x) for x in m.groups())
+        r["socket_errors"] = float(errs)
+    if m := re.search(r"Non-2xx or 3xx responses: (\d+)", text):
+        r["non2xx"] = float(m.group(1))
+        errs += int(m.group(1))
+    r["errors"] = float(errs)
+    if "rps" not in r or "p50" not in r:
+        raise ValueError("unparseable wrk output")
+    return r
+
+
+def wrk_argv(w: Workload, port: int, duration: int, args: argparse.Namespace) -> list[str]:
+    argv = [
+        "taskset",
+        "-c",
+        str(args.client_cpu),
+        "wrk",
+        "-t1",
+        f"-c{w.connections}",
+        f"-d{duration}s",
+        "--latency",
+    ]
+    for h in w.headers:
+        argv += ["-H", h]
+    return [*argv, f"http://{HOST}:{port}{w.path}"]
+
+
+def run_wrk(argv: list[str], duration: int) -> tuple[dict[str, float] | None, str]:
+    proc = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = proc.communicate(timeout=duration + 20)
+    except subprocess.TimeoutExpired:
+        stop(proc)
+        return None, "wrk timed out"
+    except BaseException:
+        stop(proc)
+        raise
+    _RUNNING.pop(proc.pid, None)
+    if proc.returncode != 0:
+        return None, f"wrk exited {proc.returncode}: {out.strip().splitlines()[-1:]}"
+    try:
+        return parse_wrk(out), out
+    except ValueError as exc:
+        return None, f"{exc}: {out[-300:]!r}"
+
+
+# ======================================================================================
+# Results
+# ======================================================================================
+
+
+@dataclass
+class Row:
+    server: str
+    product: str
+    colonnade: bool
+    cmd: str = ""
+    wrk_cmd: str = ""
+    error: str | None = None
+    runs: list[dict[str, float]] = field(default_factory=list)
+    idle_rss: int | None = None
+    nprocs: int = 0
+    probe_status: int | None = None
+    note: str = ""
+
+    def med(self, key: str) -> float | None:
+        vals = [r[key] for r in self.runs if key in r]
+        return statistics.median(vals) if vals else None
+
+
+def mib(b: float | None) -> str:
+    return "n/a" if b is None else f"{b / 2**20:.1f} MiB"
+
+
+def fmt_rate(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:,.0f}"
+
+
+def fmt_bytes(v: float | None) -> str:
+    if v is None:
+        return "n/a"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if v >= scale:
+            return f"{v / scale:.2f} {unit}"
+    return f"{v:.0f} B"
+
+
+def fmt_time(v: float | None) -> str:
+    if v is None:
+        return "n/a"
+    if v >= 1:
+        return f"{v:.2f} s"
+    if v >= 1e-3:
+        return f"{v * 1e3:.2f} ms"
+    return f"{v * 1e6:.0f} µs"
+
+
+def headline_ratio(w: Workload, rows: list[Row], peer: Row) -> float | None:
+    col = next((r for r in rows if r.colonnade), None)
+    if col is None or peer.colonnade:
+        return None
+    a, b = col.med(w.metric), peer.med(w.metric)
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def best_peer_ratio(w: Workload, rows: list[Row]) -> float | None:
+    peers = [r for r in rows if not r.colonnade and r.med(w.metric)]
+    if not peers:
+        return None
+    best = max(peers, key=lambda r: r.med(w.metric) or 0)
+    return headline_ratio(w, rows, best)
+
+
+# ======================================================================================
+# The run
+# ======================================================================================
+
+
+def run_workload(w: Workload, servers: list[str], args: argparse.Namespace) -> list[Row]:
+    log(f"workload {w.name}: {w.about} — {', '.join(servers)}")
+    rows: dict[str, Row] = {}
+    running: dict[str, Running] = {}
+    try:
+        for name in servers:
+            srv = SERVERS[name]
+            row = rows[name] = Row(name, srv.product, srv.is_colonnade)
+            r = start_server(name, w.name, args, w.path)
+            row.cmd, row.error = r.cmd, r.error
+            row.idle_rss, row.nprocs, row.probe_status = r.idle_rss, r.nprocs, r.probe_status
+            row.note = r.note
+            if r.error is None:
+                running[name] = r
+                row.wrk_cmd = cmdline(wrk_argv(w, r.port, args.duration, args))
+        # warm-up, then round-robin repeats
+        plan = [(0, args.warmup)] if args.warmup > 0 else []
+        plan += [(i + 1, args.duration) for i in range(args.repeat)]
+        for rep, duration in plan:
+            for name, r in running.items():
+                row = rows[name]
+                if row.error:
+                    continue
+                if not r.alive():
+                    code = r.proc.poll() if r.proc else None
+                    reason = stderr_reason(Path(f"{r.log_prefix}.err"))
+                    row.error = f"n/a (server exited with {code} during the run: {reason})"
+                    log(f"  {name}: {row.error}")
+                    continue
+                before = _interference_sample(r, args)
+                res, raw = run_wrk(wrk_argv(w, r.port, duration, args), duration)
+                if res is not None:
+                    foreign = _interference(before, _interference_sample(r, args))
+                    if foreign is not None:
+                        res["foreign_cpu"], res["foreign_client_cpu"] = foreign
+                label = "warm-up" if rep == 0 else f"run {rep}/{args.repeat}"
+                if res is None:
+                    log(f"  {name} {label}: wrk failed: {raw}")
+                    if rep > 0:
+                        row.error = f"n/a (wrk failed: {raw[:160]})"
+                    continue
+                if rep > 0:
+                    row.runs.append(res)
+                log(
+                    f"  {name} {label}: {res['rps']:,.0f} req/s, "
+                    f"{fmt_bytes(res.get('transfer'))}/s, p50 {fmt_time(res.get('p50'))}, "
+                    f"p99 {fmt_time(res.get('p99'))}, errors {res['errors']:.0f}"
+                    + (
+                        f", other load on CPU{args.server_cpu} {res['foreign_cpu']:.0f}%"
+                        if res.get("foreign_cpu", 0) >= FOREIGN_WARN
+                        else ""
+                    )
+                    + (
+                        f", other load on CPU{args.client_cpu} {res['foreign_client_cpu']:.0f}%"
+                        if res.get("foreign_client_cpu", 0) >= FOREIGN_WARN
+                        else ""
+                    )
+                )
+    finally:
+        for r in running.values():
+            if r.proc is not None:
+                stop(r.proc)
+    return [rows[n] for n in servers]
+
+
+@dataclass
+class MemRow:
+    server: str
+    product: str
+    cmd: str = ""
+    error: str | None = None
+    idle_rss: int | None = None
+    nprocs: int = 0
+    loaded_rss: int | None = None
+    ok: int = 0
+    failed: int = 0
+    alive: int | None = None
+    connect_s: float | None = None
+    client_errors: dict[str, int] = field(default_factory=dict)
+    note: str = ""
+
+
+def _read_line(proc: subprocess.Popen[Any], prefix: str, timeout: float) -> dict[str, Any] | None:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        line = proc.stdout.readline()
+        if not line:
+            return None
+        if line.startswith(prefix + " "):
+            return json.loads(line[len(prefix) + 1 :])  # type: ignore[no-any-return]
+    return None
+
+
+def run_memory(servers: list[str], args: argparse.Namespace) -> list[MemRow]:
+    n = args.memory_conns
+    log(f"memory: idle RSS and RSS with {n} idle keep-alive connections — {', '.join(servers)}")
+    rows: list[MemRow] = []
+    for name in servers:
+        srv = SERVERS[name]
+        row = MemRow(name, srv.product)
+        rows.append(row)
+        r = start_server(name, MEMORY, args, srv.probe, idle=True)
+        row.cmd, row.error, row.note = r.cmd, r.error, r.note
+        if r.error or r.proc is None:
+            continue
+        client = None
+        try:
+            time.sleep(1.0)
+            row.idle_rss, row.nprocs = tree_memory(r.proc.pid)
+            client = spawn(
+                [
+                    "taskset",
+                    "-c",
+                    str(args.client_cpu),
+                    sys.executable,
+                    str(BENCH / "idle_conns.py"),
+                    "--port",
+                    str(r.port),
+                    "--path",
+                    srv.probe,
+                    "-n",
+                    str(n),
+                    "--timeout",
+                    "40",
+                    "--hold",
+                    "90",
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                bufsize=1,
+            )
+            ready = _read_line(client, "READY", 55)
+            if ready is None:
+                row.error = "n/a (idle client did not finish connecting in time)"
+                continue
+            row.ok, row.failed = ready["ok"], ready["failed"]
+            row.connect_s, row.client_errors = ready["seconds"], ready["errors"]
+            time.sleep(1.0)
+            if r.alive():
+                row.loaded_rss, _ = tree_memory(r.proc.pid)
+            else:
+                row.error = "n/a (server died holding the connections)"
+            assert client.stdin is not None
+            client.stdin.write("check\n")
+            client.stdin.flush()
+            alive = _read_line(client, "ALIVE", 10)
+            row.alive = alive["alive"] if alive else None
+            log(
+                f"  {name}: idle {mib(row.idle_rss)} → {mib(row.loaded_rss)} with "
+                f"{row.ok}/{n} connections ({row.alive} still open), connect {row.connect_s}s"
+                + (f", errors {row.client_errors}" if row.client_errors else "")
+            )
+        finally:
+            if client is not None:
+                with contextlib.suppress(OSError):
+                    client.stdin.close()  # type: ignore[union-attr]
+                try:
+                    client.wait(timeout=10)
+                    _RUNNING.pop(client.pid, None)
+                except subprocess.TimeoutExpired:
+                    stop(client)
+            stop(r.proc)
+    return rows
+
+
+# ======================================================================================
+# Report
+# ======================================================================================
+
+
+def sh(argv: Sequence[str], timeout: float = 15) -> str:
+    try:
+        p = subprocess.run(
+            list(argv),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return (p.stdout + p.stderr).strip()
+
+
+def machine_info() -> dict[str, str]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = ""
+    with contextlib.suppress(OSError):
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{kb / 2**20:.1f} GiB"
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "memory": mem,
+        "os": sh(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
+    }
+
+
+def versions() -> dict[str, str]:
+    v: dict[str, str] = {}
+    bench_py = REPO / BENCH_PY / "python"
+    code = (
+        "import importlib.metadata as m, sys\n"
+        "print('python', sys.version.split()[0])\n"
+        "for d in sys.argv[1:]:\n"
+        "    try: print(d, m.version(d))\n"
+        "    except Exception: print(d, 'not installed')\n"
+    )
+    out = sh(
+        [
+            str(bench_py),
+            "-c",
+            code,
+            "uvicorn",
+            "httptools",
+            "uvloop",
+            "granian",
+            "gunicorn",
+            "hypercorn",
+            "psutil",
+        ]
+    )
+    for line in out.splitlines():
+        k, _, val = line.partition(" ")
+        v["python (bench venv)" if k == "python" else k] = val
+    col_py = REPO / ".venv/bin/python"
+    out = sh([str(col_py), "-c", code, "colonnade", "httptools", "uvloop", "msgspec"])
+    for line in out.splitlines():
+        k, _, val = line.partition(" ")
+        if k == "python":
+            v["python (colonnade .venv)"] = val
+        elif k == "colonnade":
+            v["colonnade"] = val
+        else:
+            v[f"{k} (colonnade .venv)"] = val
+    v.setdefault("colonnade", "not installed")
+    v["nginx"] = sh(["nginx", "-v"]).rpartition("/")[2] or "not installed"
+    wrk = sh(["wrk", "-v"]).splitlines()
+    v["wrk"] = wrk[0].split(" [")[0].replace("wrk ", "") if wrk else "not installed"
+    v["python (harness)"] = platform.python_version()
+    return v
+
+
+FOREIGN_WARN = 5.0  # % of the server CPU used by something else during a run: flagged
+
+
+def _cpu_busy(cpu: int) -> tuple[float, float] | None:
+    """(busy s, total s) of one CPU from /proc/stat; busy = user+nice+system (no irq)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith(f"cpu{cpu} "):
+                f = [int(x) for x in line.split()[1:9]]
+                return (f[0] + f[1] + f[2]) / tick, sum(f) / tick
+    return None
+
+
+@dataclass(frozen=True)
+class Sample:
+    server_cpu: tuple[float, float] | None  # busy s, total s
+    server_own: float  # CPU s used by the server's process tree
+    client_cpu: tuple[float, float] | None
+    client_own: float  # CPU s used by our finished children (wrk) and the harness
+
+
+def _interference_sample(r: Running, args: argparse.Namespace) -> Sample | None:
+    if psutil is None or r.proc is None:
+        return None
+    own = 0.0
+    for pid in [r.proc.pid, *_descendants(r.proc.pid)]:
+        with contextlib.suppress(psutil.Error):
+            t = psutil.Process(pid).cpu_times()
+            own += t.user + t.system
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    client_own = ch.ru_utime + ch.ru_stime + me.ru_utime + me.ru_stime
+    return Sample(_cpu_busy(args.server_cpu), own, _cpu_busy(args.client_cpu), client_own)
+
+
+def _share(x: tuple[float, float] | None, y: tuple[float, float] | None, own: float) -> float:
+    if x is None or y is None or y[1] <= x[1]:
+        return 0.0
+    return max(0.0, 100.0 * ((y[0] - x[0]) - own) / (y[1] - x[1]))
+
+
+def _interference(a: Sample | None, b: Sample | None) -> tuple[float, float] | None:
+    """% of the server CPU and of the client CPU used by anything but the server and wrk
+    during a run (another process, kernel threads): a measure of how noisy it was."""
+    if a is None or b is None:
+        return None
+    return (
+        _share(a.server_cpu, b.server_cpu, b.server_own - a.server_own),
+        _share(a.client_cpu, b.client_cpu, b.client_own - a.client_own),
+    )
+
+
+def _cpu_times() -> dict[int, tuple[int, int]]:
+    """Per CPU: (busy jiffies, total jiffies) from /proc/stat."""
+    out = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith("cpu") and line[3:4].isdigit():
+                f = line.split()
+                vals = [int(x) for x in f[1:9]]
+                idle = vals[3] + vals[4]  # idle + iowait
+                out[int(f[0][3:])] = (sum(vals) - idle, sum(vals))
+    return out
+
+
+def background_load(cpus: Sequence[int], seconds: float = 1.0) -> str:
+    """How busy the benchmark CPUs are while we run nothing, and the top other processes.
+
+    The benchmark assumes an otherwise idle machine; on a shared one the numbers are
+    noise. This is recorded in the report, and warned about."""
+    procs = []
+    if psutil is not None:
+        procs = list(psutil.process_iter(["pid", "name", "cmdline"]))
+        for pr in procs:
+            with contextlib.suppress(psutil.Error):
+                pr.cpu_percent(None)
+    a = _cpu_times()
+    time.sleep(seconds)
+    b = _cpu_times()
+    parts = []
+    for c in cpus:
+        if c in a and c in b and b[c][1] > a[c][1]:
+            busy = 100.0 * (b[c][0] - a[c][0]) / (b[c][1] - a[c][1])
+            parts.append(f"CPU{c} {busy:.0f}%")
+    text = "busy " + ", ".join(parts) if parts else "unknown"
+    hogs = []
+    for pr in procs:
+        with contextlib.suppress(psutil.Error):
+            pct = pr.cpu_percent(None)
+            if pct >= 10 and pr.pid != os.getpid():
+                cmd = " ".join(pr.info.get("cmdline") or [pr.info.get("name") or "?"])
+                hogs.append((pct, f"{cmd[:60]} ({pct:.0f}%)"))
+    if hogs:
+        text += "; other processes: " + ", ".join(h for _, h in sorted(hogs, reverse=True)[:3])
+    return text
+
+
+def git_rev() -> str:
+    rev = sh(["git", "rev-parse", "--short", "HEAD"])
+    if not rev or "fatal" in rev:
+        return "no commit"
+    dirty = sh(["git", "status", "--porcelain", "--untracked-files=no"])
+    return rev + ("+dirty" if dirty else "")
+
+
+def render(
+    results: list[tuple[Workload, list[Row]]],
+    mem: list[MemRow] | None,
+    args: argparse.Namespace,
+    meta: dict[str, Any],
+) -> str:
+    o: list[str] = []
+    notes: dict[str, str] = {}
+    noisy = False
+    m, v = meta["machine"], meta["versions"]
+    o.append(f"## Latest run — {meta['date']}")
+    o.append("")
+    o.append(f"- **Command:** `{meta['argv']}` (wall time {meta['wall']})")
+    o.append(f"- **Commit:** {meta['commit']}")
+    o.append(
+        f"- **Machine:** {m['nproc']} CPUs ({m['cpu']}), {m['memory']}, kernel {m['kernel']}, "
+        f"{m['os']}"
+    )
+    o.append(
+        f"- **Method:** each server with one worker pinned to CPU {args.server_cpu} "
+        f"(`taskset -c {args.server_cpu}`), wrk `-t1` pinned to CPU {args.client_cpu}; "
+        f"{args.warmup}s warm-up, then {args.repeat} x {args.duration}s per server, "
+        "round-robin; medians shown. Errors = socket errors + non-2xx/3xx, summed over runs."
+    )
+    o.append(
+        f"- **Background load** (1 s sample while idle): before {meta['load_before']}; "
+        f"after {meta['load_after']}"
+    )
+    o.append("- **Versions:** " + ", ".join(f"{k} {val}" for k, val in v.items()))
+    o.append("")
+    for w, rows in results:
+        hdr = "transfer/s" if w.metric == "transfer" else "req/s"
+        o.append(
+            f"### {w.name} — `GET {w.path}`, {w.connections} connections"
+            + (f", `{'`, `'.join(w.headers)}`" if w.headers else "")
+        )
+        o.append("")
+        o.append(f"{w.about}. Headline: {hdr}.")
+        o.append("")
+        o.append(
+            "| server | req/s | transfer/s | p50 | p99 | errors | colonnade/peer "
+            f"({hdr}) | runs ({hdr}) | idle RSS |"
+        )
+        o.append("|---|---:|---:|---:|---:|---:|---:|---|---:|")
+        for r in rows:
+            if r.error and not r.runs:
+                idle = mib(r.idle_rss) if r.idle_rss else ""
+                o.append(f"| {r.server} | {r.error} | | | | | | | {idle} |")
+                continue
+            ratio = headline_ratio(w, rows, r)
+            ratio_s = "" if r.colonnade else ("n/a" if ratio is None else f"{ratio:.2f}")
+            runs = ", ".join(
+                (fmt_bytes(x.get("transfer")) if w.metric == "transfer" else f"{x['rps']:,.0f}")
+                for x in r.runs
+            )
+            errs = sum(x.get("errors", 0) for x in r.runs)
+            note = f" ⚠ {r.error}" if r.error else ""
+            reqs = sum(x.get("requests", 0) for x in r.runs)
+            if errs > 0.01 * max(reqs, 1):
+                note += f" ⚠ {errs / max(reqs, 1):.0%} of responses failed (see the server log)"
+            foreign = max((x.get("foreign_cpu", 0.0) for x in r.runs), default=0.0)
+            if foreign >= FOREIGN_WARN:
+                note += f" ⚠ CPU{args.server_cpu} {foreign:.0f}% busy with other work"
+                noisy = True
+            foreign = max((x.get("foreign_client_cpu", 0.0) for x in r.runs), default=0.0)
+            if foreign >= FOREIGN_WARN:
+                note += f" ⚠ CPU{args.client_cpu} (wrk) {foreign:.0f}% busy with other work"
+                noisy = True
+            if r.probe_status not in (None, 200):
+                note += f" ⚠ probe HTTP {r.probe_status}"
+            o.append(
+                f"| {r.server}{note} | {fmt_rate(r.med('rps'))} | {fmt_bytes(r.med('transfer'))} | "
+                f"{fmt_time(r.med('p50'))} | {fmt_time(r.med('p99'))} | {errs:,.0f} | {ratio_s} | "
+                f"{runs} | {mib(r.idle_rss)} |"
+            )
+        o.append("")
+        notes.update({r.server: r.note for r in rows if r.note})
+    if mem:
+        n = args.memory_conns
+        o.append(f"### memory — idle, and holding {n:,} idle keep-alive connections")
+        o.append("")
+        o.append(
+            "RSS summed over the server's whole process tree (master + worker where there is "
+            "one). Each connection sent one keep-alive GET of the probe path and read the "
+            "response, then stayed idle (bench/idle_conns.py, pinned to the client CPU). "
+            "'open' = connections the server had not closed when RSS was sampled."
+        )
+        o.append("")
+        o.append(
+            "| server | procs | idle RSS | RSS with conns | Δ | Δ per conn | connected | open |"
+        )
+        o.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for mr in mem:
+            if mr.error and mr.loaded_rss is None:
+                idle = mib(mr.idle_rss) if mr.idle_rss else ""
+                o.append(f"| {mr.server} | {mr.error} | {idle} | | | | | |")
+                continue
+            d = (mr.loaded_rss - mr.idle_rss) if (mr.loaded_rss and mr.idle_rss) else None
+            per = f"{d / max(mr.ok, 1) / 1024:.1f} KiB" if d is not None else "n/a"
+            notes.update({mr.server: mr.note} if mr.note else {})
+            o.append(
+                f"| {mr.server} | {mr.nprocs} | {mib(mr.idle_rss)} | {mib(mr.loaded_rss)} | "
+                f"{mib(d)} | {per} | {mr.ok:,}/{n:,} | "
+                f"{'n/a' if mr.alive is None else f'{mr.alive:,}'} |"
+            )
+        o.append("")
+    if noisy:
+        o.append(
+            f"⚠ CPU… busy = during at least one run, something other than the server (on "
+            f"CPU{args.server_cpu}) or wrk (on CPU{args.client_cpu}) used that share of the "
+            "CPU (another process, kernel threads): that row's numbers are understated. "
+            "Rerun on an idle machine."
+        )
+        o.append("")
+    if notes:
+        o.append("Notes: " + "; ".join(f"**{k}** {val}" for k, val in notes.items()) + ".")
+        o.append("")
+    o.append("### Command lines")
+    o.append("")
+    o.append(
+        "Run from the repository root. Servers: `stdout`/`stderr` in `bench/out/logs/`; "
+        "nginx config in `bench/out/nginx/`."
+    )
+    o.append("")
+    o.append("<details><summary>servers and wrk, per workload</summary>")
+    o.append("")
+    o.append("```sh")
+    for w, rows in results:
+        o.append(f"# {w.name}")
+        for r in rows:
+            if r.error and not r.runs:
+                o.append(f"# {r.server} failed to start; last command tried:")
+            o.append(r.cmd or f"# {r.server}: not started")
+            if r.wrk_cmd:
+                o.append(r.wrk_cmd)
+    if mem:
+        o.append(f"# {MEMORY} (idle keep-alive settings)")
+        for mr in mem:
+            if mr.cmd:
+                o.append(mr.cmd)
+        o.append(
+            f"{shlex.quote(sys.executable)} bench/idle_conns.py --port PORT --path PROBE "
+            f"-n {args.memory_conns}   # pinned with taskset -c {args.client_cpu}"
+        )
+    o.append("```")
+    o.append("")
+    conf = _NGINX_CONFS
+    if conf:
+        o.append(f"nginx config (`{conf[0].name}`; `nginx-nolog` has `access_log off;`):")
+        o.append("")
+        o.append("```nginx")
+        o.append(conf[0].read_text().rstrip())
+        o.append("```")
+        o.append("")
+    o.append("</details>")
+    o.append("")
+    return "\n".join(o)
+
+
+RESULTS_HEADER = """# Colonnade benchmark results
+
+Written by `bench/run.py` (see bench/README.md). The latest run is replaced on each run;
+the history keeps the headline ratio colonnade / best peer per workload (> 1 = Colonnade
+faster).
+"""
+HIST_START, HIST_END = "<!-- history:start -->", "<!-- history:end -->"
+LATEST_START, LATEST_END = "<!-- latest:start -->", "<!-- latest:end -->"
+HIST_MAX = 40
+
+
+def write_results(path: Path, section: str, history_row: str) -> None:
+    text = path.read_text() if path.exists() else ""
+    rows: list[str] = []
+    if HIST_START in text and HIST_END in text:
+        body = text.split(HIST_START, 1)[1].split(HIST_END, 1)[0]
+        rows = [ln for ln in body.splitlines() if ln.startswith("| 20")]
+    rows = [history_row, *rows][:HIST_MAX]
+    out = [
+        RESULTS_HEADER,
+        LATEST_START,
+        section.rstrip(),
+        LATEST_END,
+        "",
+        HIST_START,
+        "## History",
+        "",
+        "| date | commit | mode | colonnade / best peer (headline metric) |",
+        "|---|---|---|---|",
+        *rows,
+        HIST_END,
+        "",
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("\n".join(out))
+    tmp.replace(path)
+
+
+# ======================================================================================
+# main
+# ======================================================================================
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        description="Benchmark Colonnade against peer servers on loopback.",
+        epilog="Workloads: " + ", ".join(w.name for w in WORKLOADS) + f", {MEMORY}",
+    )
+    ap.add_argument("--only", help="comma-separated workloads (and/or 'memory') to run")
+    ap.add_argument(
+        "--servers",
+        help="comma-separated server variants to include, or 'peers' / 'colonnade' (default: all)",
+    )
+    ap.add_argument("--duration", type=int, default=5, help="seconds per wrk run (default 5)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per server (default 3)")
+    ap.add_argument(
+        "--warmup", type=int, default=1, help="warm-up seconds per server (default 1; 0 = none)"
+    )
+    ap.add_argument("--quick", action="store_true", help="1 repeat of 2s")
+    ap.add_argument(
+        "--memory-conns",
+        type=int,
+        default=10000,
+        help="idle connections for the memory test (default 10000)",
+    )
+    ap.add_argument(
+        "--out",
+        default=str(BENCH / "RESULTS.md"),
+        help="results file (default bench/RESULTS.md); '-' = print only",
+    )
+    ap.add_argument("--server-cpu", type=int, default=None, help="CPU for servers (default 0)")
+    ap.add_argument("--client-cpu", type=int, default=None, help="CPU for wrk (default 1)")
+    ap.add_argument(
+        "--colonnade-workers",
+        type=int,
+        default=None,
+        help="value for colonnade's --workers (default 1, falling back to 0 "
+        "while only single-process mode exists)",
+    )
+    ap.add_argument("--base-port", type=int, default=18080)
+    ap.add_argument(
+        "--start-timeout",
+        type=float,
+        default=20.0,
+        help="seconds for a server to answer (default 20)",
+    )
+    ap.add_argument("--max-minutes", type=float, default=30.0, help="hard bound on the whole run")
+    ap.add_argument("--list", action="store_true", help="list workloads and servers, then exit")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.repeat, args.duration = 1, 2
+    if args.duration < 1 or args.repeat < 1:
+        ap.error("--duration and --repeat must be >= 1")
+    cpus = sorted(os.sched_getaffinity(0))
+    if args.server_cpu is None:
+        args.server_cpu = cpus[0]
+    if args.client_cpu is None:
+        args.client_cpu = cpus[1] if len(cpus) > 1 else cpus[0]
+    return args
+
+
+def select_servers(names: Sequence[str], spec: str | None) -> list[str]:
+    if not spec:
+        return list(names)
+    want = {s.strip() for s in spec.split(",") if s.strip()}
+    return [
+        n
+        for n in names
+        if n in want
+        or SERVERS[n].product in want
+        or ("peers" in want and not SERVERS[n].is_colonnade)
+        or ("colonnade" in want and SERVERS[n].is_colonnade)
+    ]
+
+
+def estimate(workloads: list[Workload], mem: list[str], args: argparse.Namespace) -> float:
+    t = 0.0
+    for w in workloads:
+        t += len(w.servers) * (2.0 + args.warmup + 0.3 + args.repeat * (args.duration + 0.3))
+    return t + len(mem) * 8.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.list:
+        for w in WORKLOADS:
+            print(f"{w.name:22} GET {w.path:10} -c{w.connections:<5} {', '.join(w.servers)}")
+        print(f"{MEMORY:22} {', '.join(MEMORY_SERVERS)}")
+        return 0
+    names = {w.name for w in WORKLOADS} | {MEMORY}
+    only = [s.strip() for s in args.only.split(",")] if args.only else [*sorted(names)]
+    if bad := [s for s in only if s not in names]:
+        print(
+            f"unknown workload(s): {', '.join(bad)}; known: {', '.join(sorted(names))}",
+            file=sys.stderr,
+        )
+        return 2
+    workloads = [
+        Workload(
+            w.name,
+            w.path,
+            tuple(select_servers(w.servers, args.servers)),
+            w.connections,
+            w.headers,
+            w.metric,
+            w.about,
+        )
+        for w in WORKLOADS
+        if w.name in only
+    ]
+    workloads = [w for w in workloads if w.servers]
+    mem_servers = select_servers(MEMORY_SERVERS, args.servers) if MEMORY in only else []
+    for tool in ("wrk", "taskset", "nginx"):
+        if not sh(["sh", "-c", f"command -v {tool}"]):
+            print(f"{tool} not found: run bench/setup.sh first", file=sys.stderr)
+            return 2
+
+    atexit.register(stop_all)
+    # SIGINT too: a shell without job control starts background jobs with SIGINT ignored.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGALRM):
+        signal.signal(sig, _on_signal)
+    signal.alarm(int(args.max_minutes * 60))
+    nofile = raise_nofile()
+    with contextlib.suppress(OSError):  # keep the harness itself off the server CPU
+        os.sched_setaffinity(0, {args.client_cpu})
+    generate_static(WWW)
+    LOGS.mkdir(parents=True, exist_ok=True)
+
+    cpus = sorted({args.server_cpu, args.client_cpu})
+    load_before = background_load(cpus)
+    if any(int(x.split()[1].rstrip("%")) >= 10 for x in re.findall(r"CPU\d+ \d+%", load_before)):
+        log(f"WARNING: the machine is not idle ({load_before}); results will be noisy")
+    started = time.monotonic()
+    date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    log(
+        f"{len(workloads)} workload(s), memory test on {len(mem_servers)} server(s); "
+        f"estimated {estimate(workloads, mem_servers, args) / 60:.1f} min; RLIMIT_NOFILE {nofile}"
+    )
+    results: list[tuple[Workload, list[Row]]] = []
+    mem: list[MemRow] | None = None
+    interrupted = None
+    try:
+        for w in workloads:
+            results.append((w, run_workload(w, list(w.servers), args)))
+        if mem_servers:
+            mem = run_memory(mem_servers, args)
+    except (KeyboardInterrupt, AbortError) as exc:
+        interrupted = f"interrupted ({exc or 'Ctrl-C'})"
+        log(interrupted + "; stopping servers")
+    finally:
+        signal.alarm(0)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # don't break the clean-up
+            signal.signal(sig, signal.SIG_IGN)
+        stop_all()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+    wall = time.monotonic() - started
+    meta = {
+        "load_before": load_before,
+        "load_after": background_load(cpus),
+        "date": date,
+        "argv": shlex.join(["bench/run.py", *(sys.argv[1:] if argv is None else argv)]),
+        "wall": f"{int(wall // 60)}m{int(wall % 60):02d}s"
+        + (f", {interrupted}" if interrupted else ""),
+        "commit": git_rev(),
+        "machine": machine_info(),
+        "versions": versions(),
+    }
+    section = render(results, mem, args, meta)
+    mode = f"{args.repeat}x{args.duration}s" + (" (interrupted)" if interrupted else "")
+    cells = []
+    for w, rows in results:
+        ratio = best_peer_ratio(w, rows)
+        cells.append(f"{w.name} {'n/a' if ratio is None else f'{ratio:.2f}'}")
+    history_row = f"| {date} | {meta['commit']} | {mode} | {' · '.join(cells) or '—'} |"
+
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    raw = {
+        "meta": meta,
+        "args": vars(args),
+        "workloads": [
+            {"workload": w.name, "rows": [r.__dict__ for r in rows]} for w, rows in results
+        ],
+        "memory": [r.__dict__ for r in mem] if mem else [],
+    }
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"results-{stamp}.json").write_text(json.dumps(raw, indent=1, default=str))
+    if args.out == "-":
+        print(section)
+    else:
+        out = Path(args.out)
+        if not out.is_absolute():
+            out = Path.cwd() / out
+        if interrupted:  # partial numbers never replace a complete run
+            out = OUT / "RESULTS-interrupted.md"
+        write_results(out, section, history_row)
+        print(section)
+        log(f"wrote {out} (raw: bench/out/results-{stamp}.json)")
+    log(f"done in {meta['wall']}")
+    return 130 if interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
