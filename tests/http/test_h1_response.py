@@ -163,6 +163,12 @@ def test_caller_server_header_wins() -> None:
     assert out.count(b"erver:") == 1
 
 
+def test_empty_server_header_means_none() -> None:
+    conn, head = request(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    out = conn.start_response(head, 200, [(b"server", b"")], content_length=0)
+    assert b"server:" not in out.lower()
+
+
 def test_unknown_status_has_an_empty_reason() -> None:
     conn, head = request(GET11)
     assert conn.start_response(head, 599, [], content_length=0).startswith(b"HTTP/1.1 599 \r\n")

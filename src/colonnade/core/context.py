@@ -159,6 +159,7 @@ class Context:
         response = self.response
         if response.headers_sent:
             return
+        response.streaming = True
         await self._send_response(self)
         response.headers_sent = True
         length = response.header(b"content-length")

@@ -32,6 +32,7 @@ class Response:
         "reason",
         "skip_custom_errors",
         "status",
+        "streaming",
         "substatus",
     )
 
@@ -47,6 +48,9 @@ class Response:
         # A module that wrote its own error body sets this so error-page modules
         # leave it alone (IIS fTrySkipCustomErrors).
         self.skip_custom_errors = False
+        # The head goes out ahead of a streamed body (modules rewriting the body in
+        # SEND_RESPONSE must leave it alone).
+        self.streaming = False
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of response header ``name`` (lower case)."""

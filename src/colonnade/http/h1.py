@@ -650,6 +650,8 @@ class HTTP1Connection:
                     add_date = False
                 else:
                     add_server = False
+                    if not value:
+                        continue  # an empty Server header means: send none
             out += (name, b": ", value, b"\r\n")
         if interim:
             if head.version == b"1.0":

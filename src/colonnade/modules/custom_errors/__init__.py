@@ -1,0 +1,1 @@
+"""Custom errors: IIS ``httpErrors``: custom, detailed (local only) and terse error pages."""

@@ -1,0 +1,1 @@
+"""Custom response headers: IIS ``httpProtocol/customHeaders``, with set, default and remove."""

@@ -1,0 +1,1 @@
+"""HTTP redirection: IIS ``httpRedirect`` (wildcard rules and a whole-subtree redirect)."""
