@@ -4,13 +4,21 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: serve test lint format bench docs install clean
+.PHONY: serve test lint format bench docs install sysdeps clean
 
 serve: $(STAMP)
 	$(BIN)/colonnade serve --root examples/welcome --bind 127.0.0.1:8080
 
-test: $(STAMP) lint
+test: $(STAMP) sysdeps lint
 	$(BIN)/python -m pytest -q
+
+# System packages the tests use (a real headless Chromium for the browser tests).
+# Installed when missing and we may (root, as in CI); elsewhere those tests skip.
+sysdeps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium missing (not root): browser tests will skip"; fi; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

@@ -85,6 +85,7 @@ class Application:
         )
         self.log = logging.getLogger(f"colonnade.app.{site}{self.path}")
         self._path_cache: dict[str, SectionSet] = {}
+        self._map_cache: dict[str, str] = {}
         self._by_levels: dict[tuple[int, ...], SectionSet] = {}
         self.settings = self.sections_for(self.path)
 
@@ -136,6 +137,15 @@ class Application:
 
     def map_path(self, url_path: str) -> str:
         """The file path for ``url_path`` (already normalised: no dot segments)."""
+        found = self._map_cache.get(url_path)
+        if found is None:
+            found = self._map(url_path)
+            if len(self._map_cache) >= _PATH_CACHE_SIZE:
+                self._map_cache.clear()
+            self._map_cache[url_path] = found
+        return found
+
+    def _map(self, url_path: str) -> str:
         for vdir in self.virtual_directories:
             if _covers(vdir.path, url_path):
                 rest = url_path[len(vdir.path) :] if vdir.path != "/" else url_path

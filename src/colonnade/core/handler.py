@@ -20,6 +20,9 @@ class Handler(Module):
     """
 
     verbs: ClassVar[frozenset[str] | None] = None
+    #: True for a handler that serves the file the URL maps to (the static file
+    #: handler): default documents and directory listings apply only to such.
+    serves_files: ClassVar[bool] = False
 
     def execute(self, ctx: Context) -> Awaitable[None] | None:
         """Build the response in ``ctx.response`` (or stream it with ``ctx.write``)."""

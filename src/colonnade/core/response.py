@@ -31,6 +31,7 @@ class Response:
         "headers_sent",
         "reason",
         "skip_custom_errors",
+        "source",
         "status",
         "streaming",
         "substatus",
@@ -43,6 +44,9 @@ class Response:
         self.headers: Headers = []
         self.body = b""
         self.file: FileBody | None = None
+        # The whole file ``body`` was read from (a static file answered from
+        # memory): SEND_RESPONSE modules may treat it as they would ``file``.
+        self.source: FileBody | None = None
         self.headers_sent = False
         self.bytes_sent = 0
         # A module that wrote its own error body sets this so error-page modules
@@ -76,3 +80,4 @@ class Response:
         self.headers = []
         self.body = b""
         self.file = None
+        self.source = None

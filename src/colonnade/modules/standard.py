@@ -9,6 +9,7 @@ BUILTIN: tuple[tuple[str, str], ...] = (
     ("static.directory_listing", "colonnade.modules.directory_listing.module:DirectoryListing"),
     ("handler.static", "colonnade.handlers.static.handler:StaticFile"),
     ("log.http", "colonnade.modules.http_logging.module:HttpLogging"),
+    ("http.compression", "colonnade.modules.compression.module:Compression"),
     ("http.redirection", "colonnade.modules.redirection.module:HttpRedirection"),
     ("http.custom_headers", "colonnade.modules.custom_headers.module:CustomHeaders"),
     ("http.custom_errors", "colonnade.modules.custom_errors.module:CustomErrors"),

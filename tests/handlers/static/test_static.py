@@ -13,13 +13,13 @@ import msgspec
 import pytest
 
 from colonnade.core.request import Request
-from colonnade.handlers.static.config import BUILTIN_MIME_TYPES, StaticContentSection
-from colonnade.handlers.static.handler import (
-    StaticFile,
-    etag_matches,
-    http_date,
+from colonnade.handlers.static.conditional import weak_match
+from colonnade.handlers.static.config import (
+    BUILTIN_MIME_TYPES,
+    StaticContentSection,
     parse_http_date,
 )
+from colonnade.handlers.static.handler import StaticFile, http_date
 from colonnade.testing import Client, RecordingWriter, TestResponse, build_engine, make_context
 
 ALL = ["security.request_filtering", "static.default_document", "handler.static"]
@@ -163,7 +163,7 @@ def test_builtin_mime_table_is_lower_case_and_sized() -> None:
 @pytest.mark.parametrize(
     ("target", "expected"),
     [
-        ("/dir", "403.14"),
+        ("/dir", "301.0"),
         ("/dir/", "403.14"),
         ("/", "403.14"),
         ("/missing.txt", "404.0"),
@@ -199,7 +199,14 @@ def test_permission_denied_is_403(
 # -- validators and 304 ------------------------------------------------------------------
 
 
-def test_validators(client: Client, root: Path) -> None:
+def test_validators(root: Path) -> None:
+    # Checked on every request, so the file cache notices the change at once.
+    settings = {"cache_check_interval": 0}
+    with Client(build_engine(config(root, static_content=settings))) as client:
+        check_validators(client, root)
+
+
+def check_validators(client: Client, root: Path) -> None:
     response = client.get("/notes.txt")
     st = os.stat(root / "notes.txt")
     assert response.header("last-modified") == formatdate(int(st.st_mtime), usegmt=True)
@@ -262,9 +269,9 @@ def test_helpers() -> None:
     assert parse_http_date(b"Sunday, 06-Nov-94 08:49:37 GMT") == 784111777
     assert parse_http_date(b"Sun Nov  6 08:49:37 1994") == 784111777
     assert parse_http_date(b"garbage") is None
-    assert etag_matches(b'W/"a", "b"', b'"b"')
-    assert not etag_matches(b'"a"', None)
-    assert not etag_matches(b'"ab"', b'"a"')
+    assert weak_match(b'W/"a", "b"', b'"b"')
+    assert not weak_match(b'"a"', None)
+    assert not weak_match(b'"ab"', b'"a"')
 
 
 # -- roots: virtual directories, symlinks inside, symlinks out ----------------------------
@@ -417,7 +424,7 @@ def test_handler_without_provision_uses_the_context_app(root: Path) -> None:
     ctx = make_context("GET", "/notes.txt", root=str(root))
     StaticFile().execute(ctx)
     assert ctx.response.status == 200
-    assert ctx.response.file is not None and ctx.response.file.length == 11
+    assert ctx.response.body == b"hello world"  # small: read into the file cache
 
 
 def test_last_modified_in_the_past_second(root: Path, client: Client) -> None:
@@ -440,3 +447,20 @@ def test_last_modified_in_the_past_second(root: Path, client: Client) -> None:
 def test_invalid_settings_are_refused(raw: dict[str, Any]) -> None:
     with pytest.raises(msgspec.ValidationError):
         msgspec.convert(raw, StaticContentSection, strict=True)
+
+
+def test_web_toml_behind_a_symlink_is_never_served(root: Path) -> None:
+    (root / "web.toml").write_text("# SECRET-SETTINGS\n")
+    (root / "settings.txt").symlink_to(root / "web.toml")
+    with Client(build_engine(config(root))) as client:
+        response = client.get("/settings.txt")
+    assert code(response) == "404.8"
+    assert b"SECRET-SETTINGS" not in response.body
+
+
+def test_the_type_follows_the_requested_name(root: Path) -> None:
+    (root / "current.js").symlink_to(root / "notes.txt")
+    with Client(build_engine(config(root))) as client:
+        response = client.get("/current.js")
+    assert response.header("content-type") == "text/javascript; charset=utf-8"
+    assert response.body == b"hello world"

@@ -9,6 +9,7 @@ import msgspec
 import pytest
 
 from colonnade import FINISH, Stage
+from colonnade.handlers.static.handler import StaticFile, redirect_to_folder
 from colonnade.modules.default_document.config import DefaultDocumentSection
 from colonnade.modules.default_document.module import DefaultDocument
 from colonnade.testing import Client, TestResponse, build_engine, make_context, run_stage
@@ -110,7 +111,8 @@ def test_custom_file_list(root: Path) -> None:
 def test_disabled(root: Path) -> None:
     with serve(root, default_document={"enabled": False}) as client:
         assert code(client.get("/sub/")) == "403.14"
-        assert code(client.get("/sub")) == "403.14"
+        # The folder redirect is the static handler's, whatever default documents do.
+        assert client.get("/sub").header("location") == "/sub/"
         assert client.get("/index.html").text == "root index"
 
 
@@ -129,17 +131,25 @@ def test_files_are_not_redirected(root: Path) -> None:
 
 def test_redirect_uses_the_canonical_path() -> None:
     # A raw "//host" must not become "Location: //host/" (another host entirely).
-    ctx = make_context("GET", "//evil.example", root="/")
-    ctx.physical_path = "/tmp"
-    assert run_stage(DefaultDocument(), Stage.MAP_REQUEST_HANDLER, ctx) is FINISH
-    assert ctx.response.header(b"location") == b"/evil.example/"
+    ctx = make_context("GET", "//evil.example?x=1", root="/")
+    redirect_to_folder(ctx)
+    assert ctx.response.status == 301
+    assert ctx.response.header(b"location") == b"/evil.example/?x=1"
 
 
 def test_hook_sets_the_physical_path(root: Path) -> None:
     ctx = make_context("GET", "/sub/", root=str(root))
-    assert run_stage(DefaultDocument(), Stage.MAP_REQUEST_HANDLER, ctx) is not FINISH
+    ctx.handler = StaticFile()
+    assert run_stage(DefaultDocument(), Stage.POST_MAP_REQUEST_HANDLER, ctx) is not FINISH
     assert ctx.physical_path == str(root / "sub" / "index.html")
     assert ctx.response.status == 200
+
+
+def test_only_file_serving_handlers_get_default_documents(root: Path) -> None:
+    ctx = make_context("GET", "/sub/", root=str(root))
+    before = ctx.physical_path
+    run_stage(DefaultDocument(), Stage.POST_MAP_REQUEST_HANDLER, ctx)  # no handler chosen
+    assert ctx.physical_path == before
 
 
 def test_symlinked_directory_out_of_the_root_is_not_redirected(tmp_path: Path, root: Path) -> None:

@@ -1,9 +1,13 @@
-"""``[static_content]``: how the static file handler types and validates files."""
+"""``[static_content]``: how the static file handler types, validates, caches and
+splits files (IIS ``staticContent`` and ``staticContent/clientCache``)."""
 
 from __future__ import annotations
 
+import calendar
+import time
+from email.utils import parsedate_tz
 from functools import cached_property
-from typing import Annotated
+from typing import Annotated, Literal
 
 from msgspec import Meta
 
@@ -13,6 +17,15 @@ from colonnade.config.sections import Section
 Extension = Annotated[str, Meta(pattern=r"^\.[^/]*$")]
 #: ``type/subtype`` with optional parameters, printable ASCII (it becomes a header).
 MimeType = Annotated[str, Meta(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+/[\x20-\x7e]+$")]
+#: Extra ``Cache-Control`` directives: printable ASCII, no CR/LF (it becomes a header).
+Directives = Annotated[str, Meta(pattern=r"^[\x20-\x7e]*$", max_length=1024)]
+#: An HTTP date such as ``Sun, 06 Nov 1994 08:49:37 GMT``.
+HttpDate = Annotated[str, Meta(pattern=r"^[\x20-\x7e]+$", max_length=64)]
+
+CacheControlMode = Literal["none", "no-cache", "max-age", "expires"]
+
+#: The largest delta-seconds a cache honours (RFC 9111 1.2.2).
+_MAX_DELTA = 2**31 - 1
 
 _UTF8 = "; charset=utf-8"
 
@@ -140,25 +153,70 @@ BUILTIN_MIME_TYPES: dict[str, str] = {
 
 
 class StaticContentSection(Section, frozen=True, dict=True):
-    """Static file settings (IIS ``staticContent`` and ``clientCache/setEtag``).
+    """Static file settings: types, validators, client caching, ranges, the file cache.
 
-    - ``mime_map``: extension → MIME type, added to (or overriding) the built-in
-      table of common web types. ``.`` is the key for files without an extension.
-    - ``default_mime_type``: the type of a file whose extension is not mapped.
-      IIS has none and answers 404.3 (so a stray ``.bak`` or ``.py`` beside the
-      content is not served); set it (``application/octet-stream``) to serve all.
-    - ``allow_symlinks_outside_root``: by default a file is served only if its
-      real path (symlinks resolved) lies under one of the application's roots
-      (its folder and virtual directories); true serves symlink targets anywhere.
-    - ``set_etag``: send an ``ETag`` (as IIS ``setEtag``, default true).
+    As IIS ``staticContent`` (MIME map), ``staticContent/clientCache``
+    (``cache_control``, ``max_age``, ``expires``, ``cache_control_custom``) and
+    ``setEtag``. Every key may be set per URL (``[[locations]]``, ``web.toml``),
+    except ``cache_max_bytes``: the application's whole budget, set at its level.
     """
 
     key = "static_content"
 
     mime_map: dict[Extension, MimeType] = {}
+    """Extension → MIME type, added to (or overriding) the built-in table of common
+    web types. ``.`` is the key for files without an extension."""
     default_mime_type: MimeType | None = None
+    """The type of a file whose extension is not mapped. IIS has none and answers
+    404.3 (so a stray ``.bak`` or ``.py`` beside the content is not served); set it
+    (``application/octet-stream``) to serve every file."""
     allow_symlinks_outside_root: bool = False
+    """By default a file is served only if its real path (symlinks resolved) lies
+    under one of the application's roots (its folder and virtual directories); true
+    serves symlink targets anywhere."""
     set_etag: bool = True
+    """Send a strong ``ETag`` (from the modification time in nanoseconds and the
+    size, so every node of a farm that copied the files with their times agrees), as
+    IIS ``setEtag``. ``Last-Modified`` is always sent."""
+    cache_control: CacheControlMode = "none"
+    """Client caching, as IIS ``cacheControlMode``: ``"none"`` sends no
+    ``Cache-Control`` of its own (NoControl), ``"no-cache"`` makes clients revalidate
+    every time (DisableCache), ``"max-age"`` lets them keep the file ``max_age``
+    seconds (UseMaxAge), ``"expires"`` sends ``Expires: <expires>`` (UseExpires)."""
+    max_age: Annotated[int, Meta(ge=0, le=_MAX_DELTA)] = 86400
+    """Seconds a client may keep the file with ``cache_control = "max-age"`` (IIS
+    ``cacheControlMaxAge``, default one day)."""
+    send_expires: bool = False
+    """With ``cache_control = "max-age"``, also send ``Expires`` (the response time
+    plus ``max_age``) for HTTP/1.0 caches."""
+    expires: HttpDate | None = None
+    """The fixed date sent as ``Expires`` with ``cache_control = "expires"`` (IIS
+    ``httpExpires``), an HTTP date such as ``"Fri, 01 Jan 2027 00:00:00 GMT"``."""
+    cache_control_custom: Directives = ""
+    """Extra ``Cache-Control`` directives appended to what ``cache_control`` sends
+    (``"public, immutable"``), as IIS ``cacheControlCustom``; sent on its own with
+    ``cache_control = "none"``."""
+    max_ranges: Annotated[int, Meta(ge=0, le=1024)] = 16
+    """The most byte ranges one request may ask for; more and the ``Range`` header is
+    ignored (a full 200, as nginx ``max_ranges``). 0 turns range requests off (no
+    ``Accept-Ranges`` is sent)."""
+    cache_max_file_size: Annotated[int, Meta(ge=0, le=16 * 1024 * 1024)] = 64 * 1024
+    """Files up to this many bytes are kept in memory, with their response headers
+    prepared, and answered without touching the disk. 0 turns the cache off here."""
+    cache_max_bytes: Annotated[int, Meta(ge=0, le=1 << 40)] = 32 * 1024 * 1024
+    """The memory the file cache of one application may hold (least recently used
+    files go first); 0 turns the cache off. Set it for the application (or above):
+    a location or ``web.toml`` below the application setting it is an error."""
+    cache_check_interval: Annotated[float, Meta(ge=0, le=3600)] = 1.0
+    """Seconds a cached file is trusted before it is checked again (one ``stat`` per
+    path component: identity, size, modification and change times). A changed file
+    is never served from the cache longer than this; 0 checks on every request."""
+
+    def __post_init__(self) -> None:
+        if self.expires is not None and parse_http_date(self.expires) is None:
+            raise ValueError(f"expires: {self.expires!r} is not an HTTP date")
+        if self.cache_control == "expires" and self.expires is None:
+            raise ValueError('cache_control = "expires" needs an `expires` date')
 
     @cached_property
     def content_types(self) -> dict[str, bytes]:
@@ -172,3 +230,59 @@ class StaticContentSection(Section, frozen=True, dict=True):
         """``default_mime_type`` as a header value (None: unmapped files get 404.3)."""
         mime = self.default_mime_type
         return None if mime is None else mime.encode("latin-1")
+
+    @cached_property
+    def cache_control_value(self) -> bytes | None:
+        """The ``Cache-Control`` header value these settings send (None: none)."""
+        mode = self.cache_control
+        parts = []
+        if mode == "no-cache":
+            parts.append("no-cache")
+        elif mode == "max-age":
+            parts.append(f"max-age={self.max_age}")
+        custom = self.cache_control_custom.strip()
+        if custom:
+            parts.append(custom)
+        return ", ".join(parts).encode("latin-1") if parts else None
+
+    @cached_property
+    def fixed_expires(self) -> bytes | None:
+        """The ``Expires`` value of ``cache_control = "expires"``, normalised."""
+        if self.cache_control != "expires" or self.expires is None:
+            return None
+        when = parse_http_date(self.expires)
+        return None if when is None else format_http_date(when)
+
+    @cached_property
+    def expires_delta(self) -> int | None:
+        """Seconds from now for a per-response ``Expires`` (max-age mode), else None."""
+        return self.max_age if self.cache_control == "max-age" and self.send_expires else None
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def format_http_date(seconds: int) -> bytes:
+    """``seconds`` since the epoch as an IMF-fixdate (``Sun, 06 Nov 1994 08:49:37 GMT``)."""
+    t = time.gmtime(seconds)
+    return (
+        f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon]} {t.tm_year:04d} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+    ).encode("ascii")
+
+
+def parse_http_date(value: str | bytes) -> int | None:
+    """Seconds since the epoch for an HTTP date (any of the three formats), or None."""
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    try:
+        parsed = parsedate_tz(text)
+    except (ValueError, IndexError, OverflowError):  # pragma: no cover - defensive
+        return None
+    if parsed is None:
+        return None
+    offset = parsed[9] or 0
+    try:
+        return calendar.timegm((*parsed[:6], 0, 0, 0)) - offset
+    except (ValueError, OverflowError):
+        return None

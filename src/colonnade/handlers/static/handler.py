@@ -2,259 +2,357 @@
 
 How this works, per request:
 
-1. *Find the file, confined to the application's roots.* The physical path was
+1. *The cache first.* A file up to ``cache_max_file_size`` bytes that was served
+   before is in the :class:`~colonnade.handlers.static.cache.FileCache` under
+   its physical path, with the header lists of its answers prepared. A hit that
+   is younger than ``cache_check_interval`` and carries no conditional or range
+   header is answered with a copy of that list and the bytes in memory: no
+   system call, no formatting. Everything else takes the steps below, and an
+   entry past its interval is looked up again in full (step 2) before use.
+2. *Find the file, confined to the application's roots.* The physical path was
    mapped from the URL under one of the application's root folders; the handler
-   calls ``lstat`` on each path component below that root. If none is a symlink the real
-   path is the root's real path plus the same components, so it is inside the root
-   and the last ``lstat`` is the file's ``stat`` — one syscall per component, where
-   ``os.path.realpath`` would cost several times that. Only when a symlink (or
-   anything unusual) shows up does it fall back to ``os.path.realpath`` and
-   :meth:`~colonnade.core.app.Application.contains`.
-2. *Type it* from the extension with the section's MIME table (404.3 if unmapped
-   and no ``default_mime_type``, as IIS).
-3. *Validators and preconditions:* ``Last-Modified`` and an ``ETag`` from the
-   modification time (ns) and size; ``If-None-Match`` / ``If-Modified-Since``
-   answer 304. :func:`evaluate_preconditions` is the one place the conditional
-   (and later Range) rules live.
-4. *Body:* ``ctx.response.file`` names the byte range; the transport sends it with
-   ``sendfile`` (and not at all for HEAD).
+   calls ``lstat`` on each path component below that root. If none is a symlink
+   the real path is the root's real path plus the same components, so it is
+   inside the root and the last ``lstat`` is the file's ``stat`` — one syscall
+   per component, where ``os.path.realpath`` would cost several times that. Only
+   when a symlink (or anything unusual) shows up does it fall back to
+   ``os.path.realpath`` and :meth:`~colonnade.core.app.Application.contains`.
+   A cached entry is only ever created, and only ever trusted again, after this
+   same walk, so the cache cannot serve what the walk would refuse.
+3. *Type it* from the extension with the section's MIME table (404.3 if unmapped
+   and no ``default_mime_type``, as IIS); ``web.toml`` is never served.
+4. *Describe it* (:class:`~colonnade.handlers.static.cache.Representation`):
+   ``Last-Modified``, a strong ``ETag`` from the modification time (ns) and
+   size, ``Cache-Control``/``Expires`` from the client-cache settings; small files
+   are read into memory and cached.
+5. *Preconditions and ranges* (``conditional``, ``ranges``): 304, 412, 416, a 206
+   of one range, or a ``multipart/byteranges`` 206 of several.
+6. *Body:* bytes in memory, or ``ctx.response.file`` naming the byte range, which
+   the transport sends with ``sendfile`` (and not at all for HEAD). A multipart
+   body of a large file streams part by part with its length declared up front,
+   so every big part still goes out zero-copy.
 """
 
 from __future__ import annotations
 
-import calendar
 import os
 import time
-from email.utils import parsedate_tz
+from collections.abc import Awaitable
 from stat import S_ISDIR, S_ISLNK, S_ISREG
-from typing import NamedTuple
+from urllib.parse import quote
 
 from colonnade.core.app import Application
 from colonnade.core.context import Context
 from colonnade.core.handler import Handler
 from colonnade.core.request import Headers
-from colonnade.core.response import FileBody
-from colonnade.handlers.static.config import StaticContentSection
-
-_DAYS = (b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun")
-_MONTHS = (
-    b"",
-    b"Jan",
-    b"Feb",
-    b"Mar",
-    b"Apr",
-    b"May",
-    b"Jun",
-    b"Jul",
-    b"Aug",
-    b"Sep",
-    b"Oct",
-    b"Nov",
-    b"Dec",
+from colonnade.core.response import FileBody, Response
+from colonnade.errors import ConfigError
+from colonnade.handlers.static.cache import (
+    ENTRY_OVERHEAD,
+    RACY_NS,
+    FileCache,
+    Representation,
+    identity,
+    read_exactly,
 )
-#: Formatted ``Last-Modified`` values by whole second; files share modification
-#: seconds often (a deploy), and formatting costs more than the lookup.
+from colonnade.handlers.static.conditional import (
+    FIELDS,
+    NOT_MODIFIED,
+    PRECONDITION_FAILED,
+    Validators,
+    collect,
+    evaluate,
+    range_allowed,
+)
+from colonnade.handlers.static.config import StaticContentSection, format_http_date
+from colonnade.handlers.static.ranges import (
+    Multipart,
+    Span,
+    content_range,
+    multipart,
+    parse_ranges,
+    unsatisfied_range,
+)
+
+#: Formatted dates by whole second; files share modification seconds often (a
+#: deploy), and formatting costs more than the lookup.
 _HTTP_DATES: dict[int, bytes] = {}
 _HTTP_DATES_MAX = 4096
 
-OK = 200
-NOT_MODIFIED = 304
+#: A multipart body of an uncached file up to this size is read into memory and
+#: sent in one write; a larger one streams part by part.
+_MULTIPART_IN_MEMORY = 64 * 1024
+
+_ACCEPT_RANGES = (b"accept-ranges", b"bytes")
+_NS = 1_000_000_000
 
 #: The per-directory configuration file (``colonnade.config.tree.WEB_TOML``; the
 #: import rule keeps handlers off the config tree, so the name is repeated here).
 _CONFIG_NAME = "web.toml"
 _CONFIG_NAME_LEN = len(_CONFIG_NAME)
 
+_monotonic = time.monotonic
+
 
 def http_date(seconds: int) -> bytes:
-    """``seconds`` since the epoch as an IMF-fixdate (``Sun, 06 Nov 1994 08:49:37 GMT``)."""
+    """``seconds`` since the epoch as an IMF-fixdate, formatted once per second."""
     found = _HTTP_DATES.get(seconds)
     if found is None:
-        t = time.gmtime(seconds)
-        found = b"%s, %02d %s %04d %02d:%02d:%02d GMT" % (
-            _DAYS[t.tm_wday],
-            t.tm_mday,
-            _MONTHS[t.tm_mon],
-            t.tm_year,
-            t.tm_hour,
-            t.tm_min,
-            t.tm_sec,
-        )
+        found = format_http_date(seconds)
         if len(_HTTP_DATES) >= _HTTP_DATES_MAX:
             _HTTP_DATES.clear()
         _HTTP_DATES[seconds] = found
     return found
 
 
-class Validators(NamedTuple):
-    """What a client may hold about a file version to ask "has it changed?"."""
-
-    etag: bytes | None
-    last_modified: bytes
-    mtime: int  # whole seconds, the precision of Last-Modified
+#: Characters left as they are when the canonical path is re-encoded for Location.
+_PATH_SAFE = "/!$&'()*+,;=:@-._~"
 
 
-class Preconditions(NamedTuple):
-    """The request's conditional headers (one pass over the headers collects them)."""
-
-    if_none_match: bytes | None
-    if_modified_since: bytes | None
-
-
-NO_PRECONDITIONS = Preconditions(None, None)
-
-
-def preconditions(headers: Headers) -> Preconditions:
-    """Collect the conditional request headers (first value of each)."""
-    none_match = modified_since = None
-    for name, value in headers:
-        # Plain comparisons: bytes of another length differ at the length check,
-        # which measured faster than any prefix test to skip the rest.
-        if name == b"if-none-match":
-            if none_match is None:
-                none_match = value
-        elif name == b"if-modified-since" and modified_since is None:
-            modified_since = value
-    if none_match is None and modified_since is None:
-        return NO_PRECONDITIONS
-    return Preconditions(none_match, modified_since)
-
-
-def evaluate_preconditions(found: Preconditions, current: Validators) -> int:
-    """The status the preconditions call for: 200 (send it) or 304 (RFC 9110 13.2.2).
-
-    If-None-Match wins over If-Modified-Since when both are present.
-    """
-    if found.if_none_match is not None:
-        return NOT_MODIFIED if etag_matches(found.if_none_match, current.etag) else OK
-    since = found.if_modified_since
-    if since is not None:
-        if since == current.last_modified:
-            return NOT_MODIFIED  # what browsers send back: skip parsing the date
-        when = parse_http_date(since)
-        if when is not None and current.mtime <= when:
-            return NOT_MODIFIED
-    return OK
-
-
-def etag_matches(header: bytes, etag: bytes | None) -> bool:
-    """Weak comparison of an ``If-None-Match`` list against ``etag``."""
-    if header.strip() == b"*":
-        return True
-    if etag is None:
-        return False
-    if header == etag:
-        return True
-    for candidate in header.split(b","):
-        candidate = candidate.strip()
-        if candidate.startswith(b"W/"):
-            candidate = candidate[2:]
-        if candidate == etag:
-            return True
-    return False
-
-
-def parse_http_date(value: bytes) -> int | None:
-    """Seconds since the epoch for an HTTP date (any of the three formats), or None."""
-    parsed = parsedate_tz(value.decode("latin-1"))
-    if parsed is None:
-        return None
-    offset = parsed[9] or 0
-    return calendar.timegm((*parsed[:6], 0, 0, 0)) - offset
-
-
-def _root_prefixes(app: Application) -> tuple[str, ...]:
-    # The folders map_path joins URLs onto, with a trailing separator so a prefix
-    # test cannot match "/srv/www-other" for "/srv/www".
-    roots = (app.root, *(vdir.root for vdir in app.virtual_directories))
-    prefixes = []
-    for root in roots:
-        root = os.path.normpath(os.path.abspath(root))
-        prefixes.append(root if root.endswith(os.sep) else root + os.sep)
-    return tuple(sorted(set(prefixes), key=len, reverse=True))
+def redirect_to_folder(ctx: Context) -> None:
+    """Answer 301 to the folder URL with its trailing slash, keeping the query."""
+    # The canonical path, re-encoded, not the raw one: a raw "//host" or "/\\host"
+    # would make the Location an open redirect to another host.
+    location = quote(ctx.request.path, safe=_PATH_SAFE).encode("ascii") + b"/"
+    query = ctx.request.query
+    if query:
+        location += b"?" + query
+    response = ctx.response
+    response.clear()
+    response.status = 301
+    response.headers.append((b"location", location))
+    response.headers.append((b"content-type", b"text/html; charset=utf-8"))
+    response.body = b'<!DOCTYPE html><html><body><a href="%s">Moved</a></body></html>\n' % (
+        location.replace(b"&", b"&amp;").replace(b'"', b"&quot;")
+    )
 
 
 class StaticFile(Handler):
-    """``handler.static``: regular files under the application's roots, GET and HEAD."""
+    """``handler.static``: regular files under the application's roots, GET and HEAD.
+
+    A folder URL without its trailing slash is redirected to it (IIS does this in
+    the default document module, nginx in its static module; here the handler
+    that already looked at the path does it, so no other module stats every URL).
+    """
 
     id = "handler.static"
     section = StaticContentSection
     verbs = frozenset({"GET", "HEAD"})
+    serves_files = True
 
     def __init__(self) -> None:
         self._app: Application | None = None
         self._roots: tuple[str, ...] = ()
+        self.cache = FileCache(0)
+        self._entries = self.cache.entries
 
     def provision(self, app: Application) -> None:
-        """Remember the application's root folders for the confinement check."""
+        """Remember the application's roots; size the file cache from its settings."""
+        _refuse_nested_budget(app)
         self._app = app
         self._roots = _root_prefixes(app)
+        self.cache = FileCache(app.section(StaticContentSection).cache_max_bytes)
+        self._entries = self.cache.entries
 
-    def execute(self, ctx: Context) -> None:
-        """Answer with the file, a 304, or an IIS-style error (404.0, 403.14, 404.3)."""
+    def cleanup(self) -> None:
+        """Release the cached files."""
+        self.cache.clear()
+
+    def execute(self, ctx: Context) -> Awaitable[None] | None:
+        """Answer with the file (or part of it), a 304/412/416, or an IIS-style
+        error (404.0, 403.14, 404.3, 404.8)."""
         settings = ctx.section(StaticContentSection)
         path = ctx.physical_path
+        rep = self._entries.get(path)
+        if rep is not None and rep.settings is settings and _monotonic() < rep.fresh_until:
+            # The hit path: prepared headers, bytes in memory, nothing to decide.
+            request = ctx.request
+            body = rep.body
+            if request.method == "GET" and body is not None and rep.expires_delta is None:
+                for name, _ in request.headers:
+                    if name in FIELDS:
+                        break
+                else:
+                    response = ctx.response
+                    response.headers = rep.headers.copy()
+                    response.body = body
+                    response.source = rep.source
+                    return None
+        else:
+            rep = self._lookup(ctx, settings, path, rep)
+            if rep is None:
+                return None
+        return self._respond(ctx, rep)
+
+    # -- finding and describing the file ------------------------------------------------
+
+    def _lookup(
+        self,
+        ctx: Context,
+        settings: StaticContentSection,
+        path: str,
+        old: Representation | None,
+    ) -> Representation | None:
+        """The representation of the file at ``path`` (cached when small), or None
+        after answering with an error. ``old`` is the cache's entry for ``path``."""
+        found = self._find(ctx, settings, path)
+        if found is None:
+            if old is not None:
+                self.cache.drop(path)
+            return None
+        real, st, content_type = found
+        ident = identity(st)
+        now = _monotonic()
+        if (
+            old is not None
+            and old.identity == ident
+            and old.settings is settings
+            and old.path == real
+            and not old.racy
+        ):
+            old.fresh_until = now + settings.cache_check_interval
+            self.cache.touch(old)
+            return old
+        rep = describe(path, real, st, settings, content_type)
+        limit = settings.cache_max_file_size
+        if limit and rep.size <= limit and self.cache.max_bytes:
+            body = read_exactly(real, ident)
+            if body is not None:
+                rep.body = body
+                rep.cost = len(body) + len(path) + len(real) + ENTRY_OVERHEAD
+                changed = max(st.st_mtime_ns, st.st_ctime_ns)
+                rep.racy = time.time_ns() - changed < RACY_NS
+                rep.fresh_until = now + settings.cache_check_interval
+                if self.cache.put(rep):
+                    return rep
+        if old is not None:
+            self.cache.drop(path)
+        return rep
+
+    def _find(
+        self, ctx: Context, settings: StaticContentSection, path: str
+    ) -> tuple[str, os.stat_result, bytes] | None:
+        """``(path to send, its stat, its Content-Type)``, or None after answering
+        with an error."""
         try:
             if settings.allow_symlinks_outside_root:
-                st = os.stat(path)
+                real, st = path, os.stat(path)
             else:
-                path, st = self._confined_stat(ctx.app, path)
+                real, st = self._confined_stat(ctx.app, path)
         except (FileNotFoundError, NotADirectoryError):
             ctx.error_response(404, 0, "the file does not exist")
-            return
+            return None
         except PermissionError:
             ctx.error_response(403, 0, "the file cannot be read")
-            return
+            return None
         except OSError:  # a name too long, a symlink loop: nothing to serve either
             ctx.error_response(404, 0, "the file does not exist")
-            return
+            return None
         mode = st.st_mode
         if not S_ISREG(mode):
             if S_ISDIR(mode):
-                ctx.error_response(403, 14, "directory listing is denied")
+                if not ctx.request.path.endswith("/"):
+                    redirect_to_folder(ctx)  # /dir -> /dir/, as nginx and IIS do
+                else:
+                    ctx.error_response(403, 14, "directory listing is denied")
             else:  # devices, fifos, sockets are never content
                 ctx.error_response(404, 0, "the file does not exist")
-            return
-
+            return None
         name = path[path.rfind("/") + 1 :]
-        if len(name) == _CONFIG_NAME_LEN and name.lower() == _CONFIG_NAME:
+        if _is_config(name) or (real is not path and _is_config(real[real.rfind("/") + 1 :])):
             # Per-directory configuration is never content, whatever request
-            # filtering and the MIME map say (DESIGN: "web.toml is never served").
+            # filtering and the MIME map say (DESIGN: "web.toml is never served"),
+            # not even through a symlink with another name.
             ctx.error_response(404, 8, "configuration files are not served")
-            return
+            return None
+        # The type follows the name the client asked for, not a symlink's target.
         dot = name.rfind(".")
         content_type = settings.content_types.get(name[dot:].lower() if dot >= 0 else ".")
         if content_type is None:
             content_type = settings.default_content_type
             if content_type is None:
                 ctx.error_response(404, 3, "no MIME type is mapped for this file extension")
-                return
+                return None
+        return real, st, content_type
 
-        size = st.st_size
-        mtime = int(st.st_mtime)
-        etag = b'"%x-%x"' % (st.st_mtime_ns, size) if settings.set_etag else None
-        last_modified = http_date(mtime)
+    # -- answering ----------------------------------------------------------------------
+
+    def _respond(self, ctx: Context, rep: Representation) -> Awaitable[None] | None:
+        """The full decision: preconditions, ranges, then the whole file."""
+        request = ctx.request
+        method = request.method
         response = ctx.response
-        headers = response.headers
-        found = preconditions(ctx.request.headers)
-        if (
-            found is not NO_PRECONDITIONS
-            and evaluate_preconditions(found, Validators(etag, last_modified, mtime))
-            == NOT_MODIFIED
-        ):
-            response.status = NOT_MODIFIED
-            if etag is not None:
-                headers.append((b"etag", etag))
-            headers.append((b"last-modified", last_modified))
-            return
-        headers.append((b"content-type", content_type))
-        # The protocol layer frames by FileBody.length; the header keeps the
-        # response self-describing for SEND_RESPONSE modules (it must agree).
-        headers.append((b"content-length", b"%d" % size))
-        headers.append((b"last-modified", last_modified))
-        if etag is not None:
-            headers.append((b"etag", etag))
-        response.file = FileBody(path, 0, size)
+        found = collect(request.headers)
+        if found is not None:
+            status = evaluate(found, method, rep.validators)
+            if status == NOT_MODIFIED:
+                response.status = NOT_MODIFIED
+                response.headers = rep.validator_headers.copy()
+                _add_expires(response, rep)
+                return None
+            if status == PRECONDITION_FAILED:
+                ctx.error_response(PRECONDITION_FAILED, 0, "a precondition of the request failed")
+                return None
+            max_ranges = rep.settings.max_ranges
+            if (
+                found.range is not None
+                and method == "GET"
+                and max_ranges
+                and range_allowed(found.if_range, rep.validators, time.time())
+            ):
+                spans = parse_ranges(found.range, rep.size, max_ranges)
+                if spans is not None:
+                    return self._partial(ctx, rep, spans)
+        response.headers = rep.headers.copy()
+        _add_expires(response, rep)
+        body = rep.body
+        if body is not None and method == "GET":
+            response.body = body
+            response.source = rep.source
+        else:
+            response.file = FileBody(rep.path, 0, rep.size)
+        return None
+
+    def _partial(
+        self, ctx: Context, rep: Representation, spans: list[Span]
+    ) -> Awaitable[None] | None:
+        """A 206 of ``spans`` (one range, or multipart), or a 416 when there are none."""
+        response = ctx.response
+        size = rep.size
+        if not spans:
+            ctx.error_response(416, 0, "the requested range is not satisfiable")
+            response.headers.append((b"content-range", unsatisfied_range(size)))
+            return None
+        response.status = 206
+        headers = rep.validator_headers.copy()
+        response.headers = headers
+        body = rep.body
+        if len(spans) == 1:
+            start, stop = span = spans[0]
+            headers += (
+                (b"content-type", rep.content_type),
+                (b"content-length", b"%d" % (stop - start)),
+                (b"content-range", content_range(span, size)),
+            )
+            _add_expires(response, rep)
+            if body is not None:
+                response.body = body[start:stop]
+            else:
+                response.file = FileBody(rep.path, start, stop - start)
+            return None
+        parts = multipart(spans, size, rep.content_type)
+        headers += (
+            (b"content-type", parts.content_type),
+            (b"content-length", b"%d" % parts.length),
+        )
+        _add_expires(response, rep)
+        if body is not None:
+            response.body = parts.join(body)
+            return None
+        if parts.length <= _MULTIPART_IN_MEMORY:
+            response.body = _read_parts(rep.path, parts)
+            return None
+        return _stream_parts(ctx, rep.path, parts)
 
     def _confined_stat(self, app: Application, path: str) -> tuple[str, os.stat_result]:
         """``(path to send, its stat)`` if the file's real path is inside ``app``.
@@ -305,3 +403,119 @@ class StaticFile(Handler):
         if wants_dir and not S_ISDIR(st.st_mode):
             raise NotADirectoryError(path)  # "file.txt/" names no file
         return st
+
+
+def describe(
+    key: str,
+    path: str,
+    st: os.stat_result,
+    settings: StaticContentSection,
+    content_type: bytes,
+) -> Representation:
+    """The representation of the file ``path`` (found under ``key``) as ``st`` shows it."""
+    size = st.st_size
+    mtime = st.st_mtime_ns // _NS
+    # Never a Last-Modified in the future (RFC 9110 8.8.2.1): a file stamped ahead
+    # of the clock gets "now" (and stays racy, so it is looked at again).
+    now = int(time.time())
+    mtime = min(mtime, now)
+    etag = b'"%x-%x"' % (st.st_mtime_ns, size) if settings.set_etag else None
+    last_modified = http_date(mtime)
+    validator_headers: Headers = [(b"last-modified", last_modified)]
+    if etag is not None:
+        validator_headers.append((b"etag", etag))
+    cache_control = settings.cache_control_value
+    if cache_control is not None:
+        validator_headers.append((b"cache-control", cache_control))
+    expires = settings.fixed_expires
+    if expires is not None:
+        validator_headers.append((b"expires", expires))
+    headers: Headers = [
+        (b"content-type", content_type),
+        # The protocol layer frames by the body's length; the header keeps the
+        # response self-describing for SEND_RESPONSE modules (it must agree).
+        (b"content-length", b"%d" % size),
+        *validator_headers,
+    ]
+    if settings.max_ranges:
+        headers.append(_ACCEPT_RANGES)
+    return Representation(
+        key=key,
+        path=path,
+        ident=identity(st),
+        settings=settings,
+        content_type=content_type,
+        validators=Validators(etag, last_modified, mtime),
+        validator_headers=validator_headers,
+        headers=headers,
+    )
+
+
+def _is_config(name: str) -> bool:
+    return len(name) == _CONFIG_NAME_LEN and name.lower() == _CONFIG_NAME
+
+
+def _add_expires(response: Response, rep: Representation) -> None:
+    # ``max-age`` with ``send_expires``: Expires moves with the clock.
+    delta = rep.expires_delta
+    if delta is not None:
+        response.headers.append((b"expires", http_date(int(time.time()) + delta)))
+
+
+def _read_parts(path: str, parts: Multipart) -> bytes:
+    """A small multipart body, its parts read from ``path``."""
+    out: list[bytes] = []
+    with open(path, "rb") as f:
+        fd = f.fileno()
+        for part in parts.parts:
+            count = part.stop - part.start
+            data = os.pread(fd, count, part.start)
+            if len(data) != count:
+                raise OSError(f"{path}: the file shrank while it was being read")
+            out.append(part.head)
+            out.append(data)
+    out.append(parts.tail)
+    return b"".join(out)
+
+
+async def _stream_parts(ctx: Context, path: str, parts: Multipart) -> None:
+    """Send a large multipart body: each part's head, then its bytes from the file.
+
+    The length was declared, so the writer sends big parts with zero-copy
+    ``sendfile`` and small ones with one read and write.
+    """
+    await ctx.start_response()
+    writer = ctx.writer
+    for part in parts.parts:
+        await ctx.write(part.head)
+        await writer.sendfile(path, part.start, part.stop - part.start)
+    await ctx.write(parts.tail)
+
+
+def _refuse_nested_budget(app: Application) -> None:
+    # The cache budget belongs to the application: a level below it (a location, a
+    # web.toml in a subfolder) setting one would be silently ignored, so refuse it.
+    for level in app.levels:
+        at_or_above = level.path == "/" or app.path == level.path
+        at_or_above = at_or_above or app.path.startswith(level.path + "/")
+        table = level.raw.get(StaticContentSection.key)
+        if not at_or_above and isinstance(table, dict) and "cache_max_bytes" in table:
+            file, _, entry = level.source.partition(": ")
+            key = f"{StaticContentSection.key}.cache_max_bytes"
+            raise ConfigError(
+                "the file cache budget is the application's: set it at the application "
+                f"level, not for {level.path}",
+                file=file,
+                key=f"{entry}.{key}" if entry else key,
+            )
+
+
+def _root_prefixes(app: Application) -> tuple[str, ...]:
+    # The folders map_path joins URLs onto, with a trailing separator so a prefix
+    # test cannot match "/srv/www-other" for "/srv/www".
+    roots = (app.root, *(vdir.root for vdir in app.virtual_directories))
+    prefixes = []
+    for root in roots:
+        root = os.path.normpath(os.path.abspath(root))
+        prefixes.append(root if root.endswith(os.sep) else root + os.sep)
+    return tuple(sorted(set(prefixes), key=len, reverse=True))

@@ -1,8 +1,9 @@
 """Directory listing: an HTML page a person can read (or JSON), for folder URLs.
 
-It joins MAP_REQUEST_HANDLER after the default document (priority LOW): when the
-URL names a folder, ends with "/", no default document was found and listing is
-enabled, it makes itself the handler. The page has sortable columns (links with
+It joins POST_MAP_REQUEST_HANDLER after the default document (priority LOW):
+when the mapping chose a file-serving handler, the URL names a folder, ends with
+"/", no default document was found and listing is enabled, it makes itself the
+handler. The page has sortable columns (links with
 ``?sort=`` and ``?order=``, no script needed), escapes every name, and never lists
 ``web.toml`` or hidden entries. ``Accept: application/json`` gets the same
 entries as JSON.
@@ -66,10 +67,14 @@ class DirectoryListing(Handler):
     section = DirectoryBrowseSection
     verbs = frozenset({"GET", "HEAD"})
 
-    @hook(Stage.MAP_REQUEST_HANDLER, priority=Priority.LOW)
-    def map_request_handler(self, ctx: Context) -> None:
-        """Take folder URLs (ending in "/") that have no default document."""
-        if not ctx.request.path.endswith("/") or not ctx.section(DirectoryBrowseSection).enabled:
+    @hook(Stage.POST_MAP_REQUEST_HANDLER, priority=Priority.LOW)
+    def post_map_request_handler(self, ctx: Context) -> None:
+        """Take folder URLs (ending in "/") mapped to a file-serving handler that
+        have no default document (which runs before, at MEDIUM)."""
+        handler = ctx.handler
+        if handler is None or not handler.serves_files or not ctx.request.path.endswith("/"):
+            return
+        if not ctx.section(DirectoryBrowseSection).enabled:
             return
         physical = ctx.physical_path
         if not os.path.isdir(physical):

@@ -1,0 +1,1 @@
+"""Response compression: gzip, brotli and zstd for static files and application output."""

@@ -1,0 +1,1 @@
+"""Tests that drive a real browser (headless Chromium) against a live server."""

@@ -1,0 +1,194 @@
+"""Static files over real sockets: a 10 MiB file whole and in ranges (the sendfile
+path), multipart ranges, 416, 304 and the small-file cache on a live server."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import os
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import LiveServer
+from tests.e2e.wire import Conn, Wire
+
+BIG = 10 * 1024 * 1024
+SMALL = b"".join(b"line %04d\n" % i for i in range(300))  # 3000 bytes: cached
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
+    base = tmp_path_factory.mktemp("static-e2e")
+    www = base / "www"
+    www.mkdir()
+    big = os.urandom(BIG)
+    (www / "big.bin").write_bytes(big)
+    (www / "small.txt").write_bytes(SMALL)
+    (www / "sub").mkdir()
+    (www / "sub" / "web.toml").write_text('[static_content]\ncache_control = "no-cache"\n')
+    (www / "sub" / "page.html").write_text("<p>sub</p>")
+    return base, big
+
+
+@pytest.fixture(scope="module")
+def live(files: tuple[Path, bytes]) -> Iterator[LiveServer]:
+    base, _ = files
+    config = {
+        "server": {"modules": ["security.request_filtering", "handler.static"]},
+        "sites": [{"name": "main", "bindings": ["http://127.0.0.1:1"], "root": "www"}],
+        "static_content": {"cache_control": "max-age", "max_age": 300},
+    }
+    server = LiveServer(config, base).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def big(files: tuple[Path, bytes]) -> bytes:
+    return files[1]
+
+
+def request(conn: Conn, target: str, *headers: str, method: str = "GET") -> Wire:
+    extra = "".join(f"{h}\r\n" for h in headers)
+    conn.send(f"{method} {target} HTTP/1.1\r\nHost: localhost\r\n{extra}\r\n".encode())
+    return conn.response(head_only=method == "HEAD")
+
+
+def once(live: LiveServer, target: str, *headers: str, method: str = "GET") -> Wire:
+    with Conn(live.port, timeout=30) as conn:
+        return request(conn, target, *headers, method=method)
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_big_file_whole(live: LiveServer, big: bytes) -> None:
+    response = once(live, "/big.bin")
+    assert response.status == 200
+    assert response.headers["content-length"] == str(BIG)
+    assert response.headers["accept-ranges"] == "bytes"
+    assert response.headers["cache-control"] == "max-age=300"
+    assert not response.chunked
+    assert digest(response.body) == digest(big)
+
+
+@pytest.mark.parametrize(
+    ("value", "start", "stop"),
+    [
+        ("bytes=1000000-8999999", 1_000_000, 9_000_000),
+        ("bytes=-3000000", BIG - 3_000_000, BIG),
+        ("bytes=9000000-", 9_000_000, BIG),
+        ("bytes=0-0", 0, 1),
+    ],
+)
+def test_big_file_single_range(
+    live: LiveServer, big: bytes, value: str, start: int, stop: int
+) -> None:
+    response = once(live, "/big.bin", f"Range: {value}")
+    assert response.status == 206
+    assert response.headers["content-range"] == f"bytes {start}-{stop - 1}/{BIG}"
+    assert response.headers["content-length"] == str(stop - start)
+    assert digest(response.body) == digest(big[start:stop])
+
+
+def parts(response: Wire) -> list[tuple[str, bytes]]:
+    raw = b"Content-Type: " + response.headers["content-type"].encode() + b"\r\n\r\n"
+    message = email.message_from_bytes(raw + response.body, policy=email.policy.HTTP)
+    assert isinstance(message, EmailMessage) and message.is_multipart()
+    out = []
+    for part in message.iter_parts():
+        payload = part.get_payload(decode=True)
+        assert isinstance(payload, bytes)
+        out.append((str(part["Content-Range"]), payload))
+    return out
+
+
+def test_big_file_multipart(live: LiveServer, big: bytes) -> None:
+    # Parts above 64 KiB stream with sendfile inside a body of declared length.
+    value = "bytes=0-99999,5000000-5999999,-100,50-150"
+    response = once(live, "/big.bin", f"Range: {value}")
+    assert response.status == 206
+    assert response.headers["content-type"].startswith("multipart/byteranges; boundary=")
+    assert response.headers["content-length"] == str(len(response.body))
+    assert not response.chunked
+    got = parts(response)
+    raw = b"Content-Type: " + response.headers["content-type"].encode() + b"\r\n\r\n"
+    message = email.message_from_bytes(raw + response.body, policy=email.policy.HTTP)
+    assert isinstance(message, EmailMessage)
+    assert {p.get_content_type() for p in message.iter_parts()} == {"application/octet-stream"}
+    assert [r for r, _ in got] == [
+        f"bytes 0-99999/{BIG}",
+        f"bytes 5000000-5999999/{BIG}",
+        f"bytes {BIG - 100}-{BIG - 1}/{BIG}",
+    ]
+    assert got[0][1] == big[:100_000]
+    assert got[1][1] == big[5_000_000:6_000_000]
+    assert got[2][1] == big[-100:]
+
+
+def test_small_multipart_and_cache_keep_the_connection(live: LiveServer) -> None:
+    with Conn(live.port) as conn:
+        whole = request(conn, "/small.txt")
+        assert whole.status == 200 and whole.body == SMALL
+        split = request(conn, "/small.txt", "Range: bytes=0-9,-10")
+        assert split.status == 206
+        assert parts(split) == [
+            ("bytes 0-9/3000", SMALL[:10]),
+            ("bytes 2990-2999/3000", SMALL[-10:]),
+        ]
+        again = request(conn, "/small.txt")
+        assert again.body == SMALL
+        assert again.headers["etag"] == whole.headers["etag"]
+
+
+def test_unsatisfiable_range_is_416(live: LiveServer) -> None:
+    with Conn(live.port) as conn:
+        response = request(conn, "/big.bin", "Range: bytes=20000000-")
+        assert response.status == 416
+        assert response.headers["content-range"] == f"bytes */{BIG}"
+        # The error page is a small buffered answer: the connection carries on.
+        assert request(conn, "/small.txt").status == 200
+
+
+def test_not_modified_has_no_body_and_keeps_the_connection(live: LiveServer) -> None:
+    with Conn(live.port) as conn:
+        first = request(conn, "/big.bin", method="HEAD")
+        assert first.status == 200 and first.headers["content-length"] == str(BIG)
+        etag = first.headers["etag"]
+        response = request(conn, "/big.bin", f"If-None-Match: {etag}")
+        assert response.status == 304
+        assert "content-length" not in response.headers
+        assert response.headers["etag"] == etag
+        assert response.headers["cache-control"] == "max-age=300"
+        failed = request(conn, "/big.bin", 'If-Match: "nope"')
+        assert failed.status == 412
+        assert request(conn, "/small.txt").body == SMALL
+
+
+def test_pipelined_cache_hits(live: LiveServer) -> None:
+    with Conn(live.port) as conn:
+        conn.send(b"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n" * 5)
+        for _ in range(5):
+            response = conn.response()
+            assert response.status == 200 and response.body == SMALL
+
+
+def test_web_toml_sets_the_policy_and_is_never_served(live: LiveServer) -> None:
+    assert once(live, "/sub/page.html").headers["cache-control"] == "no-cache"
+    assert once(live, "/sub/web.toml").status == 404
+
+
+def test_connection_survives_sendfile_responses(live: LiveServer, big: bytes) -> None:
+    # Whole, single range and streamed multipart: each declared its length and sent
+    # big stretches zero-copy; the connection must still carry the next request.
+    with Conn(live.port, timeout=30) as conn:
+        assert digest(request(conn, "/big.bin").body) == digest(big)
+        assert request(conn, "/big.bin", "Range: bytes=0-999999").body == big[:1_000_000]
+        split = request(conn, "/big.bin", "Range: bytes=0-199999,-300000")
+        assert [data for _, data in parts(split)] == [big[:200_000], big[-300_000:]]
+        assert request(conn, "/small.txt").body == SMALL

@@ -1,0 +1,82 @@
+"""The ``[compression]`` section: defaults and strict validation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+
+from colonnade.config.sections import decode_section
+from colonnade.errors import ConfigError
+from colonnade.modules.compression.config import CompressionSection
+from colonnade.modules.compression.module import Compression, Policy
+
+
+def decode(raw: dict[str, Any]) -> CompressionSection:
+    return decode_section(CompressionSection, raw)
+
+
+def test_defaults() -> None:
+    section = CompressionSection()
+    assert section.codings == ["br", "zstd", "gzip"]
+    assert section.min_size == 256
+    assert section.static and section.dynamic
+    assert section.no_compression_for_range and section.no_compression_for_http10
+    assert section.static_levels == {"br": 11, "zstd": 19, "gzip": 9}
+    assert section.dynamic_levels == {"br": 4, "zstd": 3, "gzip": 5}
+    assert "text/*" in section.mime_types and "image/svg+xml" in section.mime_types
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"codings": ["br", "deflate"]}, "Invalid enum value 'deflate'"),
+        ({"codings": ["br", "br"]}, "listed twice"),
+        ({"static_levels": {"br": 12}}, "outside 0..11"),
+        ({"dynamic_levels": {"gzip": 0}}, "outside 1..9"),
+        ({"static_levels": {"zstd": 22}}, "outside 1..19"),
+        ({"dynamic_levels": {"lzma": 1}}, "unknown coding"),
+        ({"mime_types": ["text"]}, "matching regex"),
+        ({"mime_types": ["*/json"]}, "wildcard type"),
+        ({"mime_types": ["application/x*"]}, "`*+suffix` only"),
+        ({"mime_types": ["application/*+*"]}, "`*+suffix` only"),
+        ({"min_size": -1}, ">= 0"),
+        ({"min_sise": 10}, "unknown key"),
+    ],
+)
+def test_invalid_settings_are_errors(raw: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        decode(raw)
+    assert message in str(info.value)
+
+
+def test_levels_left_out_keep_their_defaults() -> None:
+    section = decode({"static_levels": {"br": 9}, "dynamic_levels": {"zstd": 1}})
+    policy = Policy(section, {})
+    assert policy.static_levels == {"br": 9, "zstd": 19, "gzip": 9}
+    assert policy.dynamic_levels == {"br": 4, "zstd": 1, "gzip": 5}
+
+
+def test_every_field_is_documented() -> None:
+    from colonnade.management.docgen import field_notes
+
+    notes = field_notes(CompressionSection)
+    for name in msgspec.structs.fields(CompressionSection):
+        assert notes.get(name.name), f"{name.name} has no attribute docstring"
+
+
+def test_a_missing_library_takes_its_coding_off_the_offer(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from colonnade.modules.compression import codings, module
+
+    real = codings.load
+    monkeypatch.setattr(codings, "load", lambda name: None if name == "br" else real(name))
+    monkeypatch.setattr(module, "_MISSING_REPORTED", set())
+    policy = Compression().policy(CompressionSection())
+    assert policy.negotiator.offered == ("zstd", "gzip")
+    assert "'br' is configured but its library is not installed" in caplog.text
+    monkeypatch.setattr(codings, "load", lambda name: None)
+    off = Compression().policy(CompressionSection())
+    assert not off.static and not off.dynamic
