@@ -12,8 +12,24 @@ from urllib.parse import unquote_to_bytes
 from colonnade.errors import HttpError
 
 
+#: Recently decoded paths (servers see the same few paths again and again).
+_CACHE: dict[bytes, str] = {}
+_CACHE_MAX = 4096
+
+
 def decode_path(raw: bytes) -> str:
     """Decode ``raw`` (the path part of the target) or raise ``HttpError(400)``."""
+    found = _CACHE.get(raw)
+    if found is not None:
+        return found
+    path = _decode(raw)
+    if len(_CACHE) >= _CACHE_MAX:
+        _CACHE.clear()
+    _CACHE[raw] = path
+    return path
+
+
+def _decode(raw: bytes) -> str:
     if not raw.startswith(b"/"):
         if raw == b"*":
             return "*"
