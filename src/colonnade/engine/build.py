@@ -62,6 +62,12 @@ class Builder:
         self.sections: dict[str, type[Section]] = {}
         for module_id in self.server_ids:
             self._learn_sections(module_id)
+        # A hosted Python app brings its handler even where the module list does
+        # not name it, so the handlers' sections ([asgi], [wsgi]) are known too.
+        if any(a.app for site in config.sites for a in site.applications):
+            for module_id in ("handler.asgi", "handler.wsgi"):
+                if module_id in registry:
+                    self._learn_sections(module_id)
         self.reused: list[AppRuntime] = []
         self.fresh: list[AppRuntime] = []
 
@@ -330,7 +336,10 @@ class Builder:
             # A hosted Python app answers everything but the paths a mapping sends
             # elsewhere explicitly (a catch-all "*" mapping does not win over it).
             app_handler = self._python_handler(app)
-            if app_handler.id not in by_id:
+            listed = by_id.get(app_handler.id)
+            if isinstance(listed, Handler):
+                app_handler = listed  # the module list's instance: the one provisioned
+            else:
                 modules.append(app_handler)
                 by_id[app_handler.id] = app_handler
             rules = [r for r in rules if r.pattern != "*"]

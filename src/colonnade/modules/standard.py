@@ -8,6 +8,8 @@ BUILTIN: tuple[tuple[str, str], ...] = (
     ("static.default_document", "colonnade.modules.default_document.module:DefaultDocument"),
     ("static.directory_listing", "colonnade.modules.directory_listing.module:DirectoryListing"),
     ("handler.static", "colonnade.handlers.static.handler:StaticFile"),
+    ("handler.asgi", "colonnade.handlers.asgi.handler:AsgiHandler"),
+    ("handler.wsgi", "colonnade.handlers.wsgi.handler:WsgiHandler"),
     ("log.http", "colonnade.modules.http_logging.module:HttpLogging"),
     ("http.compression", "colonnade.modules.compression.module:Compression"),
     ("http.redirection", "colonnade.modules.redirection.module:HttpRedirection"),

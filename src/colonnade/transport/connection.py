@@ -404,6 +404,9 @@ class HttpConnection(asyncio.Protocol):
             current = self.current
             if current is not None and current.body is not None:
                 current.body.finish()
+                # Reading may have paused for this body; nothing more of it is due,
+                # and the next request must not wait for a read that never comes.
+                self.resume_reading_for_body()
             self.current = None
         elif isinstance(event, ProtocolError):
             self._on_protocol_error(event)

@@ -1,0 +1,277 @@
+"""The ASGI handler: an ASGI 3 application answers the requests mapped to it.
+
+How this works, per HTTP request: the scope is built directly from the request
+(nothing is copied but the lifespan ``state``), and the application is awaited
+inline on the connection's task with the bound ``receive``/``send`` of one small
+slotted object, :class:`HttpCycle`.
+
+- ``receive`` hands out the body as it arrives (``more_body`` until the declared
+  length is reached or the stream ends), then ``http.disconnect`` once the
+  response is complete. A client that goes away cancels the request's task.
+- ``http.response.start`` only records status and headers. A single
+  ``http.response.body`` (``more_body`` false) becomes the buffered response and
+  is sent at once with a ``Content-Length`` (the fast path); a body with
+  ``more_body`` streams through ``Context.write`` (the head goes out with the
+  first chunk, chunked framing). Either way the response leaves when the
+  application completes it, as under uvicorn: work the application does after
+  that (Starlette background tasks) does not hold the client up.
+- An exception before the response went out propagates: the pipeline answers 500
+  with a correlation id and logs the traceback (never in the body). After the
+  response started streaming it propagates too, and the pipeline drops the
+  connection. After the response is complete it is only logged.
+
+WebSocket requests (``Upgrade: websocket``) get a ``websocket`` scope, see
+``websocket.py``; the lifespan protocol is in ``lifespan.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+from colonnade.core.app import Application
+from colonnade.core.context import Context
+from colonnade.core.handler import Handler
+from colonnade.core.pyapp import load_app
+from colonnade.core.request import EMPTY_BODY, Body
+from colonnade.core.response import FileBody
+from colonnade.errors import ModuleError
+from colonnade.handlers.asgi.config import AsgiSection
+from colonnade.handlers.asgi.lifespan import Lifespan
+from colonnade.handlers.asgi.scope import (
+    ASGI_VERSION,
+    NO_OPTIONS,
+    App,
+    Message,
+    mount_path,
+    websocket_request,
+)
+
+log = logging.getLogger("colonnade.asgi")
+
+#: Request body bytes handed to the application per ``http.request`` message.
+_CHUNK = 65536
+
+
+# Where an HttpCycle's response is.
+_IDLE = 0  # nothing sent yet
+_STARTED = 1  # http.response.start recorded (nothing on the wire yet)
+_STREAMING = 2  # body chunks are going out
+_COMPLETE = 3  # the whole response was handed over
+
+
+class HttpCycle:
+    """``receive`` and ``send`` of one HTTP request."""
+
+    __slots__ = ("body", "ctx", "left", "phase", "waiter")
+
+    def __init__(self, ctx: Context, body: Body) -> None:
+        self.ctx = ctx
+        self.body: Body | None = body  # None once the whole body was handed out
+        self.left = -1  # request body bytes still due (-1: not looked up; -2: unknown)
+        self.phase = _IDLE
+        self.waiter: asyncio.Future[None] | None = None  # a receive waiting for the end
+
+    @property
+    def started(self) -> bool:
+        """The application sent ``http.response.start``."""
+        return self.phase != _IDLE
+
+    @property
+    def complete(self) -> bool:
+        """The application handed over its whole response."""
+        return self.phase == _COMPLETE
+
+    async def receive(self) -> Message:
+        """The next ``http.request`` message, then ``http.disconnect``."""
+        body = self.body
+        if body is not None:
+            if body is EMPTY_BODY:
+                self.body = None
+                return {"type": "http.request", "body": b"", "more_body": False}
+            left = self.left
+            if left == -1:
+                length = self.ctx.request.header(b"content-length")
+                self.left = left = int(length) if length is not None else -2
+            data = await body.read(_CHUNK)
+            if left >= 0:
+                left -= len(data)
+                self.left = left
+                more = left > 0 and bool(data)
+            else:
+                more = bool(data)
+            if not more:
+                self.body = None
+            return {"type": "http.request", "body": data, "more_body": more}
+        if self.phase != _COMPLETE:
+            if self.waiter is None:
+                self.waiter = asyncio.get_running_loop().create_future()
+            await self.waiter
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        """Take one response message from the application."""
+        kind = message["type"]
+        if kind == "http.response.body":
+            phase = self.phase
+            body = message.get("body", b"")
+            if phase == _STARTED:
+                if not message.get("more_body", False):
+                    # The whole body at once: buffered, sent now with its length.
+                    ctx = self.ctx
+                    ctx.response.body = body if type(body) is bytes else bytes(body)
+                    self._complete()
+                    await ctx.finish_response()
+                    return
+                self.phase = _STREAMING
+                await self.ctx.write(body)  # the head goes out, even with no bytes yet
+                return
+            if phase == _STREAMING:
+                more = message.get("more_body", False)
+                if body:
+                    await self.ctx.write(body)
+                if not more:
+                    self._complete()
+                return
+            raise RuntimeError(_out_of_turn(kind, phase))
+        if kind == "http.response.start":
+            if self.phase != _IDLE:
+                raise RuntimeError("ASGI message 'http.response.start' sent twice")
+            self.phase = _STARTED
+            response = self.ctx.response
+            response.status = message["status"]
+            # The application's own error pages are kept (custom errors replace
+            # them only with existing_response = "replace").
+            response.skip_custom_errors = True
+            headers = message.get("headers")
+            if headers:
+                response.headers = [(name.lower(), value) for name, value in headers]
+            return
+        if kind == "http.response.pathsend":
+            if self.phase != _STARTED:
+                raise RuntimeError(_out_of_turn(kind, self.phase))
+            path = os.fspath(message["path"])
+            self.ctx.response.file = FileBody(path, 0, os.stat(path).st_size)
+            self._complete()
+            await self.ctx.finish_response()
+            return
+        raise RuntimeError(f"unexpected ASGI message {kind!r} in an http scope")
+
+    def _complete(self) -> None:
+        self.phase = _COMPLETE
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+def _out_of_turn(kind: str, phase: int) -> str:
+    if phase == _IDLE:
+        return f"ASGI message {kind!r} sent before 'http.response.start'"
+    return f"ASGI message {kind!r} sent after the response was complete"
+
+
+class AsgiHandler(Handler):
+    """Runs the application's ASGI 3 callable for every request mapped to it."""
+
+    id = "handler.asgi"
+    section = AsgiSection
+
+    def __init__(self) -> None:
+        self.app: App | None = None
+        self.target = ""
+        self.root_path = ""
+        self.state: dict[str, Any] = {}
+        self.settings = AsgiSection()
+        self.lifespan: Lifespan | None = None
+
+    def provision(self, app: Application) -> None:
+        """Import the application (a ``ConfigError`` naming the module if that fails)."""
+        python = app.python
+        if python is None:
+            raise ModuleError(self.id, f"application {app.id} names no Python app to host")
+        self.target = python.target
+        self.app = load_app(python.target, app_dir=python.app_dir, factory=python.factory)
+        self.root_path = mount_path(app.path)
+        self.settings = settings = app.section(AsgiSection)
+        self.lifespan = Lifespan(
+            self.app,
+            mode=settings.lifespan,
+            timeout=settings.lifespan_timeout,
+            state=self.state,
+            name=python.target,
+        )
+
+    async def startup(self) -> None:
+        """Run the application's lifespan startup before the first request."""
+        if self.lifespan is not None:
+            await self.lifespan.startup()
+
+    async def shutdown(self) -> None:
+        """Run the application's lifespan shutdown."""
+        if self.lifespan is not None:
+            await self.lifespan.shutdown()
+
+    async def execute(self, ctx: Context) -> None:
+        """Run the application for ``ctx``: an ``http`` or a ``websocket`` scope."""
+        request = ctx.request
+        headers = request.headers
+        if request.method == "GET":
+            for name, _ in headers:
+                if name == b"upgrade":
+                    if websocket_request(headers):
+                        await self._websocket(ctx)
+                        return
+                    break
+        app = self.app
+        if app is None:
+            raise ModuleError(self.id, "execute() before provision()")
+        cycle = HttpCycle(ctx, request.body)
+        scope = {
+            "type": "http",
+            "asgi": ASGI_VERSION,
+            "http_version": request.version,
+            "method": request.method,
+            "scheme": request.scheme,
+            "path": request.path,
+            "raw_path": request.raw_path,
+            "query_string": request.query,
+            "root_path": self.root_path,
+            "headers": headers,
+            "client": request.client,
+            "server": request.server,
+            "state": self.state.copy(),
+            "extensions": {
+                "http.response.pathsend": NO_OPTIONS,
+                "colonnade": {"user": ctx.user, "items": ctx.items, "context": ctx},
+            },
+        }
+        try:
+            await app(scope, cycle.receive, cycle.send)
+        except Exception:
+            if cycle.phase != _COMPLETE:
+                raise
+            # The client has its whole response; what failed afterwards (a
+            # background task) can only be reported.
+            log.exception(
+                "correlation_id=%s %s %s: the ASGI application raised after its response",
+                ctx.correlation_id,
+                request.method,
+                request.target.decode("latin-1"),
+            )
+            return
+        if cycle.phase != _COMPLETE:
+            raise RuntimeError(
+                f"the ASGI application {self.target} returned without "
+                + ("completing its response" if cycle.phase != _IDLE else "sending a response")
+            )
+
+    async def _websocket(self, ctx: Context) -> None:
+        app = self.app
+        if app is None:
+            raise ModuleError(self.id, "execute() before provision()")
+        # Imported on first use: wsproto (and h11) stay unloaded for HTTP-only apps.
+        from colonnade.handlers.asgi.websocket import WebSocketSession
+
+        await WebSocketSession(app, ctx, self.root_path, self.state, self.settings).run()

@@ -1,0 +1,50 @@
+"""ASGI types and the parts of a scope that do not change between requests.
+
+The ``http`` and ``websocket`` scopes follow the ASGI 3 specification (spec
+version 2.4): ``path`` is the full, percent-decoded URL path and ``root_path``
+the application's mount path (``""`` at ``/``), so ``path`` starts with
+``root_path``; ``raw_path`` and ``query_string`` are the bytes as sent; header
+names are lower case. ``scope["extensions"]["colonnade"]`` carries what the
+server's modules decided: ``user`` (a :class:`~colonnade.Principal` or None),
+``items`` (the request's shared items) and ``context`` (the request
+:class:`~colonnade.Context`, e.g. ``context.correlation_id`` for the trace id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: ``scope["asgi"]`` of http and websocket scopes (shared: applications read it).
+ASGI_VERSION: dict[str, str] = {"version": "3.0", "spec_version": "2.4"}
+#: The (empty) options of the extensions a scope announces (shared, never changed).
+NO_OPTIONS: dict[str, Any] = {}
+#: ``scope["asgi"]`` of the lifespan scope.
+ASGI_LIFESPAN: dict[str, str] = {"version": "3.0", "spec_version": "2.0"}
+
+
+def mount_path(app_path: str) -> str:
+    """The ASGI ``root_path`` (WSGI ``SCRIPT_NAME``) of an application at ``app_path``."""
+    return "" if app_path == "/" else app_path.rstrip("/")
+
+
+def has_token(value: bytes, token: bytes) -> bool:
+    """True if the comma-separated header ``value`` lists ``token`` (any case)."""
+    return any(part.strip().lower() == token for part in value.split(b","))
+
+
+def websocket_request(headers: list[tuple[bytes, bytes]]) -> bool:
+    """True if the request asks to switch to WebSocket (``Upgrade`` + ``Connection``)."""
+    upgrade = connection = False
+    for name, value in headers:
+        if name == b"upgrade":
+            upgrade = upgrade or has_token(value, b"websocket")
+        elif name == b"connection":
+            connection = connection or has_token(value, b"upgrade")
+    return upgrade and connection

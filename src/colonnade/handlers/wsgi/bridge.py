@@ -1,0 +1,167 @@
+"""The thread pool WSGI applications run on, and the channel back to the event loop.
+
+How this works: :class:`ThreadPool` is a minimal bounded pool: a ``SimpleQueue``
+and up to ``size`` daemon threads, started when queued calls outnumber the
+threads waiting for work.
+
+:class:`Bridge` connects one request's application thread with the coroutine
+that runs the request on the loop. The thread *posts* commands (write this
+chunk, read that many body bytes, here is the finished response) with
+``call_soon_threadsafe``; the coroutine waits for them on a future, carries
+them out with the loop's I/O and answers by releasing a lock the thread waits
+on. One command is in flight at a time, so the next future always exists
+before the thread can post again. A response that needs nothing from the loop
+costs exactly one hop there and one back.
+
+If the request's task is cancelled (the client went away) or its write fails,
+the bridge is *cancelled*: a thread waiting for an answer gets
+``ConnectionError``, and so does every later command, so the application's
+iterable is closed promptly instead of producing for nobody.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("colonnade.wsgi")
+
+# Commands from the application thread to the loop.
+START = 0  # (status, reason, headers, first chunk): flush the head, write the chunk
+WRITE = 1  # a chunk
+READ = 2  # up to n request body bytes
+READ_ALL = 3  # the rest of the request body
+DONE = 4  # the whole response: (status, reason, headers, body or FileBody)
+STREAMED = 5  # the streamed response is complete
+FAILED = 6  # the application raised: the exception
+
+Command = tuple[int, Any]
+
+_GONE = "the client went away"
+
+
+class Bridge:
+    """One request's channel between its application thread and the loop."""
+
+    __slots__ = ("_lock", "_reply", "cancelled", "loop", "waiter")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.waiter: asyncio.Future[Command] = loop.create_future()
+        self._lock = threading.Lock()
+        self._lock.acquire()  # held by the loop side; the thread waits on it
+        self._reply: Any = None
+        self.cancelled = False
+
+    # -- the application thread ---------------------------------------------------------
+
+    def call(self, op: int, arg: Any) -> Any:
+        """Post a command and wait for the loop's answer (raised if an exception)."""
+        if self.cancelled:
+            raise ConnectionError(_GONE)
+        try:
+            self.loop.call_soon_threadsafe(self._deliver, (op, arg))
+        except RuntimeError:  # the loop is closed
+            raise ConnectionError(_GONE) from None
+        self._lock.acquire()
+        reply, self._reply = self._reply, None
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply
+
+    def post(self, op: int, arg: Any) -> None:
+        """Post the final command (no answer)."""
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            self.loop.call_soon_threadsafe(self._deliver, (op, arg))
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def _deliver(self, command: Command) -> None:
+        waiter = self.waiter
+        if waiter.done():  # the request is gone
+            if command[0] < DONE:
+                self.answer(ConnectionError(_GONE))
+            return
+        waiter.set_result(command)
+
+    async def next(self) -> Command:
+        """The next command from the thread."""
+        command = await self.waiter
+        self.waiter = self.loop.create_future()
+        return command
+
+    def answer(self, value: Any) -> None:
+        """Wake the thread waiting in :meth:`call` with ``value``."""
+        self._reply = value
+        self._lock.release()
+
+    def cancel(self, waiting: bool) -> None:
+        """The request is over for the loop; ``waiting``: the thread awaits an answer."""
+        self.cancelled = True
+        if not self.waiter.done():
+            self.waiter.cancel()
+        if waiting:
+            self.answer(ConnectionError(_GONE))
+
+
+class ThreadPool:
+    """At most ``size`` threads running submitted calls, started as needed.
+
+    A thread is started when a call is queued and the calls waiting outnumber
+    the threads waiting for work; idle threads are kept.
+    """
+
+    def __init__(self, size: int, name: str) -> None:
+        self.size = size
+        self.name = name
+        self._queue: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._waiting = 0  # threads blocked waiting for a call
+        self._lock = threading.Lock()  # guards _waiting against lost updates
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on a pool thread, in a copy of the caller's context."""
+        if self._closed:
+            raise RuntimeError("the thread pool is shut down")
+        queue_ = self._queue
+        queue_.put((contextvars.copy_context().run, (fn, *args)))
+        if queue_.qsize() > self._waiting and len(self._threads) < self.size:
+            thread = threading.Thread(
+                target=self._work, name=f"{self.name}-{len(self._threads)}", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
+
+    def _work(self) -> None:
+        get = self._queue.get
+        lock = self._lock
+        while True:
+            with lock:
+                self._waiting += 1
+            item = get()
+            with lock:
+                self._waiting -= 1
+            if item is None:
+                return
+            fn, args = item
+            try:
+                fn(*args)
+            except BaseException:  # the submitted calls report their own errors
+                log.exception("a WSGI pool thread's task failed")
+            del item, fn, args
+
+    def shutdown(self) -> None:
+        """Let every thread finish its current call and exit."""
+        self._closed = True
+        for _ in self._threads:
+            self._queue.put(None)
+        self._threads.clear()

@@ -1,0 +1,28 @@
+"""``[wsgi]``: the WSGI handler's thread pool and request body buffering."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from msgspec import Meta
+
+from colonnade.config.sections import Section
+
+
+class WsgiSection(Section, frozen=True):
+    """WSGI hosting settings, read once per application (at its root).
+
+    WSGI applications block, so they run on a bounded pool of threads per
+    application; requests beyond ``threads`` wait for a free one.
+    """
+
+    key = "wsgi"
+
+    threads: Annotated[int, Meta(ge=1, le=1024)] = 8
+    """Threads running the application (requests beyond this many wait their turn)."""
+    buffer_request_body: bool = False
+    """Read the whole request body before the application runs, so that a slow
+    upload holds no thread."""
+    max_body_buffer: Annotated[int, Meta(ge=0, le=1 << 40)] = 1024 * 1024
+    """With ``buffer_request_body``: bodies up to this many bytes stay in memory,
+    larger ones are spooled to a temporary file."""

@@ -1,0 +1,352 @@
+"""The ASGI handler in-process: scope, bodies, errors, lifespan, loading, denials."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from colonnade import CONTINUE, Context, Module, Outcome, Principal, Stage, hook
+from colonnade.errors import ConfigError, ModuleError
+from colonnade.testing import Client, build_engine
+from tests.hosting.apps import asgi_apps
+from tests.hosting.support import EXTRA, client, engine, site_config
+
+APPS = "tests.hosting.apps.asgi_apps"
+
+
+@pytest.fixture(autouse=True)
+def _clear_events() -> Iterator[None]:
+    asgi_apps.EVENTS.clear()
+    yield
+    asgi_apps.EVENTS.clear()
+
+
+def scope_of(c: Client, target: str, **kw: Any) -> dict[str, Any]:
+    response = c.request(kw.pop("method", "GET"), target, **kw)
+    assert response.status == 200, response.text
+    data: dict[str, Any] = json.loads(response.body)
+    return data
+
+
+# -- the http scope -------------------------------------------------------------------
+
+
+def test_scope_at_the_site_root() -> None:
+    with client(f"{APPS}:scope_app") as c:
+        scope = scope_of(c, "/items/a%20b?x=1&y=%20", headers={"X-Thing": "one"})
+    assert scope["type"] == "http"
+    assert scope["asgi"] == {"version": "3.0", "spec_version": "2.4"}
+    assert scope["http_version"] == "1.1"
+    assert scope["method"] == "GET"
+    assert scope["scheme"] == "http"
+    assert scope["root_path"] == ""
+    assert scope["path"] == "/items/a b"
+    assert scope["raw_path"] == "/items/a%20b"
+    assert scope["query_string"] == "x=1&y=%20"
+    assert ["x-thing", "one"] in scope["headers"]
+    assert ["host", "localhost"] in scope["headers"]
+    assert scope["client"] == ["127.0.0.1", 50000]
+    assert scope["server"] == ["127.0.0.1", 8080]
+    assert scope["state"] == {}
+    assert scope["extensions"] == ["colonnade", "http.response.pathsend"]
+    assert scope["user"] is None
+    assert scope["has_context"] is True
+
+
+@pytest.mark.parametrize(
+    ("target", "path"),
+    [("/api", "/api"), ("/api/", "/api/"), ("/api/users/7", "/api/users/7")],
+)
+def test_scope_under_a_mount_path(target: str, path: str) -> None:
+    # ASGI: path is the full path and starts with root_path.
+    with client(f"{APPS}:scope_app", path="/api") as c:
+        scope = scope_of(c, target)
+    assert scope["root_path"] == "/api"
+    assert scope["path"] == path
+    assert scope["path"].startswith(scope["root_path"])
+
+
+def test_paths_outside_the_mount_are_not_the_apps() -> None:
+    with client(f"{APPS}:scope_app", path="/api") as c:
+        assert c.get("/apiary").status == 404
+        assert c.get("/other").status == 404
+
+
+def test_dot_segments_are_resolved_before_the_app_sees_the_path() -> None:
+    with client(f"{APPS}:scope_app", path="/api") as c:
+        scope = scope_of(c, "/api/a/../b/./c")
+    assert scope["path"] == "/api/b/c"
+
+
+class Authenticate(Module):
+    """Plays an authentication module: sets the user and an item."""
+
+    id = "test.authenticate"
+
+    @hook(Stage.AUTHENTICATE_REQUEST)
+    def authenticate(self, ctx: Context) -> Outcome:
+        ctx.user = Principal("alice", "Basic")
+        ctx.items["session.id"] = "s-42"
+        return CONTINUE
+
+
+def test_what_the_server_modules_decided_reaches_the_app() -> None:
+    config = site_config(f"{APPS}:scope_app", modules=["test.authenticate"])
+    with Client(build_engine(config, modules=[*EXTRA, Authenticate])) as c:
+        scope = scope_of(c, "/")
+    assert scope["user"] == "alice"
+    assert scope["items"] == ["session.id"]
+
+
+def test_the_context_is_in_the_scope() -> None:
+    seen: list[Context] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        ctx = scope["extensions"]["colonnade"]["context"]
+        seen.append(ctx)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": ctx.correlation_id.encode()})
+
+    asgi_apps.inline = app  # type: ignore[attr-defined]
+    try:
+        with client(f"{APPS}:inline") as c:
+            response = c.get("/")
+    finally:
+        del asgi_apps.inline  # type: ignore[attr-defined]
+    assert response.text == seen[0].correlation_id
+
+
+# -- bodies ------------------------------------------------------------------------------
+
+
+def test_a_small_response_is_buffered_with_content_length() -> None:
+    with client(f"{APPS}:hello") as c:
+        response = c.get("/")
+    assert response.status == 200
+    assert response.body == b"Hello, world!"
+    assert response.header("content-type") == "text/plain"
+    writer_length = response.context.writer.content_length
+    assert writer_length == len(b"Hello, world!")
+
+
+def test_head_gets_the_length_but_no_body() -> None:
+    with client(f"{APPS}:hello") as c:
+        response = c.head("/")
+    assert response.status == 200
+    assert response.body == b""
+    assert response.context.writer.content_length == 13
+
+
+def test_a_streamed_response_is_chunked() -> None:
+    with client(f"{APPS}:stream") as c:
+        response = c.get("/")
+    assert response.body == b"".join(b"chunk %d\n" % i for i in range(5))
+    assert response.context.writer.content_length is None
+    assert response.complete
+
+
+def test_request_body_is_handed_over() -> None:
+    with client(f"{APPS}:echo") as c:
+        response = c.post("/", body=b"x" * 1000)
+    assert response.body == b"x" * 1000
+    assert asgi_apps.EVENTS == [[[1000, False]]]
+
+
+def test_a_request_without_body_gets_one_empty_message() -> None:
+    with client(f"{APPS}:count_body") as c:
+        assert c.get("/").text == "0 1"
+        assert c.post("/", body=b"abc").text == "3 1"
+
+
+def test_disconnect_comes_once_the_response_is_complete() -> None:
+    with client(f"{APPS}:disconnect_after") as c:
+        assert c.get("/").text == "done"
+    assert asgi_apps.EVENTS == ["http.disconnect"]
+
+
+def test_header_names_are_lower_cased_and_bytes_like_bodies_accepted() -> None:
+    with client(f"{APPS}:mixed_case_headers") as c:
+        response = c.get("/")
+    assert response.status == 201
+    assert response.context.response.headers[:2] == [
+        (b"content-type", b"text/plain"),
+        (b"x-custom", b"yes"),
+    ]
+    assert response.body == b"made"
+
+
+def test_pathsend_sends_the_file() -> None:
+    path = asgi_apps.tmp_file(100_000)
+    try:
+        with client(f"{APPS}:pathsend") as c:
+            response = c.get("/?" + path)
+        with open(path, "rb") as f:
+            assert response.body == f.read()
+        assert response.context.writer.content_length == 100_000
+    finally:
+        os.unlink(path)
+
+
+# -- errors --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("app", ["raise_before", "raise_after_start", "no_response"])
+def test_failures_before_the_response_are_a_500_without_traceback(
+    app: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with client(f"{APPS}:{app}") as c:
+        response = c.get("/")
+    assert response.status == 500
+    cid = response.context.correlation_id
+    assert cid in response.text
+    assert "SECRET-TRACEBACK-DETAIL" not in response.text
+    assert "Traceback" not in response.text
+    assert "RuntimeError" not in response.text
+    logged = [r for r in caplog.records if cid in r.getMessage()]
+    assert logged and logged[0].exc_info is not None
+
+
+def test_failure_mid_stream_drops_the_connection() -> None:
+    with client(f"{APPS}:raise_mid_stream") as c:
+        response = c.get("/")
+    assert response.status == 200
+    assert response.body == b"partial"
+    assert response.aborted
+
+
+def test_failure_after_the_response_is_only_logged(caplog: pytest.LogCaptureFixture) -> None:
+    with client(f"{APPS}:raise_after_complete") as c:
+        response = c.get("/")
+    assert response.status == 200
+    assert response.text == "complete"
+    assert not response.aborted
+    assert any("raised after its response" in r.getMessage() for r in caplog.records)
+
+
+# -- loading -----------------------------------------------------------------------------
+
+
+def test_an_app_that_cannot_be_imported_names_the_module() -> None:
+    with pytest.raises(ConfigError, match="no_such_module"):
+        engine(site_config("tests.hosting.apps.no_such_module:app"))
+
+
+def test_an_import_failure_with_a_named_interface_refuses_the_start() -> None:
+    config = site_config("tests.hosting.apps.no_such_module:app", interface="asgi")
+    with pytest.raises(ConfigError, match="no_such_module"), Client(engine(config)):
+        pass
+
+
+def test_a_missing_attribute_is_named() -> None:
+    config = site_config(f"{APPS}:nothing_here", interface="asgi")
+    with pytest.raises(ConfigError, match="nothing_here"), Client(engine(config)):
+        pass
+
+
+def test_factory() -> None:
+    with client(f"{APPS}:factory", factory=True, interface="asgi") as c:
+        assert c.get("/").text == "made by the factory"
+    assert "factory called" in asgi_apps.EVENTS
+
+
+# -- lifespan ----------------------------------------------------------------------------
+
+
+def test_lifespan_startup_state_and_shutdown() -> None:
+    with client(f"{APPS}:lifespan_state") as c:
+        assert asgi_apps.EVENTS == ["startup"]
+        assert c.get("/").text == "hello from startup"
+        # Each request got a shallow copy: the first request's change is gone.
+        assert c.get("/").text == "hello from startup"
+    assert asgi_apps.EVENTS == ["startup", "shutdown"]
+
+
+def test_lifespan_failure_refuses_the_start_with_the_apps_message() -> None:
+    with (
+        pytest.raises(ModuleError, match="database unreachable"),
+        client(f"{APPS}:lifespan_failed"),
+    ):
+        pass
+
+
+def test_lifespan_exception_refuses_the_start() -> None:
+    with (
+        pytest.raises(ModuleError, match="cannot open the cache directory"),
+        client(f"{APPS}:lifespan_raises"),
+    ):
+        pass
+
+
+def test_an_app_without_lifespan_support_is_served(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, "colonnade.asgi")
+    with client(f"{APPS}:lifespan_unsupported") as c:
+        assert c.get("/").text == "served anyway"
+    assert any("does not support the ASGI lifespan" in r.getMessage() for r in caplog.records)
+
+
+def test_lifespan_on_makes_an_unsupported_lifespan_fatal() -> None:
+    config = site_config(f"{APPS}:lifespan_unsupported", sections={"asgi": {"lifespan": "on"}})
+    with pytest.raises(ModuleError, match="only http"), Client(engine(config)):
+        pass
+
+
+def test_lifespan_off_never_sends_the_scope() -> None:
+    config = site_config(f"{APPS}:lifespan_state", sections={"asgi": {"lifespan": "off"}})
+    with Client(engine(config)) as c:
+        response = c.get("/")
+    assert asgi_apps.EVENTS == []
+    assert response.status == 500  # the app reads the state its startup never set
+
+
+# -- websocket requests in-process (no upgrade possible) ----------------------------------
+
+WS_HEADERS = {
+    "Connection": "Upgrade",
+    "Upgrade": "websocket",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
+
+
+def test_websocket_close_before_accept_is_403() -> None:
+    with client(f"{APPS}:ws_deny") as c:
+        response = c.get("/", headers=WS_HEADERS)
+    assert response.status == 403
+
+
+def test_websocket_denial_response_extension() -> None:
+    with client(f"{APPS}:ws_deny_custom") as c:
+        response = c.get("/", headers=WS_HEADERS)
+    assert response.status == 401
+    assert response.header("www-authenticate") == "Bearer"
+    assert response.text == "token required"
+
+
+def test_websocket_version_other_than_13_is_426() -> None:
+    with client(f"{APPS}:ws_echo") as c:
+        response = c.get("/", headers={**WS_HEADERS, "Sec-WebSocket-Version": "8"})
+    assert response.status == 426
+    assert response.header("sec-websocket-version") == "13"
+
+
+def test_websocket_without_a_valid_key_is_400() -> None:
+    with client(f"{APPS}:ws_echo") as c:
+        response = c.get("/", headers={**WS_HEADERS, "Sec-WebSocket-Key": "short"})
+    assert response.status == 400
+
+
+def test_websocket_accept_where_the_transport_cannot_upgrade_is_501() -> None:
+    with client(f"{APPS}:ws_echo") as c:
+        response = c.get("/", headers=WS_HEADERS)
+    assert response.status == 501
+
+
+def test_upgrade_to_something_else_is_plain_http() -> None:
+    with client(f"{APPS}:ws_echo") as c:
+        response = c.get("/", headers={"Connection": "Upgrade", "Upgrade": "h2c"})
+    assert response.text == "plain http"

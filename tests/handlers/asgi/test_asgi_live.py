@@ -1,0 +1,222 @@
+"""The ASGI handler over real sockets: streamed bodies both ways, and WebSockets
+driven by a real client (the ``websockets`` package)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("websockets")
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from tests.e2e.wire import Conn
+from tests.hosting.apps import asgi_apps
+from tests.hosting.support import live, site_config
+
+pytestmark = pytest.mark.e2e
+
+APPS = "tests.hosting.apps.asgi_apps"
+
+
+@pytest.fixture(autouse=True)
+def _clear_events() -> Iterator[None]:
+    asgi_apps.EVENTS.clear()
+    yield
+    asgi_apps.EVENTS.clear()
+
+
+def ws(port: int, path: str = "/", **kw: Any) -> ClientConnection:
+    kw.setdefault("open_timeout", 5)
+    kw.setdefault("close_timeout", 5)
+    return connect(f"ws://127.0.0.1:{port}{path}", proxy=None, **kw)
+
+
+def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return bool(predicate())
+
+
+# -- http ----------------------------------------------------------------------------------
+
+
+def test_chunked_upload_streams_through_and_back(tmp_path: Path) -> None:
+    pieces = [os.urandom(n) for n in (10, 100_000, 3, 70_000)]
+    with live(site_config(f"{APPS}:echo"), tmp_path) as server, Conn(server.port) as conn:
+        conn.send(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for piece in pieces:
+            conn.sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+            time.sleep(0.02)  # separate arrivals: separate http.request messages
+        conn.sock.sendall(b"0\r\n\r\n")
+        got = conn.response()
+    assert got.status == 200 and got.chunked
+    assert got.body == b"".join(pieces)
+    (shapes,) = asgi_apps.EVENTS
+    assert len(shapes) > 2
+    assert all(more for _, more in shapes[:-1])
+    assert shapes[-1] == [0, False]
+
+
+def test_a_big_declared_body_ends_with_more_body_false(tmp_path: Path) -> None:
+    body = os.urandom(10 * 1024 * 1024)
+    with (
+        live(site_config(f"{APPS}:count_body"), tmp_path) as server,
+        Conn(server.port, timeout=30) as conn,
+    ):
+        conn.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body))
+        conn.sock.sendall(body)
+        got = conn.response()
+    total, messages = got.body.split()
+    assert int(total) == len(body)
+    assert int(messages) > 1
+
+
+def test_streamed_response_over_the_wire(tmp_path: Path) -> None:
+    with live(site_config(f"{APPS}:stream"), tmp_path) as server, Conn(server.port) as conn:
+        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = conn.response()
+        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # and the connection is reusable
+        again = conn.response()
+    assert got.chunked
+    assert got.body == again.body == b"".join(b"chunk %d\n" % i for i in range(5))
+
+
+def test_pathsend_over_the_wire(tmp_path: Path) -> None:
+    data = os.urandom(2 * 1024 * 1024 + 5)
+    path = tmp_path / "big.bin"
+    path.write_bytes(data)
+    with live(site_config(f"{APPS}:pathsend"), tmp_path) as server, Conn(server.port) as conn:
+        conn.send(b"GET /?%s HTTP/1.1\r\nHost: x\r\n\r\n" % str(path).encode())
+        got = conn.response()
+    assert got.headers["content-length"] == str(len(data))
+    assert got.body == data
+
+
+# -- websocket -----------------------------------------------------------------------------
+
+
+def test_websocket_echo_text_and_bytes(tmp_path: Path) -> None:
+    with live(site_config(f"{APPS}:ws_echo"), tmp_path) as server, ws(server.port) as c:
+        c.send("hello")
+        assert c.recv(timeout=5) == "hello"
+        c.send(b"\x00\x01binary")
+        assert c.recv(timeout=5) == b"\x00\x01binary"
+        big = "x" * 200_000
+        c.send(big)
+        assert c.recv(timeout=5) == big
+        assert c.response.headers["x-ws"] == "accepted"
+        c.ping().wait(5)
+    assert wait_for(lambda: asgi_apps.EVENTS == [("disconnect", 1000)])
+
+
+def test_websocket_per_message_deflate_is_negotiated(tmp_path: Path) -> None:
+    with live(site_config(f"{APPS}:ws_echo"), tmp_path) as server:
+        with ws(server.port) as c:
+            extensions = c.response.headers.get("sec-websocket-extensions", "")
+            assert extensions.startswith("permessage-deflate")
+            text = "compressible " * 10_000
+            c.send(text)
+            assert c.recv(timeout=5) == text
+        with ws(server.port, compression=None) as c:
+            assert "sec-websocket-extensions" not in c.response.headers
+            c.send("plain")
+            assert c.recv(timeout=5) == "plain"
+
+
+def test_websocket_per_message_deflate_can_be_turned_off(tmp_path: Path) -> None:
+    config = site_config(f"{APPS}:ws_echo", sections={"asgi": {"ws_per_message_deflate": False}})
+    with live(config, tmp_path) as server, ws(server.port) as c:
+        assert "sec-websocket-extensions" not in c.response.headers
+        c.send("hi")
+        assert c.recv(timeout=5) == "hi"
+
+
+def test_websocket_subprotocol_and_scope(tmp_path: Path) -> None:
+    config = site_config(f"{APPS}:ws_echo", path="/chat")
+    with (
+        live(config, tmp_path) as server,
+        ws(
+            server.port,
+            "/chat/room",
+            subprotocols=["v2.chat", "v1.chat"],  # type: ignore[list-item]
+        ) as c,
+    ):
+        assert c.subprotocol == "v2.chat"
+        c.send("x")
+        assert c.recv(timeout=5) == "x"
+
+
+def test_pings_are_answered_while_the_app_only_sends(tmp_path: Path) -> None:
+    with live(site_config(f"{APPS}:ws_push"), tmp_path) as server, ws(server.port) as c:
+        assert c.recv(timeout=5) == "push 0"
+        assert c.ping().wait(2)  # answered by the server, not by the application
+        received = [c.recv(timeout=5) for _ in range(9)]
+        assert received == [f"push {i}" for i in range(1, 10)]
+        with pytest.raises(ConnectionClosed) as info:
+            c.recv(timeout=5)
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1000
+
+
+def test_server_close_code_reaches_the_client(tmp_path: Path) -> None:
+    with live(site_config(f"{APPS}:ws_echo"), tmp_path) as server, ws(server.port) as c:
+        c.send("close please")
+        with pytest.raises(ConnectionClosed) as info:
+            c.recv(timeout=5)
+    assert info.value.rcvd is not None
+    assert (info.value.rcvd.code, info.value.rcvd.reason) == (4000, "asked to")
+
+
+def test_client_close_code_reaches_the_app(tmp_path: Path) -> None:
+    with live(site_config(f"{APPS}:ws_echo"), tmp_path) as server:
+        c = ws(server.port, legacy=True)
+        c.send("x")
+        c.recv(timeout=5)
+        c.close(code=4321, reason="bye")
+        assert wait_for(lambda: asgi_apps.EVENTS == [("disconnect", 4321)])
+
+
+def test_an_app_error_closes_with_1011(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with live(site_config(f"{APPS}:ws_echo"), tmp_path) as server, ws(server.port) as c:
+        c.send("boom")
+        with pytest.raises(ConnectionClosed) as info:
+            c.recv(timeout=5)
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1011
+    assert any("the ASGI application raised" in r.getMessage() for r in caplog.records)
+
+
+def test_a_message_over_the_limit_closes_with_1009(tmp_path: Path) -> None:
+    config = site_config(f"{APPS}:ws_echo", sections={"asgi": {"ws_max_message_size": 1000}})
+    with live(config, tmp_path) as server, ws(server.port) as c:
+        c.send("small")
+        assert c.recv(timeout=5) == "small"
+        c.send("y" * 5000)
+        with pytest.raises(ConnectionClosed) as info:
+            c.recv(timeout=5)
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+
+
+def test_a_denied_handshake_is_403(tmp_path: Path) -> None:
+    with (
+        live(site_config(f"{APPS}:ws_deny"), tmp_path) as server,
+        pytest.raises(InvalidStatus) as info,
+    ):
+        ws(server.port)
+    assert info.value.response.status_code == 403
+
+
+def test_a_client_that_vanishes_is_a_1006_disconnect(tmp_path: Path) -> None:
+    with live(site_config(f"{APPS}:ws_echo"), tmp_path) as server:
+        c = ws(server.port, legacy=True)
+        c.send("x")
+        c.recv(timeout=5)
+        c.socket.close()  # no close frame
+        assert wait_for(lambda: asgi_apps.EVENTS == [("disconnect", 1006)])

@@ -1,0 +1,362 @@
+"""The WSGI handler in-process: environ, bodies, streaming, errors, close(), the pool."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from colonnade import CONTINUE, Context, Module, Outcome, Principal, Stage, hook
+from colonnade.errors import ConfigError
+from colonnade.handlers.wsgi.environ import environ_key, split_host, wsgi_path
+from colonnade.handlers.wsgi.handler import parse_status
+from colonnade.testing import Client, build_engine
+from tests.hosting.apps import wsgi_apps
+from tests.hosting.support import EXTRA, client, engine, site_config
+
+APPS = "tests.hosting.apps.wsgi_apps"
+
+
+@pytest.fixture(autouse=True)
+def _clear_events() -> Iterator[None]:
+    wsgi_apps.EVENTS.clear()
+    yield
+    wsgi_apps.EVENTS.clear()
+
+
+def environ_of(c: Client, target: str, **kw: Any) -> dict[str, Any]:
+    response = c.request(kw.pop("method", "GET"), target, **kw)
+    assert response.status == 200, response.text
+    data: dict[str, Any] = json.loads(response.body)
+    return data
+
+
+# -- the environ --------------------------------------------------------------------------
+
+
+def test_environ_at_the_site_root() -> None:
+    with client(f"{APPS}:environ_app") as c:
+        env = environ_of(
+            c,
+            "/a%20b/caf%C3%A9?x=1&y=%20",
+            headers=[
+                (b"x-thing", b"one"),
+                (b"x-thing", b"two"),
+                (b"cookie", b"a=1"),
+                (b"cookie", b"b=2"),
+                (b"content-type", b"text/plain"),
+                (b"x_sneaky", b"dropped"),
+            ],
+            method="POST",
+            body=b"abc",
+        )
+    assert env["REQUEST_METHOD"] == "POST"
+    assert env["SCRIPT_NAME"] == ""
+    # PEP 3333: decoded, the UTF-8 bytes as latin-1 characters.
+    assert env["PATH_INFO"] == "/a b/caf\u00c3\u00a9"
+    assert env["PATH_INFO"].encode("latin-1").decode("utf-8") == "/a b/café"
+    assert env["QUERY_STRING"] == "x=1&y=%20"
+    assert env["RAW_URI"] == "/a%20b/caf%C3%A9?x=1&y=%20"
+    assert env["CONTENT_TYPE"] == "text/plain"
+    assert env["CONTENT_LENGTH"] == "3"
+    assert "HTTP_CONTENT_TYPE" not in env and "HTTP_CONTENT_LENGTH" not in env
+    assert env["HTTP_X_THING"] == "one,two"
+    assert env["HTTP_COOKIE"] == "a=1; b=2"
+    assert env["HTTP_HOST"] == "localhost"
+    assert "HTTP_X_SNEAKY" not in env
+    assert env["SERVER_NAME"] == "localhost"
+    assert env["SERVER_PORT"] == "8080"
+    assert env["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert env["REMOTE_ADDR"] == "127.0.0.1"
+    assert env["REMOTE_PORT"] == "50000"
+    assert env["wsgi.version"] == [1, 0]
+    assert env["wsgi.url_scheme"] == "http"
+    assert env["wsgi.multithread"] is True
+    assert env["wsgi.multiprocess"] is True
+    assert env["wsgi.run_once"] is False
+    assert env["wsgi.input_terminated"] is True
+    assert env["file_wrapper"] == "FileWrapper"
+    assert env["has_context"] is True
+    assert "REMOTE_USER" not in env
+
+
+@pytest.mark.parametrize(
+    ("target", "path_info"), [("/api", ""), ("/api/", "/"), ("/api/users/7", "/users/7")]
+)
+def test_script_name_and_path_info_under_a_mount(target: str, path_info: str) -> None:
+    with client(f"{APPS}:environ_app", path="/api") as c:
+        env = environ_of(c, target)
+    assert env["SCRIPT_NAME"] == "/api"
+    assert env["PATH_INFO"] == path_info
+
+
+def test_request_without_body_has_an_empty_input() -> None:
+    with client(f"{APPS}:environ_app") as c:
+        env = environ_of(c, "/")
+    assert env["wsgi.input"] == "EmptyInput"
+    assert "CONTENT_LENGTH" not in env
+
+
+class Authenticate(Module):
+    """Plays an authentication module."""
+
+    id = "test.authenticate"
+
+    @hook(Stage.AUTHENTICATE_REQUEST)
+    def authenticate(self, ctx: Context) -> Outcome:
+        ctx.user = Principal("alice", "Basic")
+        ctx.items["session.id"] = "s-42"
+        return CONTINUE
+
+
+def test_remote_user_and_items_from_the_server_modules() -> None:
+    config = site_config(f"{APPS}:environ_app", modules=["test.authenticate"])
+    with Client(build_engine(config, modules=[*EXTRA, Authenticate])) as c:
+        env = environ_of(c, "/")
+    assert env["REMOTE_USER"] == "alice"
+    assert env["AUTH_TYPE"] == "Basic"
+    assert env["items"] == ["session.id"]
+
+
+def test_environ_helpers() -> None:
+    assert environ_key(b"x-forwarded-for") == "HTTP_X_FORWARDED_FOR"
+    assert environ_key(b"x_forwarded_for") is None
+    assert environ_key(b"content-length") == "CONTENT_LENGTH"
+    assert split_host("example.com:8080") == "example.com"
+    assert split_host("[::1]:8080") == "::1"
+    assert split_host("example.com") == "example.com"
+    assert wsgi_path("/caf\u00e9") == "/caf\u00c3\u00a9"
+    assert parse_status("200 OK") == (200, None)
+    assert parse_status("299 Quite Fine") == (299, b"Quite Fine")
+    with pytest.raises(ValueError):
+        parse_status("2000 nope")
+
+
+# -- request bodies -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 10, 65536, 65537, 300_000])
+def test_request_body_read_in_pieces(size: int) -> None:
+    import hashlib
+
+    body = os.urandom(size)
+    with client(f"{APPS}:digest") as c:
+        response = c.post("/", body=body)
+    assert response.text == f"{size} {hashlib.sha256(body).hexdigest()}"
+
+
+def test_request_body_read_whole() -> None:
+    import hashlib
+
+    body = os.urandom(200_000)
+    with client(f"{APPS}:read_all") as c:
+        response = c.post("/", body=body)
+    assert response.text == f"200000 {hashlib.sha256(body).hexdigest()}"
+
+
+@pytest.mark.parametrize("size", [100, 100_000])  # prefetched, and streamed from the loop
+def test_readline_readlines_and_iteration(size: int) -> None:
+    body = b"first line\nabcdef\n" + b"".join(b"line %d\n" % i for i in range(size // 8))
+    with client(f"{APPS}:lines") as c:
+        response = c.post("/", body=body)
+    got = json.loads(response.body)
+    assert got["first"] == "first line\n"
+    assert got["limited"] == "abc"
+    assert got["rest_of_line"] == "def\n"
+    assert got["iterated"] == ["line 0\n", "line 1\n"]
+    assert got["last"] == f"line {size // 8 - 1}\n"
+
+
+def test_buffer_request_body_spools_large_bodies() -> None:
+    import hashlib
+
+    body = os.urandom(300_000)
+    config = site_config(
+        f"{APPS}:digest", sections={"wsgi": {"buffer_request_body": True, "max_body_buffer": 1000}}
+    )
+    with Client(engine(config)) as c:
+        response = c.post("/", body=body)
+    assert response.text == f"300000 {hashlib.sha256(body).hexdigest()}"
+
+
+# -- responses ---------------------------------------------------------------------------
+
+
+def test_a_list_is_buffered_with_content_length() -> None:
+    with client(f"{APPS}:hello") as c:
+        response = c.get("/")
+    assert response.status == 200
+    assert response.body == b"Hello, world!"
+    assert response.header("content-type") == "text/plain"
+    assert response.context.writer.content_length == 13
+
+
+def test_several_list_items_are_joined() -> None:
+    with client(f"{APPS}:custom_reason") as c:
+        response = c.get("/")
+    assert response.status == 299
+    assert response.context.response.reason == b"Quite Fine"
+    assert response.body == b"abc"
+    assert response.context.writer.content_length == 3
+
+
+def test_a_generator_streams_and_is_closed() -> None:
+    with client(f"{APPS}:stream") as c:
+        response = c.get("/")
+    assert response.body == b"".join(b"chunk %d\n" % i for i in range(5))
+    assert response.context.writer.content_length is None
+    assert wsgi_apps.EVENTS == [("closed", "stream")]
+
+
+def test_one_declared_chunk_is_buffered_and_closed() -> None:
+    with client(f"{APPS}:one_chunk_generator") as c:
+        response = c.get("/")
+    assert response.body == b"hello"
+    assert response.context.writer.content_length == 5
+    assert response.context.writer.chunks == [b"hello"]  # one write
+    assert wsgi_apps.EVENTS == [("closed", "one")]
+
+
+def test_start_response_may_come_during_iteration() -> None:
+    with client(f"{APPS}:lazy_start") as c:
+        response = c.get("/")
+    assert response.status == 202
+    assert response.body == b"late"
+
+
+def test_write_callable_then_iterable() -> None:
+    with client(f"{APPS}:writer") as c:
+        response = c.get("/")
+    assert response.body == b"written twice then returned"
+
+
+def test_file_wrapper_uses_the_file_range() -> None:
+    data = os.urandom(50_000)
+    import tempfile
+
+    fd, path = tempfile.mkstemp()
+    os.write(fd, data)
+    os.close(fd)
+    try:
+        with client(f"{APPS}:file_app") as c:
+            response = c.get("/?" + path)
+        assert response.body == data[10:]
+        assert response.context.response.file is not None
+        assert response.context.writer.content_length == len(data) - 10
+    finally:
+        os.unlink(path)
+
+
+def test_file_wrapper_around_a_non_file_is_iterated() -> None:
+    import io
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return environ["wsgi.file_wrapper"](io.BytesIO(b"x" * 10000), 4096)
+
+    wsgi_apps.inline = app  # type: ignore[attr-defined]
+    try:
+        with client(f"{APPS}:inline") as c:
+            response = c.get("/")
+    finally:
+        del wsgi_apps.inline  # type: ignore[attr-defined]
+    assert response.body == b"x" * 10000
+
+
+# -- errors ------------------------------------------------------------------------------
+
+
+def test_an_exception_is_a_500_with_correlation_id_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with client(f"{APPS}:raises") as c:
+        response = c.get("/")
+    assert response.status == 500
+    cid = response.context.correlation_id
+    assert cid in response.text
+    assert "SECRET-TRACEBACK-DETAIL" not in response.text
+    assert "Traceback" not in response.text
+    logged = [r for r in caplog.records if cid in r.getMessage()]
+    assert logged and logged[0].exc_info is not None
+
+
+def test_an_exception_mid_stream_aborts_and_closes() -> None:
+    with client(f"{APPS}:raises_in_iteration") as c:
+        response = c.get("/")
+    assert response.body == b"partial"
+    assert response.aborted
+    assert wsgi_apps.EVENTS == [("closed", "failing")]
+
+
+def test_exc_info_replaces_an_unsent_response() -> None:
+    with client(f"{APPS}:exc_info_app") as c:
+        response = c.get("/")
+    assert response.status == 503
+    assert response.body == b"replaced"
+
+
+def test_exc_info_after_the_head_reraises() -> None:
+    with client(f"{APPS}:exc_info_too_late") as c:
+        response = c.get("/")
+    assert response.status == 200
+    assert response.body == b"head is out"
+    assert response.aborted
+
+
+def test_start_response_twice_is_an_error() -> None:
+    with client(f"{APPS}:twice") as c:
+        assert c.get("/").status == 500
+
+
+def test_sys_exit_in_the_app_is_a_500() -> None:
+    with client(f"{APPS}:exits") as c:
+        assert c.get("/").status == 500
+        assert c.get("/").status == 500  # and the server still serves
+
+
+def test_wsgi_errors_writes_lines_to_the_app_log(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, "colonnade.app")
+    with client(f"{APPS}:log_error") as c:
+        assert c.get("/").text == "logged"
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("colonnade.app")]
+    assert lines == ["first line", "second line", "partial"]
+
+
+# -- loading and the pool ---------------------------------------------------------------------
+
+
+def test_an_app_that_cannot_be_imported_names_the_module() -> None:
+    config = site_config("tests.hosting.apps.no_such_module:app", interface="wsgi")
+    with pytest.raises(ConfigError, match="no_such_module"), Client(engine(config)):
+        pass
+
+
+def test_factory() -> None:
+    def make() -> Any:
+        return wsgi_apps.hello
+
+    wsgi_apps.make = make  # type: ignore[attr-defined]
+    try:
+        with client(f"{APPS}:make", factory=True) as c:
+            assert c.get("/").text == "Hello, world!"
+    finally:
+        del wsgi_apps.make  # type: ignore[attr-defined]
+
+
+def test_requests_run_on_the_bounded_pool() -> None:
+    import asyncio
+
+    config = site_config(f"{APPS}:thread_name", sections={"wsgi": {"threads": 2}})
+    with Client(engine(config)) as c:
+
+        async def many() -> list[str]:
+            responses = await asyncio.gather(*(c.arequest("GET", "/") for _ in range(6)))
+            return [r.text for r in responses]
+
+        names = c.loop.run_until_complete(many())
+    assert len(set(names)) == 2
+    assert all(name.startswith("wsgi/") for name in names)

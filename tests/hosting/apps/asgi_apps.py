@@ -1,0 +1,333 @@
+"""Small raw ASGI 3 applications the ASGI handler tests run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any
+
+Scope = dict[str, Any]
+
+#: What the applications observed, for the tests to inspect.
+EVENTS: list[Any] = []
+
+
+async def _respond(send: Any, status: int, body: bytes, ctype: bytes = b"text/plain") -> None:
+    await send(
+        {"type": "http.response.start", "status": status, "headers": [(b"content-type", ctype)]}
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _plain(scope: Scope) -> dict[str, Any]:
+    ext = scope["extensions"]["colonnade"]
+    user = ext["user"]
+    return {
+        "type": scope["type"],
+        "asgi": scope["asgi"],
+        "http_version": scope["http_version"],
+        "method": scope.get("method"),
+        "scheme": scope["scheme"],
+        "path": scope["path"],
+        "raw_path": scope["raw_path"].decode("latin-1"),
+        "query_string": scope["query_string"].decode("latin-1"),
+        "root_path": scope["root_path"],
+        "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]],
+        "client": list(scope["client"]) if scope["client"] else None,
+        "server": list(scope["server"]) if scope["server"] else None,
+        "state": dict(scope["state"]),
+        "extensions": sorted(scope["extensions"]),
+        "user": user.name if user is not None else None,
+        "items": sorted(ext["items"]),
+        "has_context": ext["context"] is not None,
+    }
+
+
+async def scope_app(scope: Scope, receive: Any, send: Any) -> None:
+    """Answers with the scope as JSON."""
+    if scope["type"] == "lifespan":
+        await _lifespan_ok(scope, receive, send)
+        return
+    await _respond(send, 200, json.dumps(_plain(scope)).encode(), b"application/json")
+
+
+async def _lifespan_ok(scope: Scope, receive: Any, send: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def hello(scope: Scope, receive: Any, send: Any) -> None:
+    """The benchmark's hello world (no lifespan support: raises on other scopes)."""
+    if scope["type"] != "http":
+        raise ValueError(f"unsupported scope {scope['type']}")
+    await _respond(send, 200, b"Hello, world!")
+
+
+async def echo(scope: Scope, receive: Any, send: Any) -> None:
+    """Streams the request body back as it arrives, with the messages' shape in a header."""
+    if scope["type"] != "http":
+        return
+    shapes = []
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/octet-stream")],
+        }
+    )
+    while True:
+        message = await receive()
+        assert message["type"] == "http.request", message
+        shapes.append([len(message["body"]), message["more_body"]])
+        if message["body"]:
+            await send({"type": "http.response.body", "body": message["body"], "more_body": True})
+        if not message["more_body"]:
+            break
+    EVENTS.append(shapes)
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def count_body(scope: Scope, receive: Any, send: Any) -> None:
+    """Reads the whole body; answers its length and the number of messages."""
+    if scope["type"] != "http":
+        return
+    total = messages = 0
+    more = True
+    while more:
+        message = await receive()
+        total += len(message["body"])
+        messages += 1
+        more = message["more_body"]
+    await _respond(send, 200, f"{total} {messages}".encode())
+
+
+async def stream(scope: Scope, receive: Any, send: Any) -> None:
+    """Five chunks, 'chunk 0' .. 'chunk 4'."""
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    for i in range(5):
+        await send({"type": "http.response.body", "body": b"chunk %d\n" % i, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def disconnect_after(scope: Scope, receive: Any, send: Any) -> None:
+    """Answers, then waits for http.disconnect (which must come once the response is out)."""
+    if scope["type"] != "http":
+        return
+    await receive()
+    await _respond(send, 200, b"done")
+    message = await asyncio.wait_for(receive(), 5)
+    EVENTS.append(message["type"])
+
+
+async def raise_before(scope: Scope, receive: Any, send: Any) -> None:
+    """Raises before starting the response."""
+    if scope["type"] != "http":
+        return
+    raise RuntimeError("SECRET-TRACEBACK-DETAIL before")
+
+
+async def raise_after_start(scope: Scope, receive: Any, send: Any) -> None:
+    """Starts the response, then raises before the body."""
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    raise RuntimeError("SECRET-TRACEBACK-DETAIL after start")
+
+
+async def raise_mid_stream(scope: Scope, receive: Any, send: Any) -> None:
+    """Streams one chunk, then raises."""
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+    raise RuntimeError("SECRET-TRACEBACK-DETAIL mid-stream")
+
+
+async def raise_after_complete(scope: Scope, receive: Any, send: Any) -> None:
+    """Completes the response, then fails (a background task)."""
+    if scope["type"] != "http":
+        return
+    await _respond(send, 200, b"complete")
+    raise RuntimeError("background task failed")
+
+
+async def no_response(scope: Scope, receive: Any, send: Any) -> None:
+    """Returns without sending anything."""
+    return
+
+
+async def pathsend(scope: Scope, receive: Any, send: Any) -> None:
+    """Sends the file named by the query string with http.response.pathsend."""
+    if scope["type"] != "http":
+        return
+    assert "http.response.pathsend" in scope["extensions"]
+    path = scope["query_string"].decode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/octet-stream")],
+        }
+    )
+    await send({"type": "http.response.pathsend", "path": path})
+
+
+async def mixed_case_headers(scope: Scope, receive: Any, send: Any) -> None:
+    """Header names as Django sends them (not lower case)."""
+    if scope["type"] != "http":
+        return
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 201,
+            "headers": [[b"Content-Type", b"text/plain"], [b"X-Custom", b"yes"]],
+        }
+    )
+    await send({"type": "http.response.body", "body": bytearray(b"made")})
+
+
+# -- lifespan -------------------------------------------------------------------------
+
+
+async def lifespan_state(scope: Scope, receive: Any, send: Any) -> None:
+    """Puts a value into the lifespan state at startup; answers it per request."""
+    if scope["type"] == "lifespan":
+        message = await receive()
+        assert message["type"] == "lifespan.startup"
+        scope["state"]["greeting"] = "hello from startup"
+        EVENTS.append("startup")
+        await send({"type": "lifespan.startup.complete"})
+        message = await receive()
+        assert message["type"] == "lifespan.shutdown"
+        EVENTS.append("shutdown")
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    # Each request sees a copy: changing it does not leak into the next request.
+    greeting = scope["state"]["greeting"]
+    scope["state"]["greeting"] = "changed by a request"
+    await _respond(send, 200, greeting.encode())
+
+
+async def lifespan_failed(scope: Scope, receive: Any, send: Any) -> None:
+    """Reports lifespan.startup.failed with a message."""
+    if scope["type"] == "lifespan":
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "database unreachable"})
+        return
+    await _respond(send, 200, b"never")
+
+
+async def lifespan_raises(scope: Scope, receive: Any, send: Any) -> None:
+    """Raises during startup (after receiving lifespan.startup)."""
+    if scope["type"] == "lifespan":
+        await receive()
+        raise OSError("cannot open the cache directory")
+    await _respond(send, 200, b"never")
+
+
+async def lifespan_unsupported(scope: Scope, receive: Any, send: Any) -> None:
+    """Rejects the lifespan scope at once, as Django does."""
+    if scope["type"] != "http":
+        raise ValueError("only http")
+    await _respond(send, 200, b"served anyway")
+
+
+def factory() -> Any:
+    """An application factory (``factory = true``)."""
+    EVENTS.append("factory called")
+
+    async def made(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await _respond(send, 200, b"made by the factory")
+
+    return made
+
+
+# -- websocket ------------------------------------------------------------------------
+
+
+async def ws_echo(scope: Scope, receive: Any, send: Any) -> None:
+    """Accepts (with the first offered subprotocol) and echoes until the client closes."""
+    if scope["type"] == "http":
+        await _respond(send, 200, b"plain http")
+        return
+    if scope["type"] != "websocket":
+        return
+    message = await receive()
+    assert message["type"] == "websocket.connect"
+    protocols = scope["subprotocols"]
+    await send(
+        {
+            "type": "websocket.accept",
+            "subprotocol": protocols[0] if protocols else None,
+            "headers": [(b"x-ws", b"accepted")],
+        }
+    )
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            EVENTS.append(("disconnect", message["code"]))
+            return
+        if message.get("text") == "close please":
+            await send({"type": "websocket.close", "code": 4000, "reason": "asked to"})
+            continue
+        if message.get("text") == "boom":
+            raise RuntimeError("websocket handler failed")
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": message["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": message["bytes"]})
+
+
+async def ws_push(scope: Scope, receive: Any, send: Any) -> None:
+    """Accepts, then only sends (never receives): ten messages, 30 ms apart."""
+    if scope["type"] != "websocket":
+        return
+    await receive()
+    await send({"type": "websocket.accept"})
+    for i in range(10):
+        await send({"type": "websocket.send", "text": f"push {i}"})
+        await asyncio.sleep(0.03)
+
+
+async def ws_deny(scope: Scope, receive: Any, send: Any) -> None:
+    """Closes before accepting: the handshake is answered 403."""
+    if scope["type"] != "websocket":
+        return
+    await receive()
+    await send({"type": "websocket.close"})
+
+
+async def ws_deny_custom(scope: Scope, receive: Any, send: Any) -> None:
+    """Denies with its own response (websocket.http.response extension)."""
+    if scope["type"] != "websocket":
+        return
+    assert "websocket.http.response" in scope["extensions"]
+    await receive()
+    await send(
+        {
+            "type": "websocket.http.response.start",
+            "status": 401,
+            "headers": [(b"content-type", b"text/plain"), (b"www-authenticate", b"Bearer")],
+        }
+    )
+    await send({"type": "websocket.http.response.body", "body": b"token ", "more_body": True})
+    await send({"type": "websocket.http.response.body", "body": b"required"})
+
+
+def tmp_file(size: int) -> str:
+    """A file of ``size`` bytes for the pathsend test (the caller removes it)."""
+    import tempfile
+
+    fd, path = tempfile.mkstemp()
+    os.write(fd, bytes(range(256)) * (size // 256) + b"x" * (size % 256))
+    os.close(fd)
+    return path
