@@ -27,9 +27,17 @@ def client(name: str) -> Client:
 @pytest.mark.parametrize("name", TREES)
 def test_colonnade_check_accepts_it(name: str) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "colonnade.management.cli", "check", "-c",
-         str(EXAMPLES / name / "colonnade.toml")],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "colonnade.management.cli",
+            "check",
+            "-c",
+            str(EXAMPLES / name / "colonnade.toml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 0, out.stderr
     assert "configuration OK" in out.stdout
@@ -50,9 +58,18 @@ def test_static_site_browsable_folder_and_locked_section(tmp_path: Path) -> None
     subprocess.run(["cp", "-r", str(EXAMPLES / "static-site"), str(tree)], check=True)
     (tree / "www" / "files" / "web.toml").write_text("[request_filtering]\nmax_url = 10\n")
     out = subprocess.run(
-        [sys.executable, "-m", "colonnade.management.cli", "check", "-c",
-         str(tree / "colonnade.toml")],
-        capture_output=True, text=True, timeout=60, cwd=tree,
+        [
+            sys.executable,
+            "-m",
+            "colonnade.management.cli",
+            "check",
+            "-c",
+            str(tree / "colonnade.toml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tree,
     )
     assert out.returncode == 2
     assert "www/files/web.toml:1: request_filtering: locked by" in out.stderr

@@ -11,7 +11,6 @@ from urllib.parse import unquote_to_bytes
 
 from colonnade.errors import HttpError
 
-
 #: Recently decoded paths (servers see the same few paths again and again).
 _CACHE: dict[bytes, str] = {}
 _CACHE_MAX = 4096
