@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import msgspec
 
-from colonnade.config.schema import ServerConfig, SiteConfig
+from colonnade.config.schema import PoolConfig, ServerConfig, SiteConfig
 from colonnade.config.sections import _split_validation
 from colonnade.config.toml_lines import KeyLines
 from colonnade.config.tree import read_toml
 from colonnade.errors import ConfigError
 
+_POOL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OWN_KEYS = {"server", "pools", "sites", "handlers", "locations", "lock"}
 
 
@@ -53,6 +56,10 @@ def _decode(data: dict[str, Any], source: str, base_dir: str) -> ServerConfig:
         if not isinstance(value, dict):
             raise ConfigError("a module section must be a table", key=key)
         sections[key] = value
+    pools = own.get("pools")
+    if isinstance(pools, dict):
+        for name, table in pools.items():
+            _check_pool(name, table)
     try:
         config = msgspec.convert(own, ServerConfig, strict=True)
     except msgspec.ValidationError as exc:
@@ -67,6 +74,31 @@ def _decode(data: dict[str, Any], source: str, base_dir: str) -> ServerConfig:
     config.sites = [_absolute(site, base_dir) for site in config.sites]
     _check_references(config)
     return config
+
+
+def _check_pool(name: str, table: Any) -> None:
+    # Each pool on its own, so that an error names ``pools.NAME.key``: for the
+    # entries of a table msgspec says only ``pools[...]``.
+    if not isinstance(name, str) or not _POOL_NAME.fullmatch(name):
+        raise ConfigError(
+            "a pool name is 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit",
+            key=f"pools.{name}",
+        )
+    env = table.get("env") if isinstance(table, dict) else None
+    for var, value in env.items() if isinstance(env, dict) else ():
+        if not _ENV_NAME.fullmatch(var):
+            raise ConfigError(
+                "not a valid environment variable name", key=f"pools.{name}.env.{var}"
+            )
+        if not isinstance(value, str):
+            raise ConfigError(
+                f"Expected `str`, got `{type(value).__name__}`", key=f"pools.{name}.env.{var}"
+            )
+    try:
+        msgspec.convert(table, PoolConfig, strict=True)
+    except msgspec.ValidationError as exc:
+        message, key = _split_validation(str(exc), f"pools.{name}")
+        raise ConfigError(message, key=key) from None
 
 
 def _absolute(site: SiteConfig, base_dir: str) -> SiteConfig:

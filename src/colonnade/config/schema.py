@@ -64,15 +64,136 @@ class ServerSettings(_Strict):
     """Enabled modules by id, in order (the order of hooks within a stage)."""
     server_header: str = "colonnade"
     """The ``Server`` response header; empty to send none."""
+    control_socket: str | None = None
+    """The Unix socket of the running master for ``colonnade pools|recycle|stop|start``
+    (relative to the server file). Default: ``$XDG_RUNTIME_DIR/colonnade/control.sock``,
+    else ``/run/colonnade/control.sock`` as root, else
+    ``$TMPDIR/colonnade-UID/control.sock``."""
     limits: Limits = msgspec.field(default_factory=Limits)
     timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
 
 
+#: A duration in seconds where 0 is allowed (it turns the timer or trigger off).
+Duration = Annotated[float, Meta(ge=0, le=31_536_000)]
+#: A time of day, ``"HH:MM"`` or ``"HH:MM:SS"`` (local time).
+TimeOfDay = Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$")]
+PoolName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+EnvName = Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class PoolLimits(_Strict):
+    """``[pools.NAME.limits]``: resource limits of each worker (``setrlimit``).
+
+    A worker can only lower what the master itself may use: a limit above the
+    master's hard limit is an error at the worker's start.
+    """
+
+    open_files: Annotated[int, Meta(ge=64, le=1_048_576)] | None = None
+    """Most open file descriptors (``RLIMIT_NOFILE``); none: inherit the master's."""
+    memory: Annotated[int, Meta(ge=64 * 1024 * 1024)] | None = None
+    """Address space in bytes (``RLIMIT_AS``); allocations beyond it fail (MemoryError).
+    Python reserves address space generously (thread stacks): allow headroom."""
+
+
+class Recycling(_Strict):
+    """``[pools.NAME.recycling]``: when a worker is replaced by a fresh one.
+
+    Every trigger is per worker and 0 turns it off. A recycle is overlapped: the
+    new worker is serving before the old one stops accepting; the old one then
+    finishes its requests within ``shutdown_time_limit`` and hands its idle
+    connections over, so no request and no connection is lost.
+    """
+
+    time: Duration = 104_400.0
+    """Uptime in seconds after which a worker is recycled (IIS ``periodicRestart time``,
+    1740 minutes)."""
+    requests: Annotated[int, Meta(ge=0)] = 0
+    """Requests a worker answers before it is recycled."""
+    memory: Annotated[int, Meta(ge=0)] = 0
+    """Resident memory (RSS) in bytes above which a worker is recycled."""
+    private_memory: Annotated[int, Meta(ge=0)] = 0
+    """Private memory in bytes (private clean + dirty pages) above which a worker is
+    recycled."""
+    schedule: list[TimeOfDay] = msgspec.field(default_factory=list)
+    """Times of day (local time, ``"03:00"`` or ``"03:00:30"``) at which the pool's
+    workers are recycled."""
+    overlapping: bool = True
+    """Start the new worker before the old one stops (false: stop first, then start;
+    IIS ``disallowOverlappingRotation``, inverted)."""
+    on_config_change: bool = True
+    """Recycle the pool when a change of the server file affects it (IIS
+    ``disallowRotationOnConfigChange``, inverted). ``web.toml`` changes never need one:
+    workers pick them up live."""
+
+
+class RapidFail(_Strict):
+    """``[pools.NAME.rapid_fail]``: stop a pool whose workers keep failing.
+
+    A crash, a failed or too slow start and an unanswered ping each count. When
+    ``max_crashes`` happen within ``interval`` seconds the pool is stopped and its
+    requests are answered 503 until ``colonnade start POOL`` (or a reload that
+    changes the pool).
+    """
+
+    enabled: bool = True
+    """Rapid-fail protection on (IIS ``rapidFailProtection``)."""
+    max_crashes: Annotated[int, Meta(ge=1, le=10_000)] = 5
+    """Failures that stop the pool (IIS ``rapidFailProtectionMaxCrashes``)."""
+    interval: Annotated[float, Meta(gt=0, le=86_400)] = 300.0
+    """The window in seconds they are counted in (IIS ``rapidFailProtectionInterval``,
+    5 minutes)."""
+
+
 class PoolConfig(_Strict):
-    """``[pools.NAME]``: a pool of worker processes."""
+    """``[pools.NAME]``: an application pool, served by its own worker processes.
+
+    Durations are in seconds. The master (activation service) starts the pool's
+    workers on demand or at once, pings them, replaces crashed and hung ones and
+    recycles them; see [the process model](process-model.md).
+    """
 
     workers: Annotated[int, Meta(ge=0, le=256)] = 1
-    """Worker processes of the pool (0: serve in the master process)."""
+    """Worker processes (a web garden when more than 1; 0: one per CPU). IIS
+    ``maxProcesses``. ``colonnade serve --workers N`` sets it for the pool named
+    ``default``."""
+    start: Literal["on_demand", "always"] = "on_demand"
+    """``on_demand``: workers start at the pool's first request; ``always``: at once,
+    and again after an idle timeout (IIS ``startMode``)."""
+    queue_length: Annotated[int, Meta(ge=1, le=65_535)] = 1000
+    """Connections the master holds for the pool while no worker of it is ready;
+    beyond it they are answered 503 (IIS ``queueLength``)."""
+    idle_timeout: Duration = 1200.0
+    """When the pool's workers answered no request for this long they are stopped; the
+    next request starts the pool again. 0: never (IIS ``idleTimeout``, 20 minutes)."""
+    ping: bool = True
+    """Ping the workers to find hung ones (IIS ``pingingEnabled``)."""
+    ping_interval: Annotated[float, Meta(gt=0, le=86_400)] = 30.0
+    """Seconds between pings of a worker (IIS ``pingInterval``)."""
+    ping_response_time: Annotated[float, Meta(gt=0, le=86_400)] = 90.0
+    """A worker that does not answer a ping within this is killed and replaced
+    (IIS ``pingResponseTime``)."""
+    startup_time_limit: Annotated[float, Meta(gt=0, le=86_400)] = 90.0
+    """A worker not ready within this is killed; it counts as a failure (IIS
+    ``startupTimeLimit``)."""
+    shutdown_time_limit: Annotated[float, Meta(gt=0, le=86_400)] = 90.0
+    """A stopping worker's requests may run this long; then it is killed (IIS
+    ``shutdownTimeLimit``)."""
+    user: str | Annotated[int, Meta(ge=0)] | None = None
+    """The user the workers run as (name or uid); none: the master's. Needs a
+    master running as root."""
+    group: str | Annotated[int, Meta(ge=0)] | None = None
+    """The group (name or gid); none: the user's primary group. Supplementary groups
+    are the user's."""
+    env: dict[EnvName, str] = msgspec.field(default_factory=dict)
+    """Environment variables added for the workers (IIS ``environmentVariables``)."""
+    sandbox: bool | Literal["best-effort"] = False
+    """Confine the workers' file access with Landlock: read the content folders of
+    the sites the pool serves and what Python needs, read-write a private temp folder.
+    ``true`` refuses to run where the kernel has no Landlock; ``"best-effort"`` then
+    runs unconfined and says so."""
+    limits: PoolLimits = msgspec.field(default_factory=PoolLimits)
+    recycling: Recycling = msgspec.field(default_factory=Recycling)
+    rapid_fail: RapidFail = msgspec.field(default_factory=RapidFail)
 
 
 InterfaceName = Literal["auto", "asgi", "wsgi"]
@@ -156,7 +277,9 @@ class ServerConfig(_Strict):
     """The whole server file after decoding; module sections stay raw tables."""
 
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
-    pools: dict[str, PoolConfig] = msgspec.field(default_factory=lambda: {"default": PoolConfig()})
+    pools: dict[PoolName, PoolConfig] = msgspec.field(
+        default_factory=lambda: {"default": PoolConfig()}
+    )
     sites: list[SiteConfig] = msgspec.field(default_factory=list)
     handlers: list[HandlerMapping] = msgspec.field(default_factory=lambda: list(DEFAULT_HANDLERS))
     locations: list[dict[str, Any]] = msgspec.field(default_factory=list)

@@ -51,6 +51,11 @@ def read_toml(file: str) -> tuple[dict[str, Any], KeyLines]:
         raise ConfigError("no such file", file=file) from None
     except OSError as exc:
         raise ConfigError(f"cannot be read: {exc.strerror}", file=file) from None
+    return parse_toml(data, file)
+
+
+def parse_toml(data: bytes, file: str) -> tuple[dict[str, Any], KeyLines]:
+    """Parse the bytes of ``file`` (read before, possibly by another process)."""
     try:
         text = data.decode("utf-8")
         doc = tomllib.loads(text)

@@ -9,14 +9,18 @@ import os
 import sys
 from collections.abc import Sequence
 
-from colonnade.config.load import embedded_default, load_file
+import msgspec
+
+from colonnade.config.load import load_file
 from colonnade.config.schema import ServerConfig
 from colonnade.core.registry import Registry
 from colonnade.core.stages import NOTIFICATIONS, STAGES
 from colonnade.engine import Engine
 from colonnade.engine.engine import effective_config
 from colonnade.errors import ConfigError, ModuleError
+from colonnade.management import operations
 from colonnade.modules.standard import BUILTIN
+from colonnade.pools.config import ConfigSource
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,12 +39,32 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--no-access-log", action="store_true", help="do not load log.http")
 
     serve = sub.add_parser("serve", help="serve sites (the current folder with no config)")
+    serve.add_argument(
+        "python_app",
+        nargs="?",
+        metavar="APP",
+        help="a Python application, pkg.module:attr (WSGI or ASGI), mounted at /",
+    )
+    serve.add_argument(
+        "--interface",
+        choices=["auto", "asgi", "wsgi"],
+        default="auto",
+        help="the application's interface (default: detected)",
+    )
+    serve.add_argument(
+        "--factory", action="store_true", help="APP names a factory to call for the application"
+    )
+    serve.add_argument(
+        "--app-dir", metavar="DIR", help="a folder to put on sys.path before importing APP"
+    )
     config_args(serve)
     serve.add_argument(
         "--workers",
         type=int,
         default=0,
-        help="worker processes (0: single process; pools come later)",
+        metavar="N",
+        help="0 (default): serve in this one process; N: run the master (activation "
+        "service) with N workers for the pool 'default', the other pools as configured",
     )
     serve.add_argument(
         "--no-watch",
@@ -65,21 +89,50 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--path", default="/", help="URL path (default: /)")
     show.add_argument("--json", action="store_true", help="print JSON")
     config_sub.add_parser("docs", help="print the configuration reference (Markdown)")
+
+    def control_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-c", "--config", metavar="FILE", help="server config: its control socket")
+        p.add_argument("--control", metavar="SOCKET", help="the master's control socket")
+
+    pools = sub.add_parser("pools", help="the running master's pools and workers")
+    control_args(pools)
+    pools.add_argument("--json", action="store_true", help="print JSON")
+    for name, text in (
+        ("recycle", "replace a pool's workers (overlapped: no request is lost)"),
+        ("stop", "stop a pool: its workers drain and exit; it answers 503"),
+        ("start", "start a stopped pool (also after rapid-fail protection)"),
+    ):
+        command = sub.add_parser(name, help=text)
+        control_args(command)
+        command.add_argument("pool", help="pool name")
+    reload = sub.add_parser("reload", help="make the running master re-read its configuration")
+    control_args(reload)
     return parser
+
+
+def config_source(args: argparse.Namespace) -> ConfigSource:
+    """Where the configuration the command line asks for comes from."""
+    if args.config:
+        if args.root or args.bind or getattr(args, "python_app", None):
+            raise ConfigError("APP, --root and --bind apply only without -c; set them in the file")
+        return ConfigSource(file=os.path.abspath(args.config), no_access_log=args.no_access_log)
+    bindings = [b if "://" in b else f"http://{b}" for b in (args.bind or [])]
+    app = getattr(args, "python_app", None)
+    app_dir = getattr(args, "app_dir", None)
+    return ConfigSource(
+        root=os.path.abspath(args.root or os.getcwd()),
+        bindings=bindings or ["http://127.0.0.1:8080"],
+        no_access_log=args.no_access_log,
+        app=app,
+        interface=getattr(args, "interface", "auto"),
+        factory=getattr(args, "factory", False),
+        app_dir=os.path.abspath(app_dir) if app_dir else (os.getcwd() if app else None),
+    )
 
 
 def load_config(args: argparse.Namespace) -> ServerConfig:
     """The server config the command line asks for."""
-    if args.config:
-        if args.root or args.bind:
-            raise ConfigError("--root and --bind apply only without -c; set them in the file")
-        config = load_file(args.config)
-    else:
-        bindings = [b if "://" in b else f"http://{b}" for b in (args.bind or [])]
-        config = embedded_default(args.root or os.getcwd(), bindings or ["http://127.0.0.1:8080"])
-    if args.no_access_log:
-        config.server.modules = [m for m in config.server.modules if m != "log.http"]
-    return config
+    return config_source(args).load()
 
 
 def build(args: argparse.Namespace) -> Engine:
@@ -95,9 +148,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("watchfiles").setLevel(logging.WARNING)  # we log reloads ourselves
-    if args.workers != 0:
-        raise ConfigError("--workers: only single-process mode (0) is available yet")
+    if args.workers < 0:
+        raise ConfigError("--workers: N must be 0 (one process) or more")
     registry = Registry.standard(BUILTIN)
+    if args.workers:
+        from colonnade.pools import master
+
+        source = msgspec.structs.replace(config_source(args), default_workers=args.workers)
+        try:
+            master.run(
+                source,
+                registry=registry,
+                log_level=args.log_level.upper(),
+                watch=not args.no_watch,
+            )
+        except OSError as exc:
+            print(f"colonnade: cannot listen: {exc}", file=sys.stderr)
+            return 1
+        return 0
     engine = Engine(load_config(args), registry)
     from colonnade.pools import single
 
@@ -167,6 +235,31 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _control(args: argparse.Namespace) -> str:
+    config = load_file(args.config) if args.config else None
+    return operations.control_path(config, args.control)
+
+
+def cmd_pools(args: argparse.Namespace) -> int:
+    """``colonnade pools``: state, workers, PIDs, uptime, requests, memory."""
+    status = operations.pools(_control(args))
+    print(json.dumps(status, indent=2) if args.json else operations.format_pools(status))
+    return 0
+
+
+def cmd_pool_action(args: argparse.Namespace) -> int:
+    """``colonnade recycle|stop|start POOL``."""
+    action = {"recycle": operations.recycle, "stop": operations.stop, "start": operations.start}
+    print(action[args.command](_control(args), args.pool))
+    return 0
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    """``colonnade reload``: what SIGHUP does, with the answer."""
+    print(operations.reload(_control(args)))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``colonnade`` console script."""
     args = _parser().parse_args(argv)
@@ -175,9 +268,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "modules": cmd_modules,
         "check": cmd_check,
         "config": cmd_config,
+        "pools": cmd_pools,
+        "recycle": cmd_pool_action,
+        "stop": cmd_pool_action,
+        "start": cmd_pool_action,
+        "reload": cmd_reload,
     }
     try:
         return commands[args.command](args)
+    except operations.ControlError as exc:
+        print(f"colonnade: {exc}", file=sys.stderr)
+        return 1
     except (ConfigError, ModuleError) as exc:
         print(f"colonnade: {exc}", file=sys.stderr)
         return 2

@@ -1,1 +1,12 @@
-"""Process model: the master (activation service), workers and single-process mode."""
+"""Process model: the master (activation service), workers and single-process mode.
+
+- ``single.py``: one process serves everything (``--workers 0``); ``reload.py``: live
+  reload of a serving process.
+- ``master.py``: the activation service: listening sockets, pools, supervision.
+- ``worker.py``: a pool's worker process; ``routing.py``: which pool serves a request
+  and handing connections over; ``ipc.py``: the master-worker control channel.
+- ``config.py``: what workers are built from; ``sandbox.py``: identity, limits,
+  Landlock; ``control.py``: the control socket of ``colonnade pools|recycle|stop|start``.
+
+See ``docs/process-model.md``.
+"""

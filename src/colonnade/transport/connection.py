@@ -10,6 +10,11 @@ bodies stream through a small buffer whose size pauses and resumes reading
 reads slowly (back-pressure on slow readers). Three timers guard the connection:
 the header timer (first byte → end of head), the body timer (each wait for body
 bytes) and the keep-alive timer (idle between requests).
+
+Pools (``pools/routing.py``) may set ``ServerState.router``: then a request that
+starts on an idle connection is held until the router has seen its head, and the
+router may take the whole connection away (``detach``) to hand it to another
+worker. Without a router (single process, one pool) none of this runs.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from colonnade.http import Body as BodyEvent
 from colonnade.http import EndOfMessage, HTTP1Connection, ProtocolError, RequestHead
 
 if TYPE_CHECKING:
-    from colonnade.transport.server import ServerState
+    from colonnade.transport.server import Held, ServerState
 
 log = logging.getLogger("colonnade.transport")
 
@@ -38,6 +43,12 @@ _OVERLOADED = (
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n"
     b"connection: close\r\nretry-after: 1\r\n\r\n"
 )
+
+#: Method names decoded once (the str every request needs).
+_METHODS = {
+    m.encode(): m
+    for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE")
+}
 
 # Files up to this size are read and written in one go (cheaper than sendfile).
 _SMALL_FILE = 64 * 1024
@@ -331,6 +342,7 @@ class HttpConnection(asyncio.Protocol):
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
         self.raw: RawChannel | None = None  # set once the connection was upgraded
+        self.held: Held | None = None  # a request's first bytes, until the router decides
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -370,6 +382,14 @@ class HttpConnection(asyncio.Protocol):
         if self._idle:
             self._idle = False
             self._arm(self.state.timeouts.header)
+            if self.state.router is not None:
+                self.held = self.state.router.hold(self)
+        if self.held is not None:
+            found = self.held.feed(data)
+            if found is None:
+                return  # the head is incomplete, or the router took the connection
+            self.held = None
+            data = found
         for event in self.h1.feed(data):
             self._on_event(event)
 
@@ -377,6 +397,10 @@ class HttpConnection(asyncio.Protocol):
         if self.raw is not None:
             self.raw.feed_eof()
             return True
+        if self.held is not None:  # an incomplete head: let the parser judge it
+            data, self.held = self.held.release(), None
+            for event in self.h1.feed(data):
+                self._on_event(event)
         for event in self.h1.feed_eof():
             self._on_event(event)
         # Nothing in flight: let asyncio close the transport; else answer what was
@@ -394,13 +418,10 @@ class HttpConnection(asyncio.Protocol):
     # -- events from the protocol layer ---------------------------------------------
 
     def _on_event(self, event: object) -> None:
-        if isinstance(event, RequestHead):
-            self._on_head(event)
-        elif isinstance(event, BodyEvent):
-            current = self.current
-            if current is not None and current.body is not None:
-                current.body.feed(event.data)
-        elif isinstance(event, EndOfMessage):
+        kind = type(event)  # exact types: one identity test per event, not isinstance
+        if kind is RequestHead:
+            self._on_head(event)  # type: ignore[arg-type]
+        elif kind is EndOfMessage:
             current = self.current
             if current is not None and current.body is not None:
                 current.body.finish()
@@ -408,8 +429,12 @@ class HttpConnection(asyncio.Protocol):
                 # and the next request must not wait for a read that never comes.
                 self.resume_reading_for_body()
             self.current = None
-        elif isinstance(event, ProtocolError):
-            self._on_protocol_error(event)
+        elif kind is BodyEvent:
+            current = self.current
+            if current is not None and current.body is not None:
+                current.body.feed(event.data)  # type: ignore[attr-defined]
+        elif kind is ProtocolError:
+            self._on_protocol_error(event)  # type: ignore[arg-type]
 
     def _on_head(self, head: RequestHead) -> None:
         self._disarm()
@@ -420,13 +445,16 @@ class HttpConnection(asyncio.Protocol):
         except HttpError as exc:
             self._on_protocol_error(ProtocolError(exc.status, exc.message))
             return
+        method = _METHODS.get(head.method)
+        if method is None:
+            method = head.method.decode("ascii")
         request = Request(
-            head.method.decode("ascii"),
+            method,
             path,
             raw_path=head.path,
             query=head.query,
             target=head.target,
-            version=head.version.decode("ascii"),
+            version="1.1" if head.version == b"1.1" else head.version.decode("ascii"),
             headers=head.headers,
             host=head.host.decode("latin-1"),
             client=self.client,
@@ -434,6 +462,16 @@ class HttpConnection(asyncio.Protocol):
             body=body if body is not None else EMPTY_BODY,
             keep_alive=head.keep_alive,
         )
+        router = self.state.router
+        if router is not None and not router.admits(self, request):
+            # A pipelined request for another pool: its bytes are parsed already and
+            # cannot be handed over. Answer the ones before it, then close; clients
+            # retry unanswered pipelined requests (RFC 9112 9.3.2).
+            self.closing = True
+            self._pause_reading()
+            if self.task is None and not self.queue:
+                self.close()
+            return
         exchange = Exchange(self, head, request, body)
         self.current = exchange if body is not None else None
         self.queue.append(exchange)
@@ -464,7 +502,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _start_next(self) -> None:
         exchange = self.queue[0]
-        self.task = asyncio.get_running_loop().create_task(self._answer(exchange))
+        self.task = self._loop.create_task(self._answer(exchange))
 
     async def _answer(self, exchange: Exchange) -> None:
         request = exchange.request
@@ -504,6 +542,8 @@ class HttpConnection(asyncio.Protocol):
         else:
             self._idle = True
             self._arm(self.state.timeouts.keep_alive)
+            if self.state.router is not None:
+                self.state.router.idle(self)
 
     # -- writing, flow control, closing ----------------------------------------------
 
@@ -646,6 +686,41 @@ class HttpConnection(asyncio.Protocol):
         else:
             self.pending_error = ProtocolError(408, "the request head did not arrive in time")
             self._send_error()
+
+    @property
+    def idle(self) -> bool:
+        """Between requests: nothing received, queued, running or left to write."""
+        transport = self.transport
+        return (
+            self._idle
+            and self.task is None
+            and not self.queue
+            and self.raw is None
+            and not self.closing
+            and transport is not None
+            and not transport.is_closing()
+            and not transport.get_write_buffer_size()
+        )
+
+    def detach(self) -> int:
+        """Give up the connection without closing it; return a new descriptor of its socket.
+
+        For handing the connection to another process: the peer sees nothing, and
+        bytes it sends meanwhile wait in the socket. Only at a request boundary,
+        with nothing left to write (see ``idle``, or a held head).
+        """
+        transport = self.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if transport is None or sock is None:
+            raise ConnectionError("the connection is closed")
+        transport.pause_reading()
+        fd = os.dup(sock.fileno())
+        self.held = None
+        self.closing = True
+        self._drop_timer()
+        self.state.forget(self)
+        transport.abort()  # closes only this process's descriptor: no FIN, no RST
+        return fd
 
     def shutdown(self) -> None:
         """Graceful stop: close now if idle, else after the response in flight."""

@@ -7,13 +7,42 @@ import logging
 import socket
 import time
 from collections.abc import Iterable
+from typing import Protocol
 
 from colonnade.config.schema import Limits, Timeouts
+from colonnade.core.request import Request
 from colonnade.engine import Engine
 from colonnade.engine.sites import Binding
 from colonnade.transport.connection import HttpConnection
 
 log = logging.getLogger("colonnade.transport")
+
+
+class Held(Protocol):
+    """A request's first bytes on an idle connection, while a router looks at them."""
+
+    def feed(self, data: bytes) -> bytes | None:
+        """More bytes; all held bytes once they are to be parsed here, else None."""
+
+    def release(self) -> bytes:
+        """Everything held (the connection ended before a decision)."""
+
+
+class ConnectionRouter(Protocol):
+    """Chooses, per request, whether this worker serves it (``pools/routing.py``).
+
+    Consulted only where one listening address serves several pools, and while
+    a worker hands its connections over on its way out.
+    """
+
+    def hold(self, conn: HttpConnection) -> Held:
+        """A request starts on the idle ``conn``: hold its bytes until decided."""
+
+    def admits(self, conn: HttpConnection, request: Request) -> bool:
+        """Whether a parsed request (pipelined, not held) may be served here."""
+
+    def idle(self, conn: HttpConnection) -> None:
+        """``conn`` finished its requests and waits for the next one."""
 
 
 class ServerState:
@@ -30,6 +59,7 @@ class ServerState:
         self.timeouts: Timeouts = settings.timeouts
         self.server_header: bytes | None = settings.server_header.encode() or None
         self.connections: set[HttpConnection] = set()
+        self.router: ConnectionRouter | None = None  # multi-pool routing, see pools/
         self.requests = 0
         self.started = time.time()
         self._all_closed: asyncio.Event | None = None

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import json
+import os
+import time
+from urllib.parse import unquote
 
 import msgspec
 
 from colonnade import Context, Handler, Module, Priority, Section, Stage, hook
+from colonnade.core.app import Application
 
 
 class StampSection(Section):
@@ -54,3 +60,54 @@ class Slow(Handler):
                 await ctx.write(b"chunk%d;" % i + pad)
             return
         ctx.response.body = b"slow:" + body
+
+
+class Pid(Handler):
+    """Answers who serves: ``{"pid", "uid", "gid", "pool", "path"}`` as JSON.
+
+    ``?block=MS`` blocks the event loop that long (a hung worker); ``?read=PATH``
+    tries to read a file and reports ``"ok"`` or the error name (sandbox tests).
+    """
+
+    id = "acme.pid"
+
+    async def execute(self, ctx: Context) -> None:
+        query = dict(
+            part.split("=", 1) for part in ctx.request.query.decode().split("&") if "=" in part
+        )
+        if "block" in query:
+            time.sleep(int(query["block"]) / 1000)  # noqa: ASYNC251 - blocking on purpose
+        info: dict[str, object] = {
+            "pid": os.getpid(),
+            "uid": os.getuid(),
+            "gid": os.getgid(),
+            "pool": os.environ.get("COLONNADE_POOL"),
+            "path": ctx.request.path,
+            "env": os.environ.get("ACME_ENV"),
+        }
+        if "read" in query:
+            try:
+                with open(unquote(query["read"]), "rb") as f:  # noqa: ASYNC230 - a probe
+                    f.read(1)
+                info["read"] = "ok"
+            except OSError as exc:
+                info["read"] = errno.errorcode.get(exc.errno or 0, str(exc))
+        ctx.response.headers.append((b"content-type", b"application/json"))
+        ctx.response.body = json.dumps(info).encode()
+
+
+class Crash(Handler):
+    """Kills its worker on every request it answers; with ``ACME_CRASH=start`` (a pool's
+    ``env``) already at start, with ``ACME_CRASH=sleep`` it starts a second late."""
+
+    id = "acme.crash"
+
+    def provision(self, app: Application) -> None:
+        mode = os.environ.get("ACME_CRASH")
+        if mode == "start":
+            os._exit(3)
+        if mode == "sleep":
+            time.sleep(1)
+
+    async def execute(self, ctx: Context) -> None:
+        os._exit(4)

@@ -1,0 +1,133 @@
+"""Operations on a running server, over its master's control socket.
+
+One layer for every front end: the ``colonnade`` command formats what these
+functions return; an admin API would serve the same data. Each call opens the
+control socket (``pools/control.py``), sends one command and reads one reply.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from typing import Any
+
+from colonnade.config.schema import ServerConfig
+from colonnade.errors import ColonnadeError
+from colonnade.pools.control import socket_path
+
+
+class ControlError(ColonnadeError):
+    """The master could not be reached, or refused the command."""
+
+
+def call(path: str, op: str, pool: str | None = None, *, timeout: float = 10.0) -> dict[str, Any]:
+    """Send one command to the master listening on ``path``; its reply."""
+    request = {"op": op} if pool is None else {"op": op, "pool": pool}
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(path)
+            sock.sendall(json.dumps(request).encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    except FileNotFoundError:
+        raise ControlError(f"no master is running (no control socket at {path})") from None
+    except OSError as exc:
+        raise ControlError(f"cannot talk to the master at {path}: {exc}") from None
+    try:
+        reply: dict[str, Any] = json.loads(data)
+    except ValueError:
+        raise ControlError(f"the master at {path} closed the connection") from None
+    if not reply.get("ok"):
+        raise ControlError(str(reply.get("error", "the master refused the command")))
+    return reply
+
+
+def control_path(config: ServerConfig | None, explicit: str | None = None) -> str:
+    """The control socket to use: ``explicit``, else the configuration's."""
+    if explicit:
+        return os.path.abspath(explicit)
+    if config is None:
+        from colonnade.pools.control import default_path
+
+        return default_path()
+    return socket_path(config)
+
+
+def pools(path: str) -> dict[str, Any]:
+    """State of the master and its pools: workers, PIDs, uptime, requests, memory."""
+    return call(path, "pools")
+
+
+def recycle(path: str, pool: str) -> str:
+    """Recycle every worker of ``pool`` (overlapped)."""
+    return str(call(path, "recycle", pool)["message"])
+
+
+def stop(path: str, pool: str) -> str:
+    """Stop ``pool``: its workers drain and exit, its requests are answered 503."""
+    return str(call(path, "stop", pool)["message"])
+
+
+def start(path: str, pool: str) -> str:
+    """Start a stopped ``pool`` again (clears rapid-fail protection)."""
+    return str(call(path, "start", pool)["message"])
+
+
+def reload(path: str) -> str:
+    """Re-read the server configuration (what SIGHUP does)."""
+    return str(call(path, "reload")["message"])
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s"
+
+
+def format_pools(status: dict[str, Any]) -> str:
+    """``colonnade pools`` as a table."""
+    master = status["master"]
+    lines = [
+        f"master {master['pid']}, up {_duration(master['uptime'])}, "
+        f"configuration generation {master['generation']}"
+    ]
+    for pool in status["pools"]:
+        state = pool["state"] + (f" ({pool['reason']})" if pool["reason"] else "")
+        lines.append(
+            f"\npool {pool['name']}: {state}, start {pool['start']}, "
+            f"{len(pool['workers'])} worker(s), queue {pool['queue']}, "
+            f"{pool['failures']} recent failure(s)"
+        )
+        if pool["workers"]:
+            lines.append(
+                f"  {'PID':>7}  {'STATE':<9} {'UPTIME':>7} {'REQUESTS':>9} {'ACTIVE':>6} "
+                f"{'CONNS':>5} {'RSS':>10} {'PRIVATE':>10}"
+            )
+        for w in pool["workers"]:
+            lines.append(
+                f"  {w['pid']:>7}  {w['state']:<9} {_duration(w['uptime']):>7} "
+                f"{w['requests']:>9} {w['active']:>6} {w['connections']:>5} "
+                f"{_size(w['rss']):>10} {_size(w['private']):>10}"
+            )
+    return "\n".join(lines)

@@ -1,0 +1,157 @@
+"""The master's control socket: ``colonnade pools|recycle|stop|start`` talk to it.
+
+A Unix stream socket that only the master's owner (and root) can use: it is
+created with mode 0600 in a folder that is the owner's and writable by no one
+else (a missing folder is created with mode 0700), and every client's uid is
+checked with ``SO_PEERCRED``. One JSON object per line each way::
+
+    → {"op": "pools"}                     ← {"ok": true, "pools": [...], "master": {...}}
+    → {"op": "recycle", "pool": "api"}    ← {"ok": true, "message": "..."}
+    → {"op": "stop" | "start", "pool": "api"}
+    ← {"ok": false, "error": "no pool named 'x'"}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import stat
+import struct
+import tempfile
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+import msgspec
+
+from colonnade.config.schema import ServerConfig
+from colonnade.errors import ConfigError
+
+log = logging.getLogger("colonnade.pools")
+
+MAX_LINE = 64 * 1024
+
+
+class Command(msgspec.Struct, forbid_unknown_fields=True):
+    """One request on the control socket."""
+
+    op: Literal["pools", "recycle", "stop", "start", "reload"]
+    pool: str | None = None
+
+
+def default_path() -> str:
+    """Where the control socket is when ``[server] control_socket`` is not set."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isdir(runtime):
+        return os.path.join(runtime, "colonnade", "control.sock")
+    if os.geteuid() == 0:
+        return "/run/colonnade/control.sock"
+    return os.path.join(tempfile.gettempdir(), f"colonnade-{os.geteuid()}", "control.sock")
+
+
+def socket_path(config: ServerConfig) -> str:
+    """The control socket of the server ``config`` describes."""
+    path = config.server.control_socket
+    if path is None:
+        return default_path()
+    return os.path.normpath(os.path.join(config.base_dir, path))
+
+
+def _private_folder(folder: str) -> None:
+    if not os.path.isdir(folder):
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        os.chmod(folder, 0o700)
+    info = os.stat(folder)
+    if info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ConfigError(
+            f"the control socket's folder {folder} must belong to uid {os.geteuid()} and be "
+            "writable by no one else",
+            key="server.control_socket",
+        )
+
+
+def peer_uid(sock: socket.socket) -> int:
+    """The uid of the process at the other end of a Unix socket."""
+    data = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", data)
+    return int(uid)
+
+
+Handler = Callable[[Command], Awaitable[dict[str, Any]]]
+
+
+class ControlServer:
+    """Serves :class:`Command` lines on the control socket."""
+
+    def __init__(self, path: str, handler: Handler) -> None:
+        self.path = path
+        self.handler = handler
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        """Create the socket (refusing if another master answers on it)."""
+        _private_folder(os.path.dirname(self.path) or ".")
+        if os.path.exists(self.path):  # noqa: ASYNC240 - a stat, at start
+            if _alive(self.path):
+                raise ConfigError(
+                    f"another master is running on {self.path}", key="server.control_socket"
+                )
+            os.unlink(self.path)
+        old = os.umask(0o177)
+        try:
+            self.server = await asyncio.start_unix_server(
+                self._client, path=self.path, limit=MAX_LINE
+            )
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o600)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        try:
+            uid = peer_uid(sock) if sock is not None else -1
+            if uid not in (os.geteuid(), 0):
+                log.warning("control socket: refused a client with uid %d", uid)
+                return
+            while True:
+                line = await reader.readline()
+                if not line:
+                    return
+                try:
+                    command = msgspec.json.decode(line, type=Command)
+                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    reply: dict[str, Any] = {"ok": False, "error": f"bad command: {exc}"}
+                else:
+                    try:
+                        reply = await self.handler(command)
+                    except Exception as exc:
+                        log.exception("control command %s failed", command.op)
+                        reply = {"ok": False, "error": repr(exc)}
+                writer.write(msgspec.json.encode(reply) + b"\n")
+                await writer.drain()
+        except (ConnectionError, ValueError, asyncio.LimitOverrunError):
+            return
+        finally:
+            writer.close()
+
+    async def close(self) -> None:
+        """Stop serving and remove the socket."""
+        if self.server is not None:
+            self.server.close()
+            with contextlib.suppress(Exception):
+                await self.server.wait_closed()
+            self.server = None
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+
+def _alive(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1)
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+        return True

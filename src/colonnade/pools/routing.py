@@ -1,0 +1,255 @@
+"""Which pool serves a request, and handing a connection to the pool that does.
+
+How this works: :class:`RouteTable` answers "which pool serves port P, Host H,
+path /x" with the engine's own ``Router`` and ``Site`` classes over stand-in
+applications (no module is imported, no file read), so the master and every
+worker choose exactly as the engine does. Each listening port has an *owner*
+pool, whose workers accept from it: the pool of the port's default site's root
+application. A port is *mixed* when some request arriving on it may belong to
+another pool.
+
+In a worker that may receive such requests, :class:`PoolRouter` is installed as
+``ServerState.router``. When a request starts on an idle connection, the
+connection holds the bytes (:class:`HeldHead`) while a scratch
+``HTTP1Connection`` — the same parser, so there is no second opinion on where
+the head ends or what its Host is — reads the head. A request for this pool is
+then parsed as usual; one for another pool makes the worker give up the
+connection (``HttpConnection.detach``) and send the socket and every byte read
+since the request began to the master, which passes both to a worker of the
+right pool. Nothing is re-serialised and the client sees one connection
+throughout.
+
+A request pipelined behind another one (bytes that arrive while a response is
+still due) is parsed by the connection directly; if it belongs elsewhere the
+connection answers the requests before it and closes (``admits``), and the
+client retries the rest on a new connection (RFC 9112 9.3.2). Splitting a
+pipelined byte stream outside the parser would need a second framing parser,
+and a second opinion on framing is how request smuggling starts.
+
+While a worker drains (recycle, idle shutdown) its router hands every
+connection back to the master as soon as it is idle, so a recycle closes no
+connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from typing import NamedTuple
+
+from colonnade.config.schema import ServerConfig
+from colonnade.core.app import Application
+from colonnade.core.request import Request
+from colonnade.core.urlpath import decode_path
+from colonnade.engine.build import make_runtime
+from colonnade.engine.sites import Binding, Router, Site, parse_binding
+from colonnade.errors import HttpError
+from colonnade.handlers.mapping import HandlerMap
+from colonnade.http import HTTP1Connection, ProtocolError, RequestHead
+from colonnade.pools.config import site_pools
+from colonnade.transport.connection import HttpConnection
+
+log = logging.getLogger("colonnade.pools")
+
+
+class RouteTable:
+    """Pools by port, Host and path, for one configuration."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        sites: list[Site] = []
+        self.listen: dict[tuple[str, int], Binding] = {}
+        self._pools_on: dict[int, set[str]] = {}
+        self._owner: dict[int, str] = {}
+        default_site: dict[int, _DefaultSite] = {}
+        for i, site in enumerate(config.sites):
+            bindings = [
+                parse_binding(b, file=config.source, key=f"sites[{i}].bindings[{j}]")
+                for j, b in enumerate(site.bindings)
+            ]
+            apps = site_pools(site)
+            runtimes = [
+                make_runtime(
+                    Application(site=site.name, path=path, root=os.sep, pool=pool),
+                    HandlerMap(()),
+                    (),
+                )
+                for path, pool in apps.items()
+            ]
+            sites.append(Site(site.name, bindings, site.host_names, runtimes))
+            for b in bindings:
+                self.listen.setdefault((b.host, b.port), b)
+                self._pools_on.setdefault(b.port, set()).update(apps.values())
+                ref = _DefaultSite(apps["/"], bool(site.host_names))
+                chosen = default_site.get(b.port)
+                if chosen is None or (chosen.named and not ref.named):
+                    default_site[b.port] = ref
+        self.router = Router(sites)
+        self._owner = {port: ref.root_pool for port, ref in default_site.items()}
+
+    def pool_for(self, port: int, host: str, path: str) -> str | None:
+        """The pool serving ``path`` for ``Host: host`` on ``port``; None: no site (404)."""
+        site = self.router.site_for(port, host)
+        if site is None:
+            return None
+        runtime = site.app_for(path)
+        return runtime.app.pool if runtime is not None else None
+
+    def owner(self, port: int) -> str:
+        """The pool whose workers accept connections on ``port``."""
+        return self._owner[port]
+
+    def serves_port(self, port: int) -> bool:
+        """Whether some site listens on ``port``."""
+        return port in self._owner
+
+    def pools_on(self, port: int) -> set[str]:
+        """Every pool a request arriving on ``port`` may belong to."""
+        return self._pools_on.get(port, set())
+
+    def needs_router(self, pool: str) -> bool:
+        """Whether a worker of ``pool`` may receive requests for another pool."""
+        return any(pool in pools and len(pools) > 1 for pools in self._pools_on.values())
+
+
+class _DefaultSite(NamedTuple):
+    """A site's root pool, and whether it is reached only by its host names."""
+
+    root_pool: str
+    named: bool
+
+
+def pool_of_head(routes: RouteTable, port: int, head: RequestHead) -> str | None:
+    """The pool for a parsed head; None when it is not routable (the parser will say why)."""
+    try:
+        path = decode_path(head.path)
+    except HttpError:
+        return None
+    return routes.pool_for(port, head.host.decode("latin-1"), path)
+
+
+def scratch_parser(conn: HttpConnection) -> HTTP1Connection:
+    """A parser with the connection's limits, to read a head without consuming it."""
+    limits = conn.state.limits
+    return HTTP1Connection(
+        max_target=limits.max_request_target,
+        max_header_size=limits.max_header_size,
+        max_headers=limits.max_headers,
+        server=None,
+    )
+
+
+#: ``send(pool, port, head_complete, data, fd)``: give a detached connection away.
+SendConnection = Callable[[str, int, bool, bytes, int], None]
+
+
+class PoolRouter:
+    """The ``ConnectionRouter`` of a worker of ``pool`` (see the module docstring)."""
+
+    def __init__(self, pool: str, routes: RouteTable | None, send: SendConnection) -> None:
+        self.pool = pool
+        self.routes = routes  # None: one pool only (installed just to drain)
+        self.send = send
+        self.draining = False
+        self.handed = 0  # connections given away, for the stats
+        self._waiting: set[asyncio.Task[None]] = set()
+
+    def hold(self, conn: HttpConnection) -> HeldHead:
+        return HeldHead(self, conn)
+
+    def admits(self, conn: HttpConnection, request: Request) -> bool:
+        routes = self.routes
+        if routes is None or self.draining:
+            return True
+        port = conn.server[1] if conn.server else 0
+        pool = routes.pool_for(port, request.host, request.path)
+        return pool is None or pool == self.pool
+
+    def idle(self, conn: HttpConnection) -> None:
+        if self.draining:
+            self.hand_over(conn, self.pool, b"", head=False)
+
+    def hand_over(self, conn: HttpConnection, pool: str, data: bytes, *, head: bool) -> None:
+        """Detach ``conn`` and send it away, once what it still has to write is written."""
+        transport = conn.transport
+        if transport is None or transport.is_closing():
+            return
+        if transport.get_write_buffer_size():
+            transport.pause_reading()
+            task = asyncio.get_running_loop().create_task(self._after_flush(conn, pool, data, head))
+            self._waiting.add(task)
+            task.add_done_callback(self._waiting.discard)
+            return
+        try:
+            fd = conn.detach()
+        except (ConnectionError, OSError):
+            return
+        self.handed += 1
+        port = conn.server[1] if conn.server else 0
+        self.send(pool, port, head, data, fd)
+
+    async def _after_flush(self, conn: HttpConnection, pool: str, data: bytes, head: bool) -> None:
+        transport = conn.transport
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + conn.state.timeouts.body
+        while transport is not None and not transport.is_closing():
+            if not transport.get_write_buffer_size():
+                self.hand_over(conn, pool, data, head=head)
+                return
+            if loop.time() > deadline:
+                conn.abort()  # the client stopped reading
+                return
+            await asyncio.sleep(0.005)
+
+    def hand_over_idle(self, conns: list[HttpConnection]) -> None:
+        """Draining: hand over every connection that is idle now."""
+        for conn in conns:
+            if conn.idle:
+                self.hand_over(conn, self.pool, b"", head=False)
+
+    async def wait(self) -> None:
+        """Until connections waiting to be handed over are gone."""
+        for task in list(self._waiting):
+            with contextlib.suppress(Exception):
+                await task
+
+
+class HeldHead:
+    """The bytes of a request that started on an idle connection, until routed."""
+
+    __slots__ = ("buf", "conn", "parser", "router")
+
+    def __init__(self, router: PoolRouter, conn: HttpConnection) -> None:
+        self.router = router
+        self.conn = conn
+        self.buf = bytearray()
+        self.parser: HTTP1Connection | None = None
+
+    def feed(self, data: bytes) -> bytes | None:
+        self.buf += data
+        router = self.router
+        if router.draining:
+            router.hand_over(self.conn, router.pool, bytes(self.buf), head=False)
+            return None
+        routes = router.routes
+        if routes is None:
+            return bytes(self.buf)
+        parser = self.parser
+        if parser is None:
+            parser = self.parser = scratch_parser(self.conn)
+        for event in parser.feed(data):
+            if isinstance(event, RequestHead):
+                server = self.conn.server
+                pool = pool_of_head(routes, server[1] if server else 0, event)
+                if pool is None or pool == router.pool:
+                    return bytes(self.buf)
+                router.hand_over(self.conn, pool, bytes(self.buf), head=True)
+                return None
+            if isinstance(event, ProtocolError):
+                return bytes(self.buf)  # the connection's own parser answers it
+        return None
+
+    def release(self) -> bytes:
+        return bytes(self.buf)

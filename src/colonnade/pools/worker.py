@@ -1,0 +1,320 @@
+"""A pool's worker process: ``python -m colonnade.pools.worker --control-fd N``.
+
+How this works: the master starts the worker with its control socket (and the
+listening sockets of the ports its pool owns) as inherited descriptors, already
+running as the pool's user. The first message says what to serve. The worker
+applies its resource limits and sandbox, builds the engine for its pool's view
+of the configuration, and then runs the same ``HttpServer`` and engine as
+single-process mode on its own event loop. Its control channel carries pings
+(answered with counters), connections to adopt (handed over by the master), a
+reload of the ``web.toml`` files, and the order to drain. When the master goes
+away (the channel closes), the worker stops gracefully.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from colonnade.config.schema import ServerConfig
+from colonnade.core.registry import Registry
+from colonnade.engine import Engine
+from colonnade.errors import ConfigError, ModuleError
+from colonnade.pools import ipc
+from colonnade.pools.config import content_folders, pool_view
+from colonnade.pools.reload import Reloader
+from colonnade.pools.routing import PoolRouter, RouteTable
+from colonnade.pools.sandbox import (
+    SandboxError,
+    apply_limits,
+    confine,
+    die_with_parent,
+    python_paths,
+)
+from colonnade.pools.single import new_event_loop
+from colonnade.transport.connection import HttpConnection
+from colonnade.transport.server import HttpServer, ServerState
+
+log = logging.getLogger("colonnade.pools")
+
+#: Counters are sent at most this often (and only when they changed).
+STATS_INTERVAL = 1.0
+
+
+class AdoptedConnection(HttpConnection):
+    """A connection accepted elsewhere: the bytes already read are parsed first."""
+
+    def __init__(self, state: ServerState, initial: bytes) -> None:
+        super().__init__(state)
+        self._initial = initial
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        data, self._initial = self._initial, b""
+        if data and not self.closing:
+            self.data_received(data)
+
+
+class Worker:
+    """The serving side of one worker process."""
+
+    def __init__(
+        self,
+        start: ipc.Start,
+        control: socket.socket,
+        config: ServerConfig,
+        engine: Engine,
+        registry: Registry,
+    ) -> None:
+        self.start = start
+        self.pool = start.pool
+        self.control = control
+        self.config = config
+        self.engine = engine
+        self.registry = registry
+        self.state = ServerState(engine)
+        self.server = HttpServer(self.state)
+        self.channel: ipc.Channel | None = None
+        self.stop = asyncio.Event()
+        self.drain: ipc.Drain | None = None
+        self.reloader = Reloader(self.state, self._load, registry)
+        self._tasks: set[asyncio.Task[object]] = set()
+        routes = RouteTable(config)
+        self.router = PoolRouter(
+            self.pool, routes if routes.needs_router(self.pool) else None, self._send_connection
+        )
+        if self.router.routes is not None:
+            self.state.router = self.router
+
+    def _load(self) -> ServerConfig:
+        return pool_view(self.start.source.load(), self.pool)
+
+    # -- the control channel ---------------------------------------------------------------
+
+    def _send_connection(self, pool: str, port: int, head: bool, data: bytes, fd: int) -> None:
+        if self.channel is None:
+            os.close(fd)
+            return
+        self.channel.send(ipc.Handoff(pool=pool, port=port, head=head), data, [fd])
+
+    def _on_message(self, message: ipc.Message, payload: bytes, fds: list[int]) -> None:
+        if isinstance(message, ipc.Adopt):
+            if not fds:
+                return
+            for extra in fds[1:]:
+                os.close(extra)
+            self._spawn(self._adopt(fds[0], payload))
+            return
+        for fd in fds:
+            os.close(fd)
+        if isinstance(message, ipc.Ping):
+            if self.channel is not None:
+                self.channel.send(ipc.Pong(id=message.id, stats=self._stats()))
+        elif isinstance(message, ipc.Drain):
+            self.drain = message
+            self.stop.set()
+        elif isinstance(message, ipc.Reload):
+            self._spawn(self.reloader.reload("master: reload"))
+
+    def _on_close(self) -> None:
+        if not self.stop.is_set():
+            log.warning("the master went away; stopping")
+            self.stop.set()
+
+    def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _adopt(self, fd: int, data: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            os.close(fd)
+            return
+        sock.setblocking(False)
+        try:
+            await loop.connect_accepted_socket(
+                lambda: AdoptedConnection(self.state, data), sock=sock
+            )
+        except OSError as exc:
+            log.debug("adopting a connection failed: %s", exc)
+            sock.close()
+
+    def _stats(self) -> ipc.Stats:
+        state = self.state
+        return ipc.Stats(
+            requests=state.requests,
+            active=sum(1 for c in state.connections if c.task is not None or c.queue),
+            connections=len(state.connections),
+        )
+
+    async def _report(self) -> None:
+        last = None
+        while True:
+            await asyncio.sleep(STATS_INTERVAL)
+            stats = self._stats()
+            if stats != last and self.channel is not None:
+                self.channel.send(stats)
+                last = stats
+
+    # -- serving ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(sig, self.stop.set if sig == signal.SIGTERM else self._hup)
+        engine = self.engine
+        try:
+            await engine.startup()
+        except BaseException:
+            engine.close()
+            raise
+        sockets = [socket.socket(fileno=listener.fd) for listener in self.start.listeners]
+        try:
+            await self.server.start(sockets)
+            self.channel = ipc.Channel(self.control, self._on_message, self._on_close)
+            self.channel.send(ipc.Ready(pid=os.getpid()))
+            self._spawn(self._report())
+            await self.stop.wait()
+            await self._finish()
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await self.reloader.drain()
+            current = self.state.engine
+            await current.shutdown()
+            current.close()
+            if self.channel is not None:
+                self.channel.close()
+
+    def _hup(self) -> None:
+        self._spawn(self.reloader.reload("SIGHUP"))
+
+    async def _finish(self) -> None:
+        drain = self.drain
+        deadline = drain.deadline if drain is not None else self._stop_deadline()
+        if drain is None or not drain.migrate:
+            log.info("stopping: finishing requests in flight (up to %.0fs)", deadline)
+            await self.server.stop(deadline)
+            return
+        # Draining for a recycle or an idle shutdown: stop accepting, and give every
+        # connection back to the master as soon as it is idle (none is closed).
+        log.info("draining: handing connections over (up to %.0fs)", deadline)
+        for server in self.server.servers:
+            server.close()
+        router = self.router
+        router.draining = True
+        self.state.router = router
+        router.hand_over_idle(list(self.state.connections))
+        if not await self.state.wait_all_closed(deadline):
+            log.warning(
+                "drain: %d connection(s) still busy after %.1fs; closing",
+                len(self.state.connections),
+                deadline,
+            )
+            for conn in list(self.state.connections):
+                conn.abort()
+        await router.wait()
+        if self.channel is not None:
+            await self._channel_flushed()
+
+    def _stop_deadline(self) -> float:
+        settings = self.config.pools.get(self.pool)
+        return settings.shutdown_time_limit if settings is not None else 30.0
+
+    async def _channel_flushed(self) -> None:
+        """Wait (briefly) until every handed-over connection has left."""
+        channel = self.channel
+        for _ in range(200):
+            if channel is None or channel.closed or not channel.pending:
+                return
+            await asyncio.sleep(0.005)
+
+
+def _setup_logging(level: str, pool: str) -> None:
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format=f"%(asctime)s %(levelname)s [{pool}:{os.getpid()}] %(name)s: %(message)s",
+    )
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of a worker process (started by the master only)."""
+    parser = argparse.ArgumentParser(prog="colonnade.pools.worker")
+    parser.add_argument("--control-fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master owns Ctrl-C
+    die_with_parent()
+    control = socket.socket(fileno=args.control_fd)
+    received = ipc.recv_blocking(control)
+    if received is None:
+        return 1
+    start, _payload, fds = received
+    for fd in fds:
+        os.close(fd)
+    if not isinstance(start, ipc.Start):
+        return 1
+    _setup_logging(start.log_level, start.pool)
+    try:
+        config = start.source.load()
+        settings = config.pools.get(start.pool)
+        if settings is None:
+            raise ConfigError(f"no pool named {start.pool!r}")
+        view = pool_view(config, start.pool)
+        apply_limits(settings.limits)
+        if settings.sandbox:
+            _sandbox(start, view, required=settings.sandbox is True)
+        from colonnade.modules.standard import BUILTIN
+
+        registry = Registry.standard(BUILTIN)
+        engine = Engine(view, registry)
+        engine.start()
+    except (ConfigError, ModuleError, SandboxError) as exc:
+        log.error("cannot start: %s", exc)
+        ipc.send_blocking(control, ipc.Failed(error=str(exc)))
+        return 3
+    except Exception as exc:
+        log.exception("cannot start")
+        ipc.send_blocking(control, ipc.Failed(error=repr(exc)))
+        return 3
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(_serve(start, control, config, engine, registry))
+    return 0
+
+
+async def _serve(
+    start: ipc.Start,
+    control: socket.socket,
+    config: ServerConfig,
+    engine: Engine,
+    registry: Registry,
+) -> None:
+    await Worker(start, control, config, engine, registry).run()
+
+
+def _sandbox(start: ipc.Start, view: ServerConfig, *, required: bool) -> None:
+    read = [*content_folders(view), *python_paths()]
+    temp = [start.temp_dir] if start.temp_dir else []
+    try:
+        abi = confine(read, temp)
+    except SandboxError as exc:
+        if required:
+            raise
+        log.warning('sandbox = "best-effort": running unconfined: %s', exc)
+        return
+    log.info("sandboxed with Landlock ABI %d: read %d folder(s), write %s", abi, len(read), temp)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
