@@ -221,6 +221,9 @@ class ApplicationConfig(_Strict):
     """``app`` names a factory to call for the application object."""
     app_dir: str | None = None
     """A folder to put on ``sys.path`` before importing ``app``."""
+    allow_modules: bool = False
+    """Allow application modules: classes shipped in the application's folder and
+    declared in its root `web.toml` (`[application_modules]`)."""
 
 
 class VirtualDirectoryConfig(_Strict):
@@ -243,6 +246,8 @@ class SiteConfig(_Strict):
     """The content folder (relative to the server file)."""
     pool: str = "default"
     """The pool serving the site's root application."""
+    allow_modules: bool = False
+    """Allow application modules in the web.toml at the site root (its root application)."""
     host_names: list[str] = msgspec.field(default_factory=list)
     """Host headers this site answers; empty: any host not claimed by another site."""
     applications: list[ApplicationConfig] = msgspec.field(default_factory=list)

@@ -3,8 +3,9 @@
 Any content folder may hold a ``web.toml``. Its top-level tables are module
 sections that apply to the folder's URL subtree; at an application's root it may
 also change the application's module list (``[modules]`` with add/remove/clear)
-and prepend handler mappings (``[[handlers]]``). The files are found once per
-configuration generation by walking the content roots (hidden folders and
+and prepend handler mappings (``[[handlers]]``), and declare application modules
+(``[application_modules] "id" = "module:Class"``, shipped in the folder). The
+files are found once per configuration generation by walking the content roots (hidden folders and
 symlinked folders are not entered), parsed strictly and kept with their line
 index for error messages.
 """
@@ -23,7 +24,7 @@ from colonnade.errors import ConfigError
 
 WEB_TOML = "web.toml"
 #: Keys of a web.toml that are not module sections.
-RESERVED = frozenset({"modules", "handlers"})
+RESERVED = frozenset({"modules", "handlers", "application_modules"})
 #: Folders deeper than this below a content root are not searched.
 MAX_DEPTH = 32
 
@@ -40,6 +41,8 @@ class DirConfig(NamedTuple):
     modules: Raw | None  # collection operations on the application's module list
     handlers: list[Raw]
     lines: KeyLines
+    # Application modules shipped in the application's folder: id → "module:Class".
+    app_modules: dict[str, str] = {}
 
 
 def read_toml(file: str) -> tuple[dict[str, Any], KeyLines]:
@@ -107,7 +110,17 @@ def read_dir_config(file: str, site: str, url_path: str) -> DirConfig:
             line=lines.line_for("handlers"),
             key="handlers",
         )
-    return DirConfig(site, url_path, file, sections, modules, handlers, lines)
+    app_modules = doc.get("application_modules", {})
+    if not isinstance(app_modules, dict) or not all(
+        isinstance(v, str) and v.count(":") == 1 for v in app_modules.values()
+    ):
+        raise ConfigError(
+            '[application_modules] maps module ids to "module:Class" in the application folder',
+            file=file,
+            line=lines.line_for("application_modules"),
+            key="application_modules",
+        )
+    return DirConfig(site, url_path, file, sections, modules, handlers, lines, app_modules)
 
 
 def discover(site: str, roots: Iterable[tuple[str, str]]) -> list[DirConfig]:

@@ -15,7 +15,10 @@ its runtime (modules, caches) as it is: a reload switches only what it affects.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import os
+import sys
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +32,7 @@ from colonnade.config.tree import DirConfig, discover
 from colonnade.core.app import Application, Level, PythonApp, VirtualDirectory
 from colonnade.core.context import Context
 from colonnade.core.handler import Handler
-from colonnade.core.module import Module
+from colonnade.core.module import Module, check_declaration
 from colonnade.core.pyapp import detect_interface, load_app
 from colonnade.core.registry import Registry
 from colonnade.engine.sites import Site, parse_binding
@@ -58,6 +61,8 @@ class Builder:
         self.registry = registry
         self.previous = previous or {}
         self.source = config.source
+        # Application modules of this generation: id → class, from the apps' folders.
+        self.local: dict[str, type[Module]] = {}
         self.server_ids = self._check_module_list(config.server.modules)
         self.sections: dict[str, type[Section]] = {}
         for module_id in self.server_ids:
@@ -97,8 +102,12 @@ class Builder:
             self.registry.load(module_id)
         return list(ids)
 
+    def _module_class(self, module_id: str) -> type[Module]:
+        local = self.local.get(module_id)
+        return local if local is not None else self.registry.load(module_id)
+
     def _learn_sections(self, module_id: str) -> None:
-        section = self.registry.load(module_id).section
+        section = self._module_class(module_id).section
         if section is not None:
             self.sections[section.key] = section
 
@@ -205,7 +214,12 @@ class Builder:
         dirs = discover(site.name, roots)
         lines.update((d.file, d.lines) for d in dirs)
         for d in dirs:
+            if d.app_modules:
+                self._load_app_modules(d, apps)
+        for d in dirs:
             for module_id in _added_modules(d):
+                if module_id in self.local:
+                    continue
                 if module_id not in self.registry:
                     raise self._dir_error(
                         d, f"no module named {module_id!r} is installed", "modules.add"
@@ -235,7 +249,7 @@ class Builder:
         vdirs = tuple(
             VirtualDirectory(v.path.rstrip("/") or "/", v.root) for v in site.virtual_directories
         )
-        apps = {"/": _AppSpec("/", site.root, site.pool, None, vdirs)}
+        apps = {"/": _AppSpec("/", site.root, site.pool, None, vdirs, site.allow_modules)}
         for j, a in enumerate(site.applications):
             path = a.path.rstrip("/") or "/"
             if path in apps and path != "/":
@@ -244,7 +258,9 @@ class Builder:
                 )
             python = PythonApp(a.app, a.interface, a.factory, a.app_dir) if a.app else None
             default_root = site.root if path == "/" else os.path.join(site.root, path.strip("/"))
-            apps[path] = _AppSpec(path, a.root or default_root, a.pool or site.pool, python, vdirs)
+            apps[path] = _AppSpec(
+                path, a.root or default_root, a.pool or site.pool, python, vdirs, a.allow_modules
+            )
         return apps
 
     def _levels(self, site: str, dirs: Iterable[DirConfig]) -> tuple[Level, ...]:
@@ -270,12 +286,42 @@ class Builder:
 
     # -- applications -----------------------------------------------------------------
 
+    def _load_app_modules(self, d: DirConfig, apps: dict[str, _AppSpec]) -> None:
+        """Import the application modules a root web.toml declares (where allowed)."""
+        spec = apps.get(d.path)
+        if spec is None:
+            raise self._dir_error(
+                d,
+                "application modules are declared at an application's root",
+                "application_modules",
+            )
+        if not spec.allow_modules:
+            raise self._dir_error(
+                d,
+                f"application modules are not allowed here: the server configuration "
+                f"({self.source}) must set allow_modules = true for this application",
+                "application_modules",
+            )
+        for module_id, target in d.app_modules.items():
+            key = f"application_modules.{module_id}"
+            if module_id in self.registry or module_id in self.local:
+                raise self._dir_error(d, f"the id {module_id!r} is taken", key)
+            try:
+                cls = load_local_class(spec.root, target, module_id)
+            except ModuleError as exc:
+                raise self._dir_error(d, exc.message, key) from None
+            self.local[module_id] = cls
+            self._learn_sections(module_id)
+
     def _module_ids(self, root_dir: DirConfig | None) -> list[str]:
-        if root_dir is None or not root_dir.modules:
-            return list(self.server_ids)
-        target: Raw = {}
-        merge_into(target, {"modules": root_dir.modules}, defaults={"modules": self.server_ids})
-        ids: list[str] = target["modules"]
+        ids: list[str] = list(self.server_ids)
+        if root_dir is not None and root_dir.modules:
+            target: Raw = {}
+            merge_into(target, {"modules": root_dir.modules}, defaults={"modules": ids})
+            ids = target["modules"]
+        if root_dir is not None:
+            # Declared application modules join the application, after the server's.
+            ids += [m for m in root_dir.app_modules if m not in ids]
         return ids
 
     def _rules(
@@ -329,7 +375,7 @@ class Builder:
         if old is not None and old.fingerprint == fingerprint:
             self.reused.append(old)
             return old
-        modules = [self.registry.load(module_id)() for module_id in ids]
+        modules = [self._module_class(module_id)() for module_id in ids]
         by_id = {m.id: m for m in modules}
         rules = self._rules(by_id, mappings)
         if app.python is not None:
@@ -384,8 +430,47 @@ class Builder:
                     raise ConfigError(exc.message, file=origin, line=line, key=exc.key) from None
 
 
+def load_local_class(folder: str, target: str, module_id: str) -> type[Module]:
+    """Import ``module:Class`` from a file in ``folder`` (an application module).
+
+    The file is loaded under a name of its own (two applications may both ship a
+    ``guard.py``), without touching ``sys.path``.
+    """
+    module_name, _, attr = target.partition(":")
+    rel = module_name.replace(".", os.sep)
+    for candidate in (os.path.join(folder, rel + ".py"), os.path.join(folder, rel, "__init__.py")):
+        if os.path.isfile(candidate):
+            path = candidate
+            break
+    else:
+        raise ModuleError(module_id, f"no file for {module_name!r} in {folder}")
+    unique = (
+        "colonnade_app_"
+        + hashlib.sha1(path.encode()).hexdigest()[:12]
+        + "_"
+        + (module_name.replace(".", "_"))
+    )
+    spec = importlib.util.spec_from_file_location(unique, path)
+    if spec is None or spec.loader is None:
+        raise ModuleError(module_id, f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[unique] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(unique, None)
+        raise ModuleError(module_id, f"{path} failed to import: {exc!r}") from exc
+    cls = getattr(module, attr, None)
+    if not (isinstance(cls, type) and issubclass(cls, Module)):
+        raise ModuleError(module_id, f"{target!r} is not a Module subclass")
+    if cls.id != module_id:
+        raise ModuleError(module_id, f"class {cls.__qualname__} declares id {cls.id!r}")
+    check_declaration(cls)
+    return cls
+
+
 class _AppSpec:
-    __slots__ = ("path", "pool", "python", "root", "vdirs")
+    __slots__ = ("allow_modules", "path", "pool", "python", "root", "vdirs")
 
     def __init__(
         self,
@@ -394,10 +479,12 @@ class _AppSpec:
         pool: str,
         python: PythonApp | None,
         vdirs: tuple[VirtualDirectory, ...],
+        allow_modules: bool = False,
     ) -> None:
         self.path = path
         self.root = root
         self.pool = pool
+        self.allow_modules = allow_modules
         self.python = python
         self.vdirs = vdirs
 

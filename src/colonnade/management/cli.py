@@ -119,8 +119,11 @@ def config_source(args: argparse.Namespace) -> ConfigSource:
     bindings = [b if "://" in b else f"http://{b}" for b in (args.bind or [])]
     app = getattr(args, "python_app", None)
     app_dir = getattr(args, "app_dir", None)
+    # Serving an app, the content root (and where web.toml files are looked for) is
+    # its folder unless --root says otherwise.
+    root = args.root or (app_dir if app and app_dir else None) or os.getcwd()
     return ConfigSource(
-        root=os.path.abspath(args.root or os.getcwd()),
+        root=os.path.abspath(root),
         bindings=bindings or ["http://127.0.0.1:8080"],
         no_access_log=args.no_access_log,
         app=app,
