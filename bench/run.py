@@ -1237,6 +1237,7 @@ faster).
 """
 HIST_START, HIST_END = "<!-- history:start -->", "<!-- history:end -->"
 LATEST_START, LATEST_END = "<!-- latest:start -->", "<!-- latest:end -->"
+NOTES_START, NOTES_END = "<!-- notes:start -->", "<!-- notes:end -->"
 HIST_MAX = 40
 
 
@@ -1247,8 +1248,14 @@ def write_results(path: Path, section: str, history_row: str) -> None:
         body = text.split(HIST_START, 1)[1].split(HIST_END, 1)[0]
         rows = [ln for ln in body.splitlines() if ln.startswith("| 20")]
     rows = [history_row, *rows][:HIST_MAX]
+    # Hand-written analysis (profiles, what a miss needs) survives every run.
+    notes: list[str] = []
+    if NOTES_START in text and NOTES_END in text:
+        kept = text.split(NOTES_START, 1)[1].split(NOTES_END, 1)[0]
+        notes = [NOTES_START, kept.strip("\n"), NOTES_END, ""]
     out = [
         RESULTS_HEADER,
+        *notes,
         LATEST_START,
         section.rstrip(),
         LATEST_END,
