@@ -9,6 +9,7 @@ failing the server (the module logs which).
 
 from __future__ import annotations
 
+import abc
 import importlib
 import threading
 import zlib
@@ -30,7 +31,7 @@ class Stream(Protocol):
         ...
 
 
-class Coding:
+class Coding(abc.ABC):
     """One content coding: its token, its ETag suffix and its file extension."""
 
     __slots__ = ("extension", "name", "suffix", "token")
@@ -41,17 +42,17 @@ class Coding:
         self.suffix = b"-" + self.token  # appended inside ETag quotes
         self.extension = extension  # a precompressed sibling's extension
 
+    @abc.abstractmethod
     def compress(self, data: bytes, level: int, *, reuse: bool = True) -> bytes:
         """``data`` compressed whole at ``level`` (safe from any thread).
 
         ``reuse=False`` for a one-off job (a static file in a worker thread): the
         compressor's memory is not kept for the next call.
         """
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def stream(self, level: int) -> Stream:
         """A flushing compressor for one streamed body."""
-        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"<Coding {self.name}>"
