@@ -102,7 +102,7 @@ class Context:
         request: Request,
         app: Application,
         writer: ResponseWriter,
-        send_response: SendHook,
+        send_response: SendHook | None,
     ) -> None:
         self.request = request
         self.response = Response()
@@ -160,7 +160,9 @@ class Context:
         if response.headers_sent:
             return
         response.streaming = True
-        await self._send_response(self)
+        send = self._send_response
+        if send is not None:
+            await send(self)
         response.headers_sent = True
         length = response.header(b"content-length")
         self.writer.start(
@@ -196,7 +198,9 @@ class Context:
         if response.headers_sent:
             await self.writer.end()
             return
-        await self._send_response(self)
+        send = self._send_response
+        if send is not None:
+            await send(self)
         response.headers_sent = True
         body_file = response.file
         if body_file is None:

@@ -11,7 +11,7 @@ nothing per request. Two built-in steps are always present: the handler mapping
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 
 from colonnade.core.module import Module, Priority
@@ -41,7 +41,15 @@ class Step(NamedTuple):
 class Plan:
     """The immutable, per-application order of every hook."""
 
-    __slots__ = ("error", "map_path", "modules", "send_response", "steps")
+    __slots__ = (
+        "error",
+        "map_path",
+        "modules",
+        "run_send_response",
+        "send_response",
+        "steps",
+        "walk",
+    )
 
     def __init__(
         self,
@@ -56,13 +64,11 @@ class Plan:
         self.error = error
         self.map_path = map_path
         self.modules = modules
-
-    async def run_send_response(self, ctx: Any) -> None:
-        """Call the SEND_RESPONSE hooks (reverse order); errors propagate to the runner."""
-        for hook in self.send_response:
-            answer = hook.fn(ctx)
-            if hook.is_async:
-                await answer
+        # The generated walk (pipeline/runner.py), made on first use.
+        self.walk: Callable[[Any], Any] | None = None
+        #: Calls the SEND_RESPONSE hooks (reverse order; errors propagate to the
+        #: runner), or None when nobody joined SEND_RESPONSE.
+        self.run_send_response = _chain(send_response)
 
     def describe(self) -> list[tuple[Stage, list[str]]]:
         """Stage by stage, who runs (for ``colonnade modules``)."""
@@ -79,6 +85,26 @@ class Plan:
             if hooks:
                 rows.append((stage, names(hooks)))
         return rows
+
+
+def _chain(hooks: tuple[BoundHook, ...]) -> Callable[[Any], Awaitable[None]] | None:
+    # One generated coroutine function calling ``hooks`` in order: no loop, no
+    # tuple unpacking per hook.
+    if not hooks:
+        return None
+    names = {f"h{i}": hook.fn for i, hook in enumerate(hooks)}
+    calls = "".join(
+        f"        {'await ' if hook.is_async else ''}h{i}(ctx)\n" for i, hook in enumerate(hooks)
+    )
+    source = (
+        f"def make({', '.join(names)}):\n"
+        f"    async def send_response(ctx):\n{calls}"
+        "    return send_response\n"
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "<colonnade send_response hooks>", "exec"), namespace)
+    chain: Callable[[Any], Awaitable[None]] = namespace["make"](**names)
+    return chain
 
 
 def _mark_state_acquired(ctx: Any) -> None:

@@ -1,17 +1,23 @@
 """Run a compiled plan for one request; the one place exceptions become responses.
 
-How this works: ``run`` walks ``plan.steps`` in order. A hook's answer is checked
+How this works: the walk visits ``plan.steps`` in order. A hook's answer is checked
 with one identity test (``is FINISH``); after FINISH or an error the walk skips
 every step whose row in ``STAGES`` is not marked "always" (RELEASE_REQUEST_STATE
 runs only if state was acquired). An exception escaping a hook is turned into a
 500 page carrying a short correlation id, logged once with its traceback under the
 same id, and shown to ERROR subscribers; it never escapes to the connection. An
 ``HttpError`` becomes its own status instead, without a traceback.
+
+The walk is generated once per plan (:func:`compile_walk`): straight-line code with
+each step's hooks in one ``or`` chain, so a request pays a call and an identity
+test per hook and nothing for looping over steps and call tuples.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from colonnade.core.context import Context
 from colonnade.core.module import FINISH
@@ -21,32 +27,78 @@ from colonnade.pipeline.plan import Plan
 
 log = logging.getLogger("colonnade.error")
 
-_NO = Always.NO
-_IF_STATE = Always.IF_STATE
 _SEND = Stage.SEND_RESPONSE
+
+#: The generated walk of one plan.
+Walk = Callable[[Context], Coroutine[Any, Any, None]]
 
 
 async def run(plan: Plan, ctx: Context) -> None:
     """Walk the plan for ``ctx``; never raises for a module's failure."""
-    for step in plan.steps:
-        if ctx.finished:
-            always = step.always
-            if always is _NO or (always is _IF_STATE and not ctx.state_acquired):
-                continue
-            await _run_always(plan, ctx, step.stage, step.calls)
-            continue
-        try:
-            for fn, is_async in step.calls:
-                answer = fn(ctx)
-                if is_async:
-                    answer = await answer
-                if answer is FINISH:
+    walk = plan.walk
+    if walk is None:
+        walk = plan.walk = compile_walk(plan)
+    await walk(ctx)
+
+
+def compile_walk(plan: Plan) -> Walk:
+    """Generate the walk of ``plan``: one coroutine function, no loops.
+
+    Per step::
+
+        if not ctx.finished:
+            try:
+                if h0(ctx) is FINISH or (await h1(ctx)) is FINISH:
                     ctx.finished = True
-                    break
-        except Exception as exc:
-            await fail(plan, ctx, exc, step.stage)
-            if step.stage is _SEND:
-                await _send_plain(ctx)
+            except Exception as exc:
+                await fail(plan, ctx, exc, stage)
+        elif <the step is "always" (or "if-state" with state acquired)>:
+            await run_always(plan, ctx, stage, calls)
+
+    Hooks are closure variables; only generated names and stage numbers go
+    into the source.
+    """
+    names: dict[str, Any] = {
+        "plan": plan,
+        "FINISH": FINISH,
+        "fail": fail,
+        "run_always": _run_always,
+        "send_plain": _send_plain,
+    }
+    body: list[str] = []
+    for i, step in enumerate(plan.steps):
+        names[f"stage{i}"] = step.stage
+        names[f"calls{i}"] = step.calls
+        tests = []
+        for j, (fn, is_async) in enumerate(step.calls):
+            names[f"h{i}_{j}"] = fn
+            call = f"h{i}_{j}(ctx)"
+            tests.append(f"({'await ' if is_async else ''}{call}) is FINISH")
+        body.append("    if not ctx.finished:")
+        body.append("        try:")
+        body.append(f"            if {' or '.join(tests) or 'False'}:")
+        body.append("                ctx.finished = True")
+        body.append("        except Exception as exc:")
+        body.append(f"            await fail(plan, ctx, exc, stage{i})")
+        if step.stage is _SEND:
+            body.append("            await send_plain(ctx)")
+        if step.always is Always.YES:
+            body.append("    else:")
+        elif step.always is Always.IF_STATE:
+            body.append("    elif ctx.state_acquired:")
+        if step.always is not Always.NO:
+            body.append(f"        await run_always(plan, ctx, stage{i}, calls{i})")
+    params = ", ".join(names)
+    source = (
+        f"def make({params}):\n"
+        "    async def walk(ctx):\n"
+        + "".join(f"    {line}\n" for line in body or ["    pass"])
+        + "    return walk\n"
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "<colonnade pipeline walk>", "exec"), namespace)
+    walk: Walk = namespace["make"](**names)
+    return walk
 
 
 async def _run_always(
