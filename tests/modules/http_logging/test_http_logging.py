@@ -235,6 +235,39 @@ def test_w3c_escape() -> None:
     assert w3c_escape("a\nb\x7f") == "a%0Ab%7F"
 
 
+def test_repeated_values_are_escaped_once_and_the_memo_is_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[str] = []
+
+    def escape(value: str) -> str:
+        calls.append(value)
+        return w3c_escape(value)
+
+    monkeypatch.setattr(logmod, "_MEMO_MAX", 3)
+    memo = logmod._Memo(escape)
+    assert [memo["a b"], memo["a b"], memo["x\ny"]] == ["a+b", "a+b", "x%0Ay"]
+    assert calls == ["a b", "x\ny"]  # the second "a b" was a hit
+    for value in ("c", "d", "e", "f"):
+        memo[value]
+    assert len(memo) <= 3  # hostile unique values start it over, never grow it
+
+
+def test_lines_logged_many_times_keep_their_escapes(root: Path, log_path: Path) -> None:
+    # The memoised escapes must give every line the same, safe text.
+    log_path.parent.mkdir()
+    (root / "a b.txt").write_text("x")
+    with serve(root, {"target": str(log_path)}) as client:
+        for _ in range(3):
+            client.get("/a%20b.txt?q=1%0D%0Ax", headers={"user-agent": "evil\tagent"})
+    _, records = read_w3c(log_path)
+    assert len(records) == 3
+    for record in records:
+        assert record["cs-uri-stem"] == "/a+b.txt"
+        assert record["cs-uri-query"] == "q=1%0D%0Ax"
+        assert record["cs(User-Agent)"] == "evil%09agent"
+
+
 @pytest.mark.parametrize(
     ("selective", "logged"),
     [

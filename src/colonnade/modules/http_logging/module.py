@@ -3,13 +3,16 @@
 How this works:
 
 - *Compile once.* :meth:`HttpLogging.provision` turns the field list into a
-  :class:`LineFormat`: a tuple of small getter functions, one per field, each
-  reading one thing off the context. Formatting a line is one list comprehension
-  and a join (W3C) or one ``msgspec`` encode (JSON).
+  :class:`LineFormat` and, per target, one generated function (W3C: a single
+  f-string over inline field expressions, appended to the sink's list) or a dict
+  of getters encoded by ``msgspec`` (JSON). The hook is one dict lookup by section
+  and one call.
 - *Cheap per request.* The date and time strings are rebuilt once per second, not
-  per line; request headers are turned into a dict only when a ``cs(...)`` field
+  per line; paths, queries, user names and header values are escaped once and
+  memoised; request headers are turned into a dict only when a ``cs(...)`` field
   needs them; the correlation id is read only for 5xx answers (which made one).
-- *Buffered.* Lines go to a :class:`Sink`'s in-memory buffer. It is written in one
+- *Buffered.* Lines go to a :class:`Sink`'s in-memory list as text, joined and
+  encoded once per write. It is written in one
   syscall when it passes ``buffer_size``, ``flush_interval`` seconds after its first
   line (a ``call_later`` on the running loop: no thread, no per-request syscall),
   and on ``shutdown`` and ``cleanup``.
@@ -55,27 +58,36 @@ class LineState:
     Formatting is synchronous, so one instance serves every line in the process.
     """
 
-    __slots__ = ("date", "headers", "second", "time")
+    __slots__ = ("date", "headers", "next", "second", "time")
 
     def __init__(self) -> None:
         self.second = -1
+        self.next = 0.0  # when ``second`` ends: one float compare per line
         self.date = ""
         self.time = ""
         self.headers: dict[bytes, bytes] = {}
 
     def tick(self) -> None:
         """Bring ``date``/``time`` to the current UTC second (formats once a second)."""
-        second = int(time.time())
-        if second != self.second:
-            t = time.gmtime(second)
-            self.date = f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
-            self.time = f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
-            self.second = second
+        now = time.time()
+        if now >= self.next:
+            self.refresh(now)
+
+    def refresh(self, now: float) -> None:
+        """Format the clock strings for the second ``now`` falls in."""
+        second = int(now)
+        t = time.gmtime(second)
+        self.date = f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
+        self.time = f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+        self.second = second
+        self.next = second + 1.0
 
 
 _STATE = LineState()
 
 W3cGetter = Callable[[Context, LineState], str]
+#: Writes the line of one request into its sink.
+Emit = Callable[[Context], None]
 JsonGetter = Callable[[Context, LineState], "str | int | None"]
 
 
@@ -96,6 +108,32 @@ def w3c_escape(value: str) -> str:
         # forged line; this loop runs only for such rare values.
         value = "".join([_escape_unprintable(char) for char in value])
     return value
+
+
+class _Memo(dict[Any, str]):
+    """Escaped forms of recurring values (paths, user agents): one dict hit per line.
+
+    A miss escapes the value and keeps it; the memo is emptied when it reaches
+    ``_MEMO_MAX`` entries, so hostile unique values cannot grow it without bound.
+    """
+
+    def __init__(self, escape: Callable[[Any], str]) -> None:
+        super().__init__()
+        self.escape = escape
+
+    def __missing__(self, value: Any) -> str:
+        if len(self) >= _MEMO_MAX:
+            self.clear()
+        escaped = self[value] = self.escape(value)
+        return escaped
+
+
+def _escape_bytes(value: bytes | None) -> str:
+    return w3c_escape(value.decode("latin-1")) if value else "-"
+
+
+#: Entries a memo holds before it starts over.
+_MEMO_MAX = 4096
 
 
 # -- field getters -----------------------------------------------------------------
@@ -327,10 +365,10 @@ _INLINE: dict[str, str] = {
     "time": "st.time",
     "s-ip": "(r.server[0] if r.server else '-')",
     "cs-method": "r.method",
-    "cs-uri-stem": "esc(r.path)",
-    "cs-uri-query": "(esc(r.query.decode('latin-1')) if r.query else '-')",
+    "cs-uri-stem": "escs[r.path]",
+    "cs-uri-query": "escb[r.query]",
     "s-port": "(r.server[1] if r.server else '-')",
-    "cs-username": "(esc(ctx.user.name) if ctx.user is not None else '-')",
+    "cs-username": "('-' if ctx.user is None else escs[ctx.user.name])",
     "c-ip": "(r.client[0] if r.client else '-')",
     "sc-status": "resp.status",
     "sc-substatus": "resp.substatus",
@@ -340,42 +378,52 @@ _INLINE: dict[str, str] = {
 }
 
 
-def _header_value(value: bytes | None) -> str:
-    return w3c_escape(value.decode("latin-1")) if value else "-"
-
-
-def _compile_w3c(
-    fields: list[str], getters: list[W3cGetter]
-) -> Callable[[Context, LineState], str]:
-    """One generated function formatting a whole line: no call per field.
+def _compile_w3c(fields: list[str], getters: list[W3cGetter], sink: Sink) -> Emit:
+    """One generated function writing a whole line into ``sink``: no call per field.
 
     Like nginx's compiled log formats. Only fixed expressions from ``_INLINE`` and
     ``repr``-quoted header names go into the source; other fields call their getter.
+    Values that recur (paths, queries, user agents) are escaped once and memoised.
     """
     namespace: dict[str, Any] = {
-        "esc": w3c_escape,
         "monotonic": time.monotonic,
-        "hv": _header_value,
+        "clock": time.time,
+        "st": _STATE,
+        "sink": sink,
+        "lines": sink.lines,
+        "escs": _Memo(w3c_escape),
+        "escb": _Memo(_escape_bytes),
     }
     parts = []
+    headers = False
     for i, (field, getter) in enumerate(zip(fields, getters, strict=True)):
         expr = _INLINE.get(field)
         header = HEADER_FIELD.match(field)
         if expr is None and header is not None and header.group(1) == "cs":
-            expr = f"hv(st.headers.get({header.group(2).lower().encode('latin-1')!r}))"
+            expr = f"escb[hd.get({header.group(2).lower().encode('latin-1')!r})]"
+            headers = True
         if expr is None:
             namespace[f"g{i}"] = getter
             expr = f"g{i}(ctx, st)"
         parts.append("{" + expr + "}")
     source = (
-        "def line(ctx, st):\n"
+        "def emit(ctx):\n"
+        "    if clock() >= st.next:\n"
+        "        st.refresh(clock())\n"
         "    r = ctx.request\n"
         "    resp = ctx.response\n"
-        f'    return f"{" ".join(parts)}\\n"\n'
+        + ("    hd = dict(r.headers)\n" if headers else "")
+        + f'    text = f"{" ".join(parts)}\\n"\n'
+        "    lines.append(text)\n"
+        "    sink.pending += len(text)\n"
+        "    if sink.pending >= sink.limit:\n"
+        "        sink.flush()\n"
+        "    elif sink.timer is None:\n"
+        "        sink.schedule()\n"
     )
     exec(compile(source, "<colonnade access log format>", "exec"), namespace)
-    line: Callable[[Context, LineState], str] = namespace["line"]
-    return line
+    emit: Emit = namespace["emit"]
+    return emit
 
 
 def json_key(field: str) -> str:
@@ -384,9 +432,9 @@ def json_key(field: str) -> str:
 
 
 class LineFormat:
-    """A field list compiled into getters; formats one line into a sink's buffer."""
+    """A field list resolved into getters; :meth:`emitter` makes the per-line writer."""
 
-    __slots__ = ("_encode_into", "directive", "fields", "json", "line", "needs_headers", "w3c")
+    __slots__ = ("directive", "fields", "json", "needs_headers", "w3c")
 
     def __init__(self, fields: list[str], fmt: str) -> None:
         self.fields = tuple(fields)
@@ -405,65 +453,86 @@ class LineFormat:
             w3c.append(w3c_get)
             json.append((json_key(field), json_get))
         self.w3c = tuple(w3c) if fmt == "w3c" else None
-        self.line = _compile_w3c(list(fields), w3c) if fmt == "w3c" else None
         self.json = tuple(json) if fmt == "json" else None
         self.directive = "#Fields: " + " ".join(fields)
-        self._encode_into = msgspec.json.Encoder().encode_into
 
-    def header(self) -> bytes:
+    def header(self) -> str:
         """The W3C header block for a log that starts (or changes fields) here."""
         now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
         return (
             f"#Software: Colonnade {__version__}\n#Version: 1.0\n#Date: {now}\n{self.directive}\n"
-        ).encode()
+        )
 
-    def write(self, ctx: Context, buffer: bytearray) -> None:
-        """Append the line for ``ctx`` to ``buffer``."""
-        state = _STATE
-        state.tick()
-        if self.needs_headers:
-            # One C-level pass instead of a Python scan per header field.
-            state.headers = dict(ctx.request.headers)
-        line = self.line
-        if line is not None:
-            buffer += line(ctx, state).encode()
-            return
-        record: dict[str, Any] = {key: get(ctx, state) for key, get in self.json or ()}
-        self._encode_into(record, buffer, -1)
-        buffer += b"\n"
+    def emitter(self, sink: Sink) -> Emit:
+        """The function that writes one request's line into ``sink``."""
+        if self.w3c is not None:
+            line = _compile_w3c(list(self.fields), list(self.w3c), sink)
+            directive = self.directive
+
+            def emit_w3c(ctx: Context) -> None:
+                if sink.directive is not directive:
+                    sink.ensure_header(self)  # another field list wrote here meanwhile
+                line(ctx)
+
+            return emit_w3c
+        getters = self.json or ()
+        needs_headers = self.needs_headers
+        encode = msgspec.json.Encoder().encode
+
+        def emit_json(ctx: Context) -> None:
+            state = _STATE
+            state.tick()
+            if needs_headers:
+                # One C-level pass instead of a Python scan per header field.
+                state.headers = dict(ctx.request.headers)
+            record = {key: get(ctx, state) for key, get in getters}
+            sink.add(encode(record).decode() + "\n")
+
+        return emit_json
 
 
 class Sink:
     """One log target: an output, a buffer, a flush timer, a reference count."""
 
-    __slots__ = ("buffer", "directive", "fd", "interval", "key", "limit", "refs", "timer")
+    __slots__ = ("directive", "fd", "interval", "key", "limit", "lines", "pending", "refs", "timer")
 
     def __init__(self, key: str, fd: int | None, directive: str | None) -> None:
         self.key = key
         self.fd = fd  # None: the process's stdout/stderr, looked up at each write
-        self.buffer = bytearray()
+        # Lines as text, joined and encoded once per flush; the list object is
+        # never replaced (compiled emitters hold it).
+        self.lines: list[str] = []
+        self.pending = 0  # characters in ``lines``
         self.directive = directive  # the #Fields line currently in force, if known
         self.limit = 65536
         self.interval = 1.0
         self.refs = 0
         self.timer: asyncio.TimerHandle | None = None
 
-    def written(self) -> None:
-        """A line was appended: flush if full, else make sure a flush is scheduled."""
-        if len(self.buffer) >= self.limit:
+    def add(self, text: str) -> None:
+        """Append ``text``; flush if the buffer is full, else make sure a flush is due."""
+        self.lines.append(text)
+        self.pending += len(text)
+        if self.pending >= self.limit:
             self.flush()
         elif self.timer is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # no loop to wait on (a synchronous caller): write now
-                self.flush()
-                return
-            self.timer = loop.call_later(self.interval, self._timed_flush)
+            self.schedule()
+
+    def schedule(self) -> None:
+        """Flush ``interval`` seconds from now (at once without a running loop)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop to wait on (a synchronous caller): write now
+            self.flush()
+            return
+        self.timer = loop.call_later(self.interval, self._timed_flush)
 
     def ensure_header(self, fmt: LineFormat) -> None:
         """Start a W3C header block unless ``fmt``'s fields are the ones in force."""
         if self.directive != fmt.directive:
-            self.buffer += fmt.header()
+            header = fmt.header()
+            self.lines.append(header)
+            self.pending += len(header)
         # Keep fmt's own string so the per-line identity test passes from now on.
         self.directive = fmt.directive
 
@@ -476,23 +545,24 @@ class Sink:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        if not self.buffer:
+        if not self.lines:
             return
-        data = bytes(self.buffer)
-        self.buffer.clear()
+        text = "".join(self.lines)
+        self.lines.clear()
+        self.pending = 0
         try:
             if self.fd is not None:
-                view = memoryview(data)
+                view = memoryview(text.encode("utf-8", "replace"))
                 while view:
                     view = view[os.write(self.fd, view) :]
             elif self.key in _STREAMS:
                 # Looked up now, not at open: tests and daemons swap sys.stdout.
                 stream = sys.stderr if self.key == "stderr" else sys.stdout
                 if stream is not None:  # no console at all (pythonw, some daemons)
-                    stream.write(data.decode("utf-8", "replace"))
+                    stream.write(text)
                     stream.flush()
         except (OSError, ValueError) as exc:  # disk full, closed stream: report, go on
-            log.error("access log %s: %d bytes lost: %s", self.key, len(data), exc)
+            log.error("access log %s: %d characters lost: %s", self.key, len(text), exc)
 
     def close(self) -> None:
         """Flush and close the file."""
@@ -571,10 +641,27 @@ def release_sink(sink: Sink) -> None:
 
 
 class Output(NamedTuple):
-    """Where the lines of one log configuration go, and how they look."""
+    """Where the lines of one log configuration go, how they look, and the writer."""
 
     fmt: LineFormat
     sink: Sink
+    emit: Emit
+
+
+def _filtered(settings: HttpLoggingSection, emit: Emit) -> Emit | None:
+    # The writer a section's settings call for: none when logging is off, and a
+    # status test in front of it for IIS selective logging.
+    if not settings.enabled:
+        return None
+    if settings.selective == "all":
+        return emit
+    errors = settings.selective == "error"
+
+    def selective(ctx: Context) -> None:
+        if (ctx.response.status >= 400) is errors:
+            emit(ctx)
+
+    return selective
 
 
 def _below(path: str, app_path: str) -> bool:
@@ -590,10 +677,11 @@ class HttpLogging(Module):
     def __init__(self) -> None:
         # (target, format, fields) → output: locations sharing a configuration share it.
         self._outputs: dict[tuple[str, str, tuple[str, ...]], Output] = {}
-        # id(section) → (section, output), the per-request lookup. Holding the
+        # id(section) → (section, its line writer or None when it logs nothing), the
+        # per-request lookup. Holding the
         # section keeps its id from being reused by another object, so a hit on the
         # id is a hit on the very same section.
-        self._by_section: dict[int, tuple[HttpLoggingSection, Output]] = {}
+        self._by_section: dict[int, tuple[HttpLoggingSection, Emit | None]] = {}
 
     def provision(self, app: Application) -> None:
         """Compile the field lists and open (or share) every log target.
@@ -612,13 +700,13 @@ class HttpLogging(Module):
         if output is None:
             fmt = LineFormat(settings.fields, settings.format)
             sink = acquire_sink(settings.target, settings)
-            output = self._outputs[key] = Output(fmt, sink)
+            output = self._outputs[key] = Output(fmt, sink, fmt.emitter(sink))
             if fmt.w3c is not None:
                 sink.ensure_header(fmt)
                 sink.flush()  # the header goes out at start-up, not with line one
         if len(self._by_section) >= _SECTIONS_MAX:
             self._by_section.clear()
-        self._by_section[id(settings)] = (settings, output)
+        self._by_section[id(settings)] = (settings, _filtered(settings, output.emit))
         return output
 
     def _output_for(self, settings: HttpLoggingSection) -> Output | None:
@@ -649,21 +737,12 @@ class HttpLogging(Module):
     @hook(Stage.LOG_REQUEST)
     def log_request(self, ctx: Context) -> None:
         """Append this request's line to its log's buffer (unless filtered out)."""
-        settings = ctx.section(HttpLoggingSection)
-        if not settings.enabled:
-            return
-        selective = settings.selective
-        if selective != "all" and (ctx.response.status >= 400) is (selective == "success"):
-            return
+        settings = ctx.sections.get(HttpLoggingSection)
         entry = self._by_section.get(id(settings))
-        if entry is not None:
-            fmt, sink = entry[1]
-        else:
-            output = self._output_for(settings)
-            if output is None:
+        if entry is None:
+            if not settings.enabled or self._output_for(settings) is None:
                 return
-            fmt, sink = output
-        if fmt.w3c is not None and sink.directive is not fmt.directive:
-            sink.ensure_header(fmt)  # another field list wrote to this target meanwhile
-        fmt.write(ctx, sink.buffer)
-        sink.written()
+            entry = self._by_section[id(settings)]
+        emit = entry[1]
+        if emit is not None:
+            emit(ctx)
