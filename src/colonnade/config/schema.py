@@ -223,7 +223,8 @@ class ApplicationConfig(_Strict):
     """A folder to put on ``sys.path`` before importing ``app``."""
     allow_modules: bool = False
     """Allow application modules: classes shipped in the application's folder and
-    declared in its root `web.toml` (`[application_modules]`)."""
+    ASGI middleware that wraps all of its content, declared in its root `web.toml`
+    (`[application_modules]`)."""
 
 
 class VirtualDirectoryConfig(_Strict):
@@ -247,7 +248,8 @@ class SiteConfig(_Strict):
     pool: str = "default"
     """The pool serving the site's root application."""
     allow_modules: bool = False
-    """Allow application modules in the web.toml at the site root (its root application)."""
+    """Allow application modules (module classes, ASGI middleware) in the web.toml at
+    the site root (its root application)."""
     host_names: list[str] = msgspec.field(default_factory=list)
     """Host headers this site answers; empty: any host not claimed by another site."""
     applications: list[ApplicationConfig] = msgspec.field(default_factory=list)

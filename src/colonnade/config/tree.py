@@ -4,10 +4,12 @@ Any content folder may hold a ``web.toml``. Its top-level tables are module
 sections that apply to the folder's URL subtree; at an application's root it may
 also change the application's module list (``[modules]`` with add/remove/clear)
 and prepend handler mappings (``[[handlers]]``), and declare application modules
-(``[application_modules] "id" = "module:Class"``, shipped in the folder). The
-files are found once per configuration generation by walking the content roots (hidden folders and
-symlinked folders are not entered), parsed strictly and kept with their line
-index for error messages.
+in ``[application_modules]``: ``"id" = "module:Class"`` (a module class shipped in
+the folder) or ``"id" = { asgi_middleware = "module:attr", options = { ... } }``
+(an ASGI middleware that wraps every handler of the application). The files are
+found once per configuration generation by walking the content roots (hidden
+folders and symlinked folders are not entered), parsed strictly and kept with
+their line index for error messages.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import tomllib
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from colonnade.config.sections import Raw
+import msgspec
+
+from colonnade.config.sections import Raw, _split_validation
 from colonnade.config.toml_lines import KeyLines
 from colonnade.errors import ConfigError
 
@@ -29,6 +33,29 @@ RESERVED = frozenset({"modules", "handlers", "application_modules"})
 MAX_DEPTH = 32
 
 _TOML_LINE = re.compile(r"\(at line (\d+)")
+#: ``module:attribute`` (both dotted names) of an application module or middleware.
+_TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+class MiddlewareDecl(NamedTuple):
+    """An ASGI middleware declared in ``[application_modules]``.
+
+    ``target`` names a class or factory, called as ``target(app, **options)``.
+    """
+
+    id: str
+    target: str
+    options: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        """The dotted key of the declaration, for error messages."""
+        return f"application_modules.{self.id}"
+
+
+class _MiddlewareTable(msgspec.Struct, forbid_unknown_fields=True):
+    asgi_middleware: str
+    options: dict[str, Any] = {}
 
 
 class DirConfig(NamedTuple):
@@ -43,6 +70,8 @@ class DirConfig(NamedTuple):
     lines: KeyLines
     # Application modules shipped in the application's folder: id → "module:Class".
     app_modules: dict[str, str] = {}
+    # ASGI middleware declared as application modules, outermost first.
+    asgi_middleware: tuple[MiddlewareDecl, ...] = ()
 
 
 def read_toml(file: str) -> tuple[dict[str, Any], KeyLines]:
@@ -110,17 +139,61 @@ def read_dir_config(file: str, site: str, url_path: str) -> DirConfig:
             line=lines.line_for("handlers"),
             key="handlers",
         )
-    app_modules = doc.get("application_modules", {})
-    if not isinstance(app_modules, dict) or not all(
-        isinstance(v, str) and v.count(":") == 1 for v in app_modules.values()
-    ):
+    app_modules, middleware = _application_modules(doc, file, lines)
+    return DirConfig(
+        site, url_path, file, sections, modules, handlers, lines, app_modules, middleware
+    )
+
+
+def _application_modules(
+    doc: dict[str, Any], file: str, lines: KeyLines
+) -> tuple[dict[str, str], tuple[MiddlewareDecl, ...]]:
+    """``[application_modules]``: module classes by id, and ASGI middleware in order."""
+    table = doc.get("application_modules", {})
+    if not isinstance(table, dict):
         raise ConfigError(
-            '[application_modules] maps module ids to "module:Class" in the application folder',
+            "[application_modules] is a table of application module ids",
             file=file,
             line=lines.line_for("application_modules"),
             key="application_modules",
         )
-    return DirConfig(site, url_path, file, sections, modules, handlers, lines, app_modules)
+    classes: dict[str, str] = {}
+    middleware: list[MiddlewareDecl] = []
+    for module_id, value in table.items():
+        key = f"application_modules.{module_id}"
+        if isinstance(value, str):
+            if _TARGET.match(value) is None:
+                raise ConfigError(
+                    'an application module is "module:Class" (a file in the application folder)',
+                    file=file,
+                    line=lines.line_for(key),
+                    key=key,
+                )
+            classes[module_id] = value
+            continue
+        if not isinstance(value, dict):
+            raise ConfigError(
+                'an application module is "module:Class", or an ASGI middleware: '
+                '{ asgi_middleware = "module:attr", options = { ... } }',
+                file=file,
+                line=lines.line_for(key),
+                key=key,
+            )
+        try:
+            found = msgspec.convert(value, _MiddlewareTable, strict=True)
+        except msgspec.ValidationError as exc:
+            message, where = _split_validation(str(exc), key)
+            raise ConfigError(message, file=file, line=lines.line_for(where), key=where) from None
+        if _TARGET.match(found.asgi_middleware) is None:
+            where = f"{key}.asgi_middleware"
+            raise ConfigError(
+                "not of the form 'module:attribute'",
+                file=file,
+                line=lines.line_for(where),
+                key=where,
+            )
+        middleware.append(MiddlewareDecl(module_id, found.asgi_middleware, found.options))
+    return classes, tuple(middleware)
 
 
 def discover(site: str, roots: Iterable[tuple[str, str]]) -> list[DirConfig]:

@@ -11,6 +11,12 @@ once so that a bad combination fails now, not on a request.
 
 An application whose inputs are unchanged since the ``previous`` generation keeps
 its runtime (modules, caches) as it is: a reload switches only what it affects.
+
+Application modules come from the ``[application_modules]`` table of the
+``web.toml`` at an application's root, where the server allows them: module
+classes (``load_local_class``) and ASGI middleware factories (``load_local_object``,
+then handed, innermost first, to the module registered as ``asgi.middleware``,
+which the engine knows only by that id and the :class:`MiddlewareHost` methods).
 """
 
 from __future__ import annotations
@@ -19,8 +25,8 @@ import hashlib
 import importlib.util
 import os
 import sys
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import msgspec
 
@@ -28,7 +34,7 @@ from colonnade.config.load import locate
 from colonnade.config.schema import HandlerMapping, ServerConfig, SiteConfig
 from colonnade.config.sections import Raw, Section, merge_into, section_defaults
 from colonnade.config.toml_lines import KeyLines
-from colonnade.config.tree import DirConfig, discover
+from colonnade.config.tree import DirConfig, MiddlewareDecl, discover
 from colonnade.core.app import Application, Level, PythonApp, VirtualDirectory
 from colonnade.core.context import Context
 from colonnade.core.handler import Handler
@@ -42,6 +48,21 @@ from colonnade.pipeline import compile_plan
 
 if TYPE_CHECKING:
     from colonnade.engine.engine import AppRuntime
+
+
+#: The module that runs declared ASGI middleware around an application's handlers.
+ASGI_MIDDLEWARE = "asgi.middleware"
+
+
+@runtime_checkable
+class MiddlewareHost(Protocol):
+    """What the ``asgi.middleware`` module offers the builder."""
+
+    def wrap(self, name: str, factory: Callable[..., Any], options: dict[str, Any]) -> None:
+        """Put ``factory(app, **options)`` around the chain built so far."""
+
+    def bind(self, modules: Sequence[Module]) -> None:
+        """Learn the application's modules (the hosted app's handler among them)."""
 
 
 def _covers(prefix: str, path: str) -> bool:
@@ -63,6 +84,8 @@ class Builder:
         self.source = config.source
         # Application modules of this generation: id → class, from the apps' folders.
         self.local: dict[str, type[Module]] = {}
+        # Declared ASGI middleware per (site, application path): outermost first.
+        self.middleware: dict[tuple[str, str], list[tuple[MiddlewareDecl, Any, DirConfig]]] = {}
         self.server_ids = self._check_module_list(config.server.modules)
         self.sections: dict[str, type[Section]] = {}
         for module_id in self.server_ids:
@@ -214,7 +237,7 @@ class Builder:
         dirs = discover(site.name, roots)
         lines.update((d.file, d.lines) for d in dirs)
         for d in dirs:
-            if d.app_modules:
+            if d.app_modules or d.asgi_middleware:
                 self._load_app_modules(d, apps)
         for d in dirs:
             for module_id in _added_modules(d):
@@ -289,11 +312,12 @@ class Builder:
     def _load_app_modules(self, d: DirConfig, apps: dict[str, _AppSpec]) -> None:
         """Import the application modules a root web.toml declares (where allowed)."""
         spec = apps.get(d.path)
+        first = next(iter(d.app_modules), None) or d.asgi_middleware[0].id
         if spec is None:
             raise self._dir_error(
                 d,
                 "application modules are declared at an application's root",
-                "application_modules",
+                f"application_modules.{first}",
             )
         if not spec.allow_modules:
             raise self._dir_error(
@@ -312,6 +336,50 @@ class Builder:
                 raise self._dir_error(d, exc.message, key) from None
             self.local[module_id] = cls
             self._learn_sections(module_id)
+        layers = []
+        for decl in d.asgi_middleware:
+            if decl.id in self.registry or decl.id in self.local:
+                raise self._dir_error(d, f"the id {decl.id!r} is taken", decl.key)
+            if ASGI_MIDDLEWARE not in self.registry:
+                raise self._dir_error(
+                    d,
+                    f"ASGI middleware needs the module {ASGI_MIDDLEWARE!r}, not installed",
+                    decl.key,
+                )
+            try:
+                factory = load_local_object(spec.root, decl.target, decl.id)
+            except ModuleError as exc:
+                raise self._dir_error(d, exc.message, decl.key + ".asgi_middleware") from None
+            if not callable(factory):
+                raise self._dir_error(
+                    d,
+                    f"{decl.target!r} is not callable (a middleware class or factory is)",
+                    decl.key + ".asgi_middleware",
+                )
+            layers.append((decl, factory, d))
+        if layers:
+            self.middleware[(d.site, d.path)] = layers
+
+    def _attach_middleware(self, app: Application, modules: Sequence[Module]) -> None:
+        """Build the application's middleware chain, innermost first."""
+        layers = self.middleware.get((app.site, app.path))
+        if not layers:
+            return
+        host = next((m for m in modules if m.id == ASGI_MIDDLEWARE), None)
+        if not isinstance(host, MiddlewareHost):
+            d = layers[0][2]
+            raise self._dir_error(
+                d, f"the module {ASGI_MIDDLEWARE!r} cannot run ASGI middleware", layers[0][0].key
+            )
+        for decl, factory, d in reversed(layers):
+            try:
+                host.wrap(decl.id, factory, dict(decl.options))
+            except Exception as exc:
+                key = decl.key + ".options" if decl.options else decl.key
+                raise self._dir_error(
+                    d, f"{decl.target} refused its options: {type(exc).__name__}: {exc}", key
+                ) from None
+        host.bind(modules)
 
     def _module_ids(self, root_dir: DirConfig | None) -> list[str]:
         ids: list[str] = list(self.server_ids)
@@ -322,6 +390,8 @@ class Builder:
         if root_dir is not None:
             # Declared application modules join the application, after the server's.
             ids += [m for m in root_dir.app_modules if m not in ids]
+            if root_dir.asgi_middleware and ASGI_MIDDLEWARE not in ids:
+                ids.append(ASGI_MIDDLEWARE)
         return ids
 
     def _rules(
@@ -369,6 +439,8 @@ class Builder:
                 app.root,
                 app.virtual_directories,
                 [(lvl.path, lvl.raw, lvl.source) for lvl in app.levels],
+                root_dir.app_modules if root_dir is not None else None,
+                root_dir.asgi_middleware if root_dir is not None else None,
             ]
         )
         old = self.previous.get((app.site, app.path))
@@ -390,6 +462,7 @@ class Builder:
                 by_id[app_handler.id] = app_handler
             rules = [r for r in rules if r.pattern != "*"]
             rules.append(compile_rule("*", ["*"], app_handler))
+        self._attach_middleware(app, modules)
         self._check_effective(app, modules, dirs)
         runtime = make_runtime(app, HandlerMap(rules), tuple(modules), fingerprint)
         self.fresh.append(runtime)
@@ -430,20 +503,19 @@ class Builder:
                     raise ConfigError(exc.message, file=origin, line=line, key=exc.key) from None
 
 
-def load_local_class(folder: str, target: str, module_id: str) -> type[Module]:
-    """Import ``module:Class`` from a file in ``folder`` (an application module).
+def _import_from_folder(folder: str, module_name: str, owner: str) -> Any:
+    """The module ``module_name`` from a file in ``folder``, or None if there is none.
 
     The file is loaded under a name of its own (two applications may both ship a
     ``guard.py``), without touching ``sys.path``.
     """
-    module_name, _, attr = target.partition(":")
     rel = module_name.replace(".", os.sep)
     for candidate in (os.path.join(folder, rel + ".py"), os.path.join(folder, rel, "__init__.py")):
         if os.path.isfile(candidate):
             path = candidate
             break
     else:
-        raise ModuleError(module_id, f"no file for {module_name!r} in {folder}")
+        return None
     unique = (
         "colonnade_app_"
         + hashlib.sha1(path.encode()).hexdigest()[:12]
@@ -452,14 +524,23 @@ def load_local_class(folder: str, target: str, module_id: str) -> type[Module]:
     )
     spec = importlib.util.spec_from_file_location(unique, path)
     if spec is None or spec.loader is None:
-        raise ModuleError(module_id, f"cannot load {path}")
+        raise ModuleError(owner, f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[unique] = module
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
         sys.modules.pop(unique, None)
-        raise ModuleError(module_id, f"{path} failed to import: {exc!r}") from exc
+        raise ModuleError(owner, f"{path} failed to import: {exc!r}") from exc
+    return module
+
+
+def load_local_class(folder: str, target: str, module_id: str) -> type[Module]:
+    """Import ``module:Class`` from a file in ``folder`` (an application module)."""
+    module_name, _, attr = target.partition(":")
+    module = _import_from_folder(folder, module_name, module_id)
+    if module is None:
+        raise ModuleError(module_id, f"no file for {module_name!r} in {folder}")
     cls = getattr(module, attr, None)
     if not (isinstance(cls, type) and issubclass(cls, Module)):
         raise ModuleError(module_id, f"{target!r} is not a Module subclass")
@@ -467,6 +548,33 @@ def load_local_class(folder: str, target: str, module_id: str) -> type[Module]:
         raise ModuleError(module_id, f"class {cls.__qualname__} declares id {cls.id!r}")
     check_declaration(cls)
     return cls
+
+
+def load_local_object(folder: str, target: str, owner: str) -> Any:
+    """``module:attr`` from a file in ``folder``, else from an installed package.
+
+    For ASGI middleware: shipped with the application (loaded as
+    :func:`load_local_class` loads), or a framework's (``starlette.middleware...``).
+    ``attr`` may be dotted.
+    """
+    module_name, _, attr = target.partition(":")
+    module = _import_from_folder(folder, module_name, owner)
+    if module is None:
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            raise ModuleError(
+                owner,
+                f"cannot import {module_name!r} (no file in {folder}, no installed module): "
+                f"{type(exc).__name__}: {exc}",
+            ) from None
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ModuleError(owner, f"module {module_name!r} has no attribute {attr!r}") from None
+    return obj
 
 
 class _AppSpec:

@@ -49,6 +49,18 @@ def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
 # -- http ----------------------------------------------------------------------------------
 
 
+def test_head_answered_with_a_declared_length_and_no_body(tmp_path: Path) -> None:
+    # The declared Content-Length is the GET's; the connection stays usable.
+    with live(site_config(f"{APPS}:head_aware"), tmp_path) as server, Conn(server.port) as conn:
+        conn.send(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = conn.response(head_only=True)
+        assert head.status == 200
+        assert head.headers["content-length"] == "13"
+        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = conn.response()
+        assert (got.status, got.body) == (200, b"Hello, world!")
+
+
 def test_chunked_upload_streams_through_and_back(tmp_path: Path) -> None:
     pieces = [os.urandom(n) for n in (10, 100_000, 3, 70_000)]
     with live(site_config(f"{APPS}:echo"), tmp_path) as server, Conn(server.port) as conn:

@@ -69,6 +69,21 @@ async def hello(scope: Scope, receive: Any, send: Any) -> None:
     await _respond(send, 200, b"Hello, world!")
 
 
+async def head_aware(scope: Scope, receive: Any, send: Any) -> None:
+    """Declares the length of its body but sends none to HEAD (as some frameworks do)."""
+    if scope["type"] != "http":
+        return
+    body = b"" if scope["method"] == "HEAD" else b"Hello, world!"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/plain"), (b"content-length", b"13")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
 async def echo(scope: Scope, receive: Any, send: Any) -> None:
     """Streams the request body back as it arrives, with the messages' shape in a header."""
     if scope["type"] != "http":

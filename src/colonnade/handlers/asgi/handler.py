@@ -41,10 +41,9 @@ from colonnade.errors import ModuleError
 from colonnade.handlers.asgi.config import AsgiSection
 from colonnade.handlers.asgi.lifespan import Lifespan
 from colonnade.handlers.asgi.scope import (
-    ASGI_VERSION,
-    NO_OPTIONS,
     App,
     Message,
+    http_scope,
     mount_path,
     websocket_request,
 )
@@ -95,7 +94,7 @@ class HttpCycle:
             if left == -1:
                 length = self.ctx.request.header(b"content-length")
                 self.left = left = int(length) if length is not None else -2
-            data = await body.read(_CHUNK)
+            data = await body.read(_CHUNK) if left != 0 else b""
             if left >= 0:
                 left -= len(data)
                 self.left = left
@@ -117,16 +116,27 @@ class HttpCycle:
         if kind == "http.response.body":
             phase = self.phase
             body = message.get("body", b"")
+            if type(body) is not bytes:
+                body = bytes(body)
             if phase == _STARTED:
-                if not message.get("more_body", False):
-                    # The whole body at once: buffered, sent now with its length.
-                    ctx = self.ctx
-                    ctx.response.body = body if type(body) is bytes else bytes(body)
-                    self._complete()
-                    await ctx.finish_response()
+                ctx = self.ctx
+                if message.get("more_body", False):
+                    self.phase = _STREAMING
+                    await ctx.write(body)  # the head goes out, even with no bytes yet
                     return
-                self.phase = _STREAMING
-                await self.ctx.write(body)  # the head goes out, even with no bytes yet
+                # The whole body at once: buffered, sent now with its length.
+                response = ctx.response
+                response.body = body
+                self._complete()
+                if (
+                    not body
+                    and ctx.request.method == "HEAD"
+                    and response.header(b"content-length") is not None
+                ):
+                    # The head of a body not sent: keep the length it declares.
+                    await ctx.start_response()
+                else:
+                    await ctx.finish_response()
                 return
             if phase == _STREAMING:
                 more = message.get("more_body", False)
@@ -140,14 +150,7 @@ class HttpCycle:
             if self.phase != _IDLE:
                 raise RuntimeError("ASGI message 'http.response.start' sent twice")
             self.phase = _STARTED
-            response = self.ctx.response
-            response.status = message["status"]
-            # The application's own error pages are kept (custom errors replace
-            # them only with existing_response = "replace").
-            response.skip_custom_errors = True
-            headers = message.get("headers")
-            if headers:
-                response.headers = [(name.lower(), value) for name, value in headers]
+            self.start(message)
             return
         if kind == "http.response.pathsend":
             if self.phase != _STARTED:
@@ -158,6 +161,17 @@ class HttpCycle:
             await self.ctx.finish_response()
             return
         raise RuntimeError(f"unexpected ASGI message {kind!r} in an http scope")
+
+    def start(self, message: Message) -> None:
+        """Record ``http.response.start`` in the response (nothing is sent yet)."""
+        response = self.ctx.response
+        response.status = message["status"]
+        # The application's own error pages are kept (custom errors replace
+        # them only with existing_response = "replace").
+        response.skip_custom_errors = True
+        headers = message.get("headers")
+        if headers:
+            response.headers = [(name.lower(), value) for name, value in headers]
 
     def _complete(self) -> None:
         self.phase = _COMPLETE
@@ -228,25 +242,7 @@ class AsgiHandler(Handler):
         if app is None:
             raise ModuleError(self.id, "execute() before provision()")
         cycle = HttpCycle(ctx, request.body)
-        scope = {
-            "type": "http",
-            "asgi": ASGI_VERSION,
-            "http_version": request.version,
-            "method": request.method,
-            "scheme": request.scheme,
-            "path": request.path,
-            "raw_path": request.raw_path,
-            "query_string": request.query,
-            "root_path": self.root_path,
-            "headers": headers,
-            "client": request.client,
-            "server": request.server,
-            "state": self.state.copy(),
-            "extensions": {
-                "http.response.pathsend": NO_OPTIONS,
-                "colonnade": {"user": ctx.user, "items": ctx.items, "context": ctx},
-            },
-        }
+        scope = http_scope(ctx, self.root_path, self.state)
         try:
             await app(scope, cycle.receive, cycle.send)
         except Exception:

@@ -13,7 +13,10 @@ server's modules decided: ``user`` (a :class:`~colonnade.Principal` or None),
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from colonnade.core.context import Context
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -48,3 +51,29 @@ def websocket_request(headers: list[tuple[bytes, bytes]]) -> bool:
         elif name == b"connection":
             connection = connection or has_token(value, b"upgrade")
     return upgrade and connection
+
+
+def http_scope(ctx: Context, root_path: str, state: dict[str, Any] | None) -> Scope:
+    """The ``http`` scope of ``ctx``'s request (``state``: the lifespan state, if any)."""
+    request = ctx.request
+    scope: Scope = {
+        "type": "http",
+        "asgi": ASGI_VERSION,
+        "http_version": request.version,
+        "method": request.method,
+        "scheme": request.scheme,
+        "path": request.path,
+        "raw_path": request.raw_path,
+        "query_string": request.query,
+        "root_path": root_path,
+        "headers": request.headers,
+        "client": request.client,
+        "server": request.server,
+        "extensions": {
+            "http.response.pathsend": NO_OPTIONS,
+            "colonnade": {"user": ctx.user, "items": ctx.items, "context": ctx},
+        },
+    }
+    if state is not None:
+        scope["state"] = state.copy()
+    return scope
