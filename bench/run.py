@@ -54,10 +54,12 @@ LOGS = OUT / "logs"
 NGINX_DIR = OUT / "nginx"
 BENCH_PY = "bench/.venv/bin"  # peer servers, relative to the repo root (the servers' cwd)
 COLONNADE = ".venv/bin/colonnade"  # installed by the repo Makefile
+COLONNADE_PY = ".venv/bin/python"  # runs bench/pipeline_cost.py (needs colonnade)
 HOST = "127.0.0.1"
 NOFILE = 65536
 sys.path.insert(0, str(BENCH))
 
+from apps.make_modules import generate as generate_modules  # noqa: E402
 from apps.make_static import generate as generate_static  # noqa: E402
 
 # ======================================================================================
@@ -94,6 +96,16 @@ _CF = ("--workers 1", "--workers 0")
 # granian caps concurrent connections at backlog/workers (1024) and closes a keep-alive
 # connection that sends no request within the header-read timeout (30 s by default).
 _GRANIAN_IDLE = "--backlog 4096 --backpressure 20000 --http1-header-read-timeout 60000"
+# The modules-* variants serve bench/out/modules/mN: a hello.txt and a web.toml adding N
+# trivial modules to the defaults; the 50 are installed as entry points by putting the
+# generated dist-info folder on PYTHONPATH (no pip step). See apps/make_modules.py.
+MODULES_DIR = "bench/out/modules"
+
+
+def _modules_env(installed: bool) -> tuple[tuple[str, str], ...]:
+    return (("PYTHONPATH", f"bench:{MODULES_DIR}/site" if installed else "bench"),)
+
+
 _NGINX = "nginx -p {nginx_dir}/ -e {nginx_dir}/error-{port}.log -c {nginx_conf} -g 'daemon off;'"
 
 SERVERS: dict[str, Server] = {
@@ -103,7 +115,7 @@ SERVERS: dict[str, Server] = {
         Server(
             "colonnade-asgi",
             "colonnade",
-            f"{_C} apps.asgi_hello:app --app-dir bench {_B}",
+            f"{_C} apps.asgi_hello:app --app-dir bench --root {{www}} {_B}",
             fallback=_CF,
         ),
         Server(
@@ -132,7 +144,7 @@ SERVERS: dict[str, Server] = {
         Server(
             "colonnade-wsgi",
             "colonnade",
-            f"{_C} apps.wsgi_hello:app --interface wsgi --app-dir bench {_B}",
+            f"{_C} apps.wsgi_hello:app --interface wsgi --app-dir bench --root {{www}} {_B}",
             fallback=_CF,
         ),
         Server(
@@ -166,6 +178,23 @@ SERVERS: dict[str, Server] = {
         ),
         Server("nginx", "nginx", _NGINX, probe="/hello.txt", nginx_log=True),
         Server("nginx-nolog", "nginx", _NGINX, probe="/hello.txt", nginx_log=False),
+        # --- pipeline cost: N trivial modules (apps/make_modules.py) ---------------------
+        *(
+            Server(
+                f"colonnade-modules-{variant}",
+                "colonnade",
+                f"{_C} --root {MODULES_DIR}/m{variant} {_B} --no-access-log",
+                probe="/hello.txt",
+                env=_modules_env(installed),
+                fallback=_CF,
+            )
+            for variant, installed in (
+                ("0", False),
+                ("10", True),
+                ("50", True),
+                ("50-disabled", True),
+            )
+        ),
     ]
 }
 
@@ -203,12 +232,20 @@ WORKLOADS: list[Workload] = [
     Workload("hello-static-log-off", "/hello.txt", STATIC_NOLOG, about="13-byte file, access log off"),  # noqa: E501
     Workload("close", "/1k.bin", STATIC, headers=("Connection: close",), about="static-1k, a new connection per request"),  # noqa: E501
     Workload("c1024", "/1k.bin", STATIC, connections=1024, about="static-1k with 1024 connections"),
+    Workload("modules-0", "/hello.txt", ("colonnade-modules-0",), about="13-byte file, default modules without the access log, no trivial module"),  # noqa: E501
+    Workload("modules-10", "/hello.txt", ("colonnade-modules-10",), about="modules-0 + 10 trivial modules, each with a do-nothing hook on all 24 stages"),  # noqa: E501
+    Workload("modules-50", "/hello.txt", ("colonnade-modules-50",), about="modules-0 + 50 trivial modules"),  # noqa: E501
+    Workload("modules-50-disabled", "/hello.txt", ("colonnade-modules-50-disabled",), about="modules-0 with the 50 trivial modules installed (entry points) but not enabled"),  # noqa: E501
 ]
 # fmt: on
+# modules-N workload → trivial modules enabled in it (for the per-module cost).
+MODULE_COUNTS: dict[str, int] = {"modules-10": 10, "modules-50": 50, "modules-50-disabled": 0}
 
 # Memory test: idle RSS and RSS holding --memory-conns idle keep-alive connections.
 MEMORY_SERVERS: tuple[str, ...] = ASGI + WSGI + STATIC
 MEMORY = "memory"
+# In-process pipeline cost (bench/pipeline_cost.py, colonnade's venv), no sockets.
+PIPELINE = "pipeline"
 
 # ======================================================================================
 # Process control: every child is a process-group leader; stop() kills the group.
@@ -740,9 +777,16 @@ def run_workload(w: Workload, servers: list[str], args: argparse.Namespace) -> l
                 before = _interference_sample(r, args)
                 res, raw = run_wrk(wrk_argv(w, r.port, duration, args), duration)
                 if res is not None:
-                    foreign = _interference(before, _interference_sample(r, args))
+                    after = _interference_sample(r, args)
+                    foreign = _interference(before, after)
                     if foreign is not None:
                         res["foreign_cpu"], res["foreign_client_cpu"] = foreign
+                    if before is not None and after is not None and res.get("requests"):
+                        # the server tree's CPU time per request: exact even when wrk
+                        # (starved of CPU) does not saturate the server
+                        res["cpu_per_req"] = (after.server_own - before.server_own) / res[
+                            "requests"
+                        ]
                 label = "warm-up" if rep == 0 else f"run {rep}/{args.repeat}"
                 if res is None:
                     log(f"  {name} {label}: wrk failed: {raw}")
@@ -877,6 +921,47 @@ def run_memory(servers: list[str], args: argparse.Namespace) -> list[MemRow]:
                     stop(client)
             stop(r.proc)
     return rows
+
+
+def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
+    """bench/pipeline_cost.py pinned to the server CPU: its JSON, or {"error": why}."""
+    n, r = (5000, 5) if args.quick else (20000, 7)
+    argv = [
+        "taskset",
+        "-c",
+        str(args.server_cpu),
+        COLONNADE_PY,
+        "bench/pipeline_cost.py",
+        "--json",
+        "--requests",
+        str(n),
+        "--repeat",
+        str(r),
+    ]
+    log(f"{PIPELINE}: in-process cost of trivial modules ({n:,} requests x {r} rounds)")
+    if not (REPO / COLONNADE_PY).exists():
+        return {"error": f"{COLONNADE_PY} not found; run `make` first", "cmd": shlex.join(argv)}
+    proc = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        stop(proc)
+        return {"error": "timed out after 300 s", "cmd": shlex.join(argv)}
+    except BaseException:
+        stop(proc)
+        raise
+    _RUNNING.pop(proc.pid, None)
+    try:
+        result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        lines = [ln for ln in (err or out).strip().splitlines() if ln.strip()]
+        why = lines[-1][:200] if lines else f"exit {proc.returncode}"
+        return {"error": f"failed: {why}", "cmd": shlex.join(argv)}
+    result["cmd"] = shlex.join(argv)
+    for name, v in result["variants"].items():
+        per = f", {v['per_module_us']:.3f} µs/module" if "per_module_us" in v else ""
+        log(f"  {name}: {v['median_us']:.2f} µs/request, Δ {v['delta_us']:+.2f} µs{per}")
+    return result
 
 
 # ======================================================================================
@@ -1070,11 +1155,138 @@ def git_rev() -> str:
     return rev + ("+dirty" if dirty else "")
 
 
+def module_costs(
+    results: list[tuple[Workload, list[Row]]], key: str = "rps"
+) -> dict[str, tuple[float, float]]:
+    """From wrk: modules-N workload → (µs per request, µs per trivial module, or for
+    modules-50-disabled the Δ µs against modules-0), per module = (t_N - t_0) / N.
+
+    ``key="rps"``: t = 1/rate, the server's CPU time per request when wrk saturates its
+    one CPU. ``key="cpu_per_req"``: t = the server tree's CPU seconds / requests (psutil),
+    which holds even when wrk, short of CPU itself, does not saturate the server."""
+    times = {
+        w.name: 1e6 / v if key == "rps" else 1e6 * v
+        for w, rows in results
+        if w.name.startswith("modules-")
+        for r in rows[:1]
+        if (v := r.med(key))
+    }
+    base = times.get("modules-0")
+    out: dict[str, tuple[float, float]] = {}
+    if base:
+        out["modules-0"] = (base, 0.0)
+    for name, n in MODULE_COUNTS.items():
+        if base and name in times:
+            delta = times[name] - base
+            out[name] = (times[name], delta / n if n else delta)
+    return out
+
+
+def render_modules(
+    results: list[tuple[Workload, list[Row]]], pipeline: dict[str, Any] | None
+) -> list[str]:
+    """The per-module cost: from the modules-* wrk rows, and in-process."""
+    costs = module_costs(results)
+    cpu = module_costs(results, "cpu_per_req")
+    if not costs and not pipeline:
+        return []
+    o = ["### modules — what a trivial module costs per request", ""]
+    o.append(
+        "Target (issue #6): each trivial subscribed module under 1 µs per request; a module "
+        "that is installed but not enabled costs nothing measurable. A trivial module has a "
+        "synchronous do-nothing hook on each of the 24 stages of the walk "
+        "(`bench/apps/trivial_modules.py`)."
+    )
+    o.append("")
+    if costs:
+        o.append(
+            "**Over HTTP (wrk):** µs/request = 1 / (req/s), the server's time per request "
+            "while wrk saturates its one CPU; server CPU µs/request = CPU time of the "
+            "server's process tree / requests (holds also when wrk, short of CPU, does not "
+            "saturate it). Per module = (value - value of modules-0) / N. Each workload "
+            "runs alone (no round-robin between them), so drift between workloads goes "
+            "straight into the difference: 1 % of req/s is ~0.2 µs/request at 55k req/s. "
+            "The in-process numbers below are the precise ones."
+        )
+        o.append("")
+        o.append(
+            "| workload | trivial modules | µs/request (1/rate) | per module (Δ for disabled) "
+            "| server CPU µs/request | per module (Δ for disabled) |"
+        )
+        o.append("|---|---|---:|---:|---:|---:|")
+        label = {
+            "modules-0": "none installed",
+            "modules-10": "10 enabled",
+            "modules-50": "50 enabled",
+            "modules-50-disabled": "50 installed, none enabled",
+        }
+
+        def cells(name: str, pair: tuple[float, float] | None) -> str:
+            if pair is None:
+                return "n/a | n/a"
+            per_req, per_mod = pair
+            if name == "modules-0":
+                return f"{per_req:.2f} | —"
+            if name == "modules-50-disabled":
+                return f"{per_req:.2f} | Δ {per_mod:+.2f} µs/request"
+            return f"{per_req:.2f} | {per_mod:+.3f} µs"
+
+        for name, pair in costs.items():
+            o.append(
+                f"| {name} | {label[name]} | {cells(name, pair)} | {cells(name, cpu.get(name))} |"
+            )
+        o.append("")
+    if pipeline and "error" in pipeline:
+        o.append(f"**In-process** (`bench/pipeline_cost.py`): n/a ({pipeline['error']})")
+        o.append("")
+    elif pipeline:
+        o.append(
+            f"**In-process** (`bench/pipeline_cost.py`, no sockets, pinned to the server "
+            f"CPU): `GET /hello.txt` through `colonnade.testing.Client`, "
+            f"{pipeline['requests']:,} requests x {pipeline['repeat']} rounds per variant, "
+            "variants taking turns; medians over rounds of the paired difference to "
+            f"variant 0. {pipeline['implementation']} {pipeline['python']}."
+        )
+        o.append("")
+        o.append(
+            "| variant | µs/request | Δ vs 0 (µs) | µs per module | ns per hook | "
+            "per module (or Δ) over rounds |"
+        )
+        o.append("|---|---:|---:|---:|---:|---|")
+        for name, v in pipeline["variants"].items():
+            per = f"{v['per_module_us']:.3f}" if "per_module_us" in v else ""
+            hook = f"{v['per_hook_ns']:.0f}" if "per_hook_ns" in v else ""
+            lo, hi = v.get("per_module_spread_us") or v["delta_spread_us"]
+            o.append(
+                f"| {name} | {v['median_us']:.2f} | {v['delta_us']:+.2f} | {per} | {hook} | "
+                f"{lo:.3f} … {hi:.3f} |"
+            )
+        o.append("")
+        verdict = []
+        if "per_module_us" in pipeline["variants"].get("50", {}):
+            per = pipeline["variants"]["50"]["per_module_us"]
+            verdict.append(
+                f"{per:.2f} µs per enabled module (50) — {'met' if per < 1 else 'missed'}"
+            )
+        if "50-disabled" in pipeline["variants"] and pipeline.get("noise_us") is not None:
+            delta, noise = pipeline["variants"]["50-disabled"]["delta_us"], pipeline["noise_us"]
+            verdict.append(
+                f"50 disabled: Δ {delta:+.2f} µs/request against a noise floor of {noise:.2f} "
+                f"µs (consecutive rounds of variant 0) — "
+                + ("not measurable" if abs(delta) <= noise else "measurable")
+            )
+        if verdict:
+            o.append("Against the targets: " + "; ".join(verdict) + ".")
+            o.append("")
+    return o
+
+
 def render(
     results: list[tuple[Workload, list[Row]]],
     mem: list[MemRow] | None,
     args: argparse.Namespace,
     meta: dict[str, Any],
+    pipeline: dict[str, Any] | None = None,
 ) -> str:
     o: list[str] = []
     notes: dict[str, str] = {}
@@ -1147,6 +1359,7 @@ def render(
             )
         o.append("")
         notes.update({r.server: r.note for r in rows if r.note})
+    o += render_modules(results, pipeline)
     if mem:
         n = args.memory_conns
         o.append(f"### memory — idle, and holding {n:,} idle keep-alive connections")
@@ -1205,6 +1418,9 @@ def render(
             o.append(r.cmd or f"# {r.server}: not started")
             if r.wrk_cmd:
                 o.append(r.wrk_cmd)
+    if pipeline:
+        o.append(f"# {PIPELINE} (in-process)")
+        o.append(pipeline["cmd"])
     if mem:
         o.append(f"# {MEMORY} (idle keep-alive settings)")
         for mr in mem:
@@ -1283,7 +1499,7 @@ def write_results(path: Path, section: str, history_row: str) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description="Benchmark Colonnade against peer servers on loopback.",
-        epilog="Workloads: " + ", ".join(w.name for w in WORKLOADS) + f", {MEMORY}",
+        epilog="Workloads: " + ", ".join(w.name for w in WORKLOADS) + f", {MEMORY}, {PIPELINE}",
     )
     ap.add_argument("--only", help="comma-separated workloads (and/or 'memory') to run")
     ap.add_argument(
@@ -1352,10 +1568,14 @@ def select_servers(names: Sequence[str], spec: str | None) -> list[str]:
     ]
 
 
-def estimate(workloads: list[Workload], mem: list[str], args: argparse.Namespace) -> float:
+def estimate(
+    workloads: list[Workload], mem: list[str], args: argparse.Namespace, pipeline: bool = False
+) -> float:
     t = 0.0
     for w in workloads:
         t += len(w.servers) * (2.0 + args.warmup + 0.3 + args.repeat * (args.duration + 0.3))
+    if pipeline:
+        t += 8.0 if args.quick else 25.0
     return t + len(mem) * 8.0
 
 
@@ -1365,8 +1585,9 @@ def main(argv: list[str] | None = None) -> int:
         for w in WORKLOADS:
             print(f"{w.name:22} GET {w.path:10} -c{w.connections:<5} {', '.join(w.servers)}")
         print(f"{MEMORY:22} {', '.join(MEMORY_SERVERS)}")
+        print(f"{PIPELINE:22} in-process (bench/pipeline_cost.py), colonnade only")
         return 0
-    names = {w.name for w in WORKLOADS} | {MEMORY}
+    names = {w.name for w in WORKLOADS} | {MEMORY, PIPELINE}
     only = [s.strip() for s in args.only.split(",")] if args.only else [*sorted(names)]
     if bad := [s for s in only if s not in names]:
         print(
@@ -1389,6 +1610,10 @@ def main(argv: list[str] | None = None) -> int:
     ]
     workloads = [w for w in workloads if w.servers]
     mem_servers = select_servers(MEMORY_SERVERS, args.servers) if MEMORY in only else []
+    # colonnade-only: skipped when --servers names no colonnade variant
+    with_pipeline = PIPELINE in only and any(
+        SERVERS[n].is_colonnade for n in select_servers(list(SERVERS), args.servers)
+    )
     for tool in ("wrk", "taskset", "nginx"):
         if not sh(["sh", "-c", f"command -v {tool}"]):
             print(f"{tool} not found: run bench/setup.sh first", file=sys.stderr)
@@ -1403,6 +1628,7 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.suppress(OSError):  # keep the harness itself off the server CPU
         os.sched_setaffinity(0, {args.client_cpu})
     generate_static(WWW)
+    generate_modules(REPO / MODULES_DIR)
     LOGS.mkdir(parents=True, exist_ok=True)
 
     cpus = sorted({args.server_cpu, args.client_cpu})
@@ -1412,15 +1638,20 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     log(
-        f"{len(workloads)} workload(s), memory test on {len(mem_servers)} server(s); "
-        f"estimated {estimate(workloads, mem_servers, args) / 60:.1f} min; RLIMIT_NOFILE {nofile}"
+        f"{len(workloads)} workload(s), memory test on {len(mem_servers)} server(s)"
+        f"{', in-process pipeline cost' if with_pipeline else ''}; estimated "
+        f"{estimate(workloads, mem_servers, args, with_pipeline) / 60:.1f} min; "
+        f"RLIMIT_NOFILE {nofile}"
     )
     results: list[tuple[Workload, list[Row]]] = []
     mem: list[MemRow] | None = None
+    pipeline: dict[str, Any] | None = None
     interrupted = None
     try:
         for w in workloads:
             results.append((w, run_workload(w, list(w.servers), args)))
+        if with_pipeline:
+            pipeline = run_pipeline(args)
         if mem_servers:
             mem = run_memory(mem_servers, args)
     except (KeyboardInterrupt, AbortError) as exc:
@@ -1447,12 +1678,24 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(),
         "versions": versions(),
     }
-    section = render(results, mem, args, meta)
+    section = render(results, mem, args, meta, pipeline)
     mode = f"{args.repeat}x{args.duration}s" + (" (interrupted)" if interrupted else "")
     cells = []
     for w, rows in results:
+        if all(r.colonnade for r in rows):  # no peer: nothing to compare (modules-*)
+            continue
         ratio = best_peer_ratio(w, rows)
         cells.append(f"{w.name} {'n/a' if ratio is None else f'{ratio:.2f}'}")
+    costs, what = module_costs(results, "cpu_per_req"), "server CPU"
+    if not costs:
+        costs, what = module_costs(results), "1/rate"
+    per_module = [f"{costs[k][1]:.2f}" for k in ("modules-10", "modules-50") if k in costs]
+    if per_module:
+        cells.append(f"µs/module (wrk, {what}, 10/50) {'/'.join(per_module)}")
+    if pipeline and "variants" in pipeline:
+        v = pipeline["variants"]
+        per_module = [f"{v[k]['per_module_us']:.2f}" for k in ("10", "50") if k in v]
+        cells.append(f"µs/module (in-process, 10/50) {'/'.join(per_module)}")
     history_row = f"| {date} | {meta['commit']} | {mode} | {' · '.join(cells) or '—'} |"
 
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -1463,6 +1706,7 @@ def main(argv: list[str] | None = None) -> int:
             {"workload": w.name, "rows": [r.__dict__ for r in rows]} for w, rows in results
         ],
         "memory": [r.__dict__ for r in mem] if mem else [],
+        "pipeline": pipeline,
     }
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"results-{stamp}.json").write_text(json.dumps(raw, indent=1, default=str))
