@@ -192,6 +192,20 @@ class Context:
             self.response.headers_sent = True
         return stream
 
+    def flush(self) -> Awaitable[None] | None:
+        """The walk's SEND_RESPONSE point: :meth:`finish_response`, made no coroutine
+        for the common case (a buffered body and no SEND_RESPONSE hooks), which is
+        sent here and now. Otherwise returns the awaitable to wait for."""
+        response = self.response
+        if response.headers_sent:
+            # Sent whole already (e.g. by an ASGI application): nothing left to end.
+            return self.finish_response() if response.streaming else None
+        if response.file is not None or self._send_response is not None:
+            return self.finish_response()
+        response.headers_sent = True
+        self.writer.send_all(response.status, response.reason, response.headers, response.body)
+        return None
+
     async def finish_response(self) -> None:
         """Send what is buffered, or end the stream (the walk's SEND_RESPONSE point)."""
         response = self.response

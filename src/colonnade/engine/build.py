@@ -604,7 +604,7 @@ def make_runtime(
     from colonnade.engine.engine import AppRuntime
 
     plan = compile_plan(
-        modules, map_handler=handler_map.map, execute_handler=execute, flush=Context.finish_response
+        modules, map_handler=handler_map.map, execute_handler=execute, flush=Context.flush
     )
     return AppRuntime(app, modules, handler_map, plan, fingerprint)
 

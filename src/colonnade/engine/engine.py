@@ -29,7 +29,7 @@ from colonnade.engine.build import Builder, make_runtime
 from colonnade.engine.sites import Binding, Router
 from colonnade.errors import ConfigError, HttpError, ModuleError
 from colonnade.handlers.mapping import HandlerMap
-from colonnade.pipeline import Plan, run
+from colonnade.pipeline import Plan, Walk, walk_of
 
 log = logging.getLogger("colonnade.engine")
 
@@ -37,7 +37,7 @@ log = logging.getLogger("colonnade.engine")
 class AppRuntime:
     """An application with its module instances, handler map and plan."""
 
-    __slots__ = ("app", "fingerprint", "handler_map", "modules", "plan")
+    __slots__ = ("app", "fingerprint", "handler_map", "modules", "plan", "walk")
 
     def __init__(
         self,
@@ -52,12 +52,13 @@ class AppRuntime:
         self.handler_map = handler_map
         self.plan = plan
         self.fingerprint = fingerprint  # what it was built from; equal → reusable
+        self.walk: Walk = walk_of(plan)
 
 
 class _NoSite(HandlerMap):
     """Requests for a host no site is bound to: 404.1, as IIS answers."""
 
-    async def map(self, ctx: Context) -> None:
+    def map(self, ctx: Context) -> None:
         raise HttpError(404, 1, "no site is configured for this host name")
 
 
@@ -200,7 +201,7 @@ class Engine:
         ctx = Context(request, runtime.app, writer, runtime.plan.run_send_response)
         self.active += 1
         try:
-            await run(runtime.plan, ctx)
+            await runtime.walk(ctx)
         finally:
             self.active -= 1
             if not self.active and self._idle is not None:

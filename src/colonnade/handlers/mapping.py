@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import NamedTuple
 
 from colonnade.core.context import Context
@@ -54,20 +54,21 @@ class HandlerMap:
             raise HttpError(405, 0, headers=[(b"allow", ", ".join(sorted(allowed)).encode())])
         raise HttpError(404, 4, "no handler is mapped for this path")
 
-    async def map(self, ctx: Context) -> None:
+    def map(self, ctx: Context) -> None:
         """Choose ``ctx.handler`` unless a module already did."""
         if ctx.handler is None:
             ctx.handler = self.select(ctx.request.path, ctx.request.method)
 
 
-async def execute(ctx: Context) -> None:
-    """The EXECUTE_REQUEST_HANDLER built-in step: run the chosen handler."""
+def execute(ctx: Context) -> Awaitable[None] | None:
+    """The EXECUTE_REQUEST_HANDLER built-in step: run the chosen handler.
+
+    Returns what the handler returned: None, or an awaitable the walk waits for.
+    """
     handler = ctx.handler
     if handler is None:
         raise HttpError(404, 4, "no handler is mapped for this path")
     verbs = handler.verbs
     if verbs is not None and ctx.request.method not in verbs:
         raise HttpError(405, 0, headers=[(b"allow", ", ".join(sorted(verbs)).encode())])
-    pending = handler.execute(ctx)
-    if pending is not None:
-        await pending
+    return handler.execute(ctx)

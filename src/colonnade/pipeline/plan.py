@@ -24,7 +24,10 @@ class BoundHook(NamedTuple):
     """One call of the plan: a bound method (or built-in step) and how to call it."""
 
     fn: HookFn
-    is_async: bool
+    #: True: a coroutine function; False: synchronous; None (built-in steps only):
+    #: returns None or an awaitable to wait for, so a step that had nothing to wait
+    #: for makes no coroutine.
+    is_async: bool | None
     owner: str  # module id, or "(engine)" for built-in steps
     priority: Priority
 
@@ -35,7 +38,7 @@ class Step(NamedTuple):
     stage: Stage
     always: Always
     hooks: tuple[BoundHook, ...]
-    calls: tuple[tuple[HookFn, bool], ...]  # (fn, is_async): what the runner walks
+    calls: tuple[tuple[HookFn, bool | None], ...]  # (fn, is_async): what the runner walks
 
 
 class Plan:
@@ -125,8 +128,8 @@ def compile_plan(
 ) -> Plan:
     """Order every module's subscriptions into a :class:`Plan`.
 
-    ``modules`` are in configuration order. The built-in steps are coroutine
-    functions supplied by the engine; handler execution sits among the
+    ``modules`` are in configuration order. The built-in steps are supplied by
+    the engine and return None or an awaitable; handler execution sits among the
     EXECUTE_REQUEST_HANDLER hooks as a MEDIUM-priority hook after the modules'
     MEDIUM hooks.
     """
@@ -139,10 +142,10 @@ def compile_plan(
     engine = "(engine)"
     last = len(modules)
     by_stage[Stage.MAP_REQUEST_HANDLER].append(
-        (Priority.LAST, last, BoundHook(map_handler, True, engine, Priority.LAST))
+        (Priority.LAST, last, BoundHook(map_handler, None, engine, Priority.LAST))
     )
     by_stage[Stage.EXECUTE_REQUEST_HANDLER].append(
-        (Priority.MEDIUM, last, BoundHook(execute_handler, True, engine, Priority.MEDIUM))
+        (Priority.MEDIUM, last, BoundHook(execute_handler, None, engine, Priority.MEDIUM))
     )
     # RELEASE_REQUEST_STATE runs after an early finish only if state was acquired;
     # the runner learns that by passing the ACQUIRE step, so keep one when needed.
@@ -158,8 +161,8 @@ def compile_plan(
     steps: list[Step] = []
     for info in STAGES:
         if info.stage is Stage.SEND_RESPONSE:
-            flush_hook = BoundHook(flush, True, engine, Priority.MEDIUM)
-            steps.append(Step(info.stage, info.always, (flush_hook,), ((flush, True),)))
+            flush_hook = BoundHook(flush, None, engine, Priority.MEDIUM)
+            steps.append(Step(info.stage, info.always, (flush_hook,), ((flush, None),)))
             continue
         hooks = ordered(info.stage)
         if hooks or (info.stage is Stage.ACQUIRE_REQUEST_STATE and needs_acquire):

@@ -35,10 +35,15 @@ Walk = Callable[[Context], Coroutine[Any, Any, None]]
 
 async def run(plan: Plan, ctx: Context) -> None:
     """Walk the plan for ``ctx``; never raises for a module's failure."""
-    walk = plan.walk
+    await walk_of(plan)(ctx)
+
+
+def walk_of(plan: Plan) -> Walk:
+    """The generated walk of ``plan`` (made once, then kept on the plan)."""
+    walk: Walk | None = plan.walk
     if walk is None:
         walk = plan.walk = compile_walk(plan)
-    await walk(ctx)
+    return walk
 
 
 def compile_walk(plan: Plan) -> Walk:
@@ -73,7 +78,11 @@ def compile_walk(plan: Plan) -> Walk:
         for j, (fn, is_async) in enumerate(step.calls):
             names[f"h{i}_{j}"] = fn
             call = f"h{i}_{j}(ctx)"
-            tests.append(f"({'await ' if is_async else ''}{call}) is FINISH")
+            if is_async is None:  # a built-in step: await only what it returns
+                call = f"((await a) if (a := {call}) is not None else None)"
+            elif is_async:
+                call = f"(await {call})"
+            tests.append(f"{call} is FINISH")
         body.append("    if not ctx.finished:")
         body.append("        try:")
         body.append(f"            if {' or '.join(tests) or 'False'}:")
@@ -102,13 +111,13 @@ def compile_walk(plan: Plan) -> Walk:
 
 
 async def _run_always(
-    plan: Plan, ctx: Context, stage: Stage, calls: tuple[tuple[object, bool], ...]
+    plan: Plan, ctx: Context, stage: Stage, calls: tuple[tuple[object, bool | None], ...]
 ) -> None:
     # Every hook of an always-run stage gets its turn, whatever the others did.
     for fn, is_async in calls:
         try:
             answer = fn(ctx)  # type: ignore[operator]
-            if is_async:
+            if is_async or (is_async is None and answer is not None):
                 await answer
         except Exception as exc:
             await fail(plan, ctx, exc, stage)

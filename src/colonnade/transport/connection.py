@@ -391,7 +391,12 @@ class HttpConnection(asyncio.Protocol):
             self.held = None
             data = found
         for event in self.h1.feed(data):
-            self._on_event(event)
+            # A request head is the common event: dispatched here, without the
+            # call _on_event costs.
+            if type(event) is RequestHead:
+                self._on_head(event)
+            else:
+                self._on_event(event)
 
     def eof_received(self) -> bool | None:
         if self.raw is not None:
