@@ -75,7 +75,9 @@ class HttpLoggingSection(Section, frozen=True):
       ``cs-version``, ``s-sitename``, ``s-computername`` and any request or
       response header as ``cs(Header-Name)`` / ``sc(Header-Name)``.
     - ``buffer_size``: lines are buffered in memory and written in one batch once
-      the buffer holds this many bytes (IIS writes 64 KB batches too); 0 writes
+      the buffer holds about this many bytes (IIS writes 64 KB batches too; W3C
+      lines are kept as raw values until then and formatted in the batch, so the
+      count is estimated from the length of the lines written last); 0 writes
       every line at once. Per target: sharers get the smallest asked for.
     - ``flush_interval``: seconds after which a partly filled buffer is written
       (per target, the smallest asked for).

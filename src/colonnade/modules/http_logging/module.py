@@ -88,6 +88,8 @@ _STATE = LineState()
 W3cGetter = Callable[[Context, LineState], str]
 #: Writes the line of one request into its sink.
 Emit = Callable[[Context], None]
+#: Turns a batch of captured W3C values into text.
+Render = Callable[[list[tuple[Any, ...]]], str]
 JsonGetter = Callable[[Context, LineState], "str | int | None"]
 
 
@@ -358,72 +360,105 @@ def _response_header(name: bytes) -> tuple[W3cGetter, JsonGetter]:
     return w3c, json
 
 
-# W3C fields formatted inline by the compiled line function (see _compile_w3c);
-# names: ``ctx``, ``st`` (LineState), ``r`` (request), ``resp`` (response).
-_INLINE: dict[str, str] = {
-    "date": "st.date",
-    "time": "st.time",
-    "s-ip": "(r.server[0] if r.server else '-')",
-    "cs-method": "r.method",
-    "cs-uri-stem": "escs[r.path]",
-    "cs-uri-query": "escb[r.query]",
-    "s-port": "(r.server[1] if r.server else '-')",
-    "cs-username": "('-' if ctx.user is None else escs[ctx.user.name])",
-    "c-ip": "(r.client[0] if r.client else '-')",
-    "sc-status": "resp.status",
-    "sc-substatus": "resp.substatus",
-    "sc-win32-status": "0",
-    "time-taken": "int((monotonic() - ctx.started) * 1000)",
-    "x-correlation-id": "(ctx.correlation_id if resp.status >= 500 else '-')",
+# W3C fields formatted by generated code (see _compile_w3c): per field, what is
+# captured when the request is logged (expressions over ``ctx``, ``st`` the
+# LineState, ``r`` the request, ``resp`` the response) and how the captured
+# values ({0}, {1}, ...) become text when the batch is rendered.
+_INLINE: dict[str, tuple[tuple[str, ...], str]] = {
+    "date": (("st.date",), "{0}"),
+    "time": (("st.time",), "{0}"),
+    "s-ip": (("r.server",), "({0}[0] if {0} else '-')"),
+    "cs-method": (("r.method",), "{0}"),
+    "cs-uri-stem": (("r.path",), "escs[{0}]"),
+    "cs-uri-query": (("r.query",), "escb[{0}]"),
+    "s-port": (("r.server",), "({0}[1] if {0} else '-')"),
+    "cs-username": (("ctx.user",), "('-' if {0} is None else escs[{0}.name])"),
+    "c-ip": (("r.client",), "({0}[0] if {0} else '-')"),
+    "sc-status": (("resp.status",), "{0}"),
+    "sc-substatus": (("resp.substatus",), "{0}"),
+    "sc-win32-status": ((), "0"),
+    "time-taken": (("monotonic() - ctx.started",), "int({0} * 1000)"),
+    "x-correlation-id": (("(ctx.correlation_id if resp.status >= 500 else '-')",), "{0}"),
 }
 
 
-def _compile_w3c(fields: list[str], getters: list[W3cGetter], sink: Sink) -> Emit:
-    """One generated function writing a whole line into ``sink``: no call per field.
+class W3cLine(NamedTuple):
+    """A W3C field list compiled in two halves (see :func:`_compile_w3c`)."""
 
-    Like nginx's compiled log formats. Only fixed expressions from ``_INLINE`` and
-    ``repr``-quoted header names go into the source; other fields call their getter.
-    Values that recur (paths, queries, user agents) are escaped once and memoised.
+    capture: Emit  # per request: the raw values, appended to the sink's pending list
+    render: Render  # per batch: the pending values as text
+
+
+def _compile_w3c(fields: list[str], getters: list[W3cGetter], sink: Sink) -> W3cLine:
+    """Generate the two halves of a W3C line, like nginx's compiled log formats.
+
+    ``capture`` runs for every request: it appends one tuple of raw values (the
+    request's path object, its header list, the status, the elapsed time...) to
+    ``sink.pending`` and does nothing else. ``render`` turns a whole batch of such
+    tuples into text when the sink writes: one tight loop, so the formatting, the
+    memoised escapes and the header lookups run hot in the caches instead of cold
+    between two requests. Only fixed expressions from ``_INLINE`` and generated
+    names go into the source; header names and other fields' getters are bound
+    as names.
     """
     namespace: dict[str, Any] = {
         "monotonic": time.monotonic,
         "clock": time.time,
         "st": _STATE,
         "sink": sink,
-        "lines": sink.lines,
+        "pending": sink.pending,
         "escs": _Memo(w3c_escape),
         "escb": _Memo(_escape_bytes),
     }
+    captures: list[str] = []  # capture expressions, deduplicated; slot k is "c{k}"
+
+    def slot(expr: str) -> str:
+        if expr not in captures:
+            captures.append(expr)
+        return f"c{captures.index(expr)}"
+
     parts = []
-    headers = False
+    headers: str | None = None
     for i, (field, getter) in enumerate(zip(fields, getters, strict=True)):
-        expr = _INLINE.get(field)
+        inline = _INLINE.get(field)
         header = HEADER_FIELD.match(field)
-        if expr is None and header is not None and header.group(1) == "cs":
-            expr = f"escb[hd.get({header.group(2).lower().encode('latin-1')!r})]"
-            headers = True
-        if expr is None:
+        if inline is not None:
+            exprs, text = inline
+            for k, expr in enumerate(exprs):
+                text = text.replace("{" + str(k) + "}", slot(expr))
+        elif header is not None and header.group(1) == "cs":
+            headers = slot("r.headers")
+            namespace[f"n{i}"] = header.group(2).lower().encode("latin-1")
+            text = f"escb[hd.get(n{i})]"
+        else:
             namespace[f"g{i}"] = getter
-            expr = f"g{i}(ctx, st)"
-        parts.append("{" + expr + "}")
+            text = slot(f"g{i}(ctx, st)")
+        parts.append("{" + text + "}")
+    names = ", ".join(f"c{k}" for k in range(len(captures)))
     source = (
-        "def emit(ctx):\n"
+        "def capture(ctx):\n"
         "    if clock() >= st.next:\n"
         "        st.refresh(clock())\n"
         "    r = ctx.request\n"
         "    resp = ctx.response\n"
-        + ("    hd = dict(r.headers)\n" if headers else "")
-        + f'    text = f"{" ".join(parts)}\\n"\n'
-        "    lines.append(text)\n"
-        "    sink.pending += len(text)\n"
-        "    if sink.pending >= sink.limit:\n"
+        f"    pending.append(({', '.join(captures)},))\n"
+        "    if len(pending) >= sink.max_pending:\n"
         "        sink.flush()\n"
         "    elif sink.timer is None:\n"
         "        sink.schedule()\n"
+        "\n"
+        "def render(batch):\n"
+        "    out = []\n"
+        f"    for ({names},) in batch:\n"
+        + (f"        hd = dict({headers})\n" if headers is not None else "")
+        + f'        out.append(f"{" ".join(parts)}\\n")\n'
+        '    return "".join(out)\n'
     )
+    if not captures:  # a field list of constants only: capture one empty tuple
+        source = source.replace("pending.append((,))", "pending.append(())")
+        source = source.replace("for (,) in batch", "for _ in batch")
     exec(compile(source, "<colonnade access log format>", "exec"), namespace)
-    emit: Emit = namespace["emit"]
-    return emit
+    return W3cLine(namespace["capture"], namespace["render"])
 
 
 def json_key(field: str) -> str:
@@ -466,13 +501,19 @@ class LineFormat:
     def emitter(self, sink: Sink) -> Emit:
         """The function that writes one request's line into ``sink``."""
         if self.w3c is not None:
-            line = _compile_w3c(list(self.fields), list(self.w3c), sink)
-            directive = self.directive
+            # One compiled pair per field list and target, shared by every module
+            # instance writing there: their lines form one batch.
+            line = sink.compiled.get(self.fields)
+            if line is None:
+                line = sink.compiled[self.fields] = _compile_w3c(
+                    list(self.fields), list(self.w3c), sink
+                )
+            capture, render = line
 
             def emit_w3c(ctx: Context) -> None:
-                if sink.directive is not directive:
-                    sink.ensure_header(self)  # another field list wrote here meanwhile
-                line(ctx)
+                if sink.render is not render:
+                    sink.switch(self, render)  # another field list wrote here meanwhile
+                capture(ctx)
 
             return emit_w3c
         getters = self.json or ()
@@ -494,29 +535,76 @@ class LineFormat:
 class Sink:
     """One log target: an output, a buffer, a flush timer, a reference count."""
 
-    __slots__ = ("directive", "fd", "interval", "key", "limit", "lines", "pending", "refs", "timer")
+    __slots__ = (
+        "compiled",
+        "directive",
+        "fd",
+        "interval",
+        "key",
+        "limit",
+        "line_size",
+        "lines",
+        "max_pending",
+        "pending",
+        "refs",
+        "render",
+        "size",
+        "timer",
+    )
 
     def __init__(self, key: str, fd: int | None, directive: str | None) -> None:
         self.key = key
         self.fd = fd  # None: the process's stdout/stderr, looked up at each write
-        # Lines as text, joined and encoded once per flush; the list object is
-        # never replaced (compiled emitters hold it).
+        # Text (header blocks, rendered batches, JSON lines), joined and encoded
+        # once per write.
         self.lines: list[str] = []
-        self.pending = 0  # characters in ``lines``
+        self.size = 0  # characters in ``lines``
+        # Captured W3C values not yet rendered, and the renderer they belong to.
+        # The list object is never replaced (generated capture functions hold it).
+        self.pending: list[tuple[Any, ...]] = []
+        self.render: Render | None = None
+        self.compiled: dict[tuple[str, ...], W3cLine] = {}
+        self.line_size = 128  # characters per rendered line, as last measured
         self.directive = directive  # the #Fields line currently in force, if known
         self.limit = 65536
+        self.max_pending = self.limit // self.line_size
         self.interval = 1.0
         self.refs = 0
         self.timer: asyncio.TimerHandle | None = None
 
+    def set_limit(self, limit: int) -> None:
+        """Write once about ``limit`` characters are buffered."""
+        self.limit = limit
+        self.max_pending = max(1, (limit - self.size) // self.line_size)
+
     def add(self, text: str) -> None:
         """Append ``text``; flush if the buffer is full, else make sure a flush is due."""
+        if self.pending:
+            self.settle()
         self.lines.append(text)
-        self.pending += len(text)
-        if self.pending >= self.limit:
+        self.size += len(text)
+        if self.size >= self.limit:
             self.flush()
         elif self.timer is None:
             self.schedule()
+
+    def settle(self) -> None:
+        """Render the pending captured values into text."""
+        pending = self.pending
+        if not pending or self.render is None:
+            return
+        text = self.render(pending)
+        self.line_size = max(16, len(text) // len(pending))
+        pending.clear()
+        self.lines.append(text)
+        self.size += len(text)
+        self.max_pending = max(1, (self.limit - self.size) // self.line_size)
+
+    def switch(self, fmt: LineFormat, render: Render) -> None:
+        """Another W3C field list writes here from now on: its header, its renderer."""
+        self.settle()
+        self.ensure_header(fmt)
+        self.render = render
 
     def schedule(self) -> None:
         """Flush ``interval`` seconds from now (at once without a running loop)."""
@@ -532,7 +620,7 @@ class Sink:
         if self.directive != fmt.directive:
             header = fmt.header()
             self.lines.append(header)
-            self.pending += len(header)
+            self.size += len(header)
         # Keep fmt's own string so the per-line identity test passes from now on.
         self.directive = fmt.directive
 
@@ -545,11 +633,13 @@ class Sink:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        self.settle()
         if not self.lines:
             return
         text = "".join(self.lines)
         self.lines.clear()
-        self.pending = 0
+        self.size = 0
+        self.max_pending = max(1, self.limit // self.line_size)
         try:
             if self.fd is not None:
                 view = memoryview(text.encode("utf-8", "replace"))
@@ -619,12 +709,12 @@ def acquire_sink(target: str, settings: HttpLoggingSection) -> Sink:
                     key="http_logging.target",
                 ) from None
             sink = Sink(key, fd, directive)
-        sink.limit = settings.buffer_size
+        sink.set_limit(settings.buffer_size)
         sink.interval = settings.flush_interval
         _SINKS[key] = sink
     else:
         # Sharers get the strictest batching any of them asked for.
-        sink.limit = min(sink.limit, settings.buffer_size)
+        sink.set_limit(min(sink.limit, settings.buffer_size))
         sink.interval = min(sink.interval, settings.flush_interval)
     sink.refs += 1
     return sink
