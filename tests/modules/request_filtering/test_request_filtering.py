@@ -141,6 +141,16 @@ def test_defaults(serve: Any) -> None:
     check(serve(), DEFAULTS)
 
 
+def test_verdicts_hold_when_asked_again(serve: Any) -> None:
+    # Paths that passed are remembered per section; refusals never are, and a
+    # remembered path still meets the query rules of each request.
+    check(serve(), DEFAULTS + DEFAULTS)
+    passed: Row = ("GET", "/index.html", None, "200.0")
+    check(
+        serve({"max_query_string": 8}), [passed, ("GET", "/index.html?" + "q" * 9, None, "404.15")]
+    )
+
+
 # -- one table per rule, settings from the config file -----------------------------------
 
 RULES: list[tuple[str, dict[str, Any], list[Row]]] = [

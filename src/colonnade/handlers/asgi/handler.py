@@ -136,7 +136,9 @@ class HttpCycle:
                     # The head of a body not sent: keep the length it declares.
                     await ctx.start_response()
                 else:
-                    await ctx.finish_response()
+                    pending = ctx.flush()  # sent now unless something must wait
+                    if pending is not None:
+                        await pending
                 return
             if phase == _STREAMING:
                 more = message.get("more_body", False)

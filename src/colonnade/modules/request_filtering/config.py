@@ -89,11 +89,13 @@ class RequestFilteringSection(Section, frozen=True, dict=True):
 
 
 class Rules:
-    """A section compiled for the per-request check (read-only after construction)."""
+    """A section compiled for the per-request check (read-only after construction,
+    but for ``clean_paths``: raw paths that passed the path rules, a bounded memo)."""
 
     __slots__ = (
         "check_double_escaping",
         "check_high_bit",
+        "clean_paths",
         "extensions",
         "header_watch",
         "limits_headers",
@@ -111,6 +113,7 @@ class Rules:
 
     def __init__(self, section: RequestFilteringSection) -> None:
         self.max_url = section.max_url
+        self.clean_paths: set[bytes] = set()
         self.max_query_string = section.max_query_string
         self.max_content_length = section.max_allowed_content_length
         self.check_high_bit = not section.allow_high_bit_characters

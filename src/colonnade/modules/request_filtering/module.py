@@ -43,6 +43,8 @@ _BODY_TOO_LARGE = (413, 1, "the request body is too large")
 _HIDDEN_SEGMENT = (404, 8, "the URL contains a hidden segment")
 
 _ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+#: Raw paths remembered as having passed the path rules, per section, at most.
+_CLEAN_PATHS_MAX = 4096
 #: How much of an unbounded body a limited read pulls from the transport at once.
 _READ_CHUNK = 65536
 
@@ -88,8 +90,26 @@ def refuse(rules: Rules, request: Request) -> Refusal | None:
         query_scan = rules.query_scan
         if query_scan is not None and _query_denied(query_scan, rules.unescape_query, query):
             return _QUERY_SEQUENCE
-    path = request.path
-    if rules.check_high_bit and not (path.isascii() and query.isascii()):
+    if rules.check_high_bit and not query.isascii():
+        return _HIGH_BIT
+    # The path rules depend on the raw path alone: a path that passed them once
+    # passes again without the scans.
+    clean = rules.clean_paths
+    if raw not in clean:
+        refusal = _path_refusal(rules, request.path, raw)
+        if refusal is not None:
+            return refusal
+        if len(clean) >= _CLEAN_PATHS_MAX:
+            clean.clear()
+        clean.add(raw)
+    body = request.body
+    if body is EMPTY_BODY and not rules.limits_headers:
+        return None
+    return _check_headers(rules, request, body)
+
+
+def _path_refusal(rules: Rules, path: str, raw: bytes) -> Refusal | None:
+    if rules.check_high_bit and not path.isascii():
         return _HIGH_BIT
     # The canonical path was decoded once; if it still holds an escape (or a '+',
     # which a second, form-style decoding would turn into a space), some later
@@ -111,10 +131,7 @@ def refuse(rules: Rules, request: Request) -> Refusal | None:
         allowed = extensions.get(name[dot:].lower() if dot >= 0 else ".")
         if not (rules.unlisted_extension_allowed if allowed is None else allowed):
             return _EXTENSION
-    body = request.body
-    if body is EMPTY_BODY and not rules.limits_headers:
-        return None
-    return _check_headers(rules, request, body)
+    return None
 
 
 def _has_sequence(
