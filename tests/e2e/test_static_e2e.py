@@ -192,3 +192,22 @@ def test_connection_survives_sendfile_responses(live: LiveServer, big: bytes) ->
         split = request(conn, "/big.bin", "Range: bytes=0-199999,-300000")
         assert [data for _, data in parts(split)] == [big[:200_000], big[-300_000:]]
         assert request(conn, "/small.txt").body == SMALL
+
+
+def test_pipelined_mix_of_buffered_and_sendfile_responses(live: LiveServer, big: bytes) -> None:
+    # A sendfile response writes its head on the socket itself: whatever the
+    # transport still holds from the responses before it must go out first.
+    with Conn(live.port, timeout=30) as conn:
+        conn.send(
+            b"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"HEAD /big.bin HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        assert conn.response().body == SMALL
+        whole = conn.response()
+        assert whole.headers["content-length"] == str(len(big))
+        assert digest(whole.body) == digest(big)
+        head = conn.response(head_only=True)
+        assert (head.status, head.headers["content-length"]) == (200, str(len(big)))
+        assert conn.response().body == SMALL

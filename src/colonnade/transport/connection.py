@@ -196,7 +196,7 @@ class RawChannel:
 class Exchange:
     """One request on the connection and the writer for its response."""
 
-    __slots__ = ("body", "bytes_sent", "conn", "head", "keep_alive", "request", "sized")
+    __slots__ = ("body", "bytes_sent", "conn", "head", "held", "keep_alive", "request", "sized")
 
     def __init__(
         self,
@@ -212,6 +212,9 @@ class Exchange:
         self.bytes_sent = 0
         self.keep_alive = head.keep_alive
         self.sized = False  # the response declared its length: raw bytes may follow
+        # The head of a large sized response, kept back so that it leaves on the
+        # same path as a sendfile body (see start); sent by whatever comes next.
+        self.held: bytes | None = None
 
     # ResponseWriter -------------------------------------------------------------
 
@@ -248,11 +251,28 @@ class Exchange:
             keep_alive=self._keep_alive(),
         )
         self.bytes_sent += len(data)
+        if (
+            content_length is not None
+            and content_length > _SMALL_FILE
+            and self.head.method != b"HEAD"
+        ):
+            # Likely a file going out by sendfile: written by the sendfile path
+            # itself, it needs no wait for the transport to flush it first.
+            self.held = data
+            return
         self.conn.write(data)
+
+    def _release(self) -> None:
+        held = self.held
+        if held is not None:
+            self.held = None
+            self.conn.write(held)
 
     async def write(self, data: bytes) -> None:
         """Body bytes; waits while the client is slow to read."""
         conn = self.conn
+        if self.held is not None:
+            self._release()
         framed = conn.h1.body(data)
         if framed:
             self.bytes_sent += len(framed)
@@ -263,14 +283,19 @@ class Exchange:
     async def sendfile(self, path: str, offset: int, count: int) -> None:
         """A file range: small ones in one write, large ones with zero-copy sendfile."""
         conn = self.conn
-        # Opening a local file is not worth a thread; reads use pread/sendfile.
-        with open(path, "rb") as f:  # noqa: ASYNC230
+        # Opening a local file is not worth a thread; reads use pread/sendfile. A raw
+        # descriptor: no buffered file object (its fstat, ioctl and lseek calls).
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
             if count <= _SMALL_FILE or not self.sized or self.head.method == b"HEAD":
-                await self._copy(f.fileno(), offset, count)
+                await self._copy(fd, offset, count)
             else:
                 conn.h1.body_sent(count)
-                await conn.sendfile(f.fileno(), offset, count)
+                head, self.held = self.held, None
+                await conn.sendfile(fd, offset, count, head or b"")
                 self.bytes_sent += count
+        finally:
+            os.close(fd)
 
     async def _copy(self, fd: int, offset: int, count: int) -> None:
         while count > 0:
@@ -283,6 +308,8 @@ class Exchange:
 
     async def end(self) -> None:
         """End of a streamed body."""
+        if self.held is not None:
+            self._release()
         tail = self.conn.h1.end_response()
         if tail:
             self.bytes_sent += len(tail)
@@ -290,6 +317,7 @@ class Exchange:
 
     def abort(self) -> None:
         """Drop the connection (a streamed response failed half-way)."""
+        self.held = None
         self.keep_alive = False
         self.conn.abort()
 
@@ -528,6 +556,8 @@ class HttpConnection(asyncio.Protocol):
         self._done(exchange)
 
     def _done(self, exchange: Exchange) -> None:
+        if exchange.held is not None:
+            exchange._release()  # a declared length and nothing after it: the head goes
         self.queue.popleft()
         self.state.requests += 1
         if self.transport is None or self.transport.is_closing():
@@ -569,30 +599,54 @@ class HttpConnection(asyncio.Protocol):
         if self.transport.is_closing():
             raise ConnectionError("the client went away")
 
-    async def sendfile(self, fd: int, offset: int, count: int) -> None:
-        """Zero-copy ``count`` bytes of ``fd`` to the socket, waiting on a slow client.
+    async def sendfile(self, fd: int, offset: int, count: int, head: bytes = b"") -> None:
+        """``head``, then zero-copy ``count`` bytes of ``fd`` to the socket, waiting on a
+        slow client.
 
-        uvloop implements no ``loop.sendfile``, so this calls ``os.sendfile`` on a
-        duplicate of the socket's descriptor and waits for writability on that
-        duplicate (the transport keeps its own registration of the original).
+        uvloop implements no ``loop.sendfile``, so this calls ``os.sendfile`` on the
+        socket's descriptor (with nothing left in the transport's buffer, the bytes
+        stay in order) and, when the socket is full, waits for writability on a
+        duplicate of it (the transport keeps its own registration of the original).
+        The head goes out the same way, so nothing has to wait for the transport to
+        flush it; only bytes the transport still holds from earlier (a slow client,
+        a pipelined response) are waited for.
         """
         transport = self.transport
         sock = transport.get_extra_info("socket") if transport is not None else None
         if transport is None or sock is None or transport.is_closing():
             raise ConnectionError("the client went away")
         loop = asyncio.get_running_loop()
-        while transport.get_write_buffer_size():
-            # What the transport still holds must reach the wire first.
-            await asyncio.sleep(0.001)
-            if transport.is_closing():
-                raise ConnectionError("the client went away")
-        out = os.dup(sock.fileno())
+        if transport.get_write_buffer_size():
+            if head:
+                transport.write(head)
+                head = b""
+            while transport.get_write_buffer_size():
+                # What the transport still holds must reach the wire first.
+                await asyncio.sleep(0.001)
+                if transport.is_closing():
+                    raise ConnectionError("the client went away")
+        out = sock.fileno()
+        waiting = -1  # a duplicate of ``out`` to wait on, made the first time it is needed
         try:
+            view = memoryview(head)
+            while view:
+                try:
+                    view = view[os.write(out, view) :]
+                except BlockingIOError:
+                    if waiting < 0:
+                        waiting = os.dup(out)
+                    await self._writable(loop, waiting)
+                except OSError as exc:
+                    if exc.errno in (errno.EPIPE, errno.ECONNRESET):
+                        raise ConnectionError("the client went away") from exc
+                    raise
             while count > 0:
                 try:
                     sent = os.sendfile(out, fd, offset, count)
                 except BlockingIOError:
-                    await self._writable(loop, out)
+                    if waiting < 0:
+                        waiting = os.dup(out)
+                    await self._writable(loop, waiting)
                     continue
                 except OSError as exc:
                     if exc.errno in (errno.EPIPE, errno.ECONNRESET):
@@ -603,7 +657,8 @@ class HttpConnection(asyncio.Protocol):
                 offset += sent
                 count -= sent
         finally:
-            os.close(out)
+            if waiting >= 0:
+                os.close(waiting)
 
     async def _writable(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
         waiter: asyncio.Future[None] = loop.create_future()
