@@ -363,7 +363,8 @@ def _response_header(name: bytes) -> tuple[W3cGetter, JsonGetter]:
 # W3C fields formatted by generated code (see _compile_w3c): per field, what is
 # captured when the request is logged (expressions over ``ctx``, ``st`` the
 # LineState, ``r`` the request, ``resp`` the response) and how the captured
-# values ({0}, {1}, ...) become text when the batch is rendered.
+# values ({0}, {1}, ...) become text (a str: the line is one join) when the batch
+# is rendered. ``nums`` memoises the text of integers (cheaper than formatting).
 _INLINE: dict[str, tuple[tuple[str, ...], str]] = {
     "date": (("st.date",), "{0}"),
     "time": (("st.time",), "{0}"),
@@ -371,13 +372,13 @@ _INLINE: dict[str, tuple[tuple[str, ...], str]] = {
     "cs-method": (("r.method",), "{0}"),
     "cs-uri-stem": (("r.path",), "escs[{0}]"),
     "cs-uri-query": (("r.query",), "escb[{0}]"),
-    "s-port": (("r.server",), "({0}[1] if {0} else '-')"),
+    "s-port": (("r.server",), "(nums[{0}[1]] if {0} else '-')"),
     "cs-username": (("ctx.user",), "('-' if {0} is None else escs[{0}.name])"),
     "c-ip": (("r.client",), "({0}[0] if {0} else '-')"),
-    "sc-status": (("resp.status",), "{0}"),
-    "sc-substatus": (("resp.substatus",), "{0}"),
-    "sc-win32-status": ((), "0"),
-    "time-taken": (("monotonic() - ctx.started",), "int({0} * 1000)"),
+    "sc-status": (("resp.status",), "nums[{0}]"),
+    "sc-substatus": (("resp.substatus",), "nums[{0}]"),
+    "sc-win32-status": ((), "'0'"),
+    "time-taken": (("monotonic() - ctx.started",), "nums[int({0} * 1000)]"),
     "x-correlation-id": (("(ctx.correlation_id if resp.status >= 500 else '-')",), "{0}"),
 }
 
@@ -389,7 +390,9 @@ class W3cLine(NamedTuple):
     render: Render  # per batch: the pending values as text
 
 
-def _compile_w3c(fields: list[str], getters: list[W3cGetter], sink: Sink) -> W3cLine:
+def _compile_w3c(
+    fmt: LineFormat, fields: list[str], getters: list[W3cGetter], sink: Sink
+) -> W3cLine:
     """Generate the two halves of a W3C line, like nginx's compiled log formats.
 
     ``capture`` runs for every request: it appends one tuple of raw values (the
@@ -409,6 +412,8 @@ def _compile_w3c(fields: list[str], getters: list[W3cGetter], sink: Sink) -> W3c
         "pending": sink.pending,
         "escs": _Memo(w3c_escape),
         "escb": _Memo(_escape_bytes),
+        "nums": _Memo(str),
+        "fmt": fmt,
     }
     captures: list[str] = []  # capture expressions, deduplicated; slot k is "c{k}"
 
@@ -433,10 +438,12 @@ def _compile_w3c(fields: list[str], getters: list[W3cGetter], sink: Sink) -> W3c
         else:
             namespace[f"g{i}"] = getter
             text = slot(f"g{i}(ctx, st)")
-        parts.append("{" + text + "}")
+        parts.append(text)
     names = ", ".join(f"c{k}" for k in range(len(captures)))
     source = (
         "def capture(ctx):\n"
+        "    if sink.render is not render:\n"
+        "        sink.switch(fmt, render)  # another field list wrote here meanwhile\n"
         "    if clock() >= st.next:\n"
         "        st.refresh(clock())\n"
         "    r = ctx.request\n"
@@ -449,10 +456,12 @@ def _compile_w3c(fields: list[str], getters: list[W3cGetter], sink: Sink) -> W3c
         "\n"
         "def render(batch):\n"
         "    out = []\n"
+        "    append = out.append\n"
         f"    for ({names},) in batch:\n"
         + (f"        hd = dict({headers})\n" if headers is not None else "")
-        + f'        out.append(f"{" ".join(parts)}\\n")\n'
-        '    return "".join(out)\n'
+        + f'        append(" ".join(({", ".join(parts)},)))\n'
+        '    append("")\n'
+        '    return "\\n".join(out)\n'
     )
     if not captures:  # a field list of constants only: capture one empty tuple
         source = source.replace("pending.append((,))", "pending.append(())")
@@ -506,16 +515,9 @@ class LineFormat:
             line = sink.compiled.get(self.fields)
             if line is None:
                 line = sink.compiled[self.fields] = _compile_w3c(
-                    list(self.fields), list(self.w3c), sink
+                    self, list(self.fields), list(self.w3c), sink
                 )
-            capture, render = line
-
-            def emit_w3c(ctx: Context) -> None:
-                if sink.render is not render:
-                    sink.switch(self, render)  # another field list wrote here meanwhile
-                capture(ctx)
-
-            return emit_w3c
+            return line.capture
         getters = self.json or ()
         needs_headers = self.needs_headers
         encode = msgspec.json.Encoder().encode
