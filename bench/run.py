@@ -391,23 +391,32 @@ def stderr_reason(path: Path) -> str:
 
 def tree_memory(pid: int) -> tuple[int, int]:
     """(RSS bytes summed over the process and all its descendants, process count)."""
+    total, n, _ = tree_memory_detail(pid)
+    return total, n
+
+
+def tree_memory_detail(pid: int) -> tuple[int, int, int]:
+    """:func:`tree_memory`, plus the RSS of the largest single process of the tree
+    (the worker, for a server with a master and one worker)."""
     pids = [pid, *_descendants(pid)]
     total = 0
     n = 0
+    largest = 0
     for p in pids:
+        rss = None
         if psutil is not None:
-            try:
-                total += psutil.Process(p).memory_info().rss
-                n += 1
-            except psutil.Error:
-                pass
-            continue
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-                    n += 1
-    return total, n
+            with contextlib.suppress(psutil.Error):
+                rss = psutil.Process(p).memory_info().rss
+        else:
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        rss = int(line.split()[1]) * 1024
+        if rss is not None:
+            total += rss
+            n += 1
+            largest = max(largest, rss)
+    return total, n, largest
 
 
 def raise_nofile(want: int = NOFILE) -> int:
@@ -826,6 +835,8 @@ class MemRow:
     idle_rss: int | None = None
     nprocs: int = 0
     loaded_rss: int | None = None
+    idle_largest: int | None = None
+    loaded_largest: int | None = None
     ok: int = 0
     failed: int = 0
     alive: int | None = None
@@ -864,7 +875,7 @@ def run_memory(servers: list[str], args: argparse.Namespace) -> list[MemRow]:
         client = None
         try:
             time.sleep(1.0)
-            row.idle_rss, row.nprocs = tree_memory(r.proc.pid)
+            row.idle_rss, row.nprocs, row.idle_largest = tree_memory_detail(r.proc.pid)
             client = spawn(
                 [
                     "taskset",
@@ -897,7 +908,7 @@ def run_memory(servers: list[str], args: argparse.Namespace) -> list[MemRow]:
             row.connect_s, row.client_errors = ready["seconds"], ready["errors"]
             time.sleep(1.0)
             if r.alive():
-                row.loaded_rss, _ = tree_memory(r.proc.pid)
+                row.loaded_rss, _, row.loaded_largest = tree_memory_detail(r.proc.pid)
             else:
                 row.error = "n/a (server died holding the connections)"
             assert client.stdin is not None
@@ -1366,26 +1377,29 @@ def render(
         o.append("")
         o.append(
             "RSS summed over the server's whole process tree (master + worker where there is "
-            "one). Each connection sent one keep-alive GET of the probe path and read the "
+            "one), and of its largest process (the worker: where the connections live). Each "
+            "connection sent one keep-alive GET of the probe path and read the "
             "response, then stayed idle (bench/idle_conns.py, pinned to the client CPU). "
             "'open' = connections the server had not closed when RSS was sampled."
         )
         o.append("")
         o.append(
-            "| server | procs | idle RSS | RSS with conns | Δ | Δ per conn | connected | open |"
+            "| server | procs | idle RSS | RSS with conns | Δ | Δ per conn | "
+            "largest proc idle | largest proc with conns | connected | open |"
         )
-        o.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+        o.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for mr in mem:
             if mr.error and mr.loaded_rss is None:
                 idle = mib(mr.idle_rss) if mr.idle_rss else ""
-                o.append(f"| {mr.server} | {mr.error} | {idle} | | | | | |")
+                o.append(f"| {mr.server} | {mr.error} | {idle} | | | | | | | |")
                 continue
             d = (mr.loaded_rss - mr.idle_rss) if (mr.loaded_rss and mr.idle_rss) else None
             per = f"{d / max(mr.ok, 1) / 1024:.1f} KiB" if d is not None else "n/a"
             notes.update({mr.server: mr.note} if mr.note else {})
             o.append(
                 f"| {mr.server} | {mr.nprocs} | {mib(mr.idle_rss)} | {mib(mr.loaded_rss)} | "
-                f"{mib(d)} | {per} | {mr.ok:,}/{n:,} | "
+                f"{mib(d)} | {per} | {mib(mr.idle_largest)} | {mib(mr.loaded_largest)} | "
+                f"{mr.ok:,}/{n:,} | "
                 f"{'n/a' if mr.alive is None else f'{mr.alive:,}'} |"
             )
         o.append("")
