@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from colonnade import Context, Handler, Stage, __version__
+from colonnade import Context, Handler, Module, Principal, Stage, __version__, hook
 from colonnade.errors import ConfigError
 from colonnade.modules.http_logging import module as logmod
 from colonnade.modules.http_logging.config import (
@@ -42,6 +42,17 @@ class Boom(Handler):
         if ctx.request.path == "/busy":
             ctx.response.status = 503
         ctx.response.body = b"ok"
+
+
+class OddUser(Module):
+    """Sets a user whose name is no str on /odd (a module bug the log must survive)."""
+
+    id = "test.odd_user"
+
+    @hook(Stage.AUTHENTICATE_REQUEST)
+    def authenticate(self, ctx: Context) -> None:
+        if ctx.request.path == "/odd":
+            ctx.user = Principal(name=12345)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -233,6 +244,22 @@ def test_w3c_escape() -> None:
     assert w3c_escape("a b  c") == "a+b++c"
     assert w3c_escape("café") == "café"
     assert w3c_escape("a\nb\x7f") == "a%0Ab%7F"
+
+
+def test_a_batch_that_cannot_be_formatted_is_reported_and_the_log_goes_on(
+    root: Path, log_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log_path.parent.mkdir()
+    config = make_config(root, {"target": str(log_path)}, [*FILTERED, "test.odd_user"])
+    with Client(build_engine(config, modules=[Boom, OddUser])) as client:
+        client.get("/odd")
+        logmod.HttpLogging.flush(
+            next(m for m in client.engine.runtimes[0].modules if isinstance(m, HttpLogging))
+        )
+        client.get("/index.html")
+    assert "1 lines could not be formatted" in caplog.text
+    _, records = read_w3c(log_path)
+    assert [r["cs-uri-stem"] for r in records] == ["/index.html"]
 
 
 def test_repeated_values_are_escaped_once_and_the_memo_is_bounded(

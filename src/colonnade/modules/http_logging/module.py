@@ -595,7 +595,12 @@ class Sink:
         pending = self.pending
         if not pending or self.render is None:
             return
-        text = self.render(pending)
+        try:
+            text = self.render(pending)
+        except Exception:  # a field value the renderer cannot format: lose the batch, not the log
+            log.exception("access log %s: %d lines could not be formatted", self.key, len(pending))
+            pending.clear()
+            return
         self.line_size = max(16, len(text) // len(pending))
         pending.clear()
         self.lines.append(text)
