@@ -65,6 +65,10 @@ class RawStream(Protocol):
     def close(self) -> None:
         """Close the connection."""
 
+    def on_shutdown(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once when the server begins a graceful stop (at once if it
+        has begun): the owner of the stream should close it soon, politely."""
+
 
 SendHook = Callable[["Context"], Awaitable[None]]
 

@@ -24,7 +24,7 @@ import errno
 import logging
 import os
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, cast
 
 from colonnade.core.request import EMPTY_BODY, Headers, Request
@@ -148,13 +148,15 @@ class StreamBody:
 class RawChannel:
     """The connection's bytes after an upgrade; implements ``core.context.RawStream``."""
 
-    __slots__ = ("_chunks", "_conn", "_eof", "_waiter")
+    __slots__ = ("_chunks", "_conn", "_eof", "_on_shutdown", "_stopping", "_waiter")
 
     def __init__(self, conn: HttpConnection, initial: bytes) -> None:
         self._conn = conn
         self._chunks: deque[bytes] = deque([initial] if initial else [])
         self._eof = False
         self._waiter: asyncio.Future[None] | None = None
+        self._on_shutdown: Callable[[], None] | None = None
+        self._stopping = False
 
     def feed(self, data: bytes) -> None:
         self._chunks.append(data)
@@ -191,6 +193,22 @@ class RawChannel:
     def close(self) -> None:
         """Close the connection."""
         self._conn.close()
+
+    def on_shutdown(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once when the server begins a graceful stop."""
+        if self._stopping:
+            callback()
+        else:
+            self._on_shutdown = callback
+
+    def shutdown(self) -> None:
+        """The server begins a graceful stop: tell the stream's owner (once)."""
+        if self._stopping:
+            return
+        self._stopping = True
+        callback, self._on_shutdown = self._on_shutdown, None
+        if callback is not None:
+            callback()
 
 
 class Exchange:
@@ -783,8 +801,11 @@ class HttpConnection(asyncio.Protocol):
         return fd
 
     def shutdown(self) -> None:
-        """Graceful stop: close now if idle, else after the response in flight."""
+        """Graceful stop: close now if idle, else after the response in flight; an
+        upgraded connection's owner is asked to close it (a WebSocket says 1001)."""
         self.closing = True
+        if self.raw is not None:
+            self.raw.shutdown()
         if self.task is None and not self.queue:
             self.close()
 

@@ -116,6 +116,21 @@ def test_pathsend_over_the_wire(tmp_path: Path) -> None:
 # -- websocket -----------------------------------------------------------------------------
 
 
+def test_a_graceful_stop_closes_websockets_with_1001(tmp_path: Path) -> None:
+    # The stop does not wait out its deadline (30 s) for clients that never leave:
+    # each open WebSocket is told the server is going away.
+    with live(site_config(f"{APPS}:ws_echo"), tmp_path) as server, ws(server.port) as c:
+        c.send("hello")
+        assert c.recv(timeout=5) == "hello"
+        started = time.monotonic()
+        server.stop()
+        assert time.monotonic() - started < 10
+        with pytest.raises(ConnectionClosed) as info:
+            c.recv(timeout=5)
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+        assert asgi_apps.EVENTS == [("disconnect", 1001)]
+
+
 def test_websocket_echo_text_and_bytes(tmp_path: Path) -> None:
     with live(site_config(f"{APPS}:ws_echo"), tmp_path) as server, ws(server.port) as c:
         c.send("hello")

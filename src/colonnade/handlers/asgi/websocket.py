@@ -105,6 +105,7 @@ class WebSocketSession:
         self.room = asyncio.Event()  # set while the queue has room (reader may go on)
         self.reader: asyncio.Task[None] | None = None
         self.disconnect: Message | None = None  # the one handed to the application
+        self.closer: asyncio.Task[None] | None = None  # the close a server stop started
         self.denial: list[bytes] = []
 
     # -- the request ------------------------------------------------------------------
@@ -312,7 +313,15 @@ class WebSocketSession:
         self.conn = Connection(ConnectionType.SERVER, extensions)
         self.phase = _OPEN
         await self._write(b"".join(lines))
-        self.reader = asyncio.get_running_loop().create_task(self._read())
+        loop = asyncio.get_running_loop()
+        self.reader = loop.create_task(self._read())
+        stream.on_shutdown(lambda: self._going_away(loop))
+
+    def _going_away(self, loop: asyncio.AbstractEventLoop) -> None:
+        # The server stops: close with 1001 (RFC 6455 7.4.1, "going away"); the
+        # client's answer ends the reader, and the application gets its disconnect.
+        if self.phase == _OPEN:
+            self.closer = loop.create_task(self._close(1001, "the server is shutting down"))
 
     async def _close(self, code: int, reason: str) -> None:
         conn = self.conn
