@@ -7,6 +7,7 @@ import email
 import email.policy
 import hashlib
 import os
+import time
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -211,3 +212,31 @@ def test_pipelined_mix_of_buffered_and_sendfile_responses(live: LiveServer, big:
         head = conn.response(head_only=True)
         assert (head.status, head.headers["content-length"]) == (200, str(len(big)))
         assert conn.response().body == SMALL
+
+
+def test_a_large_file_changed_between_requests_is_described_anew(tmp_path: Path) -> None:
+    # Large files are sent from disk: their headers must describe the bytes sent now,
+    # not a version seen a moment ago (a grown file truncated under an old length, or
+    # new content under the old strong ETag, would corrupt downloads and caches).
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "f.bin").write_bytes(b"a" * 100_000)
+    config = {
+        "server": {"modules": ["handler.static"]},
+        "sites": [{"name": "main", "bindings": ["http://127.0.0.1:1"], "root": "www"}],
+    }
+    with LiveServer(config, tmp_path).start() as server, Conn(server.port, timeout=30) as conn:
+        first = request(conn, "/f.bin")
+        assert len(first.body) == 100_000
+        with open(www / "f.bin", "ab") as f:
+            f.write(b"b" * 50_000)
+        grown = request(conn, "/f.bin")
+        assert grown.headers["content-length"] == "150000"
+        assert grown.body == b"a" * 100_000 + b"b" * 50_000
+        replacement = www / "new.bin"
+        replacement.write_bytes(b"Z" * 150_000)
+        os.utime(replacement, ns=(time.time_ns() + 5 * 10**9,) * 2)
+        os.replace(replacement, www / "f.bin")
+        replaced = request(conn, "/f.bin")
+        assert replaced.body == b"Z" * 150_000
+        assert replaced.headers["etag"] != grown.headers["etag"]

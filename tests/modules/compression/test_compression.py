@@ -471,10 +471,7 @@ def test_static_files_round_trip(client: Client, root: Path, name: str, coding: 
     assert cached.body == load(coding).compress(original, level)  # type: ignore[union-attr]
 
 
-def test_a_static_file_is_compressed_once(serve: Any, root: Path) -> None:
-    # Files are checked for changes on every request here (the default trusts a
-    # description for a second), so the change below is seen at once.
-    client = serve(static_content={"cache_check_interval": 0})
+def test_a_static_file_is_compressed_once(client: Client, root: Path) -> None:
     module = module_of(client)
     calls: list[tuple[str, int]] = []
     real = module.cache.compressor

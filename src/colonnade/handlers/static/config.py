@@ -202,9 +202,7 @@ class StaticContentSection(Section, frozen=True, dict=True):
     ``Accept-Ranges`` is sent)."""
     cache_max_file_size: Annotated[int, Meta(ge=0, le=16 * 1024 * 1024)] = 64 * 1024
     """Files up to this many bytes are kept in memory, with their response headers
-    prepared, and answered without touching the disk; of larger files only the
-    description is kept (headers, validators), their bytes go out from the file. 0
-    turns the cache off here."""
+    prepared, and answered without touching the disk. 0 turns the cache off here."""
     cache_max_bytes: Annotated[int, Meta(ge=0, le=1 << 40)] = 32 * 1024 * 1024
     """The memory the file cache of one application may hold (least recently used
     files go first); 0 turns the cache off. Set it for the application (or above):

@@ -215,26 +215,17 @@ class StaticFile(Handler):
             return old
         rep = describe(path, real, st, settings, content_type)
         limit = settings.cache_max_file_size
-        if not limit or not self.cache.max_bytes:  # the cache is off here
-            if old is not None:
-                self.cache.drop(path)
-            return rep
-        if rep.size <= limit:
+        if limit and rep.size <= limit and self.cache.max_bytes:
             body = read_exactly(real, ident)
-            if body is None:  # changed while being read: serve it uncached this time
-                if old is not None:
-                    self.cache.drop(path)
-                return rep
-            rep.body = body
-        # A larger file is cached without its bytes: its description (headers,
-        # validators) is trusted for as long as a small file's bytes would be, and
-        # the body goes out from the file (sendfile).
-        body_size = len(rep.body) if rep.body is not None else 0
-        rep.cost = body_size + len(path) + len(real) + ENTRY_OVERHEAD
-        changed = max(st.st_mtime_ns, st.st_ctime_ns)
-        rep.racy = time.time_ns() - changed < RACY_NS
-        rep.fresh_until = now + settings.cache_check_interval
-        if not self.cache.put(rep) and old is not None:
+            if body is not None:
+                rep.body = body
+                rep.cost = len(body) + len(path) + len(real) + ENTRY_OVERHEAD
+                changed = max(st.st_mtime_ns, st.st_ctime_ns)
+                rep.racy = time.time_ns() - changed < RACY_NS
+                rep.fresh_until = now + settings.cache_check_interval
+                if self.cache.put(rep):
+                    return rep
+        if old is not None:
             self.cache.drop(path)
         return rep
 
