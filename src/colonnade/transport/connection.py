@@ -275,8 +275,10 @@ class Exchange:
             and self.head.method != b"HEAD"
         ):
             # Likely a file going out by sendfile: written by the sendfile path
-            # itself, it needs no wait for the transport to flush it first.
+            # itself, it needs no wait for the transport to flush it first. Whatever
+            # else follows, the head leaves at the latest at the next loop turn.
             self.held = data
+            self.conn._loop.call_soon(self._release)
             return
         self.conn.write(data)
 
@@ -346,8 +348,10 @@ class Exchange:
             return None
         self.keep_alive = False
         conn._disarm()
-        conn.raw = RawChannel(conn, conn.h1.trailing_data)
-        return conn.raw
+        raw = conn.raw = RawChannel(conn, conn.h1.trailing_data)
+        if conn.stopping:
+            raw.shutdown()  # upgraded after the stop began: its owner closes it at once
+        return raw
 
     def _keep_alive(self) -> bool:
         conn = self.conn
@@ -389,6 +393,7 @@ class HttpConnection(asyncio.Protocol):
         self.server: tuple[str, int] | None = None
         self.raw: RawChannel | None = None  # set once the connection was upgraded
         self.held: Held | None = None  # a request's first bytes, until the router decides
+        self.stopping = False  # a graceful stop has begun
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -804,6 +809,7 @@ class HttpConnection(asyncio.Protocol):
         """Graceful stop: close now if idle, else after the response in flight; an
         upgraded connection's owner is asked to close it (a WebSocket says 1001)."""
         self.closing = True
+        self.stopping = True
         if self.raw is not None:
             self.raw.shutdown()
         if self.task is None and not self.queue:

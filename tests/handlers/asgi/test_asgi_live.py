@@ -4,6 +4,7 @@ driven by a real client (the ``websockets`` package)."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -129,6 +130,42 @@ def test_a_graceful_stop_closes_websockets_with_1001(tmp_path: Path) -> None:
             c.recv(timeout=5)
         assert info.value.rcvd is not None and info.value.rcvd.code == 1001
         assert asgi_apps.EVENTS == [("disconnect", 1001)]
+
+
+def test_a_websocket_accepted_after_the_stop_began_is_closed_at_once(tmp_path: Path) -> None:
+    config = site_config(f"{APPS}:ws_late_accept")
+    with live(config, tmp_path) as server:
+        box: dict[str, Any] = {}
+
+        def client() -> None:
+            with ws(server.port) as c:
+                try:
+                    c.recv(timeout=20)
+                except ConnectionClosed as exc:
+                    box["code"] = exc.rcvd.code if exc.rcvd is not None else None
+
+        thread = threading.Thread(target=client)
+        thread.start()
+        time.sleep(0.2)  # the handshake is in, the application not yet accepted
+        started = time.monotonic()
+        server.stop()
+        assert time.monotonic() - started < 5
+        thread.join(10)
+    assert box == {"code": 1001}
+    assert asgi_apps.EVENTS == [("disconnect", 1001)]
+
+
+def test_a_declared_length_head_goes_out_before_the_body(tmp_path: Path) -> None:
+    # An application may send its head, then its (large) body much later: the head
+    # must not wait for the body.
+    with live(site_config(f"{APPS}:big_slow"), tmp_path) as server, Conn(server.port) as conn:
+        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        conn.sock.settimeout(1.0)
+        conn._fill()  # raises TimeoutError if nothing arrives within a second
+        assert conn.buf.startswith(b"HTTP/1.1 200 OK\r\n")
+        conn.sock.settimeout(5)
+        got = conn.response()
+        assert got.body == b"x" * 100_000
 
 
 def test_websocket_echo_text_and_bytes(tmp_path: Path) -> None:

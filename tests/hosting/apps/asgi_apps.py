@@ -69,6 +69,32 @@ async def hello(scope: Scope, receive: Any, send: Any) -> None:
     await _respond(send, 200, b"Hello, world!")
 
 
+async def ws_late_accept(scope: Scope, receive: Any, send: Any) -> None:
+    """Accepts half a second after the handshake, then waits for the disconnect."""
+    if scope["type"] != "websocket":
+        return
+    await receive()
+    await asyncio.sleep(0.5)
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            EVENTS.append(("disconnect", message["code"]))
+            return
+
+
+async def big_slow(scope: Scope, receive: Any, send: Any) -> None:
+    """Declares 100,000 bytes, sends the head with no bytes yet, the body 1.5 s later."""
+    if scope["type"] != "http":
+        return
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"100000")]}
+    )
+    await send({"type": "http.response.body", "body": b"", "more_body": True})
+    await asyncio.sleep(1.5)
+    await send({"type": "http.response.body", "body": b"x" * 100_000})
+
+
 async def head_aware(scope: Scope, receive: Any, send: Any) -> None:
     """Declares the length of its body but sends none to HEAD (as some frameworks do)."""
     if scope["type"] != "http":

@@ -13,6 +13,8 @@ import msgspec
 import pytest
 
 from colonnade import Context, Handler, Module, Principal, Stage, __version__, hook
+from colonnade.config.load import from_dict
+from colonnade.engine import Engine
 from colonnade.errors import ConfigError
 from colonnade.modules.http_logging import module as logmod
 from colonnade.modules.http_logging.config import (
@@ -246,20 +248,53 @@ def test_w3c_escape() -> None:
     assert w3c_escape("a\nb\x7f") == "a%0Ab%7F"
 
 
-def test_a_batch_that_cannot_be_formatted_is_reported_and_the_log_goes_on(
+def test_a_line_that_cannot_be_formatted_is_reported_and_the_others_kept(
     root: Path, log_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     log_path.parent.mkdir()
     config = make_config(root, {"target": str(log_path)}, [*FILTERED, "test.odd_user"])
     with Client(build_engine(config, modules=[Boom, OddUser])) as client:
-        client.get("/odd")
-        logmod.HttpLogging.flush(
-            next(m for m in client.engine.runtimes[0].modules if isinstance(m, HttpLogging))
-        )
-        client.get("/index.html")
-    assert "1 lines could not be formatted" in caplog.text
+        for target in ["/index.html"] * 5 + ["/odd", "/index.html"]:
+            client.get(target)  # one batch: formatted when the client closes
+    assert "1 of 7 lines could not be formatted" in caplog.text
     _, records = read_w3c(log_path)
-    assert [r["cs-uri-stem"] for r in records] == ["/index.html"]
+    assert [r["cs-uri-stem"] for r in records] == ["/index.html"] * 6
+
+
+def test_lines_keep_their_field_list_when_a_reload_adds_another(
+    root: Path, log_path: Path, tmp_path: Path
+) -> None:
+    # A reload adds a site whose web.toml logs other fields to the same file; the
+    # kept application's lines (pending and new) stay under their own #Fields.
+    log_path.parent.mkdir()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "web.toml").write_text('[http_logging]\nfields = ["date", "cs-uri-stem"]\n')
+
+    def config(with_other: bool) -> dict[str, Any]:
+        cfg = make_config(
+            root, {"target": str(log_path), "fields": ["cs-method", "cs-uri-stem", "sc-status"]}
+        )
+        if with_other:
+            cfg["sites"].append(
+                {"name": "o", "bindings": ["http://127.0.0.1:8081"], "root": str(other)}
+            )
+        return cfg
+
+    first = build_engine(config(False))
+    with Client(first) as client:
+        client.get("/index.html")
+        source = from_dict(config(True), source="<test>", base_dir=str(tmp_path))
+        second = Engine(source, first.registry, previous=first)
+        second.start()
+        later = Client(second)
+        later.loop.close()
+        later.loop = client.loop  # the kept application's module lives on this loop
+        later.get("/index.html")
+        client.loop.run_until_complete(second.shutdown())
+        second.close()
+    _, records = read_w3c(log_path)  # asserts each line fits its #Fields
+    assert [r["cs-uri-stem"] for r in records] == ["/index.html", "/index.html"]
 
 
 def test_repeated_values_are_escaped_once_and_the_memo_is_bounded(

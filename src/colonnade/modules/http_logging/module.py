@@ -597,15 +597,28 @@ class Sink:
             return
         try:
             text = self.render(pending)
-        except Exception:  # a field value the renderer cannot format: lose the batch, not the log
-            log.exception("access log %s: %d lines could not be formatted", self.key, len(pending))
-            pending.clear()
-            return
+        except Exception:  # a value the renderer cannot format: lose that line only
+            text = self._render_each(self.render, pending)
         self.line_size = max(16, len(text) // len(pending))
         pending.clear()
         self.lines.append(text)
         self.size += len(text)
         self.max_pending = max(1, (self.limit - self.size) // self.line_size)
+
+    @staticmethod
+    def _render_each(render: Render, pending: list[tuple[Any, ...]]) -> str:
+        parts: list[str] = []
+        lost = 0
+        for values in pending:
+            try:
+                parts.append(render([values]))
+            except Exception:
+                lost += 1
+                if lost == 1:
+                    log.exception("access log: a line could not be formatted")
+        if lost:
+            log.error("access log: %d of %d lines could not be formatted", lost, len(pending))
+        return "".join(parts)
 
     def switch(self, fmt: LineFormat, render: Render) -> None:
         """Another W3C field list writes here from now on: its header, its renderer."""
@@ -799,7 +812,10 @@ class HttpLogging(Module):
             sink = acquire_sink(settings.target, settings)
             output = self._outputs[key] = Output(fmt, sink, fmt.emitter(sink))
             if fmt.w3c is not None:
-                sink.ensure_header(fmt)
+                # Lines pending under the field list in force are rendered first; the
+                # new header follows, and whoever wrote before switches back (with
+                # its own header) on its next line.
+                sink.switch(fmt, sink.compiled[fmt.fields].render)
                 sink.flush()  # the header goes out at start-up, not with line one
         if len(self._by_section) >= _SECTIONS_MAX:
             self._by_section.clear()
