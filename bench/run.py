@@ -636,6 +636,10 @@ def parse_wrk(text: str) -> dict[str, float]:
     ):
         errs += sum(int(x) for x in m.groups())
         r["socket_errors"] = float(errs)
+        # Which kind, for the notes: a timeout is a slow answer, connect a full backlog.
+        for kind, count in zip(("connect", "read", "write", "timeout"), m.groups(), strict=True):
+            if int(count):
+                r[f"socket_errors_{kind}"] = float(count)
     if m := re.search(r"Non-2xx or 3xx responses: (\d+)", text):
         r["non2xx"] = float(m.group(1))
         errs += int(m.group(1))
