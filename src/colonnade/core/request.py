@@ -92,7 +92,6 @@ class Request:
         self,
         method: str,
         path: str,
-        *,
         raw_path: bytes = b"",
         query: bytes = b"",
         target: bytes = b"",

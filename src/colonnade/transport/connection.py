@@ -504,19 +504,21 @@ class HttpConnection(asyncio.Protocol):
         method = _METHODS.get(head.method)
         if method is None:
             method = head.method.decode("ascii")
+        # Positional: a keyword call costs twice as much, and this runs per request.
         request = Request(
             method,
             path,
-            raw_path=head.path,
-            query=head.query,
-            target=head.target,
-            version="1.1" if head.version == b"1.1" else head.version.decode("ascii"),
-            headers=head.headers,
-            host=head.host.decode("latin-1"),
-            client=self.client,
-            server=self.server,
-            body=body if body is not None else EMPTY_BODY,
-            keep_alive=head.keep_alive,
+            head.path,  # raw_path
+            head.query,
+            head.target,
+            "1.1" if head.version == b"1.1" else head.version.decode("ascii"),
+            head.headers,
+            head.host.decode("latin-1"),
+            "http",  # scheme
+            self.client,
+            self.server,
+            body if body is not None else EMPTY_BODY,
+            head.keep_alive,
         )
         router = self.state.router
         if router is not None and not router.admits(self, request):

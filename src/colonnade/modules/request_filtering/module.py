@@ -59,7 +59,7 @@ class RequestFiltering(Module):
     def begin_request(self, ctx: Context) -> Outcome:
         """Refuse the request with the first rule it breaks, or let it through."""
         request = ctx.request
-        refusal = refuse(ctx.section(RequestFilteringSection).rules, request)
+        refusal = refuse(ctx.sections.get(RequestFilteringSection).rules, request)
         if refusal is None:
             return CONTINUE
         status, substatus, message = refusal
