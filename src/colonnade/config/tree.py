@@ -101,6 +101,11 @@ def parse_toml(data: bytes, file: str) -> tuple[dict[str, Any], KeyLines]:
     return doc, KeyLines(text)
 
 
+def _error(file: str, lines: KeyLines, key: str, message: str) -> ConfigError:
+    # A web.toml error names the file, the line of ``key`` and the key.
+    return ConfigError(message, file=file, line=lines.line_for(key), key=key)
+
+
 def read_dir_config(file: str, site: str, url_path: str) -> DirConfig:
     """Read one ``web.toml`` strictly (sections are checked later, by the engine)."""
     doc, lines = read_toml(file)
@@ -109,36 +114,19 @@ def read_dir_config(file: str, site: str, url_path: str) -> DirConfig:
         if key in RESERVED:
             continue
         if not isinstance(value, dict):
-            raise ConfigError(
-                "a module section must be a table", file=file, line=lines.line_for(key), key=key
-            )
+            raise _error(file, lines, key, "a module section must be a table")
         sections[key] = value
     modules = doc.get("modules")
     if modules is not None and not isinstance(modules, dict):
-        raise ConfigError(
-            "[modules] is a table of add/remove/clear",
-            file=file,
-            line=lines.line_for("modules"),
-            key="modules",
-        )
+        raise _error(file, lines, "modules", "[modules] is a table of add/remove/clear")
     if modules is not None:
         unknown = set(modules) - {"add", "remove", "clear"}
         if unknown:
             key = f"modules.{sorted(unknown)[0]}"
-            raise ConfigError(
-                "unknown key (use add, remove or clear)",
-                file=file,
-                line=lines.line_for(key),
-                key=key,
-            )
+            raise _error(file, lines, key, "unknown key (use add, remove or clear)")
     handlers = doc.get("handlers", [])
     if not isinstance(handlers, list):
-        raise ConfigError(
-            "[[handlers]] is an array of tables",
-            file=file,
-            line=lines.line_for("handlers"),
-            key="handlers",
-        )
+        raise _error(file, lines, "handlers", "[[handlers]] is an array of tables")
     app_modules, middleware = _application_modules(doc, file, lines)
     return DirConfig(
         site, url_path, file, sections, modules, handlers, lines, app_modules, middleware
@@ -151,11 +139,11 @@ def _application_modules(
     """``[application_modules]``: module classes by id, and ASGI middleware in order."""
     table = doc.get("application_modules", {})
     if not isinstance(table, dict):
-        raise ConfigError(
+        raise _error(
+            file,
+            lines,
+            "application_modules",
             "[application_modules] is a table of application module ids",
-            file=file,
-            line=lines.line_for("application_modules"),
-            key="application_modules",
         )
     classes: dict[str, str] = {}
     middleware: list[MiddlewareDecl] = []
@@ -163,35 +151,30 @@ def _application_modules(
         key = f"application_modules.{module_id}"
         if isinstance(value, str):
             if _TARGET.match(value) is None:
-                raise ConfigError(
+                raise _error(
+                    file,
+                    lines,
+                    key,
                     'an application module is "module:Class" (a file in the application folder)',
-                    file=file,
-                    line=lines.line_for(key),
-                    key=key,
                 )
             classes[module_id] = value
             continue
         if not isinstance(value, dict):
-            raise ConfigError(
+            raise _error(
+                file,
+                lines,
+                key,
                 'an application module is "module:Class", or an ASGI middleware: '
                 '{ asgi_middleware = "module:attr", options = { ... } }',
-                file=file,
-                line=lines.line_for(key),
-                key=key,
             )
         try:
             found = msgspec.convert(value, _MiddlewareTable, strict=True)
         except msgspec.ValidationError as exc:
             message, where = _split_validation(str(exc), key)
-            raise ConfigError(message, file=file, line=lines.line_for(where), key=where) from None
+            raise _error(file, lines, where, message) from None
         if _TARGET.match(found.asgi_middleware) is None:
             where = f"{key}.asgi_middleware"
-            raise ConfigError(
-                "not of the form 'module:attribute'",
-                file=file,
-                line=lines.line_for(where),
-                key=where,
-            )
+            raise _error(file, lines, where, "not of the form 'module:attribute'")
         middleware.append(MiddlewareDecl(module_id, found.asgi_middleware, found.options))
     return classes, tuple(middleware)
 

@@ -20,6 +20,13 @@ class Body(Protocol):
         ...
 
 
+async def read_chunks(body: Body, size: int = 65536) -> AsyncIterator[bytes]:
+    """``body`` in reads of up to ``size`` bytes, until its end: what ``__aiter__``
+    of a body that reads as it arrives returns."""
+    while chunk := await body.read(size):
+        yield chunk
+
+
 class EmptyBody:
     """The body of a request that has none."""
 

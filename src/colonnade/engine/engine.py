@@ -29,7 +29,7 @@ from colonnade.engine.build import Builder, make_runtime
 from colonnade.engine.sites import Binding, Router
 from colonnade.errors import ConfigError, HttpError, ModuleError
 from colonnade.handlers.mapping import HandlerMap
-from colonnade.pipeline import Plan, Walk, walk_of
+from colonnade.pipeline import Plan, Walk, compile_walk
 
 log = logging.getLogger("colonnade.engine")
 
@@ -52,7 +52,7 @@ class AppRuntime:
         self.handler_map = handler_map
         self.plan = plan
         self.fingerprint = fingerprint  # what it was built from; equal → reusable
-        self.walk: Walk = walk_of(plan)
+        self.walk: Walk = compile_walk(plan)
 
 
 class _NoSite(HandlerMap):

@@ -1,6 +1,6 @@
 """Compile a plan per application; run it for one request."""
 
 from colonnade.pipeline.plan import BoundHook, Plan, Step, compile_plan
-from colonnade.pipeline.runner import Walk, run, walk_of
+from colonnade.pipeline.runner import Walk, compile_walk
 
-__all__ = ["BoundHook", "Plan", "Step", "Walk", "compile_plan", "run", "walk_of"]
+__all__ = ["BoundHook", "Plan", "Step", "Walk", "compile_plan", "compile_walk"]

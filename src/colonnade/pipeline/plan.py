@@ -44,15 +44,7 @@ class Step(NamedTuple):
 class Plan:
     """The immutable, per-application order of every hook."""
 
-    __slots__ = (
-        "error",
-        "map_path",
-        "modules",
-        "run_send_response",
-        "send_response",
-        "steps",
-        "walk",
-    )
+    __slots__ = ("error", "map_path", "modules", "run_send_response", "send_response", "steps")
 
     def __init__(
         self,
@@ -67,8 +59,6 @@ class Plan:
         self.error = error
         self.map_path = map_path
         self.modules = modules
-        # The generated walk (pipeline/runner.py), made on first use.
-        self.walk: Callable[[Any], Any] | None = None
         #: Calls the SEND_RESPONSE hooks (reverse order; errors propagate to the
         #: runner), or None when nobody joined SEND_RESPONSE.
         self.run_send_response = _chain(send_response)
@@ -90,23 +80,31 @@ class Plan:
         return rows
 
 
+def generate(label: str, names: dict[str, Any], body: list[str]) -> Any:
+    """``async def fn(ctx)`` with ``body`` (lines indented for it), compiled once.
+
+    ``names`` become closure variables of the function (hooks, stages, helpers):
+    only generated identifiers go into the source, never configuration text.
+    """
+    source = (
+        f"def make({', '.join(names)}):\n"
+        "    async def fn(ctx):\n"
+        + "".join(f"    {line}\n" for line in body or ["    pass"])
+        + "    return fn\n"
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<colonnade {label}>", "exec"), namespace)
+    return namespace["make"](**names)
+
+
 def _chain(hooks: tuple[BoundHook, ...]) -> Callable[[Any], Awaitable[None]] | None:
     # One generated coroutine function calling ``hooks`` in order: no loop, no
     # tuple unpacking per hook.
     if not hooks:
         return None
     names = {f"h{i}": hook.fn for i, hook in enumerate(hooks)}
-    calls = "".join(
-        f"        {'await ' if hook.is_async else ''}h{i}(ctx)\n" for i, hook in enumerate(hooks)
-    )
-    source = (
-        f"def make({', '.join(names)}):\n"
-        f"    async def send_response(ctx):\n{calls}"
-        "    return send_response\n"
-    )
-    namespace: dict[str, Any] = {}
-    exec(compile(source, "<colonnade send_response hooks>", "exec"), namespace)
-    chain: Callable[[Any], Awaitable[None]] = namespace["make"](**names)
+    body = [f"    {'await ' if hook.is_async else ''}h{i}(ctx)" for i, hook in enumerate(hooks)]
+    chain: Callable[[Any], Awaitable[None]] = generate("send_response hooks", names, body)
     return chain
 
 

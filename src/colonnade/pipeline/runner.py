@@ -23,7 +23,7 @@ from colonnade.core.context import Context
 from colonnade.core.module import FINISH
 from colonnade.core.stages import Always, Stage
 from colonnade.errors import HttpError
-from colonnade.pipeline.plan import Plan
+from colonnade.pipeline.plan import Plan, generate
 
 log = logging.getLogger("colonnade.error")
 
@@ -33,21 +33,9 @@ _SEND = Stage.SEND_RESPONSE
 Walk = Callable[[Context], Coroutine[Any, Any, None]]
 
 
-async def run(plan: Plan, ctx: Context) -> None:
-    """Walk the plan for ``ctx``; never raises for a module's failure."""
-    await walk_of(plan)(ctx)
-
-
-def walk_of(plan: Plan) -> Walk:
-    """The generated walk of ``plan`` (made once, then kept on the plan)."""
-    walk: Walk | None = plan.walk
-    if walk is None:
-        walk = plan.walk = compile_walk(plan)
-    return walk
-
-
 def compile_walk(plan: Plan) -> Walk:
-    """Generate the walk of ``plan``: one coroutine function, no loops.
+    """Generate the walk of ``plan``: one coroutine function, no loops; it never
+    raises for a module's failure.
 
     Per step::
 
@@ -97,16 +85,7 @@ def compile_walk(plan: Plan) -> Walk:
             body.append("    elif ctx.state_acquired:")
         if step.always is not Always.NO:
             body.append(f"        await run_always(plan, ctx, stage{i}, calls{i})")
-    params = ", ".join(names)
-    source = (
-        f"def make({params}):\n"
-        "    async def walk(ctx):\n"
-        + "".join(f"    {line}\n" for line in body or ["    pass"])
-        + "    return walk\n"
-    )
-    namespace: dict[str, Any] = {}
-    exec(compile(source, "<colonnade pipeline walk>", "exec"), namespace)
-    walk: Walk = namespace["make"](**names)
+    walk: Walk = generate("pipeline walk", names, body)
     return walk
 
 

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, cast
 
-from colonnade.core.request import EMPTY_BODY, Headers, Request
+from colonnade.core.request import EMPTY_BODY, Headers, Request, read_chunks
 from colonnade.core.urlpath import decode_path
 from colonnade.errors import HttpError
 from colonnade.http import Body as BodyEvent
@@ -135,14 +135,7 @@ class StreamBody:
         return data
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._chunks()
-
-    async def _chunks(self) -> AsyncIterator[bytes]:
-        while True:
-            chunk = await self.read(65536)
-            if not chunk:
-                return
-            yield chunk
+        return read_chunks(self)
 
 
 class RawChannel:
@@ -653,20 +646,11 @@ class HttpConnection(asyncio.Protocol):
         out = sock.fileno()
         waiting = -1  # a duplicate of ``out`` to wait on, made the first time it is needed
         try:
-            view = memoryview(head)
-            while view:
+            while head or count > 0:  # the head first, then the file
                 try:
-                    view = view[os.write(out, view) :]
-                except BlockingIOError:
-                    if waiting < 0:
-                        waiting = os.dup(out)
-                    await self._writable(loop, waiting)
-                except OSError as exc:
-                    if exc.errno in (errno.EPIPE, errno.ECONNRESET):
-                        raise ConnectionError("the client went away") from exc
-                    raise
-            while count > 0:
-                try:
+                    if head:
+                        head = head[os.write(out, head) :]
+                        continue
                     sent = os.sendfile(out, fd, offset, count)
                 except BlockingIOError:
                     if waiting < 0:

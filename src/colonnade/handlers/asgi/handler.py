@@ -43,6 +43,7 @@ from colonnade.handlers.asgi.lifespan import Lifespan
 from colonnade.handlers.asgi.scope import (
     App,
     Message,
+    Scope,
     http_scope,
     mount_path,
     websocket_request,
@@ -72,16 +73,6 @@ class HttpCycle:
         self.left = -1  # request body bytes still due (-1: not looked up; -2: unknown)
         self.phase = _IDLE
         self.waiter: asyncio.Future[None] | None = None  # a receive waiting for the end
-
-    @property
-    def started(self) -> bool:
-        """The application sent ``http.response.start``."""
-        return self.phase != _IDLE
-
-    @property
-    def complete(self) -> bool:
-        """The application handed over its whole response."""
-        return self.phase == _COMPLETE
 
     async def receive(self) -> Message:
         """The next ``http.request`` message, then ``http.disconnect``."""
@@ -164,6 +155,36 @@ class HttpCycle:
             return
         raise RuntimeError(f"unexpected ASGI message {kind!r} in an http scope")
 
+    async def run(self, app: App, scope: Scope, name: str) -> None:
+        """Call ``app`` (``name`` for messages) with this cycle's ``receive``/``send``.
+
+        An exception before the response is complete propagates (the pipeline makes
+        it a 500 or drops the connection); one after it can only be logged. Returning
+        without a complete response is an error.
+        """
+        ctx = self.ctx
+        try:
+            await app(scope, self.receive, self.send)
+        except Exception:
+            if self.phase != _COMPLETE:
+                raise
+            # The client has its whole response; what failed afterwards (a
+            # background task) can only be reported.
+            request = ctx.request
+            log.exception(
+                "correlation_id=%s %s %s: %s raised after its response",
+                ctx.correlation_id,
+                request.method,
+                request.target.decode("latin-1"),
+                name,
+            )
+            return
+        if self.phase != _COMPLETE:
+            raise RuntimeError(
+                f"{name} returned without "
+                + ("completing its response" if self.phase != _IDLE else "sending a response")
+            )
+
     def start(self, message: Message) -> None:
         """Record ``http.response.start`` in the response (nothing is sent yet)."""
         response = self.ctx.response
@@ -245,25 +266,7 @@ class AsgiHandler(Handler):
             raise ModuleError(self.id, "execute() before provision()")
         cycle = HttpCycle(ctx, request.body)
         scope = http_scope(ctx, self.root_path, self.state)
-        try:
-            await app(scope, cycle.receive, cycle.send)
-        except Exception:
-            if cycle.phase != _COMPLETE:
-                raise
-            # The client has its whole response; what failed afterwards (a
-            # background task) can only be reported.
-            log.exception(
-                "correlation_id=%s %s %s: the ASGI application raised after its response",
-                ctx.correlation_id,
-                request.method,
-                request.target.decode("latin-1"),
-            )
-            return
-        if cycle.phase != _COMPLETE:
-            raise RuntimeError(
-                f"the ASGI application {self.target} returned without "
-                + ("completing its response" if cycle.phase != _IDLE else "sending a response")
-            )
+        await cycle.run(app, scope, f"the ASGI application {self.target}")
 
     async def _websocket(self, ctx: Context) -> None:
         app = self.app

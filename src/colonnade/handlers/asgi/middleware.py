@@ -67,7 +67,7 @@ from colonnade.core.context import Context
 from colonnade.core.handler import Handler
 from colonnade.core.module import Module, Priority, hook
 from colonnade.core.principal import Principal
-from colonnade.core.request import Headers, Request
+from colonnade.core.request import Headers, Request, read_chunks
 from colonnade.core.response import Response
 from colonnade.core.stages import Stage
 from colonnade.errors import HttpError, ModuleError
@@ -235,14 +235,7 @@ class _ReceiveBody:
         return data
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._chunks()
-
-    async def _chunks(self) -> AsyncIterator[bytes]:
-        while True:
-            chunk = await self.read(_CHUNK)
-            if not chunk:
-                return
-            yield chunk
+        return read_chunks(self, _CHUNK)
 
 
 class _InnerWriter:
@@ -471,29 +464,9 @@ class AsgiMiddleware(Module):
             _CURRENT.reset(token)
 
     async def _http(self, ctx: Context, outer: _Outer, app_handler: AsgiHandler | None) -> None:
-        request = ctx.request
         hosted = app_handler if app_handler is not None else self.app_handler
         scope = http_scope(ctx, self.root_path, hosted.state if hosted is not None else None)
-        try:
-            await self.chain(scope, outer.receive, outer.send)
-        except Exception:
-            if not outer.complete:
-                raise
-            # The client has its whole response; what failed afterwards (a
-            # background task) can only be reported.
-            log.exception(
-                "correlation_id=%s %s %s: raised after the response (ASGI middleware %s)",
-                ctx.correlation_id,
-                request.method,
-                request.target.decode("latin-1"),
-                ", ".join(self.names),
-            )
-            return
-        if not outer.complete:
-            raise RuntimeError(
-                f"the ASGI middleware ({', '.join(self.names)}) returned without "
-                + ("completing its response" if outer.started else "sending a response")
-            )
+        await outer.run(self.chain, scope, f"the ASGI middleware ({', '.join(self.names)})")
 
     async def _websocket(self, ctx: Context, app_handler: AsgiHandler) -> None:
         # Imported on first use: wsproto (and h11) stay unloaded for HTTP-only apps.

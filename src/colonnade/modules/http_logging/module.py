@@ -439,7 +439,9 @@ def _compile_w3c(
             namespace[f"g{i}"] = getter
             text = slot(f"g{i}(ctx, st)")
         parts.append(text)
-    names = ", ".join(f"c{k}" for k in range(len(captures)))
+    # Tuples written "(a, b, )": valid for any count, "()" for none.
+    captured = "(" + "".join(f"{expr}, " for expr in captures) + ")"
+    names = "(" + "".join(f"c{k}, " for k in range(len(captures))) + ")"
     source = (
         "def capture(ctx):\n"
         "    if sink.render is not render:\n"
@@ -448,7 +450,7 @@ def _compile_w3c(
         "        st.refresh(clock())\n"
         "    r = ctx.request\n"
         "    resp = ctx.response\n"
-        f"    pending.append(({', '.join(captures)},))\n"
+        f"    pending.append({captured})\n"
         "    if len(pending) >= sink.max_pending:\n"
         "        sink.flush()\n"
         "    elif sink.timer is None:\n"
@@ -457,15 +459,12 @@ def _compile_w3c(
         "def render(batch):\n"
         "    out = []\n"
         "    append = out.append\n"
-        f"    for ({names},) in batch:\n"
+        f"    for {names} in batch:\n"
         + (f"        hd = dict({headers})\n" if headers is not None else "")
         + f'        append(" ".join(({", ".join(parts)},)))\n'
         '    append("")\n'
         '    return "\\n".join(out)\n'
     )
-    if not captures:  # a field list of constants only: capture one empty tuple
-        source = source.replace("pending.append((,))", "pending.append(())")
-        source = source.replace("for (,) in batch", "for _ in batch")
     exec(compile(source, "<colonnade access log format>", "exec"), namespace)
     return W3cLine(namespace["capture"], namespace["render"])
 
@@ -577,7 +576,11 @@ class Sink:
     def set_limit(self, limit: int) -> None:
         """Write once about ``limit`` characters are buffered."""
         self.limit = limit
-        self.max_pending = max(1, (limit - self.size) // self.line_size)
+        self._budget()
+
+    def _budget(self) -> None:
+        # How many more captured lines fit, at the line length last measured.
+        self.max_pending = max(1, (self.limit - self.size) // self.line_size)
 
     def add(self, text: str) -> None:
         """Append ``text``; flush if the buffer is full, else make sure a flush is due."""
@@ -603,7 +606,7 @@ class Sink:
         pending.clear()
         self.lines.append(text)
         self.size += len(text)
-        self.max_pending = max(1, (self.limit - self.size) // self.line_size)
+        self._budget()
 
     @staticmethod
     def _render_each(render: Render, pending: list[tuple[Any, ...]]) -> str:
@@ -659,7 +662,7 @@ class Sink:
         text = "".join(self.lines)
         self.lines.clear()
         self.size = 0
-        self.max_pending = max(1, self.limit // self.line_size)
+        self._budget()
         try:
             if self.fd is not None:
                 view = memoryview(text.encode("utf-8", "replace"))
