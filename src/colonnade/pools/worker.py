@@ -48,20 +48,6 @@ log = logging.getLogger("colonnade.pools")
 STATS_INTERVAL = 1.0
 
 
-class AdoptedConnection(HttpConnection):
-    """A connection accepted elsewhere: the bytes already read are parsed first."""
-
-    def __init__(self, state: ServerState, initial: bytes) -> None:
-        super().__init__(state)
-        self._initial = initial
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        data, self._initial = self._initial, b""
-        if data and not self.closing:
-            self.data_received(data)
-
-
 class Worker:
     """The serving side of one worker process."""
 
@@ -143,7 +129,9 @@ class Worker:
         sock.setblocking(False)
         try:
             await loop.connect_accepted_socket(
-                lambda: AdoptedConnection(self.state, data), sock=sock
+                # A connection accepted elsewhere: the bytes already read go first.
+                lambda: HttpConnection(self.state, data),
+                sock=sock,
             )
         except OSError as exc:
             log.debug("adopting a connection failed: %s", exc)

@@ -359,8 +359,11 @@ class Exchange:
 class HttpConnection(asyncio.Protocol):
     """The asyncio protocol for one HTTP/1.1 connection."""
 
-    def __init__(self, state: ServerState) -> None:
+    def __init__(self, state: ServerState, initial: bytes = b"") -> None:
+        """``initial``: bytes already read from the socket (a connection accepted by
+        another process and handed over), parsed first once the connection is made."""
         self.state = state
+        self._initial = initial
         limits = state.limits
         self.h1 = HTTP1Connection(
             max_target=limits.max_request_target,
@@ -405,6 +408,9 @@ class HttpConnection(asyncio.Protocol):
         self.client = (peer[0], peer[1]) if isinstance(peer, tuple) else None
         self.server = (sock[0], sock[1]) if isinstance(sock, tuple) else None
         self._arm(state.timeouts.header)
+        if self._initial:
+            data, self._initial = self._initial, b""
+            self.data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
