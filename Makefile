@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: serve test lint format bench docs install sysdeps clean
+.PHONY: serve test lint format bench docs install sysdeps clean compiled test-compiled
 
 serve: $(STAMP)
 	$(BIN)/colonnade serve --root examples/welcome --bind 127.0.0.1:8080
@@ -47,5 +47,24 @@ $(STAMP): pyproject.toml tests/thirdparty/pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]' -e tests/thirdparty
 	touch $@
 
+# An optional install with the modules listed in [tool.colonnade.mypyc] of
+# pyproject.toml compiled by mypyc (see setup.py), in a venv of its own: never
+# editable, so no compiled module lands in src/ to shadow the sources. First the
+# package and its test dependencies as usual (mypy type-checks what the compiled
+# modules import), then the compiled build replaces the package, built without
+# isolation by that venv's mypy.
+CVENV := .venv-compiled
+CBIN  := $(CVENV)/bin
+
+compiled:
+	test -x $(CBIN)/python || $(PYTHON) -m venv $(CVENV)
+	$(CBIN)/python -m pip install -q --upgrade pip 'setuptools>=68' wheel
+	$(CBIN)/python -m pip install -q '.[dev]' ./tests/thirdparty
+	COLONNADE_MYPYC=1 $(CBIN)/python -m pip install -q --no-build-isolation --no-deps --force-reinstall .
+
+# The test suite against the compiled install (`colonnade` imported from it, not src/).
+test-compiled: compiled
+	COLONNADE_EXPECT_COMPILED=1 $(CBIN)/python -m pytest -q -p no:cacheprovider
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(CVENV) build .mypy_cache .ruff_cache .pytest_cache
