@@ -36,7 +36,7 @@ from colonnade.core.context import Context
 from colonnade.core.handler import Handler
 from colonnade.core.pyapp import load_app
 from colonnade.core.request import EMPTY_BODY, Body
-from colonnade.core.response import FileBody
+from colonnade.core.response import FileBody, Response
 from colonnade.errors import ModuleError
 from colonnade.handlers.asgi.config import AsgiSection
 from colonnade.handlers.asgi.lifespan import Lifespan
@@ -65,7 +65,7 @@ _COMPLETE = 3  # the whole response was handed over
 class HttpCycle:
     """``receive`` and ``send`` of one HTTP request."""
 
-    __slots__ = ("body", "ctx", "left", "phase", "waiter")
+    __slots__ = ("body", "ctx", "inner_response", "left", "phase", "waiter")
 
     def __init__(self, ctx: Context, body: Body) -> None:
         self.ctx = ctx
@@ -73,6 +73,9 @@ class HttpCycle:
         self.left = -1  # request body bytes still due (-1: not looked up; -2: unknown)
         self.phase = _IDLE
         self.waiter: asyncio.Future[None] | None = None  # a receive waiting for the end
+        # The response of a server handler run behind ASGI middleware (middleware.py):
+        # passed on with its status, it keeps what the handler said about itself.
+        self.inner_response: Response | None = None
 
     async def receive(self) -> Message:
         """The next ``http.request`` message, then ``http.disconnect``."""
@@ -195,6 +198,11 @@ class HttpCycle:
         headers = message.get("headers")
         if headers:
             response.headers = [(name.lower(), value) for name, value in headers]
+        inner = self.inner_response
+        if inner is not None and inner.status == response.status:
+            response.substatus = inner.substatus
+            response.reason = inner.reason
+            response.skip_custom_errors = inner.skip_custom_errors
 
     def _complete(self) -> None:
         self.phase = _COMPLETE

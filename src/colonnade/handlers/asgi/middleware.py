@@ -21,7 +21,7 @@ How this works, per request:
 - Its ``execute`` builds the ``http`` scope from the request (as the ASGI handler
   does; ``root_path`` is the application's path, ``state`` the hosted ASGI app's
   lifespan state where there is one) and awaits the chain with the ``receive`` and
-  ``send`` of an :class:`_Outer`: ``receive`` hands out the request body, ``send``
+  ``send`` of an :class:`HttpCycle`: ``receive`` hands out the request body, ``send``
   turns the messages the outermost middleware sends into the response exactly as
   the ASGI handler does (one complete body is buffered and sent with its length,
   ``more_body`` streams, ``http.response.pathsend`` goes out with ``sendfile``);
@@ -68,7 +68,6 @@ from colonnade.core.handler import Handler
 from colonnade.core.module import Module, Priority, hook
 from colonnade.core.principal import Principal
 from colonnade.core.request import Headers, Request, read_chunks
-from colonnade.core.response import Response
 from colonnade.core.stages import Stage
 from colonnade.errors import HttpError, ModuleError
 from colonnade.handlers.asgi.handler import AsgiHandler, HttpCycle
@@ -94,14 +93,13 @@ _PATHSEND = "http.response.pathsend"
 class _Exchange:
     """One request through the chain: what the innermost app is to run."""
 
-    __slots__ = ("app", "ctx", "handler", "inner_response", "outer")
+    __slots__ = ("app", "ctx", "handler", "outer")
 
-    def __init__(self, ctx: Context, handler: Handler, outer: _Outer, app: App | None) -> None:
+    def __init__(self, ctx: Context, handler: Handler, outer: HttpCycle, app: App | None) -> None:
         self.ctx = ctx
         self.handler = handler
         self.outer = outer
         self.app = app  # the hosted ASGI app, or None: run ``handler`` through the adapter
-        self.inner_response: Response | None = None
 
 
 _CURRENT: contextvars.ContextVar[_Exchange] = contextvars.ContextVar("colonnade_asgi_exchange")
@@ -138,7 +136,8 @@ async def _run_handler(exchange: _Exchange, scope: Scope, receive: Receive, send
     inner.items = ctx.items
     inner.physical_path = ctx.physical_path
     ctx.items["asgi.scope"] = scope
-    exchange.inner_response = inner.response
+    # Passed on by the middleware with its status, the response keeps its details.
+    exchange.outer.inner_response = inner.response
     try:
         pending = handler.execute(inner)
         if pending is not None:
@@ -158,7 +157,7 @@ async def _no_hooks(ctx: Context) -> None:
     return None
 
 
-def _inner_request(request: Request, scope: Scope, receive: Receive, outer: _Outer) -> Request:
+def _inner_request(request: Request, scope: Scope, receive: Receive, outer: HttpCycle) -> Request:
     """The request a server handler sees: the scope's headers, query and client."""
     headers = scope.get("headers")
     own_receive = receive == outer.receive
@@ -331,30 +330,6 @@ class _InnerWriter:
         return
 
 
-class _Outer(HttpCycle):
-    """``receive`` and ``send`` handed to the outermost middleware.
-
-    The ASGI handler's cycle, except that a response the wrapped server handler
-    made and the middleware passed on keeps what the handler said about itself.
-    """
-
-    __slots__ = ("exchange",)
-
-    def __init__(self, ctx: Context) -> None:
-        super().__init__(ctx, ctx.request.body)
-        self.exchange: _Exchange | None = None
-
-    def start(self, message: Message) -> None:
-        """Record ``http.response.start``; a passed-on handler response keeps its details."""
-        super().start(message)
-        response = self.ctx.response
-        inner = self.exchange.inner_response if self.exchange is not None else None
-        if inner is not None and inner.status == response.status:
-            response.substatus = inner.substatus
-            response.reason = inner.reason
-            response.skip_custom_errors = inner.skip_custom_errors
-
-
 class _Wrapped(Handler):
     """Stands in for one handler while the request passes the middleware chain."""
 
@@ -447,9 +422,8 @@ class AsgiMiddleware(Module):
         app = app_handler.app if app_handler is not None else None
         if app_handler is not None and app is None:
             raise ModuleError(app_handler.id, "execute() before provision()")
-        outer = _Outer(ctx)
+        outer = HttpCycle(ctx, ctx.request.body)
         exchange = _Exchange(ctx, handler, outer, app)
-        outer.exchange = exchange
         token = _CURRENT.set(exchange)
         try:
             if (
@@ -463,7 +437,7 @@ class AsgiMiddleware(Module):
         finally:
             _CURRENT.reset(token)
 
-    async def _http(self, ctx: Context, outer: _Outer, app_handler: AsgiHandler | None) -> None:
+    async def _http(self, ctx: Context, outer: HttpCycle, app_handler: AsgiHandler | None) -> None:
         hosted = app_handler if app_handler is not None else self.app_handler
         scope = http_scope(ctx, self.root_path, hosted.state if hosted is not None else None)
         await outer.run(self.chain, scope, f"the ASGI middleware ({', '.join(self.names)})")
