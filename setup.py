@@ -19,6 +19,7 @@ compiled modules' imports) are added to the build requirements here.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tomllib
 from pathlib import Path
@@ -29,6 +30,7 @@ from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
 MYPYC_REQUIREMENT = "mypy>=2.0"
+BUILD_COMMANDS = {"bdist_wheel", "build", "build_ext", "install"}
 
 
 def _pyproject() -> dict[str, Any]:
@@ -54,12 +56,22 @@ class _BuildExt(build_ext):
         super().run()
 
 
+def _clean_build_lib() -> None:
+    """Drop what earlier builds left in build/lib*: bdist_wheel packs all of it, so the
+    extension of a module an earlier build compiled and this one does not would
+    ship too, shadowing its ``.py``."""
+    for lib in HERE.glob("build/lib*"):
+        shutil.rmtree(lib)
+
+
 def _options() -> dict[str, Any]:
+    building = bool(BUILD_COMMANDS & set(sys.argv[1:]))
+    if building:
+        _clean_build_lib()
     if os.environ.get("COLONNADE_MYPYC") != "1":
         return {}
     _refuse_editable()
     pyproject = _pyproject()
-    building = bool({"bdist_wheel", "build", "build_ext", "install"} & set(sys.argv[1:]))
     try:
         from mypyc.build import mypycify
     except ImportError:
