@@ -11,6 +11,7 @@ serve: $(STAMP)
 
 test: $(STAMP) sysdeps lint
 	$(BIN)/python -m pytest -q
+	$(MAKE) --no-print-directory test-compiled
 
 # System packages the tests use (a real headless Chromium for the browser tests).
 # Installed when missing and we may (root, as in CI); elsewhere those tests skip.
