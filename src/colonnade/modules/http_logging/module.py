@@ -88,8 +88,8 @@ _STATE = LineState()
 W3cGetter = Callable[[Context, LineState], str]
 #: Writes the line of one request into its sink.
 Emit = Callable[[Context], None]
-#: Turns a batch of captured W3C values into text.
-Render = Callable[[list[tuple[Any, ...]]], str]
+#: Turns a batch of captured W3C values (a flat list, a fixed number per line) into text.
+Render = Callable[[list[Any]], str]
 JsonGetter = Callable[[Context, LineState], "str | int | None"]
 
 
@@ -388,6 +388,7 @@ class W3cLine(NamedTuple):
 
     capture: Emit  # per request: the raw values, appended to the sink's pending list
     render: Render  # per batch: the pending values as text
+    width: int  # values per line in the pending list
 
 
 def _compile_w3c(
@@ -395,10 +396,14 @@ def _compile_w3c(
 ) -> W3cLine:
     """Generate the two halves of a W3C line, like nginx's compiled log formats.
 
-    ``capture`` runs for every request: it appends one tuple of raw values (the
-    request's path object, its header list, the status, the elapsed time...) to
-    ``sink.pending`` and does nothing else. ``render`` turns a whole batch of such
-    tuples into text when the sink writes: one tight loop, so the formatting, the
+    ``capture`` runs for every request: it appends its raw values (the request's
+    path object, the header values asked for, the status, the elapsed time...) to
+    ``sink.pending`` and does nothing else. The list is flat, ``width`` values a
+    line: no object per request stays alive until the write, so the garbage
+    collector, which runs after every few hundred surviving allocations and then
+    walks all of them, has nothing of the log's to count or walk (a tuple per
+    line doubled its work). ``render`` turns a whole batch into text when the sink
+    writes: one tight loop over ``width``-sized slices, so the formatting, the
     memoised escapes and the header lookups run hot in the caches instead of cold
     between two requests. Only fixed expressions from ``_INLINE`` and generated
     names go into the source; header names and other fields' getters are bound
@@ -432,25 +437,33 @@ def _compile_w3c(
             for k, expr in enumerate(exprs):
                 text = text.replace("{" + str(k) + "}", slot(expr))
         elif header is not None and header.group(1) == "cs":
-            headers = slot("r.headers")
+            # The header's value (bytes or None), not the request's header list:
+            # a tuple of such atoms leaves the garbage collector's tracking, a
+            # tuple holding a list would be traversed by every collection until
+            # the batch is written.
+            headers = "hd = dict(r.headers)"
             namespace[f"n{i}"] = header.group(2).lower().encode("latin-1")
-            text = f"escb[hd.get(n{i})]"
+            text = f"escb[{slot(f'hd.get(n{i})')}]"
         else:
             namespace[f"g{i}"] = getter
             text = slot(f"g{i}(ctx, st)")
         parts.append(text)
-    # Tuples written "(a, b, )": valid for any count, "()" for none.
+    if not captures:
+        slot("None")  # a line of constants still takes one value: the count of lines
+    namespace["width"] = width = len(captures)
+    # Tuples written "(a, b, )": valid for any count.
     captured = "(" + "".join(f"{expr}, " for expr in captures) + ")"
     names = "(" + "".join(f"c{k}, " for k in range(len(captures))) + ")"
     source = (
         "def capture(ctx):\n"
         "    if sink.render is not render:\n"
-        "        sink.switch(fmt, render)  # another field list wrote here meanwhile\n"
+        "        sink.switch(fmt, render, width)  # another field list wrote here meanwhile\n"
         "    if clock() >= st.next:\n"
         "        st.refresh(clock())\n"
         "    r = ctx.request\n"
         "    resp = ctx.response\n"
-        f"    pending.append({captured})\n"
+        + (f"    {headers}\n" if headers is not None else "")
+        + f"    pending.extend({captured})\n"
         "    if len(pending) >= sink.max_pending:\n"
         "        sink.flush()\n"
         "    elif sink.timer is None:\n"
@@ -459,14 +472,13 @@ def _compile_w3c(
         "def render(batch):\n"
         "    out = []\n"
         "    append = out.append\n"
-        f"    for {names} in batch:\n"
-        + (f"        hd = dict({headers})\n" if headers is not None else "")
-        + f'        append(" ".join(({", ".join(parts)},)))\n'
+        f"    for {names} in zip(*[iter(batch)] * width):\n"
+        f'        append(" ".join(({", ".join(parts)},)))\n'
         '    append("")\n'
         '    return "\\n".join(out)\n'
     )
     exec(compile(source, "<colonnade access log format>", "exec"), namespace)
-    return W3cLine(namespace["capture"], namespace["render"])
+    return W3cLine(namespace["capture"], namespace["render"], width)
 
 
 def json_key(field: str) -> str:
@@ -551,6 +563,7 @@ class Sink:
         "render",
         "size",
         "timer",
+        "width",
     )
 
     def __init__(self, key: str, fd: int | None, directive: str | None) -> None:
@@ -562,13 +575,14 @@ class Sink:
         self.size = 0  # characters in ``lines``
         # Captured W3C values not yet rendered, and the renderer they belong to.
         # The list object is never replaced (generated capture functions hold it).
-        self.pending: list[tuple[Any, ...]] = []
+        self.pending: list[Any] = []
         self.render: Render | None = None
+        self.width = 1  # values per line in ``pending``, for ``render``
         self.compiled: dict[tuple[str, ...], W3cLine] = {}
         self.line_size = 128  # characters per rendered line, as last measured
         self.directive = directive  # the #Fields line currently in force, if known
         self.limit = 65536
-        self.max_pending = self.limit // self.line_size
+        self.max_pending = self.limit // self.line_size  # in values: lines x width
         self.interval = 1.0
         self.refs = 0
         self.timer: asyncio.TimerHandle | None = None
@@ -580,7 +594,7 @@ class Sink:
 
     def _budget(self) -> None:
         # How many more captured lines fit, at the line length last measured.
-        self.max_pending = max(1, (self.limit - self.size) // self.line_size)
+        self.max_pending = max(1, (self.limit - self.size) // self.line_size) * self.width
 
     def add(self, text: str) -> None:
         """Append ``text``; flush if the buffer is full, else make sure a flush is due."""
@@ -601,33 +615,37 @@ class Sink:
         try:
             text = self.render(pending)
         except Exception:  # a value the renderer cannot format: lose that line only
-            text = self._render_each(self.render, pending)
-        self.line_size = max(16, len(text) // len(pending))
+            text = self._render_each(self.render, pending, self.width)
+        self.line_size = max(16, len(text) * self.width // len(pending))
         pending.clear()
         self.lines.append(text)
         self.size += len(text)
         self._budget()
 
     @staticmethod
-    def _render_each(render: Render, pending: list[tuple[Any, ...]]) -> str:
+    def _render_each(render: Render, pending: list[Any], width: int) -> str:
         parts: list[str] = []
         lost = 0
-        for values in pending:
+        lines = len(pending) // width
+        for start in range(0, len(pending), width):
             try:
-                parts.append(render([values]))
+                parts.append(render(pending[start : start + width]))
             except Exception:
                 lost += 1
                 if lost == 1:
                     log.exception("access log: a line could not be formatted")
         if lost:
-            log.error("access log: %d of %d lines could not be formatted", lost, len(pending))
+            log.error("access log: %d of %d lines could not be formatted", lost, lines)
         return "".join(parts)
 
-    def switch(self, fmt: LineFormat, render: Render) -> None:
-        """Another W3C field list writes here from now on: its header, its renderer."""
+    def switch(self, fmt: LineFormat, render: Render, width: int) -> None:
+        """Another W3C field list writes here from now on: its header, its renderer
+        (``width`` values a line)."""
         self.settle()
         self.ensure_header(fmt)
         self.render = render
+        self.width = width
+        self._budget()
 
     def schedule(self) -> None:
         """Flush ``interval`` seconds from now (at once without a running loop)."""
@@ -818,7 +836,8 @@ class HttpLogging(Module):
                 # Lines pending under the field list in force are rendered first; the
                 # new header follows, and whoever wrote before switches back (with
                 # its own header) on its next line.
-                sink.switch(fmt, sink.compiled[fmt.fields].render)
+                line = sink.compiled[fmt.fields]
+                sink.switch(fmt, line.render, line.width)
                 sink.flush()  # the header goes out at start-up, not with line one
         if len(self._by_section) >= _SECTIONS_MAX:
             self._by_section.clear()
