@@ -7,13 +7,14 @@ later join with a folder can leave it.
 
 from __future__ import annotations
 
+from typing import Final
 from urllib.parse import unquote_to_bytes
 
 from colonnade.errors import HttpError
 
 #: Recently decoded paths (servers see the same few paths again and again).
-_CACHE: dict[bytes, str] = {}
-_CACHE_MAX = 4096
+_CACHE: Final[dict[bytes, str]] = {}
+_CACHE_MAX: Final = 4096
 
 
 def decode_path(raw: bytes) -> str:

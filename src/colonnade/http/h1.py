@@ -36,7 +36,7 @@ import sys
 from email.utils import formatdate
 from http import HTTPStatus
 from time import time
-from typing import NoReturn
+from typing import Final, NoReturn
 
 import httptools
 
@@ -45,34 +45,36 @@ from colonnade.http.events import Body, EndOfMessage, Event, Headers, ProtocolEr
 __all__ = ["HTTP1Connection", "reason_phrase"]
 
 # -- parser states -----------------------------------------------------------------
-_IDLE = 0  # between requests
-_HEAD = 1  # request line and header section
-_BODY = 2  # body bytes (or a chunk-size line)
-_CHUNK = 3  # after a chunk header: chunk data, or the trailer section of the last chunk
-_UPGRADED = 4  # after an upgrade request: no more HTTP
-_CLOSED = 5  # after a request that asked to close, or EOF: later bytes are ignored
-_FAILED = 6  # after a ProtocolError
+_IDLE: Final = 0  # between requests
+_HEAD: Final = 1  # request line and header section
+_BODY: Final = 2  # body bytes (or a chunk-size line)
+_CHUNK: Final = 3  # after a chunk header: chunk data, or the trailer section of the last chunk
+_UPGRADED: Final = 4  # after an upgrade request: no more HTTP
+_CLOSED: Final = 5  # after a request that asked to close, or EOF: later bytes are ignored
+_FAILED: Final = 6  # after a ProtocolError
 
-_SLICE = 65536
-_END = EndOfMessage()
-_NEVER = sys.maxsize
+_SLICE: Final = 65536
+_END: Final = EndOfMessage()
+_NEVER: Final = sys.maxsize
 
 # Request header names that need a closer look; all but Host only at the end of the head.
-_SPECIAL = frozenset((b"host", b"content-length", b"transfer-encoding", b"expect"))
+_SPECIAL: Final = frozenset((b"host", b"content-length", b"transfer-encoding", b"expect"))
 
 # RFC 3986 reg-name / IP-literal / port characters: anything else in Host is a 400.
-_HOST_CHARS = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=%:[]"
+_HOST_CHARS: Final = (
+    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=%:[]"
+)
 # Hosts already found valid: clients repeat the same few, and a set hit is a quarter
 # of the cost of checking. Bounded, so junk hosts only fill it and then bypass it.
-_VALID_HOSTS: set[bytes] = set()
-_VALID_HOSTS_MAX = 256
+_VALID_HOSTS: Final[set[bytes]] = set()
+_VALID_HOSTS_MAX: Final = 256
 # RFC 9110 tchar: a response header name made of anything else is a caller bug.
-_TCHARS = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_TCHARS: Final = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 # llhttp also parses RTSP/1.0 and ICE/1.0 request lines and reports them as version
 # 1.0 without saying which protocol it saw. These methods are RTSP's, and SOURCE is
 # the one ICE allows: with version 1.0 they mean "not HTTP". (``GET / RTSP/1.0``
 # still passes as HTTP/1.0: nothing tells it apart, and it is harmless.)
-_NOT_HTTP_10 = frozenset(
+_NOT_HTTP_10: Final = frozenset(
     (
         b"ANNOUNCE",
         b"DESCRIBE",
@@ -96,11 +98,11 @@ class _RejectError(Exception):
 
 
 # -- status lines and reasons, built once --------------------------------------------
-_REASONS: dict[int, bytes] = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
-_STATUS_LINES: dict[int, bytes] = {
+_REASONS: Final[dict[int, bytes]] = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
+_STATUS_LINES: Final[dict[int, bytes]] = {
     code: b"HTTP/1.1 %d %b\r\n" % (code, phrase) for code, phrase in _REASONS.items()
 }
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 def reason_phrase(status: int) -> bytes:
@@ -132,8 +134,8 @@ def _date_header() -> bytes:
 
 
 # -- Content-Length lines for the sizes that recur (formatting costs more than a lookup)
-_LENGTH_LINES: dict[int, bytes] = {}
-_LENGTH_LINES_MAX = 4096
+_LENGTH_LINES: Final[dict[int, bytes]] = {}
+_LENGTH_LINES_MAX: Final = 4096
 
 
 def _length_line(length: int) -> bytes:
@@ -148,9 +150,9 @@ def _length_line(length: int) -> bytes:
 # -- response header names: validated and lowercased once, then looked up ------------
 # Handlers send the same few names over and over; a dict hit (the name's hash is
 # cached on the bytes object) is cheaper than lowering and validating each time.
-_NAME_CACHE: dict[bytes, bytes] = {}
-_NAME_CACHE_MAX = 1024
-_RESPONSE_FRAMING = frozenset(
+_NAME_CACHE: Final[dict[bytes, bytes]] = {}
+_NAME_CACHE_MAX: Final = 1024
+_RESPONSE_FRAMING: Final = frozenset(
     (b"content-length", b"transfer-encoding", b"connection", b"date", b"server")
 )
 

@@ -25,7 +25,7 @@ import logging
 import os
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 from colonnade.core.request import EMPTY_BODY, Headers, Request, read_chunks
 from colonnade.core.urlpath import decode_path
@@ -39,23 +39,23 @@ if TYPE_CHECKING:
 log = logging.getLogger("colonnade.transport")
 
 # Sent, without parsing anything, to a connection over the server's limit.
-_OVERLOADED = (
+_OVERLOADED: Final = (
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n"
     b"connection: close\r\nretry-after: 1\r\n\r\n"
 )
 
 #: Method names decoded once (the str every request needs).
-_METHODS = {
+_METHODS: Final = {
     m.encode(): m
     for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE")
 }
 
 # Files up to this size are read and written in one go (cheaper than sendfile).
-_SMALL_FILE = 64 * 1024
-_COPY_CHUNK = 256 * 1024
+_SMALL_FILE: Final = 64 * 1024
+_COPY_CHUNK: Final = 256 * 1024
 
 # Buffered request-body bytes above which reading pauses until the app catches up.
-_BODY_HIGH_WATER = 256 * 1024
+_BODY_HIGH_WATER: Final = 256 * 1024
 
 
 class StreamBody:

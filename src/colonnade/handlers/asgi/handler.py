@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any
+from typing import Any, Final
 
 from colonnade.core.app import Application
 from colonnade.core.context import Context
@@ -52,14 +52,14 @@ from colonnade.handlers.asgi.scope import (
 log = logging.getLogger("colonnade.asgi")
 
 #: Request body bytes handed to the application per ``http.request`` message.
-_CHUNK = 65536
+_CHUNK: Final = 65536
 
 
 # Where an HttpCycle's response is.
-_IDLE = 0  # nothing sent yet
-_STARTED = 1  # http.response.start recorded (nothing on the wire yet)
-_STREAMING = 2  # body chunks are going out
-_COMPLETE = 3  # the whole response was handed over
+_IDLE: Final = 0  # nothing sent yet
+_STARTED: Final = 1  # http.response.start recorded (nothing on the wire yet)
+_STREAMING: Final = 2  # body chunks are going out
+_COMPLETE: Final = 3  # the whole response was handed over
 
 
 class HttpCycle:
