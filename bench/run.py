@@ -8,6 +8,8 @@ CPU 1 (``taskset -c 1 wrk -t1 -c64 -d5s --latency``). Each workload starts its s
 warms each one up, then runs wrk ``--repeat`` times, alternating the servers round-robin,
 and reports the medians and the ratio colonnade/peer. A server that fails to start is
 reported as "n/a (...)" and the run carries on.
+The ``instructions`` workload counts instead the user-space CPU instructions per request
+under valgrind's callgrind (bench/instructions.py): repeatable where req/s are not.
 
 Results go into bench/RESULTS.md (``--out``): the "latest run" section is replaced and a
 short history table of headline ratios is kept. Raw numbers: bench/out/results-*.json.
@@ -30,6 +32,7 @@ import re
 import resource
 import select
 import shlex
+import shutil
 import signal
 import socket
 import statistics
@@ -53,14 +56,19 @@ WWW = OUT / "www"
 LOGS = OUT / "logs"
 NGINX_DIR = OUT / "nginx"
 BENCH_PY = "bench/.venv/bin"  # peer servers, relative to the repo root (the servers' cwd)
-COLONNADE = ".venv/bin/colonnade"  # installed by the repo Makefile
-COLONNADE_PY = ".venv/bin/python"  # runs bench/pipeline_cost.py (needs colonnade)
+# Colonnade as a production install runs: the mypyc-compiled build (`make compiled`,
+# see docs/architecture.md). The pure-Python install of `make` (.venv, editable) is
+# measured too, in asgi-hello and instructions only, as colonnade-asgi-py.
+COLONNADE = ".venv-compiled/bin/colonnade"
+COLONNADE_PURE = ".venv/bin/colonnade"
+COLONNADE_PY = ".venv-compiled/bin/python"  # runs bench/pipeline_cost.py (needs colonnade)
 HOST = "127.0.0.1"
 NOFILE = 65536
 sys.path.insert(0, str(BENCH))
 
 from apps.make_modules import generate as generate_modules  # noqa: E402
 from apps.make_static import generate as generate_static  # noqa: E402
+from instructions import VALGRIND, callgrind_total, drive, valgrind_argv  # noqa: E402
 
 # ======================================================================================
 # Servers. argv is a template: {port} {www} {nginx_conf}; the servers' cwd is the repo
@@ -89,6 +97,7 @@ class Server:
 
 PYPATH = (("PYTHONPATH", "bench"),)
 _C = f"{COLONNADE} serve"
+_CP = f"{COLONNADE_PURE} serve"
 _B = f"--bind {HOST}:{{port}} --workers 1"
 # Colonnade's pools (master + worker) come later; until then only --workers 0 (single
 # process, which is also exactly one serving process) is accepted: fall back to it.
@@ -116,6 +125,12 @@ SERVERS: dict[str, Server] = {
             "colonnade-asgi",
             "colonnade",
             f"{_C} apps.asgi_hello:app --app-dir bench --root {{www}} {_B}",
+            fallback=_CF,
+        ),
+        Server(
+            "colonnade-asgi-py",
+            "colonnade",
+            f"{_CP} apps.asgi_hello:app --app-dir bench --root {{www}} {_B}",
             fallback=_CF,
         ),
         Server(
@@ -203,7 +218,8 @@ SERVERS: dict[str, Server] = {
 # headline number the ratio colonnade/peer is computed on.
 # ======================================================================================
 
-ASGI = ("colonnade-asgi", "uvicorn", "granian-asgi", "hypercorn")
+# colonnade-asgi (compiled) comes first: the ratios are computed against it.
+ASGI = ("colonnade-asgi", "colonnade-asgi-py", "uvicorn", "granian-asgi", "hypercorn")
 WSGI = ("colonnade-wsgi", "gunicorn", "granian-wsgi")
 STATIC = ("colonnade-static", "nginx")
 
@@ -242,10 +258,23 @@ WORKLOADS: list[Workload] = [
 MODULE_COUNTS: dict[str, int] = {"modules-10": 10, "modules-50": 50, "modules-50-disabled": 0}
 
 # Memory test: idle RSS and RSS holding --memory-conns idle keep-alive connections.
-MEMORY_SERVERS: tuple[str, ...] = ASGI + WSGI + STATIC
+MEMORY_SERVERS: tuple[str, ...] = tuple(s for s in ASGI if s != "colonnade-asgi-py") + WSGI + STATIC
 MEMORY = "memory"
 # In-process pipeline cost (bench/pipeline_cost.py, colonnade's venv), no sockets.
 PIPELINE = "pipeline"
+# User-space CPU instructions per request under callgrind (bench/instructions.py): per
+# workload whose path is requested, the servers compared (colonnade first).
+INSTRUCTIONS = "instructions"
+INSTRUCTION_PAIRS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("asgi-hello", ("colonnade-asgi", "colonnade-asgi-py", "uvicorn", "granian-asgi")),
+    ("static-1k", STATIC),
+    ("wsgi-hello", ("colonnade-wsgi", "gunicorn")),
+)
+INSTRUCTION_REQUESTS = (1000, 3000)  # the two runs; --quick: QUICK_INSTRUCTION_REQUESTS
+QUICK_INSTRUCTION_REQUESTS = (300, 900)
+INSTR_START_TIMEOUT = 180.0  # colonnade imports slowly under valgrind
+INSTR_STOP_GRACE = 60.0  # callgrind writes its output at exit, slowly
+CALLGRIND_DIR = OUT / "callgrind"
 
 # ======================================================================================
 # Process control: every child is a process-group leader; stop() kills the group.
@@ -509,8 +538,21 @@ class Running:
 
 
 def start_server(
-    name: str, tag: str, args: argparse.Namespace, probe_path: str, *, idle: bool = False
+    name: str,
+    tag: str,
+    args: argparse.Namespace,
+    probe_path: str,
+    *,
+    idle: bool = False,
+    wrap: Sequence[str] = (),
+    timeout: float | None = None,
 ) -> Running:
+    """Start ``name`` pinned to the server CPU and wait until it answers ``probe_path``.
+
+    ``wrap`` goes between taskset and the server's argv (valgrind): the server is then
+    slow, so it gets ``timeout`` seconds (default ``--start-timeout``) and the probe
+    waits for its answer instead of retrying every second, so exactly one probe request
+    reaches the server."""
     server = SERVERS[name]
     port = port_for(name, args.base_port)
     fmt: dict[str, Any] = {
@@ -524,14 +566,15 @@ def start_server(
     template = server.argv
     if server.is_colonnade and args.colonnade_workers is not None:
         template = template.replace("--workers 1", f"--workers {args.colonnade_workers}")
+    how = _How(tag, probe_path, idle, tuple(wrap), timeout or args.start_timeout)
     if name in _FELL_BACK and server.fallback:  # already known: go straight to it
-        run = _start(server, template.replace(*server.fallback), fmt, tag, args, probe_path, idle)
+        run = _start(server, template.replace(*server.fallback), fmt, how, args)
         run.note = _FELL_BACK[name]
         return run
-    run = _start(server, template, fmt, tag, args, probe_path, idle)
+    run = _start(server, template, fmt, how, args)
     if run.error and run.exited and server.fallback and server.fallback[0] in template:
         first = run.error
-        run = _start(server, template.replace(*server.fallback), fmt, tag, args, probe_path, idle)
+        run = _start(server, template.replace(*server.fallback), fmt, how, args)
         if run.error is None:
             old, new = server.fallback
             run.note = _FELL_BACK[name] = f"ran with `{new}`; `{old}` gave: {first}"
@@ -542,27 +585,32 @@ def start_server(
 _FELL_BACK: dict[str, str] = {}
 
 
+@dataclass(frozen=True)
+class _How:
+    """How :func:`_start` starts a server (see :func:`start_server`)."""
+
+    tag: str
+    probe_path: str
+    idle: bool
+    wrap: tuple[str, ...]
+    timeout: float
+
+
 def _start(
-    server: Server,
-    template: str,
-    fmt: dict[str, Any],
-    tag: str,
-    args: argparse.Namespace,
-    probe_path: str,
-    idle: bool,
+    server: Server, template: str, fmt: dict[str, Any], how: _How, args: argparse.Namespace
 ) -> Running:
     name, port = server.name, fmt["port"]
     argv = shlex.split(template.format(**fmt))
-    if idle and server.idle:
+    if how.idle and server.idle:
         argv += shlex.split(server.idle)
-    full = ["taskset", "-c", str(args.server_cpu), *argv]
+    full = ["taskset", "-c", str(args.server_cpu), *how.wrap, *argv]
     env = dict(os.environ, **dict(server.env))
     env.pop("PYTHONSTARTUP", None)
     LOGS.mkdir(parents=True, exist_ok=True)
-    prefix = LOGS / f"{tag}-{name}"
+    prefix = LOGS / f"{how.tag}-{name}"
     run = Running(server, port, None, full, log_prefix=prefix)
-    if server.is_colonnade and not (REPO / COLONNADE).exists():
-        run.error = f"n/a (failed to start: {COLONNADE} not found; run `make` first)"
+    if server.is_colonnade and not (REPO / argv[0]).exists():
+        run.error = f"n/a (failed to start: {argv[0]} not found; run `make` first)"
         return run
     with open(f"{prefix}.out", "wb") as out, open(f"{prefix}.err", "wb") as err:
         try:
@@ -570,7 +618,7 @@ def _start(
         except OSError as exc:
             run.error = f"n/a (failed to start: {exc})"
             return run
-    deadline = time.monotonic() + args.start_timeout
+    deadline = time.monotonic() + how.timeout
     while True:
         code = run.proc.poll()
         if code is not None:
@@ -579,12 +627,13 @@ def _start(
             log(f"  {name}: exited with {code} at start — {run.error}")
             stop(run.proc)
             return run
-        status = probe(port, probe_path)
+        wait = max(1.0, deadline - time.monotonic()) if how.wrap else 1.0
+        status = probe(port, how.probe_path, wait)
         if status is not None:
             run.probe_status = status
             break
         if time.monotonic() > deadline:
-            run.error = f"n/a (port never answered within {args.start_timeout:g}s)"
+            run.error = f"n/a (port never answered within {how.timeout:g}s)"
             log(f"  {name}: {run.error}")
             stop(run.proc)
             return run
@@ -979,6 +1028,135 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+@dataclass
+class IrRow:
+    """One server of the instructions workload: a callgrind run per request count."""
+
+    server: str
+    product: str
+    colonnade: bool
+    cmd: str = ""
+    error: str | None = None
+    note: str = ""
+    requests: list[int] = field(default_factory=list)  # N of each finished run
+    totals: list[int] = field(default_factory=list)  # its instructions, all processes
+    procs: list[int] = field(default_factory=list)  # its callgrind files (processes)
+    seconds: list[float] = field(default_factory=list)  # its wall time: start to stopped
+    reconnects: list[int] = field(default_factory=list)  # new connections the server asked for
+    per_request: float | None = None
+
+
+def _check_valgrind(args: argparse.Namespace) -> tuple[str | None, argparse.Namespace, str]:
+    """(why valgrind cannot be used, or None; the args to start servers with; a note).
+
+    valgrind 3.19 (Debian 12's) does not implement pidfd_open, which colonnade's master
+    needs to watch its workers: its worker then never starts. Where a pidfd_open under
+    valgrind fails, colonnade runs with ``--workers 0`` (one process, serving) instead,
+    and the rows say so."""
+    if not sh(["sh", "-c", f"command -v {VALGRIND}"]):
+        return "valgrind not found: run bench/setup.sh", args, ""
+    code = "import os; os.close(os.pidfd_open(os.getpid())); print('pidfd ok')"
+    if "pidfd ok" in sh([VALGRIND, "-q", "--tool=none", sys.executable, "-c", code], 60):
+        return None, args, ""
+    version = sh([VALGRIND, "--version"]) or "valgrind"
+    note = (
+        f"ran with `--workers 0` (one process) under callgrind: {version} does not "
+        "implement pidfd_open, which the master needs to watch its worker"
+    )
+    return None, argparse.Namespace(**{**vars(args), "colonnade_workers": 0}), note
+
+
+def run_instructions(
+    pairs: list[tuple[Workload, list[str]]], args: argparse.Namespace
+) -> list[tuple[Workload, list[IrRow]]]:
+    """Per server: two callgrind runs of N1 and N2 requests; (total2 - total1) / (N2 - N1)."""
+    n1, n2 = args.instruction_requests
+    log(
+        f"{INSTRUCTIONS}: user-space instructions per request under callgrind, "
+        f"{n1:,} and {n2:,} keep-alive requests on one connection"
+    )
+    why, start_args, note = _check_valgrind(args)
+    if why:
+        log(f"  {why}")
+    elif note:
+        log(f"  colonnade: {note}")
+    out: list[tuple[Workload, list[IrRow]]] = []
+    for w, servers in pairs:
+        rows: list[IrRow] = []
+        out.append((w, rows))
+        for name in servers:
+            srv = SERVERS[name]
+            row = IrRow(name, srv.product, srv.is_colonnade)
+            rows.append(row)
+            if why:
+                row.error = f"n/a ({why})"
+                continue
+            for n in (n1, n2):
+                if not _callgrind_run(row, w, n, start_args):
+                    break
+            if any(row.reconnects):
+                row.note = (
+                    "closed the keep-alive connection by design (`Connection: close`); the "
+                    f"client opened a new one {' / '.join(map(str, row.reconnects))} time(s) "
+                    "in the two runs, so a little connection set-up is counted"
+                )
+            if srv.is_colonnade and note:
+                row.note = "; ".join(x for x in (note, row.note) if x)
+            if len(row.totals) == 2:
+                row.per_request = (row.totals[1] - row.totals[0]) / (n2 - n1)
+                log(
+                    f"  {name}: {row.per_request:,.0f} instructions/request "
+                    f"({row.procs[-1]} process(es); {row.seconds[0]:.0f} s + "
+                    f"{row.seconds[1]:.0f} s)"
+                )
+    return out
+
+
+def _callgrind_run(row: IrRow, w: Workload, n: int, args: argparse.Namespace) -> bool:
+    """Start ``row.server`` under callgrind, send it ``n`` requests, stop it, count."""
+    cg = CALLGRIND_DIR / row.server  # the same for both runs: one command line
+    shutil.rmtree(cg, ignore_errors=True)
+    cg.mkdir(parents=True)
+    t0 = time.monotonic()
+    r: Running | None = None
+    try:
+        r = start_server(
+            row.server,
+            f"{INSTRUCTIONS}-{n}",
+            args,
+            w.path,
+            wrap=valgrind_argv(cg.relative_to(REPO)),  # servers run in REPO
+            timeout=INSTR_START_TIMEOUT,
+        )
+        row.cmd, row.error, row.note = r.cmd, r.error, r.note
+        if r.proc is None or r.error:
+            return False
+        try:
+            reconnects = drive(HOST, r.port, w.path, n, timeout=60 + 0.1 * n)
+        except (OSError, ValueError) as exc:
+            row.error = f"n/a ({n} requests: {exc})"
+            log(f"  {row.server}: {row.error}")
+            return False
+        # gracefully: callgrind writes each process's counts when it exits, slowly
+        stop(r.proc, grace=INSTR_STOP_GRACE)
+        try:
+            total, procs = callgrind_total(cg)
+        except (OSError, ValueError) as exc:
+            row.error = f"n/a (callgrind: {exc})"
+            log(f"  {row.server}: {row.error}")
+            return False
+        row.requests.append(n)
+        row.totals.append(total)
+        row.procs.append(procs)
+        row.seconds.append(time.monotonic() - t0)
+        row.reconnects.append(reconnects)
+        return True
+    finally:
+        if r is not None and r.proc is not None and r.proc.pid in _RUNNING:
+            stop(r.proc, grace=2.0)  # on a failure or an abort: no counts wanted
+        shutil.rmtree(cg, ignore_errors=True)
+
+
 # ======================================================================================
 # Report
 # ======================================================================================
@@ -1046,18 +1224,25 @@ def versions() -> dict[str, str]:
     for line in out.splitlines():
         k, _, val = line.partition(" ")
         v["python (bench venv)" if k == "python" else k] = val
-    col_py = REPO / ".venv/bin/python"
+    col_py = REPO / COLONNADE_PY
     out = sh([str(col_py), "-c", code, "colonnade", "httptools", "uvloop", "msgspec"])
     for line in out.splitlines():
         k, _, val = line.partition(" ")
         if k == "python":
-            v["python (colonnade .venv)"] = val
+            v["python (colonnade .venv-compiled)"] = val
         elif k == "colonnade":
             v["colonnade"] = val
         else:
-            v[f"{k} (colonnade .venv)"] = val
+            v[f"{k} (colonnade .venv-compiled)"] = val
     v.setdefault("colonnade", "not installed")
+    compiled = sorted(col_py.parent.parent.glob("lib/python*/site-packages/colonnade/**/*.so"))
+    v["colonnade build"] = (
+        f"mypyc, {len(compiled)} modules compiled"
+        f" ({', '.join(f.name.split('.')[0] for f in compiled)});"
+        " colonnade-asgi-py: pure Python (.venv)"
+    )
     v["nginx"] = sh(["nginx", "-v"]).rpartition("/")[2] or "not installed"
+    v["valgrind"] = sh([VALGRIND, "--version"]).removeprefix("valgrind-") or "not installed"
     wrk = sh(["wrk", "-v"]).splitlines()
     v["wrk"] = wrk[0].split(" [")[0].replace("wrk ", "") if wrk else "not installed"
     v["python (harness)"] = platform.python_version()
@@ -1296,12 +1481,65 @@ def render_modules(
     return o
 
 
+def instruction_ratio(rows: list[IrRow], peer: IrRow) -> float | None:
+    """peer / colonnade instructions per request: > 1 = colonnade executes fewer."""
+    col = next((r for r in rows if r.colonnade), None)
+    if col is None or peer.colonnade or not col.per_request or peer.per_request is None:
+        return None
+    return peer.per_request / col.per_request
+
+
+def render_instructions(
+    instr: list[tuple[Workload, list[IrRow]]], args: argparse.Namespace
+) -> list[str]:
+    if not instr:
+        return []
+    n1, n2 = args.instruction_requests
+    o = ["### instructions — user-space CPU instructions per request (callgrind)", ""]
+    o.append(
+        "Instructions executed in user space by all of the server's processes (master and "
+        "worker where there are two), counted by valgrind's callgrind while the server, "
+        f"pinned to CPU {args.server_cpu}, answers {n1:,} and, in a second run, {n2:,} "
+        "sequential keep-alive `GET`s on one connection: per request = (total₂ - total₁) / "
+        f"{n2 - n1:,}, so start-up and shut-down cancel out. The kernel's share of a "
+        "request (syscalls, TCP) is not counted, so the ratio compares the servers' own "
+        "code, and unlike req/s it does not move with machine noise. peer / colonnade > 1 "
+        "means Colonnade executes fewer instructions, the same direction as the throughput "
+        "ratios."
+    )
+    o.append("")
+    for w, rows in instr:
+        o.append(f"#### {w.name} — `GET {w.path}`")
+        o.append("")
+        o.append("| server | instructions/request | peer / colonnade | command line |")
+        o.append("|---|---:|---:|---|")
+        for r in rows:
+            cmd = f"`{r.cmd}`" if r.cmd else ""
+            if r.per_request is None:
+                o.append(f"| {r.server} | {r.error or 'n/a'} | | {cmd} |")
+                continue
+            ratio = instruction_ratio(rows, r)
+            ratio_s = "" if r.colonnade else ("n/a" if ratio is None else f"{ratio:.2f}")
+            o.append(f"| {r.server} | {r.per_request:,.0f} | {ratio_s} | {cmd} |")
+        o.append("")
+    by_note: dict[str, list[str]] = {}
+    for _, rows in instr:
+        for r in rows:
+            if r.note:
+                by_note.setdefault(r.note, []).append(r.server)
+    for note, servers in by_note.items():
+        o.append(f"Note: **{', '.join(servers)}** {note}.")
+        o.append("")
+    return o
+
+
 def render(
     results: list[tuple[Workload, list[Row]]],
     mem: list[MemRow] | None,
     args: argparse.Namespace,
     meta: dict[str, Any],
     pipeline: dict[str, Any] | None = None,
+    instr: list[tuple[Workload, list[IrRow]]] | None = None,
 ) -> str:
     o: list[str] = []
     notes: dict[str, str] = {}
@@ -1375,6 +1613,7 @@ def render(
         o.append("")
         notes.update({r.server: r.note for r in rows if r.note})
     o += render_modules(results, pipeline)
+    o += render_instructions(instr or [], args)
     if mem:
         n = args.memory_conns
         o.append(f"### memory — idle, and holding {n:,} idle keep-alive connections")
@@ -1439,6 +1678,13 @@ def render(
     if pipeline:
         o.append(f"# {PIPELINE} (in-process)")
         o.append(pipeline["cmd"])
+    for w, ir_rows in instr or []:
+        n1, n2 = args.instruction_requests
+        o.append(
+            f"# {INSTRUCTIONS} {w.name}: each run twice; the harness sends {n1} / {n2} "
+            f"x 'GET {w.path}' on one keep-alive connection"
+        )
+        o += [r.cmd for r in ir_rows if r.cmd]
     if mem:
         o.append(f"# {MEMORY} (idle keep-alive settings)")
         for mr in mem:
@@ -1517,9 +1763,14 @@ def write_results(path: Path, section: str, history_row: str) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description="Benchmark Colonnade against peer servers on loopback.",
-        epilog="Workloads: " + ", ".join(w.name for w in WORKLOADS) + f", {MEMORY}, {PIPELINE}",
+        epilog="Workloads: "
+        + ", ".join(w.name for w in WORKLOADS)
+        + f", {MEMORY}, {PIPELINE}, {INSTRUCTIONS}",
     )
-    ap.add_argument("--only", help="comma-separated workloads (and/or 'memory') to run")
+    ap.add_argument(
+        "--only",
+        help="comma-separated workloads (and/or 'memory', 'pipeline', 'instructions') to run",
+    )
     ap.add_argument(
         "--servers",
         help="comma-separated server variants to include, or 'peers' / 'colonnade' (default: all)",
@@ -1529,7 +1780,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--warmup", type=int, default=1, help="warm-up seconds per server (default 1; 0 = none)"
     )
-    ap.add_argument("--quick", action="store_true", help="1 repeat of 2s")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="1 repeat of 2s; instructions: {},{} requests".format(*QUICK_INSTRUCTION_REQUESTS),
+    )
     ap.add_argument(
         "--memory-conns",
         type=int,
@@ -1550,6 +1805,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="value for colonnade's --workers (default 1, falling back to 0 "
         "while only single-process mode exists)",
     )
+    ap.add_argument(
+        "--instruction-requests",
+        metavar="N1,N2",
+        help="requests of the two callgrind runs of the instructions workload "
+        "(default {},{})".format(*INSTRUCTION_REQUESTS),
+    )
     ap.add_argument("--base-port", type=int, default=18080)
     ap.add_argument(
         "--start-timeout",
@@ -1564,6 +1825,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.repeat, args.duration = 1, 2
     if args.duration < 1 or args.repeat < 1:
         ap.error("--duration and --repeat must be >= 1")
+    if args.instruction_requests:
+        try:
+            n1, n2 = (int(x) for x in args.instruction_requests.split(","))
+        except ValueError:
+            ap.error("--instruction-requests: two numbers N1,N2")
+        if not 0 < n1 < n2:
+            ap.error("--instruction-requests: need 0 < N1 < N2")
+        args.instruction_requests = (n1, n2)
+    else:
+        args.instruction_requests = (
+            QUICK_INSTRUCTION_REQUESTS if args.quick else INSTRUCTION_REQUESTS
+        )
     cpus = sorted(os.sched_getaffinity(0))
     if args.server_cpu is None:
         args.server_cpu = cpus[0]
@@ -1587,9 +1860,15 @@ def select_servers(names: Sequence[str], spec: str | None) -> list[str]:
 
 
 def estimate(
-    workloads: list[Workload], mem: list[str], args: argparse.Namespace, pipeline: bool = False
+    workloads: list[Workload],
+    mem: list[str],
+    args: argparse.Namespace,
+    pipeline: bool = False,
+    instr: Sequence[tuple[Workload, list[str]]] = (),
 ) -> float:
     t = 0.0
+    # per callgrind run: ~10 s to start and stop, ~1 ms per request
+    t += sum(len(s) for _, s in instr) * (20.0 + sum(args.instruction_requests) / 1000)
     for w in workloads:
         t += len(w.servers) * (2.0 + args.warmup + 0.3 + args.repeat * (args.duration + 0.3))
     if pipeline:
@@ -1604,8 +1883,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{w.name:22} GET {w.path:10} -c{w.connections:<5} {', '.join(w.servers)}")
         print(f"{MEMORY:22} {', '.join(MEMORY_SERVERS)}")
         print(f"{PIPELINE:22} in-process (bench/pipeline_cost.py), colonnade only")
+        pairs = "; ".join(f"{w} {', '.join(s)}" for w, s in INSTRUCTION_PAIRS)
+        print(f"{INSTRUCTIONS:22} callgrind: {pairs}")
         return 0
-    names = {w.name for w in WORKLOADS} | {MEMORY, PIPELINE}
+    names = {w.name for w in WORKLOADS} | {MEMORY, PIPELINE, INSTRUCTIONS}
     only = [s.strip() for s in args.only.split(",")] if args.only else [*sorted(names)]
     if bad := [s for s in only if s not in names]:
         print(
@@ -1632,6 +1913,12 @@ def main(argv: list[str] | None = None) -> int:
     with_pipeline = PIPELINE in only and any(
         SERVERS[n].is_colonnade for n in select_servers(list(SERVERS), args.servers)
     )
+    by_name = {w.name: w for w in WORKLOADS}
+    instr_pairs = [
+        (by_name[w], servers)
+        for w, candidates in INSTRUCTION_PAIRS
+        if INSTRUCTIONS in only and (servers := select_servers(candidates, args.servers))
+    ]
     for tool in ("wrk", "taskset", "nginx"):
         if not sh(["sh", "-c", f"command -v {tool}"]):
             print(f"{tool} not found: run bench/setup.sh first", file=sys.stderr)
@@ -1657,19 +1944,23 @@ def main(argv: list[str] | None = None) -> int:
     date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     log(
         f"{len(workloads)} workload(s), memory test on {len(mem_servers)} server(s)"
-        f"{', in-process pipeline cost' if with_pipeline else ''}; estimated "
-        f"{estimate(workloads, mem_servers, args, with_pipeline) / 60:.1f} min; "
+        f"{', in-process pipeline cost' if with_pipeline else ''}"
+        f"{', instructions under callgrind' if instr_pairs else ''}; estimated "
+        f"{estimate(workloads, mem_servers, args, with_pipeline, instr_pairs) / 60:.1f} min; "
         f"RLIMIT_NOFILE {nofile}"
     )
     results: list[tuple[Workload, list[Row]]] = []
     mem: list[MemRow] | None = None
     pipeline: dict[str, Any] | None = None
+    instr: list[tuple[Workload, list[IrRow]]] = []
     interrupted = None
     try:
         for w in workloads:
             results.append((w, run_workload(w, list(w.servers), args)))
         if with_pipeline:
             pipeline = run_pipeline(args)
+        if instr_pairs:
+            instr = run_instructions(instr_pairs, args)
         if mem_servers:
             mem = run_memory(mem_servers, args)
     except (KeyboardInterrupt, AbortError) as exc:
@@ -1696,7 +1987,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(),
         "versions": versions(),
     }
-    section = render(results, mem, args, meta, pipeline)
+    section = render(results, mem, args, meta, pipeline, instr)
     mode = f"{args.repeat}x{args.duration}s" + (" (interrupted)" if interrupted else "")
     cells = []
     for w, rows in results:
@@ -1714,6 +2005,11 @@ def main(argv: list[str] | None = None) -> int:
         v = pipeline["variants"]
         per_module = [f"{v[k]['per_module_us']:.2f}" for k in ("10", "50") if k in v]
         cells.append(f"µs/module (in-process, 10/50) {'/'.join(per_module)}")
+    for w, ir_rows in instr:
+        # the peer with the fewest instructions: peer / colonnade, > 1 = colonnade fewer
+        ratios = [x for r in ir_rows if (x := instruction_ratio(ir_rows, r)) is not None]
+        if ratios:
+            cells.append(f"instructions {w.name} {min(ratios):.2f}")
     history_row = f"| {date} | {meta['commit']} | {mode} | {' · '.join(cells) or '—'} |"
 
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -1725,6 +2021,10 @@ def main(argv: list[str] | None = None) -> int:
         ],
         "memory": [r.__dict__ for r in mem] if mem else [],
         "pipeline": pipeline,
+        "instructions": [
+            {"workload": w.name, "path": w.path, "rows": [r.__dict__ for r in ir_rows]}
+            for w, ir_rows in instr
+        ],
     }
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"results-{stamp}.json").write_text(json.dumps(raw, indent=1, default=str))

@@ -3,7 +3,8 @@
 # (works under CI=true). Safe to run before every `make bench`: it does nothing when all
 # is already in place.
 #
-#   - nginx and wrk from Debian packages (apt-get), if missing
+#   - nginx, wrk and valgrind (the instructions workload: callgrind) from Debian packages
+#     (apt-get), if missing
 #   - bench/.venv with the peer servers: uvicorn[standard], granian, gunicorn, hypercorn,
 #     plus psutil (memory sampling)
 #
@@ -21,11 +22,13 @@ log() { printf '[bench/setup] %s\n' "$*" >&2; }
 have_nginx() { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; }
 have_wrk() { command -v wrk >/dev/null 2>&1; }
 have_taskset() { command -v taskset >/dev/null 2>&1; }
+have_valgrind() { command -v valgrind >/dev/null 2>&1; }
 
 # --- system packages -------------------------------------------------------------------
 pkgs=()
 have_wrk || pkgs+=(wrk)
 have_taskset || pkgs+=(util-linux)
+have_valgrind || pkgs+=(valgrind)
 if ! have_nginx; then
     pkgs+=(nginx-light)
 fi
@@ -49,6 +52,7 @@ if [ "${#pkgs[@]}" -gt 0 ]; then
 fi
 have_nginx || { log "nginx still missing"; exit 1; }
 have_wrk || { log "wrk still missing"; exit 1; }
+have_valgrind || { log "valgrind still missing"; exit 1; }
 
 # --- peer servers venv -----------------------------------------------------------------
 PEERS=(
@@ -75,4 +79,5 @@ else
     "$VENV/bin/python" -c 'import uvicorn, httptools, uvloop, granian, gunicorn, hypercorn, psutil'
     printf '%s' "$want" >"$stamp"
 fi
-log "ok: nginx=$(nginx -v 2>&1 | sed 's/.*nginx\///') wrk=$(command -v wrk)"
+log "ok: nginx=$(nginx -v 2>&1 | sed 's/.*nginx\///') wrk=$(command -v wrk)" \
+    "valgrind=$(valgrind --version | sed 's/^valgrind-//')"

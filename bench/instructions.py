@@ -1,0 +1,114 @@
+"""User-space CPU instructions per request, counted by valgrind's callgrind.
+
+The pieces of run.py's ``instructions`` workload that know nothing about the servers
+(stdlib only):
+
+- :func:`valgrind_argv` — the prefix that runs a server under callgrind, following every
+  process it starts (``--trace-children=yes``; forked children are followed anyway), one
+  output file per process: ``cg.<pid>`` in a folder of its own;
+- :func:`drive` — N sequential keep-alive ``GET``\\ s on ONE connection, each response read
+  in full (Content-Length) before the next request is sent (a new connection only where
+  the server closes it: nginx does after 1000 requests);
+- :func:`callgrind_total` — the instructions of every process of one run, summed.
+
+run.py starts the server (pinned to the server CPU), waits until it answers, drives N1
+then, in a second run, N2 requests, stops it gracefully, and reports
+(total(N2) - total(N1)) / (N2 - N1): start-up, shut-down and the readiness probe cancel
+out, what is left is the servers' own code per request. The kernel's share (syscalls,
+TCP) is not counted, and the number does not move with machine noise.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from pathlib import Path
+
+VALGRIND = "valgrind"
+REQUEST = "GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n"
+_STATUS = re.compile(rb"HTTP/1\.[01] (\d{3})")
+_LENGTH = re.compile(rb"^content-length:[ \t]*(\d+)[ \t]*\r?$", re.I | re.M)
+_CHUNKED = re.compile(rb"^transfer-encoding:.*chunked", re.I | re.M)
+_CLOSE = re.compile(rb"^connection:[ \t]*close", re.I | re.M)
+_TOTAL = re.compile(r"^(?:summary|totals):\s+(\d+)", re.M)
+
+
+def valgrind_argv(out_dir: Path) -> list[str]:
+    """``valgrind --tool=callgrind`` writing ``out_dir/cg.<pid>`` per process. ``-q``
+    keeps valgrind's banner out of the server's stderr (its own errors still show).
+    ``PYTHONHASHSEED=0``: the same hash layout in both runs (and every process), so the
+    start-up cancels out exactly and repeated runs agree more closely."""
+    return [
+        "env",
+        "PYTHONHASHSEED=0",
+        VALGRIND,
+        "-q",
+        "--tool=callgrind",
+        "--trace-children=yes",
+        f"--callgrind-out-file={out_dir}/cg.%p",
+    ]
+
+
+def drive(host: str, port: int, path: str, n: int, timeout: float) -> int:
+    """``n`` sequential keep-alive GETs of ``path`` on one connection, within ``timeout``
+    seconds in all; every response must be a 200 with a Content-Length. A server that
+    closes the connection by design (nginx after ``keepalive_requests``, 1000 by default)
+    says so with ``Connection: close``: the client then opens a new one, as wrk does.
+    Returns how often it did. Raises OSError (socket, timeout) or ValueError."""
+    request = REQUEST.format(path=path, host=host).encode()
+    deadline = time.monotonic() + timeout
+    buf = bytearray()
+    reconnects = 0
+    s = socket.create_connection((host, port), timeout=timeout)
+    try:
+
+        def more() -> None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{n} requests not done within {timeout:g}s")
+            s.settimeout(left)
+            data = s.recv(65536)
+            if not data:
+                raise ValueError(f"the server closed the connection after {i} responses")
+            buf.extend(data)
+
+        for i in range(n):
+            s.sendall(request)
+            while (end := buf.find(b"\r\n\r\n")) < 0:
+                more()
+            head = bytes(buf[:end])
+            status = _STATUS.match(head)
+            if status is None or status.group(1) != b"200":
+                line = head.split(b"\r\n", 1)[0]
+                raise ValueError(f"response {i + 1}: {line!r}")
+            length = _LENGTH.search(head)
+            if length is None or _CHUNKED.search(head):
+                raise ValueError(f"response {i + 1} has no Content-Length")
+            need = end + 4 + int(length.group(1))
+            while len(buf) < need:
+                more()
+            del buf[:need]
+            if _CLOSE.search(head) and i + 1 < n:
+                s.close()
+                s = socket.create_connection((host, port), timeout=timeout)
+                reconnects += 1
+    finally:
+        s.close()
+    return reconnects
+
+
+def callgrind_total(out_dir: Path) -> tuple[int, int]:
+    """(instructions summed over every ``cg.*`` file in ``out_dir``, number of files).
+    Raises ValueError when there is none, or one has no total (a process killed before
+    callgrind wrote it)."""
+    files = sorted(out_dir.glob("cg.*"))
+    if not files:
+        raise ValueError("callgrind wrote no output file")
+    total = 0
+    for f in files:
+        found = _TOTAL.findall(f.read_text(errors="replace"))
+        if not found:
+            raise ValueError(f"{f.name} has no total (process killed?)")
+        total += int(found[-1])
+    return total, len(files)
