@@ -5,6 +5,10 @@
 - ``ModuleError``: a module misbehaved or cannot be loaded; it names the module id.
 - ``HttpError``: carries HTTP meaning (status, substatus). Raised anywhere in the
   pipeline it becomes that response at the pipeline's one error boundary.
+- ``ClientDisconnectedError``: the client closed the connection or stopped reading
+  before its response was complete. Nobody is left to answer, and it is not the
+  server's fault: the pipeline ends the request without an error page or an
+  error log line (the access log records it as Win32 status 64, as IIS does).
 """
 
 from __future__ import annotations
@@ -72,3 +76,15 @@ class HttpError(ColonnadeError):
         self.message = message
         self.headers = headers or []
         super().__init__(f"{status}.{substatus} {message}".strip())
+
+
+class ClientDisconnectedError(ColonnadeError, ConnectionError):
+    """The client went away (closed, reset, or stopped reading) mid-request.
+
+    A ``ConnectionError``, so application code that already catches those keeps
+    working; the transport and the handlers raise this one only for the client's
+    side, never for a connection the application made itself.
+    """
+
+    #: The Win32 status IIS logs for it (ERROR_NETNAME_DELETED).
+    WIN32_STATUS = 64

@@ -6,7 +6,10 @@ from __future__ import annotations
 import email
 import email.policy
 import hashlib
+import logging
 import os
+import socket
+import struct
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -240,3 +243,40 @@ def test_a_large_file_changed_between_requests_is_described_anew(tmp_path: Path)
         replaced = request(conn, "/f.bin")
         assert replaced.body == b"Z" * 150_000
         assert replaced.headers["etag"] != grown.headers["etag"]
+
+
+def test_a_client_leaving_mid_file_is_logged_as_gone_not_as_an_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A download cut short is the client's doing: no error line with a traceback
+    # (nginx logs it at info level; IIS only in the access log, Win32 status 64),
+    # and the server keeps serving.
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "big.bin").write_bytes(os.urandom(BIG))
+    log = tmp_path / "access.log"
+    config = {
+        "server": {"modules": ["handler.static", "log.http"]},
+        "sites": [{"name": "main", "bindings": ["http://127.0.0.1:1"], "root": "www"}],
+        "http_logging": {"target": str(log), "buffer_size": 0},
+    }
+    with caplog.at_level(logging.DEBUG), LiveServer(config, tmp_path).start() as server:
+        with Conn(server.port, timeout=30) as conn:
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            conn.send(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            assert conn.sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+            # Close with unread data: the kernel resets the connection.
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        deadline = time.monotonic() + 10
+        while " /big.bin " not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline, "the cut-short request was never logged"
+            time.sleep(0.05)
+        assert once(server, "/big.bin").headers["content-length"] == str(BIG)
+    lines = [line for line in log.read_text().splitlines() if " /big.bin " in line]
+    fields = next(ln for ln in log.read_text().splitlines() if ln.startswith("#Fields:")).split()
+    win32 = fields.index("sc-win32-status") - 1
+    assert [line.split()[win32] for line in lines] == ["64", "0"]
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert errors == [], [r.getMessage() for r in errors]
+    gone = [r for r in caplog.records if "the client" in r.getMessage()]
+    assert gone and all(r.levelno == logging.DEBUG and r.exc_info is None for r in gone)

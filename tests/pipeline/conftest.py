@@ -6,6 +6,7 @@ import pytest
 
 from colonnade import FINISH, Context, Handler, Module, Stage, hook
 from colonnade.core.stages import STAGES
+from colonnade.errors import ClientDisconnectedError
 
 WALK = [info.stage for info in STAGES]
 
@@ -21,6 +22,9 @@ def _record(self: Module, ctx: Context, stage: Stage) -> object:
     if finish_at is not None and finish_at.decode() == stage.name:
         ctx.error_response(403)
         return FINISH
+    gone_at = ctx.request.header(b"x-gone-at")
+    if gone_at is not None and gone_at.decode() == stage.name:
+        raise ClientDisconnectedError("the client went away")
     fail_at = ctx.request.header(b"x-fail-at")
     if fail_at is not None and fail_at.decode() == stage.name:
         raise RuntimeError(f"boom at {stage.name}")

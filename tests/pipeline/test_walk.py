@@ -8,6 +8,7 @@ import re
 import pytest
 
 from colonnade.core.stages import STAGES, Always, Stage
+from colonnade.errors import ClientDisconnectedError
 from colonnade.testing import Client, build_engine
 
 from .conftest import WALK, Echo, Every, engine_config
@@ -106,3 +107,20 @@ def test_streaming_response() -> None:
     seen = trail(r)
     assert seen.count("SEND_RESPONSE") == 1
     assert seen.index("SEND_RESPONSE") < seen.index("POST_EXECUTE_REQUEST_HANDLER")
+
+
+@pytest.mark.parametrize("stage", [Stage.AUTHENTICATE_REQUEST, Stage.SEND_RESPONSE])
+def test_a_client_gone_ends_the_request_quietly(
+    stage: Stage, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Not the server's fault: no 500 page for nobody, no error line, no ERROR
+    # notification; the always-run stages still run (the access log records it).
+    with caplog.at_level(logging.DEBUG, logger="colonnade.error"), client() as c:
+        r = c.get("/x", headers={"x-gone-at": stage.name})
+    assert r.aborted and r.body == b""
+    assert isinstance(r.context.error, ClientDisconnectedError)
+    assert [rec.levelno for rec in caplog.records] == [logging.DEBUG]
+    assert caplog.records[0].exc_info is None
+    seen = trail(r)
+    assert seen[-3:] == ["LOG_REQUEST", "POST_LOG_REQUEST", "END_REQUEST"]
+    assert ("HANDLER" in seen) == (stage is Stage.SEND_RESPONSE)

@@ -6,7 +6,9 @@ every step whose row in ``STAGES`` is not marked "always" (RELEASE_REQUEST_STATE
 runs only if state was acquired). An exception escaping a hook is turned into a
 500 page carrying a short correlation id, logged once with its traceback under the
 same id, and shown to ERROR subscribers; it never escapes to the connection. An
-``HttpError`` becomes its own status instead, without a traceback.
+``HttpError`` becomes its own status instead, without a traceback. A
+``ClientDisconnectedError`` (the client went away mid-request) ends the request quietly:
+nobody is left to read a page, and it is not the server's fault.
 
 The walk is generated once per plan (:func:`compile_walk`): straight-line code with
 each step's hooks in one ``or`` chain, so a request pays a call and an identity
@@ -22,7 +24,7 @@ from typing import Any
 from colonnade.core.context import Context
 from colonnade.core.module import FINISH
 from colonnade.core.stages import Always, Stage
-from colonnade.errors import HttpError
+from colonnade.errors import ClientDisconnectedError, HttpError
 from colonnade.pipeline.plan import Plan, generate
 
 log = logging.getLogger("colonnade.error")
@@ -108,6 +110,13 @@ async def fail(plan: Plan, ctx: Context, exc: Exception, stage: Stage) -> None:
     """Turn ``exc`` raised in ``stage`` into the response (or an abort) and log it."""
     ctx.finished = True
     response = ctx.response
+    if isinstance(exc, ClientDisconnectedError):
+        # Nobody is left to answer and nothing is wrong with the server: no error
+        # page, no error line; the access log shows it (Win32 status 64).
+        ctx.error = exc
+        ctx.writer.abort()
+        log.debug("correlation_id=%s %s in %s", ctx.correlation_id, exc, stage.name)
+        return
     if isinstance(exc, HttpError):
         if response.headers_sent:
             ctx.writer.abort()
@@ -147,7 +156,7 @@ async def _send_plain(ctx: Context) -> None:
     # A SEND_RESPONSE hook failed before the head went out: send the error page
     # without running the hooks again.
     response = ctx.response
-    if response.headers_sent:
+    if response.headers_sent or isinstance(ctx.error, ClientDisconnectedError):
         return
     response.headers_sent = True
     ctx.writer.send_all(response.status, response.reason, response.headers, response.body)

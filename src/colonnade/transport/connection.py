@@ -20,16 +20,18 @@ worker. Without a router (single process, one pool) none of this runs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
+import socket
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from colonnade.core.request import EMPTY_BODY, Headers, Request, read_chunks
 from colonnade.core.urlpath import decode_path
-from colonnade.errors import HttpError
+from colonnade.errors import ClientDisconnectedError, HttpError
 from colonnade.http import Body as BodyEvent
 from colonnade.http import EndOfMessage, HTTP1Connection, ProtocolError, RequestHead
 
@@ -56,6 +58,11 @@ _COPY_CHUNK: Final = 256 * 1024
 
 # Buffered request-body bytes above which reading pauses until the app catches up.
 _BODY_HIGH_WATER: Final = 256 * 1024
+
+
+def _cork(sock: Any, on: int) -> None:
+    with contextlib.suppress(OSError):  # not TCP (a Unix socket), or already closed
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, on)
 
 
 class StreamBody:
@@ -179,7 +186,7 @@ class RawChannel:
         """Send raw bytes with back-pressure."""
         conn = self._conn
         if conn.transport is None or conn.transport.is_closing():
-            raise ConnectionError("the client went away")
+            raise ClientDisconnectedError("the client went away")
         conn.write(data)
         await conn.drain()
 
@@ -420,7 +427,7 @@ class HttpConnection(asyncio.Protocol):
         self._drop_timer()
         for exchange in (self.current, *self.queue):
             if exchange is not None and exchange.body is not None and not exchange.body.complete:
-                exchange.body.fail(ConnectionError("the client closed the connection"))
+                exchange.body.fail(ClientDisconnectedError("the client closed the connection"))
         if self.task is not None and not self.task.done():
             self.task.cancel()
         self._wake_drain()
@@ -616,12 +623,12 @@ class HttpConnection(asyncio.Protocol):
         if not self.write_paused:
             return
         if self.transport is None or self.transport.is_closing():
-            raise ConnectionError("the client went away")
+            raise ClientDisconnectedError("the client went away")
         if self._drain_waiter is None or self._drain_waiter.done():
             self._drain_waiter = asyncio.get_running_loop().create_future()
         await self._drain_waiter
         if self.transport.is_closing():
-            raise ConnectionError("the client went away")
+            raise ClientDisconnectedError("the client went away")
 
     async def sendfile(self, fd: int, offset: int, count: int, head: bytes = b"") -> None:
         """``head``, then zero-copy ``count`` bytes of ``fd`` to the socket, waiting on a
@@ -638,7 +645,7 @@ class HttpConnection(asyncio.Protocol):
         transport = self.transport
         sock = transport.get_extra_info("socket") if transport is not None else None
         if transport is None or sock is None or transport.is_closing():
-            raise ConnectionError("the client went away")
+            raise ClientDisconnectedError("the client went away")
         loop = asyncio.get_running_loop()
         if transport.get_write_buffer_size():
             if head:
@@ -648,9 +655,13 @@ class HttpConnection(asyncio.Protocol):
                 # What the transport still holds must reach the wire first.
                 await asyncio.sleep(0.001)
                 if transport.is_closing():
-                    raise ConnectionError("the client went away")
+                    raise ClientDisconnectedError("the client went away")
         out = sock.fileno()
         waiting = -1  # a duplicate of ``out`` to wait on, made the first time it is needed
+        # Like nginx's tcp_nopush: corked, the kernel sends only full segments while
+        # the file streams (the client reads far fewer, larger pieces: a third less
+        # of its CPU at 10 MiB); uncorking at the end pushes out the tail at once.
+        _cork(sock, 1)
         try:
             while head or count > 0:  # the head first, then the file
                 try:
@@ -665,13 +676,14 @@ class HttpConnection(asyncio.Protocol):
                     continue
                 except OSError as exc:
                     if exc.errno in (errno.EPIPE, errno.ECONNRESET):
-                        raise ConnectionError("the client went away") from exc
+                        raise ClientDisconnectedError("the client went away") from exc
                     raise
                 if sent == 0:
                     raise ConnectionError("the file shrank while it was being sent")
                 offset += sent
                 count -= sent
         finally:
+            _cork(sock, 0)
             if waiting >= 0:
                 os.close(waiting)
 
@@ -686,11 +698,11 @@ class HttpConnection(asyncio.Protocol):
         try:
             await asyncio.wait_for(waiter, self.state.timeouts.body)
         except TimeoutError:
-            raise ConnectionError("the client stopped reading") from None
+            raise ClientDisconnectedError("the client stopped reading") from None
         finally:
             loop.remove_writer(fd)
         if self.transport is None or self.transport.is_closing():
-            raise ConnectionError("the client went away")
+            raise ClientDisconnectedError("the client went away")
 
     def _wake_drain(self) -> None:
         waiter = self._drain_waiter
@@ -787,7 +799,7 @@ class HttpConnection(asyncio.Protocol):
         transport = self.transport
         sock = transport.get_extra_info("socket") if transport is not None else None
         if transport is None or sock is None:
-            raise ConnectionError("the connection is closed")
+            raise ClientDisconnectedError("the connection is closed")
         transport.pause_reading()
         fd = os.dup(sock.fileno())
         self.held = None

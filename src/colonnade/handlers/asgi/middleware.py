@@ -69,7 +69,7 @@ from colonnade.core.module import Module, Priority, hook
 from colonnade.core.principal import Principal
 from colonnade.core.request import Headers, Request, read_chunks
 from colonnade.core.stages import Stage
-from colonnade.errors import HttpError, ModuleError
+from colonnade.errors import ClientDisconnectedError, HttpError, ModuleError
 from colonnade.handlers.asgi.handler import AsgiHandler, HttpCycle
 from colonnade.handlers.asgi.scope import (
     App,
@@ -215,7 +215,7 @@ class _ReceiveBody:
         message = await self.receive()
         kind = message.get("type")
         if kind == "http.disconnect":
-            raise ConnectionError("the client went away")
+            raise ClientDisconnectedError("the client went away")
         if kind != "http.request":
             raise RuntimeError(f"unexpected ASGI message {kind!r} from receive()")
         self.buffer += bytes(message.get("body", b""))

@@ -30,6 +30,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from colonnade.errors import ClientDisconnectedError
+
 log = logging.getLogger("colonnade.wsgi")
 
 # Commands from the application thread to the loop.
@@ -64,11 +66,11 @@ class Bridge:
     def call(self, op: int, arg: Any) -> Any:
         """Post a command and wait for the loop's answer (raised if an exception)."""
         if self.cancelled:
-            raise ConnectionError(_GONE)
+            raise ClientDisconnectedError(_GONE)
         try:
             self.loop.call_soon_threadsafe(self._deliver, (op, arg))
         except RuntimeError:  # the loop is closed
-            raise ConnectionError(_GONE) from None
+            raise ClientDisconnectedError(_GONE) from None
         self._lock.acquire()
         reply, self._reply = self._reply, None
         if isinstance(reply, BaseException):
@@ -86,7 +88,7 @@ class Bridge:
         waiter = self.waiter
         if waiter.done():  # the request is gone
             if command[0] < DONE:
-                self.answer(ConnectionError(_GONE))
+                self.answer(ClientDisconnectedError(_GONE))
             return
         waiter.set_result(command)
 
@@ -107,7 +109,7 @@ class Bridge:
         if not self.waiter.done():
             self.waiter.cancel()
         if waiting:
-            self.answer(ConnectionError(_GONE))
+            self.answer(ClientDisconnectedError(_GONE))
 
 
 class ThreadPool:

@@ -71,7 +71,8 @@ class HttpLoggingSection(Section, frozen=True):
     - ``fields``: IIS's default list plus ``x-correlation-id`` at the end. That
       field is ours, not IIS's: the short id shown on 5xx error pages (and in the
       error log), so an error report can be matched to its log line; it is ``-``
-      for other statuses. Optional: ``sc-bytes``, ``cs-bytes``, ``cs-host``,
+      for other statuses. ``sc-win32-status`` is 64 when the client went away
+      before its response was complete (as IIS logs it), else 0. Optional: ``sc-bytes``, ``cs-bytes``, ``cs-host``,
       ``cs-version``, ``s-sitename``, ``s-computername`` and any request or
       response header as ``cs(Header-Name)`` / ``sc(Header-Name)``.
     - ``buffer_size``: lines are buffered in memory and written in one batch once

@@ -39,7 +39,7 @@ from colonnade.core.app import Application
 from colonnade.core.context import Context
 from colonnade.core.module import Module, hook
 from colonnade.core.stages import Stage
-from colonnade.errors import ConfigError
+from colonnade.errors import ClientDisconnectedError, ConfigError
 from colonnade.modules.http_logging.config import HEADER_FIELD, HttpLoggingSection
 
 log = logging.getLogger("colonnade.log.http")
@@ -230,12 +230,18 @@ def _substatus_json(ctx: Context, state: LineState) -> int:
     return ctx.response.substatus
 
 
+def _win32_code(error: BaseException | None) -> int:
+    # The one IIS Win32 status that means something off Windows: 64, the client
+    # went away before its response was complete.
+    return ClientDisconnectedError.WIN32_STATUS if isinstance(error, ClientDisconnectedError) else 0
+
+
 def _win32_status(ctx: Context, state: LineState) -> str:
-    return "0"  # no Win32 error codes here; the field is kept for IIS log parsers
+    return str(_win32_code(ctx.error))
 
 
 def _win32_status_json(ctx: Context, state: LineState) -> int:
-    return 0
+    return _win32_code(ctx.error)
 
 
 def _time_taken_json(ctx: Context, state: LineState) -> int:
@@ -377,7 +383,7 @@ _INLINE: dict[str, tuple[tuple[str, ...], str]] = {
     "c-ip": (("r.client",), "({0}[0] if {0} else '-')"),
     "sc-status": (("resp.status",), "nums[{0}]"),
     "sc-substatus": (("resp.substatus",), "nums[{0}]"),
-    "sc-win32-status": ((), "'0'"),
+    "sc-win32-status": (("ctx.error",), "('0' if {0} is None else nums[win32({0})])"),
     "time-taken": (("monotonic() - ctx.started",), "nums[int({0} * 1000)]"),
     "x-correlation-id": (("(ctx.correlation_id if resp.status >= 500 else '-')",), "{0}"),
 }
@@ -418,6 +424,7 @@ def _compile_w3c(
         "escs": _Memo(w3c_escape),
         "escb": _Memo(_escape_bytes),
         "nums": _Memo(str),
+        "win32": _win32_code,
         "fmt": fmt,
     }
     captures: list[str] = []  # capture expressions, deduplicated; slot k is "c{k}"
