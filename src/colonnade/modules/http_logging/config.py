@@ -72,9 +72,10 @@ class HttpLoggingSection(Section, frozen=True):
       field is ours, not IIS's: the short id shown on 5xx error pages (and in the
       error log), so an error report can be matched to its log line; it is ``-``
       for other statuses. ``sc-win32-status`` is 64 when the client went away
-      before its response was complete (as IIS logs it), else 0. Optional: ``sc-bytes``, ``cs-bytes``, ``cs-host``,
-      ``cs-version``, ``s-sitename``, ``s-computername`` and any request or
-      response header as ``cs(Header-Name)`` / ``sc(Header-Name)``.
+      before its response was complete (as IIS logs it), else 0. Optional:
+      ``sc-bytes``, ``cs-bytes``, ``cs-host``, ``cs-version``, ``s-sitename``,
+      ``s-computername`` and any request or response header as
+      ``cs(Header-Name)`` / ``sc(Header-Name)``.
     - ``buffer_size``: lines are buffered in memory and written in one batch once
       the buffer holds about this many bytes (IIS writes 64 KB batches too; W3C
       lines are kept as raw values until then and formatted in the batch, so the
