@@ -8,6 +8,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from .conftest import Process, free_port
 from .wire import Conn
 
@@ -30,15 +32,17 @@ def status_of(port: int, path: str) -> tuple[int, bytes]:
         return r.status, r.body
 
 
-def wait_for(port: int, path: str, status: int, seconds: float = 8.0) -> bytes:
+def wait_for(
+    port: int, path: str, status: int, seconds: float = 8.0, body: bytes | None = None
+) -> bytes:
     end = time.monotonic() + seconds
     last = None
     while time.monotonic() < end:
         last = status_of(port, path)
-        if last[0] == status:
+        if last[0] == status and body in (None, last[1]):
             return last[1]
         time.sleep(0.1)
-    raise AssertionError(f"{path} never answered {status}; last {last}")
+    raise AssertionError(f"{path} never answered {status} {body!r}; last {last}")
 
 
 def test_dropped_web_toml_turns_listing_on_and_a_broken_edit_is_refused(tmp_path: Path) -> None:
@@ -78,5 +82,73 @@ def test_dropped_web_toml_turns_listing_on_and_a_broken_edit_is_refused(tmp_path
             r"1 unchanged",
             log,
         )
+    finally:
+        server.kill()
+
+
+MODULE = """
+from colonnade import FINISH, Module, Stage, hook
+
+VERSION = b"{version}"
+
+
+class Version(Module):
+    id = "shop.version"
+
+    @hook(Stage.BEGIN_REQUEST)
+    def begin(self, ctx):
+        if ctx.request.path == "/shop/version":
+            ctx.response.body = VERSION
+            return FINISH
+        return None
+"""
+
+APP_CONFIG = """
+[server]
+modules = ["handler.static"]
+control_socket = "run/control.sock"
+
+[[sites]]
+name = "main"
+bindings = ["http://127.0.0.1:{port}"]
+root = "www"
+
+[[sites.applications]]
+path = "/shop"
+root = "shop"
+allow_modules = true
+"""
+
+
+@pytest.mark.parametrize("workers", [0, 1], ids=["single-process", "master-and-worker"])
+def test_an_edited_application_module_is_reloaded(tmp_path: Path, workers: int) -> None:
+    # IIS recycles an application whose code changes; here the application whose
+    # module source changed is rebuilt from the new file (in every worker), and a
+    # broken edit is refused while the previous code keeps serving.
+    port = free_port()
+    shop = tmp_path / "shop"
+    shop.mkdir()
+    (tmp_path / "www").mkdir()
+    source = shop / "version.py"
+    source.write_text(MODULE.format(version="v1"))
+    (shop / "web.toml").write_text('[application_modules]\n"shop.version" = "version:Version"\n')
+    (tmp_path / "colonnade.toml").write_text(APP_CONFIG.format(port=port))
+    server = Process(["-c", "colonnade.toml", "--workers", str(workers)], cwd=tmp_path, port=port)
+    try:
+        assert wait_for(port, "/shop/version", 200) == b"v1"
+        source.write_text(MODULE.format(version="v2"))
+        wait_for(port, "/shop/version", 200, body=b"v2")
+
+        source.write_text(MODULE.format(version="v3").replace("def begin", "def begin("))
+        time.sleep(1.5)
+        assert status_of(port, "/shop/version") == (200, b"v2")
+
+        source.write_text(MODULE.format(version="v4"))
+        wait_for(port, "/shop/version", 200, body=b"v4")
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(15) == 0
+        log = server.stderr()
+        assert "version.py failed to import" in log
+        assert "still serving the previous configuration" in log
     finally:
         server.kill()

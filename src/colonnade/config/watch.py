@@ -18,26 +18,31 @@ def _outermost(paths: Iterable[str]) -> list[str]:
 
 
 def _targets(
-    folders: Iterable[str], config_file: str | None
+    folders: Iterable[str], config_file: str | None, files: Iterable[str] = ()
 ) -> tuple[list[str], Callable[[object, str], bool]]:
     config_real = os.path.realpath(config_file) if config_file else None
+    # The server file and application module sources: these files exactly.
+    exact = {os.path.realpath(f) for f in files}
+    if config_real is not None:
+        exact.add(config_real)
 
     def wanted(_change: object, path: str) -> bool:
-        return os.path.basename(path) == WEB_TOML or (
-            config_real is not None and os.path.realpath(path) == config_real
-        )
+        return os.path.basename(path) == WEB_TOML or os.path.realpath(path) in exact
 
-    extra = [os.path.dirname(config_real)] if config_real else []
-    return _outermost([*folders, *extra]), wanted
+    return _outermost([*folders, *(os.path.dirname(f) for f in exact)]), wanted
 
 
 async def changes(
-    folders: Iterable[str], config_file: str | None, stop: asyncio.Event
+    folders: Iterable[str],
+    config_file: str | None,
+    stop: asyncio.Event,
+    files: Iterable[str] = (),
 ) -> AsyncIterator[set[str]]:
-    """Yield the set of changed ``web.toml``/server files, debounced, until ``stop``."""
+    """Yield the set of changed ``web.toml``/server files and of ``files`` (the
+    sources of application modules), debounced, until ``stop``."""
     from watchfiles import awatch  # imported only when watching is on
 
-    roots, wanted = _targets(folders, config_file)
+    roots, wanted = _targets(folders, config_file, files)
     if not roots:
         return
     async for batch in awatch(

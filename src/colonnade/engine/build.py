@@ -98,6 +98,10 @@ class Builder:
                     self._learn_sections(module_id)
         self.reused: list[AppRuntime] = []
         self.fresh: list[AppRuntime] = []
+        # Files the application modules and middleware were imported from, per
+        # (site, application path): part of the application's fingerprint, so a
+        # changed source rebuilds its application at the next reload.
+        self.sources: dict[tuple[str, str], list[str]] = {}
 
     # -- errors -----------------------------------------------------------------------
 
@@ -326,12 +330,13 @@ class Builder:
                 f"({self.source}) must set allow_modules = true for this application",
                 "application_modules",
             )
+        sources = self.sources.setdefault((d.site, d.path), [])
         for module_id, target in d.app_modules.items():
             key = f"application_modules.{module_id}"
             if module_id in self.registry or module_id in self.local:
                 raise self._dir_error(d, f"the id {module_id!r} is taken", key)
             try:
-                cls = load_local_class(spec.root, target, module_id)
+                cls = load_local_class(spec.root, target, module_id, sources)
             except ModuleError as exc:
                 raise self._dir_error(d, exc.message, key) from None
             self.local[module_id] = cls
@@ -347,7 +352,7 @@ class Builder:
                     decl.key,
                 )
             try:
-                factory = load_local_object(spec.root, decl.target, decl.id)
+                factory = load_local_object(spec.root, decl.target, decl.id, sources)
             except ModuleError as exc:
                 raise self._dir_error(d, exc.message, decl.key + ".asgi_middleware") from None
             if not callable(factory):
@@ -441,6 +446,7 @@ class Builder:
                 [(lvl.path, lvl.raw, lvl.source) for lvl in app.levels],
                 root_dir.app_modules if root_dir is not None else None,
                 root_dir.asgi_middleware if root_dir is not None else None,
+                [(f, _digest(f)) for f in self.sources.get((app.site, app.path), ())],
             ]
         )
         old = self.previous.get((app.site, app.path))
@@ -503,11 +509,22 @@ class Builder:
                     raise ConfigError(exc.message, file=origin, line=line, key=exc.key) from None
 
 
-def _import_from_folder(folder: str, module_name: str, owner: str) -> Any:
+def _digest(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha1(f.read()).hexdigest()
+    except OSError:
+        return "-"  # gone since it was imported: differs from any content
+
+
+def _import_from_folder(
+    folder: str, module_name: str, owner: str, sources: list[str] | None = None
+) -> Any:
     """The module ``module_name`` from a file in ``folder``, or None if there is none.
 
     The file is loaded under a name of its own (two applications may both ship a
-    ``guard.py``), without touching ``sys.path``.
+    ``guard.py``), without touching ``sys.path``, and afresh each time (a reload
+    sees the file as it is now). Its path is added to ``sources``.
     """
     rel = module_name.replace(".", os.sep)
     for candidate in (os.path.join(folder, rel + ".py"), os.path.join(folder, rel, "__init__.py")):
@@ -525,6 +542,8 @@ def _import_from_folder(folder: str, module_name: str, owner: str) -> Any:
     spec = importlib.util.spec_from_file_location(unique, path)
     if spec is None or spec.loader is None:
         raise ModuleError(owner, f"cannot load {path}")
+    if sources is not None and path not in sources:
+        sources.append(path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[unique] = module
     try:
@@ -535,10 +554,12 @@ def _import_from_folder(folder: str, module_name: str, owner: str) -> Any:
     return module
 
 
-def load_local_class(folder: str, target: str, module_id: str) -> type[Module]:
+def load_local_class(
+    folder: str, target: str, module_id: str, sources: list[str] | None = None
+) -> type[Module]:
     """Import ``module:Class`` from a file in ``folder`` (an application module)."""
     module_name, _, attr = target.partition(":")
-    module = _import_from_folder(folder, module_name, module_id)
+    module = _import_from_folder(folder, module_name, module_id, sources)
     if module is None:
         raise ModuleError(module_id, f"no file for {module_name!r} in {folder}")
     cls = getattr(module, attr, None)
@@ -550,7 +571,9 @@ def load_local_class(folder: str, target: str, module_id: str) -> type[Module]:
     return cls
 
 
-def load_local_object(folder: str, target: str, owner: str) -> Any:
+def load_local_object(
+    folder: str, target: str, owner: str, sources: list[str] | None = None
+) -> Any:
     """``module:attr`` from a file in ``folder``, else from an installed package.
 
     For ASGI middleware: shipped with the application (loaded as
@@ -558,7 +581,7 @@ def load_local_object(folder: str, target: str, owner: str) -> Any:
     ``attr`` may be dotted.
     """
     module_name, _, attr = target.partition(":")
-    module = _import_from_folder(folder, module_name, owner)
+    module = _import_from_folder(folder, module_name, owner, sources)
     if module is None:
         try:
             module = importlib.import_module(module_name)

@@ -87,6 +87,9 @@ class Engine:
         self.sites = tuple(builder.build_site(i) for i in range(len(config.sites)))
         self.fresh = tuple(builder.fresh)
         self.reused = tuple(builder.reused)
+        #: The files application modules and middleware were imported from: watched
+        #: with the configuration files, a change rebuilds their application.
+        self.sources = frozenset(f for files in builder.sources.values() for f in files)
         self.router = Router(self.sites)
         self._nowhere = make_runtime(
             Application(site="(none)", path="/", root=os.sep), _NoSite(()), ()

@@ -183,6 +183,7 @@ class Loaded:
         self.routes = routes
         self.used = used_pools(config)  # pools some application is served by
         self.identities: dict[str, Identity | None] = {}
+        self.sources: frozenset[str] = frozenset()  # application module sources
 
 
 def load(source: ConfigSource, registry: Registry) -> Loaded:
@@ -190,8 +191,9 @@ def load(source: ConfigSource, registry: Registry) -> Loaded:
     source = source.read()
     config = source.load()
     routes = RouteTable(config)
-    Engine(without_python_apps(config), registry)  # checks every level; starts nothing
+    checked = Engine(without_python_apps(config), registry)  # checks every level; starts nothing
     loaded = Loaded(source, config, routes)
+    loaded.sources = checked.sources
     abi: int | None = None
     for name, settings in config.pools.items():
         loaded.identities[name] = resolve_identity(settings, name)
@@ -253,6 +255,12 @@ class Master:
     def used(self) -> set[str]:
         assert self.loaded is not None
         return self.loaded.used
+
+    @property
+    def sources(self) -> frozenset[str]:
+        """The files application modules are imported from (watched)."""
+        assert self.loaded is not None
+        return self.loaded.sources
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -423,10 +431,12 @@ class Master:
             return True
 
     async def _watch(self) -> None:
-        """One watcher for the whole server: the server file and every ``web.toml``.
+        """One watcher for the whole server: the server file, every ``web.toml`` and
+        the source files of application modules.
 
-        A changed server file is a reload; a changed ``web.toml`` is re-read by every
-        running worker at once (so a web garden never serves two versions).
+        A changed server file is a reload; a changed ``web.toml`` or module source is
+        re-read by every running worker at once (so a web garden never serves two
+        versions); a worker rebuilds the applications whose inputs changed.
         """
         from colonnade.config.watch import changes
 
@@ -434,17 +444,32 @@ class Master:
             file = self.source.file
             real = os.path.realpath(file) if file else None  # noqa: ASYNC240 - no I/O to speak of
             folders = content_folders(self.config)
-            async for changed in changes(folders, file, self._stop):
+            sources = self.sources
+            async for changed in changes(folders, file, self._stop, sources):
                 if real is not None and any(os.path.realpath(p) == real for p in changed):  # noqa: ASYNC240
                     await self.reload("changed: " + os.path.basename(real))
                 else:
                     names = ", ".join(sorted(changed))
                     log.info("changed: %s; the workers re-read their configuration", names)
                     self._reload_workers()
-                if content_folders(self.config) != folders:
-                    break  # roots moved: watch the new ones
+                    await self._recheck_sources()
+                if content_folders(self.config) != folders or self.sources != sources:
+                    break  # roots or module sources moved: watch the new ones
             else:
                 return
+
+    async def _recheck_sources(self) -> None:
+        # A web.toml may have declared or dropped application modules: learn their
+        # files as the workers will (a broken one is reported by the workers).
+        loaded = self.loaded
+        assert loaded is not None
+        try:
+            checked = await asyncio.get_running_loop().run_in_executor(
+                None, Engine, without_python_apps(loaded.config), self.registry
+            )
+        except (ConfigError, ModuleError):
+            return
+        loaded.sources = checked.sources
 
     def _reload_workers(self) -> None:
         for pool in self.pools.values():

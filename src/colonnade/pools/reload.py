@@ -82,15 +82,20 @@ class Reloader:
         return [root for rt in self.state.engine.runtimes for root in rt.app.roots]
 
     async def watch(self, config_file: str | None, stop: asyncio.Event) -> None:
-        """Reload whenever a watched file changes, until ``stop``; re-aim after each."""
+        """Reload whenever a watched file changes (a ``web.toml``, the server file, an
+        application module's source), until ``stop``; re-aim after each."""
         while not stop.is_set():
             folders = self.folders()
+            sources = self.state.engine.sources
             restart = False
-            async for changed in changes(folders, config_file, stop):
+            async for changed in changes(folders, config_file, stop, sources):
                 names = ", ".join(sorted(changed))
                 await self.reload(f"changed: {names}")
-                if sorted(self.folders()) != sorted(folders):
-                    restart = True  # roots moved: watch the new ones
+                if (
+                    sorted(self.folders()) != sorted(folders)
+                    or self.state.engine.sources != sources
+                ):
+                    restart = True  # roots or module sources moved: watch the new ones
                     break
             if not restart:
                 return
