@@ -53,6 +53,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from colonnade.config.schema import PoolConfig, ServerConfig
+from colonnade.config.tree import WEB_TOML
 from colonnade.core.registry import Registry
 from colonnade.engine import Engine
 from colonnade.engine.sites import Binding
@@ -186,14 +187,19 @@ class Loaded:
         self.sources: frozenset[str] = frozenset()  # application module sources
 
 
+def check(config: ServerConfig, registry: Registry) -> Engine:
+    """Build ``config`` as a worker would, to check every level; starts nothing (the
+    Python apps themselves are imported by the workers only)."""
+    return Engine(without_python_apps(config), registry)
+
+
 def load(source: ConfigSource, registry: Registry) -> Loaded:
     """Read and check the configuration; raises ConfigError/ModuleError naming the key."""
     source = source.read()
     config = source.load()
     routes = RouteTable(config)
-    checked = Engine(without_python_apps(config), registry)  # checks every level; starts nothing
     loaded = Loaded(source, config, routes)
-    loaded.sources = checked.sources
+    loaded.sources = check(config, registry).sources
     abi: int | None = None
     for name, settings in config.pools.items():
         loaded.identities[name] = resolve_identity(settings, name)
@@ -452,7 +458,8 @@ class Master:
                     names = ", ".join(sorted(changed))
                     log.info("changed: %s; the workers re-read their configuration", names)
                     self._reload_workers()
-                    await self._recheck_sources()
+                    if any(os.path.basename(p) == WEB_TOML for p in changed):
+                        await self._recheck_sources()
                 if content_folders(self.config) != folders or self.sources != sources:
                     break  # roots or module sources moved: watch the new ones
             else:
@@ -465,7 +472,7 @@ class Master:
         assert loaded is not None
         try:
             checked = await asyncio.get_running_loop().run_in_executor(
-                None, Engine, without_python_apps(loaded.config), self.registry
+                None, check, loaded.config, self.registry
             )
         except (ConfigError, ModuleError):
             return

@@ -3,7 +3,10 @@ driven by a real client (the ``websockets`` package)."""
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -284,3 +287,20 @@ def test_a_client_that_vanishes_is_a_1006_disconnect(tmp_path: Path) -> None:
         c.recv(timeout=5)
         c.socket.close()  # no close frame
         assert wait_for(lambda: asgi_apps.EVENTS == [("disconnect", 1006)])
+
+
+def test_a_streaming_app_is_stopped_quietly_when_the_client_leaves(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An endless stream (think server-sent events) must not outlive its client:
+    # the request is cancelled when the connection is lost, and that is no error.
+    with caplog.at_level(logging.DEBUG), live(site_config(f"{APPS}:endless"), tmp_path) as server:
+        with Conn(server.port) as conn:
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert conn.sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        assert wait_for(lambda: asgi_apps.EVENTS, timeout=10)
+    assert asgi_apps.EVENTS == [("stopped by", "CancelledError")]
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert errors == [], [r.getMessage() for r in errors]

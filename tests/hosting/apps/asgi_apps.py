@@ -372,3 +372,16 @@ def tmp_file(size: int) -> str:
     os.write(fd, bytes(range(256)) * (size // 256) + b"x" * (size % 256))
     os.close(fd)
     return path
+
+
+async def endless(scope: Scope, receive: Any, send: Any) -> None:
+    """Streams 64 KiB chunks until it is stopped; records how it was stopped."""
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    try:
+        while True:
+            await send({"type": "http.response.body", "body": b"x" * 65536, "more_body": True})
+    except BaseException as exc:
+        EVENTS.append(("stopped by", type(exc).__name__))
+        raise
