@@ -12,7 +12,7 @@ the access log (as ``--no-access-log``) plus what its ``web.toml`` enables:
 
     0             no trivial module installed
     10, 50        that many trivial modules enabled (``apps/trivial_modules.py``: one
-                  synchronous do-nothing hook on each of the 24 stages of the walk)
+                  synchronous do-nothing hook on each of the 23 stages of the walk)
     50-disabled   the 50 registered (installed) but not enabled
 
 Each measurement awaits ``Client.arequest("GET", "/hello.txt")`` N times in a row on the

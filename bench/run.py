@@ -249,7 +249,7 @@ WORKLOADS: list[Workload] = [
     Workload("close", "/1k.bin", STATIC, headers=("Connection: close",), about="static-1k, a new connection per request"),  # noqa: E501
     Workload("c1024", "/1k.bin", STATIC, connections=1024, about="static-1k with 1024 connections"),
     Workload("modules-0", "/hello.txt", ("colonnade-modules-0",), about="13-byte file, default modules without the access log, no trivial module"),  # noqa: E501
-    Workload("modules-10", "/hello.txt", ("colonnade-modules-10",), about="modules-0 + 10 trivial modules, each with a do-nothing hook on all 24 stages"),  # noqa: E501
+    Workload("modules-10", "/hello.txt", ("colonnade-modules-10",), about="modules-0 + 10 trivial modules, each with a do-nothing hook on all 23 stages"),  # noqa: E501
     Workload("modules-50", "/hello.txt", ("colonnade-modules-50",), about="modules-0 + 50 trivial modules"),  # noqa: E501
     Workload("modules-50-disabled", "/hello.txt", ("colonnade-modules-50-disabled",), about="modules-0 with the 50 trivial modules installed (entry points) but not enabled"),  # noqa: E501
 ]
@@ -1394,7 +1394,8 @@ def render_modules(
     o.append(
         "Target (issue #6): each trivial subscribed module under 1 µs per request; a module "
         "that is installed but not enabled costs nothing measurable. A trivial module has a "
-        "synchronous do-nothing hook on each of the 24 stages of the walk "
+        "synchronous do-nothing hook on each of the 23 stages of the walk (12 stages and their "
+        "post stages; not the SEND_RESPONSE notification) "
         "(`bench/apps/trivial_modules.py`)."
     )
     o.append("")

@@ -83,18 +83,17 @@ class Plan:
 def generate(label: str, names: dict[str, Any], body: list[str]) -> Any:
     """``async def fn(ctx)`` with ``body`` (lines indented for it), compiled once.
 
-    ``names`` become closure variables of the function (hooks, stages, helpers):
-    only generated identifiers go into the source, never configuration text.
+    ``names`` become the globals of the function, in a namespace of its own (hooks,
+    stages, helpers): only generated identifiers go into the source, never
+    configuration text. Globals rather than closure variables: a call would copy
+    every closure cell into the new coroutine's frame, which for 50 modules of 24
+    hooks is 1,200 cells per request, while a global is read in place through the
+    interpreter's per-instruction cache.
     """
-    source = (
-        f"def make({', '.join(names)}):\n"
-        "    async def fn(ctx):\n"
-        + "".join(f"    {line}\n" for line in body or ["    pass"])
-        + "    return fn\n"
-    )
-    namespace: dict[str, Any] = {}
+    source = "async def fn(ctx):\n" + "".join(f"{line}\n" for line in body or ["    pass"])
+    namespace: dict[str, Any] = dict(names)
     exec(compile(source, f"<colonnade {label}>", "exec"), namespace)
-    return namespace["make"](**names)
+    return namespace["fn"]
 
 
 def _chain(hooks: tuple[BoundHook, ...]) -> Callable[[Any], Awaitable[None]] | None:

@@ -43,15 +43,17 @@ def compile_walk(plan: Plan) -> Walk:
 
         if not ctx.finished:
             try:
-                if h0(ctx) is FINISH or (await h1(ctx)) is FINISH:
+                if ((r := h0(ctx)) is not None and r is FINISH) or (
+                    (r := await h1(ctx)) is not None and r is FINISH
+                ):
                     ctx.finished = True
             except Exception as exc:
                 await fail(plan, ctx, exc, stage)
         elif <the step is "always" (or "if-state" with state acquired)>:
             await run_always(plan, ctx, stage, calls)
 
-    Hooks are closure variables; only generated names and stage numbers go
-    into the source.
+    Hooks are the globals of the generated function; only generated names and
+    stage numbers go into the source.
     """
     names: dict[str, Any] = {
         "plan": plan,
@@ -72,7 +74,8 @@ def compile_walk(plan: Plan) -> Walk:
                 call = f"((await a) if (a := {call}) is not None else None)"
             elif is_async:
                 call = f"(await {call})"
-            tests.append(f"{call} is FINISH")
+            # CONTINUE is mostly None: one fused "is not None" jump decides it.
+            tests.append(f"((r := {call}) is not None and r is FINISH)")
         body.append("    if not ctx.finished:")
         body.append("        try:")
         body.append(f"            if {' or '.join(tests) or 'False'}:")
