@@ -6,14 +6,15 @@
 server CPU as the ``pipeline`` workload.) wrk's requests/s on a 2-core machine cannot
 resolve a sub-µs cost; this times the engine alone, without sockets.
 
-Four engines are built with ``colonnade.testing.build_engine``, each serving the folder
+Five engines are built with ``colonnade.testing.build_engine``, each serving the folder
 of a ``modules-*`` workload (``apps/make_modules.py``) with the default modules minus
 the access log (as ``--no-access-log``) plus what its ``web.toml`` enables:
 
     0             no trivial module installed
     10, 50        that many trivial modules enabled (``apps/trivial_modules.py``: one
-                  synchronous do-nothing hook on each of the 23 stages of the walk)
-    50-disabled   the 50 registered (installed) but not enabled
+                  synchronous do-nothing hook on each of the 12 stages)
+    50-disabled   the trivial modules registered (installed) but none enabled
+    50-post       50 trivial modules joining the 12 stages and their 11 post stages
 
 Each measurement awaits ``Client.arequest("GET", "/hello.txt")`` N times in a row on the
 client's loop (``time.perf_counter``); the variants take turns, R rounds, so slow
@@ -38,14 +39,20 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 from apps.make_modules import HELLO, VARIANTS, generate  # noqa: E402
-from apps.trivial_modules import CLASSES, HOOKS_PER_MODULE  # noqa: E402
+from apps.trivial_modules import CLASSES, HOOKS, POST_CLASSES  # noqa: E402
 
 from colonnade.config.schema import DEFAULT_MODULES  # noqa: E402
 from colonnade.testing import Client, build_engine  # noqa: E402
 
 PATH = "/hello.txt"
 #: variant name → folder under bench/out/modules (see apps/make_modules.py)
-NAMES: dict[str, str] = {"0": "m0", "10": "m10", "50": "m50", "50-disabled": "m50-disabled"}
+NAMES: dict[str, str] = {
+    "0": "m0",
+    "10": "m10",
+    "50": "m50",
+    "50-disabled": "m50-disabled",
+    "50-post": "m50-post",
+}
 
 
 @dataclass
@@ -53,6 +60,7 @@ class Variant:
     name: str
     enabled: int
     installed: int
+    hooks: int  # per enabled module
     client: Client
     us: list[float] = field(default_factory=list)  # µs per request, one per round
 
@@ -62,7 +70,8 @@ def make_client(folder: Path, installed: int) -> Client:
         "server": {"modules": [m for m in DEFAULT_MODULES if m != "log.http"]},
         "sites": [{"name": "bench", "bindings": ["http://127.0.0.1:8080"], "root": str(folder)}],
     }
-    engine = build_engine(config, base_dir=str(folder), modules=CLASSES[:installed])
+    modules = CLASSES[:installed] + POST_CLASSES[:installed]
+    engine = build_engine(config, base_dir=str(folder), modules=modules)
     return Client(engine)
 
 
@@ -84,15 +93,15 @@ def run(requests: int, repeat: int, warmup: int) -> dict[str, Any]:
     variants: list[Variant] = []
     try:
         for name, folder in NAMES.items():
-            enabled, installed = VARIANTS[folder]
+            enabled, installed, post = VARIANTS[folder]
             client = make_client(out / folder, installed).__enter__()
-            variants.append(Variant(name, enabled, installed, client))
+            variants.append(Variant(name, enabled, installed, HOOKS[post], client))
             resp = client.get(PATH)
             if resp.status != 200 or resp.body != HELLO:
                 raise SystemExit(f"variant {name}: GET {PATH} answered {resp.status} {resp.body!r}")
             rows = client.engine.runtimes[0].plan.describe()
             trivial = sum(n.startswith("bench.trivial.") for _, names in rows for n in names)
-            if trivial != enabled * HOOKS_PER_MODULE:
+            if trivial != enabled * HOOKS[post]:
                 raise SystemExit(f"variant {name}: {trivial} trivial hooks in the plan")
         for v in variants:
             measure(v, warmup)
@@ -106,7 +115,8 @@ def run(requests: int, repeat: int, warmup: int) -> dict[str, Any]:
     result: dict[str, Any] = {
         "requests": requests,
         "repeat": repeat,
-        "hooks_per_module": HOOKS_PER_MODULE,
+        "hooks_per_module": HOOKS[False],
+        "hooks_per_post_module": HOOKS[True],
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "variants": {},
@@ -126,7 +136,8 @@ def run(requests: int, repeat: int, warmup: int) -> dict[str, Any]:
             per = [d / v.enabled for d in deltas]
             row["per_module_us"] = statistics.median(per)
             row["per_module_spread_us"] = (min(per), max(per))
-            row["per_hook_ns"] = statistics.median(per) / HOOKS_PER_MODULE * 1e3
+            row["hooks"] = v.hooks
+            row["per_hook_ns"] = statistics.median(per) / v.hooks * 1e3
         result["variants"][v.name] = row
     # The noise floor: how much two rounds of variant 0 differ (median |Δ| of neighbours).
     pairs = [abs(a - b) for a, b in zip(base.us, base.us[1:], strict=False)]
@@ -137,7 +148,8 @@ def run(requests: int, repeat: int, warmup: int) -> dict[str, Any]:
 def render(r: dict[str, Any]) -> str:
     lines = [
         f"in-process, {r['requests']:,} requests x {r['repeat']} rounds per variant, "
-        f"{r['implementation']} {r['python']}; {r['hooks_per_module']} hooks per module",
+        f"{r['implementation']} {r['python']}; {r['hooks_per_module']} hooks per module "
+        f"({r['hooks_per_post_module']} for 50-post)",
         "",
         f"{'variant':<14}{'µs/request':>12}{'Δ vs 0 (µs)':>14}{'µs/module':>12}"
         f"{'ns/hook':>10}   range of µs/module (or Δ) over rounds",

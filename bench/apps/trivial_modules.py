@@ -1,10 +1,16 @@
 """Trivial modules for the ``modules-*`` workloads and ``bench/pipeline_cost.py``.
 
-``Trivial00`` … ``Trivial49`` (ids ``bench.trivial.m00`` …) each join every stage of
-the request walk with one synchronous hook that does nothing and answers CONTINUE
-(None): the 12 stages of DESIGN.md's pipeline and the 11 post stages, 23 in all. The
-notifications are not joined: DESIGN.md counts SEND_RESPONSE, MAP_PATH and ERROR as
-non-stage notifications (``bench/RESULTS.md`` gives the cost per hook, for any count).
+Each joins stages with one synchronous hook that does nothing and answers CONTINUE
+(None). Two families of 50:
+
+- ``Trivial00`` … ``Trivial49`` (ids ``bench.trivial.m00`` …): every stage of DESIGN.md's
+  pipeline, BEGIN_REQUEST … END_REQUEST, 12 hooks. This is the module of issue #6's
+  target ("a trivial module subscribed to every stage").
+- ``TrivialPost00`` … ``TrivialPost49`` (ids ``bench.trivial.p00`` …): the same 12 stages
+  and their 11 post stages, 23 hooks: every point of the walk a module can join.
+
+Neither joins a notification (SEND_RESPONSE, MAP_PATH, ERROR: DESIGN.md's non-stage
+notifications). ``bench/RESULTS.md`` gives the cost per hook too, for any other count.
 Importing this needs colonnade; ``apps/make_modules.py`` installs them as entry points.
 """
 
@@ -16,24 +22,45 @@ from apps.make_modules import COUNT, class_name, module_id
 from colonnade import Module, hook
 from colonnade.core.stages import STAGES, Stage
 
-#: Every stage of the walk, in order (SEND_RESPONSE, a notification, left out).
+#: The 12 stages, in walk order.
+MAIN_STAGES: tuple[Stage, ...] = tuple(
+    info.stage
+    for info in STAGES
+    if info.stage is not Stage.SEND_RESPONSE and not info.stage.name.startswith("POST_")
+)
+#: The 12 stages and their 11 post stages, in walk order.
 WALK_STAGES: tuple[Stage, ...] = tuple(
     info.stage for info in STAGES if info.stage is not Stage.SEND_RESPONSE
 )
 
 
-def _noop(self: Module, ctx: Any) -> None:
-    return None
+def _joining(stages: tuple[Stage, ...]) -> Any:
+    # A fresh plain function per family, marked for each of ``stages``: one
+    # subscription per stage.
+    def noop(self: Module, ctx: Any) -> None:
+        return None
+
+    for stage in stages:
+        noop = hook(stage)(noop)
+    return noop
 
 
-# One plain function marked for every stage: one subscription per stage.
-for _stage in WALK_STAGES:
-    _noop = hook(_stage)(_noop)
+#: Hooks per module of each family (False: the 12 stages; True: with post stages).
+HOOKS: dict[bool, int] = {False: len(MAIN_STAGES), True: len(WALK_STAGES)}
 
-HOOKS_PER_MODULE = len(WALK_STAGES)
 
-CLASSES: list[type[Module]] = [
-    type(class_name(i), (Module,), {"id": module_id(i), "noop": _noop, "__module__": __name__})
-    for i in range(COUNT)
-]
-globals().update({cls.__name__: cls for cls in CLASSES})  # entry points name them
+def _family(post: bool) -> list[type[Module]]:
+    noop = _joining(WALK_STAGES if post else MAIN_STAGES)
+    return [
+        type(
+            class_name(i, post),
+            (Module,),
+            {"id": module_id(i, post), "noop": noop, "__module__": __name__},
+        )
+        for i in range(COUNT)
+    ]
+
+
+CLASSES: list[type[Module]] = _family(False)
+POST_CLASSES: list[type[Module]] = _family(True)
+globals().update({cls.__name__: cls for cls in CLASSES + POST_CLASSES})  # entry points name them

@@ -108,15 +108,28 @@ def server_toml(
 
 
 class Master:
-    """``colonnade serve -c FILE --workers N`` as a child process."""
+    """``colonnade serve -c FILE --workers N`` as a child process; with ``serve_args``,
+    ``colonnade serve SERVE_ARGS --workers N`` (no file) whose control socket is
+    ``control``."""
 
-    def __init__(self, folder: Path, config: str, *, workers: int = 1, port: int) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        config: str,
+        *,
+        workers: int = 1,
+        port: int,
+        serve_args: list[str] | None = None,
+        control: str | None = None,
+    ) -> None:
         self.folder = folder
         self.port = port
         self.config = folder / "colonnade.toml"
-        self.config.write_text(config)
+        if serve_args is None:
+            self.config.write_text(config)
+            serve_args = ["-c", str(self.config)]
         (folder / "www").mkdir(exist_ok=True)
-        self.control = str(folder / "run" / "control.sock")
+        self.control = control or str(folder / "run" / "control.sock")
         self.log_path = folder / "server.log"
         self.seen: set[int] = set()
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
@@ -126,8 +139,7 @@ class Master:
                 "-m",
                 "colonnade.management.cli",
                 "serve",
-                "-c",
-                str(self.config),
+                *serve_args,
                 "--workers",
                 str(workers),
                 "--no-watch",

@@ -18,7 +18,7 @@ import pytest
 from colonnade.pools.sandbox import Identity, blocked_path
 from tests.e2e.wire import Conn
 
-from .conftest import Load, Master, get, wait_for
+from .conftest import Load, Master, free_port, get, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -382,3 +382,30 @@ def test_control_socket_is_the_owners_only(
             check=True,
         ).stdout
     )
+
+
+def test_masters_side_by_side_each_with_its_own_control_socket(tmp_path: Path) -> None:
+    # `serve --control` gives each master its own socket: without it the second master
+    # of a user would be refused ("another master is running on ...").
+    masters: list[Master] = []
+    try:
+        for name in ("a", "b"):
+            folder = tmp_path / name
+            (folder / "www").mkdir(parents=True)
+            (folder / "www" / "hello.txt").write_text(f"hello from {name}")
+            port = free_port()
+            control = str(folder / "control.sock")
+            args = ["--root", str(folder / "www"), "--bind", f"127.0.0.1:{port}"]
+            masters.append(
+                Master(
+                    folder, "", port=port, serve_args=[*args, "--control", control], control=control
+                )
+            )
+        for name, master in zip("ab", masters, strict=True):
+            response = master.get("/hello.txt")
+            assert (response.status, response.body) == (200, f"hello from {name}".encode())
+        a, b = (set(master.pids("default")) for master in masters)
+        assert a and b and not a & b
+    finally:
+        for master in masters:
+            master.stop()

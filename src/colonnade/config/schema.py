@@ -68,7 +68,8 @@ class ServerSettings(_Strict):
     """The Unix socket of the running master for ``colonnade pools|recycle|stop|start``
     (relative to the server file). Default: ``$XDG_RUNTIME_DIR/colonnade/control.sock``,
     else ``/run/colonnade/control.sock`` as root, else
-    ``$TMPDIR/colonnade-UID/control.sock``."""
+    ``$TMPDIR/colonnade-UID/control.sock``. ``colonnade serve --control SOCKET``
+    overrides it (one socket per master, to run several side by side)."""
     limits: Limits = msgspec.field(default_factory=Limits)
     timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
 

@@ -67,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
         "service) with N workers for the pool 'default', the other pools as configured",
     )
     serve.add_argument(
+        "--control",
+        metavar="SOCKET",
+        help="the master's control socket (default: [server] control_socket, else one per "
+        "user); give each master its own to run several side by side",
+    )
+    serve.add_argument(
         "--no-watch",
         action="store_true",
         help="do not reload when configuration files change (SIGHUP still does)",
@@ -157,7 +163,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers:
         from colonnade.pools import master
 
-        source = msgspec.structs.replace(config_source(args), default_workers=args.workers)
+        control = os.path.abspath(args.control) if args.control else None
+        source = msgspec.structs.replace(
+            config_source(args), default_workers=args.workers, control_socket=control
+        )
         try:
             master.run(
                 source,

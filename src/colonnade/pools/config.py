@@ -41,6 +41,7 @@ class ConfigSource(msgspec.Struct, kw_only=True, frozen=True):
     bindings: list[str] = msgspec.field(default_factory=list)
     no_access_log: bool = False
     default_workers: int | None = None  # --workers N: the count of the pool "default"
+    control_socket: str | None = None  # --control SOCKET: the master's control socket
     # `colonnade serve pkg.module:app`: a Python application mounted at "/".
     app: str | None = None
     interface: str = "auto"
@@ -91,6 +92,8 @@ class ConfigSource(msgspec.Struct, kw_only=True, frozen=True):
                 )
         if self.no_access_log:
             config.server.modules = [m for m in config.server.modules if m != "log.http"]
+        if self.control_socket is not None:
+            config.server.control_socket = self.control_socket
         if self.default_workers is not None:
             pool = config.pools.get("default")
             config.pools["default"] = msgspec.structs.replace(

@@ -96,7 +96,9 @@ class ControlServer:
         if os.path.exists(self.path):  # noqa: ASYNC240 - a stat, at start
             if _alive(self.path):
                 raise ConfigError(
-                    f"another master is running on {self.path}", key="server.control_socket"
+                    f"another master is running on {self.path}; give this one a socket of "
+                    "its own (serve --control SOCKET, or [server] control_socket)",
+                    key="server.control_socket",
                 )
             os.unlink(self.path)
         old = os.umask(0o177)
