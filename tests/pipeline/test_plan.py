@@ -141,3 +141,34 @@ def test_unmapped_verb_is_405_with_allow_and_unmapped_path_is_404_4() -> None:
         r = client.get("/a.png")
         assert r.status == 404 and "404.4" in r.text
         assert client.get("/dir/a.txt").status == 200
+
+
+def test_every_answer_but_finish_walks_on() -> None:
+    # The walk tests an answer with a fused "is not None" first: CONTINUE itself, or
+    # any other value a hook returns by mistake, must walk on like None does.
+    from colonnade.core.module import CONTINUE
+
+    class Answers(Module):
+        id = "test.answers"
+
+        @hook(Stage.BEGIN_REQUEST)
+        def begin(self, ctx: Context) -> object:
+            return CONTINUE
+
+        @hook(Stage.AUTHORIZE_REQUEST)
+        async def authorize(self, ctx: Context) -> object:
+            return "yes"
+
+        @hook(Stage.LOG_REQUEST)
+        def log(self, ctx: Context) -> object:
+            ctx.items["logged"] = True
+            return 0
+
+    engine = build_engine(config("test.answers"), modules=[Answers, Ok])
+    with Client(engine) as client:
+        response = client.get("/")
+    assert (response.status, response.body) == (200, b"ok")
+    assert response.context.items["logged"] is True
+    # The hooks are read as globals of the generated walk: no closure to copy per call.
+    walk = engine.runtimes[0].walk
+    assert walk.__closure__ is None
