@@ -19,8 +19,8 @@ import pytest
 from colonnade.config.load import load_file
 from colonnade.core.registry import Registry
 from colonnade.engine import Engine
-from colonnade.engine.engine import effective_config
 from colonnade.errors import ConfigError
+from colonnade.management.effective import effective_config
 from colonnade.modules.standard import BUILTIN
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -12,21 +12,15 @@ once so that a bad combination fails now, not on a request.
 An application whose inputs are unchanged since the ``previous`` generation keeps
 its runtime (modules, caches) as it is: a reload switches only what it affects.
 
-Application modules come from the ``[application_modules]`` table of the
-``web.toml`` at an application's root, where the server allows them: module
-classes (``load_local_class``) and ASGI middleware factories (``load_local_object``,
-then handed, innermost first, to the module registered as ``asgi.middleware``,
-which the engine knows only by that id and the :class:`MiddlewareHost` methods).
+Application modules and ASGI middleware declared in an application's root
+``web.toml`` are checked and imported by ``integration/appmodules.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import os
-import sys
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import msgspec
 
@@ -34,35 +28,17 @@ from colonnade.config.load import locate
 from colonnade.config.schema import HandlerMapping, ServerConfig, SiteConfig
 from colonnade.config.sections import Raw, Section, merge_into, section_defaults
 from colonnade.config.toml_lines import KeyLines
-from colonnade.config.tree import DirConfig, MiddlewareDecl, discover
+from colonnade.config.tree import DirConfig, discover
 from colonnade.core.app import Application, Level, PythonApp, VirtualDirectory
-from colonnade.core.context import Context
 from colonnade.core.handler import Handler
-from colonnade.core.module import Module, check_declaration
+from colonnade.core.module import Module
 from colonnade.core.pyapp import detect_interface, load_app
 from colonnade.core.registry import Registry
+from colonnade.engine.mapping import HandlerMap, Rule, compile_rule
+from colonnade.engine.runtime import AppRuntime, make_runtime
 from colonnade.engine.sites import Site, parse_binding
 from colonnade.errors import ConfigError, ModuleError
-from colonnade.handlers.mapping import HandlerMap, Rule, compile_rule, execute
-from colonnade.pipeline import compile_plan
-
-if TYPE_CHECKING:
-    from colonnade.engine.engine import AppRuntime
-
-
-#: The module that runs declared ASGI middleware around an application's handlers.
-ASGI_MIDDLEWARE = "asgi.middleware"
-
-
-@runtime_checkable
-class MiddlewareHost(Protocol):
-    """What the ``asgi.middleware`` module offers the builder."""
-
-    def wrap(self, name: str, factory: Callable[..., Any], options: dict[str, Any]) -> None:
-        """Put ``factory(app, **options)`` around the chain built so far."""
-
-    def bind(self, modules: Sequence[Module]) -> None:
-        """Learn the application's modules (the hosted app's handler among them)."""
+from colonnade.integration.appmodules import AppModules
 
 
 def _covers(prefix: str, path: str) -> bool:
@@ -82,10 +58,8 @@ class Builder:
         self.registry = registry
         self.previous = previous or {}
         self.source = config.source
-        # Application modules of this generation: id → class, from the apps' folders.
-        self.local: dict[str, type[Module]] = {}
-        # Declared ASGI middleware per (site, application path): outermost first.
-        self.middleware: dict[tuple[str, str], list[tuple[MiddlewareDecl, Any, DirConfig]]] = {}
+        # Application modules and middleware of this generation, from the apps' folders.
+        self.app_modules = AppModules(registry, self._dir_error, self.source)
         self.server_ids = self._check_module_list(config.server.modules)
         self.sections: dict[str, type[Section]] = {}
         for module_id in self.server_ids:
@@ -98,10 +72,6 @@ class Builder:
                     self._learn_sections(module_id)
         self.reused: list[AppRuntime] = []
         self.fresh: list[AppRuntime] = []
-        # Files the application modules and middleware were imported from, per
-        # (site, application path): part of the application's fingerprint, so a
-        # changed source rebuilds its application at the next reload.
-        self.sources: dict[tuple[str, str], list[str]] = {}
 
     # -- errors -----------------------------------------------------------------------
 
@@ -130,7 +100,7 @@ class Builder:
         return list(ids)
 
     def _module_class(self, module_id: str) -> type[Module]:
-        local = self.local.get(module_id)
+        local = self.app_modules.local.get(module_id)
         return local if local is not None else self.registry.load(module_id)
 
     def _learn_sections(self, module_id: str) -> None:
@@ -242,10 +212,14 @@ class Builder:
         lines.update((d.file, d.lines) for d in dirs)
         for d in dirs:
             if d.app_modules or d.asgi_middleware:
-                self._load_app_modules(d, apps)
+                spec = apps.get(d.path)
+                root = spec.root if spec is not None else None
+                allowed = spec is not None and spec.allow_modules
+                for module_id in self.app_modules.declare(d, root, allowed):
+                    self._learn_sections(module_id)
         for d in dirs:
             for module_id in _added_modules(d):
-                if module_id in self.local:
+                if module_id in self.app_modules.local:
                     continue
                 if module_id not in self.registry:
                     raise self._dir_error(
@@ -313,91 +287,14 @@ class Builder:
 
     # -- applications -----------------------------------------------------------------
 
-    def _load_app_modules(self, d: DirConfig, apps: dict[str, _AppSpec]) -> None:
-        """Import the application modules a root web.toml declares (where allowed)."""
-        spec = apps.get(d.path)
-        first = next(iter(d.app_modules), None) or d.asgi_middleware[0].id
-        if spec is None:
-            raise self._dir_error(
-                d,
-                "application modules are declared at an application's root",
-                f"application_modules.{first}",
-            )
-        if not spec.allow_modules:
-            raise self._dir_error(
-                d,
-                f"application modules are not allowed here: the server configuration "
-                f"({self.source}) must set allow_modules = true for this application",
-                "application_modules",
-            )
-        sources = self.sources.setdefault((d.site, d.path), [])
-        for module_id, target in d.app_modules.items():
-            key = f"application_modules.{module_id}"
-            if module_id in self.registry or module_id in self.local:
-                raise self._dir_error(d, f"the id {module_id!r} is taken", key)
-            try:
-                cls = load_local_class(spec.root, target, module_id, sources)
-            except ModuleError as exc:
-                raise self._dir_error(d, exc.message, key) from None
-            self.local[module_id] = cls
-            self._learn_sections(module_id)
-        layers = []
-        for decl in d.asgi_middleware:
-            if decl.id in self.registry or decl.id in self.local:
-                raise self._dir_error(d, f"the id {decl.id!r} is taken", decl.key)
-            if ASGI_MIDDLEWARE not in self.registry:
-                raise self._dir_error(
-                    d,
-                    f"ASGI middleware needs the module {ASGI_MIDDLEWARE!r}, not installed",
-                    decl.key,
-                )
-            try:
-                factory = load_local_object(spec.root, decl.target, decl.id, sources)
-            except ModuleError as exc:
-                raise self._dir_error(d, exc.message, decl.key + ".asgi_middleware") from None
-            if not callable(factory):
-                raise self._dir_error(
-                    d,
-                    f"{decl.target!r} is not callable (a middleware class or factory is)",
-                    decl.key + ".asgi_middleware",
-                )
-            layers.append((decl, factory, d))
-        if layers:
-            self.middleware[(d.site, d.path)] = layers
-
-    def _attach_middleware(self, app: Application, modules: Sequence[Module]) -> None:
-        """Build the application's middleware chain, innermost first."""
-        layers = self.middleware.get((app.site, app.path))
-        if not layers:
-            return
-        host = next((m for m in modules if m.id == ASGI_MIDDLEWARE), None)
-        if not isinstance(host, MiddlewareHost):
-            d = layers[0][2]
-            raise self._dir_error(
-                d, f"the module {ASGI_MIDDLEWARE!r} cannot run ASGI middleware", layers[0][0].key
-            )
-        for decl, factory, d in reversed(layers):
-            try:
-                host.wrap(decl.id, factory, dict(decl.options))
-            except Exception as exc:
-                key = decl.key + ".options" if decl.options else decl.key
-                raise self._dir_error(
-                    d, f"{decl.target} refused its options: {type(exc).__name__}: {exc}", key
-                ) from None
-        host.bind(modules)
-
     def _module_ids(self, root_dir: DirConfig | None) -> list[str]:
         ids: list[str] = list(self.server_ids)
         if root_dir is not None and root_dir.modules:
             target: Raw = {}
             merge_into(target, {"modules": root_dir.modules}, defaults={"modules": ids})
             ids = target["modules"]
-        if root_dir is not None:
-            # Declared application modules join the application, after the server's.
-            ids += [m for m in root_dir.app_modules if m not in ids]
-            if root_dir.asgi_middleware and ASGI_MIDDLEWARE not in ids:
-                ids.append(ASGI_MIDDLEWARE)
-        return ids
+        # Declared application modules join the application, after the server's.
+        return self.app_modules.module_ids(ids, root_dir)
 
     def _rules(
         self, by_id: dict[str, Module], mappings: Sequence[tuple[HandlerMapping, Any]]
@@ -446,7 +343,7 @@ class Builder:
                 [(lvl.path, lvl.raw, lvl.source) for lvl in app.levels],
                 root_dir.app_modules if root_dir is not None else None,
                 root_dir.asgi_middleware if root_dir is not None else None,
-                [(f, _digest(f)) for f in self.sources.get((app.site, app.path), ())],
+                self.app_modules.fingerprint(app.site, app.path),
             ]
         )
         old = self.previous.get((app.site, app.path))
@@ -468,7 +365,7 @@ class Builder:
                 by_id[app_handler.id] = app_handler
             rules = [r for r in rules if r.pattern != "*"]
             rules.append(compile_rule("*", ["*"], app_handler))
-        self._attach_middleware(app, modules)
+        self.app_modules.attach(app.site, app.path, modules)
         self._check_effective(app, modules, dirs)
         runtime = make_runtime(app, HandlerMap(rules), tuple(modules), fingerprint)
         self.fresh.append(runtime)
@@ -509,97 +406,6 @@ class Builder:
                     raise ConfigError(exc.message, file=origin, line=line, key=exc.key) from None
 
 
-def _digest(path: str) -> str:
-    try:
-        with open(path, "rb") as f:
-            return hashlib.sha1(f.read()).hexdigest()
-    except OSError:
-        return "-"  # gone since it was imported: differs from any content
-
-
-def _import_from_folder(
-    folder: str, module_name: str, owner: str, sources: list[str] | None = None
-) -> Any:
-    """The module ``module_name`` from a file in ``folder``, or None if there is none.
-
-    The file is loaded under a name of its own (two applications may both ship a
-    ``guard.py``), without touching ``sys.path``, and afresh each time (a reload
-    sees the file as it is now). Its path is added to ``sources``.
-    """
-    rel = module_name.replace(".", os.sep)
-    for candidate in (os.path.join(folder, rel + ".py"), os.path.join(folder, rel, "__init__.py")):
-        if os.path.isfile(candidate):
-            path = candidate
-            break
-    else:
-        return None
-    unique = (
-        "colonnade_app_"
-        + hashlib.sha1(path.encode()).hexdigest()[:12]
-        + "_"
-        + (module_name.replace(".", "_"))
-    )
-    spec = importlib.util.spec_from_file_location(unique, path)
-    if spec is None or spec.loader is None:
-        raise ModuleError(owner, f"cannot load {path}")
-    if sources is not None and path not in sources:
-        sources.append(path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[unique] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        sys.modules.pop(unique, None)
-        raise ModuleError(owner, f"{path} failed to import: {exc!r}") from exc
-    return module
-
-
-def load_local_class(
-    folder: str, target: str, module_id: str, sources: list[str] | None = None
-) -> type[Module]:
-    """Import ``module:Class`` from a file in ``folder`` (an application module)."""
-    module_name, _, attr = target.partition(":")
-    module = _import_from_folder(folder, module_name, module_id, sources)
-    if module is None:
-        raise ModuleError(module_id, f"no file for {module_name!r} in {folder}")
-    cls = getattr(module, attr, None)
-    if not (isinstance(cls, type) and issubclass(cls, Module)):
-        raise ModuleError(module_id, f"{target!r} is not a Module subclass")
-    if cls.id != module_id:
-        raise ModuleError(module_id, f"class {cls.__qualname__} declares id {cls.id!r}")
-    check_declaration(cls)
-    return cls
-
-
-def load_local_object(
-    folder: str, target: str, owner: str, sources: list[str] | None = None
-) -> Any:
-    """``module:attr`` from a file in ``folder``, else from an installed package.
-
-    For ASGI middleware: shipped with the application (loaded as
-    :func:`load_local_class` loads), or a framework's (``starlette.middleware...``).
-    ``attr`` may be dotted.
-    """
-    module_name, _, attr = target.partition(":")
-    module = _import_from_folder(folder, module_name, owner, sources)
-    if module is None:
-        try:
-            module = importlib.import_module(module_name)
-        except Exception as exc:
-            raise ModuleError(
-                owner,
-                f"cannot import {module_name!r} (no file in {folder}, no installed module): "
-                f"{type(exc).__name__}: {exc}",
-            ) from None
-    obj: Any = module
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ModuleError(owner, f"module {module_name!r} has no attribute {attr!r}") from None
-    return obj
-
-
 class _AppSpec:
     __slots__ = ("allow_modules", "path", "pool", "python", "root", "vdirs")
 
@@ -618,18 +424,6 @@ class _AppSpec:
         self.allow_modules = allow_modules
         self.python = python
         self.vdirs = vdirs
-
-
-def make_runtime(
-    app: Application, handler_map: HandlerMap, modules: tuple[Module, ...], fingerprint: bytes = b""
-) -> AppRuntime:
-    """Compile the plan of ``app`` and wrap everything in an ``AppRuntime``."""
-    from colonnade.engine.engine import AppRuntime
-
-    plan = compile_plan(
-        modules, map_handler=handler_map.map, execute_handler=execute, flush=Context.flush
-    )
-    return AppRuntime(app, modules, handler_map, plan, fingerprint)
 
 
 def _without_ops(raw: Any) -> Any:

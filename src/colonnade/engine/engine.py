@@ -17,42 +17,19 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-import msgspec
-
 from colonnade.config.schema import ServerConfig
 from colonnade.core.app import Application
 from colonnade.core.context import Context, ResponseWriter
 from colonnade.core.module import Module
 from colonnade.core.registry import Registry
 from colonnade.core.request import Request
-from colonnade.engine.build import Builder, make_runtime
+from colonnade.engine.build import Builder
+from colonnade.engine.mapping import HandlerMap
+from colonnade.engine.runtime import AppRuntime, make_runtime
 from colonnade.engine.sites import Binding, Router
 from colonnade.errors import ConfigError, HttpError, ModuleError
-from colonnade.handlers.mapping import HandlerMap
-from colonnade.pipeline import Plan, Walk, compile_walk
 
 log = logging.getLogger("colonnade.engine")
-
-
-class AppRuntime:
-    """An application with its module instances, handler map and plan."""
-
-    __slots__ = ("app", "fingerprint", "handler_map", "modules", "plan", "walk")
-
-    def __init__(
-        self,
-        app: Application,
-        modules: tuple[Module, ...],
-        handler_map: HandlerMap,
-        plan: Plan,
-        fingerprint: bytes = b"",
-    ) -> None:
-        self.app = app
-        self.modules = modules
-        self.handler_map = handler_map
-        self.plan = plan
-        self.fingerprint = fingerprint  # what it was built from; equal → reusable
-        self.walk: Walk = compile_walk(plan)
 
 
 class _NoSite(HandlerMap):
@@ -89,7 +66,7 @@ class Engine:
         self.reused = tuple(builder.reused)
         #: The files application modules and middleware were imported from: watched
         #: with the configuration files, a change rebuilds their application.
-        self.sources = frozenset(f for files in builder.sources.values() for f in files)
+        self.sources = frozenset(f for files in builder.app_modules.sources.values() for f in files)
         self.router = Router(self.sites)
         self._nowhere = make_runtime(
             Application(site="(none)", path="/", root=os.sep), _NoSite(()), ()
@@ -214,48 +191,3 @@ class Engine:
     def describe(self) -> list[dict[str, Any]]:
         """Applications and their plans, for tools."""
         return [{**rt.app.describe(), "plan": rt.plan.describe()} for rt in self.runtimes]
-
-
-def effective_config(engine: Engine, site: str | None, path: str) -> dict[str, Any]:
-    """The settings a request for ``path`` on ``site`` sees, and where each came from.
-
-    ``{"application": ..., "modules": [...], "sections": {name: {key: {"value": v,
-    "from": file}}}}``; keys nobody set show their default, from ``"(default)"``.
-    """
-    chosen = next((s for s in engine.sites if site in (None, s.name)), None)
-    if chosen is None:
-        raise ConfigError(f"no site named {site!r}")
-    runtime = chosen.app_for(path)
-    if runtime is None:
-        raise ConfigError(f"no application of site {chosen.name!r} serves {path!r}")
-    found = runtime.app.sections_for(path)
-    sections: dict[str, Any] = {}
-    for module in runtime.modules:
-        section = module.section
-        if section is None or section.key in sections:
-            continue
-        value = msgspec.to_builtins(found.get(section))
-        rows: dict[str, Any] = {}
-        for key, item in value.items():
-            dotted = f"{section.key}.{key}"
-            origin = found.origins.get(dotted)
-            if origin is None:  # a nested key set below this one
-                deeper = [o for k, o in found.origins.items() if k.startswith(dotted + ".")]
-                origin = deeper[-1] if deeper else "(default)"
-            rows[key] = {"value": item, "from": origin}
-        sections[section.key] = rows
-    return {
-        "site": chosen.name,
-        "path": path,
-        "application": runtime.app.path,
-        "modules": [m.id for m in runtime.modules],
-        "handler": _handler_for(runtime, path),
-        "sections": sections,
-    }
-
-
-def _handler_for(runtime: AppRuntime, path: str) -> str | None:
-    try:
-        return runtime.handler_map.select(path, "GET").id
-    except HttpError:
-        return None

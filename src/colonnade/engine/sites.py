@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from colonnade.errors import ConfigError
 
 if TYPE_CHECKING:
-    from colonnade.engine.engine import AppRuntime
+    from colonnade.engine.runtime import AppRuntime
 
 
 class Binding(NamedTuple):

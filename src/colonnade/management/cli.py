@@ -16,9 +16,9 @@ from colonnade.config.schema import ServerConfig
 from colonnade.core.registry import Registry
 from colonnade.core.stages import NOTIFICATIONS, STAGES
 from colonnade.engine import Engine
-from colonnade.engine.engine import effective_config
 from colonnade.errors import ConfigError, ModuleError
 from colonnade.management import operations
+from colonnade.management.effective import effective_config
 from colonnade.modules.standard import BUILTIN
 from colonnade.pools.config import ConfigSource
 

@@ -44,10 +44,10 @@ from colonnade.config.schema import ServerConfig
 from colonnade.core.app import Application
 from colonnade.core.request import Request
 from colonnade.core.urlpath import decode_path
-from colonnade.engine.build import make_runtime
+from colonnade.engine.mapping import HandlerMap
+from colonnade.engine.runtime import make_runtime
 from colonnade.engine.sites import Binding, Router, Site, parse_binding
 from colonnade.errors import HttpError
-from colonnade.handlers.mapping import HandlerMap
 from colonnade.http import HTTP1Connection, ProtocolError, RequestHead
 from colonnade.pools.config import site_pools
 from colonnade.transport.connection import HttpConnection

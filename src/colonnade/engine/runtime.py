@@ -1,0 +1,46 @@
+"""An application ready to serve: its module instances, handler map and compiled walk.
+
+The builder (``engine/build.py``) makes one per application and configuration
+generation with :func:`make_runtime`; the engine routes each request to one and
+runs its walk; the process model (``pools/routing.py``) makes the runtimes that
+hand a request on to another pool.
+"""
+
+from __future__ import annotations
+
+from colonnade.core.app import Application
+from colonnade.core.context import Context
+from colonnade.core.module import Module
+from colonnade.engine.mapping import HandlerMap, execute
+from colonnade.pipeline import Plan, Walk, compile_plan, compile_walk
+
+
+class AppRuntime:
+    """An application with its module instances, handler map and plan."""
+
+    __slots__ = ("app", "fingerprint", "handler_map", "modules", "plan", "walk")
+
+    def __init__(
+        self,
+        app: Application,
+        modules: tuple[Module, ...],
+        handler_map: HandlerMap,
+        plan: Plan,
+        fingerprint: bytes = b"",
+    ) -> None:
+        self.app = app
+        self.modules = modules
+        self.handler_map = handler_map
+        self.plan = plan
+        self.fingerprint = fingerprint  # what it was built from; equal → reusable
+        self.walk: Walk = compile_walk(plan)
+
+
+def make_runtime(
+    app: Application, handler_map: HandlerMap, modules: tuple[Module, ...], fingerprint: bytes = b""
+) -> AppRuntime:
+    """Compile the plan of ``app`` and wrap everything in an :class:`AppRuntime`."""
+    plan = compile_plan(
+        modules, map_handler=handler_map.map, execute_handler=execute, flush=Context.flush
+    )
+    return AppRuntime(app, modules, handler_map, plan, fingerprint)
