@@ -1,4 +1,4 @@
-"""The ``colonnade`` command."""
+"""The ``colonnade`` command: serve, inspect and operate a Colonnade server."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from colonnade import __version__
 from colonnade.config.load import load_file
 from colonnade.config.schema import ServerConfig
 from colonnade.core.registry import Registry
@@ -19,12 +20,20 @@ from colonnade.engine import Engine
 from colonnade.errors import ConfigError, ModuleError
 from colonnade.management import operations
 from colonnade.management.effective import effective_config
+from colonnade.management.summary import serving_lines
 from colonnade.modules.standard import BUILTIN
 from colonnade.pools.config import ConfigSource
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="colonnade", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="colonnade",
+        description="Colonnade: a modular web server and Python application server. "
+        "Without -c, serve, check, modules and config show read ./colonnade.toml when "
+        "there is one, else serve the current folder (or --root) with the embedded "
+        "default configuration.",
+    )
+    parser.add_argument("--version", action="version", version=f"colonnade {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def config_args(p: argparse.ArgumentParser) -> None:
@@ -64,7 +73,13 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="0 (default): serve in this one process; N: run the master (activation "
-        "service) with N workers for the pool 'default', the other pools as configured",
+        "service) with N workers for the pool 'default', the other pools as configured; "
+        'workers start at a pool\'s first request unless the pool says start = "always"',
+    )
+    serve.add_argument(
+        "--start-workers",
+        action="store_true",
+        help="with --workers: start the pool 'default' at once, not at its first request",
     )
     serve.add_argument(
         "--control",
@@ -116,8 +131,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The server file looked for in the current folder when no -c is given.
+LOCAL_CONFIG = "colonnade.toml"
+
+
 def config_source(args: argparse.Namespace) -> ConfigSource:
-    """Where the configuration the command line asks for comes from."""
+    """Where the configuration the command line asks for comes from.
+
+    Without ``-c`` and without ``--root``, ``--bind`` or an APP, a
+    ``colonnade.toml`` in the current folder is the configuration.
+    """
+    explicit = args.root or args.bind or getattr(args, "python_app", None)
+    if not args.config and not explicit and os.path.isfile(LOCAL_CONFIG):
+        args.config = LOCAL_CONFIG
     if args.config:
         if args.root or args.bind or getattr(args, "python_app", None):
             raise ConfigError("APP, --root and --bind apply only without -c; set them in the file")
@@ -159,14 +185,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.getLogger("watchfiles").setLevel(logging.WARNING)  # we log reloads ourselves
     if args.workers < 0:
         raise ConfigError("--workers: N must be 0 (one process) or more")
+    if args.start_workers and not args.workers:
+        raise ConfigError("--start-workers goes with --workers N")
     registry = Registry.standard(BUILTIN)
+    log = logging.getLogger("colonnade")
     if args.workers:
         from colonnade.pools import master
 
         control = os.path.abspath(args.control) if args.control else None
         source = msgspec.structs.replace(
-            config_source(args), default_workers=args.workers, control_socket=control
+            config_source(args),
+            default_workers=args.workers,
+            control_socket=control,
+            default_start="always" if args.start_workers else None,
         )
+        for line in serving_lines(source.load(), workers=True):
+            log.info("%s", line)
         try:
             master.run(
                 source,
@@ -178,7 +212,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"colonnade: cannot listen: {exc}", file=sys.stderr)
             return 1
         return 0
-    engine = Engine(load_config(args), registry)
+    config = load_config(args)
+    engine = Engine(config, registry)
+    for line in serving_lines(config, workers=False):
+        log.info("%s", line)
     from colonnade.pools import single
 
     reloading = single.Reloading(
@@ -215,9 +252,12 @@ def cmd_modules(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """``colonnade check``: build everything, serve nothing."""
-    engine = build(args)
+    config = load_config(args)
+    engine = Engine(config, Registry.standard(BUILTIN))
     apps = len(engine.runtimes)
     print(f"configuration OK: {len(engine.sites)} site(s), {apps} application(s)")
+    for line in serving_lines(config, workers=False):
+        print(line)
     return 0
 
 
@@ -288,6 +328,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return commands[args.command](args)
+    except BrokenPipeError:
+        # The reader went away (`colonnade config show | head`): not an error of
+        # ours. Point stdout at /dev/null so the interpreter's final flush is quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141  # what a shell reports for a process ended by SIGPIPE
     except operations.ControlError as exc:
         print(f"colonnade: {exc}", file=sys.stderr)
         return 1

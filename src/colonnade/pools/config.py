@@ -41,6 +41,7 @@ class ConfigSource(msgspec.Struct, kw_only=True, frozen=True):
     bindings: list[str] = msgspec.field(default_factory=list)
     no_access_log: bool = False
     default_workers: int | None = None  # --workers N: the count of the pool "default"
+    default_start: str | None = None  # --start-workers: the pool "default" starts "always"
     control_socket: str | None = None  # --control SOCKET: the master's control socket
     # `colonnade serve pkg.module:app`: a Python application mounted at "/".
     app: str | None = None
@@ -98,6 +99,11 @@ class ConfigSource(msgspec.Struct, kw_only=True, frozen=True):
             pool = config.pools.get("default")
             config.pools["default"] = msgspec.structs.replace(
                 pool or PoolConfig(), workers=self.default_workers
+            )
+        if self.default_start is not None:
+            pool = config.pools.get("default")
+            config.pools["default"] = msgspec.structs.replace(
+                pool or PoolConfig(), start=self.default_start
             )
         return config
 
