@@ -55,12 +55,40 @@ CASES = [
     ),
     (
         "unknown pool",
-        HEAD + '\n  [[sites.applications]]\n  path = "/api"\n  pool = "apii"\n',
+        HEAD.replace("[[sites]]", "[pools.api]\n\n[[sites]]")
+        + '\n  [[sites.applications]]\n  path = "/api"\n  pool = "apii"\n',
         None,
         "colonnade.toml",
-        11,
+        13,
         "sites[0].applications[0].pool",
-        "no pool named 'apii'",
+        "no pool named 'apii' (did you mean 'api'?)",
+    ),
+    (
+        "misspelt key in [lock]",
+        HEAD + '\n[lock]\n"request_filtering.max_urll" = "deny"\n',
+        None,
+        "colonnade.toml",
+        10,
+        "lock.request_filtering.max_urll",
+        "no setting named 'max_urll' (did you mean 'max_url'?)",
+    ),
+    (
+        "key below a single setting in [lock]",
+        HEAD + '\n[lock]\n"request_filtering.max_url.bytes" = "deny"\n',
+        None,
+        "colonnade.toml",
+        10,
+        "lock.request_filtering.max_url.bytes",
+        "'max_url' is a single setting: it has no key 'bytes'",
+    ),
+    (
+        "misspelt section in [lock]",
+        HEAD + '\n[lock]\nrequest_filtring = "deny"\n',
+        None,
+        "colonnade.toml",
+        10,
+        "lock.request_filtring",
+        "no enabled module owns this section (did you mean 'request_filtering'?)",
     ),
     (
         "unknown module",
@@ -214,3 +242,15 @@ def test_colonnade_check_reports_and_exits_non_zero(tmp_path: Path) -> None:
     )
     assert ok.returncode == 0, ok.stderr
     assert "configuration OK" in ok.stdout
+
+
+def test_declaring_a_pool_keeps_the_implicit_default(tmp_path: Path) -> None:
+    # A site that names no pool is served by "default", also when the file
+    # declares pools of its own (before, [pools.web] removed "default" and the
+    # error blamed [[sites]] for a pool key nobody wrote).
+    server = HEAD.replace("[[sites]]", "[pools.web]\nworkers = 2\n\n[[sites]]")
+    config = write_tree(tmp_path, server, None)
+    loaded = load_file(str(config))
+    assert set(loaded.pools) == {"default", "web"}
+    assert loaded.sites[0].pool == "default"
+    Engine(loaded, Registry.standard(BUILTIN))

@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 
+from colonnade.config.keys import did_you_mean
 from colonnade.config.schema import PoolConfig, ServerConfig, SiteConfig
 from colonnade.config.sections import _split_validation
 from colonnade.config.toml_lines import KeyLines
@@ -65,6 +66,9 @@ def _decode(data: dict[str, Any], source: str, base_dir: str) -> ServerConfig:
     except msgspec.ValidationError as exc:
         message, key = _split_validation(str(exc), "")
         raise ConfigError(message, key=key.lstrip(".")) from None
+    # The pool "default" serves every site and application that names none; it
+    # stays there when the file declares other pools (IIS's DefaultAppPool).
+    config.pools.setdefault("default", PoolConfig())
     for i, loc in enumerate(config.locations):
         if not isinstance(loc.get("path"), str):
             raise ConfigError("a location needs a path", key=f"locations[{i}].path")
@@ -120,11 +124,15 @@ def _check_references(config: ServerConfig) -> None:
             raise ConfigError(f"two sites named {site.name!r}", key=f"sites[{i}].name")
         names.add(site.name)
         if site.pool not in config.pools:
-            raise ConfigError(f"no pool named {site.pool!r}", key=f"sites[{i}].pool")
+            raise ConfigError(
+                f"no pool named {site.pool!r}{did_you_mean(site.pool, config.pools)}",
+                key=f"sites[{i}].pool",
+            )
         for j, app in enumerate(site.applications):
             if app.pool is not None and app.pool not in config.pools:
                 raise ConfigError(
-                    f"no pool named {app.pool!r}", key=f"sites[{i}].applications[{j}].pool"
+                    f"no pool named {app.pool!r}{did_you_mean(app.pool, config.pools)}",
+                    key=f"sites[{i}].applications[{j}].pool",
                 )
 
 

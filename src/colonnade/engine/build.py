@@ -24,6 +24,7 @@ from typing import Any
 
 import msgspec
 
+from colonnade.config.keys import check_dotted_key, did_you_mean
 from colonnade.config.load import locate
 from colonnade.config.schema import HandlerMapping, ServerConfig, SiteConfig
 from colonnade.config.sections import Raw, Section, merge_into, section_defaults
@@ -123,8 +124,18 @@ class Builder:
                 if key != "path":
                     self._check_table(key, raw, f"locations[{i}].{key}", self._server_error)
         for key in self.config.lock:
-            if key.split(".", 1)[0] not in self.sections:
-                raise self._server_error("no enabled module owns this section", f"lock.{key}")
+            name, _, rest = key.partition(".")
+            section = self.sections.get(name)
+            if section is None:
+                hint = did_you_mean(name, self.sections)
+                raise self._server_error(
+                    f"no enabled module owns this section{hint}", f"lock.{key}"
+                )
+            # A misspelt key would lock nothing, in silence: a security setting
+            # that does nothing. Only keys the section has may be locked.
+            why = check_dotted_key(section, rest) if rest else None
+            if why is not None:
+                raise self._server_error(f"{name}: {why}", f"lock.{key}")
 
     def _check_table(self, key: str, raw: Any, where: str, error: Any) -> None:
         section = self.sections.get(key)
