@@ -118,3 +118,27 @@ def test_file_wrapper_goes_out_with_sendfile(tmp_path: Path) -> None:
         again = conn.response()
     assert got.headers["content-length"] == str(len(data) - 10)
     assert got.body == again.body == data[10:]
+
+
+@pytest.mark.parametrize("reader", ["swallows_input_errors", "digest"])
+def test_a_chunked_body_over_the_limit_is_413_1_not_the_apps_500(
+    tmp_path: Path, reader: str
+) -> None:
+    # The limit is known only while the chunked body arrives, so the application
+    # is already reading it: whatever it makes of the exception (its own 500, or
+    # an unhandled one), the client gets the server's 413.1, as over ASGI.
+    config = site_config(
+        f"{APPS}:{reader}",
+        modules=["security.request_filtering"],
+        sections={"request_filtering": {"max_allowed_content_length": 100_000}},
+    )
+    with live(config, tmp_path) as server, Conn(server.port) as conn:
+        conn.send(_request("POST", "/", {"Transfer-Encoding": "chunked"}))
+        piece = os.urandom(64 * 1024)
+        for _ in range(3):
+            conn.sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+        conn.sock.sendall(b"0\r\n\r\n")
+        got = conn.response()
+    assert got.status == 413, got.body
+    assert b"Error code: 413.1" in got.body
+    assert b"app error" not in got.body

@@ -56,6 +56,16 @@ def digest(environ: Environ, start_response: StartResponse) -> list[bytes]:
     return _text(start_response, f"{total} {h.hexdigest()}".encode())
 
 
+def swallows_input_errors(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    """Reads the body as a framework does: an exception from wsgi.input becomes the
+    application's own 500 page (Django and Flask report it as their own error)."""
+    try:
+        data = environ["wsgi.input"].read()
+    except Exception as exc:
+        return _text(start_response, f"app error: {exc!r}".encode(), "500 Internal Server Error")
+    return _text(start_response, f"{len(data)}".encode())
+
+
 def read_all(environ: Environ, start_response: StartResponse) -> list[bytes]:
     """read() without a size, then readline-style access of the same body elsewhere."""
     data = environ["wsgi.input"].read()

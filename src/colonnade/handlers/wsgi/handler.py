@@ -39,7 +39,7 @@ from colonnade.core.handler import Handler
 from colonnade.core.pyapp import load_app
 from colonnade.core.request import EMPTY_BODY, Body, Headers
 from colonnade.core.response import FileBody
-from colonnade.errors import ModuleError
+from colonnade.errors import HttpError, ModuleError
 from colonnade.handlers.wsgi.bridge import (
     DONE,
     FAILED,
@@ -271,9 +271,17 @@ class WsgiHandler(Handler):
         # Serve the application thread's commands until its response is complete.
         waiting = False  # the thread waits for an answer
         op = -1
+        # A request body the server refused while the application read it (413.1
+        # over the size limit, 400 for bad chunking): the application saw an
+        # exception from wsgi.input and made a response of its own (often a 500
+        # with its own traceback page); the client gets the server's answer.
+        refused: HttpError | None = None
         try:
             while True:
                 op, arg = await bridge.next()
+                if refused is not None and op != READ and op != READ_ALL:
+                    waiting = op == START or op == WRITE  # the thread awaits an answer
+                    raise refused
                 if op == DONE:
                     status, reason, headers, content = arg
                     response = ctx.response
@@ -314,7 +322,9 @@ class WsgiHandler(Handler):
                     waiting = False
                     bridge.answer(exc)
                     if op in (READ, READ_ALL):
-                        continue  # the application decides what a broken body means
+                        if isinstance(exc, HttpError):
+                            refused = exc
+                        continue  # the application decides what else a broken body means
                     raise
                 waiting = False
                 bridge.answer(reply)
