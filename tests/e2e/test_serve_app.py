@@ -73,6 +73,11 @@ def test_an_app_that_cannot_be_imported_fails_the_start_clearly(tmp_path: Path) 
         timeout=60,
     )
     assert out.returncode == 2
-    assert out.stderr.strip() == (
-        "colonnade: app: cannot import module 'broken': ValueError: boom at import"
-    )
+    # The cause, then the traceback of the application's own frames only.
+    assert out.stderr.strip().splitlines() == [
+        "colonnade: app: cannot import module 'broken': ValueError: boom at import",
+        "Traceback (most recent call last):",
+        f'  File "{tmp_path / "broken.py"}", line 1, in <module>',
+        "    raise ValueError('boom at import')",
+        "ValueError: boom at import",
+    ]

@@ -387,13 +387,28 @@ class Builder:
         assert python is not None
         interface = python.interface
         if interface == "auto":
-            obj = load_app(python.target, app_dir=python.app_dir, factory=python.factory)
+            try:
+                obj = load_app(python.target, app_dir=python.app_dir, factory=python.factory)
+            except ConfigError as exc:
+                if self.config.lines is None:  # the APP of the command line: no file
+                    raise
+                raise self._server_error(exc.message, self._app_key(app)) from exc
             interface = detect_interface(obj)
         handler_id = f"handler.{interface}"
         handler = self.registry.load(handler_id)()
         if not isinstance(handler, Handler):
             raise ModuleError(handler_id, "is not a handler")
         return handler
+
+    def _app_key(self, app: Application) -> str:
+        """The dotted key of ``app``'s ``app`` setting in the server file."""
+        for i, site in enumerate(self.config.sites):
+            if site.name != app.site:
+                continue
+            for j, spec in enumerate(site.applications):
+                if (spec.path.rstrip("/") or "/") == app.path:
+                    return f"sites[{i}].applications[{j}].app"
+        return "app"
 
     def _check_effective(
         self, app: Application, modules: Sequence[Module], dirs: Sequence[DirConfig]
