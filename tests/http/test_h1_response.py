@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from colonnade.http import Body, HTTP1Connection, RequestHead, reason_phrase
+from colonnade.http import Body, HTTP1Connection, RequestHead, error_response, reason_phrase
 
 
 def request(data: bytes, **kwargs: object) -> tuple[HTTP1Connection, RequestHead]:
@@ -245,6 +245,31 @@ def test_error_response() -> None:
     assert b"server" in got and b"date" in got
     assert b"431" in body and b"header section too large" in body
     assert not conn.keep_alive
+
+
+def test_error_response_outside_a_connection() -> None:
+    out = error_response(503, "the queue is full", headers=[(b"Retry-After", b"5")])
+    head, body = out.split(b"\r\n\r\n", 1)
+    got = fields(head + b"\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert got[b"connection"] == b"close" and got[b"retry-after"] == b"5"
+    assert got[b"content-length"] == b"%d" % len(body)
+    assert got[b"server"] == b"colonnade" and b"date" in got
+    assert body == b"503 Service Unavailable\n\nthe queue is full\n"
+    assert b"Server" not in error_response(503, "x", server=None)
+    # The same bytes as a connection's own error response (the Date aside).
+    conn = HTTP1Connection(server=b"s")
+    ours = DATE.sub(b"", conn.error_response(400, "bad"))
+    assert ours == DATE.sub(b"", error_response(400, "bad", server=b"s"))
+
+
+@pytest.mark.parametrize(
+    "header",
+    [(b"Content-Length", b"0"), (b"connection", b"keep-alive"), (b"x", b"a\r\nb"), (b"a b", b"v")],
+)
+def test_error_response_refuses_headers_it_cannot_send(header: tuple[bytes, bytes]) -> None:
+    with pytest.raises(ValueError):
+        error_response(503, "x", headers=[header])
 
 
 def test_pipelined_responses_close_only_after_the_last() -> None:

@@ -326,19 +326,19 @@ def test_memory_recycling_trigger() -> None:
     from types import SimpleNamespace
 
     from colonnade.config.schema import PoolConfig, Recycling
-    from colonnade.pools.master import _recycle_reason
+    from colonnade.pools.supervision import recycle_reason
 
     worker = SimpleNamespace(
         pid=os.getpid(), ready_at=0.0, requests=0, memory_read=0.0, rss=0, private=0
     )
     settings = PoolConfig(recycling=Recycling(time=0, memory=1))
-    reason = _recycle_reason(worker, settings, 10.0)  # type: ignore[arg-type]
+    reason = recycle_reason(worker, settings, 10.0)  # type: ignore[arg-type]
     assert reason is not None and reason.startswith("memory ") and worker.rss > 1_000_000
     worker.memory_read = 10.0
-    assert _recycle_reason(worker, settings, 10.5) is None  # type: ignore[arg-type]
+    assert recycle_reason(worker, settings, 10.5) is None  # type: ignore[arg-type]
     settings = PoolConfig(recycling=Recycling(time=0, private_memory=1))
-    assert _recycle_reason(worker, settings, 20.0).startswith("private memory")  # type: ignore[arg-type, union-attr]
-    assert _recycle_reason(worker, PoolConfig(), 200_000.0) == "uptime 104400s"  # type: ignore[arg-type]
+    assert recycle_reason(worker, settings, 20.0).startswith("private memory")  # type: ignore[arg-type, union-attr]
+    assert recycle_reason(worker, PoolConfig(), 200_000.0) == "uptime 104400s"  # type: ignore[arg-type]
 
 
 def test_control_socket_is_the_owners_only(

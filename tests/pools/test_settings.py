@@ -20,7 +20,7 @@ from colonnade.pools.config import (
     without_python_apps,
 )
 from colonnade.pools.control import socket_path
-from colonnade.pools.master import _crossed
+from colonnade.pools.supervision import crossed
 
 
 def decode(data: dict[str, Any]) -> Any:
@@ -195,7 +195,7 @@ def test_schedule_crossing() -> None:
     import datetime
 
     day = datetime.datetime(2030, 1, 2, 3, 0, 0).timestamp()
-    assert _crossed("03:00", day - 0.5, day)
-    assert not _crossed("03:00", day, day + 0.5)
-    assert _crossed("02:59:59", day - 2, day)
-    assert not _crossed("04:00", day - 1, day)
+    assert crossed("03:00", day - 0.5, day)
+    assert not crossed("03:00", day, day + 0.5)
+    assert crossed("02:59:59", day - 2, day)
+    assert not crossed("04:00", day - 1, day)

@@ -7,7 +7,7 @@ transport owns the socket and moves bytes between the two.
 """
 
 from colonnade.http.events import Body, EndOfMessage, Event, Headers, ProtocolError, RequestHead
-from colonnade.http.h1 import HTTP1Connection, reason_phrase
+from colonnade.http.h1 import HTTP1Connection, error_response, reason_phrase
 
 __all__ = [
     "Body",
@@ -17,5 +17,6 @@ __all__ = [
     "Headers",
     "ProtocolError",
     "RequestHead",
+    "error_response",
     "reason_phrase",
 ]

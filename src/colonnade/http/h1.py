@@ -33,6 +33,7 @@ one the connection will carry.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from email.utils import formatdate
 from http import HTTPStatus
 from time import time
@@ -42,7 +43,7 @@ import httptools
 
 from colonnade.http.events import Body, EndOfMessage, Event, Headers, ProtocolError, RequestHead
 
-__all__ = ["HTTP1Connection", "reason_phrase"]
+__all__ = ["HTTP1Connection", "error_response", "reason_phrase"]
 
 # -- parser states -----------------------------------------------------------------
 _IDLE: Final = 0  # between requests
@@ -248,12 +249,10 @@ class HTTP1Connection:
 
         ``server`` is the Server header value, or None to send none.
         """
-        if server is not None and (b"\r" in server or b"\n" in server):
-            raise ValueError("CR or LF in server name")
         self._max_target = max_target
         self._max_header_size = max_header_size
         self._max_headers = max_headers
-        self._server_line = b"" if server is None else b"Server: " + server + b"\r\n"
+        self._server_line = _server_header(server)
         # A header line may sit in httptools' buffer until it ends; bound those bytes
         # with room for a maximal legitimate head plus one slice of overcount.
         self._stall_limit = max_target + max_header_size + _SLICE + 1024
@@ -747,18 +746,54 @@ class HTTP1Connection:
         self._chunked = False
         self._no_body = True
         self._left = -1
-        line = _STATUS_LINES.get(status) or _status_line(status, b"")
-        phrase = reason_phrase(status).decode("ascii")
-        text = f"{status} {phrase}\n\n{reason}\n".encode("ascii", "backslashreplace")
-        return b"".join(
-            (
-                line,
-                b"Content-Type: text/plain; charset=utf-8\r\n",
-                b"Content-Length: %d\r\n" % len(text),
-                b"Connection: close\r\n",
-                _date_header(),
-                self._server_line,
-                b"\r\n",
-                text,
-            )
-        )
+        return _error_response(status, reason, self._server_line, ())
+
+
+def error_response(
+    status: int,
+    reason: str,
+    *,
+    server: bytes | None = b"colonnade",
+    headers: Sequence[tuple[bytes, bytes]] = (),
+) -> bytes:
+    """A complete plain-text error response after which the connection closes.
+
+    For a connection answered once outside any ``HTTP1Connection`` (the master's
+    503 for a stopped pool or a full queue). ``server`` is the Server header value
+    (None: none); ``headers`` are added as given (``Retry-After``). Raises
+    ValueError for a header that cannot be sent.
+    """
+    for name, value in headers:
+        if _response_name(name) in _RESPONSE_FRAMING:
+            raise ValueError(f"{name!r} is set by the error response itself")
+        if 13 in value or 10 in value or 0 in value:
+            raise ValueError(f"CR, LF or NUL in the value of response header {name!r}")
+    return _error_response(status, reason, _server_header(server), headers)
+
+
+def _server_header(server: bytes | None) -> bytes:
+    if server is None:
+        return b""
+    if b"\r" in server or b"\n" in server:
+        raise ValueError("CR or LF in server name")
+    return b"Server: " + server + b"\r\n"
+
+
+def _error_response(
+    status: int, reason: str, server_line: bytes, headers: Sequence[tuple[bytes, bytes]]
+) -> bytes:
+    line = _STATUS_LINES.get(status) or _status_line(status, b"")
+    phrase = reason_phrase(status).decode("ascii")
+    text = f"{status} {phrase}\n\n{reason}\n".encode("ascii", "backslashreplace")
+    out = [
+        line,
+        b"Content-Type: text/plain; charset=utf-8\r\n",
+        b"Content-Length: %d\r\n" % len(text),
+        b"Connection: close\r\n",
+        _date_header(),
+        server_line,
+    ]
+    for name, value in headers:
+        out += (name, b": ", value, b"\r\n")
+    out += (b"\r\n", text)
+    return b"".join(out)

@@ -2,7 +2,10 @@
 
 - ``single.py``: one process serves everything (``--workers 0``); ``reload.py``: live
   reload of a serving process.
-- ``master.py``: the activation service: listening sockets, pools, supervision.
+- ``master.py``: the activation service, wiring its parts: ``frontdoor.py`` (listening
+  sockets, connections no worker has), ``workers.py`` and ``spawn.py`` (worker
+  processes), ``supervision.py`` (health, recycling, idle, rapid-fail),
+  ``commands.py`` (control commands); ``pool.py``: pool and worker records, states.
 - ``worker.py``: a pool's worker process; ``routing.py``: which pool serves a request
   and handing connections over; ``ipc.py``: the master-worker control channel.
 - ``config.py``: what workers are built from; ``sandbox.py``: identity, limits,

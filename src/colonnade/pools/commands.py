@@ -1,0 +1,53 @@
+"""The control-socket commands: ``colonnade pools|recycle|stop|start|reload``.
+
+``control.py`` reads a command from an authorised client and writes back what
+:func:`execute` returns; ``management/operations.py`` is the client side.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from colonnade.pools.control import Command
+from colonnade.pools.pool import PoolState
+from colonnade.pools.supervision import read_memory
+
+if TYPE_CHECKING:
+    from colonnade.pools.master import Master
+
+
+async def execute(master: Master, command: Command) -> dict[str, Any]:
+    """Carry out one command; the reply (``ok``, and a message, an error or the state)."""
+    if command.op == "pools":
+        for pool in master.pools.values():
+            for w in pool.workers:
+                read_memory(w)
+        return {
+            "ok": True,
+            "master": {
+                "pid": os.getpid(),
+                "uptime": round(time.time() - master.started, 3),
+                "generation": master.generation,
+                "config": master.source.file,
+            },
+            "pools": [pool.describe() for pool in master.pools.values()],
+        }
+    if command.op == "reload":
+        if await master.reload("command"):
+            return {"ok": True, "message": "configuration reloaded"}
+        return {"ok": False, "error": "reload refused: see the server log"}
+    found = master.pools.get(command.pool or "")
+    if found is None:
+        return {"ok": False, "error": f"no pool named {command.pool!r}"}
+    if command.op == "recycle":
+        if found.state is PoolState.STOPPED:
+            return {"ok": False, "error": f"pool {found.name} is stopped"}
+        count = master.workers.recycle(found, "command")
+        return {"ok": True, "message": f"recycling {count} worker(s) of pool {found.name}"}
+    if command.op == "stop":
+        master.stop_pool(found, "stopped by command")
+        return {"ok": True, "message": f"pool {found.name} stopped"}
+    master.start_pool(found)
+    return {"ok": True, "message": f"pool {found.name} started"}

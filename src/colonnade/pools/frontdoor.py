@@ -1,0 +1,344 @@
+"""The master's front door: listening sockets, and the connections no worker has.
+
+How this works
+--------------
+The master binds every listening socket once (:meth:`FrontDoor.listen`) and
+each worker of a port's owner pool inherits it and accepts from it. The master
+accepts on a port only while that pool has no serving worker
+(:meth:`FrontDoor.update_accepting`, called whenever a worker becomes ready,
+drains or exits): the kernel's backlog holds connections in between, so none is
+refused.
+
+A connection the master accepted, or one a worker handed back idle, is a
+:class:`_Peek`: the master reads its request head without blocking, with the
+same ``HTTP1Connection`` parser and limits the workers use, and within the
+server's header (or keep-alive) timeout. The head says which pool serves the
+request (``pool_of_head``). :meth:`FrontDoor.deliver` then sends the socket and
+every byte read of it to a ready worker of that pool (``ipc.Adopt``, round
+robin), or queues it and asks for the pool's workers to start; the queue is
+flushed when one reports ready. A stopped pool, a full queue or too many held
+connections is answered 503 by the HTTP layer's error response, written before
+the socket is closed (:func:`send_and_close`). The master never relays a byte of
+a connection; it only moves descriptors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from typing import TYPE_CHECKING
+
+from colonnade.engine.sites import Binding
+from colonnade.http import HTTP1Connection, ProtocolError, RequestHead, error_response
+from colonnade.pools import ipc
+from colonnade.pools.pool import Pool, PoolState
+from colonnade.pools.routing import pool_of_head
+from colonnade.transport.server import bind_socket
+
+if TYPE_CHECKING:
+    from colonnade.pools.master import Master
+
+log = logging.getLogger("colonnade.pools")
+
+#: How long a client is asked to wait before retrying after a 503 from the master.
+RETRY_AFTER = b"5"
+
+
+class FrontDoor:
+    """Accepts, reads request heads, routes, and delivers or queues connections."""
+
+    def __init__(self, master: Master) -> None:
+        self.master = master
+        self.listeners: dict[tuple[str, int], socket.socket] = {}
+        self._accepting: set[tuple[str, int]] = set()
+        self._peeks: set[_Peek] = set()
+
+    # -- listening ---------------------------------------------------------------------------
+
+    def listen(self, keys: list[tuple[str, int]]) -> None:
+        """Listen on exactly ``keys``: bind the new ones (all or none: OSError), close the rest."""
+        new: dict[tuple[str, int], socket.socket] = {}
+        try:
+            for key in keys:
+                if key not in self.listeners:
+                    new[key] = bind_socket(Binding("http", key[0], key[1]))
+        except OSError:
+            for sock in new.values():
+                sock.close()
+            raise
+        for key in [k for k in self.listeners if k not in keys]:
+            self._stop_accepting(key)
+            self.listeners.pop(key).close()
+        self.listeners.update(new)
+
+    def owned_by(self, pool: str) -> list[ipc.Listener]:
+        """The listening sockets a worker of ``pool`` inherits: those of the ports it owns."""
+        routes = self.master.routes
+        return [
+            ipc.Listener(sock.fileno(), key[0], key[1])
+            for key, sock in self.listeners.items()
+            if routes.owner(key[1]) == pool
+        ]
+
+    def close(self) -> None:
+        """Stop accepting and close every listening socket."""
+        for key in list(self._accepting):
+            self._stop_accepting(key)
+        for sock in self.listeners.values():
+            sock.close()
+        self.listeners.clear()
+
+    def update_accepting(self) -> None:
+        """The master accepts on a port exactly when its owner pool has no serving worker."""
+        master = self.master
+        for key, sock in self.listeners.items():
+            pool = master.pools.get(master.routes.owner(key[1]))
+            served = pool is not None and any(w.serving for w in pool.workers)
+            if master.stopping or served:
+                self._stop_accepting(key)
+            elif key not in self._accepting:
+                self._accepting.add(key)
+                asyncio.get_running_loop().add_reader(sock.fileno(), self._accept, key)
+
+    def _stop_accepting(self, key: tuple[str, int]) -> None:
+        if key in self._accepting:
+            self._accepting.discard(key)
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self.listeners[key].fileno())
+
+    def _accept(self, key: tuple[str, int]) -> None:
+        sock = self.listeners.get(key)
+        if sock is None:
+            return
+        for _ in range(64):
+            try:
+                conn, _addr = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.warning("accept on %s:%d failed: %s", key[0], key[1], exc)
+                return
+            conn.setblocking(False)
+            self.peek(conn.detach(), b"", key[1])
+
+    def stop(self) -> None:
+        """Stopping the server: accept no more, drop the connections held."""
+        self.update_accepting()
+        for peek in list(self._peeks):
+            peek.close()
+        for pool in self.master.pools.values():
+            while pool.queue:
+                fd, _, _ = pool.queue.popleft()
+                close_fd(fd)
+
+    # -- connections the master holds ------------------------------------------------------
+
+    def peek(self, fd: int, data: bytes, port: int) -> None:
+        """Read the request head of a connection no worker has, then deliver it."""
+        limits = self.master.config.server.limits
+        if len(self._peeks) >= limits.max_connections:
+            self.answer(fd, 503, "too many connections")
+            return
+        self._peeks.add(_Peek(self, fd, data, port))
+
+    def on_head(self, peek: _Peek, head: RequestHead | None, error: ProtocolError | None) -> None:
+        """A connection's head arrived (or was malformed): route it."""
+        self._peeks.discard(peek)
+        fd = peek.detach()
+        if error is not None:
+            log.info("rejected request on port %d: %d %s", peek.port, error.status, error.reason)
+            self._send_and_close(fd, peek.parser.error_response(error.status, error.reason))
+            return
+        assert head is not None
+        routes = self.master.routes
+        pool = pool_of_head(routes, peek.port, head)
+        if pool is None:
+            if not routes.serves_port(peek.port):
+                close_fd(fd)  # a port no longer served
+                return
+            pool = routes.owner(peek.port)  # no such site: its engine answers 404
+        self.deliver(pool, fd, bytes(peek.buf), peek.port)
+
+    def peek_done(self, peek: _Peek) -> None:
+        """A held connection closed or timed out before a request."""
+        self._peeks.discard(peek)
+
+    def deliver(self, name: str, fd: int, data: bytes, port: int) -> None:
+        """Give a connection (and the bytes read of it) to a worker of pool ``name``."""
+        master = self.master
+        pool = master.pools.get(name)
+        if pool is None or master.stopping or name not in master.used:
+            self.answer(fd, 503, "the application pool is not available")
+            return
+        if pool.state is PoolState.STOPPED:
+            self.answer(fd, 503, f"the application pool is stopped ({pool.reason})")
+            return
+        worker = pool.next_worker()
+        if worker is not None and worker.channel is not None:
+            worker.last_activity = time.monotonic()
+            worker.channel.send(ipc.Adopt(port), data, [fd])
+            return
+        if len(pool.queue) >= pool.settings.queue_length:
+            log.warning("pool %s: queue full (%d); answering 503", name, len(pool.queue))
+            self.answer(fd, 503, "the application pool's queue is full")
+            return
+        pool.queue.append((fd, data, port))
+        pool.demand = True
+        master.workers.ensure(pool)
+
+    def flush_queue(self, pool: Pool) -> None:
+        """Hand the connections queued for ``pool`` to its ready workers."""
+        while pool.queue:
+            worker = pool.next_worker()
+            if worker is None or worker.channel is None:
+                return
+            fd, data, port = pool.queue.popleft()
+            worker.channel.send(ipc.Adopt(port), data, [fd])
+
+    def fail_queue(self, pool: Pool, text: str) -> None:
+        """Answer every connection queued for ``pool`` 503 (it stopped)."""
+        while pool.queue:
+            fd, _, _ = pool.queue.popleft()
+            self.answer(fd, 503, text)
+
+    def answer(self, fd: int, status: int, text: str) -> None:
+        """Answer ``status`` on a connection and close it (the master's own responses)."""
+        headers = [(b"Retry-After", RETRY_AFTER)] if status == 503 else []
+        self._send_and_close(fd, error_response(status, text, server=self.server, headers=headers))
+
+    @property
+    def server(self) -> bytes | None:
+        """The Server header value (None: send none)."""
+        master = self.master
+        name = master.config.server.server_header if master.loaded else "colonnade"
+        return name.encode() or None
+
+    def _send_and_close(self, fd: int, data: bytes) -> None:
+        self.master.start_task(send_and_close(fd, data))
+
+
+class _Peek:
+    """A connection the master reads a request head from (non-blocking, on the loop)."""
+
+    def __init__(self, door: FrontDoor, fd: int, data: bytes, port: int) -> None:
+        self.door = door
+        self.fd = fd
+        self.port = port
+        self.buf = bytearray()
+        limits = door.master.config.server.limits
+        self.parser = HTTP1Connection(
+            max_target=limits.max_request_target,
+            max_header_size=limits.max_header_size,
+            max_headers=limits.max_headers,
+            server=door.server,
+        )
+        timeouts = door.master.config.server.timeouts
+        self.loop = asyncio.get_running_loop()
+        self.timer = self.loop.call_later(
+            timeouts.header if data else timeouts.keep_alive, self._timeout
+        )
+        self.reading = True
+        self.loop.add_reader(fd, self._readable)
+        if data:
+            self._feed(data)
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self.fd, 65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.close()
+            return
+        if not self.buf:
+            self.timer.cancel()
+            self.timer = self.loop.call_later(
+                self.door.master.config.server.timeouts.header, self._timeout
+            )
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
+        self.buf += data
+        for event in self.parser.feed(data):
+            if isinstance(event, RequestHead):
+                self.door.on_head(self, event, None)
+                return
+            if isinstance(event, ProtocolError):
+                self.door.on_head(self, None, event)
+                return
+
+    def _timeout(self) -> None:
+        if self.buf:
+            self.door.on_head(
+                self, None, ProtocolError(408, "the request head did not arrive in time")
+            )
+        else:
+            self.close()
+
+    def _stop_reading(self) -> None:
+        if self.reading:
+            self.reading = False
+            self.timer.cancel()
+            with contextlib.suppress(Exception):
+                self.loop.remove_reader(self.fd)
+
+    def detach(self) -> int:
+        """Stop watching; the descriptor is the caller's now."""
+        self._stop_reading()
+        fd, self.fd = self.fd, -1
+        return fd
+
+    def close(self) -> None:
+        """Drop the connection (closed by the client, idle too long, or stopping)."""
+        self._stop_reading()
+        if self.fd >= 0:
+            close_fd(self.fd)
+            self.fd = -1
+        self.door.peek_done(self)
+
+
+def is_tcp(fd: int) -> bool:
+    """Whether ``fd`` is a TCP socket (what a worker may hand over)."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        return False
+    try:
+        return sock.type == socket.SOCK_STREAM and sock.family in (socket.AF_INET, socket.AF_INET6)
+    finally:
+        sock.detach()
+
+
+def close_fd(fd: int) -> None:
+    """Close a descriptor that may already be gone."""
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+async def send_and_close(fd: int, data: bytes) -> None:
+    """Write a final response, then close without losing it to a reset.
+
+    Closing a socket with unread input sends RST, which may destroy the response
+    in flight: shut down our side first and read what is left, briefly.
+    """
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(fileno=fd)
+    sock.setblocking(False)
+    try:
+        await asyncio.wait_for(loop.sock_sendall(sock, data), 5)
+        sock.shutdown(socket.SHUT_WR)
+        end = loop.time() + 2
+        while loop.time() < end:
+            chunk = await asyncio.wait_for(loop.sock_recv(sock, 65536), end - loop.time())
+            if not chunk:
+                break
+    except (OSError, TimeoutError):
+        pass
+    finally:
+        sock.close()

@@ -1,0 +1,96 @@
+"""The master's parts without worker processes: pool records, and the front door's 503s."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+from colonnade.config.schema import PoolConfig
+from colonnade.core.registry import Registry
+from colonnade.modules.standard import BUILTIN
+from colonnade.pools.config import ConfigSource
+from colonnade.pools.master import Master, load
+from colonnade.pools.pool import Pool, PoolState, WorkerProcess, WorkerState
+
+
+class _Proc:
+    """What ``WorkerProcess`` reads of a ``Popen``."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+
+def worker(pool: Pool, pid: int, state: WorkerState) -> WorkerProcess:
+    w = WorkerProcess(pool, _Proc(pid), 1)  # type: ignore[arg-type]
+    w.state = state
+    pool.workers.append(w)
+    return w
+
+
+def test_colonnade_pools_shows_the_states_words() -> None:
+    pool = Pool("api", PoolConfig())
+    worker(pool, 10, WorkerState.STARTING)
+    worker(pool, 11, WorkerState.READY)
+    worker(pool, 12, WorkerState.RETIRING)
+    worker(pool, 13, WorkerState.DRAINING)
+    pool.state, pool.reason = PoolState.STOPPED, "rapid-fail protection"
+    shown = pool.describe()
+    assert (shown["state"], shown["reason"]) == ("stopped", "rapid-fail protection")
+    assert type(shown["state"]) is str
+    assert [w["state"] for w in shown["workers"]] == ["starting", "ready", "retiring", "draining"]
+    assert [s.value for s in PoolState] == ["idle", "running", "stopped"]
+
+
+def test_a_retiring_worker_serves_only_when_no_other_does() -> None:
+    pool = Pool("p", PoolConfig())
+    starting = worker(pool, 1, WorkerState.STARTING)
+    old = worker(pool, 2, WorkerState.RETIRING)
+    assert pool.next_worker() is old  # its replacement is not ready yet
+    assert pool.live() == [starting]  # the replacement counts toward `workers`, not the old one
+    starting.state = WorkerState.READY
+    assert {pool.next_worker(), pool.next_worker()} == {starting}
+    assert pool.ready() == [starting]
+    assert old.serving and not worker(pool, 3, WorkerState.DRAINING).serving
+
+
+def answers(master: Master, deliver: str) -> bytes:
+    """What a client reads after the front door delivers its connection to pool ``deliver``."""
+
+    async def main() -> bytes:
+        client, server = socket.socketpair()
+        with client:
+            client.setblocking(False)
+            master.frontdoor.deliver(deliver, server.detach(), b"GET / HTTP/1.1\r\n\r\n", 80)
+            loop = asyncio.get_running_loop()
+            data = b""
+            while chunk := await asyncio.wait_for(loop.sock_recv(client, 65536), 5):
+                data += chunk
+            return data
+
+    return asyncio.run(main())
+
+
+def test_front_door_answers_503_through_the_http_layer(tmp_path: Path) -> None:
+    source = ConfigSource(root=str(tmp_path), bindings=["http://127.0.0.1:8080"])
+    registry = Registry.standard(BUILTIN)
+    master = Master(source, registry=registry)
+    master.loaded = load(source, registry)
+    pool = master.pools["default"] = Pool("default", PoolConfig(queue_length=1))
+    pool.state, pool.reason = PoolState.STOPPED, "stopped by command"
+
+    stopped = answers(master, "default")
+    head, body = stopped.split(b"\r\n\r\n", 1)
+    lines = head.split(b"\r\n")
+    fields = dict(line.split(b": ", 1) for line in lines[1:])
+    assert lines[0] == b"HTTP/1.1 503 Service Unavailable"
+    assert fields[b"Connection"] == b"close" and fields[b"Retry-After"] == b"5"
+    assert fields[b"Content-Type"] == b"text/plain; charset=utf-8"
+    assert fields[b"Content-Length"] == b"%d" % len(body)
+    assert fields[b"Server"] == b"colonnade"
+    assert b"the application pool is stopped (stopped by command)" in body
+
+    pool.state = PoolState.IDLE
+    pool.queue.append((-1, b"", 80))  # the one place in the queue is taken
+    assert b"the application pool's queue is full" in answers(master, "default")
+    assert b"the application pool is not available" in answers(master, "nosuchpool")
