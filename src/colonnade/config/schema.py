@@ -109,7 +109,9 @@ class Recycling(_Strict):
     """Uptime in seconds after which a worker is recycled (IIS ``periodicRestart time``,
     1740 minutes)."""
     requests: Annotated[int, Meta(ge=0)] = 0
-    """Requests a worker answers before it is recycled."""
+    """Requests a worker answers before it is recycled (IIS ``requests``). The
+    recycle starts at exactly this count; with overlapping, the worker answers
+    what it already accepted while its replacement starts."""
     memory: Annotated[int, Meta(ge=0)] = 0
     """Resident memory (RSS) in bytes above which a worker is recycled."""
     private_memory: Annotated[int, Meta(ge=0)] = 0

@@ -108,6 +108,15 @@ class Stats(msgspec.Struct, tag="stats", kw_only=True):
     connections: int
 
 
+class RequestLimit(msgspec.Struct, tag="request-limit", kw_only=True):
+    """Worker → master: the worker has served its pool's ``recycling.requests``.
+
+    Sent the moment the count is reached, so the recycle starts at exactly that
+    count (the periodic :class:`Stats` come at most once a second)."""
+
+    requests: int
+
+
 class Pong(msgspec.Struct, tag="pong", kw_only=True):
     """Worker → master: the answer to :class:`Ping`, with the counters."""
 
@@ -127,7 +136,9 @@ class Handoff(msgspec.Struct, tag="handoff", kw_only=True):
     head: bool
 
 
-Message = Start | Ping | Adopt | Drain | Reload | Ready | Failed | Stats | Pong | Handoff
+Message = (
+    Start | Ping | Adopt | Drain | Reload | Ready | Failed | Stats | Pong | RequestLimit | Handoff
+)
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Message)

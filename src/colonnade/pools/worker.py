@@ -78,6 +78,10 @@ class Worker:
         )
         if self.router.routes is not None:
             self.state.router = self.router
+        pool = config.pools.get(self.pool)
+        if pool is not None and pool.recycling.requests:
+            self.state.request_limit = pool.recycling.requests
+            self.state.on_request_limit = self._request_limit
 
     def _load(self) -> ServerConfig:
         return pool_view(self.start.source.load(), self.pool)
@@ -136,6 +140,12 @@ class Worker:
         except OSError as exc:
             log.debug("adopting a connection failed: %s", exc)
             sock.close()
+
+    def _request_limit(self) -> None:
+        # The worker knows its count exactly; the master learns it now, not at the
+        # next once-a-second report, and starts the recycle at this count.
+        if self.channel is not None:
+            self.channel.send(ipc.RequestLimit(requests=self.state.requests))
 
     def _stats(self) -> ipc.Stats:
         state = self.state

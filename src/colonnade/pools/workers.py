@@ -123,6 +123,11 @@ class Workers:
                 worker.last_activity = now
             worker.requests, worker.active = stats.requests, stats.active
             worker.connections = stats.connections
+        elif isinstance(message, ipc.RequestLimit):
+            worker.requests = max(worker.requests, message.requests)
+            worker.last_activity = now
+            if worker.state is WorkerState.READY:
+                self.recycle_worker(worker, f"{message.requests} requests")
         elif isinstance(message, ipc.Failed):
             worker.error = message.error
             log.error(

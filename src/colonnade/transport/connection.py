@@ -592,7 +592,10 @@ class HttpConnection(asyncio.Protocol):
         if exchange.held is not None:
             exchange._release()  # a declared length and nothing after it: the head goes
         self.queue.popleft()
-        self.state.requests += 1
+        state = self.state
+        state.requests += 1
+        if state.requests == state.request_limit and state.on_request_limit is not None:
+            state.on_request_limit()
         if self.transport is None or self.transport.is_closing():
             return
         if not exchange.keep_alive or not self.h1.keep_alive or not exchange._keep_alive():

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from colonnade.config.schema import Limits, Timeouts
@@ -61,6 +61,10 @@ class ServerState:
         self.connections: set[HttpConnection] = set()
         self.router: ConnectionRouter | None = None  # multi-pool routing, see pools/
         self.requests = 0
+        #: When ``requests`` reaches this count, ``on_request_limit`` is called once
+        #: (a pool worker's ``recycling.requests``); -1: never.
+        self.request_limit = -1
+        self.on_request_limit: Callable[[], None] | None = None
         self.started = time.time()
         self._all_closed: asyncio.Event | None = None
 
