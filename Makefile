@@ -6,8 +6,17 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: serve test lint format bench docs install sysdeps clean compiled test-compiled
 
-serve: $(STAMP)
+# Serving needs only the package and its runtime dependencies: a quick first
+# start. With the development install already there (make test), that one serves.
+SERVE_STAMP := $(VENV)/.installed-serve
+
+serve: $(if $(wildcard $(STAMP)),$(STAMP),$(SERVE_STAMP))
 	$(BIN)/colonnade serve --root examples/welcome --bind 127.0.0.1:8080
+
+$(SERVE_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e .
+	touch $@
 
 test: $(STAMP) sysdeps lint
 	$(BIN)/python -m pytest -q
@@ -41,8 +50,9 @@ bench: $(STAMP) compiled
 
 install: $(STAMP)
 
-# The package (editable) with its dev tools, and the test-only third-party module
-# package that proves entry-point registration.
+# The package (editable) with its dev tools (test, lint, type-check, the frameworks
+# of the hosting tests), and the test-only third-party module package that proves
+# entry-point registration.
 $(STAMP): pyproject.toml tests/thirdparty/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
@@ -60,7 +70,7 @@ CBIN  := $(CVENV)/bin
 
 compiled:
 	test -x $(CBIN)/python || $(PYTHON) -m venv $(CVENV)
-	$(CBIN)/python -m pip install -q --upgrade pip 'setuptools>=68' wheel
+	$(CBIN)/python -m pip install -q --upgrade pip 'setuptools>=77' wheel
 	$(CBIN)/python -m pip install -q '.[dev]' ./tests/thirdparty
 	COLONNADE_MYPYC=1 $(CBIN)/python -m pip install -q --no-build-isolation --no-deps --force-reinstall .
 
