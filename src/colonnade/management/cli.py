@@ -85,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
         "--control",
         metavar="SOCKET",
         help="the master's control socket (default: [server] control_socket, else one per "
-        "user); give each master its own to run several side by side",
+        "user); give each master its own to run several side by side. Its folder must be "
+        "yours and writable by no other user (a missing one is created with mode 0700)",
     )
     serve.add_argument(
         "--no-watch",

@@ -1,8 +1,9 @@
 """The master's control socket: ``colonnade pools|recycle|stop|start`` talk to it.
 
 A Unix stream socket that only the master's owner (and root) can use: it is
-created with mode 0600 in a folder that is the owner's and writable by no one
-else (a missing folder is created with mode 0700), and every client's uid is
+created with mode 0600 in a folder that is the owner's and writable by no other
+user (a missing folder is created with mode 0700; group write is allowed for the
+owner's private group, the umask-002 default of Debian and Ubuntu), and every client's uid is
 checked with ``SO_PEERCRED``. One JSON object per line each way::
 
     → {"op": "pools"}                     ← {"ok": true, "pools": [...], "master": {...}}
@@ -15,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import grp
 import logging
 import os
+import pwd
 import socket
 import stat
 import struct
@@ -59,15 +62,39 @@ def socket_path(config: ServerConfig) -> str:
     return os.path.normpath(os.path.join(config.base_dir, path))
 
 
+def _private_group(gid: int, uid: int) -> bool:
+    """True for the user's own private group (Debian's and Ubuntu's default for a
+    user: same name as the user, no other member), where group-writable folders
+    are the norm (umask 002) and give nobody else access."""
+    try:
+        group = grp.getgrgid(gid)
+        user = pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    if group.gr_name != user.pw_name or group.gr_mem:
+        return False
+    # No other account has it as its primary group either.
+    return not any(p.pw_gid == gid and p.pw_uid != uid for p in pwd.getpwall())
+
+
 def _private_folder(folder: str) -> None:
     if not os.path.isdir(folder):
         os.makedirs(folder, mode=0o700, exist_ok=True)
         os.chmod(folder, 0o700)
     info = os.stat(folder)
-    if info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+    uid = os.geteuid()
+    others = bool(info.st_mode & stat.S_IWOTH) or (
+        bool(info.st_mode & stat.S_IWGRP) and not _private_group(info.st_gid, uid)
+    )
+    if info.st_uid != uid or others:
+        # Another user who may write there could replace the socket with one of
+        # their own, which `colonnade` commands would then talk to.
+        owner = "is not yours" if info.st_uid != uid else "others may write in it"
         raise ConfigError(
-            f"the control socket's folder {folder} must belong to uid {os.geteuid()} and be "
-            "writable by no one else",
+            f"the control socket's folder {folder} {owner} (mode "
+            f"{stat.S_IMODE(info.st_mode):04o}, uid {info.st_uid}): give a socket in a "
+            f"folder that belongs to uid {uid} and that no other user may write to (a "
+            "missing folder is created with mode 0700), e.g. --control ./run/control.sock",
             key="server.control_socket",
         )
 
