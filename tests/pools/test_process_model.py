@@ -314,6 +314,25 @@ def test_sandboxed_pool_reads_only_its_folders(start_master: StartMaster, tmp_pa
     assert "sandboxed with Landlock" in master.log()
 
 
+def test_sandboxed_pool_writes_where_it_is_granted(
+    start_master: StartMaster, tmp_path: Path
+) -> None:
+    # A Django app on SQLite needs to write its database's folder; media uploads
+    # and caches the same. Elsewhere, even in its own content, it may not write.
+    from colonnade.pools.sandbox import landlock_abi
+
+    if landlock_abi() < 1:
+        pytest.skip("this kernel has no Landlock")
+    (tmp_path / "var").mkdir()
+    master = start_master({"default": {"sandbox": True, "writable": ["var"]}})
+    granted = tmp_path / "var" / "db.sqlite3"
+    assert master.json(f"/?write={granted}")["write"] == "ok"
+    assert granted.read_bytes() == b"x"
+    assert master.json(f"/?read={granted}")["read"] == "ok"
+    assert master.json(f"/?write={tmp_path / 'www' / 'upload.bin'}")["write"] == "EACCES"
+    assert not (tmp_path / "www" / "upload.bin").exists()
+
+
 def test_workers_stop_when_the_master_dies(start_master: StartMaster) -> None:
     master = start_master({"default": {"start": "always"}}, workers=2)
     pids = wait_for(lambda: len(master.pids("default")) == 2 and master.pids("default"), 10, "up")

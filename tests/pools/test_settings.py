@@ -63,6 +63,8 @@ def test_defaults_are_iis_defaults() -> None:
         ({"api": {"env": {"1BAD": "x"}}}, "pools.api.env.1BAD", "environment variable"),
         ({"api": {"env": {"OK": 1}}}, "pools.api.env.OK", "Expected `str`"),
         ({"bad name": {}}, "pools.bad name", "a pool name is"),
+        ({"api": {"writable": ["/nonexistent/db"]}}, "pools.api.writable[0]", "no such folder"),
+        ({"api": {"writable": "var"}}, "pools.api.writable", "Expected `array`"),
     ],
 )
 def test_pool_settings_are_strict(pools: dict[str, Any], key: str, message: str) -> None:

@@ -76,6 +76,11 @@ def _decode(data: dict[str, Any], source: str, base_dir: str) -> ServerConfig:
     config.source = source
     config.base_dir = base_dir
     config.sites = [_absolute(site, base_dir) for site in config.sites]
+    for name, pool in config.pools.items():
+        pool.writable = [os.path.normpath(os.path.join(base_dir, p)) for p in pool.writable]
+        for i, folder in enumerate(pool.writable):
+            if not os.path.isdir(folder):
+                raise ConfigError(f"no such folder: {folder}", key=f"pools.{name}.writable[{i}]")
     _check_references(config)
     return config
 

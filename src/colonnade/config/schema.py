@@ -194,6 +194,10 @@ class PoolConfig(_Strict):
     the sites the pool serves and what Python needs, read-write a private temp folder.
     ``true`` refuses to run where the kernel has no Landlock; ``"best-effort"`` then
     runs unconfined and says so."""
+    writable: list[str] = msgspec.field(default_factory=list)
+    """Folders a sandboxed pool's workers may also read and write (relative to the
+    server file): a SQLite database's folder, media uploads, caches. Each must
+    exist. Without ``sandbox`` the Unix permissions alone decide."""
     limits: PoolLimits = msgspec.field(default_factory=PoolLimits)
     recycling: Recycling = msgspec.field(default_factory=Recycling)
     rapid_fail: RapidFail = msgspec.field(default_factory=RapidFail)

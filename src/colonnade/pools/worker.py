@@ -303,15 +303,17 @@ async def _serve(
 
 def _sandbox(start: ipc.Start, view: ServerConfig, *, required: bool) -> None:
     read = [*content_folders(view), *python_paths()]
+    pool = view.pools.get(start.pool)
     temp = [start.temp_dir] if start.temp_dir else []
+    write = [*temp, *(pool.writable if pool is not None else ())]
     try:
-        abi = confine(read, temp)
+        abi = confine(read, write)
     except SandboxError as exc:
         if required:
             raise
         log.warning('sandbox = "best-effort": running unconfined: %s', exc)
         return
-    log.info("sandboxed with Landlock ABI %d: read %d folder(s), write %s", abi, len(read), temp)
+    log.info("sandboxed with Landlock ABI %d: read %d folder(s), write %s", abi, len(read), write)
 
 
 if __name__ == "__main__":

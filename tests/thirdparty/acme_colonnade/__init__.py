@@ -66,7 +66,8 @@ class Pid(Handler):
     """Answers who serves: ``{"pid", "uid", "gid", "pool", "path"}`` as JSON.
 
     ``?block=MS`` blocks the event loop that long (a hung worker); ``?read=PATH``
-    tries to read a file and reports ``"ok"`` or the error name (sandbox tests).
+    tries to read a file, ``?write=PATH`` to append to one, and each reports
+    ``"ok"`` or the error name (sandbox tests).
     """
 
     id = "acme.pid"
@@ -92,6 +93,13 @@ class Pid(Handler):
                 info["read"] = "ok"
             except OSError as exc:
                 info["read"] = errno.errorcode.get(exc.errno or 0, str(exc))
+        if "write" in query:
+            try:
+                with open(unquote(query["write"]), "ab") as f:  # noqa: ASYNC230 - a probe
+                    f.write(b"x")
+                info["write"] = "ok"
+            except OSError as exc:
+                info["write"] = errno.errorcode.get(exc.errno or 0, str(exc))
         ctx.response.headers.append((b"content-type", b"application/json"))
         ctx.response.body = json.dumps(info).encode()
 
