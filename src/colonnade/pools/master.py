@@ -53,7 +53,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from colonnade.config.schema import PoolConfig, ServerConfig
-from colonnade.config.tree import WEB_TOML
+from colonnade.config.sections import WEB_TOML
 from colonnade.core.registry import Registry
 from colonnade.engine import Engine
 from colonnade.engine.sites import Binding
