@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from colonnade.core.httputil import entity_tags, strong_match, weak_match
 from colonnade.handlers.static.conditional import (
     NOT_MODIFIED,
     OK,
@@ -21,11 +22,8 @@ from colonnade.handlers.static.conditional import (
     Conditions,
     Validators,
     collect,
-    entity_tags,
     evaluate,
     range_allowed,
-    strong_match,
-    weak_match,
 )
 from colonnade.testing import Client, build_engine
 from tests.handlers.static.test_static import config

@@ -20,11 +20,10 @@ twice is treated as absent (or, for ``If-Range``, as not matching).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import NamedTuple
 
+from colonnade.core.httputil import parse_http_date, strong_match, weak_match
 from colonnade.core.request import Headers
-from colonnade.handlers.static.config import parse_http_date
 
 OK = 200
 NOT_MODIFIED = 304
@@ -145,48 +144,3 @@ def _date(value: bytes, current: Validators) -> int | None:
     if value == current.last_modified:
         return current.mtime
     return parse_http_date(value)
-
-
-def entity_tags(header: bytes) -> Iterator[tuple[bool, bytes]]:
-    """``(weak, tag)`` for each entity tag of a list (tags keep their quotes).
-
-    A tag may contain commas (RFC 9110 8.8.3), so this scans quoted strings
-    instead of splitting; anything malformed ends the list.
-    """
-    i = 0
-    n = len(header)
-    while i < n:
-        c = header[i]
-        if c in b" \t,":
-            i += 1
-            continue
-        weak = header.startswith(b"W/", i)
-        if weak:
-            i += 2
-        if i >= n or header[i] != 0x22:  # '"'
-            return
-        end = header.find(b'"', i + 1)
-        if end < 0:
-            return
-        yield weak, header[i : end + 1]
-        i = end + 1
-
-
-def strong_match(header: bytes, etag: bytes | None) -> bool:
-    """``If-Match``: ``*``, or a listed tag equal to ``etag`` and neither weak."""
-    return _matches(header, etag, weak_allowed=False)
-
-
-def weak_match(header: bytes, etag: bytes | None) -> bool:
-    """``If-None-Match``: ``*``, or a listed tag equal to ``etag`` ignoring ``W/``."""
-    return _matches(header, etag, weak_allowed=True)
-
-
-def _matches(header: bytes, etag: bytes | None, *, weak_allowed: bool) -> bool:
-    if header == etag:  # one tag, sent back as we sent it: the common case
-        return True
-    if header.strip() == b"*":
-        return True
-    if etag is None:
-        return False
-    return any(tag == etag and (weak_allowed or not weak) for weak, tag in entity_tags(header))

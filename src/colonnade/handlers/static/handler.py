@@ -41,11 +41,14 @@ from collections.abc import Awaitable
 from stat import S_ISDIR, S_ISLNK, S_ISREG
 from urllib.parse import quote
 
+from colonnade.config.sections import WEB_TOML
 from colonnade.core.app import Application
 from colonnade.core.context import Context
 from colonnade.core.handler import Handler
+from colonnade.core.httputil import http_date
 from colonnade.core.request import Headers
 from colonnade.core.response import FileBody, Response
+from colonnade.core.urlpath import covers
 from colonnade.errors import ConfigError
 from colonnade.handlers.static.cache import (
     ENTRY_OVERHEAD,
@@ -64,7 +67,7 @@ from colonnade.handlers.static.conditional import (
     evaluate,
     range_allowed,
 )
-from colonnade.handlers.static.config import StaticContentSection, format_http_date
+from colonnade.handlers.static.config import StaticContentSection
 from colonnade.handlers.static.ranges import (
     Multipart,
     Span,
@@ -74,11 +77,6 @@ from colonnade.handlers.static.ranges import (
     unsatisfied_range,
 )
 
-#: Formatted dates by whole second; files share modification seconds often (a
-#: deploy), and formatting costs more than the lookup.
-_HTTP_DATES: dict[int, bytes] = {}
-_HTTP_DATES_MAX = 4096
-
 #: A multipart body of an uncached file up to this size is read into memory and
 #: sent in one write; a larger one streams part by part.
 _MULTIPART_IN_MEMORY = 64 * 1024
@@ -86,23 +84,9 @@ _MULTIPART_IN_MEMORY = 64 * 1024
 _ACCEPT_RANGES = (b"accept-ranges", b"bytes")
 _NS = 1_000_000_000
 
-#: The per-directory configuration file (``colonnade.config.tree.WEB_TOML``; the
-#: import rule keeps handlers off the config tree, so the name is repeated here).
-_CONFIG_NAME = "web.toml"
-_CONFIG_NAME_LEN = len(_CONFIG_NAME)
+_CONFIG_NAME_LEN = len(WEB_TOML)
 
 _monotonic = time.monotonic
-
-
-def http_date(seconds: int) -> bytes:
-    """``seconds`` since the epoch as an IMF-fixdate, formatted once per second."""
-    found = _HTTP_DATES.get(seconds)
-    if found is None:
-        found = format_http_date(seconds)
-        if len(_HTTP_DATES) >= _HTTP_DATES_MAX:
-            _HTTP_DATES.clear()
-        _HTTP_DATES[seconds] = found
-    return found
 
 
 #: Characters left as they are when the canonical path is re-encoded for Location.
@@ -452,7 +436,7 @@ def describe(
 
 
 def _is_config(name: str) -> bool:
-    return len(name) == _CONFIG_NAME_LEN and name.lower() == _CONFIG_NAME
+    return len(name) == _CONFIG_NAME_LEN and name.lower() == WEB_TOML
 
 
 def _add_expires(response: Response, rep: Representation) -> None:
@@ -496,10 +480,12 @@ def _refuse_nested_budget(app: Application) -> None:
     # The cache budget belongs to the application: a level below it (a location, a
     # web.toml in a subfolder) setting one would be silently ignored, so refuse it.
     for level in app.levels:
-        at_or_above = level.path == "/" or app.path == level.path
-        at_or_above = at_or_above or app.path.startswith(level.path + "/")
         table = level.raw.get(StaticContentSection.key)
-        if not at_or_above and isinstance(table, dict) and "cache_max_bytes" in table:
+        if (
+            not covers(level.path, app.path)
+            and isinstance(table, dict)
+            and "cache_max_bytes" in table
+        ):
             file, _, entry = level.source.partition(": ")
             key = f"{StaticContentSection.key}.cache_max_bytes"
             raise ConfigError(
