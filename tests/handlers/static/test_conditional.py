@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from colonnade.core.httputil import entity_tags, strong_match, weak_match
-from colonnade.handlers.static.conditional import (
+from colonnade.core.conditional import (
     NOT_MODIFIED,
     OK,
     PRECONDITION_FAILED,
@@ -25,6 +24,7 @@ from colonnade.handlers.static.conditional import (
     evaluate,
     range_allowed,
 )
+from colonnade.core.httputil import entity_tags, strong_match, weak_match
 from colonnade.testing import Client, build_engine
 from tests.handlers.static.test_static import config
 

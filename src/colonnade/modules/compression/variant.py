@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from colonnade.core import conditional
 from colonnade.core.httputil import weak_match
 from colonnade.core.request import Headers
 from colonnade.core.response import Response
@@ -105,12 +106,8 @@ def not_modified(response: Response, if_none_match: bytes | None, etag: bytes | 
     """
     if if_none_match is None or etag is None or not weak_match(if_none_match, etag):
         return False
-    response.status = 304
-    response.body = b""
-    response.file = None
+    conditional.not_modified(response)
     response.headers = [
-        (name, etag if name == b"etag" else value)
-        for name, value in response.headers
-        if name not in (b"content-length", b"content-type")
+        (name, etag if name == b"etag" else value) for name, value in response.headers
     ]
     return True
