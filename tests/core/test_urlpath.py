@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from colonnade.core.urlpath import decode_path
+from colonnade.core.urlpath import covers, decode_path
 from colonnade.errors import HttpError
 
 GOOD = [
@@ -49,3 +49,23 @@ def test_refuses(raw: bytes) -> None:
     with pytest.raises(HttpError) as info:
         decode_path(raw)
     assert info.value.status == 400
+
+
+@pytest.mark.parametrize(
+    ("prefix", "path", "expected"),
+    [
+        ("/", "/", True),
+        ("/", "/anything/below", True),
+        ("/app", "/app", True),
+        ("/app", "/app/", True),
+        ("/app", "/app/x/y", True),
+        ("/app", "/apple", False),  # whole segments only
+        ("/app", "/ap", False),
+        ("/app", "/", False),
+        ("/app", "/other/app", False),
+        ("/a/b", "/a", False),
+        ("/a/b", "/a/b/c", True),
+    ],
+)
+def test_covers(prefix: str, path: str, expected: bool) -> None:
+    assert covers(prefix, path) is expected

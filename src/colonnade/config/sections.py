@@ -15,6 +15,10 @@ import msgspec
 
 from colonnade.errors import ConfigError
 
+#: The per-directory configuration file: read by the configuration tree, never
+#: served (the static handler refuses it, request filtering hides it).
+WEB_TOML = "web.toml"
+
 
 class Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     """Base of every module's configuration section.

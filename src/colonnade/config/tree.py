@@ -22,11 +22,10 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from colonnade.config.sections import Raw, _split_validation
+from colonnade.config.sections import WEB_TOML, Raw, _split_validation
 from colonnade.config.toml_lines import KeyLines
 from colonnade.errors import ConfigError
 
-WEB_TOML = "web.toml"
 #: Keys of a web.toml that are not module sections.
 RESERVED = frozenset({"modules", "handlers", "application_modules"})
 #: Folders deeper than this below a content root are not searched.

@@ -6,7 +6,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Iterable
 
-from colonnade.config.tree import WEB_TOML
+from colonnade.config.sections import WEB_TOML
 
 
 def _outermost(paths: Iterable[str]) -> list[str]:

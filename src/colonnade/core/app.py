@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple, TypeVar
 
 from colonnade.config.sections import Raw, Section, SectionSet, merge_into
+from colonnade.core.urlpath import covers
 from colonnade.errors import ConfigError
 
 S = TypeVar("S", bound=Section)
@@ -45,10 +46,6 @@ class VirtualDirectory(NamedTuple):
     root: str
 
 
-def _covers(prefix: str, path: str) -> bool:
-    return prefix == "/" or path == prefix or path.startswith(prefix + "/")
-
-
 class Application:
     """One application of a site: a URL prefix, a root folder and its settings.
 
@@ -74,7 +71,7 @@ class Application:
         self.pool = pool
         self.python = python
         self.levels = tuple(
-            lvl for lvl in levels if _covers(lvl.path, self.path) or _covers(self.path, lvl.path)
+            lvl for lvl in levels if covers(lvl.path, self.path) or covers(self.path, lvl.path)
         )
         self.defaults: Mapping[str, Raw] = defaults or {}
         self.virtual_directories = tuple(
@@ -103,7 +100,7 @@ class Application:
         cached = self._path_cache.get(path)
         if cached is not None:
             return cached
-        matched = tuple(i for i, lvl in enumerate(self.levels) if _covers(lvl.path, path))
+        matched = tuple(i for i, lvl in enumerate(self.levels) if covers(lvl.path, path))
         found = self._by_levels.get(matched)
         if found is None:
             found = self._by_levels[matched] = self.merge_levels(self.levels[i] for i in matched)
@@ -147,7 +144,7 @@ class Application:
 
     def _map(self, url_path: str) -> str:
         for vdir in self.virtual_directories:
-            if _covers(vdir.path, url_path):
+            if covers(vdir.path, url_path):
                 rest = url_path[len(vdir.path) :] if vdir.path != "/" else url_path
                 return os.path.join(vdir.root, rest.lstrip("/"))
         rest = url_path[len(self.path) :] if self.path != "/" else url_path

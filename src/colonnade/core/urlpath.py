@@ -77,3 +77,13 @@ def normalize(path: str) -> str:
     if path.endswith(("/", "/.", "/..")) and result != "/":
         result += "/"
     return result
+
+
+def covers(prefix: str, path: str) -> bool:
+    """True if the URL subtree at ``prefix`` holds ``path``: the prefix itself or a
+    path below it, whole segments only (``/app`` covers ``/app/x``, not ``/apple``).
+
+    ``prefix`` is canonical with no trailing slash (``/`` covers every path), as
+    application, virtual directory and location paths are.
+    """
+    return prefix == "/" or path == prefix or path.startswith(prefix + "/")

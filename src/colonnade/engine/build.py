@@ -35,15 +35,12 @@ from colonnade.core.handler import Handler
 from colonnade.core.module import Module
 from colonnade.core.pyapp import detect_interface, load_app
 from colonnade.core.registry import Registry
+from colonnade.core.urlpath import covers
 from colonnade.engine.mapping import HandlerMap, Rule, compile_rule
 from colonnade.engine.runtime import AppRuntime, make_runtime
 from colonnade.engine.sites import Site, parse_binding
 from colonnade.errors import ConfigError, ModuleError
 from colonnade.integration.appmodules import AppModules
-
-
-def _covers(prefix: str, path: str) -> bool:
-    return prefix == "/" or path == prefix or path.startswith(prefix + "/")
 
 
 class Builder:
@@ -417,7 +414,7 @@ class Builder:
         # a combination that is wrong fails at load, naming the file that set it.
         types = [m.section for m in modules if m.section is not None]
         lines = {d.file: d.lines for d in dirs}
-        paths = {lvl.path for lvl in app.levels if _covers(app.path, lvl.path)} | {app.path}
+        paths = {lvl.path for lvl in app.levels if covers(app.path, lvl.path)} | {app.path}
         for path in sorted(paths):
             found = app.sections_for(path)
             for section in types:

@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 from colonnade.core.context import Context
 from colonnade.core.handler import Handler
+from colonnade.core.httputil import method_not_allowed
 from colonnade.errors import HttpError
 
 
@@ -51,7 +52,7 @@ class HandlerMap:
                 return rule.handler
             allowed |= rule.verbs
         if allowed:
-            raise HttpError(405, 0, headers=[(b"allow", ", ".join(sorted(allowed)).encode())])
+            raise method_not_allowed(allowed)
         raise HttpError(404, 4, "no handler is mapped for this path")
 
     def map(self, ctx: Context) -> None:
@@ -70,5 +71,5 @@ def execute(ctx: Context) -> Awaitable[None] | None:
         raise HttpError(404, 4, "no handler is mapped for this path")
     verbs = handler.verbs
     if verbs is not None and ctx.request.method not in verbs:
-        raise HttpError(405, 0, headers=[(b"allow", ", ".join(sorted(verbs)).encode())])
+        raise method_not_allowed(verbs)
     return handler.execute(ctx)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import urlsplit
 
+from colonnade.core.urlpath import covers
 from colonnade.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -61,8 +62,7 @@ class Site:
     def app_for(self, path: str) -> AppRuntime | None:
         """The application whose path is the longest prefix of ``path``."""
         for runtime in self.apps:
-            prefix = runtime.app.path
-            if prefix == "/" or path == prefix or path.startswith(prefix + "/"):
+            if covers(runtime.app.path, path):
                 return runtime
         return None
 

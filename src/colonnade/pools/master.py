@@ -44,7 +44,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from colonnade.config.schema import ServerConfig
-from colonnade.config.tree import WEB_TOML
+from colonnade.config.sections import WEB_TOML
 from colonnade.core.registry import Registry
 from colonnade.engine import Engine
 from colonnade.errors import ConfigError, ModuleError

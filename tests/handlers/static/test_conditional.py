@@ -14,19 +14,17 @@ from typing import Any
 
 import pytest
 
-from colonnade.handlers.static.conditional import (
+from colonnade.core.conditional import (
     NOT_MODIFIED,
     OK,
     PRECONDITION_FAILED,
     Conditions,
     Validators,
     collect,
-    entity_tags,
     evaluate,
     range_allowed,
-    strong_match,
-    weak_match,
 )
+from colonnade.core.httputil import entity_tags, strong_match, weak_match
 from colonnade.testing import Client, build_engine
 from tests.handlers.static.test_static import config
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from colonnade.handlers.static.ranges import coalesce, multipart, parse_ranges
+from colonnade.core.ranges import coalesce, multipart, parse_ranges
 from colonnade.testing import Client, RecordingWriter, TestResponse, build_engine
 from tests.handlers.static.test_static import config
 

@@ -12,8 +12,8 @@ from typing import Any
 import msgspec
 import pytest
 
+from colonnade.core.httputil import weak_match
 from colonnade.core.request import Request
-from colonnade.handlers.static.conditional import weak_match
 from colonnade.handlers.static.config import (
     BUILTIN_MIME_TYPES,
     StaticContentSection,

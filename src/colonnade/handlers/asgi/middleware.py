@@ -65,6 +65,7 @@ from typing import Any
 from colonnade.core.app import Application
 from colonnade.core.context import Context
 from colonnade.core.handler import Handler
+from colonnade.core.httputil import method_not_allowed
 from colonnade.core.module import Module, Priority, hook
 from colonnade.core.principal import Principal
 from colonnade.core.request import Headers, Request, read_chunks
@@ -417,7 +418,7 @@ class AsgiMiddleware(Module):
         request = ctx.request
         verbs = handler.verbs
         if verbs is not None and request.method not in verbs:
-            raise HttpError(405, 0, headers=[(b"allow", ", ".join(sorted(verbs)).encode())])
+            raise method_not_allowed(verbs)
         app_handler = handler if isinstance(handler, AsgiHandler) else None
         app = app_handler.app if app_handler is not None else None
         if app_handler is not None and app is None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from colonnade.core.httputil import has_token
+
 if TYPE_CHECKING:
     from colonnade.core.context import Context
 
@@ -35,11 +37,6 @@ ASGI_LIFESPAN: dict[str, str] = {"version": "3.0", "spec_version": "2.0"}
 def mount_path(app_path: str) -> str:
     """The ASGI ``root_path`` (WSGI ``SCRIPT_NAME``) of an application at ``app_path``."""
     return "" if app_path == "/" else app_path.rstrip("/")
-
-
-def has_token(value: bytes, token: bytes) -> bool:
-    """True if the comma-separated header ``value`` lists ``token`` (any case)."""
-    return any(part.strip().lower() == token for part in value.split(b","))
 
 
 def websocket_request(headers: list[tuple[bytes, bytes]]) -> bool:

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import os
 
+from colonnade.core.conditional import Validators
 from colonnade.core.request import Headers
 from colonnade.core.response import FileBody
-from colonnade.handlers.static.conditional import Validators
 from colonnade.handlers.static.config import StaticContentSection
 
 #: (device, inode, size, mtime ns, ctime ns): equal means the same file version.

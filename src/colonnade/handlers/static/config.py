@@ -3,15 +3,13 @@ splits files (IIS ``staticContent`` and ``staticContent/clientCache``)."""
 
 from __future__ import annotations
 
-import calendar
-import time
-from email.utils import parsedate_tz
 from functools import cached_property
 from typing import Annotated, Literal
 
 from msgspec import Meta
 
 from colonnade.config.sections import Section
+from colonnade.core.httputil import format_http_date, parse_http_date
 
 #: ``.css``, or ``.`` for files without an extension (as IIS spells it).
 Extension = Annotated[str, Meta(pattern=r"^\.[^/]*$")]
@@ -257,32 +255,3 @@ class StaticContentSection(Section, frozen=True, dict=True):
     def expires_delta(self) -> int | None:
         """Seconds from now for a per-response ``Expires`` (max-age mode), else None."""
         return self.max_age if self.cache_control == "max-age" and self.send_expires else None
-
-
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def format_http_date(seconds: int) -> bytes:
-    """``seconds`` since the epoch as an IMF-fixdate (``Sun, 06 Nov 1994 08:49:37 GMT``)."""
-    t = time.gmtime(seconds)
-    return (
-        f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon]} {t.tm_year:04d} "
-        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
-    ).encode("ascii")
-
-
-def parse_http_date(value: str | bytes) -> int | None:
-    """Seconds since the epoch for an HTTP date (any of the three formats), or None."""
-    text = value.decode("latin-1") if isinstance(value, bytes) else value
-    try:
-        parsed = parsedate_tz(text)
-    except (ValueError, IndexError, OverflowError):  # pragma: no cover - defensive
-        return None
-    if parsed is None:
-        return None
-    offset = parsed[9] or 0
-    try:
-        return calendar.timegm((*parsed[:6], 0, 0, 0)) - offset
-    except (ValueError, OverflowError):
-        return None

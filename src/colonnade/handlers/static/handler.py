@@ -25,8 +25,9 @@ How this works, per request:
    ``Last-Modified``, a strong ``ETag`` from the modification time (ns) and
    size, ``Cache-Control``/``Expires`` from the client-cache settings; small files
    are read into memory and cached.
-5. *Preconditions and ranges* (``conditional``, ``ranges``): 304, 412, 416, a 206
-   of one range, or a ``multipart/byteranges`` 206 of several.
+5. *Preconditions and ranges*, decided by :func:`colonnade.core.conditional.decide`
+   (the API every handler has): 304, 412, 416, a 206 of one range, or a
+   ``multipart/byteranges`` 206 of several (:mod:`colonnade.core.ranges`).
 6. *Body:* bytes in memory, or ``ctx.response.file`` naming the byte range, which
    the transport sends with ``sendfile`` (and not at all for HEAD). A multipart
    body of a large file streams part by part with its length declared up front,
@@ -41,11 +42,26 @@ from collections.abc import Awaitable
 from stat import S_ISDIR, S_ISLNK, S_ISREG
 from urllib.parse import quote
 
+from colonnade.config.sections import WEB_TOML
 from colonnade.core.app import Application
+from colonnade.core.conditional import (
+    FIELDS,
+    NOT_MODIFIED,
+    OK,
+    PRECONDITION_FAILED,
+    RANGE_NOT_SATISFIABLE,
+    Validators,
+    decide,
+    precondition_failed,
+    range_not_satisfiable,
+)
 from colonnade.core.context import Context
 from colonnade.core.handler import Handler
+from colonnade.core.httputil import http_date
+from colonnade.core.ranges import Multipart, Span, content_range, multipart
 from colonnade.core.request import Headers
 from colonnade.core.response import FileBody, Response
+from colonnade.core.urlpath import covers
 from colonnade.errors import ConfigError
 from colonnade.handlers.static.cache import (
     ENTRY_OVERHEAD,
@@ -55,29 +71,7 @@ from colonnade.handlers.static.cache import (
     identity,
     read_exactly,
 )
-from colonnade.handlers.static.conditional import (
-    FIELDS,
-    NOT_MODIFIED,
-    PRECONDITION_FAILED,
-    Validators,
-    collect,
-    evaluate,
-    range_allowed,
-)
-from colonnade.handlers.static.config import StaticContentSection, format_http_date
-from colonnade.handlers.static.ranges import (
-    Multipart,
-    Span,
-    content_range,
-    multipart,
-    parse_ranges,
-    unsatisfied_range,
-)
-
-#: Formatted dates by whole second; files share modification seconds often (a
-#: deploy), and formatting costs more than the lookup.
-_HTTP_DATES: dict[int, bytes] = {}
-_HTTP_DATES_MAX = 4096
+from colonnade.handlers.static.config import StaticContentSection
 
 #: A multipart body of an uncached file up to this size is read into memory and
 #: sent in one write; a larger one streams part by part.
@@ -86,23 +80,9 @@ _MULTIPART_IN_MEMORY = 64 * 1024
 _ACCEPT_RANGES = (b"accept-ranges", b"bytes")
 _NS = 1_000_000_000
 
-#: The per-directory configuration file (``colonnade.config.tree.WEB_TOML``; the
-#: import rule keeps handlers off the config tree, so the name is repeated here).
-_CONFIG_NAME = "web.toml"
-_CONFIG_NAME_LEN = len(_CONFIG_NAME)
+_CONFIG_NAME_LEN = len(WEB_TOML)
 
 _monotonic = time.monotonic
-
-
-def http_date(seconds: int) -> bytes:
-    """``seconds`` since the epoch as an IMF-fixdate, formatted once per second."""
-    found = _HTTP_DATES.get(seconds)
-    if found is None:
-        found = format_http_date(seconds)
-        if len(_HTTP_DATES) >= _HTTP_DATES_MAX:
-            _HTTP_DATES.clear()
-        _HTTP_DATES[seconds] = found
-    return found
 
 
 #: Characters left as they are when the canonical path is re-encoded for Location.
@@ -282,27 +262,21 @@ class StaticFile(Handler):
         request = ctx.request
         method = request.method
         response = ctx.response
-        found = collect(request.headers)
-        if found is not None:
-            status = evaluate(found, method, rep.validators)
+        decision = decide(request, rep.validators, rep.size, max_ranges=rep.settings.max_ranges)
+        status = decision.status
+        if status != OK:
             if status == NOT_MODIFIED:
                 response.status = NOT_MODIFIED
                 response.headers = rep.validator_headers.copy()
                 _add_expires(response, rep)
                 return None
             if status == PRECONDITION_FAILED:
-                ctx.error_response(PRECONDITION_FAILED, 0, "a precondition of the request failed")
+                precondition_failed(ctx)
                 return None
-            max_ranges = rep.settings.max_ranges
-            if (
-                found.range is not None
-                and method == "GET"
-                and max_ranges
-                and range_allowed(found.if_range, rep.validators, time.time())
-            ):
-                spans = parse_ranges(found.range, rep.size, max_ranges)
-                if spans is not None:
-                    return self._partial(ctx, rep, spans)
+            if status == RANGE_NOT_SATISFIABLE:
+                range_not_satisfiable(ctx, rep.size)
+                return None
+            return self._partial(ctx, rep, decision.spans)
         response.headers = rep.headers.copy()
         _add_expires(response, rep)
         body = rep.body
@@ -314,15 +288,11 @@ class StaticFile(Handler):
         return None
 
     def _partial(
-        self, ctx: Context, rep: Representation, spans: list[Span]
+        self, ctx: Context, rep: Representation, spans: tuple[Span, ...]
     ) -> Awaitable[None] | None:
-        """A 206 of ``spans`` (one range, or multipart), or a 416 when there are none."""
+        """A 206 of ``spans`` (one range, or multipart)."""
         response = ctx.response
         size = rep.size
-        if not spans:
-            ctx.error_response(416, 0, "the requested range is not satisfiable")
-            response.headers.append((b"content-range", unsatisfied_range(size)))
-            return None
         response.status = 206
         headers = rep.validator_headers.copy()
         response.headers = headers
@@ -452,7 +422,7 @@ def describe(
 
 
 def _is_config(name: str) -> bool:
-    return len(name) == _CONFIG_NAME_LEN and name.lower() == _CONFIG_NAME
+    return len(name) == _CONFIG_NAME_LEN and name.lower() == WEB_TOML
 
 
 def _add_expires(response: Response, rep: Representation) -> None:
@@ -496,10 +466,12 @@ def _refuse_nested_budget(app: Application) -> None:
     # The cache budget belongs to the application: a level below it (a location, a
     # web.toml in a subfolder) setting one would be silently ignored, so refuse it.
     for level in app.levels:
-        at_or_above = level.path == "/" or app.path == level.path
-        at_or_above = at_or_above or app.path.startswith(level.path + "/")
         table = level.raw.get(StaticContentSection.key)
-        if not at_or_above and isinstance(table, dict) and "cache_max_bytes" in table:
+        if (
+            not covers(level.path, app.path)
+            and isinstance(table, dict)
+            and "cache_max_bytes" in table
+        ):
             file, _, entry = level.source.partition(": ")
             key = f"{StaticContentSection.key}.cache_max_bytes"
             raise ConfigError(

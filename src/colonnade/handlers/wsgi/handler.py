@@ -29,10 +29,10 @@ import os
 import stat
 import tempfile
 from collections.abc import Callable, Iterable
-from http import HTTPStatus
 from typing import Any
 
 from colonnade import __version__
+from colonnade.core import cgihead
 from colonnade.core.app import Application
 from colonnade.core.context import Context
 from colonnade.core.handler import Handler
@@ -72,7 +72,6 @@ _PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
 
 # "200 OK" → (200, None): the reason is only passed on when it is not the standard one.
 _STATUS: dict[str, tuple[int, bytes | None]] = {}
-_PHRASES = {s.value: s.phrase for s in HTTPStatus}
 
 # Response header name → lower-case bytes.
 _NAMES: dict[str, bytes] = {}
@@ -80,17 +79,14 @@ _CACHE_MAX = 1024
 
 
 def parse_status(status: str) -> tuple[int, bytes | None]:
-    """``"404 Not Found"`` → ``(404, None)``; a non-standard reason is kept."""
+    """``"404 Not Found"`` → ``(404, None)``; a non-standard reason is kept
+    (:func:`colonnade.core.cgihead.parse_status`, remembered per string)."""
     found = _STATUS.get(status)
     if found is not None:
         return found
     if type(status) is not str:
         raise TypeError(f"WSGI status must be a str, not {type(status).__name__}")
-    code_text, _, reason = status.partition(" ")
-    if len(code_text) != 3 or not code_text.isdigit() or int(code_text) < 100:
-        raise ValueError(f"invalid WSGI status {status!r}")
-    code = int(code_text)
-    found = (code, None if _PHRASES.get(code) == reason else reason.encode("latin-1"))
+    found = cgihead.parse_status(status)
     if len(_STATUS) < _CACHE_MAX:
         _STATUS[status] = found
     return found

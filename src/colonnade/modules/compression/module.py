@@ -39,6 +39,7 @@ from stat import S_ISREG
 
 from colonnade.core.app import Application
 from colonnade.core.context import Context
+from colonnade.core.httputil import has_token
 from colonnade.core.module import Module, Priority, hook
 from colonnade.core.response import FileBody, Response
 from colonnade.core.stages import Stage
@@ -196,12 +197,11 @@ class Compression(Module):
             elif name == b"content-length":
                 declared = value
             elif name == b"vary":
-                lowered = value.lower()
-                varies = varies or b"accept-encoding" in lowered or lowered.strip() == b"*"
+                varies = varies or _varies(value)
             elif (
                 name == b"content-encoding"
                 or name == b"content-range"
-                or (name == b"cache-control" and b"no-transform" in value.lower())
+                or (name == b"cache-control" and has_token(value, b"no-transform"))
             ):
                 return  # already encoded, a part, or the sender forbids transforming
         if content_type is None or not policy.types.match(content_type):
@@ -221,7 +221,8 @@ class Compression(Module):
             elif name == b"range":
                 ranged = value
             elif name == b"if-none-match":
-                if_none_match = value
+                # A list sent on several lines is one list (RFC 9110 5.3).
+                if_none_match = value if if_none_match is None else if_none_match + b", " + value
         if accept is None:
             return
         if (ranged is not None and policy.no_range) or (
@@ -349,10 +350,13 @@ def _revalidated(
     return not_modified(response, if_none_match, variant_etag(etag, coding))
 
 
+def _varies(vary: bytes) -> bool:
+    """True if a ``Vary`` value already covers Accept-Encoding (by name or ``*``)."""
+    return has_token(vary, b"accept-encoding") or has_token(vary, b"*")
+
+
 def _add_vary(response: Response) -> None:
     for name, value in response.headers:
-        if name == b"vary":
-            lowered = value.lower()
-            if b"accept-encoding" in lowered or lowered.strip() == b"*":
-                return
+        if name == b"vary" and _varies(value):
+            return
     response.headers.append(VARY)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from colonnade.core import conditional
+from colonnade.core.httputil import weak_match
 from colonnade.core.request import Headers
 from colonnade.core.response import Response
 from colonnade.modules.compression.codings import Coding
@@ -65,21 +67,6 @@ def variant_etag(etag: bytes, coding: Coding, *, weak: bool = False) -> bytes | 
     return b"W/" + tagged if weak else tagged
 
 
-def etag_matches(header: bytes, etag: bytes) -> bool:
-    """Weak comparison of an ``If-None-Match`` list against ``etag`` (RFC 9110 13.1.2)."""
-    if etag.startswith(b"W/"):
-        etag = etag[2:]
-    for candidate in header.split(b","):
-        candidate = candidate.strip()
-        if candidate == b"*":
-            return True
-        if candidate.startswith(b"W/"):
-            candidate = candidate[2:]
-        if candidate == etag:
-            return True
-    return False
-
-
 def encoded_headers(
     headers: Headers, coding: Coding, *, length: int | None, weak: bool = False
 ) -> Headers:
@@ -117,14 +104,10 @@ def not_modified(response: Response, if_none_match: bytes | None, etag: bytes | 
     match; the client may hold the compressed variant, whose tag only this module
     knows.
     """
-    if if_none_match is None or etag is None or not etag_matches(if_none_match, etag):
+    if if_none_match is None or etag is None or not weak_match(if_none_match, etag):
         return False
-    response.status = 304
-    response.body = b""
-    response.file = None
+    conditional.not_modified(response)
     response.headers = [
-        (name, etag if name == b"etag" else value)
-        for name, value in response.headers
-        if name not in (b"content-length", b"content-type")
+        (name, etag if name == b"etag" else value) for name, value in response.headers
     ]
     return True

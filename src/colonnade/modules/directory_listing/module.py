@@ -19,6 +19,7 @@ from html import escape
 from typing import NamedTuple
 from urllib.parse import parse_qsl, quote
 
+from colonnade.config.sections import WEB_TOML
 from colonnade.core.context import Context
 from colonnade.core.handler import Handler
 from colonnade.core.module import Priority, hook
@@ -26,7 +27,7 @@ from colonnade.core.stages import Stage
 from colonnade.errors import HttpError
 from colonnade.modules.directory_listing.config import DirectoryBrowseSection
 
-_NEVER = frozenset({"web.toml"})
+_NEVER = frozenset({WEB_TOML})
 _SORTS = ("name", "size", "modified")
 
 _STYLE = """

@@ -20,16 +20,13 @@ from urllib.parse import quote, unquote
 from colonnade.core.context import Context
 from colonnade.core.module import CONTINUE, FINISH, Module, Outcome, Priority, hook
 from colonnade.core.stages import Stage
+from colonnade.core.urlpath import covers
 from colonnade.modules.redirection.config import (
     PATH_SAFE,
     RedirectionSection,
     Redirects,
     clean_query,
 )
-
-
-def _covers(prefix: str, path: str) -> bool:
-    return prefix == "/" or path == prefix or path.startswith(prefix + "/")
 
 
 def _split(location: str) -> tuple[str, str]:
@@ -76,7 +73,7 @@ def subtree_base(ctx: Context) -> str:
     base = "/"
     for level in ctx.app.levels:  # root first: the deepest match comes last
         table = level.raw.get(RedirectionSection.key)
-        if isinstance(table, dict) and "destination" in table and _covers(level.path, path):
+        if isinstance(table, dict) and "destination" in table and covers(level.path, path):
             base = level.path
     return base
 
@@ -121,7 +118,7 @@ def find(redirects: Redirects, ctx: Context) -> tuple[str, int] | None:
         target = _path_of(location)
         if appends:
             target = target.rstrip("/") or "/"
-            if _covers(base, target) and _covers(target, path):
+            if covers(base, target) and covers(target, path):
                 return None  # already inside the destination: going again would loop
         elif target == path:
             return None  # a redirect to itself would loop

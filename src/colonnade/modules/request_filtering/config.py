@@ -15,7 +15,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from colonnade.config.sections import Section
+from colonnade.config.sections import WEB_TOML, Section
 
 #: An HTTP token (RFC 9110 ``tchar``): verbs and header names.
 _TOKEN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
@@ -65,7 +65,7 @@ class RequestFilteringSection(Section, frozen=True, dict=True):
     max_url: Annotated[int, Meta(ge=1)] = 4096
     max_query_string: NonNegative = 2048
     header_limits: dict[HeaderName, NonNegative] = {}
-    hidden_segments: list[Segment] = msgspec.field(default_factory=lambda: ["web.toml"])
+    hidden_segments: list[Segment] = msgspec.field(default_factory=lambda: [WEB_TOML])
     deny_dotfiles: bool = True
     allow_unlisted_extensions: bool = True
     file_extensions: dict[Extension, bool] = {}

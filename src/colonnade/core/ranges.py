@@ -1,7 +1,8 @@
 """Byte ranges (RFC 9110 14): parse ``Range``, coalesce, frame ``multipart/byteranges``.
 
-Sans-IO like ``conditional``: the handler decides what to read and send. The
-rules, nginx's where the RFC leaves a choice:
+Sans-IO: the handler decides what to read and send; whether ``Range`` applies
+at all is :mod:`colonnade.core.conditional`'s call. The rules, nginx's where the
+RFC leaves a choice:
 
 - Only the ``bytes`` unit; a header that does not parse (or names another unit)
   is ignored and the whole file is sent — as is one asking for more than
@@ -18,6 +19,7 @@ rules, nginx's where the RFC leaves a choice:
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from typing import NamedTuple
 
 #: (start, stop): bytes ``start`` up to, not including, ``stop``.
@@ -122,7 +124,7 @@ class Multipart(NamedTuple):
         return b"".join(out)
 
 
-def multipart(spans: list[Span], size: int, content_type: bytes) -> Multipart:
+def multipart(spans: Sequence[Span], size: int, content_type: bytes) -> Multipart:
     """Frame ``spans`` of a ``size``-byte file of ``content_type`` as multipart.
 
     The boundary is random (a file cannot be crafted to contain it), and every

@@ -1,0 +1,130 @@
+"""The response head a gateway application writes: a status, CGI header lines.
+
+A WSGI application names its status as a string (``"404 Not Found"``); a CGI
+script, and a FastCGI application on its stdout, write header lines and a blank
+line before the body, the status in a ``Status:`` line (RFC 3875 6.3). Both are
+read here, once:
+
+- :func:`parse_status` reads ``"404 Not Found"``: three digits from 100 up, a
+  space, a reason; the reason is passed on only when it is not the standard one.
+- :func:`split_head` finds where the header lines end (LF or CRLF line ends, as
+  RFC 3875 allows), refusing a head larger than a bound.
+- :func:`parse_head` reads the header lines: names must be tokens, values are
+  stripped of surrounding whitespace and may not hold CR or NUL; a continuation
+  line (obs-fold) is refused. ``Status:`` (any case, once) sets the status;
+  without it the status is 200. Every violation is a ``ValueError`` naming it:
+  the caller answers 502, the application is at fault, not the client.
+
+``Location`` (a local redirect or a client redirect without ``Status``) is not
+interpreted here: the handlers that need it will.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import NamedTuple
+
+from colonnade.core.httputil import is_field_value, is_token
+from colonnade.core.request import Headers
+
+#: Standard reason phrases, by status.
+_PHRASES = {s.value: s.phrase for s in HTTPStatus}
+
+#: The largest head :func:`split_head` waits for (nginx's fastcgi_buffer_size is
+#: 4-8 KiB; Apache's limit on a script's header lines is 8190 bytes each).
+MAX_HEAD = 64 * 1024
+
+
+class CgiHead(NamedTuple):
+    """A parsed response head: status, reason (None: the standard one), headers."""
+
+    status: int
+    reason: bytes | None
+    headers: Headers  # lower-case names, in order, Status removed
+
+
+def parse_status(status: str) -> tuple[int, bytes | None]:
+    """``"404 Not Found"`` → ``(404, None)``; a non-standard reason is kept as bytes.
+
+    Raises ``ValueError`` unless the status starts with three digits, 100 or more.
+    """
+    code_text, _, reason = status.partition(" ")
+    if len(code_text) != 3 or not code_text.isdigit() or int(code_text) < 100:
+        raise ValueError(f"invalid status {status!r}")
+    code = int(code_text)
+    return code, None if _PHRASES.get(code) == reason else reason.encode("latin-1")
+
+
+def split_head(data: bytes, limit: int = MAX_HEAD) -> tuple[bytes, bytes] | None:
+    """``(header lines, start of the body)`` once ``data`` holds the blank line
+    that ends the head; None while it may still come.
+
+    Raises ``ValueError`` when ``limit`` bytes came without one.
+    """
+    end = _head_end(data)
+    if end is None:
+        if len(data) > limit:
+            raise ValueError(f"the response head is larger than {limit} bytes")
+        return None
+    head_end, body_start = end
+    if head_end > limit:
+        raise ValueError(f"the response head is larger than {limit} bytes")
+    return data[:head_end], data[body_start:]
+
+
+def _head_end(data: bytes) -> tuple[int, int] | None:
+    """Where the header lines end and the body starts, or None if not yet."""
+    if data.startswith(b"\n"):
+        return 0, 1
+    if data.startswith(b"\r\n"):
+        return 0, 2
+    i = data.find(b"\n\n")
+    j = data.find(b"\n\r\n")
+    if i < 0 and j < 0:
+        return None
+    if j < 0 or 0 <= i < j:
+        return i + 1, i + 2
+    return j + 1, j + 3
+
+
+def parse_head(block: bytes) -> CgiHead:
+    """The status and headers of ``block``, the header lines before the blank one.
+
+    Raises ``ValueError`` for a line that is no ``name: value`` header, a name
+    that is no token, a value with CR or NUL, a continuation line, or a
+    ``Status`` that is repeated or does not parse.
+    """
+    status = 200
+    reason: bytes | None = None
+    seen_status = False
+    headers: Headers = []
+    for line in block.split(b"\n"):
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if not line:
+            continue  # the block's last line end
+        if line[0] in b" \t":
+            raise ValueError("a folded header line (obs-fold) in the response head")
+        name, colon, value = line.partition(b":")
+        if not colon:
+            raise ValueError(f"a response head line without a colon: {_shown(line)}")
+        if not is_token(name):
+            raise ValueError(f"an invalid header name in the response head: {_shown(name)}")
+        value = value.strip(b" \t")
+        if not is_field_value(value):
+            raise ValueError(f"CR, LF or NUL in the value of header {_shown(name)}")
+        lname = name.lower()
+        if lname == b"status":
+            if seen_status:
+                raise ValueError("Status sent twice in the response head")
+            seen_status = True
+            status, reason = parse_status(value.decode("latin-1"))
+            continue
+        headers.append((lname, value))
+    return CgiHead(status, reason, headers)
+
+
+def _shown(data: bytes) -> str:
+    """``data`` for an error message: printable and short (it came from an app)."""
+    text = data[:80].decode("latin-1")
+    return repr(text if len(data) <= 80 else text + "...")
