@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
 
 from colonnade.config.sections import Section
+from colonnade.modules.http_logging.fields import FIELDS, HEADER_FIELD
 
 #: IIS's default ``logExtFileFlags``, in IIS's order.
 IIS_DEFAULT_FIELDS: tuple[str, ...] = (
@@ -30,21 +30,7 @@ IIS_DEFAULT_FIELDS: tuple[str, ...] = (
 )
 
 #: Every field name besides ``cs(Header)`` / ``sc(Header)``.
-STANDARD_FIELDS: frozenset[str] = frozenset(
-    {
-        *IIS_DEFAULT_FIELDS,
-        "sc-bytes",
-        "cs-bytes",
-        "cs-host",
-        "cs-version",
-        "s-sitename",
-        "s-computername",
-        "x-correlation-id",
-    }
-)
-
-#: ``cs(Header-Name)`` (request header) or ``sc(Header-Name)`` (response header).
-HEADER_FIELD = re.compile(r"^(cs|sc)\(([!#$%&'*+.^_`|~0-9A-Za-z-]+)\)$")
+STANDARD_FIELDS: frozenset[str] = frozenset(FIELDS)
 
 
 def _default_fields() -> list[str]:
