@@ -63,7 +63,7 @@ class HttpLoggingSection(Section, frozen=True):
       ``s-computername`` and any request or response header as
       ``cs(Header-Name)`` / ``sc(Header-Name)``.
     - ``buffer_size``: lines are buffered in memory and written in one batch once
-      the buffer holds about this many bytes (IIS writes 64 KB batches too; W3C
+      the buffer holds about this many bytes (IIS writes 64 KB batches too;
       lines are kept as raw values until then and formatted in the batch, so the
       count is estimated from the length of the lines written last); 0 writes
       every line at once. Per target: sharers get the smallest asked for.
