@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -450,6 +452,90 @@ def test_existing_file_with_other_fields_gets_a_new_header(root: Path, log_path:
         "#Fields: date cs-uri-stem",
     ]
     assert records[1] == {"date": records[1]["date"], "cs-uri-stem": "/index.html"}
+
+
+def test_a_far_back_fields_line_is_still_the_one_in_force(root: Path, log_path: Path) -> None:
+    # A busy log: its #Fields line well over a read chunk behind the last line.
+    log_path.parent.mkdir()
+    with serve(root, {"target": str(log_path)}) as client:
+        client.get("/index.html")
+    line = log_path.read_text().splitlines()[-1] + "\n"
+    with log_path.open("a") as f:
+        f.write(line * (3 * sinkmod._CHUNK // len(line)))
+    with serve(root, {"target": str(log_path)}) as client:
+        client.get("/index.html")
+    assert len(read_w3c(log_path)[0]) == 4
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 8, 13, 64])
+def test_last_fields_line_across_read_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    monkeypatch.setattr(sinkmod, "_CHUNK", chunk)
+    cases = {
+        b"": None,
+        b"no directives\n": None,
+        b"#Fields: a b": "#Fields: a b",
+        b"#Fields: a b\nx y\n": "#Fields: a b",
+        b"#Fields: a\nx\n#Fields: b c\nline one\nline two\n": "#Fields: b c",
+        b"x #Fields: not a directive\n": None,
+    }
+    path = tmp_path / "f.log"
+    for content, expected in cases.items():
+        path.write_bytes(content)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            assert sinkmod._last_directive(fd) == expected, content
+            monkeypatch.setattr(sinkmod, "_SCAN_MAX", 4)  # searched no further back
+            assert sinkmod._last_directive(fd) is (None if len(content) > 4 else expected)
+            monkeypatch.setattr(sinkmod, "_SCAN_MAX", 1 << 20)
+        finally:
+            os.close(fd)
+
+
+def test_directives_are_checked_and_written_under_an_exclusive_lock(
+    root: Path, log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Workers of a pool open one file at once: each checks the file's last #Fields
+    # and writes its own directives inside one flock, so no two find it empty.
+    log_path.parent.mkdir()
+    events: list[tuple[str, int]] = []
+    check = sinkmod._last_directive
+
+    def flock(fd: int, operation: int) -> None:
+        name = {fcntl.LOCK_EX: "lock", fcntl.LOCK_UN: "unlock"}[operation]
+        events.append((name, log_path.read_text().count("#Fields: ")))
+        fcntl.flock(fd, operation)
+
+    def last_directive(fd: int) -> str | None:
+        events.append(("check", log_path.read_text().count("#Fields: ")))
+        return check(fd)
+
+    monkeypatch.setattr(sinkmod, "flock", flock)
+    monkeypatch.setattr(sinkmod, "_last_directive", last_directive)
+    for _ in range(2):
+        with serve(root, {"target": str(log_path)}) as client:
+            client.get("/index.html")
+    # (what happened, #Fields lines in the file then): the second start finds the
+    # first one's directives and writes none.
+    first = [("lock", 0), ("check", 0), ("unlock", 1)]
+    assert events == [*first, ("lock", 1), ("check", 1), ("unlock", 1)]
+
+
+def test_a_rotated_or_truncated_file_starts_with_the_directives(root: Path, log_path: Path) -> None:
+    log_path.parent.mkdir()
+    with serve(root, {"target": str(log_path)}) as client:
+        client.get("/index.html")
+    log_path.rename(log_path.with_suffix(".1"))  # logrotate's default
+    with serve(root, {"target": str(log_path)}) as client:
+        client.get("/index.html")
+    directives, records = read_w3c(log_path)
+    assert len(directives) == 4 and len(records) == 1
+    log_path.write_text("")  # logrotate's copytruncate
+    with serve(root, {"target": str(log_path)}) as client:
+        client.get("/index.html")
+    directives, records = read_w3c(log_path)
+    assert len(directives) == 4 and len(records) == 1
 
 
 def test_applications_share_one_file(root: Path, log_path: Path) -> None:

@@ -51,9 +51,12 @@ class HttpLoggingSection(Section, frozen=True):
       file and one buffer.
     - ``format``: ``"w3c"`` (IIS's W3C extended format, with its ``#Software``,
       ``#Version``, ``#Date`` and ``#Fields`` header written when the file is new or
-      ends with different fields) or ``"json"`` (one object per line, the same
-      fields with snake_case keys: ``cs(User-Agent)`` → ``cs_user_agent``;
-      missing values are ``null`` and numbers are numbers).
+      empty or its last ``#Fields`` line lists other fields: once per file, however
+      many workers append to it or replace each other; a ``#Fields`` line more than
+      64 MB before the end is not searched for, and the header is written again)
+      or ``"json"`` (one object per line, the same fields with snake_case keys:
+      ``cs(User-Agent)`` → ``cs_user_agent``; missing values are ``null`` and
+      numbers are numbers).
     - ``fields``: IIS's default list plus ``x-correlation-id`` at the end. That
       field is ours, not IIS's: the short id shown on 5xx error pages (and in the
       error log), so an error report can be matched to its log line; it is ``-``

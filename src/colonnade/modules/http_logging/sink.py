@@ -8,8 +8,12 @@
 - *One file per target.* Sinks live in a module-level registry keyed by target and
   are reference-counted, so every application and module instance writing to the
   same file shares one descriptor and one buffer; the last ``cleanup`` closes it.
-- *Directives once.* A W3C field list's directive block is written when the file
-  does not already end under the same ``#Fields``.
+- *Directives once per file.* Every worker of a pool, and every worker that
+  replaces one, appends to the same file. At start-up a worker writes a W3C field
+  list's directive block only when the file is new (or empty) or its last
+  ``#Fields`` line is another one, as IIS writes them when it creates a file or
+  changes fields. It checks and writes under an exclusive ``flock`` on the file,
+  so two workers starting at once cannot both find it empty.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from fcntl import LOCK_EX, LOCK_UN, flock
 from typing import Any
 
 from colonnade.errors import ConfigError
@@ -26,8 +33,16 @@ from colonnade.modules.http_logging.config import HttpLoggingSection
 
 log = logging.getLogger("colonnade.log.http")
 
-#: How far back into an existing log file to look for its last ``#Fields`` line.
-_TAIL = 65536
+#: How far back from its end a log file is searched for its last ``#Fields`` line.
+#: A file whose last one lies further back gets the directives again (at worst one
+#: block per this many bytes of log): searching further would slow every start.
+_SCAN_MAX = 64 * 1024 * 1024
+#: Bytes read at a time, from the end backwards.
+_CHUNK = 256 * 1024
+_FIELDS = b"#Fields: "
+_MARKER = b"\n" + _FIELDS
+#: Bytes of a ``#Fields`` line read: far more than any field list needs.
+_LINE_MAX = 65536
 #: Targets that name the process's standard streams rather than a file.
 _STREAMS = ("stdout", "stderr")
 
@@ -53,7 +68,7 @@ class Sink:
         "width",
     )
 
-    def __init__(self, key: str, fd: int | None, directive: str | None) -> None:
+    def __init__(self, key: str, fd: int | None) -> None:
         self.key = key
         self.fd = fd  # None: the process's stdout/stderr, looked up at each write
         # Text (header blocks, rendered batches), joined and encoded once per write.
@@ -67,7 +82,7 @@ class Sink:
         # Compiled field lists writing here, by writer and fields (see compiler).
         self.compiled: dict[tuple[Writer, tuple[str, ...]], CompiledLine] = {}
         self.line_size = 128  # characters per rendered line, as last measured
-        self.directive = directive  # the #Fields line currently in force, if known
+        self.directive: str | None = None  # the #Fields line in force, if known
         self.limit = 65536
         self.max_pending = self.limit // self.line_size  # in values: lines x width
         self.interval = 1.0
@@ -129,7 +144,19 @@ class Sink:
 
     def start(self, line: CompiledLine) -> None:
         """Switch to ``line`` and write its directives now (at start-up, not with
-        line one)."""
+        line one), unless the file already ends under them."""
+        self.flush()  # lines pending under the field list in force go out first
+        if self.fd is not None and line.directive is not None:
+            try:
+                with _locked(self.fd):
+                    # Other processes append here too: what is in force is what the
+                    # file says now, not what this one wrote last.
+                    self.directive = _last_directive(self.fd)
+                    self.switch(line)
+                    self.flush()
+                return
+            except OSError as exc:  # no lock or no reading: the directives, to be safe
+                log.error("access log %s: cannot read its directives: %s", self.key, exc)
         self.switch(line)
         self.flush()
 
@@ -184,23 +211,37 @@ class Sink:
 _SINKS: dict[str, Sink] = {}
 
 
-def _last_directive(path: str) -> str | None:
-    # The #Fields line in force at the end of an existing file, if it is near the end.
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size == 0:
-            return None
-        f.seek(max(0, size - _TAIL))
-        tail = f.read()
-    start = tail.rfind(b"\n#Fields: ")
-    if start < 0:
-        if not tail.startswith(b"#Fields: "):
-            return None
-    else:
-        start += 1
-    end = tail.find(b"\n", start)
-    line = tail[start:] if end < 0 else tail[start:end]
-    return line.decode("utf-8", "replace")
+@contextmanager
+def _locked(fd: int) -> Iterator[None]:
+    # Held for one directive check and write: other workers wait a few syscalls.
+    flock(fd, LOCK_EX)
+    try:
+        yield
+    finally:
+        flock(fd, LOCK_UN)
+
+
+def _last_directive(fd: int) -> str | None:
+    """The last ``#Fields`` line of the open file ``fd`` (within ``_SCAN_MAX`` of its end)."""
+    end = os.fstat(fd).st_size
+    floor = max(0, end - _SCAN_MAX)
+    pos = end
+    while pos > floor:
+        start = max(floor, pos - _CHUNK)
+        # A few bytes past ``pos`` too: a marker cut by the chunk boundary.
+        buf = os.pread(fd, min(end, pos + len(_MARKER) - 1) - start, start)
+        at = buf.rfind(_MARKER)
+        if at >= 0:
+            at += start + 1
+        elif start == 0 and buf.startswith(_FIELDS):
+            at = 0
+        else:
+            pos = start
+            continue
+        # Longer lines are cut: then they match no field list, and directives follow.
+        line = os.pread(fd, _LINE_MAX, at).split(b"\n", 1)[0]
+        return line.decode("utf-8", "replace")
+    return None
 
 
 def acquire_sink(target: str, settings: HttpLoggingSection) -> Sink:
@@ -212,21 +253,17 @@ def acquire_sink(target: str, settings: HttpLoggingSection) -> Sink:
     sink = _SINKS.get(key)
     if sink is None:
         if key in _STREAMS:
-            sink = Sink(key, None, None)
+            sink = Sink(key, None)
         else:
             try:
-                fd = os.open(key, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-                try:
-                    directive = _last_directive(key)
-                except OSError:
-                    os.close(fd)
-                    raise
+                # Read as well: the directives in force are read back (Sink.start).
+                fd = os.open(key, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
             except OSError as exc:
                 raise ConfigError(
                     f"cannot open the log file {target!r}: {exc.strerror}",
                     key="http_logging.target",
                 ) from None
-            sink = Sink(key, fd, directive)
+            sink = Sink(key, fd)
         sink.set_limit(settings.buffer_size)
         sink.interval = settings.flush_interval
         _SINKS[key] = sink
