@@ -180,6 +180,11 @@ class Master:
     def pids(self, name: str, state: str = "ready") -> list[int]:
         return [w["pid"] for w in self.pool(name)["workers"] if w["state"] == state]
 
+    def replaced(self, before: set[int], count: int, pool: str = "default") -> bool:
+        """``pool`` runs ``count`` ready workers, none of ``before``, and none draining."""
+        ready = set(self.pids(pool))
+        return ready.isdisjoint(before) and len(ready) == count and not self.pids(pool, "draining")
+
     def command(self, op: str, pool: str) -> str:
         return {"recycle": operations.recycle, "stop": operations.stop, "start": operations.start}[
             op

@@ -88,15 +88,7 @@ def test_recycle_under_load_loses_nothing(start_master: StartMaster) -> None:
     ):
         kept.wait_ok(30)
         assert "recycling 2 worker(s)" in master.command("recycle", "default")
-        wait_for(
-            lambda: (
-                set(master.pids("default")).isdisjoint(before)
-                and len(master.pids("default")) == 2
-                and not master.pids("default", "draining")
-            ),
-            15,
-            "new workers only",
-        )
+        wait_for(lambda: master.replaced(before, 2), 15, "new workers only")
         kept.wait_ok(30)
         fresh.wait_ok(20)
     assert (kept.failed, fresh.failed) == (0, 0), kept.errors + fresh.errors

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,14 +18,16 @@ from colonnade import Context, Handler, Module, Principal, Stage, __version__, h
 from colonnade.config.load import from_dict
 from colonnade.engine import Engine
 from colonnade.errors import ConfigError
-from colonnade.modules.http_logging import module as logmod
+from colonnade.modules.http_logging import sink as sinkmod
+from colonnade.modules.http_logging import w3c as w3cmod
 from colonnade.modules.http_logging.config import (
-    HEADER_FIELD,
     IIS_DEFAULT_FIELDS,
     STANDARD_FIELDS,
     HttpLoggingSection,
 )
-from colonnade.modules.http_logging.module import HttpLogging, json_key, w3c_escape
+from colonnade.modules.http_logging.fields import COMPUTER_NAME, json_key
+from colonnade.modules.http_logging.module import HttpLogging
+from colonnade.modules.http_logging.w3c import w3c_escape
 from colonnade.testing import Client, build_engine, make_context, run_stage
 
 FILTERED = ["security.request_filtering", "static.default_document", "handler.static", "log.http"]
@@ -74,7 +78,7 @@ def log_path(tmp_path: Path) -> Path:
 @pytest.fixture(autouse=True)
 def no_open_sinks() -> Iterator[None]:
     yield
-    assert logmod._SINKS == {}, "a test left a log target open"
+    assert sinkmod._SINKS == {}, "a test left a log target open"
 
 
 def make_config(
@@ -191,7 +195,7 @@ def test_optional_fields(root: Path, log_path: Path) -> None:
         "cs-host": "example.com:8080",
         "cs-version": "HTTP/1.1",
         "s-sitename": "t",
-        "s-computername": logmod._COMPUTER_NAME.replace(" ", "+") or "-",
+        "s-computername": COMPUTER_NAME.replace(" ", "+") or "-",
         "cs(X-Forwarded-For)": "10.0.0.1,+10.0.0.2",
         "sc(Content-Type)": "text/html;+charset=utf-8",
         "cs(Cookie)": "-",
@@ -306,8 +310,8 @@ def test_repeated_values_are_escaped_once_and_the_memo_is_bounded(
         calls.append(value)
         return w3c_escape(value)
 
-    monkeypatch.setattr(logmod, "_MEMO_MAX", 3)
-    memo = logmod._Memo(escape)
+    monkeypatch.setattr(w3cmod, "_MEMO_MAX", 3)
+    memo = w3cmod._Memo(escape)
     assert [memo["a b"], memo["a b"], memo["x\ny"]] == ["a+b", "a+b", "x%0Ay"]
     assert calls == ["a b", "x\ny"]  # the second "a b" was a hit
     for value in ("c", "d", "e", "f"):
@@ -450,6 +454,90 @@ def test_existing_file_with_other_fields_gets_a_new_header(root: Path, log_path:
     assert records[1] == {"date": records[1]["date"], "cs-uri-stem": "/index.html"}
 
 
+def test_a_far_back_fields_line_is_still_the_one_in_force(root: Path, log_path: Path) -> None:
+    # A busy log: its #Fields line well over a read chunk behind the last line.
+    log_path.parent.mkdir()
+    with serve(root, {"target": str(log_path)}) as client:
+        client.get("/index.html")
+    line = log_path.read_text().splitlines()[-1] + "\n"
+    with log_path.open("a") as f:
+        f.write(line * (3 * sinkmod._CHUNK // len(line)))
+    with serve(root, {"target": str(log_path)}) as client:
+        client.get("/index.html")
+    assert len(read_w3c(log_path)[0]) == 4
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 8, 13, 64])
+def test_last_fields_line_across_read_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    monkeypatch.setattr(sinkmod, "_CHUNK", chunk)
+    cases = {
+        b"": None,
+        b"no directives\n": None,
+        b"#Fields: a b": "#Fields: a b",
+        b"#Fields: a b\nx y\n": "#Fields: a b",
+        b"#Fields: a\nx\n#Fields: b c\nline one\nline two\n": "#Fields: b c",
+        b"x #Fields: not a directive\n": None,
+    }
+    path = tmp_path / "f.log"
+    for content, expected in cases.items():
+        path.write_bytes(content)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            assert sinkmod._last_directive(fd) == expected, content
+            monkeypatch.setattr(sinkmod, "_SCAN_MAX", 4)  # searched no further back
+            assert sinkmod._last_directive(fd) is (None if len(content) > 4 else expected)
+            monkeypatch.setattr(sinkmod, "_SCAN_MAX", 1 << 20)
+        finally:
+            os.close(fd)
+
+
+def test_directives_are_checked_and_written_under_an_exclusive_lock(
+    root: Path, log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Workers of a pool open one file at once: each checks the file's last #Fields
+    # and writes its own directives inside one flock, so no two find it empty.
+    log_path.parent.mkdir()
+    events: list[tuple[str, int]] = []
+    check = sinkmod._last_directive
+
+    def flock(fd: int, operation: int) -> None:
+        name = {fcntl.LOCK_EX: "lock", fcntl.LOCK_UN: "unlock"}[operation]
+        events.append((name, log_path.read_text().count("#Fields: ")))
+        fcntl.flock(fd, operation)
+
+    def last_directive(fd: int) -> str | None:
+        events.append(("check", log_path.read_text().count("#Fields: ")))
+        return check(fd)
+
+    monkeypatch.setattr(sinkmod, "flock", flock)
+    monkeypatch.setattr(sinkmod, "_last_directive", last_directive)
+    for _ in range(2):
+        with serve(root, {"target": str(log_path)}) as client:
+            client.get("/index.html")
+    # (what happened, #Fields lines in the file then): the second start finds the
+    # first one's directives and writes none.
+    first = [("lock", 0), ("check", 0), ("unlock", 1)]
+    assert events == [*first, ("lock", 1), ("check", 1), ("unlock", 1)]
+
+
+def test_a_rotated_or_truncated_file_starts_with_the_directives(root: Path, log_path: Path) -> None:
+    log_path.parent.mkdir()
+    with serve(root, {"target": str(log_path)}) as client:
+        client.get("/index.html")
+    log_path.rename(log_path.with_suffix(".1"))  # logrotate's default
+    with serve(root, {"target": str(log_path)}) as client:
+        client.get("/index.html")
+    directives, records = read_w3c(log_path)
+    assert len(directives) == 4 and len(records) == 1
+    log_path.write_text("")  # logrotate's copytruncate
+    with serve(root, {"target": str(log_path)}) as client:
+        client.get("/index.html")
+    directives, records = read_w3c(log_path)
+    assert len(directives) == 4 and len(records) == 1
+
+
 def test_applications_share_one_file(root: Path, log_path: Path) -> None:
     log_path.parent.mkdir()
     (root / "app").mkdir()
@@ -458,7 +546,7 @@ def test_applications_share_one_file(root: Path, log_path: Path) -> None:
         make_config(root, {"target": str(log_path)}, applications=[{"path": "/app"}])
     )
     with Client(engine) as client:
-        (sink,) = logmod._SINKS.values()
+        (sink,) = sinkmod._SINKS.values()
         assert sink.refs == 2
         client.get("/index.html")
         client.get("/app/a.html")
@@ -541,24 +629,44 @@ def test_location_at_an_application_sets_its_log(root: Path, tmp_path: Path) -> 
 # -- hook level and configuration ---------------------------------------------------------
 
 
-def test_hook_level(log_path: Path) -> None:
-    log_path.parent.mkdir()
-    ctx = make_context(
-        "GET", "/x?y", settings={"http_logging": {"target": str(log_path), "format": "json"}}
-    )
-    ctx.response.status = 201
+def log_one(ctx: Context) -> None:
+    """Provision the module for ``ctx``'s application, log ``ctx``, release the targets."""
     module = HttpLogging()
     module.provision(ctx.app)
     try:
         run_stage(module, Stage.LOG_REQUEST, ctx)
     finally:
         module.cleanup()
+
+
+def test_hook_level(log_path: Path) -> None:
+    log_path.parent.mkdir()
+    ctx = make_context(
+        "GET", "/x?y", settings={"http_logging": {"target": str(log_path), "format": "json"}}
+    )
+    ctx.response.status = 201
+    log_one(ctx)
     record = json.loads(log_path.read_text())
     assert (record["cs_uri_stem"], record["cs_uri_query"], record["sc_status"]) == ("/x", "y", 201)
 
 
-def test_every_standard_field_has_getters() -> None:
-    assert set(logmod.FIELDS) == {f for f in STANDARD_FIELDS if not HEADER_FIELD.match(f)}
+@pytest.mark.parametrize("fmt", ["w3c", "json"])
+def test_every_field_renders_in_both_formats(log_path: Path, fmt: str) -> None:
+    # Every field the section accepts comes from the one table; each compiles and
+    # renders one value, whatever the format.
+    log_path.parent.mkdir()
+    fields = [*sorted(STANDARD_FIELDS), "cs(Accept)", "sc(Content-Type)"]
+    settings = {"http_logging": {"target": str(log_path), "format": fmt, "fields": fields}}
+    ctx = make_context("GET", "/a b?q", headers={"accept": "*/*"}, settings=settings)
+    log_one(ctx)
+    if fmt == "json":
+        record = json.loads(log_path.read_text())
+        assert list(record) == [json_key(f) for f in fields]
+        assert (record["cs_uri_stem"], record["cs_accept"]) == ("/a b", "*/*")
+    else:
+        directives, (record,) = read_w3c(log_path)
+        assert directives[-1] == "#Fields: " + " ".join(fields)
+        assert (record["cs-uri-stem"], record["cs(Accept)"]) == ("/a+b", "*/*")
 
 
 def test_json_keys() -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
 
 from colonnade.config.sections import Section
+from colonnade.modules.http_logging.fields import FIELDS, HEADER_FIELD
 
 #: IIS's default ``logExtFileFlags``, in IIS's order.
 IIS_DEFAULT_FIELDS: tuple[str, ...] = (
@@ -30,21 +30,7 @@ IIS_DEFAULT_FIELDS: tuple[str, ...] = (
 )
 
 #: Every field name besides ``cs(Header)`` / ``sc(Header)``.
-STANDARD_FIELDS: frozenset[str] = frozenset(
-    {
-        *IIS_DEFAULT_FIELDS,
-        "sc-bytes",
-        "cs-bytes",
-        "cs-host",
-        "cs-version",
-        "s-sitename",
-        "s-computername",
-        "x-correlation-id",
-    }
-)
-
-#: ``cs(Header-Name)`` (request header) or ``sc(Header-Name)`` (response header).
-HEADER_FIELD = re.compile(r"^(cs|sc)\(([!#$%&'*+.^_`|~0-9A-Za-z-]+)\)$")
+STANDARD_FIELDS: frozenset[str] = frozenset(FIELDS)
 
 
 def _default_fields() -> list[str]:
@@ -65,9 +51,12 @@ class HttpLoggingSection(Section, frozen=True):
       file and one buffer.
     - ``format``: ``"w3c"`` (IIS's W3C extended format, with its ``#Software``,
       ``#Version``, ``#Date`` and ``#Fields`` header written when the file is new or
-      ends with different fields) or ``"json"`` (one object per line, the same
-      fields with snake_case keys: ``cs(User-Agent)`` → ``cs_user_agent``;
-      missing values are ``null`` and numbers are numbers).
+      empty or its last ``#Fields`` line lists other fields: once per file, however
+      many workers append to it or replace each other; a ``#Fields`` line more than
+      64 MB before the end is not searched for, and the header is written again)
+      or ``"json"`` (one object per line, the same fields with snake_case keys:
+      ``cs(User-Agent)`` → ``cs_user_agent``; missing values are ``null`` and
+      numbers are numbers).
     - ``fields``: IIS's default list plus ``x-correlation-id`` at the end. That
       field is ours, not IIS's: the short id shown on 5xx error pages (and in the
       error log), so an error report can be matched to its log line; it is ``-``
@@ -77,7 +66,7 @@ class HttpLoggingSection(Section, frozen=True):
       ``s-computername`` and any request or response header as
       ``cs(Header-Name)`` / ``sc(Header-Name)``.
     - ``buffer_size``: lines are buffered in memory and written in one batch once
-      the buffer holds about this many bytes (IIS writes 64 KB batches too; W3C
+      the buffer holds about this many bytes (IIS writes 64 KB batches too;
       lines are kept as raw values until then and formatted in the batch, so the
       count is estimated from the length of the lines written last); 0 writes
       every line at once. Per target: sharers get the smallest asked for.
