@@ -22,8 +22,18 @@ class Wire:
 class Conn:
     """A raw client connection with a read buffer."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 5.0) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(
+        self, port: int, host: str = "127.0.0.1", timeout: float = 5.0, rcvbuf: int | None = None
+    ) -> None:
+        if rcvbuf is None:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
+        else:
+            # Set before connecting: the window scale is agreed in the handshake,
+            # and a buffer shrunk afterwards still lets the peer send far more.
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(timeout)
+            self.sock.connect((host, port))
         self.buf = b""
 
     def send(self, data: bytes) -> None:
