@@ -52,9 +52,11 @@ from collections import deque
 from collections.abc import Coroutine
 from typing import Any
 
+from colonnade.config.load import locate
 from colonnade.config.schema import PoolConfig, ServerConfig
 from colonnade.config.tree import WEB_TOML
 from colonnade.core.registry import Registry
+from colonnade.core.request import is_local_client
 from colonnade.engine import Engine
 from colonnade.engine.sites import Binding
 from colonnade.errors import ConfigError, ModuleError
@@ -70,8 +72,9 @@ from colonnade.pools.config import (
     worker_count,
 )
 from colonnade.pools.control import Command, ControlServer, socket_path
+from colonnade.pools.preflight import EXECUTE, Preflight, check_access
 from colonnade.pools.routing import RouteTable, pool_of_head
-from colonnade.pools.sandbox import Identity, blocked_path, landlock_abi, resolve_identity
+from colonnade.pools.sandbox import Identity, landlock_abi, resolve_identity
 from colonnade.transport.server import bind_socket
 
 log = logging.getLogger("colonnade.pools")
@@ -185,6 +188,7 @@ class Loaded:
         self.used = used_pools(config)  # pools some application is served by
         self.identities: dict[str, Identity | None] = {}
         self.sources: frozenset[str] = frozenset()  # application module sources
+        self.preflight: Preflight | None = None  # what each pool's user must reach
 
 
 def check(config: ServerConfig, registry: Registry) -> Engine:
@@ -199,10 +203,15 @@ def load(source: ConfigSource, registry: Registry) -> Loaded:
     config = source.load()
     routes = RouteTable(config)
     loaded = Loaded(source, config, routes)
-    loaded.sources = check(config, registry).sources
+    checked = check(config, registry)
+    loaded.sources = checked.sources
+    loaded.preflight = Preflight(config, checked)
     abi: int | None = None
     for name, settings in config.pools.items():
-        loaded.identities[name] = resolve_identity(settings, name)
+        try:
+            loaded.identities[name] = resolve_identity(settings, name)
+        except ConfigError as exc:
+            raise locate(exc, config.source, config.lines) from None
         if settings.sandbox is True:
             abi = landlock_abi() if abi is None else abi
             if abi < 1:
@@ -375,6 +384,12 @@ class Master:
                     for w in list(pool.workers):
                         self._drain(w, migrate=True)
                 pool.demand = False
+                continue
+            if (
+                pool.state != STOPPED
+                and (changed or not pool.workers)
+                and not self._preflight(pool)
+            ):
                 continue
             if not first:
                 if changed and settings.recycling.on_config_change:
@@ -568,7 +583,9 @@ class Master:
             self.answer(fd, 503, "the application pool is not available")
             return
         if pool.state == STOPPED:
-            self.answer(fd, 503, f"the application pool is stopped ({pool.reason})")
+            # Why (paths, users) is for the machine's own users and the log only.
+            why = f" ({pool.reason})" if _local_client(fd, data) else ""
+            self.answer(fd, 503, f"the application pool is stopped{why}")
             return
         worker = pool.next_worker()
         if worker is not None and worker.channel is not None:
@@ -673,8 +690,10 @@ class Master:
         except OSError as exc:
             parent.close()
             why = str(exc)
-            if identity is not None and (blocked := blocked_path(identity, sys.executable)):
-                why += f" ({blocked} is not searchable by uid {identity.uid})"
+            if identity is not None and (
+                refused := check_access(identity, sys.executable, EXECUTE)
+            ):
+                why += f" ({refused})"
             log.error("pool %s: cannot start a worker: %s", pool.name, why)
             self._failure(pool, f"cannot start a worker: {why}")
             return None
@@ -876,7 +895,19 @@ class Master:
             self._drain(w, migrate=False)
         self._update_accepting()
 
-    def _start_pool(self, pool: Pool) -> None:
+    def _preflight(self, pool: Pool) -> bool:
+        """Whether the pool's user can reach what its workers need; else the pool is
+        stopped with the reason (its workers would only die into rapid-fail protection)."""
+        assert self.loaded is not None and self.loaded.preflight is not None
+        why = self.loaded.preflight.refusal(pool.name, pool.identity, temp_dir=pool.temp_dir)
+        if why is not None:
+            log.error("pool %s not started: %s", pool.name, why)
+            self._stop_pool(pool, why)
+        return why is None
+
+    def _start_pool(self, pool: Pool) -> bool:
+        if not self._preflight(pool):
+            return False
         pool.state, pool.reason = (RUNNING if pool.workers else IDLE), ""
         pool.failures.clear()
         pool.next_spawn = 0.0
@@ -884,6 +915,7 @@ class Master:
             pool.demand = True
             self._ensure(pool)
         self._update_accepting()
+        return True
 
     async def command(self, command: Command) -> dict[str, Any]:
         """One control-socket command."""
@@ -916,7 +948,8 @@ class Master:
         if command.op == "stop":
             self._stop_pool(found, "stopped by command")
             return {"ok": True, "message": f"pool {found.name} stopped"}
-        self._start_pool(found)
+        if not self._start_pool(found):
+            return {"ok": False, "error": f"pool {found.name} stays stopped: {found.reason}"}
         return {"ok": True, "message": f"pool {found.name} started"}
 
     # -- supervision -------------------------------------------------------------------------
@@ -1157,6 +1190,22 @@ def _is_tcp(fd: int) -> bool:
         return sock.type == socket.SOCK_STREAM and sock.family in (socket.AF_INET, socket.AF_INET6)
     finally:
         sock.detach()
+
+
+def _local_client(fd: int, data: bytes) -> bool:
+    """Whether the request whose bytes are ``data`` was sent directly from this machine."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        return False
+    try:
+        host = str(sock.getpeername()[0])
+    except (OSError, IndexError):
+        return False
+    finally:
+        sock.detach()
+    lines = data.partition(b"\r\n\r\n")[0].split(b"\r\n")[1:]
+    return is_local_client(host, (line.partition(b":")[0].strip().lower() for line in lines))
 
 
 def _close(fd: int) -> None:
