@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +25,9 @@ import pytest
 
 from colonnade.management import operations
 from tests.e2e.wire import Conn, Wire
+
+from .identity import NotArrangedError, Runtime, identity_of, open_temp_folder, stage_runtime
+from .identity import system_user as make_system_user
 
 #: pid, uid, pool, path as JSON (acme.pid); /slow answers after ?ms=N (acme.slow).
 MODULES = ["acme.pid", "acme.slow", "acme.crash"]
@@ -110,7 +115,7 @@ def server_toml(
 class Master:
     """``colonnade serve -c FILE --workers N`` as a child process; with ``serve_args``,
     ``colonnade serve SERVE_ARGS --workers N`` (no file) whose control socket is
-    ``control``."""
+    ``control``. ``runtime``: run it (and so its workers) with that Python."""
 
     def __init__(
         self,
@@ -121,6 +126,7 @@ class Master:
         port: int,
         serve_args: list[str] | None = None,
         control: str | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
         self.folder = folder
         self.port = port
@@ -135,7 +141,7 @@ class Master:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [
-                sys.executable,
+                runtime.python if runtime else sys.executable,
                 "-m",
                 "colonnade.management.cli",
                 "serve",
@@ -145,7 +151,7 @@ class Master:
                 "--no-watch",
             ],
             cwd=folder,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(runtime.env if runtime else {})},
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -246,18 +252,55 @@ def wait_for(check: Callable[[], Any], timeout: float, message: str) -> Any:
 
 @pytest.fixture
 def start_master(tmp_path: Path) -> Iterator[Callable[..., Master]]:
-    """Start a master on a fresh port; every one started is stopped after the test."""
+    """Start a master on a fresh port; every one started is stopped after the test.
+
+    ``runtime`` (from the ``user_runtime`` fixture): for pools with a ``user``; the
+    master runs that Python, in a folder of the runtime's (the user can reach both).
+    """
     started: list[Master] = []
 
-    def start(pools: dict[str, dict[str, Any]], *, workers: int = 1, **kwargs: Any) -> Master:
+    def start(
+        pools: dict[str, dict[str, Any]],
+        *,
+        workers: int = 1,
+        runtime: Runtime | None = None,
+        folder: Path | None = None,
+        **kwargs: Any,
+    ) -> Master:
         port = free_port()
-        master = Master(tmp_path, server_toml(port, pools, **kwargs), workers=workers, port=port)
+        if folder is None:
+            folder = runtime.folder("master") if runtime else tmp_path
+        config = server_toml(port, pools, **kwargs)
+        master = Master(folder, config, workers=workers, port=port, runtime=runtime)
         started.append(master)
         return master
 
     yield start
     for master in started:
         master.stop()
+
+
+@pytest.fixture(scope="session")
+def system_user() -> pwd.struct_passwd:
+    """A system user for pools to run as (created when missing); the tests skip unless root."""
+    if os.geteuid() != 0:
+        pytest.skip("running a pool as another user needs root")
+    return make_system_user()
+
+
+@pytest.fixture(scope="session")
+def user_runtime(system_user: pwd.struct_passwd) -> Iterator[Runtime]:
+    """A Python ``system_user`` can run, staged under a world-searchable temp folder
+    (``tests/pools/identity.py``): it does not matter where the checkout lives."""
+    identity = identity_of(system_user)
+    try:
+        root = open_temp_folder(identity, prefix="colonnade-runtime-", executable=True)
+    except NotArrangedError as exc:
+        pytest.skip(str(exc))
+    try:
+        yield stage_runtime(identity, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 class Load:

@@ -88,7 +88,9 @@ def test_front_door_answers_503_through_the_http_layer(tmp_path: Path) -> None:
     assert fields[b"Content-Type"] == b"text/plain; charset=utf-8"
     assert fields[b"Content-Length"] == b"%d" % len(body)
     assert fields[b"Server"] == b"colonnade"
-    assert b"the application pool is stopped (stopped by command)" in body
+    # Not a client on this machine over TCP (a socket pair): the reason stays in
+    # the log; the body only says the pool is stopped.
+    assert body.endswith(b"the application pool is stopped\n")
 
     pool.state = PoolState.IDLE
     pool.queue.append((-1, b"", 80))  # the one place in the queue is taken

@@ -11,15 +11,15 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from colonnade.pools.sandbox import Identity, blocked_path
 from tests.e2e.wire import Conn
 
 from .conftest import Load, Master, free_port, get, wait_for
+from .identity import TEST_USER, Runtime
 
 pytestmark = pytest.mark.e2e
 
@@ -238,44 +238,13 @@ def test_pools_command_prints_workers(start_master: StartMaster) -> None:
     assert "pool default: running" in out and "RSS" in out
 
 
-TEST_USER = "colonnade-test"
-
-
-@pytest.fixture
-def system_user() -> Iterator[pwd.struct_passwd]:
-    """A system user for pools to run as; the interpreter made reachable for it.
-
-    Where Python lives below a private folder (pyenv in /root, mode 0700), that
-    folder gets search permission (o+x, not read) for the test, then its mode back.
-    """
-    if os.geteuid() != 0:
-        pytest.skip("running a pool as another user needs root")
-    try:
-        user = pwd.getpwnam(TEST_USER)
-    except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", TEST_USER],
-            check=True,
-            timeout=30,
-        )
-        user = pwd.getpwnam(TEST_USER)
-    identity = Identity(user.pw_uid, user.pw_gid, [user.pw_gid], user.pw_name, user.pw_dir)
-    restore: list[tuple[str, int]] = []
-    try:
-        while (blocked := blocked_path(identity, sys.executable)) is not None:
-            mode = os.stat(blocked).st_mode
-            restore.append((blocked, mode))
-            os.chmod(blocked, mode | stat.S_IXOTH)
-        yield user
-    finally:
-        for folder, mode in reversed(restore):
-            os.chmod(folder, stat.S_IMODE(mode))
-
-
-def test_pool_runs_as_its_user(start_master: StartMaster, system_user: pwd.struct_passwd) -> None:
+def test_pool_runs_as_its_user(
+    start_master: StartMaster, system_user: pwd.struct_passwd, user_runtime: Runtime
+) -> None:
     master = start_master(
         {"default": {}, "api": {"user": TEST_USER, "limits": {"open_files": 256}}},
         apps={"/api": "api"},
+        runtime=user_runtime,
     )
     info = master.json("/api/who")
     assert info["uid"] == system_user.pw_uid and info["pool"] == "api"
@@ -357,7 +326,7 @@ def test_memory_recycling_trigger() -> None:
 
 
 def test_control_socket_is_the_owners_only(
-    start_master: StartMaster, system_user: pwd.struct_passwd
+    start_master: StartMaster, system_user: pwd.struct_passwd, user_runtime: Runtime
 ) -> None:
     master = start_master({"default": {}})
     assert stat.S_IMODE(os.stat(master.control).st_mode) == 0o600
@@ -375,12 +344,15 @@ def test_control_socket_is_the_owners_only(
         f"--reuid={system_user.pw_uid}",
         f"--regid={system_user.pw_gid}",
         "--clear-groups",
-        sys.executable,
+        user_runtime.python,  # one the user can run, wherever the checkout is
         "-c",
         probe,
         master.control,
     ]
-    result = subprocess.run(as_user, capture_output=True, text=True, timeout=10, check=False)
+    env = {**os.environ, **user_runtime.env}
+    result = subprocess.run(
+        as_user, capture_output=True, text=True, timeout=10, check=False, env=env
+    )
     assert result.stdout.strip() == "refused", result.stderr
     assert (
         "configuration reloaded"

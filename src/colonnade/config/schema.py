@@ -183,7 +183,8 @@ class PoolConfig(_Strict):
     ``shutdownTimeLimit``)."""
     user: str | Annotated[int, Meta(ge=0)] | None = None
     """The user the workers run as (name or uid); none: the master's. Needs a
-    master running as root."""
+    master running as root. It must reach the interpreter and what the pool serves
+    and writes: `colonnade check` and the master check (the pool preflight)."""
     group: str | Annotated[int, Meta(ge=0)] | None = None
     """The group (name or gid); none: the user's primary group. Supplementary groups
     are the user's."""

@@ -29,6 +29,14 @@ class Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=T
 
     key: ClassVar[str] = ""
 
+    def written_paths(self) -> tuple[str, ...]:
+        """Files the module writes because of these settings (a log file), as given.
+
+        The pool preflight checks that a pool's user may write them (or create them
+        in their folder). None by default; a section naming such files says so.
+        """
+        return ()
+
 
 S = TypeVar("S", bound=Section)
 

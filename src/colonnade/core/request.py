@@ -2,10 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import ipaddress
+from collections.abc import AsyncIterator, Iterable
 from typing import Protocol
 
 Headers = list[tuple[bytes, bytes]]
+
+#: Request headers a reverse proxy adds: a request carrying one came from further away.
+PROXY_HEADERS = frozenset({b"forwarded", b"x-forwarded-for", b"x-real-ip"})
+
+
+def is_local_client(host: str, header_names: Iterable[bytes]) -> bool:
+    """True for a request sent directly from a loopback address (127.0.0.0/8, ::1).
+
+    ``host`` is the client's address, ``header_names`` the request's header names
+    (lower case). A request carrying a proxy header (``Forwarded``,
+    ``X-Forwarded-For``, ``X-Real-IP``) is not local, even from a loopback address:
+    a reverse proxy on the same machine forwards other people's requests.
+    """
+    try:
+        # An IPv6 zone id is not part of the address.
+        address = ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return False  # a Unix socket path or anything else: not known to be local
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if not address.is_loopback:
+        return False
+    return not any(name in PROXY_HEADERS for name in header_names)
 
 
 class Body(Protocol):

@@ -252,9 +252,29 @@ def cmd_modules(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """``colonnade check``: build everything, serve nothing."""
-    config = load_config(args)
-    engine = Engine(config, Registry.standard(BUILTIN))
+    """``colonnade check``: build everything, serve nothing.
+
+    The pools are checked as ``serve --workers N`` would: their users and groups,
+    their sandboxes, and what each pool's user must reach (the pool preflight,
+    ``pools/preflight.py``). Every refusal is reported, each on its own line.
+    """
+    from colonnade.pools import master
+
+    registry = Registry.standard(BUILTIN)
+    source = config_source(args)
+    config = source.load()
+    engine = Engine(config, registry)
+    loaded = master.load(source, registry)
+    assert loaded.preflight is not None
+    problems = [
+        error
+        for name, identity in loaded.identities.items()
+        for error in loaded.preflight.errors(name, identity)
+    ]
+    for problem in problems:
+        print(f"colonnade: {problem}", file=sys.stderr)
+    if problems:
+        return 2
     apps = len(engine.runtimes)
     print(f"configuration OK: {len(engine.sites)} site(s), {apps} application(s)")
     for line in serving_lines(config, workers=False):

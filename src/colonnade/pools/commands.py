@@ -49,5 +49,6 @@ async def execute(master: Master, command: Command) -> dict[str, Any]:
     if command.op == "stop":
         master.stop_pool(found, "stopped by command")
         return {"ok": True, "message": f"pool {found.name} stopped"}
-    master.start_pool(found)
+    if not master.start_pool(found):
+        return {"ok": False, "error": f"pool {found.name} stays stopped: {found.reason}"}
     return {"ok": True, "message": f"pool {found.name} started"}

@@ -32,6 +32,7 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
+from colonnade.core.request import is_local_client
 from colonnade.engine.sites import Binding
 from colonnade.http import HTTP1Connection, ProtocolError, RequestHead, error_response
 from colonnade.pools import ipc
@@ -175,7 +176,7 @@ class FrontDoor:
             self.answer(fd, 503, "the application pool is not available")
             return
         if pool.state is PoolState.STOPPED:
-            self.answer(fd, 503, f"the application pool is stopped ({pool.reason})")
+            self.answer(fd, 503, stopped_text(pool, fd, data))
             return
         worker = pool.next_worker()
         if worker is not None and worker.channel is not None:
@@ -199,11 +200,11 @@ class FrontDoor:
             fd, data, port = pool.queue.popleft()
             worker.channel.send(ipc.Adopt(port), data, [fd])
 
-    def fail_queue(self, pool: Pool, text: str) -> None:
+    def fail_queue(self, pool: Pool) -> None:
         """Answer every connection queued for ``pool`` 503 (it stopped)."""
         while pool.queue:
-            fd, _, _ = pool.queue.popleft()
-            self.answer(fd, 503, text)
+            fd, data, _ = pool.queue.popleft()
+            self.answer(fd, 503, stopped_text(pool, fd, data))
 
     def answer(self, fd: int, status: int, text: str) -> None:
         """Answer ``status`` on a connection and close it (the master's own responses)."""
@@ -301,6 +302,29 @@ class _Peek:
             close_fd(self.fd)
             self.fd = -1
         self.door.peek_done(self)
+
+
+def stopped_text(pool: Pool, fd: int, data: bytes) -> str:
+    """The 503 text for a request to stopped ``pool``: why it is stopped (paths,
+    users) only for a client on this machine; the log has it for everyone."""
+    why = f" ({pool.reason})" if pool.reason and local_client(fd, data) else ""
+    return f"the application pool is stopped{why}"
+
+
+def local_client(fd: int, data: bytes) -> bool:
+    """Whether the request whose bytes are ``data`` came directly from this machine."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        return False
+    try:
+        host = str(sock.getpeername()[0])
+    except (OSError, IndexError):
+        return False
+    finally:
+        sock.detach()
+    lines = data.partition(b"\r\n\r\n")[0].split(b"\r\n")[1:]
+    return is_local_client(host, (line.partition(b":")[0].strip().lower() for line in lines))
 
 
 def is_tcp(fd: int) -> bool:

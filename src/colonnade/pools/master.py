@@ -43,6 +43,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
+from colonnade.config.load import locate
 from colonnade.config.schema import ServerConfig
 from colonnade.config.sections import WEB_TOML
 from colonnade.core.registry import Registry
@@ -60,6 +61,7 @@ from colonnade.pools.config import (
 from colonnade.pools.control import ControlServer, socket_path
 from colonnade.pools.frontdoor import FrontDoor
 from colonnade.pools.pool import Pool, PoolState, WorkerState
+from colonnade.pools.preflight import Preflight
 from colonnade.pools.routing import RouteTable
 from colonnade.pools.sandbox import Identity, landlock_abi, resolve_identity
 from colonnade.pools.supervision import Supervisor
@@ -78,6 +80,7 @@ class Loaded:
         self.used = used_pools(config)  # pools some application is served by
         self.identities: dict[str, Identity | None] = {}
         self.sources: frozenset[str] = frozenset()  # application module sources
+        self.preflight: Preflight | None = None  # what each pool's user must reach
 
 
 def check(config: ServerConfig, registry: Registry) -> Engine:
@@ -92,10 +95,15 @@ def load(source: ConfigSource, registry: Registry) -> Loaded:
     config = source.load()
     routes = RouteTable(config)
     loaded = Loaded(source, config, routes)
-    loaded.sources = check(config, registry).sources
+    checked = check(config, registry)
+    loaded.sources = checked.sources
+    loaded.preflight = Preflight(config, checked)
     abi: int | None = None
     for name, settings in config.pools.items():
-        loaded.identities[name] = resolve_identity(settings, name)
+        try:
+            loaded.identities[name] = resolve_identity(settings, name)
+        except ConfigError as exc:
+            raise locate(exc, config.source, config.lines) from None
         if settings.sandbox is True:
             abi = landlock_abi() if abi is None else abi
             if abi < 1:
@@ -246,13 +254,26 @@ class Master:
         requests are answered 503 naming ``reason`` until it is started again."""
         pool.state, pool.reason = PoolState.STOPPED, reason
         pool.demand = False
-        self.frontdoor.fail_queue(pool, f"the application pool is stopped ({reason})")
+        self.frontdoor.fail_queue(pool)
         for w in list(pool.workers):
             self.workers.drain(w, migrate=False)
         self.frontdoor.update_accepting()
 
-    def start_pool(self, pool: Pool) -> None:
-        """Start a stopped ``pool`` again (clears its failure history)."""
+    def preflight(self, pool: Pool) -> bool:
+        """Whether the pool's user can reach what its workers need; else the pool is
+        stopped with the reason (its workers would only die into rapid-fail protection)."""
+        assert self.loaded is not None and self.loaded.preflight is not None
+        why = self.loaded.preflight.refusal(pool.name, pool.identity, temp_dir=pool.temp_dir)
+        if why is not None:
+            log.error("pool %s not started: %s", pool.name, why)
+            self.stop_pool(pool, why)
+        return why is None
+
+    def start_pool(self, pool: Pool) -> bool:
+        """Start a stopped ``pool`` again (clears its failure history); False when its
+        preflight still refuses it."""
+        if not self.preflight(pool):
+            return False
         pool.state, pool.reason = (PoolState.RUNNING if pool.workers else PoolState.IDLE), ""
         pool.failures.clear()
         pool.next_spawn = 0.0
@@ -260,6 +281,7 @@ class Master:
             pool.demand = True
             self.workers.ensure(pool)
         self.frontdoor.update_accepting()
+        return True
 
     def worker_gone(self, pool: Pool) -> None:
         """A worker of ``pool`` exited: forget a removed pool once it has no worker left,
@@ -296,6 +318,12 @@ class Master:
                     for w in list(pool.workers):
                         workers.drain(w, migrate=True)
                 pool.demand = False
+                continue
+            if (
+                pool.state is not PoolState.STOPPED
+                and (changed or not pool.workers)
+                and not self.preflight(pool)
+            ):
                 continue
             if not first:
                 if changed and settings.recycling.on_config_change:

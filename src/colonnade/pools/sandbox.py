@@ -88,32 +88,6 @@ def resolve_identity(settings: PoolConfig, pool: str) -> Identity | None:
     return Identity(uid, gid, groups, name, home)
 
 
-def blocked_path(identity: Identity, path: str) -> str | None:
-    """The first folder on ``path`` that ``identity`` may not search (by mode bits).
-
-    For the error message when a worker cannot be started as its pool's user:
-    the interpreter (or a folder above it) must be reachable by that user.
-    """
-    current = "/"
-    for part in os.path.realpath(path).strip("/").split("/")[:-1]:
-        current = os.path.join(current, part)
-        try:
-            info = os.stat(current)
-        except OSError:
-            return current
-        if identity.uid == 0:
-            continue
-        if info.st_uid == identity.uid:
-            allowed = info.st_mode & stat.S_IXUSR
-        elif info.st_gid in identity.groups or info.st_gid == identity.gid:
-            allowed = info.st_mode & stat.S_IXGRP
-        else:
-            allowed = info.st_mode & stat.S_IXOTH
-        if not allowed:
-            return current
-    return None
-
-
 # -- resource limits ----------------------------------------------------------------------
 
 

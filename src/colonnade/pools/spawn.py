@@ -16,7 +16,7 @@ from typing import Any
 
 from colonnade.pools import ipc
 from colonnade.pools.pool import Pool
-from colonnade.pools.sandbox import blocked_path
+from colonnade.pools.preflight import EXECUTE, check_access
 
 
 class SpawnError(Exception):
@@ -54,8 +54,8 @@ def spawn(
         parent.close()
         why = str(exc)
         identity = pool.identity
-        if identity is not None and (blocked := blocked_path(identity, sys.executable)):
-            why += f" ({blocked} is not searchable by uid {identity.uid})"
+        if identity is not None and (refused := check_access(identity, sys.executable, EXECUTE)):
+            why += f" ({refused})"
         raise SpawnError(why) from exc
     finally:
         child.close()

@@ -30,7 +30,6 @@ How this works:
 from __future__ import annotations
 
 import html
-import ipaddress
 import logging
 import os
 import time
@@ -42,7 +41,7 @@ from colonnade.core.context import Context
 from colonnade.core.errorpage import reason, render
 from colonnade.core.handler import Handler
 from colonnade.core.module import Module, Priority, hook
-from colonnade.core.request import Request
+from colonnade.core.request import Request, is_local_client
 from colonnade.core.response import Response
 from colonnade.core.stages import Stage
 from colonnade.modules.custom_errors.config import (
@@ -69,8 +68,6 @@ _BODY_HEADERS = frozenset(
         b"location",
     }
 )
-#: Request headers a reverse proxy adds: a request carrying one came from further away.
-_PROXY_HEADERS = frozenset({b"forwarded", b"x-forwarded-for", b"x-real-ip"})
 #: How often an error page file is checked for changes, in seconds.
 _RECHECK = 1.0
 #: The largest error page file read (they live in memory).
@@ -92,16 +89,7 @@ def is_local(request: Request) -> bool:
     client = request.client
     if not client:
         return False
-    host = str(client[0]).partition("%")[0]  # an IPv6 zone id is not part of the address
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False  # a Unix socket path or anything else: not known to be local
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if not address.is_loopback:
-        return False
-    return not any(name in _PROXY_HEADERS for name, _ in request.headers)
+    return is_local_client(str(client[0]), (name for name, _ in request.headers))
 
 
 def builtin_message(response: Response) -> str | None:

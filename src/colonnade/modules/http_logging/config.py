@@ -97,3 +97,7 @@ class HttpLoggingSection(Section, frozen=True):
             if name.lower() in seen:
                 raise ValueError(f"fields: {name!r} is listed twice")
             seen.add(name.lower())
+
+    def written_paths(self) -> tuple[str, ...]:
+        """The log file (none for ``stdout`` and ``stderr``)."""
+        return () if self.target in ("stdout", "stderr") else (self.target,)
