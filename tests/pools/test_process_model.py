@@ -125,6 +125,31 @@ def test_reload_under_load_recycles_the_changed_pool_and_loses_nothing(
     assert master.json("/")["env"] == "two"
 
 
+def test_master_and_workers_agree_on_the_generation(start_master: StartMaster) -> None:
+    master = start_master({"default": {"start": "always"}})
+    first = wait_for(lambda: master.pids("default"), 10, "a worker")[0]
+
+    def reloaded(generation: int, pid: int) -> bool:
+        log = master.log()
+        return (
+            f"configuration reloaded (SIGHUP): generation {generation}" in log
+            and f":{pid}]" in log  # the worker's lines carry its pid
+            and re.search(rf"{pid}.*reloaded \(master: reload\): generation {generation}", log)
+            is not None
+        )
+
+    master.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: reloaded(2, first), 10, "generation 2 in master and worker")
+    # A worker started after a reload counts from the master's number, not from 1.
+    master.command("recycle", "default")
+    second = wait_for(
+        lambda: (p := master.pids("default")) and first not in p and p[0], 10, "a new worker"
+    )
+    master.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: reloaded(3, second), 10, "generation 3 in master and the new worker")
+    assert not re.search(rf"{second}.*generation 2", master.log())
+
+
 def test_recycling_by_request_count(start_master: StartMaster) -> None:
     master = start_master({"default": {"recycling": {"requests": 25}}})
     with Load(master.port, "/", clients=4, keep_alive=True) as load:

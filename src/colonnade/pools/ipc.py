@@ -85,7 +85,10 @@ class Drain(msgspec.Struct, tag="drain", kw_only=True):
 
 
 class Reload(msgspec.Struct, tag="reload"):
-    """Master → worker: re-read the ``web.toml`` files (SIGHUP)."""
+    """Master → worker: re-read the ``web.toml`` files (SIGHUP); the result is the
+    master's configuration ``generation`` (one number in master and workers' logs)."""
+
+    generation: int = 0
 
 
 class Ready(msgspec.Struct, tag="ready"):

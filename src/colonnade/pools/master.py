@@ -394,7 +394,12 @@ class Master:
                     await self.reload("changed: " + os.path.basename(real))
                 else:
                     names = ", ".join(sorted(changed))
-                    log.info("changed: %s; the workers re-read their configuration", names)
+                    self.generation += 1
+                    log.info(
+                        "changed: %s; the workers re-read their configuration: generation %d",
+                        names,
+                        self.generation,
+                    )
                     for pool in self.pools.values():
                         self.workers.reload_config(pool)
                     if any(os.path.basename(p) == WEB_TOML for p in changed):

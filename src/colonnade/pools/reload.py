@@ -30,17 +30,24 @@ class Reloader:
     """Rebuilds the engine of ``state`` on request or when config files change."""
 
     def __init__(
-        self, state: ServerState, load: Callable[[], ServerConfig], registry: Registry
+        self,
+        state: ServerState,
+        load: Callable[[], ServerConfig],
+        registry: Registry,
+        generation: int = 1,
     ) -> None:
         self.state = state
         self.load = load
         self.registry = registry
-        self.generation = 1
+        self.generation = generation
         self._lock = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()
 
-    async def reload(self, reason: str) -> bool:
-        """Try to switch to the configuration on disk; False if it was refused."""
+    async def reload(self, reason: str, generation: int | None = None) -> bool:
+        """Try to switch to the configuration on disk; False if it was refused.
+
+        ``generation``: the number the result has (a pool worker takes its master's);
+        by default the next one."""
         async with self._lock:
             old = self.state.engine
             try:
@@ -61,7 +68,7 @@ class Reloader:
                 )
                 return False
             self.state.switch(new)
-            self.generation += 1
+            self.generation = self.generation + 1 if generation is None else generation
             task = asyncio.get_running_loop().create_task(
                 old.retire(new, new.settings.timeouts.graceful)
             )

@@ -70,7 +70,7 @@ class Worker:
         self.channel: ipc.Channel | None = None
         self.stop = asyncio.Event()
         self.drain: ipc.Drain | None = None
-        self.reloader = Reloader(self.state, self._load, registry)
+        self.reloader = Reloader(self.state, self._load, registry, start.generation)
         self._tasks: set[asyncio.Task[object]] = set()
         routes = RouteTable(config)
         self.router = PoolRouter(
@@ -111,7 +111,7 @@ class Worker:
             self.drain = message
             self.stop.set()
         elif isinstance(message, ipc.Reload):
-            self._spawn(self.reloader.reload("master: reload"))
+            self._spawn(self.reloader.reload("master: reload", message.generation or None))
 
     def _on_close(self) -> None:
         if not self.stop.is_set():

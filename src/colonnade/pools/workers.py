@@ -256,7 +256,7 @@ class Workers:
         """Make every serving worker of ``pool`` re-read its ``web.toml`` files."""
         for worker in pool.workers:
             if worker.serving and worker.channel is not None:
-                worker.channel.send(ipc.Reload())
+                worker.channel.send(ipc.Reload(generation=self.master.generation))
 
 
 def _keep(worker: WorkerProcess) -> None:
