@@ -212,7 +212,8 @@ class ApplicationConfig(_Strict):
 
     ``app`` names a Python application (``pkg.module:attr``) that then answers
     every request of the application except paths a ``[[handlers]]`` entry maps
-    elsewhere; ``interface`` is detected unless given.
+    elsewhere and its virtual directories (static files); ``interface`` is
+    detected unless given.
     """
 
     path: UrlPath
@@ -236,7 +237,13 @@ class ApplicationConfig(_Strict):
 
 
 class VirtualDirectoryConfig(_Strict):
-    """``[[sites.virtual_directories]]``: a URL path served from another folder."""
+    """``[[sites.virtual_directories]]``: a URL path served from another folder.
+
+    Inside a Python application's URL space its content is static files: served
+    by ``handler.static`` without a ``[[handlers]]`` entry (explicit entries are
+    matched first and win). Where ``handler.static`` is not enabled, that is an
+    error unless an entry maps the whole folder (``/static/*``) to a handler.
+    """
 
     path: UrlPath
     """The URL path (``/media``)."""

@@ -19,6 +19,7 @@ Application modules and ASGI middleware declared in an application's root
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -348,6 +349,7 @@ class Builder:
                 app.python,
                 app.root,
                 app.virtual_directories,
+                [vdir.path for _, vdir in self._vdirs_inside(app)],
                 [(lvl.path, lvl.raw, lvl.source) for lvl in app.levels],
                 root_dir.app_modules if root_dir is not None else None,
                 root_dir.asgi_middleware if root_dir is not None else None,
@@ -360,10 +362,13 @@ class Builder:
             return old
         modules = [self._module_class(module_id)() for module_id in ids]
         by_id = {m.id: m for m in modules}
-        rules = self._rules(by_id, mappings)
         if app.python is not None:
             # A hosted Python app answers everything but the paths a mapping sends
-            # elsewhere explicitly (a catch-all "*" mapping does not win over it).
+            # elsewhere explicitly: a catch-all "*" mapping (the default one to
+            # handler.static too) never applies to it, so it is not checked either.
+            mappings = [(m, error) for m, error in mappings if m.path != "*"]
+        rules = self._rules(by_id, mappings)
+        if app.python is not None:
             app_handler = self._python_handler(app)
             listed = by_id.get(app_handler.id)
             if isinstance(listed, Handler):
@@ -371,13 +376,64 @@ class Builder:
             else:
                 modules.append(app_handler)
                 by_id[app_handler.id] = app_handler
-            rules = [r for r in rules if r.pattern != "*"]
+            rules.extend(self._static_vdir_rules(app, by_id, rules))
             rules.append(compile_rule("*", ["*"], app_handler))
         self.app_modules.attach(app.site, app.path, modules)
         self._check_effective(app, modules, dirs)
         runtime = make_runtime(app, HandlerMap(rules), tuple(modules), fingerprint)
         self.fresh.append(runtime)
         return runtime
+
+    def _vdirs_inside(self, app: Application) -> list[tuple[str, VirtualDirectory]]:
+        """The virtual directories strictly inside ``app``'s URL space, with their keys.
+
+        A virtual directory inside a deeper application belongs to that one: its
+        requests never reach ``app``.
+        """
+        found: list[tuple[str, VirtualDirectory]] = []
+        for i, site in enumerate(self.config.sites):
+            if site.name != app.site:
+                continue
+            others = [a.path.rstrip("/") or "/" for a in site.applications]
+            for j, v in enumerate(site.virtual_directories):
+                path = v.path.rstrip("/") or "/"
+                if path == app.path or not covers(app.path, path):
+                    continue
+                if any(len(o) > len(app.path) and covers(o, path) for o in others):
+                    continue
+                key = f"sites[{i}].virtual_directories[{j}].path"
+                found.append((key, VirtualDirectory(path, v.root)))
+        return found
+
+    def _static_vdir_rules(
+        self, app: Application, by_id: dict[str, Module], explicit: Sequence[Rule]
+    ) -> list[Rule]:
+        """``handler.static`` for the virtual directories inside a Python application.
+
+        As in IIS, a virtual directory's content is static files unless a handler
+        mapping says otherwise: these rules come after the explicit mappings (which
+        win, being matched first) and before the application's catch-all. Where
+        ``handler.static`` is not enabled, a virtual directory that no explicit
+        mapping covers whole is an error, rather than the application answering for
+        its files in silence.
+        """
+        rules: list[Rule] = []
+        static = by_id.get("handler.static")
+        for key, vdir in self._vdirs_inside(app):
+            if not isinstance(static, Handler):
+                if any(_covers_whole(rule, vdir.path) for rule in explicit):
+                    continue
+                raise self._server_error(
+                    f"the virtual directory {vdir.path} lies inside the Python application "
+                    f"at {app.path} and is served by handler.static, which is not enabled "
+                    "there: add handler.static to server.modules, or map the path to a "
+                    "handler with [[handlers]]",
+                    key,
+                )
+            literal = _fnmatch_literal(vdir.path)
+            rules.append(compile_rule(literal, ["*"], static))
+            rules.append(compile_rule(literal + "/*", ["*"], static))
+        return rules
 
     def _python_handler(self, app: Application) -> Handler:
         python = app.python
@@ -470,3 +526,17 @@ def _dotted_keys(prefix: str, raw: Any) -> list[str]:
 def _added_modules(d: DirConfig) -> list[str]:
     added = (d.modules or {}).get("add", [])
     return [m for m in added if isinstance(m, str)]
+
+
+def _fnmatch_literal(path: str) -> str:
+    # A virtual directory's path as a mapping pattern that matches it literally.
+    return re.sub(r"([*?[])", r"[\1]", path)
+
+
+def _covers_whole(rule: Rule, path: str) -> bool:
+    """True if ``rule`` takes every verb of every URL below ``path`` (``path/...``)."""
+    pattern = rule.pattern
+    if rule.verbs is not None or not pattern.startswith("/") or not pattern.endswith("*"):
+        return False
+    stem = pattern[:-1]
+    return not any(c in stem for c in "*?[") and (path + "/").startswith(stem)
