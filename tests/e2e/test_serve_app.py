@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import Process, free_port
-from .wire import Conn
+from .wire import Conn, Wire
 
 ASGI = """
 async def app(scope, receive, send):
@@ -35,10 +36,14 @@ def make_app():
 """
 
 
-def get(port: int, path: str) -> bytes:
+def fetch(port: int, path: str) -> Wire:
     with Conn(port) as c:
         c.send(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
-        return c.response().body
+        return c.response()
+
+
+def get(port: int, path: str) -> bytes:
+    return fetch(port, path).body
 
 
 @pytest.mark.parametrize(
@@ -81,3 +86,42 @@ def test_an_app_that_cannot_be_imported_fails_the_start_clearly(tmp_path: Path) 
         "    raise ValueError('boom at import')",
         "ValueError: boom at import",
     ]
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_serve_app_with_static_files(tmp_path: Path, workers: str) -> None:
+    # One option mounts a folder inside the app's URL space: the static handler
+    # answers there (in the master's workers too: the option travels to them).
+    (tmp_path / "web.py").write_text(ASGI)
+    (tmp_path / "collected" / "css").mkdir(parents=True)
+    (tmp_path / "collected" / "css" / "site.css").write_text("body { color: teal }")
+    port = free_port()
+    args = ["web:app", "--static", "/static=collected", "--workers", workers]
+    server = Process([*args, "--bind", f"127.0.0.1:{port}"], cwd=tmp_path, port=port)
+    try:
+        css = fetch(port, "/static/css/site.css")
+        assert css.status == 200 and css.body == b"body { color: teal }"
+        assert css.headers["etag"]  # the static handler's validator, not the app's
+        folder = fetch(port, "/static")  # the folder itself: a redirect to its slash
+        assert folder.status == 301 and folder.headers["location"] == "/static/"
+        assert get(port, "/elsewhere") == b"asgi /elsewhere"
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(15) == 0
+        assert f"/static  files from {tmp_path / 'collected'}" in server.stderr()
+    finally:
+        server.kill()
+
+
+def test_static_without_an_app_adds_a_folder_to_the_served_one(tmp_path: Path) -> None:
+    (tmp_path / "index.txt").write_text("root")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "x.txt").write_text("mounted")
+    port = free_port()
+    server = Process(
+        ["--static", "/more=elsewhere", "--bind", f"127.0.0.1:{port}"], cwd=tmp_path, port=port
+    )
+    try:
+        assert get(port, "/index.txt") == b"root"
+        assert get(port, "/more/x.txt") == b"mounted"
+    finally:
+        server.kill()

@@ -97,3 +97,31 @@ def test_serving_lines_say_what_is_served_and_how_workers_start(tmp_path: Path, 
         assert pool.endswith("started now")
     else:
         assert "started at the pool's first request" in pool and "--start-workers" in pool
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ("static=assets", "--static static=assets: give URL=DIR, such as /static=staticfiles"),
+        ("/static", "--static /static: give URL=DIR, such as /static=staticfiles"),
+        ("/static=", "--static /static=: give URL=DIR, such as /static=staticfiles"),
+        ("/=assets", "--static /=assets: a folder at / is --root DIR"),
+        ("/static=nowhere", "--static /static=nowhere: no such folder: {tmp}/nowhere"),
+    ],
+)
+def test_static_option_errors(tmp_path: Path, value: str, error: str) -> None:
+    (tmp_path / "assets").mkdir()
+    done = colonnade("serve", "--static", value, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "colonnade: " + error.format(tmp=tmp_path)
+
+
+def test_static_option_twice_at_one_path_and_with_a_file(tmp_path: Path) -> None:
+    (tmp_path / "assets").mkdir()
+    done = colonnade("serve", "--static", "/s=assets", "--static", "/s/=assets", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "colonnade: --static /s/=assets: /s is given twice"
+    (tmp_path / "colonnade.toml").write_text("")
+    done = colonnade("serve", "-c", "colonnade.toml", "--static", "/s=assets", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "--static apply only without -c" in done.stderr

@@ -66,6 +66,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--app-dir", metavar="DIR", help="a folder to put on sys.path before importing APP"
     )
+    serve.add_argument(
+        "--static",
+        metavar="URL=DIR",
+        action="append",
+        help="serve the folder DIR (relative to the current folder) at the URL path URL, "
+        "a virtual directory; inside APP's URL space the static handler answers it, not "
+        "APP (repeatable): --static /static=staticfiles",
+    )
     config_args(serve)
     serve.add_argument(
         "--workers",
@@ -142,12 +150,15 @@ def config_source(args: argparse.Namespace) -> ConfigSource:
     Without ``-c`` and without ``--root``, ``--bind`` or an APP, a
     ``colonnade.toml`` in the current folder is the configuration.
     """
-    explicit = args.root or args.bind or getattr(args, "python_app", None)
+    static = getattr(args, "static", None)
+    explicit = args.root or args.bind or getattr(args, "python_app", None) or static
     if not args.config and not explicit and os.path.isfile(LOCAL_CONFIG):
         args.config = LOCAL_CONFIG
     if args.config:
-        if args.root or args.bind or getattr(args, "python_app", None):
-            raise ConfigError("APP, --root and --bind apply only without -c; set them in the file")
+        if explicit:
+            raise ConfigError(
+                "APP, --root, --bind and --static apply only without -c; set them in the file"
+            )
         return ConfigSource(file=os.path.abspath(args.config), no_access_log=args.no_access_log)
     bindings = [b if "://" in b else f"http://{b}" for b in (args.bind or [])]
     app = getattr(args, "python_app", None)
@@ -163,7 +174,27 @@ def config_source(args: argparse.Namespace) -> ConfigSource:
         interface=getattr(args, "interface", "auto"),
         factory=getattr(args, "factory", False),
         app_dir=os.path.abspath(app_dir) if app_dir else (os.getcwd() if app else None),
+        static=static_mounts(static or []),
     )
+
+
+def static_mounts(values: Sequence[str]) -> list[tuple[str, str]]:
+    """``--static URL=DIR`` values as (URL path, absolute folder) pairs, checked."""
+    mounts: dict[str, str] = {}
+    for value in values:
+        path, sep, folder = value.partition("=")
+        if sep and path.strip("/") == "" and path:
+            raise ConfigError(f"--static {value}: a folder at / is --root DIR")
+        path = path.rstrip("/")
+        if not sep or not folder or not path.startswith("/") or any(c.isspace() for c in path):
+            raise ConfigError(f"--static {value}: give URL=DIR, such as /static=staticfiles")
+        if path in mounts:
+            raise ConfigError(f"--static {value}: {path} is given twice")
+        folder = os.path.abspath(folder)
+        if not os.path.isdir(folder):
+            raise ConfigError(f"--static {value}: no such folder: {folder}")
+        mounts[path] = folder
+    return list(mounts.items())
 
 
 def load_config(args: argparse.Namespace) -> ServerConfig:

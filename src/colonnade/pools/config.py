@@ -20,7 +20,13 @@ from typing import Any
 import msgspec
 
 from colonnade.config.load import embedded_default, from_dict
-from colonnade.config.schema import ApplicationConfig, PoolConfig, ServerConfig, SiteConfig
+from colonnade.config.schema import (
+    ApplicationConfig,
+    PoolConfig,
+    ServerConfig,
+    SiteConfig,
+    VirtualDirectoryConfig,
+)
 from colonnade.config.tree import parse_toml
 from colonnade.errors import ConfigError
 
@@ -48,6 +54,8 @@ class ConfigSource(msgspec.Struct, kw_only=True, frozen=True):
     interface: str = "auto"
     factory: bool = False
     app_dir: str | None = None
+    # `--static URL=DIR`: virtual directories of the embedded default's site.
+    static: list[tuple[str, str]] = msgspec.field(default_factory=list)
 
     def read(self) -> ConfigSource:
         """A copy holding the server file's current text (what workers will be sent)."""
@@ -91,6 +99,9 @@ class ConfigSource(msgspec.Struct, kw_only=True, frozen=True):
                         ApplicationConfig,
                     )
                 )
+            config.sites[0].virtual_directories.extend(
+                VirtualDirectoryConfig(path=path, root=root) for path, root in self.static
+            )
         if self.no_access_log:
             config.server.modules = [m for m in config.server.modules if m != "log.http"]
         if self.control_socket is not None:
