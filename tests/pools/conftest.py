@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import pytest
 
 from colonnade.management import operations
 from tests.e2e.wire import Conn, Wire
+from tests.support.wait import PATIENCE, wait_for
 
 #: pid, uid, pool, path as JSON (acme.pid); /slow answers after ?ms=N (acme.slow).
 MODULES = ["acme.pid", "acme.slow", "acme.crash"]
@@ -151,7 +151,7 @@ class Master:
             stderr=subprocess.STDOUT,
         )
         try:
-            wait_for(self._answers, 15, "the master did not start")
+            wait_for(self._answers, PATIENCE, "the master answering on its control socket")
         except BaseException:
             self.stop()
             raise
@@ -226,17 +226,6 @@ class Master:
 
 def get(path: str, *extra: str, host: str = "t") -> bytes:
     return "\r\n".join([f"GET {path} HTTP/1.1", f"Host: {host}", *extra, "", ""]).encode()
-
-
-def wait_for(check: Callable[[], Any], timeout: float, message: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(message)
-        time.sleep(0.05)
 
 
 @pytest.fixture
