@@ -8,10 +8,9 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -19,6 +18,9 @@ from colonnade.engine.sites import Binding
 from colonnade.pools.single import new_event_loop, serve
 from colonnade.testing import build_engine
 from colonnade.transport.server import HttpServer, ServerState, bind_socket
+from tests.support.wait import PATIENCE, wait_for
+
+T = TypeVar("T")
 
 
 class LiveServer:
@@ -41,6 +43,17 @@ class LiveServer:
     def engine_state(self) -> ServerState:
         return self.server.state
 
+    def look(self, fn: Callable[[ServerState], T], *, turns: int = 0) -> T:
+        """``fn(state)``, run on the server's loop (where the state changes) after
+        ``turns`` more turns of it."""
+
+        async def run() -> T:
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            return fn(self.server.state)
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(PATIENCE)
+
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         try:
@@ -56,7 +69,7 @@ class LiveServer:
 
     def start(self) -> LiveServer:
         self.thread.start()
-        assert self.ready.wait(10), "server did not start"
+        assert self.ready.wait(PATIENCE), "server did not start"
         if self.error:
             raise self.error
         return self
@@ -67,9 +80,13 @@ class LiveServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def stop(self) -> None:
+    def begin_stop(self) -> None:
+        """Begin a graceful stop, without waiting for its end."""
         if self.stop_event is not None and self.thread.is_alive():
             self.loop.call_soon_threadsafe(self.stop_event.set)
+
+    def stop(self) -> None:
+        self.begin_stop()
         self.thread.join(15)
         assert not self.thread.is_alive(), "server did not stop"
         if self.error:
@@ -112,40 +129,42 @@ def free_port() -> int:
 
 
 class Process:
-    """``colonnade serve`` as a real child process."""
+    """``colonnade serve`` as a real child process; what it writes goes to a file, so
+    that a test can watch its log while it runs."""
 
     def __init__(self, args: list[str], cwd: Path, port: int) -> None:
         self.port = port
+        self.log_path = cwd / "serve.log"
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "colonnade.management.cli", "serve", *args],
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(self.proc.stderr.read().decode() if self.proc.stderr else "")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        self.kill()
-        raise RuntimeError("colonnade serve did not start listening")
+        with open(self.log_path, "wb") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "colonnade.management.cli", "serve", *args],
+                cwd=cwd,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        try:
+            wait_for(self._listening, PATIENCE, "colonnade serve listening")
+        except BaseException:
+            self.kill()
+            raise
+
+    def _listening(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError("colonnade serve exited:\n" + self.stderr())
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except OSError:
+            return False
+        return True
 
     def stderr(self) -> str:
-        """Everything the process wrote to stderr (after it exited)."""
-        assert self.proc.stderr is not None
-        return self.proc.stderr.read().decode()
+        """Everything the process has written so far (its log goes to stderr)."""
+        return self.log_path.read_text(errors="replace")
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                pipe.close()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
+from urllib.parse import quote
+
+from tests.support.wait import PATIENCE
 
 from .conftest import Process, free_port
 from .wire import Conn
@@ -38,25 +39,27 @@ def start(www: Path, graceful: float = 10) -> Process:
     return Process(["-c", "colonnade.toml"], cwd=www, port=port)
 
 
+def held(gate: Path) -> bytes:
+    """A request for acme.slow that answers its head at once and the rest only once
+    ``gate`` exists."""
+    return f"GET /slow?head=1&until={quote(str(gate))} HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+
+
 def test_sigterm_finishes_requests_in_flight(www: Path) -> None:
-    server = start(www)
+    # The deadline is far off: everything seen here happens before it.
+    server = start(www, graceful=60)
+    gate = www / "finish"
     try:
-        results: list[bytes] = []
-
-        def slow_request() -> None:
-            with Conn(server.port, timeout=10) as c:
-                c.send(b"GET /slow?ms=800 HTTP/1.1\r\nHost: t\r\n\r\n")
-                results.append(c.response().body)
-
-        worker = threading.Thread(target=slow_request)
-        worker.start()
-        time.sleep(0.3)  # the request is in flight
-        with Conn(server.port) as idle:  # an idle keep-alive connection
-            server.proc.send_signal(signal.SIGTERM)
-            assert idle.closed(wait=3), "idle connections close at once on stop"
-        worker.join(10)
-        assert results == [b"slow:"], "the in-flight request must complete"
-        assert server.proc.wait(10) == 0
+        with Conn(server.port) as busy:
+            busy.send(held(gate))
+            busy.await_head()  # the request is in flight
+            with Conn(server.port) as idle:  # an idle keep-alive connection
+                server.proc.send_signal(signal.SIGTERM)
+                assert idle.closed(), "idle connections close at once on stop"
+            assert server.proc.poll() is None, "the stop waits for the request in flight"
+            gate.touch()
+            assert busy.response().body == b"slow:", "the in-flight request must complete"
+        assert server.proc.wait(PATIENCE) == 0
         err = server.stderr()
         assert "stopping" in err and "stopped" in err
     finally:
@@ -66,23 +69,13 @@ def test_sigterm_finishes_requests_in_flight(www: Path) -> None:
 def test_graceful_deadline_bounds_the_stop(www: Path) -> None:
     server = start(www, graceful=0.5)
     try:
-
-        def stuck() -> None:
-            try:
-                with Conn(server.port, timeout=10) as c:
-                    c.send(b"GET /slow?ms=5000 HTTP/1.1\r\nHost: t\r\n\r\n")
-                    c.response()
-            except (EOFError, OSError):
-                pass
-
-        worker = threading.Thread(target=stuck)
-        worker.start()
-        time.sleep(0.3)
-        started = time.monotonic()
-        server.proc.send_signal(signal.SIGINT)
-        assert server.proc.wait(10) == 0
-        assert time.monotonic() - started < 3
-        worker.join(10)
+        with Conn(server.port) as stuck:
+            stuck.send(held(www / "never"))  # held for a minute: well past any wait here
+            stuck.await_head()
+            server.proc.send_signal(signal.SIGINT)
+            assert server.proc.wait(PATIENCE) == 0
+        # Cut off at the deadline, not after the request (nor the default 30 s).
+        assert "1 connection(s) still busy after 0.5s; aborting" in server.stderr()
     finally:
         server.kill()
 

@@ -6,6 +6,8 @@ import socket
 import time
 from dataclasses import dataclass, field
 
+from tests.support.wait import PATIENCE
+
 
 @dataclass
 class Wire:
@@ -23,7 +25,11 @@ class Conn:
     """A raw client connection with a read buffer."""
 
     def __init__(
-        self, port: int, host: str = "127.0.0.1", timeout: float = 5.0, rcvbuf: int | None = None
+        self,
+        port: int,
+        host: str = "127.0.0.1",
+        timeout: float = PATIENCE,
+        rcvbuf: int | None = None,
     ) -> None:
         if rcvbuf is None:
             self.sock = socket.create_connection((host, port), timeout=timeout)
@@ -98,8 +104,18 @@ class Conn:
             wire.body, self.buf = self.buf, b""
         return wire
 
-    def closed(self, wait: float = 2.0) -> bool:
-        """True if the server closed the connection (EOF) within ``wait`` seconds."""
+    def await_head(self) -> None:
+        """Read until a whole response head has arrived (it stays buffered for
+        :meth:`response`): the server is handling the request."""
+        while b"\r\n\r\n" not in self.buf:
+            if not self._fill():
+                raise EOFError("connection closed before a response head")
+
+    def closed(self, wait: float = 10.0) -> bool:
+        """True if the server closed the connection (EOF) within ``wait`` seconds.
+
+        The default is generous for a loaded machine, yet below the default
+        keep-alive timeout (15 s), which would close any connection in the end."""
         self.sock.settimeout(wait)
         end = time.monotonic() + wait
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +14,7 @@ from tests.e2e.conftest import LiveServer
 from tests.hosting.apps import starlette_ws
 from tests.hosting.browser import Browser
 from tests.hosting.support import live, site_config
+from tests.support.wait import PATIENCE, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -41,9 +41,7 @@ def test_echo_with_per_message_deflate(server: LiveServer) -> None:
         text = "a compressible line\n" * 20_000
         ws.send(text)
         assert ws.recv(timeout=5) == "echo: " + text
-    deadline = time.monotonic() + 5
-    while not starlette_ws.CLOSES and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: starlette_ws.CLOSES, PATIENCE, "the endpoint seeing the close")
     assert starlette_ws.CLOSES == [1000]
 
 

@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import pytest
 
 from colonnade.management import operations
 from tests.e2e.wire import Conn, Wire
+from tests.support.wait import PATIENCE, wait_for
 
 from .identity import NotArrangedError, Runtime, identity_of, open_temp_folder, stage_runtime
 from .identity import system_user as make_system_user
@@ -157,7 +157,7 @@ class Master:
             stderr=subprocess.STDOUT,
         )
         try:
-            wait_for(self._answers, 15, "the master did not start")
+            wait_for(self._answers, PATIENCE, "the master answering on its control socket")
         except BaseException:
             self.stop()
             raise
@@ -237,17 +237,6 @@ class Master:
 
 def get(path: str, *extra: str, host: str = "t") -> bytes:
     return "\r\n".join([f"GET {path} HTTP/1.1", f"Host: {host}", *extra, "", ""]).encode()
-
-
-def wait_for(check: Callable[[], Any], timeout: float, message: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(message)
-        time.sleep(0.05)
 
 
 @pytest.fixture

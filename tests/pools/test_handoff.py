@@ -9,6 +9,7 @@ import queue
 import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -16,9 +17,10 @@ from colonnade.config.load import from_dict
 from colonnade.pools import ipc
 from colonnade.pools.config import ConfigSource
 from colonnade.pools.routing import PoolRouter, RouteTable
-from colonnade.transport.server import HttpServer
+from colonnade.transport.server import HttpServer, ServerState
 from tests.e2e.conftest import LiveServer
 from tests.e2e.wire import Conn
+from tests.support.wait import PATIENCE, wait_for, wait_for_async
 
 from .conftest import get
 
@@ -93,8 +95,7 @@ def test_channel_carries_messages_bytes_and_descriptors() -> None:
         assert payload == big and fds == []
         left.close()
         assert right.closed is False
-        await asyncio.sleep(0.05)
-        assert right.closed  # the other end noticed
+        await wait_for_async(lambda: right.closed, PATIENCE, "the other end noticing")
         os.close(r)
 
     asyncio.run(main())
@@ -140,7 +141,7 @@ def default_worker(tmp_path: Path) -> Any:
 
 
 def take(captured: Captured) -> tuple[str, int, bool, bytes, socket.socket]:
-    pool, port, head, data, fd = captured.items.get(timeout=5)
+    pool, port, head, data, fd = captured.items.get(timeout=PATIENCE)
     return pool, port, head, data, socket.socket(fileno=fd)
 
 
@@ -185,15 +186,22 @@ def test_malformed_head_is_answered_here(default_worker: Any) -> None:
     assert captured.items.empty()
 
 
-def test_draining_hands_over_idle_connections(default_worker: Any) -> None:
+def test_draining_hands_over_idle_connections(default_worker: Any, tmp_path: Path) -> None:
     server, captured, router = default_worker
+    gate = tmp_path / "finish"
     with Conn(server.port) as idle, Conn(server.port) as busy:
         idle.send(get("/a"))
         idle.response()
-        busy.send(get("/slow?ms=300"))
-        deadline = asyncio.run_coroutine_threadsafe(asyncio.sleep(0.1), server.loop)
-        deadline.result(5)
-        conns = list(server.engine_state().connections)
+        busy.send(get(f"/slow?until={quote(str(gate))}"))  # held until the gate opens
+        expected = {idle.sock.getsockname(): False, busy.sock.getsockname(): True}
+
+        def in_flight(state: ServerState) -> dict[object, bool]:
+            return {c.client: c.task is not None for c in state.connections}
+
+        wait_for(
+            lambda: server.look(in_flight) == expected, PATIENCE, "a request in flight on busy"
+        )
+        conns = server.look(lambda state: list(state.connections))
 
         def drain() -> None:
             router.draining = True
@@ -203,6 +211,7 @@ def test_draining_hands_over_idle_connections(default_worker: Any) -> None:
         pool, _, head, data, sock = take(captured)
         assert (pool, head, data) == ("default", False, b"")  # the idle one, at once
         sock.close()
+        gate.touch()
         response = busy.response()  # the busy one finishes first, kept alive …
         assert response.body == b"slow:" and "connection" not in response.headers
         pool, _, head, data, sock = take(captured)  # … and then goes too

@@ -63,7 +63,10 @@ _BODY_HIGH_WATER: Final = 256 * 1024
 
 
 def _cork(sock: Any, on: int) -> None:
-    with contextlib.suppress(OSError):  # not TCP (a Unix socket), or already closed
+    # Not TCP (a Unix socket), or already closed: an OSError; uvloop's stand-in for
+    # the socket of a transport closed meanwhile (the client reset the connection
+    # while a file was going out) raises ValueError for its descriptor, now -1.
+    with contextlib.suppress(OSError, ValueError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, on)
 
 

@@ -22,6 +22,7 @@ from websockets.sync.client import ClientConnection, connect
 from tests.e2e.wire import Conn
 from tests.hosting.apps import asgi_apps
 from tests.hosting.support import live, site_config
+from tests.support.wait import PATIENCE, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -31,23 +32,16 @@ APPS = "tests.hosting.apps.asgi_apps"
 @pytest.fixture(autouse=True)
 def _clear_events() -> Iterator[None]:
     asgi_apps.EVENTS.clear()
+    asgi_apps.GATE.clear()
     yield
+    asgi_apps.GATE.set()
     asgi_apps.EVENTS.clear()
 
 
 def ws(port: int, path: str = "/", **kw: Any) -> ClientConnection:
-    kw.setdefault("open_timeout", 5)
-    kw.setdefault("close_timeout", 5)
+    kw.setdefault("open_timeout", PATIENCE)
+    kw.setdefault("close_timeout", PATIENCE)
     return connect(f"ws://127.0.0.1:{port}{path}", proxy=None, **kw)
-
-
-def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return bool(predicate())
 
 
 # -- http ----------------------------------------------------------------------------------
@@ -69,13 +63,23 @@ def test_chunked_upload_streams_through_and_back(tmp_path: Path) -> None:
     pieces = [os.urandom(n) for n in (10, 100_000, 3, 70_000)]
     with live(site_config(f"{APPS}:echo"), tmp_path) as server, Conn(server.port) as conn:
         conn.send(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
-        for piece in pieces:
+        sent = echoed = b""
+        for i, piece in enumerate(pieces):
             conn.sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
-            time.sleep(0.02)  # separate arrivals: separate http.request messages
+            sent += piece
+            if i == 0:  # the response head: a streamed body follows
+                assert conn._line() == b"HTTP/1.1 200 OK"
+                head = iter(conn._line, b"")
+                assert b"transfer-encoding: chunked" in [line.lower() for line in head]
+            # Separate arrivals, separate http.request messages: each piece comes
+            # back before the next leaves.
+            while len(echoed) < len(sent):
+                size = int(conn._line(), 16)
+                echoed += conn._exact(size)
+                assert conn._exact(2) == b"\r\n"
         conn.sock.sendall(b"0\r\n\r\n")
-        got = conn.response()
-    assert got.status == 200 and got.chunked
-    assert got.body == b"".join(pieces)
+        assert conn._line() == b"0" and conn._line() == b""
+    assert echoed == sent == b"".join(pieces)
     (shapes,) = asgi_apps.EVENTS
     assert len(shapes) > 2
     assert all(more for _, more in shapes[:-1])
@@ -149,13 +153,25 @@ def test_a_websocket_accepted_after_the_stop_began_is_closed_at_once(tmp_path: P
 
         thread = threading.Thread(target=client)
         thread.start()
-        time.sleep(0.2)  # the handshake is in, the application not yet accepted
+        wait_for(
+            lambda: asgi_apps.EVENTS == ["websocket.connect"],
+            PATIENCE,
+            "the handshake in, the application not yet accepted",
+        )
+        server.begin_stop()
+        wait_for(
+            lambda: server.look(lambda state: all(c.stopping for c in state.connections)),
+            PATIENCE,
+            "the stop begun",
+        )
         started = time.monotonic()
+        asgi_apps.GATE.set()  # the application accepts now
         server.stop()
-        assert time.monotonic() - started < 5
-        thread.join(10)
+        # At once: well before the graceful deadline (30 s) a stop would wait out.
+        assert time.monotonic() - started < 10
+        thread.join(PATIENCE)
     assert box == {"code": 1001}
-    assert asgi_apps.EVENTS == [("disconnect", 1001)]
+    assert asgi_apps.EVENTS == ["websocket.connect", ("disconnect", 1001)]
 
 
 def test_a_declared_length_head_goes_out_before_the_body(tmp_path: Path) -> None:
@@ -163,10 +179,9 @@ def test_a_declared_length_head_goes_out_before_the_body(tmp_path: Path) -> None
     # must not wait for the body.
     with live(site_config(f"{APPS}:big_slow"), tmp_path) as server, Conn(server.port) as conn:
         conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        conn.sock.settimeout(1.0)
-        conn._fill()  # raises TimeoutError if nothing arrives within a second
+        conn._fill()  # the body waits for GATE: what arrives went out without it
         assert conn.buf.startswith(b"HTTP/1.1 200 OK\r\n")
-        conn.sock.settimeout(5)
+        asgi_apps.GATE.set()
         got = conn.response()
         assert got.body == b"x" * 100_000
 
@@ -182,7 +197,7 @@ def test_websocket_echo_text_and_bytes(tmp_path: Path) -> None:
         assert c.recv(timeout=5) == big
         assert c.response.headers["x-ws"] == "accepted"
         c.ping().wait(5)
-    assert wait_for(lambda: asgi_apps.EVENTS == [("disconnect", 1000)])
+    wait_for(lambda: asgi_apps.EVENTS == [("disconnect", 1000)], PATIENCE, "a 1000 disconnect")
 
 
 def test_websocket_per_message_deflate_is_negotiated(tmp_path: Path) -> None:
@@ -225,7 +240,7 @@ def test_websocket_subprotocol_and_scope(tmp_path: Path) -> None:
 def test_pings_are_answered_while_the_app_only_sends(tmp_path: Path) -> None:
     with live(site_config(f"{APPS}:ws_push"), tmp_path) as server, ws(server.port) as c:
         assert c.recv(timeout=5) == "push 0"
-        assert c.ping().wait(2)  # answered by the server, not by the application
+        assert c.ping().wait(PATIENCE)  # answered by the server, not by the application
         received = [c.recv(timeout=5) for _ in range(9)]
         assert received == [f"push {i}" for i in range(1, 10)]
         with pytest.raises(ConnectionClosed) as info:
@@ -248,7 +263,7 @@ def test_client_close_code_reaches_the_app(tmp_path: Path) -> None:
         c.send("x")
         c.recv(timeout=5)
         c.close(code=4321, reason="bye")
-        assert wait_for(lambda: asgi_apps.EVENTS == [("disconnect", 4321)])
+        wait_for(lambda: asgi_apps.EVENTS == [("disconnect", 4321)], PATIENCE, "a 4321 disconnect")
 
 
 def test_an_app_error_closes_with_1011(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -286,7 +301,7 @@ def test_a_client_that_vanishes_is_a_1006_disconnect(tmp_path: Path) -> None:
         c.send("x")
         c.recv(timeout=5)
         c.socket.close()  # no close frame
-        assert wait_for(lambda: asgi_apps.EVENTS == [("disconnect", 1006)])
+        wait_for(lambda: asgi_apps.EVENTS == [("disconnect", 1006)], PATIENCE, "a 1006 disconnect")
 
 
 def test_a_streaming_app_is_stopped_quietly_when_the_client_leaves(
@@ -300,7 +315,7 @@ def test_a_streaming_app_is_stopped_quietly_when_the_client_leaves(
             conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             assert conn.sock.recv(4096).startswith(b"HTTP/1.1 200 ")
             conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        assert wait_for(lambda: asgi_apps.EVENTS, timeout=10)
+        wait_for(lambda: asgi_apps.EVENTS, PATIENCE, "the stream stopped")
     assert asgi_apps.EVENTS == [("stopped by", "CancelledError")]
     errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert errors == [], [r.getMessage() for r in errors]

@@ -350,6 +350,9 @@ def test_factory() -> None:
 def test_requests_run_on_the_bounded_pool() -> None:
     import asyncio
 
+    # Each request waits for a second one to run beside it: both threads are busy at
+    # once, and never a third.
+    wsgi_apps.PAIRS.reset()
     config = site_config(f"{APPS}:thread_name", sections={"wsgi": {"threads": 2}})
     with Client(engine(config)) as c:
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 from tests.e2e.wire import Conn
 from tests.hosting.apps import wsgi_apps
 from tests.hosting.support import live, site_config
+from tests.support.wait import PATIENCE, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -86,7 +86,11 @@ def test_a_slow_reader_gets_every_byte(tmp_path: Path) -> None:
     ):
         conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
         conn.send(_request("GET", "/"))
-        time.sleep(0.3)  # the server fills the socket and has to wait
+        wait_for(
+            lambda: server.look(lambda state: any(c.write_paused for c in state.connections)),
+            PATIENCE,
+            "the server filling the socket and having to wait",
+        )
         got = conn.response()
     assert len(got.body) == 128 * 65536
     assert got.body[:65536] == b"\x00" * 65536
@@ -100,11 +104,8 @@ def test_a_client_going_away_closes_the_iterable(tmp_path: Path) -> None:
         conn.send(_request("GET", "/"))
         conn._line()  # the status line: the first chunk is on its way
         conn.close()
-        deadline = time.monotonic() + 5
-        while ("closed", "slow") not in wsgi_apps.EVENTS and time.monotonic() < deadline:
-            wsgi_apps.GATE.set()
-            time.sleep(0.02)
-    assert ("closed", "slow") in wsgi_apps.EVENTS
+        wsgi_apps.GATE.set()  # the next chunk finds the client gone
+        wait_for(lambda: ("closed", "slow") in wsgi_apps.EVENTS, PATIENCE, "close() called")
 
 
 def test_file_wrapper_goes_out_with_sendfile(tmp_path: Path) -> None:

@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 from typing import Any
+
+from tests.support.wait import PATIENCE, wait_for_async
 
 Scope = dict[str, Any]
 
 #: What the applications observed, for the tests to inspect.
 EVENTS: list[Any] = []
+#: Set by a test to let an application that waits for it go on.
+GATE = threading.Event()
 
 
 async def _respond(send: Any, status: int, body: bytes, ctype: bytes = b"text/plain") -> None:
@@ -70,11 +75,12 @@ async def hello(scope: Scope, receive: Any, send: Any) -> None:
 
 
 async def ws_late_accept(scope: Scope, receive: Any, send: Any) -> None:
-    """Accepts half a second after the handshake, then waits for the disconnect."""
+    """Notes the handshake, accepts once GATE is set, then waits for the disconnect."""
     if scope["type"] != "websocket":
         return
-    await receive()
-    await asyncio.sleep(0.5)
+    message = await receive()
+    EVENTS.append(message["type"])  # websocket.connect
+    await wait_for_async(GATE.is_set, PATIENCE, "the test setting GATE")
     await send({"type": "websocket.accept"})
     while True:
         message = await receive()
@@ -84,14 +90,15 @@ async def ws_late_accept(scope: Scope, receive: Any, send: Any) -> None:
 
 
 async def big_slow(scope: Scope, receive: Any, send: Any) -> None:
-    """Declares 100,000 bytes, sends the head with no bytes yet, the body 1.5 s later."""
+    """Declares 100,000 bytes, sends the head with no bytes yet, the body once GATE
+    is set."""
     if scope["type"] != "http":
         return
     await send(
         {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"100000")]}
     )
     await send({"type": "http.response.body", "body": b"", "more_body": True})
-    await asyncio.sleep(1.5)
+    await wait_for_async(GATE.is_set, PATIENCE, "the test setting GATE")
     await send({"type": "http.response.body", "body": b"x" * 100_000})
 
 
@@ -336,7 +343,7 @@ async def ws_push(scope: Scope, receive: Any, send: Any) -> None:
     await send({"type": "websocket.accept"})
     for i in range(10):
         await send({"type": "websocket.send", "text": f"push {i}"})
-        await asyncio.sleep(0.03)
+        await asyncio.sleep(0.03)  # the behaviour: an application sending over time
 
 
 async def ws_deny(scope: Scope, receive: Any, send: Any) -> None:

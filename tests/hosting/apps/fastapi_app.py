@@ -11,8 +11,12 @@ from fastapi import BackgroundTasks, FastAPI, HTTPException, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
+from tests.support.wait import PATIENCE, wait_for_async
+
 #: Set when the background task of /slow-background has finished.
 BACKGROUND_DONE = threading.Event()
+#: Set by the test to let the background task of /slow-background finish.
+BACKGROUND_GO_ON = threading.Event()
 
 
 @asynccontextmanager
@@ -61,18 +65,18 @@ async def stream() -> StreamingResponse:
     async def parts() -> AsyncIterator[bytes]:
         for i in range(5):
             yield f"part {i}\n".encode()
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # the behaviour: parts produced over time
 
     return StreamingResponse(parts(), media_type="text/plain")
 
 
 @app.get("/slow-background")
 async def slow_background(tasks: BackgroundTasks) -> dict[str, str]:
-    """Answers at once; a background task runs on afterwards."""
+    """Answers at once; a background task runs on afterwards, until BACKGROUND_GO_ON."""
     BACKGROUND_DONE.clear()
 
     async def work() -> None:
-        await asyncio.sleep(0.5)
+        await wait_for_async(BACKGROUND_GO_ON.is_set, PATIENCE, "the test's go-ahead")
         BACKGROUND_DONE.set()
 
     tasks.add_task(work)

@@ -53,7 +53,7 @@ def stream() -> Response:
     def generate() -> Iterator[str]:
         for i in range(3):
             yield f"line {i} for {request.args.get('who', 'nobody')}\n"
-            time.sleep(0.01)
+            time.sleep(0.01)  # the behaviour: lines produced over time
 
     return Response(stream_with_context(generate()), mimetype="text/plain")
 

@@ -6,10 +6,11 @@ import hashlib
 import json
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from wsgiref.validate import validator
+
+from tests.support.wait import PATIENCE
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -222,9 +223,14 @@ def file_app(environ: Environ, start_response: StartResponse) -> Any:
     return environ["wsgi.file_wrapper"](f, 4096)
 
 
+#: Requests to ``thread_name`` meet here in pairs.
+PAIRS = threading.Barrier(2)
+
+
 def thread_name(environ: Environ, start_response: StartResponse) -> list[bytes]:
-    """Answers the name of the thread it runs on (after a short sleep)."""
-    time.sleep(0.05)
+    """Answers the name of the thread it runs on, once another request runs beside it:
+    two at a time, or a broken barrier (a 500) after a long wait."""
+    PAIRS.wait(PATIENCE)
     return _text(start_response, threading.current_thread().name.encode())
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 import zlib
 from collections.abc import Hashable, Iterator
@@ -26,6 +27,7 @@ from colonnade.testing import (
     make_context,
     run_stage,
 )
+from tests.support.wait import PATIENCE
 
 MODULES = ["http.compression", "test.json", "test.stream", "test.after", "handler.static"]
 TEXT = b"".join(
@@ -475,15 +477,18 @@ def test_a_static_file_is_compressed_once(client: Client, root: Path) -> None:
     module = module_of(client)
     calls: list[tuple[str, int]] = []
     real = module.cache.compressor
+    go_on = threading.Event()
 
     def counting(source: bytes | str, version: Hashable, coding: Coding, level: int) -> bytes:
         calls.append((coding.name, level))
-        time.sleep(0.05)  # still running while the next requests come in
+        # The first job still runs while the next requests come in.
+        assert go_on.wait(PATIENCE), "the test never let the compression finish"
         return real(source, version, coding, level)
 
     module.cache.compressor = counting
     for _ in range(3):
         assert body_of(get(client, "/big.txt", "br")) == (root / "big.txt").read_bytes()
+    go_on.set()
     settle(client)
     for _ in range(3):
         assert body_of(get(client, "/big.txt", "br")) == (root / "big.txt").read_bytes()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ import zstandard
 
 from tests.e2e.conftest import LiveServer, site_config
 from tests.e2e.wire import Conn
+from tests.support.wait import PATIENCE, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -71,14 +71,13 @@ def test_static_files_decode_in_a_real_client(live: LiveServer, name: str, codin
         assert r.status_code == 200 and r.content == original
         assert r.headers["content-encoding"] == coding
         assert r.headers["vary"] == "Accept-Encoding"
+
         # The cached static-level copy arrives once the background job is done.
-        deadline = time.monotonic() + 10
-        while True:
+        def cached() -> tuple[httpx.Response, bytes] | None:
             response, raw = raw_get(http, url(live, f"/{name}"), coding)
-            if not response.headers["etag"].startswith("W/") or time.monotonic() > deadline:
-                break
-            time.sleep(0.02)
-        assert not response.headers["etag"].startswith("W/")
+            return None if response.headers["etag"].startswith("W/") else (response, raw)
+
+        response, raw = wait_for(cached, PATIENCE, "the compressed copy cached")
         assert response.headers["content-length"] == str(len(raw))
         assert decode(coding, raw) == original
 

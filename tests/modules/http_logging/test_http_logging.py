@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import json
 import os
@@ -29,6 +28,7 @@ from colonnade.modules.http_logging.fields import COMPUTER_NAME, json_key
 from colonnade.modules.http_logging.module import HttpLogging
 from colonnade.modules.http_logging.w3c import w3c_escape
 from colonnade.testing import Client, build_engine, make_context, run_stage
+from tests.support.wait import PATIENCE, wait_for_async
 
 FILTERED = ["security.request_filtering", "static.default_document", "handler.static", "log.http"]
 IIS_HEADER = (
@@ -398,14 +398,23 @@ def test_buffer_is_flushed_on_cleanup_not_per_request(root: Path, log_path: Path
 
 def test_buffer_is_flushed_after_flush_interval(root: Path, log_path: Path) -> None:
     log_path.parent.mkdir()
-    with serve(root, {"target": str(log_path), "flush_interval": 0.05}) as client:
+    # The timer runs while the loop does (during a request, or the waits below); the
+    # interval is long enough that no stall of a loaded machine lets it fire before
+    # a request's own work is done.
+    with serve(root, {"target": str(log_path), "flush_interval": 0.5}) as client:
+
+        def written(lines: int) -> None:
+            check = wait_for_async(
+                lambda: len(read_w3c(log_path)[1]) == lines, PATIENCE, f"{lines} line(s) written"
+            )
+            client.loop.run_until_complete(check)
+
         client.get("/index.html")
         assert read_w3c(log_path)[1] == []
-        client.loop.run_until_complete(asyncio.sleep(0.2))
-        assert len(read_w3c(log_path)[1]) == 1
+        written(1)
         client.get("/index.html")  # a new timer for the next batch
-        client.loop.run_until_complete(asyncio.sleep(0.2))
-        assert len(read_w3c(log_path)[1]) == 2
+        assert len(read_w3c(log_path)[1]) == 1
+        written(2)
 
 
 def test_buffer_is_flushed_when_full(root: Path, log_path: Path) -> None:

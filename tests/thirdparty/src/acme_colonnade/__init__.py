@@ -43,7 +43,12 @@ class Stamp(Module):
 
 
 class Slow(Handler):
-    """Answers after ``?ms=N`` milliseconds; echoes a request body it reads whole."""
+    """Answers after ``?ms=N`` milliseconds; echoes a request body it reads whole.
+
+    ``?until=PATH`` holds the answer until the file PATH exists (a test's gate, for at
+    most a minute); with ``?head=1`` the response head goes out before that wait, so
+    that a client sees its request is being handled.
+    """
 
     id = "acme.slow"
 
@@ -51,15 +56,31 @@ class Slow(Handler):
         query = dict(
             part.split("=", 1) for part in ctx.request.query.decode().split("&") if "=" in part
         )
+        if query.get("head"):
+            ctx.response.headers.append((b"content-type", b"text/plain"))
+            await ctx.start_response()
         await asyncio.sleep(int(query.get("ms", "0")) / 1000)
+        if "until" in query:
+            path, deadline = unquote(query["until"]), time.monotonic() + 60
+            while _shut(path, deadline):  # noqa: ASYNC110 - the gate is another process's file
+                await asyncio.sleep(0.01)
         body = await ctx.request.body.read()
-        ctx.response.headers.append((b"content-type", b"text/plain"))
+        if not ctx.response.headers_sent:
+            ctx.response.headers.append((b"content-type", b"text/plain"))
         if query.get("stream"):
             pad = b"." * int(query.get("pad", "0"))
             for i in range(int(query["stream"])):
                 await ctx.write(b"chunk%d;" % i + pad)
             return
-        ctx.response.body = b"slow:" + body
+        if ctx.response.headers_sent:
+            await ctx.write(b"slow:" + body)
+        else:
+            ctx.response.body = b"slow:" + body
+
+
+def _shut(gate: str, deadline: float) -> bool:
+    """True while the file ``gate`` (made by a test) does not exist, until ``deadline``."""
+    return not os.path.exists(gate) and time.monotonic() < deadline
 
 
 class Pid(Handler):
@@ -106,16 +127,19 @@ class Pid(Handler):
 
 class Crash(Handler):
     """Kills its worker on every request it answers; with ``ACME_CRASH=start`` (a pool's
-    ``env``) already at start, with ``ACME_CRASH=sleep`` it starts a second late."""
+    ``env``) already at start, with ``ACME_CRASH=until:PATH`` it starts only once the
+    file PATH exists (a test's gate, at most a minute later)."""
 
     id = "acme.crash"
 
     def provision(self, app: Application) -> None:
-        mode = os.environ.get("ACME_CRASH")
+        mode = os.environ.get("ACME_CRASH", "")
         if mode == "start":
             os._exit(3)
-        if mode == "sleep":
-            time.sleep(1)
+        if mode.startswith("until:"):
+            path, deadline = mode.removeprefix("until:"), time.monotonic() + 60
+            while _shut(path, deadline):
+                time.sleep(0.01)
 
     async def execute(self, ctx: Context) -> None:
         os._exit(4)
