@@ -65,6 +65,11 @@ def hook(stage: Stage, *, priority: Priority = Priority.MEDIUM) -> Callable[[F],
     The method takes the request :class:`~colonnade.core.context.Context` and
     answers ``CONTINUE`` (``None`` means the same) or ``FINISH``. It may be a plain
     function or a coroutine function; a plain one is called without a coroutine.
+
+    ``Stage.MAP_PATH`` differs: the hook is a plain function
+    ``(ctx, url_path, physical_path)`` called where the request's URL becomes a
+    file path (the first read of ``ctx.physical_path``), and answers a new
+    absolute path or None to keep ``physical_path``.
     """
 
     def mark(fn: F) -> F:
@@ -130,5 +135,15 @@ def check_declaration(cls: type[Module]) -> None:
         raise ModuleError(module_id, "section must be a Section subclass with a key")
     for sub in cls.subscriptions:
         fn = getattr(cls, sub.method)
-        if sub.stage in (Stage.MAP_PATH,) and inspect.iscoroutinefunction(fn):
-            raise ModuleError(module_id, f"{sub.method}: MAP_PATH hooks must be synchronous")
+        if sub.stage is Stage.MAP_PATH:
+            if inspect.iscoroutinefunction(fn):
+                raise ModuleError(module_id, f"{sub.method}: MAP_PATH hooks must be synchronous")
+            try:
+                inspect.signature(fn).bind(None, None, "/", "/")
+            except TypeError:
+                raise ModuleError(
+                    module_id,
+                    f"{sub.method}: a MAP_PATH hook takes (self, ctx, url_path, physical_path)",
+                ) from None
+            except ValueError:  # no signature to inspect (a builtin): trust it
+                pass
