@@ -51,10 +51,13 @@ class Where(enum.Flag):
 _KINDS = (Where.SERVER, Where.APPLICATION, Where.DIRECTORY)
 
 
-class Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+class Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True, dict=True):
     """Base of every module's configuration section.
 
-    Decoding is strict: unknown keys and wrong types are errors. What the
+    Decoding is strict: unknown keys and wrong types are errors. A section object
+    is shared by every path with the same settings: what a module derives from
+    it alone is a ``functools.cached_property`` of the subclass (hence the
+    ``__dict__``), see ``colonnade.core.compiled``. What the
     builder (``engine/build.py``) reads from a subclass, besides its fields:
 
     - ``key``: the table name in ``colonnade.toml`` and ``web.toml`` (required).

@@ -36,6 +36,7 @@ import msgspec
 
 from colonnade import __version__
 from colonnade.core.app import Application
+from colonnade.core.compiled import PerSection
 from colonnade.core.context import Context
 from colonnade.core.module import Module, hook
 from colonnade.core.stages import Stage
@@ -815,11 +816,11 @@ class HttpLogging(Module):
     def __init__(self) -> None:
         # (target, format, fields) → output: locations sharing a configuration share it.
         self._outputs: dict[tuple[str, str, tuple[str, ...]], Output] = {}
-        # id(section) → (section, its line writer or None when it logs nothing), the
-        # per-request lookup. Holding the
-        # section keeps its id from being reused by another object, so a hit on the
-        # id is a hit on the very same section.
-        self._by_section: dict[int, tuple[HttpLoggingSection, Emit | None]] = {}
+        # Each effective section's line writer (None when it logs nothing): the
+        # per-request lookup.
+        self._writers: PerSection[HttpLoggingSection, Emit | None] = PerSection(
+            self._writer, limit=_SECTIONS_MAX
+        )
 
     def provision(self, app: Application) -> None:
         """Compile the field lists and open (or share) every log target.
@@ -830,7 +831,15 @@ class HttpLogging(Module):
         """
         paths = [app.path, *(lvl.path for lvl in app.levels if _below(lvl.path, app.path))]
         for path in paths:
-            self._open(app.sections_for(path).get(HttpLoggingSection))
+            settings = app.sections_for(path).get(HttpLoggingSection)
+            self._open(settings)  # a disabled one too: its target must be usable
+            self._writers.get(settings)
+
+    def _writer(self, settings: HttpLoggingSection) -> Emit | None:
+        """The line writer ``settings`` call for, its target opened (or shared)."""
+        if not settings.enabled:
+            return None
+        return _filtered(settings, self._open(settings).emit)
 
     def _open(self, settings: HttpLoggingSection) -> Output:
         key = (settings.target, settings.format, tuple(settings.fields))
@@ -846,18 +855,7 @@ class HttpLogging(Module):
                 line = sink.compiled[fmt.fields]
                 sink.switch(fmt, line.render, line.width)
                 sink.flush()  # the header goes out at start-up, not with line one
-        if len(self._by_section) >= _SECTIONS_MAX:
-            self._by_section.clear()
-        self._by_section[id(settings)] = (settings, _filtered(settings, output.emit))
         return output
-
-    def _output_for(self, settings: HttpLoggingSection) -> Output | None:
-        # A section provision did not see (settings added later, e.g. per folder).
-        try:
-            return self._open(settings)
-        except ConfigError as exc:
-            log.error("access log: %s", exc)
-            return None
 
     async def shutdown(self) -> None:
         """Flush while the loop that owns the flush timers still runs."""
@@ -867,7 +865,7 @@ class HttpLogging(Module):
         """Flush the buffers and release the targets."""
         outputs = list(self._outputs.values())
         self._outputs.clear()
-        self._by_section.clear()
+        self._writers.clear()
         for output in outputs:
             release_sink(output.sink)
 
@@ -879,12 +877,12 @@ class HttpLogging(Module):
     @hook(Stage.LOG_REQUEST)
     def log_request(self, ctx: Context) -> None:
         """Append this request's line to its log's buffer (unless filtered out)."""
-        settings = ctx.sections.get(HttpLoggingSection)
-        entry = self._by_section.get(id(settings))
-        if entry is None:
-            if not settings.enabled or self._output_for(settings) is None:
-                return
-            entry = self._by_section[id(settings)]
-        emit = entry[1]
+        try:
+            emit = self._writers.get(ctx.sections.get(HttpLoggingSection))
+        except ConfigError as exc:
+            # A section provision did not see whose target cannot be opened: the
+            # request is served all the same, the failure logged (and tried again).
+            log.error("access log: %s", exc)
+            return
         if emit is not None:
             emit(ctx)
