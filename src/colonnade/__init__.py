@@ -4,7 +4,7 @@ This package exports the module-author API only; everything else lives in
 documented subpackages (``colonnade.testing`` for tests of modules).
 """
 
-from colonnade.config.sections import Section
+from colonnade.config.sections import Section, Where
 from colonnade.core.app import Application
 from colonnade.core.context import Context
 from colonnade.core.handler import Handler
@@ -35,5 +35,6 @@ __all__ = [
     "Response",
     "Section",
     "Stage",
+    "Where",
     "hook",
 ]

@@ -68,17 +68,21 @@ def serve(project: Path, monkeypatch: pytest.MonkeyPatch, *options: str) -> Proc
 
 
 def stop(server: Process) -> list[dict[str, str]]:
-    """Stop ``server`` gracefully; its access log (W3C, on stdout) as rows."""
+    """Stop ``server`` gracefully; its access log (W3C, on stdout) as rows.
+
+    The process's stdout and stderr share one file: an access log line has the
+    field count of ``#Fields`` and a time without the error log's milliseconds."""
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(15) == 0
-    assert server.proc.stdout is not None
     fields: list[str] = []
     rows = []
-    for line in server.proc.stdout.read().decode().splitlines():
+    for line in server.stderr().splitlines():
         if line.startswith("#Fields: "):
             fields = line.split()[1:]
-        elif line and not line.startswith("#"):
-            rows.append(dict(zip(fields, line.split(), strict=True)))
+            continue
+        parts = line.split()
+        if fields and len(parts) == len(fields) and "," not in parts[1]:
+            rows.append(dict(zip(fields, parts, strict=True)))
     return rows
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from colonnade import FINISH, Context, Handler, Module, Stage, hook
@@ -83,3 +87,15 @@ def engine_config(*modules: str) -> dict[str, object]:
 @pytest.fixture
 def every_classes() -> list[type[Module]]:
     return [Every, Echo]
+
+
+def colonnade_modules(config: Path) -> tuple[str, dict[str, str]]:
+    """``colonnade modules -c config``: its output, and its indented lines by first word."""
+    out = subprocess.run(
+        [sys.executable, "-m", "colonnade.management.cli", "modules", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    return out, {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}

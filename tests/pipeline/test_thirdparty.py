@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from colonnade.core.registry import Registry
 from colonnade.modules.standard import BUILTIN
 from colonnade.testing import Client, build_engine
+
+from .conftest import colonnade_modules
 
 CONFIG = """
 [server]
@@ -45,15 +45,8 @@ def test_colonnade_modules_lists_it(tmp_path: Path) -> None:
     (tmp_path / "www").mkdir()
     cfg = tmp_path / "colonnade.toml"
     cfg.write_text(CONFIG)
-    out = subprocess.run(
-        [sys.executable, "-m", "colonnade.management.cli", "modules", "-c", str(cfg)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
+    out, lines = colonnade_modules(cfg)
     assert "acme.stamp" in out and "entry point (acme-colonnade)" in out
-    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
     assert "acme.stamp (high)" in lines["BEGIN_REQUEST"]
     assert "acme.stamp (medium)" in lines["SEND_RESPONSE"]
     assert "acme.stamp" in lines["END_REQUEST"]

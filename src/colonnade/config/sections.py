@@ -1,13 +1,14 @@
 """Effective module settings for one URL path, and the one generic merge.
 
-A level (the server file, a ``[[locations]]`` entry, later a ``web.toml``) holds
-raw tables keyed by section name. The effective settings of a path are the levels
+A level (the server file, a ``[[locations]]`` entry, a ``web.toml``) holds raw
+tables keyed by section name. The effective settings of a path are the levels
 from the root down merged with :func:`merge` (child, else parent, else the
 section's default), then decoded once per section type and cached.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar
 
@@ -20,14 +21,77 @@ from colonnade.errors import ConfigError
 WEB_TOML = "web.toml"
 
 
-class Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+class Where(enum.Flag):
+    """The levels of the configuration tree where a setting may be set.
+
+    Apache's where-allowed flags (``RSRC_CONF``, ``ACCESS_CONF``, ``OR_*``) and
+    IIS's ``allowDefinition``, for our three kinds of level. A level's kind is
+    where it sits, whichever file holds it:
+
+    - ``SERVER``: the module sections at the top of the server file;
+    - ``APPLICATION``: an application's root: the ``web.toml`` in its folder, or a
+      ``[[locations]]`` entry whose path is the application's;
+    - ``DIRECTORY``: below an application's root: a ``web.toml`` in a subfolder
+      or a virtual directory, or a ``[[locations]]`` entry for such a path.
+
+    Which files may override a section at all is the other, separate question:
+    ``Section.locked`` and the server file's ``[lock]`` (``web.toml`` files only).
+    """
+
+    SERVER = enum.auto()
+    APPLICATION = enum.auto()
+    DIRECTORY = enum.auto()
+    ANYWHERE = SERVER | APPLICATION | DIRECTORY
+
+    def describe(self) -> str:
+        """``"at the server and application levels"``: for error messages and docs."""
+        chosen = [str(w.name).lower() for w in _KINDS if w in self]
+        if not chosen:
+            return "nowhere"
+        joined = chosen[0] if len(chosen) == 1 else ", ".join(chosen[:-1]) + " and " + chosen[-1]
+        return f"at the {joined} level{'s' if len(chosen) > 1 else ''}"
+
+
+_KINDS = (Where.SERVER, Where.APPLICATION, Where.DIRECTORY)
+
+
+class Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True, dict=True):
     """Base of every module's configuration section.
 
-    Subclasses set ``key``: the table name in ``colonnade.toml`` and ``web.toml``.
-    Decoding is strict: unknown keys and wrong types are errors.
+    Decoding is strict: unknown keys and wrong types are errors. A section object
+    is shared by every path with the same settings: what a module derives from
+    it alone is a ``functools.cached_property`` of the subclass (hence the
+    ``__dict__``), see ``colonnade.core.compiled``. What the
+    builder (``engine/build.py``) reads from a subclass, besides its fields:
+
+    - ``key``: the table name in ``colonnade.toml`` and ``web.toml`` (required).
+    - ``locked``: True if no ``web.toml`` may set this section unless the server
+      file's ``[lock]`` says ``"allow"`` for it (IIS ``overrideModeDefault =
+      "Deny"``); ``[[locations]]`` entries in the server file are not affected.
+    - ``allowed``: the :class:`Where` levels the section may be set at (default
+      anywhere), and ``allowed_keys``: the same for single keys, by dotted name
+      relative to the section (``{"cache_max_bytes": Where.SERVER |
+      Where.APPLICATION}``), for a setting that is read once per application
+      and would be ignored below it. Anything set elsewhere is refused when the
+      configuration is built, naming the file, line and key.
     """
 
     key: ClassVar[str] = ""
+    locked: ClassVar[bool] = False
+    allowed: ClassVar[Where] = Where.ANYWHERE
+    allowed_keys: ClassVar[Mapping[str, Where]] = {}
+
+    @classmethod
+    def where_allowed(cls, dotted: str) -> Where:
+        """Where ``dotted`` (a key relative to the section; "" for the section
+        itself) may be set: the most specific ``allowed_keys`` entry, else
+        ``allowed``."""
+        parts = dotted.split(".") if dotted else []
+        for n in range(len(parts), 0, -1):
+            found = cls.allowed_keys.get(".".join(parts[:n]))
+            if found is not None:
+                return found
+        return cls.allowed
 
     def written_paths(self) -> tuple[str, ...]:
         """Files the module writes because of these settings (a log file), as given.

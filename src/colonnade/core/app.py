@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from colonnade.config.sections import Raw, Section, SectionSet, merge_into
 from colonnade.core.urlpath import covers
 from colonnade.errors import ConfigError
+
+if TYPE_CHECKING:
+    from colonnade.core.context import Context
 
 S = TypeVar("S", bound=Section)
 
@@ -85,6 +88,10 @@ class Application:
         self._map_cache: dict[str, str] = {}
         self._by_levels: dict[tuple[int, ...], SectionSet] = {}
         self.settings = self.sections_for(self.path)
+        #: The MAP_PATH notification: ``(ctx, url_path, physical_path) -> path``,
+        #: the modules' MAP_PATH hooks in order, set by the engine with the plan;
+        #: None when no module joined MAP_PATH (the common case: no call at all).
+        self.map_path_hooks: Callable[[Context, str, str], str] | None = None
 
     @property
     def id(self) -> str:
@@ -133,7 +140,12 @@ class Application:
         return SectionSet(raw, origins)
 
     def map_path(self, url_path: str) -> str:
-        """The file path for ``url_path`` (already normalised: no dot segments)."""
+        """The application's own file path for ``url_path`` (already normalised: no
+        dot segments): a virtual directory's folder, else the application's.
+
+        Before the MAP_PATH hooks: a request's path is ``Context.physical_path``,
+        which starts from this and lets the hooks change it.
+        """
         found = self._map_cache.get(url_path)
         if found is None:
             found = self._map(url_path)

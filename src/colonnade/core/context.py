@@ -137,9 +137,23 @@ class Context:
 
     @property
     def physical_path(self) -> str:
-        """The file path the request's URL maps to (MAP_PATH applied)."""
+        """The file path the request's URL maps to: the application's mapping
+        (``Application.map_path``), then the MAP_PATH hooks, which may change it.
+
+        Computed when first read and kept in ``_physical_path`` (setting the
+        property replaces it; the slot set back to None maps again). Every module
+        and handler that needs the file reads it here, so the hooks run once.
+        The path is not confined here: whoever opens it checks that its real path
+        lies under the application's roots (``Application.contains``).
+        """
+        # Written for the common case, no MAP_PATH hooks: one attribute read more
+        # than the plain mapping (no locals, no call).
         if self._physical_path is None:
             self._physical_path = self.app.map_path(self.request.path)
+            if self.app.map_path_hooks is not None:
+                self._physical_path = self.app.map_path_hooks(
+                    self, self.request.path, self._physical_path
+                )
         return self._physical_path
 
     @physical_path.setter

@@ -14,7 +14,7 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar
 
-from colonnade.config.sections import Section
+from colonnade.config.sections import Section, Where
 from colonnade.core.stages import Stage
 from colonnade.errors import ModuleError
 
@@ -65,6 +65,11 @@ def hook(stage: Stage, *, priority: Priority = Priority.MEDIUM) -> Callable[[F],
     The method takes the request :class:`~colonnade.core.context.Context` and
     answers ``CONTINUE`` (``None`` means the same) or ``FINISH``. It may be a plain
     function or a coroutine function; a plain one is called without a coroutine.
+
+    ``Stage.MAP_PATH`` differs: the hook is a plain function
+    ``(ctx, url_path, physical_path)`` called where the request's URL becomes a
+    file path (the first read of ``ctx.physical_path``), and answers a new
+    absolute path or None to keep ``physical_path``.
     """
 
     def mark(fn: F) -> F:
@@ -128,7 +133,32 @@ def check_declaration(cls: type[Module]) -> None:
         isinstance(cls.section, type) and issubclass(cls.section, Section) and cls.section.key
     ):
         raise ModuleError(module_id, "section must be a Section subclass with a key")
+    if cls.section is not None:
+        _check_where_allowed(module_id, cls.section)
     for sub in cls.subscriptions:
         fn = getattr(cls, sub.method)
-        if sub.stage in (Stage.MAP_PATH,) and inspect.iscoroutinefunction(fn):
-            raise ModuleError(module_id, f"{sub.method}: MAP_PATH hooks must be synchronous")
+        if sub.stage is Stage.MAP_PATH:
+            if inspect.iscoroutinefunction(fn):
+                raise ModuleError(module_id, f"{sub.method}: MAP_PATH hooks must be synchronous")
+            try:
+                inspect.signature(fn).bind(None, None, "/", "/")
+            except TypeError:
+                raise ModuleError(
+                    module_id,
+                    f"{sub.method}: a MAP_PATH hook takes (self, ctx, url_path, physical_path)",
+                ) from None
+            except ValueError:  # no signature to inspect (a builtin): trust it
+                pass
+
+
+def _check_where_allowed(module_id: str, section: type[Section]) -> None:
+    # A misspelt key in allowed_keys would restrict nothing, silently.
+    name = section.__name__
+    if not isinstance(section.allowed, Where):
+        raise ModuleError(module_id, f"{name}.allowed must be a Where value")
+    fields = set(section.__struct_encode_fields__)
+    for dotted, where in section.allowed_keys.items():
+        if dotted.split(".", 1)[0] not in fields:
+            raise ModuleError(module_id, f"{name}.allowed_keys names no key of it: {dotted!r}")
+        if not isinstance(where, Where):
+            raise ModuleError(module_id, f"{name}.allowed_keys[{dotted!r}] must be a Where value")

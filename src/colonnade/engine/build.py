@@ -3,7 +3,9 @@
 How this works: the server file's module sections are the root level of every
 site; each ``[[locations]]`` entry and each ``web.toml`` found under the site's
 content roots is a level at its URL path. Every level is checked against the
-section types of the enabled modules (strictly, with file, line and key) and
+section types of the enabled modules (strictly, with file, line and key),
+against where each section and key may be set (``Section.allowed``, by the
+level's kind: server, an application's root, or a directory below one) and
 against the locks; then, per application, the module list (the server's, changed
 by the ``web.toml`` at the application's root), the handler mappings and the
 plan are built, and the effective settings at every level's path are decoded
@@ -18,6 +20,7 @@ Application modules and ASGI middleware declared in an application's root
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -28,7 +31,7 @@ import msgspec
 from colonnade.config.keys import check_dotted_key, did_you_mean
 from colonnade.config.load import locate
 from colonnade.config.schema import HandlerMapping, ServerConfig, SiteConfig
-from colonnade.config.sections import Raw, Section, merge_into, section_defaults
+from colonnade.config.sections import Raw, Section, Where, merge_into, section_defaults
 from colonnade.config.toml_lines import KeyLines
 from colonnade.config.tree import DirConfig, discover
 from colonnade.core.app import Application, Level, PythonApp, VirtualDirectory
@@ -117,6 +120,7 @@ class Builder:
         """Module sections, locations and locks of the server file."""
         for key, raw in self.config.sections.items():
             self._check_table(key, raw, key, self._server_error)
+            self._check_where(key, raw, Where.SERVER, "at the server level", self._server_error)
         for i, loc in enumerate(self.config.locations):
             for key, raw in loc.items():
                 if key != "path":
@@ -147,6 +151,26 @@ class Builder:
             message, sub = _split_validation(str(exc), "")
             raise error(message, where + sub) from None
 
+    def _check_where(
+        self, key: str, raw: Any, level: Where, place: str, error: Any, prefix: str = ""
+    ) -> None:
+        """Refuse a key of section ``key`` set at a ``level`` its section does not allow."""
+        section = self.sections[key]
+        for dotted in _dotted_keys(key, raw):
+            allowed = section.where_allowed(dotted[len(key) + 1 :])
+            if level not in allowed:
+                raise error(f"may be set {allowed.describe()} only, not {place}", prefix + dotted)
+
+    def _check_locations(self, site: str, app_paths: set[str]) -> None:
+        """Where the ``[[locations]]`` for ``site`` set what they set."""
+        for i, path, raw in self._locations(site):
+            at_root = path in app_paths
+            level = Where.APPLICATION if at_root else Where.DIRECTORY
+            how = "for" if at_root else "below"
+            place = f"in a [[locations]] entry {how} an application's root (site {site}, {path})"
+            for key, table in raw.items():
+                self._check_where(key, table, level, place, self._server_error, f"locations[{i}].")
+
     # -- web.toml -------------------------------------------------------------------
 
     def _locked(self, dotted: str) -> str | None:
@@ -158,14 +182,20 @@ class Builder:
             if mode is not None:
                 return key if mode == "deny" else None
         section = self.sections.get(parts[0])
-        if section is not None and getattr(section, "locked", False):
+        if section is not None and section.locked:
             return parts[0]
         return None
 
     def check_dir(self, d: DirConfig, app_paths: set[str]) -> None:
-        """One web.toml: known sections, valid values, locks, where modules may change."""
+        """One web.toml: known sections, valid values, where they may be set, locks,
+        where modules may change."""
+        at_root = d.path in app_paths
+        level = Where.APPLICATION if at_root else Where.DIRECTORY
+        place = "in the web.toml at an application's root" if at_root else "in a folder's web.toml"
+        error = functools.partial(self._dir_error, d)
         for key, raw in d.sections.items():
-            self._check_table(key, raw, key, lambda m, k, d=d: self._dir_error(d, m, k))
+            self._check_table(key, raw, key, error)
+            self._check_where(key, raw, level, place, error)
             for dotted in _dotted_keys(key, raw):
                 lock = self._locked(dotted)
                 if lock is not None:
@@ -237,6 +267,7 @@ class Builder:
                 self._learn_sections(module_id)
         for d in dirs:
             self.check_dir(d, set(apps))
+        self._check_locations(site.name, set(apps))
         levels = self._levels(site.name, dirs)
         defaults = self.defaults()
         runtimes = []
@@ -273,10 +304,9 @@ class Builder:
             )
         return apps
 
-    def _levels(self, site: str, dirs: Iterable[DirConfig]) -> tuple[Level, ...]:
-        ordered: list[tuple[int, int, int, Level]] = [
-            (0, 0, 0, Level("/", dict(self.config.sections), self.source))
-        ]
+    def _locations(self, site: str) -> list[tuple[int, str, Raw]]:
+        """``(index, URL path, section tables)`` of the ``[[locations]]`` for ``site``."""
+        out = []
         for i, loc in enumerate(self.config.locations):
             path = str(loc["path"])
             if not path.startswith("/"):
@@ -285,7 +315,14 @@ class Builder:
                     continue
                 path = "/" + rest
             path = path.rstrip("/") or "/"
-            raw = {k: v for k, v in loc.items() if k != "path"}
+            out.append((i, path, {k: v for k, v in loc.items() if k != "path"}))
+        return out
+
+    def _levels(self, site: str, dirs: Iterable[DirConfig]) -> tuple[Level, ...]:
+        ordered: list[tuple[int, int, int, Level]] = [
+            (0, 0, 0, Level("/", dict(self.config.sections), self.source))
+        ]
+        for i, path, raw in self._locations(site):
             source = f"{self.source}: locations[{i}]"
             ordered.append((path.count("/") if path != "/" else 0, 1, i, Level(path, raw, source)))
         for i, d in enumerate(dirs):

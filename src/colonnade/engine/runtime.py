@@ -34,6 +34,9 @@ class AppRuntime:
         self.plan = plan
         self.fingerprint = fingerprint  # what it was built from; equal → reusable
         self.walk: Walk = compile_walk(plan)
+        # Where a URL becomes a file path (Context.physical_path), the MAP_PATH
+        # hooks join in; one application object serves one runtime.
+        app.map_path_hooks = plan.run_map_path
 
 
 def make_runtime(

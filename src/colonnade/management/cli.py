@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import os
@@ -273,7 +274,11 @@ def cmd_modules(args: argparse.Namespace) -> int:
     print(f"application {runtime.app.id}  (root {runtime.app.root})")
     print("modules, in configuration order:")
     for module in runtime.modules:
-        print(f"  {module.id:32} {engine.registry.origin(module.id)}")
+        if module.id in engine.registry:
+            origin = engine.registry.origin(module.id)
+        else:  # shipped in the application's folder, declared in its web.toml
+            origin = f"application module ({inspect.getfile(type(module))})"
+        print(f"  {module.id:32} {origin}")
     print("plan (stages nobody joined cost nothing and are not in the plan):")
     joined = dict(runtime.plan.describe())
     for info in (*STAGES, *NOTIFICATIONS):

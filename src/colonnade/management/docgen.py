@@ -18,7 +18,7 @@ import msgspec
 import msgspec.inspect as mi
 
 from colonnade.config import schema
-from colonnade.config.sections import Section
+from colonnade.config.sections import Section, Where
 from colonnade.core.registry import Registry
 
 _TOP = (
@@ -154,6 +154,19 @@ def _doc(cls: type) -> str:
     return doc.replace("``", "`")
 
 
+def _where(section: type[Section]) -> list[str]:
+    """Where the section and its keys may be set, where that is not everywhere."""
+    lines = []
+    if section.allowed != Where.ANYWHERE:
+        lines.append(f"- The section may be set {section.allowed.describe()} only.")
+    for dotted, where in section.allowed_keys.items():
+        if where != section.allowed:
+            lines.append(f"- `{dotted}` may be set {where.describe()} only.")
+    if section.locked:
+        lines.append('- Locked: a `web.toml` may set it only where `[lock]` says `"allow"`.')
+    return [*lines, ""] if lines else []
+
+
 def render(registry: Registry) -> str:
     """The whole configuration reference page."""
     out = [
@@ -182,6 +195,14 @@ def render(registry: Registry) -> str:
         '- `[lock]` in the server file: `section = "deny"` or `"section.key" = "deny"`',
         '  forbids `web.toml` files to set it (the error names both files); `"allow"`',
         "  opens a section that is locked by default.",
+        "- Where a setting may be set: each level is of one kind, by where it sits: the",
+        "  *server* level (the server file's module sections), an *application* level",
+        "  (the `web.toml` at an application's root, or a `[[locations]]` entry at its",
+        "  path) or a *directory* level (below an application's root: a subfolder's or",
+        "  a virtual directory's `web.toml`, or a location there). A setting read once",
+        "  per application (a cache budget, a thread pool) may be set at the server and",
+        "  application levels only; the sections below say so where it applies, and",
+        "  setting it elsewhere is an error naming the file, line and key.",
         "- A `web.toml` at an application's root may also change the module list",
         "  (`[modules] add = [...], remove = [...], clear = true`) and prepend handler",
         "  mappings (`[[handlers]]`).",
@@ -215,5 +236,6 @@ def render(registry: Registry) -> str:
         doc = _doc(section) if issubclass(section, Section) else ""
         if doc:
             out += [doc, ""]
+        out += _where(section)
         out += [*table(section), ""]
     return "\n".join(out).rstrip() + "\n"

@@ -6,18 +6,26 @@ hooks in their final order (priority, then configuration order; reversed for
 SEND_RESPONSE). Stages nobody joined are not in the plan at all, so they cost
 nothing per request. Two built-in steps are always present: the handler mapping
 (the end of MAP_REQUEST_HANDLER) and the flush (the SEND_RESPONSE point).
+
+The MAP_PATH hooks become one function, ``Plan.run_map_path``, that the
+application calls where a URL becomes a file path (``Context.physical_path``);
+it is None when nobody joined MAP_PATH, so the mapping then costs nothing more.
 """
 
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 
 from colonnade.core.module import Module, Priority
 from colonnade.core.stages import INFO, STAGES, Always, Stage
+from colonnade.errors import ModuleError
 
 HookFn = Callable[[Any], Any]
+#: ``(ctx, url_path, physical_path) -> physical_path``: the MAP_PATH hooks in order.
+MapPathFn = Callable[[Any, str, str], str]
 
 
 class BoundHook(NamedTuple):
@@ -44,7 +52,15 @@ class Step(NamedTuple):
 class Plan:
     """The immutable, per-application order of every hook."""
 
-    __slots__ = ("error", "map_path", "modules", "run_send_response", "send_response", "steps")
+    __slots__ = (
+        "error",
+        "map_path",
+        "modules",
+        "run_map_path",
+        "run_send_response",
+        "send_response",
+        "steps",
+    )
 
     def __init__(
         self,
@@ -62,6 +78,9 @@ class Plan:
         #: Calls the SEND_RESPONSE hooks (reverse order; errors propagate to the
         #: runner), or None when nobody joined SEND_RESPONSE.
         self.run_send_response = _chain(send_response)
+        #: Calls the MAP_PATH hooks in order (see :func:`map_path_chain`), or None
+        #: when nobody joined MAP_PATH.
+        self.run_map_path = map_path_chain(map_path)
 
     def describe(self) -> list[tuple[Stage, list[str]]]:
         """Stage by stage, who runs (for ``colonnade modules``)."""
@@ -105,6 +124,36 @@ def _chain(hooks: tuple[BoundHook, ...]) -> Callable[[Any], Awaitable[None]] | N
     body = [f"    {'await ' if hook.is_async else ''}h{i}(ctx)" for i, hook in enumerate(hooks)]
     chain: Callable[[Any], Awaitable[None]] = generate("send_response hooks", names, body)
     return chain
+
+
+def map_path_chain(hooks: tuple[BoundHook, ...]) -> MapPathFn | None:
+    """One function calling the MAP_PATH ``hooks`` in order, or None without hooks.
+
+    Each hook is called as ``hook(ctx, url_path, physical_path)`` with the path
+    so far (the application's own mapping, then what earlier hooks chose) and
+    answers a new absolute file path or None to keep it. It runs at most once per
+    request and URL (``Context.physical_path`` keeps the result), so a plain loop
+    serves: no generated code is worth it here.
+    """
+    if not hooks:
+        return None
+    # A MAP_PATH hook takes (ctx, url_path, physical_path), not HookFn's (ctx).
+    calls: tuple[tuple[Callable[..., Any], str], ...] = tuple((h.fn, h.owner) for h in hooks)
+
+    def run_map_path(ctx: Any, url_path: str, physical_path: str) -> str:
+        for fn, owner in calls:
+            found = fn(ctx, url_path, physical_path)
+            if found is None:
+                continue
+            if not isinstance(found, str) or not os.path.isabs(found):
+                raise ModuleError(
+                    owner,
+                    f"MAP_PATH hook answered {found!r} for {url_path!r}: not an absolute path",
+                )
+            physical_path = found
+        return physical_path
+
+    return run_map_path
 
 
 def _mark_state_acquired(ctx: Any) -> None:

@@ -13,6 +13,7 @@ from colonnade.core.module import FINISH, Module, Outcome
 from colonnade.core.request import BytesBody, Request
 from colonnade.core.stages import Stage
 from colonnade.core.urlpath import decode_path
+from colonnade.pipeline.plan import BoundHook, map_path_chain
 from colonnade.testing.client import RecordingWriter
 
 
@@ -54,7 +55,21 @@ def make_context(
 
 
 def run_stage(module: Module, stage: Stage, ctx: Context) -> Outcome:
-    """Call ``module``'s hooks for ``stage`` on ``ctx``; FINISH if any answered it."""
+    """Call ``module``'s hooks for ``stage`` on ``ctx``; FINISH if any answered it.
+
+    For ``Stage.MAP_PATH`` the module's hooks become the application's and
+    ``ctx.physical_path`` is mapped anew through them: read it afterwards.
+    """
+    if stage is Stage.MAP_PATH:
+        hooks = tuple(
+            BoundHook(getattr(module, sub.method), False, module.id, sub.priority)
+            for sub in type(module).subscriptions
+            if sub.stage is stage
+        )
+        ctx.app.map_path_hooks = map_path_chain(hooks)
+        ctx._physical_path = None
+        _ = ctx.physical_path
+        return Outcome.CONTINUE
 
     async def go() -> Outcome:
         for sub in type(module).subscriptions:

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from msgspec import Meta
 
-from colonnade.config.sections import Section
+from colonnade.config.sections import Section, Where
 
 
 class AsgiSection(Section, frozen=True):
@@ -19,6 +19,7 @@ class AsgiSection(Section, frozen=True):
     """
 
     key = "asgi"
+    allowed = Where.SERVER | Where.APPLICATION
 
     lifespan: Literal["auto", "on", "off"] = "auto"
     """Run the ASGI lifespan protocol: ``auto``, ``on`` (failures are fatal) or ``off``."""

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from msgspec import Meta
 
-from colonnade.config.sections import Section
+from colonnade.config.sections import Section, Where
 from colonnade.core.httputil import format_http_date, parse_http_date
 
 #: ``.css``, or ``.`` for files without an extension (as IIS spells it).
@@ -160,6 +160,7 @@ class StaticContentSection(Section, frozen=True, dict=True):
     """
 
     key = "static_content"
+    allowed_keys = {"cache_max_bytes": Where.SERVER | Where.APPLICATION}
 
     mime_map: dict[Extension, MimeType] = {}
     """Extension → MIME type, added to (or overriding) the built-in table of common
@@ -203,8 +204,9 @@ class StaticContentSection(Section, frozen=True, dict=True):
     prepared, and answered without touching the disk. 0 turns the cache off here."""
     cache_max_bytes: Annotated[int, Meta(ge=0, le=1 << 40)] = 32 * 1024 * 1024
     """The memory the file cache of one application may hold (least recently used
-    files go first); 0 turns the cache off. Set it for the application (or above):
-    a location or ``web.toml`` below the application setting it is an error."""
+    files go first); 0 turns the cache off. Set it in the server file or for the
+    application (its root `web.toml`, or a location at its path): set below, it
+    is an error."""
     cache_check_interval: Annotated[float, Meta(ge=0, le=3600)] = 1.0
     """Seconds a cached file is trusted before it is checked again (one ``stat`` per
     path component: identity, size, modification and change times). A changed file

@@ -61,8 +61,6 @@ from colonnade.core.httputil import http_date
 from colonnade.core.ranges import Multipart, Span, content_range, multipart
 from colonnade.core.request import Headers
 from colonnade.core.response import FileBody, Response
-from colonnade.core.urlpath import covers
-from colonnade.errors import ConfigError
 from colonnade.handlers.static.cache import (
     ENTRY_OVERHEAD,
     RACY_NS,
@@ -128,7 +126,6 @@ class StaticFile(Handler):
 
     def provision(self, app: Application) -> None:
         """Remember the application's roots; size the file cache from its settings."""
-        _refuse_nested_budget(app)
         self._app = app
         self._roots = _root_prefixes(app)
         self.cache = FileCache(app.section(StaticContentSection).cache_max_bytes)
@@ -460,26 +457,6 @@ async def _stream_parts(ctx: Context, path: str, parts: Multipart) -> None:
         await ctx.write(part.head)
         await writer.sendfile(path, part.start, part.stop - part.start)
     await ctx.write(parts.tail)
-
-
-def _refuse_nested_budget(app: Application) -> None:
-    # The cache budget belongs to the application: a level below it (a location, a
-    # web.toml in a subfolder) setting one would be silently ignored, so refuse it.
-    for level in app.levels:
-        table = level.raw.get(StaticContentSection.key)
-        if (
-            not covers(level.path, app.path)
-            and isinstance(table, dict)
-            and "cache_max_bytes" in table
-        ):
-            file, _, entry = level.source.partition(": ")
-            key = f"{StaticContentSection.key}.cache_max_bytes"
-            raise ConfigError(
-                "the file cache budget is the application's: set it at the application "
-                f"level, not for {level.path}",
-                file=file,
-                key=f"{entry}.{key}" if entry else key,
-            )
 
 
 def _root_prefixes(app: Application) -> tuple[str, ...]:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from msgspec import Meta
 
-from colonnade.config.sections import Section
+from colonnade.config.sections import Section, Where
 
 
 class WsgiSection(Section, frozen=True):
@@ -17,6 +17,7 @@ class WsgiSection(Section, frozen=True):
     """
 
     key = "wsgi"
+    allowed = Where.SERVER | Where.APPLICATION
 
     threads: Annotated[int, Meta(ge=1, le=1024)] = 8
     """Threads running the application (requests beyond this many wait their turn)."""

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from colonnade.config.sections import Section
+from colonnade.config.sections import Section, Where
 
 #: The content codings this module can produce, in its default preference order.
 CodingName = Literal["br", "zstd", "gzip"]
@@ -105,6 +105,7 @@ class CompressionSection(Section, frozen=True):
     """
 
     key = "compression"
+    allowed_keys = {"cache_max_bytes": Where.SERVER | Where.APPLICATION}
 
     static: bool = True
     """Compress static files (IIS ``doStaticCompression``)."""
@@ -156,7 +157,8 @@ class CompressionSection(Section, frozen=True):
     recently used are dropped first. An entry belongs to one file version (path,
     coding, modification time in ns and size; for a file the static handler sent
     from memory, its ETag and size), so a changed file is compressed again and
-    its old copy dropped. Read at the application level only."""
+    its old copy dropped. Read once per application: set it in the server file or
+    for the application (its root `web.toml`, a location at its path)."""
 
     no_compression_for_range: bool = True
     """Send requests that carry `Range` uncompressed, so byte ranges address the

@@ -38,6 +38,7 @@ from collections.abc import Hashable
 from stat import S_ISREG
 
 from colonnade.core.app import Application
+from colonnade.core.compiled import PerSection
 from colonnade.core.context import Context
 from colonnade.core.httputil import has_token
 from colonnade.core.module import Module, Priority, hook
@@ -62,9 +63,6 @@ from colonnade.modules.compression.variant import (
 from colonnade.modules.compression.writer import CompressingWriter
 
 log = logging.getLogger("colonnade.compression")
-
-#: Compiled policies kept per module (one per distinct effective section).
-_POLICIES_MAX = 256
 
 _MISSING_REPORTED: set[str] = set()
 
@@ -129,8 +127,10 @@ class Compression(Module):
     section = CompressionSection
 
     def __init__(self) -> None:
-        self._policies: dict[int, tuple[CompressionSection, Policy]] = {}
         self._negotiators: dict[tuple[str, ...], Negotiator] = {}
+        self._policies: PerSection[CompressionSection, Policy] = PerSection(
+            lambda section: Policy(section, self._negotiators)
+        )
         self.cache = StaticCache(CompressionSection().cache_max_bytes)
 
     def provision(self, app: Application) -> None:
@@ -147,22 +147,12 @@ class Compression(Module):
 
     def policy(self, section: CompressionSection) -> Policy:
         """The compiled form of ``section`` (compiled once per section object)."""
-        found = self._policies.get(id(section))
-        # The section is kept in the entry, so its id cannot be reused while cached.
-        if found is not None and found[0] is section:
-            return found[1]
-        policy = Policy(section, self._negotiators)
-        if len(self._policies) >= _POLICIES_MAX:
-            self._policies.clear()
-        self._policies[id(section)] = (section, policy)
-        return policy
+        return self._policies.get(section)
 
     @hook(Stage.SEND_RESPONSE, priority=Priority.HIGH)
     def send_response(self, ctx: Context) -> None:
         """Decide, for the response about to go out, whether and how to compress it."""
-        section = ctx.sections.get(CompressionSection)
-        found = self._policies.get(id(section))
-        policy = found[1] if found is not None and found[0] is section else self.policy(section)
+        policy = self._policies.get(ctx.sections.get(CompressionSection))
         response = ctx.response
         status = response.status
         if status != 200:

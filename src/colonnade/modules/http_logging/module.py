@@ -6,7 +6,8 @@ How this works:
   application's settings name into a capture function and a renderer
   (:mod:`.compiler`, from the field table in :mod:`.fields` and the writer of the
   format: :mod:`.w3c` or :mod:`.json_lines`), and opens or shares its target
-  (:mod:`.sink`). The hook is one dict lookup by section and one call.
+  (:mod:`.sink`). The hook is one lookup by section (a :class:`PerSection`) and
+  one call.
 - *Cheap per request.* The capture appends the line's raw values to the sink's
   pending list; they are turned into text a batch at a time, when the sink writes.
   The date and time strings are rebuilt once per second, not per line; paths,
@@ -21,6 +22,7 @@ import logging
 from typing import NamedTuple
 
 from colonnade.core.app import Application
+from colonnade.core.compiled import PerSection
 from colonnade.core.context import Context
 from colonnade.core.module import Module, hook
 from colonnade.core.stages import Stage
@@ -75,11 +77,11 @@ class HttpLogging(Module):
     def __init__(self) -> None:
         # (target, format, fields) → output: locations sharing a configuration share it.
         self._outputs: dict[tuple[str, str, tuple[str, ...]], Output] = {}
-        # id(section) → (section, its line writer or None when it logs nothing), the
-        # per-request lookup. Holding the
-        # section keeps its id from being reused by another object, so a hit on the
-        # id is a hit on the very same section.
-        self._by_section: dict[int, tuple[HttpLoggingSection, Capture | None]] = {}
+        # Each effective section's capture (None when it logs nothing): the
+        # per-request lookup.
+        self._captures: PerSection[HttpLoggingSection, Capture | None] = PerSection(
+            self._capture_for, limit=_SECTIONS_MAX
+        )
 
     def provision(self, app: Application) -> None:
         """Compile the field lists and open (or share) every log target.
@@ -90,7 +92,12 @@ class HttpLogging(Module):
         """
         paths = [app.path, *(lvl.path for lvl in app.levels if _below(lvl.path, app.path))]
         for path in paths:
-            self._open(app.sections_for(path).get(HttpLoggingSection))
+            self._captures.get(app.sections_for(path).get(HttpLoggingSection))
+
+    def _capture_for(self, settings: HttpLoggingSection) -> Capture | None:
+        # The target is opened (or shared) even where logging is off here: a
+        # location may turn it on below, and a bad target fails at start-up.
+        return _filtered(settings, self._open(settings).capture)
 
     def _open(self, settings: HttpLoggingSection) -> Output:
         key = (settings.target, settings.format, tuple(settings.fields))
@@ -103,18 +110,7 @@ class HttpLogging(Module):
             # own header) on its next line.
             sink.start(line)
             output = self._outputs[key] = Output(sink, line.capture)
-        if len(self._by_section) >= _SECTIONS_MAX:
-            self._by_section.clear()
-        self._by_section[id(settings)] = (settings, _filtered(settings, output.capture))
         return output
-
-    def _output_for(self, settings: HttpLoggingSection) -> Output | None:
-        # A section provision did not see (settings added later, e.g. per folder).
-        try:
-            return self._open(settings)
-        except ConfigError as exc:
-            log.error("access log: %s", exc)
-            return None
 
     async def shutdown(self) -> None:
         """Flush while the loop that owns the flush timers still runs."""
@@ -124,7 +120,7 @@ class HttpLogging(Module):
         """Flush the buffers and release the targets."""
         outputs = list(self._outputs.values())
         self._outputs.clear()
-        self._by_section.clear()
+        self._captures.clear()
         for output in outputs:
             release_sink(output.sink)
 
@@ -136,12 +132,10 @@ class HttpLogging(Module):
     @hook(Stage.LOG_REQUEST)
     def log_request(self, ctx: Context) -> None:
         """Append this request's line to its log's buffer (unless filtered out)."""
-        settings = ctx.sections.get(HttpLoggingSection)
-        entry = self._by_section.get(id(settings))
-        if entry is None:
-            if not settings.enabled or self._output_for(settings) is None:
-                return
-            entry = self._by_section[id(settings)]
-        capture = entry[1]
+        try:
+            capture = self._captures.get(ctx.sections.get(HttpLoggingSection))
+        except ConfigError as exc:  # a section provision did not see, and its target fails
+            log.error("access log: %s", exc)
+            return
         if capture is not None:
             capture(ctx)
