@@ -121,6 +121,20 @@ def live(www: Path) -> Iterator[LiveServer]:
     server.stop()
 
 
+#: Source of the lifespan part of an ASGI app served by `colonnade serve web:app`;
+#: it goes right after ``async def app(scope, receive, send):``.
+ASGI_LIFESPAN = """
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+"""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

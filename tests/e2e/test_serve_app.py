@@ -9,23 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Process, free_port
+from .conftest import ASGI_LIFESPAN, Process, free_port
 from .wire import Conn, Wire
 
-ASGI = """
-async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            else:
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+ASGI = (
+    "async def app(scope, receive, send):"
+    + ASGI_LIFESPAN
+    + """
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"text/plain")]})
     await send({"type": "http.response.body", "body": b"asgi " + scope["path"].encode()})
 """
+)
 
 WSGI = """
 def make_app():

@@ -2,7 +2,9 @@
 
 Besides "no exception escapes", two invariants: the events form well-ordered
 requests (head, bodies, end) with at most one ProtocolError, last; and feeding in
-two pieces gives the same events as feeding at once.
+two pieces gives the same events as feeding at once. And one comparison: a stream
+of requests with methods llhttp does not know parses, however it is split, as the
+same stream with methods it knows.
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ VALID = [
     b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: ws\r\n"
     b"Content-Length: 2\r\n\r\nab",
     b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"FROB /f HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nz",
+    b"get /g HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"2 ; a = b ;c\r\nzz\r\n0\r\n\r\n",
 ]
 
-ALPHABET = b' \t\r\n:;,"=/?#*@%+-0123456789abcfAHTPGETPOSchunked\x00\x7f\xff'
+ALPHABET = b' \t\r\n:;,"=/?#*@%+-0123456789abcfAHTPGETPOSchunkedFRB\x00\x7f\xff'
 special = st.binary(max_size=8) | st.lists(st.sampled_from(list(ALPHABET)), max_size=8).map(bytes)
 
 
@@ -93,3 +98,46 @@ def test_responses_never_raise_for_parsed_heads(data: bytes) -> None:
             assert out.startswith(b"HTTP/1.1 200 OK\r\n")
         elif isinstance(event, ProtocolError):
             assert conn.error_response(event.status, event.reason).endswith(b"\n")
+
+
+# Requests whose method is a placeholder; framed every way the parser distinguishes.
+TEMPLATES = [
+    b"{} /a HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"{} /b HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n\r\n\r\n",
+    b"{} /c HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    b"{} /d HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"3 ; e = f\r\n\r\n\r\r\n0\r\nT: 1\r\n\r\n",
+    b"{} http://h/e HTTP/1.1\r\nHost: x\r\nX: y\r\n\r\n",
+    b"\r\n{} /f HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+]
+KNOWN = [b"GET", b"POST", b"PROPFIND", b"M-SEARCH", b"PUT"]
+UNKNOWN = [b"FROBNICATE", b"get", b"GETX", b"PROP", b"PLAY", b"X", b"!~", b"M" * 64]
+
+
+@FUZZ
+@given(
+    picks=st.lists(
+        st.tuples(st.sampled_from(TEMPLATES), st.sampled_from(UNKNOWN + KNOWN)),
+        min_size=1,
+        max_size=6,
+    ),
+    cuts=st.lists(st.integers(0, 2000), max_size=3),
+)
+def test_unknown_methods_parse_like_known_ones(
+    picks: list[tuple[bytes, bytes]], cuts: list[int]
+) -> None:
+    stream = b"".join(template.replace(b"{}", method) for template, method in picks)
+    known = b"".join(template.replace(b"{}", b"PUT") for template, _ in picks)
+    conn = HTTP1Connection()
+    events: list[Event] = []
+    start = 0
+    for cut in sorted(min(cut, len(stream)) for cut in cuts):
+        events += conn.feed(stream[start:cut])
+        start = cut
+    events += conn.feed(stream[start:]) + conn.feed_eof()
+    expected = merged(HTTP1Connection().feed(known))
+    heads = [e for e in expected if isinstance(e, RequestHead)]
+    assert len(heads) == len(picks)
+    for event, (_, method) in zip(heads, picks, strict=True):
+        event.method = method
+    assert merged(events) == expected

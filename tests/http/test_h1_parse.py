@@ -57,6 +57,38 @@ CHUNKED_POST = (
     b"0\r\nTrailer-One: 1\r\nTrailer-Two: 2\r\n\r\n"
 )
 TE_HEADERS = [(b"host", b"a"), (b"transfer-encoding", b"chunked")]
+CL5_HEADERS = [(b"host", b"a"), (b"content-length", b"5")]
+# Every tchar (RFC 9110 5.6.2): a method llhttp has never heard of.
+TCHAR_METHOD = b"!#$%&'*+-.^_`|~09AZaz"
+# RFC 9112 7.1.1: BWS around ";" and "=" in chunk extensions, values token or quoted.
+BWS_CHUNKS = (
+    b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"1; a=b\r\na\r\n"
+    b"1 ;a=b\r\nb\r\n"
+    b"1\t;\ta=b\r\nc\r\n"
+    b'1 ; a = b ; c\t=\t"d e" ;f\r\nd\r\n'
+    b"0 ; last = chunk\r\n\r\n"
+)
+
+
+def cl_events(method: bytes) -> list[Event]:
+    return [head(method=method, headers=CL5_HEADERS, content_length=5), Body(b"hello"), END]
+
+
+def chunked_events(method: bytes) -> list[Event]:
+    return [head(b"/up", method=method, headers=TE_HEADERS, chunked=True), Body(b"hello"), END]
+
+
+def cl_post(method: bytes, target: bytes = b"/") -> bytes:
+    return method + b" " + target + b" HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"
+
+
+def chunked_post(method: bytes) -> bytes:
+    return (
+        method + b" /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5; x = y\r\nhello\r\n0\r\n\r\n"
+    )
+
 
 # (id, request bytes, expected events)
 CASES: list[tuple[str, bytes, list[Event]]] = [
@@ -219,6 +251,111 @@ CASES: list[tuple[str, bytes, list[Event]]] = [
             END,
         ],
     ),
+    # Any token is a method (RFC 9110 9.1), also those llhttp does not know.
+    (
+        "unknown-method",
+        b"FROBNICATE / HTTP/1.1\r\nHost: a\r\n\r\n",
+        [head(method=b"FROBNICATE"), END],
+    ),
+    ("lowercase-method", b"get / HTTP/1.1\r\nHost: a\r\n\r\n", [head(method=b"get"), END]),
+    (
+        "every-tchar-method",
+        TCHAR_METHOD + b" / HTTP/1.1\r\nHost: a\r\n\r\n",
+        [head(method=TCHAR_METHOD), END],
+    ),
+    (
+        "longest-method",
+        b"M" * 64 + b" / HTTP/1.1\r\nHost: a\r\n\r\n",
+        [head(method=b"M" * 64), END],
+    ),
+    ("known-method-prefix", b"GETTER / HTTP/1.1\r\nHost: a\r\n\r\n", [head(method=b"GETTER"), END]),
+    ("rtsp-method-on-http", b"PLAY / HTTP/1.1\r\nHost: a\r\n\r\n", [head(method=b"PLAY"), END]),
+    (
+        "rtsp-method-long-target",
+        b"SETUP /" + b"t" * 100 + b" HTTP/1.1\r\nHost: a\r\n\r\n",
+        [head(b"/" + b"t" * 100, method=b"SETUP"), END],
+    ),
+    (
+        "rtsp-method-on-http10",
+        b"DESCRIBE /x HTTP/1.0\r\n\r\n",
+        [
+            head(b"/x", method=b"DESCRIBE", version=b"1.0", headers=[], host=b"", keep_alive=False),
+            END,
+        ],
+    ),
+    (
+        "unknown-method-spaces-absolute-form",
+        b"FROB   http://h/p?q HTTP/1.1\r\nHost: a\r\n\r\n",
+        [head(b"http://h/p?q", method=b"FROB", path=b"/p", query=b"q", host=b"h"), END],
+    ),
+    ("unknown-method-with-body", cl_post(b"FROBNICATE"), cl_events(b"FROBNICATE")),
+    ("unknown-method-chunked", chunked_post(b"QUUX"), chunked_events(b"QUUX")),
+    (
+        "unknown-methods-pipelined",
+        b"\r\n"
+        + GET
+        + cl_post(b"FROB")
+        + b"\r\n"
+        + chunked_post(b"get")
+        + cl_post(b"POST")
+        + b"BREW /pot HTTP/1.1\r\nHost: a\r\n\r\n"
+        + chunked_post(b"PUT")
+        + cl_post(b"x")
+        + GET,
+        [
+            head(),
+            END,
+            *cl_events(b"FROB"),
+            *chunked_events(b"get"),
+            *cl_events(b"POST"),
+            head(b"/pot", method=b"BREW"),
+            END,
+            *chunked_events(b"PUT"),
+            *cl_events(b"x"),
+            head(),
+            END,
+        ],
+    ),
+    (
+        "unknown-method-upgrade",
+        b"FROB /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\nFROB",
+        [
+            head(
+                b"/ws",
+                method=b"FROB",
+                headers=[(b"host", b"a"), (b"connection", b"Upgrade"), (b"upgrade", b"x")],
+            ),
+            END,
+        ],
+    ),
+    (
+        "chunk-extensions-with-whitespace",
+        BWS_CHUNKS,
+        [head(b"/up", method=b"POST", headers=TE_HEADERS, chunked=True), Body(b"abcd"), END],
+    ),
+    (
+        "longest-chunk-size-line",
+        b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"0" * 4090
+        + b"3;a=b\r\nabc\r\n0\r\n\r\n",
+        [head(b"/up", method=b"POST", headers=TE_HEADERS, chunked=True), Body(b"abc"), END],
+    ),
+    (
+        "chunked-then-close",
+        chunked_post(b"POST")[: -len(b"5; x = y\r\nhello\r\n0\r\n\r\n") - 2]
+        + b"Connection: close\r\n\r\n0\r\n\r\n"
+        + GET,
+        [
+            head(
+                b"/up",
+                method=b"POST",
+                headers=[*TE_HEADERS, (b"connection", b"close")],
+                keep_alive=False,
+                chunked=True,
+            ),
+            END,
+        ],
+    ),
     (
         "upgrade-with-body",
         b"POST / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
@@ -310,3 +447,20 @@ def test_eof_between_requests_is_clean() -> None:
     conn = HTTP1Connection()
     assert conn.feed(GET + b"\r\n") == [head(), END]
     assert conn.feed_eof() == []
+
+
+def test_many_pipelined_unknown_methods_in_one_feed() -> None:
+    # Each one is found again from the one before, not from the start of the feed.
+    request = b"BREW /pot HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi"
+    events = merged(HTTP1Connection().feed(request * 2000))
+    assert len(events) == 3 * 2000
+    assert all(e.method == b"BREW" for e in events if isinstance(e, RequestHead))
+    assert all(e == Body(b"hi") for e in events[1::3])
+
+
+def test_unknown_method_waits_for_its_end() -> None:
+    conn = HTTP1Connection()
+    assert conn.feed(b"FROBNI") == []
+    assert conn.feed(b"CA") == []
+    assert conn.feed(b"TE / HTTP/1.1\r\nHost: a\r\n\r\n") == [head(method=b"FROBNICATE"), END]
+    assert conn.feed(GET) == [head(), END]

@@ -18,6 +18,7 @@ UrlPath = Annotated[str, Meta(pattern=r"^/[^\s]*$")]
 #: The embedded default module set (what `colonnade serve` loads with no config).
 DEFAULT_MODULES: tuple[str, ...] = (
     "security.request_filtering",
+    "http.compression",  # static files only by default, as IIS's default install
     "static.default_document",
     "static.directory_listing",
     "handler.static",

@@ -6,12 +6,33 @@ One ``HTTP1Connection`` per TCP connection. ``feed(data)`` hands the bytes to
 llhttp (through httptools), which calls back into the ``_on_*`` methods below as
 it recognises pieces; the callbacks append events to a list that ``feed``
 returns. llhttp already enforces most of RFC 9112 (request-line and header
-syntax, Content-Length syntax and duplicates, CL together with TE, chunk
-framing); the callbacks add what it lets through: Host rules, request-target
-forms, unsupported transfer codings, HTTP/0.9 and 2.0, Expect, and the size
-limits. A check that fails stores a ``ProtocolError`` and raises ``_RejectError``,
-which makes llhttp stop; ``feed`` turns that (or llhttp's own error) into the
-final event, and from then on the connection only returns ``[]``.
+syntax, Content-Length syntax and duplicates, CL together with TE); the
+callbacks add what it lets through: Host rules, request-target forms,
+unsupported transfer codings, HTTP/0.9 and 2.0, Expect, and the size limits. A
+check that fails stores a ``ProtocolError`` and raises ``_RejectError``, which
+makes llhttp stop; ``feed`` turns that (or llhttp's own error) into the final
+event, and from then on the connection only returns ``[]``.
+
+Two things llhttp cannot do are done here, off the common path:
+
+- Methods. llhttp knows a fixed list of methods; RFC 9110 9.1 allows any token.
+  When llhttp refuses a method, the request's bytes are found again (below), the
+  token is checked against ``tchar``, and a fresh parser is fed ``PUT`` in its
+  place while the real token is kept for the ``RequestHead``. A message whose
+  token has not ended yet waits in ``_METHOD``.
+- Chunked bodies. llhttp refuses the optional whitespace RFC 9112 7.1.1 allows
+  around chunk extensions (``5; name=value``). So ``_on_headers_complete`` stops
+  llhttp after the head of a chunked request and ``_dechunk`` reads the body;
+  the next request goes to a fresh parser.
+
+Both need to know where a message starts in the bytes, and llhttp does not say
+how far it read. ``_boundaries`` works it out again from what llhttp reported:
+a head ends at its first empty line (llhttp accepts only CRLF line ends), its
+body is as long as its Content-Length (a chunked body always ends a parser's
+run), and llhttp skips CR and LF between messages. A run that ends mid-message
+leaves what the next run needs: the head so far (``_carry``) or the body bytes
+still due (``_body_left``). A feed that is one whole request, the common case,
+does none of this.
 
 Parsing stops for good after a request that asked to close (later bytes are
 ignored, RFC 9112 9.6), after an upgrade request (the rest belongs to the new
@@ -21,7 +42,8 @@ Memory stays bounded: the request target and the headers are checked as they
 complete, and ``_stall`` counts the bytes fed while a header line may still be
 incomplete inside httptools (which buffers it before calling us), so one
 endless header line cannot grow without limit. Feeds larger than ``_SLICE`` are
-parsed in slices so that count stays precise enough.
+parsed in slices so that count stays precise enough. A method token, a
+chunk-size line and a trailer section have bounds of their own.
 
 The response side is a handful of flags for the response being sent:
 ``start_response`` picks the framing (Content-Length, chunked, or close-delimited)
@@ -32,6 +54,7 @@ one the connection will carry.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
 from email.utils import formatdate
@@ -45,14 +68,15 @@ from colonnade.http.events import Body, EndOfMessage, Event, Headers, ProtocolEr
 
 __all__ = ["HTTP1Connection", "error_response", "reason_phrase"]
 
-# -- parser states -----------------------------------------------------------------
+# -- parser states (the ones llhttp parses in come first: ``state <= _BODY``) ---------
 _IDLE: Final = 0  # between requests
 _HEAD: Final = 1  # request line and header section
-_BODY: Final = 2  # body bytes (or a chunk-size line)
-_CHUNK: Final = 3  # after a chunk header: chunk data, or the trailer section of the last chunk
-_UPGRADED: Final = 4  # after an upgrade request: no more HTTP
-_CLOSED: Final = 5  # after a request that asked to close, or EOF: later bytes are ignored
-_FAILED: Final = 6  # after a ProtocolError
+_BODY: Final = 2  # a Content-Length body
+_CHUNK: Final = 3  # a chunked body, read by _dechunk
+_METHOD: Final = 4  # a method llhttp does not know, its token not complete yet
+_UPGRADED: Final = 5  # after an upgrade request: no more HTTP
+_CLOSED: Final = 6  # after a request that asked to close, or EOF: later bytes are ignored
+_FAILED: Final = 7  # after a ProtocolError
 
 _SLICE: Final = 65536
 _END: Final = EndOfMessage()
@@ -71,6 +95,47 @@ _VALID_HOSTS: Final[set[bytes]] = set()
 _VALID_HOSTS_MAX: Final = 256
 # RFC 9110 tchar: a response header name made of anything else is a caller bug.
 _TCHARS: Final = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_TCHAR_CLASS: Final = rb"!#$%&'*+\-.^_`|~0-9A-Za-z"
+
+# -- methods llhttp does not know ---------------------------------------------------
+# What llhttp says when it refuses a method. The last is a method it knows only for
+# RTSP (PLAY, SETUP, ...) on an HTTP request line: a token like any other.
+_METHOD_ERRORS: Final = frozenset(
+    (
+        "Invalid method encountered",
+        "Expected space after method",
+        "Invalid method for HTTP/x.x request",
+    )
+)
+# The method llhttp is given instead. Not one of RTSP's, so that llhttp still tells
+# an RTSP/1.0 request line ("FOO / RTSP/1.0") from an HTTP one.
+_STAND_IN: Final = b"PUT"
+# RFC 9112 3: a method longer than any the server implements gets 501. The longest
+# registered method (IANA) has 17 characters.
+_MAX_METHOD: Final = 64
+_PROBE: Final = _MAX_METHOD + 1  # the bytes that decide about a method
+_TOKEN_PREFIX: Final = re.compile(rb"[%s]*" % _TCHAR_CLASS)
+
+# -- chunked bodies (RFC 9112 7.1) ---------------------------------------------------
+# chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ), the value a
+# token or a quoted-string. Possessive quantifiers: no backtracking, linear time.
+_CHUNK_SIZE: Final = re.compile(rb"[0-9A-Fa-f]+")
+_CHUNK_EXT: Final = re.compile(
+    rb"(?:[ \t]*+;[ \t]*+[%s]++(?:[ \t]*+=[ \t]*+(?:[%s]++|"
+    rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*+"))?+)*+'
+    % (_TCHAR_CLASS, _TCHAR_CLASS)
+)
+# A trailer field line (RFC 9112 5): no whitespace before the colon, no obs-fold.
+_FIELD_LINE: Final = re.compile(rb"[%s]+:[\t \x20-\x7e\x80-\xff]*" % _TCHAR_CLASS)
+# Longest chunk-size line (size and extensions) read; longer is refused.
+_MAX_CHUNK_LINE: Final = 4096
+# Chunk-size digits beyond leading zeros: 15 hex digits is 2**60 bytes.
+_MAX_CHUNK_DIGITS: Final = 15
+# _chunk_left values that are not a count of chunk-data bytes: what comes next.
+_CHUNK_CRLF: Final = 0  # the CRLF after chunk data
+_CHUNK_LF: Final = -1  # its LF
+_CHUNK_SIZE_LINE: Final = -2  # a chunk-size line
+_CHUNK_TRAILER: Final = -3  # a trailer field line, or the empty line that ends the body
 # llhttp also parses RTSP/1.0 and ICE/1.0 request lines and reports them as version
 # 1.0 without saying which protocol it saw. These methods are RTSP's, and SOURCE is
 # the one ICE allows: with version 1.0 they mean "not HTTP". (``GET / RTSP/1.0``
@@ -167,6 +232,14 @@ def _response_name(name: bytes) -> bytes:
     return lname
 
 
+def _head_end(data: bytes, start: int) -> int:
+    """Where the head that starts at ``start`` ends (just past its empty line)."""
+    found = data.find(b"\r\n\r\n", start)
+    if found < 0:
+        raise RuntimeError("llhttp completed a head that is not in the bytes it read")
+    return found + 4
+
+
 def _has_token(value: bytes, token: bytes) -> bool:
     return any(part.strip() == token for part in value.lower().split(b","))
 
@@ -180,7 +253,6 @@ class _Callbacks:
 
     __slots__ = (
         "on_body",
-        "on_chunk_header",
         "on_header",
         "on_headers_complete",
         "on_message_begin",
@@ -194,7 +266,6 @@ class _Callbacks:
         self.on_header = conn._on_header
         self.on_headers_complete = conn._on_headers_complete
         self.on_body = conn._on_body
-        self.on_chunk_header = conn._on_chunk_header
         self.on_message_complete = conn._on_message_complete
 
 
@@ -208,6 +279,10 @@ class HTTP1Connection:
 
     __slots__ = (
         "__weakref__",
+        "_body_left",
+        "_callbacks",
+        "_carry",
+        "_chunk_left",
         "_chunked",
         "_close",
         "_continued",
@@ -223,6 +298,7 @@ class HTTP1Connection:
         "_max_header_size",
         "_max_headers",
         "_max_target",
+        "_method",
         "_no_body",
         "_parser",
         "_reject",
@@ -256,7 +332,8 @@ class HTTP1Connection:
         # A header line may sit in httptools' buffer until it ends; bound those bytes
         # with room for a maximal legitimate head plus one slice of overcount.
         self._stall_limit = max_target + max_header_size + _SLICE + 1024
-        self._parser = httptools.HttpRequestParser(_Callbacks(self))
+        self._callbacks = _Callbacks(self)
+        self._parser = httptools.HttpRequestParser(self._callbacks)
         self._events: list[Event] = []
         self._state = _IDLE
         self._stall = 0
@@ -264,11 +341,20 @@ class HTTP1Connection:
         self._reject: ProtocolError | None = None
         # The request being parsed.
         self._url = b""
-        self._headers: Headers | None = None  # None outside a head: fields are trailers
-        self._hsize = 0  # trailer section bytes
+        self._headers: Headers | None = None  # None outside a head
+        self._hsize = 0  # trailer section bytes (read and dropped by _dechunk)
         self._host: bytes | None = None
         self._framing = False
         self._keep_alive_req = True
+        # A method llhttp was not given (it got _STAND_IN), for the head in progress.
+        self._method = b""
+        # Where a parser run ended mid-message (see "How this works"): the message's
+        # bytes so far in _HEAD and _METHOD, the unfinished line in _CHUNK; the
+        # Content-Length bytes still due in _BODY; in _CHUNK, the chunk-data bytes
+        # still due or (zero or less) what comes next.
+        self._carry = bytearray()
+        self._body_left = 0
+        self._chunk_left = _CHUNK_SIZE_LINE
         # After an upgrade request: its body still to deliver, then the raw rest.
         self._upgrade_left = 0
         self._trailing = bytearray()
@@ -288,21 +374,22 @@ class HTTP1Connection:
     def feed(self, data: bytes) -> list[Event]:
         """Parse received bytes; return the events they complete, in order."""
         state = self._state
-        if state >= _UPGRADED:
-            if state == _UPGRADED:
-                self._after_upgrade(data)
-        elif len(data) <= _SLICE:
-            self._execute(data)
+        if state <= _BODY and len(data) <= _SLICE:
+            # The common case: llhttp reads the whole feed (``_execute``, inlined).
+            self._feeding = len(data)
+            try:
+                self._parser.feed_data(data)
+            except httptools.HttpParserUpgrade as upgrade:
+                self._upgraded(data, upgrade.args[0])
+            except httptools.HttpParserError as exc:
+                done = self._parser_error(exc, data, state, 0)
+                if done < len(data):
+                    self._feed_rest(data, done)
+            else:
+                if self._state in (_HEAD, _BODY):
+                    self._carry_over(data, state, 0)
         else:
-            view = memoryview(data)
-            size = len(view)
-            for start in range(0, size, _SLICE):
-                end = start + _SLICE
-                self._execute(view[start:end])
-                if self._state >= _UPGRADED:
-                    if self._state == _UPGRADED and end < size:
-                        self._after_upgrade(view[end:])
-                    break
+            self._feed_rest(data, 0)
         events = self._events
         self._events = []
         return events
@@ -310,7 +397,7 @@ class HTTP1Connection:
     def feed_eof(self) -> list[Event]:
         """The peer closed its side: a request cut short is a 400, else nothing."""
         state = self._state
-        if state in (_HEAD, _BODY, _CHUNK) or (state == _UPGRADED and self._upgrade_left):
+        if (_HEAD <= state <= _METHOD) or (state == _UPGRADED and self._upgrade_left):
             self._fail_connection(
                 ProtocolError(400, "connection closed in the middle of a request")
             )
@@ -327,38 +414,261 @@ class HTTP1Connection:
         """Bytes received after an upgrade request (and its body): the new protocol's."""
         return bytes(self._trailing)
 
-    def _execute(self, data: bytes | memoryview) -> None:
-        self._feeding = len(data)
+    def _feed_rest(self, data: bytes, pos: int) -> None:
+        """Parse ``data[pos:]`` piece by piece, each piece by whatever reads the state."""
+        size = len(data)
+        view = memoryview(data)
+        while pos < size:
+            state = self._state
+            if state <= _BODY:
+                end = min(pos + _SLICE, size)
+                piece = data if pos == 0 and end == size else view[pos:end]
+                pos += self._execute(piece, state, len(self._events))
+            elif state == _CHUNK:
+                pos = self._dechunk(data, pos)
+            elif state == _METHOD:
+                pos += self._method_token(bytes(self._carry), data[pos : pos + _PROBE])
+            else:
+                if state == _UPGRADED:
+                    self._after_upgrade(view[pos:])
+                return
+
+    def _execute(self, data: bytes | memoryview, s0: int, ev0: int) -> int:
+        """One run of llhttp over ``data``; the number of its bytes consumed.
+
+        ``s0`` is the state before the run and ``ev0`` the index of its first event:
+        what finding the messages in ``data`` again needs. Fewer bytes than all are
+        consumed only when something else reads the rest (a chunked body, a method
+        llhttp does not know).
+        """
+        size = len(data)
+        self._feeding = size
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
-            self._state = _UPGRADED
-            self._final = self._requests
-            self._after_upgrade(data[upgrade.args[0] :])
-            return
+            self._upgraded(data, upgrade.args[0])
+            return size
         except httptools.HttpParserError as exc:
-            self._parser_error(exc)
-            return
+            return self._parser_error(exc, data, s0, ev0)
         state = self._state
-        if state in (_HEAD, _CHUNK):
-            self._stall += len(data)
-            if self._stall > self._stall_limit:
-                what = "header section" if state == _HEAD else "trailer section"
-                self._fail_connection(ProtocolError(431, f"{what} too large"))
+        if state in (_HEAD, _BODY):
+            self._carry_over(data, s0, ev0)
+        return size
 
-    def _parser_error(self, exc: Exception) -> None:
+    def _parser_error(self, exc: Exception, data: bytes | memoryview, s0: int, ev0: int) -> int:
         error = self._reject
         if error is None:
-            if self._state == _CLOSED:
+            state = self._state
+            if state == _CHUNK:
+                # _on_headers_complete stopped llhttp: the chunked body is read here.
+                return self._after_chunked_head(bytes(data), s0, ev0)
+            if state == _CLOSED:
                 # llhttp refuses bytes after a request that asked to close; RFC 9112
                 # 9.6 says to ignore them, which is what _CLOSED does from now on.
-                return
+                return len(data)
             if isinstance(exc, httptools.HttpParserCallbackError):
                 raise exc  # a bug in a callback: let it show
             reason = str(exc)
+            if reason in _METHOD_ERRORS and not self._method:
+                return self._unknown_method(bytes(data), s0, ev0)
             # llhttp says "Invalid HTTP version" for a well-formed but unsupported one.
             error = ProtocolError(505 if reason == "Invalid HTTP version" else 400, reason)
         self._fail_connection(error)
+        return len(data)
+
+    # -- where messages start (see "How this works") -----------------------------------
+
+    def _boundaries(self, data: bytes, s0: int, ev0: int) -> tuple[int, int, int]:
+        """Messages in one llhttp run over ``data``, found again from what it reported.
+
+        Returns where the last message begun in ``data`` starts (-1: none began),
+        where the last head completed in ``data`` ends (-1: none), and where the
+        message of that head (or the one in progress) ends, which may lie beyond
+        ``data``. Only heads completed in the run have a RequestHead from ``ev0`` on.
+        """
+        lengths = [e.content_length or 0 for e in self._events[ev0:] if isinstance(e, RequestHead)]
+        size = len(data)
+        start = head_end = -1
+        done = 0
+        if s0 == _BODY:
+            pos = self._body_left
+        elif s0 == _HEAD:
+            if not lengths:
+                return -1, -1, size
+            # The head in progress ends here; its last CRLFCRLF may straddle the feeds.
+            tail = bytes(self._carry[-3:])
+            found = (tail + data[:3]).find(b"\r\n\r\n")
+            head_end = found + 4 - len(tail) if found >= 0 else _head_end(data, 0)
+            pos = head_end + lengths[0]
+            done = 1
+        else:
+            pos = 0
+        while pos < size:
+            while pos < size and data[pos] in b"\r\n":
+                pos += 1
+            if pos == size:
+                break
+            start = pos
+            if done == len(lengths):
+                break  # this head did not complete in the run
+            head_end = _head_end(data, pos)
+            pos = head_end + lengths[done]
+            done += 1
+        return start, head_end, pos
+
+    def _carry_over(self, data: bytes | memoryview, s0: int, ev0: int) -> None:
+        """A run ended mid-message: keep what the next run may need to find messages."""
+        size = len(data)
+        if self._state == _HEAD:
+            self._stall += size
+            if self._stall > self._stall_limit:
+                self._fail_connection(ProtocolError(431, "header section too large"))
+                return
+            chunk = bytes(data)
+            start = self._boundaries(chunk, s0, ev0)[0]
+            if start < 0:
+                self._carry += chunk  # the same head goes on
+            else:
+                self._carry = bytearray(chunk[start:])
+        else:
+            self._body_left = self._boundaries(bytes(data), s0, ev0)[2] - size
+
+    # -- a method llhttp does not know ---------------------------------------------------
+
+    def _unknown_method(self, data: bytes, s0: int, ev0: int) -> int:
+        """llhttp refused the method of the last message begun; decide here instead."""
+        start = self._boundaries(data, s0, ev0)[0]
+        if start < 0:  # begun in an earlier run: its bytes so far are carried
+            return self._method_token(bytes(self._carry), data[:_PROBE])
+        return start + self._method_token(b"", data[start : start + _PROBE])
+
+    def _method_token(self, prefix: bytes, data: bytes) -> int:
+        """Read the method of a message that is ``prefix + data``; the bytes of ``data`` used.
+
+        RFC 9110 9.1: any token is a method. A byte outside ``tchar`` before the
+        space is a 400, a token longer than ``_MAX_METHOD`` a 501 (RFC 9112 3);
+        both depend on the first ``_PROBE`` bytes alone, so every way of splitting
+        the feeds reaches the same verdict. An unfinished token waits in
+        ``_METHOD``, and then ``data`` is all the message's bytes so far.
+        """
+        probe = prefix + data[: max(_PROBE - len(prefix), 0)]
+        found = _TOKEN_PREFIX.match(probe, 0, _PROBE)
+        end = found.end() if found is not None else 0
+        if end > _MAX_METHOD:
+            self._fail_connection(ProtocolError(501, "request method too long"))
+            return len(data)
+        if end == len(probe):
+            self._state = _METHOD
+            self._carry = bytearray(probe)
+            return len(data)
+        if end == 0 or probe[end] != 32:  # a space ends the method
+            self._fail_connection(ProtocolError(400, "invalid request method"))
+            return len(data)
+        # A fresh parser gets a method it knows, followed by the rest of the request
+        # line; the real token stands in the RequestHead.
+        self._parser = httptools.HttpRequestParser(self._callbacks)
+        self._url = b""
+        self._host = None
+        self._framing = False
+        self._state = _IDLE
+        self._method = probe[:end]
+        first = _STAND_IN + prefix[end:]
+        used = max(end - len(prefix), 0)
+        self._execute(first, _IDLE, len(self._events))
+        return used
+
+    # -- chunked bodies (RFC 9112 7.1) -------------------------------------------------
+
+    def _after_chunked_head(self, data: bytes, s0: int, ev0: int) -> int:
+        """llhttp stopped after a chunked head: the body starts where the head ended."""
+        head_end = self._boundaries(data, s0, ev0)[1]
+        self._carry.clear()  # from now on: an unfinished line of the body
+        # The run was cut short: the next message needs a parser of its own.
+        self._parser = httptools.HttpRequestParser(self._callbacks)
+        return head_end
+
+    def _dechunk(self, data: bytes, pos: int) -> int:
+        """Read chunked body bytes from ``data[pos:]``; where the body (or ``data``) ended.
+
+        Every refusal depends only on the bytes before it, whatever the feeds.
+        """
+        size = len(data)
+        events = self._events
+        while pos < size:
+            left = self._chunk_left
+            if left > 0:
+                end = min(pos + left, size)
+                events.append(Body(data[pos:end]))
+                self._chunk_left = left - (end - pos)
+                pos = end
+                continue
+            if left in (_CHUNK_CRLF, _CHUNK_LF):
+                if left == _CHUNK_CRLF and data[pos : pos + 2] == b"\r\n":
+                    pos += 2
+                    self._chunk_left = _CHUNK_SIZE_LINE
+                    continue
+                if data[pos] != (13 if left == _CHUNK_CRLF else 10):
+                    return self._chunk_error(400, "chunk data not followed by CRLF", size)
+                pos += 1
+                self._chunk_left = _CHUNK_LF if left == _CHUNK_CRLF else _CHUNK_SIZE_LINE
+                continue
+            # A line: its bytes with CRLF may not exceed ``room``. Without its end yet,
+            # the bytes so far and the LF still due are enough to tell.
+            trailer = left == _CHUNK_TRAILER
+            carry = self._carry
+            room = self._max_header_size - self._hsize if trailer else _MAX_CHUNK_LINE + 2
+            newline = data.find(b"\n", pos)
+            if newline < 0:
+                carry += data[pos:]
+                if len(carry) + 1 > room:
+                    return self._line_too_long(trailer, size)
+                return size
+            if len(carry) + newline + 1 - pos > room:
+                return self._line_too_long(trailer, size)
+            if carry:
+                line = bytes(carry) + data[pos:newline]
+                carry.clear()
+            else:
+                line = data[pos:newline]
+            pos = newline + 1
+            if line[-1:] != b"\r":
+                return self._chunk_error(400, "bare LF in chunked body", size)
+            line = line[:-1]
+            if trailer:
+                if not line:
+                    self._on_message_complete()
+                    return pos
+                self._hsize += len(line) + 2
+                if _FIELD_LINE.fullmatch(line) is None:
+                    return self._chunk_error(400, "invalid trailer field", size)
+                continue
+            digits = _CHUNK_SIZE.match(line)
+            if digits is None:
+                return self._chunk_error(400, "invalid chunk size", size)
+            end = digits.end()
+            if end < len(line) and _CHUNK_EXT.fullmatch(line, end) is None:
+                return self._chunk_error(400, "invalid chunk extension", size)
+            hexa = digits.group().lstrip(b"0")
+            if len(hexa) > _MAX_CHUNK_DIGITS:
+                return self._chunk_error(400, "chunk size too large", size)
+            length = int(hexa, 16) if hexa else 0
+            self._chunk_left = length if length else _CHUNK_TRAILER
+        return pos
+
+    def _line_too_long(self, trailer: bool, size: int) -> int:
+        if trailer:
+            return self._chunk_error(431, "trailer section too large", size)
+        return self._chunk_error(400, "chunk size line too long", size)
+
+    def _chunk_error(self, status: int, reason: str, size: int) -> int:
+        self._carry.clear()
+        self._fail_connection(ProtocolError(status, reason))
+        return size
+
+    def _upgraded(self, data: bytes | memoryview, offset: int) -> None:
+        self._state = _UPGRADED
+        self._final = self._requests
+        self._after_upgrade(data[offset:])
 
     def _fail_connection(self, error: ProtocolError) -> None:
         self._events.append(error)
@@ -402,9 +712,8 @@ class HTTP1Connection:
         # Sizes and counts are checked once, at the end of the head (the _stall
         # guard bounds memory meanwhile): this runs for every field of every request.
         headers = self._headers
-        if headers is None:
-            self._on_trailer(name, value)
-            return
+        if headers is None:  # cannot happen: llhttp begins every message first
+            raise RuntimeError("header field outside a message")
         name = name.lower()
         value = value.rstrip(b" \t")  # llhttp strips leading whitespace only
         headers.append((name, value))
@@ -415,12 +724,6 @@ class HTTP1Connection:
                 self._host = value
             else:
                 self._fail(400, "more than one Host header")
-
-    def _on_trailer(self, name: bytes, value: bytes) -> None:
-        # Trailer fields are accepted and dropped; they still count against the limits.
-        self._hsize += len(name) + len(value) + 4
-        if self._hsize > self._max_header_size:
-            self._fail(431, "trailer section too large")
 
     def _check_head_size(self, headers: Headers) -> None:
         size = sum(len(name) + len(value) + 4 for name, value in headers)
@@ -437,13 +740,19 @@ class HTTP1Connection:
         if self._stall + self._feeding > self._max_header_size:
             self._check_head_size(headers)
         parser = self._parser
-        method = parser.get_method()
+        stand_in = self._method
+        if stand_in:
+            method = stand_in
+            self._method = b""
+        else:
+            method = parser.get_method()
         version_str = parser.get_http_version()
         if version_str == "1.1":
             version = b"1.1"
         elif version_str == "1.0":
             version = b"1.0"
-            if method in _NOT_HTTP_10:
+            # A method in place of _STAND_IN passed llhttp's check that the line says HTTP.
+            if method in _NOT_HTTP_10 and not stand_in:
                 self._fail(400, "not an HTTP request")
         else:
             self._fail(505, f"HTTP/{version_str} not supported")
@@ -507,6 +816,11 @@ class HTTP1Connection:
         self._url = b""
         self._headers = None
         self._host = None
+        if chunked:
+            # The body is read by _dechunk; llhttp must stop here (see "How this works").
+            self._state = _CHUNK
+            self._chunk_left = _CHUNK_SIZE_LINE
+            raise _RejectError("chunked body")
 
     def _absolute_form(self, method: bytes, url: bytes) -> tuple[bytes, bytes, bytes]:
         if method == b"CONNECT":
@@ -565,11 +879,6 @@ class HTTP1Connection:
 
     def _on_body(self, data: bytes) -> None:
         self._events.append(Body(data))
-        self._state = _BODY
-
-    def _on_chunk_header(self) -> None:
-        self._state = _CHUNK
-        self._stall = 0
 
     def _on_message_complete(self) -> None:
         if self._upgrade_left:

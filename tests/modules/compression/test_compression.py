@@ -30,6 +30,8 @@ from colonnade.testing import (
 from tests.support.wait import PATIENCE
 
 MODULES = ["http.compression", "test.json", "test.stream", "test.after", "handler.static"]
+# Application output is compressed only when asked for (the default is static files only).
+DYNAMIC = {"compression": {"dynamic": True}}
 TEXT = b"".join(
     b'{"id": %d, "name": "widget %d", "tags": ["red", "blue"]},\n' % (i, i) for i in range(2000)
 )
@@ -126,6 +128,8 @@ def root(tmp_path: Path) -> Path:
 
 
 def engine_config(root: Path, **sections: Any) -> dict[str, Any]:
+    """The test site; ``compression`` settings go on top of ``dynamic = true``."""
+    sections["compression"] = {**DYNAMIC["compression"], **sections.get("compression", {})}
     return {
         "server": {"modules": MODULES},
         "sites": [{"name": "t", "bindings": ["http://127.0.0.1:8080"], "root": str(root)}],
@@ -339,6 +343,18 @@ def test_range_requests_are_not_compressed(client: Client, serve: Any) -> None:
     assert get(allowed, "/json", "br", range="bytes=0-99").header("content-encoding") == "br"
 
 
+def test_static_files_by_default_application_output_when_asked(root: Path) -> None:
+    config = engine_config(root)
+    del config["compression"]  # the defaults, as IIS installs them
+    with Client(build_engine(config, modules=[Json, Stream, After])) as client:
+        static = get(client, "/big.txt", "gzip")
+        assert static.header("content-encoding") == "gzip"
+        assert static.header("vary") == "Accept-Encoding"
+        dynamic = get(client, "/json", "gzip")
+        assert dynamic.status == 200 and len(dynamic.body) == 10240
+        assert dynamic.header("content-encoding") is None and dynamic.header("vary") is None
+
+
 def test_switches_and_locations(serve: Any) -> None:
     client = serve(
         compression={"static": False},
@@ -410,7 +426,7 @@ def test_a_stream_is_compressed_chunk_by_chunk(client: Client, coding: str) -> N
 
 def test_a_stream_with_etag_gets_a_weak_tagged_one(client: Client) -> None:
     module = module_of(client)
-    ctx = make_context("GET", "/s", headers={"accept-encoding": "gzip"})
+    ctx = make_context("GET", "/s", headers={"accept-encoding": "gzip"}, settings=DYNAMIC)
     ctx.response.headers += [(b"content-type", b"text/plain"), (b"etag", b'"s1"')]
     run_stage(module, Stage.SEND_RESPONSE, ctx)
 
@@ -435,7 +451,7 @@ def test_an_empty_answer_is_not_encoded(client: Client) -> None:
 
 def test_a_stream_that_writes_only_empty_chunks_ends_cleanly() -> None:
     module = Compression()
-    ctx = make_context("GET", "/s", headers={"accept-encoding": "gzip"})
+    ctx = make_context("GET", "/s", headers={"accept-encoding": "gzip"}, settings=DYNAMIC)
     ctx.response.headers.append((b"content-type", b"text/plain"))
     run_stage(module, Stage.SEND_RESPONSE, ctx)
 
@@ -658,7 +674,7 @@ def test_a_sibling_revalidates(client: Client, root: Path) -> None:
 
 
 def run_hook(headers: dict[str, str], response: list[tuple[bytes, bytes]], **kw: Any) -> Context:
-    ctx = make_context("GET", "/x", headers=headers, **kw)
+    ctx = make_context("GET", "/x", headers=headers, **{"settings": DYNAMIC, **kw})
     ctx.response.headers = response
     ctx.response.body = TEXT[:5000]
     run_stage(Compression(), Stage.SEND_RESPONSE, ctx)
@@ -682,7 +698,7 @@ def test_no_adapter_when_nothing_is_compressed() -> None:
 
 def test_http10_requests_are_not_compressed() -> None:
     json_type = [(b"content-type", b"application/json")]
-    ctx = make_context("GET", "/x", headers={"accept-encoding": "br"})
+    ctx = make_context("GET", "/x", headers={"accept-encoding": "br"}, settings=DYNAMIC)
     ctx.request.version = "1.0"
     ctx.response.headers = list(json_type)
     ctx.response.body = TEXT[:5000]
@@ -693,7 +709,7 @@ def test_http10_requests_are_not_compressed() -> None:
         "GET",
         "/x",
         headers={"accept-encoding": "br"},
-        settings={"compression": {"no_compression_for_http10": False}},
+        settings={"compression": {"dynamic": True, "no_compression_for_http10": False}},
     )
     ctx.request.version = "1.0"
     ctx.response.headers = list(json_type)

@@ -21,7 +21,8 @@ def test_defaults() -> None:
     section = CompressionSection()
     assert section.codings == ["br", "zstd", "gzip"]
     assert section.min_size == 256
-    assert section.static and section.dynamic
+    # Static files by default, application output when asked (IIS's default install).
+    assert section.static and not section.dynamic
     assert section.no_compression_for_range and section.no_compression_for_http10
     assert section.static_levels == {"br": 11, "zstd": 19, "gzip": 9}
     assert section.dynamic_levels == {"br": 4, "zstd": 3, "gzip": 5}

@@ -42,6 +42,7 @@ def live(tmp_path: Path) -> Iterator[LiveServer]:
     (www / "small.js").write_bytes(TEXT[:30000])  # from the static handler's memory
     (www / "big.txt").write_bytes(TEXT)  # from disk
     config = site_config(modules=["http.compression", "acme.stamp", "acme.slow", "handler.static"])
+    config["compression"] = {"dynamic": True}  # acme.slow's output is application output
     server = LiveServer(config, tmp_path).start()
     yield server
     server.stop()

@@ -289,11 +289,15 @@ RULES: list[tuple[str, dict[str, Any], list[Row]]] = [
     ),
     (
         "verbs denied",
-        {"verbs": {"TRACE": False, "options": False}},
+        {"verbs": {"TRACE": False, "options": False, "FROBNICATE": False}},
         [
             ("TRACE", "/index.html", None, "404.6"),
+            ("trace", "/index.html", None, "404.6"),  # a rule ignores case
             ("OPTIONS", "/index.html", None, "404.6"),
+            ("FROBNICATE", "/index.html", None, "404.6"),
+            ("Frobnicate", "/index.html", None, "404.6"),
             ("GET", "/index.html", None, "200.0"),
+            ("BREW", "/index.html", None, "405.0"),  # not refused: static content says 405
         ],
     ),
     (
@@ -303,6 +307,15 @@ RULES: list[tuple[str, dict[str, Any], list[Row]]] = [
             ("GET", "/index.html", None, "200.0"),
             ("HEAD", "/index.html", None, "404.6"),
             ("POST", "/index.html", None, "404.6"),
+            ("FROBNICATE", "/index.html", None, "404.6"),
+        ],
+    ),
+    (
+        "allow_unlisted_verbs with none listed",
+        {"allow_unlisted_verbs": False},
+        [
+            ("GET", "/index.html", None, "404.6"),
+            ("FROBNICATE", "/index.html", None, "404.6"),
         ],
     ),
 ]

@@ -108,10 +108,13 @@ class CompressionSection(Section, frozen=True):
     allowed_keys = {"cache_max_bytes": Where.SERVER | Where.APPLICATION}
 
     static: bool = True
-    """Compress static files (IIS ``doStaticCompression``)."""
+    """Compress static files (IIS ``doStaticCompression``). On by default, as in a
+    default IIS install: a file is compressed once and the copy served from memory."""
 
-    dynamic: bool = True
-    """Compress application output (IIS ``doDynamicCompression``)."""
+    dynamic: bool = False
+    """Compress application output (IIS ``doDynamicCompression``). Off by default,
+    as in a default IIS install (its dynamic compression module is not installed):
+    it costs CPU on every response, and an application may compress its own."""
 
     codings: list[CodingName] = msgspec.field(default_factory=_default_codings)
     """The codings offered, in the server's order of preference: it breaks ties

@@ -51,7 +51,8 @@ class RequestFilteringSection(Section, frozen=True, dict=True):
     - ``deny_url_sequences``: substrings refused in the raw and the decoded path,
       case-insensitively → 404.5. ``deny_query_string_sequences`` → 404.18, on
       the raw query and (``unescape_query_string``) its decoded form.
-    - ``verbs`` with ``allow_unlisted_verbs`` → 404.6 (verb names are upper-cased).
+    - ``verbs`` with ``allow_unlisted_verbs`` → 404.6. Any method token can be
+      listed; the match ignores case, so a denied ``TRACE`` also refuses ``trace``.
 
     A NUL byte in the query string (``%00``) is always refused with 400.
     """

@@ -76,8 +76,15 @@ def refuse(rules: Rules, request: Request) -> Refusal | None:
     A request with a body and no declared length gets its ``body`` wrapped so that
     reading past the limit raises ``HttpError(413, 1)``.
     """
-    if (request.method in rules.verbs) is rules.reject_listed_verbs:
-        return _VERB
+    verbs = rules.verbs
+    if verbs:
+        # Any token is a method, and methods are case-sensitive; a rule is not: a
+        # deny rule for TRACE must not let "trace" through to an application that
+        # upper-cases the method itself.
+        if (request.method.upper() in verbs) is rules.reject_listed_verbs:
+            return _VERB
+    elif not rules.reject_listed_verbs:
+        return _VERB  # only listed verbs are allowed, and none is listed
     raw = request.raw_path
     if len(raw) > rules.max_url:
         return _URL_TOO_LONG
