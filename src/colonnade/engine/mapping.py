@@ -2,7 +2,10 @@
 
 A rule matches when its path pattern matches the URL path, its resource type (IIS
 ``resourceType``) fits what the physical path is, and its verbs include the
-method.
+method. The mapping runs once in MAP_REQUEST_HANDLER and again for each
+``Context.remap`` until the end of POST_MAP_REQUEST_HANDLER (the default document,
+URL rewriting), so an extension-mapped handler is reached for ``/dir/`` with
+``index.php`` as IIS reaches it.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from collections.abc import Awaitable, Sequence
 from stat import S_ISDIR, S_ISREG
 from typing import NamedTuple
 
-from colonnade.core.context import Context
+from colonnade.core.context import MAPPING_CLOSED, Context
 from colonnade.core.handler import Handler
+from colonnade.core.module import Module, Priority
+from colonnade.core.stages import Stage
 from colonnade.errors import HttpError
 
 #: What a physical path is, as bits; a rule's ``resource`` is the set it accepts.
@@ -70,7 +75,13 @@ def resource_kind(physical_path: str) -> int:
 
 
 class HandlerMap:
-    """The MAP_REQUEST_HANDLER built-in step for one application."""
+    """The MAP_REQUEST_HANDLER built-in step for one application.
+
+    After it ran, ``ctx.remapper`` is the map: a remap runs it again. That ends
+    when the handler is about to run (:func:`execute`), or earlier, at the end
+    of POST_MAP_REQUEST_HANDLER (:func:`close_mapping`), where modules join the
+    stages in between.
+    """
 
     __slots__ = ("rules",)
 
@@ -116,10 +127,45 @@ class HandlerMap:
         raise HttpError(404, 4, "no handler is mapped for this path")
 
     def map(self, ctx: Context) -> None:
-        """Choose ``ctx.handler`` unless a module already did."""
+        """Choose ``ctx.handler`` unless a module already did; leave the map in
+        ``ctx.remapper`` (``ctx.remap`` calls :meth:`select` again)."""
         if ctx.handler is None:
             request = ctx.request
             ctx.handler = self.select(request.path, request.method, ctx)
+        ctx.remapper = self
+
+
+def close_mapping(ctx: Context) -> None:
+    """The last step of POST_MAP_REQUEST_HANDLER: the chosen handler is final.
+
+    Only in plans where modules join a stage between it and the handler (see
+    ``needs_close``); otherwise :func:`execute` closes the mapping for free.
+    """
+    ctx.remapper = MAPPING_CLOSED
+
+
+#: The stages between the end of the mapping and the handler.
+_BETWEEN = frozenset(
+    {
+        Stage.ACQUIRE_REQUEST_STATE,
+        Stage.POST_ACQUIRE_REQUEST_STATE,
+        Stage.PRE_EXECUTE_REQUEST_HANDLER,
+        Stage.POST_PRE_EXECUTE_REQUEST_HANDLER,
+    }
+)
+
+
+def needs_close(modules: Sequence[Module]) -> bool:
+    """True if a hook of ``modules`` runs after POST_MAP_REQUEST_HANDLER and before
+    the handler (which runs after the modules' FIRST to MEDIUM hooks of
+    EXECUTE_REQUEST_HANDLER): such a plan needs the :func:`close_mapping` step."""
+    for module in modules:
+        for sub in type(module).subscriptions:
+            if sub.stage in _BETWEEN or (
+                sub.stage is Stage.EXECUTE_REQUEST_HANDLER and sub.priority <= Priority.MEDIUM
+            ):
+                return True
+    return False
 
 
 def execute(ctx: Context) -> Awaitable[None] | None:
@@ -127,6 +173,7 @@ def execute(ctx: Context) -> Awaitable[None] | None:
 
     Returns what the handler returned: None, or an awaitable the walk waits for.
     """
+    ctx.remapper = MAPPING_CLOSED
     handler = ctx.handler
     if handler is None:
         raise HttpError(404, 4, "no handler is mapped for this path")

@@ -187,11 +187,11 @@ def _method(ctx: Context, state: LineState) -> str:
 
 
 def _uri_stem(ctx: Context, state: LineState) -> str:
-    return w3c_escape(ctx.request.path)
+    return w3c_escape(ctx.request.original_path)
 
 
 def _uri_stem_json(ctx: Context, state: LineState) -> str:
-    return ctx.request.path
+    return ctx.request.original_path
 
 
 def _uri_query(ctx: Context, state: LineState) -> str:
@@ -376,7 +376,7 @@ _INLINE: dict[str, tuple[tuple[str, ...], str]] = {
     "time": (("st.time",), "{0}"),
     "s-ip": (("r.server",), "({0}[0] if {0} else '-')"),
     "cs-method": (("r.method",), "{0}"),
-    "cs-uri-stem": (("r.path",), "escs[{0}]"),
+    "cs-uri-stem": (("r.original_path",), "escs[{0}]"),
     "cs-uri-query": (("r.query",), "escb[{0}]"),
     "s-port": (("r.server",), "(nums[{0}[1]] if {0} else '-')"),
     "cs-username": (("ctx.user",), "('-' if {0} is None else escs[{0}.name])"),
