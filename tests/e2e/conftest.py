@@ -8,12 +8,13 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
+from colonnade.core.module import Module
 from colonnade.engine.sites import Binding
 from colonnade.pools.single import new_event_loop, serve
 from colonnade.testing import build_engine
@@ -26,8 +27,12 @@ T = TypeVar("T")
 class LiveServer:
     """``serve()`` running on its own uvloop in a thread, on an ephemeral port."""
 
-    def __init__(self, config: dict[str, Any], root: Path) -> None:
-        self.engine = build_engine(config, base_dir=str(root), with_entry_points=True)
+    def __init__(
+        self, config: dict[str, Any], root: Path, modules: Iterable[type[Module]] = ()
+    ) -> None:
+        self.engine = build_engine(
+            config, base_dir=str(root), modules=modules, with_entry_points=True
+        )
         self.sock = bind_socket(Binding("http", "127.0.0.1", 0))
         self.port: int = self.sock.getsockname()[1]
         self.loop = new_event_loop()

@@ -275,10 +275,13 @@ class SiteConfig(_Strict):
 
 
 class HandlerMapping(_Strict):
-    """``[[handlers]]``: requests matching ``path`` and ``verbs`` go to ``handler``.
+    """``[[handlers]]``: requests matching ``path``, ``verbs`` and ``resource_type``
+    go to ``handler``; the first matching entry wins.
 
     ``path`` is ``*`` (everything), ``*.ext`` (by extension), or a URL pattern
-    starting with ``/`` where ``*`` matches any characters.
+    starting with ``/`` where ``*`` matches any characters. The mapping runs again
+    when a module remaps the request (a default document ``index.php`` reaches
+    the handler ``*.php`` maps to).
     """
 
     path: Annotated[str, Meta(min_length=1)]
@@ -287,6 +290,13 @@ class HandlerMapping(_Strict):
     """The id of an enabled handler (``handler.static``)."""
     verbs: list[str] = msgspec.field(default_factory=lambda: ["*"])
     """Methods it serves; ``*`` for all. Other methods get 405 with ``Allow``."""
+    resource_type: Literal["file", "directory", "either", "unspecified"] = "unspecified"
+    """What the URL's physical path must be for the entry to apply (IIS
+    ``resourceType``): ``file`` (a regular file), ``directory``, ``either``, or
+    ``unspecified`` (not checked: the file need not exist). Otherwise the entry
+    does not match and the next one is tried. Use ``file`` for handlers that run
+    scripts (``*.php``): a missing script then gets the static handler's 404, and
+    ``/uploads/a.jpg/x.php`` never reaches the script handler."""
     name: str = ""
     """A label for tools."""
 

@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from colonnade.config.sections import Raw, Section, SectionSet, merge_into
-from colonnade.core.urlpath import covers
-from colonnade.errors import ConfigError
+from colonnade.core.urlpath import covers, normalize
+from colonnade.errors import ConfigError, HttpError
 
 if TYPE_CHECKING:
     from colonnade.core.context import Context
@@ -49,6 +49,13 @@ class VirtualDirectory(NamedTuple):
     root: str
 
 
+def _normalized(path: str) -> bool:
+    try:
+        return normalize(path) == path
+    except HttpError:  # climbs above the root
+        return False
+
+
 class Application:
     """One application of a site: a URL prefix, a root folder and its settings.
 
@@ -85,6 +92,7 @@ class Application:
         )
         self.log = logging.getLogger(f"colonnade.app.{site}{self.path}")
         self._path_cache: dict[str, SectionSet] = {}
+        self._remap_cache: dict[str, SectionSet] = {}
         self._map_cache: dict[str, str] = {}
         self._by_levels: dict[tuple[int, ...], SectionSet] = {}
         self.settings = self.sections_for(self.path)
@@ -114,6 +122,27 @@ class Application:
         if len(self._path_cache) >= _PATH_CACHE_SIZE:
             self._path_cache.clear()
         self._path_cache[path] = found
+        return found
+
+    def remap_sections(self, path: str) -> SectionSet:
+        """The effective settings for ``path`` as the target of a remap.
+
+        ``ValueError`` unless ``path`` is a normalized URL path (as the server
+        decodes one: no dot or empty segments, no NUL) under this application's
+        path. Checked once per path, then cached: a default document remaps to
+        the same few paths again and again.
+        """
+        found = self._remap_cache.get(path)
+        if found is not None:
+            return found
+        if not (path.startswith("/") and "\x00" not in path and _normalized(path)):
+            raise ValueError(f"remap to {path!r}: not a normalized URL path")
+        if not covers(self.path, path):
+            raise ValueError(f"remap to {path!r}: outside the application at {self.path!r}")
+        found = self.sections_for(path)
+        if len(self._remap_cache) >= _PATH_CACHE_SIZE:
+            self._remap_cache.clear()
+        self._remap_cache[path] = found
         return found
 
     def merge_levels(self, levels: Iterable[Level]) -> SectionSet:

@@ -72,6 +72,33 @@ class RawStream(Protocol):
 
 SendHook = Callable[["Context"], Awaitable[None]]
 
+#: How many times one request may be remapped (IIS-like loop protection: a
+#: rewrite rule that keeps matching its own output ends in a 500, not a hang).
+MAX_REMAPS = 10
+
+
+class Remapper(Protocol):
+    """The handler mapping as a remap sees it (the engine's ``HandlerMap``)."""
+
+    def select(self, path: str, method: str, physical: Context) -> Handler:
+        """The handler for ``method path`` (``physical``: where to find the file)."""
+
+
+_FINAL = (
+    "remap after POST_MAP_REQUEST_HANDLER or of a finished request: the handler mapping is final"
+)
+
+
+class _MappingClosed:
+    """``Context.remapper`` once the handler mapping is final."""
+
+    def select(self, path: str, method: str, physical: Context) -> Handler:
+        raise RuntimeError(_FINAL)
+
+
+#: The value of ``Context.remapper`` after POST_MAP_REQUEST_HANDLER: remap refused.
+MAPPING_CLOSED: Remapper = _MappingClosed()
+
 
 class Context:
     """Everything about one request that modules share.
@@ -81,17 +108,22 @@ class Context:
     - ``handler``: the handler chosen in MAP_REQUEST_HANDLER.
     - ``items``: per-request values modules pass to each other (and to apps).
     - ``sections``: the effective settings for this URL; read with :meth:`section`.
+    - ``remapper``: where the handler mapping is, for :meth:`remap` (the engine's
+      to set): None before it ran, the mapping while a remap re-runs it,
+      ``MAPPING_CLOSED`` once it is final.
     """
 
     __slots__ = (
         "_correlation_id",
         "_physical_path",
+        "_remaps",
         "_send_response",
         "app",
         "error",
         "finished",
         "handler",
         "items",
+        "remapper",
         "request",
         "response",
         "sections",
@@ -123,6 +155,8 @@ class Context:
         self._correlation_id: str | None = None
         self._physical_path: str | None = None
         self._send_response = send_response
+        self.remapper: Remapper | None = None
+        self._remaps = 0
 
     def section(self, cls: type[S]) -> S:
         """The effective settings of section ``cls`` for this request's URL."""
@@ -159,6 +193,55 @@ class Context:
     @physical_path.setter
     def physical_path(self, value: str) -> None:
         self._physical_path = value
+
+    def remap(self, path: str) -> None:
+        """Serve this request as a request for URL ``path`` from here on.
+
+        What IIS does with a child request (the default document) or a URL
+        rewrite: ``request.path``, the effective settings (``sections``) and the
+        physical path follow ``path``; ``request.original_path``, ``raw_path`` and
+        ``target`` stay what the client sent (the access log, ``REQUEST_URI``,
+        ASGI ``raw_path``).
+
+        - Before the handler mapping (BEGIN_REQUEST up to MAP_REQUEST_HANDLER,
+          ahead of the engine's mapping step) it is simply a new path: the
+          mapping later maps it. A handler a module already chose stays chosen.
+        - At MAP_REQUEST_HANDLER after the mapping and at POST_MAP_REQUEST_HANDLER
+          the mapping runs again at once and replaces ``ctx.handler`` (404.4 or
+          405 when nothing is mapped for the new path and method).
+        - Later, and in a request a module finished (the stages that run after
+          FINISH), it raises ``RuntimeError``: the handler is final, and the
+          modules after POST_MAP_REQUEST_HANDLER may rely on it (a middleware
+          that wrapped it must not be bypassed).
+
+        Unlike IIS's child request, a remap does not run the stages before it
+        again: what authentication, authorization or request filtering decided
+        for the original path stands. A module that judges paths (URL
+        authorization) must therefore run where it sees the final path, or
+        judge the path again itself.
+
+        ``path`` must be a normalized URL path (as the server decodes one: no
+        dot or empty segments, no NUL) inside this application, else
+        ``ValueError``. It is served by this application's mapping and settings
+        even where a nested application would serve that URL to a client. More
+        than ``MAX_REMAPS`` remaps of one request raise ``RuntimeError`` (a 500:
+        a rewrite loop).
+        """
+        remapper = self.remapper
+        if remapper is MAPPING_CLOSED or self.finished:
+            raise RuntimeError(_FINAL)
+        sections = self.app.remap_sections(path)  # ValueError for a bad path
+        self._remaps += 1
+        if self._remaps > MAX_REMAPS:
+            raise RuntimeError(
+                f"request for {self.request.original_path!r} remapped more than "
+                f"{MAX_REMAPS} times (last to {path!r}): a rewrite loop?"
+            )
+        self.request.path = path
+        self.sections = sections
+        self._physical_path = None  # computed again for the new path when asked
+        if remapper is not None:
+            self.handler = remapper.select(path, self.request.method, self)
 
     def error_response(self, status: int, substatus: int = 0, message: str = "") -> None:
         """Replace the response with a short error page for ``status.substatus``."""

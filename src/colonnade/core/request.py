@@ -101,6 +101,9 @@ class Request:
 
     ``path`` is the percent-decoded, dot-segment-free URL path (a ``str``);
     ``raw_path`` and ``query`` are the bytes as sent. Header names are lower case.
+    ``original_path`` is the path the client asked for: ``path`` changes when a
+    module remaps the request (:meth:`Context.remap`), ``original_path`` never
+    (the access log's ``cs-uri-stem``, as IIS logs the URL the client sent).
     """
 
     __slots__ = (
@@ -110,6 +113,7 @@ class Request:
         "host",
         "keep_alive",
         "method",
+        "original_path",
         "path",
         "query",
         "raw_path",
@@ -137,6 +141,7 @@ class Request:
     ) -> None:
         self.method = method
         self.path = path
+        self.original_path = path
         self.raw_path = raw_path or path.encode()
         self.query = query
         self.target = target or (self.raw_path + (b"?" + query if query else b""))

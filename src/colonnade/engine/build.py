@@ -351,7 +351,7 @@ class Builder:
             if not isinstance(handler, Handler):
                 what = "not an enabled handler" if handler is None else "not a handler"
                 raise error(f"{mapping.handler!r} is {what}")
-            rules.append(compile_rule(mapping.path, mapping.verbs, handler))
+            rules.append(compile_rule(mapping.path, mapping.verbs, handler, mapping.resource_type))
         return rules
 
     def _mappings(self, root_dir: DirConfig | None) -> list[tuple[HandlerMapping, Any]]:

@@ -1,16 +1,39 @@
-"""Handler mapping: a URL (and verb) picks the handler, first matching rule wins."""
+"""Handler mapping: a URL (and verb) picks the handler, first matching rule wins.
+
+A rule matches when its path pattern matches the URL path, its resource type (IIS
+``resourceType``) fits what the physical path is, and its verbs include the
+method. The mapping runs once in MAP_REQUEST_HANDLER and again for each
+``Context.remap`` until the end of POST_MAP_REQUEST_HANDLER (the default document,
+URL rewriting), so an extension-mapped handler is reached for ``/dir/`` with
+``index.php`` as IIS reaches it.
+"""
 
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 from collections.abc import Awaitable, Sequence
+from stat import S_ISDIR, S_ISREG
 from typing import NamedTuple
 
-from colonnade.core.context import Context
+from colonnade.core.context import MAPPING_CLOSED, Context
 from colonnade.core.handler import Handler
 from colonnade.core.httputil import method_not_allowed
+from colonnade.core.module import Module, Priority
+from colonnade.core.stages import Stage
 from colonnade.errors import HttpError
+
+#: What a physical path is, as bits; a rule's ``resource`` is the set it accepts.
+FILE = 1
+DIRECTORY = 2
+#: ``resource_type`` of a mapping → the kinds it accepts (0: not checked).
+RESOURCE_TYPES: dict[str, int] = {
+    "unspecified": 0,
+    "file": FILE,
+    "directory": DIRECTORY,
+    "either": FILE | DIRECTORY,
+}
 
 
 class Rule(NamedTuple):
@@ -20,10 +43,17 @@ class Rule(NamedTuple):
     match: re.Pattern[str] | None  # None: matches every path
     verbs: frozenset[str] | None  # None: every verb
     handler: Handler
+    resource: int = 0  # FILE | DIRECTORY bits the physical path must be; 0: any, unchecked
 
 
-def compile_rule(pattern: str, verbs: Sequence[str], handler: Handler) -> Rule:
-    """``*`` → all; ``*.ext`` → last segment; ``/x/*`` → whole path (fnmatch style)."""
+def compile_rule(
+    pattern: str, verbs: Sequence[str], handler: Handler, resource_type: str = "unspecified"
+) -> Rule:
+    """``*`` → all; ``*.ext`` → last segment; ``/x/*`` → whole path (fnmatch style).
+
+    ``resource_type`` is ``file``, ``directory``, ``either`` or ``unspecified``
+    (see :meth:`HandlerMap.select`).
+    """
     if pattern == "*":
         regex = None
     elif pattern.startswith("/"):
@@ -31,34 +61,112 @@ def compile_rule(pattern: str, verbs: Sequence[str], handler: Handler) -> Rule:
     else:
         regex = re.compile(r"(?:.*/)?" + fnmatch.translate(pattern))
     verb_set = None if "*" in verbs else frozenset(v.upper() for v in verbs)
-    return Rule(pattern, regex, verb_set, handler)
+    return Rule(pattern, regex, verb_set, handler, RESOURCE_TYPES[resource_type])
+
+
+def resource_kind(physical_path: str) -> int:
+    """``FILE`` (a regular file), ``DIRECTORY``, or 0: missing, unreachable (a
+    component is not a folder: ``/a.jpg/x.php``) or something else. Symlinks are
+    followed; confining the path to the application is the handler's business."""
+    try:
+        mode = os.stat(physical_path).st_mode
+    except (OSError, ValueError):
+        return 0
+    return FILE if S_ISREG(mode) else DIRECTORY if S_ISDIR(mode) else 0
 
 
 class HandlerMap:
-    """The MAP_REQUEST_HANDLER built-in step for one application."""
+    """The MAP_REQUEST_HANDLER built-in step for one application.
+
+    After it ran, ``ctx.remapper`` is the map: a remap runs it again. That ends
+    when the handler is about to run (:func:`execute`), or earlier, at the end
+    of POST_MAP_REQUEST_HANDLER (:func:`close_mapping`), where modules join the
+    stages in between.
+    """
 
     __slots__ = ("rules",)
 
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules = tuple(rules)
 
-    def select(self, path: str, method: str) -> Handler:
-        """The handler for ``method path``; 405 or 404.4 when there is none."""
-        allowed: set[str] = set()
+    def select(self, path: str, method: str, physical: str | Context | None = None) -> Handler:
+        """The handler for ``method path``; 405 or 404.4 when there is none.
+
+        ``physical`` is the file path the URL maps to, or the context to ask for
+        it; it is looked at (one ``stat``, shared by every rule) only when a rule
+        whose pattern matches has a resource type. Without it such rules never
+        match. A rule whose resource type does not fit does not match, and the
+        mapping goes on to the next rule; its verbs are not offered in ``Allow``
+        either. Whether IIS falls through or answers 404 there is unverified;
+        falling through is the safer choice, as the rule after it is normally
+        the static file handler, which answers 404 for a missing file and never
+        executes one: ``/uploads/a.jpg/x.php`` (``a.jpg`` a file) does not reach
+        a ``*.php`` mapping with resource type ``file``.
+        """
+        allowed: set[str] | None = None  # made only for a 405: most requests match
+        kind = -1  # not looked at yet
         for rule in self.rules:
             if rule.match is not None and rule.match.fullmatch(path) is None:
                 continue
+            if rule.resource:
+                if kind < 0:
+                    if physical is None:
+                        kind = 0
+                    else:
+                        where = physical if isinstance(physical, str) else physical.physical_path
+                        kind = resource_kind(where)
+                if not rule.resource & kind:
+                    continue
             if rule.verbs is None or method in rule.verbs:
                 return rule.handler
-            allowed |= rule.verbs
+            if allowed is None:
+                allowed = set(rule.verbs)
+            else:
+                allowed |= rule.verbs
         if allowed:
             raise method_not_allowed(allowed)
         raise HttpError(404, 4, "no handler is mapped for this path")
 
     def map(self, ctx: Context) -> None:
-        """Choose ``ctx.handler`` unless a module already did."""
+        """Choose ``ctx.handler`` unless a module already did; leave the map in
+        ``ctx.remapper`` (``ctx.remap`` calls :meth:`select` again)."""
         if ctx.handler is None:
-            ctx.handler = self.select(ctx.request.path, ctx.request.method)
+            request = ctx.request
+            ctx.handler = self.select(request.path, request.method, ctx)
+        ctx.remapper = self
+
+
+def close_mapping(ctx: Context) -> None:
+    """The last step of POST_MAP_REQUEST_HANDLER: the chosen handler is final.
+
+    Only in plans where modules join a stage between it and the handler (see
+    ``needs_close``); otherwise :func:`execute` closes the mapping for free.
+    """
+    ctx.remapper = MAPPING_CLOSED
+
+
+#: The stages between the end of the mapping and the handler.
+_BETWEEN = frozenset(
+    {
+        Stage.ACQUIRE_REQUEST_STATE,
+        Stage.POST_ACQUIRE_REQUEST_STATE,
+        Stage.PRE_EXECUTE_REQUEST_HANDLER,
+        Stage.POST_PRE_EXECUTE_REQUEST_HANDLER,
+    }
+)
+
+
+def needs_close(modules: Sequence[Module]) -> bool:
+    """True if a hook of ``modules`` runs after POST_MAP_REQUEST_HANDLER and before
+    the handler (which runs after the modules' FIRST to MEDIUM hooks of
+    EXECUTE_REQUEST_HANDLER): such a plan needs the :func:`close_mapping` step."""
+    for module in modules:
+        for sub in type(module).subscriptions:
+            if sub.stage in _BETWEEN or (
+                sub.stage is Stage.EXECUTE_REQUEST_HANDLER and sub.priority <= Priority.MEDIUM
+            ):
+                return True
+    return False
 
 
 def execute(ctx: Context) -> Awaitable[None] | None:
@@ -66,6 +174,7 @@ def execute(ctx: Context) -> Awaitable[None] | None:
 
     Returns what the handler returned: None, or an awaitable the walk waits for.
     """
+    ctx.remapper = MAPPING_CLOSED
     handler = ctx.handler
     if handler is None:
         raise HttpError(404, 4, "no handler is mapped for this path")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from colonnade.core.app import Application
 from colonnade.core.context import Context
 from colonnade.core.module import Module
-from colonnade.engine.mapping import HandlerMap, execute
+from colonnade.engine.mapping import HandlerMap, close_mapping, execute, needs_close
 from colonnade.pipeline import Plan, Walk, compile_plan, compile_walk
 
 
@@ -44,6 +44,10 @@ def make_runtime(
 ) -> AppRuntime:
     """Compile the plan of ``app`` and wrap everything in an :class:`AppRuntime`."""
     plan = compile_plan(
-        modules, map_handler=handler_map.map, execute_handler=execute, flush=Context.flush
+        modules,
+        map_handler=handler_map.map,
+        execute_handler=execute,
+        flush=Context.flush,
+        close_mapping=close_mapping if needs_close(modules) else None,
     )
     return AppRuntime(app, modules, handler_map, plan, fingerprint)

@@ -54,6 +54,6 @@ def effective_config(engine: Engine, site: str | None, path: str) -> dict[str, A
 
 def _handler_for(runtime: AppRuntime, path: str) -> str | None:
     try:
-        return runtime.handler_map.select(path, "GET").id
+        return runtime.handler_map.select(path, "GET", runtime.app.map_path(path)).id
     except HttpError:
         return None

@@ -171,13 +171,15 @@ def compile_plan(
     map_handler: HookFn,
     execute_handler: HookFn,
     flush: HookFn,
+    close_mapping: HookFn | None = None,
 ) -> Plan:
     """Order every module's subscriptions into a :class:`Plan`.
 
     ``modules`` are in configuration order. The built-in steps are supplied by
     the engine and return None or an awaitable; handler execution sits among the
     EXECUTE_REQUEST_HANDLER hooks as a MEDIUM-priority hook after the modules'
-    MEDIUM hooks.
+    MEDIUM hooks; ``close_mapping``, where given, is the last hook of
+    POST_MAP_REQUEST_HANDLER (the end of remapping).
     """
     by_stage: dict[Stage, list[tuple[Priority, int, BoundHook]]] = {s: [] for s in INFO}
     for position, module in enumerate(modules):
@@ -193,6 +195,10 @@ def compile_plan(
     by_stage[Stage.EXECUTE_REQUEST_HANDLER].append(
         (Priority.MEDIUM, last, BoundHook(execute_handler, None, engine, Priority.MEDIUM))
     )
+    if close_mapping is not None:
+        by_stage[Stage.POST_MAP_REQUEST_HANDLER].append(
+            (Priority.LAST, last, BoundHook(close_mapping, None, engine, Priority.LAST))
+        )
     # RELEASE_REQUEST_STATE runs after an early finish only if state was acquired;
     # the runner learns that by passing the ACQUIRE step, so keep one when needed.
     needs_acquire = (

@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from colonnade import FINISH, Stage
+from colonnade import FINISH, Context, Handler, Stage
 from colonnade.handlers.static.handler import StaticFile, redirect_to_folder
 from colonnade.modules.default_document.config import DefaultDocumentSection
 from colonnade.modules.default_document.module import DefaultDocument
@@ -137,10 +137,11 @@ def test_redirect_uses_the_canonical_path() -> None:
     assert ctx.response.header(b"location") == b"/evil.example/?x=1"
 
 
-def test_hook_sets_the_physical_path(root: Path) -> None:
+def test_hook_remaps_to_the_default_document(root: Path) -> None:
     ctx = make_context("GET", "/sub/", root=str(root))
     ctx.handler = StaticFile()
     assert run_stage(DefaultDocument(), Stage.POST_MAP_REQUEST_HANDLER, ctx) is not FINISH
+    assert (ctx.request.path, ctx.request.original_path) == ("/sub/index.html", "/sub/")
     assert ctx.physical_path == str(root / "sub" / "index.html")
     assert ctx.response.status == 200
 
@@ -149,7 +150,55 @@ def test_only_file_serving_handlers_get_default_documents(root: Path) -> None:
     ctx = make_context("GET", "/sub/", root=str(root))
     before = ctx.physical_path
     run_stage(DefaultDocument(), Stage.POST_MAP_REQUEST_HANDLER, ctx)  # no handler chosen
-    assert ctx.physical_path == before
+    assert (ctx.physical_path, ctx.request.path) == (before, "/sub/")
+
+
+class Script(Handler):
+    """Stands in for FastCGI: says which script it would run."""
+
+    id = "test.script"
+
+    def execute(self, ctx: Context) -> None:
+        ctx.response.body = f"script {ctx.request.path} {ctx.physical_path}".encode()
+
+
+def serve_scripts(root: Path) -> Client:
+    (root / "php").mkdir()
+    (root / "php" / "index.php").write_text("<?php echo 'hi';")
+    (root / "php" / "index.html").write_text("not me: index.php comes first")
+    (root / "uploads").mkdir()
+    (root / "uploads" / "a.jpg").write_bytes(b"\xff\xd8 <?php system($_GET['c']);")
+    config = {
+        "server": {"modules": [*MODULES, "test.script"]},
+        "sites": [{"name": "t", "bindings": ["http://127.0.0.1:8080"], "root": str(root)}],
+        "handlers": [
+            {"path": "*.php", "handler": "test.script", "resource_type": "file"},
+            {"path": "*", "handler": "handler.static"},
+        ],
+        "default_document": {"files": ["index.php", "index.html"]},
+    }
+    return Client(build_engine(config, modules=[Script]))
+
+
+def test_a_default_document_reaches_the_handler_its_extension_maps_to(root: Path) -> None:
+    with serve_scripts(root) as client:
+        response = client.get("/php/?x=1")
+        assert response.text == f"script /php/index.php {root / 'php' / 'index.php'}"
+        assert response.context is not None
+        assert response.context.request.original_path == "/php/"
+        # A folder whose first default document is static still gets the static handler.
+        assert client.get("/sub/").text == "sub index.html"
+        assert client.get("/php/index.php").text.startswith("script /php/index.php ")
+
+
+def test_a_script_mapping_for_files_only_never_runs_a_path_through_another_file(
+    root: Path,
+) -> None:
+    with serve_scripts(root) as client:
+        for target in ("/uploads/a.jpg/x.php", "/missing.php", "/php/missing.php"):
+            response = client.get(target)
+            assert code(response) == "404.0", target
+            assert b"script" not in response.body
 
 
 def test_symlinked_directory_out_of_the_root_is_not_redirected(tmp_path: Path, root: Path) -> None:

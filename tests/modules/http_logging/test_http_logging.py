@@ -152,6 +152,23 @@ def test_w3c_header_and_fields(root: Path, log_path: Path) -> None:
     assert second["cs(User-Agent)"] == "-"
 
 
+@pytest.mark.parametrize("log_format", ["w3c", "json"])
+def test_a_default_document_is_logged_as_the_url_the_client_sent(
+    root: Path, log_path: Path, log_format: str
+) -> None:
+    # The default document remaps "/" to "/index.html"; IIS logs the URL as sent.
+    log_path.parent.mkdir()
+    with serve(root, {"target": str(log_path), "format": log_format}) as client:
+        response = client.get("/")
+        assert (response.status, response.text) == (200, "home")
+        assert response.context is not None
+        assert response.context.request.path == "/index.html"
+    if log_format == "json":
+        assert json.loads(log_path.read_text())["cs_uri_stem"] == "/"
+    else:
+        assert read_w3c(log_path)[1][0]["cs-uri-stem"] == "/"
+
+
 def test_substatus_of_a_request_filtering_refusal(root: Path, log_path: Path) -> None:
     log_path.parent.mkdir()
     with serve(root, {"target": str(log_path)}) as client:

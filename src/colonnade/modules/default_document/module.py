@@ -4,9 +4,12 @@ It joins POST_MAP_REQUEST_HANDLER and acts only when the mapping chose a handler
 that serves files (``Handler.serves_files``: the static file handler), as IIS runs
 DefaultDocumentModule only within the StaticFile handler mapping: a Python app
 mounted at ``/`` costs it nothing. For a folder URL with its trailing slash, the
-first listed file that exists becomes ``ctx.physical_path``; without one the
-handler answers (403.14, or a listing). A folder URL without its trailing slash
-is redirected by the static file handler, which looks at the path anyway.
+request is remapped (``ctx.remap``) to the first listed file that exists, so the
+handler mapping runs again for it, as IIS runs a child request: ``/dir/`` with
+``index.php`` reaches whatever handler ``*.php`` maps to, ``index.html`` the
+static file handler. Without one the handler answers (403.14, or a listing). A
+folder URL without its trailing slash is redirected by the static file handler,
+which looks at the path anyway.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ class DefaultDocument(Module):
 
     @hook(Stage.POST_MAP_REQUEST_HANDLER)
     def post_map_request_handler(self, ctx: Context) -> None:
-        """Point ``/dir/`` at its default document."""
+        """Remap ``/dir/`` to its default document."""
         handler = ctx.handler
         if handler is None or not handler.serves_files or not ctx.request.path.endswith("/"):
             return
@@ -36,12 +39,16 @@ class DefaultDocument(Module):
         if not settings.enabled:
             return
         directory = ctx.physical_path
+        # A folder URL's physical path ends with "/" as mapped; a MAP_PATH hook's
+        # may not. Concatenation costs a fraction of os.path.join.
+        join = directory.endswith("/")
         for name in settings.files:
-            candidate = os.path.join(directory, name)
+            candidate = directory + name if join else os.path.join(directory, name)
             try:
                 st = os.stat(candidate)
             except OSError:  # missing, or the "directory" is not one
                 continue
             if S_ISREG(st.st_mode):
-                ctx.physical_path = candidate
+                # A plain file name (the section's rule) keeps the path normalized.
+                ctx.remap(ctx.request.path + name)
                 return

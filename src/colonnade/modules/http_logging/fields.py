@@ -64,7 +64,7 @@ FIELDS: dict[str, Field] = {
         _field("time", ("clock.time",), "{0}", "{0}"),
         _field("s-ip", ("r.server",), "({0}[0] if {0} else '-')", "({0}[0] if {0} else None)"),
         _field("cs-method", ("r.method",), "{0}", "{0}"),
-        _field("cs-uri-stem", ("r.path",), "escs[{0}]", "{0}"),
+        _field("cs-uri-stem", ("r.original_path",), "escs[{0}]", "{0}"),
         _field(
             "cs-uri-query",
             ("r.query",),
