@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -153,7 +156,11 @@ class Process:
 
     def __init__(self, args: list[str], cwd: Path, port: int) -> None:
         self.port = port
-        self.log_path = cwd / "serve.log"
+        # Not in ``cwd``: a test may serve a folder of the repository (examples/).
+        # Kept until the test session ends: a test reads it after the process exits.
+        self._log_dir = tempfile.mkdtemp(prefix="colonnade-serve-")
+        atexit.register(shutil.rmtree, self._log_dir, ignore_errors=True)
+        self.log_path = Path(self._log_dir) / "serve.log"
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         with open(self.log_path, "wb") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
