@@ -107,6 +107,10 @@ def fields(wire: Wire) -> list[tuple[bytes, bytes]]:
     return out
 
 
+def varies(wire: Wire) -> list[bytes]:
+    return [value for name, value in fields(wire) if name.lower() == b"vary"]
+
+
 # -- one case for every header name ---------------------------------------------------
 
 
@@ -139,3 +143,40 @@ def test_every_header_name_goes_out_in_lower_case(live: LiveServer) -> None:
     # An application's names too, whatever case it wrote them in; values as written.
     for app in ("wsgi", "asgi, chunked"):
         assert (b"x-made-by", b"Hand") in fields(answers[app])
+
+
+# -- one Vary field --------------------------------------------------------------------
+
+
+def test_one_vary_field_names_every_reason_once(tmp_path: Path) -> None:
+    config = tree(tmp_path, custom_headers={"add": {"Vary": "Origin"}})
+    with LiveServer(config, tmp_path).start() as server:
+        port = server.port
+        # custom headers + compression, on a static file, a 304 and a listing
+        static = get(port, "/text.txt", "Accept-Encoding: gzip")
+        assert static.headers["content-encoding"] == "gzip"
+        assert varies(static) == [b"Origin, Accept-Encoding"]
+        etag = static.headers["etag"]
+        revalidated = get(port, "/text.txt", "Accept-Encoding: gzip", f"If-None-Match: {etag}")
+        assert revalidated.status == 304
+        assert varies(revalidated) == [b"Origin, Accept-Encoding"]
+        listing = get(port, "/folder/", "Accept-Encoding: gzip")
+        assert varies(listing) == [b"Accept, Origin, Accept-Encoding"]
+        # + an application's own Vary
+        app = get(port, "/wsgi/cookie", "Accept-Encoding: gzip")
+        assert app.headers["content-encoding"] == "gzip"
+        assert varies(app) == [b"Cookie, Origin, Accept-Encoding"]
+        # an application's two fields, one naming what compression names: merged
+        two = get(port, "/wsgi/two", "Accept-Encoding: gzip")
+        assert varies(two) == [b"Cookie, accept-encoding, Origin"]
+        # and where nothing is compressed, the reasons still travel in one field
+        plain = get(port, "/wsgi/cookie")
+        assert "content-encoding" not in plain.headers
+        assert varies(plain) == [b"Cookie, Origin, Accept-Encoding"]
+
+
+def test_vary_star_absorbs_every_other_name(tmp_path: Path) -> None:
+    config = tree(tmp_path, custom_headers={"add": {"Vary": "*"}})
+    with LiveServer(config, tmp_path).start() as server:
+        for path in ("/text.txt", "/wsgi/cookie", "/folder/"):
+            assert varies(get(server.port, path, "Accept-Encoding: gzip")) == [b"*"], path

@@ -8,7 +8,8 @@ from colonnade.core.request import Headers
 from colonnade.core.response import Response
 from colonnade.modules.compression.codings import Coding
 
-VARY = (b"vary", b"Accept-Encoding")
+ACCEPT_ENCODING = b"Accept-Encoding"
+VARY = (b"vary", ACCEPT_ENCODING)
 
 #: How many distinct Content-Type values keep their verdict.
 _TYPES_CACHE_SIZE = 512
