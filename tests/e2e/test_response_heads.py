@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.wait import PATIENCE, wait_for
+
 from .conftest import LiveServer
 from .wire import Conn, Wire
 
@@ -180,3 +182,63 @@ def test_vary_star_absorbs_every_other_name(tmp_path: Path) -> None:
     with LiveServer(config, tmp_path).start() as server:
         for path in ("/text.txt", "/wsgi/cookie", "/folder/"):
             assert varies(get(server.port, path, "Accept-Encoding: gzip")) == [b"*"], path
+
+
+# -- Accept-Ranges where ranges are served ---------------------------------------------
+
+
+def test_static_answers_say_they_take_ranges(live: LiveServer) -> None:
+    port = live.port
+    for path in ("/data.bin", "/big.txt"):  # from memory, from disk
+        assert get(port, path).headers["accept-ranges"] == "bytes"
+        assert get(port, path, method="HEAD").headers["accept-ranges"] == "bytes"
+        part = get(port, path, "Range: bytes=10-19")
+        assert part.status == 206 and len(part.body) == 10
+        assert part.headers["content-range"].startswith("bytes 10-19/")
+        assert part.headers["accept-ranges"] == "bytes"
+        parts = get(port, path, "Range: bytes=0-1,10-11")
+        assert parts.status == 206
+        assert parts.headers["content-type"].startswith("multipart/byteranges")
+        assert parts.headers["accept-ranges"] == "bytes"
+
+
+def test_no_accept_ranges_where_no_range_is_served(live: LiveServer) -> None:
+    port = live.port
+    etag = get(port, "/data.bin").headers["etag"]
+    not_modified = get(port, "/data.bin", f"If-None-Match: {etag}")
+    assert not_modified.status == 304
+    unsatisfiable = get(port, "/data.bin", "Range: bytes=99999-")
+    assert unsatisfiable.status == 416
+    missing = get(port, "/missing.bin")
+    assert missing.status == 404
+    app = get(port, "/wsgi/x")
+    assert app.status == 200  # the application decides; it said nothing
+    for wire in (not_modified, unsatisfiable, missing, app):
+        assert "accept-ranges" not in wire.headers, wire.raw_head
+
+
+def test_compressed_variants_are_whole_and_ranges_come_from_the_file(live: LiveServer) -> None:
+    port = live.port
+
+    def cached() -> Wire | None:  # the static-level copy, once it is made
+        wire = get(port, "/text.txt", "Accept-Encoding: gzip")
+        return None if wire.headers["etag"].startswith("W/") else wire
+
+    variants = {
+        "made now": get(port, "/big.txt", "Accept-Encoding: gzip"),
+        "cached copy": wait_for(cached, PATIENCE, "the cached gzip copy"),
+        "precompressed": get(port, "/pre.css", "Accept-Encoding: gzip"),
+        "HEAD": get(port, "/pre.css", "Accept-Encoding: gzip", method="HEAD"),
+    }
+    for what, wire in variants.items():
+        assert wire.headers["content-encoding"] == "gzip", what
+        # Sent whole, always: no ranges of the coded bytes are offered, and no
+        # "none" either, since the file itself does take ranges (below).
+        assert "accept-ranges" not in wire.headers, (what, wire.raw_head)
+        if what != "HEAD":
+            assert gzip.decompress(wire.body) in (TEXT, BIG), what
+    for path in ("/text.txt", "/pre.css", "/big.txt"):
+        part = get(port, path, "Accept-Encoding: gzip", "Range: bytes=0-9")
+        assert part.status == 206 and part.body == TEXT[:10], path
+        assert "content-encoding" not in part.headers
+        assert part.headers["accept-ranges"] == "bytes"
