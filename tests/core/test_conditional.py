@@ -277,10 +277,10 @@ WIRE: list[tuple[str, Headers, int, dict[bytes, bytes | None], bytes]] = [
         "GET /file",
         [(b"range", b"bytes=10-19")],
         206,
-        {b"content-range": b"bytes 10-19/64"},
+        {b"content-range": b"bytes 10-19/64", b"accept-ranges": b"bytes"},
         BODY[10:20],
     ),
-    ("GET /file", [(b"if-none-match", ETAG)], 304, {b"etag": ETAG}, b""),
+    ("GET /file", [(b"if-none-match", ETAG)], 304, {b"etag": ETAG, b"accept-ranges": None}, b""),
     ("GET /file", [], 200, {b"accept-ranges": b"bytes"}, BODY),
 ]
 

@@ -432,7 +432,7 @@ def test_upgrade_keeps_the_rest_for_the_new_protocol() -> None:
     assert conn.feed(b"cd") == []
     assert conn.trailing_data == b"abcd"
     response = conn.start_response(events[0], 426, [], content_length=0)  # type: ignore[arg-type]
-    assert b"Connection: close" in response
+    assert b"connection: close" in response
     assert not conn.keep_alive
 
 

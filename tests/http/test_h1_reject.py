@@ -180,7 +180,7 @@ def _check(conn: HTTP1Connection, events: list[object], status: int) -> None:
     assert conn.feed_eof() == []
     response = conn.error_response(error.status, error.reason)
     assert response.startswith(b"HTTP/1.1 %d " % status)
-    assert b"\r\nConnection: close\r\n" in response
+    assert b"\r\nconnection: close\r\n" in response
     assert not conn.keep_alive
 
 
@@ -230,9 +230,9 @@ def test_error_after_good_pipelined_request() -> None:
     assert isinstance(head, RequestHead)
     # The good request is still answered on a live connection, then the error closes it.
     first = conn.start_response(head, 200, [], content_length=0)
-    assert b"Connection:" not in first
+    assert b"connection:" not in first
     assert conn.keep_alive
-    assert b"Connection: close" in conn.error_response(400, "missing Host header")
+    assert b"connection: close" in conn.error_response(400, "missing Host header")
     assert not conn.keep_alive
 
 

@@ -21,7 +21,7 @@ GET10 = b"GET / HTTP/1.0\r\n\r\n"
 GET10_KA = b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
 HEAD11 = b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n"
 CLOSE11 = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
-DATE = re.compile(rb"Date: [A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT\r\n")
+DATE = re.compile(rb"date: [A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT\r\n")
 
 
 def fields(head_bytes: bytes) -> dict[bytes, bytes]:
@@ -151,7 +151,7 @@ def test_caller_options() -> None:
         keep_alive=False,
     )
     assert out == (
-        b"HTTP/1.1 299 Fine\r\nDate: yesterday\r\nContent-Length: 3\r\nConnection: close\r\n\r\n"
+        b"HTTP/1.1 299 Fine\r\ndate: yesterday\r\ncontent-length: 3\r\nconnection: close\r\n\r\n"
     )
     assert not conn.keep_alive
 
@@ -196,8 +196,8 @@ def test_interim_response_leaves_the_final_one_alone() -> None:
     conn, head = request(GET11)
     early = conn.start_response(head, 103, [(b"link", b"</s.css>; rel=preload")])
     assert early.startswith(b"HTTP/1.1 103 Early Hints\r\nlink: </s.css>; rel=preload\r\n")
-    assert b"Content-Length" not in early and b"Connection" not in early
-    assert b"Content-Length: 0" in conn.start_response(head, 200, [], content_length=0)
+    assert b"content-length" not in early and b"connection" not in early
+    assert b"content-length: 0" in conn.start_response(head, 200, [], content_length=0)
     assert conn.keep_alive
 
 
@@ -208,14 +208,14 @@ def test_continue_response() -> None:
     conn, head = request(EXPECT)
     assert conn.continue_response() == b"HTTP/1.1 100 Continue\r\n\r\n"
     assert conn.feed(b"x")[0] == Body(b"x")
-    assert b"Connection" not in conn.start_response(head, 200, [], content_length=0)
+    assert b"connection" not in conn.start_response(head, 200, [], content_length=0)
     assert conn.keep_alive
 
 
 def test_final_answer_without_continue_closes() -> None:
     # The client may or may not send the body now: the connection cannot be reused.
     conn, head = request(EXPECT)
-    assert b"Connection: close" in conn.start_response(head, 417, [], content_length=0)
+    assert b"connection: close" in conn.start_response(head, 417, [], content_length=0)
     assert not conn.keep_alive
 
 
@@ -229,8 +229,8 @@ def test_eof_makes_the_last_pending_response_close() -> None:
     first, _, second, _ = conn.feed(GET11 + GET11)
     assert conn.feed_eof() == []
     assert isinstance(first, RequestHead) and isinstance(second, RequestHead)
-    assert b"Connection" not in conn.start_response(first, 200, [], content_length=0)
-    assert b"Connection: close" in conn.start_response(second, 200, [], content_length=0)
+    assert b"connection" not in conn.start_response(first, 200, [], content_length=0)
+    assert b"connection: close" in conn.start_response(second, 200, [], content_length=0)
 
 
 def test_error_response() -> None:
@@ -256,7 +256,7 @@ def test_error_response_outside_a_connection() -> None:
     assert got[b"content-length"] == b"%d" % len(body)
     assert got[b"server"] == b"colonnade" and b"date" in got
     assert body == b"503 Service Unavailable\n\nthe queue is full\n"
-    assert b"Server" not in error_response(503, "x", server=None)
+    assert b"server" not in error_response(503, "x", server=None)
     # The same bytes as a connection's own error response (the Date aside).
     conn = HTTP1Connection(server=b"s")
     ours = DATE.sub(b"", conn.error_response(400, "bad"))
@@ -276,9 +276,9 @@ def test_pipelined_responses_close_only_after_the_last() -> None:
     conn = HTTP1Connection()
     events = conn.feed(GET11 + CLOSE11)
     first, second = (e for e in events if isinstance(e, RequestHead))
-    assert b"Connection" not in conn.start_response(first, 200, [], content_length=0)
+    assert b"connection" not in conn.start_response(first, 200, [], content_length=0)
     assert conn.keep_alive
-    assert b"Connection: close" in conn.start_response(second, 200, [], content_length=0)
+    assert b"connection: close" in conn.start_response(second, 200, [], content_length=0)
     assert not conn.keep_alive
 
 

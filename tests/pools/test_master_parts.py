@@ -84,10 +84,10 @@ def test_front_door_answers_503_through_the_http_layer(tmp_path: Path) -> None:
     lines = head.split(b"\r\n")
     fields = dict(line.split(b": ", 1) for line in lines[1:])
     assert lines[0] == b"HTTP/1.1 503 Service Unavailable"
-    assert fields[b"Connection"] == b"close" and fields[b"Retry-After"] == b"5"
-    assert fields[b"Content-Type"] == b"text/plain; charset=utf-8"
-    assert fields[b"Content-Length"] == b"%d" % len(body)
-    assert fields[b"Server"] == b"colonnade"
+    assert fields[b"connection"] == b"close" and fields[b"retry-after"] == b"5"
+    assert fields[b"content-type"] == b"text/plain; charset=utf-8"
+    assert fields[b"content-length"] == b"%d" % len(body)
+    assert fields[b"server"] == b"colonnade"
     # Not a client on this machine over TCP (a socket pair): the reason stays in
     # the log; the body only says the pool is stopped.
     assert body.endswith(b"the application pool is stopped\n")

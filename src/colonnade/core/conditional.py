@@ -263,8 +263,9 @@ def apply_conditions(ctx: Context, *, ranges: bool = True) -> int:
     or ``file``, with its ``ETag`` and/or ``Last-Modified`` headers — before
     anything was written. The response becomes a 304, a 412, a 206 of one range
     (``Content-Range``, the body or file cut to it), a 416, or stays the 200 it
-    was; with ``ranges`` the 200 says ``Accept-Ranges: bytes``. Another status,
-    or a response whose head went out, is left alone. Returns the final status.
+    was; with ``ranges`` the 200 and the 206 say ``Accept-Ranges: bytes``.
+    Another status, or a response whose head went out, is left alone. Returns
+    the final status.
     """
     response = ctx.response
     if response.status != OK or response.headers_sent:

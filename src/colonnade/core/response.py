@@ -72,6 +72,33 @@ class Response:
         """Drop every value of ``name``."""
         self.headers = [(k, v) for k, v in self.headers if k != name]
 
+    def add_vary(self, names: bytes) -> None:
+        """Make the response vary on ``names`` (a field name, or a comma-separated
+        list of them) as well as on whatever it varies on already.
+
+        Every part of the server that varies a response goes through here
+        (compression on ``Accept-Encoding``, custom headers, a directory listing
+        on ``Accept``), so the response carries one ``Vary`` field naming each
+        field once, whatever the case it was written in; ``*`` absorbs every
+        other name (RFC 9110 12.5.5). ``Vary`` fields already present (from an
+        application) are merged into that one.
+        """
+        headers = self.headers
+        values = [value for name, value in headers if name == b"vary"]
+        if not values:
+            headers.append((b"vary", names))
+            return
+        values.append(names)
+        merged = _merge_vary(values)
+        if len(values) == 2 and merged == values[0]:
+            return  # the one field says it already
+        first = next(i for i, (name, _) in enumerate(headers) if name == b"vary")
+        self.headers = [
+            (b"vary", merged) if i == first else pair
+            for i, pair in enumerate(headers)
+            if i == first or pair[0] != b"vary"
+        ]
+
     def clear(self) -> None:
         """Forget the status, headers and body built so far (not once sent)."""
         self.status = 200
@@ -81,3 +108,22 @@ class Response:
         self.body = b""
         self.file = None
         self.source = None
+
+
+def _merge_vary(values: list[bytes]) -> bytes:
+    """One ``Vary`` value listing each field name of ``values`` once, in order of
+    first mention and as first written; ``*`` if any of them is ``*``."""
+    kept: list[bytes] = []
+    seen: set[bytes] = set()
+    for value in values:
+        for part in value.split(b","):
+            token = part.strip(b" \t")
+            if not token:
+                continue
+            lower = token.lower()
+            if lower == b"*":
+                return b"*"
+            if lower not in seen:
+                seen.add(lower)
+                kept.append(token)
+    return b", ".join(kept)

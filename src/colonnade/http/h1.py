@@ -194,7 +194,7 @@ def _date_header() -> bytes:
     now = time()
     if now >= _date_next:
         second = int(now)
-        _date_line = b"Date: " + formatdate(second, usegmt=True).encode("ascii") + b"\r\n"
+        _date_line = b"date: " + formatdate(second, usegmt=True).encode("ascii") + b"\r\n"
         _date_next = second + 1.0
     return _date_line
 
@@ -207,13 +207,18 @@ _LENGTH_LINES_MAX: Final = 4096
 def _length_line(length: int) -> bytes:
     if length < 0:
         raise ValueError("negative Content-Length")
-    line = b"Content-Length: %d\r\n" % length
+    line = b"content-length: %d\r\n" % length
     if len(_LENGTH_LINES) < _LENGTH_LINES_MAX:
         _LENGTH_LINES[length] = line
     return line
 
 
 # -- response header names: validated and lowercased once, then looked up ------------
+# Every name goes out in lower case: the protocol layer's own (date, server,
+# content-length, ...) and whatever a module or an application handed over. One
+# form on the wire, the one HTTP/2 requires and uvicorn and hypercorn send; field
+# names are case-insensitive (RFC 9110 5.1), and the lowered name is looked up
+# for the framing checks anyway, so sending it costs nothing.
 # Handlers send the same few names over and over; a dict hit (the name's hash is
 # cached on the bytes object) is cheaper than lowering and validating each time.
 _NAME_CACHE: Final[dict[bytes, bytes]] = {}
@@ -918,8 +923,9 @@ class HTTP1Connection:
         content-length header) for a sized body; without one the body is chunked
         for HTTP/1.1 and close-delimited for HTTP/1.0. A transfer-encoding header
         from the caller is dropped. Adds Date, Server (unless present) and the
-        Connection header that says what happens after this response. Raises
-        ValueError for a header that cannot be sent (invalid name, CR/LF/NUL).
+        Connection header that says what happens after this response. Every
+        name goes out in lower case. Raises ValueError for a header that cannot
+        be sent (invalid name, CR/LF/NUL).
         """
         if reason is None:
             line = _STATUS_LINES.get(status)
@@ -962,7 +968,7 @@ class HTTP1Connection:
                     add_server = False
                     if not value:
                         continue  # an empty Server header means: send none
-            out += (name, b": ", value, b"\r\n")
+            out += (lname, b": ", value, b"\r\n")
         if interim:
             if head.version == b"1.0":
                 return b""  # RFC 9110 15.2: no 1xx to an HTTP/1.0 client
@@ -986,7 +992,7 @@ class HTTP1Connection:
         elif status != 304 and head.method != b"HEAD":
             if head.version == b"1.1":
                 chunked = True
-                out.append(b"Transfer-Encoding: chunked\r\n")
+                out.append(b"transfer-encoding: chunked\r\n")
             else:
                 close = True  # the end of the body is the end of the connection
         if status == 101:
@@ -994,9 +1000,9 @@ class HTTP1Connection:
         elif caller_close:
             close = True
         elif close:
-            out.append(b"Connection: close\r\n")
+            out.append(b"connection: close\r\n")
         elif head.version == b"1.0":
-            out.append(b"Connection: keep-alive\r\n")
+            out.append(b"connection: keep-alive\r\n")
         if add_date:
             out.append(_date_line if time() < _date_next else _date_header())
         if add_server and self._server_line:
@@ -1069,15 +1075,18 @@ def error_response(
 
     For a connection answered once outside any ``HTTP1Connection`` (the master's
     503 for a stopped pool or a full queue). ``server`` is the Server header value
-    (None: none); ``headers`` are added as given (``Retry-After``). Raises
+    (None: none); ``headers`` are added, names in lower case (``Retry-After``). Raises
     ValueError for a header that cannot be sent.
     """
+    named: list[tuple[bytes, bytes]] = []
     for name, value in headers:
-        if _response_name(name) in _RESPONSE_FRAMING:
+        lname = _response_name(name)
+        if lname in _RESPONSE_FRAMING:
             raise ValueError(f"{name!r} is set by the error response itself")
         if 13 in value or 10 in value or 0 in value:
             raise ValueError(f"CR, LF or NUL in the value of response header {name!r}")
-    return _error_response(status, reason, _server_header(server), headers)
+        named.append((lname, value))
+    return _error_response(status, reason, _server_header(server), named)
 
 
 def _server_header(server: bytes | None) -> bytes:
@@ -1085,7 +1094,7 @@ def _server_header(server: bytes | None) -> bytes:
         return b""
     if b"\r" in server or b"\n" in server:
         raise ValueError("CR or LF in server name")
-    return b"Server: " + server + b"\r\n"
+    return b"server: " + server + b"\r\n"
 
 
 def _error_response(
@@ -1096,9 +1105,9 @@ def _error_response(
     text = f"{status} {phrase}\n\n{reason}\n".encode("ascii", "backslashreplace")
     out = [
         line,
-        b"Content-Type: text/plain; charset=utf-8\r\n",
-        b"Content-Length: %d\r\n" % len(text),
-        b"Connection: close\r\n",
+        b"content-type: text/plain; charset=utf-8\r\n",
+        b"content-length: %d\r\n" % len(text),
+        b"connection: close\r\n",
         _date_header(),
         server_line,
     ]

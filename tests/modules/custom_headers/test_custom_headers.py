@@ -89,9 +89,21 @@ def test_set_replaces_the_application_value(serve: Any) -> None:
 
 
 def test_add_appends_beside_the_application_value(serve: Any) -> None:
-    response = serve({"add": {"Vary": "Accept-Encoding", "X-New": "1"}}).get("/")
-    assert values(response, "Vary") == ["Accept", "Accept-Encoding"]
+    response = serve({"add": {"X-Frame-Options": "DENY", "X-New": "1"}}).get("/")
+    assert values(response, "X-Frame-Options") == ["SAMEORIGIN", "DENY"]
     assert values(response, "X-New") == ["1"]
+
+
+def test_add_vary_joins_the_one_vary_field(serve: Any) -> None:
+    # Vary is a list: the names join the application's field, each once.
+    response = serve({"add": {"Vary": "Accept-Encoding, accept, Origin"}}).get("/")
+    assert values(response, "Vary") == ["Accept, Accept-Encoding, Origin"]
+    assert serve({"add": {"Vary": "Origin"}}).get("/shared").header("vary") == "Origin"
+    # set still replaces the application's value; add then joins it.
+    response = serve({"set": {"Vary": "Cookie"}, "add": {"Vary": "Origin"}}).get("/")
+    assert values(response, "Vary") == ["Cookie, Origin"]
+    response = serve({"add": {"Vary": "Origin"}, "remove": ["Vary"]}).get("/")
+    assert values(response, "Vary") == []
 
 
 def test_default_only_when_absent(serve: Any) -> None:

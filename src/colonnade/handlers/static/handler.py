@@ -292,6 +292,7 @@ class StaticFile(Handler):
         size = rep.size
         response.status = 206
         headers = rep.validator_headers.copy()
+        headers.append(_ACCEPT_RANGES)  # as on the 200: the file still takes ranges
         response.headers = headers
         body = rep.body
         if len(spans) == 1:

@@ -86,6 +86,9 @@ class CompressionSection(Section, frozen=True):
     not this client got a compressed one; compressed ones get ``Content-Encoding``,
     their own ``Content-Length`` and an ``ETag`` with the coding appended
     (``"abc-br"``), weak when the bytes depend on how the application streamed.
+    A compressed response is always sent whole and carries no ``Accept-Ranges``
+    (as nginx's gzip): a ``Range`` request is answered from the file itself
+    (206, uncompressed), which says ``Accept-Ranges: bytes``.
 
     Static files use a precompressed sibling (``app.css.br``, ``.zst``, ``.gz``)
     when there is one; else they are compressed once at the static level, in a

@@ -14,8 +14,9 @@ How this works:
   Range, If-None-Match). Settings are compiled once per section object into a
   :class:`Policy`; Accept-Encoding answers and type verdicts are cached per header
   value. A response that will not be compressed costs these checks and, if it
-  could have been compressed for another client, one appended Vary header:
-  nothing is allocated for it.
+  could have been compressed for another client, one appended Vary header
+  (merged into the response's own ``Vary`` field if it has one:
+  ``Response.add_vary``): nothing else is allocated for it.
 - *Static files* (a ``response.file``, or a body served from memory with its
   ``response.source``): a precompressed sibling is swapped in (still sendfile);
   else the cached static-level copy becomes the body (exact Content-Length, strong ETag);
@@ -54,6 +55,7 @@ from colonnade.modules.compression.config import (
 )
 from colonnade.modules.compression.negotiate import Negotiator
 from colonnade.modules.compression.variant import (
+    ACCEPT_ENCODING,
     VARY,
     MediaTypes,
     encoded_headers,
@@ -160,7 +162,7 @@ class Compression(Module):
                 # The 200 it stands for would have varied (RFC 9110 15.4.5); a 304
                 # names no type to check, so it says so whenever compression is on.
                 if policy.static or policy.dynamic:
-                    _add_vary(response)
+                    response.add_vary(ACCEPT_ENCODING)
                 return
             if status < 200 or status == 204 or status == 206:
                 return
@@ -178,7 +180,7 @@ class Compression(Module):
             return
 
         content_type = etag = declared = None
-        varies = False
+        varies = False  # the response has a Vary field already
         for name, value in response.headers:
             if name == b"content-type":
                 content_type = value
@@ -187,7 +189,7 @@ class Compression(Module):
             elif name == b"content-length":
                 declared = value
             elif name == b"vary":
-                varies = varies or _varies(value)
+                varies = True
             elif (
                 name == b"content-encoding"
                 or name == b"content-range"
@@ -200,7 +202,9 @@ class Compression(Module):
             size = int(declared)
         if size is not None and size < policy.min_size:
             return
-        if not varies:
+        if varies:
+            response.add_vary(ACCEPT_ENCODING)  # one Vary field, naming it once
+        else:
             response.headers.append(VARY)
 
         request = ctx.request
@@ -338,15 +342,3 @@ def _revalidated(
     if if_none_match is None or etag is None:
         return False
     return not_modified(response, if_none_match, variant_etag(etag, coding))
-
-
-def _varies(vary: bytes) -> bool:
-    """True if a ``Vary`` value already covers Accept-Encoding (by name or ``*``)."""
-    return has_token(vary, b"accept-encoding") or has_token(vary, b"*")
-
-
-def _add_vary(response: Response) -> None:
-    for name, value in response.headers:
-        if name == b"vary" and _varies(value):
-            return
-    response.headers.append(VARY)

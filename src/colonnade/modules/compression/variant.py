@@ -8,7 +8,8 @@ from colonnade.core.request import Headers
 from colonnade.core.response import Response
 from colonnade.modules.compression.codings import Coding
 
-VARY = (b"vary", b"Accept-Encoding")
+ACCEPT_ENCODING = b"Accept-Encoding"
+VARY = (b"vary", ACCEPT_ENCODING)
 
 #: How many distinct Content-Type values keep their verdict.
 _TYPES_CACHE_SIZE = 512
@@ -73,8 +74,11 @@ def encoded_headers(
     """``headers`` for the ``coding`` variant: Content-Encoding added, Content-Length
     set to ``length`` (dropped when None), ETag tagged with the coding.
 
-    ``Accept-Ranges`` goes: ranges of the coded bytes are not offered (a Range
-    request gets the original, see ``no_compression_for_range``).
+    ``Accept-Ranges`` goes: a variant is always sent whole, ranges of the coded
+    bytes are not offered. Nor is ``Accept-Ranges: none`` sent: the resource does
+    take ranges, a Range request gets them of the original (the handler answers
+    206 before compression looks, and ``no_compression_for_range`` keeps a
+    ranged request's whole 200 uncompressed), as nginx's gzip filter does.
     """
     out: Headers = []
     for name, value in headers:

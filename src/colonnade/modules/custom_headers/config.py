@@ -69,7 +69,7 @@ def _check_table(field: str, table: dict[str, str]) -> list[tuple[bytes, bytes]]
 class HeaderEdits:
     """A section compiled for the per-request edit (read-only after construction)."""
 
-    __slots__ = ("append", "defaults", "drop")
+    __slots__ = ("append", "defaults", "drop", "vary")
 
     def __init__(self, section: CustomHeadersSection) -> None:
         replaced = _check_table("set", section.set)
@@ -79,6 +79,11 @@ class HeaderEdits:
         for name in section.remove:
             lower = _check_name("remove", name)
             removed.add(lower.encode("ascii"))
+        # An added Vary joins the response's one Vary field (Response.add_vary)
+        # instead of going out as a second one.
+        vary = [value for name, value in added if name == b"vary"]
+        added = [pair for pair in added if pair[0] != b"vary"]
+        self.vary: bytes | None = vary[0] if vary and b"vary" not in removed else None
         # remove wins over everything: a removed name is never sent, whoever set it
         # (the application, or this section at any level).
         self.drop = frozenset(removed | {name for name, _ in replaced})
@@ -120,7 +125,10 @@ class CustomHeadersSection(Section, frozen=True, dict=True):
     you want for security headers: never duplicated."""
     add: dict[str, str] = {}
     """Headers appended beside any values the response has (IIS `customHeaders`
-    `add` semantics: an application setting the same header yields two)."""
+    `add` semantics: an application setting the same header yields two). `Vary`
+    is the exception: its names join the response's one `Vary` field, each
+    listed once (`add = { Vary = "Origin" }` on a compressed response sends
+    `Vary: Origin, Accept-Encoding`)."""
     default: dict[str, str] = {}
     """Headers sent only when the response has none of that name, so applications
     can override them: `{ "Cache-Control" = "no-cache" }`."""
@@ -135,6 +143,6 @@ class CustomHeadersSection(Section, frozen=True, dict=True):
     def edits(self) -> HeaderEdits | None:
         """The compiled form (None when there is nothing to do), kept with this section."""
         edits = HeaderEdits(self)
-        if not (edits.drop or edits.append or edits.defaults):
+        if not (edits.drop or edits.append or edits.defaults or edits.vary):
             return None
         return edits

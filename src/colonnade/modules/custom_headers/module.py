@@ -37,7 +37,10 @@ class CustomHeaders(Module):
         else:
             headers = list(response.headers)
         headers.extend(edits.append)
+        response.headers = headers
+        if edits.vary is not None:
+            response.add_vary(edits.vary)
+            headers = response.headers
         if edits.defaults:
             present = {name for name, _ in headers}
             headers.extend(pair for pair in edits.defaults if pair[0] not in present)
-        response.headers = headers

@@ -126,7 +126,7 @@ class DirectoryListing(Handler):
         else:
             response.headers.append((b"content-type", b"text/html; charset=utf-8"))
             response.body = self._html(ctx.request.path, entries, settings, sort, descending)
-        response.headers.append((b"vary", b"Accept"))
+        response.add_vary(b"Accept")
         response.headers.append((b"cache-control", b"no-cache"))
 
     @staticmethod
