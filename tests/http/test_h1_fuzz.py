@@ -9,6 +9,7 @@ same stream with methods it knows.
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -44,6 +45,14 @@ def mutated(draw: st.DrawFn) -> bytes:
 
 
 requests = st.binary(max_size=300) | mutated()
+# Hypothesis warns when the global ``random`` state changes while it draws an
+# example, taking it for a strategy that uses ``random``. These strategies draw
+# only from hypothesis; twice in full-suite runs (never alone) something else in
+# the process advanced the global state mid-draw, and the warning, an error here,
+# cut the draw short and made the replay "flaky". The warning says nothing about
+# these tests, so it is ignored for them alone.
+pytestmark = pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
+
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
