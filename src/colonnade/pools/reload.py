@@ -6,7 +6,9 @@ serving one, reusing every application whose inputs did not change. Only when
 the new generation is complete, provisioned and started does it replace the old
 one; requests already running finish on the generation they started on, and the
 old generation then releases what the new one did not keep. Any error leaves the
-old generation serving and is logged with its file, line and key.
+old generation serving and is logged with its file, line and key; a ``web.toml``
+that cannot be used is no such error: the new generation answers its folder's
+requests 500.19 (and a later reload that fixes it heals the folder).
 """
 
 from __future__ import annotations
@@ -35,11 +37,16 @@ class Reloader:
         load: Callable[[], ServerConfig],
         registry: Registry,
         generation: int = 1,
+        *,
+        report_broken: bool = True,
     ) -> None:
         self.state = state
         self.load = load
         self.registry = registry
         self.generation = generation
+        # Log the web.toml files the new generation confines (500.19); a pool
+        # worker leaves that to its master, which logs them once for all workers.
+        self.report_broken = report_broken
         self._lock = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()
 
@@ -68,6 +75,8 @@ class Reloader:
                 )
                 return False
             self.state.switch(new)
+            if self.report_broken:
+                new.log_broken(log)
             self.generation = self.generation + 1 if generation is None else generation
             task = asyncio.get_running_loop().create_task(
                 old.retire(new, new.settings.timeouts.graceful)
