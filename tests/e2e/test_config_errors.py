@@ -255,3 +255,29 @@ def test_a_broken_server_file_still_refuses_the_start(tree: Path) -> None:
         "colonnade.toml:15: static_content.set_etag: Expected `bool`, got `int`",
         *FILE_ERRORS,
     ]
+
+
+@pytest.mark.parametrize("workers", ["0", "1"], ids=["single-process", "master-and-worker"])
+def test_a_refused_reload_logs_every_mistake(tree: Path, workers: str) -> None:
+    port = free_port()
+    (tree / "www" / "docs" / "web.toml").unlink()
+    config = tree / "colonnade.toml"
+    config.write_text(SITE.format(port=port))
+    server = Process(["-c", "colonnade.toml", "--workers", workers], cwd=tree, port=port)
+    try:
+        assert get(port, "/").body == b"home"
+        config.write_text(
+            SITE.format(port=port).replace('root = "shop"', 'root = "shops"')
+            + "\n[default_document]\nfiles = 1\n"
+        )
+        mistakes = (
+            f"colonnade.toml:12: sites[0].applications[0].root: no such folder: {tree}/shops",
+            "colonnade.toml:15: default_document.files: Expected `array`, got `int`",
+        )
+        for mistake in mistakes:
+            wait_for(lambda m=mistake: m in server.stderr(), PATIENCE, mistake)
+        refused = [x for x in server.stderr().splitlines() if "refused, still serving" in x]
+        assert [m for m in mistakes if any(line.endswith(m) for line in refused)] == list(mistakes)
+        assert get(port, "/shop/").body == b"shop"  # the previous configuration serves
+    finally:
+        server.kill()

@@ -64,6 +64,7 @@ from colonnade.pools.control import ControlServer, socket_path
 from colonnade.pools.frontdoor import FrontDoor
 from colonnade.pools.pool import Pool, PoolState, WorkerState
 from colonnade.pools.preflight import Preflight
+from colonnade.pools.reload import log_refused
 from colonnade.pools.routing import RouteTable
 from colonnade.pools.sandbox import Identity, landlock_abi, resolve_identity
 from colonnade.pools.supervision import Supervisor
@@ -363,11 +364,7 @@ class Master:
                     None, load, self.source, self.registry
                 )
             except (ConfigError, ModuleError) as exc:
-                log.error(
-                    "reload (%s) refused, still serving the previous configuration: %s",
-                    reason,
-                    exc,
-                )
+                log_refused(log, reason, exc)
                 return False
             try:
                 self.frontdoor.listen(list(loaded.routes.listen))

@@ -22,10 +22,18 @@ from colonnade.config.schema import ServerConfig
 from colonnade.config.watch import changes
 from colonnade.core.registry import Registry
 from colonnade.engine import Engine
-from colonnade.errors import ConfigError, ModuleError
+from colonnade.errors import ConfigError, ModuleError, each_error
 from colonnade.transport.server import ServerState
 
 log = logging.getLogger("colonnade.config")
+
+
+def log_refused(logger: logging.Logger, reason: str, exc: ConfigError | ModuleError) -> None:
+    """Log a refused reload: one line per mistake, each naming file, line and key."""
+    for error in each_error(exc) if isinstance(exc, ConfigError) else [exc]:
+        logger.error(
+            "reload (%s) refused, still serving the previous configuration: %s", reason, error
+        )
 
 
 class Reloader:
@@ -61,9 +69,7 @@ class Reloader:
                 config = self.load()
                 new = Engine(config, self.registry, previous=old)
             except (ConfigError, ModuleError) as exc:
-                log.error(
-                    "reload (%s) refused, still serving the previous configuration: %s", reason, exc
-                )
+                log_refused(log, reason, exc)
                 return False
             try:
                 new.start()
