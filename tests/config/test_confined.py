@@ -11,7 +11,7 @@ import pytest
 from colonnade.config.load import from_dict
 from colonnade.core.registry import Registry
 from colonnade.engine import Engine
-from colonnade.errors import ConfigError
+from colonnade.errors import ConfigError, each_error
 from colonnade.modules.standard import BUILTIN
 from colonnade.pools.config import pool_view
 from colonnade.testing import Client
@@ -131,3 +131,18 @@ def test_a_pool_workers_stand_in_sites_are_not_checked(www: Path) -> None:
     loaded = from_dict(config, source=str(www / "colonnade.toml"), base_dir=str(www))
     view = pool_view(loaded, "default")  # site b is a stand-in with a root that never exists
     Engine(view, Registry.standard(BUILTIN, with_entry_points=False))
+
+
+def test_a_root_that_is_a_file_or_below_one_is_refused(www: Path) -> None:
+    config = site(
+        applications=[
+            {"path": "/one", "root": "www/f.txt"},
+            {"path": "/two", "root": "www/f.txt/sub"},
+        ]
+    )
+    with pytest.raises(ConfigError) as info:
+        build(www, config)
+    assert [(e.key, e.message) for e in each_error(info.value)] == [
+        ("sites[0].applications[0].root", f"not a folder: {www}/www/f.txt"),
+        ("sites[0].applications[1].root", f"no such folder: {www}/www/f.txt/sub"),
+    ]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import stat
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -290,9 +291,17 @@ class Builder:
             self._check_shared_port(port, sorted(sites.items()))
 
     def _check_folder(self, folder: str, key: str) -> None:
-        if not os.path.isdir(folder):
-            what = "not a folder" if os.path.exists(folder) else "no such folder"
-            self._fail(self._server_error(f"{what}: {folder}", key))
+        try:
+            info = os.stat(folder)
+        except (FileNotFoundError, NotADirectoryError):
+            self._fail(self._server_error(f"no such folder: {folder}", key))
+            return
+        except OSError:
+            # Not this process's to look at (another pool's folder, seen from a
+            # worker): whether each pool's user reaches its own is the preflight's.
+            return
+        if not stat.S_ISDIR(info.st_mode):
+            self._fail(self._server_error(f"not a folder: {folder}", key))
 
     def _check_vdirs(self, index: int, site: SiteConfig) -> None:
         apps = {"/": f"sites[{index}]"}
