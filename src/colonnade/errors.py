@@ -2,6 +2,8 @@
 
 - ``ConfigError``: a user's configuration is wrong; it names the file, the line
   where known, and the dotted key. Never shown with a stack trace.
+  ``ConfigErrors`` (a ``ConfigError`` too) holds every independent error one
+  check found, so that a user fixes them all in one round.
 - ``ModuleError``: a module misbehaved or cannot be loaded; it names the module id.
 - ``HttpError``: carries HTTP meaning (status, substatus). Raised anywhere in the
   pipeline it becomes that response at the pipeline's one error boundary.
@@ -42,6 +44,39 @@ class ConfigError(ColonnadeError):
         return f"{where}{key}{self.message}"
 
 
+class ConfigErrors(ConfigError):  # noqa: N818 - several ConfigErrors, raised as one
+    """Several configuration errors found in one run, in the order found.
+
+    It is a :class:`ConfigError`, so whoever handles one handles all; ``str()``
+    puts each error on its own line, and :func:`each_error` lists them.
+    """
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        flat: list[ConfigError] = []
+        for error in errors:
+            for one in each_error(error):
+                if all(str(one) != str(seen) for seen in flat):
+                    flat.append(one)
+        self.errors = flat
+        first = flat[0] if flat else ConfigError("invalid configuration")
+        super().__init__(first.message, file=first.file, line=first.line, key=first.key)
+
+    def __str__(self) -> str:
+        return "\n".join(str(e) for e in self.errors)
+
+
+def each_error(error: ConfigError) -> list[ConfigError]:
+    """The single errors inside ``error`` (itself, unless it is a :class:`ConfigErrors`)."""
+    return list(error.errors) if isinstance(error, ConfigErrors) else [error]
+
+
+def combined(errors: list[ConfigError]) -> ConfigError:
+    """One error to raise for ``errors`` (not empty): the error itself, or ConfigErrors."""
+    if len(errors) == 1:
+        return errors[0]
+    return ConfigErrors(errors)
+
+
 def _short(path: str) -> str:
     # Paths below the working folder read better relative to it.
     try:
@@ -61,7 +96,11 @@ class ModuleError(ColonnadeError):
 
 
 class HttpError(ColonnadeError):
-    """An error with HTTP meaning: raise it to answer with ``status.substatus``."""
+    """An error with HTTP meaning: raise it to answer with ``status.substatus``.
+
+    ``message`` is shown to every client; ``detail`` only to a local one and in
+    the log (see ``Context.error_response``).
+    """
 
     def __init__(
         self,
@@ -70,11 +109,15 @@ class HttpError(ColonnadeError):
         message: str = "",
         *,
         headers: list[tuple[bytes, bytes]] | None = None,
+        detail: str = "",
     ) -> None:
         self.status = status
         self.substatus = substatus
         self.message = message
         self.headers = headers or []
+        #: For the administrator only (the local detailed page and the log line):
+        #: what to change, such as the setting that refused the request.
+        self.detail = detail
         super().__init__(f"{status}.{substatus} {message}".strip())
 
 

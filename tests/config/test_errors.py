@@ -208,15 +208,27 @@ def test_error_names_file_line_and_key(
     message: str,
 ) -> None:
     config = write_tree(tmp_path, server, web)
-    with pytest.raises(ConfigError) as info:
-        Engine(load_file(str(config)), Registry.standard(BUILTIN))
-    exc = info.value
+    exc, confined = refusal(config)
+    # A web.toml's mistake is confined to its folder (500.19); the server file's
+    # refuses the whole configuration.
+    assert confined is file.endswith("web.toml"), name
     assert exc.file == str(tmp_path / file), name
     assert exc.line == line, (name, str(exc))
     assert exc.key == key, (name, str(exc))
     assert message in exc.message, (name, str(exc))
     text = str(exc)
     assert re.search(rf"{re.escape(file)}:{line}: ", text), text
+
+
+def refusal(config: Path) -> tuple[ConfigError, bool]:
+    """The error the tree is refused with (False), else the one a web.toml's folder
+    answers 500.19 with (True: confined to it)."""
+    try:
+        engine = Engine(load_file(str(config)), Registry.standard(BUILTIN))
+    except ConfigError as exc:
+        return exc, False
+    (broken,) = engine.broken
+    return broken.error, True
 
 
 def test_colonnade_check_reports_and_exits_non_zero(tmp_path: Path) -> None:

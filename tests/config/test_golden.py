@@ -29,7 +29,8 @@ CASES = sorted(p.name for p in GOLDEN.iterdir() if p.is_dir())
 
 def resolve(case: Path) -> dict[str, Any]:
     def rel(text: str) -> str:
-        return text.replace(str(case) + "/", "")
+        # Error texts name files relative to the working folder where they can.
+        return text.replace(str(case) + "/", "").replace(os.path.relpath(case) + "/", "")
 
     try:
         engine = Engine(load_file(str(case / "colonnade.toml")), Registry.standard(BUILTIN))
@@ -37,6 +38,9 @@ def resolve(case: Path) -> dict[str, Any]:
         return {"error": rel(f"{exc.file}:{exc.line}: {exc.key}: {exc.message}")}
     queries = json.loads((case / "queries.json").read_text())["queries"]
     out: dict[str, Any] = {}
+    if engine.broken:
+        # A web.toml that cannot be used answers 500.19 for its subtree alone.
+        out["broken"] = [rel(str(b.error)) for b in engine.broken]
     for query in queries:
         site, path = query.split(" ", 1)
         found = effective_config(engine, site, path)
@@ -52,6 +56,8 @@ def resolve(case: Path) -> dict[str, Any]:
             "handler": found["handler"],
             "set": settings,
         }
+        if "broken" in found:
+            out[query]["broken"] = rel(found["broken"])
     return out
 
 

@@ -80,9 +80,14 @@ def app(engine: Engine, path: str) -> Application:
 
 
 def refused(tmp_path: Path, server: str = "", files: dict[str, str] | None = None) -> ConfigError:
-    with pytest.raises(ConfigError) as caught:
-        build(tmp_path, server, files)
-    return caught.value
+    """The error of the server file that refuses the tree, or of the one web.toml
+    whose folder answers 500.19 with it."""
+    if not files:
+        with pytest.raises(ConfigError) as caught:
+            build(tmp_path, server, files)
+        return caught.value
+    (broken,) = build(tmp_path, server, files).broken
+    return broken.error
 
 
 FOLDER = "not in a folder's web.toml"
@@ -215,11 +220,13 @@ def test_a_locked_section_is_open_to_locations_and_to_lock_allow(tmp_path: Path)
 
 
 def test_check_reports_it_exactly_as_serve_does(tmp_path: Path) -> None:
+    # In the server file: both refuse, naming file, line and key. (A web.toml's
+    # mistake is confined to its folder: tests/e2e/test_config_errors.py.)
     (tmp_path / "www" / "docs").mkdir(parents=True)
-    (tmp_path / "www" / "docs" / "web.toml").write_text("[static_content]\ncache_max_bytes = 1\n")
     (tmp_path / "colonnade.toml").write_text(
         '[server]\nmodules = ["handler.static"]\n\n[[sites]]\nname = "main"\n'
-        'bindings = ["http://127.0.0.1:1"]\nroot = "www"\n'
+        'bindings = ["http://127.0.0.1:1"]\nroot = "www"\n\n'
+        '[[locations]]\npath = "/docs"\nstatic_content = { cache_max_bytes = 1 }\n'
     )
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -234,8 +241,9 @@ def test_check_reports_it_exactly_as_serve_does(tmp_path: Path) -> None:
     check = run("check")
     serve = run("serve", "--workers", "0")
     expected = (
-        "colonnade: www/docs/web.toml:2: static_content.cache_max_bytes: may be set at the "
-        "server and application levels only, not in a folder's web.toml\n"
+        "colonnade: colonnade.toml:11: locations[0].static_content.cache_max_bytes: may be set "
+        "at the server and application levels only, not in a [[locations]] entry below an "
+        "application's root (site main, /docs)\n"
     )
     assert (check.returncode, check.stderr) == (2, expected)
     assert (serve.returncode, serve.stderr) == (2, expected)

@@ -263,6 +263,9 @@ def test_a_pools_folders_logs_and_temp_folder_are_checked(open_folder: Path) -> 
 
 def test_the_refusal_names_the_first_problem_and_counts_the_others(open_folder: Path) -> None:
     secret = private(open_folder / "secret")
+    for name in ("app", "code", "media"):
+        (secret / name).mkdir()
+    (open_folder / "www").mkdir()
     logs = open_folder / "logs"
     logs.mkdir()
     os.chmod(logs, 0o755)

@@ -13,7 +13,14 @@ from msgspec import Meta
 
 PositiveInt = Annotated[int, Meta(ge=1)]
 Seconds = Annotated[float, Meta(gt=0, le=86400)]
-UrlPath = Annotated[str, Meta(pattern=r"^/[^\s]*$")]
+UrlPath = Annotated[
+    str, Meta(pattern=r"^/[^\s]*$", description="a URL path: '/' and then no spaces")
+]
+
+#: The content root of a stand-in site (in a pool worker's view of the
+#: configuration, a site another pool serves): a path that never exists, and
+#: that the engine does not check.
+STAND_IN_ROOT = "/nonexistent/colonnade: served by another pool"
 
 #: The embedded default module set (what `colonnade serve` loads with no config).
 DEFAULT_MODULES: tuple[str, ...] = (
@@ -78,9 +85,29 @@ class ServerSettings(_Strict):
 #: A duration in seconds where 0 is allowed (it turns the timer or trigger off).
 Duration = Annotated[float, Meta(ge=0, le=31_536_000)]
 #: A time of day, ``"HH:MM"`` or ``"HH:MM:SS"`` (local time).
-TimeOfDay = Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$")]
-PoolName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
-EnvName = Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+TimeOfDay = Annotated[
+    str,
+    Meta(
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$",
+        description="a time of day, 'HH:MM' or 'HH:MM:SS' (00:00 to 23:59:59)",
+    ),
+]
+PoolName = Annotated[
+    str,
+    Meta(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="a pool name: 1-64 letters, digits, '_', '.' or '-', "
+        "starting with a letter or digit",
+    ),
+]
+EnvName = Annotated[
+    str,
+    Meta(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="an environment variable name: letters, digits and '_', "
+        "not starting with a digit",
+    ),
+]
 
 
 class PoolLimits(_Strict):

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, TypeVar
 
 import msgspec
 
+from colonnade.config.validation import convert
 from colonnade.errors import ConfigError
 
 #: The per-directory configuration file: read by the configuration tree, never
@@ -202,36 +203,30 @@ def merge(parent: Mapping[str, Any], child: Mapping[str, Any]) -> Raw:
 
 
 def decode_section(cls: type[S], raw: Mapping[str, Any], *, file: str | None = None) -> S:
-    """Decode one section strictly, naming the dotted key on error."""
-    try:
-        return msgspec.convert(dict(raw), cls, strict=True)
-    except msgspec.ValidationError as exc:
-        message, key = _split_validation(str(exc), cls.key)
-        raise ConfigError(message, file=file, key=key) from None
-
-
-def _split_validation(message: str, prefix: str) -> tuple[str, str]:
-    """Turn msgspec's ``"Expected int, got str - at `$.limits.max`"`` into (msg, key)."""
-    text, sep, where = message.partition(" - at `$")
-    key = prefix + (where.rstrip("`") if sep else "")
-    if text.startswith("Object contains unknown field `"):
-        key = f"{key}.{text.split('`')[1]}"
-        text = "unknown key"
-    return text, key
+    """Decode one section strictly; every error names its dotted key."""
+    return convert(dict(raw), cls, prefix=cls.key, file=file)
 
 
 class SectionSet:
     """The settings every module sees for one path: decoded lazily, then shared.
 
     ``origins`` maps each dotted key that some file set to that file (for
-    ``colonnade config show``).
+    ``colonnade config show``). ``broken`` is the error of a ``web.toml`` at or
+    above the path that cannot be used (its settings are not in ``raw``):
+    requests there are answered 500.19 naming it.
     """
 
-    __slots__ = ("_decoded", "origins", "raw")
+    __slots__ = ("_decoded", "broken", "origins", "raw")
 
-    def __init__(self, raw: Raw, origins: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        raw: Raw,
+        origins: dict[str, str] | None = None,
+        broken: ConfigError | None = None,
+    ) -> None:
         self.raw = raw
         self.origins = origins or {}
+        self.broken = broken
         self._decoded: dict[type[Any], Any] = {}
 
     def get(self, cls: type[S]) -> S:

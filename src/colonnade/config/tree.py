@@ -22,9 +22,11 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from colonnade.config.sections import WEB_TOML, Raw, _split_validation
+from colonnade.config.keys import did_you_mean
+from colonnade.config.sections import WEB_TOML, Raw
 from colonnade.config.toml_lines import KeyLines
-from colonnade.errors import ConfigError
+from colonnade.config.validation import convert, locate
+from colonnade.errors import ConfigError, combined, each_error
 
 #: Keys of a web.toml that are not module sections.
 RESERVED = frozenset({"modules", "handlers", "application_modules"})
@@ -105,28 +107,47 @@ def _error(file: str, lines: KeyLines, key: str, message: str) -> ConfigError:
     return ConfigError(message, file=file, line=lines.line_for(key), key=key)
 
 
+class BrokenDir(NamedTuple):
+    """A ``web.toml`` that cannot be used, and why: its URL subtree answers 500.19."""
+
+    site: str
+    path: str  # URL path of its folder
+    file: str
+    error: ConfigError
+
+
 def read_dir_config(file: str, site: str, url_path: str) -> DirConfig:
-    """Read one ``web.toml`` strictly (sections are checked later, by the engine)."""
+    """Read one ``web.toml`` strictly (sections are checked later, by the engine);
+    every mistake of its structure is reported at once."""
     doc, lines = read_toml(file)
+    errors: list[ConfigError] = []
     sections: Raw = {}
     for key, value in doc.items():
         if key in RESERVED:
             continue
         if not isinstance(value, dict):
-            raise _error(file, lines, key, "a module section must be a table")
+            errors.append(_error(file, lines, key, "a module section must be a table"))
+            continue
         sections[key] = value
     modules = doc.get("modules")
     if modules is not None and not isinstance(modules, dict):
-        raise _error(file, lines, "modules", "[modules] is a table of add/remove/clear")
+        errors.append(_error(file, lines, "modules", "[modules] is a table of add/remove/clear"))
+        modules = None
     if modules is not None:
-        unknown = set(modules) - {"add", "remove", "clear"}
-        if unknown:
-            key = f"modules.{sorted(unknown)[0]}"
-            raise _error(file, lines, key, "unknown key (use add, remove or clear)")
+        for name in sorted(set(modules) - {"add", "remove", "clear"}):
+            hint = did_you_mean(name, ("add", "remove", "clear"))
+            message = f"unknown key{hint or ' (use add, remove or clear)'}"
+            errors.append(_error(file, lines, f"modules.{name}", message))
     handlers = doc.get("handlers", [])
     if not isinstance(handlers, list):
-        raise _error(file, lines, "handlers", "[[handlers]] is an array of tables")
-    app_modules, middleware = _application_modules(doc, file, lines)
+        errors.append(_error(file, lines, "handlers", "[[handlers]] is an array of tables"))
+        handlers = []
+    try:
+        app_modules, middleware = _application_modules(doc, file, lines)
+    except ConfigError as exc:
+        errors.extend(each_error(exc))
+    if errors:
+        raise combined(errors)
     return DirConfig(
         site, url_path, file, sections, modules, handlers, lines, app_modules, middleware
     )
@@ -167,10 +188,9 @@ def _application_modules(
                 '{ asgi_middleware = "module:attr", options = { ... } }',
             )
         try:
-            found = msgspec.convert(value, _MiddlewareTable, strict=True)
-        except msgspec.ValidationError as exc:
-            message, where = _split_validation(str(exc), key)
-            raise _error(file, lines, where, message) from None
+            found = convert(value, _MiddlewareTable, prefix=key, file=file)
+        except ConfigError as exc:
+            raise locate(exc, file, lines) from None
         if _TARGET.match(found.asgi_middleware) is None:
             where = f"{key}.asgi_middleware"
             raise _error(file, lines, where, "not of the form 'module:attribute'")
@@ -178,9 +198,13 @@ def _application_modules(
     return classes, tuple(middleware)
 
 
-def discover(site: str, roots: Iterable[tuple[str, str]]) -> list[DirConfig]:
-    """Every ``web.toml`` under ``roots`` (URL path, folder), shallowest first."""
+def discover(
+    site: str, roots: Iterable[tuple[str, str]]
+) -> tuple[list[DirConfig], list[BrokenDir]]:
+    """Every ``web.toml`` under ``roots`` (URL path, folder), shallowest first; and
+    those that cannot be read or parsed, with their errors."""
     found: dict[str, DirConfig] = {}
+    broken: dict[str, BrokenDir] = {}
     for url_root, folder in roots:
         if not os.path.isdir(folder):
             continue
@@ -202,5 +226,15 @@ def discover(site: str, roots: Iterable[tuple[str, str]]) -> list[DirConfig]:
             file = os.path.join(dirpath, WEB_TOML)
             # A folder reachable as two URLs (an app inside the site root) is read
             # once per URL: each URL inherits from its own parents.
-            found.setdefault(f"{url}\0{file}", read_dir_config(file, site, url))
-    return sorted(found.values(), key=lambda d: (d.path.count("/"), d.path))
+            key = f"{url}\0{file}"
+            if key in found or key in broken:
+                continue
+            try:
+                found[key] = read_dir_config(file, site, url)
+            except ConfigError as exc:
+                broken[key] = BrokenDir(site, url, file, exc)
+    return sorted(found.values(), key=_shallowest), sorted(broken.values(), key=_shallowest)
+
+
+def _shallowest(d: DirConfig | BrokenDir) -> tuple[int, str]:
+    return d.path.count("/"), d.path

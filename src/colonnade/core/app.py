@@ -26,11 +26,18 @@ class Level(NamedTuple):
     The server file's module sections are the level at ``/``; each
     ``[[locations]]`` entry and each ``web.toml`` is a level at its path. Levels
     are ordered root first; deeper levels win.
+
+    A ``web.toml`` that cannot be used (it does not parse, or sets what it may
+    not) is a *broken* level: ``broken`` holds its error and ``raw`` is empty.
+    It confines the error to its URL subtree, as IIS confines a bad
+    ``web.config``: requests at and below ``path`` are answered 500.19, the rest
+    of the site serves.
     """
 
     path: str  # URL path relative to the site, "/" or "/a/b" (no trailing slash)
     raw: Raw  # section tables
     source: str  # the file (and entry) it came from, for `colonnade config show`
+    broken: ConfigError | None = None
 
 
 class PythonApp(NamedTuple):
@@ -83,6 +90,9 @@ class Application:
         self.levels = tuple(
             lvl for lvl in levels if covers(lvl.path, self.path) or covers(self.path, lvl.path)
         )
+        #: Whether some path of the application lies below a broken level (the
+        #: engine then checks ``SectionSet.broken`` per request; else never).
+        self.broken = any(lvl.broken is not None for lvl in self.levels)
         self.defaults: Mapping[str, Raw] = defaults or {}
         self.virtual_directories = tuple(
             sorted(virtual_directories, key=lambda v: len(v.path), reverse=True)
@@ -95,6 +105,7 @@ class Application:
         self._remap_cache: dict[str, SectionSet] = {}
         self._map_cache: dict[str, str] = {}
         self._by_levels: dict[tuple[int, ...], SectionSet] = {}
+        self._reported: set[str] = set()
         self.settings = self.sections_for(self.path)
         #: The MAP_PATH notification: ``(ctx, url_path, physical_path) -> path``,
         #: the modules' MAP_PATH hooks in order, set by the engine with the plan;
@@ -145,11 +156,25 @@ class Application:
         self._remap_cache[path] = found
         return found
 
+    def first_report(self, what: str) -> bool:
+        """True the first time ``what`` (a problem to log) is reported for this
+        application: a log line once, not per request. Bounded in size."""
+        if what in self._reported:
+            return False
+        if len(self._reported) >= _PATH_CACHE_SIZE:
+            self._reported.clear()
+        self._reported.add(what)
+        return True
+
     def merge_levels(self, levels: Iterable[Level]) -> SectionSet:
-        """Merge ``levels`` (root first) over the section defaults."""
+        """Merge ``levels`` (root first) over the section defaults; a broken level
+        adds nothing but marks the result (the first one found, the shallowest)."""
         raw: Raw = {}
         origins: dict[str, str] = {}
+        broken: ConfigError | None = None
         for level in levels:
+            if level.broken is not None and broken is None:
+                broken = level.broken
             for key, table in level.raw.items():
                 target = raw.setdefault(key, {})
                 try:
@@ -166,7 +191,7 @@ class Application:
                     file, _, entry = level.source.partition(": ")
                     where = f"{entry}.{exc.key}" if entry else exc.key
                     raise ConfigError(exc.message, file=file, key=where) from None
-        return SectionSet(raw, origins)
+        return SectionSet(raw, origins, broken)
 
     def map_path(self, url_path: str) -> str:
         """The application's own file path for ``url_path`` (already normalised: no

@@ -7,6 +7,7 @@ Flushing runs the SEND_RESPONSE hooks once, then hands the head to the writer.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from colonnade.config.sections import Section, SectionSet
 from colonnade.core.principal import Principal
-from colonnade.core.request import Headers, Request
+from colonnade.core.request import Headers, Request, is_local
 from colonnade.core.response import Response
 
 if TYPE_CHECKING:
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from colonnade.core.handler import Handler
 
 S = TypeVar("S", bound=Section)
+
+log = logging.getLogger("colonnade.request")
 
 
 class ResponseWriter(Protocol):
@@ -243,9 +246,17 @@ class Context:
         if remapper is not None:
             self.handler = remapper.select(path, self.request.method, self)
 
-    def error_response(self, status: int, substatus: int = 0, message: str = "") -> None:
-        """Replace the response with a short error page for ``status.substatus``."""
-        from colonnade.core.errorpage import render  # cheap; kept out of the hot import
+    def error_response(
+        self, status: int, substatus: int = 0, message: str = "", detail: str = ""
+    ) -> None:
+        """Replace the response with a short error page for ``status.substatus``.
+
+        ``message`` is for every client. ``detail`` is for the administrator: what
+        to change (the setting that refused the request, the configuration file
+        and line at fault). It is logged, kept in ``items`` for error-page modules
+        (``errorpage.ERROR_DETAIL``) and shown in the page to local clients only.
+        """
+        from colonnade.core.errorpage import ERROR_DETAIL, render  # kept out of the hot import
 
         response = self.response
         response.clear()
@@ -253,7 +264,14 @@ class Context:
         response.substatus = substatus
         cid = self.correlation_id if status >= 500 else None
         response.headers.append((b"content-type", b"text/html; charset=utf-8"))
-        response.body = render(status, substatus, message, cid)
+        shown = ""
+        if detail:
+            self.items[ERROR_DETAIL] = detail
+            _log_detail(self, message, detail)
+            shown = detail if is_local(self.request) else ""
+        elif self.items:
+            self.items.pop(ERROR_DETAIL, None)
+        response.body = render(status, substatus, message, cid, shown)
 
     async def start_response(self) -> None:
         """Flush the response head now (SEND_RESPONSE runs) to stream the body."""
@@ -325,3 +343,26 @@ class Context:
         if self.request.method != "HEAD" and body_file.length:
             await self.writer.sendfile(body_file.path, body_file.offset, body_file.length)
         await self.writer.end()
+
+
+def _log_detail(ctx: Context, message: str, detail: str) -> None:
+    # An administrator's answer to "why did it refuse?". A server error is logged
+    # every time (with the correlation id its page shows); a client error once per
+    # application and distinct detail, so that a scanner cannot fill the log.
+    response = ctx.response
+    request = ctx.request
+    status, substatus = response.status, response.substatus
+    server_error = status >= 500
+    if not server_error and not ctx.app.first_report(f"{status}.{substatus} {detail}"):
+        return
+    log.log(
+        logging.ERROR if server_error else logging.INFO,
+        "%s%s %s: %d.%d %s: %s",
+        f"correlation_id={ctx.correlation_id} " if server_error else "",
+        request.method,
+        request.target.decode("latin-1"),
+        status,
+        substatus,
+        message,
+        detail,
+    )

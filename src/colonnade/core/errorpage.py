@@ -14,8 +14,19 @@ def reason(status: int) -> str:
         return "Error"
 
 
-def render(status: int, substatus: int, message: str, correlation_id: str | None) -> bytes:
-    """A small HTML page; never a traceback, only the correlation id for 5xx."""
+#: ``Context.items`` key of an error's detail for the administrator (what to change):
+#: set by ``Context.error_response``, read by error-page modules.
+ERROR_DETAIL = "colonnade.error_detail"
+
+
+def render(
+    status: int, substatus: int, message: str, correlation_id: str | None, detail: str = ""
+) -> bytes:
+    """A small HTML page; never a traceback, only the correlation id for 5xx.
+
+    ``detail`` (what an administrator should change) goes in only when given:
+    the caller gives it to local clients alone.
+    """
     code = f"{status}.{substatus}" if substatus else str(status)
     title = f"{status} {escape(reason(status))}"
     parts = [
@@ -28,6 +39,10 @@ def render(status: int, substatus: int, message: str, correlation_id: str | None
     if message:
         parts.append(f"<p>{escape(message)}</p>")
     parts.append(f"<p>Error code: {code}</p>")
+    if detail:
+        parts.append(
+            f"<p>For the administrator (shown to local clients only): {escape(detail)}</p>"
+        )
     if correlation_id:
         parts.append(f"<p>Correlation id: <code>{correlation_id}</code></p>")
     parts.append("</body></html>\n")

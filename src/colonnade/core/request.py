@@ -32,6 +32,15 @@ def is_local_client(host: str, header_names: Iterable[bytes]) -> bool:
     return not any(name in PROXY_HEADERS for name in header_names)
 
 
+def is_local(request: Request) -> bool:
+    """True for ``request`` sent directly from a loopback address (see
+    :func:`is_local_client`): who may see an error's details for the administrator."""
+    client = request.client
+    if not client:
+        return False
+    return is_local_client(str(client[0]), (name for name, _ in request.headers))
+
+
 class Body(Protocol):
     """The request body, read as it arrives (never buffered whole unless asked)."""
 

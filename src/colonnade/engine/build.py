@@ -23,17 +23,19 @@ from __future__ import annotations
 import functools
 import os
 import re
-from collections.abc import Iterable, Sequence
+import stat
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
 
 from colonnade.config.keys import check_dotted_key, did_you_mean
 from colonnade.config.load import locate
-from colonnade.config.schema import HandlerMapping, ServerConfig, SiteConfig
+from colonnade.config.schema import STAND_IN_ROOT, HandlerMapping, ServerConfig, SiteConfig
 from colonnade.config.sections import Raw, Section, Where, merge_into, section_defaults
 from colonnade.config.toml_lines import KeyLines
-from colonnade.config.tree import DirConfig, discover
+from colonnade.config.tree import BrokenDir, DirConfig, discover
+from colonnade.config.validation import convert
 from colonnade.core.app import Application, Level, PythonApp, VirtualDirectory
 from colonnade.core.handler import Handler
 from colonnade.core.module import Module
@@ -43,12 +45,23 @@ from colonnade.core.urlpath import covers
 from colonnade.engine.mapping import HandlerMap, Rule, compile_rule
 from colonnade.engine.runtime import AppRuntime, make_runtime
 from colonnade.engine.sites import Site, parse_binding
-from colonnade.errors import ConfigError, ModuleError
+from colonnade.errors import ConfigError, ModuleError, combined, each_error
 from colonnade.integration.appmodules import AppModules
+
+#: The handlers of hosted Python applications: one joins an application that
+#: hosts one, whether the module list names it or not.
+PYTHON_HANDLERS = ("handler.asgi", "handler.wsgi")
 
 
 class Builder:
-    """Turns a :class:`ServerConfig` into sites of application runtimes."""
+    """Turns a :class:`ServerConfig` into sites of application runtimes.
+
+    Errors are collected, not raised one by one: ``errors`` refuse the
+    generation (the engine raises them all at once), ``broken`` are the
+    ``web.toml`` files confined to their URL subtrees (see :class:`Level`).
+    Where a later check depends on an earlier one (the module list before the
+    sections it enables), the builder stops at the earlier one instead.
+    """
 
     def __init__(
         self,
@@ -60,16 +73,24 @@ class Builder:
         self.registry = registry
         self.previous = previous or {}
         self.source = config.source
+        self.errors: list[ConfigError] = []
+        self.broken: list[BrokenDir] = []
+        # (location index or None for the server level, section): tables that are
+        # wrong on their own; they are reported once and not merged anywhere.
+        self._bad_tables: set[tuple[int | None, str]] = set()
+        self._lines: dict[str, KeyLines] = {}  # web.toml files and their key lines
         # Application modules and middleware of this generation, from the apps' folders.
         self.app_modules = AppModules(registry, self._dir_error, self.source)
         self.server_ids = self._check_module_list(config.server.modules)
+        if self.errors:  # every other check depends on the module list
+            raise combined(self.errors)
         self.sections: dict[str, type[Section]] = {}
         for module_id in self.server_ids:
             self._learn_sections(module_id)
         # A hosted Python app brings its handler even where the module list does
         # not name it, so the handlers' sections ([asgi], [wsgi]) are known too.
         if any(a.app for site in config.sites for a in site.applications):
-            for module_id in ("handler.asgi", "handler.wsgi"):
+            for module_id in PYTHON_HANDLERS:
                 if module_id in registry:
                     self._learn_sections(module_id)
         self.reused: list[AppRuntime] = []
@@ -84,22 +105,50 @@ class Builder:
     def _dir_error(d: DirConfig, message: str, key: str) -> ConfigError:
         return ConfigError(message, file=d.file, line=d.lines.line_for(key), key=key)
 
+    def _located(self, exc: ConfigError) -> list[ConfigError]:
+        """The errors in ``exc``, each with its file and the line of its key."""
+        out = []
+        for error in each_error(exc):
+            lines = self._lines.get(error.file or "")
+            if error.file is None and self.config.lines is None:
+                pass  # the command line's configuration: no file to name
+            elif error.file in (None, self.source):
+                error = locate(error, self.source, self.config.lines)
+            elif error.line is None and lines is not None and error.key:
+                error = ConfigError(
+                    error.message, file=error.file, line=lines.line_for(error.key), key=error.key
+                )
+            out.append(error)
+        return out
+
+    def _fail(self, exc: ConfigError) -> None:
+        """Record ``exc``: it refuses the generation."""
+        self.errors.extend(self._located(exc))
+
+    def _break(self, d: BrokenDir) -> None:
+        """Record a ``web.toml`` that cannot be used: its subtree answers 500.19."""
+        self.broken.append(d._replace(error=combined(self._located(d.error))))
+
     # -- modules and sections -----------------------------------------------------------
 
     def _check_module_list(self, ids: Sequence[str]) -> list[str]:
         seen: set[str] = set()
+        found = []
         for i, module_id in enumerate(ids):
+            key = f"server.modules[{i}]"
             if module_id in seen:
-                raise self._server_error(
-                    f"module {module_id!r} is listed twice", f"server.modules[{i}]"
-                )
+                self._fail(self._server_error(f"module {module_id!r} is listed twice", key))
+                continue
             seen.add(module_id)
             if module_id not in self.registry:
-                raise self._server_error(
-                    f"no module named {module_id!r} is installed", f"server.modules[{i}]"
+                hint = did_you_mean(module_id, self.registry.ids())
+                self._fail(
+                    self._server_error(f"no module named {module_id!r} is installed{hint}", key)
                 )
+                continue
             self.registry.load(module_id)
-        return list(ids)
+            found.append(module_id)
+        return found
 
     def _module_class(self, module_id: str) -> type[Module]:
         local = self.app_modules.local.get(module_id)
@@ -114,52 +163,92 @@ class Builder:
         """Each known section's defaults, the base of collection operations."""
         return {key: section_defaults(cls) for key, cls in self.sections.items()}
 
+    def _unknown_section(self, name: str) -> str:
+        """Why no enabled module reads section ``name``, and what was probably meant."""
+        for module_id in self.registry.ids():
+            if module_id in self.server_ids:
+                continue
+            try:  # only on this error's path: modules that are not enabled stay unloaded
+                section = self.registry.load(module_id).section
+            except ModuleError:
+                continue
+            if section is not None and section.key == name:
+                return (
+                    f"no enabled module owns this section: it belongs to {module_id!r}, "
+                    "which is not in server.modules"
+                )
+        return f"no enabled module owns this section{did_you_mean(name, self.sections)}"
+
     # -- the server file ------------------------------------------------------------
 
     def check_server_levels(self) -> None:
         """Module sections, locations and locks of the server file."""
         for key, raw in self.config.sections.items():
-            self._check_table(key, raw, key, self._server_error)
-            self._check_where(key, raw, Where.SERVER, "at the server level", self._server_error)
+            errors = self._check_table(key, raw, key, self._server_error)
+            if errors:
+                self._bad_tables.add((None, key))
+            else:
+                errors = self._check_where(
+                    key, raw, Where.SERVER, "at the server level", self._server_error
+                )
+            self.errors.extend(errors)
+        names = [site.name for site in self.config.sites]
         for i, loc in enumerate(self.config.locations):
+            path = str(loc["path"])
+            site = path.partition("/")[0]
+            if site and site not in names:
+                self._fail(
+                    self._server_error(
+                        f"no site named {site!r}{did_you_mean(site, names)}: a location's "
+                        "path is /URL (every site) or SITE/URL",
+                        f"locations[{i}].path",
+                    )
+                )
             for key, raw in loc.items():
-                if key != "path":
-                    self._check_table(key, raw, f"locations[{i}].{key}", self._server_error)
+                if key == "path":
+                    continue
+                errors = self._check_table(key, raw, f"locations[{i}].{key}", self._server_error)
+                if errors:
+                    self._bad_tables.add((i, key))
+                self.errors.extend(errors)
         for key in self.config.lock:
             name, _, rest = key.partition(".")
             section = self.sections.get(name)
             if section is None:
-                hint = did_you_mean(name, self.sections)
-                raise self._server_error(
-                    f"no enabled module owns this section{hint}", f"lock.{key}"
-                )
+                self._fail(self._server_error(self._unknown_section(name), f"lock.{key}"))
+                continue
             # A misspelt key would lock nothing, in silence: a security setting
             # that does nothing. Only keys the section has may be locked.
             why = check_dotted_key(section, rest) if rest else None
             if why is not None:
-                raise self._server_error(f"{name}: {why}", f"lock.{key}")
+                self._fail(self._server_error(f"{name}: {why}", f"lock.{key}"))
 
-    def _check_table(self, key: str, raw: Any, where: str, error: Any) -> None:
+    def _check_table(self, key: str, raw: Any, where: str, error: Any) -> list[ConfigError]:
         section = self.sections.get(key)
-        if section is None or not isinstance(raw, dict):
-            raise error("no enabled module owns a section of this name", where)
+        if section is None:
+            return [error(self._unknown_section(key), where)]
+        if not isinstance(raw, dict):
+            return [error("a module section must be a table", where)]
         try:
-            msgspec.convert(_without_ops(raw), section, strict=True)
-        except msgspec.ValidationError as exc:
-            from colonnade.config.sections import _split_validation
-
-            message, sub = _split_validation(str(exc), "")
-            raise error(message, where + sub) from None
+            convert(_without_ops(raw), section, prefix=where)
+        except ConfigError as exc:
+            return [error(e.message, e.key) for e in each_error(exc)]
+        return []
 
     def _check_where(
         self, key: str, raw: Any, level: Where, place: str, error: Any, prefix: str = ""
-    ) -> None:
-        """Refuse a key of section ``key`` set at a ``level`` its section does not allow."""
+    ) -> list[ConfigError]:
+        """A key of section ``key`` set at a ``level`` its section does not allow."""
         section = self.sections[key]
-        for dotted in _dotted_keys(key, raw):
+        found = []
+        for dotted in _outermost(
+            _dotted_keys(key, raw), lambda k: level not in section.where_allowed(k[len(key) + 1 :])
+        ):
             allowed = section.where_allowed(dotted[len(key) + 1 :])
-            if level not in allowed:
-                raise error(f"may be set {allowed.describe()} only, not {place}", prefix + dotted)
+            found.append(
+                error(f"may be set {allowed.describe()} only, not {place}", prefix + dotted)
+            )
+        return found
 
     def _check_locations(self, site: str, app_paths: set[str]) -> None:
         """Where the ``[[locations]]`` for ``site`` set what they set."""
@@ -169,7 +258,106 @@ class Builder:
             how = "for" if at_root else "below"
             place = f"in a [[locations]] entry {how} an application's root (site {site}, {path})"
             for key, table in raw.items():
-                self._check_where(key, table, level, place, self._server_error, f"locations[{i}].")
+                self.errors.extend(
+                    self._check_where(
+                        key, table, level, place, self._server_error, f"locations[{i}]."
+                    )
+                )
+
+    def check_sites(self) -> None:
+        """What would leave part of a site empty or unreachable, without a word.
+
+        Content folders that do not exist; two sites on one port that answer the
+        same host names (the router takes the first, the second is never
+        reached); a virtual directory at an application's own path (the
+        application's root folder, or its Python app, and the folder cannot both
+        serve it) or twice at one path.
+        """
+        on_port: dict[int, dict[int, SiteConfig]] = {}
+        for i, site in enumerate(self.config.sites):
+            if site.root != STAND_IN_ROOT:
+                self._check_folder(site.root, f"sites[{i}].root")
+            for j, app in enumerate(site.applications):
+                if app.root is not None:
+                    self._check_folder(app.root, f"sites[{i}].applications[{j}].root")
+            self._check_vdirs(i, site)
+            for text in site.bindings:
+                try:
+                    port = parse_binding(text).port
+                except ConfigError:
+                    continue  # reported where the site's bindings are built
+                on_port.setdefault(port, {})[i] = site
+        for port, sites in on_port.items():
+            self._check_shared_port(port, sorted(sites.items()))
+
+    def _check_folder(self, folder: str, key: str) -> None:
+        try:
+            info = os.stat(folder)
+        except (FileNotFoundError, NotADirectoryError):
+            self._fail(self._server_error(f"no such folder: {folder}", key))
+            return
+        except OSError:
+            # Not this process's to look at (another pool's folder, seen from a
+            # worker): whether each pool's user reaches its own is the preflight's.
+            return
+        if not stat.S_ISDIR(info.st_mode):
+            self._fail(self._server_error(f"not a folder: {folder}", key))
+
+    def _check_vdirs(self, index: int, site: SiteConfig) -> None:
+        apps = {"/": f"sites[{index}]"}
+        for j, app in enumerate(site.applications):
+            apps.setdefault(app.path.rstrip("/") or "/", f"sites[{index}].applications[{j}]")
+        seen: dict[str, str] = {}
+        for j, vdir in enumerate(site.virtual_directories):
+            key = f"sites[{index}].virtual_directories[{j}]"
+            self._check_folder(vdir.root, f"{key}.root")
+            path = vdir.path.rstrip("/") or "/"
+            if path in seen:
+                message = (
+                    f"a second virtual directory at {path} (the first: {seen[path]}) never serves"
+                )
+            elif path == "/":
+                message = (
+                    "a virtual directory at / would replace the site's root: "
+                    "set the site's root instead"
+                )
+            elif path in apps:
+                message = (
+                    f"{path} is also the path of the application {apps[path]}: its root folder "
+                    "(or its Python app) and this folder cannot both serve it; mount the "
+                    f"folder inside the application (such as {path}/static), or make it the "
+                    "application's root"
+                )
+            else:
+                seen[path] = key
+                continue
+            seen.setdefault(path, key)
+            self._fail(self._server_error(message, f"{key}.path"))
+
+    def _check_shared_port(self, port: int, sites: list[tuple[int, SiteConfig]]) -> None:
+        for n, (i, first) in enumerate(sites):
+            names = {h.lower() for h in first.host_names}
+            for j, second in sites[n + 1 :]:
+                if not first.host_names and not second.host_names:
+                    self._fail(
+                        self._server_error(
+                            f"site {second.name!r} is never reached on port {port}: site "
+                            f"{first.name!r} (sites[{i}]) answers every host name there too; "
+                            "give one of them host_names",
+                            f"sites[{j}].host_names",
+                        )
+                    )
+                    continue
+                for k, host in enumerate(second.host_names):
+                    if host.lower() in names:
+                        self._fail(
+                            self._server_error(
+                                f"{host!r} on port {port} is a host name of site "
+                                f"{first.name!r} (sites[{i}]) too: its requests never reach "
+                                f"site {second.name!r}",
+                                f"sites[{j}].host_names[{k}]",
+                            )
+                        )
 
     # -- web.toml -------------------------------------------------------------------
 
@@ -186,105 +374,182 @@ class Builder:
             return parts[0]
         return None
 
-    def check_dir(self, d: DirConfig, app_paths: set[str]) -> None:
-        """One web.toml: known sections, valid values, where they may be set, locks,
-        where modules may change."""
+    def check_dir(self, d: DirConfig, app_paths: set[str]) -> list[ConfigError]:
+        """One web.toml's mistakes: unknown sections, bad values, settings out of their
+        place, locked settings, module changes below an application's root."""
         at_root = d.path in app_paths
         level = Where.APPLICATION if at_root else Where.DIRECTORY
         place = "in the web.toml at an application's root" if at_root else "in a folder's web.toml"
         error = functools.partial(self._dir_error, d)
+        found: list[ConfigError] = []
         for key, raw in d.sections.items():
-            self._check_table(key, raw, key, error)
-            self._check_where(key, raw, level, place, error)
-            for dotted in _dotted_keys(key, raw):
+            errors = self._check_table(key, raw, key, error)
+            if not errors:
+                errors = self._check_where(key, raw, level, place, error)
+            found.extend(errors)
+            if errors:
+                continue
+            for dotted in _outermost(_dotted_keys(key, raw), lambda k: self._locked(k) is not None):
                 lock = self._locked(dotted)
-                if lock is not None:
-                    where = (
-                        self.config.lines.line_for(f"lock.{lock}") if self.config.lines else None
-                    )
-                    at = f"{self.source}:{where}" if where else self.source
-                    raise self._dir_error(
-                        d, f"locked by the server configuration ({at}: lock.{lock})", dotted
-                    )
+                where = self.config.lines.line_for(f"lock.{lock}") if self.config.lines else None
+                at = f"{self.source}:{where}" if where else self.source
+                found.append(
+                    error(f"locked by the server configuration ({at}: lock.{lock})", dotted)
+                )
         if (d.modules or d.handlers) and d.path not in app_paths:
             key = "modules" if d.modules else "handlers"
-            raise self._dir_error(
-                d, "modules and handlers can change only at an application's root", key
+            found.append(
+                error("modules and handlers can change only at an application's root", key)
             )
+        return found
+
+    def _root_dir_errors(self, d: DirConfig, spec: _AppSpec) -> list[ConfigError]:
+        """The module list and handler mappings of an application's root web.toml."""
+        error = functools.partial(self._dir_error, d)
+        try:
+            ids = self._module_ids(d)
+        except ConfigError as exc:
+            return [error(exc.message, exc.key or "modules")]
+        found: list[ConfigError] = []
+        for i, raw in enumerate(d.handlers):
+            key = f"handlers[{i}]"
+            try:
+                mapping = convert(raw, HandlerMapping, prefix=key)
+            except ConfigError as exc:
+                found.extend(error(e.message, e.key) for e in each_error(exc))
+                continue
+            if spec.python is not None and (
+                mapping.path == "*" or mapping.handler in PYTHON_HANDLERS
+            ):
+                continue  # a Python app's catch-all: never applies (see _runtime)
+            module = self._module_class(mapping.handler)() if mapping.handler in ids else None
+            if not isinstance(module, Handler):
+                found.append(error(_not_a_handler(mapping.handler, module), f"{key}.handler"))
+        return found
 
     # -- sites ----------------------------------------------------------------------
 
     def build_site(self, index: int) -> Site:
-        """Everything of ``sites[index]``; errors get the line of their key."""
-        lines: dict[str, KeyLines] = {}
-        try:
-            return self._build_site(index, lines)
-        except ConfigError as exc:
-            if exc.line is None and exc.key:
-                index_of = (
-                    self.config.lines
-                    if exc.file in (None, self.source)
-                    else lines.get(exc.file or "")
-                )
-                if index_of is not None:
-                    exc = ConfigError(
-                        exc.message,
-                        file=exc.file or self.source,
-                        line=index_of.line_for(exc.key),
-                        key=exc.key,
-                    )
-            raise exc from None
-
-    def _build_site(self, index: int, lines: dict[str, KeyLines]) -> Site:
+        """Everything of ``sites[index]``; its errors are recorded, not raised."""
         site = self.config.sites[index]
-        bindings = [
-            parse_binding(b, file=self.source, key=f"sites[{index}].bindings[{j}]")
-            for j, b in enumerate(site.bindings)
-        ]
+        bindings = []
+        for j, text in enumerate(site.bindings):
+            try:
+                bindings.append(
+                    parse_binding(text, file=self.source, key=f"sites[{index}].bindings[{j}]")
+                )
+            except ConfigError as exc:
+                self._fail(exc)
         apps = self._applications(site, index)
         roots = [
             ("/", site.root),
             *((a.path, a.root) for a in apps.values() if a.path != "/"),
             *((v.path, v.root) for v in site.virtual_directories),
         ]
-        dirs = discover(site.name, roots)
-        lines.update((d.file, d.lines) for d in dirs)
+        dirs, unreadable = discover(site.name, roots)
+        self._lines.update((d.file, d.lines) for d in dirs)
+        for broken in unreadable:
+            self._break(broken)
+        failed: set[str] = set()
         for d in dirs:
             if d.app_modules or d.asgi_middleware:
+                # Code the application ships: a failure refuses the generation (on
+                # a reload the previous one keeps serving), and the rest is built
+                # without that web.toml only to find the other mistakes.
                 spec = apps.get(d.path)
                 root = spec.root if spec is not None else None
                 allowed = spec is not None and spec.allow_modules
-                for module_id in self.app_modules.declare(d, root, allowed):
-                    self._learn_sections(module_id)
-        for d in dirs:
-            for module_id in _added_modules(d):
+                try:
+                    for module_id in self.app_modules.declare(d, root, allowed):
+                        self._learn_sections(module_id)
+                except ConfigError as exc:
+                    self._fail(exc)
+                    failed.add(d.file)
+        dirs = [d for d in dirs if d.file not in failed]
+        problems: dict[int, list[ConfigError]] = {}
+        for n, d in enumerate(dirs):
+            for k, module_id in enumerate(_added_modules(d)):
                 if module_id in self.app_modules.local:
                     continue
                 if module_id not in self.registry:
-                    raise self._dir_error(
-                        d, f"no module named {module_id!r} is installed", "modules.add"
+                    hint = did_you_mean(module_id, self.registry.ids())
+                    problems.setdefault(n, []).append(
+                        self._dir_error(
+                            d,
+                            f"no module named {module_id!r} is installed{hint}",
+                            f"modules.add[{k}]",
+                        )
                     )
+                    continue
                 self._learn_sections(module_id)
-        for d in dirs:
-            self.check_dir(d, set(apps))
+        healthy = []
+        for n, d in enumerate(dirs):
+            found = problems.get(n, []) + self.check_dir(d, set(apps))
+            spec = apps.get(d.path)
+            if not found and spec is not None:
+                found = self._root_dir_errors(d, spec)
+            if found:
+                self._break(BrokenDir(site.name, d.path, d.file, combined(found)))
+            else:
+                healthy.append(d)
         self._check_locations(site.name, set(apps))
-        levels = self._levels(site.name, dirs)
-        defaults = self.defaults()
         runtimes = []
-        for path, spec in apps.items():
-            app = Application(
-                site=site.name,
-                path=path,
-                root=spec.root,
-                levels=levels,
-                defaults=defaults,
-                virtual_directories=spec.vdirs,
-                pool=spec.pool,
-                python=spec.python,
-            )
-            root_dir = next((d for d in dirs if d.path == path), None)
-            runtimes.append(self._runtime(app, root_dir, dirs))
+        for app, root_dir in self._settle(site.name, apps, healthy):
+            try:
+                runtimes.append(self._runtime(app, root_dir))
+            except ConfigError as exc:
+                self._fail(exc)
         return Site(site.name, bindings, site.host_names, runtimes)
+
+    def _settle(
+        self, site: str, apps: dict[str, _AppSpec], dirs: list[DirConfig]
+    ) -> list[tuple[Application, DirConfig | None]]:
+        """The site's applications over their levels, with the effective settings of
+        every level's path decoded once, so that a bad combination fails now.
+
+        A ``web.toml`` whose settings are wrong only merged with its parents (a
+        collection operation on a single setting, say) is broken too: the levels
+        are made again without it. Errors of the server file refuse the generation
+        and leave their application out.
+        """
+        while True:
+            levels = self._levels(site, dirs)
+            defaults = self.defaults()
+            made = []
+            fatal: list[ConfigError] = []
+            confined: dict[str, list[ConfigError]] = {}
+            for path, spec in apps.items():
+                root_dir = next((d for d in dirs if d.path == path), None)
+                try:
+                    app = Application(
+                        site=site,
+                        path=path,
+                        root=spec.root,
+                        levels=levels,
+                        defaults=defaults,
+                        virtual_directories=spec.vdirs,
+                        pool=spec.pool,
+                        python=spec.python,
+                    )
+                    errors = self._effective_errors(app, self._section_types(root_dir, spec))
+                except ConfigError as exc:
+                    errors = self._located(exc)
+                for error in errors:
+                    if error.file in self._lines and error.file != self.source:
+                        confined.setdefault(error.file or "", []).append(error)
+                    else:
+                        fatal.append(error)
+                if not errors:
+                    made.append((app, root_dir))
+            culprits = [d for d in dirs if d.file in confined]
+            if not culprits:
+                # Settled; errors of a file no level of this site holds (none are
+                # expected) refuse the generation rather than loop.
+                self.errors.extend(fatal + [e for found in confined.values() for e in found])
+                return made
+            for d in culprits:
+                self._break(BrokenDir(site, d.path, d.file, combined(confined[d.file])))
+            dirs[:] = [d for d in dirs if d.file not in confined]
 
     def _applications(self, site: SiteConfig, index: int) -> dict[str, _AppSpec]:
         vdirs = tuple(
@@ -294,9 +559,12 @@ class Builder:
         for j, a in enumerate(site.applications):
             path = a.path.rstrip("/") or "/"
             if path in apps and path != "/":
-                raise self._server_error(
-                    f"two applications at {path!r}", f"sites[{index}].applications[{j}].path"
+                self._fail(
+                    self._server_error(
+                        f"two applications at {path!r}", f"sites[{index}].applications[{j}].path"
+                    )
                 )
+                continue
             python = PythonApp(a.app, a.interface, a.factory, a.app_dir) if a.app else None
             default_root = site.root if path == "/" else os.path.join(site.root, path.strip("/"))
             apps[path] = _AppSpec(
@@ -305,7 +573,8 @@ class Builder:
         return apps
 
     def _locations(self, site: str) -> list[tuple[int, str, Raw]]:
-        """``(index, URL path, section tables)`` of the ``[[locations]]`` for ``site``."""
+        """``(index, URL path, section tables)`` of the ``[[locations]]`` for ``site``
+        (tables that are wrong on their own left out)."""
         out = []
         for i, loc in enumerate(self.config.locations):
             path = str(loc["path"])
@@ -315,19 +584,25 @@ class Builder:
                     continue
                 path = "/" + rest
             path = path.rstrip("/") or "/"
-            out.append((i, path, {k: v for k, v in loc.items() if k != "path"}))
+            tables = {
+                k: v for k, v in loc.items() if k != "path" and (i, k) not in self._bad_tables
+            }
+            out.append((i, path, tables))
         return out
 
     def _levels(self, site: str, dirs: Iterable[DirConfig]) -> tuple[Level, ...]:
-        ordered: list[tuple[int, int, int, Level]] = [
-            (0, 0, 0, Level("/", dict(self.config.sections), self.source))
-        ]
+        server = {
+            k: v for k, v in self.config.sections.items() if (None, k) not in self._bad_tables
+        }
+        ordered: list[tuple[int, int, int, Level]] = [(0, 0, 0, Level("/", server, self.source))]
         for i, path, raw in self._locations(site):
             source = f"{self.source}: locations[{i}]"
-            ordered.append((path.count("/") if path != "/" else 0, 1, i, Level(path, raw, source)))
+            ordered.append((_depth(path), 1, i, Level(path, raw, source)))
         for i, d in enumerate(dirs):
-            depth = d.path.count("/") if d.path != "/" else 0
-            ordered.append((depth, 2, i, Level(d.path, d.sections, d.file)))
+            ordered.append((_depth(d.path), 2, i, Level(d.path, d.sections, d.file)))
+        for i, b in enumerate(self.broken):
+            if b.site == site:
+                ordered.append((_depth(b.path), 3, i, Level(b.path, {}, b.file, b.error)))
         ordered.sort(key=lambda row: row[:3])
         return tuple(row[3] for row in ordered)
 
@@ -349,8 +624,7 @@ class Builder:
         for mapping, error in mappings:
             handler = by_id.get(mapping.handler)
             if not isinstance(handler, Handler):
-                what = "not an enabled handler" if handler is None else "not a handler"
-                raise error(f"{mapping.handler!r} is {what}")
+                raise error(_not_a_handler(mapping.handler, handler))
             rules.append(compile_rule(mapping.path, mapping.verbs, handler, mapping.resource_type))
         return rules
 
@@ -359,13 +633,8 @@ class Builder:
         if root_dir is not None:
             for i, raw in enumerate(root_dir.handlers):
                 key = f"handlers[{i}]"
-                try:
-                    mapping = msgspec.convert(raw, HandlerMapping, strict=True)
-                except msgspec.ValidationError as exc:
-                    from colonnade.config.sections import _split_validation
-
-                    message, sub = _split_validation(str(exc), key)
-                    raise self._dir_error(root_dir, message, sub) from None
+                # Checked with the web.toml (_root_dir_errors): a broken one is no root_dir.
+                mapping = convert(raw, HandlerMapping, prefix=key, file=root_dir.file)
                 out.append(
                     (mapping, lambda m, d=root_dir, k=key: self._dir_error(d, m, k + ".handler"))
                 )
@@ -373,10 +642,7 @@ class Builder:
             out.append((mapping, lambda m, k=f"handlers[{i}].handler": self._server_error(m, k)))
         return out
 
-    def _runtime(
-        self, app: Application, root_dir: DirConfig | None, dirs: Sequence[DirConfig]
-    ) -> AppRuntime:
-
+    def _runtime(self, app: Application, root_dir: DirConfig | None) -> AppRuntime:
         ids = self._module_ids(root_dir)
         mappings = self._mappings(root_dir)
         fingerprint = msgspec.json.encode(
@@ -387,7 +653,7 @@ class Builder:
                 app.root,
                 app.virtual_directories,
                 [vdir.path for _, vdir in self._vdirs_inside(app)],
-                [(lvl.path, lvl.raw, lvl.source) for lvl in app.levels],
+                [(lvl.path, lvl.raw, lvl.source, str(lvl.broken or "")) for lvl in app.levels],
                 root_dir.app_modules if root_dir is not None else None,
                 root_dir.asgi_middleware if root_dir is not None else None,
                 self.app_modules.fingerprint(app.site, app.path),
@@ -416,7 +682,6 @@ class Builder:
             rules.extend(self._static_vdir_rules(app, by_id, rules))
             rules.append(compile_rule("*", ["*"], app_handler))
         self.app_modules.attach(app.site, app.path, modules)
-        self._check_effective(app, modules, dirs)
         runtime = make_runtime(app, HandlerMap(rules), tuple(modules), fingerprint)
         self.fresh.append(runtime)
         return runtime
@@ -500,26 +765,34 @@ class Builder:
                     return f"sites[{i}].applications[{j}].app"
         return "app"
 
-    def _check_effective(
-        self, app: Application, modules: Sequence[Module], dirs: Sequence[DirConfig]
-    ) -> None:
+    def _section_types(self, root_dir: DirConfig | None, spec: _AppSpec) -> list[type[Section]]:
+        """The sections an application's modules read (its Python handler's included)."""
+        ids = self._module_ids(root_dir)
+        if spec.python is not None:
+            ids += [m for m in PYTHON_HANDLERS if m in self.registry and m not in ids]
+        types = (self._module_class(module_id).section for module_id in ids)
+        return [t for t in types if t is not None]
+
+    def _effective_errors(
+        self, app: Application, types: Sequence[type[Section]]
+    ) -> list[ConfigError]:
         # Decode every section the app's modules read, at every level's path, so
         # a combination that is wrong fails at load, naming the file that set it.
-        types = [m.section for m in modules if m.section is not None]
-        lines = {d.file: d.lines for d in dirs}
+        found: list[ConfigError] = []
         paths = {lvl.path for lvl in app.levels if covers(app.path, lvl.path)} | {app.path}
         for path in sorted(paths):
-            found = app.sections_for(path)
+            settings = app.sections_for(path)
             for section in types:
                 try:
-                    found.get(section)
+                    settings.get(section)
                 except ConfigError as exc:
-                    origin = found.origins.get(exc.key, self.source).split(": locations[")[0]
-                    index = lines.get(origin)
-                    if origin == self.source:
-                        raise self._server_error(exc.message, exc.key) from None
-                    line = index.line_for(exc.key) if index else None
-                    raise ConfigError(exc.message, file=origin, line=line, key=exc.key) from None
+                    for error in each_error(exc):
+                        origin = settings.origins.get(error.key, self.source)
+                        origin = origin.split(": locations[")[0]
+                        found.extend(
+                            self._located(ConfigError(error.message, file=origin, key=error.key))
+                        )
+        return found
 
 
 class _AppSpec:
@@ -560,6 +833,18 @@ def _dotted_keys(prefix: str, raw: Any) -> list[str]:
     return [prefix]
 
 
+def _outermost(keys: Iterable[str], wrong: Callable[[str], bool]) -> list[str]:
+    """The ``wrong`` dotted keys, without those below one already found (the same
+    mistake: a table set where it may not be is one error, not one per key)."""
+    found: list[str] = []
+    for key in keys:
+        if any(key.startswith(f"{k}.") for k in found):
+            continue
+        if wrong(key):
+            found.append(key)
+    return found
+
+
 def _added_modules(d: DirConfig) -> list[str]:
     added = (d.modules or {}).get("add", [])
     return [m for m in added if isinstance(m, str)]
@@ -577,3 +862,12 @@ def _covers_whole(rule: Rule, path: str) -> bool:
         return False
     stem = pattern[:-1]
     return not any(c in stem for c in "*?[") and (path + "/").startswith(stem)
+
+
+def _depth(path: str) -> int:
+    return path.count("/") if path != "/" else 0
+
+
+def _not_a_handler(handler_id: str, found: Module | None) -> str:
+    """Why a mapping's ``handler`` names no handler of the application."""
+    return f"{handler_id!r} is {'not an enabled handler' if found is None else 'not a handler'}"

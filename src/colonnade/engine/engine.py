@@ -14,10 +14,11 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from colonnade.config.schema import ServerConfig
+from colonnade.config.tree import BrokenDir
 from colonnade.core.app import Application
 from colonnade.core.context import Context, ResponseWriter
 from colonnade.core.module import Module
@@ -27,7 +28,7 @@ from colonnade.engine.build import Builder
 from colonnade.engine.mapping import HandlerMap
 from colonnade.engine.runtime import AppRuntime, make_runtime
 from colonnade.engine.sites import Binding, Router
-from colonnade.errors import ConfigError, HttpError, ModuleError
+from colonnade.errors import ConfigError, HttpError, ModuleError, combined, each_error
 
 log = logging.getLogger("colonnade.engine")
 
@@ -59,9 +60,20 @@ class Engine:
             {(rt.app.site, rt.app.path): rt for rt in previous.runtimes} if previous else None,
         )
         builder.check_server_levels()
+        builder.check_sites()
         if not config.sites:
-            raise ConfigError("the configuration defines no site", file=config.source, key="sites")
+            builder.errors.append(
+                ConfigError("the configuration defines no site", file=config.source, key="sites")
+            )
         self.sites = tuple(builder.build_site(i) for i in range(len(config.sites)))
+        if builder.errors:
+            # Every mistake at once (the broken web.toml files are mistakes too):
+            # the server file's first, then each file's in the order of its lines.
+            found = [*builder.errors, *(b.error for b in builder.broken)]
+            raise combined(sorted(found, key=lambda e: _reading_order(e, config.source)))
+        #: The ``web.toml`` files that cannot be used: the requests of their URL
+        #: subtrees are answered 500.19; every other one is served.
+        self.broken = tuple(builder.broken)
         self.fresh = tuple(builder.fresh)
         self.reused = tuple(builder.reused)
         #: The files application modules and middleware were imported from: watched
@@ -188,6 +200,26 @@ class Engine:
                 self._idle.set()
         return ctx
 
+    def log_broken(self, logger: logging.Logger) -> None:
+        """Log each ``web.toml`` that cannot be used, with the URLs it takes down."""
+        log_broken(self.broken, logger)
+
     def describe(self) -> list[dict[str, Any]]:
         """Applications and their plans, for tools."""
         return [{**rt.app.describe(), "plan": rt.plan.describe()} for rt in self.runtimes]
+
+
+def _reading_order(error: ConfigError, source: str) -> tuple[bool, str, int]:
+    return error.file != source, error.file or "", error.line or 0
+
+
+def log_broken(broken: Iterable[BrokenDir], logger: logging.Logger) -> None:
+    """Log each error of the ``web.toml`` files in ``broken``, with the URLs it takes down."""
+    for d in broken:
+        for error in each_error(d.error):
+            logger.error(
+                "%s (requests for site %s at %s and below are answered 500.19)",
+                error,
+                d.site,
+                d.path,
+            )

@@ -12,6 +12,7 @@ from colonnade.core.app import Application
 from colonnade.core.context import Context
 from colonnade.core.module import Module
 from colonnade.engine.mapping import HandlerMap, close_mapping, execute, needs_close
+from colonnade.errors import each_error
 from colonnade.pipeline import Plan, Walk, compile_plan, compile_walk
 
 
@@ -34,9 +35,36 @@ class AppRuntime:
         self.plan = plan
         self.fingerprint = fingerprint  # what it was built from; equal → reusable
         self.walk: Walk = compile_walk(plan)
+        if app.broken:
+            self.walk = _refusing_broken(self.walk)
         # Where a URL becomes a file path (Context.physical_path), the MAP_PATH
         # hooks join in; one application object serves one runtime.
         app.map_path_hooks = plan.run_map_path
+
+
+#: The message of a 500.19 for every client (IIS: "Configuration data is invalid").
+CONFIG_INVALID = "the configuration data for this page is invalid"
+
+
+def _refusing_broken(walk: Walk) -> Walk:
+    """``walk``, answering 500.19 where a broken ``web.toml`` covers the request's path.
+
+    Only an application with a broken level in its tree gets this: elsewhere a
+    request pays nothing for it. The page names the file, line and key to local
+    clients (the detail), the log line to the administrator; the always-run
+    stages (error pages, headers, the access log) still run, with the settings
+    of the levels that are sound.
+    """
+
+    async def refusing(ctx: Context) -> None:
+        error = ctx.sections.broken
+        if error is not None:
+            detail = "; ".join(str(e) for e in each_error(error))  # one log line
+            ctx.error_response(500, 19, CONFIG_INVALID, detail)
+            ctx.finished = True
+        await walk(ctx)
+
+    return refusing
 
 
 def make_runtime(

@@ -18,7 +18,7 @@ from colonnade.config.schema import ServerConfig
 from colonnade.core.registry import Registry
 from colonnade.core.stages import NOTIFICATIONS, STAGES
 from colonnade.engine import Engine
-from colonnade.errors import ConfigError, ModuleError
+from colonnade.errors import ConfigError, ModuleError, each_error
 from colonnade.management import operations
 from colonnade.management.effective import effective_config
 from colonnade.management.summary import serving_lines
@@ -164,6 +164,10 @@ def config_source(args: argparse.Namespace) -> ConfigSource:
     bindings = [b if "://" in b else f"http://{b}" for b in (args.bind or [])]
     app = getattr(args, "python_app", None)
     app_dir = getattr(args, "app_dir", None)
+    for option, folder in (("--root", args.root), ("--app-dir", app_dir)):
+        if folder is not None and not os.path.isdir(folder):
+            # Else every request would be a 404 without a word why.
+            raise ConfigError(f"{option} {folder}: no such folder: {os.path.abspath(folder)}")
     # Serving an app, the content root (and where web.toml files are looked for) is
     # its folder unless --root says otherwise.
     root = args.root or (app_dir if app and app_dir else None) or os.getcwd()
@@ -249,6 +253,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     engine = Engine(config, registry)
     for line in serving_lines(config, workers=False):
         log.info("%s", line)
+    engine.log_broken(logging.getLogger("colonnade.config"))
     from colonnade.pools import single
 
     reloading = single.Reloading(
@@ -290,9 +295,11 @@ def cmd_modules(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """``colonnade check``: build everything, serve nothing.
 
-    The pools are checked as ``serve --workers N`` would: their users and groups,
-    their sandboxes, and what each pool's user must reach (the pool preflight,
-    ``pools/preflight.py``). Every refusal is reported, each on its own line.
+    The configuration is built as ``serve`` builds it (the same ``Engine``): every
+    mistake it finds is reported, each on its own line, also those of ``web.toml``
+    files that ``serve`` confines to their folders (500.19). The pools are checked
+    as ``serve --workers N`` would: their users and groups, their sandboxes, and
+    what each pool's user must reach (the pool preflight, ``pools/preflight.py``).
     """
     from colonnade.pools import master
 
@@ -302,7 +309,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     engine = Engine(config, registry)
     loaded = master.load(source, registry)
     assert loaded.preflight is not None
-    problems = [
+    problems: list[ConfigError] = [e for d in engine.broken for e in each_error(d.error)]
+    problems += [
         error
         for name, identity in loaded.identities.items()
         for error in loaded.preflight.errors(name, identity)
@@ -335,6 +343,8 @@ def cmd_config(args: argparse.Namespace) -> int:
         f"handler {found['handler'] or '(none)'}"
     )
     print(f"modules: {', '.join(found['modules'])}")
+    if "broken" in found:
+        print(f"answered 500.19 (configuration data is invalid): {found['broken']}")
     for name, rows in found["sections"].items():
         print(f"\n[{name}]")
         width = max((len(k) for k in rows), default=0)
@@ -395,7 +405,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except operations.ControlError as exc:
         print(f"colonnade: {exc}", file=sys.stderr)
         return 1
-    except (ConfigError, ModuleError) as exc:
+    except ConfigError as exc:
+        for error in each_error(exc):  # every mistake found, each on its own line
+            print(f"colonnade: {error}", file=sys.stderr)
+        return 2
+    except ModuleError as exc:
         print(f"colonnade: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -85,9 +85,8 @@ def type_name(t: mi.Type) -> str:
     """A short readable name for a msgspec type, with its range."""
     if isinstance(t, mi.Metadata):
         inner = type_name(t.type)
-        if isinstance(t.type, mi.IntType | mi.FloatType):
-            return inner
-        return inner
+        description = (t.extra_json_schema or {}).get("description")
+        return f"{inner}: {description}" if description else inner
     if isinstance(t, mi.IntType | mi.FloatType):
         name = "integer" if isinstance(t, mi.IntType) else "number"
         bounds = []
@@ -178,9 +177,11 @@ def render(registry: Registry) -> str:
         "that overrides module sections for its URL subtree (see",
         "[architecture](architecture.md) and the rules below). Decoding is strict: an",
         "unknown key, a wrong type or a value out of range is an error naming the file,",
-        "the line and the dotted key; `colonnade check` validates a whole tree and",
-        "`colonnade config show --site S --path P` prints the effective settings of a URL",
-        "with the file each value came from.",
+        'the line and the dotted key, in plain words ("did you mean", the allowed',
+        "values); every mistake of a tree is reported in one run. `colonnade check`",
+        "validates a whole tree exactly as `serve` does (and also fails on a `web.toml`",
+        "that `serve` confines, below), and `colonnade config show --site S --path P`",
+        "prints the effective settings of a URL with the file each value came from.",
         "",
         "## How levels combine",
         "",
@@ -208,9 +209,22 @@ def render(registry: Registry) -> str:
         "  mappings (`[[handlers]]`).",
         '- `[[locations]]`: `path = "SITE/url/path"` (one site) or `"/url/path"` (every',
         "  site), plus section tables, e.g. `directory_browse = { enabled = true }`.",
+        "- Also refused, as `serve` would otherwise start and serve nothing there: a",
+        "  content folder (site, application or virtual directory root) that does not",
+        "  exist, a location for a site that does not exist, two sites on one port that",
+        "  answer the same host names (or both every host name), and a virtual directory",
+        "  at an application's own path.",
+        "- A `web.toml` that cannot be used (it does not parse, or sets what it may not)",
+        "  is confined to its folder, as IIS confines a bad `web.config`: requests at and",
+        "  below it are answered 500.19, with the file, line and key on the page for local",
+        "  clients and in the log; the rest of the site serves. At an application's root",
+        "  it takes the whole application down (it may have changed its modules). A",
+        "  broken server file refuses the start.",
         "- A changed `colonnade.toml` or `web.toml` is picked up while serving (and on",
-        "  SIGHUP): the new configuration is built whole first; a broken one is logged and",
-        "  the old one keeps serving.",
+        "  SIGHUP): the new configuration is built whole first; a broken server file (or",
+        "  application module code that no longer imports) is logged and the old",
+        "  configuration keeps serving; a broken `web.toml` answers 500.19 in its folder",
+        "  until a change fixes it.",
         "",
         "## The server file",
         "",

@@ -19,6 +19,8 @@ def effective_config(engine: Engine, site: str | None, path: str) -> dict[str, A
 
     ``{"application": ..., "modules": [...], "sections": {name: {key: {"value": v,
     "from": file}}}}``; keys nobody set show their default, from ``"(default)"``.
+    Where a ``web.toml`` at or above ``path`` cannot be used, ``"broken"`` holds its
+    error (such requests are answered 500.19; the settings shown are the others').
     """
     chosen = next((s for s in engine.sites if site in (None, s.name)), None)
     if chosen is None:
@@ -42,7 +44,7 @@ def effective_config(engine: Engine, site: str | None, path: str) -> dict[str, A
                 origin = deeper[-1] if deeper else "(default)"
             rows[key] = {"value": item, "from": origin}
         sections[section.key] = rows
-    return {
+    out = {
         "site": chosen.name,
         "path": path,
         "application": runtime.app.path,
@@ -50,6 +52,9 @@ def effective_config(engine: Engine, site: str | None, path: str) -> dict[str, A
         "handler": _handler_for(runtime, path),
         "sections": sections,
     }
+    if found.broken is not None:
+        out["broken"] = str(found.broken)
+    return out
 
 
 def _handler_for(runtime: AppRuntime, path: str) -> str | None:

@@ -124,7 +124,7 @@ async def fail(plan: Plan, ctx: Context, exc: Exception, stage: Stage) -> None:
         if response.headers_sent:
             ctx.writer.abort()
             return
-        ctx.error_response(exc.status, exc.substatus, exc.message)
+        ctx.error_response(exc.status, exc.substatus, exc.message, exc.detail)
         response.headers.extend(exc.headers)
         return
     ctx.error = exc

@@ -21,6 +21,7 @@ import msgspec
 
 from colonnade.config.load import embedded_default, from_dict
 from colonnade.config.schema import (
+    STAND_IN_ROOT,
     ApplicationConfig,
     PoolConfig,
     ServerConfig,
@@ -31,7 +32,7 @@ from colonnade.config.tree import parse_toml
 from colonnade.errors import ConfigError
 
 #: The content root of a stand-in site: a path that never exists.
-NOWHERE = "/nonexistent/colonnade: served by another pool"
+NOWHERE = STAND_IN_ROOT
 
 
 class ConfigSource(msgspec.Struct, kw_only=True, frozen=True):

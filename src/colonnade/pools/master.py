@@ -46,8 +46,10 @@ from typing import Any
 from colonnade.config.load import locate
 from colonnade.config.schema import ServerConfig
 from colonnade.config.sections import WEB_TOML
+from colonnade.config.tree import BrokenDir
 from colonnade.core.registry import Registry
 from colonnade.engine import Engine
+from colonnade.engine.engine import log_broken
 from colonnade.errors import ConfigError, ModuleError
 from colonnade.pools import commands
 from colonnade.pools.config import (
@@ -62,12 +64,15 @@ from colonnade.pools.control import ControlServer, socket_path
 from colonnade.pools.frontdoor import FrontDoor
 from colonnade.pools.pool import Pool, PoolState, WorkerState
 from colonnade.pools.preflight import Preflight
+from colonnade.pools.reload import log_refused
 from colonnade.pools.routing import RouteTable
 from colonnade.pools.sandbox import Identity, landlock_abi, resolve_identity
 from colonnade.pools.supervision import Supervisor
 from colonnade.pools.workers import Workers
 
 log = logging.getLogger("colonnade.pools")
+#: Where the master logs the web.toml files the workers confine (once for all of them).
+config_log = logging.getLogger("colonnade.config")
 
 
 class Loaded:
@@ -81,6 +86,8 @@ class Loaded:
         self.identities: dict[str, Identity | None] = {}
         self.sources: frozenset[str] = frozenset()  # application module sources
         self.preflight: Preflight | None = None  # what each pool's user must reach
+        #: The web.toml files the check found broken (their folders answer 500.19).
+        self.broken: tuple[BrokenDir, ...] = ()
 
 
 def check(config: ServerConfig, registry: Registry) -> Engine:
@@ -96,6 +103,7 @@ def load(source: ConfigSource, registry: Registry) -> Loaded:
     routes = RouteTable(config)
     loaded = Loaded(source, config, routes)
     checked = check(config, registry)
+    loaded.broken = checked.broken
     loaded.sources = checked.sources
     loaded.preflight = Preflight(config, checked)
     abi: int | None = None
@@ -177,6 +185,7 @@ class Master:
         _raise_open_files()
         self.loaded = load(self.source, self.registry)
         self.source = self.loaded.source
+        log_broken(self.loaded.broken, config_log)
         self.frontdoor.listen(list(self.routes.listen))
         self.control = ControlServer(
             socket_path(self.config), lambda command: commands.execute(self, command)
@@ -355,11 +364,7 @@ class Master:
                     None, load, self.source, self.registry
                 )
             except (ConfigError, ModuleError) as exc:
-                log.error(
-                    "reload (%s) refused, still serving the previous configuration: %s",
-                    reason,
-                    exc,
-                )
+                log_refused(log, reason, exc)
                 return False
             try:
                 self.frontdoor.listen(list(loaded.routes.listen))
@@ -368,6 +373,7 @@ class Master:
                 return False
             self.loaded = loaded
             self.source = loaded.source
+            log_broken(loaded.broken, config_log)
             self.generation += 1
             self._apply_pools()
             self.frontdoor.update_accepting()
@@ -421,6 +427,8 @@ class Master:
         except (ConfigError, ModuleError):
             return
         loaded.sources = checked.sources
+        loaded.broken = checked.broken
+        log_broken(checked.broken, config_log)
 
 
 def _raise_open_files() -> None:

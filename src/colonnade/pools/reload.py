@@ -6,7 +6,9 @@ serving one, reusing every application whose inputs did not change. Only when
 the new generation is complete, provisioned and started does it replace the old
 one; requests already running finish on the generation they started on, and the
 old generation then releases what the new one did not keep. Any error leaves the
-old generation serving and is logged with its file, line and key.
+old generation serving and is logged with its file, line and key; a ``web.toml``
+that cannot be used is no such error: the new generation answers its folder's
+requests 500.19 (and a later reload that fixes it heals the folder).
 """
 
 from __future__ import annotations
@@ -20,10 +22,18 @@ from colonnade.config.schema import ServerConfig
 from colonnade.config.watch import changes
 from colonnade.core.registry import Registry
 from colonnade.engine import Engine
-from colonnade.errors import ConfigError, ModuleError
+from colonnade.errors import ConfigError, ModuleError, each_error
 from colonnade.transport.server import ServerState
 
 log = logging.getLogger("colonnade.config")
+
+
+def log_refused(logger: logging.Logger, reason: str, exc: ConfigError | ModuleError) -> None:
+    """Log a refused reload: one line per mistake, each naming file, line and key."""
+    for error in each_error(exc) if isinstance(exc, ConfigError) else [exc]:
+        logger.error(
+            "reload (%s) refused, still serving the previous configuration: %s", reason, error
+        )
 
 
 class Reloader:
@@ -35,11 +45,16 @@ class Reloader:
         load: Callable[[], ServerConfig],
         registry: Registry,
         generation: int = 1,
+        *,
+        report_broken: bool = True,
     ) -> None:
         self.state = state
         self.load = load
         self.registry = registry
         self.generation = generation
+        # Log the web.toml files the new generation confines (500.19); a pool
+        # worker leaves that to its master, which logs them once for all workers.
+        self.report_broken = report_broken
         self._lock = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()
 
@@ -54,9 +69,7 @@ class Reloader:
                 config = self.load()
                 new = Engine(config, self.registry, previous=old)
             except (ConfigError, ModuleError) as exc:
-                log.error(
-                    "reload (%s) refused, still serving the previous configuration: %s", reason, exc
-                )
+                log_refused(log, reason, exc)
                 return False
             try:
                 new.start()
@@ -68,6 +81,8 @@ class Reloader:
                 )
                 return False
             self.state.switch(new)
+            if self.report_broken:
+                new.log_broken(log)
             self.generation = self.generation + 1 if generation is None else generation
             task = asyncio.get_running_loop().create_task(
                 old.retire(new, new.settings.timeouts.graceful)

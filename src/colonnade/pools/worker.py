@@ -70,7 +70,9 @@ class Worker:
         self.channel: ipc.Channel | None = None
         self.stop = asyncio.Event()
         self.drain: ipc.Drain | None = None
-        self.reloader = Reloader(self.state, self._load, registry, start.generation)
+        self.reloader = Reloader(
+            self.state, self._load, registry, start.generation, report_broken=False
+        )
         self._tasks: set[asyncio.Task[object]] = set()
         routes = RouteTable(config)
         self.router = PoolRouter(

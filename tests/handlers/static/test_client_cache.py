@@ -114,9 +114,9 @@ def test_policy_per_location(root: Path) -> None:
     [
         ({"cache_control": "expires"}, "needs an `expires` date"),
         ({"expires": "next tuesday"}, "not an HTTP date"),
-        ({"cache_control": "sometimes"}, "Invalid enum value"),
+        ({"cache_control": "sometimes"}, "is not one of: 'none', 'no-cache', 'max-age'"),
         ({"max_age": -1}, ">= 0"),
-        ({"cache_control_custom": "public\r\nx-injected: 1"}, "matching regex"),
+        ({"cache_control_custom": "public\r\nx-injected: 1"}, "expected Cache-Control directives"),
         ({"max_ranges": -1}, ">= 0"),
         ({"cache_max_file_size": -5}, ">= 0"),
         ({"cache_check_interval": -0.5}, ">= 0"),

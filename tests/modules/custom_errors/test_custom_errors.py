@@ -49,6 +49,8 @@ class Errors(Handler):
             raise HttpError(int(status), int(sub), "denied <b>here</b>")
         if path.endswith("/script"):
             raise HttpError(403, 0, "<script>alert(1)</script>")
+        if path.endswith("/setting"):
+            raise HttpError(404, 3, "no type", detail="add <it> to static_content.mime_map")
         if path.endswith(("/own", "/own-skip")):
             response.status = 404
             response.headers.append((b"content-type", b"application/json"))
@@ -184,6 +186,36 @@ def test_matrix(serve: Any, root: Path, mode: str, addr: tuple[str, int], local:
         assert response.header("cache-control") == "no-store"
     else:
         assert_nothing_leaks(response, root)
+
+
+@pytest.mark.parametrize("mode", ["detailed_local_only", "custom", "detailed"])
+@pytest.mark.parametrize("addr", [LOCAL, REMOTE])
+def test_what_to_change_reaches_the_detailed_page_and_local_clients_only(
+    serve: Any, mode: str, addr: tuple[str, int]
+) -> None:
+    # An error's detail for the administrator (the setting that refused the request)
+    # is on the detailed page; where this module gives a local client the terse page,
+    # the built-in page's detail goes too.
+    response = serve({"error_mode": mode}, client_addr=addr).get("/setting")
+    assert response.status == 404
+    detailed = mode == "detailed" or (mode == "detailed_local_only" and addr == LOCAL)
+    assert is_detailed(response) is detailed
+    shown = "add &lt;it&gt; to static_content.mime_map" in response.text
+    assert shown is detailed
+    assert ("What to change" in response.text) is detailed
+    assert "no type" in response.text
+
+
+def test_without_this_module_the_built_in_page_shows_local_clients_what_to_change(
+    root: Path,
+) -> None:
+    cfg = config(root)
+    cfg["server"]["modules"] = ["test.errors"]
+    for addr, shown in ((LOCAL, True), (REMOTE, False)):
+        with Client(build_engine(cfg, modules=[Errors]), client_addr=addr) as client:
+            response = client.get("/setting")
+        assert response.status == 404 and "Error code: 404.3" in response.text
+        assert ("add &lt;it&gt; to static_content.mime_map" in response.text) is shown
 
 
 def test_loopback_behind_a_proxy_is_remote(serve: Any, root: Path) -> None:
@@ -592,8 +624,12 @@ def test_other_bodies_are_not_builtin(body: bytes) -> None:
         ({"errors": [{"status": 404, "redirect": "/a\r\nX: y"}]}, "must be a path"),
         ({"errors": [{"status": 404, "redirect": "/a b"}]}, "must be a path"),
         ({"errors": [{"status": 404, "redirect": "/100%"}]}, "must be a path"),
-        ({"error_mode": "DetailedLocalOnly"}, "Invalid enum value"),
-        ({"existing_response": "PassThrough"}, "Invalid enum value"),
+        (
+            {"error_mode": "DetailedLocalOnly"},
+            "'DetailedLocalOnly' is not one of: 'detailed_local_only', 'custom', 'detailed' "
+            "(did you mean 'detailed_local_only'?)",
+        ),
+        ({"existing_response": "PassThrough"}, "(did you mean 'pass_through'?)"),
         ({"errors": [{"status": 404, "path": "x"}]}, "unknown key"),
     ],
 )

@@ -146,7 +146,7 @@ async def _run_handler(exchange: _Exchange, scope: Scope, receive: Receive, send
     except HttpError as exc:
         if inner.response.headers_sent:
             raise
-        inner.error_response(exc.status, exc.substatus, exc.message)
+        inner.error_response(exc.status, exc.substatus, exc.message, exc.detail)
         inner.response.headers.extend(exc.headers)
     await inner.finish_response()
     await writer.close()

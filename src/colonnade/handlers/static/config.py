@@ -12,13 +12,39 @@ from colonnade.config.sections import Section, Where
 from colonnade.core.httputil import format_http_date, parse_http_date
 
 #: ``.css``, or ``.`` for files without an extension (as IIS spells it).
-Extension = Annotated[str, Meta(pattern=r"^\.[^/]*$")]
+Extension = Annotated[
+    str,
+    Meta(
+        pattern=r"^\.[^/]*$",
+        description="a file extension such as '.css' ('.' alone: files without one)",
+    ),
+]
 #: ``type/subtype`` with optional parameters, printable ASCII (it becomes a header).
-MimeType = Annotated[str, Meta(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+/[\x20-\x7e]+$")]
+MimeType = Annotated[
+    str,
+    Meta(
+        pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+/[\x20-\x7e]+$",
+        description="a media type such as 'text/plain; charset=utf-8' (printable ASCII)",
+    ),
+]
 #: Extra ``Cache-Control`` directives: printable ASCII, no CR/LF (it becomes a header).
-Directives = Annotated[str, Meta(pattern=r"^[\x20-\x7e]*$", max_length=1024)]
+Directives = Annotated[
+    str,
+    Meta(
+        pattern=r"^[\x20-\x7e]*$",
+        max_length=1024,
+        description="Cache-Control directives in printable ASCII, on one line",
+    ),
+]
 #: An HTTP date such as ``Sun, 06 Nov 1994 08:49:37 GMT``.
-HttpDate = Annotated[str, Meta(pattern=r"^[\x20-\x7e]+$", max_length=64)]
+HttpDate = Annotated[
+    str,
+    Meta(
+        pattern=r"^[\x20-\x7e]+$",
+        max_length=64,
+        description="an HTTP date such as 'Sun, 06 Nov 1994 08:49:37 GMT'",
+    ),
+]
 
 CacheControlMode = Literal["none", "no-cache", "max-age", "expires"]
 

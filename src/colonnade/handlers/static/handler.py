@@ -81,6 +81,12 @@ _NS = 1_000_000_000
 _CONFIG_NAME_LEN = len(WEB_TOML)
 
 _monotonic = time.monotonic
+#: What to change for a 403.14 (a folder without a default document or listing).
+_NO_LISTING = (
+    "this folder has no default document and directory listing is off here: list it "
+    "with directory_browse.enabled = true (module static.directory_listing), or add a "
+    "file named in default_document.files"
+)
 
 
 #: Characters left as they are when the canonical path is re-encoded for Location.
@@ -231,7 +237,7 @@ class StaticFile(Handler):
                 if not ctx.request.path.endswith("/"):
                     redirect_to_folder(ctx)  # /dir -> /dir/, as nginx and IIS do
                 else:
-                    ctx.error_response(403, 14, "directory listing is denied")
+                    ctx.error_response(403, 14, "directory listing is denied", _NO_LISTING)
             else:  # devices, fifos, sockets are never content
                 ctx.error_response(404, 0, "the file does not exist")
             return None
@@ -248,7 +254,14 @@ class StaticFile(Handler):
         if content_type is None:
             content_type = settings.default_content_type
             if content_type is None:
-                ctx.error_response(404, 3, "no MIME type is mapped for this file extension")
+                ctx.error_response(
+                    404,
+                    3,
+                    "no MIME type is mapped for this file extension",
+                    f"no MIME type is mapped for the extension "
+                    f"{name[dot:].lower() if dot >= 0 else '.'!r}: add it to "
+                    "static_content.mime_map (or set static_content.default_mime_type)",
+                )
                 return None
         return real, st, content_type
 

@@ -20,6 +20,7 @@ MimePattern = Annotated[
     Meta(
         pattern=r"^([!#$%&'*+.^_`|~0-9A-Za-z-]+)/([!#$%&'*+.^_`|~0-9A-Za-z-]+)$",
         max_length=255,
+        description="a media type pattern such as 'text/*' or 'application/json'",
     ),
 ]
 

@@ -20,6 +20,11 @@ How this works:
   exception details, and it is chosen for a remote client only by the explicit
   ``error_mode = "detailed"``. "Local" is a loopback client address and no proxy
   header (:func:`is_local`). Everything inserted into a page is HTML-escaped.
+- *What to change.* An error response may carry a detail for the administrator
+  (``Context.error_response(..., detail=)``: the setting that refused the
+  request, the configuration file and line at fault). The detailed page shows
+  it; the built-in page shows it to local clients, so where this module's mode
+  gives a local client the terse page, the page is drawn again without it.
 - *Correlation id.* Every 5xx page carries ``ctx.correlation_id``: the same id the
   runner logged with the traceback and the access log's ``x-correlation-id``.
 - When the page is replaced, the headers that describe the old body
@@ -38,10 +43,10 @@ from stat import S_ISREG
 
 from colonnade.core.app import Application
 from colonnade.core.context import Context
-from colonnade.core.errorpage import reason, render
+from colonnade.core.errorpage import ERROR_DETAIL, reason, render
 from colonnade.core.handler import Handler
 from colonnade.core.module import Module, Priority, hook
-from colonnade.core.request import Request, is_local_client
+from colonnade.core.request import is_local
 from colonnade.core.response import Response
 from colonnade.core.stages import Stage
 from colonnade.modules.custom_errors.config import (
@@ -77,19 +82,6 @@ _TOKEN = CORRELATION_TOKEN.encode("ascii")
 #: What every built-in page starts and ends with (see colonnade.core.errorpage).
 _BUILTIN_START = b'<!DOCTYPE html><html><head><meta charset="utf-8"><title>'
 _BUILTIN_END = b"</body></html>\n"
-
-
-def is_local(request: Request) -> bool:
-    """True for a request from a loopback address (127.0.0.0/8, ::1) sent directly.
-
-    A request carrying a proxy header (``Forwarded``, ``X-Forwarded-For``,
-    ``X-Real-IP``) is not local, even from a loopback address: a reverse proxy on
-    the same machine forwards other people's requests.
-    """
-    client = request.client
-    if not client:
-        return False
-    return is_local_client(str(client[0]), (name for name, _ in request.headers))
 
 
 def builtin_message(response: Response) -> str | None:
@@ -197,6 +189,9 @@ def detailed_page(ctx: Context, message: str) -> bytes:
     ]
     if message:
         parts.append(f"<p>{html.escape(message)}</p>")
+    detail = ctx.items.get(ERROR_DETAIL)
+    if detail:
+        parts.append(f"<h2>What to change</h2><p>{html.escape(str(detail))}</p>")
     parts += ["<h2>Detailed error information</h2><table>", *rows, "</table>"]
     if error is not None:
         kind = type(error)
@@ -351,6 +346,13 @@ class CustomErrors(Module):
         if entry is not None and self._custom(ctx, entry, correlation_id):
             return
         if message is not None:
+            if ctx.items.get(ERROR_DETAIL) and is_local(ctx.request):
+                # The built-in page shows a local client the detail; this mode
+                # says the client gets the terse page.
+                self._send(
+                    response,
+                    render(response.status, response.substatus, message, correlation_id),
+                )
             return  # the built-in page is there already (with the id for a 5xx)
         self._send(response, render(response.status, response.substatus, "", correlation_id))
 

@@ -10,7 +10,13 @@ from msgspec import Meta
 from colonnade.config.sections import Section
 
 #: A plain file name: no separator, no NUL, not "." or "..".
-FileName = Annotated[str, Meta(pattern=r"^(?!\.\.?$)[^/\\\x00]+$")]
+FileName = Annotated[
+    str,
+    Meta(
+        pattern=r"^(?!\.\.?$)[^/\\\x00]+$",
+        description="a plain file name such as 'index.html' (no '/', not '.' or '..')",
+    ),
+]
 
 
 class DefaultDocumentSection(Section, frozen=True):

@@ -20,11 +20,25 @@ from colonnade.config.sections import WEB_TOML, Section
 #: An HTTP token (RFC 9110 ``tchar``): verbs and header names.
 _TOKEN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
 
-Verb = Annotated[str, Meta(pattern=_TOKEN)]
-HeaderName = Annotated[str, Meta(pattern=_TOKEN)]
+Verb = Annotated[
+    str, Meta(pattern=_TOKEN, description="an HTTP method such as 'GET' (an HTTP token)")
+]
+HeaderName = Annotated[
+    str,
+    Meta(pattern=_TOKEN, description="a header name such as 'Content-Type' (an HTTP token)"),
+]
 #: ``.exe``, or ``.`` for "no extension" (as IIS spells it).
-Extension = Annotated[str, Meta(pattern=r"^\.[^/]*$")]
-Segment = Annotated[str, Meta(min_length=1, pattern=r"^[^/]+$")]
+Extension = Annotated[
+    str,
+    Meta(
+        pattern=r"^\.[^/]*$",
+        description="a file extension such as '.exe' ('.' alone: files without one)",
+    ),
+]
+Segment = Annotated[
+    str,
+    Meta(min_length=1, pattern=r"^[^/]+$", description="one URL path segment (no '/')"),
+]
 Sequence = Annotated[str, Meta(min_length=1)]
 NonNegative = Annotated[int, Meta(ge=0)]
 

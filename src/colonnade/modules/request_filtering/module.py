@@ -63,11 +63,21 @@ class RequestFiltering(Module):
         if refusal is None:
             return CONTINUE
         status, substatus, message = refusal
+        detail = ""
         if status == 413:
             # The body was not read; dropping the connection saves draining it.
             request.keep_alive = False
-        ctx.error_response(status, substatus, message)
+            detail = body_limit_detail(ctx.sections.get(RequestFilteringSection).rules)
+        ctx.error_response(status, substatus, message, detail)
         return FINISH
+
+
+def body_limit_detail(rules: Rules) -> str:
+    """What to change for a 413.1: the setting and its value here."""
+    return (
+        f"the limit is request_filtering.max_allowed_content_length = "
+        f"{rules.max_content_length} (bytes) for this URL: raise it to accept larger bodies"
+    )
 
 
 def refuse(rules: Rules, request: Request) -> Refusal | None:
@@ -191,7 +201,7 @@ def _check_headers(rules: Rules, request: Request, body: Body) -> Refusal | None
         if length > rules.max_content_length:
             return _BODY_TOO_LARGE
     elif body is not EMPTY_BODY:
-        request.body = LimitedBody(body, rules.max_content_length, request)
+        request.body = LimitedBody(body, rules, request)
     return None
 
 
@@ -202,12 +212,13 @@ class LimitedBody:
     holds however the handler reads: all at once, by size, or by iteration.
     """
 
-    __slots__ = ("_body", "_left", "_request")
+    __slots__ = ("_body", "_left", "_request", "_rules")
 
-    def __init__(self, body: Body, limit: int, request: Request) -> None:
+    def __init__(self, body: Body, rules: Rules, request: Request) -> None:
         self._body = body
-        self._left = limit
+        self._left = rules.max_content_length
         self._request = request
+        self._rules = rules
 
     async def read(self, size: int = -1) -> bytes:
         """Up to ``size`` bytes (all that is left if -1), counted against the limit."""
@@ -231,5 +242,5 @@ class LimitedBody:
         self._left -= len(chunk)
         if self._left < 0:
             self._request.keep_alive = False  # the rest of the body is never read
-            raise HttpError(413, 1, "the request body is too large")
+            raise HttpError(*_BODY_TOO_LARGE, detail=body_limit_detail(self._rules))
         return chunk
