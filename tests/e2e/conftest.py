@@ -161,6 +161,10 @@ class Process:
         self._log_dir = tempfile.mkdtemp(prefix="colonnade-serve-")
         atexit.register(shutil.rmtree, self._log_dir, ignore_errors=True)
         self.log_path = Path(self._log_dir) / "serve.log"
+        if "--workers" in args and "--control" not in args:
+            # A master of its own control socket: never the user's default one,
+            # which another master (a developer's, a parallel run) may hold.
+            args = [*args, "--control", str(Path(self._log_dir) / "control.sock")]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         with open(self.log_path, "wb") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(

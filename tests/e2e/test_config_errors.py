@@ -115,7 +115,9 @@ def test_check_and_serve_report_every_mistake_of_the_tree_alike(tmp_path: Path) 
     assert check.returncode == 2
     assert reported(check.stderr) == expected
     for workers in ("0", "1"):  # one process; the master (which checks without the apps)
-        serve = cli(tmp_path, "serve", "--workers", workers, "--no-watch")
+        serve = cli(
+            tmp_path, "serve", "--workers", workers, "--no-watch", "--control", "run/control.sock"
+        )
         assert serve.returncode == 2, serve.stderr
         assert reported(serve.stderr) == expected, workers
 
