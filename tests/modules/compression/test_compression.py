@@ -563,6 +563,21 @@ def test_tiny_and_binary_files_are_sent_as_they_are(client: Client) -> None:
         assert r.header("content-encoding") is None and r.header("vary") is None
 
 
+@pytest.mark.parametrize(
+    ("target", "varies"),
+    [("/tiny.css", False), ("/pic.png", False), ("/small.js", True), ("/big.txt", True)],
+)
+def test_without_accept_encoding_a_file_says_vary_if_it_could_be_compressed(
+    client: Client, target: str, varies: bool
+) -> None:
+    # Size and type are decided before the request's headers are read: the same
+    # answer for a client that sends no Accept-Encoding.
+    r = get(client, target)
+    assert r.status == 200 and r.header("content-encoding") is None
+    assert (r.header("vary") == "Accept-Encoding") is varies
+    assert get(client, target, "br").header("vary") == r.header("vary")
+
+
 def test_static_head_matches_get(client: Client) -> None:
     get(client, "/big.txt", "br")
     settle(client)

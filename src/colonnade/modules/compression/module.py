@@ -9,13 +9,14 @@ How this works:
   application output is applied later still, by the writer adapter, to whatever
   those hooks left (see ``writer.py``): a replaced error page is compressed if
   it qualifies and passed through if it does not.
-- *Decide cheaply.* One pass over the response headers (type, existing coding,
-  ``no-transform``, ETag, Vary), then one over the request's (Accept-Encoding,
-  Range, If-None-Match). Settings are compiled once per section object into a
-  :class:`Policy`; Accept-Encoding answers and type verdicts are cached per header
-  value. A response that will not be compressed costs these checks and, if it
-  could have been compressed for another client, one appended Vary header:
-  nothing is allocated for it.
+- *Decide cheaply.* A body of known size under ``min_size`` (the common small
+  file) is decided before any header is read. Otherwise one pass over the
+  response headers (type, existing coding, ``no-transform``, ETag, Vary), then
+  one over the request's (Accept-Encoding, Range, If-None-Match). Settings are
+  compiled once per section object into a :class:`Policy`; Accept-Encoding
+  answers and type verdicts are cached per header value. A response that will
+  not be compressed costs these checks and, if it could have been compressed
+  for another client, one appended Vary header: nothing is allocated for it.
 - *Static files* (a ``response.file``, or a body served from memory with its
   ``response.source``): a precompressed sibling is swapped in (still sendfile);
   else the cached static-level copy becomes the body (exact Content-Length, strong ETag);
@@ -176,6 +177,10 @@ class Compression(Module):
             size = len(body) or None  # None: streamed, or not known yet
         if not (policy.static if static else policy.dynamic):
             return
+        if size is not None and size < policy.min_size:
+            # Too small whatever the headers say, and no Vary for it either: the
+            # common small file decides here, without the header walk below.
+            return
 
         content_type = etag = declared = None
         varies = False
@@ -196,10 +201,13 @@ class Compression(Module):
                 return  # already encoded, a part, or the sender forbids transforming
         if content_type is None or not policy.types.match(content_type):
             return
-        if size is None and declared is not None and declared.isdigit():
-            size = int(declared)
-        if size is not None and size < policy.min_size:
-            return
+        if (
+            size is None
+            and declared is not None
+            and declared.isdigit()
+            and int(declared) < policy.min_size
+        ):
+            return  # a stream that declares a small length
         if not varies:
             response.headers.append(VARY)
 
