@@ -186,6 +186,9 @@ class Compression(Module):
         varies = False
         for name, value in response.headers:
             if name == b"content-type":
+                if not policy.types.match(value):
+                    # No need to read on: a binary file (the common case) stops here.
+                    return
                 content_type = value
             elif name == b"etag":
                 etag = value
@@ -199,7 +202,7 @@ class Compression(Module):
                 or (name == b"cache-control" and has_token(value, b"no-transform"))
             ):
                 return  # already encoded, a part, or the sender forbids transforming
-        if content_type is None or not policy.types.match(content_type):
+        if content_type is None:
             return
         if (
             size is None
