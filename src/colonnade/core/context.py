@@ -3,6 +3,8 @@
 The response is buffered until it is flushed: at the latest when the walk reaches
 SEND_RESPONSE, or earlier when a handler streams (``start_response``/``write``).
 Flushing runs the SEND_RESPONSE hooks once, then hands the head to the writer.
+When those hooks are all plain functions and the body is in memory, the flush
+makes no coroutine (:meth:`Context.flush`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from colonnade.config.sections import Section, SectionSet
 from colonnade.core.principal import Principal
 from colonnade.core.request import Headers, Request, is_local
-from colonnade.core.response import Response
+from colonnade.core.response import FileBody, Response
 
 if TYPE_CHECKING:
     from colonnade.core.app import Application
@@ -73,7 +75,10 @@ class RawStream(Protocol):
         has begun): the owner of the stream should close it soon, politely."""
 
 
-SendHook = Callable[["Context"], Awaitable[None]]
+#: The SEND_RESPONSE hooks (``Plan.run_send_response``), called as ``fn(ctx)``: a
+#: plain function that ran them and returns None, or one returning the awaitable
+#: that runs them.
+SendHook = Callable[["Context"], Awaitable[None] | None]
 
 #: How many times one request may be remapped (IIS-like loop protection: a
 #: rewrite rule that keeps matching its own output ends in a 500, not a hang).
@@ -280,8 +285,8 @@ class Context:
             return
         response.streaming = True
         send = self._send_response
-        if send is not None:
-            await send(self)
+        if send is not None and (pending := send(self)) is not None:
+            await pending
         response.headers_sent = True
         length = response.header(b"content-length")
         self.writer.start(
@@ -312,33 +317,53 @@ class Context:
         return stream
 
     def flush(self) -> Awaitable[None] | None:
-        """The walk's SEND_RESPONSE point: :meth:`finish_response`, made no coroutine
-        for the common case (a buffered body and no SEND_RESPONSE hooks), which is
-        sent here and now. Otherwise returns the awaitable to wait for."""
+        """The walk's SEND_RESPONSE point: run the SEND_RESPONSE hooks once and send
+        what is buffered, or end the stream.
+
+        Made no coroutine for the common case, a body in memory and SEND_RESPONSE
+        hooks that are all plain functions (or none): it is sent here and now.
+        Otherwise returns the awaitable to wait for (a hook that is a coroutine,
+        a file body, the end of a stream). A hook that raises makes this raise,
+        here or in the awaitable, before the head is sent.
+        """
         response = self.response
         if response.headers_sent:
-            # Sent whole already (e.g. by an ASGI application): nothing left to end.
-            return self.finish_response() if response.streaming else None
-        if response.file is not None or self._send_response is not None:
-            return self.finish_response()
+            # Streamed: end it. Sent whole already (e.g. by an ASGI application):
+            # nothing left to end.
+            return self.writer.end() if response.streaming else None
+        if self._send_response is not None and (pending := self._send_response(self)) is not None:
+            return self._send_after(pending)
+        # Inlined rather than shared with _send_after: a call more per request.
         response.headers_sent = True
+        if response.file is not None:
+            return self._send_file(response.file)
         self.writer.send_all(response.status, response.reason, response.headers, response.body)
         return None
 
     async def finish_response(self) -> None:
-        """Send what is buffered, or end the stream (the walk's SEND_RESPONSE point)."""
-        response = self.response
-        if response.headers_sent:
+        """Send what is buffered, or end the stream (:meth:`flush`, awaited)."""
+        if self.response.headers_sent:
             await self.writer.end()
             return
-        send = self._send_response
-        if send is not None:
-            await send(self)
+        pending = self.flush()
+        if pending is not None:
+            await pending
+
+    async def _send_after(self, hooks: Awaitable[None]) -> None:
+        # The buffered response, once SEND_RESPONSE hooks that had to wait are done.
+        await hooks
+        response = self.response
         response.headers_sent = True
         body_file = response.file
-        if body_file is None:
-            self.writer.send_all(response.status, response.reason, response.headers, response.body)
+        if body_file is not None:
+            await self._send_file(body_file)
             return
+        self.writer.send_all(response.status, response.reason, response.headers, response.body)
+
+    async def _send_file(self, body_file: FileBody) -> None:
+        # A file body (which a SEND_RESPONSE hook may have swapped in): the head,
+        # then the bytes with sendfile.
+        response = self.response
         self.writer.start(response.status, response.reason, response.headers, body_file.length)
         if self.request.method != "HEAD" and body_file.length:
             await self.writer.sendfile(body_file.path, body_file.offset, body_file.length)

@@ -24,6 +24,10 @@ from colonnade.core.stages import INFO, STAGES, Always, Stage
 from colonnade.errors import ModuleError
 
 HookFn = Callable[[Any], Any]
+#: The SEND_RESPONSE hooks of a plan, called as ``fn(ctx)``: a plain function when
+#: every hook is one (it ran them all and returns None), else a coroutine function
+#: (its call returns the awaitable that runs them).
+SendResponseFn = Callable[[Any], Awaitable[None] | None]
 #: ``(ctx, url_path, physical_path) -> physical_path``: the MAP_PATH hooks in order.
 MapPathFn = Callable[[Any, str, str], str]
 
@@ -76,7 +80,8 @@ class Plan:
         self.map_path = map_path
         self.modules = modules
         #: Calls the SEND_RESPONSE hooks (reverse order; errors propagate to the
-        #: runner), or None when nobody joined SEND_RESPONSE.
+        #: runner), or None when nobody joined SEND_RESPONSE. A plain function when
+        #: they all are, so that a buffered response costs no coroutine to send.
         self.run_send_response = _chain(send_response)
         #: Calls the MAP_PATH hooks in order (see :func:`map_path_chain`), or None
         #: when nobody joined MAP_PATH.
@@ -99,8 +104,9 @@ class Plan:
         return rows
 
 
-def generate(label: str, names: dict[str, Any], body: list[str]) -> Any:
-    """``async def fn(ctx)`` with ``body`` (lines indented for it), compiled once.
+def generate(label: str, names: dict[str, Any], body: list[str], *, coroutine: bool = True) -> Any:
+    """``async def fn(ctx)`` (or ``def fn(ctx)`` when not ``coroutine``) with ``body``
+    (lines indented for it), compiled once.
 
     ``names`` become the globals of the function, in a namespace of its own (hooks,
     stages, helpers): only generated identifiers go into the source, never
@@ -109,20 +115,27 @@ def generate(label: str, names: dict[str, Any], body: list[str]) -> Any:
     hooks is 1,200 cells per request, while a global is read in place through the
     interpreter's per-instruction cache.
     """
-    source = "async def fn(ctx):\n" + "".join(f"{line}\n" for line in body or ["    pass"])
+    source = (
+        ("async def" if coroutine else "def")
+        + " fn(ctx):\n"
+        + "".join(f"{line}\n" for line in body or ["    pass"])
+    )
     namespace: dict[str, Any] = dict(names)
     exec(compile(source, f"<colonnade {label}>", "exec"), namespace)
     return namespace["fn"]
 
 
-def _chain(hooks: tuple[BoundHook, ...]) -> Callable[[Any], Awaitable[None]] | None:
-    # One generated coroutine function calling ``hooks`` in order: no loop, no
-    # tuple unpacking per hook.
+def _chain(hooks: tuple[BoundHook, ...]) -> SendResponseFn | None:
+    # One generated function calling ``hooks`` in order: no loop, no tuple
+    # unpacking per hook. A plain function when every hook is one (a plain
+    # function is called without creating a coroutine); it returns None whatever
+    # the hooks answer, so the caller can tell it from an awaitable.
     if not hooks:
         return None
+    coroutine = any(hook.is_async for hook in hooks)
     names = {f"h{i}": hook.fn for i, hook in enumerate(hooks)}
     body = [f"    {'await ' if hook.is_async else ''}h{i}(ctx)" for i, hook in enumerate(hooks)]
-    chain: Callable[[Any], Awaitable[None]] = generate("send_response hooks", names, body)
+    chain: SendResponseFn = generate("send_response hooks", names, body, coroutine=coroutine)
     return chain
 
 

@@ -63,6 +63,8 @@ class Json(Handler):
         response = ctx.response
         body = TEXT[: int(q.get("n", "10240"))]
         response.headers.append((b"content-type", q.get("type", "application/json").encode()))
+        if "type2" in q:  # a second Content-Type: malformed, but an application may send it
+            response.headers.append((b"content-type", q["type2"].encode()))
         if "noetag" not in q:
             response.headers.append((b"etag", b'"v1"'))
         if "nt" in q:
@@ -287,6 +289,24 @@ def test_media_types_are_configurable(serve: Any) -> None:
     assert get(client, "/json", "br").header("content-encoding") is None
     anything = serve(compression={"mime_types": ["*/*"]})
     assert get(anything, "/json?type=image/png", "br").header("content-encoding") == "br"
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "compressed"),
+    [
+        ("image/png", "text/html", False),
+        ("text/html", "image/png", False),
+        ("text/html", "application/json", True),
+    ],
+)
+def test_two_content_types_are_compressed_only_if_both_may_be(
+    client: Client, first: str, second: str, compressed: bool
+) -> None:
+    # Content-Type holds one value, so which of two the client heeds is anyone's
+    # guess: any type that must not be compressed keeps the body as it is.
+    r = get(client, f"/json?type={first}&type2={second}", "br")
+    assert (r.header("content-encoding") == "br") is compressed
+    assert (r.header("vary") is not None) is compressed
 
 
 def test_no_content_type_is_not_compressed(client: Client) -> None:
@@ -564,6 +584,21 @@ def test_tiny_and_binary_files_are_sent_as_they_are(client: Client) -> None:
     for target in ("/tiny.css", "/pic.png"):
         r = get(client, target, "br")
         assert r.header("content-encoding") is None and r.header("vary") is None
+
+
+@pytest.mark.parametrize(
+    ("target", "varies"),
+    [("/tiny.css", False), ("/pic.png", False), ("/small.js", True), ("/big.txt", True)],
+)
+def test_without_accept_encoding_a_file_says_vary_if_it_could_be_compressed(
+    client: Client, target: str, varies: bool
+) -> None:
+    # Size and type are decided before the request's headers are read: the same
+    # answer for a client that sends no Accept-Encoding.
+    r = get(client, target)
+    assert r.status == 200 and r.header("content-encoding") is None
+    assert (r.header("vary") == "Accept-Encoding") is varies
+    assert get(client, target, "br").header("vary") == r.header("vary")
 
 
 def test_static_head_matches_get(client: Client) -> None:

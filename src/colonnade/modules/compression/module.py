@@ -9,14 +9,16 @@ How this works:
   application output is applied later still, by the writer adapter, to whatever
   those hooks left (see ``writer.py``): a replaced error page is compressed if
   it qualifies and passed through if it does not.
-- *Decide cheaply.* One pass over the response headers (type, existing coding,
-  ``no-transform``, ETag, Vary), then one over the request's (Accept-Encoding,
-  Range, If-None-Match). Settings are compiled once per section object into a
-  :class:`Policy`; Accept-Encoding answers and type verdicts are cached per header
-  value. A response that will not be compressed costs these checks and, if it
-  could have been compressed for another client, one appended Vary header
-  (merged into the response's own ``Vary`` field if it has one:
-  ``Response.add_vary``): nothing else is allocated for it.
+- *Decide cheaply.* A body of known size under ``min_size`` (the common small
+  file) is decided before any header is read. Otherwise one pass over the
+  response headers (type, existing coding, ``no-transform``, ETag, Vary), then
+  one over the request's (Accept-Encoding, Range, If-None-Match). Settings are
+  compiled once per section object into a :class:`Policy`; Accept-Encoding
+  answers and type verdicts are cached per header value. A response that will
+  not be compressed costs these checks and, if it could have been compressed
+  for another client, one appended Vary header (merged into the response's own
+  ``Vary`` field if it has one: ``Response.add_vary``): nothing else is
+  allocated for it.
 - *Static files* (a ``response.file``, or a body served from memory with its
   ``response.source``): a precompressed sibling is swapped in (still sendfile);
   else the cached static-level copy becomes the body (exact Content-Length, strong ETag);
@@ -178,11 +180,18 @@ class Compression(Module):
             size = len(body) or None  # None: streamed, or not known yet
         if not (policy.static if static else policy.dynamic):
             return
+        if size is not None and size < policy.min_size:
+            # Too small whatever the headers say, and no Vary for it either: the
+            # common small file decides here, without the header walk below.
+            return
 
         content_type = etag = declared = None
         varies = False  # the response has a Vary field already
         for name, value in response.headers:
             if name == b"content-type":
+                if not policy.types.match(value):
+                    # No need to read on: a binary file (the common case) stops here.
+                    return
                 content_type = value
             elif name == b"etag":
                 etag = value
@@ -196,12 +205,15 @@ class Compression(Module):
                 or (name == b"cache-control" and has_token(value, b"no-transform"))
             ):
                 return  # already encoded, a part, or the sender forbids transforming
-        if content_type is None or not policy.types.match(content_type):
+        if content_type is None:
             return
-        if size is None and declared is not None and declared.isdigit():
-            size = int(declared)
-        if size is not None and size < policy.min_size:
-            return
+        if (
+            size is None
+            and declared is not None
+            and declared.isdigit()
+            and int(declared) < policy.min_size
+        ):
+            return  # a stream that declares a small length
         if varies:
             response.add_vary(ACCEPT_ENCODING)  # one Vary field, naming it once
         else:
