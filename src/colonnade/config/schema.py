@@ -316,7 +316,8 @@ class HandlerMapping(_Strict):
     handler: Annotated[str, Meta(min_length=1)]
     """The id of an enabled handler (``handler.static``)."""
     verbs: list[str] = msgspec.field(default_factory=lambda: ["*"])
-    """Methods it serves; ``*`` for all. Other methods get 405 with ``Allow``."""
+    """Methods it serves; ``*`` for all. A request with another method goes on to
+    the next entries; when none serves it, the answer is 405 with ``Allow``."""
     resource_type: Literal["file", "directory", "either", "unspecified"] = "unspecified"
     """What the URL's physical path must be for the entry to apply (IIS
     ``resourceType``): ``file`` (a regular file), ``directory``, ``either``, or
