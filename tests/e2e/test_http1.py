@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -259,3 +261,67 @@ def test_large_file_sendfile_keeps_the_connection_alive(live: LiveServer, www: P
             assert "connection" not in r.headers
         c.send(get("/slow"))
         assert c.response().status == 200
+
+
+def _answered_before_the_body(c: Conn, declared: int) -> None:
+    """A POST the server answers (405) without reading its body, sent in part."""
+    c.send(b"POST /hello.txt HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % declared)
+    c.send(b"x" * 256 * 1024)
+    r = c.response()
+    assert r.status == 405 and r.headers["connection"] == "close"
+
+
+def test_an_answer_before_the_body_is_read_outlives_the_rest_of_the_body(
+    live: LiveServer,
+) -> None:
+    # The client reads the answer only after it has sent its whole body, as most
+    # clients do. A server that closed with input unread would reset the connection
+    # and the rest of the upload would fail (EPIPE or ECONNRESET), possibly taking
+    # the answer with it; lingering, the server drops the rest and closes after it.
+    declared = 8 * 1024 * 1024
+    with Conn(live.port) as c:
+        _answered_before_the_body(c, declared)
+        piece = b"y" * 64 * 1024
+        for _ in range((declared - 256 * 1024) // len(piece)):
+            c.send(piece)
+        c.sock.shutdown(socket.SHUT_WR)
+        assert c.closed()
+        assert c.buf == b""
+
+
+def test_lingering_ends_when_the_client_is_silent(www: Path) -> None:
+    with timeouts_server(www, lingering=0.3) as server, Conn(server.port) as c:
+        _answered_before_the_body(c, 1024 * 1024)
+        started = time.monotonic()
+        # The FIN comes with the answer; the socket closes after 0.3 s of silence,
+        # and a byte sent after that meets a reset.
+        assert c.closed()
+        wait_for(
+            lambda: server.look(lambda state: not state.connections),
+            PATIENCE,
+            "the lingering connection closed",
+        )
+        assert time.monotonic() - started >= 0.25
+
+
+def test_lingering_is_bounded_however_much_the_client_sends(www: Path) -> None:
+    timeouts = {"lingering": 0.5, "lingering_total": 1.0}
+    with timeouts_server(www, **timeouts) as server, Conn(server.port) as c:
+        _answered_before_the_body(c, 1024 * 1024 * 1024)
+        started = time.monotonic()
+        with pytest.raises((BrokenPipeError, ConnectionResetError)):
+            while time.monotonic() - started < PATIENCE:
+                c.send(b"z" * 1024)
+                time.sleep(0.05)  # never silent for 0.5 s
+        elapsed = time.monotonic() - started
+        assert elapsed >= 0.9, elapsed
+
+
+def test_lingering_0_closes_at_once(www: Path) -> None:
+    with timeouts_server(www, lingering=0) as server, Conn(server.port) as c:
+        _answered_before_the_body(c, 1024 * 1024)
+        wait_for(
+            lambda: server.look(lambda state: not state.connections),
+            PATIENCE,
+            "the connection closed without lingering",
+        )

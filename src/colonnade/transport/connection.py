@@ -402,6 +402,9 @@ class HttpConnection(asyncio.Protocol):
         self.raw: RawChannel | None = None  # set once the connection was upgraded
         self.held: Held | None = None  # a request's first bytes, until the router decides
         self.stopping = False  # a graceful stop has begun
+        self.eof = False  # the client closed its side
+        self.lingering = False  # answered and half-closed: input is read and dropped
+        self._linger_until = 0.0
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -441,6 +444,9 @@ class HttpConnection(asyncio.Protocol):
         if self.raw is not None:
             self.raw.feed(data)
             return
+        if self.lingering:
+            self._arm_linger()
+            return
         if self._idle:
             self._idle = False
             self._arm(self.state.timeouts.header)
@@ -461,9 +467,12 @@ class HttpConnection(asyncio.Protocol):
                 self._on_event(event)
 
     def eof_received(self) -> bool | None:
+        self.eof = True
         if self.raw is not None:
             self.raw.feed_eof()
             return True
+        if self.lingering:
+            return None  # the client is done sending: asyncio closes the transport
         if self.held is not None:  # an incomplete head: let the parser judge it
             data, self.held = self.held.release(), None
             for event in self.h1.feed(data):
@@ -565,7 +574,7 @@ class HttpConnection(asyncio.Protocol):
         self.pending_error = None
         self.state.log_protocol_error(self.client, event.status, event.reason)
         self.write(self.h1.error_response(event.status, event.reason))
-        self.close()
+        self.linger()
 
     # -- answering requests, one at a time ----------------------------------------
 
@@ -602,7 +611,11 @@ class HttpConnection(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing():
             return
         if not exchange.keep_alive or not self.h1.keep_alive or not exchange._keep_alive():
-            self.close()
+            body = exchange.body
+            if body is not None and not body.complete:
+                self.linger()  # the client may still be sending it
+            else:
+                self.close()
             return
         if self._read_paused_for_queue and len(self.queue) <= self.state.limits.max_pipelined:
             self._read_paused_for_queue = False
@@ -779,6 +792,9 @@ class HttpConnection(asyncio.Protocol):
         self._on_timeout()
 
     def _on_timeout(self) -> None:
+        if self.lingering:
+            self.close()  # the client was silent long enough, or lingered too long
+            return
         if self.task is not None or self.queue:
             return
         if self._idle:
@@ -829,8 +845,43 @@ class HttpConnection(asyncio.Protocol):
         self.stopping = True
         if self.raw is not None:
             self.raw.shutdown()
-        if self.task is None and not self.queue:
+        if (self.task is None and not self.queue) or self.lingering:
             self.close()
+
+    def linger(self) -> None:
+        """Close after an answer the client may not have finished sending to.
+
+        Closing a socket with unread input makes the kernel send a reset, which can
+        destroy the answer before the client reads it. So, as nginx's lingering
+        close: send what is queued and a FIN, then read and drop whatever still
+        arrives until the client closes its side, is silent for
+        ``timeouts.lingering``, or ``timeouts.lingering_total`` has passed.
+        """
+        transport = self.transport
+        timeouts = self.state.timeouts
+        if (
+            transport is None
+            or transport.is_closing()
+            or self.eof
+            or self.stopping
+            or timeouts.lingering <= 0
+            or not transport.can_write_eof()
+        ):
+            self.close()
+            return
+        self.closing = True
+        self.lingering = True
+        self.current = None
+        self.held = None
+        self._linger_until = self._loop.time() + timeouts.lingering_total
+        transport.write_eof()  # after what is queued, as asyncio's transports do
+        self._read_paused_for_body = self._read_paused_for_queue = False
+        transport.resume_reading()
+        self._arm_linger()
+
+    def _arm_linger(self) -> None:
+        seconds = min(self.state.timeouts.lingering, self._linger_until - self._loop.time())
+        self._arm(max(seconds, 0.0))
 
     def close(self) -> None:
         self.closing = True
