@@ -22,13 +22,22 @@ test: $(STAMP) sysdeps lint
 	$(BIN)/python -m pytest -q
 	$(MAKE) --no-print-directory test-compiled
 
-# System packages the tests use (a real headless Chromium for the browser tests).
-# Installed when missing and we may (root, as in CI); elsewhere those tests skip.
+# System packages the tests use, as command:package pairs: a real headless Chromium
+# (browser tests), htpasswd (user files in every format), an MIT KDC and its
+# clients (Kerberos), redis-server (shared counters, caches). Installed when a
+# command is missing and we may (root, as in CI); elsewhere those tests skip and say why.
+SYSDEPS := chromium:chromium htpasswd:apache2-utils krb5kdc:krb5-kdc \
+	kadmin.local:krb5-admin-server kinit:krb5-user redis-server:redis-server
+
 sysdeps:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@missing=""; for pair in $(SYSDEPS); do \
+	  PATH="$$PATH:/usr/sbin:/sbin" command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "chromium missing (not root): browser tests will skip"; fi; }
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "missing (not root, cannot install):$$missing; the tests that need them skip"; fi; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

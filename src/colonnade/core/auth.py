@@ -1,0 +1,86 @@
+"""What the authentication and authorization modules share.
+
+Those modules never import each other; they meet here and in :class:`Context`:
+
+- An authentication scheme (Basic, forms, bearer, Negotiate) runs at
+  AUTHENTICATE_REQUEST. It looks only at credentials of its own scheme
+  (:func:`authorization`), and either sets ``ctx.user`` to a
+  :class:`~colonnade.core.principal.Principal`, or refuses credentials that are
+  present but wrong with :func:`refuse_credentials` (401.1), or does nothing.
+- Anonymous authentication runs last in that stage: no user yet means the
+  anonymous user where it is enabled, else 401.2.
+- Role providers add roles at POST_AUTHENTICATE_REQUEST
+  (``ctx.user = ctx.user._replace(roles=...)``).
+- Authorization modules judge ``ctx.user`` at AUTHORIZE_REQUEST: 401.2 for an
+  anonymous user they refuse, 403 for an authenticated one.
+- Every enabled challenge-based scheme adds its ``WWW-Authenticate`` header to any
+  401 response at SEND_RESPONSE, whoever produced the 401, as IIS's modules do: so
+  a 401 carries one challenge per scheme enabled for its URL.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple
+
+from colonnade.core.context import Context
+from colonnade.core.request import Request
+
+log = logging.getLogger("colonnade.auth")
+
+#: The longest ``Authorization`` value read. Longer ones are refused by the scheme
+#: they name (a Kerberos ticket with a large PAC is the biggest honest one: ~12 KiB).
+MAX_AUTHORIZATION = 16 * 1024
+
+#: ``ctx.items`` key: why the credentials were refused (a short reason, never the
+#: credentials). Set with the 401.1; read by the access log and by modules that
+#: count failures per client (dynamic IP restrictions).
+AUTH_FAILURE = "auth.failure"
+
+
+class Authorization(NamedTuple):
+    """The request's ``Authorization`` header, split once."""
+
+    scheme: str
+    """The scheme, lower case (``basic``, ``bearer``, ``negotiate``)."""
+    credentials: bytes
+    """What follows the scheme, without surrounding whitespace; ``b""`` when the
+    header was longer than :data:`MAX_AUTHORIZATION` (the scheme refuses it)."""
+
+
+def authorization(request: Request) -> Authorization | None:
+    """The ``Authorization`` header split into scheme and credentials, or None.
+
+    None when there is no such header or it has no scheme. The scheme is
+    case-insensitive (RFC 9110 11.1). Several ``Authorization`` headers are not
+    valid HTTP; the first one counts.
+    """
+    value = request.header(b"authorization")
+    if not value:
+        return None
+    value = value.strip()
+    scheme, _, credentials = value.partition(b" ")
+    if not scheme or not scheme.isascii():
+        return None
+    if len(value) > MAX_AUTHORIZATION:
+        credentials = b""
+    return Authorization(scheme.decode("ascii").lower(), credentials.strip())
+
+
+def refuse_credentials(ctx: Context, scheme: str, reason: str) -> None:
+    """Answer 401.1 (logon failed) for credentials of ``scheme`` that are wrong.
+
+    ``reason`` is logged and kept in ``ctx.items[AUTH_FAILURE]``; it must never
+    contain the credentials. The client sees only that the logon failed; the
+    challenges are added at SEND_RESPONSE by every enabled scheme.
+    """
+    client = ctx.request.client
+    log.warning(
+        "%s logon failed for %s from %s: %s",
+        scheme,
+        ctx.request.path,
+        client[0] if client is not None else "-",
+        reason,
+    )
+    ctx.items[AUTH_FAILURE] = reason
+    ctx.error_response(401, 1, "Unauthorized: logon failed")
