@@ -16,12 +16,21 @@ Those modules never import each other; they meet here and in :class:`Context`:
 - Every enabled challenge-based scheme adds its ``WWW-Authenticate`` header to any
   401 response at SEND_RESPONSE, whoever produced the 401, as IIS's modules do: so
   a 401 carries one challenge per scheme enabled for its URL.
+- A login-page scheme (forms) marks requests for its login and logout pages with
+  ``ctx.items[LOGIN_PAGE]``: authorization lets anonymous users reach them (IIS
+  ``bypassLoginPages``), or nobody could sign in. It publishes itself to
+  applications as ``ctx.items[FORMS]`` (a :class:`FormsIssuer`), which
+  ``colonnade.auth`` (the applications' API) calls.
+- A scheme that refuses credentials without a 401 (a login form answering its
+  own page again) calls :func:`note_failure`, so the log line and
+  ``ctx.items[AUTH_FAILURE]`` look the same whoever refused.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
 
 from colonnade.core.context import Context
 from colonnade.core.request import Request
@@ -36,6 +45,29 @@ MAX_AUTHORIZATION = 16 * 1024
 #: credentials). Set with the 401.1; read by the access log and by modules that
 #: count failures per client (dynamic IP restrictions).
 AUTH_FAILURE = "auth.failure"
+
+#: ``ctx.items`` key, set (to True) by a login-page scheme on requests for its
+#: login or logout page: authorization modules let anonymous users through there
+#: (IIS ``bypassLoginPages``).
+LOGIN_PAGE = "auth.login_page"
+
+#: ``ctx.items`` key: the :class:`FormsIssuer` of forms authentication where it is
+#: enabled for the request's URL (what ``colonnade.auth`` calls).
+FORMS = "auth.forms"
+
+
+class FormsIssuer(Protocol):
+    """Forms authentication as an application reaches it (through ``colonnade.auth``)."""
+
+    def sign_in(self, ctx: Context, name: str, roles: Sequence[str], persistent: bool) -> None:
+        """Issue a ticket for ``name``: its cookie goes out with ``ctx``'s response."""
+
+    def sign_out(self, ctx: Context) -> None:
+        """Clear the ticket cookie with ``ctx``'s response."""
+
+    def redirect_url(self, ctx: Context) -> str:
+        """Where to go after signing in: the request's ``ReturnUrl`` when it stays
+        on this site, else the configured default URL."""
 
 
 class Authorization(NamedTuple):
@@ -74,6 +106,14 @@ def refuse_credentials(ctx: Context, scheme: str, reason: str) -> None:
     contain the credentials. The client sees only that the logon failed; the
     challenges are added at SEND_RESPONSE by every enabled scheme.
     """
+    note_failure(ctx, scheme, reason)
+    ctx.error_response(401, 1, "Unauthorized: logon failed")
+
+
+def note_failure(ctx: Context, scheme: str, reason: str) -> None:
+    """Log a failed logon of ``scheme`` and keep ``reason`` in
+    ``ctx.items[AUTH_FAILURE]``, without answering: for a scheme that answers
+    itself (a login form shown again). ``reason`` never holds the credentials."""
     client = ctx.request.client
     log.warning(
         "%s logon failed for %s from %s: %s",
@@ -83,4 +123,3 @@ def refuse_credentials(ctx: Context, scheme: str, reason: str) -> None:
         reason,
     )
     ctx.items[AUTH_FAILURE] = reason
-    ctx.error_response(401, 1, "Unauthorized: logon failed")

@@ -1,0 +1,452 @@
+"""Forms authentication (ASP.NET FormsAuthenticationModule), for every kind of content.
+
+How this works:
+
+- *AUTHENTICATE_REQUEST* (a plain function): where ``[forms_authentication]`` is
+  enabled, the ticket cookie is opened (``ticket.py``); a valid ticket makes
+  ``ctx.user`` (type ``Forms``, the ticket's roles). A missing cookie costs a scan
+  of the request's headers; a bad one leaves the request anonymous, with a log
+  line giving the reason (a tampered one counts as a failed logon,
+  ``core.auth.note_failure``). Past half its lifetime, with sliding expiration,
+  the ticket is sealed again and its cookie goes out with the response.
+  Requests for the login and logout pages are marked ``LOGIN_PAGE`` (URL
+  authorization lets anonymous users reach them) and, where the server serves
+  them, given this module as their handler: the module is also a
+  :class:`Handler`, so the pages pass through the rest of the pipeline (request
+  filtering, logging, headers) like any other content.
+- *SEND_RESPONSE* (HIGH: after the modules that set statuses or add challenges,
+  before custom error pages, in SEND_RESPONSE's reverse order): a 401 becomes a
+  302 to ``login_url?ReturnUrl=<path and query>``, as ASP.NET does at EndRequest;
+  a pending ticket cookie (sign-in, renewal, sign-out) is added.
+- *The login page* (``execute``): GET shows the form; POST checks that the post
+  comes from this site (``Sec-Fetch-Site``, else ``Origin``, else ``Referer``;
+  the cookie is also ``SameSite``), reads a bounded urlencoded body, verifies
+  the password on a thread (bcrypt is slow on purpose) and redirects to the
+  ``ReturnUrl`` when it stays on this site, else to ``default_url``. A wrong
+  password shows the form again with a message; the log line names the user,
+  never the password.
+- *Applications* reach the module through ``ctx.items[FORMS]``
+  (:class:`~colonnade.core.auth.FormsIssuer`, called by ``colonnade.auth``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from urllib.parse import parse_qs, quote
+
+from colonnade.core.app import Application
+from colonnade.core.auth import FORMS, LOGIN_PAGE, note_failure
+from colonnade.core.context import Context
+from colonnade.core.handler import Handler
+from colonnade.core.httputil import method_not_allowed
+from colonnade.core.module import Priority, hook
+from colonnade.core.principal import Principal
+from colonnade.core.request import Request
+from colonnade.core.stages import Stage
+from colonnade.errors import ConfigError
+from colonnade.modules.forms_auth.config import FormsSection, is_local_url
+from colonnade.modules.forms_auth.files import WatchedFile
+from colonnade.modules.forms_auth.pages import (
+    PAGE_HEADERS,
+    login_page,
+    logout_page,
+    message_page,
+)
+from colonnade.modules.forms_auth.ticket import (
+    BadTicketError,
+    KeyRing,
+    Ticket,
+    key_source,
+    new_ticket,
+)
+from colonnade.modules.forms_auth.users import Users, parse_users
+
+log = logging.getLogger("colonnade.auth")
+
+AUTH_TYPE = "Forms"
+#: ``ctx.items`` key: the ``Set-Cookie`` value to send with the response.
+_SET_COOKIE = "auth.forms.set_cookie"
+#: The largest login form body read.
+MAX_FORM_BYTES = 8 * 1024
+#: The longest request target carried in ``ReturnUrl``; a longer one is dropped
+#: (the user lands on ``default_url`` after signing in).
+MAX_RETURN_URL = 2048
+#: At most this many cookies of the ticket's name are tried (several paths).
+_MAX_CANDIDATES = 4
+_VERBS = ("GET", "HEAD", "POST")
+_CLEARED_EXPIRES = b"Thu, 01 Jan 1970 00:00:00 GMT"
+_FORM_TYPE = b"application/x-www-form-urlencoded"
+
+
+class CookieSpec:
+    """The ticket cookie of one application: name, attributes, lifetime."""
+
+    __slots__ = ("attributes", "lifetime", "name", "name_bytes", "secure", "sliding")
+
+    def __init__(self, settings: FormsSection) -> None:
+        self.name = settings.cookie_name
+        self.name_bytes = settings.cookie_name.encode("ascii")
+        self.lifetime = settings.timeout * 60
+        self.sliding = settings.sliding_expiration
+        self.secure = settings.require_ssl
+        attributes = f"; Path={settings.cookie_path}"
+        if settings.cookie_domain:
+            attributes += f"; Domain={settings.cookie_domain}"
+        if settings.require_ssl:
+            attributes += "; Secure"
+        attributes += f"; HttpOnly; SameSite={settings.same_site}"
+        self.attributes = attributes.encode("ascii")
+
+    def issue(self, value: str, ticket: Ticket) -> bytes:
+        """The ``Set-Cookie`` value carrying sealed ``ticket``."""
+        head = self.name_bytes + b"=" + value.encode("ascii") + self.attributes
+        if ticket.persistent:
+            head += b"; Max-Age=%d" % max(0, ticket.expires - int(time.time()))
+        return head
+
+    def clear(self) -> bytes:
+        """The ``Set-Cookie`` value that deletes the cookie."""
+        return (
+            self.name_bytes + b"=" + self.attributes + b"; Max-Age=0; Expires=" + _CLEARED_EXPIRES
+        )
+
+
+def _path_of(value: str) -> str:
+    return os.path.abspath(value)
+
+
+class FormsAuthentication(Handler):
+    """``auth.forms``: the ticket cookie, the login redirect and the login page."""
+
+    id = "auth.forms"
+    section = FormsSection
+
+    def __init__(self) -> None:
+        self.cookie: CookieSpec | None = None
+        self._ring: Callable[[], KeyRing] | None = None
+        self._users: WatchedFile[Users] | None = None
+
+    def provision(self, app: Application) -> None:
+        """Read the key ring and the user store; refuse files inside served folders."""
+        settings = app.section(FormsSection)
+        self.cookie = CookieSpec(settings)
+        key_file = _path_of(settings.key_file) if settings.key_file else ""
+        users_file = _path_of(settings.users_file) if settings.users_file else ""
+        for key, path in (("key_file", key_file), ("users_file", users_file)):
+            if path and app.contains(os.path.realpath(path)):
+                raise ConfigError(
+                    f"{path} lies inside the served folders of application {app.path}: "
+                    "anyone could download it; move it out",
+                    key=f"forms_authentication.{key}",
+                )
+        keys = key_source(path=key_file, env=settings.key_env)
+        self._ring = keys.current if isinstance(keys, WatchedFile) else (lambda: keys)
+        if users_file:
+            self._users = WatchedFile(users_file, parse_users, "forms_authentication.users_file")
+
+    # -- AUTHENTICATE_REQUEST ----------------------------------------------------------
+
+    @hook(Stage.AUTHENTICATE_REQUEST)
+    def authenticate_request(self, ctx: Context) -> None:
+        """Mark the login pages; make the user from a valid ticket."""
+        settings = ctx.section(FormsSection)
+        if not settings.enabled:
+            return
+        items = ctx.items
+        items[FORMS] = self
+        request = ctx.request
+        path = request.path
+        if path == settings.login_url:
+            items[LOGIN_PAGE] = True
+            if self._users is not None:
+                ctx.handler = self
+        elif path == settings.logout_url:
+            items[LOGIN_PAGE] = True
+            ctx.handler = self
+        if ctx.user is None:
+            cookie = self.cookie
+            assert cookie is not None  # provisioned
+            name = cookie.name_bytes
+            for key, value in request.headers:
+                if key == b"cookie" and name in value:
+                    self._open_ticket(ctx, cookie)
+                    return
+
+    def _open_ticket(self, ctx: Context, cookie: CookieSpec) -> None:
+        request = ctx.request
+        if cookie.secure and request.scheme != "https":
+            log.info(
+                "forms authentication: ticket ignored for %s: it came over plain HTTP "
+                "and require_ssl is set",
+                request.path,
+            )
+            return
+        assert self._ring is not None  # provisioned
+        ring = self._ring()
+        now = time.time()
+        reason = ""
+        for value in _cookie_values(request, cookie.name_bytes):
+            try:
+                ticket = ring.open(value, cookie.name, now)
+            except BadTicketError as exc:
+                reason = str(exc)
+                continue
+            ctx.user = Principal(ticket.name, AUTH_TYPE, frozenset(ticket.roles))
+            if cookie.sliding and ticket.renewable(now):
+                renewed = ticket.renewed(int(now))
+                ctx.items[_SET_COOKIE] = cookie.issue(ring.seal(renewed, cookie.name), renewed)
+            return
+        if reason.startswith("expired"):
+            log.info("forms authentication: ticket for %s ignored: %s", request.path, reason)
+        elif reason:
+            note_failure(ctx, AUTH_TYPE, f"ticket refused: {reason}")
+
+    # -- SEND_RESPONSE -----------------------------------------------------------------
+
+    @hook(Stage.SEND_RESPONSE, priority=Priority.HIGH)
+    def send_response(self, ctx: Context) -> None:
+        """A 401 becomes the login redirect; a pending ticket cookie goes out."""
+        response = ctx.response
+        if response.status == 401:
+            self._to_login(ctx)
+        items = ctx.items
+        if _SET_COOKIE in items:
+            response.headers.append((b"set-cookie", items.pop(_SET_COOKIE)))
+
+    def _to_login(self, ctx: Context) -> None:
+        settings = ctx.section(FormsSection)
+        if not (settings.enabled and settings.redirect_to_login):
+            return
+        request = ctx.request
+        login = settings.login_url
+        if login in (request.path, request.original_path):
+            return  # the login page itself refused: a redirect would loop
+        location = login
+        target = request.raw_path + (b"?" + request.query if request.query else b"")
+        if len(target) <= MAX_RETURN_URL and target.startswith(b"/"):
+            location += "?ReturnUrl=" + quote(target, safe="/")
+        response = ctx.response
+        kept = [pair for pair in response.headers if pair[0] == b"set-cookie"]
+        if response.streaming:
+            # The application's body follows the head: only the head can change.
+            response.remove_header(b"location")
+        else:
+            response.clear()
+            response.headers = kept
+            response.headers.append((b"content-type", b"text/html; charset=utf-8"))
+            response.body = message_page("Sign in", "Sign in to see this page.")
+        response.status = 302
+        response.substatus = 0
+        response.reason = None
+        response.headers.append((b"location", location.encode("ascii")))
+        response.headers.append((b"cache-control", b"no-store"))
+
+    # -- the application's API (core.auth.FormsIssuer) ---------------------------------
+
+    def sign_in(self, ctx: Context, name: str, roles: Sequence[str], persistent: bool) -> None:
+        """Issue a ticket for ``name``; its cookie goes out with the response."""
+        cookie = self.cookie
+        assert cookie is not None and self._ring is not None  # provisioned
+        if ctx.response.headers_sent:
+            raise RuntimeError("the response has started: sign in before it starts")
+        if cookie.secure and ctx.request.scheme != "https":
+            raise RuntimeError("forms_authentication.require_ssl: sign in over HTTPS only")
+        ticket = new_ticket(name, roles, cookie.lifetime, persistent)
+        ctx.items[_SET_COOKIE] = cookie.issue(self._ring().seal(ticket, cookie.name), ticket)
+
+    def sign_out(self, ctx: Context) -> None:
+        """Clear the ticket cookie with the response."""
+        assert self.cookie is not None  # provisioned
+        if ctx.response.headers_sent:
+            raise RuntimeError("the response has started: sign out before it starts")
+        ctx.items[_SET_COOKIE] = self.cookie.clear()
+
+    def redirect_url(self, ctx: Context) -> str:
+        """The request's ``ReturnUrl`` when it stays on this site, else ``default_url``."""
+        return _return_url(ctx.request) or ctx.section(FormsSection).default_url
+
+    # -- the login and logout pages ----------------------------------------------------
+
+    def execute(self, ctx: Context) -> Awaitable[None] | None:
+        """Serve the login page (GET, or the POST of its form) or the logout page."""
+        settings = ctx.section(FormsSection)
+        request = ctx.request
+        login = request.path == settings.login_url
+        if request.method in ("GET", "HEAD"):
+            user = ctx.user.name if ctx.user is not None else ""
+            if login:
+                body = login_page(
+                    _form_action(request, settings.login_url),
+                    signed_in=user,
+                    logout_url=settings.logout_url,
+                )
+            else:
+                body = logout_page(settings.logout_url, user)
+            _answer(ctx, 200, body)
+            return None
+        if request.method != "POST":
+            raise method_not_allowed(_VERBS)
+        refused = _refuse_post(ctx, settings)
+        if refused:
+            return None
+        if login:
+            return self._sign_in_post(ctx, settings)
+        self.sign_out(ctx)
+        log.info("forms authentication: %s signed out", _who(ctx))
+        _redirect(ctx, settings.login_url)
+        return None
+
+    async def _sign_in_post(self, ctx: Context, settings: FormsSection) -> None:
+        form = await _read_form(ctx)
+        if form is None:
+            return
+        request = ctx.request
+        name = form.get("username", "")
+        password = form.get("password", "")
+        action = _form_action(request, settings.login_url)
+        if not name or not password:
+            _answer(
+                ctx,
+                200,
+                login_page(action, error="Enter your user name and password.", user_name=name),
+            )
+            return
+        assert self._users is not None  # only then is this the login page's handler
+        users = self._users.current()
+        if len(name) > 256 or not await asyncio.to_thread(users.verify, name, password):
+            note_failure(ctx, AUTH_TYPE, f"wrong user name or password for {name[:256]!r}")
+            _answer(
+                ctx,
+                200,
+                login_page(action, error="The user name or password is incorrect.", user_name=name),
+            )
+            return
+        self.sign_in(ctx, name, (), False)
+        ctx.user = Principal(name, AUTH_TYPE)
+        client = request.client
+        log.info("forms authentication: %s signed in from %s", name, client[0] if client else "-")
+        _redirect(ctx, self.redirect_url(ctx))
+
+
+def _cookie_values(request: Request, name: bytes) -> list[bytes]:
+    """The values of every cookie called ``name`` (a few at most)."""
+    found: list[bytes] = []
+    for key, value in request.headers:
+        if key != b"cookie" or name not in value:
+            continue
+        for part in value.split(b";"):
+            cookie_name, eq, cookie_value = part.strip().partition(b"=")
+            if eq and cookie_name == name:
+                found.append(cookie_value.strip())
+                if len(found) == _MAX_CANDIDATES:
+                    return found
+    return found
+
+
+def _return_url(request: Request) -> str:
+    """The request's ``ReturnUrl`` if it is a path on this site, else ``""``."""
+    query = request.query
+    if not query or b"ReturnUrl=" not in query:
+        return ""
+    found = parse_qs(query.decode("latin-1"), max_num_fields=20).get("ReturnUrl")
+    if not found:
+        return ""
+    candidate = found[0]
+    return candidate if is_local_url(candidate) and len(candidate) <= MAX_RETURN_URL else ""
+
+
+def _form_action(request: Request, login_url: str) -> str:
+    # The ReturnUrl travels in the form's action, so a failed attempt keeps it.
+    target = _return_url(request)
+    return login_url + "?ReturnUrl=" + quote(target, safe="/") if target else login_url
+
+
+def _answer(ctx: Context, status: int, body: bytes) -> None:
+    response = ctx.response
+    response.clear()
+    response.status = status
+    response.headers.extend(PAGE_HEADERS)
+    response.body = body
+
+
+def _redirect(ctx: Context, location: str) -> None:
+    # 303: the browser follows a POST's answer with a GET.
+    _answer(ctx, 303, message_page("Redirecting", "Continue to " + location))
+    ctx.response.headers.append((b"location", location.encode("ascii")))
+
+
+def _who(ctx: Context) -> str:
+    user = ctx.user
+    return repr(user.name) if user is not None and user.name else "an anonymous user"
+
+
+def _refuse_post(ctx: Context, settings: FormsSection) -> bool:
+    """Answer (and True) a post to a login page that must not be served."""
+    request = ctx.request
+    if settings.require_ssl and request.scheme != "https":
+        ctx.error_response(403, 4, "Forbidden: sign in over HTTPS")
+        return True
+    reason = _cross_site(request)
+    if reason:
+        note_failure(ctx, AUTH_TYPE, f"cross-site post refused ({reason})")
+        _answer(ctx, 403, message_page("Refused", "This form must be sent from this site."))
+        return True
+    return False
+
+
+def _cross_site(request: Request) -> str:
+    """Why a post does not come from a page of this site, or ``""`` if it does.
+
+    Browsers say where a request comes from: ``Sec-Fetch-Site`` (current ones),
+    else ``Origin`` (every browser on a POST), else ``Referer``. A client that
+    sends none of them is no browser, and no browser can be made to send its
+    cookies with it (cross-site request forgery needs a browser).
+    """
+    site = request.header(b"sec-fetch-site")
+    if site is not None:
+        return (
+            "" if site in (b"same-origin", b"none") else f"Sec-Fetch-Site: {site.decode('latin-1')}"
+        )
+    ours = f"{request.scheme}://{request.host}".lower().encode("latin-1")
+    origin = request.header(b"origin")
+    if origin is not None:
+        return "" if origin.lower() == ours else "another Origin"
+    referer = request.header(b"referer")
+    if referer is not None:
+        lowered = referer.lower()
+        if lowered == ours or lowered.startswith(ours + b"/"):
+            return ""
+        return "another Referer"
+    return ""
+
+
+async def _read_form(ctx: Context) -> dict[str, str] | None:
+    """The posted form's fields (the first value of each), or None when answered:
+    not urlencoded (415), too large (413), not UTF-8 (400)."""
+    request = ctx.request
+    kind = (request.header(b"content-type") or b"").partition(b";")[0].strip().lower()
+    if kind != _FORM_TYPE:
+        _answer(ctx, 415, message_page("Not a form", "Send the sign-in form as a browser does."))
+        return None
+    length = request.header(b"content-length")
+    if length is not None and (not length.isdigit() or int(length) > MAX_FORM_BYTES):
+        ctx.error_response(413, 0, "Request entity too large")
+        return None
+    data = b""
+    while chunk := await request.body.read(MAX_FORM_BYTES + 1 - len(data)):
+        data += chunk
+        if len(data) > MAX_FORM_BYTES:
+            ctx.error_response(413, 0, "Request entity too large")
+            return None
+    try:
+        fields = parse_qs(
+            data.decode("ascii"), max_num_fields=20, encoding="utf-8", errors="strict"
+        )
+    except (UnicodeDecodeError, ValueError):
+        _answer(ctx, 400, message_page("Bad request", "The form could not be read."))
+        return None
+    return {key: values[0] for key, values in fields.items()}
