@@ -102,11 +102,12 @@ class FormsSection(Section, frozen=True):
     one for URL authorization (IIS `bypassLoginPages`)."""
     default_url: str = "/"
     """Where a user goes after signing in when the request carried no usable
-    `ReturnUrl` (ASP.NET `defaultUrl`); also after signing out."""
-    logout_url: str = "/logout"
-    """The server's sign-out address: a GET shows a page with a sign-out button,
-    a POST clears the cookie and redirects to `login_url`. Empty: none (the
-    application signs users out with `colonnade.auth.sign_out`)."""
+    `ReturnUrl` (ASP.NET `defaultUrl`)."""
+    logout_url: str = ""
+    """The server's sign-out address, e.g. `/logout`: a GET shows a page with a
+    sign-out button, a POST (from this site only) clears the cookie and
+    redirects to `login_url`. Empty (the default): none, the URL stays the
+    application's (which signs users out with `colonnade.auth.sign_out`)."""
     cookie_name: Annotated[str, Meta(pattern=_COOKIE_NAME, description="a cookie name")] = (
         ".COLONNADEAUTH"
     )
