@@ -17,6 +17,7 @@ from typing import Any
 
 from colonnade import FINISH, Context, Module, Outcome, Section, Stage, hook
 from colonnade.core.auth import LOGIN_PAGE
+from tests.e2e.conftest import ASGI_LIFESPAN
 
 USERS = {"alice": "correct horse", "bob": "battery staple"}
 
@@ -89,3 +90,119 @@ def form(**fields: str) -> bytes:
     from urllib.parse import urlencode
 
     return urlencode(fields).encode()
+
+
+WSGI_APP = """
+from urllib.parse import parse_qs
+
+from colonnade import auth
+
+
+def app(environ, start_response):
+    path = environ["PATH_INFO"]
+    method = environ["REQUEST_METHOD"]
+    if path == "/login" and method == "POST":
+        size = int(environ.get("CONTENT_LENGTH") or 0)
+        fields = parse_qs(environ["wsgi.input"].read(size).decode())
+        name = fields["user"][0]
+        if fields["password"][0] != "app-secret":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"wrong password"]
+        auth.set_auth_cookie(environ, name, roles=["staff", "wsgi"])
+        start_response("303 See Other", [("Location", auth.redirect_url(environ))])
+        return [b""]
+    if path == "/login":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"the WSGI login page"]
+    if path == "/signout":
+        auth.sign_out(environ)
+        start_response("303 See Other", [("Location", "/wsgi/login")])
+        return [b""]
+    if path == "/deny":
+        start_response("401 Unauthorized", [("Content-Type", "text/plain")])
+        return [b"the app says no"]
+    ctx = environ["colonnade.context"]
+    roles = ",".join(sorted(ctx.user.roles)) if ctx.user else ""
+    text = (
+        f"wsgi user={environ.get('REMOTE_USER')} type={environ.get('AUTH_TYPE')} "
+        f"api={auth.user_name(environ)} roles={roles}"
+    )
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [text.encode()]
+"""
+
+ASGI_APP = (
+    """
+from urllib.parse import parse_qs
+
+from colonnade import auth
+
+
+async def reply(send, status, body, headers=()):
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"text/plain"), *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def app(scope, receive, send):"""
+    + ASGI_LIFESPAN
+    + """
+    path = scope["path"][len(scope["root_path"]):]
+    if path == "/login" and scope["method"] == "POST":
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        fields = parse_qs(body.decode())
+        auth.set_auth_cookie(scope, fields["user"][0], roles=["asgi"], persistent=True)
+        target = auth.redirect_url(scope).encode()
+        await reply(send, 303, b"", [(b"location", target)])
+        return
+    if path == "/signout":
+        auth.sign_out(scope)
+        await reply(send, 303, b"", [(b"location", b"/asgi/login")])
+        return
+    user = scope["extensions"]["colonnade"]["user"]
+    text = f"asgi user={user.name if user else None} type={user.auth_type if user else None}"
+    await reply(send, 200, f"{text} api={auth.user_name(scope)}".encode())
+"""
+)
+
+
+def protected_site(base: Path) -> dict[str, Any]:
+    """A site at ``base``: protected static files and a listing under /private, a
+    WSGI app at /wsgi and an ASGI app at /asgi with their own login pages, the
+    server's login page at /login and sign-out at /logout."""
+    www = base / "www"
+    (www / "private" / "docs").mkdir(parents=True)
+    (www / "private" / "a.txt").write_text("the protected file")
+    (www / "private" / "docs" / "report.txt").write_text("report")
+    code = base / "code"
+    code.mkdir()
+    (code / "wsgi_app.py").write_text(WSGI_APP)
+    (code / "asgi_app.py").write_text(ASGI_APP)
+    for name in ("wsgi", "asgi"):
+        (base / name).mkdir()
+    config: dict[str, Any] = forms_site(
+        base,
+        modules=[
+            "auth.forms",
+            "test.deny_anonymous",
+            "static.directory_listing",
+            "handler.static",
+        ],
+        logout_url="/logout",
+    )
+    config["directory_browse"] = {"enabled": True}
+    config["sites"][0]["applications"] = [
+        {"path": "/wsgi", "root": "wsgi", "app": "wsgi_app:app", "app_dir": "code"},
+        {"path": "/asgi", "root": "asgi", "app": "asgi_app:app", "app_dir": "code"},
+    ]
+    # The applications serve their own login pages: no users_file there.
+    config["locations"] = [
+        {"path": "/wsgi", "forms_authentication": {"users_file": "", "login_url": "/wsgi/login"}},
+        {"path": "/asgi", "forms_authentication": {"users_file": "", "login_url": "/asgi/login"}},
+    ]
+    return config
