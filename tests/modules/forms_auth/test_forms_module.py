@@ -29,6 +29,7 @@ from tests.modules.forms_auth.support import (
     new_key,
     write_keys,
 )
+from tests.support.wait import PATIENCE, wait_for
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 SAME_ORIGIN = {**FORM, "origin": "http://localhost"}
@@ -436,3 +437,52 @@ def test_require_ssl(base: Path) -> None:
     assert post.handler is module
     module.execute(post)
     assert (post.response.status, post.response.substatus) == (403, 4)
+
+
+def test_cookie_among_others_and_only_by_its_whole_name(make: Any) -> None:
+    client = make()
+    value = cookie_of(sign_in(client)).split("=", 1)[1]
+    for header in (
+        f"a=1; .COLONNADEAUTH={value}; b=2",
+        f".COLONNADEAUTH={value}",
+        f"a=1;.COLONNADEAUTH={value}",
+        f".COLONNADEAUTH=stale; .COLONNADEAUTH={value}",  # two paths: the good one counts
+    ):
+        answer = client.get("/private/a.txt", headers={"cookie": header})
+        assert answer.status == 200, header
+    for header in (f"x.COLONNADEAUTH={value}", f"COLONNADEAUTH={value}"):
+        assert client.get("/private/a.txt", headers={"cookie": header}).status == 302, header
+
+
+def test_a_remembered_ticket_still_expires(make: Any, base: Path) -> None:
+    client = make(sliding_expiration=False)
+    now = int(time.time())
+    value = ring_of(base).seal(Ticket("alice", (), now - 10, now + 2), ".COLONNADEAUTH")
+    headers = {"cookie": f".COLONNADEAUTH={value}"}
+    assert client.get("/private/a.txt", headers=headers).status == 200
+    assert client.get("/private/a.txt", headers=headers).status == 200  # remembered
+    wait_for(lambda: time.time() >= now + 2, PATIENCE, "the ticket's expiry")
+    assert client.get("/private/a.txt", headers=headers).status == 302
+
+
+def test_rotating_the_key_file_signs_nobody_out(
+    make: Any, base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make()
+    cookie = cookie_of(sign_in(client))
+    old = (base / "keys").read_text().split()[-1]
+    new = new_key()
+    clock = [time.monotonic()]
+    monkeypatch.setattr("colonnade.modules.forms_auth.files.time.monotonic", lambda: clock[0])
+    write_keys(base / "keys", new, old)
+    clock[0] += 5
+    assert client.get("/private/a.txt", headers={"cookie": cookie}).status == 200
+    issued = cookie_of(sign_in(client))
+    assert KeyRing(parse_keys(new, "", lines=True)).open(
+        issued.split("=", 1)[1].encode(), ".COLONNADEAUTH", time.time()
+    )
+    # The old key dropped: its tickets (remembered or not) no longer open.
+    write_keys(base / "keys", new)
+    clock[0] += 5
+    assert client.get("/private/a.txt", headers={"cookie": cookie}).status == 302
+    assert client.get("/private/a.txt", headers={"cookie": issued}).status == 200

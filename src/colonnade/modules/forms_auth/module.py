@@ -77,19 +77,23 @@ MAX_FORM_BYTES = 8 * 1024
 MAX_RETURN_URL = 2048
 #: At most this many cookies of the ticket's name are tried (several paths).
 _MAX_CANDIDATES = 4
+#: At most this many opened tickets are remembered (then it starts over).
+_OPENED_MAX = 10000
 _VERBS = ("GET", "HEAD", "POST")
 _CLEARED_EXPIRES = b"Thu, 01 Jan 1970 00:00:00 GMT"
 _FORM_TYPE = b"application/x-www-form-urlencoded"
+_COOKIE_BREAKS = b"; \t"
 
 
 class CookieSpec:
     """The ticket cookie of one application: name, attributes, lifetime."""
 
-    __slots__ = ("attributes", "lifetime", "name", "name_bytes", "secure", "sliding")
+    __slots__ = ("attributes", "lifetime", "name", "name_bytes", "name_eq", "secure", "sliding")
 
     def __init__(self, settings: FormsSection) -> None:
         self.name = settings.cookie_name
         self.name_bytes = settings.cookie_name.encode("ascii")
+        self.name_eq = self.name_bytes + b"="
         self.lifetime = settings.timeout * 60
         self.sliding = settings.sliding_expiration
         self.secure = settings.require_ssl
@@ -129,6 +133,11 @@ class FormsAuthentication(Handler):
         self.cookie: CookieSpec | None = None
         self._ring: Callable[[], KeyRing] | None = None
         self._users: WatchedFile[Users] | None = None
+        # Cookie values this ring opened, with their ticket and user: a request
+        # with a ticket seen before costs a dictionary lookup, not a decryption.
+        # Only what the ring authenticated is here; expiry is checked each time.
+        self._opened: dict[bytes, tuple[Ticket, Principal]] = {}
+        self._opened_by: KeyRing | None = None
 
     def provision(self, app: Application) -> None:
         """Read the key ring and the user store; refuse files inside served folders."""
@@ -187,15 +196,31 @@ class FormsAuthentication(Handler):
             return
         assert self._ring is not None  # provisioned
         ring = self._ring()
+        opened = self._opened
+        if ring is not self._opened_by:
+            # Keys changed: what the old ring opened must be opened again.
+            opened.clear()
+            self._opened_by = ring
         now = time.time()
         reason = ""
-        for value in _cookie_values(request, cookie.name_bytes):
-            try:
-                ticket = ring.open(value, cookie.name, now)
-            except BadTicketError as exc:
-                reason = str(exc)
+        for value in _cookie_values(request, cookie.name_eq):
+            found = opened.get(value)
+            if found is None:
+                try:
+                    ticket = ring.open(value, cookie.name, now)
+                except BadTicketError as exc:
+                    reason = str(exc)
+                    continue
+                found = (ticket, Principal(ticket.name, AUTH_TYPE, frozenset(ticket.roles)))
+                if len(opened) >= _OPENED_MAX:
+                    opened.clear()
+                opened[value] = found
+            ticket, user = found
+            if ticket.expires <= now:
+                del opened[value]
+                reason = f"expired {int(now - ticket.expires)} s ago"
                 continue
-            ctx.user = Principal(ticket.name, AUTH_TYPE, frozenset(ticket.roles))
+            ctx.user = user
             if cookie.sliding and ticket.renewable(now):
                 renewed = ticket.renewed(int(now))
                 ctx.items[_SET_COOKIE] = cookie.issue(ring.seal(renewed, cookie.name), renewed)
@@ -332,18 +357,22 @@ class FormsAuthentication(Handler):
         _redirect(ctx, self.redirect_url(ctx))
 
 
-def _cookie_values(request: Request, name: bytes) -> list[bytes]:
-    """The values of every cookie called ``name`` (a few at most)."""
+def _cookie_values(request: Request, name_eq: bytes) -> list[bytes]:
+    """The values of every cookie ``name_eq`` (``name=``) names: a few at most."""
     found: list[bytes] = []
     for key, value in request.headers:
-        if key != b"cookie" or name not in value:
+        if key != b"cookie":
             continue
-        for part in value.split(b";"):
-            cookie_name, eq, cookie_value = part.strip().partition(b"=")
-            if eq and cookie_name == name:
-                found.append(cookie_value.strip())
+        at = value.find(name_eq)
+        while at != -1:
+            # A whole cookie name: at the start, or after "; " (or a bare ";").
+            if at == 0 or value[at - 1] in _COOKIE_BREAKS:
+                start = at + len(name_eq)
+                end = value.find(b";", start)
+                found.append(value[start : end if end != -1 else len(value)].strip())
                 if len(found) == _MAX_CANDIDATES:
                     return found
+            at = value.find(name_eq, at + 1)
     return found
 
 
