@@ -486,3 +486,23 @@ def test_rotating_the_key_file_signs_nobody_out(
     clock[0] += 5
     assert client.get("/private/a.txt", headers={"cookie": cookie}).status == 302
     assert client.get("/private/a.txt", headers={"cookie": issued}).status == 200
+
+
+def test_custom_error_pages_do_not_hide_the_redirect(make: Any, base: Path) -> None:
+    # http.custom_errors runs last in SEND_RESPONSE; by then the 401 is a 302,
+    # which it leaves alone. Its page for 401 still serves where forms is off.
+    config = forms_site(
+        base,
+        modules=["auth.forms", "test.deny_anonymous", "http.custom_errors", "handler.static"],
+    )
+    config["custom_errors"] = {
+        "error_mode": "custom",
+        "errors": [{"status": 401, "page": "<p>custom 401</p>"}],
+    }
+    config["locations"] = [{"path": "/api", "forms_authentication": {"redirect_to_login": False}}]
+    client = make(config)
+    answer = client.get("/private/a.txt")
+    assert answer.status == 302
+    assert answer.header("location") == "/login?ReturnUrl=/private/a.txt"
+    api = client.get("/api/x")
+    assert api.status == 401 and b"custom 401" in api.body
