@@ -160,6 +160,12 @@ async def app(scope, receive, send):"""
         target = auth.redirect_url(scope).encode()
         await reply(send, 303, b"", [(b"location", target)])
         return
+    if path == "/deny-streamed":
+        await send({"type": "http.response.start", "status": 401,
+                    "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"no, ", "more_body": True})
+        await send({"type": "http.response.body", "body": b"streamed"})
+        return
     if path == "/signout":
         auth.sign_out(scope)
         await reply(send, 303, b"", [(b"location", b"/asgi/login")])

@@ -196,3 +196,11 @@ def test_an_application_401_becomes_the_login_redirect(live: LiveServer) -> None
     answer = call(live, "GET", "/wsgi/deny", cookie=cookie)
     assert answer.status == 302
     assert answer.header("location") == "/wsgi/login?ReturnUrl=/wsgi/deny"
+
+
+def test_a_streamed_401_becomes_the_redirect(live: LiveServer) -> None:
+    # The head goes out before the body is known: only the head changes.
+    answer = call(live, "GET", "/asgi/deny-streamed", cookie=ticket(sign_in(live)))
+    assert answer.status == 302
+    assert answer.header("location") == "/asgi/login?ReturnUrl=/asgi/deny-streamed"
+    assert answer.body == b"no, streamed"
