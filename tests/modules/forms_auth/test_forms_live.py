@@ -12,12 +12,20 @@ from __future__ import annotations
 
 import http.client
 from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import quote
 
 import pytest
 
-from tests.e2e.conftest import LiveServer
-from tests.modules.forms_auth.support import USERS, DenyAnonymous, form, protected_site
+from tests.e2e.conftest import LiveServer, Process, free_port
+from tests.modules.forms_auth.support import (
+    USERS,
+    DenyAnonymous,
+    form,
+    forms_site,
+    protected_site,
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +34,12 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     server = LiveServer(protected_site(base), base, modules=[DenyAnonymous])
     yield server.start()
     server.stop()
+
+
+class Port(NamedTuple):
+    """A server's port, for a server that is not a LiveServer."""
+
+    port: int
 
 
 class Answer:
@@ -45,7 +59,7 @@ class Answer:
 
 
 def call(
-    live: LiveServer,
+    live: LiveServer | Port,
     method: str,
     target: str,
     *,
@@ -72,11 +86,11 @@ def ticket(answer: Answer) -> str:
     return found[0].split(";", 1)[0]
 
 
-def origin(live: LiveServer) -> dict[str, str]:
+def origin(live: LiveServer | Port) -> dict[str, str]:
     return {"Origin": f"http://127.0.0.1:{live.port}"}
 
 
-def sign_in(live: LiveServer, user: str = "alice", target: str = "/login") -> Answer:
+def sign_in(live: LiveServer | Port, user: str = "alice", target: str = "/login") -> Answer:
     body = form(username=user, password=USERS[user])
     return call(live, "POST", target, body=body, headers=origin(live))
 
@@ -204,3 +218,38 @@ def test_a_streamed_401_becomes_the_redirect(live: LiveServer) -> None:
     assert answer.status == 302
     assert answer.header("location") == "/asgi/login?ReturnUrl=/asgi/deny-streamed"
     assert answer.body == b"no, streamed"
+
+
+def test_every_worker_opens_every_ticket(tmp_path: Path) -> None:
+    # A master with two workers (real processes): the key ring comes from the key
+    # file, so a ticket sealed by one worker opens in the other (an auto-generated
+    # key per process, ASP.NET's AutoGenerate, would sign users out at random).
+    (tmp_path / "www").mkdir()
+    settings = forms_site(tmp_path)["forms_authentication"]
+    port = free_port()
+    (tmp_path / "colonnade.toml").write_text(
+        f"""
+[server]
+modules = ["auth.forms", "handler.static"]
+
+[[sites]]
+name = "main"
+bindings = ["http://127.0.0.1:{port}"]
+root = "www"
+
+[forms_authentication]
+key_file = "{settings["key_file"]}"
+users_file = "{settings["users_file"]}"
+"""
+    )
+    server = Process(["-c", "colonnade.toml", "--workers", "2"], cwd=tmp_path, port=port)
+    try:
+        target = Port(port)
+        cookies = [ticket(sign_in(target)) for _ in range(6)]  # new connections each
+        for cookie in cookies:
+            for _ in range(4):
+                answer = call(target, "GET", "/login", cookie=cookie)
+                assert answer.status == 200
+                assert b"You are signed in as <strong>alice</strong>" in answer.body
+    finally:
+        server.kill()
