@@ -258,6 +258,7 @@ def test_sliding_renewal_reissues_past_half_life(make: Any, base: Path) -> None:
     assert renewed.expires - renewed.issued == 1800
     assert renewed.issued >= now
     assert response.context.user.roles == frozenset({"staff"})
+    assert response.header("cache-control") == "private"  # a ticket: no shared cache
 
 
 def test_no_sliding_no_renewal(make: Any, base: Path) -> None:
@@ -393,6 +394,7 @@ def test_provision_refusals(base: Path) -> None:
         ({"cookie_name": "bad name"}, "cookie name"),
         ({"timeout": 0}, "timeout"),
         ({"cookie_path": "no-slash"}, "cookie_path"),
+        ({"logout_url": "/login"}, "differ"),
     ],
 )
 def test_bad_settings_name_their_key(base: Path, settings: dict[str, Any], message: str) -> None:

@@ -153,6 +153,8 @@ class FormsSection(Section, frozen=True):
             _check_url(name, getattr(self, name))
         if self.logout_url:
             _check_url("logout_url", self.logout_url)
+            if self.logout_url == self.login_url:
+                raise ValueError("logout_url: must differ from login_url")
         if not self.cookie_path.startswith("/") or _ATTRIBUTE.fullmatch(self.cookie_path) is None:
             raise ValueError(
                 f"cookie_path: {self.cookie_path!r} must start with '/' and be printable "

@@ -46,6 +46,7 @@ from colonnade.core.httputil import method_not_allowed
 from colonnade.core.module import Priority, hook
 from colonnade.core.principal import Principal
 from colonnade.core.request import Request
+from colonnade.core.response import Response
 from colonnade.core.stages import Stage
 from colonnade.errors import ConfigError
 from colonnade.modules.forms_auth.config import FormsSection, is_local_url
@@ -241,6 +242,7 @@ class FormsAuthentication(Handler):
         items = ctx.items
         if _SET_COOKIE in items:
             response.headers.append((b"set-cookie", items.pop(_SET_COOKIE)))
+            _keep_private(response)
 
     def _to_login(self, ctx: Context) -> None:
         settings = ctx.section(FormsSection)
@@ -374,6 +376,16 @@ def _cookie_values(request: Request, name_eq: bytes) -> list[bytes]:
                     return found
             at = value.find(name_eq, at + 1)
     return found
+
+
+def _keep_private(response: Response) -> None:
+    """Keep a response that carries a ticket out of shared caches: one user's
+    cookie must never be handed to another (ASP.NET marks such responses too)."""
+    found = response.header(b"cache-control")
+    if found is None:
+        response.headers.append((b"cache-control", b"private"))
+    elif b"private" not in found and b"no-store" not in found:
+        response.set_header(b"cache-control", found + b", private")
 
 
 def _return_url(request: Request) -> str:
