@@ -189,11 +189,13 @@ class FormsAuthentication(Handler):
     def _open_ticket(self, ctx: Context, cookie: CookieSpec) -> None:
         request = ctx.request
         if cookie.secure and request.scheme != "https":
-            log.info(
-                "forms authentication: ticket ignored for %s: it came over plain HTTP "
-                "and require_ssl is set",
-                request.path,
-            )
+            if ctx.app.first_report("forms ticket over plain HTTP"):  # not once per request
+                log.warning(
+                    "forms authentication: tickets that come over plain HTTP are ignored "
+                    "(require_ssl is set): serve %s over HTTPS, or tell the server the "
+                    "scheme a TLS proxy saw",
+                    ctx.app.path,
+                )
             return
         assert self._ring is not None  # provisioned
         ring = self._ring()
@@ -218,7 +220,7 @@ class FormsAuthentication(Handler):
                 opened[value] = found
             ticket, user = found
             if ticket.expires <= now:
-                del opened[value]
+                opened.pop(value, None)
                 reason = f"expired {int(now - ticket.expires)} s ago"
                 continue
             ctx.user = user
