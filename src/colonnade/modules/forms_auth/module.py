@@ -134,9 +134,10 @@ class FormsAuthentication(Handler):
         self.cookie: CookieSpec | None = None
         self._ring: Callable[[], KeyRing] | None = None
         self._users: WatchedFile[Users] | None = None
-        # Cookie values this ring opened, with their ticket and user: a request
-        # with a ticket seen before costs a dictionary lookup, not a decryption.
-        # Only what the ring authenticated is here; expiry is checked each time.
+        # Cookie values this ring opened (and whole Cookie headers that carried
+        # them), with their ticket and user: a request with a ticket seen before
+        # costs a dictionary lookup, not a decryption. Only what the ring
+        # authenticated is here; expiry is checked each time.
         self._opened: dict[bytes, tuple[Ticket, Principal]] = {}
         self._opened_by: KeyRing | None = None
 
@@ -183,10 +184,10 @@ class FormsAuthentication(Handler):
             name = cookie.name_bytes
             for key, value in request.headers:
                 if key == b"cookie" and name in value:
-                    self._open_ticket(ctx, cookie)
+                    self._open_ticket(ctx, cookie, value)
                     return
 
-    def _open_ticket(self, ctx: Context, cookie: CookieSpec) -> None:
+    def _open_ticket(self, ctx: Context, cookie: CookieSpec, header: bytes) -> None:
         request = ctx.request
         if cookie.secure and request.scheme != "https":
             if ctx.app.first_report("forms ticket over plain HTTP"):  # not once per request
@@ -199,12 +200,33 @@ class FormsAuthentication(Handler):
             return
         assert self._ring is not None  # provisioned
         ring = self._ring()
-        opened = self._opened
         if ring is not self._opened_by:
             # Keys changed: what the old ring opened must be opened again.
-            opened.clear()
+            self._opened.clear()
             self._opened_by = ring
         now = time.time()
+        # The common case first: a browser sends the same Cookie header again and
+        # again, so the whole header is a key too (nothing to parse).
+        opened = self._opened
+        found = opened.get(header)
+        if found is None or found[0].expires <= now:
+            found = self._open_each(ctx, ring, cookie, now)
+            if found is None:
+                opened.pop(header, None)
+                return
+            opened[header] = found
+        ticket, ctx.user = found
+        if cookie.sliding and ticket.renewable(now):
+            renewed = ticket.renewed(int(now))
+            ctx.items[_SET_COOKIE] = cookie.issue(ring.seal(renewed, cookie.name), renewed)
+
+    def _open_each(
+        self, ctx: Context, ring: KeyRing, cookie: CookieSpec, now: float
+    ) -> tuple[Ticket, Principal] | None:
+        """The first cookie of the ticket's name that opens (and remember it);
+        None, logged with the reason, when none does."""
+        opened = self._opened
+        request = ctx.request
         reason = ""
         for value in _cookie_values(request, cookie.name_eq):
             found = opened.get(value)
@@ -218,20 +240,16 @@ class FormsAuthentication(Handler):
                 if len(opened) >= _OPENED_MAX:
                     opened.clear()
                 opened[value] = found
-            ticket, user = found
-            if ticket.expires <= now:
+            elif found[0].expires <= now:
                 opened.pop(value, None)
-                reason = f"expired {int(now - ticket.expires)} s ago"
+                reason = f"expired {int(now - found[0].expires)} s ago"
                 continue
-            ctx.user = user
-            if cookie.sliding and ticket.renewable(now):
-                renewed = ticket.renewed(int(now))
-                ctx.items[_SET_COOKIE] = cookie.issue(ring.seal(renewed, cookie.name), renewed)
-            return
+            return found
         if reason.startswith("expired"):
             log.info("forms authentication: ticket for %s ignored: %s", request.path, reason)
         elif reason:
             note_failure(ctx, AUTH_TYPE, f"ticket refused: {reason}")
+        return None
 
     # -- SEND_RESPONSE -----------------------------------------------------------------
 
