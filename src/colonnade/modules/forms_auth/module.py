@@ -79,7 +79,9 @@ MAX_RETURN_URL = 2048
 #: At most this many cookies of the ticket's name are tried (several paths).
 _MAX_CANDIDATES = 4
 #: At most this many opened tickets are remembered (then it starts over).
-_OPENED_MAX = 10000
+_OPENED_MAX = 4096
+#: A longer Cookie header is not remembered whole (memory: 4096 times this at most).
+_HEADER_KEY_MAX = 2048
 _VERBS = ("GET", "HEAD", "POST")
 _CLEARED_EXPIRES = b"Thu, 01 Jan 1970 00:00:00 GMT"
 _FORM_TYPE = b"application/x-www-form-urlencoded"
@@ -214,7 +216,8 @@ class FormsAuthentication(Handler):
             if found is None:
                 opened.pop(header, None)
                 return
-            opened[header] = found
+            if len(header) <= _HEADER_KEY_MAX:
+                opened[header] = found
         ticket, ctx.user = found
         if cookie.sliding and ticket.renewable(now):
             renewed = ticket.renewed(int(now))
