@@ -508,3 +508,24 @@ def test_custom_error_pages_do_not_hide_the_redirect(make: Any, base: Path) -> N
     assert answer.header("location") == "/login?ReturnUrl=/private/a.txt"
     api = client.get("/api/x")
     assert api.status == 401 and b"custom 401" in api.body
+
+
+def test_relative_files_are_taken_from_the_configuration_files_folder(
+    base: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from colonnade.config.load import load_file
+    from colonnade.core.registry import Registry
+    from colonnade.engine import Engine
+    from colonnade.modules.standard import BUILTIN
+
+    (base / "secret").mkdir()
+    write_keys(base / "secret" / "keys", new_key())
+    (base / "colonnade.toml").write_text(
+        '[server]\nmodules = ["auth.forms", "handler.static"]\n'
+        '[[sites]]\nname = "main"\nbindings = ["http://127.0.0.1:8080"]\nroot = "www"\n'
+        '[forms_authentication]\nkey_file = "secret/keys"\n'
+    )
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+    engine = Engine(load_file(str(base / "colonnade.toml")), Registry.standard(BUILTIN))
+    with Client(engine) as client:
+        assert client.get("/private/a.txt").status == 200  # started: the keys were read

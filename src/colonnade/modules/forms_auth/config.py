@@ -135,8 +135,8 @@ class FormsSection(Section, frozen=True):
     (`openssl rand -base64 32`); `#` comments and blank lines are ignored. The
     first key encrypts new tickets, every key opens them: put a new key on top and
     drop the old one after `timeout` minutes, and nobody is signed out. Re-read
-    when it changes. A relative path is relative to the server's working
-    directory; it must lie outside the served folders. Either this or `key_env`."""
+    when it changes. A relative path is taken from the folder of the file that
+    sets it; it must lie outside the served folders. Either this or `key_env`."""
     key_env: Annotated[str, Meta(pattern=_ENV_NAME, description="an environment variable name")] = (
         ""
     )
@@ -146,7 +146,8 @@ class FormsSection(Section, frozen=True):
     """The user store of the server's own login page: an htpasswd file
     (`user:hash` lines; bcrypt, as `htpasswd -B` writes, or `{SHA}`). Set, the
     server answers `login_url` itself; empty, the application does. Re-read when
-    it changes; must lie outside the served folders."""
+    it changes. A relative path is taken from the folder of the file that sets it;
+    it must lie outside the served folders."""
 
     def __post_init__(self) -> None:
         for name in ("login_url", "default_url"):

@@ -122,8 +122,16 @@ class CookieSpec:
         )
 
 
-def _path_of(value: str) -> str:
-    return os.path.abspath(value)
+def _file_setting(app: Application, key: str, value: str) -> str:
+    """``forms_authentication.<key>`` (a file) as an absolute path: a relative one
+    is taken from the folder of the configuration file that set it, as Apache and
+    nginx read theirs (the working directory where no file did, as in tests)."""
+    if not value or os.path.isabs(value):
+        return os.path.normpath(value) if value else ""
+    source = app.settings.origins.get(f"{FormsSection.key}.{key}", "")
+    source = source.split(": locations[", 1)[0]  # a [[locations]] entry of that file
+    base = os.path.dirname(source) if os.path.isabs(source) else os.getcwd()
+    return os.path.normpath(os.path.join(base, value))
 
 
 class FormsAuthentication(Handler):
@@ -147,8 +155,8 @@ class FormsAuthentication(Handler):
         """Read the key ring and the user store; refuse files inside served folders."""
         settings = app.section(FormsSection)
         self.cookie = CookieSpec(settings)
-        key_file = _path_of(settings.key_file) if settings.key_file else ""
-        users_file = _path_of(settings.users_file) if settings.users_file else ""
+        key_file = _file_setting(app, "key_file", settings.key_file)
+        users_file = _file_setting(app, "users_file", settings.users_file)
         for key, path in (("key_file", key_file), ("users_file", users_file)):
             if path and app.contains(os.path.realpath(path)):
                 raise ConfigError(
