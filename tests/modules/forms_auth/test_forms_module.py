@@ -529,3 +529,14 @@ def test_relative_files_are_taken_from_the_configuration_files_folder(
     engine = Engine(load_file(str(base / "colonnade.toml")), Registry.standard(BUILTIN))
     with Client(engine) as client:
         assert client.get("/private/a.txt").status == 200  # started: the keys were read
+
+
+def test_too_many_sign_ins_at_once_are_503(make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = make()
+    monkeypatch.setattr("colonnade.modules.forms_auth.module.MAX_CHECKS", 0)
+    answer = sign_in(client)
+    assert answer.status == 503
+    assert answer.header("retry-after") == "1"
+    assert answer.header("set-cookie") is None
+    monkeypatch.setattr("colonnade.modules.forms_auth.module.MAX_CHECKS", 32)
+    assert sign_in(client).status == 303

@@ -36,6 +36,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs, quote
 
 from colonnade.core.app import Application
@@ -58,6 +59,7 @@ from colonnade.modules.forms_auth.pages import (
     message_page,
 )
 from colonnade.modules.forms_auth.ticket import (
+    MAX_NAME,
     BadTicketError,
     KeyRing,
     Ticket,
@@ -78,6 +80,10 @@ MAX_FORM_BYTES = 8 * 1024
 MAX_RETURN_URL = 2048
 #: At most this many cookies of the ticket's name are tried (several paths).
 _MAX_CANDIDATES = 4
+#: Threads checking passwords for the login page (bcrypt releases the GIL).
+CHECK_THREADS = min(4, os.cpu_count() or 1)
+#: Sign-ins checked or waiting at once, per application; more are answered 503.
+MAX_CHECKS = 32
 #: At most this many opened tickets are remembered (then it starts over).
 _OPENED_MAX = 4096
 #: A longer Cookie header is not remembered whole (memory: 4096 times this at most).
@@ -150,6 +156,10 @@ class FormsAuthentication(Handler):
         # authenticated is here; expiry is checked each time.
         self._opened: dict[bytes, tuple[Ticket, Principal]] = {}
         self._opened_by: KeyRing | None = None
+        # Password checks of the login page: their own few threads, and a bound
+        # on how many may wait (a flood of sign-ins gets 503s, not a queue).
+        self._pool: ThreadPoolExecutor | None = None
+        self._checks = 0
 
     def provision(self, app: Application) -> None:
         """Read the key ring and the user store; refuse files inside served folders."""
@@ -373,9 +383,9 @@ class FormsAuthentication(Handler):
                 login_page(action, error="Enter your user name and password.", user_name=name),
             )
             return
-        assert self._users is not None  # only then is this the login page's handler
-        users = self._users.current()
-        if len(name) > 256 or not await asyncio.to_thread(users.verify, name, password):
+        if len(name) > MAX_NAME or not await self._verify(ctx, name, password):
+            if ctx.response.status == 503:
+                return
             note_failure(ctx, AUTH_TYPE, f"wrong user name or password for {name[:256]!r}")
             _answer(
                 ctx,
@@ -388,6 +398,38 @@ class FormsAuthentication(Handler):
         client = request.client
         log.info("forms authentication: %s signed in from %s", name, client[0] if client else "-")
         _redirect(ctx, self.redirect_url(ctx))
+
+    async def _verify(self, ctx: Context, name: str, password: str) -> bool:
+        """Check the password on the module's threads (bcrypt is slow on purpose);
+        answer 503 (and False) when :data:`MAX_CHECKS` are already waiting."""
+        users = self._users
+        assert users is not None  # only then is this the login page's handler
+        if self._checks >= MAX_CHECKS:
+            if ctx.app.first_report("forms login checks full"):
+                log.warning(
+                    "forms authentication: %d sign-ins are being checked; more are "
+                    "answered 503 until they are done",
+                    MAX_CHECKS,
+                )
+            ctx.error_response(503, 0, "Service unavailable: too many sign-ins at once")
+            ctx.response.headers.append((b"retry-after", b"1"))
+            return False
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(CHECK_THREADS, thread_name_prefix="forms-login")
+        self._checks += 1
+        try:
+            # The file is read again there too, when it changed: off the loop.
+            return await asyncio.get_running_loop().run_in_executor(
+                self._pool, lambda: users.current().verify(name, password)
+            )
+        finally:
+            self._checks -= 1
+
+    def cleanup(self) -> None:
+        """Let the check threads end once their current check is done."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
 
 def _cookie_values(request: Request, name_eq: bytes) -> list[bytes]:
