@@ -21,7 +21,8 @@ How this works:
 - *The login page* (``execute``): GET shows the form; POST checks that the post
   comes from this site (``Sec-Fetch-Site``, else ``Origin``, else ``Referer``;
   the cookie is also ``SameSite``), reads a bounded urlencoded body, verifies
-  the password on a thread (bcrypt is slow on purpose) and redirects to the
+  the password on the module's own threads (bcrypt is slow on purpose; at most
+  :data:`MAX_CHECKS` at once, 503 beyond) and redirects to the
   ``ReturnUrl`` when it stays on this site, else to ``default_url``. A wrong
   password shows the form again with a message; the log line names the user,
   never the password.
