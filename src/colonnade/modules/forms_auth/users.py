@@ -16,7 +16,6 @@ one, so the time taken does not tell whether a name exists.
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import hmac
 import logging
@@ -32,12 +31,6 @@ _BCRYPT_BYTES = 72
 _BCRYPT_PREFIXES = ("$2y$", "$2b$", "$2a$")
 
 
-@functools.cache
-def _dummy() -> bytes:
-    """A bcrypt hash nobody's password matches, verified for unknown names."""
-    return bcrypt.hashpw(b"colonnade: no such user", bcrypt.gensalt(10))
-
-
 class _Entry(NamedTuple):
     kind: str  # "bcrypt" or "sha"
     hashed: bytes
@@ -46,10 +39,14 @@ class _Entry(NamedTuple):
 class Users:
     """The verifiable users of one htpasswd file."""
 
-    __slots__ = ("_entries",)
+    __slots__ = ("_entries", "_stand_in")
 
     def __init__(self, entries: dict[str, _Entry]) -> None:
         self._entries = entries
+        #: The entry an unknown name is checked against (the slowest kind there is).
+        self._stand_in = next(
+            (e for e in entries.values() if e.kind == "bcrypt"), next(iter(entries.values()), None)
+        )
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -59,8 +56,15 @@ class Users:
         secret = password.encode("utf-8")
         entry = self._entries.get(name)
         if entry is None:
-            bcrypt.checkpw(secret[:_BCRYPT_BYTES], _dummy())  # the same time as a real check
+            # Spend what a listed name costs (another entry's hash, so the same
+            # bcrypt cost), so the time of a refusal does not tell which names exist.
+            stand_in = self._stand_in
+            if stand_in is not None:
+                self._check(stand_in, secret, name)
             return False
+        return self._check(entry, secret, name)
+
+    def _check(self, entry: _Entry, secret: bytes, name: str) -> bool:
         if entry.kind == "bcrypt":
             # A $2y$ hash is $2b$ (PHP's name for the fixed algorithm).
             hashed = b"$2b$" + entry.hashed[4:] if entry.hashed[:4] == b"$2y$" else entry.hashed
