@@ -180,7 +180,9 @@ async def app(scope, receive, send):"""
 def protected_site(base: Path) -> dict[str, Any]:
     """A site at ``base``: protected static files and a listing under /private, a
     WSGI app at /wsgi and an ASGI app at /asgi with their own login pages, the
-    server's login page at /login and sign-out at /logout."""
+    server's login page at /login and sign-out at /logout; configured partly in
+    web.toml files, with a [lock] that keeps a web.toml from switching forms
+    authentication off."""
     www = base / "www"
     (www / "private" / "docs").mkdir(parents=True)
     (www / "private" / "a.txt").write_text("the protected file")
@@ -206,9 +208,20 @@ def protected_site(base: Path) -> dict[str, Any]:
         {"path": "/wsgi", "root": "wsgi", "app": "wsgi_app:app", "app_dir": "code"},
         {"path": "/asgi", "root": "asgi", "app": "asgi_app:app", "app_dir": "code"},
     ]
-    # The applications serve their own login pages: no users_file there.
+    # The applications serve their own login pages (no users_file there): the
+    # WSGI application says so in its web.toml, the ASGI one in a location.
+    (base / "wsgi" / "web.toml").write_text(
+        '[forms_authentication]\nusers_file = ""\nlogin_url = "/wsgi/login"\n'
+    )
     config["locations"] = [
-        {"path": "/wsgi", "forms_authentication": {"users_file": "", "login_url": "/wsgi/login"}},
         {"path": "/asgi", "forms_authentication": {"users_file": "", "login_url": "/asgi/login"}},
     ]
+    # No web.toml may switch forms authentication off: one that tries is refused
+    # (its folder answers 500.19), its content stays out of reach.
+    config["lock"] = {"forms_authentication.enabled": "deny"}
+    (www / "private" / "unlocked").mkdir()
+    (www / "private" / "unlocked" / "b.txt").write_text("still protected")
+    (www / "private" / "unlocked" / "web.toml").write_text(
+        "[forms_authentication]\nenabled = false\n"
+    )
     return config

@@ -253,3 +253,13 @@ users_file = "{settings["users_file"]}"
                 assert b"You are signed in as <strong>alice</strong>" in answer.body
     finally:
         server.kill()
+
+
+def test_a_web_toml_cannot_switch_it_off(live: LiveServer) -> None:
+    # [lock] forms_authentication.enabled = "deny": the web.toml that tries is
+    # refused and its folder answers 500.19, signed in or not; nothing leaks.
+    for cookie in ("", ticket(sign_in(live))):
+        answer = call(live, "GET", "/private/unlocked/b.txt", cookie=cookie)
+        assert answer.status == 500
+        assert b"500.19" in answer.body and b"locked" in answer.body
+        assert b"still protected" not in answer.body
