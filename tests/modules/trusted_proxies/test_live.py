@@ -49,7 +49,12 @@ def config(root: Path, proxies: list[str], log: Path) -> dict[str, Any]:
             "headers": ["forwarded", "x-forwarded-for", "x-forwarded-proto"],
         },
         "ip_security": {"deny": ["203.0.113.0/24"]},
-        "http_logging": {"target": str(log), "format": "json", "buffer_size": 0},
+        "http_logging": {
+            "target": str(log),
+            "format": "json",
+            "buffer_size": 0,
+            "fields": ["c-ip", "x-peer-ip", "sc-status"],
+        },
     }
 
 
@@ -100,6 +105,7 @@ def test_a_trusted_proxy_names_the_client_for_everyone(
         "203.0.113.5",
     ]
     assert [line["sc_status"] for line in lines] == [200, 200, 200, 403, 403]
+    assert {line["x_peer_ip"] for line in lines} == {loopback}  # the proxy, kept
 
 
 @pytest.mark.parametrize("loopback", LOOPBACKS)
@@ -119,4 +125,4 @@ def test_the_same_headers_from_an_untrusted_peer_are_ignored(
     assert scope["client"][0] == loopback and scope["scheme"] == "http"
     # The forged, denied address did not count.
     assert static.status == denied.status == denied_fwd.status == 200
-    assert {line["c_ip"] for line in logged(log)} == {loopback}
+    assert {(line["c_ip"], line["x_peer_ip"]) for line in logged(log)} == {(loopback, loopback)}
