@@ -56,6 +56,9 @@ def header_elements(request: Request, name: bytes, limit: int) -> tuple[list[str
     if not values:
         return [], False
     joined = values[0] if len(values) == 1 else b",".join(values)
+    if b"," not in joined and len(joined) <= limit:  # one proxy, one entry: the usual
+        text = joined.decode("latin-1").strip(" \t")
+        return ([text] if text else []), False
     cut = len(joined) > limit
     if cut:
         joined = joined[-limit:]
