@@ -102,7 +102,8 @@ class IpSecuritySection(Section, frozen=True, dict=True):
     - Host-name entries are read only when no address entry holds the client,
       and only with `enable_reverse_dns`: the exact name first, then the
       longest matching `*.` suffix, then `*`.
-    - Nothing matched: `allow_unlisted` decides.
+    - Nothing matched: `allow_unlisted` decides (also for a client without an
+      IP address, such as a Unix socket peer).
 
     Refused requests get the `deny_action`: 403.504 when a host-name entry
     refused the client, 403.503 otherwise (an address entry, or unlisted),
