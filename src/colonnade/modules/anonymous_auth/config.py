@@ -11,9 +11,9 @@ class AnonymousAuthenticationSection(Section, frozen=True):
     enabled, and answered 401.2 where it is not, with one `WWW-Authenticate`
     challenge per authentication scheme enabled for the URL.
 
-    Locked by default, as IIS locks its authentication sections: a `web.toml` may
-    set it only where the server file's `[lock]` says
-    `anonymous_authentication = "allow"`; locations in the server file may.
+    Locked by default, as IIS locks its authentication sections (a folder's owner
+    must not be able to open it to everyone): set it in the server file, globally
+    or in `[[locations]]`.
     """
 
     key = "anonymous_authentication"
