@@ -13,7 +13,7 @@ import pytest
 from colonnade import Context, Module, Stage, hook
 from colonnade.core.auth import LOGIN_PAGE
 from colonnade.errors import ConfigError
-from colonnade.modules.url_authorization.config import UrlAuthorizationSection
+from colonnade.modules.url_authorization.config import Rule, UrlAuthorizationSection
 from colonnade.testing import Client, TestResponse, build_engine
 from tests.support.header_auth import HeaderAuth, clients, credentials
 
@@ -205,6 +205,17 @@ def test_verbs(serve: Any) -> None:
     assert code(client.head("/docs/a.txt")) == (401, 2)
     assert code(client.get("/docs/a.txt")) == (401, 2)
     assert client.head("/docs/a.txt", headers=ALICE).status == 200
+
+
+def test_a_star_verb_is_every_method(serve: Any) -> None:
+    client = serve(locations=[location("/verbs", {"add": [deny(users=["?"], verbs=["*"])]})])
+    for method in ("GET", "POST", "PROPFIND"):
+        assert code(client.request(method, "/verbs/a.txt")) == (401, 2), method
+    assert client.get("/verbs/a.txt", headers=ALICE).status == 200
+    assert (
+        UrlAuthorizationSection(rules=[Rule(access="allow", users=["*"], verbs=["*"])]).policy
+        is None
+    )
 
 
 def test_roles_and_users_in_one_rule(serve: Any) -> None:

@@ -53,8 +53,8 @@ class Rule(
     roles: list[Name] = []
     """Roles: the rule applies to a user who has any of them."""
     verbs: list[Verb] = []
-    """Methods the rule applies to (empty: all). Case-insensitive; `GET` covers
-    `HEAD` too."""
+    """Methods the rule applies to (empty or `*`: all). Case-insensitive; `GET`
+    covers `HEAD` too."""
 
     def __post_init__(self) -> None:
         if not self.users and not self.roles:
@@ -86,7 +86,8 @@ class _Matcher:
         verbs = {v.upper() for v in rule.verbs}
         if "GET" in verbs:
             verbs.add("HEAD")  # a HEAD is a GET without the body: the same resource
-        self.verbs = frozenset(verbs) or None
+        # None: every method ("*" as in handler mappings, or none listed).
+        self.verbs = None if not verbs or "*" in verbs else frozenset(verbs)
         self.detail = rule.describe()
 
     def applies(self, user: Principal | None, method: str) -> bool:
@@ -132,7 +133,7 @@ class Policy:
 
 def _everyone_allowed(rules: list[Rule]) -> bool:
     return all(r.access == "allow" for r in rules) and any(
-        EVERYONE in r.users and not r.verbs for r in rules
+        EVERYONE in r.users and (not r.verbs or "*" in r.verbs) for r in rules
     )
 
 
@@ -169,7 +170,7 @@ class UrlAuthorizationSection(Section, frozen=True, dict=True):
     """Tables with `access` (`allow` or `deny`), `users` (names; `*` everyone,
     `?` anonymous requests), `roles` (the rule applies to a user with any of them;
     roles come from role providers such as `auth.roles`), and `verbs` (methods;
-    empty: all; `GET` covers `HEAD`). A rule names users or roles or both. Names
+    empty or `*`: all; `GET` covers `HEAD`). A rule names users or roles or both. Names
     are matched exactly (Linux user and group names are case-sensitive), methods
     ignoring case. The default is IIS's stock server rule, everyone allowed:
     `[{ access = "allow", users = ["*"] }]`."""
