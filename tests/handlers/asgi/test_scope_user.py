@@ -120,6 +120,9 @@ def test_through_application_middleware_the_user_keeps_its_scheme(tmp_path: Path
     with client(tmp_path, f"{KIT}:wsgi_echo", AUTH, web) as c:
         seen = json.loads(c.get("/app/x", headers=credentials("alice")).body)
         assert (seen["remote_user"], seen["auth_type"]) == ("alice", "Test")
+        # The anonymous user is no REMOTE_USER (CGI: unset without authentication).
+        seen = json.loads(c.get("/app/x").body)
+        assert (seen["remote_user"], seen["auth_type"]) == (None, None)
 
 
 def test_an_authentication_middlewares_user_still_wins(tmp_path: Path) -> None:
