@@ -99,8 +99,8 @@ def test_the_servers_user_is_scope_user(tmp_path: Path) -> None:
 
 
 def test_roles_are_the_scopes_of_scope_auth(tmp_path: Path) -> None:
-    (tmp_path / "scope_app.py").write_text(SCOPE_APP)
-    config = site(tmp_path, "scope_app:app", AUTH)
+    (tmp_path / "user_scope_app.py").write_text(SCOPE_APP)
+    config = site(tmp_path, "user_scope_app:app", AUTH)
     config["sites"][0]["applications"][0]["app_dir"] = "."
     with Client(build_engine(config, base_dir=str(tmp_path), modules=[HeaderAuth])) as c:
         seen = json.loads(c.get("/app/x", headers=credentials("bob", "staff", "admins")).body)
@@ -146,8 +146,8 @@ def test_websocket_scopes_carry_the_user(tmp_path: Path) -> None:
     pytest.importorskip("websockets")
     from websockets.sync.client import connect
 
-    (tmp_path / "scope_app.py").write_text(SCOPE_APP)
-    config = site(tmp_path, "scope_app:app", AUTH)
+    (tmp_path / "user_scope_app.py").write_text(SCOPE_APP)
+    config = site(tmp_path, "user_scope_app:app", AUTH)
     config["sites"][0]["applications"][0]["app_dir"] = "."
     with LiveServer(config, tmp_path, modules=[HeaderAuth]).start() as server:
         url = f"ws://127.0.0.1:{server.port}/app/ws"

@@ -96,7 +96,8 @@ def tree(tmp_path: Path, lock: dict[str, str] | None = None) -> dict[str, Any]:
     for name, source in (("wsgi", WSGI_APP), ("asgi", ASGI_APP)):
         folder = tmp_path / name
         folder.mkdir(exist_ok=True)
-        (folder / f"{name}_app.py").write_text(source)
+        # Module names of their own: an app module is imported once per process.
+        (folder / f"authz_{name}_app.py").write_text(source)
     # The WSGI application's own web.toml: mallory is refused there.
     (tmp_path / "wsgi" / "web.toml").write_text(
         '[url_authorization]\nrules = { add = [{ access = "deny", users = ["mallory"] }] }\n'
@@ -122,8 +123,18 @@ def tree(tmp_path: Path, lock: dict[str, str] | None = None) -> dict[str, Any]:
                 "bindings": ["http://127.0.0.1:1"],
                 "root": "www",
                 "applications": [
-                    {"path": "/wsgi", "root": "wsgi", "app": "wsgi_app:app", "app_dir": "wsgi"},
-                    {"path": "/asgi", "root": "asgi", "app": "asgi_app:app", "app_dir": "asgi"},
+                    {
+                        "path": "/wsgi",
+                        "root": "wsgi",
+                        "app": "authz_wsgi_app:app",
+                        "app_dir": "wsgi",
+                    },
+                    {
+                        "path": "/asgi",
+                        "root": "asgi",
+                        "app": "authz_asgi_app:app",
+                        "app_dir": "asgi",
+                    },
                 ],
             }
         ],
