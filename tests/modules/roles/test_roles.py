@@ -108,6 +108,21 @@ def test_per_location_group_files(serve: Any, site: Path) -> None:
     assert client.get("/staff/a.txt", headers=credentials("bob")).status == 200
 
 
+def test_a_web_toml_names_its_own_group_file(serve: Any, site: Path) -> None:
+    # Relative to the application's root folder, whichever folder's web.toml says so.
+    (site / ".admins").write_text("admins: alice\n")
+    (site / "admin" / "web.toml").write_text('[roles]\ngroup_file = ".admins"\n')
+    client = serve()
+    assert client.get("/admin/a.txt", headers=credentials("alice")).status == 200
+    assert client.get("/admin/a.txt", headers=credentials("bob")).status == 403
+    # Lockable like any section: the folder is then refused, not served with
+    # the roles the web.toml asked for.
+    cfg = config(site)
+    cfg["lock"] = {"roles": "deny"}
+    locked = serve(cfg).get("/admin/a.txt", headers=credentials("alice"))
+    assert (locked.status, locked.context.response.substatus) == (500, 19)
+
+
 def test_a_missing_or_bad_file_refuses_the_start(site: Path) -> None:
     for name, content in (("none", None), ("bad", "admins bob\n"), ("bin", b"a: \xff\n")):
         path = site.parent / "private" / name

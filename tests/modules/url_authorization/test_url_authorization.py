@@ -313,3 +313,17 @@ def test_bad_rules_are_refused_naming_the_key(www: Path, rule: Any, message: str
         build_engine(cfg, modules=[HeaderAuth, MarksLoginPage])
     text = str(info.value)
     assert "url_authorization.rules[0]" in text and message in text, text
+
+
+def test_a_bad_rule_in_a_web_toml_confines_its_folder_naming_file_and_line(
+    serve: Any, www: Path
+) -> None:
+    (www / "api" / "web.toml").write_text(
+        '[url_authorization]\n\nrules = [{ access = "allow", users = [] }]\n'
+    )
+    client = serve()
+    refused = client.get("/api/a.txt", headers=ALICE)
+    assert code(refused) == (500, 19)
+    assert "api/web.toml:3: url_authorization.rules[0]" in refused.text
+    assert "applies to nobody" in refused.text
+    assert client.get("/public/a.txt").status == 200
