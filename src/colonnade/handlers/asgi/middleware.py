@@ -194,6 +194,9 @@ def _inner_request(request: Request, scope: Scope, receive: Receive, outer: Http
 def _principal(scope: Scope) -> Principal | None:
     """The user an authentication middleware put in ``scope["user"]``, if signed in."""
     user = scope.get("user")
+    if isinstance(user, Principal):
+        # The server's own user, passed on (or another Principal): kept as it is.
+        return user if user.name else None
     if user is None or getattr(user, "is_authenticated", False) is not True:
         return None
     name = getattr(user, "display_name", None)
