@@ -8,17 +8,23 @@ Those modules never import each other; they meet here and in :class:`Context`:
   :class:`~colonnade.core.principal.Principal`, or refuses credentials that are
   present but wrong with :func:`refuse_credentials` (401.1), or does nothing.
 - Anonymous authentication runs last in that stage: no user yet means the
-  anonymous user where it is enabled, else 401.2.
+  anonymous user where it is enabled, else 401.2 (:func:`refuse_access`).
 - Role providers add roles at POST_AUTHENTICATE_REQUEST
   (``ctx.user = ctx.user._replace(roles=...)``).
 - Authorization modules judge ``ctx.user`` at AUTHORIZE_REQUEST: 401.2 for an
-  anonymous user they refuse, 403 for an authenticated one.
+  anonymous user they refuse (:func:`refuse_access`), 403 for an
+  authenticated one. ``ctx.user`` None (no authentication module is enabled)
+  counts as anonymous. A scheme that serves its own login page marks requests
+  for it with ``ctx.items[LOGIN_PAGE] = True``, so that authorization lets them
+  through (IIS ``bypassLoginPages``).
 - Every enabled challenge-based scheme adds its ``WWW-Authenticate`` header to any
   401 response at SEND_RESPONSE, whoever produced the 401, as IIS's modules do: so
-  a 401 carries one challenge per scheme enabled for its URL.
-- A login-page scheme (forms) marks requests for its login and logout pages with
-  ``ctx.items[LOGIN_PAGE]``: authorization lets anonymous users reach them (IIS
-  ``bypassLoginPages``), or nobody could sign in. It publishes itself to
+  a 401 carries one challenge per scheme enabled for its URL. A scheme hooks
+  SEND_RESPONSE with :data:`CHALLENGE_PRIORITY` and adds its header with
+  :func:`add_challenge`, so that the challenges go out in the order of the
+  modules in the configuration (a browser uses the first one it supports).
+- Forms authentication marks its login and logout pages with ``LOGIN_PAGE``
+  (for its logout page too: signing out needs no user). It publishes itself to
   applications as ``ctx.items[FORMS]`` (a :class:`FormsIssuer`), which
   ``colonnade.auth`` (the applications' API) calls.
 - A scheme that refuses credentials without a 401 (a login form answering its
@@ -33,6 +39,7 @@ from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
 from colonnade.core.context import Context
+from colonnade.core.module import Priority
 from colonnade.core.request import Request
 
 log = logging.getLogger("colonnade.auth")
@@ -46,10 +53,21 @@ MAX_AUTHORIZATION = 16 * 1024
 #: count failures per client (dynamic IP restrictions).
 AUTH_FAILURE = "auth.failure"
 
-#: ``ctx.items`` key, set (to True) by a login-page scheme on requests for its
-#: login or logout page: authorization modules let anonymous users through there
-#: (IIS ``bypassLoginPages``).
+#: The SEND_RESPONSE priority of the hooks that add challenges: one priority for
+#: all, so that their order is the configuration's; before ``http.custom_errors``
+#: (FIRST), which keeps ``WWW-Authenticate`` when it replaces a page.
+CHALLENGE_PRIORITY = Priority.HIGH
+
+_CHALLENGE = b"www-authenticate"
+
+#: ``ctx.items`` key: True for a request to a scheme's own login page (forms
+#: authentication), which URL authorization lets through where its
+#: ``bypass_login_pages`` is on: a login page denied to anonymous users could never
+#: be reached.
 LOGIN_PAGE = "auth.login_page"
+
+#: The page's message of a 401.2 (IIS's words).
+ACCESS_DENIED_BY_CONFIGURATION = "Unauthorized: access is denied due to server configuration"
 
 #: ``ctx.items`` key: the :class:`FormsIssuer` of forms authentication where it is
 #: enabled for the request's URL (what ``colonnade.auth`` calls).
@@ -123,3 +141,31 @@ def note_failure(ctx: Context, scheme: str, reason: str) -> None:
         reason,
     )
     ctx.items[AUTH_FAILURE] = reason
+
+
+def refuse_access(ctx: Context, detail: str = "") -> None:
+    """Answer 401.2 (logon failed due to server configuration): an anonymous
+    request where anonymous access is not allowed, or a request the
+    authorization rules refuse.
+
+    ``detail`` says which setting refused it, for the administrator (logged once,
+    shown to local clients). The challenges of the enabled schemes are added at
+    SEND_RESPONSE.
+    """
+    ctx.error_response(401, 2, ACCESS_DENIED_BY_CONFIGURATION, detail)
+
+
+def add_challenge(ctx: Context, challenge: bytes) -> None:
+    """Add ``WWW-Authenticate: challenge`` to the response (a scheme's SEND_RESPONSE
+    hook, on a 401).
+
+    SEND_RESPONSE hooks run in reverse configuration order, so the header goes in
+    before the challenges already there: the response then lists them in the
+    order of the modules in the configuration, as IIS lists its providers.
+    """
+    headers = ctx.response.headers
+    for i, (name, _) in enumerate(headers):
+        if name == _CHALLENGE:
+            headers.insert(i, (_CHALLENGE, challenge))
+            return
+    headers.append((_CHALLENGE, challenge))
