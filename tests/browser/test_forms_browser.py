@@ -8,8 +8,7 @@ and is sent to the login page again when it asks for the file. Everything the
 page does is plain HTML: the form posts without JavaScript (the protocol only
 plays the keyboard and the mouse, and reads the page).
 
-Content is refused to anonymous users by the test-only ``test.deny_anonymous``
-rule (tests/modules/forms_auth/support.py) until URL authorization lands.
+URL authorization (``authz.url``) refuses the content to anonymous users.
 Needs Debian's ``chromium`` (skipped without it, except under CI).
 """
 
@@ -29,7 +28,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from tests.browser.test_listing_browser import HEIGHT, WIDTH, chromium, decode_png, most_common
 from tests.e2e.conftest import LiveServer
-from tests.modules.forms_auth.support import USERS, DenyAnonymous, protected_site
+from tests.modules.forms_auth.support import USERS, protected_site
 from tests.support.wait import PATIENCE, _Deadline, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -197,7 +196,7 @@ class DevTools:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     base = tmp_path_factory.mktemp("forms-browser")
-    server = LiveServer(protected_site(base), base, modules=[DenyAnonymous])
+    server = LiveServer(protected_site(base), base)
     yield server.start()
     server.stop()
 

@@ -1,10 +1,8 @@
 """What the forms authentication tests share: a key ring and a user store made
-with the real tools, and a stand-in for the module that refuses anonymous users.
-
-``DenyAnonymous`` is test-only: URL authorization (``authz.url``) and anonymous
-authentication (``auth.anonymous``) are built in parallel by other helpers; until
-they land, this is the rule that makes content need a signed-in user. It honours
-``LOGIN_PAGE`` as URL authorization will (IIS ``bypassLoginPages``).
+with the real tools, and sites whose content URL authorization (``authz.url``)
+refuses to anonymous users, as a real site would protect it: the 401.2 it
+answers is what forms authentication turns into the login redirect, and the
+login page passes its rules (``bypass_login_pages``).
 """
 
 from __future__ import annotations
@@ -15,34 +13,12 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from colonnade import FINISH, Context, Module, Outcome, Section, Stage, hook
-from colonnade.core.auth import LOGIN_PAGE
 from tests.e2e.conftest import ASGI_LIFESPAN
 
 USERS = {"alice": "correct horse", "bob": "battery staple"}
 
-
-class DenySection(Section, frozen=True):
-    """``[deny_anonymous]``: refuse anonymous users in this subtree."""
-
-    key = "deny_anonymous"
-    enabled: bool = True
-
-
-class DenyAnonymous(Module):
-    """``test.deny_anonymous``: 401.2 for an anonymous request (not for login pages)."""
-
-    id = "test.deny_anonymous"
-    section = DenySection
-
-    @hook(Stage.AUTHORIZE_REQUEST)
-    def authorize_request(self, ctx: Context) -> Outcome | None:
-        if not ctx.section(DenySection).enabled or ctx.items.get(LOGIN_PAGE):
-            return None
-        if ctx.user is None or ctx.user.anonymous:
-            ctx.error_response(401, 2, "Unauthorized: sign in")
-            return FINISH
-        return None
+#: URL authorization rules that refuse anonymous users (and allow everyone else).
+SIGN_IN_FIRST: dict[str, Any] = {"rules": {"add": [{"access": "deny", "users": ["?"]}]}}
 
 
 def new_key() -> str:
@@ -79,10 +55,11 @@ def forms_site(base: Path, *, modules: list[str] | None = None, **forms: Any) ->
     return {
         "server": {
             "modules": modules
-            or ["auth.forms", "test.deny_anonymous", "static.directory_listing", "handler.static"]
+            or ["auth.forms", "authz.url", "static.directory_listing", "handler.static"]
         },
         "sites": [{"name": "main", "bindings": ["http://127.0.0.1:1"], "root": "www"}],
         "forms_authentication": settings,
+        "url_authorization": SIGN_IN_FIRST,
     }
 
 
@@ -197,7 +174,7 @@ def protected_site(base: Path) -> dict[str, Any]:
         base,
         modules=[
             "auth.forms",
-            "test.deny_anonymous",
+            "authz.url",
             "static.directory_listing",
             "handler.static",
         ],

@@ -3,9 +3,8 @@ WSGI app and ASGI app are all protected by one forms ticket.
 
 The server's own login page signs users in at /login (htpasswd users made by the
 real htpasswd); the WSGI and ASGI applications serve their own login pages and
-issue the ticket through ``colonnade.auth`` (ASP.NET's SetAuthCookie). Content is
-refused to anonymous users by the test-only ``test.deny_anonymous`` rule (see
-support.py) until URL authorization lands.
+issue the ticket through ``colonnade.auth`` (ASP.NET's SetAuthCookie). URL
+authorization (``authz.url``) refuses the content to anonymous users.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ import pytest
 from tests.e2e.conftest import LiveServer, Process, free_port
 from tests.modules.forms_auth.support import (
     USERS,
-    DenyAnonymous,
     form,
     forms_site,
     protected_site,
@@ -31,7 +29,7 @@ from tests.modules.forms_auth.support import (
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     base = tmp_path_factory.mktemp("forms")
-    server = LiveServer(protected_site(base), base, modules=[DenyAnonymous])
+    server = LiveServer(protected_site(base), base)
     yield server.start()
     server.stop()
 

@@ -23,7 +23,6 @@ from colonnade.modules.forms_auth.ticket import KeyRing, Ticket, parse_keys
 from colonnade.testing import Client, TestResponse, build_engine, make_context, run_stage
 from tests.modules.forms_auth.support import (
     USERS,
-    DenyAnonymous,
     form,
     forms_site,
     new_key,
@@ -51,7 +50,7 @@ def make(base: Path) -> Iterator[Any]:
 
     def start(config: dict[str, Any] | None = None, **forms: Any) -> Client:
         cfg = config or forms_site(base, **forms)
-        client = Client(build_engine(cfg, base_dir=str(base), modules=[DenyAnonymous]))
+        client = Client(build_engine(cfg, base_dir=str(base)))
         client.__enter__()
         clients.append(client)
         return client
@@ -306,6 +305,7 @@ class Refuse(Handler):
 def test_every_401_redirects_and_its_cookies_survive(base: Path) -> None:
     # ASP.NET turns every final 401 into the redirect, whoever produced it.
     config = forms_site(base, modules=["auth.forms", "test.refuse", "handler.static"])
+    del config["url_authorization"]
     config["handlers"] = [{"path": "/app/*", "handler": "test.refuse"}]
     with Client(build_engine(config, base_dir=str(base), modules=[Refuse])) as client:
         response = client.get("/app/page")
@@ -321,7 +321,7 @@ def test_settings_per_location(make: Any, base: Path) -> None:
     config["locations"] = [
         {"path": "/api", "forms_authentication": {"redirect_to_login": False}},
         {"path": "/off", "forms_authentication": {"enabled": False}},
-        {"path": "/open", "deny_anonymous": {"enabled": False}},
+        {"path": "/open", "url_authorization": {"rules": [{"access": "allow", "users": ["*"]}]}},
     ]
     client = make(config)
     api = client.get("/api/x")
@@ -361,7 +361,7 @@ def test_ticket_settings_only_per_application(make: Any, base: Path) -> None:
 
 def test_keys_never_in_config_show(base: Path) -> None:
     config = forms_site(base)
-    engine = build_engine(config, base_dir=str(base), modules=[DenyAnonymous])
+    engine = build_engine(config, base_dir=str(base))
     shown = json.dumps(effective_config(engine, None, "/private/a.txt"))
     assert str(base / "keys") in shown  # a path is no secret
     for line in (base / "keys").read_text().splitlines():
@@ -378,7 +378,7 @@ def test_provision_refusals(base: Path) -> None:
     ):
         config = forms_site(base)
         config["forms_authentication"] = settings
-        engine = build_engine(config, base_dir=str(base), modules=[DenyAnonymous])
+        engine = build_engine(config, base_dir=str(base))
         with pytest.raises(ConfigError, match=message):
             engine.start()
         engine.close()
@@ -401,7 +401,7 @@ def test_bad_settings_name_their_key(base: Path, settings: dict[str, Any], messa
     config = forms_site(base)
     config["forms_authentication"].update(settings)
     with pytest.raises(ConfigError, match=message):
-        build_engine(config, base_dir=str(base), modules=[DenyAnonymous])
+        build_engine(config, base_dir=str(base))
 
 
 def test_require_ssl(base: Path) -> None:
@@ -495,7 +495,7 @@ def test_custom_error_pages_do_not_hide_the_redirect(make: Any, base: Path) -> N
     # which it leaves alone. Its page for 401 still serves where forms is off.
     config = forms_site(
         base,
-        modules=["auth.forms", "test.deny_anonymous", "http.custom_errors", "handler.static"],
+        modules=["auth.forms", "authz.url", "http.custom_errors", "handler.static"],
     )
     config["custom_errors"] = {
         "error_mode": "custom",
