@@ -148,6 +148,7 @@ async def app(scope, receive, send):"""
         await reply(send, 303, b"", [(b"location", b"/asgi/login")])
         return
     user = scope["extensions"]["colonnade"]["user"]
+    assert scope.get("user") is user  # Starlette's place for it too
     text = f"asgi user={user.name if user else None} type={user.auth_type if user else None}"
     await reply(send, 200, f"{text} api={auth.user_name(scope)}".encode())
 """
