@@ -175,6 +175,7 @@ def protected_site(base: Path) -> dict[str, Any]:
         base,
         modules=[
             "auth.forms",
+            "auth.anonymous",
             "authz.url",
             "static.directory_listing",
             "handler.static",

@@ -540,3 +540,26 @@ def test_too_many_sign_ins_at_once_are_503(make: Any, monkeypatch: pytest.Monkey
     assert answer.header("set-cookie") is None
     monkeypatch.setattr("colonnade.modules.forms_auth.module.MAX_CHECKS", 32)
     assert sign_in(client).status == 303
+
+
+def test_anonymous_authentication_off_for_a_folder(make: Any, base: Path) -> None:
+    # auth.anonymous answers 401.2 for a request no scheme authenticated, at the
+    # end of AUTHENTICATE_REQUEST: after the forms ticket was read. Its 401 becomes
+    # the login redirect like any other; the login page (anonymous on) serves.
+    config = forms_site(base, modules=["auth.forms", "auth.anonymous", "handler.static"])
+    del config["url_authorization"]
+    config["locations"] = [{"path": "/private", "anonymous_authentication": {"enabled": False}}]
+    client = make(config)
+    refused = client.get("/private/a.txt")
+    assert refused.status == 302
+    assert refused.header("location") == "/login?ReturnUrl=/private/a.txt"
+    assert client.get("/open/b.txt").status == 200
+    cookie = cookie_of(sign_in(client, "alice", "/login?ReturnUrl=/private/a.txt"))
+    answer = client.get("/private/a.txt", headers={"cookie": cookie})
+    assert (answer.status, answer.body) == (200, b"secret file")
+    # Where anonymous access is off for the login page itself, nobody can sign in
+    # (as in IIS): its 401 stays a 401 rather than redirecting to itself forever.
+    config["locations"].append({"path": "/login", "anonymous_authentication": {"enabled": False}})
+    client = make(config)
+    login = client.get("/login")
+    assert login.status == 401 and login.header("location") is None
