@@ -167,8 +167,10 @@ def protected_site(base: Path) -> dict[str, Any]:
     (www / "private" / "docs" / "report.txt").write_text("report")
     code = base / "code"
     code.mkdir()
-    (code / "wsgi_app.py").write_text(WSGI_APP)
-    (code / "asgi_app.py").write_text(ASGI_APP)
+    # Names of their own: an application module is imported once per process,
+    # and another test's "wsgi_app" would be this one's.
+    (code / "forms_wsgi_app.py").write_text(WSGI_APP)
+    (code / "forms_asgi_app.py").write_text(ASGI_APP)
     for name in ("wsgi", "asgi"):
         (base / name).mkdir()
     config: dict[str, Any] = forms_site(
@@ -184,8 +186,8 @@ def protected_site(base: Path) -> dict[str, Any]:
     )
     config["directory_browse"] = {"enabled": True}
     config["sites"][0]["applications"] = [
-        {"path": "/wsgi", "root": "wsgi", "app": "wsgi_app:app", "app_dir": "code"},
-        {"path": "/asgi", "root": "asgi", "app": "asgi_app:app", "app_dir": "code"},
+        {"path": "/wsgi", "root": "wsgi", "app": "forms_wsgi_app:app", "app_dir": "code"},
+        {"path": "/asgi", "root": "asgi", "app": "forms_asgi_app:app", "app_dir": "code"},
     ]
     # The applications serve their own login pages (no users_file there): the
     # WSGI application says so in its web.toml, the ASGI one in a location.
