@@ -279,13 +279,18 @@ def test_user_file_relative_to_the_server_file(tmp_path: Path) -> None:
         '[[sites]]\nname = "t"\nbindings = ["http://127.0.0.1:8080"]\nroot = "../www"\n'
         '[[handlers]]\npath = "*"\nhandler = "test.whoami"\n'
         '[basic_authentication]\nenabled = true\nuser_file = "auth/users"\n'
+        '[[locations]]\npath = "/private/inner"\n'
+        'basic_authentication = { user_file = "auth/inner" }\n'
     )
+    htpasswd(conf / "auth" / "inner", "gina", "location-pw", "-5")
     registry = Registry.standard(BUILTIN)
     for cls in MODULES:
         registry.add(cls.id, cls, origin="test")
     with Client(Engine(load_file(str(config)), registry)) as client:
         response = client.get("/private/x", headers=basic("frank", "server-file-pw"))
         assert response.text == "frank|Basic|"
+        inner = client.get("/private/inner/x", headers=basic("gina", "location-pw"))
+        assert inner.text == "gina|Basic|"
 
 
 @pytest.mark.parametrize(
