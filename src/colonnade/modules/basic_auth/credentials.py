@@ -11,6 +11,8 @@ import binascii
 import hashlib
 import re
 import secrets
+import sys
+from collections.abc import Callable
 from typing import NamedTuple
 
 from colonnade.core.principal import Principal
@@ -74,25 +76,34 @@ def shown(user: str) -> str:
 class CredentialCache:
     """Credentials verified recently: key → (user, expiry), bounded, on one thread.
 
-    The key is a keyed BLAKE2b of the header's credentials with a secret made for
-    this process: neither the password nor a hash that could be attacked offline
-    is kept. Past ``limit`` entries the oldest goes. Only the event loop touches
-    it (verification threads hand their result back to the loop), so it needs no
-    lock.
+    The key is a keyed hash of the ``Authorization`` header value, with a secret
+    random key of this process: neither the password nor an unkeyed hash that
+    could be attacked offline is kept. Where Python's hash randomization is on
+    (the default) that hash is ``hash(value)``, CPython's SipHash-1-3 under the
+    per-process secret: 64 bits, computed in C once per request, the cost that
+    keeps a cached logon cheap. A forged header would have to match a cached
+    one's 64 bits under a key it cannot see, and each miss costs the attacker a
+    full check. With randomization off (``PYTHONHASHSEED=0``) the key is a keyed
+    BLAKE2b with a secret of our own instead. Past ``limit`` entries the oldest
+    goes. Only the event loop touches it (verification threads hand their result
+    back to the loop), so it needs no lock.
     """
 
-    __slots__ = ("_entries", "_secret", "limit")
+    __slots__ = ("_entries", "_secret", "key", "limit")
 
     def __init__(self, limit: int = 4096) -> None:
         self._secret = secrets.token_bytes(32)
-        self._entries: dict[bytes, tuple[Principal, float]] = {}
+        self._entries: dict[object, tuple[Principal, float]] = {}
         self.limit = limit
+        #: The cache key of a header value.
+        self.key: Callable[[bytes], object] = (
+            hash if sys.flags.hash_randomization else self._blake2b
+        )
 
-    def key(self, credentials: bytes) -> bytes:
-        """The cache key of the header's credentials."""
-        return hashlib.blake2b(credentials, key=self._secret, digest_size=16).digest()
+    def _blake2b(self, value: bytes) -> object:
+        return hashlib.blake2b(value, key=self._secret, digest_size=16).digest()
 
-    def get(self, key: bytes, now: float) -> Principal | None:
+    def get(self, key: object, now: float) -> Principal | None:
         """The user of ``key`` if it was verified less than its lifetime ago."""
         entry = self._entries.get(key)
         if entry is None:
@@ -102,7 +113,7 @@ class CredentialCache:
             return None
         return entry[0]
 
-    def put(self, key: bytes, user: Principal, expires: float) -> None:
+    def put(self, key: object, user: Principal, expires: float) -> None:
         """Remember ``user`` for ``key`` until ``expires`` (monotonic seconds)."""
         entries = self._entries
         entries.pop(key, None)

@@ -2,12 +2,12 @@
 
 How a request goes:
 
-1. AUTHENTICATE_REQUEST, where ``basic_authentication.enabled``: a request whose
-   ``Authorization`` names the Basic scheme is looked up in the cache of
-   verified credentials first (a keyed hash of the header; one dict lookup, no
-   thread, no hash of the password). A hit makes the user and costs nothing
-   more: that is the common case, a browser resends the same header with every
-   request.
+1. AUTHENTICATE_REQUEST, where ``basic_authentication.enabled``: a request with
+   an ``Authorization`` header is looked up in the cache of verified
+   credentials first (a keyed hash of the header value; one dict lookup, no
+   parsing, no thread, no hash of the password). A hit makes the user and costs
+   nothing more: that is the common case, a browser resends the same header
+   with every request. A miss whose header names another scheme is left alone.
 2. On a miss the credentials are decoded (:mod:`.credentials`: anything
    malformed is a 401.1 with its reason) and checked in a worker thread: the
    user file (:mod:`.userfile`, :mod:`.hashes`), then PAM (:mod:`.pam`) for a
@@ -88,7 +88,7 @@ class Stores:
         self.pam = pam_service
         self.cache = CredentialCache()
         #: Checks running now, by cache key: later requests await the same task.
-        self.pending: dict[bytes, asyncio.Task[Verdict]] = {}
+        self.pending: dict[object, asyncio.Task[Verdict]] = {}
 
     def check_file(self, creds: Credentials) -> Verdict | None:
         """The verdict of the user file; None if it does not list the user. Blocking."""
@@ -167,17 +167,21 @@ class BasicAuthentication(Module):
         settings = ctx.section(BasicAuthenticationSection)
         if not settings.enabled:
             return None
-        auth = authorization(ctx.request)
-        if auth is None or auth.scheme != "basic":
+        value = ctx.request.header(b"authorization")
+        if value is None:
             return None
         stores = self._stores_for(ctx, settings)
         now = time.monotonic()
         if stores.file is not None and stores.file.changed(now):
             stores.cache.clear()
-        key = stores.cache.key(auth.credentials)
+        # The cache is keyed by the whole header value: a hit needs no parsing.
+        key = stores.cache.key(value)
         user = stores.cache.get(key, now)
         if user is not None:
             ctx.user = user
+            return None
+        auth = authorization(ctx.request)
+        if auth is None or auth.scheme != "basic":
             return None
         creds = parse(auth.credentials)
         if isinstance(creds, str):
@@ -215,7 +219,7 @@ class BasicAuthentication(Module):
         self,
         stores: Stores,
         settings: BasicAuthenticationSection,
-        key: bytes,
+        key: object,
         creds: Credentials,
         rhost: str | None,
     ) -> Verdict:
