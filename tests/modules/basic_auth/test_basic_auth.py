@@ -326,3 +326,28 @@ def test_a_pam_check_that_hangs_is_answered_503_in_time(
         release.set()
     assert response.status == 503
     assert response.header("retry-after") == "1"
+
+
+def test_an_unusable_entry_is_a_server_error_and_bad_lines_are_skipped(
+    serve: Any, root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (root / "users").open("a") as f:
+        f.write("# a comment\n\nno-colon-line\neve:{MD5}abcdef\n")
+    client = serve()
+    with caplog.at_level(logging.INFO):
+        response = client.get("/private/x", headers=basic("eve", "secret-eve"))
+        assert client.get("/private/x", headers=basic("alice", "wonder-land")).status == 200
+    assert response.status == 500
+    assert "the entry of 'eve' is unusable: an unknown hash form" in caplog.text
+    assert "1 line(s) without 'user:hash' ignored" in caplog.text
+    assert "secret-eve" not in caplog.text
+
+
+def test_too_many_checks_at_once_are_answered_503(
+    serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = serve()
+    monkeypatch.setattr(basic_module_code, "MAX_CHECKS", 0)
+    response = client.get("/private/x", headers=basic("alice", "wonder-land"))
+    assert response.status == 503 and response.header("retry-after") == "1"
+    assert basic_module(client).verifications == 0
