@@ -18,8 +18,8 @@ from colonnade.core.registry import Registry
 from colonnade.engine import Engine
 from colonnade.errors import ConfigError
 from colonnade.modules.basic_auth import module as basic_module_code
-from colonnade.modules.basic_auth import pam
 from colonnade.modules.standard import BUILTIN
+from colonnade.providers.users import pam
 from colonnade.testing import Client, build_engine
 from tests.modules.basic_auth.support import (
     MODULES,
@@ -318,7 +318,7 @@ def test_a_pam_check_that_hangs_is_answered_503_in_time(
         return pam.PamResult(False, "x", pam.PAM_AUTH_ERR, "late", 0.0)
 
     # The real PAM call is replaced by one that hangs: PAM itself cannot be made to.
-    monkeypatch.setattr(basic_module_code.pam, "authenticate", hang)
+    monkeypatch.setattr(pam, "authenticate", hang)
     client = serve({"enabled": True, "pam": "login", "pam_timeout": 0.2})
     try:
         response = client.get("/private/x", headers=basic("nobody", "x"))

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from colonnade.modules.basic_auth import pam
+from colonnade.providers.users import pam
 from colonnade.testing import Client, build_engine
 from tests.modules.basic_auth.support import (
     MODULES,

@@ -9,9 +9,9 @@ How a request goes:
    nothing more: that is the common case, a browser resends the same header
    with every request. A miss whose header names another scheme is left alone.
 2. On a miss the credentials are decoded (:mod:`.credentials`: anything
-   malformed is a 401.1 with its reason) and checked in a worker thread: the
-   user file (:mod:`.userfile`, :mod:`.hashes`), then PAM (:mod:`.pam`) for a
-   user the file does not list. Requests that carry the same credentials while
+   malformed is a 401.1 with its reason) and checked in a worker thread against
+   the user stores of ``colonnade.providers.users``: the user file, then PAM
+   for a user the file does not list. Requests that carry the same credentials while
    a check runs wait for that one check instead of starting their own (a page
    that loads twenty files right after the logon box costs one bcrypt). PAM's
    fail delay is waited on the loop, not in the thread; a PAM check that takes
@@ -42,10 +42,11 @@ from colonnade.core.module import FINISH, Module, Outcome, Priority, hook
 from colonnade.core.principal import Principal
 from colonnade.core.stages import Stage
 from colonnade.errors import ModuleError
-from colonnade.modules.basic_auth import hashes, pam
 from colonnade.modules.basic_auth.config import BasicAuthenticationSection, challenge_for
 from colonnade.modules.basic_auth.credentials import CredentialCache, Credentials, parse, shown
-from colonnade.modules.basic_auth.userfile import UserFile, UserFileError
+from colonnade.providers.users import PasswordStore, UserStoreError, pam
+from colonnade.providers.users.htpasswd import HtpasswdFile
+from colonnade.providers.users.pam import PamService
 
 if TYPE_CHECKING:
     from colonnade.core.app import Application
@@ -79,47 +80,36 @@ class Verdict(NamedTuple):
 
 
 class Stores:
-    """The user stores of a section (a user file, a PAM service, or both) and the
-    memory of credentials verified against them. Shared by every section naming
-    the same stores."""
+    """The user stores of a section (a user file, a PAM service, or both, asked in
+    that order) and the memory of credentials verified against them. Shared by
+    every section naming the same stores."""
 
     def __init__(self, user_file: str | None, pam_service: str) -> None:
-        self.file = UserFile(user_file) if user_file else None
-        self.pam = pam_service
+        # With PAM behind it, an unknown name spends PAM's time: the file need
+        # not spend a hash of its own on it.
+        self.file = HtpasswdFile(user_file, equalize=not pam_service) if user_file else None
+        self.pam = PamService(pam_service) if pam_service else None
         self.cache = CredentialCache()
         #: Checks running now, by cache key: later requests await the same task.
         self.pending: dict[object, asyncio.Task[Verdict]] = {}
 
-    def check_file(self, creds: Credentials) -> Verdict | None:
-        """The verdict of the user file; None if it does not list the user. Blocking."""
-        assert self.file is not None
+    def check(self, store: PasswordStore, creds: Credentials, client: str | None) -> Verdict | None:
+        """The verdict of ``store``; None if it does not know the user. Blocking."""
         try:
-            stored = self.file.lookup(creds.user.encode("utf-8"))
-            if stored is None:
-                return None
-            if hashes.verify(stored, creds.password.encode("utf-8")):
-                return Verdict(200, Principal(creds.user, AUTH_TYPE))
-        except UserFileError as exc:
-            return Verdict(500, reason=f"basic_authentication.user_file: {exc}")
-        except hashes.UnusableHashError as exc:
-            return Verdict(
-                500, reason=f"{self.file.path}: the entry of {shown(creds.user)} is unusable: {exc}"
-            )
-        return Verdict(401, reason=f"user {shown(creds.user)}: wrong password (user file)")
-
-    def check_pam(self, creds: Credentials, rhost: str | None) -> Verdict:
-        """The verdict of PAM, with the user's Unix groups as roles. Blocking."""
-        try:
-            result = pam.authenticate(self.pam, creds.user, creds.password, rhost)
-        except OSError as exc:
-            return Verdict(500, reason=f"basic_authentication.pam: {exc}")
-        if result.ok:
-            roles = pam.unix_groups(result.user)
-            return Verdict(200, Principal(result.user, AUTH_TYPE, roles))
-        why = f"user {shown(creds.user)}: PAM service {self.pam!r}: {result.reason}"
-        if result.refused:
-            return Verdict(401, reason=why, delay=min(result.delay, MAX_DELAY))
-        return Verdict(500, reason=why)
+            logon = store.check(creds.user, creds.password, client)
+        except UserStoreError as exc:
+            setting = "user_file" if store is self.file else "pam"
+            return Verdict(500, reason=f"basic_authentication.{setting}: {exc}")
+        if logon is None:
+            return None
+        if logon.ok:
+            return Verdict(200, Principal(logon.name, AUTH_TYPE, logon.roles))
+        where = " (user file)" if store is self.file else ""
+        return Verdict(
+            401,
+            reason=f"user {shown(creds.user)}: {logon.reason}{where}",
+            delay=min(logon.delay, MAX_DELAY),
+        )
 
 
 class BasicAuthentication(Module):
@@ -246,17 +236,17 @@ class BasicAuthentication(Module):
         verdict: Verdict | None = None
         if stores.file is not None:
             self.verifications += 1
-            verdict = await loop.run_in_executor(executor, stores.check_file, creds)
-        if verdict is None and stores.pam:
+            verdict = await loop.run_in_executor(executor, stores.check, stores.file, creds, rhost)
+        if verdict is None and stores.pam is not None:
             self.verifications += 1
-            future: Future[Verdict] = executor.submit(stores.check_pam, creds, rhost)
+            future: Future[Verdict | None] = executor.submit(stores.check, stores.pam, creds, rhost)
             try:
                 verdict = await asyncio.wait_for(asyncio.wrap_future(future), settings.pam_timeout)
             except TimeoutError:
                 future.cancel()
                 log.warning(
                     "auth.basic: PAM service %r did not answer within %g s",
-                    stores.pam,
+                    stores.pam.service,
                     settings.pam_timeout,
                 )
                 return Verdict(503, reason=f"PAM did not answer within {settings.pam_timeout} s")

@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from colonnade.modules.basic_auth import hashes, syscrypt
-from colonnade.modules.basic_auth.hashes import UnusableHashError, method, verify
+from colonnade.providers.users import hashes, syscrypt
+from colonnade.providers.users.hashes import UnusableHashError, method, verify
 
 HTPASSWD = shutil.which("htpasswd")
 needs_htpasswd = pytest.mark.skipif(

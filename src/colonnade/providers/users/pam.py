@@ -24,6 +24,8 @@ import pwd
 import threading
 from typing import Any, NamedTuple
 
+from colonnade.providers.users import Logon, UserStoreError
+
 # <security/_pam_types.h>
 PAM_SUCCESS = 0
 PAM_SERVICE_ERR = 3
@@ -282,3 +284,29 @@ def unix_groups(user: str) -> frozenset[str]:
         except KeyError:
             names.add(str(gid))
     return frozenset(names)
+
+
+class PamService:
+    """A PAM service as a :class:`~colonnade.providers.users.PasswordStore`.
+
+    It knows every name (PAM answers "unknown user" as a failure), so
+    :meth:`check` never returns None. The user's Unix groups become its roles.
+    """
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    def check(self, name: str, password: str, client: str | None = None) -> Logon:
+        """Log ``name`` on through PAM (blocking). Raises :class:`UserStoreError`
+        when libpam is missing or PAM fails for another reason than the
+        credentials (a broken service file, an unreachable directory)."""
+        try:
+            result = authenticate(self.service, name, password, client)
+        except OSError as exc:
+            raise UserStoreError(str(exc)) from None
+        if result.ok:
+            return Logon(True, result.user, unix_groups(result.user))
+        why = f"PAM service {self.service!r}: {result.reason}"
+        if not result.refused:
+            raise UserStoreError(f"user {name!r}: {why}")
+        return Logon(False, name, reason=why, delay=result.delay)

@@ -26,7 +26,7 @@ import hashlib
 import hmac
 import re
 
-from colonnade.modules.basic_auth import syscrypt
+from colonnade.providers.users import syscrypt
 
 #: The alphabet of crypt(3) hashes and salts.
 ITOA64 = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
