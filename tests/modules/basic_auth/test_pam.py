@@ -7,6 +7,8 @@ common-auth and common-account).
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import secrets
 import shutil
@@ -20,14 +22,18 @@ import pytest
 
 from colonnade.providers.users import pam
 from colonnade.testing import Client, build_engine
+from tests.e2e.conftest import LiveServer
+from tests.hosting.support import EXTRA
 from tests.modules.basic_auth.support import (
     MODULES,
+    RequireUser,
     basic,
     basic_module,
     htpasswd,
     needs_htpasswd,
     site,
 )
+from tests.support.wait import PATIENCE
 
 _TOOLS = ("useradd", "userdel", "groupadd", "groupdel", "chpasswd", "chage", "passwd")
 _missing = [tool for tool in _TOOLS if shutil.which(tool) is None]
@@ -159,3 +165,33 @@ def test_the_fail_delay_is_handed_back_not_slept_in_the_thread(account: Account)
     assert not result.ok and result.refused
     assert result.delay > 1.0
     assert took < result.delay
+
+
+def test_a_wsgi_app_sees_the_system_user_over_a_real_socket(
+    account: Account, tmp_path: Path
+) -> None:
+    (tmp_path / "www").mkdir()
+    config = {
+        "server": {"modules": ["auth.basic", "test.require_user", "handler.static"]},
+        "sites": [
+            {
+                "name": "s",
+                "bindings": ["http://127.0.0.1:1"],
+                "root": "www",
+                "applications": [
+                    {"path": "/private", "app": "tests.hosting.apps.wsgi_apps:environ_app"}
+                ],
+            }
+        ],
+        "basic_authentication": {"enabled": True, "pam": SERVICE},
+    }
+    with LiveServer(config, tmp_path, modules=[*EXTRA, RequireUser]).start() as server:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=PATIENCE)
+        try:
+            conn.request("GET", "/private/env", headers=basic(account.user, account.password))
+            response = conn.getresponse()
+            environ = json.loads(response.read())
+        finally:
+            conn.close()
+    assert response.status == 200
+    assert (environ["REMOTE_USER"], environ["AUTH_TYPE"]) == (account.user, "Basic")
