@@ -82,8 +82,8 @@ class BasicAuthenticationSection(Section, frozen=True, dict=True):
     group."""
     cache_seconds: Annotated[int, Meta(ge=0, le=3600)] = 60
     """How long verified credentials are remembered (0: verify every request). A
-    changed user file takes effect within a second; a changed system password or a locked
-    account only after this time."""
+    changed user file takes effect within a second; a changed system password or a
+    locked account only after this time."""
     pam_timeout: Annotated[float, Meta(gt=0, le=120)] = 10.0
     """The most seconds one PAM check may take; a slower one is answered 503."""
 
