@@ -10,6 +10,7 @@ BUILTIN: tuple[tuple[str, str], ...] = (
     ("auth.anonymous", "colonnade.modules.anonymous_auth.module:AnonymousAuthentication"),
     ("auth.roles", "colonnade.modules.roles.module:GroupFileRoles"),
     ("authz.url", "colonnade.modules.url_authorization.module:UrlAuthorization"),
+    ("auth.basic", "colonnade.modules.basic_auth.module:BasicAuthentication"),
     ("static.default_document", "colonnade.modules.default_document.module:DefaultDocument"),
     ("static.directory_listing", "colonnade.modules.directory_listing.module:DirectoryListing"),
     ("handler.static", "colonnade.handlers.static.handler:StaticFile"),
