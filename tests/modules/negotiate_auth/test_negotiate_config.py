@@ -98,6 +98,19 @@ def test_a_bad_replay_cache_fails_at_start_up(tmp_path: Path, realm: Realm) -> N
     assert error.key == "windows_authentication.replay_cache"
     assert "'no-such-type:x' cannot be used" in error.message
     assert error.message.isprintable()
+    error = start_error(
+        tmp_path, enabled=True, keytab=str(realm.keytab), replay_cache="file2:/nonexistent/rc"
+    )
+    assert error.key == "windows_authentication.replay_cache"
+    assert "/nonexistent is missing or not writable" in error.message
+
+
+def test_the_replay_cache_file_is_checked_for_the_pools_user(tmp_path: Path) -> None:
+    from colonnade.modules.negotiate_auth.config import WindowsAuthenticationSection as S
+
+    assert S(enabled=True, replay_cache="file2:/var/lib/c/rc").written_paths() == ("/var/lib/c/rc",)
+    assert S(enabled=True, replay_cache="dfl:").written_paths() == ()
+    assert S(enabled=False, replay_cache="file2:/var/lib/c/rc").written_paths() == ()
 
 
 # -- web.toml and [lock] -------------------------------------------------------------

@@ -66,9 +66,7 @@ class WindowsAuthenticationSection(Section, frozen=True, dict=True):
     needs the `gssapi` package (`pip install 'colonnade[kerberos]'`); the
     Kerberos library reads its `krb5.conf` (`KRB5_CONFIG`) as usual.
 
-    Locked by default, as IIS locks its authentication sections: a `web.toml`
-    may set it only where the server file's `[lock]` says
-    `windows_authentication = "allow"`; locations in the server file may.
+    Locked by default, as IIS locks its authentication sections.
     """
 
     key = "windows_authentication"
@@ -99,9 +97,10 @@ class WindowsAuthenticationSection(Section, frozen=True, dict=True):
     replay_cache: str = ""
     """Where seen authenticators are remembered, so that a captured token cannot
     be used twice: a Kerberos replay cache name such as
-    `file2:/var/lib/colonnade/krb5.rcache`. Empty: the library's default (MIT:
-    a file in `/var/tmp`, or `KRB5RCACHEDIR`), shared by every worker of the
-    pool's user. `none` turns the check off (not advised)."""
+    `file2:/var/lib/colonnade/krb5.rcache` (the pool's user must be able to
+    write it: `colonnade check` verifies). Empty: the library's default (MIT: a
+    file in `/var/tmp`, or `KRB5RCACHEDIR`), shared by every worker of the
+    pool's user. `none:` turns the check off (not advised)."""
 
     def __post_init__(self) -> None:
         if self.keytab and (not os.path.isabs(self.keytab) or "\x00" in self.keytab):
@@ -113,6 +112,11 @@ class WindowsAuthenticationSection(Section, frozen=True, dict=True):
         _ = self.service_name  # a malformed name fails at load, naming its key
         if len(set(self.realms)) != len(self.realms):
             raise ValueError("realms: a realm is listed twice")
+
+    def written_paths(self) -> tuple[str, ...]:
+        """The replay cache file, where one is named (``file2:PATH``)."""
+        kind, _, residual = self.replay_cache.partition(":")
+        return (residual,) if self.enabled and kind == "file2" and residual else ()
 
     @cached_property
     def service_name(self) -> ServiceName:

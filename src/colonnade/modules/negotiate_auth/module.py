@@ -40,6 +40,7 @@ from colonnade.core.context import Context
 from colonnade.core.module import FINISH, Module, Outcome, Priority, hook
 from colonnade.core.principal import Principal
 from colonnade.core.stages import Stage
+from colonnade.core.urlpath import covers
 from colonnade.errors import ConfigError
 from colonnade.modules.negotiate_auth.config import WindowsAuthenticationSection
 
@@ -86,7 +87,7 @@ class NegotiateAuthentication(Module):
     def provision(self, app: Application) -> None:
         """Make the acceptor of every enabled section the application can see."""
         self._app = app
-        paths = [app.path, *(level.path for level in app.levels)]
+        paths = [app.path, *(lvl.path for lvl in app.levels if covers(app.path, lvl.path))]
         for path in dict.fromkeys(paths):
             sections = app.sections_for(path)
             settings = sections.get(WindowsAuthenticationSection)
@@ -114,6 +115,14 @@ class NegotiateAuthentication(Module):
                 f"cannot read the keytab {settings.keytab} ({why} for this process)",
                 key="windows_authentication.keytab",
             )
+        for written in settings.written_paths():
+            folder = os.path.dirname(written) or "."
+            if not os.access(folder, os.W_OK | os.X_OK):
+                # The library would accept this and fail every logon later.
+                raise ConfigError(
+                    f"the replay cache's folder {folder} is missing or not writable",
+                    key="windows_authentication.replay_cache",
+                )
         try:
             acceptor: Acceptor = gss.Acceptor(settings)
         except gss.SetupError as exc:
