@@ -107,6 +107,7 @@ class Acceptor:
         # the next attribute read, to let an initiator send the error token first.
         try:
             result = gssapi.raw.accept_sec_context(token, self._creds)
+            shown = gssapi.raw.display_name(result.initiator_name).name
         except GSSError as exc:
             return describe(exc)
         if result.more_steps:
@@ -118,9 +119,7 @@ class Acceptor:
         # A flag set at run time (typed as one flag): its bits, for both.
         if int(result.flags) & gssapi.RequirementFlag.anonymity:
             return "anonymous Kerberos principal"
-        principal = gssapi.raw.display_name(result.initiator_name).name.decode(
-            "utf-8", "backslashreplace"
-        )
+        principal = shown.decode("utf-8", "backslashreplace")
         realm = principal.rpartition("@")[2] if "@" in principal else ""
         reply = result.token
         return Accepted(principal, realm, reply or None)

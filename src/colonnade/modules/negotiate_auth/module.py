@@ -82,11 +82,9 @@ class NegotiateAuthentication(Module):
             self._make_acceptor
         )
         self._executor: ThreadPoolExecutor | None = None
-        self._app: Application | None = None
 
     def provision(self, app: Application) -> None:
         """Make the acceptor of every enabled section the application can see."""
-        self._app = app
         paths = [app.path, *(lvl.path for lvl in app.levels if covers(app.path, lvl.path))]
         for path in dict.fromkeys(paths):
             sections = app.sections_for(path)
