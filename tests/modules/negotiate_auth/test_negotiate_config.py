@@ -216,3 +216,29 @@ def test_the_access_log_names_the_user_and_failures_keep_the_reason(
     refusals = [r.getMessage() for r in caplog.records if r.name == "colonnade.auth"]
     assert any("Negotiate logon failed" in m and "replay" in m for m in refusals)
     assert all(token.split()[1][:40] not in m for m in refusals)  # never the token
+
+
+def test_a_location_enables_it_for_its_subtree_only(tmp_path: Path, realm: Realm) -> None:
+    site = config(tmp_path)
+    del site["windows_authentication"]
+    (tmp_path / "www" / "private").mkdir()
+    (tmp_path / "www" / "private" / "plan.txt").write_text("plan")
+    site["locations"] = [
+        {
+            "path": "/private",
+            "windows_authentication": {
+                "enabled": True,
+                "keytab": str(realm.keytab),
+                "replay_cache": f"file2:{tmp_path}/rcache",
+            },
+        }
+    ]
+    with LiveServer(site, tmp_path).start() as server:
+        bad = "Negotiate AAAA"
+        refused = get(server.port, "/private/plan.txt", bad)
+        assert refused.status_code == 401
+        assert refused.headers.get_list("www-authenticate") == ["Negotiate"]
+        assert get(server.port, "/hello.txt", bad).status_code == 200  # not Negotiate's here
+        good = get(server.port, "/private/plan.txt", realm.negotiate())
+        assert (good.status_code, good.text) == (200, "plan")
+        assert good.headers["www-authenticate"].startswith("Negotiate ")
