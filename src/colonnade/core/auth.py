@@ -130,9 +130,12 @@ def add_challenge(ctx: Context, challenge: bytes) -> None:
     before the challenges already there: the response then lists them in the
     order of the modules in the configuration, as IIS lists its providers.
     """
-    headers = ctx.response.headers
+    # A new list, not an insertion: a handler may share the list it set between
+    # responses (a 401 is rare enough for the copy not to matter).
+    response = ctx.response
+    headers = response.headers
     for i, (name, _) in enumerate(headers):
         if name == _CHALLENGE:
-            headers.insert(i, (_CHALLENGE, challenge))
+            response.headers = [*headers[:i], (_CHALLENGE, challenge), *headers[i:]]
             return
-    headers.append((_CHALLENGE, challenge))
+    response.headers = [*headers, (_CHALLENGE, challenge)]

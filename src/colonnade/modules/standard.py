@@ -21,5 +21,6 @@ BUILTIN: tuple[tuple[str, str], ...] = (
     ("http.redirection", "colonnade.modules.redirection.module:HttpRedirection"),
     ("http.custom_headers", "colonnade.modules.custom_headers.module:CustomHeaders"),
     ("http.custom_errors", "colonnade.modules.custom_errors.module:CustomErrors"),
+    ("auth.negotiate", "colonnade.modules.negotiate_auth.module:NegotiateAuthentication"),
     ("asgi.middleware", "colonnade.handlers.asgi.middleware:AsgiMiddleware"),
 )
