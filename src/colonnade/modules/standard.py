@@ -15,5 +15,6 @@ BUILTIN: tuple[tuple[str, str], ...] = (
     ("http.redirection", "colonnade.modules.redirection.module:HttpRedirection"),
     ("http.custom_headers", "colonnade.modules.custom_headers.module:CustomHeaders"),
     ("http.custom_errors", "colonnade.modules.custom_errors.module:CustomErrors"),
+    ("auth.jwt", "colonnade.modules.jwt_auth.module:JwtAuthentication"),
     ("asgi.middleware", "colonnade.handlers.asgi.middleware:AsgiMiddleware"),
 )
