@@ -303,7 +303,7 @@ def _hmac_key(
 
 def _jwks(path: str, hs: list[str]) -> list[VerificationKey]:
     from jwt import PyJWK
-    from jwt.exceptions import PyJWKError
+    from jwt.exceptions import PyJWTError
 
     setting = "jwt_authentication.jwks_file"
     try:
@@ -333,7 +333,7 @@ def _jwks(path: str, hs: list[str]) -> list[VerificationKey]:
             raise ConfigError(f"{where}: alg {alg} does not fit kty {kty!r}", key=setting)
         try:
             parsed = PyJWK(entry).key
-        except (PyJWKError, ValueError, TypeError, KeyError):
+        except (PyJWTError, ValueError, TypeError, KeyError):
             # PyJWT's message may quote the JWK, secret and all: say it without.
             raise ConfigError(f"{where}: not a valid {kty} key", key=setting) from None
         if kty == HMAC:
