@@ -587,3 +587,40 @@ def test_environment_secret_never_reaches_config_show(
         shown = json.dumps(effective_config(client.engine, None, "/"))
     assert "TEST_JWT_SHOW" in shown
     assert secret not in shown
+
+
+def test_the_docs_recipe_server_settings_enabled_per_location(
+    serve: Any, files: Any, keys: Keys
+) -> None:
+    settings = rs256(files, issuer="https://login.example.com", audience=["orders-api"])
+    del settings["enabled"]
+    client = serve(settings, locations=[{"path": "/api", "jwt_authentication": {"enabled": True}}])
+    token = sign(keys.rsa, "RS256", claims(iss="https://login.example.com", aud="orders-api"))
+    assert body(client.get("/api/orders", headers=bearer(token)))["user"] == "ann"
+    assert body(client.get("/home", headers=bearer(token)))["user"] is None
+    assert client.get("/api/orders", headers=bearer(sign(keys.rsa, "RS256"))).status == 401
+
+
+def test_a_web_toml_may_switch_it_on_over_the_servers_settings(
+    serve: Any, files: Any, keys: Keys, root: Path
+) -> None:
+    (root / "api" / "web.toml").write_text("[jwt_authentication]\nenabled = true\n")
+    settings = rs256(files)
+    del settings["enabled"]
+    client = serve(settings)
+    token = bearer(sign(keys.rsa, "RS256"))
+    assert body(client.get("/api/x", headers=token))["user"] == "ann"
+    assert body(client.get("/x", headers=token))["user"] is None
+
+
+def test_incomplete_effective_settings_fail_the_start_naming_the_path(
+    root: Path, files: Any
+) -> None:
+    from colonnade.errors import ConfigError
+
+    locations = [{"path": "/api", "jwt_authentication": {"enabled": True}}]
+    engine = build_engine(config(root, {"issuer": "x"}, locations=locations), modules=[Echo])
+    with pytest.raises(ConfigError) as info, Client(engine):
+        pass
+    assert "algorithms: required when jwt_authentication is enabled" in str(info.value)
+    assert "(the settings for /api of site t)" in str(info.value)

@@ -151,6 +151,41 @@ class JwtAuthenticationSection(Section, frozen=True, dict=True):
     def __post_init__(self) -> None:
         _ = self.policy  # compile now: a bad value fails at load, naming its key
 
+    def check_complete(self) -> None:
+        """Refuse (ValueError, naming the keys) effective settings that cannot work.
+
+        The checks that need several keys together, made on the merged settings of
+        an enabled section only: a location or a ``web.toml`` may set one key alone
+        (``enabled = true``) over the rest set above it, so they cannot run when
+        each table is decoded on its own.
+        """
+        families = self.policy.families
+        if self.enabled and not self.algorithms:
+            raise ValueError(
+                "algorithms: required when jwt_authentication is enabled: the signature "
+                "algorithms your token issuer uses, such as ['RS256']"
+            )
+        if self.secret_file and self.secret_env:
+            raise ValueError("secret_file, secret_env: set one of them, not both")
+        has_secret = bool(self.secret_file or self.secret_env)
+        if has_secret and HMAC not in families:
+            raise ValueError(
+                "secret_file, secret_env: a secret only verifies HS256, HS384 or HS512, "
+                "and algorithms lists none of them"
+            )
+        if self.enabled and not (has_secret or self.jwks_file or self.public_key_file):
+            raise ValueError(
+                "jwks_file, public_key_file, secret_file, secret_env: enabled without a key; "
+                "configure where the verification keys are"
+            )
+        if HMAC in families and self.public_key_file and not (has_secret or self.jwks_file):
+            # The key-confusion attack's configuration: say so rather than let a
+            # reader believe the public key verifies HS* tokens.
+            raise ValueError(
+                "algorithms: HS* tokens are verified with secret_file or secret_env "
+                "(never with public_key_file); configure a secret or remove HS*"
+            )
+
     @cached_property
     def policy(self) -> TokenPolicy:
         """What the settings alone decide, compiled once for this section."""
@@ -189,36 +224,11 @@ class TokenPolicy:
                 )
             if alg not in algorithms:
                 algorithms.append(alg)
-        if section.enabled and not algorithms:
-            raise ValueError(
-                "algorithms: required when jwt_authentication is enabled: the signature "
-                "algorithms your token issuer uses, such as ['RS256']"
-            )
         self.algorithms = frozenset(algorithms)
         self.families = frozenset(ALGORITHMS[alg] for alg in algorithms)
-        if section.secret_file and section.secret_env:
-            raise ValueError("secret_file, secret_env: set one of them, not both")
         if section.secret_env and _ENV.fullmatch(section.secret_env) is None:
             raise ValueError(
                 f"secret_env: {section.secret_env!r} is not an environment variable name"
-            )
-        has_secret = bool(section.secret_file or section.secret_env)
-        if has_secret and HMAC not in self.families:
-            raise ValueError(
-                "secret_file, secret_env: a secret only verifies HS256, HS384 or HS512, "
-                "and algorithms lists none of them"
-            )
-        if section.enabled and not (has_secret or section.jwks_file or section.public_key_file):
-            raise ValueError(
-                "jwks_file, public_key_file, secret_file, secret_env: enabled without a key; "
-                "configure where the verification keys are"
-            )
-        if HMAC in self.families and section.public_key_file and not has_secret:
-            # The key-confusion attack's configuration: say so rather than let a
-            # reader believe the public key verifies HS* tokens.
-            raise ValueError(
-                "algorithms: HS* tokens are verified with secret_file or secret_env "
-                "(never with public_key_file); configure a secret or remove HS*"
             )
         for field, value in (
             ("name_claim", section.name_claim),

@@ -69,7 +69,15 @@ class JwtAuthentication(Module):
         or unusable key file fails at start-up rather than on some request."""
         for path in app.level_paths():
             section = app.sections_for(path).get(JwtAuthenticationSection)
-            self._verifiers.get(section)
+            try:
+                self._verifiers.get(section)
+            except ConfigError as exc:
+                # Several files may have made these settings: say where they hold.
+                raise ConfigError(
+                    f"{exc.message} (the settings for {path} of site {app.site})",
+                    file=exc.file,
+                    key=exc.key,
+                ) from None
             secret = section.secret_file
             if section.enabled and secret and app.contains(os.path.realpath(secret)):
                 raise ConfigError(
@@ -81,6 +89,10 @@ class JwtAuthentication(Module):
     def _compile(self, section: JwtAuthenticationSection) -> Verifier | None:
         if not section.enabled:
             return None
+        try:
+            section.check_complete()
+        except ValueError as exc:
+            raise ConfigError(str(exc), key="jwt_authentication") from None
         settings = KeySettings(
             section.jwks_file,
             section.public_key_file,
