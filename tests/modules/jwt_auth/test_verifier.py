@@ -37,7 +37,7 @@ class Clocks:
 
 def make(
     tmp_path: Path, keys: Keys, clocks: Clocks, **settings: Any
-) -> tuple[Verifier, list[str], Path]:
+) -> tuple[Verifier, list[bytes], Path]:
     path = tmp_path / "jwks.json"
     if not path.exists():
         write_jwks(path, jwk(keys.rsa, "a"))
@@ -50,10 +50,10 @@ def make(
         clock=clocks.mono,
     )
     verifier = Verifier(section, source, wall=clocks.wall, clock=clocks.mono)
-    verified: list[str] = []
+    verified: list[bytes] = []
     real = verifier._verify
 
-    def counting(token: str, ring: Any) -> Any:
+    def counting(token: bytes, ring: Any) -> Any:
         verified.append(token)
         return real(token, ring)
 
