@@ -57,7 +57,8 @@ def tree(tmp_path: Path, keys: Keys) -> dict[str, Any]:
     for name, source in (("wsgi", WSGI_APP), ("asgi", ASGI_APP)):
         folder = tmp_path / name
         folder.mkdir()
-        (folder / f"{name}_app.py").write_text(source)
+        # A module name of its own: the apps are imported by name, once per process.
+        (folder / f"jwt_{name}_app.py").write_text(source)
     www = tmp_path / "www"
     www.mkdir()
     (www / "hello.txt").write_text("hello")
@@ -70,8 +71,8 @@ def tree(tmp_path: Path, keys: Keys) -> dict[str, Any]:
                 "bindings": ["http://127.0.0.1:1"],
                 "root": "www",
                 "applications": [
-                    {"path": "/wsgi", "root": "wsgi", "app": "wsgi_app:app", "app_dir": "wsgi"},
-                    {"path": "/asgi", "root": "asgi", "app": "asgi_app:app", "app_dir": "asgi"},
+                    {"path": "/wsgi", "root": "wsgi", "app": "jwt_wsgi_app:app", "app_dir": "wsgi"},
+                    {"path": "/asgi", "root": "asgi", "app": "jwt_asgi_app:app", "app_dir": "asgi"},
                 ],
             }
         ],
