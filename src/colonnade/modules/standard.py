@@ -5,6 +5,8 @@ Removing a module's folder and its line here removes the feature.
 
 BUILTIN: tuple[tuple[str, str], ...] = (
     ("security.request_filtering", "colonnade.modules.request_filtering.module:RequestFiltering"),
+    ("security.trusted_proxies", "colonnade.modules.trusted_proxies.module:TrustedProxies"),
+    ("security.ip", "colonnade.modules.ip_security.module:IpSecurity"),
     ("static.default_document", "colonnade.modules.default_document.module:DefaultDocument"),
     ("static.directory_listing", "colonnade.modules.directory_listing.module:DirectoryListing"),
     ("handler.static", "colonnade.handlers.static.handler:StaticFile"),

@@ -172,7 +172,7 @@ def _inner_request(request: Request, scope: Scope, receive: Receive, outer: Http
         return request
     client = scope.get("client")
     server = scope.get("server")
-    return Request(
+    inner = Request(
         request.method,
         request.path,
         raw_path=request.raw_path,
@@ -187,6 +187,8 @@ def _inner_request(request: Request, scope: Scope, receive: Receive, outer: Http
         body=request.body if own_receive else _ReceiveBody(receive),
         keep_alive=request.keep_alive,
     )
+    inner.peer = request.peer  # the connection's, whoever the middleware says the client is
+    return inner
 
 
 def _principal(scope: Scope) -> Principal | None:

@@ -127,10 +127,15 @@ class HttpLogging(Module):
     @hook(Stage.LOG_REQUEST)
     def log_request(self, ctx: Context) -> None:
         """Append this request's line to its log's buffer (unless filtered out)."""
+        section = ctx.sections.get(HttpLoggingSection)
+        captures = self._captures
         try:
-            capture = self._captures.get(ctx.sections.get(HttpLoggingSection))
-        except ConfigError as exc:  # a section provision did not see, and its target fails
-            log.error("access log: %s", exc)
-            return
+            capture = section.__dict__[captures.key]  # built already: no call
+        except KeyError:
+            try:
+                capture = captures.get(section)
+            except ConfigError as exc:  # a section provision did not see, and its target fails
+                log.error("access log: %s", exc)
+                return
         if capture is not None:
             capture(ctx)
