@@ -120,7 +120,9 @@ class JwtAuthentication(Module):
         credentials = authorization(ctx.request)
         if credentials is None or credentials.scheme != "bearer":
             return None
-        verifier = self._verifiers.get(section)
+        # PerSection's fast read (the section's own dict), its call on the first use.
+        verifiers = self._verifiers
+        verifier = section.__dict__.get(verifiers.key) or verifiers.get(section)
         if verifier is None:  # pragma: no cover - enabled sections always compile to one
             return None
         try:
