@@ -41,6 +41,10 @@ class Echo(Handler):
     def execute(self, ctx: Context) -> None:
         if ctx.request.path.endswith("/app401"):
             ctx.response.status = 401
+            if ctx.request.path.startswith("/own"):
+                ctx.response.headers.append(
+                    (b"www-authenticate", b'Bearer error="insufficient_scope", scope="orders"')
+                )
             ctx.response.body = b"the application says no"
             return
         user = ctx.user
@@ -431,6 +435,9 @@ def test_any_401_carries_the_challenge_without_an_error(serve: Any, files: Any, 
     assert challenge(response) == (
         'Bearer error="invalid_token", error_description="unsigned tokens are not accepted"'
     )
+    # An application's own Bearer challenge is left as it is, not doubled.
+    response = client.get("/own/app401", headers=bearer(sign(keys.rsa, "RS256")))
+    assert challenge(response) == 'Bearer error="insufficient_scope", scope="orders"'
     # Other statuses never carry it.
     assert not [k for k, _ in client.get("/").headers if k == b"www-authenticate"]
 

@@ -11,7 +11,8 @@ How this works:
   or already authenticated by another scheme, are left alone.
 - *SEND_RESPONSE* (priority LOW): every 401 of a URL where this is enabled gets
   ``WWW-Authenticate: Bearer realm="..."``, with ``error`` and
-  ``error_description`` when this module refused the token (RFC 6750 3). LOW runs
+  ``error_description`` when this module refused the token (RFC 6750 3), unless
+  the application sent a Bearer challenge of its own (its ``scope``, its error). LOW runs
   before ``http.custom_headers`` (MEDIUM, so its ``remove`` still applies) and
   ``http.custom_errors`` (FIRST, which keeps the header when it replaces the page).
 - *Compile once*: each section's verifier (its key source, cache and policy) is
@@ -144,6 +145,9 @@ class JwtAuthentication(Module):
         section = ctx.section(JwtAuthenticationSection)
         if not section.enabled:
             return
+        for name, present in response.headers:
+            if name == _WWW_AUTHENTICATE and present.partition(b" ")[0].lower() == b"bearer":
+                return  # the application sent its own Bearer challenge
         value = section.policy.challenge
         refused = ctx.items.get(BEARER_ERROR)
         if refused is not None:
