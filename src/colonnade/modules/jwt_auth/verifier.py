@@ -24,6 +24,7 @@ import hashlib
 import json
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -132,7 +133,9 @@ class Verifier:
         self._max = section.max_token_bytes
         self._ttl = section.cache_seconds
         self._entries = section.cache_entries
-        self._cache: dict[bytes, tuple[Verified, float, float]] = {}
+        # First in, first out: popitem(last=False) is O(1), where deleting a plain
+        # dict's first key again and again leaves holes every lookup then skips.
+        self._cache: OrderedDict[bytes, tuple[Verified, float, float]] = OrderedDict()
         self._wall = wall
         self._clock = clock
 
@@ -161,7 +164,7 @@ class Verifier:
         verified, exp = self._verify(credentials, ring)
         cache = self._cache
         if len(cache) >= self._entries:
-            del cache[next(iter(cache))]  # the oldest
+            cache.popitem(last=False)  # the oldest
         cache[digest] = (verified, self._clock() + self._ttl, exp)
         return verified
 
