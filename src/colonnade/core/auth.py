@@ -46,9 +46,11 @@ MAX_AUTHORIZATION = 16 * 1024
 AUTH_FAILURE = "auth.failure"
 
 #: The SEND_RESPONSE priority of the hooks that add challenges: one priority for
-#: all, so that their order is the configuration's; before ``http.custom_errors``
-#: (FIRST), which keeps ``WWW-Authenticate`` when it replaces a page.
-CHALLENGE_PRIORITY = Priority.HIGH
+#: all, so that their order is the configuration's. SEND_RESPONSE runs in reverse
+#: priority order, so LOW comes before ``http.custom_headers`` (MEDIUM: its
+#: ``remove`` still applies to a challenge) and ``http.custom_errors`` (FIRST,
+#: which keeps ``WWW-Authenticate`` when it replaces a page).
+CHALLENGE_PRIORITY = Priority.LOW
 
 _CHALLENGE = b"www-authenticate"
 

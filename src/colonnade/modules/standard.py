@@ -22,5 +22,6 @@ BUILTIN: tuple[tuple[str, str], ...] = (
     ("http.custom_headers", "colonnade.modules.custom_headers.module:CustomHeaders"),
     ("http.custom_errors", "colonnade.modules.custom_errors.module:CustomErrors"),
     ("auth.negotiate", "colonnade.modules.negotiate_auth.module:NegotiateAuthentication"),
+    ("auth.jwt", "colonnade.modules.jwt_auth.module:JwtAuthentication"),
     ("asgi.middleware", "colonnade.handlers.asgi.middleware:AsgiMiddleware"),
 )

@@ -15,9 +15,9 @@ How this works:
   ``Negotiate``. Refused, or a header that is not base64 or too long
   (``core.auth.MAX_AUTHORIZATION``): 401.1 with the reason logged. Each request
   is authenticated on its own (IIS ``authPersistNonNTLM = false``).
-- *SEND_RESPONSE* (priority HIGH: after the handler and the header modules,
-  before ``http.custom_errors``, which keeps ``WWW-Authenticate`` when it
-  replaces a page): a 401 gets the ``Negotiate`` challenge (whoever made the
+- *SEND_RESPONSE* (``core.auth.CHALLENGE_PRIORITY``: before the header modules
+  and ``http.custom_errors``, which keeps ``WWW-Authenticate`` when it replaces a
+  page): a 401 gets the ``Negotiate`` challenge (whoever made the
   401); an authenticated response gets the server's mutual-authentication token.
 """
 
