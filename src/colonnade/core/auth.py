@@ -54,9 +54,11 @@ MAX_AUTHORIZATION = 16 * 1024
 AUTH_FAILURE = "auth.failure"
 
 #: The SEND_RESPONSE priority of the hooks that add challenges: one priority for
-#: all, so that their order is the configuration's; before ``http.custom_errors``
-#: (FIRST), which keeps ``WWW-Authenticate`` when it replaces a page.
-CHALLENGE_PRIORITY = Priority.HIGH
+#: all, so that their order is the configuration's. SEND_RESPONSE runs in reverse
+#: priority order, so LOW comes before ``http.custom_headers`` (MEDIUM: its
+#: ``remove`` still applies to a challenge) and ``http.custom_errors`` (FIRST,
+#: which keeps ``WWW-Authenticate`` when it replaces a page).
+CHALLENGE_PRIORITY = Priority.LOW
 
 _CHALLENGE = b"www-authenticate"
 
@@ -163,9 +165,12 @@ def add_challenge(ctx: Context, challenge: bytes) -> None:
     before the challenges already there: the response then lists them in the
     order of the modules in the configuration, as IIS lists its providers.
     """
-    headers = ctx.response.headers
+    # A new list, not an insertion: a handler may share the list it set between
+    # responses (a 401 is rare enough for the copy not to matter).
+    response = ctx.response
+    headers = response.headers
     for i, (name, _) in enumerate(headers):
         if name == _CHALLENGE:
-            headers.insert(i, (_CHALLENGE, challenge))
+            response.headers = [*headers[:i], (_CHALLENGE, challenge), *headers[i:]]
             return
-    headers.append((_CHALLENGE, challenge))
+    response.headers = [*headers, (_CHALLENGE, challenge)]

@@ -10,6 +10,7 @@ BUILTIN: tuple[tuple[str, str], ...] = (
     ("auth.anonymous", "colonnade.modules.anonymous_auth.module:AnonymousAuthentication"),
     ("auth.roles", "colonnade.modules.roles.module:GroupFileRoles"),
     ("authz.url", "colonnade.modules.url_authorization.module:UrlAuthorization"),
+    ("auth.basic", "colonnade.modules.basic_auth.module:BasicAuthentication"),
     ("static.default_document", "colonnade.modules.default_document.module:DefaultDocument"),
     ("static.directory_listing", "colonnade.modules.directory_listing.module:DirectoryListing"),
     ("handler.static", "colonnade.handlers.static.handler:StaticFile"),
@@ -20,6 +21,8 @@ BUILTIN: tuple[tuple[str, str], ...] = (
     ("http.redirection", "colonnade.modules.redirection.module:HttpRedirection"),
     ("http.custom_headers", "colonnade.modules.custom_headers.module:CustomHeaders"),
     ("http.custom_errors", "colonnade.modules.custom_errors.module:CustomErrors"),
+    ("auth.negotiate", "colonnade.modules.negotiate_auth.module:NegotiateAuthentication"),
+    ("auth.jwt", "colonnade.modules.jwt_auth.module:JwtAuthentication"),
     ("auth.forms", "colonnade.modules.forms_auth.module:FormsAuthentication"),
     ("asgi.middleware", "colonnade.handlers.asgi.middleware:AsgiMiddleware"),
 )

@@ -64,10 +64,6 @@ def _filtered(settings: HttpLoggingSection, capture: Capture) -> Capture | None:
     return selective
 
 
-def _below(path: str, app_path: str) -> bool:
-    return path != app_path and (app_path == "/" or path.startswith(app_path + "/"))
-
-
 class HttpLogging(Module):
     """``log.http``: one access log line per request, W3C extended or JSON."""
 
@@ -90,8 +86,7 @@ class HttpLogging(Module):
         configuration level below it) is opened now, so a bad target fails at
         start-up rather than on some request.
         """
-        paths = [app.path, *(lvl.path for lvl in app.levels if _below(lvl.path, app.path))]
-        for path in paths:
+        for path in app.level_paths():
             self._captures.get(app.sections_for(path).get(HttpLoggingSection))
 
     def _capture_for(self, settings: HttpLoggingSection) -> Capture | None:
