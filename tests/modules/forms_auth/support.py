@@ -15,7 +15,9 @@ from typing import Any
 
 from tests.e2e.conftest import ASGI_LIFESPAN
 
-USERS = {"alice": "correct horse", "bob": "battery staple"}
+USERS = {"alice": "correct horse", "bob": "battery staple", "carol": "pw3", "dave": "pw4"}
+#: The htpasswd flag each user's line is written with: every format the tool has.
+FORMATS = {"alice": "-B", "bob": "-s", "carol": "-m", "dave": "-5"}
 
 #: URL authorization rules that refuse anonymous users (and allow everyone else).
 SIGN_IN_FIRST: dict[str, Any] = {"rules": {"add": [{"access": "deny", "users": ["?"]}]}}
@@ -33,9 +35,11 @@ def write_keys(path: Path, *keys: str) -> Path:
 
 
 def write_users(path: Path) -> Path:
-    """An htpasswd file made by the real htpasswd tool: alice in bcrypt, bob in {SHA}."""
+    """An htpasswd file made by the real htpasswd tool: alice in bcrypt, bob in
+    {SHA}, carol in apr1-MD5, dave in SHA-512 crypt."""
     path.unlink(missing_ok=True)
-    for (name, password), flag in zip(USERS.items(), ("-B", "-s"), strict=True):
+    for name, password in USERS.items():
+        flag = FORMATS[name]
         create = ["-c"] if not path.exists() else []
         subprocess.run(
             ["htpasswd", "-b", *create, flag, str(path), name, password],

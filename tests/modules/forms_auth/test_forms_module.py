@@ -95,7 +95,7 @@ def test_login_page_is_reachable_and_accessible(make: Any) -> None:
     assert response.context.items[LOGIN_PAGE] is True
 
 
-@pytest.mark.parametrize("user", ["alice", "bob"])  # bcrypt, {SHA}
+@pytest.mark.parametrize("user", ["alice", "bob", "carol", "dave"])  # every htpasswd format
 def test_sign_in_then_the_file_is_served(make: Any, user: str) -> None:
     client = make()
     response = sign_in(client, user, "/login?ReturnUrl=%2Fprivate%2Fa.txt")
@@ -375,6 +375,7 @@ def test_provision_refusals(base: Path) -> None:
         ({"key_file": str(inside)}, "inside the served folders"),
         ({}, "key_file or key_env"),
         ({"key_env": "FORMS_TEST_NOT_SET"}, "not set"),
+        ({"key_file": str(base / "keys"), "users_file": str(base / "nobody")}, "cannot read"),
     ):
         config = forms_site(base)
         config["forms_authentication"] = settings
@@ -563,3 +564,16 @@ def test_anonymous_authentication_off_for_a_folder(make: Any, base: Path) -> Non
     client = make(config)
     login = client.get("/login")
     assert login.status == 401 and login.header("location") is None
+
+
+def test_a_user_file_gone_while_serving_is_a_500_that_says_why(
+    make: Any, base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make()
+    assert sign_in(client).status == 303
+    (base / "users").unlink()
+    monkeypatch.setattr("colonnade.providers.users.htpasswd.RECHECK", 0.0)
+    answer = sign_in(client)
+    assert answer.status == 500
+    assert answer.header("set-cookie") is None
+    assert b"forms_authentication.users_file" in answer.body  # a local client sees why

@@ -143,9 +143,10 @@ class FormsSection(Section, frozen=True):
     """The name of an environment variable holding the key ring: base64 keys
     separated by spaces or commas, the first one encrypting. Read at start."""
     users_file: str = ""
-    """The user store of the server's own login page: an htpasswd file
-    (`user:hash` lines; bcrypt, as `htpasswd -B` writes, or `{SHA}`). Set, the
-    server answers `login_url` itself; empty, the application does. Re-read when
+    """The user store of the server's own login page: an htpasswd file in any
+    format the `htpasswd` tool writes (bcrypt with `-B` is the one to use), read
+    as `auth.basic` reads its `user_file`. Set, the server answers `login_url`
+    itself; empty, the application does. Re-read when
     it changes. A relative path is taken from the folder of the file that sets it;
     it must lie outside the served folders."""
 

@@ -67,7 +67,8 @@ from colonnade.modules.forms_auth.ticket import (
     key_source,
     new_ticket,
 )
-from colonnade.modules.forms_auth.users import Users, parse_users
+from colonnade.providers.users import Logon, UserStoreError
+from colonnade.providers.users.htpasswd import HtpasswdFile
 
 log = logging.getLogger("colonnade.auth")
 
@@ -150,7 +151,7 @@ class FormsAuthentication(Handler):
     def __init__(self) -> None:
         self.cookie: CookieSpec | None = None
         self._ring: Callable[[], KeyRing] | None = None
-        self._users: WatchedFile[Users] | None = None
+        self._users: HtpasswdFile | None = None
         # Cookie values this ring opened (and whole Cookie headers that carried
         # them), with their ticket and user: a request with a ticket seen before
         # costs a dictionary lookup, not a decryption. Only what the ring
@@ -178,7 +179,14 @@ class FormsAuthentication(Handler):
         keys = key_source(path=key_file, env=settings.key_env)
         self._ring = keys.current if isinstance(keys, WatchedFile) else (lambda: keys)
         if users_file:
-            self._users = WatchedFile(users_file, parse_users, "forms_authentication.users_file")
+            try:  # read when first needed; refuse the start if it cannot be
+                os.close(os.open(users_file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC))
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot read {users_file}: {exc.strerror}",
+                    key="forms_authentication.users_file",
+                ) from None
+            self._users = HtpasswdFile(users_file)
 
     # -- AUTHENTICATE_REQUEST ----------------------------------------------------------
 
@@ -384,25 +392,30 @@ class FormsAuthentication(Handler):
                 login_page(action, error="Enter your user name and password.", user_name=name),
             )
             return
-        if len(name) > MAX_NAME or not await self._verify(ctx, name, password):
-            if ctx.response.status == 503:
-                return
-            note_failure(ctx, AUTH_TYPE, f"wrong user name or password for {name[:256]!r}")
+        logon = await self._check(ctx, name, password) if len(name) <= MAX_NAME else None
+        if ctx.response.status >= 500:
+            return  # too many at once (503), or the user store failed (500)
+        if logon is None or not logon.ok:
+            reason = logon.reason if logon is not None else "no such user"
+            note_failure(ctx, AUTH_TYPE, f"user {name[:MAX_NAME]!r}: {reason}")
             _answer(
                 ctx,
                 200,
                 login_page(action, error="The user name or password is incorrect.", user_name=name),
             )
             return
-        self.sign_in(ctx, name, (), False)
-        ctx.user = Principal(name, AUTH_TYPE)
+        self.sign_in(ctx, logon.name, sorted(logon.roles), False)
+        ctx.user = Principal(logon.name, AUTH_TYPE, logon.roles)
         client = request.client
-        log.info("forms authentication: %s signed in from %s", name, client[0] if client else "-")
+        log.info(
+            "forms authentication: %s signed in from %s", logon.name, client[0] if client else "-"
+        )
         _redirect(ctx, self.redirect_url(ctx))
 
-    async def _verify(self, ctx: Context, name: str, password: str) -> bool:
-        """Check the password on the module's threads (bcrypt is slow on purpose);
-        answer 503 (and False) when :data:`MAX_CHECKS` are already waiting."""
+    async def _check(self, ctx: Context, name: str, password: str) -> Logon | None:
+        """The user store's answer, checked on the module's threads (bcrypt is slow
+        on purpose). Answers 503 itself when :data:`MAX_CHECKS` are already
+        waiting, 500 when the store cannot answer (both: None)."""
         users = self._users
         assert users is not None  # only then is this the login page's handler
         if self._checks >= MAX_CHECKS:
@@ -414,15 +427,21 @@ class FormsAuthentication(Handler):
                 )
             ctx.error_response(503, 0, "Service unavailable: too many sign-ins at once")
             ctx.response.headers.append((b"retry-after", b"1"))
-            return False
+            return None
         if self._pool is None:
             self._pool = ThreadPoolExecutor(CHECK_THREADS, thread_name_prefix="forms-login")
+        users.changed(time.monotonic())  # a stat at most once a second; read on the thread
+        client = ctx.request.client
         self._checks += 1
         try:
-            # The file is read again there too, when it changed: off the loop.
             return await asyncio.get_running_loop().run_in_executor(
-                self._pool, lambda: users.current().verify(name, password)
+                self._pool, users.check, name, password, client[0] if client else None
             )
+        except UserStoreError as exc:
+            ctx.error_response(
+                500, 0, "Internal server error", detail=f"forms_authentication.users_file: {exc}"
+            )
+            return None
         finally:
             self._checks -= 1
 
