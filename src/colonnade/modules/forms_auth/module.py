@@ -34,10 +34,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 from urllib.parse import parse_qs, quote
 
 from colonnade.core.app import Application
@@ -52,7 +54,7 @@ from colonnade.core.response import Response
 from colonnade.core.stages import Stage
 from colonnade.errors import ConfigError
 from colonnade.modules.forms_auth.config import FormsSection, is_local_url
-from colonnade.modules.forms_auth.files import WatchedFile
+from colonnade.modules.forms_auth.files import RECHECK, WatchedFile
 from colonnade.modules.forms_auth.pages import (
     PAGE_HEADERS,
     login_page,
@@ -94,6 +96,16 @@ _VERBS = ("GET", "HEAD", "POST")
 _CLEARED_EXPIRES = b"Thu, 01 Jan 1970 00:00:00 GMT"
 _FORM_TYPE = b"application/x-www-form-urlencoded"
 _COOKIE_BREAKS = b"; \t"
+
+
+class Opened(NamedTuple):
+    """A ticket the ring opened, ready for the next request that brings it."""
+
+    expires: int
+    renew_at: float
+    """When sliding expiration issues it again (half its lifetime; never without)."""
+    user: Principal
+    ticket: Ticket
 
 
 class CookieSpec:
@@ -156,8 +168,12 @@ class FormsAuthentication(Handler):
         # them), with their ticket and user: a request with a ticket seen before
         # costs a dictionary lookup, not a decryption. Only what the ring
         # authenticated is here; expiry is checked each time.
-        self._opened: dict[bytes, tuple[Ticket, Principal]] = {}
+        self._opened: dict[bytes, Opened] = {}
         self._opened_by: KeyRing | None = None
+        # When the key ring was last asked for (wall clock): the common path
+        # trusts what it opened for up to RECHECK seconds, as the key file is
+        # itself looked at no more often.
+        self._ring_checked = -math.inf
         # Password checks of the login page: their own few threads, and a bound
         # on how many may wait (a flood of sign-ins gets 503s, not a queue).
         self._pool: ThreadPoolExecutor | None = None
@@ -213,10 +229,29 @@ class FormsAuthentication(Handler):
             name = cookie.name_bytes
             for key, value in request.headers:
                 if key == b"cookie" and name in value:
-                    self._open_ticket(ctx, cookie, value)
+                    # The common case inline: a browser sends the same Cookie header
+                    # again and again, so the whole header is a key of what was
+                    # opened (no parsing, no decryption), while the keys are the same.
+                    found = self._opened.get(value)
+                    now = time.time()
+                    if (
+                        found is None
+                        or found.expires <= now
+                        or (cookie.secure and request.scheme != "https")
+                        or not 0.0 <= now - self._ring_checked < RECHECK
+                    ):
+                        self._open_ticket(ctx, cookie, value, now)
+                    else:
+                        ctx.user = found.user
+                        if now >= found.renew_at:
+                            self._renew(ctx, cookie, found.ticket, now)
                     return
 
-    def _open_ticket(self, ctx: Context, cookie: CookieSpec, header: bytes) -> None:
+    def _current_ring(self) -> KeyRing:
+        assert self._ring is not None  # provisioned
+        return self._ring()
+
+    def _open_ticket(self, ctx: Context, cookie: CookieSpec, header: bytes, now: float) -> None:
         request = ctx.request
         if cookie.secure and request.scheme != "https":
             if ctx.app.first_report("forms ticket over plain HTTP"):  # not once per request
@@ -227,32 +262,34 @@ class FormsAuthentication(Handler):
                     ctx.app.path,
                 )
             return
-        assert self._ring is not None  # provisioned
-        ring = self._ring()
+        ring = self._current_ring()
+        self._ring_checked = now
+        opened = self._opened
         if ring is not self._opened_by:
             # Keys changed: what the old ring opened must be opened again.
-            self._opened.clear()
+            opened.clear()
             self._opened_by = ring
-        now = time.time()
-        # The common case first: a browser sends the same Cookie header again and
-        # again, so the whole header is a key too (nothing to parse).
-        opened = self._opened
         found = opened.get(header)
-        if found is None or found[0].expires <= now:
+        if found is None or found.expires <= now:
             found = self._open_each(ctx, ring, cookie, now)
             if found is None:
                 opened.pop(header, None)
                 return
             if len(header) <= _HEADER_KEY_MAX:
                 opened[header] = found
-        ticket, ctx.user = found
-        if cookie.sliding and ticket.renewable(now):
-            renewed = ticket.renewed(int(now))
-            ctx.items[_SET_COOKIE] = cookie.issue(ring.seal(renewed, cookie.name), renewed)
+        ctx.user = found.user
+        if now >= found.renew_at:
+            self._renew(ctx, cookie, found.ticket, now)
+
+    def _renew(self, ctx: Context, cookie: CookieSpec, ticket: Ticket, now: float) -> None:
+        # Sliding expiration: the same ticket issued now, with its whole lifetime.
+        renewed = ticket.renewed(int(now))
+        sealed = self._current_ring().seal(renewed, cookie.name)
+        ctx.items[_SET_COOKIE] = cookie.issue(sealed, renewed)
 
     def _open_each(
         self, ctx: Context, ring: KeyRing, cookie: CookieSpec, now: float
-    ) -> tuple[Ticket, Principal] | None:
+    ) -> Opened | None:
         """The first cookie of the ticket's name that opens (and remember it);
         None, logged with the reason, when none does."""
         opened = self._opened
@@ -266,13 +303,18 @@ class FormsAuthentication(Handler):
                 except BadTicketError as exc:
                     reason = str(exc)
                     continue
-                found = (ticket, Principal(ticket.name, AUTH_TYPE, frozenset(ticket.roles)))
+                found = Opened(
+                    ticket.expires,
+                    (ticket.issued + ticket.expires) / 2 if cookie.sliding else math.inf,
+                    Principal(ticket.name, AUTH_TYPE, frozenset(ticket.roles)),
+                    ticket,
+                )
                 if len(opened) >= _OPENED_MAX:
                     opened.clear()
                 opened[value] = found
-            elif found[0].expires <= now:
+            elif found.expires <= now:
                 opened.pop(value, None)
-                reason = f"expired {int(now - found[0].expires)} s ago"
+                reason = f"expired {int(now - found.expires)} s ago"
                 continue
             return found
         if reason.startswith("expired"):
