@@ -52,6 +52,7 @@ from colonnade.core.principal import Principal
 from colonnade.core.request import Request
 from colonnade.core.response import Response
 from colonnade.core.stages import Stage
+from colonnade.core.urlpath import covers
 from colonnade.errors import ConfigError
 from colonnade.modules.forms_auth.config import FormsSection, is_local_url
 from colonnade.modules.forms_auth.files import RECHECK, WatchedFile
@@ -162,6 +163,7 @@ class FormsAuthentication(Handler):
 
     def __init__(self) -> None:
         self.cookie: CookieSpec | None = None
+        self._everywhere: FormsSection | None = None
         self._ring: Callable[[], KeyRing] | None = None
         self._users: HtpasswdFile | None = None
         # Cookie values this ring opened (and whole Cookie headers that carried
@@ -170,10 +172,13 @@ class FormsAuthentication(Handler):
         # authenticated is here; expiry is checked each time.
         self._opened: dict[bytes, Opened] = {}
         self._opened_by: KeyRing | None = None
-        # When the key ring was last asked for (wall clock): the common path
-        # trusts what it opened for up to RECHECK seconds, as the key file is
-        # itself looked at no more often.
-        self._ring_checked = -math.inf
+        # Until when (wall clock) the common path trusts what the ring opened
+        # without asking for the ring: RECHECK seconds after the last time, as
+        # the key file is itself looked at no more often.
+        self._trust_until = -math.inf
+        # Read on every request: the cookie's name and Secure flag, as attributes.
+        self._cookie_name = b""
+        self._secure = False
         # Password checks of the login page: their own few threads, and a bound
         # on how many may wait (a flood of sign-ins gets 503s, not a queue).
         self._pool: ThreadPoolExecutor | None = None
@@ -183,6 +188,13 @@ class FormsAuthentication(Handler):
         """Read the key ring and the user store; refuse files inside served folders."""
         settings = app.section(FormsSection)
         self.cookie = CookieSpec(settings)
+        self._cookie_name = self.cookie.name_bytes
+        self._secure = self.cookie.secure
+        # Where no level below the application's root sets the section (the
+        # usual case), every URL has the root's settings: the per-request hook
+        # then need not look them up.
+        below = (lvl for lvl in app.levels if lvl.path != app.path and covers(app.path, lvl.path))
+        self._everywhere = None if any(FormsSection.key in lvl.raw for lvl in below) else settings
         key_file = _file_setting(app, "key_file", settings.key_file)
         users_file = _file_setting(app, "users_file", settings.users_file)
         for key, path in (("key_file", key_file), ("users_file", users_file)):
@@ -209,7 +221,9 @@ class FormsAuthentication(Handler):
     @hook(Stage.AUTHENTICATE_REQUEST)
     def authenticate_request(self, ctx: Context) -> None:
         """Mark the login pages; make the user from a valid ticket."""
-        settings = ctx.section(FormsSection)
+        settings = self._everywhere
+        if settings is None:
+            settings = ctx.section(FormsSection)
         if not settings.enabled:
             return
         items = ctx.items
@@ -224,35 +238,38 @@ class FormsAuthentication(Handler):
             items[LOGIN_PAGE] = True
             ctx.handler = self
         if ctx.user is None:
-            cookie = self.cookie
-            assert cookie is not None  # provisioned
-            name = cookie.name_bytes
+            name = self._cookie_name
             for key, value in request.headers:
                 if key == b"cookie" and name in value:
                     # The common case inline: a browser sends the same Cookie header
                     # again and again, so the whole header is a key of what was
-                    # opened (no parsing, no decryption), while the keys are the same.
+                    # opened (no parsing, no decryption), trusted while the key
+                    # ring is: the slow path looks at it once a second (and at
+                    # once after the clock was set back).
                     found = self._opened.get(value)
                     now = time.time()
                     if (
                         found is None
+                        or not now < self._trust_until <= now + RECHECK
                         or found.expires <= now
-                        or (cookie.secure and request.scheme != "https")
-                        or not 0.0 <= now - self._ring_checked < RECHECK
                     ):
-                        self._open_ticket(ctx, cookie, value, now)
+                        self._open_ticket(ctx, value, now)
+                    elif self._secure and request.scheme != "https":
+                        self._open_ticket(ctx, value, now)  # refused there, and said once
                     else:
                         ctx.user = found.user
                         if now >= found.renew_at:
-                            self._renew(ctx, cookie, found.ticket, now)
+                            self._renew(ctx, found.ticket, now)
                     return
 
     def _current_ring(self) -> KeyRing:
         assert self._ring is not None  # provisioned
         return self._ring()
 
-    def _open_ticket(self, ctx: Context, cookie: CookieSpec, header: bytes, now: float) -> None:
+    def _open_ticket(self, ctx: Context, header: bytes, now: float) -> None:
         request = ctx.request
+        cookie = self.cookie
+        assert cookie is not None  # provisioned
         if cookie.secure and request.scheme != "https":
             if ctx.app.first_report("forms ticket over plain HTTP"):  # not once per request
                 log.warning(
@@ -263,7 +280,7 @@ class FormsAuthentication(Handler):
                 )
             return
         ring = self._current_ring()
-        self._ring_checked = now
+        self._trust_until = now + RECHECK
         opened = self._opened
         if ring is not self._opened_by:
             # Keys changed: what the old ring opened must be opened again.
@@ -279,10 +296,12 @@ class FormsAuthentication(Handler):
                 opened[header] = found
         ctx.user = found.user
         if now >= found.renew_at:
-            self._renew(ctx, cookie, found.ticket, now)
+            self._renew(ctx, found.ticket, now)
 
-    def _renew(self, ctx: Context, cookie: CookieSpec, ticket: Ticket, now: float) -> None:
+    def _renew(self, ctx: Context, ticket: Ticket, now: float) -> None:
         # Sliding expiration: the same ticket issued now, with its whole lifetime.
+        cookie = self.cookie
+        assert cookie is not None  # provisioned
         renewed = ticket.renewed(int(now))
         sealed = self._current_ring().seal(renewed, cookie.name)
         ctx.items[_SET_COOKIE] = cookie.issue(sealed, renewed)
