@@ -1,12 +1,11 @@
 """A small file the module reads at start and again whenever it changes.
 
-The key ring and the user store are files an administrator edits while the
-server runs (a key rotation, a new user). Each is parsed whole when first read,
-which refuses the start with a ``ConfigError`` if it is unusable; afterwards a
-request checks its stamp (inode, size, modification time) at most once a
-:data:`RECHECK`, and a changed file is parsed again. A version that cannot be
-used is logged once and the previous contents stay in force: a half-written
-file never signs everyone out.
+The key ring is a file an administrator edits while the server runs (a key
+rotation). It is parsed whole when first read, which refuses the start with a
+``ConfigError`` if it is unusable; afterwards a request checks its stamp (inode,
+size, modification time) at most once a :data:`RECHECK`, and a changed file is
+parsed again. A version that cannot be used is logged once and the previous
+contents stay in force: a half-written file never signs everyone out.
 """
 
 from __future__ import annotations
