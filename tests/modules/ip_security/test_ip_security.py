@@ -747,3 +747,25 @@ def test_the_recipe_in_the_docs(root: Path) -> None:
         "198.51.100.1": "403.503",
         "127.0.0.1": "200.0",
     }
+
+
+def test_remove_a_domain_rule(root: Path) -> None:
+    locations = [
+        {"path": "/open", "ip_security": {"rules": {"remove": [{"domain": "*.evil.example"}]}}}
+    ]
+    rules = [deny_name("*.evil.example"), deny_name("*.other.example")]
+    engine = build_engine(config(root, locations, enable_reverse_dns=True, rules=rules))
+    names = {"192.0.2.1": "a.evil.example", "192.0.2.2": "a.other.example"}
+    got = {}
+    with Client(engine) as c:
+        for path in ("/a.txt", "/open/a.txt"):
+            rules_of(engine, path).reverse_lookup = Resolver(names)
+            for address in names:
+                c.client_addr = (address, 1)
+                got[path, address] = status(c, path)
+    assert got == {
+        ("/a.txt", "192.0.2.1"): "403.504",
+        ("/a.txt", "192.0.2.2"): "403.504",
+        ("/open/a.txt", "192.0.2.1"): "200.0",
+        ("/open/a.txt", "192.0.2.2"): "403.504",
+    }
