@@ -109,7 +109,7 @@ Raw = dict[str, Any]
 
 
 _OPS = frozenset({"add", "prepend", "remove", "clear"})
-_ITEM_KEYS = ("id", "name", "path", "extension", "key")
+_ITEM_KEYS = ("id", "name", "path", "extension", "key", "address", "domain")
 
 
 def is_collection_ops(value: object) -> bool:
