@@ -1,6 +1,6 @@
 """Generate the folders of the ``auth`` workload (stdlib and the real htpasswd tool).
 
-    python bench/apps/make_auth.py [OUT]      (default: bench/out/auth)
+    cd bench && python -m apps.make_auth [OUT]      (default: bench/out/auth)
 
 The workload serves the same 1 KiB file anonymously and behind each authentication
 scheme, every variant from its own content folder whose ``web.toml`` enables the
