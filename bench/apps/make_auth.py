@@ -78,7 +78,7 @@ def _htpasswd(path: Path) -> None:
 def generate(out: Path = DEFAULT_OUT, www: Path | None = None) -> Path:
     """Write the variants under ``out``; ``www`` holds the 1k.bin they serve."""
     out = out.resolve()
-    source = (www or out.parent / "www") / "1k.bin"
+    source = (www or DEFAULT_OUT.parent / "www") / "1k.bin"
     keys = out / "keys"
     _htpasswd(keys / "users.htpasswd")
     write_if_changed(keys / "jwt.secret", JWT_SECRET)
