@@ -5,6 +5,7 @@ Removing a module's folder and its line here removes the feature.
 
 BUILTIN: tuple[tuple[str, str], ...] = (
     ("security.request_filtering", "colonnade.modules.request_filtering.module:RequestFiltering"),
+    ("security.dynamic_ip", "colonnade.modules.dynamic_ip.module:DynamicIpRestrictions"),
     ("static.default_document", "colonnade.modules.default_document.module:DefaultDocument"),
     ("static.directory_listing", "colonnade.modules.directory_listing.module:DirectoryListing"),
     ("handler.static", "colonnade.handlers.static.handler:StaticFile"),

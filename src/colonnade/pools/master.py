@@ -47,6 +47,7 @@ from colonnade.config.load import locate
 from colonnade.config.schema import ServerConfig
 from colonnade.config.sections import WEB_TOML
 from colonnade.config.tree import BrokenDir
+from colonnade.core import shared
 from colonnade.core.registry import Registry
 from colonnade.engine import Engine
 from colonnade.engine.engine import log_broken
@@ -153,6 +154,9 @@ class Master:
         self.control: ControlServer | None = None
         self.started = time.time()
         self._reload_lock = asyncio.Lock()
+        #: Memory shared by every worker of every pool (rate counters): created
+        #: before any worker, passed to each one, alive as long as the master.
+        self.shared = shared.create()
 
     # -- properties ------------------------------------------------------------------------
 

@@ -67,7 +67,7 @@ class Workers:
         master = self.master
         listeners = master.frontdoor.owned_by(pool.name)
         try:
-            proc, channel = spawn(pool, listeners)
+            proc, channel = spawn(pool, listeners, master.shared.fd)
         except SpawnError as exc:
             log.error("pool %s: cannot start a worker: %s", pool.name, exc)
             master.supervisor.failure(pool, f"cannot start a worker: {exc}")
@@ -92,6 +92,7 @@ class Workers:
             listeners=listeners,
             log_level=master.log_level,
             temp_dir=pool.temp_dir,
+            shared_fd=master.shared.fd,
         )
         worker.channel.send(start)
         log.info(
