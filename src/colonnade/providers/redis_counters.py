@@ -208,7 +208,7 @@ class RedisCounters:
             self.down = True
             self.log.error(
                 "Redis at %s cannot be reached (%s)%s",
-                _safe(self.url),
+                safe_url(self.url),
                 str(exc) or repr(exc),
                 f": {self.meanwhile}" if self.meanwhile else "",
             )
@@ -216,7 +216,7 @@ class RedisCounters:
     def _answered(self) -> None:
         if self.down:
             self.down = False
-            self.log.warning("Redis at %s answers again", _safe(self.url))
+            self.log.warning("Redis at %s answers again", safe_url(self.url))
 
     async def close(self) -> None:
         """Wait briefly for releases in flight, then close the connections."""
@@ -227,8 +227,9 @@ class RedisCounters:
             await client.aclose()
 
 
-def _safe(url: str) -> str:
-    """``url`` without its password: what the log may show."""
+def safe_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``: what logs and
+    ``colonnade config show`` may show."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import zlib
 from functools import cached_property
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from msgspec import Meta
 
 from colonnade.config.sections import Section, Where
+from colonnade.providers.redis_counters import safe_url
 
 DenyAction = Literal["unauthorized", "forbidden", "not_found", "abort"]
 
@@ -78,9 +79,11 @@ class DynamicIpSection(Section, frozen=True, dict=True):
     """A status that replaces the deny action's (not for `"abort"`), such as
     429 (Too Many Requests); 0 keeps the deny action's. A 429 or 503 carries
     `Retry-After`: the seconds until the client's window has room again."""
-    max_clients: Annotated[int, Meta(ge=8, le=16_000_000)] = 65_536
-    """Clients the shared table keeps (64 bytes each, fixed at start): when it is
-    full, the client seen least recently is forgotten."""
+    max_clients: Annotated[int, Meta(ge=8, le=262_144)] = 65_536
+    """Clients the shared table keeps (64 bytes each, in the server's 32 MiB of
+    shared memory): when it is full, the client seen least recently is
+    forgotten. A changed value takes a new table (the old one's memory comes
+    back when the master restarts)."""
     redis_url: str = ""
     """Count in Redis instead, shared by every node of a farm:
     `"redis://host:6379/0"` (`rediss://` for TLS, `unix:///path` for a socket;
@@ -95,6 +98,18 @@ class DynamicIpSection(Section, frozen=True, dict=True):
     as unreachable."""
     redis_prefix: Annotated[str, Meta(min_length=1, max_length=100)] = "colonnade:dynip:"
     """Prefix of the Redis keys (one hash per client and policy)."""
+
+    def __post_init__(self) -> None:
+        if self.deny_status and not 400 <= self.deny_status <= 599:
+            raise ValueError(
+                f"deny_status: {self.deny_status} is not an error status (400 to 599, or 0)"
+            )
+
+    def shown(self, key: str, value: Any) -> Any:
+        """The Redis URL without its password (``colonnade config show``)."""
+        if key == "redis_url" and isinstance(value, str):
+            return safe_url(value)
+        return value
 
     @property
     def active(self) -> bool:

@@ -54,9 +54,9 @@ ZONE = "dynamic_ip"
 
 _SUBSTATUS = {CONCURRENCY: 501, RATE: 502, FAILURES: 502}
 _MESSAGE = {
-    CONCURRENCY: "Forbidden: too many concurrent requests from this address",
-    RATE: "Forbidden: too many requests from this address",
-    FAILURES: "Forbidden: too many failed logons from this address",
+    CONCURRENCY: "too many concurrent requests from this address",
+    RATE: "too many requests from this address",
+    FAILURES: "too many failed logons from this address",
 }
 #: A client refused for the same reason is logged at most this often (seconds).
 LOG_EVERY = 10.0
@@ -205,12 +205,9 @@ class DynamicIpRestrictions(Module):
     def _unreachable(self, ctx: Context, section: DynamicIpSection) -> Outcome | None:
         if section.redis_failure == "open":
             return None
-        ctx.error_response(
-            503,
-            0,
-            "Service Unavailable",
-            'dynamic_ip_security.redis_failure = "closed" and Redis cannot be reached',
-        )
+        # No detail: a 5xx detail is logged on every request, and the outage is
+        # said once (RedisCounters).
+        ctx.error_response(503, 0, "the service is unavailable; try again shortly")
         ctx.response.headers.append((b"retry-after", b"1"))
         return FINISH
 
