@@ -241,6 +241,13 @@ class SharedMemory:
         _HEADER.pack_into(self.buffer, 0, _MAGIC, total, offset + size)
         return int(offset)
 
+    def close(self) -> None:
+        """Unmap and close the descriptor (zones handed out must be dropped first)."""
+        self._directory.release()
+        self._zones.clear()
+        self.buffer.close()
+        os.close(self.fd)
+
     def usage(self) -> tuple[int, int]:
         """(bytes allocated to zones, arena size)."""
         return int(_HEADER.unpack_from(self.buffer, 0)[2]), self.size

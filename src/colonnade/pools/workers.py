@@ -66,6 +66,7 @@ class Workers:
         """Start one worker of ``pool`` (taking over from ``replaces`` once ready)."""
         master = self.master
         listeners = master.frontdoor.owned_by(pool.name)
+        assert master.shared is not None  # made before any worker starts
         try:
             proc, channel = spawn(pool, listeners, master.shared.fd)
         except SpawnError as exc:

@@ -166,7 +166,7 @@ class ClientCounters:
         self._hash_key = bytes(self.buffer[zone.offset : zone.offset + 16])
         self._mutexes = [zone.mutex(64 + i * 64) for i in range(STRIPES)]
         self._addresses = [m.address for m in self._mutexes]
-        self._keys: dict[str, tuple[bytes, int] | None] = {}
+        self._places: dict[tuple[str, int], tuple[int, int, bytes] | None] = {}
 
     @classmethod
     def for_server(cls, name: str, max_clients: int) -> ClientCounters:
@@ -187,21 +187,30 @@ class ClientCounters:
 
     # -- finding a client's slot ---------------------------------------------------------
 
-    def _locate(self, host: str) -> tuple[bytes, int] | None:
-        """(key, hash) of ``host``, cached per process (hashing costs ~1.5 µs)."""
-        keys = self._keys
+    def _where(self, host: str, scope: int) -> tuple[int, int, bytes] | None:
+        """(offset of the set, address of its mutex, key + scope) of ``host`` under
+        ``scope``; None for a client that is no IP address. Cached per process:
+        hashing costs ~1.5 µs, the lookup ~0.1."""
+        places = self._places
         try:
-            return keys[host]
+            return places[host, scope]
         except KeyError:
             pass
         key = client_key(host)
         found = None
         if key is not None:
-            digest = hashlib.blake2b(key, digest_size=8, key=self._hash_key).digest()
-            found = key, int.from_bytes(digest, "little")
-        if len(keys) >= _KEY_CACHE:
-            keys.clear()
-        keys[host] = found
+            digest = hashlib.blake2b(
+                key + scope.to_bytes(4, "little"), digest_size=8, key=self._hash_key
+            ).digest()
+            index = int.from_bytes(digest, "little") & (self.sets - 1)
+            found = (
+                self._slots + index * WAYS * SLOT,
+                self._addresses[index % STRIPES],
+                key + scope.to_bytes(4, "little"),
+            )
+        if len(places) >= _KEY_CACHE:
+            places.clear()
+        places[host, scope] = found
         return found
 
     def _find(self, needle: bytes, base: int) -> int:
@@ -234,20 +243,15 @@ class ClientCounters:
         """``op(base, needle, policy, *args)`` with the lock of ``host``'s set held
         (``base``: the set's offset, ``needle``: key + scope); None for a client
         that is no IP address."""
-        located = self._locate(host)
-        if located is None:
+        where = self._where(host, policy.scope)
+        if where is None:
             return None
-        key, digest = located
-        scope = policy.scope
-        index = (digest ^ (scope * 0x9E3779B1)) & (self.sets - 1)
-        address = self._addresses[index % STRIPES]
+        base, address, needle = where
         code = mutex_lock(address)
         if code:
             recover(address, code)
         try:
-            return op(
-                self._slots + index * WAYS * SLOT, key + scope.to_bytes(4, "little"), policy, *args
-            )
+            return op(base, needle, policy, *args)
         finally:
             mutex_unlock(address)
 

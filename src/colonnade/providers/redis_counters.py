@@ -130,11 +130,16 @@ class RedisCounters:
     def _connect(self) -> tuple[Any, Any]:
         # redis.asyncio binds to the running loop: made on the first request.
         from redis.asyncio import Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
 
         client = Redis.from_url(
             self.url,
             socket_timeout=self.timeout,
             socket_connect_timeout=self.timeout,
+            # redis-py retries 10 times with back-off by default: a request would
+            # wait many timeouts for an answer that decides nothing anyway.
+            retry=Retry(NoBackoff(), 0),
             retry_on_timeout=False,
             health_check_interval=0,
         )

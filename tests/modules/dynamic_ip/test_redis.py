@@ -3,10 +3,13 @@ Redis killed mid-test fails open or closed, said once in the log (and once when 
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -147,6 +150,39 @@ def test_redis_gone_fails_open_said_once(tmp_path: Path, redis_server: RedisServ
             assert log.count(DOWN) == 1 and log.count(BACK) == 1, log
         finally:
             again.kill()
+    finally:
+        server.kill()
+
+
+def test_a_redis_that_stops_answering_costs_one_timeout(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    # SIGSTOP: connections are still accepted (the kernel's backlog), nothing is
+    # answered: only the timeout tells.
+    server = start(tmp_path / "s", rate(redis_server.url, 100))
+    try:
+        assert status(server.port) == 200
+        os.kill(redis_server.proc.pid, signal.SIGSTOP)
+        try:
+            with Conn(server.port) as c:
+                took = []
+                for _ in range(10):
+                    began = time.monotonic()
+                    c.send(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+                    assert c.response().status == 200
+                    took.append(time.monotonic() - began)
+            # The first waited for the timeout (0.2 s), the others not at all:
+            # Redis is asked again only a second later.
+            assert 0.2 <= took[0] < 2.0, took
+            assert sum(took[1:]) < 1.0, took
+            assert server.stderr().count(DOWN) == 1
+        finally:
+            os.kill(redis_server.proc.pid, signal.SIGCONT)
+        wait_for(
+            lambda: status(server.port) == 200 and BACK in server.stderr(),
+            PATIENCE,
+            "the server using Redis again",
+        )
     finally:
         server.kill()
 

@@ -111,9 +111,9 @@ class DynamicIpSection(Section, frozen=True, dict=True):
             return safe_url(value)
         return value
 
-    @property
+    @cached_property
     def active(self) -> bool:
-        """Whether anything is checked or counted here."""
+        """Whether anything is checked or counted here (read per request: kept)."""
         return (
             self.deny_by_concurrent_requests
             or self.deny_by_request_rate
