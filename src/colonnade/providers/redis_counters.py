@@ -234,12 +234,13 @@ class RedisCounters:
 
 def safe_url(url: str) -> str:
     """``url`` with its password (if any) replaced by ``***``: what logs and
-    ``colonnade config show`` may show."""
+    ``colonnade config show`` may show. A lone user part is hidden too (some
+    write the password there)."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
     auth, at, host = rest.rpartition("@")
     if not at:
         return url
-    user = auth.partition(":")[0]
-    return f"{scheme}://{user + ':' if user else ''}***@{host}"
+    user, colon, _password = auth.partition(":")
+    return f"{scheme}://{user + ':' if colon else ''}***@{host}"

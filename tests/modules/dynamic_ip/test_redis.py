@@ -34,9 +34,11 @@ BACK = "answers again"
 class RedisServer:
     """``redis-server`` on a free loopback port, no persistence, in ``folder``."""
 
-    def __init__(self, folder: Path, port: int | None = None) -> None:
+    def __init__(self, folder: Path, port: int | None = None, password: str = "") -> None:
         self.folder = folder
         self.port = port or free_port()
+        self.password = password
+        auth = ["--requirepass", password] if password else []
         assert REDIS is not None
         self.proc = subprocess.Popen(
             [
@@ -51,6 +53,7 @@ class RedisServer:
                 "no",
                 "--dir",
                 str(folder),
+                *auth,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -60,7 +63,8 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def _pongs(self) -> bool:
         if self.proc.poll() is not None:
@@ -68,7 +72,9 @@ class RedisServer:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
                 s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
+                answer = s.recv(64)
+                # With a password, an unauthenticated PING is refused: it answers.
+                return answer.startswith(b"+PONG") or answer.startswith(b"-NOAUTH")
         except OSError:
             return False
 
@@ -171,10 +177,11 @@ def test_a_redis_that_stops_answering_costs_one_timeout(
                     c.send(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
                     assert c.response().status == 200
                     took.append(time.monotonic() - began)
-            # The first waited for the timeout (0.2 s), the others not at all:
-            # Redis is asked again only a second later.
+            # The first waited for the timeout (0.2 s); the others do not wait:
+            # Redis is asked again only a second later (once more at most, on a
+            # machine slow enough that the ten take over a second).
             assert 0.2 <= took[0] < 2.0, took
-            assert sum(took[1:]) < 1.0, took
+            assert len([t for t in took[1:] if t >= 0.19]) <= 1, took
             assert server.stderr().count(DOWN) == 1
         finally:
             os.kill(redis_server.proc.pid, signal.SIGCONT)
@@ -187,7 +194,8 @@ def test_a_redis_that_stops_answering_costs_one_timeout(
         server.kill()
 
 
-def test_redis_gone_fails_closed(tmp_path: Path, redis_server: RedisServer) -> None:
+def test_redis_gone_fails_closed(tmp_path: Path) -> None:
+    redis_server = RedisServer(tmp_path, password="pw-Zq83xk")
     server = start(tmp_path / "s", rate(redis_server.url, 100, failure="closed"))
     try:
         assert status(server.port) == 200
@@ -201,5 +209,9 @@ def test_redis_gone_fails_closed(tmp_path: Path, redis_server: RedisServer) -> N
         log = server.stderr()
         assert log.count(DOWN) == 1, log
         assert re.search(r"refused with 503 .*redis_failure = closed", log)
+        for line in log.splitlines():
+            assert "pw-Zq83xk" not in line, line
+        assert f"redis://:***@127.0.0.1:{redis_server.port}" in log
     finally:
         server.kill()
+        redis_server.kill()
