@@ -74,7 +74,7 @@ class RedisServer:
                 s.sendall(b"PING\r\n")
                 answer = s.recv(64)
                 # With a password, an unauthenticated PING is refused: it answers.
-                return answer.startswith(b"+PONG") or answer.startswith(b"-NOAUTH")
+                return answer.startswith((b"+PONG", b"-NOAUTH"))
         except OSError:
             return False
 
