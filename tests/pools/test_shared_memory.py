@@ -6,7 +6,9 @@ from __future__ import annotations
 import pwd
 from collections.abc import Callable
 
-from .conftest import MODULES, Master
+from tests.support.wait import PATIENCE
+
+from .conftest import MODULES, Master, wait_for
 from .identity import TEST_USER, Runtime
 
 StartMaster = Callable[..., Master]
@@ -42,3 +44,8 @@ def test_pools_of_other_users_and_sandboxes_share_one_count(
     assert statuses == [200] * (LIMIT - 1) + [403] * (len(statuses) - LIMIT + 1)
     if sandbox is True:
         assert master.log().count("sandboxed with Landlock") == 2
+    # The memory is the master's: recycled workers find the counts where they were.
+    before = set(master.pids("default"))
+    master.command("recycle", "default")
+    wait_for(lambda: master.replaced(before, 2), PATIENCE, "new workers only")
+    assert master.get("/who").status == 403
