@@ -81,8 +81,8 @@ class DynamicIpSection(Section, frozen=True, dict=True):
     `Retry-After`: the seconds until the client's window has room again."""
     max_clients: Annotated[int, Meta(ge=8, le=262_144)] = 65_536
     """Clients the shared table keeps (64 bytes each, in the server's 32 MiB of
-    shared memory): when it is full, the client seen least recently is
-    forgotten. A changed value takes a new table (the old one's memory comes
+    shared memory; rounded up to a power of two): when it is full, a client
+    seen least recently is forgotten (of the 8 that share a slot set). A changed value takes a new table (the old one's memory comes
     back when the master restarts)."""
     redis_url: str = ""
     """Count in Redis instead, shared by every node of a farm:
