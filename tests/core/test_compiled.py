@@ -71,3 +71,18 @@ def test_a_section_carries_cached_properties_without_declaring_dict() -> None:
     section = Words(words=["a", "b"])
     assert section.joined == section.joined == "a,b"
     assert built == [["a", "b"]]
+
+
+def test_the_section_holds_the_built_value_for_a_call_free_read() -> None:
+    # The per-request idiom reads the section's own dict; clear() must take the
+    # value back out, or a cleaned-up module's policy would outlive it.
+    one: PerSection[Words, str] = PerSection(lambda s: "one")
+    two: PerSection[Words, str] = PerSection(lambda s: "two")
+    assert one.key != two.key
+    section = Words(words=["a"])
+    assert section.__dict__.get(one.key) is None
+    assert one.get(section) == "one" and two.get(section) == "two"
+    assert section.__dict__[one.key] == "one" and section.__dict__[two.key] == "two"
+    one.clear()
+    assert one.key not in section.__dict__
+    assert section.__dict__[two.key] == "two"

@@ -55,6 +55,21 @@ def test_priority_then_configuration_order_and_reverse_send_response() -> None:
     assert r.context.items["send"] == ["t.d", "t.c", "t.a", "t.b"]
 
 
+def test_a_leading_module_goes_first_within_its_priority() -> None:
+    a = order_module("t.a", Priority.FIRST)
+    lead = type("Lead", (order_module("t.lead", Priority.FIRST),), {"leads": True})
+    lead2 = type("Lead2", (order_module("t.lead2", Priority.HIGH),), {"leads": True})
+    b = order_module("t.b", Priority.HIGH)
+    engine = build_engine(
+        config("t.a", "t.b", "t.lead2", "t.lead"), modules=[a, b, lead, lead2, Ok]
+    )
+    with Client(engine) as client:
+        r = client.get("/")
+    # Ahead of its priority's others wherever listed; priorities still come first.
+    assert r.context.items["begin"] == ["t.lead", "t.a", "t.lead2", "t.b"]
+    assert r.context.items["send"] == ["t.b", "t.lead2", "t.a", "t.lead"]
+
+
 def test_stages_nobody_joined_are_not_in_the_plan() -> None:
     engine = build_engine(config("t.a"), modules=[order_module("t.a"), Ok])
     stages = [step.stage for step in engine.runtimes[0].plan.steps]

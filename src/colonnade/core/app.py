@@ -156,6 +156,17 @@ class Application:
         self._remap_cache[path] = found
         return found
 
+    def level_paths(self) -> list[str]:
+        """The application's path and the path of every configuration level below it
+        (a location, a ``web.toml``), sorted: each place its settings may change.
+
+        What a module reads to check or prepare every setting the application can
+        see when it starts (open every log target, load every key file).
+        """
+        return sorted(
+            {self.path, *(lvl.path for lvl in self.levels if covers(self.path, lvl.path))}
+        )
+
     def first_report(self, what: str) -> bool:
         """True the first time ``what`` (a problem to log) is reported for this
         application: a log line once, not per request. Bounded in size."""

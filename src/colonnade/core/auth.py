@@ -8,14 +8,21 @@ Those modules never import each other; they meet here and in :class:`Context`:
   :class:`~colonnade.core.principal.Principal`, or refuses credentials that are
   present but wrong with :func:`refuse_credentials` (401.1), or does nothing.
 - Anonymous authentication runs last in that stage: no user yet means the
-  anonymous user where it is enabled, else 401.2.
+  anonymous user where it is enabled, else 401.2 (:func:`refuse_access`).
 - Role providers add roles at POST_AUTHENTICATE_REQUEST
   (``ctx.user = ctx.user._replace(roles=...)``).
 - Authorization modules judge ``ctx.user`` at AUTHORIZE_REQUEST: 401.2 for an
-  anonymous user they refuse, 403 for an authenticated one.
+  anonymous user they refuse (:func:`refuse_access`), 403 for an
+  authenticated one. ``ctx.user`` None (no authentication module is enabled)
+  counts as anonymous. A scheme that serves its own login page marks requests
+  for it with ``ctx.items[LOGIN_PAGE] = True``, so that authorization lets them
+  through (IIS ``bypassLoginPages``).
 - Every enabled challenge-based scheme adds its ``WWW-Authenticate`` header to any
   401 response at SEND_RESPONSE, whoever produced the 401, as IIS's modules do: so
-  a 401 carries one challenge per scheme enabled for its URL.
+  a 401 carries one challenge per scheme enabled for its URL. A scheme hooks
+  SEND_RESPONSE with :data:`CHALLENGE_PRIORITY` and adds its header with
+  :func:`add_challenge`, so that the challenges go out in the order of the
+  modules in the configuration (a browser uses the first one it supports).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import logging
 from typing import NamedTuple
 
 from colonnade.core.context import Context
+from colonnade.core.module import Priority
 from colonnade.core.request import Request
 
 log = logging.getLogger("colonnade.auth")
@@ -36,6 +44,24 @@ MAX_AUTHORIZATION = 16 * 1024
 #: credentials). Set with the 401.1; read by the access log and by modules that
 #: count failures per client (dynamic IP restrictions).
 AUTH_FAILURE = "auth.failure"
+
+#: The SEND_RESPONSE priority of the hooks that add challenges: one priority for
+#: all, so that their order is the configuration's. SEND_RESPONSE runs in reverse
+#: priority order, so LOW comes before ``http.custom_headers`` (MEDIUM: its
+#: ``remove`` still applies to a challenge) and ``http.custom_errors`` (FIRST,
+#: which keeps ``WWW-Authenticate`` when it replaces a page).
+CHALLENGE_PRIORITY = Priority.LOW
+
+_CHALLENGE = b"www-authenticate"
+
+#: ``ctx.items`` key: True for a request to a scheme's own login page (forms
+#: authentication), which URL authorization lets through where its
+#: ``bypass_login_pages`` is on: a login page denied to anonymous users could never
+#: be reached.
+LOGIN_PAGE = "auth.login_page"
+
+#: The page's message of a 401.2 (IIS's words).
+ACCESS_DENIED_BY_CONFIGURATION = "Unauthorized: access is denied due to server configuration"
 
 
 class Authorization(NamedTuple):
@@ -84,3 +110,34 @@ def refuse_credentials(ctx: Context, scheme: str, reason: str) -> None:
     )
     ctx.items[AUTH_FAILURE] = reason
     ctx.error_response(401, 1, "Unauthorized: logon failed")
+
+
+def refuse_access(ctx: Context, detail: str = "") -> None:
+    """Answer 401.2 (logon failed due to server configuration): an anonymous
+    request where anonymous access is not allowed, or a request the
+    authorization rules refuse.
+
+    ``detail`` says which setting refused it, for the administrator (logged once,
+    shown to local clients). The challenges of the enabled schemes are added at
+    SEND_RESPONSE.
+    """
+    ctx.error_response(401, 2, ACCESS_DENIED_BY_CONFIGURATION, detail)
+
+
+def add_challenge(ctx: Context, challenge: bytes) -> None:
+    """Add ``WWW-Authenticate: challenge`` to the response (a scheme's SEND_RESPONSE
+    hook, on a 401).
+
+    SEND_RESPONSE hooks run in reverse configuration order, so the header goes in
+    before the challenges already there: the response then lists them in the
+    order of the modules in the configuration, as IIS lists its providers.
+    """
+    # A new list, not an insertion: a handler may share the list it set between
+    # responses (a 401 is rare enough for the copy not to matter).
+    response = ctx.response
+    headers = response.headers
+    for i, (name, _) in enumerate(headers):
+        if name == _CHALLENGE:
+            response.headers = [*headers[:i], (_CHALLENGE, challenge), *headers[i:]]
+            return
+    response.headers = [*headers, (_CHALLENGE, challenge)]

@@ -14,6 +14,7 @@ once per section object, never per request.
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import count
 from typing import Generic, TypeVar
 
 from colonnade.config.sections import Section
@@ -21,27 +22,33 @@ from colonnade.config.sections import Section
 S = TypeVar("S", bound=Section)
 T = TypeVar("T")
 
+_KEYS = count()
+
 
 class PerSection(Generic[S, T]):
     """``build(section)``, made once per section object and kept.
 
-    Looked up by the section's identity, not its value: sections hash by value
-    (slow, and impossible for those holding tables) and two equal sections are
-    still two objects. Each entry holds its section, so while the entry exists no
-    other object can take that identity. Bounded: past ``limit`` entries it
-    starts over (an application has a handful of distinct sections; the bound
-    is against a runaway, not a working set).
+    Kept in the section object's own ``__dict__`` (as ``functools.cached_property``
+    keeps its value) under :attr:`key`, a name unique to this instance: a hook on
+    every request reads it there without a Python call:
+    ``section.__dict__.get(per.key) or per.get(section)`` for values that are never
+    false, else ``section.__dict__[per.key]`` with ``per.get(section)`` on
+    ``KeyError``. The instance also remembers what it built, to forget it in :meth:`clear`.
+    Bounded: past ``limit`` entries it starts over (an application has a handful of
+    distinct sections; the bound is against a runaway, not a working set).
 
     ``build`` may raise (a ``ConfigError`` for a log file that cannot be
     opened): nothing is kept, and the next :meth:`get` tries again.
     """
 
-    __slots__ = ("_build", "_entries", "_limit")
+    __slots__ = ("_build", "_entries", "_limit", "key")
 
     def __init__(self, build: Callable[[S], T], *, limit: int = 256) -> None:
         self._build = build
         self._entries: dict[int, tuple[S, T]] = {}
         self._limit = limit
+        #: The attribute name under which a section holds what this instance built.
+        self.key = f"_compiled_{next(_KEYS)}"
 
     def get(self, section: S) -> T:
         """The compiled form of ``section`` (built on first use)."""
@@ -50,12 +57,16 @@ class PerSection(Generic[S, T]):
             return entry[1]
         value = self._build(section)
         if len(self._entries) >= self._limit:
-            self._entries.clear()
+            self.clear()
         self._entries[id(section)] = (section, value)
+        section.__dict__[self.key] = value
         return value
 
     def clear(self) -> None:
         """Forget every compiled form (the module's ``cleanup``)."""
+        key = self.key
+        for section, _ in self._entries.values():
+            section.__dict__.pop(key, None)
         self._entries.clear()
 
     def __len__(self) -> int:

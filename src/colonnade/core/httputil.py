@@ -30,6 +30,13 @@ def is_token(value: bytes) -> bool:
     return bool(value) and not value.translate(None, TCHARS)
 
 
+def split_host(host: str) -> str:
+    """The host name of a ``Host`` value (``[::1]:8080`` → ``::1``, ``a:80`` → ``a``)."""
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rpartition(":")[0] if ":" in host else host
+
+
 def is_field_value(value: bytes) -> bool:
     """True if ``value`` can be sent as a field value: no CR, LF or NUL, and no
     whitespace at either end (RFC 9110 5.5; obs-text is allowed)."""

@@ -88,11 +88,16 @@ class Module:
     - ``id``: a dotted, unique id such as ``"log.http"``.
     - ``section``: the :class:`Section` type holding this module's settings, or None.
     - ``subscriptions``: filled in from the ``@hook`` marks when the class is defined.
+    - ``leads``: True for a module that changes what the others read about the
+      request (``security.trusted_proxies`` sets the client address): its hooks
+      run ahead of every other module's hooks of the same priority, whatever the
+      configuration order (two leading modules keep their configuration order).
     """
 
     id: ClassVar[str] = ""
     section: ClassVar[type[Section] | None] = None
     subscriptions: ClassVar[tuple[Subscription, ...]] = ()
+    leads: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

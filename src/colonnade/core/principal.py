@@ -6,7 +6,11 @@ from typing import NamedTuple
 
 
 class Principal(NamedTuple):
-    """An authenticated (or anonymous) user."""
+    """An authenticated (or anonymous) user.
+
+    It also answers as a Starlette-style user (``is_authenticated``,
+    ``display_name``, ``identity``): ASGI applications get it as ``scope["user"]``.
+    """
 
     name: str
     auth_type: str = ""
@@ -16,6 +20,21 @@ class Principal(NamedTuple):
     def anonymous(self) -> bool:
         """True for the anonymous user (an empty name)."""
         return not self.name
+
+    @property
+    def is_authenticated(self) -> bool:
+        """True unless anonymous (Starlette's ``BaseUser`` interface)."""
+        return bool(self.name)
+
+    @property
+    def display_name(self) -> str:
+        """The user name ("" for the anonymous user)."""
+        return self.name
+
+    @property
+    def identity(self) -> str:
+        """The user name, as Starlette's ``BaseUser.identity``."""
+        return self.name
 
 
 ANONYMOUS = Principal("", "anonymous")

@@ -113,6 +113,12 @@ class Request:
     ``original_path`` is the path the client asked for: ``path`` changes when a
     module remaps the request (:meth:`Context.remap`), ``original_path`` never
     (the access log's ``cs-uri-stem``, as IIS logs the URL the client sent).
+
+    ``client`` is who every module, handler and application takes for the client;
+    ``peer`` is the address the connection came from, which stays put when a
+    trusted reverse proxy's ``Forwarded``/``X-Forwarded-For`` header names the
+    client further away (``security.trusted_proxies`` changes ``client``,
+    ``scheme`` and ``host``, never ``peer``).
     """
 
     __slots__ = (
@@ -124,6 +130,7 @@ class Request:
         "method",
         "original_path",
         "path",
+        "peer",
         "query",
         "raw_path",
         "scheme",
@@ -159,6 +166,7 @@ class Request:
         self.host = host
         self.scheme = scheme
         self.client = client
+        self.peer = client
         self.server = server
         self.body = body
         self.keep_alive = keep_alive

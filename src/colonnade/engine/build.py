@@ -779,8 +779,7 @@ class Builder:
         # Decode every section the app's modules read, at every level's path, so
         # a combination that is wrong fails at load, naming the file that set it.
         found: list[ConfigError] = []
-        paths = {lvl.path for lvl in app.levels if covers(app.path, lvl.path)} | {app.path}
-        for path in sorted(paths):
+        for path in app.level_paths():
             settings = app.sections_for(path)
             for section in types:
                 try:

@@ -5,7 +5,13 @@ Removing a module's folder and its line here removes the feature.
 
 BUILTIN: tuple[tuple[str, str], ...] = (
     ("security.request_filtering", "colonnade.modules.request_filtering.module:RequestFiltering"),
+    ("security.trusted_proxies", "colonnade.modules.trusted_proxies.module:TrustedProxies"),
+    ("security.ip", "colonnade.modules.ip_security.module:IpSecurity"),
     ("security.dynamic_ip", "colonnade.modules.dynamic_ip.module:DynamicIpRestrictions"),
+    ("auth.anonymous", "colonnade.modules.anonymous_auth.module:AnonymousAuthentication"),
+    ("auth.roles", "colonnade.modules.roles.module:GroupFileRoles"),
+    ("authz.url", "colonnade.modules.url_authorization.module:UrlAuthorization"),
+    ("auth.basic", "colonnade.modules.basic_auth.module:BasicAuthentication"),
     ("static.default_document", "colonnade.modules.default_document.module:DefaultDocument"),
     ("static.directory_listing", "colonnade.modules.directory_listing.module:DirectoryListing"),
     ("handler.static", "colonnade.handlers.static.handler:StaticFile"),
@@ -16,5 +22,7 @@ BUILTIN: tuple[tuple[str, str], ...] = (
     ("http.redirection", "colonnade.modules.redirection.module:HttpRedirection"),
     ("http.custom_headers", "colonnade.modules.custom_headers.module:CustomHeaders"),
     ("http.custom_errors", "colonnade.modules.custom_errors.module:CustomErrors"),
+    ("auth.negotiate", "colonnade.modules.negotiate_auth.module:NegotiateAuthentication"),
+    ("auth.jwt", "colonnade.modules.jwt_auth.module:JwtAuthentication"),
     ("asgi.middleware", "colonnade.handlers.asgi.middleware:AsgiMiddleware"),
 )

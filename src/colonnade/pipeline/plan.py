@@ -188,17 +188,22 @@ def compile_plan(
 ) -> Plan:
     """Order every module's subscriptions into a :class:`Plan`.
 
-    ``modules`` are in configuration order. The built-in steps are supplied by
+    ``modules`` are in configuration order (a module that ``leads`` goes first
+    within each priority). The built-in steps are supplied by
     the engine and return None or an awaitable; handler execution sits among the
     EXECUTE_REQUEST_HANDLER hooks as a MEDIUM-priority hook after the modules'
     MEDIUM hooks; ``close_mapping``, where given, is the last hook of
     POST_MAP_REQUEST_HANDLER (the end of remapping).
     """
     by_stage: dict[Stage, list[tuple[Priority, int, BoundHook]]] = {s: [] for s in INFO}
+    # A leading module's hooks sort ahead of the others' of the same priority
+    # (Module.leads); the rest keep the configuration order.
+    count = len(modules)
     for position, module in enumerate(modules):
+        rank = position - count if type(module).leads else position
         for sub in type(module).subscriptions:
             by_stage[sub.stage].append(
-                (sub.priority, position, _bind(module, sub.method, sub.priority))
+                (sub.priority, rank, _bind(module, sub.method, sub.priority))
             )
     engine = "(engine)"
     last = len(modules)

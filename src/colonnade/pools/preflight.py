@@ -288,12 +288,12 @@ def _written(modules: Iterable[Module], app: Application) -> list[str]:
     found: list[str] = []
     # The application's own level and every configuration level below it (a
     # location or a web.toml) may name another file.
-    paths = {app.path, *(lvl.path for lvl in app.levels if _within(lvl.path, app.path))}
+    paths = app.level_paths()
     for module in modules:
         section = module.section
         if section is None:
             continue
-        for path in sorted(paths):
+        for path in paths:
             for written in app.sections_for(path).get(section).written_paths():
                 if written not in found:
                     found.append(written)

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from colonnade import CONTINUE, Context, Module, Outcome, Principal, Stage, hook
+from colonnade.core.httputil import split_host
 from colonnade.errors import ConfigError
-from colonnade.handlers.wsgi.environ import environ_key, split_host, wsgi_path
+from colonnade.handlers.wsgi.environ import environ_key, wsgi_path
 from colonnade.handlers.wsgi.handler import parse_status
 from colonnade.testing import Client, build_engine
 from tests.hosting.apps import wsgi_apps

@@ -80,7 +80,12 @@ def test_429_with_retry_after_on_a_keep_alive_connection(serve: Any) -> None:
 
 def test_abort_drops_the_connection_without_an_answer(serve: Any) -> None:
     server = serve(
-        {"deny_by_request_rate": True, "max_requests": 1, "interval": 30, "deny_action": "abort"}
+        {
+            "deny_by_request_rate": True,
+            "max_requests": 1,
+            "interval": 30,
+            "deny_action": "AbortRequest",
+        }
     )
     with Conn(server.port) as c:
         c.send(get("/a.txt"))

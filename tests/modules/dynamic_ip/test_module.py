@@ -109,7 +109,7 @@ def test_the_rate_is_refused_with_403_502(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("action", "status"), [("unauthorized", 401), ("forbidden", 403), ("not_found", 404)]
+    ("action", "status"), [("Unauthorized", 401), ("Forbidden", 403), ("NotFound", 404)]
 )
 def test_deny_actions(tmp_path: Path, action: str, status: int) -> None:
     with client(config(tmp_path, {**RATE, "deny_action": action})) as c:

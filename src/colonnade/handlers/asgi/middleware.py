@@ -172,7 +172,7 @@ def _inner_request(request: Request, scope: Scope, receive: Receive, outer: Http
         return request
     client = scope.get("client")
     server = scope.get("server")
-    return Request(
+    inner = Request(
         request.method,
         request.path,
         raw_path=request.raw_path,
@@ -187,11 +187,16 @@ def _inner_request(request: Request, scope: Scope, receive: Receive, outer: Http
         body=request.body if own_receive else _ReceiveBody(receive),
         keep_alive=request.keep_alive,
     )
+    inner.peer = request.peer  # the connection's, whoever the middleware says the client is
+    return inner
 
 
 def _principal(scope: Scope) -> Principal | None:
     """The user an authentication middleware put in ``scope["user"]``, if signed in."""
     user = scope.get("user")
+    if isinstance(user, Principal):
+        # The server's own user, passed on (or another Principal): kept as it is.
+        return user if user.name else None
     if user is None or getattr(user, "is_authenticated", False) is not True:
         return None
     name = getattr(user, "display_name", None)

@@ -8,6 +8,14 @@ names are lower case. ``scope["extensions"]["colonnade"]`` carries what the
 server's modules decided: ``user`` (a :class:`~colonnade.Principal` or None),
 ``items`` (the request's shared items) and ``context`` (the request
 :class:`~colonnade.Context`, e.g. ``context.correlation_id`` for the trace id).
+
+Where a server module decided who the user is (``ctx.user`` is set: a scheme,
+or the anonymous user of ``auth.anonymous``), ``scope["user"]`` is that
+:class:`~colonnade.Principal` and ``scope["auth"]`` a :class:`Credentials` with
+the user's roles as ``scopes``: what Starlette's ``AuthenticationMiddleware``
+sets, so ``request.user.is_authenticated``, ``request.user.display_name`` and
+``@requires("role")`` work without it. With no authentication module, neither
+key is set (an application's own authentication middleware sets them).
 """
 
 from __future__ import annotations
@@ -32,6 +40,23 @@ ASGI_VERSION: dict[str, str] = {"version": "3.0", "spec_version": "2.4"}
 NO_OPTIONS: dict[str, Any] = {}
 #: ``scope["asgi"]`` of the lifespan scope.
 ASGI_LIFESPAN: dict[str, str] = {"version": "3.0", "spec_version": "2.0"}
+
+
+class Credentials:
+    """``scope["auth"]``: the user's roles as ``scopes`` (Starlette's ``AuthCredentials``)."""
+
+    __slots__ = ("scopes",)
+
+    def __init__(self, scopes: list[str]) -> None:
+        self.scopes = scopes
+
+
+def add_user(scope: Scope, ctx: Context) -> None:
+    """``scope["user"]`` and ``scope["auth"]`` from ``ctx.user``, where it is set."""
+    user = ctx.user
+    if user is not None:
+        scope["user"] = user
+        scope["auth"] = Credentials(sorted(user.roles))
 
 
 def mount_path(app_path: str) -> str:
@@ -73,4 +98,6 @@ def http_scope(ctx: Context, root_path: str, state: dict[str, Any] | None) -> Sc
     }
     if state is not None:
         scope["state"] = state.copy()
+    if ctx.user is not None:
+        add_user(scope, ctx)
     return scope

@@ -40,7 +40,7 @@ from wsproto.utilities import ProtocolError, generate_accept_token, split_comma_
 from colonnade.core.context import Context, RawStream
 from colonnade.errors import HttpError
 from colonnade.handlers.asgi.config import AsgiSection
-from colonnade.handlers.asgi.scope import ASGI_VERSION, NO_OPTIONS, App, Message
+from colonnade.handlers.asgi.scope import ASGI_VERSION, NO_OPTIONS, App, Message, add_user
 
 if TYPE_CHECKING:
     from colonnade.core.request import Headers
@@ -97,6 +97,7 @@ class WebSocketSession:
                 "colonnade": {"user": ctx.user, "items": ctx.items, "context": ctx},
             },
         }
+        add_user(self.scope, ctx)
         self.phase = _CONNECTING
         self.connect_sent = False
         self.stream: RawStream | None = None

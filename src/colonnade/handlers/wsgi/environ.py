@@ -69,13 +69,6 @@ def add_headers(environ: dict[str, Any], headers: Iterable[tuple[bytes, bytes]])
             environ[key] = previous + ("; " if key == "HTTP_COOKIE" else ",") + text
 
 
-def split_host(host: str) -> str:
-    """The host name of a ``Host`` value (``[::1]:8080`` → ``::1``, ``a:80`` → ``a``)."""
-    if host.startswith("["):
-        return host[1 : host.find("]")] if "]" in host else host
-    return host.rpartition(":")[0] if ":" in host else host
-
-
 def wsgi_path(path: str) -> str:
     """A decoded URL path in PEP 3333's form: UTF-8 bytes read as latin-1."""
     return path if path.isascii() else path.encode("utf-8").decode("latin-1")

@@ -36,6 +36,7 @@ from colonnade.core import cgihead
 from colonnade.core.app import Application
 from colonnade.core.context import Context
 from colonnade.core.handler import Handler
+from colonnade.core.httputil import split_host
 from colonnade.core.pyapp import load_app
 from colonnade.core.request import EMPTY_BODY, Body, Headers
 from colonnade.core.response import FileBody
@@ -58,7 +59,6 @@ from colonnade.handlers.wsgi.environ import (
     FileWrapper,
     InputStream,
     add_headers,
-    split_host,
     wsgi_path,
 )
 

@@ -156,7 +156,9 @@ class Compression(Module):
     @hook(Stage.SEND_RESPONSE, priority=Priority.HIGH)
     def send_response(self, ctx: Context) -> None:
         """Decide, for the response about to go out, whether and how to compress it."""
-        policy = self._policies.get(ctx.sections.get(CompressionSection))
+        section = ctx.sections.get(CompressionSection)
+        policies = self._policies
+        policy = section.__dict__.get(policies.key) or policies.get(section)
         response = ctx.response
         status = response.status
         if status != 200:

@@ -16,10 +16,11 @@ from msgspec import Meta
 from colonnade.config.sections import Section, Where
 from colonnade.providers.redis_counters import safe_url
 
-DenyAction = Literal["unauthorized", "forbidden", "not_found", "abort"]
+#: IIS's ``denyAction`` values, spelt as IIS (and ``security.ip``) spell them.
+DenyAction = Literal["Unauthorized", "Forbidden", "NotFound", "AbortRequest"]
 
-#: The status of each deny action (IIS ``denyAction``); the substatus says why.
-DENY_STATUS = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "abort": 0}
+#: The status of each deny action; the substatus says why.
+DENY_STATUS = {"Unauthorized": 401, "Forbidden": 403, "NotFound": 404, "AbortRequest": 0}
 
 
 class DynamicIpSection(Section, frozen=True, dict=True):
@@ -71,19 +72,21 @@ class DynamicIpSection(Section, frozen=True, dict=True):
     """Refuse nothing; log each client that would be refused (IIS
     `enableLoggingOnlyMode`). The requests it would refuse are not counted, so
     the log shows exactly what enforcing would refuse."""
-    deny_action: DenyAction = "forbidden"
-    """The answer to a refused request (IIS `denyAction`): `"unauthorized"`
-    (401.501 / 401.502), `"forbidden"` (403.501 / 403.502), `"not_found"`
-    (404.501 / 404.502), `"abort"` (the connection is reset, no answer)."""
+    deny_action: DenyAction = "Forbidden"
+    """The answer to a refused request (IIS `denyAction`, as `security.ip`
+    spells it): `"Unauthorized"` (401.501 / 401.502), `"Forbidden"` (403.501 /
+    403.502), `"NotFound"` (404.501 / 404.502), `"AbortRequest"` (the connection
+    is dropped, no answer)."""
     deny_status: Annotated[int, Meta(ge=0, le=599)] = 0
-    """A status that replaces the deny action's (not for `"abort"`), such as
-    429 (Too Many Requests); 0 keeps the deny action's. A 429 or 503 carries
+    """A status that replaces the deny action's (not for `"AbortRequest"`), such
+    as 429 (Too Many Requests); 0 keeps the deny action's. A 429 or 503 carries
     `Retry-After`: the seconds until the client's window has room again."""
     max_clients: Annotated[int, Meta(ge=8, le=262_144)] = 65_536
     """Clients the shared table keeps (64 bytes each, in the server's 32 MiB of
     shared memory; rounded up to a power of two): when it is full, a client
-    seen least recently is forgotten (of the 8 that share a slot set). A changed value takes a new table (the old one's memory comes
-    back when the master restarts)."""
+    seen least recently is forgotten (of the 8 that share a slot set). A
+    changed value takes a new table (the old one's memory comes back when the
+    master restarts)."""
     redis_url: str = ""
     """Count in Redis instead, shared by every node of a farm:
     `"redis://host:6379/0"` (`rediss://` for TLS, `unix:///path` for a socket;

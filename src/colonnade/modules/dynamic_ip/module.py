@@ -135,7 +135,8 @@ class DynamicIpRestrictions(Module):
         if client is None:
             return None
         host = client[0]
-        policy = self._policies.get(section)
+        # PerSection's fast path: the policy kept in the section's own dict.
+        policy = section.__dict__.get(self._policies.key) or self._policies.get(section)
         table = self._table
         if table is not None:
             verdict = table.admit(host, policy, now_ms())
@@ -189,14 +190,14 @@ class DynamicIpRestrictions(Module):
             ctx.items[WOULD_DENY] = ("", "concurrency", "rate", "auth_failures")[code]
             return None
         status, retry_after = section.deny
+        ctx.error_response(status or 403, substatus, _MESSAGE[code], _detail(code, section))
         if not status:
-            # IIS AbortRequest: no answer; the connection is dropped.
-            response = ctx.response
-            response.status, response.substatus = 403, substatus
-            response.headers_sent = True
+            # IIS AbortRequest: no answer at all. The response stays for the
+            # access log; marked as sent, nothing tries to send it.
+            ctx.request.keep_alive = False
+            ctx.response.headers_sent = True
             ctx.writer.abort()
             return FINISH
-        ctx.error_response(status, substatus, _MESSAGE[code], _detail(code, section))
         if retry_after:
             seconds = max(1, -(-verdict.retry_ms // 1000))
             ctx.response.headers.append((b"retry-after", str(seconds).encode()))

@@ -63,7 +63,9 @@ class HttpLoggingSection(Section, frozen=True):
       for other statuses. ``sc-win32-status`` is 64 when the client went away
       before its response was complete (as IIS logs it), else 0. Optional:
       ``sc-bytes``, ``cs-bytes``, ``cs-host``, ``cs-version``, ``s-sitename``,
-      ``s-computername`` and any request or response header as
+      ``s-computername``, ``x-peer-ip`` (ours: the address the connection came
+      from, which differs from ``c-ip`` when ``security.trusted_proxies`` took the
+      client from a proxy's header) and any request or response header as
       ``cs(Header-Name)`` / ``sc(Header-Name)``.
     - ``buffer_size``: lines are buffered in memory and written in one batch once
       the buffer holds about this many bytes (IIS writes 64 KB batches too;

@@ -81,6 +81,8 @@ FIELDS: dict[str, Field] = {
             "(None if {0} is None else {0}.name or None)",
         ),
         _field("c-ip", ("r.client",), "({0}[0] if {0} else '-')", "({0}[0] if {0} else None)"),
+        # Ours: the connection's address, when a trusted proxy named another client.
+        _field("x-peer-ip", ("r.peer",), "({0}[0] if {0} else '-')", "({0}[0] if {0} else None)"),
         _field("sc-status", ("resp.status",), "nums[{0}]", "{0}"),
         _field("sc-substatus", ("resp.substatus",), "nums[{0}]", "{0}"),
         _field(

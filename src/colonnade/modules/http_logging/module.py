@@ -64,10 +64,6 @@ def _filtered(settings: HttpLoggingSection, capture: Capture) -> Capture | None:
     return selective
 
 
-def _below(path: str, app_path: str) -> bool:
-    return path != app_path and (app_path == "/" or path.startswith(app_path + "/"))
-
-
 class HttpLogging(Module):
     """``log.http``: one access log line per request, W3C extended or JSON."""
 
@@ -90,8 +86,7 @@ class HttpLogging(Module):
         configuration level below it) is opened now, so a bad target fails at
         start-up rather than on some request.
         """
-        paths = [app.path, *(lvl.path for lvl in app.levels if _below(lvl.path, app.path))]
-        for path in paths:
+        for path in app.level_paths():
             self._captures.get(app.sections_for(path).get(HttpLoggingSection))
 
     def _capture_for(self, settings: HttpLoggingSection) -> Capture | None:
@@ -132,10 +127,15 @@ class HttpLogging(Module):
     @hook(Stage.LOG_REQUEST)
     def log_request(self, ctx: Context) -> None:
         """Append this request's line to its log's buffer (unless filtered out)."""
+        section = ctx.sections.get(HttpLoggingSection)
+        captures = self._captures
         try:
-            capture = self._captures.get(ctx.sections.get(HttpLoggingSection))
-        except ConfigError as exc:  # a section provision did not see, and its target fails
-            log.error("access log: %s", exc)
-            return
+            capture = section.__dict__[captures.key]  # built already: no call
+        except KeyError:
+            try:
+                capture = captures.get(section)
+            except ConfigError as exc:  # a section provision did not see, and its target fails
+                log.error("access log: %s", exc)
+                return
         if capture is not None:
             capture(ctx)

@@ -1,0 +1,1 @@
+"""Anonymous authentication: IIS ``anonymousAuthentication``, last in AUTHENTICATE_REQUEST."""

@@ -1,0 +1,1 @@
+"""Basic authentication: IIS ``basicAuthentication`` against htpasswd files and PAM."""

@@ -1,0 +1,1 @@
+"""Bearer token authentication with signed JWTs (RFC 6750, RFC 7519): ``auth.jwt``."""

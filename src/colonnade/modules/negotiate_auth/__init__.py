@@ -1,0 +1,1 @@
+"""Negotiate authentication: Kerberos via SPNEGO and GSSAPI, IIS ``windowsAuthentication``."""

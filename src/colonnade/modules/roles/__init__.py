@@ -1,0 +1,1 @@
+"""Roles from an Apache-format group file (``AuthGroupFile``), added to the authenticated user."""
