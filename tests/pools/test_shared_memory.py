@@ -36,6 +36,7 @@ def test_pools_of_other_users_and_sandboxes_share_one_count(
             f"deny_by_request_rate = true\nmax_requests = {LIMIT}\ninterval = 600\n"
         ),
     )
+    wait_for(lambda: len(master.pids("default")) == 2, PATIENCE, "two default workers")
     # One site, one setting: one count per client, whichever pool serves it.
     assert master.json("/api/who")["uid"] == system_user.pw_uid
     statuses = [master.get("/who").status for _ in range(3)]

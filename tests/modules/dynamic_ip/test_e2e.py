@@ -3,6 +3,7 @@ under ``wrk`` load (the limit holds across both workers)."""
 
 from __future__ import annotations
 
+import base64
 import itertools
 import re
 import shutil
@@ -203,3 +204,36 @@ def test_the_rate_holds_across_two_workers(tmp_path: Path) -> None:
     # Both workers served (and refused) part of the load.
     refusing = set(re.findall(r"\[default:(\d+)\] colonnade\.dynamic_ip: refused", log))
     assert len(refusing) == 2, log[-3000:]
+
+
+HTPASSWD = shutil.which("htpasswd")
+
+
+@pytest.mark.skipif(HTPASSWD is None, reason="htpasswd is not installed (make sysdeps)")
+def test_failed_basic_logons_lock_the_address_out(serve: Any, www: Path) -> None:
+    # The real auth.basic and a file made by the real htpasswd: its 401.1s are
+    # what dynamic IP restrictions count.
+    users = www / "users.htpasswd"
+    assert HTPASSWD is not None
+    subprocess.run(
+        [HTPASSWD, "-cbs", str(users), "alice", "right"], check=True, capture_output=True
+    )
+    settings = {"deny_by_auth_failures": True, "max_auth_failures": 3, "deny_status": 429}
+    config = site(settings)
+    config["server"]["modules"].insert(1, "auth.basic")
+    config["basic_authentication"] = {"enabled": True, "user_file": str(users)}
+    server = LiveServer(config, www).start()
+    try:
+        wrong = "Authorization: Basic " + base64.b64encode(b"alice:wrong").decode()
+        right = "Authorization: Basic " + base64.b64encode(b"alice:right").decode()
+        with Conn(server.port) as c:
+            for expected in (200, 401, 401, 401, 429):
+                header = right if expected in (200, 429) else wrong
+                c.send(f"GET /a.txt HTTP/1.1\r\nHost: t\r\n{header}\r\n\r\n".encode())
+                response = c.response()
+                assert response.status == expected, (expected, response.status)
+        assert b"too many failed logons" in response.body
+        # Until the sliding window (auth_failure_interval = 300 s) has room again.
+        assert 1 <= int(response.headers["retry-after"]) <= 301
+    finally:
+        server.stop()
