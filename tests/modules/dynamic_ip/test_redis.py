@@ -3,6 +3,7 @@ Redis killed mid-test fails open or closed, said once in the log (and once when 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -177,11 +178,12 @@ def test_a_redis_that_stops_answering_costs_one_timeout(
                     c.send(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
                     assert c.response().status == 200
                     took.append(time.monotonic() - began)
-            # The first waited for the timeout (0.2 s); the others do not wait:
-            # Redis is asked again only a second later (once more at most, on a
-            # machine slow enough that the ten take over a second).
-            assert 0.2 <= took[0] < 2.0, took
-            assert len([t for t in took[1:] if t >= 0.19]) <= 1, took
+            # The first waited for the timeout (0.2 s, not redis-py's retries); the
+            # others wait only when Redis is asked again, at most once a second: on a
+            # loaded machine the ten may take seconds, and then as many retries.
+            assert 0.2 <= took[0] < 5.0, took
+            waited = [t for t in took[1:] if t >= 0.19]
+            assert len(waited) <= math.ceil(sum(took)), took
             assert server.stderr().count(DOWN) == 1
         finally:
             os.kill(redis_server.proc.pid, signal.SIGCONT)
