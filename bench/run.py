@@ -66,6 +66,8 @@ HOST = "127.0.0.1"
 NOFILE = 65536
 sys.path.insert(0, str(BENCH))
 
+from apps.make_auth import HEADERS as AUTH_HEADERS  # noqa: E402
+from apps.make_auth import generate as generate_auth  # noqa: E402
 from apps.make_modules import generate as generate_modules  # noqa: E402
 from apps.make_static import generate as generate_static  # noqa: E402
 from instructions import VALGRIND, callgrind_total, drive, valgrind_argv  # noqa: E402
@@ -89,6 +91,8 @@ class Server:
     # (old, new): if the server exits at start, try once more with ``old`` replaced by
     # ``new`` in argv; the row then shows the command that really ran.
     fallback: tuple[str, str] | None = None
+    # request headers wrk sends to this server only (credentials of its scheme)
+    headers: tuple[str, ...] = ()
 
     @property
     def is_colonnade(self) -> bool:
@@ -111,6 +115,9 @@ _GRANIAN_IDLE = "--backlog 4096 --backpressure 20000 --http1-header-read-timeout
 # trivial modules to the defaults; the 50 are installed as entry points by putting the
 # generated dist-info folder on PYTHONPATH (no pip step). See apps/make_modules.py.
 MODULES_DIR = "bench/out/modules"
+# The auth-* variants serve bench/out/auth/<scheme>: the 1 KiB file behind a scheme and
+# a rule refusing anonymous requests (apps/make_auth.py); wrk sends the credentials.
+AUTH_DIR = "bench/out/auth"
 
 
 def _modules_env(installed: bool) -> tuple[tuple[str, str], ...]:
@@ -195,6 +202,18 @@ SERVERS: dict[str, Server] = {
         ),
         Server("nginx", "nginx", _NGINX, probe="/hello.txt", nginx_log=True),
         Server("nginx-nolog", "nginx", _NGINX, probe="/hello.txt", nginx_log=False),
+        # --- authentication: the 1 KiB file behind each scheme (apps/make_auth.py) ------
+        *(
+            Server(
+                f"colonnade-auth-{scheme}",
+                "colonnade",
+                f"{_C} --root {AUTH_DIR}/{scheme} {_B}",
+                probe="/public/hello.txt",
+                fallback=_CF,
+                headers=AUTH_HEADERS[scheme],
+            )
+            for scheme in AUTH_HEADERS
+        ),
         # --- pipeline cost: N trivial modules (apps/make_modules.py) ---------------------
         *(
             Server(
@@ -239,6 +258,8 @@ class Workload:
 
 
 STATIC_NOLOG = ("colonnade-static-nolog", "nginx-nolog")
+# The anonymous static server first: the auth-* rows are compared with it.
+AUTH = ("colonnade-static", *(f"colonnade-auth-{scheme}" for scheme in AUTH_HEADERS))
 # The pipeline-cost variants, measured in turns within one workload so that drift of the
 # machine hits them alike; colonnade-modules-0 is the base of every difference.
 MODULES = tuple(f"colonnade-modules-{v}" for v in ("0", "10", "50", "50-disabled", "50-post"))
@@ -254,6 +275,7 @@ WORKLOADS: list[Workload] = [
     Workload("hello-static-log-off", "/hello.txt", STATIC_NOLOG, about="13-byte file, access log off"),  # noqa: E501
     Workload("close", "/1k.bin", STATIC, headers=("Connection: close",), about="static-1k, a new connection per request"),  # noqa: E501
     Workload("c1024", "/1k.bin", STATIC, connections=1024, about="static-1k with 1024 connections"),
+    Workload("auth", "/1k.bin", AUTH, about="static-1k anonymous (colonnade-static) and behind each authentication scheme with a rule refusing anonymous requests (colonnade-auth-*: auth.basic with cached bcrypt credentials, auth.jwt HS256 with its token cache; url authorization on), the credentials sent by wrk"),  # noqa: E501
     Workload("modules", "/hello.txt", MODULES, about="13-byte file, default modules without the access log; modules-0: no trivial module, modules-10/-50: 10/50 trivial modules with a do-nothing hook on each of the 12 stages, modules-50-disabled: the trivial modules installed but none enabled, modules-50-post: 50 joining the 12 stages and their 11 post stages (23 hooks)"),  # noqa: E501
 ]
 # fmt: on
@@ -706,7 +728,9 @@ def parse_wrk(text: str) -> dict[str, float]:
     return r
 
 
-def wrk_argv(w: Workload, port: int, duration: int, args: argparse.Namespace) -> list[str]:
+def wrk_argv(
+    w: Workload, port: int, duration: int, args: argparse.Namespace, server: str = ""
+) -> list[str]:
     argv = [
         "taskset",
         "-c",
@@ -717,7 +741,7 @@ def wrk_argv(w: Workload, port: int, duration: int, args: argparse.Namespace) ->
         f"-d{duration}s",
         "--latency",
     ]
-    for h in w.headers:
+    for h in (*w.headers, *(SERVERS[server].headers if server else ())):
         argv += ["-H", h]
     return [*argv, f"http://{HOST}:{port}{w.path}"]
 
@@ -802,6 +826,15 @@ def headline_ratio(w: Workload, rows: list[Row], peer: Row) -> float | None:
     return a / b
 
 
+def first_row_ratio(w: Workload, rows: list[Row], row: Row) -> float | None:
+    """``row``'s headline over the first row's: for workloads of colonnade variants only
+    (auth: each scheme against the anonymous file)."""
+    a, b = row.med(w.metric), rows[0].med(w.metric) if rows else None
+    if row is rows[0] or a is None or not b:
+        return None
+    return a / b
+
+
 def best_peer_ratio(w: Workload, rows: list[Row]) -> float | None:
     peers = [r for r in rows if not r.colonnade and r.med(w.metric)]
     if not peers:
@@ -823,13 +856,14 @@ def run_workload(w: Workload, servers: list[str], args: argparse.Namespace) -> l
         for name in servers:
             srv = SERVERS[name]
             row = rows[name] = Row(name, srv.product, srv.is_colonnade)
-            r = start_server(name, w.name, args, w.path)
+            # A server that wants credentials answers the bare path 401: probe its own.
+            r = start_server(name, w.name, args, srv.probe if srv.headers else w.path)
             row.cmd, row.error = r.cmd, r.error
             row.idle_rss, row.nprocs, row.probe_status = r.idle_rss, r.nprocs, r.probe_status
             row.note = r.note
             if r.error is None:
                 running[name] = r
-                row.wrk_cmd = cmdline(wrk_argv(w, r.port, args.duration, args))
+                row.wrk_cmd = cmdline(wrk_argv(w, r.port, args.duration, args, name))
         # warm-up, then round-robin repeats
         plan = [(0, args.warmup)] if args.warmup > 0 else []
         plan += [(i + 1, args.duration) for i in range(args.repeat)]
@@ -845,7 +879,7 @@ def run_workload(w: Workload, servers: list[str], args: argparse.Namespace) -> l
                     log(f"  {name}: {row.error}")
                     continue
                 before = _interference_sample(r, args)
-                res, raw = run_wrk(wrk_argv(w, r.port, duration, args), duration)
+                res, raw = run_wrk(wrk_argv(w, r.port, duration, args, name), duration)
                 if res is not None:
                     after = _interference_sample(r, args)
                     foreign = _interference(before, after)
@@ -1604,6 +1638,7 @@ def render(
         o.append("")
         o.append(f"{w.about}. Headline: {hdr}.")
         o.append("")
+        own_only = all(r.colonnade for r in rows)  # ratios to the first row instead
         o.append(
             "| server | req/s | transfer/s | p50 | p99 | errors | colonnade/peer "
             f"({hdr}) | runs ({hdr}) | idle RSS |"
@@ -1616,6 +1651,8 @@ def render(
                 continue
             ratio = headline_ratio(w, rows, r)
             ratio_s = "" if r.colonnade else ("n/a" if ratio is None else f"{ratio:.2f}")
+            if own_only and (base := first_row_ratio(w, rows, r)) is not None:
+                ratio_s = f"{base:.2f} of {rows[0].server}"
             runs = ", ".join(
                 (fmt_bytes(x.get("transfer")) if w.metric == "transfer" else f"{x['rps']:,.0f}")
                 for x in r.runs
@@ -1966,6 +2003,7 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, {args.client_cpu})
     generate_static(WWW)
     generate_modules(REPO / MODULES_DIR)
+    generate_auth(REPO / AUTH_DIR, WWW)
     LOGS.mkdir(parents=True, exist_ok=True)
 
     cpus = sorted({args.server_cpu, args.client_cpu})
@@ -2023,7 +2061,14 @@ def main(argv: list[str] | None = None) -> int:
     mode = f"{args.repeat}x{args.duration}s" + (" (interrupted)" if interrupted else "")
     cells = []
     for w, rows in results:
-        if all(r.colonnade for r in rows):  # no peer: nothing to compare (modules-*)
+        if all(r.colonnade for r in rows):  # no peer: each against the first row (auth)
+            if w.name == "auth":
+                parts = [
+                    f"{r.server.removeprefix('colonnade-auth-')} {x:.2f}"
+                    for r in rows
+                    if (x := first_row_ratio(w, rows, r)) is not None
+                ]
+                cells.append(f"auth/anonymous {'/'.join(parts) or 'n/a'}")
             continue
         ratio = best_peer_ratio(w, rows)
         cells.append(f"{w.name} {'n/a' if ratio is None else f'{ratio:.2f}'}")

@@ -48,7 +48,8 @@ def class_name(i: int, post: bool = False) -> str:
     return f"Trivial{'Post' if post else ''}{i:02d}"
 
 
-def _write(path: Path, data: bytes) -> None:
+def write_if_changed(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically, unless it holds exactly that already."""
     if path.is_file() and path.read_bytes() == data:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,14 +73,14 @@ def generate(out: Path = DEFAULT_OUT) -> Path:
         for i in range(COUNT)
     )
     dist = out / "site" / DIST
-    _write(
+    write_if_changed(
         dist / "METADATA",
         b"Metadata-Version: 2.1\nName: colonnade-bench-trivial\nVersion: 0\n",
     )
-    _write(dist / "entry_points.txt", f"[colonnade.modules]\n{eps}".encode())
+    write_if_changed(dist / "entry_points.txt", f"[colonnade.modules]\n{eps}".encode())
     for name, (enabled, installed, post) in VARIANTS.items():
-        _write(out / name / "hello.txt", HELLO)
-        _write(out / name / "web.toml", web_toml(enabled, installed, post).encode())
+        write_if_changed(out / name / "hello.txt", HELLO)
+        write_if_changed(out / name / "web.toml", web_toml(enabled, installed, post).encode())
     return out
 
 

@@ -59,27 +59,38 @@ def table(*rows: tuple[str, str]) -> RangeTable[str]:
     return RangeTable((parse_network(net), value) for net, value in rows)
 
 
-def test_the_longest_prefix_decides_whatever_the_order() -> None:
+def test_the_first_network_listed_decides() -> None:
     rows = [
-        ("10.0.0.0/8", "wide"),
-        ("10.1.0.0/16", "mid"),
         ("10.1.2.3", "host"),
-        ("10.255.255.255", "last"),
+        ("10.1.0.0/16", "mid"),
+        ("10.0.0.0/8", "wide"),
+        ("10.255.255.255", "shadowed"),  # inside 10.0.0.0/8, listed after it
         ("0.0.0.0/0", "all"),
     ]
-    for order in (rows, rows[::-1]):
-        t = table(*order)
-        look = {a: t.get(ipaddress.ip_address(a)) for a in ("10.1.2.3", "10.1.2.4", "10.2.0.0")}
-        assert look == {"10.1.2.3": "host", "10.1.2.4": "mid", "10.2.0.0": "wide"}
-        assert t.get(ipaddress.ip_address("10.255.255.255")) == "last"
-        assert t.get(ipaddress.ip_address("10.255.255.254")) == "wide"
-        assert t.get(ipaddress.ip_address("11.0.0.0")) == "all"
-        assert t.get(ipaddress.ip_address("2001:db8::1")) is None  # the other family
+    t = table(*rows)
+    look = {a: t.get(ipaddress.ip_address(a)) for a in ("10.1.2.3", "10.1.2.4", "10.2.0.0")}
+    assert look == {"10.1.2.3": "host", "10.1.2.4": "mid", "10.2.0.0": "wide"}
+    assert t.get(ipaddress.ip_address("10.255.255.255")) == "wide"
+    assert t.get(ipaddress.ip_address("11.0.0.0")) == "all"
+    assert t.get(ipaddress.ip_address("9.255.255.255")) == "all"
+    assert t.get(ipaddress.ip_address("2001:db8::1")) is None  # the other family
+    # The reverse order: the whole internet listed first hides everything else.
+    t = table(*rows[::-1])
+    assert {t.get(ipaddress.ip_address(a)) for a in ("10.1.2.3", "10.1.2.4", "11.0.0.0")} == {"all"}
 
 
-def test_equal_networks_the_last_one_wins() -> None:
+def test_equal_networks_the_first_one_wins() -> None:
     t = table(("192.0.2.0/24", "first"), ("192.0.2.0/24", "second"))
-    assert t.get(ipaddress.ip_address("192.0.2.9")) == "second"
+    assert t.get(ipaddress.ip_address("192.0.2.9")) == "first"
+
+
+def test_shadowed_networks_add_no_ranges() -> None:
+    # Everything inside a network listed earlier is one range: the table does not
+    # grow with entries that can never decide.
+    rows = [("10.0.0.0/8", "wide")] + [(f"10.{i}.0.0/16", f"n{i}") for i in range(200)]
+    t = table(*rows)
+    assert t.get(ipaddress.ip_address("10.7.0.1")) == "wide"
+    assert len(t._v4.starts) == 1
 
 
 def test_families_are_separate_and_v4_mapped_clients_match_v4_entries() -> None:
@@ -93,15 +104,21 @@ def test_families_are_separate_and_v4_mapped_clients_match_v4_entries() -> None:
     assert table(("::1", "x")).size == 1
 
 
-def test_agrees_with_a_scan_of_every_network() -> None:
-    # The flattened ranges answer what a longest-prefix scan answers, on random
-    # nested and disjoint networks and addresses at their edges.
-    rng = random.Random(16)
+@pytest.mark.parametrize("seed", range(6))
+def test_agrees_with_a_first_match_scan(seed: int) -> None:
+    # The flattened ranges answer what a scan of the list top to bottom answers,
+    # on random nested, equal and disjoint networks and on addresses at their
+    # edges; a few rounds with many networks, a few with a handful.
+    rng = random.Random(seed)
+    count = rng.choice([5, 40, 300])
     nets = []
-    for _ in range(300):
+    for _ in range(count):
         prefix = rng.randint(4, 32)
-        base = rng.getrandbits(32) & ~((1 << (32 - prefix)) - 1)
-        nets.append(ipaddress.IPv4Network((base & 0x0FFFFFFF | 0x0A000000, prefix), strict=False))
+        base = rng.getrandbits(32) & 0x0FFFFFFF | 0x0A000000
+        net = ipaddress.IPv4Network((base, prefix), strict=False)
+        nets.append(net)
+        if rng.random() < 0.1:
+            nets.append(net)  # the same network twice: the first one counts
     rows = [(n, i) for i, n in enumerate(nets)]
     t: RangeTable[int] = RangeTable(rows)
     probes = [rng.getrandbits(32) & 0x0FFFFFFF | 0x0A000000 for _ in range(2000)]
@@ -112,6 +129,9 @@ def test_agrees_with_a_scan_of_every_network() -> None:
         if not 0 <= number < 2**32:
             continue
         address = ipaddress.IPv4Address(number)
-        holding = [(n.prefixlen, i) for i, n in enumerate(nets) if address in n]
-        expected = max(holding)[1] if holding else None
+        expected = next((i for i, n in enumerate(nets) if address in n), None)
         assert t.get(address) == expected, address
+    starts = t._v4.starts
+    assert starts == sorted(starts) and all(
+        t._v4.ends[i] < starts[i + 1] for i in range(len(starts) - 1)
+    )

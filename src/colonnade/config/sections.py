@@ -94,6 +94,12 @@ class Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=T
                 return found
         return cls.allowed
 
+    def shown(self, key: str, value: Any) -> Any:
+        """``value`` of ``key`` (as decoded) the way tools show it (``colonnade
+        config show``): a section holding a secret (a password, a key) returns
+        it hidden. As it is by default."""
+        return value
+
     def written_paths(self) -> tuple[str, ...]:
         """Files the module writes because of these settings (a log file), as given.
 
@@ -109,7 +115,7 @@ Raw = dict[str, Any]
 
 
 _OPS = frozenset({"add", "prepend", "remove", "clear"})
-_ITEM_KEYS = ("id", "name", "path", "extension", "key")
+_ITEM_KEYS = ("id", "name", "path", "extension", "key", "address", "domain")
 
 
 def is_collection_ops(value: object) -> bool:

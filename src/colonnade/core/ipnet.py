@@ -6,8 +6,8 @@ gives, one way to write a network in the configuration, and one lookup table.
 
 :class:`RangeTable` turns a list of networks, each with a value, into sorted
 disjoint ranges per address family: a lookup is one ``bisect`` whatever the
-number of entries. Where networks nest, the most specific (longest prefix) one
-decides for the addresses it covers.
+number of entries. Where networks overlap, the first one listed decides for the
+addresses it covers (IIS's and nginx's order: rules are read top to bottom).
 """
 
 from __future__ import annotations
@@ -101,9 +101,10 @@ class _Family(Generic[T]):
 
     def __init__(self, entries: list[tuple[Network, T]]) -> None:
         # CIDR networks never overlap partially: two are disjoint or one holds the
-        # other. Sorted by start, larger first, a stack of the networks holding the
-        # current point flattens them; the innermost one owns each point. An equal
-        # network later in ``entries`` is inner to an earlier one: it wins.
+        # other. Sorted by start, larger first (equal ones in list order), a stack
+        # holds the networks around the current point, each paired with the
+        # earliest-listed network among itself and those below it: the one that
+        # owns the points the stack's top covers.
         rows = sorted(
             (
                 (int(net.network_address), int(net.broadcast_address), order, value)
@@ -114,27 +115,36 @@ class _Family(Generic[T]):
         starts: list[int] = []
         ends: list[int] = []
         values: list[T] = []
+        owners: list[int] = []
 
-        def emit(lo: int, hi: int, value: T) -> None:
-            if lo <= hi:
-                starts.append(lo)
-                ends.append(hi)
-                values.append(value)
+        def emit(lo: int, hi: int, owner: tuple[int, T]) -> None:
+            if lo > hi:
+                return
+            if owners and owners[-1] == owner[0] and ends[-1] + 1 == lo:
+                ends[-1] = hi  # a shadowed network inside its owner adds no range
+                return
+            starts.append(lo)
+            ends.append(hi)
+            values.append(owner[1])
+            owners.append(owner[0])
 
-        stack: list[tuple[int, T]] = []
+        stack: list[tuple[int, tuple[int, T]]] = []  # (end, (order, value) of the owner)
         pos = 0
-        for lo, hi, _, value in rows:
+        for lo, hi, order, value in rows:
             while stack and stack[-1][0] < lo:
-                top_hi, top_value = stack.pop()
-                emit(pos, top_hi, top_value)
+                top_hi, top_owner = stack.pop()
+                emit(pos, top_hi, top_owner)
                 pos = top_hi + 1
+            owner = (order, value)
             if stack:
                 emit(pos, lo - 1, stack[-1][1])
+                if stack[-1][1][0] < order:
+                    owner = stack[-1][1]
             pos = lo
-            stack.append((hi, value))
+            stack.append((hi, owner))
         while stack:
-            top_hi, top_value = stack.pop()
-            emit(pos, top_hi, top_value)
+            top_hi, top_owner = stack.pop()
+            emit(pos, top_hi, top_owner)
             pos = top_hi + 1
         self.starts = starts
         self.ends = ends
@@ -150,9 +160,10 @@ class _Family(Generic[T]):
 class RangeTable(Generic[T]):
     """Networks with values, compiled for lookups by address.
 
-    ``RangeTable([(parse_network("10.0.0.0/8"), "a"), (parse_network("10.1.0.0/16"),
-    "b")]).get(parse_address("10.1.2.3"))`` is ``"b"``: the longest prefix that
-    holds the address decides; of equal networks, the one listed last.
+    The first network listed that holds an address decides for it, as in a
+    scan of the list top to bottom: ``RangeTable([(parse_network("10.1.0.0/16"),
+    "b"), (parse_network("10.0.0.0/8"), "a")]).get(parse_address("10.1.2.3"))`` is
+    ``"b"``, and ``"a"`` with the two swapped (10.1.0.0/16 never decides then).
     """
 
     __slots__ = ("_v4", "_v6", "size")
@@ -169,7 +180,7 @@ class RangeTable(Generic[T]):
         self.size = len(rows)
 
     def get(self, address: Address) -> T | None:
-        """The value of the most specific network holding ``address``, or None."""
+        """The value of the first network listed that holds ``address``, or None."""
         family = self._v4 if address.version == 4 else self._v6
         return family.get(int(address))
 

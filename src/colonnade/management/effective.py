@@ -34,7 +34,8 @@ def effective_config(engine: Engine, site: str | None, path: str) -> dict[str, A
         section = module.section
         if section is None or section.key in sections:
             continue
-        value = msgspec.to_builtins(found.get(section))
+        settings = found.get(section)
+        value = msgspec.to_builtins(settings)
         rows: dict[str, Any] = {}
         for key, item in value.items():
             dotted = f"{section.key}.{key}"
@@ -42,7 +43,7 @@ def effective_config(engine: Engine, site: str | None, path: str) -> dict[str, A
             if origin is None:  # a nested key set below this one
                 deeper = [o for k, o in found.origins.items() if k.startswith(dotted + ".")]
                 origin = deeper[-1] if deeper else "(default)"
-            rows[key] = {"value": item, "from": origin}
+            rows[key] = {"value": settings.shown(key, item), "from": origin}
         sections[section.key] = rows
     out = {
         "site": chosen.name,

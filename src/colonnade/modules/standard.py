@@ -7,6 +7,7 @@ BUILTIN: tuple[tuple[str, str], ...] = (
     ("security.request_filtering", "colonnade.modules.request_filtering.module:RequestFiltering"),
     ("security.trusted_proxies", "colonnade.modules.trusted_proxies.module:TrustedProxies"),
     ("security.ip", "colonnade.modules.ip_security.module:IpSecurity"),
+    ("security.dynamic_ip", "colonnade.modules.dynamic_ip.module:DynamicIpRestrictions"),
     ("auth.anonymous", "colonnade.modules.anonymous_auth.module:AnonymousAuthentication"),
     ("auth.roles", "colonnade.modules.roles.module:GroupFileRoles"),
     ("authz.url", "colonnade.modules.url_authorization.module:UrlAuthorization"),

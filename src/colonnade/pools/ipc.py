@@ -59,6 +59,7 @@ class Start(msgspec.Struct, tag="start", kw_only=True):
     listeners: list[Listener]
     log_level: str = "INFO"
     temp_dir: str | None = None  # the pool's private temp folder (sandboxed pools)
+    shared_fd: int | None = None  # the server's shared memory (inherited descriptor)
 
 
 class Ping(msgspec.Struct, tag="ping"):

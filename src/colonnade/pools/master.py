@@ -47,6 +47,7 @@ from colonnade.config.load import locate
 from colonnade.config.schema import ServerConfig
 from colonnade.config.sections import WEB_TOML
 from colonnade.config.tree import BrokenDir
+from colonnade.core import shared
 from colonnade.core.registry import Registry
 from colonnade.engine import Engine
 from colonnade.engine.engine import log_broken
@@ -153,6 +154,10 @@ class Master:
         self.control: ControlServer | None = None
         self.started = time.time()
         self._reload_lock = asyncio.Lock()
+        #: Memory shared by every worker of every pool (rate counters): created
+        #: before any worker (in ``run``), passed to each one, kept until the
+        #: master stops.
+        self.shared: shared.SharedMemory | None = None
 
     # -- properties ------------------------------------------------------------------------
 
@@ -187,6 +192,7 @@ class Master:
         self.source = self.loaded.source
         log_broken(self.loaded.broken, config_log)
         self.frontdoor.listen(list(self.routes.listen))
+        self.shared = shared.create()
         self.control = ControlServer(
             socket_path(self.config), lambda command: commands.execute(self, command)
         )
@@ -194,6 +200,7 @@ class Master:
             await self.control.start()
         except BaseException:
             self.frontdoor.close()
+            self.shared.close()
             raise
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal)
@@ -223,6 +230,7 @@ class Master:
             self.frontdoor.close()
             for pool in self.pools.values():
                 _remove_temp(pool)
+            self.shared.close()
         log.info("master stopped")
 
     def _on_stop_signal(self) -> None:

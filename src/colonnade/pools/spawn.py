@@ -24,9 +24,11 @@ class SpawnError(Exception):
 
 
 def spawn(
-    pool: Pool, listeners: list[ipc.Listener]
+    pool: Pool, listeners: list[ipc.Listener], shared_fd: int | None = None
 ) -> tuple[subprocess.Popen[bytes], socket.socket]:
     """Start a worker of ``pool``: the process and the master's end of its control channel.
+
+    ``shared_fd``: the server's shared memory (``core/shared.py``), inherited too.
 
     Raises SpawnError with the reason (naming a folder the pool's user cannot
     search on the way to the interpreter, when that is why).
@@ -43,7 +45,11 @@ def spawn(
                 "--control-fd",
                 str(child.fileno()),
             ],
-            pass_fds=(child.fileno(), *(lst.fd for lst in listeners)),
+            pass_fds=(
+                child.fileno(),
+                *(lst.fd for lst in listeners),
+                *(() if shared_fd is None else (shared_fd,)),
+            ),
             env=env,
             cwd=cwd,
             stdin=subprocess.DEVNULL,

@@ -24,6 +24,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from colonnade.config.schema import ServerConfig
+from colonnade.core import shared
 from colonnade.core.registry import Registry
 from colonnade.engine import Engine
 from colonnade.errors import ConfigError, ModuleError
@@ -272,6 +273,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if settings is None:
             raise ConfigError(f"no pool named {start.pool!r}")
         view = pool_view(config, start.pool)
+        if start.shared_fd is not None:
+            # Before the engine: modules find the server's zones in it at provision.
+            shared.adopt(start.shared_fd)
         apply_limits(settings.limits)
         if settings.sandbox:
             _sandbox(start, view, required=settings.sandbox is True)

@@ -66,8 +66,9 @@ class Workers:
         """Start one worker of ``pool`` (taking over from ``replaces`` once ready)."""
         master = self.master
         listeners = master.frontdoor.owned_by(pool.name)
+        assert master.shared is not None  # made before any worker starts
         try:
-            proc, channel = spawn(pool, listeners)
+            proc, channel = spawn(pool, listeners, master.shared.fd)
         except SpawnError as exc:
             log.error("pool %s: cannot start a worker: %s", pool.name, exc)
             master.supervisor.failure(pool, f"cannot start a worker: {exc}")
@@ -92,6 +93,7 @@ class Workers:
             listeners=listeners,
             log_level=master.log_level,
             temp_dir=pool.temp_dir,
+            shared_fd=master.shared.fd,
         )
         worker.channel.send(start)
         log.info(

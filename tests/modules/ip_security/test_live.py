@@ -37,7 +37,7 @@ def config(root: Path, log: Path | None = None, **settings: Any) -> dict[str, An
     ("action", "status"), [("Unauthorized", 401), ("Forbidden", 403), ("NotFound", 404)]
 )
 def test_deny_answers(root: Path, loopback: str, action: str, status: int) -> None:
-    settings = {"deny": [loopback], "deny_action": action}
+    settings = {"rules": [{"address": loopback}], "deny_action": action}
     with live_on(loopback, config(root, **settings), root) as server:
         answer = exchange(loopback, server.port, "/a.txt")
     assert answer.status == status
@@ -50,7 +50,9 @@ def test_abort_request_closes_the_connection_without_an_answer(
 ) -> None:
     log = tmp_path / "access.log"
     with live_on(
-        loopback, config(root, log, deny=[loopback], deny_action="AbortRequest"), root
+        loopback,
+        config(root, log, rules=[{"address": loopback}], deny_action="AbortRequest"),
+        root,
     ) as s:
         answer = exchange(loopback, s.port, "/a.txt")
         # The server goes on serving others (an allowed path of the same site is
@@ -64,17 +66,20 @@ def test_abort_request_closes_the_connection_without_an_answer(
 
 @pytest.mark.parametrize("loopback", LOOPBACKS)
 def test_allow_unlisted_false_lets_only_listed_loopback_in(root: Path, loopback: str) -> None:
-    settings = {"allow_unlisted": False, "allow": [loopback]}
+    settings = {"allow_unlisted": False, "rules": [{"address": loopback, "allowed": True}]}
     with live_on(loopback, config(root, **settings), root) as server:
         assert exchange(loopback, server.port, "/a.txt").body == b"static"
     other = "::1" if loopback == "127.0.0.1" else "127.0.0.1"
-    with live_on(loopback, config(root, allow_unlisted=False, allow=[other]), root) as server:
+    settings = {"allow_unlisted": False, "rules": [{"address": other, "allowed": True}]}
+    with live_on(loopback, config(root, **settings), root) as server:
         assert exchange(loopback, server.port, "/a.txt").status == 403
 
 
 @pytest.mark.parametrize("loopback", LOOPBACKS)
 def test_web_toml_deny_where_the_server_allows_it(root: Path, loopback: str) -> None:
-    (root / "sub" / "web.toml").write_text(f'[ip_security]\ndeny = {{ add = ["{loopback}"] }}\n')
+    (root / "sub" / "web.toml").write_text(
+        f'[ip_security]\nrules = {{ add = [{{ address = "{loopback}" }}] }}\n'
+    )
     cfg = {**config(root), "lock": {"ip_security": "allow"}}
     with live_on(loopback, cfg, root) as server:
         assert exchange(loopback, server.port, "/a.txt").status == 200

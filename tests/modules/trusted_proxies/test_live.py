@@ -48,7 +48,7 @@ def config(root: Path, proxies: list[str], log: Path) -> dict[str, Any]:
             "proxies": proxies,
             "headers": ["forwarded", "x-forwarded-for", "x-forwarded-proto"],
         },
-        "ip_security": {"deny": ["203.0.113.0/24"]},
+        "ip_security": {"rules": [{"address": "203.0.113.0/24"}]},
         "http_logging": {
             "target": str(log),
             "format": "json",

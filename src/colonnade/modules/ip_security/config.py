@@ -1,15 +1,17 @@
 """``[ip_security]``: allow and deny by client address, network or host name.
 
-Compiled once per effective section object into :class:`Rules`: the address
-entries as a :class:`~colonnade.core.ipnet.RangeTable` (one ``bisect`` per
-request, however many entries), the host-name entries as a dict of exact names
-and a list of wildcard suffixes, and the reverse-DNS cache.
+The rules are read in order, the first match deciding (IIS's order). Compiled
+once per effective section object into :class:`Rules`: the address rules as a
+:class:`~colonnade.core.ipnet.RangeTable` (one ``bisect`` per request, however
+many rules), the domain rules as dicts of exact names and of wildcard suffixes,
+and the reverse-DNS cache.
 """
 
 from __future__ import annotations
 
 import re
 import socket
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -18,10 +20,11 @@ from concurrent.futures import Future
 from functools import cached_property
 from typing import Annotated, Literal, NamedTuple
 
+import msgspec
 from msgspec import Meta
 
 from colonnade.config.sections import Section
-from colonnade.core.ipnet import Address, RangeTable, parse_address, parse_network
+from colonnade.core.ipnet import RangeTable, parse_address, parse_network
 
 DenyAction = Literal["Unauthorized", "Forbidden", "NotFound", "AbortRequest"]
 
@@ -80,12 +83,55 @@ def _addresses_of(name: str) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
+class IpRule(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    """One ``ip_security.rules`` entry (IIS ``<add ipAddress | domainName allowed>``)."""
+
+    address: str | None = None
+    """An address, a CIDR network, or an IPv4 network with its subnet mask."""
+    domain: str | None = None
+    """A host name: `host.example.com`, `*.example.com` (any name below it) or `*`."""
+    allowed: bool = False
+    """True lets the client in, false (the default, as in IIS) refuses it."""
+
+    def __post_init__(self) -> None:
+        if (self.address is None) == (self.domain is None):
+            raise ValueError("a rule has an address or a domain: one of the two")
+        if self.address is not None:
+            try:
+                parse_network(self.address)
+            except ValueError as exc:
+                hint = (
+                    " (a host name goes in domain)"
+                    if _is_host_name(_host_name(self.address))
+                    else ""
+                )
+                raise ValueError(f"address: {exc}{hint}") from None
+        elif not _is_host_name(_host_name(self.domain or "")):
+            raise ValueError(
+                f"domain: {self.domain!r} is not a host name such as 'host.example.com', "
+                "'*.example.com' or '*'"
+            )
+
+    def describe(self) -> str:
+        """The rule as an administrator wrote it, for the detail page and the log."""
+        if self.address is not None:
+            return f"{{ address = {self.address!r}, allowed = {str(self.allowed).lower()} }}"
+        return f"{{ domain = {self.domain!r}, allowed = {str(self.allowed).lower()} }}"
+
+
 class Entry(NamedTuple):
-    """One allow or deny entry as configured (for the log and the detail page)."""
+    """A rule compiled: its decision and its place in the merged list."""
 
     allowed: bool
-    text: str
-    key: str  # "allow" or "deny"
+    order: int  # its index in the merged list
+    by_name: bool  # a domain rule (substatus .504)
+    detail: str
+
+
+#: The index of "no rule": after every rule.
+NO_RULE = sys.maxsize
 
 
 class IpSecuritySection(Section, frozen=True, dict=True):
@@ -93,40 +139,42 @@ class IpSecuritySection(Section, frozen=True, dict=True):
     BEGIN_REQUEST against the client address (the one `security.trusted_proxies`
     set, when a trusted proxy forwarded the request).
 
-    - An address entry that holds the client decides: the most specific one
-      (longest prefix) when several do; an address in both lists at the same
-      prefix is denied. IIS instead reads its list top to bottom and takes the
-      first match: here the order of entries and of configuration levels does
-      not matter, so a location or `web.toml` can carve an exception out of a
-      network the server denies (or allows).
-    - Host-name entries are read only when no address entry holds the client,
-      and only with `enable_reverse_dns`: the exact name first, then the
-      longest matching `*.` suffix, then `*`.
-    - Nothing matched: `allow_unlisted` decides (also for a client without an
-      IP address, such as a Unix socket peer).
+    The `rules` are read **top to bottom and the first one that matches
+    decides**, as IIS (and nginx's `allow`/`deny`) read them; `allow_unlisted`
+    decides when none does (also for a client without an IP address, such as a
+    Unix socket peer). Put an exception before the wider rule it carves out of:
+    `[{ address = "10.1.2.3", allowed = true }, { address = "10.0.0.0/8" }]`.
+    Domain rules match only with `enable_reverse_dns`, and the client's name is
+    looked up only when a domain rule comes before the first address rule that
+    holds the client.
 
-    Refused requests get the `deny_action`: 403.504 when a host-name entry
-    refused the client, 403.503 otherwise (an address entry, or unlisted),
+    Refused requests get the `deny_action`: 403.504 when a domain rule
+    refused the client, 403.503 otherwise (an address rule, or unlisted),
     401.503/.504 or 404.503/.504 likewise (IIS 8's codes), or no answer at all
     (AbortRequest: the connection is closed; the access log shows 403.5xx).
-    Per location and in `web.toml`, `allow` and `deny` take the collection
-    operations (`deny = { add = ["192.0.2.7"] }`, `remove`, `clear`); a plain
-    list replaces the parent's. The section is locked (as in IIS): open it for
-    `web.toml` files with `[lock] ip_security = "allow"`.
+
+    Per location and in `web.toml`, `rules = { add = [...] }` puts rules after
+    the inherited ones (IIS's `<add>`: a parent's rules are read first),
+    `prepend` before them, `remove = [{ address = "10.0.0.0/8" }]` (or
+    `{ domain = ... }`) drops the inherited rule written so (IIS's `<remove>`),
+    and a plain list replaces them all (IIS's `<clear/>`). The section is locked
+    (as in IIS): open it for `web.toml` files with `[lock] ip_security = "allow"`.
     """
 
     key = "ip_security"
     locked = True
 
     allow_unlisted: bool = True
-    """Whether a client that no entry matches gets in. With false, list every
+    """Whether a client that no rule matches gets in. With false, list every
     client that may, loopback (`127.0.0.1`, `::1`) included."""
-    allow: list[str] = []
-    """Clients let in: addresses, CIDR networks (`10.0.0.0/8`, `2001:db8::/32`),
-    IPv4 networks with a subnet mask (`192.168.0.0/255.255.0.0`), or host names
-    (`host.example.com`, `*.example.com`, `*`; need `enable_reverse_dns`)."""
-    deny: list[str] = []
-    """Clients refused, in the same forms as `allow`."""
+    rules: list[IpRule] = []
+    """The rules in order, the first match deciding: tables with `address` (an
+    address, a CIDR network such as `10.0.0.0/8` or `2001:db8::/32`, or an IPv4
+    network with a subnet mask such as `192.168.0.0/255.255.0.0`) or `domain` (a
+    host name: `host.example.com`, `*.example.com` for any name below it, `*` for
+    any name; needs `enable_reverse_dns`), and `allowed` (default false: the
+    rule refuses). Example: `[{ address = "192.0.2.7", allowed = true },
+    { address = "192.0.2.0/24" }]` refuses 192.0.2.0/24 but for 192.0.2.7."""
     deny_action: DenyAction = "Forbidden"
     """The answer to a refused client: `Unauthorized` (401; browsers then show a
     logon box), `Forbidden` (403, IIS's default), `NotFound` (404: the site does
@@ -134,27 +182,44 @@ class IpSecuritySection(Section, frozen=True, dict=True):
     answer)."""
     enable_reverse_dns: bool = False
     """Look up the client's host name (PTR, then forward-confirmed: the name must
-    resolve back to the address) for the host-name entries. Costly: each new
+    resolve back to the address) for the domain rules. Costly: each new
     address waits for DNS, up to `dns_timeout`."""
     dns_timeout: Annotated[float, Meta(gt=0, le=30)] = 2.0
     """Seconds one lookup may take; a lookup that takes longer counts as no name
-    (so a host-name `deny` lets the client in, a host-name `allow` does not)."""
+    (no domain rule matches: the next rule in order, or `allow_unlisted`, decides)."""
     dns_cache_ttl: Annotated[float, Meta(ge=0, le=86400)] = 300.0
     """Seconds a looked-up name (or the lack of one) is remembered per address."""
     dns_cache_size: Annotated[int, Meta(ge=1, le=1_000_000)] = 10_000
     """Addresses whose names are remembered, at most (least recently used go)."""
 
     def __post_init__(self) -> None:
-        _ = self.rules  # a bad entry fails when the configuration loads
+        if not self.enable_reverse_dns:
+            for i, rule in enumerate(self.rules):
+                if rule.domain is not None:
+                    raise ValueError(
+                        f"rules[{i}]: the domain rule {rule.domain!r} needs "
+                        "enable_reverse_dns = true"
+                    )
+        _ = self.compiled  # anything else wrong fails when the configuration loads
 
     @cached_property
-    def rules(self) -> Rules:
+    def compiled(self) -> Rules:
         """The compiled form, built on first use and kept with this section."""
         return Rules(self)
 
 
 class Rules:
     """A section compiled for the per-request check.
+
+    The address rules go into one :class:`~colonnade.core.ipnet.RangeTable` whose
+    ranges carry the first address rule in order that holds them; the domain
+    rules into dicts by exact name and by wildcard suffix, each name keeping its
+    first rule. For a client, the table gives the first address rule ``A`` (one
+    ``bisect``); only if a domain rule comes before ``A`` (or ``A`` is none)
+    is the client's name needed, and the first domain rule before ``A`` that
+    matches it decides instead. That is exactly the first match of a scan of
+    the whole list, with DNS left out for every client whose address rule comes
+    first.
 
     Read-only after construction but for the reverse-DNS cache and the
     ``reverse_lookup`` seam: the function that finds a forward-confirmed name
@@ -165,31 +230,25 @@ class Rules:
         networks = []
         exact: dict[str, Entry] = {}
         suffixes: dict[str, Entry] = {}
-        # Deny after allow: of two equal networks or names, the later one wins.
-        for key, items, allowed in (("allow", section.allow, True), ("deny", section.deny, False)):
-            for i, text in enumerate(items):
-                entry = Entry(allowed, text, key)
-                name = text.strip().rstrip(".").lower()
-                if _DOMAIN.fullmatch(name) and not _looks_numeric(name):
-                    if not section.enable_reverse_dns:
-                        raise ValueError(
-                            f"{key}[{i}]: the host name {text!r} needs enable_reverse_dns = true"
-                        )
-                    if name == "*" or name.startswith("*."):
-                        suffixes[name[1:]] = entry  # "" for "*", ".example.com" otherwise
-                    else:
-                        exact[name] = entry
-                    continue
-                try:
-                    networks.append((parse_network(text), entry))
-                except ValueError as exc:
-                    raise ValueError(f"{key}[{i}]: {exc} (or a host name)") from None
+        first_name = NO_RULE
+        for i, rule in enumerate(section.rules):
+            entry = Entry(rule.allowed, i, rule.domain is not None, rule.describe())
+            if rule.address is not None:
+                networks.append((parse_network(rule.address), entry))
+                continue
+            first_name = min(first_name, i)
+            name = _host_name(rule.domain or "")
+            if name == "*" or name.startswith("*."):
+                # "" for "*", ".example.com" for "*.example.com"
+                suffixes.setdefault(name[1:], entry)
+            else:
+                exact.setdefault(name, entry)
         self.allow_unlisted = section.allow_unlisted
-        self.networks: RangeTable[Entry] = RangeTable(networks)
+        self.table: RangeTable[Entry] = RangeTable(networks)
+        #: The index of the first domain rule (NO_RULE: none).
+        self.first_name = first_name
         self.exact = exact
-        #: Wildcard suffixes, longest first: the most specific match is found first.
-        self.suffixes = sorted(suffixes.items(), key=lambda item: -len(item[0]))
-        self.names = bool(exact or suffixes)
+        self.suffixes = suffixes
         self.status = DENY_STATUS[section.deny_action]
         self.abort = section.deny_action == "AbortRequest"
         self.dns_timeout = section.dns_timeout
@@ -200,21 +259,28 @@ class Rules:
         self._pending: dict[str, Future[str | None]] = {}
         self._lock = threading.Lock()
 
-    def match_address(self, address: Address) -> Entry | None:
-        """The address entry that decides for ``address``, if any."""
-        return self.networks.get(address)
-
-    def match_name(self, name: str | None) -> Entry | None:
-        """The host-name entry that decides for ``name`` (None: no name), if any."""
+    def match_name(self, name: str | None, before: int = NO_RULE) -> Entry | None:
+        """The first domain rule matching ``name`` (None: no name) listed before
+        the rule at index ``before``, if any."""
         if name is None:
             return None
-        found = self.exact.get(name)
-        if found is not None:
-            return found
-        for suffix, entry in self.suffixes:
-            if name.endswith(suffix) and len(name) > len(suffix):
-                return entry
-        return None
+        best = self.exact.get(name)
+        if best is not None:
+            if best.order >= before:
+                best = None
+            else:
+                before = best.order
+        suffixes = self.suffixes
+        dot = name.find(".", 1)  # a name never starts with a dot; a suffix does
+        while True:
+            # ".b.example" then ".example", and "" (the rule "*") last.
+            found = suffixes.get(name[dot:] if dot >= 0 else "")
+            if found is not None and found.order < before:
+                best = found
+                before = found.order
+            if dot < 0:
+                return best
+            dot = name.find(".", dot + 1)
 
     # -- reverse DNS cache ---------------------------------------------------------
 
@@ -246,7 +312,12 @@ class Rules:
         return self._pending
 
 
-def _looks_numeric(name: str) -> bool:
+def _host_name(text: str) -> str:
+    """A domain rule's name as compared: lower case, without a final dot."""
+    return text.strip().rstrip(".").lower()
+
+
+def _is_host_name(name: str) -> bool:
     # "10.0.0.1" fits the host-name pattern too; a last label of digits is an
     # address (a TLD is never all digits).
-    return name.rsplit(".", 1)[-1].isdigit()
+    return _DOMAIN.fullmatch(name) is not None and not name.rsplit(".", 1)[-1].isdigit()

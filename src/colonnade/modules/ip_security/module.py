@@ -3,8 +3,8 @@
 Priority FIRST: a refused client reaches no other module's logic (only
 ``security.trusted_proxies``, which leads, runs before it and sets the client
 address checked here). Per request: one address parse and one ``bisect`` in the
-compiled ranges. Host names are looked up only with ``enable_reverse_dns``, only
-for an address no address entry holds, and only when host-name entries exist:
+compiled ranges. Host names are looked up only with ``enable_reverse_dns``, and
+only when a domain rule comes before the first address rule holding the client:
 on a small thread pool of this module's (never the event loop), bounded by
 ``dns_timeout``, one lookup per address at a time, results cached per section.
 """
@@ -22,7 +22,7 @@ from colonnade.core.stages import Stage
 from colonnade.modules.ip_security.config import (
     ADDRESS_DENIED,
     NAME_DENIED,
-    Entry,
+    NO_RULE,
     IpSecuritySection,
     Rules,
 )
@@ -48,23 +48,28 @@ class IpSecurity(Module):
     @hook(Stage.BEGIN_REQUEST, priority=Priority.FIRST)
     async def begin_request(self, ctx: Context) -> Outcome:
         """Refuse the request if the client's address or name is denied."""
-        rules = ctx.sections.get(IpSecuritySection).rules
+        rules = ctx.sections.get(IpSecuritySection).compiled
         client = ctx.request.client
         address = parse_address(client[0]) if client is not None else None
         entry = None
-        substatus = ADDRESS_DENIED
         if address is not None:
-            entry = rules.match_address(address)
-            if entry is None and rules.names:
-                entry = rules.match_name(await self._name(rules, str(address)))
-                substatus = NAME_DENIED
+            entry = rules.table.get(address)
+            before = NO_RULE if entry is None else entry.order
+            if rules.first_name < before:
+                # A domain rule comes first: it decides if the client's name matches.
+                named = rules.match_name(await self._name(rules, str(address)), before)
+                if named is not None:
+                    entry = named
         if entry is None:
             if rules.allow_unlisted:
                 return CONTINUE
             return self._deny(ctx, rules, ADDRESS_DENIED, _UNLISTED)
         if entry.allowed:
             return CONTINUE
-        return self._deny(ctx, rules, substatus, _entry_detail(entry))
+        substatus = NAME_DENIED if entry.by_name else ADDRESS_DENIED
+        return self._deny(
+            ctx, rules, substatus, f"the client matches the ip_security rule {entry.detail}"
+        )
 
     def _deny(self, ctx: Context, rules: Rules, substatus: int, detail: str) -> Outcome:
         ctx.error_response(rules.status, substatus, "the client is not allowed here", detail)
@@ -111,11 +116,7 @@ class IpSecurity(Module):
             self._executor = None
 
 
-_UNLISTED = "no ip_security entry matches the client and ip_security.allow_unlisted = false"
-
-
-def _entry_detail(entry: Entry) -> str:
-    return f"the client matches ip_security.{entry.key} entry {entry.text!r}"
+_UNLISTED = "no ip_security rule matches the client and ip_security.allow_unlisted = false"
 
 
 def _settle(rules: Rules, address: str, job: Future[str | None]) -> None:

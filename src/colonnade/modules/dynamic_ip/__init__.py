@@ -1,0 +1,1 @@
+"""Dynamic IP restrictions: IIS ``dynamicIpSecurity``, counted across workers and nodes."""

@@ -1,0 +1,219 @@
+"""security.dynamic_ip counting in a real ``redis-server``: two servers share one limit;
+Redis killed mid-test fails open or closed, said once in the log (and once when back)."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Process, free_port
+from tests.e2e.wire import Conn
+from tests.support.wait import PATIENCE, wait_for
+
+from .test_e2e import WRK, allowed, server_file, wrk
+
+pytestmark = pytest.mark.e2e
+
+REDIS = shutil.which("redis-server")
+if REDIS is None:
+    pytest.skip("redis-server is not installed (make sysdeps)", allow_module_level=True)
+
+DOWN = "cannot be reached"
+BACK = "answers again"
+
+
+class RedisServer:
+    """``redis-server`` on a free loopback port, no persistence, in ``folder``."""
+
+    def __init__(self, folder: Path, port: int | None = None, password: str = "") -> None:
+        self.folder = folder
+        self.port = port or free_port()
+        self.password = password
+        auth = ["--requirepass", password] if password else []
+        assert REDIS is not None
+        self.proc = subprocess.Popen(
+            [
+                REDIS,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(folder),
+                *auth,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
+        wait_for(self._pongs, PATIENCE, f"redis-server answering on port {self.port}")
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def _pongs(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {self.proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                answer = s.recv(64)
+                # With a password, an unauthenticated PING is refused: it answers.
+                return answer.startswith((b"+PONG", b"-NOAUTH"))
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    yield server
+    server.kill()
+
+
+def start(folder: Path, settings: str) -> Process:
+    folder.mkdir(exist_ok=True)
+    port = free_port()
+    config = server_file(folder, port, settings)
+    return Process(["-c", str(config), "--no-watch"], folder, port)
+
+
+def status(port: int) -> int:
+    with Conn(port) as c:
+        c.send(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        return c.response().status
+
+
+def rate(url: str, limit: int, failure: str = "open") -> str:
+    return (
+        f"deny_by_request_rate = true\nmax_requests = {limit}\ninterval = 600\n"
+        f'redis_url = "{url}"\nredis_failure = "{failure}"\nredis_timeout = 0.2\n'
+    )
+
+
+@pytest.mark.skipif(WRK is None, reason="wrk is not installed (make sysdeps)")
+def test_two_servers_share_one_limit(tmp_path: Path, redis_server: RedisServer) -> None:
+    limit = 500
+    a = start(tmp_path / "a", rate(redis_server.url, limit))
+    b = start(tmp_path / "b", rate(redis_server.url, limit))
+    try:
+        runs = [wrk(a.port), wrk(b.port)]  # both at once
+        results = [allowed(run) for run in runs]
+    finally:
+        a.kill()
+        b.kill()
+    ok = sum(r[0] for r in results)
+    total = sum(r[1] for r in results)
+    print("wrk:", results, "let through", ok, "of", total)
+    assert total > 2 * limit, f"the load was too small to judge: {total} requests"
+    # Both were under load; together they let the limit through, not twice it
+    # (the one that started later may find it used up already).
+    assert all(r[1] > limit for r in results), results
+    assert abs(ok - limit) <= limit * 0.05, results
+
+
+def test_redis_gone_fails_open_said_once(tmp_path: Path, redis_server: RedisServer) -> None:
+    server = start(tmp_path / "s", rate(redis_server.url, 3))
+    try:
+        assert [status(server.port) for _ in range(4)] == [200, 200, 200, 403]
+        redis_server.kill()
+        # Open: let through, uncounted, for as long as Redis is away.
+        assert [status(server.port) for _ in range(20)] == [200] * 20
+        log = server.stderr()
+        assert log.count(DOWN) == 1, log
+        assert "redis_failure = open" in log
+        # Back (empty: a new server on the same port): said once, and counting again.
+        again = RedisServer(tmp_path, redis_server.port)
+        try:
+            wait_for(
+                lambda: status(server.port) == 200 and BACK in server.stderr(),
+                PATIENCE,
+                "the server using Redis again",
+            )
+            statuses = [status(server.port) for _ in range(5)]
+            assert statuses.count(200) <= 3 and statuses[-1] == 403, statuses
+            log = server.stderr()
+            assert log.count(DOWN) == 1 and log.count(BACK) == 1, log
+        finally:
+            again.kill()
+    finally:
+        server.kill()
+
+
+def test_a_redis_that_stops_answering_costs_one_timeout(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    # SIGSTOP: connections are still accepted (the kernel's backlog), nothing is
+    # answered: only the timeout tells.
+    server = start(tmp_path / "s", rate(redis_server.url, 100))
+    try:
+        assert status(server.port) == 200
+        os.kill(redis_server.proc.pid, signal.SIGSTOP)
+        try:
+            with Conn(server.port) as c:
+                took = []
+                for _ in range(10):
+                    began = time.monotonic()
+                    c.send(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+                    assert c.response().status == 200
+                    took.append(time.monotonic() - began)
+            # The first waited for the timeout (0.2 s, not redis-py's retries); the
+            # others wait only when Redis is asked again, at most once a second: on a
+            # loaded machine the ten may take seconds, and then as many retries.
+            assert 0.2 <= took[0] < 5.0, took
+            waited = [t for t in took[1:] if t >= 0.19]
+            assert len(waited) <= math.ceil(sum(took)), took
+            assert server.stderr().count(DOWN) == 1
+        finally:
+            os.kill(redis_server.proc.pid, signal.SIGCONT)
+        wait_for(
+            lambda: status(server.port) == 200 and BACK in server.stderr(),
+            PATIENCE,
+            "the server using Redis again",
+        )
+    finally:
+        server.kill()
+
+
+def test_redis_gone_fails_closed(tmp_path: Path) -> None:
+    redis_server = RedisServer(tmp_path, password="pw-Zq83xk")
+    server = start(tmp_path / "s", rate(redis_server.url, 100, failure="closed"))
+    try:
+        assert status(server.port) == 200
+        redis_server.kill()
+        with Conn(server.port) as c:
+            for _ in range(10):
+                c.send(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+                refused = c.response()
+                assert refused.status == 503
+                assert refused.headers["retry-after"] == "1"
+        log = server.stderr()
+        assert log.count(DOWN) == 1, log
+        assert re.search(r"refused with 503 .*redis_failure = closed", log)
+        for line in log.splitlines():
+            assert "pw-Zq83xk" not in line, line
+        assert f"redis://:***@127.0.0.1:{redis_server.port}" in log
+    finally:
+        server.kill()
+        redis_server.kill()
