@@ -581,3 +581,19 @@ def test_a_user_file_gone_while_serving_is_a_500_that_says_why(
     assert answer.status == 500
     assert answer.header("set-cookie") is None
     assert b"forms_authentication.users_file" in answer.body  # a local client sees why
+
+
+def test_wrong_passwords_lock_the_address_out_with_dynamic_ip(make: Any, base: Path) -> None:
+    # Each failed sign-in is a failed logon (auth.failure) for dynamic IP
+    # restrictions, as a 401.1 of Basic is: a password guesser is shut out.
+    config = forms_site(
+        base, modules=["security.dynamic_ip", "auth.forms", "authz.url", "handler.static"]
+    )
+    config["dynamic_ip_security"] = {"deny_by_auth_failures": True, "max_auth_failures": 3}
+    client = make(config)
+    wrong = form(username="alice", password="guess")
+    for _ in range(3):
+        assert client.post("/login", wrong, headers=SAME_ORIGIN).status == 200
+    refused = sign_in(client)  # the right password, too late
+    assert refused.status == 403
+    assert refused.header("set-cookie") is None
