@@ -597,3 +597,30 @@ def test_wrong_passwords_lock_the_address_out_with_dynamic_ip(make: Any, base: P
     refused = sign_in(client)  # the right password, too late
     assert refused.status == 403
     assert refused.header("set-cookie") is None
+
+
+@pytest.mark.parametrize(
+    "modules",
+    [
+        ["auth.basic", "auth.forms", "authz.url", "handler.static"],
+        ["auth.forms", "auth.basic", "authz.url", "handler.static"],
+    ],
+)
+def test_with_basic_on_the_same_url_the_redirect_wins(
+    make: Any, base: Path, modules: list[str]
+) -> None:
+    # IIS: forms and challenge schemes do not mix; the forms module turns every
+    # 401 into its redirect, which carries no challenge, whichever order the
+    # modules are listed in (their SEND_RESPONSE hooks share a priority).
+    config = forms_site(base, modules=modules)
+    config["basic_authentication"] = {"enabled": True, "user_file": str(base / "users")}
+    client = make(config)
+    answer = client.get("/private/a.txt")
+    assert answer.status == 302
+    assert answer.header("www-authenticate") is None
+    # Basic credentials still authenticate (a script, say), forms cookie or not.
+    import base64
+
+    basic = base64.b64encode(f"alice:{USERS['alice']}".encode()).decode()
+    got = client.get("/private/a.txt", headers={"authorization": f"Basic {basic}"})
+    assert got.status == 200 and got.context.user.auth_type == "Basic"
