@@ -41,6 +41,8 @@ ALLOWED["pools"] = ALLOWED["transport"] | {"transport"}
 ALLOWED["management"] = ALLOWED["pools"] | {"pools"}
 ALLOWED["testing"] = ALLOWED["engine"] | {"engine"}
 ALLOWED["__init__"] = frozenset({"core", "config", "errors"})
+#: colonnade.auth: the applications' API to forms authentication (over core.auth).
+ALLOWED["auth"] = frozenset({"core", "config", "errors"})
 ALLOWED["__main__"] = frozenset({"management"})
 
 #: Layers that may read the built-in module list (never a feature itself).

@@ -23,12 +23,20 @@ Those modules never import each other; they meet here and in :class:`Context`:
   SEND_RESPONSE with :data:`CHALLENGE_PRIORITY` and adds its header with
   :func:`add_challenge`, so that the challenges go out in the order of the
   modules in the configuration (a browser uses the first one it supports).
+- Forms authentication marks its login and logout pages with ``LOGIN_PAGE``
+  (for its logout page too: signing out needs no user). It publishes itself to
+  applications as ``ctx.items[FORMS]`` (a :class:`FormsIssuer`), which
+  ``colonnade.auth`` (the applications' API) calls.
+- A scheme that refuses credentials without a 401 (a login form answering its
+  own page again) calls :func:`note_failure`, so the log line and
+  ``ctx.items[AUTH_FAILURE]`` look the same whoever refused.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
 
 from colonnade.core.context import Context
 from colonnade.core.module import Priority
@@ -62,6 +70,24 @@ LOGIN_PAGE = "auth.login_page"
 
 #: The page's message of a 401.2 (IIS's words).
 ACCESS_DENIED_BY_CONFIGURATION = "Unauthorized: access is denied due to server configuration"
+
+#: ``ctx.items`` key: the :class:`FormsIssuer` of forms authentication where it is
+#: enabled for the request's URL (what ``colonnade.auth`` calls).
+FORMS = "auth.forms"
+
+
+class FormsIssuer(Protocol):
+    """Forms authentication as an application reaches it (through ``colonnade.auth``)."""
+
+    def sign_in(self, ctx: Context, name: str, roles: Sequence[str], persistent: bool) -> None:
+        """Issue a ticket for ``name``: its cookie goes out with ``ctx``'s response."""
+
+    def sign_out(self, ctx: Context) -> None:
+        """Clear the ticket cookie with ``ctx``'s response."""
+
+    def redirect_url(self, ctx: Context) -> str:
+        """Where to go after signing in: the request's ``ReturnUrl`` when it stays
+        on this site, else the configured default URL."""
 
 
 class Authorization(NamedTuple):
@@ -100,6 +126,14 @@ def refuse_credentials(ctx: Context, scheme: str, reason: str) -> None:
     contain the credentials. The client sees only that the logon failed; the
     challenges are added at SEND_RESPONSE by every enabled scheme.
     """
+    note_failure(ctx, scheme, reason)
+    ctx.error_response(401, 1, "Unauthorized: logon failed")
+
+
+def note_failure(ctx: Context, scheme: str, reason: str) -> None:
+    """Log a failed logon of ``scheme`` and keep ``reason`` in
+    ``ctx.items[AUTH_FAILURE]``, without answering: for a scheme that answers
+    itself (a login form shown again). ``reason`` never holds the credentials."""
     client = ctx.request.client
     log.warning(
         "%s logon failed for %s from %s: %s",
@@ -109,7 +143,6 @@ def refuse_credentials(ctx: Context, scheme: str, reason: str) -> None:
         reason,
     )
     ctx.items[AUTH_FAILURE] = reason
-    ctx.error_response(401, 1, "Unauthorized: logon failed")
 
 
 def refuse_access(ctx: Context, detail: str = "") -> None:

@@ -24,5 +24,6 @@ BUILTIN: tuple[tuple[str, str], ...] = (
     ("http.custom_errors", "colonnade.modules.custom_errors.module:CustomErrors"),
     ("auth.negotiate", "colonnade.modules.negotiate_auth.module:NegotiateAuthentication"),
     ("auth.jwt", "colonnade.modules.jwt_auth.module:JwtAuthentication"),
+    ("auth.forms", "colonnade.modules.forms_auth.module:FormsAuthentication"),
     ("asgi.middleware", "colonnade.handlers.asgi.middleware:AsgiMiddleware"),
 )
