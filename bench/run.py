@@ -25,6 +25,7 @@ import argparse
 import atexit
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import platform
@@ -39,7 +40,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,13 +62,15 @@ BENCH_PY = "bench/.venv/bin"  # peer servers, relative to the repo root (the ser
 # measured too, in asgi-hello and instructions only, as colonnade-asgi-py.
 COLONNADE = ".venv-compiled/bin/colonnade"
 COLONNADE_PURE = ".venv/bin/colonnade"
+COLONNADE_PYTHON = ".venv-compiled/bin/python"  # seals the forms ticket (make_auth)
 COLONNADE_PY = ".venv-compiled/bin/python"  # runs bench/pipeline_cost.py (needs colonnade)
 HOST = "127.0.0.1"
 NOFILE = 65536
 sys.path.insert(0, str(BENCH))
 
-from apps.make_auth import HEADERS as AUTH_HEADERS  # noqa: E402
+from apps.make_auth import SCHEMES as AUTH_SCHEMES  # noqa: E402
 from apps.make_auth import generate as generate_auth  # noqa: E402
+from apps.make_auth import headers as auth_headers  # noqa: E402
 from apps.make_modules import generate as generate_modules  # noqa: E402
 from apps.make_static import generate as generate_static  # noqa: E402
 from instructions import VALGRIND, callgrind_total, drive, valgrind_argv  # noqa: E402
@@ -91,8 +94,9 @@ class Server:
     # (old, new): if the server exits at start, try once more with ``old`` replaced by
     # ``new`` in argv; the row then shows the command that really ran.
     fallback: tuple[str, str] | None = None
-    # request headers wrk sends to this server only (credentials of its scheme)
-    headers: tuple[str, ...] = ()
+    # request headers wrk sends to this server only (credentials of its scheme), read
+    # when wrk starts: some are made by the setup (a sealed forms ticket)
+    headers: Callable[[], tuple[str, ...]] | None = None
 
     @property
     def is_colonnade(self) -> bool:
@@ -210,9 +214,9 @@ SERVERS: dict[str, Server] = {
                 f"{_C} --root {AUTH_DIR}/{scheme} {_B}",
                 probe="/public/hello.txt",
                 fallback=_CF,
-                headers=AUTH_HEADERS[scheme],
+                headers=functools.partial(auth_headers, scheme, REPO / AUTH_DIR),
             )
-            for scheme in AUTH_HEADERS
+            for scheme in AUTH_SCHEMES
         ),
         # --- pipeline cost: N trivial modules (apps/make_modules.py) ---------------------
         *(
@@ -259,7 +263,7 @@ class Workload:
 
 STATIC_NOLOG = ("colonnade-static-nolog", "nginx-nolog")
 # The anonymous static server first: the auth-* rows are compared with it.
-AUTH = ("colonnade-static", *(f"colonnade-auth-{scheme}" for scheme in AUTH_HEADERS))
+AUTH = ("colonnade-static", *(f"colonnade-auth-{scheme}" for scheme in AUTH_SCHEMES))
 # The pipeline-cost variants, measured in turns within one workload so that drift of the
 # machine hits them alike; colonnade-modules-0 is the base of every difference.
 MODULES = tuple(f"colonnade-modules-{v}" for v in ("0", "10", "50", "50-disabled", "50-post"))
@@ -275,7 +279,7 @@ WORKLOADS: list[Workload] = [
     Workload("hello-static-log-off", "/hello.txt", STATIC_NOLOG, about="13-byte file, access log off"),  # noqa: E501
     Workload("close", "/1k.bin", STATIC, headers=("Connection: close",), about="static-1k, a new connection per request"),  # noqa: E501
     Workload("c1024", "/1k.bin", STATIC, connections=1024, about="static-1k with 1024 connections"),
-    Workload("auth", "/1k.bin", AUTH, about="static-1k anonymous (colonnade-static) and behind each authentication scheme with a rule refusing anonymous requests (colonnade-auth-*: auth.basic with cached bcrypt credentials, auth.jwt HS256 with its token cache; url authorization on), the credentials sent by wrk"),  # noqa: E501
+    Workload("auth", "/1k.bin", AUTH, about="static-1k anonymous (colonnade-static) and behind each authentication scheme with a rule refusing anonymous requests (colonnade-auth-*: auth.basic with cached bcrypt credentials, auth.forms with its ticket cookie, auth.jwt HS256 with its token cache; url authorization on), the credentials sent by wrk"),  # noqa: E501
     Workload("modules", "/hello.txt", MODULES, about="13-byte file, default modules without the access log; modules-0: no trivial module, modules-10/-50: 10/50 trivial modules with a do-nothing hook on each of the 12 stages, modules-50-disabled: the trivial modules installed but none enabled, modules-50-post: 50 joining the 12 stages and their 11 post stages (23 hooks)"),  # noqa: E501
 ]
 # fmt: on
@@ -741,7 +745,8 @@ def wrk_argv(
         f"-d{duration}s",
         "--latency",
     ]
-    for h in (*w.headers, *(SERVERS[server].headers if server else ())):
+    own = SERVERS[server].headers if server else None
+    for h in (*w.headers, *(own() if own is not None else ())):
         argv += ["-H", h]
     return [*argv, f"http://{HOST}:{port}{w.path}"]
 
@@ -857,7 +862,7 @@ def run_workload(w: Workload, servers: list[str], args: argparse.Namespace) -> l
             srv = SERVERS[name]
             row = rows[name] = Row(name, srv.product, srv.is_colonnade)
             # A server that wants credentials answers the bare path 401: probe its own.
-            r = start_server(name, w.name, args, srv.probe if srv.headers else w.path)
+            r = start_server(name, w.name, args, w.path if srv.headers is None else srv.probe)
             row.cmd, row.error = r.cmd, r.error
             row.idle_rss, row.nprocs, row.probe_status = r.idle_rss, r.nprocs, r.probe_status
             row.note = r.note
@@ -2003,7 +2008,7 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, {args.client_cpu})
     generate_static(WWW)
     generate_modules(REPO / MODULES_DIR)
-    generate_auth(REPO / AUTH_DIR, WWW)
+    generate_auth(REPO / AUTH_DIR, WWW, str(REPO / COLONNADE_PYTHON))
     LOGS.mkdir(parents=True, exist_ok=True)
 
     cpus = sorted({args.server_cpu, args.client_cpu})

@@ -11,11 +11,16 @@ protect a folder), so the protected rows pay for authentication and authorizatio
     OUT/keys/jwt.secret       the HS256 secret (outside the content, as auth.jwt asks)
     OUT/basic/                1k.bin, web.toml (auth.basic + authz.url)
     OUT/jwt/                  1k.bin, web.toml (auth.jwt + authz.url)
+    OUT/keys/forms.keys       the forms key ring (one random AES-256 key)
+    OUT/keys/forms.cookie     a ticket for ``bench`` sealed with it (until 2100)
+    OUT/forms/                1k.bin, web.toml (auth.forms + authz.url)
     OUT/*/public/hello.txt    what the readiness probe asks for: open to anyone
 
-The credentials the load sends are constants of this file (:data:`HEADERS`): a Basic
-header, and a JWT signed here with the stdlib (HS256 is deterministic), so every run
-sends the same bytes. Idempotent: files are rewritten only when their content changes.
+The credentials the load sends come from :func:`headers`: a Basic header, a JWT
+signed here with the stdlib (HS256 is deterministic), and a forms ticket cookie,
+which only Colonnade can seal (AES-GCM with a random nonce): it is made once by an
+interpreter that has Colonnade (``generate(python=...)``) and kept with its key.
+Idempotent: files are rewritten only when their content changes.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -50,11 +56,43 @@ def _jwt() -> str:
 
 
 _BASIC = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode("ascii")
-#: variant folder -> the request headers that authenticate in it
-HEADERS: dict[str, tuple[str, ...]] = {
-    "basic": (f"Authorization: Basic {_BASIC}",),
-    "jwt": (f"Authorization: Bearer {_jwt()}",),
-}
+FORMS_COOKIE = ".COLONNADEAUTH"
+#: The variant folders, each protected by one scheme.
+SCHEMES = ("basic", "forms", "jwt")
+
+
+def headers(scheme: str, out: Path = DEFAULT_OUT) -> tuple[str, ...]:
+    """The request headers that authenticate in variant ``scheme`` (after generate)."""
+    if scheme == "basic":
+        return (f"Authorization: Basic {_BASIC}",)
+    if scheme == "jwt":
+        return (f"Authorization: Bearer {_jwt()}",)
+    ticket = (out / "keys" / "forms.cookie").read_text().strip()
+    return (f"Cookie: {FORMS_COOKIE}={ticket}",)
+
+
+_SEAL = """
+import sys, time
+from colonnade.modules.forms_auth.ticket import KeyRing, Ticket, parse_keys
+keys = parse_keys(open(sys.argv[1]).read(), sys.argv[1], lines=True)
+ticket = Ticket(sys.argv[2], (), int(time.time()), 4102444800)
+print(KeyRing(keys).seal(ticket, sys.argv[3]))
+"""
+
+
+def _forms(keys: Path, python: str) -> None:
+    key_file, cookie = keys / "forms.keys", keys / "forms.cookie"
+    if key_file.is_file() and cookie.is_file():
+        return
+    write_if_changed(key_file, base64.b64encode(os.urandom(32)) + b"\n")
+    sealed = subprocess.run(
+        [python, "-c", _SEAL, str(key_file), USER, FORMS_COOKIE],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    write_if_changed(cookie, sealed.encode() + b"\n")
+
 
 _PROTECT = """
 [url_authorization]
@@ -75,13 +113,17 @@ def _htpasswd(path: Path) -> None:
     subprocess.run([tool, "-bcB", str(path), USER, PASSWORD], check=True, capture_output=True)
 
 
-def generate(out: Path = DEFAULT_OUT, www: Path | None = None) -> Path:
-    """Write the variants under ``out``; ``www`` holds the 1k.bin they serve."""
+def generate(
+    out: Path = DEFAULT_OUT, www: Path | None = None, python: str = sys.executable
+) -> Path:
+    """Write the variants under ``out``; ``www`` holds the 1k.bin they serve;
+    ``python`` has Colonnade (it seals the forms ticket)."""
     out = out.resolve()
     source = (www or DEFAULT_OUT.parent / "www") / "1k.bin"
     keys = out / "keys"
     _htpasswd(keys / "users.htpasswd")
     write_if_changed(keys / "jwt.secret", JWT_SECRET)
+    _forms(keys, python)
     web = {
         "basic": f"""[modules]
 add = ["auth.basic", "authz.url"]
@@ -90,6 +132,13 @@ add = ["auth.basic", "authz.url"]
 enabled = true
 realm = "bench"
 user_file = "{keys / "users.htpasswd"}"
+""",
+        "forms": f"""[modules]
+add = ["auth.forms", "authz.url"]
+
+[forms_authentication]
+enabled = true
+key_file = "{keys / "forms.keys"}"
 """,
         "jwt": f"""[modules]
 add = ["auth.jwt", "authz.url"]
