@@ -64,7 +64,15 @@ from typing import Final, NoReturn
 
 import httptools
 
-from colonnade.http.events import Body, EndOfMessage, Event, Headers, ProtocolError, RequestHead
+from colonnade.http.events import (
+    Body,
+    EndOfMessage,
+    Event,
+    Headers,
+    Preface,
+    ProtocolError,
+    RequestHead,
+)
 
 __all__ = ["HTTP1Connection", "error_response", "reason_phrase"]
 
@@ -80,6 +88,11 @@ _FAILED: Final = 7  # after a ProtocolError
 
 _SLICE: Final = 65536
 _END: Final = EndOfMessage()
+_PREFACE: Final = Preface()
+# What llhttp says when a request is HTTP/2's connection preface, ``PRI * HTTP/2.0``
+# and an empty line: it stops there, so spotting HTTP/2 with prior knowledge costs the
+# HTTP/1.1 path nothing.
+_PRI_PAUSE: Final = "Pause on PRI/Upgrade"
 _NEVER: Final = sys.maxsize
 
 # Request header names that need a closer look; all but Host only at the end of the head.
@@ -197,6 +210,13 @@ def _date_header() -> bytes:
         _date_line = b"date: " + formatdate(second, usegmt=True).encode("ascii") + b"\r\n"
         _date_next = second + 1.0
     return _date_line
+
+
+def date_header_value() -> bytes:
+    """The Date field's value now (formatted at most once per second, shared with the
+    HTTP/1.1 responses)."""
+    line = _date_line if time() < _date_next else _date_header()
+    return line[6:-2]
 
 
 # -- Content-Length lines for the sizes that recur (formatting costs more than a lookup)
@@ -474,11 +494,25 @@ class HTTP1Connection:
             if isinstance(exc, httptools.HttpParserCallbackError):
                 raise exc  # a bug in a callback: let it show
             reason = str(exc)
+            if reason == _PRI_PAUSE and not self._requests and s0 <= _HEAD:
+                return self._preface(data, s0)
             if reason in _METHOD_ERRORS and not self._method:
                 return self._unknown_method(bytes(data), s0, ev0)
             # llhttp says "Invalid HTTP version" for a well-formed but unsupported one.
             error = ProtocolError(505 if reason == "Invalid HTTP version" else 400, reason)
         self._fail_connection(error)
+        return len(data)
+
+    def _preface(self, data: bytes | memoryview, s0: int) -> int:
+        # The connection's first bytes are HTTP/2's preface: all of them (the head
+        # so far kept in _carry, then this feed), and whatever follows, are HTTP/2's.
+        self._state = _UPGRADED
+        self._final = 0
+        if s0 == _HEAD:
+            self._trailing += self._carry
+            self._carry.clear()
+        self._trailing += data
+        self._events.append(_PREFACE)
         return len(data)
 
     # -- where messages start (see "How this works") -----------------------------------

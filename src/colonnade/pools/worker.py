@@ -153,7 +153,7 @@ class Worker:
         state = self.state
         return ipc.Stats(
             requests=state.requests,
-            active=sum(1 for c in state.connections if c.task is not None or c.queue),
+            active=sum(1 for c in state.connections if c.busy),
             connections=len(state.connections),
         )
 
