@@ -90,9 +90,9 @@ _SLICE: Final = 65536
 _END: Final = EndOfMessage()
 _PREFACE: Final = Preface()
 # What llhttp says when a request is HTTP/2's connection preface, ``PRI * HTTP/2.0``
-# and an empty line: it stops there, so spotting HTTP/2 with prior knowledge costs the
-# HTTP/1.1 path nothing.
-_PRI_PAUSE: Final = "Pause on PRI/Upgrade"
+# and an empty line (it stops there, so spotting HTTP/2 with prior knowledge costs the
+# HTTP/1.1 path nothing), or a broken one: the HTTP/2 layer answers that with GOAWAY.
+_PRI_REASONS: Final = frozenset({"Pause on PRI/Upgrade", "Expected HTTP/2 Connection Preface"})
 _NEVER: Final = sys.maxsize
 
 # Request header names that need a closer look; all but Host only at the end of the head.
@@ -494,7 +494,7 @@ class HTTP1Connection:
             if isinstance(exc, httptools.HttpParserCallbackError):
                 raise exc  # a bug in a callback: let it show
             reason = str(exc)
-            if reason == _PRI_PAUSE and not self._requests and s0 <= _HEAD:
+            if reason in _PRI_REASONS and not self._requests and s0 <= _HEAD:
                 return self._preface(data, s0)
             if reason in _METHOD_ERRORS and not self._method:
                 return self._unknown_method(bytes(data), s0, ev0)

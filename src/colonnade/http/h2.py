@@ -48,14 +48,25 @@ CONNECTION_SPECIFIC: Final = frozenset(
 )
 
 
-class FloodError(Exception):
-    """A client sent more of something than the server allows: the connection ends
-    with ENHANCE_YOUR_CALM. ``kind`` names what (a counter's key)."""
+#: RFC 9113 7 error codes the watch uses.
+PROTOCOL_ERROR: Final = 0x1
+FRAME_SIZE_ERROR: Final = 0x6
+ENHANCE_YOUR_CALM: Final = 0xB
 
-    def __init__(self, kind: str, reason: str) -> None:
+
+class FrameError(Exception):
+    """A client's frames end the connection: GOAWAY with ``code``. ``kind`` names the
+    cause (a counter's key), ``reason`` says it for the log."""
+
+    def __init__(self, code: int, kind: str, reason: str) -> None:
         super().__init__(reason)
+        self.code = code
         self.kind = kind
         self.reason = reason
+
+
+def _flood(kind: str, reason: str) -> FrameError:
+    return FrameError(ENHANCE_YOUR_CALM, kind, reason)
 
 
 class _Rate:
@@ -85,6 +96,7 @@ class FrameWatch:
     __slots__ = (
         "_block",
         "_clock",
+        "_first",
         "_head",
         "_max_block",
         "_pings",
@@ -111,9 +123,11 @@ class FrameWatch:
         self._head = b""  # a frame header split between feeds
         self._skip = 0  # payload bytes of the current frame still to come
         self._block = -1  # bytes of the header block in progress; -1: none
+        self._first = True  # the preface's SETTINGS frame is still due
 
     def feed(self, data: bytes) -> None:
-        """Look at ``data``; raise :class:`FloodError` when it goes over a limit."""
+        """Look at ``data``; raise :class:`FrameError` when it goes over a limit (or
+        breaks a rule ``h2`` leaves unchecked)."""
         pos = 0
         size = len(data)
         while pos < size:
@@ -139,22 +153,30 @@ class FrameWatch:
         kind = header[3]
         flags = header[4]
         self._skip = length
+        if self._first:
+            # RFC 9113 3.4: the preface ends with a SETTINGS frame (h2 does not check).
+            self._first = False
+            if kind != _SETTINGS or flags & _ACK:
+                raise FrameError(PROTOCOL_ERROR, "preface", "the preface lacks its SETTINGS frame")
+        if kind == _SETTINGS and flags & _ACK and length:
+            # RFC 9113 6.5 (hyperframe calls it a PROTOCOL_ERROR).
+            raise FrameError(FRAME_SIZE_ERROR, "frame_size", "SETTINGS ACK with a payload")
         if kind == _HEADERS or (kind == _CONTINUATION and self._block >= 0):
             block = (self._block if kind == _CONTINUATION else 0) + _FRAME_HEADER + length
             if block > self._max_block:
-                raise FloodError(
+                raise _flood(
                     "header_block",
                     f"header block over {self._max_block} bytes (CONTINUATION flood?)",
                 )
             self._block = -1 if flags & _END_HEADERS else block
         elif kind == _RST_STREAM:
             if self._resets.hit(self._clock()):
-                raise FloodError("rapid_reset", "too many RST_STREAM frames (rapid reset)")
+                raise _flood("rapid_reset", "too many RST_STREAM frames (rapid reset)")
         elif kind == _PING:
             if not flags & _ACK and self._pings.hit(self._clock()):
-                raise FloodError("ping_flood", "too many PING frames")
+                raise _flood("ping_flood", "too many PING frames")
         elif kind == _SETTINGS and not flags & _ACK and self._settings.hit(self._clock()):
-            raise FloodError("settings_flood", "too many SETTINGS frames")
+            raise _flood("settings_flood", "too many SETTINGS frames")
 
 
 class RequestFields(NamedTuple):

@@ -43,6 +43,8 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import hpack.exceptions
+from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
@@ -50,7 +52,7 @@ from colonnade.core.request import EMPTY_BODY, Body, Request
 from colonnade.core.urlpath import decode_path
 from colonnade.errors import ClientDisconnectedError, HttpError
 from colonnade.http.h1 import error_response
-from colonnade.http.h2 import PREFACE, FloodError, FrameWatch, request_fields, response_headers
+from colonnade.http.h2 import PREFACE, FrameError, FrameWatch, request_fields, response_headers
 from colonnade.transport.connection import StreamBody, addresses
 
 if TYPE_CHECKING:
@@ -382,15 +384,22 @@ class H2Connection(asyncio.Protocol):
         try:
             self._watch(data)
             events = self.h2.receive_data(data)
-        except FloodError as flood:
-            self._fail(ErrorCodes.ENHANCE_YOUR_CALM, flood.kind, flood.reason)
+        except FrameError as exc:
+            self._fail(exc.code, exc.kind, exc.reason)
             return
         except h2.exceptions.DenialOfServiceError as exc:
-            self._fail(ErrorCodes.ENHANCE_YOUR_CALM, "header_list", str(exc))
+            self._fail(ErrorCodes.ENHANCE_YOUR_CALM, "header_list", str(exc), said=True)
             return
         except h2.exceptions.ProtocolError as exc:
-            code = ErrorCodes(exc.error_code) if _known(exc.error_code) else exc.error_code
-            self._fail(code, _code_name(code), str(exc) or type(exc).__name__, sent=True)
+            code = exc.error_code
+            said = self.h2.state_machine.state is ConnectionState.CLOSED
+            if isinstance(exc.__cause__, hpack.exceptions.HPACKError):
+                # RFC 9113 4.3: a field block that cannot be decoded is a
+                # COMPRESSION_ERROR (h2 says PROTOCOL_ERROR).
+                code, said = ErrorCodes.COMPRESSION_ERROR, False
+                self.h2.data_to_send()  # h2's own GOAWAY: replaced
+            # Without h2's GOAWAY (a bad preface), one is sent all the same.
+            self._fail(code, _code_name(code), str(exc) or type(exc).__name__, said=said)
             return
         for event in events:
             self._on_event(event)
@@ -657,18 +666,22 @@ class H2Connection(asyncio.Protocol):
         self.last_stream = self.h2.highest_inbound_stream_id
         # Written beside h2's state machine, which would refuse to send anything
         # after a GOAWAY of its own, and the streams in flight must still finish.
+        self._goaway(ErrorCodes.NO_ERROR, b"")
+        if not self.streams:
+            self.close()
+
+    def _goaway(self, code: int, debug: bytes) -> None:
         frame = GoAwayFrame(0)
-        frame.last_stream_id = self.last_stream
-        frame.error_code = ErrorCodes.NO_ERROR
+        frame.last_stream_id = self.h2.highest_inbound_stream_id
+        frame.error_code = code
+        frame.additional_data = debug
         self._flush()
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.write(frame.serialize())
-        if not self.streams:
-            self.close()
 
-    def _fail(self, code: int, kind: str, reason: str, *, sent: bool = False) -> None:
-        """End the connection for the client's fault: GOAWAY ``code`` (``sent``: h2
+    def _fail(self, code: int, kind: str, reason: str, *, said: bool = False) -> None:
+        """End the connection for the client's fault: GOAWAY ``code`` (``said``: h2
         queued it already), count ``kind``, log once, linger, close."""
         self.failed = True
         self.state.http2_errors[kind] += 1
@@ -680,10 +693,10 @@ class H2Connection(asyncio.Protocol):
             _code_name(code).upper(),
             reason,
         )
-        if not sent:
-            with contextlib.suppress(h2.exceptions.ProtocolError):
-                self.h2.close_connection(code, reason.encode()[:200])
-        self._flush()
+        if said:
+            self._flush()
+        else:
+            self._goaway(code, reason.encode("ascii", "replace")[:200])
         for stream in list(self.streams.values()):
             self._close_stream(stream, cancel=True)
         self.streams.clear()
