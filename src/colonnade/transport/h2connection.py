@@ -587,9 +587,10 @@ class H2Connection(asyncio.Protocol):
             self._stream_done(stream)
 
     def _pump_all(self) -> None:
+        # Every stream: those with bytes waiting send them, the others (a file
+        # waiting for window before it reads) are woken.
         for stream in list(self.streams.values()):
-            if stream.waiting or stream.end_pending:
-                self.pump(stream)
+            self.pump(stream)
 
     def open_window(self, stream: H2Stream, size: int) -> None:
         """Give the client ``size`` more bytes of ``stream``'s window."""
