@@ -26,6 +26,7 @@ LIMITS = {
     "max_resets": 40,
     "max_pings": 40,
     "max_settings": 40,
+    "max_empty_frames": 40,
 }
 HEADERS, PRIORITY, RST, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW = 1, 2, 3, 4, 5, 6, 7, 8
 
@@ -331,6 +332,14 @@ ROWS = [
     Row(
         "PING flood",
         lambda c: c.send(*[c.ping() for _ in range(LIMITS["max_pings"] + 1)]),
+        ("goaway", E.ENHANCE_YOUR_CALM),
+    ),
+    Row(
+        "empty DATA frame flood",
+        lambda c: c.send(
+            c.headers(1, post(), end_stream=False),
+            *[c.data(1, b"") for _ in range(LIMITS["max_empty_frames"] + 1)],
+        ),
         ("goaway", E.ENHANCE_YOUR_CALM),
     ),
     Row(

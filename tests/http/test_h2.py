@@ -37,7 +37,13 @@ class Clock:
 
 
 def watch(clock: Clock | None = None, **limits: int) -> FrameWatch:
-    values = {"max_header_block": 100, "max_resets": 3, "max_pings": 3, "max_settings": 3}
+    values = {
+        "max_header_block": 100,
+        "max_resets": 3,
+        "max_pings": 3,
+        "max_settings": 3,
+        "max_empty": 3,
+    }
     values.update(limits)
     return FrameWatch(**values, window=10.0, clock=clock or Clock())
 
@@ -61,6 +67,7 @@ def refused(w: FrameWatch, data: bytes, *, bytewise: bool = False) -> FrameError
         (SETTINGS + PING * 4, "ping_flood", ENHANCE_YOUR_CALM),
         (SETTINGS + RST * 4, "rapid_reset", ENHANCE_YOUR_CALM),
         (SETTINGS * 4, "settings_flood", ENHANCE_YOUR_CALM),
+        (SETTINGS + frame(0, 0, 1) * 4, "empty_frames", ENHANCE_YOUR_CALM),
         (
             SETTINGS + frame(1, 0, 1, b"x" * 60) + frame(9, 0, 1, b"y" * 40),
             "header_block",
@@ -84,6 +91,7 @@ def test_watch_refuses(data: bytes, kind: str, code: int, bytewise: bool) -> Non
         SETTINGS + frame(1, 4, 1, b"x" * 91),  # one block at the bound
         SETTINGS + (frame(1, 0, 1, b"x" * 40) + frame(9, 4, 1, b"y" * 30)) * 5,  # blocks end
         SETTINGS + frame(0, 0, 1, b"\x01\x09\x06\x04" * 100),  # DATA that looks like frames
+        SETTINGS + frame(0, 0, 1) * 3 + frame(0, 1, 3) * 10,  # empty, but ending streams
     ],
 )
 def test_watch_lets_pass(data: bytes) -> None:

@@ -103,7 +103,7 @@ class Http2(_Strict):
     (HEADERS and its CONTINUATION frames) is bound by the same size, which stops a
     CONTINUATION flood before anything is decoded."""
     flood_window: Seconds = 10.0
-    """The period, in seconds, over which the three counts below are taken."""
+    """The period, in seconds, over which the four counts below are taken."""
     max_resets: Annotated[int, Meta(ge=1, le=1_000_000)] = 200
     """RST_STREAM frames a client may send per ``flood_window``; more is the rapid
     reset attack (CVE-2023-44487): ENHANCE_YOUR_CALM."""
@@ -113,6 +113,10 @@ class Http2(_Strict):
     max_settings: Annotated[int, Meta(ge=1, le=1_000_000)] = 100
     """SETTINGS frames a client may send per ``flood_window`` (each one costs an
     acknowledgement); more is a flood: ENHANCE_YOUR_CALM."""
+    max_empty_frames: Annotated[int, Meta(ge=1, le=1_000_000)] = 100
+    """Empty DATA frames (no payload, not ending the stream) a client may send per
+    ``flood_window``; they carry nothing and cost work (CVE-2019-9518): more is a
+    flood, ENHANCE_YOUR_CALM."""
 
 
 class ServerSettings(_Strict):

@@ -7,7 +7,8 @@ rest of the protocol layer, still without sockets:
 - :class:`FrameWatch` reads the frame headers of the bytes a client sends
   *before* ``h2`` parses them, and refuses the floods that cost a server work
   without giving it any: RST_STREAM (the rapid reset attack, CVE-2023-44487),
-  PING and SETTINGS frames beyond a rate, and a header block (HEADERS with its
+  PING and SETTINGS frames, and empty DATA frames (CVE-2019-9518), beyond a
+  rate, and a header block (HEADERS with its
   CONTINUATION frames) beyond a size, before a byte of it is decoded.
 - :func:`request_fields` turns a stream's header list into what a request
   needs (pseudo-header fields out, ``cookie`` fields joined, ``host`` from
@@ -38,6 +39,7 @@ _SETTINGS: Final = 0x4
 _PING: Final = 0x6
 _CONTINUATION: Final = 0x9
 _END_HEADERS: Final = 0x4
+_END_STREAM: Final = 0x1
 _ACK: Final = 0x1
 _FRAME_HEADER: Final = 9
 
@@ -96,6 +98,7 @@ class FrameWatch:
     __slots__ = (
         "_block",
         "_clock",
+        "_empty",
         "_first",
         "_head",
         "_max_block",
@@ -112,10 +115,12 @@ class FrameWatch:
         max_resets: int,
         max_pings: int,
         max_settings: int,
+        max_empty: int,
         window: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._max_block = max_header_block
+        self._empty = _Rate(max_empty, window)
         self._resets = _Rate(max_resets, window)
         self._pings = _Rate(max_pings, window)
         self._settings = _Rate(max_settings, window)
@@ -177,6 +182,13 @@ class FrameWatch:
                 raise _flood("ping_flood", "too many PING frames")
         elif kind == _SETTINGS and not flags & _ACK and self._settings.hit(self._clock()):
             raise _flood("settings_flood", "too many SETTINGS frames")
+        elif (
+            kind == _DATA
+            and not length
+            and not flags & _END_STREAM
+            and self._empty.hit(self._clock())
+        ):
+            raise _flood("empty_frames", "too many empty DATA frames")
 
 
 class RequestFields(NamedTuple):

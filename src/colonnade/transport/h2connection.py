@@ -313,6 +313,7 @@ class H2Connection(asyncio.Protocol):
             max_resets=settings.max_resets,
             max_pings=settings.max_pings,
             max_settings=settings.max_settings,
+            max_empty=settings.max_empty_frames,
             window=settings.flood_window,
         )
         self._preface_left = len(PREFACE)
@@ -370,10 +371,19 @@ class H2Connection(asyncio.Protocol):
         return None
 
     def pause_writing(self) -> None:
+        # The client does not read what it is sent: read nothing more from it either,
+        # so that frames the server must answer (PING, SETTINGS, frames on closed
+        # streams) cannot pile answers up in memory.
         self.write_paused = True
+        transport = self.transport
+        if transport is not None and not transport.is_closing() and not self.failed:
+            transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        transport = self.transport
+        if transport is not None and not transport.is_closing() and not self.failed:
+            transport.resume_reading()
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
