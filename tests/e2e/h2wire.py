@@ -200,11 +200,15 @@ class RawH2:
             if frame.stream_id == stream and "END_STREAM" in frame.flags:
                 return Outcome("status", self.status(stream), stream, frames=self.frames)
 
+    def statuses(self, stream: int) -> list[int]:
+        """Every ``:status`` sent on ``stream``: interim ones (1xx), then the final one."""
+        return [int(v) for n, v in self.fields.get(stream, []) if n == b":status"]
+
     def status(self, stream: int) -> int:
-        for name, value in self.fields.get(stream, []):
-            if name == b":status":
-                return int(value)
-        raise AssertionError(f"no :status on stream {stream}")
+        statuses = self.statuses(stream)
+        if not statuses:
+            raise AssertionError(f"no :status on stream {stream}")
+        return statuses[-1]
 
     def response(self, stream: int = 1, timeout: float = PATIENCE) -> tuple[int, bytes]:
         """Read a whole response on ``stream`` (status, body), opening the windows."""

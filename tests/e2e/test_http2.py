@@ -229,6 +229,20 @@ def test_a_stream_the_client_does_not_read_blocks_no_other(
     assert status == 200 and len(body) == BIG - 65_535
 
 
+def test_expect_100_continue(static: tuple[LiveServer, Path]) -> None:
+    server, _ = static
+    with RawH2(server.port) as c:
+        headers = [*get_headers("/slow", "POST"), ("expect", "100-continue")]
+        c.send(c.headers(1, headers, end_stream=False))
+        deadline = time.monotonic() + PATIENCE
+        while not c.statuses(1):  # nothing is sent before the server asks for it
+            assert c.next_frame(deadline) is not None
+        assert c.statuses(1) == [100]
+        c.send(c.data(1, b"body", end_stream=True))
+        assert c.response(1) == (200, b"slow:body")
+        assert c.statuses(1) == [100, 200]
+
+
 def test_graceful_stop_says_goaway_and_finishes_the_stream_in_flight(tmp_path: Path) -> None:
     (tmp_path / "www").mkdir()
     gate = tmp_path / "gate"

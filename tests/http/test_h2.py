@@ -168,3 +168,5 @@ def test_response_headers() -> None:
     assert (b"server", b"") not in response_headers(200, [(b"server", b"")], None, b"x")
     with pytest.raises(ValueError):
         response_headers(200, [(b"x", b"a\r\nb")], None, None)
+    with pytest.raises(ValueError):
+        response_headers(200, [(b"bad name", b"v")], None, None)

@@ -248,6 +248,13 @@ _RESPONSE_FRAMING: Final = frozenset(
 )
 
 
+def response_name(name: bytes) -> bytes:
+    """``name`` as it goes out: lower case, once checked to be a token (else
+    ValueError). Cached: handlers send the same few names over and over."""
+    lname = _NAME_CACHE.get(name)
+    return lname if lname is not None else _response_name(name)
+
+
 def _response_name(name: bytes) -> bytes:
     lname = name.lower()
     if not name or name.translate(None, _TCHARS):

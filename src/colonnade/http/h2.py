@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Final, NamedTuple
 
 from colonnade.http.events import Headers
-from colonnade.http.h1 import date_header_value
+from colonnade.http.h1 import date_header_value, response_name
 
 #: The client connection preface (RFC 9113 3.4).
 PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -242,11 +242,12 @@ def response_headers(
     """The header list of a response: ``:status`` first, then ``headers`` without the
     connection-specific fields (and their own ``content-length``: ``content_length``
     says it, as the HTTP/1.1 layer's framing does), then ``date`` and ``server`` unless
-    given. Raises ValueError for a value with CR, LF or NUL (``h2`` checks names)."""
+    given. Raises ValueError for a name that is no token or a value with CR, LF or
+    NUL, as the HTTP/1.1 layer does."""
     out = [(b":status", b"%d" % status)]
     add_date = add_server = True
     for name, value in headers:
-        name = name.lower()
+        name = response_name(name)
         if 13 in value or 10 in value or 0 in value:
             raise ValueError(f"CR, LF or NUL in the value of response header {name!r}")
         if name in CONNECTION_SPECIFIC:

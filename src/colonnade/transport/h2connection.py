@@ -554,9 +554,16 @@ class H2Connection(asyncio.Protocol):
             return
         try:
             self.h2.send_headers(stream.id, fields, end_stream=end)
-        except h2.exceptions.ProtocolError:
+        except h2.exceptions.StreamClosedError:
             self._close_stream(stream, cancel=False)
             return
+        except h2.exceptions.ProtocolError as exc:
+            if self.h2.state_machine.state is ConnectionState.CLOSED:
+                self._close_stream(stream, cancel=False)
+                return
+            # A header h2 will not send (an invalid name, a connection-specific
+            # field): the application's fault, a 500 as over HTTP/1.1.
+            raise ValueError(f"response head not sendable over HTTP/2: {exc}") from exc
         self._flush()
 
     def window(self, stream: H2Stream) -> int:
