@@ -634,12 +634,18 @@ class H2Connection(asyncio.Protocol):
             # Answered before the body arrived whole: ask the client to stop sending
             # it, without error (RFC 9113 8.1).
             self.reset(stream, ErrorCodes.NO_ERROR)
+        self._forget(stream)
+
+    def _forget(self, stream: H2Stream) -> None:
+        # The stream is over for good. The last one closes a stopping connection, or
+        # starts the idle timer.
         self.streams.pop(stream.id, None)
-        if not self.streams:
-            if self.stopping:
-                self.close()
-            else:
-                self._arm(self.state.timeouts.keep_alive)
+        if self.streams or self.failed or self.closing:
+            return
+        if self.stopping:
+            self.close()
+        else:
+            self._arm(self.state.timeouts.keep_alive)
 
     def _close_stream(self, stream: H2Stream, *, cancel: bool) -> None:
         stream.closed = True
@@ -651,9 +657,7 @@ class H2Connection(asyncio.Protocol):
         if cancel and task is not None and not task.done():
             task.cancel()
         if task is None:
-            self.streams.pop(stream.id, None)
-            if not self.streams and self.stopping:
-                self.close()
+            self._forget(stream)
 
     def _flush(self) -> None:
         data = self.h2.data_to_send()
