@@ -67,6 +67,9 @@ _FILE_CHUNK: Final = 256 * 1024
 # The connection's receive window: large, and reopened as data arrives, so that
 # the per-stream windows are what bounds a client.
 _CONNECTION_WINDOW: Final = 16 * 1024 * 1024
+# Body bytes made into frames above which they are written at once, not at the end
+# of the loop's turn.
+_FLUSH_NOW: Final = 64 * 1024
 # A response with this status (or to HEAD) has no body.
 _NO_BODY: Final = frozenset({204, 304})
 
@@ -292,8 +295,16 @@ class H2Connection(asyncio.Protocol):
         self._initial = initial
         settings = state.http2
         self.settings = settings
+        # Inbound fields are validated by h2 (RFC 9113 8.2, 8.3); outbound ones by
+        # response_headers already, so h2's second look (a third of the cost of
+        # sending a head) and its normalizing are off.
         config = h2.config.H2Configuration(
-            client_side=False, header_encoding=None, validate_inbound_headers=True
+            client_side=False,
+            header_encoding=None,
+            validate_inbound_headers=True,
+            normalize_inbound_headers=False,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
         )
         h2conn = self.h2 = h2.connection.H2Connection(config)
         h2conn.local_settings = h2.settings.Settings(
@@ -326,6 +337,8 @@ class H2Connection(asyncio.Protocol):
         self._drain_waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._unacked = 0  # connection-window bytes received and not yet given back
+        self._unflushed = 0  # body bytes in h2's output buffer, not yet written
+        self._flush_handle: asyncio.Handle | None = None
         self.last_stream = 0  # GOAWAY sent: streams above this are refused
         self.stopping = False  # GOAWAY sent (graceful stop) or received
         self.failed = False  # ended for an error: reading and dropping until closed
@@ -416,7 +429,7 @@ class H2Connection(asyncio.Protocol):
         if self._unacked >= _CONNECTION_WINDOW // 2:
             self.h2.increment_flow_control_window(self._unacked)
             self._unacked = 0
-        self._flush()
+        self._flush_soon()
 
     def _watch(self, data: bytes) -> None:
         left = self._preface_left
@@ -564,7 +577,7 @@ class H2Connection(asyncio.Protocol):
             # A header h2 will not send (an invalid name, a connection-specific
             # field): the application's fault, a 500 as over HTTP/1.1.
             raise ValueError(f"response head not sendable over HTTP/2: {exc}") from exc
-        self._flush()
+        self._flush_soon()
 
     def window(self, stream: H2Stream) -> int:
         """Body bytes ``stream`` may send now (0 when closed: the caller then waits and
@@ -590,6 +603,7 @@ class H2Connection(asyncio.Protocol):
                 piece = stream.take(size)
                 end = stream.end_pending and not stream.waiting
                 h2conn.send_data(stream.id, piece, end_stream=end)
+                self._unflushed += size
                 if end:
                     stream.ended()
             if stream.end_pending and not stream.waiting:
@@ -598,7 +612,7 @@ class H2Connection(asyncio.Protocol):
         except h2.exceptions.ProtocolError:
             self._close_stream(stream, cancel=False)
             return
-        self._flush()
+        self._flush_soon()
         stream.wake()
         if stream.done and stream.task is None:
             self._stream_done(stream)
@@ -615,7 +629,7 @@ class H2Connection(asyncio.Protocol):
             self.h2.increment_flow_control_window(size, stream.id)
         except h2.exceptions.ProtocolError:
             return
-        self._flush()
+        self._flush_soon()
 
     def reset(self, stream: H2Stream, code: ErrorCodes) -> None:
         """Reset ``stream`` (RST_STREAM ``code``)."""
@@ -623,7 +637,7 @@ class H2Connection(asyncio.Protocol):
             return
         with contextlib.suppress(h2.exceptions.ProtocolError):
             self.h2.reset_stream(stream.id, code)
-        self._flush()
+        self._flush_soon()
         self._close_stream(stream, cancel=False)
 
     def _stream_done(self, stream: H2Stream) -> None:
@@ -659,7 +673,21 @@ class H2Connection(asyncio.Protocol):
         if task is None:
             self._forget(stream)
 
+    def _flush_soon(self) -> None:
+        # Frames made in one turn of the loop (many streams' heads and bodies, window
+        # updates) leave in one write at its end: a write is a system call. Bulk body
+        # data goes at once, so that the bytes held here stay bounded.
+        if self._unflushed >= _FLUSH_NOW:
+            self._flush()
+        elif self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush)
+
     def _flush(self) -> None:
+        handle = self._flush_handle
+        if handle is not None:
+            handle.cancel()
+            self._flush_handle = None
+        self._unflushed = 0
         data = self.h2.data_to_send()
         transport = self.transport
         if data and transport is not None and not transport.is_closing():
@@ -739,6 +767,7 @@ class H2Connection(asyncio.Protocol):
 
     def close(self) -> None:
         """Close the connection (after what is queued)."""
+        self._flush()
         self.closing = True
         self._disarm()
         transport = self.transport
