@@ -218,8 +218,17 @@ def test_a_stream_the_client_does_not_read_blocks_no_other(
         c.send(c.headers(3, get_headers("/hello.txt")))
         status, body = c.response(3)
         assert (status, body) == (200, b"Hello, world!")
-        # Stream 1 got no byte beyond its window, and is still open.
+        # Stream 1 got no byte beyond its window, and is still open; the server holds
+        # none of the file meanwhile (it reads a piece only once the window allows).
         assert received == 65_535
+        held = server.look(
+            lambda s: [
+                (stream.id, stream.waiting)
+                for conn in s.connections
+                for stream in getattr(conn, "streams", {}).values()
+            ]
+        )
+        assert held == [(1, 0)]
         late = [f for f in c.frames if f.stream_id == 1 and isinstance(f, DataFrame)]
         assert sum(len(f.data) for f in late) == 65_535
         assert not any(isinstance(f, RstStreamFrame | GoAwayFrame) for f in c.frames)

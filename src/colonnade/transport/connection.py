@@ -556,7 +556,9 @@ class HttpConnection(asyncio.Protocol):
         self.closing = True
         self.transport = None
         state.forget(self)
-        protocol = H2Connection(state, self.h1.trailing_data)
+        # Prior knowledge over TLS too (a client that skipped ALPN): the scheme follows.
+        tls = transport.get_extra_info("ssl_object") is not None
+        protocol = H2Connection(state, self.h1.trailing_data, scheme="https" if tls else "http")
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
 
