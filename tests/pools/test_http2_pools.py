@@ -11,6 +11,7 @@ import pytest
 from h2.errors import ErrorCodes
 from hyperframe.frame import HeadersFrame
 
+from colonnade.management.operations import format_pools
 from tests.e2e.h2wire import RawH2, get_headers
 from tests.support.wait import PATIENCE
 
@@ -53,3 +54,20 @@ def test_a_recycle_ends_an_http2_connection_with_goaway(start_master: StartMaste
         assert c.response(1) == (200, b"slow:")  # the stream in flight finished
         assert c.next_frame(time.monotonic() + PATIENCE) is None  # then the worker closed
     wait_for(lambda: master.replaced(before, 1), PATIENCE, "the worker replaced")
+
+
+def test_the_master_reports_http2_errors_by_worker(start_master: StartMaster) -> None:
+    master = start_master({"default": {"start": "always"}})
+    wait_for(lambda: master.pids("default"), PATIENCE, "a worker")
+    with RawH2(master.port) as c:
+        c.send(*[c.ping() for _ in range(101)])  # max_pings is 100 per 10 s
+        outcome = c.outcome()
+        assert (outcome.kind, outcome.code) == ("goaway", ErrorCodes.ENHANCE_YOUR_CALM)
+    counted = wait_for(
+        lambda: master.pool("default")["workers"][0]["http2_errors"],
+        PATIENCE,
+        "the worker's HTTP/2 errors reported",
+    )
+    assert counted == {"ping_flood": 1}
+    shown = format_pools(master.status())
+    assert "HTTP/2 connections ended for the client's fault: ping_flood 1" in shown

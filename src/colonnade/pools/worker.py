@@ -155,6 +155,7 @@ class Worker:
             requests=state.requests,
             active=sum(1 for c in state.connections if c.busy),
             connections=len(state.connections),
+            http2_errors=dict(state.http2_errors),
         )
 
     async def _report(self) -> None:
