@@ -355,6 +355,24 @@ ROWS = [
         ("status", 200),
     ),
     Row(
+        "host field instead of :authority",
+        lambda c: c.send(
+            c.headers(
+                1, [(":method", "GET"), (":scheme", "http"), (":path", "/hello.txt"), ("host", "t")]
+            )
+        ),
+        ("status", 200),
+    ),
+    Row(
+        # RFC 9110 7.2: a user agent sends one or the other; h2 holds a request with
+        # neither malformed (HTTP/1.1 answers a Host-less request 400 likewise).
+        "neither :authority nor host",
+        lambda c: c.send(
+            c.headers(1, [(":method", "GET"), (":scheme", "http"), (":path", "/hello.txt")])
+        ),
+        ("goaway", E.PROTOCOL_ERROR),
+    ),
+    Row(
         "path above the root",
         lambda c: c.send(c.headers(1, get_headers("/%2e%2e/x"))),
         ("status", 400),

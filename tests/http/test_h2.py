@@ -144,7 +144,9 @@ def test_request_fields() -> None:
         (b"host", b"example.org"),
     ]
     with_host = request_fields([(b":authority", b"a"), (b"host", b"b")])
-    assert with_host.headers == [(b"host", b"b")]
+    assert with_host.headers == [(b"host", b"b")] and with_host.authority == b"a"
+    host_only = request_fields([(b":method", b"GET"), (b"host", b"b")])
+    assert host_only.authority == b"b" and host_only.headers == [(b"host", b"b")]
 
 
 def test_response_headers() -> None:

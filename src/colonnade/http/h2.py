@@ -192,7 +192,8 @@ class FrameWatch:
 
 
 class RequestFields(NamedTuple):
-    """A request's pseudo-header fields and its regular header fields."""
+    """A request's pseudo-header fields and its regular header fields. ``authority``
+    is ``:authority``, else the ``host`` field (RFC 9113 8.3.1)."""
 
     method: bytes
     scheme: bytes
@@ -209,10 +210,9 @@ def request_fields(fields: list[tuple[bytes, bytes]]) -> RequestFields:
     HTTP/1.1-shaped interfaces above; a ``host`` field is added from ``:authority``
     when there is none (8.3.1), as applications look there.
     """
-    method = scheme = authority = path = b""
+    method = scheme = authority = path = host = b""
     headers: Headers = []
     cookies: list[bytes] = []
-    host = False
     for name, value in fields:
         if name[:1] == b":":
             if name == b":method":
@@ -226,12 +226,14 @@ def request_fields(fields: list[tuple[bytes, bytes]]) -> RequestFields:
         elif name == b"cookie":
             cookies.append(value)
         else:
-            if name == b"host":
-                host = True
+            if name == b"host" and not host:
+                host = value
             headers.append((name, value))
     if cookies:
         headers.append((b"cookie", b"; ".join(cookies)))
-    if not host and authority:
+    if not authority:
+        authority = host
+    elif not host:
         headers.append((b"host", authority))
     return RequestFields(method, scheme, authority, path, headers)
 
