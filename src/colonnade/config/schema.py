@@ -72,6 +72,53 @@ class Timeouts(_Strict):
     """On stop, how long requests in flight may still run."""
 
 
+class Http2(_Strict):
+    """``[server.http2]``: HTTP/2 (RFC 9113) settings and defences, per connection.
+
+    HTTP/2 is spoken over cleartext by prior knowledge (a connection that opens with
+    the HTTP/2 preface) and over TLS where ALPN chooses ``h2``. The first four keys
+    are announced to the client in the server's SETTINGS frame. A client that breaks
+    a limit or floods the server is answered with a GOAWAY frame carrying the error
+    code RFC 9113 names (``ENHANCE_YOUR_CALM`` for floods) and the connection is
+    closed; each case is counted and logged once per connection.
+    """
+
+    enabled: bool = True
+    """Accept HTTP/2; false answers a cleartext preface with HTTP/1.1's 400 (``PRI``
+    is no method) and never offers ``h2`` in ALPN."""
+    max_concurrent_streams: Annotated[int, Meta(ge=1, le=10_000)] = 100
+    """Requests one connection may have open at once (``SETTINGS_MAX_CONCURRENT_STREAMS``);
+    a stream beyond it is a protocol error."""
+    initial_window_size: Annotated[int, Meta(ge=65_535, le=2_147_483_647)] = 262_144
+    """Request body bytes a client may send on one stream before the application
+    reads them (``SETTINGS_INITIAL_WINDOW_SIZE``): the per-stream buffer bound.
+    The connection's own window is reopened as data arrives."""
+    max_frame_size: Annotated[int, Meta(ge=16_384, le=16_777_215)] = 16_384
+    """Largest frame payload the server accepts (``SETTINGS_MAX_FRAME_SIZE``)."""
+    max_header_list_size: Annotated[int, Meta(ge=1024, le=1_048_576)] = 65_536
+    """Largest decoded header list of a request, RFC 9113's measure (names, values and
+    32 bytes per field; ``SETTINGS_MAX_HEADER_LIST_SIZE``). A larger one, whether sent
+    plainly or as an HPACK bomb (a few bytes referring to a large table entry many
+    times), ends the connection with ENHANCE_YOUR_CALM. The encoded header block
+    (HEADERS and its CONTINUATION frames) is bound by the same size, which stops a
+    CONTINUATION flood before anything is decoded."""
+    flood_window: Seconds = 10.0
+    """The period, in seconds, over which the four counts below are taken."""
+    max_resets: Annotated[int, Meta(ge=1, le=1_000_000)] = 200
+    """RST_STREAM frames a client may send per ``flood_window``; more is the rapid
+    reset attack (CVE-2023-44487): ENHANCE_YOUR_CALM."""
+    max_pings: Annotated[int, Meta(ge=1, le=1_000_000)] = 100
+    """PING frames a client may send per ``flood_window`` (each one costs an answer);
+    more is a flood: ENHANCE_YOUR_CALM."""
+    max_settings: Annotated[int, Meta(ge=1, le=1_000_000)] = 100
+    """SETTINGS frames a client may send per ``flood_window`` (each one costs an
+    acknowledgement); more is a flood: ENHANCE_YOUR_CALM."""
+    max_empty_frames: Annotated[int, Meta(ge=1, le=1_000_000)] = 100
+    """Empty DATA frames (no payload, not ending the stream) a client may send per
+    ``flood_window``; they carry nothing and cost work (CVE-2019-9518): more is a
+    flood, ENHANCE_YOUR_CALM."""
+
+
 class ServerSettings(_Strict):
     """``[server]``: what every site of this server shares."""
 
@@ -87,6 +134,7 @@ class ServerSettings(_Strict):
     overrides it (one socket per master, to run several side by side)."""
     limits: Limits = msgspec.field(default_factory=Limits)
     timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
+    http2: Http2 = msgspec.field(default_factory=Http2)
 
 
 #: A duration in seconds where 0 is allowed (it turns the timer or trigger off).

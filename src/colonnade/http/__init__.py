@@ -6,7 +6,15 @@ ends the connection, and serializes responses with the right framing. The
 transport owns the socket and moves bytes between the two.
 """
 
-from colonnade.http.events import Body, EndOfMessage, Event, Headers, ProtocolError, RequestHead
+from colonnade.http.events import (
+    Body,
+    EndOfMessage,
+    Event,
+    Headers,
+    Preface,
+    ProtocolError,
+    RequestHead,
+)
 from colonnade.http.h1 import HTTP1Connection, error_response, reason_phrase
 
 __all__ = [
@@ -15,6 +23,7 @@ __all__ = [
     "Event",
     "HTTP1Connection",
     "Headers",
+    "Preface",
     "ProtocolError",
     "RequestHead",
     "error_response",

@@ -1,7 +1,8 @@
 """What the HTTP/1.1 parser hands to the transport: one event per thing that happened.
 
 A request is ``RequestHead``, zero or more ``Body``, then ``EndOfMessage``. A
-``ProtocolError`` ends the connection: nothing follows it.
+``ProtocolError`` ends the connection: nothing follows it; nor does ``Preface``,
+which hands the connection to HTTP/2.
 
 The events are ``msgspec.Struct`` classes: slotted classes like a slots dataclass
 (fields, ``==``, ``repr``; copy with ``msgspec.structs.replace``), but built by C
@@ -69,5 +70,12 @@ class ProtocolError(msgspec.Struct, frozen=True, gc=False):
     """What was wrong, for the log and the error page."""
 
 
-Event = RequestHead | Body | EndOfMessage | ProtocolError
+class Preface(msgspec.Struct, frozen=True, gc=False):
+    """The connection began with HTTP/2's connection preface (prior knowledge, RFC
+    9113 3.3): it speaks HTTP/2 from its first byte. No HTTP/1.1 event follows;
+    ``HTTP1Connection.trailing_data`` holds every byte received, the preface's
+    first line included, for the HTTP/2 protocol to read from the start."""
+
+
+Event = RequestHead | Body | EndOfMessage | ProtocolError | Preface
 """Anything ``HTTP1Connection.feed`` returns."""

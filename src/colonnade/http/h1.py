@@ -64,7 +64,15 @@ from typing import Final, NoReturn
 
 import httptools
 
-from colonnade.http.events import Body, EndOfMessage, Event, Headers, ProtocolError, RequestHead
+from colonnade.http.events import (
+    Body,
+    EndOfMessage,
+    Event,
+    Headers,
+    Preface,
+    ProtocolError,
+    RequestHead,
+)
 
 __all__ = ["HTTP1Connection", "error_response", "reason_phrase"]
 
@@ -80,6 +88,11 @@ _FAILED: Final = 7  # after a ProtocolError
 
 _SLICE: Final = 65536
 _END: Final = EndOfMessage()
+_PREFACE: Final = Preface()
+# What llhttp says when a request is HTTP/2's connection preface, ``PRI * HTTP/2.0``
+# and an empty line (it stops there, so spotting HTTP/2 with prior knowledge costs the
+# HTTP/1.1 path nothing), or a broken one: the HTTP/2 layer answers that with GOAWAY.
+_PRI_REASONS: Final = frozenset({"Pause on PRI/Upgrade", "Expected HTTP/2 Connection Preface"})
 _NEVER: Final = sys.maxsize
 
 # Request header names that need a closer look; all but Host only at the end of the head.
@@ -199,6 +212,13 @@ def _date_header() -> bytes:
     return _date_line
 
 
+def date_header_value() -> bytes:
+    """The Date field's value now (formatted at most once per second, shared with the
+    HTTP/1.1 responses)."""
+    line = _date_line if time() < _date_next else _date_header()
+    return line[6:-2]
+
+
 # -- Content-Length lines for the sizes that recur (formatting costs more than a lookup)
 _LENGTH_LINES: Final[dict[int, bytes]] = {}
 _LENGTH_LINES_MAX: Final = 4096
@@ -226,6 +246,13 @@ _NAME_CACHE_MAX: Final = 1024
 _RESPONSE_FRAMING: Final = frozenset(
     (b"content-length", b"transfer-encoding", b"connection", b"date", b"server")
 )
+
+
+def response_name(name: bytes) -> bytes:
+    """``name`` as it goes out: lower case, once checked to be a token (else
+    ValueError). Cached: handlers send the same few names over and over."""
+    lname = _NAME_CACHE.get(name)
+    return lname if lname is not None else _response_name(name)
 
 
 def _response_name(name: bytes) -> bytes:
@@ -474,11 +501,25 @@ class HTTP1Connection:
             if isinstance(exc, httptools.HttpParserCallbackError):
                 raise exc  # a bug in a callback: let it show
             reason = str(exc)
+            if reason in _PRI_REASONS and not self._requests and s0 <= _HEAD:
+                return self._preface(data, s0)
             if reason in _METHOD_ERRORS and not self._method:
                 return self._unknown_method(bytes(data), s0, ev0)
             # llhttp says "Invalid HTTP version" for a well-formed but unsupported one.
             error = ProtocolError(505 if reason == "Invalid HTTP version" else 400, reason)
         self._fail_connection(error)
+        return len(data)
+
+    def _preface(self, data: bytes | memoryview, s0: int) -> int:
+        # The connection's first bytes are HTTP/2's preface: all of them (the head
+        # so far kept in _carry, then this feed), and whatever follows, are HTTP/2's.
+        self._state = _UPGRADED
+        self._final = 0
+        if s0 == _HEAD:
+            self._trailing += self._carry
+            self._carry.clear()
+        self._trailing += data
+        self._events.append(_PREFACE)
         return len(data)
 
     # -- where messages start (see "How this works") -----------------------------------

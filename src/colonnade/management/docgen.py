@@ -25,6 +25,7 @@ _TOP = (
     ("[server]", schema.ServerSettings, "Settings every site of the server shares."),
     ("[server.limits]", schema.Limits, ""),
     ("[server.timeouts]", schema.Timeouts, ""),
+    ("[server.http2]", schema.Http2, ""),
     ("[pools.NAME]", schema.PoolConfig, ""),
     ("[pools.NAME.recycling]", schema.Recycling, ""),
     ("[pools.NAME.rapid_fail]", schema.RapidFail, ""),

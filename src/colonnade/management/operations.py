@@ -130,4 +130,9 @@ def format_pools(status: dict[str, Any]) -> str:
                 f"{w['requests']:>9} {w['active']:>6} {w['connections']:>5} "
                 f"{_size(w['rss']):>10} {_size(w['private']):>10}"
             )
+            if w.get("http2_errors"):
+                causes = ", ".join(f"{k} {v}" for k, v in sorted(w["http2_errors"].items()))
+                lines.append(
+                    f"           HTTP/2 connections ended for the client's fault: {causes}"
+                )
     return "\n".join(lines)

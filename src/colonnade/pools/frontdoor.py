@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from colonnade.core.request import is_local_client
 from colonnade.engine.sites import Binding
-from colonnade.http import HTTP1Connection, ProtocolError, RequestHead, error_response
+from colonnade.http import HTTP1Connection, Preface, ProtocolError, RequestHead, error_response
 from colonnade.pools import ipc
 from colonnade.pools.pool import Pool, PoolState
 from colonnade.pools.routing import pool_of_head
@@ -164,6 +164,18 @@ class FrontDoor:
             pool = routes.owner(peek.port)  # no such site: its engine answers 404
         self.deliver(pool, fd, bytes(peek.buf), peek.port)
 
+    def on_preface(self, peek: _Peek) -> None:
+        """A connection opened with HTTP/2's preface (prior knowledge): it has no head
+        to route by, and its streams may ask for any site of the port. It goes to
+        the port's owner pool, whose workers accept the port's connections."""
+        self._peeks.discard(peek)
+        fd = peek.detach()
+        routes = self.master.routes
+        if not routes.serves_port(peek.port):
+            close_fd(fd)
+            return
+        self.deliver(routes.owner(peek.port), fd, bytes(peek.buf), peek.port)
+
     def peek_done(self, peek: _Peek) -> None:
         """A held connection closed or timed out before a request."""
         self._peeks.discard(peek)
@@ -272,6 +284,9 @@ class _Peek:
                 return
             if isinstance(event, ProtocolError):
                 self.door.on_head(self, None, event)
+                return
+            if isinstance(event, Preface):
+                self.door.on_preface(self)
                 return
 
     def _timeout(self) -> None:

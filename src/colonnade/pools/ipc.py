@@ -110,6 +110,9 @@ class Stats(msgspec.Struct, tag="stats", kw_only=True):
     requests: int
     active: int
     connections: int
+    #: HTTP/2 connections ended for the client's fault, by cause
+    #: (``ServerState.http2_errors``).
+    http2_errors: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class RequestLimit(msgspec.Struct, tag="request-limit", kw_only=True):

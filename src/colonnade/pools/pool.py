@@ -61,6 +61,7 @@ class WorkerProcess:
         self.requests = 0
         self.active = 0
         self.connections = 0
+        self.http2_errors: dict[str, int] = {}
         self.rss = 0
         self.private = 0
         self.memory_read = 0.0
@@ -88,6 +89,7 @@ class WorkerProcess:
             "requests": self.requests,
             "active": self.active,
             "connections": self.connections,
+            "http2_errors": self.http2_errors,
             "rss": self.rss,
             "private": self.private,
             "generation": self.generation,

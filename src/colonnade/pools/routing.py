@@ -48,9 +48,10 @@ from colonnade.engine.mapping import HandlerMap
 from colonnade.engine.runtime import make_runtime
 from colonnade.engine.sites import Binding, Router, Site, parse_binding
 from colonnade.errors import HttpError
-from colonnade.http import HTTP1Connection, ProtocolError, RequestHead
+from colonnade.http import HTTP1Connection, Preface, ProtocolError, RequestHead
 from colonnade.pools.config import site_pools
 from colonnade.transport.connection import HttpConnection
+from colonnade.transport.server import Connection
 
 log = logging.getLogger("colonnade.pools")
 
@@ -159,7 +160,7 @@ class PoolRouter:
     def hold(self, conn: HttpConnection) -> HeldHead:
         return HeldHead(self, conn)
 
-    def admits(self, conn: HttpConnection, request: Request) -> bool:
+    def admits(self, conn: Connection, request: Request) -> bool:
         routes = self.routes
         if routes is None or self.draining:
             return True
@@ -203,10 +204,14 @@ class PoolRouter:
                 return
             await asyncio.sleep(0.005)
 
-    def hand_over_idle(self, conns: list[HttpConnection]) -> None:
-        """Draining: hand over every connection that is idle now."""
+    def hand_over_idle(self, conns: list[Connection]) -> None:
+        """Draining: hand over every HTTP/1.1 connection that is idle now; tell every
+        other one to stop (an HTTP/2 connection's state cannot move to another
+        process: it says GOAWAY, finishes its streams, and its client reconnects)."""
         for conn in conns:
-            if conn.idle:
+            if not isinstance(conn, HttpConnection):
+                conn.shutdown()
+            elif conn.idle:
                 self.hand_over(conn, self.pool, b"", head=False)
 
     async def wait(self) -> None:
@@ -247,8 +252,10 @@ class HeldHead:
                     return bytes(self.buf)
                 router.hand_over(self.conn, pool, bytes(self.buf), head=True)
                 return None
-            if isinstance(event, ProtocolError):
-                return bytes(self.buf)  # the connection's own parser answers it
+            if isinstance(event, ProtocolError | Preface):
+                # The connection's own parser answers it, or hands it to HTTP/2 (a
+                # connection that may carry requests for any pool: served here).
+                return bytes(self.buf)
         return None
 
     def release(self) -> bytes:

@@ -154,8 +154,9 @@ class Worker:
         state = self.state
         return ipc.Stats(
             requests=state.requests,
-            active=sum(1 for c in state.connections if c.task is not None or c.queue),
+            active=sum(1 for c in state.connections if c.busy),
             connections=len(state.connections),
+            http2_errors=dict(state.http2_errors),
         )
 
     async def _report(self) -> None:

@@ -125,6 +125,7 @@ class Workers:
                 worker.last_activity = now
             worker.requests, worker.active = stats.requests, stats.active
             worker.connections = stats.connections
+            worker.http2_errors = stats.http2_errors
         elif isinstance(message, ipc.RequestLimit):
             worker.requests = max(worker.requests, message.requests)
             worker.last_activity = now

@@ -27,13 +27,13 @@ import os
 import socket
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 from colonnade.core.request import EMPTY_BODY, Headers, Request, read_chunks
 from colonnade.core.urlpath import decode_path
 from colonnade.errors import ClientDisconnectedError, HttpError
 from colonnade.http import Body as BodyEvent
-from colonnade.http import EndOfMessage, HTTP1Connection, ProtocolError, RequestHead
+from colonnade.http import EndOfMessage, HTTP1Connection, Preface, ProtocolError, RequestHead
 
 if TYPE_CHECKING:
     from colonnade.transport.server import Held, ServerState
@@ -70,12 +70,42 @@ def _cork(sock: Any, on: int) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, on)
 
 
+def addresses(
+    transport: asyncio.BaseTransport,
+) -> tuple[tuple[str, int] | None, tuple[str, int] | None]:
+    """The client's and the server's address of a connection (None: not IP)."""
+    peer = transport.get_extra_info("peername")
+    sock = transport.get_extra_info("sockname")
+    return (
+        (peer[0], peer[1]) if isinstance(peer, tuple) else None,
+        (sock[0], sock[1]) if isinstance(sock, tuple) else None,
+    )
+
+
+class BodySource(Protocol):
+    """Where a :class:`StreamBody` comes from: an HTTP/1.1 connection, or one stream
+    of an HTTP/2 connection (``transport/h2connection.py``)."""
+
+    @property
+    def state(self) -> ServerState:
+        """The server's shared state (timeouts)."""
+
+    def pause_reading_for_body(self) -> None:
+        """The body's buffer is full: stop reading until it is read."""
+
+    def resume_reading_for_body(self) -> None:
+        """The application waits for more of the body."""
+
+    def send_continue(self) -> None:
+        """Tell an ``Expect: 100-continue`` client to send its body."""
+
+
 class StreamBody:
     """A request body arriving from the socket; implements ``core.request.Body``."""
 
     __slots__ = ("_buffer", "_conn", "_size", "_waiter", "complete", "error", "expect_continue")
 
-    def __init__(self, conn: HttpConnection, expect_continue: bool) -> None:
+    def __init__(self, conn: BodySource, expect_continue: bool) -> None:
         self._conn = conn
         self._buffer: deque[bytes] = deque()
         self._size = 0
@@ -412,16 +442,12 @@ class HttpConnection(asyncio.Protocol):
         # uvloop's transports do not subclass asyncio.Transport, but implement it.
         self.transport = transport = cast(asyncio.Transport, transport)
         state = self.state
-        if len(state.connections) >= state.limits.max_connections:
+        if not state.admit(self):
             transport.write(_OVERLOADED)
             transport.close()
             self.closing = True
             return
-        state.connections.add(self)
-        peer = transport.get_extra_info("peername")
-        sock = transport.get_extra_info("sockname")
-        self.client = (peer[0], peer[1]) if isinstance(peer, tuple) else None
-        self.server = (sock[0], sock[1]) if isinstance(sock, tuple) else None
+        self.client, self.server = addresses(transport)
         self._arm(state.timeouts.header)
         if self._initial:
             data, self._initial = self._initial, b""
@@ -511,6 +537,30 @@ class HttpConnection(asyncio.Protocol):
                 current.body.feed(event.data)  # type: ignore[attr-defined]
         elif kind is ProtocolError:
             self._on_protocol_error(event)  # type: ignore[arg-type]
+        elif kind is Preface:
+            self._to_http2()
+
+    def _to_http2(self) -> None:
+        # HTTP/2 by prior knowledge: the connection's bytes so far, the preface
+        # included, go to an HTTP/2 protocol that takes over the transport.
+        state = self.state
+        transport = self.transport
+        if not state.http2.enabled:
+            self._on_protocol_error(ProtocolError(400, "HTTP/2 is not enabled"))
+            return
+        if transport is None or transport.is_closing():
+            return
+        from colonnade.transport.h2connection import H2Connection  # only where HTTP/2 is spoken
+
+        self._drop_timer()
+        self.closing = True
+        self.transport = None
+        state.forget(self)
+        # Prior knowledge over TLS too (a client that skipped ALPN): the scheme follows.
+        tls = transport.get_extra_info("ssl_object") is not None
+        protocol = H2Connection(state, self.h1.trailing_data, scheme="https" if tls else "http")
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
 
     def _on_head(self, head: RequestHead) -> None:
         self._disarm()
@@ -605,6 +655,7 @@ class HttpConnection(asyncio.Protocol):
             exchange._release()  # a declared length and nothing after it: the head goes
         self.queue.popleft()
         state = self.state
+        # ServerState.count_request, inlined: a call less per request.
         state.requests += 1
         if state.requests == state.request_limit and state.on_request_limit is not None:
             state.on_request_limit()
@@ -802,6 +853,11 @@ class HttpConnection(asyncio.Protocol):
         else:
             self.pending_error = ProtocolError(408, "the request head did not arrive in time")
             self._send_error()
+
+    @property
+    def busy(self) -> bool:
+        """A request is in flight (being answered or queued)."""
+        return self.task is not None or bool(self.queue)
 
     @property
     def idle(self) -> bool:

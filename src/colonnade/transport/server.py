@@ -6,16 +6,35 @@ import asyncio
 import logging
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from colonnade.config.schema import Limits, Timeouts
+from colonnade.config.schema import Http2, Limits, Timeouts
 from colonnade.core.request import Request
 from colonnade.engine import Engine
 from colonnade.engine.sites import Binding
 from colonnade.transport.connection import HttpConnection
 
 log = logging.getLogger("colonnade.transport")
+
+
+class Connection(Protocol):
+    """What a worker keeps of each live connection, whatever protocol it speaks
+    (``HttpConnection``, ``H2Connection``)."""
+
+    server: tuple[str, int] | None
+    """The local address the connection arrived on."""
+
+    @property
+    def busy(self) -> bool:
+        """A request is in flight."""
+
+    def shutdown(self) -> None:
+        """Graceful stop: finish what is in flight, take no new request, close."""
+
+    def abort(self) -> None:
+        """Drop the connection now."""
 
 
 class Held(Protocol):
@@ -38,7 +57,7 @@ class ConnectionRouter(Protocol):
     def hold(self, conn: HttpConnection) -> Held:
         """A request starts on the idle ``conn``: hold its bytes until decided."""
 
-    def admits(self, conn: HttpConnection, request: Request) -> bool:
+    def admits(self, conn: Connection, request: Request) -> bool:
         """Whether a parsed request (pipelined, not held) may be served here."""
 
     def idle(self, conn: HttpConnection) -> None:
@@ -58,7 +77,8 @@ class ServerState:
         self.limits: Limits = settings.limits
         self.timeouts: Timeouts = settings.timeouts
         self.server_header: bytes | None = settings.server_header.encode() or None
-        self.connections: set[HttpConnection] = set()
+        self.http2: Http2 = settings.http2
+        self.connections: set[Connection] = set()
         self.router: ConnectionRouter | None = None  # multi-pool routing, see pools/
         self.requests = 0
         #: When ``requests`` reaches this count, ``on_request_limit`` is called once
@@ -66,6 +86,11 @@ class ServerState:
         self.request_limit = -1
         self.on_request_limit: Callable[[], None] | None = None
         self.started = time.time()
+        #: HTTP/2 connections ended for a client's fault, by cause: a flood
+        #: (``rapid_reset``, ``ping_flood``, ``settings_flood``, ``header_block``),
+        #: ``header_list`` (over ``max_header_list_size``, an HPACK bomb too), or
+        #: the GOAWAY error code's name (``protocol_error``, ``flow_control_error``…).
+        self.http2_errors: Counter[str] = Counter()
         self._all_closed: asyncio.Event | None = None
 
     def switch(self, engine: Engine) -> None:
@@ -75,8 +100,22 @@ class ServerState:
         self.limits = settings.limits
         self.timeouts = settings.timeouts
         self.server_header = settings.server_header.encode() or None
+        self.http2 = settings.http2
 
-    def forget(self, conn: HttpConnection) -> None:
+    def admit(self, conn: Connection) -> bool:
+        """A connection begins: count it, unless the worker has ``max_connections``."""
+        if len(self.connections) >= self.limits.max_connections:
+            return False
+        self.connections.add(conn)
+        return True
+
+    def count_request(self) -> None:
+        """A request was answered (the pool's ``recycling.requests`` counts them)."""
+        self.requests += 1
+        if self.requests == self.request_limit and self.on_request_limit is not None:
+            self.on_request_limit()
+
+    def forget(self, conn: Connection) -> None:
         """A connection ended."""
         self.connections.discard(conn)
         if not self.connections and self._all_closed is not None:

@@ -1,0 +1,274 @@
+"""HTTP/2 without sockets: what Colonnade adds to the ``h2`` library.
+
+The ``h2`` library (sans-IO, like h11) keeps RFC 9113's state: frames, HPACK,
+stream states, flow-control windows, header validation. This module holds the
+rest of the protocol layer, still without sockets:
+
+- :class:`FrameWatch` reads the frame headers of the bytes a client sends
+  *before* ``h2`` parses them, and refuses the floods that cost a server work
+  without giving it any: RST_STREAM (the rapid reset attack, CVE-2023-44487),
+  PING and SETTINGS frames, and empty DATA frames (CVE-2019-9518), beyond a
+  rate, and a header block (HEADERS with its
+  CONTINUATION frames) beyond a size, before a byte of it is decoded.
+- :func:`request_fields` turns a stream's header list into what a request
+  needs (pseudo-header fields out, ``cookie`` fields joined, ``host`` from
+  ``:authority``); :func:`response_headers` turns a response head into a header
+  list HTTP/2 allows (no connection-specific fields, ``content-length``, ``date``
+  and ``server`` as HTTP/1.1 sends them).
+
+The transport (``transport/h2connection.py``) owns the socket and drives both.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Final, NamedTuple
+
+from colonnade.http.events import Headers
+from colonnade.http.h1 import date_header_value, response_name
+
+#: The client connection preface (RFC 9113 3.4).
+PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+# Frame types (RFC 9113 6) the watch looks at.
+_DATA: Final = 0x0
+_HEADERS: Final = 0x1
+_RST_STREAM: Final = 0x3
+_SETTINGS: Final = 0x4
+_PING: Final = 0x6
+_CONTINUATION: Final = 0x9
+_END_HEADERS: Final = 0x4
+_END_STREAM: Final = 0x1
+_ACK: Final = 0x1
+_FRAME_HEADER: Final = 9
+
+#: Fields that are about one HTTP/1.1 connection and may not appear in HTTP/2
+#: (RFC 9113 8.2.2); dropped from responses, refused in requests (by ``h2``).
+CONNECTION_SPECIFIC: Final = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
+)
+
+
+#: RFC 9113 7 error codes the watch uses.
+PROTOCOL_ERROR: Final = 0x1
+FRAME_SIZE_ERROR: Final = 0x6
+ENHANCE_YOUR_CALM: Final = 0xB
+
+
+class FrameError(Exception):
+    """A client's frames end the connection: GOAWAY with ``code``. ``kind`` names the
+    cause (a counter's key), ``reason`` says it for the log."""
+
+    def __init__(self, code: int, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.kind = kind
+        self.reason = reason
+
+
+def _flood(kind: str, reason: str) -> FrameError:
+    return FrameError(ENHANCE_YOUR_CALM, kind, reason)
+
+
+class _Rate:
+    """Events counted in fixed periods of ``window`` seconds."""
+
+    __slots__ = ("count", "limit", "start", "window")
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self.count = 0
+        self.start = 0.0
+
+    def hit(self, now: float) -> bool:
+        """Count one; True when this one is over the limit."""
+        if now - self.start >= self.window:
+            self.start = now
+            self.count = 0
+        self.count += 1
+        return self.count > self.limit
+
+
+class FrameWatch:
+    """Frame headers of a client's byte stream, read ahead of ``h2`` (see the module
+    docstring). Feed it every byte after the 24-byte preface, in order."""
+
+    __slots__ = (
+        "_block",
+        "_clock",
+        "_empty",
+        "_first",
+        "_head",
+        "_max_block",
+        "_pings",
+        "_resets",
+        "_settings",
+        "_skip",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_header_block: int,
+        max_resets: int,
+        max_pings: int,
+        max_settings: int,
+        max_empty: int,
+        window: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._max_block = max_header_block
+        self._empty = _Rate(max_empty, window)
+        self._resets = _Rate(max_resets, window)
+        self._pings = _Rate(max_pings, window)
+        self._settings = _Rate(max_settings, window)
+        self._clock = clock
+        self._head = b""  # a frame header split between feeds
+        self._skip = 0  # payload bytes of the current frame still to come
+        self._block = -1  # bytes of the header block in progress; -1: none
+        self._first = True  # the preface's SETTINGS frame is still due
+
+    def feed(self, data: bytes) -> None:
+        """Look at ``data``; raise :class:`FrameError` when it goes over a limit (or
+        breaks a rule ``h2`` leaves unchecked)."""
+        pos = 0
+        size = len(data)
+        while pos < size:
+            if self._skip:
+                step = min(self._skip, size - pos)
+                self._skip -= step
+                pos += step
+                continue
+            need = _FRAME_HEADER - len(self._head)
+            if need < _FRAME_HEADER or size - pos < _FRAME_HEADER:
+                self._head += data[pos : pos + need]
+                pos += need
+                if len(self._head) < _FRAME_HEADER:
+                    return
+                header, self._head = self._head, b""
+            else:
+                header = data[pos : pos + _FRAME_HEADER]
+                pos += _FRAME_HEADER
+            self._frame(header)
+
+    def _frame(self, header: bytes) -> None:
+        length = int.from_bytes(header[:3], "big")
+        kind = header[3]
+        flags = header[4]
+        self._skip = length
+        if self._first:
+            # RFC 9113 3.4: the preface ends with a SETTINGS frame (h2 does not check).
+            self._first = False
+            if kind != _SETTINGS or flags & _ACK:
+                raise FrameError(PROTOCOL_ERROR, "preface", "the preface lacks its SETTINGS frame")
+        if kind == _SETTINGS and flags & _ACK and length:
+            # RFC 9113 6.5 (hyperframe calls it a PROTOCOL_ERROR).
+            raise FrameError(FRAME_SIZE_ERROR, "frame_size", "SETTINGS ACK with a payload")
+        if kind == _HEADERS or (kind == _CONTINUATION and self._block >= 0):
+            block = (self._block if kind == _CONTINUATION else 0) + _FRAME_HEADER + length
+            if block > self._max_block:
+                raise _flood(
+                    "header_block",
+                    f"header block over {self._max_block} bytes (CONTINUATION flood?)",
+                )
+            self._block = -1 if flags & _END_HEADERS else block
+        elif kind == _RST_STREAM:
+            if self._resets.hit(self._clock()):
+                raise _flood("rapid_reset", "too many RST_STREAM frames (rapid reset)")
+        elif kind == _PING:
+            if not flags & _ACK and self._pings.hit(self._clock()):
+                raise _flood("ping_flood", "too many PING frames")
+        elif kind == _SETTINGS and not flags & _ACK and self._settings.hit(self._clock()):
+            raise _flood("settings_flood", "too many SETTINGS frames")
+        elif (
+            kind == _DATA
+            and not length
+            and not flags & _END_STREAM
+            and self._empty.hit(self._clock())
+        ):
+            raise _flood("empty_frames", "too many empty DATA frames")
+
+
+class RequestFields(NamedTuple):
+    """A request's pseudo-header fields and its regular header fields. ``authority``
+    is ``:authority``, else the ``host`` field (RFC 9113 8.3.1)."""
+
+    method: bytes
+    scheme: bytes
+    authority: bytes
+    path: bytes
+    headers: Headers
+
+
+def request_fields(fields: list[tuple[bytes, bytes]]) -> RequestFields:
+    """Split a header list ``h2`` validated (RFC 9113 8.3: pseudo-header fields first,
+    each once, names in lower case) into pseudo-header fields and header fields.
+
+    ``cookie`` fields (which HTTP/2 may split, 8.2.3) are joined into one for the
+    HTTP/1.1-shaped interfaces above; a ``host`` field is added from ``:authority``
+    when there is none (8.3.1), as applications look there.
+    """
+    method = scheme = authority = path = host = b""
+    headers: Headers = []
+    cookies: list[bytes] = []
+    for name, value in fields:
+        if name[:1] == b":":
+            if name == b":method":
+                method = value
+            elif name == b":path":
+                path = value
+            elif name == b":authority":
+                authority = value
+            elif name == b":scheme":
+                scheme = value
+        elif name == b"cookie":
+            cookies.append(value)
+        else:
+            if name == b"host" and not host:
+                host = value
+            headers.append((name, value))
+    if cookies:
+        headers.append((b"cookie", b"; ".join(cookies)))
+    if not authority:
+        authority = host
+    elif not host:
+        headers.append((b"host", authority))
+    return RequestFields(method, scheme, authority, path, headers)
+
+
+def response_headers(
+    status: int, headers: Headers, content_length: int | None, server: bytes | None
+) -> list[tuple[bytes, bytes]]:
+    """The header list of a response: ``:status`` first, then ``headers`` without the
+    connection-specific fields (and their own ``content-length``: ``content_length``
+    says it, as the HTTP/1.1 layer's framing does), then ``date`` and ``server`` unless
+    given. Raises ValueError for a name that is no token or a value with CR, LF or
+    NUL, as the HTTP/1.1 layer does."""
+    out = [(b":status", b"%d" % status)]
+    add_date = add_server = True
+    for name, value in headers:
+        name = response_name(name)
+        if 13 in value or 10 in value or 0 in value:
+            raise ValueError(f"CR, LF or NUL in the value of response header {name!r}")
+        if name in CONNECTION_SPECIFIC:
+            continue
+        if name == b"content-length":
+            if content_length is None:
+                content_length = int(value)
+            continue
+        if name == b"date":
+            add_date = False
+        elif name == b"server":
+            add_server = False
+            if not value:
+                continue  # an empty Server header means: send none
+        out.append((name, value))
+    if content_length is not None and status != 204 and status >= 200:
+        out.append((b"content-length", b"%d" % content_length))
+    if add_date:
+        out.append((b"date", date_header_value()))
+    if add_server and server:
+        out.append((b"server", server))
+    return out

@@ -1,0 +1,814 @@
+"""One HTTP/2 connection (RFC 9113): streams → the engine, responses → frames.
+
+How this works: ``H2Connection`` is an ``asyncio.Protocol`` around the sans-IO
+``h2`` library. Received bytes go first through :class:`~colonnade.http.h2.FrameWatch`
+(floods refused before any parsing), then to ``h2``, whose events drive the
+streams. Each request (a stream whose header block arrived) becomes a
+``core.Request`` with ``version`` ``"2"`` and runs in a task of its own through
+``state.engine.handle(request, stream)``: the :class:`H2Stream` is the response
+writer the pipeline calls, with the interface the HTTP/1.1 ``Exchange`` offers
+(``send_all``/``start``/``write``/``sendfile``/``end``/``abort``), and the source of
+its request body (a ``StreamBody``, as HTTP/1.1's).
+
+Flow control, both ways:
+
+- Out: a stream's body bytes wait in the stream (one write's worth, or a body
+  handed over whole) and leave as DATA frames as far as the stream's and the
+  connection's windows allow (:meth:`H2Connection.pump`); ``write`` returns once
+  they left and the socket is not backed up. A file is read in pieces no larger
+  than the window open at the time, so a stream the client does not read holds
+  at most one piece and never blocks another stream.
+- In: the connection's window is reopened as DATA arrives (a stalled stream must
+  not stall the others); a stream's window only as the application reads its
+  body, so a stream buffers at most ``initial_window_size`` bytes.
+
+Errors: a protocol error ``h2`` detects, or a flood the watch detects, ends the
+connection with GOAWAY and the right error code; it is counted in
+``ServerState.http2_errors`` and logged once, then the connection lingers briefly
+(reads and drops) so that the GOAWAY reaches the client before the close.
+Graceful stop (``shutdown``): GOAWAY NO_ERROR naming the last stream taken, the
+streams in flight finish, newer ones are refused, then the connection closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from typing import TYPE_CHECKING, Final, cast
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+import hpack.exceptions
+from h2.connection import ConnectionState
+from h2.errors import ErrorCodes
+from hyperframe.frame import GoAwayFrame
+
+from colonnade.core.request import EMPTY_BODY, Body, Request
+from colonnade.core.urlpath import decode_path
+from colonnade.errors import ClientDisconnectedError, HttpError
+from colonnade.http.h1 import error_response
+from colonnade.http.h2 import PREFACE, FrameError, FrameWatch, request_fields, response_headers
+from colonnade.transport.connection import StreamBody, addresses
+
+if TYPE_CHECKING:
+    from colonnade.core.context import RawStream
+    from colonnade.core.request import Headers
+    from colonnade.transport.server import ServerState
+
+log = logging.getLogger("colonnade.transport")
+
+# A file goes out in reads of at most this much (and no more than the window open).
+_FILE_CHUNK: Final = 256 * 1024
+# The connection's receive window: large, and reopened as data arrives, so that
+# the per-stream windows are what bounds a client.
+_CONNECTION_WINDOW: Final = 16 * 1024 * 1024
+# Body bytes made into frames above which they are written at once, not at the end
+# of the loop's turn.
+_FLUSH_NOW: Final = 64 * 1024
+# A response with this status (or to HEAD) has no body.
+_NO_BODY: Final = frozenset({204, 304})
+
+
+class H2Stream:
+    """One request and its response: the writer the pipeline calls
+    (``core.context.ResponseWriter``) and the source of its body (``BodySource``)."""
+
+    __slots__ = (
+        "_ended",
+        "_no_body",
+        "_offset",
+        "_pending",
+        "_waiter",
+        "acked",
+        "body",
+        "bytes_sent",
+        "closed",
+        "conn",
+        "end_pending",
+        "head_sent",
+        "id",
+        "received",
+        "remote_ended",
+        "request",
+        "task",
+    )
+
+    def __init__(self, conn: H2Connection, stream_id: int) -> None:
+        self.conn = conn
+        self.id = stream_id
+        self.request: Request | None = None
+        self.body: StreamBody | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.bytes_sent = 0
+        self.head_sent = False
+        self.closed = False  # reset (by either side), or the connection is gone
+        self.end_pending = False  # the body's end is due once _pending has left
+        self.remote_ended = False  # the client's END_STREAM arrived
+        self.received = 0  # flow-controlled bytes of the request body received
+        self.acked = 0  # ... and given back to the client's window
+        self._pending = b""  # body bytes waiting for window
+        self._offset = 0
+        self._ended = False  # END_STREAM sent
+        self._no_body = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    # -- BodySource ---------------------------------------------------------------------
+
+    @property
+    def state(self) -> ServerState:
+        """The server's shared state."""
+        return self.conn.state
+
+    def pause_reading_for_body(self) -> None:
+        """Nothing to do: the stream's window bounds what the client may send."""
+
+    def resume_reading_for_body(self) -> None:
+        """The application waits for more: give the client back the window it read."""
+        if self.received > self.acked and not self.closed:
+            self.conn.open_window(self, self.received - self.acked)
+            self.acked = self.received
+
+    def send_continue(self) -> None:
+        """``100 Continue`` for an ``Expect: 100-continue`` request."""
+        if not self.head_sent and not self.closed:
+            self.conn.send_headers(self, [(b":status", b"100")], end=False)
+
+    # -- ResponseWriter -----------------------------------------------------------------
+
+    def send_all(self, status: int, reason: bytes | None, headers: Headers, body: bytes) -> None:
+        """The whole response: the head now, the body as the windows allow."""
+        self.start(status, reason, headers, None if status == 304 else len(body))
+        if body and not self._no_body:
+            self._queue(body)
+        self._finish()
+
+    def start(
+        self, status: int, reason: bytes | None, headers: Headers, content_length: int | None
+    ) -> None:
+        """The head of the response (HTTP/2 carries no reason phrase)."""
+        if self.closed:
+            return
+        request = self.request
+        interim = status < 200
+        fields = response_headers(status, headers, content_length, self.conn.state.server_header)
+        if not interim:
+            self.head_sent = True
+            self._no_body = status in _NO_BODY or (request is not None and request.method == "HEAD")
+        self.bytes_sent += sum(len(n) + len(v) + 4 for n, v in fields)
+        self.conn.send_headers(self, fields, end=self._no_body and not interim)
+        if self._no_body and not interim:
+            self._ended = True
+
+    async def write(self, data: bytes) -> None:
+        """Body bytes; returns once they left (the client's window and the socket
+        permitting), raising ``ClientDisconnectedError`` if the stream was reset."""
+        if self._no_body or not data:
+            return
+        if self.closed:
+            raise ClientDisconnectedError("the client reset the stream")
+        self._queue(data)
+        await self._sent()
+
+    async def sendfile(self, path: str, offset: int, count: int) -> None:
+        """A file range, read in pieces no larger than the window open at the time."""
+        if self._no_body:
+            return
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        conn = self.conn
+        try:
+            while count > 0:
+                window = conn.window(self)
+                while window <= 0:
+                    await self._progress()
+                    window = conn.window(self)
+                data = os.pread(fd, min(count, window, _FILE_CHUNK), offset)
+                if not data:
+                    raise ConnectionError("the file shrank while it was being sent")
+                await self.write(data)
+                offset += len(data)
+                count -= len(data)
+        finally:
+            os.close(fd)
+
+    async def end(self) -> None:
+        """End of a streamed body."""
+        self._finish()
+
+    def abort(self) -> None:
+        """The response failed half-way: reset the stream (INTERNAL_ERROR)."""
+        self.conn.reset(self, ErrorCodes.INTERNAL_ERROR)
+
+    def upgrade(self) -> RawStream | None:
+        """No upgrade within HTTP/2 (WebSocket over HTTP/2, RFC 8441, is not offered)."""
+        return None
+
+    # -- sending ------------------------------------------------------------------------
+
+    def _queue(self, data: bytes) -> None:
+        if self._offset < len(self._pending):
+            self._pending = self._pending[self._offset :] + data
+        else:
+            self._pending = data
+        self._offset = 0
+        self.bytes_sent += len(data)
+        self.conn.pump(self)
+
+    def _finish(self) -> None:
+        if not self._ended and not self.closed:
+            self.end_pending = True
+            self.conn.pump(self)
+
+    @property
+    def waiting(self) -> int:
+        """Body bytes still to send."""
+        return len(self._pending) - self._offset
+
+    def take(self, size: int) -> bytes:
+        """Up to ``size`` of the bytes waiting to be sent."""
+        end = self._offset + size
+        piece = self._pending[self._offset : end]
+        self._offset = min(end, len(self._pending))
+        if self._offset == len(self._pending):
+            self._pending = b""
+            self._offset = 0
+        return piece
+
+    def ended(self) -> None:
+        """END_STREAM went out."""
+        self._ended = True
+        self.end_pending = False
+
+    @property
+    def done(self) -> bool:
+        """Nothing more will be sent on this stream."""
+        return self._ended or self.closed
+
+    def wake(self) -> None:
+        """Something changed (data left, a window opened, the stream closed)."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _progress(self) -> None:
+        # Until something changes for this stream, within the body timeout: a
+        # client that neither reads nor resets ties up a stream no longer.
+        if self.closed:
+            raise ClientDisconnectedError("the client reset the stream")
+        loop = self.conn.loop
+        self._waiter = loop.create_future()
+        timer = loop.call_later(self.conn.state.timeouts.body, self._stalled)
+        try:
+            await self._waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+        if self.closed:
+            raise ClientDisconnectedError("the client reset the stream")
+
+    def _stalled(self) -> None:
+        if not self.closed:
+            self.conn.reset(self, ErrorCodes.CANCEL)
+            log.info("HTTP/2 stream %d: the client stopped reading; reset", self.id)
+
+    async def _sent(self) -> None:
+        conn = self.conn
+        while self.waiting:
+            await self._progress()
+        if conn.write_paused:
+            await conn.drain()
+
+
+class H2Connection(asyncio.Protocol):
+    """The asyncio protocol for one HTTP/2 connection (see the module docstring)."""
+
+    def __init__(self, state: ServerState, initial: bytes = b"", *, scheme: str = "http") -> None:
+        """``initial``: bytes already read (the preface, when an HTTP/1.1 connection
+        saw it). ``scheme``: the connection's (``https`` over TLS), which requests
+        take whatever their ``:scheme`` says."""
+        self.state = state
+        self.scheme = scheme
+        self._initial = initial
+        settings = state.http2
+        self.settings = settings
+        # Inbound fields are validated by h2 (RFC 9113 8.2, 8.3); outbound ones by
+        # response_headers already, so h2's second look (a third of the cost of
+        # sending a head) and its normalizing are off.
+        config = h2.config.H2Configuration(
+            client_side=False,
+            header_encoding=None,
+            validate_inbound_headers=True,
+            normalize_inbound_headers=False,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
+        h2conn = self.h2 = h2.connection.H2Connection(config)
+        h2conn.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: settings.max_concurrent_streams,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: settings.initial_window_size,
+                h2.settings.SettingCodes.MAX_FRAME_SIZE: settings.max_frame_size,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: settings.max_header_list_size,
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+            },
+        )
+        h2conn.max_inbound_frame_size = settings.max_frame_size
+        h2conn.decoder.max_header_list_size = settings.max_header_list_size
+        self.watch = FrameWatch(
+            max_header_block=settings.max_header_list_size,
+            max_resets=settings.max_resets,
+            max_pings=settings.max_pings,
+            max_settings=settings.max_settings,
+            max_empty=settings.max_empty_frames,
+            window=settings.flood_window,
+        )
+        self._preface_left = len(PREFACE)
+        self.streams: dict[int, H2Stream] = {}
+        self.transport: asyncio.Transport | None = None
+        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int] | None = None
+        self.loop = asyncio.get_running_loop()
+        self.write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._unacked = 0  # connection-window bytes received and not yet given back
+        self._unflushed = 0  # body bytes in h2's output buffer, not yet written
+        self._flush_handle: asyncio.Handle | None = None
+        self.last_stream = 0  # GOAWAY sent: streams above this are refused
+        self.stopping = False  # GOAWAY sent (graceful stop) or received
+        self.failed = False  # ended for an error: reading and dropping until closed
+        self.closing = False
+
+    # -- what the server keeps of a connection --------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        """A request is in flight."""
+        return bool(self.streams)
+
+    # -- asyncio.Protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)
+        if not self.state.admit(self):
+            self.closing = True
+            transport.close()
+            return
+        self.client, self.server = addresses(transport)
+        self.h2.initiate_connection()
+        self.h2.increment_flow_control_window(_CONNECTION_WINDOW - 65_535)
+        self._flush()
+        self._arm(self.state.timeouts.header)
+        if self._initial:
+            data, self._initial = self._initial, b""
+            self.data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.state.forget(self)
+        self._disarm()
+        for stream in list(self.streams.values()):
+            self._close_stream(stream, cancel=True)
+        self.streams.clear()
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def eof_received(self) -> bool | None:
+        # The client closed its side: what is in flight cannot be read by anyone.
+        return None
+
+    def pause_writing(self) -> None:
+        # The client does not read what it is sent: read nothing more from it either,
+        # so that frames the server must answer (PING, SETTINGS, frames on closed
+        # streams) cannot pile answers up in memory.
+        self.write_paused = True
+        transport = self.transport
+        if transport is not None and not transport.is_closing() and not self.failed:
+            transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        transport = self.transport
+        if transport is not None and not transport.is_closing() and not self.failed:
+            transport.resume_reading()
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        if self.failed or self.closing:
+            return
+        try:
+            self._watch(data)
+            events = self.h2.receive_data(data)
+        except FrameError as exc:
+            self._fail(exc.code, exc.kind, exc.reason)
+            return
+        except h2.exceptions.DenialOfServiceError as exc:
+            self._fail(ErrorCodes.ENHANCE_YOUR_CALM, "header_list", str(exc), said=True)
+            return
+        except h2.exceptions.ProtocolError as exc:
+            code = exc.error_code
+            said = self.h2.state_machine.state is ConnectionState.CLOSED
+            if isinstance(exc.__cause__, hpack.exceptions.HPACKError):
+                # RFC 9113 4.3: a field block that cannot be decoded is a
+                # COMPRESSION_ERROR (h2 says PROTOCOL_ERROR).
+                code, said = ErrorCodes.COMPRESSION_ERROR, False
+                self.h2.data_to_send()  # h2's own GOAWAY: replaced
+            # Without h2's GOAWAY (a bad preface), one is sent all the same.
+            self._fail(code, _code_name(code), str(exc) or type(exc).__name__, said=said)
+            return
+        for event in events:
+            self._on_event(event)
+        if self._unacked >= _CONNECTION_WINDOW // 2:
+            self.h2.increment_flow_control_window(self._unacked)
+            self._unacked = 0
+        self._flush_soon()
+
+    def _watch(self, data: bytes) -> None:
+        left = self._preface_left
+        if left:
+            # The preface is h2's to check; the watch reads the frames after it.
+            self._preface_left = max(0, left - len(data))
+            data = data[left:]
+        if data:
+            self.watch.feed(data)
+
+    # -- events from h2 -------------------------------------------------------------------
+
+    def _on_event(self, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.DataReceived):
+            stream = self.streams.get(event.stream_id)
+            length = event.flow_controlled_length
+            self._unacked += length
+            if stream is not None and stream.body is not None and not stream.closed:
+                stream.received += length
+                if event.data:
+                    stream.body.feed(event.data)
+                # Padding counts against the window but never reaches the app.
+                padding = length - len(event.data)
+                if padding:
+                    stream.acked += padding
+                    self.open_window(stream, padding)
+            # DATA nobody reads (a refused stream, one answered and reset): only
+            # the connection's window is given back (above).
+        elif isinstance(event, h2.events.RequestReceived):
+            self._on_request(event)
+        elif isinstance(event, h2.events.StreamEnded):
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                stream.remote_ended = True
+                if stream.body is not None:
+                    stream.body.finish()
+        elif isinstance(event, h2.events.WindowUpdated):
+            if event.stream_id:
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    self.pump(stream)
+            else:
+                self._pump_all()
+        elif isinstance(event, h2.events.RemoteSettingsChanged):
+            self._pump_all()
+        elif isinstance(event, h2.events.StreamReset):
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                self._close_stream(stream, cancel=True)
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            # The client is leaving (h2 sends nothing more after a GOAWAY).
+            self.close()
+
+    def _on_request(self, event: h2.events.RequestReceived) -> None:
+        stream_id = event.stream_id
+        stream = H2Stream(self, stream_id)
+        stream.remote_ended = event.stream_ended is not None
+        if self.stopping and stream_id > self.last_stream:
+            # Opened after our GOAWAY: never processed, safe to retry (RFC 9113 8.7).
+            self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            return
+        self.streams[stream_id] = stream
+        self._disarm()
+        fields = request_fields(event.headers)
+        limits = self.state.limits
+        if fields.method == b"CONNECT":
+            self._refuse(stream, 501, "CONNECT is not supported")
+            return
+        target = fields.path
+        if len(target) > limits.max_request_target:
+            self._refuse(stream, 414, "request target too long")
+            return
+        if len(fields.headers) > limits.max_headers:
+            self._refuse(stream, 431, "too many header fields")
+            return
+        raw_path, _, query = target.partition(b"?")
+        try:
+            path = decode_path(raw_path)
+        except HttpError as exc:
+            self._refuse(stream, exc.status, exc.message)
+            return
+        body: Body = EMPTY_BODY
+        if not stream.remote_ended:
+            expect = any(n == b"expect" and v.lower() == b"100-continue" for n, v in fields.headers)
+            body = stream.body = StreamBody(stream, expect)
+        request = stream.request = Request(
+            fields.method.decode("ascii"),
+            path,
+            raw_path,
+            query,
+            target,
+            "2",
+            fields.headers,
+            fields.authority.decode("latin-1"),
+            self.scheme,
+            self.client,
+            self.server,
+            body,
+            True,
+        )
+        router = self.state.router
+        if router is not None and not router.admits(self, request):
+            # Another pool serves this request, and an HTTP/2 connection cannot be
+            # handed over per request: the client may retry on a new connection.
+            self._refuse(stream, 421, "this connection cannot serve that request")
+            return
+        stream.task = self.loop.create_task(self._answer(stream, request))
+
+    def _refuse(self, stream: H2Stream, status: int, reason: str) -> None:
+        # Answered here, before the pipeline (as HTTP/1.1 answers a malformed head).
+        self.state.log_protocol_error(self.client, status, reason)
+        raw = error_response(status, reason, server=None)
+        body = raw.partition(b"\r\n\r\n")[2]
+        stream.send_all(status, None, [(b"content-type", b"text/plain; charset=utf-8")], body)
+
+    async def _answer(self, stream: H2Stream, request: Request) -> None:
+        try:
+            ctx = await self.state.engine.handle(request, stream)
+            if not ctx.response.headers_sent:
+                stream.send_all(500, None, [], b"")  # an always-stage failed
+            self.state.count_request()
+        except asyncio.CancelledError:
+            pass  # the client reset the stream, or the connection is gone
+        except Exception:
+            log.exception("unhandled error answering %r", request)
+            stream.abort()
+        stream.task = None
+        self._stream_done(stream)
+
+    # -- sending --------------------------------------------------------------------------
+
+    def send_headers(self, stream: H2Stream, fields: list[tuple[bytes, bytes]], end: bool) -> None:
+        """A HEADERS frame (not flow-controlled: it leaves at once)."""
+        if stream.closed:
+            return
+        try:
+            self.h2.send_headers(stream.id, fields, end_stream=end)
+        except h2.exceptions.StreamClosedError:
+            self._close_stream(stream, cancel=False)
+            return
+        except h2.exceptions.ProtocolError as exc:
+            if self.h2.state_machine.state is ConnectionState.CLOSED:
+                self._close_stream(stream, cancel=False)
+                return
+            # A header h2 will not send (an invalid name, a connection-specific
+            # field): the application's fault, a 500 as over HTTP/1.1.
+            raise ValueError(f"response head not sendable over HTTP/2: {exc}") from exc
+        self._flush_soon()
+
+    def window(self, stream: H2Stream) -> int:
+        """Body bytes ``stream`` may send now (0 when closed: the caller then waits and
+        learns it)."""
+        if stream.closed:
+            return 0
+        try:
+            return self.h2.local_flow_control_window(stream.id)
+        except h2.exceptions.ProtocolError:
+            return 0
+
+    def pump(self, stream: H2Stream) -> None:
+        """Send what ``stream`` has waiting, as far as the windows allow."""
+        if stream.closed or stream.done:
+            return
+        h2conn = self.h2
+        frame = h2conn.max_outbound_frame_size
+        try:
+            while stream.waiting:
+                size = min(h2conn.local_flow_control_window(stream.id), frame, stream.waiting)
+                if size <= 0:
+                    break
+                piece = stream.take(size)
+                end = stream.end_pending and not stream.waiting
+                h2conn.send_data(stream.id, piece, end_stream=end)
+                self._unflushed += size
+                if end:
+                    stream.ended()
+            if stream.end_pending and not stream.waiting:
+                h2conn.end_stream(stream.id)
+                stream.ended()
+        except h2.exceptions.ProtocolError:
+            self._close_stream(stream, cancel=False)
+            return
+        self._flush_soon()
+        stream.wake()
+        if stream.done and stream.task is None:
+            self._stream_done(stream)
+
+    def _pump_all(self) -> None:
+        # Every stream: those with bytes waiting send them, the others (a file
+        # waiting for window before it reads) are woken.
+        for stream in list(self.streams.values()):
+            self.pump(stream)
+
+    def open_window(self, stream: H2Stream, size: int) -> None:
+        """Give the client ``size`` more bytes of ``stream``'s window."""
+        try:
+            self.h2.increment_flow_control_window(size, stream.id)
+        except h2.exceptions.ProtocolError:
+            return
+        self._flush_soon()
+
+    def reset(self, stream: H2Stream, code: ErrorCodes) -> None:
+        """Reset ``stream`` (RST_STREAM ``code``)."""
+        if stream.closed:
+            return
+        with contextlib.suppress(h2.exceptions.ProtocolError):
+            self.h2.reset_stream(stream.id, code)
+        self._flush_soon()
+        self._close_stream(stream, cancel=False)
+
+    def _stream_done(self, stream: H2Stream) -> None:
+        # The response is complete (or the stream reset) and its task is over.
+        if stream.task is not None or not stream.done:
+            return
+        if not stream.closed and not stream.remote_ended:
+            # Answered before the body arrived whole: ask the client to stop sending
+            # it, without error (RFC 9113 8.1).
+            self.reset(stream, ErrorCodes.NO_ERROR)
+        self._forget(stream)
+
+    def _forget(self, stream: H2Stream) -> None:
+        # The stream is over for good. The last one closes a stopping connection, or
+        # starts the idle timer.
+        self.streams.pop(stream.id, None)
+        if self.streams or self.failed or self.closing:
+            return
+        if self.stopping:
+            self.close()
+        else:
+            self._arm(self.state.timeouts.keep_alive)
+
+    def _close_stream(self, stream: H2Stream, *, cancel: bool) -> None:
+        stream.closed = True
+        stream.wake()
+        body = stream.body
+        if body is not None and not body.complete:
+            body.fail(ClientDisconnectedError("the client reset the stream"))
+        task = stream.task
+        if cancel and task is not None and not task.done():
+            task.cancel()
+        if task is None:
+            self._forget(stream)
+
+    def _flush_soon(self) -> None:
+        # Frames made in one turn of the loop (many streams' heads and bodies, window
+        # updates) leave in one write at its end: a write is a system call. Bulk body
+        # data goes at once, so that the bytes held here stay bounded.
+        if self._unflushed >= _FLUSH_NOW:
+            self._flush()
+        elif self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        handle = self._flush_handle
+        if handle is not None:
+            handle.cancel()
+            self._flush_handle = None
+        self._unflushed = 0
+        data = self.h2.data_to_send()
+        transport = self.transport
+        if data and transport is not None and not transport.is_closing():
+            transport.write(data)
+
+    async def drain(self) -> None:
+        """Wait until the transport's write buffer is below its high-water mark."""
+        while self.write_paused:
+            transport = self.transport
+            if transport is None or transport.is_closing():
+                raise ClientDisconnectedError("the client went away")
+            if self._drain_waiter is None or self._drain_waiter.done():
+                self._drain_waiter = self.loop.create_future()
+            await self._drain_waiter
+
+    # -- ending ---------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Graceful stop (and a pool worker's drain): GOAWAY NO_ERROR naming the last
+        stream taken; those finish, newer ones are refused; then close."""
+        if self.stopping or self.closing:
+            if not self.streams:
+                self.close()
+            return
+        self.stopping = True
+        self.last_stream = self.h2.highest_inbound_stream_id
+        # Written beside h2's state machine, which would refuse to send anything
+        # after a GOAWAY of its own, and the streams in flight must still finish.
+        self._goaway(ErrorCodes.NO_ERROR, b"")
+        if not self.streams:
+            self.close()
+
+    def _goaway(self, code: int, debug: bytes) -> None:
+        frame = GoAwayFrame(0)
+        frame.last_stream_id = self.h2.highest_inbound_stream_id
+        frame.error_code = code
+        frame.additional_data = debug
+        self._flush()
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(frame.serialize())
+
+    def _fail(self, code: int, kind: str, reason: str, *, said: bool = False) -> None:
+        """End the connection for the client's fault: GOAWAY ``code`` (``said``: h2
+        queued it already), count ``kind``, log once, linger, close."""
+        self.failed = True
+        self.state.http2_errors[kind] += 1
+        level = logging.WARNING if code == ErrorCodes.ENHANCE_YOUR_CALM else logging.INFO
+        log.log(
+            level,
+            "HTTP/2 connection from %s ended: %s (%s)",
+            self.client[0] if self.client else "?",
+            _code_name(code).upper(),
+            reason,
+        )
+        if said:
+            self._flush()
+        else:
+            self._goaway(code, reason.encode("ascii", "replace")[:200])
+        for stream in list(self.streams.values()):
+            self._close_stream(stream, cancel=True)
+        self.streams.clear()
+        self._linger()
+
+    def _linger(self) -> None:
+        # Closing with unread input would reset the connection and may destroy the
+        # GOAWAY in flight: half-close, drop what still arrives, then close.
+        transport = self.transport
+        lingering = self.state.timeouts.lingering
+        if transport is None or transport.is_closing():
+            return
+        if lingering <= 0 or not transport.can_write_eof():
+            self.close()
+            return
+        transport.write_eof()
+        self._arm(min(lingering, self.state.timeouts.lingering_total))
+
+    def close(self) -> None:
+        """Close the connection (after what is queued)."""
+        self._flush()
+        self.closing = True
+        self._disarm()
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection now."""
+        self.closing = True
+        self._disarm()
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- the one timer: idle (keep-alive), or lingering after an error -------------------
+
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        self._timer = self.loop.call_later(seconds, self._on_timeout)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timeout(self) -> None:
+        self._timer = None
+        if self.failed:
+            self.close()
+        elif not self.streams:
+            # Idle: say goodbye politely, so that the client opens a new connection
+            # rather than sending on this one.
+            self.shutdown()
+
+
+def _known(code: int) -> bool:
+    try:
+        ErrorCodes(code)
+    except ValueError:
+        return False
+    return True
+
+
+def _code_name(code: int) -> str:
+    return ErrorCodes(code).name.lower() if _known(code) else f"error_{code}"

@@ -1,0 +1,174 @@
+"""The HTTP/2 protocol layer's own parts, from bytes: the frame watch, the field lists."""
+
+from __future__ import annotations
+
+import pytest
+
+from colonnade.http import HTTP1Connection, Preface
+from colonnade.http.h2 import (
+    ENHANCE_YOUR_CALM,
+    FRAME_SIZE_ERROR,
+    PREFACE,
+    PROTOCOL_ERROR,
+    FrameError,
+    FrameWatch,
+    request_fields,
+    response_headers,
+)
+
+
+def frame(kind: int, flags: int = 0, stream: int = 0, payload: bytes = b"") -> bytes:
+    return (
+        len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+    )
+
+
+SETTINGS = frame(4)
+PING = frame(6, payload=b"12345678")
+RST = frame(3, stream=1, payload=b"\x00\x00\x00\x08")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def watch(clock: Clock | None = None, **limits: int) -> FrameWatch:
+    values = {
+        "max_header_block": 100,
+        "max_resets": 3,
+        "max_pings": 3,
+        "max_settings": 3,
+        "max_empty": 3,
+    }
+    values.update(limits)
+    return FrameWatch(**values, window=10.0, clock=clock or Clock())
+
+
+def refused(w: FrameWatch, data: bytes, *, bytewise: bool = False) -> FrameError | None:
+    try:
+        if bytewise:
+            for i in range(len(data)):
+                w.feed(data[i : i + 1])
+        else:
+            w.feed(data)
+    except FrameError as exc:
+        return exc
+    return None
+
+
+@pytest.mark.parametrize("bytewise", [False, True])
+@pytest.mark.parametrize(
+    ("data", "kind", "code"),
+    [
+        (SETTINGS + PING * 4, "ping_flood", ENHANCE_YOUR_CALM),
+        (SETTINGS + RST * 4, "rapid_reset", ENHANCE_YOUR_CALM),
+        (SETTINGS * 4, "settings_flood", ENHANCE_YOUR_CALM),
+        (SETTINGS + frame(0, 0, 1) * 4, "empty_frames", ENHANCE_YOUR_CALM),
+        (
+            SETTINGS + frame(1, 0, 1, b"x" * 60) + frame(9, 0, 1, b"y" * 40),
+            "header_block",
+            ENHANCE_YOUR_CALM,
+        ),
+        (SETTINGS + frame(1, 0, 1) + frame(9, 0, 1) * 12, "header_block", ENHANCE_YOUR_CALM),
+        (PING, "preface", PROTOCOL_ERROR),
+        (frame(4, 1), "preface", PROTOCOL_ERROR),
+        (SETTINGS + frame(4, 1, 0, b"\x00" * 6), "frame_size", FRAME_SIZE_ERROR),
+    ],
+)
+def test_watch_refuses(data: bytes, kind: str, code: int, bytewise: bool) -> None:
+    error = refused(watch(), data, bytewise=bytewise)
+    assert error is not None and (error.kind, error.code) == (kind, code)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        SETTINGS + PING * 3 + frame(6, 1, payload=b"12345678") * 10,  # ACKs are answers
+        SETTINGS + frame(1, 4, 1, b"x" * 91),  # one block at the bound
+        SETTINGS + (frame(1, 0, 1, b"x" * 40) + frame(9, 4, 1, b"y" * 30)) * 5,  # blocks end
+        SETTINGS + frame(0, 0, 1, b"\x01\x09\x06\x04" * 100),  # DATA that looks like frames
+        SETTINGS + frame(0, 0, 1) * 3 + frame(0, 1, 3) * 10,  # empty, but ending streams
+    ],
+)
+def test_watch_lets_pass(data: bytes) -> None:
+    assert refused(watch(), data) is None
+    assert refused(watch(), data, bytewise=True) is None
+
+
+def test_watch_counts_per_window() -> None:
+    clock = Clock()
+    w = watch(clock)
+    w.feed(SETTINGS + PING * 3)
+    clock.now += 10.0  # a new period: counted from zero again
+    w.feed(PING * 3)
+    error = refused(w, PING)
+    assert error is not None and error.kind == "ping_flood"
+
+
+def test_preface_is_an_event_of_the_http1_parser_on_a_first_request_only() -> None:
+    data = PREFACE + SETTINGS
+    for cut in range(1, len(data)):
+        parser = HTTP1Connection()
+        events = parser.feed(data[:cut]) + parser.feed(data[cut:])
+        assert events == [Preface()] and parser.trailing_data == data
+    parser = HTTP1Connection()
+    events = parser.feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n" + data)
+    assert Preface() not in events and events[-1].status == 400  # type: ignore[union-attr]
+
+
+def test_request_fields() -> None:
+    fields = request_fields(
+        [
+            (b":method", b"GET"),
+            (b":scheme", b"https"),
+            (b":authority", b"example.org"),
+            (b":path", b"/a?b"),
+            (b"cookie", b"a=1"),
+            (b"accept", b"*/*"),
+            (b"cookie", b"b=2"),
+        ]
+    )
+    assert (fields.method, fields.scheme, fields.authority, fields.path) == (
+        b"GET",
+        b"https",
+        b"example.org",
+        b"/a?b",
+    )
+    assert fields.headers == [
+        (b"accept", b"*/*"),
+        (b"cookie", b"a=1; b=2"),
+        (b"host", b"example.org"),
+    ]
+    with_host = request_fields([(b":authority", b"a"), (b"host", b"b")])
+    assert with_host.headers == [(b"host", b"b")] and with_host.authority == b"a"
+    host_only = request_fields([(b":method", b"GET"), (b"host", b"b")])
+    assert host_only.authority == b"b" and host_only.headers == [(b"host", b"b")]
+
+
+def test_response_headers() -> None:
+    out = response_headers(
+        200,
+        [
+            (b"Content-Type", b"text/plain"),
+            (b"connection", b"close"),
+            (b"transfer-encoding", b"chunked"),
+            (b"content-length", b"99"),
+            (b"server", b"app"),
+        ],
+        5,
+        b"colonnade",
+    )
+    assert out[0] == (b":status", b"200")
+    names = [name for name, _ in out]
+    assert names == [b":status", b"content-type", b"server", b"content-length", b"date"]
+    assert (b"content-length", b"5") in out and (b"server", b"app") in out
+    assert [n for n, _ in response_headers(204, [], 0, None)] == [b":status", b"date"]
+    assert (b"server", b"") not in response_headers(200, [(b"server", b"")], None, b"x")
+    with pytest.raises(ValueError):
+        response_headers(200, [(b"x", b"a\r\nb")], None, None)
+    with pytest.raises(ValueError):
+        response_headers(200, [(b"bad name", b"v")], None, None)
