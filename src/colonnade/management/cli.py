@@ -24,6 +24,7 @@ from colonnade.management.effective import effective_config
 from colonnade.management.summary import serving_lines
 from colonnade.modules.standard import BUILTIN
 from colonnade.pools.config import ConfigSource
+from colonnade.transport.tls import require_valid_tls
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -251,6 +252,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 0
     config = load_config(args)
     engine = Engine(config, registry)
+    require_valid_tls(config)
     for line in serving_lines(config, workers=False):
         log.info("%s", line)
     engine.log_broken(logging.getLogger("colonnade.config"))

@@ -124,7 +124,12 @@ class FrontDoor:
                 log.warning("accept on %s:%d failed: %s", key[0], key[1], exc)
                 return
             conn.setblocking(False)
-            self.peek(conn.detach(), b"", key[1])
+            if key[1] in self.master.routes.tls_ports:
+                # Not a byte of a TLS port is read here: its pool's worker does the
+                # handshake (one pool per https port, see routing.check_tls_ports).
+                self.deliver(self.master.routes.owner(key[1]), conn.detach(), b"", key[1])
+            else:
+                self.peek(conn.detach(), b"", key[1])
 
     def stop(self) -> None:
         """Stopping the server: accept no more, drop the connections held."""
@@ -173,10 +178,10 @@ class FrontDoor:
         master = self.master
         pool = master.pools.get(name)
         if pool is None or master.stopping or name not in master.used:
-            self.answer(fd, 503, "the application pool is not available")
+            self.answer(fd, 503, "the application pool is not available", port=port)
             return
         if pool.state is PoolState.STOPPED:
-            self.answer(fd, 503, stopped_text(pool, fd, data))
+            self.answer(fd, 503, stopped_text(pool, fd, data), port=port)
             return
         worker = pool.next_worker()
         if worker is not None and worker.channel is not None:
@@ -185,7 +190,7 @@ class FrontDoor:
             return
         if len(pool.queue) >= pool.settings.queue_length:
             log.warning("pool %s: queue full (%d); answering 503", name, len(pool.queue))
-            self.answer(fd, 503, "the application pool's queue is full")
+            self.answer(fd, 503, "the application pool's queue is full", port=port)
             return
         pool.queue.append((fd, data, port))
         pool.demand = True
@@ -203,11 +208,17 @@ class FrontDoor:
     def fail_queue(self, pool: Pool) -> None:
         """Answer every connection queued for ``pool`` 503 (it stopped)."""
         while pool.queue:
-            fd, data, _ = pool.queue.popleft()
-            self.answer(fd, 503, stopped_text(pool, fd, data))
+            fd, data, port = pool.queue.popleft()
+            self.answer(fd, 503, stopped_text(pool, fd, data), port=port)
 
-    def answer(self, fd: int, status: int, text: str) -> None:
-        """Answer ``status`` on a connection and close it (the master's own responses)."""
+    def answer(self, fd: int, status: int, text: str, *, port: int = 0) -> None:
+        """Answer ``status`` on a connection and close it (the master's own responses).
+
+        A connection of a TLS port is closed without a word: the master holds no
+        TLS session to answer in, and plain text would only confuse the client."""
+        if port in self.master.routes.tls_ports:
+            close_fd(fd)
+            return
         headers = [(b"Retry-After", RETRY_AFTER)] if status == 503 else []
         self._send_and_close(fd, error_response(status, text, server=self.server, headers=headers))
 

@@ -47,7 +47,7 @@ from colonnade.core.urlpath import decode_path
 from colonnade.engine.mapping import HandlerMap
 from colonnade.engine.runtime import make_runtime
 from colonnade.engine.sites import Binding, Router, Site, parse_binding
-from colonnade.errors import HttpError
+from colonnade.errors import ConfigError, HttpError
 from colonnade.http import HTTP1Connection, ProtocolError, RequestHead
 from colonnade.pools.config import site_pools
 from colonnade.transport.connection import HttpConnection
@@ -63,6 +63,9 @@ class RouteTable:
         self.listen: dict[tuple[str, int], Binding] = {}
         self._pools_on: dict[int, set[str]] = {}
         self._owner: dict[int, str] = {}
+        #: Ports of https bindings: their connections are never read by the master
+        #: nor moved between workers (the TLS session lives in the accepting one).
+        self.tls_ports: set[int] = set()
         default_site: dict[int, _DefaultSite] = {}
         for i, site in enumerate(config.sites):
             bindings = [
@@ -81,6 +84,8 @@ class RouteTable:
             sites.append(Site(site.name, bindings, site.host_names, runtimes))
             for b in bindings:
                 self.listen.setdefault((b.host, b.port), b)
+                if b.scheme == "https":
+                    self.tls_ports.add(b.port)
                 self._pools_on.setdefault(b.port, set()).update(apps.values())
                 ref = _DefaultSite(apps["/"], bool(site.host_names))
                 chosen = default_site.get(b.port)
@@ -108,6 +113,32 @@ class RouteTable:
     def pools_on(self, port: int) -> set[str]:
         """Every pool a request arriving on ``port`` may belong to."""
         return self._pools_on.get(port, set())
+
+    def check_tls_ports(self, config: ServerConfig) -> list[ConfigError]:
+        """An https port must be served by one pool: a request on a TLS connection
+        cannot be handed to another pool's worker (the session is in this one)."""
+        errors = []
+        for port in sorted(self.tls_ports):
+            pools = self.pools_on(port)
+            if len(pools) > 1:
+                key = next(
+                    f"sites[{i}].bindings[{j}]"
+                    for i, site in enumerate(config.sites)
+                    for j, text in enumerate(site.bindings)
+                    if parse_binding(text).port == port
+                )
+                errors.append(
+                    ConfigError(
+                        f"the https port {port} is served by the pools "
+                        f"{', '.join(sorted(pools))}: a TLS connection stays in the worker "
+                        "that accepted it, so every site and application on an https port "
+                        "must be in one pool",
+                        file=config.source,
+                        line=config.lines.line_for(key) if config.lines else None,
+                        key=key,
+                    )
+                )
+        return errors
 
     def needs_router(self, pool: str) -> bool:
         """Whether a worker of ``pool`` may receive requests for another pool."""
@@ -175,6 +206,11 @@ class PoolRouter:
         """Detach ``conn`` and send it away, once what it still has to write is written."""
         transport = conn.transport
         if transport is None or transport.is_closing():
+            return
+        if conn.tls is not None:
+            # Its TLS session cannot leave this process: close it once idle (the
+            # client opens a new connection, which another worker accepts).
+            conn.shutdown()
             return
         if transport.get_write_buffer_size():
             transport.pause_reading()

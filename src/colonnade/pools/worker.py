@@ -28,7 +28,7 @@ from colonnade.core.registry import Registry
 from colonnade.engine import Engine
 from colonnade.errors import ConfigError, ModuleError
 from colonnade.pools import ipc
-from colonnade.pools.config import content_folders, pool_view
+from colonnade.pools.config import content_folders, pool_view, tls_folders
 from colonnade.pools.reload import Reloader
 from colonnade.pools.routing import PoolRouter, RouteTable
 from colonnade.pools.sandbox import (
@@ -102,7 +102,7 @@ class Worker:
                 return
             for extra in fds[1:]:
                 os.close(extra)
-            self._spawn(self._adopt(fds[0], payload))
+            self._spawn(self._adopt(fds[0], payload, message.port))
             return
         for fd in fds:
             os.close(fd)
@@ -125,7 +125,7 @@ class Worker:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _adopt(self, fd: int, data: bytes) -> None:
+    async def _adopt(self, fd: int, data: bytes, port: int) -> None:
         loop = asyncio.get_running_loop()
         try:
             sock = socket.socket(fileno=fd)
@@ -133,12 +133,17 @@ class Worker:
             os.close(fd)
             return
         sock.setblocking(False)
+        if self.state.tls.port(port) is not None:
+            # Accepted by the master while no worker was ready: nothing was read of
+            # it, and the handshake happens here.
+            factory = self.server.protocol_factory(port)
+        else:
+            # A connection accepted elsewhere: the bytes already read go first.
+            def factory() -> asyncio.Protocol:
+                return HttpConnection(self.state, data)
+
         try:
-            await loop.connect_accepted_socket(
-                # A connection accepted elsewhere: the bytes already read go first.
-                lambda: HttpConnection(self.state, data),
-                sock=sock,
-            )
+            await loop.connect_accepted_socket(factory, sock=sock)
         except OSError as exc:
             log.debug("adopting a connection failed: %s", exc)
             sock.close()
@@ -304,7 +309,7 @@ async def _serve(
 
 
 def _sandbox(start: ipc.Start, view: ServerConfig, *, required: bool) -> None:
-    read = [*content_folders(view), *python_paths()]
+    read = [*content_folders(view), *tls_folders(view), *python_paths()]
     pool = view.pools.get(start.pool)
     temp = [start.temp_dir] if start.temp_dir else []
     write = [*temp, *(pool.writable if pool is not None else ())]

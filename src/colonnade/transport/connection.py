@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from colonnade.core.request import EMPTY_BODY, Headers, Request, read_chunks
+from colonnade.core.request import EMPTY_BODY, Headers, Request, TlsInfo, read_chunks
 from colonnade.core.urlpath import decode_path
 from colonnade.errors import ClientDisconnectedError, HttpError
 from colonnade.http import Body as BodyEvent
@@ -312,7 +312,13 @@ class Exchange:
         # descriptor: no buffered file object (its fstat, ioctl and lseek calls).
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            if count <= _SMALL_FILE or not self.sized or self.head.method == b"HEAD":
+            # Over TLS the bytes must pass through the TLS layer: no zero-copy.
+            if (
+                count <= _SMALL_FILE
+                or not self.sized
+                or self.head.method == b"HEAD"
+                or conn.tls is not None
+            ):
                 await self._copy(fd, offset, count)
             else:
                 conn.h1.body_sent(count)
@@ -371,11 +377,19 @@ class Exchange:
 class HttpConnection(asyncio.Protocol):
     """The asyncio protocol for one HTTP/1.1 connection."""
 
-    def __init__(self, state: ServerState, initial: bytes = b"") -> None:
+    def __init__(
+        self, state: ServerState, initial: bytes = b"", tls: TlsInfo | None = None
+    ) -> None:
         """``initial``: bytes already read from the socket (a connection accepted by
-        another process and handed over), parsed first once the connection is made."""
+        another process and handed over, or that arrived with the end of a TLS
+        handshake), parsed first once the connection is made. ``tls``: what the TLS
+        handshake negotiated (the transport is a TLS one), None on plain TCP."""
         self.state = state
         self._initial = initial
+        self.tls = tls
+        # A TLS session cannot move to another process: such a connection is
+        # never held for the router nor handed over (see pools/routing.py).
+        self._scheme = "https" if tls is not None else "http"
         limits = state.limits
         self.h1 = HTTP1Connection(
             max_target=limits.max_request_target,
@@ -450,7 +464,7 @@ class HttpConnection(asyncio.Protocol):
         if self._idle:
             self._idle = False
             self._arm(self.state.timeouts.header)
-            if self.state.router is not None:
+            if self.state.router is not None and self.tls is None:
                 self.held = self.state.router.hold(self)
         if self.held is not None:
             found = self.held.feed(data)
@@ -534,11 +548,12 @@ class HttpConnection(asyncio.Protocol):
             "1.1" if head.version == b"1.1" else head.version.decode("ascii"),
             head.headers,
             head.host.decode("latin-1"),
-            "http",  # scheme
+            self._scheme,
             self.client,
             self.server,
             body if body is not None else EMPTY_BODY,
             head.keep_alive,
+            self.tls,
         )
         router = self.state.router
         if router is not None and not router.admits(self, request):

@@ -14,6 +14,9 @@ from colonnade.core.request import Request
 from colonnade.engine import Engine
 from colonnade.engine.sites import Binding
 from colonnade.transport.connection import HttpConnection
+from colonnade.transport.handshake import TlsAcceptor
+from colonnade.transport.protocols import alpn_protocols
+from colonnade.transport.tls import TlsSet
 
 log = logging.getLogger("colonnade.transport")
 
@@ -59,6 +62,10 @@ class ServerState:
         self.timeouts: Timeouts = settings.timeouts
         self.server_header: bytes | None = settings.server_header.encode() or None
         self.connections: set[HttpConnection] = set()
+        #: Connections of TLS ports still shaking hands (they count as connections).
+        self.handshakes: set[TlsAcceptor] = set()
+        #: The TLS ports of the configuration, with their certificates.
+        self.tls = TlsSet.build(engine.config, alpn_protocols(self))
         self.router: ConnectionRouter | None = None  # multi-pool routing, see pools/
         self.requests = 0
         #: When ``requests`` reaches this count, ``on_request_limit`` is called once
@@ -75,6 +82,7 @@ class ServerState:
         self.limits = settings.limits
         self.timeouts = settings.timeouts
         self.server_header = settings.server_header.encode() or None
+        self.tls = TlsSet.build(engine.config, alpn_protocols(self), previous=self.tls)
 
     def forget(self, conn: HttpConnection) -> None:
         """A connection ended."""
@@ -125,14 +133,28 @@ class HttpServer:
         loop = asyncio.get_running_loop()
         for sock in sockets:
             server = await loop.create_server(
-                lambda: HttpConnection(self.state), sock=sock, backlog=2048
+                self.protocol_factory(sock.getsockname()[1]), sock=sock, backlog=2048
             )
             self.servers.append(server)
+
+    def protocol_factory(self, port: int) -> Callable[[], asyncio.Protocol]:
+        """What serves a new connection on ``port``: HTTP/1.1, or a TLS handshake first
+        (looked up per connection: a reload may change the port's TLS settings)."""
+        state = self.state
+
+        def new() -> asyncio.Protocol:
+            if state.tls.port(port) is not None:
+                return TlsAcceptor(state, port)
+            return HttpConnection(state)
+
+        return new
 
     async def stop(self, deadline: float) -> None:
         """Stop accepting; let requests in flight finish for ``deadline`` seconds."""
         for server in self.servers:
             server.close()
+        for handshake in list(self.state.handshakes):
+            handshake.abort()
         for conn in list(self.state.connections):
             conn.shutdown()
         if not await self.state.wait_all_closed(deadline):
