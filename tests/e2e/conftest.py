@@ -31,12 +31,19 @@ class LiveServer:
     """``serve()`` running on its own uvloop in a thread, on an ephemeral port."""
 
     def __init__(
-        self, config: dict[str, Any], root: Path, modules: Iterable[type[Module]] = ()
+        self,
+        config: dict[str, Any],
+        root: Path,
+        modules: Iterable[type[Module]] = (),
+        *,
+        port: int = 0,
     ) -> None:
+        """``port``: listen there (an ``https://`` binding's port is TLS only where
+        the socket's port is the binding's); 0: an ephemeral port."""
         self.engine = build_engine(
             config, base_dir=str(root), modules=modules, with_entry_points=True
         )
-        self.sock = bind_socket(Binding("http", "127.0.0.1", 0))
+        self.sock = bind_socket(Binding("http", "127.0.0.1", port))
         self.port: int = self.sock.getsockname()[1]
         self.loop = new_event_loop()
         self.stop_event: asyncio.Event | None = None

@@ -40,6 +40,7 @@ from colonnade.pools.sandbox import (
 )
 from colonnade.pools.single import new_event_loop
 from colonnade.transport.connection import HttpConnection
+from colonnade.transport.handshake import start_handshake
 from colonnade.transport.server import HttpServer, ServerState
 
 log = logging.getLogger("colonnade.pools")
@@ -136,14 +137,14 @@ class Worker:
         if self.state.tls.port(port) is not None:
             # Accepted by the master while no worker was ready: nothing was read of
             # it, and the handshake happens here.
-            factory = self.server.protocol_factory(port)
-        else:
-            # A connection accepted elsewhere: the bytes already read go first.
-            def factory() -> asyncio.Protocol:
-                return HttpConnection(self.state, data)
-
+            start_handshake(self.state, port, sock)
+            return
         try:
-            await loop.connect_accepted_socket(factory, sock=sock)
+            await loop.connect_accepted_socket(
+                # A connection accepted elsewhere: the bytes already read go first.
+                lambda: HttpConnection(self.state, data),
+                sock=sock,
+            )
         except OSError as exc:
             log.debug("adopting a connection failed: %s", exc)
             sock.close()

@@ -1,110 +1,156 @@
-"""A connection on a TLS port until its handshake is done.
+"""Connections of a TLS port: accepting them, the handshake, and the hand-over.
 
-How this works: the listening socket of a TLS port makes a :class:`TlsAcceptor`
-per connection (as a plain port makes an ``HttpConnection``). It counts against
-``limits.max_connections`` from the first byte on, stops the socket's reading,
-and runs ``loop.start_tls`` with the port's front context (``tls.TlsPort``),
-bounded by ``handshake_timeout``. Once the handshake is done, the negotiated ALPN
-protocol picks the protocol that serves the connection (``protocols.protocol_for``)
-and the TLS transport is handed to it, with any application bytes that arrived
-together with the handshake's end.
+How this works: a TLS port's listening socket is watched by a
+:class:`TlsListener` (a plain port's by ``loop.create_server``). Each accepted
+socket — or one the master accepted and passed over — goes to
+:func:`start_handshake`, which counts it against ``limits.max_connections`` from
+its first byte on and awaits ``loop.connect_accepted_socket`` with the port's
+front context (``tls.TlsPort``) and its ``handshake_timeout``. That call returns
+only once the handshake is done, or raises why it was not, so every way a
+handshake fails ends in one place: a plain HTTP client on the TLS port, an
+unknown SNI name refused, TLS 1.1, a timeout. The socket is closed, one INFO
+line says who and why (no traceback), and the slot is free again.
 
-A handshake that fails — a plain HTTP client on the TLS port, an unknown SNI name
-refused, TLS 1.1, a timeout — ends here: the transport is dropped, one log line at
-INFO says who and why (no traceback), and the connection slot is free again.
-Handshakes are done by the worker that accepted the connection: the master never
-reads a TLS port (see docs/tls.md, "Where the handshake happens").
+The protocol the TLS transport starts with, :class:`Negotiated`, learns in its
+``connection_made`` (the handshake's end, before any application byte is
+delivered) which ALPN protocol was chosen, and gives the transport to the
+protocol that serves it (``protocols.protocol_for``).
+
+Why not ``create_server(ssl=...)``: the loop would then run the handshake out of
+sight — a failed one is neither counted nor reported, and a stalled one holds
+memory nobody limits. Why not ``start_tls`` on a plain connection: uvloop starts
+reading a new connection right after ``connection_made``, so the ClientHello
+could reach the plain protocol before the TLS layer is in place.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
+import socket
 import ssl
 from typing import TYPE_CHECKING, cast
 
 from colonnade.core.request import TlsInfo
 from colonnade.transport.protocols import protocol_for
-from colonnade.transport.tls import TlsPort, sni_name
+from colonnade.transport.tls import HANDSHAKE_FD, sni_name
 
 if TYPE_CHECKING:
     from colonnade.transport.server import ServerState
 
 log = logging.getLogger("colonnade.tls")
 
-# Application bytes read while the handshake's end is handed over: at most this
-# much before reading pauses (the protocol taking over reads the rest).
-_EARLY_LIMIT = 64 * 1024
+# After accept() fails for want of descriptors or memory, listening pauses this
+# long (as asyncio's own servers do), instead of spinning on a ready socket.
+_ACCEPT_PAUSE = 1.0
+_ACCEPT_BATCH = 64
 
 
-class TlsAcceptor(asyncio.Protocol):
-    """The protocol of a TLS port's connection while it shakes hands."""
+class TlsListener:
+    """Accepts on a TLS port's listening socket; each connection shakes hands."""
 
-    def __init__(self, state: ServerState, port: int) -> None:
+    def __init__(self, state: ServerState, sock: socket.socket, port: int) -> None:
         self.state = state
+        self.sock = sock
         self.port = port
-        self.transport: asyncio.Transport | None = None
-        self.secure: asyncio.Transport | None = None
-        self.task: asyncio.Task[None] | None = None
-        self.early = bytearray()
-        self.eof = False
-        self.lost = False
+        self.loop = asyncio.get_running_loop()
+        self.listening = False
+        self.closed = False
+        self._listen()
 
-    # The TCP transport's protocol, until start_tls replaces it -----------------------
+    def _listen(self) -> None:
+        if not self.closed and not self.listening:  # (a pause may outlive a close)
+            self.listening = True
+            self.loop.add_reader(self.sock.fileno(), self._accept)
+
+    def _pause(self) -> None:
+        if self.listening:
+            self.listening = False
+            self.loop.remove_reader(self.sock.fileno())
+
+    def _accept(self) -> None:
+        for _ in range(_ACCEPT_BATCH):
+            try:
+                conn, _addr = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
+                    continue  # that client gave up already
+                log.warning("accept on port %d failed: %s; pausing", self.port, exc)
+                self._pause()
+                self.loop.call_later(_ACCEPT_PAUSE, self._listen)
+                return
+            conn.setblocking(False)
+            start_handshake(self.state, self.port, conn)
+
+    def close(self) -> None:
+        """Stop accepting and close the listening socket (as ``asyncio.Server`` does)."""
+        if not self.closed:
+            self.closed = True
+            self._pause()
+            self.sock.close()
+
+    async def wait_closed(self) -> None:
+        """Nothing to wait for: handshakes in flight are the server's to end."""
+
+
+def start_handshake(state: ServerState, port: int, sock: socket.socket) -> None:
+    """Shake hands on ``sock``, accepted on TLS ``port``, then serve it."""
+    tls = state.tls.port(port)
+    if (
+        tls is None
+        or len(state.connections) + len(state.handshakes) >= state.limits.max_connections
+    ):
+        # Nothing can be said in plain text to a TLS client: just close.
+        sock.close()
+        return
+    task = asyncio.get_running_loop().create_task(_handshake(state, port, sock))
+    state.handshakes.add(task)
+    task.add_done_callback(state.handshakes.discard)
+
+
+async def _handshake(state: ServerState, port: int, sock: socket.socket) -> None:
+    tls = state.tls.port(port)
+    try:
+        peer = sock.getpeername()
+    except OSError:
+        peer = None
+    if tls is None:
+        sock.close()
+        return
+    loop = asyncio.get_running_loop()
+    HANDSHAKE_FD.set(sock.fileno())  # this task's own context: for the SNI callback
+    try:
+        await loop.connect_accepted_socket(
+            lambda: Negotiated(state),
+            sock,
+            ssl=tls.context,
+            ssl_handshake_timeout=tls.handshake_timeout,
+        )
+    except asyncio.CancelledError:
+        with contextlib.suppress(OSError):
+            sock.close()
+        raise
+    except Exception as exc:  # every way a handshake fails is the client's doing
+        with contextlib.suppress(OSError):
+            sock.close()
+        who = peer[0] if isinstance(peer, tuple) else "?"
+        log.info("TLS handshake with %s on port %d failed: %s", who, port, describe(exc))
+
+
+class Negotiated(asyncio.Protocol):
+    """A TLS connection's first protocol: at the handshake's end it hands the
+    transport to the protocol the negotiated ALPN names."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.chosen: asyncio.Protocol | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = tcp = cast(asyncio.Transport, transport)
-        state = self.state
-        tls = state.tls.port(self.port)
-        limits = state.limits
-        if tls is None or len(state.connections) + len(state.handshakes) >= limits.max_connections:
-            # Nothing can be said in plain text to a TLS client: just close.
-            tcp.abort()
-            return
-        state.handshakes.add(self)
-        # Not a byte is read before the TLS layer is in place (start_tls resumes).
-        tcp.pause_reading()
-        self.task = asyncio.get_running_loop().create_task(self._handshake(tcp, tls))
-
-    # The TLS transport's protocol, between the handshake's end and the hand-over ----
-
-    def data_received(self, data: bytes) -> None:
-        self.early += data
-        if len(self.early) > _EARLY_LIMIT and self.secure is not None:
-            self.secure.pause_reading()
-
-    def eof_received(self) -> bool | None:
-        self.eof = True
-        return True  # the protocol taking over decides
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
-
-    # ----------------------------------------------------------------------------------
-
-    async def _handshake(self, tcp: asyncio.Transport, tls: TlsPort) -> None:
-        loop = asyncio.get_running_loop()
-        state = self.state
-        try:
-            secure = await loop.start_tls(
-                tcp,
-                self,
-                tls.context,
-                server_side=True,
-                ssl_handshake_timeout=tls.handshake_timeout,
-            )
-        except asyncio.CancelledError:
-            tcp.abort()
-            raise
-        except Exception as exc:  # every way a handshake fails is the client's
-            tcp.abort()
-            self._failed(exc)
-            return
-        finally:
-            state.handshakes.discard(self)
-        if secure is None or self.lost or secure.is_closing():
-            return
-        self.secure = secure
+        secure = cast(asyncio.Transport, transport)
         ssl_object: ssl.SSLObject | None = secure.get_extra_info("ssl_object")
         if ssl_object is None:  # pragma: no cover - a TLS transport always has one
             secure.abort()
@@ -117,26 +163,30 @@ class TlsAcceptor(asyncio.Protocol):
             sni_name(ssl_object),
             alpn,
         )
-        protocol = protocol_for(state, alpn, info, bytes(self.early))
-        self.early.clear()
+        protocol = self.chosen = protocol_for(self.state, alpn, info, b"")
         secure.set_protocol(protocol)
         protocol.connection_made(secure)
-        if self.eof and not protocol.eof_received():
-            secure.close()
-        else:
-            secure.resume_reading()
 
-    def _failed(self, exc: BaseException) -> None:
-        peer = self.transport.get_extra_info("peername") if self.transport is not None else None
-        who = peer[0] if isinstance(peer, tuple) else "?"
-        log.info("TLS handshake with %s on port %d failed: %s", who, self.port, describe(exc))
+    # Where a loop keeps calling the first protocol, what it says goes on.
 
-    def abort(self) -> None:
-        """Drop the connection (the server stops)."""
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
-        if self.transport is not None:
-            self.transport.abort()
+    def data_received(self, data: bytes) -> None:
+        if self.chosen is not None:
+            self.chosen.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.chosen.eof_received() if self.chosen is not None else None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.chosen is not None:
+            self.chosen.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self.chosen is not None:
+            self.chosen.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.chosen is not None:
+            self.chosen.resume_writing()
 
 
 def describe(exc: BaseException) -> str:
@@ -145,7 +195,7 @@ def describe(exc: BaseException) -> str:
         reason = exc.reason or ""
         if reason == "HTTP_REQUEST":
             return "the client sent a plain HTTP request to the TLS port"
-        if reason in ("UNSUPPORTED_PROTOCOL", "WRONG_VERSION_NUMBER"):
+        if reason in ("UNSUPPORTED_PROTOCOL", "WRONG_VERSION_NUMBER", "VERSION_TOO_LOW"):
             return f"the client offered no TLS version accepted here ({reason})"
         if reason == "NO_SHARED_CIPHER":
             return "the client offered no cipher accepted here"

@@ -14,7 +14,7 @@ from colonnade.core.request import Request
 from colonnade.engine import Engine
 from colonnade.engine.sites import Binding
 from colonnade.transport.connection import HttpConnection
-from colonnade.transport.handshake import TlsAcceptor
+from colonnade.transport.handshake import TlsListener
 from colonnade.transport.protocols import alpn_protocols
 from colonnade.transport.tls import TlsSet
 
@@ -63,7 +63,7 @@ class ServerState:
         self.server_header: bytes | None = settings.server_header.encode() or None
         self.connections: set[HttpConnection] = set()
         #: Connections of TLS ports still shaking hands (they count as connections).
-        self.handshakes: set[TlsAcceptor] = set()
+        self.handshakes: set[asyncio.Task[None]] = set()
         #: The TLS ports of the configuration, with their certificates.
         self.tls = TlsSet.build(engine.config, alpn_protocols(self))
         self.router: ConnectionRouter | None = None  # multi-pool routing, see pools/
@@ -126,35 +126,28 @@ class HttpServer:
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
-        self.servers: list[asyncio.Server] = []
+        self.servers: list[asyncio.Server | TlsListener] = []
 
     async def start(self, sockets: Iterable[socket.socket]) -> None:
         """Start accepting on ``sockets``."""
         loop = asyncio.get_running_loop()
+        state = self.state
         for sock in sockets:
+            port = sock.getsockname()[1]
+            if state.tls.port(port) is not None:
+                self.servers.append(TlsListener(state, sock, port))
+                continue
             server = await loop.create_server(
-                self.protocol_factory(sock.getsockname()[1]), sock=sock, backlog=2048
+                lambda: HttpConnection(state), sock=sock, backlog=2048
             )
             self.servers.append(server)
-
-    def protocol_factory(self, port: int) -> Callable[[], asyncio.Protocol]:
-        """What serves a new connection on ``port``: HTTP/1.1, or a TLS handshake first
-        (looked up per connection: a reload may change the port's TLS settings)."""
-        state = self.state
-
-        def new() -> asyncio.Protocol:
-            if state.tls.port(port) is not None:
-                return TlsAcceptor(state, port)
-            return HttpConnection(state)
-
-        return new
 
     async def stop(self, deadline: float) -> None:
         """Stop accepting; let requests in flight finish for ``deadline`` seconds."""
         for server in self.servers:
             server.close()
         for handshake in list(self.state.handshakes):
-            handshake.abort()
+            handshake.cancel()
         for conn in list(self.state.connections):
             conn.shutdown()
         if not await self.state.wait_all_closed(deadline):

@@ -31,6 +31,7 @@ removed there.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -38,6 +39,7 @@ import re
 import ssl
 import time
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from typing import NamedTuple
 
 from colonnade.config.schema import CertificateFiles, ServerConfig, SiteConfig, TlsSettings
@@ -57,6 +59,17 @@ WILDCARD_LABEL = "_"
 
 # The attribute of an SSLObject that holds the SNI name its handshake sent.
 _SNI_ATTR = "colonnade_sni"
+
+#: The socket descriptor of the connection whose handshake runs (set by the code
+#: that starts it; the loop runs the transport's callbacks, and so the SNI
+#: callback, in a copy of that context).
+HANDSHAKE_FD: ContextVar[int] = ContextVar("HANDSHAKE_FD", default=-1)
+
+# A fatal unrecognized_name alert (RFC 8446 6.2), as a plaintext record: the SNI
+# callback runs before the ServerHello, when alerts are not yet encrypted.
+_UNRECOGNIZED_NAME_ALERT = bytes(
+    [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME]
+)
 
 
 class CertificateError(Exception):
@@ -334,6 +347,13 @@ class TlsPort:
         if chosen is None:
             self.refused += 1
             log.debug("TLS handshake refused: no certificate for %r", name)
+            # The loop drops a failed handshake's transport without sending what
+            # OpenSSL queued (its alert): the client would see a bare close. So the
+            # alert goes straight to the socket (7 bytes, which always fit).
+            fd = HANDSHAKE_FD.get()
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.write(fd, _UNRECOGNIZED_NAME_ALERT)
             return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
         conn.context = chosen
         setattr(conn, _SNI_ATTR, name)
