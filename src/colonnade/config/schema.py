@@ -134,6 +134,10 @@ class TlsSettings(CertificateFiles):
     process: a client resumes with the worker that issued its ticket."""
     handshake_timeout: Seconds = 10.0
     """A handshake not finished within this many seconds is dropped."""
+    shutdown_timeout: Seconds = 3.0
+    """Closing a connection sends TLS's close_notify and waits this long for the
+    client's before the TCP connection is closed anyway (a graceful stop or recycle
+    waits for it too)."""
     reload_check: Annotated[float, Meta(ge=0.05, le=3600)] = 1.0
     """At most this often (seconds) a handshake looks whether certificate, key or
     passphrase files changed; a changed file is loaded for new handshakes."""

@@ -129,6 +129,7 @@ async def _handshake(state: ServerState, port: int, sock: socket.socket) -> None
             sock,
             ssl=tls.context,
             ssl_handshake_timeout=tls.handshake_timeout,
+            ssl_shutdown_timeout=tls.shutdown_timeout,
         )
     except asyncio.CancelledError:
         with contextlib.suppress(OSError):

@@ -306,6 +306,7 @@ class TlsPort:
         self.fallback = fallback
         self.store = store
         self.handshake_timeout = profile.settings.handshake_timeout
+        self.shutdown_timeout = profile.settings.shutdown_timeout
         self.refused = 0  # handshakes refused for an unknown name
         self.context = profile.context()
         self.context.sni_callback = self._sni

@@ -1,0 +1,158 @@
+"""https:// bindings under the process model (``--workers 2``), over real sockets.
+
+The master never reads a TLS port: a connection it accepts while no worker is
+ready goes to the port's pool untouched, and the worker does the handshake. An
+https port is served by one pool (checked); a recycle closes idle TLS
+connections instead of handing them over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import ssl
+from pathlib import Path
+
+import pytest
+import trustme
+
+from colonnade.config.load import from_dict
+from colonnade.management import operations
+from colonnade.pools.routing import RouteTable
+from tests.support.tls import Issued, client_context, handshake, issue, request, tls_socket
+from tests.support.wait import PATIENCE, wait_for
+
+from .conftest import MODULES, Master, free_port
+
+pytestmark = pytest.mark.e2e
+
+NAME = "www.example.test"
+
+
+def https_toml(port: int, cert: Issued, *, start: str = "on_demand") -> str:
+    return f"""
+[server]
+modules = {json.dumps(MODULES)}
+control_socket = "run/control.sock"
+
+[server.timeouts]
+graceful = 5
+
+[server.tls]
+reload_check = 0.05
+
+[pools.default]
+start = "{start}"
+
+[[sites]]
+name = "main"
+bindings = ["https://127.0.0.1:{port}"]
+root = "www"
+
+[sites.tls]
+certificate = "{cert.cert}"
+key = "{cert.key}"
+
+[[handlers]]
+path = "*"
+handler = "acme.pid"
+"""
+
+
+def pid_of(port: int, ctx: ssl.SSLContext) -> int:
+    head, body = request(port, NAME, ctx, "/")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    pid: int = json.loads(body)["pid"]
+    return pid
+
+
+def test_two_workers_serve_https_and_the_master_hands_tls_over_unread(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = issue(ca, tmp_path / "certs", "www", NAME)
+    port = free_port()
+    master = Master(tmp_path, https_toml(port, cert), workers=2, port=port)
+    try:
+        ctx = client_context(ca)
+        # No worker runs yet (on demand): the master accepts this one, passes the
+        # socket on without reading it, and the new worker shakes hands.
+        assert master.pids("default") == []
+        first = pid_of(port, ctx)
+        assert first in master.pids("default")
+        wait_for(lambda: len(master.pids("default")) == 2, PATIENCE, "two workers ready")
+        # Both workers accept from the shared socket and do their own handshakes.
+        seen: set[int] = set()
+        wait_for(
+            lambda: seen.add(pid_of(port, ctx)) or len(seen) == 2,
+            PATIENCE,
+            "both workers answering over TLS",
+        )
+        assert handshake(port, NAME, ctx).der == cert.der
+
+        # Rotation: every worker loads the new certificate for its new handshakes.
+        new = issue(ca, tmp_path / "next", "www", NAME)
+        assert new.key is not None and cert.key is not None
+        os.replace(new.key, cert.key)
+        os.replace(new.cert, cert.cert)
+        fresh: set[int] = set()
+
+        def rotated() -> bool:
+            with tls_socket(port, NAME, ctx) as s:
+                if s.getpeercert(binary_form=True) != new.der:
+                    fresh.clear()  # an old certificate after a new one: start again
+                    return False
+                s.sendall(f"GET / HTTP/1.1\r\nHost: {NAME}\r\nConnection: close\r\n\r\n".encode())
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+            fresh.add(json.loads(data.partition(b"\r\n\r\n")[2])["pid"])
+            return len(fresh) == 2
+
+        wait_for(rotated, PATIENCE, "both workers presenting the new certificate")
+
+        # A recycle: an idle TLS connection cannot move to the new worker; the old
+        # one closes it once idle, and new connections reach the new workers.
+        before = set(master.pids("default"))
+        with tls_socket(port, NAME, ctx) as idle:
+            idle.sendall(f"GET / HTTP/1.1\r\nHost: {NAME}\r\n\r\n".encode())
+            assert idle.recv(65536).startswith(b"HTTP/1.1 200")
+            operations.recycle(master.control, "default")
+            wait_for(lambda: master.replaced(before, 2), PATIENCE, "the pool recycled")
+            # Closed either way (a close_notify or a bare close): never stuck.
+            with contextlib.suppress(ssl.SSLError, ConnectionResetError):
+                assert idle.recv(65536) == b""
+        assert pid_of(port, ctx) not in before
+
+        # A plain HTTP client on the TLS port: closed, logged once, no traceback.
+        with socket.create_connection(("127.0.0.1", port), timeout=PATIENCE) as s:
+            s.sendall(f"GET / HTTP/1.1\r\nHost: {NAME}\r\n\r\n".encode())
+            with contextlib.suppress(ConnectionResetError):
+                assert s.recv(65536) == b""
+        wait_for(lambda: "plain HTTP request" in master.log(), PATIENCE, "the refusal logged")
+        assert "Traceback" not in master.log()
+    finally:
+        master.stop()
+
+
+def test_an_https_port_must_be_served_by_one_pool(tmp_path: Path) -> None:
+    config = from_dict(
+        {
+            "pools": {"default": {}, "api": {}},
+            "sites": [
+                {
+                    "name": "main",
+                    "bindings": ["https://127.0.0.1:8443", "http://127.0.0.1:8080"],
+                    "applications": [{"path": "/api", "pool": "api"}],
+                }
+            ],
+        },
+        source=str(tmp_path / "c.toml"),
+        base_dir=str(tmp_path),
+    )
+    errors = RouteTable(config).check_tls_ports(config)
+    assert [f"{e.key}: {e.message}" for e in errors] == [
+        "sites[0].bindings[0]: the https port 8443 is served by the pools api, default: "
+        "a TLS connection stays in the worker that accepted it, so every site and "
+        "application on an https port must be in one pool"
+    ]
