@@ -457,3 +457,40 @@ def test_curl_gets_the_page_over_https_with_sni(
     )
     assert refused.returncode == 35, refused.stderr  # CURLE_SSL_CONNECT_ERROR
     assert "unrecognized name" in refused.stderr.lower()
+
+
+def test_the_access_log_records_tls_version_cipher_and_sni(
+    ca: trustme.CA, folder: Path, servers: list[LiveServer]
+) -> None:
+    https, http = free_port(), free_port()
+    www = issue(ca, folder / "certs", "www", "www.example.test", combined=True)
+    log_file = folder / "access.log"
+    cfg = config(https, [{"name": "main", "tls": {"certificate": str(www.cert)}}])
+    cfg["sites"][0]["bindings"].append(f"http://127.0.0.1:{http}")
+    cfg["server"]["modules"] = ["handler.static", "log.http"]
+    cfg["http_logging"] = {
+        "target": str(log_file),
+        "buffer_size": 0,
+        "fields": ["cs-uri-stem", "x-tls-version", "x-tls-cipher", "x-tls-sni"],
+    }
+    require_valid_tls(from_dict(cfg, source=str(folder / "c.toml"), base_dir=str(folder)))
+    servers.append(LiveServer(cfg, folder, port=https, more_ports=(http,)).start())
+    seen = handshake(https, "www.example.test", client_context(ca))
+    request(https, "www.example.test", client_context(ca), "/hello.txt")
+    request(https, "WWW.example.test", client_context(ca), "/hello.txt?upper")
+    with socket.create_connection(("127.0.0.1", http), timeout=PATIENCE) as s:
+        s.sendall(b"GET /plain HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        while s.recv(65536):
+            pass
+
+    def logged() -> list[str] | None:
+        text = log_file.read_text() if log_file.exists() else ""
+        found = [line for line in text.splitlines() if not line.startswith("#")]
+        return found if len(found) == 3 else None
+
+    lines = wait_for(logged, PATIENCE, "three access log lines")
+    assert lines == [
+        f"/hello.txt TLSv1.3 {seen.cipher} www.example.test",
+        f"/hello.txt TLSv1.3 {seen.cipher} www.example.test",
+        "/plain - - -",
+    ]
