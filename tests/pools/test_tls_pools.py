@@ -21,6 +21,7 @@ import trustme
 from colonnade.config.load import from_dict
 from colonnade.management import operations
 from colonnade.pools.routing import RouteTable
+from colonnade.pools.sandbox import landlock_abi
 from tests.support.tls import Issued, client_context, handshake, issue, request, tls_socket
 from tests.support.wait import PATIENCE, wait_for
 
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.e2e
 NAME = "www.example.test"
 
 
-def https_toml(port: int, cert: Issued, *, start: str = "on_demand") -> str:
+def https_toml(port: int, cert: Issued, *, start: str = "on_demand", sandbox: bool = False) -> str:
     return f"""
 [server]
 modules = {json.dumps(MODULES)}
@@ -45,6 +46,7 @@ reload_check = 0.05
 
 [pools.default]
 start = "{start}"
+sandbox = {"true" if sandbox else "false"}
 
 [[sites]]
 name = "main"
@@ -156,3 +158,19 @@ def test_an_https_port_must_be_served_by_one_pool(tmp_path: Path) -> None:
         "a TLS connection stays in the worker that accepted it, so every site and "
         "application on an https port must be in one pool"
     ]
+
+
+def test_a_sandboxed_worker_reads_its_certificates(tmp_path: Path) -> None:
+    if landlock_abi() < 1:
+        pytest.skip("this kernel has no Landlock")
+    ca = trustme.CA()
+    # Outside every content folder: only the sandbox's TLS rule lets the worker in.
+    cert = issue(ca, tmp_path / "elsewhere", "www", NAME)
+    port = free_port()
+    master = Master(tmp_path, https_toml(port, cert, start="always", sandbox=True), port=port)
+    try:
+        wait_for(lambda: master.pids("default"), PATIENCE, "the sandboxed worker ready")
+        assert "sandboxed with Landlock" in master.log()
+        assert handshake(port, NAME, client_context(ca)).der == cert.der
+    finally:
+        master.stop()
