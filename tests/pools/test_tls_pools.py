@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import ssl
 from pathlib import Path
@@ -172,5 +173,58 @@ def test_a_sandboxed_worker_reads_its_certificates(tmp_path: Path) -> None:
         wait_for(lambda: master.pids("default"), PATIENCE, "the sandboxed worker ready")
         assert "sandboxed with Landlock" in master.log()
         assert handshake(port, NAME, client_context(ca)).der == cert.der
+    finally:
+        master.stop()
+
+
+def test_a_plain_pools_worker_reloads_beside_an_https_pool(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = issue(ca, tmp_path / "certs", "www", NAME)
+    http, https = free_port(), free_port()
+    config = f"""
+[server]
+modules = {json.dumps(MODULES)}
+control_socket = "run/control.sock"
+
+[pools.default]
+start = "always"
+
+[pools.secure]
+start = "always"
+
+[[sites]]
+name = "plain"
+bindings = ["http://127.0.0.1:{http}"]
+root = "www"
+
+[[sites]]
+name = "secure"
+bindings = ["https://127.0.0.1:{https}"]
+root = "www"
+pool = "secure"
+
+[sites.tls]
+certificate = "{cert.cert}"
+key = "{cert.key}"
+
+[[handlers]]
+path = "*"
+handler = "acme.pid"
+"""
+    master = Master(tmp_path, config, port=http)
+    try:
+        wait_for(
+            lambda: master.pids("default") and master.pids("secure"), PATIENCE, "both pools ready"
+        )
+        # The default pool's view of the configuration has the secure site as a
+        # stand-in without its certificate: its reload must not trip over that.
+        master.proc.send_signal(signal.SIGHUP)
+        wait_for(
+            lambda: master.log().count("configuration reloaded (master: reload)") >= 2,
+            PATIENCE,
+            "both workers reloaded",
+        )
+        assert "refused" not in master.log()
+        assert handshake(https, NAME, client_context(ca)).der == cert.der
     finally:
         master.stop()

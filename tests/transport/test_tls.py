@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -25,7 +26,7 @@ import trustme
 from colonnade.config.load import from_dict
 from colonnade.errors import ConfigError
 from colonnade.transport.tls import check_tls, require_valid_tls
-from tests.e2e.conftest import LiveServer, free_port
+from tests.e2e.conftest import LiveServer, Process, free_port
 from tests.support.tls import Issued, client_context, handshake, issue, request, tls_socket
 from tests.support.wait import PATIENCE, wait_for
 
@@ -494,3 +495,29 @@ def test_the_access_log_records_tls_version_cipher_and_sni(
         f"/hello.txt TLSv1.3 {seen.cipher} www.example.test",
         "/plain - - -",
     ]
+
+
+def test_a_reload_whose_certificate_does_not_load_is_refused(ca: trustme.CA, folder: Path) -> None:
+    port = free_port()
+    www = issue(ca, folder / "certs", "www", "www.example.test", combined=True)
+    config = folder / "colonnade.toml"
+    text = f"""
+[[sites]]
+name = "main"
+root = "www"
+bindings = ["https://127.0.0.1:{port}"]
+
+[sites.tls]
+certificate = "{www.cert}"
+"""
+    config.write_text(text)
+    server = Process(["-c", str(config), "--no-watch"], folder, port)
+    try:
+        config.write_text(text.replace(str(www.cert), str(folder / "certs" / "missing.pem")))
+        server.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "refused" in server.stderr(), PATIENCE, "the reload refused")
+        assert "sites[0].tls.certificate:" in server.stderr()
+        assert "missing.pem: cannot read" in server.stderr()
+        assert handshake(port, "www.example.test", client_context(ca)).der == www.der
+    finally:
+        server.kill()

@@ -24,7 +24,6 @@ from colonnade.core.registry import Registry
 from colonnade.engine import Engine
 from colonnade.errors import ConfigError, ModuleError, each_error
 from colonnade.transport.server import ServerState
-from colonnade.transport.tls import require_valid_tls
 
 log = logging.getLogger("colonnade.config")
 
@@ -69,7 +68,6 @@ class Reloader:
             try:
                 config = self.load()
                 new = Engine(config, self.registry, previous=old)
-                require_valid_tls(config)
             except (ConfigError, ModuleError) as exc:
                 log_refused(log, reason, exc)
                 return False
