@@ -33,6 +33,19 @@ pytestmark = pytest.mark.e2e
 NAME = "www.example.test"
 
 
+def https_tail(cert: Issued) -> str:
+    """The last site's certificate, and every request to acme.pid."""
+    return f"""
+[sites.tls]
+certificate = "{cert.cert}"
+key = "{cert.key}"
+
+[[handlers]]
+path = "*"
+handler = "acme.pid"
+"""
+
+
 def https_toml(port: int, cert: Issued, *, start: str = "on_demand", sandbox: bool = False) -> str:
     return f"""
 [server]
@@ -53,15 +66,7 @@ sandbox = {"true" if sandbox else "false"}
 name = "main"
 bindings = ["https://127.0.0.1:{port}"]
 root = "www"
-
-[sites.tls]
-certificate = "{cert.cert}"
-key = "{cert.key}"
-
-[[handlers]]
-path = "*"
-handler = "acme.pid"
-"""
+{https_tail(cert)}"""
 
 
 def pid_of(port: int, ctx: ssl.SSLContext) -> int:
@@ -202,15 +207,7 @@ name = "secure"
 bindings = ["https://127.0.0.1:{https}"]
 root = "www"
 pool = "secure"
-
-[sites.tls]
-certificate = "{cert.cert}"
-key = "{cert.key}"
-
-[[handlers]]
-path = "*"
-handler = "acme.pid"
-"""
+{https_tail(cert)}"""
     master = Master(tmp_path, config, port=http)
     try:
         wait_for(
