@@ -521,3 +521,31 @@ certificate = "{www.cert}"
         assert handshake(port, "www.example.test", client_context(ca)).der == www.der
     finally:
         server.kill()
+
+
+def test_the_store_notices_files_added_and_removed(
+    ca: trustme.CA, folder: Path, servers: list[LiveServer]
+) -> None:
+    port = free_port()
+    store = folder / "store"
+    store.mkdir()
+    servers.append(
+        serve(config(port, [{"name": "any"}], certificate_store=str(store)), folder, port)
+    )
+    with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):
+        handshake(port, "new.test")
+    added = issue(ca, folder / "made", "new.test", "new.test")
+    assert added.key is not None
+    # The key first, then the certificate: the name appears with both in place.
+    os.replace(added.key, store / "new.test.key")
+    os.replace(added.cert, store / "new.test.pem")
+    wait_for(lambda: _presented(port, "new.test") == added.der, PATIENCE, "the added file served")
+    (store / "new.test.pem").unlink()
+    wait_for(lambda: _presented(port, "new.test") is None, PATIENCE, "the removed file gone")
+
+
+def _presented(port: int, name: str) -> bytes | None:
+    try:
+        return handshake(port, name).der
+    except ssl.SSLError:
+        return None

@@ -273,7 +273,10 @@ class Store:
                 os.path.join(self.folder, key) if key in present else None,
             )
         self._files = files
-        for stem in [s for s in self._certs if self._certs[s].cert != files.get(stem, ("",))[0]]:
+        # A name whose files went away, or whose key file came or went, is loaded
+        # anew when next asked for.
+        gone = [s for s, c in self._certs.items() if files.get(s) != (c.cert, c.key)]
+        for stem in gone:
             del self._certs[stem]
 
 
