@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import ssl
+import threading
 from pathlib import Path
 
 import pytest
@@ -224,4 +225,78 @@ pool = "secure"
         assert "refused" not in master.log()
         assert handshake(https, NAME, client_context(ca)).der == cert.der
     finally:
+        master.stop()
+
+
+class TlsLoad:
+    """Client threads, each: a new TLS connection, three kept-alive requests, close;
+    until stopped. Counts what failed and which certificates were presented."""
+
+    def __init__(self, port: int, ctx: ssl.SSLContext, clients: int = 4) -> None:
+        self.port = port
+        self.ctx = ctx
+        self.ok = 0
+        self.errors: list[str] = []
+        self.seen: set[bytes] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
+        for t in self.threads:
+            t.start()
+
+    def _client(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with tls_socket(self.port, NAME, self.ctx) as s:
+                    der = s.getpeercert(binary_form=True) or b""
+                    for _ in range(3):
+                        s.sendall(f"GET / HTTP/1.1\r\nHost: {NAME}\r\n\r\n".encode())
+                        data = b""
+                        while not data.endswith(b"}"):
+                            chunk = s.recv(65536)
+                            if not chunk:
+                                raise ConnectionError(f"closed after {data!r}")
+                            data += chunk
+                        if not data.startswith(b"HTTP/1.1 200"):
+                            raise AssertionError(data[:60])
+                with self._lock:
+                    self.ok += 1
+                    self.seen.add(der)
+            except Exception as exc:
+                with self._lock:
+                    self.errors.append(repr(exc))
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self.threads:
+            t.join(PATIENCE)
+
+
+def test_rotation_and_a_broken_file_under_load_fail_no_request(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = issue(ca, tmp_path / "certs", "www", NAME)
+    port = free_port()
+    master = Master(tmp_path, https_toml(port, cert, start="always"), workers=2, port=port)
+    load = None
+    try:
+        wait_for(lambda: len(master.pids("default")) == 2, PATIENCE, "two workers ready")
+        load = TlsLoad(port, client_context(ca))
+        wait_for(lambda: load.ok >= 20, PATIENCE, "load running")
+        new = issue(ca, tmp_path / "next", "www", NAME)
+        assert new.key is not None and cert.key is not None
+        os.replace(new.key, cert.key)
+        os.replace(new.cert, cert.cert)
+        wait_for(lambda: new.der in load.seen, PATIENCE, "the new certificate under load")
+        # A broken file: the new certificate goes on serving, and nothing fails.
+        cert.cert.write_text("-----BEGIN CERTIFICATE-----\ngarbage\n")
+        wait_for(lambda: "does not load" in master.log(), PATIENCE, "the broken file noticed")
+        before = load.ok
+        wait_for(lambda: load.ok >= before + 20, PATIENCE, "more requests after the break")
+        load.stop()
+        assert load.errors == []
+        assert load.seen == {cert.der, new.der}
+        assert handshake(port, NAME, client_context(ca)).der == new.der
+    finally:
+        if load is not None:
+            load.stop()
         master.stop()
