@@ -144,27 +144,40 @@ def test_two_workers_serve_https_and_the_master_hands_tls_over_unread(tmp_path: 
         master.stop()
 
 
-def test_an_https_port_must_be_served_by_one_pool(tmp_path: Path) -> None:
+def test_a_site_on_an_https_port_is_served_by_one_pool(tmp_path: Path) -> None:
     config = from_dict(
         {
-            "pools": {"default": {}, "api": {}},
+            "pools": {"default": {}, "api": {}, "blog": {}},
             "sites": [
                 {
                     "name": "main",
                     "bindings": ["https://127.0.0.1:8443", "http://127.0.0.1:8080"],
                     "applications": [{"path": "/api", "pool": "api"}],
-                }
+                },
+                {
+                    "name": "blog",
+                    "host_names": ["blog.test"],
+                    "bindings": ["https://127.0.0.1:8443"],
+                    "pool": "blog",
+                },
             ],
         },
         source=str(tmp_path / "c.toml"),
         base_dir=str(tmp_path),
     )
-    errors = RouteTable(config).check_tls_ports(config)
-    assert [f"{e.key}: {e.message}" for e in errors] == [
-        "sites[0].bindings[0]: the https port 8443 is served by the pools api, default: "
-        "a TLS connection stays in the worker that accepted it, so every site and "
-        "application on an https port must be in one pool"
+    routes = RouteTable(config)
+    # Sites of several pools may share the port (routed by SNI); one site may not
+    # spread its applications over pools there.
+    assert [f"{e.key}: {e.message}" for e in routes.check_tls_ports(config)] == [
+        "sites[0].bindings[0]: site 'main' has applications in the pools api, default: "
+        "a TLS connection is routed to a pool by its SNI name, which names a site, and "
+        "stays in that pool's worker, so every application of a site on an https port "
+        "must be in one pool"
     ]
+    assert routes.tls_mixed(8443) and not routes.tls_mixed(8080)
+    assert routes.tls_pool(8443, "blog.test") == "blog"
+    assert routes.tls_pool(8443, "other.test") == "default"  # the default site's
+    assert routes.tls_pool(8443, None) == "default"
 
 
 def test_a_sandboxed_worker_reads_its_certificates(tmp_path: Path) -> None:
@@ -299,4 +312,73 @@ def test_rotation_and_a_broken_file_under_load_fail_no_request(tmp_path: Path) -
     finally:
         if load is not None:
             load.stop()
+        master.stop()
+
+
+def test_sites_of_two_pools_share_an_https_port_routed_by_sni(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    a = issue(ca, tmp_path / "certs", "a", "a.test")
+    b = issue(ca, tmp_path / "certs", "b", "b.test")
+    port = free_port()
+    sites = "".join(
+        f"""
+[[sites]]
+name = "{name}"
+host_names = ["{name}.test"]
+bindings = ["https://127.0.0.1:{port}"]
+root = "www"
+pool = "{pool}"
+
+[sites.tls]
+certificate = "{cert.cert}"
+key = "{cert.key}"
+"""
+        for name, pool, cert in (("a", "default", a), ("b", "blog", b))
+    )
+    config = f"""
+[server]
+modules = {json.dumps(MODULES)}
+control_socket = "run/control.sock"
+
+[pools.default]
+
+[pools.blog]
+{sites}
+[[handlers]]
+path = "*"
+handler = "acme.pid"
+"""
+    master = Master(tmp_path, config, port=port)
+    ctx = client_context(ca)
+
+    def pool_of(name: str, host: str | None = None) -> str:
+        with tls_socket(port, name, ctx) as s:
+            s.sendall(
+                f"GET / HTTP/1.1\r\nHost: {host or name}\r\nConnection: close\r\n\r\n".encode()
+            )
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200"):
+            return head.split(b"\r\n")[0].decode()
+        pool: str = json.loads(body)["pool"]
+        return pool
+
+    try:
+        # No worker yet: the master peeks the ClientHello and starts the right pool.
+        assert pool_of("b.test") == "blog"
+        assert master.pids("default") == []
+        assert pool_of("a.test") == "default"
+        # Now the owner pool's worker accepts everything on the port and passes the
+        # b.test connection on, unread; the blog worker shakes hands.
+        for _ in range(5):
+            assert pool_of("b.test") == "blog"
+            assert pool_of("a.test") == "default"
+        assert handshake(port, "b.test", ctx).der == b.der
+        assert handshake(port, "a.test", ctx).der == a.der
+        # SNI chose one pool, Host names the other's site: 421, as RFC 9110 says.
+        assert pool_of("a.test", "b.test") == "HTTP/1.1 421 Misdirected Request"
+        assert "Traceback" not in master.log()
+    finally:
         master.stop()

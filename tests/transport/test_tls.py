@@ -513,6 +513,8 @@ certificate = "{www.cert}"
     config.write_text(text)
     server = Process(["-c", str(config), "--no-watch"], folder, port)
     try:
+        # The socket listens before the signal handlers are in place: wait for them.
+        wait_for(lambda: "listening on https://" in server.stderr(), PATIENCE, "serving")
         config.write_text(text.replace(str(www.cert), str(folder / "certs" / "missing.pem")))
         server.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: "refused" in server.stderr(), PATIENCE, "the reload refused")

@@ -286,7 +286,7 @@ def content_needs(config: ServerConfig, engine: Engine) -> dict[str, list[Need]]
 
 def tls_needs(config: ServerConfig) -> dict[str, list[Need]]:
     """Per pool, the certificates, keys, passphrase files and stores of the https
-    ports it serves (its workers do the handshakes: one pool per https port)."""
+    sites it serves (its workers shake hands for them)."""
     needs: dict[str, list[Need]] = {}
     for i, site in enumerate(config.sites):
         if not any(b.startswith("https://") for b in site.bindings):

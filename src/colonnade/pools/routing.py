@@ -28,7 +28,14 @@ and a second opinion on framing is how request smuggling starts.
 
 While a worker drains (recycle, idle shutdown) its router hands every
 connection back to the master as soon as it is idle, so a recycle closes no
-connection.
+connection (a TLS one excepted: its session cannot leave the process, so it is
+closed once idle).
+
+TLS connections are routed before their handshake, by site: the SNI name is
+peeked from the ClientHello (``transport/clienthello.py``) by the master or by
+the owner pool's worker that accepted it, and a connection for another pool's
+site is passed on unread (:meth:`PoolRouter.hand_over_tls`). A request on a TLS
+connection whose Host names another pool's site is answered 421.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -115,30 +123,42 @@ class RouteTable:
         return self._pools_on.get(port, set())
 
     def check_tls_ports(self, config: ServerConfig) -> list[ConfigError]:
-        """An https port must be served by one pool: a request on a TLS connection
-        cannot be handed to another pool's worker (the session is in this one)."""
+        """A site on an https port is served by one pool: its TLS connections are
+        routed by SNI name, before the handshake, to the pool of the site that name
+        belongs to, and cannot move after it (the session is in that worker)."""
         errors = []
-        for port in sorted(self.tls_ports):
-            pools = self.pools_on(port)
-            if len(pools) > 1:
-                key = next(
-                    f"sites[{i}].bindings[{j}]"
-                    for i, site in enumerate(config.sites)
-                    for j, text in enumerate(site.bindings)
-                    if parse_binding(text).port == port
-                )
+        for i, site in enumerate(config.sites):
+            pools = set(site_pools(site).values())
+            if len(pools) < 2:
+                continue
+            for j, text in enumerate(site.bindings):
+                if parse_binding(text).port not in self.tls_ports:
+                    continue
+                key = f"sites[{i}].bindings[{j}]"
                 errors.append(
                     ConfigError(
-                        f"the https port {port} is served by the pools "
-                        f"{', '.join(sorted(pools))}: a TLS connection stays in the worker "
-                        "that accepted it, so every site and application on an https port "
-                        "must be in one pool",
+                        f"site {site.name!r} has applications in the pools "
+                        f"{', '.join(sorted(pools))}: a TLS connection is routed to a pool "
+                        "by its SNI name, which names a site, and stays in that pool's "
+                        "worker, so every application of a site on an https port must be in "
+                        "one pool",
                         file=config.source,
                         line=config.lines.line_for(key) if config.lines else None,
                         key=key,
                     )
                 )
+                break
         return errors
+
+    def tls_pool(self, port: int, name: str | None) -> str:
+        """The pool for a TLS connection on ``port`` whose SNI name is ``name``: that
+        of the site the name belongs to (as the ``Host`` would choose it), else the
+        port's owner (no such site: its handshake is judged there)."""
+        return self.pool_for(port, name or "", "/") or self.owner(port)
+
+    def tls_mixed(self, port: int) -> bool:
+        """Whether the sites of TLS ``port`` are served by more than one pool."""
+        return port in self.tls_ports and len(self.pools_on(port)) > 1
 
     def needs_router(self, pool: str) -> bool:
         """Whether a worker of ``pool`` may receive requests for another pool."""
@@ -201,6 +221,22 @@ class PoolRouter:
     def idle(self, conn: HttpConnection) -> None:
         if self.draining:
             self.hand_over(conn, self.pool, b"", head=False)
+
+    def routes_tls(self, port: int) -> bool:
+        return self.routes is not None and not self.draining and self.routes.tls_mixed(port)
+
+    def hand_over_tls(self, port: int, name: str | None, sock: socket.socket) -> bool:
+        routes = self.routes
+        if routes is None:
+            return False
+        pool = routes.tls_pool(port, name)
+        if pool == self.pool:
+            return False
+        self.handed += 1
+        # Unread: the master gives it to a worker of that pool as it is (head=True:
+        # it is routed), and the handshake happens there.
+        self.send(pool, port, True, b"", sock.detach())
+        return True
 
     def hand_over(self, conn: HttpConnection, pool: str, data: bytes, *, head: bool) -> None:
         """Detach ``conn`` and send it away, once what it still has to write is written."""

@@ -135,9 +135,10 @@ class Worker:
             return
         sock.setblocking(False)
         if self.state.tls.port(port) is not None:
-            # Accepted by the master while no worker was ready: nothing was read of
-            # it, and the handshake happens here.
-            start_handshake(self.state, port, sock)
+            # Accepted by the master (or another pool's worker), routed by its SNI
+            # name where that matters: nothing was read of it, the handshake
+            # happens here.
+            start_handshake(self.state, port, sock, routed=True)
             return
         try:
             await loop.connect_accepted_socket(

@@ -557,6 +557,13 @@ class HttpConnection(asyncio.Protocol):
         )
         router = self.state.router
         if router is not None and not router.admits(self, request):
+            if self.tls is not None:
+                # Its SNI name brought the connection here, its Host names a site of
+                # another pool, and a TLS session cannot move: RFC 9110 15.5.20.
+                self._on_protocol_error(
+                    ProtocolError(421, "this connection cannot serve that host name")
+                )
+                return
             # A pipelined request for another pool: its bytes are parsed already and
             # cannot be handed over. Answer the ones before it, then close; clients
             # retry unanswered pipelined requests (RFC 9112 9.3.2).

@@ -11,6 +11,11 @@ handshake fails ends in one place: a plain HTTP client on the TLS port, an
 unknown SNI name refused, TLS 1.1, a timeout. The socket is closed, one INFO
 line says who and why (no traceback), and the slot is free again.
 
+On a port whose sites several pools serve, the worker first peeks the SNI name
+(``clienthello.peek_server_name``, nothing consumed) and asks the router
+(``ServerState.router.hand_over_tls``) whether the socket belongs to another
+pool; if so it leaves, unread, and that pool's worker shakes hands.
+
 The protocol the TLS transport starts with, :class:`Negotiated`, learns in its
 ``connection_made`` (the handshake's end, before any application byte is
 delivered) which ALPN protocol was chosen, and gives the transport to the
@@ -34,6 +39,7 @@ import ssl
 from typing import TYPE_CHECKING, cast
 
 from colonnade.core.request import TlsInfo
+from colonnade.transport.clienthello import NotTlsError, peek_server_name
 from colonnade.transport.protocols import protocol_for
 from colonnade.transport.tls import HANDSHAKE_FD, sni_name
 
@@ -97,8 +103,16 @@ class TlsListener:
         """Nothing to wait for: handshakes in flight are the server's to end."""
 
 
-def start_handshake(state: ServerState, port: int, sock: socket.socket) -> None:
-    """Shake hands on ``sock``, accepted on TLS ``port``, then serve it."""
+def start_handshake(
+    state: ServerState, port: int, sock: socket.socket, *, routed: bool = False
+) -> None:
+    """Shake hands on ``sock``, accepted on TLS ``port``, then serve it.
+
+    Where several pools serve the port (``state.router.routes_tls``) and the
+    connection was not ``routed`` yet (by the master), its SNI name is peeked
+    first, and the socket goes, unread, to another pool's worker if the name
+    belongs there.
+    """
     tls = state.tls.port(port)
     if (
         tls is None
@@ -107,12 +121,14 @@ def start_handshake(state: ServerState, port: int, sock: socket.socket) -> None:
         # Nothing can be said in plain text to a TLS client: just close.
         sock.close()
         return
-    task = asyncio.get_running_loop().create_task(_handshake(state, port, sock))
+    router = state.router
+    route = not routed and router is not None and router.routes_tls(port)
+    task = asyncio.get_running_loop().create_task(_handshake(state, port, sock, route))
     state.handshakes.add(task)
     task.add_done_callback(state.handshakes.discard)
 
 
-async def _handshake(state: ServerState, port: int, sock: socket.socket) -> None:
+async def _handshake(state: ServerState, port: int, sock: socket.socket, route: bool) -> None:
     tls = state.tls.port(port)
     try:
         peer = sock.getpeername()
@@ -121,14 +137,28 @@ async def _handshake(state: ServerState, port: int, sock: socket.socket) -> None
     if tls is None:
         sock.close()
         return
+    who = peer[0] if isinstance(peer, tuple) else "?"
     loop = asyncio.get_running_loop()
+    started = loop.time()
+    if route and state.router is not None:
+        try:
+            name = await peek_server_name(sock, tls.handshake_timeout)
+        except NotTlsError:
+            name = None  # the handshake below fails and says why, as everywhere
+        except (OSError, TimeoutError) as exc:
+            sock.close()
+            log.info("TLS handshake with %s on port %d failed: %s", who, port, describe(exc))
+            return
+        if state.router.hand_over_tls(port, name, sock):
+            return
     HANDSHAKE_FD.set(sock.fileno())  # this task's own context: for the SNI callback
     try:
         await loop.connect_accepted_socket(
             lambda: Negotiated(state),
             sock,
             ssl=tls.context,
-            ssl_handshake_timeout=tls.handshake_timeout,
+            # One budget for the peek and the handshake.
+            ssl_handshake_timeout=max(tls.handshake_timeout - (loop.time() - started), 0.01),
             ssl_shutdown_timeout=tls.shutdown_timeout,
         )
     except asyncio.CancelledError:
@@ -138,7 +168,6 @@ async def _handshake(state: ServerState, port: int, sock: socket.socket) -> None
     except Exception as exc:  # every way a handshake fails is the client's doing
         with contextlib.suppress(OSError):
             sock.close()
-        who = peer[0] if isinstance(peer, tuple) else "?"
         log.info("TLS handshake with %s on port %d failed: %s", who, port, describe(exc))
 
 

@@ -47,6 +47,13 @@ class ConnectionRouter(Protocol):
     def idle(self, conn: HttpConnection) -> None:
         """``conn`` finished its requests and waits for the next one."""
 
+    def routes_tls(self, port: int) -> bool:
+        """Whether a new connection of TLS ``port`` is routed by its SNI name first."""
+
+    def hand_over_tls(self, port: int, name: str | None, sock: socket.socket) -> bool:
+        """Give the unread TLS connection ``sock`` to the pool its SNI ``name`` belongs
+        to, if that is another one (True: it is gone)."""
+
 
 class ServerState:
     """What every connection of a worker shares: the engine, limits, counters.
