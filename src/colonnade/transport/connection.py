@@ -386,9 +386,9 @@ class HttpConnection(asyncio.Protocol):
         handshake negotiated (the transport is a TLS one), None on plain TCP."""
         self.state = state
         self._initial = initial
-        self.tls = tls
         # A TLS session cannot move to another process: such a connection is
         # never held for the router nor handed over (see pools/routing.py).
+        self.tls = tls
         self._scheme = "https" if tls is not None else "http"
         limits = state.limits
         self.h1 = HTTP1Connection(
