@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: serve test lint format bench docs install sysdeps clean compiled test-compiled
+.PHONY: serve test lint format bench docs install sysdeps clean compiled test-compiled tls-audit
 
 # Serving needs only the package and its runtime dependencies: a quick first
 # start. With the development install already there (make test), that one serves.
@@ -24,14 +24,15 @@ test: $(STAMP) sysdeps lint
 
 # System packages the tests use, as command:package pairs: a real headless Chromium
 # (browser tests), htpasswd (user files in every format), an MIT KDC and its
-# clients (Kerberos), redis-server (shared counters, caches). Installed when a
+# clients (Kerberos), redis-server (shared counters, caches), testssl.sh (the TLS
+# audit of make tls-audit). Installed when a
 # command is missing and we may (root, as in CI); elsewhere those tests skip and say why.
 # The dev install needs two of them to build: gssapi (the kerberos extra) has no
 # Linux wheel and compiles against the MIT Kerberos headers (krb5-config) with a C
 # compiler, so the virtualenvs are made after this.
 SYSDEPS := chromium:chromium htpasswd:apache2-utils krb5kdc:krb5-kdc \
 	kadmin.local:krb5-admin-server kinit:krb5-user redis-server:redis-server \
-	krb5-config:libkrb5-dev cc:gcc
+	krb5-config:libkrb5-dev cc:gcc testssl:testssl.sh
 
 sysdeps:
 	@missing=""; for pair in $(SYSDEPS); do \
@@ -51,6 +52,11 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format src tests
 	$(BIN)/ruff check --fix src tests
+
+# testssl.sh against a live https binding (about a minute): no finding of severity
+# HIGH or CRITICAL, TLS 1.2 and 1.3 only. Add -s to see its report (docs/tls.md).
+tls-audit: $(STAMP) sysdeps
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m tls_audit tests/audit $(AUDIT_ARGS)
 
 docs: $(STAMP)
 	$(BIN)/colonnade config docs > docs/configuration.md

@@ -31,13 +31,23 @@ class LiveServer:
     """``serve()`` running on its own uvloop in a thread, on an ephemeral port."""
 
     def __init__(
-        self, config: dict[str, Any], root: Path, modules: Iterable[type[Module]] = ()
+        self,
+        config: dict[str, Any],
+        root: Path,
+        modules: Iterable[type[Module]] = (),
+        *,
+        port: int = 0,
+        more_ports: tuple[int, ...] = (),
     ) -> None:
+        """``port``: listen there (an ``https://`` binding's port is TLS only where
+        the socket's port is the binding's); 0: an ephemeral port. ``more_ports``:
+        listen there too."""
         self.engine = build_engine(
             config, base_dir=str(root), modules=modules, with_entry_points=True
         )
-        self.sock = bind_socket(Binding("http", "127.0.0.1", 0))
+        self.sock = bind_socket(Binding("http", "127.0.0.1", port))
         self.port: int = self.sock.getsockname()[1]
+        self.more = [bind_socket(Binding("http", "127.0.0.1", p)) for p in more_ports]
         self.loop = new_event_loop()
         self.stop_event: asyncio.Event | None = None
         self.ready = threading.Event()
@@ -67,7 +77,9 @@ class LiveServer:
         try:
             self.stop_event = asyncio.Event()
             self.loop.run_until_complete(
-                serve(self.engine, [self.sock], stop=self.stop_event, on_ready=self._ready)
+                serve(
+                    self.engine, [self.sock, *self.more], stop=self.stop_event, on_ready=self._ready
+                )
             )
         except BaseException as exc:  # surfaced by stop()
             self.error = exc

@@ -278,6 +278,57 @@ def test_the_refusal_names_the_first_problem_and_counts_the_others(open_folder: 
     assert any(p.refused.path == str(secret) for p in problems)
 
 
+def test_a_pool_serving_https_must_read_its_certificates(open_folder: Path) -> None:
+    keys = private(open_folder / "keys")
+    store = private(open_folder / "store")
+    (keys / "www.pem").write_text("read by the workers, not parsed here")
+    (keys / "www.key").write_text("")
+    (open_folder / "www").mkdir()
+    (open_folder / "colonnade.toml").write_text(
+        f"""
+[pools.web]
+user = "nobody"
+
+[server.tls]
+certificate_store = "{store}"
+
+[[sites]]
+name = "main"
+bindings = ["https://127.0.0.1:8443"]
+root = "www"
+pool = "web"
+
+[sites.tls]
+certificate = "{keys / "www.pem"}"
+key = "{keys / "www.key"}"
+
+[[sites]]
+name = "plain"
+bindings = ["http://127.0.0.1:8080"]
+host_names = ["plain"]
+root = "www"
+"""
+    )
+    problems = {
+        (p.refused.path, p.refused.verbs()): p.needed_for
+        for p in load(open_folder).problems("web", STRANGER)
+        if p.refused.path.startswith(str(open_folder))
+    }
+    assert problems == {
+        (str(keys), "search"): (
+            f"the TLS certificate of sites[0].tls ({keys / 'www.pem'})",
+            f"the TLS key of sites[0].tls ({keys / 'www.key'})",
+        ),
+        (str(store), "read and search"): (f"the certificate store of [server.tls] ({store})",),
+    }
+    # The pool with no https binding needs none of them.
+    assert not [
+        p
+        for p in load(open_folder).problems("default", STRANGER)
+        if p.refused.path.startswith(str(open_folder))
+    ]
+
+
 def test_an_unknown_user_is_a_located_config_error(open_folder: Path) -> None:
     config = open_folder / "colonnade.toml"
     config.write_text(

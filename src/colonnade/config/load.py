@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from colonnade.config.keys import did_you_mean
-from colonnade.config.schema import PoolConfig, ServerConfig, SiteConfig
+from colonnade.config.schema import CertificateFiles, PoolConfig, ServerConfig, SiteConfig
 from colonnade.config.toml_lines import KeyLines
 from colonnade.config.tree import read_toml
 from colonnade.config.validation import convert, locate
@@ -68,6 +68,7 @@ def _decode(data: dict[str, Any], source: str, base_dir: str) -> ServerConfig:
     config.source = source
     config.base_dir = base_dir
     config.sites = [_absolute(site, base_dir) for site in config.sites]
+    _absolute_files(config.server.tls, base_dir)
     for name, pool in config.pools.items():
         pool.writable = [os.path.normpath(os.path.join(base_dir, p)) for p in pool.writable]
         for i, folder in enumerate(pool.writable):
@@ -90,7 +91,17 @@ def _absolute(site: SiteConfig, base_dir: str) -> SiteConfig:
             app.app_dir = os.path.normpath(os.path.join(base_dir, app.app_dir))
     for vdir in site.virtual_directories:
         vdir.root = os.path.normpath(os.path.join(base_dir, vdir.root))
+    if site.tls is not None:
+        _absolute_files(site.tls, base_dir)
     return site
+
+
+def _absolute_files(files: CertificateFiles, base_dir: str) -> None:
+    """Certificate, key, passphrase and store paths, taken from the server file's folder."""
+    for name in ("certificate", "key", "passphrase_file", "certificate_store"):
+        value = getattr(files, name)
+        if value is not None:
+            setattr(files, name, os.path.normpath(os.path.join(base_dir, value)))
 
 
 def _check_references(config: ServerConfig) -> list[ConfigError]:

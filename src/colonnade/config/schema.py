@@ -119,6 +119,77 @@ class Http2(_Strict):
     flood, ENHANCE_YOUR_CALM."""
 
 
+#: Mozilla's "intermediate" TLS 1.2 suites (server-side TLS guidelines v5.7), the
+#: ECDHE ones only: forward secrecy with AEAD ciphers (AES-GCM, ChaCha20-Poly1305).
+#: Its three DHE suites are left out: they would need finite-field parameters of
+#: our own, and every client that has DHE has ECDHE too. TLS 1.3 suites are
+#: OpenSSL's (all AEAD) and not set by this string.
+INTERMEDIATE_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+)
+
+EnvName = Annotated[
+    str,
+    Meta(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="an environment variable name: letters, digits and '_', "
+        "not starting with a digit",
+    ),
+]
+
+
+class CertificateFiles(_Strict):
+    """Where a certificate, its key and the key's passphrase come from."""
+
+    certificate: str | None = None
+    """A PEM file: the certificate, then its chain (relative to the server file). It
+    may hold the private key too (a combined PEM), else set ``key``."""
+    key: str | None = None
+    """The PEM private key of ``certificate``, when it is not in the same file."""
+    passphrase_file: str | None = None
+    """A file holding the passphrase of an encrypted key (its first line). The
+    passphrase itself is never in the configuration, never logged."""
+    passphrase_env: EnvName | None = None
+    """An environment variable holding the passphrase of an encrypted key."""
+    certificate_store: str | None = None
+    """A folder of certificates named by host name, chosen by SNI (IIS's Centralized
+    Certificate Store): ``www.example.com.pem`` (with ``www.example.com.key`` beside
+    it, or the key inside), and ``_.example.com.pem`` for ``*.example.com``. Read
+    when a name is first asked for, and again when its files change."""
+
+
+class TlsSettings(CertificateFiles):
+    """``[server.tls]``: TLS for every ``https://`` binding.
+
+    ``certificate`` and ``key`` here are the *default certificate*: what a client
+    gets whose SNI name (or lack of one) no site, site certificate or store file
+    matches. Without a default certificate such a handshake is refused with the
+    ``unrecognized_name`` alert. ``certificate_store`` is the store of every site
+    that has none of its own; ``passphrase_*`` unlock the default certificate's and
+    the store's keys. See [TLS](tls.md).
+    """
+
+    min_version: Literal["1.2", "1.3"] = "1.2"
+    """The oldest TLS version accepted (TLS 1.0 and 1.1 never are)."""
+    ciphers: Annotated[str, Meta(min_length=1)] = INTERMEDIATE_CIPHERS
+    """The TLS 1.2 cipher suites (OpenSSL syntax); TLS 1.3 suites are OpenSSL's own.
+    Default: Mozilla "intermediate", ECDHE with AES-GCM and ChaCha20-Poly1305."""
+    session_tickets: bool = True
+    """Session resumption by tickets (TLS 1.2 and 1.3). Ticket keys are per worker
+    process: a client resumes with the worker that issued its ticket."""
+    handshake_timeout: Seconds = 10.0
+    """A handshake not finished within this many seconds is dropped."""
+    shutdown_timeout: Seconds = 3.0
+    """Closing a connection sends TLS's close_notify and waits this long for the
+    client's before the TCP connection is closed anyway (a graceful stop or recycle
+    waits for it too)."""
+    reload_check: Annotated[float, Meta(ge=0.05, le=3600)] = 1.0
+    """At most this often (seconds) a handshake looks whether certificate, key or
+    passphrase files changed; a changed file is loaded for new handshakes."""
+
+
 class ServerSettings(_Strict):
     """``[server]``: what every site of this server shares."""
 
@@ -135,6 +206,7 @@ class ServerSettings(_Strict):
     limits: Limits = msgspec.field(default_factory=Limits)
     timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
     http2: Http2 = msgspec.field(default_factory=Http2)
+    tls: TlsSettings = msgspec.field(default_factory=TlsSettings)
 
 
 #: A duration in seconds where 0 is allowed (it turns the timer or trigger off).
@@ -153,14 +225,6 @@ PoolName = Annotated[
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
         description="a pool name: 1-64 letters, digits, '_', '.' or '-', "
         "starting with a letter or digit",
-    ),
-]
-EnvName = Annotated[
-    str,
-    Meta(
-        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
-        description="an environment variable name: letters, digits and '_', "
-        "not starting with a digit",
     ),
 ]
 
@@ -340,7 +404,7 @@ class SiteConfig(_Strict):
     name: Annotated[str, Meta(min_length=1)]
     """A unique name (used by ``[[locations]]`` paths and the tools)."""
     bindings: Annotated[list[str], Meta(min_length=1)]
-    """Where it listens: ``http://HOST:PORT``."""
+    """Where it listens: ``http://HOST:PORT`` or ``https://HOST:PORT``."""
     root: str = "."
     """The content folder (relative to the server file)."""
     pool: str = "default"
@@ -354,6 +418,10 @@ class SiteConfig(_Strict):
     """Applications mounted under the site (``[[sites.applications]]``)."""
     virtual_directories: list[VirtualDirectoryConfig] = msgspec.field(default_factory=list)
     """Folders mounted at URL paths (``[[sites.virtual_directories]]``)."""
+    tls: CertificateFiles | None = None
+    """``[sites.tls]``: the site's certificate on its ``https://`` bindings (for its
+    host names, or for every name when it is the port's default site), or a
+    certificate store of its own. See [TLS](tls.md)."""
 
 
 class HandlerMapping(_Strict):

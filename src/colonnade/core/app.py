@@ -81,8 +81,12 @@ class Application:
         virtual_directories: tuple[VirtualDirectory, ...] = (),
         pool: str = "default",
         python: PythonApp | None = None,
+        https_port: int | None = None,
     ) -> None:
         self.site = site
+        #: The port of the site's first ``https://`` binding (None: it has none):
+        #: where a redirect to HTTPS goes.
+        self.https_port = https_port
         self.path = path.rstrip("/") or "/"
         self.root = os.path.abspath(root)
         self.pool = pool

@@ -105,6 +105,27 @@ class BytesBody:
 EMPTY_BODY = EmptyBody()
 
 
+class TlsInfo:
+    """What a TLS connection negotiated; the same object for every request on it.
+
+    ``server_name`` is the SNI name the client sent (lower case; None without
+    SNI), ``alpn`` the ALPN protocol chosen (None when the client offered none).
+    """
+
+    __slots__ = ("alpn", "cipher", "server_name", "version")
+
+    def __init__(
+        self, version: str, cipher: str, server_name: str | None, alpn: str | None
+    ) -> None:
+        self.version = version  # "TLSv1.3"
+        self.cipher = cipher  # OpenSSL's name: "TLS_AES_256_GCM_SHA384"
+        self.server_name = server_name
+        self.alpn = alpn
+
+    def __repr__(self) -> str:
+        return f"<TlsInfo {self.version} {self.cipher} sni={self.server_name} alpn={self.alpn}>"
+
+
 class Request:
     """One HTTP request: what the client sent, decoded once.
 
@@ -113,6 +134,10 @@ class Request:
     ``original_path`` is the path the client asked for: ``path`` changes when a
     module remaps the request (:meth:`Context.remap`), ``original_path`` never
     (the access log's ``cs-uri-stem``, as IIS logs the URL the client sent).
+
+    ``tls`` is the connection's :class:`TlsInfo` on an ``https`` binding, else
+    None (``scheme`` says what the client asked for: a trusted proxy may make it
+    ``https`` where ``tls`` is None).
 
     ``client`` is who every module, handler and application takes for the client;
     ``peer`` is the address the connection came from, which stays put when a
@@ -136,6 +161,7 @@ class Request:
         "scheme",
         "server",
         "target",
+        "tls",
         "version",
     )
 
@@ -154,6 +180,7 @@ class Request:
         server: tuple[str, int] | None = None,
         body: Body = EMPTY_BODY,
         keep_alive: bool = True,
+        tls: TlsInfo | None = None,
     ) -> None:
         self.method = method
         self.path = path
@@ -170,6 +197,7 @@ class Request:
         self.server = server
         self.body = body
         self.keep_alive = keep_alive
+        self.tls = tls
 
     def header(self, name: bytes, default: bytes | None = None) -> bytes | None:
         """The first value of header ``name`` (lower case), or ``default``."""

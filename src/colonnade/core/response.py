@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from html import escape
 from typing import NamedTuple
 
 from colonnade.core.request import Headers
@@ -108,6 +109,19 @@ class Response:
         self.body = b""
         self.file = None
         self.source = None
+
+    def redirect(self, status: int, location: str) -> None:
+        """Make this a redirect to ``location`` (ASCII, already percent-encoded and
+        free of CR/LF: the caller's to ensure), with a short HTML page linking it."""
+        self.clear()
+        self.status = status
+        self.headers.append((b"location", location.encode("ascii")))
+        self.headers.append((b"content-type", b"text/html; charset=utf-8"))
+        href = escape(location)
+        self.body = (
+            f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>Moved</title></head>'
+            f'<body><p>Moved to <a href="{href}">{href}</a>.</p></body></html>\n'
+        ).encode("ascii")
 
 
 def _merge_vary(values: list[bytes]) -> bytes:

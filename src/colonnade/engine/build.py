@@ -20,6 +20,7 @@ Application modules and ASGI middleware declared in an application's root
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -530,6 +531,7 @@ class Builder:
                         virtual_directories=spec.vdirs,
                         pool=spec.pool,
                         python=spec.python,
+                        https_port=self._https_port(site),
                     )
                     errors = self._effective_errors(app, self._section_types(root_dir, spec))
                 except ConfigError as exc:
@@ -642,6 +644,17 @@ class Builder:
             out.append((mapping, lambda m, k=f"handlers[{i}].handler": self._server_error(m, k)))
         return out
 
+    def _https_port(self, site: str) -> int | None:
+        """The port of ``site``'s first https binding (bad bindings are reported elsewhere)."""
+        for config in self.config.sites:
+            if config.name == site:
+                for text in config.bindings:
+                    with contextlib.suppress(ConfigError):
+                        binding = parse_binding(text)
+                        if binding.scheme == "https":
+                            return binding.port
+        return None
+
     def _runtime(self, app: Application, root_dir: DirConfig | None) -> AppRuntime:
         ids = self._module_ids(root_dir)
         mappings = self._mappings(root_dir)
@@ -651,6 +664,7 @@ class Builder:
                 [msgspec.to_builtins(m) for m, _ in mappings],
                 app.python,
                 app.root,
+                app.https_port,
                 app.virtual_directories,
                 [vdir.path for _, vdir in self._vdirs_inside(app)],
                 [(lvl.path, lvl.raw, lvl.source, str(lvl.broken or "")) for lvl in app.levels],

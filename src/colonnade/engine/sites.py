@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 class Binding(NamedTuple):
-    """Where a site listens: ``http://host:port``."""
+    """Where a site listens: ``http://host:port`` or ``https://host:port``."""
 
     scheme: str
     host: str
@@ -26,7 +26,7 @@ class Binding(NamedTuple):
 
 
 def parse_binding(text: str, *, file: str | None = None, key: str = "") -> Binding:
-    """Parse ``http://127.0.0.1:8080`` (or ``host:port`` for http)."""
+    """Parse ``http://127.0.0.1:8080``, ``https://0.0.0.0:8443`` (or ``host:port`` for http)."""
     if "://" not in text:
         text = "http://" + text
     try:
@@ -34,12 +34,16 @@ def parse_binding(text: str, *, file: str | None = None, key: str = "") -> Bindi
         port = parts.port
     except ValueError as exc:
         raise ConfigError(f"not a binding: {text!r} ({exc})", file=file, key=key) from None
-    if parts.scheme != "http":
+    if parts.scheme not in ("http", "https"):
         raise ConfigError(
-            f"unsupported scheme {parts.scheme!r} (only http for now)", file=file, key=key
+            f"unsupported scheme {parts.scheme!r} (http or https)", file=file, key=key
         )
     if not parts.hostname or port is None or parts.path not in ("", "/"):
-        raise ConfigError(f"a binding is http://HOST:PORT, not {text!r}", file=file, key=key)
+        raise ConfigError(
+            f"a binding is http://HOST:PORT or https://HOST:PORT, not {text!r}",
+            file=file,
+            key=key,
+        )
     return Binding(parts.scheme, parts.hostname, port)
 
 

@@ -24,6 +24,7 @@ from colonnade.management.effective import effective_config
 from colonnade.management.summary import serving_lines
 from colonnade.modules.standard import BUILTIN
 from colonnade.pools.config import ConfigSource
+from colonnade.transport.tls import require_valid_tls
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -207,6 +208,16 @@ def load_config(args: argparse.Namespace) -> ServerConfig:
     return config_source(args).load()
 
 
+def load_checked(args: argparse.Namespace) -> ServerConfig:
+    """The server config, with its TLS settings checked (certificates load): what a
+    single process serves. (A pool worker's reload needs no such check: its master
+    checked the whole configuration, and the worker's view of it leaves out the
+    certificates of other pools' sites.)"""
+    config = load_config(args)
+    require_valid_tls(config)
+    return config
+
+
 def build(args: argparse.Namespace) -> Engine:
     """Load the configuration and build the engine for it."""
     return Engine(load_config(args), Registry.standard(BUILTIN))
@@ -249,7 +260,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"colonnade: cannot listen: {exc}", file=sys.stderr)
             return 1
         return 0
-    config = load_config(args)
+    config = load_checked(args)
     engine = Engine(config, registry)
     for line in serving_lines(config, workers=False):
         log.info("%s", line)
@@ -257,7 +268,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from colonnade.pools import single
 
     reloading = single.Reloading(
-        lambda: load_config(args), registry, args.config, watch=not args.no_watch
+        lambda: load_checked(args), registry, args.config, watch=not args.no_watch
     )
     try:
         single.run(engine, reloading)

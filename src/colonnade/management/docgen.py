@@ -26,6 +26,7 @@ _TOP = (
     ("[server.limits]", schema.Limits, ""),
     ("[server.timeouts]", schema.Timeouts, ""),
     ("[server.http2]", schema.Http2, ""),
+    ("[server.tls]", schema.TlsSettings, ""),
     ("[pools.NAME]", schema.PoolConfig, ""),
     ("[pools.NAME.recycling]", schema.Recycling, ""),
     ("[pools.NAME.rapid_fail]", schema.RapidFail, ""),
@@ -33,6 +34,13 @@ _TOP = (
     ("[[sites]]", schema.SiteConfig, ""),
     ("[[sites.applications]]", schema.ApplicationConfig, ""),
     ("[[sites.virtual_directories]]", schema.VirtualDirectoryConfig, ""),
+    (
+        "[sites.tls]",
+        schema.CertificateFiles,
+        "A site's certificate on its `https://` bindings (for its host names, or for "
+        "every name when it is the port's default site), or a certificate store of its "
+        "own; `passphrase_*` unlock their keys. See [TLS](tls.md).",
+    ),
     ("[[handlers]]", schema.HandlerMapping, ""),
 )
 

@@ -20,6 +20,7 @@ BUILTIN: tuple[tuple[str, str], ...] = (
     ("log.http", "colonnade.modules.http_logging.module:HttpLogging"),
     ("http.compression", "colonnade.modules.compression.module:Compression"),
     ("http.redirection", "colonnade.modules.redirection.module:HttpRedirection"),
+    ("http.hsts", "colonnade.modules.hsts.module:Hsts"),
     ("http.custom_headers", "colonnade.modules.custom_headers.module:CustomHeaders"),
     ("http.custom_errors", "colonnade.modules.custom_errors.module:CustomErrors"),
     ("auth.negotiate", "colonnade.modules.negotiate_auth.module:NegotiateAuthentication"),

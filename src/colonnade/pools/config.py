@@ -196,6 +196,22 @@ def content_folders(view: ServerConfig) -> list[str]:
     return sorted(set(found))
 
 
+def tls_folders(view: ServerConfig) -> list[str]:
+    """The folders of the certificates, keys, passphrase files and certificate stores
+    a worker built from ``view`` reads (its sandbox lets it)."""
+    found: set[str] = set()
+    levels = [view.server.tls, *(s.tls for s in view.sites if s.root != NOWHERE and s.tls)]
+    for files in levels:
+        if files is None:
+            continue
+        for path in (files.certificate, files.key, files.passphrase_file):
+            if path is not None:
+                found.add(os.path.dirname(path))
+        if files.certificate_store is not None:
+            found.add(files.certificate_store)
+    return sorted(found)
+
+
 def fingerprint(config: ServerConfig, pool: str) -> bytes:
     """Everything a worker of ``pool`` is built from (not the master-side settings).
 

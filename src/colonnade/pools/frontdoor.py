@@ -20,6 +20,11 @@ flushed when one reports ready. A stopped pool, a full queue or too many held
 connections is answered 503 by the HTTP layer's error response, written before
 the socket is closed (:func:`send_and_close`). The master never relays a byte of
 a connection; it only moves descriptors.
+
+A TLS port's connections are never read here: they go to the port's pool as
+they are, or, where several pools serve the port, to the pool of the site their
+SNI name belongs to, peeked from the ClientHello without consuming it
+(:meth:`FrontDoor.route_tls`).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from colonnade.http import HTTP1Connection, Preface, ProtocolError, RequestHead,
 from colonnade.pools import ipc
 from colonnade.pools.pool import Pool, PoolState
 from colonnade.pools.routing import pool_of_head
+from colonnade.transport.clienthello import NotTlsError, peek_server_name
 from colonnade.transport.server import bind_socket
 
 if TYPE_CHECKING:
@@ -57,6 +63,7 @@ class FrontDoor:
         self.listeners: dict[tuple[str, int], socket.socket] = {}
         self._accepting: set[tuple[str, int]] = set()
         self._peeks: set[_Peek] = set()
+        self._tls_peeks: set[asyncio.Task[None]] = set()  # routing by SNI name
 
     # -- listening ---------------------------------------------------------------------------
 
@@ -124,11 +131,46 @@ class FrontDoor:
                 log.warning("accept on %s:%d failed: %s", key[0], key[1], exc)
                 return
             conn.setblocking(False)
-            self.peek(conn.detach(), b"", key[1])
+            routes = self.master.routes
+            if routes.tls_mixed(key[1]):
+                self.route_tls(conn, key[1])
+            elif key[1] in routes.tls_ports:
+                # Not a byte of a TLS port is read here: its pool's worker does the
+                # handshake.
+                self.deliver(routes.owner(key[1]), conn.detach(), b"", key[1])
+            else:
+                self.peek(conn.detach(), b"", key[1])
+
+    def route_tls(self, conn: socket.socket, port: int) -> None:
+        """Deliver a connection of a TLS port several pools serve to the pool of the
+        site its SNI name belongs to: the ClientHello is peeked, never consumed."""
+        limits = self.master.config.server.limits
+        if len(self._peeks) + len(self._tls_peeks) >= limits.max_connections:
+            conn.close()
+            return
+        task = asyncio.get_running_loop().create_task(self._route_tls(conn, port))
+        self._tls_peeks.add(task)
+        task.add_done_callback(self._tls_peeks.discard)
+
+    async def _route_tls(self, conn: socket.socket, port: int) -> None:
+        within = self.master.config.server.tls.handshake_timeout
+        try:
+            name = await peek_server_name(conn, within)
+        except NotTlsError:
+            name = None  # the worker's handshake fails and logs why
+        except (OSError, TimeoutError):
+            conn.close()  # gone, or silent for the whole handshake timeout
+            return
+        except asyncio.CancelledError:
+            conn.close()
+            raise
+        self.deliver(self.master.routes.tls_pool(port, name), conn.detach(), b"", port)
 
     def stop(self) -> None:
         """Stopping the server: accept no more, drop the connections held."""
         self.update_accepting()
+        for task in list(self._tls_peeks):
+            task.cancel()
         for peek in list(self._peeks):
             peek.close()
         for pool in self.master.pools.values():
@@ -185,10 +227,10 @@ class FrontDoor:
         master = self.master
         pool = master.pools.get(name)
         if pool is None or master.stopping or name not in master.used:
-            self.answer(fd, 503, "the application pool is not available")
+            self.answer(fd, 503, "the application pool is not available", port=port)
             return
         if pool.state is PoolState.STOPPED:
-            self.answer(fd, 503, stopped_text(pool, fd, data))
+            self.answer(fd, 503, stopped_text(pool, fd, data), port=port)
             return
         worker = pool.next_worker()
         if worker is not None and worker.channel is not None:
@@ -197,7 +239,7 @@ class FrontDoor:
             return
         if len(pool.queue) >= pool.settings.queue_length:
             log.warning("pool %s: queue full (%d); answering 503", name, len(pool.queue))
-            self.answer(fd, 503, "the application pool's queue is full")
+            self.answer(fd, 503, "the application pool's queue is full", port=port)
             return
         pool.queue.append((fd, data, port))
         pool.demand = True
@@ -215,11 +257,17 @@ class FrontDoor:
     def fail_queue(self, pool: Pool) -> None:
         """Answer every connection queued for ``pool`` 503 (it stopped)."""
         while pool.queue:
-            fd, data, _ = pool.queue.popleft()
-            self.answer(fd, 503, stopped_text(pool, fd, data))
+            fd, data, port = pool.queue.popleft()
+            self.answer(fd, 503, stopped_text(pool, fd, data), port=port)
 
-    def answer(self, fd: int, status: int, text: str) -> None:
-        """Answer ``status`` on a connection and close it (the master's own responses)."""
+    def answer(self, fd: int, status: int, text: str, *, port: int = 0) -> None:
+        """Answer ``status`` on a connection and close it (the master's own responses).
+
+        A connection of a TLS port is closed without a word: the master holds no
+        TLS session to answer in, and plain text would only confuse the client."""
+        if port in self.master.routes.tls_ports:
+            close_fd(fd)
+            return
         headers = [(b"Retry-After", RETRY_AFTER)] if status == 503 else []
         self._send_and_close(fd, error_response(status, text, server=self.server, headers=headers))
 

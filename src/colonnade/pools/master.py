@@ -51,7 +51,7 @@ from colonnade.core import shared
 from colonnade.core.registry import Registry
 from colonnade.engine import Engine
 from colonnade.engine.engine import log_broken
-from colonnade.errors import ConfigError, ModuleError
+from colonnade.errors import ConfigError, ModuleError, combined
 from colonnade.pools import commands
 from colonnade.pools.config import (
     ConfigSource,
@@ -70,6 +70,7 @@ from colonnade.pools.routing import RouteTable
 from colonnade.pools.sandbox import Identity, landlock_abi, resolve_identity
 from colonnade.pools.supervision import Supervisor
 from colonnade.pools.workers import Workers
+from colonnade.transport.tls import check_tls
 
 log = logging.getLogger("colonnade.pools")
 #: Where the master logs the web.toml files the workers confine (once for all of them).
@@ -104,6 +105,9 @@ def load(source: ConfigSource, registry: Registry) -> Loaded:
     routes = RouteTable(config)
     loaded = Loaded(source, config, routes)
     checked = check(config, registry)
+    tls_errors = [*check_tls(config), *routes.check_tls_ports(config)]
+    if tls_errors:
+        raise combined(tls_errors)
     loaded.broken = checked.broken
     loaded.sources = checked.sources
     loaded.preflight = Preflight(config, checked)

@@ -19,6 +19,8 @@ What a pool's workers need (:class:`Preflight`, built from a checked configurati
   ``colonnade`` package;
 - read and search the roots of the sites, applications and virtual directories
   the pool serves, and each of its Python applications' ``app_dir``;
+- read the certificates, keys and passphrase files, and read and search the
+  certificate stores, of the https ports it serves;
 - write the files its modules write (:meth:`Section.written_paths
   <colonnade.config.sections.Section.written_paths>`: the access log), or the
   folder a missing one is created in;
@@ -54,7 +56,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from colonnade.config.load import locate
-from colonnade.config.schema import ServerConfig
+from colonnade.config.schema import CertificateFiles, ServerConfig
 from colonnade.core.app import Application
 from colonnade.core.module import Module
 from colonnade.engine import Engine
@@ -277,6 +279,33 @@ def content_needs(config: ServerConfig, engine: Engine) -> dict[str, list[Need]]
                 app_id = f"{site_config.name}{app_config.path.rstrip('/') or '/'}"
                 what = f"the app_dir of application {app_id!r} ({app_config.app_dir})"
                 pool.append(Need(app_config.app_dir, READ | EXECUTE, what))
+    for pool_name, tls in tls_needs(config).items():
+        needs.setdefault(pool_name, []).extend(tls)
+    return needs
+
+
+def tls_needs(config: ServerConfig) -> dict[str, list[Need]]:
+    """Per pool, the certificates, keys, passphrase files and stores of the https
+    sites it serves (its workers shake hands for them)."""
+    needs: dict[str, list[Need]] = {}
+    for i, site in enumerate(config.sites):
+        if not any(b.startswith("https://") for b in site.bindings):
+            continue
+        pool = needs.setdefault(site.pool, [])
+        levels: list[tuple[str, CertificateFiles]] = [("[server.tls]", config.server.tls)]
+        if site.tls is not None:
+            levels.append((f"sites[{i}].tls", site.tls))
+        for where, files in levels:
+            for name in ("certificate", "key", "passphrase_file"):
+                path = getattr(files, name)
+                need = Need(path, READ, f"the TLS {name.replace('_', ' ')} of {where} ({path})")
+                if path is not None and need not in pool:
+                    pool.append(need)
+            store = files.certificate_store
+            if store is not None:
+                need = Need(store, READ | EXECUTE, f"the certificate store of {where} ({store})")
+                if need not in pool:
+                    pool.append(need)
     return needs
 
 

@@ -28,7 +28,14 @@ and a second opinion on framing is how request smuggling starts.
 
 While a worker drains (recycle, idle shutdown) its router hands every
 connection back to the master as soon as it is idle, so a recycle closes no
-connection.
+connection (a TLS one excepted: its session cannot leave the process, so it is
+closed once idle).
+
+TLS connections are routed before their handshake, by site: the SNI name is
+peeked from the ClientHello (``transport/clienthello.py``) by the master or by
+the owner pool's worker that accepted it, and a connection for another pool's
+site is passed on unread (:meth:`PoolRouter.hand_over_tls`). A request on a TLS
+connection whose Host names another pool's site is answered 421.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -47,7 +55,7 @@ from colonnade.core.urlpath import decode_path
 from colonnade.engine.mapping import HandlerMap
 from colonnade.engine.runtime import make_runtime
 from colonnade.engine.sites import Binding, Router, Site, parse_binding
-from colonnade.errors import HttpError
+from colonnade.errors import ConfigError, HttpError
 from colonnade.http import HTTP1Connection, Preface, ProtocolError, RequestHead
 from colonnade.pools.config import site_pools
 from colonnade.transport.connection import HttpConnection
@@ -64,6 +72,9 @@ class RouteTable:
         self.listen: dict[tuple[str, int], Binding] = {}
         self._pools_on: dict[int, set[str]] = {}
         self._owner: dict[int, str] = {}
+        #: Ports of https bindings: their connections are never read by the master
+        #: nor moved between workers (the TLS session lives in the accepting one).
+        self.tls_ports: set[int] = set()
         default_site: dict[int, _DefaultSite] = {}
         for i, site in enumerate(config.sites):
             bindings = [
@@ -82,6 +93,8 @@ class RouteTable:
             sites.append(Site(site.name, bindings, site.host_names, runtimes))
             for b in bindings:
                 self.listen.setdefault((b.host, b.port), b)
+                if b.scheme == "https":
+                    self.tls_ports.add(b.port)
                 self._pools_on.setdefault(b.port, set()).update(apps.values())
                 ref = _DefaultSite(apps["/"], bool(site.host_names))
                 chosen = default_site.get(b.port)
@@ -109,6 +122,44 @@ class RouteTable:
     def pools_on(self, port: int) -> set[str]:
         """Every pool a request arriving on ``port`` may belong to."""
         return self._pools_on.get(port, set())
+
+    def check_tls_ports(self, config: ServerConfig) -> list[ConfigError]:
+        """A site on an https port is served by one pool: its TLS connections are
+        routed by SNI name, before the handshake, to the pool of the site that name
+        belongs to, and cannot move after it (the session is in that worker)."""
+        errors = []
+        for i, site in enumerate(config.sites):
+            pools = set(site_pools(site).values())
+            if len(pools) < 2:
+                continue
+            for j, text in enumerate(site.bindings):
+                if parse_binding(text).port not in self.tls_ports:
+                    continue
+                key = f"sites[{i}].bindings[{j}]"
+                errors.append(
+                    ConfigError(
+                        f"site {site.name!r} has applications in the pools "
+                        f"{', '.join(sorted(pools))}: a TLS connection is routed to a pool "
+                        "by its SNI name, which names a site, and stays in that pool's "
+                        "worker, so every application of a site on an https port must be in "
+                        "one pool",
+                        file=config.source,
+                        line=config.lines.line_for(key) if config.lines else None,
+                        key=key,
+                    )
+                )
+                break
+        return errors
+
+    def tls_pool(self, port: int, name: str | None) -> str:
+        """The pool for a TLS connection on ``port`` whose SNI name is ``name``: that
+        of the site the name belongs to (as the ``Host`` would choose it), else the
+        port's owner (no such site: its handshake is judged there)."""
+        return self.pool_for(port, name or "", "/") or self.owner(port)
+
+    def tls_mixed(self, port: int) -> bool:
+        """Whether the sites of TLS ``port`` are served by more than one pool."""
+        return port in self.tls_ports and len(self.pools_on(port)) > 1
 
     def needs_router(self, pool: str) -> bool:
         """Whether a worker of ``pool`` may receive requests for another pool."""
@@ -172,10 +223,31 @@ class PoolRouter:
         if self.draining:
             self.hand_over(conn, self.pool, b"", head=False)
 
+    def routes_tls(self, port: int) -> bool:
+        return self.routes is not None and not self.draining and self.routes.tls_mixed(port)
+
+    def hand_over_tls(self, port: int, name: str | None, sock: socket.socket) -> bool:
+        routes = self.routes
+        if routes is None:
+            return False
+        pool = routes.tls_pool(port, name)
+        if pool == self.pool:
+            return False
+        self.handed += 1
+        # Unread: the master gives it to a worker of that pool as it is (head=True:
+        # it is routed), and the handshake happens there.
+        self.send(pool, port, True, b"", sock.detach())
+        return True
+
     def hand_over(self, conn: HttpConnection, pool: str, data: bytes, *, head: bool) -> None:
         """Detach ``conn`` and send it away, once what it still has to write is written."""
         transport = conn.transport
         if transport is None or transport.is_closing():
+            return
+        if conn.tls is not None:
+            # Its TLS session cannot leave this process: close it once idle (the
+            # client opens a new connection, which another worker accepts).
+            conn.shutdown()
             return
         if transport.get_write_buffer_size():
             transport.pause_reading()

@@ -88,7 +88,9 @@ async def serve(
         await server.start(sockets)
         for sock in sockets:
             host, port = sock.getsockname()[:2]
-            log.info("listening on http://%s:%d", host if ":" not in host else f"[{host}]", port)
+            scheme = "https" if server.state.tls.port(port) is not None else "http"
+            host = host if ":" not in host else f"[{host}]"
+            log.info("listening on %s://%s:%d", scheme, host, port)
         if reloader is not None and reloading is not None and reloading.watch:
             watcher = loop.create_task(reloader.watch(reloading.config_file, stop))
         if on_ready is not None:

@@ -29,7 +29,7 @@ from colonnade.core.registry import Registry
 from colonnade.engine import Engine
 from colonnade.errors import ConfigError, ModuleError
 from colonnade.pools import ipc
-from colonnade.pools.config import content_folders, pool_view
+from colonnade.pools.config import content_folders, pool_view, tls_folders
 from colonnade.pools.reload import Reloader
 from colonnade.pools.routing import PoolRouter, RouteTable
 from colonnade.pools.sandbox import (
@@ -41,6 +41,7 @@ from colonnade.pools.sandbox import (
 )
 from colonnade.pools.single import new_event_loop
 from colonnade.transport.connection import HttpConnection
+from colonnade.transport.handshake import start_handshake
 from colonnade.transport.server import HttpServer, ServerState
 
 log = logging.getLogger("colonnade.pools")
@@ -103,7 +104,7 @@ class Worker:
                 return
             for extra in fds[1:]:
                 os.close(extra)
-            self._spawn(self._adopt(fds[0], payload))
+            self._spawn(self._adopt(fds[0], payload, message.port))
             return
         for fd in fds:
             os.close(fd)
@@ -126,7 +127,7 @@ class Worker:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _adopt(self, fd: int, data: bytes) -> None:
+    async def _adopt(self, fd: int, data: bytes, port: int) -> None:
         loop = asyncio.get_running_loop()
         try:
             sock = socket.socket(fileno=fd)
@@ -134,6 +135,12 @@ class Worker:
             os.close(fd)
             return
         sock.setblocking(False)
+        if self.state.tls.port(port) is not None:
+            # Accepted by the master (or another pool's worker), routed by its SNI
+            # name where that matters: nothing was read of it, the handshake
+            # happens here.
+            start_handshake(self.state, port, sock, routed=True)
+            return
         try:
             await loop.connect_accepted_socket(
                 # A connection accepted elsewhere: the bytes already read go first.
@@ -309,7 +316,7 @@ async def _serve(
 
 
 def _sandbox(start: ipc.Start, view: ServerConfig, *, required: bool) -> None:
-    read = [*content_folders(view), *python_paths()]
+    read = [*content_folders(view), *tls_folders(view), *python_paths()]
     pool = view.pools.get(start.pool)
     temp = [start.temp_dir] if start.temp_dir else []
     write = [*temp, *(pool.writable if pool is not None else ())]

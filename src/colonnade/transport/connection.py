@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
-from colonnade.core.request import EMPTY_BODY, Headers, Request, read_chunks
+from colonnade.core.request import EMPTY_BODY, Headers, Request, TlsInfo, read_chunks
 from colonnade.core.urlpath import decode_path
 from colonnade.errors import ClientDisconnectedError, HttpError
 from colonnade.http import Body as BodyEvent
@@ -342,7 +342,13 @@ class Exchange:
         # descriptor: no buffered file object (its fstat, ioctl and lseek calls).
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            if count <= _SMALL_FILE or not self.sized or self.head.method == b"HEAD":
+            # Over TLS the bytes must pass through the TLS layer: no zero-copy.
+            if (
+                count <= _SMALL_FILE
+                or not self.sized
+                or self.head.method == b"HEAD"
+                or conn.tls is not None
+            ):
                 await self._copy(fd, offset, count)
             else:
                 conn.h1.body_sent(count)
@@ -401,11 +407,19 @@ class Exchange:
 class HttpConnection(asyncio.Protocol):
     """The asyncio protocol for one HTTP/1.1 connection."""
 
-    def __init__(self, state: ServerState, initial: bytes = b"") -> None:
+    def __init__(
+        self, state: ServerState, initial: bytes = b"", tls: TlsInfo | None = None
+    ) -> None:
         """``initial``: bytes already read from the socket (a connection accepted by
-        another process and handed over), parsed first once the connection is made."""
+        another process and handed over, or that arrived with the end of a TLS
+        handshake), parsed first once the connection is made. ``tls``: what the TLS
+        handshake negotiated (the transport is a TLS one), None on plain TCP."""
         self.state = state
         self._initial = initial
+        # A TLS session cannot move to another process: such a connection is
+        # never held for the router nor handed over (see pools/routing.py).
+        self.tls = tls
+        self._scheme = "https" if tls is not None else "http"
         limits = state.limits
         self.h1 = HTTP1Connection(
             max_target=limits.max_request_target,
@@ -476,7 +490,7 @@ class HttpConnection(asyncio.Protocol):
         if self._idle:
             self._idle = False
             self._arm(self.state.timeouts.header)
-            if self.state.router is not None:
+            if self.state.router is not None and self.tls is None:
                 self.held = self.state.router.hold(self)
         if self.held is not None:
             found = self.held.feed(data)
@@ -556,9 +570,9 @@ class HttpConnection(asyncio.Protocol):
         self.closing = True
         self.transport = None
         state.forget(self)
-        # Prior knowledge over TLS too (a client that skipped ALPN): the scheme follows.
-        tls = transport.get_extra_info("ssl_object") is not None
-        protocol = H2Connection(state, self.h1.trailing_data, scheme="https" if tls else "http")
+        # Prior knowledge over TLS too (a client that skipped ALPN): the scheme and the
+        # handshake's facts follow.
+        protocol = H2Connection(state, self.h1.trailing_data, tls=self.tls)
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
 
@@ -584,14 +598,22 @@ class HttpConnection(asyncio.Protocol):
             "1.1" if head.version == b"1.1" else head.version.decode("ascii"),
             head.headers,
             head.host.decode("latin-1"),
-            "http",  # scheme
+            self._scheme,
             self.client,
             self.server,
             body if body is not None else EMPTY_BODY,
             head.keep_alive,
+            self.tls,
         )
         router = self.state.router
         if router is not None and not router.admits(self, request):
+            if self.tls is not None:
+                # Its SNI name brought the connection here, its Host names a site of
+                # another pool, and a TLS session cannot move: RFC 9110 15.5.20.
+                self._on_protocol_error(
+                    ProtocolError(421, "this connection cannot serve that host name")
+                )
+                return
             # A pipelined request for another pool: its bytes are parsed already and
             # cannot be handed over. Answer the ones before it, then close; clients
             # retry unanswered pipelined requests (RFC 9112 9.3.2).

@@ -48,7 +48,7 @@ from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
-from colonnade.core.request import EMPTY_BODY, Body, Request
+from colonnade.core.request import EMPTY_BODY, Body, Request, TlsInfo
 from colonnade.core.urlpath import decode_path
 from colonnade.errors import ClientDisconnectedError, HttpError
 from colonnade.http.h1 import error_response
@@ -286,12 +286,21 @@ class H2Stream:
 class H2Connection(asyncio.Protocol):
     """The asyncio protocol for one HTTP/2 connection (see the module docstring)."""
 
-    def __init__(self, state: ServerState, initial: bytes = b"", *, scheme: str = "http") -> None:
+    def __init__(
+        self,
+        state: ServerState,
+        initial: bytes = b"",
+        *,
+        scheme: str = "http",
+        tls: TlsInfo | None = None,
+    ) -> None:
         """``initial``: bytes already read (the preface, when an HTTP/1.1 connection
         saw it). ``scheme``: the connection's (``https`` over TLS), which requests
-        take whatever their ``:scheme`` says."""
+        take whatever their ``:scheme`` says. ``tls``: what the handshake settled
+        (ALPN chose ``h2``), given to every request."""
         self.state = state
-        self.scheme = scheme
+        self.scheme = "https" if tls is not None else scheme
+        self.tls = tls
         self._initial = initial
         settings = state.http2
         self.settings = settings
@@ -529,6 +538,7 @@ class H2Connection(asyncio.Protocol):
             self.server,
             body,
             True,
+            self.tls,
         )
         router = self.state.router
         if router is not None and not router.admits(self, request):

@@ -15,6 +15,9 @@ from colonnade.core.request import Request
 from colonnade.engine import Engine
 from colonnade.engine.sites import Binding
 from colonnade.transport.connection import HttpConnection
+from colonnade.transport.handshake import TlsListener
+from colonnade.transport.protocols import alpn_protocols
+from colonnade.transport.tls import TlsSet
 
 log = logging.getLogger("colonnade.transport")
 
@@ -63,6 +66,13 @@ class ConnectionRouter(Protocol):
     def idle(self, conn: HttpConnection) -> None:
         """``conn`` finished its requests and waits for the next one."""
 
+    def routes_tls(self, port: int) -> bool:
+        """Whether a new connection of TLS ``port`` is routed by its SNI name first."""
+
+    def hand_over_tls(self, port: int, name: str | None, sock: socket.socket) -> bool:
+        """Give the unread TLS connection ``sock`` to the pool its SNI ``name`` belongs
+        to, if that is another one (True: it is gone)."""
+
 
 class ServerState:
     """What every connection of a worker shares: the engine, limits, counters.
@@ -79,6 +89,10 @@ class ServerState:
         self.server_header: bytes | None = settings.server_header.encode() or None
         self.http2: Http2 = settings.http2
         self.connections: set[Connection] = set()
+        #: Connections of TLS ports still shaking hands (they count as connections).
+        self.handshakes: set[asyncio.Task[None]] = set()
+        #: The TLS ports of the configuration, with their certificates.
+        self.tls = TlsSet.build(engine.config, alpn_protocols(self))
         self.router: ConnectionRouter | None = None  # multi-pool routing, see pools/
         self.requests = 0
         #: When ``requests`` reaches this count, ``on_request_limit`` is called once
@@ -101,6 +115,7 @@ class ServerState:
         self.timeouts = settings.timeouts
         self.server_header = settings.server_header.encode() or None
         self.http2 = settings.http2
+        self.tls = TlsSet.build(engine.config, alpn_protocols(self), previous=self.tls)
 
     def admit(self, conn: Connection) -> bool:
         """A connection begins: count it, unless the worker has ``max_connections``."""
@@ -157,14 +172,19 @@ class HttpServer:
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
-        self.servers: list[asyncio.Server] = []
+        self.servers: list[asyncio.Server | TlsListener] = []
 
     async def start(self, sockets: Iterable[socket.socket]) -> None:
         """Start accepting on ``sockets``."""
         loop = asyncio.get_running_loop()
+        state = self.state
         for sock in sockets:
+            port = sock.getsockname()[1]
+            if state.tls.port(port) is not None:
+                self.servers.append(TlsListener(state, sock, port))
+                continue
             server = await loop.create_server(
-                lambda: HttpConnection(self.state), sock=sock, backlog=2048
+                lambda: HttpConnection(state), sock=sock, backlog=2048
             )
             self.servers.append(server)
 
@@ -172,6 +192,8 @@ class HttpServer:
         """Stop accepting; let requests in flight finish for ``deadline`` seconds."""
         for server in self.servers:
             server.close()
+        for handshake in list(self.state.handshakes):
+            handshake.cancel()
         for conn in list(self.state.connections):
             conn.shutdown()
         if not await self.state.wait_all_closed(deadline):

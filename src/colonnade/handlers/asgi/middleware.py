@@ -186,6 +186,7 @@ def _inner_request(request: Request, scope: Scope, receive: Receive, outer: Http
         server=(str(server[0]), int(server[1])) if server else None,
         body=request.body if own_receive else _ReceiveBody(receive),
         keep_alive=request.keep_alive,
+        tls=request.tls,
     )
     inner.peer = request.peer  # the connection's, whoever the middleware says the client is
     return inner

@@ -65,8 +65,10 @@ class HttpLoggingSection(Section, frozen=True):
       ``sc-bytes``, ``cs-bytes``, ``cs-host``, ``cs-version``, ``s-sitename``,
       ``s-computername``, ``x-peer-ip`` (ours: the address the connection came
       from, which differs from ``c-ip`` when ``security.trusted_proxies`` took the
-      client from a proxy's header) and any request or response header as
-      ``cs(Header-Name)`` / ``sc(Header-Name)``.
+      client from a proxy's header), ``x-tls-version``, ``x-tls-cipher`` and
+      ``x-tls-sni`` (ours, IIS's W3C log has none: the TLS version, cipher suite
+      and SNI name of an ``https`` connection, ``-`` on plain HTTP) and any
+      request or response header as ``cs(Header-Name)`` / ``sc(Header-Name)``.
     - ``buffer_size``: lines are buffered in memory and written in one batch once
       the buffer holds about this many bytes (IIS writes 64 KB batches too;
       lines are kept as raw values until then and formatted in the batch, so the

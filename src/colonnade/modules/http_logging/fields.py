@@ -102,6 +102,26 @@ FIELDS: dict[str, Field] = {
         _field("cs-host", ("r.host",), "escs[{0}]", "({0} or None)"),
         _field("cs-version", ("r.version",), "'HTTP/' + {0}", "'HTTP/' + {0}"),
         _field("s-sitename", ("ctx.app.site",), "escs[{0}]", "{0}"),
+        # Ours: IIS's W3C log has no TLS fields. '-' on plain HTTP; the SNI name is
+        # '-' too when the client sent none.
+        _field(
+            "x-tls-version",
+            ("r.tls",),
+            "('-' if {0} is None else {0}.version)",
+            "(None if {0} is None else {0}.version)",
+        ),
+        _field(
+            "x-tls-cipher",
+            ("r.tls",),
+            "('-' if {0} is None else {0}.cipher)",
+            "(None if {0} is None else {0}.cipher)",
+        ),
+        _field(
+            "x-tls-sni",
+            ("r.tls",),
+            "('-' if {0} is None or {0}.server_name is None else {0}.server_name)",
+            "(None if {0} is None else {0}.server_name)",
+        ),
         _field("s-computername", (), "escs[COMPUTER_NAME]", "COMPUTER_NAME"),
         # Ours, not IIS's: 5xx answers made one for their error page; asking for it
         # on other requests would generate an id per request for nothing.

@@ -14,7 +14,6 @@ for exact paths, one ``fullmatch`` for wildcards).
 
 from __future__ import annotations
 
-from html import escape
 from urllib.parse import quote, unquote
 
 from colonnade.core.context import Context
@@ -145,16 +144,6 @@ class HttpRedirection(Module):
         if found is None:
             return CONTINUE
         location, status = found
-        response = ctx.response
-        response.clear()
-        response.status = status
         # Every part was percent-encoded or validated: ASCII, no CR/LF, no space.
-        value = location.encode("ascii")
-        response.headers.append((b"location", value))
-        response.headers.append((b"content-type", b"text/html; charset=utf-8"))
-        href = escape(location)
-        response.body = (
-            f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>Moved</title></head>'
-            f'<body><p>Moved to <a href="{href}">{href}</a>.</p></body></html>\n'
-        ).encode("ascii")
+        ctx.response.redirect(status, location)
         return FINISH
