@@ -119,6 +119,8 @@ def verify(stored: bytes, password: bytes) -> bool:
     if kind == "bcrypt":
         import bcrypt  # imported on first use: most files never need it
 
+        if b"\x00" in password[:BCRYPT_MAX]:
+            return False  # as crypt(3) below: no hash was made from such a password
         try:
             return bool(bcrypt.checkpw(password[:BCRYPT_MAX], stored))
         except ValueError:
@@ -141,6 +143,10 @@ def verify(stored: bytes, password: bytes) -> bool:
         digest, salt = raw[:20], raw[20:]
         return hmac.compare_digest(hashlib.sha1(password + salt).digest(), digest)
     if kind in ("crypt", "des"):
+        if b"\x00" in password:
+            # crypt(3) reads a C string: no stored hash was made from a password
+            # with a NUL, and hashing one would check only what precedes it.
+            return False
         hashed = syscrypt.crypt(password, stored)
         if hashed is None:
             prefix = stored[: stored.find(b"$", 1) + 1] if kind == "crypt" else b"DES"
