@@ -353,3 +353,20 @@ def test_the_section_is_locked_for_web_toml(root: Path, caplog: pytest.LogCaptur
     with Client(build_engine(opened, modules=[Observe]), client_addr=STRANGER) as client:
         assert client.get("/sub/a.txt", headers=headers).status == 200
     assert Observe.seen[-1][0] == ("203.0.113.7", 0)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "Forwarded is split at every ',' and ';', quoted strings included: a quoted "
+        'value holding one (a client\'s Host copied into host="...") makes the '
+        "proxy's own element unreadable, and the client becomes the proxy's address. "
+        "Needs a quote-aware parser that reads from the right end (a cut header may "
+        "start inside a quoted string), or failing closed with 400 as IIS does: a "
+        "design decision for the module's owner."
+    ),
+)
+def test_a_quoted_comma_in_the_clients_element_keeps_the_client(root: Path) -> None:
+    client, _, _, host, _ = forwarded(root, 'for=203.0.113.7;host="a,b;c"')
+    assert client[0] == "203.0.113.7"
+    assert host == "localhost"  # "a,b;c" is no host: dropped alone
