@@ -656,3 +656,28 @@ def test_a_ticket_kept_after_sign_out_stays_valid_until_it_expires(make: Any) ->
     replayed = client.get("/private/a.txt", headers={"cookie": cookie})
     assert replayed.status == 200
     assert replayed.context.user.name == "alice"
+
+
+def test_a_web_toml_cannot_open_a_url_through_its_login_page(make: Any, base: Path) -> None:
+    # The server locks url_authorization: web.toml files must not change who
+    # reads what. Naming a protected file the (application's) login page would
+    # let anonymous users through to it (bypass_login_pages) if the mark were
+    # honoured. (The server's own login and logout pages are the module's
+    # answers, whatever file the URL names: nothing to open there.)
+    key = "login_url"
+    (base / "www" / "private" / "web.toml").write_text(
+        f'[forms_authentication]\n{key} = "/private/a.txt"\n'
+    )
+    config = forms_site(base, users_file="")
+    config["lock"] = {"url_authorization": "deny"}
+    client = make(config)
+    answer = client.get("/private/a.txt")
+    assert answer.status == 401, answer.text  # refused; no redirect to itself
+    assert answer.body != b"secret file"
+    assert LOGIN_PAGE not in answer.context.items
+    # Set by the server file, the same URL is a login page as before.
+    config = forms_site(base, users_file="")
+    config["lock"] = {"url_authorization": "deny"}
+    config["locations"] = [{"path": "/private", "forms_authentication": {key: "/private/a.txt"}}]
+    (base / "www" / "private" / "web.toml").unlink()
+    assert make(config).get("/private/a.txt").status == 200

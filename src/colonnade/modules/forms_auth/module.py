@@ -42,6 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 from urllib.parse import parse_qs, quote
 
+from colonnade.config.sections import WEB_TOML
 from colonnade.core.app import Application
 from colonnade.core.auth import FORMS, LOGIN_PAGE, note_failure
 from colonnade.core.context import Context
@@ -231,9 +232,16 @@ class FormsAuthentication(Handler):
         request = ctx.request
         path = request.path
         if path == settings.login_url:
-            items[LOGIN_PAGE] = True
             if self._users is not None:
+                items[LOGIN_PAGE] = True
                 ctx.handler = self
+            elif not _set_below_application(ctx, "login_url"):
+                # The application's page: whatever the URL maps to passes URL
+                # authorization. As ASP.NET's loginUrl, that is the application's
+                # to say: a web.toml of a folder below it naming one of its files
+                # would open that file to everyone, past a url_authorization it
+                # may not change. There, its own rules must let users reach it.
+                items[LOGIN_PAGE] = True
         elif path == settings.logout_url:
             items[LOGIN_PAGE] = True
             ctx.handler = self
@@ -511,6 +519,16 @@ class FormsAuthentication(Handler):
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+
+
+def _set_below_application(ctx: Context, key: str) -> bool:
+    """True when ``forms_authentication.<key>`` for this URL comes from the
+    ``web.toml`` of a folder below the application's root."""
+    source = ctx.sections.origins.get(f"{FormsSection.key}.{key}", "")
+    if os.path.basename(source).lower() != WEB_TOML:
+        return False  # the server file (or one of its locations), or the default
+    app = ctx.app
+    return any(lvl.source == source and lvl.path != app.path for lvl in app.levels)
 
 
 def _cookie_values(request: Request, name_eq: bytes) -> list[bytes]:
