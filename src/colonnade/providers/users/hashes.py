@@ -34,6 +34,9 @@ _DES = re.compile(rb"[./0-9A-Za-z]{13}")
 _APR1 = b"$apr1$"
 #: bcrypt reads at most this many bytes of a password (and so does Apache).
 BCRYPT_MAX = 72
+#: The longest password crypt(3) hashes (libxcrypt's CRYPT_MAX_PASSPHRASE_SIZE is
+#: 512 with the NUL): it refuses a longer one, so no stored hash is of one.
+CRYPT_MAX = 511
 
 
 def method(stored: bytes) -> str:
@@ -143,9 +146,10 @@ def verify(stored: bytes, password: bytes) -> bool:
         digest, salt = raw[:20], raw[20:]
         return hmac.compare_digest(hashlib.sha1(password + salt).digest(), digest)
     if kind in ("crypt", "des"):
-        if b"\x00" in password:
+        if b"\x00" in password or len(password) > CRYPT_MAX:
             # crypt(3) reads a C string: no stored hash was made from a password
-            # with a NUL, and hashing one would check only what precedes it.
+            # with a NUL, and hashing one would check only what precedes it. Nor
+            # from a longer one than it takes (it refuses it: not an unusable hash).
             return False
         hashed = syscrypt.crypt(password, stored)
         if hashed is None:
