@@ -361,3 +361,20 @@ def test_a_512_byte_password_for_a_crypt_user_is_401_1_not_500(serve: Any, root:
     response = client.get("/private/x", headers=basic("carol", "s" * 512))
     assert (response.status, response.context.response.substatus) == (401, 1)
     assert client.get("/private/x", headers=basic("carol", "sea-shell")).status == 200
+
+
+def test_a_path_cannot_forge_a_log_line(serve: Any, caplog: pytest.LogCaptureFixture) -> None:
+    # The path is decoded (%0A is a newline): written raw, the failure line would
+    # end there and the rest would read as a line of its own.
+    client = serve()
+    forged = "colonnade.auth: forms authentication: admin signed in"
+    with caplog.at_level(logging.INFO, logger="colonnade.auth"):
+        response = client.get(
+            "/private/x%0D%0A" + forged.replace(" ", "%20") + "%1b[0m",
+            headers=basic("alice", "typo"),
+        )
+    assert response.status == 401
+    lines = caplog.text.splitlines()
+    assert not any(line.startswith("colonnade.auth:") for line in lines)
+    assert any("logon failed for /private/x\\r\\ncolonnade.auth" in line for line in lines)
+    assert "\x1b" not in caplog.text

@@ -44,7 +44,7 @@ from urllib.parse import parse_qs, quote
 
 from colonnade.config.sections import WEB_TOML
 from colonnade.core.app import Application
-from colonnade.core.auth import FORMS, LOGIN_PAGE, note_failure
+from colonnade.core.auth import FORMS, LOGIN_PAGE, loggable, note_failure
 from colonnade.core.context import Context
 from colonnade.core.handler import Handler
 from colonnade.core.httputil import method_not_allowed
@@ -345,7 +345,9 @@ class FormsAuthentication(Handler):
                 continue
             return found
         if reason.startswith("expired"):
-            log.info("forms authentication: ticket for %s ignored: %s", request.path, reason)
+            log.info(
+                "forms authentication: ticket for %s ignored: %s", loggable(request.path), reason
+            )
         elif reason:
             note_failure(ctx, AUTH_TYPE, f"ticket refused: {reason}")
         return None
