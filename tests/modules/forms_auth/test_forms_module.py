@@ -681,3 +681,27 @@ def test_a_web_toml_cannot_open_a_url_through_its_login_page(make: Any, base: Pa
     config["locations"] = [{"path": "/private", "forms_authentication": {key: "/private/a.txt"}}]
     (base / "www" / "private" / "web.toml").unlink()
     assert make(config).get("/private/a.txt").status == 200
+
+
+def test_a_ticket_of_a_retired_key_is_no_failed_logon(
+    make: Any, base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Browsers keep sending a stale ticket after its key left the ring (a
+    # rotation done as the docs say, or another application's ticket under the
+    # same cookie name and path). Counted as failed logons, it would lock every
+    # such user (and everyone behind the same proxy) out through dynamic IP
+    # restrictions' deny_by_auth_failures, the login page included: a page and
+    # its images are ten requests. It is a stale ticket, as an expired one is.
+    client = make()
+    cookie = cookie_of(sign_in(client))
+    skew = [0.0]
+    monotonic, wall = time.monotonic, time.time
+    monkeypatch.setattr(time, "monotonic", lambda: monotonic() + skew[0])
+    monkeypatch.setattr(time, "time", lambda: wall() + skew[0])
+    write_keys(base / "keys", new_key())
+    skew[0] += 5
+    response = client.get("/private/a.txt", headers={"cookie": cookie})
+    assert response.status == 302  # anonymous: the ticket does not open
+    assert AUTH_FAILURE not in response.context.items
+    login = client.get("/login", headers={"cookie": cookie})
+    assert login.status == 200 and AUTH_FAILURE not in login.context.items

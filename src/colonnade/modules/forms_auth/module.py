@@ -67,6 +67,7 @@ from colonnade.modules.forms_auth.ticket import (
     MAX_NAME,
     BadTicketError,
     KeyRing,
+    StaleTicketError,
     Ticket,
     key_source,
     new_ticket,
@@ -322,13 +323,14 @@ class FormsAuthentication(Handler):
         opened = self._opened
         request = ctx.request
         reason = ""
+        stale = False
         for value in _cookie_values(request, cookie.name_eq):
             found = opened.get(value)
             if found is None:
                 try:
                     ticket = ring.open(value, cookie.name, now)
                 except BadTicketError as exc:
-                    reason = str(exc)
+                    reason, stale = str(exc), isinstance(exc, StaleTicketError)
                     continue
                 found = Opened(
                     ticket.expires,
@@ -341,10 +343,10 @@ class FormsAuthentication(Handler):
                 opened[value] = found
             elif found.expires <= now:
                 opened.pop(value, None)
-                reason = f"expired {int(now - found.expires)} s ago"
+                reason, stale = f"expired {int(now - found.expires)} s ago", True
                 continue
             return found
-        if reason.startswith("expired"):
+        if stale:
             log.info(
                 "forms authentication: ticket for %s ignored: %s", loggable(request.path), reason
             )
