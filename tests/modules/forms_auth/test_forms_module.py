@@ -150,6 +150,15 @@ def test_wrong_password_shows_the_form_again_and_logs_no_password(
         "javascript:alert(1)",
         "evil.example",
         "",
+        # More from the review: decoded once by the query parser, these are what
+        # /%2F%2Fevil, /%5Cevil, %E2%88%95 and the like become.
+        "///evil.example",
+        "/\\/evil.example",
+        "/\u2215evil.example",  # division slash
+        "/\uff0f/evil.example",  # fullwidth solidus
+        "/\x0b/evil.example",
+        "/\u3000/evil.example",
+        "/" + "a" * 3000,  # longer than MAX_RETURN_URL
     ],
 )
 def test_return_url_never_leaves_the_site(make: Any, return_url: str) -> None:
