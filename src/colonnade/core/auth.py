@@ -35,6 +35,7 @@ Those modules never import each other; they meet here and in :class:`Context`:
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
@@ -119,6 +120,19 @@ def authorization(request: Request) -> Authorization | None:
     return Authorization(scheme.decode("ascii").lower(), credentials.strip())
 
 
+#: What a log line must not carry raw: C0 and C1 controls, line and paragraph
+#: separators. A decoded request path may hold any of them (``%0A``).
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def loggable(text: str) -> str:
+    """``text`` with its control characters escaped (``\\n``, ``\\x1b``): a client's
+    path (or name) in a log line cannot start a line of its own, forging one."""
+    if _UNPRINTABLE.search(text) is None:
+        return text
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def refuse_credentials(ctx: Context, scheme: str, reason: str) -> None:
     """Answer 401.1 (logon failed) for credentials of ``scheme`` that are wrong.
 
@@ -138,9 +152,9 @@ def note_failure(ctx: Context, scheme: str, reason: str) -> None:
     log.warning(
         "%s logon failed for %s from %s: %s",
         scheme,
-        ctx.request.path,
+        loggable(ctx.request.path),
         client[0] if client is not None else "-",
-        reason,
+        loggable(reason),
     )
     ctx.items[AUTH_FAILURE] = reason
 

@@ -351,3 +351,30 @@ def test_too_many_checks_at_once_are_answered_503(
     response = client.get("/private/x", headers=basic("alice", "wonder-land"))
     assert response.status == 503 and response.header("retry-after") == "1"
     assert basic_module(client).verifications == 0
+
+
+def test_a_512_byte_password_for_a_crypt_user_is_401_1_not_500(serve: Any, root: Path) -> None:
+    # Basic lets passwords of up to 512 bytes through; crypt(3) (libxcrypt) takes
+    # 511. The longer one is a wrong password, not an "unusable entry" 500.
+    htpasswd(root / "users", "carol", "sea-shell", "-5")
+    client = serve()
+    response = client.get("/private/x", headers=basic("carol", "s" * 512))
+    assert (response.status, response.context.response.substatus) == (401, 1)
+    assert client.get("/private/x", headers=basic("carol", "sea-shell")).status == 200
+
+
+def test_a_path_cannot_forge_a_log_line(serve: Any, caplog: pytest.LogCaptureFixture) -> None:
+    # The path is decoded (%0A is a newline): written raw, the failure line would
+    # end there and the rest would read as a line of its own.
+    client = serve()
+    forged = "colonnade.auth: forms authentication: admin signed in"
+    with caplog.at_level(logging.INFO, logger="colonnade.auth"):
+        response = client.get(
+            "/private/x%0D%0A" + forged.replace(" ", "%20") + "%1b[0m",
+            headers=basic("alice", "typo"),
+        )
+    assert response.status == 401
+    lines = caplog.text.splitlines()
+    assert not any(line.startswith("colonnade.auth:") for line in lines)
+    assert any("logon failed for /private/x\\r\\ncolonnade.auth" in line for line in lines)
+    assert "\x1b" not in caplog.text

@@ -154,3 +154,61 @@ def test_ring_picks_a_key_of_the_algorithms_family(tmp_path: Path, keys: Keys) -
     assert ring.find("ES384", "e") is None  # a P-256 key never verifies ES384
     assert ring.find("HS256", "r") is None
     assert ring.find("RS256", None) is None  # two keys: the token must say which
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"exp": 10**400},  # an int too large for a float: the cache's expiry
+        {"exp": 1e400},  # JSON's 1e400 is inf: int(inf) overflows in PyJWT
+        {"nbf": 1e400},
+        {"iat": 1e400},
+        {"exp": 2**63},
+    ],
+)
+def test_huge_numbers_in_time_claims_are_refused_not_raised(
+    tmp_path: Path, keys: Keys, clocks: Clocks, overrides: dict[str, Any]
+) -> None:
+    # Only the issuer can sign such a token, but "never a 500" holds for it too.
+    verifier, _, _ = make(tmp_path, keys, clocks, cache_seconds=30)
+    token = sign(keys.rsa, "RS256", claims(**overrides), kid="a").encode()
+    try:
+        outcome = verifier.verify(token).user.name
+    except TokenRefused as refused:
+        outcome = refused.error
+    assert outcome in ("ann", "invalid_token")
+    if overrides.get("exp") == 10**400:
+        assert outcome == "ann"  # far in the future is a valid expiry
+
+
+def test_a_critical_header_extension_is_refused(tmp_path: Path, keys: Keys, clocks: Clocks) -> None:
+    # RFC 7515 4.1.11: an extension named in crit that the recipient does not
+    # understand makes the token invalid. PyJWT before 2.12 ignored crit
+    # (CVE-2026-32597); the verifier refuses it whatever PyJWT is installed.
+    verifier, _, _ = make(tmp_path, keys, clocks)
+    token = sign(keys.rsa, "RS256", kid="a", crit=["x-policy"], **{"x-policy": "mfa"})
+    with pytest.raises(TokenRefused) as refused:
+        verifier.verify(token.encode())
+    assert refused.value.error == "invalid_token"
+    assert "crit" in refused.value.reason
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"kid": "../../../../etc/passwd"},
+        {"kid": "a", "jku": "https://evil.example/jwks.json"},
+        {"kid": "a", "x5u": "https://evil.example/cert.pem"},
+        {"kid": "a", "jwk": "attacker"},  # filled in below: the signer's own public key
+    ],
+)
+def test_keys_named_or_carried_by_the_token_are_never_used(
+    tmp_path: Path, keys: Keys, clocks: Clocks, headers: dict[str, Any]
+) -> None:
+    # Signed with a key the server does not have (rsa2), pointing at itself.
+    verifier, _, _ = make(tmp_path, keys, clocks)
+    if "jwk" in headers:
+        headers = {**headers, "jwk": jwk(keys.rsa2)}
+    token = sign(keys.rsa2, "RS256", **headers)
+    with pytest.raises(TokenRefused):
+        verifier.verify(token.encode())

@@ -45,6 +45,9 @@ def start_error(tmp_path: Path, **section: Any) -> ConfigError:
         ({"realms": ["A.TEST", "A.TEST"]}, "realms", "listed twice"),
         ({"realms": ["user@A.TEST"]}, "realms", "Kerberos realm"),
         ({"replay_cache": " dfl:"}, "replay_cache", "without spaces"),
+        # Stripped from any realm the KDC trusts, a partner's alice would be ours.
+        ({"strip_realm": True}, "strip_realm", "list the one realm"),
+        ({"strip_realm": True, "realms": ["A.TEST", "B.TEST"]}, "strip_realm", "the one realm"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_key(

@@ -331,3 +331,38 @@ def test_concurrent_logons_are_judged_each_on_its_own(serve: Any, realm: Realm) 
         return [answer.status_code for answer in answers]
 
     assert asyncio.run(all_at_once()) == [200] * 24 + [401] * 8
+
+
+def test_tokens_beyond_the_bound_are_503_not_queued(
+    serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One token held in gss_accept_sec_context (a slow keytab read, say): with a
+    # bound of one, the next token is answered 503 at once instead of queueing.
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from colonnade.modules.negotiate_auth import gss, module
+
+    monkeypatch.setattr(module, "MAX_CHECKS", 1)
+    entered, release = threading.Event(), threading.Event()
+    real = gss.Acceptor.accept
+
+    def held(self: Any, token: bytes) -> Any:
+        entered.set()
+        release.wait(PATIENCE)
+        return real(self, token)
+
+    monkeypatch.setattr(gss.Acceptor, "accept", held)
+    server = serve()
+    garbage = "Negotiate " + base64.b64encode(b"not a token").decode()
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(get, server, "/wsgi/", garbage)
+        assert entered.wait(PATIENCE)
+        try:
+            second = get(server, "/wsgi/", garbage)
+        finally:
+            release.set()
+        assert second.status_code == 503
+        assert second.headers["retry-after"] == "1"
+        assert first.result().status_code == 401  # judged once a thread had it
+    assert get(server, "/wsgi/", garbage).status_code == 401  # the count came back

@@ -145,3 +145,23 @@ def test_unusable_values_are_errors_not_matches(stored: bytes) -> None:
 def test_crypt_refuses_nul() -> None:
     assert syscrypt.available()
     assert syscrypt.crypt(b"a\x00b", b"$6$salt$") is None
+
+
+@needs_htpasswd
+@pytest.mark.parametrize(("flag", "kind"), FORMATS)
+def test_a_nul_in_the_password_never_matches_and_never_raises(flag: str, kind: str) -> None:
+    # The forms login page passes a posted password as it came (%00 included): a
+    # NUL is a wrong password for every format, not an unusable hash (a 500).
+    stored = htpasswd_hash(flag, "Zebra-horse 7")
+    assert not verify(stored, b"Zebra-horse 7\x00")
+    assert not verify(stored, b"Zebra-horse 7\x00junk")
+
+
+@needs_htpasswd
+@pytest.mark.parametrize("flag", ["-2", "-5", "-d"])
+def test_a_password_longer_than_crypt_takes_is_wrong_not_unusable(flag: str) -> None:
+    # libxcrypt refuses passphrases of 512 bytes and more; auth.basic lets 512
+    # through and the forms login page 8 KiB: a wrong password, not a 500.
+    stored = htpasswd_hash(flag, "Zebra-horse 7")
+    assert not verify(stored, b"Zebra-horse 7" + b"x" * 499)  # 512 bytes
+    assert not verify(stored, b"x" * 8000)

@@ -99,7 +99,8 @@ class FormsSection(Section, frozen=True):
     """Where anonymous users are sent to sign in (ASP.NET `loginUrl`): a path on
     this site. It stays reachable to anonymous users: the server's login page is
     answered before authorization, and an application's login page is marked as
-    one for URL authorization (IIS `bypassLoginPages`)."""
+    one for URL authorization (IIS `bypassLoginPages`), unless the `web.toml` of
+    a folder below the application's root set this (then its rules must allow it)."""
     default_url: str = "/"
     """Where a user goes after signing in when the request carried no usable
     `ReturnUrl` (ASP.NET `defaultUrl`)."""

@@ -42,8 +42,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 from urllib.parse import parse_qs, quote
 
+from colonnade.config.sections import WEB_TOML
 from colonnade.core.app import Application
-from colonnade.core.auth import FORMS, LOGIN_PAGE, note_failure
+from colonnade.core.auth import FORMS, LOGIN_PAGE, loggable, note_failure
 from colonnade.core.context import Context
 from colonnade.core.handler import Handler
 from colonnade.core.httputil import method_not_allowed
@@ -66,6 +67,7 @@ from colonnade.modules.forms_auth.ticket import (
     MAX_NAME,
     BadTicketError,
     KeyRing,
+    StaleTicketError,
     Ticket,
     key_source,
     new_ticket,
@@ -231,9 +233,16 @@ class FormsAuthentication(Handler):
         request = ctx.request
         path = request.path
         if path == settings.login_url:
-            items[LOGIN_PAGE] = True
             if self._users is not None:
+                items[LOGIN_PAGE] = True
                 ctx.handler = self
+            elif not _set_below_application(ctx, "login_url"):
+                # The application's page: whatever the URL maps to passes URL
+                # authorization. As ASP.NET's loginUrl, that is the application's
+                # to say: a web.toml of a folder below it naming one of its files
+                # would open that file to everyone, past a url_authorization it
+                # may not change. There, its own rules must let users reach it.
+                items[LOGIN_PAGE] = True
         elif path == settings.logout_url:
             items[LOGIN_PAGE] = True
             ctx.handler = self
@@ -314,13 +323,14 @@ class FormsAuthentication(Handler):
         opened = self._opened
         request = ctx.request
         reason = ""
+        stale = False
         for value in _cookie_values(request, cookie.name_eq):
             found = opened.get(value)
             if found is None:
                 try:
                     ticket = ring.open(value, cookie.name, now)
                 except BadTicketError as exc:
-                    reason = str(exc)
+                    reason, stale = str(exc), isinstance(exc, StaleTicketError)
                     continue
                 found = Opened(
                     ticket.expires,
@@ -333,11 +343,13 @@ class FormsAuthentication(Handler):
                 opened[value] = found
             elif found.expires <= now:
                 opened.pop(value, None)
-                reason = f"expired {int(now - found.expires)} s ago"
+                reason, stale = f"expired {int(now - found.expires)} s ago", True
                 continue
             return found
-        if reason.startswith("expired"):
-            log.info("forms authentication: ticket for %s ignored: %s", request.path, reason)
+        if stale:
+            log.info(
+                "forms authentication: ticket for %s ignored: %s", loggable(request.path), reason
+            )
         elif reason:
             note_failure(ctx, AUTH_TYPE, f"ticket refused: {reason}")
         return None
@@ -511,6 +523,16 @@ class FormsAuthentication(Handler):
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+
+
+def _set_below_application(ctx: Context, key: str) -> bool:
+    """True when ``forms_authentication.<key>`` for this URL comes from the
+    ``web.toml`` of a folder below the application's root."""
+    source = ctx.sections.origins.get(f"{FormsSection.key}.{key}", "")
+    if os.path.basename(source).lower() != WEB_TOML:
+        return False  # the server file (or one of its locations), or the default
+    app = ctx.app
+    return any(lvl.source == source and lvl.path != app.path for lvl in app.levels)
 
 
 def _cookie_values(request: Request, name_eq: bytes) -> list[bytes]:

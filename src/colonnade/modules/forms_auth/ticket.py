@@ -98,6 +98,12 @@ class BadTicketError(Exception):
     """A cookie that is no valid ticket; the message is the reason (never its content)."""
 
 
+class StaleTicketError(BadTicketError):
+    """A ticket that was good once, or elsewhere: expired, or sealed with a key no
+    longer (or never) in this ring. Browsers keep sending such a cookie: it is no
+    attack, and no failed logon."""
+
+
 def new_ticket(name: str, roles: Sequence[str], lifetime: int, persistent: bool = False) -> Ticket:
     """A ticket for ``name`` issued now, valid ``lifetime`` seconds.
 
@@ -174,7 +180,7 @@ class KeyRing:
             raise BadTicketError("malformed")
         key = self._by_id.get(raw[1 : 1 + _ID_BYTES])
         if key is None:
-            raise BadTicketError("sealed with a key not in the ring (rotated out?)")
+            raise StaleTicketError("sealed with a key not in the ring (rotated out?)")
         head = raw[: 1 + _ID_BYTES]
         try:
             plain = key.cipher.decrypt(
@@ -188,7 +194,7 @@ class KeyRing:
             # Only a holder of a key can get here: a bug or a foreign issuer.
             raise BadTicketError("unreadable contents") from None
         if ticket.expires <= now:
-            raise BadTicketError(f"expired {int(now - ticket.expires)} s ago")
+            raise StaleTicketError(f"expired {int(now - ticket.expires)} s ago")
         if ticket.issued > now + CLOCK_SKEW:
             raise BadTicketError("issued in the future")
         if not ticket.name:

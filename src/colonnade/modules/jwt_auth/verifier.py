@@ -250,10 +250,22 @@ def _header(token: str) -> tuple[str, str | None]:
     kid = header.get("kid") if isinstance(header, dict) else None
     if not isinstance(alg, str) or not (kid is None or isinstance(kid, str)):
         raise TokenRefused(INVALID_TOKEN, "the token is malformed", "alg or kid missing or wrong")
+    if "crit" in header:
+        # RFC 7515 4.1.11: extensions listed in crit must be understood, and none
+        # is here (RFC 7797's unencoded payload has no use in a bearer token).
+        # PyJWT before 2.12 ignored crit: this does not depend on its version.
+        raise TokenRefused(
+            INVALID_TOKEN, "the token is malformed", "a crit header (no extension is supported)"
+        )
     return alg, kid
 
 
 def _expiry(claims: Mapping[str, Any]) -> float:
     # Checked by PyJWT already (a number): the cache keeps the token until then.
     exp = claims.get("exp")
-    return float(exp) if isinstance(exp, int | float) else float("inf")
+    if not isinstance(exp, int | float):
+        return float("inf")
+    try:
+        return float(exp)
+    except OverflowError:  # an int beyond a float (10**400): never, in effect
+        return float("inf")

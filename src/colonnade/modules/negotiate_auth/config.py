@@ -89,8 +89,8 @@ class WindowsAuthenticationSection(Section, frozen=True, dict=True):
     exactly that principal. `*`: any key in the keytab, of any service."""
     strip_realm: bool = False
     """Name the user `alice` instead of `alice@EXAMPLE.COM` (`REMOTE_USER`, the
-    access log, URL authorization rules). With several realms allowed, users of
-    the same name in two realms then become one: list one realm in `realms`."""
+    access log, URL authorization rules). Needs exactly one realm in `realms`:
+    with several (or any), users of the same name in two realms would become one."""
     realms: list[Realm] = []
     """The client realms accepted (case-sensitive); empty: any realm the KDC
     trusts (cross-realm trust included). A ticket of another realm is a 401.1."""
@@ -112,6 +112,13 @@ class WindowsAuthenticationSection(Section, frozen=True, dict=True):
         _ = self.service_name  # a malformed name fails at load, naming its key
         if len(set(self.realms)) != len(self.realms):
             raise ValueError("realms: a realm is listed twice")
+        if self.strip_realm and len(self.realms) != 1:
+            # Any other realm the KDC trusts (a partner forest) would have its
+            # alice named as ours: her URL rules, her group-file roles, her data.
+            raise ValueError(
+                "strip_realm: list the one realm whose users are named without it in "
+                "realms (with several, or any, alice@OTHER.REALM would be our alice)"
+            )
 
     def written_paths(self) -> tuple[str, ...]:
         """The replay cache file, where one is named (``file2:PATH``)."""

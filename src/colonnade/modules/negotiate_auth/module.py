@@ -63,6 +63,10 @@ _REPLY = "auth.negotiate.reply"
 #: keep a slow disk from stalling the event loop without letting a flood of bad
 #: tokens take every core.
 THREADS = 4
+#: Tokens judged or waiting for a thread at once, at most; more are answered 503
+#: with ``Retry-After`` (as ``auth.basic`` bounds its checks): a flood of tokens
+#: cannot queue without bound and keep real logons waiting behind it.
+MAX_CHECKS = 64
 
 _INSTALL = (
     "the Negotiate scheme needs the 'gssapi' package, which is not installed: "
@@ -87,6 +91,7 @@ class NegotiateAuthentication(Module):
             self._make_acceptor
         )
         self._executor: ThreadPoolExecutor | None = None
+        self._checks = 0
 
     def provision(self, app: Application) -> None:
         """Make the acceptor of every enabled section the application can see."""
@@ -163,8 +168,18 @@ class NegotiateAuthentication(Module):
         acceptor = self._acceptors.get(settings)
         if self._executor is None:
             self._executor = ThreadPoolExecutor(THREADS, thread_name_prefix="colonnade-gssapi")
+        if self._checks >= MAX_CHECKS:
+            ctx.error_response(
+                503, 0, "Service Unavailable", detail="auth.negotiate: too many tokens at once"
+            )
+            ctx.response.headers.append((b"retry-after", b"1"))
+            return FINISH
         loop = asyncio.get_running_loop()
-        verdict = await loop.run_in_executor(self._executor, acceptor.accept, token)
+        self._checks += 1
+        try:
+            verdict = await loop.run_in_executor(self._executor, acceptor.accept, token)
+        finally:
+            self._checks -= 1
         if isinstance(verdict, str):
             refuse_credentials(ctx, SCHEME, verdict)
             return FINISH

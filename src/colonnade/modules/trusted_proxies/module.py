@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 
 from colonnade.core.context import Context
 from colonnade.core.httputil import TCHARS
@@ -164,11 +165,11 @@ class TrustedProxies(Module):
                 break
         if chosen is None or node is None:
             return
-        scheme = host = None
-        if "proto" in chosen:
-            scheme = _scheme(chosen["proto"])
-        if "host" in chosen:
-            host = _host(chosen["host"])
+        # A proxy copies proto and host from what the client sent (nginx's $host):
+        # one that cannot be used is dropped alone. Dropping the client address
+        # with it would make the client the proxy, an address rules often allow.
+        scheme = self._usable(_scheme, lambda: chosen.get("proto"))
+        host = self._usable(_host, lambda: chosen.get("host"))
         _set(request, node, scheme, host)
 
     def _apply_x_forwarded(self, request: Request, policy: Policy) -> None:
@@ -187,13 +188,27 @@ class TrustedProxies(Module):
                 if node[0] not in policy.proxies:
                     break
         scheme = host = None
+        # As for Forwarded: a proto or host that cannot be used (a client's value
+        # passed on, lists that do not line up) is dropped alone, the client kept.
         if policy.x_proto:
-            value = _aligned(request, b"x-forwarded-proto", limit, index, count, whole)
-            scheme = _scheme(value) if value is not None else None
+            scheme = self._usable(
+                _scheme, lambda: _aligned(request, b"x-forwarded-proto", limit, index, count, whole)
+            )
         if policy.x_host:
-            value = _aligned(request, b"x-forwarded-host", limit, index, count, whole)
-            host = _host(value) if value is not None else None
+            host = self._usable(
+                _host, lambda: _aligned(request, b"x-forwarded-host", limit, index, count, whole)
+            )
         _set(request, node, scheme, host)
+
+    def _usable(self, check: Callable[[str], str], read: Callable[[], str | None]) -> str | None:
+        """``check`` of the value ``read`` gives; None when there is none or it
+        cannot be used (noted, as a header ignored)."""
+        try:
+            value = read()
+            return check(value) if value is not None else None
+        except MalformedHeaderError as exc:
+            self._note(str(exc))
+            return None
 
     def _note(self, reason: str) -> None:
         # Once per kind of problem and worker: a misconfigured proxy sends the

@@ -34,6 +34,9 @@ _DES = re.compile(rb"[./0-9A-Za-z]{13}")
 _APR1 = b"$apr1$"
 #: bcrypt reads at most this many bytes of a password (and so does Apache).
 BCRYPT_MAX = 72
+#: The longest password crypt(3) hashes (libxcrypt's CRYPT_MAX_PASSPHRASE_SIZE is
+#: 512 with the NUL): it refuses a longer one, so no stored hash is of one.
+CRYPT_MAX = 511
 
 
 def method(stored: bytes) -> str:
@@ -119,6 +122,8 @@ def verify(stored: bytes, password: bytes) -> bool:
     if kind == "bcrypt":
         import bcrypt  # imported on first use: most files never need it
 
+        if b"\x00" in password[:BCRYPT_MAX]:
+            return False  # as crypt(3) below: no hash was made from such a password
         try:
             return bool(bcrypt.checkpw(password[:BCRYPT_MAX], stored))
         except ValueError:
@@ -141,6 +146,11 @@ def verify(stored: bytes, password: bytes) -> bool:
         digest, salt = raw[:20], raw[20:]
         return hmac.compare_digest(hashlib.sha1(password + salt).digest(), digest)
     if kind in ("crypt", "des"):
+        if b"\x00" in password or len(password) > CRYPT_MAX:
+            # crypt(3) reads a C string: no stored hash was made from a password
+            # with a NUL, and hashing one would check only what precedes it. Nor
+            # from a longer one than it takes (it refuses it: not an unusable hash).
+            return False
         hashed = syscrypt.crypt(password, stored)
         if hashed is None:
             prefix = stored[: stored.find(b"$", 1) + 1] if kind == "crypt" else b"DES"
