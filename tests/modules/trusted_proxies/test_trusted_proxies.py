@@ -11,6 +11,7 @@ import pytest
 
 from colonnade import CONTINUE, Context, Module, Outcome, Priority, Stage, hook
 from colonnade.errors import ConfigError
+from colonnade.modules.trusted_proxies.module import split_outside_quotes
 from colonnade.testing import Client, build_engine
 
 PROXY = ("10.0.0.1", 40000)
@@ -355,18 +356,21 @@ def test_the_section_is_locked_for_web_toml(root: Path, caplog: pytest.LogCaptur
     assert Observe.seen[-1][0] == ("203.0.113.7", 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Forwarded is split at every ',' and ';', quoted strings included: a quoted "
-        'value holding one (a client\'s Host copied into host="...") makes the '
-        "proxy's own element unreadable, and the client becomes the proxy's address. "
-        "Needs a quote-aware parser that reads from the right end (a cut header may "
-        "start inside a quoted string), or failing closed with 400 as IIS does: a "
-        "design decision for the module's owner."
-    ),
-)
 def test_a_quoted_comma_in_the_clients_element_keeps_the_client(root: Path) -> None:
     client, _, _, host, _ = forwarded(root, 'for=203.0.113.7;host="a,b;c"')
     assert client[0] == "203.0.113.7"
     assert host == "localhost"  # "a,b;c" is no host: dropped alone
+
+
+def test_quoted_separators_are_split_outside_quotes_from_the_right() -> None:
+    assert split_outside_quotes('for=1.2.3.4;host="a,b", for=5.6.7.8', ",") == [
+        'for=1.2.3.4;host="a,b"',
+        " for=5.6.7.8",
+    ]
+    # An escaped quote inside a quoted string does not end it.
+    assert split_outside_quotes(r'host="a\",b";for=1.2.3.4', ";") == [
+        r'host="a\",b"',
+        "for=1.2.3.4",
+    ]
+    # A header cut inside a quoted string: the pieces on the right are still whole.
+    assert split_outside_quotes('b,c", for=9.9.9.9', ",")[-1] == " for=9.9.9.9"

@@ -63,11 +63,36 @@ def header_elements(request: Request, name: bytes, limit: int) -> tuple[list[str
     cut = len(joined) > limit
     if cut:
         joined = joined[-limit:]
-    parts = joined.decode("latin-1").split(",")
+    text = joined.decode("latin-1")
+    # A quoted string (Forwarded's host="...") may hold commas: split outside quotes.
+    parts = split_outside_quotes(text, ",") if '"' in text else text.split(",")
     if cut:
         parts = parts[1:]  # the first piece may have been cut in half
     # RFC 9110 lists may hold empty elements; they name no hop.
     return [p for p in (part.strip(" \t") for part in parts) if p], cut
+
+
+def split_outside_quotes(text: str, sep: str) -> list[str]:
+    """``text`` split at each ``sep`` that is not inside a quoted string (RFC 9110
+    5.6.4), scanned from the right end: the end of a header is whole, its start may
+    have been cut inside a quoted string, and only the right-most pieces are read."""
+    pieces: list[str] = []
+    end = len(text)
+    quoted = False
+    for i in range(len(text) - 1, -1, -1):
+        char = text[i]
+        if char == '"':
+            slashes = 0
+            while i - slashes > 0 and text[i - slashes - 1] == "\\":
+                slashes += 1
+            if slashes % 2 == 0:  # not a quoted-pair's escaped quote
+                quoted = not quoted
+        elif char == sep and not quoted:
+            pieces.append(text[i + 1 : end])
+            end = i
+    pieces.append(text[:end])
+    pieces.reverse()
+    return pieces
 
 
 def parse_node(text: str) -> Node:
@@ -101,7 +126,7 @@ def parse_node(text: str) -> Node:
 def parse_forwarded_element(text: str) -> Element:
     """The parameters of one ``Forwarded`` element, names in lower case."""
     params: Element = {}
-    for pair in text.split(";"):
+    for pair in split_outside_quotes(text, ";") if '"' in text else text.split(";"):
         match = _PAIR.fullmatch(pair)
         if match is None:
             raise MalformedHeaderError(f"not a name=value pair: {pair[:64]!r}")
