@@ -84,6 +84,8 @@ class Policy(NamedTuple):
     interval_ms: int
     max_failures: int
     failure_interval_ms: int
+    ipv6_prefix: int = 64
+    """IPv6 clients are counted by this prefix of their address (IPv4: per address)."""
 
 
 class Verdict(NamedTuple):
@@ -98,15 +100,23 @@ ADMIT = Verdict(ALLOWED)
 BUSY = Verdict(CONCURRENCY, 1000)
 
 
-def client_key(host: str) -> bytes | None:
-    """The 16-byte key of an IP address (IPv4 as IPv4-mapped IPv6); None for
-    anything else (a Unix socket's path)."""
+def client_key(host: str, ipv6_prefix: int = 128) -> bytes | None:
+    """The 16-byte key of an IP address (IPv4 as IPv4-mapped IPv6), an IPv6 address
+    cut to its first ``ipv6_prefix`` bits; None for anything else (a Unix socket's
+    path)."""
     try:
         if ":" in host:
-            return socket.inet_pton(socket.AF_INET6, host.partition("%")[0])
-        return b"\0" * 10 + b"\xff\xff" + socket.inet_pton(socket.AF_INET, host)
+            packed = socket.inet_pton(socket.AF_INET6, host.partition("%")[0])
+            if packed[:12] == _MAPPED or ipv6_prefix >= 128:
+                return packed
+            kept = int.from_bytes(packed, "big") >> (128 - ipv6_prefix) << (128 - ipv6_prefix)
+            return kept.to_bytes(16, "big")
+        return _MAPPED + socket.inet_pton(socket.AF_INET, host)
     except OSError:
         return None
+
+
+_MAPPED = b"\0" * 10 + b"\xff\xff"  # ::ffff:0:0/96, IPv4-mapped IPv6
 
 
 def now_ms() -> int:
@@ -187,7 +197,7 @@ class ClientCounters:
 
     # -- finding a client's slot ---------------------------------------------------------
 
-    def _where(self, host: str, scope: int) -> tuple[int, int, bytes] | None:
+    def _where(self, host: str, scope: int, ipv6_prefix: int) -> tuple[int, int, bytes] | None:
         """(offset of the set, address of its mutex, key + scope) of ``host`` under
         ``scope``; None for a client that is no IP address. Cached per process:
         hashing costs ~1.5 µs, the lookup ~0.1."""
@@ -196,7 +206,7 @@ class ClientCounters:
             return places[host, scope]
         except KeyError:
             pass
-        key = client_key(host)
+        key = client_key(host, ipv6_prefix)
         found = None
         if key is not None:
             digest = hashlib.blake2b(
@@ -243,7 +253,7 @@ class ClientCounters:
         """``op(base, needle, policy, *args)`` with the lock of ``host``'s set held
         (``base``: the set's offset, ``needle``: key + scope); None for a client
         that is no IP address."""
-        where = self._where(host, policy.scope)
+        where = self._where(host, policy.scope, policy.ipv6_prefix)
         if where is None:
             return None
         base, address, needle = where

@@ -149,7 +149,7 @@ class RedisCounters:
 
     def key(self, host: str, policy: Policy) -> str | None:
         """The Redis key of ``host`` under ``policy`` (None: not an IP address)."""
-        packed = client_key(host)
+        packed = client_key(host, policy.ipv6_prefix)
         if packed is None:
             return None
         return f"{self.prefix}{policy.scope:08x}:{packed.hex()}"

@@ -269,18 +269,18 @@ def test_a_process_that_dies_holding_the_lock_does_not_wedge_the_others(
     assert int(alive.communicate(timeout=60)[0]) == 10
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "IPv6 clients are counted per /128 address, but one host or subscriber "
-        "usually holds a whole /64 (2**64 addresses, SLAAC privacy addresses): it "
-        "gets every limit once per address it picks, and can flush the table "
-        "(evicting a refused client's counts). Counting IPv6 by its /64 prefix, as "
-        "rate limiters commonly do, changes who shares a count: a design decision."
-    ),
-)
 def test_one_ipv6_64_is_one_client(table: ClientCounters) -> None:
     p = policy(max_requests=5, interval_ms=1000)
     start = 10_000_000
     codes = [table.admit(f"2001:db8:1:2::{i:x}", p, start + i).code for i in range(1, 9)]
     assert codes == [ALLOWED] * 5 + [RATE] * 3
+
+
+def test_ipv6_prefix_128_counts_each_address_as_iis_does(table: ClientCounters) -> None:
+    p = policy(max_requests=1, interval_ms=1000, ipv6_prefix=128)
+    start = 20_000_000
+    codes = [table.admit(f"2001:db8:1:2::{i:x}", p, start + i).code for i in range(1, 4)]
+    assert codes == [ALLOWED] * 3
+    # IPv4 clients are counted per address whatever the IPv6 prefix.
+    q = policy(max_requests=1, interval_ms=1000, ipv6_prefix=32)
+    assert [table.admit(f"10.0.0.{i}", q, start).code for i in (1, 2)] == [ALLOWED] * 2

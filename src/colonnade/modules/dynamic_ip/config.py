@@ -68,6 +68,12 @@ class DynamicIpSection(Section, frozen=True, dict=True):
     """Failed logons allowed per client in `auth_failure_interval`."""
     auth_failure_interval: Annotated[float, Meta(ge=0.001, le=86_400)] = 300.0
     """The sliding window of `max_auth_failures`, in seconds."""
+    ipv6_prefix_length: Annotated[int, Meta(ge=32, le=128)] = 64
+    """IPv6 clients are counted by this prefix of their address (IPv4 clients by
+    their address). Not in IIS, which counts each address: one IPv6 host or
+    subscriber usually holds a whole /64 (SLAAC privacy addresses), so counting
+    each /128 would give it every limit once per address it picks, and let it
+    flush the table. 128 counts each address, as IIS does."""
     logging_only: bool = False
     """Refuse nothing; log each client that would be refused (IIS
     `enableLoggingOnlyMode`). The requests it would refuse are not counted, so
@@ -123,15 +129,16 @@ class DynamicIpSection(Section, frozen=True, dict=True):
             or self.deny_by_auth_failures
         )
 
-    def counting(self) -> tuple[int, int, int, int, int]:
+    def counting(self) -> tuple[int, int, int, int, int, int]:
         """The counting settings: (max concurrent, max requests, interval ms, max
-        failures, failure interval ms), 0 where that limit is off."""
+        failures, failure interval ms, IPv6 prefix length), 0 where a limit is off."""
         return (
             self.max_concurrent_requests if self.deny_by_concurrent_requests else 0,
             self.max_requests if self.deny_by_request_rate else 0,
             max(1, round(self.interval * 1000)),
             self.max_auth_failures if self.deny_by_auth_failures else 0,
             max(1, round(self.auth_failure_interval * 1000)),
+            self.ipv6_prefix_length,
         )
 
     @cached_property
@@ -143,7 +150,7 @@ class DynamicIpSection(Section, frozen=True, dict=True):
         return status, status in (429, 503)
 
 
-def scope_of(site: str, counting: tuple[int, int, int, int, int]) -> int:
+def scope_of(site: str, counting: tuple[int, int, int, int, int, int]) -> int:
     """The nonzero 32-bit scope of a policy: the same for the same site and
     counting settings on every worker and every node."""
     return zlib.crc32(repr((site, counting)).encode()) | 1
