@@ -327,3 +327,28 @@ def test_a_bad_rule_in_a_web_toml_confines_its_folder_naming_file_and_line(
     assert "api/web.toml:3: url_authorization.rules[0]" in refused.text
     assert "applies to nobody" in refused.text
     assert client.get("/public/a.txt").status == 200
+
+
+def test_a_policy_keeps_its_verdicts_per_user_and_method() -> None:
+    from colonnade.core.principal import Principal
+    from colonnade.modules.url_authorization.config import Policy
+
+    policy = Policy(
+        [
+            Rule(access="allow", users=["*"]),
+            Rule(access="deny", users=["?"]),
+            Rule(access="deny", roles=["blocked"], verbs=["POST"]),
+        ]
+    )
+    ann = Principal("ann", "Basic")
+    assert policy.refusal(ann, "GET") is None
+    assert policy.refusal(None, "GET") is not None  # anonymous: the deny rule
+    blocked = Principal("bob", "Basic", frozenset({"blocked"}))
+    assert policy.refusal(blocked, "GET") is None
+    assert policy.refusal(blocked, "POST") is not None  # same user, other method
+    assert policy.refusal(ann, "POST") is None  # same method, other user
+    # Kept: asking again answers the same without walking the rules.
+    policy.deny = ()
+    policy.allow = ()
+    assert policy.refusal(blocked, "POST") is not None
+    assert policy.refusal(ann, "GET") is None

@@ -127,6 +127,8 @@ class BasicAuthentication(Module):
     def __init__(self) -> None:
         self._compiled: dict[int, tuple[BasicAuthenticationSection, Stores]] = {}
         self._stores: dict[tuple[str | None, str], Stores] = {}
+        #: Where a section's own dict keeps its stores (unique to this instance).
+        self._stores_key = f"_basic_auth_stores_{id(self)}"
         self._executor: ThreadPoolExecutor | None = None
         self._checks = 0
         #: How many times a password was checked (a hash computed or PAM asked):
@@ -152,6 +154,8 @@ class BasicAuthentication(Module):
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+        for settings, _ in self._compiled.values():
+            settings.__dict__.pop(self._stores_key, None)
         self._compiled.clear()
         self._stores.clear()
 
@@ -166,7 +170,8 @@ class BasicAuthentication(Module):
         value = ctx.request.header(b"authorization")
         if value is None:
             return None
-        stores = self._stores_for(ctx, settings)
+        # Kept in the section's own dict by _stores_for: no call on the way.
+        stores = settings.__dict__.get(self._stores_key) or self._stores_for(ctx, settings)
         now = time.monotonic()
         if stores.file is not None and stores.file.changed(now):
             stores.cache.clear()
@@ -275,8 +280,11 @@ class BasicAuthentication(Module):
         if stores is None:
             stores = self._stores[(path, settings.pam)] = Stores(path, settings.pam)
         if len(self._compiled) >= 256:
+            for kept, _ in self._compiled.values():
+                kept.__dict__.pop(self._stores_key, None)
             self._compiled.clear()
         self._compiled[id(settings)] = (settings, stores)
+        settings.__dict__[self._stores_key] = stores
         return stores
 
     # -- SEND_RESPONSE ----------------------------------------------------------------

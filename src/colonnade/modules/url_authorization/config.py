@@ -101,6 +101,10 @@ class _Matcher:
         return user.name in self.users or not self.roles.isdisjoint(user.roles)
 
 
+#: Verdicts a policy keeps (user and method pairs) before it starts over.
+_VERDICTS_MAX = 4096
+
+
 class Policy:
     """The merged rules in IIS's native order: any matching deny rule refuses;
     else any matching allow rule grants; else the request is refused.
@@ -110,14 +114,32 @@ class Policy:
     decides, the order changes only which rule is named in the detail.
     """
 
-    __slots__ = ("allow", "deny")
+    __slots__ = ("_verdicts", "allow", "deny")
 
     def __init__(self, rules: list[Rule]) -> None:
         self.deny = tuple(_Matcher(r) for r in rules if r.access == "deny")
         self.allow = tuple(_Matcher(r) for r in rules if r.access == "allow")
+        # The verdict depends on the user (name, roles) and the method alone: kept,
+        # so a returning user costs one dict lookup, not a walk over the rules.
+        self._verdicts: dict[tuple[Principal | None, str], str | None] = {}
 
     def refusal(self, user: Principal | None, method: str) -> str | None:
         """None if ``user`` may ``method`` here, else why not (for the detail)."""
+        key = (user, method)
+        verdicts = self._verdicts
+        try:
+            return verdicts[key]
+        except KeyError:
+            pass
+        except TypeError:  # a principal a module made with unhashable roles
+            return self._judge(user, method)
+        why = self._judge(user, method)
+        if len(verdicts) >= _VERDICTS_MAX:
+            verdicts.clear()  # bounded: methods are the client's choice
+        verdicts[key] = why
+        return why
+
+    def _judge(self, user: Principal | None, method: str) -> str | None:
         method = method.upper()
         for rule in self.deny:
             if rule.applies(user, method):
