@@ -138,6 +138,15 @@ EnvName = Annotated[
         "not starting with a digit",
     ),
 ]
+#: An environment variable name, or ``""`` for none (a module's optional key source).
+EnvNameOrEmpty = Annotated[
+    str,
+    Meta(
+        pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$",
+        description="an environment variable name: letters, digits and '_', "
+        "not starting with a digit (or empty: none)",
+    ),
+]
 
 
 class CertificateFiles(_Strict):

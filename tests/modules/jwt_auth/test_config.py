@@ -42,7 +42,10 @@ def rsa_pem(tmp_path: Path, keys: Keys) -> str:
         ({"algorithms": ["rs256"]}, "'rs256' is not a supported JWS algorithm"),
         ({"algorithms": []}, "required when jwt_authentication is enabled"),
         ({"secret_env": "A", "secret_file": "/x"}, "set one of them, not both"),
-        ({"secret_env": "NOT-A-NAME", "algorithms": ["HS256"]}, "not an environment variable"),
+        (
+            {"secret_env": "NOT-A-NAME", "algorithms": ["HS256"]},
+            "secret_env: 'NOT-A-NAME': expected an environment variable name",
+        ),
         ({"secret_env": "SECRET"}, "a secret only verifies HS256, HS384 or HS512"),
         ({"algorithms": ["HS256"], "public_key_file": ""}, "enabled without a key"),
         ({"algorithms": ["RS256", "HS256"]}, "never with public_key_file"),

@@ -18,14 +18,13 @@ from typing import Annotated, Literal
 
 from msgspec import Meta
 
+from colonnade.config.schema import EnvNameOrEmpty
 from colonnade.config.sections import Section, Where
 
 #: A cookie name: an RFC 6265 token.
 _COOKIE_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
 #: A cookie Path or Domain attribute value: printable ASCII without ``;``.
 _ATTRIBUTE = re.compile(r"[\x21-\x3a\x3c-\x7e]*")
-#: An environment variable name as POSIX shells write them.
-_ENV_NAME = r"^([A-Za-z_][A-Za-z0-9_]*)?$"
 
 PER_APPLICATION = Where.SERVER | Where.APPLICATION
 
@@ -138,9 +137,7 @@ class FormsSection(Section, frozen=True):
     drop the old one after `timeout` minutes, and nobody is signed out. Re-read
     when it changes. A relative path is taken from the folder of the file that
     sets it; it must lie outside the served folders. Either this or `key_env`."""
-    key_env: Annotated[str, Meta(pattern=_ENV_NAME, description="an environment variable name")] = (
-        ""
-    )
+    key_env: EnvNameOrEmpty = ""
     """The name of an environment variable holding the key ring: base64 keys
     separated by spaces or commas, the first one encrypting. Read at start."""
     users_file: str = ""

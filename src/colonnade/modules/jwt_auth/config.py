@@ -14,6 +14,7 @@ from typing import Annotated
 
 from msgspec import Meta
 
+from colonnade.config.schema import EnvNameOrEmpty
 from colonnade.config.sections import Section
 
 #: The algorithm families: which kind of key verifies a token of each algorithm.
@@ -59,8 +60,6 @@ RSA_MIN_BITS = 2048
 _CLAIM = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
 #: A realm goes into a quoted-string: no quote, backslash or control characters.
 _REALM = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
-#: An environment variable name.
-_ENV = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 AbsolutePath = Annotated[
     str,
@@ -123,7 +122,7 @@ class JwtAuthenticationSection(Section, frozen=True, dict=True):
     """A file holding the shared secret of the `HS*` algorithms (its bytes as they
     are, one trailing newline dropped). Keep it outside the content folders (a
     secret file inside them is refused) and readable by the server only."""
-    secret_env: str = ""
+    secret_env: EnvNameOrEmpty = ""
     """The name of an environment variable holding the `HS*` secret (its UTF-8
     bytes), instead of `secret_file`."""
     name_claim: str = "sub"
@@ -226,10 +225,6 @@ class TokenPolicy:
                 algorithms.append(alg)
         self.algorithms = frozenset(algorithms)
         self.families = frozenset(ALGORITHMS[alg] for alg in algorithms)
-        if section.secret_env and _ENV.fullmatch(section.secret_env) is None:
-            raise ValueError(
-                f"secret_env: {section.secret_env!r} is not an environment variable name"
-            )
         for field, value in (
             ("name_claim", section.name_claim),
             ("roles_claim", section.roles_claim),
