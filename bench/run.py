@@ -303,6 +303,7 @@ INSTRUCTION_PAIRS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("asgi-hello", ("colonnade-asgi", "colonnade-asgi-py", "uvicorn", "granian-asgi")),
     ("static-1k", STATIC),
     ("wsgi-hello", ("colonnade-wsgi", "gunicorn")),
+    ("auth", AUTH),
 )
 INSTRUCTION_REQUESTS = (1000, 3000)  # the two runs; --quick: QUICK_INSTRUCTION_REQUESTS
 QUICK_INSTRUCTION_REQUESTS = (300, 900)
@@ -1179,7 +1180,10 @@ def _callgrind_run(row: IrRow, w: Workload, n: int, args: argparse.Namespace) ->
         if r.proc is None or r.error:
             return False
         try:
-            reconnects = drive(HOST, r.port, w.path, n, timeout=60 + 0.1 * n)
+            own = SERVERS[row.server].headers
+            reconnects = drive(
+                HOST, r.port, w.path, n, timeout=60 + 0.1 * n, headers=own() if own else ()
+            )
         except (OSError, ValueError) as exc:
             row.error = f"n/a ({n} requests: {exc})"
             log(f"  {row.server}: {row.error}")

@@ -114,19 +114,19 @@ class Policy:
     decides, the order changes only which rule is named in the detail.
     """
 
-    __slots__ = ("_verdicts", "allow", "deny")
+    __slots__ = ("allow", "deny", "verdicts")
 
     def __init__(self, rules: list[Rule]) -> None:
         self.deny = tuple(_Matcher(r) for r in rules if r.access == "deny")
         self.allow = tuple(_Matcher(r) for r in rules if r.access == "allow")
         # The verdict depends on the user (name, roles) and the method alone: kept,
         # so a returning user costs one dict lookup, not a walk over the rules.
-        self._verdicts: dict[tuple[Principal | None, str], str | None] = {}
+        self.verdicts: dict[tuple[Principal | None, str], str | None] = {}
 
     def refusal(self, user: Principal | None, method: str) -> str | None:
         """None if ``user`` may ``method`` here, else why not (for the detail)."""
         key = (user, method)
-        verdicts = self._verdicts
+        verdicts = self.verdicts
         try:
             return verdicts[key]
         except KeyError:
