@@ -1835,13 +1835,16 @@ def render(
         f"- **Machine:** {m['nproc']} CPUs ({m['cpu']}), {m['memory']}, kernel {m['kernel']}, "
         f"{m['os']}"
     )
+    h2load = any(w.client != "wrk" for w, _ in results)
     o.append(
         f"- **Method:** each server with one worker pinned to CPU {args.server_cpu} "
-        f"(`taskset -c {args.server_cpu}`), wrk `-t1` (h2load `-t1` for the TLS rows) "
-        f"pinned to CPU {args.client_cpu}; "
+        f"(`taskset -c {args.server_cpu}`), wrk `-t1`"
+        + (" (h2load `-t1` for the TLS rows)" if h2load else "")
+        + f" pinned to CPU {args.client_cpu}; "
         f"{args.warmup}s warm-up, then {args.repeat} x {args.duration}s per server, "
-        "round-robin; medians shown. Errors = socket errors + non-2xx/3xx (h2load: failed "
-        "requests + 4xx/5xx), summed over runs."
+        "round-robin; medians shown. Errors = socket errors + non-2xx/3xx"
+        + (" (h2load: failed requests + 4xx/5xx)" if h2load else "")
+        + ", summed over runs."
     )
     o.append(
         f"- **Background load** (1 s sample while idle): before {meta['load_before']}; "
