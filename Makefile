@@ -32,7 +32,7 @@ test: $(STAMP) sysdeps lint
 # compiler, so the virtualenvs are made after this.
 SYSDEPS := chromium:chromium htpasswd:apache2-utils krb5kdc:krb5-kdc \
 	kadmin.local:krb5-admin-server kinit:krb5-user redis-server:redis-server \
-	krb5-config:libkrb5-dev cc:gcc testssl:testssl.sh
+	krb5-config:libkrb5-dev cc:gcc testssl:testssl.sh h2load:nghttp2-client
 
 sysdeps:
 	@missing=""; for pair in $(SYSDEPS); do \

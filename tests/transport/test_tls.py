@@ -433,6 +433,7 @@ def test_curl_gets_the_page_over_https_with_sni(
         [
             "curl",
             "-sS",
+            "--http2",
             "--cacert",
             str(folder / "ca.pem"),
             "--resolve",
@@ -446,7 +447,7 @@ def test_curl_gets_the_page_over_https_with_sni(
         timeout=PATIENCE,
         check=True,
     ).stdout
-    assert out == "Hello over TLS\n200 2 0"  # curl asks for h2 by ALPN and gets it
+    assert out == "Hello over TLS\n200 2 0"  # --http2: curl asks for h2 by ALPN and gets it
     refused = subprocess.run(
         [
             "curl",
