@@ -28,4 +28,8 @@ BUILTIN: tuple[tuple[str, str], ...] = (
     ("auth.forms", "colonnade.modules.forms_auth.module:FormsAuthentication"),
     ("asgi.middleware", "colonnade.handlers.asgi.middleware:AsgiMiddleware"),
     ("security.ssl", "colonnade.modules.ssl_settings.module:SslSettings"),
+    (
+        "auth.client_certificate",
+        "colonnade.modules.client_cert_auth.module:ClientCertificateMapping",
+    ),
 )
