@@ -23,7 +23,7 @@ import trustme
 from colonnade.config.load import from_dict
 from colonnade.transport.tls import check_tls, require_valid_tls
 from tests.e2e.conftest import LiveServer, free_port
-from tests.support.tls import client_context, issue, request
+from tests.support.tls import client_context, issue, request, tls_socket
 from tests.support.wait import PATIENCE, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -287,6 +287,27 @@ def test_an_untrusted_certificate_fails_the_handshake_logged_once(
     assert servers[0].look(lambda s: (len(s.handshakes), len(s.connections))) == (0, 0)
     # The port goes on serving.
     assert get(port, "/hello.txt", client(ca))[0] == "HTTP/1.1 200 OK"
+
+
+def test_a_resumed_session_keeps_its_certificate(
+    ca: trustme.CA, tmp_path: Path, servers: list[LiveServer]
+) -> None:
+    tree = Tree(tmp_path, ca)
+    port = tree.start("require", servers)
+    alice = ca.issue_cert("alice@example.test", common_name="alice")
+    for maximum in (None, ssl.TLSVersion.TLSv1_2):
+        ctx = client(ca, alice, maximum)
+        session = None
+        for _ in range(2):
+            with tls_socket(port, "www.test", ctx, session=session) as s:
+                s.sendall(b"GET /wsgi/ HTTP/1.1\r\nHost: www.test\r\nConnection: close\r\n\r\n")
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+                session, reused = s.session, s.session_reused
+            env = json.loads(data.partition(b"\r\n\r\n")[2])
+            assert env["SSL_CLIENT_S_DN_CN"] == "alice"
+        assert reused  # the second connection resumed, and still has the certificate
 
 
 def test_the_choice_is_made_per_sni_name(
