@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import shutil
+import socket
 import ssl
 import subprocess
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 import trustme
+from websockets.sync.client import connect as ws_connect
 
 from colonnade.config.load import from_dict
 from colonnade.transport.tls import check_tls, require_valid_tls
@@ -46,9 +48,15 @@ import json
 
 
 async def app(scope, receive, send):
+    tls = scope["extensions"].get("tls") if scope["type"] != "lifespan" else None
+    if scope["type"] == "websocket":
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": json.dumps(tls)})
+        await send({"type": "websocket.close"})
+        return
     if scope["type"] != "http":
         return
-    tls = scope["extensions"].get("tls")
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": json.dumps(tls).encode()})
@@ -213,6 +221,17 @@ def test_accept_passes_the_certificate_to_wsgi_asgi_and_the_log(
     assert ext["cipher_suite"] in (0x1301, 0x1302, 0x1303)
     assert ssl.PEM_cert_to_DER_cert(ext["server_cert"]) == tree.server.der
 
+    # A WebSocket's scope has the extension too.
+    with ws_connect(
+        f"wss://www.test:{port}/asgi/ws",
+        ssl=client(ca, alice),
+        sock=socket.create_connection(("127.0.0.1", port), timeout=PATIENCE),
+        server_hostname="www.test",
+    ) as ws:
+        assert json.loads(ws.recv(timeout=PATIENCE))["client_cert_name"] == (
+            "CN=alice,OU=Eng,O=Example"
+        )
+
     # accept: a client without a certificate is served, and sees none.
     status, body = get(port, "/wsgi/", client(ca))
     assert status == "HTTP/1.1 200 OK"
@@ -226,9 +245,10 @@ def test_accept_passes_the_certificate_to_wsgi_asgi_and_the_log(
     assert env["SSL_PROTOCOL"] == "TLSv1.2" and env["SSL_CLIENT_VERIFY"] == "SUCCESS"
 
     fingerprint = hashlib.sha256(alice_der).hexdigest()
-    lines = tree.log_lines(5)
+    lines = tree.log_lines(6)
     assert lines[0] == f"/wsgi/ 200 0 CN=alice,OU=Eng,O=Example {fingerprint}"
-    assert lines[2] == "/wsgi/ 200 0 - -"
+    assert f"/asgi/ws 101 0 CN=alice,OU=Eng,O=Example {fingerprint}" in lines
+    assert "/wsgi/ 200 0 - -" in lines
 
 
 def test_require_answers_403_7_without_a_certificate_and_403_17_to_an_expired_one(
@@ -486,6 +506,15 @@ def test_the_check_names_what_is_wrong(ca: trustme.CA, tmp_path: Path) -> None:
         f"sites[0].tls.client_ca: the client CA file {tmp_path / 'junk.pem'} "
         "holds no PEM certificate"
     ]
+    # A comment in another script is fine; a block that is not base64 DER is not.
+    (tmp_path / "commented.pem").write_bytes("Zürich staff CA\n".encode() + ca.cert_pem.bytes())
+    commented = {"client_certificates": "accept", "client_ca": "commented.pem"}
+    assert check(tree.config(port, commented), tmp_path) == []
+    (tmp_path / "broken.pem").write_text(
+        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"
+    )
+    broken = check(tree.config(port, {"client_ca": "broken.pem"}), tmp_path)
+    assert len(broken) == 1 and "broken.pem does not load" in broken[0], broken
     missing = check(tree.config(port, {"client_ca": "nowhere.pem"}), tmp_path)
     assert len(missing) == 1 and "cannot read the client CA file" in missing[0]
     # require with nobody to enforce it

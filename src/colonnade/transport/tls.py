@@ -223,7 +223,8 @@ def load_client_ca(ctx: ssl.SSLContext, path: str) -> None:
     if b"-----BEGIN CERTIFICATE-----" not in data:
         raise CertificateError(f"the client CA file {path} holds no PEM certificate")
     try:
-        ctx.load_verify_locations(cadata=data.decode("ascii", "replace"))
+        # PEM is ASCII; anything else can only be in comments between the blocks.
+        ctx.load_verify_locations(cadata=data.decode("ascii", "ignore"))
     except (ssl.SSLError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or str(exc)
         raise CertificateError(f"the client CA file {path} does not load ({reason})") from None
