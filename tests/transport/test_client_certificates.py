@@ -20,6 +20,9 @@ from typing import Any
 
 import pytest
 import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from websockets.sync.client import connect as ws_connect
 
 from colonnade.config.load import from_dict
@@ -424,6 +427,60 @@ def test_the_client_ca_file_reloads_when_it_changes(
     assert len(broken) == 1 and "the previous one goes on serving" in broken[0].getMessage()
 
 
+def revocation_list(ca: trustme.CA, *revoked: trustme.LeafCert) -> bytes:
+    """A CRL of ``ca`` (PEM) listing ``revoked``; its next update is past already."""
+    key = serialization.load_pem_private_key(ca.private_key_pem.bytes(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    issuer = x509.load_pem_x509_certificate(ca.cert_pem.bytes()).subject
+    now = datetime.datetime.now(UTC)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer)
+        .last_update(now - datetime.timedelta(days=8))
+        .next_update(now - datetime.timedelta(days=1))
+    )
+    for leaf in revoked:
+        serial = x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes()).serial_number
+        entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now)
+        builder = builder.add_revoked_certificate(entry.build())
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
+def test_a_revoked_certificate_fails_the_handshake(
+    ca: trustme.CA, tmp_path: Path, servers: list[LiveServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    tree = Tree(tmp_path, ca)
+    alice = ca.issue_cert("alice@example.test", common_name="alice")
+    bob = ca.issue_cert("bob@example.test", common_name="bob")
+    crl = tmp_path / "clients.crl"
+    crl.write_bytes(revocation_list(ca, bob))
+    port = free_port()
+    cfg = tree.config(
+        port,
+        {
+            "client_certificates": "require",
+            "client_ca": str(tree.client_ca),
+            "client_crl": str(crl),
+        },
+    )
+    tree.serve(cfg, port, servers)
+    with caplog.at_level(logging.INFO, logger="colonnade.tls"):
+        # An out-of-date list still counts (dates are not checked in the handshake).
+        assert get(port, "/hello.txt", client(ca, alice))[0] == "HTTP/1.1 200 OK"
+        assert refused(port, client(ca, bob))
+        wait_for(
+            lambda: any("(certificate revoked)" in r.getMessage() for r in caplog.records),
+            PATIENCE,
+            "the revoked certificate logged",
+        )
+    # A new list is read for new handshakes.
+    new = tmp_path / "clients.crl.new"
+    new.write_bytes(revocation_list(ca, alice))
+    new.replace(crl)
+    wait_for(lambda: refused(port, client(ca, alice)), PATIENCE, "alice revoked")
+    assert get(port, "/hello.txt", client(ca, bob))[0] == "HTTP/1.1 200 OK"
+
+
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curl_with_and_without_cert_over_http2_and_http11(
     ca: trustme.CA, tmp_path: Path, servers: list[LiveServer]
@@ -515,6 +572,13 @@ def test_the_check_names_what_is_wrong(ca: trustme.CA, tmp_path: Path) -> None:
     )
     broken = check(tree.config(port, {"client_ca": "broken.pem"}), tmp_path)
     assert len(broken) == 1 and "broken.pem does not load" in broken[0], broken
+    no_crl = check(
+        tree.config(port, {"client_ca": str(tree.client_ca), "client_crl": "junk.pem"}), tmp_path
+    )
+    assert no_crl == [
+        f"sites[0].tls.client_crl: the client CRL file {tmp_path / 'junk.pem'} holds no PEM "
+        "revocation list"
+    ]
     missing = check(tree.config(port, {"client_ca": "nowhere.pem"}), tmp_path)
     assert len(missing) == 1 and "cannot read the client CA file" in missing[0]
     # require with nobody to enforce it

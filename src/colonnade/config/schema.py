@@ -180,6 +180,12 @@ class CertificateFiles(_Strict):
     """The CA certificates (PEM) a client certificate must chain to; required
     unless ``client_certificates`` is ``ignore``. Read again when it changes, as the
     certificate is. Unset in ``[sites.tls]``: ``[server.tls]``'s."""
+    client_crl: str | None = None
+    """Certificate revocation lists (PEM) of the CAs in ``client_ca``: a client
+    certificate they list fails the handshake. With it, every CA that issues client
+    certificates needs its list in the file (else its certificates fail too). Their
+    next-update dates are not checked: an old list still refuses what it lists.
+    Read again when it changes. Unset in ``[sites.tls]``: ``[server.tls]``'s."""
 
 
 class TlsSettings(CertificateFiles):

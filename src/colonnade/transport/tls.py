@@ -34,15 +34,15 @@ A site whose ``client_certificates`` is ``accept`` or ``require`` asks for a
 certificate in the handshake. OpenSSL takes the verify mode and flags of a
 connection from the context it *starts* with, not from the one the SNI callback
 switches to, so a port where some site asks has one more front context per
-client CA file (``TlsPort.fronts``), and the handshake peeks the SNI name first
-(``TlsPort.front``) to start with the right one. The certificate is checked
-against the store of the context the SNI callback chose, so each certificate of
-such a site is loaded with the site's CA file (a profile per CA file, and the CA
-file watched as the certificate's own files are). Dates are not checked in the
-handshake (``X509_V_FLAG_NO_CHECK_TIME``): an expired certificate reaches the
-pipeline, which answers it 403.17 as IIS does. One that does not chain to the
-CA fails the handshake (Python's ``ssl`` has no verify callback to let it
-through).
+client CA (and CRL) file (``TlsPort.fronts``), and the handshake peeks the SNI
+name first (``TlsPort.front``) to start with the right one. The certificate is
+checked against the store of the context the SNI callback chose, so each
+certificate of such a site is loaded with the site's CA and CRL files (a profile
+per pair, the files watched as the certificate's own are). Dates are not checked
+in the handshake (``X509_V_FLAG_NO_CHECK_TIME``): an expired certificate reaches
+the pipeline, which answers it 403.17 as IIS does. One that does not chain to
+the CA, or that a CRL lists, fails the handshake (Python's ``ssl`` has no verify
+callback to let it through).
 """
 
 from __future__ import annotations
@@ -140,24 +140,32 @@ def passphrase_of(files: CertificateFiles) -> Passphrase:
     return Passphrase(files.passphrase_file, files.passphrase_env)
 
 
+class ClientTrust(NamedTuple):
+    """What a client certificate is checked against: the CA certificates in the PEM
+    file ``ca``, and the revocation lists in the PEM file ``crl``."""
+
+    ca: str
+    crl: str | None = None
+
+
 class ClientPolicy(NamedTuple):
     """What a site asks of clients: a certificate (``accept`` or ``require``) that
-    chains to the CA certificates in ``ca``."""
+    ``trust`` vouches for."""
 
     mode: str
-    ca: str
+    trust: ClientTrust
 
 
 class Profile:
-    """The protocol settings every context of a server shares; with ``client_ca``,
-    those of the sites that ask for client certificates chaining to it."""
+    """The protocol settings every context of a server shares; with ``client``,
+    those of the sites that ask for client certificates that it vouches for."""
 
     def __init__(
-        self, settings: TlsSettings, alpn: Sequence[str], client_ca: str | None = None
+        self, settings: TlsSettings, alpn: Sequence[str], client: ClientTrust | None = None
     ) -> None:
         self.settings = settings
         self.alpn = tuple(alpn)
-        self.client_ca = client_ca
+        self.client = client
 
     def context(self) -> ssl.SSLContext:
         """A server context with these settings and no certificate."""
@@ -175,7 +183,7 @@ class Profile:
             ctx.options |= ssl.OP_NO_TICKET
             ctx.num_tickets = 0
         ctx.set_alpn_protocols(list(self.alpn))
-        if self.client_ca is not None:
+        if self.client is not None:
             # The handshake's verify mode and flags are the front context's (the
             # one the connection started with: OpenSSL does not take them from
             # the context the SNI callback switches to); set here for both.
@@ -183,11 +191,14 @@ class Profile:
             # certificate gets IIS's readable 403.17 instead of a bare alert.
             ctx.verify_mode = ssl.CERT_OPTIONAL
             ctx.verify_flags |= X509_V_FLAG_NO_CHECK_TIME
+            if self.client.crl is not None:
+                # The client's certificate only: its CAs are the ones client_ca lists.
+                ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
         return ctx
 
     def load(self, cert: str, key: str | None, passphrase: Passphrase) -> ssl.SSLContext:
-        """A context serving ``cert`` (and ``key``), trusting ``client_ca`` for client
-        certificates; CertificateError says why not."""
+        """A context serving ``cert`` (and ``key``), trusting the client CA file (and
+        its revocation lists) for client certificates; CertificateError says why not."""
         secret = passphrase.read()
         ctx = self.context()
         try:
@@ -200,10 +211,12 @@ class Profile:
             raise CertificateError(
                 f"cannot read {exc.filename or cert}: {exc.strerror or exc}"
             ) from None
-        if self.client_ca is not None:
+        if self.client is not None:
             # The client certificate is checked against the store of the context
             # the SNI callback chose (this one), not the front context's.
-            load_client_ca(ctx, self.client_ca)
+            load_client_ca(ctx, self.client.ca)
+            if self.client.crl is not None:
+                load_client_crl(ctx, self.client.crl)
         setattr(ctx, _LEAF_ATTR, _leaf_pem(cert))
         return ctx
 
@@ -211,23 +224,47 @@ class Profile:
 def load_client_ca(ctx: ssl.SSLContext, path: str) -> None:
     """Trust the CA certificates of the PEM file ``path`` for client certificates;
     CertificateError says why not."""
+    data = _read_pem(path, "CA", b"CERTIFICATE", "certificate")
+    try:
+        # PEM is ASCII; anything else can only be in comments between the blocks.
+        ctx.load_verify_locations(cadata=data.decode("ascii", "ignore"))
+    except (ssl.SSLError, ValueError) as exc:
+        raise CertificateError(
+            f"the client CA file {path} does not load ({_reason(exc)})"
+        ) from None
+
+
+def load_client_crl(ctx: ssl.SSLContext, path: str) -> None:
+    """Add the certificate revocation lists of the PEM file ``path`` to the store of
+    ``ctx``; CertificateError says why not."""
+    _read_pem(path, "CRL", b"X509 CRL", "revocation list")
+    try:
+        # (cadata= takes certificates only; a file is read for CRLs too.)
+        ctx.load_verify_locations(cafile=path)
+    except (ssl.SSLError, OSError) as exc:
+        raise CertificateError(
+            f"the client CRL file {path} does not load ({_reason(exc)})"
+        ) from None
+
+
+def _read_pem(path: str, kind: str, label: bytes, what: str) -> bytes:
+    # The file, if it holds at least one PEM block of ``label`` and is not huge.
     try:
         with open(path, "rb") as f:
             data = f.read(_MAX_CA_BUNDLE + 1)
     except OSError as exc:
         raise CertificateError(
-            f"cannot read the client CA file {path}: {exc.strerror or exc}"
+            f"cannot read the client {kind} file {path}: {exc.strerror or exc}"
         ) from None
     if len(data) > _MAX_CA_BUNDLE:
-        raise CertificateError(f"the client CA file {path} is larger than 16 MiB")
-    if b"-----BEGIN CERTIFICATE-----" not in data:
-        raise CertificateError(f"the client CA file {path} holds no PEM certificate")
-    try:
-        # PEM is ASCII; anything else can only be in comments between the blocks.
-        ctx.load_verify_locations(cadata=data.decode("ascii", "ignore"))
-    except (ssl.SSLError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or str(exc)
-        raise CertificateError(f"the client CA file {path} does not load ({reason})") from None
+        raise CertificateError(f"the client {kind} file {path} is larger than 16 MiB")
+    if b"-----BEGIN " + label + b"-----" not in data:
+        raise CertificateError(f"the client {kind} file {path} holds no PEM {what}")
+    return data
+
+
+def _reason(exc: Exception) -> str:
+    return getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
 
 
 def _leaf_pem(path: str) -> str | None:
@@ -275,7 +312,8 @@ class Certificate:
         self._checked = -math.inf
 
     def _identity(self) -> object:
-        files = [self.cert, self.key, self.passphrase.file, self.profile.client_ca]
+        client = self.profile.client
+        files = [self.cert, self.key, self.passphrase.file, *(client or ())]
         return tuple(_identity(f) if f is not None else None for f in files)
 
     def current(self, now: float) -> ssl.SSLContext | None:
@@ -395,7 +433,7 @@ class TlsPort:
         profile: Profile,
         named: dict[str, _Route],
         unnamed: _Route,
-        client_profiles: Mapping[str, Profile],
+        client_profiles: Mapping[ClientTrust, Profile],
     ) -> None:
         self.named = named
         self.unnamed = unnamed
@@ -404,13 +442,13 @@ class TlsPort:
         self.refused = 0  # handshakes refused for an unknown name
         self.context = profile.context()
         self.context.sni_callback = self._sni
-        #: The front contexts that ask for a client certificate, by client CA file.
-        self.fronts: dict[str, ssl.SSLContext] = {}
+        #: The front contexts that ask for a client certificate, by what vouches for it.
+        self.fronts: dict[ClientTrust, ssl.SSLContext] = {}
         for route in (*named.values(), unnamed):
-            if route.client is not None and route.client.ca not in self.fronts:
-                front = client_profiles[route.client.ca].context()
+            if route.client is not None and route.client.trust not in self.fronts:
+                front = client_profiles[route.client.trust].context()
                 front.sni_callback = self._sni
-                self.fronts[route.client.ca] = front
+                self.fronts[route.client.trust] = front
         #: Whether a handshake must know the SNI name before it starts: whether to
         #: ask for a client certificate is the front context's to say, and the
         #: SNI callback comes too late to change it.
@@ -425,7 +463,7 @@ class TlsPort:
     def front(self, name: str | None) -> ssl.SSLContext:
         """The context a handshake whose ClientHello names ``name`` starts with."""
         client = self.route(name).client
-        return self.context if client is None else self.fronts[client.ca]
+        return self.context if client is None else self.fronts[client.trust]
 
     def choose(self, name: str | None) -> ssl.SSLContext | None:
         """The certificate context for SNI ``name`` (None: none serves it)."""
@@ -512,9 +550,10 @@ def client_policy(files: CertificateFiles | None, server: TlsSettings) -> Client
         server.client_certificates or "ignore"
     )
     ca = (files.client_ca if files is not None else None) or server.client_ca
+    crl = (files.client_crl if files is not None else None) or server.client_crl
     if mode == "ignore" or ca is None:
         return None
-    return ClientPolicy(mode, ca)
+    return ClientPolicy(mode, ClientTrust(ca, crl))
 
 
 class TlsSet:
@@ -582,7 +621,7 @@ def _route(
     names), or (not ``named``) of names no site has, on a port whose default site
     has ``default_files``."""
     client = client_policy(files, server)
-    ca = client.ca if client is not None else None
+    ca = client.trust if client is not None else None
     store = None
     for level in (files if named else None, default_files, server):
         if level is not None and (store := cache.store(level, server, ca)) is not None:
@@ -601,8 +640,8 @@ class _Cache:
 
     def __init__(self, profile: Profile, previous: TlsSet | None) -> None:
         self.profile = profile
-        #: The profile of the sites that trust each client CA file.
-        self.profiles: dict[str, Profile] = {}
+        #: The profile of the sites whose client certificates each trust vouches for.
+        self.profiles: dict[ClientTrust, Profile] = {}
         self.certs: dict[tuple[object, ...], Certificate] = {}
         self.stores: dict[tuple[object, ...], Store] = {}
         if previous is not None:
@@ -617,45 +656,48 @@ class _Cache:
 
     def _keep(self, cert: Certificate | None, store: Store | None) -> None:
         if cert is not None and self._same(cert.profile):
-            self.certs[(cert.cert, cert.key, cert.passphrase, cert.profile.client_ca)] = cert
+            self.certs[(cert.cert, cert.key, cert.passphrase, cert.profile.client)] = cert
         if store is not None and self._same(store.profile):
-            self.stores[(store.folder, store.passphrase, store.profile.client_ca)] = store
+            self.stores[(store.folder, store.passphrase, store.profile.client)] = store
 
-    def profile_for(self, client_ca: str | None) -> Profile:
-        """The profile of sites trusting ``client_ca`` (None: not asking for one)."""
-        if client_ca is None:
+    def profile_for(self, client: ClientTrust | None) -> Profile:
+        """The profile of sites whose client certificates ``client`` vouches for
+        (None: sites not asking for one)."""
+        if client is None:
             return self.profile
-        found = self.profiles.get(client_ca)
+        found = self.profiles.get(client)
         if found is None:
-            found = self.profiles[client_ca] = Profile(
-                self.profile.settings, self.profile.alpn, client_ca
+            found = self.profiles[client] = Profile(
+                self.profile.settings, self.profile.alpn, client
             )
         return found
 
-    def certificate(self, files: CertificateFiles, client_ca: str | None) -> Certificate | None:
+    def certificate(
+        self, files: CertificateFiles, client: ClientTrust | None
+    ) -> Certificate | None:
         if files.certificate is None:
             return None
-        key = (files.certificate, files.key, passphrase_of(files), client_ca)
+        key = (files.certificate, files.key, passphrase_of(files), client)
         cert = self.certs.get(key)
         if cert is None:
             cert = self.certs[key] = Certificate(
-                self.profile_for(client_ca), files.certificate, files.key, passphrase_of(files)
+                self.profile_for(client), files.certificate, files.key, passphrase_of(files)
             )
         return cert
 
     def store(
-        self, files: CertificateFiles, server: TlsSettings, client_ca: str | None
+        self, files: CertificateFiles, server: TlsSettings, client: ClientTrust | None
     ) -> Store | None:
         if files.certificate_store is None:
             return None
         # A store's keys are unlocked by its own level's passphrase, else the server's.
         own = passphrase_of(files)
         passphrase = own if own != Passphrase() else passphrase_of(server)
-        key = (files.certificate_store, passphrase, client_ca)
+        key = (files.certificate_store, passphrase, client)
         store = self.stores.get(key)
         if store is None:
             store = self.stores[key] = Store(
-                self.profile_for(client_ca), files.certificate_store, passphrase
+                self.profile_for(client), files.certificate_store, passphrase
             )
         return store
 
@@ -760,6 +802,11 @@ def _check_client(
             load_client_ca(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), ca)
         except CertificateError as exc:
             error(str(exc), f"{where}.client_ca")
+    if files.client_crl is not None:
+        try:
+            load_client_crl(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), files.client_crl)
+        except CertificateError as exc:
+            error(str(exc), f"{where}.client_crl")
     if mode == "require" and SSL_MODULE not in config.server.modules:
         error(
             f"client_certificates = 'require' is enforced by the module {SSL_MODULE} "
