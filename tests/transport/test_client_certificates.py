@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from websockets.sync.client import connect as ws_connect
 
 from colonnade.config.load import from_dict
-from colonnade.transport.tls import check_tls, require_valid_tls
+from colonnade.transport.tls import TlsSet, check_tls, require_valid_tls
 from tests.e2e.conftest import LiveServer, free_port
 from tests.support.tls import client_context, issue, request, tls_socket
 from tests.support.wait import PATIENCE, wait_for
@@ -381,6 +381,37 @@ def test_web_toml_requires_a_certificate_for_a_folder(
     status, body = get(port, "/secure/inner.txt", client(ca))
     assert status == "HTTP/1.1 403 Forbidden" and b"403.7" in body
     assert get(port, "/secure/inner.txt", client(ca, alice)) == ("HTTP/1.1 200 OK", b"inner")
+
+
+def test_a_handshake_started_for_another_name_is_refused(ca: trustme.CA, tmp_path: Path) -> None:
+    """The front context is chosen from the name peeked before the handshake; the
+    SNI callback refuses a name whose site would start another (a ClientHello split
+    over records hides its name from the peek), so that no site's certificate is
+    asked for or checked by another site's rules."""
+    tree = Tree(tmp_path, ca)
+    crl = tmp_path / "clients.crl"
+    crl.write_bytes(revocation_list(ca))
+    cfg = tree.config(443, {"client_certificates": "accept", "client_ca": str(tree.client_ca)})
+    cfg["sites"].append(
+        {
+            "name": "strict",
+            "root": "www",
+            "host_names": ["other.test"],
+            "bindings": ["https://127.0.0.1:443"],
+            "tls": {**cfg["sites"][0]["tls"], "client_crl": str(crl)},
+        }
+    )
+    config = from_dict(cfg, source=str(tmp_path / "c.toml"), base_dir=str(tmp_path))
+    port = TlsSet.build(config, ["http/1.1"]).ports[443]
+    assert port.peek and len(port.fronts) == 2
+    assert port.front(None) is port.front("www.test") is not port.front("other.test")
+
+    class Conn:
+        context: ssl.SSLContext | None = None
+
+    assert port._sni(Conn(), "other.test", port.front("other.test")) is None  # type: ignore[arg-type]
+    refused = port._sni(Conn(), "other.test", port.front(None))  # type: ignore[arg-type]
+    assert refused == ssl.ALERT_DESCRIPTION_HANDSHAKE_FAILURE
 
 
 def test_a_folder_cannot_require_what_the_handshake_does_not_ask(

@@ -462,7 +462,10 @@ class TlsPort:
 
     def front(self, name: str | None) -> ssl.SSLContext:
         """The context a handshake whose ClientHello names ``name`` starts with."""
-        client = self.route(name).client
+        return self._front_of(self.route(name))
+
+    def _front_of(self, route: _Route) -> ssl.SSLContext:
+        client = route.client
         return self.context if client is None else self.fronts[client.trust]
 
     def choose(self, name: str | None) -> ssl.SSLContext | None:
@@ -492,6 +495,13 @@ class TlsPort:
             if _HOST_NAME.match(name) is None:
                 name = None  # not a host name: as if none was sent
         route = self.route(name)
+        if self.peek and _front is not self._front_of(route):
+            # The handshake started with the front of the name peeked from the
+            # ClientHello, and this is another (a ClientHello split over records
+            # hides its name from the peek): whether a certificate is asked for,
+            # and how it is checked, would not be this site's. Refused.
+            log.debug("TLS handshake refused: the SNI name %r was not seen before it", name)
+            return ssl.ALERT_DESCRIPTION_HANDSHAKE_FAILURE
         try:
             chosen = self._choose(route, name)
         except Exception:
