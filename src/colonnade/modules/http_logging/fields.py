@@ -122,6 +122,20 @@ FIELDS: dict[str, Field] = {
             "('-' if {0} is None or {0}.server_name is None else {0}.server_name)",
             "(None if {0} is None else {0}.server_name)",
         ),
+        # Ours: the client certificate's subject (RFC 4514) and SHA-256
+        # fingerprint; '-' without one (parsed once per connection, when rendered).
+        _field(
+            "x-tls-client-subject",
+            ("r.tls",),
+            "('-' if {0} is None or {0}.client is None else escs[{0}.client.subject])",
+            "(None if {0} is None or {0}.client is None else {0}.client.subject)",
+        ),
+        _field(
+            "x-tls-client-sha256",
+            ("r.tls",),
+            "('-' if {0} is None or {0}.client is None else {0}.client.sha256)",
+            "(None if {0} is None or {0}.client is None else {0}.client.sha256)",
+        ),
         _field("s-computername", (), "escs[COMPUTER_NAME]", "COMPUTER_NAME"),
         # Ours, not IIS's: 5xx answers made one for their error page; asking for it
         # on other requests would generate an id per request for nothing.

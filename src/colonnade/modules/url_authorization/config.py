@@ -15,7 +15,7 @@ import msgspec
 from msgspec import Meta
 
 from colonnade.config.sections import Section
-from colonnade.core.principal import Principal
+from colonnade.core.principal import Principal, PrincipalName
 
 #: An HTTP token (RFC 9110 ``tchar``): a method.
 Verb = Annotated[
@@ -23,15 +23,6 @@ Verb = Annotated[
     Meta(
         pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
         description="an HTTP method such as 'GET' (an HTTP token)",
-    ),
-]
-Name = Annotated[
-    str,
-    Meta(
-        min_length=1,
-        max_length=256,
-        pattern=r"^[^\s,]+(?: [^\s,]+)*$",
-        description="a user or role name (no commas, no leading or trailing spaces)",
     ),
 ]
 
@@ -48,9 +39,9 @@ class Rule(
 
     access: Literal["allow", "deny"]
     """`allow` or `deny`."""
-    users: list[Name] = []
+    users: list[PrincipalName] = []
     """User names; `*` is everyone (anonymous included), `?` anonymous requests."""
-    roles: list[Name] = []
+    roles: list[PrincipalName] = []
     """Roles: the rule applies to a user who has any of them."""
     verbs: list[Verb] = []
     """Methods the rule applies to (empty or `*`: all). Case-insensitive; `GET`
