@@ -518,3 +518,28 @@ def test_a_script_running_after_its_response_ends_with_the_server(base: Path) ->
         pid = int(wait_for(lambda: marker.exists() and marker.read_text().strip(), 5, "pid"))
         assert not _gone(pid)  # the response did not wait for it
     wait_for(lambda: not os.path.exists(f"/proc/{pid}"), PATIENCE, "the script stopped and reaped")
+
+
+def test_over_http2(live: LiveServer) -> None:
+    import httpx
+
+    big = os.urandom(3 * 1024 * 1024 + 17)
+    base_url = f"http://127.0.0.1:{live.port}"
+    with httpx.Client(http1=False, http2=True, timeout=PATIENCE, base_url=base_url) as client:
+        env = client.get("/cgi-bin/env.py/x?y=1", headers={"cookie": "a=1"}).json()
+        assert env["SERVER_PROTOCOL"] == "HTTP/2.0"
+        assert env["HTTP_HOST"] == f"127.0.0.1:{live.port}"
+        assert (env["SCRIPT_NAME"], env["PATH_INFO"], env["QUERY_STRING"]) == (
+            "/cgi-bin/env.py",
+            "/x",
+            "y=1",
+        )
+        upload = client.post("/cgi-bin/sha.sh", content=big)
+        assert upload.status_code == 200
+        assert upload.text.strip() == hashlib.sha256(big).hexdigest()
+        download = client.get("/cgi-bin/download.py?5")
+        assert download.status_code == 200
+        assert len(download.content) == 5 * 2**20
+        made = client.get("/cgi-bin/status.sh")
+        assert made.status_code == 201
+        assert made.headers.get_list("set-cookie") == ["a=1; Path=/", "b=2; Path=/"]
