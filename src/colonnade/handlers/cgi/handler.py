@@ -167,6 +167,8 @@ class CgiHandler(Handler):
             raise HttpError(
                 502, 2, "bad gateway", detail=f"CGI script {program} cannot be started: {exc}"
             ) from None
+        except ValueError:  # a NUL byte, which no environment can hold
+            raise HttpError(400, 0, "the request cannot be passed to a CGI script") from None
         log = ctx.app.log
         stderr = loop.create_task(log_stderr(child, log, settings.max_stderr_log))
         feeding = _Feeder(child, body) if has_body else None
