@@ -32,4 +32,5 @@ BUILTIN: tuple[tuple[str, str], ...] = (
         "auth.client_certificate",
         "colonnade.modules.client_cert_auth.module:ClientCertificateMapping",
     ),
+    ("handler.cgi", "colonnade.handlers.cgi.handler:CgiHandler"),
 )
