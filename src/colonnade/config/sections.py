@@ -14,6 +14,7 @@ from typing import Any, ClassVar, TypeVar
 
 import msgspec
 
+from colonnade.config.validation import SettingError as SettingError  # re-exported
 from colonnade.config.validation import convert
 from colonnade.errors import ConfigError
 
@@ -93,6 +94,14 @@ class Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=T
             if found is not None:
                 return found
         return cls.allowed
+
+    def check_merged(self) -> None:
+        """Check what only the merged settings of a path can tell: a reference
+        from one level to something another level defines (a name defined in
+        the server file, used in a ``web.toml``). Each level's own table has
+        been decoded alone before; the builder calls this on the effective
+        settings at every level's path. Raise :class:`SettingError`. Nothing
+        by default."""
 
     def shown(self, key: str, value: Any) -> Any:
         """``value`` of ``key`` (as decoded) the way tools show it (``colonnade

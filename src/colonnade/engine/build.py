@@ -33,7 +33,14 @@ import msgspec
 from colonnade.config.keys import check_dotted_key, did_you_mean
 from colonnade.config.load import locate
 from colonnade.config.schema import STAND_IN_ROOT, HandlerMapping, ServerConfig, SiteConfig
-from colonnade.config.sections import Raw, Section, Where, merge_into, section_defaults
+from colonnade.config.sections import (
+    Raw,
+    Section,
+    SettingError,
+    Where,
+    merge_into,
+    section_defaults,
+)
 from colonnade.config.toml_lines import KeyLines
 from colonnade.config.tree import BrokenDir, DirConfig, discover
 from colonnade.config.validation import convert
@@ -792,15 +799,21 @@ class Builder:
     ) -> list[ConfigError]:
         # Decode every section the app's modules read, at every level's path, so
         # a combination that is wrong fails at load, naming the file that set it.
+        # Then the checks only merged settings allow (a name one level defines and
+        # another uses): Section.check_merged.
         found: list[ConfigError] = []
         for path in app.level_paths():
             settings = app.sections_for(path)
             for section in types:
                 try:
-                    settings.get(section)
+                    value = settings.get(section)
+                    try:
+                        value.check_merged()
+                    except SettingError as exc:
+                        raise ConfigError(exc.message, key=f"{section.key}.{exc.key}") from None
                 except ConfigError as exc:
                     for error in each_error(exc):
-                        origin = settings.origins.get(error.key, self.source)
+                        origin = _origin(settings.origins, error.key) or self.source
                         origin = origin.split(": locations[")[0]
                         found.extend(
                             self._located(ConfigError(error.message, file=origin, key=error.key))
@@ -826,6 +839,17 @@ class _AppSpec:
         self.allow_modules = allow_modules
         self.python = python
         self.vdirs = vdirs
+
+
+def _origin(origins: dict[str, str], key: str) -> str | None:
+    """The file that set ``key`` or the nearest setting enclosing it
+    (``rewrite.rules[2].pattern`` → the file that set ``rewrite.rules``)."""
+    while key:
+        found = origins.get(key)
+        if found is not None:
+            return found
+        key = key[: max(key.rfind("."), key.rfind("["), 0)]
+    return None
 
 
 def _without_ops(raw: Any) -> Any:
