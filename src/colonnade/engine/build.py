@@ -814,10 +814,13 @@ class Builder:
                 except ConfigError as exc:
                     for error in each_error(exc):
                         origin = _origin(settings.origins, error.key) or self.source
-                        origin = origin.split(": locations[")[0]
-                        found.extend(
-                            self._located(ConfigError(error.message, file=origin, key=error.key))
-                        )
+                        # A location's setting: its key in the file is under the entry.
+                        file, _, entry = origin.rpartition(": ")
+                        if entry.startswith("locations["):
+                            key = f"{entry}.{error.key}"
+                        else:
+                            file, key = origin, error.key
+                        found.extend(self._located(ConfigError(error.message, file=file, key=key)))
         return found
 
 

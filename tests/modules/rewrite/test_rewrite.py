@@ -712,3 +712,23 @@ def test_candidates_hold_every_rule_that_matches() -> None:
         candidates = rule_set.candidates(subject)
         assert all(r in candidates for r in matching), subject
         assert list(candidates) == sorted(candidates, key=lambda r: r.index)
+
+
+def test_errors_in_locations_name_the_entry(tmp_path: Path) -> None:
+    (tmp_path / "www").mkdir()
+    path = tmp_path / "colonnade.toml"
+    path.write_text(
+        SERVER.split("[rewrite]")[0]
+        + '[[locations]]\npath = "/blog"\n\n  [[locations.rewrite.rules]]\n  name = "a"\n'
+        '  pattern = "^(a)$"\n  action = { type = "rewrite", url = "{R:2}" }\n\n'
+        '[[locations]]\npath = "/shop"\nrewrite.rules = [{ name = "m", pattern = "x", '
+        'action = { type = "rewrite", url = "{nomap:{R:0}}" } }]\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        Engine(load_file(str(path)), Registry.standard(BUILTIN))
+    errors = sorted(str(e).split("colonnade.toml:")[1] for e in each_error(caught.value))
+    assert errors == [
+        "15: locations[0].rewrite.rules[0].action.url: {R:2}: the rule's pattern has 1 group",
+        "19: locations[1].rewrite.rules[0].action.url: no rewrite map named 'nomap' here "
+        "(maps: none is defined)",
+    ]
