@@ -8,6 +8,7 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -23,7 +24,7 @@ from colonnade.modules.rewrite.config import (
     Rule,
     first_chars,
 )
-from colonnade.modules.rewrite.rules import _VARIABLES, CompiledRule, RuleSet
+from colonnade.modules.rewrite.rules import _VARIABLES, URL_SAFE, CompiledRule, RuleSet, url_text
 from colonnade.modules.standard import BUILTIN
 from colonnade.testing import Client, TestResponse, build_engine
 
@@ -31,6 +32,7 @@ MODULES = [
     "security.request_filtering",
     "security.trusted_proxies",
     "rewrite",
+    "authz.url",
     "static.default_document",
     "handler.static",
     "test.echo",
@@ -468,6 +470,18 @@ def test_a_locked_section_refuses_folder_rules(serve: Any, www: Path) -> None:
     assert client.get("/page.html").status == 200
 
 
+def test_the_rewritten_url_is_the_one_authorization_judges(serve: Any) -> None:
+    client = serve(
+        {"rules": [rule("alias", "^public/(.*)$", rewrite_to("/docs/{R:1}"))]},
+        locations=[
+            {"path": "/docs", "url_authorization": {"rules": [{"access": "deny", "users": ["?"]}]}}
+        ],
+    )
+    assert client.get("/docs/a.html").status == 401
+    assert client.get("/public/a.html").status == 401  # not a way around the rule
+    assert client.get("/page.html").status == 200
+
+
 def test_no_rules_cost_nothing_visible(serve: Any) -> None:
     client = serve()
     response = client.get("/page.html?x=1")
@@ -732,3 +746,11 @@ def test_errors_in_locations_name_the_entry(tmp_path: Path) -> None:
         "19: locations[1].rewrite.rules[0].action.url: no rewrite map named 'nomap' here "
         "(maps: none is defined)",
     ]
+
+
+def test_url_text_encodes_exactly_what_a_url_cannot_hold() -> None:
+    for code in range(0x180):
+        char = chr(code)
+        assert url_text(f"/a{char}b") == quote(f"/a{char}b", safe=URL_SAFE), repr(char)
+    assert url_text("/a b?q=\r\n<x>") == "/a%20b?q=%0D%0A%3Cx%3E"
+    assert url_text("/caf\u00e9?x=%41") == "/caf%C3%A9?x=%41"

@@ -44,8 +44,13 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 URL_SAFE = "".join(c for c in map(chr, range(0x21, 0x7F)) if c not in '"<>\\^`{|}')
 
 
+_UNSAFE = re.compile('[^!#-;=?-\\[\\]_a-z~]')  # anything not in URL_SAFE
+
+
 def url_text(text: str) -> str:
     """``text`` made safe to send as URL text (a ``Location``, a query string)."""
+    if _UNSAFE.search(text) is None:
+        return text  # the common case: nothing to encode
     return quote(text, safe=URL_SAFE)
 
 
