@@ -404,6 +404,77 @@ def test_server_variables_set_request_headers(serve: Any) -> None:
     assert "probe=seen:p" in client.get("/p", headers={"X-Probe": "client"}).text
 
 
+def test_server_variables_read_what_the_request_says(serve: Any) -> None:
+    names = [
+        "HTTPS", "SERVER_PORT", "SERVER_PORT_SECURE", "SERVER_NAME", "REMOTE_ADDR",
+        "REQUEST_URI", "UNENCODED_URL", "URL", "PATH_INFO", "QUERY_STRING", "CACHE_URL",
+        "REQUEST_METHOD", "SERVER_PROTOCOL", "HTTP_USER_AGENT", "HTTP_NOT_SENT",
+    ]  # fmt: skip
+    client = serve(
+        {
+            "allowed_server_variables": ["HTTP_X_PROBE"],
+            "rules": [
+                rule("first", "^vars$", rewrite_to("v.echo?y=2")),
+                rule(
+                    "probe",
+                    "^v\\.echo$",
+                    {"type": "none"},
+                    server_variables=[
+                        {"name": "HTTP_X_PROBE", "value": "|".join(f"{{{n}}}" for n in names)}
+                    ],
+                ),
+            ],
+        }
+    )
+    text = client.get("/vars?x=1", host="h.example:8080", headers={"User-Agent": "UA/1"}).text
+    assert text.split("probe=")[1].split("|") == [
+        "off", "8080", "0", "h.example", "127.0.0.1", "/vars?x=1", "/vars?x=1", "/v.echo",
+        "/v.echo", "y=2&x=1", "http://h.example:8080/v.echo?y=2&x=1", "GET", "HTTP/1.1",
+        "UA/1", "",
+    ]  # fmt: skip
+
+
+def test_set_server_variables_replace_or_keep(serve: Any) -> None:
+    client = serve(
+        {
+            "allowed_server_variables": ["HTTP_X_PROBE", "HTTP_HOST"],
+            "rules": [
+                rule(
+                    "keep",
+                    "^keep$",
+                    rewrite_to("k.echo"),
+                    server_variables=[{"name": "HTTP_X_PROBE", "value": "new", "replace": False}],
+                ),
+                rule(
+                    "replace",
+                    "^replace$",
+                    rewrite_to("r.echo"),
+                    server_variables=[
+                        {"name": "HTTP_X_PROBE", "value": "{UrlDecode:{QUERY_STRING}}"}
+                    ],
+                ),
+                rule(
+                    "host",
+                    "^host/(.*)$",
+                    rewrite_to("h.echo"),
+                    server_variables=[{"name": "HTTP_HOST", "value": "{R:1}"}],
+                ),
+            ],
+        }
+    )
+    assert "probe=old" in client.get("/keep", headers={"X-Probe": "old"}).text
+    assert "probe=-" not in client.get("/keep").text  # not set before: set
+    replaced = client.get("/replace?new%0D%0AX:%20y", headers={"X-Probe": "old"})
+    assert "probe=newX: y" in replaced.text  # control characters dropped
+    assert client.get("/host/other.example:81").context.request.host == "other.example:81"
+    assert client.get("/host/bad host").context.request.host == "localhost"  # not a host
+
+
+def test_a_disabled_rule_does_nothing(serve: Any) -> None:
+    client = serve({"rules": [rule("off", "^page", {"type": "abort"}, enabled=False)]})
+    assert client.get("/page.html").status == 200
+
+
 def test_a_client_cannot_send_its_own_original_url(serve: Any) -> None:
     client = serve({"rules": [rule("x", "^x$", rewrite_to("x.echo"))]})
     assert "original=-" in client.get("/y.echo", headers={"X-Original-URL": "/admin"}).text
