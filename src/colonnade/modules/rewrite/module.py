@@ -85,11 +85,9 @@ class UrlRewrite(Module):
         # id(SectionSet) → (the SectionSet, its program): made in provision for
         # every level path; a SectionSet is one object per set of levels.
         self.programs: dict[int, tuple[object, Program]] = {}
-        self.app: Application | None = None
 
     def provision(self, app: Application) -> None:
         """Compile the global rules and the program of every level path."""
-        self.app = app
         settings = app.section(RewriteSection)
         global_rules = settings.parsed[0]
         if global_rules:
@@ -116,7 +114,10 @@ class UrlRewrite(Module):
             rules = _level_rules(level)
             if not rules:
                 continue
-            file, _, entry = level.source.partition(": ")
+            # A [[locations]] entry's source is "FILE: locations[i]", its keys below it.
+            file, _, entry = level.source.rpartition(": ")
+            if not entry.startswith("locations["):
+                file, entry = level.source, ""
             prefix = f"{entry}." if entry else ""
             settings = app.sections_for(level.path).get(RewriteSection)
             parsed = _parse_level(rules, file, prefix)
@@ -244,11 +245,14 @@ def _run_lazily(sets: tuple[RuleSet, ...], ctx: Context) -> tuple[int, State | N
             continue
         subject = path[rule_set.cut :]
         for rule in rule_set.candidates(subject):
-            if (rule.test(subject) is None) != rule.negate:
+            found = rule.test(subject)
+            if (found is None) != rule.negate:
                 continue
             # A pattern matched: from here on with a State, from this rule.
             state = State(ctx, path, ctx.request.query)
-            outcome = _run(rule_set, state, rule.index - 1)
+            outcome = _fire(rule, rule_set, state, found)
+            if outcome == _GO_ON:
+                outcome = _run(rule_set, state, rule.index)
             if outcome == _GO_ON:
                 for later in sets[index + 1 :]:
                     outcome = _run(later, state)
@@ -271,32 +275,11 @@ def _run(rule_set: RuleSet, state: State, after: int = -1) -> int:
             if rule.index <= after:
                 continue
             found = rule.test(subject)
-            if rule.negate:
-                if found is not None:
-                    continue
-            elif found is None:
+            if (found is None) != rule.negate:
                 continue
-            state.r = found
-            if rule.conditions and not rule.conditions_hold(state):
-                continue
-            if rule.variables:
-                rule.set_variables(state)
-            kind = rule.kind
-            if kind is NONE:
-                pass
-            elif kind is REDIRECT:
-                _redirect(rule, rule_set, state)
-                return _DONE
-            elif kind is CUSTOM:
-                _custom(rule, state)
-                return _DONE
-            elif kind is ABORT:
-                _abort(rule, state)
-                return _DONE
-            else:
-                _rewrite(rule, rule_set, state)
-            if rule.stop:
-                return _STOP
+            outcome = _fire(rule, rule_set, state, found)
+            if outcome != _GO_ON:
+                return outcome
             if state.path != path:
                 after = rule.index
                 break  # the next rules see the new path: choose them for it
@@ -304,12 +287,41 @@ def _run(rule_set: RuleSet, state: State, after: int = -1) -> int:
             return _GO_ON
 
 
+def _fire(rule: CompiledRule, rule_set: RuleSet, state: State, found: re.Match[str] | None) -> int:
+    """``rule``, whose pattern matched (``found``; None when negated): its
+    conditions, then its variables and action. ``_GO_ON`` also when the conditions
+    do not hold."""
+    state.r = found
+    if rule.conditions and not rule.conditions_hold(state):
+        return _GO_ON
+    if rule.variables:
+        rule.set_variables(state)
+    kind = rule.kind
+    if kind is NONE:
+        pass
+    elif kind is REDIRECT:
+        _redirect(rule, rule_set, state)
+        return _DONE
+    elif kind is CUSTOM:
+        _custom(rule, state)
+        return _DONE
+    elif kind is ABORT:
+        _abort(rule, state)
+        return _DONE
+    else:
+        _rewrite(rule, rule_set, state)
+    return _STOP if rule.stop else _GO_ON
+
+
 def _rewrite(rule: CompiledRule, rule_set: RuleSet, state: State) -> None:
     assert rule.url is not None
     target, mark, query = rule.url(state).partition("?")
     if not target.startswith("/"):
         target = rule_set.folder + target
-    state.path = normalize(unquote(target))  # 400 for a path above the root
+    target = unquote(target)
+    if "/." in target or "//" in target:
+        target = normalize(target)  # 400 for a path above the root
+    state.path = target
     if mark:
         new = url_text(query).encode("ascii")
         if rule.append_query and state.query:

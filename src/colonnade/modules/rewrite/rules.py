@@ -44,7 +44,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 URL_SAFE = "".join(c for c in map(chr, range(0x21, 0x7F)) if c not in '"<>\\^`{|}')
 
 
-_UNSAFE = re.compile('[^!#-;=?-\\[\\]_a-z~]')  # anything not in URL_SAFE
+_UNSAFE = re.compile("[^!#-;=?-\\[\\]_a-z~]")  # anything not in URL_SAFE
 
 
 def url_text(text: str) -> str:
