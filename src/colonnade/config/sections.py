@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 import msgspec
 
@@ -95,12 +95,12 @@ class Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=T
                 return found
         return cls.allowed
 
-    def check_merged(self) -> None:
-        """Check what only the merged settings of a path can tell: a reference
-        from one level to something another level defines (a name defined in
-        the server file, used in a ``web.toml``). Each level's own table has
-        been decoded alone before; the builder calls this on the effective
-        settings at every level's path. Raise :class:`SettingError`. Nothing
+    def check_level(self, effective: Self) -> None:
+        """Check one level's own settings (``self``: one file's or one location's
+        table, decoded alone) against ``effective``, the merged settings at that
+        level's path: a name this level uses that a level above defines (a map
+        of the server file used in a ``web.toml``). Raise :class:`SettingError`
+        naming the key of ``self``; the builder names the file and line. Nothing
         by default."""
 
     def shown(self, key: str, value: Any) -> Any:

@@ -42,7 +42,7 @@ class SettingError(Exception):
     decoder (:func:`convert`) prefixes the section's place, so the error
     names the file, line and full key. Raise it from ``__post_init__`` (a
     ``ValueError`` there can only name the struct that raised it) or from
-    :meth:`Section.check_merged`. Deliberately not a ``ValueError``: msgspec lets
+    :meth:`Section.check_level`. Deliberately not a ``ValueError``: msgspec lets
     it through unchanged.
     """
 

@@ -799,29 +799,45 @@ class Builder:
     ) -> list[ConfigError]:
         # Decode every section the app's modules read, at every level's path, so
         # a combination that is wrong fails at load, naming the file that set it.
-        # Then the checks only merged settings allow (a name one level defines and
-        # another uses): Section.check_merged.
         found: list[ConfigError] = []
         for path in app.level_paths():
             settings = app.sections_for(path)
             for section in types:
                 try:
-                    value = settings.get(section)
-                    try:
-                        value.check_merged()
-                    except SettingError as exc:
-                        raise ConfigError(exc.message, key=f"{section.key}.{exc.key}") from None
+                    settings.get(section)
                 except ConfigError as exc:
                     for error in each_error(exc):
                         origin = _origin(settings.origins, error.key) or self.source
-                        # A location's setting: its key in the file is under the entry.
-                        file, _, entry = origin.rpartition(": ")
-                        if entry.startswith("locations["):
-                            key = f"{entry}.{error.key}"
-                        else:
-                            file, key = origin, error.key
-                        found.extend(self._located(ConfigError(error.message, file=file, key=key)))
+                        found.extend(self._located(_in_source(error.message, origin, error.key)))
+        if not found:
+            found = self._level_errors(app, types)
         return found
+
+    def _level_errors(self, app: Application, types: Sequence[type[Section]]) -> list[ConfigError]:
+        # What only a level's settings beside the merged ones at its path can
+        # tell (a name one level defines and another uses): Section.check_level.
+        found: list[ConfigError] = []
+        for level in app.levels:
+            for section in types:
+                table = level.raw.get(section.key)
+                if level.broken is not None or not isinstance(table, dict):
+                    continue
+                own = convert(_without_ops(table), section)  # it was checked alone
+                try:
+                    own.check_level(app.sections_for(level.path).get(section))
+                except SettingError as exc:
+                    key = f"{section.key}.{exc.key}"
+                    found.extend(self._located(_in_source(exc.message, level.source, key)))
+        return found
+
+
+def _in_source(message: str, source: str, key: str) -> ConfigError:
+    """The error about ``key`` of a level whose source is ``source``: a file, or
+    ``FILE: locations[i]`` (whose keys are below the entry's in the file)."""
+    file, _, entry = source.rpartition(": ")
+    if entry.startswith("locations["):
+        return ConfigError(message, file=file, key=f"{entry}.{key}")
+    return ConfigError(message, file=source, key=key)
 
 
 class _AppSpec:

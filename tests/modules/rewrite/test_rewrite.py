@@ -825,3 +825,18 @@ def test_url_text_encodes_exactly_what_a_url_cannot_hold() -> None:
         assert url_text(f"/a{char}b") == quote(f"/a{char}b", safe=URL_SAFE), repr(char)
     assert url_text("/a b?q=\r\n<x>") == "/a%20b?q=%0D%0A%3Cx%3E"
     assert url_text("/caf\u00e9?x=%41") == "/caf%C3%A9?x=%41"
+
+
+def test_rules_of_two_levels_at_one_path_are_each_checked(tmp_path: Path) -> None:
+    # The site root's web.toml replaces the server file's rules in the merged
+    # settings at "/", yet both lists run: each is checked on its own.
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "web.toml").write_text(
+        '[[rewrite.rules]]\nname = "b"\npattern = "y"\naction = { type = "none" }\n'
+    )
+    errors = load_errors(tmp_path, '"x"', ACTION.format(url="{nomap:{R:0}}"))
+    assert len(errors) == 1
+    assert errors[0].endswith(
+        "colonnade.toml:18: rewrite.rules[0].action.url: no rewrite map named 'nomap' "
+        "here (maps: known)"
+    )

@@ -4,8 +4,8 @@ Everything a rule says is checked when the configuration loads, naming the file,
 line and key: a pattern that does not compile, a ``{R:3}`` where the pattern
 has two groups, a ``{C:1}`` without a condition that captures, an unknown
 function. What only the merged settings can tell (a map or a server variable
-defined at another level) is checked by :meth:`RewriteSection.check_merged` on
-the effective settings of every level. A request never meets a malformed rule.
+defined at another level) is checked by :meth:`RewriteSection.check_level` with
+the effective settings at the level's path. A request never meets a malformed rule.
 """
 
 from __future__ import annotations
@@ -234,10 +234,16 @@ class RewriteSection(Section, frozen=True, dict=True):
         """``(global rules, rules)``, enabled ones only, checked and compiled."""
         return (_parse_list(self.global_rules, "global_rules"), _parse_list(self.rules, "rules"))
 
-    def check_merged(self) -> None:
-        """Maps and server variables named by the rules exist at this level."""
+    def check_level(self, effective: RewriteSection) -> None:
+        """The maps and server variables this level's rules name exist at its path."""
         global_rules, rules = self.parsed
-        check_references(global_rules, rules, self.maps, self.allowed_server_variables)
+        check_references(
+            global_rules,
+            rules,
+            effective.maps,
+            effective.allowed_server_variables,
+            setters=effective.parsed[0],
+        )
 
 
 def check_references(
@@ -245,12 +251,14 @@ def check_references(
     rules: tuple[ParsedRule, ...],
     maps: dict[str, Map],
     allowed_server_variables: list[str],
+    *,
+    setters: tuple[ParsedRule, ...],
 ) -> None:
     """``SettingError`` for a map or server variable the rules name but that is not
-    defined for them (``rules`` may set only ``allowed_server_variables``)."""
+    defined for them (``rules`` may set only ``allowed_server_variables``); the
+    variables the global rules ``setters`` set are known to every rule."""
     allowed = {name.upper() for name in allowed_server_variables}
-    # A variable a global rule sets is known to every rule after it.
-    readable = allowed | {name for r in global_rules for name, _, _ in r.server_variables}
+    readable = allowed | {name for r in setters for name, _, _ in r.server_variables}
     names = {name.lower() for name in maps}
     for parsed in global_rules + rules:
         for key, template in parsed.templates:

@@ -30,6 +30,7 @@ import re
 from typing import NamedTuple
 from urllib.parse import unquote
 
+from colonnade.config.toml_lines import KeyLines
 from colonnade.config.validation import SettingError, convert
 from colonnade.core.app import Application, Level
 from colonnade.core.context import Context
@@ -137,19 +138,20 @@ class UrlRewrite(Module):
         *,
         is_global: bool,
     ) -> tuple[CompiledRule, ...]:
-        # The level's rules with the maps and variables its folder sees. Checked
-        # by the builder already (check_merged) but for rules that two levels at
-        # one path both set, which only this sees one by one.
+        # The level's rules with the maps and variables its folder sees (the
+        # builder checked them already: RewriteSection.check_level).
         try:
-            if is_global:
-                check_references(parsed, (), settings.maps, settings.allowed_server_variables)
-            else:
-                check_references(
-                    settings.parsed[0], parsed, settings.maps, settings.allowed_server_variables
-                )
+            check_references(
+                parsed if is_global else (),
+                () if is_global else parsed,
+                settings.maps,
+                settings.allowed_server_variables,
+                setters=settings.parsed[0],
+            )
         except SettingError as exc:
+            key = f"{prefix}rewrite.{exc.key}"
             raise ConfigError(
-                exc.message, file=file or None, key=f"{prefix}rewrite.{exc.key}"
+                exc.message, file=file or None, line=_line(file, key), key=key
             ) from None
         where = f"{file}: " if file else ""
         return tuple(
@@ -207,6 +209,15 @@ class UrlRewrite(Module):
         # A set of levels provision did not see (not expected: every set of
         # levels is some level path's): made now.
         return self._program(ctx.app, ctx.request.path)
+
+
+def _line(file: str, key: str) -> int | None:
+    # Where the builder could not point (see _compile): read the file again.
+    try:
+        with open(file, encoding="utf-8") as text:
+            return KeyLines(text.read()).line_for(key)
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _level_rules(level: Level) -> list[object]:
