@@ -86,8 +86,8 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "www/blog/2024/notes.txt": "notes",
         "www/ping/web.toml": LOOP.format(other="pong"),
         "www/pong/web.toml": LOOP.format(other="ping"),
-        "code/wsgi_app.py": WSGI,
-        "code/asgi_app.py": ASGI,
+        "code/rewrite_wsgi.py": WSGI,
+        "code/rewrite_asgi.py": ASGI,
     }
     for name, text in files.items():
         (base / name).parent.mkdir(parents=True, exist_ok=True)
@@ -123,8 +123,8 @@ def live(tree: Path) -> Iterator[LiveServer]:
                 "bindings": ["http://127.0.0.1:1"],
                 "root": "www",
                 "applications": [
-                    {"path": "/wsgi", "root": "code", "app": "wsgi_app:app", "app_dir": "code"},
-                    {"path": "/asgi", "root": "code", "app": "asgi_app:app", "app_dir": "code"},
+                    {"path": "/wsgi", "root": "code", "app": "rewrite_wsgi:app", "app_dir": "code"},
+                    {"path": "/asgi", "root": "code", "app": "rewrite_asgi:app", "app_dir": "code"},
                 ],
             }
         ],
