@@ -1,7 +1,8 @@
 """URL Rewrite over real sockets: a WSGI and an ASGI application see the rewritten
 URL and the original (``X-Original-URL``, ``REQUEST_URI``); the access log keeps
 the original; a front controller and a trailing-slash redirect from a folder's
-``web.toml``; HTTP to HTTPS; a custom 403; an abort closes the connection; a
+``web.toml``; a rewrite to ``index.php`` reaches the ``*.php`` handler (a stand-in
+for FastCGI) with the original ``REQUEST_URI``; HTTP to HTTPS; a custom 403; an abort closes the connection; a
 rule loop ends in a 500 naming the rule."""
 
 from __future__ import annotations
@@ -13,9 +14,30 @@ from typing import Any
 
 import pytest
 
+from colonnade import Context, Handler
 from tests.e2e.conftest import LiveServer
 from tests.e2e.wire import Conn, Wire
 from tests.support.wait import PATIENCE, wait_for
+
+
+class Script(Handler):
+    """Stands in for the PHP (FastCGI) handler: says what it was asked to run,
+    and the REQUEST_URI and X-Original-URL a script would see."""
+
+    id = "test.script"
+
+    def execute(self, ctx: Context) -> None:
+        request = ctx.request
+        original = request.header(b"x-original-url") or b"-"
+        ctx.response.headers.append((b"content-type", b"text/plain"))
+        script = "/".join(ctx.physical_path.split("/")[-2:]).encode()  # "app/index.php"
+        ctx.response.body = b"script=%s query=%s REQUEST_URI=%s X-Original-URL=%s" % (
+            script,
+            request.query,
+            request.target,
+            original,
+        )
+
 
 WSGI = """\
 import json
@@ -68,6 +90,17 @@ conditions = [
 action = { type = "rewrite", url = "index.html" }
 """
 
+PHP_FRONT = """\
+[[rewrite.rules]]
+name = "php front controller"
+pattern = "^(.*)$"
+conditions = [
+  { input = "{REQUEST_FILENAME}", match_type = "is_file", negate = true },
+  { input = "{REQUEST_FILENAME}", match_type = "is_directory", negate = true },
+]
+action = { type = "rewrite", url = "index.php?q={R:1}" }
+"""
+
 LOOP = """\
 [[rewrite.rules]]
 name = "bounce to {other}"
@@ -84,6 +117,8 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "www/blog/index.html": "<blog front controller>",
         "www/blog/web.toml": BLOG_RULES,
         "www/blog/2024/notes.txt": "notes",
+        "www/app/index.php": "<?php echo 'front';",
+        "www/app/web.toml": PHP_FRONT,
         "www/ping/web.toml": LOOP.format(other="pong"),
         "www/pong/web.toml": LOOP.format(other="ping"),
         "code/rewrite_wsgi.py": WSGI,
@@ -115,8 +150,13 @@ def live(tree: Path) -> Iterator[LiveServer]:
                 "static.default_document",
                 "handler.static",
                 "log.http",
+                "test.script",
             ]
         },
+        "handlers": [
+            {"path": "*.php", "handler": "test.script", "resource_type": "file"},
+            {"path": "*", "handler": "handler.static"},
+        ],
         "sites": [
             {
                 "name": "main",
@@ -160,7 +200,7 @@ def live(tree: Path) -> Iterator[LiveServer]:
         ],
         "http_logging": {"target": str(tree / "access.log"), "buffer_size": 0},
     }
-    with LiveServer(config, tree).start() as server:
+    with LiveServer(config, tree, modules=[Script]).start() as server:
         yield server
 
 
@@ -218,6 +258,19 @@ def test_front_controller_and_trailing_slash_in_a_folder(live: LiveServer) -> No
     assert get(live, "/blog/2024/notes.txt").body == b"notes"  # a file is itself
     slash = get(live, "/blog/2024")
     assert (slash.status, slash.headers["location"]) == (301, "/blog/2024/")
+
+
+def test_a_rewrite_to_a_script_reaches_the_handler_its_extension_maps_to(
+    live: LiveServer,
+) -> None:
+    # IIS's front controller for PHP: the rewritten URL is mapped again, so
+    # "index.php" reaches the *.php handler, which sees the original URL.
+    response = get(live, "/app/products/42?color=red")
+    assert response.status == 200
+    assert response.body == (
+        b"script=app/index.php query=q=products/42&color=red "
+        b"REQUEST_URI=/app/products/42?color=red X-Original-URL=/app/products/42?color=red"
+    )
 
 
 def test_http_to_https(live: LiveServer) -> None:
