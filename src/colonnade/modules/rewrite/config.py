@@ -61,7 +61,9 @@ _JS_NAMED_GROUP = re.compile(r"(?<!\\)\(\?<(?![=!])")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-class Condition(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class Condition(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     """One ``conditions`` entry (IIS ``<conditions><add>``)."""
 
     input: Annotated[str, Meta(min_length=1)]
@@ -79,7 +81,9 @@ class Condition(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     """Match without regard to case (IIS's default)."""
 
 
-class Action(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class Action(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     """What a rule does when it fires (IIS ``<action>``)."""
 
     type: ActionType
@@ -107,7 +111,9 @@ class Action(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """The text of its page."""
 
 
-class ServerVariable(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class ServerVariable(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     """One ``server_variables`` entry (IIS ``<serverVariables><set>``)."""
 
     name: Annotated[str, Meta(pattern=_NAME_PATTERN, description=_VARIABLE_NAME)]
@@ -120,7 +126,9 @@ class ServerVariable(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """Replace a value already set (false: keep it)."""
 
 
-class Rule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class Rule(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     """One rule (IIS ``<rule>``)."""
 
     name: Annotated[str, Meta(min_length=1)]
@@ -152,7 +160,9 @@ class Rule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     fired. Redirect, custom response and abort always stop."""
 
 
-class Map(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class Map(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     """A rewrite map (IIS ``<rewriteMap>``): ``{Name:{R:1}}`` looks a key up."""
 
     default: str = ""
