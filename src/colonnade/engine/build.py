@@ -817,8 +817,9 @@ class Builder:
         # What only a level's settings beside the merged ones at its path can
         # tell (a name one level defines and another uses): Section.check_level.
         found: list[ConfigError] = []
-        for level in app.levels:
-            for section in types:
+        checking = [t for t in types if t.check_level is not Section.check_level]
+        for level in app.levels if checking else ():
+            for section in checking:
                 table = level.raw.get(section.key)
                 if level.broken is not None or not isinstance(table, dict):
                     continue
