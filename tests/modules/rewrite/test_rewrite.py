@@ -311,6 +311,35 @@ def test_condition_back_references_and_functions(serve: Any) -> None:
     assert "query=q=a%20b%26c " in client.get("/find/a%20b&c").text
 
 
+def test_track_all_captures_numbers_the_groups_of_every_condition(serve: Any) -> None:
+    conditions = [
+        {"input": "{HTTP_HOST}", "pattern": "^(www\\.)?([^.]+)\\.example\\.com$"},
+        {"input": "{QUERY_STRING}", "pattern": "^id=(\\d+)$"},
+    ]
+    client = serve(
+        {
+            "rules": [
+                rule(
+                    "all",
+                    "^all$",
+                    rewrite_to("a.echo?sub={C:2}&id={C:3}&first={C:0}", append_query_string=False),
+                    conditions=conditions,
+                    track_all_captures=True,
+                ),
+                rule(
+                    "last",
+                    "^last$",
+                    rewrite_to("l.echo?id={C:1}&whole={C:0}", append_query_string=False),
+                    conditions=conditions,
+                ),
+            ]
+        }
+    )
+    tracked = client.get("/all?id=7", host="www.shop.example.com").text
+    assert "query=sub=shop&id=7&first=www.shop.example.com " in tracked
+    assert "query=id=7&whole=id=7 " in client.get("/last?id=7", host="shop.example.com").text
+
+
 def test_negate_and_match_any(serve: Any) -> None:
     client = serve(
         {
@@ -622,6 +651,22 @@ ACTION = 'action = {{ type = "rewrite", url = "{url}" }}'
             18,
             "rewrite.rules[0].action.url",
             "{C:1}: no condition before it captures",
+        ),
+        (
+            '"^a$"',
+            'conditions = [{ input = "{URL}", pattern = "(a)(b)" }, '
+            '{ input = "{URL}", pattern = "(c)" }]\n' + ACTION.format(url="{C:2}"),
+            19,
+            "rewrite.rules[0].action.url",
+            "{C:2}: the conditions capture {C:0}-{C:1} only",
+        ),
+        (
+            '"^a$"',
+            'track_all_captures = true\nconditions = [{ input = "{URL}", pattern = "(a)(b)" }, '
+            '{ input = "{URL}", pattern = "(c)" }]\n' + ACTION.format(url="{C:4}"),
+            20,
+            "rewrite.rules[0].action.url",
+            "{C:4}: the conditions capture {C:0}-{C:3} only",
         ),
         (
             '"^a$"',

@@ -148,6 +148,9 @@ class Rule(
     """Match without regard to case (IIS's default)."""
     logical_grouping: Literal["match_all", "match_any"] = "match_all"
     """Whether every condition must hold, or one."""
+    track_all_captures: bool = False
+    """`{C:n}` number the groups of every condition that matched, in order
+    (`{C:0}`: the first one's whole match), instead of the last one's only."""
     conditions: list[Condition] = msgspec.field(default_factory=list)
     """Tested in order once the pattern matched; `{C:n}` are the groups of the last
     condition that matched with a pattern."""
@@ -413,7 +416,7 @@ def _parse_rule(rule: Rule, key: str) -> ParsedRule:
     for j, cond in enumerate(rule.conditions):
         where = f"{key}.conditions[{j}]"
         template = _template(cond.input, f"{where}.input")
-        _check_refs(template, f"{where}.input", groups, max(condition_groups, default=-1))
+        _check_refs(template, f"{where}.input", groups, _captured(condition_groups, rule))
         templates.append((f"{where}.input", template))
         if cond.match_type == "pattern":
             if cond.pattern is None:
@@ -439,12 +442,7 @@ def _parse_rule(rule: Rule, key: str) -> ParsedRule:
             )
     # {C:n} after the conditions: the last condition that matched with a pattern.
     # With match_all that is the last one that captures; with match_any any one.
-    if not condition_groups:
-        c_groups = -1
-    elif rule.logical_grouping == "match_all":
-        c_groups = condition_groups[-1]
-    else:
-        c_groups = max(condition_groups)
+    c_groups = _captured(condition_groups, rule, final=True)
     action = rule.action
     url = None
     if action.type in ("rewrite", "redirect"):
@@ -507,6 +505,20 @@ def _template(text: str, key: str) -> Template:
         raise SettingError(key, str(exc)) from None
 
 
+def _captured(groups: list[int], rule: Rule, *, final: bool = False) -> int:
+    """The highest ``{C:n}`` available after conditions capturing ``groups`` each
+    (-1: none). ``final``: after all the conditions, with match_all the last one
+    that captures; else (a condition's input, match_any) any one of them."""
+    if not groups:
+        return -1
+    if rule.track_all_captures:
+        # match_any stops at the first condition that holds: one at most.
+        return max(groups) if rule.logical_grouping == "match_any" else sum(groups)
+    if final and rule.logical_grouping == "match_all":
+        return groups[-1]
+    return max(groups)
+
+
 def _check_refs(template: Template, key: str, r_groups: int, c_groups: int) -> None:
     # r_groups / c_groups: the highest group number available (-1: none at all).
     for ref in template.refs():
@@ -522,7 +534,8 @@ def _check_refs(template: Template, key: str, r_groups: int, c_groups: int) -> N
                 if ref.kind == "R"
                 else "no condition before it captures (a condition with a pattern, not negated)"
             )
+        elif ref.kind == "R":
+            why = f"the rule's pattern has {available} group{'s' if available != 1 else ''}"
         else:
-            what = "the rule's pattern" if ref.kind == "R" else "the condition it refers to"
-            why = f"{what} has {available} group{'s' if available != 1 else ''}"
+            why = f"the conditions capture {{C:0}}-{{C:{available}}} only"
         raise SettingError(key, f"{{{ref.kind}:{number}}}: {why}")

@@ -54,6 +54,21 @@ def url_text(text: str) -> str:
     return quote(text, safe=URL_SAFE)
 
 
+class Captures:
+    """The groups of every condition that matched (``track_all_captures``):
+    ``group(0)`` is the first one's whole match, then their groups in order."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: list[str]) -> None:
+        self.values = values
+
+    def group(self, number: int) -> str | None:
+        """Group ``number``, or None if there is none."""
+        values = self.values
+        return values[number] if number < len(values) else None
+
+
 class State:
     """One request being rewritten: its current path and query, the last matches."""
 
@@ -64,7 +79,7 @@ class State:
         self.path = path  # the URL path as rewritten so far (decoded, leading "/")
         self.query = query  # the query string as rewritten so far (raw)
         self.r: re.Match[str] | None = None
-        self.c: re.Match[str] | None = None
+        self.c: re.Match[str] | Captures | None = None
         self.rule: CompiledRule | None = None  # the last rule that rewrote
 
 
@@ -106,6 +121,7 @@ class CompiledRule:
         "stop",
         "sub_status",
         "test",
+        "track_all",
         "url",
         "variables",
     )
@@ -121,6 +137,7 @@ class CompiledRule:
         self.test = regex.fullmatch if parsed.exact else regex.search
         self.negate = rule.negate
         self.match_any = rule.logical_grouping == "match_any"
+        self.track_all = rule.track_all_captures
         self.conditions = tuple(
             CompiledCondition(
                 getter(c.input, maps),
@@ -155,6 +172,7 @@ class CompiledRule:
         """Whether the conditions allow the rule to fire (``state.c``: the captures)."""
         state.c = None
         match_any = self.match_any
+        every: list[str] | None = [] if self.track_all else None
         for cond in self.conditions:
             value = cond.input(state)
             if cond.test is not None:
@@ -163,8 +181,14 @@ class CompiledRule:
                     ok = found is None
                 else:
                     ok = found is not None
-                    if ok:
-                        state.c = found
+                    if found is not None:
+                        if every is None:
+                            state.c = found
+                        else:
+                            if not every:
+                                every.append(found.group(0))
+                            every.extend(g or "" for g in found.groups())
+                            state.c = Captures(every)
             elif cond.is_file:
                 ok = os.path.isfile(value) != cond.negate
             else:
