@@ -2,8 +2,8 @@
 URL and the original (``X-Original-URL``, ``REQUEST_URI``); the access log keeps
 the original; a front controller and a trailing-slash redirect from a folder's
 ``web.toml``; a rewrite to ``index.php`` reaches the ``*.php`` handler (a stand-in
-for FastCGI) with the original ``REQUEST_URI``; HTTP to HTTPS; a custom 403; an abort closes the connection; a
-rule loop ends in a 500 naming the rule."""
+for FastCGI) with the original ``REQUEST_URI``; HTTP to HTTPS; a custom 403; an
+abort closes the connection; a rule loop ends in a 500 naming the rule."""
 
 from __future__ import annotations
 
