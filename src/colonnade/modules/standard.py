@@ -33,4 +33,5 @@ BUILTIN: tuple[tuple[str, str], ...] = (
         "colonnade.modules.client_cert_auth.module:ClientCertificateMapping",
     ),
     ("handler.cgi", "colonnade.handlers.cgi.handler:CgiHandler"),
+    ("rewrite", "colonnade.modules.rewrite.module:UrlRewrite"),
 )

@@ -67,7 +67,9 @@ FIELDS: dict[str, Field] = {
         _field("cs-uri-stem", ("r.original_path",), "escs[{0}]", "{0}"),
         _field(
             "cs-uri-query",
-            ("r.query",),
+            # The query the client sent, as cs-uri-stem is its path (IIS logs the
+            # URL before a rewrite); the target holds it once a remap happened.
+            ("(r.query if r.path is r.original_path else r.target.partition(b'?')[2])",),
             "escb[{0}]",
             "({0}.decode('latin-1') if {0} else None)",
         ),
