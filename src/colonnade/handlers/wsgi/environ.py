@@ -25,53 +25,30 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Iterator
-from typing import IO, Any
+from typing import IO
 
+from colonnade.core.cgienv import HeaderVariables, http_name, latin1_path
 from colonnade.handlers.wsgi.bridge import READ, READ_ALL, Bridge
 
 #: Request body bytes asked of the loop per read when the application reads lines.
 _CHUNK = 65536
 
-# Request header name → environ key (None: dropped). Names are few: cache them.
-_KEYS: dict[bytes, str | None] = {
-    b"content-type": "CONTENT_TYPE",
-    b"content-length": "CONTENT_LENGTH",
-}
-_KEYS_MAX = 1024
+
+def _wsgi_rule(name: bytes) -> str | None:
+    # Names with "_" are dropped; other names keep their token characters.
+    return None if b"_" in name else http_name(name)
 
 
-def environ_key(name: bytes) -> str | None:
-    """The environ key of request header ``name`` (lower case), or None to drop it."""
-    key = _KEYS.get(name, "")
-    if key != "":
-        return key
-    text = name.decode("latin-1")
-    key = None if "_" in text else "HTTP_" + text.upper().replace("-", "_")
-    if len(_KEYS) < _KEYS_MAX:
-        _KEYS[name] = key
-    return key
+# The header loop and its name cache are the CGI handlers' (core.cgienv), with
+# WSGI's naming rule.
+_HEADERS = HeaderVariables(_wsgi_rule, ",")
 
-
-def add_headers(environ: dict[str, Any], headers: Iterable[tuple[bytes, bytes]]) -> None:
-    """Put the request headers into ``environ``."""
-    keys = _KEYS
-    for name, value in headers:
-        key = keys.get(name, "")
-        if key == "":
-            key = environ_key(name)
-        if key is None:
-            continue
-        text = value.decode("latin-1")
-        previous = environ.get(key)
-        if previous is None:
-            environ[key] = text
-        else:
-            environ[key] = previous + ("; " if key == "HTTP_COOKIE" else ",") + text
-
-
-def wsgi_path(path: str) -> str:
-    """A decoded URL path in PEP 3333's form: UTF-8 bytes read as latin-1."""
-    return path if path.isascii() else path.encode("utf-8").decode("latin-1")
+#: The environ key of request header ``name`` (lower case), or None to drop it.
+environ_key = _HEADERS.key
+#: Put the request headers into ``environ``.
+add_headers = _HEADERS.add
+#: A decoded URL path in PEP 3333's form: UTF-8 bytes read as latin-1.
+wsgi_path = latin1_path
 
 
 class EmptyInput:
