@@ -27,4 +27,5 @@ BUILTIN: tuple[tuple[str, str], ...] = (
     ("auth.jwt", "colonnade.modules.jwt_auth.module:JwtAuthentication"),
     ("auth.forms", "colonnade.modules.forms_auth.module:FormsAuthentication"),
     ("asgi.middleware", "colonnade.handlers.asgi.middleware:AsgiMiddleware"),
+    ("handler.fastcgi", "colonnade.handlers.fastcgi.handler:FastCgiHandler"),
 )
