@@ -435,3 +435,14 @@ def test_external_tcp_address(tree: Path) -> None:
     app = {"address": f"127.0.0.1:{port}"}
     with LiveServer(config(app), tree).start() as server:
         assert request(server.port, "/echo.t").status == 502
+
+
+def test_a_process_killed_while_idle_costs_no_request(tree: Path) -> None:
+    # Killed and asked at once, before the worker may have noticed: the request
+    # goes to a new process (nothing of it had been taken by the dead one).
+    app = {**MANAGED, "max_instances": 1}
+    with LiveServer(config(app), tree).start() as server:
+        for _ in range(3):
+            pid = echo(server.port)["pid"]
+            os.kill(pid, signal.SIGKILL)
+            assert echo(server.port)["pid"] != pid

@@ -143,3 +143,23 @@ class FastCgiSection(Section, frozen=True):
     application: str = ""
     """Which application runs the scripts ``handler.fastcgi`` is mapped to here;
     may be left out when only one is defined."""
+
+    def __post_init__(self) -> None:
+        if not self.applications:
+            return  # a level below the server's, decoded alone; checked merged too
+        if self.application and self.application not in self.applications:
+            defined = ", ".join(sorted(self.applications))
+            raise ValueError(
+                f"application: no FastCGI application {self.application!r} is defined "
+                f"(defined: {defined})"
+            )
+        if not self.application and len(self.applications) > 1:
+            raise ValueError(
+                "application: several FastCGI applications are defined; name the one "
+                "that serves here (a default at the server level, others in locations)"
+            )
+
+    @property
+    def chosen(self) -> str:
+        """The name of the application that serves here ("" if none is defined)."""
+        return self.application or next(iter(self.applications), "")

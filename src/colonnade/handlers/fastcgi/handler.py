@@ -85,6 +85,10 @@ class _AppFailedError(Exception):
         self.error = error
 
 
+class _StaleError(Exception):
+    """A reused connection was closed before any of the request was taken."""
+
+
 class FastCgiHandler(Handler):
     """Runs scripts in a FastCGI application (see the module docstring)."""
 
@@ -108,25 +112,6 @@ class FastCgiHandler(Handler):
                 "([fastcgi.applications.NAME] with program or address)",
                 key="fastcgi.applications",
             )
-        for path in app.level_paths():
-            self._chosen(app.sections_for(path).get(FastCgiSection))
-
-    def _chosen(self, settings: FastCgiSection) -> str:
-        name = settings.application
-        if not name:
-            if len(self.applications) == 1:
-                return next(iter(self.applications))
-            raise ConfigError(
-                "several FastCGI applications are defined: say which one serves here",
-                key="fastcgi.application",
-            )
-        if name not in self.applications:
-            raise ConfigError(
-                f"no FastCGI application {name!r} is defined "
-                f"(defined: {', '.join(sorted(self.applications))})",
-                key="fastcgi.application",
-            )
-        return name
 
     async def startup(self) -> None:
         """Take this worker's pools (no process starts before the first request)."""
@@ -143,8 +128,7 @@ class FastCgiHandler(Handler):
 
     async def execute(self, ctx: Context) -> None:
         """Run the request's script in the application chosen for its URL."""
-        name = self._chosen(ctx.section(FastCgiSection))
-        pool = self.pools.get(name)
+        pool = self.pools.get(ctx.section(FastCgiSection).chosen)
         if pool is None:
             raise HttpError(503, 0, "the FastCGI application is not running")
         settings = pool.settings
@@ -155,7 +139,14 @@ class FastCgiHandler(Handler):
         inst = await pool.acquire()
         reusable = False
         try:
-            reusable = await _Exchange(ctx, pool, inst, head).run()
+            try:
+                reusable = await _Exchange(ctx, pool, inst, head).run()
+            except _StaleError:
+                # An idle instance that had gone away: nothing of the request was
+                # taken, so it goes to a new one (as nginx retries the next upstream).
+                pool.release(inst, reusable=False)
+                inst = await pool.acquire()
+                reusable = await _Exchange(ctx, pool, inst, head).run()
         except _AppFailedError as failed:
             # Logged by the pipeline with the page's correlation id: the detail
             # names the application, its program and the pool.
@@ -203,6 +194,8 @@ class _Exchange:
         self.stderr = bytearray()
         self.stderr_dropped = 0
         self.pump_error: BaseException | None = None
+        self.received = 0  # bytes read from the application
+        self.body_started = False  # the pump read from the request body
 
     def progress(self) -> None:
         """Something moved: the activity timeout starts again."""
@@ -271,6 +264,7 @@ class _Exchange:
         # The request body into STDIN, waiting for the socket to drain each time.
         body = self.ctx.request.body
         while True:
+            self.body_started = True
             try:
                 chunk = await body.read(CHUNK)
             except Exception as exc:
@@ -307,7 +301,10 @@ class _Exchange:
                     error, BrokenPipeError | ConnectionResetError
                 ):
                     raise error  # the client's fault, not the application's
+                if not self.received and not self.body_started and self.inst.reused:
+                    raise _StaleError
                 raise self._fail("the application closed the connection before its response ended")
+            self.received += len(data)
             self.progress()
             try:
                 events = self.reader.feed(data)

@@ -122,6 +122,7 @@ class Instance:
         "process",
         "reader",
         "requests",
+        "reused",
         "writer",
     )
 
@@ -133,6 +134,9 @@ class Instance:
         self.generation = generation
         self.last_used = time.monotonic()
         self.closed = False
+        #: Taken from the idle ones: it may have died (or the server closed the
+        #: connection) while it waited, unnoticed yet.
+        self.reused = False
 
     @property
     def connected(self) -> bool:
@@ -187,8 +191,19 @@ class Pool:
         self._check_monitor()
         while self.idle:
             inst = self.idle.pop()
+            process = inst.process
+            if (
+                process is not None
+                and process.returncode is None
+                and process.popen.poll() is not None
+            ):
+                # It died while idle and we have not heard yet: reap it now.
+                process.returncode = process.popen.returncode
+                self.record_failure(f"process {process.pid} exited while idle ({_how(process)})")
+                self.discard(inst)
             if inst.closed:
                 continue
+            inst.reused = True
             self.busy.add(inst)
             return await self._connected(inst)
         if self.live < self.settings.instances:
