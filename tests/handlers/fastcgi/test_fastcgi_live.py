@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import LiveServer
-from tests.e2e.wire import Conn, Wire
+from tests.e2e.wire import Conn
+from tests.handlers.fastcgi.kit import processes, request, site
 from tests.support.wait import PATIENCE, wait_for
 
 APP = str(Path(__file__).with_name("fcgi_app.py"))
@@ -52,33 +53,15 @@ def make_tree(base: Path) -> Path:
     return base
 
 
-def config(app: dict[str, Any], **fastcgi: Any) -> dict[str, Any]:
-    settings = {"script_extensions": [".t"], "max_instances": 2, **app}
-    return {
-        "server": {"modules": ["handler.fastcgi", "handler.static"]},
-        "sites": [{"name": "main", "bindings": ["http://127.0.0.1:1"], "root": "www"}],
-        "handlers": [
-            {"path": "*.t", "handler": "handler.fastcgi", "resource_type": "file"},
-            {"path": "/sub/echo.t/*", "handler": "handler.fastcgi"},
-            {"path": "*", "handler": "handler.static"},
-        ],
-        "fastcgi": {"applications": {"test": settings}, **fastcgi},
-    }
+def config(app: dict[str, Any]) -> dict[str, Any]:
+    return site(
+        {"script_extensions": [".t"], "max_instances": 2, **app},
+        {"path": "*.t", "handler": "handler.fastcgi", "resource_type": "file"},
+        {"path": "/sub/echo.t/*", "handler": "handler.fastcgi"},
+    )
 
 
 MANAGED = {"program": sys.executable, "arguments": [APP]}
-
-
-def request(
-    port: int, target: str, method: str = "GET", body: bytes = b"", headers: str = ""
-) -> Wire:
-    with Conn(port) as conn:
-        length = f"content-length: {len(body)}\r\n" if body or method == "POST" else ""
-        conn.send(
-            f"{method} {target} HTTP/1.1\r\nhost: localhost\r\n{length}{headers}\r\n".encode()
-            + body
-        )
-        return conn.response(head_only=method == "HEAD")
 
 
 def echo(port: int, target: str = "/echo.t", **kw: Any) -> dict[str, Any]:
@@ -89,19 +72,8 @@ def echo(port: int, target: str = "/echo.t", **kw: Any) -> dict[str, Any]:
 
 
 def children() -> set[int]:
-    """The pids of fcgi_app.py processes alive now (not zombies)."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if APP.encode() in cmdline and state != "Z":
-            found.add(int(entry))
-    return found
+    """The pids of fcgi_app.py processes alive now."""
+    return processes(lambda pid: APP.encode() in Path(f"/proc/{pid}/cmdline").read_bytes())
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +193,7 @@ def test_death_before_the_head_is_502_2(live: LiveServer, caplog: pytest.LogCapt
     assert wire.status == 502
     assert "502.2" in wire.body.decode() or wire.status == 502
     assert any(
-        "FastCGI application 'test'" in r.getMessage() and "pool 'default'" in r.getMessage()
+        "FastCGI application 'app'" in r.getMessage() and "pool 'default'" in r.getMessage()
         for r in caplog.records
     )
     assert echo(live.port)["pid"]  # replaced, serving

@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import LiveServer, Process, free_port
-from tests.e2e.wire import Conn, Wire
+from tests.e2e.wire import Conn
+from tests.handlers.fastcgi.kit import processes, request, site
 from tests.support.wait import PATIENCE, wait_for
 
 PHP_CGI = shutil.which("php-cgi")
@@ -110,40 +111,11 @@ def php_cgi(base: Path, **more: Any) -> dict[str, Any]:
 
 
 def config(app: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "server": {"modules": ["handler.fastcgi", "handler.static"]},
-        "sites": [{"name": "main", "bindings": ["http://127.0.0.1:1"], "root": "www"}],
-        "handlers": [
-            {"path": "*.php", "handler": "handler.fastcgi", "resource_type": "file"},
-            {"path": "*", "handler": "handler.static"},
-        ],
-        "fastcgi": {"applications": {"php": app}},
-    }
-
-
-def request(
-    port: int, target: str, method: str = "GET", body: bytes = b"", headers: str = ""
-) -> Wire:
-    with Conn(port) as conn:
-        length = f"content-length: {len(body)}\r\n" if body or method == "POST" else ""
-        conn.send(
-            f"{method} {target} HTTP/1.1\r\nhost: localhost\r\n{length}{headers}\r\n".encode()
-            + body
-        )
-        return conn.response(head_only=method == "HEAD")
+    return site(app, {"path": "*.php", "handler": "handler.fastcgi", "resource_type": "file"})
 
 
 def php_pids() -> set[int]:
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                exe = os.readlink(f"/proc/{entry}/exe")
-            except OSError:
-                continue
-            if "php-cgi" in exe:
-                found.add(int(entry))
-    return found
+    return processes(lambda pid: "php-cgi" in os.readlink(f"/proc/{pid}/exe"))
 
 
 @pytest.fixture(scope="module")
@@ -318,7 +290,7 @@ resource_type = "file"
 path = "*"
 handler = "handler.static"
 
-[fastcgi.applications.php]
+[fastcgi.applications.app]
 program = "{PHP_CGI}"
 arguments = {json.dumps(args)}
 max_instances = 2
