@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from colonnade.core import cgihead
 from colonnade.core.cgihead import MAX_HEAD, CgiHead, parse_head, parse_status, split_head
 from colonnade.core.request import Headers
 
@@ -136,3 +137,37 @@ def test_a_whole_response_from_bytes() -> None:
     head = parse_head(block)
     expected: Headers = [(b"content-range", b"bytes 0-3/10")]
     assert (head.status, head.reason, head.headers, body) == (206, b"Partial", expected, b"body")
+
+
+# -- parse_response: RFC 3875 6.2's reading of Location -----------------------------------
+
+
+def test_a_url_path_without_status_is_a_local_redirect() -> None:
+    parsed = cgihead.parse_response(b"Location: /next?x=1\n")
+    assert parsed.local_redirect == b"/next?x=1"
+
+
+def test_an_absolute_uri_without_status_is_a_302() -> None:
+    parsed = cgihead.parse_response(b"Location: https://a.test/\nContent-Type: text/plain\n")
+    assert parsed.local_redirect is None
+    assert parsed.head.status == 302
+    assert (b"location", b"https://a.test/") in parsed.head.headers
+
+
+def test_a_network_path_is_no_local_redirect() -> None:
+    parsed = cgihead.parse_response(b"Location: //evil.test/x\n")
+    assert parsed.local_redirect is None
+    assert parsed.head.status == 302
+
+
+def test_with_status_location_is_just_a_header() -> None:
+    parsed = cgihead.parse_response(b"Status: 301 Moved\nLocation: /new\n")
+    assert parsed.local_redirect is None
+    assert parsed.head.status == 301
+    parsed = cgihead.parse_response(b"Status: 200 OK\nLocation: /new\n")
+    assert (parsed.local_redirect, parsed.head.status) == (None, 200)
+
+
+def test_no_location_is_a_document() -> None:
+    parsed = cgihead.parse_response(b"Content-Type: text/plain\n")
+    assert (parsed.local_redirect, parsed.head.status) == (None, 200)

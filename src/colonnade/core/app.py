@@ -12,7 +12,7 @@ from colonnade.core.urlpath import covers, normalize
 from colonnade.errors import ConfigError, HttpError
 
 if TYPE_CHECKING:
-    from colonnade.core.context import Context
+    from colonnade.core.context import Context, Remapper
 
 S = TypeVar("S", bound=Section)
 
@@ -115,6 +115,9 @@ class Application:
         #: the modules' MAP_PATH hooks in order, set by the engine with the plan;
         #: None when no module joined MAP_PATH (the common case: no call at all).
         self.map_path_hooks: Callable[[Context, str, str], str] | None = None
+        #: The application's handler mapping, set by the engine with the plan:
+        #: what ``Context.redirect_locally`` maps a handler's local redirect with.
+        self.handler_map: Remapper | None = None
 
     @property
     def id(self) -> str:

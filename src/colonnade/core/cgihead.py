@@ -15,8 +15,10 @@ read here, once:
   without it the status is 200. Every violation is a ``ValueError`` naming it:
   the caller answers 502, the application is at fault, not the client.
 
-``Location`` (a local redirect or a client redirect without ``Status``) is not
-interpreted here: the handlers that need it will.
+- :func:`parse_response` adds RFC 3875 6.2's reading of ``Location``: a local
+  redirect (a URL path without ``Status``: the server serves that URL itself,
+  ``Context.redirect_locally``) or a client redirect (an absolute URI without
+  ``Status``: 302). WSGI does not use it: PEP 3333 leaves ``Location`` alone.
 """
 
 from __future__ import annotations
@@ -94,6 +96,39 @@ def parse_head(block: bytes) -> CgiHead:
     that is no token, a value with CR or NUL, a continuation line, or a
     ``Status`` that is repeated or does not parse.
     """
+    return _parse(block)[0]
+
+
+class CgiResponse(NamedTuple):
+    """A script's response head as RFC 3875 6.2 reads it."""
+
+    head: CgiHead
+    #: A local redirect's target, ``/path[?query]`` as the script wrote it: the
+    #: server serves that URL itself (and ignores the rest). None otherwise.
+    local_redirect: bytes | None
+
+
+def parse_response(block: bytes) -> CgiResponse:
+    """:func:`parse_head`, then RFC 3875 6.2's reading of ``Location``.
+
+    Without ``Status``, a ``Location`` that is a URL path (``/`` and not ``//``)
+    is a local redirect (6.2.2), and any other (an absolute URI) a client
+    redirect: the status becomes 302 (6.2.3). With ``Status``, ``Location`` is
+    an ordinary header (6.2.4: a client redirect with a document).
+    """
+    head, status_given = _parse(block)
+    if status_given:
+        return CgiResponse(head, None)
+    for name, value in head.headers:
+        if name == b"location":
+            if value.startswith(b"/") and not value.startswith(b"//"):
+                return CgiResponse(head, value)
+            return CgiResponse(CgiHead(302, None, head.headers), None)
+    return CgiResponse(head, None)
+
+
+def _parse(block: bytes) -> tuple[CgiHead, bool]:
+    # The head, and whether it named its status.
     status = 200
     reason: bytes | None = None
     seen_status = False
@@ -121,7 +156,7 @@ def parse_head(block: bytes) -> CgiHead:
             status, reason = parse_status(value.decode("latin-1"))
             continue
         headers.append((lname, value))
-    return CgiHead(status, reason, headers)
+    return CgiHead(status, reason, headers), seen_status
 
 
 def _shown(data: bytes) -> str:

@@ -16,8 +16,9 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from colonnade.config.sections import Section, SectionSet
+from colonnade.core.httputil import method_not_allowed
 from colonnade.core.principal import Principal
-from colonnade.core.request import Headers, Request, is_local
+from colonnade.core.request import EMPTY_BODY, Headers, Request, is_local
 from colonnade.core.response import FileBody, Response
 
 if TYPE_CHECKING:
@@ -91,6 +92,9 @@ class Remapper(Protocol):
     def select(self, path: str, method: str, physical: Context) -> Handler:
         """The handler for ``method path`` (``physical``: where to find the file)."""
 
+
+#: Request headers that describe a body: gone with it after a local redirect.
+_BODY_HEADERS = frozenset({b"content-length", b"content-type", b"transfer-encoding", b"expect"})
 
 _FINAL = (
     "remap after POST_MAP_REQUEST_HANDLER or of a finished request: the handler mapping is final"
@@ -238,18 +242,59 @@ class Context:
         remapper = self.remapper
         if remapper is MAPPING_CLOSED or self.finished:
             raise RuntimeError(_FINAL)
+        self._move_to(path)
+        if remapper is not None:
+            self.handler = remapper.select(path, self.request.method, self)
+
+    def redirect_locally(self, path: str, query: bytes = b"") -> Handler:
+        """Serve this request as a ``GET`` for URL ``path?query`` of this
+        application, from within a handler, and return the handler to run now.
+
+        What a web server does with a CGI script's local redirect (RFC 3875
+        6.2.2: ``Location: /path`` without ``Status``): the handler mapping runs
+        again for the new path, as for :meth:`remap`, but after the mapping was
+        final. The method becomes ``GET`` (``HEAD`` stays), the request body and
+        its headers are gone (the script read it), the query is ``query``; the
+        response is cleared. ``request.original_path`` and ``target`` keep what
+        the client sent. The caller runs the returned handler's ``execute``.
+
+        As with a remap, the stages before the handler do not run again (what
+        authentication and authorization decided stands): the script already
+        runs with the rights to read what it names. ``ValueError`` for a path
+        that is not normalized or lies outside the application, ``RuntimeError``
+        once the response head went out or after ``MAX_REMAPS`` remaps, the
+        mapping's 404.4/405 ``HttpError`` when nothing serves the new path.
+        """
+        handler_map = self.app.handler_map
+        if handler_map is None or self.response.headers_sent:
+            raise RuntimeError("a local redirect needs a handler mapping and an unsent response")
+        self._move_to(path)
+        request = self.request
+        if request.method != "HEAD":
+            request.method = "GET"
+        request.body = EMPTY_BODY
+        request.headers = [(n, v) for n, v in request.headers if n not in _BODY_HEADERS]
+        request.query = query
+        self.response.clear()
+        handler = handler_map.select(path, request.method, self)
+        verbs = handler.verbs
+        if verbs is not None and request.method not in verbs:
+            raise method_not_allowed(verbs)
+        self.handler = handler
+        return handler
+
+    def _move_to(self, path: str) -> None:
+        # What a remap and a local redirect change: the path, its settings, its file.
         sections = self.app.remap_sections(path)  # ValueError for a bad path
         self._remaps += 1
         if self._remaps > MAX_REMAPS:
             raise RuntimeError(
                 f"request for {self.request.original_path!r} remapped more than "
-                f"{MAX_REMAPS} times (last to {path!r}): a rewrite loop?"
+                f"{MAX_REMAPS} times (last to {path!r}): a rewrite or redirect loop?"
             )
         self.request.path = path
         self.sections = sections
         self._physical_path = None  # computed again for the new path when asked
-        if remapper is not None:
-            self.handler = remapper.select(path, self.request.method, self)
 
     def error_response(
         self, status: int, substatus: int = 0, message: str = "", detail: str = ""

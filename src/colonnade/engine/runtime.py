@@ -40,6 +40,7 @@ class AppRuntime:
         # Where a URL becomes a file path (Context.physical_path), the MAP_PATH
         # hooks join in; one application object serves one runtime.
         app.map_path_hooks = plan.run_map_path
+        app.handler_map = handler_map  # for handlers' local redirects (CGI Location)
 
 
 #: The message of a 500.19 for every client (IIS: "Configuration data is invalid").

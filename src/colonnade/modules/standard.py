@@ -28,4 +28,5 @@ BUILTIN: tuple[tuple[str, str], ...] = (
     ("auth.forms", "colonnade.modules.forms_auth.module:FormsAuthentication"),
     ("asgi.middleware", "colonnade.handlers.asgi.middleware:AsgiMiddleware"),
     ("handler.fastcgi", "colonnade.handlers.fastcgi.handler:FastCgiHandler"),
+    ("handler.cgi", "colonnade.handlers.cgi.handler:CgiHandler"),
 )
