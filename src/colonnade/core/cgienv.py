@@ -59,6 +59,8 @@ from stat import S_ISDIR, S_ISREG
 from typing import TYPE_CHECKING, NamedTuple
 
 from colonnade.core.httputil import split_host
+from colonnade.core.urlpath import decode_path
+from colonnade.errors import HttpError
 
 if TYPE_CHECKING:
     from colonnade.core.context import Context
@@ -275,3 +277,30 @@ def _fs_text(path: str) -> str:
 def as_bytes(variables: dict[str, str]) -> dict[bytes, bytes]:
     """``variables`` as bytes, ready for a process environment or FastCGI PARAMS."""
     return {name.encode("latin-1"): value.encode("latin-1") for name, value in variables.items()}
+
+
+async def serve_local_redirect(ctx: Context, target: bytes, gateway: str) -> None:
+    """Answer a gateway's local redirect (RFC 3875 6.2.2: ``Location: /path?query``
+    without ``Status``) as the server would answer that URL: the handler the
+    mapping picks for it runs now (``Context.redirect_locally``).
+
+    ``gateway`` names the script or application in the 502.2's detail when the
+    target is no usable path of the application; the mapping's own answers for
+    the new path (404.4, 405) stand.
+    """
+    raw_path, _, query = target.partition(b"?")
+    try:
+        handler = ctx.redirect_locally(decode_path(raw_path), query)
+    except (ValueError, HttpError) as exc:
+        if isinstance(exc, HttpError) and exc.status != 400:
+            raise
+        raise HttpError(
+            502,
+            2,
+            "bad gateway",
+            detail=f"{gateway}: cannot serve its local redirect "
+            f"{target.decode('latin-1')!r}: {exc}",
+        ) from None
+    pending = handler.execute(ctx)
+    if pending is not None:
+        await pending
