@@ -13,7 +13,8 @@ What it does is chosen by the script's file name (``SCRIPT_FILENAME``):
 - ``bad.t``: a record of version 9; ``badstatus.t``: ``Status: nope``;
 - ``overloaded.t``: END_REQUEST with OVERLOADED; ``redirect.t``: ``Location`` only;
 - ``early.t``: answers at once without reading its body;
-- ``noend.t``: a head, then closes the connection without END_REQUEST.
+- ``noend.t``: a head, then closes the connection without END_REQUEST;
+- ``local.t``: a local redirect to ``/echo.t?from=local``; ``loop.t``: to itself.
 """
 
 from __future__ import annotations
@@ -131,6 +132,10 @@ def respond(
         return None
     elif name == "redirect.t":
         send(r.stdout(rid, b"Location: https://example.org/elsewhere\r\n\r\n"))
+    elif name == "local.t":  # a local redirect, with a body that must not count
+        send(r.stdout(rid, b"Location: /echo.t?from=local\r\n\r\nignored"))
+    elif name == "loop.t":
+        send(r.stdout(rid, b"Location: /loop.t\r\n\r\n"))
     elif name == "noend.t":
         send(r.stdout(rid, b"Content-Type: text/plain\r\n\r\nhalf"))
         conn.close()

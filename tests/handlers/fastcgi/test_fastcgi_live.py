@@ -39,6 +39,8 @@ SCRIPTS = [
     "redirect.t",
     "early.t",
     "noend.t",
+    "local.t",
+    "loop.t",
 ]
 
 
@@ -132,6 +134,21 @@ def test_headers_and_redirect(live: LiveServer) -> None:
     redirect = request(live.port, "/redirect.t")
     assert redirect.status == 302
     assert redirect.headers["location"] == "https://example.org/elsewhere"
+
+
+def test_local_redirect(tree: Path) -> None:
+    # One instance: the redirect's own request to the program must find it free.
+    with LiveServer(config({**MANAGED, "max_instances": 1}), tree).start() as server:
+        wire = request(server.port, "/local.t?x=1", "POST", b"a=b")
+        assert wire.status == 200
+        env = json.loads(wire.body)["env"]
+        assert env["REQUEST_METHOD"] == "GET"
+        assert env["SCRIPT_NAME"] == "/echo.t"
+        assert env["QUERY_STRING"] == "from=local"
+        assert env["REQUEST_URI"] == "/local.t?x=1"  # what the client asked
+        assert "CONTENT_LENGTH" not in env
+        assert request(server.port, "/loop.t").status == 500
+        assert echo(server.port)["pid"]
 
 
 # -- streaming -----------------------------------------------------------------------------

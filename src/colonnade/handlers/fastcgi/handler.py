@@ -48,7 +48,7 @@ from collections.abc import Callable
 from colonnade import __version__
 from colonnade.core import cgihead
 from colonnade.core.app import Application
-from colonnade.core.cgienv import Script, cgi_variables, find_script
+from colonnade.core.cgienv import Script, cgi_variables, find_script, serve_local_redirect
 from colonnade.core.context import Context
 from colonnade.core.handler import Handler
 from colonnade.core.request import EMPTY_BODY
@@ -138,15 +138,17 @@ class FastCgiHandler(Handler):
         head = self._request_head(ctx, script, settings)
         inst = await pool.acquire()
         reusable = False
+        exchange = _Exchange(ctx, pool, inst, head)
         try:
             try:
-                reusable = await _Exchange(ctx, pool, inst, head).run()
+                reusable = await exchange.run()
             except _StaleError:
                 # An idle instance that had gone away: nothing of the request was
                 # taken, so it goes to a new one (as nginx retries the next upstream).
                 pool.release(inst, reusable=False)
                 inst = await pool.acquire()
-                reusable = await _Exchange(ctx, pool, inst, head).run()
+                exchange = _Exchange(ctx, pool, inst, head)
+                reusable = await exchange.run()
         except _AppFailedError as failed:
             # Logged by the pipeline with the page's correlation id: the detail
             # names the application, its program and the pool.
@@ -158,6 +160,9 @@ class FastCgiHandler(Handler):
             raise
         finally:
             pool.release(inst, reusable=reusable)
+        if exchange.redirect is not None:
+            # After the instance went back: the target may be a script of ours too.
+            await serve_local_redirect(ctx, exchange.redirect, pool.label)
 
     def _request_head(self, ctx: Context, script: Script, settings: FastCgiApplication) -> bytes:
         variables = cgi_variables(ctx, script, software=self.software)
@@ -195,6 +200,8 @@ class _Exchange:
         self.stderr_dropped = 0
         self.pump_error: BaseException | None = None
         self.received = 0  # bytes read from the application
+        #: A local redirect's target (``Location: /path`` without ``Status``).
+        self.redirect: bytes | None = None
         self.body_started = False  # the pump read from the request body
 
     def progress(self) -> None:
@@ -334,7 +341,7 @@ class _Exchange:
         # else streamed. Returns whether the connection may serve again.
         ctx = self.ctx
         buffered = bytearray()
-        head: cgihead.CgiHead | None = None
+        head: cgihead.CgiResponse | None = None
         ended: records.EndRequest | None = None
         while ended is None:
             for event in await self._read(reader):
@@ -351,7 +358,9 @@ class _Exchange:
                         if ended is not None:
                             raise ValueError("the response ended before its head did")
                         continue
-                    head = cgihead.parse_head(split[0])
+                    head = cgihead.parse_response(split[0])
+                    if not 200 <= head.head.status <= 599:
+                        raise ValueError(f"Status {head.head.status}: a final status is 200 to 599")
                 except ValueError as exc:
                     self._refused(ended)
                     raise self._fail(str(exc)) from None
@@ -361,7 +370,19 @@ class _Exchange:
         self._refused(ended)
         assert head is not None
         self._stderr_fails()
-        declared = self._set_head(head)
+        if head.local_redirect is not None:
+            # RFC 3875 6.2.2: nothing else of this response counts; its end is
+            # awaited so that the instance can serve again.
+            self.redirect = head.local_redirect
+            while ended is None:
+                for event in await self._read(reader):
+                    if type(event) is records.Stderr:
+                        self._stderr(event.data)
+                    elif type(event) is records.EndRequest:
+                        ended = event
+            self._refused(ended)
+            return self._keeps(ended)
+        declared = self._set_head(head.head)
         response = ctx.response
         if ended is not None:
             if declared is not None and declared != len(buffered) and ctx.request.method != "HEAD":
@@ -404,19 +425,11 @@ class _Exchange:
         status = head.status
         headers = [(n, v) for n, v in head.headers if n not in _HOP_BY_HOP]
         declared: int | None = None
-        location = False
         for name, value in headers:
             if name == b"content-length":
                 if not value.isdigit():
                     raise self._fail(f"an invalid Content-Length: {value[:40]!r}")
                 declared = int(value)
-            elif name == b"location":
-                location = True
-        if location and status == 200:
-            # A redirect without a Status (RFC 3875 6.2.3, 6.2.4): 302 Found. A
-            # local redirect (a path) is sent to the client as such too, as nginx
-            # does; see docs/php.md.
-            status = 302
         response.status = status
         response.reason = head.reason
         response.headers = headers
