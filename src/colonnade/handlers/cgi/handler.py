@@ -49,11 +49,16 @@ from collections.abc import Awaitable
 
 from colonnade import __version__
 from colonnade.core import cgihead
-from colonnade.core.cgienv import Script, as_bytes, cgi_variables, find_script
+from colonnade.core.cgienv import (
+    Script,
+    as_bytes,
+    cgi_variables,
+    find_script,
+    serve_local_redirect,
+)
 from colonnade.core.context import Context
 from colonnade.core.handler import Handler
 from colonnade.core.request import EMPTY_BODY, Body
-from colonnade.core.urlpath import decode_path
 from colonnade.errors import HttpError
 from colonnade.handlers.cgi.config import CgiSection
 
@@ -128,27 +133,7 @@ class CgiHandler(Handler):
     ) -> None:
         target = await self._run(ctx, settings, script, program)
         if target is not None:
-            await self._redirect(ctx, program, target)
-
-    async def _redirect(self, ctx: Context, program: str, target: bytes) -> None:
-        # RFC 3875 6.2.2: the server answers as it would for the URL named.
-        raw_path, _, query = target.partition(b"?")
-        try:
-            path = decode_path(raw_path)
-            handler = ctx.redirect_locally(path, query)
-        except (ValueError, HttpError) as exc:
-            if isinstance(exc, HttpError) and exc.status != 400:
-                raise  # the mapping's own answer for the new path (404.4, 405)
-            raise HttpError(
-                502,
-                2,
-                "bad gateway",
-                detail=f"CGI script {program}: cannot serve its local redirect "
-                f"{target.decode('latin-1')!r}: {exc}",
-            ) from None
-        pending = handler.execute(ctx)
-        if pending is not None:
-            await pending
+            await serve_local_redirect(ctx, target, f"CGI script {program}")
 
     async def _run(
         self, ctx: Context, settings: CgiSection, script: Script, program: str
