@@ -361,23 +361,62 @@ def test_large_download_streams(served: Process) -> None:
     assert sampler.peak - before < 40 * MIB, (before, sampler.peak)
 
 
-def test_no_php_cgi_outlives_the_server(tree: Path) -> None:
+def pool_server(tree: Path) -> Process:
+    """``colonnade serve`` with a master and one worker, serving ``tree``."""
     port = free_port()
     cfg = re.sub(
         r"bindings = .*",
         f'bindings = ["http://127.0.0.1:{port}"]',
         (tree / "colonnade.toml").read_text(),
     )
-    (tree / "stop.toml").write_text(cfg)
-    server = Process(["-c", "stop.toml", "--no-watch", "--workers", "1"], tree, port)
+    (tree / f"pool-{port}.toml").write_text(cfg)
+    return Process(["-c", f"pool-{port}.toml", "--no-watch", "--workers", "1"], tree, port)
+
+
+def served_pids(server: Process) -> set[int]:
+    return {json.loads(request(server.port, "/server.php").body)["pid"] for _ in range(3)}
+
+
+def parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+@pytest.mark.usefixtures("served")  # writes colonnade.toml
+def test_no_php_cgi_outlives_the_server(tree: Path) -> None:
+    server = pool_server(tree)
     try:
-        pids = {json.loads(request(port, "/server.php").body)["pid"] for _ in range(3)}
+        pids = served_pids(server)
         assert pids <= php_pids()
+        assert {parent(p) for p in pids} != {server.proc.pid}  # the worker's children
         server.proc.send_signal(signal.SIGTERM)
         server.proc.wait(PATIENCE)
         wait_for(lambda: not (pids & php_pids()), PATIENCE, "php-cgi ends with the server")
     finally:
         server.kill()
+
+
+@pytest.mark.usefixtures("served")
+def test_php_cgi_dies_with_a_killed_worker(tree: Path) -> None:
+    # Not a graceful stop: the worker is killed; the kernel ends its php-cgi
+    # (PR_SET_PDEATHSIG), and the master's new worker starts its own.
+    server = pool_server(tree)
+    try:
+        pids = served_pids(server)
+        (worker,) = {parent(p) for p in pids}
+        os.kill(worker, signal.SIGKILL)
+        wait_for(lambda: not (pids & php_pids()), PATIENCE, "php-cgi ends with its worker")
+        again = wait_for(lambda: _served(server), PATIENCE, "the new worker serves PHP")
+        assert not (again & pids)
+    finally:
+        server.kill()
+    wait_for(lambda: not (again & php_pids()), PATIENCE, "php-cgi ends with the master")
+
+
+def _served(server: Process) -> set[int]:
+    try:
+        return served_pids(server)
+    except (OSError, EOFError, ValueError):
+        return set()
 
 
 # -- php-fpm, an external server -------------------------------------------------------------
