@@ -34,9 +34,8 @@ AppName = Annotated[
 class FastCgiApplication(
     msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, dict=True
 ):
-    """``[fastcgi.applications.NAME]``: a FastCGI program Colonnade starts and
-    manages (``program``), or a FastCGI server that runs on its own
-    (``address``): exactly one of the two."""
+    """A FastCGI program Colonnade starts and manages (``program``), or a FastCGI
+    server that runs on its own (``address``): exactly one of the two."""
 
     program: str | None = None
     """The FastCGI program to start (``/usr/bin/php-cgi``): started on demand by
@@ -72,8 +71,8 @@ class FastCgiApplication(
     """Processes that may exit unexpectedly (or connections fail) in a minute; past
     that, no new one is started for the rest of the minute and requests get 503.0."""
     environment: dict[str, str] = msgspec.field(default_factory=dict)
-    """Environment variables of ``program`` (nothing else of the worker's
-    environment is passed but ``PATH``, ``LANG`` and ``TZ``)."""
+    """Environment variables of ``program`` (of the worker's own environment only
+    ``PATH``, ``LANG``, ``LC_ALL`` and ``TZ`` are passed on)."""
     params: dict[str, str] = msgspec.field(default_factory=dict)
     """Extra FastCGI parameters sent with each request, after the CGI variables
     (``PHP_VALUE`` for php-fpm, ``APP_ENV``)."""
@@ -88,9 +87,9 @@ class FastCgiApplication(
     """Bytes of a request's STDERR kept for its log line; the rest is counted."""
     script_extensions: list[str] = msgspec.field(default_factory=lambda: [".php"])
     """The endings a script's URL must have (``[]``: any file). Where a mapping
-    does not require the file (``resource_type``), the script is found as the
-    longest existing file prefix of the path; this keeps ``/uploads/a.jpg/x.php``
-    from running ``a.jpg``."""
+    does not require the file (``resource_type``), the script is the first
+    existing file along the URL path, the rest being ``PATH_INFO``; this keeps
+    ``/uploads/a.jpg/x.php`` from running ``a.jpg``."""
 
     def __post_init__(self) -> None:
         if (self.program is None) == (self.address is None):
