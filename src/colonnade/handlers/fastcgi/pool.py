@@ -323,6 +323,7 @@ class Pool:
             self.idle.remove(inst)
         process = inst.process
         if process is not None and process.returncode is None:
+            process.stopping = True  # from now on its exit is ours, not a failure
             task = asyncio.get_running_loop().create_task(process.stop(0 if kill else STOP_GRACE))
             self._stopping.add(task)
             task.add_done_callback(self._stopping.discard)
