@@ -3,15 +3,19 @@ serving them, the php-cgi processes alive now."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.handlers.fastcgi.kit import processes, site
+from tests.support.wait import PATIENCE, wait_for
 
 PHP_CGI = shutil.which("php-cgi")
 PHP_FPM = next(iter(sorted(glob.glob("/usr/sbin/php-fpm*"))), None) or shutil.which("php-fpm")
@@ -104,3 +108,35 @@ def config(app: dict[str, Any]) -> dict[str, Any]:
 
 def php_pids() -> set[int]:
     return processes(lambda pid: "php-cgi" in os.readlink(f"/proc/{pid}/exe"))
+
+
+@contextlib.contextmanager
+def php_fpm(folder: Path, children: int = 2) -> Iterator[Path]:
+    """php-fpm with a configuration of its own in ``folder``, listening on a Unix
+    socket there (yielded); skips the test where php-fpm is missing."""
+    if PHP_FPM is None:
+        pytest.skip("php-fpm is not installed (make sysdeps installs it)")
+    sock = folder / "fpm.sock"
+    conf = folder / "fpm.conf"
+    conf.write_text(
+        f"""[global]
+error_log = {folder / "fpm.log"}
+daemonize = no
+pid = {folder / "fpm.pid"}
+
+[test]
+listen = {sock}
+user = root
+group = root
+pm = static
+pm.max_children = {children}
+"""
+    )
+    proc = subprocess.Popen([PHP_FPM, "-n", "-R", "-y", str(conf), "-F"])
+    try:
+        wait_for(lambda: sock.exists() or proc.poll() is not None, PATIENCE, "php-fpm listening")
+        assert proc.poll() is None, (folder / "fpm.log").read_text()
+        yield sock
+    finally:
+        proc.terminate()
+        proc.wait(PATIENCE)

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +21,10 @@ from tests.e2e.wire import Conn
 from tests.handlers.fastcgi.kit import request
 from tests.handlers.fastcgi.php_kit import (
     NEEDS_PHP,
-    PHP_FPM,
     config,
     make_tree,
     php_cgi,
+    php_fpm,
     php_pids,
 )
 from tests.support.wait import PATIENCE, wait_for
@@ -156,32 +155,8 @@ def test_recycling_and_a_killed_process(tree: Path) -> None:
 
 @pytest.fixture
 def fpm(tmp_path: Path) -> Iterator[Path]:
-    if PHP_FPM is None:
-        pytest.skip("php-fpm is not installed (make sysdeps installs it)")
-    sock = tmp_path / "fpm.sock"
-    conf = tmp_path / "fpm.conf"
-    conf.write_text(
-        f"""[global]
-error_log = {tmp_path / "fpm.log"}
-daemonize = no
-pid = {tmp_path / "fpm.pid"}
-
-[test]
-listen = {sock}
-user = root
-group = root
-pm = static
-pm.max_children = 2
-"""
-    )
-    proc = subprocess.Popen([PHP_FPM, "-n", "-R", "-y", str(conf), "-F"])
-    try:
-        wait_for(lambda: sock.exists() or proc.poll() is not None, PATIENCE, "php-fpm listening")
-        assert proc.poll() is None, (tmp_path / "fpm.log").read_text()
+    with php_fpm(tmp_path) as sock:
         yield sock
-    finally:
-        proc.terminate()
-        proc.wait(PATIENCE)
 
 
 def test_php_fpm_external_socket(tree: Path, fpm: Path) -> None:
