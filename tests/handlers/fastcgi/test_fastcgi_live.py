@@ -310,9 +310,12 @@ def test_environment_of_the_program(tree: Path, tmp_path: Path) -> None:
         "arguments": ["-c", code],
         "environment": {"APP_MODE": "test"},
         "instance_max_requests": 50,
+        "params": {"APP_ENV": "tést", "SERVER_SOFTWARE": "mine"},
     }
     with LiveServer(config(app), tree).start() as server:
-        assert request(server.port, "/echo.t").status == 200
+        params = echo(server.port)["env"]
+        assert params["APP_ENV"].encode("latin-1").decode() == "tést"  # UTF-8 bytes
+        assert params["SERVER_SOFTWARE"] == "mine"  # params come last and win
         env = json.loads(wait_for(probe.read_text, PATIENCE, "the probe"))
     assert env["APP_MODE"] == "test"
     assert env["PHP_FCGI_MAX_REQUESTS"] == "50"

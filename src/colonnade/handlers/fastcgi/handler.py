@@ -2,8 +2,9 @@
 answers the requests mapped to it.
 
 How this works, per request: the script is found (``core.cgienv.find_script``:
-the URL's file, or the longest file prefix with the rest as ``PATH_INFO``, and
-only a file with one of ``script_extensions``); its CGI/1.1 variables become the
+the URL's file, or the first file along the path with the rest as
+``PATH_INFO``, and only one ending in one of ``script_extensions``); its CGI/1.1
+variables become the
 PARAMS stream; an instance of the application is borrowed from the worker's
 :class:`~colonnade.handlers.fastcgi.pool.Pool`; the request body is pumped into
 STDIN by a task of its own while this coroutine reads the response, so that an
@@ -14,9 +15,12 @@ client takes it (``ctx.write``), so neither a large upload nor a large download
 is ever held in memory.
 
 The response's head is read with ``core.cgihead`` (``Status``, headers; bounded
-at 64 KiB). A response whose end arrives within the first 64 KiB is handed to
-the pipeline whole (``Content-Length``, compression and the other SEND_RESPONSE
-modules apply as to any response in memory); a longer one is streamed.
+at 64 KiB). A local redirect (``Location: /path`` without ``Status``) is served
+by the server once the instance went back to its pool
+(``core.cgienv.serve_local_redirect``). A response whose end arrives within the
+first 64 KiB is handed to the pipeline whole (``Content-Length``, compression and
+the other SEND_RESPONSE modules apply as to any response in memory); a longer
+one is streamed.
 
 What goes wrong is answered with IIS's numbers and logged naming the
 application, its program and the pool; the instance is killed and replaced,
@@ -28,9 +32,9 @@ the worker and the client's connection go on:
   ``request_timeout``: 504.1 (IIS says 502.1 for a CGI timeout; 504 is what
   HTTP names a gateway timeout);
 - the program closed the connection before its response was complete, sent a
-  malformed record, an invalid head or ``Status``, or refused the request (END_REQUEST
-  with a protocol status other than REQUEST_COMPLETE): 502.2 (IIS's "bad
-  gateway: incomplete or invalid response"); OVERLOADED: 503.0;
+  malformed record, an invalid head or ``Status``, a wrong ``Content-Length``,
+  or refused the request (END_REQUEST CANT_MPX_CONN or UNKNOWN_ROLE): 502.2
+  (IIS's "bad gateway: incomplete or invalid response"); OVERLOADED: 503.0;
 - STDERR output with ``stderr_mode = "fail"``: 500.0.
 
 Once the response has begun, a failure can only cut the connection (a
@@ -168,8 +172,11 @@ class FastCgiHandler(Handler):
         variables = cgi_variables(ctx, script, software=self.software)
         # php-cgi (cgi.force_redirect, on by default) refuses a request without it.
         variables["REDIRECT_STATUS"] = "200"
-        variables.update(settings.params)
+        for name in settings.params:
+            variables.pop(name, None)  # replaced, below
         pairs = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in variables.items()]
+        # The configuration's own text: UTF-8 (the variables hold bytes as latin-1).
+        pairs += [(k.encode(), v.encode()) for k, v in settings.params.items()]
         return records.begin_request(REQUEST_ID) + records.params(REQUEST_ID, pairs)
 
 
