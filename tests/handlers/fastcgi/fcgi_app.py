@@ -4,6 +4,7 @@ with an address argument, listens there itself: an "external" server).
 
 What it does is chosen by the script's file name (``SCRIPT_FILENAME``):
 
+- ``slow.t``: its pid, after ``?s=SECONDS``;
 - ``echo.t``: a JSON document of the params, the body's length and SHA-256, its pid;
 - ``big.t``: ``?n=BYTES`` of ``x`` streamed in 64 KiB writes (``?len=1``: with
   Content-Length);
@@ -93,6 +94,9 @@ def respond(
         doc = {"env": env, "length": length, "sha256": digest, "pid": os.getpid()}
         data = json.dumps(doc).encode()
         send(r.stdout(rid, b"Content-Type: application/json\r\nX-Test: 1\r\n\r\n" + data))
+    elif name == "slow.t":  # answers after ?s seconds
+        time.sleep(float(query.get("s", "0")))
+        send(r.stdout(rid, b"Content-Type: text/plain\r\n\r\n%d" % os.getpid()))
     elif name == "big.t":
         n = int(query.get("n", "0"))
         head = b"Content-Type: application/octet-stream\r\n"

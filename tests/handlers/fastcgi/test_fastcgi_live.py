@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from colonnade.handlers.fastcgi.pool import POOLS
 from tests.e2e.conftest import LiveServer
 from tests.e2e.wire import Conn
 from tests.handlers.fastcgi.kit import processes, request, site
@@ -41,6 +42,7 @@ SCRIPTS = [
     "noend.t",
     "local.t",
     "loop.t",
+    "slow.t",
 ]
 
 
@@ -276,6 +278,30 @@ def test_queue_full_is_503_4(tree: Path) -> None:
         wire = request(server.port, "/echo.t")
         assert wire.status == 503
         assert "503.4" in wire.body.decode()
+
+
+def test_waiting_requests_share_the_instances(tree: Path) -> None:
+    # One process, two places in the queue: a first request and two waiting ones
+    # are served in turn by that one process; a fourth is refused at once.
+    app = {**MANAGED, "max_instances": 1, "queue_length": 2}
+    before = children()
+    with LiveServer(config(app), tree).start() as server:
+        first = Conn(server.port)
+        first.send(b"GET /slow.t?s=1 HTTP/1.1\r\nhost: x\r\n\r\n")
+        wait_for(lambda: children() - before, PATIENCE, "the first request's process")
+        waiting = [Conn(server.port) for _ in range(2)]
+        for conn in waiting:
+            conn.send(b"GET /slow.t HTTP/1.1\r\nhost: x\r\n\r\n")
+        wait_for(
+            lambda: server.look(lambda _: len(POOLS.here()[0].waiters) == 2),
+            PATIENCE,
+            "two requests waiting",
+        )
+        assert request(server.port, "/slow.t").status == 503
+        bodies = {c.response().body for c in [first, *waiting]}
+        for conn in [first, *waiting]:
+            conn.close()
+        assert len(bodies) == 1  # one process served all three
 
 
 def test_stderr_fail_mode(tree: Path) -> None:

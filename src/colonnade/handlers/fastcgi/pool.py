@@ -223,37 +223,46 @@ class Pool:
         except BaseException:
             if waiter in self.waiters:
                 self.waiters.remove(waiter)
-            elif waiter.done() and not waiter.cancelled():
+            elif waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                # Handed something while it was being cancelled: pass it on.
                 got = waiter.result()
                 if got is not None:
-                    self.release(got, reusable=True)
+                    self.busy.discard(got)
+                    self._lend(got)
                 else:
+                    self.starting -= 1  # the slot _wake reserved
                     self._wake()
             raise
         if found is None:
-            return await self._connected(await self._create())
+            return await self._connected(await self._create(reserved=True))
         return await self._connected(found)
 
-    async def _create(self) -> Instance:
-        if self._tripped():
-            raise HttpError(
-                503,
-                0,
-                "the service is unavailable",
-                detail=f"{self.label}: more than {self.settings.rapid_fails_per_minute} "
-                "failures in the last minute (rapid_fails_per_minute); new instances are "
-                "started again once the minute has passed",
-            )
-        self.starting += 1
+    async def _create(self, *, reserved: bool = False) -> Instance:
+        # A new instance; ``reserved``: its slot was counted in ``starting`` by
+        # _wake for this waiter, so that no newcomer takes it meanwhile.
+        if not reserved:
+            self.starting += 1
         try:
-            process = self._spawn() if self.settings.program is not None else None
-        except OSError as exc:
+            if self._tripped():
+                raise HttpError(
+                    503,
+                    0,
+                    "the service is unavailable",
+                    detail=f"{self.label}: more than {self.settings.rapid_fails_per_minute} "
+                    "failures in the last minute (rapid_fails_per_minute); new instances are "
+                    "started again once the minute has passed",
+                )
+            try:
+                process = self._spawn() if self.settings.program is not None else None
+            except OSError as exc:
+                self.record_failure(f"cannot start: {exc}")
+                raise HttpError(
+                    502, 3, "the application cannot be started", detail=f"{self.label}: {exc}"
+                ) from None
+        except BaseException:
             self.starting -= 1
-            self.record_failure(f"cannot start: {exc}")
             self._wake()
-            raise HttpError(
-                502, 3, "the application cannot be started", detail=f"{self.label}: {exc}"
-            ) from None
+            raise
         inst = Instance(process, self.generation)
         self.starting -= 1
         self.busy.add(inst)
@@ -304,10 +313,16 @@ class Pool:
         ):
             self.discard(inst, kill=not reusable)
             return
-        if self.waiters:
-            self.busy.add(inst)
-            self.waiters.popleft().set_result(inst)
-            return
+        self._lend(inst)
+
+    def _lend(self, inst: Instance) -> None:
+        # An instance free for the next request: the first waiter's, else idle.
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                self.busy.add(inst)
+                waiter.set_result(inst)
+                return
         self.idle.append(inst)
         self._schedule_reaper()
 
@@ -330,10 +345,11 @@ class Pool:
         self._wake()
 
     def _wake(self) -> None:
-        # A slot freed: the first waiter creates an instance in it.
+        # A slot freed: the first waiter creates an instance in it (reserved now).
         while self.waiters and self.live < self.settings.instances:
             waiter = self.waiters.popleft()
             if not waiter.done():
+                self.starting += 1
                 waiter.set_result(None)
                 return
 
@@ -518,6 +534,11 @@ class Registry:
                 del self._pools[key]
                 await found.close()
                 return
+
+    def here(self) -> list[Pool]:
+        """The pools of the running event loop (its worker's), for tools and tests."""
+        loop = id(asyncio.get_running_loop())
+        return [found for key, (found, _) in self._pools.items() if key[0] == loop]
 
     @staticmethod
     def _key(name: str, settings: FastCgiApplication, pool: str) -> tuple[int, str, str, bytes]:
