@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +28,7 @@ import json, os, sys
 env = {{k.decode("latin-1"): v.decode("latin-1") for k, v in os.environb.items()}}
 env["_cwd"] = os.getcwd()
 env["_stdin"] = sys.stdin.buffer.read().decode("latin-1")
+env["_fds"] = " ".join(sorted(os.listdir("/proc/self/fd")))
 out = json.dumps(env).encode()
 sys.stdout.buffer.write(b"Content-Type: application/json\\r\\n\\r\\n" + out)
 """,
@@ -106,6 +108,12 @@ echo 'first complaint' >&2
 head -c 300000 /dev/zero | tr '\\0' 'e' >&2
 printf 'Content-Type: text/plain\\n\\nok'
 """,
+    "cgi-bin/linger.sh": """#!/bin/sh
+printf 'Content-Type: text/plain\\n\\ndone'
+exec >&- 2>&-
+echo $$ > "$_PIDS/linger"
+sleep 1000
+""",
     "cgi-bin/data.txt": "just data\n",
     "cgi-bin/noshebang": "echo no interpreter line\n",
     "elsewhere/unlisted.sh": """#!/bin/sh
@@ -133,10 +141,9 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def live(base: Path) -> Iterator[LiveServer]:
+def server_config(base: Path) -> dict[str, Any]:
     www = base / "www"
-    config = {
+    return {
         "server": {"modules": ["handler.static", "handler.cgi"]},
         "sites": [{"name": "main", "bindings": ["http://127.0.0.1:1"], "root": "www"}],
         "handlers": [
@@ -153,7 +160,11 @@ def live(base: Path) -> Iterator[LiveServer]:
         },
         "locations": [{"path": "/cgi-bin/hang.sh", "cgi": {"timeout": 1, "kill_grace": 0.5}}],
     }
-    server = LiveServer(config, base).start()
+
+
+@pytest.fixture(scope="module")
+def live(base: Path) -> Iterator[LiveServer]:
+    server = LiveServer(server_config(base), base).start()
     yield server
     server.stop()
 
@@ -219,6 +230,8 @@ def test_the_variables_a_script_sees(live: LiveServer, base: Path) -> None:
     assert "HTTP_PROXY" not in env
     assert not any("SNEAKY" in k for k in env)
     assert "HTTPS" not in env and "REMOTE_USER" not in env
+    # Its three streams, and the one listdir opened: none of the server's descriptors.
+    assert set(env.pop("_fds").split()) <= {"0", "1", "2", "3"}
     # The server's own environment stays out (only PATH, the configured ones and
     # the CGI variables; Python adds LC_CTYPE on some systems).
     own = {k for k in os.environ if k not in ("PATH", "LC_CTYPE")}
@@ -470,3 +483,63 @@ def test_stderr_is_logged_and_bounded(live: LiveServer, caplog: pytest.LogCaptur
     lines = [r.getMessage() for r in caplog.records if "stderr.sh" in r.getMessage()]
     assert any(line.endswith(": first complaint") for line in lines)
     assert sum(len(line) for line in lines) < 4000  # max_stderr_log = 1000, and names
+
+
+def test_a_script_that_ignores_a_large_body(live: LiveServer) -> None:
+    size = 8 * 1024 * 1024
+    with Conn(live.port) as conn:
+        conn.send(
+            b"POST /hello.cgi HTTP/1.1\r\nHost: cgi.test\r\n"
+            + f"Content-Length: {size}\r\n\r\n".encode()
+        )
+        sender = threading.Thread(target=lambda: _send_quietly(conn, size))
+        sender.start()
+        wire = conn.response()
+        sender.join(PATIENCE)
+    assert (wire.status, wire.body) == (200, b"hello from cgi")
+
+
+def _send_quietly(conn: Conn, size: int) -> None:
+    # The server may stop reading (and close) once it answered: that is its right.
+    block = b"x" * 65536
+    try:
+        for _ in range(size // len(block)):
+            conn.send(block)
+    except OSError:
+        pass
+
+
+def test_a_script_running_after_its_response_ends_with_the_server(base: Path) -> None:
+    marker = base / "pids" / "linger"
+    marker.unlink(missing_ok=True)
+    with LiveServer(server_config(base), base).start() as server:
+        wire = get(server, "/cgi-bin/linger.sh")
+        assert (wire.status, wire.body) == (200, b"done")
+        pid = int(wait_for(lambda: marker.exists() and marker.read_text().strip(), 5, "pid"))
+        assert not _gone(pid)  # the response did not wait for it
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}"), PATIENCE, "the script stopped and reaped")
+
+
+def test_over_http2(live: LiveServer) -> None:
+    import httpx
+
+    big = os.urandom(3 * 1024 * 1024 + 17)
+    base_url = f"http://127.0.0.1:{live.port}"
+    with httpx.Client(http1=False, http2=True, timeout=PATIENCE, base_url=base_url) as client:
+        env = client.get("/cgi-bin/env.py/x?y=1", headers={"cookie": "a=1"}).json()
+        assert env["SERVER_PROTOCOL"] == "HTTP/2.0"
+        assert env["HTTP_HOST"] == f"127.0.0.1:{live.port}"
+        assert (env["SCRIPT_NAME"], env["PATH_INFO"], env["QUERY_STRING"]) == (
+            "/cgi-bin/env.py",
+            "/x",
+            "y=1",
+        )
+        upload = client.post("/cgi-bin/sha.sh", content=big)
+        assert upload.status_code == 200
+        assert upload.text.strip() == hashlib.sha256(big).hexdigest()
+        download = client.get("/cgi-bin/download.py?5")
+        assert download.status_code == 200
+        assert len(download.content) == 5 * 2**20
+        made = client.get("/cgi-bin/status.sh")
+        assert made.status_code == 201
+        assert made.headers.get_list("set-cookie") == ["a=1; Path=/", "b=2; Path=/"]

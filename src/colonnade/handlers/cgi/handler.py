@@ -7,8 +7,9 @@ How this works, per request:
    that is a regular file inside the application, the rest being ``PATH_INFO``;
    none → 404. Its real path must be on ``[cgi] allowed_programs`` (IIS
    ``isapiCgiRestriction``) → else 404.2; and executable → else 403.1.
-2. *Start it* with :func:`asyncio.create_subprocess_exec`: in a new session (its
-   own process group, so it can be killed whole), in the script's folder, with an
+2. *Start it* (:class:`~colonnade.handlers.cgi.process.Child`): in a new session
+   (its own process group, so it can be killed whole), in the script's folder,
+   with its three standard streams and no other descriptor, with an
    environment made of the CGI variables (:func:`~colonnade.core.cgienv.cgi_variables`),
    ``PATH`` and ``[cgi] environment``, nothing of the server's. It is a child of
    the pool's worker and runs as the pool's user, in its sandbox.
@@ -28,8 +29,10 @@ How this works, per request:
 5. *The end.* The script's process group gets SIGTERM, then SIGKILL after
    ``kill_grace`` seconds, when ``timeout`` expires (502.1 if nothing was sent,
    else the connection is dropped), when the client goes away, or on any
-   error. A script that closed its output ends the response at once; its exit
-   is awaited in the background, still bounded by ``timeout``.
+   error. When its output ends, its exit is awaited a moment (up to a second)
+   to tell a script killed by a signal (the response is not trusted) from one
+   that finished; a script that goes on running after closing its output is
+   awaited in the background, still bounded by ``timeout``.
 
 Errors the script causes are 502.2 (IIS: the CGI application did not return a
 complete set of headers), with a log line naming the script and what was wrong:
@@ -44,7 +47,6 @@ import contextlib
 import logging
 import os
 import signal
-from asyncio.subprocess import Process
 from collections.abc import Awaitable
 
 from colonnade import __version__
@@ -61,11 +63,9 @@ from colonnade.core.handler import Handler
 from colonnade.core.request import EMPTY_BODY, Body
 from colonnade.errors import HttpError
 from colonnade.handlers.cgi.config import CgiSection
+from colonnade.handlers.cgi.process import CHUNK, Child, log_stderr
 
 SOFTWARE = f"colonnade/{__version__}"
-
-#: Bytes read from a script's stdout (and the request body) per step.
-_CHUNK = 65536
 
 #: Response headers about the connection, not the content: a script's are dropped
 #: (the server frames the response itself).
@@ -85,9 +85,6 @@ _HOP_BY_HOP = frozenset(
 #: that was killed from one that ended its response).
 _EXIT_WAIT = 1.0
 
-#: The longest line of a script's standard error logged (the rest is cut).
-_MAX_LOG_LINE = 2000
-
 
 class ScriptError(Exception):
     """The script's response cannot be used (a 502.2 or a dropped connection)."""
@@ -100,9 +97,9 @@ class CgiHandler(Handler):
     section = CgiSection
 
     def __init__(self) -> None:
-        # Processes being reaped after their response: kept here so that the
-        # tasks are not collected before they finish.
-        self._reaping: set[asyncio.Task[None]] = set()
+        # Scripts being reaped after their response, by their reaping task (kept
+        # here so that the tasks are not collected before they finish).
+        self._reaping: dict[asyncio.Task[None], _Reaper] = {}
 
     def execute(self, ctx: Context) -> Awaitable[None]:
         """Run the script ``ctx``'s URL names and answer with what it writes."""
@@ -150,27 +147,20 @@ class CgiHandler(Handler):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + settings.timeout
         try:
-            proc = await asyncio.create_subprocess_exec(
-                program,
-                stdin=asyncio.subprocess.PIPE if has_body else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=env,
-                cwd=os.path.dirname(program),
-                start_new_session=True,
-                limit=_CHUNK,
-            )
+            child = await Child.start(program, env, os.path.dirname(program), stdin=has_body)
         except OSError as exc:
             raise HttpError(
                 502, 2, "bad gateway", detail=f"CGI script {program} cannot be started: {exc}"
             ) from None
+        except ValueError:  # a NUL byte, which no environment can hold
+            raise HttpError(400, 0, "the request cannot be passed to a CGI script") from None
         log = ctx.app.log
-        child = _Child(proc, program, log, deadline, settings)
-        feeding = _Feeder(proc, body) if has_body else None
+        stderr = loop.create_task(log_stderr(child, log, settings.max_stderr_log))
+        feeding = _Feeder(child, body) if has_body else None
         finished = False
         try:
             async with asyncio.timeout_at(deadline):
-                result = await self._respond(ctx, proc, program, feeding)
+                result = await self._respond(ctx, child, feeding)
             finished = True
             return result
         except TimeoutError:
@@ -189,19 +179,18 @@ class CgiHandler(Handler):
             # From a finally clause, possibly while cancelled: the group gets its
             # SIGTERM now; the rest (SIGKILL, the exit, stderr's end) in a task.
             if not finished:
-                _signal_group(proc, signal.SIGTERM)
-            task = loop.create_task(child.reap(killed=not finished))
-            self._reaping.add(task)
-            task.add_done_callback(self._reaping.discard)
+                child.signal(signal.SIGTERM)
+            reaper = _Reaper(child, stderr, log, deadline, settings.kill_grace)
+            task = loop.create_task(reaper.reap(killed=not finished))
+            self._reaping[task] = reaper
+            task.add_done_callback(self._reaped)
 
-    async def _respond(
-        self, ctx: Context, proc: Process, program: str, feeding: _Feeder | None
-    ) -> bytes | None:
-        stdout = proc.stdout
-        assert stdout is not None
+    async def _respond(self, ctx: Context, child: Child, feeding: _Feeder | None) -> bytes | None:
+        stdout = child.stdout
+        program = child.program
         data = b""
         while True:
-            chunk = await stdout.read(_CHUNK)
+            chunk = await stdout.read(CHUNK)
             if not chunk:
                 if feeding is not None and feeding.error is not None:
                     raise feeding.error  # the request body failed: its answer
@@ -229,11 +218,11 @@ class CgiHandler(Handler):
         response.headers = headers
         # The script's own error pages are kept, as an application's are.
         response.skip_custom_errors = True
-        first = rest or await stdout.read(_CHUNK)
-        second = await stdout.read(_CHUNK) if first else b""
+        first = rest or await stdout.read(CHUNK)
+        second = await stdout.read(CHUNK) if first else b""
         if not second:
             # The whole body is here: sent in one piece with its length.
-            died = await _died(proc, feeding)
+            died = await _died(child, feeding)
             if died is not None:
                 raise _bad(program, died)
             if declared is None or declared == len(first):
@@ -248,21 +237,37 @@ class CgiHandler(Handler):
             raise _bad(program, f"more body than its Content-Length {declared}")
         await ctx.write(first)
         await ctx.write(second)
-        while chunk := await stdout.read(_CHUNK):
+        while chunk := await stdout.read(CHUNK):
             sent += len(chunk)
             if declared is not None and sent > declared:
                 raise ScriptError(f"CGI script {program}: more body than its Content-Length")
             await ctx.write(chunk)
         # Dropping the connection tells the client that the body is incomplete.
-        died = await _died(proc, feeding)
+        died = await _died(child, feeding)
         if died is not None:
             raise ScriptError(f"CGI script {program}: {died} in the middle of its response")
         if declared is not None and sent < declared:
             raise ScriptError(f"CGI script {program}: its body ended before its Content-Length")
         return None
 
-    def cleanup(self) -> None:
-        """Nothing to release: each script's process ends with its request."""
+    def _reaped(self, task: asyncio.Task[None]) -> None:
+        self._reaping.pop(task, None)
+
+    async def shutdown(self) -> None:
+        """Stop the scripts still running after their response (IIS ends them
+        with the worker process): SIGTERM to their groups, then SIGKILL to
+        those still there after ``kill_grace``."""
+        if not self._reaping:
+            return
+        reapers = list(self._reaping.values())
+        for reaper in reapers:
+            reaper.child.signal(signal.SIGTERM)
+        grace = max(reaper.grace for reaper in reapers)
+        await asyncio.wait(list(self._reaping), timeout=grace + 1)
+        for reaper in self._reaping.values():
+            reaper.child.signal(signal.SIGKILL)
+        if self._reaping:
+            await asyncio.wait(list(self._reaping), timeout=grace + 2)
 
 
 class _Feeder:
@@ -275,33 +280,30 @@ class _Feeder:
 
     __slots__ = ("error", "task")
 
-    def __init__(self, proc: Process, body: Body) -> None:
+    def __init__(self, child: Child, body: Body) -> None:
         self.error: Exception | None = None
-        self.task = asyncio.get_running_loop().create_task(self._feed(proc, body))
+        self.task = asyncio.get_running_loop().create_task(self._feed(child, body))
 
-    async def _feed(self, proc: Process, body: Body) -> None:
-        stdin = proc.stdin
-        assert stdin is not None
+    async def _feed(self, child: Child, body: Body) -> None:
         try:
             while True:
                 try:
-                    chunk = await body.read(_CHUNK)
+                    chunk = await body.read(CHUNK)
                 except Exception as exc:  # kept for the response
                     self.error = exc
-                    _signal_group(proc, signal.SIGKILL)
+                    child.signal(signal.SIGKILL)
                     return
                 if not chunk:
                     break
                 try:
-                    stdin.write(chunk)
-                    await stdin.drain()
+                    await child.write(chunk)
                 except (BrokenPipeError, ConnectionResetError):
                     return  # the script does not want the rest
         finally:
-            stdin.close()
+            child.close_stdin()
 
 
-async def _died(proc: Process, feeding: _Feeder | None) -> str | None:
+async def _died(child: Child, feeding: _Feeder | None) -> str | None:
     """Why the output that just ended cannot be trusted, or None.
 
     The request body failed (its error is raised: the answer for it), or the
@@ -313,7 +315,7 @@ async def _died(proc: Process, feeding: _Feeder | None) -> str | None:
         raise feeding.error
     try:
         async with asyncio.timeout(_EXIT_WAIT):
-            code = await proc.wait()
+            code = await child.wait()
     except TimeoutError:
         return None
     if code < 0:
@@ -336,114 +338,58 @@ def _declared_length(headers: list[tuple[bytes, bytes]], program: str) -> int | 
     return found
 
 
-def _signal_group(proc: Process, sig: int) -> None:
-    # The script leads its own process group (a new session): its pid is the
-    # group's id. Once the group is gone there is no one to signal.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
+class _Reaper:
+    """Waits for a script's end after its request, and kills it if need be."""
 
-
-class _Child:
-    """A running script: its process, and the task logging its stderr."""
-
-    __slots__ = ("deadline", "grace", "log", "proc", "program", "stderr")
+    __slots__ = ("child", "deadline", "grace", "log", "stderr")
 
     def __init__(
         self,
-        proc: Process,
-        program: str,
+        child: Child,
+        stderr: asyncio.Task[None],
         log: logging.Logger,
         deadline: float,
-        settings: CgiSection,
+        grace: float,
     ) -> None:
-        self.proc = proc
-        self.program = program
+        self.child = child
+        self.stderr = stderr
         self.log = log
         self.deadline = deadline
-        self.grace = settings.kill_grace
-        self.stderr = asyncio.get_running_loop().create_task(
-            _log_stderr(proc, log, program, settings.max_stderr_log)
-        )
+        self.grace = grace
 
     async def reap(self, *, killed: bool) -> None:
         """Wait for the script's exit, reading (and dropping) what it still
         writes, and kill its group at the deadline (at once if ``killed``: it
-        had its SIGTERM); then wait for the end of its stderr, and log a failed
-        exit."""
-        proc, log, program, stderr = self.proc, self.log, self.program, self.stderr
+        had its SIGTERM); then let its stderr be read to the end, log a failed
+        exit, and close its pipes."""
+        child, log, stderr = self.child, self.log, self.stderr
         loop = asyncio.get_running_loop()
-        if not killed:
-            try:
-                async with asyncio.timeout_at(self.deadline):
-                    await _discard(proc)
-                    await proc.wait()
-            except TimeoutError:
-                log.error("CGI script %s ran past its timeout: killed", program)
-                _signal_group(proc, signal.SIGTERM)
-                killed = True
-        if killed:
-            try:
-                async with asyncio.timeout_at(loop.time() + self.grace):
-                    await proc.wait()
-            except TimeoutError:
-                pass
-            # Also the group's other members, which a SIGTERM may have left behind.
-            _signal_group(proc, signal.SIGKILL)
-            await proc.wait()
-            # The output pipe ends when its last holder is gone: read it to its end
-            # (a paused pipe sees no end), unless a process outside the group holds it.
-            try:
+        try:
+            if not killed:
+                try:
+                    async with asyncio.timeout_at(self.deadline):
+                        await child.discard_output()
+                        await child.wait()
+                except TimeoutError:
+                    log.error("CGI script %s ran past its timeout: killed", child.program)
+                    child.signal(signal.SIGTERM)
+                    killed = True
+            if killed:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(loop.time() + self.grace):
+                        await child.wait()
+                # Also the group's other members, which a SIGTERM may have left behind.
+                child.signal(signal.SIGKILL)
+                await child.wait()
+            elif child.exited.result() > 0:
+                log.warning(
+                    "CGI script %s exited with status %d", child.program, child.exited.result()
+                )
+            # Its stderr ends when the group is gone (a process that left the
+            # group may hold it: not waited for long).
+            with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout_at(loop.time() + self.grace + 1):
-                    await _discard(proc)
-                    await stderr
-            except TimeoutError:
-                stderr.cancel()
-                transport = getattr(proc, "_transport", None)  # no public close
-                if transport is not None:
-                    transport.close()
-        elif proc.returncode:
-            log.warning("CGI script %s exited with status %d", program, proc.returncode)
-        with contextlib.suppress(asyncio.CancelledError):
-            await stderr
-
-
-async def _discard(proc: Process) -> None:
-    """Read what is left of a script's output, dropping it."""
-    stdout = proc.stdout
-    if stdout is not None:
-        while await stdout.read(_CHUNK):
-            pass
-
-
-async def _log_stderr(proc: Process, log: logging.Logger, program: str, limit: int) -> None:
-    """Log a script's standard error line by line, up to ``limit`` bytes; read
-    (and drop) the rest so that the script never blocks on a full pipe."""
-    stream = proc.stderr
-    assert stream is not None
-    logged = 0
-    dropped = 0
-    pending = b""
-    while chunk := await stream.read(_CHUNK):
-        room = limit - logged
-        if room <= 0:
-            dropped += len(chunk)
-            continue
-        if len(chunk) > room:
-            dropped += len(chunk) - room
-            chunk = chunk[:room]
-        logged += len(chunk)
-        *lines, pending = (pending + chunk).split(b"\n")
-        for line in lines:
-            _log_line(log, program, line)
-        if len(pending) > _MAX_LOG_LINE:
-            _log_line(log, program, pending)
-            pending = b""
-    if pending:
-        _log_line(log, program, pending)
-    if dropped:
-        log.warning("CGI script %s: %d more bytes of standard error not logged", program, dropped)
-
-
-def _log_line(log: logging.Logger, program: str, line: bytes) -> None:
-    text = line[:_MAX_LOG_LINE].rstrip(b"\r").decode("utf-8", "backslashreplace")
-    log.warning("CGI script %s: %s", program, text)
+                    await asyncio.shield(stderr)
+        finally:
+            stderr.cancel()
+            child.close()
