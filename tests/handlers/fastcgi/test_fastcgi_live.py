@@ -359,6 +359,27 @@ def test_environment_of_the_program(tree: Path, tmp_path: Path) -> None:
     }
 
 
+def test_a_programs_own_stderr_is_logged(tree: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # What a program writes outside FastCGI (PHP's start-up errors) is logged.
+    code = "import sys;print('starting up: no php.ini', file=sys.stderr, flush=True);" + (
+        f"sys.argv=[{APP!r}];exec(open({APP!r}).read())"
+    )
+    app = {"program": sys.executable, "arguments": ["-c", code]}
+    with (
+        caplog.at_level(logging.WARNING, "colonnade.fastcgi"),
+        LiveServer(config(app), tree).start() as server,
+    ):
+        pid = echo(server.port)["pid"]
+        wait_for(
+            lambda: any("starting up: no php.ini" in r.getMessage() for r in caplog.records),
+            PATIENCE,
+            "the line logged",
+        )
+    line = next(r.getMessage() for r in caplog.records if "starting up" in r.getMessage())
+    assert f"process {pid} wrote: starting up: no php.ini" in line
+    assert "FastCGI application 'app'" in line
+
+
 def test_monitor_changes_to_recycles(tree: Path, tmp_path: Path) -> None:
     ini = tmp_path / "php.ini"
     ini.write_text("a=1\n")

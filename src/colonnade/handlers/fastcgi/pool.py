@@ -54,6 +54,8 @@ INHERITED = ("PATH", "LANG", "LC_ALL", "TZ")
 
 #: How long a process asked to stop (SIGTERM) has before SIGKILL.
 STOP_GRACE = 2.0
+#: Bytes of a process's own stderr logged; the rest is counted.
+MAX_LOGGED = 64 * 1024
 
 try:
     _libc: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
@@ -68,12 +70,23 @@ def _child_setup() -> None:
 
 
 class Process:
-    """A managed FastCGI process and the socket it accepts on."""
+    """A managed FastCGI process, the socket it accepts on, and its own stderr
+    (what a program writes outside a request, such as PHP's start-up errors:
+    logged line by line, at most :data:`MAX_LOGGED` bytes of it)."""
 
-    def __init__(self, popen: subprocess.Popen[bytes], path: str, on_exit: Callable[[], None]):
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        path: str,
+        stderr: int,
+        label: str,
+        on_exit: Callable[[], None],
+        live: set[Process],
+    ) -> None:
         self.popen = popen
         self.pid = popen.pid
         self.path = path
+        self.label = label
         self.returncode: int | None = None
         self.stopping = False  # we asked it to end: its exit is expected
         self.exited = asyncio.Event()
@@ -81,6 +94,19 @@ class Process:
         loop = asyncio.get_running_loop()
         self._pidfd: int | None = os.pidfd_open(self.pid)
         loop.add_reader(self._pidfd, self._reap)
+        self._stderr: int | None = stderr
+        self._partial = b""
+        self._logged = 0
+        self._dropped = 0
+        loop.add_reader(stderr, self._read_stderr)
+        #: The pool's processes not yet reaped or whose stderr is still open
+        #: (closed with the pool); this one leaves it when both are done.
+        self._live = live
+        live.add(self)
+
+    def _settle(self) -> None:
+        if self.returncode is not None and self._stderr is None:
+            self._live.discard(self)
 
     def _reap(self) -> None:
         pidfd = self._pidfd
@@ -92,7 +118,48 @@ class Process:
         with contextlib.suppress(OSError):
             os.unlink(self.path)
         self.exited.set()
+        self._settle()
         self._on_exit()
+
+    def close_stderr(self) -> None:
+        """Stop reading the process's stderr (at its end, or when the pool closes)."""
+        fd = self._stderr
+        if fd is not None:
+            self._stderr = None
+            asyncio.get_running_loop().remove_reader(fd)
+            os.close(fd)
+            self._log_line(self._partial, end=True)
+            self._settle()
+
+    def _read_stderr(self) -> None:
+        fd = self._stderr
+        if fd is None:
+            return
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.close_stderr()
+            return
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()[-MAX_LOGGED:]
+        for line in lines:
+            self._log_line(line)
+
+    def _log_line(self, line: bytes, *, end: bool = False) -> None:
+        line = line.rstrip(b"\r")
+        if line:
+            if self._logged < MAX_LOGGED:
+                self._logged += len(line)
+                text = line[:4096].decode("utf-8", "replace").encode("unicode_escape")
+                log.warning("%s: process %d wrote: %s", self.label, self.pid, text.decode())
+            else:
+                self._dropped += len(line)
+        if end and self._dropped:
+            log.warning("%s: process %d wrote %d bytes more", self.label, self.pid, self._dropped)
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the process's group (it may have children of its own)."""
@@ -176,6 +243,7 @@ class Pool:
         self._monitor_checked = 0.0
         self._monitor_sig = self._monitored()
         self._stopping: set[asyncio.Task[None]] = set()
+        self._processes: set[Process] = set()  # started and not yet reaped
 
     @property
     def live(self) -> int:
@@ -368,6 +436,7 @@ class Pool:
         env["PHP_FCGI_CHILDREN"] = "0"
         env.pop("FCGI_WEB_SERVER_ADDRS", None)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        err_read, err_write = os.pipe2(os.O_CLOEXEC)
         try:
             listener.bind(path)
             listener.listen(16)
@@ -375,7 +444,7 @@ class Pool:
                 [settings.program, *settings.arguments],
                 stdin=listener.fileno(),
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stderr=err_write,
                 env=env,
                 close_fds=True,
                 start_new_session=True,
@@ -383,12 +452,17 @@ class Pool:
                 cwd=os.path.dirname(settings.program) or "/",
             )
         except OSError:
+            os.close(err_read)
             with contextlib.suppress(OSError):
                 os.unlink(path)
             raise
         finally:
             listener.close()  # the child holds it now
-        process = Process(popen, path, lambda: self._exited(process))
+            os.close(err_write)
+        os.set_blocking(err_read, False)
+        process = Process(
+            popen, path, err_read, self.label, lambda: self._exited(process), self._processes
+        )
         log.info("%s: started process %d", self.label, process.pid)
         return process
 
@@ -490,6 +564,9 @@ class Pool:
             self.discard(inst)
         if self._stopping:
             await asyncio.gather(*self._stopping, return_exceptions=True)
+        for process in list(self._processes):  # a descendant may hold its stderr
+            process.close_stderr()
+        self._processes.clear()
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
             self._socket_dir = None
