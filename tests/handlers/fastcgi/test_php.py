@@ -5,6 +5,7 @@ process, memory and process lifetimes: tests/e2e/test_php_e2e.py.)"""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -170,3 +171,32 @@ def test_php_fpm_external_socket(tree: Path, fpm: Path) -> None:
         assert wire.body == f"{len(body)} {hashlib.sha256(body).hexdigest()}".encode()
         info = request(server.port, "/info.php")
         assert b"FPM/FastCGI" in info.body
+
+
+def test_one_authentication_protects_php_and_static_files(tree: Path) -> None:
+    # The server's own modules guard a PHP folder as they guard static files,
+    # and the user they established reaches PHP as REMOTE_USER / AUTH_TYPE.
+    admin = tree / "www" / "admin"
+    admin.mkdir(exist_ok=True)
+    (admin / "who.php").write_text(
+        "<?php echo $_SERVER['REMOTE_USER'] ?? '-', ' ', $_SERVER['AUTH_TYPE'] ?? '-';"
+    )
+    (admin / "notes.txt").write_text("static secret")
+    digest = base64.b64encode(hashlib.sha1(b"s3cret").digest()).decode()
+    (tree / "users.htpasswd").write_text(f"ada:{{SHA}}{digest}\n")
+    cfg = config(php_cgi(tree))
+    cfg["server"]["modules"] = ["auth.basic", "authz.url", *cfg["server"]["modules"]]
+    cfg["basic_authentication"] = {"enabled": True, "user_file": str(tree / "users.htpasswd")}
+    cfg["locations"] = [
+        {
+            "path": "main/admin",
+            "url_authorization": {"rules": [{"access": "allow", "users": ["ada"]}]},
+        }
+    ]
+    ada = "authorization: Basic " + base64.b64encode(b"ada:s3cret").decode() + "\r\n"
+    with LiveServer(cfg, tree).start() as server:
+        for target in ("/admin/who.php", "/admin/notes.txt"):
+            assert request(server.port, target).status == 401
+        assert request(server.port, "/admin/who.php", headers=ada).body == b"ada Basic"
+        assert request(server.port, "/admin/notes.txt", headers=ada).body == b"static secret"
+        assert request(server.port, "/form.php").status == 200  # outside: anonymous
