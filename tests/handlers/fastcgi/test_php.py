@@ -200,3 +200,21 @@ def test_one_authentication_protects_php_and_static_files(tree: Path) -> None:
         assert request(server.port, "/admin/who.php", headers=ada).body == b"ada Basic"
         assert request(server.port, "/admin/notes.txt", headers=ada).body == b"static secret"
         assert request(server.port, "/form.php").status == 200  # outside: anonymous
+
+
+def test_php_over_http2(live: LiveServer) -> None:
+    import httpx
+
+    big = os.urandom(3 * 1024 * 1024 + 5)
+    base_url = f"http://127.0.0.1:{live.port}"
+    with httpx.Client(http1=False, http2=True, timeout=PATIENCE, base_url=base_url) as client:
+        server = client.get("/server.php?q=1", headers={"cookie": "a=1"}).json()["server"]
+        assert server["SERVER_PROTOCOL"] == "HTTP/2.0"
+        assert server["HTTP_COOKIE"] == "a=1" and server["QUERY_STRING"] == "q=1"
+        upload = client.post("/stream.php", content=big)
+        assert upload.text == f"{len(big)} {hashlib.sha256(big).hexdigest()}"
+        download = client.get("/download.php?mib=5")
+        assert len(download.content) == 5 * 1024 * 1024
+        made = client.get("/headers.php")
+        assert made.status_code == 201
+        assert made.headers.get_list("set-cookie") == ["a=one", "b=two; path=/; HttpOnly"]
