@@ -485,3 +485,15 @@ def test_a_process_killed_while_idle_costs_no_request(tree: Path) -> None:
             pid = echo(server.port)["pid"]
             os.kill(pid, signal.SIGKILL)
             assert echo(server.port)["pid"] != pid
+
+
+def test_a_death_is_counted_once(tree: Path) -> None:
+    # Found dead at the next request, then notified by the kernel: one failure.
+    app = {**MANAGED, "max_instances": 1}
+    with LiveServer(config(app), tree).start() as server:
+        pid = echo(server.port)["pid"]
+        os.kill(pid, signal.SIGKILL)
+        assert echo(server.port)["pid"] != pid
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}"), PATIENCE, "the process reaped")
+        failures = server.look(lambda _: len(POOLS.here()[0].failures), turns=5)
+        assert failures == 1

@@ -149,7 +149,7 @@ class FastCgiHandler(Handler):
             except _StaleError:
                 # An idle instance that had gone away: nothing of the request was
                 # taken, so it goes to a new one (as nginx retries the next upstream).
-                pool.release(inst, reusable=False)
+                pool.stale(inst)
                 inst = await pool.acquire()
                 exchange = _Exchange(ctx, pool, inst, head)
                 reusable = await exchange.run()

@@ -88,7 +88,9 @@ class Process:
         self.path = path
         self.label = label
         self.returncode: int | None = None
-        self.stopping = False  # we asked it to end: its exit is expected
+        #: We asked it to end (or already counted its death): its exit notice
+        #: is no failure to record.
+        self.stopping = False
         self.exited = asyncio.Event()
         self._on_exit = on_exit
         loop = asyncio.get_running_loop()
@@ -243,7 +245,8 @@ class Pool:
         self._monitor_checked = 0.0
         self._monitor_sig = self._monitored()
         self._stopping: set[asyncio.Task[None]] = set()
-        self._processes: set[Process] = set()  # started and not yet reaped
+        #: Processes not yet reaped, or whose stderr is still open.
+        self._processes: set[Process] = set()
 
     @property
     def live(self) -> int:
@@ -265,8 +268,10 @@ class Pool:
                 and process.returncode is None
                 and process.popen.poll() is not None
             ):
-                # It died while idle and we have not heard yet: reap it now.
+                # It died while idle and we have not heard yet: reap it now (and
+                # count it once: its exit notice, when it comes, is accounted for).
                 process.returncode = process.popen.returncode
+                process.stopping = True
                 self.record_failure(f"process {process.pid} exited while idle ({_how(process)})")
                 self.discard(inst)
             if inst.closed:
@@ -362,6 +367,19 @@ class Pool:
                 502, 3, "the application cannot be reached", detail=f"{self.label}: {reason}"
             ) from None
         return inst
+
+    def stale(self, inst: Instance) -> None:
+        """Take back an instance whose connection was found closed before the
+        request was taken: replaced; a process that died meanwhile counts as one
+        failure (a server that closed an idle keep-alive connection, none)."""
+        process = inst.process
+        if process is not None and not process.stopping:
+            if process.returncode is not None:  # its exit notice came (and was logged)
+                self.count_failure()
+            else:  # dying (a process closes its files before it is reaped) or hung up
+                self.record_failure(f"process {process.pid} closed its connection while idle")
+            process.stopping = True  # accounted for; killed now if it still runs
+        self.release(inst, reusable=False)
 
     def release(self, inst: Instance, *, reusable: bool) -> None:
         """Take ``inst`` back after a request; ``reusable`` False: it failed and is
