@@ -2,7 +2,9 @@
 php-cgi: it accepts on the listening socket it finds as file descriptor 0 (or,
 with an address argument, listens there itself: an "external" server).
 
-What it does is chosen by the script's file name (``SCRIPT_FILENAME``):
+With ``FCGI_TEST_CLOSE`` set it closes every connection after one request,
+whatever FCGI_KEEP_CONN asks. What it does is chosen by the script's file name
+(``SCRIPT_FILENAME``):
 
 - ``slow.t``: its pid, after ``?s=SECONDS``;
 - ``echo.t``: a JSON document of the params, the body's length and SHA-256, its pid;
@@ -79,7 +81,7 @@ def serve(conn: socket.socket) -> bool:
         out = respond(conn, request_id, env, length, body.hexdigest(), early)
         if out is False:
             return False
-        if not keep or early:
+        if not keep or early or os.environ.get("FCGI_TEST_CLOSE"):
             conn.close()
             return True
 

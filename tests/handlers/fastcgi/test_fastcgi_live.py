@@ -497,3 +497,16 @@ def test_a_death_is_counted_once(tree: Path) -> None:
         wait_for(lambda: not os.path.exists(f"/proc/{pid}"), PATIENCE, "the process reaped")
         failures = server.look(lambda _: len(POOLS.here()[0].failures), turns=5)
         assert failures == 1
+
+
+def test_a_program_that_ignores_keep_conn(tree: Path) -> None:
+    # It closes each connection after its answer: connected to anew each time,
+    # the same process serves, and nothing counts as a failure.
+    app = {**MANAGED, "max_instances": 1, "environment": {"FCGI_TEST_CLOSE": "1"}}
+    with LiveServer(config(app), tree).start() as server:
+        pids = {echo(server.port)["pid"] for _ in range(6)}
+        body = os.urandom(300_000)
+        doc = echo(server.port, method="POST", body=body)
+        assert doc["sha256"] == hashlib.sha256(body).hexdigest()
+        assert pids == {doc["pid"]}
+        assert server.look(lambda _: len(POOLS.here()[0].failures)) == 0

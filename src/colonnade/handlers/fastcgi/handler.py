@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Callable
 
@@ -59,7 +60,7 @@ from colonnade.core.request import EMPTY_BODY
 from colonnade.errors import ConfigError, HttpError
 from colonnade.handlers.fastcgi import records
 from colonnade.handlers.fastcgi.config import FastCgiApplication, FastCgiSection
-from colonnade.handlers.fastcgi.pool import POOLS, Instance, Pool
+from colonnade.handlers.fastcgi.pool import POOLS, Instance, Pool, hung_up
 
 log = logging.getLogger("colonnade.fastcgi")
 
@@ -144,15 +145,17 @@ class FastCgiHandler(Handler):
         reusable = False
         exchange = _Exchange(ctx, pool, inst, head)
         try:
-            try:
-                reusable = await exchange.run()
-            except _StaleError:
-                # An idle instance that had gone away: nothing of the request was
-                # taken, so it goes to a new one (as nginx retries the next upstream).
-                pool.stale(inst)
-                inst = await pool.acquire()
-                exchange = _Exchange(ctx, pool, inst, head)
-                reusable = await exchange.run()
+            while True:
+                try:
+                    reusable = await exchange.run()
+                    break
+                except _StaleError:
+                    # An idle connection that had gone away: nothing of the
+                    # request was taken, so it goes again on a new one (as nginx
+                    # retries the next upstream). Ends: an instance is renewed
+                    # once, then replaced by a new one, which is never stale.
+                    inst = await pool.renew(inst)
+                    exchange = _Exchange(ctx, pool, inst, head)
         except _AppFailedError as failed:
             # Logged by the pipeline with the page's correlation id: the detail
             # names the application, its program and the pool.
@@ -248,23 +251,27 @@ class _Exchange:
     async def _run(self) -> bool:
         ctx = self.ctx
         inst = self.inst
-        reader, writer = inst.reader, inst.writer
-        assert reader is not None and writer is not None
+        sock = inst.sock
+        assert sock is not None
+        loop = asyncio.get_running_loop()
         body = ctx.request.body
         pump: asyncio.Task[None] | None = None
-        if body is EMPTY_BODY:
-            writer.write(self.head + records.stdin_end(REQUEST_ID))
-        else:
-            writer.write(self.head)
-            pump = asyncio.get_running_loop().create_task(self._pump(writer))
         try:
-            done = await self._respond(reader)
+            if body is EMPTY_BODY:
+                await loop.sock_sendall(sock, self.head + records.stdin_end(REQUEST_ID))
+            else:
+                await loop.sock_sendall(sock, self.head)
+        except OSError as exc:
+            if self.inst.reused:
+                raise _StaleError from None  # closed while idle: nothing was taken
+            raise self._fail(f"the request could not be sent: {exc}") from None
+        if body is not EMPTY_BODY:
+            pump = loop.create_task(self._pump(sock))
+        try:
+            done = await self._respond(sock)
             if pump is not None and not pump.done():
                 # The application answered without reading the whole body: the
                 # connection holds our unsent STDIN; it cannot serve again.
-                pump.cancel()
-                with contextlib.suppress(BaseException):
-                    await pump
                 return False
             return done
         finally:
@@ -274,47 +281,45 @@ class _Exchange:
                     await pump
             self._log_stderr()
 
-    async def _pump(self, writer: asyncio.StreamWriter) -> None:
-        # The request body into STDIN, waiting for the socket to drain each time.
+    async def _pump(self, sock: socket.socket) -> None:
+        # The request body into STDIN; each piece is sent whole before the next
+        # one is read from the client.
+        loop = asyncio.get_running_loop()
         body = self.ctx.request.body
         while True:
             self.body_started = True
             try:
                 chunk = await body.read(CHUNK)
             except Exception as exc:
-                # The client's body failed (413, 400, gone): stop the reader,
+                # The client's body failed (413, 400, gone): wake the reader,
                 # which reports it.
                 self.pump_error = exc
-                writer.transport.abort()
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
                 return
             try:
                 if not chunk:
-                    writer.write(records.stdin_end(REQUEST_ID))
-                    await writer.drain()
+                    await loop.sock_sendall(sock, records.stdin_end(REQUEST_ID))
                     return
-                writer.write(records.stdin(REQUEST_ID, chunk))
-                await writer.drain()
+                await loop.sock_sendall(sock, records.stdin(REQUEST_ID, chunk))
             except OSError:
                 # The application closed its end: it may have answered already
-                # (the reader has what it sent), or it failed (the reader says so).
+                # (the reader reads what it sent), or it failed (the reader says so).
                 return
             self.progress()
 
-    async def _read(self, reader: asyncio.StreamReader) -> list[records.Event]:
+    async def _read(self, sock: socket.socket) -> list[records.Event]:
         # The next events; a closed connection before END_REQUEST is a failure.
+        loop = asyncio.get_running_loop()
         while True:
             try:
-                data = await reader.read(BUFFER)
-            except OSError as exc:
-                data = b""
-                if self.pump_error is None:
-                    self.pump_error = exc
+                data = await loop.sock_recv(sock, BUFFER)
+            except OSError:
+                data = b""  # reset: as good as closed
             if not data:
                 error = self.pump_error
-                if isinstance(error, HttpError | ConnectionError) and not isinstance(
-                    error, BrokenPipeError | ConnectionResetError
-                ):
-                    raise error  # the client's fault, not the application's
+                if error is not None:
+                    raise error  # the client's body failed, not the application
                 if not self.received and not self.body_started and self.inst.reused:
                     raise _StaleError
                 raise self._fail("the application closed the connection before its response ended")
@@ -343,7 +348,7 @@ class _Exchange:
         detail = f"{self.pool.label}: {what}{shown}"
         return _AppFailedError(HttpError(status, substatus, message, detail=detail))
 
-    async def _respond(self, reader: asyncio.StreamReader) -> bool:
+    async def _respond(self, sock: socket.socket) -> bool:
         # Read the head, then the body: whole when it ends within BUFFER bytes,
         # else streamed. Returns whether the connection may serve again.
         ctx = self.ctx
@@ -351,7 +356,7 @@ class _Exchange:
         head: cgihead.CgiResponse | None = None
         ended: records.EndRequest | None = None
         while ended is None:
-            for event in await self._read(reader):
+            for event in await self._read(sock):
                 if type(event) is records.Stdout:
                     buffered += event.data
                 elif type(event) is records.Stderr:
@@ -382,7 +387,7 @@ class _Exchange:
             # awaited so that the instance can serve again.
             self.redirect = head.local_redirect
             while ended is None:
-                for event in await self._read(reader):
+                for event in await self._read(sock):
                     if type(event) is records.Stderr:
                         self._stderr(event.data)
                     elif type(event) is records.EndRequest:
@@ -407,7 +412,7 @@ class _Exchange:
         self.progress()
         del buffered
         while True:
-            for event in await self._read(reader):
+            for event in await self._read(sock):
                 if type(event) is records.Stdout:
                     sent += len(event.data)
                     if declared is not None and sent > declared:
@@ -456,9 +461,18 @@ class _Exchange:
         raise self._fail(f"the application refused the request: {status}")
 
     def _keeps(self, ended: records.EndRequest) -> bool:
-        # Whether the connection may serve another request: we asked to keep it,
-        # and the reader saw nothing after END_REQUEST.
-        return ended.protocol_status == records.REQUEST_COMPLETE
+        # Whether the instance may serve another request: the request completed
+        # and nothing followed END_REQUEST. A program that closes the connection
+        # anyway (it ignores FCGI_KEEP_CONN) is connected to anew next time.
+        if ended.protocol_status != records.REQUEST_COMPLETE:
+            return False
+        inst = self.inst
+        if inst.sock is not None and hung_up(inst.sock):
+            # Closed by the program (or bytes after END_REQUEST): it does not
+            # keep connections; a process gets a new one per request from now on.
+            inst.disconnect()
+            inst.one_shot = inst.process is not None
+        return True
 
     # -- stderr ----------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
@@ -181,6 +182,10 @@ class Process:
         await self.exited.wait()
 
 
+class _DyingError(Exception):
+    """An idle process refused a new connection: it is dying (counted, replaced)."""
+
+
 class Instance:
     """One process or one connection slot; serves one request at a time."""
 
@@ -188,17 +193,21 @@ class Instance:
         "closed",
         "generation",
         "last_used",
+        "one_shot",
         "process",
-        "reader",
+        "renewed",
         "requests",
         "reused",
-        "writer",
+        "sock",
     )
 
     def __init__(self, process: Process | None, generation: int) -> None:
         self.process = process
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
+        #: Our connection: a plain non-blocking socket used with the loop's
+        #: sock_* calls, not a transport, because a transport that fails to
+        #: write (the application closed its end after answering early) drops
+        #: what it had not read yet; a socket keeps the answer readable.
+        self.sock: socket.socket | None = None
         self.requests = 0
         self.generation = generation
         self.last_used = time.monotonic()
@@ -206,18 +215,23 @@ class Instance:
         #: Taken from the idle ones: it may have died (or the server closed the
         #: connection) while it waited, unnoticed yet.
         self.reused = False
+        #: Connected to anew by :meth:`Pool.renew` for the request in hand.
+        self.renewed = False
+        #: The process closes the connections it is asked to keep (it ignores
+        #: FCGI_KEEP_CONN): each request gets a new connection.
+        self.one_shot = False
 
     @property
     def connected(self) -> bool:
-        """True while the connection is open (as far as we know)."""
-        return self.writer is not None and not self.writer.is_closing()
+        """True while we hold a connection (the other end may have closed it:
+        the next read tells)."""
+        return self.sock is not None
 
     def disconnect(self) -> None:
         """Close our connection (the process, if any, lives on)."""
-        writer = self.writer
-        self.reader = self.writer = None
-        if writer is not None:
-            writer.transport.abort()
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            sock.close()
 
 
 class Pool:
@@ -278,6 +292,17 @@ class Pool:
                 continue
             inst.reused = True
             self.busy.add(inst)
+            if inst.sock is not None and hung_up(inst.sock):
+                # Closed while idle: a process that still accepts closes the
+                # connections we ask it to keep (it gets a new one per request
+                # from now on); one that refuses was dying, and is replaced.
+                inst.disconnect()
+                if process is not None:
+                    inst.one_shot = True
+                    try:
+                        return await self._connected(inst, dying_if_refused=True)
+                    except _DyingError:
+                        continue
             return await self._connected(inst)
         if self.live < self.settings.instances:
             return await self._connected(await self._create())
@@ -341,32 +366,62 @@ class Pool:
         self.busy.add(inst)
         return inst
 
-    async def _connected(self, inst: Instance) -> Instance:
+    async def _connected(self, inst: Instance, *, dying_if_refused: bool = False) -> Instance:
         # The instance, with an open connection: a new one where the last was
         # closed (an application that does not keep connections, or a new process).
+        # ``dying_if_refused``: a refusal means the process is dying (counted
+        # once, replaced): _DyingError, and the caller finds another instance.
         if inst.connected:
             return inst
         inst.disconnect()
         try:
             async with asyncio.timeout(self.settings.connect_timeout):
                 if inst.process is not None:
-                    inst.reader, inst.writer = await asyncio.open_unix_connection(inst.process.path)
+                    inst.sock = await _connect(socket.AF_UNIX, inst.process.path)
                 else:
                     kind, where = parse_address(self.settings.address or "")
                     if kind == "unix":
-                        assert isinstance(where, str)
-                        inst.reader, inst.writer = await asyncio.open_unix_connection(where)
+                        inst.sock = await _connect(socket.AF_UNIX, where)
                     else:
                         assert isinstance(where, tuple)
-                        inst.reader, inst.writer = await asyncio.open_connection(*where)
+                        inst.sock = await _connect_tcp(*where)
         except (OSError, TimeoutError) as exc:
-            self.discard(inst, kill=True)
             reason = "connect timed out" if isinstance(exc, TimeoutError) else str(exc)
+            if dying_if_refused:
+                self.stale(inst)
+                raise _DyingError from None
+            self.discard(inst, kill=True)
             self.record_failure(f"cannot connect: {reason}")
             raise HttpError(
                 502, 3, "the application cannot be reached", detail=f"{self.label}: {reason}"
             ) from None
         return inst
+
+    async def renew(self, inst: Instance) -> Instance:
+        """An instance for the request ``inst`` could not take (its idle
+        connection was closed): once, a new connection to the same process if it
+        still runs (a program that closed the connection although asked to keep
+        it); else, or the second time (it was dying: a dying process may still
+        accept for a moment), another instance (see :meth:`stale`)."""
+        inst.disconnect()
+        process = inst.process
+        if (
+            process is not None
+            and not inst.renewed
+            and process.returncode is None
+            and process.popen.poll() is None
+        ):
+            inst.renewed = True
+            try:
+                async with asyncio.timeout(self.settings.connect_timeout):
+                    inst.sock = await _connect(socket.AF_UNIX, process.path)
+            except (OSError, TimeoutError):
+                pass
+            else:
+                inst.one_shot = True  # it closes the connections it should keep
+                return inst
+        self.stale(inst)
+        return await self.acquire()
 
     def stale(self, inst: Instance) -> None:
         """Take back an instance whose connection was found closed before the
@@ -390,6 +445,7 @@ class Pool:
             return
         inst.requests += 1
         inst.last_used = time.monotonic()
+        inst.renewed = False
         if (
             not reusable
             or self.closed
@@ -399,6 +455,8 @@ class Pool:
         ):
             self.discard(inst, kill=not reusable)
             return
+        if inst.one_shot:
+            inst.disconnect()  # it would close it: the next request connects anew
         self._lend(inst)
 
     def _lend(self, inst: Instance) -> None:
@@ -588,6 +646,46 @@ class Pool:
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
             self._socket_dir = None
+
+
+def hung_up(sock: socket.socket) -> bool:
+    """True if the other end closed ``sock`` (or sent what nobody asked for):
+    one non-blocking peek, no wait."""
+    try:
+        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return False  # open, nothing pending: the common case
+    except OSError:
+        return True
+    return True  # b"": closed; a byte: nothing we asked for
+
+
+async def _connect(family: int, address: str | tuple[Any, ...]) -> socket.socket:
+    # A connected non-blocking socket (closed again if connecting fails).
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def _connect_tcp(host: str, port: int) -> socket.socket:
+    # The first address of ``host`` that answers, as open_connection tries them.
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    error: OSError = OSError(f"no address for {host!r}")
+    for family, _, _, _, address in infos:
+        try:
+            sock = await _connect(family, address)
+        except OSError as exc:
+            error = exc
+            continue
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    raise error
 
 
 def _how(process: Process) -> str:
