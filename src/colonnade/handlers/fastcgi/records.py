@@ -154,13 +154,16 @@ def _length(n: int) -> bytes:
 def encode_pairs(pairs: Iterable[tuple[bytes, bytes]]) -> bytes:
     """Name-value pairs as FastCGI writes them: each length in 1 byte below 128,
     else in 4 with the high bit set, then the name and the value."""
-    out = bytearray()
+    out: list[bytes] = []
+    add = out.append
     for name, value in pairs:
-        out += _length(len(name))
-        out += _length(len(value))
-        out += name
-        out += value
-    return bytes(out)
+        n = len(name)
+        v = len(value)
+        # Nearly every CGI name and value is shorter than 128 bytes: two bytes.
+        add(bytes((n, v)) if n < 0x80 and v < 0x80 else _length(n) + _length(v))
+        add(name)
+        add(value)
+    return b"".join(out)
 
 
 def decode_pairs(data: bytes) -> list[tuple[bytes, bytes]]:
