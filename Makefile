@@ -34,7 +34,7 @@ test: $(STAMP) sysdeps lint
 # so a command with a * is looked for as a file pattern in PATH, /usr/sbin and /sbin.
 SYSDEPS := chromium:chromium htpasswd:apache2-utils krb5kdc:krb5-kdc \
 	kadmin.local:krb5-admin-server kinit:krb5-user redis-server:redis-server \
-	krb5-config:libkrb5-dev cc:gcc testssl:testssl.sh \
+	krb5-config:libkrb5-dev cc:gcc testssl:testssl.sh h2load:nghttp2-client \
 	php-cgi:php-cgi php-fpm*:php-fpm
 
 sysdeps:

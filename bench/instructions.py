@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 VALGRIND = "valgrind"
-REQUEST = "GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n"
+REQUEST = "GET {path} HTTP/1.1\r\nHost: {host}\r\n{headers}\r\n"
 _STATUS = re.compile(rb"HTTP/1\.[01] (\d{3})")
 _LENGTH = re.compile(rb"^content-length:[ \t]*(\d+)[ \t]*\r?$", re.I | re.M)
 _CHUNKED = re.compile(rb"^transfer-encoding:.*chunked", re.I | re.M)
@@ -50,13 +50,17 @@ def valgrind_argv(out_dir: Path) -> list[str]:
     ]
 
 
-def drive(host: str, port: int, path: str, n: int, timeout: float) -> int:
+def drive(
+    host: str, port: int, path: str, n: int, timeout: float, headers: tuple[str, ...] = ()
+) -> int:
     """``n`` sequential keep-alive GETs of ``path`` on one connection, within ``timeout``
-    seconds in all; every response must be a 200 with a Content-Length. A server that
+    seconds in all, each with ``headers`` (``"Name: value"``) too; every response must be
+    a 200 with a Content-Length. A server that
     closes the connection by design (nginx after ``keepalive_requests``, 1000 by default)
     says so with ``Connection: close``: the client then opens a new one, as wrk does.
     Returns how often it did. Raises OSError (socket, timeout) or ValueError."""
-    request = REQUEST.format(path=path, host=host).encode()
+    extra = "".join(f"{h}\r\n" for h in headers)
+    request = REQUEST.format(path=path, host=host, headers=extra).encode()
     deadline = time.monotonic() + timeout
     buf = bytearray()
     reconnects = 0

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -56,6 +57,7 @@ OUT = BENCH / "out"
 WWW = OUT / "www"
 LOGS = OUT / "logs"
 NGINX_DIR = OUT / "nginx"
+TLS_DIR = OUT / "tls"  # the TLS rows' certificate (made each run) and colonnade's files
 BENCH_PY = "bench/.venv/bin"  # peer servers, relative to the repo root (the servers' cwd)
 # Colonnade as a production install runs: the mypyc-compiled build (`make compiled`,
 # see docs/architecture.md). The pure-Python install of `make` (.venv, editable) is
@@ -73,6 +75,8 @@ from apps.make_auth import generate as generate_auth  # noqa: E402
 from apps.make_auth import headers as auth_headers  # noqa: E402
 from apps.make_modules import generate as generate_modules  # noqa: E402
 from apps.make_static import generate as generate_static  # noqa: E402
+from apps.make_tls import colonnade_conf  # noqa: E402
+from apps.make_tls import generate as generate_tls  # noqa: E402
 from instructions import VALGRIND, callgrind_total, drive, valgrind_argv  # noqa: E402
 
 # ======================================================================================
@@ -97,6 +101,10 @@ class Server:
     # request headers wrk sends to this server only (credentials of its scheme), read
     # when wrk starts: some are made by the setup (a sealed forms ticket)
     headers: Callable[[], tuple[str, ...]] | None = None
+    # speaks TLS with bench/out/tls's certificate ({cert}, {key} in argv); a colonnade
+    # one runs from a generated server file ({conf}) mounting ``app`` (None: files only)
+    tls: bool = False
+    app: str | None = None
 
     @property
     def is_colonnade(self) -> bool:
@@ -112,6 +120,8 @@ _B = f"--bind {HOST}:{{port}} --workers 1 --control {OUT}/control-{{port}}.sock"
 # Colonnade's pools (master + worker) come later; until then only --workers 0 (single
 # process, which is also exactly one serving process) is accepted: fall back to it.
 _CF = ("--workers 1", "--workers 0")
+# The same from a server file (-c): the TLS rows, whose certificate no flag can give.
+_BC = f"--workers 1 --control {OUT}/control-{{port}}.sock"
 # granian caps concurrent connections at backlog/workers (1024) and closes a keep-alive
 # connection that sends no request within the header-read timeout (30 s by default).
 _GRANIAN_IDLE = "--backlog 4096 --backpressure 20000 --http1-header-read-timeout 60000"
@@ -129,6 +139,7 @@ def _modules_env(installed: bool) -> tuple[tuple[str, str], ...]:
 
 
 _NGINX = "nginx -p {nginx_dir}/ -e {nginx_dir}/error-{port}.log -c {nginx_conf} -g 'daemon off;'"
+_ASGI_APP = "apps.asgi_hello:app"
 
 SERVERS: dict[str, Server] = {
     s.name: s
@@ -206,6 +217,51 @@ SERVERS: dict[str, Server] = {
         ),
         Server("nginx", "nginx", _NGINX, probe="/hello.txt", nginx_log=True),
         Server("nginx-nolog", "nginx", _NGINX, probe="/hello.txt", nginx_log=False),
+        # --- over TLS (h2load): the bench's certificate, made once per run -------------
+        Server(
+            "colonnade-asgi-tls",
+            "colonnade",
+            f"{_C} -c {{conf}} {_BC}",
+            fallback=_CF,
+            tls=True,
+            app=_ASGI_APP,
+        ),
+        Server(
+            "uvicorn-tls",
+            "uvicorn",
+            f"{BENCH_PY}/uvicorn {_ASGI_APP} --app-dir bench --host {HOST} --port {{port}}"
+            " --loop uvloop --http httptools --no-access-log --workers 1 --log-level warning"
+            " --ssl-certfile {cert} --ssl-keyfile {key}",
+            tls=True,
+        ),
+        *(
+            Server(
+                f"granian-asgi-{'h2' if version == '2' else 'tls'}",
+                "granian",
+                f"{BENCH_PY}/granian --interface asgi --host {HOST} --port {{port}} --workers 1"
+                f" --working-dir bench --log-level warning --http {version}"
+                f" --ssl-certificate {{cert}} --ssl-keyfile {{key}} {_ASGI_APP}",
+                tls=True,
+            )
+            for version in ("1", "2")
+        ),
+        Server(
+            "hypercorn-tls",
+            "hypercorn",
+            f"{BENCH_PY}/hypercorn --bind {HOST}:{{port}} --workers 1 --worker-class uvloop"
+            f" --certfile {{cert}} --keyfile {{key}} {_ASGI_APP}",
+            env=PYPATH,
+            tls=True,
+        ),
+        Server(
+            "colonnade-static-tls",
+            "colonnade",
+            f"{_C} -c {{conf}} {_BC}",
+            probe="/hello.txt",
+            fallback=_CF,
+            tls=True,
+        ),
+        Server("nginx-h2", "nginx", _NGINX, probe="/hello.txt", nginx_log=True, tls=True),
         # --- authentication: the 1 KiB file behind each scheme (apps/make_auth.py) ------
         *(
             Server(
@@ -259,6 +315,25 @@ class Workload:
     headers: tuple[str, ...] = ()
     metric: str = "rps"
     about: str = ""
+    # the load client: "wrk" (HTTP/1.1, cleartext), or h2load over TLS: "h1" (--h1:
+    # HTTP/1.1) or "h2" (HTTP/2 by ALPN, ``streams`` concurrent streams per connection)
+    client: str = "wrk"
+    streams: int = 1
+    # issue aims: (peer server, the least colonnade/peer ratio aimed at)
+    aims: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def latency(self) -> tuple[str, str]:
+        """The two latency numbers reported: wrk's percentiles, h2load's mean and max."""
+        return ("p50", "p99") if self.client == "wrk" else ("mean", "max")
+
+    def load(self) -> str:
+        """The connections (and streams) and the client, for the report."""
+        if self.client == "wrk":
+            return f"{self.connections} connections"
+        if self.client == "h1":
+            return f"{self.connections} connections, h2load --h1 (HTTP/1.1 over TLS)"
+        return f"{self.connections} connections x {self.streams} streams, h2load (HTTP/2 over TLS)"
 
 
 STATIC_NOLOG = ("colonnade-static-nolog", "nginx-nolog")
@@ -267,6 +342,10 @@ AUTH = ("colonnade-static", *(f"colonnade-auth-{scheme}" for scheme in AUTH_SCHE
 # The pipeline-cost variants, measured in turns within one workload so that drift of the
 # machine hits them alike; colonnade-modules-0 is the base of every difference.
 MODULES = tuple(f"colonnade-modules-{v}" for v in ("0", "10", "50", "50-disabled", "50-post"))
+# Over TLS, measured with h2load (issue #17).
+TLS_H1 = ("colonnade-asgi-tls", "uvicorn-tls", "granian-asgi-tls")
+TLS_H2 = ("colonnade-asgi-tls", "granian-asgi-h2", "hypercorn-tls")
+TLS_STATIC = ("colonnade-static-tls", "nginx-h2")
 
 # fmt: off
 WORKLOADS: list[Workload] = [
@@ -280,6 +359,9 @@ WORKLOADS: list[Workload] = [
     Workload("close", "/1k.bin", STATIC, headers=("Connection: close",), about="static-1k, a new connection per request"),  # noqa: E501
     Workload("c1024", "/1k.bin", STATIC, connections=1024, about="static-1k with 1024 connections"),
     Workload("auth", "/1k.bin", AUTH, about="static-1k anonymous (colonnade-static) and behind each authentication scheme with a rule refusing anonymous requests (colonnade-auth-*: auth.basic with cached bcrypt credentials, auth.forms with its ticket cookie, auth.jwt HS256 with its token cache; url authorization on), the credentials sent by wrk"),  # noqa: E501
+    Workload("tls-h1-asgi-hello", "/", TLS_H1, client="h1", aims=(("uvicorn-tls", 1.0),), about="asgi-hello over HTTPS, HTTP/1.1 (ALPN http/1.1): uvicorn and granian (`--http 1`) with TLS"),  # noqa: E501
+    Workload("h2-asgi-hello", "/", TLS_H2, connections=16, streams=8, client="h2", aims=(("granian-asgi-h2", 0.6), ("hypercorn-tls", 3.0)), about="asgi-hello over HTTP/2 and TLS (ALPN h2): granian `--http 2`, hypercorn (h2)"),  # noqa: E501
+    Workload("h2-static-1k", "/1k.bin", TLS_STATIC, connections=16, streams=8, client="h2", aims=(("nginx-h2", 0.5),), about="1 KiB static file over HTTP/2 and TLS: nginx `listen ... ssl http2`, access log on for both"),  # noqa: E501
     Workload("modules", "/hello.txt", MODULES, about="13-byte file, default modules without the access log; modules-0: no trivial module, modules-10/-50: 10/50 trivial modules with a do-nothing hook on each of the 12 stages, modules-50-disabled: the trivial modules installed but none enabled, modules-50-post: 50 joining the 12 stages and their 11 post stages (23 hooks)"),  # noqa: E501
 ]
 # fmt: on
@@ -303,6 +385,7 @@ INSTRUCTION_PAIRS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("asgi-hello", ("colonnade-asgi", "colonnade-asgi-py", "uvicorn", "granian-asgi")),
     ("static-1k", STATIC),
     ("wsgi-hello", ("colonnade-wsgi", "gunicorn")),
+    ("auth", AUTH),
 )
 INSTRUCTION_REQUESTS = (1000, 3000)  # the two runs; --quick: QUICK_INSTRUCTION_REQUESTS
 QUICK_INSTRUCTION_REQUESTS = (300, 900)
@@ -428,6 +511,25 @@ def probe(port: int, path: str, timeout: float = 1.0) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def probe_h2load(port: int, path: str, client: str, timeout: float = 1.0) -> int | None:
+    """One request by h2load over TLS (``client`` "h1": HTTP/1.1, "h2": HTTP/2); a
+    status code of the class it got, or None if the port does not answer."""
+    argv = ["h2load", "-n1", "-c1", *H2LOAD_MODE[client], f"https://{HOST}:{port}{path}"]
+    try:
+        out = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout + 5, stdin=subprocess.DEVNULL
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = _H2LOAD_STATUS.search(out)
+    if not m:
+        return None
+    for count, status in zip(m.groups(), (200, 300, 400, 500), strict=True):
+        if int(count):
+            return status
+    return None
+
+
 def stderr_reason(path: Path) -> str:
     """The most useful stderr line: for a Python traceback the final exception line, for
     an argparse error its last line, otherwise the first line."""
@@ -504,9 +606,11 @@ def cmdline(argv: Sequence[str], env: Sequence[tuple[str, str]] = ()) -> str:
 
 
 _NGINX_CONFS: list[Path] = []  # written during this run, for the report
+# The first server file of each kind written for the TLS rows (nginx, colonnade), ditto.
+_TLS_CONFS: dict[str, Path] = {}
 
 
-def nginx_conf(port: int, access_log: bool) -> Path:
+def nginx_conf(port: int, access_log: bool, tls: bool = False) -> Path:
     NGINX_DIR.mkdir(parents=True, exist_ok=True)
     tmp = NGINX_DIR / "tmp"
     tmp.mkdir(exist_ok=True)
@@ -533,15 +637,33 @@ http {{
     uwsgi_temp_path {tmp}/uwsgi;
     scgi_temp_path {tmp}/scgi;
     server {{
-        listen {HOST}:{port};
+        {_nginx_listen(port, tls)}
         root {WWW};
     }}
 }}
 """
     )
-    if conf not in _NGINX_CONFS:
+    if tls:
+        _TLS_CONFS.setdefault("nginx", conf)
+    elif conf not in _NGINX_CONFS:
         _NGINX_CONFS.append(conf)
     return conf
+
+
+def _nginx_listen(port: int, tls: bool) -> str:
+    if not tls:
+        return f"listen {HOST}:{port};"
+    # `listen ... http2` rather than `http2 on;` (nginx >= 1.25.1): Debian 12 has 1.22.
+    # keepalive_requests (also HTTP/2's limit since 1.19.7, default 1000): h2load, unlike
+    # wrk, does not reconnect when a connection is closed, so its default would end
+    # every connection after 1000 requests and the run with it.
+    return (
+        f"listen {HOST}:{port} ssl http2;\n"
+        f"        ssl_certificate {TLS_DIR}/cert.pem;\n"
+        f"        ssl_certificate_key {TLS_DIR}/key.pem;\n"
+        "        ssl_protocols TLSv1.2 TLSv1.3;\n"
+        "        keepalive_requests 100000000;"
+    )
 
 
 # ======================================================================================
@@ -580,13 +702,14 @@ def start_server(
     idle: bool = False,
     wrap: Sequence[str] = (),
     timeout: float | None = None,
+    client: str = "wrk",
 ) -> Running:
     """Start ``name`` pinned to the server CPU and wait until it answers ``probe_path``.
 
     ``wrap`` goes between taskset and the server's argv (valgrind): the server is then
     slow, so it gets ``timeout`` seconds (default ``--start-timeout``) and the probe
     waits for its answer instead of retrying every second, so exactly one probe request
-    reaches the server."""
+    reaches the server. ``client``: the workload's, which also probes a TLS server."""
     server = SERVERS[name]
     port = port_for(name, args.base_port)
     fmt: dict[str, Any] = {
@@ -594,13 +717,28 @@ def start_server(
         "www": os.path.relpath(WWW, REPO),
         "nginx_dir": NGINX_DIR,
         "nginx_conf": "",
+        "cert": os.path.relpath(TLS_DIR / "cert.pem", REPO),
+        "key": os.path.relpath(TLS_DIR / "key.pem", REPO),
+        "conf": "",
     }
     if server.nginx_log is not None:
-        fmt["nginx_conf"] = nginx_conf(port, server.nginx_log)
+        fmt["nginx_conf"] = nginx_conf(port, server.nginx_log, server.tls)
+    if server.tls and server.is_colonnade:
+        conf = colonnade_conf(
+            TLS_DIR / f"colonnade-{port}.toml",
+            port,
+            TLS_DIR / "cert.pem",
+            TLS_DIR / "key.pem",
+            WWW,
+            server.app,
+            BENCH,
+        )
+        _TLS_CONFS.setdefault(f"colonnade ({'ASGI' if server.app else 'static'})", conf)
+        fmt["conf"] = os.path.relpath(conf, REPO)
     template = server.argv
     if server.is_colonnade and args.colonnade_workers is not None:
         template = template.replace("--workers 1", f"--workers {args.colonnade_workers}")
-    how = _How(tag, probe_path, idle, tuple(wrap), timeout or args.start_timeout)
+    how = _How(tag, probe_path, idle, tuple(wrap), timeout or args.start_timeout, client)
     if name in _FELL_BACK and server.fallback:  # already known: go straight to it
         run = _start(server, template.replace(*server.fallback), fmt, how, args)
         run.note = _FELL_BACK[name]
@@ -628,6 +766,7 @@ class _How:
     idle: bool
     wrap: tuple[str, ...]
     timeout: float
+    client: str = "wrk"
 
 
 def _start(
@@ -662,7 +801,10 @@ def _start(
             stop(run.proc)
             return run
         wait = max(1.0, deadline - time.monotonic()) if how.wrap else 1.0
-        status = probe(port, how.probe_path, wait)
+        if how.client == "wrk":
+            status = probe(port, how.probe_path, wait)
+        else:
+            status = probe_h2load(port, how.probe_path, how.client, wait)
         if status is not None:
             run.probe_status = status
             break
@@ -732,40 +874,82 @@ def parse_wrk(text: str) -> dict[str, float]:
     return r
 
 
-def wrk_argv(
+# h2load's switches per client mode, and the protocol ALPN must choose for it.
+H2LOAD_MODE: dict[str, tuple[str, ...]] = {"h1": ("--h1",), "h2": ()}
+H2LOAD_ALPN = {"h1": "http/1.1", "h2": "h2"}
+_H2LOAD_STATUS = re.compile(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", re.M)
+
+
+def parse_h2load(text: str) -> dict[str, float]:
+    """requests/s, transfer/s (bytes), latency mean/max (s), requests, errors, non2xx.
+
+    h2load gives no percentiles: its "time for request" line has min, max, mean, sd.
+    errors = failed requests (not answered: connect, TLS, stream errors, timeouts) +
+    4xx/5xx responses."""
+    r: dict[str, float] = {}
+    if m := re.search(r"^finished in [\d.]+\w+, ([\d.]+) req/s, (\S+)/s", text, re.M):
+        r["rps"] = float(m.group(1))
+        r["transfer"] = _bytes(m.group(2))
+    if m := re.search(r"^time for request:\s+(\S+)\s+(\S+)\s+(\S+)", text, re.M):
+        r["max"], r["mean"] = _time(m.group(2)), _time(m.group(3))
+    if m := re.search(
+        r"^requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed",
+        text,
+        re.M,
+    ):
+        r["requests"] = float(m.group(2))
+        r["failed"] = float(m.group(4))
+    if m := _H2LOAD_STATUS.search(text):
+        r["non2xx"] = float(int(m.group(3)) + int(m.group(4)))
+    r["errors"] = r.get("failed", 0.0) + r.get("non2xx", 0.0)
+    if "rps" not in r or "mean" not in r or "requests" not in r:
+        raise ValueError("unparseable h2load output")
+    return r
+
+
+def client_argv(
     w: Workload, port: int, duration: int, args: argparse.Namespace, server: str = ""
 ) -> list[str]:
-    argv = [
-        "taskset",
-        "-c",
-        str(args.client_cpu),
-        "wrk",
-        "-t1",
-        f"-c{w.connections}",
-        f"-d{duration}s",
-        "--latency",
-    ]
+    """The load client's command line: wrk, or h2load over TLS for the TLS workloads."""
+    if w.client == "wrk":
+        tool = ["wrk", "-t1", f"-c{w.connections}", f"-d{duration}s", "--latency"]
+        url = f"http://{HOST}:{port}{w.path}"
+    else:
+        tool = ["h2load", "-t1", f"-c{w.connections}", f"-m{w.streams}", f"-D{duration}"]
+        tool += H2LOAD_MODE[w.client]
+        url = f"https://{HOST}:{port}{w.path}"
+    argv = ["taskset", "-c", str(args.client_cpu), *tool]
     own = SERVERS[server].headers if server else None
     for h in (*w.headers, *(own() if own is not None else ())):
         argv += ["-H", h]
-    return [*argv, f"http://{HOST}:{port}{w.path}"]
+    return [*argv, url]
 
 
-def run_wrk(argv: list[str], duration: int) -> tuple[dict[str, float] | None, str]:
+def run_client(
+    argv: list[str], duration: int, client: str = "wrk"
+) -> tuple[dict[str, float] | None, str]:
+    """Run the load client (wrk, or h2load in ``client`` mode); its numbers or why not."""
+    tool = "wrk" if client == "wrk" else "h2load"
     proc = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         out, _ = proc.communicate(timeout=duration + 20)
     except subprocess.TimeoutExpired:
         stop(proc)
-        return None, "wrk timed out"
+        return None, f"{tool} timed out"
     except BaseException:
         stop(proc)
         raise
     _RUNNING.pop(proc.pid, None)
     if proc.returncode != 0:
-        return None, f"wrk exited {proc.returncode}: {out.strip().splitlines()[-1:]}"
+        return None, f"{tool} exited {proc.returncode}: {out.strip().splitlines()[-1:]}"
+    if client != "wrk":
+        # What ALPN chose: a server answering another protocol is not measured as this one.
+        m = re.search(r"^Application protocol: (\S+)", out, re.M)
+        if m is None or m.group(1) != H2LOAD_ALPN[client]:
+            got = m.group(1) if m else "none (no TLS connection)"
+            return None, f"negotiated {got}, not {H2LOAD_ALPN[client]}: {out[-300:]!r}"
     try:
-        return parse_wrk(out), out
+        return (parse_wrk(out) if client == "wrk" else parse_h2load(out)), out
     except ValueError as exc:
         return None, f"{exc}: {out[-300:]!r}"
 
@@ -855,6 +1039,7 @@ def best_peer_ratio(w: Workload, rows: list[Row]) -> float | None:
 
 def run_workload(w: Workload, servers: list[str], args: argparse.Namespace) -> list[Row]:
     log(f"workload {w.name}: {w.about} — {', '.join(servers)}")
+    lat1, lat2 = w.latency
     rows: dict[str, Row] = {}
     running: dict[str, Running] = {}
     try:
@@ -862,13 +1047,19 @@ def run_workload(w: Workload, servers: list[str], args: argparse.Namespace) -> l
             srv = SERVERS[name]
             row = rows[name] = Row(name, srv.product, srv.is_colonnade)
             # A server that wants credentials answers the bare path 401: probe its own.
-            r = start_server(name, w.name, args, w.path if srv.headers is None else srv.probe)
+            r = start_server(
+                name,
+                w.name,
+                args,
+                w.path if srv.headers is None else srv.probe,
+                client=w.client,
+            )
             row.cmd, row.error = r.cmd, r.error
             row.idle_rss, row.nprocs, row.probe_status = r.idle_rss, r.nprocs, r.probe_status
             row.note = r.note
             if r.error is None:
                 running[name] = r
-                row.wrk_cmd = cmdline(wrk_argv(w, r.port, args.duration, args, name))
+                row.wrk_cmd = cmdline(client_argv(w, r.port, args.duration, args, name))
         # warm-up, then round-robin repeats
         plan = [(0, args.warmup)] if args.warmup > 0 else []
         plan += [(i + 1, args.duration) for i in range(args.repeat)]
@@ -884,7 +1075,9 @@ def run_workload(w: Workload, servers: list[str], args: argparse.Namespace) -> l
                     log(f"  {name}: {row.error}")
                     continue
                 before = _interference_sample(r, args)
-                res, raw = run_wrk(wrk_argv(w, r.port, duration, args, name), duration)
+                res, raw = run_client(
+                    client_argv(w, r.port, duration, args, name), duration, w.client
+                )
                 if res is not None:
                     after = _interference_sample(r, args)
                     foreign = _interference(before, after)
@@ -906,8 +1099,8 @@ def run_workload(w: Workload, servers: list[str], args: argparse.Namespace) -> l
                     row.runs.append(res)
                 log(
                     f"  {name} {label}: {res['rps']:,.0f} req/s, "
-                    f"{fmt_bytes(res.get('transfer'))}/s, p50 {fmt_time(res.get('p50'))}, "
-                    f"p99 {fmt_time(res.get('p99'))}, errors {res['errors']:.0f}"
+                    f"{fmt_bytes(res.get('transfer'))}/s, {lat1} {fmt_time(res.get(lat1))}, "
+                    f"{lat2} {fmt_time(res.get(lat2))}, errors {res['errors']:.0f}"
                     + (
                         f", other load on CPU{args.server_cpu} {res['foreign_cpu']:.0f}%"
                         if res.get("foreign_cpu", 0) >= FOREIGN_WARN
@@ -1179,7 +1372,10 @@ def _callgrind_run(row: IrRow, w: Workload, n: int, args: argparse.Namespace) ->
         if r.proc is None or r.error:
             return False
         try:
-            reconnects = drive(HOST, r.port, w.path, n, timeout=60 + 0.1 * n)
+            own = SERVERS[row.server].headers
+            reconnects = drive(
+                HOST, r.port, w.path, n, timeout=60 + 0.1 * n, headers=own() if own else ()
+            )
         except (OSError, ValueError) as exc:
             row.error = f"n/a ({n} requests: {exc})"
             log(f"  {row.server}: {row.error}")
@@ -1292,6 +1488,9 @@ def versions() -> dict[str, str]:
     v["valgrind"] = sh([VALGRIND, "--version"]).removeprefix("valgrind-") or "not installed"
     wrk = sh(["wrk", "-v"]).splitlines()
     v["wrk"] = wrk[0].split(" [")[0].replace("wrk ", "") if wrk else "not installed"
+    h2load = sh(["h2load", "--version"])
+    v["h2load"] = h2load.rpartition("/")[2] if "nghttp2/" in h2load else "not installed"
+    v["openssl"] = sh(["openssl", "version"]).removeprefix("OpenSSL ") or "not installed"
     v["python (harness)"] = platform.python_version()
     return v
 
@@ -1602,6 +1801,24 @@ def render_instructions(
     return o
 
 
+def render_aims(w: Workload, rows: list[Row]) -> list[str]:
+    """The workload's aims against its peers, each met or missed (or not measured)."""
+    if not w.aims:
+        return []
+    verdicts = []
+    by_name = {r.server: r for r in rows}
+    for peer, aim in w.aims:
+        row = by_name.get(peer)
+        ratio = headline_ratio(w, rows, row) if row is not None else None
+        if ratio is None:
+            verdicts.append(f"≥ {aim:.1f}x {peer}: not measured")
+        else:
+            verdicts.append(
+                f"≥ {aim:.1f}x {peer}: {ratio:.2f} — {'met' if ratio >= aim else 'missed'}"
+            )
+    return ["Aims (issue #17): " + "; ".join(verdicts) + ".", ""]
+
+
 def render(
     results: list[tuple[Workload, list[Row]]],
     mem: list[MemRow] | None,
@@ -1622,11 +1839,16 @@ def render(
         f"- **Machine:** {m['nproc']} CPUs ({m['cpu']}), {m['memory']}, kernel {m['kernel']}, "
         f"{m['os']}"
     )
+    h2load = any(w.client != "wrk" for w, _ in results)
     o.append(
         f"- **Method:** each server with one worker pinned to CPU {args.server_cpu} "
-        f"(`taskset -c {args.server_cpu}`), wrk `-t1` pinned to CPU {args.client_cpu}; "
+        f"(`taskset -c {args.server_cpu}`), wrk `-t1`"
+        + (" (h2load `-t1` for the TLS rows)" if h2load else "")
+        + f" pinned to CPU {args.client_cpu}; "
         f"{args.warmup}s warm-up, then {args.repeat} x {args.duration}s per server, "
-        "round-robin; medians shown. Errors = socket errors + non-2xx/3xx, summed over runs."
+        "round-robin; medians shown. Errors = socket errors + non-2xx/3xx"
+        + (" (h2load: failed requests + 4xx/5xx)" if h2load else "")
+        + ", summed over runs."
     )
     o.append(
         f"- **Background load** (1 s sample while idle): before {meta['load_before']}; "
@@ -1637,15 +1859,16 @@ def render(
     for w, rows in results:
         hdr = "transfer/s" if w.metric == "transfer" else "req/s"
         o.append(
-            f"### {w.name} — `GET {w.path}`, {w.connections} connections"
+            f"### {w.name} — `GET {w.path}`, {w.load()}"
             + (f", `{'`, `'.join(w.headers)}`" if w.headers else "")
         )
         o.append("")
         o.append(f"{w.about}. Headline: {hdr}.")
         o.append("")
         own_only = all(r.colonnade for r in rows)  # ratios to the first row instead
+        lat1, lat2 = w.latency
         o.append(
-            "| server | req/s | transfer/s | p50 | p99 | errors | colonnade/peer "
+            f"| server | req/s | transfer/s | {lat1} | {lat2} | errors | colonnade/peer "
             f"({hdr}) | runs ({hdr}) | idle RSS |"
         )
         o.append("|---|---:|---:|---:|---:|---:|---:|---|---:|")
@@ -1673,16 +1896,17 @@ def render(
                 noisy = True
             foreign = max((x.get("foreign_client_cpu", 0.0) for x in r.runs), default=0.0)
             if foreign >= FOREIGN_WARN:
-                note += f" ⚠ CPU{args.client_cpu} (wrk) {foreign:.0f}% busy with other work"
+                note += f" ⚠ CPU{args.client_cpu} (load client) {foreign:.0f}% busy with other work"
                 noisy = True
             if r.probe_status not in (None, 200):
                 note += f" ⚠ probe HTTP {r.probe_status}"
             o.append(
                 f"| {r.server}{note} | {fmt_rate(r.med('rps'))} | {fmt_bytes(r.med('transfer'))} | "
-                f"{fmt_time(r.med('p50'))} | {fmt_time(r.med('p99'))} | {errs:,.0f} | {ratio_s} | "
+                f"{fmt_time(r.med(lat1))} | {fmt_time(r.med(lat2))} | {errs:,.0f} | {ratio_s} | "
                 f"{runs} | {mib(r.idle_rss)} |"
             )
         o.append("")
+        o += render_aims(w, rows)
         notes.update({r.server: r.note for r in rows if r.note})
     o += render_modules(results, pipeline)
     o += render_instructions(instr or [], args)
@@ -1736,7 +1960,7 @@ def render(
         "nginx config in `bench/out/nginx/`."
     )
     o.append("")
-    o.append("<details><summary>servers and wrk, per workload</summary>")
+    o.append("<details><summary>servers and load clients (wrk, h2load), per workload</summary>")
     o.append("")
     o.append("```sh")
     for w, rows in results:
@@ -1774,6 +1998,13 @@ def render(
         o.append("")
         o.append("```nginx")
         o.append(conf[0].read_text().rstrip())
+        o.append("```")
+        o.append("")
+    for kind, path in _TLS_CONFS.items():
+        o.append(f"TLS rows, {kind} (`{path.name}`; the certificate is made anew each run):")
+        o.append("")
+        o.append("```nginx" if kind == "nginx" else "```toml")
+        o.append(path.read_text().rstrip())
         o.append("```")
         o.append("")
     o.append("</details>")
@@ -1969,15 +2200,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     workloads = [
-        Workload(
-            w.name,
-            w.path,
-            tuple(select_servers(w.servers, args.servers)),
-            w.connections,
-            w.headers,
-            w.metric,
-            w.about,
-        )
+        dataclasses.replace(w, servers=tuple(select_servers(w.servers, args.servers)))
         for w in WORKLOADS
         if w.name in only
     ]
@@ -1993,7 +2216,8 @@ def main(argv: list[str] | None = None) -> int:
         for w, candidates in INSTRUCTION_PAIRS
         if INSTRUCTIONS in only and (servers := select_servers(candidates, args.servers))
     ]
-    for tool in ("wrk", "taskset", "nginx"):
+    tls = any(w.client != "wrk" for w in workloads)
+    for tool in ("wrk", "taskset", "nginx", *(("h2load", "openssl") if tls else ())):
         if not sh(["sh", "-c", f"command -v {tool}"]):
             print(f"{tool} not found: run bench/setup.sh first", file=sys.stderr)
             return 2
@@ -2009,6 +2233,8 @@ def main(argv: list[str] | None = None) -> int:
     generate_static(WWW)
     generate_modules(REPO / MODULES_DIR)
     generate_auth(REPO / AUTH_DIR, WWW, str(REPO / COLONNADE_PYTHON))
+    if tls:  # a new certificate each run, for every TLS server alike
+        generate_tls(TLS_DIR)
     LOGS.mkdir(parents=True, exist_ok=True)
 
     cpus = sorted({args.server_cpu, args.client_cpu})

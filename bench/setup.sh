@@ -3,7 +3,8 @@
 # (works under CI=true). Safe to run before every `make bench`: it does nothing when all
 # is already in place.
 #
-#   - nginx, wrk and valgrind (the instructions workload: callgrind) from Debian packages
+#   - nginx, wrk, valgrind (the instructions workload: callgrind), h2load (nghttp2-client:
+#     the TLS and HTTP/2 workloads) and openssl (their certificate) from Debian packages
 #     (apt-get), if missing
 #   - bench/.venv with the peer servers: uvicorn[standard], granian, gunicorn, hypercorn,
 #     plus psutil (memory sampling)
@@ -23,12 +24,16 @@ have_nginx() { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; }
 have_wrk() { command -v wrk >/dev/null 2>&1; }
 have_taskset() { command -v taskset >/dev/null 2>&1; }
 have_valgrind() { command -v valgrind >/dev/null 2>&1; }
+have_h2load() { command -v h2load >/dev/null 2>&1; }
+have_openssl() { command -v openssl >/dev/null 2>&1; }
 
 # --- system packages -------------------------------------------------------------------
 pkgs=()
 have_wrk || pkgs+=(wrk)
 have_taskset || pkgs+=(util-linux)
 have_valgrind || pkgs+=(valgrind)
+have_h2load || pkgs+=(nghttp2-client)
+have_openssl || pkgs+=(openssl)
 if ! have_nginx; then
     pkgs+=(nginx-light)
 fi
@@ -53,6 +58,8 @@ fi
 have_nginx || { log "nginx still missing"; exit 1; }
 have_wrk || { log "wrk still missing"; exit 1; }
 have_valgrind || { log "valgrind still missing"; exit 1; }
+have_h2load || { log "h2load still missing"; exit 1; }
+have_openssl || { log "openssl still missing"; exit 1; }
 
 # --- peer servers venv -----------------------------------------------------------------
 PEERS=(
@@ -80,4 +87,4 @@ else
     printf '%s' "$want" >"$stamp"
 fi
 log "ok: nginx=$(nginx -v 2>&1 | sed 's/.*nginx\///') wrk=$(command -v wrk)" \
-    "valgrind=$(valgrind --version | sed 's/^valgrind-//')"
+    "valgrind=$(valgrind --version | sed 's/^valgrind-//') h2load=$(command -v h2load)"

@@ -37,7 +37,8 @@ pytestmark = pytest.mark.e2e
 class DevTools:
     """One page of a headless Chromium, over the DevTools protocol."""
 
-    def __init__(self, browser: str, profile: Path) -> None:
+    def __init__(self, browser: str, profile: Path, *flags: str) -> None:
+        """``flags``: more command-line switches for Chromium."""
         profile.mkdir(parents=True, exist_ok=True)
         self.stack = ExitStack()
         self.proc = subprocess.Popen(
@@ -54,6 +55,7 @@ class DevTools:
                 "--remote-debugging-port=0",
                 f"--user-data-dir={profile}",
                 f"--window-size={WIDTH},{HEIGHT}",
+                *flags,
                 "about:blank",
             ],
             stdin=subprocess.DEVNULL,

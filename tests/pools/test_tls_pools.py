@@ -390,3 +390,35 @@ handler = "acme.pid"
         assert "Traceback" not in master.log()
     finally:
         master.stop()
+
+
+def test_client_certificates_in_pool_workers(tmp_path: Path) -> None:
+    """The first connection goes through the master untouched: the worker peeks
+    the SNI name itself and asks for the certificate; a sandboxed worker reads the
+    client CA file from a folder of its own."""
+    sandboxed = landlock_abi() >= 1
+    ca = trustme.CA()
+    cert = issue(ca, tmp_path / "certs", "www", NAME)
+    client_ca = tmp_path / "trust" / "clients.pem"
+    client_ca.parent.mkdir()
+    ca.cert_pem.write_to_path(str(client_ca))
+    port = free_port()
+    text = (
+        https_toml(port, cert, sandbox=sandboxed)
+        .replace(json.dumps(MODULES), json.dumps(["security.ssl", *MODULES]))
+        .replace(
+            f'key = "{cert.key}"\n',
+            f'key = "{cert.key}"\nclient_certificates = "require"\nclient_ca = "{client_ca}"\n',
+        )
+    )
+    master = Master(tmp_path, text, port=port)
+    try:
+        alice = client_context(ca)
+        ca.issue_cert("alice@example.test").configure_cert(alice)
+        assert master.pids("default") == []  # on demand: the master accepts the first
+        assert pid_of(port, alice) in master.pids("default")
+        head, body = request(port, NAME, client_context(ca), "/")
+        assert head.startswith(b"HTTP/1.1 403") and b"403.7" in body
+        assert "Traceback" not in master.log()
+    finally:
+        master.stop()

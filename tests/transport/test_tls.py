@@ -16,7 +16,6 @@ import socket
 import ssl
 import subprocess
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +31,6 @@ from tests.support.tls import Issued, client_context, handshake, issue, request,
 from tests.support.wait import PATIENCE, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def ca() -> trustme.CA:
-    return trustme.CA()
 
 
 @pytest.fixture
@@ -58,14 +52,6 @@ def config(port: int, sites: list[dict[str, Any]], **tls: Any) -> dict[str, Any]
 def serve(cfg: dict[str, Any], folder: Path, port: int) -> LiveServer:
     require_valid_tls(from_dict(cfg, source=str(folder / "c.toml"), base_dir=str(folder)))
     return LiveServer(cfg, folder, port=port).start()
-
-
-@pytest.fixture
-def servers() -> Iterator[list[LiveServer]]:
-    started: list[LiveServer] = []
-    yield started
-    for server in started:
-        server.stop()
 
 
 def serve_www(
@@ -433,6 +419,7 @@ def test_curl_gets_the_page_over_https_with_sni(
         [
             "curl",
             "-sS",
+            "--http2",
             "--cacert",
             str(folder / "ca.pem"),
             "--resolve",
@@ -446,7 +433,7 @@ def test_curl_gets_the_page_over_https_with_sni(
         timeout=PATIENCE,
         check=True,
     ).stdout
-    assert out == "Hello over TLS\n200 2 0"  # curl asks for h2 by ALPN and gets it
+    assert out == "Hello over TLS\n200 2 0"  # --http2: curl asks for h2 by ALPN and gets it
     refused = subprocess.run(
         [
             "curl",

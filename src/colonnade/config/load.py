@@ -98,7 +98,14 @@ def _absolute(site: SiteConfig, base_dir: str) -> SiteConfig:
 
 def _absolute_files(files: CertificateFiles, base_dir: str) -> None:
     """Certificate, key, passphrase and store paths, taken from the server file's folder."""
-    for name in ("certificate", "key", "passphrase_file", "certificate_store"):
+    for name in (
+        "certificate",
+        "key",
+        "passphrase_file",
+        "certificate_store",
+        "client_ca",
+        "client_crl",
+    ):
         value = getattr(files, name)
         if value is not None:
             setattr(files, name, os.path.normpath(os.path.join(base_dir, value)))

@@ -167,6 +167,25 @@ class CertificateFiles(_Strict):
     Certificate Store): ``www.example.com.pem`` (with ``www.example.com.key`` beside
     it, or the key inside), and ``_.example.com.pem`` for ``*.example.com``. Read
     when a name is first asked for, and again when its files change."""
+    client_certificates: Literal["ignore", "accept", "require"] | None = None
+    """Client certificates (IIS's SSL Settings: Ignore, Accept, Require): ``ignore``
+    does not ask for one; ``accept`` asks for one in the handshake and passes it on
+    (a client may send none); ``require`` asks too, and a request without one is
+    answered 403.7 (by ``security.ssl``, which must be enabled). A certificate
+    must chain to ``client_ca`` or the handshake fails; an expired one is answered
+    403.17. Unset in ``[sites.tls]``: ``[server.tls]``'s (default ``ignore``). Asked
+    in the handshake, chosen by the SNI name: TLS 1.3 and HTTP/2 have no
+    renegotiation to ask later. See [TLS](tls.md#client-certificates)."""
+    client_ca: str | None = None
+    """The CA certificates (PEM) a client certificate must chain to; required
+    unless ``client_certificates`` is ``ignore``. Read again when it changes, as the
+    certificate is. Unset in ``[sites.tls]``: ``[server.tls]``'s."""
+    client_crl: str | None = None
+    """Certificate revocation lists (PEM) of the CAs in ``client_ca``: a client
+    certificate they list fails the handshake. With it, every CA that issues client
+    certificates needs its list in the file (else its certificates fail too). Their
+    next-update dates are not checked: an old list still refuses what it lists.
+    Read again when it changes. Unset in ``[sites.tls]``: ``[server.tls]``'s."""
 
 
 class TlsSettings(CertificateFiles):

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 import msgspec
 
+from colonnade.config.validation import SettingError as SettingError  # re-exported
 from colonnade.config.validation import convert
 from colonnade.errors import ConfigError
 
@@ -93,6 +94,14 @@ class Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=T
             if found is not None:
                 return found
         return cls.allowed
+
+    def check_level(self, effective: Self) -> None:
+        """Check one level's own settings (``self``: one file's or one location's
+        table, decoded alone) against ``effective``, the merged settings at that
+        level's path: a name this level uses that a level above defines (a map
+        of the server file used in a ``web.toml``). Raise :class:`SettingError`
+        naming the key of ``self``; the builder names the file and line. Nothing
+        by default."""
 
     def shown(self, key: str, value: Any) -> Any:
         """``value`` of ``key`` (as decoded) the way tools show it (``colonnade

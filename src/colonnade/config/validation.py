@@ -34,6 +34,24 @@ from colonnade.errors import ConfigError, combined, each_error
 
 T = TypeVar("T")
 
+
+class SettingError(Exception):
+    """A section's own check refuses the setting at ``key``.
+
+    ``key`` is dotted and relative to the section (``"rules[2].pattern"``); the
+    decoder (:func:`convert`) prefixes the section's place, so the error
+    names the file, line and full key. Raise it from ``__post_init__`` (a
+    ``ValueError`` there can only name the struct that raised it) or from
+    :meth:`Section.check_level`. Deliberately not a ``ValueError``: msgspec lets
+    it through unchanged.
+    """
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        self.message = message
+        super().__init__(f"{key}: {message}")
+
+
 _SEGMENT = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
 _PATTERN = re.compile(r"^Expected `str` matching regex ")
 _ENUM = re.compile(r"^Invalid enum value (.+)$")
@@ -50,6 +68,8 @@ def convert(data: Any, cls: type[T], *, prefix: str = "", file: str | None = Non
         return msgspec.convert(data, cls, strict=True)
     except msgspec.ValidationError:
         errors = find_errors(data, cls, prefix)
+    except SettingError as exc:  # a section's own check, naming the key itself
+        raise ConfigError(exc.message, key=_join(prefix, exc.key), file=file) from None
     for error in errors:
         error.file = file
     raise combined(errors)

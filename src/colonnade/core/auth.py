@@ -109,8 +109,12 @@ def authorization(request: Request) -> Authorization | None:
     valid HTTP; the first one counts.
     """
     value = request.header(b"authorization")
-    if not value:
-        return None
+    return parse_authorization(value) if value else None
+
+
+def parse_authorization(value: bytes) -> Authorization | None:
+    """An ``Authorization`` header's value split as :func:`authorization` does
+    (for a scheme that read the header itself), or None."""
     value = value.strip()
     scheme, _, credentials = value.partition(b" ")
     if not scheme or not scheme.isascii():

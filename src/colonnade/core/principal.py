@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Annotated, NamedTuple
+
+from msgspec import Meta
+
+#: A user or role name as a configuration section takes it (URL authorization
+#: rules, certificate mappings): no commas (lists of them are written with
+#: commas), no leading or trailing spaces.
+PrincipalName = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=256,
+        pattern=r"^[^\s,]+(?: [^\s,]+)*$",
+        description="a user or role name (no commas, no leading or trailing spaces)",
+    ),
+]
 
 
 class Principal(NamedTuple):

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import AsyncIterator, Iterable
-from typing import Protocol
+from typing import Any, Protocol
+
+from colonnade.core.clientcert import (
+    ClientCertificate,
+    certificate_variables,
+    parse_certificate,
+    verify_result,
+)
 
 Headers = list[tuple[bytes, bytes]]
 
 #: Request headers a reverse proxy adds: a request carrying one came from further away.
 PROXY_HEADERS = frozenset({b"forwarded", b"x-forwarded-for", b"x-real-ip"})
+
+_log = logging.getLogger("colonnade.tls")
 
 
 def is_local_client(host: str, header_names: Iterable[bytes]) -> bool:
@@ -110,17 +120,91 @@ class TlsInfo:
 
     ``server_name`` is the SNI name the client sent (lower case; None without
     SNI), ``alpn`` the ALPN protocol chosen (None when the client offered none).
+
+    ``client_certificates`` is what the site chosen by the SNI name asks of
+    clients (``ignore``, ``accept``, ``require``: ``[sites.tls]``), and
+    ``client_der`` the certificate the client presented (DER; None without one).
+    It chained to the site's ``client_ca`` in the handshake; its dates were not
+    checked there: :attr:`client` parses it (once, on first use) and its
+    ``problem()`` says whether it is valid now. ``server_pem`` is the server's
+    own certificate (PEM), where known.
     """
 
-    __slots__ = ("alpn", "cipher", "server_name", "version")
+    __slots__ = (
+        "_client",
+        "_ssl_variables",
+        "alpn",
+        "asgi",
+        "cipher",
+        "client_certificates",
+        "client_der",
+        "server_name",
+        "server_pem",
+        "version",
+    )
 
     def __init__(
-        self, version: str, cipher: str, server_name: str | None, alpn: str | None
+        self,
+        version: str,
+        cipher: str,
+        server_name: str | None,
+        alpn: str | None,
+        client_certificates: str = "ignore",
+        client_der: bytes | None = None,
+        server_pem: str | None = None,
     ) -> None:
         self.version = version  # "TLSv1.3"
         self.cipher = cipher  # OpenSSL's name: "TLS_AES_256_GCM_SHA384"
         self.server_name = server_name
         self.alpn = alpn
+        self.client_certificates = client_certificates
+        self.client_der = client_der
+        self.server_pem = server_pem
+        self._client: ClientCertificate | bool | None = None  # False: does not parse
+        self._ssl_variables: dict[str, str] | None = None
+        #: The ASGI ``tls`` extension of the connection, made once by the ASGI handler.
+        self.asgi: dict[str, Any] | None = None
+
+    @property
+    def client(self) -> ClientCertificate | None:
+        """The client certificate, parsed (None: none was sent, or it does not parse:
+        see :attr:`client_invalid`)."""
+        found = self._client
+        if found is None:
+            if self.client_der is None:
+                return None
+            try:
+                found = self._client = parse_certificate(self.client_der)
+            except ValueError as exc:
+                found = self._client = False
+                _log.warning("a client certificate that OpenSSL accepted does not parse: %s", exc)
+        return found if isinstance(found, ClientCertificate) else None
+
+    @property
+    def client_invalid(self) -> bool:
+        """True when the client sent a certificate that does not parse."""
+        return self.client_der is not None and self.client is None
+
+    def ssl_variables(self) -> dict[str, str]:
+        """mod_ssl's variables for an application (WSGI, CGI): ``HTTPS``,
+        ``SSL_PROTOCOL``, ``SSL_CIPHER``, ``SSL_TLS_SNI`` and, where the site asks
+        for client certificates, ``SSL_CLIENT_VERIFY`` and the ``SSL_CLIENT_*`` of
+        the certificate. Shared between the requests of the connection: read only."""
+        found = self._ssl_variables
+        if found is None:
+            found = {"HTTPS": "on", "SSL_PROTOCOL": self.version, "SSL_CIPHER": self.cipher}
+            if self.server_name is not None:
+                found["SSL_TLS_SNI"] = self.server_name
+            if self.client_certificates != "ignore":
+                cert = self.client
+                if cert is not None:
+                    found.update(certificate_variables(cert))
+                found["SSL_CLIENT_VERIFY"] = verify_result(cert, self.client_invalid)
+            self._ssl_variables = found
+        if self.client_der is not None:
+            # Its validity is a matter of the moment of the request.
+            return {**found, "SSL_CLIENT_VERIFY": verify_result(self.client, self.client_invalid)}
+        return found
 
     def __repr__(self) -> str:
         return f"<TlsInfo {self.version} {self.cipher} sni={self.server_name} alpn={self.alpn}>"

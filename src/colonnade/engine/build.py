@@ -33,7 +33,14 @@ import msgspec
 from colonnade.config.keys import check_dotted_key, did_you_mean
 from colonnade.config.load import locate
 from colonnade.config.schema import STAND_IN_ROOT, HandlerMapping, ServerConfig, SiteConfig
-from colonnade.config.sections import Raw, Section, Where, merge_into, section_defaults
+from colonnade.config.sections import (
+    Raw,
+    Section,
+    SettingError,
+    Where,
+    merge_into,
+    section_defaults,
+)
 from colonnade.config.toml_lines import KeyLines
 from colonnade.config.tree import BrokenDir, DirConfig, discover
 from colonnade.config.validation import convert
@@ -800,12 +807,38 @@ class Builder:
                     settings.get(section)
                 except ConfigError as exc:
                     for error in each_error(exc):
-                        origin = settings.origins.get(error.key, self.source)
-                        origin = origin.split(": locations[")[0]
-                        found.extend(
-                            self._located(ConfigError(error.message, file=origin, key=error.key))
-                        )
+                        origin = _origin(settings.origins, error.key) or self.source
+                        found.extend(self._located(_in_source(error.message, origin, error.key)))
+        if not found:
+            found = self._level_errors(app, types)
         return found
+
+    def _level_errors(self, app: Application, types: Sequence[type[Section]]) -> list[ConfigError]:
+        # What only a level's settings beside the merged ones at its path can
+        # tell (a name one level defines and another uses): Section.check_level.
+        found: list[ConfigError] = []
+        checking = [t for t in types if t.check_level is not Section.check_level]
+        for level in app.levels if checking else ():
+            for section in checking:
+                table = level.raw.get(section.key)
+                if level.broken is not None or not isinstance(table, dict):
+                    continue
+                own = convert(_without_ops(table), section)  # it was checked alone
+                try:
+                    own.check_level(app.sections_for(level.path).get(section))
+                except SettingError as exc:
+                    key = f"{section.key}.{exc.key}"
+                    found.extend(self._located(_in_source(exc.message, level.source, key)))
+        return found
+
+
+def _in_source(message: str, source: str, key: str) -> ConfigError:
+    """The error about ``key`` of a level whose source is ``source``: a file, or
+    ``FILE: locations[i]`` (whose keys are below the entry's in the file)."""
+    file, _, entry = source.rpartition(": ")
+    if entry.startswith("locations["):
+        return ConfigError(message, file=file, key=f"{entry}.{key}")
+    return ConfigError(message, file=source, key=key)
 
 
 class _AppSpec:
@@ -826,6 +859,17 @@ class _AppSpec:
         self.allow_modules = allow_modules
         self.python = python
         self.vdirs = vdirs
+
+
+def _origin(origins: dict[str, str], key: str) -> str | None:
+    """The file that set ``key`` or the nearest setting enclosing it
+    (``rewrite.rules[2].pattern`` → the file that set ``rewrite.rules``)."""
+    while key:
+        found = origins.get(key)
+        if found is not None:
+            return found
+        key = key[: max(key.rfind("."), key.rfind("["), 0)]
+    return None
 
 
 def _without_ops(raw: Any) -> Any:

@@ -27,6 +27,12 @@ BUILTIN: tuple[tuple[str, str], ...] = (
     ("auth.jwt", "colonnade.modules.jwt_auth.module:JwtAuthentication"),
     ("auth.forms", "colonnade.modules.forms_auth.module:FormsAuthentication"),
     ("asgi.middleware", "colonnade.handlers.asgi.middleware:AsgiMiddleware"),
+    ("security.ssl", "colonnade.modules.ssl_settings.module:SslSettings"),
+    (
+        "auth.client_certificate",
+        "colonnade.modules.client_cert_auth.module:ClientCertificateMapping",
+    ),
     ("handler.fastcgi", "colonnade.handlers.fastcgi.handler:FastCgiHandler"),
     ("handler.cgi", "colonnade.handlers.cgi.handler:CgiHandler"),
+    ("rewrite", "colonnade.modules.rewrite.module:UrlRewrite"),
 )

@@ -204,7 +204,13 @@ def tls_folders(view: ServerConfig) -> list[str]:
     for files in levels:
         if files is None:
             continue
-        for path in (files.certificate, files.key, files.passphrase_file):
+        for path in (
+            files.certificate,
+            files.key,
+            files.passphrase_file,
+            files.client_ca,
+            files.client_crl,
+        ):
             if path is not None:
                 found.add(os.path.dirname(path))
         if files.certificate_store is not None:

@@ -296,7 +296,7 @@ def tls_needs(config: ServerConfig) -> dict[str, list[Need]]:
         if site.tls is not None:
             levels.append((f"sites[{i}].tls", site.tls))
         for where, files in levels:
-            for name in ("certificate", "key", "passphrase_file"):
+            for name in ("certificate", "key", "passphrase_file", "client_ca", "client_crl"):
                 path = getattr(files, name)
                 need = Need(path, READ, f"the TLS {name.replace('_', ' ')} of {where} ({path})")
                 if path is not None and need not in pool:

@@ -11,7 +11,7 @@ from typing import Any
 from colonnade.config.load import embedded_default, from_dict
 from colonnade.core.module import Module
 from colonnade.core.registry import Registry
-from colonnade.core.request import BytesBody, Headers, Request
+from colonnade.core.request import BytesBody, Headers, Request, TlsInfo
 from colonnade.core.urlpath import decode_path
 from colonnade.engine import Engine
 from colonnade.errors import HttpError
@@ -179,10 +179,12 @@ class Client:
         headers: dict[str, str] | Headers | None = None,
         body: bytes = b"",
         host: str = "localhost",
+        tls: TlsInfo | None = None,
     ) -> TestResponse:
-        """Run one request through the pipeline; return what was sent."""
+        """Run one request through the pipeline; return what was sent. ``tls``: as
+        if it came over a TLS connection that negotiated that (scheme ``https``)."""
         return self.loop.run_until_complete(
-            self.arequest(method, target, headers=headers, body=body, host=host)
+            self.arequest(method, target, headers=headers, body=body, host=host, tls=tls)
         )
 
     async def arequest(
@@ -193,6 +195,7 @@ class Client:
         headers: dict[str, str] | Headers | None = None,
         body: bytes = b"",
         host: str = "localhost",
+        tls: TlsInfo | None = None,
     ) -> TestResponse:
         """The coroutine behind :meth:`request`."""
         # Not urlsplit: a target such as "//../x" is a path, never a host.
@@ -222,6 +225,8 @@ class Client:
             client=self.client_addr,
             server=("127.0.0.1", self.port),
             body=BytesBody(body),
+            tls=tls,
+            scheme="https" if tls is not None else "http",
         )
         ctx = await self.engine.handle(request, writer)
         return TestResponse(writer, method, ctx)

@@ -14,7 +14,10 @@ line says who and why (no traceback), and the slot is free again.
 On a port whose sites several pools serve, the worker first peeks the SNI name
 (``clienthello.peek_server_name``, nothing consumed) and asks the router
 (``ServerState.router.hand_over_tls``) whether the socket belongs to another
-pool; if so it leaves, unread, and that pool's worker shakes hands.
+pool; if so it leaves, unread, and that pool's worker shakes hands. On a port
+where a site asks for client certificates, the name is peeked too: it chooses
+the context the handshake starts with (``TlsPort.front``), which decides whether
+a certificate is asked for.
 
 The protocol the TLS transport starts with, :class:`Negotiated`, learns in its
 ``connection_made`` (the handshake's end, before any application byte is
@@ -41,7 +44,12 @@ from typing import TYPE_CHECKING, cast
 from colonnade.core.request import TlsInfo
 from colonnade.transport.clienthello import NotTlsError, peek_server_name
 from colonnade.transport.protocols import protocol_for
-from colonnade.transport.tls import HANDSHAKE_FD, sni_name
+from colonnade.transport.tls import (
+    HANDSHAKE_FD,
+    client_certificates,
+    server_certificate,
+    sni_name,
+)
 
 if TYPE_CHECKING:
     from colonnade.transport.server import ServerState
@@ -140,7 +148,9 @@ async def _handshake(state: ServerState, port: int, sock: socket.socket, route: 
     who = peer[0] if isinstance(peer, tuple) else "?"
     loop = asyncio.get_running_loop()
     started = loop.time()
-    if route and state.router is not None:
+    front = tls.context
+    router = state.router if route else None
+    if router is not None or tls.peek:
         try:
             name = await peek_server_name(sock, tls.handshake_timeout)
         except NotTlsError:
@@ -149,14 +159,17 @@ async def _handshake(state: ServerState, port: int, sock: socket.socket, route: 
             sock.close()
             log.info("TLS handshake with %s on port %d failed: %s", who, port, describe(exc))
             return
-        if state.router.hand_over_tls(port, name, sock):
+        if router is not None and router.hand_over_tls(port, name, sock):
             return
+        # Whether a client certificate is asked for is settled by the context the
+        # handshake starts with: the site the name chooses says.
+        front = tls.front(name)
     HANDSHAKE_FD.set(sock.fileno())  # this task's own context: for the SNI callback
     try:
         await loop.connect_accepted_socket(
             lambda: Negotiated(state),
             sock,
-            ssl=tls.context,
+            ssl=front,
             # One budget for the peek and the handshake.
             ssl_handshake_timeout=max(tls.handshake_timeout - (loop.time() - started), 0.01),
             ssl_shutdown_timeout=tls.shutdown_timeout,
@@ -187,11 +200,16 @@ class Negotiated(asyncio.Protocol):
             return
         cipher = ssl_object.cipher()
         alpn = ssl_object.selected_alpn_protocol()
+        client = client_certificates(ssl_object)
         info = TlsInfo(
             ssl_object.version() or "",
             cipher[0] if cipher else "",
             sni_name(ssl_object),
             alpn,
+            client,
+            # A certificate that reached here chained to the site's client CA.
+            ssl_object.getpeercert(True) if client != "ignore" else None,
+            server_certificate(ssl_object),
         )
         protocol = self.chosen = protocol_for(self.state, alpn, info, b"")
         secure.set_protocol(protocol)
@@ -229,6 +247,8 @@ def describe(exc: BaseException) -> str:
             return f"the client offered no TLS version accepted here ({reason})"
         if reason == "NO_SHARED_CIPHER":
             return "the client offered no cipher accepted here"
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return f"the client certificate is not trusted here ({exc.verify_message})"
         return reason or str(exc)
     if isinstance(exc, TimeoutError | ConnectionAbortedError):
         return f"the handshake did not finish in time ({exc})"

@@ -27,6 +27,22 @@ connections keep the one they started with. A new file that does not load leaves
 the previous certificate serving and is logged once, with the file and the
 reason. The same look at a store folder's own identity notices files added or
 removed there.
+
+Client certificates
+-------------------
+A site whose ``client_certificates`` is ``accept`` or ``require`` asks for a
+certificate in the handshake. OpenSSL takes the verify mode and flags of a
+connection from the context it *starts* with, not from the one the SNI callback
+switches to, so a port where some site asks has one more front context per
+client CA (and CRL) file (``TlsPort.fronts``), and the handshake peeks the SNI
+name first (``TlsPort.front``) to start with the right one. The certificate is
+checked against the store of the context the SNI callback chose, so each
+certificate of such a site is loaded with the site's CA and CRL files (a profile
+per pair, the files watched as the certificate's own are). Dates are not checked
+in the handshake (``X509_V_FLAG_NO_CHECK_TIME``): an expired certificate reaches
+the pipeline, which answers it 403.17 as IIS does. One that does not chain to
+the CA, or that a CRL lists, fails the handshake (Python's ``ssl`` has no verify
+callback to let it through).
 """
 
 from __future__ import annotations
@@ -38,7 +54,7 @@ import os
 import re
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from typing import NamedTuple
 
@@ -59,6 +75,15 @@ WILDCARD_LABEL = "_"
 
 # The attribute of an SSLObject that holds the SNI name its handshake sent.
 _SNI_ATTR = "colonnade_sni"
+# ... and the one that holds what the site chosen by that name asks of clients.
+_CLIENT_ATTR = "colonnade_client_certificates"
+# The attribute of a certificate's SSLContext that holds the certificate (PEM).
+_LEAF_ATTR = "colonnade_certificate_pem"
+#: OpenSSL's X509_V_FLAG_NO_CHECK_TIME (``ssl`` has no name for it): the chain of a
+#: client certificate is verified without looking at dates.
+X509_V_FLAG_NO_CHECK_TIME = 0x200000
+# The largest client CA file read (a bundle of every public CA is ~250 KiB).
+_MAX_CA_BUNDLE = 16 << 20
 
 #: The socket descriptor of the connection whose handshake runs (set by the code
 #: that starts it; the loop runs the transport's callbacks, and so the SNI
@@ -115,12 +140,32 @@ def passphrase_of(files: CertificateFiles) -> Passphrase:
     return Passphrase(files.passphrase_file, files.passphrase_env)
 
 
-class Profile:
-    """The protocol settings every context of a server shares."""
+class ClientTrust(NamedTuple):
+    """What a client certificate is checked against: the CA certificates in the PEM
+    file ``ca``, and the revocation lists in the PEM file ``crl``."""
 
-    def __init__(self, settings: TlsSettings, alpn: Sequence[str]) -> None:
+    ca: str
+    crl: str | None = None
+
+
+class ClientPolicy(NamedTuple):
+    """What a site asks of clients: a certificate (``accept`` or ``require``) that
+    ``trust`` vouches for."""
+
+    mode: str
+    trust: ClientTrust
+
+
+class Profile:
+    """The protocol settings every context of a server shares; with ``client``,
+    those of the sites that ask for client certificates that it vouches for."""
+
+    def __init__(
+        self, settings: TlsSettings, alpn: Sequence[str], client: ClientTrust | None = None
+    ) -> None:
         self.settings = settings
         self.alpn = tuple(alpn)
+        self.client = client
 
     def context(self) -> ssl.SSLContext:
         """A server context with these settings and no certificate."""
@@ -138,10 +183,22 @@ class Profile:
             ctx.options |= ssl.OP_NO_TICKET
             ctx.num_tickets = 0
         ctx.set_alpn_protocols(list(self.alpn))
+        if self.client is not None:
+            # The handshake's verify mode and flags are the front context's (the
+            # one the connection started with: OpenSSL does not take them from
+            # the context the SNI callback switches to); set here for both.
+            # Dates are not checked in the handshake, so that an expired
+            # certificate gets IIS's readable 403.17 instead of a bare alert.
+            ctx.verify_mode = ssl.CERT_OPTIONAL
+            ctx.verify_flags |= X509_V_FLAG_NO_CHECK_TIME
+            if self.client.crl is not None:
+                # The client's certificate only: its CAs are the ones client_ca lists.
+                ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
         return ctx
 
     def load(self, cert: str, key: str | None, passphrase: Passphrase) -> ssl.SSLContext:
-        """A context serving ``cert`` (and ``key``); CertificateError says why not."""
+        """A context serving ``cert`` (and ``key``), trusting the client CA file (and
+        its revocation lists) for client certificates; CertificateError says why not."""
         secret = passphrase.read()
         ctx = self.context()
         try:
@@ -154,7 +211,74 @@ class Profile:
             raise CertificateError(
                 f"cannot read {exc.filename or cert}: {exc.strerror or exc}"
             ) from None
+        if self.client is not None:
+            # The client certificate is checked against the store of the context
+            # the SNI callback chose (this one), not the front context's.
+            load_client_ca(ctx, self.client.ca)
+            if self.client.crl is not None:
+                load_client_crl(ctx, self.client.crl)
+        setattr(ctx, _LEAF_ATTR, _leaf_pem(cert))
         return ctx
+
+
+def load_client_ca(ctx: ssl.SSLContext, path: str) -> None:
+    """Trust the CA certificates of the PEM file ``path`` for client certificates;
+    CertificateError says why not."""
+    data = _read_pem(path, "CA", b"CERTIFICATE", "certificate")
+    try:
+        # PEM is ASCII; anything else can only be in comments between the blocks.
+        ctx.load_verify_locations(cadata=data.decode("ascii", "ignore"))
+    except (ssl.SSLError, ValueError) as exc:
+        raise CertificateError(
+            f"the client CA file {path} does not load ({_reason(exc)})"
+        ) from None
+
+
+def load_client_crl(ctx: ssl.SSLContext, path: str) -> None:
+    """Add the certificate revocation lists of the PEM file ``path`` to the store of
+    ``ctx``; CertificateError says why not."""
+    _read_pem(path, "CRL", b"X509 CRL", "revocation list")
+    try:
+        # (cadata= takes certificates only; a file is read for CRLs too.)
+        ctx.load_verify_locations(cafile=path)
+    except (ssl.SSLError, OSError) as exc:
+        raise CertificateError(
+            f"the client CRL file {path} does not load ({_reason(exc)})"
+        ) from None
+
+
+def _read_pem(path: str, kind: str, label: bytes, what: str) -> bytes:
+    # The file, if it holds at least one PEM block of ``label`` and is not huge.
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_MAX_CA_BUNDLE + 1)
+    except OSError as exc:
+        raise CertificateError(
+            f"cannot read the client {kind} file {path}: {exc.strerror or exc}"
+        ) from None
+    if len(data) > _MAX_CA_BUNDLE:
+        raise CertificateError(f"the client {kind} file {path} is larger than 16 MiB")
+    if b"-----BEGIN " + label + b"-----" not in data:
+        raise CertificateError(f"the client {kind} file {path} holds no PEM {what}")
+    return data
+
+
+def _reason(exc: Exception) -> str:
+    return getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+
+
+def _leaf_pem(path: str) -> str | None:
+    # The first certificate of a PEM file (the server's own; its chain follows).
+    try:
+        with open(path, "rb") as f:
+            text = f.read(_MAX_CA_BUNDLE).decode("ascii", "replace")
+    except OSError:
+        return None
+    start = text.find("-----BEGIN CERTIFICATE-----")
+    end = text.find("-----END CERTIFICATE-----", start)
+    if start < 0 or end < 0:
+        return None
+    return text[start : end + len("-----END CERTIFICATE-----")] + "\n"
 
 
 def _why(exc: ssl.SSLError, cert: str, key: str | None, has_secret: bool) -> str:
@@ -188,7 +312,8 @@ class Certificate:
         self._checked = -math.inf
 
     def _identity(self) -> object:
-        files = [self.cert, self.key, self.passphrase.file]
+        client = self.profile.client
+        files = [self.cert, self.key, self.passphrase.file, *(client or ())]
         return tuple(_identity(f) if f is not None else None for f in files)
 
     def current(self, now: float) -> ssl.SSLContext | None:
@@ -286,56 +411,82 @@ def wildcard_stem(name: str) -> str | None:
     return f"{WILDCARD_LABEL}.{parent}" if "." in parent else None
 
 
-class _Choice(NamedTuple):
-    """What a site brings to its TLS port: its own certificate, its own store."""
+class _Route(NamedTuple):
+    """Where the certificate for a name comes from, in order, and what is asked of
+    the client: per site with host names, and one for every other name (or none)."""
 
-    certificate: Certificate | None
+    own: Certificate | None
+    """The site's own certificate."""
     store: Store | None
+    """The site's store, else the port's default site's, else the server's."""
+    rest: tuple[Certificate, ...]
+    """The port's default site's certificate, then ``[server.tls]``'s."""
+    client: ClientPolicy | None
+    """What the site asks of clients (None: no certificate)."""
 
 
 class TlsPort:
-    """One TLS port: the front context, and the certificate chosen for each name."""
+    """One TLS port: the front contexts, and the certificate chosen for each name."""
 
     def __init__(
         self,
         profile: Profile,
-        named: dict[str, _Choice],
-        default: _Choice | None,
-        fallback: Certificate | None,
-        store: Store | None,
+        named: dict[str, _Route],
+        unnamed: _Route,
+        client_profiles: Mapping[ClientTrust, Profile],
     ) -> None:
         self.named = named
-        self.default = default
-        self.fallback = fallback
-        self.store = store
+        self.unnamed = unnamed
         self.handshake_timeout = profile.settings.handshake_timeout
         self.shutdown_timeout = profile.settings.shutdown_timeout
         self.refused = 0  # handshakes refused for an unknown name
         self.context = profile.context()
         self.context.sni_callback = self._sni
+        #: The front contexts that ask for a client certificate, by what vouches for it.
+        self.fronts: dict[ClientTrust, ssl.SSLContext] = {}
+        for route in (*named.values(), unnamed):
+            if route.client is not None and route.client.trust not in self.fronts:
+                front = client_profiles[route.client.trust].context()
+                front.sni_callback = self._sni
+                self.fronts[route.client.trust] = front
+        #: Whether a handshake must know the SNI name before it starts: whether to
+        #: ask for a client certificate is the front context's to say, and the
+        #: SNI callback comes too late to change it.
+        self.peek = bool(self.fronts)
+
+    def route(self, name: str | None) -> _Route:
+        """The route of SNI ``name`` (checked, lower case; None: none was sent)."""
+        if name is None:
+            return self.unnamed
+        return self.named.get(name, self.unnamed)
+
+    def front(self, name: str | None) -> ssl.SSLContext:
+        """The context a handshake whose ClientHello names ``name`` starts with."""
+        return self._front_of(self.route(name))
+
+    def _front_of(self, route: _Route) -> ssl.SSLContext:
+        client = route.client
+        return self.context if client is None else self.fronts[client.trust]
 
     def choose(self, name: str | None) -> ssl.SSLContext | None:
         """The certificate context for SNI ``name`` (None: none serves it)."""
+        return self._choose(self.route(name), name)
+
+    @staticmethod
+    def _choose(route: _Route, name: str | None) -> ssl.SSLContext | None:
         now = time.monotonic()
-        site = self.named.get(name) if name is not None else None
-        if site is not None and site.certificate is not None:
-            ctx = site.certificate.current(now)
+        if route.own is not None:
+            ctx = route.own.current(now)
             if ctx is not None:
                 return ctx
-        if name is not None:
-            store = site.store if site is not None and site.store is not None else None
-            if store is None and self.default is not None:
-                store = self.default.store
-            store = store or self.store
-            if store is not None:
-                ctx = store.lookup(name, now)
-                if ctx is not None:
-                    return ctx
-        for cert in (self.default.certificate if self.default else None, self.fallback):
-            if cert is not None:
-                ctx = cert.current(now)
-                if ctx is not None:
-                    return ctx
+        if name is not None and route.store is not None:
+            ctx = route.store.lookup(name, now)
+            if ctx is not None:
+                return ctx
+        for cert in route.rest:
+            ctx = cert.current(now)
+            if ctx is not None:
+                return ctx
         return None
 
     def _sni(self, conn: ssl.SSLObject, name: str | None, _front: ssl.SSLContext) -> int | None:
@@ -343,8 +494,16 @@ class TlsPort:
             name = name.lower().rstrip(".")
             if _HOST_NAME.match(name) is None:
                 name = None  # not a host name: as if none was sent
+        route = self.route(name)
+        if self.peek and _front is not self._front_of(route):
+            # The handshake started with the front of the name peeked from the
+            # ClientHello, and this is another (a ClientHello split over records
+            # hides its name from the peek): whether a certificate is asked for,
+            # and how it is checked, would not be this site's. Refused.
+            log.debug("TLS handshake refused: the SNI name %r was not seen before it", name)
+            return ssl.ALERT_DESCRIPTION_HANDSHAKE_FAILURE
         try:
-            chosen = self.choose(name)
+            chosen = self._choose(route, name)
         except Exception:
             log.exception("choosing a certificate for %r failed", name)
             return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
@@ -361,13 +520,50 @@ class TlsPort:
             return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
         conn.context = chosen
         setattr(conn, _SNI_ATTR, name)
+        if route.client is not None:
+            setattr(conn, _CLIENT_ATTR, route.client.mode)
         return None
+
+    def certificates(self) -> list[Certificate]:
+        """The explicit certificates of this port (not the stores' files)."""
+        found: list[Certificate] = []
+        for route in (*self.named.values(), self.unnamed):
+            for cert in (route.own, *route.rest):
+                if cert is not None:
+                    found.append(cert)
+        return found
 
 
 def sni_name(conn: ssl.SSLObject) -> str | None:
     """The SNI name the handshake of ``conn`` sent (checked, lower case), or None."""
     name: str | None = getattr(conn, _SNI_ATTR, None)
     return name
+
+
+def client_certificates(conn: ssl.SSLObject) -> str:
+    """What the site chosen by the handshake of ``conn`` asks of clients: ``ignore``,
+    ``accept`` or ``require``."""
+    mode: str = getattr(conn, _CLIENT_ATTR, "ignore")
+    return mode
+
+
+def server_certificate(conn: ssl.SSLObject) -> str | None:
+    """The certificate (PEM) the handshake of ``conn`` presented, where known."""
+    pem: str | None = getattr(conn.context, _LEAF_ATTR, None)
+    return pem
+
+
+def client_policy(files: CertificateFiles | None, server: TlsSettings) -> ClientPolicy | None:
+    """What a site with TLS settings ``files`` asks of clients (None: nothing);
+    a setting it leaves unset is ``[server.tls]``'s."""
+    mode = (files.client_certificates if files is not None else None) or (
+        server.client_certificates or "ignore"
+    )
+    ca = (files.client_ca if files is not None else None) or server.client_ca
+    crl = (files.client_crl if files is not None else None) or server.client_crl
+    if mode == "ignore" or ca is None:
+        return None
+    return ClientPolicy(mode, ClientTrust(ca, crl))
 
 
 class TlsSet:
@@ -390,8 +586,6 @@ class TlsSet:
         profile = Profile(config.server.tls, alpn)
         cache = _Cache(profile, previous)
         server = config.server.tls
-        fallback = cache.certificate(server)
-        server_store = cache.store(server, server)
         ports: dict[int, TlsPort] = {}
         sites_on: dict[int, list[SiteConfig]] = {}
         for site in config.sites:
@@ -402,28 +596,53 @@ class TlsSet:
                     if site not in on:
                         on.append(site)
         for port, sites in sites_on.items():
-            named: dict[str, _Choice] = {}
-            default: _Choice | None = None
+            default = next((site for site in sites if not site.host_names), None)
+            default_files = default.tls if default is not None else None
+
+            named: dict[str, _Route] = {}
             for site in sites:
-                files = site.tls or CertificateFiles()
-                choice = _Choice(cache.certificate(files), cache.store(files, server))
-                for host in site.host_names:
-                    named.setdefault(host.lower(), choice)
-                if not site.host_names and default is None:
-                    default = choice
-            ports[port] = TlsPort(profile, named, default, fallback, server_store)
+                if site.host_names:
+                    site_route = _route(cache, server, site.tls, default_files, True)
+                    for host in site.host_names:
+                        named.setdefault(host.lower(), site_route)
+            unnamed = _route(
+                cache, server, default_files if default else None, default_files, False
+            )
+            ports[port] = TlsPort(profile, named, unnamed, cache.profiles)
         return cls(ports)
 
     def certificates(self) -> list[Certificate]:
         """Every explicit certificate (not the stores' files), once each."""
         found: dict[int, Certificate] = {}
         for port in self.ports.values():
-            choices = [*port.named.values(), port.default]
-            certs = [c.certificate for c in choices if c is not None]
-            for cert in [*certs, port.fallback]:
-                if cert is not None:
-                    found[id(cert)] = cert
+            for cert in port.certificates():
+                found[id(cert)] = cert
         return list(found.values())
+
+
+def _route(
+    cache: _Cache,
+    server: TlsSettings,
+    files: CertificateFiles | None,
+    default_files: CertificateFiles | None,
+    named: bool,
+) -> _Route:
+    """The route of a site with TLS settings ``files`` (``named``: one with host
+    names), or (not ``named``) of names no site has, on a port whose default site
+    has ``default_files``."""
+    client = client_policy(files, server)
+    ca = client.trust if client is not None else None
+    store = None
+    for level in (files if named else None, default_files, server):
+        if level is not None and (store := cache.store(level, server, ca)) is not None:
+            break
+    rest = [cache.certificate(level, ca) for level in (default_files, server) if level]
+    return _Route(
+        cache.certificate(files, ca) if named and files is not None else None,
+        store,
+        tuple(c for c in rest if c is not None),
+        client,
+    )
 
 
 class _Cache:
@@ -431,40 +650,65 @@ class _Cache:
 
     def __init__(self, profile: Profile, previous: TlsSet | None) -> None:
         self.profile = profile
+        #: The profile of the sites whose client certificates each trust vouches for.
+        self.profiles: dict[ClientTrust, Profile] = {}
         self.certs: dict[tuple[object, ...], Certificate] = {}
         self.stores: dict[tuple[object, ...], Store] = {}
         if previous is not None:
             for port in previous.ports.values():
-                for choice in [*port.named.values(), port.default]:
-                    if choice is not None:
-                        self._keep(choice.certificate, choice.store)
-                self._keep(port.fallback, port.store)
+                for route in (*port.named.values(), port.unnamed):
+                    for cert in (route.own, *route.rest):
+                        self._keep(cert, None)
+                    self._keep(None, route.store)
+
+    def _same(self, profile: Profile) -> bool:
+        return profile.settings == self.profile.settings and profile.alpn == self.profile.alpn
 
     def _keep(self, cert: Certificate | None, store: Store | None) -> None:
-        if cert is not None and cert.profile.settings == self.profile.settings:
-            self.certs[(cert.cert, cert.key, cert.passphrase)] = cert
-        if store is not None and store.profile.settings == self.profile.settings:
-            self.stores[(store.folder, store.passphrase)] = store
+        if cert is not None and self._same(cert.profile):
+            self.certs[(cert.cert, cert.key, cert.passphrase, cert.profile.client)] = cert
+        if store is not None and self._same(store.profile):
+            self.stores[(store.folder, store.passphrase, store.profile.client)] = store
 
-    def certificate(self, files: CertificateFiles) -> Certificate | None:
+    def profile_for(self, client: ClientTrust | None) -> Profile:
+        """The profile of sites whose client certificates ``client`` vouches for
+        (None: sites not asking for one)."""
+        if client is None:
+            return self.profile
+        found = self.profiles.get(client)
+        if found is None:
+            found = self.profiles[client] = Profile(
+                self.profile.settings, self.profile.alpn, client
+            )
+        return found
+
+    def certificate(
+        self, files: CertificateFiles, client: ClientTrust | None
+    ) -> Certificate | None:
         if files.certificate is None:
             return None
-        key = (files.certificate, files.key, passphrase_of(files))
+        key = (files.certificate, files.key, passphrase_of(files), client)
         cert = self.certs.get(key)
-        if cert is None or cert.profile.alpn != self.profile.alpn:
-            cert = self.certs[key] = Certificate(self.profile, *key)
+        if cert is None:
+            cert = self.certs[key] = Certificate(
+                self.profile_for(client), files.certificate, files.key, passphrase_of(files)
+            )
         return cert
 
-    def store(self, files: CertificateFiles, server: TlsSettings) -> Store | None:
+    def store(
+        self, files: CertificateFiles, server: TlsSettings, client: ClientTrust | None
+    ) -> Store | None:
         if files.certificate_store is None:
             return None
         # A store's keys are unlocked by its own level's passphrase, else the server's.
         own = passphrase_of(files)
         passphrase = own if own != Passphrase() else passphrase_of(server)
-        key = (files.certificate_store, passphrase)
+        key = (files.certificate_store, passphrase, client)
         store = self.stores.get(key)
-        if store is None or store.profile.alpn != self.profile.alpn:
-            store = self.stores[key] = Store(self.profile, files.certificate_store, passphrase)
+        if store is None:
+            store = self.stores[key] = Store(
+                self.profile_for(client), files.certificate_store, passphrase
+            )
         return store
 
 
@@ -474,7 +718,9 @@ def check_tls(config: ServerConfig) -> list[ConfigError]:
     Bindings: one port is http or https, not both; every https port has some
     certificate (a site's, a store, or the default one); a site's ``tls`` needs
     an https binding. Files: every explicit certificate loads (with its key and
-    passphrase), every store folder exists, the cipher string is valid.
+    passphrase), every store folder exists, the cipher string is valid. Client
+    certificates: a CA file that loads where they are asked for, and the module
+    that enforces ``require``.
     """
     errors: list[ConfigError] = []
     lines = config.lines
@@ -513,7 +759,9 @@ def check_tls(config: ServerConfig) -> list[ConfigError]:
             if not https:
                 error("the site has no https:// binding to use it on", f"sites[{i}].tls")
             _check_files(profile, site.tls, f"sites[{i}].tls", error)
+            _check_client(config, site.tls, f"sites[{i}].tls", error)
     _check_files(profile, server, "server.tls", error)
+    _check_client(config, server, "server.tls", error)
     for port, by_scheme in sorted(schemes.items()):
         if len(by_scheme) > 1:
             error(
@@ -541,6 +789,41 @@ def require_valid_tls(config: ServerConfig) -> None:
     errors = check_tls(config)
     if errors:
         raise combined(errors)
+
+
+#: The module that answers 403.7 where a certificate is required (by its id: the
+#: transport knows modules only by name).
+SSL_MODULE = "security.ssl"
+
+
+def _check_client(
+    config: ServerConfig, files: CertificateFiles, where: str, error: Callable[[str, str], None]
+) -> None:
+    mode = files.client_certificates
+    ca = files.client_ca
+    if mode not in (None, "ignore") and ca is None and config.server.tls.client_ca is None:
+        error(
+            f"client_certificates = {mode!r} needs client_ca: the CA certificates (PEM) "
+            "client certificates must chain to",
+            f"{where}.client_certificates",
+        )
+    if ca is not None:
+        try:
+            load_client_ca(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), ca)
+        except CertificateError as exc:
+            error(str(exc), f"{where}.client_ca")
+    if files.client_crl is not None:
+        try:
+            load_client_crl(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), files.client_crl)
+        except CertificateError as exc:
+            error(str(exc), f"{where}.client_crl")
+    if mode == "require" and SSL_MODULE not in config.server.modules:
+        error(
+            f"client_certificates = 'require' is enforced by the module {SSL_MODULE} "
+            "(it answers 403.7 to a request without a certificate), which is not in "
+            "server.modules",
+            f"{where}.client_certificates",
+        )
 
 
 def _check_files(

@@ -8,6 +8,9 @@ names are lower case. ``scope["extensions"]["colonnade"]`` carries what the
 server's modules decided: ``user`` (a :class:`~colonnade.Principal` or None),
 ``items`` (the request's shared items) and ``context`` (the request
 :class:`~colonnade.Context`, e.g. ``context.correlation_id`` for the trace id).
+Over TLS, ``scope["extensions"]["tls"]`` is asgiref's TLS extension
+(:func:`tls_extension`): the server's certificate, the client's certificate and
+its name, the TLS version and cipher suite.
 
 Where a server module decided who the user is (``ctx.user`` is set: a scheme,
 or the anonymous user of ``auth.anonymous``), ``scope["user"]`` is that
@@ -27,6 +30,7 @@ from colonnade.core.httputil import has_token
 
 if TYPE_CHECKING:
     from colonnade.core.context import Context
+    from colonnade.core.request import TlsInfo
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -75,6 +79,48 @@ def websocket_request(headers: list[tuple[bytes, bytes]]) -> bool:
     return upgrade and connection
 
 
+#: ``tls_version`` of the ASGI TLS extension, by ``ssl``'s version name.
+_TLS_VERSIONS = {"TLSv1.3": 0x0304, "TLSv1.2": 0x0303, "TLSv1.1": 0x0302, "TLSv1": 0x0301}
+_CIPHER_IDS: dict[str, int] = {}
+
+
+def _cipher_id(name: str) -> int | None:
+    # IANA's number of an OpenSSL cipher name (ASGI wants the number).
+    if not _CIPHER_IDS:
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.set_ciphers("ALL:@SECLEVEL=0")
+        for cipher in ctx.get_ciphers():
+            _CIPHER_IDS[cipher["name"]] = cipher["id"] & 0xFFFF
+    return _CIPHER_IDS.get(name)
+
+
+def tls_extension(tls: TlsInfo) -> dict[str, Any]:
+    """The ASGI ``tls`` extension (asgiref's TLS extension) of a TLS connection:
+    made once per connection, and made again per request only where a client
+    certificate is, whose ``client_cert_error`` depends on the moment."""
+    found = tls.asgi
+    if found is None:
+        cert = tls.client
+        found = tls.asgi = {
+            "server_cert": tls.server_pem,
+            # Python's ssl (before 3.13) gives the client's own certificate, not
+            # the chain it sent.
+            "client_cert_chain": [cert.pem] if cert is not None else [],
+            "client_cert_name": cert.subject if cert is not None else None,
+            "client_cert_error": None,
+            "tls_version": _TLS_VERSIONS.get(tls.version),
+            "cipher_suite": _cipher_id(tls.cipher),
+        }
+    if tls.client_der is not None:
+        cert = tls.client
+        error = "certificate does not parse" if cert is None else cert.problem()
+        if error is not None:
+            return {**found, "client_cert_error": error}
+    return found
+
+
 def http_scope(ctx: Context, root_path: str, state: dict[str, Any] | None) -> Scope:
     """The ``http`` scope of ``ctx``'s request (``state``: the lifespan state, if any)."""
     request = ctx.request
@@ -100,4 +146,6 @@ def http_scope(ctx: Context, root_path: str, state: dict[str, Any] | None) -> Sc
         scope["state"] = state.copy()
     if ctx.user is not None:
         add_user(scope, ctx)
+    if request.tls is not None:
+        scope["extensions"]["tls"] = tls_extension(request.tls)
     return scope

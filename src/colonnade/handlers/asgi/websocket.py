@@ -40,7 +40,14 @@ from wsproto.utilities import ProtocolError, generate_accept_token, split_comma_
 from colonnade.core.context import Context, RawStream
 from colonnade.errors import HttpError
 from colonnade.handlers.asgi.config import AsgiSection
-from colonnade.handlers.asgi.scope import ASGI_VERSION, NO_OPTIONS, App, Message, add_user
+from colonnade.handlers.asgi.scope import (
+    ASGI_VERSION,
+    NO_OPTIONS,
+    App,
+    Message,
+    add_user,
+    tls_extension,
+)
 
 if TYPE_CHECKING:
     from colonnade.core.request import Headers
@@ -98,6 +105,8 @@ class WebSocketSession:
             },
         }
         add_user(self.scope, ctx)
+        if request.tls is not None:
+            self.scope["extensions"]["tls"] = tls_extension(request.tls)
         self.phase = _CONNECTING
         self.connect_sent = False
         self.stream: RawStream | None = None

@@ -14,6 +14,13 @@
   chunked bodies to their end. ``wsgi.errors`` writes lines to the application's
   logger. ``wsgi.file_wrapper`` is :class:`FileWrapper`; a wrapped regular file
   is sent with ``sendfile``.
+- Over TLS, mod_ssl's variables: ``HTTPS=on``, ``SSL_PROTOCOL``, ``SSL_CIPHER``,
+  ``SSL_TLS_SNI``, and where the site asks for client certificates
+  ``SSL_CLIENT_VERIFY`` (``NONE``, ``SUCCESS``, ``FAILED:reason``) and the
+  certificate's ``SSL_CLIENT_S_DN``, ``SSL_CLIENT_I_DN``, ``SSL_CLIENT_M_SERIAL``,
+  ``SSL_CLIENT_V_START``/``_END``, ``SSL_CLIENT_CERT`` (PEM), ``SSL_CLIENT_S_DN_CN``
+  and the like (``TlsInfo.ssl_variables``). ``HTTPS=on`` also where a trusted
+  proxy says the request came over HTTPS.
 - ``REMOTE_USER``/``AUTH_TYPE`` carry the user the server's authentication
   modules established; ``colonnade.context`` and ``colonnade.items`` the request
   context and its shared items (``environ["colonnade.context"].correlation_id``

@@ -222,6 +222,13 @@ class WsgiHandler(Handler):
         environ["RAW_URI"] = environ["REQUEST_URI"] = request.target.decode("latin-1")
         environ["SERVER_PROTOCOL"] = _PROTOCOLS.get(request.version) or "HTTP/" + request.version
         environ["wsgi.url_scheme"] = request.scheme
+        tls = request.tls
+        if tls is not None:
+            # HTTPS, SSL_PROTOCOL, ... and the client certificate's SSL_CLIENT_*:
+            # made once per connection.
+            environ.update(tls.ssl_variables())
+        elif request.scheme == "https":  # a trusted proxy's word
+            environ["HTTPS"] = "on"
         server = request.server
         host = request.host
         environ["SERVER_NAME"] = split_host(host) if host else (server[0] if server else "")

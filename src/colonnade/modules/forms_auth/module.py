@@ -247,15 +247,18 @@ class FormsAuthentication(Handler):
             items[LOGIN_PAGE] = True
             ctx.handler = self
         if ctx.user is None:
-            name = self._cookie_name
+            opened = self._opened
             for key, value in request.headers:
-                if key == b"cookie" and name in value:
-                    # The common case inline: a browser sends the same Cookie header
-                    # again and again, so the whole header is a key of what was
-                    # opened (no parsing, no decryption), trusted while the key
-                    # ring is: the slow path looks at it once a second (and at
-                    # once after the clock was set back).
-                    found = self._opened.get(value)
+                if key != b"cookie":
+                    continue
+                # The common case inline: a browser sends the same Cookie header
+                # again and again, so the whole header is a key of what was
+                # opened (no parsing, no decryption; looked up before the header
+                # is searched for the name, which costs more), trusted while the
+                # key ring is: the slow path looks at it once a second (and at
+                # once after the clock was set back).
+                found = opened.get(value)
+                if found is not None or self._cookie_name in value:
                     now = time.time()
                     if (
                         found is None

@@ -67,7 +67,9 @@ class HttpLoggingSection(Section, frozen=True):
       from, which differs from ``c-ip`` when ``security.trusted_proxies`` took the
       client from a proxy's header), ``x-tls-version``, ``x-tls-cipher`` and
       ``x-tls-sni`` (ours, IIS's W3C log has none: the TLS version, cipher suite
-      and SNI name of an ``https`` connection, ``-`` on plain HTTP) and any
+      and SNI name of an ``https`` connection, ``-`` on plain HTTP),
+      ``x-tls-client-subject`` and ``x-tls-client-sha256`` (ours: the client
+      certificate's subject and SHA-256 fingerprint, ``-`` without one) and any
       request or response header as ``cs(Header-Name)`` / ``sc(Header-Name)``.
     - ``buffer_size``: lines are buffered in memory and written in one batch once
       the buffer holds about this many bytes (IIS writes 64 KB batches too;

@@ -67,7 +67,9 @@ FIELDS: dict[str, Field] = {
         _field("cs-uri-stem", ("r.original_path",), "escs[{0}]", "{0}"),
         _field(
             "cs-uri-query",
-            ("r.query",),
+            # The query the client sent, as cs-uri-stem is its path (IIS logs the
+            # URL before a rewrite); the target holds it once a remap happened.
+            ("(r.query if r.path is r.original_path else r.target.partition(b'?')[2])",),
             "escb[{0}]",
             "({0}.decode('latin-1') if {0} else None)",
         ),
@@ -121,6 +123,20 @@ FIELDS: dict[str, Field] = {
             ("r.tls",),
             "('-' if {0} is None or {0}.server_name is None else {0}.server_name)",
             "(None if {0} is None else {0}.server_name)",
+        ),
+        # Ours: the client certificate's subject (RFC 4514) and SHA-256
+        # fingerprint; '-' without one (parsed once per connection, when rendered).
+        _field(
+            "x-tls-client-subject",
+            ("r.tls",),
+            "('-' if {0} is None or {0}.client is None else escs[{0}.client.subject])",
+            "(None if {0} is None or {0}.client is None else {0}.client.subject)",
+        ),
+        _field(
+            "x-tls-client-sha256",
+            ("r.tls",),
+            "('-' if {0} is None or {0}.client is None else {0}.client.sha256)",
+            "(None if {0} is None or {0}.client is None else {0}.client.sha256)",
         ),
         _field("s-computername", (), "escs[COMPUTER_NAME]", "COMPUTER_NAME"),
         # Ours, not IIS's: 5xx answers made one for their error page; asking for it

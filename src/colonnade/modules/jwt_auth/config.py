@@ -141,7 +141,7 @@ class JwtAuthenticationSection(Section, frozen=True, dict=True):
     key_check_interval: Annotated[float, Meta(ge=0.1, le=3600)] = 2.0
     """How often, at most, the key files are checked for changes (one `stat` each)."""
     cache_seconds: Annotated[float, Meta(ge=0, le=3600)] = 60.0
-    """How long a verified token is remembered (by a hash of it), so its signature
+    """How long a verified token is remembered (by the header that carried it), so its signature
     is not checked again on every request; never past the token's `exp`, and
     forgotten when the keys change. 0 turns the cache off."""
     cache_entries: Annotated[int, Meta(ge=1, le=1_000_000)] = 4096

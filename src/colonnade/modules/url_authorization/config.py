@@ -15,7 +15,7 @@ import msgspec
 from msgspec import Meta
 
 from colonnade.config.sections import Section
-from colonnade.core.principal import Principal
+from colonnade.core.principal import Principal, PrincipalName
 
 #: An HTTP token (RFC 9110 ``tchar``): a method.
 Verb = Annotated[
@@ -23,15 +23,6 @@ Verb = Annotated[
     Meta(
         pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
         description="an HTTP method such as 'GET' (an HTTP token)",
-    ),
-]
-Name = Annotated[
-    str,
-    Meta(
-        min_length=1,
-        max_length=256,
-        pattern=r"^[^\s,]+(?: [^\s,]+)*$",
-        description="a user or role name (no commas, no leading or trailing spaces)",
     ),
 ]
 
@@ -48,9 +39,9 @@ class Rule(
 
     access: Literal["allow", "deny"]
     """`allow` or `deny`."""
-    users: list[Name] = []
+    users: list[PrincipalName] = []
     """User names; `*` is everyone (anonymous included), `?` anonymous requests."""
-    roles: list[Name] = []
+    roles: list[PrincipalName] = []
     """Roles: the rule applies to a user who has any of them."""
     verbs: list[Verb] = []
     """Methods the rule applies to (empty or `*`: all). Case-insensitive; `GET`
@@ -114,19 +105,19 @@ class Policy:
     decides, the order changes only which rule is named in the detail.
     """
 
-    __slots__ = ("_verdicts", "allow", "deny")
+    __slots__ = ("allow", "deny", "verdicts")
 
     def __init__(self, rules: list[Rule]) -> None:
         self.deny = tuple(_Matcher(r) for r in rules if r.access == "deny")
         self.allow = tuple(_Matcher(r) for r in rules if r.access == "allow")
         # The verdict depends on the user (name, roles) and the method alone: kept,
         # so a returning user costs one dict lookup, not a walk over the rules.
-        self._verdicts: dict[tuple[Principal | None, str], str | None] = {}
+        self.verdicts: dict[tuple[Principal | None, str], str | None] = {}
 
     def refusal(self, user: Principal | None, method: str) -> str | None:
         """None if ``user`` may ``method`` here, else why not (for the detail)."""
         key = (user, method)
-        verdicts = self._verdicts
+        verdicts = self.verdicts
         try:
             return verdicts[key]
         except KeyError:

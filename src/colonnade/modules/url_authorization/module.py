@@ -33,6 +33,13 @@ class UrlAuthorization(Module):
         policy = section.policy
         if policy is None:
             return CONTINUE
+        # The common case inline: a verdict kept for this user and method.
+        try:
+            why = policy.verdicts.get((ctx.user, ctx.request.method), _UNKNOWN)
+        except TypeError:  # a principal a module made with unhashable roles
+            why = _UNKNOWN
+        if why is None:
+            return CONTINUE
         return _judge(ctx, section, policy)
 
     @hook(Stage.PRE_EXECUTE_REQUEST_HANDLER, priority=Priority.FIRST)
@@ -46,6 +53,10 @@ class UrlAuthorization(Module):
         if policy is None:
             return CONTINUE
         return _judge(ctx, section, policy)
+
+
+#: Not a verdict: ``Policy.verdicts`` has none for the key.
+_UNKNOWN = ""
 
 
 def _judge(ctx: Context, section: UrlAuthorizationSection, policy: Policy) -> Outcome:

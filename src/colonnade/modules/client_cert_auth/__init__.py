@@ -1,0 +1,1 @@
+"""Client certificate mapping authentication (IIS ``iisClientCertificateMappingAuthentication``)."""

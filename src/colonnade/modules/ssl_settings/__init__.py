@@ -1,0 +1,1 @@
+"""SSL settings (IIS ``access@sslFlags``): require HTTPS, accept or require client certificates."""
