@@ -271,6 +271,7 @@ def _nested(prefix: str, cls: type[msgspec.Struct]) -> list[str]:
     tables (``[fastcgi.applications.NAME]``) or an array of tables
     (``[[redirection.rules]]``), with the rows of their struct."""
     out: list[str] = []
+    seen: dict[type, str] = {}  # a struct shown once; later keys point to it
     info = mi.type_info(cls)
     assert isinstance(info, mi.StructType)
     for field in info.fields:
@@ -282,6 +283,10 @@ def _nested(prefix: str, cls: type[msgspec.Struct]) -> list[str]:
         else:
             continue
         out += [f"#### `{title}`", ""]
+        if inner in seen:
+            out += [f"The same keys as `{seen[inner]}`.", ""]
+            continue
+        seen[inner] = title
         doc = _doc(inner)
         if doc:
             out += [doc, ""]
