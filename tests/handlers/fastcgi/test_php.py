@@ -218,3 +218,39 @@ def test_php_over_http2(live: LiveServer) -> None:
         made = client.get("/headers.php")
         assert made.status_code == 201
         assert made.headers.get_list("set-cookie") == ["a=one", "b=two; path=/; HttpOnly"]
+
+
+def test_front_controller_through_url_rewrite(tree: Path) -> None:
+    # WordPress/Laravel style: what is no file and no folder goes to index.php,
+    # which routes by the client's URL (REQUEST_URI); files stay static.
+    app_dir = tree / "www" / "app"
+    (app_dir / "assets").mkdir(parents=True, exist_ok=True)
+    (app_dir / "index.php").write_text(
+        "<?php echo json_encode(['uri' => $_SERVER['REQUEST_URI'],"
+        " 'script' => $_SERVER['SCRIPT_NAME'], 'get' => $_GET]);"
+    )
+    (app_dir / "assets" / "site.css").write_text("body{}")
+    (app_dir / "web.toml").write_text(
+        """
+[[rewrite.rules]]
+name = "front controller"
+pattern = "^(.*)$"
+conditions = [
+  { input = "{REQUEST_FILENAME}", match_type = "is_file", negate = true },
+  { input = "{REQUEST_FILENAME}", match_type = "is_directory", negate = true },
+]
+action = { type = "rewrite", url = "index.php" }
+"""
+    )
+    cfg = config(php_cgi(tree))
+    cfg["server"]["modules"] = ["rewrite", *cfg["server"]["modules"]]
+    with LiveServer(cfg, tree).start() as server:
+        wire = request(server.port, "/app/blog/2024/hello-world?page=2")
+        assert wire.status == 200, wire.body
+        doc = json.loads(wire.body)
+        assert doc == {
+            "uri": "/app/blog/2024/hello-world?page=2",
+            "script": "/app/index.php",
+            "get": {"page": "2"},
+        }
+        assert request(server.port, "/app/assets/site.css").body == b"body{}"
