@@ -29,14 +29,22 @@ test: $(STAMP) sysdeps lint
 # command is missing and we may (root, as in CI); elsewhere those tests skip and say why.
 # The dev install needs two of them to build: gssapi (the kerberos extra) has no
 # Linux wheel and compiles against the MIT Kerberos headers (krb5-config) with a C
-# compiler, so the virtualenvs are made after this.
+# compiler, so the virtualenvs are made after this. php-cgi and php-fpm: real PHP
+# behind handler.fastcgi; Debian names php-fpm by its version (/usr/sbin/php-fpm8.2),
+# so a command with a * is looked for as a file pattern in PATH, /usr/sbin and /sbin.
 SYSDEPS := chromium:chromium htpasswd:apache2-utils krb5kdc:krb5-kdc \
 	kadmin.local:krb5-admin-server kinit:krb5-user redis-server:redis-server \
-	krb5-config:libkrb5-dev cc:gcc testssl:testssl.sh h2load:nghttp2-client
+	krb5-config:libkrb5-dev cc:gcc testssl:testssl.sh h2load:nghttp2-client \
+	php-cgi:php-cgi php-fpm*:php-fpm
 
 sysdeps:
-	@missing=""; for pair in $(SYSDEPS); do \
-	  PATH="$$PATH:/usr/sbin:/sbin" command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	@set -f; missing=""; for pair in $(SYSDEPS); do \
+	  cmd="$${pair%%:*}"; \
+	  case "$$cmd" in \
+	    *'*'*) set +f; found=$$(for d in $$(echo "$$PATH:/usr/sbin:/sbin" | tr : ' '); do \
+	      for f in $$d/$$cmd; do [ -x "$$f" ] && echo "$$f"; done; done); set -f; [ -n "$$found" ] ;; \
+	    *) PATH="$$PATH:/usr/sbin:/sbin" command -v "$$cmd" >/dev/null 2>&1 ;; \
+	  esac || missing="$$missing $${pair#*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \

@@ -262,4 +262,33 @@ def render(registry: Registry) -> str:
             out += [doc, ""]
         out += _where(section)
         out += [*table(section), ""]
+        out += _nested(section.key, section)
     return "\n".join(out).rstrip() + "\n"
+
+
+def _nested(prefix: str, cls: type[msgspec.Struct]) -> list[str]:
+    """Tables for the tables a section holds: a key whose value is a table of
+    tables (``[fastcgi.applications.NAME]``) or an array of tables
+    (``[[redirection.rules]]``), with the rows of their struct."""
+    out: list[str] = []
+    seen: dict[type, str] = {}  # a struct shown once; later keys point to it
+    info = mi.type_info(cls)
+    assert isinstance(info, mi.StructType)
+    for field in info.fields:
+        t = field.type
+        if isinstance(t, mi.DictType) and isinstance(t.value_type, mi.StructType):
+            title, inner = f"[{prefix}.{field.encode_name}.NAME]", t.value_type.cls
+        elif isinstance(t, mi.ListType) and isinstance(t.item_type, mi.StructType):
+            title, inner = f"[[{prefix}.{field.encode_name}]]", t.item_type.cls
+        else:
+            continue
+        out += [f"#### `{title}`", ""]
+        if inner in seen:
+            out += [f"The same keys as `{seen[inner]}`.", ""]
+            continue
+        seen[inner] = title
+        doc = _doc(inner)
+        if doc:
+            out += [doc, ""]
+        out += [*table(inner), ""]
+    return out

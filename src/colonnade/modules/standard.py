@@ -32,6 +32,7 @@ BUILTIN: tuple[tuple[str, str], ...] = (
         "auth.client_certificate",
         "colonnade.modules.client_cert_auth.module:ClientCertificateMapping",
     ),
+    ("handler.fastcgi", "colonnade.handlers.fastcgi.handler:FastCgiHandler"),
     ("handler.cgi", "colonnade.handlers.cgi.handler:CgiHandler"),
     ("rewrite", "colonnade.modules.rewrite.module:UrlRewrite"),
 )

@@ -557,7 +557,7 @@ def test_rules_that_loop_end_in_a_500_naming_the_rule(
     assert (response.status, response.context.response.substatus) == (500, 50)
     assert "URL rewrite rule 'to " in caplog.text
     assert "web.toml: rewrite.rules[0]" in caplog.text
-    assert "a rewrite or redirect loop" in caplog.text
+    assert "a rewrite or redirect loop" in caplog.text  # core.context says it
 
 
 def test_a_locked_section_refuses_folder_rules(serve: Any, www: Path) -> None:

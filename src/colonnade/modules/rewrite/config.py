@@ -134,6 +134,7 @@ class Rule(
     name: Annotated[str, Meta(min_length=1)]
     """Unique in its list; named in logs and error details."""
     enabled: bool = True
+    """`false` keeps the rule written but inactive."""
     pattern: str
     """What the URL path must match: relative to the folder the rule is defined
     for, without the leading `/`, never the query string (a site-level rule sees
@@ -172,7 +173,9 @@ class Map(
     """The value for a key the map lacks (empty: a condition with pattern `.+` on
     the lookup then fails, IIS's idiom)."""
     ignore_case: bool = True
+    """Look keys up without regard to case."""
     entries: dict[str, str] = msgspec.field(default_factory=dict)
+    """The keys and their values (IIS ``<add key value>``)."""
 
 
 class ParsedCondition(NamedTuple):

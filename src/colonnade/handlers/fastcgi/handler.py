@@ -1,0 +1,516 @@
+"""The FastCGI handler: a FastCGI application (php-cgi, php-fpm, any other)
+answers the requests mapped to it.
+
+How this works, per request: the script is found (``core.cgienv.find_script``:
+the URL's file, or the first file along the path with the rest as
+``PATH_INFO``, and only one ending in one of ``script_extensions``); its CGI/1.1
+variables become the
+PARAMS stream; an instance of the application is borrowed from the worker's
+:class:`~colonnade.handlers.fastcgi.pool.Pool`; the request body is pumped into
+STDIN by a task of its own while this coroutine reads the response, so that an
+application that answers before it has read the whole body cannot deadlock us.
+Both directions keep back-pressure: the pump waits for the socket to drain
+before it reads more of the body, and the response is read only as fast as the
+client takes it (``ctx.write``), so neither a large upload nor a large download
+is ever held in memory.
+
+The response's head is read with ``core.cgihead`` (``Status``, headers; bounded
+at 64 KiB). A local redirect (``Location: /path`` without ``Status``) is served
+by the server once the instance went back to its pool
+(``core.cgienv.serve_local_redirect``). A response whose end arrives within the
+first 64 KiB is handed to the pipeline whole (``Content-Length``, compression and
+the other SEND_RESPONSE modules apply as to any response in memory); a longer
+one is streamed.
+
+What goes wrong is answered with IIS's numbers and logged naming the
+application, its program and the pool; the instance is killed and replaced,
+the worker and the client's connection go on:
+
+- cannot start the program or reach the server: 502.3; its queue is full:
+  503.4; too many failures in the last minute: 503.0;
+- no progress for ``activity_timeout`` or the whole request over
+  ``request_timeout``: 504.1 (IIS says 502.1 for a CGI timeout; 504 is what
+  HTTP names a gateway timeout);
+- the program closed the connection before its response was complete, sent a
+  malformed record, an invalid head or ``Status``, a wrong ``Content-Length``,
+  or refused the request (END_REQUEST CANT_MPX_CONN or UNKNOWN_ROLE): 502.2
+  (IIS's "bad gateway: incomplete or invalid response"); OVERLOADED: 503.0;
+- STDERR output with ``stderr_mode = "fail"``: 500.0.
+
+Once the response has begun, a failure can only cut the connection (a
+truncated body must not look complete).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Callable
+
+from colonnade import __version__
+from colonnade.core import cgihead
+from colonnade.core.app import Application
+from colonnade.core.cgienv import Script, cgi_variables, find_script, serve_local_redirect
+from colonnade.core.context import Context
+from colonnade.core.handler import Handler
+from colonnade.core.request import EMPTY_BODY
+from colonnade.errors import ConfigError, HttpError
+from colonnade.handlers.fastcgi import records
+from colonnade.handlers.fastcgi.config import FastCgiApplication, FastCgiSection
+from colonnade.handlers.fastcgi.pool import POOLS, Instance, Pool, hung_up
+
+log = logging.getLogger("colonnade.fastcgi")
+
+#: The one request id we use: we never multiplex a connection (php-cgi and
+#: php-fpm cannot), as IIS never does.
+REQUEST_ID = 1
+#: Bytes of the response kept to send it whole (with Content-Length) when its
+#: end comes within them; past them it is streamed.
+BUFFER = 64 * 1024
+#: How much of the request body is read at once.
+CHUNK = 64 * 1024
+#: Response headers the application may not set: we frame the response.
+_HOP_BY_HOP = frozenset(
+    {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade"}
+)
+
+
+class FastCgiError(Exception):
+    """A failure once the response has begun: the pipeline cuts the connection."""
+
+
+class _AppFailedError(Exception):
+    """A failure of the application, before the response began: its HTTP error."""
+
+    def __init__(self, error: HttpError) -> None:
+        super().__init__(error.detail or error.message)
+        self.error = error
+
+
+class _StaleError(Exception):
+    """A reused connection was closed before any of the request was taken."""
+
+
+class FastCgiHandler(Handler):
+    """Runs scripts in a FastCGI application (see the module docstring)."""
+
+    id = "handler.fastcgi"
+    section = FastCgiSection
+
+    def __init__(self) -> None:
+        self.pools: dict[str, Pool] = {}
+        self.pool_name = "default"
+        self.applications: dict[str, FastCgiApplication] = {}
+        self.software = f"colonnade/{__version__}"
+
+    def provision(self, app: Application) -> None:
+        """Check that every level names a defined application; start nothing yet."""
+        settings = app.section(FastCgiSection)
+        self.applications = dict(settings.applications)
+        self.pool_name = app.pool
+        if not self.applications:
+            raise ConfigError(
+                "handler.fastcgi is enabled but no FastCGI application is defined "
+                "([fastcgi.applications.NAME] with program or address)",
+                key="fastcgi.applications",
+            )
+
+    async def startup(self) -> None:
+        """Take this worker's pools (no process starts before the first request)."""
+        for name, settings in self.applications.items():
+            self.pools[name] = POOLS.acquire(name, settings, self.pool_name)
+
+    async def shutdown(self) -> None:
+        """Give the pools back; the last user ends their processes."""
+        pools, self.pools = self.pools, {}
+        for pool in pools.values():
+            await POOLS.release(pool)
+
+    # -- one request -------------------------------------------------------------------
+
+    async def execute(self, ctx: Context) -> None:
+        """Run the request's script in the application chosen for its URL."""
+        pool = self.pools.get(ctx.section(FastCgiSection).chosen)
+        if pool is None:
+            raise HttpError(503, 0, "the FastCGI application is not running")
+        settings = pool.settings
+        script = find_script(ctx, _accepting(settings.script_extensions))
+        if script is None:
+            raise HttpError(404, 0, "the script does not exist")
+        head = self._request_head(ctx, script, settings)
+        inst = await pool.acquire()
+        reusable = False
+        exchange = _Exchange(ctx, pool, inst, head)
+        try:
+            while True:
+                try:
+                    reusable = await exchange.run()
+                    break
+                except _StaleError:
+                    # An idle connection that had gone away: nothing of the
+                    # request was taken, so it goes again on a new one (as nginx
+                    # retries the next upstream). Ends: an instance is renewed
+                    # once, then replaced by a new one, which is never stale.
+                    inst = await pool.renew(inst)
+                    exchange = _Exchange(ctx, pool, inst, head)
+        except _AppFailedError as failed:
+            # Logged by the pipeline with the page's correlation id: the detail
+            # names the application, its program and the pool.
+            if failed.error.status in (502, 504):
+                pool.count_failure()
+            raise failed.error from None
+        except FastCgiError:
+            pool.count_failure()
+            raise
+        finally:
+            pool.release(inst, reusable=reusable)
+        if exchange.redirect is not None:
+            # After the instance went back: the target may be a script of ours too.
+            await serve_local_redirect(ctx, exchange.redirect, pool.label)
+
+    def _request_head(self, ctx: Context, script: Script, settings: FastCgiApplication) -> bytes:
+        variables = cgi_variables(ctx, script, software=self.software)
+        # php-cgi (cgi.force_redirect, on by default) refuses a request without it.
+        variables["REDIRECT_STATUS"] = "200"
+        for name in settings.params:
+            variables.pop(name, None)  # replaced, below
+        pairs = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in variables.items()]
+        # The configuration's own text: UTF-8 (the variables hold bytes as latin-1).
+        pairs += [(k.encode(), v.encode()) for k, v in settings.params.items()]
+        return records.begin_request(REQUEST_ID) + records.params(REQUEST_ID, pairs)
+
+
+def _accepting(extensions: list[str]) -> Callable[[str], bool] | None:
+    if not extensions:
+        return None
+    endings = tuple(e.lower() for e in extensions)
+    return lambda path: path.lower().endswith(endings)
+
+
+def _target(ctx: Context) -> str:
+    return ctx.request.target.decode("latin-1")[:200]
+
+
+class _Exchange:
+    """One request on one instance: the pump, the reader, the timeouts."""
+
+    def __init__(self, ctx: Context, pool: Pool, inst: Instance, head: bytes) -> None:
+        self.ctx = ctx
+        self.pool = pool
+        self.settings = pool.settings
+        self.inst = inst
+        self.head = head
+        self.reader = records.ResponseReader(REQUEST_ID)
+        self.started = time.monotonic()
+        self.timeout: asyncio.Timeout | None = None
+        self.stderr = bytearray()
+        self.stderr_dropped = 0
+        self.pump_error: BaseException | None = None
+        self.received = 0  # bytes read from the application
+        #: A local redirect's target (``Location: /path`` without ``Status``).
+        self.redirect: bytes | None = None
+        self.body_started = False  # the pump read from the request body
+
+    def progress(self) -> None:
+        """Something moved: the activity timeout starts again."""
+        timeout = self.timeout
+        if timeout is not None:
+            settings = self.settings
+            now = asyncio.get_running_loop().time()
+            timeout.reschedule(
+                min(
+                    now + settings.activity_timeout,
+                    now - (time.monotonic() - self.started) + settings.request_timeout,
+                )
+            )
+
+    async def run(self) -> bool:
+        """Carry out the exchange; True when the instance can serve again."""
+        try:
+            async with asyncio.timeout(None) as self.timeout:
+                self.progress()
+                return await self._run()
+        except TimeoutError:
+            elapsed = time.monotonic() - self.started
+            which = (
+                f"request timeout ({self.settings.request_timeout:g}s)"
+                if elapsed >= self.settings.request_timeout - 0.01
+                else f"activity timeout ({self.settings.activity_timeout:g}s)"
+            )
+            self._log_stderr()
+            raise self._fail(
+                f"the application exceeded its {which}",
+                504,
+                1,
+                "the application did not answer in time",
+            ) from None
+
+    async def _run(self) -> bool:
+        ctx = self.ctx
+        inst = self.inst
+        sock = inst.sock
+        assert sock is not None
+        loop = asyncio.get_running_loop()
+        body = ctx.request.body
+        pump: asyncio.Task[None] | None = None
+        try:
+            if body is EMPTY_BODY:
+                await loop.sock_sendall(sock, self.head + records.stdin_end(REQUEST_ID))
+            else:
+                await loop.sock_sendall(sock, self.head)
+        except OSError as exc:
+            if self.inst.reused:
+                raise _StaleError from None  # closed while idle: nothing was taken
+            raise self._fail(f"the request could not be sent: {exc}") from None
+        if body is not EMPTY_BODY:
+            pump = loop.create_task(self._pump(sock))
+        try:
+            done = await self._respond(sock)
+            if pump is not None and not pump.done():
+                # The application answered without reading the whole body: the
+                # connection holds our unsent STDIN; it cannot serve again.
+                return False
+            return done
+        finally:
+            if pump is not None and not pump.done():
+                pump.cancel()
+                with contextlib.suppress(BaseException):
+                    await pump
+            self._log_stderr()
+
+    async def _pump(self, sock: socket.socket) -> None:
+        # The request body into STDIN; each piece is sent whole before the next
+        # one is read from the client.
+        loop = asyncio.get_running_loop()
+        body = self.ctx.request.body
+        while True:
+            self.body_started = True
+            try:
+                chunk = await body.read(CHUNK)
+            except Exception as exc:
+                # The client's body failed (413, 400, gone): wake the reader,
+                # which reports it.
+                self.pump_error = exc
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                return
+            try:
+                if not chunk:
+                    await loop.sock_sendall(sock, records.stdin_end(REQUEST_ID))
+                    return
+                await loop.sock_sendall(sock, records.stdin(REQUEST_ID, chunk))
+            except OSError:
+                # The application closed its end: it may have answered already
+                # (the reader reads what it sent), or it failed (the reader says so).
+                return
+            self.progress()
+
+    async def _read(self, sock: socket.socket) -> list[records.Event]:
+        # The next events; a closed connection before END_REQUEST is a failure.
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                data = await loop.sock_recv(sock, BUFFER)
+            except OSError:
+                data = b""  # reset: as good as closed
+            if not data:
+                error = self.pump_error
+                if error is not None:
+                    raise error  # the client's body failed, not the application
+                if not self.received and not self.body_started and self.inst.reused:
+                    raise _StaleError
+                raise self._fail("the application closed the connection before its response ended")
+            self.received += len(data)
+            self.progress()
+            try:
+                events = self.reader.feed(data)
+            except records.FastCgiProtocolError as exc:
+                raise self._fail(f"the application sent a malformed record: {exc}") from None
+            if events:
+                return events
+
+    def _fail(
+        self,
+        what: str,
+        status: int = 502,
+        substatus: int = 2,
+        message: str = "the application sent an invalid response",
+        shown: str = "",
+    ) -> Exception:
+        # ``what`` went wrong: the error page (502.2 unless said otherwise) before
+        # the response began, else a cut connection. ``shown``: for the page's
+        # detail only (the application's own words), not the cut's log line.
+        if self.ctx.response.headers_sent:
+            return FastCgiError(f"{self.pool.label}: {what}")
+        detail = f"{self.pool.label}: {what}{shown}"
+        return _AppFailedError(HttpError(status, substatus, message, detail=detail))
+
+    async def _respond(self, sock: socket.socket) -> bool:
+        # Read the head, then the body: whole when it ends within BUFFER bytes,
+        # else streamed. Returns whether the connection may serve again.
+        ctx = self.ctx
+        buffered = bytearray()
+        head: cgihead.CgiResponse | None = None
+        ended: records.EndRequest | None = None
+        while ended is None:
+            for event in await self._read(sock):
+                if type(event) is records.Stdout:
+                    buffered += event.data
+                elif type(event) is records.Stderr:
+                    self._stderr(event.data)
+                elif type(event) is records.EndRequest:
+                    ended = event
+            if head is None:
+                try:
+                    split = cgihead.split_head(bytes(buffered))
+                    if split is None:
+                        if ended is not None:
+                            raise ValueError("the response ended before its head did")
+                        continue
+                    head = cgihead.parse_response(split[0])
+                    if not 200 <= head.head.status <= 599:
+                        raise ValueError(f"Status {head.head.status}: a final status is 200 to 599")
+                except ValueError as exc:
+                    self._refused(ended)
+                    raise self._fail(str(exc)) from None
+                buffered = bytearray(split[1])
+            if ended is None and len(buffered) > BUFFER:
+                break
+        self._refused(ended)
+        assert head is not None
+        self._stderr_fails()
+        if head.local_redirect is not None:
+            # RFC 3875 6.2.2: nothing else of this response counts; its end is
+            # awaited so that the instance can serve again.
+            self.redirect = head.local_redirect
+            while ended is None:
+                for event in await self._read(sock):
+                    if type(event) is records.Stderr:
+                        self._stderr(event.data)
+                    elif type(event) is records.EndRequest:
+                        ended = event
+            self._refused(ended)
+            return self._keeps(ended)
+        declared = self._set_head(head.head)
+        response = ctx.response
+        if ended is not None:
+            if declared is not None and declared != len(buffered) and ctx.request.method != "HEAD":
+                raise self._fail(
+                    f"the response declared Content-Length {declared}, sent {len(buffered)} bytes"
+                )
+            if declared is not None and ctx.request.method == "HEAD":
+                await ctx.start_response()  # the declared length, no body
+            else:
+                response.body = bytes(buffered)
+            return self._keeps(ended)
+        # Streamed: the head goes out with the first bytes.
+        sent = len(buffered)
+        await ctx.write(bytes(buffered))
+        self.progress()
+        del buffered
+        while True:
+            for event in await self._read(sock):
+                if type(event) is records.Stdout:
+                    sent += len(event.data)
+                    if declared is not None and sent > declared:
+                        raise self._fail(
+                            f"the response is longer than its Content-Length {declared}"
+                        )
+                    await ctx.write(event.data)
+                    self.progress()
+                elif type(event) is records.Stderr:
+                    self._stderr(event.data)
+                    self._stderr_fails()
+                elif type(event) is records.EndRequest:
+                    self._refused(event)
+                    if declared is not None and sent != declared and ctx.request.method != "HEAD":
+                        raise self._fail(f"the response ended after {sent} of its {declared} bytes")
+                    return self._keeps(event)
+
+    def _set_head(self, head: cgihead.CgiHead) -> int | None:
+        # The response's status and headers from the CGI head (RFC 3875 6.2);
+        # returns its Content-Length, if it declared one.
+        response = self.ctx.response
+        status = head.status
+        headers = [(n, v) for n, v in head.headers if n not in _HOP_BY_HOP]
+        declared: int | None = None
+        for name, value in headers:
+            if name == b"content-length":
+                if not value.isdigit():
+                    raise self._fail(f"an invalid Content-Length: {value[:40]!r}")
+                declared = int(value)
+        response.status = status
+        response.reason = head.reason
+        response.headers = headers
+        # The application's own error pages are kept (custom errors replace them
+        # only with existing_response = "replace").
+        response.skip_custom_errors = True
+        return declared
+
+    def _refused(self, ended: records.EndRequest | None) -> None:
+        if ended is None or ended.protocol_status == records.REQUEST_COMPLETE:
+            return
+        status = records.PROTOCOL_STATUS_NAMES.get(
+            ended.protocol_status, str(ended.protocol_status)
+        )
+        if ended.protocol_status == records.OVERLOADED:
+            raise self._fail("OVERLOADED", 503, 0, "the service is unavailable")
+        raise self._fail(f"the application refused the request: {status}")
+
+    def _keeps(self, ended: records.EndRequest) -> bool:
+        # Whether the instance may serve another request: the request completed
+        # and nothing followed END_REQUEST. A program that closes the connection
+        # anyway (it ignores FCGI_KEEP_CONN) is connected to anew next time.
+        if ended.protocol_status != records.REQUEST_COMPLETE:
+            return False
+        inst = self.inst
+        if inst.sock is not None and hung_up(inst.sock):
+            # Closed by the program (or bytes after END_REQUEST): it does not
+            # keep connections; a process gets a new one per request from now on.
+            inst.disconnect()
+            inst.one_shot = inst.process is not None
+        return True
+
+    # -- stderr ----------------------------------------------------------------------
+
+    def _stderr(self, data: bytes) -> None:
+        room = self.settings.max_stderr - len(self.stderr)
+        if room > 0:
+            self.stderr += data[:room]
+        self.stderr_dropped += max(len(data) - max(room, 0), 0)
+
+    def _stderr_fails(self) -> None:
+        if self.settings.stderr_mode != "fail" or not (self.stderr or self.stderr_dropped):
+            return
+        raise self._fail(
+            "the application wrote to STDERR (stderr_mode = fail)",
+            500,
+            0,
+            "the application failed",
+            f": {_shown(self.stderr)}",
+        )
+
+    def _log_stderr(self) -> None:
+        if not self.stderr and not self.stderr_dropped:
+            return
+        ctx = self.ctx
+        more = f" (and {self.stderr_dropped} bytes more)" if self.stderr_dropped else ""
+        log.warning(
+            "%s: STDERR of %s %s: %s%s",
+            self.pool.label,
+            ctx.request.method,
+            _target(ctx),
+            _shown(self.stderr),
+            more,
+        )
+        self.stderr.clear()
+        self.stderr_dropped = 0
+
+
+def _shown(data: bytes | bytearray) -> str:
+    # An application's bytes for a log line: one line, control characters escaped.
+    text = bytes(data).decode("utf-8", "replace").strip()
+    return text.encode("unicode_escape").decode("ascii")

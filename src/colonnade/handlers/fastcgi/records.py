@@ -1,0 +1,425 @@
+"""The FastCGI 1.0 record layer, sans I/O: bytes in → events, requests → bytes.
+
+How this works. Every FastCGI message is a record: an 8-byte header (version 1,
+type, request id, content length, padding length, a reserved byte), then at
+most 65535 bytes of content and at most 255 of padding. The web server (we)
+sends BEGIN_REQUEST, the PARAMS stream (name-value pairs, ended by an empty
+PARAMS record) and the STDIN stream (ended by an empty STDIN record); the
+application answers with the STDOUT and STDERR streams and one END_REQUEST.
+Management records (request id 0) ask and answer GET_VALUES; an application
+answers a management type it does not know with UNKNOWN_TYPE.
+
+- The encoders (:func:`begin_request`, :func:`params`, :func:`stdin`, ...) make
+  the bytes to send: stream data is cut into records of at most
+  :data:`MAX_CONTENT` bytes, each padded to a multiple of 8 as the
+  specification recommends.
+- :class:`RecordReader` cuts bytes, in any split, into :class:`Record` s. It
+  keeps at most one record's worth of bytes (the format bounds a record at
+  8 + 65535 + 255 bytes) and refuses a wrong version.
+- :class:`ResponseReader` is the web server's side of one request on top of
+  it: it yields :class:`Stdout`, :class:`Stderr`, :class:`EndRequest`,
+  :class:`GetValuesResult` and :class:`UnknownType` events and refuses, with a
+  :class:`FastCgiProtocolError` naming the fault, whatever the specification
+  does not allow an application to send: another request's id, a type only a
+  web server sends, stream data after its stream ended, a malformed
+  END_REQUEST, bytes after END_REQUEST. It accumulates nothing: the caller
+  bounds what it keeps of STDOUT (the response head) and STDERR.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from typing import NamedTuple
+
+VERSION = 1
+
+# Record types (FastCGI 1.0, section 8).
+BEGIN_REQUEST = 1
+ABORT_REQUEST = 2
+END_REQUEST = 3
+PARAMS = 4
+STDIN = 5
+STDOUT = 6
+STDERR = 7
+DATA = 8
+GET_VALUES = 9
+GET_VALUES_RESULT = 10
+UNKNOWN_TYPE = 11
+
+TYPE_NAMES = {
+    BEGIN_REQUEST: "BEGIN_REQUEST",
+    ABORT_REQUEST: "ABORT_REQUEST",
+    END_REQUEST: "END_REQUEST",
+    PARAMS: "PARAMS",
+    STDIN: "STDIN",
+    STDOUT: "STDOUT",
+    STDERR: "STDERR",
+    DATA: "DATA",
+    GET_VALUES: "GET_VALUES",
+    GET_VALUES_RESULT: "GET_VALUES_RESULT",
+    UNKNOWN_TYPE: "UNKNOWN_TYPE",
+}
+
+# Roles, and the one flag of BEGIN_REQUEST.
+RESPONDER = 1
+AUTHORIZER = 2
+FILTER = 3
+KEEP_CONN = 1
+
+# END_REQUEST protocol statuses.
+REQUEST_COMPLETE = 0
+CANT_MPX_CONN = 1
+OVERLOADED = 2
+UNKNOWN_ROLE = 3
+
+PROTOCOL_STATUS_NAMES = {
+    REQUEST_COMPLETE: "REQUEST_COMPLETE",
+    CANT_MPX_CONN: "CANT_MPX_CONN",
+    OVERLOADED: "OVERLOADED",
+    UNKNOWN_ROLE: "UNKNOWN_ROLE",
+}
+
+# GET_VALUES variable names.
+MAX_CONNS = b"FCGI_MAX_CONNS"
+MAX_REQS = b"FCGI_MAX_REQS"
+MPXS_CONNS = b"FCGI_MPXS_CONNS"
+
+HEADER_LEN = 8
+#: The largest content of one record (a 16-bit length).
+MAX_CONTENT = 0xFFFF
+#: Stream data is cut into records this long: the largest multiple of 8, so that
+#: a full record needs no padding.
+CHUNK = MAX_CONTENT - MAX_CONTENT % 8
+#: The largest name or value length a pair may declare (31 bits).
+MAX_PAIR_LENGTH = 0x7FFFFFFF
+
+_HEADER = struct.Struct("!BBHHBx")
+_BEGIN_BODY = struct.Struct("!HB5x")
+_END_BODY = struct.Struct("!IB3x")
+_PADDING = bytes(7)
+
+
+class FastCgiProtocolError(ValueError):
+    """The bytes are not FastCGI the other side may send; the message says why."""
+
+
+class Record(NamedTuple):
+    """One decoded record (padding dropped)."""
+
+    type: int
+    request_id: int
+    content: bytes
+
+
+# -- encoding -------------------------------------------------------------------------------
+
+
+def record(rtype: int, request_id: int, content: bytes = b"") -> bytes:
+    """One record of ``content`` (at most :data:`MAX_CONTENT` bytes), padded to 8."""
+    length = len(content)
+    if length > MAX_CONTENT:
+        raise ValueError(f"a record holds at most {MAX_CONTENT} bytes, not {length}")
+    if not 0 <= request_id <= 0xFFFF:
+        raise ValueError(f"request id {request_id} is out of range")
+    padding = -length % 8
+    return _HEADER.pack(VERSION, rtype, request_id, length, padding) + content + _PADDING[:padding]
+
+
+def stream(rtype: int, request_id: int, data: bytes) -> bytes:
+    """``data`` as records of one stream, without the empty record that ends it
+    (nothing for empty ``data``: an empty record would end the stream)."""
+    if len(data) <= CHUNK:
+        return record(rtype, request_id, data) if data else b""
+    view = memoryview(data)
+    return b"".join(
+        record(rtype, request_id, bytes(view[i : i + CHUNK])) for i in range(0, len(data), CHUNK)
+    )
+
+
+def begin_request(request_id: int, *, role: int = RESPONDER, keep_conn: bool = True) -> bytes:
+    """BEGIN_REQUEST: ``keep_conn`` asks the application to leave the connection
+    open after END_REQUEST (we own it then)."""
+    return record(BEGIN_REQUEST, request_id, _BEGIN_BODY.pack(role, KEEP_CONN if keep_conn else 0))
+
+
+def _length(n: int) -> bytes:
+    if n < 0x80:
+        return bytes((n,))
+    if n > MAX_PAIR_LENGTH:
+        raise ValueError(f"a name or value of {n} bytes is longer than FastCGI allows")
+    return (n | 0x80000000).to_bytes(4, "big")
+
+
+def encode_pairs(pairs: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """Name-value pairs as FastCGI writes them: each length in 1 byte below 128,
+    else in 4 with the high bit set, then the name and the value."""
+    out: list[bytes] = []
+    add = out.append
+    for name, value in pairs:
+        n = len(name)
+        v = len(value)
+        # Nearly every CGI name and value is shorter than 128 bytes: two bytes.
+        add(bytes((n, v)) if n < 0x80 and v < 0x80 else _length(n) + _length(v))
+        add(name)
+        add(value)
+    return b"".join(out)
+
+
+def decode_pairs(data: bytes) -> list[tuple[bytes, bytes]]:
+    """The name-value pairs of ``data`` (a whole PARAMS stream or a GET_VALUES
+    record); :class:`FastCgiProtocolError` for a truncated one."""
+    pairs: list[tuple[bytes, bytes]] = []
+    i = 0
+    end = len(data)
+    while i < end:
+        lengths = []
+        for _ in range(2):
+            if i >= end:
+                raise FastCgiProtocolError("a name-value pair is cut short in its lengths")
+            first = data[i]
+            if first < 0x80:
+                lengths.append(first)
+                i += 1
+            else:
+                if i + 4 > end:
+                    raise FastCgiProtocolError("a name-value pair is cut short in its lengths")
+                lengths.append(int.from_bytes(data[i : i + 4], "big") & MAX_PAIR_LENGTH)
+                i += 4
+        name_len, value_len = lengths
+        if i + name_len + value_len > end:
+            raise FastCgiProtocolError("a name-value pair is longer than the data holding it")
+        name = data[i : i + name_len]
+        i += name_len
+        pairs.append((name, data[i : i + value_len]))
+        i += value_len
+    return pairs
+
+
+def params(request_id: int, pairs: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """The whole PARAMS stream, ended by its empty record."""
+    return stream(PARAMS, request_id, encode_pairs(pairs)) + record(PARAMS, request_id)
+
+
+def stdin(request_id: int, data: bytes) -> bytes:
+    """STDIN records for ``data`` (nothing for ``b""``; see :func:`stdin_end`)."""
+    return stream(STDIN, request_id, data)
+
+
+def stdin_end(request_id: int) -> bytes:
+    """The empty STDIN record: the request body is complete."""
+    return record(STDIN, request_id)
+
+
+def abort_request(request_id: int) -> bytes:
+    """ABORT_REQUEST: the client went away; the application should end the request."""
+    return record(ABORT_REQUEST, request_id)
+
+
+def get_values(names: Iterable[bytes] = (MAX_CONNS, MAX_REQS, MPXS_CONNS)) -> bytes:
+    """GET_VALUES for ``names`` (a management record, request id 0)."""
+    return record(GET_VALUES, 0, encode_pairs((name, b"") for name in names))
+
+
+# What an application sends (our tests' FastCGI programs use these).
+
+
+def stdout(request_id: int, data: bytes) -> bytes:
+    """STDOUT records for ``data`` (an empty record ends the stream)."""
+    return stream(STDOUT, request_id, data) if data else record(STDOUT, request_id)
+
+
+def stderr(request_id: int, data: bytes) -> bytes:
+    """STDERR records for ``data`` (an empty record ends the stream)."""
+    return stream(STDERR, request_id, data) if data else record(STDERR, request_id)
+
+
+def end_request(
+    request_id: int, app_status: int = 0, protocol_status: int = REQUEST_COMPLETE
+) -> bytes:
+    """END_REQUEST with the application's exit status and the protocol status."""
+    return record(END_REQUEST, request_id, _END_BODY.pack(app_status, protocol_status))
+
+
+def get_values_result(values: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """GET_VALUES_RESULT (request id 0)."""
+    return record(GET_VALUES_RESULT, 0, encode_pairs(values))
+
+
+def unknown_type(rtype: int) -> bytes:
+    """UNKNOWN_TYPE: the answer to a management record of type ``rtype``."""
+    return record(UNKNOWN_TYPE, 0, bytes((rtype,)) + bytes(7))
+
+
+def parse_begin_request(content: bytes) -> tuple[int, bool]:
+    """``(role, keep_conn)`` of a BEGIN_REQUEST body."""
+    if len(content) != _BEGIN_BODY.size:
+        raise FastCgiProtocolError(f"a BEGIN_REQUEST body of {len(content)} bytes, not 8")
+    role, flags = _BEGIN_BODY.unpack(content)
+    return role, bool(flags & KEEP_CONN)
+
+
+# -- decoding -------------------------------------------------------------------------------
+
+
+class RecordReader:
+    """Bytes, split anywhere, → :class:`Record` s. Holds at most one record
+    beyond what was taken out."""
+
+    __slots__ = ("_buffer", "_start")
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._start = 0  # where the first record not taken out begins
+
+    @property
+    def pending(self) -> int:
+        """Bytes received that were not taken out as records."""
+        return len(self._buffer) - self._start
+
+    def receive(self, data: bytes) -> None:
+        """Add ``data``; take the records out with :meth:`next_record`."""
+        if self._start:
+            del self._buffer[: self._start]
+            self._start = 0
+        self._buffer += data
+
+    def next_record(self) -> Record | None:
+        """The next whole record, or None until more bytes come. Raises
+        :class:`FastCgiProtocolError` for a header with another version than 1
+        (the bytes are not FastCGI)."""
+        buffer = self._buffer
+        start = self._start
+        if len(buffer) - start < HEADER_LEN:
+            return None
+        version, rtype, request_id, length, padding = _HEADER.unpack_from(buffer, start)
+        if version != VERSION:
+            raise FastCgiProtocolError(f"a record of version {version}, not {VERSION}")
+        body = start + HEADER_LEN
+        end = body + length + padding
+        if len(buffer) < end:
+            return None
+        self._start = end
+        return Record(rtype, request_id, bytes(buffer[body : body + length]))
+
+    def feed(self, data: bytes) -> list[Record]:
+        """The records ``data`` completes."""
+        self.receive(data)
+        out: list[Record] = []
+        while (rec := self.next_record()) is not None:
+            out.append(rec)
+        return out
+
+
+# Events of the web server's side.
+
+
+class Stdout(NamedTuple):
+    """Bytes of the application's STDOUT stream: the CGI response."""
+
+    data: bytes
+
+
+class Stderr(NamedTuple):
+    """Bytes of the application's STDERR stream: messages for the log."""
+
+    data: bytes
+
+
+class EndRequest(NamedTuple):
+    """The request is complete: ``app_status`` (an exit status) and
+    ``protocol_status`` (:data:`REQUEST_COMPLETE`, or why the application refused)."""
+
+    app_status: int
+    protocol_status: int
+
+
+class GetValuesResult(NamedTuple):
+    """The answer to GET_VALUES."""
+
+    values: dict[bytes, bytes]
+
+
+class UnknownType(NamedTuple):
+    """The application does not know management record type ``type``."""
+
+    type: int
+
+
+Event = Stdout | Stderr | EndRequest | GetValuesResult | UnknownType
+
+
+class ResponseReader:
+    """The web server's side of one request on a connection: bytes → events.
+
+    ``feed`` returns the events the bytes complete, in order; empty STDOUT and
+    STDERR records (the end of each stream) yield nothing but close the stream.
+    Anything an application may not send raises :class:`FastCgiProtocolError`;
+    after that (or after :class:`EndRequest`) the reader accepts no more bytes.
+    """
+
+    __slots__ = ("_closed", "_records", "done", "request_id")
+
+    def __init__(self, request_id: int) -> None:
+        self.request_id = request_id
+        self._records = RecordReader()
+        self._closed: set[int] = set()  # streams whose empty record came
+        self.done = False  # END_REQUEST seen
+
+    @property
+    def pending(self) -> int:
+        """Bytes of a record not yet complete."""
+        return self._records.pending
+
+    def feed(self, data: bytes) -> list[Event]:
+        """The events ``data`` completes."""
+        if self.done:
+            if data:
+                raise FastCgiProtocolError("data after END_REQUEST")
+            return []
+        events: list[Event] = []
+        records = self._records
+        records.receive(data)
+        while not self.done and (rec := records.next_record()) is not None:
+            event = self._event(rec)
+            if event is not None:
+                events.append(event)
+        if self.done and records.pending:
+            raise FastCgiProtocolError("data after END_REQUEST")
+        return events
+
+    def _event(self, rec: Record) -> Event | None:
+        rtype = rec.type
+        if rec.request_id == 0:
+            if rtype == GET_VALUES_RESULT:
+                return GetValuesResult(dict(decode_pairs(rec.content)))
+            if rtype == UNKNOWN_TYPE:
+                if len(rec.content) != 8:
+                    raise FastCgiProtocolError(
+                        f"an UNKNOWN_TYPE body of {len(rec.content)} bytes, not 8"
+                    )
+                return UnknownType(rec.content[0])
+            raise FastCgiProtocolError(f"a {_name(rtype)} record as a management record")
+        if rec.request_id != self.request_id:
+            raise FastCgiProtocolError(
+                f"a {_name(rtype)} record for request {rec.request_id}, not {self.request_id}"
+            )
+        if rtype in (STDOUT, STDERR):
+            if rtype in self._closed:
+                raise FastCgiProtocolError(f"{_name(rtype)} data after the stream ended")
+            if not rec.content:
+                self._closed.add(rtype)
+                return None
+            return Stdout(rec.content) if rtype == STDOUT else Stderr(rec.content)
+        if rtype == END_REQUEST:
+            if len(rec.content) != _END_BODY.size:
+                raise FastCgiProtocolError(
+                    f"an END_REQUEST body of {len(rec.content)} bytes, not 8"
+                )
+            self.done = True
+            return EndRequest(*_END_BODY.unpack(rec.content))
+        raise FastCgiProtocolError(f"a {_name(rtype)} record from the application")
+
+
+def _name(rtype: int) -> str:
+    return TYPE_NAMES.get(rtype, f"type-{rtype}")
