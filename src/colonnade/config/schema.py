@@ -460,6 +460,12 @@ class HandlerMapping(_Strict):
     starting with ``/`` where ``*`` matches any characters. The mapping runs again
     when a module remaps the request (a default document ``index.php`` reaches
     the handler ``*.php`` maps to).
+
+    The ``[[handlers]]`` of the ``web.toml`` at an application's root come first,
+    then the server file's (or, when it has none, the built-in ``StaticFile``
+    entry). ``colonnade modules --app PATH`` and ``colonnade config show --path P``
+    list an application's mappings in the order they are tried, each with the
+    file, line and key that added it.
     """
 
     path: Annotated[str, Meta(min_length=1)]
@@ -477,7 +483,7 @@ class HandlerMapping(_Strict):
     scripts (``*.php``): a missing script then gets the static handler's 404, and
     ``/uploads/a.jpg/x.php`` never reaches the script handler."""
     name: str = ""
-    """A label for tools."""
+    """A label, shown by `colonnade modules` and `config show`."""
 
 
 DEFAULT_HANDLERS: tuple[HandlerMapping, ...] = (
