@@ -461,11 +461,14 @@ class HandlerMapping(_Strict):
     when a module remaps the request (a default document ``index.php`` reaches
     the handler ``*.php`` maps to).
 
-    The ``[[handlers]]`` of the ``web.toml`` at an application's root come first,
-    then the server file's (or, when it has none, the built-in ``StaticFile``
-    entry). ``colonnade modules --app PATH`` and ``colonnade config show --path P``
-    list an application's mappings in the order they are tried, each with the
-    file, line and key that added it.
+    An application's mappings are, in the order tried: the ``[[handlers]]`` of the
+    ``web.toml`` at its root, those of the ``[[locations]]`` entries for its path
+    (``[[locations.handlers]]``; a later entry's before an earlier one's), then the
+    server file's (or, when it has none, the built-in ``StaticFile`` entry). Below
+    an application's root neither may set any. ``colonnade modules --app PATH`` and
+    ``colonnade config show --path P`` list them in that order, each with the file,
+    line and key that added it. There is no ``remove`` or ``clear`` (IIS's
+    ``<remove>``, ``<clear/>``): an entry tried earlier wins.
     """
 
     path: Annotated[str, Meta(min_length=1)]

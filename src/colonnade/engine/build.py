@@ -94,6 +94,8 @@ class Builder:
         # (location index or None for the server level, section): tables that are
         # wrong on their own; they are reported once and not merged anywhere.
         self._bad_tables: set[tuple[int | None, str]] = set()
+        # The handler mappings of each location ([[locations.handlers]]), decoded.
+        self._location_handlers: dict[int, list[HandlerMapping]] = {}
         self._lines: dict[str, KeyLines] = {}  # web.toml files and their key lines
         # Application modules and middleware of this generation, from the apps' folders.
         self.app_modules = AppModules(registry, self._dir_error, self.source)
@@ -228,6 +230,9 @@ class Builder:
             for key, raw in loc.items():
                 if key == "path":
                     continue
+                if key == "handlers":
+                    self._location_handlers[i] = self._decode_location_handlers(i, raw)
+                    continue
                 errors = self._check_table(key, raw, f"locations[{i}].{key}", self._server_error)
                 if errors:
                     self._bad_tables.add((i, key))
@@ -243,6 +248,20 @@ class Builder:
             why = check_dotted_key(section, rest) if rest else None
             if why is not None:
                 self._fail(self._server_error(f"{name}: {why}", f"lock.{key}"))
+
+    def _decode_location_handlers(self, index: int, raw: Any) -> list[HandlerMapping]:
+        """``[[locations.handlers]]`` of ``locations[index]``; mistakes are recorded."""
+        key = f"locations[{index}].handlers"
+        if not isinstance(raw, list):
+            self._fail(self._server_error("[[locations.handlers]] is an array of tables", key))
+            return []
+        found = []
+        for k, item in enumerate(raw):
+            try:
+                found.append(convert(item, HandlerMapping, prefix=f"{key}[{k}]"))
+            except ConfigError as exc:
+                self._fail(exc)
+        return found
 
     def _check_table(self, key: str, raw: Any, where: str, error: Any) -> list[ConfigError]:
         section = self.sections.get(key)
@@ -275,6 +294,14 @@ class Builder:
         """Where the ``[[locations]]`` for ``site`` set what they set."""
         for i, path, raw in self._locations(site):
             at_root = path in app_paths
+            if self._location_handlers.get(i) and not at_root:
+                self._fail(
+                    self._server_error(
+                        "handlers can change only at an application's root, not below one "
+                        f"(site {site}, {path})",
+                        f"locations[{i}].handlers",
+                    )
+                )
             level = Where.APPLICATION if at_root else Where.DIRECTORY
             how = "for" if at_root else "below"
             place = f"in a [[locations]] entry {how} an application's root (site {site}, {path})"
@@ -607,7 +634,9 @@ class Builder:
                 path = "/" + rest
             path = path.rstrip("/") or "/"
             tables = {
-                k: v for k, v in loc.items() if k != "path" and (i, k) not in self._bad_tables
+                k: v
+                for k, v in loc.items()
+                if k not in ("path", "handlers") and (i, k) not in self._bad_tables
             }
             out.append((i, path, tables))
         return out
@@ -659,9 +688,13 @@ class Builder:
             )
         return rules
 
-    def _mappings(self, root_dir: DirConfig | None) -> list[tuple[HandlerMapping, Any, Origin]]:
-        """The application's mappings in order (its root ``web.toml``'s first), each
-        with how to report its handler being wrong and where it came from."""
+    def _mappings(
+        self, app: Application, root_dir: DirConfig | None
+    ) -> list[tuple[HandlerMapping, Any, Origin]]:
+        """The application's mappings in order, each with how to report its handler
+        being wrong and where it came from: as the levels at its path come, deepest
+        first (its root ``web.toml``, then the ``[[locations]]`` entries for its path,
+        a later one before an earlier), then the server file's."""
         out: list[tuple[HandlerMapping, Any, Origin]] = []
         if root_dir is not None:
             for i, raw in enumerate(root_dir.handlers):
@@ -674,6 +707,15 @@ class Builder:
                         lambda m, d=root_dir, k=key: self._dir_error(d, m, k + ".handler"),
                         Origin("handlers", root_dir.file, key, root_dir.path),
                     )
+                )
+        for i, path, _ in reversed(self._locations(app.site)):
+            if path != app.path:
+                continue
+            for k, mapping in enumerate(self._location_handlers.get(i, ())):
+                key = f"locations[{i}].handlers[{k}]"
+                origin = Origin("handlers", self.source, key, path)
+                out.append(
+                    (mapping, lambda m, k=key: self._server_error(m, k + ".handler"), origin)
                 )
         for i, mapping in enumerate(self.config.handlers):
             # The schema's default list holds the very objects of DEFAULT_HANDLERS.
@@ -696,7 +738,7 @@ class Builder:
 
     def _runtime(self, app: Application, root_dir: DirConfig | None) -> AppRuntime:
         ids = self._module_ids(root_dir)
-        mappings = self._mappings(root_dir)
+        mappings = self._mappings(app, root_dir)
         fingerprint = msgspec.json.encode(
             [
                 ids,
