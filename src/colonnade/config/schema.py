@@ -460,6 +460,15 @@ class HandlerMapping(_Strict):
     starting with ``/`` where ``*`` matches any characters. The mapping runs again
     when a module remaps the request (a default document ``index.php`` reaches
     the handler ``*.php`` maps to).
+
+    An application's mappings are, in the order tried: the ``[[handlers]]`` of the
+    ``web.toml`` at its root, those of the ``[[locations]]`` entries for its path
+    (``[[locations.handlers]]``; a later entry's before an earlier one's), then the
+    server file's (or, when it has none, the built-in ``StaticFile`` entry). Below
+    an application's root neither may set any. ``colonnade modules --app PATH`` and
+    ``colonnade config show --path P`` list them in that order, each with the file,
+    line and key that added it. There is no ``remove`` or ``clear`` (IIS's
+    ``<remove>``, ``<clear/>``): an entry tried earlier wins.
     """
 
     path: Annotated[str, Meta(min_length=1)]
@@ -477,7 +486,7 @@ class HandlerMapping(_Strict):
     scripts (``*.php``): a missing script then gets the static handler's 404, and
     ``/uploads/a.jpg/x.php`` never reaches the script handler."""
     name: str = ""
-    """A label for tools."""
+    """A label, shown by `colonnade modules` and `config show`."""
 
 
 DEFAULT_HANDLERS: tuple[HandlerMapping, ...] = (

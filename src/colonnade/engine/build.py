@@ -26,13 +26,21 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from colonnade.config.keys import check_dotted_key, did_you_mean
 from colonnade.config.load import locate
-from colonnade.config.schema import STAND_IN_ROOT, HandlerMapping, ServerConfig, SiteConfig
+from colonnade.config.schema import (
+    DEFAULT_HANDLERS,
+    STAND_IN_ROOT,
+    ApplicationConfig,
+    HandlerMapping,
+    ServerConfig,
+    SiteConfig,
+    VirtualDirectoryConfig,
+)
 from colonnade.config.sections import (
     Raw,
     Section,
@@ -50,7 +58,7 @@ from colonnade.core.module import Module
 from colonnade.core.pyapp import detect_interface, load_app
 from colonnade.core.registry import Registry
 from colonnade.core.urlpath import covers
-from colonnade.engine.mapping import HandlerMap, Rule, compile_rule
+from colonnade.engine.mapping import HandlerMap, Origin, Rule, compile_rule
 from colonnade.engine.runtime import AppRuntime, make_runtime
 from colonnade.engine.sites import Site, parse_binding
 from colonnade.errors import ConfigError, ModuleError, combined, each_error
@@ -86,6 +94,8 @@ class Builder:
         # (location index or None for the server level, section): tables that are
         # wrong on their own; they are reported once and not merged anywhere.
         self._bad_tables: set[tuple[int | None, str]] = set()
+        # The handler mappings of each location ([[locations.handlers]]), decoded.
+        self._location_handlers: dict[int, list[HandlerMapping]] = {}
         self._lines: dict[str, KeyLines] = {}  # web.toml files and their key lines
         # Application modules and middleware of this generation, from the apps' folders.
         self.app_modules = AppModules(registry, self._dir_error, self.source)
@@ -103,6 +113,11 @@ class Builder:
                     self._learn_sections(module_id)
         self.reused: list[AppRuntime] = []
         self.fresh: list[AppRuntime] = []
+
+    @property
+    def key_lines(self) -> dict[str, KeyLines]:
+        """The ``web.toml`` files read, and the line index of each."""
+        return self._lines
 
     # -- errors -----------------------------------------------------------------------
 
@@ -215,6 +230,9 @@ class Builder:
             for key, raw in loc.items():
                 if key == "path":
                     continue
+                if key == "handlers":
+                    self._location_handlers[i] = self._decode_location_handlers(i, raw)
+                    continue
                 errors = self._check_table(key, raw, f"locations[{i}].{key}", self._server_error)
                 if errors:
                     self._bad_tables.add((i, key))
@@ -230,6 +248,20 @@ class Builder:
             why = check_dotted_key(section, rest) if rest else None
             if why is not None:
                 self._fail(self._server_error(f"{name}: {why}", f"lock.{key}"))
+
+    def _decode_location_handlers(self, index: int, raw: Any) -> list[HandlerMapping]:
+        """``[[locations.handlers]]`` of ``locations[index]``; mistakes are recorded."""
+        key = f"locations[{index}].handlers"
+        if not isinstance(raw, list):
+            self._fail(self._server_error("[[locations.handlers]] is an array of tables", key))
+            return []
+        found = []
+        for k, item in enumerate(raw):
+            try:
+                found.append(convert(item, HandlerMapping, prefix=f"{key}[{k}]"))
+            except ConfigError as exc:
+                self._fail(exc)
+        return found
 
     def _check_table(self, key: str, raw: Any, where: str, error: Any) -> list[ConfigError]:
         section = self.sections.get(key)
@@ -262,6 +294,14 @@ class Builder:
         """Where the ``[[locations]]`` for ``site`` set what they set."""
         for i, path, raw in self._locations(site):
             at_root = path in app_paths
+            if self._location_handlers.get(i) and not at_root:
+                self._fail(
+                    self._server_error(
+                        "handlers can change only at an application's root, not below one "
+                        f"(site {site}, {path})",
+                        f"locations[{i}].handlers",
+                    )
+                )
             level = Where.APPLICATION if at_root else Where.DIRECTORY
             how = "for" if at_root else "below"
             place = f"in a [[locations]] entry {how} an application's root (site {site}, {path})"
@@ -594,7 +634,9 @@ class Builder:
                 path = "/" + rest
             path = path.rstrip("/") or "/"
             tables = {
-                k: v for k, v in loc.items() if k != "path" and (i, k) not in self._bad_tables
+                k: v
+                for k, v in loc.items()
+                if k not in ("path", "handlers") and (i, k) not in self._bad_tables
             }
             out.append((i, path, tables))
         return out
@@ -627,28 +669,60 @@ class Builder:
         return self.app_modules.module_ids(ids, root_dir)
 
     def _rules(
-        self, by_id: dict[str, Module], mappings: Sequence[tuple[HandlerMapping, Any]]
+        self, by_id: dict[str, Module], mappings: Sequence[tuple[HandlerMapping, Any, Origin]]
     ) -> list[Rule]:
         rules = []
-        for mapping, error in mappings:
+        for mapping, error, origin in mappings:
             handler = by_id.get(mapping.handler)
             if not isinstance(handler, Handler):
                 raise error(_not_a_handler(mapping.handler, handler))
-            rules.append(compile_rule(mapping.path, mapping.verbs, handler, mapping.resource_type))
+            rules.append(
+                compile_rule(
+                    mapping.path,
+                    mapping.verbs,
+                    handler,
+                    mapping.resource_type,
+                    name=mapping.name,
+                    origin=origin,
+                )
+            )
         return rules
 
-    def _mappings(self, root_dir: DirConfig | None) -> list[tuple[HandlerMapping, Any]]:
-        out: list[tuple[HandlerMapping, Any]] = []
+    def _mappings(
+        self, app: Application, root_dir: DirConfig | None
+    ) -> list[tuple[HandlerMapping, Any, Origin]]:
+        """The application's mappings in order, each with how to report its handler
+        being wrong and where it came from: as the levels at its path come, deepest
+        first (its root ``web.toml``, then the ``[[locations]]`` entries for its path,
+        a later one before an earlier), then the server file's."""
+        out: list[tuple[HandlerMapping, Any, Origin]] = []
         if root_dir is not None:
             for i, raw in enumerate(root_dir.handlers):
                 key = f"handlers[{i}]"
                 # Checked with the web.toml (_root_dir_errors): a broken one is no root_dir.
                 mapping = convert(raw, HandlerMapping, prefix=key, file=root_dir.file)
                 out.append(
-                    (mapping, lambda m, d=root_dir, k=key: self._dir_error(d, m, k + ".handler"))
+                    (
+                        mapping,
+                        lambda m, d=root_dir, k=key: self._dir_error(d, m, k + ".handler"),
+                        Origin("handlers", root_dir.file, key, root_dir.path),
+                    )
+                )
+        for i, path, _ in reversed(self._locations(app.site)):
+            if path != app.path:
+                continue
+            for k, mapping in enumerate(self._location_handlers.get(i, ())):
+                key = f"locations[{i}].handlers[{k}]"
+                origin = Origin("handlers", self.source, key, path)
+                out.append(
+                    (mapping, lambda m, k=key: self._server_error(m, k + ".handler"), origin)
                 )
         for i, mapping in enumerate(self.config.handlers):
-            out.append((mapping, lambda m, k=f"handlers[{i}].handler": self._server_error(m, k)))
+            # The schema's default list holds the very objects of DEFAULT_HANDLERS.
+            default = any(mapping is d for d in DEFAULT_HANDLERS)
+            key = f"handlers[{i}]"
+            origin = Origin("default") if default else Origin("handlers", self.source, key)
+            out.append((mapping, lambda m, k=key: self._server_error(m, k + ".handler"), origin))
         return out
 
     def _https_port(self, site: str) -> int | None:
@@ -664,11 +738,11 @@ class Builder:
 
     def _runtime(self, app: Application, root_dir: DirConfig | None) -> AppRuntime:
         ids = self._module_ids(root_dir)
-        mappings = self._mappings(root_dir)
+        mappings = self._mappings(app, root_dir)
         fingerprint = msgspec.json.encode(
             [
                 ids,
-                [msgspec.to_builtins(m) for m, _ in mappings],
+                [(msgspec.to_builtins(m), origin) for m, _, origin in mappings],
                 app.python,
                 app.root,
                 app.https_port,
@@ -690,7 +764,7 @@ class Builder:
             # A hosted Python app answers everything but the paths a mapping sends
             # elsewhere explicitly: a catch-all "*" mapping (the default one to
             # handler.static too) never applies to it, so it is not checked either.
-            mappings = [(m, error) for m, error in mappings if m.path != "*"]
+            mappings = [row for row in mappings if row[0].path != "*"]
         rules = self._rules(by_id, mappings)
         if app.python is not None:
             app_handler = self._python_handler(app)
@@ -701,7 +775,9 @@ class Builder:
                 modules.append(app_handler)
                 by_id[app_handler.id] = app_handler
             rules.extend(self._static_vdir_rules(app, by_id, rules))
-            rules.append(compile_rule("*", ["*"], app_handler))
+            rules.append(
+                compile_rule("*", ["*"], app_handler, origin=Origin("application", level=app.path))
+            )
         self.app_modules.attach(app.site, app.path, modules)
         runtime = make_runtime(app, HandlerMap(rules), tuple(modules), fingerprint)
         self.fresh.append(runtime)
@@ -754,8 +830,9 @@ class Builder:
                     key,
                 )
             literal = _fnmatch_literal(vdir.path)
-            rules.append(compile_rule(literal, ["*"], static))
-            rules.append(compile_rule(literal + "/*", ["*"], static))
+            origin = Origin("virtual_directory", level=vdir.path)
+            rules.append(compile_rule(literal, ["*"], static, origin=origin))
+            rules.append(compile_rule(literal + "/*", ["*"], static, origin=origin))
         return rules
 
     def _python_handler(self, app: Application) -> Handler:
@@ -778,13 +855,8 @@ class Builder:
 
     def _app_key(self, app: Application) -> str:
         """The dotted key of ``app``'s ``app`` setting in the server file."""
-        for i, site in enumerate(self.config.sites):
-            if site.name != app.site:
-                continue
-            for j, spec in enumerate(site.applications):
-                if (spec.path.rstrip("/") or "/") == app.path:
-                    return f"sites[{i}].applications[{j}].app"
-        return "app"
+        key = site_entry_key(self.config, app.site, "applications", app.path)
+        return "app" if key is None else f"{key}.app"
 
     def _section_types(self, root_dir: DirConfig | None, spec: _AppSpec) -> list[type[Section]]:
         """The sections an application's modules read (its Python handler's included)."""
@@ -830,6 +902,21 @@ class Builder:
                     key = f"{section.key}.{exc.key}"
                     found.extend(self._located(_in_source(exc.message, level.source, key)))
         return found
+
+
+def site_entry_key(
+    config: ServerConfig, site: str, kind: Literal["applications", "virtual_directories"], path: str
+) -> str | None:
+    """The dotted key of the application or virtual directory at URL ``path`` of
+    ``site`` in the server file (``sites[0].applications[1]``), if it has one."""
+    for i, spec in enumerate(config.sites):
+        if spec.name != site:
+            continue
+        entries: Sequence[ApplicationConfig | VirtualDirectoryConfig] = getattr(spec, kind)
+        for j, entry in enumerate(entries):
+            if (entry.path.rstrip("/") or "/") == path:
+                return f"sites[{i}].{kind}[{j}]"
+    return None
 
 
 def _in_source(message: str, source: str, key: str) -> ConfigError:

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from colonnade.config.schema import ServerConfig
+from colonnade.config.toml_lines import KeyLines
 from colonnade.config.tree import BrokenDir
 from colonnade.core.app import Application
 from colonnade.core.context import Context, ResponseWriter
@@ -79,6 +80,11 @@ class Engine:
         #: The files application modules and middleware were imported from: watched
         #: with the configuration files, a change rebuilds their application.
         self.sources = frozenset(f for files in builder.app_modules.sources.values() for f in files)
+        #: The line index of each configuration file of this generation (the server
+        #: file, each web.toml read), for the tools that point at a key's line.
+        self.lines: dict[str, KeyLines] = dict(builder.key_lines)
+        if config.lines is not None:
+            self.lines[config.source] = config.lines
         self.router = Router(self.sites)
         self._nowhere = make_runtime(
             Application(site="(none)", path="/", root=os.sep), _NoSite(()), ()

@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Awaitable, Sequence
 from stat import S_ISDIR, S_ISREG
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from colonnade.core.context import MAPPING_CLOSED, Context
 from colonnade.core.handler import Handler
@@ -36,6 +36,32 @@ RESOURCE_TYPES: dict[str, int] = {
 }
 
 
+class Origin(NamedTuple):
+    """Where a mapping came from, for the tools (``colonnade modules``, ``config show``).
+
+    Nothing here is a line number: lines move when a file is edited without the
+    mapping changing (and the application's runtime is then kept), so the tools
+    look the line up in the generation they show (``Engine.lines``).
+    """
+
+    kind: Literal["handlers", "default", "application", "virtual_directory"]
+    """``handlers``: a ``[[handlers]]`` entry; ``default``: the built-in mapping (the
+    server file has no ``[[handlers]]``); ``application``: a hosted Python
+    application's catch-all; ``virtual_directory``: the static files of a virtual
+    directory inside one."""
+    source: str = ""
+    """The file of a ``[[handlers]]`` entry (the server file or a ``web.toml``)."""
+    key: str = ""
+    """The entry's dotted key in that file (``handlers[0]``)."""
+    level: str | None = None
+    """The URL path of the level that set it (a ``web.toml``'s folder, the path of
+    the application or virtual directory); None: the server level."""
+
+
+#: A mapping's ``resource`` bits → its ``resource_type``, for the tools.
+RESOURCE_NAMES = {bits: name for name, bits in RESOURCE_TYPES.items()}
+
+
 class Rule(NamedTuple):
     """One compiled mapping."""
 
@@ -44,10 +70,18 @@ class Rule(NamedTuple):
     verbs: frozenset[str] | None  # None: every verb
     handler: Handler
     resource: int = 0  # FILE | DIRECTORY bits the physical path must be; 0: any, unchecked
+    name: str = ""  # the mapping's label (``name``), for the tools
+    origin: Origin | None = None  # where it was configured, for the tools
 
 
 def compile_rule(
-    pattern: str, verbs: Sequence[str], handler: Handler, resource_type: str = "unspecified"
+    pattern: str,
+    verbs: Sequence[str],
+    handler: Handler,
+    resource_type: str = "unspecified",
+    *,
+    name: str = "",
+    origin: Origin | None = None,
 ) -> Rule:
     """``*`` → all; ``*.ext`` → last segment; ``/x/*`` → whole path (fnmatch style).
 
@@ -61,7 +95,7 @@ def compile_rule(
     else:
         regex = re.compile(r"(?:.*/)?" + fnmatch.translate(pattern))
     verb_set = None if "*" in verbs else frozenset(v.upper() for v in verbs)
-    return Rule(pattern, regex, verb_set, handler, RESOURCE_TYPES[resource_type])
+    return Rule(pattern, regex, verb_set, handler, RESOURCE_TYPES[resource_type], name, origin)
 
 
 def resource_kind(physical_path: str) -> int:

@@ -20,7 +20,7 @@ from colonnade.core.stages import NOTIFICATIONS, STAGES
 from colonnade.engine import Engine
 from colonnade.errors import ConfigError, ModuleError, each_error
 from colonnade.management import operations
-from colonnade.management.effective import effective_config
+from colonnade.management.effective import effective_config, format_mappings, handler_mappings
 from colonnade.management.summary import serving_lines
 from colonnade.modules.standard import BUILTIN
 from colonnade.pools.config import ConfigSource
@@ -105,7 +105,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
-    modules = sub.add_parser("modules", help="print an application's compiled pipeline")
+    modules = sub.add_parser(
+        "modules", help="print an application's modules, handler mappings and compiled pipeline"
+    )
     config_args(modules)
     modules.add_argument("--site", help="site name (default: the first)")
     modules.add_argument("--app", default="/", metavar="PATH", help="application path")
@@ -278,6 +280,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The heading of the handler mappings in ``modules`` and ``config show``.
+MAPPINGS_TITLE = (
+    "handler mappings, in the order tried (the first whose path, resource type and "
+    "verb match serves):"
+)
+
+
 def cmd_modules(args: argparse.Namespace) -> int:
     """``colonnade modules``: the compiled plan, stage by stage."""
     engine = build(args)
@@ -295,6 +304,9 @@ def cmd_modules(args: argparse.Namespace) -> int:
         else:  # shipped in the application's folder, declared in its web.toml
             origin = f"application module ({inspect.getfile(type(module))})"
         print(f"  {module.id:32} {origin}")
+    print(MAPPINGS_TITLE)
+    for line in format_mappings(handler_mappings(engine, runtime, runtime.app.path)):
+        print(line)
     print("plan (stages nobody joined cost nothing and are not in the plan):")
     joined = dict(runtime.plan.describe())
     for info in (*STAGES, *NOTIFICATIONS):
@@ -356,6 +368,9 @@ def cmd_config(args: argparse.Namespace) -> int:
     print(f"modules: {', '.join(found['modules'])}")
     if "broken" in found:
         print(f"answered 500.19 (configuration data is invalid): {found['broken']}")
+    print(f"\n{MAPPINGS_TITLE}")
+    for line in format_mappings(found["handler_mappings"]):
+        print(line)
     for name, rows in found["sections"].items():
         print(f"\n[{name}]")
         width = max((len(k) for k in rows), default=0)

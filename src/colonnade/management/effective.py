@@ -11,14 +11,17 @@ from typing import Any
 import msgspec
 
 from colonnade.engine import AppRuntime, Engine
+from colonnade.engine.build import site_entry_key
+from colonnade.engine.mapping import RESOURCE_NAMES, Origin
 from colonnade.errors import ConfigError, HttpError
 
 
 def effective_config(engine: Engine, site: str | None, path: str) -> dict[str, Any]:
     """The settings a request for ``path`` on ``site`` sees, and where each came from.
 
-    ``{"application": ..., "modules": [...], "sections": {name: {key: {"value": v,
-    "from": file}}}}``; keys nobody set show their default, from ``"(default)"``.
+    ``{"application": ..., "modules": [...], "handler_mappings": [...], "sections":
+    {name: {key: {"value": v, "from": file}}}}``; keys nobody set show their
+    default, from ``"(default)"``; the mappings are :func:`handler_mappings`.
     Where a ``web.toml`` at or above ``path`` cannot be used, ``"broken"`` holds its
     error (such requests are answered 500.19; the settings shown are the others').
     """
@@ -51,11 +54,95 @@ def effective_config(engine: Engine, site: str | None, path: str) -> dict[str, A
         "application": runtime.app.path,
         "modules": [m.id for m in runtime.modules],
         "handler": _handler_for(runtime, path),
+        "handler_mappings": handler_mappings(engine, runtime, path),
         "sections": sections,
     }
     if found.broken is not None:
         out["broken"] = str(found.broken)
     return out
+
+
+def handler_mappings(engine: Engine, runtime: AppRuntime, here: str) -> list[dict[str, Any]]:
+    """The handler mappings of ``runtime`` in the order they are tried, with where
+    each came from (IIS's ``<handlers>`` list).
+
+    ``entry`` is ``local`` when the mapping was set at the URL path ``here`` (the
+    ``web.toml`` there, or the application or virtual directory at that path), else
+    ``inherited`` (the server file, the built-in default, a level above ``here``).
+    ``origin`` says where, as text; ``file``, ``line`` and ``key`` are its parts
+    (None where there is no file: the default, the command line).
+    """
+    here = here.rstrip("/") or "/"
+    rows = []
+    for n, rule in enumerate(runtime.handler_map.rules, 1):
+        origin = rule.origin
+        file, key = _source(engine, runtime, origin)
+        lines = engine.lines.get(file or "")
+        line = lines.line_for(key) if lines is not None and key is not None else None
+        if file is not None:
+            where = file if line is None else f"{file}:{line}"
+            text = f"{where}: {key}" if key else where
+        elif origin is not None and origin.kind == "default":
+            text = "(default)"
+        else:
+            text = f"(command line) {key}" if key else "-"
+        rows.append(
+            {
+                "index": n,
+                "name": rule.name,
+                "path": rule.pattern,
+                "verbs": ["*"] if rule.verbs is None else sorted(rule.verbs),
+                "handler": rule.handler.id,
+                "resource_type": RESOURCE_NAMES[rule.resource],
+                "entry": "local" if origin is not None and origin.level == here else "inherited",
+                "origin": text,
+                "file": file,
+                "line": line,
+                "key": key,
+            }
+        )
+    return rows
+
+
+def _source(
+    engine: Engine, runtime: AppRuntime, origin: Origin | None
+) -> tuple[str | None, str | None]:
+    """The file (None: no file) and the key that made a mapping."""
+    if origin is None or origin.kind == "default":
+        return None, None
+    if origin.kind == "handlers":
+        return origin.source, origin.key
+    path = origin.level or "/"
+    if engine.config.lines is None:  # the command line's configuration
+        return None, "APP" if origin.kind == "application" else f"--static {path}"
+    if origin.kind == "application":
+        entry = site_entry_key(engine.config, runtime.app.site, "applications", path)
+        return engine.config.source, None if entry is None else f"{entry}.app"
+    entry = site_entry_key(engine.config, runtime.app.site, "virtual_directories", path)
+    return engine.config.source, entry
+
+
+def format_mappings(rows: list[dict[str, Any]]) -> list[str]:
+    """:func:`handler_mappings` as an aligned table, one line per mapping."""
+    table = [("#", "NAME", "PATH", "VERBS", "HANDLER", "RESOURCE", "ENTRY", "ORIGIN")]
+    for row in rows:
+        table.append(
+            (
+                str(row["index"]),
+                row["name"] or "-",
+                row["path"],
+                ",".join(row["verbs"]),
+                row["handler"],
+                row["resource_type"],
+                row["entry"],
+                row["origin"],
+            )
+        )
+    widths = [max(len(cells[i]) for cells in table) for i in range(len(table[0]))]
+    return [
+        "  " + "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+        for cells in table
+    ]
 
 
 def _handler_for(runtime: AppRuntime, path: str) -> str | None:
