@@ -53,18 +53,29 @@ class Subscription(NamedTuple):
     stage: Stage
     priority: Priority
     method: str
+    awaits: bool = False
+    """A plain function that answers None or an awaitable of its outcome (see
+    :func:`hook`)."""
 
 
 _HOOK_ATTR = "__colonnade_hook__"
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def hook(stage: Stage, *, priority: Priority = Priority.MEDIUM) -> Callable[[F], F]:
+def hook(
+    stage: Stage, *, priority: Priority = Priority.MEDIUM, awaits: bool = False
+) -> Callable[[F], F]:
     """Mark a method of a :class:`Module` as the module's hook for ``stage``.
 
     The method takes the request :class:`~colonnade.core.context.Context` and
     answers ``CONTINUE`` (``None`` means the same) or ``FINISH``. It may be a plain
     function or a coroutine function; a plain one is called without a coroutine.
+
+    ``awaits=True`` is for a hook whose common case needs no waiting and whose
+    rare one does (credentials verified once on a thread, then remembered): a
+    plain function that answers None (continue) or an awaitable whose result is
+    the outcome. The common case then costs no coroutine. It never answers
+    ``FINISH`` itself; a coroutine that returns it does.
 
     ``Stage.MAP_PATH`` differs: the hook is a plain function
     ``(ctx, url_path, physical_path)`` called where the request's URL becomes a
@@ -73,8 +84,8 @@ def hook(stage: Stage, *, priority: Priority = Priority.MEDIUM) -> Callable[[F],
     """
 
     def mark(fn: F) -> F:
-        marks: list[tuple[Stage, Priority]] = getattr(fn, _HOOK_ATTR, [])
-        setattr(fn, _HOOK_ATTR, [*marks, (Stage(stage), Priority(priority))])
+        marks: list[tuple[Stage, Priority, bool]] = getattr(fn, _HOOK_ATTR, [])
+        setattr(fn, _HOOK_ATTR, [*marks, (Stage(stage), Priority(priority), awaits)])
         return fn
 
     return mark
@@ -103,8 +114,8 @@ class Module:
         super().__init_subclass__(**kwargs)
         subs: list[Subscription] = []
         for name, member in inspect.getmembers(cls):
-            for stage, priority in getattr(member, _HOOK_ATTR, ()):
-                subs.append(Subscription(stage, priority, name))
+            for stage, priority, awaits in getattr(member, _HOOK_ATTR, ()):
+                subs.append(Subscription(stage, priority, name, awaits))
         subs.sort(key=lambda s: (s.stage, s.priority))
         cls.subscriptions = tuple(subs)
 
@@ -142,6 +153,12 @@ def check_declaration(cls: type[Module]) -> None:
         _check_where_allowed(module_id, cls.section)
     for sub in cls.subscriptions:
         fn = getattr(cls, sub.method)
+        if sub.awaits and (sub.stage is Stage.MAP_PATH or inspect.iscoroutinefunction(fn)):
+            raise ModuleError(
+                module_id,
+                f"{sub.method}: awaits=True is for a plain function answering None or an "
+                "awaitable, and not on MAP_PATH",
+            )
         if sub.stage is Stage.MAP_PATH:
             if inspect.iscoroutinefunction(fn):
                 raise ModuleError(module_id, f"{sub.method}: MAP_PATH hooks must be synchronous")

@@ -132,9 +132,15 @@ def _chain(hooks: tuple[BoundHook, ...]) -> SendResponseFn | None:
     # the hooks answer, so the caller can tell it from an awaitable.
     if not hooks:
         return None
-    coroutine = any(hook.is_async for hook in hooks)
+    coroutine = any(hook.is_async is not False for hook in hooks)
     names = {f"h{i}": hook.fn for i, hook in enumerate(hooks)}
-    body = [f"    {'await ' if hook.is_async else ''}h{i}(ctx)" for i, hook in enumerate(hooks)]
+
+    def call(i: int, is_async: bool | None) -> str:
+        if is_async is None:  # awaits=True: await only what it answers
+            return f"    if (a := h{i}(ctx)) is not None: await a"
+        return f"    {'await ' if is_async else ''}h{i}(ctx)"
+
+    body = [call(i, hook.is_async) for i, hook in enumerate(hooks)]
     chain: SendResponseFn = generate("send_response hooks", names, body, coroutine=coroutine)
     return chain
 
@@ -173,9 +179,10 @@ def _mark_state_acquired(ctx: Any) -> None:
     ctx.state_acquired = True
 
 
-def _bind(module: Module, method: str, priority: Priority) -> BoundHook:
+def _bind(module: Module, method: str, priority: Priority, awaits: bool = False) -> BoundHook:
     fn = getattr(module, method)
-    return BoundHook(fn, inspect.iscoroutinefunction(fn), module.id, priority)
+    # awaits: called plainly, its answer awaited when it is not None (as built-in steps).
+    return BoundHook(fn, None if awaits else inspect.iscoroutinefunction(fn), module.id, priority)
 
 
 def compile_plan(
@@ -203,7 +210,7 @@ def compile_plan(
         rank = position - count if type(module).leads else position
         for sub in type(module).subscriptions:
             by_stage[sub.stage].append(
-                (sub.priority, rank, _bind(module, sub.method, sub.priority))
+                (sub.priority, rank, _bind(module, sub.method, sub.priority, sub.awaits))
             )
     engine = "(engine)"
     last = len(modules)

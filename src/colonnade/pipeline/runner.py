@@ -70,7 +70,7 @@ def compile_walk(plan: Plan) -> Walk:
         for j, (fn, is_async) in enumerate(step.calls):
             names[f"h{i}_{j}"] = fn
             call = f"h{i}_{j}(ctx)"
-            if is_async is None:  # a built-in step: await only what it returns
+            if is_async is None:  # a built-in step or awaits=True: await what it returns
                 call = f"((await a) if (a := {call}) is not None else None)"
             elif is_async:
                 call = f"(await {call})"
@@ -147,7 +147,7 @@ async def fail(plan: Plan, ctx: Context, exc: Exception, stage: Stage) -> None:
     for hook in plan.error:
         try:
             answer = hook.fn(ctx)
-            if hook.is_async:
+            if hook.is_async or (hook.is_async is None and answer is not None):
                 await answer
         except Exception:
             log.exception(

@@ -32,7 +32,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -161,9 +161,13 @@ class BasicAuthentication(Module):
 
     # -- AUTHENTICATE_REQUEST ---------------------------------------------------------
 
-    @hook(Stage.AUTHENTICATE_REQUEST)
-    async def authenticate(self, ctx: Context) -> Outcome | None:
-        """Make the user of valid Basic credentials; 401.1 for invalid ones."""
+    @hook(Stage.AUTHENTICATE_REQUEST, awaits=True)
+    def authenticate(self, ctx: Context) -> Awaitable[Outcome | None] | None:
+        """Make the user of valid Basic credentials; 401.1 for invalid ones.
+
+        Remembered credentials are the common case: answered here, without a
+        coroutine. Others are checked by :meth:`_verify`, awaited by the pipeline.
+        """
         settings = ctx.section(BasicAuthenticationSection)
         if not settings.enabled:
             return None
@@ -184,7 +188,17 @@ class BasicAuthentication(Module):
         auth = authorization(ctx.request)
         if auth is None or auth.scheme != "basic":
             return None
-        creds = parse(auth.credentials)
+        return self._verify(ctx, settings, stores, key, auth.credentials)
+
+    async def _verify(
+        self,
+        ctx: Context,
+        settings: BasicAuthenticationSection,
+        stores: Stores,
+        key: object,
+        credentials: bytes,
+    ) -> Outcome | None:
+        creds = parse(credentials)
         if isinstance(creds, str):
             refuse_credentials(ctx, _SCHEME, creds)
             return FINISH
