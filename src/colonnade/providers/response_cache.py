@@ -15,9 +15,9 @@ inode)`` when it was stored: :meth:`MemoryTier.get` drops an entry whose files
 changed (IIS's ``CacheUntilChange``, by looking rather than by change
 notification).
 
-Every live tier registers itself in a process-wide set, so a purge command
-reaching the worker (the control socket) can purge every application's tier
-without knowing the modules: :func:`purge_all`, :func:`totals`.
+Every live tier registers itself with :mod:`colonnade.core.caches` (kind
+``"output_cache"``), so a purge command reaching the worker (the control
+socket) purges every application's tier without knowing the modules.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from __future__ import annotations
 import math
 import os
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from colonnade.core import caches
 from colonnade.core.conditional import Validators, validators_of
 from colonnade.core.request import Headers
 
@@ -137,7 +137,8 @@ class Counters:
         self.rejected = 0  # cacheable but not stored: too big, or its URL at max_variants
 
 
-_LIVE: weakref.WeakSet[MemoryTier] = weakref.WeakSet()
+#: The kind tiers are registered under in :mod:`colonnade.core.caches`.
+KIND = "output_cache"
 
 
 class MemoryTier:
@@ -153,7 +154,7 @@ class MemoryTier:
         # The request headers the response at a base key said it varies on
         # (``Vary``), beyond those in the base key: the second half of the key.
         self._varies: dict[bytes, tuple[bytes, ...]] = {}
-        _LIVE.add(self)
+        caches.register(KIND, self)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -232,7 +233,7 @@ class MemoryTier:
     def close(self) -> None:
         """Drop everything and leave the process-wide set."""
         self.clear()
-        _LIVE.discard(self)
+        caches.unregister(KIND, self)
 
     def _drop(self, key: bytes, entry: Entry) -> None:
         del self._entries[key]
@@ -256,17 +257,3 @@ class MemoryTier:
             "entries": len(self._entries),
             "bytes": self.bytes,
         }
-
-
-def purge_all(path: str, *, prefix: bool = False) -> int:
-    """Purge ``path`` (or every path under the prefix) from every tier of this process."""
-    return sum(tier.purge(path, prefix=prefix) for tier in list(_LIVE))
-
-
-def totals() -> dict[str, int]:
-    """The counters of every tier of this process, added up."""
-    out: dict[str, int] = {}
-    for tier in list(_LIVE):
-        for name, value in tier.stats().items():
-            out[name] = out.get(name, 0) + value
-    return out
