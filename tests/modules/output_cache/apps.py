@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -30,5 +31,11 @@ def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterabl
     if path == "/private":
         headers.append(("Cache-Control", "private"))
     body = f"{path} call {n} {'x' * 200}\n".encode()
+    if path.endswith(".tpl"):
+        # A page made from a template file: the cache is told which one.
+        template = urllib.parse.unquote(environ["QUERY_STRING"].partition("=")[2])
+        environ["colonnade.items"]["cache.output.files"] = [template]
+        with open(template, "rb") as f:
+            body = f.read()
     start_response("200 OK", headers)
     return [body]

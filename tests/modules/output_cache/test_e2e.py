@@ -33,7 +33,10 @@ def server(tmp_path: Path) -> Iterator[LiveServer]:
             "output_cache": {
                 "policy": "for_time_period",
                 "duration": 60,
-                "profiles": [{"extension": ".html", "policy": "until_change"}],
+                "profiles": [
+                    {"extension": ".html", "policy": "until_change"},
+                    {"extension": ".tpl", "policy": "until_change"},
+                ],
             },
             "compression": {"dynamic": True, "min_size": 16},
             "static_content": {"cache_check_interval": 0},
@@ -102,3 +105,18 @@ def test_a_static_file_edit_invalidates_its_entry(server: LiveServer, tmp_path: 
         page.write_text("version 2, longer")
         fresh = http.get(url(server, "/page.html"))
         assert fresh.text == "version 2, longer" and "age" not in fresh.headers
+
+
+def test_an_application_names_the_files_its_page_came_from(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    template = tmp_path / "page.template"
+    template.write_text("template 1")
+    target = url(server, f"/app/page.tpl?file={template}")
+    with httpx.Client() as http:
+        assert http.get(target).text == "template 1"
+        hit = http.get(target)
+        assert hit.text == "template 1" and "age" in hit.headers
+        template.write_text("template 2")
+        assert http.get(target).text == "template 2"
+    assert apps.CALLS["/page.tpl"] == 2
