@@ -24,6 +24,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from colonnade.providers.client_counters import ADMIT, Policy, Verdict, client_key
+from colonnade.providers.redis import safe_url
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -230,17 +231,3 @@ class RedisCounters:
         client, self._client, self._scripts = self._client, None, None
         if client is not None:
             await client.aclose()
-
-
-def safe_url(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``: what logs and
-    ``colonnade config show`` may show. A lone user part is hidden too (some
-    write the password there)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    auth, at, host = rest.rpartition("@")
-    if not at:
-        return url
-    user, colon, _password = auth.partition(":")
-    return f"{scheme}://{user + ':' if colon else ''}***@{host}"

@@ -6,90 +6,26 @@ from __future__ import annotations
 import math
 import os
 import re
-import shutil
 import signal
-import socket
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import Process, free_port
 from tests.e2e.wire import Conn
+from tests.support.redis import REDIS, RedisServer
 from tests.support.wait import PATIENCE, wait_for
 
 from .test_e2e import WRK, allowed, server_file, wrk
 
 pytestmark = pytest.mark.e2e
 
-REDIS = shutil.which("redis-server")
 if REDIS is None:
     pytest.skip("redis-server is not installed (make sysdeps)", allow_module_level=True)
 
 DOWN = "cannot be reached"
 BACK = "answers again"
-
-
-class RedisServer:
-    """``redis-server`` on a free loopback port, no persistence, in ``folder``."""
-
-    def __init__(self, folder: Path, port: int | None = None, password: str = "") -> None:
-        self.folder = folder
-        self.port = port or free_port()
-        self.password = password
-        auth = ["--requirepass", password] if password else []
-        assert REDIS is not None
-        self.proc = subprocess.Popen(
-            [
-                REDIS,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(folder),
-                *auth,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-        )
-        wait_for(self._pongs, PATIENCE, f"redis-server answering on port {self.port}")
-
-    @property
-    def url(self) -> str:
-        auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
-
-    def _pongs(self) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"redis-server exited with {self.proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                s.sendall(b"PING\r\n")
-                answer = s.recv(64)
-                # With a password, an unauthenticated PING is refused: it answers.
-                return answer.startswith((b"+PONG", b"-NOAUTH"))
-        except OSError:
-            return False
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    yield server
-    server.kill()
 
 
 def start(folder: Path, settings: str) -> Process:

@@ -14,7 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from msgspec import Meta
 
 from colonnade.config.sections import Section, Where
-from colonnade.providers.redis_counters import safe_url
+from colonnade.providers.redis import safe_url
 
 #: IIS's ``denyAction`` values, spelt as IIS (and ``security.ip``) spell them.
 DenyAction = Literal["Unauthorized", "Forbidden", "NotFound", "AbortRequest"]
