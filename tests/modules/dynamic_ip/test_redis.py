@@ -153,3 +153,48 @@ def test_redis_gone_fails_closed(tmp_path: Path) -> None:
     finally:
         server.kill()
         redis_server.kill()
+
+
+def test_store_redis_uses_the_server_redis_table(tmp_path: Path) -> None:
+    # The [redis] table (password from a file) instead of redis_url; Redis killed
+    # (closed: 503) and started again: counting resumes, one line each way.
+    redis_server = RedisServer(tmp_path, password="pw-Tb61ss")
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "redis.pw").write_text("pw-Tb61ss\n")
+    settings = (
+        'deny_by_request_rate = true\nmax_requests = 3\ninterval = 600\nstore = "redis"\n'
+        'redis_failure = "closed"\n\n[redis]\n'
+        f'url = "redis://127.0.0.1:{redis_server.port}/0"\npassword_file = "redis.pw"\n'
+        "command_timeout = 0.2\nretry_min = 0.05\nretry_max = 0.2\n"
+    )
+    server = start(tmp_path / "s", settings)
+    again: RedisServer | None = None
+    try:
+        assert [status(server.port) for _ in range(4)] == [200, 200, 200, 403]
+        redis_server.kill()
+        assert [status(server.port) for _ in range(10)] == [503] * 10
+        again = RedisServer(tmp_path, redis_server.port, password="pw-Tb61ss")
+        wait_for(
+            lambda: status(server.port) == 200 and BACK in server.stderr(),
+            PATIENCE,
+            "the server using Redis again",
+        )
+        log = server.stderr()
+        assert log.count(DOWN) == 1 and log.count(BACK) == 1, log
+        assert re.search(r"refused with 503 .*redis_failure = closed", log)
+        assert "pw-Tb61ss" not in log
+        assert "deprecated" not in log
+    finally:
+        server.kill()
+        redis_server.kill()
+        if again is not None:
+            again.kill()
+
+
+def test_redis_url_is_deprecated_but_works(tmp_path: Path, redis_server: RedisServer) -> None:
+    server = start(tmp_path / "s", rate(redis_server.url, 2))
+    try:
+        assert [status(server.port) for _ in range(3)] == [200, 200, 403]
+        assert "redis_url is deprecated" in server.stderr()
+    finally:
+        server.kill()
