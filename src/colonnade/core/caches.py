@@ -9,16 +9,19 @@ one that is dropped with its application leaves by itself.
 
 from __future__ import annotations
 
+import inspect
 import weakref
+from collections.abc import Awaitable
 from typing import Protocol
 
 
 class PurgeableCache(Protocol):
     """What a registered store answers."""
 
-    def purge(self, path: str, *, prefix: bool = False) -> int:
+    def purge(self, path: str, *, prefix: bool = False) -> int | Awaitable[int]:
         """Drop the entries of URL path ``path`` (or of every path under it with
-        ``prefix``); the number dropped."""
+        ``prefix``); the number dropped (a store over the network answers with
+        an awaitable)."""
 
     def stats(self) -> dict[str, int]:
         """Counters and sizes, by name."""
@@ -39,9 +42,13 @@ def unregister(kind: str, store: PurgeableCache) -> None:
         stores.discard(store)
 
 
-def purge(kind: str, path: str, *, prefix: bool = False) -> int:
+async def purge(kind: str, path: str, *, prefix: bool = False) -> int:
     """Purge ``path`` from every store of ``kind``; the number of entries dropped."""
-    return sum(store.purge(path, prefix=prefix) for store in list(_STORES.get(kind, ())))
+    dropped = 0
+    for store in list(_STORES.get(kind, ())):
+        count = store.purge(path, prefix=prefix)
+        dropped += await count if inspect.isawaitable(count) else count
+    return dropped
 
 
 def totals() -> dict[str, dict[str, int]]:

@@ -117,9 +117,12 @@ class Worker:
         elif isinstance(message, ipc.Reload):
             self._spawn(self.reloader.reload("master: reload", message.generation or None))
         elif isinstance(message, ipc.Purge):
-            count = caches.purge(message.kind, message.path, prefix=message.prefix)
-            if self.channel is not None:
-                self.channel.send(ipc.Purged(id=message.id, count=count))
+            self._spawn(self._purge(message))
+
+    async def _purge(self, message: ipc.Purge) -> None:
+        count = await caches.purge(message.kind, message.path, prefix=message.prefix)
+        if self.channel is not None:
+            self.channel.send(ipc.Purged(id=message.id, count=count))
 
     def _on_close(self) -> None:
         if not self.stop.is_set():

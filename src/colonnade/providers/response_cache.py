@@ -136,6 +136,17 @@ class Counters:
         self.purged = 0  # dropped by a purge, an expiry or a changed file
         self.rejected = 0  # cacheable but not stored: too big, or its URL at max_variants
 
+    def as_dict(self) -> dict[str, int]:
+        """The counters by name."""
+        return {
+            "hits": self.hits,
+            "misses": self.misses,
+            "stores": self.stores,
+            "evictions": self.evictions,
+            "purged": self.purged,
+            "rejected": self.rejected,
+        }
+
 
 #: The kind tiers are registered under in :mod:`colonnade.core.caches`.
 KIND = "output_cache"
@@ -246,14 +257,4 @@ class MemoryTier:
 
     def stats(self) -> dict[str, int]:
         """The counters and the current size."""
-        c = self.counters
-        return {
-            "hits": c.hits,
-            "misses": c.misses,
-            "stores": c.stores,
-            "evictions": c.evictions,
-            "purged": c.purged,
-            "rejected": c.rejected,
-            "entries": len(self._entries),
-            "bytes": self.bytes,
-        }
+        return {**self.counters.as_dict(), "entries": len(self._entries), "bytes": self.bytes}

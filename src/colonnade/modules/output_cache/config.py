@@ -140,10 +140,15 @@ class OutputCacheSection(Section, frozen=True, dict=True):
         "max_response_size": Where.SERVER | Where.APPLICATION,
         "max_variants": Where.SERVER | Where.APPLICATION,
         "wait_timeout": Where.SERVER | Where.APPLICATION,
+        "store": Where.SERVER | Where.APPLICATION,
     }
 
     enabled: bool = True
     """Use the cache here (IIS `caching enabled`)."""
+    store: Literal["memory", "redis"] = "memory"
+    """Where entries live: `memory`, each worker's own (`max_bytes`), or
+    `redis`, the server's `[redis]`, shared by every worker and node (a purge
+    anywhere empties it for all; while Redis is down requests run uncached)."""
     policy: Policy = "dont_cache"
     """The rule for URLs no profile covers (see `profiles` for the values)."""
     duration: Seconds = 30.0

@@ -36,7 +36,8 @@ import math
 import os
 import stat
 import time
-from typing import NamedTuple
+from collections.abc import Coroutine
+from typing import Any, NamedTuple
 
 from colonnade.core.app import Application
 from colonnade.core.conditional import (
@@ -60,6 +61,7 @@ from colonnade.core.stages import Stage
 from colonnade.modules.output_cache.capture import CapturingWriter
 from colonnade.modules.output_cache.config import CacheRule, OutputCacheSection
 from colonnade.modules.output_cache.keys import base_key, full_key
+from colonnade.providers.redis import shared_redis
 from colonnade.providers.response_cache import (
     RACY_SECONDS,
     Entry,
@@ -67,6 +69,7 @@ from colonnade.providers.response_cache import (
     MemoryTier,
     stamp,
 )
+from colonnade.providers.response_cache_redis import RedisTier
 
 #: ``ctx.items`` key under which a handler lists the files (absolute paths) its
 #: response was made from, for ``until_change`` rules: an iterable of str.
@@ -124,21 +127,52 @@ class OutputCache(Module):
     def __init__(self) -> None:
         defaults = OutputCacheSection()
         self.tier = MemoryTier(defaults.max_bytes, defaults.max_variants)
+        #: The Redis tier, with ``store = "redis"`` (then the memory tier stays empty).
+        self.shared: RedisTier | None = None
+        self.counters = self.tier.counters
         self.max_response_size = defaults.max_response_size
         self.wait_timeout = defaults.wait_timeout
         self._filling: dict[bytes, _Lock] = {}
+        self._stores: set[asyncio.Task[None]] = set()
 
     def provision(self, app: Application) -> None:
-        """Size the memory tier from the application's settings."""
+        """Size the memory tier from the application's settings, or set up the
+        Redis tier (``ConfigError`` without a ``[redis]`` table)."""
         section = app.section(OutputCacheSection)
         self.tier.close()
         self.tier = MemoryTier(section.max_bytes, section.max_variants)
+        self.counters = self.tier.counters
+        if section.store == "redis":
+            self.shared = RedisTier(shared_redis(app.redis, user=self.id), section.max_variants)
+            self.counters = self.shared.counters
         self.max_response_size = section.max_response_size
         self.wait_timeout = section.wait_timeout
+
+    async def settle(self) -> None:
+        """Wait for the stores under way (into Redis) to finish."""
+        while self._stores:
+            await asyncio.gather(*self._stores, return_exceptions=True)
+
+    async def shutdown(self) -> None:
+        """Finish the stores under way; let go of Redis."""
+        await self.settle()
+        if self.shared is not None:
+            shared, self.shared = self.shared, None
+            await shared.close()
 
     def cleanup(self) -> None:
         """Free the entries."""
         self.tier.close()
+
+    async def _find(self, request: Request, base: bytes, now: float) -> tuple[Entry | None, bytes]:
+        """The entry for ``request`` (None: a miss) and its full key."""
+        shared = self.shared
+        if shared is None:
+            tier = self.tier
+            key = full_key(base, request, tier.varies(base))
+            return tier.get(key, now), key
+        entry, varies = await shared.find(base, lambda names: full_key(base, request, names), now)
+        return entry, full_key(base, request, varies)
 
     # -- RESOLVE_REQUEST_CACHE ----------------------------------------------------
 
@@ -154,13 +188,12 @@ class OutputCache(Module):
             return None
         if request.header(b"upgrade") is not None:
             return None  # a WebSocket handshake is no document
-        tier = self.tier
         base = base_key(request, rule)
-        key = full_key(base, request, tier.varies(base))
         now = time.monotonic()
-        entry = tier.get(key, now)
+        entry, key = await self._find(request, base, now)
         if entry is not None:
             return self._serve(ctx, entry)
+        counters = self.counters
         lock = self._filling.get(key)
         if lock is not None and now < lock.deadline:
             try:
@@ -168,17 +201,18 @@ class OutputCache(Module):
                     lock.event.wait(), min(self.wait_timeout, lock.deadline - now)
                 )
             except TimeoutError:
-                tier.counters.misses += 1
+                counters.misses += 1
                 return None
-            entry = tier.get(full_key(base, request, tier.varies(base)), time.monotonic())
+            entry, _ = await self._find(request, base, time.monotonic())
             if entry is not None:
                 return self._serve(ctx, entry)
-            tier.counters.misses += 1
+            counters.misses += 1
             return None  # not cacheable after all, or another variant: uncached
-        tier.counters.misses += 1
+        counters.misses += 1
         if (
             method != "GET"
-            or tier.max_bytes == 0
+            or (self.shared is None and self.tier.max_bytes == 0)
+            or (self.shared is not None and not self.shared.redis.available())
             or any(name in _NO_FILL for name, _ in request.headers)
         ):
             return None
@@ -250,29 +284,45 @@ class OutputCache(Module):
         fill = ctx.items.pop(_FILL, None)
         if fill is None:
             return
+        stored = None
         try:
             if fill.approved and ctx.error is None:
-                self._store(ctx.request, fill)
+                stored = self._store(ctx.request, fill)
         finally:
-            lock = self._filling.get(fill.key)
-            if lock is not None and lock.event is fill.lock:
-                del self._filling[fill.key]
-            fill.lock.set()
+            if stored is None:
+                self._release(fill)
+            else:
+                # Into Redis without holding up the request; the waiters are let
+                # go once it is there.
+                task = asyncio.get_running_loop().create_task(stored)
+                self._stores.add(task)
+                task.add_done_callback(lambda done: self._stored(done, fill))
 
-    def _store(self, request: Request, fill: _Fill) -> None:
+    def _stored(self, task: asyncio.Task[None], fill: _Fill) -> None:
+        self._stores.discard(task)
+        self._release(fill)
+
+    def _release(self, fill: _Fill) -> None:
+        lock = self._filling.get(fill.key)
+        if lock is not None and lock.event is fill.lock:
+            del self._filling[fill.key]
+        fill.lock.set()
+
+    def _store(self, request: Request, fill: _Fill) -> Coroutine[Any, Any, None] | None:
+        """Store what ``fill`` captured (memory), or the coroutine that stores it
+        (Redis); None when there is nothing to store."""
         capture = fill.capture
         if not capture.complete:
-            return
-        tier = self.tier
+            return None
         if capture.spoiled:
-            tier.counters.rejected += 1
-            return
+            self.counters.rejected += 1
+            return None
         rule = fill.rule
         if capture.status not in rule.statuses:
-            return  # replaced on the way out (an error page)
+            return None  # replaced on the way out (an error page)
         verdict = storable(capture.headers, rule)
         if verdict is None:
-            return
+            return None
         ttl, varies = verdict
         now_ns = time.time_ns()
         if any(f.racy(now_ns) for f in fill.files):
@@ -287,7 +337,17 @@ class OutputCache(Module):
             expires=time.monotonic() + ttl,
             files=fill.files,
         )
-        tier.put(fill.base, varies, full_key(fill.base, request, varies), entry)
+        key = full_key(fill.base, request, varies)
+        if self.shared is not None:
+            return self._put_shared(self.shared, fill.base, varies, key, entry)
+        self.tier.put(fill.base, varies, key, entry)
+        return None
+
+    @staticmethod
+    async def _put_shared(
+        shared: RedisTier, base: bytes, varies: tuple[bytes, ...], key: bytes, entry: Entry
+    ) -> None:
+        await shared.put(base, varies, key, entry)
 
 
 def _authenticated(ctx: Context) -> bool:
