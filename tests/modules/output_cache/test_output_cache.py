@@ -85,7 +85,28 @@ class FakeAuth(Module):
             ctx.user = Principal(name.decode(), "test")
 
 
-MODULES = ["test.fakeauth", "cache.output", "test.app", "http.compression", "handler.static"]
+class FakeRewrite(Module):
+    """``/lang/xx/rest`` → ``/rest`` with ``Accept-Language: xx`` (a rewrite rule
+    that sets a server variable)."""
+
+    id = "test.fakerewrite"
+
+    @hook(Stage.BEGIN_REQUEST)
+    def rewrite(self, ctx: Context) -> None:
+        parts = ctx.request.path.split("/", 3)
+        if len(parts) == 4 and parts[1] == "lang":
+            ctx.request.headers.append((b"accept-language", parts[2].encode()))
+            ctx.remap("/" + parts[3])
+
+
+MODULES = [
+    "test.fakerewrite",
+    "test.fakeauth",
+    "cache.output",
+    "test.app",
+    "http.compression",
+    "handler.static",
+]
 
 
 @pytest.fixture
@@ -119,7 +140,7 @@ def serve(root: Path) -> Iterator[Any]:
     clients: list[Client] = []
 
     def make(**cache: Any) -> Client:
-        engine = build_engine(config(root, **cache), modules=[App, FakeAuth])
+        engine = build_engine(config(root, **cache), modules=[App, FakeAuth, FakeRewrite])
         client = Client(engine).__enter__()
         clients.append(client)
         return client
@@ -206,6 +227,17 @@ def test_the_applications_vary_is_honoured(client: Client) -> None:
         en.body
     )
     assert App.calls == 2
+
+
+def test_rewritten_urls_keep_their_own_entries(client: Client) -> None:
+    de = client.get("/lang/de/app")
+    fr = client.get("/lang/fr/app")
+    assert b"lang=de" in de.body and b"lang=fr" in fr.body
+    assert client.get("/lang/de/app").body == de.body
+    assert App.calls == 2
+    # Purged by the URL the client asked for.
+    assert cache_of(client).tier.purge("/lang/de/app") == 1
+    assert cache_of(client).tier.purge("/app") == 0
 
 
 def test_vary_star_is_never_cached(client: Client) -> None:

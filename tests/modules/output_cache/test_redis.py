@@ -23,7 +23,13 @@ from colonnade.testing.client import TestResponse
 from tests.e2e.conftest import LiveServer
 from tests.hosting.support import live, site_config
 from tests.modules.output_cache import apps
-from tests.modules.output_cache.test_output_cache import App, FakeAuth, cache_of, config
+from tests.modules.output_cache.test_output_cache import (
+    App,
+    FakeAuth,
+    FakeRewrite,
+    cache_of,
+    config,
+)
 from tests.modules.output_cache.test_output_cache import root as root
 from tests.pools.conftest import MODULES, Master, free_port, server_toml
 from tests.support.redis import RedisServer
@@ -197,7 +203,7 @@ def shared(root: Path, redis_server: RedisServer) -> Iterator[Any]:
         # Each engine its own client (a [redis] table of its own): one process's
         # client serves one event loop, and each in-process engine runs its own.
         settings["redis"] = {**redis_table(redis_server), "pool_size": 10 + len(clients)}
-        client = Client(build_engine(settings, modules=[App, FakeAuth])).__enter__()
+        client = Client(build_engine(settings, modules=[App, FakeAuth, FakeRewrite])).__enter__()
         clients.append(client)
         return client
 
@@ -273,11 +279,11 @@ def serve_down(root: Path) -> Iterator[Client]:
     settings = config(root, store="redis")
     settings["redis"] = {"url": f"redis://127.0.0.1:{free_port()}/0", "connect_timeout": 0.5}
     App.calls = 0
-    with Client(build_engine(settings, modules=[App, FakeAuth])) as client:
+    with Client(build_engine(settings, modules=[App, FakeAuth, FakeRewrite])) as client:
         yield client
 
 
 def test_store_redis_needs_a_redis_table(root: Path) -> None:
-    engine = build_engine(config(root, store="redis"), modules=[App, FakeAuth])
+    engine = build_engine(config(root, store="redis"), modules=[App, FakeAuth, FakeRewrite])
     with pytest.raises(ConfigError, match=r"\[redis\] table"), Client(engine):
         pass

@@ -1,7 +1,8 @@
 """Cache keys: fixed-size digests of what a request varies on.
 
 A key is built in two halves. The *base* key covers what is known before any
-response exists: scheme, host, URL path, the query string (all of it, the
+response exists: scheme, host, URL path (as served and, after a rewrite, as
+asked for), the query string (all of it, the
 listed keys, or none: the rule's ``vary_by_query_string``), the rule's
 ``vary_by_headers`` and ``Accept-Encoding``. The *full* key adds the values of
 the request headers a stored response named in its own ``Vary`` (the tier
@@ -76,6 +77,10 @@ def base_key(request: Request, rule: CacheRule) -> bytes:
     _add(digest, request.scheme.encode("latin-1", "replace"))
     _add(digest, request.host.lower().encode("utf-8", "surrogateescape"))
     _add(digest, request.path.encode("utf-8", "surrogateescape"))
+    # The URL the client asked for as well: a rewrite that sends /de/x and /fr/x
+    # to /x may have set a header (a server variable) the response depends on.
+    original = request.original_path
+    _add(digest, b"" if original == request.path else original.encode("utf-8", "surrogateescape"))
     # HTTP/1.0 clients may be answered otherwise (no compression by default).
     _add(digest, b"1.0" if request.version == "1.0" else b"")
     _add(digest, _query(request.query, rule.query_keys))

@@ -220,7 +220,7 @@ class OutputCache(Module):
         self._filling[key] = _Lock(event, now + self.wait_timeout)
         capture = CapturingWriter(ctx.writer, self.max_response_size)
         ctx.writer = capture
-        ctx.items[_FILL] = _Fill(base, key, request.path, rule, event, capture)
+        ctx.items[_FILL] = _Fill(base, key, request.original_path, rule, event, capture)
         return None
 
     def _serve(self, ctx: Context, entry: Entry) -> Outcome:
