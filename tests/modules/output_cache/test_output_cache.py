@@ -532,3 +532,15 @@ def test_profiles_win_and_disable_cache_forbids(serve: Any) -> None:
 def test_bad_settings_are_refused(bad: dict[str, Any]) -> None:
     with pytest.raises((msgspec.ValidationError, ValueError, ConfigError)):
         decode_section(OutputCacheSection, bad)
+
+
+def test_fill_locks_left_behind_are_swept(client: Client) -> None:
+    from colonnade.modules.output_cache import module as oc
+
+    cache = cache_of(client)
+    gone = asyncio.Event()
+    for i in range(oc.MAX_FILLING):
+        cache._filling[b"%016d" % i] = oc._Lock(gone, time.monotonic() - 1)
+    client.get("/app")
+    assert len(cache._filling) == 0  # swept, and the new fill released its own
+    assert client.get("/app").header("age") is not None

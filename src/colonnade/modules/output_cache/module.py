@@ -85,6 +85,9 @@ _NOT_STORED = frozenset(
 #: Request headers that make a request unfit to fill an entry: its answer is
 #: not the whole representation (or not a plain response at all).
 _NO_FILL = FIELDS | {b"content-length", b"transfer-encoding"}
+#: Fill locks held at once past which expired ones are swept.
+MAX_FILLING = 4096
+
 #: More names than this in a response's Vary and it is not cached.
 MAX_VARY = 16
 
@@ -217,7 +220,13 @@ class OutputCache(Module):
         ):
             return None
         event = asyncio.Event()
-        self._filling[key] = _Lock(event, now + self.wait_timeout)
+        filling = self._filling
+        if len(filling) >= MAX_FILLING:
+            # Locks whose filler never reached END_REQUEST (its task was
+            # cancelled) are past their deadline: forget them.
+            for stale in [k for k, held in filling.items() if held.deadline <= now]:
+                del filling[stale]
+        filling[key] = _Lock(event, now + self.wait_timeout)
         capture = CapturingWriter(ctx.writer, self.max_response_size)
         ctx.writer = capture
         ctx.items[_FILL] = _Fill(base, key, request.original_path, rule, event, capture)
