@@ -120,3 +120,19 @@ def test_an_application_names_the_files_its_page_came_from(
         template.write_text("template 2")
         assert http.get(target).text == "template 2"
     assert apps.CALLS["/page.tpl"] == 2
+
+
+def test_hits_over_http2(server: LiveServer) -> None:
+    target = url(server, "/app/h2")
+    with httpx.Client(http1=False, http2=True) as http:
+        first = http.get(target, headers={"accept-encoding": "gzip"})
+        assert first.http_version == "HTTP/2" and "age" not in first.headers
+        hit = http.get(target, headers={"accept-encoding": "gzip"})
+        assert hit.http_version == "HTTP/2" and "age" in hit.headers
+        assert hit.headers["content-encoding"] == "gzip" and hit.content == first.content
+        head = http.head(target, headers={"accept-encoding": "gzip"})
+        assert head.status_code == 200 and head.content == b"" and "age" in head.headers
+        etag = first.headers["etag"]
+        cond = http.get(target, headers={"accept-encoding": "gzip", "if-none-match": etag})
+        assert cond.status_code == 304
+    assert apps.CALLS["/h2"] == 1
