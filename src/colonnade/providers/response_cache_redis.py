@@ -29,7 +29,6 @@ logs an outage once and fails calls at once while it lasts.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -38,7 +37,7 @@ import msgspec
 
 from colonnade.core import caches
 from colonnade.providers.redis import RedisUnavailableError, SharedRedis
-from colonnade.providers.response_cache import KIND, Counters, Entry, FileStamp
+from colonnade.providers.response_cache import KIND, Counters, Entry, FileStamp, unchanged
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -117,7 +116,7 @@ class RedisTier:
         except (msgspec.DecodeError, TypeError, ValueError):
             self.counters.purged += 1  # unreadable: dropped like an expired one
             return None
-        if now >= entry.expires or not _same_files(entry.files):
+        if now >= entry.expires or not unchanged(entry.files):
             self.counters.purged += 1
             return None
         return entry
@@ -230,17 +229,6 @@ def _names(raw: bytes | None) -> tuple[bytes, ...]:
         return ()
     # At most what a store writes (MAX_VARY names); more is not ours: ignored.
     return tuple(n for n in raw.split(b",")[:16] if n)
-
-
-def _same_files(files: tuple[FileStamp, ...]) -> bool:
-    for old in files:
-        try:
-            st = os.stat(old.path)
-        except (OSError, ValueError):
-            return False
-        if st.st_mtime_ns != old.mtime_ns or st.st_size != old.size:
-            return False
-    return True
 
 
 def _purge_url(url_key: bytes) -> Callable[[Redis], Awaitable[int]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -287,3 +288,32 @@ def test_store_redis_needs_a_redis_table(root: Path) -> None:
     engine = build_engine(config(root, store="redis"), modules=[App, FakeAuth, FakeRewrite])
     with pytest.raises(ConfigError, match=r"\[redis\] table"), Client(engine):
         pass
+
+
+def flush(server: RedisServer) -> None:
+    raw = redis.Redis.from_url(server.url)
+    try:
+        raw.flushdb()
+    finally:
+        raw.close()
+
+
+def test_a_memory_copy_spares_the_round_trip(shared: Any, redis_server: RedisServer) -> None:
+    near = shared(memory_seconds=60)
+    get(near, "/app")
+    assert get(near, "/app").header("age") is not None
+    flush(redis_server)  # gone from Redis: the worker's copy still answers
+    assert get(near, "/app").header("age") is not None
+    assert App.calls == 1
+    plain = shared()  # memory_seconds = 0: every lookup asks Redis
+    get(plain, "/app")
+    flush(redis_server)
+    assert get(plain, "/app").header("age") is None
+    assert App.calls == 3
+
+
+def test_the_memory_copy_lives_memory_seconds_at_most(shared: Any) -> None:
+    client = shared(memory_seconds=1)
+    get(client, "/app")
+    (entry,) = cache_of(client).tier._entries.values()
+    assert entry.expires - time.monotonic() <= 1.0

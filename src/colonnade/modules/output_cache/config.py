@@ -141,6 +141,7 @@ class OutputCacheSection(Section, frozen=True, dict=True):
         "max_variants": Where.SERVER | Where.APPLICATION,
         "wait_timeout": Where.SERVER | Where.APPLICATION,
         "store": Where.SERVER | Where.APPLICATION,
+        "memory_seconds": Where.SERVER | Where.APPLICATION,
     }
 
     enabled: bool = True
@@ -181,6 +182,12 @@ class OutputCacheSection(Section, frozen=True, dict=True):
     """Cached copies one URL path may have (across query strings and varying
     headers). Once reached, further variants are served uncached, so hostile
     query strings or headers cannot grow the cache or push the others out."""
+    memory_seconds: Annotated[float, Meta(ge=0, le=3600)] = 0.0
+    """With `store = "redis"`: also keep what a worker reads from or writes to
+    Redis in its own memory for this many seconds (within `max_bytes`), so that
+    most hits need no round trip. The price: a purge made on another node (or
+    an entry replaced there) reaches this worker's copy only when it expires.
+    0 (the default): every lookup asks Redis."""
     wait_timeout: Annotated[float, Meta(ge=0, le=600)] = 10.0
     """Seconds a request waits for another one filling the same entry before
     it runs uncached itself."""

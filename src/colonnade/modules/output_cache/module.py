@@ -32,6 +32,7 @@ How this works:
 from __future__ import annotations
 
 import asyncio
+import copy
 import math
 import os
 import stat
@@ -133,6 +134,7 @@ class OutputCache(Module):
         #: The Redis tier, with ``store = "redis"`` (then the memory tier stays empty).
         self.shared: RedisTier | None = None
         self.counters = self.tier.counters
+        self.memory_seconds = 0.0  # with Redis: how long the memory tier keeps a copy
         self.max_response_size = defaults.max_response_size
         self.wait_timeout = defaults.wait_timeout
         self._filling: dict[bytes, _Lock] = {}
@@ -148,6 +150,7 @@ class OutputCache(Module):
         if section.store == "redis":
             self.shared = RedisTier(shared_redis(app.redis, user=self.id), section.max_variants)
             self.counters = self.shared.counters
+        self.memory_seconds = section.memory_seconds if self.shared is not None else 0.0
         self.max_response_size = section.max_response_size
         self.wait_timeout = section.wait_timeout
 
@@ -169,13 +172,28 @@ class OutputCache(Module):
 
     async def _find(self, request: Request, base: bytes, now: float) -> tuple[Entry | None, bytes]:
         """The entry for ``request`` (None: a miss) and its full key."""
+        tier = self.tier
         shared = self.shared
-        if shared is None:
-            tier = self.tier
+        if shared is None or self.memory_seconds:
             key = full_key(base, request, tier.varies(base))
-            return tier.get(key, now), key
+            entry = tier.get(key, now)
+            if shared is None or entry is not None:
+                return entry, key
+        assert shared is not None
         entry, varies = await shared.find(base, lambda names: full_key(base, request, names), now)
-        return entry, full_key(base, request, varies)
+        key = full_key(base, request, varies)
+        if entry is not None and self.memory_seconds:
+            self._keep(base, varies, key, entry, now)
+        return entry, key
+
+    def _keep(
+        self, base: bytes, varies: tuple[bytes, ...], key: bytes, entry: Entry, now: float
+    ) -> None:
+        """A copy of a Redis entry in this worker's memory, for ``memory_seconds``
+        at most (the Redis entry keeps its own deadline)."""
+        local = copy.copy(entry)
+        local.expires = min(entry.expires, now + self.memory_seconds)
+        self.tier.put(base, varies, key, local)
 
     # -- RESOLVE_REQUEST_CACHE ----------------------------------------------------
 
@@ -352,11 +370,11 @@ class OutputCache(Module):
         self.tier.put(fill.base, varies, key, entry)
         return None
 
-    @staticmethod
     async def _put_shared(
-        shared: RedisTier, base: bytes, varies: tuple[bytes, ...], key: bytes, entry: Entry
+        self, shared: RedisTier, base: bytes, varies: tuple[bytes, ...], key: bytes, entry: Entry
     ) -> None:
-        await shared.put(base, varies, key, entry)
+        if await shared.put(base, varies, key, entry) and self.memory_seconds:
+            self._keep(base, varies, key, entry, time.monotonic())
 
 
 def _authenticated(ctx: Context) -> bool:
