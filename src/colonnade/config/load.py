@@ -14,7 +14,7 @@ from colonnade.errors import ConfigError, combined, each_error
 
 __all__ = ["embedded_default", "from_dict", "load_file", "locate"]
 
-_OWN_KEYS = {"server", "pools", "sites", "handlers", "locations", "lock"}
+_OWN_KEYS = {"server", "pools", "sites", "handlers", "locations", "lock", "redis"}
 
 
 def load_file(path: str) -> ServerConfig:
@@ -69,6 +69,11 @@ def _decode(data: dict[str, Any], source: str, base_dir: str) -> ServerConfig:
     config.base_dir = base_dir
     config.sites = [_absolute(site, base_dir) for site in config.sites]
     _absolute_files(config.server.tls, base_dir)
+    if config.redis is not None:
+        for name in ("password_file", "tls_ca", "tls_certificate", "tls_key"):
+            value = getattr(config.redis, name)
+            if value is not None:
+                setattr(config.redis, name, os.path.normpath(os.path.join(base_dir, value)))
     for name, pool in config.pools.items():
         pool.writable = [os.path.normpath(os.path.join(base_dir, p)) for p in pool.writable]
         for i, folder in enumerate(pool.writable):

@@ -237,6 +237,77 @@ class ServerSettings(_Strict):
     tls: TlsSettings = msgspec.field(default_factory=TlsSettings)
 
 
+class RedisSettings(_Strict):
+    """``[redis]``: the one Redis every module that shares state uses (session
+    state, the output cache's shared tier, dynamic IP restrictions' counters).
+
+    Each worker process opens one connection pool, on its event loop at the
+    first use, and closes it when it stops. While Redis cannot be reached,
+    modules are told at once (no per-request wait beyond the first) and decide
+    what to do; the server logs one line when it goes away and one when it is
+    back, and retries with a growing back-off (``retry_min`` to ``retry_max``).
+    See [Redis](redis.md).
+    """
+
+    url: Annotated[
+        str,
+        Meta(
+            pattern=r"^(redis|rediss|unix)://",
+            min_length=9,
+            description="a redis://, rediss:// or unix:// URL",
+        ),
+    ] = "redis://127.0.0.1:6379/0"
+    """Where Redis is: ``"redis://host:6379/0"``, ``"rediss://host:6380/0"``
+    (TLS), ``"unix:///run/redis/redis.sock?db=0"``. A user name may be in it
+    (``redis://user@host``); give the password with ``password_file`` or
+    ``password_env`` (one in the URL works, and is never logged or shown, but
+    then it sits in the configuration file)."""
+    password_file: str | None = None
+    """A file holding the password (its first line; relative to the server file).
+    Read when the configuration is loaded; never logged."""
+    password_env: EnvName | None = None
+    """An environment variable holding the password."""
+    tls_ca: str | None = None
+    """``rediss://``: the CA certificates (PEM) the server's certificate must
+    chain to (default: the system's)."""
+    tls_certificate: str | None = None
+    """``rediss://``: a client certificate (PEM) to present, for a Redis that
+    requires one (``tls-auth-clients``); it may hold the key too."""
+    tls_key: str | None = None
+    """``rediss://``: the client certificate's private key, when not in the same file."""
+    tls_check_hostname: bool = True
+    """``rediss://``: check that the server's certificate names the URL's host."""
+    pool_size: Annotated[int, Meta(ge=1, le=10_000)] = 32
+    """Connections per worker process at most; a command waits up to
+    ``connect_timeout`` for a free one."""
+    connect_timeout: Annotated[float, Meta(gt=0, le=60)] = 1.0
+    """Seconds to connect (and to wait for a free pooled connection)."""
+    command_timeout: Annotated[float, Meta(gt=0, le=60)] = 0.5
+    """Seconds to wait for an answer before Redis counts as unreachable."""
+    retry_min: Annotated[float, Meta(gt=0, le=3600)] = 0.5
+    """After a failure, Redis is not asked again for this many seconds (modules
+    are told it is unavailable at once); doubled after each failed retry..."""
+    retry_max: Annotated[float, Meta(gt=0, le=3600)] = 10.0
+    """...up to this many seconds."""
+    key_prefix: Annotated[str, Meta(max_length=100)] = "colonnade:"
+    """Prefix of every key the modules write (each adds its own part after it):
+    change it to share one Redis database between several farms."""
+
+    def __post_init__(self) -> None:
+        scheme = self.url.partition("://")[0]
+        tls = ("tls_ca", "tls_certificate", "tls_key")
+        if scheme != "rediss":
+            for name in tls:
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name}: only for a rediss:// URL")
+        if self.tls_key is not None and self.tls_certificate is None:
+            raise ValueError("tls_key: needs tls_certificate")
+        if self.password_file is not None and self.password_env is not None:
+            raise ValueError("password_file and password_env: give one of them")
+        if self.retry_max < self.retry_min:
+            raise ValueError("retry_max: less than retry_min")
+
+
 #: A duration in seconds where 0 is allowed (it turns the timer or trigger off).
 Duration = Annotated[float, Meta(ge=0, le=31_536_000)]
 #: A time of day, ``"HH:MM"`` or ``"HH:MM:SS"`` (local time).
@@ -507,6 +578,8 @@ class ServerConfig(_Strict):
     # Sections ``web.toml`` files may not override ("deny"), or may although the
     # section is locked by default ("allow"); keys are section names or dotted keys.
     lock: dict[str, Literal["allow", "deny"]] = msgspec.field(default_factory=dict)
+    #: The ``[redis]`` table (None: the file has none, and no module may use Redis).
+    redis: RedisSettings | None = None
     # Section tables of modules, keyed by section name; checked by the engine
     # against the enabled modules' section types.
     sections: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)

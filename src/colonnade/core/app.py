@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from colonnade.config.schema import RedisSettings
 from colonnade.config.sections import Raw, Section, SectionSet, merge_into
 from colonnade.core.urlpath import covers, normalize
 from colonnade.errors import ConfigError, HttpError
@@ -82,8 +83,12 @@ class Application:
         pool: str = "default",
         python: PythonApp | None = None,
         https_port: int | None = None,
+        redis: RedisSettings | None = None,
     ) -> None:
         self.site = site
+        #: The server's ``[redis]`` settings (None: it has none): what
+        #: ``colonnade.providers.redis.shared_redis`` connects with.
+        self.redis = redis
         #: The port of the site's first ``https://`` binding (None: it has none):
         #: where a redirect to HTTPS goes.
         self.https_port = https_port

@@ -166,3 +166,29 @@ def method_not_allowed(allowed: Iterable[str]) -> HttpError:
     Raise it: ``raise method_not_allowed(handler.verbs)``.
     """
     return HttpError(405, 0, headers=[(b"allow", ", ".join(sorted(allowed)).encode())])
+
+
+_COOKIE_BREAKS = b"; \t"
+
+
+def cookie_values(
+    headers: Iterable[tuple[bytes, bytes]], name_eq: bytes, limit: int
+) -> list[bytes]:
+    """The values of the cookies ``name_eq`` (``b"name="``) names in the request's
+    ``Cookie`` headers, in order, ``limit`` at most (a client may send several
+    cookies of one name: for other paths or domains, or forged)."""
+    found: list[bytes] = []
+    for key, value in headers:
+        if key != b"cookie":
+            continue
+        at = value.find(name_eq)
+        while at != -1:
+            # A whole cookie name: at the start, or after "; " (or a bare ";").
+            if at == 0 or value[at - 1] in _COOKIE_BREAKS:
+                start = at + len(name_eq)
+                end = value.find(b";", start)
+                found.append(value[start : end if end != -1 else len(value)].strip())
+                if len(found) == limit:
+                    return found
+            at = value.find(name_eq, at + 1)
+    return found

@@ -141,3 +141,14 @@ def _merge_vary(values: list[bytes]) -> bytes:
                 seen.add(lower)
                 kept.append(token)
     return b", ".join(kept)
+
+
+def keep_private(response: Response) -> None:
+    """Keep a response that carries one user's cookie (a ticket, a session id)
+    out of shared caches: ``Cache-Control: private`` added unless it says
+    ``private`` or ``no-store`` already (ASP.NET marks such responses too)."""
+    found = response.header(b"cache-control")
+    if found is None:
+        response.headers.append((b"cache-control", b"private"))
+    elif b"private" not in found and b"no-store" not in found:
+        response.set_header(b"cache-control", found + b", private")

@@ -579,6 +579,7 @@ class Builder:
                         pool=spec.pool,
                         python=spec.python,
                         https_port=self._https_port(site),
+                        redis=self.config.redis,
                     )
                     errors = self._effective_errors(app, self._section_types(root_dir, spec))
                 except ConfigError as exc:
@@ -746,6 +747,7 @@ class Builder:
                 app.python,
                 app.root,
                 app.https_port,
+                app.redis,
                 app.virtual_directories,
                 [vdir.path for _, vdir in self._vdirs_inside(app)],
                 [(lvl.path, lvl.raw, lvl.source, str(lvl.broken or "")) for lvl in app.levels],

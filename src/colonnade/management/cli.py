@@ -141,6 +141,17 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("pool", help="pool name")
     reload = sub.add_parser("reload", help="make the running master re-read its configuration")
     control_args(reload)
+    cache = sub.add_parser("cache", help="the output cache of the running master's workers")
+    cache_sub = cache.add_subparsers(dest="cache_command", required=True)
+    purge = cache_sub.add_parser("purge", help="drop the cached responses of a URL path")
+    control_args(purge)
+    purge.add_argument("url", help="URL path (every query string and variant of it goes)")
+    purge.add_argument(
+        "--prefix", action="store_true", help="every path starting with URL (/news/ purges /news/*)"
+    )
+    stats = cache_sub.add_parser("stats", help="hits, misses, entries, bytes, evictions")
+    control_args(stats)
+    stats.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
@@ -405,6 +416,20 @@ def cmd_reload(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    """``colonnade cache purge URL [--prefix]`` and ``colonnade cache stats``."""
+    control = _control(args)
+    if args.cache_command == "purge":
+        url = args.url
+        if "://" in url:  # a whole URL pasted: its path is what is purged
+            url = "/" + url.split("://", 1)[1].partition("/")[2]
+        print(operations.purge_cache(control, url.partition("?")[0], prefix=args.prefix))
+        return 0
+    totals = operations.cache_stats(operations.pools(control))
+    print(json.dumps(totals, indent=2) if args.json else operations.format_cache_stats(totals))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``colonnade`` console script."""
     args = _parser().parse_args(argv)
@@ -418,6 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "stop": cmd_pool_action,
         "start": cmd_pool_action,
         "reload": cmd_reload,
+        "cache": cmd_cache,
     }
     try:
         return commands[args.command](args)

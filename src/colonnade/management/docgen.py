@@ -42,6 +42,7 @@ _TOP = (
         "own; `passphrase_*` unlock their keys. See [TLS](tls.md).",
     ),
     ("[[handlers]]", schema.HandlerMapping, ""),
+    ("[redis]", schema.RedisSettings, ""),
 )
 
 

@@ -21,13 +21,18 @@ class ControlError(ColonnadeError):
     """The master could not be reached, or refused the command."""
 
 
-def call(path: str, op: str, pool: str | None = None, *, timeout: float = 10.0) -> dict[str, Any]:
-    """Send one command to the master listening on ``path``; its reply."""
-    request = {"op": op} if pool is None else {"op": op, "pool": pool}
+def call(
+    control: str, op: str, pool: str | None = None, *, timeout: float = 10.0, **fields: Any
+) -> dict[str, Any]:
+    """Send one command (``op`` and its ``fields``) to the master listening on
+    the socket ``control``; its reply."""
+    request: dict[str, Any] = {"op": op, **fields}
+    if pool is not None:
+        request["pool"] = pool
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
-            sock.connect(path)
+            sock.connect(control)
             sock.sendall(json.dumps(request).encode() + b"\n")
             data = b""
             while not data.endswith(b"\n"):
@@ -36,13 +41,13 @@ def call(path: str, op: str, pool: str | None = None, *, timeout: float = 10.0) 
                     break
                 data += chunk
     except FileNotFoundError:
-        raise ControlError(f"no master is running (no control socket at {path})") from None
+        raise ControlError(f"no master is running (no control socket at {control})") from None
     except OSError as exc:
-        raise ControlError(f"cannot talk to the master at {path}: {exc}") from None
+        raise ControlError(f"cannot talk to the master at {control}: {exc}") from None
     try:
         reply: dict[str, Any] = json.loads(data)
     except ValueError:
-        raise ControlError(f"the master at {path} closed the connection") from None
+        raise ControlError(f"the master at {control} closed the connection") from None
     if not reply.get("ok"):
         raise ControlError(str(reply.get("error", "the master refused the command")))
     return reply
@@ -82,6 +87,40 @@ def start(path: str, pool: str) -> str:
 def reload(path: str) -> str:
     """Re-read the server configuration (what SIGHUP does)."""
     return str(call(path, "reload")["message"])
+
+
+def purge_cache(control: str, url_path: str, *, prefix: bool = False) -> str:
+    """Drop the output cache's entries of ``url_path`` (every query string and
+    variant), or of every path under it, in every worker of every pool."""
+    return str(call(control, "purge", path=url_path, prefix=prefix)["message"])
+
+
+def cache_stats(status: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """The cache counters of every worker in ``status`` (:func:`pools`), added up by kind."""
+    out: dict[str, dict[str, int]] = {}
+    for pool in status["pools"]:
+        for worker in pool["workers"]:
+            for kind, counters in worker.get("caches", {}).items():
+                summed = out.setdefault(kind, {})
+                for name, value in counters.items():
+                    summed[name] = summed.get(name, 0) + value
+    return out
+
+
+def format_cache_stats(totals: dict[str, dict[str, int]]) -> str:
+    """``colonnade cache stats`` as text: one line per kind of cache."""
+    if not totals:
+        return "no worker reports a cache (is cache.output enabled, and have workers started?)"
+    lines = []
+    for kind, counters in sorted(totals.items()):
+        looked = counters.get("hits", 0) + counters.get("misses", 0)
+        ratio = f"{100 * counters.get('hits', 0) / looked:.1f}%" if looked else "-"
+        parts = ", ".join(
+            f"{name} {_size(value) if name == 'bytes' else value}"
+            for name, value in counters.items()
+        )
+        lines.append(f"{kind}: hit ratio {ratio}; {parts}")
+    return "\n".join(lines)
 
 
 def _size(n: int) -> str:

@@ -35,4 +35,5 @@ BUILTIN: tuple[tuple[str, str], ...] = (
     ("handler.fastcgi", "colonnade.handlers.fastcgi.handler:FastCgiHandler"),
     ("handler.cgi", "colonnade.handlers.cgi.handler:CgiHandler"),
     ("rewrite", "colonnade.modules.rewrite.module:UrlRewrite"),
+    ("cache.output", "colonnade.modules.output_cache.module:OutputCache"),
 )

@@ -1,4 +1,4 @@
-"""The control-socket commands: ``colonnade pools|recycle|stop|start|reload``.
+"""The control-socket commands: ``colonnade pools|recycle|stop|start|reload|cache purge``.
 
 ``control.py`` reads a command from an authorised client and writes back what
 :func:`execute` returns; ``management/operations.py`` is the client side.
@@ -34,6 +34,8 @@ async def execute(master: Master, command: Command) -> dict[str, Any]:
             },
             "pools": [pool.describe() for pool in master.pools.values()],
         }
+    if command.op == "purge":
+        return await _purge(master, command)
     if command.op == "reload":
         if await master.reload("command"):
             return {"ok": True, "message": "configuration reloaded"}
@@ -52,3 +54,29 @@ async def execute(master: Master, command: Command) -> dict[str, Any]:
     if not master.start_pool(found):
         return {"ok": False, "error": f"pool {found.name} stays stopped: {found.reason}"}
     return {"ok": True, "message": f"pool {found.name} started"}
+
+
+#: The longest URL path a purge names (a request line is bounded as well).
+MAX_PURGE_PATH = 8192
+
+
+async def _purge(master: Master, command: Command) -> dict[str, Any]:
+    """``colonnade cache purge``: every worker drops the output cache entries of a
+    URL path (every query string and variant), or of every path under a prefix."""
+    path = command.path
+    if not path or not path.startswith("/") or len(path) > MAX_PURGE_PATH:
+        return {"ok": False, "error": "purge needs a URL path starting with /"}
+    asked, answered, purged = await master.workers.purge(
+        "output_cache", path, prefix=command.prefix
+    )
+    what = f"paths under {path}" if command.prefix else path
+    message = f"purged {purged} cached response(s) of {what} in {answered} worker(s)"
+    if answered < asked:
+        message += f" ({asked - answered} did not answer in time)"
+    return {
+        "ok": True,
+        "message": message,
+        "purged": purged,
+        "workers": answered,
+        "unanswered": asked - answered,
+    }

@@ -9,6 +9,8 @@ checked with ``SO_PEERCRED``. One JSON object per line each way::
     → {"op": "pools"}                     ← {"ok": true, "pools": [...], "master": {...}}
     → {"op": "recycle", "pool": "api"}    ← {"ok": true, "message": "..."}
     → {"op": "stop" | "start", "pool": "api"}
+    → {"op": "purge", "path": "/news/", "prefix": true}
+                                          ← {"ok": true, "message": "...", "purged": 3, ...}
     ← {"ok": false, "error": "no pool named 'x'"}
 """
 
@@ -40,8 +42,11 @@ MAX_LINE = 64 * 1024
 class Command(msgspec.Struct, forbid_unknown_fields=True):
     """One request on the control socket."""
 
-    op: Literal["pools", "recycle", "stop", "start", "reload"]
+    op: Literal["pools", "recycle", "stop", "start", "reload", "purge"]
     pool: str | None = None
+    #: ``purge``: the URL path to purge, and whether every path under it goes too.
+    path: str | None = None
+    prefix: bool = False
 
 
 def default_path() -> str:

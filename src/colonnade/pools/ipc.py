@@ -113,6 +113,8 @@ class Stats(msgspec.Struct, tag="stats", kw_only=True):
     #: HTTP/2 connections ended for the client's fault, by cause
     #: (``ServerState.http2_errors``).
     http2_errors: dict[str, int] = msgspec.field(default_factory=dict)
+    #: The counters of the worker's caches, by kind (``colonnade.core.caches``).
+    caches: dict[str, dict[str, int]] = msgspec.field(default_factory=dict)
 
 
 class RequestLimit(msgspec.Struct, tag="request-limit", kw_only=True):
@@ -131,6 +133,23 @@ class Pong(msgspec.Struct, tag="pong", kw_only=True):
     stats: Stats
 
 
+class Purge(msgspec.Struct, tag="purge", kw_only=True):
+    """Master → worker: drop the cached entries of URL path ``path`` (or of every
+    path under it with ``prefix``) from the caches of ``kind``; answer :class:`Purged`."""
+
+    id: int
+    kind: str
+    path: str
+    prefix: bool = False
+
+
+class Purged(msgspec.Struct, tag="purged", kw_only=True):
+    """Worker → master: the answer to :class:`Purge`: how many entries went."""
+
+    id: int
+    count: int
+
+
 class Handoff(msgspec.Struct, tag="handoff", kw_only=True):
     """Worker → master: a connection for ``pool`` (fd attached; payload: bytes read).
 
@@ -144,7 +163,19 @@ class Handoff(msgspec.Struct, tag="handoff", kw_only=True):
 
 
 Message = (
-    Start | Ping | Adopt | Drain | Reload | Ready | Failed | Stats | Pong | RequestLimit | Handoff
+    Start
+    | Ping
+    | Adopt
+    | Drain
+    | Reload
+    | Ready
+    | Failed
+    | Stats
+    | Pong
+    | RequestLimit
+    | Handoff
+    | Purge
+    | Purged
 )
 
 _encoder = msgspec.json.Encoder()

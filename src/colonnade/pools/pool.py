@@ -62,6 +62,7 @@ class WorkerProcess:
         self.active = 0
         self.connections = 0
         self.http2_errors: dict[str, int] = {}
+        self.caches: dict[str, dict[str, int]] = {}
         self.rss = 0
         self.private = 0
         self.memory_read = 0.0
@@ -90,6 +91,7 @@ class WorkerProcess:
             "active": self.active,
             "connections": self.connections,
             "http2_errors": self.http2_errors,
+            "caches": self.caches,
             "rss": self.rss,
             "private": self.private,
             "generation": self.generation,

@@ -24,7 +24,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from colonnade.config.schema import ServerConfig
-from colonnade.core import shared
+from colonnade.core import caches, shared
 from colonnade.core.registry import Registry
 from colonnade.engine import Engine
 from colonnade.errors import ConfigError, ModuleError
@@ -116,6 +116,13 @@ class Worker:
             self.stop.set()
         elif isinstance(message, ipc.Reload):
             self._spawn(self.reloader.reload("master: reload", message.generation or None))
+        elif isinstance(message, ipc.Purge):
+            self._spawn(self._purge(message))
+
+    async def _purge(self, message: ipc.Purge) -> None:
+        count = await caches.purge(message.kind, message.path, prefix=message.prefix)
+        if self.channel is not None:
+            self.channel.send(ipc.Purged(id=message.id, count=count))
 
     def _on_close(self) -> None:
         if not self.stop.is_set():
@@ -164,6 +171,7 @@ class Worker:
             active=sum(1 for c in state.connections if c.busy),
             connections=len(state.connections),
             http2_errors=dict(state.http2_errors),
+            caches=caches.totals(),
         )
 
     async def _report(self) -> None:

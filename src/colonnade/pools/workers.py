@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import signal
@@ -42,11 +43,18 @@ log = logging.getLogger("colonnade.pools")
 KILL_GRACE = 2.0
 
 
+#: Seconds a purge waits for the workers' answers (a worker busy with a long
+#: synchronous task answers late; the purge still happens there).
+PURGE_WAIT = 5.0
+
+
 class Workers:
     """Starts, talks to, drains, kills and replaces the worker processes of every pool."""
 
     def __init__(self, master: Master) -> None:
         self.master = master
+        self._purges: dict[int, asyncio.Future[int]] = {}
+        self._purge_ids = itertools.count(1)
 
     def ensure(self, pool: Pool) -> None:
         """Start workers until the pool has its count (when it should run)."""
@@ -126,6 +134,11 @@ class Workers:
             worker.requests, worker.active = stats.requests, stats.active
             worker.connections = stats.connections
             worker.http2_errors = stats.http2_errors
+            worker.caches = stats.caches
+        elif isinstance(message, ipc.Purged):
+            waiting = self._purges.pop(message.id, None)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(message.count)
         elif isinstance(message, ipc.RequestLimit):
             worker.requests = max(worker.requests, message.requests)
             worker.last_activity = now
@@ -254,6 +267,25 @@ class Workers:
         else:
             pool.demand = True
             self.drain(worker, migrate=True)
+
+    async def purge(self, kind: str, path: str, *, prefix: bool) -> tuple[int, int, int]:
+        """Purge ``path`` from the caches of ``kind`` in every serving worker of
+        every pool: (workers asked, workers that answered within
+        :data:`PURGE_WAIT`, entries dropped)."""
+        loop = asyncio.get_running_loop()
+        waiting: dict[int, asyncio.Future[int]] = {}
+        for pool in self.master.pools.values():
+            for worker in pool.workers:
+                if worker.serving and worker.channel is not None:
+                    purge_id = next(self._purge_ids)
+                    waiting[purge_id] = self._purges[purge_id] = loop.create_future()
+                    worker.channel.send(ipc.Purge(id=purge_id, kind=kind, path=path, prefix=prefix))
+        if not waiting:
+            return 0, 0, 0
+        done, _ = await asyncio.wait(waiting.values(), timeout=PURGE_WAIT)
+        for purge_id in waiting:
+            self._purges.pop(purge_id, None)
+        return len(waiting), len(done), sum(f.result() for f in done)
 
     def reload_config(self, pool: Pool) -> None:
         """Make every serving worker of ``pool`` re-read its ``web.toml`` files."""

@@ -9,26 +9,24 @@ Every key expires after twice its longest window (at least a minute) without
 requests, so Redis holds only active clients and a node that died with
 requests in flight leaves nothing behind for long.
 
-Redis is asked with a short timeout (``timeout``, connecting and answering).
-When it cannot be reached the caller decides (fail open or closed); this class
-says so in the log once when it happens and once when Redis answers again, and
-does not ask again for :data:`RETRY` seconds, so an outage costs requests no
-waiting beyond the first.
+Redis is asked through the worker's shared client
+(:mod:`colonnade.providers.redis`): its timeouts, its back-off (an outage
+costs requests no waiting beyond the first) and its log lines (once when Redis
+goes, once when it is back). When it cannot be reached the caller decides
+(fail open or closed); this class says once per outage what that means.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from colonnade.providers.client_counters import ADMIT, Policy, Verdict, client_key
+from colonnade.providers.redis import RedisUnavailableError, SharedRedis
 
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
-#: Seconds between attempts while Redis is unreachable.
+#: Seconds between attempts while Redis is unreachable (``redis_url``: the
+#: ``[redis]`` table's ``retry_min``/``retry_max`` otherwise).
 RETRY = 1.0
 
 _ADMIT = """
@@ -111,39 +109,24 @@ def _ttl_ms(policy: Policy) -> int:
 
 
 class RedisCounters:
-    """The counters of one Redis server (one client per module instance)."""
+    """The counters in one Redis, over the worker's shared client
+    (:mod:`colonnade.providers.redis`), for one module instance."""
 
     def __init__(
-        self, url: str, *, prefix: str, timeout: float, log: logging.Logger, meanwhile: str = ""
+        self, shared: SharedRedis, *, prefix: str, log: logging.Logger, meanwhile: str = ""
     ) -> None:
-        self.url = url
+        self.shared = shared
         self.meanwhile = meanwhile  # what happens to requests while it is down, for the log
         self.prefix = prefix
-        self.timeout = timeout
         self.log = log
-        self._client: Redis | None = None
         self._scripts: tuple[Any, Any] | None = None
-        self._down_until = 0.0  # monotonic time before which Redis is not asked
-        self.down = False  # unreachable, as last seen
+        self.down = False  # unreachable, as last seen by this instance
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def _connect(self) -> tuple[Any, Any]:
-        # redis.asyncio binds to the running loop: made on the first request.
-        from redis.asyncio import Redis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
-        client = Redis.from_url(
-            self.url,
-            socket_timeout=self.timeout,
-            socket_connect_timeout=self.timeout,
-            # redis-py retries 10 times with back-off by default: a request would
-            # wait many timeouts for an answer that decides nothing anyway.
-            retry=Retry(NoBackoff(), 0),
-            retry_on_timeout=False,
-            health_check_interval=0,
-        )
-        self._client = client
+    def _register(self) -> tuple[Any, Any]:
+        # The scripts are called with the client of the running loop (client=):
+        # registering only computes their digests.
+        client = self.shared.client()
         self._scripts = client.register_script(_ADMIT), client.register_script(_RELEASE)
         return self._scripts
 
@@ -155,33 +138,31 @@ class RedisCounters:
         return f"{self.prefix}{policy.scope:08x}:{packed.hex()}"
 
     def available(self) -> bool:
-        """False while Redis is known to be unreachable (retried every RETRY s)."""
-        return not self.down or time.monotonic() >= self._down_until
+        """False while Redis is known to be unreachable (and not due to be retried)."""
+        return self.shared.available()
 
     async def admit(self, host: str, policy: Policy) -> Verdict | None:
         """As ``ClientCounters.admit``, in Redis; None when Redis cannot be reached."""
         key = self.key(host, policy)
         if key is None:
             return ADMIT
-        if not self.available():
-            return None
-        scripts = self._scripts or self._connect()
+        scripts = self._scripts or self._register()
+        args = [
+            policy.max_concurrent,
+            policy.max_requests,
+            policy.interval_ms,
+            policy.max_failures,
+            policy.failure_interval_ms,
+            _ttl_ms(policy),
+        ]
         try:
-            code, wait = await scripts[0](
-                keys=[key],
-                args=[
-                    policy.max_concurrent,
-                    policy.max_requests,
-                    policy.interval_ms,
-                    policy.max_failures,
-                    policy.failure_interval_ms,
-                    _ttl_ms(policy),
-                ],
+            code, wait = await self.shared.call(
+                lambda r: scripts[0](keys=[key], args=args, client=r)
             )
-        except Exception as exc:  # redis errors, timeouts, refused connections
-            self._failed(exc)
+        except RedisUnavailableError:
+            self._failed()
             return None
-        self._answered()
+        self.down = False
         return ADMIT if not code else Verdict(int(code), int(wait))
 
     def release(self, host: str, policy: Policy, *, admitted: bool, failed: bool) -> None:
@@ -197,50 +178,26 @@ class RedisCounters:
 
     async def _release(self, key: str, policy: Policy, *, admitted: bool, failed: bool) -> None:
         assert self._scripts is not None
+        script = self._scripts[1]
+        args = [int(admitted), int(failed), policy.failure_interval_ms, _ttl_ms(policy)]
         try:
-            await self._scripts[1](
-                keys=[key],
-                args=[int(admitted), int(failed), policy.failure_interval_ms, _ttl_ms(policy)],
-            )
-        except Exception as exc:
-            self._failed(exc)
+            await self.shared.call(lambda r: script(keys=[key], args=args, client=r))
+        except RedisUnavailableError:
+            self._failed()
             return
-        self._answered()
+        self.down = False
 
-    def _failed(self, exc: Exception) -> None:
-        self._down_until = time.monotonic() + RETRY
+    def _failed(self) -> None:
+        # The shared client says once that Redis is gone; this says, once per
+        # outage, what the module does meanwhile.
         if not self.down:
             self.down = True
-            self.log.error(
-                "Redis at %s cannot be reached (%s)%s",
-                safe_url(self.url),
-                str(exc) or repr(exc),
-                f": {self.meanwhile}" if self.meanwhile else "",
-            )
-
-    def _answered(self) -> None:
-        if self.down:
-            self.down = False
-            self.log.warning("Redis at %s answers again", safe_url(self.url))
+            if self.meanwhile:
+                self.log.warning("Redis at %s unavailable: %s", self.shared.url, self.meanwhile)
 
     async def close(self) -> None:
-        """Wait briefly for releases in flight, then close the connections."""
+        """Wait briefly for releases in flight, then let the shared client go."""
         if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=self.timeout)
-        client, self._client, self._scripts = self._client, None, None
-        if client is not None:
-            await client.aclose()
-
-
-def safe_url(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``: what logs and
-    ``colonnade config show`` may show. A lone user part is hidden too (some
-    write the password there)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    auth, at, host = rest.rpartition("@")
-    if not at:
-        return url
-    user, colon, _password = auth.partition(":")
-    return f"{scheme}://{user + ':' if colon else ''}***@{host}"
+            await asyncio.wait(list(self._tasks), timeout=self.shared.settings.command_timeout)
+        self._scripts = None
+        await self.shared.release()

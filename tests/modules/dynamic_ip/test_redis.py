@@ -6,90 +6,26 @@ from __future__ import annotations
 import math
 import os
 import re
-import shutil
 import signal
-import socket
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import Process, free_port
 from tests.e2e.wire import Conn
+from tests.support.redis import REDIS, RedisServer
 from tests.support.wait import PATIENCE, wait_for
 
 from .test_e2e import WRK, allowed, server_file, wrk
 
 pytestmark = pytest.mark.e2e
 
-REDIS = shutil.which("redis-server")
 if REDIS is None:
     pytest.skip("redis-server is not installed (make sysdeps)", allow_module_level=True)
 
 DOWN = "cannot be reached"
 BACK = "answers again"
-
-
-class RedisServer:
-    """``redis-server`` on a free loopback port, no persistence, in ``folder``."""
-
-    def __init__(self, folder: Path, port: int | None = None, password: str = "") -> None:
-        self.folder = folder
-        self.port = port or free_port()
-        self.password = password
-        auth = ["--requirepass", password] if password else []
-        assert REDIS is not None
-        self.proc = subprocess.Popen(
-            [
-                REDIS,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(folder),
-                *auth,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-        )
-        wait_for(self._pongs, PATIENCE, f"redis-server answering on port {self.port}")
-
-    @property
-    def url(self) -> str:
-        auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
-
-    def _pongs(self) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"redis-server exited with {self.proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                s.sendall(b"PING\r\n")
-                answer = s.recv(64)
-                # With a password, an unauthenticated PING is refused: it answers.
-                return answer.startswith((b"+PONG", b"-NOAUTH"))
-        except OSError:
-            return False
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    yield server
-    server.kill()
 
 
 def start(folder: Path, settings: str) -> Process:
@@ -217,3 +153,48 @@ def test_redis_gone_fails_closed(tmp_path: Path) -> None:
     finally:
         server.kill()
         redis_server.kill()
+
+
+def test_store_redis_uses_the_server_redis_table(tmp_path: Path) -> None:
+    # The [redis] table (password from a file) instead of redis_url; Redis killed
+    # (closed: 503) and started again: counting resumes, one line each way.
+    redis_server = RedisServer(tmp_path, password="pw-Tb61ss")
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "redis.pw").write_text("pw-Tb61ss\n")
+    settings = (
+        'deny_by_request_rate = true\nmax_requests = 3\ninterval = 600\nstore = "redis"\n'
+        'redis_failure = "closed"\n\n[redis]\n'
+        f'url = "redis://127.0.0.1:{redis_server.port}/0"\npassword_file = "redis.pw"\n'
+        "command_timeout = 0.2\nretry_min = 0.05\nretry_max = 0.2\n"
+    )
+    server = start(tmp_path / "s", settings)
+    again: RedisServer | None = None
+    try:
+        assert [status(server.port) for _ in range(4)] == [200, 200, 200, 403]
+        redis_server.kill()
+        assert [status(server.port) for _ in range(10)] == [503] * 10
+        again = RedisServer(tmp_path, redis_server.port, password="pw-Tb61ss")
+        wait_for(
+            lambda: status(server.port) == 200 and BACK in server.stderr(),
+            PATIENCE,
+            "the server using Redis again",
+        )
+        log = server.stderr()
+        assert log.count(DOWN) == 1 and log.count(BACK) == 1, log
+        assert re.search(r"refused with 503 .*redis_failure = closed", log)
+        assert "pw-Tb61ss" not in log
+        assert "deprecated" not in log
+    finally:
+        server.kill()
+        redis_server.kill()
+        if again is not None:
+            again.kill()
+
+
+def test_redis_url_is_deprecated_but_works(tmp_path: Path, redis_server: RedisServer) -> None:
+    server = start(tmp_path / "s", rate(redis_server.url, 2))
+    try:
+        assert [status(server.port) for _ in range(3)] == [200, 200, 403]
+        assert "redis_url is deprecated" in server.stderr()
+    finally:
+        server.kill()

@@ -14,7 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from msgspec import Meta
 
 from colonnade.config.sections import Section, Where
-from colonnade.providers.redis_counters import safe_url
+from colonnade.providers.redis import safe_url
 
 #: IIS's ``denyAction`` values, spelt as IIS (and ``security.ip``) spell them.
 DenyAction = Literal["Unauthorized", "Forbidden", "NotFound", "AbortRequest"]
@@ -42,6 +42,7 @@ class DynamicIpSection(Section, frozen=True, dict=True):
     locked = True
     allowed_keys: ClassVar[dict[str, Where]] = {
         "max_clients": Where.SERVER,
+        "store": Where.SERVER,
         "redis_url": Where.SERVER,
         "redis_failure": Where.SERVER,
         "redis_timeout": Where.SERVER,
@@ -93,22 +94,34 @@ class DynamicIpSection(Section, frozen=True, dict=True):
     seen least recently is forgotten (of the 8 that share a slot set). A
     changed value takes a new table (the old one's memory comes back when the
     master restarts)."""
+    store: Literal["shared_memory", "redis"] = "shared_memory"
+    """Where the counters are: `"shared_memory"`, the server's (every worker of
+    this server counts together), or `"redis"`, the server's `[redis]` (every
+    node of a farm sharing that Redis counts together; keys under its
+    `key_prefix` + `"dynip:"`)."""
     redis_url: str = ""
-    """Count in Redis instead, shared by every node of a farm:
-    `"redis://host:6379/0"` (`rediss://` for TLS, `unix:///path` for a socket;
-    a password in it is redacted by `colonnade config show`). Empty: the
-    server's shared memory."""
+    """Deprecated: set `store = "redis"` and the server's `[redis]` table. Count
+    in this Redis (with its own connection pool, `redis_timeout` and
+    `redis_prefix`): `"redis://host:6379/0"` (`rediss://` for TLS,
+    `unix:///path` for a socket; a password in it is redacted by `colonnade
+    config show`). Empty: as `store` says."""
     redis_failure: Literal["open", "closed"] = "open"
     """While Redis cannot be reached: `"open"` lets every request through
     uncounted, `"closed"` refuses every request (503 with `Retry-After`). Said
     once in the log when it happens and once when Redis is back."""
     redis_timeout: Annotated[float, Meta(gt=0, le=10)] = 0.25
-    """Seconds to wait for Redis (connecting and each answer) before treating it
-    as unreachable."""
+    """With `redis_url` (deprecated): seconds to wait for Redis (connecting and
+    each answer) before treating it as unreachable. With `store = "redis"`,
+    `[redis]`'s timeouts apply."""
     redis_prefix: Annotated[str, Meta(min_length=1, max_length=100)] = "colonnade:dynip:"
-    """Prefix of the Redis keys (one hash per client and policy)."""
+    """With `redis_url` (deprecated): prefix of the Redis keys (one hash per
+    client and policy)."""
 
     def __post_init__(self) -> None:
+        if self.redis_url and self.store == "redis":
+            raise ValueError(
+                'redis_url: not with store = "redis" (which uses the server\'s [redis])'
+            )
         if self.deny_status and not 400 <= self.deny_status <= 599:
             raise ValueError(
                 f"deny_status: {self.deny_status} is not an error status (400 to 599, or 0)"

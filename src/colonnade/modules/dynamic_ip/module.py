@@ -8,7 +8,9 @@ authentication scheme through ``core.auth.refuse_credentials``).
 
 The counters are the server's shared-memory table
 (``providers/client_counters.py``: every worker sees the same counts) or,
-with ``redis_url``, Redis (``providers/redis_counters.py``: every node does).
+with ``store = "redis"``, the server's ``[redis]`` (``providers/redis_counters.py``
+over ``providers/redis.py``: every node does; ``redis_url``, deprecated, names a
+Redis of its own).
 The BEGIN_REQUEST hook is a coroutine because the Redis round trip is awaited;
 with shared memory it never waits.
 """
@@ -19,13 +21,14 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from colonnade.config.schema import RedisSettings
 from colonnade.core.auth import AUTH_FAILURE
 from colonnade.core.compiled import PerSection
 from colonnade.core.context import Context
 from colonnade.core.module import FINISH, Module, Outcome, Priority, hook
 from colonnade.core.shared import SharedMemoryError
 from colonnade.core.stages import Stage
-from colonnade.errors import ConfigError, ModuleError
+from colonnade.errors import ModuleError
 from colonnade.modules.dynamic_ip.config import DynamicIpSection, scope_of
 from colonnade.providers.client_counters import (
     ALLOWED,
@@ -81,28 +84,32 @@ class DynamicIpRestrictions(Module):
         """Attach to the server's counters (or prepare the Redis client)."""
         self._site = app.site
         settings = app.section(DynamicIpSection)
-        if settings.redis_url:
-            try:
-                import redis  # noqa: F401 - the optional dependency, checked now
+        if settings.redis_url or settings.store == "redis":
+            from colonnade.providers.redis import shared_redis
+            from colonnade.providers.redis_counters import RETRY, RedisCounters
 
-                from colonnade.providers.redis_counters import RedisCounters
-            except ImportError:
-                raise ConfigError(
-                    "redis_url needs the redis package: pip install 'colonnade[redis]'",
-                    key="dynamic_ip_security.redis_url",
-                ) from None
+            if settings.redis_url:
+                # The deprecated key: its own pool, timeout and prefix, as before.
+                _deprecated_once()
+                redis = RedisSettings(
+                    url=settings.redis_url,
+                    connect_timeout=settings.redis_timeout,
+                    command_timeout=settings.redis_timeout,
+                    retry_min=RETRY,
+                    retry_max=RETRY,
+                    key_prefix=settings.redis_prefix,
+                )
+                shared = shared_redis(redis, user=self.id)
+                prefix = settings.redis_prefix
+            else:
+                shared = shared_redis(app.redis, user=self.id)
+                prefix = shared.prefix + "dynip:"
             meanwhile = (
                 "requests are let through uncounted until it answers (redis_failure = open)"
                 if settings.redis_failure == "open"
                 else "requests are refused with 503 until it answers (redis_failure = closed)"
             )
-            self._redis = RedisCounters(
-                settings.redis_url,
-                prefix=settings.redis_prefix,
-                timeout=settings.redis_timeout,
-                log=log,
-                meanwhile=meanwhile,
-            )
+            self._redis = RedisCounters(shared, prefix=prefix, log=log, meanwhile=meanwhile)
             return
         try:
             self._table = ClientCounters.for_server(ZONE, settings.max_clients)
@@ -207,7 +214,7 @@ class DynamicIpRestrictions(Module):
         if section.redis_failure == "open":
             return None
         # No detail: a 5xx detail is logged on every request, and the outage is
-        # said once (RedisCounters).
+        # said once (providers.redis, RedisCounters).
         ctx.error_response(503, 0, "the service is unavailable; try again shortly")
         ctx.response.headers.append((b"retry-after", b"1"))
         return FINISH
@@ -231,6 +238,18 @@ class DynamicIpRestrictions(Module):
             host,
             _detail(code, section),
             verdict.retry_ms,
+        )
+
+
+_DEPRECATION_SAID: list[bool] = []
+
+
+def _deprecated_once() -> None:
+    if not _DEPRECATION_SAID:
+        _DEPRECATION_SAID.append(True)
+        log.warning(
+            "dynamic_ip_security.redis_url is deprecated: set [redis] url (and its "
+            'password_file) and dynamic_ip_security.store = "redis"'
         )
 
 

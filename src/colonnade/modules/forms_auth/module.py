@@ -47,11 +47,11 @@ from colonnade.core.app import Application
 from colonnade.core.auth import FORMS, LOGIN_PAGE, loggable, note_failure
 from colonnade.core.context import Context
 from colonnade.core.handler import Handler
-from colonnade.core.httputil import method_not_allowed
+from colonnade.core.httputil import cookie_values, method_not_allowed
 from colonnade.core.module import Priority, hook
 from colonnade.core.principal import Principal
 from colonnade.core.request import Request
-from colonnade.core.response import Response
+from colonnade.core.response import keep_private
 from colonnade.core.stages import Stage
 from colonnade.core.urlpath import covers
 from colonnade.errors import ConfigError
@@ -98,7 +98,6 @@ _HEADER_KEY_MAX = 2048
 _VERBS = ("GET", "HEAD", "POST")
 _CLEARED_EXPIRES = b"Thu, 01 Jan 1970 00:00:00 GMT"
 _FORM_TYPE = b"application/x-www-form-urlencoded"
-_COOKIE_BREAKS = b"; \t"
 
 
 class Opened(NamedTuple):
@@ -327,7 +326,7 @@ class FormsAuthentication(Handler):
         request = ctx.request
         reason = ""
         stale = False
-        for value in _cookie_values(request, cookie.name_eq):
+        for value in cookie_values(request.headers, cookie.name_eq, _MAX_CANDIDATES):
             found = opened.get(value)
             if found is None:
                 try:
@@ -368,7 +367,7 @@ class FormsAuthentication(Handler):
         items = ctx.items
         if _SET_COOKIE in items:
             response.headers.append((b"set-cookie", items.pop(_SET_COOKIE)))
-            _keep_private(response)
+            keep_private(response)
 
     def _to_login(self, ctx: Context) -> None:
         settings = ctx.section(FormsSection)
@@ -536,35 +535,6 @@ def _set_below_application(ctx: Context, key: str) -> bool:
         return False  # the server file (or one of its locations), or the default
     app = ctx.app
     return any(lvl.source == source and lvl.path != app.path for lvl in app.levels)
-
-
-def _cookie_values(request: Request, name_eq: bytes) -> list[bytes]:
-    """The values of every cookie ``name_eq`` (``name=``) names: a few at most."""
-    found: list[bytes] = []
-    for key, value in request.headers:
-        if key != b"cookie":
-            continue
-        at = value.find(name_eq)
-        while at != -1:
-            # A whole cookie name: at the start, or after "; " (or a bare ";").
-            if at == 0 or value[at - 1] in _COOKIE_BREAKS:
-                start = at + len(name_eq)
-                end = value.find(b";", start)
-                found.append(value[start : end if end != -1 else len(value)].strip())
-                if len(found) == _MAX_CANDIDATES:
-                    return found
-            at = value.find(name_eq, at + 1)
-    return found
-
-
-def _keep_private(response: Response) -> None:
-    """Keep a response that carries a ticket out of shared caches: one user's
-    cookie must never be handed to another (ASP.NET marks such responses too)."""
-    found = response.header(b"cache-control")
-    if found is None:
-        response.headers.append((b"cache-control", b"private"))
-    elif b"private" not in found and b"no-store" not in found:
-        response.set_header(b"cache-control", found + b", private")
 
 
 def _return_url(request: Request) -> str:

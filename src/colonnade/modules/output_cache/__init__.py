@@ -1,0 +1,1 @@
+"""The output cache: ``cache.output`` (IIS HttpCacheModule, the user-mode output cache)."""

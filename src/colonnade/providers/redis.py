@@ -1,0 +1,330 @@
+"""The one Redis client setup of a worker process, shared by every module.
+
+The server file's ``[redis]`` table (:class:`~colonnade.config.schema.RedisSettings`)
+says where Redis is and how to talk to it; ``Application.redis`` carries it to
+the modules. A module that keeps state in Redis (session state, the output
+cache's shared tier, dynamic IP restrictions) does this::
+
+    from colonnade.providers.redis import RedisUnavailableError, shared_redis
+
+    class MyModule(Module):
+        def provision(self, app):
+            # ConfigError when the server file has no [redis] table, the redis
+            # package is missing or the password file cannot be read.
+            self._redis = shared_redis(app.redis, user=self.id)
+
+        async def shutdown(self):
+            await self._redis.release()    # the last user closes the pool
+
+        async def some_hook(self, ctx):
+            key = self._redis.prefix + "mine:" + name
+            try:
+                value = await self._redis.call(lambda r: r.get(key))
+            except RedisUnavailableError:
+                ...   # serve without it, or 503: the module decides
+
+The API (stable; other modules code against it):
+
+- :func:`shared_redis` ``(settings, *, user) -> SharedRedis``: the process's
+  client for those settings (one per distinct ``[redis]`` table, so a
+  reloaded configuration with the same table keeps the same pool), counted as
+  used by one more module instance until its :meth:`SharedRedis.release`.
+- :meth:`SharedRedis.call` ``(fn)``: ``await fn(client)`` with the
+  ``redis.asyncio.Redis`` of the running loop; any failure (refused, timed
+  out, an error answer) is raised as :class:`RedisUnavailableError`, after it was
+  counted and, for an outage, logged once.
+- :meth:`SharedRedis.available`: False while Redis is known to be down and the
+  back-off has not passed (``call`` would fail at once).
+- :meth:`SharedRedis.client`: the raw ``redis.asyncio.Redis`` of the running
+  loop, for what ``call`` does not fit (a caller then reports failures itself
+  with :meth:`SharedRedis.failed` / :meth:`SharedRedis.answered`).
+- :attr:`SharedRedis.prefix`: ``[redis] key_prefix``; each module adds its own
+  part (``"session:"``, ``"cache:"``).
+- :meth:`SharedRedis.stats`: ``{"url", "state", "outages", "errors",
+  "commands"}``; :func:`clients` lists the process's clients.
+
+How it behaves:
+
+- **Lazily, on the serving loop.** Nothing connects when the configuration is
+  built (the master never does); the connection pool (``pool_size``
+  connections at most, a command waiting up to ``connect_timeout`` for a free
+  one) is made on the first call, on the worker's running event loop. A call
+  from another event loop (tests that run several) gets a pool of its own.
+- **Outages.** A refused connection, a timeout (``connect_timeout``,
+  ``command_timeout``) or a dropped connection marks Redis down: one log line
+  (error) says so, with the URL (password hidden) and the reason; until the
+  back-off has passed (``retry_min``, doubled after each failed retry up to
+  ``retry_max``) every call fails at once, without a network wait. Then one
+  call (not every call waiting at that moment) tries again; the first answer
+  ends the outage with one log line (warning). A stale pooled connection
+  (Redis restarted) is reconnected once within the same call, so a restart
+  that is over by the next request costs nothing.
+- **Errors that are answers** (``WRONGTYPE``, ``OOM``, a script error) are not
+  outages: counted in ``errors``, logged at most once a minute, raised as
+  :class:`RedisUnavailableError` too (the caller falls back the same way).
+- **Secrets.** The password comes from ``password_file`` / ``password_env`` (or
+  the URL); it is never logged, and the URL is shown with :func:`safe_url`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
+
+from colonnade.config.schema import RedisSettings
+from colonnade.errors import ConfigError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["RedisUnavailableError", "SharedRedis", "clients", "safe_url", "shared_redis"]
+
+log = logging.getLogger("colonnade.redis")
+
+T = TypeVar("T")
+
+#: An error answer (not an outage) is logged at most this often (seconds).
+ERROR_LOG_EVERY = 60.0
+
+#: The process's clients, by their settings (JSON).
+_clients: dict[bytes, SharedRedis] = {}
+
+
+class RedisUnavailableError(Exception):
+    """Redis did not answer (down, timed out) or answered with an error."""
+
+
+def safe_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``: what logs and
+    ``colonnade config show`` may show. A lone user part is hidden too (some
+    write the password there)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    auth, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    user, colon, _password = auth.partition(":")
+    return f"{scheme}://{user + ':' if colon else ''}***@{host}"
+
+
+def _password(settings: RedisSettings) -> str | None:
+    if settings.password_file is not None:
+        try:
+            with open(settings.password_file, encoding="utf-8") as f:
+                first = f.readline().rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read the password file: {exc.strerror or exc}",
+                key="redis.password_file",
+            ) from None
+        if not first:
+            raise ConfigError("the password file's first line is empty", key="redis.password_file")
+        return first
+    if settings.password_env is not None:
+        value = os.environ.get(settings.password_env)
+        if not value:
+            raise ConfigError(
+                f"the environment variable {settings.password_env} is not set (or empty)",
+                key="redis.password_env",
+            )
+        return value
+    return None
+
+
+def shared_redis(settings: RedisSettings | None, *, user: str) -> SharedRedis:
+    """The worker's client for ``settings`` (``Application.redis``), used by one
+    more module instance (``user``, its id: named in errors) until it calls
+    :meth:`SharedRedis.release`.
+
+    ``ConfigError`` when there is no ``[redis]`` table, when the ``redis``
+    package is not installed, or when the password cannot be read: the
+    configuration generation is refused, nothing is served half-configured.
+    """
+    if settings is None:
+        raise ConfigError(f"{user} uses Redis: the server file needs a [redis] table", key="redis")
+    try:
+        import redis  # noqa: F401 - the optional dependency, checked now
+    except ImportError:
+        raise ConfigError(
+            f"{user} uses Redis: install the redis package (pip install 'colonnade[redis]')",
+            key="redis",
+        ) from None
+    key = msgspec.json.encode(settings)
+    password = _password(settings)  # read now: a changed file takes effect on reload
+    found = _clients.get(key)
+    if found is None or found.password != password:
+        found = _clients[key] = SharedRedis(settings, password)
+    found.users += 1
+    return found
+
+
+def clients() -> list[SharedRedis]:
+    """The clients of this process (for status and counters)."""
+    return list(_clients.values())
+
+
+def _is_outage(exc: BaseException) -> bool:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return isinstance(exc, RedisConnectionError | RedisTimeoutError | TimeoutError | OSError)
+
+
+class SharedRedis:
+    """One ``[redis]`` table's client in this process: a connection pool per
+    event loop, outage state and counters. Made by :func:`shared_redis`."""
+
+    def __init__(self, settings: RedisSettings, password: str | None) -> None:
+        self.settings = settings
+        self.password = password
+        #: ``[redis] key_prefix``: every key a module writes starts with it.
+        self.prefix = settings.key_prefix
+        #: The URL as logs and tools may show it.
+        self.url = safe_url(settings.url)
+        self.users = 0
+        #: Outages so far (each logged once), errors (failed calls, outages
+        #: included), commands (calls made).
+        self.outages = 0
+        self.errors = 0
+        self.commands = 0
+        self.down = False
+        self._retry_at = 0.0  # monotonic: while down, no call before this
+        self._backoff = settings.retry_min
+        self._probing = False  # one call tries while down; the others fail at once
+        self._error_logged = -ERROR_LOG_EVERY
+        self._client: Redis | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- the client -------------------------------------------------------------------
+
+    def client(self) -> Redis:
+        """The ``redis.asyncio.Redis`` of the running event loop (made at the
+        first use on that loop)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            # A client of a loop that is gone cannot be closed from this one: dropped.
+            self._client = self._make()
+            self._loop = loop
+        return self._client
+
+    def _make(self) -> Redis:
+        from redis.asyncio import BlockingConnectionPool, Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
+        s = self.settings
+        options: dict[str, Any] = {
+            "max_connections": s.pool_size,
+            "timeout": s.connect_timeout,  # waiting for a free pooled connection
+            "socket_timeout": s.command_timeout,
+            "socket_connect_timeout": s.connect_timeout,
+            # One reconnect for a pooled connection Redis dropped (a restart):
+            # never redis-py's default of several back-offs, which would make
+            # every request of an outage wait seconds for a refusal.
+            "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+            "retry_on_timeout": False,
+            "health_check_interval": 0,
+        }
+        if self.password is not None:
+            options["password"] = self.password
+        if s.url.startswith("rediss://"):
+            options["ssl_cert_reqs"] = "required"
+            options["ssl_check_hostname"] = s.tls_check_hostname
+            if s.tls_ca is not None:
+                options["ssl_ca_certs"] = s.tls_ca
+            if s.tls_certificate is not None:
+                options["ssl_certfile"] = s.tls_certificate
+                options["ssl_keyfile"] = s.tls_key
+        pool = BlockingConnectionPool.from_url(s.url, **options)
+        return Redis.from_pool(pool)
+
+    # -- calls ------------------------------------------------------------------------
+
+    def available(self) -> bool:
+        """False while Redis is known to be down and not due to be tried again."""
+        return not self.down or (not self._probing and time.monotonic() >= self._retry_at)
+
+    async def call(self, fn: Callable[[Redis], Awaitable[T]]) -> T:
+        """``await fn(client)``; :class:`RedisUnavailableError` when Redis is down
+        (at once while the back-off runs) or the call fails."""
+        if self.down:
+            if not self.available():
+                raise RedisUnavailableError(f"Redis at {self.url} is unavailable")
+            self._probing = True
+        self.commands += 1
+        try:
+            result = await fn(self.client())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.failed(exc)
+            raise RedisUnavailableError(str(exc) or type(exc).__name__) from exc
+        finally:
+            self._probing = False
+        self.answered()
+        return result
+
+    def failed(self, exc: BaseException) -> None:
+        """Count a failed call; an outage (not an error answer) is logged once
+        and starts (or lengthens) the back-off."""
+        self.errors += 1
+        now = time.monotonic()
+        if not _is_outage(exc):
+            if now - self._error_logged >= ERROR_LOG_EVERY:
+                self._error_logged = now
+                log.warning("Redis at %s answered with an error: %s", self.url, exc)
+            return
+        if self.down:
+            self._backoff = min(self._backoff * 2, self.settings.retry_max)
+        else:
+            self.down = True
+            self.outages += 1
+            self._backoff = self.settings.retry_min
+            log.error(
+                "Redis at %s cannot be reached (%s): modules that use it do without "
+                "until it answers",
+                self.url,
+                str(exc) or type(exc).__name__,
+            )
+        self._retry_at = now + self._backoff
+
+    def answered(self) -> None:
+        """Redis answered: the end of an outage, if there was one (logged once)."""
+        if self.down:
+            self.down = False
+            self._backoff = self.settings.retry_min
+            log.warning("Redis at %s answers again", self.url)
+
+    def stats(self) -> dict[str, Any]:
+        """The counters, for status tools."""
+        return {
+            "url": self.url,
+            "state": "down" if self.down else "up",
+            "outages": self.outages,
+            "errors": self.errors,
+            "commands": self.commands,
+        }
+
+    # -- the end ----------------------------------------------------------------------
+
+    async def release(self) -> None:
+        """One module instance is done with it (its ``shutdown``); the last one
+        closes the connection pool (if one was made on this loop)."""
+        self.users -= 1
+        if self.users > 0:
+            return
+        for key, found in list(_clients.items()):
+            if found is self:
+                del _clients[key]
+        client, self._client = self._client, None
+        loop, self._loop = self._loop, None
+        if client is not None and loop is asyncio.get_running_loop():
+            await client.aclose()

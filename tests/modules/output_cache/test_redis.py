@@ -1,0 +1,319 @@
+"""The Redis tier of ``cache.output`` against a real ``redis-server``: a farm of two
+masters sharing entries and purges, Redis killed and restarted under ``wrk``,
+corrupt entries."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from colonnade.core import caches
+from colonnade.errors import ConfigError
+from colonnade.management import operations
+from colonnade.testing import Client, build_engine
+from colonnade.testing.client import TestResponse
+from tests.e2e.conftest import LiveServer
+from tests.hosting.support import live, site_config
+from tests.modules.output_cache import apps
+from tests.modules.output_cache.test_output_cache import (
+    App,
+    FakeAuth,
+    FakeRewrite,
+    cache_of,
+    config,
+)
+from tests.modules.output_cache.test_output_cache import root as root
+from tests.pools.conftest import MODULES, Master, free_port, server_toml
+from tests.support.redis import RedisServer
+from tests.support.wait import PATIENCE, wait_for
+
+pytestmark = pytest.mark.e2e
+
+APP = "tests.modules.output_cache.apps:wsgi"
+WRK = shutil.which("wrk")
+
+
+def redis_table(server: RedisServer) -> dict[str, Any]:
+    # A short back-off: the tests wait for Redis to be used again after a restart.
+    return {"url": server.url, "retry_min": 0.1, "retry_max": 0.3, "command_timeout": 0.5}
+
+
+# -- a farm: two masters, one Redis ------------------------------------------------------
+
+
+@pytest.fixture
+def farm(tmp_path: Path, redis_server: RedisServer) -> Iterator[tuple[Master, Master]]:
+    table = redis_table(redis_server)
+    extra = (
+        '[output_cache]\nstore = "redis"\npolicy = "for_time_period"\nduration = 600\n\n'
+        "[redis]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in table.items())
+    )
+    nodes: list[Master] = []
+    try:
+        for name in ("a", "b"):
+            folder = tmp_path / name
+            folder.mkdir()
+            port = free_port()
+            config = server_toml(
+                port,
+                {"default": {"start": "always"}},
+                modules=["cache.output", *MODULES],
+                extra=extra,
+            )
+            nodes.append(Master(folder, config, workers=2, port=port))
+        yield nodes[0], nodes[1]
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def _toml(value: Any) -> str:
+    return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
+def stored(server: RedisServer) -> int:
+    """How many entries Redis holds (a store follows the response it keeps)."""
+    raw = redis.Redis.from_url(server.url)
+    try:
+        return len(list(raw.scan_iter(match="colonnade:cache:e:*")))
+    finally:
+        raw.close()
+
+
+def test_an_entry_filled_on_one_node_is_a_hit_on_the_other(
+    farm: tuple[Master, Master], redis_server: RedisServer
+) -> None:
+    a, b = farm
+    first = a.get("/page")
+    assert first.status == 200 and "age" not in first.headers
+    wait_for(lambda: stored(redis_server) == 1, PATIENCE, "the entry in Redis")
+    # acme.pid answers with the pid of the worker that ran it: node b sends node a's.
+    from_b = b.get("/page")
+    assert from_b.status == 200 and "age" in from_b.headers and from_b.body == first.body
+    again = a.get("/page")
+    assert "age" in again.headers and again.body == first.body
+
+    # A purge on a empties the entry for both.
+    message = operations.purge_cache(a.control, "/page")
+    assert message.startswith("purged 1 cached response(s) of /page")
+    assert stored(redis_server) == 0
+    refilled = b.get("/page")
+    assert "age" not in refilled.headers
+    wait_for(lambda: stored(redis_server) == 1, PATIENCE, "the entry in Redis again")
+    assert "age" in a.get("/page").headers  # and b's new entry is a's hit
+
+
+# -- Redis going away under load -----------------------------------------------------------
+
+
+@pytest.fixture
+def node(tmp_path: Path, redis_server: RedisServer) -> Iterator[LiveServer]:
+    config = site_config(
+        APP,
+        modules=["cache.output"],
+        sections={
+            "output_cache": {"store": "redis", "policy": "for_time_period", "duration": 600},
+            "redis": redis_table(redis_server),
+        },
+    )
+    apps.CALLS.clear()
+    with live(config, tmp_path) as running:
+        yield running
+
+
+def hits() -> int:
+    return caches.totals().get("output_cache", {}).get("hits", 0)
+
+
+@pytest.mark.skipif(WRK is None, reason="wrk is not installed (make sysdeps)")
+def test_redis_killed_and_restarted_under_wrk_gives_no_5xx(
+    node: LiveServer, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    assert WRK is not None
+    url = f"http://127.0.0.1:{node.port}/page"
+    load = subprocess.Popen(
+        [WRK, "-t2", "-c8", "-d8s", url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(lambda: hits() > 200, PATIENCE, "hits from Redis under load")
+        redis_server.kill()
+        before = apps.CALLS.get("/page", 0)
+        # While Redis is away every request runs the application (uncached).
+        wait_for(lambda: apps.CALLS.get("/page", 0) > before + 50, PATIENCE, "uncached answers")
+        (tmp_path / "again").mkdir()
+        restarted = RedisServer(tmp_path / "again", port=redis_server.port)
+        try:
+            counted = hits()
+            wait_for(lambda: hits() > counted + 100, PATIENCE, "hits again after the restart")
+            out = load.communicate(timeout=PATIENCE)[0]
+        finally:
+            restarted.kill()
+    finally:
+        if load.poll() is None:
+            load.kill()
+            load.wait()
+    assert load.returncode == 0, out
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    assert total > 400
+    assert "Non-2xx or 3xx responses" not in out, out
+
+
+def test_a_corrupt_entry_is_a_miss_never_an_error(
+    node: LiveServer, redis_server: RedisServer
+) -> None:
+    url = f"http://127.0.0.1:{node.port}/page"
+    with httpx.Client() as http:
+        assert "age" not in http.get(url).headers
+        wait_for(lambda: stored(redis_server) == 1, PATIENCE, "the entry in Redis")
+        raw = redis.Redis.from_url(redis_server.url)
+        try:
+            keys = list(raw.scan_iter(match="colonnade:cache:e:*"))
+            assert keys
+            for key in keys:
+                raw.set(key, b"\x93not an entry")
+        finally:
+            raw.close()
+        after = http.get(url)
+        assert after.status_code == 200 and "age" not in after.headers
+        # Filled again (in the background, after the answer).
+        wait_for(lambda: "age" in http.get(url).headers, PATIENCE, "a hit again")
+    assert apps.CALLS["/page"] >= 2
+
+
+# -- the Redis tier through the pipeline (in-process) ---------------------------------------
+
+
+@pytest.fixture
+def shared(root: Path, redis_server: RedisServer) -> Iterator[Any]:
+    clients: list[Client] = []
+
+    def make(**cache: Any) -> Client:
+        settings = config(root, store="redis", **cache)
+        # Each engine its own client (a [redis] table of its own): one process's
+        # client serves one event loop, and each in-process engine runs its own.
+        settings["redis"] = {**redis_table(redis_server), "pool_size": 10 + len(clients)}
+        client = Client(build_engine(settings, modules=[App, FakeAuth, FakeRewrite])).__enter__()
+        clients.append(client)
+        return client
+
+    App.calls = 0
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def get(client: Client, target: str, **kw: Any) -> TestResponse:
+    """A request, then the store it started (into Redis) done."""
+    response = client.get(target, **kw)
+    client.loop.run_until_complete(cache_of(client).settle())
+    return response
+
+
+def test_variants_head_and_304_from_redis(shared: Any) -> None:
+    client = shared()
+    target = "/app?vary=Accept-Language"
+    en = get(client, target, headers={"accept-language": "en"})
+    fr = get(client, target, headers={"accept-language": "fr"})
+    assert b"lang=en" in en.body and b"lang=fr" in fr.body
+    again = get(client, target, headers={"accept-language": "en"})
+    assert again.body == en.body and again.header("age") is not None
+    head = client.head(target, headers={"accept-language": "fr"})
+    assert head.status == 200 and head.header("etag") == fr.header("etag")
+    etag = en.header("etag")
+    assert etag is not None
+    cond = client.get(target, headers={"accept-language": "en", "if-none-match": etag})
+    assert cond.status == 304
+    assert App.calls == 2
+    # Another node (another engine on the same Redis) sees the same entries.
+    other = shared()
+    assert other.get(target, headers={"accept-language": "fr"}).body == fr.body
+    assert App.calls == 2
+
+
+def test_until_change_with_redis(shared: Any, tmp_path: Path) -> None:
+    template = tmp_path / "t.txt"
+    template.write_text("1")
+    client = shared(policy="until_change")
+    get(client, f"/app?depends={template}")
+    assert get(client, f"/app?depends={template}").header("age") is not None
+    template.write_text("22")
+    assert get(client, f"/app?depends={template}").header("age") is None
+    assert App.calls == 2
+
+
+def test_variants_capped_and_purged_in_redis(shared: Any) -> None:
+    client = shared(max_variants=2)
+    for i in range(4):
+        get(client, f"/app/x?n={i}")
+    get(client, "/app/y")
+    tier = cache_of(client).shared
+    assert tier is not None and tier.counters.stores == 3 and tier.counters.rejected == 2
+    assert get(client, "/app/x?n=0").header("age") is not None
+    purged = client.loop.run_until_complete(caches.purge("output_cache", "/app/", prefix=True))
+    assert purged == 3
+    assert get(client, "/app/x?n=0").header("age") is None
+
+
+def test_redis_down_serves_uncached(serve_down: Client) -> None:
+    first = get(serve_down, "/app")
+    second = get(serve_down, "/app")
+    assert first.status == second.status == 200
+    assert second.header("age") is None and App.calls == 2
+    tier = cache_of(serve_down).shared
+    assert tier is not None and tier.errors >= 1
+
+
+@pytest.fixture
+def serve_down(root: Path) -> Iterator[Client]:
+    settings = config(root, store="redis")
+    settings["redis"] = {"url": f"redis://127.0.0.1:{free_port()}/0", "connect_timeout": 0.5}
+    App.calls = 0
+    with Client(build_engine(settings, modules=[App, FakeAuth, FakeRewrite])) as client:
+        yield client
+
+
+def test_store_redis_needs_a_redis_table(root: Path) -> None:
+    engine = build_engine(config(root, store="redis"), modules=[App, FakeAuth, FakeRewrite])
+    with pytest.raises(ConfigError, match=r"\[redis\] table"), Client(engine):
+        pass
+
+
+def flush(server: RedisServer) -> None:
+    raw = redis.Redis.from_url(server.url)
+    try:
+        raw.flushdb()
+    finally:
+        raw.close()
+
+
+def test_a_memory_copy_spares_the_round_trip(shared: Any, redis_server: RedisServer) -> None:
+    near = shared(memory_seconds=60)
+    get(near, "/app")
+    assert get(near, "/app").header("age") is not None
+    flush(redis_server)  # gone from Redis: the worker's copy still answers
+    assert get(near, "/app").header("age") is not None
+    assert App.calls == 1
+    plain = shared()  # memory_seconds = 0: every lookup asks Redis
+    get(plain, "/app")
+    flush(redis_server)
+    assert get(plain, "/app").header("age") is None
+    assert App.calls == 3
+
+
+def test_the_memory_copy_lives_memory_seconds_at_most(shared: Any) -> None:
+    client = shared(memory_seconds=1)
+    get(client, "/app")
+    (entry,) = cache_of(client).tier._entries.values()
+    assert entry.expires - time.monotonic() <= 1.0
