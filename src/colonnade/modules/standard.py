@@ -34,4 +34,5 @@ BUILTIN: tuple[tuple[str, str], ...] = (
     ),
     ("handler.cgi", "colonnade.handlers.cgi.handler:CgiHandler"),
     ("rewrite", "colonnade.modules.rewrite.module:UrlRewrite"),
+    ("state.session", "colonnade.modules.session_state.module:SessionState"),
 )
