@@ -479,3 +479,24 @@ def test_check_warns_about_memory_sessions_in_a_web_garden(
     config.write_text(config.read_text().replace("workers = 2", "workers = 1"))
     assert main(["check", "-c", str(config)]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_an_upgrade_request_never_takes_the_lock() -> None:
+    # A WebSocket lives long: it reads the session but never holds its lock.
+    with Client(engine_for({})) as c:
+        sid = session_cookie(c.get("/inc"))
+        assert sid is not None
+        upgrade = {"cookie": f"{COOKIE}={sid}", "upgrade": "websocket"}
+
+        async def go() -> list[TestResponse]:
+            Probe.gate = asyncio.Event()
+            tasks = [
+                asyncio.ensure_future(c.arequest("GET", f"/held/{i}", headers=upgrade))
+                for i in range(2)
+            ]
+            await _until(lambda: Probe.inside == 2, "both inside at once")
+            Probe.gate.set()
+            return [await t for t in tasks]
+
+        assert [r.status for r in c.loop.run_until_complete(go())] == [200, 200]
+        assert c.get("/read", headers=with_id(sid)).text == '{"n": 1}'  # nothing saved

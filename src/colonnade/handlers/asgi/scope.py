@@ -67,6 +67,13 @@ def add_user(scope: Scope, ctx: Context) -> None:
         scope["auth"] = Credentials(sorted(user.roles))
 
 
+def add_session(scope: Scope, ctx: Context) -> None:
+    """``scope["session"]``: the request's session, where ``state.session`` gave one."""
+    session = ctx.session
+    if session is not None:
+        scope["session"] = session
+
+
 def mount_path(app_path: str) -> str:
     """The ASGI ``root_path`` (WSGI ``SCRIPT_NAME``) of an application at ``app_path``."""
     return "" if app_path == "/" else app_path.rstrip("/")
@@ -150,9 +157,7 @@ def http_scope(ctx: Context, root_path: str, state: dict[str, Any] | None) -> Sc
         scope["state"] = state.copy()
     if ctx.user is not None:
         add_user(scope, ctx)
-    session = ctx.session
-    if session is not None:
-        scope["session"] = session
+    add_session(scope, ctx)
     if request.tls is not None:
         scope["extensions"]["tls"] = tls_extension(request.tls)
     return scope
