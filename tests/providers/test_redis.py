@@ -318,3 +318,25 @@ def test_applications_carry_the_redis_table(tmp_path: Path) -> None:
         assert runtime.app.redis.pool_size == 4
     finally:
         engine.close()
+
+
+def test_config_show_never_shows_the_redis_password(tmp_path: Path) -> None:
+    from colonnade.management.effective import effective_config
+    from colonnade.testing.client import build_engine
+
+    engine = build_engine(
+        {
+            "server": {"modules": ["state.session", "handler.static"]},
+            "redis": {"url": "redis://:pw-Show93k@127.0.0.1:1/0"},
+            "session_state": {"provider": "redis"},
+            "sites": [{"name": "s", "bindings": ["http://127.0.0.1:8080"], "root": "."}],
+        },
+        root=str(tmp_path),
+    )
+    engine.start()
+    try:
+        shown = effective_config(engine, None, "/")
+    finally:
+        engine.close()
+    assert shown["sections"]["session_state"]["provider"]["value"] == "redis"
+    assert "pw-Show93k" not in repr(shown)

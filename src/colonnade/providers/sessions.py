@@ -75,14 +75,18 @@ class _Lock:
 
 class MemorySessionStore:
     """Sessions in this worker's memory (per worker process: with several
-    workers a client must keep reaching the same one, or sessions are lost)."""
+    workers a client must keep reaching the same one, or sessions are lost),
+    ``capacity`` at most: beyond, the least recently used one is forgotten."""
 
     #: Expired sessions are swept at most this often (seconds).
     SWEEP_EVERY = 60.0
 
-    def __init__(self, lifetime: float, lock_ttl: float) -> None:
+    def __init__(self, lifetime: float, lock_ttl: float, capacity: int = 100_000) -> None:
         self.lifetime = lifetime
         self.lock_ttl = lock_ttl
+        self.capacity = capacity
+        # Least recently used first (an entry used is moved to the end): when
+        # full, the first one goes.
         self._data: dict[str, tuple[bytes, float]] = {}
         self._locks: dict[str, _Lock] = {}
         self._swept = time.monotonic()
@@ -91,15 +95,20 @@ class MemorySessionStore:
         return len(self._data)
 
     def _get(self, sid: str, now: float) -> bytes | None:
-        found = self._data.get(sid)
+        found = self._data.pop(sid, None)
         if found is None:
             return None
         data, expires = found
         if expires <= now:
-            del self._data[sid]
             return None
         self._data[sid] = (data, now + self.lifetime)
         return data
+
+    def _put(self, sid: str, data: bytes, now: float) -> None:
+        self._data.pop(sid, None)
+        self._data[sid] = (data, now + self.lifetime)
+        while len(self._data) > self.capacity:
+            del self._data[next(iter(self._data))]
 
     def _sweep(self, now: float) -> None:
         if now - self._swept < self.SWEEP_EVERY:
@@ -153,7 +162,7 @@ class MemorySessionStore:
         if delete or move_to is not None:
             self._data.pop(sid, None)
         if data is not None:
-            self._data[move_to or sid] = (data, now + self.lifetime)
+            self._put(move_to or sid, data, now)
         return True
 
     async def close(self) -> None:

@@ -205,6 +205,10 @@ def test_too_large_is_not_saved_the_previous_stays(
         assert c.get("/big", headers=with_id(sid)).status == 200
         assert c.get("/read", headers=with_id(sid)).text == '{"n": 1}'
         assert c.get("/bad", headers=with_id(sid)).status == 500  # the page's own json.dumps
+        # The failed request let the lock go at once (nothing saved).
+        began = time.monotonic()
+        assert c.get("/read", headers=with_id(sid)).text == '{"n": 1}'
+        assert time.monotonic() - began < 5
     assert "more than session_state.max_size 1024" in caplog.text
 
 
@@ -500,3 +504,14 @@ def test_an_upgrade_request_never_takes_the_lock() -> None:
 
         assert [r.status for r in c.loop.run_until_complete(go())] == [200, 200]
         assert c.get("/read", headers=with_id(sid)).text == '{"n": 1}'  # nothing saved
+
+
+def test_memory_keeps_max_sessions_least_recently_used_go() -> None:
+    with Client(engine_for({}, max_sessions=3)) as c:
+        ids = [session_cookie(c.get("/inc")) for _ in range(3)]
+        assert None not in ids
+        c.get("/read", headers=with_id(str(ids[0])))  # used: now the most recent
+        session_cookie(c.get("/inc"))  # a fourth: the least recently used goes
+        assert c.get("/read", headers=with_id(str(ids[1]))).text == "{}"
+        for kept in (ids[0], ids[2]):
+            assert c.get("/read", headers=with_id(str(kept))).text == '{"n": 1}'

@@ -39,6 +39,7 @@ class SessionSection(Section, frozen=True, dict=True):
         "same_site": PER_APPLICATION,
         "timeout": PER_APPLICATION,
         "max_size": PER_APPLICATION,
+        "max_sessions": PER_APPLICATION,
         "lock_timeout": PER_APPLICATION,
         "redis_failure": PER_APPLICATION,
     }
@@ -73,6 +74,10 @@ class SessionSection(Section, frozen=True, dict=True):
     max_size: Annotated[int, Meta(ge=256, le=16 * 1024 * 1024)] = 65_536
     """Bytes a session's data may take (as JSON). A larger session is not saved
     (the previous one stays), and the log says so."""
+    max_sessions: Annotated[int, Meta(ge=1, le=100_000_000)] = 100_000
+    """With `provider = "memory"`: sessions a worker keeps at most (each up to
+    `max_size`); beyond, the least recently used one is forgotten. (Redis
+    bounds its memory itself: `maxmemory` with `volatile-lru`.)"""
     lock_timeout: Annotated[float, Meta(gt=0, le=3600)] = 30.0
     """Seconds a read-write request waits for its session's lock before it is
     answered 503 (with `Retry-After`); also the longest a lock is held: a

@@ -79,7 +79,7 @@ class SessionState(Module):
             prefix = f"{shared.prefix}session:{app.id}:"
             self._store = RedisSessionStore(shared, prefix, lifetime, settings.lock_timeout)
         else:
-            self._store = MemorySessionStore(lifetime, settings.lock_timeout)
+            self._store = MemorySessionStore(lifetime, settings.lock_timeout, settings.max_sessions)
         self._closed_answer = settings.redis_failure == "closed"
         self._name_eq = settings.cookie_name.encode("ascii") + b"="
         self._cookie_tail = cookie_attributes(
