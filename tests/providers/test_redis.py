@@ -340,3 +340,16 @@ def test_config_show_never_shows_the_redis_password(tmp_path: Path) -> None:
         engine.close()
     assert shown["sections"]["session_state"]["provider"]["value"] == "redis"
     assert "pw-Show93k" not in repr(shown)
+
+
+def test_calls_in_flight_when_redis_goes_do_not_lengthen_the_back_off(tmp_path: Path) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    shared = SharedRedis(settings(tmp_path, retry_min=5, retry_max=60), None)
+    for _ in range(50):  # fifty requests failing at once: one outage, the first wait
+        shared.failed(RedisConnectionError("refused"))
+    assert shared.outages == 1 and shared.errors == 50
+    assert shared._backoff == 5
+    shared._retry_at = 0  # the back-off has passed: the probe fails, the wait doubles
+    shared.failed(RedisConnectionError("refused"))
+    assert shared._backoff == 10
