@@ -515,3 +515,29 @@ def test_memory_keeps_max_sessions_least_recently_used_go() -> None:
         assert c.get("/read", headers=with_id(str(ids[1]))).text == "{}"
         for kept in (ids[0], ids[2]):
             assert c.get("/read", headers=with_id(str(kept))).text == '{"n": 1}'
+
+
+def test_the_server_login_page_gives_the_session_a_new_id(tmp_path: Path) -> None:
+    from tests.modules.forms_auth.support import USERS, form, write_users
+
+    keys = write_keys(tmp_path / "keys", new_key())
+    users = write_users(tmp_path / "users")
+    extra = {"forms_authentication": {"key_file": str(keys), "users_file": str(users)}}
+    engine = engine_for(extra, modules=["auth.forms", "state.session", "test.session"])
+    with Client(engine) as c:
+        planted = session_cookie(c.get("/inc"))
+        assert planted is not None
+        signed = c.post(
+            "/login",
+            form(username="alice", password=USERS["alice"]),
+            headers={
+                "content-type": "application/x-www-form-urlencoded",
+                "origin": "http://localhost",
+                "cookie": f"{COOKIE}={planted}",
+            },
+        )
+        assert signed.status == 303, signed.text
+        renewed = session_cookie(signed)
+        assert renewed is not None and renewed != planted
+        assert c.get("/read", headers=with_id(renewed)).text == '{"n": 1}'
+        assert c.get("/read", headers=with_id(planted)).text == "{}"
