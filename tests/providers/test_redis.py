@@ -353,3 +353,17 @@ def test_calls_in_flight_when_redis_goes_do_not_lengthen_the_back_off(tmp_path: 
     shared._retry_at = 0  # the back-off has passed: the probe fails, the wait doubles
     shared.failed(RedisConnectionError("refused"))
     assert shared._backoff == 10
+
+
+def test_a_unix_socket(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path, unix=tmp_path / "redis.sock")
+    try:
+        shared = shared_redis(settings(tmp_path, **quick(server.url)), user="m")
+
+        async def go() -> None:
+            assert await roundtrip(shared, "unix") == b"unix"
+            await shared.release()
+
+        asyncio.run(go())
+    finally:
+        server.kill()
