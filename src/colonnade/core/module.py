@@ -128,7 +128,7 @@ class Module:
     def cleanup(self) -> None:
         """Release what :meth:`provision` acquired. Runs even if provisioning failed."""
 
-    def check(self, app: Application, workers: int) -> list[str]:
+    def config_warnings(self, app: Application, workers: int) -> list[str]:
         """Warnings for ``colonnade check``: settings of ``app`` (served by a pool
         of ``workers`` worker processes) that work, but likely not as meant. Reads
         settings only (the module is not provisioned). None by default."""

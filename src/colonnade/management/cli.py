@@ -334,7 +334,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         pool = config.pools.get(runtime.app.pool)
         workers = pool.workers if pool is not None else 1
         for module in runtime.modules:
-            for warning in module.check(runtime.app, workers):
+            for warning in module.config_warnings(runtime.app, workers):
                 print(f"colonnade: warning: {runtime.app.id}: {warning}", file=sys.stderr)
     apps = len(engine.runtimes)
     print(f"configuration OK: {len(engine.sites)} site(s), {apps} application(s)")

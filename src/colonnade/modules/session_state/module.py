@@ -95,7 +95,7 @@ class SessionState(Module):
             await self._store.close()
             self._store = None
 
-    def check(self, app: Application, workers: int) -> list[str]:
+    def config_warnings(self, app: Application, workers: int) -> list[str]:
         """``colonnade check``: in-memory sessions in a pool of several workers."""
         settings = app.section(SessionSection)
         if settings.provider == "memory" and workers > 1:
