@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from colonnade import Context, Handler, auth
+from colonnade.core.request import TlsInfo
 from colonnade.core.session import ID_LENGTH, Session
 from colonnade.testing import Client, TestResponse, build_engine
 from tests.modules.forms_auth.support import new_key, write_keys
@@ -113,11 +114,15 @@ def set_cookies(resp: TestResponse) -> list[str]:
     return [v.decode() for k, v in resp.headers if k == b"set-cookie"]
 
 
-def session_cookie(resp: TestResponse) -> str | None:
+def session_cookie_named(resp: TestResponse, name: str) -> str | None:
     for value in set_cookies(resp):
-        if value.startswith(COOKIE + "="):
+        if value.startswith(name + "="):
             return value.split(";")[0].split("=", 1)[1]
     return None
+
+
+def session_cookie(resp: TestResponse) -> str | None:
+    return session_cookie_named(resp, COOKIE)
 
 
 def with_id(sid: str) -> dict[str, str]:
@@ -158,7 +163,15 @@ def test_cookie_attributes_follow_the_settings() -> None:
         cookie_path="/app",
     )
     with Client(engine) as c:
-        header = set_cookies(c.get("/inc"))[0]
+        tls = TlsInfo("TLSv1.3", "TLS_AES_128_GCM_SHA256", "localhost", None)
+        made = c.get("/inc", tls=tls)
+        header = set_cookies(made)[0]
+        sid = session_cookie_named(made, "sid")
+        assert c.get("/read", tls=tls, headers={"cookie": f"sid={sid}"}).text == '{"n": 1}'
+        # In clear the id is not used, and none is issued.
+        clear = c.get("/inc", headers={"cookie": f"sid={sid}"})
+        assert clear.text == '{"n": 1}' and set_cookies(clear) == []
+        assert c.get("/read", tls=tls, headers={"cookie": f"sid={sid}"}).text == '{"n": 1}'
     assert re.fullmatch(
         r"sid=[a-z0-5]{26}; Path=/app; Domain=example.com; Secure; HttpOnly; SameSite=Strict",
         header,

@@ -65,7 +65,9 @@ class SessionSection(Section, frozen=True, dict=True):
     cookie_domain: str = ""
     """The cookie's `Domain`; empty: none, the cookie goes back to this host only."""
     require_ssl: bool = False
-    """Mark the cookie `Secure`: browsers send it over HTTPS only."""
+    """Mark the cookie `Secure`: browsers send it over HTTPS only. A request
+    over plain HTTP then gets an empty session that is not saved (a cookie it
+    carries is not used)."""
     same_site: Literal["Lax", "Strict", "None"] = "Lax"
     """The cookie's `SameSite`. `None` requires `require_ssl`."""
     timeout: Annotated[int, Meta(ge=1, le=525_600)] = 20

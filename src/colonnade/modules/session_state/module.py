@@ -62,6 +62,7 @@ class SessionState(Module):
         self._name_eq = b""
         self._cookie_tail = b""
         self._closed_answer = True  # redis_failure = closed
+        self._secure = False  # require_ssl
         self._logged: dict[str, float] = {}
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -81,6 +82,7 @@ class SessionState(Module):
         else:
             self._store = MemorySessionStore(lifetime, settings.lock_timeout, settings.max_sessions)
         self._closed_answer = settings.redis_failure == "closed"
+        self._secure = settings.require_ssl
         self._name_eq = settings.cookie_name.encode("ascii") + b"="
         self._cookie_tail = cookie_attributes(
             settings.cookie_path or app.path,
@@ -118,6 +120,11 @@ class SessionState(Module):
         store = self._store
         assert store is not None  # provisioned
         request = ctx.request
+        if self._secure and request.scheme != "https":
+            # require_ssl: an id that travelled in clear is not used, and none
+            # is issued (a session that is not saved).
+            ctx.items[SESSION] = Session(None, {}, is_new=True, read_only=True)
+            return None
         # A WebSocket lives long: it never holds the session's lock.
         read_only = section.mode == "read_only" or request.header(b"upgrade") is not None
         sid = self._cookie_id(ctx)
