@@ -5,7 +5,8 @@ its id, for ``lifetime`` seconds after it was last read or written (sliding
 expiry), and an exclusive lock per session for read-write requests (ASP.NET's
 ``GetItemExclusive``): a lock is held until released, or for ``lock_ttl``
 seconds at most, so a worker that died holding one blocks nobody for long.
-Read-only requests take no lock.
+Read-only requests take no lock (they run side by side), but wait for a
+writer's changes, as ASP.NET's do.
 
 :class:`SessionStore` is the protocol; :class:`MemorySessionStore` and
 :class:`RedisSessionStore` implement it. A Redis store answers
@@ -32,9 +33,10 @@ class SessionBusy(Exception):  # noqa: N818 - a state, not a failure of the stor
 class SessionStore(Protocol):
     """Where sessions live (one store per application)."""
 
-    async def read(self, sid: str) -> bytes | None:
+    async def read(self, sid: str, wait: float = 0.0) -> bytes | None:
         """The data of ``sid`` without locking (None: unknown or expired); its
-        expiry slides."""
+        expiry slides. While another request holds the lock, wait up to
+        ``wait`` seconds for its changes (then read what is stored)."""
 
     async def acquire(self, sid: str, wait: float) -> tuple[str, bytes | None]:
         """Lock ``sid`` (waiting up to ``wait`` seconds, else :class:`SessionBusy`)
@@ -119,9 +121,16 @@ class MemorySessionStore:
         for sid in [s for s, lock in self._locks.items() if lock.expires <= now]:
             self._locks.pop(sid).released.set()
 
-    async def read(self, sid: str) -> bytes | None:
+    async def read(self, sid: str, wait: float = 0.0) -> bytes | None:
         """See :class:`SessionStore`."""
-        return self._get(sid, time.monotonic())
+        deadline = time.monotonic() + wait
+        while True:
+            now = time.monotonic()
+            held = self._locks.get(sid)
+            if held is None or held.expires <= now or deadline <= now:
+                return self._get(sid, now)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(held.released.wait(), min(deadline, held.expires) - now)
 
     async def acquire(self, sid: str, wait: float) -> tuple[str, bytes | None]:
         """See :class:`SessionStore`: waiters are woken when the lock is released."""
@@ -210,18 +219,26 @@ class RedisSessionStore:
         self.lock_ms = max(1, round(lock_ttl * 1000))
         self._script: Any = None
 
-    async def read(self, sid: str) -> bytes | None:
-        """See :class:`SessionStore`."""
+    async def read(self, sid: str, wait: float = 0.0) -> bytes | None:
+        """See :class:`SessionStore` (one round trip; polled while locked)."""
         key = self.prefix + sid
 
         async def go(r: Any) -> Any:
             pipe = r.pipeline(transaction=False)
             pipe.get(key)
+            pipe.exists(key + ":lock")
             pipe.pexpire(key, self.lifetime_ms)
             return await pipe.execute()
 
-        data, _ = await self.shared.call(go)
-        return bytes(data) if data is not None else None
+        deadline = time.monotonic() + wait
+        pause = POLL_MIN
+        while True:
+            data, locked, _ = await self.shared.call(go)
+            left = deadline - time.monotonic()
+            if not locked or left <= 0:
+                return bytes(data) if data is not None else None
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, POLL_MAX)
 
     async def acquire(self, sid: str, wait: float) -> tuple[str, bytes | None]:
         """See :class:`SessionStore`: a locked session is polled (10 ms, doubling

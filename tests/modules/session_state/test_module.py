@@ -554,3 +554,27 @@ def test_the_server_login_page_gives_the_session_a_new_id(tmp_path: Path) -> Non
         assert renewed is not None and renewed != planted
         assert c.get("/read", headers=with_id(renewed)).text == '{"n": 1}'
         assert c.get("/read", headers=with_id(planted)).text == "{}"
+
+
+def test_a_read_only_request_waits_for_a_writer_and_sees_its_changes(
+    provider: dict[str, Any],
+) -> None:
+    # As in ASP.NET: read-only requests take no lock, but do not read past a
+    # writer that is still running.
+    extra = {**provider, "locations": [{"path": "/ro", "session_state": {"mode": "read_only"}}]}
+    with Client(engine_for(extra)) as c:
+        sid = session_cookie(c.get("/inc"))
+        assert sid is not None
+
+        async def go() -> TestResponse:
+            Probe.gate = asyncio.Event()
+            writer = asyncio.ensure_future(c.arequest("GET", "/held/w", headers=with_id(sid)))
+            await _until(lambda: Probe.inside == 1, "the writer inside")
+            reader = asyncio.ensure_future(c.arequest("GET", "/ro/read", headers=with_id(sid)))
+            await asyncio.sleep(0.2)
+            assert not reader.done()  # still waiting for the writer
+            Probe.gate.set()
+            assert (await writer).status == 200
+            return await reader
+
+        assert c.loop.run_until_complete(go()).text == '{"n": 2}'

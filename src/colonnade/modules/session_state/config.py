@@ -26,7 +26,7 @@ class SessionSection(Section, frozen=True, dict=True):
     session run one after the other, as in ASP.NET. Where an application only
     reads the session (an AJAX endpoint, a page that shows the cart), set
     `mode = "read_only"` for that location: such requests take no lock and run
-    side by side. See [sessions](sessions.md).
+    side by side (they wait only for a writer). See [sessions](sessions.md).
     """
 
     key = "session_state"
@@ -47,8 +47,10 @@ class SessionSection(Section, frozen=True, dict=True):
     mode: Literal["read_write", "read_only", "off"] = "read_write"
     """What requests here do with the session (ASP.NET `EnableSessionState`):
     `"read_write"` reads it and saves changes, holding the session's lock for
-    the whole request; `"read_only"` reads it without a lock (changes are not
-    saved); `"off"` gives no session at all (static files, health checks).
+    the whole request; `"read_only"` reads it without a lock, side by side
+    with other read-only requests (a read-write request still running is
+    waited for, up to `lock_timeout`; changes are not saved); `"off"` gives no
+    session at all (static files, health checks).
     Settable per location."""
     provider: Literal["memory", "redis"] = "memory"
     """Where sessions live (ASP.NET `mode`): `"memory"`, the worker process's

@@ -43,6 +43,8 @@ log = logging.getLogger("colonnade.session")
 _LOADED = "session_state.loaded"
 #: ``ctx.items``: the cookie went out with the response head.
 _COOKIE_SENT = "session_state.cookie_sent"
+#: ``ctx.items``: RELEASE_REQUEST_STATE ran (the session is saved and unlocked).
+_RELEASED = "session_state.released"
 #: Cookie values of the session's name looked at, at most (several can come:
 #: for other paths or domains, or forged).
 _MAX_CANDIDATES = 4
@@ -134,7 +136,7 @@ class SessionState(Module):
         token = ""
         try:
             if read_only:
-                raw = await store.read(sid)
+                raw = await store.read(sid, section.lock_timeout)
             else:
                 token, raw = await store.acquire(sid, section.lock_timeout)
         except SessionBusy:
@@ -174,6 +176,7 @@ class SessionState(Module):
         session = items.get(SESSION)
         if not isinstance(session, Session):
             return
+        items[_RELEASED] = True
         loaded, token = items.pop(_LOADED, (None, ""))
         store = self._store
         assert store is not None
@@ -209,9 +212,14 @@ class SessionState(Module):
             await self._release(store, loaded, token, data=payload)
 
     @hook(Stage.SEND_RESPONSE, priority=Priority.LOW)
-    def send_cookie(self, ctx: Context) -> None:
-        """Set the cookie for a new or regenerated id; clear it for an abandoned session."""
-        session = ctx.items.get(SESSION) if ctx.items else None
+    async def send_cookie(self, ctx: Context) -> None:
+        """Set the cookie for a new or regenerated id; clear it for an abandoned
+        session. A coroutine because of one case: a new session whose cookie goes
+        out before it is saved (the application streams its response, so the
+        head leaves during the handler) is locked under its new id first, so
+        that the client's next request, on any node, waits for the save."""
+        items = ctx.items
+        session = items.get(SESSION) if items else None
         if not isinstance(session, Session) or session.read_only or not session.modified:
             return
         if ctx.error is not None:
@@ -222,11 +230,24 @@ class SessionState(Module):
                 cleared = self._name_eq + self._cookie_tail + COOKIE_DELETED
                 response.headers.append((b"set-cookie", cleared))
             return
-        if session.is_new or session.previous_id is not None:
-            value = self._name_eq + session.id.encode("ascii") + self._cookie_tail
-            response.headers.append((b"set-cookie", value))
-            keep_private(response)
-            ctx.items[_COOKIE_SENT] = True
+        if not (session.is_new or session.previous_id is not None):
+            return
+        if session.is_new and not items.get(_RELEASED) and _LOADED not in items:
+            store = self._store
+            assert store is not None
+            try:
+                token, _ = await store.acquire(session.id, 0.0)
+            except Exception as exc:
+                from colonnade.providers.redis import RedisUnavailableError
+
+                if not isinstance(exc, RedisUnavailableError | SessionBusy):
+                    raise
+                return  # no cookie: the session could not be kept
+            items[_LOADED] = (session.id, token)
+        value = self._name_eq + session.id.encode("ascii") + self._cookie_tail
+        response.headers.append((b"set-cookie", value))
+        keep_private(response)
+        items[_COOKIE_SENT] = True
 
     # -- helpers -----------------------------------------------------------------------
 
