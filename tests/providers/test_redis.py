@@ -318,3 +318,52 @@ def test_applications_carry_the_redis_table(tmp_path: Path) -> None:
         assert runtime.app.redis.pool_size == 4
     finally:
         engine.close()
+
+
+def test_config_show_never_shows_the_redis_password(tmp_path: Path) -> None:
+    from colonnade.management.effective import effective_config
+    from colonnade.testing.client import build_engine
+
+    engine = build_engine(
+        {
+            "server": {"modules": ["state.session", "handler.static"]},
+            "redis": {"url": "redis://:pw-Show93k@127.0.0.1:1/0"},
+            "session_state": {"provider": "redis"},
+            "sites": [{"name": "s", "bindings": ["http://127.0.0.1:8080"], "root": "."}],
+        },
+        root=str(tmp_path),
+    )
+    engine.start()
+    try:
+        shown = effective_config(engine, None, "/")
+    finally:
+        engine.close()
+    assert shown["sections"]["session_state"]["provider"]["value"] == "redis"
+    assert "pw-Show93k" not in repr(shown)
+
+
+def test_calls_in_flight_when_redis_goes_do_not_lengthen_the_back_off(tmp_path: Path) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    shared = SharedRedis(settings(tmp_path, retry_min=5, retry_max=60), None)
+    for _ in range(50):  # fifty requests failing at once: one outage, the first wait
+        shared.failed(RedisConnectionError("refused"))
+    assert shared.outages == 1 and shared.errors == 50
+    assert shared._backoff == 5
+    shared._retry_at = 0  # the back-off has passed: the probe fails, the wait doubles
+    shared.failed(RedisConnectionError("refused"))
+    assert shared._backoff == 10
+
+
+def test_a_unix_socket(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path, unix=tmp_path / "redis.sock")
+    try:
+        shared = shared_redis(settings(tmp_path, **quick(server.url)), user="m")
+
+        async def go() -> None:
+            assert await roundtrip(shared, "unix") == b"unix"
+            await shared.release()
+
+        asyncio.run(go())
+    finally:
+        server.kill()

@@ -38,6 +38,7 @@ class RedisServer:
         port: int | None = None,
         password: str = "",
         tls: RedisTls | None = None,
+        unix: Path | None = None,
     ) -> None:
         if REDIS is None:
             pytest.skip("redis-server is not installed (make sysdeps)")
@@ -45,8 +46,11 @@ class RedisServer:
         self.port = port or free_port()
         self.password = password
         self.tls = tls
+        self.unix = unix
         auth = ["--requirepass", password] if password else []
         listen = ["--port", str(self.port)]
+        if unix is not None:
+            listen = ["--port", "0", "--unixsocket", str(unix), "--unixsocketperm", "700"]
         if tls is not None:
             listen = [
                 "--port",
@@ -84,6 +88,8 @@ class RedisServer:
 
     @property
     def url(self) -> str:
+        if self.unix is not None:
+            return f"unix://{self.unix}?db=0"
         auth = f":{self.password}@" if self.password else ""
         scheme = "rediss" if self.tls is not None else "redis"
         return f"{scheme}://{auth}127.0.0.1:{self.port}/0"
@@ -91,6 +97,15 @@ class RedisServer:
     def _pongs(self) -> bool:
         if self.proc.poll() is not None:
             raise RuntimeError(f"redis-server exited with {self.proc.returncode}")
+        if self.unix is not None:
+            try:
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.settimeout(1)
+                    s.connect(str(self.unix))
+                    s.sendall(b"PING\r\n")
+                    return s.recv(64).startswith((b"+PONG", b"-NOAUTH"))
+            except OSError:
+                return False
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
                 if self.tls is not None:

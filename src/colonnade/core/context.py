@@ -20,6 +20,7 @@ from colonnade.core.httputil import method_not_allowed
 from colonnade.core.principal import Principal
 from colonnade.core.request import EMPTY_BODY, Headers, Request, is_local
 from colonnade.core.response import FileBody, Response
+from colonnade.core.session import SESSION, Session
 
 if TYPE_CHECKING:
     from colonnade.core.app import Application
@@ -173,6 +174,14 @@ class Context:
     def section(self, cls: type[S]) -> S:
         """The effective settings of section ``cls`` for this request's URL."""
         return self.sections.get(cls)
+
+    @property
+    def session(self) -> Session | None:
+        """The request's session from ACQUIRE_REQUEST_STATE on, where the
+        session state module gives one (``ctx.items[core.session.SESSION]``);
+        else None."""
+        found = self.items.get(SESSION)
+        return found if isinstance(found, Session) else None
 
     @property
     def correlation_id(self) -> str:

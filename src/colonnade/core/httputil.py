@@ -192,3 +192,20 @@ def cookie_values(
                     return found
             at = value.find(name_eq, at + 1)
     return found
+
+
+#: What follows a cookie's name, ``=`` and attributes to delete it.
+COOKIE_DELETED = b"; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+
+
+def cookie_attributes(path: str, domain: str, secure: bool, same_site: str) -> bytes:
+    """``; Path=…[; Domain=…][; Secure]; HttpOnly; SameSite=…``: the attributes
+    of a cookie the server sets for itself (a ticket, a session id), never
+    readable by scripts."""
+    attributes = f"; Path={path}"
+    if domain:
+        attributes += f"; Domain={domain}"
+    if secure:
+        attributes += "; Secure"
+    attributes += f"; HttpOnly; SameSite={same_site}"
+    return attributes.encode("ascii")

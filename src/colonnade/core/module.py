@@ -139,6 +139,12 @@ class Module:
     def cleanup(self) -> None:
         """Release what :meth:`provision` acquired. Runs even if provisioning failed."""
 
+    def config_warnings(self, app: Application, workers: int) -> list[str]:
+        """Warnings for ``colonnade check``: settings of ``app`` (served by a pool
+        of ``workers`` worker processes) that work, but likely not as meant. Reads
+        settings only (the module is not provisioned). None by default."""
+        return []
+
 
 def check_declaration(cls: type[Module]) -> None:
     """Refuse a module class whose declaration is unusable."""

@@ -353,6 +353,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"colonnade: {problem}", file=sys.stderr)
     if problems:
         return 2
+    for runtime in engine.runtimes:
+        pool = config.pools.get(runtime.app.pool)
+        workers = pool.workers if pool is not None else 1
+        for module in runtime.modules:
+            for warning in module.config_warnings(runtime.app, workers):
+                print(f"colonnade: warning: {runtime.app.id}: {warning}", file=sys.stderr)
     apps = len(engine.runtimes)
     print(f"configuration OK: {len(engine.sites)} site(s), {apps} application(s)")
     for line in serving_lines(config, workers=False):

@@ -36,4 +36,5 @@ BUILTIN: tuple[tuple[str, str], ...] = (
     ("handler.cgi", "colonnade.handlers.cgi.handler:CgiHandler"),
     ("rewrite", "colonnade.modules.rewrite.module:UrlRewrite"),
     ("cache.output", "colonnade.modules.output_cache.module:OutputCache"),
+    ("state.session", "colonnade.modules.session_state.module:SessionState"),
 )

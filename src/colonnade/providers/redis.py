@@ -283,6 +283,8 @@ class SharedRedis:
                 log.warning("Redis at %s answered with an error: %s", self.url, exc)
             return
         if self.down:
+            if now < self._retry_at:
+                return  # a call in flight when the outage began: nothing new
             self._backoff = min(self._backoff * 2, self.settings.retry_max)
         else:
             self.down = True

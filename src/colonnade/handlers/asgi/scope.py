@@ -19,6 +19,10 @@ the user's roles as ``scopes``: what Starlette's ``AuthenticationMiddleware``
 sets, so ``request.user.is_authenticated``, ``request.user.display_name`` and
 ``@requires("role")`` work without it. With no authentication module, neither
 key is set (an application's own authentication middleware sets them).
+
+Where ``state.session`` gives the request a session, ``scope["session"]`` is
+that :class:`~colonnade.core.session.Session`: a mutable mapping, as
+Starlette's ``SessionMiddleware`` sets (``request.session`` works without it).
 """
 
 from __future__ import annotations
@@ -61,6 +65,13 @@ def add_user(scope: Scope, ctx: Context) -> None:
     if user is not None:
         scope["user"] = user
         scope["auth"] = Credentials(sorted(user.roles))
+
+
+def add_session(scope: Scope, ctx: Context) -> None:
+    """``scope["session"]``: the request's session, where ``state.session`` gave one."""
+    session = ctx.session
+    if session is not None:
+        scope["session"] = session
 
 
 def mount_path(app_path: str) -> str:
@@ -146,6 +157,7 @@ def http_scope(ctx: Context, root_path: str, state: dict[str, Any] | None) -> Sc
         scope["state"] = state.copy()
     if ctx.user is not None:
         add_user(scope, ctx)
+    add_session(scope, ctx)
     if request.tls is not None:
         scope["extensions"]["tls"] = tls_extension(request.tls)
     return scope

@@ -45,6 +45,7 @@ from colonnade.handlers.asgi.scope import (
     NO_OPTIONS,
     App,
     Message,
+    add_session,
     add_user,
     tls_extension,
 )
@@ -105,6 +106,7 @@ class WebSocketSession:
             },
         }
         add_user(self.scope, ctx)
+        add_session(self.scope, ctx)
         if request.tls is not None:
             self.scope["extensions"]["tls"] = tls_extension(request.tls)
         self.phase = _CONNECTING

@@ -24,7 +24,8 @@
 - ``REMOTE_USER``/``AUTH_TYPE`` carry the user the server's authentication
   modules established; ``colonnade.context`` and ``colonnade.items`` the request
   context and its shared items (``environ["colonnade.context"].correlation_id``
-  names the request in logs).
+  names the request in logs); ``colonnade.session`` the session where
+  ``state.session`` gives one (a mutable mapping, ``core.session.Session``).
 """
 
 from __future__ import annotations

@@ -244,6 +244,9 @@ class WsgiHandler(Handler):
             environ["AUTH_TYPE"] = user.auth_type
         environ["colonnade.context"] = ctx
         environ["colonnade.items"] = ctx.items
+        session = ctx.session
+        if session is not None:
+            environ["colonnade.session"] = session
         return environ
 
     async def execute(self, ctx: Context) -> None:

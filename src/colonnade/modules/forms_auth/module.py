@@ -47,11 +47,17 @@ from colonnade.core.app import Application
 from colonnade.core.auth import FORMS, LOGIN_PAGE, loggable, note_failure
 from colonnade.core.context import Context
 from colonnade.core.handler import Handler
-from colonnade.core.httputil import cookie_values, method_not_allowed
+from colonnade.core.httputil import (
+    COOKIE_DELETED,
+    cookie_attributes,
+    cookie_values,
+    method_not_allowed,
+)
 from colonnade.core.module import Priority, hook
 from colonnade.core.principal import Principal
 from colonnade.core.request import Request
 from colonnade.core.response import keep_private
+from colonnade.core.session import renew_session_id
 from colonnade.core.stages import Stage
 from colonnade.core.urlpath import covers
 from colonnade.errors import ConfigError
@@ -96,7 +102,6 @@ _OPENED_MAX = 4096
 #: A longer Cookie header is not remembered whole (memory: 4096 times this at most).
 _HEADER_KEY_MAX = 2048
 _VERBS = ("GET", "HEAD", "POST")
-_CLEARED_EXPIRES = b"Thu, 01 Jan 1970 00:00:00 GMT"
 _FORM_TYPE = b"application/x-www-form-urlencoded"
 
 
@@ -122,13 +127,9 @@ class CookieSpec:
         self.lifetime = settings.timeout * 60
         self.sliding = settings.sliding_expiration
         self.secure = settings.require_ssl
-        attributes = f"; Path={settings.cookie_path}"
-        if settings.cookie_domain:
-            attributes += f"; Domain={settings.cookie_domain}"
-        if settings.require_ssl:
-            attributes += "; Secure"
-        attributes += f"; HttpOnly; SameSite={settings.same_site}"
-        self.attributes = attributes.encode("ascii")
+        self.attributes = cookie_attributes(
+            settings.cookie_path, settings.cookie_domain, settings.require_ssl, settings.same_site
+        )
 
     def issue(self, value: str, ticket: Ticket) -> bytes:
         """The ``Set-Cookie`` value carrying sealed ``ticket``."""
@@ -139,9 +140,7 @@ class CookieSpec:
 
     def clear(self) -> bytes:
         """The ``Set-Cookie`` value that deletes the cookie."""
-        return (
-            self.name_bytes + b"=" + self.attributes + b"; Max-Age=0; Expires=" + _CLEARED_EXPIRES
-        )
+        return self.name_bytes + b"=" + self.attributes + COOKIE_DELETED
 
 
 def _file_setting(app: Application, key: str, value: str) -> str:
@@ -409,6 +408,8 @@ class FormsAuthentication(Handler):
             raise RuntimeError("forms_authentication.require_ssl: sign in over HTTPS only")
         ticket = new_ticket(name, roles, cookie.lifetime, persistent)
         ctx.items[_SET_COOKIE] = cookie.issue(self._ring().seal(ticket, cookie.name), ticket)
+        # A session id from before the sign-in (perhaps planted) ends here.
+        renew_session_id(ctx)
 
     def sign_out(self, ctx: Context) -> None:
         """Clear the ticket cookie with the response."""

@@ -1,0 +1,1 @@
+"""Session state (ASP.NET SessionStateModule): per-user data kept between requests."""
