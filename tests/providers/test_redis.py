@@ -253,7 +253,14 @@ def test_one_client_per_settings_closed_by_the_last_user(
 
 
 def test_pool_size_bounds_connections(redis_server: RedisServer, tmp_path: Path) -> None:
-    shared = shared_redis(settings(tmp_path, **quick(redis_server.url), pool_size=2), user="m")
+    # Forty calls queue for two connections: with quick()'s 0.3 s wait for a free
+    # one, a loaded machine would time the queue out. The bound is what is tested.
+    shared = shared_redis(
+        settings(
+            tmp_path, url=redis_server.url, command_timeout=10, connect_timeout=10, pool_size=2
+        ),
+        user="m",
+    )
 
     async def go() -> int:
         await asyncio.gather(*(roundtrip(shared, str(i)) for i in range(40)))
