@@ -51,7 +51,7 @@ from hyperframe.frame import GoAwayFrame
 from colonnade.core.request import EMPTY_BODY, Body, Request, TlsInfo
 from colonnade.core.urlpath import decode_path
 from colonnade.errors import ClientDisconnectedError, HttpError
-from colonnade.http.h1 import error_response
+from colonnade.http.h1 import body_left, error_response
 from colonnade.http.h2 import PREFACE, FrameError, FrameWatch, request_fields, response_headers
 from colonnade.transport.connection import StreamBody, addresses
 
@@ -80,6 +80,7 @@ class H2Stream:
 
     __slots__ = (
         "_ended",
+        "_left",
         "_no_body",
         "_offset",
         "_pending",
@@ -115,6 +116,7 @@ class H2Stream:
         self._offset = 0
         self._ended = False  # END_STREAM sent
         self._no_body = False
+        self._left = -1  # declared body bytes not yet queued; -1: no Content-Length
         self._waiter: asyncio.Future[None] | None = None
 
     # -- BodySource ---------------------------------------------------------------------
@@ -141,8 +143,9 @@ class H2Stream:
     # -- ResponseWriter -----------------------------------------------------------------
 
     def send_all(self, status: int, reason: bytes | None, headers: Headers, body: bytes) -> None:
-        """The whole response: the head now, the body as the windows allow."""
-        self.start(status, reason, headers, None if status == 304 else len(body))
+        """The whole response: the head now, the body as the windows allow. The
+        stream ends with the head's frame or the body's last, not an empty frame."""
+        self._head(status, headers, None if status == 304 else len(body), not body)
         if body and not self._no_body:
             self._queue(body)
         self._finish()
@@ -151,6 +154,10 @@ class H2Stream:
         self, status: int, reason: bytes | None, headers: Headers, content_length: int | None
     ) -> None:
         """The head of the response (HTTP/2 carries no reason phrase)."""
+        self._head(status, headers, content_length, False)
+
+    def _head(self, status: int, headers: Headers, content_length: int | None, last: bool) -> None:
+        # ``last``: no body follows, whatever the status says (send_all's empty body).
         if self.closed:
             return
         request = self.request
@@ -159,9 +166,12 @@ class H2Stream:
         if not interim:
             self.head_sent = True
             self._no_body = status in _NO_BODY or (request is not None and request.method == "HEAD")
+            if content_length is not None and not self._no_body:
+                self._left = content_length
+        end = not interim and (self._no_body or last or self._left == 0)
         self.bytes_sent += sum(len(n) + len(v) + 4 for n, v in fields)
-        self.conn.send_headers(self, fields, end=self._no_body and not interim)
-        if self._no_body and not interim:
+        self.conn.send_headers(self, fields, end=end)
+        if end:
             self._ended = True
 
     async def write(self, data: bytes) -> None:
@@ -210,6 +220,11 @@ class H2Stream:
     # -- sending ------------------------------------------------------------------------
 
     def _queue(self, data: bytes) -> None:
+        self._left = body_left(self._left, len(data))
+        if not self._left:
+            # The body's declared end goes out with its last bytes (END_STREAM on
+            # that DATA frame), not in an empty frame when the writer says end().
+            self.end_pending = True
         if self._offset < len(self._pending):
             self._pending = self._pending[self._offset :] + data
         else:
