@@ -237,6 +237,25 @@ def test_a_body_of_declared_length_ends_with_its_last_byte(tmp_path: Path) -> No
         assert sum(n for kind, n, _ in _frames(c, 3) if kind == "DataFrame") == 10
 
 
+def test_response_heads_use_no_dynamic_table(static: tuple[LiveServer, Path]) -> None:
+    # The server's HPACK encoder indexes nothing (http/h2.py FieldEncoder): its first
+    # header block, and the first after the client changes its table size, start with
+    # a dynamic table size update to 0 (RFC 7541 6.3), which even a client that
+    # keeps no table at all accepts.
+    server, _ = static
+    with RawH2(server.port) as c:
+        for stream in (1, 3):
+            c.send(c.headers(stream, get_headers("/hello.txt")))
+            assert c.response(stream) == (200, b"Hello, world!")
+        c.decoder.max_allowed_table_size = 0
+        c.send(c.settings(HEADER_TABLE_SIZE=0), c.headers(5, get_headers("/hello.txt")))
+        assert c.response(5) == (200, b"Hello, world!")
+        blocks = {f.stream_id: f.data for f in c.frames if isinstance(f, HeadersFrame)}
+        assert [blocks[s][:1] == b"\x20" for s in (1, 3, 5)] == [True, False, True]
+        assert blocks[3][:1] == b"\x88"  # :status 200, whole from the static table
+        assert not c.decoder.header_table.dynamic_entries
+
+
 def test_access_log_says_http2(static: tuple[LiveServer, Path]) -> None:
     server, root = static
     with h2_client() as c:

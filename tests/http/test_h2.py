@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
+import hpack
 import pytest
+from hpack import NeverIndexedHeaderTuple
 
 from colonnade.http import HTTP1Connection, Preface
 from colonnade.http.h2 import (
@@ -10,6 +14,7 @@ from colonnade.http.h2 import (
     FRAME_SIZE_ERROR,
     PREFACE,
     PROTOCOL_ERROR,
+    FieldEncoder,
     FrameError,
     FrameWatch,
     request_fields,
@@ -172,3 +177,45 @@ def test_response_headers() -> None:
         response_headers(200, [(b"x", b"a\r\nb")], None, None)
     with pytest.raises(ValueError):
         response_headers(200, [(b"bad name", b"v")], None, None)
+
+
+# -- FieldEncoder: HPACK without the dynamic table ----------------------------------
+
+FIELDS = [
+    (b":status", b"200"),  # the static table has it whole: one byte
+    (b":status", b"418"),  # its name only
+    (b"content-type", b"text/plain"),
+    (b"date", b"Sat, 05 Dec 2026 09:33:21 GMT"),
+    (b"server", b"Colonnade"),
+    (b"x-empty", b""),
+    (b"x-" + b"n" * 300, b"v" * 5000),  # lengths over every integer prefix
+    (b"x-random", os.urandom(200)),  # Huffman would make it longer: sent as it is
+    (b"set-cookie", b"id=secret"),
+]
+
+
+def test_field_encoder_blocks_decode_and_leave_the_table_empty() -> None:
+    encoder, decoder = FieldEncoder(), hpack.Decoder()
+    for _ in range(3):
+        assert decoder.decode(encoder.encode(FIELDS), raw=True) == FIELDS
+        assert not decoder.header_table.dynamic_entries
+    decoded = decoder.decode(encoder.encode(FIELDS), raw=True)
+    # set-cookie is "never indexed" for whoever re-encodes it, the rest indexable.
+    assert [isinstance(f, NeverIndexedHeaderTuple) for f in decoded] == [False] * 8 + [True]
+    assert encoder.encode(FIELDS[:1]) == b"\x88"
+    assert (b"set-cookie", b"id=secret") not in FieldEncoder._cache
+
+
+def test_field_encoder_says_its_table_size_is_zero_first_and_after_settings() -> None:
+    encoder = FieldEncoder()
+    # A decoder told to keep no table at all (SETTINGS_HEADER_TABLE_SIZE 0) accepts it.
+    decoder = hpack.Decoder(max_header_list_size=1 << 20)
+    decoder.max_allowed_table_size = 0
+    first = encoder.encode(FIELDS[:3])
+    assert first[:1] == b"\x20"  # dynamic table size update: 0
+    assert decoder.decode(first, raw=True) == FIELDS[:3]
+    again = encoder.encode(FIELDS[:3])
+    assert again == first[1:]
+    encoder.header_table_size = 0  # what h2 does on the client's SETTINGS
+    assert encoder.encode(FIELDS[:3]) == first
+    assert encoder.header_table_size == 0

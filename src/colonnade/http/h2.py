@@ -15,6 +15,9 @@ rest of the protocol layer, still without sockets:
   ``:authority``); :func:`response_headers` turns a response head into a header
   list HTTP/2 allows (no connection-specific fields, ``content-length``, ``date``
   and ``server`` as HTTP/1.1 sends them).
+- :class:`FieldEncoder` is the HPACK encoder of responses: static table and
+  literals only, so the encoding of a field never depends on what was sent
+  before and is kept in a cache shared by all connections.
 
 The transport (``transport/h2connection.py``) owns the socket and drives both.
 """
@@ -24,6 +27,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import Final, NamedTuple
+
+from hpack.huffman import HuffmanEncoder
+from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
+from hpack.table import HeaderTable
 
 from colonnade.http.events import Headers
 from colonnade.http.h1 import date_header_value, response_name
@@ -272,3 +279,108 @@ def response_headers(
     if add_server and server:
         out.append((b"server", server))
     return out
+
+
+# -- HPACK (RFC 7541) for responses ---------------------------------------------------
+
+_HUFFMAN: Final = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH)
+# The static table (RFC 7541 Appendix A), 1-based: a whole field, or its name.
+_STATIC_FIELD: Final[dict[tuple[bytes, bytes], int]] = {}
+_STATIC_NAME: Final[dict[bytes, int]] = {}
+for _index, (_name, _value) in enumerate(HeaderTable.STATIC_TABLE, 1):
+    _STATIC_FIELD.setdefault((_name, _value), _index)
+    _STATIC_NAME.setdefault(_name, _index)
+#: Response fields sent as "never indexed" (RFC 7541 7.1.3), so that no intermediary
+#: compresses them, and never kept in the encoder's cache.
+NEVER_INDEXED: Final = frozenset({b"set-cookie"})
+# Fields whose encoding is kept (one cache for the process; ``date`` changes each
+# second, ``content-length`` with the body): emptied when full.
+_CACHE_SIZE: Final = 1024
+_DYNAMIC_TABLE_SIZE_ZERO: Final = b"\x20"
+
+
+def _integer(value: int, prefix: int, first: int) -> bytes:
+    # RFC 7541 5.1: ``value`` in a ``prefix``-bit prefix of a first byte whose other
+    # bits are ``first``, continued 7 bits a byte.
+    limit = (1 << prefix) - 1
+    if value < limit:
+        return bytes((first | value,))
+    out = bytearray((first | limit,))
+    value -= limit
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _string(data: bytes) -> bytes:
+    # RFC 7541 5.2: Huffman-coded where that is shorter.
+    coded = _HUFFMAN.encode(data)
+    if len(coded) < len(data):
+        return _integer(len(coded), 7, 0x80) + coded
+    return _integer(len(data), 7, 0) + data
+
+
+def encode_field(name: bytes, value: bytes) -> bytes:
+    """One header field as HPACK: indexed when the static table holds it whole, else a
+    literal "without indexing" (``NEVER_INDEXED`` names: "never indexed"), naming the
+    static table's entry for its name where there is one."""
+    index = _STATIC_FIELD.get((name, value))
+    if index is not None:
+        return bytes((0x80 | index,))  # every static index is below 127
+    first = 0x10 if name in NEVER_INDEXED else 0
+    index = _STATIC_NAME.get(name)
+    if index is not None:
+        return _integer(index, 4, first) + _string(value)
+    return bytes((first,)) + _string(name) + _string(value)
+
+
+class FieldEncoder:
+    """The HPACK encoder of one connection's responses, in place of ``hpack``'s.
+
+    It never adds to the dynamic table (as nginx's does not), so a field's encoding
+    depends on nothing sent before: it is computed once and kept in a cache all
+    connections share, and a repeated response head costs a few dictionary lookups.
+    The price is a few dozen bytes a response more than with the table (``date``,
+    ``server``, ``content-type`` as literals each time). The first block, and the
+    first after the client changes SETTINGS_HEADER_TABLE_SIZE, starts with a dynamic
+    table size update to 0 (RFC 7541 4.2, 6.3), which any announced size allows.
+
+    ``h2`` calls :meth:`encode` with the header list of HEADERS frames and sets
+    :attr:`header_table_size` on the client's SETTINGS.
+    """
+
+    __slots__ = ("_resize",)
+
+    _cache: dict[tuple[bytes, bytes], bytes] = {}
+
+    def __init__(self) -> None:
+        self._resize = True
+
+    @property
+    def header_table_size(self) -> int:
+        """The dynamic table's size this encoder uses: always 0."""
+        return 0
+
+    @header_table_size.setter
+    def header_table_size(self, value: int) -> None:
+        # The client announced a new maximum: say again that ours is 0.
+        self._resize = True
+
+    def encode(self, headers: list[tuple[bytes, bytes]], huffman: bool = True) -> bytes:
+        """The header block of ``headers`` (names in lower case, bytes)."""
+        cache = self._cache
+        out = [_DYNAMIC_TABLE_SIZE_ZERO] if self._resize else []
+        self._resize = False
+        for field in headers:
+            data = cache.get(field)
+            if data is None:
+                name, value = field
+                data = encode_field(name, value)
+                if name not in NEVER_INDEXED:
+                    if len(cache) >= _CACHE_SIZE:
+                        cache.clear()
+                    cache[field] = data
+            out.append(data)
+        return b"".join(out)

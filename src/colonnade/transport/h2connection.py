@@ -43,6 +43,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import hpack
 import hpack.exceptions
 from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
@@ -52,7 +53,14 @@ from colonnade.core.request import EMPTY_BODY, Body, Request, TlsInfo
 from colonnade.core.urlpath import decode_path
 from colonnade.errors import ClientDisconnectedError, HttpError
 from colonnade.http.h1 import body_left, error_response
-from colonnade.http.h2 import PREFACE, FrameError, FrameWatch, request_fields, response_headers
+from colonnade.http.h2 import (
+    PREFACE,
+    FieldEncoder,
+    FrameError,
+    FrameWatch,
+    request_fields,
+    response_headers,
+)
 from colonnade.transport.connection import StreamBody, addresses
 
 if TYPE_CHECKING:
@@ -341,6 +349,9 @@ class H2Connection(asyncio.Protocol):
                 h2.settings.SettingCodes.ENABLE_PUSH: 0,
             },
         )
+        # Response heads are encoded without HPACK's dynamic table, from a cache
+        # (http/h2.py FieldEncoder): h2 only calls its encode and sets its size.
+        h2conn.encoder = cast("hpack.Encoder", FieldEncoder())
         h2conn.max_inbound_frame_size = settings.max_frame_size
         h2conn.decoder.max_header_list_size = settings.max_header_list_size
         self.watch = FrameWatch(
