@@ -14,9 +14,11 @@ from colonnade.http.h2 import (
     FRAME_SIZE_ERROR,
     PREFACE,
     PROTOCOL_ERROR,
+    FieldDecoder,
     FieldEncoder,
     FrameError,
     FrameWatch,
+    encode_field,
     request_fields,
     response_headers,
 )
@@ -219,3 +221,52 @@ def test_field_encoder_says_its_table_size_is_zero_first_and_after_settings() ->
     encoder.header_table_size = 0  # what h2 does on the client's SETTINGS
     assert encoder.encode(FIELDS[:3]) == first
     assert encoder.header_table_size == 0
+
+
+# -- FieldDecoder: repeated blocks of indexed fields remembered ------------------------
+
+
+def test_field_decoder_remembers_a_repeated_block_that_changes_no_table() -> None:
+    client, decoder = hpack.Encoder(), FieldDecoder(65536)
+    request = [(b":method", b"GET"), (b"user-agent", b"t/1")]
+    first = client.encode(request)  # adds user-agent to the tables: not remembered
+    assert decoder.decode(first, raw=True) == request
+    assert not decoder._blocks
+    # Now every field is in the tables; :path a literal not indexed, as nghttp2 sends it.
+    repeat = client.encode(request) + encode_field(b":path", b"/x")
+    for _ in range(2):
+        got = decoder.decode(repeat, raw=True)
+        assert got == [*request, (b":path", b"/x")]
+        got.append((b"x", b"y"))  # the caller's list: what is remembered stays whole
+    assert decoder._blocks == {repeat: [*request, (b":path", b"/x")]}
+
+
+def test_field_decoder_forgets_when_the_table_changes() -> None:
+    client, decoder = hpack.Encoder(), FieldDecoder(65536)
+    decoder.decode(client.encode([(b"x-a", b"1")]), raw=True)  # x-a: 1 is entry 62
+    assert decoder.decode(b"\xbe", raw=True) == [(b"x-a", b"1")]
+    decoder.decode(client.encode([(b"x-b", b"2")]), raw=True)  # now x-b: 2 is 62
+    assert decoder.decode(b"\xbe", raw=True) == [(b"x-b", b"2")]
+    # A size update evicting everything: index 62 is no more.
+    decoder.decode(b"\x20\x88", raw=True)
+    with pytest.raises(hpack.HPACKDecodingError):
+        decoder.decode(b"\xbe", raw=True)
+
+
+def test_field_decoder_remembers_no_error_and_keeps_the_limits() -> None:
+    decoder = FieldDecoder(200)
+    with pytest.raises(hpack.HPACKDecodingError):  # index 0
+        decoder.decode(b"\x80", raw=True)
+    assert not decoder._blocks
+    # An HPACK bomb: one large entry, then a block of a few bytes naming it often.
+    big = hpack.Encoder().encode([(b"x-big", b"v" * 100)])
+    decoder.decode(big, raw=True)
+    bomb = b"\xbe" * 3
+    for _ in range(2):
+        with pytest.raises(hpack.OversizedHeaderListError):
+            decoder.decode(bomb, raw=True)
+    # Within the limit it is remembered; a lower limit later is applied all the same.
+    assert decoder.decode(b"\xbe", raw=True) == [(b"x-big", b"v" * 100)]
+    decoder.max_header_list_size = 50
+    with pytest.raises(hpack.OversizedHeaderListError):
+        decoder.decode(b"\xbe", raw=True)

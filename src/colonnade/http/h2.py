@@ -18,6 +18,8 @@ rest of the protocol layer, still without sockets:
 - :class:`FieldEncoder` is the HPACK encoder of responses: static table and
   literals only, so the encoding of a field never depends on what was sent
   before and is kept in a cache shared by all connections.
+  :class:`FieldDecoder` is ``hpack``'s decoder remembering the blocks made only
+  of indexed fields (a client repeating a request), whose decoding cannot change.
 
 The transport (``transport/h2connection.py``) owns the socket and drives both.
 """
@@ -28,6 +30,7 @@ import time
 from collections.abc import Callable
 from typing import Final, NamedTuple
 
+from hpack import Decoder, HeaderTuple
 from hpack.huffman import HuffmanEncoder
 from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
 from hpack.table import HeaderTable
@@ -384,3 +387,70 @@ class FieldEncoder:
                     cache[field] = data
             out.append(data)
         return b"".join(out)
+
+
+#: A header block of at most this many bytes that changed no table is remembered; so
+#: many such blocks per connection at most (a few hundred bytes of tuples each).
+_REMEMBERED_BLOCK: Final = 64
+_REMEMBERED_BLOCKS: Final = 16
+
+
+class _CountedTable(HeaderTable):
+    """``hpack``'s dynamic table, counting its changes (entries added, size set)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changes = 0
+
+    def add(self, name: bytes, value: bytes) -> None:
+        self.changes += 1
+        super().add(name, value)
+
+    @property
+    def maxsize(self) -> int:
+        return self._maxsize
+
+    @maxsize.setter
+    def maxsize(self, newmax: int) -> None:
+        self.changes += 1
+        HeaderTable.maxsize.fset(self, newmax)  # type: ignore[attr-defined]
+
+
+class FieldDecoder(Decoder):
+    """``hpack``'s decoder (RFC 7541), which remembers what it decoded of the small
+    blocks that changed nothing in its dynamic table.
+
+    Such a block is what a client sends when it repeats a request: fields already in
+    its tables (indexed), or sent as literals it chose not to index (nghttp2, so
+    h2load and curl, never indexes ``:path``). Decoding is a function of the block
+    and the table, so the block decodes to the same list for as long as the table
+    does not change; any change (an entry added, a size update) forgets everything
+    remembered, and a block that changes the table is never remembered (it must
+    change it again). Errors are never remembered; the header list limit (HPACK
+    bombs) and table size limit a block was checked under are compared on each use.
+    """
+
+    def __init__(self, max_header_list_size: int) -> None:
+        super().__init__(max_header_list_size=max_header_list_size)
+        self.header_table = self._table = table = _CountedTable()
+        self._blocks: dict[bytes, list[HeaderTuple]] = {}
+        self._state = (table.changes, max_header_list_size, self.max_allowed_table_size)
+
+    def decode(self, data: bytes, raw: bool = False) -> list[HeaderTuple]:
+        """The header list of the block ``data`` (raises ``hpack``'s errors)."""
+        blocks = self._blocks
+        changes = self._table.changes
+        state = (changes, self.max_header_list_size, self.max_allowed_table_size)
+        if state != self._state:
+            blocks.clear()
+            self._state = state
+        known = blocks.get(data) if raw else None
+        if known is not None:
+            return list(known)
+        headers = list(super().decode(data, raw))
+        if raw and self._table.changes == changes and len(data) <= _REMEMBERED_BLOCK:
+            if len(blocks) >= _REMEMBERED_BLOCKS:
+                blocks.clear()
+            blocks[data] = headers
+            return list(headers)
+        return headers

@@ -55,6 +55,7 @@ from colonnade.errors import ClientDisconnectedError, HttpError
 from colonnade.http.h1 import body_left, error_response
 from colonnade.http.h2 import (
     PREFACE,
+    FieldDecoder,
     FieldEncoder,
     FrameError,
     FrameWatch,
@@ -353,7 +354,8 @@ class H2Connection(asyncio.Protocol):
         # (http/h2.py FieldEncoder): h2 only calls its encode and sets its size.
         h2conn.encoder = cast("hpack.Encoder", FieldEncoder())
         h2conn.max_inbound_frame_size = settings.max_frame_size
-        h2conn.decoder.max_header_list_size = settings.max_header_list_size
+        # hpack's decoder, remembering repeated blocks of indexed fields (FieldDecoder).
+        h2conn.decoder = FieldDecoder(settings.max_header_list_size)
         self.watch = FrameWatch(
             max_header_block=settings.max_header_list_size,
             max_resets=settings.max_resets,
