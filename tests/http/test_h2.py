@@ -18,6 +18,7 @@ from colonnade.http.h2 import (
     FieldEncoder,
     FrameError,
     FrameWatch,
+    check_trailers,
     encode_field,
     request_fields,
     response_headers,
@@ -150,10 +151,73 @@ def test_request_fields() -> None:
         (b"cookie", b"a=1; b=2"),
         (b"host", b"example.org"),
     ]
-    with_host = request_fields([(b":authority", b"a"), (b"host", b"b")])
-    assert with_host.headers == [(b"host", b"b")] and with_host.authority == b"a"
-    host_only = request_fields([(b":method", b"GET"), (b"host", b"b")])
+    start = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/")]
+    with_host = request_fields([*start, (b":authority", b"a"), (b"host", b"a")])
+    assert with_host.headers == [(b"host", b"a")] and with_host.authority == b"a"
+    host_only = request_fields([*start, (b"host", b"b")])
     assert host_only.authority == b"b" and host_only.headers == [(b"host", b"b")]
+    connect = request_fields([(b":method", b"CONNECT"), (b":authority", b"h:443")])
+    assert (connect.method, connect.path, connect.scheme) == (b"CONNECT", b"", b"")
+
+
+GOOD = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":authority", b"a")]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [*GOOD, (b"X-Upper", b"1")],
+        [*GOOD, (b"x:a", b"1")],
+        [*GOOD, (b"", b"1")],
+        [*GOOD, (b"x a", b"1")],
+        [*GOOD, (b"x\x7f", b"1")],
+        [*GOOD, (b"x-\xc3\xa9", b"1")],
+        [*GOOD, (b"x-a", b"a\x00b")],
+        [*GOOD, (b"x-a", b"a\nb")],
+        [*GOOD, (b"x-a", b"\ta")],
+        [*GOOD, (b"x-a", b"a ")],
+        [*GOOD[:2], (b":path", b"/ ")],
+        [*GOOD, (b"connection", b"close")],
+        [*GOOD, (b"keep-alive", b"1")],
+        [*GOOD, (b"upgrade", b"h2c")],
+        [*GOOD, (b"te", b"gzip")],
+        [*GOOD, (b":path", b"/b")],
+        [*GOOD, (b":method", b"GET")],
+        [*GOOD, (b":scheme", b"http")],
+        [*GOOD, (b":authority", b"a")],
+        [*GOOD, (b":status", b"200")],
+        [*GOOD, (b":foo", b"1")],
+        [*GOOD, (b":protocol", b"websocket")],
+        [*GOOD[:3], (b"x-a", b"1"), GOOD[3]],
+        [*GOOD[:3], (b"cookie", b"a=1"), GOOD[3]],
+        GOOD[1:],
+        [GOOD[0], GOOD[2], GOOD[3]],
+        [GOOD[0], GOOD[1], GOOD[3]],
+        [*GOOD[:2], (b":path", b""), GOOD[3]],
+        GOOD[:3],
+        [*GOOD, (b"host", b"b")],
+        [*GOOD[:3], (b"host", b"b"), (b"host", b"b")],
+        [(b":method", b"CONNECT"), (b":authority", b"h:443"), (b":path", b"/")],
+        [(b":method", b"CONNECT"), (b":protocol", b"websocket"), (b":authority", b"h")],
+    ],
+)
+def test_malformed_requests(fields: list[tuple[bytes, bytes]]) -> None:
+    with pytest.raises(FrameError) as caught:
+        request_fields(fields)
+    assert (caught.value.code, caught.value.kind) == (PROTOCOL_ERROR, "protocol_error")
+
+
+def test_field_checks_that_pass() -> None:
+    fields = request_fields(
+        [*GOOD, (b"te", b"Trailers"), (b"x-empty", b""), (b"x-a", b"a b\t\x80c"), (b"~!#", b"1")]
+    )
+    assert len(fields.headers) == 5  # and host, from :authority
+    extended = [(b":method", b"CONNECT"), (b":protocol", b"websocket"), *GOOD[1:]]
+    assert request_fields(extended).method == b"CONNECT"
+    check_trailers([(b"x-checksum", b"1"), (b"x-empty", b"")])
+    for bad in ([(b":path", b"/")], [(b"X-A", b"1")], [(b"x-a", b"\r")], [(b"te", b"x")]):
+        with pytest.raises(FrameError):
+            check_trailers(bad)
 
 
 def test_response_headers() -> None:

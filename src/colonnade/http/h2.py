@@ -26,6 +26,7 @@ The transport (``transport/h2connection.py``) owns the socket and drives both.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Final, NamedTuple
@@ -212,40 +213,115 @@ class RequestFields(NamedTuple):
     headers: Headers
 
 
+def malformed(reason: str) -> FrameError:
+    """A malformed field block (RFC 9113 8.1.1): a PROTOCOL_ERROR. ``h2`` would make
+    it a connection error, and so does Colonnade (RFC 9113 5.4.1 allows it)."""
+    return FrameError(PROTOCOL_ERROR, "protocol_error", reason)
+
+
+# RFC 9113 8.2.1: a field name is visible ASCII without upper case letters, and only
+# a pseudo-header field's begins with a colon (those are checked by name); a value
+# has no NUL, CR or LF and neither starts nor ends with a space or tab.
+_NAME: Final = re.compile(rb"[\x21-\x39\x3b-\x40\x5b-\x7e]+")
+_BAD_VALUE: Final = re.compile(rb"[\x00\r\n]|\A[ \t]|[ \t]\Z")
+# Names seen valid (a bounded set: a client naming many cannot grow it further).
+_VALID_NAMES: Final[set[bytes]] = set()
+_VALID_NAMES_MAX: Final = 512
+_PSEUDO: Final = frozenset({b":method", b":scheme", b":authority", b":path", b":protocol"})
+
+
+def check_field(name: bytes, value: bytes) -> None:
+    """Raise :func:`malformed` for a regular field HTTP/2 does not allow (RFC 9113
+    8.2.1, 8.2.2): a name that is empty, has upper case or characters outside
+    visible ASCII, or a colon; a value with NUL, CR or LF or white space at either
+    end; a connection-specific field; ``te`` other than ``trailers``."""
+    if name not in _VALID_NAMES:
+        if _NAME.fullmatch(name) is None:
+            raise malformed(f"invalid field name {name!r}")
+        if len(_VALID_NAMES) < _VALID_NAMES_MAX:
+            _VALID_NAMES.add(name)
+    if value and _BAD_VALUE.search(value) is not None:
+        raise malformed(f"invalid value of field {name!r}")
+    if name in CONNECTION_SPECIFIC:
+        raise malformed(f"connection-specific field {name!r}")
+    if name == b"te" and value.lower() != b"trailers":
+        raise malformed("te other than trailers")
+
+
 def request_fields(fields: list[tuple[bytes, bytes]]) -> RequestFields:
-    """Split a header list ``h2`` validated (RFC 9113 8.3: pseudo-header fields first,
-    each once, names in lower case) into pseudo-header fields and header fields.
+    """Check a request's field list and split it into pseudo-header fields and
+    header fields. Raises :func:`malformed` where RFC 9113 calls the request
+    malformed (8.1.1): a field :func:`check_field` refuses; a pseudo-header field
+    unknown, repeated, or after a regular field; ``:method`` missing; ``:scheme`` or
+    ``:path`` missing (present, for CONNECT), ``:path`` empty; neither ``:authority``
+    nor ``host``, or both and different; ``host`` twice (8.3). ``h2`` leaves these
+    to Colonnade (``validate_inbound_headers`` off), as one pass here costs less.
 
     ``cookie`` fields (which HTTP/2 may split, 8.2.3) are joined into one for the
     HTTP/1.1-shaped interfaces above; a ``host`` field is added from ``:authority``
     when there is none (8.3.1), as applications look there.
     """
-    method = scheme = authority = path = host = b""
+    pseudo: dict[bytes, bytes] = {}
+    host = None
     headers: Headers = []
     cookies: list[bytes] = []
     for name, value in fields:
-        if name[:1] == b":":
-            if name == b":method":
-                method = value
-            elif name == b":path":
-                path = value
-            elif name == b":authority":
-                authority = value
-            elif name == b":scheme":
-                scheme = value
-        elif name == b"cookie":
-            cookies.append(value)
-        else:
-            if name == b"host" and not host:
+        if name[:1] != b":":
+            check_field(name, value)
+            if name == b"cookie":
+                cookies.append(value)
+                continue
+            if name == b"host":
+                if host is not None:
+                    raise malformed("host twice")
                 host = value
             headers.append((name, value))
+            continue
+        if headers or cookies:
+            raise malformed(f"pseudo-header field {name!r} after a regular field")
+        if name not in _PSEUDO:
+            raise malformed(f"pseudo-header field {name!r} in a request")
+        if name in pseudo:
+            raise malformed(f"{name!r} twice")
+        if value and _BAD_VALUE.search(value) is not None:
+            raise malformed(f"invalid value of field {name!r}")
+        pseudo[name] = value
+    method = pseudo.get(b":method")
+    scheme = pseudo.get(b":scheme")
+    path = pseudo.get(b":path")
+    authority = pseudo.get(b":authority")
+    protocol = pseudo.get(b":protocol")
+    if method is None:
+        raise malformed("no :method")
+    if method == b"CONNECT" and protocol is None:
+        if scheme is not None or path is not None:
+            raise malformed("CONNECT with :scheme or :path")
+    elif scheme is None or path is None:
+        raise malformed("no :scheme or no :path")
+    elif protocol is not None and method != b"CONNECT":
+        raise malformed(":protocol without CONNECT")
+    if path is not None and not path:
+        raise malformed("empty :path")
     if cookies:
         headers.append((b"cookie", b"; ".join(cookies)))
-    if not authority:
+    if authority is None:
+        if host is None:
+            raise malformed("neither :authority nor host")
         authority = host
-    elif not host:
+    elif host is None:
         headers.append((b"host", authority))
-    return RequestFields(method, scheme, authority, path, headers)
+    elif host != authority:
+        raise malformed(":authority and host differ")
+    return RequestFields(method, scheme or b"", authority, path or b"", headers)
+
+
+def check_trailers(fields: list[tuple[bytes, bytes]]) -> None:
+    """Raise :func:`malformed` for trailers with a pseudo-header field or a field
+    :func:`check_field` refuses (RFC 9113 8.1)."""
+    for name, value in fields:
+        if name[:1] == b":":
+            raise malformed(f"pseudo-header field {name!r} in trailers")
+        check_field(name, value)
 
 
 def response_headers(
