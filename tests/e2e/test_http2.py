@@ -256,6 +256,23 @@ def test_response_heads_use_no_dynamic_table(static: tuple[LiveServer, Path]) ->
         assert not c.decoder.header_table.dynamic_entries
 
 
+async def big_head_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    # A head larger than a frame: HEADERS and CONTINUATION frames.
+    assert scope["type"] == "http"
+    headers = [(b"x-big-%d" % i, b"v" * 8000) for i in range(5)]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def test_a_head_larger_than_a_frame(tmp_path: Path) -> None:
+    config = app_config("tests.e2e.test_http2:big_head_app")
+    with live(config, tmp_path) as server, h2_client() as c:
+        for _ in range(2):
+            r = c.get(f"http://127.0.0.1:{server.port}/")
+            assert r.http_version == "HTTP/2" and r.status_code == 200 and r.content == b"ok"
+            assert [r.headers[f"x-big-{i}"] for i in range(5)] == ["v" * 8000] * 5
+
+
 def test_access_log_says_http2(static: tuple[LiveServer, Path]) -> None:
     server, root = static
     with h2_client() as c:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 
+import h2.connection
+import h2.stream
 import hpack
 import pytest
 from hpack import NeverIndexedHeaderTuple
+from hyperframe.frame import ContinuationFrame, DataFrame, Frame, HeadersFrame
 
 from colonnade.http import HTTP1Connection, Preface
 from colonnade.http.h2 import (
@@ -19,7 +22,9 @@ from colonnade.http.h2 import (
     FrameError,
     FrameWatch,
     check_trailers,
+    data_frame_head,
     encode_field,
+    headers_frames,
     request_fields,
     response_headers,
 )
@@ -334,3 +339,50 @@ def test_field_decoder_remembers_no_error_and_keeps_the_limits() -> None:
     decoder.max_header_list_size = 50
     with pytest.raises(hpack.OversizedHeaderListError):
         decoder.decode(b"\xbe", raw=True)
+
+
+# -- frames of a response --------------------------------------------------------------
+
+
+def parse_frames(data: bytes) -> list[Frame]:
+    frames = []
+    while data:
+        frame, length = Frame.parse_frame_header(memoryview(data[:9]))
+        frame.parse_body(memoryview(data[9 : 9 + length]))
+        frames.append(frame)
+        data = data[9 + length :]
+    return frames
+
+
+def test_headers_frames() -> None:
+    (one,) = parse_frames(headers_frames(5, b"abc", True, 16384))
+    assert isinstance(one, HeadersFrame) and one.stream_id == 5 and one.data == b"abc"
+    assert one.flags == {"END_STREAM", "END_HEADERS"}
+    block = os.urandom(40000)
+    frames = parse_frames(headers_frames(7, block, False, 16384))
+    assert [type(f) for f in frames] == [HeadersFrame, ContinuationFrame, ContinuationFrame]
+    assert [f.flags for f in frames] == [set(), set(), {"END_HEADERS"}]
+    assert b"".join(f.data for f in frames) == block
+    ended = parse_frames(headers_frames(9, block[:32768], True, 16384))
+    assert [f.flags for f in ended] == [{"END_STREAM"}, {"END_HEADERS"}]
+
+
+def test_data_frame_head() -> None:
+    (frame,) = parse_frames(data_frame_head(3, 70000, True) + b"y" * 70000)
+    assert isinstance(frame, DataFrame) and frame.stream_id == 3
+    assert frame.data == b"y" * 70000 and frame.flags == {"END_STREAM"}
+    (frame,) = parse_frames(data_frame_head(1, 5, False) + b"hello")
+    assert frame.flags == set() and frame.data == b"hello"
+
+
+def test_the_h2_internals_the_transport_writes_beside() -> None:
+    # transport/h2connection.py writes response frames into h2's output buffer and
+    # takes the state machine steps h2's send_headers/send_data would: an h2 that
+    # changed these must fail here, not on the wire.
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    assert isinstance(conn._data_to_send, bytearray)
+    assert {"SEND_HEADERS", "SEND_DATA"} <= set(h2.connection.ConnectionInputs.__members__)
+    assert {"SEND_HEADERS", "SEND_DATA", "SEND_END_STREAM"} <= set(
+        h2.stream.StreamInputs.__members__
+    )
+    assert isinstance(conn.outbound_flow_control_window, int)

@@ -18,8 +18,10 @@ rest of the protocol layer, still without sockets:
 - :class:`FieldEncoder` is the HPACK encoder of responses: static table and
   literals only, so the encoding of a field never depends on what was sent
   before and is kept in a cache shared by all connections.
-  :class:`FieldDecoder` is ``hpack``'s decoder remembering the blocks made only
-  of indexed fields (a client repeating a request), whose decoding cannot change.
+  :class:`FieldDecoder` is ``hpack``'s decoder remembering the small blocks that
+  change nothing in its table (a client repeating a request).
+- :func:`headers_frames` and :func:`data_frame_head` make the frames of a response
+  (the transport writes them beside ``h2``'s, whose state it keeps up to date).
 
 The transport (``transport/h2connection.py``) owns the socket and drives both.
 """
@@ -27,6 +29,7 @@ The transport (``transport/h2connection.py``) owns the socket and drives both.
 from __future__ import annotations
 
 import re
+import struct
 import time
 from collections.abc import Callable
 from typing import Final, NamedTuple
@@ -530,3 +533,39 @@ class FieldDecoder(Decoder):
             blocks[data] = headers
             return list(headers)
         return headers
+
+
+# -- frames of a response (RFC 9113 4.1, 6.1, 6.2, 6.10) ------------------------------
+
+_FRAME_HEAD: Final = struct.Struct(">HBBBL")  # length (24 bits), type, flags, stream
+_END_STREAM_FLAG: Final = 0x1
+_END_HEADERS_FLAG: Final = 0x4
+
+
+def data_frame_head(stream_id: int, size: int, end: bool) -> bytes:
+    """The 9-byte header of a DATA frame of ``size`` bytes (``end``: END_STREAM)."""
+    return _FRAME_HEAD.pack(size >> 8, size & 0xFF, _DATA, end, stream_id)
+
+
+def headers_frames(stream_id: int, block: bytes, end: bool, max_frame: int) -> bytes:
+    """A header block as a HEADERS frame (``end``: END_STREAM), and CONTINUATION
+    frames where it is larger than ``max_frame``."""
+    size = len(block)
+    flags = _END_STREAM_FLAG if end else 0
+    if size <= max_frame:
+        head = _FRAME_HEAD.pack(
+            size >> 8, size & 0xFF, _HEADERS, flags | _END_HEADERS_FLAG, stream_id
+        )
+        return head + block
+    out = []
+    kind = _HEADERS
+    for start in range(0, size, max_frame):
+        piece = block[start : start + max_frame]
+        last = start + max_frame >= size
+        if last:
+            flags |= _END_HEADERS_FLAG
+        length = len(piece)
+        out.append(_FRAME_HEAD.pack(length >> 8, length & 0xFF, kind, flags, stream_id))
+        out.append(piece)
+        kind, flags = _CONTINUATION, 0
+    return b"".join(out)

@@ -45,8 +45,9 @@ import h2.exceptions
 import h2.settings
 import hpack
 import hpack.exceptions
-from h2.connection import ConnectionState
+from h2.connection import ConnectionInputs, ConnectionState
 from h2.errors import ErrorCodes
+from h2.stream import StreamInputs
 from hyperframe.frame import GoAwayFrame
 
 from colonnade.core.request import EMPTY_BODY, Body, Request, TlsInfo
@@ -60,6 +61,8 @@ from colonnade.http.h2 import (
     FrameError,
     FrameWatch,
     check_trailers,
+    data_frame_head,
+    headers_frames,
     request_fields,
     response_headers,
 )
@@ -354,7 +357,8 @@ class H2Connection(asyncio.Protocol):
         )
         # Response heads are encoded without HPACK's dynamic table, from a cache
         # (http/h2.py FieldEncoder): h2 only calls its encode and sets its size.
-        h2conn.encoder = cast("hpack.Encoder", FieldEncoder())
+        self._encoder = FieldEncoder()
+        h2conn.encoder = cast("hpack.Encoder", self._encoder)
         h2conn.max_inbound_frame_size = settings.max_frame_size
         # hpack's decoder, remembering repeated blocks of indexed fields (FieldDecoder).
         h2conn.decoder = FieldDecoder(settings.max_header_list_size)
@@ -611,8 +615,24 @@ class H2Connection(asyncio.Protocol):
         """A HEADERS frame (not flow-controlled: it leaves at once)."""
         if stream.closed:
             return
+        h2conn = self.h2
         try:
-            self.h2.send_headers(stream.id, fields, end_stream=end)
+            if fields[0][1][:1] == b"1":  # interim (1xx): rare, h2's own way
+                h2conn.send_headers(stream.id, fields, end_stream=end)
+                self._flush_soon()
+                return
+            # A final head: the frames written here beside h2's, whose state
+            # machines take the same steps its send_headers would (a third of
+            # the cost: no frame objects, no header list copies and checks;
+            # response_headers checked the fields already).
+            record = h2conn.streams.get(stream.id)
+            if record is None:  # closed, and forgotten by h2
+                self._close_stream(stream, cancel=False)
+                return
+            h2conn.state_machine.process_input(ConnectionInputs.SEND_HEADERS)
+            record.state_machine.process_input(StreamInputs.SEND_HEADERS)
+            if end:
+                record.state_machine.process_input(StreamInputs.SEND_END_STREAM)
         except h2.exceptions.StreamClosedError:
             self._close_stream(stream, cancel=False)
             return
@@ -620,9 +640,12 @@ class H2Connection(asyncio.Protocol):
             if self.h2.state_machine.state is ConnectionState.CLOSED:
                 self._close_stream(stream, cancel=False)
                 return
-            # A header h2 will not send (an invalid name, a connection-specific
-            # field): the application's fault, a 500 as over HTTP/1.1.
+            # A head h2 will not send: the application's fault, a 500 as over HTTP/1.1.
             raise ValueError(f"response head not sendable over HTTP/2: {exc}") from exc
+        block = self._encoder.encode(fields)
+        h2conn._data_to_send += headers_frames(
+            stream.id, block, end, h2conn.max_outbound_frame_size
+        )
         self._flush_soon()
 
     def window(self, stream: H2Stream) -> int:
@@ -642,13 +665,31 @@ class H2Connection(asyncio.Protocol):
         h2conn = self.h2
         frame = h2conn.max_outbound_frame_size
         try:
+            record = h2conn.streams.get(stream.id)
             while stream.waiting:
-                size = min(h2conn.local_flow_control_window(stream.id), frame, stream.waiting)
+                if record is None:  # closed, and forgotten by h2
+                    raise h2.exceptions.StreamClosedError(stream.id)
+                size = min(
+                    h2conn.outbound_flow_control_window,
+                    record.outbound_flow_control_window,
+                    frame,
+                    stream.waiting,
+                )
                 if size <= 0:
                     break
                 piece = stream.take(size)
                 end = stream.end_pending and not stream.waiting
-                h2conn.send_data(stream.id, piece, end_stream=end)
+                # h2's send_data, without its frame objects: the same state
+                # machine steps and window accounting, the frame written beside
+                # h2's.
+                h2conn.state_machine.process_input(ConnectionInputs.SEND_DATA)
+                record.state_machine.process_input(StreamInputs.SEND_DATA)
+                if end:
+                    record.state_machine.process_input(StreamInputs.SEND_END_STREAM)
+                record.outbound_flow_control_window -= size
+                h2conn.outbound_flow_control_window -= size
+                h2conn._data_to_send += data_frame_head(stream.id, size, end)
+                h2conn._data_to_send += piece
                 self._unflushed += size
                 if end:
                     stream.ended()
