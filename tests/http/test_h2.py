@@ -14,6 +14,7 @@ from hyperframe.frame import ContinuationFrame, DataFrame, Frame, HeadersFrame
 from colonnade.http import HTTP1Connection, Preface
 from colonnade.http.h2 import (
     ENHANCE_YOUR_CALM,
+    FIELD_CACHE,
     FRAME_SIZE_ERROR,
     PREFACE,
     PROTOCOL_ERROR,
@@ -274,7 +275,7 @@ def test_field_encoder_blocks_decode_and_leave_the_table_empty() -> None:
     # set-cookie is "never indexed" for whoever re-encodes it, the rest indexable.
     assert [isinstance(f, NeverIndexedHeaderTuple) for f in decoded] == [False] * 8 + [True]
     assert encoder.encode(FIELDS[:1]) == b"\x88"
-    assert (b"set-cookie", b"id=secret") not in FieldEncoder._cache
+    assert (b"set-cookie", b"id=secret") not in FIELD_CACHE
 
 
 def test_field_encoder_says_its_table_size_is_zero_first_and_after_settings() -> None:

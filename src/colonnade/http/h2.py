@@ -378,6 +378,8 @@ NEVER_INDEXED: Final = frozenset({b"set-cookie"})
 # Fields whose encoding is kept (one cache for the process; ``date`` changes each
 # second, ``content-length`` with the body): emptied when full.
 _CACHE_SIZE: Final = 1024
+#: Fields' encodings (:class:`FieldEncoder`), for every connection of the process.
+FIELD_CACHE: Final[dict[tuple[bytes, bytes], bytes]] = {}
 _DYNAMIC_TABLE_SIZE_ZERO: Final = b"\x20"
 
 
@@ -435,8 +437,6 @@ class FieldEncoder:
 
     __slots__ = ("_resize",)
 
-    _cache: dict[tuple[bytes, bytes], bytes] = {}
-
     def __init__(self) -> None:
         self._resize = True
 
@@ -452,7 +452,7 @@ class FieldEncoder:
 
     def encode(self, headers: list[tuple[bytes, bytes]], huffman: bool = True) -> bytes:
         """The header block of ``headers`` (names in lower case, bytes)."""
-        cache = self._cache
+        cache = FIELD_CACHE
         out = [_DYNAMIC_TABLE_SIZE_ZERO] if self._resize else []
         self._resize = False
         for field in headers:

@@ -453,25 +453,26 @@ class H2Connection(asyncio.Protocol):
         except FrameError as exc:
             self._fail(exc.code, exc.kind, exc.reason)
             return
-        except h2.exceptions.DenialOfServiceError as exc:
-            self._fail(ErrorCodes.ENHANCE_YOUR_CALM, "header_list", str(exc), said=True)
+        except h2.exceptions.DenialOfServiceError as dos:
+            # (Each except clause its own name: mypyc types a name once.)
+            self._fail(ErrorCodes.ENHANCE_YOUR_CALM, "header_list", str(dos), said=True)
             return
-        except h2.exceptions.ProtocolError as exc:
-            code = exc.error_code
+        except h2.exceptions.ProtocolError as err:
+            code = err.error_code
             said = self.h2.state_machine.state is ConnectionState.CLOSED
-            if isinstance(exc.__cause__, hpack.exceptions.HPACKError):
+            if isinstance(err.__cause__, hpack.exceptions.HPACKError):
                 # RFC 9113 4.3: a field block that cannot be decoded is a
                 # COMPRESSION_ERROR (h2 says PROTOCOL_ERROR).
                 code, said = ErrorCodes.COMPRESSION_ERROR, False
                 self.h2.data_to_send()  # h2's own GOAWAY: replaced
             # Without h2's GOAWAY (a bad preface), one is sent all the same.
-            self._fail(code, _code_name(code), str(exc) or type(exc).__name__, said=said)
+            self._fail(code, _code_name(code), str(err) or type(err).__name__, said=said)
             return
         try:
             for event in events:
                 self._on_event(event)
-        except FrameError as exc:  # a malformed request or trailers
-            self._fail(exc.code, exc.kind, exc.reason)
+        except FrameError as bad:  # a malformed request or trailers
+            self._fail(bad.code, bad.kind, bad.reason)
             return
         if self._unacked >= _CONNECTION_WINDOW // 2:
             self.h2.increment_flow_control_window(self._unacked)
