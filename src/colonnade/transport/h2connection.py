@@ -360,7 +360,7 @@ class H2Connection(asyncio.Protocol):
         self._encoder = FieldEncoder()
         h2conn.encoder = cast("hpack.Encoder", self._encoder)
         h2conn.max_inbound_frame_size = settings.max_frame_size
-        # hpack's decoder, remembering repeated blocks of indexed fields (FieldDecoder).
+        # hpack's decoder, remembering repeated blocks that change no table (FieldDecoder).
         h2conn.decoder = FieldDecoder(settings.max_header_list_size)
         self.watch = FrameWatch(
             max_header_block=settings.max_header_list_size,
