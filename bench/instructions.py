@@ -8,7 +8,8 @@ The pieces of run.py's ``instructions`` workload that know nothing about the ser
   output file per process: ``cg.<pid>`` in a folder of its own;
 - :func:`drive` — N sequential keep-alive ``GET``\\ s on ONE connection, each response read
   in full (Content-Length) before the next request is sent (a new connection only where
-  the server closes it: nginx does after 1000 requests);
+  the server closes it: nginx does after 1000 requests); :func:`drive_h2load` the same
+  over TLS with h2load, for the TLS and HTTP/2 workloads (8 concurrent streams over h2);
 - :func:`callgrind_total` — the instructions of every process of one run, summed.
 
 run.py starts the server (pinned to the server CPU), waits until it answers, drives N1
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import re
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -32,6 +34,8 @@ _LENGTH = re.compile(rb"^content-length:[ \t]*(\d+)[ \t]*\r?$", re.I | re.M)
 _CHUNKED = re.compile(rb"^transfer-encoding:.*chunked", re.I | re.M)
 _CLOSE = re.compile(rb"^connection:[ \t]*close", re.I | re.M)
 _TOTAL = re.compile(r"^(?:summary|totals):\s+(\d+)", re.M)
+_H2LOAD_DONE = re.compile(r"^requests: .* (\d+) succeeded, 0 failed, 0 errored", re.M)
+_H2LOAD_2XX = re.compile(r"^status codes: (\d+) 2xx, 0 3xx, 0 4xx, 0 5xx", re.M)
 
 
 def valgrind_argv(out_dir: Path) -> list[str]:
@@ -100,6 +104,30 @@ def drive(
     finally:
         s.close()
     return reconnects
+
+
+def drive_h2load(
+    host: str, port: int, path: str, n: int, mode: tuple[str, ...], timeout: float
+) -> int:
+    """``n`` requests of ``path`` by h2load over TLS on ONE connection, in ``mode`` (its
+    switches: ``()`` HTTP/2 with 8 concurrent streams, as the bench's h2 rows per
+    connection; ``("--h1",)`` HTTP/1.1 one at a time); every one must succeed with a 2xx.
+    h2load is not under callgrind: only the server's instructions are counted. Returns
+    0 (h2load reconnects by itself only where the server closes, which is a failure
+    here). Raises OSError (h2load missing, timeout) or ValueError."""
+    streams = ("-m1",) if "--h1" in mode else ("-m8",)
+    argv = ["h2load", f"-n{n}", "-c1", *streams, *mode, f"https://{host}:{port}{path}"]
+    try:
+        out = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        ).stdout
+    except subprocess.TimeoutExpired as exc:
+        raise TimeoutError(f"{n} requests not done within {timeout:g}s") from exc
+    done = _H2LOAD_DONE.search(out)
+    if done is None or int(done.group(1)) != n or _H2LOAD_2XX.search(out) is None:
+        last = out.strip().splitlines()[-1:] or ["no output"]
+        raise ValueError(f"h2load: not {n} successful responses ({last[0][:120]})")
+    return 0
 
 
 def callgrind_total(out_dir: Path) -> tuple[int, int]:

@@ -78,7 +78,7 @@ from apps.make_modules import generate as generate_modules  # noqa: E402
 from apps.make_static import generate as generate_static  # noqa: E402
 from apps.make_tls import colonnade_conf  # noqa: E402
 from apps.make_tls import generate as generate_tls  # noqa: E402
-from instructions import VALGRIND, callgrind_total, drive, valgrind_argv  # noqa: E402
+from instructions import VALGRIND, callgrind_total, drive, drive_h2load, valgrind_argv  # noqa: E402
 
 # ======================================================================================
 # Servers. argv is a template: {port} {www} {nginx_conf}; the servers' cwd is the repo
@@ -419,6 +419,9 @@ INSTRUCTION_PAIRS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("static-1k", STATIC),
     ("wsgi-hello", ("colonnade-wsgi", "gunicorn")),
     ("auth", AUTH),
+    # over TLS with h2load (instructions.drive_h2load): HTTP/2, 8 streams at once
+    ("h2-asgi-hello", TLS_H2),
+    ("h2-static-1k", TLS_STATIC),
 )
 INSTRUCTION_REQUESTS = (1000, 3000)  # the two runs; --quick: QUICK_INSTRUCTION_REQUESTS
 QUICK_INSTRUCTION_REQUESTS = (300, 900)
@@ -1410,15 +1413,20 @@ def _callgrind_run(row: IrRow, w: Workload, n: int, args: argparse.Namespace) ->
             w.path,
             wrap=valgrind_argv(cg.relative_to(REPO)),  # servers run in REPO
             timeout=INSTR_START_TIMEOUT,
+            client=w.client,
         )
         row.cmd, row.error, row.note = r.cmd, r.error, r.note
         if r.proc is None or r.error:
             return False
         try:
-            own = SERVERS[row.server].headers
-            reconnects = drive(
-                HOST, r.port, w.path, n, timeout=60 + 0.1 * n, headers=own() if own else ()
-            )
+            if w.client == "wrk":
+                own = SERVERS[row.server].headers
+                reconnects = drive(
+                    HOST, r.port, w.path, n, timeout=60 + 0.1 * n, headers=own() if own else ()
+                )
+            else:
+                mode = H2LOAD_MODE[w.client]
+                reconnects = drive_h2load(HOST, r.port, w.path, n, mode, timeout=60 + 0.1 * n)
         except (OSError, ValueError) as exc:
             row.error = f"n/a ({n} requests: {exc})"
             log(f"  {row.server}: {row.error}")
@@ -2264,7 +2272,7 @@ def main(argv: list[str] | None = None) -> int:
         for w, candidates in INSTRUCTION_PAIRS
         if INSTRUCTIONS in only and (servers := select_servers(candidates, args.servers))
     ]
-    tls = any(w.client != "wrk" for w in workloads)
+    tls = any(w.client != "wrk" for w in [*workloads, *(w for w, _ in instr_pairs)])
     for tool in ("wrk", "taskset", "nginx", *(("h2load", "openssl") if tls else ())):
         if not sh(["sh", "-c", f"command -v {tool}"]):
             print(f"{tool} not found: run bench/setup.sh first", file=sys.stderr)

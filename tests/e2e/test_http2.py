@@ -75,6 +75,18 @@ async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": json.dumps(answer).encode()})
 
 
+async def sized_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    # A body of declared length in two pieces, then (``/over``) one byte too many.
+    assert scope["type"] == "http"
+    start = {"type": "http.response.start", "status": 200}
+    await send({**start, "headers": [(b"content-length", b"10")]})
+    await send({"type": "http.response.body", "body": b"01234", "more_body": True})
+    await send({"type": "http.response.body", "body": b"56789", "more_body": True})
+    if scope["path"] == "/over":
+        await send({"type": "http.response.body", "body": b"!", "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 def h2_client() -> httpx.Client:
     return httpx.Client(http1=False, http2=True, timeout=PATIENCE)
 
@@ -183,6 +195,82 @@ def test_concurrent_streams_on_one_connection(static: tuple[LiveServer, Path]) -
     assert responses[8].content == b"slow:"
     # One connection carried them all, the large ones interleaved with the small.
     assert server.look(lambda s: s.requests) >= 9
+
+
+def _frames(c: RawH2, stream: int) -> list[tuple[str, int, bool]]:
+    # (kind, payload length, END_STREAM) of the server's frames on ``stream``.
+    return [
+        (type(f).__name__, len(f.data) if isinstance(f, DataFrame) else 0, "END_STREAM" in f.flags)
+        for f in c.frames
+        if f.stream_id == stream
+    ]
+
+
+def test_a_response_ends_with_its_last_frame(static: tuple[LiveServer, Path]) -> None:
+    # No empty DATA frame to end a stream: END_STREAM rides on the body's last DATA
+    # frame (a file, whose length is declared), or on HEADERS when there is no body.
+    server, _ = static
+    with RawH2(server.port) as c:
+        c.send(c.headers(1, get_headers("/hello.txt")))
+        assert c.response(1) == (200, b"Hello, world!")
+        assert _frames(c, 1) == [("HeadersFrame", 0, False), ("DataFrame", 13, True)]
+        c.send(c.headers(3, get_headers("/hello.txt", "HEAD")))
+        assert c.response(3) == (200, b"")
+        assert _frames(c, 3) == [("HeadersFrame", 0, True)]
+
+
+def test_a_body_of_declared_length_ends_with_its_last_byte(tmp_path: Path) -> None:
+    config = app_config("tests.e2e.test_http2:sized_app")
+    with live(config, tmp_path) as server, RawH2(server.port) as c:
+        c.send(c.headers(1, get_headers("/")))
+        assert c.response(1) == (200, b"0123456789")
+        assert _frames(c, 1) == [
+            ("HeadersFrame", 0, False),
+            ("DataFrame", 5, False),
+            ("DataFrame", 5, True),
+        ]
+        # More than declared is the application's error, as over HTTP/1.1: the
+        # declared bytes went out whole, the byte too many never does.
+        c.send(c.headers(3, get_headers("/over")))
+        outcome = c.outcome(stream=3)
+        assert (outcome.kind, outcome.stream) == ("status", 3)
+        assert sum(n for kind, n, _ in _frames(c, 3) if kind == "DataFrame") == 10
+
+
+def test_response_heads_use_no_dynamic_table(static: tuple[LiveServer, Path]) -> None:
+    # The server's HPACK encoder indexes nothing (http/h2.py FieldEncoder): its first
+    # header block, and the first after the client changes its table size, start with
+    # a dynamic table size update to 0 (RFC 7541 6.3), which even a client that
+    # keeps no table at all accepts.
+    server, _ = static
+    with RawH2(server.port) as c:
+        for stream in (1, 3):
+            c.send(c.headers(stream, get_headers("/hello.txt")))
+            assert c.response(stream) == (200, b"Hello, world!")
+        c.decoder.max_allowed_table_size = 0
+        c.send(c.settings(HEADER_TABLE_SIZE=0), c.headers(5, get_headers("/hello.txt")))
+        assert c.response(5) == (200, b"Hello, world!")
+        blocks = {f.stream_id: f.data for f in c.frames if isinstance(f, HeadersFrame)}
+        assert [blocks[s][:1] == b"\x20" for s in (1, 3, 5)] == [True, False, True]
+        assert blocks[3][:1] == b"\x88"  # :status 200, whole from the static table
+        assert not c.decoder.header_table.dynamic_entries
+
+
+async def big_head_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    # A head larger than a frame: HEADERS and CONTINUATION frames.
+    assert scope["type"] == "http"
+    headers = [(b"x-big-%d" % i, b"v" * 8000) for i in range(5)]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def test_a_head_larger_than_a_frame(tmp_path: Path) -> None:
+    config = app_config("tests.e2e.test_http2:big_head_app")
+    with live(config, tmp_path) as server, h2_client() as c:
+        for _ in range(2):
+            r = c.get(f"http://127.0.0.1:{server.port}/")
+            assert r.http_version == "HTTP/2" and r.status_code == 200 and r.content == b"ok"
+            assert [r.headers[f"x-big-{i}"] for i in range(5)] == ["v" * 8000] * 5
 
 
 def test_access_log_says_http2(static: tuple[LiveServer, Path]) -> None:

@@ -257,6 +257,74 @@ ROWS = [
         ("goaway", E.PROTOCOL_ERROR),
     ),
     Row(
+        "NUL in a field value",
+        lambda c: c.send(c.headers(1, [*get_headers(), ("x-a", "a\x00b")])),
+        ("goaway", E.PROTOCOL_ERROR),
+    ),
+    Row(
+        "CR in a field value",
+        lambda c: c.send(c.headers(1, [*get_headers(), ("x-a", "a\rb")])),
+        ("goaway", E.PROTOCOL_ERROR),
+    ),
+    Row(
+        "field value starting with a space",
+        lambda c: c.send(c.headers(1, [*get_headers(), ("x-a", " a")])),
+        ("goaway", E.PROTOCOL_ERROR),
+    ),
+    Row(
+        "field value ending with a tab",
+        lambda c: c.send(c.headers(1, [*get_headers()[:3], (":path", "/hello.txt\t")])),
+        ("goaway", E.PROTOCOL_ERROR),
+    ),
+    Row(
+        "colon inside a field name",
+        lambda c: c.send(c.headers(1, [*get_headers(), ("x:a", "1")])),
+        ("goaway", E.PROTOCOL_ERROR),
+    ),
+    Row(
+        "empty field name",
+        lambda c: c.send(c.headers(1, [*get_headers(), ("", "1")])),
+        ("goaway", E.PROTOCOL_ERROR),
+    ),
+    Row(
+        "host twice",
+        lambda c: c.send(c.headers(1, [*get_headers(), ("host", "t"), ("host", "t")])),
+        ("goaway", E.PROTOCOL_ERROR),
+    ),
+    Row(
+        ":authority and host differ",
+        lambda c: c.send(c.headers(1, [*get_headers(), ("host", "other")])),
+        ("goaway", E.PROTOCOL_ERROR),
+    ),
+    Row(
+        ":protocol without CONNECT",
+        lambda c: c.send(c.headers(1, [*get_headers(), (":protocol", "websocket")])),
+        ("goaway", E.PROTOCOL_ERROR),
+    ),
+    Row(
+        "pseudo-header field in trailers",
+        lambda c: c.send(
+            c.headers(1, post("/slow"), end_stream=False), c.headers(1, [(":path", "/x")])
+        ),
+        ("goaway", E.PROTOCOL_ERROR),
+    ),
+    Row(
+        "uppercase name in trailers",
+        lambda c: c.send(
+            c.headers(1, post("/slow"), end_stream=False), c.headers(1, [("X-A", "1")])
+        ),
+        ("goaway", E.PROTOCOL_ERROR),
+    ),
+    Row(
+        "valid trailers",
+        lambda c: c.send(
+            c.headers(1, post("/slow"), end_stream=False),
+            c.data(1, b"body"),
+            c.headers(1, [("x-checksum", "1")]),
+        ),
+        ("status", 200),
+    ),
+    Row(
         "content-length larger than the body",
         lambda c: c.send(
             c.headers(1, post("/slow", **{"content-length": "10"}), end_stream=False),

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import os
+
+import h2.connection
+import h2.stream
+import hpack
 import pytest
+from hpack import NeverIndexedHeaderTuple
+from hyperframe.frame import ContinuationFrame, DataFrame, Frame, HeadersFrame
 
 from colonnade.http import HTTP1Connection, Preface
 from colonnade.http.h2 import (
     ENHANCE_YOUR_CALM,
+    FIELD_CACHE,
     FRAME_SIZE_ERROR,
     PREFACE,
     PROTOCOL_ERROR,
+    FieldDecoder,
+    FieldEncoder,
     FrameError,
     FrameWatch,
+    check_trailers,
+    data_frame_head,
+    encode_field,
+    headers_frames,
     request_fields,
     response_headers,
 )
@@ -143,10 +157,73 @@ def test_request_fields() -> None:
         (b"cookie", b"a=1; b=2"),
         (b"host", b"example.org"),
     ]
-    with_host = request_fields([(b":authority", b"a"), (b"host", b"b")])
-    assert with_host.headers == [(b"host", b"b")] and with_host.authority == b"a"
-    host_only = request_fields([(b":method", b"GET"), (b"host", b"b")])
+    start = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/")]
+    with_host = request_fields([*start, (b":authority", b"a"), (b"host", b"a")])
+    assert with_host.headers == [(b"host", b"a")] and with_host.authority == b"a"
+    host_only = request_fields([*start, (b"host", b"b")])
     assert host_only.authority == b"b" and host_only.headers == [(b"host", b"b")]
+    connect = request_fields([(b":method", b"CONNECT"), (b":authority", b"h:443")])
+    assert (connect.method, connect.path, connect.scheme) == (b"CONNECT", b"", b"")
+
+
+GOOD = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":authority", b"a")]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [*GOOD, (b"X-Upper", b"1")],
+        [*GOOD, (b"x:a", b"1")],
+        [*GOOD, (b"", b"1")],
+        [*GOOD, (b"x a", b"1")],
+        [*GOOD, (b"x\x7f", b"1")],
+        [*GOOD, (b"x-\xc3\xa9", b"1")],
+        [*GOOD, (b"x-a", b"a\x00b")],
+        [*GOOD, (b"x-a", b"a\nb")],
+        [*GOOD, (b"x-a", b"\ta")],
+        [*GOOD, (b"x-a", b"a ")],
+        [*GOOD[:2], (b":path", b"/ ")],
+        [*GOOD, (b"connection", b"close")],
+        [*GOOD, (b"keep-alive", b"1")],
+        [*GOOD, (b"upgrade", b"h2c")],
+        [*GOOD, (b"te", b"gzip")],
+        [*GOOD, (b":path", b"/b")],
+        [*GOOD, (b":method", b"GET")],
+        [*GOOD, (b":scheme", b"http")],
+        [*GOOD, (b":authority", b"a")],
+        [*GOOD, (b":status", b"200")],
+        [*GOOD, (b":foo", b"1")],
+        [*GOOD, (b":protocol", b"websocket")],
+        [*GOOD[:3], (b"x-a", b"1"), GOOD[3]],
+        [*GOOD[:3], (b"cookie", b"a=1"), GOOD[3]],
+        GOOD[1:],
+        [GOOD[0], GOOD[2], GOOD[3]],
+        [GOOD[0], GOOD[1], GOOD[3]],
+        [*GOOD[:2], (b":path", b""), GOOD[3]],
+        GOOD[:3],
+        [*GOOD, (b"host", b"b")],
+        [*GOOD[:3], (b"host", b"b"), (b"host", b"b")],
+        [(b":method", b"CONNECT"), (b":authority", b"h:443"), (b":path", b"/")],
+        [(b":method", b"CONNECT"), (b":protocol", b"websocket"), (b":authority", b"h")],
+    ],
+)
+def test_malformed_requests(fields: list[tuple[bytes, bytes]]) -> None:
+    with pytest.raises(FrameError) as caught:
+        request_fields(fields)
+    assert (caught.value.code, caught.value.kind) == (PROTOCOL_ERROR, "protocol_error")
+
+
+def test_field_checks_that_pass() -> None:
+    fields = request_fields(
+        [*GOOD, (b"te", b"Trailers"), (b"x-empty", b""), (b"x-a", b"a b\t\x80c"), (b"~!#", b"1")]
+    )
+    assert len(fields.headers) == 5  # and host, from :authority
+    extended = [(b":method", b"CONNECT"), (b":protocol", b"websocket"), *GOOD[1:]]
+    assert request_fields(extended).method == b"CONNECT"
+    check_trailers([(b"x-checksum", b"1"), (b"x-empty", b"")])
+    for bad in ([(b":path", b"/")], [(b"X-A", b"1")], [(b"x-a", b"\r")], [(b"te", b"x")]):
+        with pytest.raises(FrameError):
+            check_trailers(bad)
 
 
 def test_response_headers() -> None:
@@ -172,3 +249,141 @@ def test_response_headers() -> None:
         response_headers(200, [(b"x", b"a\r\nb")], None, None)
     with pytest.raises(ValueError):
         response_headers(200, [(b"bad name", b"v")], None, None)
+
+
+# -- FieldEncoder: HPACK without the dynamic table ----------------------------------
+
+FIELDS = [
+    (b":status", b"200"),  # the static table has it whole: one byte
+    (b":status", b"418"),  # its name only
+    (b"content-type", b"text/plain"),
+    (b"date", b"Sat, 05 Dec 2026 09:33:21 GMT"),
+    (b"server", b"Colonnade"),
+    (b"x-empty", b""),
+    (b"x-" + b"n" * 300, b"v" * 5000),  # lengths over every integer prefix
+    (b"x-random", os.urandom(200)),  # Huffman would make it longer: sent as it is
+    (b"set-cookie", b"id=secret"),
+]
+
+
+def test_field_encoder_blocks_decode_and_leave_the_table_empty() -> None:
+    encoder, decoder = FieldEncoder(), hpack.Decoder()
+    for _ in range(3):
+        assert decoder.decode(encoder.encode(FIELDS), raw=True) == FIELDS
+        assert not decoder.header_table.dynamic_entries
+    decoded = decoder.decode(encoder.encode(FIELDS), raw=True)
+    # set-cookie is "never indexed" for whoever re-encodes it, the rest indexable.
+    assert [isinstance(f, NeverIndexedHeaderTuple) for f in decoded] == [False] * 8 + [True]
+    assert encoder.encode(FIELDS[:1]) == b"\x88"
+    assert (b"set-cookie", b"id=secret") not in FIELD_CACHE
+
+
+def test_field_encoder_says_its_table_size_is_zero_first_and_after_settings() -> None:
+    encoder = FieldEncoder()
+    # A decoder told to keep no table at all (SETTINGS_HEADER_TABLE_SIZE 0) accepts it.
+    decoder = hpack.Decoder(max_header_list_size=1 << 20)
+    decoder.max_allowed_table_size = 0
+    first = encoder.encode(FIELDS[:3])
+    assert first[:1] == b"\x20"  # dynamic table size update: 0
+    assert decoder.decode(first, raw=True) == FIELDS[:3]
+    again = encoder.encode(FIELDS[:3])
+    assert again == first[1:]
+    encoder.header_table_size = 0  # what h2 does on the client's SETTINGS
+    assert encoder.encode(FIELDS[:3]) == first
+    assert encoder.header_table_size == 0
+
+
+# -- FieldDecoder: repeated blocks of indexed fields remembered ------------------------
+
+
+def test_field_decoder_remembers_a_repeated_block_that_changes_no_table() -> None:
+    client, decoder = hpack.Encoder(), FieldDecoder(65536)
+    request = [(b":method", b"GET"), (b"user-agent", b"t/1")]
+    first = client.encode(request)  # adds user-agent to the tables: not remembered
+    assert decoder.decode(first, raw=True) == request
+    assert not decoder._blocks
+    # Now every field is in the tables; :path a literal not indexed, as nghttp2 sends it.
+    repeat = client.encode(request) + encode_field(b":path", b"/x")
+    for _ in range(2):
+        got = decoder.decode(repeat, raw=True)
+        assert got == [*request, (b":path", b"/x")]
+        got.append((b"x", b"y"))  # the caller's list: what is remembered stays whole
+    assert decoder._blocks == {repeat: [*request, (b":path", b"/x")]}
+
+
+def test_field_decoder_forgets_when_the_table_changes() -> None:
+    client, decoder = hpack.Encoder(), FieldDecoder(65536)
+    decoder.decode(client.encode([(b"x-a", b"1")]), raw=True)  # x-a: 1 is entry 62
+    assert decoder.decode(b"\xbe", raw=True) == [(b"x-a", b"1")]
+    decoder.decode(client.encode([(b"x-b", b"2")]), raw=True)  # now x-b: 2 is 62
+    assert decoder.decode(b"\xbe", raw=True) == [(b"x-b", b"2")]
+    # A size update evicting everything: index 62 is no more.
+    decoder.decode(b"\x20\x88", raw=True)
+    with pytest.raises(hpack.HPACKDecodingError):
+        decoder.decode(b"\xbe", raw=True)
+
+
+def test_field_decoder_remembers_no_error_and_keeps_the_limits() -> None:
+    decoder = FieldDecoder(200)
+    with pytest.raises(hpack.HPACKDecodingError):  # index 0
+        decoder.decode(b"\x80", raw=True)
+    assert not decoder._blocks
+    # An HPACK bomb: one large entry, then a block of a few bytes naming it often.
+    big = hpack.Encoder().encode([(b"x-big", b"v" * 100)])
+    decoder.decode(big, raw=True)
+    bomb = b"\xbe" * 3
+    for _ in range(2):
+        with pytest.raises(hpack.OversizedHeaderListError):
+            decoder.decode(bomb, raw=True)
+    # Within the limit it is remembered; a lower limit later is applied all the same.
+    assert decoder.decode(b"\xbe", raw=True) == [(b"x-big", b"v" * 100)]
+    decoder.max_header_list_size = 50
+    with pytest.raises(hpack.OversizedHeaderListError):
+        decoder.decode(b"\xbe", raw=True)
+
+
+# -- frames of a response --------------------------------------------------------------
+
+
+def parse_frames(data: bytes) -> list[Frame]:
+    frames = []
+    while data:
+        frame, length = Frame.parse_frame_header(memoryview(data[:9]))
+        frame.parse_body(memoryview(data[9 : 9 + length]))
+        frames.append(frame)
+        data = data[9 + length :]
+    return frames
+
+
+def test_headers_frames() -> None:
+    (one,) = parse_frames(headers_frames(5, b"abc", True, 16384))
+    assert isinstance(one, HeadersFrame) and one.stream_id == 5 and one.data == b"abc"
+    assert one.flags == {"END_STREAM", "END_HEADERS"}
+    block = os.urandom(40000)
+    frames = parse_frames(headers_frames(7, block, False, 16384))
+    assert [type(f) for f in frames] == [HeadersFrame, ContinuationFrame, ContinuationFrame]
+    assert [f.flags for f in frames] == [set(), set(), {"END_HEADERS"}]
+    assert b"".join(f.data for f in frames) == block
+    ended = parse_frames(headers_frames(9, block[:32768], True, 16384))
+    assert [f.flags for f in ended] == [{"END_STREAM"}, {"END_HEADERS"}]
+
+
+def test_data_frame_head() -> None:
+    (frame,) = parse_frames(data_frame_head(3, 70000, True) + b"y" * 70000)
+    assert isinstance(frame, DataFrame) and frame.stream_id == 3
+    assert frame.data == b"y" * 70000 and frame.flags == {"END_STREAM"}
+    (frame,) = parse_frames(data_frame_head(1, 5, False) + b"hello")
+    assert frame.flags == set() and frame.data == b"hello"
+
+
+def test_the_h2_internals_the_transport_writes_beside() -> None:
+    # transport/h2connection.py writes response frames into h2's output buffer and
+    # takes the state machine steps h2's send_headers/send_data would: an h2 that
+    # changed these must fail here, not on the wire.
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    assert isinstance(conn._data_to_send, bytearray)
+    assert {"SEND_HEADERS", "SEND_DATA"} <= set(h2.connection.ConnectionInputs.__members__)
+    assert {"SEND_HEADERS", "SEND_DATA", "SEND_END_STREAM"} <= set(
+        h2.stream.StreamInputs.__members__
+    )
+    assert isinstance(conn.outbound_flow_control_window, int)

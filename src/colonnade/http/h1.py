@@ -1061,12 +1061,7 @@ class HTTP1Connection:
             return b""
         if self._chunked:
             return b"%x\r\n%b\r\n" % (len(data), data)
-        left = self._left
-        if left >= 0:
-            left -= len(data)
-            if left < 0:
-                raise ValueError("response body longer than its Content-Length")
-            self._left = left
+        self._left = body_left(self._left, len(data))
         return data
 
     def body_sent(self, count: int) -> None:
@@ -1078,11 +1073,7 @@ class HTTP1Connection:
             raise ValueError("raw body bytes cannot go into a chunked response")
         if self._no_body:
             return
-        left = self._left - count
-        if self._left >= 0 and left < 0:
-            raise ValueError("response body longer than its Content-Length")
-        if self._left >= 0:
-            self._left = left
+        self._left = body_left(self._left, count)
 
     def end_response(self) -> bytes:
         """The end of the body: the last chunk if chunked, else nothing."""
@@ -1156,3 +1147,15 @@ def _error_response(
         out += (name, b": ", value, b"\r\n")
     out += (b"\r\n", text)
     return b"".join(out)
+
+
+def body_left(left: int, size: int) -> int:
+    """The declared body bytes still due once ``size`` more are sent: ``left`` less
+    ``size`` (``left`` -1, no Content-Length, stays -1). HTTP/1.1 and HTTP/2 alike.
+    Raises ValueError for a body longer than its Content-Length."""
+    if left < 0:
+        return left
+    left -= size
+    if left < 0:
+        raise ValueError("response body longer than its Content-Length")
+    return left
