@@ -238,6 +238,7 @@ def test_one_authentication_guards_php_static_files_and_a_python_app(tree: Path)
             assert anonymous.headers["www-authenticate"] == 'Basic realm="staff", charset="UTF-8"'
             wrong = request(server.port, target, headers=basic(b"ada:not-it"))
             assert wrong.status == 401, (target, wrong.body)
+            assert wrong.headers["www-authenticate"] == anonymous.headers["www-authenticate"]
             refused = request(server.port, target, headers=basic(b"bob:hunter2"))
             assert refused.status == 403, (target, refused.body)
             assert b"static secret" not in refused.body and b"bob" not in refused.body
