@@ -32,15 +32,21 @@ test: $(STAMP) sysdeps lint
 # compiler, so the virtualenvs are made after this. php-cgi and php-fpm: real PHP
 # behind handler.fastcgi; Debian names php-fpm by its version (/usr/sbin/php-fpm8.2),
 # so a command with a * is looked for as a file pattern in PATH, /usr/sbin and /sbin.
+# A package with no command (a PHP application, a PHP extension) is named by an
+# absolute path or pattern to a file it installs: Adminer (a real PHP application,
+# browser-tested) and PHP's SQLite extension (its database for that test).
 SYSDEPS := chromium:chromium htpasswd:apache2-utils krb5kdc:krb5-kdc \
 	kadmin.local:krb5-admin-server kinit:krb5-user redis-server:redis-server \
 	krb5-config:libkrb5-dev cc:gcc testssl:testssl.sh h2load:nghttp2-client \
-	php-cgi:php-cgi php-fpm*:php-fpm
+	php-cgi:php-cgi php-fpm*:php-fpm /usr/share/adminer/adminer.php:adminer \
+	/usr/lib/php/*/pdo_sqlite.so:php-sqlite3
 
 sysdeps:
 	@set -f; missing=""; for pair in $(SYSDEPS); do \
 	  cmd="$${pair%%:*}"; \
 	  case "$$cmd" in \
+	    /*) set +f; found=$$(for f in $$cmd; do [ -e "$$f" ] && echo "$$f"; done); set -f; \
+	      [ -n "$$found" ] ;; \
 	    *'*'*) set +f; found=$$(for d in $$(echo "$$PATH:/usr/sbin:/sbin" | tr : ' '); do \
 	      for f in $$d/$$cmd; do [ -x "$$f" ] && echo "$$f"; done; done); set -f; [ -n "$$found" ] ;; \
 	    *) PATH="$$PATH:/usr/sbin:/sbin" command -v "$$cmd" >/dev/null 2>&1 ;; \

@@ -21,7 +21,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 from websockets.sync.client import ClientConnection, connect
@@ -92,6 +92,12 @@ class DevTools:
         except BaseException:
             self.close()
             raise
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         self.stack.close()
@@ -176,13 +182,17 @@ class DevTools:
             " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
         )
         assert box, f"no button {name!r}: {self.text()!r}"
+        self.click_at(box[0], box[1])
+
+    def click_at(self, x: float, y: float) -> None:
+        """A left click at (x, y) of the page, and the page load that follows."""
         self.events.clear()
         for kind in ("mousePressed", "mouseReleased"):
             self.page(
                 "Input.dispatchMouseEvent",
                 type=kind,
-                x=box[0],
-                y=box[1],
+                x=x,
+                y=y,
                 button="left",
                 clickCount=1,
             )
@@ -205,9 +215,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[DevTools]:
-    tools = DevTools(chromium(), tmp_path / "profile")
-    yield tools
-    tools.close()
+    with DevTools(chromium(), tmp_path / "profile") as tools:
+        yield tools
 
 
 def test_sign_in_see_everything_sign_out(

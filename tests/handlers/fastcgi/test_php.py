@@ -173,32 +173,82 @@ def test_php_fpm_external_socket(tree: Path, fpm: Path) -> None:
         assert b"FPM/FastCGI" in info.body
 
 
-def test_one_authentication_protects_php_and_static_files(tree: Path) -> None:
-    # The server's own modules guard a PHP folder as they guard static files,
-    # and the user they established reaches PHP as REMOTE_USER / AUTH_TYPE.
-    admin = tree / "www" / "admin"
-    admin.mkdir(exist_ok=True)
-    (admin / "who.php").write_text(
+#: A Python application beside PHP: what the pipeline told it about the user.
+WHO_WSGI = """
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    who = f"{environ.get('REMOTE_USER', '-')} {environ.get('AUTH_TYPE', '-')}"
+    return [who.encode()]
+"""
+
+
+def test_one_authentication_guards_php_static_files_and_a_python_app(tree: Path) -> None:
+    # The integrated pipeline: one authentication (Basic, users from a file),
+    # one role source and one URL authorization rule, written once for /staff,
+    # guard a PHP folder, a static folder and a Python application alike; the
+    # user they established reaches PHP and Python as REMOTE_USER / AUTH_TYPE.
+    staff = tree / "www" / "staff"
+    for folder in ("php", "files", "app"):
+        (staff / folder).mkdir(parents=True, exist_ok=True)
+    (staff / "php" / "who.php").write_text(
         "<?php echo $_SERVER['REMOTE_USER'] ?? '-', ' ', $_SERVER['AUTH_TYPE'] ?? '-';"
     )
-    (admin / "notes.txt").write_text("static secret")
-    digest = base64.b64encode(hashlib.sha1(b"s3cret").digest()).decode()
-    (tree / "users.htpasswd").write_text(f"ada:{{SHA}}{digest}\n")
+    (staff / "files" / "notes.txt").write_text("static secret")
+    code = tree / "code"
+    code.mkdir(exist_ok=True)
+    # A name of its own: an application module is imported once per process.
+    (code / "php_pipeline_who_app.py").write_text(WHO_WSGI)
+
+    def sha(password: bytes) -> str:
+        return "{SHA}" + base64.b64encode(hashlib.sha1(password).digest()).decode()
+
+    (tree / "users.htpasswd").write_text(f"ada:{sha(b's3cret')}\nbob:{sha(b'hunter2')}\n")
+    (tree / "groups").write_text("staff: ada\n")
     cfg = config(php_cgi(tree))
-    cfg["server"]["modules"] = ["auth.basic", "authz.url", *cfg["server"]["modules"]]
-    cfg["basic_authentication"] = {"enabled": True, "user_file": str(tree / "users.htpasswd")}
+    cfg["server"]["modules"] = ["auth.basic", "auth.roles", "authz.url", *cfg["server"]["modules"]]
+    cfg["basic_authentication"] = {
+        "enabled": True,
+        "realm": "staff",
+        "user_file": str(tree / "users.htpasswd"),
+    }
+    cfg["roles"] = {"group_file": str(tree / "groups")}
+    cfg["sites"][0]["applications"] = [
+        {
+            "path": "/staff/app",
+            "root": "www/staff/app",
+            "app": "php_pipeline_who_app:app",
+            "app_dir": "code",
+        },
+    ]
     cfg["locations"] = [
         {
-            "path": "main/admin",
-            "url_authorization": {"rules": [{"access": "allow", "users": ["ada"]}]},
+            "path": "main/staff",
+            "url_authorization": {"rules": [{"access": "allow", "roles": ["staff"]}]},
         }
     ]
-    ada = "authorization: Basic " + base64.b64encode(b"ada:s3cret").decode() + "\r\n"
+
+    def basic(user: bytes) -> str:
+        return "authorization: Basic " + base64.b64encode(user).decode() + "\r\n"
+
+    targets = ("/staff/php/who.php", "/staff/files/notes.txt", "/staff/app/who")
     with LiveServer(cfg, tree).start() as server:
-        for target in ("/admin/who.php", "/admin/notes.txt"):
-            assert request(server.port, target).status == 401
-        assert request(server.port, "/admin/who.php", headers=ada).body == b"ada Basic"
-        assert request(server.port, "/admin/notes.txt", headers=ada).body == b"static secret"
+        for target in targets:
+            anonymous = request(server.port, target)
+            assert anonymous.status == 401, (target, anonymous.body)
+            assert anonymous.headers["www-authenticate"] == 'Basic realm="staff", charset="UTF-8"'
+            wrong = request(server.port, target, headers=basic(b"ada:not-it"))
+            assert wrong.status == 401, (target, wrong.body)
+            assert wrong.headers["www-authenticate"] == anonymous.headers["www-authenticate"]
+            refused = request(server.port, target, headers=basic(b"bob:hunter2"))
+            assert refused.status == 403, (target, refused.body)
+            assert b"static secret" not in refused.body and b"bob" not in refused.body
+        ada = basic(b"ada:s3cret")
+        answers = [request(server.port, target, headers=ada) for target in targets]
+        assert [(a.status, a.body) for a in answers] == [
+            (200, b"ada Basic"),
+            (200, b"static secret"),
+            (200, b"ada Basic"),
+        ]
         assert request(server.port, "/form.php").status == 200  # outside: anonymous
 
 
