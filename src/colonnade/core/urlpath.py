@@ -34,15 +34,17 @@ def _decode(raw: bytes) -> str:
         if raw == b"*":
             return "*"
         raise HttpError(400, 0, "the request path must start with /")
-    if b"%" not in raw and b"/." not in raw and b"//" not in raw:
+    # find, not "in": on CPython 3.11 bytes' "in" first tries its operand as an
+    # integer and clears the TypeError, several times the cost of the search.
+    if raw.find(b"%") < 0 and raw.find(b"/.") < 0 and raw.find(b"//") < 0:
         try:
             return raw.decode("ascii")
         except UnicodeDecodeError:
             raise HttpError(400, 0, "the request path is not ASCII") from None
-    if b"%" in raw:
+    if raw.find(b"%") >= 0:
         _check_escapes(raw)
     data = unquote_to_bytes(raw)
-    if b"\x00" in data:
+    if data.find(b"\x00") >= 0:
         raise HttpError(400, 0, "NUL in the request path")
     try:
         text = data.decode("utf-8")

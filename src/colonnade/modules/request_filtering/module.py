@@ -102,7 +102,8 @@ def refuse(rules: Rules, request: Request) -> Refusal | None:
     if query:
         if len(query) > rules.max_query_string:
             return _QUERY_TOO_LONG
-        if b"%00" in query or b"\x00" in query:
+        # find, not "in" (cheaper on CPython 3.11: see core.urlpath).
+        if query.find(b"%00") >= 0 or query.find(b"\x00") >= 0:
             return _QUERY_NUL
         query_scan = rules.query_scan
         if query_scan is not None and _query_denied(query_scan, rules.unescape_query, query):
