@@ -72,6 +72,9 @@ REQUEST_ID = 1
 BUFFER = 64 * 1024
 #: How much of the request body is read at once.
 CHUNK = 64 * 1024
+#: The records every request starts and (without a body) ends with.
+_BEGIN = records.begin_request(REQUEST_ID)
+_STDIN_END = records.stdin_end(REQUEST_ID)
 #: Response headers the application may not set: we frame the response.
 _HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade"}
@@ -180,7 +183,7 @@ class FastCgiHandler(Handler):
             # as latin-1 text here, as the variables hold bytes.
             variables.pop(name, None)
             variables[_utf8_text(name)] = _utf8_text(value)
-        return records.begin_request(REQUEST_ID) + records.params_stream(
+        return _BEGIN + records.params_stream(
             REQUEST_ID, records.encode_text_pairs(variables.items())
         )
 
@@ -273,7 +276,7 @@ class _Exchange:
         pump: asyncio.Task[None] | None = None
         try:
             if body is EMPTY_BODY:
-                await inst.send(self.head + records.stdin_end(REQUEST_ID))
+                await inst.send(self.head + _STDIN_END)
             else:
                 await inst.send(self.head)
         except OSError as exc:
@@ -314,7 +317,7 @@ class _Exchange:
                 return
             try:
                 if not chunk:
-                    await inst.send(records.stdin_end(REQUEST_ID))
+                    await inst.send(_STDIN_END)
                     return
                 await inst.send(records.stdin(REQUEST_ID, chunk))
             except OSError:

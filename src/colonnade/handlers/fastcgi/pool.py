@@ -232,6 +232,13 @@ class Instance:
         the next read tells)."""
         return self.sock is not None
 
+    @property
+    def quiet(self) -> bool:
+        """True while the loop watches the connection and nothing arrived since
+        the last read (at the loop's last poll): then it is open, no peek needed.
+        Closed since: the request's first write or read finds out (_StaleError)."""
+        return self._watching is not None
+
     def disconnect(self) -> None:
         """Close our connection (the process, if any, lives on)."""
         sock, self.sock = self.sock, None
@@ -352,7 +359,7 @@ class Pool:
                 continue
             inst.reused = True
             self.busy.add(inst)
-            if inst.sock is not None and hung_up(inst.sock):
+            if inst.sock is not None and not inst.quiet and hung_up(inst.sock):
                 # Closed while idle: a process that still accepts closes the
                 # connections we ask it to keep (it gets a new one per request
                 # from now on); one that refuses was dying, and is replaced.
