@@ -2,7 +2,8 @@
 
     python bench/apps/make_rewrite.py [WWW] [OUT]   (default: bench/out/www, bench/out/rewrite)
 
-``OUT/1k.bin`` is a copy of ``WWW/1k.bin`` (static-1k's file); ``OUT/web.toml`` enables
+``OUT/1k.bin`` is a copy of ``WWW/1k.bin`` (static-1k's file), ``OUT/hello.txt`` the
+13-byte file bench/pipeline_cost.py requests; ``OUT/web.toml`` enables
 the ``rewrite`` module and holds :data:`COUNT` rules of the kinds a site collects over
 the years (old URL schemes, vanity paths, legacy scripts): regular expressions,
 wildcards and exact paths, some with conditions. None matches ``1k.bin``, so each
@@ -18,6 +19,7 @@ import sys
 from pathlib import Path
 
 COUNT = 20
+HELLO = b"Hello, world!"
 DEFAULT_WWW = Path(__file__).resolve().parent.parent / "out" / "www"
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "out" / "rewrite"
 
@@ -77,6 +79,9 @@ def generate(www: Path = DEFAULT_WWW, out: Path = DEFAULT_OUT) -> Path:
     src, dst = www / "1k.bin", out / "1k.bin"
     if not dst.is_file() or dst.read_bytes() != src.read_bytes():
         shutil.copyfile(src, dst)
+    hello = out / "hello.txt"
+    if not hello.is_file() or hello.read_bytes() != HELLO:
+        hello.write_bytes(HELLO)
     conf = out / "web.toml"
     text = web_toml()
     if not conf.is_file() or conf.read_text() != text:
