@@ -39,6 +39,9 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 from apps.make_modules import HELLO, VARIANTS, generate  # noqa: E402
+from apps.make_rewrite import COUNT as RULES  # noqa: E402
+from apps.make_rewrite import generate as generate_rewrite  # noqa: E402
+from apps.make_static import generate as generate_static  # noqa: E402
 from apps.trivial_modules import CLASSES, HOOKS, POST_CLASSES  # noqa: E402
 
 from colonnade.config.schema import DEFAULT_MODULES  # noqa: E402
@@ -53,6 +56,9 @@ NAMES: dict[str, str] = {
     "50-disabled": "m50-disabled",
     "50-post": "m50-post",
 }
+#: And hello.txt behind the rewrite module's 20 rules, none matching (no trivial module):
+#: its Δ vs 0 is what the rule set costs (apps/make_rewrite.py; issue #18: < 5 µs).
+REWRITE = f"rewrite-{RULES}"
 
 
 @dataclass
@@ -90,11 +96,14 @@ def measure(v: Variant, n: int) -> float:
 
 def run(requests: int, repeat: int, warmup: int) -> dict[str, Any]:
     out = generate()
+    folders = {name: out / folder for name, folder in NAMES.items()}
+    bench_out = out.parent
+    folders[REWRITE] = generate_rewrite(generate_static(bench_out / "www"), bench_out / "rewrite")
     variants: list[Variant] = []
     try:
-        for name, folder in NAMES.items():
-            enabled, installed, post = VARIANTS[folder]
-            client = make_client(out / folder, installed).__enter__()
+        for name, folder in folders.items():
+            enabled, installed, post = VARIANTS.get(folder.name, (0, 0, False))
+            client = make_client(folder, installed).__enter__()
             variants.append(Variant(name, enabled, installed, HOOKS[post], client))
             resp = client.get(PATH)
             if resp.status != 200 or resp.body != HELLO:
@@ -103,6 +112,8 @@ def run(requests: int, repeat: int, warmup: int) -> dict[str, Any]:
             trivial = sum(n.startswith("bench.trivial.") for _, names in rows for n in names)
             if trivial != enabled * HOOKS[post]:
                 raise SystemExit(f"variant {name}: {trivial} trivial hooks in the plan")
+            if (name == REWRITE) != any(n.startswith("rewrite ") for _, ns in rows for n in ns):
+                raise SystemExit(f"variant {name}: the rewrite module is (not) in the plan")
         for v in variants:
             measure(v, warmup)
         for _ in range(repeat):

@@ -26,6 +26,10 @@ have_taskset() { command -v taskset >/dev/null 2>&1; }
 have_valgrind() { command -v valgrind >/dev/null 2>&1; }
 have_h2load() { command -v h2load >/dev/null 2>&1; }
 have_openssl() { command -v openssl >/dev/null 2>&1; }
+# The PHP rows: php-fpm (Debian: /usr/sbin/php-fpmX.Y) and php-cgi; without them those
+# rows read n/a and the rest runs.
+have_php_fpm() { command -v php-fpm >/dev/null 2>&1 || compgen -G '/usr/sbin/php-fpm*' >/dev/null; }
+have_php_cgi() { command -v php-cgi >/dev/null 2>&1; }
 
 # --- system packages -------------------------------------------------------------------
 pkgs=()
@@ -34,6 +38,8 @@ have_taskset || pkgs+=(util-linux)
 have_valgrind || pkgs+=(valgrind)
 have_h2load || pkgs+=(nghttp2-client)
 have_openssl || pkgs+=(openssl)
+have_php_fpm || pkgs+=(php-fpm)
+have_php_cgi || pkgs+=(php-cgi)
 if ! have_nginx; then
     pkgs+=(nginx-light)
 fi

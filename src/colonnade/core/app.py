@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
+from stat import S_ISDIR, S_ISLNK
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from colonnade.config.schema import RedisSettings
@@ -64,6 +65,15 @@ def _normalized(path: str) -> bool:
         return False
 
 
+def root_prefixes(roots: Iterable[str]) -> tuple[str, ...]:
+    """``roots`` made absolute and normal, each ending with a separator, longest first."""
+    prefixes = set()
+    for root in roots:
+        root = os.path.normpath(os.path.abspath(root))
+        prefixes.add(root if root.endswith(os.sep) else root + os.sep)
+    return tuple(sorted(prefixes, key=len, reverse=True))
+
+
 class Application:
     """One application of a site: a URL prefix, a root folder and its settings.
 
@@ -108,6 +118,11 @@ class Application:
         )
         self.roots = tuple(
             os.path.realpath(r) for r in (self.root, *(v.root for v in self.virtual_directories))
+        )
+        #: The folders map_path joins URLs onto, with a trailing separator so a
+        #: prefix test cannot match "/srv/www-other" for "/srv/www"; longest first.
+        self.root_prefixes = root_prefixes(
+            (self.root, *(vdir.root for vdir in self.virtual_directories))
         )
         self.log = logging.getLogger(f"colonnade.app.{site}{self.path}")
         self._path_cache: dict[str, SectionSet] = {}
@@ -238,6 +253,41 @@ class Application:
                 return os.path.join(vdir.root, rest.lstrip("/"))
         rest = url_path[len(self.path) :] if self.path != "/" else url_path
         return os.path.join(self.root, rest.lstrip("/"))
+
+    def lstat_inside(self, path: str) -> os.stat_result | None:
+        """The stat of ``path`` (as :meth:`map_path` makes it) if no component
+        below its root is a symlink: then its real path is inside the app.
+
+        One ``lstat`` per component below the root, where ``os.path.realpath``
+        costs several times that. None when the walk cannot vouch for the path
+        (a symlink, a path outside the roots, an odd segment): the caller then
+        resolves it (``os.path.realpath`` and :meth:`contains`). Raises OSError
+        (a missing component) and ``NotADirectoryError`` for "file/".
+        """
+        for root in self.root_prefixes:
+            if path.startswith(root):
+                break
+        else:
+            return None
+        rel = path[len(root) :]
+        wants_dir = rel.endswith("/")
+        if wants_dir:
+            rel = rel[:-1]
+        current = root[:-1]  # "" for the root "/": components are appended with "/"
+        st = None
+        if rel:
+            for part in rel.split("/"):
+                if part in ("", ".", ".."):
+                    return None  # not what map_path makes: let realpath judge
+                current = f"{current}/{part}"
+                st = os.lstat(current)
+                if S_ISLNK(st.st_mode):
+                    return None
+        if st is None:  # the root itself
+            return os.stat(root)
+        if wants_dir and not S_ISDIR(st.st_mode):
+            raise NotADirectoryError(path)  # "file.txt/" names no file
+        return st
 
     def contains(self, real_path: str) -> bool:
         """True if ``real_path`` (symlinks resolved) lies under a root of this app."""

@@ -57,6 +57,18 @@ def test_pairs_short_and_long_lengths() -> None:
     assert r.decode_pairs(r.encode_pairs([(b"E", b""), (b"", b"x")])) == [(b"E", b""), (b"", b"x")]
 
 
+def test_text_pairs_are_the_same_bytes() -> None:
+    # latin-1 text standing for bytes (the CGI variables), short and long lengths
+    pairs = [("A", "xy"), ("N" * 127, "\xe9" * 200), ("E", ""), ("", "x"), ("L" * 300, "\xff")]
+    encoded = r.encode_text_pairs(pairs)
+    as_bytes = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in pairs]
+    assert encoded == r.encode_pairs(as_bytes)
+    assert r.decode_pairs(encoded) == as_bytes
+    with pytest.raises(UnicodeEncodeError):
+        r.encode_text_pairs([("A", "\u20ac")])
+    assert r.params_stream(1, encoded) == r.params(1, as_bytes)
+
+
 @pytest.mark.parametrize(
     "data",
     [b"\x01", b"\x80\x00\x00", b"\x01\x05Aab", b"\x01\x80\x00\x01"],

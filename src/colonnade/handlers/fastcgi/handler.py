@@ -72,6 +72,9 @@ REQUEST_ID = 1
 BUFFER = 64 * 1024
 #: How much of the request body is read at once.
 CHUNK = 64 * 1024
+#: The records every request starts and (without a body) ends with.
+_BEGIN = records.begin_request(REQUEST_ID)
+_STDIN_END = records.stdin_end(REQUEST_ID)
 #: Response headers the application may not set: we frame the response.
 _HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade"}
@@ -175,12 +178,18 @@ class FastCgiHandler(Handler):
         variables = cgi_variables(ctx, script, software=self.software)
         # php-cgi (cgi.force_redirect, on by default) refuses a request without it.
         variables["REDIRECT_STATUS"] = "200"
-        for name in settings.params:
-            variables.pop(name, None)  # replaced, below
-        pairs = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in variables.items()]
-        # The configuration's own text: UTF-8 (the variables hold bytes as latin-1).
-        pairs += [(k.encode(), v.encode()) for k, v in settings.params.items()]
-        return records.begin_request(REQUEST_ID) + records.params(REQUEST_ID, pairs)
+        for name, value in settings.params.items():
+            # Replaced, and last. The configuration's own text is sent as UTF-8:
+            # as latin-1 text here, as the variables hold bytes.
+            variables.pop(name, None)
+            variables[_utf8_text(name)] = _utf8_text(value)
+        return _BEGIN + records.params_stream(
+            REQUEST_ID, records.encode_text_pairs(variables.items())
+        )
+
+
+def _utf8_text(text: str) -> str:
+    return text if text.isascii() else text.encode().decode("latin-1")
 
 
 def _accepting(extensions: list[str]) -> Callable[[str], bool] | None:
@@ -214,24 +223,33 @@ class _Exchange:
         self.redirect: bytes | None = None
         self.body_started = False  # the pump read from the request body
 
+    def _deadline(self) -> float:
+        # On the loop's clock: the activity timeout from now, bounded by the
+        # request timeout from the start.
+        settings = self.settings
+        now = asyncio.get_running_loop().time()
+        return min(
+            now + settings.activity_timeout,
+            now - (time.monotonic() - self.started) + settings.request_timeout,
+        )
+
     def progress(self) -> None:
-        """Something moved: the activity timeout starts again."""
+        """Something moved: the activity timeout starts again.
+
+        A move of the deadline by less than 1 % of ``activity_timeout`` is not
+        made: a small response's progress would otherwise reschedule the timer
+        on every read (a timer cancelled and one made), for no visible change."""
         timeout = self.timeout
         if timeout is not None:
-            settings = self.settings
-            now = asyncio.get_running_loop().time()
-            timeout.reschedule(
-                min(
-                    now + settings.activity_timeout,
-                    now - (time.monotonic() - self.started) + settings.request_timeout,
-                )
-            )
+            deadline = self._deadline()
+            when = timeout.when()
+            if when is None or deadline - when > self.settings.activity_timeout * 0.01:
+                timeout.reschedule(deadline)
 
     async def run(self) -> bool:
         """Carry out the exchange; True when the instance can serve again."""
         try:
-            async with asyncio.timeout(None) as self.timeout:
-                self.progress()
+            async with asyncio.timeout_at(self._deadline()) as self.timeout:
                 return await self._run()
         except TimeoutError:
             elapsed = time.monotonic() - self.started
@@ -258,9 +276,9 @@ class _Exchange:
         pump: asyncio.Task[None] | None = None
         try:
             if body is EMPTY_BODY:
-                await loop.sock_sendall(sock, self.head + records.stdin_end(REQUEST_ID))
+                await inst.send(self.head + _STDIN_END)
             else:
-                await loop.sock_sendall(sock, self.head)
+                await inst.send(self.head)
         except OSError as exc:
             if self.inst.reused:
                 raise _StaleError from None  # closed while idle: nothing was taken
@@ -268,7 +286,7 @@ class _Exchange:
         if body is not EMPTY_BODY:
             pump = loop.create_task(self._pump(sock))
         try:
-            done = await self._respond(sock)
+            done = await self._respond()
             if pump is not None and not pump.done():
                 # The application answered without reading the whole body: the
                 # connection holds our unsent STDIN; it cannot serve again.
@@ -284,7 +302,7 @@ class _Exchange:
     async def _pump(self, sock: socket.socket) -> None:
         # The request body into STDIN; each piece is sent whole before the next
         # one is read from the client.
-        loop = asyncio.get_running_loop()
+        inst = self.inst
         body = self.ctx.request.body
         while True:
             self.body_started = True
@@ -299,21 +317,20 @@ class _Exchange:
                 return
             try:
                 if not chunk:
-                    await loop.sock_sendall(sock, records.stdin_end(REQUEST_ID))
+                    await inst.send(_STDIN_END)
                     return
-                await loop.sock_sendall(sock, records.stdin(REQUEST_ID, chunk))
+                await inst.send(records.stdin(REQUEST_ID, chunk))
             except OSError:
                 # The application closed its end: it may have answered already
                 # (the reader reads what it sent), or it failed (the reader says so).
                 return
             self.progress()
 
-    async def _read(self, sock: socket.socket) -> list[records.Event]:
+    async def _read(self) -> list[records.Event]:
         # The next events; a closed connection before END_REQUEST is a failure.
-        loop = asyncio.get_running_loop()
         while True:
             try:
-                data = await loop.sock_recv(sock, BUFFER)
+                data = await self.inst.recv(BUFFER)
             except OSError:
                 data = b""  # reset: as good as closed
             if not data:
@@ -348,7 +365,7 @@ class _Exchange:
         detail = f"{self.pool.label}: {what}{shown}"
         return _AppFailedError(HttpError(status, substatus, message, detail=detail))
 
-    async def _respond(self, sock: socket.socket) -> bool:
+    async def _respond(self) -> bool:
         # Read the head, then the body: whole when it ends within BUFFER bytes,
         # else streamed. Returns whether the connection may serve again.
         ctx = self.ctx
@@ -356,7 +373,7 @@ class _Exchange:
         head: cgihead.CgiResponse | None = None
         ended: records.EndRequest | None = None
         while ended is None:
-            for event in await self._read(sock):
+            for event in await self._read():
                 if type(event) is records.Stdout:
                     buffered += event.data
                 elif type(event) is records.Stderr:
@@ -387,7 +404,7 @@ class _Exchange:
             # awaited so that the instance can serve again.
             self.redirect = head.local_redirect
             while ended is None:
-                for event in await self._read(sock):
+                for event in await self._read():
                     if type(event) is records.Stderr:
                         self._stderr(event.data)
                     elif type(event) is records.EndRequest:
@@ -412,7 +429,7 @@ class _Exchange:
         self.progress()
         del buffered
         while True:
-            for event in await self._read(sock):
+            for event in await self._read():
                 if type(event) is records.Stdout:
                     sent += len(event.data)
                     if declared is not None and sent > declared:

@@ -190,6 +190,8 @@ class Instance:
     """One process or one connection slot; serves one request at a time."""
 
     __slots__ = (
+        "_waiter",
+        "_watching",
         "closed",
         "generation",
         "last_used",
@@ -203,11 +205,14 @@ class Instance:
 
     def __init__(self, process: Process | None, generation: int) -> None:
         self.process = process
-        #: Our connection: a plain non-blocking socket used with the loop's
-        #: sock_* calls, not a transport, because a transport that fails to
+        #: Our connection: a plain non-blocking socket (:meth:`send`,
+        #: :meth:`recv`), not a transport, because a transport that fails to
         #: write (the application closed its end after answering early) drops
         #: what it had not read yet; a socket keeps the answer readable.
         self.sock: socket.socket | None = None
+        #: The loop where the socket's reader is registered (see :meth:`recv`).
+        self._watching: asyncio.AbstractEventLoop | None = None
+        self._waiter: asyncio.Future[None] | None = None
         self.requests = 0
         self.generation = generation
         self.last_used = time.monotonic()
@@ -227,11 +232,73 @@ class Instance:
         the next read tells)."""
         return self.sock is not None
 
+    @property
+    def quiet(self) -> bool:
+        """True while the loop watches the connection and nothing arrived since
+        the last read (at the loop's last poll): then it is open, no peek needed.
+        Closed since: the request's first write or read finds out (_StaleError)."""
+        return self._watching is not None
+
     def disconnect(self) -> None:
         """Close our connection (the process, if any, lives on)."""
         sock, self.sock = self.sock, None
         if sock is not None:
+            self._unwatch(sock)
             sock.close()
+
+    async def send(self, data: bytes) -> None:
+        """Send all of ``data``; OSError if the connection fails. Sent at once
+        where the socket takes it (nearly always: a request's head, a piece of
+        its body), the rest once the socket drains."""
+        sock = self.sock
+        assert sock is not None
+        try:
+            sent = sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(data):
+            await asyncio.get_running_loop().sock_sendall(sock, memoryview(data)[sent:])
+
+    async def recv(self, size: int) -> bytes:
+        """At most ``size`` bytes of the connection, ``b""`` once the other end
+        closed it; OSError if it failed.
+
+        Read at once when bytes are there; else wait for them with a reader
+        registered once per connection and kept between waits: the loop's
+        ``sock_recv`` registers and removes one per call, which under uvloop
+        costs more than the rest of a small request's exchange."""
+        sock = self.sock
+        assert sock is not None
+        while True:
+            try:
+                return sock.recv(size)
+            except BlockingIOError:
+                pass
+            loop = asyncio.get_running_loop()
+            if self._watching is None:
+                loop.add_reader(sock.fileno(), self._readable)
+                self._watching = loop
+            self._waiter = waiter = loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+
+    def _readable(self) -> None:
+        waiter = self._waiter
+        if waiter is None:
+            # Nobody reads now (bytes or a close while idle, or between two
+            # reads): stop watching, or level-triggered readiness fires on
+            # every turn of the loop; the next recv reads it, hung_up sees it.
+            if self.sock is not None:
+                self._unwatch(self.sock)
+        elif not waiter.done():
+            waiter.set_result(None)
+
+    def _unwatch(self, sock: socket.socket) -> None:
+        loop, self._watching = self._watching, None
+        if loop is not None and not loop.is_closed():
+            loop.remove_reader(sock.fileno())
 
 
 class Pool:
@@ -292,7 +359,7 @@ class Pool:
                 continue
             inst.reused = True
             self.busy.add(inst)
-            if inst.sock is not None and hung_up(inst.sock):
+            if inst.sock is not None and not inst.quiet and hung_up(inst.sock):
                 # Closed while idle: a process that still accepts closes the
                 # connections we ask it to keep (it gets a new one per request
                 # from now on); one that refuses was dying, and is replaced.
@@ -648,11 +715,16 @@ class Pool:
             self._socket_dir = None
 
 
+#: The flags of hung_up's peek, as a plain int: or-ing the enum members costs
+#: more than the peek itself.
+_PEEK = int(socket.MSG_PEEK | socket.MSG_DONTWAIT)
+
+
 def hung_up(sock: socket.socket) -> bool:
     """True if the other end closed ``sock`` (or sent what nobody asked for):
     one non-blocking peek, no wait."""
     try:
-        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        sock.recv(1, _PEEK)
     except BlockingIOError:
         return False  # open, nothing pending: the common case
     except OSError:

@@ -166,6 +166,30 @@ def encode_pairs(pairs: Iterable[tuple[bytes, bytes]]) -> bytes:
     return b"".join(out)
 
 
+#: The one-byte lengths, as latin-1 text (see :func:`encode_text_pairs`).
+_TEXT_LENGTHS = [chr(n) for n in range(0x80)]
+
+
+def _text_length(n: int) -> str:
+    return _length(n).decode("latin-1")
+
+
+def encode_text_pairs(pairs: Iterable[tuple[str, str]]) -> bytes:
+    """:func:`encode_pairs` of names and values given as latin-1 text (each
+    character stands for one byte, as the CGI variables hold them): the stream
+    is built as text and encoded once, instead of encoding each name and value
+    and joining their pieces; ``UnicodeEncodeError`` for a character past 255."""
+    short = _TEXT_LENGTHS
+    return "".join(
+        [
+            f"{short[n]}{short[v]}{name}{value}"
+            if (n := len(name)) < 0x80 and (v := len(value)) < 0x80
+            else f"{_text_length(len(name))}{_text_length(len(value))}{name}{value}"
+            for name, value in pairs
+        ]
+    ).encode("latin-1")
+
+
 def decode_pairs(data: bytes) -> list[tuple[bytes, bytes]]:
     """The name-value pairs of ``data`` (a whole PARAMS stream or a GET_VALUES
     record); :class:`FastCgiProtocolError` for a truncated one."""
@@ -198,7 +222,13 @@ def decode_pairs(data: bytes) -> list[tuple[bytes, bytes]]:
 
 def params(request_id: int, pairs: Iterable[tuple[bytes, bytes]]) -> bytes:
     """The whole PARAMS stream, ended by its empty record."""
-    return stream(PARAMS, request_id, encode_pairs(pairs)) + record(PARAMS, request_id)
+    return params_stream(request_id, encode_pairs(pairs))
+
+
+def params_stream(request_id: int, encoded: bytes) -> bytes:
+    """The whole PARAMS stream of pairs already encoded (:func:`encode_pairs`,
+    :func:`encode_text_pairs`), ended by its empty record."""
+    return stream(PARAMS, request_id, encoded) + record(PARAMS, request_id)
 
 
 def stdin(request_id: int, data: bytes) -> bytes:

@@ -39,7 +39,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Awaitable
-from stat import S_ISDIR, S_ISLNK, S_ISREG
+from stat import S_ISDIR, S_ISREG
 from urllib.parse import quote
 
 from colonnade.config.sections import WEB_TOML
@@ -126,14 +126,12 @@ class StaticFile(Handler):
 
     def __init__(self) -> None:
         self._app: Application | None = None
-        self._roots: tuple[str, ...] = ()
         self.cache = FileCache(0)
         self._entries = self.cache.entries
 
     def provision(self, app: Application) -> None:
         """Remember the application's roots; size the file cache from its settings."""
         self._app = app
-        self._roots = _root_prefixes(app)
         self.cache = FileCache(app.section(StaticContentSection).cache_max_bytes)
         self._entries = self.cache.entries
 
@@ -343,7 +341,7 @@ class StaticFile(Handler):
         """
         if app is not self._app:  # not provisioned for this application (harness use)
             self.provision(app)
-        st = self._walk(path)
+        st = app.lstat_inside(path)
         if st is not None:
             return path, st
         real = os.path.realpath(path)
@@ -353,37 +351,6 @@ class StaticFile(Handler):
         if path.endswith("/") and not S_ISDIR(st.st_mode):
             raise NotADirectoryError(path)
         return real, st
-
-    def _walk(self, path: str) -> os.stat_result | None:
-        """The stat of ``path`` if no component below its root is a symlink.
-
-        None when the walk cannot vouch for the path (a symlink, a path outside
-        the roots, an odd segment): the caller then resolves it fully.
-        """
-        for root in self._roots:
-            if path.startswith(root):
-                break
-        else:
-            return None
-        rel = path[len(root) :]
-        wants_dir = rel.endswith("/")
-        if wants_dir:
-            rel = rel[:-1]
-        current = root[:-1]  # "" for the root "/": components are appended with "/"
-        st = None
-        if rel:
-            for part in rel.split("/"):
-                if part in ("", ".", ".."):
-                    return None  # not what map_path makes: let realpath judge
-                current = f"{current}/{part}"
-                st = os.lstat(current)
-                if S_ISLNK(st.st_mode):
-                    return None
-        if st is None:  # the root itself
-            return os.stat(root)
-        if wants_dir and not S_ISDIR(st.st_mode):
-            raise NotADirectoryError(path)  # "file.txt/" names no file
-        return st
 
 
 def describe(
@@ -471,14 +438,3 @@ async def _stream_parts(ctx: Context, path: str, parts: Multipart) -> None:
         await ctx.write(part.head)
         await writer.sendfile(path, part.start, part.stop - part.start)
     await ctx.write(parts.tail)
-
-
-def _root_prefixes(app: Application) -> tuple[str, ...]:
-    # The folders map_path joins URLs onto, with a trailing separator so a prefix
-    # test cannot match "/srv/www-other" for "/srv/www".
-    roots = (app.root, *(vdir.root for vdir in app.virtual_directories))
-    prefixes = []
-    for root in roots:
-        root = os.path.normpath(os.path.abspath(root))
-        prefixes.append(root if root.endswith(os.sep) else root + os.sep)
-    return tuple(sorted(set(prefixes), key=len, reverse=True))
