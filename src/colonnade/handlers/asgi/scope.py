@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from colonnade.core.httputil import has_token
+from colonnade.core.session import SESSION
 
 if TYPE_CHECKING:
     from colonnade.core.context import Context
@@ -69,7 +70,9 @@ def add_user(scope: Scope, ctx: Context) -> None:
 
 def add_session(scope: Scope, ctx: Context) -> None:
     """``scope["session"]``: the request's session, where ``state.session`` gave one."""
-    session = ctx.session
+    # The item itself, not the ctx.session property: a property read is a Python
+    # call on every request, most of which have no session.
+    session = ctx.items.get(SESSION)
     if session is not None:
         scope["session"] = session
 
@@ -157,7 +160,9 @@ def http_scope(ctx: Context, root_path: str, state: dict[str, Any] | None) -> Sc
         scope["state"] = state.copy()
     if ctx.user is not None:
         add_user(scope, ctx)
-    add_session(scope, ctx)
+    session = ctx.items.get(SESSION)  # add_session, inline: every request passes here
+    if session is not None:
+        scope["session"] = session
     if request.tls is not None:
         scope["extensions"]["tls"] = tls_extension(request.tls)
     return scope

@@ -40,6 +40,7 @@ from colonnade.core.httputil import split_host
 from colonnade.core.pyapp import load_app
 from colonnade.core.request import EMPTY_BODY, Body, Headers
 from colonnade.core.response import FileBody
+from colonnade.core.session import SESSION
 from colonnade.errors import HttpError, ModuleError
 from colonnade.handlers.wsgi.bridge import (
     DONE,
@@ -244,7 +245,8 @@ class WsgiHandler(Handler):
             environ["AUTH_TYPE"] = user.auth_type
         environ["colonnade.context"] = ctx
         environ["colonnade.items"] = ctx.items
-        session = ctx.session
+        # The item itself, not the ctx.session property (a Python call per request).
+        session = ctx.items.get(SESSION)
         if session is not None:
             environ["colonnade.session"] = session
         return environ
