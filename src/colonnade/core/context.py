@@ -87,6 +87,37 @@ SendHook = Callable[["Context"], Awaitable[None] | None]
 MAX_REMAPS = 10
 
 
+class WriterAdapter:
+    """Base of a :class:`ResponseWriter` that wraps ``ctx.writer``: what it does
+    not change (the transport's byte count, an abort, an upgrade) goes to the
+    writer it wraps, ``_inner``. The compression module's writer and the output
+    cache's capture are ones; a subclass writes ``send_all``, ``start``,
+    ``write``, ``sendfile`` and ``end``, and extends ``abort``/``upgrade`` where
+    it keeps state."""
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: ResponseWriter) -> None:
+        self._inner = inner
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes on the wire: the transport's count."""
+        return self._inner.bytes_sent
+
+    @bytes_sent.setter
+    def bytes_sent(self, value: int) -> None:
+        self._inner.bytes_sent = value
+
+    def abort(self) -> None:
+        """Drop the connection."""
+        self._inner.abort()
+
+    def upgrade(self) -> RawStream | None:
+        """Upgrades are the transport's business."""
+        return self._inner.upgrade()
+
+
 class Remapper(Protocol):
     """The handler mapping as a remap sees it (the engine's ``HandlerMap``)."""
 

@@ -20,19 +20,18 @@ from __future__ import annotations
 
 import os
 
-from colonnade.core.context import RawStream, ResponseWriter
+from colonnade.core.context import ResponseWriter, WriterAdapter
 from colonnade.core.request import Headers
 from colonnade.core.response import Response
 from colonnade.modules.compression.codings import CHUNK, Coding, Stream
 from colonnade.modules.compression.variant import encoded_headers, has_header
 
 
-class CompressingWriter:
+class CompressingWriter(WriterAdapter):
     """Compresses application output (buffered or streamed) on its way out."""
 
     __slots__ = (
         "_coding",
-        "_inner",
         "_level",
         "_min_size",
         "_response",
@@ -51,7 +50,7 @@ class CompressingWriter:
         *,
         weak: bool = False,
     ) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._response = response
         self._status = response.status  # a later hook that changes it replaced the response
         self._coding = coding
@@ -60,15 +59,6 @@ class CompressingWriter:
         self._stream: Stream | None = None
         # A weak ETag for bytes that another request may not reproduce exactly.
         self._weak = weak
-
-    @property
-    def bytes_sent(self) -> int:
-        """Bytes on the wire (the transport's count: compressed, with framing)."""
-        return self._inner.bytes_sent
-
-    @bytes_sent.setter
-    def bytes_sent(self, value: int) -> None:
-        self._inner.bytes_sent = value
 
     def _applies(self, status: int, headers: Headers) -> bool:
         return status == self._status and not has_header(headers, b"content-encoding")
@@ -131,11 +121,3 @@ class CompressingWriter:
             if tail:
                 await self._inner.write(tail)
         await self._inner.end()
-
-    def abort(self) -> None:
-        """Drop the connection."""
-        self._inner.abort()
-
-    def upgrade(self) -> RawStream | None:
-        """Upgrades are the transport's business."""
-        return self._inner.upgrade()

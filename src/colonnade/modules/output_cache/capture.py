@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import os
 
-from colonnade.core.context import RawStream, ResponseWriter
+from colonnade.core.context import RawStream, ResponseWriter, WriterAdapter
 from colonnade.core.request import Headers
 
 
-class CapturingWriter:
+class CapturingWriter(WriterAdapter):
     """Passes a response through to ``inner`` and keeps a bounded copy of it."""
 
     __slots__ = (
         "_chunks",
-        "_inner",
         "_limit",
         "_size",
         "complete",
@@ -34,7 +33,7 @@ class CapturingWriter:
     )
 
     def __init__(self, inner: ResponseWriter, limit: int) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._limit = limit
         self._chunks: list[bytes] = []
         self._size = 0
@@ -43,15 +42,6 @@ class CapturingWriter:
         self.headers: Headers = []
         self.complete = False  # the whole response went out
         self.spoiled = False  # too big, aborted or upgraded: nothing to keep
-
-    @property
-    def bytes_sent(self) -> int:
-        """The transport's count of bytes on the wire."""
-        return self._inner.bytes_sent
-
-    @bytes_sent.setter
-    def bytes_sent(self, value: int) -> None:
-        self._inner.bytes_sent = value
 
     @property
     def body(self) -> bytes:
