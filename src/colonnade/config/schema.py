@@ -405,10 +405,10 @@ class FarmHealth(_Strict):
     the member down; the next passing one brings it back.
 
     **Passive detection**, always: ``failures`` failed requests (connection
-    refused, reset, timed out, a broken answer) within ``window`` seconds mark the
-    member down for that worker. With a probe, only the probe brings it back;
-    without one, it is tried again after ``retry_after`` seconds (one more
-    failure then marks it down again at once).
+    refused, reset, timed out, a broken answer) within ``window`` seconds, with
+    no successful one after them, mark the member down for that worker. With a
+    probe, only the probe brings it back; without one, it is tried again after
+    ``retry_after`` seconds (one more failure then marks it down again at once).
     """
 
     url: UrlPath | None = None
@@ -429,7 +429,8 @@ class FarmHealth(_Strict):
     """Bytes of a probe's answer read at most (a longer body fails a ``body_match``
     that is not found within them; the head is bounded to 16 KiB)."""
     failures: Annotated[int, Meta(ge=1, le=10_000)] = 5
-    """Failed requests within ``window`` that mark a member down."""
+    """Failed requests within ``window`` (none succeeding after them) that mark
+    a member down."""
     window: Annotated[float, Meta(gt=0, le=86400)] = 10.0
     """Seconds over which ``failures`` are counted."""
     retry_after: Annotated[float, Meta(gt=0, le=86400)] = 30.0

@@ -9,6 +9,7 @@ import msgspec
 import pytest
 
 from colonnade.config.schema import FarmSettings
+from colonnade.core import farms as farm_states
 from colonnade.providers import farms as farms_module
 
 
@@ -22,8 +23,12 @@ def settings(members: list[dict[str, Any]] | int, **extra: Any) -> FarmSettings:
 @pytest.fixture(autouse=True)
 def _fresh_farms() -> Iterator[None]:
     # farm_for keeps one farm per name for the process: each test starts empty.
-    saved = dict(farms_module._FARMS)
-    farms_module._FARMS.clear()
+    # The core's registry and the operator's states likewise.
+    registries = (farms_module._FARMS, farm_states._FARMS, farm_states._ADMIN)
+    saved = [dict(registry) for registry in registries]
+    for registry in registries:
+        registry.clear()
     yield
-    farms_module._FARMS.clear()
-    farms_module._FARMS.update(saved)
+    for registry, before in zip(registries, saved, strict=True):
+        registry.clear()
+        registry.update(before)  # type: ignore[arg-type]

@@ -40,6 +40,7 @@ comes from the master and is the same in every worker.
 from __future__ import annotations
 
 from colonnade.config.schema import FarmSettings
+from colonnade.core import farms as farm_states
 from colonnade.providers.farms.farm import Farm, Lease, Outcome
 from colonnade.providers.farms.members import ADMIN_STATES, Admin, Member
 
@@ -64,6 +65,7 @@ def farm_for(settings: FarmSettings, *, name: str) -> Farm:
     farm = _FARMS.get(name)
     if farm is None:
         farm = _FARMS[name] = Farm(name, settings)
+        farm_states.register(farm)
     elif farm.settings is not settings and farm.settings != settings:
         farm.update(settings)
     return farm

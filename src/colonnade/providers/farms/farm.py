@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
 from colonnade.config.schema import FarmSettings
+from colonnade.core import farms as farm_states
 from colonnade.core.httputil import cookie_attributes, cookie_values
-from colonnade.providers.farms.members import Member
+from colonnade.providers.farms.health import Prober
+from colonnade.providers.farms.members import ADMIN_STATES, Admin, Member
 from colonnade.providers.farms.policies import Policy, make_policy
 
 if TYPE_CHECKING:
@@ -23,6 +26,14 @@ Outcome = Literal["ok", "connect_failed", "failed"]
 #: Affinity cookies of one name a request may carry that are looked at (a client
 #: may send several: for other paths, or forged).
 MAX_AFFINITY_COOKIES = 4
+
+
+def _admin(state: str) -> Admin:
+    for known in ADMIN_STATES:
+        if state == known:
+            return known
+    log.warning("unknown farm member state %r taken as enabled", state)
+    return "enabled"
 
 
 class Lease:
@@ -72,6 +83,7 @@ class Farm:
         self._cookie_eq = b""
         self._cookie_tail = b""
         self._cookie_tail_secure = b""
+        self._prober: Prober | None = None
         self.update(settings)
 
     # -- configuration -------------------------------------------------------------------
@@ -92,12 +104,20 @@ class Farm:
             self.settings.algorithm,
             self.settings.hash_by,
         )
+        if self._prober is not None and (
+            settings.health != self.settings.health or members != self.members
+        ):
+            # Probes of the old members or settings: new ones start at the next choose.
+            self._prober.stop()
+            self._prober = None
         self.settings = settings
         self.members = members
         self._by_name = {m.name: m for m in members}
         self._by_cookie = {m.cookie.encode(): m for m in members}
         if changed_policy:
             self.policy = make_policy(settings.algorithm, settings.hash_by)
+        # New members take the operator's states too (kept by the master).
+        self.set_admin(farm_states.admin_of(self.name))
         name = settings.affinity_cookie.encode()
         self._cookie_eq = name + b"="
         self._cookie_tail = cookie_attributes("/", "", False, "Lax")
@@ -106,6 +126,15 @@ class Farm:
     def member(self, name: str) -> Member | None:
         """The member called ``name`` (None: no such member)."""
         return self._by_name.get(name)
+
+    def set_admin(self, states: Mapping[str, str]) -> None:
+        """The administrative states the operator set (``colonnade farm drain|
+        enable|disable``), by member name; a member not named is enabled."""
+        for member in self.members:
+            state = _admin(states.get(member.name, "enabled"))
+            if state != member.admin:
+                log.info("farm %s: member %s is %s", self.name, member.name, state)
+                member.admin = state
 
     # -- choosing ------------------------------------------------------------------------
 
@@ -118,6 +147,8 @@ class Farm:
         draining (and below its limit) goes there; otherwise the farm's algorithm
         picks among the available members, and the lease carries a new cookie.
         """
+        if self.settings.health.url is not None:
+            self._probing()
         now = time.monotonic()
         bound = self._bound(ctx) if self.settings.affinity else None
         if bound is not None and bound.serves(now, bound=True):
@@ -137,6 +168,26 @@ class Farm:
         if member is None:
             return None
         return self._lease(member, self._cookie_for(member, ctx))
+
+    def _probing(self) -> None:
+        """Start the active probes on the running loop (once per loop)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # called outside a loop (a test): no probes
+        prober = self._prober
+        if prober is not None and prober.loop is loop:
+            return
+        if prober is not None:
+            prober.stop()
+        self._prober = Prober(self.members, self.settings.health)
+
+    async def close(self) -> None:
+        """Stop the active probes (a handler's shutdown); the next :meth:`choose`
+        starts them again, so a farm still in use after a reload keeps probing."""
+        prober, self._prober = self._prober, None
+        if prober is not None:
+            await prober.close()
 
     def _pick(self, ctx: Context | None, now: float, exclude: Member | None) -> Member | None:
         candidates = [m for m in self.members if m is not exclude and m.serves(now, bound=False)]
