@@ -84,6 +84,7 @@ class Farm:
         self._cookie_tail = b""
         self._cookie_tail_secure = b""
         self._prober: Prober | None = None
+        self._equal: list[FarmSettings] = []
         self.update(settings)
 
     # -- configuration -------------------------------------------------------------------
@@ -111,6 +112,7 @@ class Farm:
             self._prober.stop()
             self._prober = None
         self.settings = settings
+        self._equal = []
         self.members = members
         self._by_name = {m.name: m for m in members}
         self._by_cookie = {m.cookie.encode(): m for m in members}
@@ -122,6 +124,18 @@ class Farm:
         self._cookie_eq = name + b"="
         self._cookie_tail = cookie_attributes("/", "", False, "Lax")
         self._cookie_tail_secure = cookie_attributes("/", "", True, "Lax")
+
+    def takes(self, settings: FarmSettings) -> bool:
+        """Whether ``settings`` are the farm's (the same object, or an equal one:
+        another generation's decoding of the same table). Cheap when called per
+        request: an object once found equal is remembered until the next update."""
+        if settings is self.settings or any(settings is s for s in self._equal):
+            return True
+        if settings != self.settings:
+            return False
+        if len(self._equal) < 8:
+            self._equal.append(settings)
+        return True
 
     def member(self, name: str) -> Member | None:
         """The member called ``name`` (None: no such member)."""
