@@ -344,6 +344,18 @@ def test_with_a_probe_only_the_probe_brings_a_member_back() -> None:
     run(go())
 
 
+def test_a_member_whose_address_changes_starts_afresh() -> None:
+    farm = farm_for(
+        settings([{"address": "http://a", "name": "m"}], health={"failures": 1}), name="app"
+    )
+    member = farm.members[0]
+    fail(farm, 1)
+    assert not member.healthy
+    farm_for(settings([{"address": "http://b", "name": "m"}], health={"failures": 1}), name="app")
+    assert farm.members[0] is member and member.healthy and (member.host, member.port) == ("b", 80)
+    assert member.failures == 1  # the counters stay: the member is the same name
+
+
 def test_outcomes_after_a_member_left_the_farm_are_harmless() -> None:
     farm = farm_for(settings(2), name="app")
     lease = farm.choose(None)

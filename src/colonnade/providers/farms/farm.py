@@ -93,6 +93,7 @@ class Farm:
         """Take a reloaded configuration: members that keep their name keep their
         state and counters; new ones start healthy and enabled."""
         old = self._by_name
+        before = [(m.name, m.address) for m in self.members]
         members = []
         for config in settings.members:
             member = old.get(config.key)
@@ -106,7 +107,8 @@ class Farm:
             self.settings.hash_by,
         )
         if self._prober is not None and (
-            settings.health != self.settings.health or members != self.members
+            settings.health != self.settings.health
+            or [(m.name, m.address) for m in members] != before
         ):
             # Probes of the old members or settings: new ones start at the next choose.
             self._prober.stop()

@@ -106,7 +106,13 @@ class Member:
         self.configure(config)
 
     def configure(self, config: FarmMember) -> None:
-        """Take the (possibly changed) address, weight and limit of a reload."""
+        """Take the (possibly changed) address, weight and limit of a reload. A
+        new address is another server: what was known of the old one's health
+        and response time is forgotten."""
+        if getattr(self, "address", config.address) != config.address:
+            self.mark_up(f"address changed to {config.address}")
+            self.probation = False
+            self.ewma = 0.0
         self.address = config.address
         self.host, self.port, self.unix_path = parse_upstream(config.address)
         self.weight = config.weight
