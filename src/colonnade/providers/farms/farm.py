@@ -85,6 +85,8 @@ class Farm:
         self._cookie_tail_secure = b""
         self._prober: Prober | None = None
         self._equal: list[FarmSettings] = []
+        self._probe_url = False
+        self._affinity = False
         self.update(settings)
 
     # -- configuration -------------------------------------------------------------------
@@ -114,6 +116,8 @@ class Farm:
             self._prober.stop()
             self._prober = None
         self.settings = settings
+        self._probe_url = settings.health.url is not None
+        self._affinity = settings.affinity
         self._equal = []
         self.members = members
         self._by_name = {m.name: m for m in members}
@@ -150,7 +154,7 @@ class Farm:
             state = _admin(states.get(member.name, "enabled"))
             if state != member.admin:
                 log.info("farm %s: member %s is %s", self.name, member.name, state)
-                member.admin = state
+                member.set_admin(state)
 
     # -- choosing ------------------------------------------------------------------------
 
@@ -163,10 +167,10 @@ class Farm:
         draining (and below its limit) goes there; otherwise the farm's algorithm
         picks among the available members, and the lease carries a new cookie.
         """
-        if self.settings.health.url is not None:
+        if self._probe_url:
             self._probing()
         now = time.monotonic()
-        bound = self._bound(ctx) if self.settings.affinity else None
+        bound = self._bound(ctx) if self._affinity else None
         if bound is not None and bound.serves(now, bound=True):
             return self._lease(bound, None)
         member = self._pick(ctx, now, None)
@@ -206,7 +210,9 @@ class Farm:
             await prober.close()
 
     def _pick(self, ctx: Context | None, now: float, exclude: Member | None) -> Member | None:
-        candidates = [m for m in self.members if m is not exclude and m.serves(now, bound=False)]
+        candidates = [
+            m for m in self.members if (m.plain or m.serves(now, bound=False)) and m is not exclude
+        ]
         if not candidates:
             return None
         if len(candidates) == 1:

@@ -70,6 +70,7 @@ class Member:
         "last_sample",
         "max_connections",
         "name",
+        "plain",
         "port",
         "probation",
         "probe_failures",
@@ -87,6 +88,9 @@ class Member:
         self.seed = name_seed(self.name)
         self.admin: Admin = "enabled"
         self.healthy = True
+        #: Enabled, healthy and without a limit: takes any new request (the
+        #: common case, checked first; kept by :meth:`_settle`).
+        self.plain = True
         self.down_reason = ""
         #: Without a probe: when a member marked down gets requests again.
         self.retry_at = 0.0
@@ -117,6 +121,15 @@ class Member:
         self.host, self.port, self.unix_path = parse_upstream(config.address)
         self.weight = config.weight
         self.max_connections = config.max_connections
+        self._settle()
+
+    def _settle(self) -> None:
+        self.plain = self.admin == "enabled" and self.healthy and not self.max_connections
+
+    def set_admin(self, state: Admin) -> None:
+        """Take the operator's state."""
+        self.admin = state
+        self._settle()
 
     @property
     def state(self) -> Literal["available", "draining", "unavailable"]:
@@ -133,6 +146,8 @@ class Member:
         """Whether a new request may go to it: healthy (or due for a retry), not
         disabled, not at its limit, and enabled unless the request is ``bound``
         to it by affinity (a draining member keeps its clients)."""
+        if self.plain:
+            return True
         if self.admin == "disabled" or (self.admin == "draining" and not bound):
             return False
         if not self.healthy and not self._retry_due(now):
@@ -184,6 +199,7 @@ class Member:
         self.healthy = False
         self.down_reason = reason
         self.probation = False
+        self._settle()
 
     def mark_up(self, reason: str) -> None:
         """Put it back into rotation."""
@@ -193,6 +209,7 @@ class Member:
         self.down_reason = ""
         self.retry_at = 0.0
         self._recent.clear()
+        self._settle()
 
     def response_time(self, now: float) -> float:
         """The moving average response time, faded by the time since the last sample."""
