@@ -64,6 +64,7 @@ class Member:
         "down_reason",
         "ewma",
         "failures",
+        "farm",
         "healthy",
         "host",
         "in_flight",
@@ -84,6 +85,7 @@ class Member:
 
     def __init__(self, farm: str, config: FarmMember) -> None:
         self.name = config.key
+        self.farm = farm
         self.cookie = affinity_id(farm, self.name)
         self.seed = name_seed(self.name)
         self.admin: Admin = "enabled"
@@ -195,7 +197,7 @@ class Member:
     def mark_down(self, reason: str) -> None:
         """Take it out of rotation (for this process)."""
         if self.healthy:
-            log.warning("farm member %s is down: %s", self.name, reason)
+            log.warning("farm %s: member %s is down: %s", self.farm, self.name, reason)
         self.healthy = False
         self.down_reason = reason
         self.probation = False
@@ -204,7 +206,7 @@ class Member:
     def mark_up(self, reason: str) -> None:
         """Put it back into rotation."""
         if not self.healthy:
-            log.warning("farm member %s is back: %s", self.name, reason)
+            log.warning("farm %s: member %s is back: %s", self.farm, self.name, reason)
         self.healthy = True
         self.down_reason = ""
         self.retry_at = 0.0
