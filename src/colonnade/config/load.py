@@ -14,7 +14,9 @@ from colonnade.errors import ConfigError, combined, each_error
 
 __all__ = ["embedded_default", "from_dict", "load_file", "locate"]
 
-_OWN_KEYS = {"server", "pools", "sites", "handlers", "locations", "lock", "redis"}
+_OWN_KEYS = {"server", "pools", "sites", "handlers", "locations", "lock", "redis", "admin"}
+#: The server file's own tables: every other top-level table is a module section.
+SERVER_KEYS = frozenset(_OWN_KEYS)
 
 
 def load_file(path: str) -> ServerConfig:
@@ -69,11 +71,20 @@ def _decode(data: dict[str, Any], source: str, base_dir: str) -> ServerConfig:
     config.base_dir = base_dir
     config.sites = [_absolute(site, base_dir) for site in config.sites]
     _absolute_files(config.server.tls, base_dir)
-    if config.redis is not None:
-        for name in ("password_file", "tls_ca", "tls_certificate", "tls_key"):
-            value = getattr(config.redis, name)
-            if value is not None:
-                setattr(config.redis, name, os.path.normpath(os.path.join(base_dir, value)))
+    admin = config.admin
+    for name in ("token_file", "audit_log"):
+        value = getattr(admin, name)
+        if value is not None:
+            setattr(admin, name, os.path.normpath(os.path.join(base_dir, value)))
+    if admin.tls is not None:
+        _absolute_files(admin.tls, base_dir)
+    if (
+        admin.bind is not None
+        and admin.bind.startswith("https://")
+        and (admin.tls is None or admin.tls.certificate is None)
+    ):
+        message = "an https:// admin binding needs [admin.tls] certificate"
+        errors.append(ConfigError(message, key="admin.bind"))
     for name, pool in config.pools.items():
         pool.writable = [os.path.normpath(os.path.join(base_dir, p)) for p in pool.writable]
         for i, folder in enumerate(pool.writable):

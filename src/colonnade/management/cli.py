@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import logging
 import os
@@ -16,11 +15,11 @@ from colonnade import __version__
 from colonnade.config.load import load_file
 from colonnade.config.schema import ServerConfig
 from colonnade.core.registry import Registry
-from colonnade.core.stages import NOTIFICATIONS, STAGES
 from colonnade.engine import Engine
+from colonnade.engine.effective import describe_application, effective_config, find_application
 from colonnade.errors import ConfigError, ModuleError, each_error
 from colonnade.management import operations
-from colonnade.management.effective import effective_config, format_mappings, handler_mappings
+from colonnade.management.effective import format_mappings
 from colonnade.management.summary import serving_lines
 from colonnade.modules.standard import BUILTIN
 from colonnade.pools.config import ConfigSource
@@ -301,28 +300,18 @@ MAPPINGS_TITLE = (
 def cmd_modules(args: argparse.Namespace) -> int:
     """``colonnade modules``: the compiled plan, stage by stage."""
     engine = build(args)
-    site = next((s for s in engine.sites if args.site in (None, s.name)), None)
-    if site is None:
-        raise ConfigError(f"no site named {args.site!r}")
-    runtime = next((rt for rt in site.apps if rt.app.path == (args.app.rstrip("/") or "/")), None)
-    if runtime is None:
-        raise ConfigError(f"site {site.name!r} has no application at {args.app!r}")
-    print(f"application {runtime.app.id}  (root {runtime.app.root})")
+    runtime = find_application(engine, args.site, args.app)
+    found = describe_application(engine, runtime)
+    print(f"application {found['id']}  (root {found['root']})")
     print("modules, in configuration order:")
-    for module in runtime.modules:
-        if module.id in engine.registry:
-            origin = engine.registry.origin(module.id)
-        else:  # shipped in the application's folder, declared in its web.toml
-            origin = f"application module ({inspect.getfile(type(module))})"
-        print(f"  {module.id:32} {origin}")
+    for module in found["modules"]:
+        print(f"  {module['id']:32} {module['origin']}")
     print(MAPPINGS_TITLE)
-    for line in format_mappings(handler_mappings(engine, runtime, runtime.app.path)):
+    for line in format_mappings(found["handler_mappings"]):
         print(line)
     print("plan (stages nobody joined cost nothing and are not in the plan):")
-    joined = dict(runtime.plan.describe())
-    for info in (*STAGES, *NOTIFICATIONS):
-        hooks = joined.get(info.stage)
-        print(f"  {info.stage.name:34} {', '.join(hooks) if hooks else '-'}")
+    for row in found["plan"]:
+        print(f"  {row['stage']:34} {', '.join(row['hooks']) if row['hooks'] else '-'}")
     return 0
 
 

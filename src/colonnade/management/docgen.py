@@ -43,6 +43,13 @@ _TOP = (
     ),
     ("[[handlers]]", schema.HandlerMapping, ""),
     ("[redis]", schema.RedisSettings, ""),
+    ("[admin]", schema.AdminSettings, ""),
+    (
+        "[admin.tls]",
+        schema.CertificateFiles,
+        "The certificate of an `https://` admin binding; `client_ca` lets client "
+        "certificates it issued sign in. See [Operations](operations.md#admin-api).",
+    ),
 )
 
 
