@@ -110,6 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     config_args(modules)
     modules.add_argument("--site", help="site name (default: the first)")
     modules.add_argument("--app", default="/", metavar="PATH", help="application path")
+    modules.add_argument("--json", action="store_true", help="print JSON")
 
     check = sub.add_parser("check", help="validate the configuration without serving")
     config_args(check)
@@ -302,6 +303,9 @@ def cmd_modules(args: argparse.Namespace) -> int:
     engine = build(args)
     runtime = find_application(engine, args.site, args.app)
     found = describe_application(engine, runtime)
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0
     print(f"application {found['id']}  (root {found['root']})")
     print("modules, in configuration order:")
     for module in found["modules"]:
