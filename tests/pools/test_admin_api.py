@@ -127,12 +127,20 @@ def test_resources_on_the_control_socket(served: Master) -> None:
     assert status == 400 and "bogus" in body["error"]
 
 
-def test_recycle_through_the_api(served: Master) -> None:
+def test_recycle_through_the_api(served: Master, tmp_path: Path) -> None:
     conn = UnixConnection(served.control)
     (before,) = served.pids("default")
     status, body, _ = call(conn, "POST", "/api/pools/default/recycle")
     assert status == 200 and "recycling 1 worker" in body["message"]
     wait_for(lambda: served.replaced({before}, 1), PATIENCE, "a new worker")
+    status, body, _ = call(conn, "POST", "/api/pools/nope/stop")
+    assert status == 404
+    audit = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert [(a["op"], a["pool"], a["outcome"]) for a in audit] == [
+        ("recycle", "default", "applied"),
+        ("stop", "nope", "refused 404"),
+    ]
+    assert audit[0]["who"].startswith("uid ")
 
 
 def test_config_write_lands_in_the_web_toml_keeps_comments_and_applies(
@@ -258,3 +266,60 @@ def test_admin_binding_needs_a_token(served: Master, tmp_path: Path) -> None:
     assert "s3cret-token-1" not in log and "nope" not in log
     audit = json.loads((tmp_path / "audit.jsonl").read_text().splitlines()[-1])
     assert audit["who"].startswith("token ops (127.0.0.1:")
+
+
+def test_https_admin_binding_with_token_or_client_certificate(
+    start_master: StartMaster, tmp_path: Path
+) -> None:
+    import ssl
+
+    import trustme
+
+    from tests.support.tls import client_context, issue
+
+    ca = trustme.CA()
+    server = issue(ca, tmp_path / "certs", "admin", "127.0.0.1")
+    ca.cert_pem.write_to_path(str(tmp_path / "certs" / "operators.pem"))
+    (tmp_path / "tokens").write_text("ops s3cret-token-2\n")
+    port = free_port()
+    master = start_master(
+        {"default": {}},
+        extra=(
+            f'[admin]\nbind = "https://127.0.0.1:{port}"\ntoken_file = "tokens"\n'
+            'audit_log = "audit.jsonl"\n\n'
+            f'[admin.tls]\ncertificate = "{server.cert}"\nkey = "{server.key}"\n'
+            'client_ca = "certs/operators.pem"\n'
+        ),
+    )
+    plain = client_context(ca)
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=plain, timeout=PATIENCE)
+    OPENED.append(conn)
+    status, body, _ = call(conn, "GET", "/api/server")
+    assert status == 401
+    status, body, _ = call(
+        conn, "GET", "/api/server", headers={"Authorization": "Bearer s3cret-token-2"}
+    )
+    assert status == 200 and body["server"]["admin_binding"] == f"https://127.0.0.1:{port}"
+    # A client certificate the CA issued signs in without a token.
+    signed = client_context(ca)
+    ca.issue_cert("alice@example.com", common_name="alice").configure_cert(signed)
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=signed, timeout=PATIENCE)
+    OPENED.append(conn)
+    status, body, _ = call(
+        conn,
+        "PUT",
+        "/api/config/sections/custom_headers",
+        {"values": {"set": {"X-A": "1"}}},
+    )
+    # Signed in (the write is refused only because http.custom_headers is not enabled).
+    assert status == 422 and "custom_headers" in body["error"]
+    audit = json.loads((tmp_path / "audit.jsonl").read_text().splitlines()[-1])
+    assert audit["who"].startswith("certificate alice (127.0.0.1:")
+    # One from another CA does not even finish the handshake.
+    stranger = client_context(ca)
+    trustme.CA().issue_cert("mallory@example.com").configure_cert(stranger)
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=stranger, timeout=PATIENCE)
+    OPENED.append(conn)
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        call(conn, "GET", "/api/server")
+    assert master.proc.poll() is None

@@ -51,6 +51,8 @@ MAX_BODY = 1 << 20
 #: Seconds a client may take to send a request (head and body), and to be idle
 #: between requests on a kept-alive connection.
 READ_TIMEOUT = 30.0
+#: Seconds a closing connection waits for the client's side of a TLS close.
+CLOSE_WAIT = 1.0
 #: The most query fields a request may carry.
 MAX_FIELDS = 32
 
@@ -229,8 +231,10 @@ async def serve_http(
         return
     finally:
         writer.close()
+        # Bounded: over TLS, closing waits for the client's close_notify.
         with contextlib.suppress(Exception):
-            await writer.wait_closed()
+            async with asyncio.timeout(CLOSE_WAIT):
+                await writer.wait_closed()
 
 
 async def _read_request(
@@ -343,6 +347,7 @@ class AdminServer:
         self.tls_settings = tls
         self.server: asyncio.AbstractServer | None = None
         self.context: ssl.SSLContext | None = None
+        self._open: set[asyncio.StreamWriter] = set()
 
     def _context(self) -> ssl.SSLContext | None:
         files = self.settings.tls
@@ -407,13 +412,20 @@ class AdminServer:
                 return None, 403
             return f"token {name}", 200
 
-        await serve_http(reader, writer, b"", self.handler, authenticate, peer)
+        self._open.add(writer)
+        try:
+            await serve_http(reader, writer, b"", self.handler, authenticate, peer)
+        finally:
+            self._open.discard(writer)
 
     async def close(self) -> None:
-        """Stop listening."""
+        """Stop listening, and drop the connections still open (an operator's
+        idle keep-alive connection does not hold up a stop)."""
         if self.server is not None:
             await stop_server(self.server)
             self.server = None
+        for writer in list(self._open):
+            writer.transport.abort()
 
 
 def _client_subject(sslobj: Any) -> str | None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from colonnade.engine import Engine
 from colonnade.engine.effective import describe_application, effective_config, find_application
 from colonnade.errors import ConfigError
+from colonnade.pools import audit
 from colonnade.pools.control import Command
 from colonnade.pools.pool import PoolState
 from colonnade.pools.supervision import read_memory
@@ -26,8 +27,19 @@ if TYPE_CHECKING:
     from colonnade.pools.master import Master
 
 
+#: The commands that change something: each goes to the audit log.
+AUDITED = frozenset({"recycle", "stop", "start", "reload", "purge"})
+
+
 async def execute(master: Master, command: Command) -> dict[str, Any]:
     """Carry out one command; the reply (``ok``, and a message, an error or the state)."""
+    if command.op in AUDITED:
+        reply = await _act(master, command)
+        what: dict[str, Any] = {"pool": command.pool} if command.pool is not None else {}
+        if command.op == "purge":
+            what = {"path": command.path, "prefix": command.prefix}
+        audit.record(master, command.who, command.op, what, reply)
+        return reply
     if command.op == "pools":
         if command.pool is not None and command.pool not in master.pools:
             return _no_pool(command.pool)
@@ -55,6 +67,10 @@ async def execute(master: Master, command: Command) -> dict[str, Any]:
         if command.op == "config_file":
             return configwrite.describe(master, command)
         return await configwrite.write(master, command)
+    return {"ok": False, "error": f"{command.op}: not a command of this master", "status": 404}
+
+
+async def _act(master: Master, command: Command) -> dict[str, Any]:
     if command.op == "purge":
         return await _purge(master, command)
     if command.op == "reload":

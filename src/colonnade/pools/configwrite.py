@@ -22,19 +22,16 @@ one lock so two writes never interleave:
    or every worker re-reading its ``web.toml`` files. A reload that fails now
    puts the old bytes back.
 5. Every write, done or refused, goes to the audit log with who asked, the file,
-   the section, and the old and new tables with secrets masked.
+   the section, and the old and new tables with secrets masked (``audit.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
-import logging
 import os
 import re
 import tempfile
-import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
@@ -43,12 +40,11 @@ from colonnade.config.load import SERVER_KEYS
 from colonnade.config.sections import WEB_TOML, Section
 from colonnade.config.tree import RESERVED, overlaid, parse_toml
 from colonnade.errors import ConfigError, ModuleError, combined, each_error
+from colonnade.pools import audit
 from colonnade.pools.control import Command
 
 if TYPE_CHECKING:
     from colonnade.pools.master import Master
-
-audit_log = logging.getLogger("colonnade.audit")
 
 #: A section name a write may give: a top-level table of the file.
 _SECTION = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -150,8 +146,9 @@ async def write(master: Master, command: Command) -> dict[str, Any]:
         lock = asyncio.Lock()
         setattr(master, _LOCK_ATTR, lock)
     async with lock:
-        reply, audit = await _write(master, command)
-    record(master, command, audit, reply)
+        reply, what = await _write(master, command)
+    what["version"] = reply.get("version")
+    audit.record(master, command.who, "delete" if command.delete else "set", what, reply)
     return reply
 
 
@@ -373,27 +370,3 @@ def _section_class(master: Master, section: str) -> type[Section] | None:
             if cls is not None and cls.key == section:
                 return cls
     return None
-
-
-def record(master: Master, command: Command, audit: dict[str, Any], reply: dict[str, Any]) -> None:
-    """One audit record: the server log, and ``[admin] audit_log`` if set."""
-    entry = {
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "who": command.who,
-        "op": "delete" if command.delete else "set",
-        **audit,
-        "outcome": "applied" if reply.get("ok") else f"refused {reply.get('status', 400)}",
-        "error": reply.get("error"),
-        "version": reply.get("version"),
-    }
-    line = json.dumps(entry, default=str)
-    audit_log.info("%s", line)
-    path = master.config.admin.audit_log
-    if path is None:
-        return
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        with os.fdopen(fd, "a", encoding="utf-8") as f:
-            f.write(line + "\n")
-    except OSError as exc:
-        audit_log.error("cannot write the audit log %s: %s", path, exc)
