@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -88,6 +91,7 @@ def served(start_master: StartMaster, tmp_path: Path) -> Master:
         ),
     )
     master.admin_port = admin  # type: ignore[attr-defined]
+    wait_for(lambda: "admin API on" in master.log(), PATIENCE, "the admin binding")
     # The control socket answers before the pools are set up: wait for the worker.
     wait_for(
         lambda: any(w["state"] == "ready" for p in master.status()["pools"] for w in p["workers"]),
@@ -291,6 +295,8 @@ def test_https_admin_binding_with_token_or_client_certificate(
             'client_ca = "certs/operators.pem"\n'
         ),
     )
+    # The admin binding listens just after the control socket answers.
+    wait_for(lambda: "admin API on" in master.log(), PATIENCE, "the admin binding")
     plain = client_context(ca)
     conn = http.client.HTTPSConnection("127.0.0.1", port, context=plain, timeout=PATIENCE)
     OPENED.append(conn)
@@ -323,3 +329,53 @@ def test_https_admin_binding_with_token_or_client_certificate(
     with pytest.raises((ssl.SSLError, ConnectionError)):
         call(conn, "GET", "/api/server")
     assert master.proc.poll() is None
+
+
+def colonnade(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "colonnade"), *args],
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE * 2,
+    )
+
+
+def test_cli_lists_and_writes_through_the_same_commands(served: Master, tmp_path: Path) -> None:
+    control = ("--control", served.control)
+    (pid,) = served.pids("default")
+    shown = colonnade("workers", *control)
+    assert shown.returncode == 0, shown.stderr
+    header, row = shown.stdout.splitlines()
+    assert header.split()[:4] == ["POOL", "PID", "STATE", "UPTIME"] and "CPU" in header
+    assert row.split()[:3] == ["default", str(pid), "ready"]
+    # Piped, not a terminal: no colour codes.
+    assert "\x1b[" not in shown.stdout
+    listed = json.loads(colonnade("workers", "--json", *control).stdout)
+    assert [w["pid"] for w in listed] == [pid]
+    sites = colonnade("sites", *control).stdout.splitlines()
+    assert sites[0].split() == ["NAME", "BINDINGS", "POOL", "APPS", "ROOT"]
+    assert sites[1].split()[:3] == ["main", f"http://127.0.0.1:{served.port}", "default"]
+    apps = json.loads(colonnade("apps", "--json", *control).stdout)
+    assert [(a["site"], a["path"]) for a in apps] == [("main", "/")]
+    # A write: the same check, the same located errors, each on its own line.
+    bad = colonnade(
+        "config", "set", "custom_headers", "--path", "/blog", *control,
+        "--values", '{"set": {"Bad Name": "x"}}',
+    )  # fmt: skip
+    assert bad.returncode == 1
+    assert re.search(r"^colonnade: www/blog/web\.toml:\d+: custom_headers: set: ", bad.stderr)
+    version = json.loads(colonnade("config", "file", "--path", "/blog", "--json", *control).stdout)
+    done = colonnade(
+        "config", "set", "custom_headers", "--path", "/blog", *control,
+        "--values", '{"set": {"X-Level": "cli"}}', "--version", version["version"],
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "set [custom_headers] in " in done.stdout
+    wait_for(
+        lambda: served.get("/blog/x").headers.get("x-level") == "cli", PATIENCE, "the new value"
+    )
+    # recycle --wait returns once the old worker is gone, saying so.
+    recycled = colonnade("recycle", "default", "--wait", *control)
+    assert recycled.returncode == 0, recycled.stderr
+    assert recycled.stdout.splitlines()[-1].endswith("0 old one(s) left")
+    assert pid not in served.pids("default")

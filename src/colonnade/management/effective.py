@@ -9,17 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 from colonnade.engine.effective import effective_config, handler_mappings
+from colonnade.management.tables import table
 
 __all__ = ["effective_config", "format_mappings", "handler_mappings"]
 
 
 def format_mappings(rows: list[dict[str, Any]]) -> list[str]:
     """:func:`handler_mappings` as an aligned table, one line per mapping."""
-    table = [("#", "NAME", "PATH", "VERBS", "HANDLER", "RESOURCE", "ENTRY", "ORIGIN")]
-    for row in rows:
-        table.append(
+    return table(
+        ("#", "NAME", "PATH", "VERBS", "HANDLER", "RESOURCE", "ENTRY", "ORIGIN"),
+        [
             (
-                str(row["index"]),
+                row["index"],
                 row["name"] or "-",
                 row["path"],
                 ",".join(row["verbs"]),
@@ -28,9 +29,6 @@ def format_mappings(rows: list[dict[str, Any]]) -> list[str]:
                 row["entry"],
                 row["origin"],
             )
-        )
-    widths = [max(len(cells[i]) for cells in table) for i in range(len(table[0]))]
-    return [
-        "  " + "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
-        for cells in table
-    ]
+            for row in rows
+        ],
+    )
