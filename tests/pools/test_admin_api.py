@@ -79,6 +79,7 @@ def served(start_master: StartMaster, tmp_path: Path) -> Master:
     blog.mkdir(parents=True)
     (blog / "web.toml").write_text(BLOG_TOML.replace("[other_comment_block]\n", ""))
     (tmp_path / "tokens").write_text("# name token\nops s3cret-token-1\n")
+    (tmp_path / "tokens").chmod(0o600)
     admin = free_port()
     master = start_master(
         {"default": {"start": "always"}},
@@ -229,6 +230,14 @@ def test_locked_and_invalid_writes_are_refused_and_change_nothing(
 
 def test_server_file_write_reloads(served: Master) -> None:
     conn = UnixConnection(served.control)
+    before = served.config.read_bytes()
+    status, body, _ = call(
+        conn, "PUT", "/api/config/sections/custom_headers", {"values": {"sett": {"X-A": "1"}}}
+    )
+    assert status == 422 and re.search(r"colonnade\.toml:\d+: custom_headers\.sett", body["error"])
+    assert served.config.read_bytes() == before
+    status, body, _ = call(conn, "PUT", "/api/config/sections/pools", {"values": {}})
+    assert status == 400 and "not a module section" in body["error"]
     status, body, _ = call(
         conn,
         "PUT",
@@ -243,6 +252,10 @@ def test_server_file_write_reloads(served: Master) -> None:
         PATIENCE,
         "the reloaded header",
     )
+    status, body, _ = call(conn, "DELETE", "/api/config/sections/custom_headers")
+    assert status == 200, body
+    assert "[custom_headers]" not in served.config.read_text()
+    wait_for(lambda: "x-level" not in served.get("/x").headers, PATIENCE, "no header")
 
 
 def test_admin_binding_needs_a_token(served: Master, tmp_path: Path) -> None:
@@ -285,6 +298,7 @@ def test_https_admin_binding_with_token_or_client_certificate(
     server = issue(ca, tmp_path / "certs", "admin", "127.0.0.1")
     ca.cert_pem.write_to_path(str(tmp_path / "certs" / "operators.pem"))
     (tmp_path / "tokens").write_text("ops s3cret-token-2\n")
+    (tmp_path / "tokens").chmod(0o640)
     port = free_port()
     master = start_master(
         {"default": {}},
@@ -379,3 +393,25 @@ def test_cli_lists_and_writes_through_the_same_commands(served: Master, tmp_path
     assert recycled.returncode == 0, recycled.stderr
     assert recycled.stdout.splitlines()[-1].endswith("0 old one(s) left")
     assert pid not in served.pids("default")
+
+
+def test_check_refuses_an_admin_binding_nobody_can_sign_in_to(tmp_path: Path) -> None:
+    (tmp_path / "www").mkdir()
+    (tmp_path / "tokens").write_text("ops t\n")
+    (tmp_path / "tokens").chmod(0o644)
+    site = '[[sites]]\nname = "main"\nbindings = ["http://127.0.0.1:1"]\nroot = "www"\n\n'
+    (tmp_path / "colonnade.toml").write_text(site + '[admin]\nbind = "127.0.0.1:2"\n')
+    done = colonnade("check", "-c", str(tmp_path / "colonnade.toml"))
+    assert done.returncode == 2
+    assert re.search(r"colonnade\.toml:7: admin\.bind: an admin binding needs a way", done.stderr)
+    (tmp_path / "colonnade.toml").write_text(
+        site + '[admin]\nbind = "127.0.0.1:2"\ntoken_file = "tokens"\n'
+    )
+    done = colonnade("check", "-c", str(tmp_path / "colonnade.toml"))
+    assert done.returncode == 2
+    assert re.search(
+        r"colonnade\.toml:8: admin\.token_file: .* may be read by every user", done.stderr
+    )
+    (tmp_path / "tokens").chmod(0o600)
+    done = colonnade("check", "-c", str(tmp_path / "colonnade.toml"))
+    assert done.returncode == 0, done.stderr

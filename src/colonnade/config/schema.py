@@ -257,12 +257,13 @@ class AdminSettings(_Strict):
         | None
     ) = None
     """The admin binding: ``"127.0.0.1:9180"`` (HTTP), ``"https://0.0.0.0:9443"``
-    (HTTPS with ``[admin.tls]``). None: the control socket only."""
+    (HTTPS with ``[admin.tls]``). None: the control socket only. It needs a way
+    to sign in: ``token_file``, ``token_env`` or ``[admin.tls] client_ca``."""
     token_file: str | None = None
     """A file of API tokens (relative to the server file), one per line:
     ``NAME TOKEN`` (the name is what the audit log records) or a bare ``TOKEN``
     (named ``token``); ``#`` starts a comment. Read at each sign-in, so a rotated
-    token counts at once. Keep it readable by the server's user only."""
+    token counts at once. Refused if every user may read it (``chmod o-r``)."""
     token_env: EnvName | None = None
     """An environment variable holding one more token (named ``env:VAR``)."""
     audit_log: str | None = None

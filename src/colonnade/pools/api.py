@@ -32,13 +32,15 @@ import json
 import logging
 import os
 import ssl
+import stat
 import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import msgspec
 
-from colonnade.config.schema import AdminSettings, TlsSettings
+from colonnade.config.load import locate
+from colonnade.config.schema import AdminSettings, ServerConfig, TlsSettings
 from colonnade.errors import ConfigError
 from colonnade.http.events import Body, EndOfMessage, ProtocolError, RequestHead
 from colonnade.http.h1 import HTTP1Connection
@@ -53,6 +55,8 @@ MAX_BODY = 1 << 20
 READ_TIMEOUT = 30.0
 #: Seconds a closing connection waits for the client's side of a TLS close.
 CLOSE_WAIT = 1.0
+#: Connections the admin binding keeps open at once.
+MAX_CONNECTIONS = 64
 #: The most query fields a request may carry.
 MAX_FIELDS = 32
 
@@ -323,6 +327,44 @@ def read_tokens(settings: AdminSettings) -> dict[str, bytes]:
     return tokens
 
 
+def check_admin(config: ServerConfig) -> list[ConfigError]:
+    """The mistakes of ``[admin]`` that the master sees (workers never read the
+    token file): a binding nobody can sign in to, a token file that is missing or
+    that every user may read."""
+    settings = config.admin
+    if settings.bind is None:
+        return []
+    errors = []
+    client_ca = settings.tls is not None and settings.tls.client_ca is not None
+    if settings.token_file is None and settings.token_env is None and not client_ca:
+        errors.append(
+            ConfigError(
+                "an admin binding needs a way to sign in: token_file, token_env, "
+                "or [admin.tls] client_ca",
+                key="admin.bind",
+            )
+        )
+    if settings.token_file is not None:
+        try:
+            mode = os.stat(settings.token_file).st_mode
+        except OSError as exc:
+            errors.append(
+                ConfigError(
+                    f"cannot read {settings.token_file}: {exc.strerror}", key="admin.token_file"
+                )
+            )
+        else:
+            if mode & stat.S_IROTH:
+                errors.append(
+                    ConfigError(
+                        f"{settings.token_file} may be read by every user: "
+                        f"chmod o-r {settings.token_file}",
+                        key="admin.token_file",
+                    )
+                )
+    return [locate(e, config.source, config.lines) for e in errors]
+
+
 def check_token(tokens: Mapping[str, bytes], given: bytes) -> str | None:
     """The name of the token ``given`` is, compared with every token in constant
     time (no early exit: the time taken says nothing about which came close)."""
@@ -395,6 +437,11 @@ class AdminServer:
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         address = writer.get_extra_info("peername")
         peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
+        if len(self._open) >= MAX_CONNECTIONS:
+            # Anyone may connect here, signed in or not: their number is bounded.
+            log.warning("admin API: %s refused: %d connections open", peer, MAX_CONNECTIONS)
+            writer.transport.abort()
+            return
         sslobj = writer.get_extra_info("ssl_object")
         subject = _client_subject(sslobj) if sslobj is not None else None
 

@@ -310,16 +310,19 @@ def _refused(exc: ConfigError | ModuleError) -> dict[str, Any]:
 
 def _replace(file: str, new: bytes, old: bytes | None) -> None:
     """Write ``new`` to ``file`` in one step (a reader sees the old or the new
-    bytes, never part), keeping the old file's mode."""
+    bytes, never part), keeping the old file's mode (and owner)."""
     folder = os.path.dirname(file)
-    mode = os.stat(file).st_mode & 0o7777 if old is not None else None
+    info = os.stat(file) if old is not None else None
     fd, temp = tempfile.mkstemp(prefix=".web.toml-", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(new)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(temp, mode if mode is not None else 0o644)
+        os.chmod(temp, info.st_mode & 0o7777 if info is not None else 0o644)
+        if info is not None and os.geteuid() == 0:
+            # A master running as root keeps the file its owner's.
+            os.chown(temp, info.st_uid, info.st_gid)
         os.replace(temp, file)
     except BaseException:
         if os.path.exists(temp):

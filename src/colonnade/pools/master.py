@@ -53,7 +53,7 @@ from colonnade.engine import Engine
 from colonnade.engine.engine import log_broken
 from colonnade.errors import ConfigError, ModuleError, combined
 from colonnade.pools import commands
-from colonnade.pools.api import AdminServer
+from colonnade.pools.api import AdminServer, check_admin
 from colonnade.pools.config import (
     ConfigSource,
     content_folders,
@@ -114,7 +114,7 @@ def load(source: ConfigSource, registry: Registry, *, read: bool = True) -> Load
     routes = RouteTable(config)
     loaded = Loaded(source, config, routes)
     checked = check(config, registry)
-    tls_errors = [*check_tls(config), *routes.check_tls_ports(config)]
+    tls_errors = [*check_tls(config), *routes.check_tls_ports(config), *check_admin(config)]
     if tls_errors:
         raise combined(tls_errors)
     loaded.broken = checked.broken
