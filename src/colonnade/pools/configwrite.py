@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 _SECTION = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: Keys whose values the audit log and the API never show.
 _SECRET = re.compile(r"(?i)(password|passphrase|secret|token|private_key|api_key|credential)")
+#: What a masked secret reads as; written back unchanged, it keeps the secret.
+HIDDEN = "(hidden)"
 #: What a lock refusal says (engine/build.py).
 _LOCKED = "locked by the server configuration"
 #: Where a lock is held while a write is checked and made, per master.
@@ -226,7 +228,15 @@ def edit(
         doc = tomlkit.parse(data.decode("utf-8"))
     except tomlkit.exceptions.TOMLKitError as exc:  # pragma: no cover - parse_toml said OK
         raise ConfigError(f"not valid TOML: {exc}", file=file) from None
+    hidden = [k for k, v in (values or {}).items() if v == HIDDEN]
     existing = doc.get(section)
+    unknown = [k for k in hidden if not isinstance(existing, dict) or k not in existing]
+    if unknown:
+        raise ConfigError(
+            f"{HIDDEN!r} keeps a secret that is set; {section}.{unknown[0]} has none here",
+            file=file,
+            key=f"{section}.{unknown[0]}",
+        )
     before = existing.unwrap() if existing is not None and hasattr(existing, "unwrap") else {}
     if delete:
         if existing is None:
@@ -237,6 +247,8 @@ def edit(
         for key in [k for k in existing if k not in values]:
             del existing[key]
         for key, value in values.items():
+            if value == HIDDEN and key in existing:
+                continue  # what a read showed masked, sent back: the secret stays
             if key not in existing or _plain(existing[key]) != value:
                 existing[key] = _item(value)
     else:
@@ -357,7 +369,7 @@ def _masked(key: str, value: Any, instance: Section | None) -> Any:
     if isinstance(value, dict):
         return {k: _masked(k, v, None) for k, v in value.items()}
     if _SECRET.search(key) and not key.endswith(("_file", "_env")):
-        return "(hidden)"
+        return HIDDEN
     if instance is not None:
         return instance.shown(key, value)
     return value

@@ -182,7 +182,7 @@ class ControlServer:
             if uid not in (os.geteuid(), 0):
                 log.warning("control socket: refused a client with uid %d", uid)
                 return
-            who = f"uid {uid}"
+            who = _user(uid)
             while True:
                 line = await reader.readline()
                 if not line:
@@ -213,6 +213,14 @@ class ControlServer:
             self.server = None
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
+
+
+def _user(uid: int) -> str:
+    """``uid 1000 (alice)``: who a control-socket client is, for the audit log."""
+    try:
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except KeyError:
+        return f"uid {uid}"
 
 
 async def stop_server(server: asyncio.AbstractServer) -> None:
