@@ -71,11 +71,11 @@ def _decode(data: dict[str, Any], source: str, base_dir: str) -> ServerConfig:
     config.base_dir = base_dir
     config.sites = [_absolute(site, base_dir) for site in config.sites]
     _absolute_files(config.server.tls, base_dir)
+    if config.redis is not None:
+        names = ("password_file", "tls_ca", "tls_certificate", "tls_key")
+        _absolute_fields(config.redis, names, base_dir)
     admin = config.admin
-    for name in ("token_file", "audit_log"):
-        value = getattr(admin, name)
-        if value is not None:
-            setattr(admin, name, os.path.normpath(os.path.join(base_dir, value)))
+    _absolute_fields(admin, ("token_file", "audit_log"), base_dir)
     if admin.tls is not None:
         _absolute_files(admin.tls, base_dir)
     if (
@@ -114,17 +114,23 @@ def _absolute(site: SiteConfig, base_dir: str) -> SiteConfig:
 
 def _absolute_files(files: CertificateFiles, base_dir: str) -> None:
     """Certificate, key, passphrase and store paths, taken from the server file's folder."""
-    for name in (
+    names = (
         "certificate",
         "key",
         "passphrase_file",
         "certificate_store",
         "client_ca",
         "client_crl",
-    ):
-        value = getattr(files, name)
+    )
+    _absolute_fields(files, names, base_dir)
+
+
+def _absolute_fields(settings: object, names: tuple[str, ...], base_dir: str) -> None:
+    """The paths in the fields ``names`` of ``settings``, taken from ``base_dir``."""
+    for name in names:
+        value = getattr(settings, name)
         if value is not None:
-            setattr(files, name, os.path.normpath(os.path.join(base_dir, value)))
+            setattr(settings, name, os.path.normpath(os.path.join(base_dir, value)))
 
 
 def _check_references(config: ServerConfig) -> list[ConfigError]:
