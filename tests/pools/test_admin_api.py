@@ -415,3 +415,34 @@ def test_check_refuses_an_admin_binding_nobody_can_sign_in_to(tmp_path: Path) ->
     (tmp_path / "tokens").chmod(0o600)
     done = colonnade("check", "-c", str(tmp_path / "colonnade.toml"))
     assert done.returncode == 0, done.stderr
+
+
+def test_a_client_that_expects_100_continue_is_told_to_send_the_body(served: Master) -> None:
+    body = json.dumps({"values": {"set": {"X-Level": "x" * 2000}}}).encode()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(PATIENCE)
+        sock.connect(served.control)
+        sock.sendall(
+            b"PUT /api/config/sections/custom_headers?path=/blog HTTP/1.1\r\nHost: c\r\n"
+            b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.sendall(body)
+        answer = b""
+        while b'"ok"' not in answer:
+            answer += sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_body_over_the_limit_is_refused_unread(served: Master) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(PATIENCE)
+        sock.connect(served.control)
+        sock.sendall(
+            b"PUT /api/config/sections/custom_headers HTTP/1.1\r\nHost: c\r\n"
+            b"Content-Length: %d\r\n\r\n" % (2 << 20)
+        )
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413 ")

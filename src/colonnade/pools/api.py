@@ -207,7 +207,7 @@ async def serve_http(
     pending = received
     try:
         while True:
-            request = await _read_request(reader, conn, pending)
+            request = await _read_request(reader, writer, conn, pending)
             pending = b""
             if request is None:
                 return
@@ -242,7 +242,10 @@ async def serve_http(
 
 
 async def _read_request(
-    reader: asyncio.StreamReader, conn: HTTP1Connection, pending: bytes
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    conn: HTTP1Connection,
+    pending: bytes,
 ) -> Request | ProtocolError | None:
     head: RequestHead | None = None
     body = bytearray()
@@ -254,6 +257,9 @@ async def _read_request(
                     head = event
                     if (event.content_length or 0) > MAX_BODY:
                         return ProtocolError(status=413, reason="Content Too Large")
+                    if event.expect_continue:
+                        # curl asks before sending a body over 1 KiB (a section's table).
+                        writer.write(conn.continue_response())
                 elif isinstance(event, Body):
                     body += event.data
                     if len(body) > MAX_BODY:
