@@ -125,3 +125,21 @@ def test_static_option_twice_at_one_path_and_with_a_file(tmp_path: Path) -> None
     done = colonnade("serve", "-c", "colonnade.toml", "--static", "/s=assets", cwd=tmp_path)
     assert done.returncode == 2
     assert "--static apply only without -c" in done.stderr
+
+
+def test_modules_json_is_the_admin_apis_description(tmp_path: Path) -> None:
+    import json
+
+    (tmp_path / "www").mkdir()
+    (tmp_path / "colonnade.toml").write_text(
+        '[[sites]]\nname = "main"\nbindings = ["http://127.0.0.1:1"]\nroot = "www"\n'
+    )
+    done = colonnade("modules", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found["site"] == "main" and found["application"] == "/"
+    assert "handler.static" in [m["id"] for m in found["modules"]]
+    stages = [row["stage"] for row in found["plan"]]
+    assert stages[0] == "BEGIN_REQUEST" and "EXECUTE_REQUEST_HANDLER" in stages
+    text = colonnade("modules", cwd=tmp_path).stdout
+    assert "handler.static" in text and "EXECUTE_REQUEST_HANDLER" in text

@@ -14,7 +14,9 @@ from colonnade.errors import ConfigError, combined, each_error
 
 __all__ = ["embedded_default", "from_dict", "load_file", "locate"]
 
-_OWN_KEYS = {"server", "pools", "sites", "handlers", "locations", "lock", "redis", "farms"}
+_OWN_KEYS = {"server", "pools", "sites", "handlers", "locations", "lock", "redis", "farms", "admin"}
+#: The server file's own tables: every other top-level table is a module section.
+SERVER_KEYS = frozenset(_OWN_KEYS)
 
 
 def load_file(path: str) -> ServerConfig:
@@ -70,10 +72,19 @@ def _decode(data: dict[str, Any], source: str, base_dir: str) -> ServerConfig:
     config.sites = [_absolute(site, base_dir) for site in config.sites]
     _absolute_files(config.server.tls, base_dir)
     if config.redis is not None:
-        for name in ("password_file", "tls_ca", "tls_certificate", "tls_key"):
-            value = getattr(config.redis, name)
-            if value is not None:
-                setattr(config.redis, name, os.path.normpath(os.path.join(base_dir, value)))
+        names = ("password_file", "tls_ca", "tls_certificate", "tls_key")
+        _absolute_fields(config.redis, names, base_dir)
+    admin = config.admin
+    _absolute_fields(admin, ("token_file", "audit_log"), base_dir)
+    if admin.tls is not None:
+        _absolute_files(admin.tls, base_dir)
+    if (
+        admin.bind is not None
+        and admin.bind.startswith("https://")
+        and (admin.tls is None or admin.tls.certificate is None)
+    ):
+        message = "an https:// admin binding needs [admin.tls] certificate"
+        errors.append(ConfigError(message, key="admin.bind"))
     for name, pool in config.pools.items():
         pool.writable = [os.path.normpath(os.path.join(base_dir, p)) for p in pool.writable]
         for i, folder in enumerate(pool.writable):
@@ -103,17 +114,23 @@ def _absolute(site: SiteConfig, base_dir: str) -> SiteConfig:
 
 def _absolute_files(files: CertificateFiles, base_dir: str) -> None:
     """Certificate, key, passphrase and store paths, taken from the server file's folder."""
-    for name in (
+    names = (
         "certificate",
         "key",
         "passphrase_file",
         "certificate_store",
         "client_ca",
         "client_crl",
-    ):
-        value = getattr(files, name)
+    )
+    _absolute_fields(files, names, base_dir)
+
+
+def _absolute_fields(settings: object, names: tuple[str, ...], base_dir: str) -> None:
+    """The paths in the fields ``names`` of ``settings``, taken from ``base_dir``."""
+    for name in names:
+        value = getattr(settings, name)
         if value is not None:
-            setattr(files, name, os.path.normpath(os.path.join(base_dir, value)))
+            setattr(settings, name, os.path.normpath(os.path.join(base_dir, value)))
 
 
 def _check_references(config: ServerConfig) -> list[ConfigError]:

@@ -237,6 +237,47 @@ class ServerSettings(_Strict):
     tls: TlsSettings = msgspec.field(default_factory=TlsSettings)
 
 
+class AdminSettings(_Strict):
+    """``[admin]``: the admin API (see [Operations](operations.md#admin-api)).
+
+    The API is always served on the control socket (to its owner and root, no
+    token). With ``bind`` it is served on a TCP address too, where every request
+    needs a token (``Authorization: Bearer TOKEN``) or, over HTTPS with
+    ``tls.client_ca``, a client certificate that CA issued.
+    """
+
+    bind: (
+        Annotated[
+            str,
+            Meta(
+                pattern=r"^(https?://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}$",
+                description="HOST:PORT, http://HOST:PORT or https://HOST:PORT",
+            ),
+        ]
+        | None
+    ) = None
+    """The admin binding: ``"127.0.0.1:9180"`` (HTTP), ``"https://0.0.0.0:9443"``
+    (HTTPS with ``[admin.tls]``). None: the control socket only. It needs a way
+    to sign in: ``token_file``, ``token_env`` or ``[admin.tls] client_ca``."""
+    token_file: str | None = None
+    """A file of API tokens (relative to the server file), one per line:
+    ``NAME TOKEN`` (the name is what the audit log records) or a bare ``TOKEN``
+    (named ``token``); ``#`` starts a comment. Read at each sign-in, so a rotated
+    token counts at once. Refused if every user may read it (``chmod o-r``)."""
+    token_env: EnvName | None = None
+    """An environment variable holding one more token (named ``env:VAR``)."""
+    audit_log: str | None = None
+    """A file (relative to the server file) the API appends one JSON line to for
+    every change it makes or refuses: configuration writes (file, section, old and
+    new values, secrets masked) and pool actions, with who asked. Always logged
+    to the server log as well (``colonnade.audit``)."""
+    tls: CertificateFiles | None = None
+    """``[admin.tls]``: the certificate of an ``https://`` admin binding (the
+    protocol settings are ``[server.tls]``'s). With ``client_ca``, a client
+    certificate issued by that CA signs a client in (named by its subject's
+    common name) without a token."""
+
+
 class RedisSettings(_Strict):
     """``[redis]``: the one Redis every module that shares state uses (session
     state, the output cache's shared tier, dynamic IP restrictions' counters).
@@ -786,6 +827,8 @@ class ServerConfig(_Strict):
     redis: RedisSettings | None = None
     #: The ``[farms.NAME]`` tables: the server farms a reverse proxy balances over.
     farms: dict[FarmName, FarmSettings] = msgspec.field(default_factory=dict)
+    #: The ``[admin]`` table: the admin API's binding, tokens and audit log.
+    admin: AdminSettings = msgspec.field(default_factory=AdminSettings)
     # Section tables of modules, keyed by section name; checked by the engine
     # against the enabled modules' section types.
     sections: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)

@@ -14,10 +14,13 @@ their line index for error messages.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import re
 import tomllib
-from collections.abc import Iterable
+import types
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import msgspec
@@ -75,8 +78,28 @@ class DirConfig(NamedTuple):
     asgi_middleware: tuple[MiddlewareDecl, ...] = ()
 
 
+#: Files read from memory instead of disk (see :func:`overlaid`), in this thread.
+_OVERLAY: contextvars.ContextVar[Mapping[str, bytes]] = contextvars.ContextVar(
+    "colonnade_config_overlay", default=types.MappingProxyType({})
+)
+
+
+@contextlib.contextmanager
+def overlaid(files: Mapping[str, bytes]) -> Iterator[None]:
+    """Within the block, read these files (absolute path → content) from memory:
+    a configuration write is built and checked before anything is written."""
+    token = _OVERLAY.set(files)
+    try:
+        yield
+    finally:
+        _OVERLAY.reset(token)
+
+
 def read_toml(file: str) -> tuple[dict[str, Any], KeyLines]:
     """Parse a TOML file; a syntax error names the file and line."""
+    pending = _OVERLAY.get().get(file)
+    if pending is not None:
+        return parse_toml(pending, file)
     try:
         with open(file, "rb") as f:
             data = f.read()
@@ -205,6 +228,7 @@ def discover(
     those that cannot be read or parsed, with their errors."""
     found: dict[str, DirConfig] = {}
     broken: dict[str, BrokenDir] = {}
+    overlay = _OVERLAY.get()
     for url_root, folder in roots:
         if not os.path.isdir(folder):
             continue
@@ -218,7 +242,7 @@ def discover(
                 and not os.path.islink(os.path.join(dirpath, d))
                 and depth < MAX_DEPTH
             ]
-            if WEB_TOML not in filenames:
+            if WEB_TOML not in filenames and os.path.join(dirpath, WEB_TOML) not in overlay:
                 continue
             rel = os.path.relpath(dirpath, folder)
             url = url_root.rstrip("/") + ("" if rel == "." else "/" + rel.replace(os.sep, "/"))

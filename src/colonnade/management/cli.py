@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 import msgspec
@@ -16,12 +16,13 @@ from colonnade import __version__
 from colonnade.config.load import load_file
 from colonnade.config.schema import ServerConfig
 from colonnade.core.registry import Registry
-from colonnade.core.stages import NOTIFICATIONS, STAGES
 from colonnade.engine import Engine
+from colonnade.engine.effective import describe_application, effective_config, find_application
 from colonnade.errors import ConfigError, ModuleError, each_error
 from colonnade.management import operations
-from colonnade.management.effective import effective_config, format_mappings, handler_mappings
+from colonnade.management.effective import format_mappings
 from colonnade.management.summary import serving_lines
+from colonnade.management.tables import table, use_colour
 from colonnade.modules.standard import BUILTIN
 from colonnade.pools.config import ConfigSource
 from colonnade.transport.tls import require_valid_tls
@@ -111,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     config_args(modules)
     modules.add_argument("--site", help="site name (default: the first)")
     modules.add_argument("--app", default="/", metavar="PATH", help="application path")
+    modules.add_argument("--json", action="store_true", help="print JSON")
 
     check = sub.add_parser("check", help="validate the configuration without serving")
     config_args(check)
@@ -128,9 +130,19 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("-c", "--config", metavar="FILE", help="server config: its control socket")
         p.add_argument("--control", metavar="SOCKET", help="the master's control socket")
 
-    pools = sub.add_parser("pools", help="the running master's pools and workers")
-    control_args(pools)
-    pools.add_argument("--json", action="store_true", help="print JSON")
+    for name, text in (
+        ("pools", "the running master's pools and workers"),
+        ("sites", "the running server's sites"),
+        ("apps", "the running server's applications"),
+        ("workers", "the running master's worker processes"),
+    ):
+        listing = sub.add_parser(name, help=text)
+        control_args(listing)
+        listing.add_argument("--json", action="store_true", help="print JSON")
+        if name == "apps":
+            listing.add_argument("--site", help="only this site's")
+        if name == "workers":
+            listing.add_argument("--pool", help="only this pool's")
     for name, text in (
         ("recycle", "replace a pool's workers (overlapped: no request is lost)"),
         ("stop", "stop a pool: its workers drain and exit; it answers 503"),
@@ -139,6 +151,35 @@ def _parser() -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=text)
         control_args(command)
         command.add_argument("pool", help="pool name")
+        if name == "recycle":
+            command.add_argument(
+                "--wait",
+                action="store_true",
+                help="wait until the old workers are gone, showing how far it is",
+            )
+            command.add_argument(
+                "--timeout", type=float, default=300.0, metavar="S", help="give up after S s"
+            )
+    for name, text in (
+        ("set", "set a section in the running server's configuration (checked, applied)"),
+        ("file", "the file that owns a level's settings, its version and sections"),
+    ):
+        action = config_sub.add_parser(name, help=text)
+        control_args(action)
+        action.add_argument("--site", help="site name (default: the first)")
+        action.add_argument(
+            "--path", help="URL path: its folder's web.toml (default: the server file)"
+        )
+        if name == "file":
+            action.add_argument("--json", action="store_true", help="print JSON")
+            continue
+        action.add_argument("section", help="the section (table) name, e.g. custom_headers")
+        what = action.add_mutually_exclusive_group(required=True)
+        what.add_argument("--values", metavar="JSON", help="the section's new table, as JSON")
+        what.add_argument("--delete", action="store_true", help="delete the section there")
+        action.add_argument(
+            "--version", help="the file's version this change is based on (else unconditional)"
+        )
     reload = sub.add_parser("reload", help="make the running master re-read its configuration")
     control_args(reload)
     cache = sub.add_parser("cache", help="the output cache of the running master's workers")
@@ -166,6 +207,9 @@ def _parser() -> argparse.ArgumentParser:
     farm.add_argument("member", help="member name (or address)")
     return parser
 
+
+#: Seconds between two looks at a recycle that ``recycle --wait`` follows.
+PROGRESS_INTERVAL = 0.2
 
 #: The server file looked for in the current folder when no -c is given.
 LOCAL_CONFIG = "colonnade.toml"
@@ -313,28 +357,21 @@ MAPPINGS_TITLE = (
 def cmd_modules(args: argparse.Namespace) -> int:
     """``colonnade modules``: the compiled plan, stage by stage."""
     engine = build(args)
-    site = next((s for s in engine.sites if args.site in (None, s.name)), None)
-    if site is None:
-        raise ConfigError(f"no site named {args.site!r}")
-    runtime = next((rt for rt in site.apps if rt.app.path == (args.app.rstrip("/") or "/")), None)
-    if runtime is None:
-        raise ConfigError(f"site {site.name!r} has no application at {args.app!r}")
-    print(f"application {runtime.app.id}  (root {runtime.app.root})")
+    runtime = find_application(engine, args.site, args.app)
+    found = describe_application(engine, runtime)
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0
+    print(f"application {found['id']}  (root {found['root']})")
     print("modules, in configuration order:")
-    for module in runtime.modules:
-        if module.id in engine.registry:
-            origin = engine.registry.origin(module.id)
-        else:  # shipped in the application's folder, declared in its web.toml
-            origin = f"application module ({inspect.getfile(type(module))})"
-        print(f"  {module.id:32} {origin}")
+    for module in found["modules"]:
+        print(f"  {module['id']:32} {module['origin']}")
     print(MAPPINGS_TITLE)
-    for line in format_mappings(handler_mappings(engine, runtime, runtime.app.path)):
+    for line in format_mappings(found["handler_mappings"]):
         print(line)
     print("plan (stages nobody joined cost nothing and are not in the plan):")
-    joined = dict(runtime.plan.describe())
-    for info in (*STAGES, *NOTIFICATIONS):
-        hooks = joined.get(info.stage)
-        print(f"  {info.stage.name:34} {', '.join(hooks) if hooks else '-'}")
+    for row in found["plan"]:
+        print(f"  {row['stage']:34} {', '.join(row['hooks']) if row['hooks'] else '-'}")
     return 0
 
 
@@ -379,7 +416,19 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    """``colonnade config show|docs``."""
+    """``colonnade config show|docs|set|file``."""
+    if args.action == "set":
+        return cmd_config_set(args)
+    if args.action == "file":
+        found = operations.config_file(_control(args), args.site, args.path)
+        if args.json:
+            print(json.dumps(found, indent=2))
+            return 0
+        state = "" if found["exists"] else " (does not exist yet)"
+        print(f"{found['file']}{state}\nversion {found['version']}")
+        for name, values in found["sections"].items():
+            print(f"[{name}] {json.dumps(values)}")
+        return 0
     if args.action == "docs":
         from colonnade.management.docgen import render
 
@@ -409,6 +458,28 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_set(args: argparse.Namespace) -> int:
+    """``colonnade config set SECTION --values JSON | --delete``."""
+    values = None
+    if args.values is not None:
+        try:
+            values = json.loads(args.values)
+        except ValueError as exc:
+            raise ConfigError(f"--values: not JSON: {exc}") from None
+        if not isinstance(values, dict):
+            raise ConfigError("--values: give a JSON object (the section's table)")
+    reply = operations.config_set(
+        _control(args),
+        args.section,
+        values,
+        site=args.site,
+        url=args.path,
+        version=args.version,
+    )
+    print(f"{reply['message']} (version {reply['version']})")
+    return 0
+
+
 def _control(args: argparse.Namespace) -> str:
     config = load_file(args.config) if args.config else None
     return operations.control_path(config, args.control)
@@ -417,15 +488,66 @@ def _control(args: argparse.Namespace) -> str:
 def cmd_pools(args: argparse.Namespace) -> int:
     """``colonnade pools``: state, workers, PIDs, uptime, requests, memory."""
     status = operations.pools(_control(args))
-    print(json.dumps(status, indent=2) if args.json else operations.format_pools(status))
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        print(operations.format_pools(status, colour=use_colour()))
+    return 0
+
+
+def cmd_listing(args: argparse.Namespace) -> int:
+    """``colonnade sites|apps|workers``: the running server's, as a table or JSON."""
+    control = _control(args)
+    colour = use_colour()
+    if args.command == "workers":
+        found = operations.workers(control, args.pool)
+        lines = operations.format_workers(found, colour=colour) if found else ["no worker runs"]
+    elif args.command == "sites":
+        found = operations.sites(control)
+        rows = [
+            (s["name"], ", ".join(s["bindings"]), s["pool"], len(s["applications"]), s["root"])
+            for s in found
+        ]
+        lines = table(("NAME", "BINDINGS", "POOL", "APPS", "ROOT"), rows, colour=colour)
+    else:
+        found = operations.applications(control, args.site)
+        rows = [(a["site"], a["path"], a["pool"], len(a["modules"]), a["root"]) for a in found]
+        lines = table(("SITE", "PATH", "POOL", "MODULES", "ROOT"), rows, colour=colour)
+    print(json.dumps(found, indent=2) if args.json else "\n".join(lines))
     return 0
 
 
 def cmd_pool_action(args: argparse.Namespace) -> int:
-    """``colonnade recycle|stop|start POOL``."""
+    """``colonnade recycle|stop|start POOL``; ``recycle --wait`` shows a progress
+    line (rewritten in place on a terminal) until the old workers are gone."""
     action = {"recycle": operations.recycle, "stop": operations.stop, "start": operations.start}
-    print(action[args.command](_control(args), args.pool))
-    return 0
+    control = _control(args)
+    before: set[int] = set()
+    waiting = args.command == "recycle" and args.wait
+    if waiting:
+        status = operations.pools(control)
+        pool = next((p for p in status["pools"] if p["name"] == args.pool), None)
+        before = {w["pid"] for w in pool["workers"]} if pool is not None else set()
+    print(action[args.command](control, args.pool))
+    if not waiting or not before:
+        return 0
+    live = sys.stdout.isatty()
+    deadline = time.monotonic() + args.timeout
+    line = ""
+    while True:
+        status = operations.pools(control)
+        pool = next((p for p in status["pools"] if p["name"] == args.pool), None)
+        done, line = (True, line) if pool is None else operations.recycle_progress(before, pool)
+        if live:
+            print(f"\r\x1b[K{line}", end="", flush=True)
+        if done:
+            print("" if live else line)
+            return 0
+        if time.monotonic() > deadline:
+            print("" if live else line)
+            print(f"colonnade: still recycling after {args.timeout:.0f}s", file=sys.stderr)
+            return 1
+        time.sleep(PROGRESS_INTERVAL)
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
@@ -470,6 +592,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "check": cmd_check,
         "config": cmd_config,
         "pools": cmd_pools,
+        "sites": cmd_listing,
+        "apps": cmd_listing,
+        "workers": cmd_listing,
         "recycle": cmd_pool_action,
         "stop": cmd_pool_action,
         "start": cmd_pool_action,
@@ -488,7 +613,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.close(devnull)
         return 141  # what a shell reports for a process ended by SIGPIPE
     except operations.ControlError as exc:
-        print(f"colonnade: {exc}", file=sys.stderr)
+        for mistake in exc.errors:  # a refused write: every mistake, each on its own line
+            print(f"colonnade: {mistake}", file=sys.stderr)
         return 1
     except ConfigError as exc:
         for error in each_error(exc):  # every mistake found, each on its own line

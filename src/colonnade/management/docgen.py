@@ -46,6 +46,13 @@ _TOP = (
     ("[farms.NAME]", schema.FarmSettings, ""),
     ("[[farms.NAME.members]]", schema.FarmMember, ""),
     ("[farms.NAME.health]", schema.FarmHealth, ""),
+    ("[admin]", schema.AdminSettings, ""),
+    (
+        "[admin.tls]",
+        schema.CertificateFiles,
+        "The certificate of an `https://` admin binding; `client_ca` lets client "
+        "certificates it issued sign in. See [Operations](operations.md#admin-api).",
+    ),
 )
 
 

@@ -1,134 +1,26 @@
-"""The effective configuration of a URL, and where each setting came from.
+"""``colonnade config show`` and ``colonnade modules`` as text.
 
-What ``colonnade config show`` prints; the admin API will serve the same data.
-It reads a built :class:`Engine` only: nothing here runs on a request.
+The data comes from :mod:`colonnade.engine.effective`, which the admin API
+serves too.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import msgspec
+from colonnade.engine.effective import effective_config, handler_mappings
+from colonnade.management.tables import table
 
-from colonnade.engine import AppRuntime, Engine
-from colonnade.engine.build import site_entry_key
-from colonnade.engine.mapping import RESOURCE_NAMES, Origin
-from colonnade.errors import ConfigError, HttpError
-
-
-def effective_config(engine: Engine, site: str | None, path: str) -> dict[str, Any]:
-    """The settings a request for ``path`` on ``site`` sees, and where each came from.
-
-    ``{"application": ..., "modules": [...], "handler_mappings": [...], "sections":
-    {name: {key: {"value": v, "from": file}}}}``; keys nobody set show their
-    default, from ``"(default)"``; the mappings are :func:`handler_mappings`.
-    Where a ``web.toml`` at or above ``path`` cannot be used, ``"broken"`` holds its
-    error (such requests are answered 500.19; the settings shown are the others').
-    """
-    chosen = next((s for s in engine.sites if site in (None, s.name)), None)
-    if chosen is None:
-        raise ConfigError(f"no site named {site!r}")
-    runtime = chosen.app_for(path)
-    if runtime is None:
-        raise ConfigError(f"no application of site {chosen.name!r} serves {path!r}")
-    found = runtime.app.sections_for(path)
-    sections: dict[str, Any] = {}
-    for module in runtime.modules:
-        section = module.section
-        if section is None or section.key in sections:
-            continue
-        settings = found.get(section)
-        value = msgspec.to_builtins(settings)
-        rows: dict[str, Any] = {}
-        for key, item in value.items():
-            dotted = f"{section.key}.{key}"
-            origin = found.origins.get(dotted)
-            if origin is None:  # a nested key set below this one
-                deeper = [o for k, o in found.origins.items() if k.startswith(dotted + ".")]
-                origin = deeper[-1] if deeper else "(default)"
-            rows[key] = {"value": settings.shown(key, item), "from": origin}
-        sections[section.key] = rows
-    out = {
-        "site": chosen.name,
-        "path": path,
-        "application": runtime.app.path,
-        "modules": [m.id for m in runtime.modules],
-        "handler": _handler_for(runtime, path),
-        "handler_mappings": handler_mappings(engine, runtime, path),
-        "sections": sections,
-    }
-    if found.broken is not None:
-        out["broken"] = str(found.broken)
-    return out
-
-
-def handler_mappings(engine: Engine, runtime: AppRuntime, here: str) -> list[dict[str, Any]]:
-    """The handler mappings of ``runtime`` in the order they are tried, with where
-    each came from (IIS's ``<handlers>`` list).
-
-    ``entry`` is ``local`` when the mapping was set at the URL path ``here`` (the
-    ``web.toml`` there, or the application or virtual directory at that path), else
-    ``inherited`` (the server file, the built-in default, a level above ``here``).
-    ``origin`` says where, as text; ``file``, ``line`` and ``key`` are its parts
-    (None where there is no file: the default, the command line).
-    """
-    here = here.rstrip("/") or "/"
-    rows = []
-    for n, rule in enumerate(runtime.handler_map.rules, 1):
-        origin = rule.origin
-        file, key = _source(engine, runtime, origin)
-        lines = engine.lines.get(file or "")
-        line = lines.line_for(key) if lines is not None and key is not None else None
-        if file is not None:
-            where = file if line is None else f"{file}:{line}"
-            text = f"{where}: {key}" if key else where
-        elif origin is not None and origin.kind == "default":
-            text = "(default)"
-        else:
-            text = f"(command line) {key}" if key else "-"
-        rows.append(
-            {
-                "index": n,
-                "name": rule.name,
-                "path": rule.pattern,
-                "verbs": ["*"] if rule.verbs is None else sorted(rule.verbs),
-                "handler": rule.handler.id,
-                "resource_type": RESOURCE_NAMES[rule.resource],
-                "entry": "local" if origin is not None and origin.level == here else "inherited",
-                "origin": text,
-                "file": file,
-                "line": line,
-                "key": key,
-            }
-        )
-    return rows
-
-
-def _source(
-    engine: Engine, runtime: AppRuntime, origin: Origin | None
-) -> tuple[str | None, str | None]:
-    """The file (None: no file) and the key that made a mapping."""
-    if origin is None or origin.kind == "default":
-        return None, None
-    if origin.kind == "handlers":
-        return origin.source, origin.key
-    path = origin.level or "/"
-    if engine.config.lines is None:  # the command line's configuration
-        return None, "APP" if origin.kind == "application" else f"--static {path}"
-    if origin.kind == "application":
-        entry = site_entry_key(engine.config, runtime.app.site, "applications", path)
-        return engine.config.source, None if entry is None else f"{entry}.app"
-    entry = site_entry_key(engine.config, runtime.app.site, "virtual_directories", path)
-    return engine.config.source, entry
+__all__ = ["effective_config", "format_mappings", "handler_mappings"]
 
 
 def format_mappings(rows: list[dict[str, Any]]) -> list[str]:
     """:func:`handler_mappings` as an aligned table, one line per mapping."""
-    table = [("#", "NAME", "PATH", "VERBS", "HANDLER", "RESOURCE", "ENTRY", "ORIGIN")]
-    for row in rows:
-        table.append(
+    return table(
+        ("#", "NAME", "PATH", "VERBS", "HANDLER", "RESOURCE", "ENTRY", "ORIGIN"),
+        [
             (
-                str(row["index"]),
+                row["index"],
                 row["name"] or "-",
                 row["path"],
                 ",".join(row["verbs"]),
@@ -137,16 +29,6 @@ def format_mappings(rows: list[dict[str, Any]]) -> list[str]:
                 row["entry"],
                 row["origin"],
             )
-        )
-    widths = [max(len(cells[i]) for cells in table) for i in range(len(table[0]))]
-    return [
-        "  " + "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
-        for cells in table
-    ]
-
-
-def _handler_for(runtime: AppRuntime, path: str) -> str | None:
-    try:
-        return runtime.handler_map.select(path, "GET", runtime.app.map_path(path)).id
-    except HttpError:
-        return None
+            for row in rows
+        ],
+    )

@@ -14,11 +14,17 @@ from typing import Any
 
 from colonnade.config.schema import ServerConfig
 from colonnade.errors import ColonnadeError
+from colonnade.management.tables import paint, table
 from colonnade.pools.control import socket_path
 
 
 class ControlError(ColonnadeError):
-    """The master could not be reached, or refused the command."""
+    """The master could not be reached, or refused the command; ``errors``: each
+    mistake the master found (a refused configuration write: file:line: key …)."""
+
+    def __init__(self, message: str, errors: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or [message]
 
 
 def call(
@@ -49,7 +55,9 @@ def call(
     except ValueError:
         raise ControlError(f"the master at {control} closed the connection") from None
     if not reply.get("ok"):
-        raise ControlError(str(reply.get("error", "the master refused the command")))
+        message = str(reply.get("error", "the master refused the command"))
+        errors = reply.get("errors")
+        raise ControlError(message, [str(e) for e in errors] if isinstance(errors, list) else None)
     return reply
 
 
@@ -82,6 +90,66 @@ def stop(path: str, pool: str) -> str:
 def start(path: str, pool: str) -> str:
     """Start a stopped ``pool`` again (clears rapid-fail protection)."""
     return str(call(path, "start", pool)["message"])
+
+
+def sites(path: str) -> list[dict[str, Any]]:
+    """The running server's sites: bindings, host names, root, pool, applications."""
+    found: list[dict[str, Any]] = call(path, "sites")["sites"]
+    return found
+
+
+def applications(path: str, site: str | None = None) -> list[dict[str, Any]]:
+    """The running server's applications (of ``site``): path, root, pool, modules."""
+    found: list[dict[str, Any]] = call(path, "applications", site=site)["applications"]
+    return found
+
+
+def workers(path: str, pool: str | None = None) -> list[dict[str, Any]]:
+    """The running server's worker processes (of ``pool``)."""
+    found: list[dict[str, Any]] = call(path, "workers", pool)["workers"]
+    return found
+
+
+def config_file(path: str, site: str | None, url: str | None) -> dict[str, Any]:
+    """The file that owns a level (the server file, or a folder's ``web.toml``),
+    its version and its sections."""
+    return call(path, "config_file", site=site, path=url)
+
+
+def config_set(
+    path: str,
+    section: str,
+    values: dict[str, Any] | None,
+    *,
+    site: str | None = None,
+    url: str | None = None,
+    version: str | None = None,
+) -> dict[str, Any]:
+    """Set ``section`` (``values`` None: delete it) at a level, checked and applied
+    by the master as the admin API does it."""
+    return call(
+        path,
+        "config_set",
+        section=section,
+        values=values,
+        delete=values is None,
+        site=site,
+        path=url,
+        version=version,
+    )
+
+
+def recycle_progress(before: set[int], pool: dict[str, Any]) -> tuple[bool, str]:
+    """Whether the recycle of ``pool`` that replaces the workers ``before`` is
+    done; and a line saying how far it is."""
+    old = [w for w in pool["workers"] if w["pid"] in before]
+    new = [w for w in pool["workers"] if w["pid"] not in before]
+    ready = sum(1 for w in new if w["state"] == "ready")
+    inflight = sum(w["active"] for w in old)
+    line = f"pool {pool['name']}: {ready} new worker(s) ready, {len(old)} old one(s) left"
+    if old:
+        line += f" with {inflight} request(s) in flight"
+    return not old, line
 
 
 def reload(path: str) -> str:
@@ -144,35 +212,29 @@ def _duration(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s"
 
 
-def format_pools(status: dict[str, Any]) -> str:
-    """``colonnade pools`` as a table."""
+def format_pools(status: dict[str, Any], *, colour: bool = False) -> str:
+    """``colonnade pools`` as text: each pool, and a table of its workers."""
     master = status["master"]
     lines = [
         f"master {master['pid']}, up {_duration(master['uptime'])}, "
         f"configuration generation {master['generation']}"
     ]
     for pool in status["pools"]:
-        state = pool["state"] + (f" ({pool['reason']})" if pool["reason"] else "")
+        state = paint(pool["state"], "31" if pool["state"] == "stopped" else "", colour)
+        state += f" ({pool['reason']})" if pool["reason"] else ""
         lines.append(
             f"\npool {pool['name']}: {state}, start {pool['start']}, "
             f"{len(pool['workers'])} worker(s), queue {pool['queue']}, "
             f"{pool['failures']} recent failure(s)"
         )
         if pool["workers"]:
-            lines.append(
-                f"  {'PID':>7}  {'STATE':<9} {'UPTIME':>7} {'REQUESTS':>9} {'ACTIVE':>6} "
-                f"{'CONNS':>5} {'RSS':>10} {'PRIVATE':>10}"
-            )
+            lines += format_workers(pool["workers"], colour=colour)
         for w in pool["workers"]:
-            lines.append(
-                f"  {w['pid']:>7}  {w['state']:<9} {_duration(w['uptime']):>7} "
-                f"{w['requests']:>9} {w['active']:>6} {w['connections']:>5} "
-                f"{_size(w['rss']):>10} {_size(w['private']):>10}"
-            )
             if w.get("http2_errors"):
                 causes = ", ".join(f"{k} {v}" for k, v in sorted(w["http2_errors"].items()))
                 lines.append(
-                    f"           HTTP/2 connections ended for the client's fault: {causes}"
+                    f"  worker {w['pid']}: HTTP/2 connections ended for the client's fault: "
+                    f"{causes}"
                 )
     return "\n".join(lines)
 
@@ -215,3 +277,30 @@ def format_farms(report: list[dict[str, Any]]) -> str:
                 f"{m['requests']:>9} {m['failures']:>8} {time_ms:>9}  {health}"
             )
     return "\n".join(lines)
+
+
+def format_workers(workers: list[dict[str, Any]], *, colour: bool = False) -> list[str]:
+    """Worker processes as a table (``pool`` a column when they have one)."""
+    pooled = any("pool" in w for w in workers)
+    headers = ["PID", "STATE", "UPTIME", "REQUESTS", "ACTIVE", "CONNS", "RSS", "PRIVATE", "CPU"]
+    headers += ["RECYCLING"]
+    rows = []
+    for w in workers:
+        row: list[object] = [
+            w["pid"],
+            w["state"],
+            _duration(w["uptime"]),
+            w["requests"],
+            w["active"],
+            w["connections"],
+            _size(w["rss"]),
+            _size(w["private"]),
+            f"{w.get('cpu', 0.0):.1f}s",
+            w.get("recycle_reason") or "",
+        ]
+        rows.append([w.get("pool", "-"), *row] if pooled else row)
+    if pooled:
+        headers.insert(0, "POOL")
+    base = 1 if pooled else 0
+    right = [base + i for i in (2, 6, 7, 8)]
+    return table(headers, rows, colour=colour, right=right)

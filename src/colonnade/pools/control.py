@@ -14,6 +14,9 @@ checked with ``SO_PEERCRED``. One JSON object per line each way::
     → {"op": "farms"}                     ← {"ok": true, "farms": [{"farm": ..., "members": [...]}]}
     → {"op": "farm", "action": "drain", "farm": "app", "member": "10.0.0.5:8080"}
     ← {"ok": false, "error": "no pool named 'x'"}
+
+A client that sends something other than a JSON object is spoken to in HTTP/1.1:
+the admin API (``api.py``), whose resources are these same commands.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import msgspec
+from msgspec.structs import replace
 
 from colonnade.config.schema import ServerConfig
 from colonnade.errors import ConfigError
@@ -42,17 +46,48 @@ MAX_LINE = 64 * 1024
 
 
 class Command(msgspec.Struct, forbid_unknown_fields=True):
-    """One request on the control socket."""
+    """One request on the control socket (and of the admin API, ``api.py``)."""
 
-    op: Literal["pools", "recycle", "stop", "start", "reload", "purge", "farms", "farm"]
+    op: Literal[
+        "pools",
+        "recycle",
+        "stop",
+        "start",
+        "reload",
+        "purge",
+        "server",
+        "sites",
+        "applications",
+        "workers",
+        "modules",
+        "config",
+        "config_file",
+        "config_set",
+        "farms",
+        "farm",
+    ]
     pool: str | None = None
     #: ``purge``: the URL path to purge, and whether every path under it goes too.
+    #: ``config*``: the URL path whose settings are meant (None: the server file's).
     path: str | None = None
     prefix: bool = False
     #: ``farm``: what to do to which member (its name or address) of which farm.
     action: Literal["drain", "enable", "disable"] | None = None
     farm: str | None = None
     member: str | None = None
+    #: ``modules``, ``config*``: the site (None: the first).
+    site: str | None = None
+    #: ``modules``: the application's path.
+    app: str = "/"
+    #: ``config_set``: the section, its new table (the whole table at that level),
+    #: or ``delete`` it; ``version``: the file's version the change was made
+    #: against (``config_file`` tells it; another one is a conflict).
+    section: str | None = None
+    values: dict[str, Any] | None = None
+    delete: bool = False
+    version: str | None = None
+    #: Who asks (for the audit log): set by the server, never taken from a client.
+    who: str = ""
 
 
 def default_path() -> str:
@@ -155,20 +190,23 @@ class ControlServer:
             if uid not in (os.geteuid(), 0):
                 log.warning("control socket: refused a client with uid %d", uid)
                 return
+            who = _user(uid)
             while True:
                 line = await reader.readline()
                 if not line:
+                    return
+                if not line.lstrip().startswith(b"{"):
+                    # Not a JSON line: the admin API's HTTP (``curl --unix-socket``).
+                    from colonnade.pools.api import serve_http
+
+                    await serve_http(reader, writer, line, self.handler, who)
                     return
                 try:
                     command = msgspec.json.decode(line, type=Command)
                 except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                     reply: dict[str, Any] = {"ok": False, "error": f"bad command: {exc}"}
                 else:
-                    try:
-                        reply = await self.handler(command)
-                    except Exception as exc:
-                        log.exception("control command %s failed", command.op)
-                        reply = {"ok": False, "error": repr(exc)}
+                    reply = await run_command(self.handler, replace(command, who=who))
                 writer.write(msgspec.json.encode(reply) + b"\n")
                 await writer.drain()
         except (ConnectionError, ValueError, asyncio.LimitOverrunError):
@@ -179,12 +217,35 @@ class ControlServer:
     async def close(self) -> None:
         """Stop serving and remove the socket."""
         if self.server is not None:
-            self.server.close()
-            with contextlib.suppress(Exception):
-                await self.server.wait_closed()
+            await stop_server(self.server)
             self.server = None
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
+
+
+def _user(uid: int) -> str:
+    """``uid 1000 (alice)``: who a control-socket client is, for the audit log."""
+    try:
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+async def stop_server(server: asyncio.AbstractServer) -> None:
+    """Stop accepting on ``server`` and wait until it is closed."""
+    server.close()
+    with contextlib.suppress(Exception):
+        await server.wait_closed()
+
+
+async def run_command(handler: Handler, command: Command) -> dict[str, Any]:
+    """``handler``'s reply to ``command``; an exception is logged, and answered
+    with its type only (the log has the rest)."""
+    try:
+        return await handler(command)
+    except Exception as exc:
+        log.exception("control command %s failed", command.op)
+        return {"ok": False, "error": f"internal error ({type(exc).__name__}): see the server log"}
 
 
 def _alive(path: str) -> bool:

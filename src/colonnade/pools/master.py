@@ -53,6 +53,7 @@ from colonnade.engine import Engine
 from colonnade.engine.engine import log_broken
 from colonnade.errors import ConfigError, ModuleError, combined
 from colonnade.pools import commands
+from colonnade.pools.api import AdminServer, check_admin
 from colonnade.pools.config import (
     ConfigSource,
     content_folders,
@@ -90,6 +91,9 @@ class Loaded:
         self.preflight: Preflight | None = None  # what each pool's user must reach
         #: The web.toml files the check found broken (their folders answer 500.19).
         self.broken: tuple[BrokenDir, ...] = ()
+        #: The engine the check built (no Python app in it): what the admin API
+        #: shows of applications, their plans and effective settings.
+        self.engine: Engine | None = None
 
 
 def check(config: ServerConfig, registry: Registry) -> Engine:
@@ -98,18 +102,24 @@ def check(config: ServerConfig, registry: Registry) -> Engine:
     return Engine(without_python_apps(config), registry)
 
 
-def load(source: ConfigSource, registry: Registry) -> Loaded:
-    """Read and check the configuration; raises ConfigError/ModuleError naming the key."""
-    source = source.read()
+def load(source: ConfigSource, registry: Registry, *, read: bool = True) -> Loaded:
+    """Read and check the configuration; raises ConfigError/ModuleError naming the key.
+
+    ``read=False``: check the text ``source`` holds (a configuration write not
+    made yet), not the file's.
+    """
+    if read or source.text is None:
+        source = source.read()
     config = source.load()
     routes = RouteTable(config)
     loaded = Loaded(source, config, routes)
     checked = check(config, registry)
-    tls_errors = [*check_tls(config), *routes.check_tls_ports(config)]
+    tls_errors = [*check_tls(config), *routes.check_tls_ports(config), *check_admin(config)]
     if tls_errors:
         raise combined(tls_errors)
     loaded.broken = checked.broken
     loaded.sources = checked.sources
+    loaded.engine = checked
     loaded.preflight = Preflight(config, checked)
     abi: int | None = None
     for name, settings in config.pools.items():
@@ -156,6 +166,8 @@ class Master:
         self._all_gone = asyncio.Event()
         self._signals = 0
         self.control: ControlServer | None = None
+        #: The admin binding (``[admin] bind``), when there is one; fixed at start.
+        self.admin: AdminServer | None = None
         self.started = time.time()
         self._reload_lock = asyncio.Lock()
         #: Memory shared by every worker of every pool (rate counters): created
@@ -204,9 +216,15 @@ class Master:
         self.control = ControlServer(
             socket_path(self.config), lambda command: commands.execute(self, command)
         )
+        handler = self.control.handler
+        admin = AdminServer(self.config.admin, self.config.server.tls, handler)
         try:
             await self.control.start()
+            if self.config.admin.bind is not None:
+                self.admin = admin
+                log.info("admin API on %s", await admin.start())
         except BaseException:
+            await self.control.close()
             self.frontdoor.close()
             self.shared.close()
             raise
@@ -235,6 +253,8 @@ class Master:
                 with contextlib.suppress(Exception):
                     loop.remove_signal_handler(sig)
             await self.control.close()
+            if self.admin is not None:
+                await self.admin.close()
             self.frontdoor.close()
             for pool in self.pools.values():
                 _remove_temp(pool)
@@ -420,21 +440,27 @@ class Master:
                 if real is not None and any(os.path.realpath(p) == real for p in changed):  # noqa: ASYNC240
                     await self.reload("changed: " + os.path.basename(real))
                 else:
-                    names = ", ".join(sorted(changed))
-                    self.generation += 1
-                    log.info(
-                        "changed: %s; the workers re-read their configuration: generation %d",
-                        names,
-                        self.generation,
-                    )
-                    for pool in self.pools.values():
-                        self.workers.reload_config(pool)
-                    if any(os.path.basename(p) == WEB_TOML for p in changed):
-                        await self._recheck_sources()
+                    recheck = any(os.path.basename(p) == WEB_TOML for p in changed)
+                    await self.reread(", ".join(sorted(changed)), recheck=recheck)
                 if content_folders(self.config) != folders or self.sources != sources:
                     break  # roots or module sources moved: watch the new ones
             else:
                 return
+
+    async def reread(self, what: str, *, recheck: bool = True) -> None:
+        """``what`` changed (a ``web.toml``, a module source): every running worker
+        re-reads its configuration at once (so a web garden never serves two
+        versions); ``recheck``: the master learns the new application modules."""
+        self.generation += 1
+        log.info(
+            "changed: %s; the workers re-read their configuration: generation %d",
+            what,
+            self.generation,
+        )
+        for pool in self.pools.values():
+            self.workers.reload_config(pool)
+        if recheck:
+            await self._recheck_sources()
 
     async def _recheck_sources(self) -> None:
         # A web.toml may have declared or dropped application modules: learn their
@@ -449,6 +475,7 @@ class Master:
             return
         loaded.sources = checked.sources
         loaded.broken = checked.broken
+        loaded.engine = checked
         log_broken(checked.broken, config_log)
 
 

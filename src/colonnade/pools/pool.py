@@ -66,6 +66,8 @@ class WorkerProcess:
         self.farms: dict[str, dict[str, dict[str, int | float | str]]] = {}
         self.rss = 0
         self.private = 0
+        self.cpu = 0.0  # seconds of CPU time (user + system), read with the memory
+        self.recycle_reason: str | None = None  # why it is being replaced
         self.memory_read = 0.0
         self.ping_id = 0
         self.ping_sent: float | None = None
@@ -95,6 +97,8 @@ class WorkerProcess:
             "caches": self.caches,
             "rss": self.rss,
             "private": self.private,
+            "cpu": round(self.cpu, 3),
+            "recycle_reason": self.recycle_reason,
             "generation": self.generation,
         }
 

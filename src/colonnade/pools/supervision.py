@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import os
 import time
 from typing import TYPE_CHECKING
 
@@ -191,9 +192,18 @@ def recycle_reason(worker: WorkerProcess, settings: PoolConfig, now: float) -> s
     return None
 
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
 def read_memory(worker: WorkerProcess) -> None:
-    """RSS (VmRSS) and private memory (Private_Clean + Private_Dirty) from /proc."""
+    """RSS (VmRSS), private memory (Private_Clean + Private_Dirty) and CPU time
+    (utime + stime) from /proc."""
     try:
+        with open(f"/proc/{worker.pid}/stat", "rb") as f:
+            # Fields after the command name (which may hold spaces): state is the
+            # first, utime and stime the 12th and 13th.
+            fields = f.read().rpartition(b")")[2].split()
+        worker.cpu = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
         with open(f"/proc/{worker.pid}/status", "rb") as f:
             for line in f:
                 if line.startswith(b"VmRSS:"):

@@ -264,6 +264,7 @@ class Workers:
         pool = worker.pool
         log.info("pool %s: recycling worker %d (%s)", pool.name, worker.pid, reason)
         worker.state = WorkerState.RETIRING
+        worker.recycle_reason = reason
         if pool.settings.recycling.overlapping and pool.state is not PoolState.STOPPED:
             if self.start(pool, replaces=worker) is None:
                 _keep(worker)

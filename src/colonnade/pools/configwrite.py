@@ -1,0 +1,387 @@
+"""Configuration writes of the admin API: set (or delete) a section at a path.
+
+How this works
+--------------
+A write names a section and a level: the server file (no site, no path), or a
+URL path of a site, whose folder's ``web.toml`` is the file that owns the
+settings of that level (created if there is none). Then, in order, and under
+one lock so two writes never interleave:
+
+1. The file's version (the SHA-256 of its bytes) is compared with the one the
+   write was made against, if it says one: another is a conflict (409).
+2. The new text is the old one edited with tomlkit: the section's table becomes
+   the given one, keys left as they were keep their lines and comments, and the
+   rest of the file is untouched byte for byte.
+3. The configuration is built with the new text, without writing it: the
+   server file's through ``master.load(read=False)``, a ``web.toml`` read from
+   memory (``config.tree.overlaid``). Any mistake refuses the write with the
+   errors ``colonnade check`` would print (file:line: key); a section locked by
+   the server file's ``[lock]`` is refused with 403.
+4. Only then is the file replaced (atomically, keeping its mode) and the change
+   applied live, as a SIGHUP or the file watcher would: a server file reload,
+   or every worker re-reading its ``web.toml`` files. A reload that fails now
+   puts the old bytes back.
+5. Every write, done or refused, goes to the audit log with who asked, the file,
+   the section, and the old and new tables with secrets masked (``audit.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import tempfile
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import msgspec
+
+from colonnade.config.load import SERVER_KEYS
+from colonnade.config.sections import WEB_TOML, Section
+from colonnade.config.tree import RESERVED, overlaid, parse_toml
+from colonnade.errors import ConfigError, ModuleError, combined, each_error
+from colonnade.pools import audit
+from colonnade.pools.control import Command
+
+if TYPE_CHECKING:
+    from colonnade.pools.master import Master
+
+#: A section name a write may give: a top-level table of the file.
+_SECTION = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: Keys whose values the audit log and the API never show.
+_SECRET = re.compile(r"(?i)(password|passphrase|secret|token|private_key|api_key|credential)")
+#: What a masked secret reads as; written back unchanged, it keeps the secret.
+HIDDEN = "(hidden)"
+#: What a lock refusal says (engine/build.py).
+_LOCKED = "locked by the server configuration"
+#: Where a lock is held while a write is checked and made, per master.
+_LOCK_ATTR = "_config_write_lock"
+
+
+class Target(NamedTuple):
+    """The file that owns the settings of a level."""
+
+    file: str
+    level: str  # "server" or "site/url-path"
+    server: bool
+
+
+def version_of(data: bytes) -> str:
+    """A file's version: what a write says it was made against."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def target(master: Master, command: Command) -> Target:
+    """The file of the level ``command`` names; ConfigError if there is none."""
+    if command.site is None and command.path is None:
+        file = master.source.file
+        if file is None:
+            raise ConfigError("this server runs without a server file (no -c): nothing to write")
+        return Target(file, "server", True)
+    path = command.path or "/"
+    if (
+        not path.startswith("/")
+        or any(part in (".", "..") for part in path.split("/"))
+        or "//" in path
+        or "\\" in path
+        or "\0" in path
+    ):
+        raise ConfigError(f"{path!r} is not a normalised URL path")
+    engine = master.loaded.engine if master.loaded is not None else None
+    if engine is None:  # pragma: no cover - set by every load
+        raise ConfigError("the configuration is not loaded")
+    site = next((s for s in engine.sites if command.site in (None, s.name)), None)
+    if site is None:
+        raise ConfigError(f"no site named {command.site!r}")
+    runtime = site.app_for(path)
+    if runtime is None:
+        raise ConfigError(f"no application of site {site.name!r} serves {path!r}")
+    folder = runtime.app.map_path(path.rstrip("/") or "/")
+    real = os.path.realpath(folder)
+    if not os.path.isdir(real) or not runtime.app.contains(real):
+        raise ConfigError(f"{path} is no folder of site {site.name!r} ({folder})")
+    return Target(os.path.join(folder, WEB_TOML), f"{site.name}{path}", False)
+
+
+def _read(file: str) -> bytes | None:
+    try:
+        with open(file, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def describe(master: Master, command: Command) -> dict[str, Any]:
+    """``config_file``: the file that owns a level, its version and its sections
+    (secrets masked): what a write is made against."""
+    try:
+        found = target(master, command)
+    except ConfigError as exc:
+        return {"ok": False, "error": str(exc), "status": 404}
+    data = _read(found.file)
+    sections: dict[str, Any] = {}
+    if data is not None:
+        try:
+            doc, _ = parse_toml(data, found.file)
+        except ConfigError as exc:
+            return {"ok": False, "error": str(exc), "status": 422}
+        reserved = SERVER_KEYS if found.server else RESERVED
+        sections = {
+            k: mask(master, k, v)
+            for k, v in doc.items()
+            if k not in reserved and isinstance(v, dict)
+        }
+    return {
+        "ok": True,
+        "file": found.file,
+        "level": found.level,
+        "exists": data is not None,
+        "version": version_of(data or b""),
+        "sections": sections,
+    }
+
+
+async def write(master: Master, command: Command) -> dict[str, Any]:
+    """``config_set``: check and make one write; the reply, with its HTTP status."""
+    lock: asyncio.Lock | None = getattr(master, _LOCK_ATTR, None)
+    if lock is None:
+        lock = asyncio.Lock()
+        setattr(master, _LOCK_ATTR, lock)
+    async with lock:
+        reply, what = await _write(master, command)
+    what["version"] = reply.get("version")
+    audit.record(master, command.who, "delete" if command.delete else "set", what, reply)
+    return reply
+
+
+async def _write(master: Master, command: Command) -> tuple[dict[str, Any], dict[str, Any]]:
+    audit: dict[str, Any] = {"section": command.section, "site": command.site, "path": command.path}
+    section = command.section or ""
+    try:
+        found = target(master, command)
+    except ConfigError as exc:
+        return {"ok": False, "error": str(exc), "status": 404}, audit
+    audit["file"] = found.file
+    reserved = SERVER_KEYS if found.server else RESERVED
+    if not _SECTION.match(section) or section in reserved:
+        error = f"{section!r} is not a module section this API writes"
+        return {"ok": False, "error": error, "status": 400}, audit
+    if command.values is None and not command.delete:
+        return {"ok": False, "error": "give the section's values", "status": 400}, audit
+    old = _read(found.file)
+    current = version_of(old or b"")
+    if command.version is not None and command.version != current:
+        return {
+            "ok": False,
+            "error": f"{found.file} changed since version {command.version}: read it again",
+            "version": current,
+            "status": 409,
+        }, audit
+    try:
+        new, before = edit(old or b"", found.file, section, command.values, command.delete)
+    except ConfigError as exc:
+        return _refused(exc), audit
+    audit["old"] = mask(master, section, before)
+    audit["new"] = None if command.delete else mask(master, section, command.values or {})
+    if new == (old or b""):
+        return {
+            "ok": True,
+            "message": "nothing to change",
+            "file": found.file,
+            "version": current,
+        }, audit
+    loop = asyncio.get_running_loop()
+    try:
+        if found.server:
+            await loop.run_in_executor(None, _check_server, master, new)
+        else:
+            await loop.run_in_executor(None, _check_dir, master, found.file, new)
+    except (ConfigError, ModuleError) as exc:
+        return _refused(exc), audit
+    _replace(found.file, new, old)
+    if found.server:
+        if not await master.reload(f"admin API, {command.who}"):
+            _restore(found.file, old)
+            error = "the new configuration could not be applied (see the server log): file restored"
+            return {"ok": False, "error": error, "status": 500}, audit
+    else:
+        await master.reread(found.file)
+    return {
+        "ok": True,
+        "message": f"{'deleted' if command.delete else 'set'} [{section}] in {found.file}",
+        "file": found.file,
+        "version": version_of(new),
+        "generation": master.generation,
+    }, audit
+
+
+def edit(
+    data: bytes, file: str, section: str, values: dict[str, Any] | None, delete: bool
+) -> tuple[bytes, dict[str, Any]]:
+    """``data`` with ``section`` set to ``values`` (or deleted); and the table it
+    had. Keys that keep their value keep their line, comments included."""
+    import tomlkit
+    import tomlkit.exceptions
+
+    parse_toml(data, file)  # a file that is not TOML: its located error
+    try:
+        doc = tomlkit.parse(data.decode("utf-8"))
+    except tomlkit.exceptions.TOMLKitError as exc:  # pragma: no cover - parse_toml said OK
+        raise ConfigError(f"not valid TOML: {exc}", file=file) from None
+    hidden = [k for k, v in (values or {}).items() if v == HIDDEN]
+    existing = doc.get(section)
+    unknown = [k for k in hidden if not isinstance(existing, dict) or k not in existing]
+    if unknown:
+        raise ConfigError(
+            f"{HIDDEN!r} keeps a secret that is set; {section}.{unknown[0]} has none here",
+            file=file,
+            key=f"{section}.{unknown[0]}",
+        )
+    before = existing.unwrap() if existing is not None and hasattr(existing, "unwrap") else {}
+    if delete:
+        if existing is None:
+            raise ConfigError(f"there is no [{section}] to delete", file=file, key=section)
+        del doc[section]
+    elif isinstance(existing, dict) and not isinstance(existing, tomlkit.items.InlineTable):
+        assert values is not None
+        for key in [k for k in existing if k not in values]:
+            del existing[key]
+        for key, value in values.items():
+            if value == HIDDEN and key in existing:
+                continue  # what a read showed masked, sent back: the secret stays
+            if key not in existing or _plain(existing[key]) != value:
+                existing[key] = _item(value)
+    else:
+        assert values is not None
+        if existing is not None:
+            del doc[section]
+        table = tomlkit.table()
+        for key, value in values.items():
+            table[key] = _item(value)
+        doc[section] = table
+    try:
+        text = tomlkit.dumps(doc)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"cannot be written as TOML: {exc}", key=section) from None
+    return text.encode("utf-8"), before if isinstance(before, dict) else {}
+
+
+def _item(value: Any) -> Any:
+    """A value as TOML writes it in a section: a table as an inline table (``set =
+    { X-A = "1" }``, one line that keeps its comment), not a sub-table header."""
+    import tomlkit
+
+    if isinstance(value, dict):
+        inline = tomlkit.inline_table()
+        for key, inner in value.items():
+            inline[key] = _item(inner)
+        return inline
+    if isinstance(value, list):
+        return [_item(v) for v in value]
+    return value
+
+
+def _plain(item: Any) -> Any:
+    return item.unwrap() if hasattr(item, "unwrap") else item
+
+
+def _check_server(master: Master, new: bytes) -> None:
+    """Build the configuration with the server file's text ``new``: as a reload
+    would, and refusing what would newly break a ``web.toml``."""
+    from colonnade.pools.master import load
+
+    source = msgspec.structs.replace(master.source, text=new.decode("utf-8"))
+    loaded = load(source, master.registry, read=False)
+    before = {b.file for b in master.loaded.broken} if master.loaded is not None else set()
+    errors = [e for b in loaded.broken if b.file not in before for e in each_error(b.error)]
+    if errors:
+        raise combined(errors)
+
+
+def _check_dir(master: Master, file: str, new: bytes) -> None:
+    """Build the configuration with ``file`` (a ``web.toml``) holding ``new``."""
+    from colonnade.pools.master import check
+
+    with overlaid({file: new}):
+        engine = check(master.config, master.registry)
+    errors = [e for b in engine.broken if b.file == file for e in each_error(b.error)]
+    if errors:
+        raise combined(errors)
+
+
+def _refused(exc: ConfigError | ModuleError) -> dict[str, Any]:
+    errors = [str(e) for e in each_error(exc)] if isinstance(exc, ConfigError) else [str(exc)]
+    locked = all(_LOCKED in e for e in errors)
+    return {
+        "ok": False,
+        "error": "; ".join(errors),
+        "errors": errors,
+        "status": 403 if locked else 422,
+    }
+
+
+def _replace(file: str, new: bytes, old: bytes | None) -> None:
+    """Write ``new`` to ``file`` in one step (a reader sees the old or the new
+    bytes, never part), keeping the old file's mode (and owner)."""
+    folder = os.path.dirname(file)
+    info = os.stat(file) if old is not None else None
+    fd, temp = tempfile.mkstemp(prefix=".web.toml-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(new)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(temp, info.st_mode & 0o7777 if info is not None else 0o644)
+        if info is not None and os.geteuid() == 0:
+            # A master running as root keeps the file its owner's.
+            os.chown(temp, info.st_uid, info.st_gid)
+        os.replace(temp, file)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+
+
+def _restore(file: str, old: bytes | None) -> None:
+    if old is None:
+        os.unlink(file)
+    else:
+        _replace(file, old, old)
+
+
+# -- masking and the audit log ----------------------------------------------------------
+
+
+def mask(master: Master, section: str, table: dict[str, Any]) -> dict[str, Any]:
+    """``table`` of ``section`` with its secrets hidden: keys named like a secret,
+    and what the section's own ``shown`` hides (a password in a URL)."""
+    cls = _section_class(master, section)
+    instance: Section | None = None
+    if cls is not None:
+        try:
+            instance = cls()
+        except (TypeError, msgspec.ValidationError):
+            instance = None
+    return {k: _masked(k, v, instance) for k, v in table.items()}
+
+
+def _masked(key: str, value: Any, instance: Section | None) -> Any:
+    if isinstance(value, dict):
+        return {k: _masked(k, v, None) for k, v in value.items()}
+    if _SECRET.search(key) and not key.endswith(("_file", "_env")):
+        return HIDDEN
+    if instance is not None:
+        return instance.shown(key, value)
+    return value
+
+
+def _section_class(master: Master, section: str) -> type[Section] | None:
+    engine = master.loaded.engine if master.loaded is not None else None
+    if engine is None:
+        return None
+    for runtime in engine.runtimes:
+        for module in runtime.modules:
+            cls = module.section
+            if cls is not None and cls.key == section:
+                return cls
+    return None
