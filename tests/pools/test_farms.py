@@ -182,3 +182,21 @@ def test_the_farms_command_prints_json(master: Master, capsys: pytest.CaptureFix
     assert cli.main(["farms", "--control", master.control, "--json"]) == 0
     (farm,) = json.loads(capsys.readouterr().out)
     assert farm["farm"] == "app" and [m["member"] for m in farm["members"]] == list(MEMBERS)
+
+
+def test_the_admin_api_lists_farms_and_drains_a_member(master: Master) -> None:
+    from tests.pools.test_admin_api import UnixConnection, call
+
+    conn = UnixConnection(master.control)
+    try:
+        status, body, _ = call(conn, "GET", "/api/farms")
+        assert status == 200 and [m["member"] for m in body["farms"][0]["members"]] == list(MEMBERS)
+        status, body, _ = call(conn, "POST", "/api/farms/app/members/two/drain")
+        assert status == 200 and "member two is now draining" in body["message"]
+        assert report(master)["two"]["admin"] == "draining"
+        status, body, _ = call(conn, "POST", "/api/farms/app/members/two/explode")
+        assert status >= 400 and report(master)["two"]["admin"] == "draining"
+        status, body, _ = call(conn, "POST", "/api/farms/app/members/two/enable")
+        assert status == 200 and report(master)["two"]["admin"] == "enabled"
+    finally:
+        conn.close()
