@@ -1,4 +1,5 @@
-"""The control-socket commands: ``colonnade pools|recycle|stop|start|reload|cache purge``.
+"""The control-socket commands: ``colonnade pools|recycle|stop|start|reload|cache purge``
+and ``colonnade trace list|show``.
 
 ``control.py`` reads a command from an authorised client and writes back what
 :func:`execute` returns; ``management/operations.py`` is the client side.
@@ -6,10 +7,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from typing import TYPE_CHECKING, Any
 
+from colonnade.core.tracestore import list_traces, read_trace, trace_directory
 from colonnade.pools.control import Command
 from colonnade.pools.pool import PoolState
 from colonnade.pools.supervision import read_memory
@@ -36,6 +39,8 @@ async def execute(master: Master, command: Command) -> dict[str, Any]:
         }
     if command.op == "purge":
         return await _purge(master, command)
+    if command.op in ("traces", "trace"):
+        return await _traces(master, command)
     if command.op == "reload":
         if await master.reload("command"):
             return {"ok": True, "message": "configuration reloaded"}
@@ -80,3 +85,16 @@ async def _purge(master: Master, command: Command) -> dict[str, Any]:
         "workers": answered,
         "unanswered": asked - answered,
     }
+
+
+async def _traces(master: Master, command: Command) -> dict[str, Any]:
+    """``colonnade trace list|show``: the kept failed-request traces, read from
+    their folder (on a thread: a folder of many files is read there)."""
+    directory = trace_directory(master.config.sections)
+    if command.op == "traces":
+        found = await asyncio.to_thread(list_traces, directory, command.site)
+        return {"ok": True, "directory": directory, "traces": found}
+    trace = await asyncio.to_thread(read_trace, directory, command.trace_id or "")
+    if trace is None:
+        return {"ok": False, "error": f"no trace {command.trace_id!r} in {directory}"}
+    return {"ok": True, "trace": trace}

@@ -11,6 +11,8 @@ checked with ``SO_PEERCRED``. One JSON object per line each way::
     → {"op": "stop" | "start", "pool": "api"}
     → {"op": "purge", "path": "/news/", "prefix": true}
                                           ← {"ok": true, "message": "...", "purged": 3, ...}
+    → {"op": "traces", "site": "main"}    ← {"ok": true, "traces": [{"id": ..., ...}]}
+    → {"op": "trace", "trace_id": "3f.."} ← {"ok": true, "trace": {...}}
     ← {"ok": false, "error": "no pool named 'x'"}
 """
 
@@ -42,11 +44,14 @@ MAX_LINE = 64 * 1024
 class Command(msgspec.Struct, forbid_unknown_fields=True):
     """One request on the control socket."""
 
-    op: Literal["pools", "recycle", "stop", "start", "reload", "purge"]
+    op: Literal["pools", "recycle", "stop", "start", "reload", "purge", "traces", "trace"]
     pool: str | None = None
     #: ``purge``: the URL path to purge, and whether every path under it goes too.
     path: str | None = None
     prefix: bool = False
+    #: ``traces``: only this site's kept request traces; ``trace``: the one to show.
+    site: str | None = None
+    trace_id: str | None = None
 
 
 def default_path() -> str:
