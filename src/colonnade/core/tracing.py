@@ -119,9 +119,15 @@ class TraceSource(Protocol):
     plan; an application without one has no timed path at all.
     """
 
+    #: URL paths no rule selects, as the source found them: the runner does not
+    #: ask the source about them again (a set lookup is all such a request pays).
+    #: The source adds to it, and keeps it bounded.
+    untraced: set[str]
+
     def start_trace(self, ctx: Context) -> Trace | None:
         """A new trace when a rule selects ``ctx``'s request (by site and path),
-        else None. Called once per request, before the first stage: keep it cheap."""
+        else None (and, where that holds for every request of the path, the path
+        goes into :attr:`untraced`). Called before the first stage."""
 
     def end_trace(self, ctx: Context, trace: Trace) -> None:
         """The request is over: keep ``trace`` when a rule's failure definition

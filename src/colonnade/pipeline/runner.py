@@ -16,11 +16,12 @@ test per hook and nothing for looping over steps and call tuples.
 
 Traced requests take another path. Where an application's modules include a
 :class:`~colonnade.core.tracing.TraceSource` (``tracing.failed_requests``), the
-walk is a plain function that asks the source for a trace before the first
-stage and returns either the generated walk's coroutine (no trace: one call and
-the source's path test, nothing else) or :func:`_traced_request`'s, a loop over
-the same plan that times every hook (and every SEND_RESPONSE hook) and records
-what each changed: the handler, the user, an error status.
+walk begins by looking the request's path up in the source's set of paths no
+rule selects (one set lookup: all an untraced request pays). For any other
+path it asks the source for a trace; with one, the request continues in
+:func:`_traced_request`, a loop over the same plan that times every hook (and
+every SEND_RESPONSE hook) and records what each changed: the handler, the user,
+an error status.
 """
 
 from __future__ import annotations
@@ -76,6 +77,24 @@ def compile_walk(plan: Plan) -> Walk:
         "send_plain": _send_plain,
     }
     body: list[str] = []
+    source = next((m for m in plan.modules if isinstance(m, TraceSource)), None)
+    if source is not None:
+        # A path the source found no rule for costs a set lookup; any other path
+        # asks the source, which may start a trace (the timed walk then runs).
+        names.update(
+            untraced=source.untraced,
+            start_trace=source.start_trace,
+            traced=_traced_request,
+            source=source,
+            start_failed=_start_failed,
+        )
+        body.append("    if ctx.request.path not in untraced:")
+        body.append("        try:")
+        body.append("            trace = start_trace(ctx)")
+        body.append("        except Exception:")
+        body.append("            trace = start_failed(ctx)")
+        body.append("        if trace is not None:")
+        body.append("            return await traced(plan, ctx, trace, source)")
     for i, step in enumerate(plan.steps):
         names[f"stage{i}"] = step.stage
         names[f"calls{i}"] = step.calls
@@ -104,9 +123,6 @@ def compile_walk(plan: Plan) -> Walk:
         if step.always is not Always.NO:
             body.append(f"        await run_always(plan, ctx, stage{i}, calls{i})")
     walk: Walk = generate("pipeline walk", names, body)
-    for module in plan.modules:
-        if isinstance(module, TraceSource):
-            return _tracing(walk, plan, module)
     return walk
 
 
@@ -203,23 +219,9 @@ async def _send_plain(ctx: Context) -> None:
 # -- the traced path ---------------------------------------------------------------
 
 
-def _tracing(walk: Walk, plan: Plan, source: TraceSource) -> Walk:
-    """``walk``, or the timed walk for a request ``source`` chooses to trace."""
-    start = source.start_trace
-
-    def dispatch(ctx: Context) -> Coroutine[Any, Any, None]:
-        # A plain function: an untraced request gets the generated walk's own
-        # coroutine, with no coroutine of ours around it.
-        try:
-            trace = start(ctx)
-        except Exception:
-            log.exception("correlation_id=%s starting a trace failed", ctx.correlation_id)
-            trace = None
-        if trace is None:
-            return walk(ctx)
-        return _traced_request(plan, ctx, trace, source)
-
-    return dispatch
+def _start_failed(ctx: Context) -> None:
+    # A trace source that fails must not fail the request: it goes untraced.
+    log.exception("correlation_id=%s starting a trace failed", ctx.correlation_id)
 
 
 async def _traced_request(plan: Plan, ctx: Context, trace: Trace, source: TraceSource) -> None:

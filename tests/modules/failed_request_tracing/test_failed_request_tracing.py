@@ -15,7 +15,9 @@ import pytest
 from colonnade.core.stages import Always, Stage
 from colonnade.core.tracestore import list_traces, read_trace
 from colonnade.errors import ConfigError
+from colonnade.modules.failed_request_tracing import module as tracing_module
 from colonnade.modules.failed_request_tracing.config import parse_status_codes
+from colonnade.modules.failed_request_tracing.module import FailedRequestTracing
 from colonnade.testing import Client
 from tests.hosting.support import engine, site_config
 from tests.support.wait import PATIENCE, wait_for
@@ -320,3 +322,39 @@ def test_the_folder_is_set_in_the_server_file_only(tmp_path: Path) -> None:
     ]
     with pytest.raises(ConfigError, match="directory"):
         engine(config)
+
+
+def tracer(client: Client) -> FailedRequestTracing:
+    [module] = [m for m in client.engine.runtimes[0].modules if isinstance(m, FailedRequestTracing)]
+    return module
+
+
+def test_paths_no_rule_selects_are_remembered_within_a_bound(
+    serve: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tracing_module, "MAX_UNTRACED", 3)
+    client = serve(tracing_config(tmp_path, [{"path": "/api/*", "status_codes": "200"}], "hello"))
+    module = tracer(client)
+    for path in ("/a", "/b", "/a"):
+        client.get(path)
+    assert module.untraced == {"/a", "/b"}
+    traced = client.get("/api/x")
+    assert traced.context is not None and traced.context.trace is not None
+    assert "/api/x" not in module.untraced  # asked again each time: it is traced
+    for path in ("/c", "/d", "/e"):
+        client.get(path)
+    assert len(module.untraced) <= 3 and "/e" in module.untraced
+
+
+def test_a_failing_trace_source_leaves_the_request_untraced(
+    serve: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(self: FailedRequestTracing, ctx: Any) -> None:
+        raise RuntimeError("rule store gone")
+
+    monkeypatch.setattr(FailedRequestTracing, "start_trace", broken)
+    client = serve(tracing_config(tmp_path, [{"path": "*", "status_codes": "200"}], "hello"))
+    response = client.get("/x")
+    assert response.status == 200 and response.text == "Hello, world!"
+    assert response.context is not None and response.context.trace is None
+    assert "starting a trace failed" in caplog.text

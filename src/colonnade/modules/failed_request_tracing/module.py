@@ -6,7 +6,8 @@ How this works:
   the runner asks :meth:`FailedRequestTracing.start_trace` before the first stage.
   It tests the request's URL path against the effective rules of that path (one
   compiled pattern per section object); no match, no trace, and the request takes
-  the untimed walk.
+  the untimed walk; the path joins ``untraced``, which the runner looks a
+  request's path up in before it asks (a set lookup is all such a request pays).
 - *Buffered, then decided.* A traced request records every hook's entry and exit
   (the runner's timed walk) and the events modules emit. At the end
   (:meth:`end_trace`) the rules whose path matched decide with the final status,
@@ -38,6 +39,9 @@ from colonnade.modules.failed_request_tracing.config import (
 
 log = logging.getLogger("colonnade.tracing")
 
+#: The most paths remembered as traced by no rule (then the memory starts over).
+MAX_UNTRACED = 10_000
+
 
 class RuleTrace(Trace):
     """A trace with the rules whose path selected the request."""
@@ -68,6 +72,8 @@ class FailedRequestTracing(Module):
         self.pool = ""
         self._writer: ThreadPoolExecutor | None = None
         self._failing = False
+        #: Paths no rule selects (the runner skips start_trace for them).
+        self.untraced: set[str] = set()
 
     def provision(self, app: Application) -> None:
         """Where this application's site keeps its traces; the writer thread."""
@@ -93,6 +99,12 @@ class FailedRequestTracing(Module):
         match = settings.path_match
         path = ctx.request.path
         if match is None or match(path) is None:
+            # The settings, so the answer, are the same for every request of the
+            # path: remembered. A client inventing paths would grow the set without
+            # end: it starts over past a bound.
+            if len(self.untraced) >= MAX_UNTRACED:
+                self.untraced.clear()
+            self.untraced.add(path)
             return None
         rules = tuple(rule for rule in settings.rules if rule.matches_path(path))
         return RuleTrace(ctx.correlation_id, rules)
