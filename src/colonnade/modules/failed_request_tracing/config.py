@@ -123,8 +123,9 @@ class FailedRequestTracingSection(Section, frozen=True, dict=True):
     traced (every stage and hook with entry and exit times, and the events modules
     emit); the trace is kept as one JSON file when one of the rule's failure
     definitions matches, else dropped. Requests no rule's path matches pay one
-    set lookup (the paths are remembered). Rules may be set per site, application or location; the folder and
-    the file-count limit only in the server file.
+    set lookup (the paths are remembered). Rules may be set per site,
+    application or location; the folder and the file-count limit only in the
+    server file.
     """
 
     key = SECTION_KEY
