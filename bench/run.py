@@ -148,6 +148,16 @@ AUTH_DIR = "bench/out/auth"
 # The rewrite variant serves bench/out/rewrite: the 1 KiB file and a web.toml enabling
 # the rewrite module with 20 rules, none matching (apps/make_rewrite.py).
 REWRITE_DIR = "bench/out/rewrite"
+# The trace-rule variant serves asgi-hello from bench/out/trace-rule: a web.toml enabling
+# tracing.failed_requests with a rule no request matches (issue 21: such a rule must
+# cost nothing measurable).
+TRACE_RULE_DIR = "bench/out/trace-rule"
+TRACE_RULE_TOML = (
+    "# bench: failed request tracing enabled, its one rule matching no request\n"
+    '[modules]\nadd = ["tracing.failed_requests"]\n\n'
+    "[failed_request_tracing]\n"
+    'rules = [{ path = "/never/*", status_codes = "500-599" }]\n'
+)
 
 
 def _modules_env(installed: bool) -> tuple[tuple[str, str], ...]:
@@ -171,6 +181,12 @@ SERVERS: dict[str, Server] = {
             "colonnade-asgi-py",
             "colonnade",
             f"{_CP} apps.asgi_hello:app --app-dir bench --root {{www}} {_B}",
+            fallback=_CF,
+        ),
+        Server(
+            "colonnade-asgi-trace-rule",
+            "colonnade",
+            f"{_C} apps.asgi_hello:app --app-dir bench --root {TRACE_RULE_DIR} {_B}",
             fallback=_CF,
         ),
         Server(
@@ -452,7 +468,16 @@ PIPELINE = "pipeline"
 # workload whose path is requested, the servers compared (colonnade first).
 INSTRUCTIONS = "instructions"
 INSTRUCTION_PAIRS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("asgi-hello", ("colonnade-asgi", "colonnade-asgi-py", "uvicorn", "granian-asgi")),
+    (
+        "asgi-hello",
+        (
+            "colonnade-asgi",
+            "colonnade-asgi-py",
+            "colonnade-asgi-trace-rule",
+            "uvicorn",
+            "granian-asgi",
+        ),
+    ),
     ("static-1k", STATIC),
     ("wsgi-hello", ("colonnade-wsgi", "gunicorn")),
     ("auth", AUTH),
@@ -2502,6 +2527,9 @@ def main(argv: list[str] | None = None) -> int:
     generate_modules(REPO / MODULES_DIR)
     generate_auth(REPO / AUTH_DIR, WWW, str(REPO / COLONNADE_PYTHON))
     generate_rewrite(WWW, REPO / REWRITE_DIR)
+    trace_rule = REPO / TRACE_RULE_DIR / "web.toml"
+    trace_rule.parent.mkdir(parents=True, exist_ok=True)
+    trace_rule.write_text(TRACE_RULE_TOML)
     make_php.generate(PHP_DIR)
     if tls:  # a new certificate each run, for every TLS server alike
         generate_tls(TLS_DIR)

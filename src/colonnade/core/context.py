@@ -25,6 +25,7 @@ from colonnade.core.session import SESSION, Session
 if TYPE_CHECKING:
     from colonnade.core.app import Application
     from colonnade.core.handler import Handler
+    from colonnade.core.tracing import Trace
 
 S = TypeVar("S", bound=Section)
 
@@ -152,6 +153,9 @@ class Context:
     - ``handler``: the handler chosen in MAP_REQUEST_HANDLER.
     - ``items``: per-request values modules pass to each other (and to apps).
     - ``sections``: the effective settings for this URL; read with :meth:`section`.
+    - ``trace``: the request's :class:`~colonnade.core.tracing.Trace` when a trace
+      rule selected it, else None: a module emits events with ``if (trace :=
+      ctx.trace) is not None: trace.event(kind, **fields)``.
     - ``remapper``: where the handler mapping is, for :meth:`remap` (the engine's
       to set): None before it ran, the mapping while a remap re-runs it,
       ``MAPPING_CLOSED`` once it is final.
@@ -173,6 +177,7 @@ class Context:
         "sections",
         "started",
         "state_acquired",
+        "trace",
         "user",
         "writer",
     )
@@ -201,6 +206,7 @@ class Context:
         self._send_response = send_response
         self.remapper: Remapper | None = None
         self._remaps = 0
+        self.trace: Trace | None = None
 
     def section(self, cls: type[S]) -> S:
         """The effective settings of section ``cls`` for this request's URL."""

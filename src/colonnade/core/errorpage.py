@@ -18,6 +18,11 @@ def reason(status: int) -> str:
 #: set by ``Context.error_response``, read by error-page modules.
 ERROR_DETAIL = "colonnade.error_detail"
 
+#: ``Context.items`` key of where an exception escaped: ``(stage name, module id or
+#: None)``, set by the runner (the module is known on a traced request, where
+#: every hook is timed); read by the detailed error page.
+FAILED_AT = "colonnade.failed_at"
+
 
 def render(
     status: int, substatus: int, message: str, correlation_id: str | None, detail: str = ""

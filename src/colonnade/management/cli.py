@@ -16,6 +16,7 @@ from colonnade import __version__
 from colonnade.config.load import load_file
 from colonnade.config.schema import ServerConfig
 from colonnade.core.registry import Registry
+from colonnade.core.tracestore import trace_directory
 from colonnade.engine import Engine
 from colonnade.engine.effective import describe_application, effective_config, find_application
 from colonnade.errors import ConfigError, ModuleError, each_error
@@ -205,6 +206,16 @@ def _parser() -> argparse.ArgumentParser:
     control_args(farm)
     farm.add_argument("farm", help="farm name")
     farm.add_argument("member", help="member name (or address)")
+    trace = sub.add_parser("trace", help="kept failed-request traces (tracing.failed_requests)")
+    trace_sub = trace.add_subparsers(dest="trace_command", required=True)
+    listing = trace_sub.add_parser("list", help="the kept traces, newest first")
+    control_args(listing)
+    listing.add_argument("--site", help="only this site's traces")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    show = trace_sub.add_parser("show", help="one trace: every stage and hook, timed, and events")
+    control_args(show)
+    show.add_argument("id", help="the trace's id (the request's correlation id)")
+    show.add_argument("--json", action="store_true", help="print the trace file's JSON")
     return parser
 
 
@@ -583,6 +594,22 @@ def cmd_farm(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trace(args: argparse.Namespace) -> int:
+    """``colonnade trace list [--site S]`` and ``colonnade trace show ID``: asked of
+    the running master, or read from the folder the server file names when no
+    master runs (a single-process server)."""
+    config = load_file(args.config) if args.config else None
+    control = operations.control_path(config, args.control)
+    directory = trace_directory(config.sections) if config is not None else None
+    if args.trace_command == "list":
+        listing = operations.traces(control, args.site, directory=directory)
+        print(json.dumps(listing, indent=2) if args.json else operations.format_traces(listing))
+        return 0
+    found = operations.trace(control, args.id, directory=directory)
+    print(json.dumps(found, indent=2) if args.json else operations.format_trace(found))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``colonnade`` console script."""
     args = _parser().parse_args(argv)
@@ -602,6 +629,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cache": cmd_cache,
         "farms": cmd_farms,
         "farm": cmd_farm,
+        "trace": cmd_trace,
     }
     try:
         return commands[args.command](args)

@@ -13,6 +13,7 @@ import socket
 from typing import Any
 
 from colonnade.config.schema import ServerConfig
+from colonnade.core.tracestore import list_traces, read_trace
 from colonnade.errors import ColonnadeError
 from colonnade.management.tables import paint, table
 from colonnade.pools.control import socket_path
@@ -304,3 +305,91 @@ def format_workers(workers: list[dict[str, Any]], *, colour: bool = False) -> li
     base = 1 if pooled else 0
     right = [base + i for i in (2, 6, 7, 8)]
     return table(headers, rows, colour=colour, right=right)
+
+
+def traces(
+    control: str, site: str | None = None, *, directory: str | None = None
+) -> dict[str, Any]:
+    """The kept failed-request traces, newest first (of ``site`` only, when given).
+
+    Asked of the master; where none runs (a single-process server has no control
+    socket) and ``directory`` is given, read from that folder directly.
+    """
+    try:
+        return call(control, "traces", site=site)
+    except ControlError:
+        if directory is None or os.path.exists(control):
+            raise
+    return {"ok": True, "directory": directory, "traces": list_traces(directory, site)}
+
+
+def trace(control: str, trace_id: str, *, directory: str | None = None) -> dict[str, Any]:
+    """One kept trace by id (the request's correlation id); see :func:`traces`."""
+    try:
+        return dict(call(control, "trace", trace_id=trace_id)["trace"])
+    except ControlError:
+        if directory is None or os.path.exists(control):
+            raise
+    found = read_trace(directory, trace_id)
+    if found is None:
+        raise ControlError(f"no trace {trace_id!r} in {directory}")
+    return found
+
+
+def format_traces(listing: dict[str, Any]) -> str:
+    """``colonnade trace list`` as a table."""
+    rows = listing["traces"]
+    if not rows:
+        return f"no trace kept in {listing['directory']}"
+    lines = [f"{'ID':<12}  {'TIME (UTC)':<26} {'SITE':<12} {'STATUS':>7} {'MS':>9}  REQUEST"]
+    for t in rows:
+        status = f"{t['status']}" if t.get("status") is not None else "-"
+        taken = t.get("time_taken_ms")
+        lines.append(
+            f"{t['id'] or '-':<12}  {t['time'] or '-':<26} {t['site']:<12} {status:>7} "
+            f"{taken if taken is not None else '-':>9}  {t['method'] or '-'} {t['url'] or '-'}"
+        )
+    return "\n".join(lines)
+
+
+def format_trace(data: dict[str, Any]) -> str:
+    """``colonnade trace show``: the request, then every hook with its times and
+    the events in between, in order (a text waterfall)."""
+    request = data.get("request", {})
+    lines = [
+        f"trace {data.get('id')}  {data.get('time')}  site {data.get('site')}  "
+        f"application {data.get('application')}  pid {data.get('pid')}",
+        f"{request.get('method')} {request.get('url')} -> {request.get('status')}."
+        f"{request.get('substatus')} in {request.get('time_taken_ms')} ms; "
+        f"handler {request.get('handler')}; user {request.get('user') or '(anonymous)'} "
+        f"({request.get('auth_type') or 'none'})",
+        f"kept because: {data.get('reason')}",
+        "",
+        f"{'ENTRY µs':>10} {'EXIT µs':>10} {'TOOK':>8}  {'STAGE':<28} MODULE / EVENT",
+    ]
+    timeline: list[tuple[int, int, str]] = []
+    for h in data.get("hooks", []):
+        took = h["exit_us"] - h["entry_us"]
+        mark = "" if h["outcome"] == "continue" else f"  [{h['outcome']}]"
+        timeline.append(
+            (
+                h["entry_us"],
+                0,
+                f"{h['entry_us']:>10} {h['exit_us']:>10} {took:>8}  {h['stage']:<28} "
+                f"{h['module']}{mark}",
+            )
+        )
+    for e in data.get("events", []):
+        fields = ", ".join(f"{k}={v}" for k, v in e.items() if k not in ("at_us", "level", "kind"))
+        timeline.append(
+            (
+                e["at_us"],
+                1,
+                f"{e['at_us']:>10} {'':>10} {'':>8}  {'':<28} * {e['kind']} ({e['level']}) "
+                f"{fields}",
+            )
+        )
+    lines += [text for _, _, text in sorted(timeline, key=lambda t: (t[0], t[1]))]
+    if data.get("dropped"):
+        lines.append(f"({data['dropped']} record(s) over the limit were dropped)")
+    return "\n".join(lines)

@@ -37,4 +37,8 @@ BUILTIN: tuple[tuple[str, str], ...] = (
     ("rewrite", "colonnade.modules.rewrite.module:UrlRewrite"),
     ("cache.output", "colonnade.modules.output_cache.module:OutputCache"),
     ("state.session", "colonnade.modules.session_state.module:SessionState"),
+    (
+        "tracing.failed_requests",
+        "colonnade.modules.failed_request_tracing.module:FailedRequestTracing",
+    ),
 )

@@ -13,6 +13,15 @@ nobody is left to read a page, and it is not the server's fault.
 The walk is generated once per plan (:func:`compile_walk`): straight-line code with
 each step's hooks in one ``or`` chain, so a request pays a call and an identity
 test per hook and nothing for looping over steps and call tuples.
+
+Traced requests take another path. Where an application's modules include a
+:class:`~colonnade.core.tracing.TraceSource` (``tracing.failed_requests``), the
+walk begins by looking the request's path up in the source's set of paths no
+rule selects (one set lookup: all an untraced request pays). For any other
+path it asks the source for a trace; with one, the request continues in
+:func:`_traced_request`, a loop over the same plan that times every hook (and
+every SEND_RESPONSE hook) and records what each changed: the handler, the user,
+an error status.
 """
 
 from __future__ import annotations
@@ -22,14 +31,19 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from colonnade.core.context import Context
+from colonnade.core.errorpage import FAILED_AT
 from colonnade.core.module import FINISH
 from colonnade.core.stages import Always, Stage
+from colonnade.core.tracing import ERROR, WARNING, Trace, TraceSource
 from colonnade.errors import ClientDisconnectedError, HttpError
-from colonnade.pipeline.plan import Plan, generate
+from colonnade.pipeline.plan import BoundHook, HookFn, Plan, generate
 
 log = logging.getLogger("colonnade.error")
 
 _SEND = Stage.SEND_RESPONSE
+_EXECUTE = Stage.EXECUTE_REQUEST_HANDLER
+_ENGINE = "(engine)"
+_EXECUTE_STEP = "(engine) execute"
 
 #: The generated walk of one plan.
 Walk = Callable[[Context], Coroutine[Any, Any, None]]
@@ -63,6 +77,24 @@ def compile_walk(plan: Plan) -> Walk:
         "send_plain": _send_plain,
     }
     body: list[str] = []
+    source = next((m for m in plan.modules if isinstance(m, TraceSource)), None)
+    if source is not None:
+        # A path the source found no rule for costs a set lookup; any other path
+        # asks the source, which may start a trace (the timed walk then runs).
+        names.update(
+            untraced=source.untraced,
+            start_trace=source.start_trace,
+            traced=_traced_request,
+            source=source,
+            start_failed=_start_failed,
+        )
+        body.append("    if ctx.request.path not in untraced:")
+        body.append("        try:")
+        body.append("            trace = start_trace(ctx)")
+        body.append("        except Exception:")
+        body.append("            trace = start_failed(ctx)")
+        body.append("        if trace is not None:")
+        body.append("            return await traced(plan, ctx, trace, source)")
     for i, step in enumerate(plan.steps):
         names[f"stage{i}"] = step.stage
         names[f"calls{i}"] = step.calls
@@ -121,6 +153,14 @@ async def fail(plan: Plan, ctx: Context, exc: Exception, stage: Stage) -> None:
         log.debug("correlation_id=%s %s in %s", ctx.correlation_id, exc, stage.name)
         return
     if isinstance(exc, HttpError):
+        if ctx.trace is not None:
+            ctx.trace.event(
+                "http_error",
+                ERROR if exc.status >= 500 else WARNING,
+                stage=stage.name,
+                status=exc.status,
+                substatus=exc.substatus,
+            )
         if response.headers_sent:
             ctx.writer.abort()
             return
@@ -129,6 +169,17 @@ async def fail(plan: Plan, ctx: Context, exc: Exception, stage: Stage) -> None:
         return
     ctx.error = exc
     request = ctx.request
+    # Where it failed, for the detailed error page: the stage; the traced walk
+    # has named the module already.
+    failed_at = ctx.items.setdefault(FAILED_AT, (stage.name, None))
+    if ctx.trace is not None:
+        ctx.trace.event(
+            "module_error",
+            ERROR,
+            stage=failed_at[0],
+            module=failed_at[1],
+            exception=type(exc).__name__,
+        )
     log.error(
         "correlation_id=%s stage=%s %s %s: unhandled %s",
         ctx.correlation_id,
@@ -163,3 +214,115 @@ async def _send_plain(ctx: Context) -> None:
         return
     response.headers_sent = True
     ctx.writer.send_all(response.status, response.reason, response.headers, response.body)
+
+
+# -- the traced path ---------------------------------------------------------------
+
+
+def _start_failed(ctx: Context) -> None:
+    # A trace source that fails must not fail the request: it goes untraced.
+    log.exception("correlation_id=%s starting a trace failed", ctx.correlation_id)
+
+
+async def _traced_request(plan: Plan, ctx: Context, trace: Trace, source: TraceSource) -> None:
+    ctx.trace = trace
+    if plan.send_response:
+        # The flush calls these through the context: time them one by one too.
+        ctx._send_response = _timed_send_response(plan.send_response, trace)
+    try:
+        await _traced_walk(plan, ctx, trace)
+    finally:
+        try:
+            source.end_trace(ctx, trace)
+        except Exception:
+            log.exception("correlation_id=%s ending a trace failed", ctx.correlation_id)
+
+
+async def _traced_walk(plan: Plan, ctx: Context, trace: Trace) -> None:
+    # The generated walk's rules (compile_walk), as a loop: the cost of a traced
+    # request does not matter, being the same does.
+    for step in plan.steps:
+        stage = step.stage
+        owners = _owners(step.calls, step.hooks)
+        if not ctx.finished:
+            try:
+                for (fn, is_async), owner in zip(step.calls, owners, strict=True):
+                    if await _timed(trace, ctx, stage, owner, fn, is_async) is FINISH:
+                        ctx.finished = True
+                        break
+            except Exception as exc:
+                await fail(plan, ctx, exc, stage)
+                if stage is _SEND:
+                    await _send_plain(ctx)
+        elif step.always is Always.YES or (step.always is Always.IF_STATE and ctx.state_acquired):
+            for (fn, is_async), owner in zip(step.calls, owners, strict=True):
+                try:
+                    await _timed(trace, ctx, stage, owner, fn, is_async)
+                except Exception as exc:
+                    await fail(plan, ctx, exc, stage)
+                    if stage is _SEND:
+                        await _send_plain(ctx)
+
+
+def _owners(
+    calls: tuple[tuple[HookFn, bool | None], ...], hooks: tuple[BoundHook, ...]
+) -> tuple[str, ...]:
+    # The calls of a step are its hooks, after the engine's own marks (the
+    # state-acquired flag of ACQUIRE_REQUEST_STATE). The engine's steps are named
+    # by what they do ("(engine) flush").
+    marks = ("(engine)",) * (len(calls) - len(hooks))
+    return marks + tuple(
+        f"{_ENGINE} {getattr(h.fn, '__name__', '')}".rstrip() if h.owner == _ENGINE else h.owner
+        for h in hooks
+    )
+
+
+async def _timed(
+    trace: Trace, ctx: Context, stage: Stage, owner: str, fn: HookFn, is_async: bool | None
+) -> object:
+    """Call one hook, record its entry and exit, and what it changed."""
+    handler, user, status = ctx.handler, ctx.user, ctx.response.status
+    if stage is _EXECUTE and owner == _EXECUTE_STEP and handler is not None:
+        owner = handler.id  # the engine's step runs the handler: name it
+    entry = trace.now()
+    try:
+        answer = fn(ctx)
+        if is_async or (is_async is None and answer is not None):
+            answer = await answer
+    except BaseException as exc:
+        trace.hook(stage.name, owner, entry, trace.now(), "error")
+        if isinstance(exc, Exception) and not isinstance(exc, (HttpError, ClientDisconnectedError)):
+            ctx.items.setdefault(FAILED_AT, (stage.name, owner))
+        raise
+    trace.hook(stage.name, owner, entry, trace.now(), "finish" if answer is FINISH else "continue")
+    if ctx.handler is not handler and ctx.handler is not None:
+        trace.event("handler_changed", module=owner, stage=stage.name, handler=ctx.handler.id)
+    if ctx.user is not user and ctx.user is not None:
+        trace.event(
+            "authenticated",
+            module=owner,
+            user=ctx.user.name,
+            auth_type=ctx.user.auth_type,
+            anonymous=ctx.user.anonymous,
+        )
+    new_status = ctx.response.status
+    if new_status != status and new_status >= 400:
+        trace.event(
+            "error_status",
+            ERROR if new_status >= 500 else WARNING,
+            module=owner,
+            stage=stage.name,
+            status=new_status,
+            substatus=ctx.response.substatus,
+        )
+    return answer
+
+
+def _timed_send_response(
+    hooks: tuple[BoundHook, ...], trace: Trace
+) -> Callable[[Context], Coroutine[Any, Any, None]]:
+    async def send_response(ctx: Context) -> None:
+        for hook in hooks:
+            await _timed(trace, ctx, _SEND, hook.owner, hook.fn, hook.is_async)
+
+    return send_response

@@ -85,6 +85,8 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/reload", "reload"),
     Route("POST", "/api/cache/purge", "purge"),
     Route("GET", "/api/farms", "farms"),
+    Route("GET", "/api/traces", "traces"),
+    Route("GET", "/api/traces/{trace_id}", "trace"),
     Route("POST", "/api/farms/{farm}/members/{member}/{action}", "farm"),
     Route("GET", "/api/config", "config"),
     Route("GET", "/api/config/file", "config_file"),

@@ -1,7 +1,7 @@
 """The control-socket commands: ``colonnade pools|recycle|stop|start|reload|cache purge``,
-``colonnade farms`` and ``colonnade farm drain|enable|disable``, and what the admin
-API serves (server, sites, applications, workers, modules, effective configuration,
-configuration writes).
+``colonnade farms``, ``colonnade farm drain|enable|disable``, ``colonnade trace
+list|show``, and what the admin API serves (server, sites, applications, workers,
+modules, effective configuration, configuration writes).
 
 ``control.py`` reads a command from an authorised client and writes back what
 :func:`execute` returns; ``management/operations.py`` is the client side, and
@@ -11,12 +11,14 @@ configuration writes).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from colonnade.config.schema import ServerConfig
+from colonnade.core.tracestore import list_traces, read_trace, trace_directory
 from colonnade.engine import Engine
 from colonnade.engine.effective import describe_application, effective_config, find_application
 from colonnade.errors import ConfigError
@@ -61,6 +63,8 @@ async def execute(master: Master, command: Command) -> dict[str, Any]:
         }
     if command.op == "farms":
         return {"ok": True, "farms": farm_report(master)}
+    if command.op in ("traces", "trace"):
+        return await _traces(master, command)
     inspect = _INSPECT.get(command.op)
     if inspect is not None:
         try:
@@ -349,3 +353,16 @@ _INSPECT: dict[str, Callable[[Master, Command], dict[str, Any]]] = {
     "modules": _modules,
     "config": _config,
 }
+
+
+async def _traces(master: Master, command: Command) -> dict[str, Any]:
+    """``colonnade trace list|show``: the kept failed-request traces, read from
+    their folder (on a thread: a folder of many files is read there)."""
+    directory = trace_directory(master.config.sections)
+    if command.op == "traces":
+        found = await asyncio.to_thread(list_traces, directory, command.site)
+        return {"ok": True, "directory": directory, "traces": found}
+    trace = await asyncio.to_thread(read_trace, directory, command.trace_id or "")
+    if trace is None:
+        return {"ok": False, "error": f"no trace {command.trace_id!r} in {directory}"}
+    return {"ok": True, "trace": trace}

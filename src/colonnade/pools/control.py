@@ -13,6 +13,8 @@ checked with ``SO_PEERCRED``. One JSON object per line each way::
                                           ← {"ok": true, "message": "...", "purged": 3, ...}
     → {"op": "farms"}                     ← {"ok": true, "farms": [{"farm": ..., "members": [...]}]}
     → {"op": "farm", "action": "drain", "farm": "app", "member": "10.0.0.5:8080"}
+    → {"op": "traces", "site": "main"}    ← {"ok": true, "traces": [{"id": ..., ...}]}
+    → {"op": "trace", "trace_id": "3f.."} ← {"ok": true, "trace": {...}}
     ← {"ok": false, "error": "no pool named 'x'"}
 
 A client that sends something other than a JSON object is spoken to in HTTP/1.1:
@@ -65,6 +67,8 @@ class Command(msgspec.Struct, forbid_unknown_fields=True):
         "config_set",
         "farms",
         "farm",
+        "traces",
+        "trace",
     ]
     pool: str | None = None
     #: ``purge``: the URL path to purge, and whether every path under it goes too.
@@ -75,7 +79,7 @@ class Command(msgspec.Struct, forbid_unknown_fields=True):
     action: Literal["drain", "enable", "disable"] | None = None
     farm: str | None = None
     member: str | None = None
-    #: ``modules``, ``config*``: the site (None: the first).
+    #: ``modules``, ``config*``: the site (None: the first); ``traces``: only its traces.
     site: str | None = None
     #: ``modules``: the application's path.
     app: str = "/"
@@ -88,6 +92,8 @@ class Command(msgspec.Struct, forbid_unknown_fields=True):
     version: str | None = None
     #: Who asks (for the audit log): set by the server, never taken from a client.
     who: str = ""
+    #: ``trace``: the kept request trace to show (``traces`` lists ``site``'s).
+    trace_id: str | None = None
 
 
 def default_path() -> str:

@@ -238,6 +238,8 @@ class Compression(Module):
         ):
             return
         accepted = policy.negotiator.choose(accept)
+        if (trace := ctx.trace) is not None:
+            trace.event("compression", coding=accepted[0] if accepted else None, static=static)
         if not accepted:
             return
 

@@ -71,9 +71,11 @@ class CustomErrorsSection(Section, frozen=True, dict=True):
 
     Which page a response gets:
 
-    - `error_mode` picks between *detailed* pages (status, substatus, module,
-      handler, physical path, URL, correlation id, and for an exception its type,
-      message and traceback) and *custom* ones (the `errors` entry for the status,
+    - `error_mode` picks between *detailed* pages (status, substatus, the module
+      and stage that failed, handler, physical path, URL, user and logon method,
+      correlation id, the failed request trace's id when one is kept, and for an
+      exception its type and where it was raised: never its message or a
+      traceback, which are in the error log) and *custom* ones (the `errors` entry for the status,
       else the built-in terse page). With `detailed_local_only`, detailed pages go
       only to requests from a loopback address (127.0.0.0/8, ::1) that carry no
       proxy header (`Forwarded`, `X-Forwarded-For`, `X-Real-IP`): behind a reverse
@@ -92,7 +94,8 @@ class CustomErrorsSection(Section, frozen=True, dict=True):
     error_mode: ErrorMode = "detailed_local_only"
     """`detailed_local_only` (IIS's default): detailed pages for local requests,
     custom pages for others; `custom`: custom pages for all; `detailed`: detailed
-    pages for all (never in production: it shows tracebacks)."""
+    pages for all (never in production: it shows the server's file paths and
+    module names to everyone)."""
     existing_response: ExistingResponse = "auto"
     """What happens to an error body a module wrote: `auto` (IIS's default) keeps it
     only if the module set `response.skip_custom_errors` (and never draws a detailed

@@ -16,10 +16,11 @@ How this works:
   ``error_mode`` and the client address choose a detailed page
   (:func:`detailed_page`) or a custom one: the ``errors`` entry for
   ``status.substatus``, else for ``status``, else the built-in terse page.
-- *Never a traceback to a remote client.* Only :func:`detailed_page` shows
-  exception details, and it is chosen for a remote client only by the explicit
-  ``error_mode = "detailed"``. "Local" is a loopback client address and no proxy
-  header (:func:`is_local`). Everything inserted into a page is HTML-escaped.
+- *Never a traceback, never an exception's message.* Only :func:`detailed_page`
+  shows exception details (its type and where it was raised), and it is chosen
+  for a remote client only by the explicit ``error_mode = "detailed"``. "Local"
+  is a loopback client address and no proxy header (:func:`is_local`).
+  Everything inserted into a page is HTML-escaped.
 - *What to change.* An error response may carry a detail for the administrator
   (``Context.error_response(..., detail=)``: the setting that refused the
   request, the configuration file and line at fault). The detailed page shows
@@ -38,12 +39,11 @@ import html
 import logging
 import os
 import time
-import traceback
 from stat import S_ISREG
 
 from colonnade.core.app import Application
 from colonnade.core.context import Context
-from colonnade.core.errorpage import ERROR_DETAIL, reason, render
+from colonnade.core.errorpage import ERROR_DETAIL, FAILED_AT, reason, render
 from colonnade.core.handler import Handler
 from colonnade.core.module import Module, Priority, hook
 from colonnade.core.request import is_local
@@ -149,19 +149,53 @@ _STYLE = (
 )
 
 
+def failed_at(ctx: Context) -> tuple[str, str] | None:
+    """``(module, stage)`` where the request's exception escaped, or None.
+
+    The runner names the stage (and on a traced request the module, every hook
+    being timed there); otherwise the module is found in the traceback.
+    """
+    error = ctx.error
+    if error is None:
+        return None
+    stage, module = ctx.items.get(FAILED_AT) or (None, None)
+    found = culprit(error)
+    if module is None and found is not None:
+        module = found[0]
+    if stage is None and found is not None:
+        stage = found[1]
+    if module is None and stage is None:
+        return None
+    return module or "-", stage or "-"
+
+
+def _raised_at(error: BaseException) -> str:
+    # Where the exception was raised (its innermost frame): a place to look, not a
+    # traceback, and not the message (which may carry data the page must not show).
+    tb = error.__traceback__
+    if tb is None:
+        return "-"
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    return f"{code.co_filename}:{tb.tb_lineno} in {code.co_name}"
+
+
 def detailed_page(ctx: Context, message: str) -> bytes:
     """The detailed error page: what an administrator at this machine needs.
 
-    Shows the status, module, handler, application, URL, physical path, user, the
-    correlation id (5xx) and, for an exception, its type, message and traceback.
-    Every value is HTML-escaped.
+    Shows the status, the module and stage that failed, the handler, application,
+    URL, physical path, user and authentication type, the correlation id (5xx),
+    the id of the request's trace when one is kept and, for an exception, its type
+    and where it was raised. Never the exception's message or a traceback (they
+    are in the error log under the correlation id). Every value is HTML-escaped.
     """
     response = ctx.response
     request = ctx.request
     status, substatus = response.status, response.substatus
     title = f"HTTP Error {_code(status, substatus)} - {reason(status)}"
     error = ctx.error if status >= 500 else None
-    found = culprit(error) if error is not None else None
+    found = failed_at(ctx) if error is not None else None
     handler = ctx.handler.id if ctx.handler is not None else "(none chosen)"
     try:
         physical = ctx.physical_path
@@ -169,17 +203,23 @@ def detailed_page(ctx: Context, message: str) -> bytes:
         physical = "(not mapped)"
     url = f"{request.scheme}://{request.host or '-'}{request.target.decode('latin-1')}"
     user = ctx.user.name if ctx.user is not None and ctx.user.name else "(anonymous)"
+    auth_type = ctx.user.auth_type if ctx.user is not None and ctx.user.auth_type else "(none)"
     rows = [
         _row("Status", _code(status, substatus)),
-        _row("Module", f"{found[0]} ({found[1]})" if found else "-"),
+        _row("Module", found[0] if found else "-"),
+        _row("Stage", found[1] if found else "-"),
         _row("Handler", handler),
         _row("Application", ctx.app.id),
         _row("Requested URL", url),
         _row("Physical path", physical),
         _row("Logon user", user),
+        _row("Logon method", auth_type),
     ]
     if status >= 500:
         rows.append(_row("Correlation id", ctx.correlation_id, code=True))
+    trace = ctx.trace
+    if trace is not None and trace.kept_for(ctx):
+        rows.append(_row("Failed request trace", f"colonnade trace show {trace.id}", code=True))
     parts = [
         '<!DOCTYPE html><html><head><meta charset="utf-8"><title>',
         html.escape(title),
@@ -198,12 +238,12 @@ def detailed_page(ctx: Context, message: str) -> bytes:
         name = kind.__qualname__
         if kind.__module__ != "builtins":
             name = f"{kind.__module__}.{name}"
-        summary = f"{name}: {error}"
-        trace = "".join(traceback.format_exception(error))
         parts += [
-            "<h2>Exception</h2>",
-            f"<p><code>{html.escape(summary)}</code></p>",
-            f"<pre>{html.escape(trace)}</pre>",
+            "<h2>Exception</h2><table>",
+            _row("Type", name, code=True),
+            _row("Raised at", _raised_at(error), code=True),
+            "</table><p>Its message and traceback are in the error log "
+            "(<code>colonnade.error</code>) under the correlation id.</p>",
         ]
     parts.append(
         "<p><small>This detailed page is shown because [custom_errors] error_mode allows "

@@ -212,6 +212,10 @@ class OutputCache(Module):
         base = base_key(request, rule)
         now = time.monotonic()
         entry, key = await self._find(request, base, now)
+        if (trace := ctx.trace) is not None:
+            trace.event(
+                "cache", result="miss" if entry is None else "hit", redis=self.shared is not None
+            )
         if entry is not None:
             return self._serve(ctx, entry)
         counters = self.counters

@@ -308,6 +308,8 @@ def _fire(rule: CompiledRule, rule_set: RuleSet, state: State, found: re.Match[s
     if rule.variables:
         rule.set_variables(state)
     kind = rule.kind
+    if (trace := state.ctx.trace) is not None:
+        trace.event("rewrite_rule", rule=rule.name, source=rule.source, action=kind)
     if kind is NONE:
         pass
     elif kind is REDIRECT:

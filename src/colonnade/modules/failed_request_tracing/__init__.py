@@ -1,0 +1,1 @@
+"""Failed request tracing: per-request traces kept when a rule's failure definition matches."""
