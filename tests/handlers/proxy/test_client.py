@@ -4,11 +4,11 @@ timeouts, and that a connection whose state is not clean is never lent again."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import functools
+import socket
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +20,7 @@ from colonnade.handlers.proxy.client import (
     UpstreamTimeoutError,
     parse_upstream,
 )
+
 
 def run(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
     """The coroutine test run on an event loop of its own."""
