@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from tests.e2e.conftest import LiveServer
 from tests.e2e.wire import Conn
@@ -212,3 +214,24 @@ def test_the_access_log_names_the_upstream(node: LiveServer, tmp_path: Path) -> 
     line = json.loads(log.read_text().splitlines()[-1])
     assert line["x_upstream"] == f"127.0.0.1:{node.port}"
     assert line["sc_status"] == 200
+
+
+# -- upgrade ---------------------------------------------------------------------------
+
+
+def test_websocket_through_the_proxy(proxy: LiveServer) -> None:
+    with connect(f"ws://127.0.0.1:{proxy.port}/ws", proxy=None, open_timeout=30) as ws:
+        ws.send("hello")
+        assert ws.recv(30) == "echo: hello"
+        big = os.urandom(512 * 1024)
+        ws.send(big)
+        assert ws.recv(30) == big
+        for i in range(50):
+            ws.send(f"m{i}")
+        assert [ws.recv(30) for _ in range(50)] == [f"echo: m{i}" for i in range(50)]
+
+
+def test_websocket_refused_by_the_upstream_is_relayed(proxy: LiveServer) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"ws://127.0.0.1:{proxy.port}/hello", proxy=None, open_timeout=30)
+    assert refused.value.response.status_code in (400, 403, 404, 405)
