@@ -152,6 +152,8 @@ class _Exchange:
         self.body_started = False  # the pump read from the client's body
         self.body_sent = False  # all of it went out
         self.go: asyncio.Event | None = None  # set: the pump may send the body
+        self.pumping = False  # the pump is sending the body
+        self.last_sent = 0.0  # when the upstream last took bytes of the request (loop time)
         request = ctx.request
         self.upgrade = _wants_upgrade(ctx)
         body = request.body
@@ -248,11 +250,13 @@ class _Exchange:
             raise UpstreamFailedError("the upstream closed the connection") from None
         except UpstreamTimeoutError as exc:
             raise UpstreamFailedError(f"sending the request: {exc}", timeout=True) from None
+        self.last_sent = asyncio.get_running_loop().time()
         pump: asyncio.Task[None] | None = None
         if self.has_body:
             self.go = asyncio.Event()
             if not self.expect_continue:
                 self.go.set()
+            self.pumping = True
             pump = asyncio.get_running_loop().create_task(self._pump(conn))
         try:
             return await self._respond(conn, reused)
@@ -272,6 +276,7 @@ class _Exchange:
                 async with asyncio.timeout(self.settings.continue_timeout):
                     await go.wait()
         body = self.ctx.request.body
+        loop = asyncio.get_running_loop()
         size = self.settings.buffer_size
         timeout = self.settings.timeout
         chunked = self.chunked
@@ -291,19 +296,38 @@ class _Exchange:
                     self.body_sent = True
                     return
                 await conn.send(wire.chunk(data) if chunked else data, timeout)
+                self.last_sent = loop.time()
         except ConnectionError:
             return  # the upstream closed: it may have answered (the reader reads it)
         except UpstreamTimeoutError as exc:
             self.pump_error = UpstreamFailedError(f"sending the body: {exc}", timeout=True)
             conn.close()
+        finally:
+            self.pumping = False
+            self.last_sent = loop.time()
 
-    async def _events(self, conn: Connection) -> list[wire.Event]:
+    async def _events(self, conn: Connection, head: bool = False) -> list[wire.Event]:
         # The next events from the upstream; its failures as UpstreamFailedError.
+        # ``head``: the response head is awaited, and must be whole within
+        # ``timeout`` of the last byte of the request the upstream took (bytes
+        # that trickle in do not buy more time). While the body is still being
+        # pumped, the client sets the pace: each wait is bounded alone.
         parser = conn.parser
+        timeout = self.settings.timeout
         while True:
+            within = timeout
+            if head and not self.pumping:
+                within = self.last_sent + timeout - asyncio.get_running_loop().time()
             try:
-                data = await conn.recv(self.settings.timeout)
+                if within <= 0:
+                    raise UpstreamTimeoutError(f"no response head within {timeout:g} s")
+                data = await conn.recv(within)
             except UpstreamTimeoutError as exc:
+                if head and parser.started:
+                    raise UpstreamFailedError(
+                        f"the response head did not arrive whole within {timeout:g} s "
+                        "(its bytes trickled in)"
+                    ) from None
                 raise UpstreamFailedError(str(exc), timeout=True) from None
             except ConnectionError as exc:
                 self._pump_failed()
@@ -330,7 +354,7 @@ class _Exchange:
         rest: list[wire.Event] = []
         while head is None:
             try:
-                events = await self._events(conn)
+                events = await self._events(conn, head=True)
             except UpstreamFailedError:
                 if reused and not conn.parser.started and not self.body_started:
                     raise _StaleError from None
