@@ -14,7 +14,7 @@ from colonnade.errors import ConfigError, combined, each_error
 
 __all__ = ["embedded_default", "from_dict", "load_file", "locate"]
 
-_OWN_KEYS = {"server", "pools", "sites", "handlers", "locations", "lock", "redis"}
+_OWN_KEYS = {"server", "pools", "sites", "handlers", "locations", "lock", "redis", "farms"}
 
 
 def load_file(path: str) -> ServerConfig:

@@ -308,6 +308,190 @@ class RedisSettings(_Strict):
             raise ValueError("retry_max: less than retry_min")
 
 
+#: A farm's name in ``[farms.NAME]`` (what a proxy mapping's ``farm`` names).
+FarmName = Annotated[
+    str,
+    Meta(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="a farm name: 1-64 letters, digits, '_', '.' or '-', "
+        "starting with a letter or digit",
+    ),
+]
+
+
+def parse_upstream(address: str) -> tuple[str, int, str | None]:
+    """``(host, port, unix_path)`` of an upstream address: ``"http://host[:port]"``
+    (port 80 by default; an IPv6 host in brackets) or ``"unix:/path"`` (then host
+    ``""``, port 0). A ValueError says what is wrong."""
+    if address.startswith("unix:"):
+        path = address[5:]
+        if not path.startswith("/") or "\x00" in path:
+            raise ValueError(f"{address!r}: unix: needs an absolute socket path")
+        return "", 0, path
+    scheme, sep, rest = address.partition("://")
+    if not sep or scheme != "http":
+        raise ValueError(f"{address!r}: give http://host[:port] or unix:/path")
+    rest = rest.removesuffix("/")
+    if not rest or any(c in rest for c in "/?#@ \t"):
+        raise ValueError(f"{address!r}: only a host and port (no path, query or user)")
+    if rest.startswith("["):
+        host, bracket, tail = rest[1:].partition("]")
+        if not bracket or not host or (tail and not tail.startswith(":")):
+            raise ValueError(f"{address!r}: an IPv6 host is written [::1]:port")
+        port_text = tail[1:] if tail else ""
+    else:
+        host, _, port_text = rest.partition(":")
+        if not host:
+            raise ValueError(f"{address!r}: no host")
+    if not port_text:
+        return host, 80, None
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"{address!r}: the port is a number from 1 to 65535")
+    return host, int(port_text), None
+
+
+class FarmMember(_Strict):
+    """``[[farms.NAME.members]]``: one server of a farm (ARR's ``webFarm/server``)."""
+
+    address: Annotated[str, Meta(min_length=6, max_length=1024)]
+    """Where the member listens: ``"http://10.0.0.5:8080"`` (port 80 when none is
+    given) or ``"unix:/run/app.sock"``."""
+    name: Annotated[str, Meta(pattern=r"^\S{1,128}$")] | None = None
+    """What logs, ``colonnade farms`` and ``colonnade farm drain FARM MEMBER`` call
+    it (default: ``host:port``, or ``unix:/path``)."""
+    weight: Annotated[int, Meta(ge=1, le=1000)] = 1
+    """Its share of new requests relative to the other members (every algorithm
+    but request hash counts it; request hash gives it that share of the keys)."""
+    max_connections: Annotated[int, Meta(ge=0, le=1_000_000)] = 0
+    """Requests one worker process sends it at once at most (0: no limit); a
+    member at its limit is passed over for new requests."""
+
+    def __post_init__(self) -> None:
+        host, port, unix_path = parse_upstream(self.address)
+        if self.name is None:
+            self.name = f"unix:{unix_path}" if unix_path is not None else _host_port(host, port)
+
+    @property
+    def key(self) -> str:
+        """Its name (given, or made from the address)."""
+        assert self.name is not None  # set in __post_init__
+        return self.name
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _status_ranges(text: str) -> list[tuple[int, int]]:
+    ranges = []
+    for part in text.split(","):
+        low, dash, high = part.strip().partition("-")
+        if not low.isdigit() or (dash and not high.isdigit()):
+            raise ValueError(f"statuses: {part.strip()!r} is not a status or a range low-high")
+        first, last = int(low), int(high) if dash else int(low)
+        if not 100 <= first <= last <= 999:
+            raise ValueError(f"statuses: {part.strip()!r} is not within 100-999, low first")
+        ranges.append((first, last))
+    return ranges
+
+
+class FarmHealth(_Strict):
+    """``[farms.NAME.health]``: how a farm finds its members down and back up.
+
+    **Active probe** (ARR's health test), when ``url`` is set: every worker asks
+    each member for ``url`` every ``interval`` seconds; an answer within
+    ``timeout`` whose status is in ``statuses`` (and whose body holds
+    ``body_match``, when set) passes, anything else fails. A failed probe marks
+    the member down; the next passing one brings it back.
+
+    **Passive detection**, always: ``failures`` failed requests (connection
+    refused, reset, timed out, a broken answer) within ``window`` seconds, with
+    no successful one after them, mark the member down for that worker. With a
+    probe, only the probe brings it back; without one, it is tried again after
+    ``retry_after`` seconds (one more failure then marks it down again at once).
+    """
+
+    url: UrlPath | None = None
+    """The path (and query) of the probe, asked of every member with ``GET``:
+    ``"/health"``. Unset: no active probe."""
+    host: Annotated[str, Meta(pattern=r"^[A-Za-z0-9.:\[\]-]{1,255}$")] | None = None
+    """The ``Host`` header of the probe (default: the member's ``host:port``)."""
+    interval: Annotated[float, Meta(ge=0.05, le=86400)] = 30.0
+    """Seconds between two probes of a member (ARR: 30)."""
+    timeout: Annotated[float, Meta(ge=0.05, le=86400)] = 30.0
+    """Seconds a probe may take, connecting to reading the body (ARR: 30)."""
+    statuses: Annotated[str, Meta(min_length=3, max_length=200)] = "200-399"
+    """The statuses a passing probe may answer: codes and ranges, ``"200-399,404"``."""
+    body_match: Annotated[str, Meta(min_length=1, max_length=1024)] | None = None
+    """A text the body of a passing probe must contain (ARR's ``responseMatch``);
+    the first ``max_body`` bytes are searched."""
+    max_body: Annotated[int, Meta(ge=1024, le=16_777_216)] = 65_536
+    """Bytes of a probe's answer read at most (a longer body fails a ``body_match``
+    that is not found within them; the head is bounded to 16 KiB)."""
+    failures: Annotated[int, Meta(ge=1, le=10_000)] = 5
+    """Failed requests within ``window`` (none succeeding after them) that mark
+    a member down."""
+    window: Annotated[float, Meta(gt=0, le=86400)] = 10.0
+    """Seconds over which ``failures`` are counted."""
+    retry_after: Annotated[float, Meta(gt=0, le=86400)] = 30.0
+    """Without a probe: seconds after which a member marked down gets requests again."""
+
+    def __post_init__(self) -> None:
+        _status_ranges(self.statuses)
+
+    def status_ranges(self) -> list[tuple[int, int]]:
+        """``statuses`` as inclusive ``(low, high)`` ranges."""
+        return _status_ranges(self.statuses)
+
+
+class FarmSettings(_Strict):
+    """``[farms.NAME]``: a server farm, the members a reverse proxy spreads
+    requests over (ARR's ``webFarm``). See [Reverse proxy](proxy.md#farms).
+
+    The members' state (in flight, counters, health) lives in each worker
+    process and is kept across configuration reloads while the farm and the
+    member keep their names.
+    """
+
+    members: Annotated[list[FarmMember], Meta(min_length=1, max_length=1000)]
+    """The servers (``[[farms.NAME.members]]``)."""
+    algorithm: Literal[
+        "weighted_round_robin", "least_requests", "least_response_time", "request_hash"
+    ] = "weighted_round_robin"
+    """How a new request picks a member: ``weighted_round_robin`` (in turn, by
+    weight, evenly interleaved), ``least_requests`` (the fewest requests in flight
+    per weight), ``least_response_time`` (the lowest recent response time, times
+    its requests in flight, per weight), ``request_hash`` (the same key always
+    reaches the same member; see ``hash_by``)."""
+    hash_by: Annotated[
+        str,
+        Meta(
+            pattern=r"^(url|path|client|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+|cookie:[^\s;=,]+)$",
+            description="url, path, client, header:NAME or cookie:NAME",
+        ),
+    ] = "url"
+    """``request_hash``: the key: ``url`` (path and query), ``path``, ``client``
+    (the client's address), ``header:NAME`` or ``cookie:NAME``. A request without
+    the header or cookie is balanced by weighted round robin."""
+    affinity: bool = False
+    """Client affinity (ARR's ``affinity useCookie``): the first answer sets a
+    cookie naming the member; the client's next requests go to it while it is
+    available or draining. When it is down or disabled the client moves to
+    another member (and gets a new cookie)."""
+    affinity_cookie: Annotated[str, Meta(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")] = (
+        "ARRAffinity"
+    )
+    """The name of the affinity cookie."""
+    health: FarmHealth = msgspec.field(default_factory=FarmHealth)
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for member in self.members:
+            if member.key in seen:
+                raise ValueError(f"members: two are named {member.key!r} (give each a name)")
+            seen.add(member.key)
+
+
 #: A duration in seconds where 0 is allowed (it turns the timer or trigger off).
 Duration = Annotated[float, Meta(ge=0, le=31_536_000)]
 #: A time of day, ``"HH:MM"`` or ``"HH:MM:SS"`` (local time).
@@ -580,6 +764,8 @@ class ServerConfig(_Strict):
     lock: dict[str, Literal["allow", "deny"]] = msgspec.field(default_factory=dict)
     #: The ``[redis]`` table (None: the file has none, and no module may use Redis).
     redis: RedisSettings | None = None
+    #: The ``[farms.NAME]`` tables: the server farms a reverse proxy balances over.
+    farms: dict[FarmName, FarmSettings] = msgspec.field(default_factory=dict)
     # Section tables of modules, keyed by section name; checked by the engine
     # against the enabled modules' section types.
     sections: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 from stat import S_ISDIR, S_ISLNK
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from colonnade.config.schema import RedisSettings
+from colonnade.config.schema import FarmSettings, RedisSettings
 from colonnade.config.sections import Raw, Section, SectionSet, merge_into
 from colonnade.core.urlpath import covers, normalize
 from colonnade.errors import ConfigError, HttpError
@@ -94,11 +94,15 @@ class Application:
         python: PythonApp | None = None,
         https_port: int | None = None,
         redis: RedisSettings | None = None,
+        farms: Mapping[str, FarmSettings] | None = None,
     ) -> None:
         self.site = site
         #: The server's ``[redis]`` settings (None: it has none): what
         #: ``colonnade.providers.redis.shared_redis`` connects with.
         self.redis = redis
+        #: The server's ``[farms.NAME]`` tables by name: what
+        #: ``colonnade.providers.farms.farm_for`` gives the live farm of.
+        self.farms: Mapping[str, FarmSettings] = farms or {}
         #: The port of the site's first ``https://`` binding (None: it has none):
         #: where a redirect to HTTPS goes.
         self.https_port = https_port

@@ -580,6 +580,7 @@ class Builder:
                         python=spec.python,
                         https_port=self._https_port(site),
                         redis=self.config.redis,
+                        farms=self.config.farms,
                     )
                     errors = self._effective_errors(app, self._section_types(root_dir, spec))
                 except ConfigError as exc:
@@ -748,6 +749,7 @@ class Builder:
                 app.root,
                 app.https_port,
                 app.redis,
+                app.farms,
                 app.virtual_directories,
                 [vdir.path for _, vdir in self._vdirs_inside(app)],
                 [(lvl.path, lvl.raw, lvl.source, str(lvl.broken or "")) for lvl in app.levels],

@@ -43,6 +43,9 @@ _TOP = (
     ),
     ("[[handlers]]", schema.HandlerMapping, ""),
     ("[redis]", schema.RedisSettings, ""),
+    ("[farms.NAME]", schema.FarmSettings, ""),
+    ("[[farms.NAME.members]]", schema.FarmMember, ""),
+    ("[farms.NAME.health]", schema.FarmHealth, ""),
 )
 
 
