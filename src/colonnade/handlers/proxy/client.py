@@ -25,6 +25,7 @@ import socket
 import time
 from typing import Final, cast
 
+from colonnade.config.schema import parse_upstream as parse_address
 from colonnade.handlers.proxy.wire import ResponseParser
 
 #: Bytes queued from an upstream before its socket is no longer read (default).
@@ -63,31 +64,11 @@ class Upstream:
 
 
 def parse_upstream(address: str) -> Upstream:
-    """``http://host:port`` (port 80 if left out; IPv6 in brackets) or
-    ``unix:/absolute/path``; ``ValueError`` otherwise."""
-    if address.startswith("unix:"):
-        path = address[5:]
-        if not path.startswith("/"):
-            raise ValueError(f"a unix socket upstream needs an absolute path: {address!r}")
-        return Upstream(unix_path=path)
-    if not address.startswith("http://"):
-        raise ValueError(f"an upstream is 'http://HOST[:PORT]' or 'unix:/path', not {address!r}")
-    rest = address[7:].rstrip("/")
-    if "/" in rest or "?" in rest or "@" in rest or not rest:
-        raise ValueError(f"an upstream names a host and port only, not {address!r}")
-    if rest.startswith("["):
-        close = rest.find("]")
-        if close < 0:
-            raise ValueError(f"an unclosed IPv6 address in {address!r}")
-        host, port_text = rest[1:close], rest[close + 1 :]
-        port_text = port_text[1:] if port_text.startswith(":") else port_text
-    else:
-        host, _, port_text = rest.partition(":")
-    if not port_text:
-        port_text = "80"
-    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"an invalid host or port in {address!r}")
-    return Upstream(host=host, port=int(port_text))
+    """``http://host[:port]`` (port 80 if left out; IPv6 in brackets) or
+    ``unix:/absolute/path``, read as a farm member's address is; ``ValueError``
+    otherwise."""
+    host, port, unix_path = parse_address(address)
+    return Upstream(host, port, unix_path)
 
 
 class Connection(asyncio.Protocol):

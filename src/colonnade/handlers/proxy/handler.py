@@ -51,6 +51,7 @@ from colonnade.handlers.proxy.client import (
     UpstreamTimeoutError,
 )
 from colonnade.handlers.proxy.config import ProxySection
+from colonnade.providers.farms import Farm, Outcome, farm_for
 
 log = logging.getLogger("colonnade.proxy")
 
@@ -61,6 +62,19 @@ class UpstreamFailedError(Exception):
     def __init__(self, what: str, *, timeout: bool = False) -> None:
         super().__init__(what)
         self.timeout = timeout
+
+
+class _ConnectFailedError(Exception):
+    """No connection to the upstream could be had; nothing of the request was
+    sent (``error``: the 502.3 to answer with)."""
+
+    def __init__(self, error: HttpError) -> None:
+        super().__init__(error.detail)
+        self.error = error
+
+
+#: Methods a request may be sent again with (RFC 9110 9.2.2).
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 
 class _StaleError(Exception):
@@ -75,6 +89,7 @@ class ProxyHandler(Handler):
 
     def __init__(self) -> None:
         self.pools: dict[tuple[str, int, str | None], Pool] = {}
+        self.farms: dict[str, Farm] = {}
 
     def provision(self, app: Application) -> None:
         """Check that the server level says where requests go, or that some level can."""
@@ -88,6 +103,9 @@ class ProxyHandler(Handler):
         pools, self.pools = self.pools, {}
         for pool in pools.values():
             pool.close()
+        farms, self.farms = self.farms, {}
+        for farm in farms.values():
+            await farm.close()
 
     def pool_for(self, upstream: Upstream, settings: ProxySection) -> Pool:
         """The worker's pool for ``upstream`` (made on first use)."""
@@ -99,15 +117,11 @@ class ProxyHandler(Handler):
     async def execute(self, ctx: Context) -> None:
         """Forward the request and relay the answer."""
         settings = ctx.section(ProxySection)
+        if settings.farm:
+            await self._via_farm(ctx, settings)
+            return
         upstream = settings.target
         if upstream is None:
-            if settings.farm:
-                raise HttpError(
-                    502,
-                    4,
-                    "no server is available",
-                    detail=f"farm {settings.farm!r}: farms are not available in this build",
-                )
             raise HttpError(
                 500,
                 0,
@@ -115,9 +129,58 @@ class ProxyHandler(Handler):
                 detail="handler.proxy is mapped here, but [proxy] sets no upstream or farm",
             )
         ctx.items[UPSTREAM] = upstream.name
-        pool = self.pool_for(upstream, settings)
-        exchange = _Exchange(ctx, settings, pool)
-        await exchange.run()
+        try:
+            await _Exchange(ctx, settings, self.pool_for(upstream, settings)).run()
+        except _ConnectFailedError as failed:
+            raise failed.error from None
+
+    async def _via_farm(self, ctx: Context, settings: ProxySection) -> None:
+        # A member chosen by the farm; one retry on another member when
+        # connecting failed on an idempotent request (nothing of it was sent).
+        name = settings.farm
+        farm_settings = ctx.app.farms.get(name)
+        if farm_settings is None:
+            raise HttpError(
+                500,
+                0,
+                "the proxy is not configured",
+                detail=f"[proxy] farm = {name!r}, but the server file defines no [farms.{name}]",
+            )
+        farm = farm_for(farm_settings, name=name)
+        self.farms[name] = farm
+        lease = farm.choose(ctx)
+        if lease is None:
+            raise HttpError(
+                502, 4, "no server is available", detail=f"farm {name}: no member is available"
+            )
+        retried = False
+        while True:
+            member = lease.member
+            upstream = Upstream(member.host, member.port, member.unix_path)
+            ctx.items[UPSTREAM] = member.name
+            exchange = _Exchange(ctx, settings, self.pool_for(upstream, settings), lease.set_cookie)
+            try:
+                await exchange.run()
+            except _ConnectFailedError as failed:
+                lease.finished(exchange.outcome, time.monotonic() - exchange.started)
+                following = None
+                if not retried and ctx.request.method in IDEMPOTENT:
+                    following = farm.retry(ctx, lease)
+                if following is None:
+                    raise failed.error from None
+                log.warning(
+                    "farm %s: %s; the request goes to %s",
+                    name,
+                    failed.error.detail,
+                    following.member.name,
+                )
+                lease, retried = following, True
+                continue
+            except BaseException:
+                lease.finished(exchange.outcome, time.monotonic() - exchange.started)
+                raise
+            lease.finished(exchange.outcome, time.monotonic() - exchange.started)
+            return
 
 
 def _target(ctx: Context) -> bytes:
@@ -142,8 +205,13 @@ def _wants_upgrade(ctx: Context) -> bytes | None:
 class _Exchange:
     """One request forwarded: the connection, the pump, the relay."""
 
-    def __init__(self, ctx: Context, settings: ProxySection, pool: Pool) -> None:
+    def __init__(
+        self, ctx: Context, settings: ProxySection, pool: Pool, set_cookie: bytes | None = None
+    ) -> None:
         self.ctx = ctx
+        self.set_cookie = set_cookie  # a farm's affinity cookie for the response
+        #: For the farm: "ok" (the upstream answered), "connect_failed", "failed".
+        self.outcome: Outcome = "ok"
         self.settings = settings
         self.pool = pool
         self.upstream = pool.upstream
@@ -200,7 +268,8 @@ class _Exchange:
         try:
             conn = await pool.acquire()
         except (UpstreamConnectError, UpstreamTimeoutError) as exc:
-            raise self._error(f"cannot connect: {exc}", 502, 3) from None
+            self.outcome = "connect_failed"
+            raise _ConnectFailedError(self._error(f"cannot connect: {exc}", 502, 3)) from None
         reusable = False
         try:
             while True:
@@ -214,8 +283,10 @@ class _Exchange:
                     try:
                         conn = await pool.acquire()
                     except (UpstreamConnectError, UpstreamTimeoutError) as exc:
-                        raise self._error(f"cannot connect: {exc}", 502, 3) from None
+                        self.outcome = "failed"
+                        raise self._error(f"cannot connect again: {exc}", 502, 3) from None
         except UpstreamFailedError as exc:
+            self.outcome = "failed"
             if ctx.response.headers_sent:
                 log.warning(
                     "upstream %s: %s %s: %s (the response was cut)",
@@ -390,6 +461,8 @@ class _Exchange:
         # The upstream's own error pages are kept (custom errors replace them only
         # with existing_response = "replace"), as for any gateway.
         response.skip_custom_errors = True
+        if self.set_cookie is not None:
+            response.headers.append((b"set-cookie", self.set_cookie))
 
     async def _relay(self, conn: Connection, events: list[wire.Event]) -> bool:
         # The body: whole when it ends within buffer_size, else streamed.
