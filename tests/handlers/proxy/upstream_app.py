@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -27,14 +28,6 @@ async def headers(request: Request) -> Response:
             "client": list(request.client or ()),
         }
     )
-
-
-async def echo(request: Request) -> Response:
-    async def back() -> AsyncIterator[bytes]:
-        async for piece in request.stream():
-            yield piece
-
-    return StreamingResponse(back(), media_type="application/octet-stream")
 
 
 async def digest(request: Request) -> Response:
@@ -96,11 +89,10 @@ async def ws_echo(socket: WebSocket) -> None:
         return
 
 
-app = Starlette(
+routes = Starlette(
     routes=[
         Route("/hello", hello),
         Route("/headers", headers, methods=["GET", "POST", "HEAD", "DELETE"]),
-        Route("/echo", echo, methods=["POST", "PUT"]),
         Route("/digest", digest, methods=["POST", "PUT"]),
         Route("/big", big),
         Route("/redirect", redirect),
@@ -109,3 +101,33 @@ app = Starlette(
         WebSocketRoute("/ws", ws_echo),
     ]
 )
+
+
+async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Each piece of the request body sent back as it arrives. Plain ASGI:
+    Starlette's StreamingResponse also listens for a disconnect, which under
+    some servers takes body messages away from the request stream."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/octet-stream")],
+        }
+    )
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        more = message.get("more_body", False)
+        await send(
+            {"type": "http.response.body", "body": message.get("body", b""), "more_body": more}
+        )
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The upstream: /echo, and the Starlette routes."""
+    if scope["type"] == "http" and scope["path"] == "/echo":
+        await echo(scope, receive, send)
+    else:
+        await routes(scope, receive, send)
