@@ -237,3 +237,28 @@ def test_websocket_refused_by_the_upstream_is_relayed(proxy: LiveServer) -> None
     with pytest.raises(InvalidStatus) as refused:
         connect(f"ws://127.0.0.1:{proxy.port}/hello", proxy=None, open_timeout=30)
     assert refused.value.response.status_code in (400, 403, 404, 405)
+
+
+# -- the client's side failing -----------------------------------------------------------
+
+
+def test_a_chunked_body_over_the_limit_is_413(node: LiveServer, tmp_path: Path) -> None:
+    config = front_config(f"http://127.0.0.1:{node.port}")
+    config["server"]["modules"].insert(0, "security.request_filtering")
+    config["request_filtering"] = {"max_allowed_content_length": 100_000}
+    with LiveServer(config, tmp_path).start() as server, httpx.Client(timeout=30) as client:
+        body = iter([b"x" * 60_000] * 4)
+        got = client.post(url(server, "/digest"), content=body)
+        assert got.status_code == 413
+        # The upstream connection the body was going to is not lent again.
+        assert client.get(url(server, "/hello")).text == "Hello, world!"
+
+
+def test_a_client_gone_mid_upload(proxy: LiveServer, caplog: pytest.LogCaptureFixture) -> None:
+    with Conn(proxy.port) as conn:
+        conn.send(b"POST /digest HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n")
+        conn.send(b"x" * 300_000)
+    # The proxy goes on serving; nothing was logged as a server failure.
+    with httpx.Client(timeout=30) as client:
+        assert client.get(url(proxy, "/hello")).text == "Hello, world!"
+    assert "unhandled" not in caplog.text
