@@ -262,3 +262,16 @@ def test_a_client_gone_mid_upload(proxy: LiveServer, caplog: pytest.LogCaptureFi
     with httpx.Client(timeout=30) as client:
         assert client.get(url(proxy, "/hello")).text == "Hello, world!"
     assert "unhandled" not in caplog.text
+
+
+def test_a_trusted_proxy_with_one_header_names_the_client_in_both(
+    node: LiveServer, tmp_path: Path
+) -> None:
+    config = front_config(f"http://127.0.0.1:{node.port}")
+    config["server"]["modules"].insert(0, "security.trusted_proxies")
+    config["trusted_proxies"] = {"proxies": ["127.0.0.1"], "headers": ["x-forwarded-for"]}
+    with LiveServer(config, tmp_path).start() as server:
+        got = seen(httpx.get(url(server, "/headers"), headers={"X-Forwarded-For": "203.0.113.9"}))
+    h = got["h"]
+    assert h["x-forwarded-for"] == ["203.0.113.9, 127.0.0.1"]
+    assert h["forwarded"][0].startswith("for=203.0.113.9, for=127.0.0.1;proto=http")

@@ -118,6 +118,12 @@ def request_headers(
         # The hop we saw: who connected to us, over what, asking for which host.
         own_proto = b"https" if request.tls is not None else b"http"
         if trusted_chain:
+            # A trusted proxy that sent only one of the two headers: the other
+            # starts from the client it named.
+            if not xff:
+                xff.append(client.encode("latin-1"))
+            if not fwd:
+                fwd.append(b"for=" + _node(client))
             xff.append(peer.encode("latin-1"))
             element = b"for=" + _node(peer)
         else:
