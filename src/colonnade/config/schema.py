@@ -319,6 +319,28 @@ FarmName = Annotated[
 ]
 
 
+#: A farm member's name (``colonnade farm drain FARM MEMBER``).
+MemberName = Annotated[
+    str, Meta(pattern=r"^\S{1,128}$", description="a name: 1-128 characters, no spaces")
+]
+#: A ``Host`` header value.
+HostHeader = Annotated[
+    str,
+    Meta(
+        pattern=r"^[A-Za-z0-9.:\[\]-]{1,255}$",
+        description="a host name or address, with an optional :port",
+    ),
+]
+#: A cookie name (an HTTP token).
+CookieName = Annotated[
+    str,
+    Meta(
+        pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$",
+        description="a cookie name: 1-64 letters, digits or !#$%&'*+.^_`|~-",
+    ),
+]
+
+
 def parse_upstream(address: str) -> tuple[str, int, str | None]:
     """``(host, port, unix_path)`` of an upstream address: ``"http://host[:port]"``
     (port 80 by default; an IPv6 host in brackets) or ``"unix:/path"`` (then host
@@ -356,7 +378,7 @@ class FarmMember(_Strict):
     address: Annotated[str, Meta(min_length=6, max_length=1024)]
     """Where the member listens: ``"http://10.0.0.5:8080"`` (port 80 when none is
     given) or ``"unix:/run/app.sock"``."""
-    name: Annotated[str, Meta(pattern=r"^\S{1,128}$")] | None = None
+    name: MemberName | None = None
     """What logs, ``colonnade farms`` and ``colonnade farm drain FARM MEMBER`` call
     it (default: ``host:port``, or ``unix:/path``)."""
     weight: Annotated[int, Meta(ge=1, le=1000)] = 1
@@ -414,7 +436,7 @@ class FarmHealth(_Strict):
     url: UrlPath | None = None
     """The path (and query) of the probe, asked of every member with ``GET``:
     ``"/health"``. Unset: no active probe."""
-    host: Annotated[str, Meta(pattern=r"^[A-Za-z0-9.:\[\]-]{1,255}$")] | None = None
+    host: HostHeader | None = None
     """The ``Host`` header of the probe (default: the member's ``host:port``)."""
     interval: Annotated[float, Meta(ge=0.05, le=86400)] = 30.0
     """Seconds between two probes of a member (ARR: 30)."""
@@ -478,9 +500,7 @@ class FarmSettings(_Strict):
     cookie naming the member; the client's next requests go to it while it is
     available or draining. When it is down or disabled the client moves to
     another member (and gets a new cookie)."""
-    affinity_cookie: Annotated[str, Meta(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")] = (
-        "ARRAffinity"
-    )
+    affinity_cookie: CookieName = "ARRAffinity"
     """The name of the affinity cookie."""
     health: FarmHealth = msgspec.field(default_factory=FarmHealth)
 

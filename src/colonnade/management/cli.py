@@ -152,6 +152,18 @@ def _parser() -> argparse.ArgumentParser:
     stats = cache_sub.add_parser("stats", help="hits, misses, entries, bytes, evictions")
     control_args(stats)
     stats.add_argument("--json", action="store_true", help="print JSON")
+    farms = sub.add_parser("farms", help="the server farms: members, state, counters")
+    control_args(farms)
+    farms.add_argument("--json", action="store_true", help="print JSON")
+    farm = sub.add_parser("farm", help="drain, enable or disable a member of a server farm")
+    farm.add_argument(
+        "action",
+        choices=["drain", "enable", "disable"],
+        help="drain: only its affinity clients; disable: no new requests; enable: all",
+    )
+    control_args(farm)
+    farm.add_argument("farm", help="farm name")
+    farm.add_argument("member", help="member name (or address)")
     return parser
 
 
@@ -436,6 +448,19 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_farms(args: argparse.Namespace) -> int:
+    """``colonnade farms``: members, state, in flight, requests, failures, times."""
+    report = operations.farms(_control(args))
+    print(json.dumps(report, indent=2) if args.json else operations.format_farms(report))
+    return 0
+
+
+def cmd_farm(args: argparse.Namespace) -> int:
+    """``colonnade farm drain|enable|disable FARM MEMBER``."""
+    print(operations.farm_action(_control(args), args.action, args.farm, args.member))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``colonnade`` console script."""
     args = _parser().parse_args(argv)
@@ -450,6 +475,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "start": cmd_pool_action,
         "reload": cmd_reload,
         "cache": cmd_cache,
+        "farms": cmd_farms,
+        "farm": cmd_farm,
     }
     try:
         return commands[args.command](args)

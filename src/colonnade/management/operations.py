@@ -175,3 +175,43 @@ def format_pools(status: dict[str, Any]) -> str:
                     f"           HTTP/2 connections ended for the client's fault: {causes}"
                 )
     return "\n".join(lines)
+
+
+def farms(control: str) -> list[dict[str, Any]]:
+    """Every farm of the running configuration: its members, their state (the
+    operator's and their health), requests in flight, requests, failures and
+    response time, added up over the workers."""
+    return list(call(control, "farms")["farms"])
+
+
+def farm_action(control: str, action: str, farm: str, member: str) -> str:
+    """``drain``, ``enable`` or ``disable`` ``member`` (name or address) of
+    ``farm`` in every worker; the state survives a configuration reload."""
+    return str(call(control, "farm", action=action, farm=farm, member=member)["message"])
+
+
+def format_farms(report: list[dict[str, Any]]) -> str:
+    """``colonnade farms`` as a table."""
+    if not report:
+        return "no farms in the configuration"
+    lines = []
+    for farm in report:
+        lines.append(f"farm {farm['farm']} ({farm['algorithm']})")
+        width = max(6, *(len(m["member"]) for m in farm["members"]))
+        lines.append(
+            f"  {'MEMBER':<{width}}  {'STATE':<11} {'IN-FLIGHT':>9} {'REQUESTS':>9} "
+            f"{'FAILURES':>8} {'RESPONSE':>9}  HEALTH"
+        )
+        for m in farm["members"]:
+            time_ms = "-" if m["response_ms"] is None else f"{m['response_ms']:.1f}ms"
+            if not m["workers"]:
+                health = "not used yet"
+            elif m["down_in"]:
+                health = f"down in {m['down_in']}/{m['workers']} worker(s): {m['reason']}"
+            else:
+                health = "up"
+            lines.append(
+                f"  {m['member']:<{width}}  {m['state']:<11} {m['in_flight']:>9} "
+                f"{m['requests']:>9} {m['failures']:>8} {time_ms:>9}  {health}"
+            )
+    return "\n".join(lines)

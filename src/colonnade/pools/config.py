@@ -232,6 +232,11 @@ def fingerprint(config: ServerConfig, pool: str) -> bytes:
         config.locations,
         config.lock,
         config.sections,
+        # The tables that reach applications (Application.redis, .farms): a
+        # worker holds the server file's text from its start, so a change there
+        # reaches the pool through a recycle.
+        config.redis,
+        config.farms,
         settings.user,
         settings.group,
         settings.env,

@@ -11,6 +11,8 @@ checked with ``SO_PEERCRED``. One JSON object per line each way::
     → {"op": "stop" | "start", "pool": "api"}
     → {"op": "purge", "path": "/news/", "prefix": true}
                                           ← {"ok": true, "message": "...", "purged": 3, ...}
+    → {"op": "farms"}                     ← {"ok": true, "farms": [{"farm": ..., "members": [...]}]}
+    → {"op": "farm", "action": "drain", "farm": "app", "member": "10.0.0.5:8080"}
     ← {"ok": false, "error": "no pool named 'x'"}
 """
 
@@ -42,11 +44,15 @@ MAX_LINE = 64 * 1024
 class Command(msgspec.Struct, forbid_unknown_fields=True):
     """One request on the control socket."""
 
-    op: Literal["pools", "recycle", "stop", "start", "reload", "purge"]
+    op: Literal["pools", "recycle", "stop", "start", "reload", "purge", "farms", "farm"]
     pool: str | None = None
     #: ``purge``: the URL path to purge, and whether every path under it goes too.
     path: str | None = None
     prefix: bool = False
+    #: ``farm``: what to do to which member (its name or address) of which farm.
+    action: Literal["drain", "enable", "disable"] | None = None
+    farm: str | None = None
+    member: str | None = None
 
 
 def default_path() -> str:

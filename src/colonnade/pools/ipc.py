@@ -60,6 +60,8 @@ class Start(msgspec.Struct, tag="start", kw_only=True):
     log_level: str = "INFO"
     temp_dir: str | None = None  # the pool's private temp folder (sandboxed pools)
     shared_fd: int | None = None  # the server's shared memory (inherited descriptor)
+    #: The operator's farm member states (farm -> member -> "draining" | "disabled").
+    farm_admin: dict[str, dict[str, str]] = msgspec.field(default_factory=dict)
 
 
 class Ping(msgspec.Struct, tag="ping"):
@@ -115,6 +117,8 @@ class Stats(msgspec.Struct, tag="stats", kw_only=True):
     http2_errors: dict[str, int] = msgspec.field(default_factory=dict)
     #: The counters of the worker's caches, by kind (``colonnade.core.caches``).
     caches: dict[str, dict[str, int]] = msgspec.field(default_factory=dict)
+    #: The worker's farms: farm -> member -> counters (``colonnade.core.farms``).
+    farms: dict[str, dict[str, dict[str, int | float | str]]] = msgspec.field(default_factory=dict)
 
 
 class RequestLimit(msgspec.Struct, tag="request-limit", kw_only=True):
@@ -150,6 +154,21 @@ class Purged(msgspec.Struct, tag="purged", kw_only=True):
     count: int
 
 
+class FarmAdmin(msgspec.Struct, tag="farm-admin", kw_only=True):
+    """Master → worker: the operator's farm member states, whole (farm -> member
+    -> ``"draining"`` | ``"disabled"``; a member not named is enabled); answered
+    with :class:`Applied` once the worker's farms have them."""
+
+    id: int
+    states: dict[str, dict[str, str]]
+
+
+class Applied(msgspec.Struct, tag="applied", kw_only=True):
+    """Worker → master: the message ``id`` asked for is carried out."""
+
+    id: int
+
+
 class Handoff(msgspec.Struct, tag="handoff", kw_only=True):
     """Worker → master: a connection for ``pool`` (fd attached; payload: bytes read).
 
@@ -176,6 +195,8 @@ Message = (
     | Handoff
     | Purge
     | Purged
+    | FarmAdmin
+    | Applied
 )
 
 _encoder = msgspec.json.Encoder()

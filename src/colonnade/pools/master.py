@@ -162,6 +162,10 @@ class Master:
         #: before any worker (in ``run``), passed to each one, kept until the
         #: master stops.
         self.shared: shared.SharedMemory | None = None
+        #: The operator's farm member states (``colonnade farm drain|disable``):
+        #: farm -> member -> "draining" | "disabled". Kept here, across reloads,
+        #: and handed to every worker (``ipc.Start``, ``ipc.FarmAdmin``).
+        self.farm_admin: dict[str, dict[str, str]] = {}
 
     # -- properties ------------------------------------------------------------------------
 
@@ -387,6 +391,11 @@ class Master:
             self.source = loaded.source
             log_broken(loaded.broken, config_log)
             self.generation += 1
+            kept = commands.known_farm_states(loaded.config, self.farm_admin)
+            if kept != self.farm_admin:
+                log.info("farm member states of members no longer configured are forgotten")
+                self.farm_admin = kept
+                await commands.send_farm_admin(self)
             self._apply_pools()
             self.frontdoor.update_accepting()
             log.info("configuration reloaded (%s): generation %d", reason, self.generation)

@@ -63,6 +63,7 @@ class WorkerProcess:
         self.connections = 0
         self.http2_errors: dict[str, int] = {}
         self.caches: dict[str, dict[str, int]] = {}
+        self.farms: dict[str, dict[str, dict[str, int | float | str]]] = {}
         self.rss = 0
         self.private = 0
         self.memory_read = 0.0

@@ -24,7 +24,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from colonnade.config.schema import ServerConfig
-from colonnade.core import caches, shared
+from colonnade.core import caches, farms, shared
 from colonnade.core.registry import Registry
 from colonnade.engine import Engine
 from colonnade.errors import ConfigError, ModuleError
@@ -118,6 +118,10 @@ class Worker:
             self._spawn(self.reloader.reload("master: reload", message.generation or None))
         elif isinstance(message, ipc.Purge):
             self._spawn(self._purge(message))
+        elif isinstance(message, ipc.FarmAdmin):
+            farms.set_admin(message.states)
+            if self.channel is not None:
+                self.channel.send(ipc.Applied(id=message.id))
 
     async def _purge(self, message: ipc.Purge) -> None:
         count = await caches.purge(message.kind, message.path, prefix=message.prefix)
@@ -172,6 +176,7 @@ class Worker:
             connections=len(state.connections),
             http2_errors=dict(state.http2_errors),
             caches=caches.totals(),
+            farms=farms.stats(),
         )
 
     async def _report(self) -> None:
@@ -289,6 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if settings is None:
             raise ConfigError(f"no pool named {start.pool!r}")
         view = pool_view(config, start.pool)
+        # Before the engine too: the farms its handlers make start in the
+        # operator's states (a member drained before this worker started).
+        farms.set_admin(start.farm_admin)
         if start.shared_fd is not None:
             # Before the engine: modules find the server's zones in it at provision.
             shared.adopt(start.shared_fd)

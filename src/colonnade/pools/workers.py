@@ -26,6 +26,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from colonnade.pools import ipc
@@ -102,6 +103,7 @@ class Workers:
             log_level=master.log_level,
             temp_dir=pool.temp_dir,
             shared_fd=master.shared.fd,
+            farm_admin=master.farm_admin,
         )
         worker.channel.send(start)
         log.info(
@@ -135,10 +137,11 @@ class Workers:
             worker.connections = stats.connections
             worker.http2_errors = stats.http2_errors
             worker.caches = stats.caches
-        elif isinstance(message, ipc.Purged):
+            worker.farms = stats.farms
+        elif isinstance(message, ipc.Purged | ipc.Applied):
             waiting = self._purges.pop(message.id, None)
             if waiting is not None and not waiting.done():
-                waiting.set_result(message.count)
+                waiting.set_result(message.count if isinstance(message, ipc.Purged) else 0)
         elif isinstance(message, ipc.RequestLimit):
             worker.requests = max(worker.requests, message.requests)
             worker.last_activity = now
@@ -272,20 +275,32 @@ class Workers:
         """Purge ``path`` from the caches of ``kind`` in every serving worker of
         every pool: (workers asked, workers that answered within
         :data:`PURGE_WAIT`, entries dropped)."""
+        asked, answers = await self.ask(
+            lambda purge_id: ipc.Purge(id=purge_id, kind=kind, path=path, prefix=prefix)
+        )
+        return asked, len(answers), sum(answers)
+
+    async def ask(self, make: Callable[[int], ipc.Message]) -> tuple[int, list[int]]:
+        """Send ``make(id)`` to every worker of every pool, and wait up to
+        :data:`PURGE_WAIT` for the serving ones to answer (``Purged``,
+        ``Applied``): (workers asked, their answers). A worker still starting
+        gets the message too and carries it out once it serves, unawaited."""
         loop = asyncio.get_running_loop()
         waiting: dict[int, asyncio.Future[int]] = {}
         for pool in self.master.pools.values():
             for worker in pool.workers:
-                if worker.serving and worker.channel is not None:
-                    purge_id = next(self._purge_ids)
-                    waiting[purge_id] = self._purges[purge_id] = loop.create_future()
-                    worker.channel.send(ipc.Purge(id=purge_id, kind=kind, path=path, prefix=prefix))
+                if worker.channel is None:
+                    continue
+                message_id = next(self._purge_ids)
+                if worker.serving:
+                    waiting[message_id] = self._purges[message_id] = loop.create_future()
+                worker.channel.send(make(message_id))
         if not waiting:
-            return 0, 0, 0
+            return 0, []
         done, _ = await asyncio.wait(waiting.values(), timeout=PURGE_WAIT)
-        for purge_id in waiting:
-            self._purges.pop(purge_id, None)
-        return len(waiting), len(done), sum(f.result() for f in done)
+        for message_id in waiting:
+            self._purges.pop(message_id, None)
+        return len(waiting), [f.result() for f in done]
 
     def reload_config(self, pool: Pool) -> None:
         """Make every serving worker of ``pool`` re-read its ``web.toml`` files."""

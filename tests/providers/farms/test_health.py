@@ -264,16 +264,24 @@ def fail(farm: Farm, times: int, outcome: str = "connect_failed") -> None:
         lease.finished(outcome, 0.001)  # type: ignore[arg-type]
 
 
-def test_n_failures_within_the_window_mark_a_member_down() -> None:
+def test_n_failures_within_the_window_mark_a_member_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     farm = farm_for(settings(1, health={"failures": 3, "window": 60}), name="app")
     member = farm.members[0]
     fail(farm, 2, "failed")
     assert member.healthy  # two of three
-    fail(farm, 1, "connect_failed")
+    with caplog.at_level("WARNING", logger="colonnade.farms"):
+        fail(farm, 1, "connect_failed")
+        # Requests still in flight that fail later add no second line.
+        member.failed("request failed", farm.settings.health, time.monotonic(), probed=False)
     assert not member.healthy and member.state == "unavailable"
-    assert "3 failed request(s) within 60s" in member.down_reason
+    assert "3 failed request(s) within 60s: connection failed" in member.down_reason
+    assert [r.getMessage() for r in caplog.records] == [
+        "farm app: member 10.0.0.1:8080 is down: 3 failed request(s) within 60s: connection failed"
+    ]
     assert farm.choose(None) is None
-    assert member.failures == 3
+    assert member.failures == 4
 
 
 def test_failures_outside_the_window_do_not_add_up() -> None:
@@ -342,6 +350,18 @@ def test_with_a_probe_only_the_probe_brings_a_member_back() -> None:
             await farm.close()
 
     run(go())
+
+
+def test_a_member_whose_address_changes_starts_afresh() -> None:
+    farm = farm_for(
+        settings([{"address": "http://a", "name": "m"}], health={"failures": 1}), name="app"
+    )
+    member = farm.members[0]
+    fail(farm, 1)
+    assert not member.healthy
+    farm_for(settings([{"address": "http://b", "name": "m"}], health={"failures": 1}), name="app")
+    assert farm.members[0] is member and member.healthy and (member.host, member.port) == ("b", 80)
+    assert member.failures == 1  # the counters stay: the member is the same name
 
 
 def test_outcomes_after_a_member_left_the_farm_are_harmless() -> None:

@@ -66,7 +66,7 @@ def farm_for(settings: FarmSettings, *, name: str) -> Farm:
     if farm is None:
         farm = _FARMS[name] = Farm(name, settings)
         farm_states.register(farm)
-    elif farm.settings is not settings and farm.settings != settings:
+    elif not farm.takes(settings):
         farm.update(settings)
     return farm
 

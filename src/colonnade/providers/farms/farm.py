@@ -84,6 +84,9 @@ class Farm:
         self._cookie_tail = b""
         self._cookie_tail_secure = b""
         self._prober: Prober | None = None
+        self._equal: list[FarmSettings] = []
+        self._probe_url = False
+        self._affinity = False
         self.update(settings)
 
     # -- configuration -------------------------------------------------------------------
@@ -92,6 +95,7 @@ class Farm:
         """Take a reloaded configuration: members that keep their name keep their
         state and counters; new ones start healthy and enabled."""
         old = self._by_name
+        before = [(m.name, m.address) for m in self.members]
         members = []
         for config in settings.members:
             member = old.get(config.key)
@@ -105,12 +109,16 @@ class Farm:
             self.settings.hash_by,
         )
         if self._prober is not None and (
-            settings.health != self.settings.health or members != self.members
+            settings.health != self.settings.health
+            or [(m.name, m.address) for m in members] != before
         ):
             # Probes of the old members or settings: new ones start at the next choose.
             self._prober.stop()
             self._prober = None
         self.settings = settings
+        self._probe_url = settings.health.url is not None
+        self._affinity = settings.affinity
+        self._equal = []
         self.members = members
         self._by_name = {m.name: m for m in members}
         self._by_cookie = {m.cookie.encode(): m for m in members}
@@ -123,6 +131,18 @@ class Farm:
         self._cookie_tail = cookie_attributes("/", "", False, "Lax")
         self._cookie_tail_secure = cookie_attributes("/", "", True, "Lax")
 
+    def takes(self, settings: FarmSettings) -> bool:
+        """Whether ``settings`` are the farm's (the same object, or an equal one:
+        another generation's decoding of the same table). Cheap when called per
+        request: an object once found equal is remembered until the next update."""
+        if settings is self.settings or any(settings is s for s in self._equal):
+            return True
+        if settings != self.settings:
+            return False
+        if len(self._equal) < 8:
+            self._equal.append(settings)
+        return True
+
     def member(self, name: str) -> Member | None:
         """The member called ``name`` (None: no such member)."""
         return self._by_name.get(name)
@@ -134,7 +154,7 @@ class Farm:
             state = _admin(states.get(member.name, "enabled"))
             if state != member.admin:
                 log.info("farm %s: member %s is %s", self.name, member.name, state)
-                member.admin = state
+                member.set_admin(state)
 
     # -- choosing ------------------------------------------------------------------------
 
@@ -147,10 +167,10 @@ class Farm:
         draining (and below its limit) goes there; otherwise the farm's algorithm
         picks among the available members, and the lease carries a new cookie.
         """
-        if self.settings.health.url is not None:
+        if self._probe_url:
             self._probing()
         now = time.monotonic()
-        bound = self._bound(ctx) if self.settings.affinity else None
+        bound = self._bound(ctx) if self._affinity else None
         if bound is not None and bound.serves(now, bound=True):
             return self._lease(bound, None)
         member = self._pick(ctx, now, None)
@@ -190,7 +210,9 @@ class Farm:
             await prober.close()
 
     def _pick(self, ctx: Context | None, now: float, exclude: Member | None) -> Member | None:
-        candidates = [m for m in self.members if m is not exclude and m.serves(now, bound=False)]
+        candidates = [
+            m for m in self.members if (m.plain or m.serves(now, bound=False)) and m is not exclude
+        ]
         if not candidates:
             return None
         if len(candidates) == 1:

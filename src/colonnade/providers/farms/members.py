@@ -64,12 +64,14 @@ class Member:
         "down_reason",
         "ewma",
         "failures",
+        "farm",
         "healthy",
         "host",
         "in_flight",
         "last_sample",
         "max_connections",
         "name",
+        "plain",
         "port",
         "probation",
         "probe_failures",
@@ -83,10 +85,14 @@ class Member:
 
     def __init__(self, farm: str, config: FarmMember) -> None:
         self.name = config.key
+        self.farm = farm
         self.cookie = affinity_id(farm, self.name)
         self.seed = name_seed(self.name)
         self.admin: Admin = "enabled"
         self.healthy = True
+        #: Enabled, healthy and without a limit: takes any new request (the
+        #: common case, checked first; kept by :meth:`_settle`).
+        self.plain = True
         self.down_reason = ""
         #: Without a probe: when a member marked down gets requests again.
         self.retry_at = 0.0
@@ -106,11 +112,26 @@ class Member:
         self.configure(config)
 
     def configure(self, config: FarmMember) -> None:
-        """Take the (possibly changed) address, weight and limit of a reload."""
+        """Take the (possibly changed) address, weight and limit of a reload. A
+        new address is another server: what was known of the old one's health
+        and response time is forgotten."""
+        if getattr(self, "address", config.address) != config.address:
+            self.mark_up(f"address changed to {config.address}")
+            self.probation = False
+            self.ewma = 0.0
         self.address = config.address
         self.host, self.port, self.unix_path = parse_upstream(config.address)
         self.weight = config.weight
         self.max_connections = config.max_connections
+        self._settle()
+
+    def _settle(self) -> None:
+        self.plain = self.admin == "enabled" and self.healthy and not self.max_connections
+
+    def set_admin(self, state: Admin) -> None:
+        """Take the operator's state."""
+        self.admin = state
+        self._settle()
 
     @property
     def state(self) -> Literal["available", "draining", "unavailable"]:
@@ -127,6 +148,8 @@ class Member:
         """Whether a new request may go to it: healthy (or due for a retry), not
         disabled, not at its limit, and enabled unless the request is ``bound``
         to it by affinity (a draining member keeps its clients)."""
+        if self.plain:
+            return True
         if self.admin == "disabled" or (self.admin == "draining" and not bound):
             return False
         if not self.healthy and not self._retry_due(now):
@@ -174,19 +197,21 @@ class Member:
     def mark_down(self, reason: str) -> None:
         """Take it out of rotation (for this process)."""
         if self.healthy:
-            log.warning("farm member %s is down: %s", self.name, reason)
+            log.warning("farm %s: member %s is down: %s", self.farm, self.name, reason)
         self.healthy = False
         self.down_reason = reason
         self.probation = False
+        self._settle()
 
     def mark_up(self, reason: str) -> None:
         """Put it back into rotation."""
         if not self.healthy:
-            log.warning("farm member %s is back: %s", self.name, reason)
+            log.warning("farm %s: member %s is back: %s", self.farm, self.name, reason)
         self.healthy = True
         self.down_reason = ""
         self.retry_at = 0.0
         self._recent.clear()
+        self._settle()
 
     def response_time(self, now: float) -> float:
         """The moving average response time, faded by the time since the last sample."""

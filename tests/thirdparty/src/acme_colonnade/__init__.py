@@ -143,3 +143,42 @@ class Crash(Handler):
 
     async def execute(self, ctx: Context) -> None:
         os._exit(4)
+
+
+class FarmPick(Handler):
+    """Answers which member of the farm ``app`` the request goes to, as JSON
+    ``{"member", "pid"}`` (no proxying: the farm's choice is the answer), with
+    the affinity cookie when there is one; 502 when no member may take it.
+    ``?hold=MS`` keeps the request in flight that long; ``?outcome=failed``
+    (or ``connect_failed``) reports the request failed."""
+
+    id = "acme.farm"
+
+    def provision(self, app: Application) -> None:
+        from colonnade.providers.farms import farm_for
+
+        self.farm = farm_for(app.farms["app"], name="app")
+
+    async def shutdown(self) -> None:
+        await self.farm.close()
+
+    async def execute(self, ctx: Context) -> None:
+        query = dict(
+            part.split("=", 1) for part in ctx.request.query.decode().split("&") if "=" in part
+        )
+        lease = self.farm.choose(ctx)
+        ctx.response.headers.append((b"content-type", b"application/json"))
+        if lease is None:
+            ctx.response.status = 502
+            ctx.response.body = b'{"member": null}'
+            return
+        started = time.monotonic()
+        try:
+            await asyncio.sleep(int(query.get("hold", "0")) / 1000)
+        finally:
+            outcome = query.get("outcome", "ok")
+            lease.finished(outcome, time.monotonic() - started)  # type: ignore[arg-type]
+        if lease.set_cookie is not None:
+            ctx.response.headers.append((b"set-cookie", lease.set_cookie))
+        info = {"member": lease.member.name, "pid": os.getpid()}
+        ctx.response.body = json.dumps(info).encode()
