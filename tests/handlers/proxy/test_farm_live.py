@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from colonnade.errors import ConfigError, ModuleError
+from colonnade.testing import Client, build_engine
 from tests.e2e.conftest import LiveServer
 from tests.handlers.proxy.kit import front_config, upstream_node
 
@@ -84,3 +86,11 @@ def test_affinity_cookie_sticks(nodes: list[LiveServer], tmp_path: Path) -> None
         assert "ARRAffinity" in first.headers["set-cookie"]
         host = dict(first.json()["headers"])["host"]
         assert {host_seen(client, server.port) for _ in range(6)} == {host}
+
+
+def test_an_undefined_farm_fails_the_configuration(tmp_path: Path) -> None:
+    config = front_config("", farm="nowhere")
+    del config["proxy"]["upstream"]
+    engine = build_engine(config, base_dir=str(tmp_path))
+    with pytest.raises((ConfigError, ModuleError), match=r"farms\.nowhere"), Client(engine):
+        pass

@@ -275,3 +275,16 @@ def test_a_trusted_proxy_with_one_header_names_the_client_in_both(
     h = got["h"]
     assert h["x-forwarded-for"] == ["203.0.113.9, 127.0.0.1"]
     assert h["forwarded"][0].startswith("for=203.0.113.9, for=127.0.0.1;proto=http")
+
+
+def test_an_http2_client(proxy: LiveServer) -> None:
+    # HTTP/2 by prior knowledge in front, HTTP/1.1 behind: the body (no length)
+    # goes chunked, the cookies (one field each in HTTP/2) as one header.
+    body = os.urandom(300_000)
+    with httpx.Client(http1=False, http2=True, timeout=30) as client:
+        got = client.post(url(proxy, "/digest"), content=iter([body[:1000], body[1000:]]))
+        assert got.http_version == "HTTP/2"
+        assert got.text == f"{len(body)} {hashlib.sha256(body).hexdigest()}"
+        echoed = seen(client.get(url(proxy, "/headers"), headers={"cookie": "a=1; b=2"}))
+        assert echoed["h"]["cookie"] == ["a=1; b=2"]
+        assert client.get(url(proxy, "/big?n=200000")).content.startswith(b"0123456789abcdef")

@@ -41,7 +41,7 @@ from colonnade.core.context import Context, RawStream
 from colonnade.core.handler import UPSTREAM, Handler
 from colonnade.core.httputil import has_token
 from colonnade.core.request import EMPTY_BODY
-from colonnade.errors import HttpError
+from colonnade.errors import ConfigError, HttpError
 from colonnade.handlers.proxy import forward, wire
 from colonnade.handlers.proxy.client import (
     Connection,
@@ -92,11 +92,16 @@ class ProxyHandler(Handler):
         self.farms: dict[str, Farm] = {}
 
     def provision(self, app: Application) -> None:
-        """Check that the server level says where requests go, or that some level can."""
+        """Check that a farm named at the application's root is defined (one named
+        in a location is checked when a request reaches it: a 500 saying so)."""
         settings = app.section(ProxySection)
-        if not settings.upstream and not settings.farm:
-            # A location may set it; a request where none does gets 500 with the reason.
-            log.debug("handler.proxy: no upstream at the application's root of %s", app.path)
+        if settings.farm and settings.farm not in app.farms:
+            defined = ", ".join(sorted(app.farms)) or "none"
+            raise ConfigError(
+                f"[proxy] farm = {settings.farm!r}, but the server file defines no "
+                f"[farms.{settings.farm}] (defined: {defined})",
+                key="proxy.farm",
+            )
 
     async def shutdown(self) -> None:
         """Close the idle connections; lent ones close when their request ends."""
