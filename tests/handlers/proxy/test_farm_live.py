@@ -94,3 +94,13 @@ def test_an_undefined_farm_fails_the_configuration(tmp_path: Path) -> None:
     engine = build_engine(config, base_dir=str(tmp_path))
     with pytest.raises((ConfigError, ModuleError), match=r"farms\.nowhere"), Client(engine):
         pass
+
+
+def test_colonnade_check_warns_of_an_undefined_farm(tmp_path: Path) -> None:
+    config = front_config("", farm="nowhere")
+    del config["proxy"]["upstream"]
+    engine = build_engine(config, base_dir=str(tmp_path))
+    (runtime,) = engine.runtimes
+    (handler,) = [m for m in runtime.modules if m.id == "handler.proxy"]
+    (warning,) = handler.config_warnings(runtime.app, 1)
+    assert "farms.nowhere" in warning

@@ -94,14 +94,14 @@ class ProxyHandler(Handler):
     def provision(self, app: Application) -> None:
         """Check that a farm named at the application's root is defined (one named
         in a location is checked when a request reaches it: a 500 saying so)."""
-        settings = app.section(ProxySection)
-        if settings.farm and settings.farm not in app.farms:
-            defined = ", ".join(sorted(app.farms)) or "none"
-            raise ConfigError(
-                f"[proxy] farm = {settings.farm!r}, but the server file defines no "
-                f"[farms.{settings.farm}] (defined: {defined})",
-                key="proxy.farm",
-            )
+        problem = _undefined_farm(app)
+        if problem is not None:
+            raise ConfigError(problem, key="proxy.farm")
+
+    def config_warnings(self, app: Application, workers: int) -> list[str]:
+        """``colonnade check`` (which provisions nothing) says it too."""
+        problem = _undefined_farm(app)
+        return [] if problem is None else [f"{problem}: the server will not start"]
 
     async def shutdown(self) -> None:
         """Close the idle connections; lent ones close when their request ends."""
@@ -186,6 +186,18 @@ class ProxyHandler(Handler):
                 raise
             lease.finished(exchange.outcome, time.monotonic() - exchange.started)
             return
+
+
+def _undefined_farm(app: Application) -> str | None:
+    # The root's farm, when the server file does not define it.
+    farm = app.section(ProxySection).farm
+    if not farm or farm in app.farms:
+        return None
+    defined = ", ".join(sorted(app.farms)) or "none"
+    return (
+        f"[proxy] farm = {farm!r}, but the server file defines no [farms.{farm}] "
+        f"(defined: {defined})"
+    )
 
 
 def _target(ctx: Context) -> bytes:
