@@ -119,11 +119,11 @@ class Server:
     # server, and the server (nginx, or colonnade from a generated server file, {conf})
     # passes *.php to its socket; "cgi" — colonnade manages as many php-cgi itself
     php: str | None = None
-    # a proxy row: the harness starts uvicorn serving apps.asgi_hello on a unix socket
-    # of its own, pinned with the server; the server (nginx with an upstream block and
-    # keepalive, or colonnade's handler.proxy from a generated server file) forwards
-    # every request to it
-    proxy: bool = False
+    # a proxy row: the harness starts an upstream on a unix socket of its own, pinned
+    # with the server — "asgi": uvicorn serving apps.asgi_hello; "static": nginx serving
+    # bench/out/www — and the server (nginx with an upstream block and keepalive, or
+    # colonnade's handler.proxy from a generated server file) forwards every request to it
+    proxy: str | None = None
 
     @property
     def is_colonnade(self) -> bool:
@@ -317,8 +317,27 @@ SERVERS: dict[str, Server] = {
             "colonnade-php-cgi", "colonnade", f"{_C} -c {{conf}} {_BC}", fallback=_CF, php="cgi"
         ),
         # --- reverse proxy: asgi-hello from uvicorn (started per row) behind the server ---
-        Server("colonnade-proxy", "colonnade", f"{_C} -c {{conf}} {_BC}", fallback=_CF, proxy=True),
-        Server("nginx-proxy", "nginx", _NGINX, nginx_log=True, proxy=True),
+        Server(
+            "colonnade-proxy", "colonnade", f"{_C} -c {{conf}} {_BC}", fallback=_CF, proxy="asgi"
+        ),
+        Server("nginx-proxy", "nginx", _NGINX, nginx_log=True, proxy="asgi"),
+        # ... and a 100 MiB file from an nginx (started per row) behind the server
+        Server(
+            "colonnade-proxy-static",
+            "colonnade",
+            f"{_C} -c {{conf}} {_BC}",
+            probe="/hello.txt",
+            fallback=_CF,
+            proxy="static",
+        ),
+        Server(
+            "nginx-proxy-static",
+            "nginx",
+            _NGINX,
+            probe="/hello.txt",
+            nginx_log=True,
+            proxy="static",
+        ),
         # --- URL Rewrite: static-1k behind 20 rules that do not match ----------------------
         Server(
             f"colonnade-rewrite-{REWRITE_RULES}",
@@ -420,6 +439,7 @@ TLS_STATIC = ("colonnade-static-tls", "nginx-h2")
 PHP = ("colonnade-php-fpm", "nginx-php", "colonnade-php-cgi")
 # Reverse proxy (issue #19): the same uvicorn upstream behind both, kept connections.
 PROXY = ("colonnade-proxy", "nginx-proxy")
+PROXY_STATIC = ("colonnade-proxy-static", "nginx-proxy-static")
 # The rewrite rule set's cost: static-1k's server, and the same behind the 20 rules.
 REWRITE = ("colonnade-static", f"colonnade-rewrite-{REWRITE_RULES}")
 #: issue #18's aim for the rule set: µs per request at most
@@ -443,6 +463,7 @@ WORKLOADS: list[Workload] = [
     Workload("h2-static-1k", "/1k.bin", TLS_STATIC, connections=16, streams=8, client="h2", aims=(("nginx-h2", 0.5),), about="1 KiB static file over HTTP/2 and TLS: nginx `listen ... ssl http2`, access log on for both"),  # noqa: E501
     Workload("php-hello", "/hello.php", PHP, aims=(("nginx-php", 0.9),), issue=18, about=f"`<?php echo \"Hello, world!\";` through the same php-fpm (`pm = static`, {make_php.CHILDREN} children, started per row on a Unix socket of its own, pinned to the server CPU with the server): colonnade-php-fpm (`max_instances = {make_php.CHILDREN}`: one kept connection per child) and nginx (`fastcgi_pass unix:` with Debian's fastcgi.conf); colonnade-php-cgi: {make_php.CHILDREN} php-cgi processes colonnade manages; access log on for all"),  # noqa: E501
     Workload("proxy-hello", "/", PROXY, aims=(("nginx-proxy", 0.8),), issue=19, about="asgi-hello from uvicorn (`--loop uvloop --http httptools`, started per row on a Unix socket of its own, pinned to the server CPU with the server) behind a reverse proxy: colonnade's handler.proxy (`upstream = \"unix:...\"`, its keep-alive pool) and nginx (`proxy_pass` to an upstream block with `keepalive 32`, `proxy_http_version 1.1`); access log on for both"),  # noqa: E501
+    Workload("proxy-100m", "/100m.bin", PROXY_STATIC, connections=4, metric="transfer", aims=(("nginx-proxy-static", 0.8),), issue=19, about="a 100 MiB file from an nginx upstream (started per row on a Unix socket of its own, pinned with the server, access log off) through the reverse proxy: colonnade's handler.proxy and nginx `proxy_pass` (upstream keepalive, its default response buffering); throughput"),  # noqa: E501
     Workload("rewrite", "/1k.bin", REWRITE, issue=18, about=f"static-1k (colonnade-static) and the same file behind a web.toml enabling `rewrite` with {REWRITE_RULES} rules (regex, wildcard, exact), none matching (colonnade-rewrite-{REWRITE_RULES}, apps/make_rewrite.py): the per-request cost of the rule set"),  # noqa: E501
     Workload("modules", "/hello.txt", MODULES, about="13-byte file, default modules without the access log; modules-0: no trivial module, modules-10/-50: 10/50 trivial modules with a do-nothing hook on each of the 12 stages, modules-50-disabled: the trivial modules installed but none enabled, modules-50-post: 50 joining the 12 stages and their 11 post stages (23 hooks)"),  # noqa: E501
 ]
@@ -879,20 +900,65 @@ def start_fpm(port: int, args: argparse.Namespace) -> tuple[subprocess.Popen[Any
 
 
 def start_upstream(
-    port: int, args: argparse.Namespace
+    port: int, kind: str, args: argparse.Namespace
 ) -> tuple[subprocess.Popen[Any], list[str], Path]:
-    """uvicorn serving apps.asgi_hello for one proxy row, pinned to the server CPU, on
-    a socket of its own: (the process, its argv, the socket) once it accepts;
+    """The upstream of one proxy row, pinned to the server CPU, on a socket of its
+    own: uvicorn serving apps.asgi_hello (``kind`` "asgi") or nginx serving
+    bench/out/www ("static"). (The process, its argv, the socket) once it accepts;
     RuntimeError if it does not."""
     PROXY_DIR.mkdir(parents=True, exist_ok=True)
     sock = PROXY_DIR / f"up-{port}.sock"
+    pin = ("taskset", "-c", str(args.server_cpu))
+    if kind == "static":
+        conf = PROXY_DIR / f"upstream-nginx-{port}.conf"
+        conf.write_text(_upstream_nginx_conf(port, sock))
+        argv = [
+            *pin,
+            "nginx",
+            "-p",
+            f"{NGINX_DIR}/",
+            "-e",
+            f"{PROXY_DIR}/upstream-nginx-{port}.err",
+        ]
+        argv += ["-c", str(conf), "-g", "daemon off;"]
+        err = LOGS / f"upstream-{port}.err"
+        return _start_on_socket(argv, sock, err, err)
     argv = [
-        *("taskset", "-c", str(args.server_cpu), f"{BENCH_PY}/uvicorn", _ASGI_APP),
+        *(*pin, f"{BENCH_PY}/uvicorn", _ASGI_APP),
         *("--app-dir", "bench", "--uds", str(sock), "--loop", "uvloop", "--http", "httptools"),
         *("--no-access-log", "--log-level", "warning", "--timeout-keep-alive", "300"),
     ]
     err = LOGS / f"upstream-{port}.err"
     return _start_on_socket(argv, sock, err, err)
+
+
+def _upstream_nginx_conf(port: int, sock: Path) -> str:
+    # The static upstream of a proxy-100m row: bench/out/www on a unix socket.
+    user = "user root root;\n" if os.geteuid() == 0 else ""
+    tmp = NGINX_DIR / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    return f"""# generated by bench/run.py: the upstream of a proxy row
+{user}worker_processes 1;
+pid {PROXY_DIR}/upstream-nginx-{port}.pid;
+error_log {PROXY_DIR}/upstream-nginx-{port}.err warn;
+events {{ worker_connections 4096; }}
+http {{
+    default_type application/octet-stream;
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 100000000;
+    client_body_temp_path {tmp}/client;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    server {{
+        listen unix:{sock};
+        root {WWW};
+    }}
+}}
+"""
 
 
 def _start_on_socket(
@@ -956,7 +1022,7 @@ def start_server(
             return Running(server, port, None, [], error=f"n/a (php-fpm failed to start: {exc})")
     if server.proxy:
         try:
-            aux = start_upstream(port, args)
+            aux = start_upstream(port, server.proxy, args)
         except (OSError, RuntimeError) as exc:
             log(f"  {name}: the upstream failed to start: {exc}")
             return Running(server, port, None, [], error=f"n/a (upstream failed to start: {exc})")
