@@ -288,3 +288,32 @@ def test_an_http2_client(proxy: LiveServer) -> None:
         echoed = seen(client.get(url(proxy, "/headers"), headers={"cookie": "a=1; b=2"}))
         assert echoed["h"]["cookie"] == ["a=1; b=2"]
         assert client.get(url(proxy, "/big?n=200000")).content.startswith(b"0123456789abcdef")
+
+
+def rss() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_slow_clients_do_not_fill_memory(proxy: LiveServer) -> None:
+    # 100 clients that ask for 20 MB each and do not read: were the proxy to hold
+    # responses whole, the process (proxy and upstream both) would grow by 2 GB
+    # (it does with buffer_size = 64 MiB); streamed, by some 70 MB here (each
+    # exchange's buffers on both servers), so the bound leaves room for noise.
+    clients = [Conn(proxy.port, rcvbuf=4096) for _ in range(100)]
+    try:
+        for conn in clients:
+            conn.send(b"GET /big?n=20000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        for conn in clients:
+            conn.await_head()
+        before = rss()
+        # Time for the bytes to flow, were anything to take them: a hundred
+        # requests through the same proxy.
+        with httpx.Client(timeout=30) as client:
+            for _ in range(100):
+                assert client.get(url(proxy, "/hello")).status_code == 200
+        grown = rss() - before
+        assert grown < 400 * 1024 * 1024, grown
+    finally:
+        for conn in clients:
+            conn.close()
