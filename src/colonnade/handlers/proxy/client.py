@@ -2,11 +2,12 @@
 keep-alive pool of them per upstream address (:class:`Pool`).
 
 How this works. A :class:`Connection` is an asyncio protocol: what arrives is
-queued until the handler asks for it (``recv``); while more than ``high_water``
-bytes wait, the socket is not read, so a slow client slows the upstream down
-(back-pressure) instead of filling memory. ``send`` writes and then waits while
-the transport's write buffer is over its limit. Every wait is bounded by the
-timeout the caller gives (``UpstreamTimeoutError``).
+queued until the handler asks for it (``recv``); once ``high_water`` bytes wait,
+the socket is not read until the handler took them all and asks again, so a
+slow client slows the upstream down (back-pressure) instead of filling memory.
+``send`` writes and then waits while the transport's write buffer is over its
+limit. Every wait is bounded by the timeout the caller gives
+(``UpstreamTimeoutError``).
 
 A :class:`Pool` lends connections to requests: the most recently returned idle
 one, else a new one while fewer than ``max_connections`` exist, else the
@@ -71,12 +72,21 @@ def parse_upstream(address: str) -> Upstream:
     return Upstream(host, port, unix_path)
 
 
-class Connection(asyncio.Protocol):
-    """One connection to an upstream (see the module docstring)."""
+class Connection(asyncio.BufferedProtocol):
+    """One connection to an upstream (see the module docstring).
+
+    A buffered protocol: reads from the socket fill the queue to ``high_water``
+    bytes at most (a plain protocol gets what the loop reads at once, 256 KiB
+    under uvloop), and reading pauses once that much waits, until the handler
+    has passed on all of it and asks for more: per slow client, one piece in the
+    client's write buffer and at most one waiting here."""
 
     def __init__(self, pool: Pool, max_head: int, high_water: int = HIGH_WATER) -> None:
         self.pool = pool
         self.high_water = high_water
+        # The pool's one read buffer: what a read puts there is copied out at once
+        # (buffer_updated), so the connections of one loop can share it.
+        self._buffer = pool.read_buffer
         self.transport: asyncio.Transport | None = None
         self.parser = ResponseParser(max_head)
         self._queue: collections.deque[bytes] = collections.deque()
@@ -102,10 +112,14 @@ class Connection(asyncio.Protocol):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def data_received(self, data: bytes) -> None:
-        self._queue.append(data)
-        self._queued += len(data)
-        if self._queued > self.high_water and not self._paused and self.transport is not None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        # No more than fills the queue to high_water (reading then pauses).
+        return self._buffer[: max(self.high_water - self._queued, 1024)]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._queue.append(self._buffer[:nbytes].tobytes())
+        self._queued += nbytes
+        if self._queued >= self.high_water and not self._paused and self.transport is not None:
             self._paused = True
             self.transport.pause_reading()
         self._wake_reader()
@@ -157,6 +171,9 @@ class Connection(asyncio.Protocol):
                 if self._error is not None:
                     raise ConnectionResetError(str(self._error))
                 return b""
+            # All that was read is passed on: read again (not earlier, so that no
+            # more than one piece waits here while the last is sent on).
+            self.watch()
             loop = asyncio.get_running_loop()
             self._reader = waiter = loop.create_future()
             handle = None if within is None else loop.call_later(within, _expire, waiter)
@@ -176,9 +193,6 @@ class Connection(asyncio.Protocol):
         data = queue.popleft() if len(queue) == 1 else b"".join(queue)
         queue.clear()
         self._queued = 0
-        if self._paused and self.transport is not None:
-            self._paused = False
-            self.transport.resume_reading()
         return data
 
     async def send(self, data: bytes, within: float) -> None:
@@ -203,6 +217,12 @@ class Connection(asyncio.Protocol):
             raise ConnectionResetError("the upstream closed the connection")
         if not self._writable:
             raise UpstreamTimeoutError(f"the upstream took no byte of the request in {within:g} s")
+
+    def watch(self) -> None:
+        """Read again if paused: an idle connection's close must be seen."""
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
 
     def write_eof(self) -> None:
         """Half-close: no more bytes from us (a tunnel whose client closed)."""
@@ -265,6 +285,8 @@ class Pool:
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._reaper: asyncio.TimerHandle | None = None
         self.closed = False
+        #: Where the connections' reads land before they are copied out.
+        self.read_buffer = memoryview(bytearray(max(settings.high_water, 1024)))
 
     @property
     def open_connections(self) -> int:
@@ -360,6 +382,7 @@ class Pool:
             and conn in self._live
         ):
             conn.idle_since = time.monotonic()
+            conn.watch()
             self._idle.append(conn)
             self._schedule_reaper()
         else:

@@ -53,7 +53,7 @@ class ProxySection(Section, frozen=True, dict=True):
     continue_timeout: Seconds = 1.0
     """For a request with ``Expect: 100-continue``: seconds to wait for the
     upstream's ``100 Continue`` before sending the body anyway."""
-    buffer_size: Annotated[int, Meta(ge=4096, le=64 * 1024 * 1024)] = 64 * 1024
+    buffer_size: Annotated[int, Meta(ge=4096, le=64 * 1024 * 1024)] = 32 * 1024
     """Bytes of a response held to send it whole (with ``Content-Length``, so
     compression and caching apply) when it ends within them; a longer one is
     streamed. Also the most read from the upstream, or from the client's
