@@ -317,3 +317,16 @@ def test_slow_clients_do_not_fill_memory(proxy: LiveServer) -> None:
     finally:
         for conn in clients:
             conn.close()
+
+
+def test_a_web_toml_cannot_redirect_the_proxy(node: LiveServer, tmp_path: Path) -> None:
+    # A content folder's web.toml naming another upstream is refused (500.19 below
+    # it) unless the server file's [lock] opens the section.
+    root = tmp_path / "www"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "web.toml").write_text('[proxy]\nupstream = "http://169.254.169.254"\n')
+    config = front_config(f"http://127.0.0.1:{node.port}")
+    config["sites"][0]["root"] = str(root)
+    with LiveServer(config, tmp_path).start() as server, httpx.Client(timeout=30) as client:
+        assert client.get(url(server, "/sub/hello")).status_code == 500
+        assert client.get(url(server, "/hello")).text == "Hello, world!"

@@ -18,11 +18,14 @@ Seconds = Annotated[float, Meta(ge=0.001, le=86400)]
 class ProxySection(Section, frozen=True, dict=True):
     """Reverse proxy settings: the upstream (or farm) and the forwarder's limits.
 
-    A location (or a ``web.toml``) may send its subtree elsewhere: ``upstream``
-    and ``farm`` are read per URL, as the handler mapping is.
+    A location may send its subtree elsewhere: ``upstream`` and ``farm`` are read
+    per URL, as the handler mapping is. The section is locked: a ``web.toml``
+    could otherwise point the server at any address it can reach (open it with
+    ``[lock] proxy = "allow"``), as ARR's settings live in applicationHost.config.
     """
 
     key = "proxy"
+    locked = True
 
     upstream: str = ""
     """The one server requests go to: ``http://HOST:PORT`` (port 80 if left out;
