@@ -59,6 +59,7 @@ LOGS = OUT / "logs"
 NGINX_DIR = OUT / "nginx"
 TLS_DIR = OUT / "tls"  # the TLS rows' certificate (made each run) and colonnade's files
 PHP_DIR = OUT / "php"  # the PHP rows: hello.php, php-fpm's and colonnade's configurations
+PROXY_DIR = OUT / "proxy"  # the proxy rows: the upstreams' sockets, colonnade's configurations
 PHP_WWW = PHP_DIR / "www"
 BENCH_PY = "bench/.venv/bin"  # peer servers, relative to the repo root (the servers' cwd)
 # Colonnade as a production install runs: the mypyc-compiled build (`make compiled`,
@@ -118,6 +119,11 @@ class Server:
     # server, and the server (nginx, or colonnade from a generated server file, {conf})
     # passes *.php to its socket; "cgi" — colonnade manages as many php-cgi itself
     php: str | None = None
+    # a proxy row: the harness starts an upstream on a unix socket of its own, pinned
+    # with the server — "asgi": uvicorn serving apps.asgi_hello; "static": nginx serving
+    # bench/out/www — and the server (nginx with an upstream block and keepalive, or
+    # colonnade's handler.proxy from a generated server file) forwards every request to it
+    proxy: str | None = None
 
     @property
     def is_colonnade(self) -> bool:
@@ -326,6 +332,28 @@ SERVERS: dict[str, Server] = {
         Server(
             "colonnade-php-cgi", "colonnade", f"{_C} -c {{conf}} {_BC}", fallback=_CF, php="cgi"
         ),
+        # --- reverse proxy: asgi-hello from uvicorn (started per row) behind the server ---
+        Server(
+            "colonnade-proxy", "colonnade", f"{_C} -c {{conf}} {_BC}", fallback=_CF, proxy="asgi"
+        ),
+        Server("nginx-proxy", "nginx", _NGINX, nginx_log=True, proxy="asgi"),
+        # ... and a 100 MiB file from an nginx (started per row) behind the server
+        Server(
+            "colonnade-proxy-static",
+            "colonnade",
+            f"{_C} -c {{conf}} {_BC}",
+            probe="/hello.txt",
+            fallback=_CF,
+            proxy="static",
+        ),
+        Server(
+            "nginx-proxy-static",
+            "nginx",
+            _NGINX,
+            probe="/hello.txt",
+            nginx_log=True,
+            proxy="static",
+        ),
         # --- URL Rewrite: static-1k behind 20 rules that do not match ----------------------
         Server(
             f"colonnade-rewrite-{REWRITE_RULES}",
@@ -425,6 +453,9 @@ TLS_STATIC = ("colonnade-static-tls", "nginx-h2")
 # PHP (issue #18): the same php-fpm configuration behind both; colonnade with php-fpm
 # first (the ratios), then its managed php-cgi as a row of its own.
 PHP = ("colonnade-php-fpm", "nginx-php", "colonnade-php-cgi")
+# Reverse proxy (issue #19): the same uvicorn upstream behind both, kept connections.
+PROXY = ("colonnade-proxy", "nginx-proxy")
+PROXY_STATIC = ("colonnade-proxy-static", "nginx-proxy-static")
 # The rewrite rule set's cost: static-1k's server, and the same behind the 20 rules.
 REWRITE = ("colonnade-static", f"colonnade-rewrite-{REWRITE_RULES}")
 #: issue #18's aim for the rule set: µs per request at most
@@ -447,6 +478,8 @@ WORKLOADS: list[Workload] = [
     Workload("h2-asgi-hello", "/", TLS_H2, connections=16, streams=8, client="h2", aims=(("granian-asgi-h2", 0.6), ("hypercorn-tls", 3.0)), about="asgi-hello over HTTP/2 and TLS (ALPN h2): granian `--http 2`, hypercorn (h2)"),  # noqa: E501
     Workload("h2-static-1k", "/1k.bin", TLS_STATIC, connections=16, streams=8, client="h2", aims=(("nginx-h2", 0.5),), about="1 KiB static file over HTTP/2 and TLS: nginx `listen ... ssl http2`, access log on for both"),  # noqa: E501
     Workload("php-hello", "/hello.php", PHP, aims=(("nginx-php", 0.9),), issue=18, about=f"`<?php echo \"Hello, world!\";` through the same php-fpm (`pm = static`, {make_php.CHILDREN} children, started per row on a Unix socket of its own, pinned to the server CPU with the server): colonnade-php-fpm (`max_instances = {make_php.CHILDREN}`: one kept connection per child) and nginx (`fastcgi_pass unix:` with Debian's fastcgi.conf); colonnade-php-cgi: {make_php.CHILDREN} php-cgi processes colonnade manages; access log on for all"),  # noqa: E501
+    Workload("proxy-hello", "/", PROXY, aims=(("nginx-proxy", 0.8),), issue=19, about="asgi-hello from uvicorn (`--loop uvloop --http httptools`, started per row on a Unix socket of its own, pinned to the server CPU with the server) behind a reverse proxy: colonnade's handler.proxy (`upstream = \"unix:...\"`, its keep-alive pool) and nginx (`proxy_pass` to an upstream block with `keepalive 32`, `proxy_http_version 1.1`); access log on for both"),  # noqa: E501
+    Workload("proxy-100m", "/100m.bin", PROXY_STATIC, connections=4, metric="transfer", aims=(("nginx-proxy-static", 0.8),), issue=19, about="a 100 MiB file from an nginx upstream (started per row on a Unix socket of its own, pinned with the server, access log off) through the reverse proxy: colonnade's handler.proxy and nginx `proxy_pass` (upstream keepalive, its default response buffering); throughput"),  # noqa: E501
     Workload("rewrite", "/1k.bin", REWRITE, issue=18, about=f"static-1k (colonnade-static) and the same file behind a web.toml enabling `rewrite` with {REWRITE_RULES} rules (regex, wildcard, exact), none matching (colonnade-rewrite-{REWRITE_RULES}, apps/make_rewrite.py): the per-request cost of the rule set"),  # noqa: E501
     Workload("modules", "/hello.txt", MODULES, about="13-byte file, default modules without the access log; modules-0: no trivial module, modules-10/-50: 10/50 trivial modules with a do-nothing hook on each of the 12 stages, modules-50-disabled: the trivial modules installed but none enabled, modules-50-post: 50 joining the 12 stages and their 11 post stages (23 hooks)"),  # noqa: E501
 ]
@@ -710,9 +743,17 @@ _NGINX_CONFS: list[Path] = []  # written during this run, for the report
 _TLS_CONFS: dict[str, Path] = {}
 # The first server file of each kind written for the PHP rows, ditto.
 _PHP_CONFS: dict[str, Path] = {}
+# ... and of the proxy rows.
+_PROXY_CONFS: dict[str, Path] = {}
 
 
-def nginx_conf(port: int, access_log: bool, tls: bool = False, php: Path | None = None) -> Path:
+def nginx_conf(
+    port: int,
+    access_log: bool,
+    tls: bool = False,
+    php: Path | None = None,
+    proxy: Path | None = None,
+) -> Path:
     NGINX_DIR.mkdir(parents=True, exist_ok=True)
     tmp = NGINX_DIR / "tmp"
     tmp.mkdir(exist_ok=True)
@@ -737,10 +778,10 @@ http {{
     proxy_temp_path {tmp}/proxy;
     fastcgi_temp_path {tmp}/fastcgi;
     uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
+    scgi_temp_path {tmp}/scgi;{_nginx_upstream(proxy)}
     server {{
         {_nginx_listen(port, tls)}
-        root {PHP_WWW if php else WWW};{_nginx_php(php)}
+        root {PHP_WWW if php else WWW};{_nginx_php(php)}{_nginx_proxy(proxy)}
     }}
 }}
 """
@@ -749,6 +790,8 @@ http {{
         _TLS_CONFS.setdefault("nginx", conf)
     elif php:
         _PHP_CONFS.setdefault("nginx", conf)
+    elif proxy:
+        _PROXY_CONFS.setdefault("nginx", conf)
     elif conf not in _NGINX_CONFS:
         _NGINX_CONFS.append(conf)
     return conf
@@ -766,6 +809,55 @@ def _nginx_php(sock: Path | None) -> str:
         f"            fastcgi_pass unix:{sock};\n"
         "        }"
     )
+
+
+def _nginx_upstream(sock: Path | None) -> str:
+    # The upstream with kept connections (without keepalive nginx opens one per request).
+    if sock is None:
+        return ""
+    return f"\n    upstream app {{\n        server unix:{sock};\n        keepalive 32;\n    }}"
+
+
+def _nginx_proxy(sock: Path | None) -> str:
+    if sock is None:
+        return ""
+    return (
+        "\n        location / {\n"
+        "            proxy_pass http://app;\n"
+        "            proxy_http_version 1.1;\n"
+        '            proxy_set_header Connection "";\n'
+        "            proxy_set_header Host $host;\n"
+        "            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n"
+        "            proxy_set_header X-Forwarded-Proto $scheme;\n"
+        "        }"
+    )
+
+
+def proxy_conf(path: Path, port: int, sock: Path) -> Path:
+    """A colonnade server file: every URL to the upstream on ``sock`` through
+    handler.proxy, the access log on (as nginx's)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f"""# generated by bench/run.py
+[server]
+modules = ["handler.proxy", "log.http"]
+
+[[sites]]
+name = "default"
+bindings = ["http://127.0.0.1:{port}"]
+
+[[handlers]]
+path = "*"
+handler = "handler.proxy"
+
+[proxy]
+upstream = "unix:{sock}"
+
+[http_logging]
+target = "{PROXY_DIR}/access-{port}.log"
+"""
+    )
+    return path
 
 
 def _nginx_listen(port: int, tls: bool) -> str:
@@ -828,17 +920,87 @@ def start_fpm(port: int, args: argparse.Namespace) -> tuple[subprocess.Popen[Any
     """php-fpm for one PHP row, pinned to the server CPU, on a socket of its own:
     (the process, its argv, the socket) once it accepts; RuntimeError if it does not."""
     conf, sock = make_php.fpm_conf(PHP_DIR, str(port))
+    argv = ["taskset", "-c", str(args.server_cpu), *make_php.fpm_argv(conf)]
+    return _start_on_socket(argv, sock, LOGS / f"php-fpm-{port}.err", PHP_DIR / f"fpm-{port}.log")
+
+
+def start_upstream(
+    port: int, kind: str, args: argparse.Namespace
+) -> tuple[subprocess.Popen[Any], list[str], Path]:
+    """The upstream of one proxy row, pinned to the server CPU, on a socket of its
+    own: uvicorn serving apps.asgi_hello (``kind`` "asgi") or nginx serving
+    bench/out/www ("static"). (The process, its argv, the socket) once it accepts;
+    RuntimeError if it does not."""
+    PROXY_DIR.mkdir(parents=True, exist_ok=True)
+    sock = PROXY_DIR / f"up-{port}.sock"
+    pin = ("taskset", "-c", str(args.server_cpu))
+    if kind == "static":
+        conf = PROXY_DIR / f"upstream-nginx-{port}.conf"
+        conf.write_text(_upstream_nginx_conf(port, sock))
+        argv = [
+            *pin,
+            "nginx",
+            "-p",
+            f"{NGINX_DIR}/",
+            "-e",
+            f"{PROXY_DIR}/upstream-nginx-{port}.err",
+        ]
+        argv += ["-c", str(conf), "-g", "daemon off;"]
+        err = LOGS / f"upstream-{port}.err"
+        return _start_on_socket(argv, sock, err, err)
+    argv = [
+        *(*pin, f"{BENCH_PY}/uvicorn", _ASGI_APP),
+        *("--app-dir", "bench", "--uds", str(sock), "--loop", "uvloop", "--http", "httptools"),
+        *("--no-access-log", "--log-level", "warning", "--timeout-keep-alive", "300"),
+    ]
+    err = LOGS / f"upstream-{port}.err"
+    return _start_on_socket(argv, sock, err, err)
+
+
+def _upstream_nginx_conf(port: int, sock: Path) -> str:
+    # The static upstream of a proxy-100m row: bench/out/www on a unix socket.
+    user = "user root root;\n" if os.geteuid() == 0 else ""
+    tmp = NGINX_DIR / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    return f"""# generated by bench/run.py: the upstream of a proxy row
+{user}worker_processes 1;
+pid {PROXY_DIR}/upstream-nginx-{port}.pid;
+error_log {PROXY_DIR}/upstream-nginx-{port}.err warn;
+events {{ worker_connections 4096; }}
+http {{
+    default_type application/octet-stream;
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 100000000;
+    client_body_temp_path {tmp}/client;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    server {{
+        listen unix:{sock};
+        root {WWW};
+    }}
+}}
+"""
+
+
+def _start_on_socket(
+    argv: list[str], sock: Path, err_path: Path, see: Path
+) -> tuple[subprocess.Popen[Any], list[str], Path]:
+    # A helper process of a row (php-fpm, an upstream) that listens on the unix socket
+    # ``sock``: started, and returned once the socket accepts (``see``: its log).
     with contextlib.suppress(FileNotFoundError):
         sock.unlink()
-    argv = ["taskset", "-c", str(args.server_cpu), *make_php.fpm_argv(conf)]
     LOGS.mkdir(parents=True, exist_ok=True)
-    with open(LOGS / f"php-fpm-{port}.err", "wb") as err:
+    with open(err_path, "wb") as err:
         proc = spawn(argv, stdout=subprocess.DEVNULL, stderr=err)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             stop(proc)
-            raise RuntimeError(f"exited with {proc.returncode}; see {PHP_DIR}/fpm-{port}.log")
+            raise RuntimeError(f"exited with {proc.returncode}; see {see}")
         with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as s:
             s.connect(str(sock))
             return proc, argv, sock
@@ -883,10 +1045,26 @@ def start_server(
         except (OSError, RuntimeError) as exc:
             log(f"  {name}: php-fpm failed to start: {exc}")
             return Running(server, port, None, [], error=f"n/a (php-fpm failed to start: {exc})")
+    if server.proxy:
+        try:
+            aux = start_upstream(port, server.proxy, args)
+        except (OSError, RuntimeError) as exc:
+            log(f"  {name}: the upstream failed to start: {exc}")
+            return Running(server, port, None, [], error=f"n/a (upstream failed to start: {exc})")
     if server.nginx_log is not None:
+        sock = aux[2] if aux is not None else None
         fmt["nginx_conf"] = nginx_conf(
-            port, server.nginx_log, server.tls, aux[2] if aux is not None else None
+            port,
+            server.nginx_log,
+            server.tls,
+            None if server.proxy else sock,
+            sock if server.proxy else None,
         )
+    if server.proxy and server.is_colonnade:
+        assert aux is not None
+        conf = proxy_conf(PROXY_DIR / f"colonnade-{port}.toml", port, aux[2])
+        fmt["conf"] = os.path.relpath(conf, REPO)
+        _PROXY_CONFS.setdefault(server.name, conf)
     if server.php and server.is_colonnade:
         try:
             app = make_php.external(aux[2]) if aux is not None else make_php.managed()
@@ -2284,6 +2462,7 @@ def render(
             for kind, p in _TLS_CONFS.items()
         ),
         *((f"PHP rows, {kind}", p, "") for kind, p in _PHP_CONFS.items()),
+        *((f"Proxy rows, {kind}", p, "") for kind, p in _PROXY_CONFS.items()),
     ]
     for what, path, more in confs:
         o.append(f"{what} (`{path.name}`{more}):")

@@ -6,6 +6,7 @@ Files (incompressible random bytes, so compression never skews a result):
     1k.bin    1 KiB
     100k.bin  100 KiB
     10m.bin   10 MiB
+    100m.bin  100 MiB (the proxy-100m download)
     hello.txt "Hello, world!" (13 bytes)
 Idempotent: a file of the right size is left alone.
 """
@@ -22,6 +23,7 @@ FILES: dict[str, int] = {
     "1k.bin": 1024,
     "100k.bin": 100 * 1024,
     "10m.bin": 10 * 1024 * 1024,
+    "100m.bin": 100 * 1024 * 1024,
 }
 HELLO = b"Hello, world!"
 

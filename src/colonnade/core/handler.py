@@ -10,6 +10,10 @@ from colonnade.core.module import Module
 if TYPE_CHECKING:
     from colonnade.core.context import Context
 
+#: The ``ctx.items`` key where a gateway handler (``handler.proxy``) names the
+#: upstream that served the request (``HOST:PORT``): the access log's ``x-upstream``.
+UPSTREAM = "upstream"
+
 
 class Handler(Module):
     """Produces the response for the requests the handler mapping gives it.

@@ -34,6 +34,7 @@ BUILTIN: tuple[tuple[str, str], ...] = (
     ),
     ("handler.fastcgi", "colonnade.handlers.fastcgi.handler:FastCgiHandler"),
     ("handler.cgi", "colonnade.handlers.cgi.handler:CgiHandler"),
+    ("handler.proxy", "colonnade.handlers.proxy.handler:ProxyHandler"),
     ("rewrite", "colonnade.modules.rewrite.module:UrlRewrite"),
     ("cache.output", "colonnade.modules.output_cache.module:OutputCache"),
     ("state.session", "colonnade.modules.session_state.module:SessionState"),

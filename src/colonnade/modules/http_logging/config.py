@@ -69,7 +69,9 @@ class HttpLoggingSection(Section, frozen=True):
       ``x-tls-sni`` (ours, IIS's W3C log has none: the TLS version, cipher suite
       and SNI name of an ``https`` connection, ``-`` on plain HTTP),
       ``x-tls-client-subject`` and ``x-tls-client-sha256`` (ours: the client
-      certificate's subject and SHA-256 fingerprint, ``-`` without one) and any
+      certificate's subject and SHA-256 fingerprint, ``-`` without one),
+      ``x-upstream`` (ours: the upstream ``handler.proxy`` sent the request to,
+      ``HOST:PORT`` or ``unix:/path``; ``-`` for other requests) and any
       request or response header as ``cs(Header-Name)`` / ``sc(Header-Name)``.
     - ``buffer_size``: lines are buffered in memory and written in one batch once
       the buffer holds about this many bytes (IIS writes 64 KB batches too;

@@ -139,6 +139,13 @@ FIELDS: dict[str, Field] = {
             "(None if {0} is None or {0}.client is None else {0}.client.sha256)",
         ),
         _field("s-computername", (), "escs[COMPUTER_NAME]", "COMPUTER_NAME"),
+        # Ours: the upstream a gateway handler (handler.proxy) sent the request to.
+        _field(
+            "x-upstream",
+            ("(ctx.items.get('upstream') if ctx.items else None)",),
+            "('-' if {0} is None else escs[{0}])",
+            "{0}",
+        ),
         # Ours, not IIS's: 5xx answers made one for their error page; asking for it
         # on other requests would generate an id per request for nothing.
         _field(

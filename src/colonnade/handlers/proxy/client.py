@@ -1,0 +1,433 @@
+"""Connections to upstreams: one HTTP/1.1 connection (:class:`Connection`), and a
+keep-alive pool of them per upstream address (:class:`Pool`).
+
+How this works. A :class:`Connection` is an asyncio protocol: what arrives is
+queued until the handler asks for it (``recv``); once ``high_water`` bytes wait,
+the socket is not read until the handler took them all and asks again, so a
+slow client slows the upstream down (back-pressure) instead of filling memory.
+``send`` writes and then waits while the transport's write buffer is over its
+limit. Every wait is bounded by the timeout the caller gives
+(``UpstreamTimeoutError``).
+
+A :class:`Pool` lends connections to requests: the most recently returned idle
+one, else a new one while fewer than ``max_connections`` exist, else the
+request waits its turn (bounded by the connect timeout). A connection goes back
+only when its exchange ended cleanly (the caller says so) and nothing arrived
+since; any other is closed at once. Idle connections are closed after
+``idle_timeout`` and when the pool closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import socket
+import time
+from typing import Final, cast
+
+from colonnade.config.schema import parse_upstream as parse_address
+from colonnade.handlers.proxy.wire import ResponseParser
+
+#: Bytes queued from an upstream before its socket is no longer read (default).
+HIGH_WATER: Final = 64 * 1024
+
+
+class UpstreamTimeoutError(TimeoutError):
+    """A wait on an upstream took longer than its timeout."""
+
+
+class UpstreamConnectError(OSError):
+    """The upstream could not be reached (the message says why)."""
+
+
+class Upstream:
+    """Where a pool connects: ``tcp`` host and port, or a ``unix`` socket path."""
+
+    __slots__ = ("host", "name", "port", "unix_path")
+
+    def __init__(self, host: str = "", port: int = 0, unix_path: str | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.unix_path = unix_path
+        if unix_path is not None:
+            self.name = f"unix:{unix_path}"
+        else:
+            self.name = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    @property
+    def key(self) -> tuple[str, int, str | None]:
+        """Identity of the address (pools are per address)."""
+        return (self.host, self.port, self.unix_path)
+
+    def __repr__(self) -> str:
+        return f"<Upstream {self.name}>"
+
+
+def parse_upstream(address: str) -> Upstream:
+    """``http://host[:port]`` (port 80 if left out; IPv6 in brackets) or
+    ``unix:/absolute/path``, read as a farm member's address is; ``ValueError``
+    otherwise."""
+    host, port, unix_path = parse_address(address)
+    return Upstream(host, port, unix_path)
+
+
+class Connection(asyncio.BufferedProtocol):
+    """One connection to an upstream (see the module docstring).
+
+    A buffered protocol: reads from the socket fill the queue to ``high_water``
+    bytes at most (a plain protocol gets what the loop reads at once, 256 KiB
+    under uvloop), and reading pauses once that much waits, until the handler
+    has passed on all of it and asks for more: per slow client, one piece in the
+    client's write buffer and at most one waiting here."""
+
+    def __init__(self, pool: Pool, max_head: int, high_water: int = HIGH_WATER) -> None:
+        self.pool = pool
+        self.high_water = high_water
+        # The pool's one read buffer: what a read puts there is copied out at once
+        # (buffer_updated), so the connections of one loop can share it.
+        self._buffer = pool.read_buffer
+        self.transport: asyncio.Transport | None = None
+        self.parser = ResponseParser(max_head)
+        self._queue: collections.deque[bytes] = collections.deque()
+        self._queued = 0
+        self._paused = False
+        self._eof = False
+        self._closed = False
+        self._error: BaseException | None = None
+        self._reader: asyncio.Future[None] | None = None
+        self._writable = True
+        self._drainer: asyncio.Future[None] | None = None
+        #: Requests sent on it so far (the first one is never stale).
+        self.requests = 0
+        self.idle_since = 0.0
+
+    # -- asyncio.Protocol ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but are ones.
+        self.transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        # No more than fills the queue to high_water (reading then pauses).
+        return self._buffer[: max(self.high_water - self._queued, 1024)]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._queue.append(self._buffer[:nbytes].tobytes())
+        self._queued += nbytes
+        if self._queued >= self.high_water and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake_reader()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake_reader()
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._eof = True
+        self._error = exc
+        self._wake_reader()
+        self._writable = True
+        drainer = self._drainer
+        if drainer is not None and not drainer.done():
+            drainer.set_result(None)
+        self.pool._lost(self)
+
+    def pause_writing(self) -> None:
+        self._writable = False
+
+    def resume_writing(self) -> None:
+        self._writable = True
+        drainer = self._drainer
+        if drainer is not None and not drainer.done():
+            drainer.set_result(None)
+
+    def _wake_reader(self) -> None:
+        reader = self._reader
+        if reader is not None and not reader.done():
+            reader.set_result(None)
+
+    # -- for the handler --------------------------------------------------------------
+
+    @property
+    def clean(self) -> bool:
+        """Open, nothing unread, nothing received since the last response."""
+        return not self._eof and not self._queue and self.parser.idle
+
+    async def recv(self, within: float | None) -> bytes:
+        """What arrived since the last call (``b""``: the upstream closed its side);
+        ``UpstreamTimeoutError`` after ``within`` seconds without a byte (None:
+        no limit);
+        ``ConnectionResetError`` if the connection failed."""
+        if not self._queue:
+            if self._eof:
+                if self._error is not None:
+                    raise ConnectionResetError(str(self._error))
+                return b""
+            # All that was read is passed on: read again (not earlier, so that no
+            # more than one piece waits here while the last is sent on).
+            self.watch()
+            loop = asyncio.get_running_loop()
+            self._reader = waiter = loop.create_future()
+            handle = None if within is None else loop.call_later(within, _expire, waiter)
+            try:
+                await waiter
+            finally:
+                if handle is not None:
+                    handle.cancel()
+                self._reader = None
+            if not self._queue:
+                if self._eof:
+                    if self._error is not None:
+                        raise ConnectionResetError(str(self._error))
+                    return b""
+                raise UpstreamTimeoutError(f"no byte from the upstream in {within or 0:g} s")
+        queue = self._queue
+        data = queue.popleft() if len(queue) == 1 else b"".join(queue)
+        queue.clear()
+        self._queued = 0
+        return data
+
+    async def send(self, data: bytes, within: float) -> None:
+        """Write ``data``, then wait while the upstream is slow to take it
+        (``UpstreamTimeoutError`` after ``within`` seconds of it;
+        ``ConnectionResetError`` if the connection is gone)."""
+        transport = self.transport
+        if transport is None or self._closed or transport.is_closing():
+            raise ConnectionResetError("the upstream connection is closed")
+        transport.write(data)
+        if self._writable:
+            return
+        loop = asyncio.get_running_loop()
+        self._drainer = waiter = loop.create_future()
+        handle = loop.call_later(within, _expire, waiter)
+        try:
+            await waiter
+        finally:
+            handle.cancel()
+            self._drainer = None
+        if self._closed:
+            raise ConnectionResetError("the upstream closed the connection")
+        if not self._writable:
+            raise UpstreamTimeoutError(f"the upstream took no byte of the request in {within:g} s")
+
+    def watch(self) -> None:
+        """Read again if paused: an idle connection's close must be seen."""
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+
+    def write_eof(self) -> None:
+        """Half-close: no more bytes from us (a tunnel whose client closed)."""
+        transport = self.transport
+        if transport is not None and not transport.is_closing() and transport.can_write_eof():
+            transport.write_eof()
+
+    def close(self) -> None:
+        """Close it now (unsent bytes are dropped)."""
+        transport = self.transport
+        if transport is not None:
+            transport.abort()
+        self._closed = True
+        self._eof = True
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class PoolSettings:
+    """What a pool needs of the handler's settings."""
+
+    __slots__ = (
+        "connect_timeout",
+        "high_water",
+        "idle_timeout",
+        "max_connections",
+        "max_head",
+        "max_idle",
+    )
+
+    def __init__(
+        self,
+        connect_timeout: float = 10.0,
+        idle_timeout: float = 60.0,
+        max_connections: int = 0,
+        max_idle: int = 32,
+        max_head: int = 65536,
+        high_water: int = HIGH_WATER,
+    ) -> None:
+        self.connect_timeout = connect_timeout
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections  # 0: no limit
+        self.max_idle = max_idle
+        self.max_head = max_head
+        self.high_water = high_water
+
+
+class Pool:
+    """The keep-alive connections of one worker to one upstream address."""
+
+    def __init__(self, upstream: Upstream, settings: PoolSettings) -> None:
+        self.upstream = upstream
+        self.settings = settings
+        self._idle: collections.deque[Connection] = collections.deque()
+        self._live: set[Connection] = set()
+        self._connecting = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._reaper: asyncio.TimerHandle | None = None
+        self.closed = False
+        #: Where the connections' reads land before they are copied out.
+        self.read_buffer = memoryview(bytearray(max(settings.high_water, 1024)))
+
+    @property
+    def open_connections(self) -> int:
+        """Connections open now, lent or idle."""
+        return len(self._live)
+
+    @property
+    def idle_connections(self) -> int:
+        """Connections waiting for a request."""
+        return len(self._idle)
+
+    async def acquire(self) -> Connection:
+        """A clean connection: an idle one, else a new one (waiting for room
+        while ``max_connections`` are open). ``UpstreamConnectError`` or
+        ``UpstreamTimeoutError`` when it cannot be had."""
+        if self.closed:
+            raise UpstreamConnectError("the upstream pool is closed")
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.clean:
+                return conn
+            self._discard(conn)
+        limit = self.settings.max_connections
+        if limit and len(self._live) + self._connecting >= limit:
+            await self._wait_for_room()
+            while self._idle:
+                conn = self._idle.pop()
+                if conn.clean:
+                    return conn
+                self._discard(conn)
+        return await self._connect()
+
+    async def _wait_for_room(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.connect_timeout
+        limit = self.settings.max_connections
+        while len(self._live) + self._connecting >= limit and not self._idle:
+            if self.closed:
+                raise UpstreamConnectError("the upstream pool is closed")
+            waiter = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await waiter
+            except TimeoutError:
+                raise UpstreamTimeoutError(
+                    f"all {limit} connections to {self.upstream.name} stayed busy "
+                    f"for {self.settings.connect_timeout:g} s"
+                ) from None
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+
+    async def _connect(self) -> Connection:
+        loop = asyncio.get_running_loop()
+        upstream = self.upstream
+        max_head = self.settings.max_head
+        high_water = self.settings.high_water
+        self._connecting += 1
+        try:
+            async with asyncio.timeout(self.settings.connect_timeout):
+                if upstream.unix_path is not None:
+                    _, conn = await loop.create_unix_connection(
+                        lambda: Connection(self, max_head, high_water), upstream.unix_path
+                    )
+                else:
+                    _, conn = await loop.create_connection(
+                        lambda: Connection(self, max_head, high_water), upstream.host, upstream.port
+                    )
+        except TimeoutError:
+            raise UpstreamTimeoutError(
+                f"connecting took longer than {self.settings.connect_timeout:g} s"
+            ) from None
+        except OSError as exc:
+            raise UpstreamConnectError(exc.strerror or str(exc)) from None
+        finally:
+            self._connecting -= 1
+            self._wake()
+        self._live.add(conn)
+        if self.closed:
+            self._discard(conn)
+            raise UpstreamConnectError("the upstream pool is closed")
+        return conn
+
+    def release(self, conn: Connection, *, reusable: bool) -> None:
+        """Give ``conn`` back: kept for the next request when ``reusable`` and clean,
+        else closed."""
+        if (
+            reusable
+            and not self.closed
+            and conn.clean
+            and len(self._idle) < self.settings.max_idle
+            and conn in self._live
+        ):
+            conn.idle_since = time.monotonic()
+            conn.watch()
+            self._idle.append(conn)
+            self._schedule_reaper()
+        else:
+            self._discard(conn)
+        self._wake()
+
+    def _discard(self, conn: Connection) -> None:
+        conn.close()
+        self._live.discard(conn)
+        self._wake()
+
+    def _lost(self, conn: Connection) -> None:
+        # The transport is gone: an idle one leaves at once, a lent one when released.
+        if conn in self._idle:
+            self._idle.remove(conn)
+        self._live.discard(conn)
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _schedule_reaper(self) -> None:
+        if self._reaper is None and self._idle:
+            loop = asyncio.get_running_loop()
+            self._reaper = loop.call_later(self.settings.idle_timeout, self._reap)
+
+    def _reap(self) -> None:
+        self._reaper = None
+        cutoff = time.monotonic() - self.settings.idle_timeout
+        while self._idle and self._idle[0].idle_since <= cutoff:
+            self._discard(self._idle.popleft())
+        self._schedule_reaper()
+
+    def close(self) -> None:
+        """Close every idle connection now, and each lent one when it comes back."""
+        self.closed = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
+        while self._idle:
+            self._discard(self._idle.pop())
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)

@@ -1,0 +1,586 @@
+"""The reverse-proxy handler: the requests mapped to ``handler.proxy`` are
+forwarded to an HTTP/1.1 upstream and its answers relayed (IIS ARR's role).
+
+How this works, per request: the upstream is chosen (``upstream`` of the URL's
+``[proxy]`` settings); a connection is borrowed from the worker's keep-alive
+:class:`~colonnade.handlers.proxy.client.Pool` for that address; the request
+head goes out with its hop-by-hop fields removed and the forwarding fields
+added (:mod:`~colonnade.handlers.proxy.forward`); the request body is pumped
+by a task of its own while this coroutine reads the response, so an upstream
+that answers before it has read the whole body cannot deadlock us. Both ways
+keep back-pressure: the pump reads the next piece of the client's body only
+once the upstream took the last, and the response is read from the upstream
+only as fast as the client takes it (the connection stops reading its socket
+past ``buffer_size`` bytes). A response whose end arrives within
+``buffer_size`` bytes is handed to the pipeline whole; a longer one is streamed.
+
+``Expect: 100-continue`` is passed on: the client's body is not read (so the
+client is not told to send it) until the upstream says ``100 Continue`` or
+``continue_timeout`` passes; an upstream that answers at once (a 401, a 413)
+spares the client the upload. A ``101 Switching Protocols`` answer to an
+upgrade request (WebSocket) turns the exchange into a tunnel of bytes both ways.
+
+Failures are answered as ARR does and logged naming the upstream: it cannot be
+reached, it reset, closed early or sent what is not HTTP (an invalid status
+line, headers over ``max_response_head``): 502.3; it did not answer within
+``timeout``: 504.0. Once the response has begun, a failure can only cut the
+client's connection (a truncated body must not look complete). The connection
+to the upstream is then closed, never pooled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import urllib.parse
+
+from colonnade.core.app import Application
+from colonnade.core.context import Context, RawStream
+from colonnade.core.handler import UPSTREAM, Handler
+from colonnade.core.httputil import has_token
+from colonnade.core.request import EMPTY_BODY
+from colonnade.errors import ConfigError, HttpError
+from colonnade.handlers.proxy import forward, wire
+from colonnade.handlers.proxy.client import (
+    Connection,
+    Pool,
+    Upstream,
+    UpstreamConnectError,
+    UpstreamTimeoutError,
+)
+from colonnade.handlers.proxy.config import ProxySection
+from colonnade.providers.farms import Farm, Outcome, farm_for
+
+log = logging.getLogger("colonnade.proxy")
+
+
+class UpstreamFailedError(Exception):
+    """The upstream failed (the message says how); ``timeout``: by not answering."""
+
+    def __init__(self, what: str, *, timeout: bool = False) -> None:
+        super().__init__(what)
+        self.timeout = timeout
+
+
+class _ConnectFailedError(Exception):
+    """No connection to the upstream could be had; nothing of the request was
+    sent (``error``: the 502.3 to answer with)."""
+
+    def __init__(self, error: HttpError) -> None:
+        super().__init__(error.detail)
+        self.error = error
+
+
+#: Methods a request may be sent again with (RFC 9110 9.2.2).
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+
+class _StaleError(Exception):
+    """A reused connection was closed before the upstream took any of the request."""
+
+
+class ProxyHandler(Handler):
+    """Forwards requests to an upstream (see the module docstring)."""
+
+    id = "handler.proxy"
+    section = ProxySection
+
+    def __init__(self) -> None:
+        self.pools: dict[tuple[str, int, str | None], Pool] = {}
+        self.farms: dict[str, Farm] = {}
+
+    def provision(self, app: Application) -> None:
+        """Check that a farm named at the application's root is defined (one named
+        in a location is checked when a request reaches it: a 500 saying so)."""
+        problem = _undefined_farm(app)
+        if problem is not None:
+            raise ConfigError(problem, key="proxy.farm")
+
+    def config_warnings(self, app: Application, workers: int) -> list[str]:
+        """``colonnade check`` (which provisions nothing) says it too."""
+        problem = _undefined_farm(app)
+        return [] if problem is None else [f"{problem}: the server will not start"]
+
+    async def shutdown(self) -> None:
+        """Close the idle connections; lent ones close when their request ends."""
+        pools, self.pools = self.pools, {}
+        for pool in pools.values():
+            pool.close()
+        farms, self.farms = self.farms, {}
+        for farm in farms.values():
+            await farm.close()
+
+    def pool_for(self, upstream: Upstream, settings: ProxySection) -> Pool:
+        """The worker's pool for ``upstream`` (made on first use)."""
+        pool = self.pools.get(upstream.key)
+        if pool is None or pool.closed:
+            pool = self.pools[upstream.key] = Pool(upstream, settings.pool_settings)
+        return pool
+
+    async def execute(self, ctx: Context) -> None:
+        """Forward the request and relay the answer."""
+        settings = ctx.section(ProxySection)
+        if settings.farm:
+            await self._via_farm(ctx, settings)
+            return
+        upstream = settings.target
+        if upstream is None:
+            raise HttpError(
+                500,
+                0,
+                "the proxy is not configured",
+                detail="handler.proxy is mapped here, but [proxy] sets no upstream or farm",
+            )
+        ctx.items[UPSTREAM] = upstream.name
+        try:
+            await _Exchange(ctx, settings, self.pool_for(upstream, settings)).run()
+        except _ConnectFailedError as failed:
+            raise failed.error from None
+
+    async def _via_farm(self, ctx: Context, settings: ProxySection) -> None:
+        # A member chosen by the farm; one retry on another member when
+        # connecting failed on an idempotent request (nothing of it was sent).
+        name = settings.farm
+        farm_settings = ctx.app.farms.get(name)
+        if farm_settings is None:
+            raise HttpError(
+                500,
+                0,
+                "the proxy is not configured",
+                detail=f"[proxy] farm = {name!r}, but the server file defines no [farms.{name}]",
+            )
+        farm = farm_for(farm_settings, name=name)
+        self.farms[name] = farm
+        lease = farm.choose(ctx)
+        if lease is None:
+            raise HttpError(
+                502, 4, "no server is available", detail=f"farm {name}: no member is available"
+            )
+        retried = False
+        while True:
+            member = lease.member
+            upstream = Upstream(member.host, member.port, member.unix_path)
+            ctx.items[UPSTREAM] = member.name
+            exchange = _Exchange(ctx, settings, self.pool_for(upstream, settings), lease.set_cookie)
+            try:
+                await exchange.run()
+            except _ConnectFailedError as failed:
+                lease.finished(exchange.outcome, time.monotonic() - exchange.started)
+                following = None
+                if not retried and ctx.request.method in IDEMPOTENT:
+                    following = farm.retry(ctx, lease)
+                if following is None:
+                    raise failed.error from None
+                log.warning(
+                    "farm %s: %s; the request goes to %s",
+                    name,
+                    failed.error.detail,
+                    following.member.name,
+                )
+                lease, retried = following, True
+                continue
+            except BaseException:
+                lease.finished(exchange.outcome, time.monotonic() - exchange.started)
+                raise
+            lease.finished(exchange.outcome, time.monotonic() - exchange.started)
+            return
+
+
+def _undefined_farm(app: Application) -> str | None:
+    # The root's farm, when the server file does not define it.
+    farm = app.section(ProxySection).farm
+    if not farm or farm in app.farms:
+        return None
+    defined = ", ".join(sorted(app.farms)) or "none"
+    return (
+        f"[proxy] farm = {farm!r}, but the server file defines no [farms.{farm}] "
+        f"(defined: {defined})"
+    )
+
+
+def _target(ctx: Context) -> bytes:
+    # The request target for the upstream: the client's, unless a module
+    # remapped the path (URL rewrite), then the new path, quoted.
+    request = ctx.request
+    if request.path == request.original_path:
+        return request.target
+    path = urllib.parse.quote(request.path, safe="/:@!$&'()*+,;=-._~").encode("ascii")
+    return path + (b"?" + request.query if request.query else b"")
+
+
+def _wants_upgrade(ctx: Context) -> bytes | None:
+    request = ctx.request
+    upgrade = request.header(b"upgrade")
+    if upgrade is None or request.version != "1.1":
+        return None
+    connection = b",".join(request.header_values(b"connection"))
+    return upgrade if has_token(connection, b"upgrade") else None
+
+
+class _Exchange:
+    """One request forwarded: the connection, the pump, the relay."""
+
+    def __init__(
+        self, ctx: Context, settings: ProxySection, pool: Pool, set_cookie: bytes | None = None
+    ) -> None:
+        self.ctx = ctx
+        self.set_cookie = set_cookie  # a farm's affinity cookie for the response
+        #: For the farm: "ok" (the upstream answered), "connect_failed", "failed".
+        self.outcome: Outcome = "ok"
+        self.settings = settings
+        self.pool = pool
+        self.upstream = pool.upstream
+        self.started = time.monotonic()
+        self.pump_error: BaseException | None = None
+        self.body_started = False  # the pump read from the client's body
+        self.body_sent = False  # all of it went out
+        self.go: asyncio.Event | None = None  # set: the pump may send the body
+        self.pumping = False  # the pump is sending the body
+        self.last_sent = 0.0  # when the upstream last took bytes of the request (loop time)
+        request = ctx.request
+        self.upgrade = _wants_upgrade(ctx)
+        body = request.body
+        framing: tuple[bytes, bytes] | None = None
+        self.has_body = body is not EMPTY_BODY
+        if self.has_body:
+            length = request.header(b"content-length")
+            if length is not None:
+                framing = (b"content-length", length)
+                self.chunked = False
+            else:
+                framing = (b"transfer-encoding", b"chunked")
+                self.chunked = True
+        expect = request.header(b"expect")
+        self.expect_continue = (
+            self.has_body and expect is not None and expect.lower() == b"100-continue"
+        )
+        upstream = self.upstream
+        if settings.preserve_host or upstream.unix_path is not None:
+            host = request.header(b"host") or request.host.encode("latin-1")
+            self.rewrite: forward.HostRewrite | None = None
+        else:
+            host = upstream.name.encode("latin-1")
+            self.rewrite = (
+                forward.HostRewrite(host, request.scheme, request.host)
+                if settings.reverse_rewrite_host and request.host
+                else None
+            )
+        headers = forward.request_headers(
+            request,
+            host,
+            forwarded=settings.forwarded_headers,
+            framing=framing,
+            expect_continue=self.expect_continue,
+            upgrade=self.upgrade,
+        )
+        self.head = wire.request_head(request.method, _target(ctx), headers)
+
+    # -- the whole exchange ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        pool = self.pool
+        ctx = self.ctx
+        try:
+            conn = await pool.acquire()
+        except (UpstreamConnectError, UpstreamTimeoutError) as exc:
+            self.outcome = "connect_failed"
+            raise _ConnectFailedError(self._error(f"cannot connect: {exc}", 502, 3)) from None
+        reusable = False
+        try:
+            while True:
+                try:
+                    reusable = await self._exchange(conn)
+                    return
+                except _StaleError:
+                    # An idle connection the upstream had closed: nothing of the
+                    # request was taken, so it goes again on a new connection.
+                    pool.release(conn, reusable=False)
+                    try:
+                        conn = await pool.acquire()
+                    except (UpstreamConnectError, UpstreamTimeoutError) as exc:
+                        self.outcome = "failed"
+                        raise self._error(f"cannot connect again: {exc}", 502, 3) from None
+        except UpstreamFailedError as exc:
+            self.outcome = "failed"
+            if ctx.response.headers_sent:
+                log.warning(
+                    "upstream %s: %s %s: %s (the response was cut)",
+                    self.upstream.name,
+                    ctx.request.method,
+                    _shown_target(ctx),
+                    exc,
+                )
+                raise HttpError(502, 3, "bad gateway") from None
+            if exc.timeout:
+                raise self._error(str(exc), 504, 0) from None
+            raise self._error(str(exc), 502, 3) from None
+        finally:
+            pool.release(conn, reusable=reusable)
+
+    def _error(self, what: str, status: int, substatus: int) -> HttpError:
+        message = "the upstream did not answer in time" if status == 504 else "bad gateway"
+        detail = f"upstream {self.upstream.name}: {what}"
+        return HttpError(status, substatus, message, detail=detail)
+
+    async def _exchange(self, conn: Connection) -> bool:
+        # Returns whether the connection may serve again.
+        reused = conn.requests > 0
+        conn.requests += 1
+        timeout = self.settings.timeout
+        conn.parser.start(self.ctx.request.method)
+        try:
+            await conn.send(self.head, timeout)
+        except ConnectionError:
+            if reused:
+                raise _StaleError from None
+            raise UpstreamFailedError("the upstream closed the connection") from None
+        except UpstreamTimeoutError as exc:
+            raise UpstreamFailedError(f"sending the request: {exc}", timeout=True) from None
+        self.last_sent = asyncio.get_running_loop().time()
+        pump: asyncio.Task[None] | None = None
+        if self.has_body:
+            self.go = asyncio.Event()
+            if not self.expect_continue:
+                self.go.set()
+            self.pumping = True
+            pump = asyncio.get_running_loop().create_task(self._pump(conn))
+        try:
+            return await self._respond(conn, reused)
+        finally:
+            if pump is not None and not pump.done():
+                pump.cancel()
+                with contextlib.suppress(BaseException):
+                    await pump
+
+    async def _pump(self, conn: Connection) -> None:
+        # The client's body to the upstream, a piece at a time; each piece is
+        # taken by the upstream before the next is read from the client.
+        go = self.go
+        assert go is not None
+        if not go.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.continue_timeout):
+                    await go.wait()
+        body = self.ctx.request.body
+        loop = asyncio.get_running_loop()
+        size = self.settings.buffer_size
+        timeout = self.settings.timeout
+        chunked = self.chunked
+        try:
+            while True:
+                self.body_started = True
+                try:
+                    data = await body.read(size)
+                except Exception as exc:
+                    # The client's body failed (413, 400, gone): the reader reports it.
+                    self.pump_error = exc
+                    conn.close()
+                    return
+                if not data:
+                    if chunked:
+                        await conn.send(wire.LAST_CHUNK, timeout)
+                    self.body_sent = True
+                    return
+                await conn.send(wire.chunk(data) if chunked else data, timeout)
+                self.last_sent = loop.time()
+        except ConnectionError:
+            return  # the upstream closed: it may have answered (the reader reads it)
+        except UpstreamTimeoutError as exc:
+            self.pump_error = UpstreamFailedError(f"sending the body: {exc}", timeout=True)
+            conn.close()
+        finally:
+            self.pumping = False
+            self.last_sent = loop.time()
+
+    async def _events(self, conn: Connection, head: bool = False) -> list[wire.Event]:
+        # The next events from the upstream; its failures as UpstreamFailedError.
+        # ``head``: the response head is awaited, and must be whole within
+        # ``timeout`` of the last byte of the request the upstream took (bytes
+        # that trickle in do not buy more time). While the body is still being
+        # pumped, the client sets the pace: each wait is bounded alone.
+        parser = conn.parser
+        timeout = self.settings.timeout
+        while True:
+            within = timeout
+            if head and not self.pumping:
+                within = self.last_sent + timeout - asyncio.get_running_loop().time()
+            try:
+                if within <= 0:
+                    raise UpstreamTimeoutError(f"no response head within {timeout:g} s")
+                data = await conn.recv(within)
+            except UpstreamTimeoutError as exc:
+                if head and parser.started:
+                    raise UpstreamFailedError(
+                        f"the response head did not arrive whole within {timeout:g} s "
+                        "(its bytes trickled in)"
+                    ) from None
+                raise UpstreamFailedError(str(exc), timeout=True) from None
+            except ConnectionError as exc:
+                self._pump_failed()
+                raise UpstreamFailedError(f"the connection failed: {exc}") from None
+            try:
+                if not data:
+                    self._pump_failed()
+                    events = parser.eof()
+                else:
+                    events = parser.feed(data)
+            except wire.UpstreamProtocolError as exc:
+                raise UpstreamFailedError(str(exc)) from None
+            if events:
+                return events
+
+    def _pump_failed(self) -> None:
+        # The connection ended: the pump's failure, if it made it end, is the news.
+        error = self.pump_error
+        if error is not None:
+            raise error
+
+    async def _respond(self, conn: Connection, reused: bool) -> bool:
+        head: wire.Head | None = None
+        rest: list[wire.Event] = []
+        while head is None:
+            try:
+                events = await self._events(conn, head=True)
+            except UpstreamFailedError:
+                if reused and not conn.parser.started and not self.body_started:
+                    raise _StaleError from None
+                raise
+            for i, event in enumerate(events):
+                if type(event) is wire.Interim:
+                    if event.status == 100 and self.go is not None:
+                        self.go.set()
+                elif type(event) is wire.Head:
+                    head = event
+                    rest = events[i + 1 :]
+                    break
+        if head.status == 101:
+            if self.upgrade is None:
+                raise UpstreamFailedError("the upstream switched protocols unasked")
+            await self._tunnel(conn, head)
+            return False
+        if self.go is not None and not self.go.is_set():
+            # Answered before it asked for the body: the client is spared the
+            # upload, and the connection (whose body is owed) is not reused.
+            self.go.set()
+            self.body_started = True
+            self.has_body = False
+            conn.parser.reusable = False
+        self._set_head(head)
+        return await self._relay(conn, rest)
+
+    def _set_head(self, head: wire.Head) -> None:
+        response = self.ctx.response
+        response.status = head.status
+        response.reason = head.reason or None
+        response.headers = forward.response_headers(head.headers, self.rewrite)
+        # The upstream's own error pages are kept (custom errors replace them only
+        # with existing_response = "replace"), as for any gateway.
+        response.skip_custom_errors = True
+        if self.set_cookie is not None:
+            response.headers.append((b"set-cookie", self.set_cookie))
+
+    async def _relay(self, conn: Connection, events: list[wire.Event]) -> bool:
+        # The body: whole when it ends within buffer_size, else streamed.
+        ctx = self.ctx
+        response = ctx.response
+        limit = self.settings.buffer_size
+        buffered: list[bytes] = []
+        size = 0
+        ended = False
+        while True:
+            for event in events:
+                if type(event) is wire.Data:
+                    buffered.append(event.data)
+                    size += len(event.data)
+                elif type(event) is wire.End:
+                    ended = True
+            if ended or size > limit:
+                break
+            events = await self._events(conn)
+        if ended:
+            if ctx.request.method == "HEAD" or response.status in (204, 304):
+                await ctx.start_response()  # the declared length, no body
+            else:
+                response.remove_header(b"content-length")
+                response.body = b"".join(buffered)
+            return self._reusable(conn)
+        await ctx.write(b"".join(buffered))
+        del buffered
+        while True:
+            for event in await self._events(conn):
+                if type(event) is wire.Data:
+                    await ctx.write(event.data)
+                elif type(event) is wire.End:
+                    return self._reusable(conn)
+
+    def _reusable(self, conn: Connection) -> bool:
+        return conn.parser.reusable and (not self.has_body or self.body_sent)
+
+    # -- upgrade ----------------------------------------------------------------------
+
+    async def _tunnel(self, conn: Connection, head: wire.Head) -> None:
+        # 101: the client's connection and the upstream's become one pipe.
+        ctx = self.ctx
+        stream = ctx.upgrade()
+        if stream is None:
+            raise UpstreamFailedError("the client's connection cannot switch protocols")
+        headers = forward.response_headers(head.headers, self.rewrite)
+        headers += [(b"connection", b"upgrade"), (b"upgrade", self.upgrade or b"")]
+        ctx.response.headers = headers
+        lines = [b"HTTP/1.1 101 Switching Protocols\r\n"]
+        lines += [b"%s: %s\r\n" % field for field in headers]
+        lines.append(b"\r\n")
+        leftover = conn.parser.leftover()
+        try:
+            await stream.send(b"".join(lines) + leftover)
+        except ConnectionError:
+            stream.close()
+            return
+        await _pipe(stream, conn)
+
+
+async def _pipe(stream: RawStream, conn: Connection) -> None:
+    # Bytes both ways until either side closes; then both are closed.
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def finished(_: object = None) -> None:
+        if not done.done():
+            done.set_result(None)
+
+    async def up() -> None:
+        try:
+            while data := await stream.receive():
+                await conn.send(data, 86400.0)
+            conn.write_eof()
+            # The client is done sending; the upstream may still answer.
+            return
+        except (ConnectionError, UpstreamTimeoutError):
+            finished()
+
+    async def down() -> None:
+        try:
+            while data := await conn.recv(None):
+                await stream.send(data)
+        except ConnectionError:
+            pass
+        finished()
+
+    stream.on_shutdown(finished)
+    tasks = [loop.create_task(up()), loop.create_task(down())]
+    try:
+        await done
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        conn.close()
+        stream.close()
+
+
+def _shown_target(ctx: Context) -> str:
+    return ctx.request.target.decode("latin-1")[:200]

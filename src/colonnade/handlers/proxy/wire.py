@@ -1,0 +1,351 @@
+"""HTTP/1.1 as the proxy speaks it to an upstream, without sockets: the request
+head and chunked framing out, the response parsed from bytes in.
+
+How this works. :class:`ResponseParser` is fed whatever the upstream sent
+(``feed``) and answers events: :class:`Head` (a final response's status and
+headers), :class:`Interim` (a 1xx other than 101), :class:`Data` (body bytes,
+de-chunked), :class:`End` (the response is complete). It knows the request's
+method (``start(method)``): the answer to ``HEAD`` has no body whatever it
+declares. The body's framing follows RFC 9112 6.3: none for 1xx, 204 and 304;
+chunked when the last transfer coding is; else ``Content-Length``; else until
+the upstream closes (``eof()`` then ends it). Anything that is not HTTP — an
+invalid status line, a header line that is no field, a head longer than
+``max_head``, a bad chunk — raises :class:`UpstreamProtocolError`, and the
+connection is never used again. After :class:`End`, ``reusable`` says whether
+the connection may carry another request: the upstream did not ask to close,
+its framing was not by close, and nothing followed the response.
+
+The parser holds at most ``max_head`` bytes of a head or a chunk-size line;
+body bytes pass through as slices of what was fed, never collected.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from colonnade.core.httputil import has_token, is_field_value, is_token
+
+Headers = list[tuple[bytes, bytes]]
+
+#: Longest chunk-size line (with extensions) accepted: a hex size needs 16 bytes.
+MAX_CHUNK_LINE: Final = 1024
+
+
+class UpstreamProtocolError(ValueError):
+    """The upstream's bytes are not a valid HTTP/1.1 response (the message says how)."""
+
+
+class Head:
+    """A final response's head (status 101 included: the connection is switched)."""
+
+    __slots__ = ("headers", "keep_alive", "reason", "status")
+
+    def __init__(self, status: int, reason: bytes, headers: Headers, keep_alive: bool) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers  # names lower case, in order
+        self.keep_alive = keep_alive
+
+    def __repr__(self) -> str:
+        return f"<Head {self.status}>"
+
+
+class Interim:
+    """An informational (1xx) response other than 101: ``100 Continue``, ``103``."""
+
+    __slots__ = ("headers", "status")
+
+    def __init__(self, status: int, headers: Headers) -> None:
+        self.status = status
+        self.headers = headers
+
+
+class Data:
+    """Body bytes."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class End:
+    """The response is complete."""
+
+    __slots__ = ()
+
+
+END: Final = End()
+Event = Head | Interim | Data | End
+
+# Where the parser is.
+(_HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILERS, _CLOSE, _DONE, _SWITCHED) = (
+    range(9)
+)
+
+
+class ResponseParser:
+    """Parses one upstream connection's responses (see the module docstring)."""
+
+    __slots__ = (
+        "_buffer",
+        "_head_request",
+        "_remaining",
+        "_state",
+        "max_head",
+        "reusable",
+    )
+
+    def __init__(self, max_head: int = 65536) -> None:
+        self.max_head = max_head
+        self._buffer = b""
+        self._state = _DONE
+        self._remaining = 0
+        self._head_request = False
+        #: After End: the connection may carry another request.
+        self.reusable = False
+
+    @property
+    def idle(self) -> bool:
+        """True before a request and once its response ended, with nothing after it."""
+        return self._state == _DONE and not self._buffer
+
+    @property
+    def started(self) -> bool:
+        """True once any byte of the current response arrived."""
+        return self._state != _HEAD or bool(self._buffer)
+
+    def start(self, method: str) -> None:
+        """A request went out: parse its response (``method`` decides whether it
+        has a body)."""
+        if self._state != _DONE or self._buffer:
+            raise UpstreamProtocolError("the upstream sent bytes before the request")
+        self._state = _HEAD
+        self._head_request = method == "HEAD"
+        self.reusable = False
+
+    def leftover(self) -> bytes:
+        """After a 101: what the upstream sent past the head (the other protocol's)."""
+        data, self._buffer = self._buffer, b""
+        return data
+
+    def feed(self, data: bytes) -> list[Event]:
+        """The events ``data`` completes, in order."""
+        events: list[Event] = []
+        if self._buffer:
+            data = self._buffer + data
+            self._buffer = b""
+        pos = 0
+        end = len(data)
+        while pos < end or self._state == _CLOSE:
+            state = self._state
+            if state == _LENGTH:
+                take = min(self._remaining, end - pos)
+                events.append(Data(data[pos : pos + take] if pos or take < end else data))
+                pos += take
+                self._remaining -= take
+                if not self._remaining:
+                    self._finish(events)
+            elif state == _CLOSE:
+                if pos < end:
+                    events.append(Data(data[pos:] if pos else data))
+                pos = end
+                break
+            elif state == _CHUNK_DATA:
+                take = min(self._remaining, end - pos)
+                events.append(Data(data[pos : pos + take]))
+                pos += take
+                self._remaining -= take
+                if not self._remaining:
+                    self._state = _CHUNK_CRLF
+            elif state == _HEAD:
+                pos = self._head(data, pos, events)
+                if pos < 0:
+                    break
+            elif state == _CHUNK_SIZE:
+                pos = self._chunk_size(data, pos)
+                if pos < 0:
+                    break
+            elif state == _CHUNK_CRLF:
+                if end - pos < 2:
+                    self._buffer = data[pos:]
+                    break
+                if data[pos : pos + 2] != b"\r\n":
+                    raise UpstreamProtocolError("a chunk does not end with CRLF")
+                pos += 2
+                self._state = _CHUNK_SIZE
+            elif state == _TRAILERS:
+                pos = self._trailers(data, pos, events)
+                if pos < 0:
+                    break
+            elif state == _SWITCHED:
+                self._buffer = data[pos:]
+                break
+            else:  # _DONE: bytes nobody asked for
+                self.reusable = False
+                self._buffer = data[pos:]
+                break
+        return events
+
+    def eof(self) -> list[Event]:
+        """The upstream closed its side: the end of a body framed by close, else
+        an error if a response was under way."""
+        if self._state == _CLOSE:
+            self._state = _DONE
+            self.reusable = False
+            return [END]
+        if self._state in (_DONE, _SWITCHED):
+            return []
+        if self._state == _HEAD and not self._buffer:
+            raise UpstreamProtocolError("the upstream closed the connection without answering")
+        raise UpstreamProtocolError("the upstream closed the connection before its response ended")
+
+    # -- pieces -------------------------------------------------------------------------
+
+    def _finish(self, events: list[Event]) -> None:
+        events.append(END)
+        self._state = _DONE
+
+    def _block(self, data: bytes, pos: int, limit: int, what: str) -> int:
+        # The end of the blank line that ends a block of lines starting at pos
+        # (-1: not there yet; the rest is kept); limit bounds the block.
+        found = data.find(b"\r\n\r\n", pos, pos + limit + 4)
+        if found < 0:
+            if len(data) - pos > limit + 3:
+                raise UpstreamProtocolError(f"the upstream's {what} is longer than {limit} bytes")
+            self._buffer = data[pos:]
+            return -1
+        return found
+
+    def _head(self, data: bytes, pos: int, events: list[Event]) -> int:
+        found = self._block(data, pos, self.max_head, "response head")
+        if found < 0:
+            return -1
+        lines = data[pos:found].split(b"\r\n")
+        status, reason, http10 = _status_line(lines[0])
+        headers = _fields(lines[1:])
+        after = found + 4
+        if 100 <= status < 200 and status != 101:
+            events.append(Interim(status, headers))
+            return after  # the final response follows
+        connection = b""
+        length: bytes | None = None
+        chunked = False
+        te = False
+        for name, value in headers:
+            if name == b"connection":
+                connection = connection + b"," + value if connection else value
+            elif name == b"content-length":
+                if length is not None and value != length:
+                    raise UpstreamProtocolError("the response has several Content-Length values")
+                length = value
+            elif name == b"transfer-encoding":
+                te = True
+                chunked = value.rstrip(b" \t").lower().endswith(b"chunked")
+        if http10:
+            keep_alive = has_token(connection, b"keep-alive")
+        else:
+            keep_alive = not has_token(connection, b"close")
+        events.append(Head(status, reason, headers, keep_alive))
+        self.reusable = keep_alive
+        if status == 101:
+            self._state = _SWITCHED
+            self.reusable = False
+            self._buffer = data[after:]
+            return len(data)
+        if self._head_request or status in (204, 304):
+            self._finish(events)
+        elif te:
+            if length is not None:
+                self.reusable = False  # RFC 9112 6.1: both framings: close after it
+            if chunked:
+                self._state = _CHUNK_SIZE
+            else:
+                self._state = _CLOSE
+                self.reusable = False
+        elif length is not None:
+            if not length.isdigit() or len(length) > 18:
+                raise UpstreamProtocolError(f"an invalid Content-Length: {length[:40]!r}")
+            self._remaining = int(length)
+            if self._remaining:
+                self._state = _LENGTH
+            else:
+                self._finish(events)
+        else:
+            self._state = _CLOSE
+            self.reusable = False
+        return after
+
+    def _chunk_size(self, data: bytes, pos: int) -> int:
+        found = data.find(b"\r\n", pos, pos + MAX_CHUNK_LINE + 2)
+        if found < 0:
+            if len(data) - pos > MAX_CHUNK_LINE + 1:
+                raise UpstreamProtocolError("a chunk-size line is too long")
+            self._buffer = data[pos:]
+            return -1
+        size = data[pos:found].split(b";", 1)[0].strip(b" \t")
+        if not size or len(size) > 16 or size.translate(None, b"0123456789abcdefABCDEF"):
+            raise UpstreamProtocolError(f"an invalid chunk size: {size[:40]!r}")
+        self._remaining = int(size, 16)
+        self._state = _CHUNK_DATA if self._remaining else _TRAILERS
+        return found + 2
+
+    def _trailers(self, data: bytes, pos: int, events: list[Event]) -> int:
+        if data.startswith(b"\r\n", pos):
+            self._finish(events)
+            return pos + 2
+        if len(data) - pos < 2:
+            self._buffer = data[pos:]
+            return -1
+        found = self._block(data, pos, self.max_head, "trailer section")
+        if found < 0:
+            return -1
+        _fields(data[pos:found].split(b"\r\n"))  # checked, then dropped (not forwarded)
+        self._finish(events)
+        return found + 4
+
+
+def _status_line(line: bytes) -> tuple[int, bytes, bool]:
+    # HTTP-version SP 3DIGIT SP [reason]: (status, reason, is HTTP/1.0).
+    version, _, rest = line.partition(b" ")
+    if version not in (b"HTTP/1.1", b"HTTP/1.0"):
+        raise UpstreamProtocolError(f"an invalid status line: {line[:80]!r}")
+    code, _, reason = rest.partition(b" ")
+    if len(code) != 3 or not code.isdigit() or code[0] == 0x30:
+        raise UpstreamProtocolError(f"an invalid status line: {line[:80]!r}")
+    if 0 in reason or 13 in reason or 10 in reason:
+        raise UpstreamProtocolError("an invalid reason phrase")
+    return int(code), reason, version == b"HTTP/1.0"
+
+
+def _fields(lines: list[bytes]) -> Headers:
+    headers: Headers = []
+    for line in lines:
+        name, colon, value = line.partition(b":")
+        if not colon or not is_token(name):
+            # Includes obs-fold (a line starting with whitespace): RFC 9112 5.2
+            # lets a proxy reject it.
+            raise UpstreamProtocolError(f"an invalid header line: {line[:80]!r}")
+        value = value.strip(b" \t")
+        if value and not is_field_value(value):
+            raise UpstreamProtocolError(f"an invalid value of header {name[:40]!r}")
+        headers.append((name.lower(), value))
+    return headers
+
+
+def request_head(method: str, target: bytes, headers: Headers) -> bytes:
+    """An HTTP/1.1 request head (the headers already checked and ordered)."""
+    parts = [method.encode("latin-1"), b" ", target, b" HTTP/1.1\r\n"]
+    for name, value in headers:
+        parts += (name, b": ", value, b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def chunk(data: bytes) -> bytes:
+    """``data`` as one chunk of a chunked body (``data`` not empty)."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+#: The end of a chunked body, with no trailers.
+LAST_CHUNK: Final = b"0\r\n\r\n"

@@ -1,0 +1,288 @@
+"""The upstream connection pool over real sockets (TCP and unix): reuse, limits,
+timeouts, and that a connection whose state is not clean is never lent again."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import socket
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from colonnade.handlers.proxy.client import (
+    Pool,
+    PoolSettings,
+    Upstream,
+    UpstreamConnectError,
+    UpstreamTimeoutError,
+    parse_upstream,
+)
+
+
+def run(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """The coroutine test run on an event loop of its own."""
+
+    @functools.wraps(test)
+    def sync(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+
+    return sync
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+async def answer_each(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers every request head on the connection with OK."""
+    while await reader.readuntil(b"\r\n\r\n"):
+        writer.write(OK)
+        await writer.drain()
+
+
+class Served:
+    """A test server's connections, closed with it (asyncio's ``Server.close``
+    leaves accepted connections open)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.writers: list[asyncio.StreamWriter] = []
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.server: asyncio.Server | None = None
+
+    def wrap(self, handler: Handler) -> Handler:
+        async def counted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.count += 1
+            self.writers.append(writer)
+            task = asyncio.current_task()
+            assert task is not None
+            self.tasks.add(task)
+            try:
+                await handler(reader, writer)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                writer.close()
+
+        return counted
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for writer in self.writers:
+            writer.close()
+        # Closed transports end the handlers' reads (no cancel: asyncio logs it).
+        await asyncio.wait_for(asyncio.gather(*self.tasks, return_exceptions=True), 10)
+        if self.server is not None:
+            await self.server.wait_closed()
+        await asyncio.sleep(0)  # the transports' close callbacks
+
+
+async def tcp_server(handler: Handler) -> tuple[Served, Upstream]:
+    served = Served()
+    served.server = await asyncio.start_server(served.wrap(handler), "127.0.0.1", 0)
+    port = served.server.sockets[0].getsockname()[1]
+    return served, Upstream("127.0.0.1", port)
+
+
+async def get(pool: Pool) -> tuple[bytes, bool]:
+    conn = await pool.acquire()
+    conn.parser.start("GET")
+    await conn.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", 5)
+    body = b""
+    while not conn.parser.idle:
+        for event in conn.parser.feed(await conn.recv(5)):
+            body += getattr(event, "data", b"")
+    reusable = conn.parser.reusable
+    pool.release(conn, reusable=reusable)
+    return body, reusable
+
+
+def test_parse_upstream() -> None:
+    assert parse_upstream("http://10.0.0.5:8080").key == ("10.0.0.5", 8080, None)
+    assert parse_upstream("http://app").key == ("app", 80, None)
+    assert parse_upstream("http://[::1]:81/").name == "[::1]:81"
+    assert parse_upstream("unix:/run/app.sock").name == "unix:/run/app.sock"
+    for bad in ("ftp://x", "http://x:0", "http://x:y", "http://u@x", "http://x/path", "unix:rel"):
+        with pytest.raises(ValueError):
+            parse_upstream(bad)
+
+
+@run
+async def test_keep_alive_reuses_one_connection() -> None:
+    server, upstream = await tcp_server(answer_each)
+    pool = Pool(upstream, PoolSettings())
+    try:
+        for _ in range(5):
+            assert await get(pool) == (b"ok", True)
+        assert server.count == 1
+        assert pool.idle_connections == 1
+    finally:
+        pool.close()
+        await server.close()
+    assert pool.open_connections == 0
+
+
+@run
+async def test_unix_socket(tmp_path: Path) -> None:
+    path = str(tmp_path / "up.sock")
+    server = Served()
+    server.server = await asyncio.start_unix_server(server.wrap(answer_each), path)
+    pool = Pool(Upstream(unix_path=path), PoolSettings())
+    try:
+        assert await get(pool) == (b"ok", True)
+        assert await get(pool) == (b"ok", True)
+        assert pool.open_connections == 1
+    finally:
+        pool.close()
+        await server.close()
+
+
+@run
+async def test_a_connection_closed_by_the_upstream_is_not_lent() -> None:
+    async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(OK)
+        await writer.drain()
+        writer.close()
+
+    server, upstream = await tcp_server(once)
+    pool = Pool(upstream, PoolSettings())
+    try:
+        assert await get(pool) == (b"ok", True)
+        # The close arrives while it is idle: it leaves the pool.
+        for _ in range(200):
+            if not pool.idle_connections:
+                break
+            await asyncio.sleep(0.01)
+        assert pool.idle_connections == 0
+        assert await get(pool) == (b"ok", True)
+        assert server.count == 2
+    finally:
+        pool.close()
+        await server.close()
+
+
+@run
+async def test_bytes_after_a_response_make_it_unclean() -> None:
+    async def extra(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(OK + b"HTTP/1.1 200 OK\r\n")  # more than was asked
+        await writer.drain()
+        await reader.read()
+
+    server, upstream = await tcp_server(extra)
+    pool = Pool(upstream, PoolSettings())
+    try:
+        conn = await pool.acquire()
+        conn.parser.start("GET")
+        await conn.send(b"GET / HTTP/1.1\r\n\r\n", 5)
+        data = b""
+        while len(data) < len(OK) + 17:
+            data += await conn.recv(5)
+        conn.parser.feed(data)
+        assert not conn.clean and not conn.parser.reusable
+        pool.release(conn, reusable=True)  # the caller's word is not enough
+        assert pool.open_connections == 0
+    finally:
+        pool.close()
+        await server.close()
+
+
+@run
+async def test_max_connections_queues_then_times_out() -> None:
+    server, upstream = await tcp_server(answer_each)
+    pool = Pool(upstream, PoolSettings(max_connections=1, connect_timeout=0.3))
+    try:
+        held = await pool.acquire()
+        with pytest.raises(UpstreamTimeoutError, match="busy"):
+            await pool.acquire()
+        waiting = asyncio.ensure_future(pool.acquire())
+        await asyncio.sleep(0)
+        pool.release(held, reusable=True)
+        assert await asyncio.wait_for(waiting, 5) is held
+        pool.release(held, reusable=True)
+        assert server.count == 1
+    finally:
+        pool.close()
+        await server.close()
+
+
+@run
+async def test_connect_refused() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    pool = Pool(Upstream("127.0.0.1", port), PoolSettings())
+    with pytest.raises(UpstreamConnectError):
+        await pool.acquire()
+    assert pool.open_connections == 0
+
+
+@run
+async def test_read_timeout() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    server, upstream = await tcp_server(silent)
+    pool = Pool(upstream, PoolSettings())
+    try:
+        conn = await pool.acquire()
+        await conn.send(b"GET / HTTP/1.1\r\n\r\n", 5)
+        with pytest.raises(UpstreamTimeoutError):
+            await conn.recv(0.1)
+        pool.release(conn, reusable=False)
+        assert pool.open_connections == 0
+    finally:
+        pool.close()
+        await server.close()
+
+
+@run
+async def test_reading_stops_past_the_high_water_mark() -> None:
+    sent = asyncio.Event()
+
+    async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"x" * (8 << 20))
+        await writer.drain()
+        sent.set()
+        await reader.read()
+
+    server, upstream = await tcp_server(flood)
+    pool = Pool(upstream, PoolSettings(high_water=64 * 1024))
+    try:
+        conn = await pool.acquire()
+        await conn.send(b"GET / HTTP/1.1\r\n\r\n", 5)
+        # The upstream cannot finish writing 8 MiB: we stopped reading.
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(sent.wait(), 0.5)
+        assert conn._queued < 2 << 20
+        total = 0
+        while total < 8 << 20:
+            total += len(await conn.recv(5))
+        await asyncio.wait_for(sent.wait(), 5)
+        pool.release(conn, reusable=False)
+    finally:
+        pool.close()
+        await server.close()
+
+
+@run
+async def test_idle_connections_expire() -> None:
+    server, upstream = await tcp_server(answer_each)
+    pool = Pool(upstream, PoolSettings(idle_timeout=0.05))
+    try:
+        await get(pool)
+        assert pool.idle_connections == 1
+        for _ in range(200):
+            if not pool.idle_connections:
+                break
+            await asyncio.sleep(0.01)
+        assert pool.open_connections == 0
+    finally:
+        pool.close()
+        await server.close()
