@@ -40,6 +40,8 @@ The API (stable; other modules code against it):
   with :meth:`SharedRedis.failed` / :meth:`SharedRedis.answered`).
 - :attr:`SharedRedis.prefix`: ``[redis] key_prefix``; each module adds its own
   part (``"session:"``, ``"cache:"``).
+- :class:`LuaScript` ``(body)``: a Lua script that costs one round trip
+  (``await script(client, keys, args)`` inside ``call``), also the first time.
 - :meth:`SharedRedis.stats`: ``{"url", "state", "outages", "errors",
   "commands"}``; :func:`clients` lists the process's clients.
 
@@ -69,6 +71,7 @@ How it behaves:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import time
@@ -83,7 +86,14 @@ from colonnade.errors import ConfigError
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["RedisUnavailableError", "SharedRedis", "clients", "safe_url", "shared_redis"]
+__all__ = [
+    "LuaScript",
+    "RedisUnavailableError",
+    "SharedRedis",
+    "clients",
+    "safe_url",
+    "shared_redis",
+]
 
 log = logging.getLogger("colonnade.redis")
 
@@ -168,6 +178,28 @@ def shared_redis(settings: RedisSettings | None, *, user: str) -> SharedRedis:
 def clients() -> list[SharedRedis]:
     """The clients of this process (for status and counters)."""
     return list(_clients.values())
+
+
+class LuaScript:
+    """A Lua script run in one round trip: ``EVALSHA`` by its digest, and where
+    Redis does not know it (its first use, a restarted Redis) ``EVAL`` with the
+    body, which also caches it. redis-py's ``register_script`` answers that case
+    with ``SCRIPT LOAD`` and a second ``EVALSHA``: three round trips."""
+
+    __slots__ = ("body", "sha")
+
+    def __init__(self, body: str) -> None:
+        self.body = body
+        self.sha = hashlib.sha1(body.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+    async def __call__(self, client: Redis, keys: list[str], args: list[Any]) -> Any:
+        """Run it with ``client`` (the one :meth:`SharedRedis.call` passes)."""
+        from redis.exceptions import NoScriptError
+
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await client.eval(self.body, len(keys), *keys, *args)
 
 
 def _is_outage(exc: BaseException) -> bool:
