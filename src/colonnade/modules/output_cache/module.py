@@ -180,17 +180,31 @@ class OutputCache(Module):
             if shared is None or entry is not None:
                 return entry, key
         assert shared is not None
+        heard = shared.purges_heard
+        if self.memory_seconds:
+            shared.hear_purges(tier)
         entry, varies = await shared.find(base, lambda names: full_key(base, request, names), now)
         key = full_key(base, request, varies)
         if entry is not None and self.memory_seconds:
-            self._keep(base, varies, key, entry, now)
+            self._keep(shared, heard, base, varies, key, entry, now)
         return entry, key
 
     def _keep(
-        self, base: bytes, varies: tuple[bytes, ...], key: bytes, entry: Entry, now: float
+        self,
+        shared: RedisTier,
+        heard: int,
+        base: bytes,
+        varies: tuple[bytes, ...],
+        key: bytes,
+        entry: Entry,
+        now: float,
     ) -> None:
         """A copy of a Redis entry in this worker's memory, for ``memory_seconds``
-        at most (the Redis entry keeps its own deadline)."""
+        at most (the Redis entry keeps its own deadline), while purges made on
+        any node reach this worker, and if none came since ``heard`` (the entry
+        may be what it removed)."""
+        if not shared.hearing or shared.purges_heard != heard:
+            return
         local = copy.copy(entry)
         local.expires = min(entry.expires, now + self.memory_seconds)
         self.tier.put(base, varies, key, local)
@@ -373,8 +387,9 @@ class OutputCache(Module):
     async def _put_shared(
         self, shared: RedisTier, base: bytes, varies: tuple[bytes, ...], key: bytes, entry: Entry
     ) -> None:
+        heard = shared.purges_heard
         if await shared.put(base, varies, key, entry) and self.memory_seconds:
-            self._keep(base, varies, key, entry, time.monotonic())
+            self._keep(shared, heard, base, varies, key, entry, time.monotonic())
 
 
 def _authenticated(ctx: Context) -> bool:
