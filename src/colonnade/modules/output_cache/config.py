@@ -202,6 +202,10 @@ class OutputCacheSection(Section, frozen=True, dict=True):
                 raise ValueError(f"profiles: extension {profile.extension!r} is listed twice")
             seen.add(ext)
 
+    def redis_key(self) -> str | None:
+        """``store`` when it is ``"redis"`` (the server's ``[redis]`` table)."""
+        return "store" if self.store == "redis" else None
+
     @cached_property
     def own_rule(self) -> CacheRule:
         """The section's own rule (for URLs no profile covers)."""
