@@ -456,6 +456,8 @@ INSTRUCTIONS = "instructions"
 INSTRUCTION_PAIRS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("asgi-hello", ("colonnade-asgi", "colonnade-asgi-py", "uvicorn", "granian-asgi")),
     ("static-1k", STATIC),
+    # a memory-tier hit of the output cache against the static file (issue #20)
+    ("cache-1k", ("colonnade-cached", "colonnade-static")),
     ("wsgi-hello", ("colonnade-wsgi", "gunicorn")),
     ("auth", AUTH),
     # over TLS with h2load (instructions.drive_h2load): HTTP/2, 8 streams at once
