@@ -489,6 +489,11 @@ class _Listener:
                     continue
                 kind = message.get("type")
                 if kind == "subscribe":
+                    if self.live:
+                        # redis-py reconnected and subscribed again by itself:
+                        # what was published meanwhile went unheard.
+                        for subscriber in list(self._subscribers):
+                            subscriber.on_lost()
                     self.live = True
                     self.shared.answered()
                 elif kind == "message" and isinstance(message.get("data"), bytes):

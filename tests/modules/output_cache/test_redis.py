@@ -436,3 +436,18 @@ def test_no_copy_while_purges_cannot_be_heard(shared: Any, redis_server: RedisSe
         assert copies(client) == 1
     finally:
         again.kill()
+
+
+def test_a_subscription_made_again_drops_the_copies(shared: Any, redis_server: RedisServer) -> None:
+    client, _ = with_a_copy(shared)
+    # Redis drops the subscriber's connection; the client subscribes again at
+    # once, but a purge published in between would have gone unheard.
+    raw = redis.Redis.from_url(redis_server.url)
+    try:
+        assert raw.client_kill_filter(_type="pubsub") == 1
+    finally:
+        raw.close()
+    run_until(client, lambda: copies(client) == 0, "the copies dropped")
+    hear(client)
+    get(client, "/app")
+    assert copies(client) == 1
