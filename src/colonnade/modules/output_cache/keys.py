@@ -82,12 +82,14 @@ def _digest(parts: tuple[object, ...]) -> bytes:
     return blake2b(packed, digest_size=16).digest()
 
 
-def base_key(request: Request, rule: CacheRule) -> bytes:
-    """The first half of ``request``'s key under ``rule``."""
+def base_key(request: Request, rule: CacheRule, encodings: list[bytes] | None = None) -> bytes:
+    """The first half of ``request``'s key under ``rule`` (``encodings``: its
+    ``Accept-Encoding`` values, where the caller found them already)."""
     path = request.path
     original = request.original_path
     keys = rule.query_keys
-    encodings = request.header_values(b"accept-encoding")
+    if encodings is None:
+        encodings = request.header_values(b"accept-encoding")
     names = rule.header_names
     return _digest(
         (

@@ -87,7 +87,7 @@ _NOT_STORED = frozenset(
 #: not the whole representation (or not a plain response at all).
 _NO_FILL = FIELDS | {b"content-length", b"transfer-encoding"}
 #: Request headers :meth:`OutputCache.resolve` looks for, in one pass.
-_LOOKED_AT = _NO_FILL | {b"upgrade", b"authorization"}
+_LOOKED_AT = _NO_FILL | {b"upgrade", b"authorization", b"accept-encoding"}
 #: Fill locks held at once past which expired ones are swept.
 MAX_FILLING = 4096
 
@@ -234,8 +234,12 @@ class OutputCache(Module):
             return None  # a signed-in user's answer may be theirs alone
         # One pass over the request's headers for every one looked at.
         conditional = unfit = False
-        for name, _ in request.headers:
+        encodings: list[bytes] = []
+        for name, value in request.headers:
             if name in _LOOKED_AT:
+                if name == b"accept-encoding":
+                    encodings.append(value)
+                    continue
                 if name == b"upgrade":
                     return None  # a WebSocket handshake is no document
                 if name == b"authorization":
@@ -244,7 +248,7 @@ class OutputCache(Module):
                     continue
                 unfit = True
                 conditional = conditional or name in FIELDS
-        base = base_key(request, rule)
+        base = base_key(request, rule, encodings)
         now = time.monotonic()
         if self.shared is None:  # no coroutine on the memory tier's path
             entry, key = self._local(request, base, now)
