@@ -497,6 +497,8 @@ MEMORY_SERVERS: tuple[str, ...] = tuple(s for s in ASGI if s != "colonnade-asgi-
 MEMORY = "memory"
 # In-process pipeline cost (bench/pipeline_cost.py, colonnade's venv), no sockets.
 PIPELINE = "pipeline"
+# In-process session cost (bench/session_cost.py): read-modify-write, memory and Redis.
+SESSION = "session"
 # User-space CPU instructions per request under callgrind (bench/instructions.py): per
 # workload whose path is requested, the servers compared (colonnade first).
 INSTRUCTIONS = "instructions"
@@ -512,6 +514,8 @@ INSTRUCTION_PAIRS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("static-1k", STATIC),
+    # a memory-tier hit of the output cache against the static file (issue #20)
+    ("cache-1k", ("colonnade-cached", "colonnade-static")),
     ("wsgi-hello", ("colonnade-wsgi", "gunicorn")),
     ("auth", AUTH),
     # over TLS with h2load (instructions.drive_h2load): HTTP/2, 8 streams at once
@@ -1601,19 +1605,47 @@ def run_memory(servers: list[str], args: argparse.Namespace) -> list[MemRow]:
 def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     """bench/pipeline_cost.py pinned to the server CPU: its JSON, or {"error": why}."""
     n, r = (5000, 5) if args.quick else (20000, 7)
+    log(f"{PIPELINE}: in-process cost of trivial modules ({n:,} requests x {r} rounds)")
+    result = run_in_process("bench/pipeline_cost.py", n, r, args)
+    for name, v in result.get("variants", {}).items():
+        per = f", {v['per_module_us']:.3f} µs/module" if "per_module_us" in v else ""
+        log(f"  {name}: {v['median_us']:.2f} µs/request, Δ {v['delta_us']:+.2f} µs{per}")
+    return result
+
+
+def run_session(args: argparse.Namespace) -> dict[str, Any]:
+    """bench/session_cost.py pinned to the server CPU (its redis-server too): its
+    JSON, or {"error": why}."""
+    n, r = (500, 2) if args.quick else (2000, 5)
+    log(f"{SESSION}: in-process cost of a session read-modify-write ({n:,} requests x {r} rounds)")
+    result = run_in_process("bench/session_cost.py", n, r, args)
+    for name, us in result.get("median_us", {}).items():
+        added = result["added_us"].get(name)
+        log(
+            f"  {name}: {us:.1f} µs/request"
+            + (f", +{added:.1f} µs" if added is not None else "")
+            + f", {result['round_trips'][name]:g} round trips to Redis"
+        )
+    if "median_us" in result:
+        result["requests_per_variant"], result["repeat"] = n * r, r
+    return result
+
+
+def run_in_process(script: str, n: int, r: int, args: argparse.Namespace) -> dict[str, Any]:
+    """``script --json --requests n --repeat r`` with colonnade's python, pinned to
+    the server CPU: the JSON of its last line (with "cmd"), or {"error": why}."""
     argv = [
         "taskset",
         "-c",
         str(args.server_cpu),
         COLONNADE_PY,
-        "bench/pipeline_cost.py",
+        script,
         "--json",
         "--requests",
         str(n),
         "--repeat",
         str(r),
     ]
-    log(f"{PIPELINE}: in-process cost of trivial modules ({n:,} requests x {r} rounds)")
     if not (REPO / COLONNADE_PY).exists():
         return {"error": f"{COLONNADE_PY} not found; run `make` first", "cmd": shlex.join(argv)}
     proc = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -1633,9 +1665,6 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
         why = lines[-1][:200] if lines else f"exit {proc.returncode}"
         return {"error": f"failed: {why}", "cmd": shlex.join(argv)}
     result["cmd"] = shlex.join(argv)
-    for name, v in result["variants"].items():
-        per = f", {v['per_module_us']:.3f} µs/module" if "per_module_us" in v else ""
-        log(f"  {name}: {v['median_us']:.2f} µs/request, Δ {v['delta_us']:+.2f} µs{per}")
     return result
 
 
@@ -2190,6 +2219,42 @@ def render_modules(
     return o
 
 
+def render_session(session: dict[str, Any] | None) -> list[str]:
+    """The session row: a read-modify-write's added latency and its round trips."""
+    if not session:
+        return []
+    o = ["### session — a session read-modify-write, in-process", ""]
+    if "error" in session:
+        return [*o, f"`bench/session_cost.py`: n/a ({session['error']})", ""]
+    o.append(
+        "`bench/session_cost.py`, pinned to the server CPU with its redis-server (loopback): "
+        "`GET /inc` through `colonnade.testing.Client` (no sockets), a handler that "
+        'increments `session["n"]`; the same engine without `state.session` (none) is the '
+        f"base. {session['requests_per_variant']:,} requests per variant in "
+        f"{session['repeat']} rounds, variants taking turns; median request time. Round "
+        "trips: writes of the redis-py client per request (one per command or pipeline), "
+        "counted over 100 more requests. Issue #20: a read-modify-write with Redis costs "
+        "one round trip to lock and load, one to save and unlock."
+    )
+    o.append("")
+    o.append("| variant | median µs/request | added to none (µs) | round trips to Redis |")
+    o.append("|---|---:|---:|---:|")
+    about = {
+        "none": "none (no session module)",
+        "memory": "memory, read-write",
+        "redis": "redis, read-write",
+        "redis-read": "redis, read-only location",
+    }
+    for name, us in session["median_us"].items():
+        added = session["added_us"].get(name)
+        o.append(
+            f"| {about.get(name, name)} | {us:.1f} | "
+            f"{'—' if added is None else f'+{added:.1f}'} | {session['round_trips'][name]:g} |"
+        )
+    o.append("")
+    return o
+
+
 def instruction_ratio(rows: list[IrRow], peer: IrRow) -> float | None:
     """peer / colonnade instructions per request: > 1 = colonnade executes fewer."""
     col = next((r for r in rows if r.colonnade), None)
@@ -2277,6 +2342,7 @@ def render(
     meta: dict[str, Any],
     pipeline: dict[str, Any] | None = None,
     instr: list[tuple[Workload, list[IrRow]]] | None = None,
+    session: dict[str, Any] | None = None,
 ) -> str:
     o: list[str] = []
     notes: dict[str, str] = {}
@@ -2365,6 +2431,7 @@ def render(
             o += render_rewrite(results)
         notes.update({r.server: r.note for r in rows if r.note})
     o += render_modules(results, pipeline)
+    o += render_session(session)
     o += render_instructions(instr or [], args)
     if mem:
         n = args.memory_conns
@@ -2430,6 +2497,9 @@ def render(
     if pipeline:
         o.append(f"# {PIPELINE} (in-process)")
         o.append(pipeline["cmd"])
+    if session and "cmd" in session:
+        o.append(f"# {SESSION} (in-process)")
+        o.append(session["cmd"])
     for w, ir_rows in instr or []:
         n1, n2 = args.instruction_requests
         o.append(
@@ -2540,11 +2610,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Benchmark Colonnade against peer servers on loopback.",
         epilog="Workloads: "
         + ", ".join(w.name for w in WORKLOADS)
-        + f", {MEMORY}, {PIPELINE}, {INSTRUCTIONS}",
+        + f", {MEMORY}, {PIPELINE}, {SESSION}, {INSTRUCTIONS}",
     )
     ap.add_argument(
         "--only",
-        help="comma-separated workloads (and/or 'memory', 'pipeline', 'instructions') to run",
+        help="comma-separated workloads (and/or 'memory', 'pipeline', 'session', "
+        "'instructions') to run",
     )
     ap.add_argument(
         "--servers",
@@ -2642,6 +2713,7 @@ def estimate(
     args: argparse.Namespace,
     pipeline: bool = False,
     instr: Sequence[tuple[Workload, list[str]]] = (),
+    session: bool = False,
 ) -> float:
     t = 0.0
     # per callgrind run: ~10 s to start and stop, ~1 ms per request
@@ -2650,6 +2722,8 @@ def estimate(
         t += len(w.servers) * (2.0 + args.warmup + 0.3 + args.repeat * (args.duration + 0.3))
     if pipeline:
         t += 8.0 if args.quick else 25.0
+    if session:
+        t += 10.0 if args.quick else 40.0
     return t + len(mem) * 8.0
 
 
@@ -2660,10 +2734,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{w.name:22} GET {w.path:10} -c{w.connections:<5} {', '.join(w.servers)}")
         print(f"{MEMORY:22} {', '.join(MEMORY_SERVERS)}")
         print(f"{PIPELINE:22} in-process (bench/pipeline_cost.py), colonnade only")
+        print(f"{SESSION:22} in-process (bench/session_cost.py), colonnade + redis-server")
         pairs = "; ".join(f"{w} {', '.join(s)}" for w, s in INSTRUCTION_PAIRS)
         print(f"{INSTRUCTIONS:22} callgrind: {pairs}")
         return 0
-    names = {w.name for w in WORKLOADS} | {MEMORY, PIPELINE, INSTRUCTIONS}
+    names = {w.name for w in WORKLOADS} | {MEMORY, PIPELINE, SESSION, INSTRUCTIONS}
     only = [s.strip() for s in args.only.split(",")] if args.only else [*sorted(names)]
     if bad := [s for s in only if s not in names]:
         print(
@@ -2680,6 +2755,9 @@ def main(argv: list[str] | None = None) -> int:
     mem_servers = select_servers(MEMORY_SERVERS, args.servers) if MEMORY in only else []
     # colonnade-only: skipped when --servers names no colonnade variant
     with_pipeline = PIPELINE in only and any(
+        SERVERS[n].is_colonnade for n in select_servers(list(SERVERS), args.servers)
+    )
+    with_session = SESSION in only and any(
         SERVERS[n].is_colonnade for n in select_servers(list(SERVERS), args.servers)
     )
     by_name = {w.name: w for w in WORKLOADS}
@@ -2723,13 +2801,16 @@ def main(argv: list[str] | None = None) -> int:
     log(
         f"{len(workloads)} workload(s), memory test on {len(mem_servers)} server(s)"
         f"{', in-process pipeline cost' if with_pipeline else ''}"
+        f"{', in-process session cost' if with_session else ''}"
         f"{', instructions under callgrind' if instr_pairs else ''}; estimated "
-        f"{estimate(workloads, mem_servers, args, with_pipeline, instr_pairs) / 60:.1f} min; "
+        f"{estimate(workloads, mem_servers, args, with_pipeline, instr_pairs, with_session) / 60:.1f}"  # noqa: E501
+        " min; "
         f"RLIMIT_NOFILE {nofile}"
     )
     results: list[tuple[Workload, list[Row]]] = []
     mem: list[MemRow] | None = None
     pipeline: dict[str, Any] | None = None
+    session: dict[str, Any] | None = None
     instr: list[tuple[Workload, list[IrRow]]] = []
     interrupted = None
     try:
@@ -2737,6 +2818,8 @@ def main(argv: list[str] | None = None) -> int:
             results.append((w, run_workload(w, list(w.servers), args)))
         if with_pipeline:
             pipeline = run_pipeline(args)
+        if with_session:
+            session = run_session(args)
         if instr_pairs:
             instr = run_instructions(instr_pairs, args)
         if mem_servers:
@@ -2765,7 +2848,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(),
         "versions": versions(),
     }
-    section = render(results, mem, args, meta, pipeline, instr)
+    section = render(results, mem, args, meta, pipeline, instr, session)
     mode = f"{args.repeat}x{args.duration}s" + (" (interrupted)" if interrupted else "")
     cells = []
     for w, rows in results:
@@ -2794,6 +2877,11 @@ def main(argv: list[str] | None = None) -> int:
         v = pipeline["variants"]
         per_module = [f"{v[k]['per_module_us']:.2f}" for k in ("10", "50", "50-post") if k in v]
         cells.append(f"µs/module (in-process, 10/50/50-post) {'/'.join(per_module)}")
+    if session and "added_us" in session and "redis" in session["added_us"]:
+        trips = session["round_trips"]["redis"]
+        cells.append(
+            f"session redis +{session['added_us']['redis']:.0f} µs ({trips:g} round trips)"
+        )
     for w, ir_rows in instr:
         # the peer with the fewest instructions: peer / colonnade, > 1 = colonnade fewer
         ratios = [x for r in ir_rows if (x := instruction_ratio(ir_rows, r)) is not None]
@@ -2810,6 +2898,7 @@ def main(argv: list[str] | None = None) -> int:
         ],
         "memory": [r.__dict__ for r in mem] if mem else [],
         "pipeline": pipeline,
+        "session": session,
         "instructions": [
             {"workload": w.name, "path": w.path, "rows": [r.__dict__ for r in ir_rows]}
             for w, ir_rows in instr

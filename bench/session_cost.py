@@ -3,8 +3,9 @@
     .venv/bin/python bench/session_cost.py [--requests N] [--repeat R] [--json]
 
 (colonnade's own venv, from the repository root; needs ``redis-server`` on PATH.)
-Not yet a row of ``bench/run.py``: it times the engine alone, without sockets, so
-that the session's own cost is not lost in wrk's noise.
+The ``session`` row of ``bench/run.py`` runs it (pinned to the server CPU, the
+redis-server beside it). It times the engine alone, without sockets, so that the
+session's own cost is not lost in wrk's noise.
 
 Four engines, each with one handler that increments ``session["n"]`` (a
 read-modify-write, so every request loads, locks, saves and unlocks):
@@ -13,13 +14,15 @@ read-modify-write, so every request loads, locks, saves and unlocks):
     memory        ``state.session``, provider memory
     redis         ``state.session``, provider redis: a redis-server started here on a
                   free loopback port (two round trips per request: lock+load, one
-                  pipeline; save+unlock, one script)
+                  pipeline, before the handler; save+unlock, one script, after it)
     redis-read    the same, the location read-only (one round trip: load)
 
 Each measurement awaits ``Client.arequest("GET", "/inc")`` with the session's cookie
 N times in a row and records every request's time; the variants take turns, R
 rounds. Reported: the median request time of each variant and the median added to
-``none``.
+``none``, and the round trips to Redis per request: the writes the redis-py client
+made (one per command or pipeline) over a further 100 requests, counted apart from
+the timed ones.
 """
 
 from __future__ import annotations
@@ -84,6 +87,38 @@ def start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
         time.sleep(0.05)
 
 
+#: Requests whose round trips to Redis are counted (after the timed ones).
+COUNTED = 100
+
+
+def count_round_trips(c: Client, cookie: dict[str, str]) -> float:
+    """Writes of the redis-py client per request (each is answered before the
+    request goes on: a round trip), over :data:`COUNTED` requests."""
+    from redis.asyncio.connection import AbstractConnection
+
+    real = AbstractConnection.send_packed_command
+    writes = 0
+
+    async def counting(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
+        nonlocal writes
+        writes += 1
+        await real(self, command, check_health)
+
+    async def run() -> None:
+        for _ in range(COUNTED):
+            await c.arequest("GET", "/inc", headers=cookie)
+
+    # The engines take turns on loops of their own: the shared client makes a
+    # new pool on each loop change, whose connecting is not a request's cost.
+    c.loop.run_until_complete(c.arequest("GET", "/inc", headers=cookie))
+    AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
+    try:
+        c.loop.run_until_complete(run())
+    finally:
+        AbstractConnection.send_packed_command = real  # type: ignore[method-assign]
+    return writes / COUNTED
+
+
 def engine(variant: str, redis_port: int) -> Any:
     modules = ["bench.inc"] if variant == "none" else ["state.session", "bench.inc"]
     config: dict[str, Any] = {
@@ -131,6 +166,7 @@ def main() -> None:
                                 times[v].append(time.perf_counter() - began)
 
                         c.loop.run_until_complete(run())
+                trips = {v: count_round_trips(c, cookies[v]) for v, c in clients.items()}
             finally:
                 for c in clients.values():
                     c.__exit__(None, None, None)
@@ -142,6 +178,7 @@ def main() -> None:
         "requests": args.requests * args.repeat,
         "median_us": {v: round(m, 1) for v, m in medians.items()},
         "added_us": {v: round(m - medians["none"], 1) for v, m in medians.items() if v != "none"},
+        "round_trips": trips,
     }
     if args.json:
         print(json.dumps(report))
@@ -149,7 +186,7 @@ def main() -> None:
     print(f"{report['requests']} requests per variant, in-process (no sockets)")
     for v in variants:
         added = "" if v == "none" else f"  (+{medians[v] - medians['none']:.1f} µs)"
-        print(f"  {v:11} median {medians[v]:8.1f} µs{added}")
+        print(f"  {v:11} median {medians[v]:8.1f} µs{added}, {trips[v]:g} round trips")
 
 
 if __name__ == "__main__":

@@ -374,3 +374,39 @@ def test_a_unix_socket(tmp_path: Path) -> None:
         asyncio.run(go())
     finally:
         server.kill()
+
+
+def test_a_subscription_hears_every_node_and_leaves_the_pool_alone(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    # pool_size 1: a subscription holding the pool's only connection would
+    # leave none for commands; it has a connection of its own.
+    shared = shared_redis(settings(tmp_path, **quick(redis_server.url), pool_size=1), user="s")
+    heard: list[bytes] = []
+    lost: list[bool] = []
+
+    async def go() -> None:
+        first = shared.subscribe("chan", heard.append, lambda: lost.append(True))
+        second = shared.subscribe("chan", heard.append, lambda: None)
+        deadline = time.monotonic() + PATIENCE
+        while not (first.live and second.live):
+            assert time.monotonic() < deadline, "subscribed"
+            await asyncio.sleep(0.01)
+        # One subscription per channel and loop, however many subscribers.
+        channels = await shared.call(lambda r: r.pubsub_numsub("chan"))
+        assert channels == [(b"chan", 1)]
+        assert await shared.call(lambda r: r.publish("chan", b"one")) == 1
+        while len(heard) < 2:
+            assert time.monotonic() < deadline, "the message heard by both"
+            await asyncio.sleep(0.01)
+        assert heard == [b"one", b"one"] and lost == []
+        await first.close()
+        assert second.live  # the channel's other subscriber still hears
+        await second.close()
+        # Its connection closed (Redis may see that after our next command).
+        while await shared.call(lambda r: r.pubsub_numsub("chan")) != [(b"chan", 0)]:
+            assert time.monotonic() < deadline, "unsubscribed"
+            await asyncio.sleep(0.01)
+        await shared.release()
+
+    asyncio.run(go())

@@ -103,6 +103,14 @@ class Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=T
         naming the key of ``self``; the builder names the file and line. Nothing
         by default."""
 
+    def redis_key(self) -> str | None:
+        """The key (relative to the section) whose value makes the module keep
+        its state in the server's ``[redis]`` table with these settings
+        (``"provider"`` for ``provider = "redis"``), else None (the default).
+        Where the server file has no ``[redis]`` table, the builder refuses
+        such settings, naming the file, line and key that chose Redis."""
+        return None
+
     def shown(self, key: str, value: Any) -> Any:
         """``value`` of ``key`` (as decoded) the way tools show it (``colonnade
         config show``): a section holding a secret (a password, a key) returns

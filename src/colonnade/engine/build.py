@@ -876,15 +876,23 @@ class Builder:
         # Decode every section the app's modules read, at every level's path, so
         # a combination that is wrong fails at load, naming the file that set it.
         found: list[ConfigError] = []
+        without_redis: set[tuple[str, str]] = set()  # (file, key) choosing Redis, once each
         for path in app.level_paths():
             settings = app.sections_for(path)
             for section in types:
                 try:
-                    settings.get(section)
+                    effective = settings.get(section)
                 except ConfigError as exc:
                     for error in each_error(exc):
                         origin = _origin(settings.origins, error.key) or self.source
                         found.extend(self._located(_in_source(error.message, origin, error.key)))
+                    continue
+                if app.redis is None and (key := effective.redis_key()) is not None:
+                    dotted = f"{section.key}.{key}"
+                    origin = _origin(settings.origins, dotted) or self.source
+                    if (origin, dotted) not in without_redis:
+                        without_redis.add((origin, dotted))
+                        found.extend(self._located(_in_source(_NEEDS_REDIS, origin, dotted)))
         if not found:
             found = self._level_errors(app, types)
         return found
@@ -906,6 +914,10 @@ class Builder:
                     key = f"{section.key}.{exc.key}"
                     found.extend(self._located(_in_source(exc.message, level.source, key)))
         return found
+
+
+#: A setting choosing Redis (``Section.redis_key``) without a ``[redis]`` table.
+_NEEDS_REDIS = '"redis" needs a [redis] table in the server file (where Redis is)'
 
 
 def site_entry_key(

@@ -40,6 +40,13 @@ The API (stable; other modules code against it):
   with :meth:`SharedRedis.failed` / :meth:`SharedRedis.answered`).
 - :attr:`SharedRedis.prefix`: ``[redis] key_prefix``; each module adds its own
   part (``"session:"``, ``"cache:"``).
+- :class:`LuaScript` ``(body)``: a Lua script that costs one round trip
+  (``await script(client, keys, args)`` inside ``call``), also the first time.
+- :meth:`SharedRedis.subscribe` ``(channel, on_message, on_lost)``: hear what
+  any node publishes on ``channel`` (``PUBLISH``, through :meth:`SharedRedis.call`):
+  ``on_message(data)`` for each message, ``on_lost()`` when the subscription
+  broke (messages published until it is back are not heard). One connection of
+  its own per channel and event loop, shared by the subscribers of the process.
 - :meth:`SharedRedis.stats`: ``{"url", "state", "outages", "errors",
   "commands"}``; :func:`clients` lists the process's clients.
 
@@ -62,6 +69,9 @@ How it behaves:
 - **Errors that are answers** (``WRONGTYPE``, ``OOM``, a script error) are not
   outages: counted in ``errors``, logged at most once a minute, raised as
   :class:`RedisUnavailableError` too (the caller falls back the same way).
+- **Subscriptions** start on the first :meth:`SharedRedis.subscribe`, on that
+  event loop; a broken one (Redis went away) is made again when the back-off
+  the calls follow allows, and lasts until its last subscriber closes.
 - **Secrets.** The password comes from ``password_file`` / ``password_env`` (or
   the URL); it is never logged, and the URL is shown with :func:`safe_url`.
 """
@@ -69,6 +79,8 @@ How it behaves:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import logging
 import os
 import time
@@ -83,7 +95,15 @@ from colonnade.errors import ConfigError
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["RedisUnavailableError", "SharedRedis", "clients", "safe_url", "shared_redis"]
+__all__ = [
+    "LuaScript",
+    "RedisUnavailableError",
+    "SharedRedis",
+    "Subscription",
+    "clients",
+    "safe_url",
+    "shared_redis",
+]
 
 log = logging.getLogger("colonnade.redis")
 
@@ -170,6 +190,28 @@ def clients() -> list[SharedRedis]:
     return list(_clients.values())
 
 
+class LuaScript:
+    """A Lua script run in one round trip: ``EVALSHA`` by its digest, and where
+    Redis does not know it (its first use, a restarted Redis) ``EVAL`` with the
+    body, which also caches it. redis-py's ``register_script`` answers that case
+    with ``SCRIPT LOAD`` and a second ``EVALSHA``: three round trips."""
+
+    __slots__ = ("body", "sha")
+
+    def __init__(self, body: str) -> None:
+        self.body = body
+        self.sha = hashlib.sha1(body.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+    async def __call__(self, client: Redis, keys: list[str], args: list[Any]) -> Any:
+        """Run it with ``client`` (the one :meth:`SharedRedis.call` passes)."""
+        from redis.exceptions import NoScriptError
+
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await client.eval(self.body, len(keys), *keys, *args)
+
+
 def _is_outage(exc: BaseException) -> bool:
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -201,6 +243,7 @@ class SharedRedis:
         self._error_logged = -ERROR_LOG_EVERY
         self._client: Redis | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._listeners: dict[tuple[str, asyncio.AbstractEventLoop], _Listener] = {}
 
     # -- the client -------------------------------------------------------------------
 
@@ -214,7 +257,7 @@ class SharedRedis:
             self._loop = loop
         return self._client
 
-    def _make(self) -> Redis:
+    def _make(self, connections: int | None = None) -> Redis:
         from redis.asyncio import BlockingConnectionPool, Redis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
@@ -222,7 +265,7 @@ class SharedRedis:
 
         s = self.settings
         options: dict[str, Any] = {
-            "max_connections": s.pool_size,
+            "max_connections": connections or s.pool_size,
             "timeout": s.connect_timeout,  # waiting for a free pooled connection
             "socket_timeout": s.command_timeout,
             "socket_connect_timeout": s.connect_timeout,
@@ -305,6 +348,29 @@ class SharedRedis:
             self._backoff = self.settings.retry_min
             log.warning("Redis at %s answers again", self.url)
 
+    def retry_in(self) -> float:
+        """Seconds until Redis, known to be down, is due to be tried again (0: now)."""
+        return max(0.0, self._retry_at - time.monotonic()) if self.down else 0.0
+
+    # -- subscriptions ----------------------------------------------------------------
+
+    def subscribe(
+        self, channel: str, on_message: Callable[[bytes], None], on_lost: Callable[[], None]
+    ) -> Subscription:
+        """Hear the messages published on ``channel`` (from the running event
+        loop's subscription to it, started now if there is none)."""
+        loop = asyncio.get_running_loop()
+        listener = self._listeners.get((channel, loop))
+        if listener is None:
+            listener = self._listeners[channel, loop] = _Listener(self, channel, loop)
+        found = Subscription(listener, on_message, on_lost)
+        listener.add(found)
+        return found
+
+    def _unlisten(self, listener: _Listener) -> None:
+        if self._listeners.get((listener.channel, listener.loop)) is listener:
+            del self._listeners[listener.channel, listener.loop]
+
     def stats(self) -> dict[str, Any]:
         """The counters, for status tools."""
         return {
@@ -319,7 +385,8 @@ class SharedRedis:
 
     async def release(self) -> None:
         """One module instance is done with it (its ``shutdown``); the last one
-        closes the connection pool (if one was made on this loop)."""
+        closes the connection pool (if one was made on this loop).
+        Subscriptions end with their subscribers (:meth:`Subscription.close`)."""
         self.users -= 1
         if self.users > 0:
             return
@@ -330,3 +397,108 @@ class SharedRedis:
         loop, self._loop = self._loop, None
         if client is not None and loop is asyncio.get_running_loop():
             await client.aclose()
+
+
+class Subscription:
+    """One subscriber's hold on a channel (:meth:`SharedRedis.subscribe`)."""
+
+    __slots__ = ("_listener", "on_lost", "on_message")
+
+    def __init__(
+        self,
+        listener: _Listener,
+        on_message: Callable[[bytes], None],
+        on_lost: Callable[[], None],
+    ) -> None:
+        self._listener = listener
+        self.on_message = on_message
+        self.on_lost = on_lost
+
+    @property
+    def live(self) -> bool:
+        """True while Redis has confirmed the subscription (messages are heard)."""
+        return self._listener.live
+
+    async def close(self) -> None:
+        """Stop hearing; the channel's last subscriber ends the subscription
+        (and waits for its connection to close, from the loop it runs on)."""
+        await self._listener.remove(self)
+
+
+class _Listener:
+    """The subscription of one channel on one event loop: a task holding a
+    connection of its own (never one of the pool's: a ``pool_size`` of 1 would
+    leave no connection for commands), made again after a failure when the
+    shared client's back-off allows."""
+
+    def __init__(self, shared: SharedRedis, channel: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.shared = shared
+        self.channel = channel
+        self.loop = loop
+        self.live = False
+        self._subscribers: list[Subscription] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, subscription: Subscription) -> None:
+        self._subscribers.append(subscription)
+        if self._task is None:
+            self._task = self.loop.create_task(self._run())
+
+    async def remove(self, subscription: Subscription) -> None:
+        if subscription in self._subscribers:
+            self._subscribers.remove(subscription)
+        if self._subscribers:
+            return
+        self.shared._unlisten(self)
+        task, self._task = self._task, None
+        if task is None or self.loop.is_closed():
+            return
+        task.cancel()
+        if asyncio.get_running_loop() is self.loop:
+            await asyncio.wait([task])  # its end, not its CancelledError
+
+    async def _run(self) -> None:
+        while self._subscribers:
+            await asyncio.sleep(self.shared.retry_in())
+            client = self.shared._make(connections=1)
+            try:
+                await self._listen(client)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.shared.failed(exc)
+            finally:
+                if self.live:
+                    self.live = False
+                    for subscriber in list(self._subscribers):
+                        subscriber.on_lost()
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(client.aclose())
+            # Not an outage (an error answer): no back-off was set; pause anyway.
+            await asyncio.sleep(max(self.shared.retry_in(), self.shared.settings.retry_min))
+
+    async def _listen(self, client: Redis) -> None:
+        pubsub = client.pubsub()
+        try:
+            await pubsub.subscribe(self.channel)
+            while True:
+                # Blocks without a timeout (redis-py does not apply
+                # command_timeout here): a closed connection ends it.
+                message = await pubsub.get_message(timeout=None)
+                if message is None:
+                    continue
+                kind = message.get("type")
+                if kind == "subscribe":
+                    if self.live:
+                        # redis-py reconnected and subscribed again by itself:
+                        # what was published meanwhile went unheard.
+                        for subscriber in list(self._subscribers):
+                            subscriber.on_lost()
+                    self.live = True
+                    self.shared.answered()
+                elif kind == "message" and isinstance(message.get("data"), bytes):
+                    for subscriber in list(self._subscribers):
+                        subscriber.on_message(message["data"])
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(pubsub.aclose())

@@ -18,6 +18,13 @@ second ``GET`` fetches the variant. A store is one pipelined transaction. An
 entry that does not decode (another version wrote it, or it is corrupt) is a
 miss and is deleted; nothing read from Redis is trusted beyond its shape.
 
+A purge deletes the URL's entries, then publishes the purge on the channel
+``purge`` (``PUBLISH``; a JSON object: ``path``, ``prefix``). A worker that keeps
+copies of Redis entries in its memory (``memory_seconds``) subscribes to it
+(:meth:`RedisTier.hear_purges`, on its serving loop) and drops the matching
+copies, whichever node the purge came from; while it cannot hear (the
+subscription broke) it drops every copy and keeps none.
+
 Source files (``until_change``) are compared by modification time and size only:
 inode numbers and change times differ from node to node.
 
@@ -36,8 +43,15 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from colonnade.core import caches
-from colonnade.providers.redis import RedisUnavailableError, SharedRedis
-from colonnade.providers.response_cache import KIND, Counters, Entry, FileStamp, unchanged
+from colonnade.providers.redis import RedisUnavailableError, SharedRedis, Subscription
+from colonnade.providers.response_cache import (
+    KIND,
+    Counters,
+    Entry,
+    FileStamp,
+    MemoryTier,
+    unchanged,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -47,6 +61,20 @@ MAX_TTL = 86_400.0
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder().decode
+
+#: The longest URL path a purge message names (as ``colonnade cache purge``).
+MAX_PURGE_PATH = 8192
+
+
+class PurgeMessage(msgspec.Struct, frozen=True):
+    """What a purge publishes for the other nodes' memory copies."""
+
+    path: str
+    prefix: bool = False
+
+
+_encode_purge = msgspec.json.Encoder().encode
+_decode_purge = msgspec.json.Decoder(PurgeMessage).decode
 
 
 def _glob_escape(text: str) -> str:
@@ -63,7 +91,46 @@ class RedisTier:
         self.prefix = redis.prefix + "cache:"
         self.counters = Counters()
         self.errors = 0  # calls that failed (Redis down or answering an error)
+        #: Where purges are published, and heard by every node's workers.
+        self.channel = self.prefix + "purge"
+        #: Purges heard (and subscriptions lost): a copy read from Redis before
+        #: this changed may be what the purge removed, and is not kept.
+        self.purges_heard = 0
+        self._copies: MemoryTier | None = None
+        self._subscription: Subscription | None = None
         caches.register(KIND, self)
+
+    # -- the memory copies -------------------------------------------------------------
+
+    def hear_purges(self, copies: MemoryTier) -> None:
+        """Drop from ``copies`` what any node purges (subscribes once, on the
+        running loop)."""
+        if self._subscription is None:
+            self._copies = copies
+            self._subscription = self.redis.subscribe(self.channel, self._heard, self._deaf)
+
+    @property
+    def hearing(self) -> bool:
+        """True while purges published by any node reach this worker."""
+        return self._subscription is not None and self._subscription.live
+
+    def _heard(self, data: bytes) -> None:
+        try:
+            message = _decode_purge(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return  # not ours
+        if not message.path.startswith("/") or len(message.path) > MAX_PURGE_PATH:
+            return
+        self.purges_heard += 1
+        if self._copies is not None:
+            self._copies.purge(message.path, prefix=message.prefix)
+
+    def _deaf(self) -> None:
+        # Purges published from now until the subscription is back go unheard:
+        # no copy may outlive one of them.
+        self.purges_heard += 1
+        if self._copies is not None:
+            self._copies.clear()
 
     # -- lookups ----------------------------------------------------------------------
 
@@ -206,6 +273,9 @@ class RedisTier:
             dropped = 0
             for url_key in url_keys:
                 dropped += await self.redis.call(_purge_url(url_key))
+            # After the deletes: a node that drops its copy and asks Redis finds none.
+            message = _encode_purge(PurgeMessage(path, prefix))
+            await self.redis.call(lambda r: r.publish(self.channel, message))
         except RedisUnavailableError:
             self.errors += 1
             return 0
@@ -219,8 +289,11 @@ class RedisTier:
         return {**counters, "redis_errors": self.errors}
 
     async def close(self) -> None:
-        """Leave the registry and release the shared client."""
+        """Leave the registry, stop hearing purges and release the shared client."""
         caches.unregister(KIND, self)
+        if self._subscription is not None:
+            subscription, self._subscription = self._subscription, None
+            await subscription.close()
         await self.redis.release()
 
 

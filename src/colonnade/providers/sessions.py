@@ -22,6 +22,8 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
+from colonnade.providers.redis import LuaScript
+
 if TYPE_CHECKING:
     from colonnade.providers.redis import SharedRedis
 
@@ -183,8 +185,9 @@ class MemorySessionStore:
 
 
 # KEYS: data, lock, new data (or ""); ARGV: token, mode, data, ttl ms.
-# mode: "s" save, "d" delete, "m" move (save under KEYS[3], delete KEYS[1]), "" none.
-_RELEASE = """
+# mode: "s" save, "d" delete, "m" move (save under KEYS[3], delete KEYS[1]), "" none
+# (the expiry slides from the request's end, as from its start).
+_RELEASE = LuaScript("""
 if ARGV[1] ~= '' then
   if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
   redis.call('DEL', KEYS[2])
@@ -197,9 +200,11 @@ elseif mode == 'd' then
 elseif mode == 'm' then
   redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
   redis.call('DEL', KEYS[1])
+else
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
 end
 return 1
-"""
+""")
 
 #: A locked session is asked again after this many seconds, doubling up to
 #: :data:`POLL_MAX` (ASP.NET polls every 500 ms).
@@ -210,14 +215,18 @@ POLL_MAX = 0.5
 class RedisSessionStore:
     """Sessions in Redis: ``<prefix><id>`` holds the data (expiring), and
     ``<prefix><id>:lock`` the lock token (expiring after ``lock_ttl``). Each
-    call is one round trip (pipelined, or one script)."""
+    call is one round trip: :meth:`acquire` pipelines ``SET NX PX`` (the lock),
+    ``GET`` and ``PEXPIRE``; :meth:`read` ``GET``, ``EXISTS`` (the lock) and
+    ``PEXPIRE``; :meth:`release` is one script (checks the lock, writes or
+    slides the expiry, unlocks). A read-modify-write request costs two: one
+    before the handler, one after it (a second one once after Redis lost its
+    script cache). A locked session costs one more per poll."""
 
     def __init__(self, shared: SharedRedis, prefix: str, lifetime: float, lock_ttl: float) -> None:
         self.shared = shared
         self.prefix = prefix
         self.lifetime_ms = max(1, round(lifetime * 1000))
         self.lock_ms = max(1, round(lock_ttl * 1000))
-        self._script: Any = None
 
     async def read(self, sid: str, wait: float = 0.0) -> bytes | None:
         """See :class:`SessionStore` (one round trip; polled while locked)."""
@@ -284,12 +293,9 @@ class RedisSessionStore:
             mode = "s"
         else:
             mode = ""
-        if self._script is None:
-            self._script = self.shared.client().register_script(_RELEASE)
-        script = self._script
         keys = [key, key + ":lock", self.prefix + move_to if move_to else ""]
         args = [token, mode, data or b"", self.lifetime_ms]
-        done = await self.shared.call(lambda r: script(keys=keys, args=args, client=r))
+        done = await self.shared.call(lambda r: _RELEASE(r, keys, args))
         return bool(done)
 
     async def close(self) -> None:

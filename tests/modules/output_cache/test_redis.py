@@ -4,11 +4,12 @@ corrupt entries."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import redis
 from colonnade.core import caches
 from colonnade.errors import ConfigError
 from colonnade.management import operations
+from colonnade.providers.response_cache_redis import RedisTier
 from colonnade.testing import Client, build_engine
 from colonnade.testing.client import TestResponse
 from tests.e2e.conftest import LiveServer
@@ -50,12 +52,24 @@ def redis_table(server: RedisServer) -> dict[str, Any]:
 # -- a farm: two masters, one Redis ------------------------------------------------------
 
 
-@pytest.fixture
-def farm(tmp_path: Path, redis_server: RedisServer) -> Iterator[tuple[Master, Master]]:
+@pytest.fixture(params=[0, 600], ids=["redis-only", "with-copies"])
+def farm(
+    request: pytest.FixtureRequest, tmp_path: Path, redis_server: RedisServer
+) -> Iterator[tuple[Master, Master]]:
+    """Two masters of two workers on one Redis; ``with-copies``: each worker also
+    keeps copies of Redis entries in its memory tier (``memory_seconds``)."""
+    yield from _farm(tmp_path, redis_server, f"memory_seconds = {request.param}\n")
+
+
+def _farm(
+    tmp_path: Path, redis_server: RedisServer, cache: str = ""
+) -> Iterator[tuple[Master, Master]]:
     table = redis_table(redis_server)
     extra = (
-        '[output_cache]\nstore = "redis"\npolicy = "for_time_period"\nduration = 600\n\n'
-        "[redis]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in table.items())
+        '[output_cache]\nstore = "redis"\npolicy = "for_time_period"\nduration = 600\n'
+        + cache
+        + "\n[redis]\n"
+        + "".join(f"{k} = {_toml(v)}\n" for k, v in table.items())
     )
     nodes: list[Master] = []
     try:
@@ -89,23 +103,38 @@ def stored(server: RedisServer) -> int:
         raw.close()
 
 
+def memory_copies(node: Master) -> int:
+    """Entries in the memory tiers of the node's workers, as they last reported."""
+    return operations.cache_stats(node.status()).get("output_cache", {}).get("entries", 0)
+
+
 def test_an_entry_filled_on_one_node_is_a_hit_on_the_other(
-    farm: tuple[Master, Master], redis_server: RedisServer
+    farm: tuple[Master, Master], redis_server: RedisServer, request: pytest.FixtureRequest
 ) -> None:
     a, b = farm
+    copies = request.node.callspec.id == "with-copies"
     first = a.get("/page")
     assert first.status == 200 and "age" not in first.headers
     wait_for(lambda: stored(redis_server) == 1, PATIENCE, "the entry in Redis")
+
     # acme.pid answers with the pid of the worker that ran it: node b sends node a's.
-    from_b = b.get("/page")
-    assert from_b.status == 200 and "age" in from_b.headers and from_b.body == first.body
+    def hit_on_b() -> bool:
+        from_b = b.get("/page")
+        assert from_b.status == 200 and "age" in from_b.headers and from_b.body == first.body
+        # With copies: b's workers subscribe at their first lookup and keep a
+        # copy from then on; asked until one reports it.
+        return not copies or memory_copies(b) >= 1
+
+    wait_for(hit_on_b, PATIENCE, "a hit on node b (and a copy in its memory tier)")
     again = a.get("/page")
     assert "age" in again.headers and again.body == first.body
 
-    # A purge on a empties the entry for both.
+    # A purge on a empties the entry for both: in Redis, and b's copies.
     message = operations.purge_cache(a.control, "/page")
-    assert message.startswith("purged 1 cached response(s) of /page")
+    assert message.startswith("purged ") and "cached response(s) of /page" in message
     assert stored(redis_server) == 0
+    if copies:
+        wait_for(lambda: memory_copies(b) == 0, PATIENCE, "node b's copies purged")
     refilled = b.get("/page")
     assert "age" not in refilled.headers
     wait_for(lambda: stored(redis_server) == 1, PATIENCE, "the entry in Redis again")
@@ -285,9 +314,9 @@ def serve_down(root: Path) -> Iterator[Client]:
 
 
 def test_store_redis_needs_a_redis_table(root: Path) -> None:
-    engine = build_engine(config(root, store="redis"), modules=[App, FakeAuth, FakeRewrite])
-    with pytest.raises(ConfigError, match=r"\[redis\] table"), Client(engine):
-        pass
+    # Refused when the configuration is built (colonnade check), naming the key.
+    with pytest.raises(ConfigError, match=r'output_cache.store: "redis" needs a \[redis\]'):
+        build_engine(config(root, store="redis"), modules=[App, FakeAuth, FakeRewrite])
 
 
 def flush(server: RedisServer) -> None:
@@ -298,9 +327,46 @@ def flush(server: RedisServer) -> None:
         raw.close()
 
 
+def run_until(client: Client, check: Callable[[], bool], what: str) -> None:
+    """Run ``client``'s loop (its subscription reads what was published) until ``check``."""
+
+    async def until() -> None:
+        deadline = time.monotonic() + PATIENCE
+        while not check():
+            assert time.monotonic() < deadline, f"waited in vain for: {what}"
+            await asyncio.sleep(0.01)
+
+    client.loop.run_until_complete(until())
+
+
+def hear(client: Client) -> RedisTier:
+    """Run ``client``'s loop until its Redis tier hears purges (its first lookup
+    subscribed); that tier."""
+    tier = cache_of(client).shared
+    assert tier is not None
+    run_until(client, lambda: tier.hearing, "the subscription to purges")
+    return tier
+
+
+def with_a_copy(shared: Any) -> tuple[Client, RedisTier]:
+    """A node (memory_seconds = 60) with a copy of /app in its memory tier."""
+    client = shared(memory_seconds=60)
+    get(client, "/app")
+    tier = hear(client)
+    get(client, "/app")
+    assert copies(client) == 1
+    return client, tier
+
+
+def copies(client: Client) -> int:
+    """Entries in the worker's memory tier (its copies of Redis entries)."""
+    return len(cache_of(client).tier)
+
+
 def test_a_memory_copy_spares_the_round_trip(shared: Any, redis_server: RedisServer) -> None:
     near = shared(memory_seconds=60)
     get(near, "/app")
+    hear(near)  # copies are kept only while purges can reach them
     assert get(near, "/app").header("age") is not None
     flush(redis_server)  # gone from Redis: the worker's copy still answers
     assert get(near, "/app").header("age") is not None
@@ -315,5 +381,73 @@ def test_a_memory_copy_spares_the_round_trip(shared: Any, redis_server: RedisSer
 def test_the_memory_copy_lives_memory_seconds_at_most(shared: Any) -> None:
     client = shared(memory_seconds=1)
     get(client, "/app")
+    hear(client)
+    get(client, "/app")
     (entry,) = cache_of(client).tier._entries.values()
     assert entry.expires - time.monotonic() <= 1.0
+
+
+def test_a_purge_on_another_node_drops_the_memory_copy(shared: Any) -> None:
+    a, b = shared(memory_seconds=60), shared(memory_seconds=60)
+    get(a, "/app")
+    get(a, "/app/other")
+    get(b, "/app")  # a hit from Redis; subscribes
+    hear(b)
+    assert get(b, "/app").header("age") is not None  # from Redis, and kept
+    assert get(b, "/app/other").header("age") is not None
+    assert copies(b) == 2
+    # What a purge does on node a: Redis's entries, then the message.
+    tier_a = cache_of(a).shared
+    assert tier_a is not None
+    assert a.loop.run_until_complete(tier_a.purge("/app")) == 1
+    run_until(b, lambda: copies(b) == 1, "node b's copy of /app dropped")
+    assert get(b, "/app").header("age") is None
+    assert get(b, "/app/other").header("age") is not None
+    assert App.calls == 3
+    # A prefix purge reaches the copies the same way.
+    assert a.loop.run_until_complete(tier_a.purge("/app", prefix=True)) == 2
+    run_until(b, lambda: copies(b) == 0, "node b's copies under /app dropped")
+
+
+def test_a_message_not_ours_is_ignored(shared: Any, redis_server: RedisServer) -> None:
+    client, tier = with_a_copy(shared)
+    raw = redis.Redis.from_url(redis_server.url)
+    try:
+        for junk in (b"\xff", b"[1]", b'{"path": 7}', b'{"path": "app"}', b'{"path": "/other"}'):
+            raw.publish(tier.channel, junk)
+    finally:
+        raw.close()
+    # Only the last one is a purge (of another path); in order on the channel.
+    run_until(client, lambda: tier.purges_heard == 1, "the purge of /other heard")
+    assert copies(client) == 1
+
+
+def test_no_copy_while_purges_cannot_be_heard(shared: Any, redis_server: RedisServer) -> None:
+    client, tier = with_a_copy(shared)
+    redis_server.kill()
+    # A purge made now would go unheard: the copy goes with the subscription.
+    run_until(client, lambda: not tier.hearing and copies(client) == 0, "the copies dropped")
+    again = RedisServer(redis_server.folder, redis_server.port)
+    try:
+        # Subscribed again once the back-off allows; copies are kept again.
+        hear(client)
+        get(client, "/app")
+        get(client, "/app")
+        assert copies(client) == 1
+    finally:
+        again.kill()
+
+
+def test_a_subscription_made_again_drops_the_copies(shared: Any, redis_server: RedisServer) -> None:
+    client, _ = with_a_copy(shared)
+    # Redis drops the subscriber's connection; the client subscribes again at
+    # once, but a purge published in between would have gone unheard.
+    raw = redis.Redis.from_url(redis_server.url)
+    try:
+        assert raw.client_kill_filter(_type="pubsub") == 1
+    finally:
+        raw.close()
+    run_until(client, lambda: copies(client) == 0, "the copies dropped")
+    hear(client)
+    get(client, "/app")
+    assert copies(client) == 1

@@ -127,6 +127,10 @@ class DynamicIpSection(Section, frozen=True, dict=True):
                 f"deny_status: {self.deny_status} is not an error status (400 to 599, or 0)"
             )
 
+    def redis_key(self) -> str | None:
+        """``store`` when it is ``"redis"`` (the server's ``[redis]`` table)."""
+        return "store" if self.store == "redis" else None
+
     def shown(self, key: str, value: Any) -> Any:
         """The Redis URL without its password (``colonnade config show``)."""
         if key == "redis_url" and isinstance(value, str):

@@ -185,9 +185,10 @@ class OutputCacheSection(Section, frozen=True, dict=True):
     memory_seconds: Annotated[float, Meta(ge=0, le=3600)] = 0.0
     """With `store = "redis"`: also keep what a worker reads from or writes to
     Redis in its own memory for this many seconds (within `max_bytes`), so that
-    most hits need no round trip. The price: a purge made on another node (or
-    an entry replaced there) reaches this worker's copy only when it expires.
-    0 (the default): every lookup asks Redis."""
+    most hits need no round trip. A purge made on any node reaches these
+    copies through a Redis channel the worker subscribes to (copies are kept
+    only while it hears it); an entry replaced on another node reaches them
+    only when they expire. 0 (the default): every lookup asks Redis."""
     wait_timeout: Annotated[float, Meta(ge=0, le=600)] = 10.0
     """Seconds a request waits for another one filling the same entry before
     it runs uncached itself."""
@@ -200,6 +201,10 @@ class OutputCacheSection(Section, frozen=True, dict=True):
             if ext in seen:
                 raise ValueError(f"profiles: extension {profile.extension!r} is listed twice")
             seen.add(ext)
+
+    def redis_key(self) -> str | None:
+        """``store`` when it is ``"redis"`` (the server's ``[redis]`` table)."""
+        return "store" if self.store == "redis" else None
 
     @cached_property
     def own_rule(self) -> CacheRule:

@@ -7,8 +7,10 @@ listed keys, or none: the rule's ``vary_by_query_string``), the rule's
 ``vary_by_headers`` and ``Accept-Encoding``. The *full* key adds the values of
 the request headers a stored response named in its own ``Vary`` (the tier
 remembers those names per base key). Each half is a 16-byte BLAKE2b digest of
-length-prefixed parts, so no value can be crafted to read as another part, and
-a key costs the same whatever the client sent.
+its parts packed as one MessagePack array (every string and byte string in it
+length-prefixed), so no value can be crafted to read as another part, and a
+key costs the same whatever the client sent. One C call packs the parts and
+one hashes them: the key is built on every lookup, a cache hit included.
 
 ``Accept-Encoding`` is reduced to its elements that name a content coding
 someone could produce (lower case, blanks removed, in the client's order):
@@ -18,8 +20,11 @@ can differ between two requests with the same reduced value.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from hashlib import blake2b
 from urllib.parse import unquote_to_bytes
+
+import msgspec
 
 from colonnade.core.request import Request
 from colonnade.modules.output_cache.config import CacheRule
@@ -29,6 +34,9 @@ from colonnade.modules.output_cache.config import CacheRule
 _CODINGS = frozenset(
     {b"br", b"zstd", b"gzip", b"x-gzip", b"deflate", b"compress", b"x-compress", b"identity", b"*"}
 )
+
+
+_pack = msgspec.msgpack.Encoder().encode
 
 
 def accept_encoding(values: list[bytes]) -> bytes:
@@ -58,43 +66,51 @@ def _query(query: bytes, keys: frozenset[bytes] | None) -> bytes:
     return b"&".join(kept)
 
 
-def _add(digest: blake2b, part: bytes) -> None:
-    digest.update(len(part).to_bytes(4, "big"))
-    digest.update(part)
+def _headers(request: Request, names: Iterable[bytes]) -> list[tuple[bytes, list[bytes]]]:
+    return [(name, request.header_values(name)) for name in names]
 
 
-def _header(digest: blake2b, request: Request, name: bytes) -> None:
-    _add(digest, name)
-    values = request.header_values(name)
-    digest.update(len(values).to_bytes(4, "big"))
-    for value in values:
-        _add(digest, value)
+def _digest(parts: tuple[object, ...]) -> bytes:
+    try:
+        packed = _pack(parts)
+    except UnicodeEncodeError:
+        # A path with bytes that are not UTF-8 (kept as surrogates): packed as
+        # bytes, which no str packs to (MessagePack tells str from bin).
+        packed = _pack(
+            tuple(p.encode("utf-8", "surrogateescape") if isinstance(p, str) else p for p in parts)
+        )
+    return blake2b(packed, digest_size=16).digest()
 
 
-def base_key(request: Request, rule: CacheRule) -> bytes:
-    """The first half of ``request``'s key under ``rule``."""
-    digest = blake2b(digest_size=16)
-    _add(digest, request.scheme.encode("latin-1", "replace"))
-    _add(digest, request.host.lower().encode("utf-8", "surrogateescape"))
-    _add(digest, request.path.encode("utf-8", "surrogateescape"))
-    # The URL the client asked for as well: a rewrite that sends /de/x and /fr/x
-    # to /x may have set a header (a server variable) the response depends on.
+def base_key(request: Request, rule: CacheRule, encodings: list[bytes] | None = None) -> bytes:
+    """The first half of ``request``'s key under ``rule`` (``encodings``: its
+    ``Accept-Encoding`` values, where the caller found them already)."""
+    path = request.path
     original = request.original_path
-    _add(digest, b"" if original == request.path else original.encode("utf-8", "surrogateescape"))
-    # HTTP/1.0 clients may be answered otherwise (no compression by default).
-    _add(digest, b"1.0" if request.version == "1.0" else b"")
-    _add(digest, _query(request.query, rule.query_keys))
-    _add(digest, accept_encoding(request.header_values(b"accept-encoding")))
-    for name in rule.header_names:
-        _header(digest, request, name)
-    return digest.digest()
+    keys = rule.query_keys
+    if encodings is None:
+        encodings = request.header_values(b"accept-encoding")
+    names = rule.header_names
+    return _digest(
+        (
+            request.scheme,
+            request.host.lower(),
+            path,
+            # The URL the client asked for as well: a rewrite that sends /de/x
+            # and /fr/x to /x may have set a header (a server variable) the
+            # response depends on.
+            "" if original == path else original,
+            # HTTP/1.0 clients may be answered otherwise (no compression by default).
+            request.version == "1.0",
+            request.query if keys is None else _query(request.query, keys),
+            accept_encoding(encodings) if encodings else b"",
+            _headers(request, names) if names else None,
+        )
+    )
 
 
 def full_key(base: bytes, request: Request, varies: tuple[bytes, ...]) -> bytes:
     """``base`` completed with the request's values of the ``varies`` headers."""
     if not varies:
         return base
-    digest = blake2b(base, digest_size=16)
-    for name in varies:
-        _header(digest, request, name)
-    return digest.digest()
+    return _digest((base, _headers(request, varies)))

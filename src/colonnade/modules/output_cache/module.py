@@ -86,6 +86,8 @@ _NOT_STORED = frozenset(
 #: Request headers that make a request unfit to fill an entry: its answer is
 #: not the whole representation (or not a plain response at all).
 _NO_FILL = FIELDS | {b"content-length", b"transfer-encoding"}
+#: Request headers :meth:`OutputCache.resolve` looks for, in one pass.
+_LOOKED_AT = _NO_FILL | {b"upgrade", b"authorization", b"accept-encoding"}
 #: Fill locks held at once past which expired ones are swept.
 MAX_FILLING = 4096
 
@@ -170,27 +172,47 @@ class OutputCache(Module):
         """Free the entries."""
         self.tier.close()
 
+    def _local(self, request: Request, base: bytes, now: float) -> tuple[Entry | None, bytes]:
+        """The entry for ``request`` in this worker's memory (None: not there)
+        and its full key."""
+        tier = self.tier
+        varies = tier.varies(base)
+        key = full_key(base, request, varies) if varies else base
+        return tier.get(key, now), key
+
     async def _find(self, request: Request, base: bytes, now: float) -> tuple[Entry | None, bytes]:
         """The entry for ``request`` (None: a miss) and its full key."""
-        tier = self.tier
         shared = self.shared
         if shared is None or self.memory_seconds:
-            key = full_key(base, request, tier.varies(base))
-            entry = tier.get(key, now)
+            entry, key = self._local(request, base, now)
             if shared is None or entry is not None:
                 return entry, key
         assert shared is not None
+        heard = shared.purges_heard
+        if self.memory_seconds:
+            shared.hear_purges(self.tier)
         entry, varies = await shared.find(base, lambda names: full_key(base, request, names), now)
         key = full_key(base, request, varies)
         if entry is not None and self.memory_seconds:
-            self._keep(base, varies, key, entry, now)
+            self._keep(shared, heard, base, varies, key, entry, now)
         return entry, key
 
     def _keep(
-        self, base: bytes, varies: tuple[bytes, ...], key: bytes, entry: Entry, now: float
+        self,
+        shared: RedisTier,
+        heard: int,
+        base: bytes,
+        varies: tuple[bytes, ...],
+        key: bytes,
+        entry: Entry,
+        now: float,
     ) -> None:
         """A copy of a Redis entry in this worker's memory, for ``memory_seconds``
-        at most (the Redis entry keeps its own deadline)."""
+        at most (the Redis entry keeps its own deadline), while purges made on
+        any node reach this worker, and if none came since ``heard`` (the entry
+        may be what it removed)."""
+        if not shared.hearing or shared.purges_heard != heard:
+            return
         local = copy.copy(entry)
         local.expires = min(entry.expires, now + self.memory_seconds)
         self.tier.put(base, varies, key, local)
@@ -205,19 +227,39 @@ class OutputCache(Module):
         if method != "GET" and method != "HEAD":
             return None
         rule = ctx.section(OutputCacheSection).rule_for(request.path)
-        if rule is None or (not rule.shared and _authenticated(ctx)):
+        if rule is None:
             return None
-        if request.header(b"upgrade") is not None:
-            return None  # a WebSocket handshake is no document
-        base = base_key(request, rule)
+        shared_content = rule.shared
+        if not shared_content and (user := ctx.user) is not None and user.name:
+            return None  # a signed-in user's answer may be theirs alone
+        # One pass over the request's headers for every one looked at.
+        conditional = unfit = False
+        encodings: list[bytes] = []
+        for name, value in request.headers:
+            if name in _LOOKED_AT:
+                if name == b"accept-encoding":
+                    encodings.append(value)
+                    continue
+                if name == b"upgrade":
+                    return None  # a WebSocket handshake is no document
+                if name == b"authorization":
+                    if not shared_content:
+                        return None  # credentials: the answer may be theirs alone
+                    continue
+                unfit = True
+                conditional = conditional or name in FIELDS
+        base = base_key(request, rule, encodings)
         now = time.monotonic()
-        entry, key = await self._find(request, base, now)
+        if self.shared is None:  # no coroutine on the memory tier's path
+            entry, key = self._local(request, base, now)
+        else:
+            entry, key = await self._find(request, base, now)
         if (trace := ctx.trace) is not None:
             trace.event(
                 "cache", result="miss" if entry is None else "hit", redis=self.shared is not None
             )
         if entry is not None:
-            return self._serve(ctx, entry)
+            return self._serve(ctx, entry, conditional)
         counters = self.counters
         lock = self._filling.get(key)
         if lock is not None and now < lock.deadline:
@@ -230,7 +272,7 @@ class OutputCache(Module):
                 return None
             entry, _ = await self._find(request, base, time.monotonic())
             if entry is not None:
-                return self._serve(ctx, entry)
+                return self._serve(ctx, entry, conditional)
             counters.misses += 1
             return None  # not cacheable after all, or another variant: uncached
         counters.misses += 1
@@ -238,7 +280,7 @@ class OutputCache(Module):
             method != "GET"
             or (self.shared is None and self.tier.max_bytes == 0)
             or (self.shared is not None and not self.shared.redis.available())
-            or any(name in _NO_FILL for name, _ in request.headers)
+            or unfit
         ):
             return None
         event = asyncio.Event()
@@ -254,15 +296,15 @@ class OutputCache(Module):
         ctx.items[_FILL] = _Fill(base, key, request.original_path, rule, event, capture)
         return None
 
-    def _serve(self, ctx: Context, entry: Entry) -> Outcome:
-        """Answer from ``entry``: 304, 206, 412, 416 or the whole response."""
+    def _serve(self, ctx: Context, entry: Entry, conditional: bool) -> Outcome:
+        """Answer from ``entry``: 304, 206, 412, 416 or the whole response
+        (``conditional``: the request has conditional or range fields)."""
         request = ctx.request
         response = ctx.response
         status = entry.status
         body = entry.body
-        headers = list(entry.headers)
-        headers.append((b"age", b"%d" % max(0, int(time.time() - entry.stored))))
-        if status == 200 and collect(request.headers) is not None:
+        headers = [*entry.headers, (b"age", b"%d" % max(0, int(time.time() - entry.stored)))]
+        if status == 200 and conditional and collect(request.headers) is not None:
             # A range of an encoded body is a range of other bytes than the
             # client may expect: served whole (RFC 9110 lets a server ignore Range).
             encoded = any(name == b"content-encoding" for name, _ in headers)
@@ -377,15 +419,9 @@ class OutputCache(Module):
     async def _put_shared(
         self, shared: RedisTier, base: bytes, varies: tuple[bytes, ...], key: bytes, entry: Entry
     ) -> None:
+        heard = shared.purges_heard
         if await shared.put(base, varies, key, entry) and self.memory_seconds:
-            self._keep(base, varies, key, entry, time.monotonic())
-
-
-def _authenticated(ctx: Context) -> bool:
-    user = ctx.user
-    if user is not None and user.name:
-        return True
-    return ctx.request.header(b"authorization") is not None
+            self._keep(shared, heard, base, varies, key, entry, time.monotonic())
 
 
 def _sources(ctx: Context) -> tuple[FileStamp, ...]:

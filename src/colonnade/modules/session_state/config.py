@@ -92,6 +92,10 @@ class SessionSection(Section, frozen=True, dict=True):
     answers requests that use the session 503 (with `Retry-After`), `"open"`
     runs them with an empty session that is not saved."""
 
+    def redis_key(self) -> str | None:
+        """``provider`` when it is ``"redis"`` (the server's ``[redis]`` table)."""
+        return "provider" if self.provider == "redis" else None
+
     def __post_init__(self) -> None:
         if self.same_site == "None" and not self.require_ssl:
             raise ValueError("same_site: 'None' needs require_ssl = true (browsers refuse it)")
