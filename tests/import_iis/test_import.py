@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from colonnade.management.cli import main
 from tests.import_iis.kit import run
 
 WEB_CONFIG = """<?xml version="1.0"?>
@@ -135,3 +136,49 @@ def test_a_bad_path_map_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture
     site = write(tmp_path / "site", WEB_CONFIG)
     assert run(["--path-map", "C:\\x", str(site)]) == 2
     assert "expected WINDOWS_PATH=POSIX_PATH" in capsys.readouterr().err
+
+
+LOCKING = """<configuration>
+  <configSections>
+    <sectionGroup name="system.webServer">
+      <section name="defaultDocument" overrideModeDefault="Deny" />
+    </sectionGroup>
+  </configSections>
+  <system.webServer>
+    <directoryBrowse enabled="false" lockAttributes="enabled" />
+  </system.webServer>
+  <location path="" overrideMode="Deny">
+    <system.webServer>
+      <security><requestFiltering allowDoubleEscaping="false" /></security>
+    </system.webServer>
+  </location>
+</configuration>
+"""
+
+
+def test_locking_becomes_lock_entries_that_web_toml_files_meet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path / "conf", LOCKING, "applicationHost.config")
+    site = write(
+        tmp_path / "site",
+        "<configuration><system.webServer><security><authentication>"
+        '<windowsAuthentication enabled="false" />'
+        "</authentication></security></system.webServer></configuration>",
+    )
+    assert run([str(tmp_path / "conf" / "applicationHost.config"), str(site)]) == 0
+    out = capsys.readouterr().out
+    data = tomllib.loads((tmp_path / "conf" / "colonnade.toml").read_text())
+    assert data["lock"] == {
+        "default_document": "deny",
+        "directory_browse.enabled": "deny",
+        "request_filtering": "deny",
+        # Locked by default in Colonnade as in IIS: the web.config worked, so
+        # its server had opened it.
+        "windows_authentication": "allow",
+    }
+    assert "windows_authentication is locked by default (as in IIS); [lock]" in out
+    # A web.toml that sets a locked section is refused by `colonnade check`.
+    (site / "web.toml").write_text("[default_document]\nenabled = false\n")
+    assert main(["check", "-c", str(tmp_path / "conf" / "colonnade.toml")]) == 2
+    assert "default_document" in capsys.readouterr().err

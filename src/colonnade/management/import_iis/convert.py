@@ -31,11 +31,14 @@ class Level:
     """``locations.`` for a ``[[locations]]`` entry, else empty."""
     server: bool = False
     blocks: list[Block] = field(default_factory=list)
+    sections: dict[str, Node] = field(default_factory=dict)
+    """Each Colonnade section written here → the first element that wrote it."""
     _tables: dict[str, Block] = field(default_factory=dict)
 
     def table(self, header: str, node: Node) -> Block:
         """The table ``[header]`` of this level (made on first use)."""
         full = self.prefix + header
+        self.sections.setdefault(header.split(".")[0], node)
         found = self._tables.get(full)
         if found is None:
             found = Block(full, source=f"{node.where} <{node.path}>")
@@ -45,6 +48,7 @@ class Level:
 
     def entry(self, header: str, node: Node) -> Block:
         """A new ``[[header]]`` entry of this level."""
+        self.sections.setdefault(header.split(".")[0], node)
         block = Block(self.prefix + header, array=True, source=f"{node.where} <{node.path}>")
         self.blocks.append(block)
         return block
@@ -60,6 +64,8 @@ class Context:
     fastcgi: dict[str, dict[str, Any]] = field(default_factory=dict)
     """FastCGI applications by name (``[fastcgi.applications.NAME]``)."""
     fastcgi_sources: dict[str, Node] = field(default_factory=dict)
+    locks: dict[str, tuple[str, Node, str]] = field(default_factory=dict)
+    """``[lock]`` entries: section or ``section.key`` → ("allow"/"deny", source, why)."""
 
     def local_path(self, node: Node, text: str) -> str | None:
         """A POSIX path for ``text`` (mapped when Windows), else None (reported by the caller)."""
@@ -1143,11 +1149,81 @@ WEBSERVER: dict[str, Converter] = {
 }
 
 
+#: IIS section path (below ``system.webServer``, lower-cased) → Colonnade section.
+SECTIONS: dict[str, str] = {
+    "defaultdocument": "default_document",
+    "directorybrowse": "directory_browse",
+    "staticcontent": "static_content",
+    "httpprotocol": "custom_headers",
+    "httperrors": "custom_errors",
+    "httpredirect": "redirection",
+    "security/requestfiltering": "request_filtering",
+    "security/authorization": "url_authorization",
+    "security/ipsecurity": "ip_security",
+    "security/dynamicipsecurity": "dynamic_ip_security",
+    "security/authentication/anonymousauthentication": "anonymous_authentication",
+    "security/authentication/basicauthentication": "basic_authentication",
+    "security/authentication/windowsauthentication": "windows_authentication",
+    "security/authentication/clientcertificatemappingauthentication": (
+        "client_certificate_mapping_authentication"
+    ),
+    "security/access": "ssl_settings",
+    "rewrite": "rewrite",
+    "rewrite/rules": "rewrite",
+    "urlcompression": "compression",
+    "httpcompression": "compression",
+    "caching": "output_cache",
+    "fastcgi": "fastcgi",
+}
+
+
+def section_path(node: Node) -> str:
+    """``security/requestFiltering`` for that element (lower-cased, below system.webServer)."""
+    parts: list[str] = []
+    current: Node | None = node
+    while current is not None and current.name != "system.webserver":
+        parts.append(current.name)
+        current = current.parent
+    return "/".join(reversed(parts))
+
+
+def _snake(name: str) -> str:
+    out = "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+    return out.lstrip("_")
+
+
+def lock(ctx: Context, target: str, mode: str, node: Node, why: str) -> None:
+    """Record ``[lock] target = mode`` (a later, more specific source wins)."""
+    # Reported when the server file is assembled: only then is it known whether
+    # the section's module is enabled and the key exists.
+    ctx.locks[target] = (mode, node, why)
+
+
+def element_locks(node: Node, ctx: Context) -> None:
+    """``lockAttributes`` / ``lockElements`` of a server-level section element."""
+    section = SECTIONS.get(section_path(node))
+    for attr in ("lockAttributes", "lockElements"):
+        names = [n.strip() for n in (node.get(attr) or "").split(",") if n.strip()]
+        for name in names:
+            if section is None:
+                ctx.report.skipped(node, f"{attr} {name}: the section has no counterpart")
+                continue
+            lock(ctx, f"{section}.{_snake(name)}", "deny", node, attr)
+    for attr in ("lockAllAttributesExcept", "lockAllElementsExcept"):
+        if node.get(attr) is not None:
+            ctx.report.skipped(
+                node, f"{attr}: lock the section, or its keys one by one, with [lock]"
+            )
+
+
 def system_webserver(node: Node, level: Level, ctx: Context) -> None:
     """Every section of one ``system.webServer`` element."""
     for child in node.children:
         converter = WEBSERVER.get(child.name)
         if converter is None:
             ctx.report.skipped(child, NEAREST.get(child.name, "unknown section: no counterpart"))
-        else:
-            converter(child, level, ctx)
+            continue
+        converter(child, level, ctx)
+        if level.server:
+            for element in [child, *(c for c in child.children if child.name == "security")]:
+                element_locks(element, ctx)

@@ -11,12 +11,15 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from colonnade.config.keys import check_dotted_key
+from colonnade.core.registry import Registry
 from colonnade.management.import_iis import convert
 from colonnade.management.import_iis.convert import Context, Level
 from colonnade.management.import_iis.paths import PathMap, windows_path
 from colonnade.management.import_iis.report import Report
 from colonnade.management.import_iis.tomlwrite import Block, render
 from colonnade.management.import_iis.xmlread import Node, XmlReadError, parse
+from colonnade.modules.standard import BUILTIN
 
 # Always listed, in this order, with what the inputs need inserted: the order of
 # hooks within a stage is the order of this list.
@@ -145,15 +148,22 @@ def _configuration(
             convert.system_webserver(child, level, ctx)
         elif name == "location":
             path = (child.get("path") or "").strip().replace("\\", "/").strip("/")
-            if child.get("overrideMode") is not None or child.get("allowOverride") is not None:
-                ctx.report.changed(
-                    child,
-                    "overrideMode/allowOverride: lock sections with [lock] in the server file",
-                )
+            mode = _override_mode(child)
             if path in ("", "."):
                 _configuration(child, level, ctx, locations, base)
                 ctx.report.converted(child, "the same level as its file")
+                if mode is not None and level.server:
+                    for section in _sections_in(child):
+                        locked = convert.SECTIONS.get(convert.section_path(section))
+                        if locked is not None:
+                            convert.lock(ctx, locked, mode, section, f"overrideMode {mode}")
+                elif mode is not None:
+                    ctx.report.skipped(child, "overrideMode in a web.config: only the server locks")
             else:
+                if mode is not None:
+                    ctx.report.skipped(
+                        child, "overrideMode for one path: [lock] is server-wide (nearest: [lock])"
+                    )
                 target = Level(prefix="locations.", server=False)
                 full = f"{base}/{path}" if base else path
                 _configuration(child, target, ctx, locations, base)
@@ -167,6 +177,8 @@ def _configuration(
             )
         elif name == "configsections":
             ctx.report.converted(child, "section declarations: Colonnade's schemas are built in")
+            if level.server:
+                _declared_locks(child, "", ctx)
         elif name == "system.applicationhost":
             _application_host(child, level, ctx)
         elif name in (
@@ -191,6 +203,41 @@ def _configuration(
                 )
             else:
                 ctx.report.skipped(child, "no counterpart")
+
+
+def _override_mode(node: Node) -> str | None:
+    """A location's ``overrideMode`` (or the older ``allowOverride``) as allow/deny."""
+    mode = (node.get("overrideMode") or "").lower()
+    if mode in ("allow", "deny"):
+        return mode
+    legacy = node.get("allowOverride")
+    if legacy is not None:
+        return "allow" if legacy.strip().lower() == "true" else "deny"
+    return None
+
+
+def _sections_in(location: Node) -> list[Node]:
+    """The section elements inside a location's ``system.webServer``."""
+    found: list[Node] = []
+    for group in location.each("system.webServer"):
+        for child in group.children:
+            found.extend(child.children if child.name == "security" else [child])
+    return found
+
+
+def _declared_locks(node: Node, prefix: str, ctx: Context) -> None:
+    """``configSections``: a section's ``overrideModeDefault`` → ``[lock]``."""
+    for child in node.children:
+        name = (child.get("name") or "").lower()
+        full = f"{prefix}/{name}" if prefix else name
+        if child.name == "sectiongroup":
+            _declared_locks(child, full, ctx)
+        elif child.name == "section":
+            mode = (child.get("overrideModeDefault") or "").lower()
+            below = full.removeprefix("system.webserver/")
+            target = convert.SECTIONS.get(below) if full.startswith("system.webserver/") else None
+            if mode in ("allow", "deny") and target is not None:
+                convert.lock(ctx, target, mode, child, "overrideModeDefault")
 
 
 @dataclass
@@ -437,8 +484,17 @@ def run_import(
         )
     outputs = Outputs()
     outputs.folders = [os.path.join(server_dir, f) for f in _SERVER.folders]
+    web_sections: dict[str, Node] = {}
+    for _, level in web_levels:
+        for section, node in level.sections.items():
+            web_sections.setdefault(section, node)
     outputs.files[os.path.join(server_dir, "colonnade.toml")] = _server_file(
-        ctx, server_level, locations
+        ctx,
+        server_level,
+        locations,
+        web_sections,
+        # The web.config tree's root is the site's content, wherever the server file is.
+        os.path.relpath(content_dir, server_dir) if content_dir else ".",
     )
     for rel, level in web_levels:
         if level.blocks:
@@ -453,7 +509,13 @@ def run_import(
     return outputs, report
 
 
-def _server_file(ctx: Context, level: Level, locations: list[tuple[str, Level, Node]]) -> str:
+def _server_file(
+    ctx: Context,
+    level: Level,
+    locations: list[tuple[str, Level, Node]],
+    web_sections: dict[str, Node],
+    site_root: str,
+) -> str:
     modules = [m for m in MODULE_ORDER if m in ALWAYS or m in ctx.modules]
     blocks: list[Block] = [Block("server", values=[("modules", modules, "")])]
     blocks.extend(_SERVER.pools)
@@ -465,7 +527,7 @@ def _server_file(ctx: Context, level: Level, locations: list[tuple[str, Level, N
         )
         site.set("name", "imported")
         site.set("bindings", ["http://127.0.0.1:8080"])
-        site.set("root", ".")
+        site.set("root", site_root)
         blocks.append(site)
     filtering = next((b for b in level.blocks if b.header == "request_filtering"), None)
     if filtering is None:
@@ -480,6 +542,9 @@ def _server_file(ctx: Context, level: Level, locations: list[tuple[str, Level, N
         added = current.setdefault("add", [])
         added.extend(h for h in ("web.toml", "colonnade.toml") if h not in added)
     blocks.extend(level.blocks)
+    locks = _locks(ctx, modules, web_sections)
+    if locks is not None:
+        blocks.append(locks)
     mappings = [b for b in level.blocks if b.header == "handlers"]
     if mappings and not any(
         dict((k, v) for k, v, _ in b.values).get("path") == "*" for b in mappings
@@ -516,6 +581,44 @@ def _server_file(ctx: Context, level: Level, locations: list[tuple[str, Level, N
         )
         blocks.extend(loc_level.blocks)
     return render(blocks, HEADER)
+
+
+def _locks(ctx: Context, modules: list[str], web_sections: dict[str, Node]) -> Block | None:
+    """``[lock]``: what the inputs locked or opened, for the sections of enabled modules;
+    and a section a web.config sets that Colonnade locks by default (as IIS does) is
+    opened: on IIS that web.config worked, so its server must have opened it too."""
+    registry = Registry.standard(BUILTIN)
+    sections = {}
+    for module_id in modules:
+        section = registry.load(module_id).section
+        if section is not None:
+            sections[section.key] = section
+    block = Block("lock", source="overrideModeDefault, overrideMode, lockAttributes, lockElements")
+    for target, (mode, node, origin) in ctx.locks.items():
+        name, _, rest = target.partition(".")
+        section = sections.get(name)
+        if section is None:
+            ctx.report.converted(
+                node, f"{origin} of {name}: its module is not in use, nothing to lock"
+            )
+            continue
+        problem = check_dotted_key(section, rest) if rest else None
+        if problem is not None:
+            ctx.report.skipped(node, f"{origin}: {target}: {problem}")
+            continue
+        block.set(target, mode, f"{node.where} <{node.path}>")
+        ctx.report.converted(node, f'[lock] {target} = "{mode}" ({origin})')
+    for name, node in web_sections.items():
+        section = sections.get(name)
+        if section is None or not section.locked or name in ctx.locks:
+            continue
+        block.set(name, "allow", f"{node.where} <{node.path}>")
+        ctx.report.changed(
+            node,
+            f'{name} is locked by default (as in IIS); [lock] {name} = "allow" opens it'
+            " for every web.toml, as this file's server must have",
+        )
+    return block if block.values else None
 
 
 def write(outputs: Outputs) -> list[str]:
