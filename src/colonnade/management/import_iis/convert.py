@@ -30,9 +30,21 @@ class Level:
     prefix: str = ""
     """``locations.`` for a ``[[locations]]`` entry, else empty."""
     server: bool = False
+    app_root: bool = True
+    """Handler mappings may be set here (the server, or an application's root)."""
     blocks: list[Block] = field(default_factory=list)
     sections: dict[str, Node] = field(default_factory=dict)
     """Each Colonnade section written here → the first element that wrote it."""
+    optional: dict[str, str] = field(default_factory=dict)
+    """Tables written only when their module (the value) is in use anyway."""
+
+    def drop_unused(self, modules: set[str]) -> None:
+        """Leave out the optional tables whose module no level needs."""
+        for header, module_id in self.optional.items():
+            if module_id not in modules:
+                self.blocks = [b for b in self.blocks if b.header != self.prefix + header]
+                self.sections.pop(header, None)
+
     _tables: dict[str, Block] = field(default_factory=dict)
 
     def table(self, header: str, node: Node) -> Block:
@@ -363,15 +375,27 @@ def _error_page(child: Node, ctx: Context) -> dict[str, Any] | None:
             " nearest is a rewrite rule or custom_errors redirect",
         )
         return None
+    prefix = child.get("prefixLanguageFilePath") or ""
+    if prefix:
+        # IIS picks <prefix>\<language>\<path> by Accept-Language; one folder is
+        # chosen here (en-US, IIS's own fallback).
+        folder = ctx.local_path(child, prefix)
+        if folder is None:
+            ctx.report.skipped(
+                child,
+                f"File {prefix}\\<language>\\{path}: IIS's language folders are not mapped"
+                " (--path-map); Colonnade's built-in error page answers instead",
+            )
+            return None
+        entry["file"] = f"{folder.rstrip('/')}/en-US/{path.replace(chr(92), '/')}"
+        ctx.report.changed(child, f"File {path}: the en-US page only (no Accept-Language choice)")
+        return entry
     local = ctx.local_path(child, path)
     if local is None:
         ctx.report.skipped(child, f"File {path}: Windows path without a --path-map")
         return None
     entry["file"] = local
-    if child.get("prefixLanguageFilePath"):
-        ctx.report.changed(child, f"File {path}: the language folder prefix is dropped")
-    else:
-        ctx.report.converted(child, f"custom_errors.errors {status} file")
+    ctx.report.converted(child, f"custom_errors.errors {status} file")
     return entry
 
 
@@ -384,8 +408,10 @@ def http_redirect(node: Node, level: Level, ctx: Context) -> None:
         if level.server:
             ctx.report.converted(node, "not enabled: nothing to convert")
         else:
+            # Written only if some level enables redirects (the module then runs).
             level.table("redirection", node).set("enabled", False, _source(node))
-            ctx.report.converted(node, "redirection.enabled = false")
+            level.optional["redirection"] = "http.redirection"
+            ctx.report.converted(node, "redirection.enabled = false (where redirects are in use)")
         return
     table = level.table("redirection", node)
     table.set("enabled", True, _source(node))
@@ -674,15 +700,20 @@ def authentication(node: Node, level: Level, ctx: Context) -> None:
                 ctx.report.converted(child, "[anonymous_authentication]")
         elif child.name == "basicauthentication":
             table = level.table("basic_authentication", child)
-            table.set("enabled", child.flag("enabled", False), _source(child))
+            table.set("enabled", False, _source(child))
             if child.get("realm"):
                 table.set("realm", child.get("realm"))
             ctx.modules.add("auth.basic")
-            ctx.report.changed(
-                child,
-                "Windows accounts: set basic_authentication.user_file (htpasswd)"
-                " or pam to check users",
-            )
+            if child.flag("enabled", False):
+                # IIS checks Windows accounts; which store replaces them is the
+                # administrator's choice. Off fails closed: no one logs on.
+                ctx.report.skipped(
+                    child,
+                    "Windows accounts: written off; set basic_authentication.user_file"
+                    " (htpasswd) or pam, then enabled = true",
+                )
+            else:
+                ctx.report.converted(child, "basic_authentication.enabled = false")
         elif child.name == "windowsauthentication":
             level.table("windows_authentication", child).set(
                 "enabled", child.flag("enabled", False), _source(child)
@@ -776,6 +807,11 @@ def _rule(node: Node, level: Level, ctx: Context, target: str) -> None:
     if kind not in _ACTIONS:
         ctx.report.skipped(node, f"action {action.get('type')!r} has no counterpart")
         return
+    if kind == "rewrite" and "://" in (action.get("url") or ""):
+        ctx.report.skipped(
+            node, "a rewrite to another host is a reverse proxy (ARR): nearest is handler.proxy"
+        )
+        return
     syntax = _SYNTAX.get((node.get("patternSyntax") or "ECMAScript").lower())
     if syntax is None:
         ctx.report.skipped(node, f"patternSyntax {node.get('patternSyntax')!r}")
@@ -861,8 +897,6 @@ def _action(action: Node, kind: str, changes: list[str]) -> dict[str, Any]:
             out["description"] = action.get("statusDescription")
         if action.get("url"):
             changes.append("a CustomResponse's url is ignored by IIS too: dropped")
-    if kind == "rewrite" and "://" in (action.get("url") or ""):
-        changes.append("a rewrite to another host is a proxy (ARR): nearest is handler.proxy")
     return out
 
 
@@ -895,6 +929,11 @@ _RESOURCE = {
 def handlers(node: Node, level: Level, ctx: Context) -> None:
     """``handlers``: FastCGI mappings → ``[[handlers]]`` to ``handler.fastcgi``,
     static ones to ``handler.static``; the rest reported."""
+    if not level.app_root:
+        ctx.report.skipped(
+            node, "handler mappings below an application's root: set them at its root"
+        )
+        return
     for child in node.children:
         if child.name == "clear":
             ctx.report.changed(

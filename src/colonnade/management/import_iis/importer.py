@@ -164,8 +164,11 @@ def _configuration(
                     ctx.report.skipped(
                         child, "overrideMode for one path: [lock] is server-wide (nearest: [lock])"
                     )
-                target = Level(prefix="locations.", server=False)
                 full = f"{base}/{path}" if base else path
+                at_app = (
+                    "/" + full.partition("/")[2] in _application_paths() if level.server else False
+                )
+                target = Level(prefix="locations.", server=False, app_root=at_app)
                 _configuration(child, target, ctx, locations, base)
                 locations.append((full, target, child))
                 ctx.report.converted(child, f'[[locations]] path "{full}"')
@@ -203,6 +206,28 @@ def _configuration(
                 )
             else:
                 ctx.report.skipped(child, "no counterpart")
+
+
+def _referenced_pools() -> list[str]:
+    """The pools the sites and their applications name, in order."""
+    found: list[str] = []
+    for site in _SERVER.sites:
+        for name, value, _ in site.values:
+            names = [value] if name == "pool" else []
+            if name == "applications":
+                names = [app["pool"] for app in value if "pool" in app]
+            found.extend(n for n in names if n not in found)
+    return found
+
+
+def _application_paths() -> set[str]:
+    """The URL paths of the applications applicationHost.config declared."""
+    found: set[str] = {"/"}
+    for site in _SERVER.sites:
+        for name, value, _ in site.values:
+            if name == "applications":
+                found.update(app["path"] for app in value)
+    return found
 
 
 def _override_mode(node: Node) -> str | None:
@@ -465,8 +490,8 @@ def run_import(
     for path, rel in inputs.web_configs:
         label = os.path.join(rel, os.path.basename(path)) if rel else os.path.basename(path)
         root = read(path, label)
-        level = Level()
         base = rel.replace(os.sep, "/")
+        level = Level(app_root=not base or f"/{base}" in _application_paths())
         file_locations: list[tuple[str, Level, Node]] = []
         _configuration(root, level, ctx, file_locations, base)
         for loc_path, loc_level, loc_node in file_locations:
@@ -484,6 +509,8 @@ def run_import(
         )
     outputs = Outputs()
     outputs.folders = [os.path.join(server_dir, f) for f in _SERVER.folders]
+    for level in [server_level, *(lv for _, lv in web_levels), *(lv for _, lv, _ in locations)]:
+        level.drop_unused(ctx.modules)
     web_sections: dict[str, Node] = {}
     for _, level in web_levels:
         for section, node in level.sections.items():
@@ -519,6 +546,14 @@ def _server_file(
     modules = [m for m in MODULE_ORDER if m in ALWAYS or m in ctx.modules]
     blocks: list[Block] = [Block("server", values=[("modules", modules, "")])]
     blocks.extend(_SERVER.pools)
+    declared = {b.header for b in _SERVER.pools}
+    for name in _referenced_pools():
+        if f"pools.{convert.key(name)}" not in declared and name != "default":
+            # IIS refuses such a site too; an empty pool (the defaults) lets it serve.
+            declared.add(f"pools.{convert.key(name)}")
+            blocks.append(
+                Block(f"pools.{convert.key(name)}", source="named by a site, not declared")
+            )
     if _SERVER.sites:
         blocks.extend(_SERVER.sites)
     else:
