@@ -293,7 +293,7 @@ def http_protocol(node: Node, level: Level, ctx: Context) -> None:
         else:
             ctx.report.skipped(child, "no counterpart")
     for attr in ("allowkeepalive", "keepalivetimeout"):
-        if attr in node.attrs:
+        if node.get(attr) is not None:
             ctx.report.skipped(node, f"{attr}: nearest is [server.timeouts] keep_alive")
     if not node.children:
         ctx.report.converted(node, "nothing to convert")
@@ -317,7 +317,7 @@ def http_errors(node: Node, level: Level, ctx: Context) -> None:
     if existing is not None and existing.lower() in _EXISTING:
         table.set("existing_response", _EXISTING[existing.lower()])
     for attr in ("defaultpath", "defaultresponsemode", "detailedmoreinformationlink"):
-        if node.attrs.get(attr):
+        if node.get(attr):
             ctx.report.skipped(node, f"{attr}: no counterpart (every page is listed by status)")
 
     entries = [c for c in node.children if c.name != "error"]
@@ -448,6 +448,7 @@ def http_redirect(node: Node, level: Level, ctx: Context) -> None:
 
 def security(node: Node, level: Level, ctx: Context) -> None:
     """``security``: each child section by its own converter."""
+    node.visited = True
     for child in node.children:
         converter = SECURITY.get(child.name)
         if converter is None:
@@ -557,6 +558,7 @@ def _request_limits(node: Node, table: Block, ctx: Context) -> None:
                 ctx.report.skipped(node, f"{attr} is not a number")
     for child in node.children:
         if child.name == "headerlimits":
+            child.visited = True
             limits: dict[str, int] = {}
             for entry in child.each("add"):
                 try:
@@ -688,6 +690,7 @@ def dynamic_ip_security(node: Node, level: Level, ctx: Context) -> None:
 
 def authentication(node: Node, level: Level, ctx: Context) -> None:
     """``security/authentication/*`` → the authentication modules' sections."""
+    node.visited = True
     for child in node.children:
         if child.name == "anonymousauthentication":
             level.table("anonymous_authentication", child).set(
@@ -773,6 +776,7 @@ def rewrite(node: Node, level: Level, ctx: Context) -> None:
                     ctx.report.skipped(rule, "unknown element of rules")
             ctx.report.converted(child, target)
         elif name == "rewritemaps":
+            child.visited = True
             for entry in child.children:
                 if entry.name == "rewritemap":
                     _map(entry, level, ctx)
@@ -839,6 +843,7 @@ def _rule(node: Node, level: Level, ctx: Context, target: str) -> None:
             if cond.name != "add":
                 ctx.report.skipped(cond, "unknown element of conditions")
                 continue
+            cond.visited = True
             item: dict[str, Any] = {"input": cond.get("input") or ""}
             match_type = _MATCH_TYPES.get((cond.get("matchType") or "Pattern").lower())
             if match_type is None:
@@ -953,11 +958,7 @@ def handlers(node: Node, level: Level, ctx: Context) -> None:
         if "fastcgimodule" in modules:
             _fastcgi_mapping(child, level, ctx, path)
         elif "staticfilemodule" in modules:
-            entry = level.entry("handlers", child)
-            entry.set("path", path)
-            entry.set("handler", "handler.static")
-            if child.get("name"):
-                entry.set("name", child.get("name"))
+            _mapping(child, level, path, "handler.static")
             ctx.report.converted(child, f"[[handlers]] {path} → handler.static")
         elif "cgimodule" in modules:
             ctx.report.skipped(child, "CGI: map it to handler.cgi and list the programs in [cgi]")
@@ -973,6 +974,24 @@ def handlers(node: Node, level: Level, ctx: Context) -> None:
         )
 
 
+def _mapping(child: Node, level: Level, path: str, handler: str) -> None:
+    """One ``[[handlers]]`` entry from a handler ``<add>``."""
+    entry = level.entry("handlers", child)
+    entry.set("path", path)
+    entry.set("handler", handler)
+    verbs = [v.strip().upper() for v in (child.get("verb") or "*").split(",") if v.strip()]
+    if verbs != ["*"]:
+        entry.set("verbs", verbs)
+    resource = _RESOURCE.get((child.get("resourceType") or "Unspecified").lower())
+    if resource and resource != "unspecified":
+        entry.set("resource_type", resource)
+    if child.get("name"):
+        entry.set("name", child.get("name"))
+    # The mapping itself is the access Colonnade gives (Read for static files,
+    # Script for FastCGI): IIS's requireAccess has nothing further to say here.
+    child.get("requireAccess")
+
+
 def _fastcgi_mapping(child: Node, level: Level, ctx: Context, path: str) -> None:
     processor = child.get("scriptProcessor") or ""
     program, _, arguments = processor.partition("|")
@@ -984,17 +1003,7 @@ def _fastcgi_mapping(child: Node, level: Level, ctx: Context, path: str) -> None
             settings["arguments"] = arguments.split()
         ctx.fastcgi[name] = settings
         ctx.fastcgi_sources[name] = child
-    entry = level.entry("handlers", child)
-    entry.set("path", path)
-    entry.set("handler", "handler.fastcgi")
-    verbs = [v.strip().upper() for v in (child.get("verb") or "*").split(",") if v.strip()]
-    if verbs != ["*"]:
-        entry.set("verbs", verbs)
-    resource = _RESOURCE.get((child.get("resourceType") or "Unspecified").lower())
-    if resource and resource != "unspecified":
-        entry.set("resource_type", resource)
-    if child.get("name"):
-        entry.set("name", child.get("name"))
+    _mapping(child, level, path, "handler.fastcgi")
     ctx.modules.add("handler.fastcgi")
     if local is None:
         ctx.report.changed(
@@ -1044,6 +1053,7 @@ def fastcgi(node: Node, level: Level, ctx: Context) -> None:
             )
         else:
             ctx.report.converted(app, f"[fastcgi.applications.{name}]")
+    node.visited = True
 
 
 # -- compression, caching --------------------------------------------------------------
@@ -1098,6 +1108,7 @@ def caching(node: Node, level: Level, ctx: Context) -> None:
         if child.name != "profiles":
             ctx.report.skipped(child, "no counterpart")
             continue
+        child.visited = True
         for entry in child.children:
             if entry.name != "add" or not entry.get("extension"):
                 ctx.report.skipped(entry, "only <add extension> profiles are converted")
@@ -1149,6 +1160,8 @@ NEAREST: dict[str, str] = {
     "serversideinclude": "no counterpart",
     "validation": "no counterpart (Colonnade validates every file strictly)",
     "webdav": "no counterpart",
+    "logfile": "[http_logging] (log.http): W3C extended or JSON lines",
+    "tracefailedrequestslogging": "failed request tracing: no counterpart yet",
     "applicationinitialization": 'pools start = "always"',
     "isapicgirestriction": "[cgi] allowed_programs for CGI; ISAPI has no counterpart",
     "access": "[ssl_settings] require_ssl (security.ssl)",
@@ -1257,12 +1270,14 @@ def element_locks(node: Node, ctx: Context) -> None:
 
 def system_webserver(node: Node, level: Level, ctx: Context) -> None:
     """Every section of one ``system.webServer`` element."""
+    node.visited = True
     for child in node.children:
         converter = WEBSERVER.get(child.name)
         if converter is None:
             ctx.report.skipped(child, NEAREST.get(child.name, "unknown section: no counterpart"))
             continue
         converter(child, level, ctx)
+        child.visited = True  # its converter reported what it did not convert
         if level.server:
             for element in [child, *(c for c in child.children if child.name == "security")]:
                 element_locks(element, ctx)

@@ -182,6 +182,7 @@ def _configuration(
             ctx.report.converted(child, "section declarations: Colonnade's schemas are built in")
             if level.server:
                 _declared_locks(child, "", ctx)
+            _seen_whole(child)
         elif name == "system.applicationhost":
             _application_host(child, level, ctx)
         elif name in (
@@ -228,6 +229,14 @@ def _application_paths() -> set[str]:
             if name == "applications":
                 found.update(app["path"] for app in value)
     return found
+
+
+def _seen_whole(node: Node) -> None:
+    """Mark a subtree as looked at (declarations that need no report line each)."""
+    for child in node.children:
+        child.visited = True
+        child.read.update(child.attrs)
+        _seen_whole(child)
 
 
 def _override_mode(node: Node) -> str | None:
@@ -278,14 +287,18 @@ _SERVER = Server()
 
 
 def _application_host(node: Node, level: Level, ctx: Context) -> None:
+    node.visited = True
     for child in node.children:
         if child.name == "applicationpools":
+            defaults = child.child("applicationPoolDefaults")
+            base = _pool(defaults, ctx) if defaults is not None else None
             for pool in child.each("add"):
-                _SERVER.pools.append(_pool(pool, ctx))
+                _SERVER.pools.append(_pool(pool, ctx, base))
             ctx.report.converted(child, "[pools.NAME]")
         elif child.name == "sites":
+            default_pool = _site_defaults(child, ctx)
             for site in child.each("site"):
-                block = _site(site, ctx)
+                block = _site(site, ctx, default_pool)
                 if block is not None:
                     _SERVER.sites.append(block)
             ctx.report.converted(child, "[[sites]]")
@@ -293,9 +306,36 @@ def _application_host(node: Node, level: Level, ctx: Context) -> None:
             ctx.report.skipped(child, convert.NEAREST.get(child.name, "no counterpart"))
 
 
-def _pool(node: Node, ctx: Context) -> Block:
+def _site_defaults(sites: Node, ctx: Context) -> str | None:
+    """``siteDefaults``, ``applicationDefaults``, ``virtualDirectoryDefaults``: the
+    default pool of applications that name none (returned), the rest reported."""
+    pool: str | None = None
+    defaults = sites.child("applicationDefaults")
+    if defaults is not None:
+        pool = defaults.get("applicationPool")
+        ctx.report.converted(defaults, f"applications that name no pool run in {pool!r}")
+    vdirs = sites.child("virtualDirectoryDefaults")
+    if vdirs is not None:
+        if vdirs.flag("allowSubDirConfig", True):
+            ctx.report.converted(vdirs, "web.toml files are read in every folder")
+        else:
+            ctx.report.changed(vdirs, "allowSubDirConfig=false: web.toml files are still read")
+    site = sites.child("siteDefaults")
+    if site is not None:
+        for child in site.children:
+            ctx.report.skipped(child, convert.NEAREST.get(child.name, "no counterpart"))
+        ctx.report.converted(site, "read for its parts below")
+    return pool
+
+
+def _pool(node: Node, ctx: Context, base: Block | None = None) -> Block:
     name = node.get("name") or "default"
     block = Block(f"pools.{convert.key(name)}", source=f"{node.where} <{node.path}>")
+    if base is not None:
+        # applicationPoolDefaults first; the pool's own settings replace them.
+        block.values = [
+            (k, v, f"applicationPoolDefaults, {base.source}") for k, v, _ in base.values
+        ]
     changes: list[str] = []
     if (node.get("startMode") or "").lower() == "alwaysrunning":
         block.set("start", "always")
@@ -358,8 +398,10 @@ def _pool(node: Node, ctx: Context) -> Block:
     return block
 
 
-def _site(node: Node, ctx: Context) -> Block | None:
+def _site(node: Node, ctx: Context, default_pool: str | None = None) -> Block | None:
+    # The id has no counterpart and needs none: sites are known by name.
     name = node.get("name") or f"site{node.get('id') or ''}"
+    node.get("id")
     block = Block("sites", array=True, source=f"{node.where} <{node.path}>")
     block.set("name", name)
     bindings: list[str] = []
@@ -401,7 +443,7 @@ def _site(node: Node, ctx: Context) -> Block | None:
     vdirs: list[dict[str, Any]] = []
     for app in node.each("application"):
         app_path = app.get("path") or "/"
-        pool = app.get("applicationPool")
+        pool = app.get("applicationPool") or default_pool
         root: str | None = None
         for vdir in app.each("virtualDirectory"):
             physical = _physical(vdir, ctx)
@@ -485,6 +527,7 @@ def run_import(
     for path in inputs.apphost:
         root = read(path, os.path.basename(path))
         _configuration(root, server_level, ctx, locations, "")
+        report.audit(root)
     web_levels: list[tuple[str, Level]] = []
     site_name = _SERVER.sites[0].values[0][1] if _SERVER.sites else "imported"
     for path, rel in inputs.web_configs:
@@ -494,6 +537,7 @@ def run_import(
         level = Level(app_root=not base or f"/{base}" in _application_paths())
         file_locations: list[tuple[str, Level, Node]] = []
         _configuration(root, level, ctx, file_locations, base)
+        report.audit(root)
         for loc_path, loc_level, loc_node in file_locations:
             locations.append((f"{site_name}/{loc_path}", loc_level, loc_node))
         web_levels.append((rel, level))

@@ -25,18 +25,44 @@ class Report:
     """Every element the importer looked at, in source order per file."""
 
     entries: list[Entry] = field(default_factory=list)
+    outcomes: dict[int, Outcome] = field(default_factory=dict)
+    """id(node) → the last outcome reported for it (for :meth:`audit`)."""
 
     def converted(self, node: Node, into: str) -> None:
         """``node`` became ``into`` with the same meaning."""
         self.entries.append(Entry("converted", node.where, node.path, into))
+        self.outcomes[id(node)] = "converted"
 
     def changed(self, node: Node, how: str) -> None:
         """``node`` was converted, but its meaning changed as ``how`` says."""
         self.entries.append(Entry("changed", node.where, node.path, how))
+        self.outcomes[id(node)] = "changed"
 
     def skipped(self, node: Node, why: str) -> None:
         """``node`` was not converted (``why`` names the nearest feature if any)."""
         self.entries.append(Entry("not converted", node.where, node.path, why))
+        self.outcomes[id(node)] = "not converted"
+
+    def audit(self, root: Node) -> None:
+        """Report what no converter looked at: attributes of the elements that were
+        converted or read, and child elements of those that nothing reached."""
+        self._audit(root)
+
+    def _audit(self, node: Node) -> None:
+        unread = node.unread()
+        if unread and node.name != "configuration":
+            names = ", ".join(unread)
+            self.entries.append(
+                Entry("not converted", node.where, node.path, f"{names}: no counterpart")
+            )
+        for child in node.children:
+            outcome = self.outcomes.get(id(child))
+            if outcome == "not converted":
+                continue
+            if outcome is None and not child.visited:
+                self.skipped(child, "no counterpart")
+                continue
+            self._audit(child)
 
     @property
     def not_converted(self) -> int:

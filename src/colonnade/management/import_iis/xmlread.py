@@ -44,6 +44,12 @@ class Node:
     line: int
     children: list[Node] = field(default_factory=list)
     parent: Node | None = None
+    spelled: dict[str, str] = field(default_factory=dict)
+    """Lower-cased attribute name → as written."""
+    visited: bool = False
+    """A converter reached this element (by name): see :meth:`child`, :meth:`each`."""
+    read: set[str] = field(default_factory=set)
+    """Attributes a converter looked at: the others are reported as not converted."""
 
     @property
     def name(self) -> str:
@@ -57,10 +63,12 @@ class Node:
 
     def get(self, attr: str, default: str | None = None) -> str | None:
         """An attribute's value (name matched without regard to case)."""
+        self.read.add(attr.lower())
         return self.attrs.get(attr.lower(), default)
 
     def flag(self, attr: str, default: bool) -> bool:
         """A boolean attribute (``true``/``false`` in any case), else ``default``."""
+        self.read.add(attr.lower())
         value = self.attrs.get(attr.lower())
         if value is None:
             return default
@@ -69,12 +77,26 @@ class Node:
     def child(self, name: str) -> Node | None:
         """The first child element called ``name`` (any case)."""
         name = name.lower()
-        return next((c for c in self.children if c.name == name), None)
+        found = next((c for c in self.children if c.name == name), None)
+        if found is not None:
+            found.visited = True
+        return found
 
     def each(self, name: str) -> list[Node]:
         """Every child element called ``name`` (any case)."""
         name = name.lower()
-        return [c for c in self.children if c.name == name]
+        found = [c for c in self.children if c.name == name]
+        for node in found:
+            node.visited = True
+        return found
+
+    def unread(self) -> list[str]:
+        """Attributes as written that no converter looked at."""
+        return [
+            self.spelled.get(name, name)
+            for name in self.attrs
+            if name not in self.read and not name.startswith("xmlns")
+        ]
 
     @property
     def path(self) -> str:
@@ -83,9 +105,10 @@ class Node:
         node: Node | None = self
         while node is not None and node.name != "configuration":
             label = node.tag
-            key = node.get("name") or node.get("path")
-            if key is not None and node.name not in ("configuration",):
-                label += f'[{"name" if node.get("name") is not None else "path"}="{key}"]'
+            key = node.attrs.get("name") or node.attrs.get("path")
+            if key is not None:
+                kind = "name" if node.attrs.get("name") is not None else "path"
+                label += f'[{kind}="{key}"]'
             parts.append(label)
             node = node.parent
         return "/".join(reversed(parts))
@@ -108,6 +131,7 @@ def parse(data: bytes, file: str) -> Node:
         node = Node(
             tag=tag,
             attrs={k.lower(): v for k, v in attrs.items()},
+            spelled={k.lower(): k for k in attrs},
             file=file,
             line=parser.CurrentLineNumber,
             parent=stack[-1] if stack else None,
