@@ -181,3 +181,21 @@ def test_redirect_and_authorization(client: Client) -> None:
     # The location's rules: the inherited "allow everyone" removed, admins only.
     assert client.get("/admin/index.html").status == 401
     assert client.get("/new.html").status == 200
+
+
+def test_single_page_application_fallback(tmp_path: Path) -> None:
+    # Vue Router's documented web.config: what is no file and no folder is
+    # rewritten to "/", whose default document is the application's page.
+    site = tmp_path / "site"
+    (site / "assets").mkdir(parents=True)
+    shutil.copy(CORPUS / "vue-router" / "web.config", site / "web.config")
+    (site / "index.html").write_text("<div id=app></div>")
+    (site / "assets" / "app.js").write_text("boot()")
+    assert run([str(site)]) == 0
+    cfg = tomllib.loads((site / "colonnade.toml").read_text())
+    with Client(build_engine(cfg, base_dir=str(site))) as c:
+        for target in ("/", "/users/42", "/settings/profile?tab=2"):
+            response = c.get(target)
+            assert (response.status, response.text) == (200, "<div id=app></div>"), target
+        assert c.get("/assets/app.js").text == "boot()"
+        assert c.get("/web.config").status == 404  # hidden, as IIS hides it

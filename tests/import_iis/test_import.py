@@ -182,3 +182,23 @@ def test_locking_becomes_lock_entries_that_web_toml_files_meet(
     (site / "web.toml").write_text("[default_document]\nenabled = false\n")
     assert main(["check", "-c", str(tmp_path / "conf" / "colonnade.toml")]) == 2
     assert "default_document" in capsys.readouterr().err
+
+
+def test_out_writes_the_tree_there_and_leaves_the_content_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = write(tmp_path / "site", WEB_CONFIG)
+    write(site / "blog", WEB_CONFIG)
+    out = tmp_path / "out"
+    assert run(["--out", str(out), str(site)]) == 0
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.toml")) == [
+        "blog/web.toml",
+        "colonnade.toml",
+        "web.toml",
+    ]
+    assert sorted(os.listdir(site)) == ["blog", "web.config"]
+    capsys.readouterr()
+    assert main(["check", "-c", str(out / "colonnade.toml")]) == 0, capsys.readouterr().err
+    # The generated files say where each table came from.
+    text = (out / "blog" / "web.toml").read_text()
+    assert "# from blog/web.config:4 <System.WebServer/DefaultDocument>" in text
