@@ -162,9 +162,9 @@ def test_locking_becomes_lock_entries_that_web_toml_files_meet(
     write(tmp_path / "conf", LOCKING, "applicationHost.config")
     site = write(
         tmp_path / "site",
-        "<configuration><system.webServer><security><authentication>"
-        '<windowsAuthentication enabled="false" />'
-        "</authentication></security></system.webServer></configuration>",
+        "<configuration><system.webServer><security>"
+        '<ipSecurity allowUnlisted="true" />'
+        "</security></system.webServer></configuration>",
     )
     assert run([str(tmp_path / "conf" / "applicationHost.config"), str(site)]) == 0
     out = capsys.readouterr().out
@@ -175,9 +175,9 @@ def test_locking_becomes_lock_entries_that_web_toml_files_meet(
         "request_filtering": "deny",
         # Locked by default in Colonnade as in IIS: the web.config worked, so
         # its server had opened it.
-        "windows_authentication": "allow",
+        "ip_security": "allow",
     }
-    assert "windows_authentication is locked by default (as in IIS); [lock]" in out
+    assert "ip_security is locked by default (as in IIS); [lock]" in out
     # A web.toml that sets a locked section is refused by `colonnade check`.
     (site / "web.toml").write_text("[default_document]\nenabled = false\n")
     assert main(["check", "-c", str(tmp_path / "conf" / "colonnade.toml")]) == 2

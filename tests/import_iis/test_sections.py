@@ -41,8 +41,14 @@ APPHOST = r"""<configuration>
     </rewrite>
     <httpCompression minFileSizeForComp="1024" noCompressionForHttp10="false">
       <scheme name="gzip" dll="%Windir%\system32\inetsrv\gzip.dll" />
+      <staticTypes>
+        <add mimeType="text/*" enabled="true" />
+        <add mimeType="image/svg+xml" enabled="true" />
+        <add mimeType="*/*" enabled="false" />
+      </staticTypes>
     </httpCompression>
     <urlCompression doDynamicCompression="true" />
+    <httpLogging dontLog="false" selectiveLogging="LogError" />
     <caching enabled="true" maxResponseSize="131072">
       <profiles>
         <add extension=".html" policy="CacheForTimePeriod" duration="00:10:00"
@@ -51,6 +57,7 @@ APPHOST = r"""<configuration>
       </profiles>
     </caching>
     <security>
+      <access sslFlags="Ssl, Ssl128" />
       <ipSecurity allowUnlisted="true" denyAction="NotFound">
         <add ipAddress="192.0.2.0" subnetMask="255.255.255.0" allowed="false" />
         <add ipAddress="198.51.100.7" />
@@ -158,8 +165,12 @@ def test_server_sections(imported: tuple[Any, Any, Any, str]) -> None:
     assert server["compression"] == {
         "min_size": 1024,
         "no_compression_for_http10": False,
+        "mime_types": ["text/*", "image/svg+xml"],
         "dynamic": True,
     }
+    assert server["http_logging"] == {"enabled": True, "selective": "error"}
+    assert server["ssl_settings"] == {"require_ssl": True}
+    assert "Ssl128: every cipher Colonnade offers is 128-bit or stronger" in out
     assert server["output_cache"]["max_response_size"] == 131072
     assert server["output_cache"]["profiles"] == [
         {

@@ -688,6 +688,15 @@ def dynamic_ip_security(node: Node, level: Level, ctx: Context) -> None:
     ctx.modules.add("security.dynamic_ip")
 
 
+def _use_if_enabled(child: Node, level: Level, ctx: Context, section: str, module: str) -> None:
+    """Enable ``module`` where IIS enabled the scheme; a scheme IIS has off is
+    written only where another level enables the module (it costs nothing then)."""
+    if child.flag("enabled", False):
+        ctx.modules.add(module)
+    else:
+        level.optional[section] = module
+
+
 def authentication(node: Node, level: Level, ctx: Context) -> None:
     """``security/authentication/*`` → the authentication modules' sections."""
     node.visited = True
@@ -706,7 +715,7 @@ def authentication(node: Node, level: Level, ctx: Context) -> None:
             table.set("enabled", False, _source(child))
             if child.get("realm"):
                 table.set("realm", child.get("realm"))
-            ctx.modules.add("auth.basic")
+            _use_if_enabled(child, level, ctx, "basic_authentication", "auth.basic")
             if child.flag("enabled", False):
                 # IIS checks Windows accounts; which store replaces them is the
                 # administrator's choice. Off fails closed: no one logs on.
@@ -721,7 +730,7 @@ def authentication(node: Node, level: Level, ctx: Context) -> None:
             level.table("windows_authentication", child).set(
                 "enabled", child.flag("enabled", False), _source(child)
             )
-            ctx.modules.add("auth.negotiate")
+            _use_if_enabled(child, level, ctx, "windows_authentication", "auth.negotiate")
             ctx.report.changed(
                 child, "Negotiate with Kerberos only (keytab); NTLM providers are not converted"
             )
@@ -729,7 +738,13 @@ def authentication(node: Node, level: Level, ctx: Context) -> None:
             level.table("client_certificate_mapping_authentication", child).set(
                 "enabled", child.flag("enabled", False), _source(child)
             )
-            ctx.modules.add("auth.client_certificate")
+            _use_if_enabled(
+                child,
+                level,
+                ctx,
+                "client_certificate_mapping_authentication",
+                "auth.client_certificate",
+            )
             ctx.report.changed(
                 child, "Active Directory mapping is not converted; add one_to_one mappings"
             )
@@ -1080,12 +1095,69 @@ def http_compression(node: Node, level: Level, ctx: Context) -> None:
     ):
         if node.get(attr) is not None:
             table.set(name, node.flag(attr, True))
+    types: list[str] = []
+    for child in node.children:
+        if child.name in ("statictypes", "dynamictypes"):
+            child.visited = True
+            for entry in child.children:
+                kind = entry.get("mimeType") or ""
+                if entry.name == "add" and entry.flag("enabled", True) and kind and kind != "*/*":
+                    if kind not in types:
+                        types.append(kind)
+                    ctx.report.converted(entry, f"compression.mime_types {kind!r}")
+                elif entry.name == "add":
+                    ctx.report.converted(entry, "not enabled: not listed")
+                else:
+                    ctx.report.skipped(entry, "only <add> types are converted")
+        elif child.name == "scheme":
+            ctx.report.changed(child, "IIS's compression DLLs: Colonnade offers br, zstd and gzip")
+        else:
+            ctx.report.skipped(child, "no counterpart")
+    if types:
+        table.set("mime_types", types)
+        ctx.report.changed(
+            node, "staticTypes and dynamicTypes become one list, compression.mime_types"
+        )
+    else:
+        ctx.report.converted(node, "[compression]")
     ctx.modules.add("http.compression")
-    ctx.report.changed(
-        node,
-        "schemes (gzip/deflate DLLs), directories and staticTypes/dynamicTypes are not converted: "
-        "Colonnade offers br, zstd, gzip for compression.mime_types",
-    )
+
+
+def http_logging(node: Node, level: Level, ctx: Context) -> None:
+    """``httpLogging`` → ``[http_logging]`` ``enabled``, ``selective``."""
+    table = level.table("http_logging", node)
+    if node.get("dontLog") is not None:
+        table.set("enabled", not node.flag("dontLog", False), _source(node))
+    selective = (node.get("selectiveLogging") or "").lower()
+    if selective:
+        choice = {"logall": "all", "logsuccessful": "success", "logerror": "error"}.get(selective)
+        if choice is None:
+            ctx.report.skipped(node, f"selectiveLogging {node.get('selectiveLogging')!r}")
+            return
+        table.set("selective", choice)
+    ctx.report.converted(node, "[http_logging]")
+
+
+def access(node: Node, level: Level, ctx: Context) -> None:
+    """``security/access sslFlags`` → ``[ssl_settings] require_ssl``."""
+    flags = {f.strip().lower() for f in (node.get("sslFlags") or "None").split(",") if f.strip()}
+    table = level.table("ssl_settings", node)
+    table.set("require_ssl", "ssl" in flags, _source(node))
+    if "ssl" in flags:
+        ctx.modules.add("security.ssl")
+    else:
+        # Nothing required: written only where another level uses the module.
+        level.optional["ssl_settings"] = "security.ssl"
+    if flags & {"sslnegotiatecert", "sslrequirecert"}:
+        ctx.report.changed(
+            node,
+            "client certificates: ask for them in the site's handshake ([sites.tls]"
+            " client_certificates and client_ca), then ssl_settings.client_certificates",
+        )
+    elif "ssl128" in flags:
+        ctx.report.changed(node, "Ssl128: every cipher Colonnade offers is 128-bit or stronger")
+    else:
+        ctx.report.converted(node, "[ssl_settings] require_ssl")
 
 
 _POLICIES = {
@@ -1153,7 +1225,6 @@ NEAREST: dict[str, str] = {
     "asp": "classic ASP: no counterpart",
     "cgi": "[cgi] (handler.cgi)",
     "globalmodules": "[server] modules",
-    "httplogging": "[http_logging] (log.http)",
     "httptracing": "failed request tracing: no counterpart yet",
     "tracing": "failed request tracing: no counterpart yet",
     "serverruntime": "[server.limits]",
@@ -1164,7 +1235,6 @@ NEAREST: dict[str, str] = {
     "tracefailedrequestslogging": "failed request tracing: no counterpart yet",
     "applicationinitialization": 'pools start = "always"',
     "isapicgirestriction": "[cgi] allowed_programs for CGI; ISAPI has no counterpart",
-    "access": "[ssl_settings] require_ssl (security.ssl)",
     "filteringrules": "rewrite rules with a custom_response action",
     "alwaysallowedurls": "no counterpart",
     "alwaysallowedquerystrings": "no counterpart",
@@ -1182,6 +1252,7 @@ SECURITY: dict[str, Converter] = {
     "ipsecurity": ip_security,
     "dynamicipsecurity": dynamic_ip_security,
     "authentication": authentication,
+    "access": access,
 }
 
 WEBSERVER: dict[str, Converter] = {
@@ -1198,6 +1269,7 @@ WEBSERVER: dict[str, Converter] = {
     "httpcompression": http_compression,
     "caching": caching,
     "fastcgi": fastcgi,
+    "httplogging": http_logging,
 }
 
 
@@ -1225,6 +1297,7 @@ SECTIONS: dict[str, str] = {
     "urlcompression": "compression",
     "httpcompression": "compression",
     "caching": "output_cache",
+    "httplogging": "http_logging",
     "fastcgi": "fastcgi",
 }
 

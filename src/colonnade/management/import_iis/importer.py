@@ -27,6 +27,7 @@ MODULE_ORDER = (
     "security.request_filtering",
     "security.ip",
     "security.dynamic_ip",
+    "security.ssl",
     "rewrite",
     "auth.anonymous",
     "auth.basic",
