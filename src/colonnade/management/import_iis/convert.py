@@ -78,6 +78,12 @@ class Context:
     fastcgi_sources: dict[str, Node] = field(default_factory=dict)
     locks: dict[str, tuple[str, Node, str]] = field(default_factory=dict)
     """``[lock]`` entries: section or ``section.key`` → ("allow"/"deny", source, why)."""
+    pools: list[Block] = field(default_factory=list)
+    """``[pools.NAME]`` from applicationHost.config."""
+    sites: list[Block] = field(default_factory=list)
+    """``[[sites]]`` from applicationHost.config."""
+    folders: list[str] = field(default_factory=list)
+    """Content folders to create (unmapped Windows paths), relative to the server file."""
 
     def local_path(self, node: Node, text: str) -> str | None:
         """A POSIX path for ``text`` (mapped when Windows), else None (reported by the caller)."""

@@ -166,9 +166,9 @@ def _configuration(
                         child, "overrideMode for one path: [lock] is server-wide (nearest: [lock])"
                     )
                 full = f"{base}/{path}" if base else path
-                at_app = (
-                    "/" + full.partition("/")[2] in _application_paths() if level.server else False
-                )
+                # "SITE/shop" of applicationHost.config names the application /shop.
+                url = "/" + full.partition("/")[2]
+                at_app = level.server and url in _application_paths(ctx)
                 target = Level(prefix="locations.", server=False, app_root=at_app)
                 _configuration(child, target, ctx, locations, base)
                 locations.append((full, target, child))
@@ -210,10 +210,10 @@ def _configuration(
                 ctx.report.skipped(child, "no counterpart")
 
 
-def _referenced_pools() -> list[str]:
+def _referenced_pools(ctx: Context) -> list[str]:
     """The pools the sites and their applications name, in order."""
     found: list[str] = []
-    for site in _SERVER.sites:
+    for site in ctx.sites:
         for name, value, _ in site.values:
             names = [value] if name == "pool" else []
             if name == "applications":
@@ -222,10 +222,10 @@ def _referenced_pools() -> list[str]:
     return found
 
 
-def _application_paths() -> set[str]:
+def _application_paths(ctx: Context) -> set[str]:
     """The URL paths of the applications applicationHost.config declared."""
     found: set[str] = {"/"}
-    for site in _SERVER.sites:
+    for site in ctx.sites:
         for name, value, _ in site.values:
             if name == "applications":
                 found.update(app["path"] for app in value)
@@ -275,18 +275,6 @@ def _declared_locks(node: Node, prefix: str, ctx: Context) -> None:
                 convert.lock(ctx, target, mode, child, "overrideModeDefault")
 
 
-@dataclass
-class Server:
-    """What applicationHost.config's system.applicationHost gives the server file."""
-
-    pools: list[Block] = field(default_factory=list)
-    sites: list[Block] = field(default_factory=list)
-    folders: list[str] = field(default_factory=list)
-
-
-_SERVER = Server()
-
-
 def _application_host(node: Node, level: Level, ctx: Context) -> None:
     node.visited = True
     for child in node.children:
@@ -294,14 +282,14 @@ def _application_host(node: Node, level: Level, ctx: Context) -> None:
             defaults = child.child("applicationPoolDefaults")
             base = _pool(defaults, ctx) if defaults is not None else None
             for pool in child.each("add"):
-                _SERVER.pools.append(_pool(pool, ctx, base))
+                ctx.pools.append(_pool(pool, ctx, base))
             ctx.report.converted(child, "[pools.NAME]")
         elif child.name == "sites":
             default_pool = _site_defaults(child, ctx)
             for site in child.each("site"):
                 block = _site(site, ctx, default_pool)
                 if block is not None:
-                    _SERVER.sites.append(block)
+                    ctx.sites.append(block)
             ctx.report.converted(child, "[[sites]]")
         else:
             ctx.report.skipped(child, convert.NEAREST.get(child.name, "no counterpart"))
@@ -492,7 +480,7 @@ def _physical(node: Node, ctx: Context) -> str:
         # Best effort: the same folders below the output, created empty so the
         # configuration checks; the report says to copy the content there.
         relative = "content/" + convert_drive(text)
-        _SERVER.folders.append(relative)
+        ctx.folders.append(relative)
         ctx.report.changed(
             node, f"{text}: no --path-map; written as {relative} (copy the content there)"
         )
@@ -514,8 +502,6 @@ def run_import(
     paths: list[str], out: str | None, force: bool, path_map: list[str]
 ) -> tuple[Outputs, Report]:
     """Convert ``paths``; return the files to write and the report. Raises ImportFailedError."""
-    global _SERVER
-    _SERVER = Server()
     try:
         mapper = PathMap(path_map)
     except ValueError as exc:
@@ -530,12 +516,12 @@ def run_import(
         _configuration(root, server_level, ctx, locations, "")
         report.audit(root)
     web_levels: list[tuple[str, Level]] = []
-    site_name = _SERVER.sites[0].values[0][1] if _SERVER.sites else "imported"
+    site_name = ctx.sites[0].values[0][1] if ctx.sites else "imported"
     for path, rel in inputs.web_configs:
         label = os.path.join(rel, os.path.basename(path)) if rel else os.path.basename(path)
         root = read(path, label)
         base = rel.replace(os.sep, "/")
-        level = Level(app_root=not base or f"/{base}" in _application_paths())
+        level = Level(app_root=not base or f"/{base}" in _application_paths(ctx))
         file_locations: list[tuple[str, Level, Node]] = []
         _configuration(root, level, ctx, file_locations, base)
         report.audit(root)
@@ -553,7 +539,7 @@ def run_import(
             os.path.dirname(os.path.abspath(inputs.apphost[0])) if inputs.apphost else content_dir
         )
     outputs = Outputs()
-    outputs.folders = [os.path.join(server_dir, f) for f in _SERVER.folders]
+    outputs.folders = [os.path.join(server_dir, f) for f in ctx.folders]
     for level in [server_level, *(lv for _, lv in web_levels), *(lv for _, lv, _ in locations)]:
         level.drop_unused(ctx.modules)
     web_sections: dict[str, Node] = {}
@@ -590,17 +576,17 @@ def _server_file(
 ) -> str:
     modules = [m for m in MODULE_ORDER if m in ALWAYS or m in ctx.modules]
     blocks: list[Block] = [Block("server", values=[("modules", modules, "")])]
-    blocks.extend(_SERVER.pools)
-    declared = {b.header for b in _SERVER.pools}
-    for name in _referenced_pools():
+    blocks.extend(ctx.pools)
+    declared = {b.header for b in ctx.pools}
+    for name in _referenced_pools(ctx):
         if f"pools.{convert.key(name)}" not in declared and name != "default":
             # IIS refuses such a site too; an empty pool (the defaults) lets it serve.
             declared.add(f"pools.{convert.key(name)}")
             blocks.append(
                 Block(f"pools.{convert.key(name)}", source="named by a site, not declared")
             )
-    if _SERVER.sites:
-        blocks.extend(_SERVER.sites)
+    if ctx.sites:
+        blocks.extend(ctx.sites)
     else:
         site = Block(
             "sites", array=True, source="the web.config tree (no applicationHost.config given)"
