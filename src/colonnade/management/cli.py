@@ -216,6 +216,19 @@ def _parser() -> argparse.ArgumentParser:
     control_args(show)
     show.add_argument("id", help="the trace's id (the request's correlation id)")
     show.add_argument("--json", action="store_true", help="print the trace file's JSON")
+
+    import_iis = sub.add_parser(
+        "import-iis", help="convert IIS applicationHost.config / web.config files"
+    )
+    import_iis.add_argument("paths", nargs="+", metavar="PATH", help="config files or folders")
+    import_iis.add_argument("--out", metavar="DIR", help="write here instead of beside the content")
+    import_iis.add_argument("--force", action="store_true", help="overwrite existing files")
+    import_iis.add_argument(
+        "--strict", action="store_true", help="exit 1 when anything was not converted"
+    )
+    import_iis.add_argument(
+        "--path-map", action="append", default=[], metavar="WIN=POSIX", help="map a Windows path"
+    )
     return parser
 
 
@@ -610,6 +623,13 @@ def cmd_trace(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_iis(args: argparse.Namespace) -> int:
+    """``colonnade import-iis``: convert IIS configuration (see docs/migrating-from-iis.md)."""
+    from colonnade.management import import_iis
+
+    return import_iis.main(args.paths, args.out, args.force, args.strict, args.path_map)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``colonnade`` console script."""
     args = _parser().parse_args(argv)
@@ -630,6 +650,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "farms": cmd_farms,
         "farm": cmd_farm,
         "trace": cmd_trace,
+        "import-iis": cmd_import_iis,
     }
     try:
         return commands[args.command](args)
