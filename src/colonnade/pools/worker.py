@@ -76,6 +76,8 @@ class Worker:
             self.state, self._load, registry, start.generation, report_broken=False
         )
         self._tasks: set[asyncio.Task[object]] = set()
+        #: Connections the master handed over that are not registered yet (see _finish).
+        self._adopting: set[asyncio.Task[object]] = set()
         routes = RouteTable(config)
         self.router = PoolRouter(
             self.pool, routes if routes.needs_router(self.pool) else None, self._send_connection
@@ -104,7 +106,11 @@ class Worker:
                 return
             for extra in fds[1:]:
                 os.close(extra)
-            self._spawn(self._adopt(fds[0], payload, message.port))
+            task = asyncio.get_running_loop().create_task(
+                self._adopt(fds[0], payload, message.port)
+            )
+            self._adopting.add(task)
+            task.add_done_callback(self._adopting.discard)
             return
         for fd in fds:
             os.close(fd)
@@ -209,7 +215,7 @@ class Worker:
             await self.stop.wait()
             await self._finish()
         finally:
-            for task in list(self._tasks):
+            for task in [*self._tasks, *self._adopting]:
                 task.cancel()
             await self.reloader.drain()
             current = self.state.engine
@@ -222,6 +228,11 @@ class Worker:
         self._spawn(self.reloader.reload("SIGHUP"))
 
     async def _finish(self) -> None:
+        # An Adopt the master sent before its Drain (or before this stop) may still be
+        # on its way into the transport: a connection with a request in it that the
+        # snapshots below would miss, and the process would exit under it.
+        if self._adopting:
+            await asyncio.wait(set(self._adopting), timeout=5.0)
         drain = self.drain
         deadline = drain.deadline if drain is not None else self._stop_deadline()
         if drain is None or not drain.migrate:

@@ -1,0 +1,77 @@
+"""A worker's drain against connections the master is still handing it.
+
+The master sends ``Adopt`` (a connection with its request) and, a moment later,
+``Drain`` on the same channel. The worker must serve the adopted request before it
+exits: a connection that is on its way into the transport when the drain starts is
+still the worker's (seen as a reload under load losing a request now and then).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+from colonnade.core.registry import Registry
+from colonnade.engine import Engine
+from colonnade.modules.standard import BUILTIN
+from colonnade.pools import ipc
+from colonnade.pools.config import ConfigSource, pool_view
+from colonnade.pools.worker import Worker
+from tests.support.wait import PATIENCE
+
+
+def _worker(tmp_path: Path, port: int, control: socket.socket) -> Worker:
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "index.html").write_text("adopted\n")
+    source = ConfigSource(root=str(www), bindings=[f"http://127.0.0.1:{port}"])
+    start = ipc.Start(pool="default", generation=1, source=source, listeners=[])
+    config = source.load()
+    registry = Registry.standard(BUILTIN)
+    engine = Engine(pool_view(config, "default"), registry)
+    engine.start()
+    return Worker(start, control, config, engine, registry)
+
+
+def _send(sock: socket.socket, message: ipc.Message, fds: tuple[int, ...] = ()) -> None:
+    packet = ipc.encode(message, b"")
+    if fds:
+        socket.send_fds(sock, [packet], list(fds))
+    else:
+        sock.sendall(packet)
+
+
+def test_a_connection_adopted_right_before_a_drain_is_served(tmp_path: Path) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    master_end, worker_end = socket.socketpair()
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = listener.accept()
+    listener.close()
+    request = b"GET /index.html HTTP/1.1\r\nHost: t\r\n\r\n"
+    client.sendall(request)
+    client.settimeout(PATIENCE)
+
+    async def main() -> None:
+        worker = _worker(tmp_path, port, worker_end)
+        running = asyncio.get_running_loop().create_task(worker.run())
+        ready = await asyncio.to_thread(ipc.recv_blocking, master_end)
+        assert ready is not None and isinstance(ready[0], ipc.Ready)
+        # Both in the channel before the worker's loop looks again: one read of the
+        # channel carries the connection and the drain, as under load.
+        _send(master_end, ipc.Adopt(port), (accepted.fileno(),))
+        accepted.close()
+        _send(master_end, ipc.Drain(deadline=PATIENCE, migrate=True))
+        await asyncio.wait_for(running, PATIENCE)
+
+    asyncio.run(main())
+    received = b""
+    while b"adopted" not in received:
+        chunk = client.recv(4096)
+        assert chunk, f"the connection was closed unanswered after {received!r}"
+        received += chunk
+    assert received.startswith(b"HTTP/1.1 200")
+    client.close()
+    master_end.close()
+    worker_end.close()
