@@ -12,7 +12,10 @@ nobody is left to read a page, and it is not the server's fault.
 
 The walk is generated once per plan (:func:`compile_walk`): straight-line code with
 each step's hooks in one ``or`` chain, so a request pays a call and an identity
-test per hook and nothing for looping over steps and call tuples.
+test per hook and nothing for looping over steps and call tuples. Each hook's
+call is on a source line of its own: the request monitor reads where a request
+is from the line its suspended walk waits on (:func:`position`), so the walk
+itself records nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from colonnade.core.context import Context
 from colonnade.core.module import FINISH
 from colonnade.core.stages import Always, Stage
 from colonnade.errors import ClientDisconnectedError, HttpError
-from colonnade.pipeline.plan import Plan, generate
+from colonnade.pipeline.plan import Plan, Step, generate
 
 log = logging.getLogger("colonnade.error")
 
@@ -63,10 +66,24 @@ def compile_walk(plan: Plan) -> Walk:
         "send_plain": _send_plain,
     }
     body: list[str] = []
+    # The request monitor's map of the walk: source line -> (stage, module id).
+    # Each hook is called on a line of its own, so a suspended walk's line says
+    # which hook it waits in (see position()); the line table costs nothing.
+    where: dict[int, tuple[Stage, str | None]] = {}
+    names["_where"] = where
+
+    def add(line: str, stage: Stage | None = None, owner: str | None = None) -> None:
+        body.append(line)
+        if stage is not None:
+            where[len(body) + 1] = (stage, owner)  # line 1 is the "async def"
+
     for i, step in enumerate(plan.steps):
-        names[f"stage{i}"] = step.stage
+        stage = step.stage
+        names[f"stage{i}"] = stage
         names[f"calls{i}"] = step.calls
-        tests = []
+        owners = _owners(step)
+        add("    if not ctx.finished:")
+        add("        try:")
         for j, (fn, is_async) in enumerate(step.calls):
             names[f"h{i}_{j}"] = fn
             call = f"h{i}_{j}(ctx)"
@@ -75,23 +92,68 @@ def compile_walk(plan: Plan) -> Walk:
             elif is_async:
                 call = f"(await {call})"
             # CONTINUE is mostly None: one fused "is not None" jump decides it.
-            tests.append(f"((r := {call}) is not None and r is FINISH)")
-        body.append("    if not ctx.finished:")
-        body.append("        try:")
-        body.append(f"            if {' or '.join(tests) or 'False'}:")
-        body.append("                ctx.finished = True")
-        body.append("        except Exception as exc:")
-        body.append(f"            await fail(plan, ctx, exc, stage{i})")
-        if step.stage is _SEND:
-            body.append("            await send_plain(ctx)")
+            test = f"((r := {call}) is not None and r is FINISH)"
+            end = ":" if j == len(step.calls) - 1 else _CONTINUED
+            add(f"            {'if' if j == 0 else '    or'} {test}{end}", stage, owners[j])
+        if not step.calls:
+            add("            if False:")
+        add("                ctx.finished = True")
+        add("        except Exception as exc:")
+        add(f"            await fail(plan, ctx, exc, stage{i})", stage, _FAILING)
+        if stage is _SEND:
+            add("            await send_plain(ctx)", stage, _FAILING)
         if step.always is Always.YES:
-            body.append("    else:")
+            add("    else:")
         elif step.always is Always.IF_STATE:
-            body.append("    elif ctx.state_acquired:")
+            add("    elif ctx.state_acquired:")
         if step.always is not Always.NO:
-            body.append(f"        await run_always(plan, ctx, stage{i}, calls{i})")
+            # run_always's own frame says which hook (position() looks into it).
+            add(f"        await run_always(plan, ctx, stage{i}, calls{i})", stage, None)
     walk: Walk = generate("pipeline walk", names, body)
     return walk
+
+
+_CONTINUED = " \\"  # the test goes on on the next line
+
+#: The module a request is "in" while the runner turns a failure into its page.
+_FAILING = "(engine) error"
+
+
+def _owners(step: Step) -> list[str]:
+    # The module id of each of ``step.calls`` (ACQUIRE_REQUEST_STATE may call
+    # the engine's state mark ahead of its hooks).
+    owners = [hook.owner for hook in step.hooks]
+    return ["(engine)"] * (len(step.calls) - len(owners)) + owners
+
+
+def position(walk: Coroutine[Any, Any, None], ctx: Context) -> tuple[Stage, str] | None:
+    """Where the suspended ``walk`` of ``ctx`` is: its stage and the id of the module
+    whose hook it waits in (the handler's id in the engine's handler step); None
+    when it has not started or has ended.
+
+    Read from the coroutine's frame, for the request monitor: the walk records
+    nothing while it runs, so a request that nobody looks at pays nothing.
+    """
+    frame = getattr(walk, "cr_frame", None)
+    # A wrapped walk (a broken web.toml's 500.19 check) awaits the generated one.
+    awaited: object = walk
+    while frame is not None and "_where" not in frame.f_globals:
+        awaited = getattr(awaited, "cr_await", None)
+        frame = getattr(awaited, "cr_frame", None)
+    if frame is None:
+        return None
+    found = frame.f_globals["_where"].get(frame.f_lineno)
+    if found is None:
+        return None
+    stage, owner = found
+    if owner is None:  # in run_always: the hook is its frame's ``fn``
+        inner = getattr(awaited, "cr_await", None)
+        fn = getattr(getattr(inner, "cr_frame", None), "f_locals", {}).get("fn")
+        step = next(s for s in frame.f_globals["plan"].steps if s.stage is stage)
+        owner = next((h.owner for h in step.hooks if h.fn is fn), "(engine)")
+    if owner == "(engine)" and stage is Stage.EXECUTE_REQUEST_HANDLER and ctx.handler:
+        owner = ctx.handler.id
+    return stage, owner
 
 
 async def _run_always(

@@ -1,4 +1,4 @@
-"""The control-socket commands: ``colonnade pools|recycle|stop|start|reload|cache purge``.
+"""The control-socket commands: ``colonnade pools|recycle|stop|start|reload|cache purge|requests``.
 
 ``control.py`` reads a command from an authorised client and writes back what
 :func:`execute` returns; ``management/operations.py`` is the client side.
@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import time
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from colonnade.pools.control import Command
 from colonnade.pools.pool import PoolState
@@ -36,6 +38,8 @@ async def execute(master: Master, command: Command) -> dict[str, Any]:
         }
     if command.op == "purge":
         return await _purge(master, command)
+    if command.op == "requests":
+        return await _requests(master, command)
     if command.op == "reload":
         if await master.reload("command"):
             return {"ok": True, "message": "configuration reloaded"}
@@ -79,4 +83,23 @@ async def _purge(master: Master, command: Command) -> dict[str, Any]:
         "purged": purged,
         "workers": answered,
         "unanswered": asked - answered,
+    }
+
+
+async def _requests(master: Master, command: Command) -> dict[str, Any]:
+    """``colonnade requests``: the requests executing in every worker (IIS: ``appcmd
+    list requests``), longest-running first; each worker lists its own."""
+    asked, answers = await master.workers.executing(command.elapsed)
+    rows = [
+        msgspec.to_builtins(row)
+        for answer in answers
+        for row in answer
+        if command.pool in (None, row.pool) and command.site in (None, row.site)
+    ]
+    rows.sort(key=lambda row: -row["elapsed"])
+    return {
+        "ok": True,
+        "requests": rows,
+        "workers": len(answers),
+        "unanswered": asked - len(answers),
     }

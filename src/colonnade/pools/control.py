@@ -11,6 +11,8 @@ checked with ``SO_PEERCRED``. One JSON object per line each way::
     → {"op": "stop" | "start", "pool": "api"}
     → {"op": "purge", "path": "/news/", "prefix": true}
                                           ← {"ok": true, "message": "...", "purged": 3, ...}
+    → {"op": "requests", "elapsed": 1000, "pool": "api", "site": "main"} (all optional)
+                                          ← {"ok": true, "requests": [...], "workers": 2, ...}
     ← {"ok": false, "error": "no pool named 'x'"}
 """
 
@@ -27,7 +29,7 @@ import stat
 import struct
 import tempfile
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -42,11 +44,15 @@ MAX_LINE = 64 * 1024
 class Command(msgspec.Struct, forbid_unknown_fields=True):
     """One request on the control socket."""
 
-    op: Literal["pools", "recycle", "stop", "start", "reload", "purge"]
+    op: Literal["pools", "recycle", "stop", "start", "reload", "purge", "requests"]
     pool: str | None = None
     #: ``purge``: the URL path to purge, and whether every path under it goes too.
     path: str | None = None
     prefix: bool = False
+    #: ``requests``: only those executing for at least this many milliseconds (and,
+    #: given ``pool`` or ``site``, only that pool's or site's).
+    elapsed: Annotated[int, msgspec.Meta(ge=0)] = 0
+    site: str | None = None
 
 
 def default_path() -> str:

@@ -26,8 +26,10 @@ import logging
 import os
 import signal
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
+from colonnade.pipeline.monitor import ExecutingRequest
 from colonnade.pools import ipc
 from colonnade.pools.config import worker_count
 from colonnade.pools.frontdoor import close_fd, is_tcp
@@ -43,8 +45,9 @@ log = logging.getLogger("colonnade.pools")
 KILL_GRACE = 2.0
 
 
-#: Seconds a purge waits for the workers' answers (a worker busy with a long
-#: synchronous task answers late; the purge still happens there).
+#: Seconds a purge (or the request monitor) waits for the workers' answers (a
+#: worker busy with a long synchronous task answers late; the purge still
+#: happens there).
 PURGE_WAIT = 5.0
 
 
@@ -53,8 +56,10 @@ class Workers:
 
     def __init__(self, master: Master) -> None:
         self.master = master
-        self._purges: dict[int, asyncio.Future[int]] = {}
-        self._purge_ids = itertools.count(1)
+        #: Questions asked of workers (a purge, the request monitor), by id: the
+        #: future their answer completes.
+        self._asked: dict[int, asyncio.Future[Any]] = {}
+        self._ask_ids = itertools.count(1)
 
     def ensure(self, pool: Pool) -> None:
         """Start workers until the pool has its count (when it should run)."""
@@ -135,10 +140,12 @@ class Workers:
             worker.connections = stats.connections
             worker.http2_errors = stats.http2_errors
             worker.caches = stats.caches
-        elif isinstance(message, ipc.Purged):
-            waiting = self._purges.pop(message.id, None)
+        elif isinstance(message, ipc.Purged | ipc.Executing):
+            waiting = self._asked.pop(message.id, None)
             if waiting is not None and not waiting.done():
-                waiting.set_result(message.count)
+                waiting.set_result(
+                    message.count if isinstance(message, ipc.Purged) else message.requests
+                )
         elif isinstance(message, ipc.RequestLimit):
             worker.requests = max(worker.requests, message.requests)
             worker.last_activity = now
@@ -272,20 +279,34 @@ class Workers:
         """Purge ``path`` from the caches of ``kind`` in every serving worker of
         every pool: (workers asked, workers that answered within
         :data:`PURGE_WAIT`, entries dropped)."""
+        asked, counts = await self._ask_all(
+            lambda ask_id: ipc.Purge(id=ask_id, kind=kind, path=path, prefix=prefix)
+        )
+        return asked, len(counts), sum(counts)
+
+    async def executing(self, elapsed: int) -> tuple[int, list[list[ExecutingRequest]]]:
+        """The requests executing for at least ``elapsed`` ms in every serving
+        worker of every pool: (workers asked, each answering worker's list)."""
+        return await self._ask_all(lambda ask_id: ipc.ListRequests(id=ask_id, elapsed=elapsed))
+
+    async def _ask_all(self, question: Callable[[int], ipc.Message]) -> tuple[int, list[Any]]:
+        # Send ``question(id)`` to every serving worker; (how many were asked, the
+        # answers that came within PURGE_WAIT). A busy worker may answer late: its
+        # answer is then dropped.
         loop = asyncio.get_running_loop()
-        waiting: dict[int, asyncio.Future[int]] = {}
+        waiting: dict[int, asyncio.Future[Any]] = {}
         for pool in self.master.pools.values():
             for worker in pool.workers:
                 if worker.serving and worker.channel is not None:
-                    purge_id = next(self._purge_ids)
-                    waiting[purge_id] = self._purges[purge_id] = loop.create_future()
-                    worker.channel.send(ipc.Purge(id=purge_id, kind=kind, path=path, prefix=prefix))
+                    ask_id = next(self._ask_ids)
+                    waiting[ask_id] = self._asked[ask_id] = loop.create_future()
+                    worker.channel.send(question(ask_id))
         if not waiting:
-            return 0, 0, 0
+            return 0, []
         done, _ = await asyncio.wait(waiting.values(), timeout=PURGE_WAIT)
-        for purge_id in waiting:
-            self._purges.pop(purge_id, None)
-        return len(waiting), len(done), sum(f.result() for f in done)
+        for ask_id in waiting:
+            self._asked.pop(ask_id, None)
+        return len(waiting), [f.result() for f in done]
 
     def reload_config(self, pool: Pool) -> None:
         """Make every serving worker of ``pool`` re-read its ``web.toml`` files."""
