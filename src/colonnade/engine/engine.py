@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from typing import Any
 
 from colonnade.config.schema import ServerConfig
@@ -32,6 +32,9 @@ from colonnade.engine.sites import Binding, Router
 from colonnade.errors import ConfigError, HttpError, ModuleError, combined, each_error
 
 log = logging.getLogger("colonnade.engine")
+
+#: The walk of one request (``pipeline.Walk``'s coroutine).
+Walking = Coroutine[Any, Any, None]
 
 
 class _NoSite(HandlerMap):
@@ -91,6 +94,10 @@ class Engine:
         )
         self._started = False
         self.active = 0  # requests in flight on this generation
+        #: Every request executing in this process, whatever its generation (shared
+        #: with the previous one): its context and the walk running it, for the
+        #: request monitor, which reads them only when asked.
+        self.executing: dict[Context, Walking] = previous.executing if previous is not None else {}
         self._idle: asyncio.Event | None = None  # set when active drops to 0 (retiring)
 
     # -- lifecycle ------------------------------------------------------------
@@ -197,10 +204,14 @@ class Engine:
         server = request.server
         runtime = self.route(server[1] if server else 0, request.host, request.path)
         ctx = Context(request, runtime.app, writer, runtime.plan.run_send_response)
+        walk = runtime.walk(ctx)
+        executing = self.executing
+        executing[ctx] = walk
         self.active += 1
         try:
-            await runtime.walk(ctx)
+            await walk
         finally:
+            del executing[ctx]
             self.active -= 1
             if not self.active and self._idle is not None:
                 self._idle.set()

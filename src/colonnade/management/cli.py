@@ -191,6 +191,20 @@ def _parser() -> argparse.ArgumentParser:
     purge.add_argument(
         "--prefix", action="store_true", help="every path starting with URL (/news/ purges /news/*)"
     )
+    requests = sub.add_parser(
+        "requests", help="the requests executing in the running master's workers"
+    )
+    control_args(requests)
+    requests.add_argument(
+        "--elapsed",
+        type=int,
+        default=0,
+        metavar="MS",
+        help="only requests executing for at least MS milliseconds",
+    )
+    requests.add_argument("--pool", help="only the requests of this pool")
+    requests.add_argument("--site", help="only the requests of this site")
+    requests.add_argument("--json", action="store_true", help="print JSON")
     stats = cache_sub.add_parser("stats", help="hits, misses, entries, bytes, evictions")
     control_args(stats)
     stats.add_argument("--json", action="store_true", help="print JSON")
@@ -630,6 +644,19 @@ def cmd_import_iis(args: argparse.Namespace) -> int:
     return import_iis.main(args.paths, args.out, args.force, args.strict, args.path_map)
 
 
+def cmd_requests(args: argparse.Namespace) -> int:
+    """``colonnade requests [--elapsed MS]``: the request monitor."""
+    if args.elapsed < 0:
+        raise ConfigError("--elapsed: MS must be 0 or more")
+    found = operations.requests(
+        _control(args), elapsed=args.elapsed, pool=args.pool, site=args.site
+    )
+    print(
+        json.dumps(found["requests"], indent=2) if args.json else operations.format_requests(found)
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``colonnade`` console script."""
     args = _parser().parse_args(argv)
@@ -651,6 +678,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "farm": cmd_farm,
         "trace": cmd_trace,
         "import-iis": cmd_import_iis,
+        "requests": cmd_requests,
     }
     try:
         return commands[args.command](args)

@@ -164,6 +164,62 @@ def purge_cache(control: str, url_path: str, *, prefix: bool = False) -> str:
     return str(call(control, "purge", path=url_path, prefix=prefix)["message"])
 
 
+def requests(
+    control: str, *, elapsed: int = 0, pool: str | None = None, site: str | None = None
+) -> dict[str, Any]:
+    """The requests executing in every worker (at least ``elapsed`` ms; of ``pool``
+    and ``site`` where given), longest-running first: ``requests``, and how many
+    workers answered (``workers``) or did not in time (``unanswered``)."""
+    fields: dict[str, Any] = {"elapsed": elapsed}
+    if site is not None:
+        fields["site"] = site
+    return call(control, "requests", pool, **fields)
+
+
+#: The columns of ``colonnade requests``: (heading, key).
+_REQUEST_COLUMNS = (
+    ("ID", "id"),
+    ("ELAPSED", "elapsed"),
+    ("POOL", "pool"),
+    ("PID", "pid"),
+    ("SITE", "site"),
+    ("APP", "app"),
+    ("CLIENT", "client"),
+    ("VERB", "verb"),
+    ("STAGE", "stage"),
+    ("MODULE", "module"),
+    ("URL", "url"),
+)
+
+
+def format_requests(found: dict[str, Any]) -> str:
+    """``colonnade requests`` as a table (elapsed in ms), URL last."""
+    rows = [
+        [f"{row[key]} ms" if key == "elapsed" else str(row[key]) for _, key in _REQUEST_COLUMNS]
+        for row in found["requests"]
+    ]
+    lines = []
+    if rows:
+        table = [[title for title, _ in _REQUEST_COLUMNS], *rows]
+        widths = [max(len(r[i]) for r in table) for i in range(len(_REQUEST_COLUMNS) - 1)]
+        for r in table:
+            cells = [
+                c.rjust(w) if i in (1, 3) else c.ljust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=False))
+            ]
+            lines.append("  ".join([*cells, r[-1]]))
+    count = len(rows)
+    lines.append(
+        f"{count} request(s) executing in {found['workers']} worker(s)"
+        + (
+            f"; {found['unanswered']} worker(s) did not answer in time"
+            if found["unanswered"]
+            else ""
+        )
+    )
+    return "\n".join(lines)
+
+
 def cache_stats(status: dict[str, Any]) -> dict[str, dict[str, int]]:
     """The cache counters of every worker in ``status`` (:func:`pools`), added up by kind."""
     out: dict[str, dict[str, int]] = {}

@@ -12,7 +12,10 @@ nobody is left to read a page, and it is not the server's fault.
 
 The walk is generated once per plan (:func:`compile_walk`): straight-line code with
 each step's hooks in one ``or`` chain, so a request pays a call and an identity
-test per hook and nothing for looping over steps and call tuples.
+test per hook and nothing for looping over steps and call tuples. Each hook's
+call is on a source line of its own: the request monitor reads where a request
+is from the line its suspended walk waits on (:func:`position`), so the walk
+itself records nothing.
 
 Traced requests take another path. Where an application's modules include a
 :class:`~colonnade.core.tracing.TraceSource` (``tracing.failed_requests``), the
@@ -95,10 +98,24 @@ def compile_walk(plan: Plan) -> Walk:
         body.append("            trace = start_failed(ctx)")
         body.append("        if trace is not None:")
         body.append("            return await traced(plan, ctx, trace, source)")
+    # The request monitor's map of the walk: source line -> (stage, module id).
+    # Each hook is called on a line of its own, so a suspended walk's line says
+    # which hook it waits in (see position()); the line table costs nothing.
+    where: dict[int, tuple[Stage, str | None]] = {}
+    names["_where"] = where
+
+    def add(line: str, stage: Stage | None = None, owner: str | None = None) -> None:
+        body.append(line)
+        if stage is not None:
+            where[len(body) + 1] = (stage, owner)  # line 1 is the "async def"
+
     for i, step in enumerate(plan.steps):
-        names[f"stage{i}"] = step.stage
+        stage = step.stage
+        names[f"stage{i}"] = stage
         names[f"calls{i}"] = step.calls
-        tests = []
+        owners = _owners(step.calls, step.hooks)
+        add("    if not ctx.finished:")
+        add("        try:")
         for j, (fn, is_async) in enumerate(step.calls):
             names[f"h{i}_{j}"] = fn
             call = f"h{i}_{j}(ctx)"
@@ -107,23 +124,72 @@ def compile_walk(plan: Plan) -> Walk:
             elif is_async:
                 call = f"(await {call})"
             # CONTINUE is mostly None: one fused "is not None" jump decides it.
-            tests.append(f"((r := {call}) is not None and r is FINISH)")
-        body.append("    if not ctx.finished:")
-        body.append("        try:")
-        body.append(f"            if {' or '.join(tests) or 'False'}:")
-        body.append("                ctx.finished = True")
-        body.append("        except Exception as exc:")
-        body.append(f"            await fail(plan, ctx, exc, stage{i})")
-        if step.stage is _SEND:
-            body.append("            await send_plain(ctx)")
+            test = f"((r := {call}) is not None and r is FINISH)"
+            end = ":" if j == len(step.calls) - 1 else _CONTINUED
+            add(f"            {'if' if j == 0 else '    or'} {test}{end}", stage, owners[j])
+        if not step.calls:
+            add("            if False:")
+        add("                ctx.finished = True")
+        add("        except Exception as exc:")
+        add(f"            await fail(plan, ctx, exc, stage{i})", stage, _FAILING)
+        if stage is _SEND:
+            add("            await send_plain(ctx)", stage, _FAILING)
         if step.always is Always.YES:
-            body.append("    else:")
+            add("    else:")
         elif step.always is Always.IF_STATE:
-            body.append("    elif ctx.state_acquired:")
+            add("    elif ctx.state_acquired:")
         if step.always is not Always.NO:
-            body.append(f"        await run_always(plan, ctx, stage{i}, calls{i})")
+            # run_always's own frame says which hook (position() looks into it).
+            add(f"        await run_always(plan, ctx, stage{i}, calls{i})", stage, None)
     walk: Walk = generate("pipeline walk", names, body)
     return walk
+
+
+_CONTINUED = " \\"  # the test goes on on the next line
+
+#: The module a request is "in" while the runner turns a failure into its page.
+_FAILING = "(engine) error"
+
+
+def position(walk: Coroutine[Any, Any, None], ctx: Context) -> tuple[Stage, str] | None:
+    """Where the suspended ``walk`` of ``ctx`` is: its stage and the id of the module
+    whose hook it waits in (the handler's id in the engine's handler step); None
+    when it has not started or has ended.
+
+    Read from the coroutine's frame, for the request monitor: the walk records
+    nothing while it runs, so a request that nobody looks at pays nothing.
+    """
+    frame = getattr(walk, "cr_frame", None)
+    # A wrapped walk (a broken web.toml's 500.19 check) awaits the generated one.
+    awaited: object = walk
+    while frame is not None and "_where" not in frame.f_globals:
+        awaited = getattr(awaited, "cr_await", None)
+        frame = getattr(awaited, "cr_frame", None)
+    if frame is None:
+        return None
+    found = frame.f_globals["_where"].get(frame.f_lineno)
+    if found is None:
+        return _traced_position(awaited) if ctx.trace is not None else None
+    stage, owner = found
+    if owner is None:  # in run_always: the hook is its frame's ``fn``
+        inner = getattr(awaited, "cr_await", None)
+        fn = getattr(getattr(inner, "cr_frame", None), "f_locals", {}).get("fn")
+        step = next(s for s in frame.f_globals["plan"].steps if s.stage is stage)
+        owner = next((h.owner for h in step.hooks if h.fn is fn), "(engine)")
+    if owner.startswith(_ENGINE) and stage is Stage.EXECUTE_REQUEST_HANDLER and ctx.handler:
+        owner = ctx.handler.id
+    return stage, owner
+
+
+def _traced_position(awaited: object) -> tuple[Stage, str] | None:
+    # A traced request left the generated walk for _traced_walk: the hook it waits
+    # in is the one its innermost _timed frame is calling.
+    found = None
+    while (frame := getattr(awaited, "cr_frame", None)) is not None:
+        if frame.f_code is _timed.__code__:
+            found = (frame.f_locals["stage"], frame.f_locals["owner"])
+        awaited = getattr(awaited, "cr_await", None)
+    return found
 
 
 async def _run_always(

@@ -1,7 +1,7 @@
 """The control-socket commands: ``colonnade pools|recycle|stop|start|reload|cache purge``,
-``colonnade farms``, ``colonnade farm drain|enable|disable``, ``colonnade trace
-list|show``, and what the admin API serves (server, sites, applications, workers,
-modules, effective configuration, configuration writes).
+``colonnade requests``, ``colonnade farms``, ``colonnade farm drain|enable|disable``,
+``colonnade trace list|show``, and what the admin API serves (server, sites,
+applications, workers, modules, effective configuration, configuration writes).
 
 ``control.py`` reads a command from an authorised client and writes back what
 :func:`execute` returns; ``management/operations.py`` is the client side, and
@@ -16,6 +16,8 @@ import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from colonnade.config.schema import ServerConfig
 from colonnade.core.tracestore import list_traces, read_trace, trace_directory
@@ -65,6 +67,8 @@ async def execute(master: Master, command: Command) -> dict[str, Any]:
         return {"ok": True, "farms": farm_report(master)}
     if command.op in ("traces", "trace"):
         return await _traces(master, command)
+    if command.op == "requests":
+        return await _requests(master, command)
     inspect = _INSPECT.get(command.op)
     if inspect is not None:
         try:
@@ -366,3 +370,22 @@ async def _traces(master: Master, command: Command) -> dict[str, Any]:
     if trace is None:
         return {"ok": False, "error": f"no trace {command.trace_id!r} in {directory}"}
     return {"ok": True, "trace": trace}
+
+
+async def _requests(master: Master, command: Command) -> dict[str, Any]:
+    """``colonnade requests``: the requests executing in every worker (IIS: ``appcmd
+    list requests``), longest-running first; each worker lists its own."""
+    asked, answers = await master.workers.executing(command.elapsed)
+    rows = [
+        msgspec.to_builtins(row)
+        for answer in answers
+        for row in answer
+        if command.pool in (None, row.pool) and command.site in (None, row.site)
+    ]
+    rows.sort(key=lambda row: -row["elapsed"])
+    return {
+        "ok": True,
+        "requests": rows,
+        "workers": len(answers),
+        "unanswered": asked - len(answers),
+    }

@@ -15,6 +15,8 @@ checked with ``SO_PEERCRED``. One JSON object per line each way::
     → {"op": "farm", "action": "drain", "farm": "app", "member": "10.0.0.5:8080"}
     → {"op": "traces", "site": "main"}    ← {"ok": true, "traces": [{"id": ..., ...}]}
     → {"op": "trace", "trace_id": "3f.."} ← {"ok": true, "trace": {...}}
+    → {"op": "requests", "elapsed": 1000, "pool": "api", "site": "main"} (all optional)
+                                          ← {"ok": true, "requests": [...], "workers": 2, ...}
     ← {"ok": false, "error": "no pool named 'x'"}
 
 A client that sends something other than a JSON object is spoken to in HTTP/1.1:
@@ -34,7 +36,7 @@ import stat
 import struct
 import tempfile
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec.structs import replace
@@ -69,6 +71,7 @@ class Command(msgspec.Struct, forbid_unknown_fields=True):
         "farm",
         "traces",
         "trace",
+        "requests",
     ]
     pool: str | None = None
     #: ``purge``: the URL path to purge, and whether every path under it goes too.
@@ -94,6 +97,9 @@ class Command(msgspec.Struct, forbid_unknown_fields=True):
     who: str = ""
     #: ``trace``: the kept request trace to show (``traces`` lists ``site``'s).
     trace_id: str | None = None
+    #: ``requests``: only those executing for at least this many milliseconds (and,
+    #: given ``pool`` or ``site``, only that pool's or site's).
+    elapsed: Annotated[int, msgspec.Meta(ge=0)] = 0
 
 
 def default_path() -> str:

@@ -43,8 +43,8 @@ from colonnade.http import HTTP1Connection, Preface, ProtocolError, RequestHead,
 from colonnade.pools import ipc
 from colonnade.pools.pool import Pool, PoolState
 from colonnade.pools.routing import pool_of_head
+from colonnade.pools.systemd import listening_socket
 from colonnade.transport.clienthello import NotTlsError, peek_server_name
-from colonnade.transport.server import bind_socket
 
 if TYPE_CHECKING:
     from colonnade.pools.master import Master
@@ -68,12 +68,13 @@ class FrontDoor:
     # -- listening ---------------------------------------------------------------------------
 
     def listen(self, keys: list[tuple[str, int]]) -> None:
-        """Listen on exactly ``keys``: bind the new ones (all or none: OSError), close the rest."""
+        """Listen on exactly ``keys``: bind the new ones (all or none: OSError; a socket
+        systemd passed serves its address), close the rest."""
         new: dict[tuple[str, int], socket.socket] = {}
         try:
             for key in keys:
                 if key not in self.listeners:
-                    new[key] = bind_socket(Binding("http", key[0], key[1]))
+                    new[key] = listening_socket(Binding("http", key[0], key[1]))
         except OSError:
             for sock in new.values():
                 sock.close()

@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
+from colonnade.pipeline.monitor import ExecutingRequest
 from colonnade.pools.config import ConfigSource
 
 log = logging.getLogger("colonnade.pools")
@@ -169,6 +170,21 @@ class Applied(msgspec.Struct, tag="applied", kw_only=True):
     id: int
 
 
+class ListRequests(msgspec.Struct, tag="list-requests", kw_only=True):
+    """Master → worker: list the requests executing for at least ``elapsed``
+    milliseconds; answer :class:`Executing` (the request monitor)."""
+
+    id: int
+    elapsed: int = 0
+
+
+class Executing(msgspec.Struct, tag="executing", kw_only=True):
+    """Worker → master: the answer to :class:`ListRequests`."""
+
+    id: int
+    requests: list[ExecutingRequest]
+
+
 class Handoff(msgspec.Struct, tag="handoff", kw_only=True):
     """Worker → master: a connection for ``pool`` (fd attached; payload: bytes read).
 
@@ -197,6 +213,8 @@ Message = (
     | Purged
     | FarmAdmin
     | Applied
+    | ListRequests
+    | Executing
 )
 
 _encoder = msgspec.json.Encoder()

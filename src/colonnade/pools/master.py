@@ -52,7 +52,7 @@ from colonnade.core.registry import Registry
 from colonnade.engine import Engine
 from colonnade.engine.engine import log_broken
 from colonnade.errors import ConfigError, ModuleError, combined
-from colonnade.pools import commands
+from colonnade.pools import commands, systemd
 from colonnade.pools.api import AdminServer, check_admin
 from colonnade.pools.config import (
     ConfigSource,
@@ -178,6 +178,8 @@ class Master:
         #: farm -> member -> "draining" | "disabled". Kept here, across reloads,
         #: and handed to every worker (``ipc.Start``, ``ipc.FarmAdmin``).
         self.farm_admin: dict[str, dict[str, str]] = {}
+        #: sd_notify (a no-op unless systemd gave a NOTIFY_SOCKET).
+        self.notifier = systemd.Notifier()
 
     # -- properties ------------------------------------------------------------------------
 
@@ -212,6 +214,7 @@ class Master:
         self.source = self.loaded.source
         log_broken(self.loaded.broken, config_log)
         self.frontdoor.listen(list(self.routes.listen))
+        systemd.unclaimed()
         self.shared = shared.create()
         self.control = ControlServer(
             socket_path(self.config), lambda command: commands.execute(self, command)
@@ -243,6 +246,10 @@ class Master:
             ", ".join(str(b) for b in self.routes.listen.values()),
             self.control.path,
         )
+        # Ready: connections are accepted from here on (queued while a pool's
+        # workers start).
+        self.notifier.ready(self._status())
+        self.start_task(self.notifier.watchdog())
         try:
             await self._stop.wait()
             await self._shutdown()
@@ -261,11 +268,18 @@ class Master:
             self.shared.close()
         log.info("master stopped")
 
+    def _status(self) -> str:
+        # The STATUS= line systemctl status shows.
+        return (
+            f"generation {self.generation}: {len(self.pools)} pool(s), listening on "
+            + ", ".join(str(b) for b in self.routes.listen.values())
+        )
+
     def _on_stop_signal(self) -> None:
         self._signals += 1
         if self._signals == 1:
             log.info("stopping: workers finish their requests")
-            self._stop.set()
+            self.stop()
         else:
             log.warning("stopping now: killing the workers")
             for pool in self.pools.values():
@@ -274,6 +288,8 @@ class Master:
 
     def stop(self) -> None:
         """Stop gracefully (what SIGTERM does)."""
+        if not self._stop.is_set():
+            self.notifier.stopping("stopping: workers finish their requests")
         self._stop.set()
 
     async def _shutdown(self) -> None:
@@ -395,31 +411,41 @@ class Master:
         async with self._reload_lock:
             if self.stopping:
                 return False
-            try:
-                loaded = await asyncio.get_running_loop().run_in_executor(
-                    None, load, self.source, self.registry
-                )
-            except (ConfigError, ModuleError) as exc:
-                log_refused(log, reason, exc)
+            self.notifier.reloading(f"reloading ({reason})")
+            refused = await self._reload(reason)
+            if refused:
+                self.notifier.ready(f"reload ({reason}) refused: {refused}; {self._status()}")
                 return False
-            try:
-                self.frontdoor.listen(list(loaded.routes.listen))
-            except OSError as exc:
-                log.error("reload (%s) refused: cannot listen: %s", reason, exc)
-                return False
-            self.loaded = loaded
-            self.source = loaded.source
-            log_broken(loaded.broken, config_log)
-            self.generation += 1
-            kept = commands.known_farm_states(loaded.config, self.farm_admin)
-            if kept != self.farm_admin:
-                log.info("farm member states of members no longer configured are forgotten")
-                self.farm_admin = kept
-                await commands.send_farm_admin(self)
-            self._apply_pools()
-            self.frontdoor.update_accepting()
-            log.info("configuration reloaded (%s): generation %d", reason, self.generation)
+            self.notifier.ready(self._status())
             return True
+
+    async def _reload(self, reason: str) -> str | None:
+        # The reload proper; None once switched, else why it was refused.
+        try:
+            loaded = await asyncio.get_running_loop().run_in_executor(
+                None, load, self.source, self.registry
+            )
+        except (ConfigError, ModuleError) as exc:
+            log_refused(log, reason, exc)
+            return "the configuration has errors (see the log)"
+        try:
+            self.frontdoor.listen(list(loaded.routes.listen))
+        except OSError as exc:
+            log.error("reload (%s) refused: cannot listen: %s", reason, exc)
+            return f"cannot listen: {exc}"
+        self.loaded = loaded
+        self.source = loaded.source
+        log_broken(loaded.broken, config_log)
+        self.generation += 1
+        kept = commands.known_farm_states(loaded.config, self.farm_admin)
+        if kept != self.farm_admin:
+            log.info("farm member states of members no longer configured are forgotten")
+            self.farm_admin = kept
+            await commands.send_farm_admin(self)
+        self._apply_pools()
+        self.frontdoor.update_accepting()
+        log.info("configuration reloaded (%s): generation %d", reason, self.generation)
+        return None
 
     async def _watch(self) -> None:
         """One watcher for the whole server: the server file, every ``web.toml`` and

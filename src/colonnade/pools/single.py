@@ -15,8 +15,9 @@ from collections.abc import Callable, Coroutine, Sequence
 from colonnade.config.schema import ServerConfig
 from colonnade.core.registry import Registry
 from colonnade.engine import Engine
+from colonnade.pools import systemd
 from colonnade.pools.reload import Reloader
-from colonnade.transport.server import HttpServer, ServerState, bind_socket
+from colonnade.transport.server import HttpServer, ServerState
 
 log = logging.getLogger("colonnade.server")
 
@@ -58,7 +59,8 @@ async def serve(
     """Serve ``engine`` on ``sockets`` until ``stop`` is set, then stop gracefully.
 
     Without ``stop``, SIGTERM and SIGINT set it (the main thread's way to stop)
-    and SIGHUP reloads the configuration. With ``reloading.watch``, changed
+    and SIGHUP reloads the configuration; systemd is then notified of readiness,
+    reloads and the stop (``pools/systemd.py``). With ``reloading.watch``, changed
     configuration files are picked up while serving.
     """
     loop = asyncio.get_running_loop()
@@ -68,15 +70,31 @@ async def serve(
     engine.start()
     server = HttpServer(ServerState(engine))
     reloader = None
+    # systemd is told of the process's own life only where it owns it (signals).
+    notifier: systemd.Notifier | None = None
     if reloading is not None:
         reloader = Reloader(server.state, reloading.load, reloading.registry)
     if own_stop:
+        notifier = told = systemd.Notifier()
+
+        def on_stop() -> None:
+            if not stop.is_set():
+                told.stopping("stopping: finishing requests in flight")
+            stop.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_stop)
             signals.append(sig)
         if reloader is not None:
             hup = reloader
-            loop.add_signal_handler(signal.SIGHUP, lambda: _spawn(hup.reload("SIGHUP")))
+
+            async def reload() -> bool:
+                told.reloading("reloading (SIGHUP)")
+                done = await hup.reload("SIGHUP")
+                told.ready("serving" if done else "reload (SIGHUP) refused: see the log")
+                return done
+
+            loop.add_signal_handler(signal.SIGHUP, lambda: _spawn(reload()))
             signals.append(signal.SIGHUP)
     try:
         await engine.startup()
@@ -84,6 +102,7 @@ async def serve(
         engine.close()
         raise
     watcher: asyncio.Task[None] | None = None
+    watchdog: asyncio.Task[None] | None = None
     try:
         await server.start(sockets)
         for sock in sockets:
@@ -95,6 +114,9 @@ async def serve(
             watcher = loop.create_task(reloader.watch(reloading.config_file, stop))
         if on_ready is not None:
             on_ready(server)
+        if notifier is not None:
+            notifier.ready("serving")
+            watchdog = loop.create_task(notifier.watchdog())
         await stop.wait()
         current = server.state.engine
         log.info(
@@ -103,10 +125,11 @@ async def serve(
         )
         await server.stop(current.settings.timeouts.graceful)
     finally:
-        if watcher is not None:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await watcher
+        for task in (watcher, watchdog):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         if reloader is not None:
             await reloader.drain()
         current = server.state.engine
@@ -129,6 +152,7 @@ def _spawn(coro: Coroutine[None, None, bool]) -> None:
 
 def run(engine: Engine, reloading: Reloading | None = None) -> None:
     """Bind the engine's addresses and serve in this process until stopped."""
-    sockets = [bind_socket(b) for b in engine.bindings()]
+    sockets = [systemd.listening_socket(b) for b in engine.bindings()]
+    systemd.unclaimed()
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         runner.run(serve(engine, sockets, reloading=reloading))

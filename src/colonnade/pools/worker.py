@@ -7,7 +7,8 @@ applies its resource limits and sandbox, builds the engine for its pool's view
 of the configuration, and then runs the same ``HttpServer`` and engine as
 single-process mode on its own event loop. Its control channel carries pings
 (answered with counters), connections to adopt (handed over by the master), a
-reload of the ``web.toml`` files, and the order to drain. When the master goes
+reload of the ``web.toml`` files, cache purges, the request monitor's question
+(answered with the requests executing), and the order to drain. When the master goes
 away (the channel closes), the worker stops gracefully.
 """
 
@@ -28,6 +29,7 @@ from colonnade.core import caches, farms, shared
 from colonnade.core.registry import Registry
 from colonnade.engine import Engine
 from colonnade.errors import ConfigError, ModuleError
+from colonnade.pipeline.monitor import snapshot
 from colonnade.pools import ipc
 from colonnade.pools.config import content_folders, pool_view, tls_folders
 from colonnade.pools.reload import Reloader
@@ -128,6 +130,11 @@ class Worker:
             farms.set_admin(message.states)
             if self.channel is not None:
                 self.channel.send(ipc.Applied(id=message.id))
+        elif isinstance(message, ipc.ListRequests) and self.channel is not None:
+            rows = snapshot(
+                self.state.engine.executing, pid=os.getpid(), min_elapsed=message.elapsed
+            )
+            self.channel.send(ipc.Executing(id=message.id, requests=rows))
 
     async def _purge(self, message: ipc.Purge) -> None:
         count = await caches.purge(message.kind, message.path, prefix=message.prefix)

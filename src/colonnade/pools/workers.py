@@ -27,8 +27,9 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from colonnade.pipeline.monitor import ExecutingRequest
 from colonnade.pools import ipc
 from colonnade.pools.config import worker_count
 from colonnade.pools.frontdoor import close_fd, is_tcp
@@ -44,8 +45,9 @@ log = logging.getLogger("colonnade.pools")
 KILL_GRACE = 2.0
 
 
-#: Seconds a purge waits for the workers' answers (a worker busy with a long
-#: synchronous task answers late; the purge still happens there).
+#: Seconds a purge (or the request monitor) waits for the workers' answers (a
+#: worker busy with a long synchronous task answers late; the purge still
+#: happens there).
 PURGE_WAIT = 5.0
 
 
@@ -54,8 +56,10 @@ class Workers:
 
     def __init__(self, master: Master) -> None:
         self.master = master
-        self._purges: dict[int, asyncio.Future[int]] = {}
-        self._purge_ids = itertools.count(1)
+        #: Questions asked of workers (a purge, the request monitor), by id: the
+        #: future their answer completes.
+        self._asked: dict[int, asyncio.Future[Any]] = {}
+        self._ask_ids = itertools.count(1)
 
     def ensure(self, pool: Pool) -> None:
         """Start workers until the pool has its count (when it should run)."""
@@ -138,10 +142,15 @@ class Workers:
             worker.http2_errors = stats.http2_errors
             worker.caches = stats.caches
             worker.farms = stats.farms
-        elif isinstance(message, ipc.Purged | ipc.Applied):
-            waiting = self._purges.pop(message.id, None)
+        elif isinstance(message, ipc.Purged | ipc.Applied | ipc.Executing):
+            waiting = self._asked.pop(message.id, None)
             if waiting is not None and not waiting.done():
-                waiting.set_result(message.count if isinstance(message, ipc.Purged) else 0)
+                if isinstance(message, ipc.Purged):
+                    waiting.set_result(message.count)
+                elif isinstance(message, ipc.Executing):
+                    waiting.set_result(message.requests)
+                else:
+                    waiting.set_result(0)
         elif isinstance(message, ipc.RequestLimit):
             worker.requests = max(worker.requests, message.requests)
             worker.last_activity = now
@@ -277,30 +286,36 @@ class Workers:
         every pool: (workers asked, workers that answered within
         :data:`PURGE_WAIT`, entries dropped)."""
         asked, answers = await self.ask(
-            lambda purge_id: ipc.Purge(id=purge_id, kind=kind, path=path, prefix=prefix)
+            lambda ask_id: ipc.Purge(id=ask_id, kind=kind, path=path, prefix=prefix)
         )
         return asked, len(answers), sum(answers)
 
-    async def ask(self, make: Callable[[int], ipc.Message]) -> tuple[int, list[int]]:
+    async def executing(self, elapsed: int) -> tuple[int, list[list[ExecutingRequest]]]:
+        """The requests executing for at least ``elapsed`` ms in every serving
+        worker of every pool: (workers asked, each answering worker's list)."""
+        return await self.ask(lambda ask_id: ipc.ListRequests(id=ask_id, elapsed=elapsed))
+
+    async def ask(self, make: Callable[[int], ipc.Message]) -> tuple[int, list[Any]]:
         """Send ``make(id)`` to every worker of every pool, and wait up to
         :data:`PURGE_WAIT` for the serving ones to answer (``Purged``,
-        ``Applied``): (workers asked, their answers). A worker still starting
-        gets the message too and carries it out once it serves, unawaited."""
+        ``Applied``, ``Executing``): (workers asked, their answers). A worker still
+        starting gets the message too and carries it out once it serves, unawaited;
+        a busy worker's late answer is dropped."""
         loop = asyncio.get_running_loop()
-        waiting: dict[int, asyncio.Future[int]] = {}
+        waiting: dict[int, asyncio.Future[Any]] = {}
         for pool in self.master.pools.values():
             for worker in pool.workers:
                 if worker.channel is None:
                     continue
-                message_id = next(self._purge_ids)
+                ask_id = next(self._ask_ids)
                 if worker.serving:
-                    waiting[message_id] = self._purges[message_id] = loop.create_future()
-                worker.channel.send(make(message_id))
+                    waiting[ask_id] = self._asked[ask_id] = loop.create_future()
+                worker.channel.send(make(ask_id))
         if not waiting:
             return 0, []
         done, _ = await asyncio.wait(waiting.values(), timeout=PURGE_WAIT)
-        for message_id in waiting:
-            self._purges.pop(message_id, None)
+        for ask_id in waiting:
+            self._asked.pop(ask_id, None)
         return len(waiting), [f.result() for f in done]
 
     def reload_config(self, pool: Pool) -> None:
