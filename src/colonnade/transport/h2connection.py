@@ -45,9 +45,10 @@ import h2.exceptions
 import h2.settings
 import hpack
 import hpack.exceptions
-from h2.connection import ConnectionInputs, ConnectionState
+from h2.connection import ConnectionInputs, ConnectionState, _decode_headers
 from h2.errors import ErrorCodes
-from h2.stream import StreamInputs
+from h2.stream import H2Stream as StreamRecord
+from h2.stream import StreamInputs, StreamState
 from hyperframe.frame import GoAwayFrame
 
 from colonnade.core.request import EMPTY_BODY, Body, Request, TlsInfo
@@ -85,6 +86,11 @@ _CONNECTION_WINDOW: Final = 16 * 1024 * 1024
 _FLUSH_NOW: Final = 64 * 1024
 # A response with this status (or to HEAD) has no body.
 _NO_BODY: Final = frozenset({204, 304})
+# The frame the receiving fast path takes (H2Connection._receive_fast): HEADERS
+# (RFC 9113 6.2) with END_STREAM and END_HEADERS and no other flag (no padding, no
+# priority), a whole request without a body in one frame.
+_HEADERS: Final = 0x1
+_END_STREAM_END_HEADERS: Final = 0x5
 
 
 class H2Stream:
@@ -449,7 +455,8 @@ class H2Connection(asyncio.Protocol):
             return
         try:
             self._watch(data)
-            events = self.h2.receive_data(data)
+            data = self._receive_fast(data)
+            events = self.h2.receive_data(data) if data else []
         except FrameError as exc:
             self._fail(exc.code, exc.kind, exc.reason)
             return
@@ -488,6 +495,64 @@ class H2Connection(asyncio.Protocol):
         if data:
             self.watch.feed(data)
 
+    def _receive_fast(self, data: bytes) -> bytes:
+        """Take the plain new requests at the start of ``data`` past ``h2``'s frame
+        parser, dispatch and events; return the rest, from the first frame that is
+        anything else, for ``h2``.
+
+        A plain new request is a HEADERS frame with END_STREAM and END_HEADERS only,
+        on a stream the client may open now (odd, above every stream it opened, within
+        the concurrent streams allowed), while the connection is open and ``h2`` holds
+        no partial frame or header block. It is what a client repeating GETs sends, and
+        ``h2`` would parse it into frame and event objects and walk its state machines
+        to arrive where this arrives directly: the block decoded by the connection's
+        one HPACK decoder (its dynamic table stays right), ``h2``'s record of the
+        stream made and put in the state that HEADERS with END_STREAM leads to
+        (half-closed remote), the stream counted as the highest opened. Its errors are
+        ``h2``'s, raised as ``h2`` raises them (a block that does not decode, an
+        informational ``:status``, a bad ``content-length``: GOAWAY queued, then
+        ``ProtocolError``). Everything else (DATA, SETTINGS, WINDOW_UPDATE, RST_STREAM,
+        PRIORITY, padding, CONTINUATION, a stream over the limit or reused) goes
+        through ``h2`` unchanged.
+        """
+        h2conn = self.h2
+        incoming = h2conn.incoming_buffer
+        if incoming._preamble_len or incoming._data or incoming._headers_buffer or self.stopping:
+            return data
+        size = len(data)
+        pos = 0
+        while size - pos >= 9:
+            length = (data[pos] << 16) | (data[pos + 1] << 8) | data[pos + 2]
+            end = pos + 9 + length
+            if (
+                data[pos + 3] != _HEADERS
+                or data[pos + 4] != _END_STREAM_END_HEADERS
+                or end > size
+                or length > h2conn.max_inbound_frame_size
+                or h2conn.state_machine.state is not ConnectionState.SERVER_OPEN
+            ):
+                break
+            stream_id = int.from_bytes(data[pos + 5 : pos + 9], "big") & 0x7FFFFFFF
+            if not stream_id & 1 or stream_id <= h2conn.highest_inbound_stream_id:
+                break
+            most = h2conn.local_settings.max_concurrent_streams
+            # h2 keeps closed streams until it counts the open ones (which forgets
+            # them): counted only when all it keeps might be open.
+            if len(h2conn.streams) >= most and h2conn.open_inbound_streams >= most:
+                break
+            try:
+                headers = list(_decode_headers(h2conn.decoder, data[pos + 9 : end]))
+                record = open_request_record(h2conn, stream_id)
+                _h2_request_checks(record, headers)
+            except h2.exceptions.ProtocolError as exc:
+                h2conn._terminate_connection(exc.error_code)
+                raise
+            pos = end
+            self._on_request(stream_id, headers, True)
+            if self.failed or self.closing:
+                return b""
+        return data[pos:] if pos else data
+
     # -- events from h2 -------------------------------------------------------------------
 
     def _on_event(self, event: h2.events.Event) -> None:
@@ -507,7 +572,7 @@ class H2Connection(asyncio.Protocol):
             # DATA nobody reads (a refused stream, one answered and reset): only
             # the connection's window is given back (above).
         elif isinstance(event, h2.events.RequestReceived):
-            self._on_request(event)
+            self._on_request(event.stream_id, event.headers, event.stream_ended is not None)
         elif isinstance(event, h2.events.TrailersReceived):
             check_trailers(event.headers)  # and they are dropped
         elif isinstance(event, h2.events.StreamEnded):
@@ -533,11 +598,10 @@ class H2Connection(asyncio.Protocol):
             # The client is leaving (h2 sends nothing more after a GOAWAY).
             self.close()
 
-    def _on_request(self, event: h2.events.RequestReceived) -> None:
-        fields = request_fields(event.headers)  # raises FrameError: malformed
-        stream_id = event.stream_id
+    def _on_request(self, stream_id: int, headers: list[tuple[bytes, bytes]], ended: bool) -> None:
+        fields = request_fields(headers)  # raises FrameError: malformed
         stream = H2Stream(self, stream_id)
-        stream.remote_ended = event.stream_ended is not None
+        stream.remote_ended = ended
         if self.stopping and stream_id > self.last_stream:
             # Opened after our GOAWAY: never processed, safe to retry (RFC 9113 8.7).
             self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
@@ -888,6 +952,46 @@ class H2Connection(asyncio.Protocol):
             # Idle: say goodbye politely, so that the client opens a new connection
             # rather than sending on this one.
             self.shutdown()
+
+
+def open_request_record(h2conn: h2.connection.H2Connection, stream_id: int) -> StreamRecord:
+    """Make ``h2``'s record of a stream the client opened with HEADERS and END_STREAM,
+    as ``h2`` makes it on receiving that frame (new, its windows the settings', in
+    the half-closed (remote) state, a request received), and count it as the highest
+    the client opened."""
+    record = StreamRecord(
+        stream_id,
+        config=h2conn.config,
+        inbound_window_size=h2conn.local_settings.initial_window_size,
+        outbound_window_size=h2conn.remote_settings.initial_window_size,
+    )
+    record.max_outbound_frame_size = h2conn.max_outbound_frame_size
+    h2conn.streams[stream_id] = record
+    h2conn.highest_inbound_stream_id = stream_id
+    machine = record.state_machine
+    machine.client = False
+    machine.headers_received = True
+    machine.state = StreamState.HALF_CLOSED_REMOTE
+    return record
+
+
+def _h2_request_checks(record: StreamRecord, headers: list[tuple[bytes, bytes]]) -> None:
+    # What h2's receive_headers checks of a request's fields, for the fast path: a
+    # :status among the leading pseudo-header fields saying 1xx (END_STREAM on an
+    # informational response), and content-length (by h2's own code, when present).
+    for name, value in headers:
+        if name[:1] != b":":
+            break
+        if name == b":status":
+            if value[:1] == b"1":
+                raise h2.exceptions.ProtocolError(
+                    "Cannot set END_STREAM on informational responses"
+                )
+            break
+    for name, _ in headers:
+        if name == b"content-length":
+            record._initialize_content_length(headers)
+            return
 
 
 def _known(code: int) -> bool:
