@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import h2.config
 import h2.connection
+import h2.exceptions
 import h2.settings
 import h2.stream
 import hpack
@@ -416,7 +418,7 @@ def test_the_fast_path_makes_the_stream_record_h2_makes() -> None:
     # opened by HEADERS with END_STREAM itself: it must be the record h2 makes, with
     # the connection's count of streams as h2 leaves it, and h2 must go on from it
     # (the response sent through h2, the record forgotten when counted).
-    from colonnade.transport.h2connection import open_request_record
+    from colonnade.transport.h2connection import open_request_record, stream_windows
 
     request = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "t")]
     pairs = [_server_and_client(), _server_and_client()]
@@ -433,7 +435,7 @@ def test_the_fast_path_makes_the_stream_record_h2_makes() -> None:
     (theirs, client), (mine, _) = pairs
     client.send_headers(3, request, end_stream=True)
     theirs.receive_data(client.data_to_send())
-    record = open_request_record(mine, 3)
+    record = open_request_record(mine, 3, *stream_windows(mine))
     assert mine.streams[3] is record
     assert _fields(record) == _fields(theirs.streams[3])
     assert record.inbound_flow_control_window == 1000
@@ -444,3 +446,72 @@ def test_the_fast_path_makes_the_stream_record_h2_makes() -> None:
         mine.send_headers(stream, [(b":status", b"200")])
         mine.send_data(stream, b"hi", end_stream=True)
     assert record.closed and mine.open_inbound_streams == 0 and 3 not in mine.streams
+
+
+def _received(
+    state: h2.stream.StreamState, *, head_sent: bool = False
+) -> h2.stream.H2StreamStateMachine:
+    # A server's stream machine that received a request (and END_STREAM: half-closed).
+    machine = h2.stream.H2StreamStateMachine(1)
+    machine.process_input(h2.stream.StreamInputs.RECV_HEADERS)
+    if state is h2.stream.StreamState.HALF_CLOSED_REMOTE:
+        machine.process_input(h2.stream.StreamInputs.RECV_END_STREAM)
+    if head_sent:
+        machine.process_input(h2.stream.StreamInputs.SEND_HEADERS)
+    return machine
+
+
+@pytest.mark.parametrize("end", [False, True])
+@pytest.mark.parametrize(
+    ("state", "head_sent"),
+    [
+        (h2.stream.StreamState.HALF_CLOSED_REMOTE, False),
+        (h2.stream.StreamState.HALF_CLOSED_REMOTE, True),
+        (h2.stream.StreamState.OPEN, False),
+        (h2.stream.StreamState.OPEN, True),
+    ],
+)
+def test_the_steps_taken_for_h2_are_its_own(
+    state: h2.stream.StreamState, head_sent: bool, end: bool
+) -> None:
+    # transport/h2connection.py takes h2's stream state machine's steps for a sent
+    # head or DATA frame itself where it can: they must leave the machine as h2's do.
+    from colonnade.transport.h2connection import sent
+
+    steps = [h2.stream.StreamInputs.SEND_DATA]
+    if not head_sent:
+        steps.append(h2.stream.StreamInputs.SEND_HEADERS)
+    for step in steps:
+        theirs, ours = _received(state, head_sent=head_sent), _received(state, head_sent=head_sent)
+        theirs.process_input(step)
+        if end:
+            theirs.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
+        sent(ours, step, end)
+        assert vars(ours) == vars(theirs), step
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        b"\xff\xff\xff\x0f",  # an index far beyond both tables
+        b"\x82\x86\x84\x41",  # a literal without its value
+        b"\x82\x86\x84\x41\x85",  # a value cut short
+        b"\x82\x86\x84\x40\x01a\x05" + b"b" * 5,  # fine, then a list too long
+        b"\x82\x86\x84",  # fine
+    ],
+)
+def test_the_fast_path_decodes_and_fails_as_h2(block: bytes) -> None:
+    from colonnade.transport.h2connection import decode_block
+
+    def outcome(decode: Callable[[], object]) -> object:
+        try:
+            return list(decode())  # type: ignore[call-overload]
+        except h2.exceptions.ProtocolError as exc:
+            return type(exc), str(exc), type(exc.__cause__)
+
+    theirs, mine = h2.connection.H2Connection(), h2.connection.H2Connection()
+    for conn in (theirs, mine):
+        conn.decoder = FieldDecoder(150)
+    assert outcome(lambda: decode_block(mine, block)) == outcome(
+        lambda: h2.connection._decode_headers(theirs.decoder, block)
+    )

@@ -523,21 +523,28 @@ class FieldDecoder(Decoder):
 
     def decode(self, data: bytes, raw: bool = False) -> list[HeaderTuple]:
         """The header list of the block ``data`` (raises ``hpack``'s errors)."""
+        if not raw:
+            return list(super().decode(data, raw))
+        return list(self.decode_shared(data))
+
+    def decode_shared(self, data: bytes) -> list[HeaderTuple]:
+        """The header list of the block ``data``, names and values as bytes (raises
+        ``hpack``'s errors): a remembered block's list itself, which the caller
+        must not change."""
         blocks = self._blocks
         changes = self._table.changes
         state = (changes, self.max_header_list_size, self.max_allowed_table_size)
         if state != self._state:
             blocks.clear()
             self._state = state
-        known = blocks.get(data) if raw else None
+        known = blocks.get(data)
         if known is not None:
-            return list(known)
-        headers = list(super().decode(data, raw))
-        if raw and self._table.changes == changes and len(data) <= _REMEMBERED_BLOCK:
+            return known
+        headers = list(super().decode(data, True))
+        if self._table.changes == changes and len(data) <= _REMEMBERED_BLOCK:
             if len(blocks) >= _REMEMBERED_BLOCKS:
                 blocks.clear()
             blocks[data] = headers
-            return list(headers)
         return headers
 
 

@@ -45,10 +45,10 @@ import h2.exceptions
 import h2.settings
 import hpack
 import hpack.exceptions
-from h2.connection import ConnectionInputs, ConnectionState, _decode_headers
+from h2.connection import ConnectionInputs, ConnectionState
 from h2.errors import ErrorCodes
 from h2.stream import H2Stream as StreamRecord
-from h2.stream import StreamInputs, StreamState
+from h2.stream import H2StreamStateMachine, StreamClosedBy, StreamInputs, StreamState
 from hyperframe.frame import GoAwayFrame
 
 from colonnade.core.request import EMPTY_BODY, Body, Request, TlsInfo
@@ -521,6 +521,11 @@ class H2Connection(asyncio.Protocol):
             return data
         size = len(data)
         pos = 0
+        largest = h2conn.max_inbound_frame_size
+        # What the settings say, read when a first frame is taken (no frame taken
+        # here changes them).
+        most = -1
+        inbound = outbound = 0
         while size - pos >= 9:
             length = (data[pos] << 16) | (data[pos + 1] << 8) | data[pos + 2]
             end = pos + 9 + length
@@ -528,21 +533,28 @@ class H2Connection(asyncio.Protocol):
                 data[pos + 3] != _HEADERS
                 or data[pos + 4] != _END_STREAM_END_HEADERS
                 or end > size
-                or length > h2conn.max_inbound_frame_size
+                or length > largest
                 or h2conn.state_machine.state is not ConnectionState.SERVER_OPEN
             ):
                 break
-            stream_id = int.from_bytes(data[pos + 5 : pos + 9], "big") & 0x7FFFFFFF
+            stream_id = (
+                (data[pos + 5] & 0x7F) << 24
+                | data[pos + 6] << 16
+                | data[pos + 7] << 8
+                | data[pos + 8]
+            )
             if not stream_id & 1 or stream_id <= h2conn.highest_inbound_stream_id:
                 break
-            most = h2conn.local_settings.max_concurrent_streams
+            if most < 0:
+                most = h2conn.local_settings.max_concurrent_streams
+                inbound, outbound = stream_windows(h2conn)
             # h2 keeps closed streams until it counts the open ones (which forgets
             # them): counted only when all it keeps might be open.
             if len(h2conn.streams) >= most and h2conn.open_inbound_streams >= most:
                 break
             try:
-                headers = list(_decode_headers(h2conn.decoder, data[pos + 9 : end]))
-                record = open_request_record(h2conn, stream_id)
+                headers = decode_block(h2conn, data[pos + 9 : end])
+                record = open_request_record(h2conn, stream_id, inbound, outbound)
                 _h2_request_checks(record, headers)
             except h2.exceptions.ProtocolError as exc:
                 h2conn._terminate_connection(exc.error_code)
@@ -694,10 +706,8 @@ class H2Connection(asyncio.Protocol):
             if record is None:  # closed, and forgotten by h2
                 self._close_stream(stream, cancel=False)
                 return
-            h2conn.state_machine.process_input(ConnectionInputs.SEND_HEADERS)
-            record.state_machine.process_input(StreamInputs.SEND_HEADERS)
-            if end:
-                record.state_machine.process_input(StreamInputs.SEND_END_STREAM)
+            _connection_step(h2conn, ConnectionInputs.SEND_HEADERS)
+            sent(record.state_machine, StreamInputs.SEND_HEADERS, end)
         except h2.exceptions.StreamClosedError:
             self._close_stream(stream, cancel=False)
             return
@@ -747,10 +757,8 @@ class H2Connection(asyncio.Protocol):
                 # h2's send_data, without its frame objects: the same state
                 # machine steps and window accounting, the frame written beside
                 # h2's.
-                h2conn.state_machine.process_input(ConnectionInputs.SEND_DATA)
-                record.state_machine.process_input(StreamInputs.SEND_DATA)
-                if end:
-                    record.state_machine.process_input(StreamInputs.SEND_END_STREAM)
+                _connection_step(h2conn, ConnectionInputs.SEND_DATA)
+                sent(record.state_machine, StreamInputs.SEND_DATA, end)
                 record.outbound_flow_control_window -= size
                 h2conn.outbound_flow_control_window -= size
                 h2conn._data_to_send += data_frame_head(stream.id, size, end)
@@ -954,16 +962,75 @@ class H2Connection(asyncio.Protocol):
             self.shutdown()
 
 
-def open_request_record(h2conn: h2.connection.H2Connection, stream_id: int) -> StreamRecord:
+def decode_block(h2conn: h2.connection.H2Connection, block: bytes) -> list[tuple[bytes, bytes]]:
+    """The field list of a header block, decoded by the connection's decoder (a
+    ``FieldDecoder``: a repeated block's list is shared, not to be changed), with
+    ``h2``'s errors for what ``hpack`` raises, as ``h2`` makes them: a list over the
+    size limit (an HPACK bomb) a ``DenialOfServiceError``, any other failure a
+    ``ProtocolError`` caused by it."""
+    decoder = cast(FieldDecoder, h2conn.decoder)
+    error: h2.exceptions.ProtocolError
+    try:
+        return cast("list[tuple[bytes, bytes]]", decoder.decode_shared(block))
+    except hpack.OversizedHeaderListError as exc:
+        error = h2.exceptions.DenialOfServiceError(f"Oversized header block: {exc}")
+        cause: Exception = exc
+    except (hpack.HPACKError, IndexError, TypeError, UnicodeDecodeError) as other:
+        error = h2.exceptions.ProtocolError(f"Error decoding header block: {other}")
+        cause = other
+    # Set by hand: mypyc's "raise ... from" leaves __cause__ unset, and the caller
+    # tells a COMPRESSION_ERROR by it.
+    error.__cause__ = cause
+    raise error
+
+
+def _connection_step(h2conn: h2.connection.H2Connection, step: ConnectionInputs) -> None:
+    # A server connection that is open stays open when it sends HEADERS or DATA
+    # (h2's transition, without events): its state machine is asked otherwise only.
+    machine = h2conn.state_machine
+    if machine.state is not ConnectionState.SERVER_OPEN:
+        machine.process_input(step)
+
+
+def sent(machine: H2StreamStateMachine, step: StreamInputs, end: bool) -> None:
+    """The steps ``h2``'s stream state machine takes when a frame is sent: ``step``
+    (``SEND_HEADERS`` for a response head, ``SEND_DATA``), then ``SEND_END_STREAM``
+    when ``end``. From half-closed (remote), the state of a request received whole,
+    they are taken here as ``h2``'s transitions take them (``response_sent`` marks
+    the head sent; ``send_end_stream`` closes the stream, closed by us); any other
+    state asks the machine."""
+    if machine.state is StreamState.HALF_CLOSED_REMOTE and (
+        step is StreamInputs.SEND_DATA or (machine.client is False and not machine.headers_sent)
+    ):
+        if step is StreamInputs.SEND_HEADERS:
+            machine.headers_sent = True
+        if end:
+            machine.state = StreamState.CLOSED
+            machine.stream_closed_by = StreamClosedBy.SEND_END_STREAM
+        return
+    machine.process_input(step)
+    if end:
+        machine.process_input(StreamInputs.SEND_END_STREAM)
+
+
+def stream_windows(h2conn: h2.connection.H2Connection) -> tuple[int, int]:
+    """The windows a new stream starts with: what it may receive (our setting), what
+    it may send (the client's)."""
+    return h2conn.local_settings.initial_window_size, h2conn.remote_settings.initial_window_size
+
+
+def open_request_record(
+    h2conn: h2.connection.H2Connection, stream_id: int, inbound: int, outbound: int
+) -> StreamRecord:
     """Make ``h2``'s record of a stream the client opened with HEADERS and END_STREAM,
-    as ``h2`` makes it on receiving that frame (new, its windows the settings', in
-    the half-closed (remote) state, a request received), and count it as the highest
-    the client opened."""
+    as ``h2`` makes it on receiving that frame (new, with the windows
+    :func:`stream_windows` says, in the half-closed (remote) state, a request
+    received), and count it as the highest the client opened."""
     record = StreamRecord(
         stream_id,
         config=h2conn.config,
-        inbound_window_size=h2conn.local_settings.initial_window_size,
-        outbound_window_size=h2conn.remote_settings.initial_window_size,
+        inbound_window_size=inbound,
+        outbound_window_size=outbound,
     )
     record.max_outbound_frame_size = h2conn.max_outbound_frame_size
     h2conn.streams[stream_id] = record
