@@ -32,7 +32,7 @@ import re
 import struct
 import time
 from collections.abc import Callable
-from typing import Final, NamedTuple
+from typing import Final
 
 from hpack import Decoder, HeaderTuple
 from hpack.huffman import HuffmanEncoder
@@ -205,15 +205,21 @@ class FrameWatch:
             raise _flood("empty_frames", "too many empty DATA frames")
 
 
-class RequestFields(NamedTuple):
+class RequestFields:
     """A request's pseudo-header fields and its regular header fields. ``authority``
-    is ``:authority``, else the ``host`` field (RFC 9113 8.3.1)."""
+    is ``:authority``, else the ``host`` field (RFC 9113 8.3.1). (A plain class: a
+    compiled class is made without the Python-level __new__ a NamedTuple calls.)"""
 
-    method: bytes
-    scheme: bytes
-    authority: bytes
-    path: bytes
-    headers: Headers
+    __slots__ = ("authority", "headers", "method", "path", "scheme")
+
+    def __init__(
+        self, method: bytes, scheme: bytes, authority: bytes, path: bytes, headers: Headers
+    ) -> None:
+        self.method = method
+        self.scheme = scheme
+        self.authority = authority
+        self.path = path
+        self.headers = headers
 
 
 def malformed(reason: str) -> FrameError:

@@ -91,6 +91,18 @@ _NO_BODY: Final = frozenset({204, 304})
 # priority), a whole request without a body in one frame.
 _HEADERS: Final = 0x1
 _END_STREAM_END_HEADERS: Final = 0x5
+# h2's enum members the per-request paths compare with, read once: on CPython 3.11 an
+# Enum class's attribute goes through its metaclass's __getattr__ hook (~1k
+# instructions a read).
+_SERVER_OPEN: Final = ConnectionState.SERVER_OPEN
+_CONN_SEND_HEADERS: Final = ConnectionInputs.SEND_HEADERS
+_CONN_SEND_DATA: Final = ConnectionInputs.SEND_DATA
+_SEND_HEADERS: Final = StreamInputs.SEND_HEADERS
+_SEND_DATA: Final = StreamInputs.SEND_DATA
+_SEND_END_STREAM: Final = StreamInputs.SEND_END_STREAM
+_HALF_CLOSED_REMOTE: Final = StreamState.HALF_CLOSED_REMOTE
+_STREAM_CLOSED: Final = StreamState.CLOSED
+_CLOSED_BY_US: Final = StreamClosedBy.SEND_END_STREAM
 
 
 class H2Stream:
@@ -534,7 +546,7 @@ class H2Connection(asyncio.Protocol):
                 or data[pos + 4] != _END_STREAM_END_HEADERS
                 or end > size
                 or length > largest
-                or h2conn.state_machine.state is not ConnectionState.SERVER_OPEN
+                or h2conn.state_machine.state is not _SERVER_OPEN
             ):
                 break
             stream_id = (
@@ -706,8 +718,8 @@ class H2Connection(asyncio.Protocol):
             if record is None:  # closed, and forgotten by h2
                 self._close_stream(stream, cancel=False)
                 return
-            _connection_step(h2conn, ConnectionInputs.SEND_HEADERS)
-            sent(record.state_machine, StreamInputs.SEND_HEADERS, end)
+            _connection_step(h2conn, _CONN_SEND_HEADERS)
+            sent(record.state_machine, _SEND_HEADERS, end)
         except h2.exceptions.StreamClosedError:
             self._close_stream(stream, cancel=False)
             return
@@ -757,8 +769,8 @@ class H2Connection(asyncio.Protocol):
                 # h2's send_data, without its frame objects: the same state
                 # machine steps and window accounting, the frame written beside
                 # h2's.
-                _connection_step(h2conn, ConnectionInputs.SEND_DATA)
-                sent(record.state_machine, StreamInputs.SEND_DATA, end)
+                _connection_step(h2conn, _CONN_SEND_DATA)
+                sent(record.state_machine, _SEND_DATA, end)
                 record.outbound_flow_control_window -= size
                 h2conn.outbound_flow_control_window -= size
                 h2conn._data_to_send += data_frame_head(stream.id, size, end)
@@ -988,7 +1000,7 @@ def _connection_step(h2conn: h2.connection.H2Connection, step: ConnectionInputs)
     # A server connection that is open stays open when it sends HEADERS or DATA
     # (h2's transition, without events): its state machine is asked otherwise only.
     machine = h2conn.state_machine
-    if machine.state is not ConnectionState.SERVER_OPEN:
+    if machine.state is not _SERVER_OPEN:
         machine.process_input(step)
 
 
@@ -999,18 +1011,18 @@ def sent(machine: H2StreamStateMachine, step: StreamInputs, end: bool) -> None:
     they are taken here as ``h2``'s transitions take them (``response_sent`` marks
     the head sent; ``send_end_stream`` closes the stream, closed by us); any other
     state asks the machine."""
-    if machine.state is StreamState.HALF_CLOSED_REMOTE and (
-        step is StreamInputs.SEND_DATA or (machine.client is False and not machine.headers_sent)
+    if machine.state is _HALF_CLOSED_REMOTE and (
+        step is _SEND_DATA or (machine.client is False and not machine.headers_sent)
     ):
-        if step is StreamInputs.SEND_HEADERS:
+        if step is _SEND_HEADERS:
             machine.headers_sent = True
         if end:
-            machine.state = StreamState.CLOSED
-            machine.stream_closed_by = StreamClosedBy.SEND_END_STREAM
+            machine.state = _STREAM_CLOSED
+            machine.stream_closed_by = _CLOSED_BY_US
         return
     machine.process_input(step)
     if end:
-        machine.process_input(StreamInputs.SEND_END_STREAM)
+        machine.process_input(_SEND_END_STREAM)
 
 
 def stream_windows(h2conn: h2.connection.H2Connection) -> tuple[int, int]:
@@ -1038,7 +1050,7 @@ def open_request_record(
     machine = record.state_machine
     machine.client = False
     machine.headers_received = True
-    machine.state = StreamState.HALF_CLOSED_REMOTE
+    machine.state = _HALF_CLOSED_REMOTE
     return record
 
 
