@@ -51,19 +51,22 @@ class Row:
     stream: int = 1  # the stream whose response counts
 
 
+NO_AUTHORITY = [(":method", "GET"), (":scheme", "http"), (":path", "/hello.txt")]
+
+
 def post(path: str = "/slow?ms=3000", **extra: str) -> list[tuple[str, str]]:
     return [*get_headers(path, "POST"), *extra.items()]
 
 
-def _hpack_bomb(c: RawH2) -> None:
+def _hpack_bomb(c: RawH2, stream: int = 1) -> None:
     # A 4000-byte value enters the dynamic table with the first request; the second
     # names it 100 times, one byte each: 400 KB decoded from about 100 bytes.
-    c.send(c.headers(1, [*get_headers(), ("x-big", "b" * 4000)]))
+    c.send(c.headers(stream, [*get_headers(), ("x-big", "b" * 4000)]))
     # x-big filled the 4096-byte table alone: it is entry 62. Named first, before
     # anything else enters the table (the size bound bites while decoding, before
     # the order of the fields is checked).
     index = bytes([0x80 | 62])
-    c.send(c.headers(3, block=index * 100 + c.block(get_headers())))
+    c.send(c.headers(stream + 2, block=index * 100 + c.block(get_headers())))
 
 
 def _too_many_streams(c: RawH2) -> None:
@@ -435,9 +438,7 @@ ROWS = [
         # RFC 9110 7.2: a user agent sends one or the other; h2 holds a request with
         # neither malformed (HTTP/1.1 answers a Host-less request 400 likewise).
         "neither :authority nor host",
-        lambda c: c.send(
-            c.headers(1, [(":method", "GET"), (":scheme", "http"), (":path", "/hello.txt")])
-        ),
+        lambda c: c.send(c.headers(1, NO_AUTHORITY)),
         ("goaway", E.PROTOCOL_ERROR),
     ),
     Row(
@@ -468,6 +469,147 @@ def _split_headers(c: RawH2, headers: list[tuple[str, str]], *, end_stream: bool
         c.continuation(1, piece, end=i == len(pieces) - 1) for i, piece in enumerate(pieces[1:], 1)
     ]
     return b"".join(f.serialize() for f in frames)
+
+
+# -- after a first request: the frames take the receiving fast path ----------------------
+#
+# Once a connection served a request, a HEADERS frame with END_STREAM and END_HEADERS
+# on a new stream skips h2's parser (transport/h2connection.py _receive_fast): these
+# rows send their frames after one complete request on stream 1, each send arriving on
+# its own, so that the fast path meets them; its answers must be h2's.
+
+
+def _priority_headers(c: RawH2, stream: int) -> bytes:
+    # PRIORITY flag: 5 bytes of dependency and weight before the block (h2's path).
+    return c.raw(HEADERS, 0x25, stream, bytes(5) + c.block(get_headers()))
+
+
+def _padded_headers(c: RawH2, stream: int) -> bytes:
+    # PADDED flag: a pad length byte, the block, 3 bytes of padding (h2's path).
+    return c.raw(HEADERS, 0x0D, stream, b"\x03" + c.block(get_headers()) + bytes(3))
+
+
+def _table_in_step(c: RawH2) -> None:
+    # hpack's Encoder indexes most fields: requests on the fast path and on h2's (a
+    # POST, a padded GET) add entries in turn; a decoder out of step with the client's
+    # table would read another :path (a 404) or fail to decode.
+    paths = ("/hello.txt", "/missing")
+    for i in range(12):
+        stream = 3 + 2 * i
+        path = paths[i % 2]
+        fields = [*get_headers(path), ("x-n", str(i))]
+        if i % 4 == 1:
+            c.send(c.headers(stream, [*post(path), ("x-n", str(i))], end_stream=False))
+            c.send(c.data(stream, b"", end_stream=True))
+        elif i % 4 == 3:
+            c.send(c.raw(HEADERS, 0x0D, stream, b"\x01" + c.block(fields) + b"\x00"))
+        else:
+            c.send(c.headers(stream, fields))
+        status, _ = c.response(stream)
+        assert status == (200 if path == "/hello.txt" else 404 if i % 4 != 1 else 405), (i, status)
+
+
+def _many_one_by_one(c: RawH2) -> None:
+    # More requests, one after another, than streams may be open at once: h2's records
+    # of the closed ones must be forgotten as h2 forgets them.
+    for i in range(3 * LIMITS["max_concurrent_streams"]):
+        c.send(c.headers(3 + 2 * i))
+        assert c.response(3 + 2 * i)[0] == 200
+
+
+AFTER_FIRST = [
+    Row("good GET", lambda c: c.send(c.headers(3)), ("status", 200), stream=3),
+    Row("GETs one after another", _many_one_by_one, ("eof", 0), stream=0),
+    Row("the HPACK table stays in step", _table_in_step, ("eof", 0), stream=0),
+    Row(
+        "several GETs in one write",
+        lambda c: c.send(*[c.headers(3 + 2 * i) for i in range(5)]),
+        ("status", 200),
+        stream=11,
+    ),
+    Row(
+        "a GET beside a PING in one write",
+        lambda c: c.send(c.headers(3), c.ping(), c.headers(5)),
+        ("status", 200),
+        stream=5,
+    ),
+    Row(
+        "HEADERS with PRIORITY",
+        lambda c: c.send(_priority_headers(c, 3)),
+        ("status", 200),
+        stream=3,
+    ),
+    Row("padded HEADERS", lambda c: c.send(_padded_headers(c, 3)), ("status", 200), stream=3),
+    Row(
+        "invalid HPACK index",
+        lambda c: c.send(c.headers(3, block=b"\xff\xff\xff\x0f")),
+        ("goaway", E.COMPRESSION_ERROR),
+    ),
+    Row(
+        "header list over max_header_list_size",
+        lambda c: c.send(c.headers(3, [*get_headers(), ("x-big", "a" * 20000)])),
+        ("goaway", E.ENHANCE_YOUR_CALM),
+    ),
+    Row(
+        "HPACK bomb",
+        lambda c: _hpack_bomb(c, 3),
+        ("goaway", E.ENHANCE_YOUR_CALM),
+        stream=5,
+    ),
+    Row(
+        "informational :status in a request",
+        lambda c: c.send(c.headers(3, [(":status", "101"), *get_headers()])),
+        ("goaway", E.PROTOCOL_ERROR),
+    ),
+    Row(
+        "content-length not a number",
+        lambda c: c.send(c.headers(3, [*get_headers(), ("content-length", "1x")])),
+        ("goaway", E.PROTOCOL_ERROR),
+    ),
+    Row(
+        "content-length twice, different",
+        lambda c: c.send(
+            c.headers(3, [*get_headers(), ("content-length", "1"), ("content-length", "2")])
+        ),
+        ("goaway", E.PROTOCOL_ERROR),
+    ),
+    Row(
+        "neither :authority nor host",
+        lambda c: c.send(c.headers(3, NO_AUTHORITY)),
+        ("goaway", E.PROTOCOL_ERROR),
+    ),
+    Row(
+        "HEADERS on an even (server) stream id",
+        lambda c: c.send(c.headers(4)),
+        ("goaway", E.PROTOCOL_ERROR),
+    ),
+    Row("stream 1 again", lambda c: c.send(c.headers(1)), ("goaway", E.STREAM_CLOSED)),
+    Row(
+        "stream id lower than one used",
+        lambda c: c.send(c.headers(7, get_headers("/slow?ms=3000")), c.headers(5)),
+        ("goaway", E.PROTOCOL_ERROR),
+    ),
+    Row(
+        "more streams than SETTINGS_MAX_CONCURRENT_STREAMS",
+        lambda c: [
+            c.send(c.headers(3 + 2 * i, get_headers("/slow?ms=5000")))
+            for i in range(LIMITS["max_concurrent_streams"] + 1)
+        ],
+        ("goaway", E.PROTOCOL_ERROR),
+    ),
+]
+
+
+@pytest.mark.parametrize("row", AFTER_FIRST, ids=[row.name for row in AFTER_FIRST])
+def test_protocol_row_after_a_first_request(server: LiveServer, row: Row) -> None:
+    with RawH2(server.port) as c:
+        c.send(c.headers(1))
+        assert c.response(1)[0] == 200
+        row.send(c)
+        if row.expect[0] == "eof":  # the row's own asserts said it; then say goodbye
+            c.send(c.goaway())
+        outcome = c.outcome(row.stream)
+    assert (outcome.kind, outcome.code) == row.expect, outcome
 
 
 def test_the_table_has_enough_rows() -> None:

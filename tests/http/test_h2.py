@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
+import h2.config
 import h2.connection
+import h2.exceptions
+import h2.settings
 import h2.stream
 import hpack
 import pytest
@@ -387,3 +391,127 @@ def test_the_h2_internals_the_transport_writes_beside() -> None:
         h2.stream.StreamInputs.__members__
     )
     assert isinstance(conn.outbound_flow_control_window, int)
+
+
+def _server_and_client() -> tuple[h2.connection.H2Connection, h2.connection.H2Connection]:
+    server = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=False, header_encoding=None)
+    )
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    server.initiate_connection()
+    client.initiate_connection()
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    server.receive_data(client.data_to_send())
+    return server, client
+
+
+def _fields(record: h2.stream.H2Stream) -> dict[str, object]:
+    out = {k: v for k, v in vars(record).items() if k != "config"}
+    out["state_machine"] = vars(record.state_machine)
+    out["_inbound_window_manager"] = vars(record._inbound_window_manager)
+    return out
+
+
+def test_the_fast_path_makes_the_stream_record_h2_makes() -> None:
+    # transport/h2connection.py's receiving fast path makes h2's record of a stream
+    # opened by HEADERS with END_STREAM itself: it must be the record h2 makes, with
+    # the connection's count of streams as h2 leaves it, and h2 must go on from it
+    # (the response sent through h2, the record forgotten when counted).
+    from colonnade.transport.h2connection import open_request_record, stream_windows
+
+    request = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "t")]
+    pairs = [_server_and_client(), _server_and_client()]
+    for server, client in pairs:
+        # Settings that differ from the defaults, acknowledged; a first request (the
+        # fast path starts once the connection is open).
+        server.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1000})
+        client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2000})
+        client.send_headers(1, request, end_stream=True)
+        server.receive_data(client.data_to_send())
+        client.receive_data(server.data_to_send())
+        server.receive_data(client.data_to_send())
+        assert server.state_machine.state is h2.connection.ConnectionState.SERVER_OPEN
+    (theirs, client), (mine, _) = pairs
+    client.send_headers(3, request, end_stream=True)
+    theirs.receive_data(client.data_to_send())
+    record = open_request_record(mine, 3, *stream_windows(mine))
+    assert mine.streams[3] is record
+    assert _fields(record) == _fields(theirs.streams[3])
+    assert record.inbound_flow_control_window == 1000
+    assert record.outbound_flow_control_window == 2000
+    assert mine.highest_inbound_stream_id == theirs.highest_inbound_stream_id == 3
+    assert record.state_machine.state is h2.stream.StreamState.HALF_CLOSED_REMOTE
+    for stream in (1, 3):
+        mine.send_headers(stream, [(b":status", b"200")])
+        mine.send_data(stream, b"hi", end_stream=True)
+    assert record.closed and mine.open_inbound_streams == 0 and 3 not in mine.streams
+
+
+def _received(
+    state: h2.stream.StreamState, *, head_sent: bool = False
+) -> h2.stream.H2StreamStateMachine:
+    # A server's stream machine that received a request (and END_STREAM: half-closed).
+    machine = h2.stream.H2StreamStateMachine(1)
+    machine.process_input(h2.stream.StreamInputs.RECV_HEADERS)
+    if state is h2.stream.StreamState.HALF_CLOSED_REMOTE:
+        machine.process_input(h2.stream.StreamInputs.RECV_END_STREAM)
+    if head_sent:
+        machine.process_input(h2.stream.StreamInputs.SEND_HEADERS)
+    return machine
+
+
+@pytest.mark.parametrize("end", [False, True])
+@pytest.mark.parametrize(
+    ("state", "head_sent"),
+    [
+        (h2.stream.StreamState.HALF_CLOSED_REMOTE, False),
+        (h2.stream.StreamState.HALF_CLOSED_REMOTE, True),
+        (h2.stream.StreamState.OPEN, False),
+        (h2.stream.StreamState.OPEN, True),
+    ],
+)
+def test_the_steps_taken_for_h2_are_its_own(
+    state: h2.stream.StreamState, head_sent: bool, end: bool
+) -> None:
+    # transport/h2connection.py takes h2's stream state machine's steps for a sent
+    # head or DATA frame itself where it can: they must leave the machine as h2's do.
+    from colonnade.transport.h2connection import sent
+
+    steps = [h2.stream.StreamInputs.SEND_DATA]
+    if not head_sent:
+        steps.append(h2.stream.StreamInputs.SEND_HEADERS)
+    for step in steps:
+        theirs, ours = _received(state, head_sent=head_sent), _received(state, head_sent=head_sent)
+        theirs.process_input(step)
+        if end:
+            theirs.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
+        sent(ours, step, end)
+        assert vars(ours) == vars(theirs), step
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        b"\xff\xff\xff\x0f",  # an index far beyond both tables
+        b"\x82\x86\x84\x41",  # a literal without its value
+        b"\x82\x86\x84\x41\x85",  # a value cut short
+        b"\x82\x86\x84\x40\x01a\x05" + b"b" * 5,  # fine, then a list too long
+        b"\x82\x86\x84",  # fine
+    ],
+)
+def test_the_fast_path_decodes_and_fails_as_h2(block: bytes) -> None:
+    from colonnade.transport.h2connection import decode_block
+
+    def outcome(decode: Callable[[], object]) -> object:
+        try:
+            return list(decode())  # type: ignore[call-overload]
+        except h2.exceptions.ProtocolError as exc:
+            return type(exc), str(exc), type(exc.__cause__)
+
+    theirs, mine = h2.connection.H2Connection(), h2.connection.H2Connection()
+    for conn in (theirs, mine):
+        conn.decoder = FieldDecoder(150)
+    assert outcome(lambda: decode_block(mine, block)) == outcome(
+        lambda: h2.connection._decode_headers(theirs.decoder, block)
+    )

@@ -32,7 +32,7 @@ import re
 import struct
 import time
 from collections.abc import Callable
-from typing import Final, NamedTuple
+from typing import Final
 
 from hpack import Decoder, HeaderTuple
 from hpack.huffman import HuffmanEncoder
@@ -205,15 +205,21 @@ class FrameWatch:
             raise _flood("empty_frames", "too many empty DATA frames")
 
 
-class RequestFields(NamedTuple):
+class RequestFields:
     """A request's pseudo-header fields and its regular header fields. ``authority``
-    is ``:authority``, else the ``host`` field (RFC 9113 8.3.1)."""
+    is ``:authority``, else the ``host`` field (RFC 9113 8.3.1). (A plain class: a
+    compiled class is made without the Python-level __new__ a NamedTuple calls.)"""
 
-    method: bytes
-    scheme: bytes
-    authority: bytes
-    path: bytes
-    headers: Headers
+    __slots__ = ("authority", "headers", "method", "path", "scheme")
+
+    def __init__(
+        self, method: bytes, scheme: bytes, authority: bytes, path: bytes, headers: Headers
+    ) -> None:
+        self.method = method
+        self.scheme = scheme
+        self.authority = authority
+        self.path = path
+        self.headers = headers
 
 
 def malformed(reason: str) -> FrameError:
@@ -523,21 +529,28 @@ class FieldDecoder(Decoder):
 
     def decode(self, data: bytes, raw: bool = False) -> list[HeaderTuple]:
         """The header list of the block ``data`` (raises ``hpack``'s errors)."""
+        if not raw:
+            return list(super().decode(data, raw))
+        return list(self.decode_shared(data))
+
+    def decode_shared(self, data: bytes) -> list[HeaderTuple]:
+        """The header list of the block ``data``, names and values as bytes (raises
+        ``hpack``'s errors): a remembered block's list itself, which the caller
+        must not change."""
         blocks = self._blocks
         changes = self._table.changes
         state = (changes, self.max_header_list_size, self.max_allowed_table_size)
         if state != self._state:
             blocks.clear()
             self._state = state
-        known = blocks.get(data) if raw else None
+        known = blocks.get(data)
         if known is not None:
-            return list(known)
-        headers = list(super().decode(data, raw))
-        if raw and self._table.changes == changes and len(data) <= _REMEMBERED_BLOCK:
+            return known
+        headers = list(super().decode(data, True))
+        if self._table.changes == changes and len(data) <= _REMEMBERED_BLOCK:
             if len(blocks) >= _REMEMBERED_BLOCKS:
                 blocks.clear()
             blocks[data] = headers
-            return list(headers)
         return headers
 
 

@@ -47,7 +47,8 @@ import hpack
 import hpack.exceptions
 from h2.connection import ConnectionInputs, ConnectionState
 from h2.errors import ErrorCodes
-from h2.stream import StreamInputs
+from h2.stream import H2Stream as StreamRecord
+from h2.stream import H2StreamStateMachine, StreamClosedBy, StreamInputs, StreamState
 from hyperframe.frame import GoAwayFrame
 
 from colonnade.core.request import EMPTY_BODY, Body, Request, TlsInfo
@@ -85,6 +86,23 @@ _CONNECTION_WINDOW: Final = 16 * 1024 * 1024
 _FLUSH_NOW: Final = 64 * 1024
 # A response with this status (or to HEAD) has no body.
 _NO_BODY: Final = frozenset({204, 304})
+# The frame the receiving fast path takes (H2Connection._receive_fast): HEADERS
+# (RFC 9113 6.2) with END_STREAM and END_HEADERS and no other flag (no padding, no
+# priority), a whole request without a body in one frame.
+_HEADERS: Final = 0x1
+_END_STREAM_END_HEADERS: Final = 0x5
+# h2's enum members the per-request paths compare with, read once: on CPython 3.11 an
+# Enum class's attribute goes through its metaclass's __getattr__ hook (~1k
+# instructions a read).
+_SERVER_OPEN: Final = ConnectionState.SERVER_OPEN
+_CONN_SEND_HEADERS: Final = ConnectionInputs.SEND_HEADERS
+_CONN_SEND_DATA: Final = ConnectionInputs.SEND_DATA
+_SEND_HEADERS: Final = StreamInputs.SEND_HEADERS
+_SEND_DATA: Final = StreamInputs.SEND_DATA
+_SEND_END_STREAM: Final = StreamInputs.SEND_END_STREAM
+_HALF_CLOSED_REMOTE: Final = StreamState.HALF_CLOSED_REMOTE
+_STREAM_CLOSED: Final = StreamState.CLOSED
+_CLOSED_BY_US: Final = StreamClosedBy.SEND_END_STREAM
 
 
 class H2Stream:
@@ -449,7 +467,8 @@ class H2Connection(asyncio.Protocol):
             return
         try:
             self._watch(data)
-            events = self.h2.receive_data(data)
+            data = self._receive_fast(data)
+            events = self.h2.receive_data(data) if data else []
         except FrameError as exc:
             self._fail(exc.code, exc.kind, exc.reason)
             return
@@ -488,6 +507,76 @@ class H2Connection(asyncio.Protocol):
         if data:
             self.watch.feed(data)
 
+    def _receive_fast(self, data: bytes) -> bytes:
+        """Take the plain new requests at the start of ``data`` past ``h2``'s frame
+        parser, dispatch and events; return the rest, from the first frame that is
+        anything else, for ``h2``.
+
+        A plain new request is a HEADERS frame with END_STREAM and END_HEADERS only,
+        on a stream the client may open now (odd, above every stream it opened, within
+        the concurrent streams allowed), while the connection is open and ``h2`` holds
+        no partial frame or header block. It is what a client repeating GETs sends, and
+        ``h2`` would parse it into frame and event objects and walk its state machines
+        to arrive where this arrives directly: the block decoded by the connection's
+        one HPACK decoder (its dynamic table stays right), ``h2``'s record of the
+        stream made and put in the state that HEADERS with END_STREAM leads to
+        (half-closed remote), the stream counted as the highest opened. Its errors are
+        ``h2``'s, raised as ``h2`` raises them (a block that does not decode, an
+        informational ``:status``, a bad ``content-length``: GOAWAY queued, then
+        ``ProtocolError``). Everything else (DATA, SETTINGS, WINDOW_UPDATE, RST_STREAM,
+        PRIORITY, padding, CONTINUATION, a stream over the limit or reused) goes
+        through ``h2`` unchanged.
+        """
+        h2conn = self.h2
+        incoming = h2conn.incoming_buffer
+        if incoming._preamble_len or incoming._data or incoming._headers_buffer or self.stopping:
+            return data
+        size = len(data)
+        pos = 0
+        largest = h2conn.max_inbound_frame_size
+        # What the settings say, read when a first frame is taken (no frame taken
+        # here changes them).
+        most = -1
+        inbound = outbound = 0
+        while size - pos >= 9:
+            length = (data[pos] << 16) | (data[pos + 1] << 8) | data[pos + 2]
+            end = pos + 9 + length
+            if (
+                data[pos + 3] != _HEADERS
+                or data[pos + 4] != _END_STREAM_END_HEADERS
+                or end > size
+                or length > largest
+                or h2conn.state_machine.state is not _SERVER_OPEN
+            ):
+                break
+            stream_id = (
+                (data[pos + 5] & 0x7F) << 24
+                | data[pos + 6] << 16
+                | data[pos + 7] << 8
+                | data[pos + 8]
+            )
+            if not stream_id & 1 or stream_id <= h2conn.highest_inbound_stream_id:
+                break
+            if most < 0:
+                most = h2conn.local_settings.max_concurrent_streams
+                inbound, outbound = stream_windows(h2conn)
+            # h2 keeps closed streams until it counts the open ones (which forgets
+            # them): counted only when all it keeps might be open.
+            if len(h2conn.streams) >= most and h2conn.open_inbound_streams >= most:
+                break
+            try:
+                headers = decode_block(h2conn, data[pos + 9 : end])
+                record = open_request_record(h2conn, stream_id, inbound, outbound)
+                _h2_request_checks(record, headers)
+            except h2.exceptions.ProtocolError as exc:
+                h2conn._terminate_connection(exc.error_code)
+                raise
+            pos = end
+            self._on_request(stream_id, headers, True)
+            if self.failed or self.closing:
+                return b""
+        return data[pos:] if pos else data
+
     # -- events from h2 -------------------------------------------------------------------
 
     def _on_event(self, event: h2.events.Event) -> None:
@@ -507,7 +596,7 @@ class H2Connection(asyncio.Protocol):
             # DATA nobody reads (a refused stream, one answered and reset): only
             # the connection's window is given back (above).
         elif isinstance(event, h2.events.RequestReceived):
-            self._on_request(event)
+            self._on_request(event.stream_id, event.headers, event.stream_ended is not None)
         elif isinstance(event, h2.events.TrailersReceived):
             check_trailers(event.headers)  # and they are dropped
         elif isinstance(event, h2.events.StreamEnded):
@@ -533,11 +622,10 @@ class H2Connection(asyncio.Protocol):
             # The client is leaving (h2 sends nothing more after a GOAWAY).
             self.close()
 
-    def _on_request(self, event: h2.events.RequestReceived) -> None:
-        fields = request_fields(event.headers)  # raises FrameError: malformed
-        stream_id = event.stream_id
+    def _on_request(self, stream_id: int, headers: list[tuple[bytes, bytes]], ended: bool) -> None:
+        fields = request_fields(headers)  # raises FrameError: malformed
         stream = H2Stream(self, stream_id)
-        stream.remote_ended = event.stream_ended is not None
+        stream.remote_ended = ended
         if self.stopping and stream_id > self.last_stream:
             # Opened after our GOAWAY: never processed, safe to retry (RFC 9113 8.7).
             self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
@@ -630,10 +718,8 @@ class H2Connection(asyncio.Protocol):
             if record is None:  # closed, and forgotten by h2
                 self._close_stream(stream, cancel=False)
                 return
-            h2conn.state_machine.process_input(ConnectionInputs.SEND_HEADERS)
-            record.state_machine.process_input(StreamInputs.SEND_HEADERS)
-            if end:
-                record.state_machine.process_input(StreamInputs.SEND_END_STREAM)
+            _connection_step(h2conn, _CONN_SEND_HEADERS)
+            sent(record.state_machine, _SEND_HEADERS, end)
         except h2.exceptions.StreamClosedError:
             self._close_stream(stream, cancel=False)
             return
@@ -683,10 +769,8 @@ class H2Connection(asyncio.Protocol):
                 # h2's send_data, without its frame objects: the same state
                 # machine steps and window accounting, the frame written beside
                 # h2's.
-                h2conn.state_machine.process_input(ConnectionInputs.SEND_DATA)
-                record.state_machine.process_input(StreamInputs.SEND_DATA)
-                if end:
-                    record.state_machine.process_input(StreamInputs.SEND_END_STREAM)
+                _connection_step(h2conn, _CONN_SEND_DATA)
+                sent(record.state_machine, _SEND_DATA, end)
                 record.outbound_flow_control_window -= size
                 h2conn.outbound_flow_control_window -= size
                 h2conn._data_to_send += data_frame_head(stream.id, size, end)
@@ -888,6 +972,105 @@ class H2Connection(asyncio.Protocol):
             # Idle: say goodbye politely, so that the client opens a new connection
             # rather than sending on this one.
             self.shutdown()
+
+
+def decode_block(h2conn: h2.connection.H2Connection, block: bytes) -> list[tuple[bytes, bytes]]:
+    """The field list of a header block, decoded by the connection's decoder (a
+    ``FieldDecoder``: a repeated block's list is shared, not to be changed), with
+    ``h2``'s errors for what ``hpack`` raises, as ``h2`` makes them: a list over the
+    size limit (an HPACK bomb) a ``DenialOfServiceError``, any other failure a
+    ``ProtocolError`` caused by it."""
+    decoder = cast(FieldDecoder, h2conn.decoder)
+    error: h2.exceptions.ProtocolError
+    try:
+        return cast("list[tuple[bytes, bytes]]", decoder.decode_shared(block))
+    except hpack.OversizedHeaderListError as exc:
+        error = h2.exceptions.DenialOfServiceError(f"Oversized header block: {exc}")
+        cause: Exception = exc
+    except (hpack.HPACKError, IndexError, TypeError, UnicodeDecodeError) as other:
+        error = h2.exceptions.ProtocolError(f"Error decoding header block: {other}")
+        cause = other
+    # Set by hand: mypyc's "raise ... from" leaves __cause__ unset, and the caller
+    # tells a COMPRESSION_ERROR by it.
+    error.__cause__ = cause
+    raise error
+
+
+def _connection_step(h2conn: h2.connection.H2Connection, step: ConnectionInputs) -> None:
+    # A server connection that is open stays open when it sends HEADERS or DATA
+    # (h2's transition, without events): its state machine is asked otherwise only.
+    machine = h2conn.state_machine
+    if machine.state is not _SERVER_OPEN:
+        machine.process_input(step)
+
+
+def sent(machine: H2StreamStateMachine, step: StreamInputs, end: bool) -> None:
+    """The steps ``h2``'s stream state machine takes when a frame is sent: ``step``
+    (``SEND_HEADERS`` for a response head, ``SEND_DATA``), then ``SEND_END_STREAM``
+    when ``end``. From half-closed (remote), the state of a request received whole,
+    they are taken here as ``h2``'s transitions take them (``response_sent`` marks
+    the head sent; ``send_end_stream`` closes the stream, closed by us); any other
+    state asks the machine."""
+    if machine.state is _HALF_CLOSED_REMOTE and (
+        step is _SEND_DATA or (machine.client is False and not machine.headers_sent)
+    ):
+        if step is _SEND_HEADERS:
+            machine.headers_sent = True
+        if end:
+            machine.state = _STREAM_CLOSED
+            machine.stream_closed_by = _CLOSED_BY_US
+        return
+    machine.process_input(step)
+    if end:
+        machine.process_input(_SEND_END_STREAM)
+
+
+def stream_windows(h2conn: h2.connection.H2Connection) -> tuple[int, int]:
+    """The windows a new stream starts with: what it may receive (our setting), what
+    it may send (the client's)."""
+    return h2conn.local_settings.initial_window_size, h2conn.remote_settings.initial_window_size
+
+
+def open_request_record(
+    h2conn: h2.connection.H2Connection, stream_id: int, inbound: int, outbound: int
+) -> StreamRecord:
+    """Make ``h2``'s record of a stream the client opened with HEADERS and END_STREAM,
+    as ``h2`` makes it on receiving that frame (new, with the windows
+    :func:`stream_windows` says, in the half-closed (remote) state, a request
+    received), and count it as the highest the client opened."""
+    record = StreamRecord(
+        stream_id,
+        config=h2conn.config,
+        inbound_window_size=inbound,
+        outbound_window_size=outbound,
+    )
+    record.max_outbound_frame_size = h2conn.max_outbound_frame_size
+    h2conn.streams[stream_id] = record
+    h2conn.highest_inbound_stream_id = stream_id
+    machine = record.state_machine
+    machine.client = False
+    machine.headers_received = True
+    machine.state = _HALF_CLOSED_REMOTE
+    return record
+
+
+def _h2_request_checks(record: StreamRecord, headers: list[tuple[bytes, bytes]]) -> None:
+    # What h2's receive_headers checks of a request's fields, for the fast path: a
+    # :status among the leading pseudo-header fields saying 1xx (END_STREAM on an
+    # informational response), and content-length (by h2's own code, when present).
+    for name, value in headers:
+        if name[:1] != b":":
+            break
+        if name == b":status":
+            if value[:1] == b"1":
+                raise h2.exceptions.ProtocolError(
+                    "Cannot set END_STREAM on informational responses"
+                )
+            break
+    for name, _ in headers:
+        if name == b"content-length":
+            record._initialize_content_length(headers)
+            return
 
 
 def _known(code: int) -> bool:
