@@ -1,0 +1,7 @@
+"use strict";
+// Says why the sign-in page is shown: a refused token, or a session that ran out.
+document.addEventListener("DOMContentLoaded", () => {
+  const query = new URLSearchParams(location.search);
+  document.getElementById("failed").hidden = !query.has("failed");
+  document.getElementById("expired").hidden = !query.has("expired");
+});
