@@ -303,7 +303,7 @@ async function edit(site, path, section) {
   const file = await api("GET", "/api/config/file?" + level);
   const key = draftKey(site, path, section);
   const draft = sessionStorage.getItem(key);
-  const text = el("textarea", { id: "values", rows: 10, spellcheck: "false" });
+  const text = el("textarea", { id: "values", name: "values", rows: 10, spellcheck: "false" });
   text.value = draft !== null ? draft : JSON.stringify((file.sections || {})[section] || {}, null, 2);
   text.addEventListener("input", () => sessionStorage.setItem(key, text.value));
   const errors = el("ul", { class: "errors", role: "alert" });
@@ -370,5 +370,8 @@ document.addEventListener("DOMContentLoaded", async () => {
     location.assign("/console/sign-in");
   });
   window.addEventListener("hashchange", () => { route(); main().focus(); });
-  route();
+  const next = sessionStorage.getItem("colonnade-next");
+  sessionStorage.removeItem("colonnade-next");
+  if (next && !location.hash) location.hash = next;  // back where the session ran out
+  else route();
 });
