@@ -16,7 +16,6 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -53,18 +52,7 @@ class Console(Page):
             " if (!e) return false; e.focus(); return document.activeElement === e; })()"
         )
         assert found, f"cannot focus {selector!r}: {self.text()!r}"
-        for kind in ("keyDown", "keyUp"):
-            self.page(
-                "Input.dispatchKeyEvent",
-                type=kind,
-                key="Enter",
-                code="Enter",
-                windowsVirtualKeyCode=13,
-                **({"text": "\r"} if kind == "keyDown" else {}),
-            )
-
-    def value(self, expression: str) -> Any:
-        return self.evaluate(expression)
+        self.key_enter()
 
     def shot(self, name: str) -> None:
         folder = os.environ.get("COLONNADE_CONSOLE_SHOTS")
@@ -117,7 +105,7 @@ def sign_in(browser: Console, base: str) -> None:
 
 
 def counters(browser: Console) -> dict[str, str]:
-    found = browser.value(
+    found = browser.evaluate(
         "Object.fromEntries([...document.querySelectorAll('.counter')]"
         ".map(c => [c.dataset.name, c.querySelector('dd').textContent]))"
     )
@@ -125,7 +113,7 @@ def counters(browser: Console) -> dict[str, str]:
 
 
 def worker_pids(browser: Console) -> list[int]:
-    found = browser.value(
+    found = browser.evaluate(
         "[...document.querySelectorAll('[data-pool=\"default\"] tbody tr')]"
         ".map(r => r.cells[1].textContent === 'ready' ? +r.cells[0].textContent : 0)"
     )
@@ -172,7 +160,9 @@ def test_console_end_to_end(master: Master, browser: Console, tmp_path: Path) ->
     wait_for(lambda: master.replaced({old}, 1), PATIENCE, "the recycle")
     assert new == master.pids("default")
     wait_for(lambda: old not in worker_pids(browser), PATIENCE, "the old worker gone")
-    assert "recycling 1 worker" in browser.value("document.getElementById('announce').textContent")
+    assert "recycling 1 worker" in browser.evaluate(
+        "document.getElementById('announce').textContent"
+    )
     browser.shot("pools")
 
     # 3. A traced request, in the trace list, and its waterfall.
@@ -182,10 +172,12 @@ def test_console_end_to_end(master: Master, browser: Console, tmp_path: Path) ->
     assert "/traced/page" in browser.text()
     browser.shot("traces")
     link = "a[href^='#/traces/']"
-    trace_hash = browser.value(f"document.querySelector({json.dumps(link)}).getAttribute('href')")
+    trace_hash = browser.evaluate(
+        f"document.querySelector({json.dumps(link)}).getAttribute('href')"
+    )
     browser.press(link)
     browser.drawn(trace_hash)
-    bars = browser.value(
+    bars = browser.evaluate(
         "[...document.querySelectorAll('.waterfall .row')].filter(r => r.querySelector('.bar'))"
         ".map(r => { const b = r.querySelector('.bar'),"
         " t = b.parentElement.getBoundingClientRect(), x = b.getBoundingClientRect();"
@@ -204,27 +196,27 @@ def test_console_end_to_end(master: Master, browser: Console, tmp_path: Path) ->
     assert 0 < handler["left"] < 1
     # Focus (keyboard) on a bar tells its timings.
     browser.evaluate("document.querySelector('.hook-bar').focus()")
-    details = browser.value("document.querySelector('.details').textContent")
+    details = browser.evaluate("document.querySelector('.details').textContent")
     assert "→" in details and ("µs" in details or "ms" in details)
-    assert browser.value("document.querySelectorAll('.marker').length") >= 1
+    assert browser.evaluate("document.querySelectorAll('.marker').length") >= 1
     browser.shot("trace")
 
     # 4. Effective settings with their origins; a bad value's located error.
     browser.view("#/config?site=main&path=/")
     section = "[data-section='custom_headers']"
-    origin = browser.value(f'document.querySelector("{section} .origin").textContent')
+    origin = browser.evaluate(f'document.querySelector("{section} .origin").textContent')
     assert origin.endswith("colonnade.toml")
     browser.shot("configuration")
     browser.press(f"{section} button")
     wait_for(
-        lambda: browser.value("!!document.querySelector('.editor textarea')"),
+        lambda: browser.evaluate("!!document.querySelector('.editor textarea')"),
         PATIENCE,
         "the editor",
     )
     browser.fill("values", '{"set": {"Bad Name": "x"}}')
     browser.press(".editor .actions button")
     error = wait_for(
-        lambda: browser.value("document.querySelector('.editor .errors').textContent"),
+        lambda: browser.evaluate("document.querySelector('.editor .errors').textContent"),
         PATIENCE,
         "the located error",
     )
@@ -246,11 +238,11 @@ def test_console_end_to_end(master: Master, browser: Console, tmp_path: Path) ->
     # Back at the view the session ran out in, with the editor and what was typed.
     browser.drawn("#/config?site=main&path=/")
     wait_for(
-        lambda: browser.value("!!document.querySelector('.editor textarea')"),
+        lambda: browser.evaluate("!!document.querySelector('.editor textarea')"),
         PATIENCE,
         "the editor",
     )
-    assert json.loads(browser.value("document.querySelector('.editor textarea').value")) == {
+    assert json.loads(browser.evaluate("document.querySelector('.editor textarea').value")) == {
         "set": {"X-Kept": "yes"}
     }
     assert "Restored what you typed" in browser.text()
@@ -269,12 +261,12 @@ def test_a_narrow_window(master: Master, tmp_path: Path) -> None:
         for view in ("#/overview", "#/pools", "#/config?site=main&path=/"):
             browser.view(view)
             wait_for(
-                lambda: browser.value("document.querySelectorAll('main table, main dl').length"),
+                lambda: browser.evaluate("document.querySelectorAll('main table, main dl').length"),
                 PATIENCE,
                 view,
             )
             # Nothing wider than the window: tables scroll inside their own box.
-            assert browser.value("document.documentElement.scrollWidth") <= 380, view
+            assert browser.evaluate("document.documentElement.scrollWidth") <= 380, view
         browser.shot("narrow-configuration")
         shot = tmp_path / "narrow.png"
         browser.screenshot(shot)
