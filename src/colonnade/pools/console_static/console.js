@@ -175,6 +175,39 @@ async function act(pool, action) {
   announce(answer.ok ? answer.message || action + " done" : "Refused: " + answer.error);
 }
 
+// -- the request monitor ---------------------------------------------------------
+
+// Every request executing in every worker (GET /api/requests, the `requests`
+// command), longest-running first, refreshed every 2 seconds. Until the
+// server has that route (the monitor branch), the page says there is none.
+async function requests() {
+  page("Executing requests");
+  const query = new URLSearchParams(location.hash.split("?")[1] || "");
+  const form = el("form", { class: "inline", onsubmit: (event) => {
+    event.preventDefault();
+    location.hash = "#/requests?elapsed=" + encodeURIComponent(form.elements.elapsed.value || "0");
+  } }, el("label", { for: "elapsed" }, "Running for at least (ms)"),
+  el("input", { id: "elapsed", name: "elapsed", type: "number", min: 0, value: query.get("elapsed") || "0" }),
+  el("button", { type: "submit" }, "Filter"));
+  const holder = el("div");
+  main().append(form, holder);
+  const elapsed = encodeURIComponent(query.get("elapsed") || "0");
+  await poll(async () => {
+    const data = await api("GET", "/api/requests?elapsed=" + elapsed);
+    if (data.httpStatus === 404) {
+      holder.replaceChildren(el("p", { text: "This server has no request monitor." }));
+      return;
+    }
+    const rows = (data.requests || []).map((r) => [r.id, r.site, r.app, r.pool, r.pid, r.client,
+      r.verb, r.url, r.stage, r.module, r.elapsed + " ms"]);
+    holder.replaceChildren(
+      el("p", { text: (data.workers || 0) + " workers answered" + (data.unanswered ? ", " + data.unanswered + " did not" : "") }),
+      rows.length ? table("Executing requests, longest-running first",
+        ["id", "site", "application", "pool", "pid", "client", "verb", "URL", "stage", "module", "elapsed"], rows)
+        : el("p", { text: "No request is executing." }));
+  });
+}
+
 // -- traces ------------------------------------------------------------------------
 
 async function traces() {
@@ -347,6 +380,7 @@ async function route() {
   const [name, arg] = hash.slice(2).split("?")[0].split("/");
   try {
     if (name === "pools") await pools();
+    else if (name === "requests") await requests();
     else if (name === "traces" && arg) await trace(decodeURIComponent(arg));
     else if (name === "traces") await traces();
     else if (name === "config") await config();
