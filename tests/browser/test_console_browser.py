@@ -73,6 +73,7 @@ def master(tmp_path: Path) -> Iterator[Master]:
         modules=[*MODULES, "http.custom_headers", "tracing.failed_requests"],
         extra=(
             '[custom_headers]\nset = { X-Served-By = "colonnade" }\n\n'
+            '[lock]\n"custom_headers.remove" = "deny"\n\n'
             "[failed_request_tracing]\n"
             f"directory = {json.dumps(str(tmp_path / 'traces'))}\n"
             'rules = [{ path = "/traced/*", status_codes = "200" }]\n\n'
@@ -206,6 +207,12 @@ def test_console_end_to_end(master: Master, browser: Console, tmp_path: Path) ->
     section = "[data-section='custom_headers']"
     origin = browser.evaluate(f'document.querySelector("{section} .origin").textContent')
     assert origin.endswith("colonnade.toml")
+    # A lock badge on the key the server file's [lock] denies, on no other.
+    locked = browser.evaluate(
+        f'[...document.querySelectorAll("{section} tbody tr")]'
+        ".filter(r => r.querySelector('.badge.locked')).map(r => r.cells[0].firstChild.textContent)"
+    )
+    assert locked == ["remove"]
     browser.shot("configuration")
     browser.press(f"{section} button")
     wait_for(

@@ -322,7 +322,10 @@ async function config() {
     holder.append(el("section", { class: "section", "data-section": name },
       el("h2", {}, name, " ", el("button", { type: "button", onclick: () => edit(site, path, name) }, "Edit [" + name + "]")),
       table("Effective [" + name + "] at " + path, ["key", "value", "from"],
-        keys.map(([k, v]) => [k, JSON.stringify(v.value), el("span", { class: v.from === "(default)" ? "origin default" : "origin", text: v.from })]))));
+        keys.map(([k, v]) => [
+          [k, v.locked ? el("span", { class: "badge locked", title: "A web.toml may not override this: [lock] " + v.locked, text: "🔒 locked" }) : null],
+          JSON.stringify(v.value),
+          el("span", { class: v.from === "(default)" ? "origin default" : "origin", text: v.from })]))));
   }
   const pending = Object.keys(sessionStorage).find((k) => k.startsWith(draftKey(site, path, "")));
   if (pending) edit(site, path, pending.slice(draftKey(site, path, "").length));
