@@ -50,7 +50,7 @@ def test_a_session_is_signed_expires_and_guards_writes() -> None:
     expires, nonce, label, mac = value.split(".")
     forged = [
         f"{int(expires) + 999}.{nonce}.{label}.{mac}",
-        f"{expires}.{nonce}.{label}.{mac[:-1]}A",
+        f"{expires}.{nonce}.{label}.{mac[:-1]}{'B' if mac.endswith('A') else 'A'}",
         f"{expires}.{nonce}.{label}",
         "",
     ]
@@ -76,6 +76,11 @@ def test_sign_in_sets_a_strict_http_only_cookie() -> None:
     assert refused.status == 303
     assert (b"location", b"/console/sign-in?failed=1") in refused.headers
     assert not any(k == b"set-cookie" for k, _ in refused.headers)
+    # A sign-in form posted from another site is refused (login CSRF).
+    elsewhere = head("POST", "/console/sign-in", ("Origin", "https://evil.example"))
+    assert console.answer(elsewhere, b"token=right", check).status == 403
+    here = head("POST", "/console/sign-in", ("Origin", "https://admin"))
+    assert console.answer(here, b"token=right", check).status == 303
     answer = console.answer(head("POST", "/console/sign-in"), b"token=right", check)
     cookie = dict(answer.headers)[b"set-cookie"].decode()
     assert cookie.startswith(COOKIE + "=")
@@ -147,7 +152,9 @@ def test_the_console_on_a_real_admin_binding(start_master: StartMaster, tmp_path
         assert done.status == 200
         audit = json.loads((tmp_path / "audit.jsonl").read_text().splitlines()[-1])
         assert audit["who"].startswith("console token ops (127.0.0.1:")
-        assert "s3cret-token-1" not in master.log()
+        log = master.log()
+        assert "a sign-in with a wrong token" in log and "signed in as token ops" in log
+        assert "s3cret-token-1" not in log and "nope" not in log
     finally:
         conn.close()
 

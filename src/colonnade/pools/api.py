@@ -218,7 +218,7 @@ async def serve_http(
                 await writer.drain()
                 return
             if console is not None and is_console(request.head.path):
-                page = console[0].answer(request.head, request.body, console[1])
+                page = console[0].answer(request.head, request.body, console[1], peer)
                 writer.write(
                     conn.start_response(
                         request.head, page.status, page.headers, content_length=len(page.body)

@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import importlib.resources
 import json
+import logging
 import os
 import time
 import urllib.parse
@@ -32,6 +33,8 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from colonnade.http.events import RequestHead
+
+log = logging.getLogger("colonnade.admin")
 
 #: How long a console session lasts, in seconds.
 SESSION_SECONDS = 8 * 3600
@@ -61,7 +64,9 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
         b"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     ),
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
+    # same-origin, not no-referrer: with no-referrer a browser names the sign-in
+    # form's origin "null", and the sign-in could not tell it from a foreign one.
+    (b"referrer-policy", b"same-origin"),
     (b"cache-control", b"no-store"),
 )
 
@@ -154,16 +159,29 @@ class Console:
         return (b"set-cookie", f"{COOKIE}={value}{flags}".encode("latin-1"))
 
     def answer(
-        self, head: RequestHead, body: bytes, check_token: Callable[[bytes], str | None]
+        self,
+        head: RequestHead,
+        body: bytes,
+        check_token: Callable[[bytes], str | None],
+        peer: str = "",
     ) -> Answer:
         """The answer to a request for a console page (any path outside ``/api``).
-        ``check_token``: the name a token signs in as, else None."""
+        ``check_token``: the name a token signs in as, else None; ``peer``: the
+        client's address, for the log."""
         path = head.path.decode("latin-1")
         method = head.method
         if path in ("/", "/console"):
             return _redirect("/console/")
         if path == "/console/sign-in" and method == b"POST":
-            return self._sign_in(body, check_token)
+            # A form posted from another site would sign the browser in as
+            # someone else (login CSRF): a browser names the form's origin.
+            origin = header(head, b"origin")
+            if origin is not None and urllib.parse.urlsplit(origin).netloc != head.host.decode(
+                "latin-1"
+            ):
+                log.warning("console: %s refused: a sign-in posted from %s", peer, origin)
+                return _text(403, "forbidden")
+            return self._sign_in(body, check_token, peer)
         if path == "/console/sign-out" and method == b"POST":
             session = self.session(head)
             if session is None or not self.csrf_ok(head, session):
@@ -185,7 +203,9 @@ class Console:
         name, kind = found
         return Answer(200, [(b"content-type", kind.encode()), *SECURITY_HEADERS], _asset(name))
 
-    def _sign_in(self, body: bytes, check_token: Callable[[bytes], str | None]) -> Answer:
+    def _sign_in(
+        self, body: bytes, check_token: Callable[[bytes], str | None], peer: str
+    ) -> Answer:
         try:
             fields = urllib.parse.parse_qs(body.decode("ascii"), max_num_fields=4)
         except (UnicodeDecodeError, ValueError):
@@ -193,7 +213,10 @@ class Console:
         token = (fields.get("token") or [""])[0].strip()
         name = check_token(token.encode()) if token and len(token) <= MAX_TOKEN else None
         if name is None:
+            # As the API's refusals: the address, never the token.
+            log.warning("console: %s refused: a sign-in with a wrong token", peer)
             return _redirect("/console/sign-in?failed=1")
+        log.info("console: %s signed in as token %s", peer, name)
         value, _ = self.issue(f"token {name}")
         answer = _redirect("/console/")
         return Answer(answer.status, [self._cookie(value, SESSION_SECONDS), *answer.headers], b"")
