@@ -323,7 +323,7 @@ async function config() {
       el("h2", {}, name, " ", el("button", { type: "button", onclick: () => edit(site, path, name) }, "Edit [" + name + "]")),
       table("Effective [" + name + "] at " + path, ["key", "value", "from"],
         keys.map(([k, v]) => [
-          [k, v.locked ? el("span", { class: "badge locked", title: "A web.toml may not override this: [lock] " + v.locked, text: "🔒 locked" }) : null],
+          [k, v.locked ? el("span", { class: "badge locked", title: "A web.toml may not override this: [lock] " + v.locked, text: "locked" }) : null],
           JSON.stringify(v.value),
           el("span", { class: v.from === "(default)" ? "origin default" : "origin", text: v.from })]))));
   }
