@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: serve test lint format bench docs install sysdeps clean compiled test-compiled tls-audit
+.PHONY: serve test lint format bench docs install sysdeps clean compiled test-compiled tls-audit console-shots
 
 # Serving needs only the package and its runtime dependencies: a quick first
 # start. With the development install already there (make test), that one serves.
@@ -116,3 +116,7 @@ test-compiled: compiled
 
 clean:
 	rm -rf $(VENV) $(CVENV) build .mypy_cache .ruff_cache .pytest_cache
+
+# The web console's screenshots in docs/console/, taken by its browser tests.
+console-shots: $(STAMP) sysdeps
+	COLONNADE_CONSOLE_SHOTS=docs/console $(BIN)/python -m pytest -q -p no:cacheprovider tests/browser/test_console_browser.py

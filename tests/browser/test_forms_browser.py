@@ -161,8 +161,8 @@ class DevTools:
         assert found, f"no field labelled {label!r}: {self.text()!r}"
         self.page("Input.insertText", text=text)
 
-    def press_enter(self) -> None:
-        self.events.clear()
+    def key_enter(self) -> None:
+        """Press and release Enter on what has the focus."""
         for kind in ("keyDown", "keyUp"):
             self.page(
                 "Input.dispatchKeyEvent",
@@ -172,6 +172,11 @@ class DevTools:
                 windowsVirtualKeyCode=13,
                 **({"text": "\r"} if kind == "keyDown" else {}),
             )
+
+    def press_enter(self) -> None:
+        """Enter, and the page load that follows (a form's submission)."""
+        self.events.clear()
+        self.key_enter()
         self.wait_for_load()
 
     def click_button(self, name: str) -> None:

@@ -122,6 +122,11 @@ def test_resources_on_the_control_socket(served: Master) -> None:
     origin = body["config"]["sections"]["custom_headers"]["set"]
     assert origin["value"] == {"X-Level": "blog"}
     assert origin["from"].endswith("blog/web.toml")
+    # The key the server file's [lock] denies says so; the others carry nothing.
+    assert body["config"]["sections"]["custom_headers"]["remove"]["locked"] == (
+        "custom_headers.remove"
+    )
+    assert "locked" not in origin
     status, body, _ = call(conn, "GET", "/api/pools/nope")
     assert status == 404 and "no pool named 'nope'" in body["error"]
     status, body, _ = call(conn, "DELETE", "/api/pools")

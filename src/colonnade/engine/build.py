@@ -25,7 +25,7 @@ import functools
 import os
 import re
 import stat
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import msgspec
@@ -67,6 +67,21 @@ from colonnade.integration.appmodules import AppModules
 #: The handlers of hosted Python applications: one joins an application that
 #: hosts one, whether the module list names it or not.
 PYTHON_HANDLERS = ("handler.asgi", "handler.wsgi")
+
+
+def lock_for(lock: Mapping[str, str], section: type[Section] | None, dotted: str) -> str | None:
+    """The entry of the server file's ``[lock]`` that denies a ``web.toml``
+    overriding ``dotted`` (a section or a key in it), or the section's name when
+    the section is locked by default (``Section.locked``); None when it may be set."""
+    parts = dotted.split(".")
+    for n in range(len(parts), 0, -1):
+        key = ".".join(parts[:n])
+        mode = lock.get(key)
+        if mode is not None:
+            return key if mode == "deny" else None
+    if section is not None and section.locked:
+        return parts[0]
+    return None
 
 
 class Builder:
@@ -411,16 +426,7 @@ class Builder:
 
     def _locked(self, dotted: str) -> str | None:
         """The lock entry that denies overriding ``dotted`` (section or key), if any."""
-        parts = dotted.split(".")
-        for n in range(len(parts), 0, -1):
-            key = ".".join(parts[:n])
-            mode = self.config.lock.get(key)
-            if mode is not None:
-                return key if mode == "deny" else None
-        section = self.sections.get(parts[0])
-        if section is not None and section.locked:
-            return parts[0]
-        return None
+        return lock_for(self.config.lock, self.sections.get(dotted.split(".")[0]), dotted)
 
     def check_dir(self, d: DirConfig, app_paths: set[str]) -> list[ConfigError]:
         """One web.toml's mistakes: unknown sections, bad values, settings out of their

@@ -16,7 +16,7 @@ import msgspec
 
 from colonnade.core.stages import NOTIFICATIONS, STAGES
 from colonnade.engine import AppRuntime, Engine
-from colonnade.engine.build import site_entry_key
+from colonnade.engine.build import lock_for, site_entry_key
 from colonnade.engine.mapping import RESOURCE_NAMES, Origin
 from colonnade.errors import ConfigError, HttpError
 
@@ -25,7 +25,8 @@ def effective_config(engine: Engine, site: str | None, path: str) -> dict[str, A
     """The settings a request for ``path`` on ``site`` sees, and where each came from.
 
     ``{"application": ..., "modules": [...], "handler_mappings": [...], "sections":
-    {name: {key: {"value": v, "from": file}}}}``; keys nobody set show their
+    {name: {key: {"value": v, "from": file}}}}``, with ``"locked"`` (the
+    ``[lock]`` entry) on a key no ``web.toml`` may override; keys nobody set show their
     default, from ``"(default)"``; the mappings are :func:`handler_mappings`.
     Where a ``web.toml`` at or above ``path`` cannot be used, ``"broken"`` holds its
     error (such requests are answered 500.19; the settings shown are the others').
@@ -52,6 +53,9 @@ def effective_config(engine: Engine, site: str | None, path: str) -> dict[str, A
                 deeper = [o for k, o in found.origins.items() if k.startswith(dotted + ".")]
                 origin = deeper[-1] if deeper else "(default)"
             rows[key] = {"value": settings.shown(key, item), "from": origin}
+            locked = lock_for(engine.config.lock, section, dotted)
+            if locked is not None:  # a web.toml may not override it: [lock] says so
+                rows[key]["locked"] = locked
         sections[section.key] = rows
     out = {
         "site": chosen.name,

@@ -44,6 +44,8 @@ from colonnade.config.schema import AdminSettings, ServerConfig, TlsSettings
 from colonnade.errors import ConfigError
 from colonnade.http.events import Body, EndOfMessage, ProtocolError, RequestHead
 from colonnade.http.h1 import HTTP1Connection
+from colonnade.pools.console import Console, is_console
+from colonnade.pools.console import header as _header
 from colonnade.pools.control import Command, Handler, run_command, stop_server
 
 log = logging.getLogger("colonnade.admin")
@@ -186,13 +188,6 @@ def command_for(request: Request, who: str) -> Command:
         raise ApiError(400, str(exc)) from None
 
 
-def _header(head: RequestHead, name: bytes) -> str | None:
-    for key, value in head.headers:
-        if key.lower() == name:
-            return value.decode("latin-1")
-    return None
-
-
 #: Who is signed in (for the audit log), else None; and the HTTP status of a refusal.
 Authenticate = Callable[[Request], tuple[str | None, int]]
 
@@ -204,10 +199,13 @@ async def serve_http(
     handler: Handler,
     who: str | Authenticate,
     peer: str = "control socket",
+    console: tuple[Console, Callable[[bytes], str | None]] | None = None,
 ) -> None:
     """Answer HTTP/1.1 requests on one connection until it closes; ``received``:
     bytes already read. ``who``: the client, known (the control socket), or the
-    check that tells who it is (the admin binding)."""
+    check that tells who it is (the admin binding). ``console``: on the admin
+    binding, the web console and the check of a sign-in token; it answers every
+    path outside ``/api``."""
     conn = HTTP1Connection(server=b"colonnade")
     pending = received
     try:
@@ -220,6 +218,19 @@ async def serve_http(
                 writer.write(conn.error_response(request.status, request.reason))
                 await writer.drain()
                 return
+            if console is not None and is_console(request.head.path):
+                page = console[0].answer(request.head, request.body, console[1], peer)
+                writer.write(
+                    conn.start_response(
+                        request.head, page.status, page.headers, content_length=len(page.body)
+                    )
+                    + conn.body(page.body)
+                    + conn.end_response()
+                )
+                await writer.drain()
+                if not conn.keep_alive:
+                    return
+                continue
             status, reply = await _answer(request, handler, who, peer)
             data = json.dumps(reply, indent=1).encode() + b"\n"
             headers = [(b"content-type", b"application/json")]
@@ -401,6 +412,8 @@ class AdminServer:
         self.server: asyncio.AbstractServer | None = None
         self.context: ssl.SSLContext | None = None
         self._open: set[asyncio.StreamWriter] = set()
+        #: The web console's sessions (its key is drawn here: a restart signs out).
+        self.console = Console(secure=(settings.bind or "").startswith("https://"))
 
     def _context(self) -> ssl.SSLContext | None:
         files = self.settings.tls
@@ -461,20 +474,39 @@ class AdminServer:
                 return f"certificate {subject}", 200
             value = _header(request.head, b"authorization")
             if value is None:
-                return None, 401
+                # The console's script calls the API with its session cookie;
+                # a write must carry the session's CSRF token as well.
+                session = self.console.session(request.head)
+                if session is None:
+                    return None, 401
+                if not self.console.csrf_ok(request.head, session):
+                    return None, 403
+                return f"console {session.name}", 200
             scheme, _, token = value.strip().partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 return None, 401
-            name = check_token(read_tokens(self.settings), token.strip().encode())
+            name = self.check_token(token.strip().encode())
             if name is None:
                 return None, 403
             return f"token {name}", 200
 
         self._open.add(writer)
         try:
-            await serve_http(reader, writer, b"", self.handler, authenticate, peer)
+            await serve_http(
+                reader,
+                writer,
+                b"",
+                self.handler,
+                authenticate,
+                peer,
+                (self.console, self.check_token),
+            )
         finally:
             self._open.discard(writer)
+
+    def check_token(self, given: bytes) -> str | None:
+        """The name of the token ``given`` (the console's sign-in), else None."""
+        return check_token(read_tokens(self.settings), given)
 
     async def close(self) -> None:
         """Stop listening, and drop the connections still open (an operator's

@@ -1,0 +1,414 @@
+"use strict";
+// Colonnade Manager: pages over the admin API on this binding. Every text from
+// the server is set as text (never as HTML), so a URL or a setting cannot become
+// markup. Pages are chosen by the location's hash: #/overview, #/pools,
+// #/traces, #/traces/ID, #/config.
+
+const POLL_MS = 2000;
+let session = null;
+let timer = null;
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else if (name === "text") node.textContent = value;
+    // Through the CSSOM: the page's policy refuses style attributes.
+    else if (name === "style") node.style.cssText = value;
+    else node.setAttribute(name, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function announce(text) {
+  document.getElementById("announce").textContent = text;
+}
+
+class SignedOut extends Error {}
+
+// A call to the API with the session's CSRF token; a session that ran out sends
+// the user to the sign-in page (what they typed is already in sessionStorage).
+async function api(method, path, body) {
+  const headers = {};
+  if (session) headers["X-Colonnade-CSRF"] = session.csrf;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: "same-origin",
+    cache: "no-store",
+  });
+  if (response.status === 401) {
+    location.assign("/console/sign-in?expired=1&next=" + encodeURIComponent(location.hash));
+    throw new SignedOut();
+  }
+  const data = await response.json();
+  data.httpStatus = response.status;
+  return data;
+}
+
+function poll(render) {
+  const tick = async () => {
+    try {
+      await render();
+    } catch (error) {
+      if (!(error instanceof SignedOut)) announce("Cannot reach the server: " + error.message);
+      return;
+    }
+    timer = setTimeout(tick, POLL_MS);
+  };
+  return tick();
+}
+
+function main() {
+  return document.getElementById("main");
+}
+
+function page(title, ...content) {
+  const root = main();
+  root.replaceChildren(el("h1", { text: title }), ...content);
+  document.title = title + " · Colonnade Manager";
+  for (const link of document.querySelectorAll("nav a")) {
+    const here = location.hash.startsWith(link.getAttribute("href"));
+    if (here) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+}
+
+function bytes(n) {
+  if (n === null || n === undefined) return "–";
+  const units = ["B", "KiB", "MiB", "GiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return (i ? n.toFixed(1) : n) + " " + units[i];
+}
+
+function seconds(s) {
+  if (s === null || s === undefined) return "–";
+  if (s < 120) return s.toFixed(0) + " s";
+  if (s < 7200) return (s / 60).toFixed(0) + " min";
+  return (s / 3600).toFixed(1) + " h";
+}
+
+function micro(us) {
+  return us >= 1000 ? (us / 1000).toFixed(2) + " ms" : us + " µs";
+}
+
+function table(caption, columns, rows) {
+  return el("div", { class: "scroll" },
+    el("table", {},
+      el("caption", { text: caption }),
+      el("thead", {}, el("tr", {}, columns.map((c) => el("th", { scope: "col", text: c })))),
+      el("tbody", {}, rows.map((cells) => el("tr", {}, cells.map((c) => el("td", {}, c)))))));
+}
+
+// -- overview ------------------------------------------------------------------
+
+async function overview() {
+  page("Overview", el("p", { text: "Loading…" }));
+  const counters = el("dl", { class: "counters", "aria-live": "off" });
+  main().replaceChildren(main().firstChild, counters);
+  await poll(async () => {
+    const [server, workers, pools] = await Promise.all([
+      api("GET", "/api/server"), api("GET", "/api/workers"), api("GET", "/api/pools"),
+    ]);
+    const s = server.server || {};
+    const list = workers.workers || [];
+    const sum = (key) => list.reduce((total, w) => total + (w[key] || 0), 0);
+    const shown = [
+      ["Master pid", s.pid],
+      ["Uptime", seconds(s.uptime)],
+      ["Configuration generation", s.generation],
+      ["Sites", s.sites],
+      ["Pools", (pools.pools || []).map((p) => p.name + " (" + p.state + ")").join(", ")],
+      ["Workers ready", list.filter((w) => w.state === "ready").length + " of " + list.length],
+      ["Requests served", sum("requests")],
+      ["Requests executing", sum("active")],
+      ["Connections", sum("connections")],
+      ["Memory (RSS)", bytes(sum("rss"))],
+      ["Broken web.toml files", (s.broken || []).length],
+    ];
+    counters.replaceChildren(...shown.flatMap(([name, value]) => [
+      el("div", { class: "counter", "data-name": name },
+        el("dt", { text: name }), el("dd", { text: value === undefined ? "–" : value })),
+    ]));
+  });
+}
+
+// -- pools and workers -----------------------------------------------------------
+
+async function pools() {
+  page("Pools and workers");
+  const holder = el("div");
+  main().append(holder);
+  await poll(async () => {
+    const data = await api("GET", "/api/pools");
+    const focused = document.activeElement && document.activeElement.dataset.action;
+    holder.replaceChildren(...(data.pools || []).map((pool) => el("section", { class: "pool", "data-pool": pool.name },
+      el("h2", {}, pool.name, " ", el("span", { class: "badge state-" + pool.state, text: pool.state })),
+      pool.reason ? el("p", { text: pool.reason }) : null,
+      el("p", {}, "queue " + pool.queue + " · failures " + pool.failures + " · start " + pool.start),
+      el("div", { class: "actions" }, ["recycle", "stop", "start"].map((action) => el("button", {
+        type: "button",
+        "data-action": pool.name + "/" + action,
+        onclick: () => act(pool.name, action),
+      }, action[0].toUpperCase() + action.slice(1)))),
+      table("Workers of " + pool.name,
+        ["pid", "state", "uptime", "requests", "active", "connections", "RSS", "CPU", "recycle reason"],
+        pool.workers.map((w) => [w.pid, w.state, seconds(w.uptime), w.requests, w.active,
+          w.connections, bytes(w.rss), (w.cpu || 0).toFixed(2) + " s", w.recycle_reason || ""])))));
+    if (focused) {
+      const again = holder.querySelector(`[data-action="${CSS.escape(focused)}"]`);
+      if (again) again.focus();
+    }
+  });
+}
+
+async function act(pool, action) {
+  const answer = await api("POST", "/api/pools/" + encodeURIComponent(pool) + "/" + action);
+  announce(answer.ok ? answer.message || action + " done" : "Refused: " + answer.error);
+}
+
+// -- the request monitor ---------------------------------------------------------
+
+// Every request executing in every worker (GET /api/requests, the `requests`
+// command), longest-running first, refreshed every 2 seconds. Until the
+// server has that route (the monitor branch), the page says there is none.
+async function requests() {
+  page("Executing requests");
+  const query = new URLSearchParams(location.hash.split("?")[1] || "");
+  const form = el("form", { class: "inline", onsubmit: (event) => {
+    event.preventDefault();
+    location.hash = "#/requests?elapsed=" + encodeURIComponent(form.elements.elapsed.value || "0");
+  } }, el("label", { for: "elapsed" }, "Running for at least (ms)"),
+  el("input", { id: "elapsed", name: "elapsed", type: "number", min: 0, value: query.get("elapsed") || "0" }),
+  el("button", { type: "submit" }, "Filter"));
+  const holder = el("div");
+  main().append(form, holder);
+  const elapsed = encodeURIComponent(query.get("elapsed") || "0");
+  await poll(async () => {
+    const data = await api("GET", "/api/requests?elapsed=" + elapsed);
+    if (data.httpStatus === 404) {
+      holder.replaceChildren(el("p", { text: "This server has no request monitor." }));
+      return;
+    }
+    const rows = (data.requests || []).map((r) => [r.id, r.site, r.app, r.pool, r.pid, r.client,
+      r.verb, r.url, r.stage, r.module, r.elapsed + " ms"]);
+    holder.replaceChildren(
+      el("p", { text: (data.workers || 0) + " workers answered" + (data.unanswered ? ", " + data.unanswered + " did not" : "") }),
+      rows.length ? table("Executing requests, longest-running first",
+        ["id", "site", "application", "pool", "pid", "client", "verb", "URL", "stage", "module", "elapsed"], rows)
+        : el("p", { text: "No request is executing." }));
+  });
+}
+
+// -- traces ------------------------------------------------------------------------
+
+async function traces() {
+  page("Failed request traces");
+  const data = await api("GET", "/api/traces");
+  const rows = (data.traces || []).map((t) => [
+    t.time, t.site, t.status, t.method,
+    el("a", { href: "#/traces/" + encodeURIComponent(t.id), text: t.url }),
+    t.time_taken_ms + " ms", t.reason,
+  ]);
+  main().append(
+    el("p", { text: "Folder: " + (data.directory || "(none)") }),
+    rows.length ? table("Kept traces, newest first", ["time", "site", "status", "method", "URL", "time taken", "why kept"], rows)
+      : el("p", { text: "No trace has been kept." }));
+}
+
+// The waterfall: a row per stage (its span), under it a row per hook, bars placed
+// by their entry and exit times; events are markers on their own row.
+async function trace(id) {
+  page("Trace " + id);
+  const data = await api("GET", "/api/traces/" + encodeURIComponent(id));
+  if (!data.ok) {
+    main().append(el("p", { role: "alert", text: data.error }));
+    return;
+  }
+  const t = data.trace;
+  const r = t.request || {};
+  const hooks = t.hooks || [];
+  const events = t.events || [];
+  const end = Math.max(1, ...hooks.map((h) => h.exit_us), ...events.map((e) => e.at_us));
+  const at = (us) => (100 * us / end).toFixed(3) + "%";
+  const details = el("p", { class: "details", "aria-live": "polite", text: "Hover or focus a bar for its timings." });
+  const show = (text) => () => { details.textContent = text; };
+  const bar = (cls, entry, exit, text) => el("span", {
+    class: "bar " + cls, tabindex: 0, role: "img", "aria-label": text, title: text,
+    style: `left:${at(entry)};width:max(2px, ${at(exit - entry)})`,
+    onmouseenter: show(text), onfocus: show(text),
+  });
+  const rows = [];
+  for (const stage of t.stages || []) {
+    const label = stage.stage + " (" + stage.hooks + " hook" + (stage.hooks === 1 ? "" : "s") + ")";
+    rows.push(el("div", { class: "row stage" },
+      el("span", { class: "label", text: stage.stage }),
+      el("span", { class: "track" }, bar("stage-bar", stage.entry_us, stage.exit_us,
+        label + ": " + micro(stage.entry_us) + " → " + micro(stage.exit_us) + " (" + micro(stage.exit_us - stage.entry_us) + ")"))));
+    for (const h of hooks.filter((h) => h.stage === stage.stage && h.entry_us >= stage.entry_us && h.exit_us <= stage.exit_us)) {
+      rows.push(el("div", { class: "row hook outcome-" + h.outcome },
+        el("span", { class: "label", text: h.module }),
+        el("span", { class: "track" }, bar("hook-bar", h.entry_us, h.exit_us,
+          h.stage + " · " + h.module + ": " + micro(h.entry_us) + " → " + micro(h.exit_us) + " (" + micro(h.exit_us - h.entry_us) + "), " + h.outcome))));
+    }
+  }
+  const describe = (e) => Object.entries(e).filter(([k]) => !["at_us", "level", "kind"].includes(k))
+    .map(([k, v]) => k + "=" + (typeof v === "string" ? v : JSON.stringify(v))).join(" ");
+  rows.push(el("div", { class: "row events" },
+    el("span", { class: "label", text: "events" }),
+    el("span", { class: "track" }, events.map((e) => {
+      const text = micro(e.at_us) + " " + e.level + " " + e.kind + " " + describe(e);
+      return el("span", {
+        class: "marker level-" + e.level, tabindex: 0, role: "img", "aria-label": text, title: text,
+        style: `left:${at(e.at_us)}`, onmouseenter: show(text), onfocus: show(text),
+      });
+    }))));
+  const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => el("span", { class: "tick", style: `left:${f * 100}%`, text: micro(Math.round(f * end)) }));
+  main().append(
+    el("dl", { class: "summary" }, [
+      ["Request", r.method + " " + r.url], ["Status", r.status + (r.substatus ? "." + r.substatus : "")],
+      ["Time taken", r.time_taken_ms + " ms"], ["Site", t.site], ["Application", t.application],
+      ["Pool · pid", t.pool + " · " + t.pid], ["Handler", r.handler], ["User", r.user ? r.user + " (" + r.auth_type + ")" : "anonymous"],
+      ["Why kept", t.reason], ["Time", t.time],
+    ].flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v === null || v === undefined ? "–" : v })])),
+    el("h2", { text: "Waterfall" }),
+    el("div", { class: "waterfall", role: "group", "aria-label": "Stages and modules over time" },
+      el("div", { class: "row axis" }, el("span", { class: "label" }), el("span", { class: "track" }, ticks)),
+      rows),
+    details,
+    el("h2", { text: "Events" }),
+    table("Events in order", ["at", "level", "kind", "details"], events.map((e) => [micro(e.at_us), e.level, e.kind, describe(e)])));
+}
+
+// -- configuration -------------------------------------------------------------------
+
+function draftKey(site, path, section) {
+  return "colonnade-draft:" + site + ":" + path + ":" + section;
+}
+
+async function config() {
+  const query = new URLSearchParams(location.hash.split("?")[1] || "");
+  const sites = (await api("GET", "/api/sites")).sites || [];
+  const site = query.get("site") || (sites[0] && sites[0].name) || "";
+  const path = query.get("path") || "/";
+  const tree = el("ul", { class: "tree" }, sites.map((s) => el("li", {},
+    el("a", { href: "#/config?site=" + encodeURIComponent(s.name) + "&path=/", text: "site " + s.name }),
+    el("ul", {}, [...new Set([...s.applications, ...s.virtual_directories.map((v) => v.path)])].map((p) => el("li", {},
+      el("a", { href: "#/config?site=" + encodeURIComponent(s.name) + "&path=" + encodeURIComponent(p), text: p })))))));
+  const form = el("form", { class: "inline", onsubmit: (event) => {
+    event.preventDefault();
+    location.hash = "#/config?site=" + encodeURIComponent(site) + "&path=" + encodeURIComponent(form.elements.path.value);
+  } }, el("label", { for: "path" }, "URL path"), el("input", { id: "path", name: "path", value: path }), el("button", { type: "submit" }, "Show"));
+  page("Configuration", el("div", { class: "split" }, el("nav", { "aria-label": "Sites and applications" }, tree), el("div", { id: "settings" }, form)));
+  const found = await api("GET", "/api/config?site=" + encodeURIComponent(site) + "&path=" + encodeURIComponent(path));
+  const holder = document.getElementById("settings");
+  if (!found.ok) {
+    holder.append(el("p", { role: "alert", text: found.error }));
+    return;
+  }
+  const c = found.config;
+  holder.append(el("p", { text: "Site " + c.site + " · application " + c.application + " · handler " + (c.handler && c.handler.name || c.handler || "–") }));
+  if (c.broken) holder.append(el("p", { role: "alert", class: "error", text: c.broken }));
+  for (const [name, rows] of Object.entries(c.sections)) {
+    const keys = Object.entries(rows);
+    holder.append(el("section", { class: "section", "data-section": name },
+      el("h2", {}, name, " ", el("button", { type: "button", onclick: () => edit(site, path, name) }, "Edit [" + name + "]")),
+      table("Effective [" + name + "] at " + path, ["key", "value", "from"],
+        keys.map(([k, v]) => [
+          [k, v.locked ? el("span", { class: "badge locked", title: "A web.toml may not override this: [lock] " + v.locked, text: "locked" }) : null],
+          JSON.stringify(v.value),
+          el("span", { class: v.from === "(default)" ? "origin default" : "origin", text: v.from })]))));
+  }
+  const pending = Object.keys(sessionStorage).find((k) => k.startsWith(draftKey(site, path, "")));
+  if (pending) edit(site, path, pending.slice(draftKey(site, path, "").length));
+}
+
+// The editor: the section's table in the file that owns this level, as TOML-like
+// JSON. What is typed is kept in sessionStorage until it is saved, so a session
+// that expires mid-edit loses nothing: it is restored, and the page says so.
+async function edit(site, path, section) {
+  const level = "site=" + encodeURIComponent(site) + "&path=" + encodeURIComponent(path);
+  const file = await api("GET", "/api/config/file?" + level);
+  const key = draftKey(site, path, section);
+  const draft = sessionStorage.getItem(key);
+  const text = el("textarea", { id: "values", name: "values", rows: 10, spellcheck: "false" });
+  text.value = draft !== null ? draft : JSON.stringify((file.sections || {})[section] || {}, null, 2);
+  text.addEventListener("input", () => sessionStorage.setItem(key, text.value));
+  const errors = el("ul", { class: "errors", role: "alert" });
+  const dialog = el("section", { class: "editor", "aria-label": "Edit " + section },
+    el("h2", { text: "Edit [" + section + "] in " + file.file }),
+    draft !== null ? el("p", { class: "restored", role: "status", text: "Restored what you typed before your session expired (not saved yet)." }) : null,
+    el("label", { for: "values" }, "Values of [" + section + "] (JSON)"),
+    text, errors,
+    el("div", { class: "actions" },
+      el("button", { type: "button", onclick: async () => {
+        let values;
+        try {
+          values = JSON.parse(text.value);
+        } catch (error) {
+          errors.replaceChildren(el("li", { text: "Not JSON: " + error.message }));
+          return;
+        }
+        sessionStorage.setItem(key, text.value);
+        const answer = await api("PUT", "/api/config/sections/" + encodeURIComponent(section) + "?" + level, { values, version: file.version });
+        if (answer.ok) {
+          sessionStorage.removeItem(key);
+          announce("Saved [" + section + "] in " + file.file);
+          config();
+        } else {
+          errors.replaceChildren(...(answer.errors || [answer.error]).map((e) => el("li", { text: e })));
+        }
+      } }, "Save"),
+      el("button", { type: "button", onclick: () => { sessionStorage.removeItem(key); dialog.remove(); } }, "Discard")));
+  const old = document.querySelector(".editor");
+  if (old) old.remove();
+  document.getElementById("settings").prepend(dialog);
+  text.focus();
+}
+
+// -- routing -------------------------------------------------------------------------
+
+async function route() {
+  clearTimeout(timer);
+  timer = null;
+  const hash = location.hash || "#/overview";
+  const [name, arg] = hash.slice(2).split("?")[0].split("/");
+  try {
+    if (name === "pools") await pools();
+    else if (name === "requests") await requests();
+    else if (name === "traces" && arg) await trace(decodeURIComponent(arg));
+    else if (name === "traces") await traces();
+    else if (name === "config") await config();
+    else await overview();
+  } catch (error) {
+    if (!(error instanceof SignedOut)) main().append(el("p", { role: "alert", text: "Error: " + error.message }));
+  }
+  document.body.dataset.ready = hash;
+}
+
+document.addEventListener("DOMContentLoaded", async () => {
+  const response = await fetch("/console/session", { credentials: "same-origin", cache: "no-store" });
+  if (response.status !== 200) {
+    location.assign("/console/sign-in?expired=1");
+    return;
+  }
+  session = await response.json();
+  document.getElementById("who").textContent = session.name;
+  document.getElementById("sign-out").addEventListener("click", async () => {
+    await fetch("/console/sign-out", { method: "POST", headers: { "X-Colonnade-CSRF": session.csrf }, credentials: "same-origin" });
+    location.assign("/console/sign-in");
+  });
+  window.addEventListener("hashchange", () => { route(); main().focus(); });
+  const next = sessionStorage.getItem("colonnade-next");
+  sessionStorage.removeItem("colonnade-next");
+  if (next && !location.hash) location.hash = next;  // back where the session ran out
+  else route();
+});

@@ -1,0 +1,283 @@
+"""The web console (Colonnade Manager) in headless Chromium, against a real master:
+sign in, see a pool's workers, recycle it and watch a new worker appear, open a
+trace and see its waterfall, edit a setting and see the located error of a bad
+value, and keep what was typed when the session runs out mid-edit.
+
+Driven over the DevTools protocol (the driver of test_forms_browser.py). With
+``COLONNADE_CONSOLE_SHOTS=DIR`` (``make console-shots``) a screenshot of each page
+is written to DIR (docs/console/ holds the committed ones).
+
+Needs Debian's ``chromium`` (skipped without it, except under CI).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from colonnade.management import operations
+from tests.browser.test_adminer_browser import Page
+from tests.browser.test_listing_browser import chromium, decode_png, most_common
+from tests.pools.conftest import MODULES, Master, free_port, server_toml
+from tests.support.wait import PATIENCE, wait_for
+
+pytestmark = pytest.mark.e2e
+
+TOKEN = "console-token-7"
+
+
+class Console(Page):
+    """The console's page: a single page whose views change without a page load."""
+
+    def view(self, hash_: str) -> None:
+        """Go to a view (``#/pools``) and wait until it has been drawn."""
+        self.evaluate(f"location.hash = {json.dumps(hash_)}")
+        self.drawn(hash_)
+
+    def drawn(self, hash_: str) -> None:
+        wait_for(
+            lambda: self.evaluate("document.body.dataset.ready") == hash_,
+            PATIENCE,
+            f"the view {hash_}",
+        )
+
+    def press(self, selector: str) -> None:
+        """Focus an element and press Enter on it: the keyboard does what a click does."""
+        found = self.evaluate(
+            f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
+            " if (!e) return false; e.focus(); return document.activeElement === e; })()"
+        )
+        assert found, f"cannot focus {selector!r}: {self.text()!r}"
+        self.key_enter()
+
+    def shot(self, name: str) -> None:
+        folder = os.environ.get("COLONNADE_CONSOLE_SHOTS")
+        if folder:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            self.screenshot(Path(folder) / f"{name}.png")
+
+
+@pytest.fixture
+def master(tmp_path: Path) -> Iterator[Master]:
+    (tmp_path / "tokens").write_text(f"ops {TOKEN}\n")
+    (tmp_path / "tokens").chmod(0o600)
+    admin = free_port()
+    port = free_port()
+    config = server_toml(
+        port,
+        {"default": {"start": "always"}},
+        modules=[*MODULES, "http.custom_headers", "tracing.failed_requests"],
+        extra=(
+            '[custom_headers]\nset = { X-Served-By = "colonnade" }\n\n'
+            '[lock]\n"custom_headers.remove" = "deny"\n\n'
+            "[failed_request_tracing]\n"
+            f"directory = {json.dumps(str(tmp_path / 'traces'))}\n"
+            'rules = [{ path = "/traced/*", status_codes = "200" }]\n\n'
+            f'[admin]\nbind = "127.0.0.1:{admin}"\ntoken_file = "tokens"\n'
+        ),
+    )
+    running = Master(tmp_path, config, workers=1, port=port)
+    running.admin_port = admin  # type: ignore[attr-defined]
+    try:
+        wait_for(lambda: "admin API on" in running.log(), PATIENCE, "the admin binding")
+        wait_for(lambda: running.pids("default"), PATIENCE, "a ready worker")
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Console]:
+    with Console(chromium(), tmp_path / "profile") as page:
+        yield page
+
+
+def sign_in(browser: Console, base: str) -> None:
+    browser.goto(base + "/console/")
+    assert browser.where() == "/console/sign-in"
+    browser.type_into("Admin token", TOKEN)
+    browser.press_enter()
+    assert browser.where() == "/console/"
+    browser.drawn("#/overview")
+
+
+def counters(browser: Console) -> dict[str, str]:
+    found = browser.evaluate(
+        "Object.fromEntries([...document.querySelectorAll('.counter')]"
+        ".map(c => [c.dataset.name, c.querySelector('dd').textContent]))"
+    )
+    return dict(found or {})
+
+
+def worker_pids(browser: Console) -> list[int]:
+    found = browser.evaluate(
+        "[...document.querySelectorAll('[data-pool=\"default\"] tbody tr')]"
+        ".map(r => r.cells[1].textContent === 'ready' ? +r.cells[0].textContent : 0)"
+    )
+    return [pid for pid in found or [] if pid]
+
+
+def test_console_end_to_end(master: Master, browser: Console, tmp_path: Path) -> None:
+    base = f"http://127.0.0.1:{master.admin_port}"  # type: ignore[attr-defined]
+    # A wrong token is refused and said so.
+    browser.goto(base + "/console/sign-in")
+    browser.type_into("Admin token", "wrong")
+    browser.press_enter()
+    assert "That token does not sign in." in browser.text()
+    sign_in(browser, base)
+
+    # 1. The overview's counters come from the API, and keep coming (polling).
+    assert master.get("/x").status == 200
+    seen = wait_for(
+        lambda: (c := counters(browser)).get("Requests served") not in (None, "0") and c,
+        PATIENCE,
+        "the overview's counters",
+    )
+    assert seen["Master pid"] == str(master.proc.pid)
+    assert seen["Workers ready"] == "1 of 1"
+    before = int(seen["Requests served"])
+    assert master.get("/y").status == 200
+    wait_for(
+        lambda: int(counters(browser).get("Requests served", "0")) > before,
+        PATIENCE,
+        "the counter to move",
+    )
+    browser.shot("overview")
+
+    # 2. The pool's worker; a recycle by keyboard; the new worker appears.
+    browser.view("#/pools")
+    (old,) = wait_for(lambda: worker_pids(browser), PATIENCE, "the pool's worker")
+    assert master.pids("default") == [old]
+    browser.press('[data-action="default/recycle"]')
+    new = wait_for(
+        lambda: [p for p in worker_pids(browser) if p != old],
+        PATIENCE,
+        "a new worker pid on the page",
+    )
+    wait_for(lambda: master.replaced({old}, 1), PATIENCE, "the recycle")
+    assert new == master.pids("default")
+    wait_for(lambda: old not in worker_pids(browser), PATIENCE, "the old worker gone")
+    assert "recycling 1 worker" in browser.evaluate(
+        "document.getElementById('announce').textContent"
+    )
+    browser.shot("pools")
+
+    # 3. A traced request, in the trace list, and its waterfall.
+    assert master.get("/traced/page").status == 200
+    wait_for(lambda: operations.traces(master.control)["traces"], PATIENCE, "the trace kept")
+    browser.view("#/traces")
+    assert "/traced/page" in browser.text()
+    browser.shot("traces")
+    link = "a[href^='#/traces/']"
+    trace_hash = browser.evaluate(
+        f"document.querySelector({json.dumps(link)}).getAttribute('href')"
+    )
+    browser.press(link)
+    browser.drawn(trace_hash)
+    bars = browser.evaluate(
+        "[...document.querySelectorAll('.waterfall .row')].filter(r => r.querySelector('.bar'))"
+        ".map(r => { const b = r.querySelector('.bar'),"
+        " t = b.parentElement.getBoundingClientRect(), x = b.getBoundingClientRect();"
+        " return {kind: r.classList.contains('stage') ? 'stage' : 'hook',"
+        " label: r.querySelector('.label').textContent,"
+        " left: (x.left - t.left) / t.width, right: (x.right - t.left) / t.width}; })"
+    )
+    stages = [b["label"] for b in bars if b["kind"] == "stage"]
+    hooks = [b for b in bars if b["kind"] == "hook"]
+    assert "EXECUTE_REQUEST_HANDLER" in stages and len(stages) >= 2
+    handler = next(b for b in hooks if b["label"] == "acme.pid")
+    # Bars sit on one time axis: stages in order, each inside the request.
+    lefts = [b["left"] for b in bars if b["kind"] == "stage"]
+    assert lefts == sorted(lefts)
+    assert all(-0.001 <= b["left"] <= b["right"] <= 1.001 for b in bars)
+    assert 0 < handler["left"] < 1
+    # Focus (keyboard) on a bar tells its timings.
+    browser.evaluate("document.querySelector('.hook-bar').focus()")
+    details = browser.evaluate("document.querySelector('.details').textContent")
+    assert "→" in details and ("µs" in details or "ms" in details)
+    assert browser.evaluate("document.querySelectorAll('.marker').length") >= 1
+    browser.shot("trace")
+
+    # 4. Effective settings with their origins; a bad value's located error.
+    browser.view("#/config?site=main&path=/")
+    section = "[data-section='custom_headers']"
+    origin = browser.evaluate(f'document.querySelector("{section} .origin").textContent')
+    assert origin.endswith("colonnade.toml")
+    # A lock badge on the key the server file's [lock] denies, on no other.
+    locked = browser.evaluate(
+        f'[...document.querySelectorAll("{section} tbody tr")]'
+        ".filter(r => r.querySelector('.badge.locked')).map(r => r.cells[0].firstChild.textContent)"
+    )
+    assert locked == ["remove"]
+    browser.shot("configuration")
+    browser.press(f"{section} button")
+    wait_for(
+        lambda: browser.evaluate("!!document.querySelector('.editor textarea')"),
+        PATIENCE,
+        "the editor",
+    )
+    browser.fill("values", '{"set": {"Bad Name": "x"}}')
+    browser.press(".editor .actions button")
+    error = wait_for(
+        lambda: browser.evaluate("document.querySelector('.editor .errors').textContent"),
+        PATIENCE,
+        "the located error",
+    )
+    assert "web.toml:" in error and "custom_headers" in error
+    assert "'Bad Name' is not a valid header name" in error
+    assert not (tmp_path / "www" / "web.toml").exists()  # refused: nothing written
+    browser.shot("configuration-error")
+
+    # The session runs out mid-edit: what was typed is kept, and the page says so.
+    browser.fill("values", '{"set": {"X-Kept": "yes"}}')
+    browser.call("Storage.clearCookies")
+    browser.events.clear()
+    browser.press(".editor .actions button")
+    browser.wait_for_load()
+    assert browser.where().startswith("/console/sign-in?expired=1")
+    assert "Your session expired" in browser.text()
+    browser.type_into("Admin token", TOKEN)
+    browser.press_enter()
+    # Back at the view the session ran out in, with the editor and what was typed.
+    browser.drawn("#/config?site=main&path=/")
+    wait_for(
+        lambda: browser.evaluate("!!document.querySelector('.editor textarea')"),
+        PATIENCE,
+        "the editor",
+    )
+    assert json.loads(browser.evaluate("document.querySelector('.editor textarea').value")) == {
+        "set": {"X-Kept": "yes"}
+    }
+    assert "Restored what you typed" in browser.text()
+
+
+def test_a_narrow_window(master: Master, tmp_path: Path) -> None:
+    with Console(chromium(), tmp_path / "narrow") as browser:
+        browser.page(
+            "Emulation.setDeviceMetricsOverride",
+            width=380,
+            height=700,
+            deviceScaleFactor=1,
+            mobile=True,
+        )
+        sign_in(browser, f"http://127.0.0.1:{master.admin_port}")  # type: ignore[attr-defined]
+        for view in ("#/overview", "#/pools", "#/config?site=main&path=/"):
+            browser.view(view)
+            wait_for(
+                lambda: browser.evaluate("document.querySelectorAll('main table, main dl').length"),
+                PATIENCE,
+                view,
+            )
+            # Nothing wider than the window: tables scroll inside their own box.
+            assert browser.evaluate("document.documentElement.scrollWidth") <= 380, view
+        browser.shot("narrow-configuration")
+        shot = tmp_path / "narrow.png"
+        browser.screenshot(shot)
+        width, _, pixels = decode_png(shot.read_bytes())
+        assert width == 380
+        background = most_common(pixels)
+        assert sum(1 for p in pixels if p != background) / len(pixels) > 0.02
