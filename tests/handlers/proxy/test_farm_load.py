@@ -32,7 +32,8 @@ from pathlib import Path
 import pytest
 
 from colonnade.management import operations
-from tests.e2e.conftest import Process, free_port
+from tests.e2e.conftest import ASGI_LIFESPAN, Process, free_port
+from tests.handlers.proxy.kit import front_file
 from tests.pools.conftest import Master
 from tests.support.wait import PATIENCE, wait_for
 
@@ -51,13 +52,7 @@ NAME = {name!r}
 
 
 async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            kind = message["type"].rsplit(".", 1)[1]
-            await send({{"type": f"lifespan.{{kind}}.complete"}})
-            if kind == "shutdown":
-                return
+{lifespan}
     if scope["path"] != "/health":
         await asyncio.sleep({work} / 1000)
     body = NAME.encode()
@@ -70,31 +65,21 @@ async def app(scope, receive, send):
 def start_node(folder: Path, name: str, port: int) -> Process:
     """``colonnade serve web:app`` in one process (no workers: a SIGKILL ends it all)."""
     folder.mkdir(exist_ok=True)
-    (folder / "web.py").write_text(NODE_APP.format(name=name, work=WORK_MS))
+    (folder / "web.py").write_text(NODE_APP.format(name=name, work=WORK_MS, lifespan=ASGI_LIFESPAN))
     args = ["web:app", "--workers", "0", "--no-watch", "--bind", f"127.0.0.1:{port}"]
     return Process(args, cwd=folder, port=port)
 
 
 def front_config(port: int, nodes: dict[str, int]) -> str:
     lines = [
-        "[server]",
-        'modules = ["handler.proxy"]',
         'control_socket = "run/control.sock"',
         "[server.timeouts]",
         "graceful = 5",
         "[pools.default]",
         "workers = 2",
         'start = "always"',
-        "[[sites]]",
-        'name = "front"',
-        f'bindings = ["http://127.0.0.1:{port}"]',
-        'root = "www"',
-        "[[handlers]]",
-        'path = "*"',
-        'handler = "handler.proxy"',
         "[proxy]",
         'farm = "app"',
-        "[farms.app]",
         "[farms.app.health]",
         'url = "/health"',
         f"interval = {PROBE_INTERVAL}",
@@ -105,7 +90,7 @@ def front_config(port: int, nodes: dict[str, int]) -> str:
     for name, node_port in nodes.items():
         lines += ["[[farms.app.members]]", f'address = "http://127.0.0.1:{node_port}"']
         lines.append(f'name = "{name}"')
-    return "\n".join(lines) + "\n"
+    return front_file(port, *lines)
 
 
 @dataclass

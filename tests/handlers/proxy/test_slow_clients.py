@@ -26,7 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Process, free_port
+from tests.e2e.conftest import ASGI_LIFESPAN, Process, free_port
+from tests.handlers.proxy.kit import front_file
 from tests.support.wait import PATIENCE, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -36,15 +37,11 @@ SIZE = 50_000_000
 #: issue #19's bound on the front end's size with 1,000 slow clients
 BOUND = 200 * 1024 * 1024
 
-UPSTREAM_APP = """
-async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            kind = message["type"].rsplit(".", 1)[1]
-            await send({"type": f"lifespan.{kind}.complete"})
-            if kind == "shutdown":
-                return
+UPSTREAM_APP = (
+    """
+async def app(scope, receive, send):"""
+    + ASGI_LIFESPAN
+    + """
     size = int(scope["query_string"] or b"13")
     head = [(b"content-type", b"application/octet-stream"), (b"content-length", b"%d" % size)]
     await send({"type": "http.response.start", "status": 200, "headers": head})
@@ -54,6 +51,7 @@ async def app(scope, receive, send):
         size -= len(piece)
     await send({"type": "http.response.body", "body": b""})
 """
+)
 
 
 def rss(pid: int) -> int:
@@ -78,23 +76,9 @@ def front(tmp_path: Path) -> Iterator[Process]:
     try:
         (tmp_path / "www").mkdir()
         (tmp_path / "colonnade.toml").write_text(
-            "\n".join(
-                [
-                    "[server]",
-                    'modules = ["handler.proxy"]',
-                    "[[sites]]",
-                    'name = "front"',
-                    f'bindings = ["http://127.0.0.1:{port}"]',
-                    'root = "www"',
-                    "[[handlers]]",
-                    'path = "*"',
-                    'handler = "handler.proxy"',
-                    "[proxy]",
-                    f'upstream = "http://127.0.0.1:{up_port}"',
-                    "buffer_size = 16384",
-                ]
+            front_file(
+                port, "[proxy]", f'upstream = "http://127.0.0.1:{up_port}"', "buffer_size = 16384"
             )
-            + "\n"
         )
         args = ["-c", "colonnade.toml", "--workers", "0", "--no-watch"]
         server = Process(args, cwd=tmp_path, port=port)
