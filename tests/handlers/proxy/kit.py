@@ -49,3 +49,21 @@ def front(root: Path, upstream: str, log: Path | None = None, **proxy: Any) -> I
         yield server
     finally:
         server.stop()
+
+
+def front_file(port: int, *lines: str) -> str:
+    """The server file of a front end on ``port`` whose every URL goes through
+    handler.proxy; ``lines`` continue its ``[server]`` table (and may open others:
+    ``[proxy]``, ``[farms.NAME]``, ``[pools.NAME]``)."""
+    head = [
+        "[[sites]]",
+        'name = "front"',
+        f'bindings = ["http://127.0.0.1:{port}"]',
+        'root = "www"',
+        "[[handlers]]",
+        'path = "*"',
+        'handler = "handler.proxy"',
+        "[server]",
+        'modules = ["handler.proxy"]',
+    ]
+    return "\n".join([*head, *lines]) + "\n"

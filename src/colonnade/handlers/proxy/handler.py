@@ -300,8 +300,12 @@ class _Exchange:
                     try:
                         conn = await pool.acquire()
                     except (UpstreamConnectError, UpstreamTimeoutError) as exc:
-                        self.outcome = "failed"
-                        raise self._error(f"cannot connect again: {exc}", 502, 3) from None
+                        # Still nothing of the request went out: a failed connect
+                        # like any other, which a farm retries on another member
+                        # (an upstream killed with idle pooled connections).
+                        self.outcome = "connect_failed"
+                        error = self._error(f"cannot connect again: {exc}", 502, 3)
+                        raise _ConnectFailedError(error) from None
         except UpstreamFailedError as exc:
             self.outcome = "failed"
             if ctx.response.headers_sent:
