@@ -47,7 +47,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-import time
 from collections.abc import Callable
 
 from colonnade import __version__
@@ -105,6 +104,8 @@ class FastCgiHandler(Handler):
 
     def __init__(self) -> None:
         self.pools: dict[str, Pool] = {}
+        #: Per application: the test a script's URL path passes (its extensions).
+        self.accepts: dict[str, Callable[[str], bool] | None] = {}
         self.pool_name = "default"
         self.applications: dict[str, FastCgiApplication] = {}
         self.software = f"colonnade/{__version__}"
@@ -125,6 +126,7 @@ class FastCgiHandler(Handler):
         """Take this worker's pools (no process starts before the first request)."""
         for name, settings in self.applications.items():
             self.pools[name] = POOLS.acquire(name, settings, self.pool_name)
+            self.accepts[name] = _accepting(settings.script_extensions)
 
     async def shutdown(self) -> None:
         """Give the pools back; the last user ends their processes."""
@@ -136,11 +138,12 @@ class FastCgiHandler(Handler):
 
     async def execute(self, ctx: Context) -> None:
         """Run the request's script in the application chosen for its URL."""
-        pool = self.pools.get(ctx.section(FastCgiSection).chosen)
+        chosen = ctx.section(FastCgiSection).chosen
+        pool = self.pools.get(chosen)
         if pool is None:
             raise HttpError(503, 0, "the FastCGI application is not running")
         settings = pool.settings
-        script = find_script(ctx, _accepting(settings.script_extensions))
+        script = find_script(ctx, self.accepts[chosen])
         if script is None:
             raise HttpError(404, 0, "the script does not exist")
         head = self._request_head(ctx, script, settings)
@@ -213,8 +216,14 @@ class _Exchange:
         self.inst = inst
         self.head = head
         self.reader = records.ResponseReader(REQUEST_ID)
-        self.started = time.monotonic()
-        self.timeout: asyncio.Timeout | None = None
+        #: Progress (a byte read from the application, a piece of the body taken
+        #: by it, a piece of the response taken by the client): the pool's
+        #: ticker restarts the activity timeout when it changed.
+        self.moves = 0
+        #: Which timeout passed (``"request"``, ``"activity"``), once one did.
+        self.expired: str | None = None
+        self.task: asyncio.Task[object] | None = None
+        self.cancelling = 0
         self.stderr = bytearray()
         self.stderr_dropped = 0
         self.pump_error: BaseException | None = None
@@ -223,40 +232,37 @@ class _Exchange:
         self.redirect: bytes | None = None
         self.body_started = False  # the pump read from the request body
 
-    def _deadline(self) -> float:
-        # On the loop's clock: the activity timeout from now, bounded by the
-        # request timeout from the start.
-        settings = self.settings
-        now = asyncio.get_running_loop().time()
-        return min(
-            now + settings.activity_timeout,
-            now - (time.monotonic() - self.started) + settings.request_timeout,
-        )
-
-    def progress(self) -> None:
-        """Something moved: the activity timeout starts again.
-
-        A move of the deadline by less than 1 % of ``activity_timeout`` is not
-        made: a small response's progress would otherwise reschedule the timer
-        on every read (a timer cancelled and one made), for no visible change."""
-        timeout = self.timeout
-        if timeout is not None:
-            deadline = self._deadline()
-            when = timeout.when()
-            if when is None or deadline - when > self.settings.activity_timeout * 0.01:
-                timeout.reschedule(deadline)
+    def expire(self, which: str) -> None:
+        """A timeout passed (the pool's ticker says which): the request's task is
+        cancelled, and :meth:`run` answers 504.1 (as ``asyncio.timeout`` does,
+        a cancellation of the task by anyone else stays one)."""
+        self.expired = which
+        if self.task is not None:
+            self.task.cancel()
 
     async def run(self) -> bool:
         """Carry out the exchange; True when the instance can serve again."""
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        self.cancelling = task.cancelling()
+        pool = self.pool
+        pool.watch(self)
         try:
-            async with asyncio.timeout_at(self._deadline()) as self.timeout:
-                return await self._run()
-        except TimeoutError:
-            elapsed = time.monotonic() - self.started
+            keeps = await self._run()
+        except BaseException as exc:
+            pool.unwatch(self)
+            if (
+                self.expired is None
+                or task.uncancel() > self.cancelling
+                or not isinstance(exc, asyncio.CancelledError)
+            ):
+                raise
+            settings = self.settings
             which = (
-                f"request timeout ({self.settings.request_timeout:g}s)"
-                if elapsed >= self.settings.request_timeout - 0.01
-                else f"activity timeout ({self.settings.activity_timeout:g}s)"
+                f"request timeout ({settings.request_timeout:g}s)"
+                if self.expired == "request"
+                else f"activity timeout ({settings.activity_timeout:g}s)"
             )
             self._log_stderr()
             raise self._fail(
@@ -265,6 +271,10 @@ class _Exchange:
                 1,
                 "the application did not answer in time",
             ) from None
+        pool.unwatch(self)
+        if self.expired is not None:
+            task.uncancel()  # it expired, but the exchange ended anyway
+        return keeps
 
     async def _run(self) -> bool:
         ctx = self.ctx
@@ -324,13 +334,14 @@ class _Exchange:
                 # The application closed its end: it may have answered already
                 # (the reader reads what it sent), or it failed (the reader says so).
                 return
-            self.progress()
+            self.moves += 1
 
     async def _read(self) -> list[records.Event]:
         # The next events; a closed connection before END_REQUEST is a failure.
         while True:
             try:
-                data = await self.inst.recv(BUFFER)
+                # Nothing read yet: the answer is not there before the loop's next turn.
+                data = await self.inst.recv(BUFFER, not self.received)
             except OSError:
                 data = b""  # reset: as good as closed
             if not data:
@@ -341,7 +352,7 @@ class _Exchange:
                     raise _StaleError
                 raise self._fail("the application closed the connection before its response ended")
             self.received += len(data)
-            self.progress()
+            self.moves += 1
             try:
                 events = self.reader.feed(data)
             except records.FastCgiProtocolError as exc:
@@ -426,7 +437,7 @@ class _Exchange:
         # Streamed: the head goes out with the first bytes.
         sent = len(buffered)
         await ctx.write(bytes(buffered))
-        self.progress()
+        self.moves += 1
         del buffered
         while True:
             for event in await self._read():
@@ -437,7 +448,7 @@ class _Exchange:
                             f"the response is longer than its Content-Length {declared}"
                         )
                     await ctx.write(event.data)
-                    self.progress()
+                    self.moves += 1
                 elif type(event) is records.Stderr:
                     self._stderr(event.data)
                     self._stderr_fails()
@@ -484,9 +495,12 @@ class _Exchange:
         if ended.protocol_status != records.REQUEST_COMPLETE:
             return False
         inst = self.inst
-        if inst.sock is not None and hung_up(inst.sock):
+        if inst.sock is not None and not inst.quiet and hung_up(inst.sock):
             # Closed by the program (or bytes after END_REQUEST): it does not
             # keep connections; a process gets a new one per request from now on.
+            # Not looked at while the loop watches the connection (quiet): then a
+            # close comes to its reader, and the next acquire sees it (the peek
+            # that finds nothing raises BlockingIOError, dear in every request).
             inst.disconnect()
             inst.one_shot = inst.process is not None
         return True

@@ -39,7 +39,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -259,21 +259,27 @@ class Instance:
         if sent < len(data):
             await asyncio.get_running_loop().sock_sendall(sock, memoryview(data)[sent:])
 
-    async def recv(self, size: int) -> bytes:
+    async def recv(self, size: int, wait_first: bool = False) -> bytes:
         """At most ``size`` bytes of the connection, ``b""`` once the other end
         closed it; OSError if it failed.
 
         Read at once when bytes are there; else wait for them with a reader
         registered once per connection and kept between waits: the loop's
         ``sock_recv`` registers and removes one per call, which under uvloop
-        costs more than the rest of a small request's exchange."""
+        costs more than the rest of a small request's exchange. ``wait_first``:
+        wait before the first try, where nothing can be there yet (the answer
+        to what was just sent): a read that finds nothing raises
+        ``BlockingIOError``, dearer than the wait."""
         sock = self.sock
         assert sock is not None
         while True:
-            try:
-                return sock.recv(size)
-            except BlockingIOError:
-                pass
+            if wait_first:
+                wait_first = False
+            else:
+                try:
+                    return sock.recv(size)
+                except BlockingIOError:
+                    pass
             loop = asyncio.get_running_loop()
             if self._watching is None:
                 loop.add_reader(sock.fileno(), self._readable)
@@ -299,6 +305,20 @@ class Instance:
         loop, self._watching = self._watching, None
         if loop is not None and not loop.is_closed():
             loop.remove_reader(sock.fileno())
+
+
+class Watched(Protocol):
+    """A request whose timeouts its pool checks (:meth:`Pool.watch`): ``moves``
+    counts its progress; :meth:`expire` ends it."""
+
+    moves: int
+
+    def expire(self, which: str) -> None:
+        """The ``"request"`` or ``"activity"`` timeout passed: end the request."""
+
+
+#: How often, at most, the pool looks at its requests' timeouts (see Pool.watch).
+MAX_TICK = 1.0
 
 
 class Pool:
@@ -328,6 +348,11 @@ class Pool:
         self._stopping: set[asyncio.Task[None]] = set()
         #: Processes not yet reaped, or whose stderr is still open.
         self._processes: set[Process] = set()
+        #: The requests whose timeouts the ticker checks: None until a tick saw
+        #: them, then (first seen, last seen moving, its moves then).
+        self._watched: dict[Watched, tuple[float, float, int] | None] = {}
+        self._ticker: asyncio.TimerHandle | None = None
+        self._tick = min(MAX_TICK, settings.activity_timeout / 10, settings.request_timeout / 10)
 
     @property
     def live(self) -> int:
@@ -642,6 +667,54 @@ class Pool:
             failures.popleft()
         return len(failures) > self.settings.rapid_fails_per_minute
 
+    # -- request timeouts -------------------------------------------------------------------
+
+    def watch(self, request: Watched) -> None:
+        """Check ``request``'s ``activity_timeout`` and ``request_timeout`` until
+        :meth:`unwatch`.
+
+        One timer per pool, not one per request: a ticker looks at the watched
+        requests every tenth of the shorter timeout (at most every
+        :data:`MAX_TICK` seconds) and runs only while there are some. A request
+        costs two dictionary operations, its progress an increment of ``moves``
+        (a timer per request, rescheduled as it progresses, cost more than the
+        rest of the exchange with a small response). The price: a timeout is
+        noticed up to two ticks late (20 % of the shorter timeout, 2 s at most).
+        """
+        self._watched[request] = None
+        if self._ticker is None:
+            self._ticker = asyncio.get_running_loop().call_later(self._tick, self._check_timeouts)
+
+    def unwatch(self, request: Watched) -> None:
+        """Stop checking ``request``'s timeouts (it ended)."""
+        self._watched.pop(request, None)
+
+    def _check_timeouts(self) -> None:
+        self._ticker = None
+        watched = self._watched
+        if not watched:
+            return  # idle: the next request starts the ticker again
+        now = time.monotonic()
+        settings = self.settings
+        for request, seen in list(watched.items()):
+            moves = request.moves
+            if seen is None:
+                watched[request] = (now, now, moves)
+                continue
+            started, moved, moves_then = seen
+            if moves != moves_then:
+                moved = now
+                watched[request] = (started, now, moves)
+            if now - started >= settings.request_timeout:
+                which = "request"
+            elif now - moved >= settings.activity_timeout:
+                which = "activity"
+            else:
+                continue
+            del watched[request]
+            request.expire(which)
+        self._ticker = asyncio.get_running_loop().call_later(self._tick, self._check_timeouts)
+
     # -- idle timeout, monitored file ------------------------------------------------------
 
     def _schedule_reaper(self) -> None:
@@ -699,6 +772,9 @@ class Pool:
         if self._reaper is not None:
             self._reaper.cancel()
             self._reaper = None
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
         for waiter in self.waiters:
             if not waiter.done():
                 waiter.set_exception(HttpError(503, 0, "the FastCGI application is shutting down"))
