@@ -380,23 +380,29 @@ class _Exchange:
         # Read the head, then the body: whole when it ends within BUFFER bytes,
         # else streamed. Returns whether the connection may serve again.
         ctx = self.ctx
-        buffered = bytearray()
+        # STDOUT as received, in pieces: most responses come in one, which is
+        # then used as it is, never copied.
+        pieces: list[bytes] = []
+        size = 0
         head: cgihead.CgiResponse | None = None
         ended: records.EndRequest | None = None
         while ended is None:
             for event in await self._read():
                 if type(event) is records.Stdout:
-                    buffered += event.data
+                    pieces.append(event.data)
+                    size += len(event.data)
                 elif type(event) is records.Stderr:
                     self._stderr(event.data)
                 elif type(event) is records.EndRequest:
                     ended = event
             if head is None:
+                data = _joined(pieces)
                 try:
-                    split = cgihead.split_head(bytes(buffered))
+                    split = cgihead.split_head(data)
                     if split is None:
                         if ended is not None:
                             raise ValueError("the response ended before its head did")
+                        pieces = [data]
                         continue
                     head = cgihead.parse_response(split[0])
                     if not 200 <= head.head.status <= 599:
@@ -404,8 +410,10 @@ class _Exchange:
                 except ValueError as exc:
                     self._refused(ended)
                     raise self._fail(str(exc)) from None
-                buffered = bytearray(split[1])
-            if ended is None and len(buffered) > BUFFER:
+                body = split[1]
+                pieces = [body]
+                size = len(body)
+            if ended is None and size > BUFFER:
                 break
         self._refused(ended)
         assert head is not None
@@ -425,20 +433,20 @@ class _Exchange:
         declared = self._set_head(head.head)
         response = ctx.response
         if ended is not None:
-            if declared is not None and declared != len(buffered) and ctx.request.method != "HEAD":
+            if declared is not None and declared != size and ctx.request.method != "HEAD":
                 raise self._fail(
-                    f"the response declared Content-Length {declared}, sent {len(buffered)} bytes"
+                    f"the response declared Content-Length {declared}, sent {size} bytes"
                 )
             if declared is not None and ctx.request.method == "HEAD":
                 await ctx.start_response()  # the declared length, no body
             else:
-                response.body = bytes(buffered)
+                response.body = _joined(pieces)
             return self._keeps(ended)
         # Streamed: the head goes out with the first bytes.
-        sent = len(buffered)
-        await ctx.write(bytes(buffered))
+        sent = size
+        await ctx.write(_joined(pieces))
         self.moves += 1
-        del buffered
+        del pieces
         while True:
             for event in await self._read():
                 if type(event) is records.Stdout:
@@ -539,6 +547,11 @@ class _Exchange:
         )
         self.stderr.clear()
         self.stderr_dropped = 0
+
+
+def _joined(pieces: list[bytes]) -> bytes:
+    # The pieces as one: the one piece itself, if there is only one.
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 def _shown(data: bytes | bytearray) -> str:

@@ -70,6 +70,14 @@ def _child_setup() -> None:
         _libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
+def _remove_reader(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    # Called through a plain callable: uvloop's remove_reader returns None where
+    # asyncio's returns a bool (as typeshed says), and compiled code (mypyc)
+    # checks a declared bool.
+    remove: Callable[[int], object] = loop.remove_reader
+    remove(fd)
+
+
 class Process:
     """A managed FastCGI process, the socket it accepts on, and its own stderr
     (what a program writes outside a request, such as PHP's start-up errors:
@@ -114,7 +122,7 @@ class Process:
     def _reap(self) -> None:
         pidfd = self._pidfd
         if pidfd is not None:
-            asyncio.get_running_loop().remove_reader(pidfd)
+            _remove_reader(asyncio.get_running_loop(), pidfd)
             os.close(pidfd)
             self._pidfd = None
         self.returncode = self.popen.wait()
@@ -129,7 +137,7 @@ class Process:
         fd = self._stderr
         if fd is not None:
             self._stderr = None
-            asyncio.get_running_loop().remove_reader(fd)
+            _remove_reader(asyncio.get_running_loop(), fd)
             os.close(fd)
             self._log_line(self._partial, end=True)
             self._settle()
@@ -304,7 +312,7 @@ class Instance:
     def _unwatch(self, sock: socket.socket) -> None:
         loop, self._watching = self._watching, None
         if loop is not None and not loop.is_closed():
-            loop.remove_reader(sock.fileno())
+            _remove_reader(loop, sock.fileno())
 
 
 class Watched(Protocol):
