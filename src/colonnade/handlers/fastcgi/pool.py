@@ -403,6 +403,8 @@ class Pool:
                         return await self._connected(inst, dying_if_refused=True)
                     except _DyingError:
                         continue
+            if inst.sock is not None:
+                return inst  # the common case: no coroutine made to say so
             return await self._connected(inst)
         if self.live < self.settings.instances:
             return await self._connected(await self._create())

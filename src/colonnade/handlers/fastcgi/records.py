@@ -299,7 +299,11 @@ class RecordReader:
     __slots__ = ("_buffer", "_start")
 
     def __init__(self) -> None:
-        self._buffer = bytearray()
+        # What arrived is used as it is (a record's content is a slice of it),
+        # as long as it ends with whole records: the common case. Only the bytes
+        # of a record cut short are gathered, in a bytearray (appended to
+        # without copying what it holds, however small the pieces).
+        self._buffer: bytes | bytearray = b""
         self._start = 0  # where the first record not taken out begins
 
     @property
@@ -309,15 +313,22 @@ class RecordReader:
 
     def receive(self, data: bytes) -> None:
         """Add ``data``; take the records out with :meth:`next_record`."""
-        if self._start:
-            del self._buffer[: self._start]
-            self._start = 0
-        self._buffer += data
+        buffer = self._buffer
+        start = self._start
+        self._start = 0
+        if start >= len(buffer):
+            self._buffer = data
+        elif isinstance(buffer, bytearray):
+            del buffer[:start]
+            buffer += data
+        else:
+            gathered = bytearray(buffer[start:])
+            gathered += data
+            self._buffer = gathered
 
-    def next_record(self) -> Record | None:
-        """The next whole record, or None until more bytes come. Raises
-        :class:`FastCgiProtocolError` for a header with another version than 1
-        (the bytes are not FastCGI)."""
+    def next_parts(self) -> tuple[int, int, bytes] | None:
+        """:meth:`next_record` as a plain ``(type, request_id, content)`` tuple
+        (no record object made: what :class:`ResponseReader` reads)."""
         buffer = self._buffer
         start = self._start
         if len(buffer) - start < HEADER_LEN:
@@ -330,7 +341,16 @@ class RecordReader:
         if len(buffer) < end:
             return None
         self._start = end
-        return Record(rtype, request_id, bytes(buffer[body : body + length]))
+        if isinstance(buffer, bytearray):
+            return rtype, request_id, bytes(buffer[body : body + length])
+        return rtype, request_id, buffer[body : body + length]
+
+    def next_record(self) -> Record | None:
+        """The next whole record, or None until more bytes come. Raises
+        :class:`FastCgiProtocolError` for a header with another version than 1
+        (the bytes are not FastCGI)."""
+        parts = self.next_parts()
+        return None if parts is None else Record(*parts)
 
     def feed(self, data: bytes) -> list[Record]:
         """The records ``data`` completes."""
@@ -410,44 +430,42 @@ class ResponseReader:
         events: list[Event] = []
         records = self._records
         records.receive(data)
-        while not self.done and (rec := records.next_record()) is not None:
-            event = self._event(rec)
+        while not self.done and (parts := records.next_parts()) is not None:
+            event = self._event(*parts)
             if event is not None:
                 events.append(event)
         if self.done and records.pending:
             raise FastCgiProtocolError("data after END_REQUEST")
         return events
 
-    def _event(self, rec: Record) -> Event | None:
-        rtype = rec.type
-        if rec.request_id == 0:
+    def _event(self, rtype: int, request_id: int, content: bytes) -> Event | None:
+        if request_id == 0:
             if rtype == GET_VALUES_RESULT:
-                return GetValuesResult(dict(decode_pairs(rec.content)))
+                return GetValuesResult(dict(decode_pairs(content)))
             if rtype == UNKNOWN_TYPE:
-                if len(rec.content) != 8:
+                if len(content) != 8:
                     raise FastCgiProtocolError(
-                        f"an UNKNOWN_TYPE body of {len(rec.content)} bytes, not 8"
+                        f"an UNKNOWN_TYPE body of {len(content)} bytes, not 8"
                     )
-                return UnknownType(rec.content[0])
+                return UnknownType(content[0])
             raise FastCgiProtocolError(f"a {_name(rtype)} record as a management record")
-        if rec.request_id != self.request_id:
+        if request_id != self.request_id:
             raise FastCgiProtocolError(
-                f"a {_name(rtype)} record for request {rec.request_id}, not {self.request_id}"
+                f"a {_name(rtype)} record for request {request_id}, not {self.request_id}"
             )
-        if rtype in (STDOUT, STDERR):
+        if rtype == STDOUT or rtype == STDERR:
             if rtype in self._closed:
                 raise FastCgiProtocolError(f"{_name(rtype)} data after the stream ended")
-            if not rec.content:
+            if not content:
                 self._closed.add(rtype)
                 return None
-            return Stdout(rec.content) if rtype == STDOUT else Stderr(rec.content)
+            return Stdout(content) if rtype == STDOUT else Stderr(content)
         if rtype == END_REQUEST:
-            if len(rec.content) != _END_BODY.size:
-                raise FastCgiProtocolError(
-                    f"an END_REQUEST body of {len(rec.content)} bytes, not 8"
-                )
+            if len(content) != _END_BODY.size:
+                raise FastCgiProtocolError(f"an END_REQUEST body of {len(content)} bytes, not 8")
             self.done = True
-            return EndRequest(*_END_BODY.unpack(rec.content))
+            app_status, protocol_status = _END_BODY.unpack(content)
+            return EndRequest(app_status, protocol_status)
         raise FastCgiProtocolError(f"a {_name(rtype)} record from the application")
 
 
