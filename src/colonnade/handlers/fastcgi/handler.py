@@ -106,6 +106,10 @@ class FastCgiHandler(Handler):
         self.pools: dict[str, Pool] = {}
         #: Per application: the test a script's URL path passes (its extensions).
         self.accepts: dict[str, Callable[[str], bool] | None] = {}
+        #: Per application: what follows the CGI variables in PARAMS, as latin-1
+        #: text (REDIRECT_STATUS, the configured params), and the names of the
+        #: variables the configured params replace.
+        self.tails: dict[str, tuple[str, list[str]]] = {}
         self.pool_name = "default"
         self.applications: dict[str, FastCgiApplication] = {}
         self.software = f"colonnade/{__version__}"
@@ -127,6 +131,7 @@ class FastCgiHandler(Handler):
         for name, settings in self.applications.items():
             self.pools[name] = POOLS.acquire(name, settings, self.pool_name)
             self.accepts[name] = _accepting(settings.script_extensions)
+            self.tails[name] = _tail(settings)
 
     async def shutdown(self) -> None:
         """Give the pools back; the last user ends their processes."""
@@ -142,11 +147,10 @@ class FastCgiHandler(Handler):
         pool = self.pools.get(chosen)
         if pool is None:
             raise HttpError(503, 0, "the FastCGI application is not running")
-        settings = pool.settings
         script = find_script(ctx, self.accepts[chosen])
         if script is None:
             raise HttpError(404, 0, "the script does not exist")
-        head = self._request_head(ctx, script, settings)
+        head = self._request_head(ctx, script, chosen)
         inst = await pool.acquire()
         reusable = False
         exchange = _Exchange(ctx, pool, inst, head)
@@ -177,18 +181,26 @@ class FastCgiHandler(Handler):
             # After the instance went back: the target may be a script of ours too.
             await serve_local_redirect(ctx, exchange.redirect, pool.label)
 
-    def _request_head(self, ctx: Context, script: Script, settings: FastCgiApplication) -> bytes:
+    def _request_head(self, ctx: Context, script: Script, chosen: str) -> bytes:
         variables = cgi_variables(ctx, script, software=self.software)
-        # php-cgi (cgi.force_redirect, on by default) refuses a request without it.
-        variables["REDIRECT_STATUS"] = "200"
-        for name, value in settings.params.items():
-            # Replaced, and last. The configuration's own text is sent as UTF-8:
-            # as latin-1 text here, as the variables hold bytes.
+        tail, replaced = self.tails[chosen]
+        for name in replaced:
             variables.pop(name, None)
-            variables[_utf8_text(name)] = _utf8_text(value)
-        return _BEGIN + records.params_stream(
-            REQUEST_ID, records.encode_text_pairs(variables.items())
-        )
+        text = records.text_pairs(variables.items()) + tail
+        return _BEGIN + records.params_stream(REQUEST_ID, text.encode("latin-1"))
+
+
+def _tail(settings: FastCgiApplication) -> tuple[str, list[str]]:
+    # What _request_head adds after the CGI variables, made once per application.
+    tail: dict[str, str] = {}
+    # php-cgi (cgi.force_redirect, on by default) refuses a request without it.
+    tail["REDIRECT_STATUS"] = "200"
+    for name, value in settings.params.items():
+        # Replaced, and last. The configuration's own text is sent as UTF-8:
+        # as latin-1 text here, as the variables hold bytes.
+        tail.pop(name, None)
+        tail[_utf8_text(name)] = _utf8_text(value)
+    return records.text_pairs(tail.items()), list(settings.params)
 
 
 def _utf8_text(text: str) -> str:

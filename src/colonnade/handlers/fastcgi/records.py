@@ -179,15 +179,27 @@ def encode_text_pairs(pairs: Iterable[tuple[str, str]]) -> bytes:
     character stands for one byte, as the CGI variables hold them): the stream
     is built as text and encoded once, instead of encoding each name and value
     and joining their pieces; ``UnicodeEncodeError`` for a character past 255."""
+    return text_pairs(pairs).encode("latin-1")
+
+
+def text_pairs(pairs: Iterable[tuple[str, str]]) -> str:
+    """:func:`encode_text_pairs` before its encoding: the stream as latin-1 text
+    (to be joined with more such text, then encoded once)."""
     short = _TEXT_LENGTHS
-    return "".join(
-        [
-            f"{short[n]}{short[v]}{name}{value}"
-            if (n := len(name)) < 0x80 and (v := len(value)) < 0x80
-            else f"{_text_length(len(name))}{_text_length(len(value))}{name}{value}"
-            for name, value in pairs
-        ]
-    ).encode("latin-1")
+    out: list[str] = []
+    # Every piece into one list, joined once: no string made per pair.
+    for name, value in pairs:
+        n = len(name)
+        v = len(value)
+        if n < 0x80 and v < 0x80:
+            out.append(short[n])
+            out.append(short[v])
+        else:
+            out.append(_text_length(n))
+            out.append(_text_length(v))
+        out.append(name)
+        out.append(value)
+    return "".join(out)
 
 
 def decode_pairs(data: bytes) -> list[tuple[bytes, bytes]]:
@@ -228,6 +240,18 @@ def params(request_id: int, pairs: Iterable[tuple[bytes, bytes]]) -> bytes:
 def params_stream(request_id: int, encoded: bytes) -> bytes:
     """The whole PARAMS stream of pairs already encoded (:func:`encode_pairs`,
     :func:`encode_text_pairs`), ended by its empty record."""
+    length = len(encoded)
+    if 0 < length <= CHUNK:
+        # One record and the empty one, in one join (no copy per record).
+        padding = -length % 8
+        return b"".join(
+            (
+                _HEADER.pack(VERSION, PARAMS, request_id, length, padding),
+                encoded,
+                _PADDING[:padding],
+                _HEADER.pack(VERSION, PARAMS, request_id, 0, 0),
+            )
+        )
     return stream(PARAMS, request_id, encoded) + record(PARAMS, request_id)
 
 
@@ -453,7 +477,7 @@ class ResponseReader:
             raise FastCgiProtocolError(
                 f"a {_name(rtype)} record for request {request_id}, not {self.request_id}"
             )
-        if rtype == STDOUT or rtype == STDERR:
+        if rtype in (STDOUT, STDERR):
             if rtype in self._closed:
                 raise FastCgiProtocolError(f"{_name(rtype)} data after the stream ended")
             if not content:
