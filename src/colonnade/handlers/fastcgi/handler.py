@@ -112,6 +112,8 @@ class FastCgiHandler(Handler):
         self.tails: dict[str, tuple[str, list[str]]] = {}
         self.pool_name = "default"
         self.applications: dict[str, FastCgiApplication] = {}
+        #: The name of the one application, where only one is defined.
+        self.only = ""
         self.software = f"colonnade/{__version__}"
 
     def provision(self, app: Application) -> None:
@@ -119,6 +121,7 @@ class FastCgiHandler(Handler):
         settings = app.section(FastCgiSection)
         self.applications = dict(settings.applications)
         self.pool_name = app.pool
+        self.only = next(iter(self.applications)) if len(self.applications) == 1 else ""
         if not self.applications:
             raise ConfigError(
                 "handler.fastcgi is enabled but no FastCGI application is defined "
@@ -143,7 +146,9 @@ class FastCgiHandler(Handler):
 
     async def execute(self, ctx: Context) -> None:
         """Run the request's script in the application chosen for its URL."""
-        chosen = ctx.section(FastCgiSection).chosen
+        # The one application, where only one is defined (the common case):
+        # no settings looked up for it.
+        chosen = self.only or ctx.section(FastCgiSection).chosen
         pool = self.pools.get(chosen)
         if pool is None:
             raise HttpError(503, 0, "the FastCGI application is not running")
@@ -253,16 +258,42 @@ class _Exchange:
             self.task.cancel()
 
     async def run(self) -> bool:
-        """Carry out the exchange; True when the instance can serve again."""
+        """Carry out the exchange; True when the instance can serve again.
+
+        The request goes out, a pump task sends the body (if any) while the
+        answer is read; the pool's ticker watches the timeouts meanwhile (one
+        coroutine for all of it: each costs its own frame on every request)."""
         task = asyncio.current_task()
         assert task is not None
         self.task = task
         self.cancelling = task.cancelling()
         pool = self.pool
         pool.watch(self)
+        inst = self.inst
+        sock = inst.sock
+        assert sock is not None
+        body = self.ctx.request.body
+        head = self.head + _STDIN_END if body is EMPTY_BODY else self.head
+        pump: asyncio.Task[None] | None = None
         try:
-            keeps = await self._run()
+            try:
+                # Nearly always taken whole at once: no coroutine made for the rest.
+                sent = inst.send_some(head)
+                if sent < len(head):
+                    await inst.send(memoryview(head)[sent:])
+            except OSError as exc:
+                if inst.reused:
+                    raise _StaleError from None  # closed while idle: nothing was taken
+                raise self._fail(f"the request could not be sent: {exc}") from None
+            if body is not EMPTY_BODY:
+                pump = asyncio.get_running_loop().create_task(self._pump(sock))
+            keeps = await self._respond()
+            if pump is not None and not pump.done():
+                # The application answered without reading the whole body: the
+                # connection holds our unsent STDIN; it cannot serve again.
+                keeps = False
         except BaseException as exc:
+            await self._end(pump)
             pool.unwatch(self)
             if (
                 self.expired is None
@@ -276,50 +307,28 @@ class _Exchange:
                 if self.expired == "request"
                 else f"activity timeout ({settings.activity_timeout:g}s)"
             )
-            self._log_stderr()
             raise self._fail(
                 f"the application exceeded its {which}",
                 504,
                 1,
                 "the application did not answer in time",
             ) from None
+        if pump is not None:
+            await self._end(pump)
+        else:
+            self._log_stderr()
         pool.unwatch(self)
         if self.expired is not None:
             task.uncancel()  # it expired, but the exchange ended anyway
         return keeps
 
-    async def _run(self) -> bool:
-        ctx = self.ctx
-        inst = self.inst
-        sock = inst.sock
-        assert sock is not None
-        loop = asyncio.get_running_loop()
-        body = ctx.request.body
-        pump: asyncio.Task[None] | None = None
-        try:
-            if body is EMPTY_BODY:
-                await inst.send(self.head + _STDIN_END)
-            else:
-                await inst.send(self.head)
-        except OSError as exc:
-            if self.inst.reused:
-                raise _StaleError from None  # closed while idle: nothing was taken
-            raise self._fail(f"the request could not be sent: {exc}") from None
-        if body is not EMPTY_BODY:
-            pump = loop.create_task(self._pump(sock))
-        try:
-            done = await self._respond()
-            if pump is not None and not pump.done():
-                # The application answered without reading the whole body: the
-                # connection holds our unsent STDIN; it cannot serve again.
-                return False
-            return done
-        finally:
-            if pump is not None and not pump.done():
-                pump.cancel()
-                with contextlib.suppress(BaseException):
-                    await pump
-            self._log_stderr()
+    async def _end(self, pump: asyncio.Task[None] | None) -> None:
+        # The exchange is over: its pump stopped, what it wrote to STDERR logged.
+        if pump is not None and not pump.done():
+            pump.cancel()
+            with contextlib.suppress(BaseException):
+                await pump
+        self._log_stderr()
 
     async def _pump(self, sock: socket.socket) -> None:
         # The request body into STDIN; each piece is sent whole before the next

@@ -254,16 +254,23 @@ class Instance:
             self._unwatch(sock)
             sock.close()
 
-    async def send(self, data: bytes) -> None:
-        """Send all of ``data``; OSError if the connection fails. Sent at once
-        where the socket takes it (nearly always: a request's head, a piece of
-        its body), the rest once the socket drains."""
+    def send_some(self, data: bytes) -> int:
+        """Send what the socket takes of ``data`` now (nearly always all of a
+        request's head or a piece of its body): how many bytes; OSError if the
+        connection fails."""
         sock = self.sock
         assert sock is not None
         try:
-            sent = sock.send(data)
+            return sock.send(data)
         except BlockingIOError:
-            sent = 0
+            return 0
+
+    async def send(self, data: bytes | memoryview) -> None:
+        """Send all of ``data``; OSError if the connection fails. Sent at once
+        where the socket takes it, the rest once the socket drains."""
+        sock = self.sock
+        assert sock is not None
+        sent = self.send_some(data) if isinstance(data, bytes) else 0
         if sent < len(data):
             await asyncio.get_running_loop().sock_sendall(sock, memoryview(data)[sent:])
 
