@@ -125,8 +125,29 @@ def test_parse_head(block: bytes, expected: CgiHead) -> None:
     ],
 )
 def test_parse_head_refuses(block: bytes, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        parse_head(block)
+    for _ in range(2):  # a refused line is refused again: never kept as read
+        with pytest.raises(ValueError, match=message):
+            parse_head(block)
+
+
+def test_lines_read_before_read_the_same() -> None:
+    # Repeated lines come from what was kept: the same result every time, with
+    # the Status line still counted once per head.
+    block = b"Status: 404 Not Found\r\nX-Powered-By: PHP/8.2\r\nX-A: 1\r\nX-A: 1\r\n"
+    first = parse_head(block)
+    assert first == CgiHead(
+        404, None, [(b"x-powered-by", b"PHP/8.2"), (b"x-a", b"1"), (b"x-a", b"1")]
+    )
+    assert parse_head(block) == first
+    with pytest.raises(ValueError, match="twice"):
+        parse_head(block + b"Status: 404 Not Found\r\n")
+
+
+def test_lines_kept_are_bounded() -> None:
+    for i in range(2000):
+        parse_head(b"Set-Cookie: id=%d\r\nX-Long: %s\r\n" % (i, b"v" * 300))
+    assert len(cgihead._LINES) <= 512
+    assert not any(len(line) > 256 for line in cgihead._LINES)
 
 
 def test_a_whole_response_from_bytes() -> None:

@@ -199,7 +199,8 @@ def find_script(ctx: Context, accept: Callable[[str], bool] | None = None) -> Sc
             st = None
         if st is not None:
             if S_ISREG(st.st_mode):
-                return Script(request_path, physical, "")
+                # tuple.__new__: the named tuple's own __new__ is Python code.
+                return tuple.__new__(Script, (request_path, physical, ""))
         elif _kind(physical) == 1:
             return _confined(ctx, request_path, physical, "")
     # Where the application's own path ends: its prefixes are not the app's to run.

@@ -127,28 +127,35 @@ def parse_response(block: bytes) -> CgiResponse:
     return CgiResponse(head, None)
 
 
+#: Header lines already read, as ``(lower-case name, value)``: an application
+#: sends much the same head with every response (``X-Powered-By: PHP/8.2``,
+#: ``Content-type: text/html``), and a line found here needs no checking again.
+#: Emptied when full: lines that vary (cookies, dates) cannot crowd out for
+#: good the ones that repeat. Long lines are not kept (at most 512 lines of
+#: 256 bytes).
+_LINES: dict[bytes, tuple[bytes, bytes]] = {}
+_LINES_MAX = 512
+_LINE_MAX = 256
+
+
 def _parse(block: bytes) -> tuple[CgiHead, bool]:
     # The head, and whether it named its status.
     status = 200
     reason: bytes | None = None
     seen_status = False
     headers: Headers = []
+    lines = _LINES
     for line in block.split(b"\n"):
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        if not line:
-            continue  # the block's last line end
-        if line[0] in b" \t":
-            raise ValueError("a folded header line (obs-fold) in the response head")
-        name, colon, value = line.partition(b":")
-        if not colon:
-            raise ValueError(f"a response head line without a colon: {_shown(line)}")
-        if not is_token(name):
-            raise ValueError(f"an invalid header name in the response head: {_shown(name)}")
-        value = value.strip(b" \t")
-        if not is_field_value(value):
-            raise ValueError(f"CR, LF or NUL in the value of header {_shown(name)}")
-        lname = name.lower()
+        found = lines.get(line)
+        if found is None:
+            if not line or line == b"\r":
+                continue  # the block's last line end
+            found = _read_line(line)
+            if len(line) <= _LINE_MAX:
+                if len(lines) >= _LINES_MAX:
+                    lines.clear()
+                lines[line] = found
+        lname, value = found
         if lname == b"status":
             if seen_status:
                 raise ValueError("Status sent twice in the response head")
@@ -157,6 +164,24 @@ def _parse(block: bytes) -> tuple[CgiHead, bool]:
             continue
         headers.append((lname, value))
     return CgiHead(status, reason, headers), seen_status
+
+
+def _read_line(line: bytes) -> tuple[bytes, bytes]:
+    # One header line (its CR, if any, still on): the lower-case name and the
+    # value, or ValueError naming what is wrong with it.
+    if line.endswith(b"\r"):
+        line = line[:-1]
+    if line[0] in b" \t":
+        raise ValueError("a folded header line (obs-fold) in the response head")
+    name, colon, value = line.partition(b":")
+    if not colon:
+        raise ValueError(f"a response head line without a colon: {_shown(line)}")
+    if not is_token(name):
+        raise ValueError(f"an invalid header name in the response head: {_shown(name)}")
+    value = value.strip(b" \t")
+    if not is_field_value(value):
+        raise ValueError(f"CR, LF or NUL in the value of header {_shown(name)}")
+    return name.lower(), value
 
 
 def _shown(data: bytes) -> str:

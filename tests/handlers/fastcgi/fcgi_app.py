@@ -12,6 +12,7 @@ whatever FCGI_KEEP_CONN asks. What it does is chosen by the script's file name
   Content-Length);
 - ``die.t``: part of a body, then ``os._exit(3)``; ``diehead.t``: exits before a head;
 - ``hang.t``: never answers (``?after=1``: after a first body write);
+- ``trickle.t``: a head, then a byte every 0.1 s for ``?s=SECONDS``;
 - ``flood.t``: 1 MiB of STDERR, then a normal answer; ``warn.t``: one STDERR line;
 - ``bad.t``: a record of version 9; ``badstatus.t``: ``Status: nope``;
 - ``overloaded.t``: END_REQUEST with OVERLOADED; ``redirect.t``: ``Location`` only;
@@ -120,6 +121,12 @@ def respond(
         if query.get("after"):
             send(r.stdout(rid, b"Content-Type: text/plain\r\n\r\n" + b"z" * 100000))
         time.sleep(3600)
+    elif name == "trickle.t":
+        send(r.stdout(rid, b"Content-Type: text/plain\r\n\r\n"))
+        end = time.monotonic() + float(query.get("s", "0"))
+        while time.monotonic() < end:
+            time.sleep(0.1)
+            send(r.stdout(rid, b"."))
     elif name == "flood.t":
         line = b"E" * 1023 + b"\n"
         for _ in range(1024):

@@ -32,6 +32,7 @@ SCRIPTS = [
     "die.t",
     "diehead.t",
     "hang.t",
+    "trickle.t",
     "flood.t",
     "warn.t",
     "bad.t",
@@ -251,6 +252,19 @@ def test_a_hung_program_is_killed_504(live: LiveServer) -> None:
     assert wire.status == 504
     # The hung process was killed: fewer than max_instances + 1 programs live.
     wait_for(lambda: len(children()) <= 2, PATIENCE, "the hung process killed")
+
+
+def test_activity_and_request_timeouts(tree: Path) -> None:
+    # Progress restarts the activity timeout; the request timeout bounds the whole.
+    app = {**MANAGED, "activity_timeout": 0.5, "request_timeout": 2.0}
+    with LiveServer(config(app), tree).start() as server:
+        wire = request(server.port, "/trickle.t?s=1.2")  # longer than the activity timeout
+        assert wire.status == 200 and wire.body.startswith(b"....")
+        # Never quiet, but longer than the whole (its few bytes are still held).
+        wire = request(server.port, "/trickle.t?s=30")
+        assert wire.status == 504 and "request timeout (2s)" in wire.body.decode()
+        wire = request(server.port, "/hang.t")
+        assert wire.status == 504 and "activity timeout (0.5s)" in wire.body.decode()
 
 
 def test_a_hang_after_the_head_cuts_the_connection(live: LiveServer) -> None:

@@ -59,7 +59,9 @@ class FastCgiApplication(
     activity_timeout: Timeout = 70.0
     """Seconds a request may go without any progress (no byte read from the
     application, none of the request body taken by it, none of the response taken by
-    the client); then the process is killed and the client gets 504.1."""
+    the client); then the process is killed and the client gets 504.1. Both timeouts
+    are checked every tenth of the shorter one (at most every second): one is noticed
+    up to two such ticks after it passed."""
     request_timeout: Timeout = 90.0
     """Seconds a whole request may take; then the process is killed and the
     client gets 504.1 (or, once the response has begun, the connection is cut)."""

@@ -47,7 +47,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-import time
 from collections.abc import Callable
 
 from colonnade import __version__
@@ -105,8 +104,16 @@ class FastCgiHandler(Handler):
 
     def __init__(self) -> None:
         self.pools: dict[str, Pool] = {}
+        #: Per application: the test a script's URL path passes (its extensions).
+        self.accepts: dict[str, Callable[[str], bool] | None] = {}
+        #: Per application: what follows the CGI variables in PARAMS, as latin-1
+        #: text (REDIRECT_STATUS, the configured params), and the names of the
+        #: variables the configured params replace.
+        self.tails: dict[str, tuple[str, list[str]]] = {}
         self.pool_name = "default"
         self.applications: dict[str, FastCgiApplication] = {}
+        #: The name of the one application, where only one is defined.
+        self.only = ""
         self.software = f"colonnade/{__version__}"
 
     def provision(self, app: Application) -> None:
@@ -114,6 +121,7 @@ class FastCgiHandler(Handler):
         settings = app.section(FastCgiSection)
         self.applications = dict(settings.applications)
         self.pool_name = app.pool
+        self.only = next(iter(self.applications)) if len(self.applications) == 1 else ""
         if not self.applications:
             raise ConfigError(
                 "handler.fastcgi is enabled but no FastCGI application is defined "
@@ -125,6 +133,8 @@ class FastCgiHandler(Handler):
         """Take this worker's pools (no process starts before the first request)."""
         for name, settings in self.applications.items():
             self.pools[name] = POOLS.acquire(name, settings, self.pool_name)
+            self.accepts[name] = _accepting(settings.script_extensions)
+            self.tails[name] = _tail(settings)
 
     async def shutdown(self) -> None:
         """Give the pools back; the last user ends their processes."""
@@ -136,14 +146,16 @@ class FastCgiHandler(Handler):
 
     async def execute(self, ctx: Context) -> None:
         """Run the request's script in the application chosen for its URL."""
-        pool = self.pools.get(ctx.section(FastCgiSection).chosen)
+        # The one application, where only one is defined (the common case):
+        # no settings looked up for it.
+        chosen = self.only or ctx.section(FastCgiSection).chosen
+        pool = self.pools.get(chosen)
         if pool is None:
             raise HttpError(503, 0, "the FastCGI application is not running")
-        settings = pool.settings
-        script = find_script(ctx, _accepting(settings.script_extensions))
+        script = find_script(ctx, self.accepts[chosen])
         if script is None:
             raise HttpError(404, 0, "the script does not exist")
-        head = self._request_head(ctx, script, settings)
+        head = self._request_head(ctx, script, chosen)
         inst = await pool.acquire()
         reusable = False
         exchange = _Exchange(ctx, pool, inst, head)
@@ -174,18 +186,26 @@ class FastCgiHandler(Handler):
             # After the instance went back: the target may be a script of ours too.
             await serve_local_redirect(ctx, exchange.redirect, pool.label)
 
-    def _request_head(self, ctx: Context, script: Script, settings: FastCgiApplication) -> bytes:
+    def _request_head(self, ctx: Context, script: Script, chosen: str) -> bytes:
         variables = cgi_variables(ctx, script, software=self.software)
-        # php-cgi (cgi.force_redirect, on by default) refuses a request without it.
-        variables["REDIRECT_STATUS"] = "200"
-        for name, value in settings.params.items():
-            # Replaced, and last. The configuration's own text is sent as UTF-8:
-            # as latin-1 text here, as the variables hold bytes.
+        tail, replaced = self.tails[chosen]
+        for name in replaced:
             variables.pop(name, None)
-            variables[_utf8_text(name)] = _utf8_text(value)
-        return _BEGIN + records.params_stream(
-            REQUEST_ID, records.encode_text_pairs(variables.items())
-        )
+        text = records.text_pairs(variables.items()) + tail
+        return _BEGIN + records.params_stream(REQUEST_ID, text.encode("latin-1"))
+
+
+def _tail(settings: FastCgiApplication) -> tuple[str, list[str]]:
+    # What _request_head adds after the CGI variables, made once per application.
+    tail: dict[str, str] = {}
+    # php-cgi (cgi.force_redirect, on by default) refuses a request without it.
+    tail["REDIRECT_STATUS"] = "200"
+    for name, value in settings.params.items():
+        # Replaced, and last. The configuration's own text is sent as UTF-8:
+        # as latin-1 text here, as the variables hold bytes.
+        tail.pop(name, None)
+        tail[_utf8_text(name)] = _utf8_text(value)
+    return records.text_pairs(tail.items()), list(settings.params)
 
 
 def _utf8_text(text: str) -> str:
@@ -213,8 +233,14 @@ class _Exchange:
         self.inst = inst
         self.head = head
         self.reader = records.ResponseReader(REQUEST_ID)
-        self.started = time.monotonic()
-        self.timeout: asyncio.Timeout | None = None
+        #: Progress (a byte read from the application, a piece of the body taken
+        #: by it, a piece of the response taken by the client): the pool's
+        #: ticker restarts the activity timeout when it changed.
+        self.moves = 0
+        #: Which timeout passed (``"request"``, ``"activity"``), once one did.
+        self.expired: str | None = None
+        self.task: asyncio.Task[object] | None = None
+        self.cancelling = 0
         self.stderr = bytearray()
         self.stderr_dropped = 0
         self.pump_error: BaseException | None = None
@@ -223,81 +249,86 @@ class _Exchange:
         self.redirect: bytes | None = None
         self.body_started = False  # the pump read from the request body
 
-    def _deadline(self) -> float:
-        # On the loop's clock: the activity timeout from now, bounded by the
-        # request timeout from the start.
-        settings = self.settings
-        now = asyncio.get_running_loop().time()
-        return min(
-            now + settings.activity_timeout,
-            now - (time.monotonic() - self.started) + settings.request_timeout,
-        )
-
-    def progress(self) -> None:
-        """Something moved: the activity timeout starts again.
-
-        A move of the deadline by less than 1 % of ``activity_timeout`` is not
-        made: a small response's progress would otherwise reschedule the timer
-        on every read (a timer cancelled and one made), for no visible change."""
-        timeout = self.timeout
-        if timeout is not None:
-            deadline = self._deadline()
-            when = timeout.when()
-            if when is None or deadline - when > self.settings.activity_timeout * 0.01:
-                timeout.reschedule(deadline)
+    def expire(self, which: str) -> None:
+        """A timeout passed (the pool's ticker says which): the request's task is
+        cancelled, and :meth:`run` answers 504.1 (as ``asyncio.timeout`` does,
+        a cancellation of the task by anyone else stays one)."""
+        self.expired = which
+        if self.task is not None:
+            self.task.cancel()
 
     async def run(self) -> bool:
-        """Carry out the exchange; True when the instance can serve again."""
+        """Carry out the exchange; True when the instance can serve again.
+
+        The request goes out, a pump task sends the body (if any) while the
+        answer is read; the pool's ticker watches the timeouts meanwhile (one
+        coroutine for all of it: each costs its own frame on every request)."""
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        self.cancelling = task.cancelling()
+        pool = self.pool
+        pool.watch(self)
+        inst = self.inst
+        sock = inst.sock
+        assert sock is not None
+        body = self.ctx.request.body
+        head = self.head + _STDIN_END if body is EMPTY_BODY else self.head
+        pump: asyncio.Task[None] | None = None
         try:
-            async with asyncio.timeout_at(self._deadline()) as self.timeout:
-                return await self._run()
-        except TimeoutError:
-            elapsed = time.monotonic() - self.started
+            try:
+                # Nearly always taken whole at once: no coroutine made for the rest.
+                sent = inst.send_some(head)
+                if sent < len(head):
+                    await inst.send(memoryview(head)[sent:])
+            except OSError as exc:
+                if inst.reused:
+                    raise _StaleError from None  # closed while idle: nothing was taken
+                raise self._fail(f"the request could not be sent: {exc}") from None
+            if body is not EMPTY_BODY:
+                pump = asyncio.get_running_loop().create_task(self._pump(sock))
+            keeps = await self._respond()
+            if pump is not None and not pump.done():
+                # The application answered without reading the whole body: the
+                # connection holds our unsent STDIN; it cannot serve again.
+                keeps = False
+        except BaseException as exc:
+            await self._end(pump)
+            pool.unwatch(self)
+            if (
+                self.expired is None
+                or task.uncancel() > self.cancelling
+                or not isinstance(exc, asyncio.CancelledError)
+            ):
+                raise
+            settings = self.settings
             which = (
-                f"request timeout ({self.settings.request_timeout:g}s)"
-                if elapsed >= self.settings.request_timeout - 0.01
-                else f"activity timeout ({self.settings.activity_timeout:g}s)"
+                f"request timeout ({settings.request_timeout:g}s)"
+                if self.expired == "request"
+                else f"activity timeout ({settings.activity_timeout:g}s)"
             )
-            self._log_stderr()
             raise self._fail(
                 f"the application exceeded its {which}",
                 504,
                 1,
                 "the application did not answer in time",
             ) from None
-
-    async def _run(self) -> bool:
-        ctx = self.ctx
-        inst = self.inst
-        sock = inst.sock
-        assert sock is not None
-        loop = asyncio.get_running_loop()
-        body = ctx.request.body
-        pump: asyncio.Task[None] | None = None
-        try:
-            if body is EMPTY_BODY:
-                await inst.send(self.head + _STDIN_END)
-            else:
-                await inst.send(self.head)
-        except OSError as exc:
-            if self.inst.reused:
-                raise _StaleError from None  # closed while idle: nothing was taken
-            raise self._fail(f"the request could not be sent: {exc}") from None
-        if body is not EMPTY_BODY:
-            pump = loop.create_task(self._pump(sock))
-        try:
-            done = await self._respond()
-            if pump is not None and not pump.done():
-                # The application answered without reading the whole body: the
-                # connection holds our unsent STDIN; it cannot serve again.
-                return False
-            return done
-        finally:
-            if pump is not None and not pump.done():
-                pump.cancel()
-                with contextlib.suppress(BaseException):
-                    await pump
+        if pump is not None:
+            await self._end(pump)
+        else:
             self._log_stderr()
+        pool.unwatch(self)
+        if self.expired is not None:
+            task.uncancel()  # it expired, but the exchange ended anyway
+        return keeps
+
+    async def _end(self, pump: asyncio.Task[None] | None) -> None:
+        # The exchange is over: its pump stopped, what it wrote to STDERR logged.
+        if pump is not None and not pump.done():
+            pump.cancel()
+            with contextlib.suppress(BaseException):
+                await pump
+        self._log_stderr()
 
     async def _pump(self, sock: socket.socket) -> None:
         # The request body into STDIN; each piece is sent whole before the next
@@ -324,13 +355,14 @@ class _Exchange:
                 # The application closed its end: it may have answered already
                 # (the reader reads what it sent), or it failed (the reader says so).
                 return
-            self.progress()
+            self.moves += 1
 
     async def _read(self) -> list[records.Event]:
         # The next events; a closed connection before END_REQUEST is a failure.
         while True:
             try:
-                data = await self.inst.recv(BUFFER)
+                # Nothing read yet: the answer is not there before the loop's next turn.
+                data = await self.inst.recv(BUFFER, not self.received)
             except OSError:
                 data = b""  # reset: as good as closed
             if not data:
@@ -341,7 +373,7 @@ class _Exchange:
                     raise _StaleError
                 raise self._fail("the application closed the connection before its response ended")
             self.received += len(data)
-            self.progress()
+            self.moves += 1
             try:
                 events = self.reader.feed(data)
             except records.FastCgiProtocolError as exc:
@@ -369,23 +401,29 @@ class _Exchange:
         # Read the head, then the body: whole when it ends within BUFFER bytes,
         # else streamed. Returns whether the connection may serve again.
         ctx = self.ctx
-        buffered = bytearray()
+        # STDOUT as received, in pieces: most responses come in one, which is
+        # then used as it is, never copied.
+        pieces: list[bytes] = []
+        size = 0
         head: cgihead.CgiResponse | None = None
         ended: records.EndRequest | None = None
         while ended is None:
             for event in await self._read():
                 if type(event) is records.Stdout:
-                    buffered += event.data
+                    pieces.append(event.data)
+                    size += len(event.data)
                 elif type(event) is records.Stderr:
                     self._stderr(event.data)
                 elif type(event) is records.EndRequest:
                     ended = event
             if head is None:
+                data = _joined(pieces)
                 try:
-                    split = cgihead.split_head(bytes(buffered))
+                    split = cgihead.split_head(data)
                     if split is None:
                         if ended is not None:
                             raise ValueError("the response ended before its head did")
+                        pieces = [data]
                         continue
                     head = cgihead.parse_response(split[0])
                     if not 200 <= head.head.status <= 599:
@@ -393,8 +431,10 @@ class _Exchange:
                 except ValueError as exc:
                     self._refused(ended)
                     raise self._fail(str(exc)) from None
-                buffered = bytearray(split[1])
-            if ended is None and len(buffered) > BUFFER:
+                body = split[1]
+                pieces = [body]
+                size = len(body)
+            if ended is None and size > BUFFER:
                 break
         self._refused(ended)
         assert head is not None
@@ -414,20 +454,20 @@ class _Exchange:
         declared = self._set_head(head.head)
         response = ctx.response
         if ended is not None:
-            if declared is not None and declared != len(buffered) and ctx.request.method != "HEAD":
+            if declared is not None and declared != size and ctx.request.method != "HEAD":
                 raise self._fail(
-                    f"the response declared Content-Length {declared}, sent {len(buffered)} bytes"
+                    f"the response declared Content-Length {declared}, sent {size} bytes"
                 )
             if declared is not None and ctx.request.method == "HEAD":
                 await ctx.start_response()  # the declared length, no body
             else:
-                response.body = bytes(buffered)
+                response.body = _joined(pieces)
             return self._keeps(ended)
         # Streamed: the head goes out with the first bytes.
-        sent = len(buffered)
-        await ctx.write(bytes(buffered))
-        self.progress()
-        del buffered
+        sent = size
+        await ctx.write(_joined(pieces))
+        self.moves += 1
+        del pieces
         while True:
             for event in await self._read():
                 if type(event) is records.Stdout:
@@ -437,7 +477,7 @@ class _Exchange:
                             f"the response is longer than its Content-Length {declared}"
                         )
                     await ctx.write(event.data)
-                    self.progress()
+                    self.moves += 1
                 elif type(event) is records.Stderr:
                     self._stderr(event.data)
                     self._stderr_fails()
@@ -484,9 +524,12 @@ class _Exchange:
         if ended.protocol_status != records.REQUEST_COMPLETE:
             return False
         inst = self.inst
-        if inst.sock is not None and hung_up(inst.sock):
+        if inst.sock is not None and not inst.quiet and hung_up(inst.sock):
             # Closed by the program (or bytes after END_REQUEST): it does not
             # keep connections; a process gets a new one per request from now on.
+            # Not looked at while the loop watches the connection (quiet): then a
+            # close comes to its reader, and the next acquire sees it (the peek
+            # that finds nothing raises BlockingIOError, dear in every request).
             inst.disconnect()
             inst.one_shot = inst.process is not None
         return True
@@ -525,6 +568,11 @@ class _Exchange:
         )
         self.stderr.clear()
         self.stderr_dropped = 0
+
+
+def _joined(pieces: list[bytes]) -> bytes:
+    # The pieces as one: the one piece itself, if there is only one.
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 def _shown(data: bytes | bytearray) -> str:

@@ -39,7 +39,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -68,6 +68,14 @@ def _child_setup() -> None:
     # Runs in the child between fork and exec: die with the worker.
     if _libc is not None:
         _libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
+def _remove_reader(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    # Called through a plain callable: uvloop's remove_reader returns None where
+    # asyncio's returns a bool (as typeshed says), and compiled code (mypyc)
+    # checks a declared bool.
+    remove: Callable[[int], object] = loop.remove_reader
+    remove(fd)
 
 
 class Process:
@@ -114,7 +122,7 @@ class Process:
     def _reap(self) -> None:
         pidfd = self._pidfd
         if pidfd is not None:
-            asyncio.get_running_loop().remove_reader(pidfd)
+            _remove_reader(asyncio.get_running_loop(), pidfd)
             os.close(pidfd)
             self._pidfd = None
         self.returncode = self.popen.wait()
@@ -129,7 +137,7 @@ class Process:
         fd = self._stderr
         if fd is not None:
             self._stderr = None
-            asyncio.get_running_loop().remove_reader(fd)
+            _remove_reader(asyncio.get_running_loop(), fd)
             os.close(fd)
             self._log_line(self._partial, end=True)
             self._settle()
@@ -246,34 +254,47 @@ class Instance:
             self._unwatch(sock)
             sock.close()
 
-    async def send(self, data: bytes) -> None:
-        """Send all of ``data``; OSError if the connection fails. Sent at once
-        where the socket takes it (nearly always: a request's head, a piece of
-        its body), the rest once the socket drains."""
+    def send_some(self, data: bytes) -> int:
+        """Send what the socket takes of ``data`` now (nearly always all of a
+        request's head or a piece of its body): how many bytes; OSError if the
+        connection fails."""
         sock = self.sock
         assert sock is not None
         try:
-            sent = sock.send(data)
+            return sock.send(data)
         except BlockingIOError:
-            sent = 0
+            return 0
+
+    async def send(self, data: bytes | memoryview) -> None:
+        """Send all of ``data``; OSError if the connection fails. Sent at once
+        where the socket takes it, the rest once the socket drains."""
+        sock = self.sock
+        assert sock is not None
+        sent = self.send_some(data) if isinstance(data, bytes) else 0
         if sent < len(data):
             await asyncio.get_running_loop().sock_sendall(sock, memoryview(data)[sent:])
 
-    async def recv(self, size: int) -> bytes:
+    async def recv(self, size: int, wait_first: bool = False) -> bytes:
         """At most ``size`` bytes of the connection, ``b""`` once the other end
         closed it; OSError if it failed.
 
         Read at once when bytes are there; else wait for them with a reader
         registered once per connection and kept between waits: the loop's
         ``sock_recv`` registers and removes one per call, which under uvloop
-        costs more than the rest of a small request's exchange."""
+        costs more than the rest of a small request's exchange. ``wait_first``:
+        wait before the first try, where nothing can be there yet (the answer
+        to what was just sent): a read that finds nothing raises
+        ``BlockingIOError``, dearer than the wait."""
         sock = self.sock
         assert sock is not None
         while True:
-            try:
-                return sock.recv(size)
-            except BlockingIOError:
-                pass
+            if wait_first:
+                wait_first = False
+            else:
+                try:
+                    return sock.recv(size)
+                except BlockingIOError:
+                    pass
             loop = asyncio.get_running_loop()
             if self._watching is None:
                 loop.add_reader(sock.fileno(), self._readable)
@@ -298,7 +319,21 @@ class Instance:
     def _unwatch(self, sock: socket.socket) -> None:
         loop, self._watching = self._watching, None
         if loop is not None and not loop.is_closed():
-            loop.remove_reader(sock.fileno())
+            _remove_reader(loop, sock.fileno())
+
+
+class Watched(Protocol):
+    """A request whose timeouts its pool checks (:meth:`Pool.watch`): ``moves``
+    counts its progress; :meth:`expire` ends it."""
+
+    moves: int
+
+    def expire(self, which: str) -> None:
+        """The ``"request"`` or ``"activity"`` timeout passed: end the request."""
+
+
+#: How often, at most, the pool looks at its requests' timeouts (see Pool.watch).
+MAX_TICK = 1.0
 
 
 class Pool:
@@ -328,6 +363,11 @@ class Pool:
         self._stopping: set[asyncio.Task[None]] = set()
         #: Processes not yet reaped, or whose stderr is still open.
         self._processes: set[Process] = set()
+        #: The requests whose timeouts the ticker checks: None until a tick saw
+        #: them, then (first seen, last seen moving, its moves then).
+        self._watched: dict[Watched, tuple[float, float, int] | None] = {}
+        self._ticker: asyncio.TimerHandle | None = None
+        self._tick = min(MAX_TICK, settings.activity_timeout / 10, settings.request_timeout / 10)
 
     @property
     def live(self) -> int:
@@ -370,6 +410,8 @@ class Pool:
                         return await self._connected(inst, dying_if_refused=True)
                     except _DyingError:
                         continue
+            if inst.sock is not None:
+                return inst  # the common case: no coroutine made to say so
             return await self._connected(inst)
         if self.live < self.settings.instances:
             return await self._connected(await self._create())
@@ -642,6 +684,54 @@ class Pool:
             failures.popleft()
         return len(failures) > self.settings.rapid_fails_per_minute
 
+    # -- request timeouts -------------------------------------------------------------------
+
+    def watch(self, request: Watched) -> None:
+        """Check ``request``'s ``activity_timeout`` and ``request_timeout`` until
+        :meth:`unwatch`.
+
+        One timer per pool, not one per request: a ticker looks at the watched
+        requests every tenth of the shorter timeout (at most every
+        :data:`MAX_TICK` seconds) and runs only while there are some. A request
+        costs two dictionary operations, its progress an increment of ``moves``
+        (a timer per request, rescheduled as it progresses, cost more than the
+        rest of the exchange with a small response). The price: a timeout is
+        noticed up to two ticks late (20 % of the shorter timeout, 2 s at most).
+        """
+        self._watched[request] = None
+        if self._ticker is None:
+            self._ticker = asyncio.get_running_loop().call_later(self._tick, self._check_timeouts)
+
+    def unwatch(self, request: Watched) -> None:
+        """Stop checking ``request``'s timeouts (it ended)."""
+        self._watched.pop(request, None)
+
+    def _check_timeouts(self) -> None:
+        self._ticker = None
+        watched = self._watched
+        if not watched:
+            return  # idle: the next request starts the ticker again
+        now = time.monotonic()
+        settings = self.settings
+        for request, seen in list(watched.items()):
+            moves = request.moves
+            if seen is None:
+                watched[request] = (now, now, moves)
+                continue
+            started, moved, moves_then = seen
+            if moves != moves_then:
+                moved = now
+                watched[request] = (started, now, moves)
+            if now - started >= settings.request_timeout:
+                which = "request"
+            elif now - moved >= settings.activity_timeout:
+                which = "activity"
+            else:
+                continue
+            del watched[request]
+            request.expire(which)
+        self._ticker = asyncio.get_running_loop().call_later(self._tick, self._check_timeouts)
+
     # -- idle timeout, monitored file ------------------------------------------------------
 
     def _schedule_reaper(self) -> None:
@@ -699,6 +789,9 @@ class Pool:
         if self._reaper is not None:
             self._reaper.cancel()
             self._reaper = None
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
         for waiter in self.waiters:
             if not waiter.done():
                 waiter.set_exception(HttpError(503, 0, "the FastCGI application is shutting down"))

@@ -179,15 +179,28 @@ def encode_text_pairs(pairs: Iterable[tuple[str, str]]) -> bytes:
     character stands for one byte, as the CGI variables hold them): the stream
     is built as text and encoded once, instead of encoding each name and value
     and joining their pieces; ``UnicodeEncodeError`` for a character past 255."""
+    return text_pairs(pairs).encode("latin-1")
+
+
+def text_pairs(pairs: Iterable[tuple[str, str]]) -> str:
+    """:func:`encode_text_pairs` before its encoding: the stream as latin-1 text
+    (to be joined with more such text, then encoded once)."""
     short = _TEXT_LENGTHS
-    return "".join(
-        [
-            f"{short[n]}{short[v]}{name}{value}"
-            if (n := len(name)) < 0x80 and (v := len(value)) < 0x80
-            else f"{_text_length(len(name))}{_text_length(len(value))}{name}{value}"
-            for name, value in pairs
-        ]
-    ).encode("latin-1")
+    out: list[str] = []
+    # Every piece into one list, joined once: no string made per pair (and no
+    # call per pair: measured dearer, compiled).
+    for name, value in pairs:
+        n = len(name)
+        v = len(value)
+        if n < 0x80 and v < 0x80:
+            out.append(short[n])
+            out.append(short[v])
+        else:
+            out.append(_text_length(n))
+            out.append(_text_length(v))
+        out.append(name)
+        out.append(value)
+    return "".join(out)
 
 
 def decode_pairs(data: bytes) -> list[tuple[bytes, bytes]]:
@@ -228,6 +241,21 @@ def params(request_id: int, pairs: Iterable[tuple[bytes, bytes]]) -> bytes:
 def params_stream(request_id: int, encoded: bytes) -> bytes:
     """The whole PARAMS stream of pairs already encoded (:func:`encode_pairs`,
     :func:`encode_text_pairs`), ended by its empty record."""
+    length = len(encoded)
+    if 0 < length <= CHUNK and 0 <= request_id <= 0xFFFF:
+        # One record and the empty one, in one join (no copy per record); the
+        # headers' bytes put directly (struct's pack costs more than the rest).
+        padding = -length % 8
+        high = request_id >> 8
+        low = request_id & 0xFF
+        return b"".join(
+            (
+                bytes((VERSION, PARAMS, high, low, length >> 8, length & 0xFF, padding, 0)),
+                encoded,
+                _PADDING[:padding],
+                bytes((VERSION, PARAMS, high, low, 0, 0, 0, 0)),
+            )
+        )
     return stream(PARAMS, request_id, encoded) + record(PARAMS, request_id)
 
 
@@ -299,7 +327,11 @@ class RecordReader:
     __slots__ = ("_buffer", "_start")
 
     def __init__(self) -> None:
-        self._buffer = bytearray()
+        # What arrived is used as it is (a record's content is a slice of it),
+        # as long as it ends with whole records: the common case. Only the bytes
+        # of a record cut short are gathered, in a bytearray (appended to
+        # without copying what it holds, however small the pieces).
+        self._buffer: bytes | bytearray = b""
         self._start = 0  # where the first record not taken out begins
 
     @property
@@ -309,28 +341,48 @@ class RecordReader:
 
     def receive(self, data: bytes) -> None:
         """Add ``data``; take the records out with :meth:`next_record`."""
-        if self._start:
-            del self._buffer[: self._start]
-            self._start = 0
-        self._buffer += data
+        buffer = self._buffer
+        start = self._start
+        self._start = 0
+        if start >= len(buffer):
+            self._buffer = data
+        elif isinstance(buffer, bytearray):
+            del buffer[:start]
+            buffer += data
+        else:
+            gathered = bytearray(buffer[start:])
+            gathered += data
+            self._buffer = gathered
+
+    def next_parts(self) -> tuple[int, int, bytes] | None:
+        """:meth:`next_record` as a plain ``(type, request_id, content)`` tuple
+        (no record object made: what :class:`ResponseReader` reads)."""
+        buffer = self._buffer
+        start = self._start
+        if len(buffer) - start < HEADER_LEN:
+            return None
+        # The header's bytes read one by one: struct's unpack_from costs more.
+        version = buffer[start]
+        if version != VERSION:
+            raise FastCgiProtocolError(f"a record of version {version}, not {VERSION}")
+        rtype = buffer[start + 1]
+        request_id = buffer[start + 2] << 8 | buffer[start + 3]
+        length = buffer[start + 4] << 8 | buffer[start + 5]
+        body = start + HEADER_LEN
+        end = body + length + buffer[start + 6]
+        if len(buffer) < end:
+            return None
+        self._start = end
+        if isinstance(buffer, bytearray):
+            return rtype, request_id, bytes(buffer[body : body + length])
+        return rtype, request_id, buffer[body : body + length]
 
     def next_record(self) -> Record | None:
         """The next whole record, or None until more bytes come. Raises
         :class:`FastCgiProtocolError` for a header with another version than 1
         (the bytes are not FastCGI)."""
-        buffer = self._buffer
-        start = self._start
-        if len(buffer) - start < HEADER_LEN:
-            return None
-        version, rtype, request_id, length, padding = _HEADER.unpack_from(buffer, start)
-        if version != VERSION:
-            raise FastCgiProtocolError(f"a record of version {version}, not {VERSION}")
-        body = start + HEADER_LEN
-        end = body + length + padding
-        if len(buffer) < end:
-            return None
-        self._start = end
-        return Record(rtype, request_id, bytes(buffer[body : body + length]))
+        parts = self.next_parts()
+        return None if parts is None else Record(*parts)
 
     def feed(self, data: bytes) -> list[Record]:
         """The records ``data`` completes."""
@@ -410,44 +462,45 @@ class ResponseReader:
         events: list[Event] = []
         records = self._records
         records.receive(data)
-        while not self.done and (rec := records.next_record()) is not None:
-            event = self._event(rec)
+        while not self.done and (parts := records.next_parts()) is not None:
+            event = self._event(*parts)
             if event is not None:
                 events.append(event)
         if self.done and records.pending:
             raise FastCgiProtocolError("data after END_REQUEST")
         return events
 
-    def _event(self, rec: Record) -> Event | None:
-        rtype = rec.type
-        if rec.request_id == 0:
+    def _event(self, rtype: int, request_id: int, content: bytes) -> Event | None:
+        if request_id == 0:
             if rtype == GET_VALUES_RESULT:
-                return GetValuesResult(dict(decode_pairs(rec.content)))
+                return GetValuesResult(dict(decode_pairs(content)))
             if rtype == UNKNOWN_TYPE:
-                if len(rec.content) != 8:
+                if len(content) != 8:
                     raise FastCgiProtocolError(
-                        f"an UNKNOWN_TYPE body of {len(rec.content)} bytes, not 8"
+                        f"an UNKNOWN_TYPE body of {len(content)} bytes, not 8"
                     )
-                return UnknownType(rec.content[0])
+                return UnknownType(content[0])
             raise FastCgiProtocolError(f"a {_name(rtype)} record as a management record")
-        if rec.request_id != self.request_id:
+        if request_id != self.request_id:
             raise FastCgiProtocolError(
-                f"a {_name(rtype)} record for request {rec.request_id}, not {self.request_id}"
+                f"a {_name(rtype)} record for request {request_id}, not {self.request_id}"
             )
         if rtype in (STDOUT, STDERR):
             if rtype in self._closed:
                 raise FastCgiProtocolError(f"{_name(rtype)} data after the stream ended")
-            if not rec.content:
+            if not content:
                 self._closed.add(rtype)
                 return None
-            return Stdout(rec.content) if rtype == STDOUT else Stderr(rec.content)
+            # tuple.__new__: the named tuple's own __new__ is Python code.
+            if rtype == STDOUT:
+                return tuple.__new__(Stdout, (content,))
+            return tuple.__new__(Stderr, (content,))
         if rtype == END_REQUEST:
-            if len(rec.content) != _END_BODY.size:
-                raise FastCgiProtocolError(
-                    f"an END_REQUEST body of {len(rec.content)} bytes, not 8"
-                )
+            if len(content) != _END_BODY.size:
+                raise FastCgiProtocolError(f"an END_REQUEST body of {len(content)} bytes, not 8")
             self.done = True
-            return EndRequest(*_END_BODY.unpack(rec.content))
+            app_status = content[0] << 24 | content[1] << 16 | content[2] << 8 | content[3]
+            return tuple.__new__(EndRequest, (app_status, content[4]))
         raise FastCgiProtocolError(f"a {_name(rtype)} record from the application")
 
 
