@@ -198,9 +198,13 @@ class Engine:
         runtime = self.route(server[1] if server else 0, request.host, request.path)
         ctx = Context(request, runtime.app, writer, runtime.plan.run_send_response)
         self.active += 1
+        counters = runtime.app.metrics
+        counters.started += 1
         try:
             await runtime.walk(ctx)
         finally:
+            # Where the request ends, ended or failed: its site's counters (GET /metrics).
+            counters.done(ctx)
             self.active -= 1
             if not self.active and self._idle is not None:
                 self._idle.set()

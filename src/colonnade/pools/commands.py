@@ -20,7 +20,7 @@ from colonnade.config.schema import ServerConfig
 from colonnade.engine import Engine
 from colonnade.engine.effective import describe_application, effective_config, find_application
 from colonnade.errors import ConfigError
-from colonnade.pools import audit, ipc
+from colonnade.pools import audit, ipc, metrics
 from colonnade.pools.control import Command
 from colonnade.pools.pool import PoolState
 from colonnade.pools.supervision import read_memory
@@ -61,6 +61,8 @@ async def execute(master: Master, command: Command) -> dict[str, Any]:
         }
     if command.op == "farms":
         return {"ok": True, "farms": farm_report(master)}
+    if command.op == "metrics":
+        return metrics.reply(await metrics.collect(master))
     inspect = _INSPECT.get(command.op)
     if inspect is not None:
         try:

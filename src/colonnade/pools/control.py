@@ -65,6 +65,7 @@ class Command(msgspec.Struct, forbid_unknown_fields=True):
         "config_set",
         "farms",
         "farm",
+        "metrics",
     ]
     pool: str | None = None
     #: ``purge``: the URL path to purge, and whether every path under it goes too.
