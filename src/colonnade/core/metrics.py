@@ -7,7 +7,10 @@ builds new applications, which find the same object by name, so counters never
 go back). An :class:`~colonnade.core.app.Application` holds its site's object,
 and the engine calls :meth:`SiteCounters.done` once per request, where the
 request ends: a few integer additions and a bisect on a small tuple, no lock
-(a worker is one thread) and no system call. The worker sends
+(a worker is one thread) and no system call. The module is compiled with mypyc
+(``[tool.colonnade.mypyc]``): the compiled engine then calls ``done`` as a C
+function on a native object (callgrind, asgi-hello: about 3,000 instructions a
+request where the interpreted class cost 8,000). The worker sends
 :func:`snapshot` with its periodic statistics and when the master asks; the
 master sums the workers (``pools/metrics.py``).
 """
