@@ -16,7 +16,7 @@ from tests.support.wait import PATIENCE
 
 from . import prometheus
 from .conftest import MODULES, Master, free_port, get, wait_for
-from .test_admin_api import UnixConnection
+from .test_admin_api import OPENED, UnixConnection
 
 pytestmark = pytest.mark.e2e
 
@@ -26,6 +26,13 @@ StartMaster = Callable[..., Master]
 EVIL = 'evil "quoted" \\ back\nslash'
 EVIL_TOML = 'evil \\"quoted\\" \\\\ back\\nslash'
 TOKEN = "m3trics-token"
+
+
+@pytest.fixture(autouse=True)
+def _close_connections() -> Iterator[None]:
+    yield
+    while OPENED:
+        OPENED.pop().close()
 
 
 @pytest.fixture
