@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from colonnade.config.schema import FarmSettings, RedisSettings
 from colonnade.config.sections import Raw, Section, SectionSet, merge_into
+from colonnade.core import metrics
 from colonnade.core.urlpath import covers, normalize
 from colonnade.errors import ConfigError, HttpError
 
@@ -97,6 +98,8 @@ class Application:
         farms: Mapping[str, FarmSettings] | None = None,
     ) -> None:
         self.site = site
+        #: The site's request counters in this process (``GET /metrics``).
+        self.metrics = metrics.for_site(site)
         #: The server's ``[redis]`` settings (None: it has none): what
         #: ``colonnade.providers.redis.shared_redis`` connects with.
         self.redis = redis

@@ -208,10 +208,14 @@ class Engine:
         executing = self.executing
         executing[ctx] = walk
         self.active += 1
+        counters = runtime.app.metrics
+        counters.started += 1
         try:
             await walk
         finally:
             del executing[ctx]
+            # Where the request ends, ended or failed: its site's counters (GET /metrics).
+            counters.done(ctx)
             self.active -= 1
             if not self.active and self._idle is not None:
                 self._idle.set()

@@ -90,6 +90,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/farms", "farms"),
     Route("GET", "/api/traces", "traces"),
     Route("GET", "/api/traces/{trace_id}", "trace"),
+    Route("GET", "/metrics", "metrics"),
     Route("POST", "/api/farms/{farm}/members/{member}/{action}", "farm"),
     Route("GET", "/api/config", "config"),
     Route("GET", "/api/config/file", "config_file"),
@@ -232,8 +233,14 @@ async def serve_http(
                     return
                 continue
             status, reply = await _answer(request, handler, who, peer)
-            data = json.dumps(reply, indent=1).encode() + b"\n"
-            headers = [(b"content-type", b"application/json")]
+            text = reply.get("text")
+            if status == 200 and isinstance(text, str):
+                # Not JSON: an exposition for Prometheus (``GET /metrics``).
+                data = text.encode()
+                headers = [(b"content-type", str(reply["content_type"]).encode())]
+            else:
+                data = json.dumps(reply, indent=1).encode() + b"\n"
+                headers = [(b"content-type", b"application/json")]
             version = reply.get("version")
             if isinstance(version, str):
                 headers.append((b"etag", f'"{version}"'.encode()))

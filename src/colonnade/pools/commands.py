@@ -24,7 +24,7 @@ from colonnade.core.tracestore import list_traces, read_trace, trace_directory
 from colonnade.engine import Engine
 from colonnade.engine.effective import describe_application, effective_config, find_application
 from colonnade.errors import ConfigError
-from colonnade.pools import audit, ipc
+from colonnade.pools import audit, ipc, metrics
 from colonnade.pools.control import Command
 from colonnade.pools.pool import PoolState
 from colonnade.pools.supervision import read_memory
@@ -69,6 +69,8 @@ async def execute(master: Master, command: Command) -> dict[str, Any]:
         return await _traces(master, command)
     if command.op == "requests":
         return await _requests(master, command)
+    if command.op == "metrics":
+        return metrics.reply(await metrics.collect(master))
     inspect = _INSPECT.get(command.op)
     if inspect is not None:
         try:

@@ -250,5 +250,6 @@ def _json(status: int, data: bytes) -> Answer:
 
 
 def is_console(path: bytes) -> bool:
-    """Whether a path is the console's rather than the API's."""
-    return not (path == b"/api" or path.startswith(b"/api/"))
+    """Whether a path is the console's rather than the API's (``/api/...`` and
+    Prometheus's ``/metrics``)."""
+    return not (path == b"/api" or path.startswith(b"/api/") or path == b"/metrics")

@@ -72,6 +72,7 @@ class Command(msgspec.Struct, forbid_unknown_fields=True):
         "traces",
         "trace",
         "requests",
+        "metrics",
     ]
     pool: str | None = None
     #: ``purge``: the URL path to purge, and whether every path under it goes too.

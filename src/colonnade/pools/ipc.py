@@ -120,6 +120,24 @@ class Stats(msgspec.Struct, tag="stats", kw_only=True):
     caches: dict[str, dict[str, int]] = msgspec.field(default_factory=dict)
     #: The worker's farms: farm -> member -> counters (``colonnade.core.farms``).
     farms: dict[str, dict[str, dict[str, int | float | str]]] = msgspec.field(default_factory=dict)
+    #: The request counters by site (``colonnade.core.metrics.snapshot``).
+    sites: dict[str, list[float]] = msgspec.field(default_factory=dict)
+    #: Bytes read from clients (``ServerState.received``).
+    received: int = 0
+
+
+class Collect(msgspec.Struct, tag="collect", kw_only=True):
+    """Master → worker: answer with :class:`Collected` now (``GET /metrics``
+    wants the counters of this moment, not of the last report)."""
+
+    id: int
+
+
+class Collected(msgspec.Struct, tag="collected", kw_only=True):
+    """Worker → master: the answer to :class:`Collect`."""
+
+    id: int
+    stats: Stats
 
 
 class RequestLimit(msgspec.Struct, tag="request-limit", kw_only=True):
@@ -215,6 +233,8 @@ Message = (
     | Applied
     | ListRequests
     | Executing
+    | Collect
+    | Collected
 )
 
 _encoder = msgspec.json.Encoder()
@@ -386,6 +406,12 @@ class Channel:
                 self._on_message(message, payload, fds)
             except Exception:
                 log.exception("control channel: handling %r failed", message)
+
+    def read_pending(self) -> None:
+        """Handle the messages already received (the other end has gone: what it
+        sent last still counts)."""
+        if not self.closed:
+            self._readable()
 
     def close(self) -> None:
         """Close the socket and drop what was not sent; ``on_close`` runs once."""

@@ -64,6 +64,7 @@ from colonnade.pools.config import (
 )
 from colonnade.pools.control import ControlServer, socket_path
 from colonnade.pools.frontdoor import FrontDoor
+from colonnade.pools.metrics import Departed
 from colonnade.pools.pool import Pool, PoolState, WorkerState
 from colonnade.pools.preflight import Preflight
 from colonnade.pools.reload import log_refused
@@ -180,6 +181,8 @@ class Master:
         self.farm_admin: dict[str, dict[str, str]] = {}
         #: sd_notify (a no-op unless systemd gave a NOTIFY_SOCKET).
         self.notifier = systemd.Notifier()
+        #: The counters of exited workers and the recycles (``GET /metrics``).
+        self.departed = Departed()
 
     # -- properties ------------------------------------------------------------------------
 

@@ -64,6 +64,8 @@ class WorkerProcess:
         self.http2_errors: dict[str, int] = {}
         self.caches: dict[str, dict[str, int]] = {}
         self.farms: dict[str, dict[str, dict[str, int | float | str]]] = {}
+        self.sites: dict[str, list[float]] = {}  # request counters by site (core.metrics)
+        self.received = 0  # bytes read from clients
         self.rss = 0
         self.private = 0
         self.cpu = 0.0  # seconds of CPU time (user + system), read with the memory

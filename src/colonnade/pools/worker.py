@@ -25,7 +25,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from colonnade.config.schema import ServerConfig
-from colonnade.core import caches, farms, shared
+from colonnade.core import caches, farms, metrics, shared
 from colonnade.core.registry import Registry
 from colonnade.engine import Engine
 from colonnade.errors import ConfigError, ModuleError
@@ -126,6 +126,9 @@ class Worker:
             self._spawn(self.reloader.reload("master: reload", message.generation or None))
         elif isinstance(message, ipc.Purge):
             self._spawn(self._purge(message))
+        elif isinstance(message, ipc.Collect):
+            if self.channel is not None:
+                self.channel.send(ipc.Collected(id=message.id, stats=self._stats()))
         elif isinstance(message, ipc.FarmAdmin):
             farms.set_admin(message.states)
             if self.channel is not None:
@@ -190,6 +193,8 @@ class Worker:
             http2_errors=dict(state.http2_errors),
             caches=caches.totals(),
             farms=farms.stats(),
+            sites=metrics.snapshot(),
+            received=state.received,
         )
 
     async def _report(self) -> None:
@@ -221,6 +226,10 @@ class Worker:
             self._spawn(self._report())
             await self.stop.wait()
             await self._finish()
+            if self.channel is not None:
+                # The last counters: the master keeps them when this worker is gone.
+                self.channel.send(self._stats())
+                await self._channel_flushed()
         finally:
             for task in [*self._tasks, *self._adopting]:
                 task.cancel()

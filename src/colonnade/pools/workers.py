@@ -131,10 +131,14 @@ class Workers:
         now = time.monotonic()
         if isinstance(message, ipc.Ready):
             self._on_ready(worker, now)
-        elif isinstance(message, ipc.Stats | ipc.Pong):
-            stats = message.stats if isinstance(message, ipc.Pong) else message
+        elif isinstance(message, ipc.Stats | ipc.Pong | ipc.Collected):
+            stats = message if isinstance(message, ipc.Stats) else message.stats
             if isinstance(message, ipc.Pong) and message.id == worker.ping_id:
                 worker.ping_sent = None
+            elif isinstance(message, ipc.Collected):
+                waiting = self._asked.pop(message.id, None)
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(0)
             if stats.requests != worker.requests or stats.active:
                 worker.last_activity = now
             worker.requests, worker.active = stats.requests, stats.active
@@ -142,6 +146,8 @@ class Workers:
             worker.http2_errors = stats.http2_errors
             worker.caches = stats.caches
             worker.farms = stats.farms
+            worker.sites = stats.sites
+            worker.received = stats.received
         elif isinstance(message, ipc.Purged | ipc.Applied | ipc.Executing):
             waiting = self._asked.pop(message.id, None)
             if waiting is not None and not waiting.done():
@@ -212,7 +218,10 @@ class Workers:
         close_fd(worker.pidfd)
         code = worker.proc.wait()
         if worker.channel is not None:
+            # What it said last (its final counters) before it went.
+            worker.channel.read_pending()
             worker.channel.close()
+        master.departed.exited(worker)
         pool = worker.pool
         if worker in pool.workers:
             pool.workers.remove(worker)
@@ -274,6 +283,7 @@ class Workers:
         log.info("pool %s: recycling worker %d (%s)", pool.name, worker.pid, reason)
         worker.state = WorkerState.RETIRING
         worker.recycle_reason = reason
+        self.master.departed.recycled(worker, reason)
         if pool.settings.recycling.overlapping and pool.state is not PoolState.STOPPED:
             if self.start(pool, replaces=worker) is None:
                 _keep(worker)
@@ -317,6 +327,11 @@ class Workers:
         for ask_id in waiting:
             self._asked.pop(ask_id, None)
         return len(waiting), [f.result() for f in done]
+
+    async def collect(self) -> None:
+        """Have every serving worker report its counters now (``GET /metrics``);
+        those that do not answer within :data:`PURGE_WAIT` count with their last."""
+        await self.ask(lambda ask_id: ipc.Collect(id=ask_id))
 
     def reload_config(self, pool: Pool) -> None:
         """Make every serving worker of ``pool`` re-read its ``web.toml`` files."""

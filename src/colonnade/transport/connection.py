@@ -481,6 +481,7 @@ class HttpConnection(asyncio.Protocol):
         self._wake_drain()
 
     def data_received(self, data: bytes) -> None:
+        self.state.received += len(data)
         if self.raw is not None:
             self.raw.feed(data)
             return

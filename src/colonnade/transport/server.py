@@ -95,6 +95,8 @@ class ServerState:
         self.tls = TlsSet.build(engine.config, alpn_protocols(self))
         self.router: ConnectionRouter | None = None  # multi-pool routing, see pools/
         self.requests = 0
+        #: Bytes read from clients' connections (after TLS), for ``GET /metrics``.
+        self.received = 0
         #: When ``requests`` reaches this count, ``on_request_limit`` is called once
         #: (a pool worker's ``recycling.requests``); -1: never.
         self.request_limit = -1
