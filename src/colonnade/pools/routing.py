@@ -278,13 +278,18 @@ class PoolRouter:
 
     def hand_over_idle(self, conns: list[Connection]) -> None:
         """Draining: hand over every HTTP/1.1 connection that is idle now; tell every
-        other one to stop (an HTTP/2 connection's state cannot move to another
-        process: it says GOAWAY, finishes its streams, and its client reconnects)."""
+        HTTP/2 and upgraded one to stop (their state cannot move to another process:
+        HTTP/2 says GOAWAY, finishes its streams, and its client reconnects; a
+        WebSocket closes with 1001)."""
         for conn in conns:
             if not isinstance(conn, HttpConnection):
                 conn.shutdown()
             elif conn.idle:
                 self.hand_over(conn, self.pool, b"", head=False)
+            elif conn.raw is not None:
+                # Upgraded (a WebSocket, a proxied tunnel): never idle again, and its
+                # state cannot move either; its owner closes it (a WebSocket says 1001).
+                conn.shutdown()
 
     async def wait(self) -> None:
         """Until connections waiting to be handed over are gone."""

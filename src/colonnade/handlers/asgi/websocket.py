@@ -20,7 +20,9 @@ client becomes ``websocket.disconnect`` with its code, a vanished client 1006,
 a message over ``ws_max_message_size`` a close with 1009. When the application
 returns, an open connection is closed (1000, or 1011 if it raised) and the
 client's close frame is awaited for ``ws_close_timeout`` seconds before the
-socket closes.
+socket closes. When the server stops (SIGTERM, a worker's drain for a recycle)
+it closes with 1001 at once, and the socket closes after the client's answer or
+``ws_close_timeout``, whether or not the application returned.
 """
 
 from __future__ import annotations
@@ -333,7 +335,21 @@ class WebSocketSession:
         # The server stops: close with 1001 (RFC 6455 7.4.1, "going away"); the
         # client's answer ends the reader, and the application gets its disconnect.
         if self.phase == _OPEN:
-            self.closer = loop.create_task(self._close(1001, "the server is shutting down"))
+            self.closer = loop.create_task(self._go_away())
+
+    async def _go_away(self) -> None:
+        await self._close(1001, "the server is shutting down")
+        # Bounded like the close after the application returns, but without waiting
+        # for it: one that never returns (waiting on something else than ``receive``)
+        # must not hold the stop until its deadline. Closing the socket ends the
+        # request, and so the application, once the client answered or the bound passed.
+        reader = self.reader
+        if reader is not None:
+            self.room.set()  # the application may not be reading the queue any more
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(reader), self.settings.ws_close_timeout)
+        if self.stream is not None:
+            self.stream.close()
 
     async def _close(self, code: int, reason: str) -> None:
         conn = self.conn
