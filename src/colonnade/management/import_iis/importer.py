@@ -41,6 +41,8 @@ MODULE_ORDER = (
     "cache.output",
     "static.default_document",
     "static.directory_listing",
+    "handler.proxy",
+    "handler.cgi",
     "handler.fastcgi",
     "handler.static",
     "log.http",
@@ -190,6 +192,8 @@ def _configuration(
             _seen_whole(child)
         elif name == "system.applicationhost":
             _application_host(child, level, ctx)
+        elif name == "webfarms" and level.server:
+            convert.web_farms(child, ctx)
         elif name in (
             "system.web",
             "system.web.extensions",
@@ -552,6 +556,7 @@ def run_import(
     locations: list[tuple[str, Level, Node]] = []
     for path in inputs.apphost:
         root = read(path, os.path.basename(path))
+        ctx.farm_names.update(convert.farm_names(root))
         _configuration(root, server_level, ctx, locations, "")
         report.audit(root)
     # Where the files go: the server file into --out, else beside
@@ -668,6 +673,7 @@ def _server_file(
                 source="IIS's StaticFile mapping, last in its handler list",
             )
         )
+    blocks.extend(ctx.farms)
     for name, settings in ctx.fastcgi.items():
         node = ctx.fastcgi_sources[name]
         blocks.append(
