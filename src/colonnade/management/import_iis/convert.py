@@ -1226,7 +1226,7 @@ def handlers(node: Node, level: Level, ctx: Context) -> None:
             _mapping(child, level, path, "handler.static")
             ctx.report.converted(child, f"[[handlers]] {path} → handler.static")
         elif "cgimodule" in modules:
-            ctx.report.skipped(child, "CGI: map it to handler.cgi and list the programs in [cgi]")
+            _cgi_mapping(child, level, ctx, path)
         else:
             ctx.report.skipped(
                 child,
@@ -1276,6 +1276,90 @@ def _fastcgi_mapping(child: Node, level: Level, ctx: Context, path: str) -> None
         )
     else:
         ctx.report.converted(child, f"[[handlers]] {path} → handler.fastcgi ({name})")
+
+
+def _cgi_mapping(child: Node, level: Level, ctx: Context, path: str) -> None:
+    _mapping(child, level, path, "handler.cgi")
+    ctx.modules.add("handler.cgi")
+    # handler.cgi splits path info off every script's URL (where a mapping such
+    # as /cgi-bin/* reaches /tool.cgi/x): nothing to switch on.
+    child.get("allowPathInfo")
+    done = f"[[handlers]] {path} → handler.cgi (list the scripts in [cgi] allowed_programs)"
+    processor = child.get("scriptProcessor")
+    if processor:
+        ctx.report.changed(
+            child,
+            f'{done}; scriptProcessor "{processor}" is not used:'
+            " a script runs by its #! line (make it executable)",
+        )
+    else:
+        ctx.report.converted(child, done)
+
+
+def cgi(node: Node, level: Level, ctx: Context) -> None:
+    """``system.webServer/cgi`` → ``[cgi] timeout`` (written when handler.cgi is in use)."""
+    table = level.table("cgi", node)
+    level.optional["cgi"] = "handler.cgi"
+    seconds = _timespan(node.get("timeout") or "")
+    if seconds is not None:
+        table.set("timeout", seconds, _source(node))
+    changes = []
+    if node.get("createProcessAsUser") is not None:
+        changes.append("createProcessAsUser: scripts run as the pool's user")
+    if node.get("createCGIWithNewConsole") is not None:
+        changes.append("createCGIWithNewConsole: no console on Linux")
+    if changes:
+        ctx.report.changed(node, "[cgi]; " + "; ".join(changes))
+    else:
+        ctx.report.converted(node, "[cgi]")
+
+
+def isapi_cgi_restriction(node: Node, level: Level, ctx: Context) -> None:
+    """``security/isapiCgiRestriction`` (server only) → ``[cgi] allowed_programs``,
+    ``not_listed_allowed``; ISAPI entries reported."""
+    if not level.server:
+        ctx.report.skipped(node, "isapiCgiRestriction may be set in applicationHost.config only")
+        return
+    table = level.table("cgi", node)
+    level.optional["cgi"] = "handler.cgi"
+    if node.get("notListedCgisAllowed") is not None:
+        table.set("not_listed_allowed", node.flag("notListedCgisAllowed", False), _source(node))
+    node.get("notListedIsapisAllowed")  # ISAPI: nothing to allow
+    allowed: list[str] = []
+    for entry in node.children:
+        text = (entry.get("path") or "").strip()
+        program = text.strip('"')
+        if entry.name == "clear":
+            allowed.clear()
+            ctx.report.converted(entry, "nothing inherited at this level")
+            continue
+        if entry.name != "add" or not text:
+            ctx.report.skipped(entry, "only <add path> entries are converted")
+            continue
+        entry.get("groupId")
+        entry.get("description")
+        if program.lower().endswith(".dll"):
+            ctx.report.skipped(entry, "an ISAPI extension: no counterpart")
+            continue
+        if not entry.flag("allowed", False):
+            ctx.report.converted(entry, "not allowed: refused as any unlisted script is")
+            continue
+        if '"' in program or "%s" in program.lower():
+            ctx.report.skipped(
+                entry,
+                "an interpreter with arguments: allowed_programs lists the scripts,"
+                " which run by their #! line",
+            )
+            continue
+        local = ctx.local_path(entry, program)
+        if local is None or not local.startswith("/"):
+            ctx.report.skipped(entry, f"{program}: no --path-map for it")
+            continue
+        allowed.append(local)
+        ctx.report.converted(entry, f"[cgi] allowed_programs {local}")
+    if allowed:
+        table.set("allowed_programs", allowed, _source(node))
+    ctx.report.converted(node, "[cgi]")
 
 
 def fastcgi(node: Node, level: Level, ctx: Context) -> None:
@@ -1473,7 +1557,6 @@ NEAREST: dict[str, str] = {
     "modules": "the module list is [server] modules; managed modules: application modules",
     "isapifilters": "ISAPI filters: no counterpart (a module of your own)",
     "asp": "classic ASP: no counterpart",
-    "cgi": "[cgi] (handler.cgi)",
     "globalmodules": "[server] modules",
     "httptracing": "failed request tracing: no counterpart yet",
     "tracing": "failed request tracing: no counterpart yet",
@@ -1484,7 +1567,6 @@ NEAREST: dict[str, str] = {
     "logfile": "[http_logging] (log.http): W3C extended or JSON lines",
     "tracefailedrequestslogging": "failed request tracing: no counterpart yet",
     "applicationinitialization": 'pools start = "always"',
-    "isapicgirestriction": "[cgi] allowed_programs for CGI; ISAPI has no counterpart",
     "filteringrules": "rewrite rules with a custom_response action",
     "alwaysallowedurls": "no counterpart",
     "alwaysallowedquerystrings": "no counterpart",
@@ -1503,6 +1585,7 @@ SECURITY: dict[str, Converter] = {
     "dynamicipsecurity": dynamic_ip_security,
     "authentication": authentication,
     "access": access,
+    "isapicgirestriction": isapi_cgi_restriction,
 }
 
 WEBSERVER: dict[str, Converter] = {
@@ -1519,6 +1602,7 @@ WEBSERVER: dict[str, Converter] = {
     "httpcompression": http_compression,
     "caching": caching,
     "fastcgi": fastcgi,
+    "cgi": cgi,
     "httplogging": http_logging,
 }
 
@@ -1549,6 +1633,8 @@ SECTIONS: dict[str, str] = {
     "caching": "output_cache",
     "httplogging": "http_logging",
     "fastcgi": "fastcgi",
+    "cgi": "cgi",
+    "security/isapicgirestriction": "cgi",
 }
 
 
