@@ -173,3 +173,36 @@ def balanced_over(tmp_path: Path, ports: tuple[int, int]) -> None:
             for _ in range(3)
         ]
         assert again == [dict(first.json()["headers"])["host"]] * 3
+
+
+def test_a_farm_rule_in_a_web_config_maps_its_own_subtree(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = tmp_path / "api"
+    api.mkdir()
+    conf = imported(tmp_path, (8081, 8082))
+    text = (conf / "applicationHost.config").read_text()
+    (conf / "applicationHost.config").write_text(
+        text.replace(
+            "<bindings>",
+            f'<application path="/api"><virtualDirectory path="/" physicalPath="{api}" />'
+            "</application><bindings>",
+            1,
+        )
+    )
+    (api / "web.config").write_text(
+        "<configuration><system.webServer><rewrite><rules>"
+        '<rule name="v1"><match url="^v1/(.*)" />'
+        '<action type="Rewrite" url="http://app/{R:0}" /></rule>'
+        "</rules></rewrite></system.webServer></configuration>"
+    )
+    assert run([str(conf / "applicationHost.config"), str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    web = tomllib.loads((api / "web.toml").read_text())
+    # The pattern saw the path below /api; a handler path is the whole URL.
+    assert web["handlers"] == [{"path": "/api/v1/*", "handler": "handler.proxy", "name": "v1"}]
+    assert web["proxy"] == {"farm": "app"}
+    assert "the farm gets the whole URL (ARR sends {R:0}, the path below this folder)" in out
+    data = tomllib.loads((conf / "colonnade.toml").read_text())
+    assert data["lock"] == {"proxy": "allow"}
+    assert main(["check", "-c", str(conf / "colonnade.toml")]) == 0, capsys.readouterr().err

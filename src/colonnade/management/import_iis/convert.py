@@ -32,6 +32,9 @@ class Level:
     server: bool = False
     app_root: bool = True
     """Handler mappings may be set here (the server, or an application's root)."""
+    url: str = ""
+    """The URL path of this level's folder (``/shop``; empty for the server file),
+    which the patterns of its rules are relative to."""
     blocks: list[Block] = field(default_factory=list)
     sections: dict[str, Node] = field(default_factory=dict)
     """Each Colonnade section written here → the first element that wrote it."""
@@ -993,7 +996,8 @@ def _farm_route(node: Node, match: Node, action: Node, level: Level, ctx: Contex
         )
         return True
     ctx.modules.add("handler.proxy")
-    path = "/" + prefix + "/*" if prefix else "*"
+    # A handler path is a whole URL; the rule's pattern saw the path below its level.
+    path = f"{level.url.rstrip('/')}/{prefix}/*" if prefix else "*"
     entry = Block(level.prefix + "handlers", array=True, source=f"{node.where} <{node.path}>")
     entry.set("path", path)
     entry.set("handler", "handler.proxy")

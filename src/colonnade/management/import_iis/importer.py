@@ -175,7 +175,12 @@ def _configuration(
                 # "SITE/shop" of applicationHost.config names the application /shop.
                 url = "/" + full.partition("/")[2]
                 at_app = level.server and url in _application_paths(ctx)
-                target = Level(prefix="locations.", server=False, app_root=at_app)
+                target = Level(
+                    prefix="locations.",
+                    server=False,
+                    app_root=at_app,
+                    url=url if level.server else "/" + full,
+                )
                 _configuration(child, target, ctx, locations, base)
                 locations.append((full, target, child))
                 ctx.report.converted(child, f'[[locations]] path "{full}"')
@@ -578,7 +583,10 @@ def run_import(
         owner = _owner(ctx, os.path.dirname(os.path.abspath(path)), server_dir)
         # A file no site's folders hold: the content root is the first site's.
         site_name, base = owner or (first_site, rel.replace(os.sep, "/"))
-        level = Level(app_root=not base or f"/{base}" in _application_paths(ctx, site_name))
+        level = Level(
+            app_root=not base or f"/{base}" in _application_paths(ctx, site_name),
+            url=f"/{base}" if base else "",
+        )
         file_locations: list[tuple[str, Level, Node]] = []
         _configuration(root, level, ctx, file_locations, base)
         report.audit(root)
