@@ -137,7 +137,7 @@ def test_what_does_not_map_is_reported(tmp_path: Path, capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     assert 'changed: system.webServer/rewrite/globalRules/rule[name="ARR_app_loadbalance"]' in out
     assert "the rules after it still run for these URLs" in out
-    assert 'rule[name="by host"]: a rewrite to another host is a reverse proxy (ARR)' in out
+    assert 'rule[name="by host"]: a rewrite to farm app under conditions' in out
     assert "algorithm 'WeightedTotalTraffic': no counterpart; weighted_round_robin" in out
     assert "10.0.0.9 is disabled: left out" in out
     data = tomllib.loads((conf / "colonnade.toml").read_text())

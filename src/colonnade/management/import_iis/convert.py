@@ -961,7 +961,13 @@ def _farm_route(node: Node, match: Node, action: Node, level: Level, ctx: Contex
         return False
     conditions = node.child("conditions")
     if conditions is not None and conditions.children:
-        return False
+        ctx.report.skipped(
+            node,
+            f"a rewrite to farm {farm} under conditions: a handler mapping has none"
+            f" (nearest: [[handlers]] → handler.proxy with [proxy] farm = {farm!r},"
+            " in the site's or a [[locations]] entry's tables)",
+        )
+        return True
     if syntax == "wildcard":
         prefix = "" if pattern == "*" else pattern.removesuffix("/*")
         catch_all = pattern == "*" or pattern.endswith("/*")
@@ -1312,10 +1318,11 @@ def cgi(node: Node, level: Level, ctx: Context) -> None:
         changes.append("createProcessAsUser: scripts run as the pool's user")
     if node.get("createCGIWithNewConsole") is not None:
         changes.append("createCGIWithNewConsole: no console on Linux")
+    done = "[cgi] (written where a CGI mapping puts handler.cgi in use)"
     if changes:
-        ctx.report.changed(node, "[cgi]; " + "; ".join(changes))
+        ctx.report.changed(node, f"{done}; " + "; ".join(changes))
     else:
-        ctx.report.converted(node, "[cgi]")
+        ctx.report.converted(node, done)
 
 
 def isapi_cgi_restriction(node: Node, level: Level, ctx: Context) -> None:
@@ -1363,7 +1370,7 @@ def isapi_cgi_restriction(node: Node, level: Level, ctx: Context) -> None:
         ctx.report.converted(entry, f"[cgi] allowed_programs {local}")
     if allowed:
         table.set("allowed_programs", allowed, _source(node))
-    ctx.report.converted(node, "[cgi]")
+    ctx.report.converted(node, "[cgi] (written where a CGI mapping puts handler.cgi in use)")
 
 
 def fastcgi(node: Node, level: Level, ctx: Context) -> None:
