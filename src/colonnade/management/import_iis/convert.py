@@ -1042,9 +1042,10 @@ def farm_names(root: Node) -> dict[str, str]:
     for group in (c for c in root.children if c.name == "webfarms"):
         for farm in (c for c in group.children if c.name == "webfarm"):
             name = farm.attrs.get("name") or ""
-            names[name.lower()] = "".join(
-                c if c.isalnum() or c in "_.-" else "-" for c in name
-            ).lstrip("_.-")[:64]
+            # Colonnade's farm names: letters, digits, "_.-", a letter or digit first.
+            safe = "".join(c if c.isascii() and (c.isalnum() or c in "_.-") else "-" for c in name)
+            if safe.lstrip("_.-"):
+                names[name.lower()] = safe.lstrip("_.-")[:64]
     return names
 
 
@@ -1057,7 +1058,7 @@ def web_farms(node: Node, ctx: Context) -> None:
             continue
         name = ctx.farm_names.get((farm.get("name") or "").lower()) or ""
         if not name:
-            ctx.report.skipped(farm, "a web farm needs a name")
+            ctx.report.skipped(farm, "a web farm needs a name with a letter or digit")
             continue
         if not farm.flag("enabled", True):
             ctx.report.skipped(farm, "a disabled farm: not written")
