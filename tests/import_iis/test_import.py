@@ -202,3 +202,116 @@ def test_out_writes_the_tree_there_and_leaves_the_content_alone(
     # The generated files say where each table came from.
     text = (out / "blog" / "web.toml").read_text()
     assert "# from blog/web.config:4 <System.WebServer/DefaultDocument>" in text
+
+
+TWO_SITES = """<configuration>
+  <system.applicationHost>
+    <sites>
+      <site name="first" id="1">
+        <application path="/"><virtualDirectory path="/" physicalPath="{a}" /></application>
+        <bindings>
+          <binding protocol="http" bindingInformation="127.0.0.1:8080:a.example" />
+        </bindings>
+      </site>
+      <site name="second" id="2">
+        <application path="/"><virtualDirectory path="/" physicalPath="{b}" /></application>
+        <application path="/shop"><virtualDirectory path="/" physicalPath="{shop}" /></application>
+        <bindings>
+          <binding protocol="http" bindingInformation="127.0.0.1:8080:b.example" />
+        </bindings>
+      </site>
+    </sites>
+  </system.applicationHost>
+</configuration>
+"""
+ADMIN_LOCATION = """<configuration>
+  <location path="admin">
+    <system.webServer><directoryBrowse enabled="true" /></system.webServer>
+  </location>
+</configuration>
+"""
+
+
+def test_a_web_config_belongs_to_the_site_whose_folder_holds_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b, shop = tmp_path / "a", tmp_path / "b", tmp_path / "apps" / "shop"
+    for folder in (a, b, shop):
+        write(folder, ADMIN_LOCATION)
+    write(b / "blog", ADMIN_LOCATION)
+    conf = write(
+        tmp_path / "conf",
+        TWO_SITES.format(a=a, b=b, shop=shop),
+        "applicationHost.config",
+    )
+    assert run([str(conf / "applicationHost.config"), str(a), str(b), str(shop)]) == 0
+    data = tomllib.loads((conf / "colonnade.toml").read_text())
+    # Each file's locations follow its own site (the second site's, and its
+    # application's, whose folder lies elsewhere), not the first site's.
+    assert [loc["path"] for loc in data["locations"]] == [
+        "first/admin",
+        "second/admin",
+        "second/blog/admin",
+        "second/shop/admin",
+    ]
+    capsys.readouterr()
+    assert main(["check", "-c", str(conf / "colonnade.toml")]) == 0, capsys.readouterr().err
+
+
+POOL_DEFAULTS = """<configuration>
+  <system.applicationHost>
+    <applicationPools>
+      <applicationPoolDefaults>
+        <recycling><periodicRestart time="1.00:00:00" requests="5000">
+          <schedule><add value="03:00:00" /></schedule>
+        </periodicRestart></recycling>
+        <failure rapidFailProtectionMaxCrashes="7" rapidFailProtectionInterval="00:10:00" />
+      </applicationPoolDefaults>
+      <add name="shop">
+        <recycling><periodicRestart requests="100">
+          <schedule><add value="15:00:00" /></schedule>
+        </periodicRestart></recycling>
+        <failure rapidFailProtectionMaxCrashes="3" />
+      </add>
+      <add name="blog">
+        <recycling>
+          <periodicRestart memory="1024"><schedule><clear /></schedule></periodicRestart>
+        </recycling>
+      </add>
+    </applicationPools>
+    <sites>
+      <site name="main" id="1">
+        <application path="/" applicationPool="shop">
+          <virtualDirectory path="/" physicalPath="{root}" />
+        </application>
+        <bindings><binding protocol="http" bindingInformation="127.0.0.1:8080:" /></bindings>
+      </site>
+    </sites>
+  </system.applicationHost>
+</configuration>
+"""
+
+
+def test_a_pools_own_recycling_and_rapid_fail_merge_over_the_defaults(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conf = write(tmp_path, POOL_DEFAULTS.format(root=tmp_path), "applicationHost.config")
+    assert run([str(conf / "applicationHost.config")]) == 0
+    pools = tomllib.loads((conf / "colonnade.toml").read_text())["pools"]
+    # IIS inherits attribute by attribute: what the pool does not set is the
+    # defaults'; schedule is a collection, added to unless cleared.
+    assert pools["shop"]["recycling"] == {
+        "time": 86400,
+        "requests": 100,
+        "schedule": ["03:00:00", "15:00:00"],
+    }
+    assert pools["shop"]["rapid_fail"] == {"max_crashes": 3, "interval": 600}
+    assert pools["blog"]["recycling"] == {
+        "time": 86400,
+        "requests": 5000,
+        "memory": 1024 * 1024,
+        "schedule": [],
+    }
+    assert pools["blog"]["rapid_fail"] == {"max_crashes": 7, "interval": 600}
+    capsys.readouterr()
+    assert main(["check", "-c", str(conf / "colonnade.toml")]) == 0, capsys.readouterr().err

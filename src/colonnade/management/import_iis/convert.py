@@ -32,6 +32,9 @@ class Level:
     server: bool = False
     app_root: bool = True
     """Handler mappings may be set here (the server, or an application's root)."""
+    url: str = ""
+    """The URL path of this level's folder (``/shop``; empty for the server file),
+    which the patterns of its rules are relative to."""
     blocks: list[Block] = field(default_factory=list)
     sections: dict[str, Node] = field(default_factory=dict)
     """Each Colonnade section written here → the first element that wrote it."""
@@ -84,6 +87,11 @@ class Context:
     """``[[sites]]`` from applicationHost.config."""
     folders: list[str] = field(default_factory=list)
     """Content folders to create (unmapped Windows paths), relative to the server file."""
+    farm_names: dict[str, str] = field(default_factory=dict)
+    """ARR web farms of applicationHost.config: lower-cased name → Colonnade name
+    (known before any rule is read, as ``webFarms`` usually comes last)."""
+    farms: list[Block] = field(default_factory=list)
+    """``[farms.NAME]`` tables and their members and health, in order."""
 
     def local_path(self, node: Node, text: str) -> str | None:
         """A POSIX path for ``text`` (mapped when Windows), else None (reported by the caller)."""
@@ -833,9 +841,12 @@ def _rule(node: Node, level: Level, ctx: Context, target: str) -> None:
         ctx.report.skipped(node, f"action {action.get('type')!r} has no counterpart")
         return
     if kind == "rewrite" and "://" in (action.get("url") or ""):
-        ctx.report.skipped(
-            node, "a rewrite to another host is a reverse proxy (ARR): nearest is handler.proxy"
-        )
+        if not _farm_route(node, match, action, level, ctx):
+            ctx.report.skipped(
+                node,
+                "a rewrite to another host is a reverse proxy (ARR): nearest is handler.proxy"
+                " (a [[handlers]] entry, [proxy] upstream or farm)",
+            )
         return
     syntax = _SYNTAX.get((node.get("patternSyntax") or "ECMAScript").lower())
     if syntax is None:
@@ -926,6 +937,250 @@ def _action(action: Node, kind: str, changes: list[str]) -> dict[str, Any]:
     return out
 
 
+# -- ARR: web farms, and the rules that send requests to them -----------------------------
+
+_CATCH_ALL = {".*", "(.*)", "^.*", "^(.*)", "^.*$", "^(.*)$"}
+_ALGORITHMS = {
+    "weightedroundrobin": "weighted_round_robin",
+    "leastrequests": "least_requests",
+    "leastresponsetime": "least_response_time",
+    "requesthash": "request_hash",
+}
+
+
+def _farm_route(node: Node, match: Node, action: Node, level: Level, ctx: Context) -> bool:
+    """A rule that rewrites to ``http://FARM/{R:0}`` (ARR's own rule for a farm) →
+    a ``[[handlers]]`` entry to ``handler.proxy`` for the URLs the pattern takes,
+    with ``[proxy] farm``. False (reported by the caller) when it cannot be said so."""
+    scheme, _, rest = (action.get("url") or "").partition("://")
+    farm_key, _, tail = rest.partition("/")
+    farm = ctx.farm_names.get(farm_key.lower())
+    pattern = match.get("url") or ""
+    syntax = (node.get("patternSyntax") or "ECMAScript").lower()
+    if farm is None or scheme.lower() not in ("http", "https") or match.flag("negate", False):
+        return False
+    conditions = node.child("conditions")
+    if conditions is not None and conditions.children:
+        ctx.report.skipped(
+            node,
+            f"a rewrite to farm {farm} under conditions: a handler mapping has none"
+            f" (nearest: [[handlers]] → handler.proxy with [proxy] farm = {farm!r},"
+            " in the site's or a [[locations]] entry's tables)",
+        )
+        return True
+    if syntax == "wildcard":
+        prefix = "" if pattern == "*" else pattern.removesuffix("/*")
+        catch_all = pattern == "*" or pattern.endswith("/*")
+    else:
+        prefix = pattern.removeprefix("^").removesuffix("(.*)").removesuffix(".*")
+        catch_all = pattern in _CATCH_ALL or (
+            pattern.startswith("^") and pattern.endswith(("/(.*)", "/.*"))
+        )
+        prefix = "" if pattern in _CATCH_ALL else prefix.removesuffix("/")
+    # {R:0} is the URL the pattern saw; {R:1} is the same only for a catch-all.
+    whole = tail == "{R:0}" or (tail == "{R:1}" and pattern in _CATCH_ALL | {"*"})
+    if not catch_all or not whole or any(c in prefix for c in "\\()[]{}|?+*.^$"):
+        return False
+    if not level.app_root:
+        ctx.report.skipped(
+            node, f"a rewrite to farm {farm}: handler mappings only at an application's root"
+        )
+        return True
+    current = next(
+        (
+            v
+            for b in level.blocks
+            if b.header == level.prefix + "proxy"
+            for k, v, _ in b.values
+            if k == "farm"
+        ),
+        None,
+    )
+    if current not in (None, farm):
+        ctx.report.skipped(
+            node, f"a second farm ({farm}) at one level: map it in a [[locations]] entry"
+        )
+        return True
+    ctx.modules.add("handler.proxy")
+    # A handler path is a whole URL; the rule's pattern saw the path below its level.
+    path = f"{level.url.rstrip('/')}/{prefix}/*" if prefix else "*"
+    entry = Block(level.prefix + "handlers", array=True, source=f"{node.where} <{node.path}>")
+    entry.set("path", path)
+    entry.set("handler", "handler.proxy")
+    entry.set("name", node.get("name") or f"ARR rule at line {node.line}")
+    level.sections.setdefault("handlers", node)
+    # First of this level's mappings: IIS's rewrite takes the request before any
+    # handler mapping is looked at.
+    first = next(
+        (i for i, b in enumerate(level.blocks) if b.header == level.prefix + "handlers"),
+        len(level.blocks),
+    )
+    level.blocks.insert(first, entry)
+    level.table("proxy", node).set("farm", farm, _source(node))
+    changes = [f"[[handlers]] {path} → handler.proxy, [proxy] farm = {farm!r}"]
+    if not level.server:
+        changes.append("the farm gets the whole URL (ARR sends {R:0}, the path below this folder)")
+    if scheme.lower() == "https":
+        changes.append("the members are reached over plain HTTP (Colonnade's proxy)")
+    if not action.flag("appendQueryString", True):
+        changes.append("the query string is forwarded (appendQueryString=false)")
+    later = node.parent.children[node.parent.children.index(node) + 1 :] if node.parent else []
+    if any(c.name == "rule" for c in later):
+        changes.append("the rules after it still run for these URLs (it is no rule any more)")
+    node.get("stopProcessing")
+    node.get("enabled")
+    if len(changes) > 1:
+        ctx.report.changed(node, "; ".join(changes))
+    else:
+        ctx.report.converted(node, changes[0])
+    return True
+
+
+def farm_names(root: Node) -> dict[str, str]:
+    """The ``webFarm`` names of one ``<configuration>`` (read again by :func:`web_farms`)."""
+    names: dict[str, str] = {}
+    for group in (c for c in root.children if c.name == "webfarms"):
+        for farm in (c for c in group.children if c.name == "webfarm"):
+            name = farm.attrs.get("name") or ""
+            # Colonnade's farm names: letters, digits, "_.-", a letter or digit first.
+            safe = "".join(c if c.isascii() and (c.isalnum() or c in "_.-") else "-" for c in name)
+            if safe.lstrip("_.-"):
+                names[name.lower()] = safe.lstrip("_.-")[:64]
+    return names
+
+
+def web_farms(node: Node, ctx: Context) -> None:
+    """ARR's ``webFarms/webFarm`` → ``[farms.NAME]``, its members and health."""
+    node.visited = True
+    for farm in node.children:
+        if farm.name != "webfarm":
+            ctx.report.skipped(farm, "ARR server-wide settings: no counterpart")
+            continue
+        name = ctx.farm_names.get((farm.get("name") or "").lower()) or ""
+        if not name:
+            ctx.report.skipped(farm, "a web farm needs a name with a letter or digit")
+            continue
+        if not farm.flag("enabled", True):
+            ctx.report.skipped(farm, "a disabled farm: not written")
+            continue
+        head = Block(f"farms.{key(name)}", source=f"{farm.where} <{farm.path}>")
+        members: list[Block] = []
+        changes: list[str] = []
+        for server in farm.each("server"):
+            member = _farm_member(server, name, ctx, changes)
+            if member is not None:
+                members.append(member)
+        if not members:
+            ctx.report.skipped(farm, "a farm without an enabled member cannot serve")
+            continue
+        health: Block | None = None
+        arr = farm.child("applicationRequestRouting")
+        for child in arr.children if arr is not None else []:
+            if child.name == "loadbalancing":
+                _farm_balancing(child, head, ctx)
+            elif child.name == "affinity":
+                head.set("affinity", child.flag("useCookie", False))
+                if child.get("cookieName"):
+                    head.set("affinity_cookie", child.get("cookieName"))
+                ctx.report.converted(child, "affinity, affinity_cookie")
+            elif child.name == "healthcheck":
+                health = _farm_health(child, name, ctx)
+            elif child.name == "protocol":
+                ctx.report.skipped(
+                    child, "ARR's protocol settings: nearest is [proxy] (timeouts, host header)"
+                )
+            else:
+                ctx.report.skipped(child, "no counterpart")
+        ctx.farms.extend([head, *members, *([health] if health is not None else [])])
+        if changes:
+            ctx.report.changed(farm, f"[farms.{name}]: " + "; ".join(changes))
+        else:
+            ctx.report.converted(farm, f"[farms.{name}]")
+    ctx.report.converted(node, "[farms]")
+
+
+def _farm_member(server: Node, farm: str, ctx: Context, changes: list[str]) -> Block | None:
+    address = server.get("address") or ""
+    if not address or any(c in address for c in "/ "):
+        ctx.report.skipped(server, f"address {address!r}: a host name or address is needed")
+        return None
+    if not server.flag("enabled", True):
+        ctx.report.changed(
+            server, f"{address} is disabled: left out (add it back to [farms] to use it)"
+        )
+        return None
+    arr = server.child("applicationRequestRouting")
+    port = (arr.get("httpPort") if arr is not None else None) or "80"
+    weight = int((arr.get("weight") if arr is not None else None) or "100")
+    if arr is not None:
+        arr.get("httpsPort")
+    host = f"[{address}]" if ":" in address else address
+    member = Block(
+        f"farms.{key(farm)}.members", array=True, source=f"{server.where} <{server.path}>"
+    )
+    member.set("address", f"http://{host}:{port}" if port != "80" else f"http://{host}")
+    # ARR weighs members 0-100 by default; Colonnade 1-1000, in the same proportions.
+    if not 1 <= weight <= 1000:
+        changes.append(f"{address}: weight {weight} written as {min(max(weight, 1), 1000)}")
+    member.set("weight", min(max(weight, 1), 1000))
+    ctx.report.converted(server, f"member {member.values[0][1]}")
+    return member
+
+
+def _farm_balancing(node: Node, head: Block, ctx: Context) -> None:
+    algorithm = (node.get("algorithm") or "WeightedRoundRobin").lower()
+    mapped = _ALGORITHMS.get(algorithm)
+    if mapped is None:
+        head.set("algorithm", "weighted_round_robin")
+        ctx.report.changed(
+            node, f"algorithm {node.get('algorithm')!r}: no counterpart; weighted_round_robin"
+        )
+        return
+    head.set("algorithm", mapped)
+    variable = (node.get("hashServerVariable") or "").strip()
+    if node.get("queryStringNames"):
+        ctx.report.changed(node, "queryStringNames: the whole URL is hashed (hash_by = url)")
+        return
+    if mapped == "request_hash" and variable:
+        upper = variable.upper()
+        if upper == "REMOTE_ADDR":
+            head.set("hash_by", "client")
+        elif upper in ("URL", "PATH_INFO", "SCRIPT_NAME"):
+            head.set("hash_by", "path")
+        elif upper.startswith("HTTP_"):
+            head.set("hash_by", "header:" + "-".join(p.title() for p in upper[5:].split("_")))
+        else:
+            ctx.report.changed(node, f"hashServerVariable {variable}: hash_by = url")
+            return
+    ctx.report.converted(node, f"algorithm = {mapped!r}")
+
+
+def _farm_health(node: Node, farm: str, ctx: Context) -> Block | None:
+    from urllib.parse import urlsplit
+
+    block = Block(f"farms.{key(farm)}.health", source=f"{node.where} <{node.path}>")
+    url = node.get("url")
+    if url:
+        parts = urlsplit(url)
+        block.set("url", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
+        # ARR asks with the URL's host; the farm's own name means "each member".
+        if parts.hostname and parts.hostname.lower() != farm.lower():
+            block.set("host", parts.netloc)
+    for attr, name in (("interval", "interval"), ("timeout", "timeout")):
+        seconds = _timespan(node.get(attr) or "")
+        if seconds is not None and seconds > 0:
+            block.set(name, seconds)
+    if node.get("statusCodeMatch"):
+        block.set("statuses", node.get("statusCodeMatch"))
+    if node.get("responseMatch"):
+        block.set("body_match", node.get("responseMatch"))
+    if node.get("minServers") not in (None, "0"):
+        ctx.report.changed(node, "minServers: no counterpart (members are judged one by one)")
+    else:
+        ctx.report.converted(node, f"[farms.{farm}.health]")
+    return block if block.values else None
+
+
 def _map(node: Node, level: Level, ctx: Context) -> None:
     name = node.get("name")
     if not name:
@@ -982,7 +1237,7 @@ def handlers(node: Node, level: Level, ctx: Context) -> None:
             _mapping(child, level, path, "handler.static")
             ctx.report.converted(child, f"[[handlers]] {path} → handler.static")
         elif "cgimodule" in modules:
-            ctx.report.skipped(child, "CGI: map it to handler.cgi and list the programs in [cgi]")
+            _cgi_mapping(child, level, ctx, path)
         else:
             ctx.report.skipped(
                 child,
@@ -1032,6 +1287,91 @@ def _fastcgi_mapping(child: Node, level: Level, ctx: Context, path: str) -> None
         )
     else:
         ctx.report.converted(child, f"[[handlers]] {path} → handler.fastcgi ({name})")
+
+
+def _cgi_mapping(child: Node, level: Level, ctx: Context, path: str) -> None:
+    _mapping(child, level, path, "handler.cgi")
+    ctx.modules.add("handler.cgi")
+    # handler.cgi splits path info off every script's URL (where a mapping such
+    # as /cgi-bin/* reaches /tool.cgi/x): nothing to switch on.
+    child.get("allowPathInfo")
+    done = f"[[handlers]] {path} → handler.cgi (list the scripts in [cgi] allowed_programs)"
+    processor = child.get("scriptProcessor")
+    if processor:
+        ctx.report.changed(
+            child,
+            f'{done}; scriptProcessor "{processor}" is not used:'
+            " a script runs by its #! line (make it executable)",
+        )
+    else:
+        ctx.report.converted(child, done)
+
+
+def cgi(node: Node, level: Level, ctx: Context) -> None:
+    """``system.webServer/cgi`` → ``[cgi] timeout`` (written when handler.cgi is in use)."""
+    table = level.table("cgi", node)
+    level.optional["cgi"] = "handler.cgi"
+    seconds = _timespan(node.get("timeout") or "")
+    if seconds is not None:
+        table.set("timeout", seconds, _source(node))
+    changes = []
+    if node.get("createProcessAsUser") is not None:
+        changes.append("createProcessAsUser: scripts run as the pool's user")
+    if node.get("createCGIWithNewConsole") is not None:
+        changes.append("createCGIWithNewConsole: no console on Linux")
+    done = "[cgi] (written where a CGI mapping puts handler.cgi in use)"
+    if changes:
+        ctx.report.changed(node, f"{done}; " + "; ".join(changes))
+    else:
+        ctx.report.converted(node, done)
+
+
+def isapi_cgi_restriction(node: Node, level: Level, ctx: Context) -> None:
+    """``security/isapiCgiRestriction`` (server only) → ``[cgi] allowed_programs``,
+    ``not_listed_allowed``; ISAPI entries reported."""
+    if not level.server:
+        ctx.report.skipped(node, "isapiCgiRestriction may be set in applicationHost.config only")
+        return
+    table = level.table("cgi", node)
+    level.optional["cgi"] = "handler.cgi"
+    if node.get("notListedCgisAllowed") is not None:
+        table.set("not_listed_allowed", node.flag("notListedCgisAllowed", False), _source(node))
+    node.get("notListedIsapisAllowed")  # ISAPI: nothing to allow
+    allowed: list[str] = []
+    for entry in node.children:
+        text = (entry.get("path") or "").strip()
+        program = text.strip('"')
+        if entry.name == "clear":
+            allowed.clear()
+            ctx.report.converted(entry, "nothing inherited at this level")
+            continue
+        if entry.name != "add" or not text:
+            ctx.report.skipped(entry, "only <add path> entries are converted")
+            continue
+        entry.get("groupId")
+        entry.get("description")
+        if program.lower().endswith(".dll"):
+            ctx.report.skipped(entry, "an ISAPI extension: no counterpart")
+            continue
+        if not entry.flag("allowed", False):
+            ctx.report.converted(entry, "not allowed: refused as any unlisted script is")
+            continue
+        if '"' in program or "%s" in program.lower():
+            ctx.report.skipped(
+                entry,
+                "an interpreter with arguments: allowed_programs lists the scripts,"
+                " which run by their #! line",
+            )
+            continue
+        local = ctx.local_path(entry, program)
+        if local is None or not local.startswith("/"):
+            ctx.report.skipped(entry, f"{program}: no --path-map for it")
+            continue
+        allowed.append(local)
+        ctx.report.converted(entry, f"[cgi] allowed_programs {local}")
+    if allowed:
+        table.set("allowed_programs", allowed, _source(node))
+    ctx.report.converted(node, "[cgi] (written where a CGI mapping puts handler.cgi in use)")
 
 
 def fastcgi(node: Node, level: Level, ctx: Context) -> None:
@@ -1229,7 +1569,6 @@ NEAREST: dict[str, str] = {
     "modules": "the module list is [server] modules; managed modules: application modules",
     "isapifilters": "ISAPI filters: no counterpart (a module of your own)",
     "asp": "classic ASP: no counterpart",
-    "cgi": "[cgi] (handler.cgi)",
     "globalmodules": "[server] modules",
     "httptracing": "failed request tracing: no counterpart yet",
     "tracing": "failed request tracing: no counterpart yet",
@@ -1240,7 +1579,6 @@ NEAREST: dict[str, str] = {
     "logfile": "[http_logging] (log.http): W3C extended or JSON lines",
     "tracefailedrequestslogging": "failed request tracing: no counterpart yet",
     "applicationinitialization": 'pools start = "always"',
-    "isapicgirestriction": "[cgi] allowed_programs for CGI; ISAPI has no counterpart",
     "filteringrules": "rewrite rules with a custom_response action",
     "alwaysallowedurls": "no counterpart",
     "alwaysallowedquerystrings": "no counterpart",
@@ -1259,6 +1597,7 @@ SECURITY: dict[str, Converter] = {
     "dynamicipsecurity": dynamic_ip_security,
     "authentication": authentication,
     "access": access,
+    "isapicgirestriction": isapi_cgi_restriction,
 }
 
 WEBSERVER: dict[str, Converter] = {
@@ -1275,6 +1614,7 @@ WEBSERVER: dict[str, Converter] = {
     "httpcompression": http_compression,
     "caching": caching,
     "fastcgi": fastcgi,
+    "cgi": cgi,
     "httplogging": http_logging,
 }
 
@@ -1305,6 +1645,8 @@ SECTIONS: dict[str, str] = {
     "caching": "output_cache",
     "httplogging": "http_logging",
     "fastcgi": "fastcgi",
+    "cgi": "cgi",
+    "security/isapicgirestriction": "cgi",
 }
 
 

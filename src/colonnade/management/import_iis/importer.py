@@ -41,6 +41,8 @@ MODULE_ORDER = (
     "cache.output",
     "static.default_document",
     "static.directory_listing",
+    "handler.proxy",
+    "handler.cgi",
     "handler.fastcgi",
     "handler.static",
     "log.http",
@@ -88,7 +90,9 @@ class Inputs:
 
     apphost: list[str] = field(default_factory=list)
     web_configs: list[tuple[str, str]] = field(default_factory=list)
-    """(file, folder relative to the content root)."""
+    """(file, folder relative to the content root). A folder named after the first
+    one holds another site's content: its files' folders start with its own name,
+    so that their labels and their places under ``--out`` stay apart."""
     root: str | None = None
 
 
@@ -97,12 +101,14 @@ def classify(paths: list[str]) -> Inputs:
     found = Inputs()
     for path in paths:
         if os.path.isdir(path):
-            found.root = found.root or os.path.abspath(path)
+            tree = os.path.abspath(path)
+            own = "" if found.root in (None, tree) else os.path.basename(tree)
+            found.root = found.root or tree
             for folder, dirs, names in os.walk(path):
                 dirs.sort()
                 for name in sorted(names):
                     if name.lower() == "web.config":
-                        rel = os.path.relpath(folder, path)
+                        rel = os.path.normpath(os.path.join(own, os.path.relpath(folder, path)))
                         found.web_configs.append(
                             (os.path.join(folder, name), "" if rel == "." else rel)
                         )
@@ -169,7 +175,12 @@ def _configuration(
                 # "SITE/shop" of applicationHost.config names the application /shop.
                 url = "/" + full.partition("/")[2]
                 at_app = level.server and url in _application_paths(ctx)
-                target = Level(prefix="locations.", server=False, app_root=at_app)
+                target = Level(
+                    prefix="locations.",
+                    server=False,
+                    app_root=at_app,
+                    url=url if level.server else "/" + full,
+                )
                 _configuration(child, target, ctx, locations, base)
                 locations.append((full, target, child))
                 ctx.report.converted(child, f'[[locations]] path "{full}"')
@@ -186,6 +197,8 @@ def _configuration(
             _seen_whole(child)
         elif name == "system.applicationhost":
             _application_host(child, level, ctx)
+        elif name == "webfarms" and level.server:
+            convert.web_farms(child, ctx)
         elif name in (
             "system.web",
             "system.web.extensions",
@@ -222,14 +235,38 @@ def _referenced_pools(ctx: Context) -> list[str]:
     return found
 
 
-def _application_paths(ctx: Context) -> set[str]:
-    """The URL paths of the applications applicationHost.config declared."""
+def _application_paths(ctx: Context, site_name: str | None = None) -> set[str]:
+    """The URL paths of the applications applicationHost.config declared (of one
+    site when ``site_name`` is given)."""
     found: set[str] = {"/"}
     for site in ctx.sites:
-        for name, value, _ in site.values:
-            if name == "applications":
-                found.update(app["path"] for app in value)
+        values = dict((k, v) for k, v, _ in site.values)
+        if site_name is None or values.get("name") == site_name:
+            found.update(app["path"] for app in values.get("applications", []))
     return found
+
+
+def _owner(ctx: Context, folder: str, site_dir: str) -> tuple[str, str] | None:
+    """The site whose physical folders hold ``folder`` (the deepest folder wins, as
+    an application's or virtual directory's folder may lie inside the site's), and
+    the URL path of ``folder`` in it without its leading slash; None when no site's do."""
+    best: tuple[int, str, str] | None = None
+    for site in ctx.sites:
+        values = dict((k, v) for k, v, _ in site.values)
+        places: list[tuple[str, Any]] = [("/", values.get("root"))]
+        places += [(a["path"], a.get("root")) for a in values.get("applications", [])]
+        places += [(v["path"], v["root"]) for v in values.get("virtual_directories", [])]
+        for url, root in places:
+            if not isinstance(root, str):
+                continue
+            physical = os.path.normpath(os.path.join(site_dir, root))
+            if folder != physical and not folder.startswith(physical.rstrip(os.sep) + os.sep):
+                continue
+            if best is None or len(physical) > best[0]:
+                rest = os.path.relpath(folder, physical).replace(os.sep, "/")
+                path = url.strip("/") + ("/" + rest if rest != "." else "")
+                best = (len(physical), values["name"], path.strip("/"))
+    return (best[1], best[2]) if best is not None else None
 
 
 def _seen_whole(node: Node) -> None:
@@ -321,7 +358,8 @@ def _pool(node: Node, ctx: Context, base: Block | None = None) -> Block:
     name = node.get("name") or "default"
     block = Block(f"pools.{convert.key(name)}", source=f"{node.where} <{node.path}>")
     if base is not None:
-        # applicationPoolDefaults first; the pool's own settings replace them.
+        # applicationPoolDefaults first; the pool's own settings replace them,
+        # attribute by attribute (recycling and rapid_fail merged below).
         block.values = [
             (k, v, f"applicationPoolDefaults, {base.source}") for k, v, _ in base.values
         ]
@@ -359,11 +397,14 @@ def _pool(node: Node, ctx: Context, base: Block | None = None) -> Block:
             parts["private_memory"] = int(restart.get("privateMemory") or "0") * 1024
         schedule = restart.child("schedule")
         if schedule is not None:
-            parts["schedule"] = [
-                (c.get("value") or "")[:8] for c in schedule.each("add") if c.get("value")
-            ]
+            times = [(c.get("value") or "")[:8] for c in schedule.each("add") if c.get("value")]
+            # A collection: the pool's entries add to the defaults' unless it clears them.
+            inherited: Any = next((v for k, v, _ in block.values if k == "recycling"), {})
+            if schedule.child("clear") is None and isinstance(inherited, dict):
+                times = [*inherited.get("schedule", []), *times]
+            parts["schedule"] = list(dict.fromkeys(times))
         if parts:
-            block.set("recycling", parts)
+            block.set("recycling", _merged(block, "recycling", parts))
     failure = node.child("failure")
     if failure is not None:
         rapid: dict[str, Any] = {}
@@ -376,7 +417,7 @@ def _pool(node: Node, ctx: Context, base: Block | None = None) -> Block:
             if seconds:
                 rapid["interval"] = seconds
         if rapid:
-            block.set("rapid_fail", rapid)
+            block.set("rapid_fail", _merged(block, "rapid_fail", rapid))
     for attr in ("managedRuntimeVersion", "managedPipelineMode", "enable32BitAppOnWin64"):
         if node.get(attr) is not None:
             changes.append(f"{attr}: no counterpart (Python pools)")
@@ -385,6 +426,13 @@ def _pool(node: Node, ctx: Context, base: Block | None = None) -> Block:
     else:
         ctx.report.converted(node, f"[pools.{name}]")
     return block
+
+
+def _merged(block: Block, name: str, own: dict[str, Any]) -> dict[str, Any]:
+    """A pool's own ``name`` table over the one it took from applicationPoolDefaults:
+    IIS inherits attribute by attribute, so what the pool does not set stays."""
+    inherited = next((v for k, v, _ in block.values if k == name), None)
+    return {**inherited, **own} if isinstance(inherited, dict) else own
 
 
 def _site(node: Node, ctx: Context, default_pool: str | None = None) -> Block | None:
@@ -513,21 +561,9 @@ def run_import(
     locations: list[tuple[str, Level, Node]] = []
     for path in inputs.apphost:
         root = read(path, os.path.basename(path))
+        ctx.farm_names.update(convert.farm_names(root))
         _configuration(root, server_level, ctx, locations, "")
         report.audit(root)
-    web_levels: list[tuple[str, Level]] = []
-    site_name = ctx.sites[0].values[0][1] if ctx.sites else "imported"
-    for path, rel in inputs.web_configs:
-        label = os.path.join(rel, os.path.basename(path)) if rel else os.path.basename(path)
-        root = read(path, label)
-        base = rel.replace(os.sep, "/")
-        level = Level(app_root=not base or f"/{base}" in _application_paths(ctx))
-        file_locations: list[tuple[str, Level, Node]] = []
-        _configuration(root, level, ctx, file_locations, base)
-        report.audit(root)
-        for loc_path, loc_level, loc_node in file_locations:
-            locations.append((f"{site_name}/{loc_path}", loc_level, loc_node))
-        web_levels.append((rel, level))
     # Where the files go: the server file into --out, else beside
     # applicationHost.config, else at the content root; each web.toml beside its
     # web.config (or at the same relative place under --out).
@@ -538,6 +574,25 @@ def run_import(
         server_dir = (
             os.path.dirname(os.path.abspath(inputs.apphost[0])) if inputs.apphost else content_dir
         )
+    web_levels: list[tuple[str, Level]] = []
+    first_site = ctx.sites[0].values[0][1] if ctx.sites else "imported"
+    for path, rel in inputs.web_configs:
+        label = os.path.join(rel, os.path.basename(path)) if rel else os.path.basename(path)
+        root = read(path, label)
+        # Site roots are relative to the server file, as `colonnade check` reads them.
+        owner = _owner(ctx, os.path.dirname(os.path.abspath(path)), server_dir)
+        # A file no site's folders hold: the content root is the first site's.
+        site_name, base = owner or (first_site, rel.replace(os.sep, "/"))
+        level = Level(
+            app_root=not base or f"/{base}" in _application_paths(ctx, site_name),
+            url=f"/{base}" if base else "",
+        )
+        file_locations: list[tuple[str, Level, Node]] = []
+        _configuration(root, level, ctx, file_locations, base)
+        report.audit(root)
+        for loc_path, loc_level, loc_node in file_locations:
+            locations.append((f"{site_name}/{loc_path}", loc_level, loc_node))
+        web_levels.append((rel, level))
     outputs = Outputs()
     outputs.folders = [os.path.join(server_dir, f) for f in ctx.folders]
     for level in [server_level, *(lv for _, lv in web_levels), *(lv for _, lv, _ in locations)]:
@@ -554,9 +609,10 @@ def run_import(
         # The web.config tree's root is the site's content, wherever the server file is.
         os.path.relpath(content_dir, server_dir) if content_dir else ".",
     )
-    for rel, level in web_levels:
+    for (source, rel), (_, level) in zip(inputs.web_configs, web_levels, strict=True):
         if level.blocks:
-            path = os.path.join(content_dir, rel, "web.toml")
+            folder = os.path.join(content_dir, rel) if out is not None else None
+            path = os.path.join(folder or os.path.dirname(os.path.abspath(source)), "web.toml")
             outputs.files[path] = render(level.blocks, HEADER)
     if not force:
         existing = [p for p in outputs.files if os.path.exists(p)]
@@ -625,6 +681,7 @@ def _server_file(
                 source="IIS's StaticFile mapping, last in its handler list",
             )
         )
+    blocks.extend(ctx.farms)
     for name, settings in ctx.fastcgi.items():
         node = ctx.fastcgi_sources[name]
         blocks.append(
