@@ -1,6 +1,7 @@
 """The web console (Colonnade Manager) in headless Chromium, against a real master:
-sign in, see a pool's workers, recycle it and watch a new worker appear, open a
-trace and see its waterfall, edit a setting and see the located error of a bad
+sign in, see a pool's workers, recycle it and watch a new worker appear, watch a
+slow request in the request monitor while it executes, open a trace and see its
+waterfall, edit a setting and see the located error of a bad
 value, and keep what was typed when the session runs out mid-edit.
 
 Driven over the DevTools protocol (the driver of test_forms_browser.py). With
@@ -16,13 +17,16 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 
 from colonnade.management import operations
 from tests.browser.test_adminer_browser import Page
 from tests.browser.test_listing_browser import chromium, decode_png, most_common
-from tests.pools.conftest import MODULES, Master, free_port, server_toml
+from tests.e2e.wire import Conn
+from tests.pools.conftest import MODULES, Master, free_port, get, server_toml
 from tests.support.wait import PATIENCE, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -253,6 +257,68 @@ def test_console_end_to_end(master: Master, browser: Console, tmp_path: Path) ->
         "set": {"X-Kept": "yes"}
     }
     assert "Restored what you typed" in browser.text()
+
+
+def executing(browser: Console) -> list[dict[str, Any]]:
+    """The request monitor page's rows, by column heading."""
+    found = browser.evaluate(
+        "(() => { const t = document.querySelector('main table'); if (!t) return [];"
+        " const heads = [...t.tHead.rows[0].cells].map(c => c.textContent);"
+        " return [...t.tBodies[0].rows].map(r =>"
+        " Object.fromEntries([...r.cells].map((c, i) => [heads[i], c.textContent]))); })()"
+    )
+    return list(found or [])
+
+
+def test_a_slow_request_in_the_request_monitor(
+    master: Master, browser: Console, tmp_path: Path
+) -> None:
+    sign_in(browser, f"http://127.0.0.1:{master.admin_port}")  # type: ignore[attr-defined]
+    browser.view("#/requests")
+    wait_for(lambda: "No request is executing." in browser.text(), PATIENCE, "the empty monitor")
+    # acme.slow holds its answer until the test makes the gate file.
+    gate = tmp_path / "go"
+    url = f"/slow/console?until={quote(str(gate))}"
+    with Conn(master.port) as conn:
+        conn.send(get(url))
+        (row,) = wait_for(lambda: executing(browser), PATIENCE, "the request on the page")
+        assert (row["stage"], row["module"]) == ("EXECUTE_REQUEST_HANDLER", "acme.slow")
+        assert (row["verb"], row["URL"], row["site"], row["pool"]) == (
+            "GET",
+            url,
+            "main",
+            "default",
+        )
+        assert int(row["pid"]) in master.pids("default")
+        assert "1 worker answered" in browser.text()
+        # The page refreshes itself: the same request, with a larger elapsed time.
+        first = int(row["elapsed"].removesuffix(" ms"))
+        later = wait_for(
+            lambda: [
+                r
+                for r in executing(browser)
+                if r["id"] == row["id"] and int(r["elapsed"].removesuffix(" ms")) > first
+            ],
+            PATIENCE,
+            "the elapsed time growing on the page",
+        )
+        assert len(later) == 1
+        browser.shot("requests")
+        # The filter keeps requests running at least that long: an hour leaves none.
+        browser.fill("elapsed", "3600000")
+        browser.press("form.inline button")
+        browser.drawn("#/requests?elapsed=3600000")
+        wait_for(lambda: "No request is executing." in browser.text(), PATIENCE, "the filter")
+        browser.view("#/requests")
+        wait_for(lambda: executing(browser), PATIENCE, "the request listed again")
+        gate.touch()
+        assert conn.response().status == 200
+    # Finished: it leaves the page at the next refresh.
+    wait_for(
+        lambda: not executing(browser) and "No request is executing." in browser.text(),
+        PATIENCE,
+        "the finished request gone from the page",
+    )
 
 
 def test_a_narrow_window(master: Master, tmp_path: Path) -> None:

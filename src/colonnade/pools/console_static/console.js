@@ -178,8 +178,7 @@ async function act(pool, action) {
 // -- the request monitor ---------------------------------------------------------
 
 // Every request executing in every worker (GET /api/requests, the `requests`
-// command), longest-running first, refreshed every 2 seconds. Until the
-// server has that route (the monitor branch), the page says there is none.
+// command), longest-running first, refreshed every 2 seconds.
 async function requests() {
   page("Executing requests");
   const query = new URLSearchParams(location.hash.split("?")[1] || "");
@@ -189,19 +188,20 @@ async function requests() {
   } }, el("label", { for: "elapsed" }, "Running for at least (ms)"),
   el("input", { id: "elapsed", name: "elapsed", type: "number", min: 0, value: query.get("elapsed") || "0" }),
   el("button", { type: "submit" }, "Filter"));
-  const holder = el("div");
+  const holder = el("div", { class: "monitor" });
   main().append(form, holder);
   const elapsed = encodeURIComponent(query.get("elapsed") || "0");
   await poll(async () => {
     const data = await api("GET", "/api/requests?elapsed=" + elapsed);
-    if (data.httpStatus === 404) {
-      holder.replaceChildren(el("p", { text: "This server has no request monitor." }));
+    if (!data.ok) {
+      holder.replaceChildren(el("p", { role: "alert", text: data.error || "The monitor did not answer." }));
       return;
     }
+    const answered = data.workers || 0;
     const rows = (data.requests || []).map((r) => [r.id, r.site, r.app, r.pool, r.pid, r.client,
       r.verb, r.url, r.stage, r.module, r.elapsed + " ms"]);
     holder.replaceChildren(
-      el("p", { text: (data.workers || 0) + " workers answered" + (data.unanswered ? ", " + data.unanswered + " did not" : "") }),
+      el("p", { text: answered + (answered === 1 ? " worker" : " workers") + " answered" + (data.unanswered ? ", " + data.unanswered + " did not" : "") }),
       rows.length ? table("Executing requests, longest-running first",
         ["id", "site", "application", "pool", "pid", "client", "verb", "URL", "stage", "module", "elapsed"], rows)
         : el("p", { text: "No request is executing." }));
