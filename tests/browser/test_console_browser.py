@@ -1,7 +1,7 @@
 """The web console (Colonnade Manager) in headless Chromium, against a real master:
 sign in, see a pool's workers, recycle it and watch a new worker appear, watch a
-slow request in the request monitor while it executes, open a trace and see its
-waterfall, edit a setting and see the located error of a bad
+slow request in the request monitor while it executes, follow the access log with a
+filter, open a trace and see its waterfall, edit a setting and see the located error of a bad
 value, and keep what was typed when the session runs out mid-edit.
 
 Driven over the DevTools protocol (the driver of test_forms_browser.py). With
@@ -74,8 +74,10 @@ def master(tmp_path: Path) -> Iterator[Master]:
     config = server_toml(
         port,
         {"default": {"start": "always"}},
-        modules=[*MODULES, "http.custom_headers", "tracing.failed_requests"],
+        modules=[*MODULES, "http.custom_headers", "tracing.failed_requests", "log.http"],
         extra=(
+            f"[http_logging]\ntarget = {json.dumps(str(tmp_path / 'access.log'))}\n"
+            "buffer_size = 0\n\n"
             '[custom_headers]\nset = { X-Served-By = "colonnade" }\n\n'
             '[lock]\n"custom_headers.remove" = "deny"\n\n'
             "[failed_request_tracing]\n"
@@ -319,6 +321,46 @@ def test_a_slow_request_in_the_request_monitor(
         PATIENCE,
         "the finished request gone from the page",
     )
+
+
+def logged_paths(browser: Console) -> list[str]:
+    """The cs-uri-stem of each line the access log page shows (directives left out)."""
+    text = browser.evaluate("document.querySelector('.log-lines')?.textContent ?? ''")
+    return [line.split()[4] for line in str(text).splitlines() if not line.startswith("#")]
+
+
+def test_the_access_log_with_a_filter(master: Master, browser: Console) -> None:
+    sign_in(browser, f"http://127.0.0.1:{master.admin_port}")  # type: ignore[attr-defined]
+    for path in ("/a", "/needle/1", "/b", "/needle/2"):
+        assert master.get(path).status == 200
+    browser.view("#/log")
+    # Refreshed every 2 s: what comes later appears without a reload, newest last.
+    wait_for(
+        lambda: logged_paths(browser)[-4:] == ["/a", "/needle/1", "/b", "/needle/2"],
+        PATIENCE,
+        "the lines",
+    )
+    assert master.get("/later").status == 200
+    wait_for(lambda: logged_paths(browser)[-1:] == ["/later"], PATIENCE, "a new line on the page")
+    # The filter, applied by the server: only the lines containing it.
+    browser.fill("contains", "NEEDLE")
+    browser.press("form.inline button")
+    browser.drawn("#/log?site=main&lines=100&contains=NEEDLE")
+    assert logged_paths(browser) == ["/needle/1", "/needle/2"]
+    assert "2 lines containing “NEEDLE” from " in browser.text()
+    # What the columns are, though the filter left the #Fields line out.
+    fields = browser.evaluate("document.querySelector('.log-fields').textContent")
+    assert fields.startswith("#Fields: date time s-ip cs-method cs-uri-stem ")
+    assert master.get("/needle/3").status == 200
+    wait_for(
+        lambda: logged_paths(browser) == ["/needle/1", "/needle/2", "/needle/3"],
+        PATIENCE,
+        "the new match",
+    )
+    browser.shot("access-log")
+    # A site the server does not have: the API's refusal, on the page.
+    browser.view("#/log?site=nope")
+    wait_for(lambda: "no site named 'nope'" in browser.text(), PATIENCE, "the refusal")
 
 
 def test_a_narrow_window(master: Master, tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 // Colonnade Manager: pages over the admin API on this binding. Every text from
 // the server is set as text (never as HTML), so a URL or a setting cannot become
 // markup. Pages are chosen by the location's hash: #/overview, #/pools,
-// #/traces, #/traces/ID, #/config.
+// #/requests, #/log, #/traces, #/traces/ID, #/config.
 
 const POLL_MS = 2000;
 let session = null;
@@ -208,6 +208,47 @@ async function requests() {
   });
 }
 
+// -- the access log ----------------------------------------------------------------
+
+// The last lines of a site's access log file (GET /api/sites/SITE/log), filtered
+// by a substring on the server, refreshed every 2 seconds; newest line last.
+async function accessLog() {
+  page("Access log");
+  const query = new URLSearchParams(location.hash.split("?")[1] || "");
+  const sites = (await api("GET", "/api/sites")).sites || [];
+  const site = query.get("site") || (sites[0] && sites[0].name) || "";
+  const lines = query.get("lines") || "100";
+  const contains = query.get("contains") || "";
+  const form = el("form", { class: "inline", onsubmit: (event) => {
+    event.preventDefault();
+    const f = form.elements;
+    location.hash = "#/log?" + new URLSearchParams({ site: f.site.value, lines: f.lines.value || "100", contains: f.contains.value });
+  } },
+  el("label", { for: "site" }, "Site"),
+  el("select", { id: "site", name: "site" }, sites.map((s) => el("option", { value: s.name, selected: s.name === site }, s.name))),
+  el("label", { for: "contains" }, "Lines containing"),
+  el("input", { id: "contains", name: "contains", type: "search", maxlength: 256, value: contains }),
+  el("label", { for: "lines" }, "Last"),
+  el("input", { id: "lines", name: "lines", type: "number", min: 1, max: 1000, value: lines }),
+  el("button", { type: "submit" }, "Show"));
+  const holder = el("div", { class: "log" });
+  main().append(form, holder);
+  const ask = "/api/sites/" + encodeURIComponent(site) + "/log?" + new URLSearchParams(contains ? { lines, contains } : { lines });
+  await poll(async () => {
+    const data = await api("GET", ask);
+    if (!data.ok) {
+      holder.replaceChildren(el("p", { role: "alert", text: data.error }));
+      return;
+    }
+    const shown = data.lines.length + " line" + (data.lines.length === 1 ? "" : "s")
+      + (contains ? " containing “" + contains + "”" : "") + " from " + data.file
+      + (data.truncated ? " (its last 64 KiB)" : "");
+    holder.replaceChildren(el("p", { class: "log-summary", text: shown }),
+      data.fields ? el("p", { class: "log-fields", text: data.fields }) : null,
+      el("pre", { class: "log-lines", tabindex: 0, "aria-label": "Access log lines, newest last", text: data.lines.join("\n") }));
+  });
+}
+
 // -- traces ------------------------------------------------------------------------
 
 async function traces() {
@@ -384,6 +425,7 @@ async function route() {
   try {
     if (name === "pools") await pools();
     else if (name === "requests") await requests();
+    else if (name === "log") await accessLog();
     else if (name === "traces" && arg) await trace(decodeURIComponent(arg));
     else if (name === "traces") await traces();
     else if (name === "config") await config();
