@@ -373,13 +373,17 @@ def test_a_narrow_window(master: Master, tmp_path: Path) -> None:
             mobile=True,
         )
         sign_in(browser, f"http://127.0.0.1:{master.admin_port}")  # type: ignore[attr-defined]
-        for view in ("#/overview", "#/pools", "#/config?site=main&path=/"):
+        assert master.get("/" + "long-path-" * 30).status == 200  # a wide log line
+        # Each view with what shows it has been drawn (JavaScript).
+        for view, drawn in (
+            ("#/overview", "!!document.querySelector('main dl')"),
+            ("#/pools", "!!document.querySelector('main table')"),
+            ("#/requests", "!!document.querySelector('main .monitor p')"),
+            ("#/log", "document.querySelector('main pre')?.textContent.includes('long-path-')"),
+            ("#/config?site=main&path=/", "!!document.querySelector('main table')"),
+        ):
             browser.view(view)
-            wait_for(
-                lambda: browser.evaluate("document.querySelectorAll('main table, main dl').length"),
-                PATIENCE,
-                view,
-            )
+            wait_for(lambda drawn=drawn: browser.evaluate(drawn), PATIENCE, view)
             # Nothing wider than the window: tables scroll inside their own box.
             assert browser.evaluate("document.documentElement.scrollWidth") <= 380, view
         browser.shot("narrow-configuration")
