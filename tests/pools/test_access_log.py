@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import os
+import pwd
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from colonnade.pools.api import ApiError, Request, command_for
 from colonnade.pools.commands import TAIL_BYTES, tail_lines
 
 from .conftest import MODULES, Master, toml_value, wait_for
+from .identity import TEST_USER, Runtime, identity_of, open_temp_folder
 
 pytestmark = pytest.mark.e2e
 
@@ -193,3 +197,27 @@ def test_a_site_without_a_log_file(
     master = start_master({"default": {"start": "always"}}, modules=modules, extra=extra)
     with pytest.raises(operations.ControlError, match=error):
         operations.call(master.control, "access_log", site="main")
+
+
+def test_a_relative_log_of_a_pool_run_as_another_user(
+    start_master: StartMaster, system_user: pwd.struct_passwd, user_runtime: Runtime
+) -> None:
+    # Its workers start in / (spawn.py), so a relative target is under /, not
+    # under the master's folder: the tail reads the file they write.
+    folder = open_temp_folder(identity_of(system_user), prefix="colonnade-log-")
+    try:
+        os.chown(folder, system_user.pw_uid, system_user.pw_gid)
+        target = os.path.relpath(folder / "access.log", "/")
+        master = start_master(
+            {"default": {"start": "always", "user": TEST_USER}},
+            modules=[*MODULES, "log.http"],
+            runtime=user_runtime,
+            extra=f"[http_logging]\ntarget = {toml_value(target)}\nbuffer_size = 0\n",
+        )
+        assert master.get("/as-the-user").status == 200
+        wait_logged(folder / "access.log", ["/as-the-user"])
+        found = operations.call(master.control, "access_log", contains="as-the-user")
+        assert found["file"] == str(folder / "access.log")
+        assert [line.split()[4] for line in found["lines"]] == ["/as-the-user"]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

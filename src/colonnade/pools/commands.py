@@ -28,6 +28,7 @@ from colonnade.errors import ConfigError
 from colonnade.pools import audit, ipc
 from colonnade.pools.control import Command
 from colonnade.pools.pool import PoolState
+from colonnade.pools.spawn import working_folder
 from colonnade.pools.supervision import read_memory
 
 if TYPE_CHECKING:
@@ -430,8 +431,10 @@ def tail_lines(path: str, count: int, contains: str | None = None) -> dict[str, 
 async def _access_log(master: Master, command: Command) -> dict[str, Any]:
     """``access_log``: the tail of a site's access log file (``[http_logging] target``
     in force at the site's root), filtered on the master (read on a thread)."""
+    engine = _engine(master)
     try:
-        config = effective_config(_engine(master), command.site, "/")
+        config = effective_config(engine, command.site, "/")
+        root = find_application(engine, config["site"], "/")
     except ConfigError as exc:
         return {"ok": False, "error": str(exc), "status": 404}
     site = config["site"]
@@ -445,9 +448,10 @@ async def _access_log(master: Master, command: Command) -> dict[str, Any]:
             "error": f"site {site!r} writes its access log to {target}, not to a file",
             "status": 404,
         }
-    # A relative target is relative to the working folder the workers share with
-    # the master (the setting's documented meaning).
-    path = os.path.join(os.getcwd(), target)
+    # A relative target is relative to the working folder of the workers that write
+    # it (the setting's documented meaning): those of the root application's pool.
+    pool = master.pools.get(root.app.pool)
+    path = os.path.join(os.getcwd() if pool is None else working_folder(pool), target)
     try:
         found = await asyncio.to_thread(tail_lines, path, command.lines, command.contains)
     except OSError as exc:
