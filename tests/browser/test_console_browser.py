@@ -272,6 +272,15 @@ def executing(browser: Console) -> list[dict[str, Any]]:
     return list(found or [])
 
 
+def detail(browser: Console) -> dict[str, str]:
+    """An opened request's fields, by name."""
+    found = browser.evaluate(
+        "Object.fromEntries([...document.querySelectorAll('main dd[data-name]')]"
+        ".map(d => [d.dataset.name, d.textContent]))"
+    )
+    return dict(found or {})
+
+
 def test_a_slow_request_in_the_request_monitor(
     master: Master, browser: Console, tmp_path: Path
 ) -> None:
@@ -313,9 +322,28 @@ def test_a_slow_request_in_the_request_monitor(
         wait_for(lambda: "No request is executing." in browser.text(), PATIENCE, "the filter")
         browser.view("#/requests")
         wait_for(lambda: executing(browser), PATIENCE, "the request listed again")
+        # Opened (by keyboard): its own page, refreshed while it runs.
+        opened = f"#/requests/{row['id']}"
+        browser.press(f"a[href='{opened}']")
+        browser.drawn(opened)
+        shown = detail(browser)
+        assert (shown["Stage"], shown["Module"]) == ("EXECUTE_REQUEST_HANDLER", "acme.slow")
+        assert shown["Request"] == f"GET {url}"
+        since = int(shown["Elapsed"].removesuffix(" ms"))
+        wait_for(
+            lambda: int(detail(browser).get("Elapsed", "0 ms").removesuffix(" ms")) > since,
+            PATIENCE,
+            "the opened request's elapsed time growing",
+        )
         gate.touch()
         assert conn.response().status == 200
-    # Finished: it leaves the page at the next refresh.
+    # Finished: the opened page says so at its next refresh, and the list is empty.
+    wait_for(
+        lambda: f"Request {row['id']} is no longer executing: it finished." in browser.text(),
+        PATIENCE,
+        "the opened request finished",
+    )
+    browser.view("#/requests")
     wait_for(
         lambda: not executing(browser) and "No request is executing." in browser.text(),
         PATIENCE,

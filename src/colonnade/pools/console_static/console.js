@@ -198,13 +198,35 @@ async function requests() {
       return;
     }
     const answered = data.workers || 0;
-    const rows = (data.requests || []).map((r) => [r.id, r.site, r.app, r.pool, r.pid, r.client,
+    const rows = (data.requests || []).map((r) => [
+      el("a", { href: "#/requests/" + encodeURIComponent(r.id), text: r.id }), r.site, r.app, r.pool, r.pid, r.client,
       r.verb, r.url, r.stage, r.module, r.elapsed + " ms"]);
     holder.replaceChildren(
       el("p", { text: answered + (answered === 1 ? " worker" : " workers") + " answered" + (data.unanswered ? ", " + data.unanswered + " did not" : "") }),
       rows.length ? table("Executing requests, longest-running first",
         ["id", "site", "application", "pool", "pid", "client", "verb", "URL", "stage", "module", "elapsed"], rows)
         : el("p", { text: "No request is executing." }));
+  });
+}
+
+// One executing request, opened from the monitor: everything the monitor knows of
+// it, refreshed every 2 seconds, until it finishes.
+async function executingRequest(id) {
+  page("Request " + id);
+  const holder = el("div", { "aria-live": "polite" });
+  main().append(holder, el("p", {}, el("a", { href: "#/requests", text: "All executing requests" })));
+  await poll(async () => {
+    const data = await api("GET", "/api/requests");
+    const r = (data.requests || []).find((row) => row.id === id);
+    if (!r) {
+      holder.replaceChildren(el("p", { class: "finished", text: "Request " + id + " is no longer executing: it finished." }));
+      return;
+    }
+    holder.replaceChildren(el("dl", { class: "summary" }, [
+      ["Request", r.verb + " " + r.url], ["Stage", r.stage], ["Module", r.module],
+      ["Elapsed", r.elapsed + " ms"], ["Site", r.site], ["Application", r.app],
+      ["Pool · pid", r.pool + " · " + r.pid], ["Client", r.client],
+    ].flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { "data-name": k, text: v })])));
   });
 }
 
@@ -424,6 +446,7 @@ async function route() {
   const [name, arg] = hash.slice(2).split("?")[0].split("/");
   try {
     if (name === "pools") await pools();
+    else if (name === "requests" && arg) await executingRequest(decodeURIComponent(arg));
     else if (name === "requests") await requests();
     else if (name === "log") await accessLog();
     else if (name === "traces" && arg) await trace(decodeURIComponent(arg));
