@@ -1,6 +1,7 @@
 """The web console (Colonnade Manager) in headless Chromium, against a real master:
-sign in, see a pool's workers, recycle it and watch a new worker appear, open a
-trace and see its waterfall, edit a setting and see the located error of a bad
+sign in, see a pool's workers, recycle it and watch a new worker appear, watch a
+slow request in the request monitor while it executes, follow the access log with a
+filter, open a trace and see its waterfall, edit a setting and see the located error of a bad
 value, and keep what was typed when the session runs out mid-edit.
 
 Driven over the DevTools protocol (the driver of test_forms_browser.py). With
@@ -16,13 +17,16 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 
 from colonnade.management import operations
 from tests.browser.test_adminer_browser import Page
 from tests.browser.test_listing_browser import chromium, decode_png, most_common
-from tests.pools.conftest import MODULES, Master, free_port, server_toml
+from tests.e2e.wire import Conn
+from tests.pools.conftest import MODULES, Master, free_port, get, server_toml
 from tests.support.wait import PATIENCE, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -70,8 +74,10 @@ def master(tmp_path: Path) -> Iterator[Master]:
     config = server_toml(
         port,
         {"default": {"start": "always"}},
-        modules=[*MODULES, "http.custom_headers", "tracing.failed_requests"],
+        modules=[*MODULES, "http.custom_headers", "tracing.failed_requests", "log.http"],
         extra=(
+            f"[http_logging]\ntarget = {json.dumps(str(tmp_path / 'access.log'))}\n"
+            "buffer_size = 0\n\n"
             '[custom_headers]\nset = { X-Served-By = "colonnade" }\n\n'
             '[lock]\n"custom_headers.remove" = "deny"\n\n'
             "[failed_request_tracing]\n"
@@ -255,6 +261,136 @@ def test_console_end_to_end(master: Master, browser: Console, tmp_path: Path) ->
     assert "Restored what you typed" in browser.text()
 
 
+def executing(browser: Console) -> list[dict[str, Any]]:
+    """The request monitor page's rows, by column heading."""
+    found = browser.evaluate(
+        "(() => { const t = document.querySelector('main table'); if (!t) return [];"
+        " const heads = [...t.tHead.rows[0].cells].map(c => c.textContent);"
+        " return [...t.tBodies[0].rows].map(r =>"
+        " Object.fromEntries([...r.cells].map((c, i) => [heads[i], c.textContent]))); })()"
+    )
+    return list(found or [])
+
+
+def detail(browser: Console) -> dict[str, str]:
+    """An opened request's fields, by name."""
+    found = browser.evaluate(
+        "Object.fromEntries([...document.querySelectorAll('main dd[data-name]')]"
+        ".map(d => [d.dataset.name, d.textContent]))"
+    )
+    return dict(found or {})
+
+
+def test_a_slow_request_in_the_request_monitor(
+    master: Master, browser: Console, tmp_path: Path
+) -> None:
+    sign_in(browser, f"http://127.0.0.1:{master.admin_port}")  # type: ignore[attr-defined]
+    browser.view("#/requests")
+    wait_for(lambda: "No request is executing." in browser.text(), PATIENCE, "the empty monitor")
+    # acme.slow holds its answer until the test makes the gate file.
+    gate = tmp_path / "go"
+    url = f"/slow/console?until={quote(str(gate))}"
+    with Conn(master.port) as conn:
+        conn.send(get(url))
+        (row,) = wait_for(lambda: executing(browser), PATIENCE, "the request on the page")
+        assert (row["stage"], row["module"]) == ("EXECUTE_REQUEST_HANDLER", "acme.slow")
+        assert (row["verb"], row["URL"], row["site"], row["pool"]) == (
+            "GET",
+            url,
+            "main",
+            "default",
+        )
+        assert int(row["pid"]) in master.pids("default")
+        assert "1 worker answered" in browser.text()
+        # The page refreshes itself: the same request, with a larger elapsed time.
+        first = int(row["elapsed"].removesuffix(" ms"))
+        later = wait_for(
+            lambda: [
+                r
+                for r in executing(browser)
+                if r["id"] == row["id"] and int(r["elapsed"].removesuffix(" ms")) > first
+            ],
+            PATIENCE,
+            "the elapsed time growing on the page",
+        )
+        assert len(later) == 1
+        browser.shot("requests")
+        # The filter keeps requests running at least that long: an hour leaves none.
+        browser.fill("elapsed", "3600000")
+        browser.press("form.inline button")
+        browser.drawn("#/requests?elapsed=3600000")
+        wait_for(lambda: "No request is executing." in browser.text(), PATIENCE, "the filter")
+        browser.view("#/requests")
+        wait_for(lambda: executing(browser), PATIENCE, "the request listed again")
+        # Opened (by keyboard): its own page, refreshed while it runs.
+        opened = f"#/requests/{row['id']}"
+        browser.press(f"a[href='{opened}']")
+        browser.drawn(opened)
+        shown = detail(browser)
+        assert (shown["Stage"], shown["Module"]) == ("EXECUTE_REQUEST_HANDLER", "acme.slow")
+        assert shown["Request"] == f"GET {url}"
+        since = int(shown["Elapsed"].removesuffix(" ms"))
+        wait_for(
+            lambda: int(detail(browser).get("Elapsed", "0 ms").removesuffix(" ms")) > since,
+            PATIENCE,
+            "the opened request's elapsed time growing",
+        )
+        gate.touch()
+        assert conn.response().status == 200
+    # Finished: the opened page says so at its next refresh, and the list is empty.
+    wait_for(
+        lambda: f"Request {row['id']} is no longer executing: it finished." in browser.text(),
+        PATIENCE,
+        "the opened request finished",
+    )
+    browser.view("#/requests")
+    wait_for(
+        lambda: not executing(browser) and "No request is executing." in browser.text(),
+        PATIENCE,
+        "the finished request gone from the page",
+    )
+
+
+def logged_paths(browser: Console) -> list[str]:
+    """The cs-uri-stem of each line the access log page shows (directives left out)."""
+    text = browser.evaluate("document.querySelector('.log-lines')?.textContent ?? ''")
+    return [line.split()[4] for line in str(text).splitlines() if not line.startswith("#")]
+
+
+def test_the_access_log_with_a_filter(master: Master, browser: Console) -> None:
+    sign_in(browser, f"http://127.0.0.1:{master.admin_port}")  # type: ignore[attr-defined]
+    for path in ("/a", "/needle/1", "/b", "/needle/2"):
+        assert master.get(path).status == 200
+    browser.view("#/log")
+    # Refreshed every 2 s: what comes later appears without a reload, newest last.
+    wait_for(
+        lambda: logged_paths(browser)[-4:] == ["/a", "/needle/1", "/b", "/needle/2"],
+        PATIENCE,
+        "the lines",
+    )
+    assert master.get("/later").status == 200
+    wait_for(lambda: logged_paths(browser)[-1:] == ["/later"], PATIENCE, "a new line on the page")
+    # The filter, applied by the server: only the lines containing it.
+    browser.fill("contains", "NEEDLE")
+    browser.press("form.inline button")
+    browser.drawn("#/log?site=main&lines=100&contains=NEEDLE")
+    assert logged_paths(browser) == ["/needle/1", "/needle/2"]
+    assert "2 lines containing “NEEDLE” from " in browser.text()
+    # What the columns are, though the filter left the #Fields line out.
+    fields = browser.evaluate("document.querySelector('.log-fields').textContent")
+    assert fields.startswith("#Fields: date time s-ip cs-method cs-uri-stem ")
+    assert master.get("/needle/3").status == 200
+    wait_for(
+        lambda: logged_paths(browser) == ["/needle/1", "/needle/2", "/needle/3"],
+        PATIENCE,
+        "the new match",
+    )
+    browser.shot("access-log")
+    # A site the server does not have: the API's refusal, on the page.
+    browser.view("#/log?site=nope")
+    wait_for(lambda: "no site named 'nope'" in browser.text(), PATIENCE, "the refusal")
+
+
 def test_a_narrow_window(master: Master, tmp_path: Path) -> None:
     with Console(chromium(), tmp_path / "narrow") as browser:
         browser.page(
@@ -265,13 +401,17 @@ def test_a_narrow_window(master: Master, tmp_path: Path) -> None:
             mobile=True,
         )
         sign_in(browser, f"http://127.0.0.1:{master.admin_port}")  # type: ignore[attr-defined]
-        for view in ("#/overview", "#/pools", "#/config?site=main&path=/"):
+        assert master.get("/" + "long-path-" * 30).status == 200  # a wide log line
+        # Each view with what shows it has been drawn (JavaScript).
+        for view, drawn in (
+            ("#/overview", "!!document.querySelector('main dl')"),
+            ("#/pools", "!!document.querySelector('main table')"),
+            ("#/requests", "!!document.querySelector('main .monitor p')"),
+            ("#/log", "document.querySelector('main pre')?.textContent.includes('long-path-')"),
+            ("#/config?site=main&path=/", "!!document.querySelector('main table')"),
+        ):
             browser.view(view)
-            wait_for(
-                lambda: browser.evaluate("document.querySelectorAll('main table, main dl').length"),
-                PATIENCE,
-                view,
-            )
+            wait_for(lambda drawn=drawn: browser.evaluate(drawn), PATIENCE, view)
             # Nothing wider than the window: tables scroll inside their own box.
             assert browser.evaluate("document.documentElement.scrollWidth") <= 380, view
         browser.shot("narrow-configuration")

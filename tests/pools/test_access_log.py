@@ -1,13 +1,24 @@
-"""One access log file written by several workers: its W3C directives appear once."""
+"""One access log file written by several workers: its W3C directives appear once; the
+``access_log`` command (the admin API's and the console's tail of a site's log)."""
 
 from __future__ import annotations
 
+import os
+import pwd
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace
+
+from colonnade.http.events import RequestHead
+from colonnade.management import operations
+from colonnade.pools.api import ApiError, Request, command_for
+from colonnade.pools.commands import TAIL_BYTES, tail_lines
 
 from .conftest import MODULES, Master, toml_value, wait_for
+from .identity import TEST_USER, Runtime, identity_of, open_temp_folder
 
 pytestmark = pytest.mark.e2e
 
@@ -77,3 +88,136 @@ def test_workers_and_their_recycles_write_the_directives_once(
     assert len(directives) == 4 and directives[0].startswith("#Software: Colonnade")
     assert stems == ["/rotated"]
     assert sorted(read_log(tmp_path / "access.log.1")[1]) == sorted([*paths, "/recycled"])
+
+
+def test_tail_reads_at_most_64_kib_from_the_end(tmp_path: Path) -> None:
+    log = tmp_path / "big.log"
+    # 2000 lines of 100 bytes: 200 000 bytes, more than TAIL_BYTES.
+    log.write_bytes(b"".join(b"line %05d " % i + b"x" * 88 + b"\n" for i in range(2000)))
+    found = tail_lines(str(log), 1000)
+    assert found["truncated"] and found["size"] == 200_000
+    # Only what fits in the last 64 KiB, whole lines only (the cut one is left out).
+    assert len(found["lines"]) == TAIL_BYTES // 100
+    assert found["lines"][-1].startswith("line 01999 ")
+    assert all(len(line) == 99 for line in found["lines"])
+    # The count, and the filter (case-insensitive) applied before the count.
+    assert [line[:10] for line in tail_lines(str(log), 3)["lines"]] == [
+        "line 01997",
+        "line 01998",
+        "line 01999",
+    ]
+    assert [line[:10] for line in tail_lines(str(log), 2, "LINE 0199")["lines"]] == [
+        "line 01998",
+        "line 01999",
+    ]
+    assert tail_lines(str(log), 5, "line 00001 ")["lines"] == []  # too far back to be read
+    assert found["fields"] is None
+    small = tmp_path / "small.log"
+    small.write_bytes(b"first\nsecond\n")
+    assert tail_lines(str(small), 10) == {
+        "file": str(small),
+        "size": 13,
+        "truncated": False,
+        "fields": None,
+        "lines": ["first", "second"],
+    }
+    with pytest.raises(FileNotFoundError):
+        tail_lines(str(tmp_path / "missing.log"), 10)
+
+
+@pytest.mark.parametrize("query", [b"lines=0", b"lines=1001", b"contains=" + b"x" * 257])
+def test_tail_bounds_are_refused(query: bytes) -> None:
+    path = b"/api/sites/main/log"
+    head = RequestHead(
+        method=b"GET",
+        target=path + b"?" + query,
+        path=path,
+        query=query,
+        version=b"1.1",
+        headers=[],
+        host=b"admin",
+        keep_alive=True,
+        expect_continue=False,
+        content_length=None,
+        chunked=False,
+    )
+    with pytest.raises(ApiError) as refused:
+        command_for(Request(head, b""), "test")
+    assert refused.value.status == 400
+    # Within the bounds, the route fills the command's fields.
+    fine = replace(head, query=b"lines=1000&contains=404")
+    command = command_for(Request(fine, b""), "test")
+    assert (command.op, command.site, command.lines, command.contains) == (
+        "access_log",
+        "main",
+        1000,
+        "404",
+    )
+
+
+def test_the_tail_of_a_sites_access_log(start_master: StartMaster, tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "access.log"
+    log.parent.mkdir()
+    master = start_master(
+        {"default": {"start": "always"}},
+        modules=[*MODULES, "log.http"],
+        # Relative: to the working folder the master and its workers share.
+        extra='[http_logging]\ntarget = "logs/access.log"\nbuffer_size = 0\n',
+    )
+    for i in range(5):
+        assert master.get(f"/tail/{i}").status == 200
+    assert master.get("/other").status == 200
+    wait_logged(log, ["/other"])
+    found = operations.call(master.control, "access_log", site="main", lines=2)
+    assert found["file"] == str(log) and found["site"] == "main"
+    assert found["fields"].startswith("#Fields: date time s-ip cs-method cs-uri-stem ")
+    assert [line.split()[4] for line in found["lines"]] == ["/tail/4", "/other"]
+    found = operations.call(master.control, "access_log", lines=3, contains="/TAIL/")
+    assert [line.split()[4] for line in found["lines"]] == ["/tail/2", "/tail/3", "/tail/4"]
+    # The file gone (rotated away, not yet reopened): said so.
+    log.rename(tmp_path / "logs" / "access.log.1")
+    with pytest.raises(
+        operations.ControlError, match=r"cannot read the access log .*access\.log: No such file"
+    ):
+        operations.call(master.control, "access_log")
+    with pytest.raises(operations.ControlError, match="no site named 'nope'"):
+        operations.call(master.control, "access_log", site="nope")
+
+
+@pytest.mark.parametrize(
+    ("modules", "extra", "error"),
+    [
+        (MODULES, "", "site 'main' keeps no access log"),
+        ([*MODULES, "log.http"], "", "site 'main' writes its access log to stdout, not to a file"),
+    ],
+)
+def test_a_site_without_a_log_file(
+    start_master: StartMaster, modules: list[str], extra: str, error: str
+) -> None:
+    master = start_master({"default": {"start": "always"}}, modules=modules, extra=extra)
+    with pytest.raises(operations.ControlError, match=error):
+        operations.call(master.control, "access_log", site="main")
+
+
+def test_a_relative_log_of_a_pool_run_as_another_user(
+    start_master: StartMaster, system_user: pwd.struct_passwd, user_runtime: Runtime
+) -> None:
+    # Its workers start in / (spawn.py), so a relative target is under /, not
+    # under the master's folder: the tail reads the file they write.
+    folder = open_temp_folder(identity_of(system_user), prefix="colonnade-log-")
+    try:
+        os.chown(folder, system_user.pw_uid, system_user.pw_gid)
+        target = os.path.relpath(folder / "access.log", "/")
+        master = start_master(
+            {"default": {"start": "always", "user": TEST_USER}},
+            modules=[*MODULES, "log.http"],
+            runtime=user_runtime,
+            extra=f"[http_logging]\ntarget = {toml_value(target)}\nbuffer_size = 0\n",
+        )
+        assert master.get("/as-the-user").status == 200
+        wait_logged(folder / "access.log", ["/as-the-user"])
+        found = operations.call(master.control, "access_log", contains="as-the-user")
+        assert found["file"] == str(folder / "access.log")
+        assert [line.split()[4] for line in found["lines"]] == ["/as-the-user"]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -87,6 +87,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/reload", "reload"),
     Route("POST", "/api/cache/purge", "purge"),
     Route("GET", "/api/requests", "requests"),
+    Route("GET", "/api/sites/{site}/log", "access_log"),
     Route("GET", "/api/farms", "farms"),
     Route("GET", "/api/traces", "traces"),
     Route("GET", "/api/traces/{trace_id}", "trace"),

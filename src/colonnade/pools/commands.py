@@ -1,7 +1,8 @@
 """The control-socket commands: ``colonnade pools|recycle|stop|start|reload|cache purge``,
 ``colonnade requests``, ``colonnade farms``, ``colonnade farm drain|enable|disable``,
 ``colonnade trace list|show``, and what the admin API serves (server, sites,
-applications, workers, modules, effective configuration, configuration writes).
+applications, workers, modules, effective configuration, configuration writes, the
+tail of a site's access log).
 
 ``control.py`` reads a command from an authorised client and writes back what
 :func:`execute` returns; ``management/operations.py`` is the client side, and
@@ -27,6 +28,7 @@ from colonnade.errors import ConfigError
 from colonnade.pools import audit, ipc, metrics
 from colonnade.pools.control import Command
 from colonnade.pools.pool import PoolState
+from colonnade.pools.spawn import working_folder
 from colonnade.pools.supervision import read_memory
 
 if TYPE_CHECKING:
@@ -71,6 +73,8 @@ async def execute(master: Master, command: Command) -> dict[str, Any]:
         return await _requests(master, command)
     if command.op == "metrics":
         return metrics.reply(await metrics.collect(master))
+    if command.op == "access_log":
+        return await _access_log(master, command)
     inspect = _INSPECT.get(command.op)
     if inspect is not None:
         try:
@@ -391,3 +395,71 @@ async def _requests(master: Master, command: Command) -> dict[str, Any]:
         "workers": len(answers),
         "unanswered": asked - len(answers),
     }
+
+
+#: The most bytes ``access_log`` reads, from the end of the file: a tail costs the
+#: same however large the log has grown.
+TAIL_BYTES = 64 * 1024
+
+
+def tail_lines(path: str, count: int, contains: str | None = None) -> dict[str, Any]:
+    """The last ``count`` lines of the file ``path`` among its last :data:`TAIL_BYTES`
+    bytes (a line cut by that limit is left out), only those containing ``contains``
+    (case-insensitive) when given; ``truncated`` says that older lines were not read,
+    ``fields`` is the last W3C ``#Fields:`` directive read (None in a JSON log or when
+    it is further back). OSError when the file cannot be read."""
+    with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        start = max(0, size - TAIL_BYTES)
+        file.seek(start)
+        data = file.read(TAIL_BYTES)
+    if start:
+        # The read began inside a line: what precedes the first newline is a part.
+        data = data[data.find(b"\n") + 1 :] if b"\n" in data else b""
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    fields = next((line for line in reversed(lines) if line.startswith("#Fields:")), None)
+    if contains:
+        wanted = contains.casefold()
+        lines = [line for line in lines if wanted in line.casefold()]
+    return {
+        "file": path,
+        "size": size,
+        "truncated": start > 0,
+        "fields": fields,
+        "lines": lines[-count:],
+    }
+
+
+async def _access_log(master: Master, command: Command) -> dict[str, Any]:
+    """``access_log``: the tail of a site's access log file (``[http_logging] target``
+    in force at the site's root), filtered on the master (read on a thread)."""
+    engine = _engine(master)
+    try:
+        config = effective_config(engine, command.site, "/")
+        root = find_application(engine, config["site"], "/")
+    except ConfigError as exc:
+        return {"ok": False, "error": str(exc), "status": 404}
+    site = config["site"]
+    settings = config["sections"].get("http_logging")
+    if settings is None:
+        return {"ok": False, "error": f"site {site!r} keeps no access log", "status": 404}
+    target = settings["target"]["value"]
+    if target in ("stdout", "stderr"):
+        return {
+            "ok": False,
+            "error": f"site {site!r} writes its access log to {target}, not to a file",
+            "status": 404,
+        }
+    # A relative target is relative to the working folder of the workers that write
+    # it (the setting's documented meaning): those of the root application's pool.
+    pool = master.pools.get(root.app.pool)
+    path = os.path.join(os.getcwd() if pool is None else working_folder(pool), target)
+    try:
+        found = await asyncio.to_thread(tail_lines, path, command.lines, command.contains)
+    except OSError as exc:
+        return {
+            "ok": False,
+            "error": f"cannot read the access log {path}: {exc.strerror}",
+            "status": 404,
+        }
+    return {"ok": True, "site": site, **found}

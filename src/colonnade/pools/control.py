@@ -15,6 +15,8 @@ checked with ``SO_PEERCRED``. One JSON object per line each way::
     → {"op": "farm", "action": "drain", "farm": "app", "member": "10.0.0.5:8080"}
     → {"op": "traces", "site": "main"}    ← {"ok": true, "traces": [{"id": ..., ...}]}
     → {"op": "trace", "trace_id": "3f.."} ← {"ok": true, "trace": {...}}
+    → {"op": "access_log", "site": "main", "lines": 50, "contains": "404"}
+                                          ← {"ok": true, "file": "...", "lines": [...]}
     → {"op": "requests", "elapsed": 1000, "pool": "api", "site": "main"} (all optional)
                                           ← {"ok": true, "requests": [...], "workers": 2, ...}
     ← {"ok": false, "error": "no pool named 'x'"}
@@ -73,6 +75,7 @@ class Command(msgspec.Struct, forbid_unknown_fields=True):
         "trace",
         "requests",
         "metrics",
+        "access_log",
     ]
     pool: str | None = None
     #: ``purge``: the URL path to purge, and whether every path under it goes too.
@@ -101,6 +104,10 @@ class Command(msgspec.Struct, forbid_unknown_fields=True):
     #: ``requests``: only those executing for at least this many milliseconds (and,
     #: given ``pool`` or ``site``, only that pool's or site's).
     elapsed: Annotated[int, msgspec.Meta(ge=0)] = 0
+    #: ``access_log``: the last ``lines`` lines of ``site``'s access log file, only
+    #: those containing ``contains`` (case-insensitive) when it is given.
+    lines: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+    contains: Annotated[str, msgspec.Meta(max_length=256)] | None = None
 
 
 def default_path() -> str:

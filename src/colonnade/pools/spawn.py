@@ -16,7 +16,7 @@ from typing import Any
 
 from colonnade.pools import ipc
 from colonnade.pools.pool import Pool
-from colonnade.pools.preflight import EXECUTE, check_access
+from colonnade.pools.preflight import EXECUTE, WORKER_CWD, check_access
 
 
 class SpawnError(Exception):
@@ -68,6 +68,12 @@ def spawn(
     return proc, parent
 
 
+def working_folder(pool: Pool) -> str:
+    """The folder ``pool``'s workers start in, where their relative paths resolve:
+    the master's, or :data:`WORKER_CWD` for a pool run as another user."""
+    return os.getcwd() if pool.identity is None else WORKER_CWD
+
+
 def _identity(pool: Pool) -> tuple[dict[str, str], str, dict[str, Any]]:
     """The worker's environment, working folder and ``Popen`` user/group arguments."""
     settings = pool.settings
@@ -75,13 +81,12 @@ def _identity(pool: Pool) -> tuple[dict[str, str], str, dict[str, Any]]:
     env.update(settings.env)
     env["COLONNADE_POOL"] = pool.name
     kwargs: dict[str, Any] = {}
-    cwd = os.getcwd()
+    cwd = working_folder(pool)
     identity = pool.identity
     if identity is not None:
         kwargs.update(user=identity.uid, group=identity.gid, extra_groups=identity.groups)
         if identity.name is not None:
             env.update(USER=identity.name, LOGNAME=identity.name, HOME=identity.home or "/")
-        cwd = "/"
     if pool.temp_dir is not None:
         env["TMPDIR"] = pool.temp_dir
     return env, cwd, kwargs

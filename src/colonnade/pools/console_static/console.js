@@ -2,7 +2,7 @@
 // Colonnade Manager: pages over the admin API on this binding. Every text from
 // the server is set as text (never as HTML), so a URL or a setting cannot become
 // markup. Pages are chosen by the location's hash: #/overview, #/pools,
-// #/traces, #/traces/ID, #/config.
+// #/requests, #/log, #/traces, #/traces/ID, #/config.
 
 const POLL_MS = 2000;
 let session = null;
@@ -178,8 +178,7 @@ async function act(pool, action) {
 // -- the request monitor ---------------------------------------------------------
 
 // Every request executing in every worker (GET /api/requests, the `requests`
-// command), longest-running first, refreshed every 2 seconds. Until the
-// server has that route (the monitor branch), the page says there is none.
+// command), longest-running first, refreshed every 2 seconds.
 async function requests() {
   page("Executing requests");
   const query = new URLSearchParams(location.hash.split("?")[1] || "");
@@ -189,22 +188,86 @@ async function requests() {
   } }, el("label", { for: "elapsed" }, "Running for at least (ms)"),
   el("input", { id: "elapsed", name: "elapsed", type: "number", min: 0, value: query.get("elapsed") || "0" }),
   el("button", { type: "submit" }, "Filter"));
-  const holder = el("div");
+  const holder = el("div", { class: "monitor" });
   main().append(form, holder);
   const elapsed = encodeURIComponent(query.get("elapsed") || "0");
   await poll(async () => {
     const data = await api("GET", "/api/requests?elapsed=" + elapsed);
-    if (data.httpStatus === 404) {
-      holder.replaceChildren(el("p", { text: "This server has no request monitor." }));
+    if (!data.ok) {
+      holder.replaceChildren(el("p", { role: "alert", text: data.error || "The monitor did not answer." }));
       return;
     }
-    const rows = (data.requests || []).map((r) => [r.id, r.site, r.app, r.pool, r.pid, r.client,
+    const answered = data.workers || 0;
+    const rows = (data.requests || []).map((r) => [
+      el("a", { href: "#/requests/" + encodeURIComponent(r.id), text: r.id }), r.site, r.app, r.pool, r.pid, r.client,
       r.verb, r.url, r.stage, r.module, r.elapsed + " ms"]);
     holder.replaceChildren(
-      el("p", { text: (data.workers || 0) + " workers answered" + (data.unanswered ? ", " + data.unanswered + " did not" : "") }),
+      el("p", { text: answered + (answered === 1 ? " worker" : " workers") + " answered" + (data.unanswered ? ", " + data.unanswered + " did not" : "") }),
       rows.length ? table("Executing requests, longest-running first",
         ["id", "site", "application", "pool", "pid", "client", "verb", "URL", "stage", "module", "elapsed"], rows)
         : el("p", { text: "No request is executing." }));
+  });
+}
+
+// One executing request, opened from the monitor: everything the monitor knows of
+// it, refreshed every 2 seconds, until it finishes.
+async function executingRequest(id) {
+  page("Request " + id);
+  const holder = el("div", { "aria-live": "polite" });
+  main().append(holder, el("p", {}, el("a", { href: "#/requests", text: "All executing requests" })));
+  await poll(async () => {
+    const data = await api("GET", "/api/requests");
+    const r = (data.requests || []).find((row) => row.id === id);
+    if (!r) {
+      holder.replaceChildren(el("p", { class: "finished", text: "Request " + id + " is no longer executing: it finished." }));
+      return;
+    }
+    holder.replaceChildren(el("dl", { class: "summary" }, [
+      ["Request", r.verb + " " + r.url], ["Stage", r.stage], ["Module", r.module],
+      ["Elapsed", r.elapsed + " ms"], ["Site", r.site], ["Application", r.app],
+      ["Pool · pid", r.pool + " · " + r.pid], ["Client", r.client],
+    ].flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { "data-name": k, text: v })])));
+  });
+}
+
+// -- the access log ----------------------------------------------------------------
+
+// The last lines of a site's access log file (GET /api/sites/SITE/log), filtered
+// by a substring on the server, refreshed every 2 seconds; newest line last.
+async function accessLog() {
+  page("Access log");
+  const query = new URLSearchParams(location.hash.split("?")[1] || "");
+  const sites = (await api("GET", "/api/sites")).sites || [];
+  const site = query.get("site") || (sites[0] && sites[0].name) || "";
+  const lines = query.get("lines") || "100";
+  const contains = query.get("contains") || "";
+  const form = el("form", { class: "inline", onsubmit: (event) => {
+    event.preventDefault();
+    const f = form.elements;
+    location.hash = "#/log?" + new URLSearchParams({ site: f.site.value, lines: f.lines.value || "100", contains: f.contains.value });
+  } },
+  el("label", { for: "site" }, "Site"),
+  el("select", { id: "site", name: "site" }, sites.map((s) => el("option", { value: s.name, selected: s.name === site }, s.name))),
+  el("label", { for: "contains" }, "Lines containing"),
+  el("input", { id: "contains", name: "contains", type: "search", maxlength: 256, value: contains }),
+  el("label", { for: "lines" }, "Last"),
+  el("input", { id: "lines", name: "lines", type: "number", min: 1, max: 1000, value: lines }),
+  el("button", { type: "submit" }, "Show"));
+  const holder = el("div", { class: "log" });
+  main().append(form, holder);
+  const ask = "/api/sites/" + encodeURIComponent(site) + "/log?" + new URLSearchParams(contains ? { lines, contains } : { lines });
+  await poll(async () => {
+    const data = await api("GET", ask);
+    if (!data.ok) {
+      holder.replaceChildren(el("p", { role: "alert", text: data.error }));
+      return;
+    }
+    const shown = data.lines.length + " line" + (data.lines.length === 1 ? "" : "s")
+      + (contains ? " containing “" + contains + "”" : "") + " from " + data.file
+      + (data.truncated ? " (its last 64 KiB)" : "");
+    holder.replaceChildren(el("p", { class: "log-summary", text: shown }),
+      data.fields ? el("p", { class: "log-fields", text: data.fields }) : null,
+      el("pre", { class: "log-lines", tabindex: 0, "aria-label": "Access log lines, newest last", text: data.lines.join("\n") }));
   });
 }
 
@@ -383,7 +446,9 @@ async function route() {
   const [name, arg] = hash.slice(2).split("?")[0].split("/");
   try {
     if (name === "pools") await pools();
+    else if (name === "requests" && arg) await executingRequest(decodeURIComponent(arg));
     else if (name === "requests") await requests();
+    else if (name === "log") await accessLog();
     else if (name === "traces" && arg) await trace(decodeURIComponent(arg));
     else if (name === "traces") await traces();
     else if (name === "config") await config();
