@@ -13,7 +13,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from colonnade.http import Body, EndOfMessage, Event, HTTP1Connection, ProtocolError, RequestHead
+from colonnade.http import (
+    Body,
+    EndOfMessage,
+    Event,
+    HTTP1Connection,
+    Preface,
+    ProtocolError,
+    RequestHead,
+)
 
 VALID = [
     b"GET /a?b HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n",
@@ -69,7 +77,12 @@ def merged(events: list[Event]) -> list[Event]:
 def check_well_formed(events: list[Event]) -> None:
     in_request = False
     for i, event in enumerate(events):
-        if isinstance(event, ProtocolError):
+        if isinstance(event, Preface):
+            # HTTP/2's preface, or a broken one ("PRI * HTTP/1.0"): the connection's
+            # first bytes only, and the end of HTTP/1.1 on it (the HTTP/2 layer
+            # takes the rest, and answers a broken preface with GOAWAY).
+            assert i == 0 and len(events) == 1, "a preface after other events"
+        elif isinstance(event, ProtocolError):
             assert i == len(events) - 1, "events after a ProtocolError"
             assert 400 <= event.status <= 505
         elif isinstance(event, RequestHead):
@@ -150,3 +163,14 @@ def test_unknown_methods_parse_like_known_ones(
     for event, (_, method) in zip(heads, picks, strict=True):
         event.method = method
     assert merged(events) == expected
+
+
+def test_a_broken_preface_is_handed_to_http2_whole() -> None:
+    # Found by test_feed_never_raises: "PRI * HTTP/1.0" is llhttp's broken HTTP/2
+    # preface; the connection goes to the HTTP/2 layer (which answers GOAWAY).
+    data = b"PRI * HTTP/1.0\x00"
+    for split in range(len(data) + 1):
+        conn = HTTP1Connection()
+        events = conn.feed(data[:split]) + conn.feed(data[split:]) + conn.feed_eof()
+        assert events == [Preface()]
+        check_well_formed(events)
