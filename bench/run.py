@@ -523,6 +523,8 @@ INSTRUCTION_PAIRS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("h2-static-1k", TLS_STATIC),
     ("php-hello", ("colonnade-php-fpm", "nginx-php")),
     ("rewrite", REWRITE),
+    # the front end only: the upstream (uvicorn) is started outside valgrind
+    ("proxy-hello", PROXY),
 )
 INSTRUCTION_REQUESTS = (1000, 3000)  # the two runs; --quick: QUICK_INSTRUCTION_REQUESTS
 QUICK_INSTRUCTION_REQUESTS = (300, 900)
