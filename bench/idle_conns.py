@@ -16,7 +16,9 @@ and holds. Each line received on stdin is answered with
 
 (connections the server has not closed). EOF on stdin, SIGTERM/SIGINT, or ``--hold``
 seconds end the hold; the client then closes everything and exits. Every phase is bounded
-in time, so it always stops by itself. Only loopback targets are accepted.
+in time, so it always stops by itself. ``--head-only``: each connection reads its
+response's head and never its body, as a client too slow to download it (with
+``--path`` a large file: what the server keeps per such client). Only loopback targets are accepted.
 """
 
 from __future__ import annotations
@@ -45,10 +47,12 @@ def raise_nofile(want: int) -> None:
             continue
 
 
-async def read_response(reader: asyncio.StreamReader) -> int:
+async def read_response(reader: asyncio.StreamReader, head_only: bool = False) -> int:
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
+    if head_only:
+        return status  # the body stays unread: a client too slow to take it
     headers = {}
     for line in lines[1:]:
         if ":" in line:
@@ -83,20 +87,21 @@ class Conn:
 
 
 async def open_one(
-    host: str, port: int, request: bytes, limit: float
+    host: str, port: int, request: bytes, limit: float, head_only: bool = False
 ) -> tuple[Conn | None, str | None]:
     try:
         async with asyncio.timeout(limit):
             reader, writer = await asyncio.open_connection(host, port)
             writer.write(request)
-            status = await read_response(reader)
+            status = await read_response(reader, head_only)
     except Exception as exc:  # every failure is counted by kind
         return None, type(exc).__name__
     conn = Conn(reader, writer)
     if not 200 <= status < 400:
         writer.close()
         return None, f"HTTP {status}"
-    conn.watch = asyncio.ensure_future(conn.watch_eof())
+    if not head_only:  # (watching would read the body a head-only client leaves)
+        conn.watch = asyncio.ensure_future(conn.watch_eof())
     return conn, None
 
 
@@ -116,7 +121,9 @@ async def main_async(args: argparse.Namespace) -> int:
             if left <= 0:
                 errors["deadline"] += 1
                 return
-            conn, err = await open_one(args.host, args.port, request, min(left, 5.0))
+            conn, err = await open_one(
+                args.host, args.port, request, min(left, 5.0), args.head_only
+            )
             if conn is not None:
                 conns.append(conn)
             else:
@@ -192,6 +199,12 @@ def main() -> int:
         help="give up when no connection succeeded for this many seconds",
     )
     ap.add_argument("--hold", type=float, default=120.0, help="max seconds to hold them idle")
+    ap.add_argument(
+        "--head-only",
+        action="store_true",
+        help="read each response's head only and leave its body unread: slow clients "
+        "of a large download (the server holds what it cannot send)",
+    )
     args = ap.parse_args()
     if not ipaddress.ip_address(args.host).is_loopback:
         ap.error("only loopback targets are allowed")

@@ -495,6 +495,14 @@ MODULE_COUNTS: dict[str, int] = {
 # Memory test: idle RSS and RSS holding --memory-conns idle keep-alive connections.
 MEMORY_SERVERS: tuple[str, ...] = tuple(s for s in ASGI if s != "colonnade-asgi-py") + WSGI + STATIC
 MEMORY = "memory"
+# Front-end RSS while 1,000 slow clients download a large file through the proxy
+# (issue #19: below 200 MiB, so no response is buffered whole): each client reads the
+# response head and leaves the body unread (bench/idle_conns.py --head-only).
+SLOW = "proxy-slow"
+SLOW_SERVERS = PROXY_STATIC
+SLOW_PATH = "/100m.bin"
+SLOW_CONNS = 1000
+SLOW_AIM_MIB = 200
 # In-process pipeline cost (bench/pipeline_cost.py, colonnade's venv), no sockets.
 PIPELINE = "pipeline"
 # In-process session cost (bench/session_cost.py): read-modify-write, memory and Redis.
@@ -523,6 +531,8 @@ INSTRUCTION_PAIRS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("h2-static-1k", TLS_STATIC),
     ("php-hello", ("colonnade-php-fpm", "nginx-php")),
     ("rewrite", REWRITE),
+    # the front end only: the upstream (uvicorn) is started outside valgrind
+    ("proxy-hello", PROXY),
 )
 INSTRUCTION_REQUESTS = (1000, 3000)  # the two runs; --quick: QUICK_INSTRUCTION_REQUESTS
 QUICK_INSTRUCTION_REQUESTS = (300, 900)
@@ -1528,15 +1538,19 @@ def _read_line(proc: subprocess.Popen[Any], prefix: str, timeout: float) -> dict
     return None
 
 
-def run_memory(servers: list[str], args: argparse.Namespace) -> list[MemRow]:
-    n = args.memory_conns
-    log(f"memory: idle RSS and RSS with {n} idle keep-alive connections — {', '.join(servers)}")
+def run_memory(servers: list[str], args: argparse.Namespace, *, slow: bool = False) -> list[MemRow]:
+    """RSS idle and holding connections: ``--memory-conns`` idle keep-alive ones, or
+    (``slow``, the proxy-slow test) SLOW_CONNS clients that requested SLOW_PATH and
+    read only its head."""
+    n = SLOW_CONNS if slow else args.memory_conns
+    held = f"{n} slow downloads of {SLOW_PATH}" if slow else f"{n} idle keep-alive connections"
+    log(f"{SLOW if slow else MEMORY}: idle RSS and RSS with {held} — {', '.join(servers)}")
     rows: list[MemRow] = []
     for name in servers:
         srv = SERVERS[name]
         row = MemRow(name, srv.product)
         rows.append(row)
-        r = start_server(name, MEMORY, args, srv.probe, idle=True)
+        r = start_server(name, SLOW if slow else MEMORY, args, srv.probe, idle=True)
         row.cmd, row.error, row.note = r.cmd, r.error, r.note
         if r.error or r.proc is None:
             continue
@@ -1554,13 +1568,14 @@ def run_memory(servers: list[str], args: argparse.Namespace) -> list[MemRow]:
                     "--port",
                     str(r.port),
                     "--path",
-                    srv.probe,
+                    SLOW_PATH if slow else srv.probe,
                     "-n",
                     str(n),
                     "--timeout",
                     "40",
                     "--hold",
                     "90",
+                    *(["--head-only"] if slow else []),
                 ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -2263,6 +2278,41 @@ def instruction_ratio(rows: list[IrRow], peer: IrRow) -> float | None:
     return peer.per_request / col.per_request
 
 
+def render_memory(
+    rows: list[MemRow], n: int, heading: str, how: str, notes: dict[str, str]
+) -> list[str]:
+    """The table of a memory test (run_memory): ``how`` each connection was used."""
+    o = [heading, ""]
+    o.append(
+        "RSS summed over the server's whole process tree (master + worker where there is "
+        "one), and of its largest process (the worker: where the connections live). "
+        f"{how} (bench/idle_conns.py, pinned to the client CPU). "
+        "'open' = connections the server had not closed when RSS was sampled."
+    )
+    o.append("")
+    o.append(
+        "| server | procs | idle RSS | RSS with conns | Δ | Δ per conn | "
+        "largest proc idle | largest proc with conns | connected | open |"
+    )
+    o.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for mr in rows:
+        if mr.error and mr.loaded_rss is None:
+            idle = mib(mr.idle_rss) if mr.idle_rss else ""
+            o.append(f"| {mr.server} | {mr.error} | {idle} | | | | | | | |")
+            continue
+        d = (mr.loaded_rss - mr.idle_rss) if (mr.loaded_rss and mr.idle_rss) else None
+        per = f"{d / max(mr.ok, 1) / 1024:.1f} KiB" if d is not None else "n/a"
+        notes.update({mr.server: mr.note} if mr.note else {})
+        o.append(
+            f"| {mr.server} | {mr.nprocs} | {mib(mr.idle_rss)} | {mib(mr.loaded_rss)} | "
+            f"{mib(d)} | {per} | {mib(mr.idle_largest)} | {mib(mr.loaded_largest)} | "
+            f"{mr.ok:,}/{n:,} | "
+            f"{'n/a' if mr.alive is None else f'{mr.alive:,}'} |"
+        )
+    o.append("")
+    return o
+
+
 def render_instructions(
     instr: list[tuple[Workload, list[IrRow]]], args: argparse.Namespace
 ) -> list[str]:
@@ -2343,6 +2393,7 @@ def render(
     pipeline: dict[str, Any] | None = None,
     instr: list[tuple[Workload, list[IrRow]]] | None = None,
     session: dict[str, Any] | None = None,
+    slow: list[MemRow] | None = None,
 ) -> str:
     o: list[str] = []
     notes: dict[str, str] = {}
@@ -2434,37 +2485,25 @@ def render(
     o += render_session(session)
     o += render_instructions(instr or [], args)
     if mem:
-        n = args.memory_conns
-        o.append(f"### memory — idle, and holding {n:,} idle keep-alive connections")
-        o.append("")
-        o.append(
-            "RSS summed over the server's whole process tree (master + worker where there is "
-            "one), and of its largest process (the worker: where the connections live). Each "
-            "connection sent one keep-alive GET of the probe path and read the "
-            "response, then stayed idle (bench/idle_conns.py, pinned to the client CPU). "
-            "'open' = connections the server had not closed when RSS was sampled."
+        o += render_memory(
+            mem,
+            args.memory_conns,
+            f"### memory — idle, and holding {args.memory_conns:,} idle keep-alive connections",
+            "Each connection sent one keep-alive GET of the probe path and read the "
+            "response, then stayed idle",
+            notes,
         )
-        o.append("")
-        o.append(
-            "| server | procs | idle RSS | RSS with conns | Δ | Δ per conn | "
-            "largest proc idle | largest proc with conns | connected | open |"
+    if slow:
+        o += render_memory(
+            slow,
+            SLOW_CONNS,
+            f"### {SLOW} — the front end holding {SLOW_CONNS:,} slow downloads "
+            f"(aim: below {SLOW_AIM_MIB} MiB)",
+            f"Each client sent one GET of {SLOW_PATH} (through the proxy, from its nginx "
+            "upstream) and read only the response head, leaving the body unread, as a "
+            "client too slow to download it (`--head-only`)",
+            notes,
         )
-        o.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for mr in mem:
-            if mr.error and mr.loaded_rss is None:
-                idle = mib(mr.idle_rss) if mr.idle_rss else ""
-                o.append(f"| {mr.server} | {mr.error} | {idle} | | | | | | | |")
-                continue
-            d = (mr.loaded_rss - mr.idle_rss) if (mr.loaded_rss and mr.idle_rss) else None
-            per = f"{d / max(mr.ok, 1) / 1024:.1f} KiB" if d is not None else "n/a"
-            notes.update({mr.server: mr.note} if mr.note else {})
-            o.append(
-                f"| {mr.server} | {mr.nprocs} | {mib(mr.idle_rss)} | {mib(mr.loaded_rss)} | "
-                f"{mib(d)} | {per} | {mib(mr.idle_largest)} | {mib(mr.loaded_largest)} | "
-                f"{mr.ok:,}/{n:,} | "
-                f"{'n/a' if mr.alive is None else f'{mr.alive:,}'} |"
-            )
-        o.append("")
     if noisy:
         o.append(
             f"⚠ CPU… busy = during at least one run, something other than the server (on "
@@ -2515,6 +2554,13 @@ def render(
         o.append(
             f"{shlex.quote(sys.executable)} bench/idle_conns.py --port PORT --path PROBE "
             f"-n {args.memory_conns}   # pinned with taskset -c {args.client_cpu}"
+        )
+    if slow:
+        o.append(f"# {SLOW} (slow downloads through the proxy)")
+        o += [mr.cmd for mr in slow if mr.cmd]
+        o.append(
+            f"{shlex.quote(sys.executable)} bench/idle_conns.py --port PORT --path {SLOW_PATH} "
+            f"-n {SLOW_CONNS} --head-only   # pinned with taskset -c {args.client_cpu}"
         )
     o.append("```")
     o.append("")
@@ -2610,7 +2656,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Benchmark Colonnade against peer servers on loopback.",
         epilog="Workloads: "
         + ", ".join(w.name for w in WORKLOADS)
-        + f", {MEMORY}, {PIPELINE}, {SESSION}, {INSTRUCTIONS}",
+        + f", {MEMORY}, {SLOW}, {PIPELINE}, {SESSION}, {INSTRUCTIONS}",
     )
     ap.add_argument(
         "--only",
@@ -2733,12 +2779,13 @@ def main(argv: list[str] | None = None) -> int:
         for w in WORKLOADS:
             print(f"{w.name:22} GET {w.path:10} -c{w.connections:<5} {', '.join(w.servers)}")
         print(f"{MEMORY:22} {', '.join(MEMORY_SERVERS)}")
+        print(f"{SLOW:22} GET {SLOW_PATH} x{SLOW_CONNS} head only: {', '.join(SLOW_SERVERS)}")
         print(f"{PIPELINE:22} in-process (bench/pipeline_cost.py), colonnade only")
         print(f"{SESSION:22} in-process (bench/session_cost.py), colonnade + redis-server")
         pairs = "; ".join(f"{w} {', '.join(s)}" for w, s in INSTRUCTION_PAIRS)
         print(f"{INSTRUCTIONS:22} callgrind: {pairs}")
         return 0
-    names = {w.name for w in WORKLOADS} | {MEMORY, PIPELINE, SESSION, INSTRUCTIONS}
+    names = {w.name for w in WORKLOADS} | {MEMORY, SLOW, PIPELINE, SESSION, INSTRUCTIONS}
     only = [s.strip() for s in args.only.split(",")] if args.only else [*sorted(names)]
     if bad := [s for s in only if s not in names]:
         print(
@@ -2753,6 +2800,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     workloads = [w for w in workloads if w.servers]
     mem_servers = select_servers(MEMORY_SERVERS, args.servers) if MEMORY in only else []
+    slow_servers = select_servers(SLOW_SERVERS, args.servers) if SLOW in only else []
     # colonnade-only: skipped when --servers names no colonnade variant
     with_pipeline = PIPELINE in only and any(
         SERVERS[n].is_colonnade for n in select_servers(list(SERVERS), args.servers)
@@ -2803,12 +2851,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{', in-process pipeline cost' if with_pipeline else ''}"
         f"{', in-process session cost' if with_session else ''}"
         f"{', instructions under callgrind' if instr_pairs else ''}; estimated "
-        f"{estimate(workloads, mem_servers, args, with_pipeline, instr_pairs, with_session) / 60:.1f}"  # noqa: E501
+        f"{estimate(workloads, mem_servers + slow_servers, args, with_pipeline, instr_pairs, with_session) / 60:.1f}"  # noqa: E501
         " min; "
         f"RLIMIT_NOFILE {nofile}"
     )
     results: list[tuple[Workload, list[Row]]] = []
     mem: list[MemRow] | None = None
+    slow: list[MemRow] | None = None
     pipeline: dict[str, Any] | None = None
     session: dict[str, Any] | None = None
     instr: list[tuple[Workload, list[IrRow]]] = []
@@ -2824,6 +2873,8 @@ def main(argv: list[str] | None = None) -> int:
             instr = run_instructions(instr_pairs, args)
         if mem_servers:
             mem = run_memory(mem_servers, args)
+        if slow_servers:
+            slow = run_memory(slow_servers, args, slow=True)
     except (KeyboardInterrupt, AbortError) as exc:
         interrupted = f"interrupted ({exc or 'Ctrl-C'})"
         log(interrupted + "; stopping servers")
@@ -2848,7 +2899,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(),
         "versions": versions(),
     }
-    section = render(results, mem, args, meta, pipeline, instr, session)
+    section = render(results, mem, args, meta, pipeline, instr, session, slow)
     mode = f"{args.repeat}x{args.duration}s" + (" (interrupted)" if interrupted else "")
     cells = []
     for w, rows in results:
@@ -2897,6 +2948,7 @@ def main(argv: list[str] | None = None) -> int:
             {"workload": w.name, "rows": [r.__dict__ for r in rows]} for w, rows in results
         ],
         "memory": [r.__dict__ for r in mem] if mem else [],
+        SLOW: [r.__dict__ for r in slow] if slow else [],
         "pipeline": pipeline,
         "session": session,
         "instructions": [

@@ -31,6 +31,7 @@ from colonnade.handlers.proxy.wire import ResponseParser
 
 #: Bytes queued from an upstream before its socket is no longer read (default).
 HIGH_WATER: Final = 64 * 1024
+_NEVER: Final = float("inf")
 
 
 class UpstreamTimeoutError(TimeoutError):
@@ -98,6 +99,10 @@ class Connection(asyncio.BufferedProtocol):
         self._reader: asyncio.Future[None] | None = None
         self._writable = True
         self._drainer: asyncio.Future[None] | None = None
+        # The deadline of the wait under way (_NEVER: none), and the timer that
+        # enforces it (see _arm).
+        self._deadline = _NEVER
+        self._timer: asyncio.TimerHandle | None = None
         #: Requests sent on it so far (the first one is never stale).
         self.requests = 0
         self.idle_since = 0.0
@@ -133,6 +138,7 @@ class Connection(asyncio.BufferedProtocol):
         self._closed = True
         self._eof = True
         self._error = exc
+        self._disarm()
         self._wake_reader()
         self._writable = True
         drainer = self._drainer
@@ -176,13 +182,13 @@ class Connection(asyncio.BufferedProtocol):
             self.watch()
             loop = asyncio.get_running_loop()
             self._reader = waiter = loop.create_future()
-            handle = None if within is None else loop.call_later(within, _expire, waiter)
+            if within is not None:
+                self._arm(loop, loop.time() + within)
             try:
                 await waiter
             finally:
-                if handle is not None:
-                    handle.cancel()
                 self._reader = None
+                self._deadline = _NEVER
             if not self._queue:
                 if self._eof:
                     if self._error is not None:
@@ -207,16 +213,48 @@ class Connection(asyncio.BufferedProtocol):
             return
         loop = asyncio.get_running_loop()
         self._drainer = waiter = loop.create_future()
-        handle = loop.call_later(within, _expire, waiter)
+        self._arm(loop, loop.time() + within)
         try:
             await waiter
         finally:
-            handle.cancel()
             self._drainer = None
+            self._deadline = _NEVER
         if self._closed:
             raise ConnectionResetError("the upstream closed the connection")
         if not self._writable:
             raise UpstreamTimeoutError(f"the upstream took no byte of the request in {within:g} s")
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        # One timer per connection, not one per wait: it stays armed across the
+        # waits of many requests and, when it fires, expires the wait under way
+        # only if that wait's deadline passed, else re-arms for it. A wait with a
+        # nearer deadline than the armed timer's moves it (rare: the timeouts of
+        # one connection are alike).
+        self._deadline = deadline
+        timer = self._timer
+        if timer is not None:
+            if timer.when() <= deadline:
+                return
+            timer.cancel()
+        self._timer = loop.call_at(deadline, self._on_timer, loop)
+
+    def _on_timer(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        deadline = self._deadline
+        if deadline == _NEVER:
+            return  # nothing waits: the next wait arms it again
+        if loop.time() < deadline:
+            self._timer = loop.call_at(deadline, self._on_timer, loop)
+            return
+        for waiter in (self._reader, self._drainer):
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    def _disarm(self) -> None:
+        timer = self._timer
+        if timer is not None:
+            self._timer = None
+            timer.cancel()
 
     def watch(self) -> None:
         """Read again if paused: an idle connection's close must be seen."""
@@ -232,16 +270,12 @@ class Connection(asyncio.BufferedProtocol):
 
     def close(self) -> None:
         """Close it now (unsent bytes are dropped)."""
+        self._disarm()
         transport = self.transport
         if transport is not None:
             transport.abort()
         self._closed = True
         self._eof = True
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 class PoolSettings:

@@ -210,13 +210,11 @@ def _target(ctx: Context) -> bytes:
     return path + (b"?" + request.query if request.query else b"")
 
 
-def _wants_upgrade(ctx: Context) -> bytes | None:
-    request = ctx.request
-    upgrade = request.header(b"upgrade")
-    if upgrade is None or request.version != "1.1":
+def _wants_upgrade(ctx: Context, fields: dict[bytes, bytes]) -> bytes | None:
+    upgrade = fields.get(b"upgrade")
+    if upgrade is None or ctx.request.version != "1.1":
         return None
-    connection = b",".join(request.header_values(b"connection"))
-    return upgrade if has_token(connection, b"upgrade") else None
+    return upgrade if has_token(fields.get(b"connection", b""), b"upgrade") else None
 
 
 class _Exchange:
@@ -240,25 +238,26 @@ class _Exchange:
         self.pumping = False  # the pump is sending the body
         self.last_sent = 0.0  # when the upstream last took bytes of the request (loop time)
         request = ctx.request
-        self.upgrade = _wants_upgrade(ctx)
+        fields = forward.noted_fields(request.headers)
+        self.upgrade = _wants_upgrade(ctx, fields)
         body = request.body
         framing: tuple[bytes, bytes] | None = None
         self.has_body = body is not EMPTY_BODY
         if self.has_body:
-            length = request.header(b"content-length")
+            length = fields.get(b"content-length")
             if length is not None:
                 framing = (b"content-length", length)
                 self.chunked = False
             else:
                 framing = (b"transfer-encoding", b"chunked")
                 self.chunked = True
-        expect = request.header(b"expect")
+        expect = fields.get(b"expect")
         self.expect_continue = (
             self.has_body and expect is not None and expect.lower() == b"100-continue"
         )
         upstream = self.upstream
         if settings.preserve_host or upstream.unix_path is not None:
-            host = request.header(b"host") or request.host.encode("latin-1")
+            host = fields.get(b"host") or request.host.encode("latin-1")
             self.rewrite: forward.HostRewrite | None = None
         else:
             host = upstream.name.encode("latin-1")
@@ -274,6 +273,7 @@ class _Exchange:
             framing=framing,
             expect_continue=self.expect_continue,
             upgrade=self.upgrade,
+            connection=fields.get(b"connection"),
         )
         self.head = wire.request_head(request.method, _target(ctx), headers)
 

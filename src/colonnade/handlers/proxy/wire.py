@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from colonnade.core.httputil import has_token, is_field_value, is_token
+from colonnade.core.httputil import TCHARS, has_token, is_field_value, is_token
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -221,9 +221,11 @@ class ResponseParser:
         found = self._block(data, pos, self.max_head, "response head")
         if found < 0:
             return -1
-        lines = data[pos:found].split(b"\r\n")
-        status, reason, http10 = _status_line(lines[0])
-        headers = _fields(lines[1:])
+        first = data.find(b"\r\n", pos, found)
+        if first < 0:
+            first = found  # a status line alone
+        status, reason, http10 = _status_line(data[pos:first])
+        headers = _header_block(data[first + 2 : found + 2] if first < found else b"")
         after = found + 4
         if 100 <= status < 200 and status != 101:
             events.append(Interim(status, headers))
@@ -318,6 +320,30 @@ def _status_line(line: bytes) -> tuple[int, bytes, bool]:
     return int(code), reason, version == b"HTTP/1.0"
 
 
+def _header_block(block: bytes) -> Headers:
+    # The fields of ``block`` (lines each ending in CRLF). The fast path checks in
+    # bulk what _fields checks line by line — every name a token, no NUL, no CR or
+    # LF but the line ends — and where that fails, _fields finds the line to blame.
+    lines = block[:-2].split(b"\r\n") if block else []
+    headers: Headers = []
+    names: list[bytes] = []
+    for line in lines:
+        name, colon, value = line.partition(b":")
+        if not colon or not name:
+            return _fields(lines)
+        names.append(name)
+        headers.append((name.lower(), value.strip(b" \t")))
+    breaks = len(lines)
+    if (
+        b"".join(names).translate(None, TCHARS)
+        or 0 in block
+        or block.count(b"\r") != breaks
+        or block.count(b"\n") != breaks
+    ):
+        return _fields(lines)
+    return headers
+
+
 def _fields(lines: list[bytes]) -> Headers:
     headers: Headers = []
     for line in lines:
@@ -335,11 +361,9 @@ def _fields(lines: list[bytes]) -> Headers:
 
 def request_head(method: str, target: bytes, headers: Headers) -> bytes:
     """An HTTP/1.1 request head (the headers already checked and ordered)."""
-    parts = [method.encode("latin-1"), b" ", target, b" HTTP/1.1\r\n"]
-    for name, value in headers:
-        parts += (name, b": ", value, b"\r\n")
-    parts.append(b"\r\n")
-    return b"".join(parts)
+    lines = [b": ".join(field) for field in headers]
+    lines.append(b"\r\n")  # the blank line (joined: CRLF CRLF after the last field)
+    return b"%s %s HTTP/1.1\r\n%s" % (method.encode("latin-1"), target, b"\r\n".join(lines))
 
 
 def chunk(data: bytes) -> bytes:
