@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -13,7 +14,7 @@ import pytest
 from msgspec.structs import replace
 
 from colonnade.http.events import RequestHead
-from colonnade.management import operations
+from colonnade.management import cli, operations
 from colonnade.pools.api import ApiError, Request, command_for
 from colonnade.pools.commands import TAIL_BYTES, tail_lines
 
@@ -155,7 +156,9 @@ def test_tail_bounds_are_refused(query: bytes) -> None:
     )
 
 
-def test_the_tail_of_a_sites_access_log(start_master: StartMaster, tmp_path: Path) -> None:
+def test_the_tail_of_a_sites_access_log(
+    start_master: StartMaster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     log = tmp_path / "logs" / "access.log"
     log.parent.mkdir()
     master = start_master(
@@ -174,6 +177,15 @@ def test_the_tail_of_a_sites_access_log(start_master: StartMaster, tmp_path: Pat
     assert [line.split()[4] for line in found["lines"]] == ["/tail/4", "/other"]
     found = operations.call(master.control, "access_log", lines=3, contains="/TAIL/")
     assert [line.split()[4] for line in found["lines"]] == ["/tail/2", "/tail/3", "/tail/4"]
+    # The same from the command line: the #Fields line, then the lines.
+    assert cli.main(["log", "main", "-n", "2", "--control", master.control]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("#Fields: ") and [p.split()[4] for p in printed[1:]] == [
+        "/tail/4",
+        "/other",
+    ]
+    assert cli.main(["log", "--contains", "/tail/0", "--json", "--control", master.control]) == 0
+    assert [line.split()[4] for line in json.loads(capsys.readouterr().out)["lines"]] == ["/tail/0"]
     # The file gone (rotated away, not yet reopened): said so.
     log.rename(tmp_path / "logs" / "access.log.1")
     with pytest.raises(

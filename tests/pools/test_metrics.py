@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from colonnade.management import cli
 from tests.e2e.wire import Conn
 from tests.support.wait import PATIENCE
 
@@ -77,7 +78,7 @@ def request(port: int, path: str) -> tuple[int, bytes]:
     return response.status, response.body
 
 
-def test_metrics_summed_across_workers(served: Master) -> None:
+def test_metrics_summed_across_workers(served: Master, capsys: pytest.CaptureFixture[str]) -> None:
     # Requests on new connections until both workers have answered some.
     pids: list[int] = []
 
@@ -96,6 +97,12 @@ def test_metrics_summed_across_workers(served: Master) -> None:
     assert request(served.port, "/slow?ms=300")[0] == 200
     for _ in range(2):
         assert request(served.evil_port, "/x")[0] == 200  # type: ignore[attr-defined]
+
+    # `colonnade metrics` prints the same exposition (checked below through the API).
+    assert cli.main(["metrics", "--control", served.control]) == 0
+    printed = capsys.readouterr().out
+    assert "# TYPE colonnade_requests_total counter" in printed
+    assert 'colonnade_requests_total{site="main",code="5xx"} 2' in printed
 
     status, content_type, text = scrape(UnixConnection(served.control))
     assert status == 200

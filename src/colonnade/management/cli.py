@@ -9,6 +9,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
@@ -208,6 +209,14 @@ def _parser() -> argparse.ArgumentParser:
     stats = cache_sub.add_parser("stats", help="hits, misses, entries, bytes, evictions")
     control_args(stats)
     stats.add_argument("--json", action="store_true", help="print JSON")
+    log_tail = sub.add_parser("log", help="the tail of a site's access log file")
+    control_args(log_tail)
+    log_tail.add_argument("site", nargs="?", help="the site (default: the first)")
+    log_tail.add_argument("-n", "--lines", type=int, default=100, help="how many (1-1000)")
+    log_tail.add_argument("--contains", help="only lines containing this (any case)")
+    log_tail.add_argument("--json", action="store_true", help="print JSON")
+    metrics = sub.add_parser("metrics", help="the counters of every worker (Prometheus text)")
+    control_args(metrics)
     farms = sub.add_parser("farms", help="the server farms: members, state, counters")
     control_args(farms)
     farms.add_argument("--json", action="store_true", help="print JSON")
@@ -608,6 +617,29 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_log(args: argparse.Namespace) -> int:
+    """``colonnade log [SITE] [-n N] [--contains S]``: the last lines of a site's
+    access log file, read by the master (the same as the console's log page)."""
+    fields: dict[str, Any] = {"site": args.site, "lines": args.lines}
+    if args.contains is not None:
+        fields["contains"] = args.contains
+    found = operations.call(_control(args), "access_log", **fields)
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0
+    if found.get("fields"):
+        print(found["fields"])
+    for line in found["lines"]:
+        print(line)
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    """``colonnade metrics``: what ``GET /metrics`` answers, summed over the workers."""
+    print(operations.call(_control(args), "metrics")["text"], end="")
+    return 0
+
+
 def cmd_farms(args: argparse.Namespace) -> int:
     """``colonnade farms``: members, state, in flight, requests, failures, times."""
     report = operations.farms(_control(args))
@@ -674,6 +706,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "start": cmd_pool_action,
         "reload": cmd_reload,
         "cache": cmd_cache,
+        "log": cmd_log,
+        "metrics": cmd_metrics,
         "farms": cmd_farms,
         "farm": cmd_farm,
         "trace": cmd_trace,
