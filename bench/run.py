@@ -32,6 +32,7 @@ import os
 import platform
 import re
 import resource
+import secrets
 import select
 import shlex
 import shutil
@@ -124,6 +125,10 @@ class Server:
     # bench/out/www — and the server (nginx with an upstream block and keepalive, or
     # colonnade's handler.proxy from a generated server file) forwards every request to it
     proxy: str | None = None
+    # the operator's tools on (issue 21): a colonnade one that runs from a generated
+    # server file ({conf}, ops_conf) with an [admin] binding serving /metrics and the
+    # trace-rule site (failed request tracing, one rule matching nothing)
+    ops: bool = False
 
     @property
     def is_colonnade(self) -> bool:
@@ -164,6 +169,14 @@ TRACE_RULE_TOML = (
     "[failed_request_tracing]\n"
     'rules = [{ path = "/never/*", status_codes = "500-599" }]\n'
 )
+# The ops variant: asgi-hello from a server file (ops_conf) whose one site serves the
+# trace-rule folder, under the master (--workers 1: the request monitor and the metrics
+# counters exist), with an [admin] binding on ADMIN_PORT_OFFSET + its port serving
+# /metrics, signed in by a token made each run in OPS_DIR/admin-tokens.
+OPS_DIR = "bench/out/ops"
+ADMIN_PORT_OFFSET = 30000
+#: issue #21's aim: asgi-hello with the operator's tools on at least this x without them
+OPS_AIM = 0.97
 
 
 def _modules_env(installed: bool) -> tuple[tuple[str, str], ...]:
@@ -195,6 +208,8 @@ SERVERS: dict[str, Server] = {
             f"{_C} apps.asgi_hello:app --app-dir bench --root {TRACE_RULE_DIR} {_B}",
             fallback=_CF,
         ),
+        # no fallback to --workers 0: without the master there is no /metrics to measure
+        Server("colonnade-asgi-ops", "colonnade", f"{_C} -c {{conf}} {_BC}", ops=True),
         Server(
             "uvicorn",
             "uvicorn",
@@ -460,6 +475,8 @@ PROXY_STATIC = ("colonnade-proxy-static", "nginx-proxy-static")
 REWRITE = ("colonnade-static", f"colonnade-rewrite-{REWRITE_RULES}")
 #: issue #18's aim for the rule set: µs per request at most
 REWRITE_AIM_US = 5.0
+# asgi-hello without and with the operator's tools (issue #21): the base first.
+OPS = ("colonnade-asgi", "colonnade-asgi-ops")
 
 # fmt: off
 WORKLOADS: list[Workload] = [
@@ -481,6 +498,7 @@ WORKLOADS: list[Workload] = [
     Workload("proxy-hello", "/", PROXY, aims=(("nginx-proxy", 0.8),), issue=19, about="asgi-hello from uvicorn (`--loop uvloop --http httptools`, started per row on a Unix socket of its own, pinned to the server CPU with the server) behind a reverse proxy: colonnade's handler.proxy (`upstream = \"unix:...\"`, its keep-alive pool) and nginx (`proxy_pass` to an upstream block with `keepalive 32`, `proxy_http_version 1.1`); access log on for both"),  # noqa: E501
     Workload("proxy-100m", "/100m.bin", PROXY_STATIC, connections=4, metric="transfer", aims=(("nginx-proxy-static", 0.8),), issue=19, about="a 100 MiB file from an nginx upstream (started per row on a Unix socket of its own, pinned with the server, access log off) through the reverse proxy: colonnade's handler.proxy and nginx `proxy_pass` (upstream keepalive, its default response buffering); throughput"),  # noqa: E501
     Workload("rewrite", "/1k.bin", REWRITE, issue=18, about=f"static-1k (colonnade-static) and the same file behind a web.toml enabling `rewrite` with {REWRITE_RULES} rules (regex, wildcard, exact), none matching (colonnade-rewrite-{REWRITE_RULES}, apps/make_rewrite.py): the per-request cost of the rule set"),  # noqa: E501
+    Workload("asgi-ops", "/", OPS, issue=21, about=f"asgi-hello (colonnade-asgi) and the same with the operator's tools on (colonnade-asgi-ops, from a server file): an `[admin]` binding serving the master's `/metrics` (signed in by a token; checked once at start, not scraped during the runs) and `tracing.failed_requests` with one rule matching no request ({TRACE_RULE_DIR}/web.toml). Both run under the master (`--workers 1`), so the request monitor's table and the metrics counters are kept in both: they have no switch; headline ops/plain, aim ≥ {OPS_AIM:g}x (issue #21)"),  # noqa: E501
     Workload("modules", "/hello.txt", MODULES, about="13-byte file, default modules without the access log; modules-0: no trivial module, modules-10/-50: 10/50 trivial modules with a do-nothing hook on each of the 12 stages, modules-50-disabled: the trivial modules installed but none enabled, modules-50-post: 50 joining the 12 stages and their 11 post stages (23 hooks)"),  # noqa: E501
 ]
 # fmt: on
@@ -517,6 +535,7 @@ INSTRUCTION_PAIRS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "colonnade-asgi",
             "colonnade-asgi-py",
             "colonnade-asgi-trace-rule",
+            "colonnade-asgi-ops",
             "uvicorn",
             "granian-asgi",
         ),
@@ -759,6 +778,66 @@ _TLS_CONFS: dict[str, Path] = {}
 _PHP_CONFS: dict[str, Path] = {}
 # ... and of the proxy rows.
 _PROXY_CONFS: dict[str, Path] = {}
+# ... and of the ops row (the token file's content is not shown).
+_OPS_CONFS: dict[str, Path] = {}
+
+
+def ops_conf(path: Path, port: int, admin_port: int) -> Path:
+    """A server file like ``colonnade serve apps.asgi_hello:app --root TRACE_RULE_DIR
+    --bind`` makes (the default modules, one site) plus an ``[admin]`` binding on
+    ``admin_port`` whose token file, beside it, holds a token made now (mode 0600: the
+    master refuses a token file every user may read)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tokens = path.parent / "admin-tokens"
+    tokens.touch(mode=0o600)
+    tokens.chmod(0o600)
+    tokens.write_text(f"bench {secrets.token_urlsafe(24)}\n")
+    path.write_text(
+        f"""# generated by bench/run.py (ops_conf): asgi-hello with the operator's tools on
+[admin]
+bind = "{HOST}:{admin_port}"
+token_file = "{tokens.name}"
+
+[[sites]]
+name = "default"
+root = "{REPO / TRACE_RULE_DIR}"
+bindings = ["{HOST}:{port}"]
+
+  [[sites.applications]]
+  path = "/"
+  app = "{_ASGI_APP}"
+  app_dir = "{BENCH}"
+"""
+    )
+    return path
+
+
+def metrics_status(conf: Path) -> tuple[int | None, str]:
+    """GET /metrics on the admin binding of ``conf`` (ops_conf) with its token:
+    (the status, or None when it does not answer; the colonnade_requests_total lines)."""
+    text = conf.read_text()
+    m = re.search(r'^bind = "([^"]+):(\d+)"', text, re.M)
+    token = (conf.parent / "admin-tokens").read_text().split()[1]
+    if m is None:
+        return None, ""
+    try:
+        with socket.create_connection((m.group(1), int(m.group(2))), timeout=5) as s:
+            s.sendall(
+                f"GET /metrics HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {token}"
+                "\r\nConnection: close\r\n\r\n".encode()
+            )
+            data = b""
+            while len(data) < 1 << 20 and (chunk := s.recv(65536)):
+                data += chunk
+    except OSError:
+        return None, ""
+    st = re.match(rb"HTTP/1\.[01] (\d{3})", data)
+    lines = [
+        ln
+        for ln in data.decode(errors="replace").splitlines()
+        if ln.startswith("colonnade_requests_total{")
+    ]
+    return (int(st.group(1)) if st else None), "; ".join(lines)
 
 
 def nginx_conf(
@@ -1087,6 +1166,13 @@ def start_server(
         conf = make_php.colonnade_conf(PHP_DIR / f"colonnade-{port}.toml", port, PHP_WWW, app)
         fmt["conf"] = os.path.relpath(conf, REPO)
         _PHP_CONFS.setdefault(server.name, conf)
+    if server.ops:
+        admin_port = port + ADMIN_PORT_OFFSET
+        if not port_free(admin_port):
+            admin_port = free_port()
+        conf = ops_conf(REPO / OPS_DIR / f"colonnade-{port}.toml", port, admin_port)
+        fmt["conf"] = os.path.relpath(conf, REPO)
+        _OPS_CONFS.setdefault(server.name, conf)
     if server.tls and server.is_colonnade:
         conf = colonnade_conf(
             TLS_DIR / f"colonnade-{port}.toml",
@@ -1128,6 +1214,11 @@ def start_server(
         run.aux, run.aux_argv = aux[0], aux[1]
         if run.error:
             stop_run(run)
+    if server.ops and run.error is None and not wrap:  # not under callgrind: it counts
+        status, counted = metrics_status(REPO / fmt["conf"])
+        log(f"  {name}: GET /metrics on the admin binding: HTTP {status}; {counted or '-'}")
+        if status != 200:
+            run.note = "; ".join(x for x in (run.note, f"/metrics answered {status}") if x)
     return run
 
 
@@ -2117,6 +2208,40 @@ def render_rewrite(results: list[tuple[Workload, list[Row]]]) -> list[str]:
     ]
 
 
+def ops_ratio(results: list[tuple[Workload, list[Row]]]) -> dict[str, float]:
+    """The asgi-ops workload: key → ops / plain, > 1 = the tools cost nothing: "rps"
+    the ratio of the median req/s, "cpu_per_req" the plain row's server CPU time per
+    request over the ops row's (median of each)."""
+    for w, rows in results:
+        if w.name != "asgi-ops" or len(rows) != 2 or any(r.error for r in rows):
+            continue
+        plain, ops = rows
+        out = {}
+        if (a := ops.med("rps")) and (b := plain.med("rps")):
+            out["rps"] = a / b
+        if (c := ops.med("cpu_per_req")) and (d := plain.med("cpu_per_req")):
+            out["cpu_per_req"] = d / c
+        return out
+    return {}
+
+
+def render_ops(results: list[tuple[Workload, list[Row]]]) -> list[str]:
+    """asgi-hello with the operator's tools against without, and issue #21's aim."""
+    ratio = ops_ratio(results)
+    if "rps" not in ratio:
+        return []
+    cpu = ratio.get("cpu_per_req")
+    verdict = "met" if ratio["rps"] >= OPS_AIM else "missed"
+    return [
+        "Operator's tools (an admin binding serving /metrics, a trace rule matching "
+        "nothing; the request monitor and the metrics counters run in both rows): "
+        f"colonnade-asgi-ops / colonnade-asgi = {ratio['rps']:.3f} (req/s)"
+        + (f", {cpu:.3f} (server CPU time per request, plain/ops)" if cpu else "")
+        + f". Aim (issue #21): ≥ {OPS_AIM:g}x — {verdict} (req/s, same run).",
+        "",
+    ]
+
+
 def render_modules(
     results: list[tuple[Workload, list[Row]]], pipeline: dict[str, Any] | None
 ) -> list[str]:
@@ -2480,6 +2605,8 @@ def render(
         o += render_aims(w, rows)
         if w.name == "rewrite":
             o += render_rewrite(results)
+        if w.name == "asgi-ops":
+            o += render_ops(results)
         notes.update({r.server: r.note for r in rows if r.note})
     o += render_modules(results, pipeline)
     o += render_session(session)
@@ -2579,6 +2706,10 @@ def render(
         ),
         *((f"PHP rows, {kind}", p, "") for kind, p in _PHP_CONFS.items()),
         *((f"Proxy rows, {kind}", p, "") for kind, p in _PROXY_CONFS.items()),
+        *(
+            (f"{name}", p, f"; its site's web.toml is {TRACE_RULE_DIR}/web.toml")
+            for name, p in _OPS_CONFS.items()
+        ),
     ]
     for what, path, more in confs:
         o.append(f"{what} (`{path.name}`{more}):")
@@ -2914,6 +3045,8 @@ def main(argv: list[str] | None = None) -> int:
             if w.name == "rewrite" and (cost := rewrite_cost(results)):
                 delta = cost.get("cpu_per_req", cost.get("rps"))[1]  # type: ignore[index]
                 cells.append(f"rewrite-{REWRITE_RULES} Δ {delta:+.2f} µs")
+            if w.name == "asgi-ops" and (ops := ops_ratio(results)):
+                cells.append(f"asgi-ops/plain {ops['rps']:.2f}")
             continue
         ratio = best_peer_ratio(w, rows)
         cells.append(f"{w.name} {'n/a' if ratio is None else f'{ratio:.2f}'}")
