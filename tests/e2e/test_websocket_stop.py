@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,13 +30,15 @@ PROMPT = 3.0
 
 # HTTP: answers its head, its body once the gate exists. WebSocket: echoes; records
 # the disconnect's code in the marker file. ``/busy`` accepts and then waits on
-# something else than ``receive`` (it never reads again).
+# something else than ``receive`` (it never reads again). ``/late`` accepts only
+# once the gate exists (the handshake stays in flight until then).
 APP = """
 import asyncio
 import os
 
 MARKER = {marker!r}
 GATE = {gate!r}
+LATE = {late!r}
 
 async def app(scope, receive, send):
     if scope["type"] == "http":
@@ -49,6 +52,11 @@ async def app(scope, receive, send):
     if scope["type"] != "websocket":
         return
     assert (await receive())["type"] == "websocket.connect"
+    if scope["path"] == "/late":
+        # The handshake is held (its request in flight) until the test says accept.
+        open(LATE, "w").close()
+        while not os.path.exists(GATE):
+            await asyncio.sleep(0.02)
     await send({{"type": "websocket.accept"}})
     if scope["path"] == "/busy":
         await send({{"type": "websocket.send", "text": "ready"}})
@@ -87,7 +95,11 @@ def site(tmp_path: Path) -> Iterator[Path]:
     (tmp_path / "www").mkdir()
     (tmp_path / "code").mkdir()
     (tmp_path / "code" / "wsapp.py").write_text(
-        APP.format(marker=str(tmp_path / "marker"), gate=str(tmp_path / "gate"))
+        APP.format(
+            marker=str(tmp_path / "marker"),
+            gate=str(tmp_path / "gate"),
+            late=str(tmp_path / "late"),
+        )
     )
     yield tmp_path
 
@@ -115,6 +127,31 @@ def closed_with(c: ClientConnection) -> int | None:
     with pytest.raises(ConnectionClosed) as info:
         c.recv(timeout=PROMPT)
     return info.value.rcvd.code if info.value.rcvd is not None else None
+
+
+@contextlib.contextmanager
+def master(site: Path) -> Iterator[tuple[Process, str]]:
+    """A master with one worker and its control socket; stopped at the end."""
+    control = str(site / "control.sock")
+    server = serve(site, "--workers", "1", "--control", control)
+    try:
+        yield server, control
+    finally:
+        server.proc.send_signal(signal.SIGTERM)
+        try:
+            server.proc.wait(PATIENCE)
+        finally:
+            server.kill()
+
+
+def wait_workers_gone(control: str, pids: set[int]) -> None:
+    """Until none of ``pids`` is a worker of the pool any more, well before the 30 s."""
+
+    def gone() -> bool:
+        workers = operations.pools(control)["pools"][0]["workers"]
+        return not pids & {w["pid"] for w in workers}
+
+    wait_for(gone, PROMPT * 2, "the old worker gone, well before its 30 s limit")
 
 
 def codes(site: Path) -> list[str]:
@@ -151,9 +188,7 @@ def test_sigterm_closes_websockets_with_1001_at_once(site: Path, workers: int | 
 
 
 def test_a_recycle_closes_the_old_workers_websockets_with_1001(site: Path) -> None:
-    control = str(site / "control.sock")
-    server = serve(site, "--workers", "1", "--control", control)
-    try:
+    with master(site) as (server, control):
 
         def worker_pids() -> set[int]:
             try:
@@ -172,19 +207,57 @@ def test_a_recycle_closes_the_old_workers_websockets_with_1001(site: Path) -> No
             assert time.monotonic() - started < PROMPT
             assert codes(site) == ["1001"]
 
-        def old_gone() -> bool:
-            workers = operations.pools(control)["pools"][0]["workers"]
-            return not pids & {w["pid"] for w in workers}
-
-        wait_for(old_gone, PROMPT * 2, "the old worker gone, well before its 30 s limit")
+        wait_workers_gone(control, pids)
         with open_ws(server.port) as again:  # the new worker serves WebSockets
             again.close()
-    finally:
-        server.proc.send_signal(signal.SIGTERM)
+
+
+def test_an_upgrade_completed_during_a_recycle_closes_with_1001_at_once(site: Path) -> None:
+    # The handshake's request is in flight when the old worker's drain begins; it is
+    # accepted afterwards. Its state cannot move to the new worker, so it is told to
+    # stop like the WebSockets open at the start, instead of holding the old worker
+    # until its 30 s limit.
+    with master(site) as (server, control):
+        with open_ws(server.port) as warm:  # the pool starts on demand
+            warm.close()
+        workers = operations.pools(control)["pools"][0]["workers"]
+        pids = {w["pid"] for w in workers if w["state"] == "ready"}
+        assert pids
+        opened: list[ClientConnection] = []
+        failed: list[BaseException] = []
+
+        def handshake() -> None:
+            try:
+                opened.append(
+                    connect(f"ws://127.0.0.1:{server.port}/late", proxy=None, open_timeout=DEADLINE)
+                )
+            except BaseException as e:  # reported by the test below
+                failed.append(e)
+
+        client = threading.Thread(target=handshake, daemon=True)
+        client.start()
         try:
-            server.proc.wait(PATIENCE)
+            wait_for((site / "late").exists, PATIENCE, "the handshake held by the app")
+            operations.recycle(control, "default")
+            wait_for(
+                lambda: "draining: handing connections over" in server.stderr(),
+                PATIENCE,
+                "the old worker's drain begun",
+            )
+            started = time.monotonic()
+            (site / "gate").touch()  # now the app accepts
+            client.join(PATIENCE)
+            assert not failed, failed
+            assert opened, "the handshake did not complete"
+            with opened[0] as c:
+                assert closed_with(c) == 1001
+            assert time.monotonic() - started < PROMPT
         finally:
-            server.kill()
+            (site / "gate").touch()
+            client.join(PATIENCE)
+
+        wait_workers_gone(control, pids)
+        assert "still busy" not in server.stderr()
 
 
 def test_a_stop_closes_a_proxied_websocket_tunnel_at_once(tmp_path: Path) -> None:

@@ -390,8 +390,11 @@ class Exchange:
         self.keep_alive = False
         conn._disarm()
         raw = conn.raw = RawChannel(conn, conn.h1.trailing_data)
-        if conn.stopping:
-            raw.shutdown()  # upgraded after the stop began: its owner closes it at once
+        router = conn.state.router
+        if conn.stopping or (router is not None and router.draining):
+            # Upgraded after a stop or a drain began (the request was in flight):
+            # its state cannot move to another worker; its owner closes it at once.
+            raw.shutdown()
         return raw
 
     def _keep_alive(self) -> bool:

@@ -57,6 +57,10 @@ class ConnectionRouter(Protocol):
     a worker hands its connections over on its way out.
     """
 
+    #: The worker hands its connections over on its way out (a recycle, an idle
+    #: shutdown): what cannot move (an upgrade) is told to stop, as on a graceful stop.
+    draining: bool
+
     def hold(self, conn: HttpConnection) -> Held:
         """A request starts on the idle ``conn``: hold its bytes until decided."""
 
