@@ -23,7 +23,6 @@ def ended(status: int, substatus: int = 0, *, seconds: float = 0.0, sent: int = 
 
 def test_a_request_counts_its_class_duration_bucket_and_bytes() -> None:
     counters = metrics.SiteCounters()
-    counters.started = 6
     counters.done(ended(200, seconds=0.003, sent=100))
     counters.done(ended(404, sent=50))
     counters.done(ended(401))
@@ -96,7 +95,6 @@ def worker(sites: dict[str, list[float]], *, expected: bool = True) -> Any:
 
 def test_departed_workers_keep_their_counters_but_not_their_gauges() -> None:
     counters = metrics.SiteCounters()
-    counters.started = 1
     counters.done(ended(200, sent=5))
     snapshot = {"s": counters.snapshot()}
     departed = exposition.Departed()
@@ -117,9 +115,8 @@ def test_render_adds_up_live_and_departed_workers() -> None:
     from colonnade.pools.pool import WorkerState
 
     counters = metrics.SiteCounters()
-    counters.started = 2
     counters.done(ended(200))
-    snapshot = {"s": counters.snapshot()}
+    snapshot = {"s": counters.snapshot(executing=1)}  # one still under way
     live = [worker(snapshot), worker(snapshot)]
     for w, state in zip(live, (WorkerState.READY, WorkerState.DRAINING), strict=True):
         w.state, w.connections = state, 3
@@ -147,3 +144,14 @@ def test_render_adds_up_live_and_departed_workers() -> None:
     assert v(families, "colonnade_connections_open", pool="p") == 6
     assert v(families, "colonnade_pool_queue_length", pool="p") == 1
     assert v(families, "colonnade_worker_recycles_total", pool="p", reason="requests") == 1
+
+
+def test_the_executing_requests_are_counted_when_asked() -> None:
+    # No counter of its own per request: begun = answered + under way now.
+    counters = metrics.for_site("counted-when-asked")
+    counters.done(ended(200))
+    assert metrics.snapshot({})["counted-when-asked"][metrics.STARTED] == 1
+    found = metrics.snapshot({"counted-when-asked": 2, "idle-site": 1})
+    assert found["counted-when-asked"][metrics.STARTED] == 3
+    assert metrics.for_site("quiet-site") is not None
+    assert "quiet-site" not in metrics.snapshot({})  # nothing counted, nothing sent

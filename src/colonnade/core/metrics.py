@@ -18,6 +18,7 @@ master sums the workers (``pools/metrics.py``).
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Mapping
 from time import monotonic
 from typing import TYPE_CHECKING
 
@@ -61,12 +62,9 @@ class SiteCounters:
         "duration",
         "duration_sum",
         "requests",
-        "started",
     )
 
     def __init__(self) -> None:
-        #: Requests begun (those not yet in :attr:`requests` are executing).
-        self.started = 0
         #: Requests answered, by status class (:data:`STATUS_CLASSES`).
         self.requests = [0] * len(STATUS_CLASSES)
         #: Requests per duration bucket (not cumulative; the last is +Inf).
@@ -97,11 +95,12 @@ class SiteCounters:
             self.requests[0] += 1
         self.bytes_out += ctx.writer.bytes_sent
 
-    def snapshot(self) -> list[float]:
+    def snapshot(self, executing: int = 0) -> list[float]:
         """The counters as one flat list (its layout: :data:`STARTED` and the
-        slices and indexes after it)."""
+        slices and indexes after it); ``executing``: the site's requests under way
+        now (begun = answered + executing)."""
         return [
-            self.started,
+            sum(self.requests) + executing,
             *self.requests,
             *self.duration,
             self.duration_sum,
@@ -132,6 +131,12 @@ def for_site(site: str) -> SiteCounters:
     return found
 
 
-def snapshot() -> dict[str, list[float]]:
-    """Every site's counters that counted something, by site name."""
-    return {name: counters.snapshot() for name, counters in _SITES.items() if counters.started}
+def snapshot(executing: Mapping[str, int]) -> dict[str, list[float]]:
+    """Every site's counters that counted something, by site name; ``executing``:
+    the requests under way now by site (the engine's ``executing`` map, counted
+    when asked, so a request pays no counter of its own for it)."""
+    return {
+        name: counters.snapshot(executing.get(name, 0))
+        for name, counters in _SITES.items()
+        if name in executing or any(counters.requests)
+    }

@@ -209,7 +209,6 @@ class Engine:
         executing[ctx] = walk
         self.active += 1
         counters = runtime.app.metrics
-        counters.started += 1
         try:
             await walk
         finally:

@@ -21,6 +21,7 @@ import os
 import signal
 import socket
 import sys
+from collections import Counter
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
@@ -193,7 +194,7 @@ class Worker:
             http2_errors=dict(state.http2_errors),
             caches=caches.totals(),
             farms=farms.stats(),
-            sites=metrics.snapshot(),
+            sites=metrics.snapshot(Counter(ctx.app.site for ctx in state.engine.executing)),
             received=state.received,
         )
 
