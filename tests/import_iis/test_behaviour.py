@@ -120,6 +120,13 @@ WEB_CONFIG = """<?xml version="1.0" encoding="UTF-8"?>
         <verbs><add verb="TRACE" allowed="false" /></verbs>
         <hiddenSegments><add segment="private" /></hiddenSegments>
         <denyUrlSequences><add sequence=".." /></denyUrlSequences>
+        <filteringRules>
+          <filteringRule name="SQL injection" scanUrl="false" scanQueryString="true">
+            <scanHeaders><add requestHeader="User-Agent" /></scanHeaders>
+            <appliesTo><add fileExtension=".html" /></appliesTo>
+            <denyStrings><add string="drop table" /><add string="@@version" /></denyStrings>
+          </filteringRule>
+        </filteringRules>
       </requestFiltering>
     </security>
     <httpErrors errorMode="Custom">
@@ -169,6 +176,16 @@ def test_request_filtering_answers_as_iis(client: Client) -> None:
         assert response.status == 404, target
         assert response.context.response.substatus == substatus, target
         assert response.text == "<p>our own 404</p>", target
+    # The filtering rule: its strings, in the query or User-Agent of .html URLs → 404.19.
+    for target, headers in (
+        ("/new.html?q=DROP%20TABLE%20users", None),
+        ("/new.html", {"user-agent": "x @@VERSION"}),
+    ):
+        refused = client.get(target, headers=headers)
+        assert (refused.status, refused.context.response.substatus) == (404, 19), target
+        assert refused.text == "<p>our own 404</p>"
+    assert client.get("/new.html", headers={"referer": "@@version"}).text == "new"
+    assert client.get("/new.txt?q=drop%20table").context.response.substatus == 0
     trace = client.request("TRACE", "/new.html")
     assert (trace.status, trace.context.response.substatus) == (404, 6)
     assert client.get("/new.html").text == "new"

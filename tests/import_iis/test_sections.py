@@ -113,7 +113,12 @@ ROOT_WEB_CONFIG = """<configuration>
         <requestLimits maxAllowedContentLength="1048576" maxUrl="2048">
           <headerLimits><add header="Content-Type" sizeLimit="100" /></headerLimits>
         </requestLimits>
-        <filteringRules><filteringRule name="no sql" scanUrl="true" /></filteringRules>
+        <filteringRules>
+          <filteringRule name="no sql" scanUrl="true" scanAllRaw="true">
+            <denyStrings><add string="--" /></denyStrings>
+          </filteringRule>
+          <remove name="inherited" />
+        </filteringRules>
       </requestFiltering>
     </security>
   </system.webServer>
@@ -239,14 +244,19 @@ def test_web_config_sections(imported: tuple[Any, Any, Any, str]) -> None:
         "max_allowed_content_length": 1048576,
         "max_url": 2048,
         "header_limits": {"add": {"Content-Type": 100}},
+        "filtering_rules": {
+            "remove": [{"name": "inherited"}],
+            "add": [{"name": "no sql", "scan_url": True, "deny_strings": ["--"]}],
+        },
     }
     assert root["ip_security"] == {"allow_unlisted": False}
     assert sub is None
     assert "shop/media/web.config:5: converted: system.webServer/httpRedirect" in out
     for line in (
         "web.config:30: not converted: system.webServer/rewrite/outboundRules",
-        "web.config:40: not converted: system.webServer/security/requestFiltering/filteringRules:"
-        " rewrite rules with a custom_response action",
+        "web.config:41: changed: system.webServer/security/requestFiltering/filteringRules/"
+        'filteringRule[name="no sql"]: scanAllRaw: only the headers named in scanHeaders'
+        " are scanned",
         "shop/media/web.config:3: not converted: system.webServer/handlers: handler mappings"
         " below an application's root",
     ):

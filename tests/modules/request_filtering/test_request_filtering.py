@@ -311,6 +311,46 @@ RULES: list[tuple[str, dict[str, Any], list[Row]]] = [
         ],
     ),
     (
+        "filtering_rules",
+        {
+            "filtering_rules": [
+                {
+                    "name": "sql",
+                    "scan_url": True,
+                    "scan_query_string": True,
+                    "scan_headers": ["User-Agent"],
+                    "deny_strings": ["drop table", "--"],
+                },
+                {
+                    "name": "css only",
+                    "scan_query_string": True,
+                    "applies_to": [".css"],
+                    "deny_strings": ["evil"],
+                },
+                # Without deny strings a rule refuses nothing.
+                {"name": "empty", "scan_url": True},
+            ]
+        },
+        [
+            ("GET", "/index.html", None, "200.0"),
+            ("GET", "/index.html?q=Drop%20Table", None, "404.19"),
+            ("GET", "/index.html?q=drop+table", None, "404.19"),
+            ("GET", "/index.html?q=a-b", None, "200.0"),
+            ("GET", "/a--b.txt", None, "404.19"),
+            ("GET", "/a%2d-b.txt", None, "404.19"),
+            ("GET", "/index.html", {"user-agent": "x -- y"}, "404.19"),
+            ("GET", "/index.html", {"referer": "x -- y"}, "200.0"),
+            ("GET", "/a.css?x=EVIL", None, "404.19"),
+            ("GET", "/index.html?x=evil", None, "200.0"),
+            ("GET", "/sub/a.css?x=evil", None, "404.19"),
+        ],
+    ),
+    (
+        "filtering_rules without scan flags scan nothing",
+        {"filtering_rules": [{"name": "r", "deny_strings": ["a"]}]},
+        [("GET", "/a.css?a=a", {"user-agent": "a"}, "200.0")],
+    ),
+    (
         "allow_unlisted_verbs with none listed",
         {"allow_unlisted_verbs": False},
         [
@@ -346,6 +386,31 @@ def test_location_tightens_and_relaxes(serve: Any) -> None:
             ("GET", "/open/.x.txt", None, "200.0"),
             ("GET", "/.hidden.txt", None, "404.8"),
             ("GET", "/open/web.toml", None, "404.8"),  # hidden segments still apply there
+        ],
+    )
+
+
+def test_filtering_rules_add_and_remove_by_name_below(serve: Any) -> None:
+    rule = {"name": "r", "scan_query_string": True, "deny_strings": ["bad"]}
+    other = {"name": "s", "scan_url": True, "deny_strings": ["index"]}
+    client = serve(
+        {"filtering_rules": [rule]},
+        locations=[
+            {"path": "/sub", "request_filtering": {"filtering_rules": {"add": [other]}}},
+            {
+                "path": "/open",
+                "request_filtering": {"filtering_rules": {"remove": [{"name": "r"}]}},
+            },
+        ],
+    )
+    check(
+        client,
+        [
+            ("GET", "/index.html?q=bad", None, "404.19"),
+            ("GET", "/sub/index.html?q=bad", None, "404.19"),
+            ("GET", "/sub/index.html", None, "404.19"),
+            ("GET", "/index.html", None, "200.0"),
+            ("GET", "/open/x.txt?q=bad", None, "404.0"),
         ],
     )
 
@@ -470,6 +535,10 @@ def test_rules_are_compiled_once_per_section() -> None:
         {"hidden_segments": ["a/b"]},
         {"verbs": {"GET POST": True}},
         {"deny_url_sequences": [""]},
+        {"filtering_rules": [{"name": "r", "deny_strings": [""]}]},
+        {"filtering_rules": [{"name": "r", "applies_to": ["php"]}]},
+        {"filtering_rules": [{"name": "r", "scan_headers": ["a b"]}]},
+        {"filtering_rules": [{"deny_strings": ["x"]}]},
         {"unknown": True},
     ],
 )

@@ -10,6 +10,7 @@ clear = true }``), which have the same meaning.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -114,8 +115,10 @@ def _collection(
     *,
     remove_key: Callable[[Node], Any] | None = None,
     prepend: bool = False,
+    add_name: str = "add",
 ) -> dict[str, Any]:
-    """IIS ``add``/``remove``/``clear`` children → Colonnade collection operations."""
+    """IIS ``add``/``remove``/``clear`` children → Colonnade collection operations
+    (``add_name``: the adding element's name where it is not ``add``)."""
     ops: dict[str, Any] = {}
     adds: list[Any] = []
     removes: list[Any] = []
@@ -131,7 +134,7 @@ def _collection(
                 continue
             removes.append(remove_key(child))
             ctx.report.converted(child, "remove")
-        elif child.name == "add":
+        elif child.name == add_name:
             value = item(child)
             if value is not None:
                 adds.append(value)
@@ -529,10 +532,64 @@ def request_filtering(node: Node, level: Level, ctx: Context) -> None:
             if ops:
                 table.set(target, ops, _source(child))
             ctx.report.converted(child, f"request_filtering.{target}")
+        elif name == "filteringrules":
+            ops = _collection(
+                child,
+                ctx,
+                partial(_filtering_rule, ctx=ctx),
+                remove_key=lambda c: {"name": c.get("name")},
+                add_name="filteringrule",
+            )
+            if ops:
+                table.set("filtering_rules", ops, _source(child))
+            ctx.report.converted(child, "request_filtering.filtering_rules")
         else:
             ctx.report.skipped(child, NEAREST.get(name, "no counterpart in request_filtering"))
     ctx.modules.add("security.request_filtering")
     ctx.report.converted(node, "[request_filtering]")
+
+
+_EXTENSION = re.compile(r"^\.[^/]*$")
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def _filtering_rule(node: Node, ctx: Context) -> dict[str, Any] | None:
+    name = node.get("name")
+    if not name:
+        ctx.report.skipped(node, "a filteringRule needs a name")
+        return None
+    rule: dict[str, Any] = {"name": name}
+    if node.flag("scanUrl", False):
+        rule["scan_url"] = True
+    if node.flag("scanQueryString", False):
+        rule["scan_query_string"] = True
+    lists = (
+        ("scanHeaders", "requestHeader", "scan_headers", _TOKEN),
+        ("appliesTo", "fileExtension", "applies_to", _EXTENSION),
+        ("denyStrings", "string", "deny_strings", None),
+    )
+    for element, attr, target, valid in lists:
+        group = node.child(element)
+        values: list[str] = []
+        for entry in group.children if group is not None else []:
+            value = entry.get(attr) if entry.name == "add" else None
+            if not value or (valid is not None and not valid.match(value)):
+                ctx.report.skipped(entry, f"not an entry Colonnade's {target} takes")
+                continue
+            values.append(value)
+            ctx.report.converted(entry, f"request_filtering.filtering_rules {target}")
+        if values:
+            rule[target] = values
+    changes = []
+    if node.flag("scanAllRaw", False):
+        changes.append("scanAllRaw: only the headers named in scanHeaders are scanned")
+    if not rule.get("deny_strings"):
+        changes.append("no deny strings: the rule refuses nothing")
+    if changes:
+        ctx.report.changed(node, "; ".join(changes))
+    else:
+        ctx.report.converted(node, f"request_filtering.filtering_rules {name!r} (404.19)")
+    return rule
 
 
 def _pair(
@@ -1579,7 +1636,6 @@ NEAREST: dict[str, str] = {
     "logfile": "[http_logging] (log.http): W3C extended or JSON lines",
     "tracefailedrequestslogging": "failed request tracing: no counterpart yet",
     "applicationinitialization": 'pools start = "always"',
-    "filteringrules": "rewrite rules with a custom_response action",
     "alwaysallowedurls": "no counterpart",
     "alwaysallowedquerystrings": "no counterpart",
     "requestfiltering": "[request_filtering]",
