@@ -93,6 +93,9 @@ class Context:
     (known before any rule is read, as ``webFarms`` usually comes last)."""
     farms: list[Block] = field(default_factory=list)
     """``[farms.NAME]`` tables and their members and health, in order."""
+    cert_dir: str = "certs"
+    """Where the https bindings' PEM files are to be put (``--cert-dir``), relative
+    to the server file unless absolute."""
 
     def local_path(self, node: Node, text: str) -> str | None:
         """A POSIX path for ``text`` (mapped when Windows), else None (reported by the caller)."""
@@ -572,6 +575,9 @@ def _filtering_rule(node: Node, ctx: Context) -> dict[str, Any] | None:
         group = node.child(element)
         values: list[str] = []
         for entry in group.children if group is not None else []:
+            if entry.name == "clear" and not values:
+                ctx.report.converted(entry, "a new rule inherits nothing to clear")
+                continue
             value = entry.get(attr) if entry.name == "add" else None
             if not value or (valid is not None and not valid.match(value)):
                 ctx.report.skipped(entry, f"not an entry Colonnade's {target} takes")

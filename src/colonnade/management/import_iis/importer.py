@@ -443,7 +443,7 @@ def _site(node: Node, ctx: Context, default_pool: str | None = None) -> Block | 
     block.set("name", name)
     bindings: list[str] = []
     hosts: list[str] = []
-    certificate = False
+    secure: list[tuple[Node, str, str]] = []  # https bindings: (element, URL, host)
     container = node.child("bindings")
     for binding in container.each("binding") if container is not None else []:
         protocol = (binding.get("protocol") or "http").lower()
@@ -455,27 +455,18 @@ def _site(node: Node, ctx: Context, default_pool: str | None = None) -> Block | 
             continue
         address = "0.0.0.0" if address in ("*", "") else address
         url = f"{protocol}://{address}:{port}"
-        if protocol == "https":
-            # The certificate lives in the Windows store (a hash): without a PEM
-            # file the binding could not serve, and `colonnade check` refuses it.
-            certificate = True
-            ctx.report.skipped(
-                binding,
-                f"{url} (host {host or '*'}): the certificate is in the Windows store; "
-                "export it as PEM, set [sites.tls] certificate and add the binding",
-            )
-            continue
         if url not in bindings:
             bindings.append(url)
-        if host and host not in hosts:
+        if host and host not in hosts and protocol == "http":
             hosts.append(host)
+        if protocol == "https":
+            secure.append((binding, url, host))
+            continue
         ctx.report.converted(binding, url)
     if not bindings:
         ctx.report.skipped(node, "a site without an http or https binding")
         return None
     block.set("bindings", bindings)
-    if hosts:
-        block.set("host_names", hosts)
     applications: list[dict[str, Any]] = []
     vdirs: list[dict[str, Any]] = []
     for app in node.each("application"):
@@ -509,13 +500,67 @@ def _site(node: Node, ctx: Context, default_pool: str | None = None) -> Block | 
         block.set("applications", applications)
     if vdirs:
         block.set("virtual_directories", vdirs)
+    site_pool = next((v for k, v, _ in block.values if k == "pool"), "default")
+    pools = sorted({site_pool, *(a.get("pool", site_pool) for a in applications)})
+    if secure and len(pools) > 1:
+        # Colonnade routes a TLS connection to a pool by its SNI name (a site).
+        for binding, url, _ in secure:
+            bindings.remove(url)
+            ctx.report.skipped(
+                binding,
+                f"{url}: the site's applications run in the pools {', '.join(pools)}, and"
+                " a site on an https port must keep every application in one pool (a TLS"
+                " connection stays in the worker its SNI name chose): put them in one pool,"
+                " then add the binding and [sites.tls]",
+            )
+        secure = []
+        if not bindings:
+            ctx.report.skipped(node, "a site without an http or https binding it can keep")
+            return None
+    hosts.extend(h for _, _, h in secure if h and h not in hosts)
+    if hosts:
+        block.set("host_names", hosts)
+    if secure:
+        block.set("tls", _site_tls(name, secure, ctx))
     for child in node.children:
         if child.name not in ("bindings", "application"):
             ctx.report.skipped(child, convert.NEAREST.get(child.name, "no counterpart"))
-    ctx.report.converted(
-        node, f"[[sites]] {name}" + (" (https: add the certificate)" if certificate else "")
-    )
+    ctx.report.converted(node, f"[[sites]] {name}")
     return block
+
+
+def _ssl_flags(binding: Node) -> int:
+    text = (binding.get("sslFlags") or "0").strip()
+    return int(text) if text.isdigit() else 0
+
+
+def _site_tls(name: str, secure: list[tuple[Node, str, str]], ctx: Context) -> dict[str, str]:
+    """``[sites.tls]`` for a site's https bindings, each reported: the certificate
+    is in the Windows store (a hash), so the file it must be exported to is named.
+    Several host names, or IIS's Centralized Certificate Store (``sslFlags`` 2):
+    a folder of ``HOST.pem`` files chosen by SNI; else one file, named after the
+    host or the site."""
+    hosts = sorted({host for _, _, host in secure if host})
+    store = any(_ssl_flags(binding) & 2 for binding, _, _ in secure)
+    folder = ctx.cert_dir.rstrip("/") or "."
+    if store or len(hosts) > 1:
+        tls = {"certificate_store": folder}
+        where = f"{folder}/HOST.pem for each host name ({', '.join(hosts) or 'none named'})"
+    else:
+        stem = hosts[0] if hosts else "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+        tls = {"certificate": f"{folder}/{stem}.pem"}
+        where = tls["certificate"]
+    for binding, url, host in secure:
+        thumbprint = binding.get("certificateHash")
+        held = binding.get("certificateStoreName") or "My"
+        origin = f"certificate {thumbprint} in store {held}" if thumbprint else "the certificate"
+        ctx.report.changed(
+            binding,
+            f"{url} (host {host or '*'}), [sites.tls]: certificate file must be provided:"
+            f" export {origin} with its key as PEM to {where}"
+            " (colonnade check refuses a missing file)",
+        )
+    return tls
 
 
 def _physical(node: Node, ctx: Context) -> str:
@@ -547,7 +592,7 @@ def convert_drive(text: str) -> str:
 
 
 def run_import(
-    paths: list[str], out: str | None, force: bool, path_map: list[str]
+    paths: list[str], out: str | None, force: bool, path_map: list[str], cert_dir: str = "certs"
 ) -> tuple[Outputs, Report]:
     """Convert ``paths``; return the files to write and the report. Raises ImportFailedError."""
     try:
@@ -556,7 +601,7 @@ def run_import(
         raise ImportFailedError(str(exc)) from None
     inputs = classify(paths)
     report = Report()
-    ctx = Context(report=report, paths=mapper)
+    ctx = Context(report=report, paths=mapper, cert_dir=cert_dir)
     server_level = Level(server=True)
     locations: list[tuple[str, Level, Node]] = []
     for path in inputs.apphost:
