@@ -11,6 +11,7 @@ import pytest
 import trustme
 
 from colonnade.management.cli import main
+from colonnade.testing.client import Client, build_engine
 from tests.e2e.conftest import LiveServer, free_port
 from tests.import_iis.kit import provide_certificates, run
 from tests.support.tls import client_context, request
@@ -103,3 +104,54 @@ def test_the_imported_https_binding_serves_once_the_certificate_is_there(tmp_pat
         head, body = request(server.port, "shop.example", client_context(ca))
     assert head.startswith(b"HTTP/1.1 200"), head
     assert body == b"hello over TLS"
+
+
+RUNTIME_APPHOST = r"""<configuration>
+  <system.applicationHost>
+    <sites>
+      <site name="Default Web Site" id="1">
+        <application path="/"><virtualDirectory path="/" physicalPath="C:\www" /></application>
+        <bindings><binding protocol="http" bindingInformation="127.0.0.1:8080:" /></bindings>
+      </site>
+    </sites>
+  </system.applicationHost>
+  <system.webServer>
+    <serverRuntime maxRequestEntityAllowed="1048576" uploadReadAheadSize="49152"
+                   enableNagling="false" />
+    <security><requestFiltering><requestLimits maxUrl="2048" /></requestFiltering></security>
+  </system.webServer>
+  <location path="Default Web Site">
+    <system.webServer>
+      <serverRuntime enabled="true" frequentHitThreshold="5" frequentHitTimePeriod="00:00:20" />
+    </system.webServer>
+  </location>
+</configuration>
+"""
+
+
+def test_server_runtime_lowers_the_body_limit_and_reports_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "a.txt").write_text("a")
+    (tmp_path / "applicationHost.config").write_text(RUNTIME_APPHOST)
+    assert run([f"--path-map=C:\\www={www}", str(tmp_path / "applicationHost.config")]) == 0
+    out = capsys.readouterr().out
+    config = tomllib.loads((tmp_path / "colonnade.toml").read_text())
+    # Read after requestFiltering, whatever the order: the lower of the two limits.
+    assert config["request_filtering"]["max_allowed_content_length"] == 1048576
+    assert config["request_filtering"]["max_url"] == 2048
+    for line in (
+        "changed: system.webServer/serverRuntime: maxRequestEntityAllowed 1048576:"
+        " request_filtering.max_allowed_content_length (the lower of IIS's two body limits), answered 413.1;"
+        " enableNagling=false: as Colonnade (TCP_NODELAY)",
+        "not converted: system.webServer/serverRuntime: uploadReadAheadSize=49152: bodies",
+        'not converted: location[path="Default Web Site"]/system.webServer/serverRuntime:'
+        " frequentHitThreshold=5: the output cache stores a response from its first hit",
+    ):
+        assert line in out
+    with Client(build_engine(config, base_dir=str(tmp_path))) as client:
+        big = client.request("POST", "/a.txt", headers={"content-length": "1048577"})
+        assert (big.status, big.context.response.substatus) == (413, 1)
+        assert client.request("GET", "/a.txt").status == 200

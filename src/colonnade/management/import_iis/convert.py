@@ -1623,6 +1623,69 @@ def caching(node: Node, level: Level, ctx: Context) -> None:
     ctx.report.converted(node, "[output_cache]")
 
 
+# -- serverRuntime ---------------------------------------------------------------------
+
+#: IIS's request filtering body limit, which applies with serverRuntime's.
+_IIS_CONTENT_LENGTH = 30_000_000
+_RUNTIME_SKIPPED = {
+    "appconcurrentrequestlimit": "503 past so many requests of an application: nearest are"
+    " [pools.NAME] queue_length and [server.limits] max_connections",
+    "uploadreadaheadsize": "bodies are read as the handler asks, not preloaded; client"
+    " certificates are asked in the handshake ([sites.tls] client_certificates), never by"
+    " renegotiation",
+    "frequenthitthreshold": "the output cache stores a response from its first hit"
+    " (nearest: [output_cache] profiles)",
+    "frequenthittimeperiod": "the output cache stores a response from its first hit",
+    "alternatehostname": "no counterpart: a redirect names the Host the client sent",
+    "authenticateduseroverride": "requests run as the pool's user (pools.NAME.user)",
+}
+
+
+def server_runtime(node: Node, level: Level, ctx: Context) -> None:
+    """``serverRuntime``: ``maxRequestEntityAllowed`` lowers the body limit; the rest
+    is reported one attribute at a time, with the reason."""
+    done: list[str] = []
+    changes: list[str] = []
+    if not node.flag("enabled", True):
+        ctx.report.skipped(node, "enabled=false: no counterpart (the runtime is always on)")
+    if node.get("enableNagling") is not None:
+        if node.flag("enableNagling", False):
+            ctx.report.skipped(node, "enableNagling=true: Colonnade never delays small writes")
+        else:
+            done.append("enableNagling=false: as Colonnade (TCP_NODELAY)")
+    entity = node.get("maxRequestEntityAllowed")
+    if entity is not None:
+        if not entity.strip().isdigit():
+            ctx.report.skipped(node, "maxRequestEntityAllowed is not a number")
+        else:
+            table = level.table("request_filtering", node)
+            current = dict((k, v) for k, v, _ in table.values).get("max_allowed_content_length")
+            limit = current if isinstance(current, int) else _IIS_CONTENT_LENGTH
+            if int(entity) < limit:
+                table.set("max_allowed_content_length", int(entity), _source(node))
+                ctx.modules.add("security.request_filtering")
+                changes.append(
+                    f"maxRequestEntityAllowed {entity}: request_filtering."
+                    "max_allowed_content_length (the lower of IIS's two body limits),"
+                    " answered 413.1"
+                )
+            else:
+                done.append(
+                    f"maxRequestEntityAllowed {entity}: request_filtering."
+                    f"max_allowed_content_length ({limit}) is the lower limit already"
+                )
+    for attr, why in _RUNTIME_SKIPPED.items():
+        value = node.get(attr)
+        if value is not None:
+            ctx.report.skipped(node, f"{node.spelled.get(attr, attr)}={value}: {why}")
+    if changes:
+        ctx.report.changed(node, "; ".join(changes + done))
+    elif done:
+        ctx.report.converted(node, "; ".join(done))
+    elif id(node) not in ctx.report.outcomes:
+        ctx.report.converted(node, "IIS's defaults: nothing to write")
+
+
 # -- tables ----------------------------------------------------------------------------
 
 NEAREST: dict[str, str] = {
@@ -1635,7 +1698,6 @@ NEAREST: dict[str, str] = {
     "globalmodules": "[server] modules",
     "httptracing": "failed request tracing: no counterpart yet",
     "tracing": "failed request tracing: no counterpart yet",
-    "serverruntime": "[server.limits]",
     "serversideinclude": "no counterpart",
     "validation": "no counterpart (Colonnade validates every file strictly)",
     "webdav": "no counterpart",
@@ -1678,6 +1740,7 @@ WEBSERVER: dict[str, Converter] = {
     "fastcgi": fastcgi,
     "cgi": cgi,
     "httplogging": http_logging,
+    "serverruntime": server_runtime,
 }
 
 
@@ -1754,7 +1817,8 @@ def element_locks(node: Node, ctx: Context) -> None:
 def system_webserver(node: Node, level: Level, ctx: Context) -> None:
     """Every section of one ``system.webServer`` element."""
     node.visited = True
-    for child in node.children:
+    # serverRuntime last: its body limit lowers request filtering's, wherever that is.
+    for child in sorted(node.children, key=lambda c: c.name == "serverruntime"):
         converter = WEBSERVER.get(child.name)
         if converter is None:
             ctx.report.skipped(child, NEAREST.get(child.name, "unknown section: no counterpart"))
