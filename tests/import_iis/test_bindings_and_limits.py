@@ -144,7 +144,8 @@ def test_server_runtime_lowers_the_body_limit_and_reports_the_rest(
     assert config["request_filtering"]["max_url"] == 2048
     for line in (
         "changed: system.webServer/serverRuntime: maxRequestEntityAllowed 1048576:"
-        " request_filtering.max_allowed_content_length (the lower of IIS's two body limits), answered 413.1;"
+        " request_filtering.max_allowed_content_length (the lower of IIS's two body limits),"
+        " answered 413.1;"
         " enableNagling=false: as Colonnade (TCP_NODELAY)",
         "not converted: system.webServer/serverRuntime: uploadReadAheadSize=49152: bodies",
         'not converted: location[path="Default Web Site"]/system.webServer/serverRuntime:'
