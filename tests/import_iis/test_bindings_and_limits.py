@@ -106,16 +106,20 @@ def test_the_imported_https_binding_serves_once_the_certificate_is_there(tmp_pat
     assert body == b"hello over TLS"
 
 
-RUNTIME_APPHOST = r"""<configuration>
-  <system.applicationHost>
-    <sites>
-      <site name="Default Web Site" id="1">
-        <application path="/"><virtualDirectory path="/" physicalPath="C:\www" /></application>
-        <bindings><binding protocol="http" bindingInformation="127.0.0.1:8080:" /></bindings>
-      </site>
-    </sites>
-  </system.applicationHost>
-  <system.webServer>
+def one_site(name: str) -> str:
+    """The start of an applicationHost.config: one site ``name`` serving C:\\www."""
+    return (
+        "<configuration><system.applicationHost><sites>"
+        f'<site name="{name}" id="1"><application path="/">'
+        '<virtualDirectory path="/" physicalPath="C:\\www" /></application>'
+        '<bindings><binding protocol="http" bindingInformation="127.0.0.1:8080:" /></bindings>'
+        "</site></sites></system.applicationHost>\n"
+    )
+
+
+RUNTIME_APPHOST = (
+    one_site("Default Web Site")
+    + r"""  <system.webServer>
     <serverRuntime maxRequestEntityAllowed="1048576" uploadReadAheadSize="49152"
                    enableNagling="false" />
     <security><requestFiltering><requestLimits maxUrl="2048" /></requestFiltering></security>
@@ -127,6 +131,7 @@ RUNTIME_APPHOST = r"""<configuration>
   </location>
 </configuration>
 """
+)
 
 
 def test_server_runtime_lowers_the_body_limit_and_reports_the_rest(
@@ -156,3 +161,71 @@ def test_server_runtime_lowers_the_body_limit_and_reports_the_rest(
         big = client.request("POST", "/a.txt", headers={"content-length": "1048577"})
         assert (big.status, big.context.response.substatus) == (413, 1)
         assert client.request("GET", "/a.txt").status == 200
+
+
+LOCKS_APPHOST = (
+    one_site("main")
+    + r"""  <system.webServer>
+    <httpErrors errorMode="DetailedLocalOnly" lockAllAttributesExcept="errorMode" />
+    <security>
+      <requestFiltering lockAllElementsExcept="fileExtensions,verbs,noSuchElement" />
+    </security>
+  </system.webServer>
+  <location path="main/private" overrideMode="Deny">
+    <system.webServer>
+      <defaultDocument enabled="false" />
+      <directoryBrowse enabled="false" />
+    </system.webServer>
+  </location>
+  <location path="main/open" overrideMode="Allow">
+    <system.webServer><security><ipSecurity allowUnlisted="true" /></security></system.webServer>
+  </location>
+</configuration>
+"""
+)
+
+
+def test_per_path_override_mode_and_lock_all_except(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "web.config").write_text(
+        '<configuration><system.webServer><directoryBrowse enabled="true" />'
+        "</system.webServer></configuration>"
+    )
+    (tmp_path / "applicationHost.config").write_text(LOCKS_APPHOST)
+    assert (
+        run([f"--path-map=C:\\www={www}", str(tmp_path / "applicationHost.config"), str(www)]) == 0
+    )
+    out = capsys.readouterr().out
+    server_file = tmp_path / "colonnade.toml"
+    lock = tomllib.loads(server_file.read_text())["lock"]
+    # Deny for one path: server-wide where no imported web.config sets the section.
+    assert lock["default_document"] == "deny"
+    assert "directory_browse" not in lock
+    assert "[lock] is server-wide, and web.config:1 sets directory_browse" in out
+    # Allow for one path of a section locked by default: it stays locked.
+    assert "ip_security" not in lock
+    assert "overrideMode Allow for main/open: ip_security stays locked" in out
+    # lockAllAttributesExcept: every setting but errorMode; the lists stay open.
+    assert lock["custom_errors.existing_response"] == "deny"
+    assert "custom_errors.error_mode" not in lock and "custom_errors.errors" not in lock
+    # lockAllElementsExcept: every table and list but those named; settings stay open.
+    assert lock["request_filtering.hidden_segments"] == "deny"
+    assert lock["request_filtering.filtering_rules"] == "deny"
+    for open_key in ("file_extensions", "verbs", "max_url"):
+        assert f"request_filtering.{open_key}" not in lock
+    assert "noSuchElement: no such key in request_filtering" in out
+    assert main(["check", "-c", str(server_file)]) == 0, capsys.readouterr().err
+    # What web.toml files meet: the open keys pass, the locked ones are refused.
+    (www / "web.toml").write_text('[custom_errors]\nerror_mode = "custom"\n')
+    assert main(["check", "-c", str(server_file)]) == 0, capsys.readouterr().err
+    for text in (
+        '[custom_errors]\nexisting_response = "replace"\n',
+        '[request_filtering]\nhidden_segments = ["x"]\n',
+        "[default_document]\nenabled = true\n",
+    ):
+        (www / "web.toml").write_text(text)
+        assert main(["check", "-c", str(server_file)]) == 2, text
+        capsys.readouterr()

@@ -82,6 +82,12 @@ class Context:
     fastcgi_sources: dict[str, Node] = field(default_factory=dict)
     locks: dict[str, tuple[str, Node, str]] = field(default_factory=dict)
     """``[lock]`` entries: section or ``section.key`` → ("allow"/"deny", source, why)."""
+    path_locks: list[tuple[str, str, Node, str]] = field(default_factory=list)
+    """``overrideMode`` of a ``location`` with a path: (section, mode, section
+    element, the location's path), resolved when the server file is assembled."""
+    lock_all: list[tuple[str, str, list[str], Node]] = field(default_factory=list)
+    """``lockAllAttributesExcept``/``lockAllElementsExcept``: (section, which,
+    the IIS names kept open, element), expanded against the section's keys."""
     pools: list[Block] = field(default_factory=list)
     """``[pools.NAME]`` from applicationHost.config."""
     sites: list[Block] = field(default_factory=list)
@@ -1785,7 +1791,8 @@ def section_path(node: Node) -> str:
     return "/".join(reversed(parts))
 
 
-def _snake(name: str) -> str:
+def snake(name: str) -> str:
+    """``allowUnlisted`` → ``allow_unlisted`` (IIS's attribute names as Colonnade keys)."""
     out = "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
     return out.lstrip("_")
 
@@ -1806,12 +1813,16 @@ def element_locks(node: Node, ctx: Context) -> None:
             if section is None:
                 ctx.report.skipped(node, f"{attr} {name}: the section has no counterpart")
                 continue
-            lock(ctx, f"{section}.{_snake(name)}", "deny", node, attr)
+            lock(ctx, f"{section}.{snake(name)}", "deny", node, attr)
     for attr in ("lockAllAttributesExcept", "lockAllElementsExcept"):
-        if node.get(attr) is not None:
-            ctx.report.skipped(
-                node, f"{attr}: lock the section, or its keys one by one, with [lock]"
-            )
+        text = node.get(attr)
+        if text is None:
+            continue
+        if section is None:
+            ctx.report.skipped(node, f"{attr}: the section has no counterpart")
+            continue
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        ctx.lock_all.append((section, attr, names, node))
 
 
 def system_webserver(node: Node, level: Level, ctx: Context) -> None:

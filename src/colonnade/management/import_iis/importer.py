@@ -11,7 +11,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from colonnade.config.keys import check_dotted_key
+from colonnade.config.sections import Section
 from colonnade.core.registry import Registry
 from colonnade.management.import_iis import convert
 from colonnade.management.import_iis.convert import Context, Level
@@ -156,33 +159,33 @@ def _configuration(
         elif name == "location":
             path = (child.get("path") or "").strip().replace("\\", "/").strip("/")
             mode = _override_mode(child)
+            if mode is not None and not level.server:
+                ctx.report.skipped(child, "overrideMode in a web.config: only the server locks")
+            elif mode is not None:
+                for section in _sections_in(child):
+                    target = convert.SECTIONS.get(convert.section_path(section))
+                    if target is None:
+                        continue
+                    if path in ("", "."):
+                        convert.lock(ctx, target, mode, section, f"overrideMode {mode}")
+                    else:
+                        ctx.path_locks.append((target, mode, section, path))
             if path in ("", "."):
                 _configuration(child, level, ctx, locations, base)
                 ctx.report.converted(child, "the same level as its file")
-                if mode is not None and level.server:
-                    for section in _sections_in(child):
-                        locked = convert.SECTIONS.get(convert.section_path(section))
-                        if locked is not None:
-                            convert.lock(ctx, locked, mode, section, f"overrideMode {mode}")
-                elif mode is not None:
-                    ctx.report.skipped(child, "overrideMode in a web.config: only the server locks")
             else:
-                if mode is not None:
-                    ctx.report.skipped(
-                        child, "overrideMode for one path: [lock] is server-wide (nearest: [lock])"
-                    )
                 full = f"{base}/{path}" if base else path
                 # "SITE/shop" of applicationHost.config names the application /shop.
                 url = "/" + full.partition("/")[2]
                 at_app = level.server and url in _application_paths(ctx)
-                target = Level(
+                inner = Level(
                     prefix="locations.",
                     server=False,
                     app_root=at_app,
                     url=url if level.server else "/" + full,
                 )
-                _configuration(child, target, ctx, locations, base)
-                locations.append((full, target, child))
+                _configuration(child, inner, ctx, locations, base)
+                locations.append((full, inner, child))
                 ctx.report.converted(child, f'[[locations]] path "{full}"')
         elif name == "configprotecteddata":
             ctx.report.skipped(
@@ -776,6 +779,8 @@ def _locks(ctx: Context, modules: list[str], web_sections: dict[str, Node]) -> B
             continue
         block.set(target, mode, f"{node.where} <{node.path}>")
         ctx.report.converted(node, f'[lock] {target} = "{mode}" ({origin})')
+    _lock_all(ctx, sections, block)
+    _path_locks(ctx, sections, web_sections, block)
     for name, node in web_sections.items():
         section = sections.get(name)
         if section is None or not section.locked or name in ctx.locks:
@@ -787,6 +792,100 @@ def _locks(ctx: Context, modules: list[str], web_sections: dict[str, Node]) -> B
             " for every web.toml, as this file's server must have",
         )
     return block if block.values else None
+
+
+def _lock_all(ctx: Context, sections: dict[str, type[Section]], block: Block) -> None:
+    """``lockAllAttributesExcept`` / ``lockAllElementsExcept``: a ``[lock]`` entry for
+    each of the section's keys of that kind (settings; tables and lists) but the ones
+    named, which IIS spells in camelCase."""
+    for name, attr, kept, node in ctx.lock_all:
+        section = sections.get(name)
+        if section is None:
+            ctx.report.converted(node, f"{attr} of {name}: its module is not in use")
+            continue
+        elements = attr == "lockAllElementsExcept"
+        keys = [k for k, is_element in _section_keys(section) if is_element is elements]
+        open_keys = {convert.snake(n) for n in kept}
+        unknown = sorted(n for n in kept if convert.snake(n) not in dict(_section_keys(section)))
+        locked = [k for k in keys if k not in open_keys]
+        for key_name in locked:
+            if f"{name}.{key_name}" not in ctx.locks:
+                block.set(f"{name}.{key_name}", "deny", f"{node.where} <{node.path}> {attr}")
+        kind = "tables and lists" if elements else "settings"
+        how = (
+            f'{attr}: [lock] "{name}.KEY" = "deny" for each of its {kind} but '
+            f"{', '.join(sorted(open_keys & set(keys))) or 'none'}: {', '.join(locked) or 'none'}"
+            " (a key Colonnade adds later is not locked)"
+        )
+        if unknown:
+            how += f"; {', '.join(unknown)}: no such key in {name}"
+        ctx.report.changed(node, how)
+
+
+def _section_keys(section: type[Section]) -> list[tuple[str, bool]]:
+    """The section's keys, each with whether it is an element (a table or list) in IIS's
+    sense rather than an attribute (a single setting)."""
+    info: Any = msgspec.inspect.type_info(section)
+    found = []
+    for item in info.fields:
+        kind = item.type
+        if isinstance(kind, msgspec.inspect.UnionType):
+            kind = next(
+                (t for t in kind.types if not isinstance(t, msgspec.inspect.NoneType)), kind
+            )
+        element = isinstance(
+            kind, msgspec.inspect.ListType | msgspec.inspect.DictType | msgspec.inspect.StructType
+        )
+        found.append((item.encode_name, element))
+    return found
+
+
+def _path_locks(
+    ctx: Context, sections: dict[str, type[Section]], web_sections: dict[str, Node], block: Block
+) -> None:
+    """``overrideMode`` of a ``location`` with a path. ``[lock]`` is server-wide: a
+    deny becomes the server's when no imported web.config sets the section (stricter
+    than IIS: every web.toml is denied it), else it is not written; an allow needs
+    nothing unless the section is locked by default, when it is opened only where an
+    imported web.config needs it (below)."""
+    for name, mode, node, path in ctx.path_locks:
+        section = sections.get(name)
+        if section is None:
+            ctx.report.converted(node, f"overrideMode {mode} for {path}: {name} is not in use")
+        elif mode == "deny" and name in web_sections:
+            ctx.report.skipped(
+                node,
+                f"overrideMode Deny for {path}: [lock] is server-wide, and"
+                f" {web_sections[name].where} sets {name} (nearest: [lock] {name} ="
+                ' "deny", once that web.toml no longer needs it)',
+            )
+        elif mode == "deny":
+            if name not in ctx.locks:
+                block.set(name, "deny", f"{node.where} <{node.path}>")
+            ctx.report.changed(
+                node,
+                f'overrideMode Deny for {path}: [lock] {name} = "deny" for every web.toml, not'
+                " only those below it ([lock] is server-wide; no imported web.config sets it)",
+            )
+        elif ctx.locks.get(name, ("",))[0] == "deny":
+            ctx.report.changed(
+                node,
+                f"overrideMode Allow for {path}: {name} stays denied to every web.toml"
+                " ([lock] is server-wide and denies it)",
+            )
+        elif not section.locked or name in web_sections:
+            ctx.report.converted(
+                node,
+                f"overrideMode Allow for {path}: web.toml files may set {name}"
+                + (" (opened below for the web.config that sets it)" if section.locked else ""),
+            )
+        else:
+            ctx.report.changed(
+                node,
+                f"overrideMode Allow for {path}: {name} stays locked (Colonnade's default, as"
+                f' IIS\'s): [lock] {name} = "allow" would open it for every site;'
+                " set it when a web.toml below needs it",
+            )
 
 
 def write(outputs: Outputs) -> list[str]:
