@@ -36,6 +36,9 @@ class Level:
     url: str = ""
     """The URL path of this level's folder (``/shop``; empty for the server file),
     which the patterns of its rules are relative to."""
+    site: str = ""
+    """The site a ``web.config`` level belongs to (empty for the server file, whose
+    ``[[locations]]`` paths without a site name apply to every site)."""
     blocks: list[Block] = field(default_factory=list)
     sections: dict[str, Node] = field(default_factory=dict)
     """Each Colonnade section written here → the first element that wrote it."""
@@ -99,6 +102,9 @@ class Context:
     (known before any rule is read, as ``webFarms`` usually comes last)."""
     farms: list[Block] = field(default_factory=list)
     """``[farms.NAME]`` tables and their members and health, in order."""
+    farm_locations: list[tuple[str, Level, Node]] = field(default_factory=list)
+    """``[[locations]]`` entries (path, tables, rule) that send a subtree to a farm
+    other than its level's: a second farm at one level."""
     cert_dir: str = "certs"
     """Where the https bindings' PEM files are to be put (``--cert-dir``), relative
     to the server file unless absolute."""
@@ -1065,9 +1071,13 @@ def _farm_route(node: Node, match: Node, action: Node, level: Level, ctx: Contex
         ),
         None,
     )
-    if current not in (None, farm):
+    second = current not in (None, farm)
+    if second and (not prefix or level.prefix):
         ctx.report.skipped(
-            node, f"a second farm ({farm}) at one level: map it in a [[locations]] entry"
+            node,
+            f"a second farm ({farm}) at one level for "
+            + ("all its URLs" if not prefix else "a [[locations]] entry's URLs")
+            + ": nearest is a [[locations]] entry with [proxy] farm for a subtree",
         )
         return True
     ctx.modules.add("handler.proxy")
@@ -1085,8 +1095,16 @@ def _farm_route(node: Node, match: Node, action: Node, level: Level, ctx: Contex
         len(level.blocks),
     )
     level.blocks.insert(first, entry)
-    level.table("proxy", node).set("farm", farm, _source(node))
     changes = [f"[[handlers]] {path} → handler.proxy, [proxy] farm = {farm!r}"]
+    if second:
+        # [proxy] farm is one per URL subtree: the subtree gets a [[locations]] entry.
+        subtree = f"{level.site}{level.url.rstrip('/')}/{prefix}"
+        where = Level(prefix="locations.", server=False, app_root=False, url=subtree)
+        where.table("proxy", node).set("farm", farm, _source(node))
+        ctx.farm_locations.append((subtree, where, node))
+        changes[0] += f' in [[locations]] path "{subtree}" (a second farm at this level)'
+    else:
+        level.table("proxy", node).set("farm", farm, _source(node))
     if not level.server:
         changes.append("the farm gets the whole URL (ARR sends {R:0}, the path below this folder)")
     if scheme.lower() == "https":

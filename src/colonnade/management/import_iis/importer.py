@@ -634,6 +634,7 @@ def run_import(
         level = Level(
             app_root=not base or f"/{base}" in _application_paths(ctx, site_name),
             url=f"/{base}" if base else "",
+            site=site_name,
         )
         file_locations: list[tuple[str, Level, Node]] = []
         _configuration(root, level, ctx, file_locations, base)
@@ -641,6 +642,7 @@ def run_import(
         for loc_path, loc_level, loc_node in file_locations:
             locations.append((f"{site_name}/{loc_path}", loc_level, loc_node))
         web_levels.append((rel, level))
+    locations.extend(ctx.farm_locations)
     outputs = Outputs()
     outputs.folders = [os.path.join(server_dir, f) for f in ctx.folders]
     for level in [server_level, *(lv for _, lv in web_levels), *(lv for _, lv, _ in locations)]:
