@@ -216,3 +216,47 @@ def test_single_page_application_fallback(tmp_path: Path) -> None:
             assert (response.status, response.text) == (200, "<div id=app></div>"), target
         assert c.get("/assets/app.js").text == "boot()"
         assert c.get("/web.config").status == 404  # hidden, as IIS hides it
+
+
+OUTBOUND_WEB_CONFIG = """<configuration>
+  <system.webServer>
+    <httpRedirect enabled="true" httpResponseStatus="Permanent" exactDestination="true">
+      <add wildcard="/old.html" destination="http://backend.internal/new.html" />
+    </httpRedirect>
+    <rewrite>
+      <outboundRules>
+        <rule name="Change Location Header">
+          <match serverVariable="RESPONSE_LOCATION" pattern="^http://[^/]+/(.*)" />
+          <conditions><add input="{RESPONSE_STATUS}" pattern="^301" /></conditions>
+          <action type="Rewrite" value="http://{HTTP_HOST}/{R:1}" />
+        </rule>
+        <rule name="Add X-Frame-Options" preCondition="IsHTML">
+          <match serverVariable="RESPONSE_X_Frame_Options" pattern=".*" />
+          <action type="Rewrite" value="SAMEORIGIN" />
+        </rule>
+        <preConditions>
+          <preCondition name="IsHTML">
+            <add input="{RESPONSE_CONTENT_TYPE}" pattern="^text/html" />
+          </preCondition>
+        </preConditions>
+      </outboundRules>
+    </rewrite>
+  </system.webServer>
+</configuration>
+"""
+
+
+def test_imported_outbound_rules_rewrite_the_response_headers(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "web.config").write_text(OUTBOUND_WEB_CONFIG)
+    (site / "new.html").write_text("<p>new</p>")
+    (site / "a.txt").write_text("a")
+    assert run([str(site)]) == 0
+    cfg = tomllib.loads((site / "colonnade.toml").read_text())
+    with Client(build_engine(cfg, base_dir=str(site))) as c:
+        moved = c.get("/old.html", host="www.example.com")
+        assert moved.status == 301
+        assert moved.header("location") == "http://www.example.com/new.html"
+        assert c.get("/new.html").header("x-frame-options") == "SAMEORIGIN"
+        assert c.get("/a.txt").header("x-frame-options") is None  # not text/html

@@ -105,6 +105,20 @@ ROOT_WEB_CONFIG = """<configuration>
       </rules>
       <outboundRules>
         <rule name="x"><match serverVariable="RESPONSE_Server" pattern=".*" /></rule>
+        <rule name="hsts" preCondition="secure">
+          <match serverVariable="RESPONSE_Strict_Transport_Security" pattern=".*" />
+          <conditions><add input="{HTTPS}" pattern="on" ignoreCase="true" /></conditions>
+          <action type="Rewrite" value="max-age=31536000" />
+        </rule>
+        <rule name="links" preCondition="secure">
+          <match filterByTags="A" pattern="^http://(.*)$" />
+          <action type="Rewrite" value="https://{R:1}" />
+        </rule>
+        <preConditions>
+          <preCondition name="secure" logicalGrouping="MatchAny">
+            <add input="{RESPONSE_CONTENT_TYPE}" pattern="^text/html" />
+          </preCondition>
+        </preConditions>
       </outboundRules>
     </rewrite>
     <security>
@@ -239,6 +253,25 @@ def test_web_config_sections(imported: tuple[Any, Any, Any, str]) -> None:
         "append_query_string": False,
         "redirect_type": "Permanent",
     }
+    # IIS's outbound rules are the parent's, then the child's: added to the inherited.
+    assert root["rewrite"]["outbound_rules"] == {
+        "add": [
+            {
+                "name": "hsts",
+                "server_variable": "RESPONSE_Strict_Transport_Security",
+                "pattern": ".*",
+                "precondition": "secure",
+                "conditions": [{"input": "{HTTPS}", "pattern": "on"}],
+                "action": {"type": "rewrite", "value": "max-age=31536000"},
+            }
+        ]
+    }
+    assert root["rewrite"]["preconditions"] == {
+        "secure": {
+            "logical_grouping": "match_any",
+            "conditions": [{"input": "{RESPONSE_CONTENT_TYPE}", "pattern": "^text/html"}],
+        }
+    }
     assert root["request_filtering"] == {
         "allow_double_escaping": True,
         "max_allowed_content_length": 1048576,
@@ -253,8 +286,11 @@ def test_web_config_sections(imported: tuple[Any, Any, Any, str]) -> None:
     assert sub is None
     assert "shop/media/web.config:5: converted: system.webServer/httpRedirect" in out
     for line in (
-        "web.config:30: not converted: system.webServer/rewrite/outboundRules",
-        "web.config:41: changed: system.webServer/security/requestFiltering/filteringRules/"
+        'web.config:31: not converted: system.webServer/rewrite/outboundRules/rule[name="x"]:'
+        " an outbound rule needs <match> and <action>",
+        'web.config:37: not converted: system.webServer/rewrite/outboundRules/rule[name="links"]:'
+        " an outbound rule on the response body (filterByTags): no counterpart",
+        "web.config:55: changed: system.webServer/security/requestFiltering/filteringRules/"
         'filteringRule[name="no sql"]: scanAllRaw: only the headers named in scanHeaders'
         " are scanned",
         "shop/media/web.config:3: not converted: system.webServer/handlers: handler mappings"

@@ -36,6 +36,9 @@ class Level:
     url: str = ""
     """The URL path of this level's folder (``/shop``; empty for the server file),
     which the patterns of its rules are relative to."""
+    farm_subtree: str | None = None
+    """The subtree (``/api``) the farm of this level's ``[proxy]`` was written for,
+    None when for all of its URLs."""
     site: str = ""
     """The site a ``web.config`` level belongs to (empty for the server file, whose
     ``[[locations]]`` paths without a site name apply to every site)."""
@@ -105,6 +108,8 @@ class Context:
     farm_locations: list[tuple[str, Level, Node]] = field(default_factory=list)
     """``[[locations]]`` entries (path, tables, rule) that send a subtree to a farm
     other than its level's: a second farm at one level."""
+    server_header: tuple[str, Node] | None = None
+    """``[server] server_header`` from an outbound rule on ``RESPONSE_SERVER``."""
     cert_dir: str = "certs"
     """Where the https bindings' PEM files are to be put (``--cert-dir``), relative
     to the server file unless absolute."""
@@ -896,9 +901,7 @@ def rewrite(node: Node, level: Level, ctx: Context) -> None:
             level.table("rewrite", child).set("allowed_server_variables", names, _source(child))
             ctx.report.converted(child, "rewrite.allowed_server_variables")
         elif name == "outboundrules":
-            ctx.report.skipped(
-                child, "outbound rules (response rewriting): nearest is custom_headers for headers"
-            )
+            _outbound_rules(child, level, ctx)
         elif name == "providers":
             ctx.report.skipped(child, "rewrite providers (.NET): no counterpart; use a rewrite map")
         else:
@@ -945,26 +948,7 @@ def _rule(node: Node, level: Level, ctx: Context, target: str) -> None:
             block.set("logical_grouping", "match_any")
         if conditions.flag("trackAllCaptures", False):
             block.set("track_all_captures", True)
-        items = []
-        for cond in conditions.children:
-            if cond.name != "add":
-                ctx.report.skipped(cond, "unknown element of conditions")
-                continue
-            cond.visited = True
-            item: dict[str, Any] = {"input": cond.get("input") or ""}
-            match_type = _MATCH_TYPES.get((cond.get("matchType") or "Pattern").lower())
-            if match_type is None:
-                ctx.report.skipped(cond, f"matchType {cond.get('matchType')!r}")
-                continue
-            if match_type != "pattern":
-                item["match_type"] = match_type
-            elif cond.get("pattern") is not None:
-                item["pattern"] = cond.get("pattern")
-            if cond.flag("negate", False):
-                item["negate"] = True
-            if not cond.flag("ignoreCase", True):
-                item["ignore_case"] = False
-            items.append(item)
+        items = _conditions(conditions, ctx) or []
         if items:
             block.set("conditions", items)
     variables = node.child("serverVariables")
@@ -989,6 +973,170 @@ def _rule(node: Node, level: Level, ctx: Context, target: str) -> None:
         ctx.report.changed(node, "; ".join(changes))
     else:
         ctx.report.converted(node, f"[[{target}]] {node.get('name')!r}")
+
+
+def _conditions(node: Node, ctx: Context, *, files: bool = True) -> list[dict[str, Any]] | None:
+    """``conditions``/``preCondition`` entries. One that cannot be converted is
+    reported and left out (inbound rules, ``files``), or fails them all (None)."""
+    items = []
+    for cond in node.children:
+        if cond.name != "add":
+            ctx.report.skipped(cond, "unknown element of conditions")
+            continue
+        cond.visited = True
+        item: dict[str, Any] = {"input": cond.get("input") or ""}
+        match_type = _MATCH_TYPES.get((cond.get("matchType") or "Pattern").lower())
+        if match_type is None or (match_type != "pattern" and not files):
+            ctx.report.skipped(cond, f"matchType {cond.get('matchType')!r}")
+            if files:
+                continue
+            return None
+        if match_type != "pattern":
+            item["match_type"] = match_type
+        elif cond.get("pattern") is not None:
+            item["pattern"] = cond.get("pattern")
+        if cond.flag("negate", False):
+            item["negate"] = True
+        if not cond.flag("ignoreCase", True):
+            item["ignore_case"] = False
+        items.append(item)
+    return items
+
+
+def _outbound_rules(node: Node, level: Level, ctx: Context) -> None:
+    """``outboundRules``: rules on response headers → ``rewrite.outbound_rules``;
+    ``preConditions`` → ``rewrite.preconditions``; body rules are not converted."""
+    rules: list[dict[str, Any]] = []
+    cleared = False
+    for child in node.children:
+        if child.name == "rule":
+            rule = _outbound_rule(child, level, ctx)
+            if rule is not None:
+                rules.append(rule)
+        elif child.name == "preconditions":
+            child.visited = True
+            for pre in child.children:
+                if pre.name == "precondition" and pre.get("name"):
+                    _precondition(pre, level, ctx)
+                else:
+                    ctx.report.skipped(pre, "unknown element of preConditions")
+        elif child.name == "clear":
+            cleared = True
+            ctx.report.converted(child, "outbound_rules clear = true")
+        else:
+            ctx.report.skipped(child, "unknown element of outboundRules")
+    if node.get("rewriteBeforeCache") is not None:
+        ctx.report.skipped(node, "rewriteBeforeCache: for body rules only, which do not convert")
+    if rules or cleared:
+        ops: dict[str, Any] = {"clear": True} if cleared else {}
+        if rules:
+            ops["add"] = rules
+        table = level.table("rewrite", node)
+        table.set("outbound_rules", rules if level.server and not cleared else ops)
+    ctx.report.converted(node, "rewrite.outbound_rules")
+
+
+def _precondition(node: Node, level: Level, ctx: Context) -> None:
+    name = node.get("name") or ""
+    items = _conditions(node, ctx, files=False)
+    if items is None:
+        ctx.report.skipped(node, "a precondition with a condition that does not convert")
+        return
+    table = level.table(f"rewrite.preconditions.{key(name)}", node)
+    if (node.get("logicalGrouping") or "").lower() == "matchany":
+        table.set("logical_grouping", "match_any")
+    syntax = _SYNTAX.get((node.get("patternSyntax") or "ECMAScript").lower())
+    if syntax is None:
+        ctx.report.skipped(node, f"patternSyntax {node.get('patternSyntax')!r}")
+        return
+    if syntax != "regex":
+        table.set("pattern_syntax", syntax)
+    table.set("conditions", items)
+    ctx.report.converted(node, f"rewrite.preconditions.{name}")
+
+
+def _outbound_rule(node: Node, level: Level, ctx: Context) -> dict[str, Any] | None:
+    match = node.child("match")
+    action = node.child("action")
+    name = node.get("name") or f"outbound rule at line {node.line}"
+    variable = match.get("serverVariable") if match is not None else None
+    if match is None or action is None:
+        ctx.report.skipped(node, "an outbound rule needs <match> and <action>")
+        return None
+    if not variable:
+        match.get("filterByTags")
+        match.get("customTags")
+        ctx.report.skipped(
+            node,
+            "an outbound rule on the response body (filterByTags): no counterpart"
+            " (Colonnade's outbound rules rewrite response headers)",
+        )
+        return None
+    kind = (action.get("type") or "None").lower()
+    syntax = _SYNTAX.get((node.get("patternSyntax") or "ECMAScript").lower())
+    header = variable.upper().removeprefix("RESPONSE_").replace("-", "_")
+    if not variable.upper().startswith("RESPONSE_") or kind not in ("rewrite", "none"):
+        ctx.report.skipped(node, f"{variable!r} / action {action.get('type')!r}: no counterpart")
+        return None
+    if syntax is None:
+        ctx.report.skipped(node, f"patternSyntax {node.get('patternSyntax')!r}")
+        return None
+    if header == "SERVER":
+        _server_header(node, action, level, ctx)
+        return None
+    if header in ("DATE", "CONTENT_LENGTH", "TRANSFER_ENCODING", "CONNECTION"):
+        ctx.report.skipped(node, f"{variable}: written by the server, not rewritable")
+        return None
+    rule: dict[str, Any] = {"name": name}
+    if not node.flag("enabled", True):
+        rule["enabled"] = False
+    rule["server_variable"] = "RESPONSE_" + variable[9:].replace("-", "_")
+    rule["pattern"] = match.get("pattern") or ""
+    if syntax != "regex":
+        rule["pattern_syntax"] = syntax
+    if match.flag("negate", False):
+        rule["negate"] = True
+    if not match.flag("ignoreCase", True):
+        rule["ignore_case"] = False
+    if node.get("preCondition"):
+        rule["precondition"] = node.get("preCondition")
+    conditions = node.child("conditions")
+    if conditions is not None:
+        items = _conditions(conditions, ctx, files=False)
+        if items is None:
+            ctx.report.skipped(node, "a condition that does not convert")
+            return None
+        if (conditions.get("logicalGrouping") or "").lower() == "matchany":
+            rule["logical_grouping"] = "match_any"
+        if conditions.flag("trackAllCaptures", False):
+            rule["track_all_captures"] = True
+        if items:
+            rule["conditions"] = items
+    rule["action"] = (
+        {"type": "rewrite", "value": action.get("value") or ""}
+        if kind == "rewrite"
+        else {"type": "none"}
+    )
+    if node.flag("stopProcessing", False):
+        rule["stop_processing"] = True
+    ctx.report.converted(node, f"rewrite.outbound_rules {name!r} on {variable}")
+    return rule
+
+
+def _server_header(node: Node, action: Node, level: Level, ctx: Context) -> None:
+    """The classic rule on ``RESPONSE_SERVER``: Colonnade writes that header itself."""
+    value = action.get("value") or ""
+    if not level.server:
+        ctx.report.skipped(
+            node, "RESPONSE_SERVER: the server writes it; nearest is [server] server_header"
+        )
+        return
+    ctx.server_header = (value, node)
+    ctx.report.changed(
+        node,
+        f"[server] server_header = {value!r}: every response of every site"
+        " (the rule's pattern, conditions and precondition are not applied)",
+    )
 
 
 def _action(action: Node, kind: str, changes: list[str]) -> dict[str, Any]:
@@ -1072,7 +1220,11 @@ def _farm_route(node: Node, match: Node, action: Node, level: Level, ctx: Contex
         None,
     )
     second = current not in (None, farm)
-    if second and (not prefix or level.prefix):
+    # [proxy] farm is one per URL subtree: a further farm takes a [[locations]]
+    # entry for its subtree; a catch-all after a subtree's farm takes the level,
+    # and that farm moves to its subtree's entry.
+    moved = second and not prefix and level.farm_subtree is not None and not level.prefix
+    if second and not moved and (not prefix or level.prefix):
         ctx.report.skipped(
             node,
             f"a second farm ({farm}) at one level for "
@@ -1096,15 +1248,19 @@ def _farm_route(node: Node, match: Node, action: Node, level: Level, ctx: Contex
     )
     level.blocks.insert(first, entry)
     changes = [f"[[handlers]] {path} → handler.proxy, [proxy] farm = {farm!r}"]
-    if second:
-        # [proxy] farm is one per URL subtree: the subtree gets a [[locations]] entry.
+    if moved:
+        assert level.farm_subtree is not None and isinstance(current, str)
+        _farm_location(level.farm_subtree, current, node, ctx)
+        changes[0] += f" (farm {current!r} moves to [[locations]] {level.farm_subtree!r})"
+        level.table("proxy", node).set("farm", farm, _source(node))
+        level.farm_subtree = None
+    elif second:
         subtree = f"{level.site}{level.url.rstrip('/')}/{prefix}"
-        where = Level(prefix="locations.", server=False, app_root=False, url=subtree)
-        where.table("proxy", node).set("farm", farm, _source(node))
-        ctx.farm_locations.append((subtree, where, node))
+        _farm_location(subtree, farm, node, ctx)
         changes[0] += f' in [[locations]] path "{subtree}" (a second farm at this level)'
     else:
         level.table("proxy", node).set("farm", farm, _source(node))
+        level.farm_subtree = f"{level.site}{level.url.rstrip('/')}/{prefix}" if prefix else None
     if not level.server:
         changes.append("the farm gets the whole URL (ARR sends {R:0}, the path below this folder)")
     if scheme.lower() == "https":
@@ -1121,6 +1277,13 @@ def _farm_route(node: Node, match: Node, action: Node, level: Level, ctx: Contex
     else:
         ctx.report.converted(node, changes[0])
     return True
+
+
+def _farm_location(subtree: str, farm: str, node: Node, ctx: Context) -> None:
+    """A ``[[locations]]`` entry sending ``subtree`` to ``farm``."""
+    where = Level(prefix="locations.", server=False, app_root=False, url=subtree)
+    where.table("proxy", node).set("farm", farm, _source(node))
+    ctx.farm_locations.append((subtree, where, node))
 
 
 def farm_names(root: Node) -> dict[str, str]:
@@ -1855,5 +2018,14 @@ def system_webserver(node: Node, level: Level, ctx: Context) -> None:
         converter(child, level, ctx)
         child.visited = True  # its converter reported what it did not convert
         if level.server:
-            for element in [child, *(c for c in child.children if child.name == "security")]:
+            for element in _section_elements(child):
                 element_locks(element, ctx)
+
+
+def _section_elements(node: Node) -> list[Node]:
+    """``node`` and, below ``security`` and ``authentication``, the sections they group."""
+    found = [node]
+    if node.name in ("security", "authentication"):
+        for child in node.children:
+            found.extend(_section_elements(child))
+    return found

@@ -682,6 +682,9 @@ def _server_file(
 ) -> str:
     modules = [m for m in MODULE_ORDER if m in ALWAYS or m in ctx.modules]
     blocks: list[Block] = [Block("server", values=[("modules", modules, "")])]
+    if ctx.server_header is not None:
+        value, node = ctx.server_header
+        blocks[0].set("server_header", value, f"{node.where} <{node.path}>")
     blocks.extend(ctx.pools)
     declared = {b.header for b in ctx.pools}
     for name in _referenced_pools(ctx):
