@@ -229,3 +229,22 @@ def test_per_path_override_mode_and_lock_all_except(
         (www / "web.toml").write_text(text)
         assert main(["check", "-c", str(server_file)]) == 2, text
         capsys.readouterr()
+
+
+def test_an_outbound_rule_on_the_server_header_becomes_server_header(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    www = tmp_path / "www"
+    www.mkdir()
+    (tmp_path / "applicationHost.config").write_text(
+        one_site("main") + "<system.webServer><rewrite><outboundRules>"
+        '<rule name="Remove Server header"><match serverVariable="RESPONSE_Server" pattern=".+" />'
+        '<action type="Rewrite" value="" /></rule>'
+        "</outboundRules></rewrite></system.webServer></configuration>"
+    )
+    assert run([f"--path-map=C:\\www={www}", str(tmp_path / "applicationHost.config")]) == 0
+    assert "[server] server_header = '': every response of every site" in capsys.readouterr().out
+    config = tomllib.loads((tmp_path / "colonnade.toml").read_text())
+    assert config["server"]["server_header"] == ""
+    assert "outbound_rules" not in config.get("rewrite", {})
+    assert main(["check", "-c", str(tmp_path / "colonnade.toml")]) == 0

@@ -13,7 +13,7 @@ import pytest
 from colonnade.management.cli import main
 from tests.e2e.conftest import LiveServer
 from tests.handlers.proxy.kit import upstream_node
-from tests.import_iis.kit import run
+from tests.import_iis.kit import copy_entry, run
 
 # What IIS Manager writes for a farm (the rule is ARR's own, in globalRules);
 # webFarms comes after system.webServer, as in applicationHost.config.
@@ -263,3 +263,19 @@ def test_a_second_farm_at_one_level_gets_its_subtree(
             }
         assert api == "the api farm"
         assert rest == {f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"}
+
+
+def test_a_catch_all_farm_after_a_subtrees_farm_takes_the_level(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # corpus/ms-more: ^api/(.*) → apiFarm, then * → contosoFarm (ARR's rules, in order).
+    folder = copy_entry("ms-more", tmp_path)
+    assert run([str(folder / "applicationHost.config")]) == 0
+    assert "(farm 'apiFarm' moves to [[locations]] '/api')" in capsys.readouterr().out
+    cfg = tomllib.loads((folder / "colonnade.toml").read_text())
+    assert cfg["proxy"] == {"farm": "contosoFarm"}
+    assert {"path": "/api", "proxy": {"farm": "apiFarm"}} in cfg["locations"]
+    assert [h["path"] for h in cfg["handlers"] if h["handler"] == "handler.proxy"] == [
+        "*",
+        "/api/*",
+    ]
