@@ -308,7 +308,9 @@ class Precondition(
     """A named test of the response an outbound rule may require (IIS ``preCondition``)."""
 
     logical_grouping: Literal["match_all", "match_any"] = "match_all"
+    """Every condition must hold (``match_all``), or one (``match_any``)."""
     pattern_syntax: PatternSyntax = "regex"
+    """How the conditions' patterns read: ``regex``, ``wildcard`` or ``exact``."""
     conditions: list[Condition] = msgspec.field(default_factory=list)
     """Inputs such as ``{RESPONSE_CONTENT_TYPE}`` with a pattern each."""
 
@@ -320,7 +322,9 @@ class OutboundRule(
     rewriting (``filterByTags``) has no counterpart."""
 
     name: Annotated[str, Meta(min_length=1)]
+    """A label; collection operations (``remove``) name the rule by it."""
     enabled: bool = True
+    """False: the rule is kept but never runs."""
     server_variable: Annotated[
         str,
         Meta(
@@ -332,16 +336,25 @@ class OutboundRule(
     ``_`` for ``-`` (``RESPONSE_Set_Cookie``). A header sent on several lines is
     matched line by line; a missing one matches as the empty string."""
     pattern: str
+    """Matched against the header's value (``{R:n}`` its groups)."""
     pattern_syntax: PatternSyntax = "regex"
+    """How ``pattern`` and the conditions' patterns read: ``regex``, ``wildcard``, ``exact``."""
     negate: bool = False
+    """The rule applies where the pattern does not match (it then captures nothing)."""
     ignore_case: bool = True
+    """Match the pattern without regard to case."""
     precondition: str = ""
     """The name of a ``[rewrite.preconditions]`` entry the response must meet."""
     logical_grouping: Literal["match_all", "match_any"] = "match_all"
+    """Every condition must hold (``match_all``), or one (``match_any``)."""
     track_all_captures: bool = False
+    """``{C:n}`` numbers the groups of every condition that matched, not the last's."""
     conditions: list[Condition] = msgspec.field(default_factory=list)
+    """Inputs with a pattern each, on the request and the response (``{RESPONSE_STATUS}``)."""
     action: OutboundAction
+    """``{ type = "rewrite", value = "..." }`` or ``{ type = "none" }``."""
     stop_processing: bool = False
+    """No further outbound rule runs once this one matched."""
 
 
 def _check_outbound(rules: list[OutboundRule], preconditions: dict[str, Precondition]) -> None:
