@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from colonnade import FINISH, Context, Handler, HttpError, Stage
 from colonnade.modules.request_filtering.config import RequestFilteringSection
 from colonnade.modules.request_filtering.module import LimitedBody, RequestFiltering
 from colonnade.testing import Client, TestResponse, build_engine, make_context, run_stage
+from tests.e2e.conftest import LiveServer
+from tests.support.wait import PATIENCE
 
 MODULES = ["security.request_filtering", "static.default_document", "handler.static"]
 
@@ -545,3 +548,36 @@ def test_rules_are_compiled_once_per_section() -> None:
 def test_invalid_settings_are_refused(raw: dict[str, Any]) -> None:
     with pytest.raises(msgspec.ValidationError):
         msgspec.convert(raw, RequestFilteringSection, strict=True)
+
+
+@pytest.mark.e2e
+def test_filtering_rules_over_a_real_socket(site: Path) -> None:
+    rules = [
+        {
+            "name": "SQLInjection",
+            "scan_query_string": True,
+            "scan_headers": ["User-Agent"],
+            "applies_to": [".html"],
+            "deny_strings": ["select", "--"],
+        }
+    ]
+    config = engine_config(site, {"filtering_rules": rules})
+    with LiveServer(config, site).start() as server:
+
+        def status(target: str, agent: str = "test") -> bytes:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=PATIENCE) as conn:
+                conn.sendall(
+                    f"GET {target} HTTP/1.1\r\nHost: t\r\nUser-Agent: {agent}\r\n"
+                    "Connection: close\r\n\r\n".encode()
+                )
+                data = b""
+                while chunk := conn.recv(65536):
+                    data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            # The detailed error page (a local client) names the substatus.
+            return head.partition(b"\r\n")[0] + (b" .19" if b"404.19" in body else b"")
+
+        assert status("/index.html?q=SeLeCt%20*") == b"HTTP/1.1 404 Not Found .19"
+        assert status("/index.html", agent="x -- y") == b"HTTP/1.1 404 Not Found .19"
+        assert status("/index.html?q=plain") == b"HTTP/1.1 200 OK"
+        assert status("/a.css?q=select") == b"HTTP/1.1 200 OK"  # not an .html URL
