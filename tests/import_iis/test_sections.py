@@ -128,7 +128,8 @@ ROOT_WEB_CONFIG = """<configuration>
           <headerLimits><add header="Content-Type" sizeLimit="100" /></headerLimits>
         </requestLimits>
         <filteringRules>
-          <filteringRule name="no sql" scanUrl="true" scanAllRaw="true">
+          <filteringRule name="no sql" scanUrl="true" scanAllRaw="true"
+                         denyUnescapedPercent="true">
             <denyStrings><add string="--" /></denyStrings>
           </filteringRule>
           <remove name="inherited" />
@@ -292,7 +293,7 @@ def test_web_config_sections(imported: tuple[Any, Any, Any, str]) -> None:
         " an outbound rule on the response body (filterByTags): no counterpart",
         "web.config:55: changed: system.webServer/security/requestFiltering/filteringRules/"
         'filteringRule[name="no sql"]: scanAllRaw: only the headers named in scanHeaders'
-        " are scanned",
+        " are scanned; denyUnescapedPercent: a '%' that starts no escape is not refused",
         "shop/media/web.config:3: not converted: system.webServer/handlers: handler mappings"
         " below an application's root",
     ):

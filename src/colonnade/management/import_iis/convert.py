@@ -606,6 +606,8 @@ def _filtering_rule(node: Node, ctx: Context) -> dict[str, Any] | None:
     changes = []
     if node.flag("scanAllRaw", False):
         changes.append("scanAllRaw: only the headers named in scanHeaders are scanned")
+    if node.flag("denyUnescapedPercent", False):
+        changes.append("denyUnescapedPercent: a '%' that starts no escape is not refused")
     if not rule.get("deny_strings"):
         changes.append("no deny strings: the rule refuses nothing")
     if changes:
