@@ -22,6 +22,8 @@ How this works:
   URL got there). Rules that send the URL back and forth between two folders
   would do that forever: past ``MAX_REMAPS`` the request ends in a 500.50
   naming the rule, with a log line.
+- Outbound rules (response headers) run in a SEND_RESPONSE hook, from the
+  effective section of the request's path: see ``outbound.py``.
 """
 
 from __future__ import annotations
