@@ -22,7 +22,7 @@ HTTPS_APPHOST = r"""<configuration>
       <site name="shop" id="1">
         <application path="/"><virtualDirectory path="/" physicalPath="C:\www" /></application>
         <bindings>
-          <binding protocol="http" bindingInformation="127.0.0.1:8080:" />
+          <binding protocol="http" bindingInformation="127.0.0.1:8080:shop.example" />
           <binding protocol="https" bindingInformation="127.0.0.1:{https}:shop.example"
                    certificateHash="0123456789ABCDEF0123456789ABCDEF01234567"
                    certificateStoreName="WebHosting" sslFlags="1" />

@@ -446,6 +446,7 @@ def _site(node: Node, ctx: Context, default_pool: str | None = None) -> Block | 
     block.set("name", name)
     bindings: list[str] = []
     hosts: list[str] = []
+    any_host = False  # an http binding without a host name answers any host
     secure: list[tuple[Node, str, str]] = []  # https bindings: (element, URL, host)
     container = node.child("bindings")
     for binding in container.each("binding") if container is not None else []:
@@ -462,6 +463,7 @@ def _site(node: Node, ctx: Context, default_pool: str | None = None) -> Block | 
             bindings.append(url)
         if host and host not in hosts and protocol == "http":
             hosts.append(host)
+        any_host = any_host or (not host and protocol == "http")
         if protocol == "https":
             secure.append((binding, url, host))
             continue
@@ -521,14 +523,27 @@ def _site(node: Node, ctx: Context, default_pool: str | None = None) -> Block | 
             ctx.report.skipped(node, "a site without an http or https binding it can keep")
             return None
     hosts.extend(h for _, _, h in secure if h and h not in hosts)
-    if hosts:
+    any_host = any_host or any(not h for _, _, h in secure)
+    site_change = ""
+    if hosts and any_host:
+        # Colonnade's host names are the site's, on all its bindings; IIS's are
+        # each binding's. Without them the site takes the hosts no site claims,
+        # which is what IIS's binding without a host name does.
+        site_change = (
+            f"host names {', '.join(hosts)} are not written: a binding without one"
+            " answers any host, and Colonnade's host_names hold for every binding of a site"
+        )
+    elif hosts:
         block.set("host_names", hosts)
     if secure:
         block.set("tls", _site_tls(name, secure, ctx))
     for child in node.children:
         if child.name not in ("bindings", "application"):
             ctx.report.skipped(child, convert.NEAREST.get(child.name, "no counterpart"))
-    ctx.report.converted(node, f"[[sites]] {name}")
+    if site_change:
+        ctx.report.changed(node, f"[[sites]] {name}: {site_change}")
+    else:
+        ctx.report.converted(node, f"[[sites]] {name}")
     return block
 
 
