@@ -104,6 +104,7 @@ ROOT_WEB_CONFIG = """<configuration>
         </rule>
       </rules>
       <outboundRules>
+        <remove name="inherited" />
         <rule name="x"><match serverVariable="RESPONSE_Server" pattern=".*" /></rule>
         <rule name="hsts" preCondition="secure">
           <match serverVariable="RESPONSE_Strict_Transport_Security" pattern=".*" />
@@ -256,6 +257,7 @@ def test_web_config_sections(imported: tuple[Any, Any, Any, str]) -> None:
     }
     # IIS's outbound rules are the parent's, then the child's: added to the inherited.
     assert root["rewrite"]["outbound_rules"] == {
+        "remove": [{"name": "inherited"}],
         "add": [
             {
                 "name": "hsts",
@@ -287,11 +289,11 @@ def test_web_config_sections(imported: tuple[Any, Any, Any, str]) -> None:
     assert sub is None
     assert "shop/media/web.config:5: converted: system.webServer/httpRedirect" in out
     for line in (
-        'web.config:31: not converted: system.webServer/rewrite/outboundRules/rule[name="x"]:'
+        'web.config:32: not converted: system.webServer/rewrite/outboundRules/rule[name="x"]:'
         " an outbound rule needs <match> and <action>",
-        'web.config:37: not converted: system.webServer/rewrite/outboundRules/rule[name="links"]:'
+        'web.config:38: not converted: system.webServer/rewrite/outboundRules/rule[name="links"]:'
         " an outbound rule on the response body (filterByTags): no counterpart",
-        "web.config:55: changed: system.webServer/security/requestFiltering/filteringRules/"
+        "web.config:56: changed: system.webServer/security/requestFiltering/filteringRules/"
         'filteringRule[name="no sql"]: scanAllRaw: only the headers named in scanHeaders'
         " are scanned; denyUnescapedPercent: a '%' that starts no escape is not refused",
         "shop/media/web.config:3: not converted: system.webServer/handlers: handler mappings"

@@ -1009,6 +1009,7 @@ def _outbound_rules(node: Node, level: Level, ctx: Context) -> None:
     """``outboundRules``: rules on response headers → ``rewrite.outbound_rules``;
     ``preConditions`` → ``rewrite.preconditions``; body rules are not converted."""
     rules: list[dict[str, Any]] = []
+    removed: list[dict[str, Any]] = []
     cleared = False
     for child in node.children:
         if child.name == "rule":
@@ -1024,13 +1025,22 @@ def _outbound_rules(node: Node, level: Level, ctx: Context) -> None:
                     ctx.report.skipped(pre, "unknown element of preConditions")
         elif child.name == "clear":
             cleared = True
+            rules.clear()
+            removed.clear()
             ctx.report.converted(child, "outbound_rules clear = true")
+        elif child.name == "remove" and child.get("name") and level.server:
+            ctx.report.converted(child, "nothing inherited at this level")
+        elif child.name == "remove" and child.get("name"):
+            removed.append({"name": child.get("name")})
+            ctx.report.converted(child, "outbound_rules remove")
         else:
             ctx.report.skipped(child, "unknown element of outboundRules")
     if node.get("rewriteBeforeCache") is not None:
         ctx.report.skipped(node, "rewriteBeforeCache: for body rules only, which do not convert")
-    if rules or cleared:
+    if rules or cleared or removed:
         ops: dict[str, Any] = {"clear": True} if cleared else {}
+        if removed:
+            ops["remove"] = removed
         if rules:
             ops["add"] = rules
         table = level.table("rewrite", node)
