@@ -267,7 +267,7 @@ def test_web_config_sections(imported: tuple[Any, Any, Any, str]) -> None:
                 "conditions": [{"input": "{HTTPS}", "pattern": "on"}],
                 "action": {"type": "rewrite", "value": "max-age=31536000"},
             }
-        ]
+        ],
     }
     assert root["rewrite"]["preconditions"] == {
         "secure": {
