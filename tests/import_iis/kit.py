@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import shutil
+import tomllib
 from pathlib import Path
 
+import trustme
+
 from colonnade.management.cli import main
+from tests.support.tls import issue
 
 CORPUS = Path(__file__).parent / "corpus"
 ENTRIES = sorted(p.name for p in CORPUS.iterdir() if p.is_dir())
@@ -32,3 +36,21 @@ def report_of(output: str) -> str:
 def run(argv: list[str]) -> int:
     """``colonnade import-iis ARGV``."""
     return main(["import-iis", *argv])
+
+
+def provide_certificates(server_file: Path, ca: trustme.CA | None = None) -> list[Path]:
+    """The PEM files the imported ``[sites.tls]`` tables name, made by ``ca`` (a new
+    test CA when None), a combined certificate and key per host; the files written."""
+    config = tomllib.loads(server_file.read_text())
+    ca = ca or trustme.CA()
+    written = []
+    for site in config.get("sites", []):
+        tls = site.get("tls", {})
+        hosts = site.get("host_names") or ["localhost"]
+        if "certificate" in tls:
+            path = server_file.parent / tls["certificate"]
+            written.append(issue(ca, path.parent, path.stem, *hosts, combined=True).cert)
+        if "certificate_store" in tls:
+            store = server_file.parent / tls["certificate_store"]
+            written.extend(issue(ca, store, host, host, combined=True).cert for host in hosts)
+    return written

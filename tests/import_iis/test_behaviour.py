@@ -120,6 +120,13 @@ WEB_CONFIG = """<?xml version="1.0" encoding="UTF-8"?>
         <verbs><add verb="TRACE" allowed="false" /></verbs>
         <hiddenSegments><add segment="private" /></hiddenSegments>
         <denyUrlSequences><add sequence=".." /></denyUrlSequences>
+        <filteringRules>
+          <filteringRule name="SQL injection" scanUrl="false" scanQueryString="true">
+            <scanHeaders><add requestHeader="User-Agent" /></scanHeaders>
+            <appliesTo><add fileExtension=".html" /></appliesTo>
+            <denyStrings><add string="drop table" /><add string="@@version" /></denyStrings>
+          </filteringRule>
+        </filteringRules>
       </requestFiltering>
     </security>
     <httpErrors errorMode="Custom">
@@ -169,6 +176,16 @@ def test_request_filtering_answers_as_iis(client: Client) -> None:
         assert response.status == 404, target
         assert response.context.response.substatus == substatus, target
         assert response.text == "<p>our own 404</p>", target
+    # The filtering rule: its strings, in the query or User-Agent of .html URLs → 404.19.
+    for target, headers in (
+        ("/new.html?q=DROP%20TABLE%20users", None),
+        ("/new.html", {"user-agent": "x @@VERSION"}),
+    ):
+        refused = client.get(target, headers=headers)
+        assert (refused.status, refused.context.response.substatus) == (404, 19), target
+        assert refused.text == "<p>our own 404</p>"
+    assert client.get("/new.html", headers={"referer": "@@version"}).text == "new"
+    assert client.get("/new.txt?q=drop%20table").context.response.substatus == 0
     trace = client.request("TRACE", "/new.html")
     assert (trace.status, trace.context.response.substatus) == (404, 6)
     assert client.get("/new.html").text == "new"
@@ -199,3 +216,47 @@ def test_single_page_application_fallback(tmp_path: Path) -> None:
             assert (response.status, response.text) == (200, "<div id=app></div>"), target
         assert c.get("/assets/app.js").text == "boot()"
         assert c.get("/web.config").status == 404  # hidden, as IIS hides it
+
+
+OUTBOUND_WEB_CONFIG = """<configuration>
+  <system.webServer>
+    <httpRedirect enabled="true" httpResponseStatus="Permanent" exactDestination="true">
+      <add wildcard="/old.html" destination="http://backend.internal/new.html" />
+    </httpRedirect>
+    <rewrite>
+      <outboundRules>
+        <rule name="Change Location Header">
+          <match serverVariable="RESPONSE_LOCATION" pattern="^http://[^/]+/(.*)" />
+          <conditions><add input="{RESPONSE_STATUS}" pattern="^301" /></conditions>
+          <action type="Rewrite" value="http://{HTTP_HOST}/{R:1}" />
+        </rule>
+        <rule name="Add X-Frame-Options" preCondition="IsHTML">
+          <match serverVariable="RESPONSE_X_Frame_Options" pattern=".*" />
+          <action type="Rewrite" value="SAMEORIGIN" />
+        </rule>
+        <preConditions>
+          <preCondition name="IsHTML">
+            <add input="{RESPONSE_CONTENT_TYPE}" pattern="^text/html" />
+          </preCondition>
+        </preConditions>
+      </outboundRules>
+    </rewrite>
+  </system.webServer>
+</configuration>
+"""
+
+
+def test_imported_outbound_rules_rewrite_the_response_headers(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "web.config").write_text(OUTBOUND_WEB_CONFIG)
+    (site / "new.html").write_text("<p>new</p>")
+    (site / "a.txt").write_text("a")
+    assert run([str(site)]) == 0
+    cfg = tomllib.loads((site / "colonnade.toml").read_text())
+    with Client(build_engine(cfg, base_dir=str(site))) as c:
+        moved = c.get("/old.html", host="www.example.com")
+        assert moved.status == 301
+        assert moved.header("location") == "http://www.example.com/new.html"
+        assert c.get("/new.html").header("x-frame-options") == "SAMEORIGIN"
+        assert c.get("/a.txt").header("x-frame-options") is None  # not text/html

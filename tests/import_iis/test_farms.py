@@ -13,7 +13,7 @@ import pytest
 from colonnade.management.cli import main
 from tests.e2e.conftest import LiveServer
 from tests.handlers.proxy.kit import upstream_node
-from tests.import_iis.kit import run
+from tests.import_iis.kit import copy_entry, run
 
 # What IIS Manager writes for a farm (the rule is ARR's own, in globalRules);
 # webFarms comes after system.webServer, as in applicationHost.config.
@@ -206,3 +206,76 @@ def test_a_farm_rule_in_a_web_config_maps_its_own_subtree(
     data = tomllib.loads((conf / "colonnade.toml").read_text())
     assert data["lock"] == {"proxy": "allow"}
     assert main(["check", "-c", str(conf / "colonnade.toml")]) == 0, capsys.readouterr().err
+
+
+SECOND_FARM = """
+        <rule name="ARR_api_loadbalance" stopProcessing="true">
+          <match url="^api/(.*)" />
+          <action type="Rewrite" url="http://api/{{R:0}}" />
+        </rule>
+      </globalRules>"""
+
+API_FARM = """
+    <webFarm name="api">
+      <server address="127.0.0.1"><applicationRequestRouting httpPort="{port}" /></server>
+    </webFarm>
+  </webFarms>"""
+
+
+@pytest.mark.e2e
+def test_a_second_farm_at_one_level_gets_its_subtree(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("a", "b", "c/api"):
+        (tmp_path / name).mkdir(parents=True)
+    # The api farm's member: a static site, so its answer tells where it came from.
+    (tmp_path / "c" / "api" / "where.txt").write_text("the api farm")
+    static = {
+        "server": {"modules": ["handler.static"]},
+        "sites": [{"name": "c", "bindings": ["http://127.0.0.1:8080"], "root": "."}],
+    }
+    with (
+        upstream_node(tmp_path / "a") as a,
+        upstream_node(tmp_path / "b") as b,
+        LiveServer(static, tmp_path / "c").start() as c,
+    ):
+        conf = imported(tmp_path, (a.port, b.port))
+        text = (conf / "applicationHost.config").read_text()
+        text = text.replace("\n      </globalRules>", SECOND_FARM.format(), 1)
+        text = text.replace("\n  </webFarms>", API_FARM.format(port=c.port), 1)
+        (conf / "applicationHost.config").write_text(text)
+        assert run([str(conf / "applicationHost.config")]) == 0
+        out = capsys.readouterr().out
+        assert (
+            "[[handlers]] /api/* → handler.proxy, [proxy] farm = 'api'"
+            ' in [[locations]] path "/api" (a second farm at this level)'
+        ) in out
+        cfg = tomllib.loads((conf / "colonnade.toml").read_text())
+        assert cfg["proxy"] == {"farm": "app"}
+        assert cfg["locations"] == [{"path": "/api", "proxy": {"farm": "api"}}]
+        assert main(["check", "-c", str(conf / "colonnade.toml")]) == 0, capsys.readouterr().err
+        with LiveServer(cfg, conf).start() as server, httpx.Client() as client:
+            front = f"http://127.0.0.1:{server.port}"
+            # ARR sends {R:0}: the member gets the whole path, /api/where.txt.
+            api = client.get(f"{front}/api/where.txt").text
+            rest = {
+                dict(client.get(f"{front}/headers").json()["headers"])["host"] for _ in range(4)
+            }
+        assert api == "the api farm"
+        assert rest == {f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"}
+
+
+def test_a_catch_all_farm_after_a_subtrees_farm_takes_the_level(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # corpus/ms-more: ^api/(.*) → apiFarm, then * → contosoFarm (ARR's rules, in order).
+    folder = copy_entry("ms-more", tmp_path)
+    assert run([str(folder / "applicationHost.config")]) == 0
+    assert "(farm 'apiFarm' moves to [[locations]] '/api')" in capsys.readouterr().out
+    cfg = tomllib.loads((folder / "colonnade.toml").read_text())
+    assert cfg["proxy"] == {"farm": "contosoFarm"}
+    assert {"path": "/api", "proxy": {"farm": "apiFarm"}} in cfg["locations"]
+    assert [h["path"] for h in cfg["handlers"] if h["handler"] == "handler.proxy"] == [
+        "*",
+        "/api/*",
+    ]

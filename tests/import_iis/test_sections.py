@@ -104,7 +104,22 @@ ROOT_WEB_CONFIG = """<configuration>
         </rule>
       </rules>
       <outboundRules>
+        <remove name="inherited" />
         <rule name="x"><match serverVariable="RESPONSE_Server" pattern=".*" /></rule>
+        <rule name="hsts" preCondition="secure">
+          <match serverVariable="RESPONSE_Strict_Transport_Security" pattern=".*" />
+          <conditions><add input="{HTTPS}" pattern="on" ignoreCase="true" /></conditions>
+          <action type="Rewrite" value="max-age=31536000" />
+        </rule>
+        <rule name="links" preCondition="secure">
+          <match filterByTags="A" pattern="^http://(.*)$" />
+          <action type="Rewrite" value="https://{R:1}" />
+        </rule>
+        <preConditions>
+          <preCondition name="secure" logicalGrouping="MatchAny">
+            <add input="{RESPONSE_CONTENT_TYPE}" pattern="^text/html" />
+          </preCondition>
+        </preConditions>
       </outboundRules>
     </rewrite>
     <security>
@@ -113,7 +128,13 @@ ROOT_WEB_CONFIG = """<configuration>
         <requestLimits maxAllowedContentLength="1048576" maxUrl="2048">
           <headerLimits><add header="Content-Type" sizeLimit="100" /></headerLimits>
         </requestLimits>
-        <filteringRules><filteringRule name="no sql" scanUrl="true" /></filteringRules>
+        <filteringRules>
+          <filteringRule name="no sql" scanUrl="true" scanAllRaw="true"
+                         denyUnescapedPercent="true">
+            <denyStrings><add string="--" /></denyStrings>
+          </filteringRule>
+          <remove name="inherited" />
+        </filteringRules>
       </requestFiltering>
     </security>
   </system.webServer>
@@ -234,19 +255,47 @@ def test_web_config_sections(imported: tuple[Any, Any, Any, str]) -> None:
         "append_query_string": False,
         "redirect_type": "Permanent",
     }
+    # IIS's outbound rules are the parent's, then the child's: added to the inherited.
+    assert root["rewrite"]["outbound_rules"] == {
+        "remove": [{"name": "inherited"}],
+        "add": [
+            {
+                "name": "hsts",
+                "server_variable": "RESPONSE_Strict_Transport_Security",
+                "pattern": ".*",
+                "precondition": "secure",
+                "conditions": [{"input": "{HTTPS}", "pattern": "on"}],
+                "action": {"type": "rewrite", "value": "max-age=31536000"},
+            }
+        ],
+    }
+    assert root["rewrite"]["preconditions"] == {
+        "secure": {
+            "logical_grouping": "match_any",
+            "conditions": [{"input": "{RESPONSE_CONTENT_TYPE}", "pattern": "^text/html"}],
+        }
+    }
     assert root["request_filtering"] == {
         "allow_double_escaping": True,
         "max_allowed_content_length": 1048576,
         "max_url": 2048,
         "header_limits": {"add": {"Content-Type": 100}},
+        "filtering_rules": {
+            "remove": [{"name": "inherited"}],
+            "add": [{"name": "no sql", "scan_url": True, "deny_strings": ["--"]}],
+        },
     }
     assert root["ip_security"] == {"allow_unlisted": False}
     assert sub is None
     assert "shop/media/web.config:5: converted: system.webServer/httpRedirect" in out
     for line in (
-        "web.config:30: not converted: system.webServer/rewrite/outboundRules",
-        "web.config:40: not converted: system.webServer/security/requestFiltering/filteringRules:"
-        " rewrite rules with a custom_response action",
+        'web.config:32: not converted: system.webServer/rewrite/outboundRules/rule[name="x"]:'
+        " an outbound rule needs <match> and <action>",
+        'web.config:38: not converted: system.webServer/rewrite/outboundRules/rule[name="links"]:'
+        " an outbound rule on the response body (filterByTags): no counterpart",
+        "web.config:56: changed: system.webServer/security/requestFiltering/filteringRules/"
+        'filteringRule[name="no sql"]: scanAllRaw: only the headers named in scanHeaders'
+        " are scanned; denyUnescapedPercent: a '%' that starts no escape is not refused",
         "shop/media/web.config:3: not converted: system.webServer/handlers: handler mappings"
         " below an application's root",
     ):

@@ -252,6 +252,12 @@ def _parser() -> argparse.ArgumentParser:
     import_iis.add_argument(
         "--path-map", action="append", default=[], metavar="WIN=POSIX", help="map a Windows path"
     )
+    import_iis.add_argument(
+        "--cert-dir",
+        default="certs",
+        metavar="DIR",
+        help="where https bindings' PEM certificates go (relative to colonnade.toml)",
+    )
     return parser
 
 
@@ -673,7 +679,9 @@ def cmd_import_iis(args: argparse.Namespace) -> int:
     """``colonnade import-iis``: convert IIS configuration (see docs/migrating-from-iis.md)."""
     from colonnade.management import import_iis
 
-    return import_iis.main(args.paths, args.out, args.force, args.strict, args.path_map)
+    return import_iis.main(
+        args.paths, args.out, args.force, args.strict, args.path_map, args.cert_dir
+    )
 
 
 def cmd_requests(args: argparse.Namespace) -> int:

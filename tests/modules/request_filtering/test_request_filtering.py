@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from colonnade import FINISH, Context, Handler, HttpError, Stage
 from colonnade.modules.request_filtering.config import RequestFilteringSection
 from colonnade.modules.request_filtering.module import LimitedBody, RequestFiltering
 from colonnade.testing import Client, TestResponse, build_engine, make_context, run_stage
+from tests.e2e.conftest import LiveServer
+from tests.support.wait import PATIENCE
 
 MODULES = ["security.request_filtering", "static.default_document", "handler.static"]
 
@@ -311,6 +314,46 @@ RULES: list[tuple[str, dict[str, Any], list[Row]]] = [
         ],
     ),
     (
+        "filtering_rules",
+        {
+            "filtering_rules": [
+                {
+                    "name": "sql",
+                    "scan_url": True,
+                    "scan_query_string": True,
+                    "scan_headers": ["User-Agent"],
+                    "deny_strings": ["drop table", "--"],
+                },
+                {
+                    "name": "css only",
+                    "scan_query_string": True,
+                    "applies_to": [".css"],
+                    "deny_strings": ["evil"],
+                },
+                # Without deny strings a rule refuses nothing.
+                {"name": "empty", "scan_url": True},
+            ]
+        },
+        [
+            ("GET", "/index.html", None, "200.0"),
+            ("GET", "/index.html?q=Drop%20Table", None, "404.19"),
+            ("GET", "/index.html?q=drop+table", None, "404.19"),
+            ("GET", "/index.html?q=a-b", None, "200.0"),
+            ("GET", "/a--b.txt", None, "404.19"),
+            ("GET", "/a%2d-b.txt", None, "404.19"),
+            ("GET", "/index.html", {"user-agent": "x -- y"}, "404.19"),
+            ("GET", "/index.html", {"referer": "x -- y"}, "200.0"),
+            ("GET", "/a.css?x=EVIL", None, "404.19"),
+            ("GET", "/index.html?x=evil", None, "200.0"),
+            ("GET", "/sub/a.css?x=evil", None, "404.19"),
+        ],
+    ),
+    (
+        "filtering_rules without scan flags scan nothing",
+        {"filtering_rules": [{"name": "r", "deny_strings": ["a"]}]},
+        [("GET", "/a.css?a=a", {"user-agent": "a"}, "200.0")],
+    ),
+    (
         "allow_unlisted_verbs with none listed",
         {"allow_unlisted_verbs": False},
         [
@@ -346,6 +389,31 @@ def test_location_tightens_and_relaxes(serve: Any) -> None:
             ("GET", "/open/.x.txt", None, "200.0"),
             ("GET", "/.hidden.txt", None, "404.8"),
             ("GET", "/open/web.toml", None, "404.8"),  # hidden segments still apply there
+        ],
+    )
+
+
+def test_filtering_rules_add_and_remove_by_name_below(serve: Any) -> None:
+    rule = {"name": "r", "scan_query_string": True, "deny_strings": ["bad"]}
+    other = {"name": "s", "scan_url": True, "deny_strings": ["index"]}
+    client = serve(
+        {"filtering_rules": [rule]},
+        locations=[
+            {"path": "/sub", "request_filtering": {"filtering_rules": {"add": [other]}}},
+            {
+                "path": "/open",
+                "request_filtering": {"filtering_rules": {"remove": [{"name": "r"}]}},
+            },
+        ],
+    )
+    check(
+        client,
+        [
+            ("GET", "/index.html?q=bad", None, "404.19"),
+            ("GET", "/sub/index.html?q=bad", None, "404.19"),
+            ("GET", "/sub/index.html", None, "404.19"),
+            ("GET", "/index.html", None, "200.0"),
+            ("GET", "/open/x.txt?q=bad", None, "404.0"),
         ],
     )
 
@@ -470,9 +538,46 @@ def test_rules_are_compiled_once_per_section() -> None:
         {"hidden_segments": ["a/b"]},
         {"verbs": {"GET POST": True}},
         {"deny_url_sequences": [""]},
+        {"filtering_rules": [{"name": "r", "deny_strings": [""]}]},
+        {"filtering_rules": [{"name": "r", "applies_to": ["php"]}]},
+        {"filtering_rules": [{"name": "r", "scan_headers": ["a b"]}]},
+        {"filtering_rules": [{"deny_strings": ["x"]}]},
         {"unknown": True},
     ],
 )
 def test_invalid_settings_are_refused(raw: dict[str, Any]) -> None:
     with pytest.raises(msgspec.ValidationError):
         msgspec.convert(raw, RequestFilteringSection, strict=True)
+
+
+@pytest.mark.e2e
+def test_filtering_rules_over_a_real_socket(site: Path) -> None:
+    rules = [
+        {
+            "name": "SQLInjection",
+            "scan_query_string": True,
+            "scan_headers": ["User-Agent"],
+            "applies_to": [".html"],
+            "deny_strings": ["select", "--"],
+        }
+    ]
+    config = engine_config(site, {"filtering_rules": rules})
+    with LiveServer(config, site).start() as server:
+
+        def status(target: str, agent: str = "test") -> bytes:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=PATIENCE) as conn:
+                conn.sendall(
+                    f"GET {target} HTTP/1.1\r\nHost: t\r\nUser-Agent: {agent}\r\n"
+                    "Connection: close\r\n\r\n".encode()
+                )
+                data = b""
+                while chunk := conn.recv(65536):
+                    data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            # The detailed error page (a local client) names the substatus.
+            return head.partition(b"\r\n")[0] + (b" .19" if b"404.19" in body else b"")
+
+        assert status("/index.html?q=SeLeCt%20*") == b"HTTP/1.1 404 Not Found .19"
+        assert status("/index.html", agent="x -- y") == b"HTTP/1.1 404 Not Found .19"
+        assert status("/index.html?q=plain") == b"HTTP/1.1 200 OK"
+        assert status("/a.css?q=select") == b"HTTP/1.1 200 OK"  # not an .html URL

@@ -15,11 +15,18 @@ from colonnade.management.import_iis.importer import ImportFailedError, run_impo
 __all__ = ["main"]
 
 
-def main(paths: list[str], out: str | None, force: bool, strict: bool, path_map: list[str]) -> int:
+def main(
+    paths: list[str],
+    out: str | None,
+    force: bool,
+    strict: bool,
+    path_map: list[str],
+    cert_dir: str = "certs",
+) -> int:
     """Run the import; print the report. Exit 0, 1 (``--strict`` and something not
     converted) or 2 (a fatal error: nothing written)."""
     try:
-        outputs, report = run_import(paths, out, force, path_map)
+        outputs, report = run_import(paths, out, force, path_map, cert_dir)
     except ImportFailedError as exc:
         print(f"colonnade: import-iis: {exc}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ clear = true }``), which have the same meaning.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -35,6 +36,12 @@ class Level:
     url: str = ""
     """The URL path of this level's folder (``/shop``; empty for the server file),
     which the patterns of its rules are relative to."""
+    farm_subtree: str | None = None
+    """The subtree (``/api``) the farm of this level's ``[proxy]`` was written for,
+    None when for all of its URLs."""
+    site: str = ""
+    """The site a ``web.config`` level belongs to (empty for the server file, whose
+    ``[[locations]]`` paths without a site name apply to every site)."""
     blocks: list[Block] = field(default_factory=list)
     sections: dict[str, Node] = field(default_factory=dict)
     """Each Colonnade section written here → the first element that wrote it."""
@@ -81,6 +88,12 @@ class Context:
     fastcgi_sources: dict[str, Node] = field(default_factory=dict)
     locks: dict[str, tuple[str, Node, str]] = field(default_factory=dict)
     """``[lock]`` entries: section or ``section.key`` → ("allow"/"deny", source, why)."""
+    path_locks: list[tuple[str, str, Node, str]] = field(default_factory=list)
+    """``overrideMode`` of a ``location`` with a path: (section, mode, section
+    element, the location's path), resolved when the server file is assembled."""
+    lock_all: list[tuple[str, str, list[str], Node]] = field(default_factory=list)
+    """``lockAllAttributesExcept``/``lockAllElementsExcept``: (section, which,
+    the IIS names kept open, element), expanded against the section's keys."""
     pools: list[Block] = field(default_factory=list)
     """``[pools.NAME]`` from applicationHost.config."""
     sites: list[Block] = field(default_factory=list)
@@ -92,6 +105,14 @@ class Context:
     (known before any rule is read, as ``webFarms`` usually comes last)."""
     farms: list[Block] = field(default_factory=list)
     """``[farms.NAME]`` tables and their members and health, in order."""
+    farm_locations: list[tuple[str, Level, Node]] = field(default_factory=list)
+    """``[[locations]]`` entries (path, tables, rule) that send a subtree to a farm
+    other than its level's: a second farm at one level."""
+    server_header: tuple[str, Node] | None = None
+    """``[server] server_header`` from an outbound rule on ``RESPONSE_SERVER``."""
+    cert_dir: str = "certs"
+    """Where the https bindings' PEM files are to be put (``--cert-dir``), relative
+    to the server file unless absolute."""
 
     def local_path(self, node: Node, text: str) -> str | None:
         """A POSIX path for ``text`` (mapped when Windows), else None (reported by the caller)."""
@@ -114,8 +135,10 @@ def _collection(
     *,
     remove_key: Callable[[Node], Any] | None = None,
     prepend: bool = False,
+    add_name: str = "add",
 ) -> dict[str, Any]:
-    """IIS ``add``/``remove``/``clear`` children → Colonnade collection operations."""
+    """IIS ``add``/``remove``/``clear`` children → Colonnade collection operations
+    (``add_name``: the adding element's name where it is not ``add``)."""
     ops: dict[str, Any] = {}
     adds: list[Any] = []
     removes: list[Any] = []
@@ -131,7 +154,7 @@ def _collection(
                 continue
             removes.append(remove_key(child))
             ctx.report.converted(child, "remove")
-        elif child.name == "add":
+        elif child.name == add_name:
             value = item(child)
             if value is not None:
                 adds.append(value)
@@ -529,10 +552,69 @@ def request_filtering(node: Node, level: Level, ctx: Context) -> None:
             if ops:
                 table.set(target, ops, _source(child))
             ctx.report.converted(child, f"request_filtering.{target}")
+        elif name == "filteringrules":
+            ops = _collection(
+                child,
+                ctx,
+                partial(_filtering_rule, ctx=ctx),
+                remove_key=lambda c: {"name": c.get("name")},
+                add_name="filteringrule",
+            )
+            if ops:
+                table.set("filtering_rules", ops, _source(child))
+            ctx.report.converted(child, "request_filtering.filtering_rules")
         else:
             ctx.report.skipped(child, NEAREST.get(name, "no counterpart in request_filtering"))
     ctx.modules.add("security.request_filtering")
     ctx.report.converted(node, "[request_filtering]")
+
+
+_EXTENSION = re.compile(r"^\.[^/]*$")
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def _filtering_rule(node: Node, ctx: Context) -> dict[str, Any] | None:
+    name = node.get("name")
+    if not name:
+        ctx.report.skipped(node, "a filteringRule needs a name")
+        return None
+    rule: dict[str, Any] = {"name": name}
+    if node.flag("scanUrl", False):
+        rule["scan_url"] = True
+    if node.flag("scanQueryString", False):
+        rule["scan_query_string"] = True
+    lists = (
+        ("scanHeaders", "requestHeader", "scan_headers", _TOKEN),
+        ("appliesTo", "fileExtension", "applies_to", _EXTENSION),
+        ("denyStrings", "string", "deny_strings", None),
+    )
+    for element, attr, target, valid in lists:
+        group = node.child(element)
+        values: list[str] = []
+        for entry in group.children if group is not None else []:
+            if entry.name == "clear" and not values:
+                ctx.report.converted(entry, "a new rule inherits nothing to clear")
+                continue
+            value = entry.get(attr) if entry.name == "add" else None
+            if not value or (valid is not None and not valid.match(value)):
+                ctx.report.skipped(entry, f"not an entry Colonnade's {target} takes")
+                continue
+            values.append(value)
+            ctx.report.converted(entry, f"request_filtering.filtering_rules {target}")
+        if values:
+            rule[target] = values
+    changes = []
+    if node.flag("scanAllRaw", False):
+        changes.append("scanAllRaw: only the headers named in scanHeaders are scanned")
+    if node.flag("denyUnescapedPercent", False):
+        changes.append("denyUnescapedPercent: a '%' that starts no escape is not refused")
+    if not rule.get("deny_strings"):
+        changes.append("no deny strings: the rule refuses nothing")
+    if changes:
+        ctx.report.changed(node, "; ".join(changes))
+    else:
+        ctx.report.converted(node, f"request_filtering.filtering_rules {name!r} (404.19)")
+    return rule
 
 
 def _pair(
@@ -821,9 +903,7 @@ def rewrite(node: Node, level: Level, ctx: Context) -> None:
             level.table("rewrite", child).set("allowed_server_variables", names, _source(child))
             ctx.report.converted(child, "rewrite.allowed_server_variables")
         elif name == "outboundrules":
-            ctx.report.skipped(
-                child, "outbound rules (response rewriting): nearest is custom_headers for headers"
-            )
+            _outbound_rules(child, level, ctx)
         elif name == "providers":
             ctx.report.skipped(child, "rewrite providers (.NET): no counterpart; use a rewrite map")
         else:
@@ -870,26 +950,7 @@ def _rule(node: Node, level: Level, ctx: Context, target: str) -> None:
             block.set("logical_grouping", "match_any")
         if conditions.flag("trackAllCaptures", False):
             block.set("track_all_captures", True)
-        items = []
-        for cond in conditions.children:
-            if cond.name != "add":
-                ctx.report.skipped(cond, "unknown element of conditions")
-                continue
-            cond.visited = True
-            item: dict[str, Any] = {"input": cond.get("input") or ""}
-            match_type = _MATCH_TYPES.get((cond.get("matchType") or "Pattern").lower())
-            if match_type is None:
-                ctx.report.skipped(cond, f"matchType {cond.get('matchType')!r}")
-                continue
-            if match_type != "pattern":
-                item["match_type"] = match_type
-            elif cond.get("pattern") is not None:
-                item["pattern"] = cond.get("pattern")
-            if cond.flag("negate", False):
-                item["negate"] = True
-            if not cond.flag("ignoreCase", True):
-                item["ignore_case"] = False
-            items.append(item)
+        items = _conditions(conditions, ctx) or []
         if items:
             block.set("conditions", items)
     variables = node.child("serverVariables")
@@ -914,6 +975,180 @@ def _rule(node: Node, level: Level, ctx: Context, target: str) -> None:
         ctx.report.changed(node, "; ".join(changes))
     else:
         ctx.report.converted(node, f"[[{target}]] {node.get('name')!r}")
+
+
+def _conditions(node: Node, ctx: Context, *, files: bool = True) -> list[dict[str, Any]] | None:
+    """``conditions``/``preCondition`` entries. One that cannot be converted is
+    reported and left out (inbound rules, ``files``), or fails them all (None)."""
+    items = []
+    for cond in node.children:
+        if cond.name != "add":
+            ctx.report.skipped(cond, "unknown element of conditions")
+            continue
+        cond.visited = True
+        item: dict[str, Any] = {"input": cond.get("input") or ""}
+        match_type = _MATCH_TYPES.get((cond.get("matchType") or "Pattern").lower())
+        if match_type is None or (match_type != "pattern" and not files):
+            ctx.report.skipped(cond, f"matchType {cond.get('matchType')!r}")
+            if files:
+                continue
+            return None
+        if match_type != "pattern":
+            item["match_type"] = match_type
+        elif cond.get("pattern") is not None:
+            item["pattern"] = cond.get("pattern")
+        if cond.flag("negate", False):
+            item["negate"] = True
+        if not cond.flag("ignoreCase", True):
+            item["ignore_case"] = False
+        items.append(item)
+    return items
+
+
+def _outbound_rules(node: Node, level: Level, ctx: Context) -> None:
+    """``outboundRules``: rules on response headers → ``rewrite.outbound_rules``;
+    ``preConditions`` → ``rewrite.preconditions``; body rules are not converted."""
+    rules: list[dict[str, Any]] = []
+    removed: list[dict[str, Any]] = []
+    cleared = False
+    for child in node.children:
+        if child.name == "rule":
+            rule = _outbound_rule(child, level, ctx)
+            if rule is not None:
+                rules.append(rule)
+        elif child.name == "preconditions":
+            child.visited = True
+            for pre in child.children:
+                if pre.name == "precondition" and pre.get("name"):
+                    _precondition(pre, level, ctx)
+                else:
+                    ctx.report.skipped(pre, "unknown element of preConditions")
+        elif child.name == "clear":
+            cleared = True
+            rules.clear()
+            removed.clear()
+            ctx.report.converted(child, "outbound_rules clear = true")
+        elif child.name == "remove" and child.get("name") and level.server:
+            ctx.report.converted(child, "nothing inherited at this level")
+        elif child.name == "remove" and child.get("name"):
+            removed.append({"name": child.get("name")})
+            ctx.report.converted(child, "outbound_rules remove")
+        else:
+            ctx.report.skipped(child, "unknown element of outboundRules")
+    if node.get("rewriteBeforeCache") is not None:
+        ctx.report.skipped(node, "rewriteBeforeCache: for body rules only, which do not convert")
+    if rules or cleared or removed:
+        ops: dict[str, Any] = {"clear": True} if cleared else {}
+        if removed:
+            ops["remove"] = removed
+        if rules:
+            ops["add"] = rules
+        table = level.table("rewrite", node)
+        table.set("outbound_rules", rules if level.server and not cleared else ops)
+    ctx.report.converted(node, "rewrite.outbound_rules")
+
+
+def _precondition(node: Node, level: Level, ctx: Context) -> None:
+    name = node.get("name") or ""
+    items = _conditions(node, ctx, files=False)
+    if items is None:
+        ctx.report.skipped(node, "a precondition with a condition that does not convert")
+        return
+    table = level.table(f"rewrite.preconditions.{key(name)}", node)
+    if (node.get("logicalGrouping") or "").lower() == "matchany":
+        table.set("logical_grouping", "match_any")
+    syntax = _SYNTAX.get((node.get("patternSyntax") or "ECMAScript").lower())
+    if syntax is None:
+        ctx.report.skipped(node, f"patternSyntax {node.get('patternSyntax')!r}")
+        return
+    if syntax != "regex":
+        table.set("pattern_syntax", syntax)
+    table.set("conditions", items)
+    ctx.report.converted(node, f"rewrite.preconditions.{name}")
+
+
+def _outbound_rule(node: Node, level: Level, ctx: Context) -> dict[str, Any] | None:
+    match = node.child("match")
+    action = node.child("action")
+    name = node.get("name") or f"outbound rule at line {node.line}"
+    variable = match.get("serverVariable") if match is not None else None
+    if match is None or action is None:
+        ctx.report.skipped(node, "an outbound rule needs <match> and <action>")
+        return None
+    if not variable:
+        match.get("filterByTags")
+        match.get("customTags")
+        ctx.report.skipped(
+            node,
+            "an outbound rule on the response body (filterByTags): no counterpart"
+            " (Colonnade's outbound rules rewrite response headers)",
+        )
+        return None
+    kind = (action.get("type") or "None").lower()
+    syntax = _SYNTAX.get((node.get("patternSyntax") or "ECMAScript").lower())
+    header = variable.upper().removeprefix("RESPONSE_").replace("-", "_")
+    if not variable.upper().startswith("RESPONSE_") or kind not in ("rewrite", "none"):
+        ctx.report.skipped(node, f"{variable!r} / action {action.get('type')!r}: no counterpart")
+        return None
+    if syntax is None:
+        ctx.report.skipped(node, f"patternSyntax {node.get('patternSyntax')!r}")
+        return None
+    if header == "SERVER":
+        _server_header(node, action, level, ctx)
+        return None
+    if header in ("DATE", "CONTENT_LENGTH", "TRANSFER_ENCODING", "CONNECTION"):
+        ctx.report.skipped(node, f"{variable}: written by the server, not rewritable")
+        return None
+    rule: dict[str, Any] = {"name": name}
+    if not node.flag("enabled", True):
+        rule["enabled"] = False
+    rule["server_variable"] = "RESPONSE_" + variable[9:].replace("-", "_")
+    rule["pattern"] = match.get("pattern") or ""
+    if syntax != "regex":
+        rule["pattern_syntax"] = syntax
+    if match.flag("negate", False):
+        rule["negate"] = True
+    if not match.flag("ignoreCase", True):
+        rule["ignore_case"] = False
+    if node.get("preCondition"):
+        rule["precondition"] = node.get("preCondition")
+    conditions = node.child("conditions")
+    if conditions is not None:
+        items = _conditions(conditions, ctx, files=False)
+        if items is None:
+            ctx.report.skipped(node, "a condition that does not convert")
+            return None
+        if (conditions.get("logicalGrouping") or "").lower() == "matchany":
+            rule["logical_grouping"] = "match_any"
+        if conditions.flag("trackAllCaptures", False):
+            rule["track_all_captures"] = True
+        if items:
+            rule["conditions"] = items
+    rule["action"] = (
+        {"type": "rewrite", "value": action.get("value") or ""}
+        if kind == "rewrite"
+        else {"type": "none"}
+    )
+    if node.flag("stopProcessing", False):
+        rule["stop_processing"] = True
+    ctx.report.converted(node, f"rewrite.outbound_rules {name!r} on {variable}")
+    return rule
+
+
+def _server_header(node: Node, action: Node, level: Level, ctx: Context) -> None:
+    """The classic rule on ``RESPONSE_SERVER``: Colonnade writes that header itself."""
+    value = action.get("value") or ""
+    if not level.server:
+        ctx.report.skipped(
+            node, "RESPONSE_SERVER: the server writes it; nearest is [server] server_header"
+        )
+        return
+    ctx.server_header = (value, node)
+    ctx.report.changed(
+        node,
+        f"[server] server_header = {value!r}: every response of every site"
+        " (the rule's pattern, conditions and precondition are not applied)",
+    )
 
 
 def _action(action: Node, kind: str, changes: list[str]) -> dict[str, Any]:
@@ -996,9 +1231,17 @@ def _farm_route(node: Node, match: Node, action: Node, level: Level, ctx: Contex
         ),
         None,
     )
-    if current not in (None, farm):
+    second = current not in (None, farm)
+    # [proxy] farm is one per URL subtree: a further farm takes a [[locations]]
+    # entry for its subtree; a catch-all after a subtree's farm takes the level,
+    # and that farm moves to its subtree's entry.
+    moved = second and not prefix and level.farm_subtree is not None and not level.prefix
+    if second and not moved and (not prefix or level.prefix):
         ctx.report.skipped(
-            node, f"a second farm ({farm}) at one level: map it in a [[locations]] entry"
+            node,
+            f"a second farm ({farm}) at one level for "
+            + ("all its URLs" if not prefix else "a [[locations]] entry's URLs")
+            + ": nearest is a [[locations]] entry with [proxy] farm for a subtree",
         )
         return True
     ctx.modules.add("handler.proxy")
@@ -1016,8 +1259,20 @@ def _farm_route(node: Node, match: Node, action: Node, level: Level, ctx: Contex
         len(level.blocks),
     )
     level.blocks.insert(first, entry)
-    level.table("proxy", node).set("farm", farm, _source(node))
     changes = [f"[[handlers]] {path} → handler.proxy, [proxy] farm = {farm!r}"]
+    if moved:
+        assert level.farm_subtree is not None and isinstance(current, str)
+        _farm_location(level.farm_subtree, current, node, ctx)
+        changes[0] += f" (farm {current!r} moves to [[locations]] {level.farm_subtree!r})"
+        level.table("proxy", node).set("farm", farm, _source(node))
+        level.farm_subtree = None
+    elif second:
+        subtree = f"{level.site}{level.url.rstrip('/')}/{prefix}"
+        _farm_location(subtree, farm, node, ctx)
+        changes[0] += f' in [[locations]] path "{subtree}" (a second farm at this level)'
+    else:
+        level.table("proxy", node).set("farm", farm, _source(node))
+        level.farm_subtree = f"{level.site}{level.url.rstrip('/')}/{prefix}" if prefix else None
     if not level.server:
         changes.append("the farm gets the whole URL (ARR sends {R:0}, the path below this folder)")
     if scheme.lower() == "https":
@@ -1034,6 +1289,13 @@ def _farm_route(node: Node, match: Node, action: Node, level: Level, ctx: Contex
     else:
         ctx.report.converted(node, changes[0])
     return True
+
+
+def _farm_location(subtree: str, farm: str, node: Node, ctx: Context) -> None:
+    """A ``[[locations]]`` entry sending ``subtree`` to ``farm``."""
+    where = Level(prefix="locations.", server=False, app_root=False, url=subtree)
+    where.table("proxy", node).set("farm", farm, _source(node))
+    ctx.farm_locations.append((subtree, where, node))
 
 
 def farm_names(root: Node) -> dict[str, str]:
@@ -1560,6 +1822,69 @@ def caching(node: Node, level: Level, ctx: Context) -> None:
     ctx.report.converted(node, "[output_cache]")
 
 
+# -- serverRuntime ---------------------------------------------------------------------
+
+#: IIS's request filtering body limit, which applies with serverRuntime's.
+_IIS_CONTENT_LENGTH = 30_000_000
+_RUNTIME_SKIPPED = {
+    "appconcurrentrequestlimit": "503 past so many requests of an application: nearest are"
+    " [pools.NAME] queue_length and [server.limits] max_connections",
+    "uploadreadaheadsize": "bodies are read as the handler asks, not preloaded; client"
+    " certificates are asked in the handshake ([sites.tls] client_certificates), never by"
+    " renegotiation",
+    "frequenthitthreshold": "the output cache stores a response from its first hit"
+    " (nearest: [output_cache] profiles)",
+    "frequenthittimeperiod": "the output cache stores a response from its first hit",
+    "alternatehostname": "no counterpart: a redirect names the Host the client sent",
+    "authenticateduseroverride": "requests run as the pool's user (pools.NAME.user)",
+}
+
+
+def server_runtime(node: Node, level: Level, ctx: Context) -> None:
+    """``serverRuntime``: ``maxRequestEntityAllowed`` lowers the body limit; the rest
+    is reported one attribute at a time, with the reason."""
+    done: list[str] = []
+    changes: list[str] = []
+    if not node.flag("enabled", True):
+        ctx.report.skipped(node, "enabled=false: no counterpart (the runtime is always on)")
+    if node.get("enableNagling") is not None:
+        if node.flag("enableNagling", False):
+            ctx.report.skipped(node, "enableNagling=true: Colonnade never delays small writes")
+        else:
+            done.append("enableNagling=false: as Colonnade (TCP_NODELAY)")
+    entity = node.get("maxRequestEntityAllowed")
+    if entity is not None:
+        if not entity.strip().isdigit():
+            ctx.report.skipped(node, "maxRequestEntityAllowed is not a number")
+        else:
+            table = level.table("request_filtering", node)
+            current = dict((k, v) for k, v, _ in table.values).get("max_allowed_content_length")
+            limit = current if isinstance(current, int) else _IIS_CONTENT_LENGTH
+            if int(entity) < limit:
+                table.set("max_allowed_content_length", int(entity), _source(node))
+                ctx.modules.add("security.request_filtering")
+                changes.append(
+                    f"maxRequestEntityAllowed {entity}: request_filtering."
+                    "max_allowed_content_length (the lower of IIS's two body limits),"
+                    " answered 413.1"
+                )
+            else:
+                done.append(
+                    f"maxRequestEntityAllowed {entity}: request_filtering."
+                    f"max_allowed_content_length ({limit}) is the lower limit already"
+                )
+    for attr, why in _RUNTIME_SKIPPED.items():
+        value = node.get(attr)
+        if value is not None:
+            ctx.report.skipped(node, f"{node.spelled.get(attr, attr)}={value}: {why}")
+    if changes:
+        ctx.report.changed(node, "; ".join(changes + done))
+    elif done:
+        ctx.report.converted(node, "; ".join(done))
+    elif id(node) not in ctx.report.outcomes:
+        ctx.report.converted(node, "IIS's defaults: nothing to write")
+
+
 # -- tables ----------------------------------------------------------------------------
 
 NEAREST: dict[str, str] = {
@@ -1572,14 +1897,12 @@ NEAREST: dict[str, str] = {
     "globalmodules": "[server] modules",
     "httptracing": "failed request tracing: no counterpart yet",
     "tracing": "failed request tracing: no counterpart yet",
-    "serverruntime": "[server.limits]",
     "serversideinclude": "no counterpart",
     "validation": "no counterpart (Colonnade validates every file strictly)",
     "webdav": "no counterpart",
     "logfile": "[http_logging] (log.http): W3C extended or JSON lines",
     "tracefailedrequestslogging": "failed request tracing: no counterpart yet",
     "applicationinitialization": 'pools start = "always"',
-    "filteringrules": "rewrite rules with a custom_response action",
     "alwaysallowedurls": "no counterpart",
     "alwaysallowedquerystrings": "no counterpart",
     "requestfiltering": "[request_filtering]",
@@ -1616,6 +1939,7 @@ WEBSERVER: dict[str, Converter] = {
     "fastcgi": fastcgi,
     "cgi": cgi,
     "httplogging": http_logging,
+    "serverruntime": server_runtime,
 }
 
 
@@ -1660,7 +1984,8 @@ def section_path(node: Node) -> str:
     return "/".join(reversed(parts))
 
 
-def _snake(name: str) -> str:
+def snake(name: str) -> str:
+    """``allowUnlisted`` → ``allow_unlisted`` (IIS's attribute names as Colonnade keys)."""
     out = "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
     return out.lstrip("_")
 
@@ -1681,18 +2006,23 @@ def element_locks(node: Node, ctx: Context) -> None:
             if section is None:
                 ctx.report.skipped(node, f"{attr} {name}: the section has no counterpart")
                 continue
-            lock(ctx, f"{section}.{_snake(name)}", "deny", node, attr)
+            lock(ctx, f"{section}.{snake(name)}", "deny", node, attr)
     for attr in ("lockAllAttributesExcept", "lockAllElementsExcept"):
-        if node.get(attr) is not None:
-            ctx.report.skipped(
-                node, f"{attr}: lock the section, or its keys one by one, with [lock]"
-            )
+        text = node.get(attr)
+        if text is None:
+            continue
+        if section is None:
+            ctx.report.skipped(node, f"{attr}: the section has no counterpart")
+            continue
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        ctx.lock_all.append((section, attr, names, node))
 
 
 def system_webserver(node: Node, level: Level, ctx: Context) -> None:
     """Every section of one ``system.webServer`` element."""
     node.visited = True
-    for child in node.children:
+    # serverRuntime last: its body limit lowers request filtering's, wherever that is.
+    for child in sorted(node.children, key=lambda c: c.name == "serverruntime"):
         converter = WEBSERVER.get(child.name)
         if converter is None:
             ctx.report.skipped(child, NEAREST.get(child.name, "unknown section: no counterpart"))
@@ -1700,5 +2030,14 @@ def system_webserver(node: Node, level: Level, ctx: Context) -> None:
         converter(child, level, ctx)
         child.visited = True  # its converter reported what it did not convert
         if level.server:
-            for element in [child, *(c for c in child.children if child.name == "security")]:
+            for element in _section_elements(child):
                 element_locks(element, ctx)
+
+
+def _section_elements(node: Node) -> list[Node]:
+    """``node`` and, below ``security`` and ``authentication``, the sections they group."""
+    found = [node]
+    if node.name in ("security", "authentication"):
+        for child in node.children:
+            found.extend(_section_elements(child))
+    return found

@@ -11,7 +11,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from colonnade.config.keys import check_dotted_key
+from colonnade.config.sections import Section
 from colonnade.core.registry import Registry
 from colonnade.management.import_iis import convert
 from colonnade.management.import_iis.convert import Context, Level
@@ -156,33 +159,33 @@ def _configuration(
         elif name == "location":
             path = (child.get("path") or "").strip().replace("\\", "/").strip("/")
             mode = _override_mode(child)
+            if mode is not None and not level.server:
+                ctx.report.skipped(child, "overrideMode in a web.config: only the server locks")
+            elif mode is not None:
+                for section in _sections_in(child):
+                    target = convert.SECTIONS.get(convert.section_path(section))
+                    if target is None:
+                        continue
+                    if path in ("", "."):
+                        convert.lock(ctx, target, mode, section, f"overrideMode {mode}")
+                    else:
+                        ctx.path_locks.append((target, mode, section, path))
             if path in ("", "."):
                 _configuration(child, level, ctx, locations, base)
                 ctx.report.converted(child, "the same level as its file")
-                if mode is not None and level.server:
-                    for section in _sections_in(child):
-                        locked = convert.SECTIONS.get(convert.section_path(section))
-                        if locked is not None:
-                            convert.lock(ctx, locked, mode, section, f"overrideMode {mode}")
-                elif mode is not None:
-                    ctx.report.skipped(child, "overrideMode in a web.config: only the server locks")
             else:
-                if mode is not None:
-                    ctx.report.skipped(
-                        child, "overrideMode for one path: [lock] is server-wide (nearest: [lock])"
-                    )
                 full = f"{base}/{path}" if base else path
                 # "SITE/shop" of applicationHost.config names the application /shop.
                 url = "/" + full.partition("/")[2]
                 at_app = level.server and url in _application_paths(ctx)
-                target = Level(
+                inner = Level(
                     prefix="locations.",
                     server=False,
                     app_root=at_app,
                     url=url if level.server else "/" + full,
                 )
-                _configuration(child, target, ctx, locations, base)
-                locations.append((full, target, child))
+                _configuration(child, inner, ctx, locations, base)
+                locations.append((full, inner, child))
                 ctx.report.converted(child, f'[[locations]] path "{full}"')
         elif name == "configprotecteddata":
             ctx.report.skipped(
@@ -443,7 +446,8 @@ def _site(node: Node, ctx: Context, default_pool: str | None = None) -> Block | 
     block.set("name", name)
     bindings: list[str] = []
     hosts: list[str] = []
-    certificate = False
+    any_host = False  # an http binding without a host name answers any host
+    secure: list[tuple[Node, str, str]] = []  # https bindings: (element, URL, host)
     container = node.child("bindings")
     for binding in container.each("binding") if container is not None else []:
         protocol = (binding.get("protocol") or "http").lower()
@@ -455,27 +459,19 @@ def _site(node: Node, ctx: Context, default_pool: str | None = None) -> Block | 
             continue
         address = "0.0.0.0" if address in ("*", "") else address
         url = f"{protocol}://{address}:{port}"
-        if protocol == "https":
-            # The certificate lives in the Windows store (a hash): without a PEM
-            # file the binding could not serve, and `colonnade check` refuses it.
-            certificate = True
-            ctx.report.skipped(
-                binding,
-                f"{url} (host {host or '*'}): the certificate is in the Windows store; "
-                "export it as PEM, set [sites.tls] certificate and add the binding",
-            )
-            continue
         if url not in bindings:
             bindings.append(url)
-        if host and host not in hosts:
+        if host and host not in hosts and protocol == "http":
             hosts.append(host)
+        any_host = any_host or (not host and protocol == "http")
+        if protocol == "https":
+            secure.append((binding, url, host))
+            continue
         ctx.report.converted(binding, url)
     if not bindings:
         ctx.report.skipped(node, "a site without an http or https binding")
         return None
     block.set("bindings", bindings)
-    if hosts:
-        block.set("host_names", hosts)
     applications: list[dict[str, Any]] = []
     vdirs: list[dict[str, Any]] = []
     for app in node.each("application"):
@@ -509,13 +505,80 @@ def _site(node: Node, ctx: Context, default_pool: str | None = None) -> Block | 
         block.set("applications", applications)
     if vdirs:
         block.set("virtual_directories", vdirs)
+    site_pool = next((v for k, v, _ in block.values if k == "pool"), "default")
+    pools = sorted({site_pool, *(a.get("pool", site_pool) for a in applications)})
+    if secure and len(pools) > 1:
+        # Colonnade routes a TLS connection to a pool by its SNI name (a site).
+        for binding, url, _ in secure:
+            bindings.remove(url)
+            ctx.report.skipped(
+                binding,
+                f"{url}: the site's applications run in the pools {', '.join(pools)}, and"
+                " a site on an https port must keep every application in one pool (a TLS"
+                " connection stays in the worker its SNI name chose): put them in one pool,"
+                " then add the binding and [sites.tls]",
+            )
+        secure = []
+        if not bindings:
+            ctx.report.skipped(node, "a site without an http or https binding it can keep")
+            return None
+    hosts.extend(h for _, _, h in secure if h and h not in hosts)
+    any_host = any_host or any(not h for _, _, h in secure)
+    site_change = ""
+    if hosts and any_host:
+        # Colonnade's host names are the site's, on all its bindings; IIS's are
+        # each binding's. Without them the site takes the hosts no site claims,
+        # which is what IIS's binding without a host name does.
+        site_change = (
+            f"host names {', '.join(hosts)} are not written: a binding without one"
+            " answers any host, and Colonnade's host_names hold for every binding of a site"
+        )
+    elif hosts:
+        block.set("host_names", hosts)
+    if secure:
+        block.set("tls", _site_tls(name, secure, ctx))
     for child in node.children:
         if child.name not in ("bindings", "application"):
             ctx.report.skipped(child, convert.NEAREST.get(child.name, "no counterpart"))
-    ctx.report.converted(
-        node, f"[[sites]] {name}" + (" (https: add the certificate)" if certificate else "")
-    )
+    if site_change:
+        ctx.report.changed(node, f"[[sites]] {name}: {site_change}")
+    else:
+        ctx.report.converted(node, f"[[sites]] {name}")
     return block
+
+
+def _ssl_flags(binding: Node) -> int:
+    text = (binding.get("sslFlags") or "0").strip()
+    return int(text) if text.isdigit() else 0
+
+
+def _site_tls(name: str, secure: list[tuple[Node, str, str]], ctx: Context) -> dict[str, str]:
+    """``[sites.tls]`` for a site's https bindings, each reported: the certificate
+    is in the Windows store (a hash), so the file it must be exported to is named.
+    Several host names, or IIS's Centralized Certificate Store (``sslFlags`` 2):
+    a folder of ``HOST.pem`` files chosen by SNI; else one file, named after the
+    host or the site."""
+    hosts = sorted({host for _, _, host in secure if host})
+    store = any(_ssl_flags(binding) & 2 for binding, _, _ in secure)
+    folder = ctx.cert_dir.rstrip("/") or "."
+    if store or len(hosts) > 1:
+        tls = {"certificate_store": folder}
+        where = f"{folder}/HOST.pem for each host name ({', '.join(hosts) or 'none named'})"
+    else:
+        stem = hosts[0] if hosts else "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+        tls = {"certificate": f"{folder}/{stem}.pem"}
+        where = tls["certificate"]
+    for binding, url, host in secure:
+        thumbprint = binding.get("certificateHash")
+        held = binding.get("certificateStoreName") or "My"
+        origin = f"certificate {thumbprint} in store {held}" if thumbprint else "the certificate"
+        ctx.report.changed(
+            binding,
+            f"{url} (host {host or '*'}), [sites.tls]: certificate file must be provided:"
+            f" export {origin} with its key as PEM to {where}"
+            " (colonnade check refuses a missing file)",
+        )
+    return tls
 
 
 def _physical(node: Node, ctx: Context) -> str:
@@ -547,7 +610,7 @@ def convert_drive(text: str) -> str:
 
 
 def run_import(
-    paths: list[str], out: str | None, force: bool, path_map: list[str]
+    paths: list[str], out: str | None, force: bool, path_map: list[str], cert_dir: str = "certs"
 ) -> tuple[Outputs, Report]:
     """Convert ``paths``; return the files to write and the report. Raises ImportFailedError."""
     try:
@@ -556,7 +619,7 @@ def run_import(
         raise ImportFailedError(str(exc)) from None
     inputs = classify(paths)
     report = Report()
-    ctx = Context(report=report, paths=mapper)
+    ctx = Context(report=report, paths=mapper, cert_dir=cert_dir)
     server_level = Level(server=True)
     locations: list[tuple[str, Level, Node]] = []
     for path in inputs.apphost:
@@ -586,6 +649,7 @@ def run_import(
         level = Level(
             app_root=not base or f"/{base}" in _application_paths(ctx, site_name),
             url=f"/{base}" if base else "",
+            site=site_name,
         )
         file_locations: list[tuple[str, Level, Node]] = []
         _configuration(root, level, ctx, file_locations, base)
@@ -593,6 +657,7 @@ def run_import(
         for loc_path, loc_level, loc_node in file_locations:
             locations.append((f"{site_name}/{loc_path}", loc_level, loc_node))
         web_levels.append((rel, level))
+    locations.extend(ctx.farm_locations)
     outputs = Outputs()
     outputs.folders = [os.path.join(server_dir, f) for f in ctx.folders]
     for level in [server_level, *(lv for _, lv in web_levels), *(lv for _, lv, _ in locations)]:
@@ -632,6 +697,9 @@ def _server_file(
 ) -> str:
     modules = [m for m in MODULE_ORDER if m in ALWAYS or m in ctx.modules]
     blocks: list[Block] = [Block("server", values=[("modules", modules, "")])]
+    if ctx.server_header is not None:
+        value, node = ctx.server_header
+        blocks[0].set("server_header", value, f"{node.where} <{node.path}>")
     blocks.extend(ctx.pools)
     declared = {b.header for b in ctx.pools}
     for name in _referenced_pools(ctx):
@@ -731,6 +799,8 @@ def _locks(ctx: Context, modules: list[str], web_sections: dict[str, Node]) -> B
             continue
         block.set(target, mode, f"{node.where} <{node.path}>")
         ctx.report.converted(node, f'[lock] {target} = "{mode}" ({origin})')
+    _lock_all(ctx, sections, block)
+    _path_locks(ctx, sections, web_sections, block)
     for name, node in web_sections.items():
         section = sections.get(name)
         if section is None or not section.locked or name in ctx.locks:
@@ -742,6 +812,100 @@ def _locks(ctx: Context, modules: list[str], web_sections: dict[str, Node]) -> B
             " for every web.toml, as this file's server must have",
         )
     return block if block.values else None
+
+
+def _lock_all(ctx: Context, sections: dict[str, type[Section]], block: Block) -> None:
+    """``lockAllAttributesExcept`` / ``lockAllElementsExcept``: a ``[lock]`` entry for
+    each of the section's keys of that kind (settings; tables and lists) but the ones
+    named, which IIS spells in camelCase."""
+    for name, attr, kept, node in ctx.lock_all:
+        section = sections.get(name)
+        if section is None:
+            ctx.report.converted(node, f"{attr} of {name}: its module is not in use")
+            continue
+        elements = attr == "lockAllElementsExcept"
+        keys = [k for k, is_element in _section_keys(section) if is_element is elements]
+        open_keys = {convert.snake(n) for n in kept}
+        unknown = sorted(n for n in kept if convert.snake(n) not in dict(_section_keys(section)))
+        locked = [k for k in keys if k not in open_keys]
+        for key_name in locked:
+            if f"{name}.{key_name}" not in ctx.locks:
+                block.set(f"{name}.{key_name}", "deny", f"{node.where} <{node.path}> {attr}")
+        kind = "tables and lists" if elements else "settings"
+        how = (
+            f'{attr}: [lock] "{name}.KEY" = "deny" for each of its {kind} but '
+            f"{', '.join(sorted(open_keys & set(keys))) or 'none'}: {', '.join(locked) or 'none'}"
+            " (a key Colonnade adds later is not locked)"
+        )
+        if unknown:
+            how += f"; {', '.join(unknown)}: no such key in {name}"
+        ctx.report.changed(node, how)
+
+
+def _section_keys(section: type[Section]) -> list[tuple[str, bool]]:
+    """The section's keys, each with whether it is an element (a table or list) in IIS's
+    sense rather than an attribute (a single setting)."""
+    info: Any = msgspec.inspect.type_info(section)
+    found = []
+    for item in info.fields:
+        kind = item.type
+        if isinstance(kind, msgspec.inspect.UnionType):
+            kind = next(
+                (t for t in kind.types if not isinstance(t, msgspec.inspect.NoneType)), kind
+            )
+        element = isinstance(
+            kind, msgspec.inspect.ListType | msgspec.inspect.DictType | msgspec.inspect.StructType
+        )
+        found.append((item.encode_name, element))
+    return found
+
+
+def _path_locks(
+    ctx: Context, sections: dict[str, type[Section]], web_sections: dict[str, Node], block: Block
+) -> None:
+    """``overrideMode`` of a ``location`` with a path. ``[lock]`` is server-wide: a
+    deny becomes the server's when no imported web.config sets the section (stricter
+    than IIS: every web.toml is denied it), else it is not written; an allow needs
+    nothing unless the section is locked by default, when it is opened only where an
+    imported web.config needs it (below)."""
+    for name, mode, node, path in ctx.path_locks:
+        section = sections.get(name)
+        if section is None:
+            ctx.report.converted(node, f"overrideMode {mode} for {path}: {name} is not in use")
+        elif mode == "deny" and name in web_sections:
+            ctx.report.skipped(
+                node,
+                f"overrideMode Deny for {path}: [lock] is server-wide, and"
+                f" {web_sections[name].where} sets {name} (nearest: [lock] {name} ="
+                ' "deny", once that web.toml no longer needs it)',
+            )
+        elif mode == "deny":
+            if name not in ctx.locks:
+                block.set(name, "deny", f"{node.where} <{node.path}>")
+            ctx.report.changed(
+                node,
+                f'overrideMode Deny for {path}: [lock] {name} = "deny" for every web.toml, not'
+                " only those below it ([lock] is server-wide; no imported web.config sets it)",
+            )
+        elif ctx.locks.get(name, ("",))[0] == "deny":
+            ctx.report.changed(
+                node,
+                f"overrideMode Allow for {path}: {name} stays denied to every web.toml"
+                " ([lock] is server-wide and denies it)",
+            )
+        elif not section.locked or name in web_sections:
+            ctx.report.converted(
+                node,
+                f"overrideMode Allow for {path}: web.toml files may set {name}"
+                + (" (opened below for the web.config that sets it)" if section.locked else ""),
+            )
+        else:
+            ctx.report.changed(
+                node,
+                f"overrideMode Allow for {path}: {name} stays locked (Colonnade's default, as"
+                f' IIS\'s): [lock] {name} = "allow" would open it for every site;'
+                " set it when a web.toml below needs it",
+            )
 
 
 def write(outputs: Outputs) -> list[str]:

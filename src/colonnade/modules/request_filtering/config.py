@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from functools import cached_property
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 import msgspec
 from msgspec import Meta
@@ -45,6 +45,25 @@ NonNegative = Annotated[int, Meta(ge=0)]
 _FRAMING = frozenset({"content-length", "transfer-encoding"})
 
 
+class FilteringRule(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    """One IIS ``filteringRule``: strings refused in the parts of a request it scans."""
+
+    name: Annotated[str, Meta(min_length=1)]
+    """A label; also the key ``remove`` names the rule by."""
+    scan_url: bool = False
+    """Look in the path: as sent, decoded once, and canonical."""
+    scan_query_string: bool = False
+    """Look in the query string (and its decoded form with ``unescape_query_string``)."""
+    scan_headers: list[HeaderName] = []
+    """Request headers whose values are looked in."""
+    applies_to: list[Extension] = []
+    """File extensions of the URL the rule is for (``.`` no extension); empty: every URL."""
+    deny_strings: list[Sequence] = []
+    """Substrings refused, without regard to case."""
+
+
 class RequestFilteringSection(Section, frozen=True, dict=True):
     """Request filtering settings (IIS ``requestFiltering``); defaults are IIS's.
 
@@ -65,6 +84,9 @@ class RequestFilteringSection(Section, frozen=True, dict=True):
     - ``deny_url_sequences``: substrings refused in the raw and the decoded path,
       case-insensitively → 404.5. ``deny_query_string_sequences`` → 404.18, on
       the raw query and (``unescape_query_string``) its decoded form.
+    - ``filtering_rules``: each rule refuses its ``deny_strings`` (any case) in the
+      parts it scans (path, query string, named headers) of URLs with the
+      extensions it ``applies_to`` (all when empty) → 404.19.
     - ``verbs`` with ``allow_unlisted_verbs`` → 404.6. Any method token can be
       listed; the match ignores case, so a denied ``TRACE`` also refuses ``trace``.
 
@@ -88,6 +110,7 @@ class RequestFilteringSection(Section, frozen=True, dict=True):
     deny_query_string_sequences: list[Sequence] = []
     allow_unlisted_verbs: bool = True
     verbs: dict[Verb, bool] = {}
+    filtering_rules: list[FilteringRule] = []
 
     def __post_init__(self) -> None:
         for name in self.header_limits:
@@ -112,6 +135,7 @@ class Rules:
         "check_high_bit",
         "clean_paths",
         "extensions",
+        "filtering",
         "header_watch",
         "limits_headers",
         "max_content_length",
@@ -173,6 +197,10 @@ class Rules:
         query = "|".join(re.escape(s) for s in section.deny_query_string_sequences)
         self.query_scan = re.compile(query.encode("utf-8"), re.IGNORECASE) if query else None
 
+        self.filtering = tuple(
+            compile_filtering_rule(rule) for rule in section.filtering_rules if rule.deny_strings
+        )
+
         # Header name → limit. Content-Length and Transfer-Encoding join the same
         # table (negative markers) so one pass over the headers serves every rule.
         watch = {
@@ -187,3 +215,29 @@ class Rules:
 #: Markers in :attr:`Rules.header_watch` for the two framing headers.
 CONTENT_LENGTH = -1
 TRANSFER_ENCODING = -2
+
+
+class CompiledFilteringRule(NamedTuple):
+    """A :class:`FilteringRule` made ready for the per-request check."""
+
+    scan_url: bool
+    scan_query: bool
+    headers: frozenset[bytes]
+    """Lower-cased header names, as the request holds them."""
+    extensions: frozenset[str] | None
+    """Lower-cased; None: every URL."""
+    text: re.Pattern[str]
+    raw: re.Pattern[bytes]
+
+
+def compile_filtering_rule(rule: FilteringRule) -> CompiledFilteringRule:
+    """One alternation of the rule's deny strings, for text and for raw bytes."""
+    strings = "|".join(re.escape(s) for s in rule.deny_strings)
+    return CompiledFilteringRule(
+        scan_url=rule.scan_url,
+        scan_query=rule.scan_query_string,
+        headers=frozenset(h.lower().encode("latin-1") for h in rule.scan_headers),
+        extensions=frozenset(e.lower() for e in rule.applies_to) if rule.applies_to else None,
+        text=re.compile(strings, re.IGNORECASE),
+        raw=re.compile(strings.encode("utf-8"), re.IGNORECASE),
+    )

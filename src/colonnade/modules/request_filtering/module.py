@@ -41,6 +41,7 @@ _HEADER_TOO_LARGE = (431, 0, "a request header is too large or not allowed")
 _BAD_LENGTH = (400, 0, "the Content-Length is not a number")
 _BODY_TOO_LARGE = (413, 1, "the request body is too large")
 _HIDDEN_SEGMENT = (404, 8, "the URL contains a hidden segment")
+_FILTERING_RULE = (404, 19, "denied by a filtering rule")
 
 _ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 #: Raw paths remembered as having passed the path rules, per section, at most.
@@ -120,6 +121,8 @@ def refuse(rules: Rules, request: Request) -> Refusal | None:
         if len(clean) >= _CLEAN_PATHS_MAX:
             clean.clear()
         clean.add(raw)
+    if rules.filtering and _filtered(rules, request, query):
+        return _FILTERING_RULE
     body = request.body
     if body is EMPTY_BODY and not rules.limits_headers:
         return None
@@ -144,12 +147,39 @@ def _path_refusal(rules: Rules, path: str, raw: bytes) -> Refusal | None:
         return _URL_SEQUENCE
     extensions = rules.extensions
     if extensions is not None:
-        name = path[path.rfind("/") + 1 :]
-        dot = name.rfind(".")
-        allowed = extensions.get(name[dot:].lower() if dot >= 0 else ".")
+        allowed = extensions.get(_extension(path))
         if not (rules.unlisted_extension_allowed if allowed is None else allowed):
             return _EXTENSION
     return None
+
+
+def _extension(path: str) -> str:
+    """The lower-cased extension of the URL's last segment, ``.`` when it has none."""
+    name = path[path.rfind("/") + 1 :]
+    dot = name.rfind(".")
+    return name[dot:].lower() if dot >= 0 else "."
+
+
+def _filtered(rules: Rules, request: Request, query: bytes) -> bool:
+    """True when a filtering rule finds one of its strings. Per rule: at most three
+    scans of the path, two of the query and one of each header it names."""
+    path = request.path
+    extension: str | None = None
+    for rule in rules.filtering:
+        if rule.extensions is not None:
+            if extension is None:
+                extension = _extension(path)
+            if extension not in rule.extensions:
+                continue
+        if rule.scan_url and _has_sequence(rule.text, rule.raw, path, request.raw_path):
+            return True
+        if rule.scan_query and query and _query_denied(rule.raw, rules.unescape_query, query):
+            return True
+        if rule.headers:
+            for name, value in request.headers:
+                if name in rule.headers and rule.raw.search(value) is not None:
+                    return True
+    return False
 
 
 def _has_sequence(

@@ -241,9 +241,18 @@ class RewriteSection(Section, frozen=True, dict=True):
         Annotated[str, Meta(pattern=_NAME_PATTERN, description=_VARIABLE_NAME)]
     ] = msgspec.field(default_factory=list)
     """The server variables `rules` may set (IIS `allowedServerVariables`)."""
+    outbound_rules: list[OutboundRule] = msgspec.field(default_factory=list)
+    """IIS `outboundRules` on response headers, run on every response of this
+    subtree as its head is sent (after `custom_headers`, before compression).
+    A `web.toml` list replaces the inherited one; `{ add = [...] }` adds to it."""
+    preconditions: dict[
+        Annotated[str, Meta(min_length=1, description="a precondition name")], Precondition
+    ] = msgspec.field(default_factory=dict)
+    """Named response tests (`[rewrite.preconditions.IsHTML]`) outbound rules name."""
 
     def __post_init__(self) -> None:
         _ = self.parsed  # a malformed rule fails at load, naming its key
+        _check_outbound(self.outbound_rules, self.preconditions)
 
     @cached_property
     def parsed(self) -> tuple[tuple[ParsedRule, ...], tuple[ParsedRule, ...]]:
@@ -251,7 +260,15 @@ class RewriteSection(Section, frozen=True, dict=True):
         return (_parse_list(self.global_rules, "global_rules"), _parse_list(self.rules, "rules"))
 
     def check_level(self, effective: RewriteSection) -> None:
-        """The maps and server variables this level's rules name exist at its path."""
+        """The maps and server variables this level's rules name exist at its path,
+        and so do the preconditions its outbound rules name."""
+        for i, rule in enumerate(self.outbound_rules):
+            if rule.precondition and rule.precondition not in effective.preconditions:
+                known = ", ".join(sorted(effective.preconditions)) or "none is defined"
+                raise SettingError(
+                    f"outbound_rules[{i}].precondition",
+                    f"no precondition named {rule.precondition!r} here ({known})",
+                )
         global_rules, rules = self.parsed
         check_references(
             global_rules,
@@ -260,6 +277,130 @@ class RewriteSection(Section, frozen=True, dict=True):
             effective.allowed_server_variables,
             setters=effective.parsed[0],
         )
+
+
+#: Response headers outbound rules may not set, and why.
+_NOT_REWRITABLE = {
+    **dict.fromkeys(
+        ("CONTENT_LENGTH", "TRANSFER_ENCODING", "CONNECTION", "UPGRADE", "TRAILER"),
+        "frames the response: the protocol layer writes it",
+    ),
+    "SERVER": "is written by the server: [server] server_header (empty: none is sent)",
+    "DATE": "is written by the server from its clock",
+}
+_RESPONSE_VARIABLE = r"^RESPONSE_[A-Za-z0-9_]+$"
+
+
+class OutboundAction(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    """What an outbound rule does: ``rewrite`` the header to ``value``, or ``none``."""
+
+    type: Literal["rewrite", "none"]
+    value: str = ""
+    """The header's new value: a template (``{R:1}``, ``{C:1}``, ``{HTTP_HOST}``,
+    ``{RESPONSE_STATUS}``...)."""
+
+
+class Precondition(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    """A named test of the response an outbound rule may require (IIS ``preCondition``)."""
+
+    logical_grouping: Literal["match_all", "match_any"] = "match_all"
+    """Every condition must hold (``match_all``), or one (``match_any``)."""
+    pattern_syntax: PatternSyntax = "regex"
+    """How the conditions' patterns read: ``regex``, ``wildcard`` or ``exact``."""
+    conditions: list[Condition] = msgspec.field(default_factory=list)
+    """Inputs such as ``{RESPONSE_CONTENT_TYPE}`` with a pattern each."""
+
+
+class OutboundRule(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    """An IIS outbound rule on a response header (``match serverVariable``): body
+    rewriting (``filterByTags``) has no counterpart."""
+
+    name: Annotated[str, Meta(min_length=1)]
+    """A label; collection operations (``remove``) name the rule by it."""
+    enabled: bool = True
+    """False: the rule is kept but never runs."""
+    server_variable: Annotated[
+        str,
+        Meta(
+            pattern=_RESPONSE_VARIABLE,
+            description="a response header as IIS names it: 'RESPONSE_Location'",
+        ),
+    ]
+    """The response header matched and rewritten: ``RESPONSE_`` and its name with
+    ``_`` for ``-`` (``RESPONSE_Set_Cookie``). A header sent on several lines is
+    matched line by line; a missing one matches as the empty string."""
+    pattern: str
+    """Matched against the header's value (``{R:n}`` its groups)."""
+    pattern_syntax: PatternSyntax = "regex"
+    """How ``pattern`` and the conditions' patterns read: ``regex``, ``wildcard``, ``exact``."""
+    negate: bool = False
+    """The rule applies where the pattern does not match (it then captures nothing)."""
+    ignore_case: bool = True
+    """Match the pattern without regard to case."""
+    precondition: str = ""
+    """The name of a ``[rewrite.preconditions]`` entry the response must meet."""
+    logical_grouping: Literal["match_all", "match_any"] = "match_all"
+    """Every condition must hold (``match_all``), or one (``match_any``)."""
+    track_all_captures: bool = False
+    """``{C:n}`` numbers the groups of every condition that matched, not the last's."""
+    conditions: list[Condition] = msgspec.field(default_factory=list)
+    """Inputs with a pattern each, on the request and the response (``{RESPONSE_STATUS}``)."""
+    action: OutboundAction
+    """``{ type = "rewrite", value = "..." }`` or ``{ type = "none" }``."""
+    stop_processing: bool = False
+    """No further outbound rule runs once this one matched."""
+
+
+def _check_outbound(rules: list[OutboundRule], preconditions: dict[str, Precondition]) -> None:
+    # Keys relative to the section, so that the error names the rule's place.
+    for name, pre in preconditions.items():
+        where = f"preconditions.{name}.conditions"
+        _pattern_conditions(pre.conditions, pre.pattern_syntax, where, -1)
+    for i, rule in enumerate(rules):
+        key = f"outbound_rules[{i}]"
+        why = _NOT_REWRITABLE.get(rule.server_variable[9:].upper())
+        if why is not None:
+            raise SettingError(f"{key}.server_variable", f"{rule.server_variable} {why}")
+        try:
+            _, groups, _ = compile_pattern(rule.pattern, rule.pattern_syntax, rule.ignore_case)
+        except (re.error, ValueError) as exc:
+            raise SettingError(f"{key}.pattern", f"{rule.pattern!r}: {exc}") from None
+        captured = _pattern_conditions(
+            rule.conditions, rule.pattern_syntax, f"{key}.conditions", -1 if rule.negate else groups
+        )
+        if rule.action.type == "rewrite":
+            value = _template(rule.action.value, f"{key}.action.value")
+            c_groups = _captured(captured, rule, final=True)
+            _check_refs(value, f"{key}.action.value", -1 if rule.negate else groups, c_groups)
+        elif rule.action.value:
+            raise SettingError(f"{key}.action.value", "a none action takes no value")
+
+
+def _pattern_conditions(
+    conditions: list[Condition], syntax: str, key: str, r_groups: int
+) -> list[int]:
+    """Check conditions that test a response (each needs a pattern: there is no file
+    to look at); the groups each one that can capture has, in order."""
+    captured: list[int] = []
+    for j, cond in enumerate(conditions):
+        where = f"{key}[{j}]"
+        if cond.match_type != "pattern" or cond.pattern is None:
+            raise SettingError(where, "an outbound condition needs a pattern (no is_file here)")
+        template = _template(cond.input, f"{where}.input")
+        _check_refs(template, f"{where}.input", r_groups, max(captured, default=-1))
+        try:
+            _, groups, _ = compile_pattern(cond.pattern, syntax, cond.ignore_case)
+        except (re.error, ValueError) as exc:
+            raise SettingError(f"{where}.pattern", f"{cond.pattern!r}: {exc}") from None
+        if not cond.negate:
+            captured.append(groups)
+    return captured
 
 
 def check_references(
@@ -508,7 +649,7 @@ def _template(text: str, key: str) -> Template:
         raise SettingError(key, str(exc)) from None
 
 
-def _captured(groups: list[int], rule: Rule, *, final: bool = False) -> int:
+def _captured(groups: list[int], rule: Rule | OutboundRule, *, final: bool = False) -> int:
     """The highest ``{C:n}`` available after conditions capturing ``groups`` each
     (-1: none). ``final``: after all the conditions, with match_all the last one
     that captures; else (a condition's input, match_any) any one of them."""

@@ -22,6 +22,8 @@ How this works:
   URL got there). Rules that send the URL back and forth between two folders
   would do that forever: past ``MAX_REMAPS`` the request ends in a 500.50
   naming the rule, with a log line.
+- Outbound rules (response headers) run in a SEND_RESPONSE hook, from the
+  effective section of the request's path: see ``outbound.py``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ from colonnade.modules.rewrite.config import (
     RewriteSection,
     check_references,
 )
+from colonnade.modules.rewrite.outbound import CompiledOutbound
+from colonnade.modules.rewrite.outbound import apply as apply_outbound
+from colonnade.modules.rewrite.outbound import compile_rules as compile_outbound
 from colonnade.modules.rewrite.rules import (
     ABORT,
     CUSTOM,
@@ -86,6 +91,11 @@ class UrlRewrite(Module):
         # id(SectionSet) → (the SectionSet, its program): made in provision for
         # every level path; a SectionSet is one object per set of levels.
         self.programs: dict[int, tuple[object, Program]] = {}
+        # id(RewriteSection) → (the section, its compiled outbound rules).
+        self.outbound: dict[int, tuple[RewriteSection, tuple[CompiledOutbound, ...]]] = {}
+        # Whether any level of the applications provisioned has outbound rules:
+        # without any, a response costs this module one attribute test.
+        self.any_outbound = False
 
     def provision(self, app: Application) -> None:
         """Compile the global rules and the program of every level path."""
@@ -97,10 +107,14 @@ class UrlRewrite(Module):
             self.global_rules = RuleSet("/", compiled)
         for path in app.level_paths():
             self._program(app, path)
+            if app.sections_for(path).get(RewriteSection).outbound_rules:
+                self.any_outbound = True
 
     def cleanup(self) -> None:
         """Forget the compiled rules."""
         self.programs.clear()
+        self.outbound.clear()
+        self.any_outbound = False
         self.global_rules = None
 
     def _program(self, app: Application, path: str) -> Program:
@@ -204,6 +218,18 @@ class UrlRewrite(Module):
             found = self.programs.get(id(ctx.sections))
             program = found[1] if found is not None else self._late_program(ctx)
         return CONTINUE
+
+    @hook(Stage.SEND_RESPONSE, priority=Priority.MEDIUM)
+    def send_response(self, ctx: Context) -> None:
+        """Outbound rules on the response headers (see ``outbound.py``)."""
+        if not self.any_outbound:
+            return
+        section = ctx.sections.get(RewriteSection)
+        if section.outbound_rules:
+            found = self.outbound.get(id(section))
+            if found is None or found[0] is not section:
+                found = self.outbound[id(section)] = (section, compile_outbound(section))
+            apply_outbound(found[1], ctx)
 
     def _late_program(self, ctx: Context) -> Program:
         # A set of levels provision did not see (not expected: every set of

@@ -170,35 +170,7 @@ class CompiledRule:
 
     def conditions_hold(self, state: State) -> bool:
         """Whether the conditions allow the rule to fire (``state.c``: the captures)."""
-        state.c = None
-        match_any = self.match_any
-        every: list[str] | None = [] if self.track_all else None
-        for cond in self.conditions:
-            value = cond.input(state)
-            if cond.test is not None:
-                found = cond.test(value)
-                if cond.negate:
-                    ok = found is None
-                else:
-                    ok = found is not None
-                    if found is not None:
-                        if every is None:
-                            state.c = found
-                        else:
-                            if not every:
-                                every.append(found.group(0))
-                            every.extend(g or "" for g in found.groups())
-                            state.c = Captures(every)
-            elif cond.is_file:
-                ok = os.path.isfile(value) != cond.negate
-            else:
-                ok = os.path.isdir(value) != cond.negate
-            if ok:
-                if match_any:
-                    return True
-            elif not match_any:
-                return False
-        return not match_any
+        return conditions_hold(self.conditions, self.match_any, self.track_all, state)
 
     def set_variables(self, state: State) -> None:
         """Set the rule's server variables: ``HTTP_*`` as request headers."""
@@ -224,6 +196,41 @@ class CompiledRule:
                 table: dict[str, str] = ctx.items.setdefault(SERVER_VARIABLES_ITEM, {})
                 if replace or name not in table:
                     table[name] = value
+
+
+def conditions_hold(
+    conditions: tuple[CompiledCondition, ...], match_any: bool, track_all: bool, state: State
+) -> bool:
+    """Whether ``conditions`` hold for ``state`` (all, or with ``match_any`` one);
+    ``state.c`` gets the captures (of every matching one with ``track_all``)."""
+    state.c = None
+    every: list[str] | None = [] if track_all else None
+    for cond in conditions:
+        value = cond.input(state)
+        if cond.test is not None:
+            found = cond.test(value)
+            if cond.negate:
+                ok = found is None
+            else:
+                ok = found is not None
+                if found is not None:
+                    if every is None:
+                        state.c = found
+                    else:
+                        if not every:
+                            every.append(found.group(0))
+                        every.extend(g or "" for g in found.groups())
+                        state.c = Captures(every)
+        elif cond.is_file:
+            ok = os.path.isfile(value) != cond.negate
+        else:
+            ok = os.path.isdir(value) != cond.negate
+        if ok:
+            if match_any:
+                return True
+        elif not match_any:
+            return False
+    return not match_any
 
 
 class RuleSet:
@@ -357,11 +364,27 @@ def _address(pair: tuple[Any, ...] | None, index: int) -> str:
     return str(pair[index]) if pair else ""
 
 
+def response_variable(name: str) -> Getter:
+    """``RESPONSE_STATUS``, or ``RESPONSE_<HEADER>``: a response header (the lines of
+    a repeated one joined by ``, ``), for outbound rules."""
+    if name == "RESPONSE_STATUS":
+        return lambda state: str(state.ctx.response.status)
+    field = name[9:].lower().replace("_", "-").encode("ascii")
+
+    def response_header(state: State) -> str:
+        values = [v for k, v in state.ctx.response.headers if k == field]
+        return b", ".join(values).decode("latin-1")
+
+    return response_header
+
+
 def variable(name: str) -> Getter:
     """The getter of server variable ``name`` (upper case; checked at load)."""
     found = _VARIABLES.get(name)
     if found is not None:
         return found
+    if name.startswith("RESPONSE_"):
+        return response_variable(name)
     if name.startswith("HTTP_"):
         field = header_name(name)
 
