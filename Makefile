@@ -120,8 +120,8 @@ clean:
 
 # Slow-client attacks (slowhttptest: slowloris, slow body, slow read, range header) at
 # 1,000 connections against `colonnade serve --workers 2` and nginx, a good client
-# measuring; ~8 minutes, loopback only. Writes its section of bench/RELIABILITY.md
-# (ATTACK_ARGS=--help for the options; nginx comes from bench/setup.sh).
+# measuring, then a memory check; ~9 minutes, loopback only. Writes its section of
+# bench/RELIABILITY.md (ATTACK_ARGS=--help for the options; nginx: bench/setup.sh).
 .PHONY: attack
 attack: $(STAMP) sysdeps
 	$(BIN)/python bench/reliability/attack.py $(ATTACK_ARGS)

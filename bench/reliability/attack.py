@@ -1,6 +1,6 @@
 """Slow-client attacks with slowhttptest against Colonnade and nginx, on loopback only.
 
-    make attack                                          (everything, ~8 minutes)
+    make attack                                          (everything, ~9 minutes)
     .venv/bin/python bench/reliability/attack.py [options]
 
 Each attack of Debian's ``slowhttptest`` runs at ``--connections`` (1,000) against a
@@ -29,7 +29,9 @@ failing after ``--timeout`` seconds; it measures ``--baseline`` seconds before t
 attack (its baseline, same server, same run), ``--measure`` seconds once the attack
 holds its connections, and 5 s after the attack ended (recovery). The server's RSS
 (master and workers, summed) is sampled twice a second; its worker PIDs are
-compared before and after (a worker that died was replaced).
+compared before and after (a worker that died was replaced). Last, a memory check:
+``--rounds`` rounds of one attack (``--rounds-attack``, slow read) against one
+Colonnade, its RSS and open descriptors after each round: settling, or growing.
 
 The results go into ``--out`` (bench/RELIABILITY.md), between the markers
 ``<!-- attack:begin -->`` and ``<!-- attack:end -->``, the rest of the file left as
@@ -342,9 +344,14 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def slowhttptest_argv(
-    attack: Attack, port: int, args: argparse.Namespace, prefix: Path
+    attack: Attack,
+    port: int,
+    args: argparse.Namespace,
+    prefix: Path,
+    length: int | None = None,
 ) -> list[str]:
-    length = ramp_seconds(args) + math.ceil(args.measure) + 2
+    if length is None:
+        length = ramp_seconds(args) + math.ceil(args.measure) + 2
     return [
         "slowhttptest",
         *attack.flags,
@@ -511,7 +518,64 @@ def held(row: dict[str, Any]) -> str:
         return "n/a"
     if ATTACKS[row["attack"]].burst:
         return f"{stats['closed']} answered"
-    return f"{stats['held_peak']} held"
+    closed = f", {stats['closed']} closed by the server" if stats["closed"] else ""
+    return f"{stats['held_peak']} held{closed}"
+
+
+def established(port: int) -> int:
+    """Established TCP connections to ``port`` on the server's side (the kernel's view:
+    accepted, or still in the backlog)."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+            count += 1
+    return count
+
+
+def open_fds(pids: set[int]) -> int:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += len(os.listdir(f"/proc/{pid}/fd"))
+    return total
+
+
+async def run_rounds(server: str, attack: Attack, args: argparse.Namespace) -> dict[str, Any]:
+    """``args.rounds`` rounds of ``attack`` against one server, one after the other:
+    whether its RSS settles (memory returned, or at least reused) or grows each round.
+    After each round: RSS and open descriptors once the attack's connections are gone."""
+    row: dict[str, Any] = {"server": server, "attack": attack.name, "rounds": []}
+    try:
+        target = start(server, args)
+    except (OSError, RuntimeError) as exc:
+        return row | {"error": f"failed to start: {exc}"}
+    try:
+        pids = target.pids()
+        row["idle"] = (target.rss()[0], open_fds(pids))
+        for n in range(args.rounds):
+            prefix = OUT / f"rounds-{attack.name}-{server}-{n}"
+            argv = slowhttptest_argv(attack, target.port, args, prefix, length=args.round_seconds)
+            row["attack_cmd"] = argv
+            with (OUT / f"{prefix.name}.out").open("wb") as out:
+                proc = harness.spawn(argv, stdout=out, stderr=subprocess.STDOUT)
+            deadline = time.monotonic() + args.round_seconds + 20
+            while proc.poll() is None and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.2)
+            harness.stop(proc, grace=1.0)
+            deadline = time.monotonic() + 20
+            while established(target.port) and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.2)
+            row["rounds"].append((target.rss()[0], open_fds(pids)))
+        row["died"] = len(pids - target.pids())
+    finally:
+        target.stop()
+    harness.log(
+        f"rounds of {attack.name} against {server}: RSS "
+        + " -> ".join(_mib(r[0]) for r in [row["idle"], *row["rounds"]])
+        + f"; fds {row['idle'][1]} -> {row['rounds'][-1][1] if row['rounds'] else '?'}"
+    )
+    return row
 
 
 # ======================================================================================
@@ -548,7 +612,12 @@ def verdict(row: dict[str, Any], args: argparse.Namespace) -> str:
     return "met" if not misses else "missed: " + ", ".join(misses)
 
 
-def render(rows: list[dict[str, Any]], meta: dict[str, Any], args: argparse.Namespace) -> str:
+def render(
+    rows: list[dict[str, Any]],
+    memory: dict[str, Any] | None,
+    meta: dict[str, Any],
+    args: argparse.Namespace,
+) -> str:
     out = [
         BEGIN,
         "## Slow-client attacks (slowhttptest)",
@@ -596,10 +665,30 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any], args: argparse.Name
     ]
     if failures:
         out += ["", "Failed good-client requests during the attacks:", "", *failures]
+    if memory and memory.get("rounds"):
+        points = [memory["idle"], *memory["rounds"]]
+        out += [
+            "",
+            f"Memory over repeated attacks: {len(memory['rounds'])} rounds of the "
+            f"{ATTACKS[memory['attack']].title} attack ({args.connections} connections, "
+            f"{args.round_seconds} s each) against one {memory['server']} server, measured once "
+            "each round's connections were gone (idle first):",
+            "",
+            "| | "
+            + " | ".join(["idle", *(f"round {i + 1}" for i in range(len(points) - 1))])
+            + " |",
+            "|---" * (len(points) + 1) + "|",
+            "| RSS | " + " | ".join(_mib(p[0]) for p in points) + " |",
+            "| open descriptors | " + " | ".join(str(p[1]) for p in points) + " |",
+            "",
+            f"Processes died: {memory.get('died', 'n/a')}.",
+        ]
+    elif memory and "error" in memory:
+        out += ["", f"Memory over repeated attacks: n/a ({memory['error']})."]
     out += ["", "Notes:", ""] + [f"- {n}" for n in NOTES]
     out += [
         "",
-        "Rerun (from the repository root; loopback only, about 8 minutes; `make attack` "
+        "Rerun (from the repository root; loopback only, about 9 minutes; `make attack` "
         "installs slowhttptest through the Makefile's SYSDEPS first):",
         "",
         "```sh",
@@ -630,6 +719,9 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any], args: argparse.Name
             if text not in seen:
                 seen.add(text)
                 out.append(text)
+    if memory and memory.get("attack_cmd"):
+        text = shlex.join(memory["attack_cmd"]).replace(str(REPO) + "/", "")
+        out.append(re.sub(rf"{HOST}:\d+", f"{HOST}:PORT", re.sub(r"-\d+ ", "-N ", text)))
     out += ["```", "", "Raw numbers: `bench/out/reliability/attack-*.json`.", END]
     return "\n".join(out) + "\n"
 
@@ -637,11 +729,21 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any], args: argparse.Name
 #: What a reader needs to read the table right; kept with the script that writes it.
 NOTES = [
     "Attack size: slowhttptest's own count of the most attack connections open at once "
-    "(`held`; a server that closes them early, on a header timeout, holds fewer), or for "
-    "the range attack, whose connections end once answered, the requests answered.",
+    "(`held`; `closed by the server`: those the server ended while the attack ran, as "
+    "Colonnade's 30 s header timeout ends a slowloris head with 408), or for the range "
+    "attack, whose connections end once answered, the requests answered.",
+    "Found and fixed: before commit 637833b the slow-body attack left the good client "
+    "54.5 % (every `POST /upload` timed out, static files unaffected): bodies declared "
+    "over 64 KiB were streamed to the WSGI application, each slow upload holding one of "
+    "its 8 threads per worker. `[wsgi] buffer_request_body` is now true by default (the "
+    "body is read on the loop before a thread is taken, as nginx buffers before it "
+    "proxies); tests/handlers/wsgi/test_wsgi_live.py::test_slow_uploads_hold_no_thread.",
     "The minimum data rate (request bodies, response sending: IIS `minBytesPerSecond`) "
     "and the per-client connection cap land with branch `slowclient`; the slow-body and "
-    "slow-read rows are measured without them. Rerun `make attack` once it is merged.",
+    "slow-read rows are measured without them (Colonnade holds every slow-read "
+    "connection as long as the client keeps reading). Rerun `make attack` once it is merged.",
+    "On a shared machine (load average well above the 2 CPUs) the latency ratios move "
+    "from run to run by some tenths; success, RSS and processes are the firm results.",
 ]
 
 
@@ -692,6 +794,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         " .venv-compiled/bin/colonnade for the compiled one)",
     )
     p.add_argument("--start-timeout", type=float, default=20.0)
+    p.add_argument(
+        "--rounds", type=int, default=5, help="rounds of the memory check (0: none; default 5)"
+    )
+    p.add_argument("--rounds-attack", default="slowread", help="the memory check's attack")
+    p.add_argument("--round-seconds", type=int, default=12, help="each round's length (s)")
     p.add_argument("--max-minutes", type=float, default=12.0, help="hard bound on the whole run")
     p.add_argument("--out", default=str(RELIABILITY), help="the report file, or - to print only")
     args = p.parse_args(argv)
@@ -732,10 +839,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     began = time.monotonic()
     rows: list[dict[str, Any]] = []
+    memory: dict[str, Any] | None = None
     try:
         for name in args.attacks:
             for server in args.servers:
                 rows.append(asyncio.run(run_one(server, ATTACKS[name], args)))
+        if args.rounds and "colonnade" in args.servers:
+            memory = asyncio.run(run_rounds("colonnade", ATTACKS[args.rounds_attack], args))
     except (KeyboardInterrupt, harness.AbortError) as exc:
         harness.log(f"aborted: {exc!r}; the rows measured so far are reported")
     finally:
@@ -750,7 +860,7 @@ def main(argv: list[str] | None = None) -> int:
             indent=1,
         )
     )
-    section = render(rows, meta, args)
+    section = render(rows, memory, meta, args)
     if args.out == "-":
         print(section)
     else:

@@ -21,7 +21,7 @@ from tests.support.wait import PATIENCE, wait_for
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
-from reliability.attack import APP, ATTACKS, HERE, good_client, summary  # noqa: E402
+from reliability.attack import APP, ATTACKS, HERE, established, good_client, summary  # noqa: E402
 
 pytestmark = [
     pytest.mark.e2e,
@@ -32,17 +32,6 @@ pytestmark = [
 ]
 
 CONNECTIONS = 200
-
-
-def established(port: int) -> int:
-    """Established TCP connections to ``port`` on the server's side (the kernel's view:
-    accepted or still in the backlog)."""
-    count = 0
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
-            count += 1
-    return count
 
 
 def test_slowloris_leaves_a_good_client_every_answer(tmp_path: Path) -> None:
