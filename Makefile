@@ -35,11 +35,12 @@ test: $(STAMP) sysdeps lint
 # A package with no command (a PHP application, a PHP extension) is named by an
 # absolute path or pattern to a file it installs: Adminer (a real PHP application,
 # browser-tested) and PHP's SQLite extension (its database for that test).
+# slowhttptest: the slow-client attacks (make attack, and a short slowloris in the suite).
 SYSDEPS := chromium:chromium htpasswd:apache2-utils krb5kdc:krb5-kdc \
 	kadmin.local:krb5-admin-server kinit:krb5-user redis-server:redis-server \
 	krb5-config:libkrb5-dev cc:gcc testssl:testssl.sh h2load:nghttp2-client \
 	php-cgi:php-cgi php-fpm*:php-fpm /usr/share/adminer/adminer.php:adminer \
-	/usr/lib/php/*/pdo_sqlite.so:php-sqlite3
+	/usr/lib/php/*/pdo_sqlite.so:php-sqlite3 slowhttptest:slowhttptest
 
 sysdeps:
 	@set -f; missing=""; for pair in $(SYSDEPS); do \
@@ -116,6 +117,14 @@ test-compiled: compiled
 
 clean:
 	rm -rf $(VENV) $(CVENV) build .mypy_cache .ruff_cache .pytest_cache
+
+# Slow-client attacks (slowhttptest: slowloris, slow body, slow read, range header) at
+# 1,000 connections against `colonnade serve --workers 2` and nginx, a good client
+# measuring, then a memory check; ~9 minutes, loopback only. Writes its section of
+# bench/RELIABILITY.md (ATTACK_ARGS=--help for the options; nginx: bench/setup.sh).
+.PHONY: attack
+attack: $(STAMP) sysdeps
+	$(BIN)/python bench/reliability/attack.py $(ATTACK_ARGS)
 
 # The web console's screenshots in docs/console/, taken by its browser tests.
 console-shots: $(STAMP) sysdeps

@@ -140,12 +140,22 @@ def test_environ_helpers() -> None:
 # -- request bodies -------------------------------------------------------------------------
 
 
+#: Bodies over 64 KiB: read whole before the application runs (the default), or
+#: streamed to it as they arrive.
+BUFFERING = pytest.mark.parametrize("buffer", [True, False], ids=["buffered", "streamed"])
+
+
+def buffering(buffer: bool) -> dict[str, dict[str, Any]]:
+    return {"wsgi": {"buffer_request_body": buffer}}
+
+
+@BUFFERING
 @pytest.mark.parametrize("size", [0, 10, 65536, 65537, 300_000])
-def test_request_body_read_in_pieces(size: int) -> None:
+def test_request_body_read_in_pieces(size: int, buffer: bool) -> None:
     import hashlib
 
     body = os.urandom(size)
-    with client(f"{APPS}:digest") as c:
+    with Client(engine(site_config(f"{APPS}:digest", sections=buffering(buffer)))) as c:
         response = c.post("/", body=body)
     assert response.text == f"{size} {hashlib.sha256(body).hexdigest()}"
 
@@ -159,10 +169,11 @@ def test_request_body_read_whole() -> None:
     assert response.text == f"200000 {hashlib.sha256(body).hexdigest()}"
 
 
-@pytest.mark.parametrize("size", [100, 100_000])  # prefetched, and streamed from the loop
-def test_readline_readlines_and_iteration(size: int) -> None:
+@BUFFERING
+@pytest.mark.parametrize("size", [100, 100_000])  # prefetched, and over 64 KiB
+def test_readline_readlines_and_iteration(size: int, buffer: bool) -> None:
     body = b"first line\nabcdef\n" + b"".join(b"line %d\n" % i for i in range(size // 8))
-    with client(f"{APPS}:lines") as c:
+    with Client(engine(site_config(f"{APPS}:lines", sections=buffering(buffer)))) as c:
         response = c.post("/", body=body)
     got = json.loads(response.body)
     assert got["first"] == "first line\n"

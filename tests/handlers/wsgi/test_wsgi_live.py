@@ -67,10 +67,12 @@ def test_the_stdlib_validator_finds_nothing(tmp_path: Path) -> None:
             assert got.body == f"{len(body)} {hashlib.sha256(body).hexdigest()}".encode()
 
 
-def test_chunked_upload_streams_into_wsgi_input(tmp_path: Path) -> None:
+@pytest.mark.parametrize("buffer", [True, False], ids=["buffered", "streamed"])
+def test_chunked_upload_streams_into_wsgi_input(tmp_path: Path, buffer: bool) -> None:
     pieces = [os.urandom(n) for n in (1, 1000, 70_000, 300_000, 5)]
     data = b"".join(pieces)
-    with live(site_config(f"{APPS}:digest"), tmp_path) as server, Conn(server.port) as conn:
+    config = site_config(f"{APPS}:digest", sections={"wsgi": {"buffer_request_body": buffer}})
+    with live(config, tmp_path) as server, Conn(server.port) as conn:
         conn.send(_request("POST", "/", {"Transfer-Encoding": "chunked"}))
         for piece in pieces:
             conn.sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
@@ -143,3 +145,32 @@ def test_a_chunked_body_over_the_limit_is_413_1_not_the_apps_500(
     assert got.status == 413, got.body
     assert b"Error code: 413.1" in got.body
     assert b"app error" not in got.body
+
+
+def test_slow_uploads_hold_no_thread(tmp_path: Path) -> None:
+    # R.U.D.Y. (bench/reliability/attack.py, slowhttptest -B): uploads declaring a
+    # large body and sending it a few bytes at a time. Streamed to the application,
+    # each held one of its threads until the body timeout, and as many as there are
+    # threads left none for anyone else; buffered on the loop, they hold none.
+    config = site_config(f"{APPS}:digest", sections={"wsgi": {"threads": 2}})
+    slow: list[socket.socket] = []
+    with live(config, tmp_path) as server:
+        try:
+            for _ in range(6):
+                sock = socket.create_connection(("127.0.0.1", server.port))
+                sock.sendall(_request("POST", "/", {"Content-Length": "1000000"}) + b"a=b&")
+                slow.append(sock)
+            wait_for(
+                lambda: server.look(lambda state: len(state.connections)) >= 6,
+                PATIENCE,
+                "the six slow uploads connected",
+            )
+            for _ in range(3):  # more requests than threads
+                with Conn(server.port, timeout=10) as conn:
+                    conn.send(_request("POST", "/", {"Content-Length": "3"}) + b"abc")
+                    got = conn.response()
+                assert got.status == 200
+                assert got.body == f"3 {hashlib.sha256(b'abc').hexdigest()}".encode()
+        finally:
+            for sock in slow:
+                sock.close()

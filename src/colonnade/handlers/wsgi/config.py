@@ -21,9 +21,11 @@ class WsgiSection(Section, frozen=True):
 
     threads: Annotated[int, Meta(ge=1, le=1024)] = 8
     """Threads running the application (requests beyond this many wait their turn)."""
-    buffer_request_body: bool = False
+    buffer_request_body: bool = True
     """Read the whole request body before the application runs, so that a slow
-    upload holds no thread."""
+    upload holds no thread (as nginx buffers before it proxies). ``false`` streams
+    bodies over 64 KiB to the application as they arrive: each slow upload then
+    holds a thread, and ``threads`` of them leave none for other requests."""
     max_body_buffer: Annotated[int, Meta(ge=0, le=1 << 40)] = 1024 * 1024
     """With ``buffer_request_body``: bodies up to this many bytes stay in memory,
     larger ones are spooled to a temporary file."""

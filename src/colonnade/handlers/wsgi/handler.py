@@ -342,20 +342,28 @@ class WsgiHandler(Handler):
             raise
 
     async def _prefetch(self, environ: dict[str, Any], body: Body) -> Any:
-        # A small declared body, or any body when configured, is read here on the
-        # loop; otherwise None: the application streams it through the bridge.
+        # A small declared body, or any body when buffering (the default), is read
+        # here on the loop; otherwise None: the application streams it through the
+        # bridge, holding one of the pool's threads for as long as the client takes.
         length_text = environ.get("CONTENT_LENGTH")
         length = int(length_text) if length_text and length_text.isdigit() else -1
+        if 0 <= length <= _PREFETCH and "HTTP_EXPECT" not in environ:
+            return io.BytesIO(await body.read(-1))
         settings = self.settings
         if settings.buffer_request_body:
             # Closed by execute() once the application is done with it.
             spool = tempfile.SpooledTemporaryFile(max_size=settings.max_body_buffer)  # noqa: SIM115
-            async for chunk in body:
-                spool.write(chunk)
+            try:
+                async for chunk in body:
+                    spool.write(chunk)
+            except BaseException:
+                # over the limit (413), the client gone, a timeout: no application
+                # runs, so nobody else would close it (a temporary file, past the
+                # memory part)
+                spool.close()
+                raise
             spool.seek(0)
             return spool
-        if 0 <= length <= _PREFETCH and "HTTP_EXPECT" not in environ:
-            return io.BytesIO(await body.read(-1))
         return None
 
     # -- the application thread ----------------------------------------------------------
