@@ -125,10 +125,13 @@ class Server:
     # bench/out/www — and the server (nginx with an upstream block and keepalive, or
     # colonnade's handler.proxy from a generated server file) forwards every request to it
     proxy: str | None = None
-    # the operator's tools on (issue 21): a colonnade one that runs from a generated
-    # server file ({conf}, ops_conf) with an [admin] binding serving /metrics and the
-    # trace-rule site (failed request tracing, one rule matching nothing)
-    ops: bool = False
+    # the operator's tools (issue 21): a colonnade one that runs from a generated server
+    # file ({conf}, ops_conf) — "on": an [admin] binding serving /metrics, the trace-rule
+    # site (failed request tracing, one rule matching nothing), the request monitor and
+    # the metrics counters on (their default); "off": the same site and application
+    # with none of them ([server] request_monitor and metrics false, no [admin], the
+    # plain www folder)
+    ops: str | None = None
 
     @property
     def is_colonnade(self) -> bool:
@@ -209,7 +212,9 @@ SERVERS: dict[str, Server] = {
             fallback=_CF,
         ),
         # no fallback to --workers 0: without the master there is no /metrics to measure
-        Server("colonnade-asgi-ops", "colonnade", f"{_C} -c {{conf}} {_BC}", ops=True),
+        Server("colonnade-asgi-ops", "colonnade", f"{_C} -c {{conf}} {_BC}", ops="on"),
+        # its baseline: the same server file's way, every operator's tool switched off
+        Server("colonnade-asgi-ops-off", "colonnade", f"{_C} -c {{conf}} {_BC}", ops="off"),
         Server(
             "uvicorn",
             "uvicorn",
@@ -476,7 +481,7 @@ REWRITE = ("colonnade-static", f"colonnade-rewrite-{REWRITE_RULES}")
 #: issue #18's aim for the rule set: µs per request at most
 REWRITE_AIM_US = 5.0
 # asgi-hello without and with the operator's tools (issue #21): the base first.
-OPS = ("colonnade-asgi", "colonnade-asgi-ops")
+OPS = ("colonnade-asgi-ops-off", "colonnade-asgi-ops")
 
 # fmt: off
 WORKLOADS: list[Workload] = [
@@ -498,7 +503,7 @@ WORKLOADS: list[Workload] = [
     Workload("proxy-hello", "/", PROXY, aims=(("nginx-proxy", 0.8),), issue=19, about="asgi-hello from uvicorn (`--loop uvloop --http httptools`, started per row on a Unix socket of its own, pinned to the server CPU with the server) behind a reverse proxy: colonnade's handler.proxy (`upstream = \"unix:...\"`, its keep-alive pool) and nginx (`proxy_pass` to an upstream block with `keepalive 32`, `proxy_http_version 1.1`); access log on for both"),  # noqa: E501
     Workload("proxy-100m", "/100m.bin", PROXY_STATIC, connections=4, metric="transfer", aims=(("nginx-proxy-static", 0.8),), issue=19, about="a 100 MiB file from an nginx upstream (started per row on a Unix socket of its own, pinned with the server, access log off) through the reverse proxy: colonnade's handler.proxy and nginx `proxy_pass` (upstream keepalive, its default response buffering); throughput"),  # noqa: E501
     Workload("rewrite", "/1k.bin", REWRITE, issue=18, about=f"static-1k (colonnade-static) and the same file behind a web.toml enabling `rewrite` with {REWRITE_RULES} rules (regex, wildcard, exact), none matching (colonnade-rewrite-{REWRITE_RULES}, apps/make_rewrite.py): the per-request cost of the rule set"),  # noqa: E501
-    Workload("asgi-ops", "/", OPS, issue=21, about=f"asgi-hello (colonnade-asgi) and the same with the operator's tools on (colonnade-asgi-ops, from a server file): an `[admin]` binding serving the master's `/metrics` (signed in by a token; checked once at start, not scraped during the runs) and `tracing.failed_requests` with one rule matching no request ({TRACE_RULE_DIR}/web.toml). Both run under the master (`--workers 1`), so the request monitor's table and the metrics counters are kept in both: they have no switch; headline ops/plain, aim ≥ {OPS_AIM:g}x (issue #21)"),  # noqa: E501
+    Workload("asgi-ops", "/", OPS, issue=21, about=f"asgi-hello from a server file under the master (`--workers 1`), with every operator's tool switched off (colonnade-asgi-ops-off: `[server] request_monitor = false`, `metrics = false`, no `[admin]`, no trace rule) and on (colonnade-asgi-ops: the request monitor and the metrics counters on, an `[admin]` binding serving the master's `/metrics` — signed in by a token; checked once at start, not scraped during the runs — and `tracing.failed_requests` with one rule matching no request, {TRACE_RULE_DIR}/web.toml); headline on/off, aim ≥ {OPS_AIM:g}x (issue #21)"),  # noqa: E501
     Workload("modules", "/hello.txt", MODULES, about="13-byte file, default modules without the access log; modules-0: no trivial module, modules-10/-50: 10/50 trivial modules with a do-nothing hook on each of the 12 stages, modules-50-disabled: the trivial modules installed but none enabled, modules-50-post: 50 joining the 12 stages and their 11 post stages (23 hooks)"),  # noqa: E501
 ]
 # fmt: on
@@ -536,6 +541,7 @@ INSTRUCTION_PAIRS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "colonnade-asgi-py",
             "colonnade-asgi-trace-rule",
             "colonnade-asgi-ops",
+            "colonnade-asgi-ops-off",
             "uvicorn",
             "granian-asgi",
         ),
@@ -782,25 +788,36 @@ _PROXY_CONFS: dict[str, Path] = {}
 _OPS_CONFS: dict[str, Path] = {}
 
 
-def ops_conf(path: Path, port: int, admin_port: int) -> Path:
+def ops_conf(path: Path, port: int, admin_port: int, tools: bool = True) -> Path:
     """A server file like ``colonnade serve apps.asgi_hello:app --root TRACE_RULE_DIR
     --bind`` makes (the default modules, one site) plus an ``[admin]`` binding on
     ``admin_port`` whose token file, beside it, holds a token made now (mode 0600: the
-    master refuses a token file every user may read)."""
+    master refuses a token file every user may read). Without ``tools``: the request
+    monitor and the metrics counters off, no ``[admin]``, the plain www folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tokens = path.parent / "admin-tokens"
-    tokens.touch(mode=0o600)
-    tokens.chmod(0o600)
-    tokens.write_text(f"bench {secrets.token_urlsafe(24)}\n")
-    path.write_text(
-        f"""# generated by bench/run.py (ops_conf): asgi-hello with the operator's tools on
+    if tools:
+        tokens = path.parent / "admin-tokens"
+        tokens.touch(mode=0o600)
+        tokens.chmod(0o600)
+        tokens.write_text(f"bench {secrets.token_urlsafe(24)}\n")
+        head = f"""# generated by bench/run.py (ops_conf): asgi-hello with the operator's tools on
 [admin]
 bind = "{HOST}:{admin_port}"
 token_file = "{tokens.name}"
-
+"""
+        root = REPO / TRACE_RULE_DIR
+    else:
+        head = """# generated by bench/run.py (ops_conf): asgi-hello with the operator's tools off
+[server]
+request_monitor = false
+metrics = false
+"""
+        root = WWW
+    path.write_text(
+        f"""{head}
 [[sites]]
 name = "default"
-root = "{REPO / TRACE_RULE_DIR}"
+root = "{root}"
 bindings = ["{HOST}:{port}"]
 
   [[sites.applications]]
@@ -1175,7 +1192,9 @@ def start_server(
         admin_port = port + ADMIN_PORT_OFFSET
         if not port_free(admin_port):
             admin_port = free_port()
-        conf = ops_conf(REPO / OPS_DIR / f"colonnade-{port}.toml", port, admin_port)
+        conf = ops_conf(
+            REPO / OPS_DIR / f"colonnade-{port}.toml", port, admin_port, server.ops == "on"
+        )
         fmt["conf"] = os.path.relpath(conf, REPO)
         _OPS_CONFS.setdefault(server.name, conf)
     if server.tls and server.is_colonnade:
@@ -1219,7 +1238,7 @@ def start_server(
         run.aux, run.aux_argv = aux[0], aux[1]
         if run.error:
             stop_run(run)
-    if server.ops and run.error is None and not wrap:  # not under callgrind: it counts
+    if server.ops == "on" and run.error is None and not wrap:  # not under callgrind: it counts
         status, counted = metrics_status(REPO / fmt["conf"])
         log(f"  {name}: GET /metrics on the admin binding: HTTP {status}; {counted or '-'}")
         if status != 200:
@@ -2214,9 +2233,9 @@ def render_rewrite(results: list[tuple[Workload, list[Row]]]) -> list[str]:
 
 
 def ops_ratio(results: list[tuple[Workload, list[Row]]]) -> dict[str, float]:
-    """The asgi-ops workload: key → ops / plain, > 1 = the tools cost nothing: "rps"
-    the ratio of the median req/s, "cpu_per_req" the plain row's server CPU time per
-    request over the ops row's (median of each)."""
+    """The asgi-ops workload: key → on / off, > 1 = the tools cost nothing: "rps"
+    the ratio of the median req/s, "cpu_per_req" the off row's server CPU time per
+    request over the on row's (median of each)."""
     for w, rows in results:
         if w.name != "asgi-ops" or len(rows) != 2 or any(r.error for r in rows):
             continue
@@ -2238,10 +2257,10 @@ def render_ops(results: list[tuple[Workload, list[Row]]]) -> list[str]:
     cpu = ratio.get("cpu_per_req")
     verdict = "met" if ratio["rps"] >= OPS_AIM else "missed"
     return [
-        "Operator's tools (an admin binding serving /metrics, a trace rule matching "
-        "nothing; the request monitor and the metrics counters run in both rows): "
-        f"colonnade-asgi-ops / colonnade-asgi = {ratio['rps']:.3f} (req/s)"
-        + (f", {cpu:.3f} (server CPU time per request, plain/ops)" if cpu else "")
+        "Operator's tools (the request monitor, the metrics counters, an admin binding "
+        "serving /metrics, a trace rule matching nothing; all off in the baseline): "
+        f"colonnade-asgi-ops / colonnade-asgi-ops-off = {ratio['rps']:.3f} (req/s)"
+        + (f", {cpu:.3f} (server CPU time per request, off/on)" if cpu else "")
         + f". Aim (issue #21): ≥ {OPS_AIM:g}x — {verdict} (req/s, same run).",
         "",
     ]
@@ -2712,7 +2731,11 @@ def render(
         *((f"PHP rows, {kind}", p, "") for kind, p in _PHP_CONFS.items()),
         *((f"Proxy rows, {kind}", p, "") for kind, p in _PROXY_CONFS.items()),
         *(
-            (f"{name}", p, f"; its site's web.toml is {TRACE_RULE_DIR}/web.toml")
+            (
+                f"{name}",
+                p,
+                f"; its site's web.toml is {TRACE_RULE_DIR}/web.toml" * ("off" not in name),
+            )
             for name, p in _OPS_CONFS.items()
         ),
     ]
@@ -3051,7 +3074,7 @@ def main(argv: list[str] | None = None) -> int:
                 delta = cost.get("cpu_per_req", cost.get("rps"))[1]  # type: ignore[index]
                 cells.append(f"rewrite-{REWRITE_RULES} Δ {delta:+.2f} µs")
             if w.name == "asgi-ops" and (ops := ops_ratio(results)):
-                cells.append(f"asgi-ops/plain {ops['rps']:.2f}")
+                cells.append(f"asgi-ops on/off {ops['rps']:.2f}")
             continue
         ratio = best_peer_ratio(w, rows)
         cells.append(f"{w.name} {'n/a' if ratio is None else f'{ratio:.2f}'}")

@@ -86,6 +86,11 @@ def master(tmp_path: Path) -> Iterator[Master]:
             f'[admin]\nbind = "127.0.0.1:{admin}"\ntoken_file = "tokens"\n'
         ),
     )
+    # A folder with its own web.toml: a leaf of the configuration tree.
+    (tmp_path / "www" / "docs").mkdir(parents=True)
+    (tmp_path / "www" / "docs" / "web.toml").write_text(
+        '# the docs folder\n[custom_headers]\nset = { X-Docs = "1" }\n'
+    )
     running = Master(tmp_path, config, workers=1, port=port)
     running.admin_port = admin  # type: ignore[attr-defined]
     try:
@@ -208,9 +213,23 @@ def test_console_end_to_end(master: Master, browser: Console, tmp_path: Path) ->
     assert browser.evaluate("document.querySelectorAll('.marker').length") >= 1
     browser.shot("trace")
 
-    # 4. Effective settings with their origins; a bad value's located error.
+    # 4. The tree: site → application → the folders with a web.toml; effective
+    # settings with their origins and lock badges.
     browser.view("#/config?site=main&path=/")
+    tree = browser.evaluate(
+        "[...document.querySelectorAll('.tree [data-app]')].map(a => ({app: a.dataset.app,"
+        " folders: [...a.querySelectorAll('[data-folder]')].map(f => f.dataset.folder)}))"
+    )
+    assert tree == [{"app": "/", "folders": ["/docs"]}]
+    browser.press(".tree [data-folder='/docs'] a")
+    browser.drawn("#/config?site=main&path=%2Fdocs")
     section = "[data-section='custom_headers']"
+    origins = browser.evaluate(
+        f'[...document.querySelectorAll("{section} tbody tr")]'
+        ".map(r => [r.cells[0].firstChild.textContent, r.cells[2].textContent])"
+    )
+    assert dict(origins)["set"] == str(tmp_path / "www" / "docs" / "web.toml")
+    browser.view("#/config?site=main&path=/")
     origin = browser.evaluate(f'document.querySelector("{section} .origin").textContent')
     assert origin.endswith("colonnade.toml")
     # A lock badge on the key the server file's [lock] denies, on no other.
@@ -220,45 +239,106 @@ def test_console_end_to_end(master: Master, browser: Console, tmp_path: Path) ->
     )
     assert locked == ["remove"]
     browser.shot("configuration")
-    browser.press(f"{section} button")
+
+    # 5. The per-key editor: a field per key of the section's schema; a bad value's
+    # located error (file:line: key) at its field; nothing written.
+    browser.press(f"{section} button.edit")
     wait_for(
-        lambda: browser.evaluate("!!document.querySelector('.editor textarea')"),
+        lambda: browser.evaluate("!!document.querySelector('.editor .fields')"),
         PATIENCE,
-        "the editor",
+        "the editor's form",
     )
-    browser.fill("values", '{"set": {"Bad Name": "x"}}')
-    browser.press(".editor .actions button")
+    kinds = browser.evaluate(
+        "Object.fromEntries([...document.querySelectorAll('.editor [data-kind]')]"
+        ".map(f => [f.name, f.tagName + ':' + f.dataset.kind]))"
+    )
+    assert kinds["set"] == "TEXTAREA:json"
+    assert browser.evaluate("document.activeElement.closest('.editor') !== null")
+    browser.fill("set", '{"Bad Name": "x"}')
+    browser.press(".editor .save")
     error = wait_for(
-        lambda: browser.evaluate("document.querySelector('.editor .errors').textContent"),
+        lambda: browser.evaluate(
+            "document.getElementById('field-custom_headers-set-error').textContent"
+        ),
         PATIENCE,
-        "the located error",
+        "the located error at its field",
     )
     assert "web.toml:" in error and "custom_headers" in error
     assert "'Bad Name' is not a valid header name" in error
+    assert browser.evaluate(
+        "document.getElementById('field-custom_headers-set').getAttribute('aria-invalid')"
+    )
     assert not (tmp_path / "www" / "web.toml").exists()  # refused: nothing written
     browser.shot("configuration-error")
 
-    # The session runs out mid-edit: what was typed is kept, and the page says so.
-    browser.fill("values", '{"set": {"X-Kept": "yes"}}')
+    # The session runs out mid-edit in the form: what was typed is kept, and said so.
+    browser.fill("set", '{"X-Kept": "form"}')
     browser.call("Storage.clearCookies")
     browser.events.clear()
-    browser.press(".editor .actions button")
+    browser.press(".editor .save")
     browser.wait_for_load()
     assert browser.where().startswith("/console/sign-in?expired=1")
     assert "Your session expired" in browser.text()
     browser.type_into("Admin token", TOKEN)
     browser.press_enter()
-    # Back at the view the session ran out in, with the editor and what was typed.
     browser.drawn("#/config?site=main&path=/")
     wait_for(
-        lambda: browser.evaluate("!!document.querySelector('.editor textarea')"),
+        lambda: browser.evaluate("!!document.getElementById('field-custom_headers-set')"),
         PATIENCE,
-        "the editor",
+        "the editor's form again",
     )
-    assert json.loads(browser.evaluate("document.querySelector('.editor textarea').value")) == {
-        "set": {"X-Kept": "yes"}
-    }
+    typed = browser.evaluate("document.getElementById('field-custom_headers-set').value")
+    assert json.loads(typed) == {"X-Kept": "form"}
     assert "Restored what you typed" in browser.text()
+
+    # The text editor is the alternative: the form's values as JSON; the session
+    # runs out there too, and the text comes back as typed.
+    browser.press(".editor .mode")
+    wait_for(
+        lambda: browser.evaluate("!!document.getElementById('values')"),
+        PATIENCE,
+        "the text editor",
+    )
+    assert json.loads(browser.evaluate("document.getElementById('values').value"))["set"] == {
+        "X-Kept": "form"
+    }
+    browser.fill("values", '{"set": {"X-Kept": "yes"}')  # not JSON yet: kept as typed
+    browser.call("Storage.clearCookies")
+    browser.events.clear()
+    browser.evaluate("location.reload()")
+    browser.wait_for_load()
+    assert browser.where().startswith("/console/sign-in")
+    browser.type_into("Admin token", TOKEN)
+    browser.press_enter()
+    # Back at the view: the draft is still there, as typed.
+    browser.drawn("#/overview")
+    browser.view("#/config?site=main&path=/")
+    wait_for(
+        lambda: browser.evaluate("document.getElementById('values')?.value"),
+        PATIENCE,
+        "the text editor again",
+    )
+    assert browser.evaluate("document.getElementById('values').value") == (
+        '{"set": {"X-Kept": "yes"}'
+    )
+    # Saved (valid now): answered once applied, the draft gone, the form back.
+    browser.fill("values", '{"set": {"X-Kept": "yes"}}')
+    browser.press(".editor .save")
+    wait_for(
+        lambda: (
+            "Saved and applied"
+            in browser.evaluate("document.getElementById('announce').textContent")
+        ),
+        PATIENCE,
+        "the save",
+    )
+    assert master.get("/x").headers["x-kept"] == "yes"
+    assert (
+        browser.evaluate(
+            "Object.keys(sessionStorage).filter(k => k.startsWith('colonnade-draft')).length"
+        )
+        == 0
+    )
 
 
 def executing(browser: Console) -> list[dict[str, Any]]:
@@ -414,6 +494,14 @@ def test_a_narrow_window(master: Master, tmp_path: Path) -> None:
             wait_for(lambda drawn=drawn: browser.evaluate(drawn), PATIENCE, view)
             # Nothing wider than the window: tables scroll inside their own box.
             assert browser.evaluate("document.documentElement.scrollWidth") <= 380, view
+        # The per-key editor fits too: its fields stack in one column.
+        browser.press("[data-section='custom_headers'] button.edit")
+        wait_for(
+            lambda: browser.evaluate("!!document.querySelector('.editor .fields')"),
+            PATIENCE,
+            "the editor's form",
+        )
+        assert browser.evaluate("document.documentElement.scrollWidth") <= 380
         browser.shot("narrow-configuration")
         shot = tmp_path / "narrow.png"
         browser.screenshot(shot)

@@ -184,3 +184,54 @@ def test_a_traced_request_shows_where_it_is_too(tmp_path: Path) -> None:
             assert [r.status for r in await asyncio.gather(*asked)] == [200, 200]
 
         client.loop.run_until_complete(scenario())
+
+
+def test_switched_off_a_request_writes_nothing_for_the_monitor_or_the_counters() -> None:
+    from colonnade.core import metrics
+
+    config = {
+        "server": {
+            "modules": ["test.first", "test.gate", "test.waiter"],
+            "request_monitor": False,
+            "metrics": False,
+        },
+        "sites": [{"name": "quiet", "bindings": ["http://127.0.0.1:8080"]}],
+        "handlers": [{"path": "*", "handler": "test.waiter"}],
+    }
+    GATES.clear()
+    GATES["EXECUTE_REQUEST_HANDLER"] = asyncio.Event()
+    counters = metrics.for_site("quiet")
+    before = (list(counters.requests), list(counters.duration), counters.bytes_out)
+    with Client(build_engine(config, modules=[First, Gate, Waiter])) as client:
+        engine = client.engine
+        assert (engine.monitor, engine.counting) == (False, False)
+
+        async def scenario() -> None:
+            asked = asyncio.ensure_future(
+                client.arequest("GET", "/slow", headers={"x-wait-at": "EXECUTE_REQUEST_HANDLER"})
+            )
+            # The request is under way (the engine counts it active) and the monitor
+            # holds nothing of it.
+            for _ in range(100):
+                if engine.active:
+                    break
+                await asyncio.sleep(0)
+            assert engine.active == 1
+            assert engine.executing == {}
+            GATES["EXECUTE_REQUEST_HANDLER"].set()
+            assert (await asked).status == 200
+
+        client.loop.run_until_complete(scenario())
+        assert client.get("/plain").status == 200
+    assert (list(counters.requests), list(counters.duration), counters.bytes_out) == before
+    assert "quiet" not in metrics.snapshot({})
+
+
+def test_the_switches_are_on_by_default(client: Client) -> None:
+    from colonnade.core import metrics
+
+    counters = metrics.for_site("main")
+    answered = sum(counters.requests)
+    assert (client.engine.monitor, client.engine.counting) == (True, True)
+    assert client.get("/plain").status == 200
+    assert sum(counters.requests) == answered + 1

@@ -241,8 +241,8 @@ def test_server_file_write_reloads(served: Master) -> None:
     )
     assert status == 422 and re.search(r"colonnade\.toml:\d+: custom_headers\.sett", body["error"])
     assert served.config.read_bytes() == before
-    status, body, _ = call(conn, "PUT", "/api/config/sections/pools", {"values": {}})
-    assert status == 400 and "not a module section" in body["error"]
+    status, body, _ = call(conn, "PUT", "/api/config/sections/lock", {"values": {}})
+    assert status == 400 and "not a section this API writes" in body["error"]
     status, body, _ = call(
         conn,
         "PUT",
@@ -390,9 +390,18 @@ def test_cli_lists_and_writes_through_the_same_commands(served: Master, tmp_path
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "set [custom_headers] in " in done.stdout
-    wait_for(
-        lambda: served.get("/blog/x").headers.get("x-level") == "cli", PATIENCE, "the new value"
-    )
+    # Answered once every worker re-read it: the next request has it.
+    assert served.get("/blog/x").headers.get("x-level") == "cli"
+    # The server file's own sections too: [server], answered once applied.
+    server = json.loads(colonnade("config", "file", "--json", *control).stdout)["sections"]
+    done = colonnade(
+        "config", "set", "server", *control,
+        "--values", json.dumps({**server["server"], "server_header": "cli"}),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "set [server] in " in done.stdout
+    assert served.get("/x").headers["server"] == "cli"
+    (pid,) = served.pids("default")  # the pool was recycled for it
     # recycle --wait returns once the old worker is gone, saying so.
     recycled = colonnade("recycle", "default", "--wait", *control)
     assert recycled.returncode == 0, recycled.stderr
@@ -451,3 +460,121 @@ def test_a_body_over_the_limit_is_refused_unread(served: Master) -> None:
         while chunk := sock.recv(65536):
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 413 ")
+
+
+def test_server_pool_and_site_writes_answer_once_the_workers_serve_them(served: Master) -> None:
+    conn = UnixConnection(served.control)
+    status, body, _ = call(conn, "GET", "/api/config/file")
+    assert status == 200 and {"server", "pools", "sites.main"} <= set(body["sections"])
+    version = body["version"]
+    server = body["sections"]["server"]
+    assert server["timeouts"] == {"graceful": 5}
+    before_pids = {w["pid"] for w in served.pool("default")["workers"]}
+
+    # [server]: the Server header. The answer comes once the workers serve it, so
+    # the very next request has the new header (no waiting here).
+    status, body, _ = call(
+        conn,
+        "PUT",
+        "/api/config/sections/server",
+        {"values": {**server, "server_header": "colonnade-ops"}, "version": version},
+    )
+    assert status == 200 and body["applied"] is True, body
+    assert served.get("/x").headers["server"] == "colonnade-ops"
+    text = served.config.read_text()
+    assert 'server_header = "colonnade-ops"' in text and "[server.timeouts]\ngraceful = 5" in text
+    # The old version is stale now: a conflict, the file untouched.
+    status, body, _ = call(
+        conn, "PUT", "/api/config/sections/server", {"values": server, "version": version}
+    )
+    assert status == 409 and body["version"] != version
+    assert served.config.read_text() == text
+
+    # [pools.default]: the pool recycles (a new worker), answered once it is ready.
+    pool = {"start": "always", "recycling": {"requests": 100000}}
+    status, body, _ = call(conn, "PUT", "/api/config/sections/pools.default", {"values": pool})
+    assert status == 200 and body["applied"] is True, body
+    ready = [w for w in served.pool("default")["workers"] if w["state"] == "ready"]
+    assert ready and all(w["pid"] not in before_pids for w in ready)
+    assert all(w["generation"] == body["generation"] for w in ready)
+    assert "[pools.default]" in served.config.read_text()
+
+    # [[sites]] by name: a bad value is refused where colonnade check would point.
+    status, body, _ = call(conn, "GET", "/api/config/file")
+    site = body["sections"]["sites.main"]
+    text = served.config.read_text()
+    status, body, _ = call(
+        conn, "PUT", "/api/config/sections/sites.main", {"values": {**site, "pool": 7}}
+    )
+    assert status == 422 and re.search(r"colonnade\.toml:\d+: sites\[0\]\.pool|pool", body["error"])
+    assert served.config.read_text() == text
+    # A host name added to the site: served once answered.
+    status, body, _ = call(
+        conn,
+        "PUT",
+        "/api/config/sections/sites.main",
+        {"values": {**site, "host_names": ["t"]}},
+    )
+    assert status == 200 and body["applied"] is True, body
+    assert 'host_names = ["t"]' in served.config.read_text()
+    assert served.get("/x").status == 200
+    # [lock] and [admin] stay out of reach.
+    for section in ("lock", "admin"):
+        status, body, _ = call(conn, "PUT", f"/api/config/sections/{section}", {"values": {}})
+        assert status == 400, section
+
+
+def test_a_write_the_workers_cannot_apply_is_undone_and_says_so(served: Master) -> None:
+    conn = UnixConnection(served.control)
+    before = served.config.read_bytes()
+    serving = {w["pid"] for w in served.pool("default")["workers"] if w["state"] == "ready"}
+    # The master's check passes; the pool's new worker dies while it starts.
+    pool = {"start": "always", "env": {"ACME_CRASH": "start"}}
+    status, body, _ = call(conn, "PUT", "/api/config/sections/pools.default", {"values": pool})
+    assert status == 500, body
+    assert "could not apply" in body["error"] and "failed to start" in body["error"]
+    assert "restored" in body["error"]
+    assert served.config.read_bytes() == before
+    # The previous configuration serves on: the worker that served before, or one
+    # started with the restored file.
+    assert served.get("/x").status == 200
+    assert any(w["state"] == "ready" for w in served.pool("default")["workers"]), serving
+    audit = json.loads((served.config.parent / "audit.jsonl").read_text().splitlines()[-1])
+    assert audit["section"] == "pools.default" and audit["outcome"] == "refused 500"
+
+
+def test_the_web_toml_tree_and_a_section_s_keys(served: Master, tmp_path: Path) -> None:
+    conn = UnixConnection(served.control)
+    status, body, _ = call(conn, "GET", "/api/config/tree")
+    assert status == 200, body
+    (site,) = body["sites"]
+    (app,) = site["applications"]
+    assert (site["name"], app["path"], app["pool"]) == ("main", "/", "default")
+    assert app["folders"] == [
+        {
+            "path": "/blog",
+            "file": str(tmp_path / "www" / "blog" / "web.toml"),
+            "sections": ["custom_headers"],
+            "broken": None,
+        }
+    ]
+    status, body, _ = call(conn, "GET", "/api/config/tree?site=nosuch")
+    assert status == 404
+    status, body, _ = call(conn, "GET", "/api/config/schema/custom_headers")
+    assert status == 200, body
+    keys = {k["key"]: k for k in body["keys"]}
+    assert keys["set"]["type"] == "json" and keys["set"]["default"] == {}
+    status, body, _ = call(conn, "GET", "/api/config/schema/server")
+    keys = {k["key"]: k for k in body["keys"]}
+    assert keys["request_monitor"] == {
+        "key": "request_monitor",
+        "nullable": False,
+        "type": "boolean",
+        "default": True,
+    }
+    assert keys["control_socket"]["nullable"] and keys["control_socket"]["type"] == "string"
+    status, body, _ = call(conn, "GET", "/api/config/schema/pools.default")
+    keys = {k["key"]: k for k in body["keys"]}
+    assert keys["start"]["type"] == "enum" and "always" in keys["start"]["choices"]
+    status, body, _ = call(conn, "GET", "/api/config/schema/nosuch")
+    assert status == 404 and "no loaded module" in body["error"]

@@ -82,3 +82,63 @@ def test_mask_hides_secrets_not_the_files_they_are_in() -> None:
         "client_secret": HIDDEN,
         "n": {"api_key": HIDDEN},
     }
+
+
+SERVER_FILE = b"""\
+# The server file, by hand.
+[server]
+server_header = "x"  # the Server header
+[server.limits]
+max_request_body = 5  # bytes
+
+[pools.default]
+workers = 1  # one
+
+[[sites]]
+name = "main"  # the main site
+bindings = ["http://127.0.0.1:80"]  # port 80
+  [[sites.applications]]
+  path = "/"  # the root application
+"""
+
+
+def test_server_file_sections_keep_their_lines_and_sub_tables() -> None:
+    new, before = edit(
+        SERVER_FILE,
+        "colonnade.toml",
+        "server",
+        {"server_header": "y", "limits": {"max_request_body": 6}},
+        False,
+    )
+    assert before == {"server_header": "x", "limits": {"max_request_body": 5}}
+    assert new.decode() == SERVER_FILE.decode().replace('"x"', '"y"').replace("= 5", "= 6")
+    new, _ = edit(SERVER_FILE, "colonnade.toml", "pools.default", {"workers": 2}, False)
+    assert new.decode() == SERVER_FILE.decode().replace("workers = 1", "workers = 2")
+    new, _ = edit(SERVER_FILE, "colonnade.toml", "pools.api", {"workers": 3}, False)
+    assert tomllib.loads(new.decode())["pools"] == {
+        "default": {"workers": 1},
+        "api": {"workers": 3},
+    }
+    assert "workers = 1  # one" in new.decode()
+
+
+def test_a_site_is_written_by_its_name() -> None:
+    values = {"bindings": ["http://127.0.0.1:81"], "applications": [{"path": "/"}]}
+    new, before = edit(SERVER_FILE, "colonnade.toml", "sites.main", values, False)
+    assert before["bindings"] == ["http://127.0.0.1:80"]
+    # The array of applications kept its entry (and its comment); the name stays.
+    assert new.decode() == SERVER_FILE.decode().replace(":80", ":81")
+    new, _ = edit(SERVER_FILE, "colonnade.toml", "sites.other", {"bindings": []}, False)
+    assert [s["name"] for s in tomllib.loads(new.decode())["sites"]] == ["main", "other"]
+    new, _ = edit(SERVER_FILE, "colonnade.toml", "sites.main", None, True)
+    assert tomllib.loads(new.decode()).get("sites", []) == []
+
+
+def test_which_sections_a_write_may_name() -> None:
+    from colonnade.pools.configwrite import writable
+
+    for ok in ("server", "pools", "pools.api", "sites.main", "custom_headers"):
+        assert writable(ok, True), ok
+    for refused in ("lock", "admin", "handlers", "locations", "sites", "pools.a/b"):
+        assert not writable(refused, True), refused
+    assert not writable("modules", False) and not writable("pools.api", False)

@@ -96,3 +96,45 @@ def test_front_door_answers_503_through_the_http_layer(tmp_path: Path) -> None:
     pool.queue.append((-1, b"", 80))  # the one place in the queue is taken
     assert b"the application pool's queue is full" in answers(master, "default")
     assert b"the application pool is not available" in answers(master, "nosuchpool")
+
+
+def test_a_write_waits_until_every_worker_serves_its_generation() -> None:
+    from types import SimpleNamespace
+
+    from colonnade.pools import ipc
+    from colonnade.pools.workers import Workers
+
+    pool = Pool("default", PoolConfig())
+    old = worker(pool, 20, WorkerState.READY)  # generation 1
+    workers = Workers(SimpleNamespace(pools={"default": pool}))  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        # Nobody confirmed generation 2 within the wait: the answer names who.
+        assert await workers.settle(2, 0.01) == (None, ["pool default: worker 20 (ready)"])
+        waiting = asyncio.ensure_future(workers.settle(2, 5.0))
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        # The worker's reload is done: the wait ends at once, not at its deadline.
+        workers._on_message(old, ipc.Reloaded(generation=2, ok=True), b"", [])
+        assert await asyncio.wait_for(waiting, 1.0) == (True, [])
+        # A worker replaced for generation 3: the old one counts until it stops
+        # accepting, the new one until it is ready.
+        new = worker(pool, 21, WorkerState.STARTING)
+        new.generation = 3
+        old.state = WorkerState.DRAINING
+        pending = (await workers.settle(3, 0.01))[1]
+        assert pending == [
+            "pool default: worker 20 (draining)",
+            "pool default: worker 21 (starting)",
+        ]
+        workers._on_message(old, ipc.Draining(), b"", [])
+        new.state = WorkerState.READY
+        assert await workers.settle(3, 0.01) == (True, [])
+        # A worker that refuses generation 4: the answer says so at once.
+        workers._on_message(new, ipc.Reloaded(generation=4, ok=False), b"", [])
+        ok, why = await workers.settle(4, 5.0)
+        assert ok is False and why == [
+            "pool default: worker 21 refused the new configuration (see the server log)"
+        ]
+
+    asyncio.run(scenario())

@@ -231,6 +231,15 @@ class ServerSettings(_Strict):
     else ``/run/colonnade/control.sock`` as root, else
     ``$TMPDIR/colonnade-UID/control.sock``. ``colonnade serve --control SOCKET``
     overrides it (one socket per master, to run several side by side)."""
+    request_monitor: bool = True
+    """Keep the table of executing requests the request monitor lists
+    (``colonnade requests``, ``GET /api/requests``). Off: a request writes nothing
+    for it, the monitor lists no request, and ``colonnade_requests_executing`` is 0."""
+    metrics: bool = True
+    """Count every request in its site's counters (``GET /metrics``:
+    ``colonnade_requests_total``, the duration histogram, bytes out, auth failures,
+    denied clients). Off: a request writes nothing for them and those families
+    have no sample; the master's own (workers, recycles, queues) stay."""
     limits: Limits = msgspec.field(default_factory=Limits)
     timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
     http2: Http2 = msgspec.field(default_factory=Http2)

@@ -98,6 +98,10 @@ class Engine:
         #: with the previous one): its context and the walk running it, for the
         #: request monitor, which reads them only when asked.
         self.executing: dict[Context, Walking] = previous.executing if previous is not None else {}
+        #: The operator's switches (``[server] request_monitor``, ``metrics``): off, a
+        #: request writes nothing for the monitor or the counters.
+        self.monitor = config.server.request_monitor
+        self.counting = config.server.metrics
         self._idle: asyncio.Event | None = None  # set when active drops to 0 (retiring)
 
     # -- lifecycle ------------------------------------------------------------
@@ -205,16 +209,22 @@ class Engine:
         runtime = self.route(server[1] if server else 0, request.host, request.path)
         ctx = Context(request, runtime.app, writer, runtime.plan.run_send_response)
         walk = runtime.walk(ctx)
+        # This generation's switches, read once: a reload that flips them leaves a
+        # request that began before it to undo what it did.
+        monitor = self.monitor
+        counting = self.counting
         executing = self.executing
-        executing[ctx] = walk
+        if monitor:
+            executing[ctx] = walk
         self.active += 1
-        counters = runtime.app.metrics
         try:
             await walk
         finally:
-            del executing[ctx]
-            # Where the request ends, ended or failed: its site's counters (GET /metrics).
-            counters.done(ctx)
+            if monitor:
+                del executing[ctx]
+            if counting:
+                # Where the request ends, ended or failed: its site's counters (GET /metrics).
+                runtime.app.metrics.done(ctx)
             self.active -= 1
             if not self.active and self._idle is not None:
                 self._idle.set()

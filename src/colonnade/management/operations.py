@@ -131,6 +131,8 @@ def config_set(
     return call(
         path,
         "config_set",
+        # The master answers once every worker confirmed (up to 30 s) after its reload.
+        timeout=90.0,
         section=section,
         values=values,
         delete=values is None,
@@ -214,6 +216,11 @@ def format_requests(found: dict[str, Any]) -> str:
         + (
             f"; {found['unanswered']} worker(s) did not answer in time"
             if found["unanswered"]
+            else ""
+        )
+        + (
+            "; the request monitor is off ([server] request_monitor = false)"
+            if found.get("monitor") is False
             else ""
         )
     )

@@ -95,6 +95,8 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/farms/{farm}/members/{member}/{action}", "farm"),
     Route("GET", "/api/config", "config"),
     Route("GET", "/api/config/file", "config_file"),
+    Route("GET", "/api/config/tree", "config_tree"),
+    Route("GET", "/api/config/schema/{section}", "config_schema"),
     Route("PUT", "/api/config/sections/{section}", "config_set"),
     Route("DELETE", "/api/config/sections/{section}", "config_set", {"delete": True}),
 )

@@ -28,7 +28,14 @@ def record(master: Master, who: str, op: str, what: dict[str, Any], reply: dict[
         "who": who,
         "op": op,
         **what,
-        "outcome": "applied" if reply.get("ok") else f"refused {reply.get('status', 400)}",
+        "outcome": (
+            f"refused {reply.get('status', 400)}"
+            if not reply.get("ok")
+            # a write the master applied that some worker had not confirmed in time
+            else "applied, unconfirmed"
+            if reply.get("applied") is False
+            else "applied"
+        ),
         "error": reply.get("error"),
     }
     line = json.dumps(entry, default=str)

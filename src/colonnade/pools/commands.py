@@ -81,12 +81,18 @@ async def execute(master: Master, command: Command) -> dict[str, Any]:
             return {"ok": True, **inspect(master, command)}
         except ConfigError as exc:
             return {"ok": False, "error": str(exc), "status": 404}
-    if command.op in ("config_file", "config_set"):
+    if command.op in ("config_file", "config_set", "config_tree", "config_schema"):
         from colonnade.pools import configwrite
 
         if command.op == "config_file":
             return configwrite.describe(master, command)
-        return await configwrite.write(master, command)
+        if command.op == "config_set":
+            return await configwrite.write(master, command)
+        try:
+            read = configwrite.tree if command.op == "config_tree" else configwrite.schema
+            return {"ok": True, **read(master, command)}
+        except ConfigError as exc:
+            return {"ok": False, "error": str(exc), "status": 404}
     return {"ok": False, "error": f"{command.op}: not a command of this master", "status": 404}
 
 
@@ -394,6 +400,8 @@ async def _requests(master: Master, command: Command) -> dict[str, Any]:
         "requests": rows,
         "workers": len(answers),
         "unanswered": asked - len(answers),
+        # Off ([server] request_monitor = false): no worker keeps a table to list.
+        "monitor": master.config.server.request_monitor,
     }
 
 

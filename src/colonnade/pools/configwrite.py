@@ -48,12 +48,20 @@ if TYPE_CHECKING:
 
 #: A section name a write may give: a top-level table of the file.
 _SECTION = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: The server file's own sections a write may give: ``server``, ``pools`` (every
+#: pool), ``pools.NAME`` (one pool) and ``sites.NAME`` (the ``[[sites]]`` entry of
+#: that name). ``[lock]`` and ``[admin]`` never: who may write what, and how to sign
+#: in, are not the API's to change.
+_SERVER_SECTION = re.compile(r"^(server|pools|pools\.[A-Za-z0-9_-]{1,64}|sites\.[^\s/\\]{1,128})$")
 #: Keys whose values the audit log and the API never show.
 _SECRET = re.compile(r"(?i)(password|passphrase|secret|token|private_key|api_key|credential)")
 #: What a masked secret reads as; written back unchanged, it keeps the secret.
 HIDDEN = "(hidden)"
 #: What a lock refusal says (engine/build.py).
 _LOCKED = "locked by the server configuration"
+#: Seconds a write waits for every worker to confirm the new configuration before
+#: it answers 202 (written and applied by the master, not yet confirmed by all).
+APPLY_WAIT = 30.0
 #: Where a lock is held while a write is checked and made, per master.
 _LOCK_ATTR = "_config_write_lock"
 
@@ -131,6 +139,8 @@ def describe(master: Master, command: Command) -> dict[str, Any]:
             for k, v in doc.items()
             if k not in reserved and isinstance(v, dict)
         }
+        if found.server:
+            sections.update(_own_sections(doc))
     return {
         "ok": True,
         "file": found.file,
@@ -162,9 +172,8 @@ async def _write(master: Master, command: Command) -> tuple[dict[str, Any], dict
     except ConfigError as exc:
         return {"ok": False, "error": str(exc), "status": 404}, audit
     audit["file"] = found.file
-    reserved = SERVER_KEYS if found.server else RESERVED
-    if not _SECTION.match(section) or section in reserved:
-        error = f"{section!r} is not a module section this API writes"
+    if not writable(section, found.server):
+        error = f"{section!r} is not a section this API writes"
         return {"ok": False, "error": error, "status": 400}, audit
     if command.values is None and not command.delete:
         return {"ok": False, "error": "give the section's values", "status": 400}, audit
@@ -199,27 +208,96 @@ async def _write(master: Master, command: Command) -> tuple[dict[str, Any], dict
     except (ConfigError, ModuleError) as exc:
         return _refused(exc), audit
     _replace(found.file, new, old)
-    if found.server:
-        if not await master.reload(f"admin API, {command.who}"):
-            _restore(found.file, old)
-            error = "the new configuration could not be applied (see the server log): file restored"
-            return {"ok": False, "error": error, "status": 500}, audit
-    else:
-        await master.reread(found.file)
-    return {
+    if not await _apply(master, found, command.who):
+        _restore(found.file, old)
+        error = "the new configuration could not be applied (see the server log): file restored"
+        return {"ok": False, "error": error, "status": 500}, audit
+    generation = master.generation
+    settled, why = await master.workers.settle(generation, APPLY_WAIT)
+    if settled is False:
+        # A worker refused it, or one started with it failed: back to the old
+        # file, applied again, so master and workers serve what they did before.
+        _restore(found.file, old)
+        if await _apply(master, found, f"{command.who}: restoring after a failed apply"):
+            # Answer once the previous configuration serves again.
+            await master.workers.settle(master.generation, APPLY_WAIT)
+        return {
+            "ok": False,
+            "error": "the workers could not apply the new configuration: "
+            + "; ".join(why)
+            + ". The file is restored and the previous configuration applied again",
+            "errors": why,
+            "status": 500,
+        }, audit
+    done = f"{'deleted' if command.delete else 'set'} [{section}] in {found.file}"
+    reply = {
         "ok": True,
-        "message": f"{'deleted' if command.delete else 'set'} [{section}] in {found.file}",
+        "applied": bool(settled),
+        "message": done,
         "file": found.file,
         "version": version_of(new),
-        "generation": master.generation,
-    }, audit
+        "generation": generation,
+    }
+    if settled is None:
+        # Written and switched to by the master; some workers have not said so yet.
+        reply["message"] = f"{done}; not yet confirmed after {APPLY_WAIT:g} s by: {', '.join(why)}"
+        reply["pending"] = why
+        reply["status"] = 202
+    return reply, audit
+
+
+async def _apply(master: Master, found: Target, who: str) -> bool:
+    """Apply the file just written: the server file by a reload (False: refused),
+    a ``web.toml`` by every worker re-reading its files."""
+    if found.server:
+        return await master.reload(f"admin API, {who}")
+    await master.reread(found.file)
+    return True
+
+
+def writable(section: str, server: bool) -> bool:
+    """Whether a write may name ``section`` in the server file (``server``) or a
+    ``web.toml``: a module section, or one of the server file's own
+    (:data:`_SERVER_SECTION`)."""
+    if server and _SERVER_SECTION.match(section):
+        return True
+    return bool(_SECTION.match(section)) and section not in (SERVER_KEYS if server else RESERVED)
+
+
+def _own_sections(doc: dict[str, Any]) -> dict[str, Any]:
+    """The server file's own sections a write may name, as a read shows them."""
+    found: dict[str, Any] = {}
+    for key in ("server", "pools"):
+        if isinstance(doc.get(key), dict):
+            found[key] = mask_keys(doc[key])
+    for site in doc.get("sites") or ():
+        if isinstance(site, dict) and isinstance(site.get("name"), str):
+            found[f"sites.{site['name']}"] = mask_keys(site)
+    return found
+
+
+def _locate(doc: Any, section: str) -> tuple[Any, Any]:
+    """Where ``section`` lives in ``doc``: (its container, its key there). A site's
+    key is its index in the ``[[sites]]`` array (None: no site of that name yet)."""
+    if section.startswith("sites."):
+        name = section[len("sites.") :]
+        sites = doc.get("sites")
+        index = next(
+            (i for i, site in enumerate(sites or ()) if _plain(site.get("name")) == name), None
+        )
+        return sites, index
+    if section.startswith("pools."):
+        return doc.get("pools"), section[len("pools.") :]
+    return doc, section
 
 
 def edit(
     data: bytes, file: str, section: str, values: dict[str, Any] | None, delete: bool
 ) -> tuple[bytes, dict[str, Any]]:
     """``data`` with ``section`` set to ``values`` (or deleted); and the table it
-    had. Keys that keep their value keep their line, comments included."""
+    had. Keys that keep their value keep their line, comments included; so do the
+    keys of a sub-table (``[server.limits]``) and of an array of tables
+    (``[[sites.applications]]``) whose entries stay as many."""
     import tomlkit
     import tomlkit.exceptions
 
@@ -228,8 +306,18 @@ def edit(
         doc = tomlkit.parse(data.decode("utf-8"))
     except tomlkit.exceptions.TOMLKitError as exc:  # pragma: no cover - parse_toml said OK
         raise ConfigError(f"not valid TOML: {exc}", file=file) from None
+    if section.startswith("sites.") and values is not None and not delete:
+        # A site is named by its entry: a write keeps the name the path gives.
+        values = {"name": section[len("sites.") :], **values}
+        values["name"] = section[len("sites.") :]
     hidden = [k for k, v in (values or {}).items() if v == HIDDEN]
-    existing = doc.get(section)
+    container, key = _locate(doc, section)
+    if section.startswith("pools.") and container is None and not delete:
+        doc["pools"] = container = tomlkit.table(is_super_table=True)
+    if container is None or key is None:
+        existing = None
+    else:
+        existing = container[key] if isinstance(key, int) else container.get(key)
     unknown = [k for k in hidden if not isinstance(existing, dict) or k not in existing]
     if unknown:
         raise ConfigError(
@@ -241,29 +329,68 @@ def edit(
     if delete:
         if existing is None:
             raise ConfigError(f"there is no [{section}] to delete", file=file, key=section)
-        del doc[section]
+        del container[key]
     elif isinstance(existing, dict) and not isinstance(existing, tomlkit.items.InlineTable):
         assert values is not None
-        for key in [k for k in existing if k not in values]:
-            del existing[key]
-        for key, value in values.items():
-            if value == HIDDEN and key in existing:
-                continue  # what a read showed masked, sent back: the secret stays
-            if key not in existing or _plain(existing[key]) != value:
-                existing[key] = _item(value)
+        _merge(existing, values)
     else:
         assert values is not None
-        if existing is not None:
-            del doc[section]
         table = tomlkit.table()
-        for key, value in values.items():
-            table[key] = _item(value)
-        doc[section] = table
+        for name, value in values.items():
+            table[name] = _item(value)
+        if section.startswith("sites."):
+            if container is None:
+                doc["sites"] = container = tomlkit.aot()
+            if key is None:
+                container.append(table)
+            else:
+                container[key] = table
+        else:
+            if existing is not None:
+                del container[key]
+            container[key] = table
     try:
         text = tomlkit.dumps(doc)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"cannot be written as TOML: {exc}", key=section) from None
     return text.encode("utf-8"), before if isinstance(before, dict) else {}
+
+
+def _merge(table: Any, values: dict[str, Any]) -> None:
+    """Make ``table`` (a tomlkit table) hold ``values``, touching only what changes."""
+    import tomlkit
+
+    for key in [k for k in table if k not in values]:
+        del table[key]
+    for key, value in values.items():
+        current = table.get(key)
+        if value == HIDDEN and key in table:
+            continue  # what a read showed masked, sent back: the secret stays
+        if _plain(current) == value and key in table:
+            continue
+        if (
+            isinstance(current, tomlkit.items.Table)
+            and not isinstance(current, tomlkit.items.InlineTable)
+            and isinstance(value, dict)
+        ):
+            _merge(current, value)  # [server.limits]: its lines stay where they are
+        elif (
+            isinstance(current, tomlkit.items.AoT)
+            and isinstance(value, list)
+            and len(value) == len(current)
+            and all(isinstance(v, dict) for v in value)
+        ):
+            for entry, wanted in zip(current, value, strict=True):
+                _merge(entry, wanted)
+        elif isinstance(current, tomlkit.items.AoT) and isinstance(value, list):
+            aot = tomlkit.aot()
+            for wanted in value:
+                entry = tomlkit.table()
+                _merge(entry, wanted)
+                aot.append(entry)
+            table[key] = aot
+        else:
+            table[key] = _item(value)
 
 
 def _item(value: Any) -> Any:
@@ -352,6 +479,11 @@ def _restore(file: str, old: bytes | None) -> None:
 # -- masking and the audit log ----------------------------------------------------------
 
 
+def mask_keys(table: dict[str, Any]) -> dict[str, Any]:
+    """``table`` with the values of keys named like a secret hidden, at any depth."""
+    return {k: _masked(k, v, None) for k, v in table.items()}
+
+
 def mask(master: Master, section: str, table: dict[str, Any]) -> dict[str, Any]:
     """``table`` of ``section`` with its secrets hidden: keys named like a secret,
     and what the section's own ``shown`` hides (a password in a URL)."""
@@ -368,6 +500,8 @@ def mask(master: Master, section: str, table: dict[str, Any]) -> dict[str, Any]:
 def _masked(key: str, value: Any, instance: Section | None) -> Any:
     if isinstance(value, dict):
         return {k: _masked(k, v, None) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(key, v, None) if isinstance(v, dict) else v for v in value]
     if _SECRET.search(key) and not key.endswith(("_file", "_env")):
         return HIDDEN
     if instance is not None:
@@ -385,3 +519,101 @@ def _section_class(master: Master, section: str) -> type[Section] | None:
             if cls is not None and cls.key == section:
                 return cls
     return None
+
+
+# -- what the console's tree and per-key form need --------------------------------------
+
+
+def tree(master: Master, command: Command) -> dict[str, Any]:
+    """``config_tree``: site → application → each folder with a ``web.toml``
+    (its URL path, file, sections, and the error of one that cannot be used)."""
+    engine = master.loaded.engine if master.loaded is not None else None
+    if engine is None:  # pragma: no cover - set by every load
+        raise ConfigError("the configuration is not loaded")
+    from colonnade.core.urlpath import covers
+
+    sites = []
+    for site in engine.sites:
+        if command.site not in (None, site.name):
+            continue
+        apps = sorted((rt.app for rt in site.apps), key=lambda app: app.path)
+        rows = []
+        for app in apps:
+            # The levels below this application's path and not below a deeper one's.
+            deeper = [a.path for a in apps if a.path != app.path and covers(app.path, a.path)]
+            folders = [
+                {
+                    "path": level.path,
+                    "file": level.source,
+                    "sections": sorted(level.raw),
+                    "broken": None if level.broken is None else str(level.broken),
+                }
+                for level in app.levels
+                if os.path.basename(level.source) == WEB_TOML
+                and covers(app.path, level.path)
+                and not any(covers(d, level.path) for d in deeper)
+            ]
+            rows.append({"path": app.path, "pool": app.pool, "root": app.root, "folders": folders})
+        sites.append({"name": site.name, "applications": rows})
+    if command.site is not None and not sites:
+        raise ConfigError(f"no site named {command.site!r}")
+    return {"sites": sites}
+
+
+def schema(master: Master, command: Command) -> dict[str, Any]:
+    """``config_schema``: the keys of ``section`` as a form shows them: each key's
+    type (``boolean``, ``integer``, ``number``, ``string``, ``enum``, or ``json``
+    for lists, tables and the rest), whether it may be null, its bounds, choices
+    and default."""
+    import msgspec.inspect as mi
+
+    from colonnade.config.schema import PoolConfig, ServerSettings, SiteConfig
+
+    section = command.section or ""
+    own: dict[str, type[msgspec.Struct]] = {"server": ServerSettings}
+    cls: type[msgspec.Struct] | None
+    if section.startswith("pools."):
+        cls = PoolConfig
+    elif section.startswith("sites."):
+        cls = SiteConfig
+    else:
+        cls = own.get(section) or _section_class(master, section)
+    if cls is None:
+        raise ConfigError(f"no loaded module has a section [{section}]")
+    info = mi.type_info(cls)
+    assert isinstance(info, mi.StructType)
+    return {"section": section, "keys": [_field(f) for f in info.fields]}
+
+
+def _field(field: Any) -> dict[str, Any]:
+    import msgspec.inspect as mi
+
+    kind: Any = field.type
+    nullable = False
+    if isinstance(kind, mi.UnionType):
+        inner = [t for t in kind.types if not isinstance(t, mi.NoneType)]
+        nullable = len(inner) < len(kind.types)
+        kind = inner[0] if len(inner) == 1 else kind
+    out: dict[str, Any] = {"key": field.encode_name, "nullable": nullable}
+    if isinstance(kind, mi.BoolType):
+        out["type"] = "boolean"
+    elif isinstance(kind, mi.IntType | mi.FloatType):
+        out["type"] = "integer" if isinstance(kind, mi.IntType) else "number"
+        for bound in ("ge", "le", "gt", "lt"):
+            if getattr(kind, bound, None) is not None:
+                out[bound] = getattr(kind, bound)
+    elif isinstance(kind, mi.StrType):
+        out["type"] = "string"
+        if kind.pattern is not None:
+            out["pattern"] = kind.pattern
+    elif isinstance(kind, mi.LiteralType):
+        out["type"] = "enum"
+        out["choices"] = list(kind.values)
+    else:
+        out["type"] = "json"
+    default = field.default
+    if default is msgspec.NODEFAULT and field.default_factory is not msgspec.NODEFAULT:
+        default = field.default_factory()
+    if default is not msgspec.NODEFAULT:
+        out["default"] = msgspec.to_builtins(default)
+    return out

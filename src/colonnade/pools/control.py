@@ -69,6 +69,8 @@ class Command(msgspec.Struct, forbid_unknown_fields=True):
         "config",
         "config_file",
         "config_set",
+        "config_tree",
+        "config_schema",
         "farms",
         "farm",
         "traces",

@@ -95,6 +95,19 @@ class Reload(msgspec.Struct, tag="reload"):
     generation: int = 0
 
 
+class Reloaded(msgspec.Struct, tag="reloaded", kw_only=True):
+    """Worker → master: the ``Reload`` to ``generation`` is done (``ok``), or the
+    worker refused the new configuration and serves on with its previous one."""
+
+    generation: int
+    ok: bool
+
+
+class Draining(msgspec.Struct, tag="draining"):
+    """Worker → master: this worker accepts no new connection any more (what it
+    accepted before is registered and will be finished or handed back)."""
+
+
 class Ready(msgspec.Struct, tag="ready"):
     """Worker → master: accepting now."""
 
@@ -221,6 +234,8 @@ Message = (
     | Adopt
     | Drain
     | Reload
+    | Reloaded
+    | Draining
     | Ready
     | Failed
     | Stats

@@ -78,6 +78,8 @@ class WorkerProcess:
         self.expected = False  # an exit now is not a failure
         self.kill_at = 0.0
         self.error: str | None = None
+        #: False once the worker said it takes no new connection (``ipc.Draining``).
+        self.accepting = True
         self.pidfd = -1
         self.channel: ipc.Channel | None = None
 

@@ -124,7 +124,7 @@ class Worker:
             self.drain = message
             self.stop.set()
         elif isinstance(message, ipc.Reload):
-            self._spawn(self.reloader.reload("master: reload", message.generation or None))
+            self._spawn(self._reload(message))
         elif isinstance(message, ipc.Purge):
             self._spawn(self._purge(message))
         elif isinstance(message, ipc.Collect):
@@ -139,6 +139,13 @@ class Worker:
                 self.state.engine.executing, pid=os.getpid(), min_elapsed=message.elapsed
             )
             self.channel.send(ipc.Executing(id=message.id, requests=rows))
+
+    async def _reload(self, message: ipc.Reload) -> None:
+        # The master waits for this answer before it tells a configuration write
+        # it is applied.
+        ok = await self.reloader.reload("master: reload", message.generation or None)
+        if self.channel is not None:
+            self.channel.send(ipc.Reloaded(generation=message.generation, ok=ok))
 
     async def _purge(self, message: ipc.Purge) -> None:
         count = await caches.purge(message.kind, message.path, prefix=message.prefix)
@@ -252,15 +259,25 @@ class Worker:
             await asyncio.wait(set(self._adopting), timeout=5.0)
         drain = self.drain
         deadline = drain.deadline if drain is not None else self._stop_deadline()
+        for server in self.server.servers:
+            server.close()
+        # A connection the loop accepted just before the close is not in
+        # state.connections yet: asyncio registers it two loop turns later (a task
+        # makes its transport, which schedules connection_made). Let those turns run,
+        # or the snapshot below misses it and the process exits under it.
+        for _ in range(_ACCEPT_TURNS):
+            await asyncio.sleep(0)
+        if self.channel is not None:
+            # From now on only the other workers take new connections: a
+            # configuration write waits for this before it says it is applied.
+            self.channel.send(ipc.Draining())
         if drain is None or not drain.migrate:
             log.info("stopping: finishing requests in flight (up to %.0fs)", deadline)
             await self.server.stop(deadline)
             return
-        # Draining for a recycle or an idle shutdown: stop accepting, and give every
-        # connection back to the master as soon as it is idle (none is closed).
+        # Draining for a recycle or an idle shutdown: give every connection back to
+        # the master as soon as it is idle (none is closed).
         log.info("draining: handing connections over (up to %.0fs)", deadline)
-        for server in self.server.servers:
-            server.close()
         router = self.router
         router.draining = True
         self.state.router = router
@@ -288,6 +305,11 @@ class Worker:
             if channel is None or channel.closed or not channel.pending:
                 return
             await asyncio.sleep(0.005)
+
+
+#: Event-loop turns an accepted connection needs to reach ``connection_made``
+#: (plain TCP: the accept task's turn, then the transport's scheduled call).
+_ACCEPT_TURNS = 3
 
 
 def _setup_logging(level: str, pool: str) -> None:

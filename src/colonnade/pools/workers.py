@@ -20,6 +20,7 @@ holds connections until the new one is ready.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import logging
@@ -60,6 +61,12 @@ class Workers:
         #: future their answer completes.
         self._asked: dict[int, asyncio.Future[Any]] = {}
         self._ask_ids = itertools.count(1)
+        #: Set whenever a worker's configuration may have settled (it reloaded,
+        #: became ready or exited): what :meth:`settle` waits on.
+        self._moved = asyncio.Event()
+        #: (generation, why) of the latest configurations a worker did not take: it
+        #: refused a reload, or a worker started with it failed to start.
+        self.refusals: collections.deque[tuple[int, str]] = collections.deque(maxlen=64)
 
     def ensure(self, pool: Pool) -> None:
         """Start workers until the pool has its count (when it should run)."""
@@ -131,6 +138,22 @@ class Workers:
         now = time.monotonic()
         if isinstance(message, ipc.Ready):
             self._on_ready(worker, now)
+            self._moved.set()
+        elif isinstance(message, ipc.Draining):
+            worker.accepting = False
+            self._moved.set()
+        elif isinstance(message, ipc.Reloaded):
+            if message.ok:
+                worker.generation = max(worker.generation, message.generation)
+            else:
+                self.refusals.append(
+                    (
+                        message.generation,
+                        f"pool {worker.pool.name}: worker {worker.pid} refused the new "
+                        "configuration (see the server log)",
+                    )
+                )
+            self._moved.set()
         elif isinstance(message, ipc.Stats | ipc.Pong | ipc.Collected):
             stats = message if isinstance(message, ipc.Stats) else message.stats
             if isinstance(message, ipc.Pong) and message.id == worker.ping_id:
@@ -233,6 +256,15 @@ class Workers:
             what = "failed to start" if starting else "exited unexpectedly"
             log.warning("pool %s: worker %d %s (%s)", pool.name, worker.pid, what, how)
             master.supervisor.failure(pool, worker.error or f"worker {what} ({how})")
+            if starting:
+                self.refusals.append(
+                    (
+                        worker.generation,
+                        f"pool {pool.name}: a worker with the new configuration {what}: "
+                        + (worker.error or how),
+                    )
+                )
+        self._moved.set()
         old = worker.replaces
         if old is not None and old in pool.workers and starting:
             log.warning(
@@ -332,6 +364,32 @@ class Workers:
         """Have every serving worker report its counters now (``GET /metrics``);
         those that do not answer within :data:`PURGE_WAIT` count with their last."""
         await self.ask(lambda ask_id: ipc.Collect(id=ask_id))
+
+    async def settle(self, generation: int, wait: float) -> tuple[bool | None, list[str]]:
+        """Wait until every worker serves configuration ``generation`` or later:
+        (True, []) once they do; (False, why) when a worker refused it or one
+        started with it failed; (None, the workers still pending) after ``wait``
+        seconds. A worker with an older configuration that is replaced or draining
+        is waited for until it stops accepting connections (``ipc.Draining``)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            refused = [why for g, why in self.refusals if g >= generation]
+            if refused:
+                return False, refused
+            pending = [
+                f"pool {pool.name}: worker {w.pid} ({w.state.value})"
+                for pool in self.master.pools.values()
+                for w in pool.workers
+                if w.state is WorkerState.STARTING
+                or (w.generation < generation and (w.state is WorkerState.READY or w.accepting))
+            ]
+            left = deadline - loop.time()
+            if not pending or left <= 0:
+                return (None if pending else True), pending
+            self._moved.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._moved.wait(), left)
 
     def reload_config(self, pool: Pool) -> None:
         """Make every serving worker of ``pool`` re-read its ``web.toml`` files."""

@@ -357,20 +357,41 @@ function draftKey(site, path, section) {
   return "colonnade-draft:" + site + ":" + path + ":" + section;
 }
 
+function configHash(site, path) {
+  return "#/config?site=" + encodeURIComponent(site) + "&path=" + encodeURIComponent(path);
+}
+
+// The tree: site → application → each folder with a web.toml (GET /api/config/tree).
+function configTree(sites, site, path) {
+  const link = (s, p, text, extra) => el("a", {
+    href: configHash(s, p),
+    "aria-current": s === site && p === path ? "page" : null,
+  }, text, extra || null);
+  const folder = (s, a, f) => el("li", { "data-folder": f.path },
+    link(s.name, f.path, f.path === a.path ? "web.toml" : f.path,
+      f.broken
+        ? el("span", { class: "badge broken", title: f.broken, text: "500.19" })
+        : el("span", { class: "badge file", title: f.file + ": [" + f.sections.join("], [") + "]", text: "web.toml" })));
+  const application = (s, a) => el("li", { "data-app": a.path },
+    link(s.name, a.path, a.path, el("span", { class: "badge", title: "application pool", text: a.pool })),
+    el("ul", {}, a.folders.map((f) => folder(s, a, f))));
+  return el("ul", { class: "tree" }, sites.map((s) => el("li", {},
+    link(s.name, "/", "site " + s.name),
+    el("ul", {}, s.applications.map((a) => application(s, a))))));
+}
+
 async function config() {
   const query = new URLSearchParams(location.hash.split("?")[1] || "");
-  const sites = (await api("GET", "/api/sites")).sites || [];
+  const sites = (await api("GET", "/api/config/tree")).sites || [];
   const site = query.get("site") || (sites[0] && sites[0].name) || "";
   const path = query.get("path") || "/";
-  const tree = el("ul", { class: "tree" }, sites.map((s) => el("li", {},
-    el("a", { href: "#/config?site=" + encodeURIComponent(s.name) + "&path=/", text: "site " + s.name }),
-    el("ul", {}, [...new Set([...s.applications, ...s.virtual_directories.map((v) => v.path)])].map((p) => el("li", {},
-      el("a", { href: "#/config?site=" + encodeURIComponent(s.name) + "&path=" + encodeURIComponent(p), text: p })))))));
   const form = el("form", { class: "inline", onsubmit: (event) => {
     event.preventDefault();
-    location.hash = "#/config?site=" + encodeURIComponent(site) + "&path=" + encodeURIComponent(form.elements.path.value);
+    location.hash = configHash(site, form.elements.path.value);
   } }, el("label", { for: "path" }, "URL path"), el("input", { id: "path", name: "path", value: path }), el("button", { type: "submit" }, "Show"));
-  page("Configuration", el("div", { class: "split" }, el("nav", { "aria-label": "Sites and applications" }, tree), el("div", { id: "settings" }, form)));
+  page("Configuration", el("div", { class: "split" },
+    el("nav", { "aria-label": "Sites, applications and folders with a web.toml" }, configTree(sites, site, path)),
+    el("div", { id: "settings" }, form)));
   const found = await api("GET", "/api/config?site=" + encodeURIComponent(site) + "&path=" + encodeURIComponent(path));
   const holder = document.getElementById("settings");
   if (!found.ok) {
@@ -383,7 +404,7 @@ async function config() {
   for (const [name, rows] of Object.entries(c.sections)) {
     const keys = Object.entries(rows);
     holder.append(el("section", { class: "section", "data-section": name },
-      el("h2", {}, name, " ", el("button", { type: "button", onclick: () => edit(site, path, name) }, "Edit [" + name + "]")),
+      el("h2", {}, name, " ", el("button", { type: "button", class: "edit", onclick: () => edit(site, path, name, c.sections[name]) }, "Edit [" + name + "]")),
       table("Effective [" + name + "] at " + path, ["key", "value", "from"],
         keys.map(([k, v]) => [
           [k, v.locked ? el("span", { class: "badge locked", title: "A web.toml may not override this: [lock] " + v.locked, text: "locked" }) : null],
@@ -391,50 +412,205 @@ async function config() {
           el("span", { class: v.from === "(default)" ? "origin default" : "origin", text: v.from })]))));
   }
   const pending = Object.keys(sessionStorage).find((k) => k.startsWith(draftKey(site, path, "")));
-  if (pending) edit(site, path, pending.slice(draftKey(site, path, "").length));
+  if (pending) {
+    const name = pending.slice(draftKey(site, path, "").length);
+    edit(site, path, name, c.sections[name]);
+  }
 }
 
-// The editor: the section's table in the file that owns this level, as TOML-like
-// JSON. What is typed is kept in sessionStorage until it is saved, so a session
-// that expires mid-edit loses nothing: it is restored, and the page says so.
-async function edit(site, path, section) {
+// One form field per key of the section's schema (GET /api/config/schema/NAME): a
+// choice for booleans and enumerations (with "not set here"), a number or text
+// input, and JSON for lists and tables. Empty means: not set at this level.
+function fieldFor(section, spec, raw, effective) {
+  const id = "field-" + section + "-" + spec.key;
+  const hint = [spec.type === "json" ? "JSON" : spec.type];
+  if (spec.ge !== undefined) hint.push("≥ " + spec.ge);
+  if (spec.gt !== undefined) hint.push("> " + spec.gt);
+  if (spec.le !== undefined) hint.push("≤ " + spec.le);
+  if (spec.lt !== undefined) hint.push("< " + spec.lt);
+  if (effective) hint.push("now " + JSON.stringify(effective.value) + " from " + effective.from);
+  else if (spec.default !== undefined) hint.push("default " + JSON.stringify(spec.default));
+  let input;
+  if (spec.type === "boolean" || spec.type === "enum") {
+    const choices = spec.type === "boolean" ? ["true", "false"] : spec.choices.map((c) => JSON.stringify(c));
+    input = el("select", { id, name: spec.key },
+      el("option", { value: "", text: "(not set here)" }),
+      choices.map((c) => el("option", { value: c, text: spec.type === "enum" ? JSON.parse(c) : c })));
+  } else if (spec.type === "json") {
+    input = el("textarea", { id, name: spec.key, rows: 2, spellcheck: "false" });
+  } else {
+    input = el("input", {
+      id, name: spec.key,
+      type: spec.type === "string" ? "text" : "number",
+      step: spec.type === "integer" ? "1" : "any",
+      min: spec.ge, max: spec.le, spellcheck: "false",
+    });
+  }
+  input.value = raw;
+  input.dataset.kind = spec.type;
+  input.setAttribute("aria-describedby", id + "-hint " + id + "-error");
+  return el("div", { class: "field", "data-key": spec.key },
+    el("label", { for: id, text: spec.key },
+      effective && effective.locked ? el("span", { class: "badge locked", title: "[lock] " + effective.locked, text: "locked" }) : null),
+    input,
+    el("p", { class: "hint", id: id + "-hint", text: hint.join(" · ") }),
+    el("p", { class: "field-error", id: id + "-error", role: "alert" }));
+}
+
+// A value as its field shows it, and back.
+function rawOf(spec, value) {
+  if (value === undefined) return "";
+  if (spec.type === "json" || spec.type === "enum" || spec.type === "boolean") return JSON.stringify(value);
+  return value === null ? "" : String(value);
+}
+
+function valueOf(kind, raw) {
+  if (kind === "string") return raw;
+  if (kind === "integer" || kind === "number") return Number(raw);
+  return JSON.parse(raw);  // boolean, enum, json
+}
+
+// The editor of one section at one level: a form of its keys, or its table as JSON
+// text. What is typed is kept in sessionStorage until it is saved (a form's fields
+// as typed, the text as typed), so a session that expires mid-edit loses nothing:
+// it is restored, and the page says so.
+async function edit(site, path, section, effective) {
   const level = "site=" + encodeURIComponent(site) + "&path=" + encodeURIComponent(path);
-  const file = await api("GET", "/api/config/file?" + level);
+  const [file, schema] = await Promise.all([
+    api("GET", "/api/config/file?" + level),
+    api("GET", "/api/config/schema/" + encodeURIComponent(section)),
+  ]);
   const key = draftKey(site, path, section);
-  const draft = sessionStorage.getItem(key);
-  const text = el("textarea", { id: "values", name: "values", rows: 10, spellcheck: "false" });
-  text.value = draft !== null ? draft : JSON.stringify((file.sections || {})[section] || {}, null, 2);
-  text.addEventListener("input", () => sessionStorage.setItem(key, text.value));
+  const saved = sessionStorage.getItem(key);
+  let draft = null;
+  try {
+    draft = saved === null ? null : JSON.parse(saved);
+  } catch (error) {
+    draft = null;
+  }
+  const current = (file.sections || {})[section] || {};
+  const specs = schema.ok ? schema.keys : [];
+  const known = new Set(specs.map((k) => k.key));
   const errors = el("ul", { class: "errors", role: "alert" });
+  // Text mode when asked for, or when there is no schema to make a form of.
+  let mode = draft && draft.mode === "text" || !specs.length ? "text" : "form";
+  const body = el("div", { class: "editor-body" });
+  const keep = () => sessionStorage.setItem(key, JSON.stringify(mode === "text"
+    ? { mode, text: body.querySelector("#values").value }
+    : { mode, fields: Object.fromEntries([...body.querySelectorAll("[data-kind]")].map((f) => [f.name, f.value])) }));
+
+  function values() {
+    // The section's table from the form: what is set, plus keys the form does not know.
+    const out = Object.fromEntries(Object.entries(current).filter(([k]) => !known.has(k)));
+    let bad = false;
+    for (const field of body.querySelectorAll("[data-kind]")) {
+      const error = document.getElementById(field.id + "-error");
+      error.textContent = "";
+      field.removeAttribute("aria-invalid");
+      if (field.value.trim() === "" && field.dataset.kind !== "string") continue;
+      if (field.value === "") continue;
+      try {
+        out[field.name] = valueOf(field.dataset.kind, field.value);
+      } catch (e) {
+        error.textContent = field.name + ": not JSON: " + e.message;
+        field.setAttribute("aria-invalid", "true");
+        bad = true;
+      }
+    }
+    return bad ? null : out;
+  }
+
+  function showForm(table, fields) {
+    mode = "form";
+    body.replaceChildren(el("div", { class: "fields" }, specs.map((spec) =>
+      fieldFor(section, spec, fields ? fields[spec.key] || "" : rawOf(spec, table[spec.key]), effective && effective[spec.key]))));
+  }
+
+  function showText(text) {
+    mode = "text";
+    const area = el("textarea", { id: "values", name: "values", rows: 10, spellcheck: "false" });
+    area.value = text;
+    body.replaceChildren(el("label", { for: "values" }, "Values of [" + section + "] (JSON)"), area);
+  }
+
+  body.addEventListener("input", keep);
+  body.addEventListener("change", keep);
+  if (draft && draft.mode === "text") showText(draft.text);
+  else if (mode === "text") showText(JSON.stringify(current, null, 2));
+  else showForm(current, draft && draft.fields);
+
+  // The API's errors name file:line: section.key; each goes to its key's field.
+  function showErrors(list) {
+    const rest = [];
+    for (const text of list) {
+      const spec = mode === "form" && specs.find((k) => new RegExp("(^|[\\s:])" + section.replace(/[.]/g, "\\.") + "[.:]\\s?" + k.key.replace(/[.]/g, "\\.") + "(\\b|$)").test(text));
+      const field = spec && document.getElementById("field-" + section + "-" + spec.key);
+      if (field) {
+        document.getElementById(field.id + "-error").textContent = text;
+        field.setAttribute("aria-invalid", "true");
+      } else rest.push(text);
+    }
+    errors.replaceChildren(...rest.map((e) => el("li", { text: e })));
+    const first = body.querySelector("[aria-invalid]");
+    if (first) first.focus();
+  }
+
+  async function save() {
+    let table;
+    if (mode === "text") {
+      try {
+        table = JSON.parse(body.querySelector("#values").value);
+      } catch (error) {
+        errors.replaceChildren(el("li", { text: "Not JSON: " + error.message }));
+        return;
+      }
+    } else {
+      table = values();
+      if (table === null) return;
+    }
+    keep();
+    errors.replaceChildren();
+    const answer = await api("PUT", "/api/config/sections/" + encodeURIComponent(section) + "?" + level, { values: table, version: file.version });
+    if (answer.ok) {
+      sessionStorage.removeItem(key);
+      announce((answer.applied === false ? "Written, not yet confirmed by every worker: " : "Saved and applied: ") + "[" + section + "] in " + file.file);
+      config();
+    } else {
+      showErrors(answer.errors || [answer.error]);
+    }
+  }
+
+  const toggle = el("button", { type: "button", class: "mode", onclick: () => {
+    if (mode === "form") {
+      const table = values();
+      if (table === null) return;
+      showText(JSON.stringify(table, null, 2));
+    } else {
+      let table;
+      try {
+        table = JSON.parse(body.querySelector("#values").value);
+      } catch (error) {
+        errors.replaceChildren(el("li", { text: "Not JSON: " + error.message }));
+        return;
+      }
+      showForm(table, null);
+    }
+    toggle.textContent = mode === "form" ? "Edit as text (JSON)" : "Edit as a form";
+    keep();
+  } }, mode === "form" ? "Edit as text (JSON)" : "Edit as a form");
   const dialog = el("section", { class: "editor", "aria-label": "Edit " + section },
     el("h2", { text: "Edit [" + section + "] in " + file.file }),
-    draft !== null ? el("p", { class: "restored", role: "status", text: "Restored what you typed before your session expired (not saved yet)." }) : null,
-    el("label", { for: "values" }, "Values of [" + section + "] (JSON)"),
-    text, errors,
+    saved !== null ? el("p", { class: "restored", role: "status", text: "Restored what you typed before your session expired (not saved yet)." }) : null,
+    specs.length ? el("div", { class: "actions" }, toggle) : null,
+    body, errors,
     el("div", { class: "actions" },
-      el("button", { type: "button", onclick: async () => {
-        let values;
-        try {
-          values = JSON.parse(text.value);
-        } catch (error) {
-          errors.replaceChildren(el("li", { text: "Not JSON: " + error.message }));
-          return;
-        }
-        sessionStorage.setItem(key, text.value);
-        const answer = await api("PUT", "/api/config/sections/" + encodeURIComponent(section) + "?" + level, { values, version: file.version });
-        if (answer.ok) {
-          sessionStorage.removeItem(key);
-          announce("Saved [" + section + "] in " + file.file);
-          config();
-        } else {
-          errors.replaceChildren(...(answer.errors || [answer.error]).map((e) => el("li", { text: e })));
-        }
-      } }, "Save"),
+      el("button", { type: "button", class: "save", onclick: save }, "Save"),
       el("button", { type: "button", onclick: () => { sessionStorage.removeItem(key); dialog.remove(); } }, "Discard")));
   const old = document.querySelector(".editor");
   if (old) old.remove();
   document.getElementById("settings").prepend(dialog);
-  text.focus();
+  const first = body.querySelector("input, select, textarea");
+  if (first) first.focus();
 }
 
 // -- routing -------------------------------------------------------------------------
