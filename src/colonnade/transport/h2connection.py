@@ -416,11 +416,11 @@ class H2Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport = cast(asyncio.Transport, transport)
-        if not self.state.admit(self):
+        self.client, self.server = addresses(transport)
+        if not self.state.admit(self, self.client):
             self.closing = True
             transport.close()
             return
-        self.client, self.server = addresses(transport)
         self.h2.initiate_connection()
         self.h2.increment_flow_control_window(_CONNECTION_WINDOW - 65_535)
         self._flush()

@@ -111,6 +111,16 @@ class ServerState:
         #: ``header_list`` (over ``max_header_list_size``, an HPACK bomb too), or
         #: the GOAWAY error code's name (``protocol_error``, ``flow_control_error``…).
         self.http2_errors: Counter[str] = Counter()
+        #: Connections ended or refused for a client's behaviour, by cause:
+        #: ``request_body`` and ``response`` (below ``limits.min_bytes_per_second``),
+        #: ``per_client`` (over ``limits.max_connections_per_client``).
+        self.slow_clients: Counter[str] = Counter()
+        #: Open connections per client address, while ``max_connections_per_client``
+        #: is set, and the address each counted connection was counted under.
+        self.per_client: dict[str, int] = {}
+        self._counted: dict[Connection, str] = {}
+        #: Addresses refused since they last had no connection (logged once).
+        self._capped: set[str] = set()
         self._all_closed: asyncio.Event | None = None
 
     def switch(self, engine: Engine) -> None:
@@ -123,12 +133,36 @@ class ServerState:
         self.http2 = settings.http2
         self.tls = TlsSet.build(engine.config, alpn_protocols(self), previous=self.tls)
 
-    def admit(self, conn: Connection) -> bool:
-        """A connection begins: count it, unless the worker has ``max_connections``."""
-        if len(self.connections) >= self.limits.max_connections:
+    def admit(self, conn: Connection, client: tuple[str, int] | None = None) -> bool:
+        """A connection begins: count it, unless the worker has ``max_connections``, or
+        ``client`` (the TCP peer; None: not IP) has ``max_connections_per_client``."""
+        limits = self.limits
+        if len(self.connections) >= limits.max_connections:
             return False
+        cap = limits.max_connections_per_client
+        if cap and client is not None:
+            host = client[0]
+            count = self.per_client.get(host, 0)
+            if count >= cap:
+                self.slow_clients["per_client"] += 1
+                if host not in self._capped:
+                    # Once per episode: a client hammering the cap must not flood the log.
+                    self._capped.add(host)
+                    log.warning(
+                        "client %s holds %d connections (max_connections_per_client):"
+                        " refusing more",
+                        host,
+                        count,
+                    )
+                return False
+            self.per_client[host] = count + 1
+            self._counted[conn] = host
         self.connections.add(conn)
         return True
+
+    def count_slow(self, cause: str) -> None:
+        """A connection was ended for a client below the minimum data rate."""
+        self.slow_clients[cause] += 1
 
     def count_request(self) -> None:
         """A request was answered (the pool's ``recycling.requests`` counts them)."""
@@ -139,6 +173,15 @@ class ServerState:
     def forget(self, conn: Connection) -> None:
         """A connection ended."""
         self.connections.discard(conn)
+        if self._counted:
+            host = self._counted.pop(conn, None)
+            if host is not None:
+                left = self.per_client[host] - 1
+                if left > 0:
+                    self.per_client[host] = left
+                else:
+                    del self.per_client[host]
+                    self._capped.discard(host)
         if not self.connections and self._all_closed is not None:
             self._all_closed.set()
 

@@ -1,0 +1,229 @@
+"""The minimum data rate (``limits.min_bytes_per_second``) over real sockets.
+
+A request body trickled below the rate is answered 408 once a window has passed,
+while other clients are served; a client that pauses but keeps the average is
+not cut; a client reading a large response slower than the rate is disconnected,
+and its connection, its handler and what was queued for it are gone.
+"""
+
+from __future__ import annotations
+
+import select
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from colonnade.transport.server import ServerState
+from tests.e2e.conftest import LiveServer, site_config
+from tests.e2e.wire import Conn
+from tests.support.wait import PATIENCE, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def www(tmp_path: Path) -> Iterator[Path]:
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "hello.txt").write_text("Hello, world!")
+    yield tmp_path
+
+
+def rate_server(www: Path, *, rate: int, window: float, **limits: Any) -> LiveServer:
+    config = site_config(
+        limits={"min_bytes_per_second": rate, "min_rate_window": window, **limits},
+        # A client cut for its body lingers this long at most to read the 408.
+        timeouts={"lingering": 0.5},
+    )
+    return LiveServer(config, www).start()
+
+
+def post_head(length: int) -> bytes:
+    return b"POST /slow HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % length
+
+
+def trickle(conn: Conn, length: int, pace: list[tuple[int, float]]) -> float | None:
+    """Send ``length`` body bytes as ``pace`` says, cycling through (bytes, then
+    seconds of quiet) pairs, until all is sent or the server answers: the time
+    (since the head) its answer began to arrive, None if it only came at the end."""
+    start = time.monotonic()
+    left, step = length, 0
+    while left > 0:
+        size, quiet = pace[step % len(pace)]
+        step += 1
+        piece = min(size, left)
+        conn.send(b"x" * piece)
+        left -= piece
+        if not left:
+            break
+        # The pause is a wait for the server's answer: it ends early if one comes.
+        readable, _, _ = select.select([conn.sock], [], [], quiet)
+        if readable:
+            return time.monotonic() - start
+    return None
+
+
+def served(port: int) -> bool:
+    with Conn(port) as other:
+        other.send(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        reply = other.response()
+        return reply.status == 200 and reply.body == b"Hello, world!"
+
+
+def test_a_body_trickled_at_50_bytes_a_second_is_cut_and_others_are_served(www: Path) -> None:
+    with rate_server(www, rate=240, window=1.0) as server, Conn(server.port) as c:
+        c.send(post_head(100_000))
+        answered = trickle(c, 100_000, [(5, 0.1)])  # 50 B/s
+        assert answered is not None, "the body was read to the end at 50 B/s"
+        # The first window is the grace period: no cut before it; the cut comes at
+        # its end (a loaded machine's timer may be late, never early).
+        assert 1.0 <= answered < 1.0 + PATIENCE / 3
+        reply = c.response()
+        assert reply.status == 408 and reply.headers["connection"] == "close"
+        assert c.closed()
+        assert served(server.port)
+        assert server.look(lambda state: state.slow_clients["request_body"]) == 1
+
+
+def test_a_client_that_pauses_but_keeps_the_average_is_not_cut(www: Path) -> None:
+    # 1,000 B/s needed per 1.5 s window: bursts of 4,000 B in 0.5 s, then a
+    # second of silence; every window holds at least one burst's worth.
+    length = 12_000
+    with rate_server(www, rate=1000, window=1.5) as server, Conn(server.port) as c:
+        c.send(post_head(length))
+        pace = [(400, 0.05)] * 9 + [(400, 1.0)]
+        assert trickle(c, length, pace) is None
+        reply = c.response()
+        assert reply.status == 200 and reply.body == b"slow:" + b"x" * length
+        assert server.look(lambda state: state.slow_clients["request_body"]) == 0
+
+
+def test_a_body_that_waits_for_100_continue_is_measured_from_the_continue(www: Path) -> None:
+    # The app reads after 2.5 s (over two windows): the client, waiting for 100 Continue,
+    # sent nothing meanwhile and must not be cut for it.
+    with rate_server(www, rate=240, window=1.0) as server, Conn(server.port) as c:
+        c.send(
+            b"POST /slow?ms=2500 HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+            b"Expect: 100-continue\r\n\r\n"
+        )
+        assert c.response().status == 100
+        c.send(b"hello")
+        reply = c.response()
+        assert reply.status == 200 and reply.body == b"slow:hello"
+        assert server.look(lambda state: state.slow_clients["request_body"]) == 0
+
+
+def nothing_left(state: ServerState) -> bool:
+    return not state.connections and not state.engine.executing
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/slow?stream=640&pad=65536",  # 40 MiB streamed by a handler (drain)
+        "/big.bin",  # a static file going out by sendfile
+    ],
+)
+def test_a_slow_reader_of_a_large_response_is_closed_and_released(www: Path, target: str) -> None:
+    (www / "www" / "big.bin").write_bytes(b"b" * (32 * 1024 * 1024))
+    with rate_server(www, rate=240, window=1.0) as server:
+        c = Conn(server.port, rcvbuf=4096)
+        try:
+            c.send(b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % target.encode())
+            c.sock.settimeout(PATIENCE)
+            got = b""
+            end = time.monotonic() + PATIENCE
+            # 100 B/s: 100 bytes every second, until the server gives up on us.
+            while time.monotonic() < end:
+                try:
+                    data = c.sock.recv(100)
+                except ConnectionResetError:
+                    break
+                if not data:
+                    break
+                got += data
+                if server.look(lambda state: state.slow_clients["response"]) == 1:
+                    break
+                select.select([], [], [], 1.0)  # the client's pace, not a wait for the server
+            assert got.startswith(b"HTTP/1.1 200 ")
+            assert server.look(lambda state: state.slow_clients["response"]) == 1
+            # The connection, its handler and what was queued for it are gone.
+            wait_for(lambda: server.look(nothing_left), PATIENCE, "the slow reader released")
+            # Whatever the kernel still held comes, then the end: no more than that.
+            c.sock.settimeout(PATIENCE)
+            rest = 0
+            try:
+                while data := c.sock.recv(1 << 20):
+                    rest += len(data)
+            except ConnectionResetError:
+                pass
+            assert len(got) + rest < 32 * 1024 * 1024
+        finally:
+            c.close()
+        assert served(server.port)
+
+
+def test_a_fast_reader_of_a_large_response_is_not_cut(www: Path) -> None:
+    (www / "www" / "big.bin").write_bytes(b"b" * (8 * 1024 * 1024))
+    with rate_server(www, rate=240, window=1.0) as server, Conn(server.port) as c:
+        c.send(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        reply = c.response()
+        assert reply.status == 200 and len(reply.body) == 8 * 1024 * 1024
+        assert server.look(lambda state: state.slow_clients["response"]) == 0
+
+
+def test_zero_switches_the_minimum_rate_off(www: Path) -> None:
+    with rate_server(www, rate=0, window=1.0) as server, Conn(server.port) as c:
+        c.send(post_head(20))
+        assert trickle(c, 10, [(5, 0.8)]) is None  # 6 B/s over 1.6 s
+        c.send(b"y" * 10)
+        assert c.response().status == 200
+        assert server.look(lambda state: state.slow_clients["request_body"]) == 0
+
+
+def test_the_per_client_cap_refuses_the_next_connection_and_accepts_after_one_closes(
+    www: Path,
+) -> None:
+    server = LiveServer(site_config(limits={"max_connections_per_client": 2}), www).start()
+    with server, Conn(server.port) as a:
+        b = Conn(server.port)
+        try:
+            for c in (a, b):  # both admitted and served
+                c.send(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+                assert c.response().status == 200
+            with Conn(server.port) as third:
+                reply = third.response()
+                assert reply.status == 503 and reply.headers["connection"] == "close"
+                assert third.closed()
+            assert server.look(lambda state: state.slow_clients["per_client"]) == 1
+        finally:
+            b.close()
+        wait_for(
+            lambda: server.look(lambda state: state.per_client.get("127.0.0.1")) == 1,
+            PATIENCE,
+            "the closed connection uncounted",
+        )
+        assert served(server.port)  # a third connection again, now under the cap
+        # Everything closed: nothing is left counted.
+        a.close()
+        wait_for(
+            lambda: server.look(lambda state: not state.per_client),
+            PATIENCE,
+            "every connection uncounted",
+        )
+
+
+def test_the_per_client_cap_is_off_by_default(www: Path) -> None:
+    with LiveServer(site_config(), www).start() as server:
+        conns = [Conn(server.port) for _ in range(12)]
+        try:
+            for c in conns:
+                c.send(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+                assert c.response().status == 200
+            assert server.look(lambda state: state.per_client) == {}
+        finally:
+            for c in conns:
+                c.close()
