@@ -3,7 +3,9 @@
 A request body trickled below the rate is answered 408 once a window has passed,
 while other clients are served; a client that pauses but keeps the average is
 not cut; a client reading a large response slower than the rate is disconnected,
-and its connection, its handler and what was queued for it are gone.
+and its connection, its handler and what was queued for it are gone. The same
+over HTTP/2, per stream and per connection. And the per-client connection cap
+(``limits.max_connections_per_client``).
 """
 
 from __future__ import annotations
@@ -15,9 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from h2.errors import ErrorCodes
+from hyperframe.frame import HeadersFrame
 
+from colonnade.transport.connection import RateWindow
 from colonnade.transport.server import ServerState
 from tests.e2e.conftest import LiveServer, site_config
+from tests.e2e.h2wire import RawH2, get_headers
 from tests.e2e.wire import Conn
 from tests.support.wait import PATIENCE, wait_for
 
@@ -227,3 +233,84 @@ def test_the_per_client_cap_is_off_by_default(www: Path) -> None:
         finally:
             for c in conns:
                 c.close()
+
+
+# -- HTTP/2 ----------------------------------------------------------------------------
+
+
+def test_an_http2_stream_trickling_its_body_is_answered_408_and_others_are_served(
+    www: Path,
+) -> None:
+    with rate_server(www, rate=240, window=1.0) as server, RawH2(server.port) as c:
+        post = [(":method", "POST"), (":scheme", "http"), (":authority", "t"), (":path", "/slow")]
+        c.send(c.headers(1, post, end_stream=False))
+        start = time.monotonic()
+        answered = None
+        while answered is None and time.monotonic() - start < PATIENCE:
+            c.send(c.data(1, b"x" * 5))  # 50 B/s
+            pause = time.monotonic() + 0.1
+            # The pause is spent reading what the server says (its SETTINGS, window
+            # updates), until the answer on stream 1 begins.
+            while (left := pause - time.monotonic()) > 0:
+                if not select.select([c.sock], [], [], left)[0]:
+                    break
+                frame = c.next_frame(time.monotonic() + PATIENCE)
+                assert frame is not None, "the connection was closed"
+                if isinstance(frame, HeadersFrame) and frame.stream_id == 1:
+                    answered = time.monotonic() - start
+                    break
+        assert answered is not None and answered >= 1.0
+        assert (c.outcome(stream=1).kind, c.status(1)) == ("status", 408)
+        # The body is not wanted any more: RST_STREAM NO_ERROR (RFC 9113 8.1).
+        rst = c.outcome(stream=1)
+        assert (rst.kind, rst.stream, rst.code) == ("rst", 1, ErrorCodes.NO_ERROR)
+        # The connection and its other streams go on.
+        c.send(c.headers(3, get_headers("/hello.txt")))
+        assert c.response(3) == (200, b"Hello, world!")
+        assert server.look(lambda state: state.slow_clients["request_body"]) == 1
+
+
+def test_an_http2_client_that_stops_reading_is_closed_and_released(www: Path) -> None:
+    (www / "www" / "big.bin").write_bytes(b"b" * (32 * 1024 * 1024))
+    with rate_server(www, rate=240, window=1.0) as server, RawH2(server.port) as c:
+        # Windows wide open: what holds the server back is the socket alone.
+        c.send(c.settings(INITIAL_WINDOW_SIZE=2**31 - 1), c.window_update(0, 2**31 - 65_536))
+        c.send(c.headers(1, get_headers("/big.bin")))
+        # ... and the client reads nothing more.
+        wait_for(
+            lambda: server.look(lambda state: state.slow_clients["response"]) == 1,
+            PATIENCE,
+            "the client that stopped reading cut",
+        )
+        wait_for(lambda: server.look(nothing_left), PATIENCE, "its connection and stream released")
+    with rate_server(www, rate=240, window=1.0) as server:
+        assert served(server.port)
+
+
+# -- the measure itself ------------------------------------------------------------------
+
+
+def test_a_window_is_judged_only_once_it_is_over() -> None:
+    measure = RateWindow()
+    measure.begin(10.0, 0)
+    assert measure.judge(14.9, 5.0, 240, True, 0)  # not over yet: nothing happens
+    assert measure.since == 10.0
+    assert measure.due(5.0, -1.0) == 15.0 and measure.due(5.0, 12.0) == 12.0
+
+
+def test_a_window_that_brought_enough_begins_the_next_and_one_short_is_kept() -> None:
+    measure = RateWindow()
+    measure.begin(10.0, 100)
+    # 1,200 bytes in 5 s is 240 B/s: enough, however they were spread.
+    assert measure.judge(15.0, 5.0, 240, True, 1300)
+    assert (measure.since, measure.mark) == (15.0, 1300)
+    # A late look asks for the rate over the whole time since.
+    assert not measure.judge(21.0, 5.0, 240, True, 1300 + 1200)
+    assert (measure.since, measure.mark) == (15.0, 1300)  # kept for the report
+
+
+def test_a_measure_with_nothing_waiting_on_the_client_stops() -> None:
+    measure = RateWindow()
+    measure.begin(0.0, 0)
+    assert measure.judge(5.0, 5.0, 240, False, 0)
+    assert measure.since < 0 and measure.due(5.0, -1.0) == -1.0

@@ -81,6 +81,62 @@ def _cork(sock: Any, on: int) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, on)
 
 
+def timer_by(
+    loop: asyncio.AbstractEventLoop,
+    timer: asyncio.TimerHandle | None,
+    when: float,
+    callback: Callable[[], None],
+) -> asyncio.TimerHandle:
+    """A timer calling ``callback`` at ``when`` at the latest: ``timer`` if it fires
+    by then already (the callback sees it is early and re-arms), else a new one, and
+    ``timer`` cancelled."""
+    if timer is not None:
+        if timer.when() <= when:
+            return timer
+        timer.cancel()
+    return loop.call_at(when, callback)
+
+
+class RateWindow:
+    """One measure of the minimum data rate (``limits.min_bytes_per_second``): when
+    its current window began (-1: not measuring) and the byte count then."""
+
+    __slots__ = ("mark", "since")
+
+    def __init__(self) -> None:
+        self.since = -1.0
+        self.mark = 0
+
+    def begin(self, now: float, count: int) -> None:
+        """A window begins at ``now``, the count being ``count``."""
+        self.since = now
+        self.mark = count
+
+    def judge(self, now: float, length: float, rate: int, waiting: bool, count: int) -> bool:
+        """Look at the window once it is ``length`` seconds old (before, nothing
+        happens). Nothing ``waiting`` on the client: the measure stops (the server is
+        behind, not the client). Else False if ``count`` grew by less than ``rate``
+        per second of the window: the client is too slow, and the window is kept for
+        the caller to report. Otherwise the next window begins."""
+        since = self.since
+        if since < 0 or now < since + length:
+            return True
+        if not waiting:
+            self.since = -1.0
+        elif count - self.mark < rate * (now - since):
+            return False
+        else:
+            self.begin(now, count)
+        return True
+
+    def due(self, length: float, earliest: float) -> float:
+        """The earlier of ``earliest`` (-1: none) and the end of this window."""
+        if self.since < 0:
+            return earliest
+        end = self.since + length
+        return end if earliest < 0 or end < earliest else earliest
+
+
 def addresses(
     transport: asyncio.BaseTransport,
 ) -> tuple[tuple[str, int] | None, tuple[str, int] | None]:
@@ -469,10 +525,8 @@ class HttpConnection(asyncio.Protocol):
         # then; when the shared timer must next look at them (None: never).
         self._written = 0
         self._body_got = 0
-        self._body_from = -1.0
-        self._body_mark = 0
-        self._send_from = -1.0
-        self._send_mark = 0
+        self._body_rate = RateWindow()
+        self._send_rate = RateWindow()
         self._rate_due: float | None = None
         self.sending_file = False  # a sendfile is under way: bytes are queued for the client
         self.too_slow = False  # cut for a body below the minimum rate: linger briefly
@@ -569,7 +623,7 @@ class HttpConnection(asyncio.Protocol):
         elif kind is EndOfMessage:
             current = self.current
             if current is not None and current.body is not None:
-                self._body_from = -1.0  # the whole body is in: nothing left to measure
+                self._body_rate.since = -1.0  # the whole body is in: nothing left to measure
                 current.body.finish()
                 # Reading may have paused for this body; nothing more of it is due,
                 # and the next request must not wait for a read that never comes.
@@ -727,7 +781,7 @@ class HttpConnection(asyncio.Protocol):
         if self._read_paused_for_queue and len(self.queue) <= self.state.limits.max_pipelined:
             self._read_paused_for_queue = False
             self._resume_reading()
-            if self._body_from >= 0:
+            if self._body_rate.since >= 0:
                 self._start_body_rate()  # the paused time was the server's
         if self.queue:
             self._start_next()
@@ -867,7 +921,7 @@ class HttpConnection(asyncio.Protocol):
             self._read_paused_for_body = False
             if not self._read_paused_for_queue:
                 self._resume_reading()
-                if self._body_from >= 0:
+                if self._body_rate.since >= 0:
                     self._start_body_rate()  # the paused time was the server's
 
     def _pause_reading(self) -> None:
@@ -897,7 +951,7 @@ class HttpConnection(asyncio.Protocol):
     def _drop_timer(self) -> None:
         self._deadline = None
         self._rate_due = None
-        self._body_from = self._send_from = -1.0
+        self._body_rate.since = self._send_rate.since = -1.0
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -931,29 +985,22 @@ class HttpConnection(asyncio.Protocol):
         if due is not None and due <= when:
             return
         self._rate_due = when
-        timer = self._timer
-        if timer is not None:
-            if timer.when() <= when:
-                return
-            timer.cancel()
-        self._timer = self._loop.call_at(when, self._check_deadline)
+        self._timer = timer_by(self._loop, self._timer, when, self._check_deadline)
 
     def _start_body_rate(self) -> None:
         """Begin a window of the request body's measure (again, after a pause of ours)."""
         limits = self.state.limits
         if limits.min_bytes_per_second and not self.closing:
             now = self._loop.time()
-            self._body_from = now
-            self._body_mark = self._body_got
+            self._body_rate.begin(now, self._body_got)
             self._rate_check_at(now + limits.min_rate_window)
 
     def _start_send_rate(self) -> None:
         """Bytes wait for the client: measure how fast it takes them (if not already)."""
         limits = self.state.limits
-        if self._send_from < 0 and limits.min_bytes_per_second:
+        if self._send_rate.since < 0 and limits.min_bytes_per_second:
             now = self._loop.time()
-            self._send_from = now
-            self._send_mark = self._sent()
+            self._send_rate.begin(now, self._sent())
             self._rate_check_at(now + limits.min_rate_window)
 
     def _sent(self) -> int:
@@ -965,68 +1012,49 @@ class HttpConnection(asyncio.Protocol):
     def _check_rates(self, now: float) -> None:
         limits = self.state.limits
         rate = limits.min_bytes_per_second
-        window = limits.min_rate_window
+        length = limits.min_rate_window
+        body_rate, send_rate = self._body_rate, self._send_rate
         if not rate:  # switched off by a reload
-            self._body_from = self._send_from = -1.0
+            body_rate.since = send_rate.since = -1.0
             return
-        if self._body_from >= 0 and now >= self._body_from + window:
-            current = self.current
-            body = current.body if current is not None else None
-            if body is None or body.complete or self.lingering:
-                self._body_from = -1.0
-            elif self._read_paused_for_body or self._read_paused_for_queue:
-                self._body_from, self._body_mark = now, self._body_got  # ours, not the client's
-            elif self._body_got - self._body_mark < rate * (now - self._body_from):
-                assert current is not None
-                self._body_too_slow(current, body, now)
-            else:
-                self._body_from, self._body_mark = now, self._body_got
-        if self._send_from >= 0 and now >= self._send_from + window:
-            transport = self.transport
-            if transport is None or not (transport.get_write_buffer_size() or self.sending_file):
-                self._send_from = -1.0  # nothing waits for the client: not its fault
-            else:
-                sent = self._sent()
-                if sent - self._send_mark < rate * (now - self._send_from):
-                    self._send_too_slow(sent - self._send_mark, now - self._send_from)
-                    return
-                self._send_from, self._send_mark = now, sent
-        due = -1.0
-        if self._body_from >= 0:
-            due = self._body_from + window
-        if self._send_from >= 0 and (due < 0 or self._send_from + window < due):
-            due = self._send_from + window
+        current = self.current
+        body = current.body if current is not None else None
+        if body_rate.since < 0:
+            pass
+        elif body is None or body.complete or self.lingering:
+            body_rate.since = -1.0
+        elif self._read_paused_for_body or self._read_paused_for_queue:
+            body_rate.begin(now, self._body_got)  # the pause is ours, not the client's
+        elif not body_rate.judge(now, length, rate, True, self._body_got):
+            assert current is not None
+            self._body_too_slow(current, body, now)
+        transport = self.transport
+        waiting = transport is not None and (
+            transport.get_write_buffer_size() > 0 or self.sending_file
+        )
+        if not send_rate.judge(now, length, rate, waiting, self._sent()):
+            self._send_too_slow(now)
+            return
+        due = send_rate.due(length, body_rate.due(length, -1.0))
         if due >= 0:
             self._rate_check_at(due)
 
     def _body_too_slow(self, exchange: Exchange, body: StreamBody, now: float) -> None:
-        got = self._body_got - self._body_mark
-        seconds = now - self._body_from
-        self._body_from = -1.0
+        window = self._body_rate
+        got, seconds = self._body_got - window.mark, now - window.since
+        window.since = -1.0
         self.too_slow = True
-        self.state.count_slow("request_body")
-        log.info(
-            "request body from %s below the minimum rate: %d bytes in %.1f s (minimum %d B/s)",
-            self.client[0] if self.client else "?",
-            got,
-            seconds,
-            self.state.limits.min_bytes_per_second,
-        )
+        self.state.too_slow("request_body", "request body", self.client, got, seconds)
         if exchange.bytes_sent or exchange.held is not None:
             self.abort()  # the response has begun: no 408 can be said any more
         else:
             body.fail(HttpError(408, 0, "the request body arrived too slowly"))
 
-    def _send_too_slow(self, sent: int, seconds: float) -> None:
-        self._send_from = -1.0
-        self.state.count_slow("response")
-        log.info(
-            "client %s reads below the minimum rate: %d bytes in %.1f s (minimum %d B/s); closing",
-            self.client[0] if self.client else "?",
-            sent,
-            seconds,
-            self.state.limits.min_bytes_per_second,
-        )
+    def _send_too_slow(self, now: float) -> None:
+        window = self._send_rate
+        got, seconds = self._sent() - window.mark, now - window.since
+        window.since = -1.0
+        self.state.too_slow("response", "reading of a response", self.client, got, seconds)
         # What is queued is dropped; connection_lost wakes a writer waiting in drain
         # and cancels the handler, so nothing stays behind for the slow client.
         self.abort()

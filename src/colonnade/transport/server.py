@@ -160,9 +160,21 @@ class ServerState:
         self.connections.add(conn)
         return True
 
-    def count_slow(self, cause: str) -> None:
-        """A connection was ended for a client below the minimum data rate."""
+    def too_slow(
+        self, cause: str, what: str, client: tuple[str, int] | None, got: int, seconds: float
+    ) -> None:
+        """A client was cut for ``what`` (``cause``: ``request_body`` or ``response``)
+        going below ``limits.min_bytes_per_second``: ``got`` bytes in ``seconds``.
+        Counted, and logged at info: the client's doing, not the server's."""
         self.slow_clients[cause] += 1
+        log.info(
+            "%s from %s below the minimum rate: %d bytes in %.1f s (minimum %d B/s); cut",
+            what,
+            client[0] if client else "?",
+            got,
+            seconds,
+            self.limits.min_bytes_per_second,
+        )
 
     def count_request(self) -> None:
         """A request was answered (the pool's ``recycling.requests`` counts them)."""
