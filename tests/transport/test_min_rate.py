@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from h2.errors import ErrorCodes
 from hyperframe.frame import HeadersFrame
 
@@ -25,7 +26,9 @@ from colonnade.transport.server import ServerState
 from tests.e2e.conftest import LiveServer, site_config
 from tests.e2e.h2wire import RawH2, get_headers
 from tests.e2e.wire import Conn
+from tests.support.tls import client_context, tls_socket
 from tests.support.wait import PATIENCE, wait_for
+from tests.transport.test_tls import serve_www
 
 pytestmark = pytest.mark.e2e
 
@@ -314,3 +317,28 @@ def test_a_measure_with_nothing_waiting_on_the_client_stops() -> None:
     measure.begin(0.0, 0)
     assert measure.judge(5.0, 5.0, 240, False, 0)
     assert measure.since < 0 and measure.due(5.0, -1.0) == -1.0
+
+
+def test_over_tls_a_client_at_its_cap_is_refused_before_the_handshake(
+    ca: trustme.CA, tmp_path: Path, servers: list[LiveServer]
+) -> None:
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "hello.txt").write_text("Hello over TLS")
+    port, _ = serve_www(ca, tmp_path, servers, limits={"max_connections_per_client": 1})
+    ctx = client_context(ca, alpn=["http/1.1"])
+    with tls_socket(port, "www.example.test", ctx) as first:
+        first.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: www.example.test\r\n\r\n")
+        assert first.recv(65536).startswith(b"HTTP/1.1 200 ")
+        # The first one is served and held: the second gets no handshake at all.
+        # (ssl.SSLError and a reset are both OSErrors.)
+        with pytest.raises(OSError), tls_socket(port, "www.example.test", ctx):
+            pass
+        assert servers[0].look(lambda state: state.slow_clients["per_client"]) == 1
+    wait_for(
+        lambda: servers[0].look(lambda state: not state.per_client),
+        PATIENCE,
+        "the first connection uncounted",
+    )
+    with tls_socket(port, "www.example.test", ctx) as again:
+        again.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: www.example.test\r\n\r\n")
+        assert again.recv(65536).startswith(b"HTTP/1.1 200 ")

@@ -53,7 +53,7 @@ class Limits(_Strict):
     max_connections_per_client: Annotated[int, Meta(ge=0, le=1_000_000)] = 0
     """Open connections one client address (the TCP peer, not a forwarded address)
     may hold in one worker; the next is answered 503 with ``Connection: close``
-    (over TLS once the handshake is done; an HTTP/2 one is just closed) and counted.
+    (over TLS: closed before the handshake; an HTTP/2 one is just closed) and counted.
     0: no cap (the default, as nginx's ``limit_conn`` is opt-in: many users can share
     one address behind a NAT or a proxy). Counted per worker process: see
     [Security](security.md#connections-per-client)."""

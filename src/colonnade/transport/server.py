@@ -139,25 +139,32 @@ class ServerState:
         limits = self.limits
         if len(self.connections) >= limits.max_connections:
             return False
-        cap = limits.max_connections_per_client
-        if cap and client is not None:
+        if limits.max_connections_per_client and client is not None:
             host = client[0]
-            count = self.per_client.get(host, 0)
-            if count >= cap:
-                self.slow_clients["per_client"] += 1
-                if host not in self._capped:
-                    # Once per episode: a client hammering the cap must not flood the log.
-                    self._capped.add(host)
-                    log.warning(
-                        "client %s holds %d connections (max_connections_per_client):"
-                        " refusing more",
-                        host,
-                        count,
-                    )
+            if self.over_client_cap(host):
                 return False
-            self.per_client[host] = count + 1
+            self.per_client[host] = self.per_client.get(host, 0) + 1
             self._counted[conn] = host
         self.connections.add(conn)
+        return True
+
+    def over_client_cap(self, host: str) -> bool:
+        """Whether ``host`` holds ``limits.max_connections_per_client`` connections
+        already; if so, its new one is counted as refused (and the first refusal
+        since the address last had no connection is logged)."""
+        cap = self.limits.max_connections_per_client
+        count = self.per_client.get(host, 0)
+        if not cap or count < cap:
+            return False
+        self.slow_clients["per_client"] += 1
+        if host not in self._capped:
+            # Once per episode: a client hammering the cap must not flood the log.
+            self._capped.add(host)
+            log.warning(
+                "client %s holds %d connections (max_connections_per_client): refusing more",
+                host,
+                count,
+            )
         return True
 
     def too_slow(
