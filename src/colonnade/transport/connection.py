@@ -520,9 +520,8 @@ class HttpConnection(asyncio.Protocol):
         self.lingering = False  # answered and half-closed: input is read and dropped
         self._linger_until = 0.0
         # The minimum data rate (see the module docstring): bytes handed to the
-        # socket so far, and the request body's bytes received so far; when the
-        # current window of each measure began (-1: not measuring) and the count
-        # then; when the shared timer must next look at them (None: never).
+        # socket so far, the request body's bytes received so far, the measure of
+        # each, and when the shared timer must next look at them (None: never).
         self._written = 0
         self._body_got = 0
         self._body_rate = RateWindow()

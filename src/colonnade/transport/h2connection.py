@@ -405,10 +405,10 @@ class H2Connection(asyncio.Protocol):
         self.stopping = False  # GOAWAY sent (graceful stop) or received
         self.failed = False  # ended for an error: reading and dropping until closed
         self.closing = False
-        # The minimum data rate (limits.min_bytes_per_second): bytes written so far;
-        # per stream whose body is measured, when its window began and its count
-        # then; the same for the connection's sending (-1: not measuring); the timer
-        # looking at them, made only while something is measured.
+        # The minimum data rate (limits.min_bytes_per_second): bytes written so far,
+        # the measure of each stream's body that is measured (by stream id) and of
+        # the connection's sending; the timer looking at them, made only while
+        # something is measured.
         self._written = 0
         self._body_rates: dict[int, RateWindow] = {}
         self._send_rate = RateWindow()
