@@ -54,11 +54,13 @@ def post_head(length: int) -> bytes:
     return b"POST /slow HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % length
 
 
-def trickle(conn: Conn, length: int, pace: list[tuple[int, float]]) -> float | None:
-    """Send ``length`` body bytes as ``pace`` says, cycling through (bytes, then
-    seconds of quiet) pairs, until all is sent or the server answers: the time
-    (since the head) its answer began to arrive, None if it only came at the end."""
+def trickle(conn: Conn, head: bytes, length: int, pace: list[tuple[int, float]]) -> float | None:
+    """Send ``head``, then ``length`` body bytes as ``pace`` says, cycling through
+    (bytes, then seconds of quiet) pairs, until all is sent or the server answers:
+    the time since before the head (the server's first window begins after it) its
+    answer began to arrive, None if it only came at the end."""
     start = time.monotonic()
+    conn.send(head)
     left, step = length, 0
     while left > 0:
         size, quiet = pace[step % len(pace)]
@@ -84,8 +86,7 @@ def served(port: int) -> bool:
 
 def test_a_body_trickled_at_50_bytes_a_second_is_cut_and_others_are_served(www: Path) -> None:
     with rate_server(www, rate=240, window=1.0) as server, Conn(server.port) as c:
-        c.send(post_head(100_000))
-        answered = trickle(c, 100_000, [(5, 0.1)])  # 50 B/s
+        answered = trickle(c, post_head(100_000), 100_000, [(5, 0.1)])  # 50 B/s
         assert answered is not None, "the body was read to the end at 50 B/s"
         # The first window is the grace period: no cut before it; the cut comes at
         # its end (a loaded machine's timer may be late, never early).
@@ -97,14 +98,37 @@ def test_a_body_trickled_at_50_bytes_a_second_is_cut_and_others_are_served(www: 
         assert server.look(lambda state: state.slow_clients["request_body"]) == 1
 
 
+def test_a_body_trickled_after_the_response_began_is_cut_with_a_close(www: Path) -> None:
+    with rate_server(www, rate=240, window=1.0) as server, Conn(server.port) as c:
+        # ``head=1``: the response head goes out before the handler reads the body.
+        start = time.monotonic()  # the server's first window begins after this
+        c.send(b"POST /slow?head=1 HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n")
+        c.await_head()
+        closed = False
+        while not closed and time.monotonic() - start < PATIENCE:
+            try:
+                c.send(b"x" * 5)  # 50 B/s
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            if select.select([c.sock], [], [], 0.1)[0]:
+                try:
+                    closed = not c.sock.recv(65536)
+                except ConnectionResetError:
+                    closed = True
+        assert closed and time.monotonic() - start >= 1.0
+        assert c.buf.startswith(b"HTTP/1.1 200 ")  # no 408 after a 200 began
+        assert server.look(lambda state: state.slow_clients["request_body"]) == 1
+        assert served(server.port)
+
+
 def test_a_client_that_pauses_but_keeps_the_average_is_not_cut(www: Path) -> None:
     # 1,000 B/s needed per 1.5 s window: bursts of 4,000 B in 0.5 s, then a
     # second of silence; every window holds at least one burst's worth.
     length = 12_000
     with rate_server(www, rate=1000, window=1.5) as server, Conn(server.port) as c:
-        c.send(post_head(length))
         pace = [(400, 0.05)] * 9 + [(400, 1.0)]
-        assert trickle(c, length, pace) is None
+        assert trickle(c, post_head(length), length, pace) is None
         reply = c.response()
         assert reply.status == 200 and reply.body == b"slow:" + b"x" * length
         assert server.look(lambda state: state.slow_clients["request_body"]) == 0
@@ -186,8 +210,7 @@ def test_a_fast_reader_of_a_large_response_is_not_cut(www: Path) -> None:
 
 def test_zero_switches_the_minimum_rate_off(www: Path) -> None:
     with rate_server(www, rate=0, window=1.0) as server, Conn(server.port) as c:
-        c.send(post_head(20))
-        assert trickle(c, 10, [(5, 0.8)]) is None  # 6 B/s over 1.6 s
+        assert trickle(c, post_head(20), 10, [(5, 0.8)]) is None  # 6 B/s over 1.6 s
         c.send(b"y" * 10)
         assert c.response().status == 200
         assert server.look(lambda state: state.slow_clients["request_body"]) == 0
@@ -246,8 +269,8 @@ def test_an_http2_stream_trickling_its_body_is_answered_408_and_others_are_serve
 ) -> None:
     with rate_server(www, rate=240, window=1.0) as server, RawH2(server.port) as c:
         post = [(":method", "POST"), (":scheme", "http"), (":authority", "t"), (":path", "/slow")]
+        start = time.monotonic()  # the server's first window begins after this
         c.send(c.headers(1, post, end_stream=False))
-        start = time.monotonic()
         answered = None
         while answered is None and time.monotonic() - start < PATIENCE:
             c.send(c.data(1, b"x" * 5))  # 50 B/s
