@@ -123,10 +123,11 @@ def test_a_body_trickled_after_the_response_began_is_cut_with_a_close(www: Path)
 
 
 def test_a_client_that_pauses_but_keeps_the_average_is_not_cut(www: Path) -> None:
-    # 1,000 B/s needed per 1.5 s window: bursts of 4,000 B in 0.5 s, then a
-    # second of silence; every window holds at least one burst's worth.
-    length = 12_000
-    with rate_server(www, rate=1000, window=1.5) as server, Conn(server.port) as c:
+    # 1,000 B/s needed per 3 s window: bursts of 4,000 B in 0.5 s, each followed by
+    # a second of silence (a check per read would cut at the first). Every window
+    # holds two bursts, 8,000 B: room for a loaded machine's late turns.
+    length = 16_000
+    with rate_server(www, rate=1000, window=3.0) as server, Conn(server.port) as c:
         pace = [(400, 0.05)] * 9 + [(400, 1.0)]
         assert trickle(c, post_head(length), length, pace) is None
         reply = c.response()
