@@ -50,6 +50,25 @@ class Limits(_Strict):
     """Most header fields in one request; more is 431."""
     max_pipelined: Annotated[int, Meta(ge=1, le=1024)] = 16
     """Pipelined requests read ahead of the one being answered before reading pauses."""
+    max_connections_per_client: Annotated[int, Meta(ge=0, le=1_000_000)] = 0
+    """Open connections one client address (the TCP peer, not a forwarded address)
+    may hold in one worker; the next is answered 503 with ``Connection: close``
+    (over TLS: closed before the handshake; an HTTP/2 one is just closed) and counted.
+    0: no cap (the default, as nginx's ``limit_conn`` is opt-in: many users can share
+    one address behind a NAT or a proxy). Counted per worker process: see
+    [Security](security.md#connections-per-client)."""
+    min_bytes_per_second: Annotated[int, Meta(ge=0, le=1_073_741_824)] = 240
+    """The slowest a client may send a request body or read a response, in bytes per
+    second, measured over ``min_rate_window`` (IIS ``webLimits/@minBytesPerSecond``,
+    240 by default; Kestrel's ``MinRequestBodyDataRate`` and ``MinResponseDataRate``).
+    A request body arriving slower is answered 408 (the connection closed if the
+    response had begun); a client reading slower while the server has bytes queued
+    for it is disconnected. 0: no minimum."""
+    min_rate_window: Annotated[float, Meta(ge=1, le=3600)] = 5.0
+    """The window, in seconds, over which ``min_bytes_per_second`` is measured, and the
+    grace period before the first measure: each window must bring its length times
+    ``min_bytes_per_second`` bytes, so a pause shorter than a window costs nothing if
+    the client makes up for it (Kestrel's grace period, 5 s)."""
 
 
 class Timeouts(_Strict):

@@ -11,6 +11,17 @@ reads slowly (back-pressure on slow readers). Three timers guard the connection:
 the header timer (first byte → end of head), the body timer (each wait for body
 bytes) and the keep-alive timer (idle between requests).
 
+The minimum data rate (``limits.min_bytes_per_second``, IIS's ``minBytesPerSecond``)
+shares the connection's one timer and costs a request without a body nothing but
+the count of bytes written. It is measured over windows of ``limits.min_rate_window``
+seconds, never per read: a request body from its head on (or from the
+``100 Continue``), while reading is not paused on the server's side; a response
+from the moment the server has more queued for the client than the transport takes
+(``pause_writing``, or a sendfile that must wait), for as long as bytes stay queued.
+A window that brought fewer bytes than the rate times its length ends it: a body with a
+408 (or a close once the response began), a response with a close that drops what
+was queued and cancels the handler.
+
 Pools (``pools/routing.py``) may set ``ServerState.router``: then a request that
 starts on an idle connection is held until the router has seen its head, and the
 router may take the whole connection away (``detach``) to hand it to another
@@ -68,6 +79,62 @@ def _cork(sock: Any, on: int) -> None:
     # while a file was going out) raises ValueError for its descriptor, now -1.
     with contextlib.suppress(OSError, ValueError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, on)
+
+
+def timer_by(
+    loop: asyncio.AbstractEventLoop,
+    timer: asyncio.TimerHandle | None,
+    when: float,
+    callback: Callable[[], None],
+) -> asyncio.TimerHandle:
+    """A timer calling ``callback`` at ``when`` at the latest: ``timer`` if it fires
+    by then already (the callback sees it is early and re-arms), else a new one, and
+    ``timer`` cancelled."""
+    if timer is not None:
+        if timer.when() <= when:
+            return timer
+        timer.cancel()
+    return loop.call_at(when, callback)
+
+
+class RateWindow:
+    """One measure of the minimum data rate (``limits.min_bytes_per_second``): when
+    its current window began (-1: not measuring) and the byte count then."""
+
+    __slots__ = ("mark", "since")
+
+    def __init__(self) -> None:
+        self.since = -1.0
+        self.mark = 0
+
+    def begin(self, now: float, count: int) -> None:
+        """A window begins at ``now``, the count being ``count``."""
+        self.since = now
+        self.mark = count
+
+    def judge(self, now: float, length: float, rate: int, waiting: bool, count: int) -> bool:
+        """Look at the window once it is ``length`` seconds old (before, nothing
+        happens). Nothing ``waiting`` on the client: the measure stops (the server is
+        behind, not the client). Else False if ``count`` grew by less than ``rate``
+        per second of the window: the client is too slow, and the window is kept for
+        the caller to report. Otherwise the next window begins."""
+        since = self.since
+        if since < 0 or now < since + length:
+            return True
+        if not waiting:
+            self.since = -1.0
+        elif count - self.mark < rate * (now - since):
+            return False
+        else:
+            self.begin(now, count)
+        return True
+
+    def due(self, length: float, earliest: float) -> float:
+        """The earlier of ``earliest`` (-1: none) and the end of this window."""
+        if self.since < 0:
+            return earliest
+        end = self.since + length
+        return end if earliest < 0 or end < earliest else earliest
 
 
 def addresses(
@@ -452,6 +519,16 @@ class HttpConnection(asyncio.Protocol):
         self.eof = False  # the client closed its side
         self.lingering = False  # answered and half-closed: input is read and dropped
         self._linger_until = 0.0
+        # The minimum data rate (see the module docstring): bytes handed to the
+        # socket so far, the request body's bytes received so far, the measure of
+        # each, and when the shared timer must next look at them (None: never).
+        self._written = 0
+        self._body_got = 0
+        self._body_rate = RateWindow()
+        self._send_rate = RateWindow()
+        self._rate_due: float | None = None
+        self.sending_file = False  # a sendfile is under way: bytes are queued for the client
+        self.too_slow = False  # cut for a body below the minimum rate: linger briefly
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -459,12 +536,12 @@ class HttpConnection(asyncio.Protocol):
         # uvloop's transports do not subclass asyncio.Transport, but implement it.
         self.transport = transport = cast(asyncio.Transport, transport)
         state = self.state
-        if not state.admit(self):
+        self.client, self.server = addresses(transport)
+        if not state.admit(self, self.client):
             transport.write(_OVERLOADED)
             transport.close()
             self.closing = True
             return
-        self.client, self.server = addresses(transport)
         self._arm(state.timeouts.header)
         if self._initial:
             data, self._initial = self._initial, b""
@@ -530,6 +607,7 @@ class HttpConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        self._start_send_rate()
 
     def resume_writing(self) -> None:
         self.write_paused = False
@@ -544,6 +622,7 @@ class HttpConnection(asyncio.Protocol):
         elif kind is EndOfMessage:
             current = self.current
             if current is not None and current.body is not None:
+                self._body_rate.since = -1.0  # the whole body is in: nothing left to measure
                 current.body.finish()
                 # Reading may have paused for this body; nothing more of it is due,
                 # and the next request must not wait for a read that never comes.
@@ -552,7 +631,9 @@ class HttpConnection(asyncio.Protocol):
         elif kind is BodyEvent:
             current = self.current
             if current is not None and current.body is not None:
-                current.body.feed(event.data)  # type: ignore[attr-defined]
+                data = event.data  # type: ignore[attr-defined]
+                self._body_got += len(data)
+                current.body.feed(data)
         elif kind is ProtocolError:
             self._on_protocol_error(event)  # type: ignore[arg-type]
         elif kind is Preface:
@@ -628,6 +709,8 @@ class HttpConnection(asyncio.Protocol):
             return
         exchange = Exchange(self, head, request, body)
         self.current = exchange if body is not None else None
+        if body is not None and not head.expect_continue:
+            self._start_body_rate()
         self.queue.append(exchange)
         if len(self.queue) > self.state.limits.max_pipelined and not self._read_paused_for_queue:
             self._read_paused_for_queue = True
@@ -697,6 +780,8 @@ class HttpConnection(asyncio.Protocol):
         if self._read_paused_for_queue and len(self.queue) <= self.state.limits.max_pipelined:
             self._read_paused_for_queue = False
             self._resume_reading()
+            if self._body_rate.since >= 0:
+                self._start_body_rate()  # the paused time was the server's
         if self.queue:
             self._start_next()
         elif self.pending_error is not None:
@@ -714,6 +799,7 @@ class HttpConnection(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         transport = self.transport
         if transport is not None and not transport.is_closing():
+            self._written += len(data)
             transport.write(data)
 
     async def drain(self) -> None:
@@ -747,8 +833,9 @@ class HttpConnection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         if transport.get_write_buffer_size():
             if head:
-                transport.write(head)
+                self.write(head)
                 head = b""
+            self._start_send_rate()
             while transport.get_write_buffer_size():
                 # What the transport still holds must reach the wire first.
                 await asyncio.sleep(0.001)
@@ -764,16 +851,20 @@ class HttpConnection(asyncio.Protocol):
         cork = count >= _CORK_FROM
         if cork:
             _cork(sock, 1)
+        self.sending_file = True
         try:
             while head or count > 0:  # the head first, then the file
                 try:
                     if head:
-                        head = head[os.write(out, head) :]
+                        wrote = os.write(out, head)
+                        self._written += wrote
+                        head = head[wrote:]
                         continue
                     sent = os.sendfile(out, fd, offset, count)
                 except BlockingIOError:
                     if waiting < 0:
                         waiting = os.dup(out)
+                    self._start_send_rate()
                     await self._writable(loop, waiting)
                     continue
                 except OSError as exc:
@@ -782,9 +873,11 @@ class HttpConnection(asyncio.Protocol):
                     raise
                 if sent == 0:
                     raise ConnectionError("the file shrank while it was being sent")
+                self._written += sent
                 offset += sent
                 count -= sent
         finally:
+            self.sending_file = False
             if cork:
                 _cork(sock, 0)
             if waiting >= 0:
@@ -815,6 +908,7 @@ class HttpConnection(asyncio.Protocol):
     def send_continue(self) -> None:
         """Tell an ``Expect: 100-continue`` client to send its body."""
         self.write(self.h1.continue_response())
+        self._start_body_rate()  # from now on the body is the client's to send
 
     def pause_reading_for_body(self) -> None:
         if not self._read_paused_for_body:
@@ -826,6 +920,8 @@ class HttpConnection(asyncio.Protocol):
             self._read_paused_for_body = False
             if not self._read_paused_for_queue:
                 self._resume_reading()
+                if self._body_rate.since >= 0:
+                    self._start_body_rate()  # the paused time was the server's
 
     def _pause_reading(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -853,20 +949,114 @@ class HttpConnection(asyncio.Protocol):
 
     def _drop_timer(self) -> None:
         self._deadline = None
+        self._rate_due = None
+        self._body_rate.since = self._send_rate.since = -1.0
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
     def _check_deadline(self) -> None:
         self._timer = None
+        loop = self._loop
+        now = loop.time()
+        due = self._rate_due
+        if due is not None and now >= due:
+            self._rate_due = None
+            self._check_rates(now)
         deadline = self._deadline
-        if deadline is None:
+        if deadline is not None and now >= deadline:
+            self._deadline = None
+            self._on_timeout()
+        if self._timer is None:  # nothing re-armed it: wake for what is still due
+            deadline = self._deadline
+            due = self._rate_due
+            if due is not None and (deadline is None or due < deadline):
+                deadline = due
+            if deadline is not None:
+                self._timer = loop.call_at(deadline, self._check_deadline)
+
+    # -- the minimum data rate (limits.min_bytes_per_second) --------------------------
+
+    def _rate_check_at(self, when: float) -> None:
+        # The rate shares the connection's one timer: it fires by the earlier of the
+        # two times, and _check_deadline looks at both.
+        due = self._rate_due
+        if due is not None and due <= when:
             return
-        if self._loop.time() < deadline:
-            self._timer = self._loop.call_at(deadline, self._check_deadline)
+        self._rate_due = when
+        self._timer = timer_by(self._loop, self._timer, when, self._check_deadline)
+
+    def _start_body_rate(self) -> None:
+        """Begin a window of the request body's measure (again, after a pause of ours)."""
+        limits = self.state.limits
+        if limits.min_bytes_per_second and not self.closing:
+            now = self._loop.time()
+            self._body_rate.begin(now, self._body_got)
+            self._rate_check_at(now + limits.min_rate_window)
+
+    def _start_send_rate(self) -> None:
+        """Bytes wait for the client: measure how fast it takes them (if not already)."""
+        limits = self.state.limits
+        if self._send_rate.since < 0 and limits.min_bytes_per_second:
+            now = self._loop.time()
+            self._send_rate.begin(now, self._sent())
+            self._rate_check_at(now + limits.min_rate_window)
+
+    def _sent(self) -> int:
+        """Bytes the socket took so far (handed to it, less what the transport holds)."""
+        transport = self.transport
+        held = transport.get_write_buffer_size() if transport is not None else 0
+        return self._written - held
+
+    def _check_rates(self, now: float) -> None:
+        limits = self.state.limits
+        rate = limits.min_bytes_per_second
+        length = limits.min_rate_window
+        body_rate, send_rate = self._body_rate, self._send_rate
+        if not rate:  # switched off by a reload
+            body_rate.since = send_rate.since = -1.0
             return
-        self._deadline = None
-        self._on_timeout()
+        current = self.current
+        body = current.body if current is not None else None
+        if body_rate.since < 0:
+            pass
+        elif body is None or body.complete or self.lingering:
+            body_rate.since = -1.0
+        elif self._read_paused_for_body or self._read_paused_for_queue:
+            body_rate.begin(now, self._body_got)  # the pause is ours, not the client's
+        elif not body_rate.judge(now, length, rate, True, self._body_got):
+            assert current is not None
+            self._body_too_slow(current, body, now)
+        transport = self.transport
+        waiting = transport is not None and (
+            transport.get_write_buffer_size() > 0 or self.sending_file
+        )
+        if not send_rate.judge(now, length, rate, waiting, self._sent()):
+            self._send_too_slow(now)
+            return
+        due = send_rate.due(length, body_rate.due(length, -1.0))
+        if due >= 0:
+            self._rate_check_at(due)
+
+    def _body_too_slow(self, exchange: Exchange, body: StreamBody, now: float) -> None:
+        window = self._body_rate
+        got, seconds = self._body_got - window.mark, now - window.since
+        window.since = -1.0
+        self.too_slow = True
+        self.state.too_slow("request_body", "request body", self.client, got, seconds)
+        if exchange.bytes_sent or exchange.held is not None:
+            self.abort()  # the response has begun: no 408 can be said any more
+        else:
+            body.fail(HttpError(408, 0, "the request body arrived too slowly"))
+
+    def _send_too_slow(self, now: float) -> None:
+        window = self._send_rate
+        got, seconds = self._sent() - window.mark, now - window.since
+        window.since = -1.0
+        self.state.too_slow("response", "reading of a response", self.client, got, seconds)
+        # What is queued is dropped; connection_lost wakes a writer waiting in drain
+        # and cancels the handler, so nothing stays behind for the slow client.
+        self.abort()
 
     def _on_timeout(self) -> None:
         if self.lingering:
@@ -955,7 +1145,11 @@ class HttpConnection(asyncio.Protocol):
         self.lingering = True
         self.current = None
         self.held = None
-        self._linger_until = self._loop.time() + timeouts.lingering_total
+        # A client cut for trickling its body would trickle on for all of
+        # lingering_total: it gets lingering, once, to read the 408.
+        self._linger_until = self._loop.time() + (
+            timeouts.lingering if self.too_slow else timeouts.lingering_total
+        )
         transport.write_eof()  # after what is queued, as asyncio's transports do
         self._read_paused_for_body = self._read_paused_for_queue = False
         transport.resume_reading()

@@ -67,7 +67,7 @@ from colonnade.http.h2 import (
     request_fields,
     response_headers,
 )
-from colonnade.transport.connection import StreamBody, addresses
+from colonnade.transport.connection import RateWindow, StreamBody, addresses, timer_by
 
 if TYPE_CHECKING:
     from colonnade.core.context import RawStream
@@ -170,6 +170,7 @@ class H2Stream:
         """``100 Continue`` for an ``Expect: 100-continue`` request."""
         if not self.head_sent and not self.closed:
             self.conn.send_headers(self, [(b":status", b"100")], end=False)
+            self.conn.watch_body(self)  # from now on the body is the client's to send
 
     # -- ResponseWriter -----------------------------------------------------------------
 
@@ -404,6 +405,14 @@ class H2Connection(asyncio.Protocol):
         self.stopping = False  # GOAWAY sent (graceful stop) or received
         self.failed = False  # ended for an error: reading and dropping until closed
         self.closing = False
+        # The minimum data rate (limits.min_bytes_per_second): bytes written so far,
+        # the measure of each stream's body that is measured (by stream id) and of
+        # the connection's sending; the timer looking at them, made only while
+        # something is measured.
+        self._written = 0
+        self._body_rates: dict[int, RateWindow] = {}
+        self._send_rate = RateWindow()
+        self._rate_timer: asyncio.TimerHandle | None = None
 
     # -- what the server keeps of a connection --------------------------------------------
 
@@ -416,11 +425,11 @@ class H2Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport = cast(asyncio.Transport, transport)
-        if not self.state.admit(self):
+        self.client, self.server = addresses(transport)
+        if not self.state.admit(self, self.client):
             self.closing = True
             transport.close()
             return
-        self.client, self.server = addresses(transport)
         self.h2.initiate_connection()
         self.h2.increment_flow_control_window(_CONNECTION_WINDOW - 65_535)
         self._flush()
@@ -433,6 +442,9 @@ class H2Connection(asyncio.Protocol):
         self.closing = True
         self.state.forget(self)
         self._disarm()
+        if self._rate_timer is not None:
+            self._rate_timer.cancel()
+            self._rate_timer = None
         for stream in list(self.streams.values()):
             self._close_stream(stream, cancel=True)
         self.streams.clear()
@@ -452,6 +464,7 @@ class H2Connection(asyncio.Protocol):
         transport = self.transport
         if transport is not None and not transport.is_closing() and not self.failed:
             transport.pause_reading()
+        self._watch_sending()
 
     def resume_writing(self) -> None:
         self.write_paused = False
@@ -654,6 +667,8 @@ class H2Connection(asyncio.Protocol):
         if not stream.remote_ended:
             expect = any(n == b"expect" and v.lower() == b"100-continue" for n, v in fields.headers)
             body = stream.body = StreamBody(stream, expect)
+            if not expect:
+                self.watch_body(stream)
         request = stream.request = Request(
             fields.method.decode("ascii"),
             path,
@@ -864,6 +879,7 @@ class H2Connection(asyncio.Protocol):
         data = self.h2.data_to_send()
         transport = self.transport
         if data and transport is not None and not transport.is_closing():
+            self._written += len(data)
             transport.write(data)
 
     async def drain(self) -> None:
@@ -973,6 +989,91 @@ class H2Connection(asyncio.Protocol):
             # Idle: say goodbye politely, so that the client opens a new connection
             # rather than sending on this one.
             self.shutdown()
+
+    # -- the minimum data rate (limits.min_bytes_per_second) ------------------------------
+    #
+    # As over HTTP/1.1 (transport/connection.py), over windows of limits.min_rate_window:
+    # a stream's body from its head (or its 100 Continue) while the server leaves the
+    # client window to send, below the rate: 408 if nothing of the response went out,
+    # else RST_STREAM (CANCEL); the connection's sending while the transport holds
+    # bytes for the client, below the rate: the connection is dropped. Its own timer,
+    # made only while something is measured: a request without a body pays nothing.
+
+    def watch_body(self, stream: H2Stream) -> None:
+        """Measure the rate of ``stream``'s request body from now."""
+        limits = self.state.limits
+        if limits.min_bytes_per_second and not self.closing:
+            now = self.loop.time()
+            measure = self._body_rates[stream.id] = RateWindow()
+            measure.begin(now, stream.received)
+            self._rate_check_at(now + limits.min_rate_window)
+
+    def _watch_sending(self) -> None:
+        limits = self.state.limits
+        if self._send_rate.since < 0 and limits.min_bytes_per_second:
+            now = self.loop.time()
+            self._send_rate.begin(now, self._sent())
+            self._rate_check_at(now + limits.min_rate_window)
+
+    def _sent(self) -> int:
+        transport = self.transport
+        return self._written - (transport.get_write_buffer_size() if transport else 0)
+
+    def _rate_check_at(self, when: float) -> None:
+        self._rate_timer = timer_by(self.loop, self._rate_timer, when, self._check_rates)
+
+    def _check_rates(self) -> None:
+        self._rate_timer = None
+        limits = self.state.limits
+        rate, window = limits.min_bytes_per_second, limits.min_rate_window
+        if not rate or self.closing:
+            self._body_rates.clear()
+            self._send_rate.since = -1.0
+            return
+        now = self.loop.time()
+        due = -1.0
+        for stream_id, measure in list(self._body_rates.items()):
+            stream = self.streams.get(stream_id)
+            body = stream.body if stream is not None else None
+            if stream is None or body is None or stream.closed or stream.remote_ended:
+                del self._body_rates[stream_id]
+                continue
+            if stream.received - stream.acked >= self.settings.initial_window_size:
+                measure.begin(now, stream.received)  # its window is full: ours to read
+            elif not measure.judge(now, window, rate, True, stream.received):
+                del self._body_rates[stream_id]
+                self._body_too_slow(stream, body, measure, now)
+                continue
+            due = measure.due(window, due)
+        transport = self.transport
+        waiting = transport is not None and transport.get_write_buffer_size() > 0
+        send_rate = self._send_rate
+        if not send_rate.judge(now, window, rate, waiting, self._sent()):
+            self._send_too_slow(now)
+            return
+        due = send_rate.due(window, due)
+        if due >= 0:
+            self._rate_check_at(due)
+
+    def _body_too_slow(
+        self, stream: H2Stream, body: StreamBody, measure: RateWindow, now: float
+    ) -> None:
+        got, seconds = stream.received - measure.mark, now - measure.since
+        what = f"HTTP/2 stream {stream.id}: request body"
+        self.state.too_slow("request_body", what, self.client, got, seconds)
+        if stream.head_sent:
+            self.reset(stream, ErrorCodes.CANCEL)  # the response has begun: no 408
+        else:
+            # Answered 408, then (the body unfinished) RST_STREAM NO_ERROR.
+            body.fail(HttpError(408, 0, "the request body arrived too slowly"))
+
+    def _send_too_slow(self, now: float) -> None:
+        send_rate = self._send_rate
+        got, seconds = self._sent() - send_rate.mark, now - send_rate.since
+        send_rate.since = -1.0
+        what = "HTTP/2 reading of a response"
+        self.state.too_slow("response", what, self.client, got, seconds)
+        self.abort()  # connection_lost cancels every stream's task
 
 
 def decode_block(h2conn: h2.connection.H2Connection, block: bytes) -> list[tuple[bytes, bytes]]:

@@ -125,6 +125,7 @@ def start_handshake(
     if (
         tls is None
         or len(state.connections) + len(state.handshakes) >= state.limits.max_connections
+        or (state.limits.max_connections_per_client and _over_client_cap(state, sock))
     ):
         # Nothing can be said in plain text to a TLS client: just close.
         sock.close()
@@ -134,6 +135,16 @@ def start_handshake(
     task = asyncio.get_running_loop().create_task(_handshake(state, port, sock, route))
     state.handshakes.add(task)
     task.add_done_callback(state.handshakes.discard)
+
+
+def _over_client_cap(state: ServerState, sock: socket.socket) -> bool:
+    # A client at its cap already is refused before the handshake's cost (one that
+    # reaches it during its handshakes is refused with a 503 once they are done).
+    try:
+        peer = sock.getpeername()
+    except OSError:
+        return False
+    return isinstance(peer, tuple) and state.over_client_cap(peer[0])
 
 
 async def _handshake(state: ServerState, port: int, sock: socket.socket, route: bool) -> None:

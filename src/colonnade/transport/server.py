@@ -111,6 +111,16 @@ class ServerState:
         #: ``header_list`` (over ``max_header_list_size``, an HPACK bomb too), or
         #: the GOAWAY error code's name (``protocol_error``, ``flow_control_error``…).
         self.http2_errors: Counter[str] = Counter()
+        #: Connections ended or refused for a client's behaviour, by cause:
+        #: ``request_body`` and ``response`` (below ``limits.min_bytes_per_second``),
+        #: ``per_client`` (over ``limits.max_connections_per_client``).
+        self.slow_clients: Counter[str] = Counter()
+        #: Open connections per client address, while ``max_connections_per_client``
+        #: is set, and the address each counted connection was counted under.
+        self.per_client: dict[str, int] = {}
+        self._counted: dict[Connection, str] = {}
+        #: Addresses refused since they last had no connection (logged once).
+        self._capped: set[str] = set()
         self._all_closed: asyncio.Event | None = None
 
     def switch(self, engine: Engine) -> None:
@@ -123,12 +133,55 @@ class ServerState:
         self.http2 = settings.http2
         self.tls = TlsSet.build(engine.config, alpn_protocols(self), previous=self.tls)
 
-    def admit(self, conn: Connection) -> bool:
-        """A connection begins: count it, unless the worker has ``max_connections``."""
-        if len(self.connections) >= self.limits.max_connections:
+    def admit(self, conn: Connection, client: tuple[str, int] | None = None) -> bool:
+        """A connection begins: count it, unless the worker has ``max_connections``, or
+        ``client`` (the TCP peer; None: not IP) has ``max_connections_per_client``."""
+        limits = self.limits
+        if len(self.connections) >= limits.max_connections:
             return False
+        if limits.max_connections_per_client and client is not None:
+            host = client[0]
+            if self.over_client_cap(host):
+                return False
+            self.per_client[host] = self.per_client.get(host, 0) + 1
+            self._counted[conn] = host
         self.connections.add(conn)
         return True
+
+    def over_client_cap(self, host: str) -> bool:
+        """Whether ``host`` holds ``limits.max_connections_per_client`` connections
+        already; if so, its new one is counted as refused (and the first refusal
+        since the address last had no connection is logged)."""
+        cap = self.limits.max_connections_per_client
+        count = self.per_client.get(host, 0)
+        if not cap or count < cap:
+            return False
+        self.slow_clients["per_client"] += 1
+        if host not in self._capped:
+            # Once per episode: a client hammering the cap must not flood the log.
+            self._capped.add(host)
+            log.warning(
+                "client %s holds %d connections (max_connections_per_client): refusing more",
+                host,
+                count,
+            )
+        return True
+
+    def too_slow(
+        self, cause: str, what: str, client: tuple[str, int] | None, got: int, seconds: float
+    ) -> None:
+        """A client was cut for ``what`` (``cause``: ``request_body`` or ``response``)
+        going below ``limits.min_bytes_per_second``: ``got`` bytes in ``seconds``.
+        Counted, and logged at info: the client's doing, not the server's."""
+        self.slow_clients[cause] += 1
+        log.info(
+            "%s from %s below the minimum rate: %d bytes in %.1f s (minimum %d B/s); cut",
+            what,
+            client[0] if client else "?",
+            got,
+            seconds,
+            self.limits.min_bytes_per_second,
+        )
 
     def count_request(self) -> None:
         """A request was answered (the pool's ``recycling.requests`` counts them)."""
@@ -139,6 +192,15 @@ class ServerState:
     def forget(self, conn: Connection) -> None:
         """A connection ended."""
         self.connections.discard(conn)
+        if self._counted:
+            host = self._counted.pop(conn, None)
+            if host is not None:
+                left = self.per_client[host] - 1
+                if left > 0:
+                    self.per_client[host] = left
+                else:
+                    del self.per_client[host]
+                    self._capped.discard(host)
         if not self.connections and self._all_closed is not None:
             self._all_closed.set()
 

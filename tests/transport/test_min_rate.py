@@ -1,0 +1,368 @@
+"""The minimum data rate (``limits.min_bytes_per_second``) over real sockets.
+
+A request body trickled below the rate is answered 408 once a window has passed,
+while other clients are served; a client that pauses but keeps the average is
+not cut; a client reading a large response slower than the rate is disconnected,
+and its connection, its handler and what was queued for it are gone. The same
+over HTTP/2, per stream and per connection. And the per-client connection cap
+(``limits.max_connections_per_client``).
+"""
+
+from __future__ import annotations
+
+import select
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from h2.errors import ErrorCodes
+from hyperframe.frame import HeadersFrame
+
+from colonnade.transport.connection import RateWindow
+from colonnade.transport.server import ServerState
+from tests.e2e.conftest import LiveServer, site_config
+from tests.e2e.h2wire import RawH2, get_headers
+from tests.e2e.wire import Conn
+from tests.support.tls import client_context, tls_socket
+from tests.support.wait import PATIENCE, wait_for
+from tests.transport.test_tls import serve_www
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def www(tmp_path: Path) -> Iterator[Path]:
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "hello.txt").write_text("Hello, world!")
+    yield tmp_path
+
+
+def rate_server(www: Path, *, rate: int, window: float, **limits: Any) -> LiveServer:
+    config = site_config(
+        limits={"min_bytes_per_second": rate, "min_rate_window": window, **limits},
+        # A client cut for its body lingers this long at most to read the 408.
+        timeouts={"lingering": 0.5},
+    )
+    return LiveServer(config, www).start()
+
+
+def post_head(length: int) -> bytes:
+    return b"POST /slow HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % length
+
+
+def trickle(conn: Conn, head: bytes, length: int, pace: list[tuple[int, float]]) -> float | None:
+    """Send ``head``, then ``length`` body bytes as ``pace`` says, cycling through
+    (bytes, then seconds of quiet) pairs, until all is sent or the server answers:
+    the time since before the head (the server's first window begins after it) its
+    answer began to arrive, None if it only came at the end."""
+    start = time.monotonic()
+    conn.send(head)
+    left, step = length, 0
+    while left > 0:
+        size, quiet = pace[step % len(pace)]
+        step += 1
+        piece = min(size, left)
+        conn.send(b"x" * piece)
+        left -= piece
+        if not left:
+            break
+        # The pause is a wait for the server's answer: it ends early if one comes.
+        readable, _, _ = select.select([conn.sock], [], [], quiet)
+        if readable:
+            return time.monotonic() - start
+    return None
+
+
+def served(port: int) -> bool:
+    with Conn(port) as other:
+        other.send(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        reply = other.response()
+        return reply.status == 200 and reply.body == b"Hello, world!"
+
+
+def test_a_body_trickled_at_50_bytes_a_second_is_cut_and_others_are_served(www: Path) -> None:
+    with rate_server(www, rate=240, window=1.0) as server, Conn(server.port) as c:
+        answered = trickle(c, post_head(100_000), 100_000, [(5, 0.1)])  # 50 B/s
+        assert answered is not None, "the body was read to the end at 50 B/s"
+        # The first window is the grace period: no cut before it; the cut comes at
+        # its end (a loaded machine's timer may be late, never early).
+        assert 1.0 <= answered < 1.0 + PATIENCE / 3
+        reply = c.response()
+        assert reply.status == 408 and reply.headers["connection"] == "close"
+        assert c.closed()
+        assert served(server.port)
+        assert server.look(lambda state: state.slow_clients["request_body"]) == 1
+
+
+def test_a_body_trickled_after_the_response_began_is_cut_with_a_close(www: Path) -> None:
+    with rate_server(www, rate=240, window=1.0) as server, Conn(server.port) as c:
+        # ``head=1``: the response head goes out before the handler reads the body.
+        start = time.monotonic()  # the server's first window begins after this
+        c.send(b"POST /slow?head=1 HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n")
+        c.await_head()
+        closed = False
+        while not closed and time.monotonic() - start < PATIENCE:
+            try:
+                c.send(b"x" * 5)  # 50 B/s
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            if select.select([c.sock], [], [], 0.1)[0]:
+                try:
+                    closed = not c.sock.recv(65536)
+                except ConnectionResetError:
+                    closed = True
+        assert closed and time.monotonic() - start >= 1.0
+        assert c.buf.startswith(b"HTTP/1.1 200 ")  # no 408 after a 200 began
+        assert server.look(lambda state: state.slow_clients["request_body"]) == 1
+        assert served(server.port)
+
+
+def test_a_client_that_pauses_but_keeps_the_average_is_not_cut(www: Path) -> None:
+    # 1,000 B/s needed per 3 s window: bursts of 4,000 B in 0.5 s, each followed by
+    # a second of silence (a check per read would cut at the first). Every window
+    # holds two bursts, 8,000 B: room for a loaded machine's late turns.
+    length = 16_000
+    with rate_server(www, rate=1000, window=3.0) as server, Conn(server.port) as c:
+        pace = [(400, 0.05)] * 9 + [(400, 1.0)]
+        assert trickle(c, post_head(length), length, pace) is None
+        reply = c.response()
+        assert reply.status == 200 and reply.body == b"slow:" + b"x" * length
+        assert server.look(lambda state: state.slow_clients["request_body"]) == 0
+
+
+def test_a_body_that_waits_for_100_continue_is_measured_from_the_continue(www: Path) -> None:
+    # The app reads after 2.5 s (over two windows): the client, waiting for 100 Continue,
+    # sent nothing meanwhile and must not be cut for it.
+    with rate_server(www, rate=240, window=1.0) as server, Conn(server.port) as c:
+        c.send(
+            b"POST /slow?ms=2500 HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+            b"Expect: 100-continue\r\n\r\n"
+        )
+        assert c.response().status == 100
+        c.send(b"hello")
+        reply = c.response()
+        assert reply.status == 200 and reply.body == b"slow:hello"
+        assert server.look(lambda state: state.slow_clients["request_body"]) == 0
+
+
+def nothing_left(state: ServerState) -> bool:
+    return not state.connections and not state.engine.executing
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/slow?stream=640&pad=65536",  # 40 MiB streamed by a handler (drain)
+        "/big.bin",  # a static file going out by sendfile
+    ],
+)
+def test_a_slow_reader_of_a_large_response_is_closed_and_released(www: Path, target: str) -> None:
+    (www / "www" / "big.bin").write_bytes(b"b" * (32 * 1024 * 1024))
+    with rate_server(www, rate=240, window=1.0) as server:
+        c = Conn(server.port, rcvbuf=4096)
+        try:
+            c.send(b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % target.encode())
+            c.sock.settimeout(PATIENCE)
+            got = b""
+            end = time.monotonic() + PATIENCE
+            # 100 B/s: 100 bytes every second, until the server gives up on us.
+            while time.monotonic() < end:
+                try:
+                    data = c.sock.recv(100)
+                except ConnectionResetError:
+                    break
+                if not data:
+                    break
+                got += data
+                if server.look(lambda state: state.slow_clients["response"]) == 1:
+                    break
+                select.select([], [], [], 1.0)  # the client's pace, not a wait for the server
+            assert got.startswith(b"HTTP/1.1 200 ")
+            assert server.look(lambda state: state.slow_clients["response"]) == 1
+            # The connection, its handler and what was queued for it are gone.
+            wait_for(lambda: server.look(nothing_left), PATIENCE, "the slow reader released")
+            # Whatever the kernel still held comes, then the end: no more than that.
+            c.sock.settimeout(PATIENCE)
+            rest = 0
+            try:
+                while data := c.sock.recv(1 << 20):
+                    rest += len(data)
+            except ConnectionResetError:
+                pass
+            assert len(got) + rest < 32 * 1024 * 1024
+        finally:
+            c.close()
+        assert served(server.port)
+
+
+def test_a_fast_reader_of_a_large_response_is_not_cut(www: Path) -> None:
+    (www / "www" / "big.bin").write_bytes(b"b" * (8 * 1024 * 1024))
+    with rate_server(www, rate=240, window=1.0) as server, Conn(server.port) as c:
+        c.send(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        reply = c.response()
+        assert reply.status == 200 and len(reply.body) == 8 * 1024 * 1024
+        assert server.look(lambda state: state.slow_clients["response"]) == 0
+
+
+def test_zero_switches_the_minimum_rate_off(www: Path) -> None:
+    with rate_server(www, rate=0, window=1.0) as server, Conn(server.port) as c:
+        assert trickle(c, post_head(20), 10, [(5, 0.8)]) is None  # 6 B/s over 1.6 s
+        c.send(b"y" * 10)
+        assert c.response().status == 200
+        assert server.look(lambda state: state.slow_clients["request_body"]) == 0
+
+
+def test_the_per_client_cap_refuses_the_next_connection_and_accepts_after_one_closes(
+    www: Path,
+) -> None:
+    server = LiveServer(site_config(limits={"max_connections_per_client": 2}), www).start()
+    with server, Conn(server.port) as a:
+        b = Conn(server.port)
+        try:
+            for c in (a, b):  # both admitted and served
+                c.send(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+                assert c.response().status == 200
+            with Conn(server.port) as third:
+                reply = third.response()
+                assert reply.status == 503 and reply.headers["connection"] == "close"
+                assert third.closed()
+            assert server.look(lambda state: state.slow_clients["per_client"]) == 1
+        finally:
+            b.close()
+        wait_for(
+            lambda: server.look(lambda state: state.per_client.get("127.0.0.1")) == 1,
+            PATIENCE,
+            "the closed connection uncounted",
+        )
+        assert served(server.port)  # a third connection again, now under the cap
+        # Everything closed: nothing is left counted.
+        a.close()
+        wait_for(
+            lambda: server.look(lambda state: not state.per_client),
+            PATIENCE,
+            "every connection uncounted",
+        )
+
+
+def test_the_per_client_cap_is_off_by_default(www: Path) -> None:
+    with LiveServer(site_config(), www).start() as server:
+        conns = [Conn(server.port) for _ in range(12)]
+        try:
+            for c in conns:
+                c.send(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+                assert c.response().status == 200
+            assert server.look(lambda state: state.per_client) == {}
+        finally:
+            for c in conns:
+                c.close()
+
+
+# -- HTTP/2 ----------------------------------------------------------------------------
+
+
+def test_an_http2_stream_trickling_its_body_is_answered_408_and_others_are_served(
+    www: Path,
+) -> None:
+    with rate_server(www, rate=240, window=1.0) as server, RawH2(server.port) as c:
+        post = [(":method", "POST"), (":scheme", "http"), (":authority", "t"), (":path", "/slow")]
+        start = time.monotonic()  # the server's first window begins after this
+        c.send(c.headers(1, post, end_stream=False))
+        answered = None
+        while answered is None and time.monotonic() - start < PATIENCE:
+            c.send(c.data(1, b"x" * 5))  # 50 B/s
+            pause = time.monotonic() + 0.1
+            # The pause is spent reading what the server says (its SETTINGS, window
+            # updates), until the answer on stream 1 begins.
+            while (left := pause - time.monotonic()) > 0:
+                if not select.select([c.sock], [], [], left)[0]:
+                    break
+                frame = c.next_frame(time.monotonic() + PATIENCE)
+                assert frame is not None, "the connection was closed"
+                if isinstance(frame, HeadersFrame) and frame.stream_id == 1:
+                    answered = time.monotonic() - start
+                    break
+        assert answered is not None and answered >= 1.0
+        assert (c.outcome(stream=1).kind, c.status(1)) == ("status", 408)
+        # The body is not wanted any more: RST_STREAM NO_ERROR (RFC 9113 8.1).
+        rst = c.outcome(stream=1)
+        assert (rst.kind, rst.stream, rst.code) == ("rst", 1, ErrorCodes.NO_ERROR)
+        # The connection and its other streams go on.
+        c.send(c.headers(3, get_headers("/hello.txt")))
+        assert c.response(3) == (200, b"Hello, world!")
+        assert server.look(lambda state: state.slow_clients["request_body"]) == 1
+
+
+def test_an_http2_client_that_stops_reading_is_closed_and_released(www: Path) -> None:
+    (www / "www" / "big.bin").write_bytes(b"b" * (32 * 1024 * 1024))
+    with rate_server(www, rate=240, window=1.0) as server, RawH2(server.port) as c:
+        # Windows wide open: what holds the server back is the socket alone.
+        c.send(c.settings(INITIAL_WINDOW_SIZE=2**31 - 1), c.window_update(0, 2**31 - 65_536))
+        c.send(c.headers(1, get_headers("/big.bin")))
+        # ... and the client reads nothing more.
+        wait_for(
+            lambda: server.look(lambda state: state.slow_clients["response"]) == 1,
+            PATIENCE,
+            "the client that stopped reading cut",
+        )
+        wait_for(lambda: server.look(nothing_left), PATIENCE, "its connection and stream released")
+    with rate_server(www, rate=240, window=1.0) as server:
+        assert served(server.port)
+
+
+# -- the measure itself ------------------------------------------------------------------
+
+
+def test_a_window_is_judged_only_once_it_is_over() -> None:
+    measure = RateWindow()
+    measure.begin(10.0, 0)
+    assert measure.judge(14.9, 5.0, 240, True, 0)  # not over yet: nothing happens
+    assert measure.since == 10.0
+    assert measure.due(5.0, -1.0) == 15.0 and measure.due(5.0, 12.0) == 12.0
+
+
+def test_a_window_that_brought_enough_begins_the_next_and_one_short_is_kept() -> None:
+    measure = RateWindow()
+    measure.begin(10.0, 100)
+    # 1,200 bytes in 5 s is 240 B/s: enough, however they were spread.
+    assert measure.judge(15.0, 5.0, 240, True, 1300)
+    assert (measure.since, measure.mark) == (15.0, 1300)
+    # A late look asks for the rate over the whole time since.
+    assert not measure.judge(21.0, 5.0, 240, True, 1300 + 1200)
+    assert (measure.since, measure.mark) == (15.0, 1300)  # kept for the report
+
+
+def test_a_measure_with_nothing_waiting_on_the_client_stops() -> None:
+    measure = RateWindow()
+    measure.begin(0.0, 0)
+    assert measure.judge(5.0, 5.0, 240, False, 0)
+    assert measure.since < 0 and measure.due(5.0, -1.0) == -1.0
+
+
+def test_over_tls_a_client_at_its_cap_is_refused_before_the_handshake(
+    ca: trustme.CA, tmp_path: Path, servers: list[LiveServer]
+) -> None:
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "hello.txt").write_text("Hello over TLS")
+    port, _ = serve_www(ca, tmp_path, servers, limits={"max_connections_per_client": 1})
+    ctx = client_context(ca, alpn=["http/1.1"])
+    with tls_socket(port, "www.example.test", ctx) as first:
+        first.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: www.example.test\r\n\r\n")
+        assert first.recv(65536).startswith(b"HTTP/1.1 200 ")
+        # The first one is served and held: the second gets no handshake at all.
+        # (ssl.SSLError and a reset are both OSErrors.)
+        with pytest.raises(OSError), tls_socket(port, "www.example.test", ctx):
+            pass
+        assert servers[0].look(lambda state: state.slow_clients["per_client"]) == 1
+    wait_for(
+        lambda: servers[0].look(lambda state: not state.per_client),
+        PATIENCE,
+        "the first connection uncounted",
+    )
+    with tls_socket(port, "www.example.test", ctx) as again:
+        again.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: www.example.test\r\n\r\n")
+        assert again.recv(65536).startswith(b"HTTP/1.1 200 ")
