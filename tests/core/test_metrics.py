@@ -87,6 +87,7 @@ def worker(sites: dict[str, list[float]], *, expected: bool = True) -> Any:
         sites=sites,
         received=10,
         http2_errors={"rapid_reset": 1},
+        slow_clients={"response": 2},
         caches={"output_cache": {"hits": 2, "misses": 3, "entries": 7}},
         farms={"f": {"m": {"requests": 4, "failures": 1, "in_flight": 2}}},
         expected=expected,
@@ -140,6 +141,7 @@ def test_render_adds_up_live_and_departed_workers() -> None:
     assert v(families, "colonnade_farm_member_requests_total", farm="f", member="m") == 12
     assert v(families, "colonnade_farm_member_in_flight", farm="f", member="m") == 4
     assert v(families, "colonnade_http2_errors_total", cause="rapid_reset") == 3
+    assert v(families, "colonnade_slow_clients_total", cause="response") == 6
     assert v(families, "colonnade_workers", pool="p", state="draining") == 1
     assert v(families, "colonnade_connections_open", pool="p") == 6
     assert v(families, "colonnade_pool_queue_length", pool="p") == 1

@@ -3,6 +3,7 @@ port spanning pools, and a worker's drain (GOAWAY)."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 
@@ -71,3 +72,26 @@ def test_the_master_reports_http2_errors_by_worker(start_master: StartMaster) ->
     assert counted == {"ping_flood": 1}
     shown = format_pools(master.status())
     assert "HTTP/2 connections ended for the client's fault: ping_flood 1" in shown
+
+
+def test_the_master_reports_clients_cut_or_refused_by_worker(start_master: StartMaster) -> None:
+    # Not HTTP/2, but the same plumbing: a worker's ServerState.slow_clients reaches
+    # `colonnade pools` and /metrics through its Stats.
+    master = start_master(
+        {"default": {"start": "always"}},
+        extra="[server.limits]\nmax_connections_per_client = 1\n",
+    )
+    wait_for(lambda: master.pids("default"), PATIENCE, "a worker")
+    with socket.create_connection(("127.0.0.1", master.port), timeout=PATIENCE) as held:
+        held.sendall(b"GET /page HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert held.recv(65536).startswith(b"HTTP/1.1 200")  # kept alive: one held
+        with socket.create_connection(("127.0.0.1", master.port), timeout=PATIENCE) as over:
+            over.sendall(b"GET /page HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert over.recv(65536).startswith(b"HTTP/1.1 503")
+    counted = wait_for(
+        lambda: master.pool("default")["workers"][0]["slow_clients"],
+        PATIENCE,
+        "the worker's refusals reported",
+    )
+    assert counted == {"per_client": 1}
+    assert "connections cut or refused: per_client 1" in format_pools(master.status())

@@ -300,6 +300,9 @@ def format_pools(status: dict[str, Any], *, colour: bool = False) -> str:
                     f"  worker {w['pid']}: HTTP/2 connections ended for the client's fault: "
                     f"{causes}"
                 )
+            if w.get("slow_clients"):
+                causes = ", ".join(f"{k} {v}" for k, v in sorted(w["slow_clients"].items()))
+                lines.append(f"  worker {w['pid']}: connections cut or refused: {causes}")
     return "\n".join(lines)
 
 

@@ -129,6 +129,9 @@ class Stats(msgspec.Struct, tag="stats", kw_only=True):
     #: HTTP/2 connections ended for the client's fault, by cause
     #: (``ServerState.http2_errors``).
     http2_errors: dict[str, int] = msgspec.field(default_factory=dict)
+    #: Connections ended or refused for a client's behaviour, by cause
+    #: (``ServerState.slow_clients``: ``request_body``, ``response``, ``per_client``).
+    slow_clients: dict[str, int] = msgspec.field(default_factory=dict)
     #: The counters of the worker's caches, by kind (``colonnade.core.caches``).
     caches: dict[str, dict[str, int]] = msgspec.field(default_factory=dict)
     #: The worker's farms: farm -> member -> counters (``colonnade.core.farms``).

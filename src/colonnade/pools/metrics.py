@@ -62,6 +62,7 @@ class Departed:
         self.sites: dict[str, list[float]] = {}
         self.received = 0
         self.http2_errors: Counter[str] = Counter()
+        self.slow_clients: Counter[str] = Counter()
         self.caches: dict[str, Counter[str]] = {}
         self.farms: dict[tuple[str, str, str], int] = {}
         #: (pool, reason kind) → recycles.
@@ -78,6 +79,7 @@ class Departed:
         add_sites(self.sites, worker.sites)
         self.received += worker.received
         self.http2_errors.update(worker.http2_errors)
+        self.slow_clients.update(worker.slow_clients)
         for kind, counters in worker.caches.items():
             kept = self.caches.setdefault(kind, Counter())
             kept.update({k: v for k, v in counters.items() if k not in CACHE_GAUGES})
@@ -279,18 +281,37 @@ def render(master: Master) -> str:
     return out.text()
 
 
+#: Counters by cause that workers report and departed workers leave behind:
+#: (family, attribute of WorkerProcess and Departed, help).
+_BY_CAUSE = (
+    (
+        "colonnade_http2_errors",
+        "http2_errors",
+        "HTTP/2 connections ended for the client's fault, by cause.",
+    ),
+    (
+        "colonnade_slow_clients",
+        "slow_clients",
+        "Connections ended or refused for a client's behaviour, by cause: request_body "
+        "and response (below limits.min_bytes_per_second), per_client (over "
+        "limits.max_connections_per_client).",
+    ),
+)
+
+
 def _modules(out: Exposition, master: Master, workers: list[WorkerProcess]) -> None:
     departed = master.departed
-    http2: Counter[str] = Counter(departed.http2_errors)
-    for w in workers:
-        http2.update(w.http2_errors)
-    out.family(
-        "colonnade_http2_errors",
-        "counter",
-        "HTTP/2 connections ended for the client's fault, by cause.",
-        (({"cause": cause}, count) for cause, count in sorted(http2.items())),
-        "_total",
-    )
+    for name, attr, about in _BY_CAUSE:
+        total: Counter[str] = Counter(getattr(departed, attr))
+        for w in workers:
+            total.update(getattr(w, attr))
+        out.family(
+            name,
+            "counter",
+            about,
+            (({"cause": cause}, count) for cause, count in sorted(total.items())),
+            "_total",
+        )
     counters: dict[tuple[str, str], int] = {}
     gauges: dict[tuple[str, str], int] = {}
     for kind, kept in departed.caches.items():

@@ -62,6 +62,7 @@ class WorkerProcess:
         self.active = 0
         self.connections = 0
         self.http2_errors: dict[str, int] = {}
+        self.slow_clients: dict[str, int] = {}
         self.caches: dict[str, dict[str, int]] = {}
         self.farms: dict[str, dict[str, dict[str, int | float | str]]] = {}
         self.sites: dict[str, list[float]] = {}  # request counters by site (core.metrics)
@@ -98,6 +99,7 @@ class WorkerProcess:
             "active": self.active,
             "connections": self.connections,
             "http2_errors": self.http2_errors,
+            "slow_clients": self.slow_clients,
             "caches": self.caches,
             "rss": self.rss,
             "private": self.private,

@@ -199,6 +199,7 @@ class Worker:
             active=sum(1 for c in state.connections if c.busy),
             connections=len(state.connections),
             http2_errors=dict(state.http2_errors),
+            slow_clients=dict(state.slow_clients),
             caches=caches.totals(),
             farms=farms.stats(),
             sites=metrics.snapshot(Counter(ctx.app.site for ctx in state.engine.executing)),

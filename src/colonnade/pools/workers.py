@@ -167,6 +167,7 @@ class Workers:
             worker.requests, worker.active = stats.requests, stats.active
             worker.connections = stats.connections
             worker.http2_errors = stats.http2_errors
+            worker.slow_clients = stats.slow_clients
             worker.caches = stats.caches
             worker.farms = stats.farms
             worker.sites = stats.sites
