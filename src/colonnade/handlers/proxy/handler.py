@@ -502,6 +502,9 @@ class _Exchange:
                     ended = True
             if ended or size > limit:
                 break
+            due = conn.parser.length_due
+            if due is not None and size + due > limit:
+                break  # its length says it will not end within the limit: stream now
             events = await self._events(conn)
         if ended:
             if ctx.request.method == "HEAD" or response.status in (204, 304):
