@@ -18,9 +18,14 @@ pytestmark = pytest.mark.e2e
 
 
 def routing_config(
-    ports: list[int], rules: list[dict[str, Any]], modules: list[str] | None = None
+    ports: list[int],
+    rules: list[dict[str, Any]],
+    modules: list[str] | None = None,
+    *,
+    global_rules: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """A front end serving its files, with ``rules`` and a farm ``app`` of the nodes."""
+    """A front end serving its files, with ``rules`` (which may route to the farm
+    ``app`` of the nodes), and ``global_rules``."""
     return {
         "server": {
             "modules": modules or ["rewrite", "authz.url", "handler.proxy", "handler.static"]
@@ -28,7 +33,11 @@ def routing_config(
         "sites": [{"name": "front", "bindings": ["http://127.0.0.1:8080"]}],
         "handlers": [{"path": "*", "handler": "handler.static"}],
         "farms": {"app": {"members": [{"address": f"http://127.0.0.1:{p}"} for p in ports]}},
-        "rewrite": {"rules": rules},
+        "rewrite": {
+            "rules": rules,
+            "global_rules": global_rules or [],
+            "allowed_farms": ["app"],
+        },
     }
 
 
@@ -75,8 +84,8 @@ def test_a_rewrite_to_a_farm_is_proxied_to_its_members(
 def test_arrs_own_rule_with_conditions_and_the_farm_named_in_any_case(
     nodes: list[LiveServer], tmp_path: Path
 ) -> None:
-    # The rule ARR's "create a farm" wizard writes, with a condition (which a
-    # handler mapping could not express): only the beta tenant goes to the farm.
+    # The global rule ARR's "create a farm" wizard writes, with a condition (which
+    # a handler mapping could not express): only the beta tenant goes to the farm.
     rule = {
         "name": "ARR_app_loadbalance",
         "pattern": "*",
@@ -85,7 +94,8 @@ def test_arrs_own_rule_with_conditions_and_the_farm_named_in_any_case(
         "action": {"type": "rewrite", "url": "http://APP/{R:0}"},
         "stop_processing": True,
     }
-    config = routing_config([n.port for n in nodes], [rule])
+    config = routing_config([n.port for n in nodes], [], global_rules=[rule])
+    del config["rewrite"]["allowed_farms"]  # global rules may route to any farm
     with LiveServer(config, tmp_path).start() as front, httpx.Client() as client:
         url = f"http://127.0.0.1:{front.port}/headers"
         routed = seen(client, url, headers={"x-tenant": "beta"})
@@ -129,36 +139,47 @@ def test_authorization_judges_the_url_the_client_asked_for(
     assert allowed.status_code == 200
 
 
-def test_a_route_to_an_undefined_farm_is_refused_at_start(tmp_path: Path) -> None:
-    config = routing_config([1], [api_rule("http://nowhere/{R:1}")])
+@pytest.mark.parametrize("where", ["global_rules", "allowed_farms"])
+def test_an_undefined_farm_is_refused_at_start(tmp_path: Path, where: str) -> None:
+    if where == "global_rules":
+        config = routing_config([1], [], global_rules=[api_rule("http://nowhere/{R:1}")])
+        key = "rewrite.global_rules[0].action.url"
+    else:
+        config = routing_config([1], [])
+        config["rewrite"]["allowed_farms"] = ["app", "nowhere"]
+        key = "rewrite.allowed_farms"
     engine = build_engine(config, base_dir=str(tmp_path))
     (runtime,) = engine.runtimes
     (module,) = [m for m in runtime.modules if m.id == "rewrite"]
     (warning,) = module.config_warnings(runtime.app, 1)  # colonnade check says it
-    assert "farms.nowhere" in warning and "defined: app" in warning
-    assert "rewrite.rules[0].action.url" in warning
+    assert "farms.nowhere" in warning and "defined: app" in warning and key in warning
     with pytest.raises((ConfigError, ModuleError), match=r"farms\.nowhere"), Client(engine):
         pass
 
 
-def test_a_route_without_the_proxy_handler_is_refused_at_start(tmp_path: Path) -> None:
-    config = routing_config([1], [api_rule()], modules=["rewrite", "handler.static"])
-    engine = build_engine(config, base_dir=str(tmp_path))
-    refused = pytest.raises((ConfigError, ModuleError), match=r"handler\.proxy is not enabled")
-    with refused, Client(engine):
-        pass
-
-
-@pytest.mark.parametrize(
-    ("url", "says"),
-    [
-        ("https://app/{R:1}", "Not https://"),
-        ("http://app:8080/{R:1}", "without a port"),
-        ("http://{HTTP_HOST}/{R:1}", "http://FARM/"),
-        ("http://app{R:1}", "http://FARM/"),
-    ],
-)
-def test_a_route_written_otherwise_is_refused_at_load(tmp_path: Path, url: str, says: str) -> None:
-    with pytest.raises(ConfigError, match=r"rewrite\.rules\[0\]\.action\.url") as caught:
-        build_engine(routing_config([1], [api_rule(url)]), base_dir=str(tmp_path))
-    assert says in str(caught.value)
+def test_rules_route_only_to_the_farms_the_server_file_allows(tmp_path: Path) -> None:
+    # A web.toml could otherwise send its folder's requests to any farm of the
+    # server: one the front end guards elsewhere (an internal site's).
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop" / "web.toml").write_text(
+        '[[rewrite.rules]]\nname = "to-farm"\npattern = ".*"\n'
+        'action = { type = "rewrite", url = "http://APP/{R:0}" }\n'
+    )
+    (tmp_path / "hello.txt").write_text("hello")
+    config = routing_config([1], [])
+    config["rewrite"]["allowed_farms"] = []
+    with Client(build_engine(config, base_dir=str(tmp_path))) as client:
+        refused = client.get("/shop/x")
+        elsewhere = client.get("/hello.txt")
+    # Confined to the folder, as any broken web.toml: 500.19 naming file, line, key.
+    assert refused.context is not None
+    assert (refused.status, refused.context.response.substatus) == (500, 19)
+    assert "shop/web.toml:4: rewrite.rules[0].action.url" in refused.text
+    assert "rewrite.allowed_farms" in refused.text
+    assert elsewhere.status == 200
+    # Listed (in any case), the folder's rule routes.
+    config["rewrite"]["allowed_farms"] = ["App"]
+    with Client(build_engine(config, base_dir=str(tmp_path))) as client:
+        routed = client.get("/shop/x")
+    assert routed.context is not None and routed.context.handler is not None
+    assert routed.context.handler.id == "handler.proxy"

@@ -54,6 +54,7 @@ SERVER_VARIABLES = frozenset(
     }
 )
 
+_FARM = "a farm name: 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
 _VARIABLE_NAME = "a server variable name such as 'HTTP_X_FORWARDED_PROTO' (letters, digits, _)"
 _NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _ABSOLUTE = re.compile(r"^https?://", re.IGNORECASE)
@@ -233,6 +234,7 @@ class RewriteSection(Section, frozen=True, dict=True):
     allowed_keys = {
         "global_rules": Where.SERVER,
         "allowed_server_variables": Where.SERVER,
+        "allowed_farms": Where.SERVER,
     }
 
     global_rules: list[Rule] = msgspec.field(default_factory=list)
@@ -253,6 +255,13 @@ class RewriteSection(Section, frozen=True, dict=True):
         Annotated[str, Meta(pattern=_NAME_PATTERN, description=_VARIABLE_NAME)]
     ] = msgspec.field(default_factory=list)
     """The server variables `rules` may set (IIS `allowedServerVariables`)."""
+    allowed_farms: list[
+        Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description=_FARM)]
+    ] = msgspec.field(default_factory=list)
+    """The farms `rules` may route to (`http://FARM/...`, see
+    [Reverse proxy](proxy.md#routing-by-url-rewrite-rules)); `global_rules` may
+    route to any farm. As `allowed_server_variables`: a `web.toml` can send its
+    folder's requests only to the servers the administrator lets it."""
 
     def __post_init__(self) -> None:
         _ = self.parsed  # a malformed rule fails at load, naming its key
@@ -272,6 +281,20 @@ class RewriteSection(Section, frozen=True, dict=True):
             effective.allowed_server_variables,
             setters=effective.parsed[0],
         )
+        check_farms(rules, effective.allowed_farms)
+
+
+def check_farms(rules: tuple[ParsedRule, ...], allowed_farms: list[str]) -> None:
+    """``SettingError`` for a route of ``rules`` (distributed rules) to a farm
+    ``allowed_farms`` does not list (not case-sensitive, as host names)."""
+    allowed = {name.lower() for name in allowed_farms}
+    for parsed in rules:
+        if parsed.farm is not None and parsed.farm.lower() not in allowed:
+            raise SettingError(
+                f"{parsed.key}.action.url",
+                f"a route to farm {parsed.farm!r}: rules may route only to the farms the "
+                "server file lists in rewrite.allowed_farms (global_rules to any)",
+            )
 
 
 def check_references(

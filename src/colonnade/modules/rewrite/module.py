@@ -43,6 +43,7 @@ from colonnade.errors import ConfigError
 from colonnade.modules.rewrite.config import (
     ParsedRule,
     RewriteSection,
+    check_farms,
     check_references,
 )
 from colonnade.modules.rewrite.rules import (
@@ -99,6 +100,15 @@ class UrlRewrite(Module):
     def provision(self, app: Application) -> None:
         """Compile the global rules and the program of every level path."""
         settings = app.section(RewriteSection)
+        for name in settings.allowed_farms:
+            if not any(n.lower() == name.lower() for n in app.farms):
+                defined = ", ".join(sorted(app.farms)) or "none"
+                raise ConfigError(
+                    f"rewrite.allowed_farms names {name!r}, but the server file defines no "
+                    f"[farms.{name}] (defined: {defined})",
+                    file=app.levels[0].source if app.levels else None,
+                    key="rewrite.allowed_farms",
+                )
         global_rules = settings.parsed[0]
         if global_rules:
             server = app.levels[0].source if app.levels else ""
@@ -171,6 +181,8 @@ class UrlRewrite(Module):
                 settings.allowed_server_variables,
                 setters=settings.parsed[0],
             )
+            if not is_global:
+                check_farms(parsed, settings.allowed_farms)
         except SettingError as exc:
             key = f"{prefix}rewrite.{exc.key}"
             raise ConfigError(
