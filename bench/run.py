@@ -2462,6 +2462,27 @@ def render_memory(
     return o
 
 
+def render_slow_aim(rows: list[MemRow]) -> list[str]:
+    """The proxy-slow verdict: each colonnade front end's RSS (its process tree)
+    with SLOW_CONNS slow downloads against SLOW_AIM_MIB (issue #19). Where fewer
+    clients connected (a loaded machine: the client gave up on some), the size at
+    SLOW_CONNS is estimated from the cost per connection measured, and says so."""
+    out = []
+    for mr in rows:
+        if not SERVERS[mr.server].is_colonnade or not mr.ok:
+            continue
+        if mr.loaded_rss is None or mr.idle_rss is None:
+            continue
+        at_n = mr.idle_rss + (mr.loaded_rss - mr.idle_rss) / mr.ok * SLOW_CONNS
+        how = "" if mr.ok >= SLOW_CONNS else f" (estimated: {mr.ok:,} connected)"
+        verdict = "met" if at_n < SLOW_AIM_MIB * 2**20 else "missed"
+        out.append(
+            f"Aim (issue #19): {mr.server} below {SLOW_AIM_MIB} MiB with "
+            f"{SLOW_CONNS:,} slow downloads: {mib(at_n)}{how} — {verdict}."
+        )
+    return [*out, ""] if out else []
+
+
 def render_instructions(
     instr: list[tuple[Workload, list[IrRow]]], args: argparse.Namespace
 ) -> list[str]:
@@ -2655,6 +2676,7 @@ def render(
             "client too slow to download it (`--head-only`)",
             notes,
         )
+        o += render_slow_aim(slow)
     if noisy:
         o.append(
             f"⚠ CPU… busy = during at least one run, something other than the server (on "

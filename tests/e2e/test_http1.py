@@ -227,6 +227,9 @@ def test_connection_cap(www: Path) -> None:
 def test_slow_reader_back_pressure(live: LiveServer) -> None:
     # 40 MiB streamed to a client that does not read: the server must hold only
     # a bounded amount in memory, then deliver everything once the client reads.
+    # The bound is the one piece the writer waits on: a write returns once the
+    # transport handed all it had to the kernel (no high-water mark of bytes
+    # waiting beside it, which a proxy with many slow clients would pay per client).
     chunks, pad = 640, 65536
     with Conn(live.port) as c:
         c.send(get(f"/slow?stream={chunks}&pad={pad}"))
@@ -244,7 +247,7 @@ def test_slow_reader_back_pressure(live: LiveServer) -> None:
             ],
             turns=100,
         )
-        assert buffered and max(buffered) < 4 * 1024 * 1024
+        assert buffered and max(buffered) <= pad + 64, buffered
         r = c.response()
         assert len(r.body) == sum(len(b"chunk%d;" % i) + pad for i in range(chunks))
 

@@ -292,3 +292,55 @@ def test_a_remap_before_the_mapping_keeps_a_chosen_handler(root: Path) -> None:
     assert ctx.handler is chosen
     assert ctx.physical_path == str(root / "b" / "page.txt")
     assert ctx.request.original_path == "/a/page.txt"
+
+
+class HandTo(Module):
+    """``ctx.hand_to(X-Hand-To)`` at the stage ``X-Hand-At`` names."""
+
+    id = "test.hand_to"
+
+    def _hand(self, ctx: Context, stage: Stage) -> None:
+        at = ctx.request.header(b"x-hand-at")
+        if at is None or at.decode() != stage.name:
+            return
+        try:
+            ctx.hand_to((ctx.request.header(b"x-hand-to") or b"").decode())
+        except (LookupError, RuntimeError) as exc:
+            ctx.items["refused"] = f"{type(exc).__name__}: {exc}"
+
+    @hook(Stage.BEGIN_REQUEST)
+    def begin(self, ctx: Context) -> None:
+        self._hand(ctx, Stage.BEGIN_REQUEST)
+
+    @hook(Stage.POST_MAP_REQUEST_HANDLER)
+    def post_map(self, ctx: Context) -> None:
+        self._hand(ctx, Stage.POST_MAP_REQUEST_HANDLER)
+
+    @hook(Stage.PRE_EXECUTE_REQUEST_HANDLER)
+    def pre_execute(self, ctx: Context) -> None:
+        self._hand(ctx, Stage.PRE_EXECUTE_REQUEST_HANDLER)
+
+
+def _hand(client: Client, stage: Stage, to: str) -> TestResponse:
+    return client.get("/a/page.txt", headers={"x-hand-at": stage.name, "x-hand-to": to})
+
+
+@pytest.mark.parametrize("stage", [Stage.BEGIN_REQUEST, Stage.POST_MAP_REQUEST_HANDLER])
+def test_hand_to_serves_the_request_with_that_handler_at_its_own_path(
+    root: Path, stage: Stage
+) -> None:
+    # test.get_only is enabled but mapped to no path: still the application's.
+    config = {
+        "server": {"modules": ["test.hand_to", "test.where", "test.other", "test.get_only"]},
+        "sites": [{"name": "t", "bindings": ["http://127.0.0.1:8080"], "root": str(root)}],
+        "handlers": [{"path": "*", "handler": "test.where"}],
+    }
+    with Client(build_engine(config, modules=[*CLASSES, HandTo])) as client:
+        got = answer(_hand(client, stage, "test.get_only"))
+        unknown = _hand(client, stage, "handler.nowhere")
+        late = _hand(client, Stage.PRE_EXECUTE_REQUEST_HANDLER, "test.get_only")
+    assert got["handler"] == "test.get_only" and got["path"] == "/a/page.txt"
+    assert unknown.context is not None and answer(unknown)["handler"] == "test.where"
+    assert unknown.context.items["refused"].startswith("LookupError")
+    assert late.context is not None and answer(late)["handler"] == "test.where"
+    assert "the handler mapping is final" in late.context.items["refused"]

@@ -125,6 +125,10 @@ class Remapper(Protocol):
     def select(self, path: str, method: str, physical: Context) -> Handler:
         """The handler for ``method path`` (``physical``: where to find the file)."""
 
+    def handler(self, handler_id: str) -> Handler | None:
+        """The application's handler ``handler_id`` (a handler module it enables,
+        mapped to a path or not); None when it has no such handler."""
+
 
 #: Request headers that describe a body: gone with it after a local redirect.
 _BODY_HEADERS = frozenset({b"content-length", b"content-type", b"transfer-encoding", b"expect"})
@@ -138,6 +142,9 @@ class _MappingClosed:
     """``Context.remapper`` once the handler mapping is final."""
 
     def select(self, path: str, method: str, physical: Context) -> Handler:
+        raise RuntimeError(_FINAL)
+
+    def handler(self, handler_id: str) -> Handler | None:
         raise RuntimeError(_FINAL)
 
 
@@ -291,6 +298,28 @@ class Context:
         self._move_to(path)
         if remapper is not None:
             self.handler = remapper.select(path, self.request.method, self)
+
+    def hand_to(self, handler_id: str) -> Handler:
+        """Serve this request with the handler ``handler_id`` of this application,
+        whatever the handler mapping says; return it.
+
+        What URL Rewrite's route to a farm does (``handler.proxy``, with a
+        ``core.handler.ROUTE`` item saying where): the module picks the handler
+        by id, never importing it. Before the handler mapping (BEGIN_REQUEST up
+        to MAP_REQUEST_HANDLER) the mapping keeps the choice; up to the end of
+        POST_MAP_REQUEST_HANDLER it replaces the mapped handler. Later, and in a
+        finished request, ``RuntimeError`` (the handler is final, as for
+        :meth:`remap`). ``LookupError`` when the application does not enable
+        that handler module. The path and its settings stay what they are.
+        """
+        if self.remapper is MAPPING_CLOSED or self.finished:
+            raise RuntimeError(_FINAL)
+        handler_map = self.app.handler_map
+        handler = handler_map.handler(handler_id) if handler_map is not None else None
+        if handler is None:
+            raise LookupError(f"the application does not enable the handler {handler_id!r}")
+        self.handler = handler
+        return handler
 
     def redirect_locally(self, path: str, query: bytes = b"") -> Handler:
         """Serve this request as a ``GET`` for URL ``path?query`` of this

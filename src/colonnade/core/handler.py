@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 from colonnade.core.module import Module
 
@@ -13,6 +13,21 @@ if TYPE_CHECKING:
 #: The ``ctx.items`` key where a gateway handler (``handler.proxy``) names the
 #: upstream that served the request (``HOST:PORT``): the access log's ``x-upstream``.
 UPSTREAM = "upstream"
+
+#: The ``ctx.items`` key of a :class:`Route`: where a module that handed the
+#: request to a gateway handler (``Context.hand_to``) sends it.
+ROUTE = "gateway.route"
+
+
+class Route(NamedTuple):
+    """A request handed to a gateway by a module (URL Rewrite's route to a farm,
+    ARR's ``http://FARM/{R:0}``): ``handler.proxy`` sends it to ``farm`` (a
+    ``[farms.NAME]`` of the server file) with ``target`` (path and query, as
+    sent on the wire) instead of what its ``[proxy]`` settings and the client's
+    request target say."""
+
+    farm: str
+    target: bytes
 
 
 class Handler(Module):

@@ -789,7 +789,8 @@ class Builder:
                 compile_rule("*", ["*"], app_handler, origin=Origin("application", level=app.path))
             )
         self.app_modules.attach(app.site, app.path, modules)
-        runtime = make_runtime(app, HandlerMap(rules), tuple(modules), fingerprint)
+        handlers = {m.id: m for m in modules if isinstance(m, Handler)}
+        runtime = make_runtime(app, HandlerMap(rules, handlers), tuple(modules), fingerprint)
         self.fresh.append(runtime)
         return runtime
 

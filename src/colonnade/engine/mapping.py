@@ -13,7 +13,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from stat import S_ISDIR, S_ISREG
 from typing import Literal, NamedTuple
 
@@ -118,10 +118,21 @@ class HandlerMap:
     stages in between.
     """
 
-    __slots__ = ("rules",)
+    __slots__ = ("handlers", "rules")
 
-    def __init__(self, rules: Sequence[Rule]) -> None:
+    def __init__(
+        self, rules: Sequence[Rule], handlers: Mapping[str, Handler] | None = None
+    ) -> None:
         self.rules = tuple(rules)
+        #: Every handler module of the application by id, mapped or not
+        #: (``Context.hand_to``): the rules' handlers at least.
+        self.handlers: dict[str, Handler] = {r.handler.id: r.handler for r in self.rules}
+        if handlers:
+            self.handlers.update(handlers)
+
+    def handler(self, handler_id: str) -> Handler | None:
+        """The application's handler ``handler_id``; None when it has none."""
+        return self.handlers.get(handler_id)
 
     def select(self, path: str, method: str, physical: str | Context | None = None) -> Handler:
         """The handler for ``method path``; 405 or 404.4 when there is none.

@@ -69,6 +69,14 @@ _COPY_CHUNK: Final = 256 * 1024
 # sendfile bodies from this size go out corked (see HttpConnection.sendfile).
 _CORK_FROM: Final = 1024 * 1024
 
+# The transport's write high-water mark: 0, so a response's write waits (drain)
+# whenever the kernel did not take all of it, until the transport has handed
+# everything on. A client slower than the response holds the one piece being
+# written, not a high-water mark's worth beside it (asyncio's default is 64 KiB):
+# what a proxy or an application streaming to many slow clients pays per client.
+# The kernel's socket buffer still absorbs the bursts that keep throughput up.
+_WRITE_HIGH_WATER: Final = 0
+
 # Buffered request-body bytes above which reading pauses until the app catches up.
 _BODY_HIGH_WATER: Final = 256 * 1024
 
@@ -542,6 +550,7 @@ class HttpConnection(asyncio.Protocol):
             transport.close()
             self.closing = True
             return
+        transport.set_write_buffer_limits(_WRITE_HIGH_WATER)
         self._arm(state.timeouts.header)
         if self._initial:
             data, self._initial = self._initial, b""
@@ -658,6 +667,7 @@ class HttpConnection(asyncio.Protocol):
         # Prior knowledge over TLS too (a client that skipped ALPN): the scheme and the
         # handshake's facts follow.
         protocol = H2Connection(state, self.h1.trailing_data, tls=self.tls)
+        transport.set_write_buffer_limits()  # HTTP/2's own flow, as on a TLS port
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
 

@@ -5,7 +5,6 @@ is left, and the affinity cookie sticking a client to its member."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +14,9 @@ import pytest
 from colonnade.errors import ConfigError, ModuleError
 from colonnade.testing import Client, build_engine
 from tests.e2e.conftest import LiveServer
-from tests.handlers.proxy.kit import front_config, upstream_node
+from tests.handlers.proxy.kit import front_config
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[LiveServer]]:
-    with (
-        upstream_node(tmp_path_factory.mktemp("a")) as a,
-        upstream_node(tmp_path_factory.mktemp("b")) as b,
-    ):
-        yield [a, b]
 
 
 def dead_port() -> int:

@@ -1,8 +1,11 @@
 """The reverse-proxy handler: the requests mapped to ``handler.proxy`` are
 forwarded to an HTTP/1.1 upstream and its answers relayed (IIS ARR's role).
 
-How this works, per request: the upstream is chosen (``upstream`` of the URL's
-``[proxy]`` settings); a connection is borrowed from the worker's keep-alive
+How this works, per request: the upstream is chosen (``upstream`` or ``farm``
+of the URL's ``[proxy]`` settings, or the farm and target of a
+``core.handler.Route`` a module left in ``ctx.items``: URL Rewrite's route to
+a farm, which hands the request here with ``Context.hand_to``); a connection
+is borrowed from the worker's keep-alive
 :class:`~colonnade.handlers.proxy.client.Pool` for that address; the request
 head goes out with its hop-by-hop fields removed and the forwarding fields
 added (:mod:`~colonnade.handlers.proxy.forward`); the request body is pumped
@@ -38,7 +41,7 @@ import urllib.parse
 
 from colonnade.core.app import Application
 from colonnade.core.context import Context, RawStream
-from colonnade.core.handler import UPSTREAM, Handler
+from colonnade.core.handler import ROUTE, UPSTREAM, Handler, Route
 from colonnade.core.httputil import has_token
 from colonnade.core.request import EMPTY_BODY
 from colonnade.errors import ConfigError, HttpError
@@ -122,8 +125,13 @@ class ProxyHandler(Handler):
     async def execute(self, ctx: Context) -> None:
         """Forward the request and relay the answer."""
         settings = ctx.section(ProxySection)
+        if ctx.items:
+            route = ctx.items.get(ROUTE)
+            if type(route) is Route:  # handed here by a module: URL Rewrite's route to a farm
+                await self._via_farm(ctx, settings, route.farm, route.target)
+                return
         if settings.farm:
-            await self._via_farm(ctx, settings)
+            await self._via_farm(ctx, settings, settings.farm)
             return
         upstream = settings.target
         if upstream is None:
@@ -139,17 +147,19 @@ class ProxyHandler(Handler):
         except _ConnectFailedError as failed:
             raise failed.error from None
 
-    async def _via_farm(self, ctx: Context, settings: ProxySection) -> None:
+    async def _via_farm(
+        self, ctx: Context, settings: ProxySection, name: str, target: bytes | None = None
+    ) -> None:
         # A member chosen by the farm; one retry on another member when
         # connecting failed on an idempotent request (nothing of it was sent).
-        name = settings.farm
+        # ``target``: what the upstream is asked for, when not the request's own.
         farm_settings = ctx.app.farms.get(name)
         if farm_settings is None:
             raise HttpError(
                 500,
                 0,
                 "the proxy is not configured",
-                detail=f"[proxy] farm = {name!r}, but the server file defines no [farms.{name}]",
+                detail=f"farm {name!r} is used here, but the server file defines no [farms.{name}]",
             )
         farm = farm_for(farm_settings, name=name)
         self.farms[name] = farm
@@ -163,7 +173,8 @@ class ProxyHandler(Handler):
             member = lease.member
             upstream = Upstream(member.host, member.port, member.unix_path)
             ctx.items[UPSTREAM] = member.name
-            exchange = _Exchange(ctx, settings, self.pool_for(upstream, settings), lease.set_cookie)
+            pool = self.pool_for(upstream, settings)
+            exchange = _Exchange(ctx, settings, pool, lease.set_cookie, target)
             try:
                 await exchange.run()
             except _ConnectFailedError as failed:
@@ -221,7 +232,12 @@ class _Exchange:
     """One request forwarded: the connection, the pump, the relay."""
 
     def __init__(
-        self, ctx: Context, settings: ProxySection, pool: Pool, set_cookie: bytes | None = None
+        self,
+        ctx: Context,
+        settings: ProxySection,
+        pool: Pool,
+        set_cookie: bytes | None = None,
+        target: bytes | None = None,
     ) -> None:
         self.ctx = ctx
         self.set_cookie = set_cookie  # a farm's affinity cookie for the response
@@ -275,7 +291,7 @@ class _Exchange:
             upgrade=self.upgrade,
             connection=fields.get(b"connection"),
         )
-        self.head = wire.request_head(request.method, _target(ctx), headers)
+        self.head = wire.request_head(request.method, target or _target(ctx), headers)
 
     # -- the whole exchange ---------------------------------------------------------------
 
@@ -502,6 +518,9 @@ class _Exchange:
                     ended = True
             if ended or size > limit:
                 break
+            due = conn.parser.length_due
+            if due is not None and size + due > limit:
+                break  # its length says it will not end within the limit: stream now
             events = await self._events(conn)
         if ended:
             if ctx.request.method == "HEAD" or response.status in (204, 304):

@@ -115,6 +115,12 @@ class ResponseParser:
         """True once any byte of the current response arrived."""
         return self._state != _HEAD or bool(self._buffer)
 
+    @property
+    def length_due(self) -> int | None:
+        """Body bytes still to come of a response framed by ``Content-Length``
+        (None: framed otherwise, or no body under way)."""
+        return self._remaining if self._state == _LENGTH else None
+
     def start(self, method: str) -> None:
         """A request went out: parse its response (``method`` decides whether it
         has a body)."""

@@ -54,9 +54,14 @@ SERVER_VARIABLES = frozenset(
     }
 )
 
+_FARM = "a farm name: 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
 _VARIABLE_NAME = "a server variable name such as 'HTTP_X_FORWARDED_PROTO' (letters, digits, _)"
 _NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _ABSOLUTE = re.compile(r"^https?://", re.IGNORECASE)
+#: ``http://HOST`` and the rest of an absolute rewrite URL (a route to a farm).
+_TO_HOST = re.compile(r"^(https?)://([^/?#{}]*)(.*)\Z", re.IGNORECASE | re.DOTALL)
+#: A farm's name, as ``[farms.NAME]`` allows it (config.schema.FarmName).
+_FARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 _JS_NAMED_GROUP = re.compile(r"(?<!\\)\(\?<(?![=!])")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -88,12 +93,17 @@ class Action(
 
     type: ActionType
     """`rewrite` (serve another URL of the application: the handler mapping runs
-    for it), `redirect`, `custom_response` (a status without a handler), `abort`
-    (close the connection without an answer) or `none`."""
+    for it; or route to a farm, below), `redirect`, `custom_response` (a status
+    without a handler), `abort` (close the connection without an answer) or
+    `none`."""
     url: str | None = None
     """The target of `rewrite` and `redirect`: a template. Relative (`index.php?p={R:1}`):
     to the folder the rule is defined for; `/path`: from the site root; a redirect
-    may also go to `https://host/...`."""
+    may also go to `https://host/...`. A rewrite to `http://FARM/...` (ARR's
+    form, `http://app/{R:0}`) routes the request to the server farm
+    `[farms.FARM]` through `handler.proxy`, which must be enabled: the rest of
+    the URL is what the farm's member is asked for. See
+    [Reverse proxy](proxy.md#routing-by-url-rewrite-rules)."""
     redirect_type: RedirectType = 301
     """The status of a redirect: 301, 302, 303, 307, 308, or IIS's names
     `Permanent` (301, IIS's default), `Found`, `SeeOther`, `Temporary`
@@ -202,6 +212,9 @@ class ParsedRule(NamedTuple):
     status: int  # the redirect's
     server_variables: tuple[tuple[str, Template, bool], ...]
     templates: tuple[tuple[str, Template], ...]  # every template with its key, for checks
+    #: A route to a farm (``url = "http://FARM/..."``): the farm's name as written,
+    #: ``url`` then the upstream's path and query; None: any other action.
+    farm: str | None = None
 
 
 class RewriteSection(Section, frozen=True, dict=True):
@@ -221,6 +234,7 @@ class RewriteSection(Section, frozen=True, dict=True):
     allowed_keys = {
         "global_rules": Where.SERVER,
         "allowed_server_variables": Where.SERVER,
+        "allowed_farms": Where.SERVER,
     }
 
     global_rules: list[Rule] = msgspec.field(default_factory=list)
@@ -249,6 +263,13 @@ class RewriteSection(Section, frozen=True, dict=True):
         Annotated[str, Meta(min_length=1, description="a precondition name")], Precondition
     ] = msgspec.field(default_factory=dict)
     """Named response tests (`[rewrite.preconditions.IsHTML]`) outbound rules name."""
+    allowed_farms: list[
+        Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description=_FARM)]
+    ] = msgspec.field(default_factory=list)
+    """The farms `rules` may route to (`http://FARM/...`, see
+    [Reverse proxy](proxy.md#routing-by-url-rewrite-rules)); `global_rules` may
+    route to any farm. As `allowed_server_variables`: a `web.toml` can send its
+    folder's requests only to the servers the administrator lets it."""
 
     def __post_init__(self) -> None:
         _ = self.parsed  # a malformed rule fails at load, naming its key
@@ -277,6 +298,20 @@ class RewriteSection(Section, frozen=True, dict=True):
             effective.allowed_server_variables,
             setters=effective.parsed[0],
         )
+        check_farms(rules, effective.allowed_farms)
+
+
+def check_farms(rules: tuple[ParsedRule, ...], allowed_farms: list[str]) -> None:
+    """``SettingError`` for a route of ``rules`` (distributed rules) to a farm
+    ``allowed_farms`` does not list (not case-sensitive, as host names)."""
+    allowed = {name.lower() for name in allowed_farms}
+    for parsed in rules:
+        if parsed.farm is not None and parsed.farm.lower() not in allowed:
+            raise SettingError(
+                f"{parsed.key}.action.url",
+                f"a route to farm {parsed.farm!r}: rules may route only to the farms the "
+                "server file lists in rewrite.allowed_farms (global_rules to any)",
+            )
 
 
 #: Response headers outbound rules may not set, and why.
@@ -589,18 +624,16 @@ def _parse_rule(rule: Rule, key: str) -> ParsedRule:
     c_groups = _captured(condition_groups, rule, final=True)
     action = rule.action
     url = None
+    farm = None
     if action.type in ("rewrite", "redirect"):
         if not action.url:
             raise SettingError(f"{key}.action", f"a {action.type} action needs a url")
-        url = _template(action.url, f"{key}.action.url")
+        text = action.url
+        if action.type == "rewrite" and _ABSOLUTE.match(text):
+            farm, text = _farm_route(text, f"{key}.action.url")
+        url = _template(text, f"{key}.action.url")
         _check_refs(url, f"{key}.action.url", groups, c_groups)
         templates.append((f"{key}.action.url", url))
-        if action.type == "rewrite" and _ABSOLUTE.match(action.url):
-            raise SettingError(
-                f"{key}.action.url",
-                f"{action.url!r}: a rewrite stays on this server (a URL path); "
-                "to send the client elsewhere use type = 'redirect'",
-            )
         if action.type == "redirect" and action.url.startswith(("//", "/\\")):
             raise SettingError(
                 f"{key}.action.url", f"{action.url!r} names another host; write https://host/..."
@@ -637,7 +670,30 @@ def _parse_rule(rule: Rule, key: str) -> ParsedRule:
         status if isinstance(status, int) else REDIRECT_NAMES[status],
         tuple(variables),
         tuple(templates),
+        farm,
     )
+
+
+def _farm_route(url: str, key: str) -> tuple[str, str]:
+    """``http://FARM/rest`` → ``(FARM, "/rest")``: a rewrite to another host is a
+    route to a farm (ARR's own rule form); ``SettingError`` for any other host
+    form. Whether the farm exists is known only with the server's farms (the
+    module checks it when it provisions the application)."""
+    found = _TO_HOST.match(url)
+    assert found is not None  # the caller matched _ABSOLUTE
+    scheme, host, rest = found.groups()
+    problem = f"{url!r}: a rewrite stays on this server (a URL path), or goes to a farm"
+    problem += " written as http://FARM/... (the name of a [farms.FARM] of the server file,"
+    problem += " without a port); to send the client elsewhere use type = 'redirect'"
+    if not _FARM_NAME.match(host) or (rest and not rest.startswith(("/", "?"))):
+        raise SettingError(key, problem)
+    if scheme.lower() != "http":
+        raise SettingError(
+            key,
+            f"{problem}. Not https://: a farm's members are reached as their addresses "
+            "in [farms] say (http:// or unix:), whatever the rule's scheme",
+        )
+    return host, rest if rest.startswith("/") else "/" + rest
 
 
 def _template(text: str, key: str) -> Template:

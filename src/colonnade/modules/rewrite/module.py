@@ -30,12 +30,14 @@ from __future__ import annotations
 
 import re
 from typing import NamedTuple
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from colonnade.config.toml_lines import KeyLines
 from colonnade.config.validation import SettingError, convert
 from colonnade.core.app import Application, Level
 from colonnade.core.context import Context
+from colonnade.core.handler import ROUTE as ROUTE_ITEM
+from colonnade.core.handler import Route
 from colonnade.core.module import CONTINUE, FINISH, Module, Outcome, Priority, hook
 from colonnade.core.stages import Stage
 from colonnade.core.urlpath import covers, normalize
@@ -43,6 +45,7 @@ from colonnade.errors import ConfigError
 from colonnade.modules.rewrite.config import (
     ParsedRule,
     RewriteSection,
+    check_farms,
     check_references,
 )
 from colonnade.modules.rewrite.outbound import CompiledOutbound
@@ -53,6 +56,7 @@ from colonnade.modules.rewrite.rules import (
     CUSTOM,
     NONE,
     REDIRECT,
+    ROUTE,
     CompiledRule,
     RuleSet,
     State,
@@ -67,6 +71,12 @@ ORIGINAL_URL = b"x-original-url"
 _GO_ON = 0
 _STOP = 1  # stop_processing: no further rule of this kind
 _DONE = 2  # the response is made (redirect, custom response, abort, error)
+_ROUTED = 3  # handed to the proxy for a farm: no further rule of any kind
+
+#: The handler a route to a farm hands the request to (by id: never imported).
+PROXY = "handler.proxy"
+#: What a path sent to a farm keeps unescaped (as handler.proxy sends a remapped path).
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
 
 class Program(NamedTuple):
@@ -100,10 +110,19 @@ class UrlRewrite(Module):
     def provision(self, app: Application) -> None:
         """Compile the global rules and the program of every level path."""
         settings = app.section(RewriteSection)
+        for name in settings.allowed_farms:
+            if not any(n.lower() == name.lower() for n in app.farms):
+                defined = ", ".join(sorted(app.farms)) or "none"
+                raise ConfigError(
+                    f"rewrite.allowed_farms names {name!r}, but the server file defines no "
+                    f"[farms.{name}] (defined: {defined})",
+                    file=app.levels[0].source if app.levels else None,
+                    key="rewrite.allowed_farms",
+                )
         global_rules = settings.parsed[0]
         if global_rules:
             server = app.levels[0].source if app.levels else ""
-            compiled = self._compile(global_rules, server, "", settings, is_global=True)
+            compiled = self._compile(app, global_rules, server, "", settings, is_global=True)
             self.global_rules = RuleSet("/", compiled)
         for path in app.level_paths():
             self._program(app, path)
@@ -136,15 +155,29 @@ class UrlRewrite(Module):
             prefix = f"{entry}." if entry else ""
             settings = app.sections_for(level.path).get(RewriteSection)
             parsed = _parse_level(rules, file, prefix)
-            compiled = self._compile(parsed, file, prefix, settings, is_global=False)
+            compiled = self._compile(app, parsed, file, prefix, settings, is_global=False)
             if compiled:
                 sets.append(RuleSet(level.path, compiled))
         program = Program(tuple(sets), frozenset(s.base for s in sets)) if sets else _NO_PROGRAM
         self.programs[id(sections)] = (sections, program)
         return program
 
+    def config_warnings(self, app: Application, workers: int) -> list[str]:
+        """``colonnade check`` (which provisions nothing) says what provisioning
+        refuses: a route to a farm the server file does not define, or where
+        handler.proxy is not enabled."""
+        probe = UrlRewrite()
+        try:
+            probe.provision(app)
+        except ConfigError as exc:
+            return [f"{exc}: the server will not start"]
+        finally:
+            probe.cleanup()
+        return []
+
     @staticmethod
     def _compile(
+        app: Application,
         parsed: tuple[ParsedRule, ...],
         file: str,
         prefix: str,
@@ -162,6 +195,8 @@ class UrlRewrite(Module):
                 settings.allowed_server_variables,
                 setters=settings.parsed[0],
             )
+            if not is_global:
+                check_farms(parsed, settings.allowed_farms)
         except SettingError as exc:
             key = f"{prefix}rewrite.{exc.key}"
             raise ConfigError(
@@ -169,7 +204,13 @@ class UrlRewrite(Module):
             ) from None
         where = f"{file}: " if file else ""
         return tuple(
-            CompiledRule(p, i, f"{where}{prefix}rewrite.{p.key}", settings.maps)
+            CompiledRule(
+                p,
+                i,
+                f"{where}{prefix}rewrite.{p.key}",
+                settings.maps,
+                None if p.farm is None else _farm(app, p, file, prefix),
+            )
             for i, p in enumerate(parsed)
         )
 
@@ -184,8 +225,11 @@ class UrlRewrite(Module):
         state: State | None = None
         if self.global_rules is not None:
             state = State(ctx, request.path, request.query)
-            if _run(self.global_rules, state) == _DONE:
+            outcome = _run(self.global_rules, state)
+            if outcome == _DONE:
                 return FINISH
+            if outcome == _ROUTED:
+                return CONTINUE
             if state.path != request.path or state.query is not request.query:
                 if not _apply(ctx, state):
                     return FINISH
@@ -208,6 +252,8 @@ class UrlRewrite(Module):
                         break
             if outcome == _DONE:
                 return FINISH
+            if outcome == _ROUTED:
+                return CONTINUE
             if state is None or (state.path == request.path and state.query is request.query):
                 break
             if not _apply(ctx, state):
@@ -244,6 +290,25 @@ def _line(file: str, key: str) -> int | None:
             return KeyLines(text.read()).line_for(key)
     except (OSError, UnicodeDecodeError):
         return None
+
+
+def _farm(app: Application, parsed: ParsedRule, file: str, prefix: str) -> str:
+    # The farm a route goes to, as the server file names it (host names, and
+    # so ARR's farm names in rules, are not case-sensitive); ConfigError when
+    # it is not defined or handler.proxy is not there to take the request.
+    key = f"{prefix}rewrite.{parsed.key}.action.url"
+    wanted = parsed.farm or ""
+    name = next((n for n in app.farms if n.lower() == wanted.lower()), None)
+    what = f"{parsed.rule.action.url!r} routes to farm {wanted!r}"
+    problem = None
+    if name is None:
+        defined = ", ".join(sorted(app.farms)) or "none"
+        problem = f"{what}, but the server file defines no [farms.{wanted}] (defined: {defined})"
+    elif app.handler_map is None or app.handler_map.handler(PROXY) is None:
+        problem = f"{what}, but {PROXY} is not enabled here: add it to [server] modules"
+    if problem is not None or name is None:
+        raise ConfigError(problem or what, file=file or None, line=_line(file, key), key=key)
+    return name
 
 
 def _level_rules(level: Level) -> list[object]:
@@ -347,6 +412,8 @@ def _fire(rule: CompiledRule, rule_set: RuleSet, state: State, found: re.Match[s
     elif kind is ABORT:
         _abort(rule, state)
         return _DONE
+    elif kind is ROUTE:
+        return _route(rule, state)
     else:
         _rewrite(rule, rule_set, state)
     return _STOP if rule.stop else _GO_ON
@@ -369,6 +436,37 @@ def _rewrite(rule: CompiledRule, rule_set: RuleSet, state: State) -> None:
     elif not rule.append_query:
         state.query = b""
     state.rule = rule
+
+
+def _route(rule: CompiledRule, state: State) -> int:
+    """Hand the request to handler.proxy for the rule's farm (ARR's
+    ``http://FARM/{R:0}``), with the path and query the URL renders. What rules
+    before it rewrote is served as usual (the front end's settings and
+    authorization follow it); the upstream gets the route's target."""
+    assert rule.url is not None and rule.farm is not None
+    ctx = state.ctx
+    request = ctx.request
+    path, mark, query = rule.url(state).partition("?")
+    target = quote(path, safe=_PATH_SAFE).encode("ascii")
+    sent = url_text(query).encode("ascii") if mark else b""
+    if rule.append_query and state.query:
+        sent = sent + b"&" + state.query if sent else state.query
+    if sent:
+        target += b"?" + sent
+    if (state.path != request.path or state.query is not request.query) and not _apply(ctx, state):
+        return _DONE
+    try:
+        ctx.hand_to(PROXY)
+    except (LookupError, RuntimeError) as exc:
+        name = f"{rule.name!r} ({rule.source})"
+        ctx.error_response(
+            500, 50, "URL rewrite error", f"the URL rewrite rule {name} failed: {exc}"
+        )
+        return _DONE
+    ctx.items[ROUTE_ITEM] = Route(rule.farm, target)
+    if target != request.target and not any(k == ORIGINAL_URL for k, _ in request.headers):
+        request.headers.append((ORIGINAL_URL, request.target))
+    return _ROUTED
 
 
 def _apply(ctx: Context, state: State) -> bool:

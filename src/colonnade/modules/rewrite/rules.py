@@ -34,6 +34,7 @@ REDIRECT = "redirect"
 CUSTOM = "custom_response"
 ABORT = "abort"
 NONE = "none"
+ROUTE = "route"  # a rewrite to http://FARM/...: handed to handler.proxy
 
 #: What a URL may carry as it is: printable ASCII but for the characters that are
 #: never valid in one. Anything else (space, controls, non-ASCII) is
@@ -109,6 +110,7 @@ class CompiledRule:
         "append_query",
         "conditions",
         "description",
+        "farm",
         "first",
         "index",
         "kind",
@@ -126,7 +128,16 @@ class CompiledRule:
         "variables",
     )
 
-    def __init__(self, parsed: ParsedRule, index: int, source: str, maps: dict[str, Map]) -> None:
+    def __init__(
+        self,
+        parsed: ParsedRule,
+        index: int,
+        source: str,
+        maps: dict[str, Map],
+        farm: str | None = None,
+    ) -> None:
+        """``farm``: for a route to a farm, the farm's name as the server file
+        spells it (the rule's may differ in case)."""
         rule = parsed.rule
         self.name = rule.name
         self.index = index  # its place in its rule set
@@ -155,14 +166,17 @@ class CompiledRule:
             "abort": ABORT,
             "none": NONE,
         }[action.type]
+        self.farm = farm
+        if parsed.farm is not None:
+            self.kind = ROUTE
         self.url = getter(parsed.url, maps) if parsed.url is not None else None
         self.status = parsed.status if self.kind is REDIRECT else action.status_code or 0
         self.sub_status = action.sub_status
         self.reason = action.reason
         self.description = action.description
         self.append_query = action.append_query_string
-        # Redirect, custom response and abort end processing whatever it says.
-        self.stop = rule.stop_processing or self.kind in (REDIRECT, CUSTOM, ABORT)
+        # Redirect, custom response, abort and a route end processing whatever it says.
+        self.stop = rule.stop_processing or self.kind in (REDIRECT, CUSTOM, ABORT, ROUTE)
         self.variables = tuple(
             (name, getter(template, maps), replace)
             for name, template, replace in parsed.server_variables
