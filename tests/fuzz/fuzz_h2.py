@@ -23,7 +23,7 @@ from colonnade.http.h2 import (
     request_fields,
 )
 from colonnade.transport.h2connection import H2Connection
-from tests.fuzz.fuzz_h2_transport import LOOP, STATE
+from tests.fuzz.served import LOOP, STATE
 
 
 def _connection() -> tuple[h2.connection.H2Connection, FrameWatch]:

@@ -42,6 +42,7 @@ REPO = HERE.parent.parent
 TARGETS = (
     "h1",
     "h1_chunked",
+    "h1_transport",
     "ranges",
     "conditional",
     "config",
@@ -61,6 +62,7 @@ TARGETS = (
 INSTRUMENT: dict[str, tuple[str, ...]] = {
     "h1": ("httptools",),
     "h1_chunked": ("httptools",),
+    "h1_transport": ("httptools",),
     "config": ("tomllib", "msgspec"),
     "h2": ("h2", "hpack", "hyperframe"),
     "h2_transport": ("h2", "hpack", "hyperframe"),
