@@ -141,5 +141,5 @@ def serve(make: Callable[[], asyncio.Protocol], pieces: list[bytes]) -> Wire:
     assert not problems, problems
     protocol = wire.protocol
     assert not getattr(protocol, "streams", None), "streams left after the connection was lost"
-    assert protocol not in STATE.connections, "the server still counts the connection"
+    assert all(conn is not protocol for conn in STATE.connections), "the server still counts it"
     return wire
