@@ -139,7 +139,7 @@ def serve(make: Callable[[], asyncio.Protocol], pieces: list[bytes]) -> Wire:
     problems = list(_PROBLEMS)
     _PROBLEMS.clear()
     assert not problems, problems
-    protocol = wire.protocol
+    protocol: object = wire.protocol
     assert not getattr(protocol, "streams", None), "streams left after the connection was lost"
     assert all(conn is not protocol for conn in STATE.connections), "the server still counts it"
     return wire
