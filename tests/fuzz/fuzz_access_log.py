@@ -2,7 +2,7 @@
 client's bytes, logged in W3C and in JSON with every field.
 
 Properties: formatting raises nothing; a W3C line is one line of exactly one
-value per field, no space, CR or LF inside a value (a client cannot forge
+value per field, nothing unprintable and no space inside a value (a client cannot forge
 fields or lines); a JSON line is one JSON object with every field's key.
 """
 
@@ -56,6 +56,7 @@ def one_input(data: bytes) -> None:
     rows = _logged(ctx, _W3C)
     assert len(rows) == 1, rows
     assert len(rows[0].split(" ")) == len(_NAMES), rows[0]
+    assert rows[0].rstrip("\r").isprintable(), rows[0]
     rows = _logged(ctx, _JSON)
     assert len(rows) == 1, rows
     record = json.loads(rows[0])

@@ -2,9 +2,10 @@
 
 Properties: ``feed``/``feed_eof`` raise nothing (a bad request is a
 ``ProtocolError`` event); the events form well-ordered requests with at most one
-error, last; feeding in two pieces gives the same events as feeding at once (an
-error's status aside: see ``_same``); after
-an error the connection returns nothing more; a parsed head can be answered.
+error, last; feeding in two pieces (or byte by byte, for short inputs) gives
+the same events as feeding at once (an error's status aside: see ``_same``);
+after an error the connection returns nothing more; a parsed head can be
+answered.
 The first input byte picks the split point, the second the size limits (small
 ones reach 414 and 431).
 """
@@ -20,6 +21,8 @@ Limits = tuple[int, int, int]
 DEFAULT_LIMITS: Limits = (8192, 65536, 100)
 _LIMITS: tuple[Limits, ...] = (DEFAULT_LIMITS, (16, 64, 3), (4, 24, 1))
 _MORE = b"GET /again HTTP/1.1\r\nHost: a\r\n\r\n"
+#: Inputs up to this long are also fed one byte at a time.
+_BYTEWISE = 300
 
 
 def _connection(limits: Limits) -> HTTP1Connection:
@@ -41,6 +44,11 @@ def feed_both_ways(data: bytes, split: int, limits: Limits) -> list[Event]:
     events2 = parts.feed(data[:cut]) + parts.feed(data[cut:]) + parts.feed_eof()
     check_well_formed(events2)
     assert _same(merged(events2), merged(events)), f"split at {cut} differs"
+    if len(data) <= _BYTEWISE:
+        drip = _connection(limits)
+        events3 = [e for i in range(len(data)) for e in drip.feed(data[i : i + 1])]
+        events3 += drip.feed_eof()
+        assert _same(merged(events3), merged(events)), "byte by byte differs"
     return events
 
 
