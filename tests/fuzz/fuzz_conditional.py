@@ -12,6 +12,7 @@ from __future__ import annotations
 from colonnade.core.conditional import Validators, collect, evaluate, range_allowed
 from colonnade.core.httputil import entity_tags, parse_http_date
 from colonnade.core.ranges import parse_ranges
+from tests.fuzz.harness import expand
 
 _CURRENT = (
     Validators(b'"5f3a-1b2c"', b"Sat, 05 Dec 2026 10:00:00 GMT", 1796464800),
@@ -28,7 +29,7 @@ def one_input(data: bytes) -> None:
     method = ("GET", "HEAD", "PUT", "DELETE")[data[0] % 4]
     current = _CURRENT[data[0] // 4 % len(_CURRENT)]
     headers = []
-    for line in data[1:].split(b"\n"):
+    for line in expand(data[1:]).split(b"\n"):
         name, _, value = line.partition(b":")
         headers.append((name.strip().lower(), value.strip(b" \t\r")))
     found = collect(headers)

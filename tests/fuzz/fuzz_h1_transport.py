@@ -13,6 +13,7 @@ no longer counts it.
 from __future__ import annotations
 
 from colonnade.transport.connection import HttpConnection
+from tests.fuzz.harness import expand
 from tests.fuzz.served import STATE, serve
 
 
@@ -21,6 +22,7 @@ def one_input(data: bytes) -> None:
     if not data:
         return
     cut = 1 + data[0]
-    wire = serve(lambda: HttpConnection(STATE), [data[1:cut], data[cut:]])
+    head, rest = expand(data[1:cut]), expand(data[cut:])
+    wire = serve(lambda: HttpConnection(STATE), [head, rest])
     if wire.sent and not wire.sent.startswith(b"\x00\x00"):  # HTTP/2 frames after a preface
         assert wire.sent.startswith(b"HTTP/1.1 "), bytes(wire.sent[:80])
