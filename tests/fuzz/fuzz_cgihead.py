@@ -2,10 +2,9 @@
 handlers read it from the script's output.
 
 Properties: ``split_head``, ``parse_response`` and ``content_length`` raise only
-``ValueError`` (the
-handlers answer 502 for it); a head that parses has a three-digit status, token
-header names in lower case, values without CR, LF or NUL, and a local redirect
-only to a path.
+``ValueError`` (the handlers answer 502 for it); a head that parses has a
+three-digit status, token header names in lower case, values without CR, LF or
+NUL, a length under 10**18, and a local redirect only to a path.
 """
 
 from __future__ import annotations
