@@ -3,8 +3,8 @@
 locations, handlers and rules checked).
 
 Property: a file that cannot be used gives a ``ConfigError`` (or several, as
-``ConfigErrors``), each naming the file, never another exception; what is
-accepted builds an engine.
+``ConfigErrors``), each naming the file and a line or a key, never another
+exception; what is accepted builds an engine.
 """
 
 from __future__ import annotations
@@ -38,5 +38,8 @@ def one_input(data: bytes) -> None:
     except ConfigError as exc:
         for error in each_error(exc):
             assert error.file == FILE, f"an error that names no file: {error!r}"
+            # Located: a line, or a key (one the file lacks, or its whole text).
+            whole = error.message == "not UTF-8 text"
+            assert error.line is not None or error.key or whole, f"not located: {error!r}"
         return
     engine.close()
