@@ -82,6 +82,15 @@ docs: $(STAMP)
 bench: $(STAMP) compiled
 	bash bench/run.sh $(BENCH_ARGS)
 
+# Coverage-guided fuzzing (atheris, libFuzzer) of every parser of outside bytes: each
+# target in tests/fuzz/ for FUZZ_SECONDS (60 by default; FUZZ_ARGS="--only h1 h2" for
+# some), then a summary of executions, coverage and crashes. The working corpora and
+# crash files stay in .fuzz/ and grow from run to run (tests/fuzz/README.md).
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.fuzz.harness all --seconds $(FUZZ_SECONDS) --work .fuzz $(FUZZ_ARGS)
+
 install: $(STAMP)
 
 # The package (editable) with its dev tools (test, lint, type-check, the frameworks

@@ -145,6 +145,26 @@ CASES = [
         "unsupported scheme",
     ),
     ("toml syntax", HEAD + "\n[server\n", None, "colonnade.toml", 9, "", "not valid TOML"),
+    # tomllib names no line for what the end of the file leaves open: the last one.
+    (
+        "toml syntax at the end",
+        HEAD + '\n[pools.default]\nuser = "www-data',
+        None,
+        "colonnade.toml",
+        10,
+        "",
+        "Unterminated string",
+    ),
+    # A table made by a header of a table inside it is on that header's line.
+    (
+        "implied table",
+        HEAD + "\n[s.erver]\nx = 1\n",
+        None,
+        "colonnade.toml",
+        9,
+        "s",
+        "no enabled module owns",
+    ),
     (
         "web.toml unknown key",
         HEAD,

@@ -192,3 +192,36 @@ def test_with_status_location_is_just_a_header() -> None:
 def test_no_location_is_a_document() -> None:
     parsed = cgihead.parse_response(b"Content-Type: text/plain\n")
     assert (parsed.local_redirect, parsed.head.status) == (None, 200)
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ([], None),
+        ([(b"content-type", b"text/plain")], None),
+        ([(b"content-length", b"0")], 0),
+        ([(b"content-length", b"12"), (b"content-length", b"12")], 12),
+        ([(b"content-length", b"9" * 18)], 10**18 - 1),
+    ],
+)
+def test_content_length(headers: Headers, expected: int | None) -> None:
+    assert cgihead.content_length(headers) == expected
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"content-length", b"")],
+        [(b"content-length", b"-1")],
+        [(b"content-length", b"1 2")],
+        [(b"content-length", b"\xd9\xa1")],  # no ASCII digit
+        [(b"content-length", b"1"), (b"content-length", b"2")],
+        # Thousands of digits (found by fuzzing: int() raised its own ValueError
+        # outside the gateways' error handling, a 500 instead of a 502).
+        [(b"content-length", b"1" * 5000)],
+        [(b"content-length", b"1" * 19)],
+    ],
+)
+def test_content_length_refuses(headers: Headers) -> None:
+    with pytest.raises(ValueError, match="Content-Length"):
+        cgihead.content_length(headers)

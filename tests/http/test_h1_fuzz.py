@@ -109,17 +109,22 @@ def test_feed_never_raises(data: bytes, split: int) -> None:
     assert merged(events2) == merged(events)
 
 
-@FUZZ
-@given(data=requests)
-def test_responses_never_raise_for_parsed_heads(data: bytes) -> None:
-    conn = HTTP1Connection()
-    for event in conn.feed(data):
+def answer_each(conn: HTTP1Connection, events: list[Event]) -> None:
+    """Answer every request in ``events`` (and the error, if any) on ``conn``."""
+    for event in events:
         if isinstance(event, RequestHead):
             out = conn.start_response(event, 200, [(b"content-type", b"text/plain")])
             out += conn.body(b"x") + conn.end_response()
             assert out.startswith(b"HTTP/1.1 200 OK\r\n")
         elif isinstance(event, ProtocolError):
             assert conn.error_response(event.status, event.reason).endswith(b"\n")
+
+
+@FUZZ
+@given(data=requests)
+def test_responses_never_raise_for_parsed_heads(data: bytes) -> None:
+    conn = HTTP1Connection()
+    answer_each(conn, conn.feed(data))
 
 
 # Requests whose method is a placeholder; framed every way the parser distinguishes.

@@ -74,6 +74,11 @@ class KeyLines:
                 else:
                     prefix = self._resolve(parts)
                 self.lines[prefix] = number
+                # The tables a header implies (``[a.b]`` makes ``a``) are written
+                # here too, unless a line named them before (found by fuzzing: an
+                # error about ``a`` had no line).
+                for end in range(1, len(parts)):
+                    self.lines.setdefault(self._resolve(parts[:end]), number)
                 i += 1
                 continue
             assign = _ASSIGN.match(line)

@@ -120,6 +120,10 @@ def parse_toml(data: bytes, file: str) -> tuple[dict[str, Any], KeyLines]:
     except tomllib.TOMLDecodeError as exc:
         found = _TOML_LINE.search(str(exc))
         line = int(found.group(1)) if found else None
+        if line is None and "(at end of document)" in str(exc):
+            # An unclosed string, array or table: tomllib names no line, the
+            # reader wants the last one (found by fuzzing: errors with no line).
+            line = max(1, len(text.splitlines()))
         message = _TOML_LINE.split(str(exc))[0].strip().rstrip("(").strip()
         raise ConfigError(f"not valid TOML: {message}", file=file, line=line) from None
     return doc, KeyLines(text)

@@ -99,6 +99,26 @@ def parse_head(block: bytes) -> CgiHead:
     return _parse(block)[0]
 
 
+def content_length(headers: Headers) -> int | None:
+    """The ``Content-Length`` the head declares, or None.
+
+    Raises ``ValueError`` for one that is not a decimal number of at most 18
+    digits (int() refuses thousands and is quadratic before that: the gateways
+    answer 502 for a script that sends such a length, never 500), or for two that
+    differ.
+    """
+    found: int | None = None
+    for name, value in headers:
+        if name == b"content-length":
+            if not value.isdigit() or len(value) > 18:
+                raise ValueError(f"an invalid Content-Length: {_shown(value)}")
+            length = int(value)
+            if found is not None and length != found:
+                raise ValueError("two different Content-Length values")
+            found = length
+    return found
+
+
 class CgiResponse(NamedTuple):
     """A script's response head as RFC 3875 6.2 reads it."""
 

@@ -15,6 +15,7 @@ whatever FCGI_KEEP_CONN asks. What it does is chosen by the script's file name
 - ``trickle.t``: a head, then a byte every 0.1 s for ``?s=SECONDS``;
 - ``flood.t``: 1 MiB of STDERR, then a normal answer; ``warn.t``: one STDERR line;
 - ``bad.t``: a record of version 9; ``badstatus.t``: ``Status: nope``;
+  ``hugelength.t``: a ``Content-Length`` of 5,000 digits;
 - ``overloaded.t``: END_REQUEST with OVERLOADED; ``redirect.t``: ``Location`` only;
 - ``early.t``: answers at once without reading its body;
 - ``noend.t``: a head, then closes the connection without END_REQUEST;
@@ -140,6 +141,8 @@ def respond(
         return None
     elif name == "badstatus.t":
         send(r.stdout(rid, b"Status: nope\r\nContent-Type: text/plain\r\n\r\nx"))
+    elif name == "hugelength.t":  # a Content-Length of 5,000 digits
+        send(r.stdout(rid, b"Content-Length: " + b"1" * 5000 + b"\r\n\r\nx"))
     elif name == "overloaded.t":
         send(r.end_request(rid, 0, r.OVERLOADED))
         return None

@@ -258,10 +258,24 @@ def test_range_settings(tmp_path: Path) -> None:
         (b"bytes=0-1;x", 10, None),
         (b"bytes=\xff", 10, None),
         (b"bytes=\xd9\xa1-2", 10, None),  # non-ASCII digits are not digits
+        # Positions of thousands of digits (found by fuzzing: int() refused them
+        # with a ValueError, a 500): beyond the file, and leading zeros count for
+        # nothing.
+        (b"bytes=" + b"1" * 5000 + b"-", 10, []),
+        (b"bytes=0-" + b"9" * 5000, 10, [(0, 10)]),
+        (b"bytes=-" + b"9" * 5000, 10, [(0, 10)]),
+        (b"bytes=" + b"0" * 5000 + b"5-" + b"0" * 5000 + b"7", 10, [(5, 8)]),
     ],
 )
 def test_parse_ranges(value: bytes, size: int, spans: list[tuple[int, int]] | None) -> None:
     assert parse_ranges(value, size, 16) == spans
+
+
+def test_positions_of_thousands_of_digits_are_answered_not_failed(client: Client) -> None:
+    # Found by fuzzing (tests/fuzz): a 500 and a logged traceback before.
+    assert get(client, "bytes=" + "1" * 5000 + "-").status == 416
+    whole = get(client, "bytes=0-" + "9" * 5000)
+    assert (whole.status, whole.body) == (206, DATA)
 
 
 def test_coalesce() -> None:

@@ -211,7 +211,10 @@ class CgiHandler(Handler):
         if not 200 <= head.status <= 599:
             raise _bad(program, f"Status {head.status}: a final status is 200 to 599")
         headers = [(n, v) for n, v in head.headers if n not in _HOP_BY_HOP]
-        declared = _declared_length(headers, program)
+        try:
+            declared = cgihead.content_length(headers)
+        except ValueError as exc:
+            raise _bad(program, str(exc)) from None
         response = ctx.response
         response.status = head.status
         response.reason = head.reason
@@ -326,16 +329,6 @@ async def _died(child: Child, feeding: _Feeder | None) -> str | None:
 def _bad(program: str, why: str) -> HttpError:
     # A response the script got wrong, before anything was sent: 502.2.
     return HttpError(502, 2, "bad gateway", detail=f"CGI script {program}: {why}")
-
-
-def _declared_length(headers: list[tuple[bytes, bytes]], program: str) -> int | None:
-    found = None
-    for name, value in headers:
-        if name == b"content-length":
-            if not value.isdigit() or (found is not None and int(value) != found):
-                raise _bad(program, f"an invalid Content-Length {value.decode('latin-1')!r}")
-            found = int(value)
-    return found
 
 
 class _Reaper:

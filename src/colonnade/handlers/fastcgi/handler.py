@@ -493,12 +493,10 @@ class _Exchange:
         response = self.ctx.response
         status = head.status
         headers = [(n, v) for n, v in head.headers if n not in _HOP_BY_HOP]
-        declared: int | None = None
-        for name, value in headers:
-            if name == b"content-length":
-                if not value.isdigit():
-                    raise self._fail(f"an invalid Content-Length: {value[:40]!r}")
-                declared = int(value)
+        try:
+            declared = cgihead.content_length(headers)
+        except ValueError as exc:
+            raise self._fail(str(exc)) from None
         response.status = status
         response.reason = head.reason
         response.headers = headers
