@@ -113,6 +113,9 @@ class Wire(asyncio.Transport):
     def write_eof(self) -> None:
         pass
 
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass  # everything written is kept at once: the buffer never fills
+
     def get_write_buffer_size(self) -> int:
         return 0
 
