@@ -831,7 +831,8 @@ class H2Connection(asyncio.Protocol):
                     window = stream.window_out
                 else:
                     raise h2.exceptions.StreamClosedError(stream.id)
-                size = min(h2conn.outbound_flow_control_window, window, frame, stream.waiting)
+                open_window = h2conn.outbound_flow_control_window
+                size = min(open_window, window, frame, stream.waiting)
                 if size <= 0:
                     break
                 piece = stream.take(size)
@@ -845,9 +846,12 @@ class H2Connection(asyncio.Protocol):
                     record.outbound_flow_control_window -= size
                 else:
                     stream.window_out -= size
-                h2conn.outbound_flow_control_window -= size
-                h2conn._data_to_send += data_frame_head(stream.id, size, end)
-                h2conn._data_to_send += piece
+                h2conn.outbound_flow_control_window = open_window - size
+                # Extended in place (h2 swaps it only in data_to_send): no write of
+                # the attribute back on h2's connection, an interpreted object's.
+                out = h2conn._data_to_send
+                out += data_frame_head(stream.id, size, end)
+                out += piece
                 self._unflushed += size
                 if end:
                     stream.ended()
@@ -908,7 +912,9 @@ class H2Connection(asyncio.Protocol):
     def _forget(self, stream: H2Stream) -> None:
         # The stream is over for good. The last one closes a stopping connection, or
         # starts the idle timer.
-        self.streams.pop(stream.id, None)
+        streams = self.streams
+        if stream.id in streams:  # (dict.pop with a default is a generic method call)
+            del streams[stream.id]
         if stream.unrecorded:
             self.record(stream)  # not ended: h2 must know it is still open
         forget_record(self.h2, stream.id)
@@ -928,7 +934,7 @@ class H2Connection(asyncio.Protocol):
         if not unrecorded:
             return
         stream.unrecorded = _RECORDED
-        self.unrecorded.pop(stream.id, None)
+        del self.unrecorded[stream.id]  # there while stream.unrecorded says so
         h2conn = self.h2
         inbound = h2conn.local_settings.initial_window_size
         record = request_record(h2conn, stream.id, inbound, stream.window_out)
@@ -944,7 +950,7 @@ class H2Connection(asyncio.Protocol):
         # first), so h2 will only ever need to know how, as it keeps of the records
         # it forgets.
         stream.unrecorded = _RECORDED
-        self.unrecorded.pop(stream.id, None)
+        del self.unrecorded[stream.id]
         closed_stream(self.h2, stream.id, _CLOSED_BY_US)
 
     def _close_stream(self, stream: H2Stream, *, cancel: bool) -> None:
