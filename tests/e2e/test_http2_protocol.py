@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from h2.errors import ErrorCodes as E
+from hyperframe.frame import Frame
 
 from tests.support.wait import PATIENCE, wait_for
 
@@ -517,7 +518,34 @@ def _many_one_by_one(c: RawH2) -> None:
         assert c.response(3 + 2 * i)[0] == 200
 
 
+def _answered(c: RawH2, *late: bytes | Frame) -> None:
+    # Stream 3 answered on the fast path (h2 never had its record), then ``late``
+    # frames on it: h2 answers them as for a stream it closed and forgot.
+    c.send(c.headers(3))
+    assert c.response(3)[0] == 200
+    c.send(*late)
+
+
 AFTER_FIRST = [
+    Row(
+        "DATA on a stream answered",
+        lambda c: _answered(c, c.data(3, b"late")),
+        ("rst", E.STREAM_CLOSED),
+        stream=3,
+    ),
+    Row(
+        "a stream answered opened again",
+        lambda c: _answered(c, c.headers(3)),
+        ("goaway", E.STREAM_CLOSED),
+    ),
+    Row(
+        "RST_STREAM, WINDOW_UPDATE, PRIORITY on a stream answered: ignored",
+        lambda c: _answered(
+            c, c.rst(3), c.window_update(3, 10), c.raw(2, 0, 3, bytes(4) + b"\x10"), c.headers(5)
+        ),
+        ("status", 200),
+        stream=5,
+    ),
     Row("good GET", lambda c: c.send(c.headers(3)), ("status", 200), stream=3),
     Row("GETs one after another", _many_one_by_one, ("eof", 0), stream=0),
     Row("the HPACK table stays in step", _table_in_step, ("eof", 0), stream=0),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 from collections.abc import Callable
 
@@ -10,6 +11,7 @@ import h2.connection
 import h2.exceptions
 import h2.settings
 import h2.stream
+import h2.utilities
 import hpack
 import pytest
 from hpack import NeverIndexedHeaderTuple
@@ -391,6 +393,24 @@ def test_the_h2_internals_the_transport_writes_beside() -> None:
         h2.stream.StreamInputs.__members__
     )
     assert isinstance(conn.outbound_flow_control_window, int)
+    # How closed streams were closed: an OrderedDict of the newest MAX_CLOSED_STREAMS.
+    assert isinstance(conn._closed_streams, collections.OrderedDict)
+    assert conn._closed_streams._size_limit == conn.MAX_CLOSED_STREAMS  # type: ignore[attr-defined]
+
+
+def test_closed_streams_are_kept_as_h2_keeps_them() -> None:
+    from colonnade.transport.h2connection import closed_stream
+
+    theirs, mine = h2.connection.H2Connection(), h2.connection.H2Connection()
+    for conn in (theirs, mine):
+        conn.MAX_CLOSED_STREAMS = 3  # type: ignore[misc]
+        conn._closed_streams = h2.utilities.SizeLimitDict(size_limit=3)
+    for stream_id in range(1, 11, 2):
+        by = h2.stream.StreamClosedBy.SEND_END_STREAM if stream_id % 3 else None
+        theirs._closed_streams[stream_id] = by
+        closed_stream(mine, stream_id, by)
+    assert list(mine._closed_streams.items()) == list(theirs._closed_streams.items())
+    assert list(mine._closed_streams) == [5, 7, 9]
 
 
 def _server_and_client() -> tuple[h2.connection.H2Connection, h2.connection.H2Connection]:
@@ -446,6 +466,34 @@ def test_the_fast_path_makes_the_stream_record_h2_makes() -> None:
         mine.send_headers(stream, [(b":status", b"200")])
         mine.send_data(stream, b"hi", end_stream=True)
     assert record.closed and mine.open_inbound_streams == 0 and 3 not in mine.streams
+
+
+@pytest.mark.parametrize("head_sent", [False, True])
+def test_a_record_made_late_is_the_record_h2_keeps(head_sent: bool) -> None:
+    # The fast path leaves a stream without h2's record while the response goes out
+    # and makes it when h2 must know the stream: with the send window left and the
+    # head marked sent, it must be the record h2 keeps after sending the same.
+    from colonnade.transport.h2connection import request_record, stream_windows
+
+    request = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "t")]
+    (theirs, client), (mine, other) = _server_and_client(), _server_and_client()
+    for server, peer in ((theirs, client), (mine, other)):
+        peer.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2000})
+        server.receive_data(peer.data_to_send())
+        peer.receive_data(server.data_to_send())
+    client.send_headers(1, request, end_stream=True)
+    theirs.receive_data(client.data_to_send())
+    inbound, outbound = stream_windows(mine)
+    if head_sent:
+        theirs.send_headers(1, [(b":status", b"200")])
+        theirs.send_data(1, b"x" * 700)
+        outbound -= 700
+    record = request_record(mine, 1, inbound, outbound)
+    if head_sent:  # as H2Connection.record() does
+        record.state_machine.headers_sent = True
+    assert mine.streams[1] is record
+    assert _fields(record) == _fields(theirs.streams[1])
+    assert record.outbound_flow_control_window == (1300 if head_sent else 2000)
 
 
 def _received(

@@ -221,6 +221,10 @@ class RequestFields:
         self.path = path
         self.headers = headers
 
+    def copy(self) -> RequestFields:
+        """The same fields, with a list of header fields of its own."""
+        return RequestFields(self.method, self.scheme, self.authority, self.path, self.headers[:])
+
 
 def malformed(reason: str) -> FrameError:
     """A malformed field block (RFC 9113 8.1.1): a PROTOCOL_ERROR. ``h2`` would make

@@ -33,6 +33,7 @@ streams in flight finish, newer ones are refused, then the connection closes.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -61,6 +62,7 @@ from colonnade.http.h2 import (
     FieldEncoder,
     FrameError,
     FrameWatch,
+    RequestFields,
     check_trailers,
     data_frame_head,
     headers_frames,
@@ -103,6 +105,15 @@ _SEND_END_STREAM: Final = StreamInputs.SEND_END_STREAM
 _HALF_CLOSED_REMOTE: Final = StreamState.HALF_CLOSED_REMOTE
 _STREAM_CLOSED: Final = StreamState.CLOSED
 _CLOSED_BY_US: Final = StreamClosedBy.SEND_END_STREAM
+# The dict method under h2's record of closed streams (a SizeLimitDict, whose own
+# interpreted __setitem__ costs some 4k instructions to add a size check; see
+# closed_stream).
+_ORDERED_SET: Final = collections.OrderedDict.__setitem__
+# H2Stream.unrecorded: h2 keeps a record of the stream; it does not yet, and the
+# response head has not been sent; it does not yet, and the head has been sent.
+_RECORDED: Final = 0
+_UNRECORDED: Final = 1
+_UNRECORDED_HEAD_SENT: Final = 2
 
 
 class H2Stream:
@@ -128,6 +139,8 @@ class H2Stream:
         "remote_ended",
         "request",
         "task",
+        "unrecorded",
+        "window_out",
     )
 
     def __init__(self, conn: H2Connection, stream_id: int) -> None:
@@ -149,6 +162,11 @@ class H2Stream:
         self._no_body = False
         self._left = -1  # declared body bytes not yet queued; -1: no Content-Length
         self._waiter: asyncio.Future[None] | None = None
+        # _UNRECORDED or _UNRECORDED_HEAD_SENT: h2 has no record of the stream yet (the
+        # receiving fast path's streams, H2Connection.record), and window_out is its
+        # send window meanwhile.
+        self.unrecorded = _RECORDED
+        self.window_out = 0
 
     # -- BodySource ---------------------------------------------------------------------
 
@@ -391,6 +409,11 @@ class H2Connection(asyncio.Protocol):
         )
         self._preface_left = len(PREFACE)
         self.streams: dict[int, H2Stream] = {}
+        # Streams h2 has no record of yet (the receiving fast path's): see record().
+        self.unrecorded: dict[int, H2Stream] = {}
+        # The last field list checked and what it gave (see _on_request).
+        self._checked: list[tuple[bytes, bytes]] = []
+        self._checked_fields: RequestFields | None = None
         self.transport: asyncio.Transport | None = None
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
@@ -482,6 +505,10 @@ class H2Connection(asyncio.Protocol):
         try:
             self._watch(data)
             data = self._receive_fast(data)
+            if data and self.unrecorded:
+                # Any frame h2 reads may concern them (RST_STREAM, WINDOW_UPDATE,
+                # SETTINGS changing their windows, a new stream counted against them).
+                self._record_all()
             events = self.h2.receive_data(data) if data else []
         except FrameError as exc:
             self._fail(exc.code, exc.kind, exc.reason)
@@ -575,18 +602,29 @@ class H2Connection(asyncio.Protocol):
                 most = h2conn.local_settings.max_concurrent_streams
                 inbound, outbound = stream_windows(h2conn)
             # h2 keeps closed streams until it counts the open ones (which forgets
-            # them): counted only when all it keeps might be open.
-            if len(h2conn.streams) >= most and h2conn.open_inbound_streams >= most:
+            # them): counted only when all it keeps might be open. The streams it
+            # has no record of yet are open.
+            unrecorded = len(self.unrecorded)
+            if (
+                len(h2conn.streams) + unrecorded >= most
+                and h2conn.open_inbound_streams + unrecorded >= most
+            ):
                 break
             try:
                 headers = decode_block(h2conn, data[pos + 9 : end])
-                record = open_request_record(h2conn, stream_id, inbound, outbound)
-                _h2_request_checks(record, headers)
+                if _h2_request_checks(headers):
+                    # A content-length: h2 keeps it in its record, made now.
+                    record = open_request_record(h2conn, stream_id, inbound, outbound)
+                    record._initialize_content_length(headers)
+                    window = -1
+                else:
+                    h2conn.highest_inbound_stream_id = stream_id
+                    window = outbound
             except h2.exceptions.ProtocolError as exc:
                 h2conn._terminate_connection(exc.error_code)
                 raise
             pos = end
-            self._on_request(stream_id, headers, True)
+            self._on_request(stream_id, headers, True, window)
             if self.failed or self.closing:
                 return b""
         return data[pos:] if pos else data
@@ -636,10 +674,27 @@ class H2Connection(asyncio.Protocol):
             # The client is leaving (h2 sends nothing more after a GOAWAY).
             self.close()
 
-    def _on_request(self, stream_id: int, headers: list[tuple[bytes, bytes]], ended: bool) -> None:
-        fields = request_fields(headers)  # raises FrameError: malformed
+    def _on_request(
+        self, stream_id: int, headers: list[tuple[bytes, bytes]], ended: bool, window: int = -1
+    ) -> None:
+        # ``window``: h2 has no record of the stream (the receiving fast path), whose
+        # send window this is; -1: it has.
+        checked = self._checked_fields
+        if headers is self._checked and checked is not None:
+            # The decoder's list of a block it remembered (http/h2.py FieldDecoder:
+            # the same bytes, the same list, never changed), as a client repeating
+            # a request sends it: checked and split already.
+            fields = checked.copy()
+        else:
+            fields = request_fields(headers)  # raises FrameError: malformed
+            self._checked = headers
+            self._checked_fields = fields.copy()
         stream = H2Stream(self, stream_id)
         stream.remote_ended = ended
+        if window >= 0:
+            stream.unrecorded = _UNRECORDED
+            stream.window_out = window
+            self.unrecorded[stream_id] = stream
         if self.stopping and stream_id > self.last_stream:
             # Opened after our GOAWAY: never processed, safe to retry (RFC 9113 8.7).
             self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
@@ -722,20 +777,31 @@ class H2Connection(asyncio.Protocol):
             return
         h2conn = self.h2
         try:
-            if fields[0][1][:1] == b"1":  # interim (1xx): rare, h2's own way
-                h2conn.send_headers(stream.id, fields, end_stream=end)
-                self._flush_soon()
-                return
-            # A final head: the frames written here beside h2's, whose state
-            # machines take the same steps its send_headers would (a third of
-            # the cost: no frame objects, no header list copies and checks;
-            # response_headers checked the fields already).
-            record = h2conn.streams.get(stream.id)
-            if record is None:  # closed, and forgotten by h2
-                self._close_stream(stream, cancel=False)
-                return
-            _connection_step(h2conn, _CONN_SEND_HEADERS)
-            sent(record.state_machine, _SEND_HEADERS, end)
+            interim = fields[0][1][:1] == b"1"
+            if stream.unrecorded == _UNRECORDED and not interim:
+                # The final head of a stream h2 has no record of: the steps h2's
+                # stream machine would take from half-closed (remote) are sent()'s.
+                _connection_step(h2conn, _CONN_SEND_HEADERS)
+                if end:
+                    self._ended_unrecorded(stream)
+                else:
+                    stream.unrecorded = _UNRECORDED_HEAD_SENT
+            else:
+                self.record(stream)
+                if interim:  # (1xx): rare, h2's own way
+                    h2conn.send_headers(stream.id, fields, end_stream=end)
+                    self._flush_soon()
+                    return
+                # A final head: the frames written here beside h2's, whose state
+                # machines take the same steps its send_headers would (a third of
+                # the cost: no frame objects, no header list copies and checks;
+                # response_headers checked the fields already).
+                record = h2conn.streams.get(stream.id)
+                if record is None:  # closed, and forgotten by h2
+                    self._close_stream(stream, cancel=False)
+                    return
+                _connection_step(h2conn, _CONN_SEND_HEADERS)
+                sent(record.state_machine, _SEND_HEADERS, end)
         except h2.exceptions.StreamClosedError:
             self._close_stream(stream, cancel=False)
             return
@@ -756,6 +822,8 @@ class H2Connection(asyncio.Protocol):
         learns it)."""
         if stream.closed:
             return 0
+        if stream.unrecorded:
+            return min(stream.window_out, self.h2.outbound_flow_control_window)
         try:
             return self.h2.local_flow_control_window(stream.id)
         except h2.exceptions.ProtocolError:
@@ -768,16 +836,18 @@ class H2Connection(asyncio.Protocol):
         h2conn = self.h2
         frame = h2conn.max_outbound_frame_size
         try:
-            record = h2conn.streams.get(stream.id)
+            # No record: a stream h2 has no record of yet, or one closed and
+            # forgotten by h2.
+            record = None if stream.unrecorded else h2conn.streams.get(stream.id)
             while stream.waiting:
-                if record is None:  # closed, and forgotten by h2
+                if record is not None:
+                    window = record.outbound_flow_control_window
+                elif stream.unrecorded:
+                    window = stream.window_out
+                else:
                     raise h2.exceptions.StreamClosedError(stream.id)
-                size = min(
-                    h2conn.outbound_flow_control_window,
-                    record.outbound_flow_control_window,
-                    frame,
-                    stream.waiting,
-                )
+                open_window = h2conn.outbound_flow_control_window
+                size = min(open_window, window, frame, stream.waiting)
                 if size <= 0:
                     break
                 piece = stream.take(size)
@@ -786,16 +856,30 @@ class H2Connection(asyncio.Protocol):
                 # machine steps and window accounting, the frame written beside
                 # h2's.
                 _connection_step(h2conn, _CONN_SEND_DATA)
-                sent(record.state_machine, _SEND_DATA, end)
-                record.outbound_flow_control_window -= size
-                h2conn.outbound_flow_control_window -= size
-                h2conn._data_to_send += data_frame_head(stream.id, size, end)
-                h2conn._data_to_send += piece
+                if record is not None:
+                    sent(record.state_machine, _SEND_DATA, end)
+                    record.outbound_flow_control_window -= size
+                else:
+                    stream.window_out -= size
+                h2conn.outbound_flow_control_window = open_window - size
+                # Extended in place (h2 swaps it only in data_to_send): no write of
+                # the attribute back on h2's connection, an interpreted object's.
+                out = h2conn._data_to_send
+                out += data_frame_head(stream.id, size, end)
+                out += piece
                 self._unflushed += size
                 if end:
                     stream.ended()
+                    if record is None:
+                        self._ended_unrecorded(stream)
             if stream.end_pending and not stream.waiting:
-                h2conn.end_stream(stream.id)
+                if stream.unrecorded:
+                    # An empty DATA frame with END_STREAM, as h2's end_stream sends.
+                    _connection_step(h2conn, _CONN_SEND_DATA)
+                    h2conn._data_to_send += data_frame_head(stream.id, 0, True)
+                    self._ended_unrecorded(stream)
+                else:
+                    h2conn.end_stream(stream.id)
                 stream.ended()
         except h2.exceptions.ProtocolError:
             self._close_stream(stream, cancel=False)
@@ -813,6 +897,7 @@ class H2Connection(asyncio.Protocol):
 
     def open_window(self, stream: H2Stream, size: int) -> None:
         """Give the client ``size`` more bytes of ``stream``'s window."""
+        self.record(stream)
         try:
             self.h2.increment_flow_control_window(size, stream.id)
         except h2.exceptions.ProtocolError:
@@ -823,6 +908,7 @@ class H2Connection(asyncio.Protocol):
         """Reset ``stream`` (RST_STREAM ``code``)."""
         if stream.closed:
             return
+        self.record(stream)
         with contextlib.suppress(h2.exceptions.ProtocolError):
             self.h2.reset_stream(stream.id, code)
         self._flush_soon()
@@ -841,13 +927,46 @@ class H2Connection(asyncio.Protocol):
     def _forget(self, stream: H2Stream) -> None:
         # The stream is over for good. The last one closes a stopping connection, or
         # starts the idle timer.
-        self.streams.pop(stream.id, None)
+        streams = self.streams
+        if stream.id in streams:  # (dict.pop with a default is a generic method call)
+            del streams[stream.id]
+        if stream.unrecorded:
+            self.record(stream)  # not ended: h2 must know it is still open
+        forget_record(self.h2, stream.id)
         if self.streams or self.failed or self.closing:
             return
         if self.stopping:
             self.close()
         else:
             self._arm(self.state.timeouts.keep_alive)
+
+    def record(self, stream: H2Stream) -> None:
+        """Make ``h2``'s record of ``stream`` if it has none yet (the receiving fast
+        path leaves a stream without one, as most are answered and closed before
+        ``h2`` is asked anything about them): the record ``h2`` would keep, with the
+        send window left and the response head marked sent if it was."""
+        unrecorded = stream.unrecorded
+        if not unrecorded:
+            return
+        stream.unrecorded = _RECORDED
+        del self.unrecorded[stream.id]  # there while stream.unrecorded says so
+        h2conn = self.h2
+        inbound = h2conn.local_settings.initial_window_size
+        record = request_record(h2conn, stream.id, inbound, stream.window_out)
+        if unrecorded == _UNRECORDED_HEAD_SENT:
+            record.state_machine.headers_sent = True
+
+    def _record_all(self) -> None:
+        for stream in list(self.unrecorded.values()):
+            self.record(stream)
+
+    def _ended_unrecorded(self, stream: H2Stream) -> None:
+        # END_STREAM sent on a stream h2 has no record of: closed (remote ended
+        # first), so h2 will only ever need to know how, as it keeps of the records
+        # it forgets.
+        stream.unrecorded = _RECORDED
+        del self.unrecorded[stream.id]
+        closed_stream(self.h2, stream.id, _CLOSED_BY_US)
 
     def _close_stream(self, stream: H2Stream, *, cancel: bool) -> None:
         stream.closed = True
@@ -1140,12 +1259,22 @@ def open_request_record(
     as ``h2`` makes it on receiving that frame (new, with the windows
     :func:`stream_windows` says, in the half-closed (remote) state, a request
     received), and count it as the highest the client opened."""
+    record = request_record(h2conn, stream_id, inbound, outbound)
+    h2conn.highest_inbound_stream_id = stream_id
+    return record
+
+
+def request_record(
+    h2conn: h2.connection.H2Connection, stream_id: int, inbound: int, outbound: int
+) -> StreamRecord:
+    """``h2``'s record of a stream the client opened with HEADERS and END_STREAM, as
+    ``h2`` makes it on receiving that frame (receive window ``inbound``, send window
+    ``outbound``, half-closed (remote)), kept in ``h2``'s streams."""
     # Arguments by position: a class called with keywords has them packed into a
     # dict and unpacked again for __init__ (some 1.8k instructions more).
     record = StreamRecord(stream_id, h2conn.config, inbound, outbound)
     record.max_outbound_frame_size = h2conn.max_outbound_frame_size
     h2conn.streams[stream_id] = record
-    h2conn.highest_inbound_stream_id = stream_id
     machine = record.state_machine
     machine.client = False
     machine.headers_received = True
@@ -1153,10 +1282,36 @@ def open_request_record(
     return record
 
 
-def _h2_request_checks(record: StreamRecord, headers: list[tuple[bytes, bytes]]) -> None:
+def forget_record(h2conn: h2.connection.H2Connection, stream_id: int) -> None:
+    """Move ``h2``'s record of a closed stream to its closed streams (how it was
+    closed, which decides what a late frame on it gets), as ``h2`` does when it counts
+    the open streams. Left to ``h2``, closed records pile up until the next count,
+    which walks them all through interpreted properties (some 10k instructions a
+    request with 100 concurrent streams allowed). A record not closed stays."""
+    record = h2conn.streams.get(stream_id)
+    if record is not None:
+        machine = record.state_machine
+        if machine.state is _STREAM_CLOSED:
+            del h2conn.streams[stream_id]
+            closed_stream(h2conn, stream_id, machine.stream_closed_by)
+
+
+def closed_stream(
+    h2conn: h2.connection.H2Connection, stream_id: int, closed_by: StreamClosedBy | None
+) -> None:
+    """Keep how a stream whose record ``h2`` no longer has was closed, in ``h2``'s
+    record of closed streams (its newest ``MAX_CLOSED_STREAMS``), as ``h2`` does."""
+    closed = cast("collections.OrderedDict[int, StreamClosedBy | None]", h2conn._closed_streams)
+    _ORDERED_SET(closed, stream_id, closed_by)
+    if len(closed) > h2conn.MAX_CLOSED_STREAMS:
+        closed.popitem(last=False)
+
+
+def _h2_request_checks(headers: list[tuple[bytes, bytes]]) -> bool:
     # What h2's receive_headers checks of a request's fields, for the fast path: a
     # :status among the leading pseudo-header fields saying 1xx (END_STREAM on an
-    # informational response), and content-length (by h2's own code, when present).
+    # informational response). True when there is a content-length, which h2 checks
+    # (and keeps) by its own code on the stream's record.
     for name, value in headers:
         if name[:1] != b":":
             break
@@ -1166,10 +1321,7 @@ def _h2_request_checks(record: StreamRecord, headers: list[tuple[bytes, bytes]])
                     "Cannot set END_STREAM on informational responses"
                 )
             break
-    for name, _ in headers:
-        if name == b"content-length":
-            record._initialize_content_length(headers)
-            return
+    return any(name == b"content-length" for name, _ in headers)
 
 
 def _known(code: int) -> bool:
