@@ -11,6 +11,7 @@ import logging
 import os
 import random
 import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -31,7 +32,9 @@ from tests.support.wait import PATIENCE, wait_for
 
 #: Rows that set a config key, with a value the file gives, and others for the
 #: environment and the command line (all in range, all different).
-KEYED = [o for o in OPTIONS if o.config_key is not None]
+KEYED = [
+    o for o in OPTIONS if o.config_key is not None and o.type in ("int", "float") and not o.choices
+]
 VALUES = {"int": (7, 11, 13), "float": (7.0, 11.0, 13.0)}
 
 
@@ -240,8 +243,9 @@ def test_import_colonnade_loads_no_engine() -> None:
 # Over real sockets: colonnade.Server in this process (no workers).
 
 
-def _exchange(sock: socket.socket, target: str = "/") -> bytes:
-    sock.sendall(f"GET {target} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+def _exchange(sock: socket.socket, target: str = "/", *, send: bool = True) -> bytes:
+    if send:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
@@ -347,3 +351,63 @@ def test_parser_namespace_is_untouched_by_unknown_dests() -> None:
     assert isinstance(args, argparse.Namespace)
     for option in OPTIONS:
         assert hasattr(args, option.dest), option.dest
+
+
+def addr_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """A WSGI app answering the client address and scheme it was given."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"{environ['REMOTE_ADDR']} {environ['wsgi.url_scheme']}".encode()]
+
+
+def _forwarded(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=PATIENCE) as sock:
+        sock.sendall(
+            b"GET / HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 203.0.113.9\r\n"
+            b"X-Forwarded-Proto: https\r\n\r\n"
+        )
+        return _exchange_rest(sock)
+
+
+def _exchange_rest(sock: socket.socket) -> bytes:
+    return _exchange(sock, send=False).partition(b"\r\n\r\n")[2]
+
+
+@pytest.mark.parametrize(
+    ("options", "seen"),
+    [
+        ({}, b"127.0.0.1 http"),
+        ({"proxy_headers": True}, b"203.0.113.9 https"),
+        ({"forwarded_allow_ips": "10.0.0.1"}, b"127.0.0.1 http"),
+        ({"forwarded_allow_ips": "*"}, b"203.0.113.9 https"),
+        ({"forwarded_allow_ips": "*", "proxy_headers": False}, b"127.0.0.1 http"),
+    ],
+)
+def test_proxy_headers_through_trusted_proxies(options: dict[str, Any], seen: bytes) -> None:
+    with colonnade.Server(addr_app, **options) as server:
+        assert _forwarded(server.port) == seen
+
+
+def test_ssl_certfile_and_keyfile_serve_https(tmp_path: Path) -> None:
+    trustme = pytest.importorskip("trustme")
+    from tests.support.tls import issue
+
+    ca = trustme.CA()
+    issued = issue(ca, tmp_path, "localhost", "localhost", passphrase=b"s3cret")
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    port = free_port()
+    os.environ.pop("COLONNADE_SSL_KEYFILE_PASSWORD", None)
+    try:
+        with colonnade.Server(
+            addr_app,
+            port=port,
+            ssl_certfile=str(issued.cert),
+            ssl_keyfile=str(issued.key),
+            ssl_keyfile_password="s3cret",
+        ) as server:
+            assert server.url == f"https://127.0.0.1:{port}"
+            raw = socket.create_connection(("127.0.0.1", port), timeout=PATIENCE)
+            with ctx.wrap_socket(raw, server_hostname="localhost") as sock:
+                assert _exchange(sock).endswith(b"127.0.0.1 https")
+    finally:
+        os.environ.pop("COLONNADE_SSL_KEYFILE_PASSWORD", None)

@@ -93,6 +93,7 @@ class Server:
             raise ConfigError("colonnade.Server serves in this process: use run() for workers")
         self.host = host
         self.port = port
+        self.scheme = "https" if options.get("ssl_certfile") else "http"
         self._args = _argv(_app_reference(app, 0), {"host": host, "port": port, **options})
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -104,7 +105,7 @@ class Server:
     def url(self) -> str:
         """The server's base URL (its real port once started)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
     def start(self, timeout: float = 30.0) -> Server:
         """Bind, start serving in a thread, and return once it listens."""

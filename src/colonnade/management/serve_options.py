@@ -186,6 +186,57 @@ OPTIONS: tuple[ServeOption, ...] = (
         default=True,
     ),
     ServeOption(
+        ("--proxy-headers",),
+        "proxy_headers",
+        "bool",
+        "read the client from X-Forwarded-*/Forwarded sent by --forwarded-allow-ips "
+        "(security.trusted_proxies; off by default, unlike uvicorn)",
+        negative="--no-proxy-headers",
+    ),
+    ServeOption(
+        ("--forwarded-allow-ips",),
+        "forwarded_allow_ips",
+        "str",
+        "comma-separated proxy addresses or networks trusted for --proxy-headers "
+        "(default 127.0.0.1,::1; * trusts every peer); implies --proxy-headers",
+        config_key="sections.trusted_proxies.proxies",
+    ),
+    ServeOption(
+        ("--ssl-certfile",),
+        "ssl_certfile",
+        "str",
+        "PEM certificate (and chain): the bindings become https://",
+        config_key="server.tls.certificate",
+    ),
+    ServeOption(
+        ("--ssl-keyfile",),
+        "ssl_keyfile",
+        "str",
+        "PEM private key of --ssl-certfile",
+        config_key="server.tls.key",
+    ),
+    ServeOption(
+        ("--ssl-keyfile-password",),
+        "ssl_keyfile_password",
+        "str",
+        "the key's passphrase (better: the environment variable, which keeps it out of ps)",
+    ),
+    ServeOption(
+        ("--ssl-ca-certs",),
+        "ssl_ca_certs",
+        "str",
+        "CA certificates (PEM) client certificates must chain to",
+        config_key="server.tls.client_ca",
+    ),
+    ServeOption(
+        ("--ssl-cert-reqs",),
+        "ssl_cert_reqs",
+        "int",
+        "client certificates: 0 none (default), 1 optional, 2 required (ssl.CERT_*)",
+        config_key="server.tls.client_certificates",
+        choices=("0", "1", "2"),
+    ),
+    ServeOption(
         ("-k", "--worker-class"),
         "worker_class",
         "str",
@@ -196,6 +247,21 @@ OPTIONS: tuple[ServeOption, ...] = (
 
 #: Options by their ``dest``.
 BY_DEST: Mapping[str, ServeOption] = {option.dest: option for option in OPTIONS}
+
+
+def _allow_ips(text: str) -> list[str]:
+    ips = [part.strip() for part in text.split(",") if part.strip()]
+    return ["0.0.0.0/0", "::/0"] if "*" in ips else ips
+
+
+#: Option values whose config key wants another form (by ``dest``).
+CONVERT: Mapping[str, Callable[[Any], Any]] = {
+    "forwarded_allow_ips": _allow_ips,
+    "ssl_cert_reqs": lambda n: ("ignore", "accept", "require")[int(n)],
+    "ssl_certfile": os.path.abspath,
+    "ssl_keyfile": os.path.abspath,
+    "ssl_ca_certs": os.path.abspath,
+}
 
 
 def add_to(parser: argparse.ArgumentParser) -> None:
@@ -219,6 +285,8 @@ def add_to(parser: argparse.ArgumentParser) -> None:
                 )
             continue
         kind: Callable[[str], Any] = {"int": int, "float": float}.get(option.type, str)
+        if option.choices:
+            kind = str
         parser.add_argument(
             *option.flags,
             dest=option.dest,
@@ -233,7 +301,7 @@ def add_to(parser: argparse.ArgumentParser) -> None:
 def _from_env(option: ServeOption, text: str) -> Any:
     """An environment variable's text as the option's value (an error names the variable)."""
     try:
-        if option.type == "int":
+        if option.type == "int" and not option.choices:
             return int(text)
         if option.type == "float":
             return float(text)
@@ -275,7 +343,21 @@ def overrides(given: Mapping[str, Any], rng: random.Random | None = None) -> dic
         option = BY_DEST[dest]
         if option.config_key is None:
             continue
+        convert = CONVERT.get(dest)
+        if convert is not None:
+            value = convert(value)
         out[option.config_key] = value * option.scale if option.scale != 1 else value
+    # --forwarded-allow-ips alone means --proxy-headers (as in uvicorn, where proxy
+    # headers are on by default); --no-proxy-headers wins over both.
+    proxies = out.pop("sections.trusted_proxies.proxies", None)
+    if given.get("proxy_headers", proxies is not None):
+        out["sections.trusted_proxies.proxies"] = proxies or ["127.0.0.1", "::1"]
+        out["server.modules+"] = ["security.trusted_proxies"]
+    if "ssl_keyfile_password" in given:
+        # The passphrase is read from the environment (inherited by workers), never
+        # put into the configuration, where it could be logged or shown.
+        os.environ[BY_DEST["ssl_keyfile_password"].env] = given["ssl_keyfile_password"]
+        out["server.tls.passphrase_env"] = BY_DEST["ssl_keyfile_password"].env
     jitter = given.get("max_requests_jitter")
     if jitter:
         if "max_requests" not in given:
@@ -389,6 +471,8 @@ def prepare(args: argparse.Namespace, environ: Mapping[str, str]) -> list[str]:
         host = args.host or "127.0.0.1"
         host = f"[{host}]" if ":" in host else host
         args.bind = [f"{host}:{8000 if args.port is None else args.port}"]
+    if args.ssl_certfile:
+        args.bind = [b if "://" in b else f"https://{b}" for b in args.bind or ["127.0.0.1:8443"]]
     args.overrides = overrides(given)
     pool_keys = [k for k in args.overrides if k.startswith("pools.")]
     if pool_keys and not args.workers:

@@ -127,11 +127,18 @@ class ConfigSource(msgspec.Struct, kw_only=True, frozen=True):
 
 def apply_keys(config: ServerConfig, keys: Mapping[str, Any]) -> ServerConfig:
     """``config`` with each dotted key (``server.timeouts.keep_alive``,
-    ``pools.NAME.recycling.requests``) set, checked as the file's values are: a value
+    ``pools.NAME.recycling.requests``, ``sections.NAME.KEY``; ``server.modules+``
+    lists modules to enable) set, checked as the file's values are: a value
     out of range is a ConfigError naming the key."""
     for dotted, value in keys.items():
         parts = dotted.split(".")
-        if parts[0] == "pools":
+        if dotted == "server.modules+":  # modules to enable (kept in order, once)
+            added = [m for m in value if m not in config.server.modules]
+            modules = [*config.server.modules, *added]
+            config.server = msgspec.structs.replace(config.server, modules=modules)
+        elif parts[0] == "sections":  # a module's section: checked by the engine
+            config.sections.setdefault(parts[1], {})[parts[2]] = value
+        elif parts[0] == "pools":
             pool = config.pools.get(parts[1]) or PoolConfig()
             config.pools[parts[1]] = _set_key(pool, parts[2:], value, dotted)
         else:
