@@ -411,3 +411,14 @@ def test_ssl_certfile_and_keyfile_serve_https(tmp_path: Path) -> None:
                 assert _exchange(sock).endswith(b"127.0.0.1 https")
     finally:
         os.environ.pop("COLONNADE_SSL_KEYFILE_PASSWORD", None)
+
+
+def test_the_docs_table_is_the_option_table() -> None:
+    doc = Path(__file__).parents[2] / "docs" / "coming-from-uvicorn.md"
+    text = doc.read_text(encoding="utf-8")
+    start = text.index(serve_options.DOCS_BEGIN) + len(serve_options.DOCS_BEGIN)
+    assert text[start : text.index(serve_options.DOCS_END)] == "\n" + (
+        serve_options.markdown_table()
+    ), "stale: python -m colonnade.management.serve_options docs/coming-from-uvicorn.md"
+    for option in OPTIONS:
+        assert option.flags[-1] in text and option.env in text

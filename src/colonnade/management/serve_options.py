@@ -487,3 +487,45 @@ def prepare(args: argparse.Namespace, environ: Mapping[str, str]) -> list[str]:
 def _is_pool(dest: str) -> bool:
     key = BY_DEST[dest].config_key
     return key is not None and key.startswith("pools.")
+
+
+#: Markers around the generated table in docs/coming-from-uvicorn.md.
+DOCS_BEGIN = "<!-- serve-options:begin -->"
+DOCS_END = "<!-- serve-options:end -->"
+
+
+def markdown_table() -> str:
+    """The docs table of the options (docs/coming-from-uvicorn.md, between
+    :data:`DOCS_BEGIN` and :data:`DOCS_END`)."""
+    rows = [
+        "| option | environment | colonnade.toml | from | what it does |",
+        "|---|---|---|---|---|",
+    ]
+    for option in OPTIONS:
+        flags = ", ".join(f"`{flag}`" for flag in option.flags)
+        if option.negative:
+            flags += f", `{option.negative}`"
+        key = f"`{option.config_key}`" if option.config_key else "—"
+        key = key.replace("`sections.", "`").replace("pools.default.", "pools.NAME.")
+        what = option.help.replace("|", "\\|")
+        rows.append(f"| {flags} | `{option.env}` | {key} | {option.origin} | {what} |")
+    return "\n".join(rows) + "\n"
+
+
+def update_docs(path: str) -> bool:
+    """Rewrite the table in the docs file at ``path``; True if it changed."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    start = text.index(DOCS_BEGIN) + len(DOCS_BEGIN)
+    end = text.index(DOCS_END)
+    new = text[:start] + "\n" + markdown_table() + text[end:]
+    if new != text:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(new)
+    return new != text
+
+
+if __name__ == "__main__":  # `python -m colonnade.management.serve_options DOC`
+    import sys
+
+    update_docs(sys.argv[1])
