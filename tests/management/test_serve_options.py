@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import random
+import re
 import socket
 import ssl
 import subprocess
@@ -422,3 +423,41 @@ def test_the_docs_table_is_the_option_table() -> None:
     ), "stale: python -m colonnade.management.serve_options docs/coming-from-uvicorn.md"
     for option in OPTIONS:
         assert option.flags[-1] in text and option.env in text
+
+
+#: The NCSA lines as goaccess's COMMON/COMBINED formats and awstats's LogFormat=1 read them.
+COMMON = re.compile(
+    r"^(?P<host>\S+) (?P<ident>\S+) (?P<user>\S+) "
+    r"\[(?P<day>\d{2})/(?P<month>[A-Z][a-z]{2})/(?P<year>\d{4}):(?P<hms>\d{2}:\d{2}:\d{2}) "
+    r'(?P<zone>[+-]\d{4})\] "(?P<method>\S+) (?P<target>\S+) (?P<proto>HTTP/\d\.\d)" '
+    r"(?P<status>\d{3}) (?P<bytes>\d+|-)$"
+)
+COMBINED = re.compile(
+    COMMON.pattern[:-1] + r' "(?P<referer>(?:[^"\\]|\\.)*)" "(?P<agent>(?:[^"\\]|\\.)*)"$'
+)
+
+
+@pytest.mark.parametrize("form", ["common", "combined"])
+def test_access_log_common_and_combined_parse_as_log_tools_expect(
+    form: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    capfd.readouterr()
+    with colonnade.Server(env_app, access_log_format=form) as server:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=PATIENCE)
+        with sock:
+            sock.sendall(
+                b'GET /a%20b?x=1&y="2" HTTP/1.1\r\nHost: t\r\nReferer: http://r.example/p\r\n'
+                b'User-Agent: Tool/1.0 (a "quoted" \\ agent)\r\n\r\n'
+            )
+            assert _exchange(sock, send=False).startswith(b"HTTP/1.1 200")
+    lines = [line for line in capfd.readouterr().out.splitlines() if "/a" in line]
+    assert len(lines) == 1, lines
+    match = (COMBINED if form == "combined" else COMMON).match(lines[0])
+    assert match is not None, lines[0]
+    assert match["host"] == "127.0.0.1" and match["ident"] == "-" and match["user"] == "-"
+    assert match["method"] == "GET" and match["status"] == "200" and match["zone"] == "+0000"
+    assert match["target"] == "/a%20b?x=1&y=\\x222\\x22"
+    assert int(match["bytes"]) > 0 and match["proto"] == "HTTP/1.1"
+    if form == "combined":
+        assert match["referer"] == "http://r.example/p"
+        assert match["agent"] == "Tool/1.0 (a \\x22quoted\\x22 \\x5c agent)"

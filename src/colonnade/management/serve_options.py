@@ -186,6 +186,15 @@ OPTIONS: tuple[ServeOption, ...] = (
         default=True,
     ),
     ServeOption(
+        ("--access-log-format",),
+        "access_log_format",
+        "choice",
+        "the access log's format: w3c (IIS's, the default), json, common or combined",
+        config_key="sections.http_logging.format",
+        choices=("w3c", "json", "common", "combined"),
+        origin="colonnade",
+    ),
+    ServeOption(
         ("--proxy-headers",),
         "proxy_headers",
         "bool",
