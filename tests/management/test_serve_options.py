@@ -461,3 +461,48 @@ def test_access_log_common_and_combined_parse_as_log_tools_expect(
     if form == "combined":
         assert match["referer"] == "http://r.example/p"
         assert match["agent"] == "Tool/1.0 (a \\x22quoted\\x22 \\x5c agent)"
+
+
+def test_log_format_json_carries_the_request_fields(tmp_path: Path) -> None:
+    (tmp_path / "web.py").write_text(
+        "def app(environ, start_response):\n    raise RuntimeError('boom')\n"
+    )
+    port = free_port()
+    log = tmp_path / "serve.log"
+    env = dict(os.environ, COLONNADE_LOG_FORMAT="json")
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "colonnade", "serve", "web:app", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+        )
+    try:
+
+        def failed() -> bytes | None:
+            if proc.poll() is not None:
+                raise RuntimeError("colonnade serve exited: " + log.read_text())
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                    return _exchange(sock, "/broken?x=1")
+            except OSError:
+                return None
+
+        assert wait_for(failed, PATIENCE, "listening").startswith(b"HTTP/1.1 500")
+
+        def record() -> dict[str, Any] | None:
+            for line in log.read_text().splitlines():
+                data = json.loads(line)  # every line of the server log is JSON
+                if data.get("request_id"):
+                    return dict(data)
+            return None
+
+        found = wait_for(record, PATIENCE, "the error's log record")
+    finally:
+        proc.terminate()
+        proc.wait(PATIENCE)
+    assert found["level"] == "ERROR" and found["method"] == "GET"
+    assert found["path"] == "/broken" and found["status"] == 500 and found["site"]
+    assert "RuntimeError: boom" in found["exception"]
+    assert found["request_id"] in found["message"]

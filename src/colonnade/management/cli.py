@@ -350,6 +350,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from colonnade.core import logformat
+
+    logformat.use_json_if_asked()
     if args.log_config:
         serve_options.configure_logging(args.log_config)
     logging.getLogger("watchfiles").setLevel(logging.WARNING)  # we log reloads ourselves

@@ -178,6 +178,16 @@ OPTIONS: tuple[ServeOption, ...] = (
         origin="both",
     ),
     ServeOption(
+        ("--log-format",),
+        "log_format",
+        "choice",
+        "the server log's format: text (default) or json (one object a line, with the "
+        "request's fields where a line concerns a request)",
+        choices=("text", "json"),
+        default="text",
+        origin="colonnade",
+    ),
+    ServeOption(
         ("--access-log",),
         "access_log",
         "bool",
@@ -472,6 +482,8 @@ def prepare(args: argparse.Namespace, environ: Mapping[str, str]) -> list[str]:
     args.no_access_log = not args.access_log
     if args.env_file:
         load_env_file(args.env_file)
+    # Worker processes inherit the environment: the format reaches them that way.
+    os.environ[BY_DEST["log_format"].env] = args.log_format
     if args.worker_class:
         notes.append(worker_class_note(args.worker_class))
     if args.host is not None or args.port is not None:
