@@ -506,3 +506,44 @@ def test_log_format_json_carries_the_request_fields(tmp_path: Path) -> None:
     assert found["path"] == "/broken" and found["status"] == 500 and found["site"]
     assert "RuntimeError: boom" in found["exception"]
     assert found["request_id"] in found["message"]
+
+
+def test_max_requests_recycles_the_worker_without_a_failed_request(tmp_path: Path) -> None:
+    from tests.e2e.conftest import Process
+
+    (tmp_path / "web.py").write_text(
+        "import os\n"
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [str(os.getpid()).encode()]\n"
+    )
+    port = free_port()
+    env_before = os.environ.get("COLONNADE_MAX_REQUESTS")
+    os.environ["COLONNADE_MAX_REQUESTS"] = "5"  # through the environment, to the pool
+    try:
+        server = Process(
+            ["web:app", "--port", str(port), "-w", "1", "--start-workers", "--no-watch"],
+            tmp_path,
+            port,
+        )
+    finally:
+        if env_before is None:
+            os.environ.pop("COLONNADE_MAX_REQUESTS", None)
+        else:
+            os.environ["COLONNADE_MAX_REQUESTS"] = env_before
+    try:
+        pids = set()
+
+        def two_workers_seen() -> bool:
+            with socket.create_connection(("127.0.0.1", port), timeout=PATIENCE) as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                answer = b""
+                while chunk := sock.recv(65536):
+                    answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200"), answer  # no request fails
+            pids.add(answer.partition(b"\r\n\r\n")[2])
+            return len(pids) >= 2
+
+        wait_for(two_workers_seen, PATIENCE, "a recycled worker answering")
+    finally:
+        server.kill()
