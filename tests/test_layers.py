@@ -40,7 +40,9 @@ ALLOWED["transport"] = ALLOWED["engine"] | {"engine"}
 ALLOWED["pools"] = ALLOWED["transport"] | {"transport"}
 ALLOWED["management"] = ALLOWED["pools"] | {"pools"}
 ALLOWED["testing"] = ALLOWED["engine"] | {"engine"}
-ALLOWED["__init__"] = frozenset({"core", "config", "errors"})
+#: The package's own module: the module-author API, and ``run``/``Server`` imported
+#: from management on first use (a lazy ``__getattr__``: ``import colonnade`` stays light).
+ALLOWED["__init__"] = frozenset({"core", "config", "errors", "management"})
 #: colonnade.auth: the applications' API to forms authentication (over core.auth).
 ALLOWED["auth"] = frozenset({"core", "config", "errors"})
 ALLOWED["__main__"] = frozenset({"management"})

@@ -17,6 +17,17 @@ from colonnade.errors import ConfigError, HttpError, ModuleError
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    """``colonnade.run`` and ``colonnade.Server``, imported at first use: ``import
+    colonnade`` (a module author's import) loads no engine, transport or pools."""
+    if name in ("run", "Server"):
+        from colonnade.management import embed
+
+        return getattr(embed, name)
+    raise AttributeError(f"module 'colonnade' has no attribute {name!r}")
+
+
 __all__ = [
     "CONTINUE",
     "FINISH",

@@ -21,7 +21,7 @@ from colonnade.core.tracestore import trace_directory
 from colonnade.engine import Engine
 from colonnade.engine.effective import describe_application, effective_config, find_application
 from colonnade.errors import ConfigError, ModuleError, each_error
-from colonnade.management import operations
+from colonnade.management import operations, serve_options
 from colonnade.management.effective import format_mappings
 from colonnade.management.summary import serving_lines
 from colonnade.management.tables import table, use_colour
@@ -41,16 +41,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"colonnade {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def config_args(p: argparse.ArgumentParser) -> None:
+    def config_args(p: argparse.ArgumentParser, *, serving: bool = False) -> None:
         p.add_argument("-c", "--config", metavar="FILE", help="server config (colonnade.toml)")
         p.add_argument("--root", metavar="DIR", help="folder to serve (no config file)")
         p.add_argument(
-            "--bind",
+            *(("-b", "--bind") if serving else ("--bind",)),
             metavar="HOST:PORT",
             action="append",
             help="address to listen on (repeatable; default 127.0.0.1:8080)",
         )
-        p.add_argument("--no-access-log", action="store_true", help="do not load log.http")
+        if not serving:  # serve's comes from its option table (--access-log too)
+            p.add_argument("--no-access-log", action="store_true", help="do not load log.http")
 
     serve = sub.add_parser("serve", help="serve sites (the current folder with no config)")
     serve.add_argument(
@@ -79,16 +80,8 @@ def _parser() -> argparse.ArgumentParser:
         "a virtual directory; inside APP's URL space the static handler answers it, not "
         "APP (repeatable): --static /static=staticfiles",
     )
-    config_args(serve)
-    serve.add_argument(
-        "--workers",
-        type=int,
-        default=0,
-        metavar="N",
-        help="0 (default): serve in this one process; N: run the master (activation "
-        "service) with N workers for the pool 'default', the other pools as configured; "
-        'workers start at a pool\'s first request unless the pool says start = "always"',
-    )
+    config_args(serve, serving=True)
+    serve_options.add_to(serve)
     serve.add_argument(
         "--start-workers",
         action="store_true",
@@ -106,7 +99,6 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not reload when configuration files change (SIGHUP still does)",
     )
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     modules = sub.add_parser(
         "modules", help="print an application's modules, handler mappings and compiled pipeline"
@@ -283,7 +275,11 @@ def config_source(args: argparse.Namespace) -> ConfigSource:
             raise ConfigError(
                 "APP, --root, --bind and --static apply only without -c; set them in the file"
             )
-        return ConfigSource(file=os.path.abspath(args.config), no_access_log=args.no_access_log)
+        return ConfigSource(
+            file=os.path.abspath(args.config),
+            no_access_log=args.no_access_log,
+            overrides=getattr(args, "overrides", {}),
+        )
     bindings = [b if "://" in b else f"http://{b}" for b in (args.bind or [])]
     app = getattr(args, "python_app", None)
     app_dir = getattr(args, "app_dir", None)
@@ -303,6 +299,7 @@ def config_source(args: argparse.Namespace) -> ConfigSource:
         factory=getattr(args, "factory", False),
         app_dir=os.path.abspath(app_dir) if app_dir else (os.getcwd() if app else None),
         static=static_mounts(static or []),
+        overrides=getattr(args, "overrides", {}),
     )
 
 
@@ -347,14 +344,20 @@ def build(args: argparse.Namespace) -> Engine:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """``colonnade serve``."""
+    notes = serve_options.prepare(args, os.environ)
     logging.basicConfig(
         level=args.log_level.upper(),
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from colonnade.core import logformat
+
+    logformat.use_json_if_asked()
+    if args.log_config:
+        serve_options.configure_logging(args.log_config)
     logging.getLogger("watchfiles").setLevel(logging.WARNING)  # we log reloads ourselves
-    if args.workers < 0:
-        raise ConfigError("--workers: N must be 0 (one process) or more")
+    for note in notes:
+        logging.getLogger("colonnade").warning("%s", note)
     if args.start_workers and not args.workers:
         raise ConfigError("--start-workers goes with --workers N")
     registry = Registry.standard(BUILTIN)

@@ -254,6 +254,15 @@ async def fail(plan: Plan, ctx: Context, exc: Exception, stage: Stage) -> None:
         request.target.decode("latin-1"),
         type(exc).__name__,
         exc_info=exc,
+        # The request's fields as record attributes (the JSON server log's keys).
+        extra={
+            "request_id": ctx.correlation_id,
+            "site": ctx.app.site,
+            "method": request.method,
+            "path": request.path,
+            "status": response.status if stage > _SEND or response.headers_sent else 500,
+            "stage": stage.name,
+        },
     )
     if stage > _SEND:
         return  # the response is out already; logging it was all there was to do

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -57,6 +58,10 @@ class ConfigSource(msgspec.Struct, kw_only=True, frozen=True):
     app_dir: str | None = None
     # `--static URL=DIR`: virtual directories of the embedded default's site.
     static: list[tuple[str, str]] = msgspec.field(default_factory=list)
+    # `colonnade serve --timeout-keep-alive 5` and the like: dotted config keys set on
+    # top of the file (management/serve_options.py: the command line and environment
+    # win over the file).
+    overrides: dict[str, Any] = msgspec.field(default_factory=dict)
 
     def read(self) -> ConfigSource:
         """A copy holding the server file's current text (what workers will be sent)."""
@@ -117,7 +122,40 @@ class ConfigSource(msgspec.Struct, kw_only=True, frozen=True):
             config.pools["default"] = msgspec.structs.replace(
                 pool or PoolConfig(), start=self.default_start
             )
-        return config
+        return apply_keys(config, self.overrides) if self.overrides else config
+
+
+def apply_keys(config: ServerConfig, keys: Mapping[str, Any]) -> ServerConfig:
+    """``config`` with each dotted key (``server.timeouts.keep_alive``,
+    ``pools.NAME.recycling.requests``, ``sections.NAME.KEY``; ``server.modules+``
+    lists modules to enable) set, checked as the file's values are: a value
+    out of range is a ConfigError naming the key."""
+    for dotted, value in keys.items():
+        parts = dotted.split(".")
+        if dotted == "server.modules+":  # modules to enable (kept in order, once)
+            added = [m for m in value if m not in config.server.modules]
+            modules = [*config.server.modules, *added]
+            config.server = msgspec.structs.replace(config.server, modules=modules)
+        elif parts[0] == "sections":  # a module's section: checked by the engine
+            config.sections.setdefault(parts[1], {})[parts[2]] = value
+        elif parts[0] == "pools":
+            pool = config.pools.get(parts[1]) or PoolConfig()
+            config.pools[parts[1]] = _set_key(pool, parts[2:], value, dotted)
+        else:
+            config = _set_key(config, parts, value, dotted)
+    return config
+
+
+def _set_key(struct: Any, parts: Sequence[str], value: Any, dotted: str) -> Any:
+    if len(parts) == 1:
+        changed = msgspec.structs.replace(struct, **{parts[0]: value})
+        try:
+            # Decoding the changed table checks the field's type and range (Meta).
+            return msgspec.convert(msgspec.to_builtins(changed), type(changed))
+        except msgspec.ValidationError as exc:
+            raise ConfigError(str(exc), key=dotted) from None
+    inner = _set_key(getattr(struct, parts[0]), parts[1:], value, dotted)
+    return msgspec.structs.replace(struct, **{parts[0]: inner})
 
 
 def app_pool(site: SiteConfig, app: ApplicationConfig) -> str:

@@ -26,7 +26,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from colonnade.config.schema import ServerConfig
-from colonnade.core import caches, farms, metrics, shared
+from colonnade.core import caches, farms, logformat, metrics, shared
 from colonnade.core.registry import Registry
 from colonnade.engine import Engine
 from colonnade.errors import ConfigError, ModuleError
@@ -319,6 +319,7 @@ def _setup_logging(level: str, pool: str) -> None:
         stream=sys.stderr,
         format=f"%(asctime)s %(levelname)s [{pool}:{os.getpid()}] %(name)s: %(message)s",
     )
+    logformat.use_json_if_asked(pool)  # serve --log-format json, inherited by the worker
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
 
 

@@ -56,7 +56,9 @@ class HttpLoggingSection(Section, frozen=True):
       64 MB before the end is not searched for, and the header is written again)
       or ``"json"`` (one object per line, the same fields with snake_case keys:
       ``cs(User-Agent)`` → ``cs_user_agent``; missing values are ``null`` and
-      numbers are numbers).
+      numbers are numbers), or ``"common"`` / ``"combined"`` (the NCSA formats of
+      Apache and nginx that goaccess and awstats read; their fields are fixed and
+      ``fields`` does not apply).
     - ``fields``: IIS's default list plus ``x-correlation-id`` at the end. That
       field is ours, not IIS's: the short id shown on 5xx error pages (and in the
       error log), so an error report can be matched to its log line; it is ``-``
@@ -70,7 +72,9 @@ class HttpLoggingSection(Section, frozen=True):
       and SNI name of an ``https`` connection, ``-`` on plain HTTP),
       ``x-tls-client-subject`` and ``x-tls-client-sha256`` (ours: the client
       certificate's subject and SHA-256 fingerprint, ``-`` without one),
-      ``x-upstream`` (ours: the upstream ``handler.proxy`` sent the request to,
+      ``x-request-target`` (ours: the request target as the client sent it, still
+      percent-encoded and before any rewrite), ``x-upstream`` (ours: the upstream
+      ``handler.proxy`` sent the request to,
       ``HOST:PORT`` or ``unix:/path``; ``-`` for other requests) and any
       request or response header as ``cs(Header-Name)`` / ``sc(Header-Name)``.
     - ``buffer_size``: lines are buffered in memory and written in one batch once
@@ -89,7 +93,7 @@ class HttpLoggingSection(Section, frozen=True):
 
     enabled: bool = True
     selective: Literal["all", "success", "error"] = "all"
-    format: Literal["w3c", "json"] = "w3c"
+    format: Literal["w3c", "json", "common", "combined"] = "w3c"
     target: Annotated[str, Meta(min_length=1)] = "stdout"
     fields: list[str] = msgspec.field(default_factory=_default_fields)
     buffer_size: Annotated[int, Meta(ge=0, le=64 * 1024 * 1024)] = 65536

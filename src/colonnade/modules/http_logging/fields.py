@@ -85,6 +85,9 @@ FIELDS: dict[str, Field] = {
         _field("c-ip", ("r.client",), "({0}[0] if {0} else '-')", "({0}[0] if {0} else None)"),
         # Ours: the connection's address, when a trusted proxy named another client.
         _field("x-peer-ip", ("r.peer",), "({0}[0] if {0} else '-')", "({0}[0] if {0} else None)"),
+        # Ours: the request target exactly as the client sent it (path and query,
+        # still percent-encoded; before any rewrite): the NCSA formats' request line.
+        _field("x-request-target", ("r.target",), "escb[{0}]", "{0}.decode('latin-1')"),
         _field("sc-status", ("resp.status",), "nums[{0}]", "{0}"),
         _field("sc-substatus", ("resp.substatus",), "nums[{0}]", "{0}"),
         _field(

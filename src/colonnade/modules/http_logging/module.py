@@ -27,6 +27,7 @@ from colonnade.core.context import Context
 from colonnade.core.module import Module, hook
 from colonnade.core.stages import Stage
 from colonnade.errors import ConfigError
+from colonnade.modules.http_logging.clf import FORMAT_FIELDS, ClfWriter
 from colonnade.modules.http_logging.compiler import Capture, Writer, compiled_line
 from colonnade.modules.http_logging.config import HttpLoggingSection
 from colonnade.modules.http_logging.json_lines import JsonWriter
@@ -38,7 +39,12 @@ log = logging.getLogger("colonnade.log.http")
 #: Sections remembered for the per-request output lookup (a bound, not a target).
 _SECTIONS_MAX = 1024
 #: The writer of each ``format``.
-WRITERS: dict[str, Writer] = {"w3c": W3cWriter, "json": JsonWriter}
+WRITERS: dict[str, Writer] = {
+    "w3c": W3cWriter,
+    "json": JsonWriter,
+    "common": ClfWriter,
+    "combined": ClfWriter,
+}
 
 
 class Output(NamedTuple):
@@ -99,7 +105,8 @@ class HttpLogging(Module):
         output = self._outputs.get(key)
         if output is None:
             sink = acquire_sink(settings.target, settings)
-            line = compiled_line(tuple(settings.fields), WRITERS[settings.format], sink)
+            fields = FORMAT_FIELDS.get(settings.format) or tuple(settings.fields)
+            line = compiled_line(fields, WRITERS[settings.format], sink)
             # Lines pending under the field list in force are rendered first; the
             # new header follows, and whoever wrote before switches back (with its
             # own header) on its next line.
