@@ -26,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -145,8 +146,16 @@ class Result:
 class Run:
     """One scenario: a server, its load, the fault, the accounting."""
 
-    def __init__(self, result: Result, *, keep: bool = False, **server: Any) -> None:
+    def __init__(
+        self,
+        result: Result,
+        *,
+        keep: bool = False,
+        warm: list[tuple[int, Req]] | None = None,
+        **server: Any,
+    ) -> None:
         self.result = result
+        self.warm = warm or MIX
         self.keep = keep  # the caller reads the server's folder after, and removes it
         self.server = Server(**server)
         self.load: Load | None = None
@@ -154,11 +163,12 @@ class Run:
 
     async def __aenter__(self) -> Run:
         await asyncio.to_thread(self.server.start)
-        # A second of traffic first (not counted): what a worker opens once, at its
-        # first connections (libuv opens /dev/null once), is no leak.
-        warm = Load(self.server.port, mix_of(MIX), connections=4, rate=100.0)
+        # Traffic first (not counted): what a worker opens once, at its first
+        # connections (a descriptor of /dev/null), or keeps for later (backend
+        # connections, FastCGI processes), is no leak.
+        warm = Load(self.server.port, mix_of(self.warm), connections=8, rate=150.0)
         warm.start()
-        await asyncio.sleep(1)
+        await asyncio.sleep(1 if self.warm is MIX else 3)
         await warm.stop()
         self.result.before = await until(lambda: at_rest(self.server), 30, "the server at rest")
         return self
@@ -493,6 +503,202 @@ def _abort(writer: asyncio.StreamWriter, rst: bool) -> None:
     writer.close()
 
 
+def _children_named(parents: list[int], name: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    head, _, rest = f.read().rpartition(")")
+                if head.split("(", 1)[1] == name and int(rest.split()[1]) in parents:
+                    found.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
+def _upstream(port: int, folder: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "http.server",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            str(folder),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _redis(port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+#: The backend requests: 5xx is the right answer while a backend is away.
+OUTAGE_STATUSES = (200, 500, 502, 503, 504)
+BACKENDS = {"proxy": "/up/small.txt", "php": "/hello.php", "redis": "/asgi/session"}
+
+
+async def backends(result: Result) -> None:
+    """An upstream (handler.proxy), php-cgi (handler.fastcgi, managed processes) and
+    Redis (state.session) go away and come back, one after the other, under load.
+    While one is away its requests are answered 5xx (502/503: the right answer);
+    every other request, and its own once it is back, must succeed."""
+    from chaos_server import free_port
+
+    if not all(
+        os.path.exists(p)
+        or any(os.access(os.path.join(d, p), os.X_OK) for d in os.environ["PATH"].split(":"))
+        for p in ("php-cgi", "redis-server")
+    ):
+        result.skipped = "needs php-cgi and redis-server (make sysdeps)"
+        return
+    up_port, redis_port = free_port(), free_port()
+    extra = f"""
+[[handlers]]
+path = "/up/*"
+handler = "handler.proxy"
+
+[[handlers]]
+path = "*.php"
+handler = "handler.fastcgi"
+resource_type = "file"
+
+[[handlers]]
+path = "*"
+handler = "handler.static"
+
+[proxy]
+upstream = "http://127.0.0.1:{up_port}"
+connect_timeout = 2
+timeout = 5
+
+[fastcgi.applications.php]
+program = "/usr/bin/php-cgi"
+max_instances = 1
+
+[session_state]
+provider = "redis"
+mode = "off"
+
+[[locations]]
+path = "/asgi/session"
+[locations.session_state]
+mode = "read_write"
+
+[redis]
+url = "redis://127.0.0.1:{redis_port}/0"
+retry_min = 0.2
+retry_max = 1.0
+pool_size = 1
+"""
+    modules = (
+        "security.request_filtering", "state.session", "handler.proxy", "handler.fastcgi",
+        "handler.static", "log.http",
+    )  # fmt: skip
+    upstream = redis = None
+    try:
+        redis = _redis(redis_port)
+        await until(lambda: _answers(redis_port), 10, "redis-server answering")
+        folder = Path(tempfile.mkdtemp(prefix="colonnade-chaos-"))
+        www = folder / "www"
+        (www / "up").mkdir(parents=True)
+        (www / "up" / "small.txt").write_bytes(b"u" * 1024)
+        (www / "hello.php").write_text("<?php echo 'php ok';")
+        upstream = _upstream(up_port, www)
+        await until(lambda: _answers(up_port), 10, "the upstream answering")
+        table = [*MIX]
+        table += [(12, Req(k, path, expect=OUTAGE_STATUSES)) for k, path in BACKENDS.items()]
+        async with Run(result, folder=folder, warm=table, extra=extra, modules=modules) as run:
+            run.start_load(table)
+            await asyncio.sleep(3)
+            outages: dict[str, tuple[float, float]] = {}
+            # The upstream: killed, back on the same port 4 s later.
+            t0 = time.monotonic()
+            upstream.kill()
+            upstream.wait()
+            await asyncio.sleep(4)
+            upstream = _upstream(up_port, www)
+            await until(lambda: _answers(up_port), 10, "the upstream answering again")
+            outages["proxy"] = (t0, time.monotonic())
+            await asyncio.sleep(3)
+            # php-cgi: every managed process killed; the workers start new ones.
+            workers = run.server.ready()
+            php = _children_named(workers, "php-cgi")
+            t0 = time.monotonic()
+            for pid in php:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            outages["php"] = (t0, time.monotonic())
+            await asyncio.sleep(3)
+            # Redis: killed, back 4 s later (empty: the sessions are new ones).
+            t0 = time.monotonic()
+            redis.kill()
+            redis.wait()
+            await asyncio.sleep(4)
+            redis = _redis(redis_port)
+            await until(lambda: _answers(redis_port), 10, "redis-server answering again")
+            outages["redis"] = (t0, time.monotonic())
+            await asyncio.sleep(4)
+            await run.finish()
+            php_after = _children_named(run.server.ready(), "php-cgi")
+        # A backend's 5xx counts as right while it was away, and for its client's
+        # back-off after (Redis: retry_max 1 s; the proxy and php: none).
+        grace = {"proxy": 0.5, "php": 0.5, "redis": 1.5}
+        for kind, (t0, t1) in outages.items():
+            mine = [o for o in run.ledger.records.values() if o.kind == kind]
+            during = [
+                o
+                for o in mine
+                if o.status and o.status >= 500 and t0 - 0.5 <= o.sent <= t1 + grace[kind]
+            ]
+            stray = [o for o in mine if o.status and o.status >= 500 and o not in during]
+            ok = sum(o.status == 200 for o in mine)
+            result.notes.append(
+                f"{kind}: {len(mine)} requests, {ok} answered 200, {len(during)} answered "
+                f"{'/'.join(sorted({str(o.status) for o in during})) or '5xx'} while it was away "
+                f"({t1 - t0:.1f} s), {len(stray)} 5xx at other times"
+            )
+            result.checks[f"{kind}: no 5xx outside its outage"] = not stray
+            result.checks[f"{kind}: served again after"] = any(
+                o.status == 200 and o.sent > t1 + grace[kind] for o in mine
+            )
+        result.notes.append(
+            f"php-cgi processes: {len(php)} killed, {len(php_after)} running at the end"
+        )
+    finally:
+        for proc in (upstream, redis):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
 SCENARIOS: dict[str, tuple[str, Callable[[Result], Awaitable[None]]]] = {
     "sigkill": ("SIGKILL of a worker", sigkill),
     "sigstop": ("SIGSTOP of a worker (hung)", sigstop),
@@ -501,6 +707,7 @@ SCENARIOS: dict[str, tuple[str, Callable[[Result], Awaitable[None]]]] = {
     "fd-exhaustion": ("fd exhaustion (RLIMIT_NOFILE of a worker)", fd_exhaustion),
     "memory-limit": ("worker at its memory limit (recycled)", memory_limit),
     "client-aborts": ("clients aborting mid-upload and mid-download", client_aborts),
+    "backends": ("upstream, php-cgi and Redis going away and back", backends),
 }
 
 

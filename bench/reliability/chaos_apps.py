@@ -6,6 +6,7 @@ hit (or not). Paths (after the mount point):
 
 - ``/`` hello; ``/upload`` reads the body, answers its length; ``/error`` raises
   (a 500 by design); ``/slow?ms=N`` answers after N ms;
+- ``/session`` (ASGI) writes the session (``state.session``, Redis in the chaos suite);
 - ``/grow?mb=N`` (ASGI) keeps N more megabytes for the life of the worker (the
   memory-limit scenario); ``/ws`` (ASGI) a WebSocket echo.
 """
@@ -69,6 +70,12 @@ async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         raise RuntimeError("an error by design (chaos/soak traffic)")
     elif tail.endswith("/slow"):
         await asyncio.sleep(_param(scope["query_string"], b"ms", 100) / 1000)
+    elif tail.endswith("/session"):
+        # state.session with Redis: a write, so every such request needs Redis.
+        session = scope.get("session")
+        if session is not None:
+            session["n"] = session.get("n", 0) + 1
+            body = str(session["n"]).encode()
     elif tail.endswith("/grow"):
         mb = _param(scope["query_string"], b"mb", 1)
         chunk = bytearray(mb * 1024 * 1024)

@@ -166,13 +166,15 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, st
     return status, headers, body
 
 
-def encode_request(req: Req, rid: int, host: str = "chaos.test") -> bytes:
+def encode_request(req: Req, rid: int, host: str = "chaos.test", cookie: str = "") -> bytes:
     """The request's bytes."""
     lines = [
         f"{req.method} {req.path} HTTP/1.1",
         f"Host: {host}",
         f"X-Request-Id: {rid}",
     ]
+    if cookie:
+        lines.append(f"Cookie: {cookie}")
     if req.body or req.method in ("POST", "PUT"):
         lines.append(f"Content-Length: {len(req.body)}")
     if req.close:
@@ -225,6 +227,7 @@ class Load:
     async def _run(self) -> None:
         conn: tuple[asyncio.StreamReader, asyncio.StreamWriter, int] | None = None
         reused = False
+        cookie = ""  # the last cookie set (a session's), sent back as a browser does
         ledger = self.ledger
         next_at = time.monotonic() + self._random.random() * self.interval
         while not self._stop.is_set():
@@ -250,7 +253,7 @@ class Load:
                     outcome.port = port
                     if attempt:
                         outcome.sent = time.monotonic()
-                    writer.write(encode_request(req, rid))
+                    writer.write(encode_request(req, rid, cookie=cookie))
                     status, headers, _ = await asyncio.wait_for(read_response(reader), self.timeout)
                 except (Broken, OSError, TimeoutError) as exc:
                     got = exc.got if isinstance(exc, Broken) else -1
@@ -268,6 +271,8 @@ class Load:
                 outcome.done = time.monotonic()
                 outcome.status = status
                 outcome.pid = headers.get("x-worker-pid")
+                if "set-cookie" in headers:
+                    cookie = headers["set-cookie"].split(";", 1)[0]
                 if status not in req.expect:
                     outcome.error = f"status {status}"
                 if req.close or headers.get("connection", "").lower() == "close":

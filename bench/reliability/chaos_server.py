@@ -55,13 +55,14 @@ def server_toml(
     pool_extra: str = "",
     log_extra: str = "",
     timeouts_extra: str = "",
+    modules: tuple[str, ...] = ("security.request_filtering", "handler.static", "log.http"),
     extra: str = "",
 ) -> str:
     """The server file: one site on ``port`` with the two apps and static files."""
     app_dir = json.dumps(str(HERE))
     return f"""\
 [server]
-modules = ["security.request_filtering", "handler.static", "log.http"]
+modules = {json.dumps(list(modules))}
 control_socket = "run/control.sock"
 
 [server.timeouts]
