@@ -100,14 +100,30 @@ class Rest:
         )
 
 
+def held_fds(pid: int) -> int:
+    """Open fds of ``pid`` other than /dev/null: the event loop opens one descriptor
+    of it at a worker's first connection (once), so a fresh worker that has not had
+    a connection yet would otherwise look one fd short."""
+    count = 0
+    try:
+        for name in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                count += os.readlink(f"/proc/{pid}/fd/{name}") != "/dev/null"
+    except OSError:
+        return -1
+    return count
+
+
 def at_rest(server: Server) -> Rest | None:
     """The server's holdings when it is settled (its workers ready, no other)."""
     workers = server.settled()
     if workers is None:
         return None
+    if any(server_side_ports(pid, server.port) for pid in [server.master, *workers]):
+        return None  # a client connection is still being closed
     return Rest(
-        fd_count(server.master),
-        sorted(fd_count(w) for w in workers),
+        held_fds(server.master),
+        sorted(held_fds(w) for w in workers),
         len(server.children()),
         server.temp_entries(),
     )
@@ -330,7 +346,9 @@ async def config_edits(result: Result) -> None:
             await asyncio.sleep(max(0.0, started + (n + 1) * 1.2 - time.monotonic()))
         took = time.monotonic() - started
         broken = sum(k.startswith("broken") for k in kinds)
-        recycles = run.server.log().count("(configuration changed)")
+        recycles = len(
+            re.findall(r"recycling worker \d+ \(configuration changed\)", run.server.log())
+        )
         result.notes.append(
             f"{len(kinds)} edits in {took:.0f} s: {accepted} reloaded, {refused} refused "
             f"({broken} broken by design); {recycles} worker recycles for configuration changes"
@@ -723,7 +741,8 @@ def render(results: list[Result], started: str, load: str) -> str:
         "requests on connections the faulted worker held (read from /proc just before the fault) sent",
         "before it was gone; *beyond*: every other failure (required: 0). *Retried*: a GET on a reused",
         "keep-alive connection closed before any byte of its answer, sent again once on a new one",
-        "(RFC 9112 §9.3.1), as browsers do. Leaks: the master's and workers' fds, the master's",
+        "(RFC 9112 §9.3.1), as browsers do. Leaks: the master's and workers' fds (not counting",
+        "/dev/null, which the event loop opens once at a worker's first connection), the master's",
         "children and the server's temp folder (its TMPDIR) at rest, before and after.",
         f"Run at {started}; the machine is shared: {load}.",
         "",

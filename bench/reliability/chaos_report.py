@@ -8,12 +8,11 @@ import os
 from pathlib import Path
 
 HEADER = """\
-# Reliability: attacks, chaos and soak (#23)
+# Reliability: attacks, faults and time
 
-Written by the scripts in `bench/reliability/`; each owns one section between
-`<!-- NAME:begin -->` and `<!-- NAME:end -->` markers and rewrites only that one.
+Written by scripts, each owning its section between `<!-- NAME:begin -->` and
+`<!-- NAME:end -->` markers (issue #23). Each section says how to rerun it.
 """
-
 
 def write_section(path: Path, name: str, text: str) -> None:
     """Put ``text`` between ``name``'s markers in ``path`` (appended when missing)."""
