@@ -14,6 +14,7 @@ Written by scripts, each owning its section between `<!-- NAME:begin -->` and
 `<!-- NAME:end -->` markers (issue #23). Each section says how to rerun it.
 """
 
+
 def write_section(path: Path, name: str, text: str) -> None:
     """Put ``text`` between ``name``'s markers in ``path`` (appended when missing)."""
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
