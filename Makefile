@@ -138,3 +138,17 @@ attack: $(STAMP) sysdeps
 # The web console's screenshots in docs/console/, taken by its browser tests.
 console-shots: $(STAMP) sysdeps
 	COLONNADE_CONSOLE_SHOTS=docs/console $(BIN)/python -m pytest -q -p no:cacheprovider tests/browser/test_console_browser.py
+
+# The chaos suite (#23 item 4): one fault at a time under accounted load against a
+# master and 2 workers, loopback only, a few minutes; results in bench/RELIABILITY.md
+# (its chaos section). Needs root for the tmpfs of the disk-full scenario (skipped
+# and said so otherwise). `make chaos CHAOS_ARGS="--only sigkill,sigstop"`.
+.PHONY: chaos soak
+chaos: $(STAMP) sysdeps
+	$(BIN)/python bench/reliability/chaos.py $(CHAOS_ARGS)
+
+# The soak (#23 item 5): SOAK_MINUTES (default 30) of mixed traffic, worker RSS and
+# fds sampled every minute; its section of bench/RELIABILITY.md.
+SOAK_MINUTES ?= 30
+soak: $(STAMP)
+	SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/python bench/reliability/soak.py $(SOAK_ARGS)

@@ -42,6 +42,11 @@ class Handler(Module):
     #: True for a handler that serves the file the URL maps to (the static file
     #: handler): default documents and directory listings apply only to such.
     serves_files: ClassVar[bool] = False
+    #: False for a handler that never reads the session (static files, FastCGI,
+    #: CGI, the proxy): ``state.session`` leaves its requests alone, so a session
+    #: store that is away fails only the requests that use it (ASP.NET loads
+    #: session state only for handlers marked ``IRequiresSessionState``).
+    uses_session: ClassVar[bool] = True
 
     def execute(self, ctx: Context) -> Awaitable[None] | None:
         """Build the response in ``ctx.response`` (or stream it with ``ctx.write``)."""

@@ -1,7 +1,8 @@
 """Connections of a TLS port: accepting them, the handshake, and the hand-over.
 
 How this works: a TLS port's listening socket is watched by a
-:class:`TlsListener` (a plain port's by ``loop.create_server``). Each accepted
+:class:`TlsListener` (a plain port's by ``server.PlainListener``; both pause on
+EMFILE rather than drop connections, see ``listener.py``). Each accepted
 socket — or one the master accepted and passed over — goes to
 :func:`start_handshake`, which counts it against ``limits.max_connections`` from
 its first byte on and awaits ``loop.connect_accepted_socket`` with the port's
@@ -35,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import socket
 import ssl
@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, cast
 
 from colonnade.core.request import TlsInfo
 from colonnade.transport.clienthello import NotTlsError, peek_server_name
+from colonnade.transport.listener import Listener
 from colonnade.transport.protocols import protocol_for
 from colonnade.transport.tls import (
     HANDSHAKE_FD,
@@ -56,59 +57,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("colonnade.tls")
 
-# After accept() fails for want of descriptors or memory, listening pauses this
-# long (as asyncio's own servers do), instead of spinning on a ready socket.
-_ACCEPT_PAUSE = 1.0
-_ACCEPT_BATCH = 64
 
-
-class TlsListener:
+class TlsListener(Listener):
     """Accepts on a TLS port's listening socket; each connection shakes hands."""
 
     def __init__(self, state: ServerState, sock: socket.socket, port: int) -> None:
         self.state = state
-        self.sock = sock
-        self.port = port
-        self.loop = asyncio.get_running_loop()
-        self.listening = False
-        self.closed = False
-        self._listen()
+        super().__init__(sock, port)
 
-    def _listen(self) -> None:
-        if not self.closed and not self.listening:  # (a pause may outlive a close)
-            self.listening = True
-            self.loop.add_reader(self.sock.fileno(), self._accept)
-
-    def _pause(self) -> None:
-        if self.listening:
-            self.listening = False
-            self.loop.remove_reader(self.sock.fileno())
-
-    def _accept(self) -> None:
-        for _ in range(_ACCEPT_BATCH):
-            try:
-                conn, _addr = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
-                    continue  # that client gave up already
-                log.warning("accept on port %d failed: %s; pausing", self.port, exc)
-                self._pause()
-                self.loop.call_later(_ACCEPT_PAUSE, self._listen)
-                return
-            conn.setblocking(False)
-            start_handshake(self.state, self.port, conn)
-
-    def close(self) -> None:
-        """Stop accepting and close the listening socket (as ``asyncio.Server`` does)."""
-        if not self.closed:
-            self.closed = True
-            self._pause()
-            self.sock.close()
-
-    async def wait_closed(self) -> None:
-        """Nothing to wait for: handshakes in flight are the server's to end."""
+    def accepted(self, conn: socket.socket) -> None:
+        """Shake hands on ``conn``."""
+        start_handshake(self.state, self.port, conn)
 
 
 def start_handshake(

@@ -16,6 +16,7 @@ from colonnade.engine import Engine
 from colonnade.engine.sites import Binding
 from colonnade.transport.connection import HttpConnection
 from colonnade.transport.handshake import TlsListener
+from colonnade.transport.listener import Listener
 from colonnade.transport.protocols import alpn_protocols
 from colonnade.transport.tls import TlsSet
 
@@ -235,26 +236,45 @@ def bind_socket(binding: Binding, *, backlog: int = 2048) -> socket.socket:
     return sock
 
 
+class PlainListener(Listener):
+    """Accepts on a plain HTTP port's listening socket (not ``loop.create_server``:
+    see ``listener.py`` for why)."""
+
+    def __init__(self, state: ServerState, sock: socket.socket, port: int) -> None:
+        self.state = state
+        self._tasks: set[asyncio.Task[object]] = set()
+        super().__init__(sock, port)
+
+    def accepted(self, conn: socket.socket) -> None:
+        """Serve ``conn`` over HTTP (HTTP/1.1, or h2 with prior knowledge)."""
+        task = self.loop.create_task(self._connect(conn))
+        self._tasks.add(task)  # held until it is done: a task only weakly held may vanish
+        task.add_done_callback(self._tasks.discard)
+
+    async def _connect(self, conn: socket.socket) -> None:
+        try:
+            await self.loop.connect_accepted_socket(lambda: HttpConnection(self.state), conn)
+        except OSError as exc:  # gone before it could be served
+            log.debug("a connection ended before it was served: %s", exc)
+            conn.close()
+
+
 class HttpServer:
     """Serves an engine on already-bound sockets until stopped."""
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
-        self.servers: list[asyncio.Server | TlsListener] = []
+        self.servers: list[PlainListener | TlsListener] = []
 
     async def start(self, sockets: Iterable[socket.socket]) -> None:
         """Start accepting on ``sockets``."""
-        loop = asyncio.get_running_loop()
         state = self.state
         for sock in sockets:
             port = sock.getsockname()[1]
             if state.tls.port(port) is not None:
                 self.servers.append(TlsListener(state, sock, port))
                 continue
-            server = await loop.create_server(
-                lambda: HttpConnection(state), sock=sock, backlog=2048
-            )
-            self.servers.append(server)
+            self.servers.append(PlainListener(state, sock, port))
 
     async def stop(self, deadline: float) -> None:
         """Stop accepting; let requests in flight finish for ``deadline`` seconds."""

@@ -717,3 +717,41 @@ def test_json_keys() -> None:
 def test_invalid_settings_are_refused(raw: dict[str, Any]) -> None:
     with pytest.raises(msgspec.ValidationError):
         msgspec.convert(raw, HttpLoggingSection, strict=True)
+
+
+def test_lines_lost_to_a_full_disk_are_counted_and_serving_goes_on(
+    root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # /dev/full: every write fails with ENOSPC, as on a full disk.
+    with serve(root, {"target": "/dev/full", "buffer_size": 0}) as client:
+        sink = sinkmod._SINKS["/dev/full"]
+        header = sink.lost  # the directives written at start-up were lost too
+        assert header == 4
+        for _ in range(3):
+            assert client.get("/index.html").status == 200
+        assert sink.lost == header + 3
+    lost = [r.getMessage() for r in caplog.records if "lost" in r.getMessage()]
+    assert lost[-1].startswith("access log /dev/full: 1 line(s) lost (7 since it was opened)")
+    assert "No space left on device" in lost[-1]
+
+
+def test_a_short_write_counts_the_cut_line_as_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink = sinkmod.Sink("cut", os.open(tmp_path / "log", os.O_WRONLY | os.O_CREAT))
+    sink.lines.append("one\ntwo\nthree\n")
+    writes = iter([5])  # "one\nt": the disk fills up inside line two
+    real_write = os.write
+
+    def write(fd: int, data: Any) -> int:
+        n = next(writes, None)
+        if n is None:
+            raise OSError(28, "No space left on device")
+        return real_write(fd, bytes(data)[:n])
+
+    monkeypatch.setattr(sinkmod.os, "write", write)
+    sink.flush()
+    monkeypatch.undo()
+    assert sink.lost == 2
+    assert (tmp_path / "log").read_bytes() == b"one\nt"
+    sink.close()

@@ -578,3 +578,35 @@ def test_a_read_only_request_waits_for_a_writer_and_sees_its_changes(
             return await reader
 
         assert c.loop.run_until_complete(go()).text == '{"n": 2}'
+
+
+def test_handlers_that_use_no_session_are_served_while_redis_is_down(tmp_path: Path) -> None:
+    # Static files (as FastCGI, CGI and the proxy) never read the session:
+    # state.session leaves their requests alone, so a Redis outage fails only
+    # the pages that use it (the chaos suite's backends scenario found every
+    # request of a user with a session cookie answered 503).
+    server = RedisServer(tmp_path)
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "a.txt").write_text("static")
+    config: dict[str, Any] = {
+        "server": {"modules": ["state.session", "handler.static", "test.session"]},
+        "sites": [{"name": "s", "bindings": ["http://127.0.0.1:8080"], "root": str(site)}],
+        "handlers": [
+            {"path": "*.txt", "handler": "handler.static"},
+            {"path": "*", "handler": "test.session"},
+        ],
+        "redis": {"url": server.url, "command_timeout": 0.3, "retry_min": 0.05},
+        "session_state": {"provider": "redis"},
+    }
+    try:
+        with Client(build_engine(config, modules=[Probe])) as c:
+            sid = session_cookie(c.get("/inc"))
+            assert sid is not None
+            server.kill()
+            assert c.get("/inc", headers=with_id(sid)).status == 503
+            static = c.get("/a.txt", headers=with_id(sid))
+            assert static.status == 200 and static.text == "static"
+            assert set_cookies(static) == []
+    finally:
+        server.kill()

@@ -95,6 +95,7 @@ class CgiHandler(Handler):
 
     id = "handler.cgi"
     section = CgiSection
+    uses_session = False
 
     def __init__(self) -> None:
         # Scripts being reaped after their response, by their reaping task (kept

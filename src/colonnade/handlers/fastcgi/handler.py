@@ -101,6 +101,7 @@ class FastCgiHandler(Handler):
 
     id = "handler.fastcgi"
     section = FastCgiSection
+    uses_session = False
 
     def __init__(self) -> None:
         self.pools: dict[str, Pool] = {}

@@ -89,6 +89,7 @@ class ProxyHandler(Handler):
 
     id = "handler.proxy"
     section = ProxySection
+    uses_session = False
 
     def __init__(self) -> None:
         self.pools: dict[tuple[str, int, str | None], Pool] = {}

@@ -123,6 +123,7 @@ class StaticFile(Handler):
     section = StaticContentSection
     verbs = frozenset({"GET", "HEAD"})
     serves_files = True
+    uses_session = False
 
     def __init__(self) -> None:
         self._app: Application | None = None

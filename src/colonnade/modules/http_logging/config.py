@@ -85,6 +85,10 @@ class HttpLoggingSection(Section, frozen=True):
     - ``flush_interval``: seconds after which a partly filled buffer is written
       (per target, the smallest asked for).
 
+    A write that fails (a full disk, a closed stream) loses the lines it held;
+    requests are served on, and the error log counts them: ``access log FILE: N
+    line(s) lost (M since it was opened)``. Writing resumes with the next batch.
+
     Timestamps are UTC; ``time-taken`` is in milliseconds from when the request
     entered the pipeline to when it is logged.
     """

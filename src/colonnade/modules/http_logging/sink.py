@@ -59,6 +59,7 @@ class Sink:
         "limit",
         "line_size",
         "lines",
+        "lost",
         "max_pending",
         "pending",
         "refs",
@@ -88,6 +89,8 @@ class Sink:
         self.interval = 1.0
         self.refs = 0
         self.timer: asyncio.TimerHandle | None = None
+        #: Lines that could not be written (disk full, a closed stream), so far.
+        self.lost = 0
 
     def set_limit(self, limit: int) -> None:
         """Write once about ``limit`` characters are buffered."""
@@ -185,11 +188,12 @@ class Sink:
         self.lines.clear()
         self.size = 0
         self._budget()
+        unwritten: str | memoryview = text
         try:
             if self.fd is not None:
-                view = memoryview(text.encode("utf-8", "replace"))
+                view = unwritten = memoryview(text.encode("utf-8", "replace"))
                 while view:
-                    view = view[os.write(self.fd, view) :]
+                    view = unwritten = view[os.write(self.fd, view) :]
             elif self.key in _STREAMS:
                 # Looked up now, not at open: tests and daemons swap sys.stdout.
                 stream = sys.stderr if self.key == "stderr" else sys.stdout
@@ -197,7 +201,16 @@ class Sink:
                     stream.write(text)
                     stream.flush()
         except (OSError, ValueError) as exc:  # disk full, closed stream: report, go on
-            log.error("access log %s: %d characters lost: %s", self.key, len(text), exc)
+            # A line cut by a short write counts as lost: its newline was not written.
+            lost = _count_lines(unwritten)
+            self.lost += lost
+            log.error(
+                "access log %s: %d line(s) lost (%d since it was opened): %s",
+                self.key,
+                lost,
+                self.lost,
+                exc,
+            )
 
     def close(self) -> None:
         """Flush and close the file."""
@@ -205,6 +218,13 @@ class Sink:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+def _count_lines(unwritten: str | memoryview) -> int:
+    """Lines in what a failed write left unwritten (every line ends with a newline)."""
+    if isinstance(unwritten, str):
+        return unwritten.count("\n")
+    return bytes(unwritten).count(b"\n")
 
 
 #: Open sinks by target key (``stdout``, ``stderr`` or a real file path).

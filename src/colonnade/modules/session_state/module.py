@@ -119,6 +119,9 @@ class SessionState(Module):
         section = ctx.section(SessionSection)
         if section.mode == "off":
             return None
+        handler = ctx.handler
+        if handler is not None and not handler.uses_session:
+            return None  # static files and the like: no session, no store asked
         store = self._store
         assert store is not None  # provisioned
         request = ctx.request
