@@ -2,9 +2,11 @@
 
 libuv (under uvloop's ``create_server``) accepts and closes connections when
 ``accept()`` fails with EMFILE, so their clients were reset although another
-worker, or this one a moment later, could serve them. The listener now pauses
+worker, or this one a moment later, could serve them. A worker whose open-files
+limit leaves no room above max_connections accepts through a listener that pauses
 instead: the connection waits in the backlog and is answered once a descriptor
-is free again.
+is free again. With room, client connections alone cannot exhaust descriptors,
+and the event loop's own accept (cheaper per connection) is kept.
 """
 
 from __future__ import annotations
@@ -49,9 +51,11 @@ def answers(port: int) -> bool:
 def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     port = free_port()
     log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - closed below
+    # An open-files limit below max_connections (10,000) + FD_RESERVE: the server
+    # accepts through the pausing listener, as with any low ulimit.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "colonnade.management.cli", "serve", "--root", str(tmp_path),
-         "--bind", f"127.0.0.1:{port}", "--no-access-log", "--no-watch"],
+        ["prlimit", "--nofile=4096:", sys.executable, "-m", "colonnade.management.cli", "serve",
+         "--root", str(tmp_path), "--bind", f"127.0.0.1:{port}", "--no-access-log", "--no-watch"],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
@@ -120,3 +124,11 @@ def test_a_connection_beyond_the_fd_limit_waits_and_is_served(
         resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, (soft, hard))
     # Serving on (after the listener's pause, at most a second, if one is under way).
     wait_for(lambda: answers(port), PATIENCE, "the server answering again")
+
+
+def test_the_accept_path_follows_the_open_files_limit() -> None:
+    from colonnade.transport.server import FD_RESERVE, native_accept_is_safe
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert native_accept_is_safe(soft - FD_RESERVE)
+    assert not native_accept_is_safe(soft - FD_RESERVE + 1)
