@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from colonnade import Context, Handler
+from colonnade.core.cgienv import Script, find_script
 from colonnade.engine.mapping import DIRECTORY, FILE, HandlerMap, compile_rule, resource_kind
 from colonnade.errors import ConfigError, HttpError
 from colonnade.testing import build_engine, make_context
@@ -86,17 +88,22 @@ def test_without_a_physical_path_resource_rules_never_match() -> None:
 def test_the_physical_path_is_looked_at_once_and_only_when_needed(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # os.stat, not mapping.resource_kind: engine/mapping.py is compiled by mypyc in
-    # the compiled build, where calls inside the module are bound at build time.
+    # os.stat and os.lstat, not mapping.resource_kind: engine/mapping.py is compiled
+    # by mypyc in the compiled build, where calls inside the module are bound at
+    # build time. A request's path is walked with lstat (Application.lstat_inside).
+    ctx = make_context("GET", "/x.php", root=str(root))  # (its roots resolved: lstat)
     looked: list[str] = []
-    real_stat = os.stat
 
-    def counting(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
-        if str(path).startswith(str(root)):
-            looked.append(str(path))
-        return real_stat(path, *args, **kwargs)
+    def counting(real: Callable[..., os.stat_result]) -> Callable[..., os.stat_result]:
+        def count(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+            if str(path).startswith(str(root)):
+                looked.append(str(path))
+            return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(os, "stat", counting)
+        return count
+
+    monkeypatch.setattr(os, "stat", counting(os.stat))
+    monkeypatch.setattr(os, "lstat", counting(os.lstat))
     handlers = HandlerMap(
         [
             compile_rule("*.php", ["POST"], SCRIPT, "file"),
@@ -105,7 +112,7 @@ def test_the_physical_path_is_looked_at_once_and_only_when_needed(
             compile_rule("*", ["*"], STATIC),
         ]
     )
-    assert handlers.select("/x.php", "GET", make_context("GET", "/x.php", root=str(root))).id
+    assert handlers.select("/x.php", "GET", ctx).id
     assert looked == [str(root / "x.php")]
     looked.clear()
     assert handlers.select("/x.txt", "GET", str(root / "x.txt")).id == "static"
@@ -148,3 +155,51 @@ def test_resource_type_is_configured_per_mapping(root: Path) -> None:
 def test_a_wrong_resource_type_names_the_key(root: Path) -> None:
     with pytest.raises(ConfigError, match=r"handlers\[0\]\.resource_type"):
         build_engine(_config(root, resource_type="File"))
+
+
+def test_the_mappings_walk_is_left_for_the_script_search(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mapping's stat of the request's file (its confinement walk) is what
+    ``find_script`` uses for the same path: one walk per request, not two."""
+    handlers = HandlerMap([compile_rule("*.php", ["*"], SCRIPT, "file")])
+    ctx = make_context("GET", "/x.php", root=str(root))
+    assert handlers.select("/x.php", "GET", ctx).id == "script"
+    assert ctx.file_stat is not None and ctx.file_stat[0] == str(root / "x.php")
+    walked: list[str] = []
+    real_lstat = os.lstat
+
+    def counting(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        walked.append(str(path))
+        return real_lstat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "lstat", counting)
+    assert find_script(ctx) == Script("/x.php", str(root / "x.php"), "")
+    assert walked == []
+    # A stat of another path (the request was remapped since) is not used.
+    ctx.file_stat = (str(root / "dir.php"), os.stat(root / "dir.php"))
+    assert find_script(ctx) == Script("/x.php", str(root / "x.php"), "")
+    assert walked == [str(root / "x.php")]
+
+
+def test_a_symlinked_script_is_mapped_but_judged_by_its_real_path(
+    root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The walk cannot vouch for a symlink: the mapping follows it (a file), leaves
+    no stat behind, and the script search resolves it: outside the root, no script."""
+    outside = tmp_path_factory.mktemp("outside") / "secret.php"
+    outside.write_text("<?php")
+    (root / "link.php").symlink_to(outside)
+    (root / "inner.php").symlink_to(root / "x.php")
+    handlers = HandlerMap(
+        [compile_rule("*.php", ["*"], SCRIPT, "file"), compile_rule("*", ["*"], STATIC)]
+    )
+    for name, script in (("link.php", None), ("inner.php", "/inner.php")):
+        ctx = make_context("GET", f"/{name}", root=str(root))
+        assert handlers.select(f"/{name}", "GET", ctx).id == "script"
+        assert ctx.file_stat is None
+        found = find_script(ctx)
+        assert (found.name if found else None) == script
+    ctx = make_context("GET", "/uploads/a.jpg/x.php", root=str(root))
+    assert handlers.select("/uploads/a.jpg/x.php", "GET", ctx).id == "static"
+    assert ctx.file_stat is None

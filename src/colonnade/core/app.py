@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
-from stat import S_ISDIR, S_ISLNK
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from colonnade.config.schema import FarmSettings, RedisSettings
 from colonnade.config.sections import Raw, Section, SectionSet, merge_into
 from colonnade.core import metrics
+from colonnade.core.confine import lstat_inside
 from colonnade.core.urlpath import covers, normalize
 from colonnade.errors import ConfigError, HttpError
 
@@ -270,31 +270,9 @@ class Application:
         (a symlink, a path outside the roots, an odd segment): the caller then
         resolves it (``os.path.realpath`` and :meth:`contains`). Raises OSError
         (a missing component) and ``NotADirectoryError`` for "file/".
+        (``core.confine.lstat_inside`` over :attr:`root_prefixes`.)
         """
-        for root in self.root_prefixes:
-            if path.startswith(root):
-                break
-        else:
-            return None
-        rel = path[len(root) :]
-        wants_dir = rel.endswith("/")
-        if wants_dir:
-            rel = rel[:-1]
-        current = root[:-1]  # "" for the root "/": components are appended with "/"
-        st = None
-        if rel:
-            for part in rel.split("/"):
-                if part in ("", ".", ".."):
-                    return None  # not what map_path makes: let realpath judge
-                current = f"{current}/{part}"
-                st = os.lstat(current)
-                if S_ISLNK(st.st_mode):
-                    return None
-        if st is None:  # the root itself
-            return os.stat(root)
-        if wants_dir and not S_ISDIR(st.st_mode):
-            raise NotADirectoryError(path)  # "file.txt/" names no file
-        return st
+        return lstat_inside(self.root_prefixes, path)
 
     def contains(self, real_path: str) -> bool:
         """True if ``real_path`` (symlinks resolved) lies under a root of this app."""

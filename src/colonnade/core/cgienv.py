@@ -58,6 +58,7 @@ from collections.abc import Callable, Iterable
 from stat import S_ISDIR, S_ISREG
 from typing import TYPE_CHECKING, NamedTuple
 
+from colonnade.core.confine import lstat_inside
 from colonnade.core.httputil import split_host
 from colonnade.core.urlpath import decode_path
 from colonnade.errors import HttpError
@@ -186,17 +187,23 @@ def find_script(ctx: Context, accept: Callable[[str], bool] | None = None) -> Sc
     a prefix that is neither a file nor a folder (no folder, nothing below it),
     so a file is never skipped to reach a "script" below it. The whole path is
     tried first: the common case costs one ``lstat`` per path component below
-    the application's root (``Application.lstat_inside``), no ``realpath``.
+    the application's root (``Application.lstat_inside``), no ``realpath``, and
+    nothing when the handler mapping already walked that path
+    (``ctx.file_stat``).
     """
     request_path = ctx.request.path
     app = ctx.app
     if accept is None or accept(request_path):
         physical = ctx.physical_path
-        try:
-            # The common case: a file below the root, no symlink on the way.
-            st = app.lstat_inside(physical)
-        except (OSError, ValueError):
-            st = None
+        found = ctx.file_stat
+        if found is not None and found[0] == physical:
+            st: os.stat_result | None = found[1]  # the handler mapping's walk
+        else:
+            try:
+                # The common case: a file below the root, no symlink on the way.
+                st = lstat_inside(app.root_prefixes, physical)
+            except (OSError, ValueError):
+                st = None
         if st is not None:
             if S_ISREG(st.st_mode):
                 # tuple.__new__: the named tuple's own __new__ is Python code.

@@ -138,13 +138,14 @@ def parse_response(block: bytes) -> CgiResponse:
     """
     head, status_given = _parse(block)
     if status_given:
-        return CgiResponse(head, None)
+        return tuple.__new__(CgiResponse, (head, None))
     for name, value in head.headers:
         if name == b"location":
             if value.startswith(b"/") and not value.startswith(b"//"):
                 return CgiResponse(head, value)
             return CgiResponse(CgiHead(302, None, head.headers), None)
-    return CgiResponse(head, None)
+    # tuple.__new__: the named tuple's own __new__ is Python code, dear from here.
+    return tuple.__new__(CgiResponse, (head, None))
 
 
 #: Header lines already read, as ``(lower-case name, value)``: an application
@@ -183,7 +184,7 @@ def _parse(block: bytes) -> tuple[CgiHead, bool]:
             status, reason = parse_status(value.decode("latin-1"))
             continue
         headers.append((lname, value))
-    return CgiHead(status, reason, headers), seen_status
+    return tuple.__new__(CgiHead, (status, reason, headers)), seen_status
 
 
 def _read_line(line: bytes) -> tuple[bytes, bytes]:

@@ -10,6 +10,7 @@ makes no coroutine (:meth:`Context.flush`).
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -175,6 +176,7 @@ class Context:
         "_send_response",
         "app",
         "error",
+        "file_stat",
         "finished",
         "handler",
         "items",
@@ -210,6 +212,12 @@ class Context:
         self.started = time.monotonic()
         self._correlation_id: str | None = None
         self._physical_path: str | None = None
+        #: ``(path, stat)``: the stat of a physical path of this request, taken
+        #: with ``Application.lstat_inside`` (no symlink below the root: the file
+        #: is inside the application) by whoever looked first, the handler mapping
+        #: for a rule with a resource type. A handler reuses it for the same path
+        #: instead of a second walk; None: nobody looked.
+        self.file_stat: tuple[str, os.stat_result] | None = None
         self._send_response = send_response
         self.remapper: Remapper | None = None
         self._remaps = 0

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Mapping, Sequence
 from stat import S_ISDIR, S_ISREG
 from typing import Literal, NamedTuple
 
+from colonnade.core.confine import lstat_inside
 from colonnade.core.context import MAPPING_CLOSED, Context
 from colonnade.core.handler import Handler
 from colonnade.core.httputil import method_not_allowed
@@ -109,6 +110,22 @@ def resource_kind(physical_path: str) -> int:
     return FILE if S_ISREG(mode) else DIRECTORY if S_ISDIR(mode) else 0
 
 
+def _request_kind(ctx: Context) -> int:
+    # resource_kind of the request's physical path, found with the application's
+    # confinement walk where it can vouch for the path: its stat is then left in
+    # ctx.file_stat for the handler (find_script), which needs the same.
+    path = ctx.physical_path
+    try:
+        st = lstat_inside(ctx.app.root_prefixes, path)
+    except (OSError, ValueError):
+        return 0  # missing, or a file used as a folder: os.stat fails alike
+    if st is None:
+        return resource_kind(path)  # a symlink on the way (followed), or outside
+    ctx.file_stat = (path, st)
+    mode = st.st_mode
+    return FILE if S_ISREG(mode) else DIRECTORY if S_ISDIR(mode) else 0
+
+
 class HandlerMap:
     """The MAP_REQUEST_HANDLER built-in step for one application.
 
@@ -158,8 +175,11 @@ class HandlerMap:
                     if physical is None:
                         kind = 0
                     else:
-                        where = physical if isinstance(physical, str) else physical.physical_path
-                        kind = resource_kind(where)
+                        kind = (
+                            resource_kind(physical)
+                            if isinstance(physical, str)
+                            else _request_kind(physical)
+                        )
                 if not rule.resource & kind:
                     continue
             if rule.verbs is None or method in rule.verbs:
