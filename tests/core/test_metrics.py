@@ -47,6 +47,30 @@ def test_an_out_of_range_status_counts_as_other() -> None:
     assert counters.requests == [1, 0, 0, 0, 0, 0]
 
 
+def test_the_bucket_ladder_follows_buckets() -> None:
+    # count() finds the bucket by comparisons written out; they must agree with
+    # BUCKETS as the exposition labels them: a duration equal to a bound is in
+    # its bucket (le), a hair above it in the next.
+    for i, bound in enumerate(metrics.BUCKETS):
+        for elapsed, index in ((bound, i), (bound * 1.0001, i + 1)):
+            counters = metrics.SiteCounters()
+            counters.count(elapsed, 200, 0, 0)
+            assert counters.duration.index(1) == index, (elapsed, index)
+    assert len(metrics.SiteCounters().duration) == len(metrics.BUCKETS) + 1
+
+
+def test_every_status_class_and_the_denied_substatuses() -> None:
+    counters = metrics.SiteCounters()
+    for status in (100, 199, 200, 299, 300, 399, 400, 499, 500, 599, 99, 600):
+        counters.count(0.0, status, 0, 0)
+    assert counters.requests == [2, 2, 2, 2, 2, 2]
+    for substatus in range(500, 506):
+        counters.count(0.0, 403, substatus, 0)
+    # The comparison in count() is DENIED_SUBSTATUSES written out.
+    assert counters.denied == len(metrics.DENIED_SUBSTATUSES) == 4
+    assert frozenset(range(501, 505)) == metrics.DENIED_SUBSTATUSES
+
+
 def test_a_site_keeps_one_counters_object() -> None:
     # The same object for a site whatever application asks (a reload keeps it).
     assert metrics.for_site("a site") is metrics.for_site("a site")

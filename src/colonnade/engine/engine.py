@@ -224,7 +224,7 @@ class Engine:
                 del executing[ctx]
             if counting:
                 # Where the request ends, ended or failed: its site's counters (GET /metrics).
-                runtime.app.metrics.done(ctx)
+                runtime.metrics.done(ctx)
             self.active -= 1
             if not self.active and self._idle is not None:
                 self._idle.set()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from colonnade.core.app import Application
 from colonnade.core.context import Context
+from colonnade.core.metrics import SiteCounters
 from colonnade.core.module import Module
 from colonnade.engine.mapping import HandlerMap, close_mapping, execute, needs_close
 from colonnade.errors import each_error
@@ -19,7 +20,7 @@ from colonnade.pipeline import Plan, Walk, compile_plan, compile_walk
 class AppRuntime:
     """An application with its module instances, handler map and plan."""
 
-    __slots__ = ("app", "fingerprint", "handler_map", "modules", "plan", "walk")
+    __slots__ = ("app", "fingerprint", "handler_map", "metrics", "modules", "plan", "walk")
 
     def __init__(
         self,
@@ -30,6 +31,9 @@ class AppRuntime:
         fingerprint: bytes = b"",
     ) -> None:
         self.app = app
+        # The site's counters, held here too: the compiled engine reads a native
+        # attribute where the application's costs a Python attribute lookup.
+        self.metrics: SiteCounters = app.metrics
         self.modules = modules
         self.handler_map = handler_map
         self.plan = plan
