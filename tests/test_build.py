@@ -151,6 +151,21 @@ def copy_tree(target: Path) -> Path:
     return target
 
 
+def pip_wheel(tmp_path: Path, *, cc: str) -> subprocess.CompletedProcess[str]:
+    """``pip wheel`` (isolated, verbose) of a copy of the tree, into tmp_path/dist,
+    with ``CC=cc`` and COLONNADE_MYPYC unset: the default, compiled when it can."""
+    (tmp_path / "tree").mkdir()
+    tree = copy_tree(tmp_path / "tree")
+    env = {k: v for k, v in os.environ.items() if k != "COLONNADE_MYPYC"}
+    env["CC"] = cc
+    command = ["pip", "wheel", "-v", "--no-deps", "-w", str(tmp_path / "dist"), "."]
+    out = subprocess.run(
+        [sys.executable, "-m", *command], cwd=tree, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out
+
+
 def wheel_names(folder: Path) -> list[str]:
     (wheel,) = folder.glob("*.whl")
     with zipfile.ZipFile(wheel) as z:
@@ -160,29 +175,7 @@ def wheel_names(folder: Path) -> list[str]:
 def test_without_a_compiler_a_wheel_is_pure_and_says_why(tmp_path: Path) -> None:
     """No C compiler: the build falls back to pure Python in one line, and the wheel
     records why (``colonnade --version`` shows it)."""
-    (tmp_path / "tree").mkdir()
-    tree = copy_tree(tmp_path / "tree")
-    env = {k: v for k, v in os.environ.items() if k != "COLONNADE_MYPYC"}
-    env["CC"] = "/nonexistent/cc"
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "-v",
-            "--no-deps",
-            "-w",
-            str(tmp_path / "dist"),
-            ".",
-        ],
-        cwd=tree,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    out = pip_wheel(tmp_path, cc="/nonexistent/cc")
     lines = [
         line for line in (out.stdout + out.stderr).splitlines() if "colonnade: building" in line
     ]
@@ -220,3 +213,16 @@ def test_python_m_build_wheel_carries_the_compiled_modules(tmp_path: Path) -> No
     (sdist,) = tmp_path.glob("*.tar.gz")
     with tarfile.open(sdist) as t:
         assert any(n.endswith("build_backend/colonnade_build.py") for n in t.getnames())
+
+
+@pytest.mark.wheel_build
+def test_a_failing_c_compiler_falls_back_to_pure_python(tmp_path: Path) -> None:
+    """mypyc runs, the C compiler fails (``CC=false``): no half-built extension is
+    left in the wheel, which is pure Python and says why (make wheel-check)."""
+    out = pip_wheel(tmp_path, cc=shutil.which("false") or "/bin/false")
+    assert "colonnade: building pure Python (not compiled): the C compiler failed" in (
+        out.stdout + out.stderr
+    )
+    names = wheel_names(tmp_path / "dist")
+    assert not [n for n in names if n.endswith(EXTENSIONS)]
+    assert "colonnade/PURE_BUILD" in names
