@@ -23,8 +23,7 @@ $(SERVE_STAMP): $(SERVE_FROM)
 	test -x $(SVENV)/bin/python || $(PYTHON) -m venv $(SVENV)
 	$(SVENV)/bin/python -m pip install -q --upgrade pip
 	@echo "building colonnade into $(SVENV) (compiled when a C compiler is here: a few minutes the first time)"
-	$(SVENV)/bin/python -m pip install -q --force-reinstall --no-deps .
-	$(SVENV)/bin/python -m pip install -q .
+	$(SVENV)/bin/python -m pip install -q .  # a folder is always rebuilt and reinstalled
 	@$(SVENV)/bin/colonnade --version
 	touch $@
 
