@@ -6,16 +6,25 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: serve test lint format bench docs install sysdeps clean compiled test-compiled tls-audit console-shots
 
-# Serving needs only the package and its runtime dependencies: a quick first
-# start. With the development install already there (make test), that one serves.
-SERVE_STAMP := $(VENV)/.installed-serve
+# `make serve` runs what `pip install .` installs: the compiled build (mypyc, see
+# setup.py) when this machine can compile it, else pure Python (`colonnade --version`
+# says which, and why). In a venv of its own, rebuilt only when the sources change:
+# the first start compiles (a few minutes), later ones start at once.
+# `COLONNADE_MYPYC=0 make serve` builds pure Python (a quick rebuild while editing).
+SVENV       := .venv-serve
+SERVE_STAMP := $(SVENV)/.installed
+SERVE_FROM  := pyproject.toml setup.py MANIFEST.in build_backend/colonnade_build.py \
+	$(shell find src -type f -not -name '*.pyc' -not -path '*.egg-info*' 2>/dev/null)
 
-serve: $(if $(wildcard $(STAMP)),$(STAMP),$(SERVE_STAMP))
-	$(BIN)/colonnade serve --root examples/welcome --bind 127.0.0.1:8080
+serve: $(SERVE_STAMP)
+	$(SVENV)/bin/colonnade serve --root examples/welcome --bind 127.0.0.1:8080
 
-$(SERVE_STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e .
+$(SERVE_STAMP): $(SERVE_FROM)
+	test -x $(SVENV)/bin/python || $(PYTHON) -m venv $(SVENV)
+	$(SVENV)/bin/python -m pip install -q --upgrade pip
+	@echo "building colonnade into $(SVENV) (compiled when a C compiler is here: a few minutes the first time)"
+	$(SVENV)/bin/python -m pip install -q .  # a folder is always rebuilt and reinstalled
+	@$(SVENV)/bin/colonnade --version
 	touch $@
 
 test: $(STAMP) sysdeps lint
@@ -116,8 +125,8 @@ CBIN  := $(CVENV)/bin
 compiled: sysdeps
 	test -x $(CBIN)/python || $(PYTHON) -m venv $(CVENV)
 	$(CBIN)/python -m pip install -q --upgrade pip 'setuptools>=77' wheel
-	$(CBIN)/python -m pip install -q '.[dev,kerberos]' ./tests/thirdparty || \
-	  $(CBIN)/python -m pip install -q '.[dev]' ./tests/thirdparty
+	COLONNADE_MYPYC=0 $(CBIN)/python -m pip install -q '.[dev,kerberos]' ./tests/thirdparty || \
+	  COLONNADE_MYPYC=0 $(CBIN)/python -m pip install -q '.[dev]' ./tests/thirdparty
 	COLONNADE_MYPYC=1 $(CBIN)/python -m pip install -q --no-build-isolation --no-deps --force-reinstall .
 
 # The test suite against the compiled install (`colonnade` imported from it, not src/).
@@ -125,7 +134,7 @@ test-compiled: compiled
 	COLONNADE_EXPECT_COMPILED=1 $(CBIN)/python -m pytest -q -p no:cacheprovider
 
 clean:
-	rm -rf $(VENV) $(CVENV) build .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(CVENV) $(SVENV) build .mypy_cache .ruff_cache .pytest_cache
 
 # Slow-client attacks (slowhttptest: slowloris, slow body, slow read, range header) at
 # 1,000 connections against `colonnade serve --workers 2` and nginx, a good client
@@ -152,3 +161,10 @@ chaos: $(STAMP) sysdeps
 SOAK_MINUTES ?= 30
 soak: $(STAMP)
 	SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/python bench/reliability/soak.py $(SOAK_ARGS)
+
+# `python -m build` (sdist, then an isolated wheel from it) and a check that the
+# wheel carries every module of [tool.colonnade.mypyc] compiled: a few minutes.
+.PHONY: wheel-check
+wheel-check: $(STAMP) sysdeps
+	$(BIN)/python -m pip install -q 'build>=1.2'
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m wheel_build tests/test_build.py

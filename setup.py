@@ -1,19 +1,26 @@
-"""Optional mypyc build: ``COLONNADE_MYPYC=1 pip install .`` compiles the hottest
-per-request modules to C extensions; without the variable the package is pure
-Python, exactly as pyproject.toml describes it.
+"""The mypyc build: a regular install compiles the hottest per-request modules to C
+extensions whenever this machine can (a C compiler and the Python headers), and is
+pure Python otherwise, saying so in one line.
 
-mypyc (part of mypy, already a dev dependency) compiles our own type-annotated
-Python: the modules listed in ``[tool.colonnade.mypyc]`` of pyproject.toml. The
-compiled install behaves the same and costs fewer instructions per request.
+mypyc (part of mypy) compiles our own type-annotated Python: the modules listed in
+``[tool.colonnade.mypyc]`` of pyproject.toml. The compiled install behaves the same
+and costs fewer instructions per request. ``COLONNADE_MYPYC`` chooses:
+
+- unset: compiled when possible, else pure Python with one line saying why (no
+  compiler, no headers, no mypyc in a build without isolation, or mypyc failing);
+- ``1``: compiled, or the build fails (``make compiled``: never silently pure);
+- ``0``: pure Python.
 
 Only a regular (non-editable) install is compiled: an editable one imports from
 ``src/``, where a compiled ``.so`` would shadow its ``.py`` and go stale with the
-first edit, so ``COLONNADE_MYPYC=1`` with an editable install is an error.
+first edit, so an editable install is always pure (and ``COLONNADE_MYPYC=1`` with
+one is an error).
 
-Both ways of building work: ``pip install --no-build-isolation .`` from a venv
-that has mypy and the runtime dependencies (what ``make compiled`` does), or an
-isolated build, for which mypy and the runtime dependencies (mypy follows the
-compiled modules' imports) are added to the build requirements here.
+Both ways of building work: an isolated build (``pip install .``, ``python -m
+build``), for which build_backend/colonnade_build.py asks for mypy and the runtime
+dependencies (mypy follows the compiled modules' imports), or ``pip install
+--no-build-isolation .`` from a venv that has them (what ``make compiled`` does).
+Which build an install holds: ``colonnade --version``.
 """
 
 from __future__ import annotations
@@ -27,10 +34,19 @@ from typing import Any
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
-MYPYC_REQUIREMENT = "mypy>=2.0"
+sys.path.insert(0, str(HERE / "build_backend"))
+from colonnade_build import MYPYC_REQUIREMENT, cannot_compile, mode  # noqa: E402
+
 BUILD_COMMANDS = {"bdist_wheel", "build", "build_ext", "install"}
+#: Written into the built package when it is pure Python by fallback: the reason,
+#: for ``colonnade --version`` (pip hides a build's output unless asked with -v).
+PURE_REASON = "colonnade/PURE_BUILD"
+
+#: Why this build is pure Python though compiling was wanted; None: not by fallback.
+_fallback: str | None = None
 
 
 def _pyproject() -> dict[str, Any]:
@@ -38,22 +54,49 @@ def _pyproject() -> dict[str, Any]:
         return tomllib.load(f)
 
 
-def _refuse_editable() -> None:
-    if {"editable_wheel", "develop"} & set(sys.argv[1:]):
-        raise SystemExit(
-            "COLONNADE_MYPYC=1 builds a regular install only: an editable install "
-            "imports from src/, where compiled modules would shadow the sources. "
-            "Use `COLONNADE_MYPYC=1 pip install .` (see `make compiled`)."
-        )
+def _editable() -> bool:
+    return bool({"editable_wheel", "develop"} & set(sys.argv[1:]))
+
+
+def _pure(reason: str) -> dict[str, Any]:
+    """Build pure Python, telling why in one line (``COLONNADE_MYPYC=1``: fail instead)."""
+    global _fallback
+    if mode() == "1":
+        # Never a silently pure build when a compiled one was asked for.
+        raise SystemExit(f"COLONNADE_MYPYC=1: cannot build the compiled modules: {reason}")
+    _fallback = reason
+    print(f"colonnade: building pure Python (not compiled): {reason}", file=sys.stderr)
+    return {"cmdclass": {"build_py": _BuildPy}}
+
+
+class _BuildPy(build_py):
+    """build_py that records in the package why it is pure Python, if by fallback."""
+
+    def run(self) -> None:
+        super().run()
+        if _fallback is not None and not self.editable_mode:
+            target = Path(self.build_lib) / PURE_REASON
+            target.write_text(_fallback + "\n", encoding="utf-8")
 
 
 class _BuildExt(build_ext):
-    """build_ext that never writes extensions into the source tree."""
+    """build_ext that never writes extensions into the source tree, and falls back to
+    pure Python when compiling fails (unless ``COLONNADE_MYPYC=1``)."""
 
     def run(self) -> None:
         if self.inplace or getattr(self, "editable_mode", False):
             raise SystemExit("refusing to build compiled modules into src/ (in place)")
-        super().run()
+        try:
+            super().run()
+        except Exception as exc:  # CompileError, LinkError: the compiler's own message
+            if mode() == "1":
+                raise
+            # A half-built group would break imports: no extension at all, then.
+            for ext in self.extensions:
+                Path(self.get_ext_fullpath(ext.name)).unlink(missing_ok=True)
+            self.extensions = []
+            _pure(f"the C compiler failed ({type(exc).__name__}: {exc})")
+            Path(self.build_lib, PURE_REASON).write_text(f"{_fallback}\n", encoding="utf-8")
 
 
 def _clean_build_lib() -> None:
@@ -68,30 +111,35 @@ def _options() -> dict[str, Any]:
     building = bool(BUILD_COMMANDS & set(sys.argv[1:]))
     if building:
         _clean_build_lib()
-    if os.environ.get("COLONNADE_MYPYC") != "1":
+    if mode() == "1" and _editable():
+        raise SystemExit(
+            "COLONNADE_MYPYC=1 builds a regular install only: an editable install "
+            "imports from src/, where compiled modules would shadow the sources. "
+            "Use `COLONNADE_MYPYC=1 pip install .` (see `make compiled`)."
+        )
+    if not building or _editable():
+        return {}  # metadata, an sdist, or an editable install: pure Python
+    if mode() == "0":
+        print("colonnade: building pure Python (COLONNADE_MYPYC=0)", file=sys.stderr)
         return {}
-    _refuse_editable()
-    pyproject = _pyproject()
+    why = cannot_compile()
+    if why is not None:
+        return _pure(why)
     try:
         from mypyc.build import mypycify
     except ImportError:
-        if building:
-            # Never a silently pure build when a compiled one was asked for.
-            raise SystemExit(f"COLONNADE_MYPYC=1 needs {MYPYC_REQUIREMENT} to build") from None
-        # PEP 517 asks for the build requirements first (an isolated build then
-        # installs these): mypy, and what the compiled modules import, for its
-        # type check. A build without isolation must have them already.
-        return {"setup_requires": [MYPYC_REQUIREMENT, *pyproject["project"]["dependencies"]]}
-    if not building:
-        return {}  # metadata only: no need to run mypyc for it
-    modules: list[str] = pyproject["tool"]["colonnade"]["mypyc"]["modules"]
+        return _pure(f"no mypyc in this build environment ({MYPYC_REQUIREMENT})")
+    modules: list[str] = _pyproject()["tool"]["colonnade"]["mypyc"]["modules"]
     # Relative paths: mypyc derives module names and build paths from them.
     os.chdir(HERE)
     paths = ["src/" + module.replace(".", "/") + ".py" for module in modules]
-    return {
-        "ext_modules": mypycify(paths, opt_level="3", group_name="colonnade"),
-        "cmdclass": {"build_ext": _BuildExt},
-    }
+    try:
+        extensions = mypycify(paths, opt_level="3", group_name="colonnade")
+    except (Exception, SystemExit) as exc:  # mypyc reports a failed type check by exiting
+        if mode() == "1":
+            raise
+        return _pure(f"mypyc failed ({exc})")
+    return {"ext_modules": extensions, "cmdclass": {"build_ext": _BuildExt, "build_py": _BuildPy}}
 
 
 setup(**_options())

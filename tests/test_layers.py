@@ -46,6 +46,8 @@ ALLOWED["__init__"] = frozenset({"core", "config", "errors", "management"})
 #: colonnade.auth: the applications' API to forms authentication (over core.auth).
 ALLOWED["auth"] = frozenset({"core", "config", "errors"})
 ALLOWED["__main__"] = frozenset({"management"})
+#: colonnade.buildinfo: which build is installed, read from files (no imports).
+ALLOWED["buildinfo"] = frozenset()
 
 #: Layers that may read the built-in module list (never a feature itself).
 READS_STANDARD = frozenset({"engine", "transport", "pools", "management", "testing"})

@@ -30,6 +30,21 @@ def test_entry_point_is_registered() -> None:
     assert registry.origin("acme.stamp").startswith("entry point (acme-colonnade")
 
 
+def test_entry_points_hand_over_as_strings() -> None:
+    """What the master hands a worker (ipc.Start.entry_points): the worker registers
+    the same ids, origins and classes without reading entry points itself."""
+    master = Registry.standard(BUILTIN)
+    handed = master.entry_points()
+    assert ("acme.stamp", "acme_colonnade:Stamp", master.origin("acme.stamp")) in handed
+    assert all(not module_id.startswith(("handler.", "log.")) for module_id, _, _ in handed)
+    worker = Registry.standard(BUILTIN, with_entry_points=False)
+    for module_id, target, origin in handed:
+        worker.add(module_id, target, origin=origin)
+    assert worker.ids() == master.ids()
+    assert worker.load("acme.stamp") is master.load("acme.stamp")
+    assert worker.origin("acme.stamp") == master.origin("acme.stamp")
+
+
 def test_thirdparty_module_joins_stages_with_its_config(tmp_path: Path) -> None:
     (tmp_path / "www").mkdir()
     (tmp_path / "www" / "a.txt").write_text("hello")

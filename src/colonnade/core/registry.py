@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterable
-from importlib.metadata import EntryPoint, entry_points
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from colonnade.core.module import Module, check_declaration
 from colonnade.errors import ModuleError
+
+if TYPE_CHECKING:
+    # importlib.metadata is imported where entry points are read: it brings email,
+    # zipfile and csv (about 2.7 MiB), which a worker, handed the master's list
+    # (:meth:`Registry.entry_points`), never needs.
+    from importlib.metadata import EntryPoint
 
 ENTRY_POINT_GROUP = "colonnade.modules"
 
@@ -43,6 +48,8 @@ class Registry:
         for module_id, target in builtins:
             registry.add(module_id, target, origin="builtin")
         if with_entry_points:
+            from importlib.metadata import entry_points
+
             for ep in entry_points(group=ENTRY_POINT_GROUP):
                 dist = ep.dist.name if ep.dist is not None else "?"
                 registry.add(ep.name, ep, origin=f"entry point ({dist})")
@@ -56,6 +63,15 @@ class Registry:
         if previous is not None:
             raise ModuleError(module_id, f"registered twice: by {previous.origin} and by {origin}")
         self._entries[module_id] = Entry(module_id, target, origin)
+
+    def entry_points(self) -> list[tuple[str, str, str]]:
+        """The modules registered from entry points, as (id, ``module:attr``, origin):
+        what a worker registers as they are, without reading entry points again."""
+        return [
+            (e.id, e.target.value, e.origin)
+            for e in self._entries.values()
+            if not isinstance(e.target, str | type)
+        ]
 
     def __contains__(self, module_id: object) -> bool:
         return module_id in self._entries
@@ -83,11 +99,13 @@ class Registry:
         try:
             if isinstance(entry.target, str):
                 mod_name, _, attr = entry.target.partition(":")
-                obj = getattr(importlib.import_module(mod_name), attr)
-            elif isinstance(entry.target, EntryPoint):
-                obj = entry.target.load()
-            else:
+                obj: object = importlib.import_module(mod_name)
+                for name in attr.split("."):  # an entry point's attr may be dotted
+                    obj = getattr(obj, name)
+            elif isinstance(entry.target, type):
                 obj = entry.target
+            else:
+                obj = entry.target.load()
         except Exception as exc:  # the import failed: say which module and why
             raise ModuleError(module_id, f"cannot be loaded: {exc!r}") from exc
         if not (isinstance(obj, type) and issubclass(obj, Module)):

@@ -9,25 +9,47 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from colonnade import __version__
+from colonnade import __version__, buildinfo
 from colonnade.config.load import load_file
 from colonnade.config.schema import ServerConfig
-from colonnade.core.registry import Registry
 from colonnade.core.tracestore import trace_directory
-from colonnade.engine import Engine
-from colonnade.engine.effective import describe_application, effective_config, find_application
 from colonnade.errors import ConfigError, ModuleError, each_error
 from colonnade.management import operations, serve_options
-from colonnade.management.effective import format_mappings
 from colonnade.management.summary import serving_lines
 from colonnade.management.tables import table, use_colour
-from colonnade.modules.standard import BUILTIN
 from colonnade.pools.config import ConfigSource
-from colonnade.transport.tls import require_valid_tls
+
+if TYPE_CHECKING:
+    from colonnade.core.registry import Registry
+    from colonnade.engine import Engine
+
+# The engine, the module registry and TLS are imported where a command needs them:
+# `colonnade --version` and the control commands should start at once, and the
+# master (`serve --workers N`) imports only what supervising needs.
+
+
+def registry(*, with_entry_points: bool = True) -> Registry:
+    """The built-in modules and, unless told not to, the installed third-party ones."""
+    from colonnade.core.registry import Registry
+    from colonnade.modules.standard import BUILTIN
+
+    return Registry.standard(BUILTIN, with_entry_points=with_entry_points)
+
+
+def new_engine(config: ServerConfig, modules: Registry) -> Engine:
+    """Build the engine for ``config`` (imported here: see the note at the imports)."""
+    from colonnade.engine import Engine
+
+    return Engine(config, modules)
+
+
+def version_line() -> str:
+    """``colonnade 0.1.0 (compiled: 20 modules)``, or ``(pure Python)``: which build runs."""
+    return f"colonnade {__version__} ({buildinfo.describe()})"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
         "there is one, else serve the current folder (or --root) with the embedded "
         "default configuration.",
     )
-    parser.add_argument("--version", action="version", version=f"colonnade {__version__}")
+    parser.add_argument("--version", action="version", version=version_line())
     sub = parser.add_subparsers(dest="command", required=True)
 
     def config_args(p: argparse.ArgumentParser, *, serving: bool = False) -> None:
@@ -333,13 +355,15 @@ def load_checked(args: argparse.Namespace) -> ServerConfig:
     checked the whole configuration, and the worker's view of it leaves out the
     certificates of other pools' sites.)"""
     config = load_config(args)
+    from colonnade.transport.tls import require_valid_tls
+
     require_valid_tls(config)
     return config
 
 
 def build(args: argparse.Namespace) -> Engine:
     """Load the configuration and build the engine for it."""
-    return Engine(load_config(args), Registry.standard(BUILTIN))
+    return new_engine(load_config(args), registry())
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -360,7 +384,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         logging.getLogger("colonnade").warning("%s", note)
     if args.start_workers and not args.workers:
         raise ConfigError("--start-workers goes with --workers N")
-    registry = Registry.standard(BUILTIN)
+    modules = registry()
     log = logging.getLogger("colonnade")
     if args.workers:
         from colonnade.pools import master
@@ -372,12 +396,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
             control_socket=control,
             default_start="always" if args.start_workers else None,
         )
-        for line in serving_lines(source.load(), workers=True):
+        config = source.load()
+        log.info("%s", version_line())  # which build runs: compiled or pure Python
+        for line in serving_lines(config, workers=True):
             log.info("%s", line)
         try:
             master.run(
                 source,
-                registry=registry,
+                registry=modules,
                 log_level=args.log_level.upper(),
                 watch=not args.no_watch,
             )
@@ -386,14 +412,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return 1
         return 0
     config = load_checked(args)
-    engine = Engine(config, registry)
+    engine = new_engine(config, modules)
+    log.info("%s", version_line())
     for line in serving_lines(config, workers=False):
         log.info("%s", line)
     engine.log_broken(logging.getLogger("colonnade.config"))
     from colonnade.pools import single
 
     reloading = single.Reloading(
-        lambda: load_checked(args), registry, args.config, watch=not args.no_watch
+        lambda: load_checked(args), modules, args.config, watch=not args.no_watch
     )
     try:
         single.run(engine, reloading)
@@ -412,6 +439,9 @@ MAPPINGS_TITLE = (
 
 def cmd_modules(args: argparse.Namespace) -> int:
     """``colonnade modules``: the compiled plan, stage by stage."""
+    from colonnade.engine.effective import describe_application, find_application
+    from colonnade.management.effective import format_mappings
+
     engine = build(args)
     runtime = find_application(engine, args.site, args.app)
     found = describe_application(engine, runtime)
@@ -442,11 +472,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     """
     from colonnade.pools import master
 
-    registry = Registry.standard(BUILTIN)
+    modules = registry()
     source = config_source(args)
     config = source.load()
-    engine = Engine(config, registry)
-    loaded = master.load(source, registry)
+    engine = new_engine(config, modules)
+    loaded = master.load(source, modules)
     assert loaded.preflight is not None
     problems: list[ConfigError] = [e for d in engine.broken for e in each_error(d.error)]
     problems += [
@@ -488,8 +518,11 @@ def cmd_config(args: argparse.Namespace) -> int:
     if args.action == "docs":
         from colonnade.management.docgen import render
 
-        print(render(Registry.standard(BUILTIN, with_entry_points=False)), end="")
+        print(render(registry(with_entry_points=False)), end="")
         return 0
+    from colonnade.engine.effective import effective_config
+    from colonnade.management.effective import format_mappings
+
     engine = build(args)
     found = effective_config(engine, args.site, args.path)
     if args.json:

@@ -63,6 +63,9 @@ class Start(msgspec.Struct, tag="start", kw_only=True):
     shared_fd: int | None = None  # the server's shared memory (inherited descriptor)
     #: The operator's farm member states (farm -> member -> "draining" | "disabled").
     farm_admin: dict[str, dict[str, str]] = msgspec.field(default_factory=dict)
+    #: The third-party modules the master's registry found, (id, ``module:attr``,
+    #: origin): the worker registers these rather than read entry points itself.
+    entry_points: list[tuple[str, str, str]] = msgspec.field(default_factory=list)
 
 
 class Ping(msgspec.Struct, tag="ping"):

@@ -357,7 +357,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _sandbox(start, view, required=settings.sandbox is True)
         from colonnade.modules.standard import BUILTIN
 
-        registry = Registry.standard(BUILTIN)
+        registry = Registry.standard(BUILTIN, with_entry_points=False)
+        for module_id, target, origin in start.entry_points:
+            registry.add(module_id, target, origin=origin)
         engine = Engine(view, registry)
         engine.start()
     except (ConfigError, ModuleError, SandboxError) as exc:

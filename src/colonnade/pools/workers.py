@@ -115,6 +115,7 @@ class Workers:
             temp_dir=pool.temp_dir,
             shared_fd=master.shared.fd,
             farm_admin=master.farm_admin,
+            entry_points=master.registry.entry_points(),
         )
         worker.channel.send(start)
         log.info(
