@@ -4,6 +4,8 @@
 #   docker build -t colonnade .
 #   docker run --rm -p 8080:8080 colonnade
 #
+# With podman, build with --format docker: the OCI image format has no HEALTHCHECK.
+#
 # Your configuration and application: mount them, or build FROM this image.
 # See docs/containers.md.
 
