@@ -30,7 +30,7 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-index --find-links /wheels "colonnade[redis]" \
  && python -c "import colonnade.core.urlpath as m; assert m.__file__.endswith('.so'), 'not compiled'" \
  && useradd --system --uid 10001 --no-create-home --home-dir /srv colonnade
-COPY examples/container/colonnade.toml /etc/colonnade/colonnade.toml
+COPY examples/container/default.toml /etc/colonnade/colonnade.toml
 COPY examples/welcome /srv/www
 USER colonnade:colonnade
 WORKDIR /srv
