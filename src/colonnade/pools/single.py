@@ -120,7 +120,8 @@ async def serve(
             notifier.ready("serving")
             watchdog = loop.create_task(notifier.watchdog())
         await stop.wait()
-        await lifecycle.delay_stop()
+        if own_stop:  # this process's own stop (a signal), not an embedding caller's
+            await lifecycle.delay_stop()
         current = server.state.engine
         log.info(
             "stopping: finishing requests in flight (up to %.0fs)",
