@@ -11,17 +11,14 @@ except under CI).
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.browser.test_listing_browser import chromium, decode_png, run_chromium
 from tests.e2e.conftest import Process, free_port
+from tests.examples.support import collectstatic, copy_example
 
 pytestmark = pytest.mark.e2e
 
@@ -40,22 +37,8 @@ def browser() -> str:
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the example with its static files collected (never in the repository)."""
     pytest.importorskip("django")
-    tree = tmp_path_factory.mktemp("django") / "django-site"
-    shutil.copytree(
-        EXAMPLE, tree, ignore=shutil.ignore_patterns("staticfiles", "db.sqlite3", "__pycache__")
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
-    done = subprocess.run(
-        [sys.executable, "manage.py", "collectstatic", "--noinput"],
-        cwd=tree,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert (tree / "staticfiles" / "admin" / "css" / "base.css").is_file()
+    tree = copy_example("django-site", tmp_path_factory.mktemp("django"))
+    collectstatic(tree)
     return tree
 
 

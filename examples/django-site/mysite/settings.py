@@ -62,3 +62,8 @@ USE_TZ = True
 # folder collectstatic copies them to.
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# User uploads: served by Colonnade from MEDIA_ROOT at MEDIA_URL (`--static
+# /media=media`, or the virtual directory in colonnade.toml), never by Django.
+MEDIA_URL = "media/"
+MEDIA_ROOT = BASE_DIR / "media"

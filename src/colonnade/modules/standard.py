@@ -21,6 +21,7 @@ BUILTIN: tuple[tuple[str, str], ...] = (
     ("http.compression", "colonnade.modules.compression.module:Compression"),
     ("http.redirection", "colonnade.modules.redirection.module:HttpRedirection"),
     ("http.hsts", "colonnade.modules.hsts.module:Hsts"),
+    ("http.health", "colonnade.modules.health.module:Health"),
     ("http.custom_headers", "colonnade.modules.custom_headers.module:CustomHeaders"),
     ("http.custom_errors", "colonnade.modules.custom_errors.module:CustomErrors"),
     ("auth.negotiate", "colonnade.modules.negotiate_auth.module:NegotiateAuthentication"),

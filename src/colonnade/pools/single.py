@@ -13,6 +13,7 @@ import socket
 from collections.abc import Callable, Coroutine, Sequence
 
 from colonnade.config.schema import ServerConfig
+from colonnade.core import lifecycle
 from colonnade.core.registry import Registry
 from colonnade.engine import Engine
 from colonnade.pools import systemd
@@ -78,6 +79,7 @@ async def serve(
         notifier = told = systemd.Notifier()
 
         def on_stop() -> None:
+            lifecycle.begin_drain()  # readiness probes answer 503 from now on
             if not stop.is_set():
                 told.stopping("stopping: finishing requests in flight")
             stop.set()
@@ -118,6 +120,8 @@ async def serve(
             notifier.ready("serving")
             watchdog = loop.create_task(notifier.watchdog())
         await stop.wait()
+        if own_stop:  # this process's own stop (a signal), not an embedding caller's
+            await lifecycle.delay_stop()
         current = server.state.engine
         log.info(
             "stopping: finishing requests in flight (up to %.0fs)",

@@ -26,7 +26,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from colonnade.config.schema import ServerConfig
-from colonnade.core import caches, farms, logformat, metrics, shared
+from colonnade.core import caches, farms, lifecycle, logformat, metrics, shared
 from colonnade.core.registry import Registry
 from colonnade.engine import Engine
 from colonnade.errors import ConfigError, ModuleError
@@ -253,6 +253,9 @@ class Worker:
         self._spawn(self.reloader.reload("SIGHUP"))
 
     async def _finish(self) -> None:
+        lifecycle.begin_drain()  # readiness probes answer 503 from now on
+        if self.drain is None or not self.drain.migrate:
+            await lifecycle.delay_stop()  # a stop, not a recycle: others take no traffic over
         # An Adopt the master sent before its Drain (or before this stop) may still be
         # on its way into the transport: a connection with a request in it that the
         # snapshots below would miss, and the process would exit under it.

@@ -295,6 +295,24 @@ def test_a_denied_handshake_is_403(tmp_path: Path) -> None:
     assert info.value.response.status_code == 403
 
 
+def test_a_receive_before_the_handshake_is_answered_waits_for_the_answer(
+    tmp_path: Path,
+) -> None:
+    # Quart's reader calls receive() concurrently with the handler that accepts.
+    with live(site_config(f"{APPS}:ws_reader_first"), tmp_path) as server:
+        with ws(server.port) as c:
+            c.send("hello")
+            assert c.recv(timeout=5) == "hello"
+        with pytest.raises(InvalidStatus) as info:
+            ws(server.port, "/deny")
+        assert info.value.response.status_code == 403
+        wait_for(
+            lambda: asgi_apps.EVENTS == [("reader got", 1006)],
+            PATIENCE,
+            "the waiting receive() told of the denial",
+        )
+
+
 def test_a_client_that_vanishes_is_a_1006_disconnect(tmp_path: Path) -> None:
     with live(site_config(f"{APPS}:ws_echo"), tmp_path) as server:
         c = ws(server.port, legacy=True)

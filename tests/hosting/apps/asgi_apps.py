@@ -354,6 +354,35 @@ async def ws_deny(scope: Scope, receive: Any, send: Any) -> None:
     await send({"type": "websocket.close"})
 
 
+async def ws_reader_first(scope: Scope, receive: Any, send: Any) -> None:
+    """As Quart does: a reader task calls receive() at once, before the handler has
+    answered the handshake; the handler then accepts and echoes (or, on ``/deny``,
+    closes, and the reader's waiting receive() gets the disconnect)."""
+    if scope["type"] != "websocket":
+        return
+    assert (await receive())["type"] == "websocket.connect"
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def reader() -> None:
+        while True:
+            message = await receive()
+            await inbox.put(message)
+            if message["type"] == "websocket.disconnect":
+                return
+
+    task = asyncio.get_running_loop().create_task(reader())
+    await asyncio.sleep(0)  # the reader is waiting in receive() now
+    if scope["path"] == "/deny":
+        await send({"type": "websocket.close"})
+        EVENTS.append(("reader got", (await inbox.get())["code"]))
+        await task
+        return
+    await send({"type": "websocket.accept"})
+    while (message := await inbox.get())["type"] != "websocket.disconnect":
+        await send({"type": "websocket.send", "text": message["text"]})
+    await task
+
+
 async def ws_deny_custom(scope: Scope, receive: Any, send: Any) -> None:
     """Denies with its own response (websocket.http.response extension)."""
     if scope["type"] != "websocket":

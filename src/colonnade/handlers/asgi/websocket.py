@@ -113,6 +113,8 @@ class WebSocketSession:
             self.scope["extensions"]["tls"] = tls_extension(request.tls)
         self.phase = _CONNECTING
         self.connect_sent = False
+        #: Set once the handshake is answered (accepted or denied).
+        self.answered = asyncio.Event()
         self.stream: RawStream | None = None
         self.conn: Connection | None = None
         self.messages: asyncio.Queue[Message] = asyncio.Queue()
@@ -168,6 +170,7 @@ class WebSocketSession:
     def _deny(self) -> None:
         self.ctx.error_response(403, 0, "the application refused the WebSocket connection")
         self.phase = _DENIED
+        self.answered.set()
 
     # -- what the application calls --------------------------------------------------
 
@@ -179,9 +182,12 @@ class WebSocketSession:
         if self.disconnect is not None:
             return self.disconnect
         if self.phase < _OPEN:
+            # Before the handshake is answered, wait for the answer, as uvicorn and
+            # hypercorn do: Quart's message reader calls receive() again at once,
+            # concurrently with the handler that accepts.
+            await self.answered.wait()
             if self.phase == _DENIED:
                 return {"type": "websocket.disconnect", "code": 1006, "reason": ""}
-            raise RuntimeError("ASGI 'receive' called before the WebSocket was accepted")
         message = await self.messages.get()
         self.room.set()
         if message["type"] == "websocket.disconnect":
@@ -285,6 +291,7 @@ class WebSocketSession:
             if not message.get("more_body", False):
                 self.ctx.response.body = b"".join(self.denial)
                 self.phase = _DENIED
+                self.answered.set()
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r} in a websocket scope")
 
@@ -326,6 +333,7 @@ class WebSocketSession:
         lines.append(b"\r\n")
         self.conn = Connection(ConnectionType.SERVER, extensions)
         self.phase = _OPEN
+        self.answered.set()
         await self._write(b"".join(lines))
         loop = asyncio.get_running_loop()
         self.reader = loop.create_task(self._read())
