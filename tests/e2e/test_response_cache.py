@@ -213,6 +213,34 @@ def test_a_changed_file_is_served_after_the_check_interval(base: Path, live: Liv
         assert hit.body == changed
 
 
+def test_the_cache_is_bounded_in_entries_and_bytes(base: Path) -> None:
+    config = make_config(base)
+    config["server"]["response_cache"] = {"max_entries": 2, "max_bytes": 4096}
+    with LiveServer(config, base).start() as server, Conn(server.port) as conn:
+        for target in ("/page.txt", "/open/file.txt"):
+            stored_then_hit(server, conn, target)
+        # A third entry pushes the oldest out: two kept, within the byte budget.
+        stored_then_hit(server, conn, "/page.txt", "Accept-Encoding: identity")
+
+        def kept(state: ServerState) -> tuple[int, int, list[bytes]]:
+            cache = state.respcache
+            assert cache is not None
+            return len(cache.entries), cache.bytes, [key[4] for key in cache.entries]
+
+        count, size, targets = server.look(kept)
+        assert count == 2 and 0 < size <= 4096
+        assert targets == [b"/open/file.txt", b"/page.txt"]
+
+
+def test_the_cache_can_be_switched_off(base: Path) -> None:
+    config = make_config(base)
+    config["server"]["response_cache"] = {"enabled": False}
+    with LiveServer(config, base).start() as server, Conn(server.port) as conn:
+        assert server.look(lambda state: state.respcache) is None
+        for _ in range(3):
+            assert fetch(conn, "/page.txt")[0].body == PAGE
+
+
 def test_large_files_stay_on_the_pipeline(live: LiveServer) -> None:
     with Conn(live.port) as conn:
         stored_then_hit(live, conn, "/page.txt")

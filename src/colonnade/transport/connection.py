@@ -420,11 +420,6 @@ class Exchange:
 
     async def write(self, data: bytes) -> None:
         """Body bytes; waits while the client is slow to read."""
-        if self.put(data) and self.conn.write_paused:
-            await self.conn.drain()
-
-    def put(self, data: bytes) -> bool:
-        """Body bytes, handed to the transport now; False if nothing was written."""
         conn = self.conn
         if self.held is not None:
             self._release()
@@ -432,11 +427,11 @@ class Exchange:
         if record is not None and not record.add(data):
             self.record = None
         framed = conn.h1.body(data)
-        if not framed:
-            return False
-        self.bytes_sent += len(framed)
-        conn.write(framed)
-        return True
+        if framed:
+            self.bytes_sent += len(framed)
+            conn.write(framed)
+            if conn.write_paused:
+                await conn.drain()
 
     async def sendfile(self, path: str, offset: int, count: int) -> None:
         """A file range: small ones in one write, large ones with zero-copy sendfile."""
@@ -473,10 +468,6 @@ class Exchange:
 
     async def end(self) -> None:
         """End of a streamed body."""
-        self.finish()
-
-    def finish(self) -> None:
-        """End of a streamed body (nothing to wait for)."""
         if self.held is not None:
             self._release()
         tail = self.conn.h1.end_response()
@@ -826,15 +817,16 @@ class HttpConnection(asyncio.Protocol):
         exchange = Exchange(self, head, request, None)
         ctx = Context(request, entry.app, exchange, None)
         ctx.user = entry.user
-        if entry.streamed:
-            exchange.start(entry.status, entry.reason, entry.headers, entry.length)
-            if head.method == b"GET":
-                exchange.put(entry.body)
-            exchange.finish()
-        else:
-            exchange.send_all(entry.status, entry.reason, entry.headers, entry.body)
+        # As send_all or start/write/end would frame it, the head checked once.
+        h1 = self.h1
+        data = h1.start_prepared(head, entry.prepared, exchange._keep_alive())
+        if head.method == b"GET":
+            data += h1.body(entry.body)
+        data += h1.end_response()
+        exchange.bytes_sent = len(data)
+        self.write(data)
         response = ctx.response
-        response.status = entry.status
+        response.status = 200
         response.headers = entry.headers
         for log in entry.log:
             log(ctx)

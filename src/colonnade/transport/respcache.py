@@ -38,15 +38,19 @@ entry); the oldest stored entry goes first.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any, Final
 
 from colonnade.http import RequestHead
+from colonnade.http.h1 import PreparedHead
 
 if TYPE_CHECKING:
     from colonnade.core.context import Context
     from colonnade.core.request import Headers
     from colonnade.engine import Engine
+
+log = logging.getLogger("colonnade.transport")
 
 #: Request headers whose presence sends the request to the pipeline: the answer
 #: depends on them (a 304, 412, 206) and is not worth keeping per client.
@@ -94,7 +98,6 @@ class Record:
         "reason",
         "size",
         "status",
-        "streamed",
     )
 
     def __init__(self, cache: ResponseCache, key: Key) -> None:
@@ -108,7 +111,6 @@ class Record:
         self.size = 0
         #: The Content-Length the response declared (None: none).
         self.length: int | None = None
-        self.streamed = False  # sent by start/write/end, not send_all
 
     @property
     def complete(self) -> bool:
@@ -139,7 +141,6 @@ class Record:
         self.reason = reason
         self.headers = list(headers)
         self.length = length
-        self.streamed = True
         return True
 
     def add(self, data: bytes) -> bool:
@@ -165,20 +166,17 @@ class Entry:
         "headers",
         "length",
         "log",
-        "reason",
-        "status",
-        "streamed",
+        "prepared",
         "user",
     )
 
     def __init__(self, record: Record, ctx: Context, log: tuple[Any, ...], lifetime: float) -> None:
-        self.status = record.status
-        self.reason = record.reason
         self.headers = record.headers
         self.body = b"".join(record.parts)
         self.length = record.length
-        #: Sent by ``start``/``write``/``end`` (else by ``send_all``): replayed the same way.
-        self.streamed = record.streamed
+        #: The status line and header lines, checked and formatted once: a hit adds
+        #: only Date, Server, Connection and the framing (``h1.start_prepared``).
+        self.prepared = PreparedHead(record.status, record.headers, record.reason, record.length)
         self.app = ctx.app
         self.user = ctx.user
         self.log = log
@@ -225,11 +223,17 @@ class ResponseCache:
 
         if not record.complete:
             return
-        verdict = eligible(self.engine, ctx, record.headers)
+        try:
+            verdict = eligible(self.engine, ctx, record.headers)
+        except Exception:
+            # The answer is out already: a fault of the rule costs the entry, never
+            # the connection.
+            log.exception("response cache: deciding on %s failed", ctx.request.path)
+            return
         if verdict is None:
             return
-        log, lifetime = verdict
-        entry = Entry(record, ctx, log, lifetime)
+        hooks, lifetime = verdict
+        entry = Entry(record, ctx, hooks, lifetime)
         if entry.cost > self.max_bytes:
             return
         key = record.key
