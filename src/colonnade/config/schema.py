@@ -91,6 +91,27 @@ class Timeouts(_Strict):
     """On stop, how long requests in flight may still run."""
 
 
+class ResponseCache(_Strict):
+    """``[server.response_cache]``: the connection layer's response cache, Colonnade's
+    analog of HTTP.sys's kernel cache (see [the response cache](response-cache.md)).
+
+    A small static file's 200 (and its HEAD), once served by the pipeline, is kept
+    with its headers and answered from memory by the HTTP/1.1 connection itself: no
+    pipeline walk, still an access log line and a count in the site's metrics. Only
+    where no module must see the request (no authentication, rewrite or third-party
+    module on the path); entries are looked up again after the static handler's
+    ``cache_check_interval``."""
+
+    enabled: bool = True
+    """Answer eligible requests from the response cache."""
+    max_entries: Annotated[int, Meta(ge=1, le=10_000_000)] = 10_000
+    """Most responses kept per worker (least recently stored dropped first)."""
+    max_bytes: Annotated[int, Meta(ge=0, le=1 << 40)] = 64 * 1024 * 1024
+    """Most bytes of bodies and headers kept per worker."""
+    max_entry_size: Annotated[int, Meta(ge=0, le=16 * 1024 * 1024)] = 256 * 1024
+    """Largest body kept; larger files stay on the pipeline (and sendfile)."""
+
+
 class Http2(_Strict):
     """``[server.http2]``: HTTP/2 (RFC 9113) settings and defences, per connection.
 
@@ -262,6 +283,7 @@ class ServerSettings(_Strict):
     limits: Limits = msgspec.field(default_factory=Limits)
     timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
     http2: Http2 = msgspec.field(default_factory=Http2)
+    response_cache: ResponseCache = msgspec.field(default_factory=ResponseCache)
     tls: TlsSettings = msgspec.field(default_factory=TlsSettings)
 
 

@@ -301,6 +301,62 @@ class _Callbacks:
         self.on_message_complete = conn._on_message_complete
 
 
+class PreparedHead:
+    """The caller's part of a response head, checked and formatted once: the status
+    line and the caller's header lines, and what they say about framing, Date,
+    Server and Connection (see :meth:`HTTP1Connection.start_response`)."""
+
+    __slots__ = ("add_date", "add_server", "caller_close", "length", "lines", "status")
+
+    def __init__(
+        self, status: int, headers: Headers, reason: bytes | None, content_length: int | None
+    ) -> None:
+        if reason is None:
+            line = _STATUS_LINES.get(status)
+            if line is None:
+                line = _status_line(status, b"")
+        else:
+            line = _status_line(status, reason)
+        add_date = True
+        add_server = True
+        caller_close = False
+        length = content_length
+        out = [line]
+        for name, value in headers:
+            lname = _NAME_CACHE.get(name)
+            if lname is None:
+                lname = _response_name(name)
+            # CR or LF would split the response. An int operand makes ``in`` a
+            # memchr, several times faster than a bytes needle.
+            if 13 in value or 10 in value or 0 in value:
+                raise ValueError(f"CR, LF or NUL in the value of response header {name!r}")
+            if lname in _RESPONSE_FRAMING:
+                if lname == b"content-length":
+                    declared = int(value)
+                    if length is None:
+                        length = declared
+                    elif declared != length:
+                        raise ValueError("conflicting Content-Length values")
+                    continue
+                if lname == b"transfer-encoding":
+                    continue
+                if lname == b"connection":
+                    caller_close = _has_token(value, b"close")
+                elif lname == b"date":
+                    add_date = False
+                else:
+                    add_server = False
+                    if not value:
+                        continue  # an empty Server header means: send none
+            out += (lname, b": ", value, b"\r\n")
+        self.status = status
+        self.lines = b"".join(out)
+        self.length = length
+        self.caller_close = caller_close
+        self.add_date = add_date
+        self.add_server = add_server
+
+
 class HTTP1Connection:
     """The HTTP/1.1 protocol state of one connection, without any I/O.
 
@@ -968,48 +1024,20 @@ class HTTP1Connection:
         name goes out in lower case. Raises ValueError for a header that cannot
         be sent (invalid name, CR/LF/NUL).
         """
-        if reason is None:
-            line = _STATUS_LINES.get(status)
-            if line is None:
-                line = _status_line(status, b"")
-        else:
-            line = _status_line(status, reason)
+        return self.start_prepared(
+            head, PreparedHead(status, headers, reason, content_length), keep_alive
+        )
+
+    def start_prepared(self, head: RequestHead, prepared: PreparedHead, keep_alive: bool) -> bytes:
+        """:meth:`start_response` with the caller's part checked and formatted
+        already (a response sent again and again: the response cache)."""
+        status = prepared.status
         interim = status < 200 and status != 101
         if not interim:
             self._responses += 1
         close = not keep_alive or not head.keep_alive or self._responses >= self._final
-        add_date = True
-        add_server = True
-        caller_close = False
-        length = content_length
-        out = [line]
-        for name, value in headers:
-            lname = _NAME_CACHE.get(name)
-            if lname is None:
-                lname = _response_name(name)
-            # CR or LF would split the response. An int operand makes ``in`` a
-            # memchr, several times faster than a bytes needle.
-            if 13 in value or 10 in value or 0 in value:
-                raise ValueError(f"CR, LF or NUL in the value of response header {name!r}")
-            if lname in _RESPONSE_FRAMING:
-                if lname == b"content-length":
-                    declared = int(value)
-                    if length is None:
-                        length = declared
-                    elif declared != length:
-                        raise ValueError("conflicting Content-Length values")
-                    continue
-                if lname == b"transfer-encoding":
-                    continue
-                if lname == b"connection":
-                    caller_close = _has_token(value, b"close")
-                elif lname == b"date":
-                    add_date = False
-                else:
-                    add_server = False
-                    if not value:
-                        continue  # an empty Server header means: send none
-            out += (lname, b": ", value, b"\r\n")
+        length = prepared.length
+        out = [prepared.lines]
         if interim:
             if head.version == b"1.0":
                 return b""  # RFC 9110 15.2: no 1xx to an HTTP/1.0 client
@@ -1038,15 +1066,15 @@ class HTTP1Connection:
                 close = True  # the end of the body is the end of the connection
         if status == 101:
             close = True  # no more HTTP; the caller's Connection: Upgrade says the rest
-        elif caller_close:
+        elif prepared.caller_close:
             close = True
         elif close:
             out.append(b"connection: close\r\n")
         elif head.version == b"1.0":
             out.append(b"connection: keep-alive\r\n")
-        if add_date:
+        if prepared.add_date:
             out.append(_date_line if time() < _date_next else _date_header())
-        if add_server and self._server_line:
+        if prepared.add_server and self._server_line:
             out.append(self._server_line)
         out.append(b"\r\n")
         self._close = close

@@ -26,6 +26,7 @@ _TOP = (
     ("[server.limits]", schema.Limits, ""),
     ("[server.timeouts]", schema.Timeouts, ""),
     ("[server.http2]", schema.Http2, ""),
+    ("[server.response_cache]", schema.ResponseCache, ""),
     ("[server.tls]", schema.TlsSettings, ""),
     ("[pools.NAME]", schema.PoolConfig, ""),
     ("[pools.NAME.recycling]", schema.Recycling, ""),

@@ -40,11 +40,13 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
+from colonnade.core.context import Context
 from colonnade.core.request import EMPTY_BODY, Headers, Request, TlsInfo, read_chunks
 from colonnade.core.urlpath import decode_path
 from colonnade.errors import ClientDisconnectedError, HttpError
 from colonnade.http import Body as BodyEvent
 from colonnade.http import EndOfMessage, HTTP1Connection, Preface, ProtocolError, RequestHead
+from colonnade.transport.respcache import Entry, Record, request_key
 
 if TYPE_CHECKING:
     from colonnade.transport.server import Held, ServerState
@@ -324,7 +326,17 @@ class RawChannel:
 class Exchange:
     """One request on the connection and the writer for its response."""
 
-    __slots__ = ("body", "bytes_sent", "conn", "head", "held", "keep_alive", "request", "sized")
+    __slots__ = (
+        "body",
+        "bytes_sent",
+        "conn",
+        "head",
+        "held",
+        "keep_alive",
+        "record",
+        "request",
+        "sized",
+    )
 
     def __init__(
         self,
@@ -343,6 +355,8 @@ class Exchange:
         # The head of a large sized response, kept back so that it leaves on the
         # same path as a sendfile body (see start); sent by whatever comes next.
         self.held: bytes | None = None
+        # What the response cache may keep of the response (a candidate request only).
+        self.record: Record | None = None
 
     # ResponseWriter -------------------------------------------------------------
 
@@ -350,6 +364,9 @@ class Exchange:
         """The whole response in one write."""
         conn = self.conn
         h1 = conn.h1
+        record = self.record
+        if record is not None and not record.whole(status, reason, headers, body):
+            self.record = None
         # A 304 describes a body it does not carry: no Content-Length of its own
         # (RFC 9110 8.6), unless the handler declared the representation's.
         data = h1.start_response(
@@ -370,6 +387,9 @@ class Exchange:
     ) -> None:
         """The head of a streamed response."""
         self.sized = content_length is not None
+        record = self.record
+        if record is not None and not record.begin(status, reason, headers, content_length):
+            self.record = None
         data = self.conn.h1.start_response(
             self.head,
             status,
@@ -403,6 +423,9 @@ class Exchange:
         conn = self.conn
         if self.held is not None:
             self._release()
+        record = self.record
+        if record is not None and not record.add(data):
+            self.record = None
         framed = conn.h1.body(data)
         if framed:
             self.bytes_sent += len(framed)
@@ -426,6 +449,7 @@ class Exchange:
             ):
                 await self._copy(fd, offset, count)
             else:
+                self.record = None  # too large to keep: stays on sendfile
                 conn.h1.body_sent(count)
                 head, self.held = self.held, None
                 await conn.sendfile(fd, offset, count, head or b"")
@@ -454,6 +478,7 @@ class Exchange:
     def abort(self) -> None:
         """Drop the connection (a streamed response failed half-way)."""
         self.held = None
+        self.record = None
         self.keep_alive = False
         self.conn.abort()
 
@@ -717,7 +742,19 @@ class HttpConnection(asyncio.Protocol):
             if self.task is None and not self.queue:
                 self.close()
             return
+        record = None
+        cache = self.state.respcache
+        if cache is not None and body is None and router is None:
+            key = request_key(head, self._scheme, self.server[1] if self.server else 0)
+            if key is not None:
+                if self.task is None and not self.queue:
+                    entry = cache.lookup(key)
+                    if entry is not None:
+                        self._answer_cached(head, request, entry)
+                        return
+                record = Record(cache, key)
         exchange = Exchange(self, head, request, body)
+        exchange.record = record
         self.current = exchange if body is not None else None
         if body is not None and not head.expect_continue:
             self._start_body_rate()
@@ -758,7 +795,11 @@ class HttpConnection(asyncio.Protocol):
             ctx = await self.state.engine.handle(request, exchange)
             if not ctx.response.headers_sent:
                 # Nothing reached the wire (an always-stage failed): say so.
+                exchange.record = None
                 exchange.send_all(500, None, [], b"")
+            record = exchange.record
+            if record is not None and record.cache is self.state.respcache:
+                record.cache.offer(record, ctx)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -767,6 +808,31 @@ class HttpConnection(asyncio.Protocol):
             return
         finally:
             self.task = None
+        self._done(exchange)
+
+    def _answer_cached(self, head: RequestHead, request: Request, entry: Entry) -> None:
+        """Answer from the response cache (see ``transport/respcache.py``): the stored
+        answer through the same writer as the pipeline's, then the access log hooks
+        and the site's counters; no task, no walk, no request monitor entry."""
+        exchange = Exchange(self, head, request, None)
+        ctx = Context(request, entry.app, exchange, None)
+        ctx.user = entry.user
+        # As send_all or start/write/end would frame it, the head checked once.
+        h1 = self.h1
+        data = h1.start_prepared(head, entry.prepared, exchange._keep_alive())
+        if head.method == b"GET":
+            data += h1.body(entry.body)
+        data += h1.end_response()
+        exchange.bytes_sent = len(data)
+        self.write(data)
+        response = ctx.response
+        response.status = 200
+        response.headers = entry.headers
+        for log in entry.log:
+            log(ctx)
+        if entry.counting:
+            entry.app.metrics.done(ctx)
+        self.queue.append(exchange)
         self._done(exchange)
 
     def _done(self, exchange: Exchange) -> None:

@@ -19,6 +19,7 @@ from colonnade.transport.connection import HttpConnection
 from colonnade.transport.handshake import TlsListener
 from colonnade.transport.listener import Listener
 from colonnade.transport.protocols import alpn_protocols
+from colonnade.transport.respcache import ResponseCache, for_engine
 from colonnade.transport.tls import TlsSet
 
 log = logging.getLogger("colonnade.transport")
@@ -94,6 +95,8 @@ class ServerState:
         self.timeouts: Timeouts = settings.timeouts
         self.server_header: bytes | None = settings.server_header.encode() or None
         self.http2: Http2 = settings.http2
+        #: The response cache of this engine generation (None: switched off).
+        self.respcache: ResponseCache | None = for_engine(engine)
         self.connections: set[Connection] = set()
         #: Connections of TLS ports still shaking hands (they count as connections).
         self.handshakes: set[asyncio.Task[None]] = set()
@@ -133,6 +136,8 @@ class ServerState:
         self.timeouts = settings.timeouts
         self.server_header = settings.server_header.encode() or None
         self.http2 = settings.http2
+        # A new generation starts empty: what it enables for a path applies at once.
+        self.respcache = for_engine(engine)
         self.tls = TlsSet.build(engine.config, alpn_protocols(self), previous=self.tls)
 
     def admit(self, conn: Connection, client: tuple[str, int] | None = None) -> bool:

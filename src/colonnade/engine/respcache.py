@@ -1,0 +1,162 @@
+"""Which answers the connection's response cache may keep: the rule, in one place.
+
+The response cache (``transport/respcache.py``) answers a request without the
+pipeline. That is only right where no module needs to see the request, so the rule
+reads the application's compiled plan and the path's effective configuration, the
+same inputs the walk itself has; it runs once per stored entry (a miss whose answer
+the cache offers to keep), never on a hit. See docs/response-cache.md.
+
+A module of the application is *transparent* for a request when its part in the
+answer is the same for every request with the same cache key (method, scheme, port,
+Host, target, Accept-Encoding):
+
+- always: the access log (its hook runs on every hit), the static file handler,
+  static compression (its choice follows Accept-Encoding, part of the key), default
+  documents and directory listings (a fixed remap of the path; a listing is no file,
+  so never stored), custom headers (fixed per path: stored with the answer), custom
+  error pages (only errors, never stored), HSTS (fixed per scheme and port), and
+  anonymous authentication;
+- request filtering where no rule looks at the request's other headers (no
+  ``header_limits``, no filtering rule with ``scan_headers``): every other rule
+  reads the method, path and query, which the key holds;
+- Basic, JWT and Negotiate authentication where they are not enabled for the path;
+- any module with no hook at all (a handler the request is not mapped to).
+
+Every other module with a hook (URL authorization, rewrite, IP restrictions,
+forms authentication, sessions, the output cache, tracing, a third-party or
+application module...) makes the application's requests ineligible: a module the
+rule does not know might need to see each one. Enabling Basic authentication for
+a path therefore switches the cache off for that path, and a reload starts an
+empty cache, so nothing stored before serves the path after.
+
+The answer must also be a 200 of the static file handler, with no error, no user but
+the anonymous one, no ``Set-Cookie``, no per-request ``Expires``, a ``Vary`` of
+Accept-Encoding at most, nothing in ``Cache-Control`` forbidding shared storage, and
+a file whose identity (the ETag's modification time and size) is still the one on
+disk and that has not changed in the last two seconds (as the static handler's own
+"racy" rule).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+from colonnade.core.context import Context
+from colonnade.core.stages import Stage
+
+if TYPE_CHECKING:
+    from colonnade.engine.engine import Engine
+
+#: Module ids transparent for every request (see the module docstring).
+TRANSPARENT: Final = frozenset(
+    {
+        "log.http",
+        "handler.static",
+        "http.compression",
+        "static.default_document",
+        "static.directory_listing",
+        "http.custom_headers",
+        "http.custom_errors",
+        "http.hsts",
+        "auth.anonymous",
+    }
+)
+
+#: Modules transparent where their section says ``enabled = false`` for the path.
+OFF_WHEN_DISABLED: Final = frozenset({"auth.basic", "auth.jwt", "auth.negotiate"})
+
+#: A file changed this recently may change again within its timestamp's tick.
+RACY_NS: Final = 2_000_000_000
+
+_STORE_FORBIDDEN: Final = (b"no-store", b"private", b"no-cache")
+
+
+def _transparent(module: Any, ctx: Context) -> bool:
+    module_id = module.id
+    if module_id in TRANSPARENT or not module.subscriptions:
+        return True
+    section_type = module.section
+    if section_type is None:
+        return False
+    section = ctx.sections.get(section_type)
+    if module_id in OFF_WHEN_DISABLED:
+        return getattr(section, "enabled", True) is False
+    if module_id == "security.request_filtering":
+        rules = section.rules
+        return not rules.limits_headers and not any(rule.headers for rule in rules.filtering)
+    return False
+
+
+def _headers_allow(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The ETag of a response whose headers allow storing it, else None."""
+    etag = None
+    for name, value in headers:
+        lname = name.lower()
+        if lname == b"etag":
+            etag = value
+        elif lname in (b"set-cookie", b"expires"):
+            return None
+        elif lname == b"vary":
+            if value.strip().lower() != b"accept-encoding":
+                return None
+        elif lname == b"cache-control":
+            lowered = value.lower()
+            if any(word in lowered for word in _STORE_FORBIDDEN):
+                return None
+    return etag
+
+
+def _file_current(path: str, etag: bytes) -> bool:
+    """Whether ``path`` is still the version ``etag`` names and has settled."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < RACY_NS:
+        return False
+    return etag.startswith(b'"%x-%x' % (st.st_mtime_ns, st.st_size))
+
+
+def eligible(
+    engine: Engine, ctx: Context, headers: list[tuple[bytes, bytes]]
+) -> tuple[tuple[Any, ...], float] | None:
+    """``(access log hooks, lifetime in seconds)`` when the response cache may keep
+    the answer ``ctx`` ended with (``headers``: those the writer was handed), else None."""
+    handler = ctx.handler
+    response = ctx.response
+    user = ctx.user
+    if (
+        handler is None
+        or handler.id != "handler.static"
+        or response.status != 200
+        or ctx.error is not None
+        or (user is not None and not user.anonymous)
+    ):
+        return None
+    request = ctx.request
+    server = request.server
+    runtime = engine.route(server[1] if server else 0, request.host, request.path)
+    if runtime.app is not ctx.app:
+        return None
+    if not all(_transparent(module, ctx) for module in runtime.modules):
+        return None
+    log: tuple[Any, ...] = ()
+    for step in runtime.plan.steps:
+        if step.stage is Stage.LOG_REQUEST:
+            if any(is_async is not False for _, is_async in step.calls):
+                return None
+            log = tuple(fn for fn, _ in step.calls)
+    static = type(handler).section
+    lifetime = getattr(ctx.sections.get(static), "cache_check_interval", 0.0) if static else 0.0
+    if lifetime <= 0:
+        return None
+    etag = _headers_allow(headers)
+    # The file the answer came from (compression replaces a HEAD's file body with
+    # its cached copy: then the mapped path names it).
+    source = response.source or response.file
+    path = source.path if source is not None else ctx.physical_path
+    if etag is None or not path or not _file_current(path, etag):
+        return None
+    return log, lifetime

@@ -1,0 +1,256 @@
+"""The response cache: Colonnade's analog of HTTP.sys's kernel cache.
+
+IIS answers a hot static (or output-cached) response from HTTP.sys's kernel cache
+without the worker process ever seeing the request, and still logs it. Here the
+HTTP/1.1 connection plays HTTP.sys: a request whose answer is in this cache is
+answered in ``HttpConnection._on_head`` itself, with no task, no pipeline walk and
+no handler, and the access log line is still written and the request counted.
+
+How this works:
+
+1. *Candidates.* A GET or HEAD with no body and none of the headers that make the
+   answer depend on the client's state (``Range``, ``If-*``) gets a key:
+   ``(method, scheme, port, Host, request target, Accept-Encoding)``. Accept-Encoding
+   is in the key verbatim, so every compression variant is its own entry (a client
+   that words the header differently makes an entry of its own: never a wrong one).
+   A request that is not a candidate, or a cache miss, takes the pipeline as ever.
+2. *Capture.* A miss records what the pipeline hands the connection's writer (the
+   status, the headers, the body up to ``max_entry_size``; a response sent with
+   ``sendfile`` is never recorded). When the walk has ended, the engine's rule
+   (:func:`colonnade.engine.respcache.eligible`) decides from the application's
+   compiled plan and the path's effective configuration whether the request could
+   have been answered without any module seeing it; only then is the entry stored.
+3. *Hits.* The stored headers go through the same ``h1.start_response`` as the
+   pipeline's (Date, Server and Connection are added there per response), so a
+   hit is byte for byte the pipeline's answer but for Date. The access log hooks of
+   the plan run on a small :class:`~colonnade.core.context.Context` carrying the
+   fields the log reads (status, bytes, time taken, user, site); the site's
+   metrics count it. The request monitor never lists it (it lasts microseconds).
+4. *Staying correct.* An entry lives for the static handler's
+   ``cache_check_interval`` (the interval that handler trusts its own file cache);
+   then the next request takes the pipeline again, whose lookup notices a changed
+   file, and stores a fresh entry. A reload (a new engine) starts an empty cache,
+   so a module enabled for a path takes effect with the reload.
+
+Bounds: ``max_entries`` and ``max_bytes`` (bodies, headers and a fixed overhead per
+entry); the oldest stored entry goes first.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+from colonnade.http import RequestHead
+from colonnade.http.h1 import PreparedHead
+
+if TYPE_CHECKING:
+    from colonnade.core.context import Context
+    from colonnade.core.request import Headers
+    from colonnade.engine import Engine
+
+log = logging.getLogger("colonnade.transport")
+
+#: Request headers whose presence sends the request to the pipeline: the answer
+#: depends on them (a 304, 412, 206) and is not worth keeping per client.
+BYPASS: Final = frozenset(
+    {
+        b"range",
+        b"if-range",
+        b"if-match",
+        b"if-none-match",
+        b"if-modified-since",
+        b"if-unmodified-since",
+    }
+)
+
+#: Bookkeeping bytes charged per entry besides its body and headers.
+ENTRY_OVERHEAD: Final = 256
+
+Key = tuple[bytes, str, int, bytes, bytes, bytes]
+
+
+def request_key(head: RequestHead, scheme: str, port: int) -> Key | None:
+    """The cache key of a request, or None when it must take the pipeline."""
+    method = head.method
+    if (method != b"GET" and method != b"HEAD") or head.chunked or head.content_length:
+        return None
+    encoding = b""
+    for name, value in head.headers:
+        if name in BYPASS:
+            return None
+        if name == b"accept-encoding":
+            encoding = value if not encoding else encoding + b"," + value
+    return (method, scheme, port, head.host, head.target, encoding)
+
+
+class Record:
+    """What the pipeline handed the writer for one candidate request."""
+
+    __slots__ = (
+        "cache",
+        "headers",
+        "key",
+        "length",
+        "limit",
+        "parts",
+        "reason",
+        "size",
+        "status",
+    )
+
+    def __init__(self, cache: ResponseCache, key: Key) -> None:
+        self.cache = cache
+        self.key = key
+        self.limit = cache.max_entry_size
+        self.status = 0
+        self.reason: bytes | None = None
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.parts: list[bytes] = []
+        self.size = 0
+        #: The Content-Length the response declared (None: none).
+        self.length: int | None = None
+
+    @property
+    def complete(self) -> bool:
+        """A 200 whose whole body is here (a HEAD's: none)."""
+        if self.status != 200:
+            return False
+        return self.key[0] == b"HEAD" or self.size == self.length
+
+    def whole(self, status: int, reason: bytes | None, headers: Headers, body: bytes) -> bool:
+        """A response sent in one piece; False if it cannot be kept."""
+        if len(body) > self.limit:
+            return False
+        self.status = status
+        self.reason = reason
+        self.headers = list(headers)
+        self.parts = [body]
+        self.size = len(body)
+        self.length = None if status == 304 else len(body)
+        return True
+
+    def begin(
+        self, status: int, reason: bytes | None, headers: Headers, length: int | None
+    ) -> bool:
+        """The head of a streamed response; False if it cannot be kept."""
+        if length is None or length > self.limit:
+            return False
+        self.status = status
+        self.reason = reason
+        self.headers = list(headers)
+        self.length = length
+        return True
+
+    def add(self, data: bytes) -> bool:
+        """Body bytes of a streamed response; False once over the limit."""
+        if self.key[0] == b"HEAD":
+            return True  # the writer sends none of them
+        self.size += len(data)
+        if self.size > self.limit:
+            return False
+        self.parts.append(data)
+        return True
+
+
+class Entry:
+    """One stored response and what a hit needs to log and count it."""
+
+    __slots__ = (
+        "app",
+        "body",
+        "cost",
+        "counting",
+        "expires",
+        "headers",
+        "length",
+        "log",
+        "prepared",
+        "user",
+    )
+
+    def __init__(self, record: Record, ctx: Context, log: tuple[Any, ...], lifetime: float) -> None:
+        self.headers = record.headers
+        self.body = b"".join(record.parts)
+        self.length = record.length
+        #: The status line and header lines, checked and formatted once: a hit adds
+        #: only Date, Server, Connection and the framing (``h1.start_prepared``).
+        self.prepared = PreparedHead(record.status, record.headers, record.reason, record.length)
+        self.app = ctx.app
+        self.user = ctx.user
+        self.log = log
+        self.counting = record.cache.engine.counting
+        self.expires = time.monotonic() + lifetime
+        self.cost = len(self.body) + sum(len(n) + len(v) for n, v in self.headers) + ENTRY_OVERHEAD
+
+
+class ResponseCache:
+    """The entries of one engine generation (see the module docstring)."""
+
+    def __init__(self, engine: Engine) -> None:
+        settings = engine.settings.response_cache
+        self.engine = engine
+        self.max_entries = settings.max_entries
+        self.max_bytes = settings.max_bytes
+        self.max_entry_size = settings.max_entry_size
+        self.entries: dict[Key, Entry] = {}
+        self.bytes = 0
+        #: Requests answered from the cache, and entries stored (for tests and tools).
+        self.hits = 0
+        self.stored = 0
+
+    def lookup(self, key: Key) -> Entry | None:
+        """The live entry for ``key``, or None (an expired one is dropped)."""
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        if time.monotonic() >= entry.expires:
+            self.drop(key)
+            return None
+        self.hits += 1
+        return entry
+
+    def drop(self, key: Key) -> None:
+        """Forget the entry of ``key`` (if any)."""
+        entry = self.entries.pop(key, None)
+        if entry is not None:
+            self.bytes -= entry.cost
+
+    def offer(self, record: Record, ctx: Context) -> None:
+        """The pipeline answered a candidate: keep the answer if the engine's rule allows."""
+        from colonnade.engine.respcache import eligible  # per stored entry, not per request
+
+        if not record.complete:
+            return
+        try:
+            verdict = eligible(self.engine, ctx, record.headers)
+        except Exception:
+            # The answer is out already: a fault of the rule costs the entry, never
+            # the connection.
+            log.exception("response cache: deciding on %s failed", ctx.request.path)
+            return
+        if verdict is None:
+            return
+        hooks, lifetime = verdict
+        entry = Entry(record, ctx, hooks, lifetime)
+        if entry.cost > self.max_bytes:
+            return
+        key = record.key
+        self.drop(key)
+        entries = self.entries
+        while entries and (
+            len(entries) >= self.max_entries or self.bytes + entry.cost > self.max_bytes
+        ):
+            self.drop(next(iter(entries)))  # the oldest stored
+        entries[key] = entry
+        self.bytes += entry.cost
+        self.stored += 1
+
+
+def for_engine(engine: Engine) -> ResponseCache | None:
+    """The response cache of ``engine``'s generation, or None where it is switched off."""
+    settings = engine.settings.response_cache
+    if not settings.enabled or not settings.max_bytes or not settings.max_entry_size:
+        return None
+    return ResponseCache(engine)

@@ -1,0 +1,288 @@
+"""The response cache (the kernel-cache analog) over real sockets: a hit is byte for
+byte the pipeline's answer (Date aside), an authentication module enabled for a path
+switches it off there and nowhere else, a changed file is seen, and a hit is logged
+and counted."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from colonnade.config.schema import DEFAULT_MODULES
+from colonnade.engine import Engine
+from colonnade.modules.http_logging.config import IIS_DEFAULT_FIELDS
+from colonnade.testing import build_engine
+from colonnade.transport.server import ServerState
+from tests.e2e.conftest import LiveServer
+from tests.e2e.wire import Conn, Wire
+from tests.modules.basic_auth.support import htpasswd, needs_htpasswd
+from tests.support.wait import PATIENCE, wait_for
+
+pytestmark = needs_htpasswd
+
+PAGE = b"".join(b"line %04d of a page worth compressing\n" % i for i in range(28))  # ~1 KiB
+MODULES = [*DEFAULT_MODULES, "auth.anonymous", "auth.basic"]
+
+
+def make_config(base: Path, protected: tuple[str, ...] = ("/secret",)) -> dict[str, Any]:
+    return {
+        "server": {"modules": MODULES},
+        "sites": [{"name": "main", "bindings": ["http://127.0.0.1:1"], "root": "www"}],
+        "static_content": {"cache_check_interval": 0.3},
+        "http_logging": {
+            "target": str(base / "access.log"),
+            "buffer_size": 0,
+            "fields": [*IIS_DEFAULT_FIELDS, "sc-bytes", "cs-bytes", "cs-host", "s-sitename"],
+        },
+        "locations": [
+            {
+                "path": path,
+                "anonymous_authentication": {"enabled": False},
+                "basic_authentication": {
+                    "enabled": True,
+                    "realm": "r",
+                    "user_file": str(base / "users"),
+                },
+            }
+            for path in protected
+        ],
+    }
+
+
+@pytest.fixture
+def base(tmp_path: Path) -> Path:
+    www = tmp_path / "www"
+    for folder in ("secret", "open"):
+        (www / folder).mkdir(parents=True)
+    (www / "page.txt").write_bytes(PAGE)
+    (www / "secret" / "file.txt").write_bytes(PAGE)
+    (www / "open" / "file.txt").write_bytes(PAGE)
+    (www / "big.bin").write_bytes(os.urandom(300 * 1024))
+    htpasswd(tmp_path / "users", "alice", "wonder-land", "-B")
+    return tmp_path
+
+
+@pytest.fixture
+def live(base: Path) -> Iterator[LiveServer]:
+    with LiveServer(make_config(base), base).start() as server:
+        yield server
+
+
+def counters(server: LiveServer) -> tuple[int, int]:
+    """(entries stored, hits) of the server's response cache."""
+
+    def read(state: ServerState) -> tuple[int, int]:
+        cache = state.respcache
+        assert cache is not None
+        return cache.stored, cache.hits
+
+    return server.look(read)
+
+
+def fetch(conn: Conn, target: str, *headers: str, method: str = "GET") -> tuple[Wire, bytes]:
+    """One response on ``conn`` and its bytes without the Date line."""
+    extra = "".join(f"{h}\r\n" for h in headers)
+    conn.send(f"{method} {target} HTTP/1.1\r\nHost: localhost\r\n{extra}\r\n".encode())
+    wire = conn.response(head_only=method == "HEAD")
+    lines = [ln for ln in wire.raw_head.split(b"\r\n") if not ln.lower().startswith(b"date:")]
+    return wire, b"\r\n".join(lines) + b"\r\n\r\n" + wire.body
+
+
+def stored_then_hit(
+    server: LiveServer, conn: Conn, target: str, *headers: str, method: str = "GET"
+) -> tuple[tuple[Wire, bytes], tuple[Wire, bytes]]:
+    """The pipeline's answer that the cache stored, then the next one (a hit)."""
+
+    def stored() -> tuple[Wire, bytes] | None:
+        before = counters(server)
+        got = fetch(conn, target, *headers, method=method)
+        after = counters(server)
+        # A hit of an earlier entry expired since, or an answer not kept yet (a
+        # file changed less than 2 s ago, compression's first on-the-fly copy):
+        # ask again, until the pipeline answers and the cache keeps it.
+        return got if after[0] > before[0] and after[1] == before[1] else None
+
+    pipeline = wait_for(stored, PATIENCE, f"{method} {target} stored")
+    stored_count, hits = counters(server)
+    hit = fetch(conn, target, *headers, method=method)
+    assert counters(server) == (stored_count, hits + 1), "the second answer came from the cache"
+    return pipeline, hit
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "coding"),
+    [
+        ("GET", (), None),
+        ("GET", ("Accept-Encoding: gzip",), "gzip"),
+        ("GET", ("Accept-Encoding: br, gzip",), "br"),
+        ("HEAD", (), None),
+    ],
+)
+def test_a_hit_is_the_pipelines_answer_byte_for_byte(
+    live: LiveServer, method: str, headers: tuple[str, ...], coding: str | None
+) -> None:
+    with Conn(live.port) as conn:
+        (pipeline, pipeline_bytes), (hit, hit_bytes) = stored_then_hit(
+            live, conn, "/page.txt", *headers, method=method
+        )
+    assert pipeline.status == hit.status == 200
+    assert hit.headers.get("content-encoding") == coding
+    assert "date" in hit.headers and "etag" in hit.headers
+    assert hit_bytes == pipeline_bytes
+    if method == "GET" and coding is None:
+        assert hit.body == PAGE
+
+
+def test_conditional_and_range_requests_take_the_pipeline(live: LiveServer) -> None:
+    with Conn(live.port) as conn:
+        (_, _), (hit, _) = stored_then_hit(live, conn, "/page.txt")
+        etag = hit.headers["etag"]
+        before = counters(live)
+        not_modified, first = fetch(conn, "/page.txt", f"If-None-Match: {etag}")
+        partial, _ = fetch(conn, "/page.txt", "Range: bytes=0-9")
+        assert not_modified.status == 304 and not_modified.body == b""
+        assert partial.status == 206 and partial.body == PAGE[:10]
+        assert counters(live) == before  # neither stored nor answered from the cache
+        again, second = fetch(conn, "/page.txt", f"If-None-Match: {etag}")
+        assert again.status == 304 and second == first
+
+
+def test_a_path_with_basic_authentication_is_never_answered_from_the_cache(
+    live: LiveServer,
+) -> None:
+    with Conn(live.port) as conn:
+        stored_then_hit(live, conn, "/open/file.txt")
+        before = counters(live)
+        for _ in range(3):
+            denied, _ = fetch(conn, "/secret/file.txt")
+            assert denied.status == 401
+            assert denied.headers["www-authenticate"].startswith("Basic")
+        allowed, _ = fetch(
+            conn, "/secret/file.txt", "Authorization: Basic YWxpY2U6d29uZGVyLWxhbmQ="
+        )
+        assert allowed.status == 200 and allowed.body == PAGE
+        denied, _ = fetch(conn, "/secret/file.txt")
+        assert denied.status == 401  # the authorized answer was not kept for others
+        assert counters(live) == before
+        # Other paths keep it.
+        hit, _ = fetch(conn, "/open/file.txt")
+        assert hit.status == 200 and counters(live) == (before[0], before[1] + 1)
+
+
+def test_enabling_basic_authentication_for_a_cached_path_switches_it_off(
+    base: Path, live: LiveServer
+) -> None:
+    with Conn(live.port) as conn:
+        stored_then_hit(live, conn, "/open/file.txt")
+        stored_then_hit(live, conn, "/page.txt")
+    # A new configuration enables Basic for /open too: the reload's engine takes over.
+    engine: Engine = build_engine(
+        make_config(base, ("/secret", "/open")), base_dir=str(base), with_entry_points=True
+    )
+    engine.start()
+    try:
+        live.look(lambda state: state.switch(engine))
+        with Conn(live.port) as conn:
+            for _ in range(3):
+                denied, _ = fetch(conn, "/open/file.txt")
+                assert denied.status == 401
+            assert counters(live)[1] == 0
+            (_, pipeline), (_, hit) = stored_then_hit(live, conn, "/page.txt")
+            assert hit == pipeline
+    finally:
+        live.look(lambda state: state.switch(live.engine))
+        engine.close()
+
+
+def test_a_changed_file_is_served_after_the_check_interval(base: Path, live: LiveServer) -> None:
+    with Conn(live.port) as conn:
+        stored_then_hit(live, conn, "/page.txt")
+        changed = PAGE.upper() + b"and longer\n"
+        (base / "www" / "page.txt").write_bytes(changed)
+        wait_for(
+            lambda: fetch(conn, "/page.txt")[0].body == changed,
+            PATIENCE,
+            "the changed file served",
+        )
+        # Once settled, the new version is kept and answered from the cache.
+        (_, _), (hit, _) = stored_then_hit(live, conn, "/page.txt")
+        assert hit.body == changed
+
+
+def test_the_cache_is_bounded_in_entries_and_bytes(base: Path) -> None:
+    config = make_config(base)
+    config["server"]["response_cache"] = {"max_entries": 2, "max_bytes": 4096}
+    with LiveServer(config, base).start() as server, Conn(server.port) as conn:
+        for target in ("/page.txt", "/open/file.txt"):
+            stored_then_hit(server, conn, target)
+        # A third entry pushes the oldest out: two kept, within the byte budget.
+        stored_then_hit(server, conn, "/page.txt", "Accept-Encoding: identity")
+
+        def kept(state: ServerState) -> tuple[int, int, list[bytes]]:
+            cache = state.respcache
+            assert cache is not None
+            return len(cache.entries), cache.bytes, [key[4] for key in cache.entries]
+
+        count, size, targets = server.look(kept)
+        assert count == 2 and 0 < size <= 4096
+        assert targets == [b"/open/file.txt", b"/page.txt"]
+
+
+def test_the_cache_can_be_switched_off(base: Path) -> None:
+    config = make_config(base)
+    config["server"]["response_cache"] = {"enabled": False}
+    with LiveServer(config, base).start() as server, Conn(server.port) as conn:
+        assert server.look(lambda state: state.respcache) is None
+        for _ in range(3):
+            assert fetch(conn, "/page.txt")[0].body == PAGE
+
+
+def test_large_files_stay_on_the_pipeline(live: LiveServer) -> None:
+    with Conn(live.port) as conn:
+        stored_then_hit(live, conn, "/page.txt")
+        before = counters(live)
+        for _ in range(3):
+            big, _ = fetch(conn, "/big.bin")
+            assert big.status == 200 and len(big.body) == 300 * 1024
+        assert counters(live) == before
+
+
+def _log_lines(base: Path, stem: str) -> list[dict[str, str]]:
+    text = (base / "access.log").read_text()
+    names = next(ln for ln in text.splitlines() if ln.startswith("#Fields:")).split()[1:]
+    rows = [ln.split() for ln in text.splitlines() if ln[:1] != "#"]
+    return [
+        row
+        for row in (dict(zip(names, r, strict=True)) for r in rows)
+        if row["cs-uri-stem"] == stem
+    ]
+
+
+def test_a_hit_is_logged_and_counted_as_the_pipeline_would(base: Path, live: LiveServer) -> None:
+    def requests(state: ServerState) -> int:
+        runtime = state.engine.sites[0].app_for("/page.txt")
+        assert runtime is not None
+        return sum(runtime.app.metrics.requests)
+
+    with Conn(live.port) as conn:
+        (pipeline, _), (hit, _) = stored_then_hit(live, conn, "/page.txt", "User-Agent: probe/1")
+        counted = live.look(requests)
+        fetch(conn, "/page.txt", "User-Agent: probe/1")
+        assert live.look(requests) == counted + 1
+    lines = wait_for(
+        lambda: (found := _log_lines(base, "/page.txt")) and len(found) >= 3 and found,
+        PATIENCE,
+        "the access log lines",
+    )
+    stored_line, hit_line = lines[-3], lines[-2]
+    varying = {"date", "time", "time-taken"}
+    assert {k: v for k, v in hit_line.items() if k not in varying} == {
+        k: v for k, v in stored_line.items() if k not in varying
+    }
+    assert hit_line["sc-status"] == "200" and hit_line["cs(User-Agent)"] == "probe/1"
+    assert int(hit_line["sc-bytes"]) == len(hit.raw_head) + 4 + len(hit.body)
+    assert pipeline.body == hit.body
