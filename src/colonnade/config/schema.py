@@ -250,6 +250,11 @@ class ServerSettings(_Strict):
     else ``/run/colonnade/control.sock`` as root, else
     ``$TMPDIR/colonnade-UID/control.sock``. ``colonnade serve --control SOCKET``
     overrides it (one socket per master, to run several side by side)."""
+    listen_backlog: Annotated[int, Meta(ge=1, le=65535)] = 2048
+    """The length of each listening socket's queue of connections not yet accepted
+    (``listen(2)``'s backlog; the kernel caps it at ``net.core.somaxconn``). Taken
+    when a socket is bound (a socket systemd or ``--fd`` passed keeps its own).
+    ``colonnade serve --backlog N`` sets it."""
     request_monitor: bool = True
     """Keep the table of executing requests the request monitor lists
     (``colonnade requests``, ``GET /api/requests``). Off: a request writes nothing

@@ -119,7 +119,8 @@ class Server:
         args = _parser().parse_args(self._args)
         serve_options.prepare(args, os.environ)
         engine = Engine(load_checked(args), Registry.standard(BUILTIN))
-        sock = bind_socket(Binding("http", self.host, self.port))
+        backlog = engine.config.server.listen_backlog
+        sock = bind_socket(Binding("http", self.host, self.port), backlog=backlog)
         self.port = sock.getsockname()[1]
         self._thread = threading.Thread(
             target=self._run, args=(engine, sock), name="colonnade", daemon=True

@@ -64,14 +64,95 @@ class ServeOption:
     (None: the configuration's default)."""
     origin: str = "uvicorn"
     """Whose option this is: ``uvicorn``, ``gunicorn`` or ``both``."""
+    parsed_elsewhere: bool = False
+    """The argument is defined by ``colonnade serve``'s parser itself (APP, options
+    other subcommands share): :func:`add_to` leaves it out, the environment and the
+    docs table have it all the same."""
+    env_stem: str | None = None
+    """The environment name's stem when it is not ``dest`` (``APP``, not ``PYTHON_APP``)."""
 
     @property
     def env(self) -> str:
         """The environment variable that sets the option."""
-        return "COLONNADE_" + self.dest.upper()
+        return "COLONNADE_" + (self.env_stem or self.dest).upper()
 
 
 OPTIONS: tuple[ServeOption, ...] = (
+    ServeOption(
+        ("APP",),
+        "python_app",
+        "str",
+        "a Python application, pkg.module:attr (WSGI or ASGI), mounted at /",
+        parsed_elsewhere=True,
+        env_stem="app",
+        origin="both",
+    ),
+    ServeOption(
+        ("--interface",),
+        "interface",
+        "choice",
+        "the application's interface: auto (detected, the default), asgi or wsgi",
+        choices=("auto", "asgi", "wsgi"),
+        default="auto",
+        parsed_elsewhere=True,
+    ),
+    ServeOption(
+        ("--factory",),
+        "factory",
+        "bool",
+        "APP names a factory to call for the application",
+        parsed_elsewhere=True,
+        default=False,
+    ),
+    ServeOption(
+        ("--app-dir",),
+        "app_dir",
+        "str",
+        "a folder to put on sys.path before importing APP (default: the current folder)",
+        parsed_elsewhere=True,
+    ),
+    ServeOption(
+        ("-b", "--bind"),
+        "bind",
+        "list",
+        "address to listen on, HOST:PORT (repeatable; in the environment, comma-separated; "
+        "default 127.0.0.1:8080)",
+        parsed_elsewhere=True,
+        origin="gunicorn",
+    ),
+    ServeOption(
+        ("--fd",),
+        "fd",
+        "int",
+        "serve the listening TCP socket at this inherited file descriptor (a binding to its "
+        "address; with -c, the configuration's binding to that address takes it, as one "
+        "systemd passed)",
+    ),
+    ServeOption(
+        ("--root",),
+        "root",
+        "str",
+        "folder to serve (no config file; default: the current folder)",
+        parsed_elsewhere=True,
+        origin="colonnade",
+    ),
+    ServeOption(
+        ("--static",),
+        "static",
+        "list",
+        "URL=DIR: serve the folder DIR at the URL path URL, a virtual directory "
+        "(repeatable; in the environment, comma-separated)",
+        parsed_elsewhere=True,
+        origin="colonnade",
+    ),
+    ServeOption(
+        ("--control",),
+        "control",
+        "str",
+        "the master's control socket (one per master to run several side by side)",
+        parsed_elsewhere=True,
+        origin="colonnade",
+    ),
     ServeOption(
         ("-w", "--workers"),
         "workers",
@@ -129,6 +210,15 @@ OPTIONS: tuple[ServeOption, ...] = (
         "int",
         "open connections per worker; more are answered 503",
         config_key="server.limits.max_connections",
+    ),
+    ServeOption(
+        ("--backlog",),
+        "backlog",
+        "int",
+        "the listening sockets' queue of connections not yet accepted (default 2048; "
+        "the kernel caps it at net.core.somaxconn)",
+        config_key="server.listen_backlog",
+        origin="both",
     ),
     ServeOption(
         ("--max-requests",),
@@ -290,6 +380,8 @@ def add_to(parser: argparse.ArgumentParser) -> None:
     command line from one left to the environment, the file or the default.
     """
     for option in OPTIONS:
+        if option.parsed_elsewhere:
+            continue
         if option.type == "bool":
             parser.add_argument(
                 *option.flags, dest=option.dest, action="store_true", default=None, help=option.help
@@ -331,6 +423,8 @@ def _from_env(option: ServeOption, text: str) -> Any:
             if lowered in ("0", "false", "no", "off", ""):
                 return False
             raise ValueError(text)
+        if option.type == "list":
+            return [part.strip() for part in text.split(",") if part.strip()]
     except ValueError:
         raise ConfigError(f"{option.env}={text!r}: not a valid {option.type}") from None
     if option.choices and text not in option.choices:
@@ -492,6 +586,14 @@ def prepare(args: argparse.Namespace, environ: Mapping[str, str]) -> list[str]:
         host = args.host or "127.0.0.1"
         host = f"[{host}]" if ":" in host else host
         args.bind = [f"{host}:{8000 if args.port is None else args.port}"]
+    if args.fd is not None:
+        if args.bind or args.host is not None or args.port is not None:
+            raise ConfigError("--fd and --bind/--host/--port: give one or the other")
+        from colonnade.pools import systemd  # only here: import colonnade stays light
+
+        address = systemd.adopt(args.fd)
+        if not args.config:
+            args.bind = [address]
     if args.ssl_certfile:
         args.bind = [b if "://" in b else f"https://{b}" for b in args.bind or ["127.0.0.1:8443"]]
     args.overrides = overrides(given)

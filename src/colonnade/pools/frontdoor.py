@@ -67,14 +67,14 @@ class FrontDoor:
 
     # -- listening ---------------------------------------------------------------------------
 
-    def listen(self, keys: list[tuple[str, int]]) -> None:
-        """Listen on exactly ``keys``: bind the new ones (all or none: OSError; a socket
-        systemd passed serves its address), close the rest."""
+    def listen(self, keys: list[tuple[str, int]], backlog: int = 2048) -> None:
+        """Listen on exactly ``keys``: bind the new ones with ``backlog`` (all or none:
+        OSError; a socket systemd passed serves its address), close the rest."""
         new: dict[tuple[str, int], socket.socket] = {}
         try:
             for key in keys:
                 if key not in self.listeners:
-                    new[key] = listening_socket(Binding("http", key[0], key[1]))
+                    new[key] = listening_socket(Binding("http", key[0], key[1]), backlog)
         except OSError:
             for sock in new.values():
                 sock.close()

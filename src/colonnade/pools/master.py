@@ -216,7 +216,7 @@ class Master:
         self.loaded = load(self.source, self.registry)
         self.source = self.loaded.source
         log_broken(self.loaded.broken, config_log)
-        self.frontdoor.listen(list(self.routes.listen))
+        self.frontdoor.listen(list(self.routes.listen), self.config.server.listen_backlog)
         systemd.unclaimed()
         self.shared = shared.create()
         self.control = ControlServer(
@@ -432,7 +432,7 @@ class Master:
             log_refused(log, reason, exc)
             return "the configuration has errors (see the log)"
         try:
-            self.frontdoor.listen(list(loaded.routes.listen))
+            self.frontdoor.listen(list(loaded.routes.listen), loaded.config.server.listen_backlog)
         except OSError as exc:
             log.error("reload (%s) refused: cannot listen: %s", reason, exc)
             return f"cannot listen: {exc}"

@@ -152,7 +152,8 @@ def _spawn(coro: Coroutine[None, None, bool]) -> None:
 
 def run(engine: Engine, reloading: Reloading | None = None) -> None:
     """Bind the engine's addresses and serve in this process until stopped."""
-    sockets = [systemd.listening_socket(b) for b in engine.bindings()]
+    backlog = engine.config.server.listen_backlog
+    sockets = [systemd.listening_socket(b, backlog) for b in engine.bindings()]
     systemd.unclaimed()
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         runner.run(serve(engine, sockets, reloading=reloading))
