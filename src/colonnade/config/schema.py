@@ -16,6 +16,16 @@ Seconds = Annotated[float, Meta(gt=0, le=86400)]
 UrlPath = Annotated[
     str, Meta(pattern=r"^/[^\s]*$", description="a URL path: '/' and then no spaces")
 ]
+#: The path prefix a reverse proxy strips before it forwards a request to an
+#: application (``[asgi]``/``[wsgi]`` ``root_path``): empty, or ``/a/b`` (no
+#: trailing slash).
+RootPath = Annotated[
+    str,
+    Meta(
+        pattern=r"^(/[^/\s]+)*$",
+        description="'' or a URL path without a trailing slash, such as '/api'",
+    ),
+]
 
 #: The content root of a stand-in site (in a pool worker's view of the
 #: configuration, a site another pool serves): a path that never exists, and

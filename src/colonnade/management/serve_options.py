@@ -311,6 +311,15 @@ OPTIONS: tuple[ServeOption, ...] = (
         config_key="sections.trusted_proxies.proxies",
     ),
     ServeOption(
+        ("--root-path",),
+        "root_path",
+        "str",
+        "the path prefix a reverse proxy strips before it forwards (requests arrive "
+        "without it): ASGI root_path and path, WSGI SCRIPT_NAME start with it, so the "
+        "app's URLs carry it (also sets [wsgi] root_path)",
+        config_key="sections.asgi.root_path",
+    ),
+    ServeOption(
         ("--ssl-certfile",),
         "ssl_certfile",
         "str",
@@ -367,6 +376,7 @@ def _allow_ips(text: str) -> list[str]:
 CONVERT: Mapping[str, Callable[[Any], Any]] = {
     "forwarded_allow_ips": _allow_ips,
     "ssl_cert_reqs": lambda n: ("ignore", "accept", "require")[int(n)],
+    "root_path": lambda path: "/" + path.strip("/") if path.strip("/") else "",
     "ssl_certfile": os.path.abspath,
     "ssl_keyfile": os.path.abspath,
     "ssl_ca_certs": os.path.abspath,
@@ -466,6 +476,8 @@ def overrides(given: Mapping[str, Any], rng: random.Random | None = None) -> dic
     if given.get("proxy_headers", proxies is not None):
         out["sections.trusted_proxies.proxies"] = proxies or ["127.0.0.1", "::1"]
         out["server.modules+"] = ["security.trusted_proxies"]
+    if "sections.asgi.root_path" in out:  # one prefix, whichever interface the app has
+        out["sections.wsgi.root_path"] = out["sections.asgi.root_path"]
     if "ssl_keyfile_password" in given:
         # The passphrase is read from the environment (inherited by workers), never
         # put into the configuration, where it could be logged or shown.

@@ -44,6 +44,7 @@ from colonnade.handlers.asgi.scope import (
     App,
     Message,
     Scope,
+    add_proxy_prefix,
     http_scope,
     mount_path,
     websocket_request,
@@ -238,8 +239,8 @@ class AsgiHandler(Handler):
             raise ModuleError(self.id, f"application {app.id} names no Python app to host")
         self.target = python.target
         self.app = load_app(python.target, app_dir=python.app_dir, factory=python.factory)
-        self.root_path = mount_path(app.path)
         self.settings = settings = app.section(AsgiSection)
+        self.root_path = mount_path(app.path, settings.root_path)
         self.lifespan = Lifespan(
             self.app,
             mode=settings.lifespan,
@@ -274,6 +275,8 @@ class AsgiHandler(Handler):
             raise ModuleError(self.id, "execute() before provision()")
         cycle = HttpCycle(ctx, request.body)
         scope = http_scope(ctx, self.root_path, self.state)
+        if self.settings.root_path:
+            add_proxy_prefix(scope, self.settings.root_path)
         await cycle.run(app, scope, f"the ASGI application {self.target}")
 
     async def _websocket(self, ctx: Context) -> None:
