@@ -791,7 +791,8 @@ class SiteConfig(_Strict):
     name: Annotated[str, Meta(min_length=1)]
     """A unique name (used by ``[[locations]]`` paths and the tools)."""
     bindings: Annotated[list[str], Meta(min_length=1)]
-    """Where it listens: ``http://HOST:PORT`` or ``https://HOST:PORT``."""
+    """Where it listens: ``http://HOST:PORT``, ``https://HOST:PORT``, or
+    ``unix:/ABSOLUTE/PATH`` (HTTP over a unix socket, mode 0660, removed at stop)."""
     root: str = "."
     """The content folder (relative to the server file)."""
     pool: str = "default"

@@ -287,7 +287,7 @@ def config_source(args: argparse.Namespace) -> ConfigSource:
             no_access_log=args.no_access_log,
             overrides=getattr(args, "overrides", {}),
         )
-    bindings = [b if "://" in b else f"http://{b}" for b in (args.bind or [])]
+    bindings = [_binding(b) for b in (args.bind or [])]
     app = getattr(args, "python_app", None)
     app_dir = getattr(args, "app_dir", None)
     for option, folder in (("--root", args.root), ("--app-dir", app_dir)):
@@ -308,6 +308,14 @@ def config_source(args: argparse.Namespace) -> ConfigSource:
         static=static_mounts(static or []),
         overrides=getattr(args, "overrides", {}),
     )
+
+
+def _binding(text: str) -> str:
+    """A ``-b`` value as a binding: ``http://`` where no scheme is given; a unix
+    socket's path (``unix:PATH``, gunicorn's form) made absolute."""
+    if text.startswith("unix:"):
+        return "unix:" + os.path.abspath(text[5:])
+    return text if "://" in text else f"http://{text}"
 
 
 def static_mounts(values: Sequence[str]) -> list[tuple[str, str]]:

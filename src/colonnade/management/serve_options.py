@@ -121,6 +121,13 @@ OPTIONS: tuple[ServeOption, ...] = (
         origin="gunicorn",
     ),
     ServeOption(
+        ("--uds",),
+        "uds",
+        "str",
+        "serve HTTP on a unix socket at this path (the same as -b unix:PATH; mode 0660, "
+        "a stale socket file is replaced, the file is removed at stop)",
+    ),
+    ServeOption(
         ("--fd",),
         "fd",
         "int",
@@ -598,8 +605,12 @@ def prepare(args: argparse.Namespace, environ: Mapping[str, str]) -> list[str]:
         host = args.host or "127.0.0.1"
         host = f"[{host}]" if ":" in host else host
         args.bind = [f"{host}:{8000 if args.port is None else args.port}"]
-    if args.fd is not None:
-        if args.bind or args.host is not None or args.port is not None:
+    if args.uds is not None:
+        if args.bind or args.fd is not None:
+            raise ConfigError("--uds and --bind/--host/--port/--fd: give one or the other")
+        args.bind = ["unix:" + os.path.abspath(args.uds)]
+    elif args.fd is not None:
+        if args.bind:
             raise ConfigError("--fd and --bind/--host/--port: give one or the other")
         from colonnade.pools import systemd  # only here: import colonnade stays light
 
@@ -607,7 +618,10 @@ def prepare(args: argparse.Namespace, environ: Mapping[str, str]) -> list[str]:
         if not args.config:
             args.bind = [address]
     if args.ssl_certfile:
-        args.bind = [b if "://" in b else f"https://{b}" for b in args.bind or ["127.0.0.1:8443"]]
+        args.bind = [
+            b if "://" in b or b.startswith("unix:") else f"https://{b}"
+            for b in args.bind or ["127.0.0.1:8443"]
+        ]
     args.overrides = overrides(given)
     pool_keys = [k for k in args.overrides if k.startswith("pools.")]
     if pool_keys and not args.workers:

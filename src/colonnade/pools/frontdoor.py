@@ -45,6 +45,7 @@ from colonnade.pools.pool import Pool, PoolState
 from colonnade.pools.routing import pool_of_head
 from colonnade.pools.systemd import listening_socket
 from colonnade.transport.clienthello import NotTlsError, peek_server_name
+from colonnade.transport.server import remove_unix_socket, unix_path
 
 if TYPE_CHECKING:
     from colonnade.pools.master import Master
@@ -81,7 +82,9 @@ class FrontDoor:
             raise
         for key in [k for k in self.listeners if k not in keys]:
             self._stop_accepting(key)
-            self.listeners.pop(key).close()
+            sock = self.listeners.pop(key)
+            remove_unix_socket(unix_path(sock))
+            sock.close()
         self.listeners.update(new)
 
     def owned_by(self, pool: str) -> list[ipc.Listener]:
@@ -98,6 +101,7 @@ class FrontDoor:
         for key in list(self._accepting):
             self._stop_accepting(key)
         for sock in self.listeners.values():
+            remove_unix_socket(unix_path(sock))
             sock.close()
         self.listeners.clear()
 

@@ -35,7 +35,7 @@ import socket
 import time
 from collections.abc import MutableMapping
 
-from colonnade.engine.sites import Binding
+from colonnade.engine.sites import Binding, is_unix
 from colonnade.errors import ConfigError
 from colonnade.transport.server import bind_socket
 
@@ -122,7 +122,7 @@ def listening_socket(binding: Binding, backlog: int = 2048) -> socket.socket:
     """The listening socket for ``binding``: the inherited one bound to its address
     and port where systemd passed one (:func:`inherited`), else one bound now with
     ``backlog`` (``[server] listen_backlog``)."""
-    reserve = inherited()
+    reserve = [] if is_unix(binding.host) else inherited()
     for sock in reserve:
         if _matches(sock, binding.host, binding.port):
             reserve.remove(sock)
