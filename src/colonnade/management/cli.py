@@ -395,6 +395,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 registry=registry,
                 log_level=args.log_level.upper(),
                 watch=not args.no_watch,
+                code=args.code,
             )
         except OSError as exc:
             print(f"colonnade: cannot listen: {exc}", file=sys.stderr)

@@ -15,6 +15,7 @@ environment gave it; otherwise the file's value (or the default) stands.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import logging.config
@@ -22,9 +23,12 @@ import os
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from colonnade.errors import ConfigError
+
+if TYPE_CHECKING:
+    from colonnade.config.watch import CodeWatch
 
 #: The uvicorn worker classes gunicorn users name with ``-k``; Colonnade's own workers
 #: take their place (there is no worker class to choose).
@@ -169,6 +173,34 @@ OPTIONS: tuple[ServeOption, ...] = (
         'start at a pool\'s first request unless the pool says start = "always"',
         default=0,
         origin="both",
+    ),
+    ServeOption(
+        ("--reload",),
+        "reload",
+        "bool",
+        "recycle the workers (overlapped: no request fails) when the application's code "
+        "changes, through the configuration's file watcher; without --workers, one "
+        "worker under the master (a supervisor, as uvicorn runs)",
+    ),
+    ServeOption(
+        ("--reload-dir",),
+        "reload_dir",
+        "list",
+        "a folder whose files --reload watches (repeatable; default: --app-dir, else the "
+        "current folder)",
+    ),
+    ServeOption(
+        ("--reload-include",),
+        "reload_include",
+        "list",
+        "a glob of the files --reload watches (repeatable; default *.py)",
+    ),
+    ServeOption(
+        ("--reload-exclude",),
+        "reload_exclude",
+        "list",
+        "a glob of files or folders --reload ignores (repeatable; default: hidden ones "
+        ".*, *.py[cod], *.sw.*, ~*, __pycache__)",
     ),
     ServeOption(
         ("--log-level",),
@@ -412,6 +444,16 @@ def add_to(parser: argparse.ArgumentParser) -> None:
                     help=f"the opposite of {option.flags[0]}",
                 )
             continue
+        if option.type == "list":
+            parser.add_argument(
+                *option.flags,
+                dest=option.dest,
+                action="append",
+                default=None,
+                metavar=option.dest.split("_")[-1].upper(),
+                help=f"{option.help} [env {option.env}, comma-separated]",
+            )
+            continue
         kind: Callable[[str], Any] = {"int": int, "float": float}.get(option.type, str)
         if option.choices:
             kind = str
@@ -599,6 +641,7 @@ def prepare(args: argparse.Namespace, environ: Mapping[str, str]) -> list[str]:
     os.environ[BY_DEST["log_format"].env] = args.log_format
     if args.worker_class:
         notes.append(worker_class_note(args.worker_class))
+    args.code = code_watch(args, notes)
     if args.host is not None or args.port is not None:
         if args.bind:
             raise ConfigError("--host/--port and --bind: give one or the other")
@@ -631,6 +674,45 @@ def prepare(args: argparse.Namespace, environ: Mapping[str, str]) -> list[str]:
             + " take effect with --workers N"
         )
     return notes
+
+
+def code_watch(args: argparse.Namespace, notes: list[str]) -> CodeWatch | None:
+    """What ``--reload`` watches (None without it). A single process cannot load new
+    code into its imported modules, so ``--reload`` without ``--workers`` runs the
+    master with one worker, whose recycle is the reload (noted in ``notes``)."""
+    given = [
+        flag
+        for flag, value in (
+            ("--reload-dir", args.reload_dir),
+            ("--reload-include", args.reload_include),
+            ("--reload-exclude", args.reload_exclude),
+        )
+        if value
+    ]
+    if not args.reload:
+        if given:
+            raise ConfigError(f"{', '.join(given)}: only with --reload")
+        return None
+    if getattr(args, "no_watch", False):
+        raise ConfigError("--reload watches files: it does not go with --no-watch")
+    from colonnade.config.watch import CodeWatch
+
+    folders = args.reload_dir or [getattr(args, "app_dir", None) or os.getcwd()]
+    for folder in folders:
+        if not os.path.isdir(folder):
+            raise ConfigError(f"--reload-dir {folder}: no such folder")
+    code = CodeWatch(tuple(os.path.abspath(f) for f in folders))
+    if args.reload_include:
+        code = dataclasses.replace(code, include=tuple(args.reload_include))
+    if args.reload_exclude:
+        code = dataclasses.replace(code, exclude=(*code.exclude, *args.reload_exclude))
+    if not args.workers:
+        args.workers = 1
+        notes.append(
+            "--reload: serving with one worker under the master, which recycles it when "
+            "the code changes (a process cannot re-import changed modules)"
+        )
+    return code
 
 
 def _is_pool(dest: str) -> bool:
