@@ -5,8 +5,11 @@ client sends requests in a loop; the new code answers and no request fails."""
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from colonnade.errors import ConfigError
 from colonnade.management import serve_options
 from colonnade.management.cli import _parser
 from tests.e2e.conftest import free_port
+from tests.management.test_serve_options import _exchange
 from tests.support.wait import PATIENCE, wait_for
 
 WEB = """
@@ -33,15 +37,17 @@ def app(environ, start_response):
 class Loop(threading.Thread):
     """A client sending requests one after another (kept-alive) until stopped."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, uds: str | None) -> None:
         super().__init__(daemon=True)
         self.url = url
+        self.uds = uds
         self.answers: list[str] = []
         self.failures: list[str] = []
         self.halt = threading.Event()
 
     def run(self) -> None:
-        with httpx.Client(timeout=PATIENCE) as client:
+        transport = httpx.HTTPTransport(uds=self.uds)
+        with httpx.Client(transport=transport, timeout=PATIENCE) as client:
             while not self.halt.is_set():
                 try:
                     answer = client.get(self.url)
@@ -57,13 +63,23 @@ class Loop(threading.Thread):
         return sum(1 for a in list(self.answers) if a.split()[0] == message)
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_an_edited_view_answers_and_no_request_fails(tmp_path: Path, workers: int) -> None:
+@pytest.mark.parametrize(("workers", "where"), [(0, "tcp"), (2, "tcp"), (1, "unix")])
+def test_an_edited_view_answers_and_no_request_fails(
+    tmp_path: Path, workers: int, where: str
+) -> None:
     (tmp_path / "web.py").write_text(WEB)
     views = tmp_path / "views.py"
     views.write_text('MESSAGE = "v1"\n')
     port = free_port()
-    argv = ["web:app", "--reload", "--port", str(port), "--control", str(tmp_path / "c")]
+    argv = ["web:app", "--reload", "--control", str(tmp_path / "c")]
+    uds = None
+    if where == "unix":
+        # Kept-alive unix connections are handed back by the old worker and migrate.
+        folder = tempfile.mkdtemp(prefix="creload", dir="/tmp")
+        uds = os.path.join(folder, "s")
+        argv += ["--uds", uds]
+    else:
+        argv += ["--port", str(port)]
     # No .pyc: a same-second edit of the same size would otherwise look unchanged.
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     proc = subprocess.Popen(
@@ -73,18 +89,30 @@ def test_an_edited_view_answers_and_no_request_fails(tmp_path: Path, workers: in
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    loop = Loop(f"http://127.0.0.1:{port}/")
+    loop = Loop(f"http://127.0.0.1:{port}/", uds)
     try:
 
         def up() -> bool:
             if proc.poll() is not None:
                 raise RuntimeError(f"colonnade serve exited ({proc.returncode})")
+            if uds is not None:
+                with socket.socket(socket.AF_UNIX) as probe:  # (httpx leaks one here)
+                    return probe.connect_ex(uds) == 0
             try:
                 return httpx.get(f"http://127.0.0.1:{port}/", timeout=PATIENCE).is_success
             except httpx.HTTPError:
                 return False
 
         wait_for(up, PATIENCE, "the server answering")
+        idle = None
+        if uds is not None:
+            # A kept-alive connection idle through the recycle: the old worker hands
+            # it back to the master (a unix socket, on the unix port), the new one
+            # answers its next request.
+            idle = socket.socket(socket.AF_UNIX)
+            idle.settimeout(PATIENCE)
+            idle.connect(uds)
+            assert _exchange(idle).split(b"\r\n\r\n")[1].startswith(b"v1 ")
         loop.start()
         wait_for(lambda: loop.count("v1") >= 20, PATIENCE, "requests answered by v1")
         views.write_text('MESSAGE = "version-2"\n')
@@ -99,11 +127,16 @@ def test_an_edited_view_answers_and_no_request_fails(tmp_path: Path, workers: in
             PATIENCE,
             "the new code answering alone",
         )
+        if idle is not None:
+            with idle:
+                assert _exchange(idle).split(b"\r\n\r\n")[1].startswith(b"version-2 ")
     finally:
         loop.halt.set()
         loop.join(PATIENCE)
         proc.terminate()
         assert proc.wait(PATIENCE) == 0
+        if uds is not None:
+            shutil.rmtree(os.path.dirname(uds))
     assert loop.failures == []
     old = {a.split()[1] for a in loop.answers if a.startswith("v1 ")}
     new = {a.split()[1] for a in loop.answers[-10:]}

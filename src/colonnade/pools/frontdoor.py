@@ -38,7 +38,7 @@ import time
 from typing import TYPE_CHECKING
 
 from colonnade.core.request import is_local_client
-from colonnade.engine.sites import Binding
+from colonnade.engine.sites import UNIX_PORT, Binding
 from colonnade.http import HTTP1Connection, Preface, ProtocolError, RequestHead, error_response
 from colonnade.pools import ipc
 from colonnade.pools.pool import Pool, PoolState
@@ -395,14 +395,17 @@ def local_client(fd: int, data: bytes) -> bool:
     return is_local_client(host, (line.partition(b":")[0].strip().lower() for line in lines))
 
 
-def is_tcp(fd: int) -> bool:
-    """Whether ``fd`` is a TCP socket (what a worker may hand over)."""
+def is_client_socket(fd: int, port: int) -> bool:
+    """Whether ``fd`` is what a worker may hand over for a connection of ``port``: a
+    TCP socket, or on a unix-socket binding's port (``UNIX_PORT``) a unix stream
+    socket. (Not any descriptor: the master reads from it and gives it to a pool.)"""
     try:
         sock = socket.socket(fileno=fd)
     except OSError:
         return False
+    families = (socket.AF_UNIX,) if port == UNIX_PORT else (socket.AF_INET, socket.AF_INET6)
     try:
-        return sock.type == socket.SOCK_STREAM and sock.family in (socket.AF_INET, socket.AF_INET6)
+        return sock.type == socket.SOCK_STREAM and sock.family in families
     finally:
         sock.detach()
 
