@@ -159,6 +159,9 @@ class Master:
         self.watch = watch
         #: ``serve --reload``: the application code whose change recycles the pools.
         self.code = code
+        #: When (monotonic) the code last changed: a worker spawned before then may
+        #: have imported the old code, and is recycled once ready.
+        self.code_changed_at = float("-inf")
         self.loaded: Loaded | None = None
         self.generation = 1
         self.pools: dict[str, Pool] = {}
@@ -494,6 +497,7 @@ class Master:
         old ones finish their requests), as ``colonnade recycle`` does."""
         names = ", ".join(sorted(os.path.basename(p) for p in changed))
         log.info("code changed (%s): recycling the workers of every pool", names)
+        self.code_changed_at = time.monotonic()
         for pool in self.pools.values():
             self.workers.recycle(pool, "code changed")
 

@@ -214,6 +214,10 @@ class Workers:
         frontdoor = self.master.frontdoor
         frontdoor.flush_queue(pool)
         frontdoor.update_accepting()
+        if worker.started < self.master.code_changed_at:
+            # serve --reload: it was starting when the code changed (a recycle takes
+            # only ready workers) and may have imported the old code.
+            self.recycle_worker(worker, "code changed")
 
     def _on_handoff(
         self, worker: WorkerProcess, message: ipc.Handoff, data: bytes, fds: list[int]
