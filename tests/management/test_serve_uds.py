@@ -137,3 +137,23 @@ def test_unix_bindings_parse_and_refuse_what_is_not_one(short_dir: Path) -> None
         bind_unix(str(taken), 16)
     assert taken.read_text() == "mine"
     os.unlink(taken)
+
+
+@pytest.mark.parametrize(("allow", "client"), [(None, None), ("unix", ["203.0.113.9", 0])])
+def test_proxy_headers_from_a_unix_peer_only_when_trusted(
+    short_dir: Path, allow: str | None, client: list[object] | None
+) -> None:
+    # nginx in front of a unix socket: its X-Forwarded-For counts only with
+    # --forwarded-allow-ips unix (a unix peer has no address to list).
+    path = short_dir / "p.sock"
+    argv = ["web:asgi", "--uds", str(path), "--proxy-headers"]
+    argv += ["--forwarded-allow-ips", allow] if allow else []
+    proc = _serve(short_dir, argv)
+    try:
+        _answer(proc, path)
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(path)), timeout=PATIENCE) as c:
+            answer = c.get("http://app.test/", headers={"X-Forwarded-For": "203.0.113.9"})
+        assert answer.json()["client"] == client
+    finally:
+        proc.terminate()
+        assert proc.wait(PATIENCE) == 0

@@ -346,7 +346,8 @@ OPTIONS: tuple[ServeOption, ...] = (
         "forwarded_allow_ips",
         "str",
         "comma-separated proxy addresses or networks trusted for --proxy-headers "
-        "(default 127.0.0.1,::1; * trusts every peer); implies --proxy-headers",
+        "(default 127.0.0.1,::1; unix: the peers of a unix socket, --uds; * trusts every "
+        "peer); implies --proxy-headers",
         config_key="sections.trusted_proxies.proxies",
     ),
     ServeOption(
@@ -408,7 +409,7 @@ BY_DEST: Mapping[str, ServeOption] = {option.dest: option for option in OPTIONS}
 
 def _allow_ips(text: str) -> list[str]:
     ips = [part.strip() for part in text.split(",") if part.strip()]
-    return ["0.0.0.0/0", "::/0"] if "*" in ips else ips
+    return ["0.0.0.0/0", "::/0", "unix"] if "*" in ips else ips
 
 
 #: Option values whose config key wants another form (by ``dest``).
