@@ -157,3 +157,29 @@ def test_proxy_headers_from_a_unix_peer_only_when_trusted(
     finally:
         proc.terminate()
         assert proc.wait(PATIENCE) == 0
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_fd_serves_an_inherited_unix_socket_and_leaves_its_file(
+    short_dir: Path, workers: int
+) -> None:
+    path = short_dir / "fd.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen(5)
+    with listener:
+        fd = listener.fileno()
+        argv = ["web:asgi", "--fd", str(fd), "--no-watch", "-w", str(workers)]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "colonnade", "serve", *argv, "--control", str(short_dir / "c")],
+            cwd=short_dir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(fd,),
+        )
+        try:
+            assert _answer(proc, path).json() == {"client": None, "server": None}
+        finally:
+            proc.terminate()
+            assert proc.wait(PATIENCE) == 0
+    assert path.exists()  # the file is its creator's, not removed by the server

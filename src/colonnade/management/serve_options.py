@@ -135,9 +135,9 @@ OPTIONS: tuple[ServeOption, ...] = (
         ("--fd",),
         "fd",
         "int",
-        "serve the listening TCP socket at this inherited file descriptor (a binding to its "
-        "address; with -c, the configuration's binding to that address takes it, as one "
-        "systemd passed)",
+        "serve the listening TCP or unix socket at this inherited file descriptor (a "
+        "binding to its address; with -c, the configuration's binding to that address "
+        "takes it, as one systemd passed)",
     ),
     ServeOption(
         ("--root",),

@@ -94,13 +94,14 @@ def _listening(fd: int) -> socket.socket:
     except OSError as exc:
         raise ValueError(f"not a socket ({exc})") from None
     if (
-        sock.family not in (socket.AF_INET, socket.AF_INET6)
+        sock.family not in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
         or sock.type != socket.SOCK_STREAM
         or not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        or (sock.family == socket.AF_UNIX and not str(sock.getsockname()).startswith("/"))
     ):
         # Not ours to close either: the descriptor stays as it was given.
         sock.detach()
-        raise ValueError(f"not a listening TCP socket ({sock})")
+        raise ValueError(f"not a listening TCP or unix (path) stream socket ({sock})")
     sock.setblocking(False)
     return sock
 
@@ -109,7 +110,9 @@ def adopt(fd: int) -> str:
     """Serve the listening socket at descriptor ``fd`` (``colonnade serve --fd N``):
     it joins the sockets systemd passed (:func:`inherited`), so the binding to its
     address takes it as it would take systemd's. Returns that address
-    (``HOST:PORT``); ConfigError if ``fd`` is no listening TCP socket."""
+    (``HOST:PORT``, or ``unix:PATH``); ConfigError if ``fd`` is no listening TCP
+    socket or unix socket with a path. (A unix socket file it did not create is not
+    removed at stop: its creator owns it.)"""
     try:
         sock = _listening(fd)
     except ValueError as exc:
@@ -122,7 +125,7 @@ def listening_socket(binding: Binding, backlog: int = 2048) -> socket.socket:
     """The listening socket for ``binding``: the inherited one bound to its address
     and port where systemd passed one (:func:`inherited`), else one bound now with
     ``backlog`` (``[server] listen_backlog``)."""
-    reserve = [] if is_unix(binding.host) else inherited()
+    reserve = inherited()
     for sock in reserve:
         if _matches(sock, binding.host, binding.port):
             reserve.remove(sock)
@@ -142,6 +145,8 @@ def unclaimed() -> None:
 
 
 def _address(sock: socket.socket) -> str:
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{sock.getsockname()}"
     host, port = sock.getsockname()[:2]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -151,7 +156,10 @@ def _matches(sock: socket.socket, host: str, port: int) -> bool:
 
     The same address and port; or, for a wildcard binding (``0.0.0.0``, ``::``),
     a wildcard socket that covers its family (systemd's ``ListenStream=8080`` is
-    an IPv6 wildcard socket that takes IPv4 too, unless ``BindIPv6Only=ipv6-only``)."""
+    an IPv6 wildcard socket that takes IPv4 too, unless ``BindIPv6Only=ipv6-only``).
+    A unix socket: a unix binding to the same path."""
+    if sock.family == socket.AF_UNIX or is_unix(host):
+        return sock.family == socket.AF_UNIX and is_unix(host) and sock.getsockname() == host
     bound_host, bound_port = sock.getsockname()[:2]
     if bound_port != port:
         return False

@@ -271,14 +271,21 @@ def bind_unix(path: str, backlog: int) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(path)
+        _bound_here.add(path)
         # Before listen(): no client can connect while the mode is still the umask's.
         os.chmod(path, UNIX_SOCKET_MODE)
         sock.listen(backlog)
     except OSError:
         sock.close()
+        remove_unix_socket(path)
         raise
     sock.setblocking(False)
     return sock
+
+
+#: The unix socket files this process created (the ones it removes; a socket
+#: systemd or ``--fd`` passed belongs to whoever made it).
+_bound_here: set[str] = set()
 
 
 def unix_path(sock: socket.socket) -> str | None:
@@ -291,8 +298,10 @@ def unix_path(sock: socket.socket) -> str | None:
 
 def remove_unix_socket(path: str | None) -> None:
     """Remove the file of a unix socket this process bound (at stop, or when a reload
-    drops its binding; :func:`unix_path` of the socket, taken before it is closed)."""
-    if path is not None:
+    drops its binding; :func:`unix_path` of the socket, taken before it is closed).
+    A socket file this process did not create is left alone."""
+    if path is not None and path in _bound_here:
+        _bound_here.discard(path)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
 
