@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+import colonnade
 from colonnade.config.watch import CodeWatch
 from colonnade.errors import ConfigError
 from colonnade.management import serve_options
@@ -173,3 +174,13 @@ def test_reload_options_need_reload_and_the_watcher() -> None:
     args = _parser().parse_args(["serve", "m:app", "--reload", "--no-watch"])
     with pytest.raises(ConfigError, match="--no-watch"):
         serve_options.prepare(args, {})
+
+
+def test_run_and_server_with_reload() -> None:
+    # Reloading runs worker processes: they import the app by its string.
+    with pytest.raises(ConfigError, match="import string"):
+        colonnade.run(lambda environ, start_response: [], reload=True)
+    with pytest.raises(ConfigError, match="use run"):
+        colonnade.Server(lambda environ, start_response: [], reload=True)
+    with pytest.raises(ConfigError, match="use run"):
+        colonnade.Server(lambda environ, start_response: [], uds="/tmp/x.sock")

@@ -93,6 +93,8 @@ class Server:
             raise ConfigError(
                 "colonnade.Server serves in this process: use run() for workers or reload"
             )
+        if options.get("uds") is not None or options.get("fd") is not None:
+            raise ConfigError("colonnade.Server listens on host and port: use run() for uds or fd")
         self.host = host
         self.port = port
         self.scheme = "https" if options.get("ssl_certfile") else "http"
