@@ -99,3 +99,33 @@ def test_root_path_in_the_file_and_the_environment(tmp_path: Path) -> None:
 def test_a_root_path_with_a_space_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"asgi\.root_path: '/a b': expected ''"):
         colonnade.Server(starlette_app, root_path="/a b").start()
+
+
+async def ws_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    assert scope["type"] == "websocket"
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    seen = {"root_path": scope["root_path"], "path": scope["path"]}
+    await send({"type": "websocket.send", "text": json.dumps(seen)})
+    await send({"type": "websocket.close"})
+
+
+def test_a_websocket_scope_carries_the_root_path() -> None:
+    with colonnade.Server(ws_app, root_path="/api") as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=PATIENCE) as sock:
+            sock.sendall(
+                b"GET /live HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                b"Sec-WebSocket-Version: 13\r\n\r\n"
+            )
+            data = b""
+            while b"\r\n\r\n" not in data or len(data) < data.index(b"\r\n\r\n") + 6:
+                chunk = sock.recv(4096)
+                assert chunk, data
+                data += chunk
+            head, _, frames = data.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 101")
+            while len(frames) < 2 + frames[1]:
+                frames += sock.recv(4096)
+    assert frames[0] == 0x81  # one text frame, unmasked, short
+    assert json.loads(frames[2 : 2 + frames[1]]) == {"root_path": "/api", "path": "/api/live"}

@@ -228,6 +228,7 @@ class AsgiHandler(Handler):
         self.app: App | None = None
         self.target = ""
         self.root_path = ""
+        self.prefix = ""
         self.state: dict[str, Any] = {}
         self.settings = AsgiSection()
         self.lifespan: Lifespan | None = None
@@ -240,7 +241,8 @@ class AsgiHandler(Handler):
         self.target = python.target
         self.app = load_app(python.target, app_dir=python.app_dir, factory=python.factory)
         self.settings = settings = app.section(AsgiSection)
-        self.root_path = mount_path(app.path, settings.root_path)
+        self.prefix = settings.root_path  # what a proxy stripped ([asgi] root_path)
+        self.root_path = mount_path(app.path, self.prefix)
         self.lifespan = Lifespan(
             self.app,
             mode=settings.lifespan,
@@ -275,8 +277,8 @@ class AsgiHandler(Handler):
             raise ModuleError(self.id, "execute() before provision()")
         cycle = HttpCycle(ctx, request.body)
         scope = http_scope(ctx, self.root_path, self.state)
-        if self.settings.root_path:
-            add_proxy_prefix(scope, self.settings.root_path)
+        if self.prefix:
+            add_proxy_prefix(scope, self.prefix)
         await cycle.run(app, scope, f"the ASGI application {self.target}")
 
     async def _websocket(self, ctx: Context) -> None:
