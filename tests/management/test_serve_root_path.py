@@ -111,21 +111,23 @@ async def ws_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 def test_a_websocket_scope_carries_the_root_path() -> None:
-    with colonnade.Server(ws_app, root_path="/api") as server:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=PATIENCE) as sock:
-            sock.sendall(
-                b"GET /live HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
-                b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                b"Sec-WebSocket-Version: 13\r\n\r\n"
-            )
-            data = b""
-            while b"\r\n\r\n" not in data or len(data) < data.index(b"\r\n\r\n") + 6:
-                chunk = sock.recv(4096)
-                assert chunk, data
-                data += chunk
-            head, _, frames = data.partition(b"\r\n\r\n")
-            assert head.startswith(b"HTTP/1.1 101")
-            while len(frames) < 2 + frames[1]:
-                frames += sock.recv(4096)
+    with (
+        colonnade.Server(ws_app, root_path="/api") as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=PATIENCE) as sock,
+    ):
+        sock.sendall(
+            b"GET /live HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        data = b""
+        while b"\r\n\r\n" not in data or len(data) < data.index(b"\r\n\r\n") + 6:
+            chunk = sock.recv(4096)
+            assert chunk, data
+            data += chunk
+        head, _, frames = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101")
+        while len(frames) < 2 + frames[1]:
+            frames += sock.recv(4096)
     assert frames[0] == 0x81  # one text frame, unmasked, short
     assert json.loads(frames[2 : 2 + frames[1]]) == {"root_path": "/api", "path": "/api/live"}
