@@ -49,7 +49,7 @@ SYSDEPS := chromium:chromium htpasswd:apache2-utils krb5kdc:krb5-kdc \
 	kadmin.local:krb5-admin-server kinit:krb5-user redis-server:redis-server \
 	krb5-config:libkrb5-dev cc:gcc testssl:testssl.sh h2load:nghttp2-client \
 	php-cgi:php-cgi php-fpm*:php-fpm /usr/share/adminer/adminer.php:adminer \
-	/usr/lib/php/*/pdo_sqlite.so:php-sqlite3 slowhttptest:slowhttptest
+	/usr/lib/php/*/pdo_sqlite.so:php-sqlite3 slowhttptest:slowhttptest ss:iproute2
 
 sysdeps:
 	@set -f; missing=""; for pair in $(SYSDEPS); do \

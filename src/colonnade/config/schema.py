@@ -16,6 +16,16 @@ Seconds = Annotated[float, Meta(gt=0, le=86400)]
 UrlPath = Annotated[
     str, Meta(pattern=r"^/[^\s]*$", description="a URL path: '/' and then no spaces")
 ]
+#: The path prefix a reverse proxy strips before it forwards a request to an
+#: application (``[asgi]``/``[wsgi]`` ``root_path``): empty, or ``/a/b`` (no
+#: trailing slash).
+RootPath = Annotated[
+    str,
+    Meta(
+        pattern=r"^(/[^/\s]+)*$",
+        description="'' or a URL path without a trailing slash, such as '/api'",
+    ),
+]
 
 #: The content root of a stand-in site (in a pool worker's view of the
 #: configuration, a site another pool serves): a path that never exists, and
@@ -271,6 +281,11 @@ class ServerSettings(_Strict):
     else ``/run/colonnade/control.sock`` as root, else
     ``$TMPDIR/colonnade-UID/control.sock``. ``colonnade serve --control SOCKET``
     overrides it (one socket per master, to run several side by side)."""
+    listen_backlog: Annotated[int, Meta(ge=1, le=65535)] = 2048
+    """The length of each listening socket's queue of connections not yet accepted
+    (``listen(2)``'s backlog; the kernel caps it at ``net.core.somaxconn``). Taken
+    when a socket is bound (a socket systemd or ``--fd`` passed keeps its own).
+    ``colonnade serve --backlog N`` sets it."""
     request_monitor: bool = True
     """Keep the table of executing requests the request monitor lists
     (``colonnade requests``, ``GET /api/requests``). Off: a request writes nothing
@@ -798,7 +813,8 @@ class SiteConfig(_Strict):
     name: Annotated[str, Meta(min_length=1)]
     """A unique name (used by ``[[locations]]`` paths and the tools)."""
     bindings: Annotated[list[str], Meta(min_length=1)]
-    """Where it listens: ``http://HOST:PORT`` or ``https://HOST:PORT``."""
+    """Where it listens: ``http://HOST:PORT``, ``https://HOST:PORT``, or
+    ``unix:/ABSOLUTE/PATH`` (HTTP over a unix socket, mode 0660, removed at stop)."""
     root: str = "."
     """The content folder (relative to the server file)."""
     pool: str = "default"

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from fnmatch import fnmatch
+from pathlib import PurePath
 
 from colonnade.config.sections import WEB_TOML
 
@@ -17,8 +20,38 @@ def _outermost(paths: Iterable[str]) -> list[str]:
     return found
 
 
+@dataclass(frozen=True)
+class CodeWatch:
+    """The application code ``colonnade serve --reload`` watches: files under
+    ``folders`` whose path matches an ``include`` glob and none of whose parts (below
+    the folder) matches an ``exclude`` glob (uvicorn's defaults: ``*.py``; hidden
+    files and folders, compiled files, editor swap and backup files)."""
+
+    folders: tuple[str, ...]
+    include: tuple[str, ...] = ("*.py",)
+    exclude: tuple[str, ...] = (".*", "*.py[cod]", "*.sw.*", "~*", "__pycache__")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "folders", tuple(os.path.realpath(f) for f in self.folders))
+
+    def matches(self, path: str) -> bool:
+        """Whether a change of ``path`` is a change of the application's code."""
+        real = os.path.realpath(path)
+        for folder in self.folders:
+            if not real.startswith(folder.rstrip("/") + "/"):
+                continue
+            parts = PurePath(os.path.relpath(real, folder)).parts
+            if any(fnmatch(part, glob) for part in parts for glob in self.exclude):
+                return False
+            return any(PurePath(real).match(glob) for glob in self.include)
+        return False
+
+
 def _targets(
-    folders: Iterable[str], config_file: str | None, files: Iterable[str] = ()
+    folders: Iterable[str],
+    config_file: str | None,
+    files: Iterable[str] = (),
+    code: CodeWatch | None = None,
 ) -> tuple[list[str], Callable[[object, str], bool]]:
     config_real = os.path.realpath(config_file) if config_file else None
     # The server file and application module sources: these files exactly.
@@ -27,9 +60,14 @@ def _targets(
         exact.add(config_real)
 
     def wanted(_change: object, path: str) -> bool:
-        return os.path.basename(path) == WEB_TOML or os.path.realpath(path) in exact
+        return (
+            os.path.basename(path) == WEB_TOML
+            or os.path.realpath(path) in exact
+            or (code is not None and code.matches(path))
+        )
 
-    return _outermost([*folders, *(os.path.dirname(f) for f in exact)]), wanted
+    code_folders = code.folders if code is not None else ()
+    return _outermost([*folders, *code_folders, *(os.path.dirname(f) for f in exact)]), wanted
 
 
 async def changes(
@@ -37,12 +75,14 @@ async def changes(
     config_file: str | None,
     stop: asyncio.Event,
     files: Iterable[str] = (),
+    code: CodeWatch | None = None,
 ) -> AsyncIterator[set[str]]:
-    """Yield the set of changed ``web.toml``/server files and of ``files`` (the
-    sources of application modules), debounced, until ``stop``."""
+    """Yield the set of changed ``web.toml``/server files, of ``files`` (the sources
+    of application modules) and of the files ``code`` matches, debounced, until
+    ``stop``."""
     from watchfiles import awatch  # imported only when watching is on
 
-    roots, wanted = _targets(folders, config_file, files)
+    roots, wanted = _targets(folders, config_file, files, code)
     if not roots:
         return
     async for batch in awatch(

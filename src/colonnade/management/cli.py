@@ -70,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
             *(("-b", "--bind") if serving else ("--bind",)),
             metavar="HOST:PORT",
             action="append",
-            help="address to listen on (repeatable; default 127.0.0.1:8080)",
+            help="address to listen on (repeatable; default 127.0.0.1:8080)"
+            + (" [env COLONNADE_BIND, comma-separated]" if serving else ""),
         )
         if not serving:  # serve's comes from its option table (--access-log too)
             p.add_argument("--no-access-log", action="store_true", help="do not load log.http")
@@ -80,19 +81,24 @@ def _parser() -> argparse.ArgumentParser:
         "python_app",
         nargs="?",
         metavar="APP",
-        help="a Python application, pkg.module:attr (WSGI or ASGI), mounted at /",
+        help="a Python application, pkg.module:attr (WSGI or ASGI), mounted at / "
+        "[env COLONNADE_APP]",
     )
     serve.add_argument(
         "--interface",
         choices=["auto", "asgi", "wsgi"],
-        default="auto",
-        help="the application's interface (default: detected)",
+        help="the application's interface (default: detected) [env COLONNADE_INTERFACE]",
     )
     serve.add_argument(
-        "--factory", action="store_true", help="APP names a factory to call for the application"
+        "--factory",
+        action="store_true",
+        default=None,
+        help="APP names a factory to call for the application [env COLONNADE_FACTORY]",
     )
     serve.add_argument(
-        "--app-dir", metavar="DIR", help="a folder to put on sys.path before importing APP"
+        "--app-dir",
+        metavar="DIR",
+        help="a folder to put on sys.path before importing APP [env COLONNADE_APP_DIR]",
     )
     serve.add_argument(
         "--static",
@@ -100,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         help="serve the folder DIR (relative to the current folder) at the URL path URL, "
         "a virtual directory; inside APP's URL space the static handler answers it, not "
-        "APP (repeatable): --static /static=staticfiles",
+        "APP (repeatable): --static /static=staticfiles [env COLONNADE_STATIC, comma-separated]",
     )
     config_args(serve, serving=True)
     serve_options.add_to(serve)
@@ -114,7 +120,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SOCKET",
         help="the master's control socket (default: [server] control_socket, else one per "
         "user); give each master its own to run several side by side. Its folder must be "
-        "yours and writable by no other user (a missing one is created with mode 0700)",
+        "yours and writable by no other user (a missing one is created with mode 0700) "
+        "[env COLONNADE_CONTROL]",
     )
     serve.add_argument(
         "--no-watch",
@@ -302,7 +309,7 @@ def config_source(args: argparse.Namespace) -> ConfigSource:
             no_access_log=args.no_access_log,
             overrides=getattr(args, "overrides", {}),
         )
-    bindings = [b if "://" in b else f"http://{b}" for b in (args.bind or [])]
+    bindings = [_binding(b) for b in (args.bind or [])]
     app = getattr(args, "python_app", None)
     app_dir = getattr(args, "app_dir", None)
     for option, folder in (("--root", args.root), ("--app-dir", app_dir)):
@@ -323,6 +330,14 @@ def config_source(args: argparse.Namespace) -> ConfigSource:
         static=static_mounts(static or []),
         overrides=getattr(args, "overrides", {}),
     )
+
+
+def _binding(text: str) -> str:
+    """A ``-b`` value as a binding: ``http://`` where no scheme is given; a unix
+    socket's path (``unix:PATH``, gunicorn's form) made absolute."""
+    if text.startswith("unix:"):
+        return "unix:" + os.path.abspath(text[5:])
+    return text if "://" in text else f"http://{text}"
 
 
 def static_mounts(values: Sequence[str]) -> list[tuple[str, str]]:
@@ -406,6 +421,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 registry=modules,
                 log_level=args.log_level.upper(),
                 watch=not args.no_watch,
+                code=args.code,
             )
         except OSError as exc:
             print(f"colonnade: cannot listen: {exc}", file=sys.stderr)

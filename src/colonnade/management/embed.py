@@ -36,7 +36,7 @@ def _app_reference(app: Any, workers: int) -> str:
         return app
     if workers:
         raise ConfigError(
-            "colonnade.run: with workers > 0, give the app as an import string "
+            "colonnade.run: with workers > 0 (or reload), give the app as an import string "
             '("pkg.module:app"), which each worker process imports; an app object '
             "lives in this process only"
         )
@@ -79,7 +79,7 @@ def run(app: Any, **options: Any) -> int:
     """
     from colonnade.management.cli import main
 
-    reference = _app_reference(app, int(options.get("workers") or 0))
+    reference = _app_reference(app, int(options.get("workers") or options.get("reload") or 0))
     return main(_argv(reference, options))
 
 
@@ -89,8 +89,12 @@ class Server:
     def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0, **options: Any):
         """``app``: an app object or ``"pkg.module:attr"``; ``options``: as for :func:`run`
         (``workers`` is not one: the server runs in this process)."""
-        if options.get("workers"):
-            raise ConfigError("colonnade.Server serves in this process: use run() for workers")
+        if options.get("workers") or options.get("reload"):
+            raise ConfigError(
+                "colonnade.Server serves in this process: use run() for workers or reload"
+            )
+        if options.get("uds") is not None or options.get("fd") is not None:
+            raise ConfigError("colonnade.Server listens on host and port: use run() for uds or fd")
         self.host = host
         self.port = port
         self.scheme = "https" if options.get("ssl_certfile") else "http"
@@ -119,7 +123,8 @@ class Server:
         args = _parser().parse_args(self._args)
         serve_options.prepare(args, os.environ)
         engine = Engine(load_checked(args), Registry.standard(BUILTIN))
-        sock = bind_socket(Binding("http", self.host, self.port))
+        backlog = engine.config.server.listen_backlog
+        sock = bind_socket(Binding("http", self.host, self.port), backlog=backlog)
         self.port = sock.getsockname()[1]
         self._thread = threading.Thread(
             target=self._run, args=(engine, sock), name="colonnade", daemon=True

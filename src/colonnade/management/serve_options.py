@@ -15,6 +15,7 @@ environment gave it; otherwise the file's value (or the default) stands.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import logging.config
@@ -22,9 +23,12 @@ import os
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from colonnade.errors import ConfigError
+
+if TYPE_CHECKING:
+    from colonnade.config.watch import CodeWatch
 
 #: The uvicorn worker classes gunicorn users name with ``-k``; Colonnade's own workers
 #: take their place (there is no worker class to choose).
@@ -64,14 +68,102 @@ class ServeOption:
     (None: the configuration's default)."""
     origin: str = "uvicorn"
     """Whose option this is: ``uvicorn``, ``gunicorn`` or ``both``."""
+    parsed_elsewhere: bool = False
+    """The argument is defined by ``colonnade serve``'s parser itself (APP, options
+    other subcommands share): :func:`add_to` leaves it out, the environment and the
+    docs table have it all the same."""
+    env_stem: str | None = None
+    """The environment name's stem when it is not ``dest`` (``APP``, not ``PYTHON_APP``)."""
 
     @property
     def env(self) -> str:
         """The environment variable that sets the option."""
-        return "COLONNADE_" + self.dest.upper()
+        return "COLONNADE_" + (self.env_stem or self.dest).upper()
 
 
 OPTIONS: tuple[ServeOption, ...] = (
+    ServeOption(
+        ("APP",),
+        "python_app",
+        "str",
+        "a Python application, pkg.module:attr (WSGI or ASGI), mounted at /",
+        parsed_elsewhere=True,
+        env_stem="app",
+        origin="both",
+    ),
+    ServeOption(
+        ("--interface",),
+        "interface",
+        "choice",
+        "the application's interface: auto (detected, the default), asgi or wsgi",
+        choices=("auto", "asgi", "wsgi"),
+        default="auto",
+        parsed_elsewhere=True,
+    ),
+    ServeOption(
+        ("--factory",),
+        "factory",
+        "bool",
+        "APP names a factory to call for the application",
+        parsed_elsewhere=True,
+        default=False,
+    ),
+    ServeOption(
+        ("--app-dir",),
+        "app_dir",
+        "str",
+        "a folder to put on sys.path before importing APP (default: the current folder)",
+        parsed_elsewhere=True,
+    ),
+    ServeOption(
+        ("-b", "--bind"),
+        "bind",
+        "list",
+        "address to listen on, HOST:PORT (repeatable; in the environment, comma-separated; "
+        "default 127.0.0.1:8080)",
+        parsed_elsewhere=True,
+        origin="gunicorn",
+    ),
+    ServeOption(
+        ("--uds",),
+        "uds",
+        "str",
+        "serve HTTP on a unix socket at this path (the same as -b unix:PATH; mode 0660, "
+        "a stale socket file is replaced, the file is removed at stop)",
+    ),
+    ServeOption(
+        ("--fd",),
+        "fd",
+        "int",
+        "serve the listening TCP or unix socket at this inherited file descriptor (a "
+        "binding to its address; with -c, the configuration's binding to that address "
+        "takes it, as one systemd passed)",
+    ),
+    ServeOption(
+        ("--root",),
+        "root",
+        "str",
+        "folder to serve (no config file; default: the current folder)",
+        parsed_elsewhere=True,
+        origin="colonnade",
+    ),
+    ServeOption(
+        ("--static",),
+        "static",
+        "list",
+        "URL=DIR: serve the folder DIR at the URL path URL, a virtual directory "
+        "(repeatable; in the environment, comma-separated)",
+        parsed_elsewhere=True,
+        origin="colonnade",
+    ),
+    ServeOption(
+        ("--control",),
+        "control",
+        "str",
+        "the master's control socket (one per master to run several side by side)",
+        parsed_elsewhere=True,
+        origin="colonnade",
+    ),
     ServeOption(
         ("-w", "--workers"),
         "workers",
@@ -81,6 +173,34 @@ OPTIONS: tuple[ServeOption, ...] = (
         'start at a pool\'s first request unless the pool says start = "always"',
         default=0,
         origin="both",
+    ),
+    ServeOption(
+        ("--reload",),
+        "reload",
+        "bool",
+        "recycle the workers (overlapped: no request fails) when the application's code "
+        "changes, through the configuration's file watcher; without --workers, one "
+        "worker under the master (a supervisor, as uvicorn runs)",
+    ),
+    ServeOption(
+        ("--reload-dir",),
+        "reload_dir",
+        "list",
+        "a folder whose files --reload watches (repeatable; default: --app-dir, else the "
+        "current folder)",
+    ),
+    ServeOption(
+        ("--reload-include",),
+        "reload_include",
+        "list",
+        "a glob of the files --reload watches (repeatable; default *.py)",
+    ),
+    ServeOption(
+        ("--reload-exclude",),
+        "reload_exclude",
+        "list",
+        "a glob of files or folders --reload ignores (repeatable; default: hidden ones "
+        ".*, *.py[cod], *.sw.*, ~*, __pycache__)",
     ),
     ServeOption(
         ("--log-level",),
@@ -129,6 +249,15 @@ OPTIONS: tuple[ServeOption, ...] = (
         "int",
         "open connections per worker; more are answered 503",
         config_key="server.limits.max_connections",
+    ),
+    ServeOption(
+        ("--backlog",),
+        "backlog",
+        "int",
+        "the listening sockets' queue of connections not yet accepted (default 2048; "
+        "the kernel caps it at net.core.somaxconn)",
+        config_key="server.listen_backlog",
+        origin="both",
     ),
     ServeOption(
         ("--max-requests",),
@@ -217,8 +346,18 @@ OPTIONS: tuple[ServeOption, ...] = (
         "forwarded_allow_ips",
         "str",
         "comma-separated proxy addresses or networks trusted for --proxy-headers "
-        "(default 127.0.0.1,::1; * trusts every peer); implies --proxy-headers",
+        "(default 127.0.0.1,::1; unix: the peers of a unix socket, --uds; * trusts every "
+        "peer); implies --proxy-headers",
         config_key="sections.trusted_proxies.proxies",
+    ),
+    ServeOption(
+        ("--root-path",),
+        "root_path",
+        "str",
+        "the path prefix a reverse proxy strips before it forwards (requests arrive "
+        "without it): ASGI root_path and path, WSGI SCRIPT_NAME start with it, so the "
+        "app's URLs carry it (also sets [wsgi] root_path)",
+        config_key="sections.asgi.root_path",
     ),
     ServeOption(
         ("--ssl-certfile",),
@@ -270,13 +409,14 @@ BY_DEST: Mapping[str, ServeOption] = {option.dest: option for option in OPTIONS}
 
 def _allow_ips(text: str) -> list[str]:
     ips = [part.strip() for part in text.split(",") if part.strip()]
-    return ["0.0.0.0/0", "::/0"] if "*" in ips else ips
+    return ["0.0.0.0/0", "::/0", "unix"] if "*" in ips else ips
 
 
 #: Option values whose config key wants another form (by ``dest``).
 CONVERT: Mapping[str, Callable[[Any], Any]] = {
     "forwarded_allow_ips": _allow_ips,
     "ssl_cert_reqs": lambda n: ("ignore", "accept", "require")[int(n)],
+    "root_path": lambda path: "/" + path.strip("/") if path.strip("/") else "",
     "ssl_certfile": os.path.abspath,
     "ssl_keyfile": os.path.abspath,
     "ssl_ca_certs": os.path.abspath,
@@ -290,6 +430,8 @@ def add_to(parser: argparse.ArgumentParser) -> None:
     command line from one left to the environment, the file or the default.
     """
     for option in OPTIONS:
+        if option.parsed_elsewhere:
+            continue
         if option.type == "bool":
             parser.add_argument(
                 *option.flags, dest=option.dest, action="store_true", default=None, help=option.help
@@ -302,6 +444,16 @@ def add_to(parser: argparse.ArgumentParser) -> None:
                     default=None,
                     help=f"the opposite of {option.flags[0]}",
                 )
+            continue
+        if option.type == "list":
+            parser.add_argument(
+                *option.flags,
+                dest=option.dest,
+                action="append",
+                default=None,
+                metavar=option.dest.split("_")[-1].upper(),
+                help=f"{option.help} [env {option.env}, comma-separated]",
+            )
             continue
         kind: Callable[[str], Any] = {"int": int, "float": float}.get(option.type, str)
         if option.choices:
@@ -331,6 +483,8 @@ def _from_env(option: ServeOption, text: str) -> Any:
             if lowered in ("0", "false", "no", "off", ""):
                 return False
             raise ValueError(text)
+        if option.type == "list":
+            return [part.strip() for part in text.split(",") if part.strip()]
     except ValueError:
         raise ConfigError(f"{option.env}={text!r}: not a valid {option.type}") from None
     if option.choices and text not in option.choices:
@@ -372,6 +526,8 @@ def overrides(given: Mapping[str, Any], rng: random.Random | None = None) -> dic
     if given.get("proxy_headers", proxies is not None):
         out["sections.trusted_proxies.proxies"] = proxies or ["127.0.0.1", "::1"]
         out["server.modules+"] = ["security.trusted_proxies"]
+    if "sections.asgi.root_path" in out:  # one prefix, whichever interface the app has
+        out["sections.wsgi.root_path"] = out["sections.asgi.root_path"]
     if "ssl_keyfile_password" in given:
         # The passphrase is read from the environment (inherited by workers), never
         # put into the configuration, where it could be logged or shown.
@@ -486,14 +642,30 @@ def prepare(args: argparse.Namespace, environ: Mapping[str, str]) -> list[str]:
     os.environ[BY_DEST["log_format"].env] = args.log_format
     if args.worker_class:
         notes.append(worker_class_note(args.worker_class))
+    args.code = code_watch(args, notes)
     if args.host is not None or args.port is not None:
         if args.bind:
             raise ConfigError("--host/--port and --bind: give one or the other")
         host = args.host or "127.0.0.1"
         host = f"[{host}]" if ":" in host else host
         args.bind = [f"{host}:{8000 if args.port is None else args.port}"]
+    if args.uds is not None:
+        if args.bind or args.fd is not None:
+            raise ConfigError("--uds and --bind/--host/--port/--fd: give one or the other")
+        args.bind = ["unix:" + os.path.abspath(args.uds)]
+    elif args.fd is not None:
+        if args.bind:
+            raise ConfigError("--fd and --bind/--host/--port: give one or the other")
+        from colonnade.pools import systemd  # only here: import colonnade stays light
+
+        address = systemd.adopt(args.fd)
+        if not args.config:
+            args.bind = [address]
     if args.ssl_certfile:
-        args.bind = [b if "://" in b else f"https://{b}" for b in args.bind or ["127.0.0.1:8443"]]
+        args.bind = [
+            b if "://" in b or b.startswith("unix:") else f"https://{b}"
+            for b in args.bind or ["127.0.0.1:8443"]
+        ]
     args.overrides = overrides(given)
     pool_keys = [k for k in args.overrides if k.startswith("pools.")]
     if pool_keys and not args.workers:
@@ -503,6 +675,45 @@ def prepare(args: argparse.Namespace, environ: Mapping[str, str]) -> list[str]:
             + " take effect with --workers N"
         )
     return notes
+
+
+def code_watch(args: argparse.Namespace, notes: list[str]) -> CodeWatch | None:
+    """What ``--reload`` watches (None without it). A single process cannot load new
+    code into its imported modules, so ``--reload`` without ``--workers`` runs the
+    master with one worker, whose recycle is the reload (noted in ``notes``)."""
+    given = [
+        flag
+        for flag, value in (
+            ("--reload-dir", args.reload_dir),
+            ("--reload-include", args.reload_include),
+            ("--reload-exclude", args.reload_exclude),
+        )
+        if value
+    ]
+    if not args.reload:
+        if given:
+            raise ConfigError(f"{', '.join(given)}: only with --reload")
+        return None
+    if getattr(args, "no_watch", False):
+        raise ConfigError("--reload watches files: it does not go with --no-watch")
+    from colonnade.config.watch import CodeWatch
+
+    folders = args.reload_dir or [getattr(args, "app_dir", None) or os.getcwd()]
+    for folder in folders:
+        if not os.path.isdir(folder):
+            raise ConfigError(f"--reload-dir {folder}: no such folder")
+    code = CodeWatch(tuple(os.path.abspath(f) for f in folders))
+    if args.reload_include:
+        code = dataclasses.replace(code, include=tuple(args.reload_include))
+    if args.reload_exclude:
+        code = dataclasses.replace(code, exclude=(*code.exclude, *args.reload_exclude))
+    if not args.workers:
+        args.workers = 1
+        notes.append(
+            "--reload: serving with one worker under the master, which recycles it when "
+            "the code changes (a process cannot re-import changed modules)"
+        )
+    return code
 
 
 def _is_pool(dest: str) -> bool:

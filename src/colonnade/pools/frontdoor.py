@@ -38,13 +38,14 @@ import time
 from typing import TYPE_CHECKING
 
 from colonnade.core.request import is_local_client
-from colonnade.engine.sites import Binding
+from colonnade.engine.sites import UNIX_PORT, Binding
 from colonnade.http import HTTP1Connection, Preface, ProtocolError, RequestHead, error_response
 from colonnade.pools import ipc
 from colonnade.pools.pool import Pool, PoolState
 from colonnade.pools.routing import pool_of_head
 from colonnade.pools.systemd import listening_socket
 from colonnade.transport.clienthello import NotTlsError, peek_server_name
+from colonnade.transport.server import remove_unix_socket, unix_path
 
 if TYPE_CHECKING:
     from colonnade.pools.master import Master
@@ -67,21 +68,23 @@ class FrontDoor:
 
     # -- listening ---------------------------------------------------------------------------
 
-    def listen(self, keys: list[tuple[str, int]]) -> None:
-        """Listen on exactly ``keys``: bind the new ones (all or none: OSError; a socket
-        systemd passed serves its address), close the rest."""
+    def listen(self, keys: list[tuple[str, int]], backlog: int = 2048) -> None:
+        """Listen on exactly ``keys``: bind the new ones with ``backlog`` (all or none:
+        OSError; a socket systemd passed serves its address), close the rest."""
         new: dict[tuple[str, int], socket.socket] = {}
         try:
             for key in keys:
                 if key not in self.listeners:
-                    new[key] = listening_socket(Binding("http", key[0], key[1]))
+                    new[key] = listening_socket(Binding("http", key[0], key[1]), backlog)
         except OSError:
             for sock in new.values():
                 sock.close()
             raise
         for key in [k for k in self.listeners if k not in keys]:
             self._stop_accepting(key)
-            self.listeners.pop(key).close()
+            sock = self.listeners.pop(key)
+            remove_unix_socket(unix_path(sock))
+            sock.close()
         self.listeners.update(new)
 
     def owned_by(self, pool: str) -> list[ipc.Listener]:
@@ -98,6 +101,7 @@ class FrontDoor:
         for key in list(self._accepting):
             self._stop_accepting(key)
         for sock in self.listeners.values():
+            remove_unix_socket(unix_path(sock))
             sock.close()
         self.listeners.clear()
 
@@ -391,14 +395,17 @@ def local_client(fd: int, data: bytes) -> bool:
     return is_local_client(host, (line.partition(b":")[0].strip().lower() for line in lines))
 
 
-def is_tcp(fd: int) -> bool:
-    """Whether ``fd`` is a TCP socket (what a worker may hand over)."""
+def is_client_socket(fd: int, port: int) -> bool:
+    """Whether ``fd`` is what a worker may hand over for a connection of ``port``: a
+    TCP socket, or on a unix-socket binding's port (``UNIX_PORT``) a unix stream
+    socket. (Not any descriptor: the master reads from it and gives it to a pool.)"""
     try:
         sock = socket.socket(fileno=fd)
     except OSError:
         return False
+    families = (socket.AF_UNIX,) if port == UNIX_PORT else (socket.AF_INET, socket.AF_INET6)
     try:
-        return sock.type == socket.SOCK_STREAM and sock.family in (socket.AF_INET, socket.AF_INET6)
+        return sock.type == socket.SOCK_STREAM and sock.family in families
     finally:
         sock.detach()
 

@@ -47,6 +47,7 @@ from colonnade.config.load import locate
 from colonnade.config.schema import ServerConfig
 from colonnade.config.sections import WEB_TOML
 from colonnade.config.tree import BrokenDir
+from colonnade.config.watch import CodeWatch
 from colonnade.core import shared
 from colonnade.core.registry import Registry
 from colonnade.engine import Engine
@@ -150,11 +151,17 @@ class Master:
         registry: Registry,
         log_level: str = "INFO",
         watch: bool = True,
+        code: CodeWatch | None = None,
     ) -> None:
         self.source = source
         self.registry = registry
         self.log_level = log_level
         self.watch = watch
+        #: ``serve --reload``: the application code whose change recycles the pools.
+        self.code = code
+        #: When (monotonic) the code last changed: a worker spawned before then may
+        #: have imported the old code, and is recycled once ready.
+        self.code_changed_at = float("-inf")
         self.loaded: Loaded | None = None
         self.generation = 1
         self.pools: dict[str, Pool] = {}
@@ -216,7 +223,7 @@ class Master:
         self.loaded = load(self.source, self.registry)
         self.source = self.loaded.source
         log_broken(self.loaded.broken, config_log)
-        self.frontdoor.listen(list(self.routes.listen))
+        self.frontdoor.listen(list(self.routes.listen), self.config.server.listen_backlog)
         systemd.unclaimed()
         self.shared = shared.create()
         self.control = ControlServer(
@@ -432,7 +439,7 @@ class Master:
             log_refused(log, reason, exc)
             return "the configuration has errors (see the log)"
         try:
-            self.frontdoor.listen(list(loaded.routes.listen))
+            self.frontdoor.listen(list(loaded.routes.listen), loaded.config.server.listen_backlog)
         except OSError as exc:
             log.error("reload (%s) refused: cannot listen: %s", reason, exc)
             return f"cannot listen: {exc}"
@@ -465,8 +472,16 @@ class Master:
             real = os.path.realpath(file) if file else None  # noqa: ASYNC240 - no I/O to speak of
             folders = content_folders(self.config)
             sources = self.sources
-            async for changed in changes(folders, file, self._stop, sources):
-                if real is not None and any(os.path.realpath(p) == real for p in changed):  # noqa: ASYNC240
+            async for batch in changes(folders, file, self._stop, sources, self.code):
+                changed = batch
+                if self.code is not None:
+                    edited = {p for p in changed if self.code.matches(p)}
+                    if edited:
+                        self.reload_code(edited)
+                        changed = changed - edited
+                if not changed:
+                    pass
+                elif real is not None and any(os.path.realpath(p) == real for p in changed):  # noqa: ASYNC240
                     await self.reload("changed: " + os.path.basename(real))
                 else:
                     recheck = any(os.path.basename(p) == WEB_TOML for p in changed)
@@ -475,6 +490,16 @@ class Master:
                     break  # roots or module sources moved: watch the new ones
             else:
                 return
+
+    def reload_code(self, changed: set[str]) -> None:
+        """``serve --reload``: application code changed; every pool's workers are
+        recycled, overlapped (new workers import the new code and take over; the
+        old ones finish their requests), as ``colonnade recycle`` does."""
+        names = ", ".join(sorted(os.path.basename(p) for p in changed))
+        log.info("code changed (%s): recycling the workers of every pool", names)
+        self.code_changed_at = time.monotonic()
+        for pool in self.pools.values():
+            self.workers.recycle(pool, "code changed")
 
     async def reread(self, what: str, *, recheck: bool = True) -> None:
         """``what`` changed (a ``web.toml``, a module source): every running worker
@@ -528,12 +553,19 @@ def _remove_temp(pool: Pool) -> None:
         pool.temp_dir = None
 
 
-def run(source: ConfigSource, *, registry: Registry, log_level: str, watch: bool) -> None:
+def run(
+    source: ConfigSource,
+    *,
+    registry: Registry,
+    log_level: str,
+    watch: bool,
+    code: CodeWatch | None = None,
+) -> None:
     """Run the master in this process until it is stopped."""
     from colonnade.pools.single import new_event_loop
 
     async def main() -> None:
-        await Master(source, registry=registry, log_level=log_level, watch=watch).run()
+        await Master(source, registry=registry, log_level=log_level, watch=watch, code=code).run()
 
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         runner.run(main())

@@ -18,7 +18,7 @@ from colonnade.core.registry import Registry
 from colonnade.engine import Engine
 from colonnade.pools import systemd
 from colonnade.pools.reload import Reloader
-from colonnade.transport.server import HttpServer, ServerState
+from colonnade.transport.server import HttpServer, ServerState, remove_unix_socket, unix_path
 
 log = logging.getLogger("colonnade.server")
 
@@ -108,6 +108,9 @@ async def serve(
     try:
         await server.start(sockets)
         for sock in sockets:
+            if sock.family == socket.AF_UNIX:
+                log.info("listening on unix:%s", sock.getsockname())
+                continue
             host, port = sock.getsockname()[:2]
             scheme = "https" if server.state.tls.port(port) is not None else "http"
             host = host if ":" not in host else f"[{host}]"
@@ -156,7 +159,13 @@ def _spawn(coro: Coroutine[None, None, bool]) -> None:
 
 def run(engine: Engine, reloading: Reloading | None = None) -> None:
     """Bind the engine's addresses and serve in this process until stopped."""
-    sockets = [systemd.listening_socket(b) for b in engine.bindings()]
+    backlog = engine.config.server.listen_backlog
+    sockets = [systemd.listening_socket(b, backlog) for b in engine.bindings()]
     systemd.unclaimed()
-    with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        runner.run(serve(engine, sockets, reloading=reloading))
+    unix = [unix_path(sock) for sock in sockets]  # closed by the time the server stops
+    try:
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            runner.run(serve(engine, sockets, reloading=reloading))
+    finally:
+        for path in unix:
+            remove_unix_socket(path)

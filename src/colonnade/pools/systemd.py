@@ -35,7 +35,8 @@ import socket
 import time
 from collections.abc import MutableMapping
 
-from colonnade.engine.sites import Binding
+from colonnade.engine.sites import Binding, is_unix
+from colonnade.errors import ConfigError
 from colonnade.transport.server import bind_socket
 
 log = logging.getLogger("colonnade.pools")
@@ -73,24 +74,9 @@ def inherited(environ: MutableMapping[str, str] | None = None) -> list[socket.so
         fd = LISTEN_FDS_START + i
         name = names[i] if i < len(names) and names[i] else f"fd {fd}"
         try:
-            os.set_inheritable(fd, False)
-            sock = socket.socket(fileno=fd)
-        except OSError as exc:
-            log.warning("socket activation: %s: not a socket (%s): ignored", name, exc)
-            continue
-        if (
-            sock.family not in (socket.AF_INET, socket.AF_INET6)
-            or sock.type != socket.SOCK_STREAM
-            or not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
-        ):
-            # Not ours to close either: the descriptor stays as systemd gave it.
-            log.warning(
-                "socket activation: %s is not a listening TCP socket (%s): ignored", name, sock
-            )
-            sock.detach()
-            continue
-        sock.setblocking(False)
-        _reserve.append(sock)
+            _reserve.append(_listening(fd))
+        except ValueError as exc:
+            log.warning("socket activation: %s: %s: ignored", name, exc)
     log.info(
         "socket activation: %d listening socket(s) from systemd: %s",
         len(_reserve),
@@ -99,16 +85,53 @@ def inherited(environ: MutableMapping[str, str] | None = None) -> list[socket.so
     return _reserve
 
 
-def listening_socket(binding: Binding) -> socket.socket:
+def _listening(fd: int) -> socket.socket:
+    """The listening TCP socket at descriptor ``fd`` (no longer inherited by children),
+    or ValueError saying what it is instead (the descriptor is then left as it was)."""
+    try:
+        os.set_inheritable(fd, False)
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise ValueError(f"not a socket ({exc})") from None
+    if (
+        sock.family not in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
+        or sock.type != socket.SOCK_STREAM
+        or not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        or (sock.family == socket.AF_UNIX and not str(sock.getsockname()).startswith("/"))
+    ):
+        # Not ours to close either: the descriptor stays as it was given.
+        sock.detach()
+        raise ValueError(f"not a listening TCP or unix (path) stream socket ({sock})")
+    sock.setblocking(False)
+    return sock
+
+
+def adopt(fd: int) -> str:
+    """Serve the listening socket at descriptor ``fd`` (``colonnade serve --fd N``):
+    it joins the sockets systemd passed (:func:`inherited`), so the binding to its
+    address takes it as it would take systemd's. Returns that address
+    (``HOST:PORT``, or ``unix:PATH``); ConfigError if ``fd`` is no listening TCP
+    socket or unix socket with a path. (A unix socket file it did not create is not
+    removed at stop: its creator owns it.)"""
+    try:
+        sock = _listening(fd)
+    except ValueError as exc:
+        raise ConfigError(f"--fd {fd}: {exc}") from None
+    inherited().append(sock)
+    return _address(sock)
+
+
+def listening_socket(binding: Binding, backlog: int = 2048) -> socket.socket:
     """The listening socket for ``binding``: the inherited one bound to its address
-    and port where systemd passed one (:func:`inherited`), else one bound now."""
+    and port where systemd passed one (:func:`inherited`), else one bound now with
+    ``backlog`` (``[server] listen_backlog``)."""
     reserve = inherited()
     for sock in reserve:
         if _matches(sock, binding.host, binding.port):
             reserve.remove(sock)
             log.info("%s: serving the socket systemd passed (%s)", binding, _address(sock))
             return sock
-    return bind_socket(binding)
+    return bind_socket(binding, backlog=backlog)
 
 
 def unclaimed() -> None:
@@ -122,6 +145,8 @@ def unclaimed() -> None:
 
 
 def _address(sock: socket.socket) -> str:
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{sock.getsockname()}"
     host, port = sock.getsockname()[:2]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -131,7 +156,10 @@ def _matches(sock: socket.socket, host: str, port: int) -> bool:
 
     The same address and port; or, for a wildcard binding (``0.0.0.0``, ``::``),
     a wildcard socket that covers its family (systemd's ``ListenStream=8080`` is
-    an IPv6 wildcard socket that takes IPv4 too, unless ``BindIPv6Only=ipv6-only``)."""
+    an IPv6 wildcard socket that takes IPv4 too, unless ``BindIPv6Only=ipv6-only``).
+    A unix socket: a unix binding to the same path."""
+    if sock.family == socket.AF_UNIX or is_unix(host):
+        return sock.family == socket.AF_UNIX and is_unix(host) and sock.getsockname() == host
     bound_host, bound_port = sock.getsockname()[:2]
     if bound_port != port:
         return False

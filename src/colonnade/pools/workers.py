@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from colonnade.pipeline.monitor import ExecutingRequest
 from colonnade.pools import ipc
 from colonnade.pools.config import worker_count
-from colonnade.pools.frontdoor import close_fd, is_tcp
+from colonnade.pools.frontdoor import close_fd, is_client_socket
 from colonnade.pools.pool import Pool, PoolState, WorkerProcess, WorkerState
 from colonnade.pools.spawn import SpawnError, spawn
 
@@ -215,6 +215,10 @@ class Workers:
         frontdoor = self.master.frontdoor
         frontdoor.flush_queue(pool)
         frontdoor.update_accepting()
+        if worker.started < self.master.code_changed_at:
+            # serve --reload: it was starting when the code changed (a recycle takes
+            # only ready workers) and may have imported the old code.
+            self.recycle_worker(worker, "code changed")
 
     def _on_handoff(
         self, worker: WorkerProcess, message: ipc.Handoff, data: bytes, fds: list[int]
@@ -224,8 +228,8 @@ class Workers:
         fd, rest = fds[0], fds[1:]
         for extra in rest:
             close_fd(extra)
-        if not is_tcp(fd):
-            log.error("worker %d handed over something that is not a TCP socket", worker.pid)
+        if not is_client_socket(fd, message.port):
+            log.error("worker %d handed over something that is not a client socket", worker.pid)
             close_fd(fd)
             return
         frontdoor = self.master.frontdoor

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from msgspec import Meta
 
+from colonnade.config.schema import RootPath
 from colonnade.config.sections import Section, Where
 
 
@@ -31,3 +32,9 @@ class AsgiSection(Section, frozen=True):
     """Accept the permessage-deflate extension when a WebSocket client offers it."""
     ws_close_timeout: Annotated[float, Meta(gt=0, le=300)] = 5.0
     """Seconds to wait for the client's close frame after the server sent its own."""
+    root_path: RootPath = ""
+    """The prefix a reverse proxy removed before it forwarded the request (uvicorn's
+    ``--root-path``): requests arrive without it, and the application sees it as the
+    start of ``root_path`` (before its own mount path) and of ``path`` and
+    ``raw_path``, as the client sent them to the proxy, so the URLs it makes
+    (``url_for``) carry it. ``colonnade serve --root-path`` sets it (and ``[wsgi]``'s)."""

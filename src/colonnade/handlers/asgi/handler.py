@@ -44,6 +44,7 @@ from colonnade.handlers.asgi.scope import (
     App,
     Message,
     Scope,
+    add_proxy_prefix,
     http_scope,
     mount_path,
     websocket_request,
@@ -227,6 +228,7 @@ class AsgiHandler(Handler):
         self.app: App | None = None
         self.target = ""
         self.root_path = ""
+        self.prefix = ""
         self.state: dict[str, Any] = {}
         self.settings = AsgiSection()
         self.lifespan: Lifespan | None = None
@@ -238,8 +240,9 @@ class AsgiHandler(Handler):
             raise ModuleError(self.id, f"application {app.id} names no Python app to host")
         self.target = python.target
         self.app = load_app(python.target, app_dir=python.app_dir, factory=python.factory)
-        self.root_path = mount_path(app.path)
         self.settings = settings = app.section(AsgiSection)
+        self.prefix = settings.root_path  # what a proxy stripped ([asgi] root_path)
+        self.root_path = mount_path(app.path, self.prefix)
         self.lifespan = Lifespan(
             self.app,
             mode=settings.lifespan,
@@ -274,6 +277,8 @@ class AsgiHandler(Handler):
             raise ModuleError(self.id, "execute() before provision()")
         cycle = HttpCycle(ctx, request.body)
         scope = http_scope(ctx, self.root_path, self.state)
+        if self.prefix:
+            add_proxy_prefix(scope, self.prefix)
         await cycle.run(app, scope, f"the ASGI application {self.target}")
 
     async def _websocket(self, ctx: Context) -> None:

@@ -71,6 +71,7 @@ from colonnade.core.principal import Principal
 from colonnade.core.request import Headers, Request, read_chunks
 from colonnade.core.stages import Stage
 from colonnade.errors import ClientDisconnectedError, HttpError, ModuleError
+from colonnade.handlers.asgi.config import AsgiSection
 from colonnade.handlers.asgi.handler import AsgiHandler, HttpCycle
 from colonnade.handlers.asgi.scope import (
     App,
@@ -78,6 +79,7 @@ from colonnade.handlers.asgi.scope import (
     Receive,
     Scope,
     Send,
+    add_proxy_prefix,
     http_scope,
     mount_path,
     websocket_request,
@@ -368,6 +370,7 @@ class AsgiMiddleware(Module):
         self.names: list[str] = []  # declared ids, outermost first
         self.app_handler: AsgiHandler | None = None
         self.root_path = ""
+        self.prefix = ""  # [asgi] root_path: what a proxy stripped
         self._wrapped: dict[Handler, _Wrapped] = {}
 
     # -- what the builder calls ----------------------------------------------------------
@@ -399,7 +402,8 @@ class AsgiMiddleware(Module):
                 "([application_modules] id = { asgi_middleware = ... }); "
                 "the module is not listed in server.modules",
             )
-        self.root_path = mount_path(app.path)
+        self.prefix = app.section(AsgiSection).root_path
+        self.root_path = mount_path(app.path, self.prefix)
 
     def cleanup(self) -> None:
         """Forget the per-handler wrappers."""
@@ -447,6 +451,8 @@ class AsgiMiddleware(Module):
     async def _http(self, ctx: Context, outer: HttpCycle, app_handler: AsgiHandler | None) -> None:
         hosted = app_handler if app_handler is not None else self.app_handler
         scope = http_scope(ctx, self.root_path, hosted.state if hosted is not None else None)
+        if self.prefix:
+            add_proxy_prefix(scope, self.prefix)
         await outer.run(self.chain, scope, f"the ASGI middleware ({', '.join(self.names)})")
 
     async def _websocket(self, ctx: Context, app_handler: AsgiHandler) -> None:

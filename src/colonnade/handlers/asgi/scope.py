@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from colonnade.core.httputil import has_token
 from colonnade.core.session import SESSION
@@ -77,9 +78,18 @@ def add_session(scope: Scope, ctx: Context) -> None:
         scope["session"] = session
 
 
-def mount_path(app_path: str) -> str:
-    """The ASGI ``root_path`` (WSGI ``SCRIPT_NAME``) of an application at ``app_path``."""
-    return "" if app_path == "/" else app_path.rstrip("/")
+def mount_path(app_path: str, proxy_prefix: str = "") -> str:
+    """The ASGI ``root_path`` of an application at ``app_path``, behind a proxy that
+    strips ``proxy_prefix`` (``[asgi] root_path``) before it forwards a request."""
+    return proxy_prefix + ("" if app_path == "/" else app_path.rstrip("/"))
+
+
+def add_proxy_prefix(scope: Scope, prefix: str) -> None:
+    """Put ``prefix`` (``[asgi] root_path``, which the proxy stripped) back before the
+    scope's ``path`` and ``raw_path``: they start with ``root_path``, as the ASGI
+    specification (and uvicorn's ``--root-path``) has it."""
+    scope["path"] = prefix + scope["path"]
+    scope["raw_path"] = quote(prefix).encode("ascii") + scope["raw_path"]
 
 
 def websocket_request(headers: list[tuple[bytes, bytes]]) -> bool:

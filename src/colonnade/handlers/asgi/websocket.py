@@ -47,6 +47,7 @@ from colonnade.handlers.asgi.scope import (
     NO_OPTIONS,
     App,
     Message,
+    add_proxy_prefix,
     add_session,
     add_user,
     tls_extension,
@@ -107,6 +108,8 @@ class WebSocketSession:
                 "colonnade": {"user": ctx.user, "items": ctx.items, "context": ctx},
             },
         }
+        if settings.root_path:
+            add_proxy_prefix(self.scope, settings.root_path)
         add_user(self.scope, ctx)
         add_session(self.scope, ctx)
         if request.tls is not None:

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from msgspec import Meta
 
+from colonnade.config.schema import RootPath
 from colonnade.config.sections import Section, Where
 
 
@@ -29,3 +30,9 @@ class WsgiSection(Section, frozen=True):
     max_body_buffer: Annotated[int, Meta(ge=0, le=1 << 40)] = 1024 * 1024
     """With ``buffer_request_body``: bodies up to this many bytes stay in memory,
     larger ones are spooled to a temporary file."""
+    root_path: RootPath = ""
+    """The prefix a reverse proxy removed before it forwarded the request (uvicorn's
+    ``--root-path``): requests arrive without it, and ``SCRIPT_NAME`` starts with it
+    (before the application's own mount path), so the URLs the application makes
+    carry it; ``PATH_INFO`` is unchanged. ``colonnade serve --root-path`` sets it
+    (and ``[asgi]``'s)."""

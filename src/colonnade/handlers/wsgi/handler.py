@@ -188,7 +188,9 @@ class WsgiHandler(Handler):
         self.app = load_app(python.target, app_dir=python.app_dir, factory=python.factory)
         self.settings = settings = app.section(WsgiSection)
         mount = "" if app.path == "/" else app.path.rstrip("/")
-        self.script_name = wsgi_path(mount)
+        # Behind a proxy that strips settings.root_path, requests arrive without it:
+        # SCRIPT_NAME has it, PATH_INFO is what follows the mount path as received.
+        self.script_name = wsgi_path(settings.root_path + mount)
         self.prefix_length = len(mount)
         self.base = {
             "SCRIPT_NAME": self.script_name,

@@ -45,8 +45,10 @@ class TrustedProxiesSection(Section, frozen=True, dict=True):
     proxies: list[str] = []
     """Addresses and networks of the proxies in front of this server: IPv4 or
     IPv6 addresses, CIDR networks (`10.0.0.0/8`, `fd00::/8`) or an IPv4 network
-    with its mask (`192.168.0.0/255.255.0.0`). Empty (the default): no peer is
-    trusted and the headers are never read."""
+    with its mask (`192.168.0.0/255.255.0.0`), or `unix`: every peer of a unix
+    socket binding (a proxy on this machine; the socket file's mode decides who
+    can connect). Empty (the default): no peer is trusted and the headers are
+    never read."""
     headers: list[HeaderName] = msgspec.field(
         default_factory=lambda: ["x-forwarded-for", "x-forwarded-proto"]
     )
@@ -84,6 +86,7 @@ class Policy:
         "max_header_length",
         "max_hops",
         "proxies",
+        "unix",
         "x_for",
         "x_host",
         "x_proto",
@@ -91,7 +94,12 @@ class Policy:
 
     def __init__(self, section: TrustedProxiesSection) -> None:
         entries = []
+        #: Peers of unix sockets are trusted (they have no address to look up).
+        self.unix = False
         for i, text in enumerate(section.proxies):
+            if text == "unix":
+                self.unix = True
+                continue
             try:
                 entries.append((parse_network(text), True))
             except ValueError as exc:

@@ -158,11 +158,13 @@ class TrustedProxies(Module):
             return CONTINUE
         request = ctx.request
         peer = request.peer
-        if peer is None:
-            return CONTINUE
-        address = parse_address(peer[0])
-        if address is None or address not in policy.proxies:
-            return CONTINUE  # not from a proxy we trust: its headers are the client's
+        if peer is None:  # a unix socket's peer
+            if not policy.unix:
+                return CONTINUE
+        else:
+            address = parse_address(peer[0])
+            if address is None or address not in policy.proxies:
+                return CONTINUE  # not from a proxy we trust: its headers are the client's
         try:
             if policy.forwarded and request.header(b"forwarded") is not None:
                 self._apply_forwarded(request, policy)
