@@ -161,7 +161,16 @@ def restore_logging() -> Iterator[None]:
     logger = logging.getLogger("cliparity.test")
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    # A dictConfig without disable_existing_loggers: false disables every logger
+    # that exists (colonnade's too): later tests reading caplog would see nothing.
+    enabled = [
+        logger
+        for logger in logging.Logger.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger) and not logger.disabled
+    ]
     yield
+    for each in enabled:
+        each.disabled = False
     # fileConfig replaces the root logger's handlers (pytest's own among them).
     root.handlers[:] = handlers
     root.setLevel(level)
