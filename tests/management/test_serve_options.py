@@ -556,3 +556,37 @@ def test_max_requests_recycles_the_worker_without_a_failed_request(tmp_path: Pat
         wait_for(two_workers_seen, PATIENCE, "a recycled worker answering")
     finally:
         server.kill()
+
+
+def test_ssl_ca_certs_and_cert_reqs_ask_for_a_client_certificate(tmp_path: Path) -> None:
+    # uvicorn's --ssl-ca-certs / --ssl-cert-reqs 2 (ssl.CERT_REQUIRED): a client with a
+    # certificate from that CA is served; one without is answered 403.7, as IIS's
+    # "SSL client certificate required" (docs/tls.md).
+    trustme = pytest.importorskip("trustme")
+    from tests.support.tls import issue
+
+    ca = trustme.CA()
+    issued = issue(ca, tmp_path, "localhost", "localhost")
+    ca.cert_pem.write_to_path(str(tmp_path / "clients.pem"))
+    client_cert = ca.issue_cert("client@example.test")
+    port = free_port()
+    with colonnade.Server(
+        addr_app,
+        port=port,
+        ssl_certfile=str(issued.cert),
+        ssl_keyfile=str(issued.key),
+        ssl_ca_certs=str(tmp_path / "clients.pem"),
+        ssl_cert_reqs=2,
+    ):
+
+        def get(with_certificate: bool) -> bytes:
+            ctx = ssl.create_default_context()
+            ca.configure_trust(ctx)
+            if with_certificate:
+                client_cert.configure_cert(ctx)
+            raw = socket.create_connection(("127.0.0.1", port), timeout=PATIENCE)
+            with ctx.wrap_socket(raw, server_hostname="localhost") as sock:
+                return _exchange(sock)
+
+        assert get(True).startswith(b"HTTP/1.1 200")
+        assert get(False).startswith(b"HTTP/1.1 403")

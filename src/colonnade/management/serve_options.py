@@ -390,7 +390,8 @@ OPTIONS: tuple[ServeOption, ...] = (
         ("--ssl-cert-reqs",),
         "ssl_cert_reqs",
         "int",
-        "client certificates: 0 none (default), 1 optional, 2 required (ssl.CERT_*)",
+        "client certificates: 0 none (default), 1 optional, 2 required (ssl.CERT_*; "
+        "2 enables security.ssl, which answers 403.7 to a request without one)",
         config_key="server.tls.client_certificates",
         choices=("0", "1", "2"),
     ),
@@ -526,6 +527,10 @@ def overrides(given: Mapping[str, Any], rng: random.Random | None = None) -> dic
     if given.get("proxy_headers", proxies is not None):
         out["sections.trusted_proxies.proxies"] = proxies or ["127.0.0.1", "::1"]
         out["server.modules+"] = ["security.trusted_proxies"]
+    if out.get("server.tls.client_certificates") == "require":
+        # As --proxy-headers: the option works alone. security.ssl is what answers
+        # 403.7 to a request without a certificate.
+        out["server.modules+"] = [*out.get("server.modules+", []), "security.ssl"]
     if "sections.asgi.root_path" in out:  # one prefix, whichever interface the app has
         out["sections.wsgi.root_path"] = out["sections.asgi.root_path"]
     if "ssl_keyfile_password" in given:
