@@ -13,6 +13,7 @@ same, which is cheaper per connection (``server.native_accept_is_safe``).
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import errno
 import logging
@@ -25,7 +26,7 @@ ACCEPT_PAUSE = 1.0
 _ACCEPT_BATCH = 64
 
 
-class Listener:
+class Listener(abc.ABC):
     """Accepts on a listening socket and gives each connection to :meth:`accepted`."""
 
     def __init__(self, sock: socket.socket, port: int) -> None:
@@ -37,9 +38,9 @@ class Listener:
         self.closed = False
         self._listen()
 
+    @abc.abstractmethod
     def accepted(self, conn: socket.socket) -> None:
-        """Serve ``conn`` (non-blocking already)."""
-        raise NotImplementedError
+        """Serve ``conn`` (non-blocking already): each kind of port says how."""
 
     def _listen(self) -> None:
         if not self.closed and not self.listening:  # (a pause may outlive a close)
@@ -74,5 +75,5 @@ class Listener:
             self._pause()
             self.sock.close()
 
-    async def wait_closed(self) -> None:
+    async def wait_closed(self) -> None:  # noqa: B027 - concrete: nothing to wait for
         """Nothing to wait for: connections in flight are the server's to end."""
