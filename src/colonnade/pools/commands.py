@@ -30,6 +30,7 @@ from colonnade.pools.control import Command
 from colonnade.pools.pool import PoolState
 from colonnade.pools.spawn import working_folder
 from colonnade.pools.supervision import read_memory
+from colonnade.pools.workers import SETTLE_WAIT
 
 if TYPE_CHECKING:
     from colonnade.pools.master import Master
@@ -96,15 +97,39 @@ async def execute(master: Master, command: Command) -> dict[str, Any]:
     return {"ok": False, "error": f"{command.op}: not a command of this master", "status": 404}
 
 
+async def _reload(master: Master) -> dict[str, Any]:
+    """``colonnade reload``: answered once every worker serves the new generation
+    (as a configuration write is), so that what the command says is what serves;
+    a worker that has not confirmed it within :data:`~colonnade.pools.workers.SETTLE_WAIT` is
+    named (the master has switched; that worker serves the old one until it does)."""
+    if not await master.reload("command"):
+        return {"ok": False, "error": "reload refused: see the server log"}
+    generation = master.generation
+    settled, why = await master.workers.settle(generation, SETTLE_WAIT)
+    if settled is False:
+        return {
+            "ok": False,
+            "error": f"the master switched to configuration generation {generation}; "
+            + "; ".join(why),
+        }
+    message = f"configuration reloaded: generation {generation}"
+    if settled is None:
+        wait = SETTLE_WAIT
+        return {
+            "ok": True,
+            "message": f"{message}; not yet confirmed after {wait:g} s by: " + ", ".join(why),
+            "pending": why,
+        }
+    return {"ok": True, "message": f"{message}, served by every worker"}
+
+
 async def _act(master: Master, command: Command) -> dict[str, Any]:
     if command.op == "purge":
         return await _purge(master, command)
     if command.op == "farm":
         return await _farm(master, command)
     if command.op == "reload":
-        if await master.reload("command"):
-            return {"ok": True, "message": "configuration reloaded"}
-        return {"ok": False, "error": "reload refused: see the server log"}
+        return await _reload(master)
     found = master.pools.get(command.pool or "")
     if found is None:
         return _no_pool(command.pool)

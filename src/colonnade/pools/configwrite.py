@@ -42,6 +42,7 @@ from colonnade.config.tree import RESERVED, overlaid, parse_toml
 from colonnade.errors import ConfigError, ModuleError, combined, each_error
 from colonnade.pools import audit
 from colonnade.pools.control import Command
+from colonnade.pools.workers import SETTLE_WAIT
 
 if TYPE_CHECKING:
     from colonnade.pools.master import Master
@@ -59,9 +60,6 @@ _SECRET = re.compile(r"(?i)(password|passphrase|secret|token|private_key|api_key
 HIDDEN = "(hidden)"
 #: What a lock refusal says (engine/build.py).
 _LOCKED = "locked by the server configuration"
-#: Seconds a write waits for every worker to confirm the new configuration before
-#: it answers 202 (written and applied by the master, not yet confirmed by all).
-APPLY_WAIT = 30.0
 #: Where a lock is held while a write is checked and made, per master.
 _LOCK_ATTR = "_config_write_lock"
 
@@ -213,14 +211,14 @@ async def _write(master: Master, command: Command) -> tuple[dict[str, Any], dict
         error = "the new configuration could not be applied (see the server log): file restored"
         return {"ok": False, "error": error, "status": 500}, audit
     generation = master.generation
-    settled, why = await master.workers.settle(generation, APPLY_WAIT)
+    settled, why = await master.workers.settle(generation, SETTLE_WAIT)
     if settled is False:
         # A worker refused it, or one started with it failed: back to the old
         # file, applied again, so master and workers serve what they did before.
         _restore(found.file, old)
         if await _apply(master, found, f"{command.who}: restoring after a failed apply"):
             # Answer once the previous configuration serves again.
-            await master.workers.settle(master.generation, APPLY_WAIT)
+            await master.workers.settle(master.generation, SETTLE_WAIT)
         return {
             "ok": False,
             "error": "the workers could not apply the new configuration: "
@@ -240,7 +238,7 @@ async def _write(master: Master, command: Command) -> tuple[dict[str, Any], dict
     }
     if settled is None:
         # Written and switched to by the master; some workers have not said so yet.
-        reply["message"] = f"{done}; not yet confirmed after {APPLY_WAIT:g} s by: {', '.join(why)}"
+        reply["message"] = f"{done}; not yet confirmed after {SETTLE_WAIT:g} s by: {', '.join(why)}"
         reply["pending"] = why
         reply["status"] = 202
     return reply, audit

@@ -51,6 +51,11 @@ KILL_GRACE = 2.0
 #: happens there).
 PURGE_WAIT = 5.0
 
+#: Seconds a configuration write or ``colonnade reload`` waits for every worker to
+#: confirm the new configuration before it answers (applied by the master, not yet
+#: confirmed by all: a write answers 202, a reload names the workers).
+SETTLE_WAIT = 30.0
+
 
 class Workers:
     """Starts, talks to, drains, kills and replaces the worker processes of every pool."""
