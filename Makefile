@@ -71,6 +71,8 @@ sysdeps:
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
+	# the benchmark harness and reliability scripts: at least no undefined name
+	$(BIN)/ruff check --select F,E9 bench
 	$(BIN)/mypy
 
 format: $(STAMP)
