@@ -6,6 +6,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from colonnade.core import metrics
 from colonnade.pools import metrics as exposition
 from colonnade.testing.harness import make_context
@@ -114,6 +116,8 @@ def worker(sites: dict[str, list[float]], *, expected: bool = True) -> Any:
         slow_clients={"response": 2},
         caches={"output_cache": {"hits": 2, "misses": 3, "entries": 7}},
         farms={"f": {"m": {"requests": 4, "failures": 1, "in_flight": 2}}},
+        counters={"access_log_lines_lost": {"/var/log/a.log": 3}},
+        counter_families={"access_log_lines_lost": ("Lines lost, by log.", "log")},
         expected=expected,
     )
 
@@ -166,6 +170,9 @@ def test_render_adds_up_live_and_departed_workers() -> None:
     assert v(families, "colonnade_farm_member_in_flight", farm="f", member="m") == 4
     assert v(families, "colonnade_http2_errors_total", cause="rapid_reset") == 3
     assert v(families, "colonnade_slow_clients_total", cause="response") == 6
+    # A module's counter (colonnade.core.counters): declared in the workers only.
+    assert v(families, "colonnade_access_log_lines_lost_total", log="/var/log/a.log") == 9
+    assert families["colonnade_access_log_lines_lost_total"].help == "Lines lost, by log."
     assert v(families, "colonnade_workers", pool="p", state="draining") == 1
     assert v(families, "colonnade_connections_open", pool="p") == 6
     assert v(families, "colonnade_pool_queue_length", pool="p") == 1
@@ -181,3 +188,16 @@ def test_the_executing_requests_are_counted_when_asked() -> None:
     assert found["counted-when-asked"][metrics.STARTED] == 3
     assert metrics.for_site("quiet-site") is not None
     assert "quiet-site" not in metrics.snapshot({})  # nothing counted, nothing sent
+
+
+def test_a_module_counter_is_declared_once_and_sent_only_once_it_counts() -> None:
+    from colonnade.core import counters
+
+    first = counters.declare("test_things_seen", "Things seen, by kind.", "kind")
+    assert counters.declare("test_things_seen", "Things seen, by kind.", "kind") is first
+    assert "test_things_seen" not in counters.snapshot()
+    first["odd"] += 2
+    assert counters.snapshot()["test_things_seen"] == {"odd": 2}
+    assert counters.families()["test_things_seen"] == ("Things seen, by kind.", "kind")
+    with pytest.raises(ValueError, match="counter family and label"):
+        counters.declare("Bad-Name", "x", "kind")

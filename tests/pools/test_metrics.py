@@ -172,3 +172,37 @@ def test_metrics_summed_across_workers(served: Master, capsys: pytest.CaptureFix
     assert v(after, f"{name}_count", site="main") == main
     assert v(after, "colonnade_worker_recycles_total", pool="default", reason="command") == 2
     assert v(after, "colonnade_worker_failures_total", pool="default") == 0
+
+
+def test_access_log_lines_lost_reach_the_metrics_and_outlive_their_worker(
+    start_master: StartMaster,
+) -> None:
+    # /dev/full: every write fails with ENOSPC, as on a full disk; every line is lost.
+    master = start_master(
+        {"default": {"start": "always"}},
+        workers=2,
+        modules=[*MODULES, "log.http"],
+        extra='[http_logging]\ntarget = "/dev/full"\nbuffer_size = 0\n',
+    )
+    wait_for(lambda: len(master.pids("default")) == 2, PATIENCE, "two workers")
+    family = "colonnade_access_log_lines_lost_total"
+
+    def lost() -> float:
+        _, _, text = scrape(UnixConnection(master.control))
+        families = prometheus.parse(text)
+        if family not in families:  # no worker has reported yet
+            return 0
+        assert families[family].kind == "counter"
+        return prometheus.value(families, family, log="/dev/full")
+
+    # Each worker lost the log's four directive lines (#Software, #Version, #Date,
+    # #Fields) when it opened the log.
+    wait_for(lambda: lost() == 2 * 4, PATIENCE, "both workers' header lines counted")
+    for _ in range(5):
+        assert request(master.port, "/hello")[0] == 200
+    wait_for(lambda: lost() == 8 + 5, PATIENCE, "five more lines lost")
+    # A recycle: the lines the old workers lost stay in the sum, the new ones add theirs.
+    before = set(master.pids("default"))
+    master.command("recycle", "default")
+    wait_for(lambda: master.replaced(before, 2), PATIENCE, "two new workers")
+    wait_for(lambda: lost() == 8 + 5 + 8, PATIENCE, "the new workers' header lines")

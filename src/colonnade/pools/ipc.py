@@ -143,6 +143,10 @@ class Stats(msgspec.Struct, tag="stats", kw_only=True):
     sites: dict[str, list[float]] = msgspec.field(default_factory=dict)
     #: Bytes read from clients (``ServerState.received``).
     received: int = 0
+    #: Modules' counters by family and label value (``colonnade.core.counters``),
+    #: and each family's (help, label name).
+    counters: dict[str, dict[str, int]] = msgspec.field(default_factory=dict)
+    counter_families: dict[str, tuple[str, str]] = msgspec.field(default_factory=dict)
 
 
 class Collect(msgspec.Struct, tag="collect", kw_only=True):

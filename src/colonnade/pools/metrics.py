@@ -64,6 +64,9 @@ class Departed:
         self.http2_errors: Counter[str] = Counter()
         self.slow_clients: Counter[str] = Counter()
         self.caches: dict[str, Counter[str]] = {}
+        #: Modules' counters (``colonnade.core.counters``) and their families.
+        self.counters: dict[str, Counter[str]] = {}
+        self.counter_families: dict[str, tuple[str, str]] = {}
         self.farms: dict[tuple[str, str, str], int] = {}
         #: (pool, reason kind) → recycles.
         self.recycles: Counter[tuple[str, str]] = Counter()
@@ -80,6 +83,9 @@ class Departed:
         self.received += worker.received
         self.http2_errors.update(worker.http2_errors)
         self.slow_clients.update(worker.slow_clients)
+        for family, counts in worker.counters.items():
+            self.counters.setdefault(family, Counter()).update(counts)
+        self.counter_families.update(worker.counter_families)
         for kind, counters in worker.caches.items():
             kept = self.caches.setdefault(kind, Counter())
             kept.update({k: v for k, v in counters.items() if k not in CACHE_GAUGES})
@@ -312,6 +318,7 @@ def _modules(out: Exposition, master: Master, workers: list[WorkerProcess]) -> N
             (({"cause": cause}, count) for cause, count in sorted(total.items())),
             "_total",
         )
+    _module_counters(out, departed, workers)
     counters: dict[tuple[str, str], int] = {}
     gauges: dict[tuple[str, str], int] = {}
     for kind, kept in departed.caches.items():
@@ -363,6 +370,25 @@ def _modules(out: Exposition, master: Master, workers: list[WorkerProcess]) -> N
         "Requests at a farm member now.",
         (({"farm": f, "member": mem}, v) for (f, mem), v in sorted(in_flight.items())),
     )
+
+
+def _module_counters(out: Exposition, departed: Departed, workers: list[WorkerProcess]) -> None:
+    # Families declared by modules in the workers (colonnade.core.counters).
+    families = dict(departed.counter_families)
+    totals = {family: Counter(counts) for family, counts in departed.counters.items()}
+    for w in workers:
+        families.update(w.counter_families)
+        for family, counts in w.counters.items():
+            totals.setdefault(family, Counter()).update(counts)
+    for family in sorted(families):
+        about, label = families[family]
+        out.family(
+            f"colonnade_{_metric_word(family)}",
+            "counter",
+            about,
+            (({label: value}, count) for value, count in sorted(totals.get(family, {}).items())),
+            "_total",
+        )
 
 
 def _metric_word(name: str) -> str:

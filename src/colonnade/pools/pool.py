@@ -67,6 +67,10 @@ class WorkerProcess:
         self.farms: dict[str, dict[str, dict[str, int | float | str]]] = {}
         self.sites: dict[str, list[float]] = {}  # request counters by site (core.metrics)
         self.received = 0  # bytes read from clients
+        #: Modules' counters (``colonnade.core.counters``): family -> label value ->
+        #: count, and each family's (help, label name).
+        self.counters: dict[str, dict[str, int]] = {}
+        self.counter_families: dict[str, tuple[str, str]] = {}
         self.rss = 0
         self.private = 0
         self.cpu = 0.0  # seconds of CPU time (user + system), read with the memory

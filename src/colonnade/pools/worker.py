@@ -26,7 +26,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from colonnade.config.schema import ServerConfig
-from colonnade.core import caches, farms, lifecycle, logformat, metrics, shared
+from colonnade.core import caches, counters, farms, lifecycle, logformat, metrics, shared
 from colonnade.core.registry import Registry
 from colonnade.engine import Engine
 from colonnade.errors import ConfigError, ModuleError
@@ -204,6 +204,8 @@ class Worker:
             farms=farms.stats(),
             sites=metrics.snapshot(Counter(ctx.app.site for ctx in state.engine.executing)),
             received=state.received,
+            counters=counters.snapshot(),
+            counter_families={name: (f.about, f.label) for name, f in counters.families().items()},
         )
 
     async def _report(self) -> None:

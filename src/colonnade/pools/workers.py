@@ -178,6 +178,8 @@ class Workers:
             worker.farms = stats.farms
             worker.sites = stats.sites
             worker.received = stats.received
+            worker.counters = stats.counters
+            worker.counter_families = stats.counter_families
         elif isinstance(message, ipc.Purged | ipc.Applied | ipc.Executing):
             waiting = self._asked.pop(message.id, None)
             if waiting is not None and not waiting.done():

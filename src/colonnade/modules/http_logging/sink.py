@@ -27,11 +27,21 @@ from contextlib import contextmanager
 from fcntl import LOCK_EX, LOCK_UN, flock
 from typing import Any
 
+from colonnade.core import counters
 from colonnade.errors import ConfigError
 from colonnade.modules.http_logging.compiler import CompiledLine, Render, Writer
 from colonnade.modules.http_logging.config import HttpLoggingSection
 
 log = logging.getLogger("colonnade.log.http")
+
+#: Lines lost, by log (its file, or stdout/stderr): not written (a full disk, a
+#: closed stream) or not formatted. Counted for ``GET /metrics`` as well as logged.
+LOST = counters.declare(
+    "access_log_lines_lost",
+    "Access-log lines lost (not written: a full disk, a closed stream; or a value "
+    "that could not be formatted), by log.",
+    "log",
+)
 
 #: How far back from its end a log file is searched for its last ``#Fields`` line.
 #: A file whose last one lies further back gets the directives again (at worst one
@@ -109,15 +119,15 @@ class Sink:
         try:
             text = self.render(pending)
         except Exception:  # a value the renderer cannot format: lose that line only
-            text = self._render_each(self.render, pending, self.width)
+            text = self._render_each(self.render, pending)
         self.line_size = max(16, len(text) * self.width // len(pending))
         pending.clear()
         self.lines.append(text)
         self.size += len(text)
         self._budget()
 
-    @staticmethod
-    def _render_each(render: Render, pending: list[Any], width: int) -> str:
+    def _render_each(self, render: Render, pending: list[Any]) -> str:
+        width = self.width
         parts: list[str] = []
         lost = 0
         lines = len(pending) // width
@@ -129,6 +139,7 @@ class Sink:
                 if lost == 1:
                     log.exception("access log: a line could not be formatted")
         if lost:
+            LOST[self.key] += lost
             log.error("access log: %d of %d lines could not be formatted", lost, lines)
         return "".join(parts)
 
@@ -204,6 +215,7 @@ class Sink:
             # A line cut by a short write counts as lost: its newline was not written.
             lost = _count_lines(unwritten)
             self.lost += lost
+            LOST[self.key] += lost
             log.error(
                 "access log %s: %d line(s) lost (%d since it was opened): %s",
                 self.key,
