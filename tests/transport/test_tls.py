@@ -405,6 +405,23 @@ def test_the_check_names_what_is_wrong(ca: trustme.CA, folder: Path) -> None:
         require_valid_tls(from_dict(cfg, source=str(folder / "c.toml"), base_dir=str(folder)))
 
 
+def test_the_check_names_the_missing_file_certificate_or_key(ca: trustme.CA, folder: Path) -> None:
+    www = issue(ca, folder / "certs", "www", "www.example.test")
+
+    def site(certificate: Path, key: Path) -> dict[str, Any]:
+        tls = {"certificate": str(certificate), "key": str(key)}
+        return {"name": "a", "root": "www", "bindings": ["https://127.0.0.1:8443"], "tls": tls}
+
+    gone = folder / "certs" / "gone.pem"
+    # load_cert_chain's error does not say which file is missing: the check does.
+    assert check({"sites": [site(www.cert, gone)]}, folder) == [
+        f"sites[0].tls.key: cannot read {gone}: No such file or directory"
+    ]
+    assert check({"sites": [site(gone, www.key)]}, folder) == [
+        f"sites[0].tls.certificate: cannot read {gone}: No such file or directory"
+    ]
+
+
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curl_gets_the_page_over_https_with_sni(
     ca: trustme.CA, folder: Path, servers: list[LiveServer]
@@ -510,7 +527,7 @@ certificate = "{www.cert}"
         server.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: "refused" in server.stderr(), PATIENCE, "the reload refused")
         assert "sites[0].tls.certificate:" in server.stderr()
-        assert "missing.pem: cannot read" in server.stderr()
+        assert f"cannot read {folder / 'certs' / 'missing.pem'}: No such file" in server.stderr()
         assert handshake(port, "www.example.test", client_context(ca)).der == www.der
     finally:
         server.kill()

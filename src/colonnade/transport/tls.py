@@ -98,7 +98,26 @@ _UNRECOGNIZED_NAME_ALERT = bytes(
 
 
 class CertificateError(Exception):
-    """A certificate or key that does not load; the message says why (never a secret)."""
+    """A certificate or key that does not load; the message says why (never a secret),
+    ``which`` names the file at fault: ``"certificate"`` or ``"key"``."""
+
+    def __init__(self, message: str, which: str = "certificate") -> None:
+        super().__init__(message)
+        self.which = which
+
+
+def _unreadable(cert: str, key: str | None) -> CertificateError | None:
+    # Which of the two files cannot be opened (load_cert_chain's OSError does not
+    # say: its filename is empty when the key file is missing).
+    for which, path in (("certificate", cert), ("key", key)):
+        if path is None:
+            continue
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            return CertificateError(f"cannot read {path}: {exc.strerror or exc}", which)
+    return None
 
 
 def _identity(path: str) -> tuple[int, int, int] | None:
@@ -208,7 +227,7 @@ class Profile:
         except ssl.SSLError as exc:
             raise CertificateError(_why(exc, cert, key, secret is not None)) from None
         except OSError as exc:
-            raise CertificateError(
+            raise _unreadable(cert, key) or CertificateError(
                 f"cannot read {exc.filename or cert}: {exc.strerror or exc}"
             ) from None
         if self.client is not None:
@@ -838,6 +857,8 @@ def _check_files(
         try:
             profile.load(files.certificate, files.key, passphrase_of(files))
         except CertificateError as exc:
-            error(f"{files.certificate}: {exc}", f"{where}.certificate")
+            path = files.certificate if exc.which == "certificate" else files.key
+            said = str(exc)
+            error(said if path and path in said else f"{path}: {said}", f"{where}.{exc.which}")
     if files.certificate_store is not None and not os.path.isdir(files.certificate_store):
         error(f"no such folder: {files.certificate_store}", f"{where}.certificate_store")
