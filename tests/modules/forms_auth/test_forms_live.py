@@ -218,10 +218,9 @@ def test_a_streamed_401_becomes_the_redirect(live: LiveServer) -> None:
     assert answer.body == b"no, streamed"
 
 
-def test_every_worker_opens_every_ticket(tmp_path: Path) -> None:
-    # A master with two workers (real processes): the key ring comes from the key
-    # file, so a ticket sealed by one worker opens in the other (an auto-generated
-    # key per process, ASP.NET's AutoGenerate, would sign users out at random).
+def two_workers(tmp_path: Path, extra: str = "") -> tuple[Process, Port]:
+    """A master with two workers (real processes) serving the forms site;
+    ``extra``: more lines of ``[forms_authentication]``."""
     (tmp_path / "www").mkdir()
     settings = forms_site(tmp_path)["forms_authentication"]
     port = free_port()
@@ -238,17 +237,43 @@ root = "www"
 [forms_authentication]
 key_file = "{settings["key_file"]}"
 users_file = "{settings["users_file"]}"
+{extra}
 """
     )
     server = Process(["-c", "colonnade.toml", "--workers", "2"], cwd=tmp_path, port=port)
+    return server, Port(port)
+
+
+def test_every_worker_opens_every_ticket(tmp_path: Path) -> None:
+    # The key ring comes from the key file, so a ticket sealed by one worker opens
+    # in the other (an auto-generated key per process, ASP.NET's AutoGenerate,
+    # would sign users out at random).
+    server, target = two_workers(tmp_path)
     try:
-        target = Port(port)
         cookies = [ticket(sign_in(target)) for _ in range(6)]  # new connections each
         for cookie in cookies:
             for _ in range(4):
                 answer = call(target, "GET", "/login", cookie=cookie)
                 assert answer.status == 200
                 assert b"You are signed in as <strong>alice</strong>" in answer.body
+    finally:
+        server.kill()
+
+
+def test_a_sign_out_in_one_worker_revokes_the_ticket_in_every_worker(tmp_path: Path) -> None:
+    # The sign-out lands in one of the two workers; a copy of the cookie is then
+    # refused by both (the revoked sign-in is in the server's shared memory).
+    server, target = two_workers(tmp_path, 'logout_url = "/logout"')
+    signed_in = b"You are signed in as <strong>alice</strong>"
+    try:
+        copy, other = ticket(sign_in(target)), ticket(sign_in(target))
+        # New connections each: both workers answer, and both know the user.
+        assert all(signed_in in call(target, "GET", "/login", cookie=copy).body for _ in range(6))
+        out = call(target, "POST", "/logout", cookie=copy, body=b"", headers=origin(target))
+        assert out.status == 303
+        for _ in range(6):
+            assert signed_in not in call(target, "GET", "/login", cookie=copy).body
+            assert signed_in in call(target, "GET", "/login", cookie=other).body
     finally:
         server.kill()
 

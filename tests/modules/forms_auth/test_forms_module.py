@@ -652,16 +652,50 @@ def test_a_nul_in_the_password_is_a_wrong_password_not_a_500(
     assert "unusable" not in caplog.text
 
 
-def test_a_ticket_kept_after_sign_out_stays_valid_until_it_expires(make: Any) -> None:
-    # As ASP.NET's: tickets are stateless, sign-out only clears the browser's
-    # cookie. A copy taken before (a stolen cookie) still opens until its expiry or
-    # until its key leaves the ring: docs/security.md says so. Not a goal to fix
-    # here (it would need server-side state shared by every worker and node).
+def test_a_ticket_kept_after_sign_out_no_longer_signs_in(
+    make: Any, base: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A copy of the cookie taken before the sign-out (a stolen cookie, a shared
+    # computer) is refused afterwards, and so is a renewal of it: every ticket of
+    # that sign-in carries its id, which the sign-out revoked.
     client = make(logout_url="/logout")
     cookie = cookie_of(sign_in(client))
+    value = cookie.split("=", 1)[1]
+    ticket = ring_of(base).open(value.encode(), ".COLONNADEAUTH", time.time())
+    assert len(ticket.sign_in) == 16
+    renewed = ring_of(base).seal(ticket.renewed(int(time.time())), ".COLONNADEAUTH")
+    other = cookie_of(sign_in(client))  # the same user elsewhere: another sign-in
     signed_out = client.post("/logout", headers={"cookie": cookie, "origin": "http://localhost"})
     assert signed_out.status == 303
     assert "Max-Age=0" in (signed_out.header("set-cookie") or "")
+    with caplog.at_level(logging.INFO, logger="colonnade.auth"):
+        for kept in (cookie, f".COLONNADEAUTH={renewed}"):
+            replayed = client.get("/private/a.txt", headers={"cookie": kept})
+            assert replayed.status == 302, replayed.text  # to the login page
+            assert replayed.context.user is None
+    assert "its sign-in was signed out" in caplog.text
+    still = client.get("/private/a.txt", headers={"cookie": other})
+    assert still.status == 200 and still.context.user.name == "alice"
+
+
+def test_a_ticket_from_before_sign_in_ids_still_opens(make: Any, base: Path) -> None:
+    # Tickets issued before sign-in ids existed decode without one and open.
+    client = make(logout_url="/logout")
+    now = int(time.time())
+    old = ring_of(base).seal(Ticket("alice", (), now, now + 600), ".COLONNADEAUTH")
+    cookie = f".COLONNADEAUTH={old}"
+    assert client.get("/private/a.txt", headers={"cookie": cookie}).status == 200
+    client.post("/logout", headers={"cookie": cookie, "origin": "http://localhost"})
+    assert client.get("/private/a.txt", headers={"cookie": cookie}).status == 200
+
+
+def test_without_revocation_a_kept_ticket_opens_until_it_expires(make: Any) -> None:
+    # revoke_on_sign_out = false: ASP.NET's behaviour, sign-out only clears the
+    # browser's cookie.
+    client = make(logout_url="/logout", revoke_on_sign_out=False)
+    cookie = cookie_of(sign_in(client))
+    signed_out = client.post("/logout", headers={"cookie": cookie, "origin": "http://localhost"})
+    assert signed_out.status == 303
     replayed = client.get("/private/a.txt", headers={"cookie": cookie})
     assert replayed.status == 200
     assert replayed.context.user.name == "alice"

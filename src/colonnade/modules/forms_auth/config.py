@@ -83,6 +83,7 @@ class FormsSection(Section, frozen=True):
         "key_file": PER_APPLICATION,
         "key_env": PER_APPLICATION,
         "users_file": PER_APPLICATION,
+        "revoke_on_sign_out": PER_APPLICATION,
     }
 
     enabled: bool = True
@@ -130,6 +131,13 @@ class FormsSection(Section, frozen=True):
     """Issue the ticket again, with its full lifetime, once less than half of it
     remains (ASP.NET `slidingExpiration`): active users stay signed in, idle ones
     are signed out after `timeout` minutes."""
+    revoke_on_sign_out: bool = True
+    """A sign-out (the server's `logout_url`, an application's
+    `colonnade.auth.sign_out`) also revokes the ticket it ends, and every ticket
+    renewed from the same sign-in, in every worker of this server, until they
+    would have expired: a copy of the cookie kept elsewhere no longer signs in.
+    ASP.NET's tickets stay valid until they expire (false does that). A farm's
+    nodes each keep their own list (docs/security.md)."""
     key_file: str = ""
     """A key ring file: one key per line, the base64 of 32 random bytes
     (`openssl rand -base64 32`); `#` comments and blank lines are ignored. The

@@ -78,6 +78,7 @@ from colonnade.modules.forms_auth.ticket import (
     key_source,
     new_ticket,
 )
+from colonnade.providers.revocations import RevocationList
 from colonnade.providers.users import Logon, UserStoreError
 from colonnade.providers.users.htpasswd import HtpasswdFile
 
@@ -143,6 +144,25 @@ class CookieSpec:
         return self.name_bytes + b"=" + self.attributes + COOKIE_DELETED
 
 
+_revocations: RevocationList | None = None
+
+
+def _server_revocations() -> RevocationList:
+    # One list per process for every application (the zone is the server's).
+    global _revocations
+    if _revocations is None:
+        _revocations = RevocationList.for_server()
+    return _revocations
+
+
+def _signed_out(ctx: Context) -> None:
+    """A ticket whose sign-in was signed out: the request stays anonymous."""
+    log.info(
+        "forms authentication: ticket for %s ignored: its sign-in was signed out",
+        loggable(ctx.request.path),
+    )
+
+
 def _file_setting(app: Application, key: str, value: str) -> str:
     """``forms_authentication.<key>`` (a file) as an absolute path: a relative one
     is taken from the folder of the configuration file that set it, as Apache and
@@ -183,6 +203,8 @@ class FormsAuthentication(Handler):
         # on how many may wait (a flood of sign-ins gets 503s, not a queue).
         self._pool: ThreadPoolExecutor | None = None
         self._checks = 0
+        # The server's revoked sign-ins (revoke_on_sign_out), else None.
+        self._revocations: RevocationList | None = None
 
     def provision(self, app: Application) -> None:
         """Read the key ring and the user store; refuse files inside served folders."""
@@ -204,6 +226,7 @@ class FormsAuthentication(Handler):
                     "anyone could download it; move it out",
                     key=f"forms_authentication.{key}",
                 )
+        self._revocations = _server_revocations() if settings.revoke_on_sign_out else None
         keys = key_source(path=key_file, env=settings.key_env)
         self._ring = keys.current if isinstance(keys, WatchedFile) else (lambda: keys)
         if users_file:
@@ -266,6 +289,10 @@ class FormsAuthentication(Handler):
                         self._open_ticket(ctx, value, now)
                     elif self._secure and request.scheme != "https":
                         self._open_ticket(ctx, value, now)  # refused there, and said once
+                    elif self._revocations is not None and self._revocations.revoked(
+                        found.ticket.sign_in, now
+                    ):
+                        _signed_out(ctx)
                     else:
                         ctx.user = found.user
                         if now >= found.renew_at:
@@ -304,6 +331,9 @@ class FormsAuthentication(Handler):
                 return
             if len(header) <= _HEADER_KEY_MAX:
                 opened[header] = found
+        if self._revocations is not None and self._revocations.revoked(found.ticket.sign_in, now):
+            _signed_out(ctx)
+            return
         ctx.user = found.user
         if now >= found.renew_at:
             self._renew(ctx, found.ticket, now)
@@ -417,6 +447,26 @@ class FormsAuthentication(Handler):
         if ctx.response.headers_sent:
             raise RuntimeError("the response has started: sign out before it starts")
         ctx.items[_SET_COOKIE] = self.cookie.clear()
+        if self._revocations is not None:
+            self._revoke(ctx, self._revocations)
+
+    def _revoke(self, ctx: Context, revocations: RevocationList) -> None:
+        # Every ticket the request brought (up to _MAX_CANDIDATES cookies of the
+        # name): their sign-ins end, whichever copy is presented next.
+        cookie = self.cookie
+        assert cookie is not None  # provisioned
+        now = time.time()
+        ring = self._current_ring()
+        for value in cookie_values(ctx.request.headers, cookie.name_eq, _MAX_CANDIDATES):
+            found = self._opened.get(value)
+            try:
+                ticket = found.ticket if found is not None else ring.open(value, cookie.name, now)
+            except BadTicketError:
+                continue
+            if ticket.sign_in:
+                # Renewals after this are refused, so no ticket of this sign-in
+                # outlives one full lifetime from now.
+                revocations.revoke(ticket.sign_in, now + (ticket.expires - ticket.issued))
 
     def redirect_url(self, ctx: Context) -> str:
         """The request's ``ReturnUrl`` when it stays on this site, else ``default_url``."""

@@ -56,6 +56,8 @@ _HEAD = 1 + _ID_BYTES + _NONCE_BYTES
 MAX_COOKIE = 3800
 #: The longest user name and role name a ticket carries, and the most roles.
 MAX_NAME = 256
+#: The size of a ticket's sign-in id (``providers.revocations.ID_BYTES``).
+SIGN_IN_BYTES = 16
 MAX_ROLES = 64
 #: A ticket issued this many seconds ahead of this server's clock is still good
 #: (farm nodes' clocks differ a little); further ahead it is refused.
@@ -77,6 +79,9 @@ class Ticket(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields
     """Unix time (seconds) it expires."""
     persistent: bool = False
     """The cookie carries ``Max-Age`` (outlives the browser session)."""
+    sign_in: bytes = b""
+    """Random, one per sign-in, kept by renewals: what a sign-out revokes
+    (``providers/revocations.py``). Empty in tickets issued before it existed."""
 
     def renewable(self, now: float) -> bool:
         """Past half its lifetime: ASP.NET renews when the time left is no more
@@ -85,9 +90,8 @@ class Ticket(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields
 
     def renewed(self, now: int) -> Ticket:
         """The same ticket issued ``now`` with its original total lifetime."""
-        return Ticket(
-            self.name, self.roles, now, now + (self.expires - self.issued), self.persistent
-        )
+        lifetime = self.expires - self.issued
+        return Ticket(self.name, self.roles, now, now + lifetime, self.persistent, self.sign_in)
 
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -116,7 +120,8 @@ def new_ticket(name: str, roles: Sequence[str], lifetime: int, persistent: bool 
     for role in roles:
         _check_name("role", role)
     now = int(time.time())
-    return Ticket(name, tuple(roles), now, now + lifetime, persistent)
+    sign_in = secrets.token_bytes(SIGN_IN_BYTES)
+    return Ticket(name, tuple(roles), now, now + lifetime, persistent, sign_in)
 
 
 def _check_name(what: str, name: str) -> None:
