@@ -36,9 +36,6 @@ class Level:
     url: str = ""
     """The URL path of this level's folder (``/shop``; empty for the server file),
     which the patterns of its rules are relative to."""
-    farm_subtree: str | None = None
-    """The subtree (``/api``) the farm of this level's ``[proxy]`` was written for,
-    None when for all of its URLs."""
     site: str = ""
     """The site a ``web.config`` level belongs to (empty for the server file, whose
     ``[[locations]]`` paths without a site name apply to every site)."""
@@ -105,9 +102,9 @@ class Context:
     (known before any rule is read, as ``webFarms`` usually comes last)."""
     farms: list[Block] = field(default_factory=list)
     """``[farms.NAME]`` tables and their members and health, in order."""
-    farm_locations: list[tuple[str, Level, Node]] = field(default_factory=list)
-    """``[[locations]]`` entries (path, tables, rule) that send a subtree to a farm
-    other than its level's: a second farm at one level."""
+    allowed_farms: dict[str, Node] = field(default_factory=dict)
+    """Farms that ``rules`` (not ``global_rules``) route to → the first such rule:
+    the server file's ``rewrite.allowed_farms``."""
     server_header: tuple[str, Node] | None = None
     """``[server] server_header`` from an outbound rule on ``RESPONSE_SERVER``."""
     cert_dir: str = "certs"
@@ -920,18 +917,31 @@ def _rule(node: Node, level: Level, ctx: Context, target: str) -> None:
     if kind not in _ACTIONS:
         ctx.report.skipped(node, f"action {action.get('type')!r} has no counterpart")
         return
+    syntax = _SYNTAX.get((node.get("patternSyntax") or "ECMAScript").lower())
+    if syntax is None:
+        ctx.report.skipped(node, f"patternSyntax {node.get('patternSyntax')!r}")
+        return
+    if match.flag("negate", False) and _BACK_REFERENCE.search(_templates(node, action)):
+        # Colonnade refuses such a rule when the configuration loads.
+        ctx.report.skipped(
+            node, "{R:n} of a negated pattern: it captures nothing (Colonnade refuses the rule)"
+        )
+        return
+    changes: list[str] = []
+    done = f"[[{target}]] {node.get('name')!r}"
+    route: tuple[str, str] | None = None
     if kind == "rewrite" and "://" in (action.get("url") or ""):
-        if not _farm_route(node, match, action, level, ctx):
+        route = _farm_route(node, action, ctx, target, changes)
+        if route is None:
             ctx.report.skipped(
                 node,
                 "a rewrite to another host is a reverse proxy (ARR): nearest is handler.proxy"
                 " (a [[handlers]] entry, [proxy] upstream or farm)",
             )
-        return
-    syntax = _SYNTAX.get((node.get("patternSyntax") or "ECMAScript").lower())
-    if syntax is None:
-        ctx.report.skipped(node, f"patternSyntax {node.get('patternSyntax')!r}")
-        return
+            return
+        done += f", a route to [farms.{route[1]}] (handler.proxy)"
+        # What it became, then how its meaning changed (most lines for routes).
+        changes.insert(0, done)
     block = level.entry(target, node)
     block.set("name", node.get("name") or f"rule at line {node.line}")
     if not node.flag("enabled", True):
@@ -943,7 +953,6 @@ def _rule(node: Node, level: Level, ctx: Context, target: str) -> None:
         block.set("negate", True)
     if not match.flag("ignoreCase", True):
         block.set("ignore_case", False)
-    changes: list[str] = []
     conditions = node.child("conditions")
     if conditions is not None:
         if (conditions.get("logicalGrouping") or "").lower() == "matchany":
@@ -966,15 +975,31 @@ def _rule(node: Node, level: Level, ctx: Context, target: str) -> None:
         ]
         if sets:
             block.set("server_variables", sets)
-    block.set("action", _action(action, kind, changes))
+    out = _action(action, kind, changes)
+    if route is not None:
+        out["url"] = route[0]
+    block.set("action", out)
     if node.flag("stopProcessing", False):
         block.set("stop_processing", True)
     if action.flag("logRewrittenUrl", False):
         changes.append("logRewrittenUrl is not converted")
-    if changes:
+    if len(changes) > (1 if route is not None else 0):
         ctx.report.changed(node, "; ".join(changes))
     else:
-        ctx.report.converted(node, f"[[{target}]] {node.get('name')!r}")
+        ctx.report.converted(node, done)
+
+
+_BACK_REFERENCE = re.compile(r"\{R:\d", re.IGNORECASE)
+
+
+def _templates(rule: Node, action: Node) -> str:
+    """The text of a rule's templates (action URL, conditions' inputs, server
+    variables' values), to look for back-references in."""
+    texts = [action.get("url") or ""]
+    for part in rule.children:
+        if part.name in ("conditions", "servervariables"):
+            texts.extend(c.attrs.get("input") or c.attrs.get("value") or "" for c in part.children)
+    return "\n".join(texts)
 
 
 def _conditions(node: Node, ctx: Context, *, files: bool = True) -> list[dict[str, Any]] | None:
@@ -1174,7 +1199,6 @@ def _action(action: Node, kind: str, changes: list[str]) -> dict[str, Any]:
 
 # -- ARR: web farms, and the rules that send requests to them -----------------------------
 
-_CATCH_ALL = {".*", "(.*)", "^.*", "^(.*)", "^.*$", "^(.*)$"}
 _ALGORITHMS = {
     "weightedroundrobin": "weighted_round_robin",
     "leastrequests": "least_requests",
@@ -1183,119 +1207,38 @@ _ALGORITHMS = {
 }
 
 
-def _farm_route(node: Node, match: Node, action: Node, level: Level, ctx: Context) -> bool:
-    """A rule that rewrites to ``http://FARM/{R:0}`` (ARR's own rule for a farm) →
-    a ``[[handlers]]`` entry to ``handler.proxy`` for the URLs the pattern takes,
-    with ``[proxy] farm``. False (reported by the caller) when it cannot be said so."""
+def _farm_route(
+    node: Node, action: Node, ctx: Context, target: str, changes: list[str]
+) -> tuple[str, str] | None:
+    """The URL of a rule that rewrites to ``http://FARM/...`` (ARR's rule for a
+    farm), written with the farm's Colonnade name, and that name: Colonnade's
+    rewrite routes it to the farm as ARR does. None (reported by the caller)
+    when FARM is no web farm of the input."""
     scheme, _, rest = (action.get("url") or "").partition("://")
-    farm_key, _, tail = rest.partition("/")
-    farm = ctx.farm_names.get(farm_key.lower())
-    pattern = match.get("url") or ""
-    syntax = (node.get("patternSyntax") or "ECMAScript").lower()
-    if farm is None or scheme.lower() not in ("http", "https") or match.flag("negate", False):
-        return False
-    conditions = node.child("conditions")
-    if conditions is not None and conditions.children:
-        ctx.report.skipped(
-            node,
-            f"a rewrite to farm {farm} under conditions: a handler mapping has none"
-            f" (nearest: [[handlers]] → handler.proxy with [proxy] farm = {farm!r},"
-            " in the site's or a [[locations]] entry's tables)",
-        )
-        return True
-    if syntax == "wildcard":
-        prefix = "" if pattern == "*" else pattern.removesuffix("/*")
-        catch_all = pattern == "*" or pattern.endswith("/*")
-    else:
-        prefix = pattern.removeprefix("^").removesuffix("(.*)").removesuffix(".*")
-        catch_all = pattern in _CATCH_ALL or (
-            pattern.startswith("^") and pattern.endswith(("/(.*)", "/.*"))
-        )
-        prefix = "" if pattern in _CATCH_ALL else prefix.removesuffix("/")
-    # {R:0} is the URL the pattern saw; {R:1} is the same only for a catch-all.
-    whole = tail == "{R:0}" or (tail == "{R:1}" and pattern in _CATCH_ALL | {"*"})
-    if not catch_all or not whole or any(c in prefix for c in "\\()[]{}|?+*.^$"):
-        return False
-    if not level.app_root:
-        ctx.report.skipped(
-            node, f"a rewrite to farm {farm}: handler mappings only at an application's root"
-        )
-        return True
-    current = next(
-        (
-            v
-            for b in level.blocks
-            if b.header == level.prefix + "proxy"
-            for k, v, _ in b.values
-            if k == "farm"
-        ),
-        None,
-    )
-    second = current not in (None, farm)
-    # [proxy] farm is one per URL subtree: a further farm takes a [[locations]]
-    # entry for its subtree; a catch-all after a subtree's farm takes the level,
-    # and that farm moves to its subtree's entry.
-    moved = second and not prefix and level.farm_subtree is not None and not level.prefix
-    if second and not moved and (not prefix or level.prefix):
-        ctx.report.skipped(
-            node,
-            f"a second farm ({farm}) at one level for "
-            + ("all its URLs" if not prefix else "a [[locations]] entry's URLs")
-            + ": nearest is a [[locations]] entry with [proxy] farm for a subtree",
-        )
-        return True
+    host, slash, tail = rest.partition("/")
+    farm = ctx.farm_names.get(host.lower())
+    if farm is None or scheme.lower() not in ("http", "https"):
+        return None
     ctx.modules.add("handler.proxy")
-    # A handler path is a whole URL; the rule's pattern saw the path below its level.
-    path = f"{level.url.rstrip('/')}/{prefix}/*" if prefix else "*"
-    entry = Block(level.prefix + "handlers", array=True, source=f"{node.where} <{node.path}>")
-    entry.set("path", path)
-    entry.set("handler", "handler.proxy")
-    entry.set("name", node.get("name") or f"ARR rule at line {node.line}")
-    level.sections.setdefault("handlers", node)
-    # First of this level's mappings: IIS's rewrite takes the request before any
-    # handler mapping is looked at.
-    first = next(
-        (i for i, b in enumerate(level.blocks) if b.header == level.prefix + "handlers"),
-        len(level.blocks),
-    )
-    level.blocks.insert(first, entry)
-    changes = [f"[[handlers]] {path} → handler.proxy, [proxy] farm = {farm!r}"]
-    if moved:
-        assert level.farm_subtree is not None and isinstance(current, str)
-        _farm_location(level.farm_subtree, current, node, ctx)
-        changes[0] += f" (farm {current!r} moves to [[locations]] {level.farm_subtree!r})"
-        level.table("proxy", node).set("farm", farm, _source(node))
-        level.farm_subtree = None
-    elif second:
-        subtree = f"{level.site}{level.url.rstrip('/')}/{prefix}"
-        _farm_location(subtree, farm, node, ctx)
-        changes[0] += f' in [[locations]] path "{subtree}" (a second farm at this level)'
-    else:
-        level.table("proxy", node).set("farm", farm, _source(node))
-        level.farm_subtree = f"{level.site}{level.url.rstrip('/')}/{prefix}" if prefix else None
-    if not level.server:
-        changes.append("the farm gets the whole URL (ARR sends {R:0}, the path below this folder)")
+    url = f"http://{farm}/{tail}" if slash else f"http://{farm}"
     if scheme.lower() == "https":
-        changes.append("the members are reached over plain HTTP (Colonnade's proxy)")
-    if not action.flag("appendQueryString", True):
-        changes.append("the query string is forwarded (appendQueryString=false)")
-    later = node.parent.children[node.parent.children.index(node) + 1 :] if node.parent else []
-    if any(c.name == "rule" for c in later):
-        changes.append("the rules after it still run for these URLs (it is no rule any more)")
-    node.get("stopProcessing")
-    node.get("enabled")
-    if len(changes) > 1:
-        ctx.report.changed(node, "; ".join(changes))
-    else:
-        ctx.report.converted(node, changes[0])
-    return True
-
-
-def _farm_location(subtree: str, farm: str, node: Node, ctx: Context) -> None:
-    """A ``[[locations]]`` entry sending ``subtree`` to ``farm``."""
-    where = Level(prefix="locations.", server=False, app_root=False, url=subtree)
-    where.table("proxy", node).set("farm", farm, _source(node))
-    ctx.farm_locations.append((subtree, where, node))
+        changes.append(
+            f"https://{host}/ → http://{farm}/: the members are reached as their"
+            " [farms] addresses say (plain HTTP), not over TLS"
+        )
+    if target == "rewrite.rules":
+        ctx.allowed_farms.setdefault(farm, node)
+        changes.append(
+            f"rewrite.allowed_farms of the server file lists {farm!r}: IIS lets any"
+            " web.config rule route to any farm, Colonnade only to the farms the server"
+            " file allows"
+        )
+    if not node.flag("stopProcessing", False):
+        changes.append(
+            "a route ends rule processing: no rule after it runs"
+            " (IIS goes on to the next rule: stopProcessing is false)"
+        )
+    return url, farm
 
 
 def farm_names(root: Node) -> dict[str, str]:

@@ -657,7 +657,7 @@ def run_import(
         for loc_path, loc_level, loc_node in file_locations:
             locations.append((f"{site_name}/{loc_path}", loc_level, loc_node))
         web_levels.append((rel, level))
-    locations.extend(ctx.farm_locations)
+    _allowed_farms(ctx, server_level)
     outputs = Outputs()
     outputs.folders = [os.path.join(server_dir, f) for f in ctx.folders]
     for level in [server_level, *(lv for _, lv in web_levels), *(lv for _, lv, _ in locations)]:
@@ -686,6 +686,27 @@ def run_import(
                 f"{existing[0]} exists (--force to overwrite); nothing was written"
             )
     return outputs, report
+
+
+def _allowed_farms(ctx: Context, level: Level) -> None:
+    """``rewrite.allowed_farms`` of the server file: the farms ``rules`` route to."""
+    if not ctx.allowed_farms:
+        return
+    node = next(iter(ctx.allowed_farms.values()))
+    new = not any(b.header == "rewrite" for b in level.blocks)
+    table = level.table("rewrite", node)
+    # A new table's comment names the rule already.
+    table.set(
+        "allowed_farms", list(ctx.allowed_farms), "" if new else f"{node.where} <{node.path}>"
+    )
+    if new:
+        # [rewrite] before its rules, where a reader looks for it.
+        level.blocks.remove(table)
+        first = next(
+            (i for i, b in enumerate(level.blocks) if b.header.startswith("rewrite.")),
+            len(level.blocks),
+        )
+        level.blocks.insert(first, table)
 
 
 def _server_file(
