@@ -151,7 +151,11 @@ def _parser() -> argparse.ArgumentParser:
 
     def control_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("-c", "--config", metavar="FILE", help="server config: its control socket")
-        p.add_argument("--control", metavar="SOCKET", help="the master's control socket")
+        p.add_argument(
+            "--control",
+            metavar="SOCKET",
+            help="the master's control socket [env COLONNADE_CONTROL]",
+        )
 
     for name, text in (
         ("pools", "the running master's pools and workers"),
@@ -585,9 +589,14 @@ def cmd_config_set(args: argparse.Namespace) -> int:
     return 0
 
 
-def _control(args: argparse.Namespace) -> str:
-    config = load_file(args.config) if args.config else None
-    return operations.control_path(config, args.control)
+def _control(args: argparse.Namespace, config: ServerConfig | None = None) -> str:
+    """The control socket a command talks to: ``--control``, else the environment's
+    ``COLONNADE_CONTROL`` (as ``serve`` reads it: the same variable reaches the same
+    master), else the server file's, else the user's default."""
+    if config is None and args.config:
+        config = load_file(args.config)
+    explicit = args.control or os.environ.get("COLONNADE_CONTROL") or None
+    return operations.control_path(config, explicit)
 
 
 def cmd_pools(args: argparse.Namespace) -> int:
@@ -716,7 +725,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
     the running master, or read from the folder the server file names when no
     master runs (a single-process server)."""
     config = load_file(args.config) if args.config else None
-    control = operations.control_path(config, args.control)
+    control = _control(args, config)
     directory = trace_directory(config.sections) if config is not None else None
     if args.trace_command == "list":
         listing = operations.traces(control, args.site, directory=directory)

@@ -160,7 +160,9 @@ OPTIONS: tuple[ServeOption, ...] = (
         ("--control",),
         "control",
         "str",
-        "the master's control socket (one per master to run several side by side)",
+        "the master's control socket (one per master to run several side by side); "
+        "`colonnade pools`, `recycle`, `reload` and the other commands that ask the "
+        "master read the same variable",
         parsed_elsewhere=True,
         origin="colonnade",
     ),
