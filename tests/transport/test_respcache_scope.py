@@ -12,9 +12,15 @@ from tests.hosting.support import engine, site_config
 APPS = "tests.hosting.apps.asgi_apps"
 
 
-def test_no_cache_where_no_application_has_the_static_handler() -> None:
-    only_asgi = engine(site_config(f"{APPS}:hello"))
-    assert all(rt.handler_map.handler("handler.static") is None for rt in only_asgi.runtimes)
+def test_no_cache_where_no_mapping_names_the_static_handler() -> None:
+    # The static handler enabled (as by default) but mapped nowhere: no cache.
+    only_asgi = engine(site_config(f"{APPS}:hello", modules=["handler.static"]))
+    assert any(rt.handler_map.handler("handler.static") for rt in only_asgi.runtimes)
+    assert not any(
+        rule.handler.id == "handler.static"
+        for rt in only_asgi.runtimes
+        for rule in rt.handler_map.rules
+    )
     assert for_engine(only_asgi) is None
 
 

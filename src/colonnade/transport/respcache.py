@@ -267,12 +267,16 @@ class ResponseCache:
 def for_engine(engine: Engine) -> ResponseCache | None:
     """The response cache of ``engine``'s generation, or None where it is switched off,
     or where it could never store an answer: the engine's rule keeps only answers of
-    the static file handler, and no application of the generation has one (nothing
-    maps it, nothing can hand a request to it). Then no request pays for a key and a
-    record (~5,500 instructions of an ASGI request's ~116,000)."""
+    the static file handler, and no handler mapping of the generation names it. (The
+    rule's transparent modules reach a handler only through the mapping; a module
+    that sets one itself makes its application's answers ineligible anyway.) Then
+    no request pays for a key and a record (~5,500 instructions of an ASGI hello
+    request's ~116,000)."""
     settings = engine.settings.response_cache
     if not settings.enabled or not settings.max_bytes or not settings.max_entry_size:
         return None
-    if not any(rt.handler_map.handler(STATIC) is not None for rt in engine.runtimes):
+    if not any(
+        rule.handler.id == STATIC for rt in engine.runtimes for rule in rt.handler_map.rules
+    ):
         return None
     return ResponseCache(engine)
