@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 
@@ -354,9 +355,17 @@ def test_prepared_heads_stay_bounded_and_refuse_what_cannot_be_sent() -> None:
     assert len(h1._PREPARED) <= h1._PREPARED_MAX
     big = [(b"x-big", b"v" * (h1._PREPARED_LINES_MAX + 1))]
     assert h1.prepared_head(200, big, None, 0) is not h1.prepared_head(200, big, None, 0)
-    # Headers as lists (unhashable) still go out, checked the same way.
-    listed = h1.prepared_head(200, [[b"x-a", b"1"]], None, 0)  # type: ignore[list-item]
-    assert listed.lines == b"HTTP/1.1 200 OK\r\nx-a: 1\r\n"
+    # Headers as lists (unhashable) are never kept, and fare as without the cache:
+    # sent by the interpreted build, refused by the compiled one (declared types).
+    listed: Any = [[b"x-a", b"1"]]
+    try:
+        expected = h1.PreparedHead(200, listed, None, 0).lines
+    except TypeError:
+        with pytest.raises(TypeError):
+            h1.prepared_head(200, listed, None, 0)
+    else:
+        assert h1.prepared_head(200, listed, None, 0).lines == expected
+        assert expected == b"HTTP/1.1 200 OK\r\nx-a: 1\r\n"
     with pytest.raises(ValueError, match="CR, LF or NUL"):
         h1.prepared_head(200, [(b"x-a", b"1\r\nx-b: 2")], None, 0)
     with pytest.raises(ValueError, match="CR, LF or NUL"):  # never cached: refused again
