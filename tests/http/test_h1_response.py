@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 
@@ -323,3 +324,64 @@ def test_body_shorter_than_content_length_closes() -> None:
     conn.body(b"ab")
     assert conn.end_response() == b""
     assert not conn.keep_alive
+
+
+# -- prepared heads: made once per response shape, found again by value --------------
+
+
+def test_a_recurring_response_shape_reuses_its_prepared_head() -> None:
+    from colonnade.http.h1 import prepared_head
+
+    headers = [(b"Content-Type", b"text/plain"), (b"X-A", b"1")]
+    first = prepared_head(200, headers, None, 13)
+    # Equal values in new objects (what an application sends per request) find it.
+    again = prepared_head(200, [(b"Content-Type", b"text/plain"), (b"X-A", b"1")], None, 13)
+    assert again is first
+    assert first.lines == b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nx-a: 1\r\n"
+    # Any difference (a value, the status, the reason, the length) is another head.
+    assert (
+        prepared_head(200, [(b"Content-Type", b"text/html"), (b"X-A", b"1")], None, 13) is not first
+    )
+    assert prepared_head(201, headers, None, 13) is not first
+    assert prepared_head(200, headers, b"Fine", 13).lines.startswith(b"HTTP/1.1 200 Fine\r\n")
+    assert prepared_head(200, headers, None, 14).length == 14
+
+
+def test_prepared_heads_stay_bounded_and_refuse_what_cannot_be_sent() -> None:
+    from colonnade.http import h1
+
+    for n in range(h1._PREPARED_MAX * 2):
+        h1.prepared_head(200, [(b"etag", b'"%d"' % n)], None, 0)
+    assert len(h1._PREPARED) <= h1._PREPARED_MAX
+    big = [(b"x-big", b"v" * (h1._PREPARED_LINES_MAX + 1))]
+    assert h1.prepared_head(200, big, None, 0) is not h1.prepared_head(200, big, None, 0)
+    # Headers as lists (unhashable) are never kept, and fare as without the cache:
+    # sent by the interpreted build, refused by the compiled one (declared types).
+    listed: Any = [[b"x-a", b"1"]]
+    try:
+        expected = h1.PreparedHead(200, listed, None, 0).lines
+    except TypeError:
+        with pytest.raises(TypeError):
+            h1.prepared_head(200, listed, None, 0)
+    else:
+        assert h1.prepared_head(200, listed, None, 0).lines == expected
+        assert expected == b"HTTP/1.1 200 OK\r\nx-a: 1\r\n"
+    with pytest.raises(ValueError, match="CR, LF or NUL"):
+        h1.prepared_head(200, [(b"x-a", b"1\r\nx-b: 2")], None, 0)
+    with pytest.raises(ValueError, match="CR, LF or NUL"):  # never cached: refused again
+        h1.prepared_head(200, [(b"x-a", b"1\r\nx-b: 2")], None, 0)
+
+
+def test_start_response_is_the_same_with_a_prepared_head_found_again() -> None:
+    heads = []
+    for _ in range(2):
+        conn, head = request(GET11)
+        heads.append(
+            DATE.sub(
+                b"", conn.start_response(head, 200, [(b"content-type", b"a/b")], content_length=3)
+            )
+        )
+    assert heads[0] == heads[1]
+    assert heads[0] == (
+        b"HTTP/1.1 200 OK\r\ncontent-type: a/b\r\ncontent-length: 3\r\nserver: colonnade\r\n\r\n"
+    )

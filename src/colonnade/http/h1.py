@@ -357,6 +357,39 @@ class PreparedHead:
         self.add_server = add_server
 
 
+# -- prepared heads for the response shapes that recur ---------------------------------
+# An application answers with the same status and header list over and over (a
+# framework's JSON or text response: type and length). Checking and formatting
+# those once, then finding them by value, costs a tuple and a dict lookup where a
+# PreparedHead costs a loop over the headers (~4,700 instructions of ~130,000 for
+# the ASGI hello answer). Bounded in entries and in the size of each head, and
+# started over when full, so unique headers (cookies, ETags) cannot grow it.
+_PREPARED: Final[
+    dict[tuple[int, bytes | None, int | None, tuple[tuple[bytes, bytes], ...]], PreparedHead]
+] = {}
+_PREPARED_MAX: Final = 512
+_PREPARED_LINES_MAX: Final = 1024
+
+
+def prepared_head(
+    status: int, headers: Headers, reason: bytes | None, content_length: int | None
+) -> PreparedHead:
+    """:class:`PreparedHead` of a response, the same object for the same values
+    (it is never changed once made). Raises ValueError as PreparedHead does."""
+    key = (status, reason, content_length, tuple(headers))
+    try:
+        prepared = _PREPARED.get(key)
+    except TypeError:  # a header given as a list, or a bytearray: not kept
+        return PreparedHead(status, headers, reason, content_length)
+    if prepared is None:
+        prepared = PreparedHead(status, headers, reason, content_length)
+        if len(prepared.lines) <= _PREPARED_LINES_MAX:
+            if len(_PREPARED) >= _PREPARED_MAX:
+                _PREPARED.clear()
+            _PREPARED[key] = prepared
+    return prepared
+
+
 class HTTP1Connection:
     """The HTTP/1.1 protocol state of one connection, without any I/O.
 
@@ -1025,7 +1058,7 @@ class HTTP1Connection:
         be sent (invalid name, CR/LF/NUL).
         """
         return self.start_prepared(
-            head, PreparedHead(status, headers, reason, content_length), keep_alive
+            head, prepared_head(status, headers, reason, content_length), keep_alive
         )
 
     def start_prepared(self, head: RequestHead, prepared: PreparedHead, keep_alive: bool) -> bytes:

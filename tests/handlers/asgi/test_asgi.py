@@ -58,6 +58,50 @@ def test_scope_at_the_site_root() -> None:
     assert scope["has_context"] is True
 
 
+seen: list[dict[str, Any]] = []
+
+
+async def keys_then_mutate(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Records each http scope's keys and values, then changes the scope it was given."""
+    if scope["type"] != "http":
+        return
+    seen.append({"keys": list(scope), "path": scope["path"], "method": scope["method"]})
+    scope["path"] = "/changed"
+    scope["extensions"]["colonnade"]["user"] = "someone"
+    scope["added"] = True
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def test_each_request_gets_a_scope_of_its_own_with_the_keys_in_order() -> None:
+    # Scopes are copies of one template: what an application does to its scope
+    # must never reach the next request's.
+    seen.clear()
+    with client("tests.handlers.asgi.test_asgi:keys_then_mutate") as c:
+        assert c.get("/one").status == 200
+        assert c.request("POST", "/two?x=1", body=b"b").status == 200
+    keys = [
+        "type",
+        "asgi",
+        "http_version",
+        "method",
+        "scheme",
+        "path",
+        "raw_path",
+        "query_string",
+        "root_path",
+        "headers",
+        "client",
+        "server",
+        "extensions",
+        "state",
+    ]
+    assert seen == [
+        {"keys": keys, "path": "/one", "method": "GET"},
+        {"keys": keys, "path": "/two", "method": "POST"},
+    ]
+
+
 @pytest.mark.parametrize(
     ("target", "path"),
     [("/api", "/api"), ("/api/", "/api/"), ("/api/users/7", "/api/users/7")],

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Awaitable
 from typing import Any, Final
 
 from colonnade.core.app import Application
@@ -198,7 +199,7 @@ class HttpCycle:
         response.skip_custom_errors = True
         headers = message.get("headers")
         if headers:
-            response.headers = [(name.lower(), value) for name, value in headers]
+            response.headers = [(_lower(name), value) for name, value in headers]
         inner = self.inner_response
         if inner is not None and inner.status == response.status:
             response.substatus = inner.substatus
@@ -210,6 +211,24 @@ class HttpCycle:
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+
+#: Header names in lower case, by the name an application sends: it sends the
+#: same few again and again. A hit is a dict lookup instead of a method call,
+#: and gives the same lowered object each time (whose hash is then kept).
+_LOWER: Final[dict[bytes, bytes]] = {}
+_LOWER_MAX: Final = 1024
+
+
+def _lower(name: Any) -> Any:
+    if type(name) is not bytes:
+        return name.lower()  # what the protocol layer then refuses, as ever
+    lowered = _LOWER.get(name)
+    if lowered is None:
+        lowered = name.lower()
+        if len(_LOWER) < _LOWER_MAX:
+            _LOWER[name] = lowered
+    return lowered
 
 
 def _out_of_turn(kind: str, phase: int) -> str:
@@ -227,6 +246,7 @@ class AsgiHandler(Handler):
     def __init__(self) -> None:
         self.app: App | None = None
         self.target = ""
+        self.name = "the ASGI application"
         self.root_path = ""
         self.prefix = ""
         self.state: dict[str, Any] = {}
@@ -239,6 +259,7 @@ class AsgiHandler(Handler):
         if python is None:
             raise ModuleError(self.id, f"application {app.id} names no Python app to host")
         self.target = python.target
+        self.name = f"the ASGI application {python.target}"  # for error messages
         self.app = load_app(python.target, app_dir=python.app_dir, factory=python.factory)
         self.settings = settings = app.section(AsgiSection)
         self.prefix = settings.root_path  # what a proxy stripped ([asgi] root_path)
@@ -261,16 +282,20 @@ class AsgiHandler(Handler):
         if self.lifespan is not None:
             await self.lifespan.shutdown()
 
-    async def execute(self, ctx: Context) -> None:
-        """Run the application for ``ctx``: an ``http`` or a ``websocket`` scope."""
+    def execute(self, ctx: Context) -> Awaitable[None]:
+        """Run the application for ``ctx``: an ``http`` or a ``websocket`` scope.
+
+        A plain function returning the coroutine that runs it, which the walk
+        awaits: a coroutine of its own around it would be one more frame per
+        request to create and resume, for nothing.
+        """
         request = ctx.request
         headers = request.headers
         if request.method == "GET":
             for name, _ in headers:
                 if name == b"upgrade":
                     if websocket_request(headers):
-                        await self._websocket(ctx)
-                        return
+                        return self._websocket(ctx)
                     break
         app = self.app
         if app is None:
@@ -279,7 +304,7 @@ class AsgiHandler(Handler):
         scope = http_scope(ctx, self.root_path, self.state)
         if self.prefix:
             add_proxy_prefix(scope, self.prefix)
-        await cycle.run(app, scope, f"the ASGI application {self.target}")
+        return cycle.run(app, scope, self.name)
 
     async def _websocket(self, ctx: Context) -> None:
         app = self.app
