@@ -550,6 +550,9 @@ INSTRUCTION_PAIRS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("static-1k", STATIC),
+    # the two larger files of issue #24: the response cache (100 KiB) and sendfile (10 MiB)
+    ("static-100k", STATIC),
+    ("static-10m", STATIC),
     # a memory-tier hit of the output cache against the static file (issue #20)
     ("cache-1k", ("colonnade-cached", "colonnade-static")),
     ("wsgi-hello", ("colonnade-wsgi", "gunicorn")),
@@ -2941,6 +2944,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="requests of the two callgrind runs of the instructions workload "
         "(default {},{})".format(*INSTRUCTION_REQUESTS),
     )
+    ap.add_argument(
+        "--instruction-workloads",
+        metavar="W1,W2",
+        help="the instructions workload counts only these of its workloads (default: all)",
+    )
     ap.add_argument("--base-port", type=int, default=18080)
     ap.add_argument(
         "--start-timeout",
@@ -3048,7 +3056,9 @@ def main(argv: list[str] | None = None) -> int:
     instr_pairs = [
         (by_name[w], servers)
         for w, candidates in INSTRUCTION_PAIRS
-        if INSTRUCTIONS in only and (servers := select_servers(candidates, args.servers))
+        if INSTRUCTIONS in only
+        and (not args.instruction_workloads or w in args.instruction_workloads.split(","))
+        and (servers := select_servers(candidates, args.servers))
     ]
     tls = any(w.client != "wrk" for w in [*workloads, *(w for w, _ in instr_pairs)])
     for tool in ("wrk", "taskset", "nginx", *(("h2load", "openssl") if tls else ())):

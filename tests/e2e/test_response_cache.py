@@ -26,6 +26,7 @@ pytestmark = needs_htpasswd
 
 PAGE = b"".join(b"line %04d of a page worth compressing\n" % i for i in range(28))  # ~1 KiB
 MODULES = [*DEFAULT_MODULES, "auth.anonymous", "auth.basic"]
+HUNDRED_K = os.urandom(100 * 1024)  # in the file cache, so kept by the response cache
 
 
 def make_config(base: Path, protected: tuple[str, ...] = ("/secret",)) -> dict[str, Any]:
@@ -62,6 +63,7 @@ def base(tmp_path: Path) -> Path:
     (www / "secret" / "file.txt").write_bytes(PAGE)
     (www / "open" / "file.txt").write_bytes(PAGE)
     (www / "big.bin").write_bytes(os.urandom(300 * 1024))
+    (www / "100k.bin").write_bytes(HUNDRED_K)
     htpasswd(tmp_path / "users", "alice", "wonder-land", "-B")
     return tmp_path
 
@@ -198,19 +200,27 @@ def test_enabling_basic_authentication_for_a_cached_path_switches_it_off(
         engine.close()
 
 
-def test_a_changed_file_is_served_after_the_check_interval(base: Path, live: LiveServer) -> None:
+@pytest.mark.parametrize(
+    ("target", "changed"),
+    [
+        ("/page.txt", PAGE.upper() + b"and longer\n"),
+        ("/100k.bin", os.urandom(100 * 1024 + 7)),
+    ],
+)
+def test_a_changed_file_is_served_after_the_check_interval(
+    base: Path, live: LiveServer, target: str, changed: bytes
+) -> None:
     with Conn(live.port) as conn:
-        stored_then_hit(live, conn, "/page.txt")
-        changed = PAGE.upper() + b"and longer\n"
-        (base / "www" / "page.txt").write_bytes(changed)
+        stored_then_hit(live, conn, target)
+        (base / "www" / target[1:]).write_bytes(changed)
         wait_for(
-            lambda: fetch(conn, "/page.txt")[0].body == changed,
+            lambda: fetch(conn, target)[0].body == changed,
             PATIENCE,
             "the changed file served",
         )
         # Once settled, the new version is kept and answered from the cache.
-        (_, _), (hit, _) = stored_then_hit(live, conn, "/page.txt")
-        assert hit.body == changed
+        (_, _), (hit, _) = stored_then_hit(live, conn, target)
+        assert hit.body == changed and hit.headers["content-length"] == str(len(changed))
 
 
 def test_the_cache_is_bounded_in_entries_and_bytes(base: Path) -> None:
@@ -286,3 +296,97 @@ def test_a_hit_is_logged_and_counted_as_the_pipeline_would(base: Path, live: Liv
     assert hit_line["sc-status"] == "200" and hit_line["cs(User-Agent)"] == "probe/1"
     assert int(hit_line["sc-bytes"]) == len(hit.raw_head) + 4 + len(hit.body)
     assert pipeline.body == hit.body
+
+
+# -- a 100 KiB file (issue #24): kept, answered in one writev, never buffered per request --
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_a_100k_hit_is_the_pipelines_answer_byte_for_byte(live: LiveServer, method: str) -> None:
+    with Conn(live.port) as conn:
+        (pipeline, pipeline_bytes), (hit, hit_bytes) = stored_then_hit(
+            live, conn, "/100k.bin", method=method
+        )
+        _, again_bytes = fetch(conn, "/100k.bin", method=method)
+    assert pipeline.status == hit.status == 200
+    assert hit.headers["content-length"] == str(len(HUNDRED_K))
+    assert hit_bytes == pipeline_bytes == again_bytes
+    assert hit.body == (HUNDRED_K if method == "GET" else b"")
+
+
+def test_100k_ranges_and_conditionals_take_the_pipeline(live: LiveServer) -> None:
+    with Conn(live.port) as conn:
+        (_, _), (hit, _) = stored_then_hit(live, conn, "/100k.bin")
+        before = counters(live)
+        etag = hit.headers["etag"]
+        not_modified, _ = fetch(conn, "/100k.bin", f"If-None-Match: {etag}")
+        assert not_modified.status == 304 and not_modified.body == b""
+        one, _ = fetch(conn, "/100k.bin", "Range: bytes=1000-70999")
+        assert one.status == 206 and one.body == HUNDRED_K[1000:71000]
+        assert one.headers["content-range"] == f"bytes 1000-70999/{len(HUNDRED_K)}"
+        multi, _ = fetch(conn, "/100k.bin", "Range: bytes=0-9,-20")
+        assert multi.status == 206
+        assert multi.headers["content-type"].startswith("multipart/byteranges; boundary=")
+        assert HUNDRED_K[:10] in multi.body and HUNDRED_K[-20:] in multi.body
+        assert counters(live) == before  # none stored, none answered from the cache
+
+
+def test_100k_entries_are_held_within_the_byte_and_entry_size_bounds(base: Path) -> None:
+    www = base / "www"
+    for name in ("a", "b", "c"):
+        (www / f"{name}.bin").write_bytes(os.urandom(100 * 1024))
+    config = make_config(base)
+    config["server"]["response_cache"] = {"max_bytes": 250 * 1024}
+    with LiveServer(config, base).start() as server, Conn(server.port) as conn:
+        for name in ("a", "b", "c"):
+            stored_then_hit(server, conn, f"/{name}.bin")
+
+        def kept(state: ServerState) -> tuple[int, list[bytes]]:
+            cache = state.respcache
+            assert cache is not None
+            return cache.bytes, [key[4] for key in cache.entries]
+
+        size, targets = server.look(kept)
+        # Two 100 KiB answers fit in 250 KiB, a third pushed the oldest out.
+        assert targets == [b"/b.bin", b"/c.bin"] and 200 * 1024 < size <= 250 * 1024
+    # An entry larger than max_entry_size is never kept, whatever the byte budget.
+    config["server"]["response_cache"] = {"max_entry_size": 64 * 1024}
+    with LiveServer(config, base).start() as server, Conn(server.port) as conn:
+        stored_then_hit(server, conn, "/page.txt")
+        before = counters(server)
+        for _ in range(3):
+            assert fetch(conn, "/100k.bin")[0].body == HUNDRED_K
+        assert counters(server) == before
+
+
+def _held(state: ServerState) -> tuple[int, int]:
+    """(bytes the server's one connection still holds for its client, requests queued)."""
+    held = queued = 0
+    for conn in state.connections:
+        transport = conn.transport
+        if transport is not None:
+            held += transport.get_write_buffer_size()
+        queued += len(conn.queue)  # type: ignore[attr-defined]
+    return held, queued
+
+
+def test_a_client_pipelining_100k_requests_without_reading_is_held_back(
+    live: LiveServer,
+) -> None:
+    with Conn(live.port, rcvbuf=4096) as conn:
+        stored_then_hit(live, conn, "/100k.bin")
+        count = 100
+        conn.send(b"GET /100k.bin HTTP/1.1\r\nHost: localhost\r\n\r\n" * count)
+        # The server answers what the sockets take, then holds the rest back: the
+        # requests queue (its reading pauses) instead of 10 MiB of answers piling
+        # up in memory for a client that reads nothing.
+        wait_for(
+            lambda: (held := live.look(_held))[0] > 0 and held[1] > 0,
+            PATIENCE,
+            "the server holding back",
+        )
+        held, _ = live.look(_held)
+        assert held <= 2 * (len(HUNDRED_K) + 512)
+        for _ in range(count):
+            wire = conn.response()
+            assert wire.status == 200 and wire.body == HUNDRED_K

@@ -222,30 +222,31 @@ def test_pipelined_mix_of_buffered_and_sendfile_responses(live: LiveServer, big:
 
 
 def test_a_large_file_changed_between_requests_is_described_anew(tmp_path: Path) -> None:
-    # Large files are sent from disk: their headers must describe the bytes sent now,
-    # not a version seen a moment ago (a grown file truncated under an old length, or
-    # new content under the old strong ETag, would corrupt downloads and caches).
+    # Large files (over the file cache's 256 KiB) are sent from disk: their headers
+    # must describe the bytes sent now, not a version seen a moment ago (a grown file
+    # truncated under an old length, or new content under the old strong ETag, would
+    # corrupt downloads and caches).
     www = tmp_path / "www"
     www.mkdir()
-    (www / "f.bin").write_bytes(b"a" * 100_000)
+    (www / "f.bin").write_bytes(b"a" * 300_000)
     config = {
         "server": {"modules": ["handler.static"]},
         "sites": [{"name": "main", "bindings": ["http://127.0.0.1:1"], "root": "www"}],
     }
     with LiveServer(config, tmp_path).start() as server, Conn(server.port, timeout=30) as conn:
         first = request(conn, "/f.bin")
-        assert len(first.body) == 100_000
+        assert len(first.body) == 300_000
         with open(www / "f.bin", "ab") as f:
             f.write(b"b" * 50_000)
         grown = request(conn, "/f.bin")
-        assert grown.headers["content-length"] == "150000"
-        assert grown.body == b"a" * 100_000 + b"b" * 50_000
+        assert grown.headers["content-length"] == "350000"
+        assert grown.body == b"a" * 300_000 + b"b" * 50_000
         replacement = www / "new.bin"
-        replacement.write_bytes(b"Z" * 150_000)
+        replacement.write_bytes(b"Z" * 350_000)
         os.utime(replacement, ns=(time.time_ns() + 5 * 10**9,) * 2)
         os.replace(replacement, www / "f.bin")
         replaced = request(conn, "/f.bin")
-        assert replaced.body == b"Z" * 150_000
+        assert replaced.body == b"Z" * 350_000
         assert replaced.headers["etag"] != grown.headers["etag"]
 
 
@@ -321,3 +322,57 @@ def test_uncorking_a_connection_reset_meanwhile_is_quiet() -> None:
         loop.run_until_complete(main())
     finally:
         loop.close()
+
+
+# -- sendfile against memory (issue #24) ---------------------------------------------------
+
+
+def _without_date(wire: Wire) -> bytes:
+    lines = [ln for ln in wire.raw_head.split(b"\r\n") if not ln.lower().startswith(b"date:")]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + wire.body
+
+
+def test_a_10m_file_by_sendfile_is_the_same_bytes_as_from_memory(
+    files: tuple[Path, bytes], live: LiveServer
+) -> None:
+    # The same file and headers, once from disk (sendfile, as by default) and once
+    # from a server whose file cache holds 16 MiB files (one writev from memory).
+    base, big = files
+    config = {
+        "server": {"modules": ["security.request_filtering", "handler.static"]},
+        "sites": [{"name": "main", "bindings": ["http://127.0.0.1:1"], "root": "www"}],
+        "static_content": {
+            "cache_control": "max-age",
+            "max_age": 300,
+            "cache_max_file_size": 16 * 1024 * 1024,
+        },
+    }
+    with LiveServer(config, base).start() as memory:
+        for method in ("GET", "HEAD"):
+            from_disk = once(live, "/big.bin", method=method)
+            from_memory = once(memory, "/big.bin", method=method)
+            assert _without_date(from_disk) == _without_date(from_memory)
+            assert from_disk.body == (big if method == "GET" else b"")
+
+
+def _sending(state: object) -> tuple[int, bool]:
+    """(bytes the transport holds, a sendfile under way) over the server's connections."""
+    held, sending = 0, False
+    for conn in state.connections:  # type: ignore[attr-defined]
+        if conn.transport is not None:
+            held += conn.transport.get_write_buffer_size()
+        sending = sending or conn.sending_file
+    return held, sending
+
+
+def test_a_slow_reader_of_a_10m_file_holds_no_copy_of_it(live: LiveServer, big: bytes) -> None:
+    # Back-pressure on the sendfile path: the kernel's socket buffers hold what the
+    # client has not read; the server keeps neither the file nor a part of it.
+    with Conn(live.port, timeout=30, rcvbuf=4096) as conn:
+        conn.send(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        wait_for(lambda: live.look(_sending)[1], PATIENCE, "the sendfile waiting on the client")
+        assert live.look(_sending) == (0, True)
+        response = conn.response()
+        assert response.status == 200 and digest(response.body) == digest(big)
+        # The connection goes on after the waits.
+        assert request(conn, "/small.txt").body == SMALL

@@ -70,6 +70,10 @@ _SMALL_FILE: Final = 64 * 1024
 _COPY_CHUNK: Final = 256 * 1024
 # sendfile bodies from this size go out corked (see HttpConnection.sendfile).
 _CORK_FROM: Final = 1024 * 1024
+# A body from memory larger than this leaves with its head in one writev, not
+# copied behind it first (a copy of a 100 KiB file per response costs more than
+# the second iovec; for a small one the copy is the cheaper).
+_GATHER_FROM: Final = 16 * 1024
 
 # The transport's write high-water mark: 0, so a response's write waits (drain)
 # whenever the kernel did not take all of it, until the transport has handed
@@ -378,7 +382,12 @@ class Exchange:
             keep_alive=self._keep_alive(),
         )
         if body:
-            data += h1.body(body)
+            framed = h1.body(body)
+            if len(framed) > _GATHER_FROM:
+                self.bytes_sent += len(data) + len(framed)
+                conn.write_two(data, framed)
+                return
+            data += framed
         self.bytes_sent += len(data)
         conn.write(data)
 
@@ -436,17 +445,14 @@ class Exchange:
     async def sendfile(self, path: str, offset: int, count: int) -> None:
         """A file range: small ones in one write, large ones with zero-copy sendfile."""
         conn = self.conn
+        if self.head.method == b"HEAD":
+            return  # its head said it all: no byte of the file goes out, none is read
         # Opening a local file is not worth a thread; reads use pread/sendfile. A raw
         # descriptor: no buffered file object (its fstat, ioctl and lseek calls).
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             # Over TLS the bytes must pass through the TLS layer: no zero-copy.
-            if (
-                count <= _SMALL_FILE
-                or not self.sized
-                or self.head.method == b"HEAD"
-                or conn.tls is not None
-            ):
+            if count <= _SMALL_FILE or not self.sized or conn.tls is not None:
                 await self._copy(fd, offset, count)
             else:
                 self.record = None  # too large to keep: stays on sendfile
@@ -505,6 +511,138 @@ class Exchange:
         # A body nobody read and that has not fully arrived cannot be skipped
         # cheaply: close instead of reading it.
         return body is None or body.complete
+
+
+class _FileSender:
+    """One ``sendfile`` body (and the head before it) going out on a socket.
+
+    It writes until the socket is full; then a callback on the socket's
+    writability (watched on a duplicate of its descriptor: the transport keeps its
+    own registration of the original) goes on writing, with no task woken until
+    the last byte left or the client failed, as nginx's event handler does. The
+    client must take bytes again within ``timeouts.body`` seconds of the last time
+    the socket had room, or the send fails with ClientDisconnectedError.
+    """
+
+    __slots__ = (
+        "conn",
+        "count",
+        "fd",
+        "head",
+        "offset",
+        "out",
+        "progress",
+        "timeout",
+        "timer",
+        "twin",
+        "waiter",
+        "watch",
+    )
+
+    def __init__(
+        self,
+        conn: HttpConnection,
+        out: int,
+        fd: int,
+        offset: int,
+        count: int,
+        head: bytes,
+        twin: int = -1,
+    ) -> None:
+        self.conn = conn
+        self.out = out
+        self.fd = fd
+        self.offset = offset
+        self.count = count
+        self.head = head
+        #: A duplicate of ``out`` the caller made and closes (-1: made here if needed).
+        self.twin = twin
+        self.watch = -1
+        self.waiter: asyncio.Future[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.timeout = 0.0
+        self.progress = 0.0
+
+    def push(self) -> bool:
+        """Write what the socket takes: True once all of it went, False when full."""
+        conn, out = self.conn, self.out
+        try:
+            while self.head:
+                wrote = os.write(out, self.head)
+                conn._written += wrote
+                self.head = self.head[wrote:]
+                if self.head:
+                    return False
+            while self.count > 0:
+                sent = os.sendfile(out, self.fd, self.offset, self.count)
+                if sent == 0:
+                    raise ConnectionError("the file shrank while it was being sent")
+                conn._written += sent
+                self.offset += sent
+                self.count -= sent
+                if self.count:
+                    # Less than offered: the socket is full. Trying again at once
+                    # would only meet EAGAIN; wait for room (half its buffer drained).
+                    return False
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            if exc.errno in (errno.EPIPE, errno.ECONNRESET):
+                raise ClientDisconnectedError("the client went away") from exc
+            raise
+        return True
+
+    async def rest(self) -> None:
+        """Send the rest as the client makes room."""
+        conn = self.conn
+        loop = conn._loop
+        self.waiter = loop.create_future()
+        timeout = self.timeout = conn.state.timeouts.body
+        self.progress = loop.time()
+        self.watch = self.twin if self.twin >= 0 else os.dup(self.out)
+        loop.add_writer(self.watch, self._ready)
+        self.timer = loop.call_at(self.progress + timeout, self._expire)
+        self.conn._start_send_rate()
+        await self.waiter
+
+    def _ready(self) -> None:
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        conn = self.conn
+        transport = conn.transport
+        try:
+            if transport is None or transport.is_closing():
+                raise ClientDisconnectedError("the client went away")
+            if self.push():
+                waiter.set_result(None)
+                return
+        except Exception as exc:
+            waiter.set_exception(exc)
+            return
+        self.progress = conn._loop.time()
+        conn._start_send_rate()
+
+    def _expire(self) -> None:
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        due = self.progress + self.timeout
+        loop = self.conn._loop
+        if loop.time() < due:
+            self.timer = loop.call_at(due, self._expire)  # the socket had room since
+            return
+        waiter.set_exception(ClientDisconnectedError("the client stopped reading"))
+
+    def close(self) -> None:
+        """Stop watching the socket."""
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.watch >= 0:
+            self.conn._loop.remove_writer(self.watch)
+            if self.watch != self.twin:
+                os.close(self.watch)
+            self.watch = -1
 
 
 class HttpConnection(asyncio.Protocol):
@@ -747,7 +885,10 @@ class HttpConnection(asyncio.Protocol):
         if cache is not None and body is None and router is None:
             key = request_key(head, self._scheme, self.server[1] if self.server else 0)
             if key is not None:
-                if self.task is None and not self.queue:
+                # Not while the client has yet to read an earlier answer: the request
+                # then queues (see _answer), so a client that pipelines requests and
+                # reads nothing holds one response in memory, not one per request.
+                if self.task is None and not self.queue and not self._backlog():
                     entry = cache.lookup(key)
                     if entry is not None:
                         self._answer_cached(head, request, entry)
@@ -792,6 +933,14 @@ class HttpConnection(asyncio.Protocol):
         request = exchange.request
         assert request is not None
         try:
+            if self._backlog():
+                # Back-pressure: an answer written whole (send_all, a response cache
+                # hit) is still queued for the client; make the next one once it left.
+                try:
+                    await self.drain()
+                except ClientDisconnectedError:
+                    self.abort()
+                    return
             ctx = await self.state.engine.handle(request, exchange)
             if not ctx.response.headers_sent:
                 # Nothing reached the wire (an always-stage failed): say so.
@@ -820,11 +969,15 @@ class HttpConnection(asyncio.Protocol):
         # As send_all or start/write/end would frame it, the head checked once.
         h1 = self.h1
         data = h1.start_prepared(head, entry.prepared, exchange._keep_alive())
-        if head.method == b"GET":
-            data += h1.body(entry.body)
-        data += h1.end_response()
-        exchange.bytes_sent = len(data)
-        self.write(data)
+        body = h1.body(entry.body) if head.method == b"GET" else b""
+        tail = h1.end_response()  # b"" for a sized body, as every stored one is
+        if len(body) > _GATHER_FROM and not tail:
+            exchange.bytes_sent = len(data) + len(body)
+            self.write_two(data, body)
+        else:
+            data += body + tail
+            exchange.bytes_sent = len(data)
+            self.write(data)
         response = ctx.response
         response.status = 200
         response.headers = entry.headers
@@ -878,6 +1031,23 @@ class HttpConnection(asyncio.Protocol):
             self._written += len(data)
             transport.write(data)
 
+    def _backlog(self) -> bool:
+        """Whether an earlier answer still waits in the transport for the client.
+
+        ``write_paused`` alone does not say it: a TLS transport with a high-water
+        mark of 0 reports itself paused while it holds nothing."""
+        if not self.write_paused:
+            return False
+        transport = self.transport
+        return transport is not None and transport.get_write_buffer_size() > 0
+
+    def write_two(self, head: bytes, body: bytes) -> None:
+        """``head`` then ``body``, in one ``writev`` where the socket takes both."""
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            self._written += len(head) + len(body)
+            transport.writelines((head, body))
+
     async def drain(self) -> None:
         """Wait until the transport's write buffer is below its high-water mark."""
         if not self.write_paused:
@@ -896,8 +1066,8 @@ class HttpConnection(asyncio.Protocol):
 
         uvloop implements no ``loop.sendfile``, so this calls ``os.sendfile`` on the
         socket's descriptor (with nothing left in the transport's buffer, the bytes
-        stay in order) and, when the socket is full, waits for writability on a
-        duplicate of it (the transport keeps its own registration of the original).
+        stay in order); when the socket is full, a callback on its writability sends
+        the rest (:class:`_FileSender`) and the task waits once, for the end.
         The head goes out the same way, so nothing has to wait for the transport to
         flush it; only bytes the transport still holds from earlier (a slow client,
         a pipelined response) are waited for.
@@ -906,7 +1076,6 @@ class HttpConnection(asyncio.Protocol):
         sock = transport.get_extra_info("socket") if transport is not None else None
         if transport is None or sock is None or transport.is_closing():
             raise ClientDisconnectedError("the client went away")
-        loop = asyncio.get_running_loop()
         if transport.get_write_buffer_size():
             if head:
                 self.write(head)
@@ -917,64 +1086,29 @@ class HttpConnection(asyncio.Protocol):
                 await asyncio.sleep(0.001)
                 if transport.is_closing():
                     raise ClientDisconnectedError("the client went away")
-        out = sock.fileno()
-        waiting = -1  # a duplicate of ``out`` to wait on, made the first time it is needed
         # Like nginx's tcp_nopush, for bodies that leave in many pieces: corked, the
         # kernel sends only full segments, the head in the first with the file's
         # start (the client reads fewer, larger pieces: a third less of its CPU at
         # 10 MiB); the uncork pushes out the tail. Measured, not guessed: at 100 KiB
         # the same cost 20 % of the requests/s, so smaller bodies go uncorked.
-        cork = count >= _CORK_FROM
-        if cork:
-            _cork(sock, 1)
+        # A socket object of its own, for the cork and to wait on: uvloop's stand-in
+        # builds a new socket object for every setsockopt call (a tenth of the
+        # user-space instructions of a 10 MiB response went to cork and uncork).
+        twin = sock.dup() if count >= _CORK_FROM else None
+        if twin is not None:
+            _cork(twin, 1)
+        out = sock.fileno()
+        sender = _FileSender(self, out, fd, offset, count, head, twin.fileno() if twin else -1)
         self.sending_file = True
         try:
-            while head or count > 0:  # the head first, then the file
-                try:
-                    if head:
-                        wrote = os.write(out, head)
-                        self._written += wrote
-                        head = head[wrote:]
-                        continue
-                    sent = os.sendfile(out, fd, offset, count)
-                except BlockingIOError:
-                    if waiting < 0:
-                        waiting = os.dup(out)
-                    self._start_send_rate()
-                    await self._writable(loop, waiting)
-                    continue
-                except OSError as exc:
-                    if exc.errno in (errno.EPIPE, errno.ECONNRESET):
-                        raise ClientDisconnectedError("the client went away") from exc
-                    raise
-                if sent == 0:
-                    raise ConnectionError("the file shrank while it was being sent")
-                self._written += sent
-                offset += sent
-                count -= sent
+            if not sender.push():
+                await sender.rest()
         finally:
             self.sending_file = False
-            if cork:
-                _cork(sock, 0)
-            if waiting >= 0:
-                os.close(waiting)
-
-    async def _writable(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
-        waiter: asyncio.Future[None] = loop.create_future()
-
-        def ready() -> None:
-            if not waiter.done():
-                waiter.set_result(None)
-
-        loop.add_writer(fd, ready)
-        try:
-            await asyncio.wait_for(waiter, self.state.timeouts.body)
-        except TimeoutError:
-            raise ClientDisconnectedError("the client stopped reading") from None
-        finally:
-            loop.remove_writer(fd)
-        if self.transport is None or self.transport.is_closing():
-            raise ClientDisconnectedError("the client went away")
+            sender.close()
+            if twin is not None:
+                _cork(twin, 0)
+                twin.close()
 
     def _wake_drain(self) -> None:
         waiter = self._drain_waiter

@@ -45,7 +45,7 @@ def root(tmp_path: Path) -> Path:
     (site / "dir").mkdir(parents=True)
     (site / "a.txt").write_bytes(b"version-1")
     (site / "dir" / "b.txt").write_bytes(b"inner")
-    (site / "big.bin").write_bytes(b"x" * 70_000)
+    (site / "big.bin").write_bytes(b"x" * 300_000)
     return site
 
 
@@ -179,10 +179,10 @@ def test_a_racy_file_is_read_again_at_the_next_check(
 def test_files_above_the_limit_go_from_disk(root: Path, clock: Clock) -> None:
     with make_client(root) as client:
         response = client.get("/big.bin")
-        assert response.status == 200 and len(response.body) == 70_000
+        assert response.status == 200 and len(response.body) == 300_000
         assert not from_memory(response)
         assert str(root / "big.bin") not in handler_of(client).cache.entries
-    with make_client(root, cache_max_file_size=100_000) as client:
+    with make_client(root, cache_max_file_size=400_000) as client:
         assert from_memory(client.get("/big.bin"))
 
 

@@ -142,7 +142,7 @@ def test_defaults() -> None:
     assert section.cache_control == "none"
     assert section.max_age == 86400
     assert section.max_ranges == 16
-    assert section.cache_max_file_size == 64 * 1024
+    assert section.cache_max_file_size == 256 * 1024
     assert section.cache_max_bytes == 32 * 1024 * 1024
     assert section.cache_check_interval == 1.0
     assert section.cache_control_value is None

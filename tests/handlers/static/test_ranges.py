@@ -22,7 +22,7 @@ SIZE = 10_000
 # Every byte value, CR and LF included, at positions that make each range distinct.
 DATA = bytes((i * 7 + (i >> 8)) % 256 for i in range(SIZE))
 MTIME = 1_600_000_000
-BIG = 200_000  # above the in-memory multipart limit: streamed part by part
+BIG = 300_000  # above the file cache and the in-memory multipart limit: streamed
 
 
 def make_root(tmp_path: Path) -> Path:

@@ -122,7 +122,7 @@ def root(tmp_path: Path) -> Path:
     site = tmp_path / "site"
     site.mkdir()
     (site / "small.js").write_bytes(TEXT[:20000])  # kept in the static handler's memory
-    (site / "big.txt").write_bytes(TEXT * 2)  # sent from disk (sendfile)
+    (site / "big.txt").write_bytes(TEXT * 3)  # over the file cache: sent from disk (sendfile)
     (site / "tiny.css").write_bytes(b"a{color:red}")
     (site / "pic.png").write_bytes(b"\x89PNG" + bytes(5000))
     (site / "app.css").write_bytes(TEXT[:30000])

@@ -225,9 +225,12 @@ class StaticContentSection(Section, frozen=True, dict=True):
     """The most byte ranges one request may ask for; more and the ``Range`` header is
     ignored (a full 200, as nginx ``max_ranges``). 0 turns range requests off (no
     ``Accept-Ranges`` is sent)."""
-    cache_max_file_size: Annotated[int, Meta(ge=0, le=16 * 1024 * 1024)] = 64 * 1024
+    cache_max_file_size: Annotated[int, Meta(ge=0, le=16 * 1024 * 1024)] = 256 * 1024
     """Files up to this many bytes are kept in memory, with their response headers
-    prepared, and answered without touching the disk. 0 turns the cache off here."""
+    prepared, and answered without touching the disk (256 KiB, IIS's
+    ``maxResponseSize``); larger ones go out with ``sendfile``. The response cache
+    keeps only answers from memory, so this bounds what it can hold too. 0 turns
+    the cache off here."""
     cache_max_bytes: Annotated[int, Meta(ge=0, le=1 << 40)] = 32 * 1024 * 1024
     """The memory the file cache of one application may hold (least recently used
     files go first); 0 turns the cache off. Set it in the server file or for the
