@@ -167,7 +167,7 @@ def encode_pairs(pairs: Iterable[tuple[bytes, bytes]]) -> bytes:
 
 
 #: The one-byte lengths, as latin-1 text (see :func:`encode_text_pairs`).
-_TEXT_LENGTHS = [chr(n) for n in range(0x80)]
+_TEXT_LENGTHS: Final = [chr(n) for n in range(0x80)]
 
 
 def _text_length(n: int) -> str:
@@ -521,7 +521,9 @@ class ResponseReader:
         records = self._records
         records.receive(data)
         while not self.done and (parts := records.next_parts()) is not None:
-            event = self._event(*parts)
+            # Unpacked, not *parts: a call with * is a generic call, not a native one.
+            rtype, request_id, content = parts
+            event = self._event(rtype, request_id, content)
             if event is not None:
                 events.append(event)
         if self.done and records.pending:
