@@ -56,7 +56,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from stat import S_ISDIR, S_ISREG
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from colonnade.core.confine import FILE_CHECKS
 from colonnade.core.httputil import split_host
@@ -66,7 +66,7 @@ from colonnade.errors import HttpError
 if TYPE_CHECKING:
     from colonnade.core.context import Context
 
-_PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0", "2": "HTTP/2.0"}
+_PROTOCOLS: Final = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0", "2": "HTTP/2.0"}
 
 
 def protocol_name(version: str) -> str:
@@ -84,7 +84,7 @@ def http_name(name: bytes) -> str:
     return "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
 
 
-_CACHE_MAX = 1024
+_CACHE_MAX: Final = 1024
 
 
 class HeaderVariables:
@@ -136,7 +136,7 @@ class HeaderVariables:
                 variables[key] = previous + ("; " if key == "HTTP_COOKIE" else separator) + text
 
 
-_NAME_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789-")
+_NAME_CHARS: Final = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789-")
 
 
 def _cgi_rule(name: bytes) -> str | None:
@@ -147,7 +147,7 @@ def _cgi_rule(name: bytes) -> str | None:
 
 
 #: The CGI handlers' header rule (see the module docstring).
-CGI_HEADERS = HeaderVariables(_cgi_rule)
+CGI_HEADERS: Final = HeaderVariables(_cgi_rule)
 
 
 class Script(NamedTuple):

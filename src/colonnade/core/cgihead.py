@@ -24,17 +24,17 @@ read here, once:
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from colonnade.core.httputil import is_field_value, is_token
 from colonnade.core.request import Headers
 
 #: Standard reason phrases, by status.
-_PHRASES = {s.value: s.phrase for s in HTTPStatus}
+_PHRASES: Final = {s.value: s.phrase for s in HTTPStatus}
 
 #: The largest head :func:`split_head` waits for (nginx's fastcgi_buffer_size is
 #: 4-8 KiB; Apache's limit on a script's header lines is 8190 bytes each).
-MAX_HEAD = 64 * 1024
+MAX_HEAD: Final = 64 * 1024
 
 
 class CgiHead(NamedTuple):
@@ -158,9 +158,9 @@ def parse_response(block: bytes) -> CgiResponse:
 #: Emptied when full: lines that vary (cookies, dates) cannot crowd out for
 #: good the ones that repeat. Long lines are not kept (at most 512 lines of
 #: 256 bytes).
-_LINES: dict[bytes, tuple[bytes, bytes]] = {}
-_LINES_MAX = 512
-_LINE_MAX = 256
+_LINES: Final[dict[bytes, tuple[bytes, bytes]]] = {}
+_LINES_MAX: Final = 512
+_LINE_MAX: Final = 256
 
 
 def _parse(block: bytes) -> tuple[CgiHead, bool]:

@@ -16,12 +16,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from typing import Final
 
 #: ``st_mode``'s file-type bits, and those of a symlink and a folder (``stat``'s
 #: constants, here so that the compiled walk tests them without a call).
-_TYPE = 0o170000
-_LINK = 0o120000
-_DIR = 0o040000
+_TYPE: Final = 0o170000
+_LINK: Final = 0o120000
+_DIR: Final = 0o040000
 
 
 def lstat_inside(prefixes: tuple[str, ...], path: str) -> os.stat_result | None:
@@ -64,7 +65,7 @@ def lstat_inside(prefixes: tuple[str, ...], path: str) -> os.stat_result | None:
 
 
 #: How many paths :class:`FileChecks` holds by default.
-FILE_CHECKS_SIZE = 4096
+FILE_CHECKS_SIZE: Final = 4096
 
 
 class FileChecks:
@@ -134,4 +135,4 @@ class FileChecks:
 
 #: The process's file checks (configured by the engine from ``[server]
 #: file_check_cache``).
-FILE_CHECKS = FileChecks()
+FILE_CHECKS: Final = FileChecks()

@@ -76,19 +76,19 @@ log = logging.getLogger("colonnade.fastcgi")
 
 #: The one request id we use: we never multiplex a connection (php-cgi and
 #: php-fpm cannot), as IIS never does.
-REQUEST_ID = 1
+REQUEST_ID: Final = 1
 #: Bytes of the response kept to send it whole (with Content-Length) when its
 #: end comes within them; past them it is streamed.
-BUFFER = 64 * 1024
+BUFFER: Final = 64 * 1024
 #: How much of the request body is read at once.
-CHUNK = 64 * 1024
+CHUNK: Final = 64 * 1024
 #: The records every request starts and (without a body) ends with.
-_BEGIN = records.begin_request(REQUEST_ID)
-_STDIN_END = records.stdin_end(REQUEST_ID)
+_BEGIN: Final = records.begin_request(REQUEST_ID)
+_STDIN_END: Final = records.stdin_end(REQUEST_ID)
 _BEGIN_TEXT: Final = _BEGIN.decode("latin-1")
 _STDIN_END_TEXT: Final = _STDIN_END.decode("latin-1")
 #: Response headers the application may not set: we frame the response.
-_HOP_BY_HOP = frozenset(
+_HOP_BY_HOP: Final = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade"}
 )
 
@@ -701,9 +701,9 @@ class _Head:
 #: Short heads only, emptied when full (heads that vary, with cookies or dates,
 #: cannot crowd out for good the ones that repeat). Nothing in them is changed:
 #: a response gets a copy of the headers (``_set_head``).
-_PARSED: dict[bytes, _Head] = {}
-_PARSED_MAX = 256
-_PARSED_HEAD = 1024
+_PARSED: Final[dict[bytes, _Head]] = {}
+_PARSED_MAX: Final = 256
+_PARSED_HEAD: Final = 1024
 
 
 def _parsed(block: bytes) -> _Head:

@@ -32,20 +32,20 @@ import struct
 from collections.abc import Iterable
 from typing import Final, NamedTuple
 
-VERSION = 1
+VERSION: Final = 1
 
 # Record types (FastCGI 1.0, section 8).
-BEGIN_REQUEST = 1
-ABORT_REQUEST = 2
-END_REQUEST = 3
-PARAMS = 4
-STDIN = 5
-STDOUT = 6
-STDERR = 7
-DATA = 8
-GET_VALUES = 9
-GET_VALUES_RESULT = 10
-UNKNOWN_TYPE = 11
+BEGIN_REQUEST: Final = 1
+ABORT_REQUEST: Final = 2
+END_REQUEST: Final = 3
+PARAMS: Final = 4
+STDIN: Final = 5
+STDOUT: Final = 6
+STDERR: Final = 7
+DATA: Final = 8
+GET_VALUES: Final = 9
+GET_VALUES_RESULT: Final = 10
+UNKNOWN_TYPE: Final = 11
 
 TYPE_NAMES = {
     BEGIN_REQUEST: "BEGIN_REQUEST",
@@ -62,16 +62,16 @@ TYPE_NAMES = {
 }
 
 # Roles, and the one flag of BEGIN_REQUEST.
-RESPONDER = 1
-AUTHORIZER = 2
-FILTER = 3
-KEEP_CONN = 1
+RESPONDER: Final = 1
+AUTHORIZER: Final = 2
+FILTER: Final = 3
+KEEP_CONN: Final = 1
 
 # END_REQUEST protocol statuses.
-REQUEST_COMPLETE = 0
-CANT_MPX_CONN = 1
-OVERLOADED = 2
-UNKNOWN_ROLE = 3
+REQUEST_COMPLETE: Final = 0
+CANT_MPX_CONN: Final = 1
+OVERLOADED: Final = 2
+UNKNOWN_ROLE: Final = 3
 
 PROTOCOL_STATUS_NAMES = {
     REQUEST_COMPLETE: "REQUEST_COMPLETE",
@@ -85,14 +85,14 @@ MAX_CONNS = b"FCGI_MAX_CONNS"
 MAX_REQS = b"FCGI_MAX_REQS"
 MPXS_CONNS = b"FCGI_MPXS_CONNS"
 
-HEADER_LEN = 8
+HEADER_LEN: Final = 8
 #: The largest content of one record (a 16-bit length).
-MAX_CONTENT = 0xFFFF
+MAX_CONTENT: Final = 0xFFFF
 #: Stream data is cut into records this long: the largest multiple of 8, so that
 #: a full record needs no padding.
-CHUNK = MAX_CONTENT - MAX_CONTENT % 8
+CHUNK: Final = MAX_CONTENT - MAX_CONTENT % 8
 #: The largest name or value length a pair may declare (31 bits).
-MAX_PAIR_LENGTH = 0x7FFFFFFF
+MAX_PAIR_LENGTH: Final = 0x7FFFFFFF
 
 _HEADER = struct.Struct("!BBHHBx")
 _BEGIN_BODY = struct.Struct("!HB5x")
@@ -419,15 +419,22 @@ class RecordReader:
         start = self._start
         if len(buffer) - start < HEADER_LEN:
             return None
-        # The header's bytes read one by one: struct's unpack_from costs more.
-        version = buffer[start]
+        # The header's bytes read one by one (struct's unpack_from costs more),
+        # from a ``bytes``: indexed natively, compiled, where a union is not.
+        if isinstance(buffer, bytes):
+            head = buffer
+            at = start
+        else:
+            head = bytes(buffer[start : start + HEADER_LEN])
+            at = 0
+        version = head[at]
         if version != VERSION:
             raise FastCgiProtocolError(f"a record of version {version}, not {VERSION}")
-        rtype = buffer[start + 1]
-        request_id = buffer[start + 2] << 8 | buffer[start + 3]
-        length = buffer[start + 4] << 8 | buffer[start + 5]
+        rtype = head[at + 1]
+        request_id = head[at + 2] << 8 | head[at + 3]
+        length = head[at + 4] << 8 | head[at + 5]
         body = start + HEADER_LEN
-        end = body + length + buffer[start + 6]
+        end = body + length + head[at + 6]
         if len(buffer) < end:
             return None
         self._start = end
