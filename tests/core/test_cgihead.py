@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from colonnade.core import cgihead
@@ -225,3 +227,31 @@ def test_content_length(headers: Headers, expected: int | None) -> None:
 def test_content_length_refuses(headers: Headers) -> None:
     with pytest.raises(ValueError, match="Content-Length"):
         cgihead.content_length(headers)
+
+
+def _head_end_spec(data: bytes) -> tuple[int, int] | None:
+    # The head ends at the first blank line, bare (LF LF) or with CR (LF CR LF),
+    # or at once when the data starts with one.
+    if data.startswith(b"\n"):
+        return 0, 1
+    if data.startswith(b"\r\n"):
+        return 0, 2
+    i = data.find(b"\n\n")
+    j = data.find(b"\n\r\n")
+    if i < 0 and j < 0:
+        return None
+    if j < 0 or 0 <= i < j:
+        return i + 1, i + 2
+    return j + 1, j + 3
+
+
+def test_the_head_ends_where_the_first_blank_line_is_for_every_short_input() -> None:
+    # Every string of CR, LF and one other byte up to 8 long: split_head agrees
+    # with the plain reading of where the head ends.
+    for length in range(9):
+        for chars in itertools.product(b"\r\na", repeat=length):
+            data = bytes(chars)
+            end = _head_end_spec(data)
+            assert cgihead.split_head(data) == (
+                None if end is None else (data[: end[0]], data[end[1] :])
+            ), data

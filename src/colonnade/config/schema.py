@@ -295,6 +295,14 @@ class ServerSettings(_Strict):
     ``colonnade_requests_total``, the duration histogram, bytes out, auth failures,
     denied clients). Off: a request writes nothing for them and those families
     have no sample; the master's own (workers, recycles, queues) stay."""
+    file_check_cache: Annotated[float, Meta(ge=0, le=60)] = 1.0
+    """Seconds a file check is kept (0: none is): the handler mapping's check of a
+    mapping's ``resource_type`` and the CGI and FastCGI handlers' search for the
+    script keep what they found (the file exists and is a regular file or a folder,
+    reached without a symlink inside the application) this long, at most 4096
+    paths per worker, as nginx's ``open_file_cache`` does. A missing file is never
+    kept (a new script is served at once); a deleted or replaced one, or one
+    replaced by a symlink, is noticed within this time."""
     limits: Limits = msgspec.field(default_factory=Limits)
     timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
     http2: Http2 = msgspec.field(default_factory=Http2)

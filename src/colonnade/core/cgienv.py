@@ -56,9 +56,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from stat import S_ISDIR, S_ISREG
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
-from colonnade.core.confine import lstat_inside
+from colonnade.core.confine import FILE_CHECKS
 from colonnade.core.httputil import split_host
 from colonnade.core.urlpath import decode_path
 from colonnade.errors import HttpError
@@ -66,7 +66,7 @@ from colonnade.errors import HttpError
 if TYPE_CHECKING:
     from colonnade.core.context import Context
 
-_PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0", "2": "HTTP/2.0"}
+_PROTOCOLS: Final = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0", "2": "HTTP/2.0"}
 
 
 def protocol_name(version: str) -> str:
@@ -84,7 +84,7 @@ def http_name(name: bytes) -> str:
     return "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
 
 
-_CACHE_MAX = 1024
+_CACHE_MAX: Final = 1024
 
 
 class HeaderVariables:
@@ -136,7 +136,7 @@ class HeaderVariables:
                 variables[key] = previous + ("; " if key == "HTTP_COOKIE" else separator) + text
 
 
-_NAME_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789-")
+_NAME_CHARS: Final = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789-")
 
 
 def _cgi_rule(name: bytes) -> str | None:
@@ -147,7 +147,7 @@ def _cgi_rule(name: bytes) -> str | None:
 
 
 #: The CGI handlers' header rule (see the module docstring).
-CGI_HEADERS = HeaderVariables(_cgi_rule)
+CGI_HEADERS: Final = HeaderVariables(_cgi_rule)
 
 
 class Script(NamedTuple):
@@ -189,7 +189,8 @@ def find_script(ctx: Context, accept: Callable[[str], bool] | None = None) -> Sc
     tried first: the common case costs one ``lstat`` per path component below
     the application's root (``Application.lstat_inside``), no ``realpath``, and
     nothing when the handler mapping already walked that path
-    (``ctx.file_stat``).
+    (``ctx.file_stat``); the walk's answers are kept a short while
+    (``core.confine.FILE_CHECKS``).
     """
     request_path = ctx.request.path
     app = ctx.app
@@ -201,7 +202,7 @@ def find_script(ctx: Context, accept: Callable[[str], bool] | None = None) -> Sc
         else:
             try:
                 # The common case: a file below the root, no symlink on the way.
-                st = lstat_inside(app.root_prefixes, physical)
+                st = FILE_CHECKS.lstat_inside(app.root_prefixes, physical)
             except (OSError, ValueError):
                 st = None
         if st is not None:
@@ -258,12 +259,12 @@ def cgi_variables(
         "QUERY_STRING": request.query.decode("latin-1"),
         "REQUEST_URI": request.target.decode("latin-1"),
         "SCRIPT_NAME": latin1_path(script.name),
-        "SCRIPT_FILENAME": _fs_text(script.filename),
+        "SCRIPT_FILENAME": fs_text(script.filename),
         "PATH_INFO": latin1_path(script.path_info),
-        "DOCUMENT_ROOT": _fs_text(root),
+        "DOCUMENT_ROOT": fs_text(root),
     }
     if script.path_info:
-        variables["PATH_TRANSLATED"] = _fs_text(root.rstrip("/") + script.path_info)
+        variables["PATH_TRANSLATED"] = fs_text(root.rstrip("/") + script.path_info)
     server = request.server
     host = request.host
     variables["SERVER_NAME"] = split_host(host) if host else (server[0] if server else "")
@@ -288,8 +289,8 @@ def cgi_variables(
     return variables
 
 
-def _fs_text(path: str) -> str:
-    # A file path's bytes (as the OS has them) as latin-1 text.
+def fs_text(path: str) -> str:
+    """A file path's bytes (as the OS has them) as latin-1 text."""
     return path if path.isascii() else os.fsencode(path).decode("latin-1")
 
 

@@ -24,17 +24,17 @@ read here, once:
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from colonnade.core.httputil import is_field_value, is_token
 from colonnade.core.request import Headers
 
 #: Standard reason phrases, by status.
-_PHRASES = {s.value: s.phrase for s in HTTPStatus}
+_PHRASES: Final = {s.value: s.phrase for s in HTTPStatus}
 
 #: The largest head :func:`split_head` waits for (nginx's fastcgi_buffer_size is
 #: 4-8 KiB; Apache's limit on a script's header lines is 8190 bytes each).
-MAX_HEAD = 64 * 1024
+MAX_HEAD: Final = 64 * 1024
 
 
 class CgiHead(NamedTuple):
@@ -76,17 +76,21 @@ def split_head(data: bytes, limit: int = MAX_HEAD) -> tuple[bytes, bytes] | None
 
 def _head_end(data: bytes) -> tuple[int, int] | None:
     """Where the header lines end and the body starts, or None if not yet."""
-    if data.startswith(b"\n"):
-        return 0, 1
-    if data.startswith(b"\r\n"):
-        return 0, 2
-    i = data.find(b"\n\n")
-    j = data.find(b"\n\r\n")
-    if i < 0 and j < 0:
+    # Bytes compared by index (no method calls): compiled, each costs nothing.
+    if not data:
         return None
-    if j < 0 or 0 <= i < j:
-        return i + 1, i + 2
-    return j + 1, j + 3
+    first = data[0]
+    if first == 10:
+        return 0, 1
+    if first == 13 and len(data) > 1 and data[1] == 10:
+        return 0, 2
+    j = data.find(b"\n\r\n")
+    if j >= 0:
+        # A bare blank line before it (ending at j at the latest) ends the head first.
+        i = data.find(b"\n\n", 0, j + 1)
+        return (i + 1, i + 2) if i >= 0 else (j + 1, j + 3)
+    i = data.find(b"\n\n")
+    return None if i < 0 else (i + 1, i + 2)
 
 
 def parse_head(block: bytes) -> CgiHead:
@@ -154,9 +158,9 @@ def parse_response(block: bytes) -> CgiResponse:
 #: Emptied when full: lines that vary (cookies, dates) cannot crowd out for
 #: good the ones that repeat. Long lines are not kept (at most 512 lines of
 #: 256 bytes).
-_LINES: dict[bytes, tuple[bytes, bytes]] = {}
-_LINES_MAX = 512
-_LINE_MAX = 256
+_LINES: Final[dict[bytes, tuple[bytes, bytes]]] = {}
+_LINES_MAX: Final = 512
+_LINE_MAX: Final = 256
 
 
 def _parse(block: bytes) -> tuple[CgiHead, bool]:

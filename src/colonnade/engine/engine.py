@@ -21,6 +21,7 @@ from colonnade.config.schema import ServerConfig
 from colonnade.config.toml_lines import KeyLines
 from colonnade.config.tree import BrokenDir
 from colonnade.core.app import Application
+from colonnade.core.confine import FILE_CHECKS
 from colonnade.core.context import Context, ResponseWriter
 from colonnade.core.module import Module
 from colonnade.core.registry import Registry
@@ -136,6 +137,7 @@ class Engine:
 
     async def startup(self) -> None:
         """Run every module's ``startup`` on the serving loop; all or nothing."""
+        FILE_CHECKS.configure(self.config.server.file_check_cache)  # phpperf3 (#18)
         started: list[Module] = []
         try:
             for rt in self.fresh:

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Mapping, Sequence
 from stat import S_ISDIR, S_ISREG
 from typing import Literal, NamedTuple
 
-from colonnade.core.confine import lstat_inside
+from colonnade.core.confine import FILE_CHECKS
 from colonnade.core.context import MAPPING_CLOSED, Context
 from colonnade.core.handler import Handler
 from colonnade.core.httputil import method_not_allowed
@@ -113,10 +113,11 @@ def resource_kind(physical_path: str) -> int:
 def _request_kind(ctx: Context) -> int:
     # resource_kind of the request's physical path, found with the application's
     # confinement walk where it can vouch for the path: its stat is then left in
-    # ctx.file_stat for the handler (find_script), which needs the same.
+    # ctx.file_stat for the handler (find_script), which needs the same. The
+    # walk's answers are kept a short while ([server] file_check_cache).
     path = ctx.physical_path
     try:
-        st = lstat_inside(ctx.app.root_prefixes, path)
+        st = FILE_CHECKS.lstat_inside(ctx.app.root_prefixes, path)
     except (OSError, ValueError):
         return 0  # missing, or a file used as a folder: os.stat fails alike
     if st is None:

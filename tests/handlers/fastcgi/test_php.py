@@ -139,6 +139,36 @@ def test_no_upload_is_ever_executed(live: LiveServer) -> None:
     assert b"executed" not in plain.body or plain.body.startswith(b"<?php")
 
 
+def test_file_checks_kept_a_while_never_run_what_is_not_a_script(tree: Path) -> None:
+    # [server] file_check_cache: a script's check is kept, so a deleted one is
+    # noticed within the validity, a new one at once; an upload never runs,
+    # however warm the kept checks are.
+    conf = config(php_cgi(tree))
+    conf["server"]["file_check_cache"] = 0.3
+    www = tree / "www"
+    with LiveServer(conf, tree).start() as server:
+        for _ in range(3):
+            assert request(server.port, "/form.php").status == 200
+            assert request(server.port, "/uploads/evil.jpg/x.php").status == 404
+        fresh = www / "fresh.php"
+        fresh.write_text("<?php echo 'fresh';")
+        try:
+            assert request(server.port, "/fresh.php").body == b"fresh"  # at once
+            fresh.unlink()
+            wait_for(
+                lambda: request(server.port, "/fresh.php").status == 404,
+                PATIENCE,
+                "the deleted script noticed",
+            )
+            fresh.mkdir()  # a folder where the script was: never handed to PHP
+            assert request(server.port, "/fresh.php").status in (403, 404)
+        finally:
+            if fresh.is_dir():
+                fresh.rmdir()
+            fresh.unlink(missing_ok=True)
+        assert request(server.port, "/uploads/evil.jpg/x.php").status == 404
+
+
 def test_recycling_and_a_killed_process(tree: Path) -> None:
     app = php_cgi(tree, max_instances=1, instance_max_requests=3)
     with LiveServer(config(app), tree).start() as server:

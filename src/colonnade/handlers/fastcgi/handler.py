@@ -48,13 +48,24 @@ import contextlib
 import logging
 import socket
 from collections.abc import Callable
+from typing import Final
 
 from colonnade import __version__
 from colonnade.core import cgihead
 from colonnade.core.app import Application
-from colonnade.core.cgienv import Script, cgi_variables, find_script, serve_local_redirect
+from colonnade.core.cgienv import (
+    CGI_HEADERS,
+    Script,
+    cgi_variables,
+    find_script,
+    fs_text,
+    latin1_path,
+    protocol_name,
+    serve_local_redirect,
+)
 from colonnade.core.context import Context
 from colonnade.core.handler import Handler
+from colonnade.core.httputil import split_host
 from colonnade.core.request import EMPTY_BODY
 from colonnade.errors import ConfigError, HttpError
 from colonnade.handlers.fastcgi import records
@@ -65,17 +76,19 @@ log = logging.getLogger("colonnade.fastcgi")
 
 #: The one request id we use: we never multiplex a connection (php-cgi and
 #: php-fpm cannot), as IIS never does.
-REQUEST_ID = 1
+REQUEST_ID: Final = 1
 #: Bytes of the response kept to send it whole (with Content-Length) when its
 #: end comes within them; past them it is streamed.
-BUFFER = 64 * 1024
+BUFFER: Final = 64 * 1024
 #: How much of the request body is read at once.
-CHUNK = 64 * 1024
+CHUNK: Final = 64 * 1024
 #: The records every request starts and (without a body) ends with.
-_BEGIN = records.begin_request(REQUEST_ID)
-_STDIN_END = records.stdin_end(REQUEST_ID)
+_BEGIN: Final = records.begin_request(REQUEST_ID)
+_STDIN_END: Final = records.stdin_end(REQUEST_ID)
+_BEGIN_TEXT: Final = _BEGIN.decode("latin-1")
+_STDIN_END_TEXT: Final = _STDIN_END.decode("latin-1")
 #: Response headers the application may not set: we frame the response.
-_HOP_BY_HOP = frozenset(
+_HOP_BY_HOP: Final = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade"}
 )
 
@@ -116,6 +129,12 @@ class FastCgiHandler(Handler):
         #: The name of the one application, where only one is defined.
         self.only = ""
         self.software = f"colonnade/{__version__}"
+        #: The pairs every request starts with, as latin-1 text.
+        self.start = records.text_pairs(
+            [("GATEWAY_INTERFACE", "CGI/1.1"), ("SERVER_SOFTWARE", self.software)]
+        )
+        #: Per application root: its DOCUMENT_ROOT pair.
+        self.root_pairs: dict[str, str] = {}
 
     def provision(self, app: Application) -> None:
         """Check that every level names a defined application; start nothing yet."""
@@ -188,12 +207,99 @@ class FastCgiHandler(Handler):
             await serve_local_redirect(ctx, exchange.redirect, pool.label)
 
     def _request_head(self, ctx: Context, script: Script, chosen: str) -> bytes:
-        variables = cgi_variables(ctx, script, software=self.software)
+        # BEGIN_REQUEST, PARAMS and (without a body) the end of STDIN, in one join.
+        after = _STDIN_END_TEXT if ctx.request.body is EMPTY_BODY else ""
         tail, replaced = self.tails[chosen]
-        for name in replaced:
-            variables.pop(name, None)
-        text = records.text_pairs(variables.items()) + tail
-        return _BEGIN + records.params_stream(REQUEST_ID, text.encode("latin-1"))
+        if replaced:
+            # The configured params replace some variables: made as a dict.
+            variables = cgi_variables(ctx, script, software=self.software)
+            for name in replaced:
+                variables.pop(name, None)
+            text = records.text_pairs(variables.items()) + tail
+        else:
+            root = ctx.app.root
+            root_pair = self.root_pairs.get(root)
+            if root_pair is None:
+                root_pair = self.root_pairs[root] = records.text_pairs(
+                    [("DOCUMENT_ROOT", fs_text(root))]
+                )
+            text = _params_text(ctx, script, self.start, root, root_pair, tail)
+        return records.params_stream_text(REQUEST_ID, text, _BEGIN_TEXT, after).encode("latin-1")
+
+
+#: The head of each CGI variable's pair for every short value (``records.text_pair_heads``).
+_PROTOCOL: Final = records.text_pair_heads("SERVER_PROTOCOL")
+_METHOD: Final = records.text_pair_heads("REQUEST_METHOD")
+_SCHEME: Final = records.text_pair_heads("REQUEST_SCHEME")
+_QUERY: Final = records.text_pair_heads("QUERY_STRING")
+_URI: Final = records.text_pair_heads("REQUEST_URI")
+_SCRIPT_NAME: Final = records.text_pair_heads("SCRIPT_NAME")
+_SCRIPT_FILENAME: Final = records.text_pair_heads("SCRIPT_FILENAME")
+_PATH_INFO: Final = records.text_pair_heads("PATH_INFO")
+_PATH_TRANSLATED: Final = records.text_pair_heads("PATH_TRANSLATED")
+_SERVER_NAME: Final = records.text_pair_heads("SERVER_NAME")
+_SERVER_ADDR: Final = records.text_pair_heads("SERVER_ADDR")
+_SERVER_PORT: Final = records.text_pair_heads("SERVER_PORT")
+_REMOTE_ADDR: Final = records.text_pair_heads("REMOTE_ADDR")
+_REMOTE_PORT: Final = records.text_pair_heads("REMOTE_PORT")
+_HTTPS_ON: Final = records.text_pairs([("HTTPS", "on")])
+
+
+def _put(out: list[str], heads: list[str], value: str) -> None:
+    # One pair of a known name: its head (both lengths and the name), its value.
+    n = len(value)
+    out.append(heads[n] if n < 0x80 else records.text_pair_head(heads[0][2:], n))
+    out.append(value)
+
+
+def _params_text(
+    ctx: Context, script: Script, start: str, root: str, root_pair: str, tail: str
+) -> str:
+    # cgienv.cgi_variables' pairs, in its order, as records.text_pairs' text,
+    # without the dict: what every request without replaced variables sends
+    # (the same bytes: tests/handlers/fastcgi/test_params.py). ``start``: the
+    # GATEWAY_INTERFACE and SERVER_SOFTWARE pairs; ``root_pair``: DOCUMENT_ROOT's.
+    request = ctx.request
+    out = [start]
+    _put(out, _PROTOCOL, protocol_name(request.version))
+    _put(out, _METHOD, request.method)
+    _put(out, _SCHEME, request.scheme)
+    _put(out, _QUERY, request.query.decode("latin-1"))
+    _put(out, _URI, request.target.decode("latin-1"))
+    _put(out, _SCRIPT_NAME, latin1_path(script.name))
+    _put(out, _SCRIPT_FILENAME, fs_text(script.filename))
+    path_info = script.path_info
+    _put(out, _PATH_INFO, latin1_path(path_info))
+    out.append(root_pair)
+    if path_info:
+        _put(out, _PATH_TRANSLATED, fs_text(root.rstrip("/") + path_info))
+    server = request.server
+    host = request.host
+    _put(out, _SERVER_NAME, split_host(host) if host else (server[0] if server else ""))
+    if server is not None:
+        _put(out, _SERVER_ADDR, str(server[0]))
+        _put(out, _SERVER_PORT, str(server[1]))
+    else:
+        _put(out, _SERVER_PORT, "")
+    client = request.client
+    if client is not None:
+        _put(out, _REMOTE_ADDR, str(client[0]))
+        _put(out, _REMOTE_PORT, str(client[1]))
+    else:
+        _put(out, _REMOTE_ADDR, "")
+    if request.scheme == "https":
+        out.append(_HTTPS_ON)
+    user = ctx.user
+    headers: dict[str, str] = {}
+    if user is not None and user.name:
+        headers["REMOTE_USER"] = user.name.encode("utf-8").decode("latin-1")
+        headers["AUTH_TYPE"] = user.auth_type
+    CGI_HEADERS.add(headers, request.headers)
+    for name, value in headers.items():
+        out.append(records.text_pair_head(name, len(value)))
+        out.append(value)
+    out.append(tail)
+    return "".join(out)
 
 
 def _tail(settings: FastCgiApplication) -> tuple[str, list[str]]:
@@ -274,7 +380,7 @@ class _Exchange:
         sock = inst.sock
         assert sock is not None
         body = self.ctx.request.body
-        head = self.head + _STDIN_END if body is EMPTY_BODY else self.head
+        head = self.head  # with the end of STDIN when there is no body
         pump: asyncio.Task[None] | None = None
         try:
             try:
@@ -407,6 +513,7 @@ class _Exchange:
         pieces: list[bytes] = []
         size = 0
         head: cgihead.CgiResponse | None = None
+        parsed: _Head | None = None
         ended: records.EndRequest | None = None
         while ended is None:
             for event in await self._read():
@@ -426,7 +533,8 @@ class _Exchange:
                             raise ValueError("the response ended before its head did")
                         pieces = [data]
                         continue
-                    head = cgihead.parse_response(split[0])
+                    parsed = _parsed(split[0])
+                    head = parsed.response
                     if not 200 <= head.head.status <= 599:
                         raise ValueError(f"Status {head.head.status}: a final status is 200 to 599")
                 except ValueError as exc:
@@ -438,7 +546,7 @@ class _Exchange:
             if ended is None and size > BUFFER:
                 break
         self._refused(ended)
-        assert head is not None
+        assert head is not None and parsed is not None
         self._stderr_fails()
         if head.local_redirect is not None:
             # RFC 3875 6.2.2: nothing else of this response counts; its end is
@@ -452,7 +560,7 @@ class _Exchange:
                         ended = event
             self._refused(ended)
             return self._keeps(ended)
-        declared = self._set_head(head.head)
+        declared = self._set_head(parsed)
         response = ctx.response
         if ended is not None:
             if declared is not None and declared != size and ctx.request.method != "HEAD":
@@ -488,17 +596,24 @@ class _Exchange:
                         raise self._fail(f"the response ended after {sent} of its {declared} bytes")
                     return self._keeps(event)
 
-    def _set_head(self, head: cgihead.CgiHead) -> int | None:
+    def _set_head(self, parsed: _Head) -> int | None:
         # The response's status and headers from the CGI head (RFC 3875 6.2);
         # returns its Content-Length, if it declared one.
         response = self.ctx.response
-        status = head.status
-        headers = [(n, v) for n, v in head.headers if n not in _HOP_BY_HOP]
-        try:
-            declared = cgihead.content_length(headers)
-        except ValueError as exc:
-            raise self._fail(str(exc)) from None
-        response.status = status
+        head = parsed.response.head
+        kept = parsed.headers
+        if kept is not None:
+            headers = list(kept)  # the response's own: modules may change it
+            declared = parsed.declared
+        else:
+            headers = [(n, v) for n, v in head.headers if n not in _HOP_BY_HOP]
+            try:
+                declared = cgihead.content_length(headers)
+            except ValueError as exc:
+                raise self._fail(str(exc)) from None
+            parsed.headers = tuple(headers)
+            parsed.declared = declared
+        response.status = head.status
         response.reason = head.reason
         response.headers = headers
         # The application's own error pages are kept (custom errors replace them
@@ -567,6 +682,42 @@ class _Exchange:
         )
         self.stderr.clear()
         self.stderr_dropped = 0
+
+
+class _Head:
+    """A response head as parsed, and once it framed a response, the headers left
+    after the hop-by-hop ones and the Content-Length they declare."""
+
+    __slots__ = ("declared", "headers", "response")
+
+    def __init__(self, response: cgihead.CgiResponse) -> None:
+        self.response = response
+        self.headers: tuple[tuple[bytes, bytes], ...] | None = None
+        self.declared: int | None = None
+
+
+#: Response heads already parsed, by their bytes: an application sends much the
+#: same head again and again (PHP: ``Content-type: text/html; charset=UTF-8``).
+#: Short heads only, emptied when full (heads that vary, with cookies or dates,
+#: cannot crowd out for good the ones that repeat). Nothing in them is changed:
+#: a response gets a copy of the headers (``_set_head``).
+_PARSED: Final[dict[bytes, _Head]] = {}
+_PARSED_MAX: Final = 256
+_PARSED_HEAD: Final = 1024
+
+
+def _parsed(block: bytes) -> _Head:
+    # cgihead.parse_response of a head block (ValueError as it raises), kept
+    # when it is short.
+    found = _PARSED.get(block)
+    if found is not None:
+        return found
+    found = _Head(cgihead.parse_response(block))
+    if len(block) <= _PARSED_HEAD:
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[block] = found
+    return found
 
 
 def _joined(pieces: list[bytes]) -> bytes:

@@ -39,7 +39,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import msgspec
 
@@ -51,12 +51,12 @@ log = logging.getLogger("colonnade.fastcgi")
 #: The environment variables of the worker a managed program inherits; the rest
 #: of its environment is what the configuration says (the worker's may hold
 #: secrets, and IIS passes a FastCGI process its own block only).
-INHERITED = ("PATH", "LANG", "LC_ALL", "TZ")
+INHERITED: Final = ("PATH", "LANG", "LC_ALL", "TZ")
 
 #: How long a process asked to stop (SIGTERM) has before SIGKILL.
-STOP_GRACE = 2.0
+STOP_GRACE: Final = 2.0
 #: Bytes of a process's own stderr logged; the rest is counted.
-MAX_LOGGED = 64 * 1024
+MAX_LOGGED: Final = 64 * 1024
 
 try:
     _libc: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
@@ -333,7 +333,7 @@ class Watched(Protocol):
 
 
 #: How often, at most, the pool looks at its requests' timeouts (see Pool.watch).
-MAX_TICK = 1.0
+MAX_TICK: Final = 1.0
 
 
 class Pool:
@@ -810,7 +810,7 @@ class Pool:
 
 #: The flags of hung_up's peek, as a plain int: or-ing the enum members costs
 #: more than the peek itself.
-_PEEK = int(socket.MSG_PEEK | socket.MSG_DONTWAIT)
+_PEEK: Final = int(socket.MSG_PEEK | socket.MSG_DONTWAIT)
 
 
 def hung_up(sock: socket.socket) -> bool:

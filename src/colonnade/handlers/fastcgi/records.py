@@ -30,22 +30,22 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
-VERSION = 1
+VERSION: Final = 1
 
 # Record types (FastCGI 1.0, section 8).
-BEGIN_REQUEST = 1
-ABORT_REQUEST = 2
-END_REQUEST = 3
-PARAMS = 4
-STDIN = 5
-STDOUT = 6
-STDERR = 7
-DATA = 8
-GET_VALUES = 9
-GET_VALUES_RESULT = 10
-UNKNOWN_TYPE = 11
+BEGIN_REQUEST: Final = 1
+ABORT_REQUEST: Final = 2
+END_REQUEST: Final = 3
+PARAMS: Final = 4
+STDIN: Final = 5
+STDOUT: Final = 6
+STDERR: Final = 7
+DATA: Final = 8
+GET_VALUES: Final = 9
+GET_VALUES_RESULT: Final = 10
+UNKNOWN_TYPE: Final = 11
 
 TYPE_NAMES = {
     BEGIN_REQUEST: "BEGIN_REQUEST",
@@ -62,16 +62,16 @@ TYPE_NAMES = {
 }
 
 # Roles, and the one flag of BEGIN_REQUEST.
-RESPONDER = 1
-AUTHORIZER = 2
-FILTER = 3
-KEEP_CONN = 1
+RESPONDER: Final = 1
+AUTHORIZER: Final = 2
+FILTER: Final = 3
+KEEP_CONN: Final = 1
 
 # END_REQUEST protocol statuses.
-REQUEST_COMPLETE = 0
-CANT_MPX_CONN = 1
-OVERLOADED = 2
-UNKNOWN_ROLE = 3
+REQUEST_COMPLETE: Final = 0
+CANT_MPX_CONN: Final = 1
+OVERLOADED: Final = 2
+UNKNOWN_ROLE: Final = 3
 
 PROTOCOL_STATUS_NAMES = {
     REQUEST_COMPLETE: "REQUEST_COMPLETE",
@@ -85,14 +85,14 @@ MAX_CONNS = b"FCGI_MAX_CONNS"
 MAX_REQS = b"FCGI_MAX_REQS"
 MPXS_CONNS = b"FCGI_MPXS_CONNS"
 
-HEADER_LEN = 8
+HEADER_LEN: Final = 8
 #: The largest content of one record (a 16-bit length).
-MAX_CONTENT = 0xFFFF
+MAX_CONTENT: Final = 0xFFFF
 #: Stream data is cut into records this long: the largest multiple of 8, so that
 #: a full record needs no padding.
-CHUNK = MAX_CONTENT - MAX_CONTENT % 8
+CHUNK: Final = MAX_CONTENT - MAX_CONTENT % 8
 #: The largest name or value length a pair may declare (31 bits).
-MAX_PAIR_LENGTH = 0x7FFFFFFF
+MAX_PAIR_LENGTH: Final = 0x7FFFFFFF
 
 _HEADER = struct.Struct("!BBHHBx")
 _BEGIN_BODY = struct.Struct("!HB5x")
@@ -167,11 +167,26 @@ def encode_pairs(pairs: Iterable[tuple[bytes, bytes]]) -> bytes:
 
 
 #: The one-byte lengths, as latin-1 text (see :func:`encode_text_pairs`).
-_TEXT_LENGTHS = [chr(n) for n in range(0x80)]
+_TEXT_LENGTHS: Final = [chr(n) for n in range(0x80)]
 
 
 def _text_length(n: int) -> str:
     return _length(n).decode("latin-1")
+
+
+def text_pair_head(name: str, value_length: int) -> str:
+    """What comes before a value in :func:`text_pairs`: both lengths, then ``name``."""
+    n = len(name)
+    if n < 0x80 and value_length < 0x80:
+        return _TEXT_LENGTHS[n] + _TEXT_LENGTHS[value_length] + name
+    return _text_length(n) + _text_length(value_length) + name
+
+
+def text_pair_heads(name: str) -> list[str]:
+    """:func:`text_pair_head` of ``name`` for every one-byte value length (0 to 127),
+    made once: a pair of a known name is then its head from this list and its
+    value (:func:`text_pairs`' bytes, with two pieces to join instead of four)."""
+    return [text_pair_head(name, v) for v in range(0x80)]
 
 
 def encode_text_pairs(pairs: Iterable[tuple[str, str]]) -> bytes:
@@ -238,9 +253,13 @@ def params(request_id: int, pairs: Iterable[tuple[bytes, bytes]]) -> bytes:
     return params_stream(request_id, encode_pairs(pairs))
 
 
-def params_stream(request_id: int, encoded: bytes) -> bytes:
+def params_stream(
+    request_id: int, encoded: bytes, before: bytes = b"", after: bytes = b""
+) -> bytes:
     """The whole PARAMS stream of pairs already encoded (:func:`encode_pairs`,
-    :func:`encode_text_pairs`), ended by its empty record."""
+    :func:`encode_text_pairs`), ended by its empty record; between ``before`` and
+    ``after`` (the records that go with it: BEGIN_REQUEST, the end of STDIN), all
+    in one join."""
     length = len(encoded)
     if 0 < length <= CHUNK and 0 <= request_id <= 0xFFFF:
         # One record and the empty one, in one join (no copy per record); the
@@ -250,13 +269,52 @@ def params_stream(request_id: int, encoded: bytes) -> bytes:
         low = request_id & 0xFF
         return b"".join(
             (
+                before,
                 bytes((VERSION, PARAMS, high, low, length >> 8, length & 0xFF, padding, 0)),
                 encoded,
                 _PADDING[:padding],
                 bytes((VERSION, PARAMS, high, low, 0, 0, 0, 0)),
+                after,
             )
         )
-    return stream(PARAMS, request_id, encoded) + record(PARAMS, request_id)
+    return before + stream(PARAMS, request_id, encoded) + record(PARAMS, request_id) + after
+
+
+#: Every byte as a latin-1 character (a record header written as text).
+_CHARS: Final = [chr(n) for n in range(256)]
+
+
+def params_stream_text(request_id: int, text: str, before: str = "", after: str = "") -> str:
+    """:func:`params_stream` of pairs given as latin-1 text (:func:`text_pairs`),
+    as latin-1 text too, between ``before`` and ``after`` (records as text): the
+    caller encodes all of it at once, one copy instead of one per step."""
+    length = len(text)
+    if 0 < length <= CHUNK and 0 <= request_id <= 0xFFFF:
+        chars = _CHARS
+        padding = -length % 8
+        ids = chars[request_id >> 8] + chars[request_id & 0xFF]
+        return "".join(
+            (
+                before,
+                _PARAMS_TYPE,
+                ids,
+                chars[length >> 8],
+                chars[length & 0xFF],
+                chars[padding],
+                "\x00",
+                text,
+                "\x00" * padding,
+                _PARAMS_TYPE,
+                ids,
+                "\x00\x00\x00\x00",
+                after,
+            )
+        )
+    encoded = params_stream(request_id, text.encode("latin-1"))
+    return before + encoded.decode("latin-1") + after
+
+
+_PARAMS_TYPE: Final = _CHARS[VERSION] + _CHARS[PARAMS]
 
 
 def stdin(request_id: int, data: bytes) -> bytes:
@@ -361,15 +419,22 @@ class RecordReader:
         start = self._start
         if len(buffer) - start < HEADER_LEN:
             return None
-        # The header's bytes read one by one: struct's unpack_from costs more.
-        version = buffer[start]
+        # The header's bytes read one by one (struct's unpack_from costs more),
+        # from a ``bytes``: indexed natively, compiled, where a union is not.
+        if isinstance(buffer, bytes):
+            head = buffer
+            at = start
+        else:
+            head = bytes(buffer[start : start + HEADER_LEN])
+            at = 0
+        version = head[at]
         if version != VERSION:
             raise FastCgiProtocolError(f"a record of version {version}, not {VERSION}")
-        rtype = buffer[start + 1]
-        request_id = buffer[start + 2] << 8 | buffer[start + 3]
-        length = buffer[start + 4] << 8 | buffer[start + 5]
+        rtype = head[at + 1]
+        request_id = head[at + 2] << 8 | head[at + 3]
+        length = head[at + 4] << 8 | head[at + 5]
         body = start + HEADER_LEN
-        end = body + length + buffer[start + 6]
+        end = body + length + head[at + 6]
         if len(buffer) < end:
             return None
         self._start = end
@@ -463,7 +528,9 @@ class ResponseReader:
         records = self._records
         records.receive(data)
         while not self.done and (parts := records.next_parts()) is not None:
-            event = self._event(*parts)
+            # Unpacked, not *parts: a call with * is a generic call, not a native one.
+            rtype, request_id, content = parts
+            event = self._event(rtype, request_id, content)
             if event is not None:
                 events.append(event)
         if self.done and records.pending:

@@ -1,0 +1,102 @@
+"""The FastCGI handler's PARAMS: made without the variables' dict (the common case)
+they are the same bytes as ``core.cgienv.cgi_variables`` encoded with the
+configured params after them, for a table of requests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from colonnade.core.app import Application
+from colonnade.core.cgienv import Script, cgi_variables
+from colonnade.core.context import Context
+from colonnade.core.principal import Principal
+from colonnade.core.request import Request
+from colonnade.handlers.fastcgi import records
+from colonnade.handlers.fastcgi.config import FastCgiApplication
+from colonnade.handlers.fastcgi.handler import FastCgiHandler, _tail
+
+LONG = "x" * 300  # past a one-byte length
+
+REQUESTS: list[dict[str, Any]] = [
+    {},
+    {"query": b"a=1&b=%20", "target": b"/app/index.php?a=1&b=%20"},
+    {"method": "POST", "headers": [(b"content-type", b"text/plain"), (b"content-length", b"3")]},
+    {"version": "1.0", "host": "example.com:8080", "server": ("10.0.0.1", 8080)},
+    {"version": "2", "scheme": "https", "host": "[::1]:443", "client": ("::1", 5000)},
+    {"client": ("192.0.2.7", 61000), "server": ("192.0.2.1", 80), "host": "h"},
+    {
+        "headers": [
+            (b"host", b"h"),
+            (b"cookie", b"a=1"),
+            (b"x-thing", b"1"),
+            (b"cookie", b"b=2"),
+            (b"x-thing", b"2"),
+            (b"proxy", b"http://evil"),
+            (b"x_real_ip", b"1.2.3.4"),
+            (b"x-long", LONG.encode()),
+        ]
+    },
+    {"query": LONG.encode(), "target": b"/app/index.php?" + LONG.encode()},
+    {"user": Principal("j\u00f6rg", "Basic")},
+    {"user": Principal("", "anonymous")},
+]
+
+SCRIPTS = [
+    Script("/app/index.php", "/srv/www/app/index.php", ""),
+    Script("/app/index.php", "/srv/www/app/index.php", "/extra/caf\u00e9"),
+    Script("/caf\u00e9.php", "/srv/www/caf\u00e9.php", ""),
+    Script("/" + LONG + ".php", "/srv/www/" + LONG + ".php", "/" + LONG),
+]
+
+
+def handler(tmp_path: Path, params: dict[str, str]) -> tuple[FastCgiHandler, Application]:
+    app = Application(site="s", path="/", root=str(tmp_path / "www"))
+    h = FastCgiHandler()
+    settings = FastCgiApplication(address="unix:/run/php.sock", params=params)
+    h.tails["php"] = _tail(settings)
+    return h, app
+
+
+def expected(ctx: Context, script: Script, h: FastCgiHandler, params: dict[str, str]) -> bytes:
+    variables = cgi_variables(ctx, script, software=h.software)
+    for name in params:
+        variables.pop(name, None)
+    text = records.text_pairs(variables.items()) + h.tails["php"][0]
+    return records.begin_request(1) + records.params_stream(1, text.encode("latin-1"))
+
+
+@pytest.mark.parametrize("params", [{}, {"PHP_VALUE": "x=1", "APP_ENV": "t\u00e9st"}])
+@pytest.mark.parametrize("kw", REQUESTS)
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_the_same_bytes_as_the_variables(
+    tmp_path: Path, params: dict[str, str], kw: dict[str, Any], script: Script
+) -> None:
+    h, app = handler(tmp_path, params)
+    kw = dict(kw)
+    user = kw.pop("user", None)
+    request = Request(kw.pop("method", "GET"), script.name + script.path_info, **kw)
+    ctx = Context(request, app, writer=None, send_response=None)  # type: ignore[arg-type]
+    ctx.user = user
+    made = h._request_head(ctx, script, "php")
+    # Without a body the end of STDIN follows, in the same bytes.
+    assert made == expected(ctx, script, h, params) + records.stdin_end(1)
+
+
+def test_replaced_variables_are_sent_once_with_the_configured_value(tmp_path: Path) -> None:
+    params = {"SERVER_NAME": "configured", "HTTPS": "on"}
+    h, app = handler(tmp_path, params)
+    ctx = Context(Request("GET", "/a.php", host="h"), app, writer=None, send_response=None)  # type: ignore[arg-type]
+    made = h._request_head(ctx, Script("/a.php", "/srv/a.php", ""), "php")
+    reader = records.RecordReader()
+    reader.receive(made)
+    content = b""
+    while (rec := reader.next_record()) is not None:
+        if rec.type == records.PARAMS:
+            content += rec.content
+    pairs = records.decode_pairs(content)
+    names = [n for n, _ in pairs]
+    assert names.count(b"SERVER_NAME") == 1 and names.count(b"HTTPS") == 1
+    assert dict(pairs)[b"SERVER_NAME"] == b"configured"
