@@ -692,7 +692,11 @@ class HttpConnection(asyncio.Protocol):
             self.client = peer if len(peer) == 2 else (peer[0], peer[1])
         if self.server is None:  # the listening socket's address is not every connection's
             self.server = _address(transport.get_extra_info("sockname"))
-        if not state.admit(self, self.client):
+        limits = state.limits
+        connections = state.connections
+        if not limits.max_connections_per_client and len(connections) < limits.max_connections:
+            connections.add(self)  # ServerState.admit's common case, without the call
+        elif not state.admit(self, self.client):
             transport.write(_OVERLOADED)
             transport.close()
             self.closing = True
@@ -707,7 +711,11 @@ class HttpConnection(asyncio.Protocol):
         self.closing = True
         if self.raw is not None:
             self.raw.feed_eof()
-        self.state.forget(self)
+        state = self.state
+        if state.counting:
+            state.forget(self)
+        else:
+            state.connections.discard(self)  # ServerState.forget's common case
         self._drop_timer()
         self.h1.release()  # nothing more is parsed: no cycle left for the collector
         current = self.current

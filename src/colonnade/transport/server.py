@@ -131,6 +131,10 @@ class ServerState:
         #: Addresses refused since they last had no connection (logged once).
         self._capped: set[str] = set()
         self._all_closed: asyncio.Event | None = None
+        #: :meth:`forget` has more to do than drop the connection from
+        #: ``connections``: per-client counts, or someone waits for the last one.
+        #: Never reset (a connection counted before a reload is forgotten right).
+        self.counting = False
         #: The connections' timers armed lazily, by one sweep (``connection.LazyTimers``).
         self.lazy_timers: LazyTimers | None = None
 
@@ -148,7 +152,10 @@ class ServerState:
 
     def admit(self, conn: Connection, client: tuple[str, int] | None = None) -> bool:
         """A connection begins: count it, unless the worker has ``max_connections``, or
-        ``client`` (the TCP peer; None: not IP) has ``max_connections_per_client``."""
+        ``client`` (the TCP peer; None: not IP) has ``max_connections_per_client``.
+        (``HttpConnection.connection_made`` adds a connection itself where neither
+        limit is near, and ``connection_lost`` calls :meth:`forget` only while
+        ``counting``.)"""
         limits = self.limits
         if len(self.connections) >= limits.max_connections:
             return False
@@ -158,6 +165,7 @@ class ServerState:
                 return False
             self.per_client[host] = self.per_client.get(host, 0) + 1
             self._counted[conn] = host
+            self.counting = True
         self.connections.add(conn)
         return True
 
@@ -222,6 +230,7 @@ class ServerState:
         if not self.connections:
             return True
         self._all_closed = asyncio.Event()
+        self.counting = True
         try:
             await asyncio.wait_for(self._all_closed.wait(), seconds)
         except TimeoutError:
