@@ -553,6 +553,9 @@ INSTRUCTION_PAIRS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # the two larger files of issue #24: the response cache (100 KiB) and sendfile (10 MiB)
     ("static-100k", STATIC),
     ("static-10m", STATIC),
+    # `Connection: close`, a new connection per request: accept, set-up and close
+    # counted in each request (issue #24 item 4)
+    ("close", STATIC),
     # a memory-tier hit of the output cache against the static file (issue #20)
     ("cache-1k", ("colonnade-cached", "colonnade-static")),
     ("wsgi-hello", ("colonnade-wsgi", "gunicorn")),
@@ -1870,7 +1873,9 @@ def run_instructions(
             for n in (n1, n2):
                 if not _callgrind_run(row, w, n, start_args):
                     break
-            if any(row.reconnects):
+            if _closes(w):
+                pass  # every request on a new connection: the workload's point, not a note
+            elif any(row.reconnects):
                 row.note = (
                     "closed the keep-alive connection by design (`Connection: close`); the "
                     f"client opened a new one {' / '.join(map(str, row.reconnects))} time(s) "
@@ -1886,6 +1891,11 @@ def run_instructions(
                     f"{row.seconds[1]:.0f} s)"
                 )
     return out
+
+
+def _closes(w: Workload) -> bool:
+    """The workload asks for a new connection per request (``Connection: close``)."""
+    return any(h.lower().replace(" ", "") == "connection:close" for h in w.headers)
 
 
 def _callgrind_run(row: IrRow, w: Workload, n: int, args: argparse.Namespace) -> bool:
@@ -1911,9 +1921,8 @@ def _callgrind_run(row: IrRow, w: Workload, n: int, args: argparse.Namespace) ->
         try:
             if w.client == "wrk":
                 own = SERVERS[row.server].headers
-                reconnects = drive(
-                    HOST, r.port, w.path, n, timeout=60 + 0.1 * n, headers=own() if own else ()
-                )
+                headers = (*w.headers, *(own() if own else ()))
+                reconnects = drive(HOST, r.port, w.path, n, timeout=60 + 0.1 * n, headers=headers)
             else:
                 mode = H2LOAD_MODE[w.client]
                 reconnects = drive_h2load(HOST, r.port, w.path, n, mode, timeout=60 + 0.1 * n)
@@ -2548,7 +2557,16 @@ def render_instructions(
     )
     o.append("")
     for w, rows in instr:
-        o.append(f"#### {w.name} — `GET {w.path}`")
+        if _closes(w):
+            o.append(f"#### {w.name} — `GET {w.path}`, `Connection: close`")
+            o.append("")
+            o.append(
+                "Each request on a new connection (the client opens the next once the "
+                "server closed the last): accept, connection set-up and close are in every "
+                "request's count."
+            )
+        else:
+            o.append(f"#### {w.name} — `GET {w.path}`")
         o.append("")
         o.append("| server | instructions/request | peer / colonnade | command line |")
         o.append("|---|---:|---:|---|")
@@ -2900,7 +2918,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--only",
         help="comma-separated workloads (and/or 'memory', 'pipeline', 'session', "
-        "'instructions') to run",
+        "'instructions', or 'instructions:W' for workload W's callgrind pair only) to run",
     )
     ap.add_argument(
         "--servers",
@@ -2943,11 +2961,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="N1,N2",
         help="requests of the two callgrind runs of the instructions workload "
         "(default {},{})".format(*INSTRUCTION_REQUESTS),
-    )
-    ap.add_argument(
-        "--instruction-workloads",
-        metavar="W1,W2",
-        help="the instructions workload counts only these of its workloads (default: all)",
     )
     ap.add_argument("--base-port", type=int, default=18080)
     ap.add_argument(
@@ -3031,7 +3044,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     names = {w.name for w in WORKLOADS} | {MEMORY, SLOW, PIPELINE, SESSION, INSTRUCTIONS}
     only = [s.strip() for s in args.only.split(",")] if args.only else [*sorted(names)]
-    if bad := [s for s in only if s not in names]:
+    # ``instructions:W``: the instructions workload for W's pair only (W of INSTRUCTION_PAIRS)
+    instr_only = {s.split(":", 1)[1] for s in only if s.startswith(f"{INSTRUCTIONS}:")}
+    if instr_only:
+        only = [s for s in only if not s.startswith(f"{INSTRUCTIONS}:")] + [INSTRUCTIONS]
+    if bad := [s for s in only if s not in names] + sorted(
+        instr_only - {w for w, _ in INSTRUCTION_PAIRS}
+    ):
         print(
             f"unknown workload(s): {', '.join(bad)}; known: {', '.join(sorted(names))}",
             file=sys.stderr,
@@ -3057,7 +3076,7 @@ def main(argv: list[str] | None = None) -> int:
         (by_name[w], servers)
         for w, candidates in INSTRUCTION_PAIRS
         if INSTRUCTIONS in only
-        and (not args.instruction_workloads or w in args.instruction_workloads.split(","))
+        and (not instr_only or w in instr_only)
         and (servers := select_servers(candidates, args.servers))
     ]
     tls = any(w.client != "wrk" for w in [*workloads, *(w for w, _ in instr_pairs)])

@@ -1,4 +1,5 @@
-"""Fixtures of the TLS tests: a test CA per test, and servers stopped at the end."""
+"""Fixtures of the transport tests: a site folder, a test CA per test, and servers
+stopped at the end."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from collections.abc import Iterator
 import pytest
 import trustme
 
-from tests.e2e.conftest import LiveServer
+from tests.e2e.conftest import LiveServer, www
+
+__all__ = ["ca", "servers", "www"]  # www: the e2e tests' site folder, shared
 
 
 @pytest.fixture

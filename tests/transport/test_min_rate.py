@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import select
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +37,6 @@ pytestmark = pytest.mark.e2e
 #: window can end up to a millisecond before a second of the client's clock has
 #: passed. The compiled suite of a fresh clone saw a cut 6.5 µs "early".
 CLOCK_SLACK = 0.01
-
-
-@pytest.fixture
-def www(tmp_path: Path) -> Iterator[Path]:
-    root = tmp_path / "www"
-    root.mkdir()
-    (root / "hello.txt").write_text("Hello, world!")
-    yield tmp_path
 
 
 def rate_server(www: Path, *, rate: int, window: float, **limits: Any) -> LiveServer:

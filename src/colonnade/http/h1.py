@@ -433,6 +433,8 @@ class HTTP1Connection:
         "_upgrade_left",
         "_url",
     )
+    # release() deletes these (mypyc allows only the deletable ones to be deleted).
+    __deletable__ = ("_callbacks", "_parser")
 
     def __init__(
         self,
@@ -529,6 +531,15 @@ class HTTP1Connection:
         events = self._events
         self._events = []
         return events
+
+    def release(self) -> None:
+        """The connection is gone and nothing more is fed: drop the parser and its
+        callbacks. They refer back to this object, a reference cycle that would
+        otherwise live until the garbage collector's next pass (ten objects per
+        connection, and a collection every few dozen connections). Feeding
+        afterwards raises AttributeError; the response side keeps working."""
+        del self._parser
+        del self._callbacks
 
     @property
     def trailing_data(self) -> bytes:
@@ -1182,12 +1193,23 @@ def error_response(
     return _error_response(status, reason, _server_header(server), named)
 
 
+# The Server line of each configured name: made per connection otherwise, and a
+# ``bytes in bytes`` test costs an exception inside CPython each time.
+_SERVER_LINES: dict[bytes, bytes] = {}
+
+
 def _server_header(server: bytes | None) -> bytes:
     if server is None:
         return b""
+    line = _SERVER_LINES.get(server)
+    if line is not None:
+        return line
     if b"\r" in server or b"\n" in server:
         raise ValueError("CR or LF in server name")
-    return b"server: " + server + b"\r\n"
+    line = b"server: " + server + b"\r\n"
+    if len(_SERVER_LINES) < 64:  # names come from the configuration: a few at most
+        _SERVER_LINES[server] = line
+    return line
 
 
 def _error_response(

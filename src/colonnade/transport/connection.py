@@ -111,6 +111,102 @@ def timer_by(
     return loop.call_at(when, callback)
 
 
+#: Open connections from which a new one accepted by the event loop (one per turn of
+#: it) has the listening socket's backlog taken at once (see Accepted).
+DRAIN_FROM: Final = 64
+
+# Timeouts from this long on are armed lazily (see LazyTimers); shorter ones at once.
+_LAZY_FROM: Final = 1.0
+# How long a lazily armed connection may wait for its timer: well under _LAZY_FROM.
+_SWEEP_EVERY: Final = 0.25
+
+
+class LazyTimers:
+    """Arms the connections' timers lazily, for all connections of a loop at once.
+
+    Most connections never need their timer: a request arrives, is answered, and
+    the connection closes (``Connection: close``) or is re-armed for keep-alive
+    long before any timeout. An event-loop timer per connection costs far more than
+    the rest of setting a connection up; so a connection whose deadline is at least
+    ``_LAZY_FROM`` away only joins this set, and a sweep every ``_SWEEP_EVERY``
+    seconds (scheduled only while the set is not empty) gives each connection still
+    waiting its timer at its own deadline: timeouts fire exactly when they did, and
+    a connection that ends before the sweep (``HttpConnection._drop_timer`` takes it
+    out) never makes a timer."""
+
+    __slots__ = ("_pending", "_sweep", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._pending: set[HttpConnection] = set()
+        self._sweep: asyncio.TimerHandle | None = None
+
+    def add(self, conn: HttpConnection) -> None:
+        """``conn`` has a deadline and no timer: arm it by the next sweep."""
+        self._pending.add(conn)
+        if self._sweep is None:
+            self._sweep = self.loop.call_later(_SWEEP_EVERY, self._run)
+
+    def discard(self, conn: HttpConnection) -> None:
+        """``conn`` ended (or armed its timer itself)."""
+        self._pending.discard(conn)
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def _run(self) -> None:
+        self._sweep = None
+        pending, self._pending = self._pending, set()
+        for conn in pending:
+            conn._arm_now()
+
+
+class Accepted:
+    """What every plain connection of a listening socket shares, made once: the
+    server's state, the event loop, the lazy timers, and the local address where
+    the socket's is the same for all its connections (bound to one address, not a
+    wildcard). Called, it makes the protocol of a new connection (the factory
+    given to ``loop.create_server``)."""
+
+    __slots__ = ("drain", "draining", "local", "loop", "state", "timers")
+
+    def __init__(self, state: ServerState, local: tuple[str, int] | None = None) -> None:
+        self.state = state
+        self.local = local
+        self.loop = loop = asyncio.get_running_loop()
+        timers = state.lazy_timers
+        if timers is None or timers.loop is not loop:
+            timers = state.lazy_timers = LazyTimers(loop)
+        self.timers = timers
+        #: Accepts what waits in the backlog at once (``server.BurstAccept``), for a
+        #: socket whose connections the event loop accepts one per turn; None: not one.
+        self.drain: Callable[[], None] | None = None
+        self.draining = False  # a drain is scheduled for this turn of the loop
+
+    def __call__(self) -> HttpConnection:
+        drain = self.drain
+        if drain is not None and not self.draining and len(self.state.connections) >= DRAIN_FROM:
+            # The event loop accepts one connection per turn, and a turn serving
+            # this many connections is long: the rest of a burst would wait for
+            # as many turns (seconds, at a thousand). Take them all this turn.
+            self.draining = True
+            self.loop.call_soon(drain)
+        return HttpConnection(self.state, b"", None, self)
+
+
+def fixed_address(sock: socket.socket) -> tuple[str, int] | None:
+    """The local address every connection accepted on the listening ``sock`` has:
+    its own, unless it is bound to a wildcard address (then each connection's is
+    the address the client reached) or is not IP."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    name = sock.getsockname()
+    host = name[0]
+    if host in ("0.0.0.0", "::") or "%" in host:
+        return None
+    return (host, int(name[1]))
+
+
 class RateWindow:
     """One measure of the minimum data rate (``limits.min_bytes_per_second``): when
     its current window began (-1: not measuring) and the byte count then."""
@@ -155,12 +251,17 @@ def addresses(
     transport: asyncio.BaseTransport,
 ) -> tuple[tuple[str, int] | None, tuple[str, int] | None]:
     """The client's and the server's address of a connection (None: not IP)."""
-    peer = transport.get_extra_info("peername")
-    sock = transport.get_extra_info("sockname")
     return (
-        (peer[0], peer[1]) if isinstance(peer, tuple) else None,
-        (sock[0], sock[1]) if isinstance(sock, tuple) else None,
+        _address(transport.get_extra_info("peername")),
+        _address(transport.get_extra_info("sockname")),
     )
+
+
+def _address(name: object) -> tuple[str, int] | None:
+    # (host, port) of a socket address; IPv6's flow and scope fields dropped
+    if isinstance(name, tuple):
+        return (name[0], name[1])
+    return None
 
 
 class BodySource(Protocol):
@@ -645,16 +746,31 @@ class _FileSender:
             self.watch = -1
 
 
+def _disconnected(exchange: Exchange) -> None:
+    # The connection was lost: a body still arriving never will.
+    body = exchange.body
+    if body is not None and not body.complete:
+        body.fail(ClientDisconnectedError("the client closed the connection"))
+
+
 class HttpConnection(asyncio.Protocol):
     """The asyncio protocol for one HTTP/1.1 connection."""
 
     def __init__(
-        self, state: ServerState, initial: bytes = b"", tls: TlsInfo | None = None
+        self,
+        state: ServerState,
+        initial: bytes = b"",
+        tls: TlsInfo | None = None,
+        shared: Accepted | None = None,
     ) -> None:
         """``initial``: bytes already read from the socket (a connection accepted by
         another process and handed over, or that arrived with the end of a TLS
         handshake), parsed first once the connection is made. ``tls``: what the TLS
-        handshake negotiated (the transport is a TLS one), None on plain TCP."""
+        handshake negotiated (the transport is a TLS one), None on plain TCP.
+        ``shared``: what the connections of its listening socket share (made here
+        when not given)."""
+        if shared is None:
+            shared = Accepted(state)
         self.state = state
         self._initial = initial
         # A TLS session cannot move to another process: such a connection is
@@ -680,10 +796,11 @@ class HttpConnection(asyncio.Protocol):
         self._read_paused_for_queue = False
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None
-        self._loop = asyncio.get_running_loop()
+        self._loop = shared.loop
+        self._timers = shared.timers
         self._idle = True
         self.client: tuple[str, int] | None = None
-        self.server: tuple[str, int] | None = None
+        self.server: tuple[str, int] | None = shared.local
         self.raw: RawChannel | None = None  # set once the connection was upgraded
         self.held: Held | None = None  # a request's first bytes, until the router decides
         self.stopping = False  # a graceful stop has begun
@@ -707,8 +824,17 @@ class HttpConnection(asyncio.Protocol):
         # uvloop's transports do not subclass asyncio.Transport, but implement it.
         self.transport = transport = cast(asyncio.Transport, transport)
         state = self.state
-        self.client, self.server = addresses(transport)
-        if not state.admit(self, self.client):
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            # IPv4 as it comes; IPv6's flow and scope fields are dropped
+            self.client = peer if len(peer) == 2 else (peer[0], peer[1])
+        if self.server is None:  # the listening socket's address is not every connection's
+            self.server = _address(transport.get_extra_info("sockname"))
+        limits = state.limits
+        connections = state.connections
+        if not limits.max_connections_per_client and len(connections) < limits.max_connections:
+            connections.add(self)  # ServerState.admit's common case, without the call
+        elif not state.admit(self, self.client):
             transport.write(_OVERLOADED)
             transport.close()
             self.closing = True
@@ -723,11 +849,18 @@ class HttpConnection(asyncio.Protocol):
         self.closing = True
         if self.raw is not None:
             self.raw.feed_eof()
-        self.state.forget(self)
+        state = self.state
+        if state.counting:
+            state.forget(self)
+        else:
+            state.connections.discard(self)  # ServerState.forget's common case
         self._drop_timer()
-        for exchange in (self.current, *self.queue):
-            if exchange is not None and exchange.body is not None and not exchange.body.complete:
-                exchange.body.fail(ClientDisconnectedError("the client closed the connection"))
+        self.h1.release()  # nothing more is parsed: no cycle left for the collector
+        current = self.current
+        if current is not None:
+            _disconnected(current)
+        for exchange in self.queue:
+            _disconnected(exchange)
         if self.task is not None and not self.task.done():
             self.task.cancel()
         self._wake_drain()
@@ -1143,7 +1276,8 @@ class HttpConnection(asyncio.Protocol):
 
     def _arm(self, seconds: float) -> None:
         # One timer per connection, moved lazily: re-arming on every request only
-        # stores a deadline; the timer re-schedules itself when it fires early.
+        # stores a deadline; the timer re-schedules itself when it fires early. And
+        # made lazily: a deadline far enough away waits for LazyTimers' sweep.
         loop = self._loop
         deadline = loop.time() + seconds
         self._deadline = deadline
@@ -1152,7 +1286,22 @@ class HttpConnection(asyncio.Protocol):
             if timer.when() <= deadline:
                 return
             timer.cancel()
-        self._timer = loop.call_at(deadline, self._check_deadline)
+            self._timer = None
+        if seconds >= _LAZY_FROM:
+            self._timers.add(self)
+        else:
+            self._timer = loop.call_at(deadline, self._check_deadline)
+
+    def _arm_now(self) -> None:
+        """LazyTimers' sweep: the timer for whatever is due, if nothing armed it yet."""
+        if self._timer is not None:
+            return
+        deadline = self._deadline
+        due = self._rate_due
+        if due is not None and (deadline is None or due < deadline):
+            deadline = due
+        if deadline is not None:
+            self._timer = self._loop.call_at(deadline, self._check_deadline)
 
     def _disarm(self) -> None:
         self._deadline = None
@@ -1164,6 +1313,7 @@ class HttpConnection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._timers.discard(self)
 
     def _check_deadline(self) -> None:
         self._timer = None
@@ -1177,13 +1327,7 @@ class HttpConnection(asyncio.Protocol):
         if deadline is not None and now >= deadline:
             self._deadline = None
             self._on_timeout()
-        if self._timer is None:  # nothing re-armed it: wake for what is still due
-            deadline = self._deadline
-            due = self._rate_due
-            if due is not None and (deadline is None or due < deadline):
-                deadline = due
-            if deadline is not None:
-                self._timer = loop.call_at(deadline, self._check_deadline)
+        self._arm_now()  # unless something re-armed it: wake for what is still due
 
     # -- the minimum data rate (limits.min_bytes_per_second) --------------------------
 

@@ -19,7 +19,7 @@ from colonnade.config.schema import Http2, Limits, Timeouts
 from colonnade.core.request import Request
 from colonnade.engine import Engine
 from colonnade.engine.sites import UNIX_PORT, Binding, is_unix
-from colonnade.transport.connection import HttpConnection
+from colonnade.transport.connection import Accepted, HttpConnection, LazyTimers, fixed_address
 from colonnade.transport.handshake import TlsListener
 from colonnade.transport.listener import Listener
 from colonnade.transport.protocols import alpn_protocols
@@ -131,6 +131,12 @@ class ServerState:
         #: Addresses refused since they last had no connection (logged once).
         self._capped: set[str] = set()
         self._all_closed: asyncio.Event | None = None
+        #: :meth:`forget` has more to do than drop the connection from
+        #: ``connections``: per-client counts, or someone waits for the last one.
+        #: Never reset (a connection counted before a reload is forgotten right).
+        self.counting = False
+        #: The connections' timers armed lazily, by one sweep (``connection.LazyTimers``).
+        self.lazy_timers: LazyTimers | None = None
 
     def switch(self, engine: Engine) -> None:
         """Serve new requests with ``engine`` (requests in flight keep theirs)."""
@@ -146,7 +152,10 @@ class ServerState:
 
     def admit(self, conn: Connection, client: tuple[str, int] | None = None) -> bool:
         """A connection begins: count it, unless the worker has ``max_connections``, or
-        ``client`` (the TCP peer; None: not IP) has ``max_connections_per_client``."""
+        ``client`` (the TCP peer; None: not IP) has ``max_connections_per_client``.
+        (``HttpConnection.connection_made`` adds a connection itself where neither
+        limit is near, and ``connection_lost`` calls :meth:`forget` only while
+        ``counting``.)"""
         limits = self.limits
         if len(self.connections) >= limits.max_connections:
             return False
@@ -156,6 +165,7 @@ class ServerState:
                 return False
             self.per_client[host] = self.per_client.get(host, 0) + 1
             self._counted[conn] = host
+            self.counting = True
         self.connections.add(conn)
         return True
 
@@ -220,6 +230,7 @@ class ServerState:
         if not self.connections:
             return True
         self._all_closed = asyncio.Event()
+        self.counting = True
         try:
             await asyncio.wait_for(self._all_closed.wait(), seconds)
         except TimeoutError:
@@ -317,27 +328,83 @@ def listening_port(sock: socket.socket) -> int:
     return UNIX_PORT if sock.family == socket.AF_UNIX else int(sock.getsockname()[1])
 
 
+class Adopter:
+    """Gives sockets accepted here (not by the event loop) to the event loop, each
+    served by a new ``HttpConnection`` (HTTP/1.1, or h2 with prior knowledge)."""
+
+    def __init__(self, factory: Accepted) -> None:
+        self.factory = factory
+        self._tasks: set[asyncio.Task[object]] = set()
+
+    def adopt(self, conn: socket.socket) -> None:
+        """Serve ``conn`` (non-blocking already)."""
+        task = self.factory.loop.create_task(self._connect(conn))
+        self._tasks.add(task)  # held until it is done: a task only weakly held may vanish
+        task.add_done_callback(self._tasks.discard)
+
+    async def _connect(self, conn: socket.socket) -> None:
+        try:
+            await self.factory.loop.connect_accepted_socket(self.factory, conn)
+        except OSError as exc:  # gone before it could be served
+            log.debug("a connection ended before it was served: %s", exc)
+            conn.close()
+
+
 class PlainListener(Listener):
     """Accepts on a plain HTTP port's listening socket (not ``loop.create_server``:
     see ``listener.py`` for why)."""
 
     def __init__(self, state: ServerState, sock: socket.socket, port: int) -> None:
         self.state = state
-        self._tasks: set[asyncio.Task[object]] = set()
+        self._adopter = Adopter(Accepted(state, fixed_address(sock)))
         super().__init__(sock, port)
 
     def accepted(self, conn: socket.socket) -> None:
         """Serve ``conn`` over HTTP (HTTP/1.1, or h2 with prior knowledge)."""
-        task = self.loop.create_task(self._connect(conn))
-        self._tasks.add(task)  # held until it is done: a task only weakly held may vanish
-        task.add_done_callback(self._tasks.discard)
+        self._adopter.adopt(conn)
 
-    async def _connect(self, conn: socket.socket) -> None:
-        try:
-            await self.loop.connect_accepted_socket(lambda: HttpConnection(self.state), conn)
-        except OSError as exc:  # gone before it could be served
-            log.debug("a connection ended before it was served: %s", exc)
-            conn.close()
+
+#: The most connections one drain of a backlog takes (the rest: the next turn's).
+BURST_MAX = 512
+
+
+class BurstAccept:
+    """Takes a plain port's whole backlog in one turn of the event loop.
+
+    uvloop's server accepts one connection per turn of the loop (libuv does since
+    1.45: one ``accept()`` per readiness of the listening socket, since a second
+    one usually fails with EAGAIN). While the loop serves many connections a turn
+    is long, and a burst of new ones waits a turn each: at 1,024 connections
+    opened at once, the last waited seconds for their first answer (the wrk
+    timeouts of the bench's c1024 row). So once a worker holds ``DRAIN_FROM``
+    connections, a connection the loop accepts schedules this drain for the same
+    turn (``Accepted``), which accepts what waits, up to :data:`BURST_MAX`, as
+    asyncio's own servers do, and gives each to the loop. Below that, each turn is
+    short and nothing is tried: no ``accept()`` failing with EAGAIN per connection.
+    """
+
+    def __init__(self, factory: Accepted, sock: socket.socket) -> None:
+        self.factory = factory
+        self.sock = sock
+        self._adopter = Adopter(factory)
+
+    def __call__(self) -> None:
+        self.factory.draining = False
+        sock = self.sock
+        for _ in range(BURST_MAX):
+            try:
+                conn, _addr = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
+                    continue  # that client gave up already
+                # Out of descriptors or memory: what waits stays in the backlog,
+                # for the event loop's own accept (or another worker's).
+                log.debug("accepting a burst on %s failed: %s", sock.getsockname(), exc)
+                return
+            conn.setblocking(False)
+            self._adopter.adopt(conn)
 
 
 #: Descriptors a worker keeps beyond ``limits.max_connections`` for all it opens
@@ -391,9 +458,9 @@ class HttpServer:
                     loop.create_unix_server if sock.family == socket.AF_UNIX else loop.create_server
                 )
                 # (asyncio listens again on a socket it is given: the same backlog)
-                self.servers.append(
-                    await serve(lambda: HttpConnection(state), sock=sock, backlog=backlog)
-                )
+                factory = Accepted(state, fixed_address(sock))
+                factory.drain = BurstAccept(factory, sock)
+                self.servers.append(await serve(factory, sock=sock, backlog=backlog))
             else:
                 self.servers.append(PlainListener(state, sock, port))
 
