@@ -495,7 +495,10 @@ class _Exchange:
         response = self.ctx.response
         response.status = head.status
         response.reason = head.reason or None
-        response.headers = forward.response_headers(head.headers, self.rewrite)
+        # No field to remove or rewrite (the usual answer): its headers as they came.
+        response.headers = (
+            head.headers if head.plain else forward.response_headers(head.headers, self.rewrite)
+        )
         # The upstream's own error pages are kept (custom errors replace them only
         # with existing_response = "replace"), as for any gateway.
         response.skip_custom_errors = True
