@@ -352,7 +352,8 @@ class _Exchange:
         timeout = self.settings.timeout
         conn.parser.start(self.ctx.request.method)
         try:
-            await conn.send(self.head, timeout)
+            if conn.write(self.head):  # no coroutine for the usual case
+                await conn.drain(timeout)
         except ConnectionError:
             if reused:
                 raise _StaleError from None
@@ -428,9 +429,13 @@ class _Exchange:
             if head and not self.pumping:
                 within = self.last_sent + timeout - asyncio.get_running_loop().time()
             try:
-                if within <= 0:
-                    raise UpstreamTimeoutError(f"no response head within {timeout:g} s")
-                data = await conn.recv(within)
+                # take/waiter: conn.recv without a coroutine of its own.
+                data = conn.take()
+                if data is None:
+                    if within <= 0:
+                        raise UpstreamTimeoutError(f"no response head within {timeout:g} s")
+                    await conn.waiter(within)
+                    data = conn.taken(within)
             except UpstreamTimeoutError as exc:
                 if head and parser.started:
                     raise UpstreamFailedError(
