@@ -104,7 +104,9 @@ class Connection(asyncio.BufferedProtocol):
         # enforces it (see _arm).
         self._deadline = _NEVER
         self._timer: asyncio.TimerHandle | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        #: The event loop it lives on (made there by the pool): kept, because each
+        #: asyncio.get_running_loop() costs a getpid system call.
+        self.loop = asyncio.get_running_loop()
         #: Requests sent on it so far (the first one is never stale).
         self.requests = 0
         self.idle_since = 0.0
@@ -202,10 +204,10 @@ class Connection(asyncio.BufferedProtocol):
         # All that was read is passed on: read again (not earlier, so that no
         # more than one piece waits here while the last is sent on).
         self.watch()
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         self._reader = waiter = loop.create_future()
         if within is not None:
-            self._arm(loop, loop.time() + within)
+            self._arm(loop.time() + within)
         return waiter
 
     def taken(self, within: float | None) -> bytes:
@@ -241,9 +243,9 @@ class Connection(asyncio.BufferedProtocol):
         """Wait until the upstream took what was written (see :meth:`send`)."""
         if self._writable:
             return
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         self._drainer = waiter = loop.create_future()
-        self._arm(loop, loop.time() + within)
+        self._arm(loop.time() + within)
         try:
             await waiter
         finally:
@@ -254,22 +256,19 @@ class Connection(asyncio.BufferedProtocol):
         if not self._writable:
             raise UpstreamTimeoutError(f"the upstream took no byte of the request in {within:g} s")
 
-    def _arm(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+    def _arm(self, deadline: float) -> None:
         # One timer per connection, not one per wait (core.timers): it stays
         # armed across the waits of many requests and, when it fires, expires the
         # wait under way only if that wait's deadline passed, else re-arms for it.
         self._deadline = deadline
-        self._loop = loop
-        self._timer = timer_by(loop, self._timer, deadline, self._on_timer)
+        self._timer = timer_by(self.loop, self._timer, deadline, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
         deadline = self._deadline
         if deadline == _NEVER:
             return  # nothing waits: the next wait arms it again
-        loop = self._loop
-        if loop is None:
-            return
+        loop = self.loop
         if loop.time() < deadline:
             self._timer = loop.call_at(deadline, self._on_timer)
             return

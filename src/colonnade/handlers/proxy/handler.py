@@ -360,14 +360,14 @@ class _Exchange:
             raise UpstreamFailedError("the upstream closed the connection") from None
         except UpstreamTimeoutError as exc:
             raise UpstreamFailedError(f"sending the request: {exc}", timeout=True) from None
-        self.last_sent = asyncio.get_running_loop().time()
+        self.last_sent = conn.loop.time()
         pump: asyncio.Task[None] | None = None
         if self.has_body:
             self.go = asyncio.Event()
             if not self.expect_continue:
                 self.go.set()
             self.pumping = True
-            pump = asyncio.get_running_loop().create_task(self._pump(conn))
+            pump = conn.loop.create_task(self._pump(conn))
         try:
             return await self._respond(conn, reused)
         finally:
@@ -427,7 +427,7 @@ class _Exchange:
         while True:
             within = timeout
             if head and not self.pumping:
-                within = self.last_sent + timeout - asyncio.get_running_loop().time()
+                within = self.last_sent + timeout - conn.loop.time()
             try:
                 # take/waiter: conn.recv without a coroutine of its own.
                 data = conn.take()
