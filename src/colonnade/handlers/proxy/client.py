@@ -28,19 +28,12 @@ from typing import Final, cast
 
 from colonnade.config.schema import parse_upstream as parse_address
 from colonnade.core.timers import timer_by
+from colonnade.handlers.proxy.errors import UpstreamConnectError, UpstreamTimeoutError
 from colonnade.handlers.proxy.wire import ResponseParser
 
 #: Bytes queued from an upstream before its socket is no longer read (default).
 HIGH_WATER: Final = 64 * 1024
 _NEVER: Final = float("inf")
-
-
-class UpstreamTimeoutError(TimeoutError):
-    """A wait on an upstream took longer than its timeout."""
-
-
-class UpstreamConnectError(OSError):
-    """The upstream could not be reached (the message says why)."""
 
 
 class Upstream:

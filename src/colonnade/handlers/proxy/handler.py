@@ -46,14 +46,9 @@ from colonnade.core.httputil import has_token
 from colonnade.core.request import EMPTY_BODY
 from colonnade.errors import ConfigError, HttpError
 from colonnade.handlers.proxy import forward, wire
-from colonnade.handlers.proxy.client import (
-    Connection,
-    Pool,
-    Upstream,
-    UpstreamConnectError,
-    UpstreamTimeoutError,
-)
+from colonnade.handlers.proxy.client import Connection, Pool, Upstream
 from colonnade.handlers.proxy.config import ProxySection
+from colonnade.handlers.proxy.errors import UpstreamConnectError, UpstreamTimeoutError
 from colonnade.providers.farms import Farm, Outcome, farm_for
 
 log = logging.getLogger("colonnade.proxy")
