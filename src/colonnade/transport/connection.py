@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 from colonnade.core.context import Context
 from colonnade.core.request import EMPTY_BODY, Headers, Request, TlsInfo, read_chunks
+from colonnade.core.timers import timer_by
 from colonnade.core.urlpath import decode_path
 from colonnade.errors import ClientDisconnectedError, HttpError
 from colonnade.http import Body as BodyEvent
@@ -93,22 +94,6 @@ def _cork(sock: Any, on: int) -> None:
     # while a file was going out) raises ValueError for its descriptor, now -1.
     with contextlib.suppress(OSError, ValueError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, on)
-
-
-def timer_by(
-    loop: asyncio.AbstractEventLoop,
-    timer: asyncio.TimerHandle | None,
-    when: float,
-    callback: Callable[[], None],
-) -> asyncio.TimerHandle:
-    """A timer calling ``callback`` at ``when`` at the latest: ``timer`` if it fires
-    by then already (the callback sees it is early and re-arms), else a new one, and
-    ``timer`` cancelled."""
-    if timer is not None:
-        if timer.when() <= when:
-            return timer
-        timer.cancel()
-    return loop.call_at(when, callback)
 
 
 #: Open connections from which a new one accepted by the event loop (one per turn of

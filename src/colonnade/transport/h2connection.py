@@ -53,6 +53,7 @@ from h2.stream import H2StreamStateMachine, StreamClosedBy, StreamInputs, Stream
 from hyperframe.frame import GoAwayFrame
 
 from colonnade.core.request import EMPTY_BODY, Body, Request, TlsInfo
+from colonnade.core.timers import timer_by
 from colonnade.core.urlpath import decode_path
 from colonnade.errors import ClientDisconnectedError, HttpError
 from colonnade.http.h1 import body_left, error_response
@@ -69,7 +70,7 @@ from colonnade.http.h2 import (
     request_fields,
     response_headers,
 )
-from colonnade.transport.connection import RateWindow, StreamBody, addresses, timer_by
+from colonnade.transport.connection import RateWindow, StreamBody, addresses
 
 if TYPE_CHECKING:
     from colonnade.core.context import RawStream

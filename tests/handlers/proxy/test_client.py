@@ -16,10 +16,9 @@ from colonnade.handlers.proxy.client import (
     Pool,
     PoolSettings,
     Upstream,
-    UpstreamConnectError,
-    UpstreamTimeoutError,
     parse_upstream,
 )
+from colonnade.handlers.proxy.errors import UpstreamConnectError, UpstreamTimeoutError
 
 
 def run(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:

@@ -27,19 +27,13 @@ import time
 from typing import Final, cast
 
 from colonnade.config.schema import parse_upstream as parse_address
+from colonnade.core.timers import timer_by
+from colonnade.handlers.proxy.errors import UpstreamConnectError, UpstreamTimeoutError
 from colonnade.handlers.proxy.wire import ResponseParser
 
 #: Bytes queued from an upstream before its socket is no longer read (default).
 HIGH_WATER: Final = 64 * 1024
 _NEVER: Final = float("inf")
-
-
-class UpstreamTimeoutError(TimeoutError):
-    """A wait on an upstream took longer than its timeout."""
-
-
-class UpstreamConnectError(OSError):
-    """The upstream could not be reached (the message says why)."""
 
 
 class Upstream:
@@ -103,6 +97,9 @@ class Connection(asyncio.BufferedProtocol):
         # enforces it (see _arm).
         self._deadline = _NEVER
         self._timer: asyncio.TimerHandle | None = None
+        #: The event loop it lives on (made there by the pool): kept, because each
+        #: asyncio.get_running_loop() costs a getpid system call.
+        self.loop = asyncio.get_running_loop()
         #: Requests sent on it so far (the first one is never stale).
         self.requests = 0
         self.idle_since = 0.0
@@ -172,48 +169,76 @@ class Connection(asyncio.BufferedProtocol):
         ``UpstreamTimeoutError`` after ``within`` seconds without a byte (None:
         no limit);
         ``ConnectionResetError`` if the connection failed."""
-        if not self._queue:
+        data = self.take()
+        if data is None:
+            await self.waiter(within)
+            data = self.taken(within)
+        return data
+
+    def take(self) -> bytes | None:
+        """``recv`` without a coroutine: what arrived since the last call
+        (``b""``: the upstream closed its side), or None when nothing did: then
+        await :meth:`waiter` and call :meth:`taken`."""
+        queue = self._queue
+        if not queue:
             if self._eof:
                 if self._error is not None:
                     raise ConnectionResetError(str(self._error))
                 return b""
-            # All that was read is passed on: read again (not earlier, so that no
-            # more than one piece waits here while the last is sent on).
-            self.watch()
-            loop = asyncio.get_running_loop()
-            self._reader = waiter = loop.create_future()
-            if within is not None:
-                self._arm(loop, loop.time() + within)
-            try:
-                await waiter
-            finally:
-                self._reader = None
-                self._deadline = _NEVER
-            if not self._queue:
-                if self._eof:
-                    if self._error is not None:
-                        raise ConnectionResetError(str(self._error))
-                    return b""
-                raise UpstreamTimeoutError(f"no byte from the upstream in {within or 0:g} s")
-        queue = self._queue
+            return None
         data = queue.popleft() if len(queue) == 1 else b"".join(queue)
         queue.clear()
         self._queued = 0
+        return data
+
+    def waiter(self, within: float | None) -> asyncio.Future[None]:
+        """A future done once bytes arrive or the connection ends, or after
+        ``within`` seconds (None: no limit)."""
+        # All that was read is passed on: read again (not earlier, so that no
+        # more than one piece waits here while the last is sent on).
+        self.watch()
+        loop = self.loop
+        self._reader = waiter = loop.create_future()
+        if within is not None:
+            self._arm(loop.time() + within)
+        return waiter
+
+    def taken(self, within: float | None) -> bytes:
+        """After the wait of :meth:`waiter`: what arrived (``b""``: the upstream
+        closed its side); ``UpstreamTimeoutError`` if nothing did."""
+        # A wait that was cancelled instead leaves these set: harmless, the
+        # connection is then closed (never pooled) or waits again, which resets them.
+        self._reader = None
+        self._deadline = _NEVER
+        data = self.take()
+        if data is None:
+            raise UpstreamTimeoutError(f"no byte from the upstream in {within or 0:g} s")
         return data
 
     async def send(self, data: bytes, within: float) -> None:
         """Write ``data``, then wait while the upstream is slow to take it
         (``UpstreamTimeoutError`` after ``within`` seconds of it;
         ``ConnectionResetError`` if the connection is gone)."""
+        if self.write(data):
+            await self.drain(within)
+
+    def write(self, data: bytes) -> bool:
+        """Write ``data``: True when the upstream is slow to take it (then
+        :meth:`drain` waits); ``ConnectionResetError`` if the connection is gone.
+        ``send`` without a coroutine, for the usual case that need not wait."""
         transport = self.transport
         if transport is None or self._closed or transport.is_closing():
             raise ConnectionResetError("the upstream connection is closed")
         transport.write(data)
+        return not self._writable
+
+    async def drain(self, within: float) -> None:
+        """Wait until the upstream took what was written (see :meth:`send`)."""
         if self._writable:
             return
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         self._drainer = waiter = loop.create_future()
-        self._arm(loop, loop.time() + within)
+        self._arm(loop.time() + within)
         try:
             await waiter
         finally:
@@ -224,27 +249,21 @@ class Connection(asyncio.BufferedProtocol):
         if not self._writable:
             raise UpstreamTimeoutError(f"the upstream took no byte of the request in {within:g} s")
 
-    def _arm(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
-        # One timer per connection, not one per wait: it stays armed across the
-        # waits of many requests and, when it fires, expires the wait under way
-        # only if that wait's deadline passed, else re-arms for it. A wait with a
-        # nearer deadline than the armed timer's moves it (rare: the timeouts of
-        # one connection are alike).
+    def _arm(self, deadline: float) -> None:
+        # One timer per connection, not one per wait (core.timers): it stays
+        # armed across the waits of many requests and, when it fires, expires the
+        # wait under way only if that wait's deadline passed, else re-arms for it.
         self._deadline = deadline
-        timer = self._timer
-        if timer is not None:
-            if timer.when() <= deadline:
-                return
-            timer.cancel()
-        self._timer = loop.call_at(deadline, self._on_timer, loop)
+        self._timer = timer_by(self.loop, self._timer, deadline, self._on_timer)
 
-    def _on_timer(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _on_timer(self) -> None:
         self._timer = None
         deadline = self._deadline
         if deadline == _NEVER:
             return  # nothing waits: the next wait arms it again
+        loop = self.loop
         if loop.time() < deadline:
-            self._timer = loop.call_at(deadline, self._on_timer, loop)
+            self._timer = loop.call_at(deadline, self._on_timer)
             return
         for waiter in (self._reader, self._drainer):
             if waiter is not None and not waiter.done():

@@ -15,23 +15,10 @@ from typing import Final
 
 from colonnade.core.httputil import is_token, split_host
 from colonnade.core.request import Request
+from colonnade.handlers.proxy.wire import HOP_BY_HOP
 
 Headers = list[tuple[bytes, bytes]]
 
-#: Never forwarded, either way.
-HOP_BY_HOP: Final = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    }
-)
 #: Request fields the proxy writes itself.
 _REBUILT: Final = frozenset({b"host", b"content-length", b"expect"})
 #: The forwarding fields (rebuilt unless ``forwarded_headers`` is off).
@@ -85,6 +72,24 @@ def _quoted(value: bytes) -> bytes:
     return b'"' + value.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 
 
+#: What the request loop does with a field (absent: passed on as it is).
+_DROP: Final = 0  # hop-by-hop, or written by the proxy itself
+_FORWARDING: Final = 1  # X-Forwarded-*, Forwarded
+_COOKIE: Final = 2
+_REQUEST_FIELDS: Final[dict[bytes, int]] = {
+    **{name: _DROP for name in HOP_BY_HOP | _REBUILT},
+    **{name: _FORWARDING for name in FORWARDING},
+    b"cookie": _COOKIE,
+}
+#: The forwarding fields of a request from no trusted proxy, by (client address,
+#: Host, scheme, TLS): the same for every request of a connection, so built once
+#: (at most _OWN_HOP_MAX of them, for a Host of at most _OWN_HOP_HOST bytes: a
+#: client cannot make it hold much).
+_OWN_HOP: dict[tuple[str, str, str, bool], Headers] = {}
+_OWN_HOP_MAX: Final = 256
+_OWN_HOP_HOST: Final = 300
+
+
 def request_headers(
     request: Request,
     host: bytes,
@@ -103,30 +108,34 @@ def request_headers(
     ``Upgrade`` value to pass on (a WebSocket handshake), else None.
     ``connection``: the request's ``Connection`` values, joined (None: it has none).
     """
-    headers = request.headers
     listed = listed_names(connection) if connection else _NONE
     out: Headers = [(b"host", host)]
-    cookies: list[bytes] = []
+    cookies: list[bytes] | None = None
     trusted_chain = forwarded and request.client != request.peer
     xff: list[bytes] = []
     fwd: list[bytes] = []
-    for name, value in headers:
-        if name in HOP_BY_HOP or name in _REBUILT or name in listed:
-            continue
-        if name in FORWARDING:
+    special = _REQUEST_FIELDS
+    # One dictionary lookup per field in the common case (a field passed on).
+    for field in request.headers:
+        name = field[0]
+        kind = special.get(name)
+        if kind is None:
+            if not listed or name not in listed:
+                out.append(field)
+        elif kind == _COOKIE:
+            if cookies is None:
+                cookies = [field[1]]
+            else:
+                cookies.append(field[1])  # HTTP/2 sends one field per cookie: joined for 1.1
+        elif kind == _FORWARDING and name not in listed:
             if not forwarded:
-                out.append((name, value))  # not ours to touch
+                out.append(field)  # not ours to touch
             elif trusted_chain and name == b"x-forwarded-for":
-                xff.append(value)
+                xff.append(field[1])
             elif trusted_chain and name == b"forwarded":
-                fwd.append(value)
-            continue
-        if name == b"cookie":
-            cookies.append(value)  # HTTP/2 sends one field per cookie: joined for 1.1
-            continue
-        out.append((name, value))
-    if cookies:
-        out.append((b"cookie", b"; ".join(cookies)))
+                fwd.append(field[1])
+    if cookies is not None and b"cookie" not in listed:
+        out.append((b"cookie", cookies[0] if len(cookies) == 1 else b"; ".join(cookies)))
     if framing is not None:
         out.append(framing)
     if expect_continue:
@@ -135,34 +144,57 @@ def request_headers(
         out.append((b"connection", b"upgrade"))
         out.append((b"upgrade", upgrade))
     if forwarded:
-        peer = request.peer[0] if request.peer else ""
-        client = request.client[0] if request.client else peer
-        public_host = request.host.encode("latin-1")
-        scheme = request.scheme.encode("latin-1")
-        # The hop we saw: who connected to us, over what, asking for which host.
-        own_proto = b"https" if request.tls is not None else b"http"
         if trusted_chain:
-            # A trusted proxy that sent only one of the two headers: the other
-            # starts from the client it named.
-            if not xff:
-                xff.append(client.encode("latin-1"))
-            if not fwd:
-                fwd.append(b"for=" + _node(client))
-            xff.append(peer.encode("latin-1"))
-            element = b"for=" + _node(peer)
+            out += _forwarding(request, xff, fwd)
         else:
-            xff = [client.encode("latin-1")]
-            fwd = []
-            element = b"for=" + _node(client)
-        element += b";proto=" + own_proto
-        if public_host:
-            element += b";host=" + _quoted(public_host)
-        fwd.append(element)
-        out.append((b"x-forwarded-for", b", ".join(xff)))
-        out.append((b"x-forwarded-proto", scheme))
-        if public_host:
-            out.append((b"x-forwarded-host", public_host))
-        out.append((b"forwarded", b", ".join(fwd)))
+            out += _own_hop(request)
+    return out
+
+
+def _own_hop(request: Request) -> Headers:
+    # The forwarding fields of a request from no trusted proxy (see _OWN_HOP).
+    client = request.client
+    key = (client[0] if client else "", request.host, request.scheme, request.tls is None)
+    own = _OWN_HOP.get(key)
+    if own is None:
+        own = _forwarding(request, None, None)
+        if len(request.host) <= _OWN_HOP_HOST:
+            if len(_OWN_HOP) >= _OWN_HOP_MAX:
+                _OWN_HOP.clear()
+            _OWN_HOP[key] = own
+    return own
+
+
+def _forwarding(request: Request, xff: list[bytes] | None, fwd: list[bytes] | None) -> Headers:
+    # X-Forwarded-* and Forwarded: ``xff`` and ``fwd`` are what a trusted proxy
+    # sent of them (None: the request came from no trusted proxy).
+    peer = request.peer[0] if request.peer else ""
+    client = request.client[0] if request.client else peer
+    public_host = request.host.encode("latin-1")
+    scheme = request.scheme.encode("latin-1")
+    # The hop we saw: who connected to us, over what, asking for which host.
+    own_proto = b"https" if request.tls is not None else b"http"
+    if xff is not None and fwd is not None:
+        # A trusted proxy that sent only one of the two headers: the other
+        # starts from the client it named.
+        if not xff:
+            xff.append(client.encode("latin-1"))
+        if not fwd:
+            fwd.append(b"for=" + _node(client))
+        xff.append(peer.encode("latin-1"))
+        element = b"for=" + _node(peer)
+    else:
+        xff = [client.encode("latin-1")]
+        fwd = []
+        element = b"for=" + _node(client)
+    element += b";proto=" + own_proto
+    if public_host:
+        element += b";host=" + _quoted(public_host)
+    fwd.append(element)
+    out: Headers = [(b"x-forwarded-for", b", ".join(xff)), (b"x-forwarded-proto", scheme)]
+    if public_host:
+        out.append((b"x-forwarded-host", public_host))
+    out.append((b"forwarded", b", ".join(fwd)))
     return out
 
 

@@ -46,14 +46,9 @@ from colonnade.core.httputil import has_token
 from colonnade.core.request import EMPTY_BODY
 from colonnade.errors import ConfigError, HttpError
 from colonnade.handlers.proxy import forward, wire
-from colonnade.handlers.proxy.client import (
-    Connection,
-    Pool,
-    Upstream,
-    UpstreamConnectError,
-    UpstreamTimeoutError,
-)
+from colonnade.handlers.proxy.client import Connection, Pool, Upstream
 from colonnade.handlers.proxy.config import ProxySection
+from colonnade.handlers.proxy.errors import UpstreamConnectError, UpstreamTimeoutError
 from colonnade.providers.farms import Farm, Outcome, farm_for
 
 log = logging.getLogger("colonnade.proxy")
@@ -352,21 +347,22 @@ class _Exchange:
         timeout = self.settings.timeout
         conn.parser.start(self.ctx.request.method)
         try:
-            await conn.send(self.head, timeout)
+            if conn.write(self.head):  # no coroutine for the usual case
+                await conn.drain(timeout)
         except ConnectionError:
             if reused:
                 raise _StaleError from None
             raise UpstreamFailedError("the upstream closed the connection") from None
         except UpstreamTimeoutError as exc:
             raise UpstreamFailedError(f"sending the request: {exc}", timeout=True) from None
-        self.last_sent = asyncio.get_running_loop().time()
+        self.last_sent = conn.loop.time()
         pump: asyncio.Task[None] | None = None
         if self.has_body:
             self.go = asyncio.Event()
             if not self.expect_continue:
                 self.go.set()
             self.pumping = True
-            pump = asyncio.get_running_loop().create_task(self._pump(conn))
+            pump = conn.loop.create_task(self._pump(conn))
         try:
             return await self._respond(conn, reused)
         finally:
@@ -426,11 +422,15 @@ class _Exchange:
         while True:
             within = timeout
             if head and not self.pumping:
-                within = self.last_sent + timeout - asyncio.get_running_loop().time()
+                within = self.last_sent + timeout - conn.loop.time()
             try:
-                if within <= 0:
-                    raise UpstreamTimeoutError(f"no response head within {timeout:g} s")
-                data = await conn.recv(within)
+                # take/waiter: conn.recv without a coroutine of its own.
+                data = conn.take()
+                if data is None:
+                    if within <= 0:
+                        raise UpstreamTimeoutError(f"no response head within {timeout:g} s")
+                    await conn.waiter(within)
+                    data = conn.taken(within)
             except UpstreamTimeoutError as exc:
                 if head and parser.started:
                     raise UpstreamFailedError(
@@ -495,7 +495,10 @@ class _Exchange:
         response = self.ctx.response
         response.status = head.status
         response.reason = head.reason or None
-        response.headers = forward.response_headers(head.headers, self.rewrite)
+        # No field to remove or rewrite (the usual answer): its headers as they came.
+        response.headers = (
+            head.headers if head.plain else forward.response_headers(head.headers, self.rewrite)
+        )
         # The upstream's own error pages are kept (custom errors replace them only
         # with existing_response = "replace"), as for any gateway.
         response.skip_custom_errors = True

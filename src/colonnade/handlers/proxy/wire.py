@@ -30,21 +30,50 @@ Headers = list[tuple[bytes, bytes]]
 #: Longest chunk-size line (with extensions) accepted: a hex size needs 16 bytes.
 MAX_CHUNK_LINE: Final = 1024
 
+#: Fields that belong to one connection (RFC 9110 7.6.1): never forwarded, either way.
+HOP_BY_HOP: Final = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+#: 1 at the bytes of a token (a field name), else 0.
+_TCHAR: Final = bytes(1 if c in TCHARS else 0 for c in range(256))
+#: Response fields a proxy may change on the way back: the hop-by-hop ones, and
+#: those whose URLs or cookie domains name the upstream.
+_CHANGED: Final = HOP_BY_HOP | {b"location", b"content-location", b"set-cookie"}
+#: The response fields ``_head`` looks at: one set lookup per field decides.
+_NOTED: Final = _CHANGED | {b"content-length"}
+
 
 class UpstreamProtocolError(ValueError):
     """The upstream's bytes are not a valid HTTP/1.1 response (the message says how)."""
 
 
 class Head:
-    """A final response's head (status 101 included: the connection is switched)."""
+    """A final response's head (status 101 included: the connection is switched).
 
-    __slots__ = ("headers", "keep_alive", "reason", "status")
+    ``plain``: no field a proxy changes on the way back (hop-by-hop, ``Location``,
+    ``Content-Location``, ``Set-Cookie``), so ``headers`` may be passed on as they are.
+    """
 
-    def __init__(self, status: int, reason: bytes, headers: Headers, keep_alive: bool) -> None:
+    __slots__ = ("headers", "keep_alive", "plain", "reason", "status")
+
+    def __init__(
+        self, status: int, reason: bytes, headers: Headers, keep_alive: bool, plain: bool = False
+    ) -> None:
         self.status = status
         self.reason = reason
         self.headers = headers  # names lower case, in order
         self.keep_alive = keep_alive
+        self.plain = plain
 
     def __repr__(self) -> str:
         return f"<Head {self.status}>"
@@ -79,9 +108,16 @@ END: Final = End()
 Event = Head | Interim | Data | End
 
 # Where the parser is.
-(_HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILERS, _CLOSE, _DONE, _SWITCHED) = (
-    range(9)
-)
+# (Final constants: compiled, a comparison with one is native, not a lookup.)
+_HEAD: Final = 0
+_LENGTH: Final = 1
+_CHUNK_SIZE: Final = 2
+_CHUNK_DATA: Final = 3
+_CHUNK_CRLF: Final = 4
+_TRAILERS: Final = 5
+_CLOSE: Final = 6
+_DONE: Final = 7
+_SWITCHED: Final = 8
 
 
 class ResponseParser:
@@ -224,15 +260,22 @@ class ResponseParser:
         return found
 
     def _head(self, data: bytes, pos: int, events: list[Event]) -> int:
-        found = self._block(data, pos, self.max_head, "response head")
-        if found < 0:
+        # One partition and one split (each bytes method call costs hundreds of
+        # instructions compiled; a find with bounds more).
+        rest = data[pos:] if pos else data
+        block, blank, _ = rest.partition(b"\r\n\r\n")
+        limit = self.max_head
+        if not blank or len(block) > limit:
+            if len(rest) > limit + 3:
+                raise UpstreamProtocolError(
+                    f"the upstream's response head is longer than {limit} bytes"
+                )
+            self._buffer = rest
             return -1
-        first = data.find(b"\r\n", pos, found)
-        if first < 0:
-            first = found  # a status line alone
-        status, reason, http10 = _status_line(data[pos:first])
-        headers = _header_block(data[first + 2 : found + 2] if first < found else b"")
-        after = found + 4
+        lines = block.split(b"\r\n")
+        status, reason, http10 = _status_line(lines[0])
+        headers = _header_lines(lines, 1)
+        after = pos + len(block) + 4
         if 100 <= status < 200 and status != 101:
             events.append(Interim(status, headers))
             return after  # the final response follows
@@ -240,21 +283,28 @@ class ResponseParser:
         length: bytes | None = None
         chunked = False
         te = False
+        plain = True
+        noted = _NOTED
         for name, value in headers:
-            if name == b"connection":
-                connection = connection + b"," + value if connection else value
-            elif name == b"content-length":
-                if length is not None and value != length:
-                    raise UpstreamProtocolError("the response has several Content-Length values")
-                length = value
-            elif name == b"transfer-encoding":
-                te = True
-                chunked = value.rstrip(b" \t").lower().endswith(b"chunked")
+            if name in noted:
+                if name == b"content-length":
+                    if length is not None and value != length:
+                        raise UpstreamProtocolError(
+                            "the response has several Content-Length values"
+                        )
+                    length = value
+                    continue
+                plain = False
+                if name == b"connection":
+                    connection = connection + b"," + value if connection else value
+                elif name == b"transfer-encoding":
+                    te = True
+                    chunked = value.rstrip(b" \t").lower().endswith(b"chunked")
         if http10:
-            keep_alive = has_token(connection, b"keep-alive")
+            keep_alive = bool(connection) and has_token(connection, b"keep-alive")
         else:
-            keep_alive = not has_token(connection, b"close")
-        events.append(Head(status, reason, headers, keep_alive))
+            keep_alive = not connection or not has_token(connection, b"close")
+        events.append(Head(status, reason, headers, keep_alive, plain))
         self.reusable = keep_alive
         if status == 101:
             self._state = _SWITCHED
@@ -272,9 +322,7 @@ class ResponseParser:
                 self._state = _CLOSE
                 self.reusable = False
         elif length is not None:
-            if not length.isdigit() or len(length) > 18:
-                raise UpstreamProtocolError(f"an invalid Content-Length: {length[:40]!r}")
-            self._remaining = int(length)
+            self._remaining = _length(length)
             if self._remaining:
                 self._state = _LENGTH
             else:
@@ -314,39 +362,77 @@ class ResponseParser:
 
 
 def _status_line(line: bytes) -> tuple[int, bytes, bool]:
-    # HTTP-version SP 3DIGIT SP [reason]: (status, reason, is HTTP/1.0).
-    version, _, rest = line.partition(b" ")
-    if version not in (b"HTTP/1.1", b"HTTP/1.0"):
+    # HTTP-version SP 3DIGIT SP [reason]: (status, reason, is HTTP/1.0). Indexing
+    # and slicing, not bytes methods: compiled, those are native operations.
+    size = len(line)
+    version = line[:9]
+    if size < 12 or (version != b"HTTP/1.1 " and version != b"HTTP/1.0 "):
         raise UpstreamProtocolError(f"an invalid status line: {line[:80]!r}")
-    code, _, reason = rest.partition(b" ")
-    if len(code) != 3 or not code.isdigit() or code[0] == 0x30:
-        raise UpstreamProtocolError(f"an invalid status line: {line[:80]!r}")
-    if 0 in reason or 13 in reason or 10 in reason:
-        raise UpstreamProtocolError("an invalid reason phrase")
-    return int(code), reason, version == b"HTTP/1.0"
-
-
-def _header_block(block: bytes) -> Headers:
-    # The fields of ``block`` (lines each ending in CRLF). The fast path checks in
-    # bulk what _fields checks line by line — every name a token, no NUL, no CR or
-    # LF but the line ends — and where that fails, _fields finds the line to blame.
-    lines = block[:-2].split(b"\r\n") if block else []
-    headers: Headers = []
-    names: list[bytes] = []
-    for line in lines:
-        name, colon, value = line.partition(b":")
-        if not colon or not name:
-            return _fields(lines)
-        names.append(name)
-        headers.append((name.lower(), value.strip(b" \t")))
-    breaks = len(lines)
+    hundreds = line[9] - 48
+    tens = line[10] - 48
+    units = line[11] - 48
     if (
-        b"".join(names).translate(None, TCHARS)
-        or 0 in block
-        or block.count(b"\r") != breaks
-        or block.count(b"\n") != breaks
+        not 1 <= hundreds <= 9
+        or not 0 <= tens <= 9
+        or not 0 <= units <= 9
+        or (size > 12 and line[12] != 32)
     ):
-        return _fields(lines)
+        raise UpstreamProtocolError(f"an invalid status line: {line[:80]!r}")
+    reason = line[13:]
+    if reason and (0 in reason or 13 in reason or 10 in reason):
+        raise UpstreamProtocolError("an invalid reason phrase")
+    return hundreds * 100 + tens * 10 + units, reason, line[7] == 48
+
+
+def _length(value: bytes) -> int:
+    # A Content-Length value: 1 to 18 ASCII digits.
+    size = len(value)
+    if not size or size > 18:
+        raise UpstreamProtocolError(f"an invalid Content-Length: {value[:40]!r}")
+    length = 0
+    for i in range(size):
+        digit = value[i] - 48
+        if not 0 <= digit <= 9:
+            raise UpstreamProtocolError(f"an invalid Content-Length: {value[:40]!r}")
+        length = length * 10 + digit
+    return length
+
+
+def _header_lines(lines: list[bytes], first: int) -> Headers:
+    # The fields of ``lines[first:]``, checked as _fields checks them — every
+    # name a token, no NUL, CR or LF in a value — by indexing the bytes, which
+    # compiled is native, where each bytes method call (find, strip, count) costs
+    # hundreds of instructions. Where a check fails, _fields finds the line to blame.
+    headers: Headers = []
+    tchar = _TCHAR
+    for index in range(first, len(lines)):
+        line = lines[index]
+        size = len(line)
+        colon = 0
+        upper = False
+        while colon < size:
+            c = line[colon]
+            if c == 58:  # ":"
+                break
+            if not tchar[c]:
+                return _fields(lines[first:])
+            if 65 <= c <= 90:
+                upper = True
+            colon += 1
+        if colon == 0 or colon == size:
+            return _fields(lines[first:])
+        start = colon + 1
+        end = size
+        while start < end and (line[start] == 32 or line[start] == 9):
+            start += 1
+        while end > start and (line[end - 1] == 32 or line[end - 1] == 9):
+            end -= 1
+        for i in range(start, end):
+            c = line[i]
+            if c == 0 or c == 13 or c == 10:
+                return _fields(lines[first:])
+        name = line[:colon]
+        headers.append((name.lower() if upper else name, line[start:end]))
     return headers
 
 
@@ -367,9 +453,15 @@ def _fields(lines: list[bytes]) -> Headers:
 
 def request_head(method: str, target: bytes, headers: Headers) -> bytes:
     """An HTTP/1.1 request head (the headers already checked and ordered)."""
-    lines = [b": ".join(field) for field in headers]
-    lines.append(b"\r\n")  # the blank line (joined: CRLF CRLF after the last field)
-    return b"%s %s HTTP/1.1\r\n%s" % (method.encode("latin-1"), target, b"\r\n".join(lines))
+    # One join of all the pieces: a join per field costs more than four appends.
+    parts = [method.encode("latin-1"), b" ", target, b" HTTP/1.1\r\n"]
+    for name, value in headers:
+        parts.append(name)
+        parts.append(b": ")
+        parts.append(value)
+        parts.append(b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
 
 
 def chunk(data: bytes) -> bytes:

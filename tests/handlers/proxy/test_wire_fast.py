@@ -1,0 +1,236 @@
+"""The proxy's fast paths give what the general code gives.
+
+The response head is parsed by indexing bytes (``wire._status_line``,
+``wire._header_lines``); here each is held against a plain reading of the rules
+(status line: RFC 9112 4; fields: ``wire._fields``, the line-by-line check) over
+a corpus of valid and invalid input, including every single-byte change of a
+typical head. A head with no field to change (``Head.plain``) is passed on as it
+came: ``forward.response_headers`` would have returned the same fields. The
+request's forwarding fields are built once per client, Host, scheme and TLS: the
+cached ones equal a fresh build.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from colonnade.core.httputil import has_token
+from colonnade.core.request import Request
+from colonnade.handlers.proxy import forward, wire
+from colonnade.handlers.proxy.wire import Head, ResponseParser, UpstreamProtocolError
+
+HEAD = (
+    b"HTTP/1.1 200 OK\r\ndate: Sat, 05 Dec 2026 18:00:00 GMT\r\nserver: uvicorn\r\n"
+    b"Content-Type: text/plain\r\ncontent-length: 13\r\n\r\n"
+)
+
+
+def reference_status(line: bytes) -> tuple[int, bytes, bool]:
+    # HTTP-version SP 3DIGIT SP [reason], read with partition (the general code).
+    version, _, rest = line.partition(b" ")
+    if version not in (b"HTTP/1.1", b"HTTP/1.0"):
+        raise UpstreamProtocolError("version")
+    code, _, reason = rest.partition(b" ")
+    if len(code) != 3 or not code.isdigit() or code[0] == 0x30:
+        raise UpstreamProtocolError("code")
+    if 0 in reason or 13 in reason or 10 in reason:
+        raise UpstreamProtocolError("reason")
+    return int(code), reason, version == b"HTTP/1.0"
+
+
+def outcome(fn: object, *args: object) -> object:
+    try:
+        return fn(*args)  # type: ignore[operator]
+    except UpstreamProtocolError:
+        return "error"
+
+
+STATUS_LINES = [
+    b"HTTP/1.1 200 OK",
+    b"HTTP/1.0 404 Not Found",
+    b"HTTP/1.1 200",
+    b"HTTP/1.1 200 ",
+    b"HTTP/1.1 599 x y z",
+    b"HTTP/1.1 099 Low",
+    b"HTTP/1.1 2000 OK",
+    b"HTTP/1.1 20 OK",
+    b"HTTP/1.1  200 OK",
+    b"HTTP/1.1 2x0 OK",
+    b"HTTP/1.2 200 OK",
+    b"http/1.1 200 OK",
+    b"HTTP/1.1",
+    b"HTTP/1.1 ",
+    b"",
+    b"HTTP/1.1 200 O\x00K",
+    b"HTTP/1.1 200 O\rK",
+    b"HTTP/1.1 200 \xff\xfe obs-text",
+    b"HTTP/1.1\t200 OK",
+]
+
+
+@pytest.mark.parametrize("line", STATUS_LINES)
+def test_status_line_as_the_rules_read_it(line: bytes) -> None:
+    assert outcome(wire._status_line, line) == outcome(reference_status, line)
+
+
+def test_status_line_every_byte_changed() -> None:
+    base = b"HTTP/1.1 204 No Content"
+    for i, byte in itertools.product(range(len(base)), (0, 9, 10, 13, 32, 48, 57, 65, 255)):
+        line = base[:i] + bytes([byte]) + base[i + 1 :]
+        assert outcome(wire._status_line, line) == outcome(reference_status, line), line
+
+
+def header_lines_cases() -> list[list[bytes]]:
+    cases = [
+        [b"a: 1", b"B: 2"],
+        [b"Content-Type:text/plain", b"x-y:  \t padded \t "],
+        [b"empty:", b"blank:   "],
+        [b"x: a:b:c", b"X-Mixed-CASE: V"],
+        [b"bad name: 1"],
+        [b": no name"],
+        [b"no colon"],
+        [b" folded: 1"],
+        [b"x: a\x00b"],
+        [b"x: a\rb"],
+        [b"x: a\nb"],
+        [b"x: \x01\x7f\xff ctl and obs-text"],
+        [b"t\xe9: 1"],
+        [b"a(b): 1"],
+        [b"!#$%&'*+-.^_`|~09azAZ: tchars"],
+    ]
+    rng = random.Random(19)
+    alphabet = b"aZ-_:; \t\r\n\x00\x01\x7f\xff09"
+    for _ in range(400):
+        lines = []
+        for _ in range(rng.randint(1, 4)):
+            lines.append(bytes(rng.choice(alphabet) for _ in range(rng.randint(0, 12))))
+        cases.append(lines)
+    return cases
+
+
+def test_header_lines_as_fields_reads_them() -> None:
+    # For every case, the fast reading and the line-by-line one agree: the same
+    # fields, or both refuse the block.
+    for lines in header_lines_cases():
+        fast = outcome(wire._header_lines, [b"HTTP/1.1 200 OK", *lines], 1)
+        assert fast == outcome(wire._fields, lines), lines
+
+
+def test_head_every_byte_changed_parses_as_the_general_code() -> None:
+    # Every one-byte change of a typical head: the parser's verdict and fields
+    # equal those of the general reading (status line and _fields).
+    for i, byte in itertools.product(range(len(HEAD) - 4), (0, 10, 13, 32, 58, 65, 97, 255)):
+        raw = HEAD[:i] + bytes([byte]) + HEAD[i + 1 :]
+        parser = ResponseParser(max_head=4096)
+        parser.start("GET")
+        try:
+            events = parser.feed(raw)
+        except UpstreamProtocolError:
+            events = None
+        block = raw[: raw.find(b"\r\n\r\n")] if b"\r\n\r\n" in raw else None
+        if block is None:
+            assert events == [] or events is None
+            continue
+        lines = block.split(b"\r\n")
+        expected: object = outcome(reference_status, lines[0])
+        if expected != "error":
+            expected = outcome(wire._fields, lines[1:])
+        if expected == "error":
+            assert events is None, raw
+            continue
+        if events is None:
+            # The fields are fine: a framing field (Content-Length) was changed.
+            assert b"content-length" in raw.lower()
+            continue
+        head = events[0]
+        assert isinstance(head, Head)
+        assert head.headers == expected, raw
+
+
+def test_plain_head_passes_on_what_response_headers_would() -> None:
+    rewrite = forward.HostRewrite(b"up:8080", "https", "www.example.com")
+    names = [
+        b"content-type",
+        b"date",
+        b"connection",
+        b"keep-alive",
+        b"transfer-encoding",
+        b"location",
+        b"content-location",
+        b"set-cookie",
+        b"x-a",
+        b"upgrade",
+        b"trailer",
+    ]
+    values = {
+        b"connection": b"x-a",
+        b"transfer-encoding": b"chunked",
+        b"location": b"http://up:8080/x",
+        b"content-location": b"http://up:8080/y",
+        b"set-cookie": b"s=1; Domain=up",
+    }
+    plain_seen = 0
+    for size in range(4):
+        for chosen in itertools.permutations(names, size):
+            fields = b"".join(b"%s: %s\r\n" % (n, values.get(n, b"v")) for n in chosen)
+            raw = b"HTTP/1.1 200 OK\r\n" + fields + b"content-length: 0\r\n\r\n"
+            parser = ResponseParser()
+            parser.start("GET")
+            head = parser.feed(raw)[0]
+            assert isinstance(head, Head)
+            for rw in (None, rewrite):
+                general = forward.response_headers(head.headers, rw)
+                if head.plain:
+                    plain_seen += 1
+                    assert general == head.headers, chosen
+            if head.plain:
+                assert not has_token(b",".join(chosen), b"connection")
+    assert plain_seen > 0
+
+
+def request(client: str, host: str, tls: bool = False) -> Request:
+    return Request(
+        "GET",
+        "/",
+        headers=[(b"host", host.encode())],
+        host=host,
+        client=(client, 1000),
+        scheme="https" if tls else "http",
+    )
+
+
+def fields(req: Request) -> forward.Headers:
+    return forward.request_headers(
+        req, b"up", forwarded=True, framing=None, expect_continue=False, upgrade=None
+    )
+
+
+def test_forwarding_fields_cached_equal_a_fresh_build() -> None:
+    for client, host in (("192.0.2.1", "a.example"), ("2001:db8::1", "[::1]:8080")):
+        req = request(client, host)
+        first = fields(req)
+        again = fields(request(client, host))
+        assert first == again
+        tail = [f for f in first if f[0] in forward.FORWARDING]
+        assert tail == forward._forwarding(req, None, None)
+    # Another client, another Host, another scheme: their own fields.
+    a = dict(fields(request("192.0.2.1", "a.example")))
+    b = dict(fields(request("192.0.2.2", "a.example")))
+    c = dict(fields(request("192.0.2.1", "b.example")))
+    d = dict(fields(request("192.0.2.1", "a.example", tls=True)))
+    assert a[b"x-forwarded-for"] == b"192.0.2.1" and b[b"x-forwarded-for"] == b"192.0.2.2"
+    assert c[b"x-forwarded-host"] == b"b.example"
+    assert d[b"x-forwarded-proto"] == b"https" and a[b"x-forwarded-proto"] == b"http"
+
+
+def test_forwarding_cache_is_bounded() -> None:
+    for i in range(forward._OWN_HOP_MAX * 3):
+        fields(request(f"10.0.{i // 256}.{i % 256}", "a.example"))
+        assert len(forward._OWN_HOP) <= forward._OWN_HOP_MAX
+    long_host = "h" * (forward._OWN_HOP_HOST + 1)
+    out = dict(fields(request("192.0.2.9", long_host)))
+    assert out[b"x-forwarded-host"] == long_host.encode()
+    assert not any(key[1] == long_host for key in forward._OWN_HOP)
