@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatch
@@ -79,13 +81,50 @@ async def changes(
 ) -> AsyncIterator[set[str]]:
     """Yield the set of changed ``web.toml``/server files, of ``files`` (the sources
     of application modules) and of the files ``code`` matches, debounced, until
-    ``stop``."""
-    from watchfiles import awatch  # imported only when watching is on
+    ``stop``.
+
+    The watcher (``watchfiles.watch``) waits on a thread of its own, as its
+    ``awatch`` does; not ``awatch`` itself, whose anyio event loop backend imports
+    ``ssl`` (about 6 MiB of the master's RSS, see pools/lean.py).
+    """
+    from watchfiles import watch  # imported only when watching is on
 
     roots, wanted = _targets(folders, config_file, files, code)
     if not roots:
         return
-    async for batch in awatch(
-        *roots, watch_filter=wanted, stop_event=stop, debounce=300, step=50, recursive=True
-    ):
-        yield {path for _change, path in batch}
+    loop = asyncio.get_running_loop()
+    halt = threading.Event()
+    found: asyncio.Queue[set[str] | BaseException | None] = asyncio.Queue()
+
+    def post(item: set[str] | BaseException | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            loop.call_soon_threadsafe(found.put_nowait, item)
+
+    def run() -> None:
+        try:
+            for batch in watch(
+                *roots,
+                watch_filter=wanted,
+                stop_event=halt,
+                debounce=300,
+                step=50,
+                recursive=True,
+                raise_interrupt=False,
+            ):
+                post({path for _change, path in batch})
+        except Exception as exc:  # raised where the changes are awaited
+            post(exc)
+        else:
+            post(None)
+
+    threading.Thread(target=run, name="colonnade-watch", daemon=True).start()
+    stopping = loop.create_task(stop.wait())
+    stopping.add_done_callback(lambda _: halt.set())
+    try:
+        while (item := await found.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        halt.set()
+        stopping.cancel()
