@@ -156,7 +156,10 @@ def in_child(source: ConfigSource) -> Report:
             "(its error is in the log above)",
             file=source.file,
         )
-    return msgspec.json.decode(done.stdout, type=Report)
+    try:
+        return msgspec.json.decode(done.stdout, type=Report)
+    except msgspec.DecodeError as exc:  # pragma: no cover - main() keeps stdout for it
+        raise ConfigError(f"the configuration check answered no report: {exc}") from None
 
 
 def main() -> None:
@@ -169,9 +172,13 @@ def main() -> None:
     from colonnade.core.registry import Registry
     from colonnade.modules.standard import BUILTIN
 
+    report_to = sys.stdout.buffer
+    # What a module prints while it is built goes to the log, not into the report.
+    sys.stdout = sys.stderr
     source = msgspec.json.decode(sys.stdin.buffer.read(), type=ConfigSource)
     found, _ = report(source, Registry.standard(BUILTIN))
-    sys.stdout.buffer.write(msgspec.json.encode(found))
+    report_to.write(msgspec.json.encode(found))
+    report_to.flush()
 
 
 if __name__ == "__main__":
