@@ -10,6 +10,7 @@ keeps the parser's memory), so the test asserts what the memory is made of.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import msgspec
@@ -103,6 +104,30 @@ def test_an_idle_master_holds_no_engine_no_modules_and_no_tls(tmp_path: Path) ->
         # (without TLS), whatever the engine imported.
         assert master.get("/hello.txt").status == 200
         assert operations.applications(master.control) == apps
+    finally:
+        master.stop()
+
+
+def mapped(pid: int) -> set[str]:
+    """The file names of the shared objects process ``pid`` has mapped (/proc)."""
+    with open(f"/proc/{pid}/maps") as f:
+        return {os.path.basename(line.split()[-1]) for line in f if ".so" in line}
+
+
+def test_what_the_processes_map_from_proc(tmp_path: Path) -> None:
+    """The same seen from outside: the master maps no OpenSSL and no uvloop; an
+    idle worker serving static files maps uvloop and ssl (uvloop's import needs
+    it) but not hashlib's OpenSSL module (imported only when a feature needs it)."""
+    master = serve(tmp_path)
+    try:
+        assert master.get("/hello.txt").status == 200
+        [worker] = master.pids("default")
+        in_master = mapped(master.proc.pid)
+        assert not {m for m in in_master if m.startswith(("libssl", "_ssl.", "_hashlib."))}
+        assert not {m for m in in_master if m.startswith("loop.cpython")}  # uvloop's
+        in_worker = mapped(worker)
+        assert any(m.startswith("_ssl.") for m in in_worker)
+        assert not any(m.startswith("_hashlib.") for m in in_worker)
     finally:
         master.stop()
 
