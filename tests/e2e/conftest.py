@@ -21,7 +21,8 @@ from colonnade.core.module import Module
 from colonnade.engine.sites import Binding
 from colonnade.pools.single import new_event_loop, serve
 from colonnade.testing import build_engine
-from colonnade.transport.server import HttpServer, ServerState, bind_socket
+from colonnade.transport.server import HttpServer, ServerState
+from colonnade.transport.sockets import bind_socket
 from tests.support.wait import PATIENCE, wait_for
 
 T = TypeVar("T")

@@ -18,7 +18,7 @@ import pytest
 
 from colonnade.engine.sites import Binding, parse_binding
 from colonnade.errors import ConfigError
-from colonnade.transport.server import bind_unix
+from colonnade.transport.sockets import bind_unix
 from tests.support.wait import PATIENCE, wait_for
 
 WEB = """

@@ -31,6 +31,7 @@ from colonnade.pools.preflight import (
     WRITE,
     Preflight,
     check_access,
+    content_needs,
     missing_access,
 )
 from colonnade.pools.sandbox import Identity
@@ -206,7 +207,8 @@ target = "{logs}/access.log"
 def load(folder: Path) -> Preflight:
     source = ConfigSource(file=str(folder / "colonnade.toml")).read()
     config = source.load()
-    return Preflight(config, master_module.check(config, Registry.standard(BUILTIN)))
+    engine = master_module.check(config, Registry.standard(BUILTIN))
+    return Preflight(config, content_needs(config, engine))
 
 
 def test_a_pools_folders_logs_and_temp_folder_are_checked(open_folder: Path) -> None:

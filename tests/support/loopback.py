@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from colonnade.engine.sites import Binding
-from colonnade.transport.server import bind_socket
+from colonnade.transport.sockets import bind_socket
 from tests.e2e.conftest import LiveServer
 from tests.support.wait import PATIENCE
 

@@ -28,7 +28,8 @@ from colonnade.pools.single import new_event_loop
 from colonnade.testing import build_engine
 from colonnade.transport import connection
 from colonnade.transport.connection import Accepted, HttpConnection, fixed_address
-from colonnade.transport.server import ServerState, bind_socket
+from colonnade.transport.server import ServerState
+from colonnade.transport.sockets import bind_socket
 from tests.e2e.conftest import LiveServer, site_config
 from tests.e2e.test_http1 import get
 from tests.e2e.wire import Conn

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
 import os
 import re
 import tomllib
@@ -266,3 +267,15 @@ def discover(
 
 def _shallowest(d: DirConfig | BrokenDir) -> tuple[int, str]:
     return d.path.count("/"), d.path
+
+
+def log_broken(broken: Iterable[BrokenDir], logger: logging.Logger) -> None:
+    """Log each error of the ``web.toml`` files in ``broken``, with the URLs it takes down."""
+    for d in broken:
+        for error in each_error(d.error):
+            logger.error(
+                "%s (requests for site %s at %s and below are answered 500.19)",
+                error,
+                d.site,
+                d.path,
+            )

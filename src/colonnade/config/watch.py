@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import AsyncIterator, Callable, Iterable
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import PurePath
+from typing import Any
 
 from colonnade.config.sections import WEB_TOML
 
@@ -79,13 +82,140 @@ async def changes(
 ) -> AsyncIterator[set[str]]:
     """Yield the set of changed ``web.toml``/server files, of ``files`` (the sources
     of application modules) and of the files ``code`` matches, debounced, until
-    ``stop``."""
-    from watchfiles import awatch  # imported only when watching is on
+    ``stop``.
 
+    The watcher waits on a thread of its own, as watchfiles' ``awatch`` does; not
+    ``awatch`` itself, whose anyio event loop backend imports ``ssl`` (about 6 MiB
+    of the master's RSS, see pools/lean.py), and where it can (:func:`_watcher`)
+    not even the watchfiles package.
+    """
     roots, wanted = _targets(folders, config_file, files, code)
     if not roots:
         return
-    async for batch in awatch(
-        *roots, watch_filter=wanted, stop_event=stop, debounce=300, step=50, recursive=True
-    ):
-        yield {path for _change, path in batch}
+    loop = asyncio.get_running_loop()
+    halt = threading.Event()
+    found: asyncio.Queue[set[str] | BaseException | None] = asyncio.Queue()
+
+    def post(item: set[str] | BaseException | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            loop.call_soon_threadsafe(found.put_nowait, item)
+
+    watcher = _watcher(roots)
+
+    def run() -> None:
+        try:
+            for batch in _batches(watcher, roots, wanted, halt):
+                post(batch)
+        except Exception as exc:  # raised where the changes are awaited
+            post(exc)
+        else:
+            post(None)
+
+    threading.Thread(target=run, name="colonnade-watch", daemon=True).start()
+    stopping = loop.create_task(stop.wait())
+    stopping.add_done_callback(lambda _: halt.set())
+    try:
+        while (item := await found.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        halt.set()
+        stopping.cancel()
+
+
+def _batches(
+    watcher: Any, roots: list[str], wanted: Callable[[object, str], bool], halt: threading.Event
+) -> Iterator[set[str]]:
+    """The changed paths ``wanted`` under ``roots``, debounced (300 ms), until
+    ``halt``: from ``watcher`` (:func:`_watcher`, watching already), driven as
+    ``watchfiles.watch`` drives it; None: from ``watchfiles.watch`` itself."""
+    if watcher is None:
+        from watchfiles import watch
+
+        for found in watch(
+            *roots,
+            watch_filter=wanted,
+            stop_event=halt,
+            debounce=300,
+            step=50,
+            recursive=True,
+            raise_interrupt=False,
+        ):
+            yield {path for _change, path in found}
+        return
+    with watcher:
+        while True:
+            raw = watcher.watch(300, 50, 5000, halt)
+            if raw in ("signal", "stop"):
+                return
+            if raw == "timeout":
+                continue
+            batch = {path for change, path in raw if wanted(change, path)}
+            if batch:
+                yield batch
+
+
+def _watcher(roots: list[str]) -> Any:
+    """watchfiles' notifier (its Rust extension) watching ``roots`` from now on, or
+    None when the extension cannot be driven directly (then ``watchfiles.watch``).
+
+    The package around the extension imports anyio and multiprocessing: about
+    1.6 MiB of the master's RSS for a loop of a few lines. The settings
+    ``watchfiles.watch`` reads from the environment are read here the same way
+    (``WATCHFILES_FORCE_POLLING``, also on by itself on WSL;
+    ``WATCHFILES_POLL_DELAY_MS``, ``WATCHFILES_DEBUG``,
+    ``WATCHFILES_IGNORE_PERMISSION_DENIED``). Made on the caller's thread, so that
+    a change right after the watch began is seen.
+    """
+    notify = _rust_notify()
+    if notify is None:
+        return None
+    env = os.environ
+    polling = env.get("WATCHFILES_FORCE_POLLING")
+    if polling:
+        force = polling.lower() not in {"false", "disable", "disabled"}
+    else:
+        import platform
+
+        uname = platform.uname()
+        force = "microsoft-standard" in uname.release.lower() and uname.system.lower() == "linux"
+    delay = env.get("WATCHFILES_POLL_DELAY_MS", "")
+    return notify(
+        roots,
+        bool(env.get("WATCHFILES_DEBUG")),
+        force,
+        int(delay) if delay.isdecimal() else 300,
+        True,
+        bool(env.get("WATCHFILES_IGNORE_PERMISSION_DENIED")),
+    )
+
+
+def _rust_notify() -> Any:
+    """``watchfiles._rust_notify.RustNotify`` loaded without its package, or None
+    (an extension of another interface)."""
+    import importlib.machinery
+    import importlib.util
+    import inspect
+    import sys
+
+    name = "watchfiles._rust_notify"
+    module = sys.modules.get(name)
+    try:
+        if module is None:
+            package = importlib.util.find_spec("watchfiles")
+            where = package.submodule_search_locations if package is not None else None
+            spec = importlib.machinery.PathFinder.find_spec(name, where)
+            if spec is None or spec.loader is None:
+                return None
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            sys.modules[name] = module
+        notify = module.RustNotify
+        # watchfiles >= 0.21's constructor (its .pyi): paths, debug, force_polling,
+        # poll_delay_ms, recursive, ignore_permission_denied.
+        if len(inspect.signature(notify).parameters) != 6:
+            return None
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return None
+    return notify

@@ -13,7 +13,6 @@ variables Apache's mod_ssl defines (:func:`ssl_variables`, for WSGI and CGI).
 
 from __future__ import annotations
 
-import hashlib
 import ssl
 import time
 from typing import TYPE_CHECKING
@@ -105,6 +104,8 @@ class ClientCertificate:
         """The start of validity (POSIX seconds)."""
         self.not_after = not_after
         """The end of validity (POSIX seconds)."""
+        import hashlib  # here: only a client certificate needs it (OpenSSL's libcrypto)
+
         self.sha256 = hashlib.sha256(der).hexdigest()
         """The SHA-256 fingerprint of the DER form, lower-case hex without colons."""
         self.sha1 = hashlib.sha1(der, usedforsecurity=False).hexdigest()

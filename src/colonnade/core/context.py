@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -239,7 +238,8 @@ class Context:
     def correlation_id(self) -> str:
         """A short id naming this request in error pages, logs and traces."""
         if self._correlation_id is None:
-            self._correlation_id = secrets.token_hex(6)
+            # secrets.token_hex(6), without importing secrets (hmac, OpenSSL's libcrypto)
+            self._correlation_id = os.urandom(6).hex()
         return self._correlation_id
 
     @property

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from html import escape
 from http import HTTPStatus
+
+from colonnade.core.markup import escape
 
 
 def reason(status: int) -> str:

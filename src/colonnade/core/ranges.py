@@ -18,7 +18,6 @@ RFC leaves a choice:
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -142,6 +141,8 @@ def multipart(spans: Sequence[Span], size: int, content_type: bytes) -> Multipar
     delimiter is preceded by CRLF, the first one included (an empty preamble),
     as nginx and Apache send it.
     """
+    import secrets  # here: only a multi-range answer needs it (and hmac, libcrypto)
+
     boundary = secrets.token_hex(12).encode("ascii")
     parts = tuple(
         Part(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from html import escape
 from typing import NamedTuple
 
+from colonnade.core.markup import escape
 from colonnade.core.request import Headers
 
 

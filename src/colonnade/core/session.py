@@ -17,7 +17,6 @@ unless the session is marked with :meth:`Session.changed` or assigned again.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +35,8 @@ _ID_CHARS = frozenset(ID_ALPHABET)
 
 def new_session_id() -> str:
     """A fresh session id: 130 bits from the operating system's CSPRNG."""
+    import secrets  # here: a worker without sessions never needs it (nor hmac, libcrypto)
+
     n = secrets.randbits(ID_LENGTH * 5)
     return "".join(ID_ALPHABET[(n >> (5 * i)) & 31] for i in range(ID_LENGTH))
 

@@ -27,7 +27,6 @@ is told so by the kernel and takes the lock over (:meth:`Mutex.lock`).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import fcntl
 import mmap
@@ -61,7 +60,14 @@ class SharedMemoryError(Exception):
 
 
 def _libc() -> ctypes.CDLL:
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)  # glibc's name
+    except OSError:
+        # Another C library (musl): ask where it is. Not first: find_library runs
+        # ldconfig, and ctypes.util imports shutil and subprocess into every worker.
+        from ctypes.util import find_library
+
+        libc = ctypes.CDLL(find_library("c") or "libc.so.6", use_errno=True)
     for name in (
         "pthread_mutex_init",
         "pthread_mutex_lock",

@@ -14,12 +14,12 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from colonnade.config.schema import ServerConfig
 from colonnade.config.toml_lines import KeyLines
-from colonnade.config.tree import BrokenDir
+from colonnade.config.tree import log_broken
 from colonnade.core.app import Application
 from colonnade.core.confine import FILE_CHECKS
 from colonnade.core.context import Context, ResponseWriter
@@ -30,7 +30,7 @@ from colonnade.engine.build import Builder
 from colonnade.engine.mapping import HandlerMap
 from colonnade.engine.runtime import AppRuntime, make_runtime
 from colonnade.engine.sites import Binding, Router
-from colonnade.errors import ConfigError, HttpError, ModuleError, combined, each_error
+from colonnade.errors import ConfigError, HttpError, ModuleError, combined
 
 log = logging.getLogger("colonnade.engine")
 
@@ -243,15 +243,3 @@ class Engine:
 
 def _reading_order(error: ConfigError, source: str) -> tuple[bool, str, int]:
     return error.file != source, error.file or "", error.line or 0
-
-
-def log_broken(broken: Iterable[BrokenDir], logger: logging.Logger) -> None:
-    """Log each error of the ``web.toml`` files in ``broken``, with the URLs it takes down."""
-    for d in broken:
-        for error in each_error(d.error):
-            logger.error(
-                "%s (requests for site %s at %s and below are answered 500.19)",
-                error,
-                d.site,
-                d.path,
-            )

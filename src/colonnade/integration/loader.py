@@ -8,7 +8,6 @@ changed source rebuilds its application at the next reload.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import os
@@ -21,6 +20,8 @@ from colonnade.errors import ModuleError
 
 def source_digest(path: str) -> str:
     """A digest of the file at ``path`` (part of its application's fingerprint)."""
+    import hashlib  # here and below: only applications that ship modules need it
+
     try:
         with open(path, "rb") as f:
             return hashlib.sha1(f.read()).hexdigest()
@@ -44,6 +45,8 @@ def import_from_folder(
             break
     else:
         return None
+    import hashlib
+
     unique = (
         "colonnade_app_"
         + hashlib.sha1(path.encode()).hexdigest()[:12]

@@ -403,11 +403,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         logging.getLogger("colonnade").warning("%s", note)
     if args.start_workers and not args.workers:
         raise ConfigError("--start-workers goes with --workers N")
-    modules = registry()
     log = logging.getLogger("colonnade")
     if args.workers:
-        from colonnade.pools import master
-
         control = os.path.abspath(args.control) if args.control else None
         source = msgspec.structs.replace(
             config_source(args),
@@ -416,13 +413,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
             default_start="always" if args.start_workers else None,
         )
         config = source.load()
+        from colonnade.pools import lean
+
+        # No TLS in the master unless its admin binding is https (pools/lean.py).
+        lean.import_asyncio(tls=(config.admin.bind or "").startswith("https://"))
+        from colonnade.pools import master
+
         log.info("%s", version_line())  # which build runs: compiled or pure Python
         for line in serving_lines(config, workers=True):
             log.info("%s", line)
         try:
             master.run(
                 source,
-                registry=modules,
                 log_level=args.log_level.upper(),
                 watch=not args.no_watch,
                 code=args.code,
@@ -432,6 +434,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return 1
         return 0
     config = load_checked(args)
+    modules = registry()
     engine = new_engine(config, modules)
     log.info("%s", version_line())
     for line in serving_lines(config, workers=False):

@@ -118,7 +118,7 @@ class Server:
         from colonnade.engine.sites import Binding
         from colonnade.management.cli import _parser, load_checked
         from colonnade.modules.standard import BUILTIN
-        from colonnade.transport.server import bind_socket
+        from colonnade.transport.sockets import bind_socket
 
         args = _parser().parse_args(self._args)
         serve_options.prepare(args, os.environ)

@@ -16,7 +16,6 @@ from colonnade.config.schema import ServerConfig
 from colonnade.core.tracestore import list_traces, read_trace
 from colonnade.errors import ColonnadeError
 from colonnade.management.tables import paint, table
-from colonnade.pools.control import socket_path
 
 
 class ControlError(ColonnadeError):
@@ -70,6 +69,8 @@ def control_path(config: ServerConfig | None, explicit: str | None = None) -> st
         from colonnade.pools.control import default_path
 
         return default_path()
+    from colonnade.pools.control import socket_path  # its asyncio: not for a client
+
     return socket_path(config)
 
 
@@ -281,7 +282,9 @@ def format_pools(status: dict[str, Any], *, colour: bool = False) -> str:
     master = status["master"]
     lines = [
         f"master {master['pid']}, up {_duration(master['uptime'])}, "
-        f"configuration generation {master['generation']}"
+        f"configuration generation {master['generation']}, "
+        f"RSS {_size(master['rss'])} (private {_size(master['private'])}), "
+        f"{master['modules_imported']} modules imported"
     ]
     for pool in status["pools"]:
         state = paint(pool["state"], "31" if pool["state"] == "stopped" else "", colour)

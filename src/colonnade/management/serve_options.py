@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import logging
-import logging.config
 import os
 import random
 from collections.abc import Callable, Mapping
@@ -584,6 +582,10 @@ def load_env_file(path: str, environ: dict[str, str] | None = None) -> dict[str,
 def configure_logging(path: str) -> None:
     """Configure Python logging from ``--log-config``: dictConfig for JSON or YAML
     (YAML needs PyYAML), fileConfig for the ``.ini`` format."""
+    # Here, not at the top: logging.config (with socketserver) is ~1 MiB of the
+    # master's memory, for a flag few servers are given.
+    import logging.config
+
     extension = os.path.splitext(path)[1].lower()
     if not os.path.isfile(path):
         raise ConfigError("--log-config: no such file", file=path)

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Coroutine, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from colonnade.core.context import Context
-from colonnade.pipeline.runner import position
+if TYPE_CHECKING:  # the master imports ExecutingRequest (its messages), nothing else
+    from colonnade.core.context import Context
 
 #: The longest URL a row shows (a request target is bounded by the HTTP layer,
 #: but a monitor listing need not carry 8 KiB per request).
@@ -51,6 +51,8 @@ def snapshot(
 ) -> list[ExecutingRequest]:
     """The requests of ``executing`` (``Engine.executing``) that have run for at
     least ``min_elapsed`` milliseconds, longest-running first."""
+    from colonnade.pipeline.runner import position
+
     now = time.monotonic()
     rows = []
     for ctx, walk in list(executing.items()):

@@ -31,11 +31,11 @@ import hmac
 import json
 import logging
 import os
-import ssl
 import stat
+import sys
 import urllib.parse
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
 
@@ -47,6 +47,9 @@ from colonnade.http.h1 import HTTP1Connection
 from colonnade.pools.console import Console, is_console
 from colonnade.pools.console import header as _header
 from colonnade.pools.control import Command, Handler, run_command, stop_server
+
+if TYPE_CHECKING:
+    import ssl
 
 log = logging.getLogger("colonnade.admin")
 
@@ -257,7 +260,14 @@ async def serve_http(
             await writer.drain()
             if not conn.keep_alive:
                 return
-    except (ConnectionError, TimeoutError, asyncio.IncompleteReadError, ssl.SSLError):
+    except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
+        return
+    except OSError as exc:
+        # A TLS client's error: ssl is imported (by the admin binding) only for TLS,
+        # and the control socket, which serves this too, never needs it.
+        tls = sys.modules.get("ssl")
+        if tls is None or not isinstance(exc, tls.SSLError):
+            raise
         return
     finally:
         writer.close()
@@ -445,6 +455,8 @@ class AdminServer:
         except CertificateError as exc:
             raise ConfigError(str(exc), key="admin.tls.certificate") from None
         if trust is not None:
+            import ssl
+
             # A client certificate signs a client in here: its dates count.
             ctx.verify_flags &= ~ssl.VerifyFlags(0x200000)  # X509_V_FLAG_NO_CHECK_TIME
         return ctx

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -22,14 +23,12 @@ import msgspec
 
 from colonnade.config.schema import ServerConfig
 from colonnade.core.tracestore import list_traces, read_trace, trace_directory
-from colonnade.engine import Engine
-from colonnade.engine.effective import describe_application, effective_config, find_application
 from colonnade.errors import ConfigError
 from colonnade.pools import audit, ipc, metrics
 from colonnade.pools.control import Command
 from colonnade.pools.pool import PoolState
 from colonnade.pools.spawn import working_folder
-from colonnade.pools.supervision import read_memory
+from colonnade.pools.supervision import process_memory, read_memory
 from colonnade.pools.workers import SETTLE_WAIT
 
 if TYPE_CHECKING:
@@ -289,19 +288,25 @@ def _no_pool(name: str | None) -> dict[str, Any]:
 
 
 def _master(master: Master) -> dict[str, Any]:
+    rss, private, cpu = process_memory(os.getpid()) or (0, 0, 0.0)
     return {
         "pid": os.getpid(),
         "uptime": round(time.time() - master.started, 3),
         "generation": master.generation,
         "config": master.source.file,
+        "rss": rss,
+        "private": private,
+        "cpu": round(cpu, 2),
+        # What the master holds: it imports the engine only when an admin query or
+        # a configuration write asks for it (docs/process-model.md, "Memory").
+        "modules_imported": len(sys.modules),
     }
 
 
-def _engine(master: Master) -> Engine:
-    engine = master.loaded.engine if master.loaded is not None else None
-    if engine is None:  # pragma: no cover - set by every load
-        raise ConfigError("the configuration is not loaded")
-    return engine
+def _imports(master: Master, command: Command) -> dict[str, Any]:
+    """``imports`` (control socket only): every module the master has imported, to
+    see what its memory holds."""
+    return {"pid": os.getpid(), "modules": sorted(sys.modules)}
 
 
 def _server(master: Master, command: Command) -> dict[str, Any]:
@@ -351,7 +356,7 @@ def _applications(master: Master, command: Command) -> dict[str, Any]:
     return {
         "applications": [
             {**rt.app.describe(), "modules": [m.id for m in rt.modules]}
-            for rt in _engine(master).runtimes
+            for rt in master.engine().runtimes
             if command.site in (None, rt.app.site)
         ]
     }
@@ -373,7 +378,9 @@ def _workers(master: Master, command: Command) -> dict[str, Any]:
 
 def _modules(master: Master, command: Command) -> dict[str, Any]:
     """``modules``: an application's modules, handler mappings and compiled plan."""
-    engine = _engine(master)
+    from colonnade.engine.effective import describe_application, find_application
+
+    engine = master.engine()
     return {
         "application": describe_application(
             engine, find_application(engine, command.site, command.app)
@@ -383,7 +390,9 @@ def _modules(master: Master, command: Command) -> dict[str, Any]:
 
 def _config(master: Master, command: Command) -> dict[str, Any]:
     """``config``: the effective settings of a URL path, and where each came from."""
-    return {"config": effective_config(_engine(master), command.site, command.path or "/")}
+    from colonnade.engine.effective import effective_config
+
+    return {"config": effective_config(master.engine(), command.site, command.path or "/")}
 
 
 _INSPECT: dict[str, Callable[[Master, Command], dict[str, Any]]] = {
@@ -393,6 +402,7 @@ _INSPECT: dict[str, Callable[[Master, Command], dict[str, Any]]] = {
     "workers": _workers,
     "modules": _modules,
     "config": _config,
+    "imports": _imports,
 }
 
 
@@ -466,7 +476,9 @@ def tail_lines(path: str, count: int, contains: str | None = None) -> dict[str, 
 async def _access_log(master: Master, command: Command) -> dict[str, Any]:
     """``access_log``: the tail of a site's access log file (``[http_logging] target``
     in force at the site's root), filtered on the master (read on a thread)."""
-    engine = _engine(master)
+    from colonnade.engine.effective import effective_config, find_application
+
+    engine = master.engine()
     try:
         config = effective_config(engine, command.site, "/")
         root = find_application(engine, config["site"], "/")

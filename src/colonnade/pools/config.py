@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -30,7 +31,7 @@ from colonnade.config.schema import (
     VirtualDirectoryConfig,
 )
 from colonnade.config.tree import parse_toml
-from colonnade.errors import ConfigError
+from colonnade.errors import ConfigError, ModuleError, each_error
 
 #: The content root of a stand-in site: a path that never exists.
 NOWHERE = STAND_IN_ROOT
@@ -287,3 +288,11 @@ def fingerprint(config: ServerConfig, pool: str) -> bytes:
 def worker_count(settings: PoolConfig) -> int:
     """Workers of a pool: ``workers``, or one per CPU for 0."""
     return settings.workers or os.cpu_count() or 1
+
+
+def log_refused(logger: logging.Logger, reason: str, exc: ConfigError | ModuleError) -> None:
+    """Log a refused reload: one line per mistake, each naming file, line and key."""
+    for error in each_error(exc) if isinstance(exc, ConfigError) else [exc]:
+        logger.error(
+            "reload (%s) refused, still serving the previous configuration: %s", reason, error
+        )

@@ -93,9 +93,7 @@ def target(master: Master, command: Command) -> Target:
         or "\0" in path
     ):
         raise ConfigError(f"{path!r} is not a normalised URL path")
-    engine = master.loaded.engine if master.loaded is not None else None
-    if engine is None:  # pragma: no cover - set by every load
-        raise ConfigError("the configuration is not loaded")
+    engine = master.engine()
     site = next((s for s in engine.sites if command.site in (None, s.name)), None)
     if site is None:
         raise ConfigError(f"no site named {command.site!r}")
@@ -416,7 +414,7 @@ def _check_server(master: Master, new: bytes) -> None:
     from colonnade.pools.master import load
 
     source = msgspec.structs.replace(master.source, text=new.decode("utf-8"))
-    loaded = load(source, master.registry, read=False)
+    loaded = load(source, read=False)
     before = {b.file for b in master.loaded.broken} if master.loaded is not None else set()
     errors = [e for b in loaded.broken if b.file not in before for e in each_error(b.error)]
     if errors:
@@ -508,10 +506,9 @@ def _masked(key: str, value: Any, instance: Section | None) -> Any:
 
 
 def _section_class(master: Master, section: str) -> type[Section] | None:
-    engine = master.loaded.engine if master.loaded is not None else None
-    if engine is None:
+    if master.loaded is None:
         return None
-    for runtime in engine.runtimes:
+    for runtime in master.engine().runtimes:
         for module in runtime.modules:
             cls = module.section
             if cls is not None and cls.key == section:
@@ -525,9 +522,7 @@ def _section_class(master: Master, section: str) -> type[Section] | None:
 def tree(master: Master, command: Command) -> dict[str, Any]:
     """``config_tree``: site → application → each folder with a ``web.toml``
     (its URL path, file, sections, and the error of one that cannot be used)."""
-    engine = master.loaded.engine if master.loaded is not None else None
-    if engine is None:  # pragma: no cover - set by every load
-        raise ConfigError("the configuration is not loaded")
+    engine = master.engine()
     from colonnade.core.urlpath import covers
 
     sites = []

@@ -78,6 +78,7 @@ class Command(msgspec.Struct, forbid_unknown_fields=True):
         "requests",
         "metrics",
         "access_log",
+        "imports",
     ]
     pool: str | None = None
     #: ``purge``: the URL path to purge, and whether every path under it goes too.

@@ -37,7 +37,6 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
-from colonnade.core.request import is_local_client
 from colonnade.engine.sites import UNIX_PORT, Binding
 from colonnade.http import HTTP1Connection, Preface, ProtocolError, RequestHead, error_response
 from colonnade.pools import ipc
@@ -45,7 +44,7 @@ from colonnade.pools.pool import Pool, PoolState
 from colonnade.pools.routing import pool_of_head
 from colonnade.pools.systemd import listening_socket
 from colonnade.transport.clienthello import NotTlsError, peek_server_name
-from colonnade.transport.server import remove_unix_socket, unix_path
+from colonnade.transport.sockets import remove_unix_socket, unix_path
 
 if TYPE_CHECKING:
     from colonnade.pools.master import Master
@@ -203,7 +202,7 @@ class FrontDoor:
             return
         assert head is not None
         routes = self.master.routes
-        pool = pool_of_head(routes, peek.port, head)
+        pool = routes.only_pool(peek.port) or pool_of_head(routes, peek.port, head)
         if pool is None:
             if not routes.serves_port(peek.port):
                 close_fd(fd)  # a port no longer served
@@ -391,6 +390,8 @@ def local_client(fd: int, data: bytes) -> bool:
         return False
     finally:
         sock.detach()
+    from colonnade.core.request import is_local_client  # a 503 of a stopped pool only
+
     lines = data.partition(b"\r\n\r\n")[0].split(b"\r\n")[1:]
     return is_local_client(host, (line.partition(b":")[0].strip().lower() for line in lines))
 

@@ -4,10 +4,12 @@ How this works
 --------------
 The master reads and checks the whole configuration (as ``colonnade check``
 does, but without importing any application: that happens only in the pool's
-own workers), binds every listening socket once, and never serves a request
-itself. Per pool it keeps a :class:`~colonnade.pools.pool.Pool`: its worker
-processes, a queue of connections waiting for one of them, and the failure
-history. :class:`Master` owns that state and wires four parts, each with one job:
+own workers; and in a short-lived child process, ``checker.py``, so that the
+master itself never imports the engine to supervise), binds every listening
+socket once, and never serves a request itself. Per pool it keeps a
+:class:`~colonnade.pools.pool.Pool`: its worker processes, a queue of connections
+waiting for one of them, and the failure history. :class:`Master` owns that state
+and wires four parts, each with one job:
 
 - ``frontdoor.py`` (:class:`FrontDoor`): the listening sockets. The workers of a
   port's owner pool accept from them directly; while that pool has no serving
@@ -41,26 +43,21 @@ import signal
 import tempfile
 import time
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from colonnade.config.load import locate
 from colonnade.config.schema import ServerConfig
 from colonnade.config.sections import WEB_TOML
-from colonnade.config.tree import BrokenDir
-from colonnade.config.watch import CodeWatch
+from colonnade.config.tree import BrokenDir, log_broken
 from colonnade.core import shared
-from colonnade.core.registry import Registry
-from colonnade.engine import Engine
-from colonnade.engine.engine import log_broken
-from colonnade.errors import ConfigError, ModuleError, combined
-from colonnade.pools import commands, systemd
-from colonnade.pools.api import AdminServer, check_admin
+from colonnade.errors import ConfigError, ModuleError
+from colonnade.pools import checker, commands, systemd
 from colonnade.pools.config import (
     ConfigSource,
     content_folders,
     fingerprint,
+    log_refused,
     used_pools,
-    without_python_apps,
     worker_count,
 )
 from colonnade.pools.control import ControlServer, socket_path
@@ -68,12 +65,16 @@ from colonnade.pools.frontdoor import FrontDoor
 from colonnade.pools.metrics import Departed
 from colonnade.pools.pool import Pool, PoolState, WorkerState
 from colonnade.pools.preflight import Preflight
-from colonnade.pools.reload import log_refused
 from colonnade.pools.routing import RouteTable
 from colonnade.pools.sandbox import Identity, landlock_abi, resolve_identity
 from colonnade.pools.supervision import Supervisor
 from colonnade.pools.workers import Workers
-from colonnade.transport.tls import check_tls
+
+if TYPE_CHECKING:
+    from colonnade.config.watch import CodeWatch
+    from colonnade.core.registry import Registry
+    from colonnade.engine import Engine
+    from colonnade.pools.api import AdminServer
 
 log = logging.getLogger("colonnade.pools")
 #: Where the master logs the web.toml files the workers confine (once for all of them).
@@ -93,36 +94,49 @@ class Loaded:
         self.preflight: Preflight | None = None  # what each pool's user must reach
         #: The web.toml files the check found broken (their folders answer 500.19).
         self.broken: tuple[BrokenDir, ...] = ()
-        #: The engine the check built (no Python app in it): what the admin API
-        #: shows of applications, their plans and effective settings.
+        #: The third-party modules the check found (id, ``module:attr``, origin):
+        #: handed to every worker, which then reads no entry points itself.
+        self.entry_points: list[tuple[str, str, str]] = []
+        #: The engine of this configuration (no Python app in it): what the admin
+        #: API shows of applications, their plans and effective settings. The
+        #: master checks in a child process and builds this only when asked
+        #: (:meth:`Master.engine`).
         self.engine: Engine | None = None
+
+    def learn(self, found: checker.Report) -> None:
+        """Take what a check of this configuration found."""
+        self.broken = found.broken_dirs()
+        self.sources = frozenset(found.sources)
+        self.entry_points = found.entry_points
+        self.preflight = Preflight(self.config, found.needs)
 
 
 def check(config: ServerConfig, registry: Registry) -> Engine:
     """Build ``config`` as a worker would, to check every level; starts nothing (the
     Python apps themselves are imported by the workers only)."""
-    return Engine(without_python_apps(config), registry)
+    return checker.build(config, registry)
 
 
-def load(source: ConfigSource, registry: Registry, *, read: bool = True) -> Loaded:
+def load(source: ConfigSource, registry: Registry | None = None, *, read: bool = True) -> Loaded:
     """Read and check the configuration; raises ConfigError/ModuleError naming the key.
 
-    ``read=False``: check the text ``source`` holds (a configuration write not
-    made yet), not the file's.
+    ``registry``: check in this process with these modules (``colonnade check``; the
+    engine built is kept in :attr:`Loaded.engine`); None: check in a child process
+    (``pools/checker.py``), as the master does, which never imports the engine to
+    supervise. ``read=False``: check the text ``source`` holds (a configuration
+    write not made yet), not the file's.
     """
     if read or source.text is None:
         source = source.read()
     config = source.load()
     routes = RouteTable(config)
     loaded = Loaded(source, config, routes)
-    checked = check(config, registry)
-    tls_errors = [*check_tls(config), *routes.check_tls_ports(config), *check_admin(config)]
-    if tls_errors:
-        raise combined(tls_errors)
-    loaded.broken = checked.broken
-    loaded.sources = checked.sources
-    loaded.engine = checked
-    loaded.preflight = Preflight(config, checked)
+    if registry is None:
+        found = checker.in_child(source)
+    else:
+        found, loaded.engine = checker.report(source, registry, config)
+    found.raise_errors()
+    loaded.learn(found)
     abi: int | None = None
     for name, settings in config.pools.items():
         try:
@@ -148,13 +162,13 @@ class Master:
         self,
         source: ConfigSource,
         *,
-        registry: Registry,
+        registry: Registry | None = None,
         log_level: str = "INFO",
         watch: bool = True,
         code: CodeWatch | None = None,
     ) -> None:
         self.source = source
-        self.registry = registry
+        self._registry = registry
         self.log_level = log_level
         self.watch = watch
         #: ``serve --reload``: the application code whose change recycles the pools.
@@ -209,6 +223,30 @@ class Master:
         return self.loaded.used
 
     @property
+    def registry(self) -> Registry:
+        """The modules the admin API's engine is built with (:meth:`engine`): the
+        built-in ones and the installed third-party ones, found on the first ask."""
+        if self._registry is None:
+            from colonnade.core.registry import Registry
+            from colonnade.modules.standard import BUILTIN
+
+            self._registry = Registry.standard(BUILTIN)
+        return self._registry
+
+    def engine(self) -> Engine:
+        """The engine of the configuration served (no Python app in it), for the
+        admin API and configuration writes: built on the first ask and kept until
+        the configuration changes. Supervising needs none: the first such query
+        imports the engine and the enabled modules into the master (see
+        docs/process-model.md, "Memory")."""
+        loaded = self.loaded
+        if loaded is None:  # pragma: no cover - set before the control socket opens
+            raise ConfigError("the configuration is not loaded")
+        if loaded.engine is None:
+            loaded.engine = check(loaded.config, self.registry)
+        return loaded.engine
+
+    @property
     def sources(self) -> frozenset[str]:
         """The files application modules are imported from (watched)."""
         assert self.loaded is not None
@@ -220,7 +258,7 @@ class Master:
         """Load, bind, start what must run, serve until SIGTERM/SIGINT, then stop."""
         loop = asyncio.get_running_loop()
         _raise_open_files()
-        self.loaded = load(self.source, self.registry)
+        self.loaded = load(self.source)
         self.source = self.loaded.source
         log_broken(self.loaded.broken, config_log)
         self.frontdoor.listen(list(self.routes.listen), self.config.server.listen_backlog)
@@ -229,13 +267,16 @@ class Master:
         self.control = ControlServer(
             socket_path(self.config), lambda command: commands.execute(self, command)
         )
-        handler = self.control.handler
-        admin = AdminServer(self.config.admin, self.config.server.tls, handler)
         try:
             await self.control.start()
             if self.config.admin.bind is not None:
-                self.admin = admin
-                log.info("admin API on %s", await admin.start())
+                # The API and the console (and TLS for them) only where they are served.
+                from colonnade.pools.api import AdminServer
+
+                self.admin = AdminServer(
+                    self.config.admin, self.config.server.tls, self.control.handler
+                )
+                log.info("admin API on %s", await self.admin.start())
         except BaseException:
             await self.control.close()
             self.frontdoor.close()
@@ -432,9 +473,7 @@ class Master:
     async def _reload(self, reason: str) -> str | None:
         # The reload proper; None once switched, else why it was refused.
         try:
-            loaded = await asyncio.get_running_loop().run_in_executor(
-                None, load, self.source, self.registry
-            )
+            loaded = await asyncio.get_running_loop().run_in_executor(None, load, self.source)
         except (ConfigError, ModuleError) as exc:
             log_refused(log, reason, exc)
             return "the configuration has errors (see the log)"
@@ -521,16 +560,17 @@ class Master:
         # files as the workers will (a broken one is reported by the workers).
         loaded = self.loaded
         assert loaded is not None
+        loop = asyncio.get_running_loop()
         try:
-            checked = await asyncio.get_running_loop().run_in_executor(
-                None, check, loaded.config, self.registry
-            )
+            found = await loop.run_in_executor(None, checker.in_child, loaded.source)
+            found.raise_errors()
         except (ConfigError, ModuleError):
             return
-        loaded.sources = checked.sources
-        loaded.broken = checked.broken
-        loaded.engine = checked
-        log_broken(checked.broken, config_log)
+        if self.loaded is not loaded:
+            return  # a reload took over meanwhile, with a check of its own
+        loaded.learn(found)
+        loaded.engine = None  # the admin API's, built again from the new web.toml files
+        log_broken(loaded.broken, config_log)
 
 
 def _raise_open_files() -> None:
@@ -556,16 +596,15 @@ def _remove_temp(pool: Pool) -> None:
 def run(
     source: ConfigSource,
     *,
-    registry: Registry,
     log_level: str,
     watch: bool,
     code: CodeWatch | None = None,
 ) -> None:
     """Run the master in this process until it is stopped."""
-    from colonnade.pools.single import new_event_loop
+    from colonnade.pools.lean import loop_factory
 
     async def main() -> None:
-        await Master(source, registry=registry, log_level=log_level, watch=watch, code=code).run()
+        await Master(source, log_level=log_level, watch=watch, code=code).run()
 
-    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
         runner.run(main())

@@ -53,16 +53,18 @@ import sysconfig
 import tempfile
 from collections import deque
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from colonnade.config.load import locate
 from colonnade.config.schema import CertificateFiles, ServerConfig
-from colonnade.core.app import Application
-from colonnade.core.module import Module
-from colonnade.engine import Engine
 from colonnade.errors import ConfigError
 from colonnade.pools.config import app_pool
 from colonnade.pools.sandbox import Identity
+
+if TYPE_CHECKING:  # the master's preflight needs no engine: its child check made `needs`
+    from colonnade.core.app import Application
+    from colonnade.core.module import Module
+    from colonnade.engine import Engine
 
 #: Permission bits, in the order of a mode's ``rwx`` triplets; EXECUTE is search on a folder.
 READ, WRITE, EXECUTE = 4, 2, 1
@@ -350,11 +352,15 @@ class Problem(NamedTuple):
 class Preflight:
     """What each pool's workers need, from a checked configuration; :meth:`problems`
     checks it for an identity (cheap: a few ``stat`` calls, so the master runs it
-    again whenever it is about to start a pool)."""
+    again whenever it is about to start a pool).
 
-    def __init__(self, config: ServerConfig, engine: Engine) -> None:
+    ``needs``: :func:`content_needs` of the configuration's engine (the master's
+    comes from its check process, ``pools/checker.py``).
+    """
+
+    def __init__(self, config: ServerConfig, needs: dict[str, list[Need]]) -> None:
         self.config = config
-        self.needs = content_needs(config, engine)
+        self.needs = needs
 
     def problems(
         self,

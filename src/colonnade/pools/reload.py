@@ -19,21 +19,13 @@ import logging
 from collections.abc import Callable
 
 from colonnade.config.schema import ServerConfig
-from colonnade.config.watch import changes
 from colonnade.core.registry import Registry
 from colonnade.engine import Engine
-from colonnade.errors import ConfigError, ModuleError, each_error
+from colonnade.errors import ConfigError, ModuleError
+from colonnade.pools.config import log_refused
 from colonnade.transport.server import ServerState
 
 log = logging.getLogger("colonnade.config")
-
-
-def log_refused(logger: logging.Logger, reason: str, exc: ConfigError | ModuleError) -> None:
-    """Log a refused reload: one line per mistake, each naming file, line and key."""
-    for error in each_error(exc) if isinstance(exc, ConfigError) else [exc]:
-        logger.error(
-            "reload (%s) refused, still serving the previous configuration: %s", reason, error
-        )
 
 
 class Reloader:
@@ -106,6 +98,8 @@ class Reloader:
     async def watch(self, config_file: str | None, stop: asyncio.Event) -> None:
         """Reload whenever a watched file changes (a ``web.toml``, the server file, an
         application module's source), until ``stop``; re-aim after each."""
+        from colonnade.config.watch import changes  # a pool worker never watches
+
         while not stop.is_set():
             folders = self.folders()
             sources = self.state.engine.sources

@@ -46,20 +46,19 @@ import logging
 import os
 import socket
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from colonnade.config.schema import ServerConfig
-from colonnade.core.app import Application
-from colonnade.core.request import Request
 from colonnade.core.urlpath import decode_path
-from colonnade.engine.mapping import HandlerMap
-from colonnade.engine.runtime import make_runtime
 from colonnade.engine.sites import Binding, Router, Site, parse_binding
 from colonnade.errors import ConfigError, HttpError
 from colonnade.http import HTTP1Connection, Preface, ProtocolError, RequestHead
 from colonnade.pools.config import site_pools
-from colonnade.transport.connection import HttpConnection
-from colonnade.transport.server import Connection
+
+if TYPE_CHECKING:  # the worker's side; the master imports only the route table
+    from colonnade.core.request import Request
+    from colonnade.transport.connection import HttpConnection
+    from colonnade.transport.server import Connection
 
 log = logging.getLogger("colonnade.pools")
 
@@ -68,7 +67,9 @@ class RouteTable:
     """Pools by port, Host and path, for one configuration."""
 
     def __init__(self, config: ServerConfig) -> None:
-        sites: list[Site] = []
+        #: Per site: its name, bindings, host names and {application path: pool}.
+        self._sites: list[tuple[str, list[Binding], list[str], dict[str, str]]] = []
+        self._router: Router | None = None
         self.listen: dict[tuple[str, int], Binding] = {}
         self._pools_on: dict[int, set[str]] = {}
         self._owner: dict[int, str] = {}
@@ -82,15 +83,7 @@ class RouteTable:
                 for j, b in enumerate(site.bindings)
             ]
             apps = site_pools(site)
-            runtimes = [
-                make_runtime(
-                    Application(site=site.name, path=path, root=os.sep, pool=pool),
-                    HandlerMap(()),
-                    (),
-                )
-                for path, pool in apps.items()
-            ]
-            sites.append(Site(site.name, bindings, site.host_names, runtimes))
+            self._sites.append((site.name, bindings, list(site.host_names), apps))
             for b in bindings:
                 self.listen.setdefault((b.host, b.port), b)
                 if b.scheme == "https":
@@ -100,8 +93,43 @@ class RouteTable:
                 chosen = default_site.get(b.port)
                 if chosen is None or (chosen.named and not ref.named):
                     default_site[b.port] = ref
-        self.router = Router(sites)
         self._owner = {port: ref.root_pool for port, ref in default_site.items()}
+
+    @property
+    def router(self) -> Router:
+        """The engine's ``Router`` over stand-in applications (no module, no file),
+        made on the first ask: the master asks only for a port several pools share
+        (:meth:`only_pool`), and building it imports the engine's runtime."""
+        if self._router is None:
+            from colonnade.core.app import Application
+            from colonnade.engine.mapping import HandlerMap
+            from colonnade.engine.runtime import make_runtime
+
+            self._router = Router(
+                [
+                    Site(
+                        name,
+                        bindings,
+                        host_names,
+                        [
+                            make_runtime(
+                                Application(site=name, path=path, root=os.sep, pool=pool),
+                                HandlerMap(()),
+                                (),
+                            )
+                            for path, pool in apps.items()
+                        ],
+                    )
+                    for name, bindings, host_names, apps in self._sites
+                ]
+            )
+        return self._router
+
+    def only_pool(self, port: int) -> str | None:
+        """The one pool every request on ``port`` belongs to (None: several, or the
+        port is not served): routing a request there needs no look at its head."""
+        pools = self._pools_on.get(port)
+        return next(iter(pools)) if pools is not None and len(pools) == 1 else None
 
     def pool_for(self, port: int, host: str, path: str) -> str | None:
         """The pool serving ``path`` for ``Host: host`` on ``port``; None: no site (404)."""
@@ -281,6 +309,8 @@ class PoolRouter:
         HTTP/2 and upgraded one to stop (their state cannot move to another process:
         HTTP/2 says GOAWAY, finishes its streams, and its client reconnects; a
         WebSocket closes with 1001)."""
+        from colonnade.transport.connection import HttpConnection
+
         for conn in conns:
             if not isinstance(conn, HttpConnection):
                 conn.shutdown()

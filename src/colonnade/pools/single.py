@@ -18,7 +18,8 @@ from colonnade.core.registry import Registry
 from colonnade.engine import Engine
 from colonnade.pools import systemd
 from colonnade.pools.reload import Reloader
-from colonnade.transport.server import HttpServer, ServerState, remove_unix_socket, unix_path
+from colonnade.transport.server import HttpServer, ServerState
+from colonnade.transport.sockets import remove_unix_socket, unix_path
 
 log = logging.getLogger("colonnade.server")
 

@@ -198,25 +198,34 @@ _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 def read_memory(worker: WorkerProcess) -> None:
     """RSS (VmRSS), private memory (Private_Clean + Private_Dirty) and CPU time
     (utime + stime) from /proc."""
+    found = process_memory(worker.pid)
+    if found is not None:
+        worker.rss, worker.private, worker.cpu = found
+
+
+def process_memory(pid: int) -> tuple[int, int, float] | None:
+    """RSS and private memory in bytes, and CPU seconds, of process ``pid`` (None:
+    gone, or /proc unreadable)."""
     try:
-        with open(f"/proc/{worker.pid}/stat", "rb") as f:
+        with open(f"/proc/{pid}/stat", "rb") as f:
             # Fields after the command name (which may hold spaces): state is the
             # first, utime and stime the 12th and 13th.
             fields = f.read().rpartition(b")")[2].split()
-        worker.cpu = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
-        with open(f"/proc/{worker.pid}/status", "rb") as f:
+        cpu = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+        rss = 0
+        with open(f"/proc/{pid}/status", "rb") as f:
             for line in f:
                 if line.startswith(b"VmRSS:"):
-                    worker.rss = int(line.split()[1]) * 1024
+                    rss = int(line.split()[1]) * 1024
                     break
         private = 0
-        with open(f"/proc/{worker.pid}/smaps_rollup", "rb") as f:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
             for line in f:
                 if line.startswith((b"Private_Clean:", b"Private_Dirty:")):
                     private += int(line.split()[1]) * 1024
-        worker.private = private
     except (OSError, ValueError, IndexError):
-        pass
+        return None
+    return rss, private, cpu
 
 
 def crossed(text: str, since: float, now: float) -> bool:

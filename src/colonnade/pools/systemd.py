@@ -37,7 +37,7 @@ from collections.abc import MutableMapping
 
 from colonnade.engine.sites import Binding, is_unix
 from colonnade.errors import ConfigError
-from colonnade.transport.server import bind_socket
+from colonnade.transport.sockets import bind_socket
 
 log = logging.getLogger("colonnade.pools")
 

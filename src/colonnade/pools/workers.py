@@ -120,7 +120,7 @@ class Workers:
             temp_dir=pool.temp_dir,
             shared_fd=master.shared.fd,
             farm_admin=master.farm_admin,
-            entry_points=master.registry.entry_points(),
+            entry_points=master.loaded.entry_points if master.loaded is not None else [],
         )
         worker.channel.send(start)
         log.info(

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
-import os
 import resource
 import socket
-import stat
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -18,12 +15,12 @@ from typing import Protocol
 from colonnade.config.schema import Http2, Limits, Timeouts
 from colonnade.core.request import Request
 from colonnade.engine import Engine
-from colonnade.engine.sites import UNIX_PORT, Binding, is_unix
 from colonnade.transport.connection import Accepted, HttpConnection, LazyTimers, fixed_address
 from colonnade.transport.handshake import TlsListener
 from colonnade.transport.listener import Listener
 from colonnade.transport.protocols import alpn_protocols
 from colonnade.transport.respcache import ResponseCache, for_engine
+from colonnade.transport.sockets import listening_port
 from colonnade.transport.tls import TlsSet
 
 log = logging.getLogger("colonnade.transport")
@@ -240,92 +237,6 @@ class ServerState:
     def log_protocol_error(self, client: tuple[str, int] | None, status: int, reason: str) -> None:
         """A request refused before it reached the pipeline (no access log line)."""
         log.info("rejected request from %s: %d %s", client[0] if client else "?", status, reason)
-
-
-#: The file mode of a unix socket a binding creates: owner and group may connect
-#: (a front proxy in the server's group), others not.
-UNIX_SOCKET_MODE = 0o660
-
-
-def bind_socket(binding: Binding, *, backlog: int = 2048) -> socket.socket:
-    """A listening socket for ``binding`` (SO_REUSEADDR; IPv6 for IPv6 hosts; a unix
-    socket for ``unix:/path``, see :func:`bind_unix`)."""
-    if is_unix(binding.host):
-        return bind_unix(binding.host, backlog)
-    family = socket.AF_INET6 if ":" in binding.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((binding.host, binding.port))
-    except OSError:
-        sock.close()
-        raise
-    sock.listen(backlog)
-    sock.setblocking(False)
-    return sock
-
-
-def bind_unix(path: str, backlog: int) -> socket.socket:
-    """A listening unix socket at ``path``, mode :data:`UNIX_SOCKET_MODE`.
-
-    A socket file left by a server that is gone (nothing accepts on it) is replaced;
-    one a running server listens on is an OSError (EADDRINUSE), as a TCP port in use
-    is; a file that is not a socket is never removed."""
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        pass
-    else:
-        if not stat.S_ISSOCK(mode):
-            raise OSError(errno.EEXIST, f"{path} exists and is not a socket")
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            try:
-                probe.connect(path)
-            except ConnectionRefusedError:
-                os.unlink(path)  # stale: its server is gone
-            else:
-                raise OSError(errno.EADDRINUSE, f"{path}: a server is listening on it")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.bind(path)
-        _bound_here.add(path)
-        # Before listen(): no client can connect while the mode is still the umask's.
-        os.chmod(path, UNIX_SOCKET_MODE)
-        sock.listen(backlog)
-    except OSError:
-        sock.close()
-        remove_unix_socket(path)
-        raise
-    sock.setblocking(False)
-    return sock
-
-
-#: The unix socket files this process created (the ones it removes; a socket
-#: systemd or ``--fd`` passed belongs to whoever made it).
-_bound_here: set[str] = set()
-
-
-def unix_path(sock: socket.socket) -> str | None:
-    """The path of a listening unix socket (None: not one, or closed)."""
-    if sock.family != socket.AF_UNIX or sock.fileno() < 0:
-        return None
-    path = sock.getsockname()
-    return path if isinstance(path, str) and path.startswith("/") else None
-
-
-def remove_unix_socket(path: str | None) -> None:
-    """Remove the file of a unix socket this process bound (at stop, or when a reload
-    drops its binding; :func:`unix_path` of the socket, taken before it is closed).
-    A socket file this process did not create is left alone."""
-    if path is not None and path in _bound_here:
-        _bound_here.discard(path)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-
-
-def listening_port(sock: socket.socket) -> int:
-    """The port a listening socket routes as (a unix socket's: ``UNIX_PORT``)."""
-    return UNIX_PORT if sock.family == socket.AF_UNIX else int(sock.getsockname()[1])
 
 
 class Adopter:

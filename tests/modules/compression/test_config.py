@@ -81,3 +81,37 @@ def test_a_missing_library_takes_its_coding_off_the_offer(
     monkeypatch.setattr(codings, "load", lambda name: None)
     off = Compression().policy(CompressionSection())
     assert not off.static and not off.dynamic
+
+
+def test_an_installed_library_is_imported_when_first_used() -> None:
+    """br and zstd are offered as soon as their libraries are found, and imported
+    only when a response is compressed with them (a worker that never sends them
+    keeps them out of its memory)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from colonnade.modules.compression import codings\n"
+        "br, zstd = codings.load('br'), codings.load('zstd')\n"
+        "loaded = 'brotli' in sys.modules, 'zstandard' in sys.modules\n"
+        "print(br is not None, zstd is not None, *loaded)\n"
+        "assert codings.load('br') is br\n"
+        "data = b'colonnade ' * 100\n"
+        "import brotli, zstandard\n"
+        "assert brotli.decompress(br.compress(data, 5)) == data\n"
+        "assert zstandard.ZstdDecompressor().decompress(zstd.compress(data, 3)) == data\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.split() == ["True", "True", "False", "False"]
+
+
+def test_a_library_that_does_not_import_fails_where_it_is_used() -> None:
+    from colonnade.modules.compression.codings import _Library
+
+    assert _Library.find("colonnade_no_such_library") is None
+    broken = _Library(("colonnade_no_such_library",))
+    with pytest.raises(ImportError, match="colonnade_no_such_library"):
+        broken.compress(b"x")

@@ -1,16 +1,18 @@
 """The three content codings: one-shot and flushing stream compressors.
 
 gzip comes from the standard library's zlib; brotli from ``brotli`` (or the
-API-compatible ``brotlicffi``) and zstd from ``zstandard``. Those two are loaded
-when a coding is first asked for, so an application that offers only gzip never
+API-compatible ``brotlicffi``) and zstd from ``zstandard``. Those two are looked
+up when a coding is first asked for, so an application that offers only gzip never
 imports them, and a missing library takes its coding off the offer instead of
-failing the server (the module logs which).
+failing the server (the module logs which); one that is installed is imported
+when a response is first compressed with it (:class:`_Library`).
 """
 
 from __future__ import annotations
 
 import abc
 import importlib
+import importlib.util
 import threading
 import zlib
 from typing import Any, Protocol
@@ -178,6 +180,33 @@ def _import_first(*names: str) -> Any:
     return None
 
 
+class _Library:
+    """The first of ``names`` that is installed, imported when a response is first
+    compressed with it: a worker that offers br and zstd but never sends them
+    keeps brotli's and zstandard's modules and libraries (~0.5 MiB) out of its
+    memory. Whether one is installed is known at once (``find_spec``)."""
+
+    __slots__ = ("_module", "_names")
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self._names = names
+        self._module: Any = None
+
+    @classmethod
+    def find(cls, *names: str) -> _Library | None:
+        """The library, or None when none of ``names`` is installed."""
+        found = tuple(n for n in names if importlib.util.find_spec(n) is not None)
+        return cls(found) if found else None
+
+    def __getattr__(self, attr: str) -> Any:
+        module = self._module
+        if module is None:
+            module = self._module = _import_first(*self._names)
+            if module is None:  # installed but broken: as if it were not installed
+                raise ImportError(f"cannot import {' or '.join(self._names)}")
+        return getattr(module, attr)
+
+
 _LOCK = threading.Lock()
 _LOADED: dict[str, Coding | None] = {}
 
@@ -191,10 +220,10 @@ def load(name: str) -> Coding | None:
         if name == "gzip":
             coding = Gzip()
         elif name == "br":
-            lib = _import_first("brotli", "brotlicffi")
+            lib = _Library.find("brotli", "brotlicffi")
             coding = Brotli(lib) if lib is not None else None
         elif name == "zstd":
-            lib = _import_first("zstandard")
+            lib = _Library.find("zstandard")
             coding = Zstd(lib) if lib is not None else None
         else:
             raise ValueError(f"unknown content coding {name!r}")

@@ -15,13 +15,13 @@ import json
 import os
 import stat
 import time
-from html import escape
 from typing import NamedTuple
 from urllib.parse import parse_qsl, quote
 
 from colonnade.config.sections import WEB_TOML
 from colonnade.core.context import Context
 from colonnade.core.handler import Handler
+from colonnade.core.markup import escape
 from colonnade.core.module import Priority, hook
 from colonnade.core.stages import Stage
 from colonnade.errors import HttpError

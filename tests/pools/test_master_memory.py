@@ -1,0 +1,198 @@
+"""What an idle master holds (issue #24 item 5): it supervises without the engine.
+
+The module sets are read from the real master process (the control socket's
+``imports``), after a worker served a request. The RSS aims (master < 20 MiB,
+worker < 30 MiB) are measured by the bench's memory row and the numbers in
+docs/process-model.md, not here: a test process's RSS depends on how the
+interpreter was started (a run without bytecode files compiles every module, and
+keeps the parser's memory), so the test asserts what the memory is made of.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgspec
+
+from colonnade.management import operations
+from colonnade.pools import checker
+from colonnade.pools.config import ConfigSource
+from tests.support.wait import PATIENCE, wait_for
+
+from .conftest import Master, free_port
+
+#: Modules an idle master must not have imported: the engine and what it runs
+#: (plans, modules, handlers, the serving transport), and TLS (OpenSSL's libssl
+#: and libcrypto: the master hands TLS connections over before their handshake).
+NOT_IN_AN_IDLE_MASTER = (
+    "colonnade.engine.engine",
+    "colonnade.engine.build",
+    "colonnade.engine.runtime",
+    "colonnade.engine.mapping",
+    "colonnade.pipeline.plan",
+    "colonnade.pipeline.runner",
+    "colonnade.core.context",
+    "colonnade.core.registry",
+    "colonnade.modules.standard",
+    "colonnade.transport.server",
+    "colonnade.transport.connection",
+    "colonnade.transport.tls",
+    "colonnade.transport.handshake",
+    "colonnade.pools.api",
+    "colonnade.pools.single",
+    "importlib.metadata",
+    "ssl",
+    "_ssl",
+    "_hashlib",
+    "uvloop",
+)
+#: Prefixes of the same: every module and handler.
+NOT_IN_AN_IDLE_MASTER_UNDER = ("colonnade.modules.", "colonnade.handlers.")
+
+
+def serve(tmp_path: Path) -> Master:
+    """``colonnade serve --root www --workers 1`` as the bench runs it (no server file)."""
+    port = free_port()
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "hello.txt").write_text("hello\n")
+    control = str(tmp_path / "control.sock")
+    return Master(
+        tmp_path,
+        "",
+        port=port,
+        serve_args=["--root", "www", "--bind", f"127.0.0.1:{port}", "--control", control],
+        control=control,
+    )
+
+
+def held(modules: list[str]) -> list[str]:
+    return sorted(
+        m
+        for m in modules
+        if m in NOT_IN_AN_IDLE_MASTER or m.startswith(NOT_IN_AN_IDLE_MASTER_UNDER)
+    )
+
+
+def test_an_idle_master_holds_no_engine_no_modules_and_no_tls(tmp_path: Path) -> None:
+    master = serve(tmp_path)
+    try:
+        # The worker starts at the first request (the master accepted it and read
+        # its head, then handed it over): everything an idle server ever did.
+        response = master.get("/hello.txt")
+        assert (response.status, response.body) == (200, b"hello\n")
+        imports = operations.call(master.control, "imports")
+        assert imports["pid"] == master.proc.pid
+        assert held(imports["modules"]) == []
+        # Supervising imported what it needs: the pools, the HTTP parser (to route
+        # a head it accepted), the configuration's schema.
+        assert {"colonnade.pools.master", "colonnade.http.h1", "asyncio"} <= set(imports["modules"])
+
+        status = master.status()["master"]
+        assert status["pid"] == master.proc.pid
+        assert 0 < status["private"] <= status["rss"]
+        assert status["modules_imported"] >= len(imports["modules"])
+
+        # An admin query that needs the engine builds it on demand (documented
+        # cost: the engine and the enabled modules stay imported afterwards).
+        apps = operations.applications(master.control)
+        assert [a["path"] for a in apps] == ["/"]
+        assert "handler.static" in apps[0]["modules"]
+        after = operations.call(master.control, "imports")["modules"]
+        assert "colonnade.engine.engine" in after
+        # ...and the master keeps serving: its asyncio stays as it was imported
+        # (without TLS), whatever the engine imported.
+        assert master.get("/hello.txt").status == 200
+        assert operations.applications(master.control) == apps
+    finally:
+        master.stop()
+
+
+def mapped(pid: int) -> set[str]:
+    """The file names of the shared objects process ``pid`` has mapped (/proc)."""
+    with open(f"/proc/{pid}/maps") as f:
+        return {os.path.basename(line.split()[-1]) for line in f if ".so" in line}
+
+
+def test_what_the_processes_map_from_proc(tmp_path: Path) -> None:
+    """The same seen from outside: the master maps no OpenSSL and no uvloop; an
+    idle worker serving static files maps uvloop and ssl (uvloop's import needs
+    it) but not hashlib's OpenSSL module (imported only when a feature needs it)."""
+    master = serve(tmp_path)
+    try:
+        assert master.get("/hello.txt").status == 200
+        [worker] = master.pids("default")
+        in_master = mapped(master.proc.pid)
+        assert not {m for m in in_master if m.startswith(("libssl", "_ssl.", "_hashlib."))}
+        assert not {m for m in in_master if m.startswith("loop.cpython")}  # uvloop's
+        in_worker = mapped(worker)
+        assert any(m.startswith("_ssl.") for m in in_worker)
+        assert not any(m.startswith("_hashlib.") for m in in_worker)
+    finally:
+        master.stop()
+
+
+def test_a_reload_checks_in_a_child_and_keeps_the_master_lean(tmp_path: Path) -> None:
+    """A reload (valid, then broken) is checked by a child process: the master
+    still holds no engine, and a broken file is refused naming file, line and key."""
+    port = free_port()
+    (tmp_path / "www").mkdir()
+    good = (
+        f'[server]\ncontrol_socket = "run/control.sock"\n\n'
+        f'[[sites]]\nname = "main"\nbindings = ["http://127.0.0.1:{port}"]\nroot = "www"\n'
+    )
+    master = Master(tmp_path, good, port=port)
+    try:
+        config = tmp_path / "colonnade.toml"
+        config.write_text(good.replace('name = "main"', 'name = "renamed"'))
+        assert "reloaded" in operations.call(master.control, "reload")["message"]
+        assert [s["name"] for s in operations.sites(master.control)] == ["renamed"]
+
+        config.write_text(good + "\n[server.limits]\nmax_request_body = -1\n")
+        try:
+            operations.call(master.control, "reload")
+        except operations.ControlError as exc:
+            assert "refused" in str(exc)
+        else:
+            raise AssertionError("a broken configuration was accepted")
+        wait_for(
+            lambda: "server.limits.max_request_body" in master.log(),
+            PATIENCE,
+            "the refused reload logged with its key",
+        )
+        line = next(x for x in master.log().splitlines() if "max_request_body" in x)
+        assert "colonnade.toml:10: server.limits.max_request_body: unknown key" in line
+        assert "still serving the previous configuration" in line
+        assert [s["name"] for s in operations.sites(master.control)] == ["renamed"]
+        assert held(operations.call(master.control, "imports")["modules"]) == []
+    finally:
+        master.stop()
+
+
+def test_the_child_check_reports_what_the_in_process_check_does(tmp_path: Path) -> None:
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "docs").mkdir()
+    (tmp_path / "www" / "docs" / "web.toml").write_text("[default_document]\nfiles = 3\n")
+    file = tmp_path / "colonnade.toml"
+    file.write_text(
+        '[[sites]]\nname = "main"\nbindings = ["http://127.0.0.1:8080"]\nroot = "www"\n'
+    )
+    source = ConfigSource(file=str(file)).read()
+    found = checker.in_child(source)
+
+    from colonnade.core.registry import Registry
+    from colonnade.modules.standard import BUILTIN
+
+    here, engine = checker.report(source, Registry.standard(BUILTIN))
+    assert engine is not None
+    assert found == here
+    assert not found.errors
+    [broken] = found.broken_dirs()
+    assert (broken.site, broken.path) == ("main", "/docs")
+    assert broken.error.key == "default_document.files" and broken.error.line == 2
+    assert any(need.path == str(tmp_path / "www") for need in found.needs["default"])
+
+    bad = msgspec.structs.replace(source, text=f"{source.text}\n[server]\nnope = 1\n")
+    refused = checker.in_child(bad)
+    [error] = refused.errors
+    assert (error.file, error.line, error.key) == (str(file), 7, "server.nope")
