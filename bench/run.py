@@ -244,6 +244,15 @@ SERVERS: dict[str, Server] = {
             f"{_C} apps.wsgi_hello:app --interface wsgi --app-dir bench --root {{www}} {_B}",
             fallback=_CF,
         ),
+        # the same app declared non-blocking ([wsgi] blocking = false): called on the
+        # event loop's thread, no hand-off to the thread pool (issue #24)
+        Server(
+            "colonnade-wsgi-loop",
+            "colonnade",
+            f"{_C} apps.wsgi_hello:app --interface wsgi --no-wsgi-blocking --app-dir bench"
+            f" --root {{www}} {_B}",
+            fallback=_CF,
+        ),
         Server(
             "gunicorn",
             "gunicorn",
@@ -422,7 +431,8 @@ SERVERS: dict[str, Server] = {
 
 # colonnade-asgi (compiled) comes first: the ratios are computed against it.
 ASGI = ("colonnade-asgi", "colonnade-asgi-py", "uvicorn", "granian-asgi", "hypercorn")
-WSGI = ("colonnade-wsgi", "gunicorn", "granian-wsgi")
+# colonnade-wsgi (the default: the thread pool) first: the ratios are computed against it.
+WSGI = ("colonnade-wsgi", "colonnade-wsgi-loop", "gunicorn", "granian-wsgi")
 STATIC = ("colonnade-static", "nginx")
 # colonnade-cached first: the ratios are computed against it (issue #20: >= 0.8x static).
 CACHE = ("colonnade-cached", "colonnade-static", "colonnade-wsgi-1k", "colonnade-cached-redis")
@@ -489,7 +499,7 @@ OPS = ("colonnade-asgi-ops-off", "colonnade-asgi-ops")
 # fmt: off
 WORKLOADS: list[Workload] = [
     Workload("asgi-hello", "/", ASGI, aims=(("granian-asgi", 1.4), ("colonnade-asgi-py/uvicorn", 1.0)), issue=24, about="raw ASGI 3 app, 13-byte text/plain"),  # noqa: E501
-    Workload("wsgi-hello", "/", WSGI, aims=(("granian-wsgi", 1.0), ("gunicorn", 4.0)), issue=24, about="raw WSGI app, 13-byte text/plain"),  # noqa: E501
+    Workload("wsgi-hello", "/", WSGI, aims=(("granian-wsgi", 1.0), ("gunicorn", 4.0)), issue=24, about="raw WSGI app, 13-byte text/plain; colonnade-wsgi runs it on the thread pool (the default), colonnade-wsgi-loop inline on the event loop (`--no-wsgi-blocking`, `[wsgi] blocking = false`)"),  # noqa: E501
     Workload("static-1k", "/1k.bin", STATIC, aims=(("nginx", 1.2),), issue=24, about="1 KiB static file"),  # noqa: E501
     Workload("cache-1k", "/1k.bin", CACHE, about="a WSGI app's 1 KiB answer from cache.output: in the worker's memory (colonnade-cached), in Redis on the same CPU (colonnade-cached-redis), against the 1 KiB static file (colonnade-static) and the app uncached (colonnade-wsgi-1k)", aims=(("colonnade-static", 0.8),), issue=20),  # noqa: E501
     Workload("static-100k", "/100k.bin", STATIC, aims=(("nginx", 1.0),), issue=24, about="100 KiB static file"),  # noqa: E501
@@ -519,7 +529,11 @@ MODULE_COUNTS: dict[str, int] = {
 }
 
 # Memory test: idle RSS and RSS holding --memory-conns idle keep-alive connections.
-MEMORY_SERVERS: tuple[str, ...] = tuple(s for s in ASGI if s != "colonnade-asgi-py") + WSGI + STATIC
+MEMORY_SERVERS: tuple[str, ...] = (
+    tuple(s for s in ASGI if s != "colonnade-asgi-py")
+    + tuple(s for s in WSGI if s != "colonnade-wsgi-loop")
+    + STATIC
+)
 MEMORY = "memory"
 # Front-end RSS while 1,000 slow clients download a large file through the proxy
 # (issue #19: below 200 MiB, so no response is buffered whole): each client reads the
@@ -558,7 +572,7 @@ INSTRUCTION_PAIRS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("close", STATIC),
     # a memory-tier hit of the output cache against the static file (issue #20)
     ("cache-1k", ("colonnade-cached", "colonnade-static")),
-    ("wsgi-hello", ("colonnade-wsgi", "gunicorn")),
+    ("wsgi-hello", WSGI),
     ("auth", AUTH),
     # over TLS with h2load (instructions.drive_h2load): HTTP/2, 8 streams at once
     ("h2-asgi-hello", TLS_H2),

@@ -360,6 +360,18 @@ OPTIONS: tuple[ServeOption, ...] = (
         config_key="sections.asgi.root_path",
     ),
     ServeOption(
+        ("--wsgi-blocking",),
+        "wsgi_blocking",
+        "bool",
+        "a WSGI app may block, so it runs on a thread pool (the default); "
+        "--no-wsgi-blocking declares that it never blocks: it is called on the event "
+        "loop's thread, with no hand-off ([wsgi] blocking; a blocking app then stalls "
+        "the worker)",
+        config_key="sections.wsgi.blocking",
+        negative="--no-wsgi-blocking",
+        origin="colonnade",
+    ),
+    ServeOption(
         ("--ssl-certfile",),
         "ssl_certfile",
         "str",

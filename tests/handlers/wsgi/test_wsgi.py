@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,13 +19,6 @@ from tests.hosting.apps import wsgi_apps
 from tests.hosting.support import EXTRA, client, engine, site_config
 
 APPS = "tests.hosting.apps.wsgi_apps"
-
-
-@pytest.fixture(autouse=True)
-def _clear_events() -> Iterator[None]:
-    wsgi_apps.EVENTS.clear()
-    yield
-    wsgi_apps.EVENTS.clear()
 
 
 def environ_of(c: Client, target: str, **kw: Any) -> dict[str, Any]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,15 +18,6 @@ from tests.support.wait import PATIENCE, wait_for
 pytestmark = pytest.mark.e2e
 
 APPS = "tests.hosting.apps.wsgi_apps"
-
-
-@pytest.fixture(autouse=True)
-def _clear_events() -> Iterator[None]:
-    wsgi_apps.EVENTS.clear()
-    wsgi_apps.GATE.clear()
-    yield
-    wsgi_apps.GATE.set()
-    wsgi_apps.EVENTS.clear()
 
 
 def _request(method: str, path: str, headers: dict[str, str] | None = None) -> bytes:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from wsgiref.validate import validator
@@ -269,3 +270,73 @@ def _validated_core(environ: Environ, start_response: StartResponse) -> Iterable
 
 
 validated = validator(_validated_core)
+
+
+# -- both ways of running an application ([wsgi] blocking) ---------------------------------
+
+
+def where(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    """Answers the thread it runs on and what wsgi.multithread says."""
+    name = threading.current_thread().name
+    return _text(start_response, f"{name} {environ['wsgi.multithread']}".encode())
+
+
+#: How many chunks ``counted_stream`` produced so far.
+PRODUCED: list[int] = [0]
+
+
+def counted_stream(environ: Environ, start_response: StartResponse) -> Closing:
+    """64 KiB chunks (128 of them, or as many as the query string says), counting
+    each chunk as it is produced (PRODUCED)."""
+    PRODUCED[0] = 0
+    count = int(environ["QUERY_STRING"] or "128")
+
+    def chunks() -> Iterator[bytes]:
+        for i in range(count):
+            PRODUCED[0] += 1
+            yield bytes([i % 256]) * 65536
+
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return Closing(chunks(), "counted")
+
+
+def sleeps(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    """Blocks for the seconds in its query string (an application that blocks)."""
+    time.sleep(float(environ["QUERY_STRING"] or "0"))
+    return _text(start_response, b"slept")
+
+
+#: The applications ``dispatch`` reaches, by the first segment of the path.
+DISPATCHED: dict[str, Callable[..., Any]] = {
+    f.__name__: f
+    for f in (
+        hello,
+        environ_app,
+        digest,
+        read_all,
+        lines,
+        stream,
+        one_chunk_generator,
+        lazy_start,
+        custom_reason,
+        writer,
+        big_stream,
+        raises,
+        raises_in_iteration,
+        exc_info_app,
+        exc_info_too_late,
+        twice,
+        exits,
+        file_app,
+        swallows_input_errors,
+    )
+}
+
+
+def dispatch(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    """The application named by the first path segment (``/stream/x`` runs
+    ``stream`` with ``PATH_INFO`` ``/x``): many applications on one server."""
+    name, _, rest = environ["PATH_INFO"].lstrip("/").partition("/")
+    environ["SCRIPT_NAME"] += "/" + name
+    environ["PATH_INFO"] = "/" + rest
+    return DISPATCHED[name](environ, start_response)

@@ -6,12 +6,17 @@ threads waiting for work.
 
 :class:`Bridge` connects one request's application thread with the coroutine
 that runs the request on the loop. The thread *posts* commands (write this
-chunk, read that many body bytes, here is the finished response) with
-``call_soon_threadsafe``; the coroutine waits for them on a future, carries
-them out with the loop's I/O and answers by releasing a lock the thread waits
-on. One command is in flight at a time, so the next future always exists
-before the thread can post again. A response that needs nothing from the loop
-costs exactly one hop there and one back.
+chunk, read that many body bytes, here is the finished response) to the loop's
+:class:`Outbox`; the coroutine waits for them on a future, carries them out
+with the loop's I/O and answers by releasing a lock the thread waits on. One
+command is in flight at a time, so the next future always exists before the
+thread can post again. A response that needs nothing from the loop costs
+exactly one hop there and one back, and no lock.
+
+The :class:`Outbox` is the one way back to a loop: commands posted while a
+wake-up of the loop is pending ride on it, so under load one wake-up (one
+``call_soon_threadsafe``: one write to the loop's wake-up descriptor) carries
+the answers of every request finished in the meantime.
 
 If the request's task is cancelled (the client went away) or its write fails,
 the bridge is *cancelled*: a thread waiting for an answer gets
@@ -27,37 +32,73 @@ import contextvars
 import logging
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from colonnade.errors import ClientDisconnectedError
 
 log = logging.getLogger("colonnade.wsgi")
 
 # Commands from the application thread to the loop.
-START = 0  # (status, reason, headers, first chunk): flush the head, write the chunk
-WRITE = 1  # a chunk
-READ = 2  # up to n request body bytes
-READ_ALL = 3  # the rest of the request body
-DONE = 4  # the whole response: (status, reason, headers, body or FileBody)
-STREAMED = 5  # the streamed response is complete
-FAILED = 6  # the application raised: the exception
+START: Final = 0  # (status, reason, headers, first chunk): flush the head, write the chunk
+WRITE: Final = 1  # a chunk
+READ: Final = 2  # up to n request body bytes
+READ_ALL: Final = 3  # the rest of the request body
+DONE: Final = 4  # the whole response: (status, reason, headers, body or FileBody)
+STREAMED: Final = 5  # the streamed response is complete
+FAILED: Final = 6  # the application raised: the exception
 
 Command = tuple[int, Any]
 
-_GONE = "the client went away"
+_GONE: Final = "the client went away"
+
+
+class Outbox:
+    """Commands from application threads to one event loop, one wake-up per batch."""
+
+    __slots__ = ("armed", "items", "loop", "thread")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        #: The loop's thread: a cached outbox is the running loop's only there.
+        self.thread = threading.get_ident()
+        self.items: deque[tuple[Bridge, Command]] = deque()
+        self.armed = False  # a drain is scheduled on the loop
+
+    def post(self, bridge: Bridge, command: Command) -> None:
+        """Hand ``command`` to the loop (any thread); raises RuntimeError if it is closed."""
+        self.items.append((bridge, command))
+        # Appended first, then the flag read: a drain that already cleared the flag
+        # either takes the item or is followed by the one scheduled here.
+        if not self.armed:
+            self.armed = True
+            try:
+                self.loop.call_soon_threadsafe(self.drain)
+            except RuntimeError:
+                self.armed = False
+                raise
+
+    def drain(self) -> None:
+        """Deliver every posted command (on the loop)."""
+        self.armed = False
+        items = self.items
+        while items:
+            bridge, command = items.popleft()
+            bridge.deliver(command)
 
 
 class Bridge:
     """One request's channel between its application thread and the loop."""
 
-    __slots__ = ("_lock", "_reply", "cancelled", "loop", "waiter")
+    __slots__ = ("_lock", "_reply", "cancelled", "loop", "outbox", "waiter")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.waiter: asyncio.Future[Command] = loop.create_future()
-        self._lock = threading.Lock()
-        self._lock.acquire()  # held by the loop side; the thread waits on it
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self.loop = outbox.loop
+        self.waiter: asyncio.Future[Command] = outbox.loop.create_future()
+        # Made by the thread's first call(): a buffered response never needs one.
+        self._lock: threading.Lock | None = None
         self._reply: Any = None
         self.cancelled = False
 
@@ -67,24 +108,31 @@ class Bridge:
         """Post a command and wait for the loop's answer (raised if an exception)."""
         if self.cancelled:
             raise ClientDisconnectedError(_GONE)
+        lock = self._lock
+        if lock is None:
+            # Made here, before the command is posted: the loop answers by
+            # releasing it, so it must exist (and be held) first.
+            lock = self._lock = threading.Lock()
+            lock.acquire()
         try:
-            self.loop.call_soon_threadsafe(self._deliver, (op, arg))
+            self.outbox.post(self, (op, arg))
         except RuntimeError:  # the loop is closed
             raise ClientDisconnectedError(_GONE) from None
-        self._lock.acquire()
+        lock.acquire()
         reply, self._reply = self._reply, None
         if isinstance(reply, BaseException):
             raise reply
         return reply
 
-    def post(self, op: int, arg: Any) -> None:
+    def post(self, command: Command) -> None:
         """Post the final command (no answer)."""
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-            self.loop.call_soon_threadsafe(self._deliver, (op, arg))
+            self.outbox.post(self, command)
 
     # -- the loop -----------------------------------------------------------------------
 
-    def _deliver(self, command: Command) -> None:
+    def deliver(self, command: Command) -> None:
+        """Wake the request's coroutine with ``command`` (the outbox's drain)."""
         waiter = self.waiter
         if waiter.done():  # the request is gone
             if command[0] < DONE:
@@ -101,7 +149,9 @@ class Bridge:
     def answer(self, value: Any) -> None:
         """Wake the thread waiting in :meth:`call` with ``value``."""
         self._reply = value
-        self._lock.release()
+        lock = self._lock
+        if lock is not None:  # always, for a thread that waits: call() made it
+            lock.release()
 
     def cancel(self, waiting: bool) -> None:
         """The request is over for the loop; ``waiting``: the thread awaits an answer."""
@@ -125,9 +175,11 @@ class ThreadPool:
         self._queue: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = (
             queue.SimpleQueue()
         )
-        self._waiting = 0  # threads blocked waiting for a call
+        self._waiting = 0  # threads blocked waiting for a call (until the pool is full)
         self._lock = threading.Lock()  # guards _waiting against lost updates
         self._threads: list[threading.Thread] = []
+        # Every thread started: _waiting is no longer needed, nor kept.
+        self._full = False
         self._closed = False
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -136,22 +188,26 @@ class ThreadPool:
             raise RuntimeError("the thread pool is shut down")
         queue_ = self._queue
         queue_.put((contextvars.copy_context().run, (fn, *args)))
-        if queue_.qsize() > self._waiting and len(self._threads) < self.size:
+        if not self._full and queue_.qsize() > self._waiting:
             thread = threading.Thread(
                 target=self._work, name=f"{self.name}-{len(self._threads)}", daemon=True
             )
             self._threads.append(thread)
+            self._full = len(self._threads) >= self.size
             thread.start()
 
     def _work(self) -> None:
         get = self._queue.get
         lock = self._lock
         while True:
-            with lock:
-                self._waiting += 1
-            item = get()
-            with lock:
-                self._waiting -= 1
+            if self._full:
+                item = get()
+            else:
+                with lock:
+                    self._waiting += 1
+                item = get()
+                with lock:
+                    self._waiting -= 1
             if item is None:
                 return
             fn, args = item

@@ -14,14 +14,24 @@ class WsgiSection(Section, frozen=True):
     """WSGI hosting settings, read once per application (at its root).
 
     WSGI applications block, so they run on a bounded pool of threads per
-    application; requests beyond ``threads`` wait for a free one.
+    application; requests beyond ``threads`` wait for a free one. An application
+    that never blocks may say so (``blocking = false``) and run on the event loop.
     """
 
     key = "wsgi"
     allowed = Where.SERVER | Where.APPLICATION
 
+    blocking: bool = True
+    """The application may block (I/O, locks, sleeps), so it runs on the thread pool
+    (the default: most WSGI applications do). ``false`` declares that it never
+    blocks: it is then called inline on the worker's event loop thread, with no
+    hand-off to a thread (fewer instructions and system calls per request), and
+    request bodies are read whole before it runs (as ``buffer_request_body``). An
+    application that blocks anyway stalls every request of the worker while it
+    does; a call that holds the loop 0.25 s or more is logged."""
     threads: Annotated[int, Meta(ge=1, le=1024)] = 8
-    """Threads running the application (requests beyond this many wait their turn)."""
+    """Threads running the application (requests beyond this many wait their turn);
+    unused with ``blocking = false``."""
     buffer_request_body: bool = True
     """Read the whole request body before the application runs, so that a slow
     upload holds no thread (as nginx buffers before it proxies). ``false`` streams

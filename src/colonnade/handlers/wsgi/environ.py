@@ -47,14 +47,14 @@ def _wsgi_rule(name: bytes) -> str | None:
     return None if b"_" in name else http_name(name)
 
 
-# The header loop and its name cache are the CGI handlers' (core.cgienv), with
-# WSGI's naming rule.
-_HEADERS = HeaderVariables(_wsgi_rule, ",")
+#: The request headers as environ entries: the CGI handlers' header loop and name
+#: cache (core.cgienv), with WSGI's naming rule.
+WSGI_HEADERS = HeaderVariables(_wsgi_rule, ",")
 
 #: The environ key of request header ``name`` (lower case), or None to drop it.
-environ_key = _HEADERS.key
+environ_key = WSGI_HEADERS.key
 #: Put the request headers into ``environ``.
-add_headers = _HEADERS.add
+add_headers = WSGI_HEADERS.add
 #: A decoded URL path in PEP 3333's form: UTF-8 bytes read as latin-1.
 wsgi_path = latin1_path
 

@@ -1,35 +1,52 @@
 """The WSGI handler: a PEP 3333 application answers the requests mapped to it.
 
 How this works, per request: the environ is built on the loop (a copy of the
-constant part, then the request's own entries) and the application runs on the
-application's bounded :class:`~colonnade.handlers.wsgi.bridge.ThreadPool`. What
-it returns decides the path back:
+application's constant part, then the request's own entries), then the
+application runs where its ``[wsgi] blocking`` setting says:
 
-- a list or tuple (or any iterable of length 1): joined in the thread and handed
-  to the loop whole, as the buffered response (``Content-Length``, one write):
-  one hop to the thread and one back;
+- ``blocking = true`` (the default; WSGI applications block): on the
+  application's bounded :class:`~colonnade.handlers.wsgi.bridge.ThreadPool`,
+  talking to the loop through a :class:`~colonnade.handlers.wsgi.bridge.Bridge`;
+- ``blocking = false`` (the application declares it never blocks): called
+  inline on the event loop's thread, with no hand-off. The request body is
+  read whole before it runs (``wsgi.input`` never waits for the client), and
+  what the ``write`` callable is given goes out once the application hands
+  control back (returns, or yields its next chunk). An application that does
+  block stalls every request of the worker meanwhile: a call that holds the
+  loop :data:`BLOCKED_WARNING` seconds or more is logged.
+
+What the application returns decides the path back, the same in both modes:
+
+- a list or tuple (or any iterable of length 1): the buffered response
+  (``Content-Length``, one write). On the pool it is joined in the thread and
+  handed to the loop whole: one hop to the thread and one back; inline, the
+  handler makes no coroutine at all;
 - a :class:`~colonnade.handlers.wsgi.environ.FileWrapper` around a regular file:
   the file's range becomes ``ctx.response.file`` and goes out with ``sendfile``;
-- anything else: iterated in the thread, each non-empty chunk written by the
-  loop while the thread waits (back-pressure from the client reaches the
-  application); the head leaves with the first non-empty chunk, as PEP 3333
-  asks. The ``write`` callable of ``start_response`` streams the same way.
+- anything else: iterated (in the thread, or on the loop between writes), each
+  non-empty chunk written by the loop before the next is asked for
+  (back-pressure from the client reaches the application); the head leaves
+  with the first non-empty chunk, as PEP 3333 asks. The ``write`` callable of
+  ``start_response`` streams the same way.
 
-The iterable's ``close()`` is always called, in the thread, whatever happened.
-An exception from the application propagates to the pipeline: a 500 with a
-correlation id (the traceback only in the log) or, once streaming, a dropped
-connection. ``start_response`` follows PEP 3333's ``exc_info`` rules.
+The iterable's ``close()`` is always called, whatever happened. An exception
+from the application propagates to the pipeline: a 500 with a correlation id
+(the traceback only in the log) or, once streaming, a dropped connection.
+``start_response`` follows PEP 3333's ``exc_info`` rules.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import os
 import stat
 import tempfile
-from collections.abc import Callable, Iterable
-from typing import Any
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from time import monotonic
+from typing import Any, Final
 
 from colonnade import __version__
 from colonnade.core import cgihead
@@ -39,7 +56,7 @@ from colonnade.core.handler import Handler
 from colonnade.core.httputil import split_host
 from colonnade.core.pyapp import load_app
 from colonnade.core.request import EMPTY_BODY, Body, Headers
-from colonnade.core.response import FileBody
+from colonnade.core.response import FileBody, Response
 from colonnade.core.session import SESSION
 from colonnade.errors import HttpError, ModuleError
 from colonnade.handlers.wsgi.bridge import (
@@ -51,32 +68,44 @@ from colonnade.handlers.wsgi.bridge import (
     STREAMED,
     WRITE,
     Bridge,
+    Command,
+    Outbox,
     ThreadPool,
 )
 from colonnade.handlers.wsgi.config import WsgiSection
 from colonnade.handlers.wsgi.environ import (
     EMPTY_INPUT,
+    WSGI_HEADERS,
     ErrorStream,
     FileWrapper,
     InputStream,
-    add_headers,
     wsgi_path,
 )
 
+log = logging.getLogger("colonnade.wsgi")
+
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+#: A whole response: status, reason (None: the standard one), headers, body or file.
+Whole = tuple[int, bytes | None, Headers, bytes | FileBody]
 
 #: Bodies up to this size (declared, no ``Expect``) are read on the loop before the
 #: application runs: cheaper than fetching them from the thread.
-_PREFETCH = 65536
+_PREFETCH: Final = 65536
 
-_PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
+#: An inline (``blocking = false``) application's call holding the event loop this
+#: many seconds or more is logged (at most once a minute per application).
+BLOCKED_WARNING: Final = 0.25
+_WARN_EVERY: Final = 60.0
+
+_PROTOCOLS: Final = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
 
 # "200 OK" → (200, None): the reason is only passed on when it is not the standard one.
 _STATUS: dict[str, tuple[int, bytes | None]] = {}
 
 # Response header name → lower-case bytes.
 _NAMES: dict[str, bytes] = {}
-_CACHE_MAX = 1024
+_CACHE_MAX: Final = 1024
 
 
 def parse_status(status: str) -> tuple[int, bytes | None]:
@@ -108,15 +137,25 @@ def convert_headers(headers: list[tuple[str, str]]) -> Headers:
 
 
 class Exchange:
-    """The thread's side of one request: ``start_response``, ``write``, the iterable."""
+    """The application's side of one request: ``start_response``, ``write``, the
+    iterable's outcome.
 
-    __slots__ = ("bridge", "head_sent", "headers", "status")
+    With a bridge, ``write`` hands each chunk to the loop and waits until it is
+    written (the application's thread). Without one (inline on the loop), the
+    head goes to ``response`` at once and the chunks queue in ``pending`` for the
+    handler to write when the application hands control back.
+    """
 
-    def __init__(self, bridge: Bridge) -> None:
+    __slots__ = ("bridge", "head_sent", "headers", "pending", "response", "status", "whole")
+
+    def __init__(self, bridge: Bridge | None, response: Response | None = None) -> None:
         self.bridge = bridge
+        self.response = response
         self.status: str | None = None
         self.headers: list[tuple[str, str]] = []
         self.head_sent = False
+        self.pending: list[bytes] | None = None  # inline: written, not yet sent
+        self.whole: bytes | None = None  # the body, where it was one declared chunk
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
@@ -144,16 +183,30 @@ class Exchange:
         return code, reason, convert_headers(self.headers)
 
     def write(self, data: bytes) -> None:
-        """Send ``data`` now (the head first, if it has not gone out yet)."""
+        """Send ``data`` (the head first, if it has not gone out yet)."""
         if type(data) is not bytes:
             raise TypeError(f"WSGI body data must be bytes, not {type(data).__name__}")
+        bridge = self.bridge
+        pending = self.pending
         if self.head_sent:
-            if data:
-                self.bridge.call(WRITE, data)
+            if not data:
+                return
+            if bridge is not None:
+                bridge.call(WRITE, data)
+            elif pending is not None:
+                pending.append(data)
+            else:
+                self.pending = [data]
             return
         code, reason, headers = self.head()
         self.head_sent = True
-        self.bridge.call(START, (code, reason, headers, data))
+        if bridge is not None:
+            bridge.call(START, (code, reason, headers, data))
+            return
+        response = self.response
+        assert response is not None  # inline exchanges are made with theirs
+        _set_head(response, code, reason, headers)
+        self.pending = [data]  # even b"": the handler's write of it sends the head
 
     def declared_length(self) -> int | None:
         """The ``Content-Length`` the application set, if any."""
@@ -166,48 +219,208 @@ class Exchange:
         return None
 
 
-class WsgiHandler(Handler):
-    """Runs the application's WSGI callable on a bounded thread pool."""
+def _set_head(response: Response, code: int, reason: bytes | None, headers: Headers) -> None:
+    response.status = code
+    response.reason = reason
+    response.headers = headers
+    # The application's own error pages are kept (custom errors replace them only
+    # with existing_response = "replace").
+    response.skip_custom_errors = True
 
-    id = "handler.wsgi"
-    section = WsgiSection
 
-    def __init__(self) -> None:
-        self.app: WsgiApp | None = None
-        self.pool: ThreadPool | None = None
-        self.script_name = ""
-        self.prefix_length = 0
-        self.base: dict[str, Any] = {}
-        self.settings = WsgiSection()
+def _set_whole(response: Response, whole: Whole) -> None:
+    code, reason, headers, content = whole
+    _set_head(response, code, reason, headers)
+    if type(content) is bytes:
+        response.body = content
+    else:
+        response.file = content  # type: ignore[assignment]
 
-    def provision(self, app: Application) -> None:
-        """Import the application and start (lazily) its thread pool."""
-        python = app.python
-        if python is None:
-            raise ModuleError(self.id, f"application {app.id} names no Python app to host")
-        self.app = load_app(python.target, app_dir=python.app_dir, factory=python.factory)
-        self.settings = settings = app.section(WsgiSection)
-        mount = "" if app.path == "/" else app.path.rstrip("/")
+
+def _settle(exchange: Exchange, result: Iterable[bytes]) -> Whole | None:
+    # The whole response where the application's result gives it at once (a list,
+    # a tuple, one item, a file to send); None: it streams.
+    if exchange.head_sent:  # the application used write(): stream the rest
+        return None
+    kind = type(result)
+    if kind is list or kind is tuple:
+        items: Any = result
+        content = items[0] if len(items) == 1 else b"".join(items)
+        code, reason, headers = exchange.head()
+        return code, reason, headers, _check_bytes(content)
+    if kind is FileWrapper:
+        found = _sendable(result, exchange)  # type: ignore[arg-type]
+        if found is not None:
+            code, reason, headers = exchange.head()
+            return code, reason, headers, found
+    elif getattr(kind, "__len__", None) is not None and len(result) == 1:  # type: ignore[arg-type]
+        content = next(iter(result))
+        code, reason, headers = exchange.head()
+        return code, reason, headers, _check_bytes(content)
+    return None
+
+
+def _pieces(exchange: Exchange, result: Iterable[bytes]) -> Iterator[bytes]:
+    # The non-empty chunks of the result, for the caller to write one by one (the
+    # application's code runs as each is asked for). A body that is one chunk of
+    # the declared Content-Length is kept in exchange.whole instead: it goes out
+    # buffered, unless more follows.
+    declared = None if exchange.head_sent else exchange.declared_length()
+    chunks = iter(result)
+    for chunk in chunks:
+        if not chunk:
+            continue
+        if declared is not None and not exchange.head_sent and len(chunk) >= declared:
+            following = next((c for c in chunks if c), None)
+            if following is None:
+                exchange.whole = _check_bytes(chunk)
+                return
+            yield chunk
+            chunk = following
+        yield chunk
+
+
+def _finish(exchange: Exchange) -> Whole | None:
+    # After the result was iterated: the whole response, or None where it streamed.
+    content = exchange.whole
+    if content is None:
+        if exchange.head_sent:
+            return None
+        content = b""
+    code, reason, headers = exchange.head()
+    return code, reason, headers, content
+
+
+def _close(result: Iterable[bytes]) -> None:
+    kind = type(result)
+    if kind is list or kind is tuple:
+        return  # nothing to close (and a failed getattr costs an exception)
+    close = getattr(result, "close", None)
+    if close is not None:
+        close()
+
+
+def _next_chunk(pieces: Iterator[bytes], exchange: Exchange) -> bytes | None:
+    # Inline: the application's next chunk (its code runs on the loop's thread),
+    # handed to write(); None at the end.
+    try:
+        chunk = next(pieces, None)
+        if chunk is not None:
+            exchange.write(chunk)
+        return chunk
+    except Exception:
+        raise
+    except BaseException as exc:
+        raise _app_error(exc) from None
+
+
+def _close_inline(result: Iterable[bytes]) -> None:
+    # Inline: the result's close() (the application's code, on the loop's thread).
+    try:
+        _close(result)
+    except Exception:
+        raise
+    except BaseException as exc:
+        raise _app_error(exc) from None
+
+
+def _app_error(exc: BaseException) -> RuntimeError:
+    # SystemExit (sys.exit()) or KeyboardInterrupt from an application must not
+    # stop the server: it is an error of the request.
+    error = RuntimeError(f"the WSGI application raised {type(exc).__name__}: {exc}")
+    return error.with_traceback(exc.__traceback__)
+
+
+def _sendable(wrapper: FileWrapper, exchange: Exchange) -> FileBody | None:
+    # A regular file still reachable by its name: send its rest with sendfile.
+    filelike = wrapper.filelike
+    name = getattr(filelike, "name", None)
+    if not isinstance(name, str):
+        return None
+    try:
+        st = os.fstat(filelike.fileno())
+        by_name = os.stat(name)
+        offset = filelike.tell()
+    except (OSError, AttributeError, ValueError):
+        return None
+    if not stat.S_ISREG(st.st_mode) or (st.st_ino, st.st_dev) != (
+        by_name.st_ino,
+        by_name.st_dev,
+    ):
+        return None
+    length = max(st.st_size - offset, 0)
+    declared = exchange.declared_length()
+    if declared is not None:
+        if declared > length:
+            return None  # the application promises more than the file holds
+        length = declared
+    return FileBody(name, offset, length)
+
+
+def _check_bytes(data: Any) -> bytes:
+    if type(data) is not bytes:
+        raise TypeError(f"WSGI body data must be bytes, not {type(data).__name__}")
+    return data
+
+
+class WsgiHost:
+    """One application's WSGI hosting: its environ template, where its callable
+    runs (the pool, or inline on the loop) and each request's way there and back.
+
+    A compiled class of its own (the handler itself is a Module subclass, which
+    stays interpreted): the per-request calls between its methods are direct.
+    """
+
+    def __init__(self, app: WsgiApp, application: Application, settings: WsgiSection) -> None:
+        self.app = app
+        self.settings = settings
+        self.inline = not settings.blocking
+        mount = "" if application.path == "/" else application.path.rstrip("/")
         # Behind a proxy that strips settings.root_path, requests arrive without it:
         # SCRIPT_NAME has it, PATH_INFO is what follows the mount path as received.
         self.script_name = wsgi_path(settings.root_path + mount)
         self.prefix_length = len(mount)
-        self.base = {
+        # The template every request's environ is a copy of: the constant entries,
+        # and the per-request ones each request overwrites (their slots exist in
+        # the copy, so filling them never grows it).
+        self.base: dict[str, Any] = {
+            "REQUEST_METHOD": "",
+            "PATH_INFO": "",
+            "QUERY_STRING": "",
+            "RAW_URI": "",
+            "REQUEST_URI": "",
+            "SERVER_PROTOCOL": "",
+            "SERVER_NAME": "",
+            "SERVER_PORT": "",
+            "REMOTE_ADDR": "",
+            "REMOTE_PORT": "",
+            "wsgi.url_scheme": "http",
+            "wsgi.input": EMPTY_INPUT,
+            "colonnade.context": None,
+            "colonnade.items": None,
             "SCRIPT_NAME": self.script_name,
             "SERVER_SOFTWARE": f"colonnade/{__version__}",
             "GATEWAY_INTERFACE": "CGI/1.1",
             "wsgi.version": (1, 0),
-            "wsgi.errors": ErrorStream(app.log),
-            "wsgi.multithread": True,
+            "wsgi.errors": ErrorStream(application.log),
+            # Inline, only the loop's thread ever calls the application.
+            "wsgi.multithread": not self.inline,
             # Pools may run several workers, and a recycle overlaps old and new.
             "wsgi.multiprocess": True,
             "wsgi.run_once": False,
             "wsgi.file_wrapper": FileWrapper,
             "wsgi.input_terminated": True,
         }
-        self.pool = ThreadPool(settings.threads, f"wsgi{mount or '/'}")
+        self.pool: ThreadPool | None = (
+            None if self.inline else ThreadPool(settings.threads, f"wsgi{mount or '/'}")
+        )
+        self.name = application.id
+        self._outbox: Outbox | None = None  # the serving loop's, once known
+        self._warned = -_WARN_EVERY  # when an inline call holding the loop was last logged
+        #: Inline calls that held the loop BLOCKED_WARNING seconds or more.
+        self.blocked_calls = 0
 
-    def cleanup(self) -> None:
+    def close(self) -> None:
         """Let the pool's threads exit once their current request is done."""
         if self.pool is not None:
             self.pool.shutdown()
@@ -216,7 +429,8 @@ class WsgiHandler(Handler):
     # -- the loop side ----------------------------------------------------------------
 
     def environ(self, ctx: Context) -> dict[str, Any]:
-        """The environ of ``ctx``'s request (``wsgi.input`` is set by the caller)."""
+        """The environ of ``ctx``'s request (``wsgi.input`` is the caller's to set
+        where the request has a body)."""
         request = ctx.request
         environ = self.base.copy()
         environ["REQUEST_METHOD"] = request.method
@@ -240,45 +454,175 @@ class WsgiHandler(Handler):
         if client is not None:
             environ["REMOTE_ADDR"] = client[0]
             environ["REMOTE_PORT"] = str(client[1])
-        add_headers(environ, request.headers)
+        else:  # a unix socket's peer has no address
+            del environ["REMOTE_ADDR"], environ["REMOTE_PORT"]
+        WSGI_HEADERS.add(environ, request.headers)
         user = ctx.user
         if user is not None and user.name:
             environ["REMOTE_USER"] = user.name
             environ["AUTH_TYPE"] = user.auth_type
         environ["colonnade.context"] = ctx
-        environ["colonnade.items"] = ctx.items
+        items = ctx.items
+        environ["colonnade.items"] = items
         # The item itself, not the ctx.session property (a Python call per request).
-        session = ctx.items.get(SESSION)
+        session = items.get(SESSION)
         if session is not None:
             environ["colonnade.session"] = session
         return environ
 
-    async def execute(self, ctx: Context) -> None:
-        """Run the application for ``ctx`` on the pool; carry out what it asks."""
-        pool = self.pool
-        if pool is None:
-            raise ModuleError(self.id, "execute() before provision()")
+    def execute(self, ctx: Context) -> Awaitable[None] | None:
+        """Run the application for ``ctx``: on the pool, or inline (no coroutine
+        where the response is whole when the application returns)."""
         environ = self.environ(ctx)
         body = ctx.request.body
-        bridge = Bridge(asyncio.get_running_loop())
-        spool = None
         if body is EMPTY_BODY or (
             "CONTENT_LENGTH" not in environ and "HTTP_TRANSFER_ENCODING" not in environ
         ):
-            environ["wsgi.input"] = EMPTY_INPUT
-        else:
-            spool = await self._prefetch(environ, body)
-            environ["wsgi.input"] = InputStream(bridge) if spool is None else spool
-        pool.submit(self._run, environ, bridge)
-        try:
-            await self._carry_out(ctx, bridge, body)
-        finally:
-            if spool is not None and not bridge.cancelled:
-                spool.close()
+            if self.inline:
+                return self._inline(ctx, environ)
+            return self._pooled(ctx, environ, EMPTY_BODY, False)
+        if self.inline:
+            return self._inline_with_body(ctx, environ, body)
+        return self._pooled(ctx, environ, body, True)
 
-    @staticmethod
-    async def _carry_out(ctx: Context, bridge: Bridge, body: Body) -> None:
-        # Serve the application thread's commands until its response is complete.
+    async def _prefetch(self, environ: dict[str, Any], body: Body, buffer: bool) -> Any:
+        # A small declared body, or any body when buffering, is read here on the
+        # loop; otherwise None: the application streams it through the bridge,
+        # holding one of the pool's threads for as long as the client takes.
+        length_text = environ.get("CONTENT_LENGTH")
+        length = int(length_text) if length_text and length_text.isdigit() else -1
+        if 0 <= length <= _PREFETCH and "HTTP_EXPECT" not in environ:
+            return io.BytesIO(await body.read(-1))
+        if buffer:
+            # Closed by the caller once the application is done with it.
+            spool = tempfile.SpooledTemporaryFile(max_size=self.settings.max_body_buffer)  # noqa: SIM115
+            try:
+                async for chunk in body:
+                    spool.write(chunk)
+            except BaseException:
+                # over the limit (413), the client gone, a timeout: no application
+                # runs, so nobody else would close it (a temporary file, past the
+                # memory part)
+                spool.close()
+                raise
+            spool.seek(0)
+            return spool
+        return None
+
+    # -- inline, on the loop's thread ----------------------------------------------------
+
+    def _inline(self, ctx: Context, environ: dict[str, Any]) -> Awaitable[None] | None:
+        # The application called here and now; None where its response is whole in
+        # ctx.response, else the coroutine streaming the rest (it closes the result).
+        app = self.app
+        exchange = Exchange(None, ctx.response)
+        started = monotonic()
+        try:
+            result = app(environ, exchange.start_response)
+            try:
+                whole = _settle(exchange, result)
+            except BaseException:
+                _close(result)
+                raise
+            if whole is None:
+                return self._inline_stream(ctx, exchange, result)
+            _close(result)
+        except Exception:
+            raise
+        except BaseException as exc:
+            raise _app_error(exc) from None
+        finally:
+            self._held(ctx, started)
+        _set_whole(ctx.response, whole)
+        return None
+
+    async def _inline_stream(
+        self, ctx: Context, exchange: Exchange, result: Iterable[bytes]
+    ) -> None:
+        # Each chunk asked of the application (its code runs on the loop), then
+        # written with what write() queued: the next is asked for once the client
+        # took it (back-pressure).
+        try:
+            pieces = _pieces(exchange, result)
+            while True:
+                started = monotonic()
+                try:
+                    chunk = _next_chunk(pieces, exchange)
+                finally:
+                    self._held(ctx, started)
+                pending = exchange.pending
+                if pending:
+                    exchange.pending = None
+                    for data in pending:
+                        await ctx.write(data)
+                if chunk is None:
+                    break
+            whole = _finish(exchange)
+            if whole is not None:
+                _set_whole(ctx.response, whole)
+        finally:
+            _close_inline(result)
+
+    async def _inline_with_body(self, ctx: Context, environ: dict[str, Any], body: Body) -> None:
+        # Inline, wsgi.input must never wait for the client: the body is read whole
+        # first, whatever buffer_request_body says.
+        spool = await self._prefetch(environ, body, True)
+        environ["wsgi.input"] = spool
+        try:
+            pending = self._inline(ctx, environ)
+            if pending is not None:
+                await pending
+        finally:
+            spool.close()
+
+    def _held(self, ctx: Context, started: float) -> None:
+        # After the application's code ran on the loop since ``started``.
+        held = monotonic() - started
+        if held >= BLOCKED_WARNING:
+            self._blocked(ctx, held)
+
+    def _blocked(self, ctx: Context, held: float) -> None:
+        self.blocked_calls += 1
+        now = monotonic()
+        if now - self._warned < _WARN_EVERY:
+            return
+        self._warned = now
+        request = ctx.request
+        log.warning(
+            "the WSGI application of %s (declared non-blocking: [wsgi] blocking = false) "
+            "held the event loop %.2f s on %s %s: every other request of this worker "
+            "waited meanwhile; if the application can block, set blocking = true "
+            "(logged at most once a minute)",
+            self.name,
+            held,
+            request.method,
+            request.path,
+        )
+
+    # -- on the pool ----------------------------------------------------------------------
+
+    def _outbox_here(self) -> Outbox:
+        # The running loop's outbox. asyncio.get_running_loop() costs a getpid()
+        # system call on every call (its fork check): asked once per loop instead.
+        outbox = self._outbox
+        if outbox is None or outbox.thread != threading.get_ident() or not outbox.loop.is_running():
+            outbox = self._outbox = Outbox(asyncio.get_running_loop())
+        return outbox
+
+    async def _pooled(
+        self, ctx: Context, environ: dict[str, Any], body: Body, has_body: bool
+    ) -> None:
+        # Run the application on the pool; serve its thread's commands until its
+        # response is complete.
+        pool = self.pool
+        if pool is None:
+            raise RuntimeError("the WSGI thread pool is shut down")
+        bridge = Bridge(self._outbox_here())
+        spool = None
+        if has_body:
+            spool = await self._prefetch(environ, body, self.settings.buffer_request_body)
+            environ["wsgi.input"] = InputStream(bridge) if spool is None else spool
+        pool.submit(_run, self.app, environ, bridge)
         waiting = False  # the thread waits for an answer
         op = -1
         # A request body the server refused while the application read it (413.1
@@ -288,28 +632,20 @@ class WsgiHandler(Handler):
         refused: HttpError | None = None
         try:
             while True:
-                op, arg = await bridge.next()
+                op, arg = await bridge.waiter
                 if refused is not None and op != READ and op != READ_ALL:
                     waiting = op == START or op == WRITE  # the thread awaits an answer
                     raise refused
                 if op == DONE:
-                    status, reason, headers, content = arg
-                    response = ctx.response
-                    response.status = status
-                    response.reason = reason
-                    response.headers = headers
-                    # The application's own error pages are kept (custom errors
-                    # replace them only with existing_response = "replace").
-                    response.skip_custom_errors = True
-                    if type(content) is bytes:
-                        response.body = content
-                    else:
-                        response.file = content
+                    _set_whole(ctx.response, arg)
                     return
                 if op == STREAMED:
                     return
                 if op == FAILED:
                     raise arg
+                # The thread posts again only once answered: its next command's
+                # future is made first.
+                bridge.waiter = bridge.loop.create_future()
                 waiting = True
                 try:
                     if op == WRITE:
@@ -317,11 +653,7 @@ class WsgiHandler(Handler):
                         reply: Any = None
                     elif op == START:
                         status, reason, headers, chunk = arg
-                        response = ctx.response
-                        response.status = status
-                        response.reason = reason
-                        response.headers = headers
-                        response.skip_custom_errors = True
+                        _set_head(ctx.response, status, reason, headers)
                         await ctx.write(chunk)
                         reply = None
                     elif op == READ:
@@ -342,113 +674,67 @@ class WsgiHandler(Handler):
             if op != FAILED:
                 bridge.cancel(waiting)
             raise
-
-    async def _prefetch(self, environ: dict[str, Any], body: Body) -> Any:
-        # A small declared body, or any body when buffering (the default), is read
-        # here on the loop; otherwise None: the application streams it through the
-        # bridge, holding one of the pool's threads for as long as the client takes.
-        length_text = environ.get("CONTENT_LENGTH")
-        length = int(length_text) if length_text and length_text.isdigit() else -1
-        if 0 <= length <= _PREFETCH and "HTTP_EXPECT" not in environ:
-            return io.BytesIO(await body.read(-1))
-        settings = self.settings
-        if settings.buffer_request_body:
-            # Closed by execute() once the application is done with it.
-            spool = tempfile.SpooledTemporaryFile(max_size=settings.max_body_buffer)  # noqa: SIM115
-            try:
-                async for chunk in body:
-                    spool.write(chunk)
-            except BaseException:
-                # over the limit (413), the client gone, a timeout: no application
-                # runs, so nobody else would close it (a temporary file, past the
-                # memory part)
-                spool.close()
-                raise
-            spool.seek(0)
-            return spool
-        return None
-
-    # -- the application thread ----------------------------------------------------------
-
-    def _run(self, environ: dict[str, Any], bridge: Bridge) -> None:
-        try:
-            bridge.post(*self._respond(environ, bridge))
-        except Exception as exc:
-            bridge.post(FAILED, exc)
-        except BaseException as exc:  # SystemExit from an application must not stop the server
-            error = RuntimeError(f"the WSGI application raised {type(exc).__name__}: {exc}")
-            bridge.post(FAILED, error.with_traceback(exc.__traceback__))
-
-    def _respond(self, environ: dict[str, Any], bridge: Bridge) -> tuple[int, Any]:
-        app = self.app
-        assert app is not None
-        exchange = Exchange(bridge)
-        result = app(environ, exchange.start_response)
-        try:
-            if exchange.head_sent:  # the application used write(): stream the rest
-                return self._stream(exchange, iter(result), None)
-            kind = type(result)
-            if kind is list or kind is tuple:
-                items: Any = result
-                content = items[0] if len(items) == 1 else b"".join(items)
-                return DONE, (*exchange.head(), _check_bytes(content))
-            if kind is FileWrapper:
-                found = self._sendable(result, exchange)  # type: ignore[arg-type]
-                if found is not None:
-                    return DONE, (*exchange.head(), found)
-            elif getattr(kind, "__len__", None) is not None and len(result) == 1:  # type: ignore[arg-type]
-                content = next(iter(result))
-                return DONE, (*exchange.head(), _check_bytes(content))
-            return self._stream(exchange, iter(result), exchange.declared_length())
         finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
+            if spool is not None and not bridge.cancelled:
+                spool.close()
 
-    def _stream(self, exchange: Exchange, chunks: Any, declared: int | None) -> tuple[int, Any]:
-        for chunk in chunks:
-            if not chunk:
-                continue
-            if not exchange.head_sent and declared is not None and len(chunk) >= declared:
-                # The whole declared body in one chunk: buffered, unless more follows.
-                following = next((c for c in chunks if c), None)
-                if following is None:
-                    return DONE, (*exchange.head(), _check_bytes(chunk))
+
+# -- the application thread --------------------------------------------------------------
+
+
+def _run(app: WsgiApp, environ: dict[str, Any], bridge: Bridge) -> None:
+    try:
+        command = _respond(app, environ, bridge)
+    except Exception as exc:
+        command = FAILED, exc
+    except BaseException as exc:
+        command = FAILED, _app_error(exc)
+    bridge.post(command)
+
+
+def _respond(app: WsgiApp, environ: dict[str, Any], bridge: Bridge) -> Command:
+    exchange = Exchange(bridge)
+    result = app(environ, exchange.start_response)
+    try:
+        whole = _settle(exchange, result)
+        if whole is None:
+            for chunk in _pieces(exchange, result):
                 exchange.write(chunk)
-                chunk = following
-            exchange.write(chunk)
-        if not exchange.head_sent:
-            return DONE, (*exchange.head(), b"")
-        return STREAMED, None
-
-    @staticmethod
-    def _sendable(wrapper: FileWrapper, exchange: Exchange) -> FileBody | None:
-        # A regular file still reachable by its name: send its rest with sendfile.
-        filelike = wrapper.filelike
-        name = getattr(filelike, "name", None)
-        if not isinstance(name, str):
-            return None
-        try:
-            st = os.fstat(filelike.fileno())
-            by_name = os.stat(name)
-            offset = filelike.tell()
-        except (OSError, AttributeError, ValueError):
-            return None
-        if not stat.S_ISREG(st.st_mode) or (st.st_ino, st.st_dev) != (
-            by_name.st_ino,
-            by_name.st_dev,
-        ):
-            return None
-        length = max(st.st_size - offset, 0)
-        declared = exchange.declared_length()
-        if declared is not None:
-            if declared > length:
-                return None  # the application promises more than the file holds
-            length = declared
-        return FileBody(name, offset, length)
+            whole = _finish(exchange)
+            if whole is None:
+                return STREAMED, None
+        return DONE, whole
+    finally:
+        _close(result)
 
 
-def _check_bytes(data: Any) -> bytes:
-    if type(data) is not bytes:
-        raise TypeError(f"WSGI body data must be bytes, not {type(data).__name__}")
-    return data
+class WsgiHandler(Handler):
+    """Runs the application's WSGI callable on a bounded thread pool, or inline on
+    the event loop where ``[wsgi] blocking = false`` says it never blocks."""
+
+    id = "handler.wsgi"
+    section = WsgiSection
+
+    def __init__(self) -> None:
+        self.host: WsgiHost | None = None
+
+    def provision(self, app: Application) -> None:
+        """Import the application and start (lazily) its thread pool."""
+        python = app.python
+        if python is None:
+            raise ModuleError(self.id, f"application {app.id} names no Python app to host")
+        loaded = load_app(python.target, app_dir=python.app_dir, factory=python.factory)
+        self.host = WsgiHost(loaded, app, app.section(WsgiSection))
+
+    def cleanup(self) -> None:
+        """Let the pool's threads exit once their current request is done."""
+        if self.host is not None:
+            self.host.close()
+            self.host = None
+
+    def execute(self, ctx: Context) -> Awaitable[None] | None:
+        """Run the application for ``ctx`` (see :meth:`WsgiHost.execute`)."""
+        host = self.host
+        if host is None:
+            raise ModuleError(self.id, "execute() before provision()")
+        return host.execute(ctx)

@@ -164,6 +164,10 @@ def failed_at(ctx: Context) -> tuple[str, str] | None:
         module = found[0]
     if stage is None and found is not None:
         stage = found[1]
+    if module is None and stage == Stage.EXECUTE_REQUEST_HANDLER.name and ctx.handler is not None:
+        # A compiled (mypyc) handler leaves no frame of its own in the traceback:
+        # what escaped the handler stage with no module frame is the handler's.
+        module = ctx.handler.id
     if module is None and stage is None:
         return None
     return module or "-", stage or "-"
