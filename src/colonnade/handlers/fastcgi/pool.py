@@ -198,6 +198,7 @@ class Instance:
     """One process or one connection slot; serves one request at a time."""
 
     __slots__ = (
+        "_loop",
         "_waiter",
         "_watching",
         "closed",
@@ -220,6 +221,9 @@ class Instance:
         self.sock: socket.socket | None = None
         #: The loop where the socket's reader is registered (see :meth:`recv`).
         self._watching: asyncio.AbstractEventLoop | None = None
+        #: The loop it serves on, found at the first wait: on Python 3.11 each
+        #: asyncio.get_running_loop() is a getpid() system call.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._waiter: asyncio.Future[None] | None = None
         self.requests = 0
         self.generation = generation
@@ -295,7 +299,9 @@ class Instance:
                     return sock.recv(size)
                 except BlockingIOError:
                     pass
-            loop = asyncio.get_running_loop()
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
             if self._watching is None:
                 loop.add_reader(sock.fileno(), self._readable)
                 self._watching = loop
