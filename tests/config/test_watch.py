@@ -61,28 +61,39 @@ print("watchfiles" in sys.modules, "watchfiles._rust_notify" in sys.modules)
 
 
 @pytest.mark.parametrize(
-    "env", [{}, {"WATCHFILES_FORCE_POLLING": "true", "WATCHFILES_POLL_DELAY_MS": "50"}]
+    "env",
+    [
+        {"WATCHFILES_FORCE_POLLING": "true"},
+        {"WATCHFILES_FORCE_POLLING": "true", "WATCHFILES_POLL_DELAY_MS": "50"},
+    ],
 )
 def test_the_extension_alone_also_polling(tmp_path: Path, env: dict[str, str]) -> None:
     """Only watchfiles' extension is loaded (not the package, with anyio and
     multiprocessing), and it reads watchfiles' settings from the environment as
     the package would: forced polling sees the change too."""
-    (tmp_path / "colonnade.toml").write_text("")
-    code = WITH_PACKAGE.format(tests=str(Path(__file__).parents[2]), folder=str(tmp_path))
+    assert _watch_in_child(tmp_path, env) == [repr([str(tmp_path / "web.toml")]), "False True"]
+
+
+def test_linux_watches_with_inotify_alone(tmp_path: Path) -> None:
+    """Without forced polling, Linux needs neither watchfiles nor its extension."""
+    assert _watch_in_child(tmp_path, {}) == [repr([str(tmp_path / "web.toml")]), "False False"]
+
+
+def _watch_in_child(folder: Path, env: dict[str, str]) -> list[str]:
+    """What a fresh interpreter watching ``folder`` with ``env`` (and no other
+    ``WATCHFILES_`` setting) prints: the first change, and whether it loaded the
+    watchfiles package and its extension."""
+    import os
+
+    (folder / "colonnade.toml").write_text("")
+    code = WITH_PACKAGE.format(tests=str(Path(__file__).parents[2]), folder=str(folder))
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("WATCHFILES_")}
     done = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         timeout=PATIENCE * 2,
-        env={**_env(), **env},
+        env={**clean, **env},
         check=True,
     )
-    lines = done.stdout.splitlines()
-    assert lines[0] == repr([str(tmp_path / "web.toml")])
-    assert lines[1] == "False True"
-
-
-def _env() -> dict[str, str]:
-    import os
-
-    return {k: v for k, v in os.environ.items() if not k.startswith("WATCHFILES_")}
+    return done.stdout.splitlines()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -13,6 +15,8 @@ from pathlib import PurePath
 from typing import Any
 
 from colonnade.config.sections import WEB_TOML
+
+log = logging.getLogger("colonnade")
 
 
 def _outermost(paths: Iterable[str]) -> list[str]:
@@ -157,8 +161,11 @@ def _batches(
 
 
 def _watcher(roots: list[str]) -> Any:
-    """watchfiles' notifier (its Rust extension) watching ``roots`` from now on, or
-    None when the extension cannot be driven directly (then ``watchfiles.watch``).
+    """What watches ``roots`` from now on: on Linux, :class:`~colonnade.config.inotify.
+    Inotify` (it asks the kernel only for changes, so files read under a site root
+    wake nobody); where polling is asked for, or inotify cannot be had,
+    watchfiles' notifier (its Rust extension); None when that extension cannot be
+    driven directly (then ``watchfiles.watch``).
 
     The package around the extension imports anyio and multiprocessing: about
     1.6 MiB of the master's RSS for a loop of a few lines. The settings
@@ -168,18 +175,23 @@ def _watcher(roots: list[str]) -> Any:
     ``WATCHFILES_IGNORE_PERMISSION_DENIED``). Made on the caller's thread, so that
     a change right after the watch began is seen.
     """
-    notify = _rust_notify()
-    if notify is None:
-        return None
     env = os.environ
     polling = env.get("WATCHFILES_FORCE_POLLING")
     if polling:
         force = polling.lower() not in {"false", "disable", "disabled"}
-    else:
-        import platform
+    else:  # watchfiles polls by itself on WSL, where inotify misses Windows' edits
+        uname = os.uname()
+        force = "microsoft-standard" in uname.release.lower() and uname.sysname.lower() == "linux"
+    if not force and sys.platform == "linux":
+        from colonnade.config.inotify import Inotify
 
-        uname = platform.uname()
-        force = "microsoft-standard" in uname.release.lower() and uname.system.lower() == "linux"
+        try:
+            return Inotify(roots)
+        except (OSError, AttributeError) as exc:  # no inotify in libc, or the watch limit
+            log.warning("watching configuration with watchfiles' notifier: %s", exc)
+    notify = _rust_notify()
+    if notify is None:
+        return None
     delay = env.get("WATCHFILES_POLL_DELAY_MS", "")
     return notify(
         roots,
@@ -197,7 +209,6 @@ def _rust_notify() -> Any:
     import importlib.machinery
     import importlib.util
     import inspect
-    import sys
 
     name = "watchfiles._rust_notify"
     module = sys.modules.get(name)

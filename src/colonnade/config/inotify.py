@@ -1,0 +1,215 @@
+"""A recursive inotify watch of folder trees for configuration and code changes.
+
+Why not watchfiles' notifier: it asks inotify for ``IN_OPEN`` and
+``IN_CLOSE_NOWRITE`` as well, so every file a worker opens under a watched site
+root (each static file served from disk) wakes the master's watcher thread twice,
+to throw the events away. This watch asks only for what changes a file's content or
+a folder's entries: a finished write (``IN_CLOSE_WRITE``, not every ``write``: a
+configuration file is read once it is complete), a new, removed or renamed entry, a
+changed mode or time stamp (``touch web.toml`` reloads). Reading files costs it
+nothing.
+
+It is used where the kernel has inotify and ``libc`` exports it (Linux); elsewhere,
+and where ``WATCHFILES_FORCE_POLLING`` asks for polling, config/watch.py keeps
+watchfiles' notifier. :class:`Inotify` offers the same ``watch`` call as that
+notifier (``RustNotify``), so the caller drives both alike.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import select
+import struct
+import threading
+import time
+from collections.abc import Iterable
+from typing import Literal
+
+IN_MODIFY = 0x2
+IN_ATTRIB = 0x4
+IN_CLOSE_WRITE = 0x8
+IN_OPEN = 0x20
+IN_CLOSE_NOWRITE = 0x10
+IN_MOVED_FROM = 0x40
+IN_MOVED_TO = 0x80
+IN_CREATE = 0x100
+IN_DELETE = 0x200
+IN_DELETE_SELF = 0x400
+IN_MOVE_SELF = 0x800
+IN_Q_OVERFLOW = 0x4000
+IN_IGNORED = 0x8000
+IN_ONLYDIR = 0x1000000
+IN_DONT_FOLLOW = 0x2000000
+IN_EXCL_UNLINK = 0x4000000
+IN_ISDIR = 0x40000000
+IN_NONBLOCK = os.O_NONBLOCK
+IN_CLOEXEC = os.O_CLOEXEC
+
+#: What a folder's watch asks for: content written and closed, entries created,
+#: removed or renamed, attributes changed, the folder itself removed or moved.
+MASK = (
+    IN_ATTRIB
+    | IN_CLOSE_WRITE
+    | IN_MOVED_FROM
+    | IN_MOVED_TO
+    | IN_CREATE
+    | IN_DELETE
+    | IN_DELETE_SELF
+    | IN_MOVE_SELF
+    | IN_ONLYDIR
+    | IN_DONT_FOLLOW
+    | IN_EXCL_UNLINK
+)
+
+#: watchfiles' change kinds (``watchfiles.Change``): added, modified, deleted.
+ADDED, MODIFIED, DELETED = 1, 2, 3
+
+_EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then len bytes of name
+_READ = 64 * 1024
+
+Raw = set[tuple[int, str]] | Literal["timeout", "stop"]
+
+
+class Inotify:
+    """An inotify instance watching every folder below ``roots`` (new folders are
+    added as they appear). Raises OSError where it cannot be made (no inotify, the
+    kernel's watch limit reached): the caller then watches another way."""
+
+    def __init__(self, roots: Iterable[str]) -> None:
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._add = self._libc.inotify_add_watch
+        self._add.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32)
+        self._add.restype = ctypes.c_int
+        fd = self._libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+        if fd < 0:
+            raise _error("inotify_init1")
+        self._fd: int = fd
+        self._folders: dict[int, str] = {}  # watch descriptor -> folder path
+        try:
+            for root in roots:
+                self._add_tree(root, None)
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> Inotify:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop watching (the instance's descriptor is closed; idempotent)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    @property
+    def folders(self) -> int:
+        """How many folders are watched."""
+        return len(self._folders)
+
+    def watch(self, debounce_ms: int, step_ms: int, timeout_ms: int, halt: threading.Event) -> Raw:
+        """Wait for changes as watchfiles' notifier does: once one is seen, gather
+        more until none comes for ``step_ms`` or ``debounce_ms`` have passed since
+        the first; return them as ``(change, path)`` pairs. ``"timeout"`` after
+        ``timeout_ms`` with none (0: no limit), ``"stop"`` once ``halt`` is set
+        (checked every ``step_ms``)."""
+        found: set[tuple[int, str]] = set()
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN)
+        start = time.monotonic()
+        first = 0.0
+        while not halt.is_set():
+            ready = poller.poll(step_ms)
+            if ready:
+                self._read(found)
+            now = time.monotonic()
+            if found:
+                first = first or now
+                if not ready or (now - first) * 1000 >= debounce_ms:
+                    return found
+            elif timeout_ms and (now - start) * 1000 >= timeout_ms:
+                return "timeout"
+        return "stop"
+
+    def _read(self, found: set[tuple[int, str]]) -> None:
+        try:
+            data = os.read(self._fd, _READ)
+        except BlockingIOError:
+            return
+        at = 0
+        while at + _EVENT.size <= len(data):
+            wd, mask, _cookie, size = _EVENT.unpack_from(data, at)
+            name = data[at + _EVENT.size : at + _EVENT.size + size].rstrip(b"\0")
+            at += _EVENT.size + size
+            if mask & IN_Q_OVERFLOW:
+                self._rescan(found)
+                continue
+            folder = self._folders.get(wd)
+            if folder is None:
+                continue
+            if mask & IN_IGNORED:  # the folder is gone (or its watch was dropped)
+                del self._folders[wd]
+                continue
+            if not name:  # the watched folder itself was removed or moved
+                if mask & (IN_DELETE_SELF | IN_MOVE_SELF):
+                    found.add((DELETED, folder))
+                continue
+            path = os.path.join(folder, os.fsdecode(name))
+            if mask & (IN_DELETE | IN_MOVED_FROM):
+                found.add((DELETED, path))
+                if mask & IN_ISDIR and mask & IN_MOVED_FROM:
+                    self._forget_tree(path)  # moved in again, it is watched anew
+            elif mask & IN_ISDIR and mask & (IN_CREATE | IN_MOVED_TO):
+                # A folder made or moved in: watch it, and report what it holds
+                # already (a tree moved in whole, a file written before the watch).
+                found.add((ADDED, path))
+                self._add_tree(path, found)
+            elif mask & (IN_CREATE | IN_MOVED_TO):
+                found.add((ADDED, path))
+            else:
+                found.add((MODIFIED, path))
+
+    def _add_tree(self, root: str, found: set[tuple[int, str]] | None) -> None:
+        for folder, dirs, files in os.walk(root, onerror=None, followlinks=False):
+            if not self._add_folder(folder):
+                dirs[:] = []
+                continue
+            if found is not None:
+                found.update((ADDED, os.path.join(folder, f)) for f in files)
+
+    def _add_folder(self, folder: str) -> bool:
+        wd = self._add(self._fd, os.fsencode(folder), MASK)
+        if wd >= 0:
+            self._folders[wd] = folder
+            return True
+        err = ctypes.get_errno()
+        if err in (errno.ENOENT, errno.ENOTDIR, errno.EACCES):
+            return False  # gone already, a symbolic link, or not ours to read
+        raise _error(f"inotify_add_watch {folder}", err)
+
+    def _forget_tree(self, root: str) -> None:
+        below = root.rstrip("/") + "/"
+        rm = self._libc.inotify_rm_watch
+        for wd, folder in list(self._folders.items()):
+            if folder == root or folder.startswith(below):
+                del self._folders[wd]
+                rm(self._fd, wd)
+
+    def _rescan(self, found: set[tuple[int, str]]) -> None:
+        """The kernel's queue overflowed: events were lost, so every file below the
+        watched folders counts as changed (the caller keeps the ones it wants)."""
+        for folder in list(self._folders.values()):
+            try:
+                with os.scandir(folder) as entries:
+                    found.update((MODIFIED, e.path) for e in entries if not e.is_dir())
+            except OSError:
+                continue
+
+
+def _error(what: str, err: int | None = None) -> OSError:
+    code = ctypes.get_errno() if err is None else err
+    return OSError(code, f"{what}: {os.strerror(code)}")

@@ -1,0 +1,137 @@
+"""config.inotify.Inotify: a recursive watch that reports what changes a file or a
+folder's entries, and is not woken by files being read."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from colonnade.config.inotify import ADDED, DELETED, IN_CLOSE_NOWRITE, IN_OPEN, MODIFIED, Inotify
+
+HALT = threading.Event()
+
+
+def changes(watch: Inotify, timeout_ms: int = 2000) -> set[tuple[int, str]]:
+    raw = watch.watch(100, 20, timeout_ms, HALT)
+    assert not isinstance(raw, str), raw
+    return raw
+
+
+def test_reading_files_wakes_nobody(tmp_path: Path) -> None:
+    served = tmp_path / "big.bin"
+    served.write_bytes(b"x" * 1024)
+    with Inotify([str(tmp_path)]) as watch:
+        for _ in range(5):
+            served.read_bytes()
+        assert watch.watch(100, 20, 300, HALT) == "timeout"
+        # The kernel is not even asked for opens: no event is queued for a read.
+        masks = [
+            int(line.split("mask:")[1].split()[0], 16)
+            for line in Path(f"/proc/self/fdinfo/{watch._fd}").read_text().splitlines()
+            if line.startswith("inotify wd:")
+        ]
+        assert masks and all(not m & (IN_OPEN | IN_CLOSE_NOWRITE) for m in masks)
+
+
+def test_a_written_file_and_a_removed_one(tmp_path: Path) -> None:
+    web = tmp_path / "web.toml"
+    web.write_text("a = 1\n")
+    with Inotify([str(tmp_path)]) as watch:
+        web.write_text("a = 2\n")
+        assert (MODIFIED, str(web)) in changes(watch)
+        web.unlink()
+        assert changes(watch) == {(DELETED, str(web))}
+
+
+def test_an_editor_save_renames_over_the_file(tmp_path: Path) -> None:
+    web = tmp_path / "web.toml"
+    web.write_text("a = 1\n")
+    with Inotify([str(tmp_path)]) as watch:
+        temp = tmp_path / ".web.toml.swp"
+        temp.write_text("a = 2\n")
+        os.replace(temp, web)
+        assert (ADDED, str(web)) in changes(watch)
+
+
+def test_touch_is_a_change(tmp_path: Path) -> None:
+    web = tmp_path / "web.toml"
+    web.write_text("")
+    with Inotify([str(tmp_path)]) as watch:
+        os.utime(web)
+        assert changes(watch) == {(MODIFIED, str(web))}
+
+
+def test_new_folders_are_watched_and_trees_moved_in_are_reported(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    with Inotify([str(site)]) as watch:
+        (site / "a").mkdir()
+        assert (ADDED, str(site / "a")) in changes(watch)
+        (site / "a" / "web.toml").write_text("")
+        assert (MODIFIED, str(site / "a" / "web.toml")) in changes(watch)
+        # A tree made elsewhere and moved in whole: its files are reported, and
+        # its folders are watched from then on.
+        (tmp_path / "new" / "deep").mkdir(parents=True)
+        (tmp_path / "new" / "deep" / "web.toml").write_text("")
+        (tmp_path / "new" / "deep").rename(site / "b")
+        assert (ADDED, str(site / "b" / "web.toml")) in changes(watch)
+        (site / "b" / "web.toml").write_text("x = 1\n")
+        assert (MODIFIED, str(site / "b" / "web.toml")) in changes(watch)
+
+
+def test_a_folder_moved_out_is_forgotten(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    (site / "a").mkdir(parents=True)
+    with Inotify([str(site)]) as watch:
+        assert watch.folders == 2
+        (site / "a").rename(tmp_path / "gone")
+        assert (DELETED, str(site / "a")) in changes(watch)
+        assert watch.folders == 1
+        (tmp_path / "gone" / "web.toml").write_text("")
+        assert watch.watch(100, 20, 300, HALT) == "timeout"
+
+
+def test_a_removed_tree(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    (site / "a" / "b").mkdir(parents=True)
+    with Inotify([str(site)]) as watch:
+        shutil.rmtree(site / "a")
+        assert (DELETED, str(site / "a")) in changes(watch)
+        assert watch.watch(100, 20, 300, HALT) == "timeout"
+        assert watch.folders == 1
+
+
+def test_halt_stops_the_wait(tmp_path: Path) -> None:
+    halt = threading.Event()
+    with Inotify([str(tmp_path)]) as watch:
+        threading.Timer(0.2, halt.set).start()
+        assert watch.watch(100, 20, 0, halt) == "stop"
+
+
+def test_a_missing_root_is_no_error_and_a_closed_watch_stays_closed(tmp_path: Path) -> None:
+    watch = Inotify([str(tmp_path / "nowhere")])
+    assert watch.folders == 0
+    watch.close()
+    watch.close()
+
+
+@pytest.mark.parametrize("burst", [3000])
+def test_an_overflowed_queue_reports_every_file(tmp_path: Path, burst: int) -> None:
+    """When the kernel's queue overflows (max_queued_events), events are lost: every
+    file in the watched folders then counts as changed, so a web.toml is not missed."""
+    limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    (tmp_path / "web.toml").write_text("")
+    with Inotify([str(tmp_path)]) as watch:
+        for i in range(limit // 2 + burst):  # each file: create + close-write events
+            (tmp_path / f"f{i}").write_bytes(b"")
+        # The queue is read in batches (each at most a debounce long): the overflow
+        # is at its end.
+        found: set[tuple[int, str]] = set()
+        while (batch := watch.watch(100, 20, 300, HALT)) != "timeout":
+            assert not isinstance(batch, str)
+            found |= batch
+        assert (MODIFIED, str(tmp_path / "web.toml")) in found
