@@ -106,6 +106,19 @@ def test_head_sends_the_head_only(client: Client) -> None:
     assert response.header("content-length") == "11"
     assert response.header("etag") is not None
     assert response.context is not None
+    assert response.body == b""
+    writer = response.context.writer
+    # A file kept in memory is handed over as for GET (so HEAD's head is GET's,
+    # compressed variants included); the transport sends none of it.
+    assert isinstance(writer, RecordingWriter) and writer.chunks == [b"hello world"]
+    assert writer.content_length == 11
+
+
+def test_head_of_a_file_from_disk_reads_none_of_it(root: Path) -> None:
+    with Client(build_engine(config(root, static_content={"cache_max_file_size": 0}))) as c:
+        response = c.head("/notes.txt")
+    assert response.status == 200 and response.body == b""
+    assert response.context is not None
     writer = response.context.writer
     assert isinstance(writer, RecordingWriter) and writer.chunks == []
     assert writer.content_length == 11

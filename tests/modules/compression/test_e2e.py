@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -151,3 +152,23 @@ def test_head_over_the_wire(live: LiveServer) -> None:
         conn.send(b"GET /small.js HTTP/1.1\r\nHost: x\r\n\r\n")
         plain = conn.response()
         assert plain.status == 200 and plain.body == TEXT[:30000]
+
+
+def test_head_has_the_heads_of_get_for_a_file_from_memory(live: LiveServer) -> None:
+    """Once the static-level copy is made, a HEAD gets what the GET gets: the same
+    strong ETag, Content-Length, Content-Encoding and Vary (it got the weak ETag
+    of an on-the-fly compression, with no length, before)."""
+    fields = ("etag", "content-length", "content-encoding", "vary")
+    deadline = time.monotonic() + 20.0
+    with httpx.Client() as http:
+        # The first GET is compressed on the fly (weak ETag) while the copy is made.
+        while (
+            (got := http.get(url(live, "/small.js"), headers={"accept-encoding": "br"}))
+            .headers["etag"]
+            .startswith("W/")
+        ):
+            assert time.monotonic() < deadline, "the static-level copy was never made"
+        head = http.head(url(live, "/small.js"), headers={"accept-encoding": "br"})
+    assert head.status_code == 200 and head.content == b""
+    assert {f: head.headers.get(f) for f in fields} == {f: got.headers.get(f) for f in fields}
+    assert int(head.headers["content-length"]) < len(TEXT[:30000])

@@ -150,7 +150,12 @@ class StaticFile(Handler):
             # The hit path: prepared headers, bytes in memory, nothing to decide.
             request = ctx.request
             body = rep.body
-            if request.method == "GET" and body is not None and rep.expires_delta is None:
+            method = request.method
+            if (
+                (method == "GET" or method == "HEAD")
+                and body is not None
+                and rep.expires_delta is None
+            ):
                 for name, _ in request.headers:
                     if name in FIELDS:
                         break
@@ -289,7 +294,9 @@ class StaticFile(Handler):
         response.headers = rep.headers.copy()
         _add_expires(response, rep)
         body = rep.body
-        if body is not None and method == "GET":
+        if body is not None and (method == "GET" or method == "HEAD"):
+            # HEAD too (the transport sends no body for it): its head is then the
+            # GET's, compressed variant and validators included.
             response.body = body
             response.source = rep.source
         else:
