@@ -22,7 +22,18 @@ from colonnade.core.request import EMPTY_BODY, Headers, Request, is_local
 from colonnade.core.response import FileBody, Response
 from colonnade.core.session import SESSION, Session
 
+try:
+    from mypy_extensions import mypyc_attr
+except ImportError:  # pragma: no cover - an install without mypy (it comes with mypy)
+    # mypyc reads the decorator at compile time and never calls it on a compiled
+    # class: where mypy_extensions is missing, a plain Python class needs nothing.
+    def mypyc_attr(*attrs: str, **kwattrs: object) -> IdentityFunction:
+        return lambda cls: cls
+
+
 if TYPE_CHECKING:
+    from _typeshed import IdentityFunction
+
     from colonnade.core.app import Application
     from colonnade.core.handler import Handler
     from colonnade.core.tracing import Trace
@@ -88,13 +99,15 @@ SendHook = Callable[["Context"], Awaitable[None] | None]
 MAX_REMAPS = 10
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class WriterAdapter:
     """Base of a :class:`ResponseWriter` that wraps ``ctx.writer``: what it does
     not change (the transport's byte count, an abort, an upgrade) goes to the
     writer it wraps, ``_inner``. The compression module's writer and the output
     cache's capture are ones; a subclass writes ``send_all``, ``start``,
     ``write``, ``sendfile`` and ``end``, and extends ``abort``/``upgrade`` where
-    it keeps state."""
+    it keeps state. (The one class here that modules subclass: compiled, it says
+    so to mypyc.)"""
 
     __slots__ = ("_inner",)
 

@@ -63,11 +63,30 @@ class Body(Protocol):
         ...
 
 
-async def read_chunks(body: Body, size: int = 65536) -> AsyncIterator[bytes]:
+class _Chunks:
+    """The async iterator of :func:`read_chunks` (a class, not an async generator:
+    mypyc compiles this module and has no async generators)."""
+
+    __slots__ = ("_body", "_size")
+
+    def __init__(self, body: Body, size: int) -> None:
+        self._body = body
+        self._size = size
+
+    def __aiter__(self) -> _Chunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await self._body.read(self._size)
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
+
+
+def read_chunks(body: Body, size: int = 65536) -> AsyncIterator[bytes]:
     """``body`` in reads of up to ``size`` bytes, until its end: what ``__aiter__``
     of a body that reads as it arrives returns."""
-    while chunk := await body.read(size):
-        yield chunk
+    return _Chunks(body, size)
 
 
 class EmptyBody:
@@ -80,11 +99,7 @@ class EmptyBody:
         return b""
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._chunks()
-
-    async def _chunks(self) -> AsyncIterator[bytes]:
-        return
-        yield b""  # pragma: no cover - makes this an async generator
+        return _Chunks(self, -1)
 
 
 class BytesBody:
@@ -104,12 +119,7 @@ class BytesBody:
         return chunk
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._chunks()
-
-    async def _chunks(self) -> AsyncIterator[bytes]:
-        chunk = await self.read()
-        if chunk:
-            yield chunk
+        return _Chunks(self, -1)
 
 
 EMPTY_BODY = EmptyBody()
