@@ -27,13 +27,13 @@ iterable is closed promptly instead of producing for nobody.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
 import logging
 import queue
 import threading
 from collections import deque
 from collections.abc import Callable
+from contextvars import Context, copy_context
+from threading import get_ident
 from typing import Any, Final
 
 from colonnade.errors import ClientDisconnectedError
@@ -62,7 +62,7 @@ class Outbox:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         #: The loop's thread: a cached outbox is the running loop's only there.
-        self.thread = threading.get_ident()
+        self.thread = get_ident()
         self.items: deque[tuple[Bridge, Command]] = deque()
         self.armed = False  # a drain is scheduled on the loop
 
@@ -126,8 +126,11 @@ class Bridge:
 
     def post(self, command: Command) -> None:
         """Post the final command (no answer)."""
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+        # Not contextlib.suppress: an interpreted context manager per request.
+        try:  # noqa: SIM105
             self.outbox.post(self, command)
+        except RuntimeError:  # the loop is closed: nobody waits
+            pass
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -172,13 +175,14 @@ class ThreadPool:
     def __init__(self, size: int, name: str) -> None:
         self.size = size
         self.name = name
-        self._queue: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = (
-            queue.SimpleQueue()
-        )
-        self._waiting = 0  # threads blocked waiting for a call (until the pool is full)
-        self._lock = threading.Lock()  # guards _waiting against lost updates
+        self._queue: queue.SimpleQueue[
+            tuple[Context, Callable[..., Any], tuple[Any, ...]] | None
+        ] = queue.SimpleQueue()
+        # One item per thread blocked waiting for a call (until the pool is full):
+        # a deque's append and pop are atomic, where a counter would need a lock.
+        self._idle: deque[None] = deque()
         self._threads: list[threading.Thread] = []
-        # Every thread started: _waiting is no longer needed, nor kept.
+        # Every thread started: _idle is no longer needed, nor kept.
         self._full = False
         self._closed = False
 
@@ -187,8 +191,8 @@ class ThreadPool:
         if self._closed:
             raise RuntimeError("the thread pool is shut down")
         queue_ = self._queue
-        queue_.put((contextvars.copy_context().run, (fn, *args)))
-        if not self._full and queue_.qsize() > self._waiting:
+        queue_.put((copy_context(), fn, args))
+        if not self._full and queue_.qsize() > len(self._idle):
             thread = threading.Thread(
                 target=self._work, name=f"{self.name}-{len(self._threads)}", daemon=True
             )
@@ -198,24 +202,22 @@ class ThreadPool:
 
     def _work(self) -> None:
         get = self._queue.get
-        lock = self._lock
+        idle = self._idle
         while True:
             if self._full:
                 item = get()
             else:
-                with lock:
-                    self._waiting += 1
+                idle.append(None)
                 item = get()
-                with lock:
-                    self._waiting -= 1
+                idle.pop()
             if item is None:
                 return
-            fn, args = item
+            context, fn, args = item
             try:
-                fn(*args)
+                context.run(fn, *args)
             except BaseException:  # the submitted calls report their own errors
                 log.exception("a WSGI pool thread's task failed")
-            del item, fn, args
+            del item, context, fn, args
 
     def shutdown(self) -> None:
         """Let every thread finish its current call and exit."""
