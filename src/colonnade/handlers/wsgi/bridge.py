@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Callable
 from contextvars import Context, copy_context
 from threading import get_ident
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from colonnade.errors import ClientDisconnectedError
 
@@ -50,6 +50,8 @@ STREAMED: Final = 5  # the streamed response is complete
 FAILED: Final = 6  # the application raised: the exception
 
 Command = tuple[int, Any]
+
+T = TypeVar("T")
 
 _GONE: Final = "the client went away"
 
@@ -136,12 +138,12 @@ class Bridge:
 
     def deliver(self, command: Command) -> None:
         """Wake the request's coroutine with ``command`` (the outbox's drain)."""
-        waiter = self.waiter
-        if waiter.done():  # the request is gone
+        # Asked forgiveness, not permission: done() is a second call per command.
+        try:
+            self.waiter.set_result(command)
+        except asyncio.InvalidStateError:  # the request is gone (its waiter cancelled)
             if command[0] < DONE:
                 self.answer(ClientDisconnectedError(_GONE))
-            return
-        waiter.set_result(command)
 
     async def next(self) -> Command:
         """The next command from the thread."""
@@ -175,9 +177,9 @@ class ThreadPool:
     def __init__(self, size: int, name: str) -> None:
         self.size = size
         self.name = name
-        self._queue: queue.SimpleQueue[
-            tuple[Context, Callable[..., Any], tuple[Any, ...]] | None
-        ] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Context, Callable[[Any], object], Any] | None] = (
+            queue.SimpleQueue()
+        )
         # One item per thread blocked waiting for a call (until the pool is full):
         # a deque's append and pop are atomic, where a counter would need a lock.
         self._idle: deque[None] = deque()
@@ -186,12 +188,13 @@ class ThreadPool:
         self._full = False
         self._closed = False
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` on a pool thread, in a copy of the caller's context."""
+    def submit(self, fn: Callable[[T], object], arg: T) -> None:
+        """Run ``fn(arg)`` on a pool thread, in a copy of the caller's context (one
+        argument: a call with ``*args`` would build a list per call)."""
         if self._closed:
             raise RuntimeError("the thread pool is shut down")
         queue_ = self._queue
-        queue_.put((copy_context(), fn, args))
+        queue_.put((copy_context(), fn, arg))
         if not self._full and queue_.qsize() > len(self._idle):
             thread = threading.Thread(
                 target=self._work, name=f"{self.name}-{len(self._threads)}", daemon=True
@@ -212,12 +215,12 @@ class ThreadPool:
                 idle.pop()
             if item is None:
                 return
-            context, fn, args = item
+            context, fn, arg = item
             try:
-                context.run(fn, *args)
+                context.run(fn, arg)
             except BaseException:  # the submitted calls report their own errors
                 log.exception("a WSGI pool thread's task failed")
-            del item, context, fn, args
+            del item, context, fn, arg
 
     def shutdown(self) -> None:
         """Let every thread finish its current call and exit."""

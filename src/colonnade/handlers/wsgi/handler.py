@@ -669,7 +669,7 @@ class WsgiHost:
         pool = self.pool
         if pool is None:
             raise RuntimeError("the WSGI thread pool is shut down")
-        pool.submit(_run, self.app, environ, bridge)
+        pool.submit(_run, (self.app, environ, bridge))
 
     async def _answer(self, ctx: Context, bridge: Bridge) -> None:
         # A request without a body on the pool: most answers are whole, a single
@@ -765,7 +765,8 @@ class WsgiHost:
 # -- the application thread --------------------------------------------------------------
 
 
-def _run(app: WsgiApp, environ: dict[str, Any], bridge: Bridge) -> None:
+def _run(job: tuple[WsgiApp, dict[str, Any], Bridge]) -> None:
+    app, environ, bridge = job
     try:
         command = _respond(app, environ, bridge)
     except Exception as exc:
