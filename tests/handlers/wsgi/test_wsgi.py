@@ -367,3 +367,41 @@ def test_requests_run_on_the_bounded_pool() -> None:
         names = c.loop.run_until_complete(many())
     assert len(set(names)) == 2
     assert all(name.startswith("wsgi/") for name in names)
+
+
+def test_a_command_for_a_request_that_is_gone() -> None:
+    import asyncio
+    import threading
+
+    from colonnade.errors import ClientDisconnectedError
+    from colonnade.handlers.wsgi.bridge import DONE, WRITE, Bridge, Outbox
+
+    # The request's waiter was cancelled (the client went away) while its thread
+    # was busy: a command that wants an answer gets "the client went away" (and
+    # the waiting thread is released); the final one is dropped.
+    loop = asyncio.new_event_loop()
+    try:
+        bridge = Bridge(Outbox(loop))
+        bridge.waiter.cancel()
+        outcome: list[BaseException] = []
+        finished = asyncio.Event()
+
+        def write() -> None:
+            try:
+                bridge.call(WRITE, b"late")
+            except ClientDisconnectedError as exc:
+                outcome.append(exc)
+            loop.call_soon_threadsafe(finished.set)
+
+        async def serve() -> None:
+            thread = threading.Thread(target=write)
+            thread.start()
+            await asyncio.wait_for(finished.wait(), 10)
+            thread.join()
+
+        loop.run_until_complete(serve())
+        assert len(outcome) == 1
+        bridge.deliver((DONE, None))  # nobody waits: nothing happens
+        assert bridge.waiter.cancelled()
+    finally:
+        loop.close()

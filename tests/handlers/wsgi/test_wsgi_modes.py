@@ -178,6 +178,70 @@ def test_both_modes_send_the_same_bytes(tmp_path: Path, buffer: bool) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_each_request_gets_its_own_environ_values(tmp_path: Path, mode: str) -> None:
+    # The environ is a copy of a template holding the common values, and the
+    # text forms of the last Host, server and client address are remembered:
+    # nothing of one request may show in the next, on one connection or another.
+    def ask(conn: Conn, head: bytes) -> dict[str, Any]:
+        conn.send(head)
+        got = conn.response()
+        assert got.status == 200, got.body
+        data: dict[str, Any] = json.loads(got.body)
+        return data
+
+    with (
+        live(_config("dispatch", mode), tmp_path) as server,
+        Conn(server.port) as first,
+        Conn(server.port) as second,
+    ):
+        plain = ask(first, _request("GET", "/environ_app/a"))
+        other = ask(
+            first,
+            b"POST /environ_app/b?q=1 HTTP/1.0\r\nHost: example.test:81\r\n"
+            b"Connection: keep-alive\r\nContent-Length: 0\r\n\r\n",
+        )
+        again = ask(first, _request("GET", "/environ_app/c"))
+        elsewhere = ask(second, b"DELETE /environ_app/d HTTP/1.1\r\nHost: x.test\r\n\r\n")
+        first_port = first.sock.getsockname()[1]
+        second_port = second.sock.getsockname()[1]
+    expected = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/a",
+        "QUERY_STRING": "",
+        "RAW_URI": "/environ_app/a",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": str(server.port),
+        "REMOTE_PORT": str(first_port),
+        "wsgi.url_scheme": "http",
+    }
+    assert {k: plain[k] for k in expected} == expected
+    assert {k: other[k] for k in expected} == {
+        **expected,
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/b",
+        "QUERY_STRING": "q=1",
+        "RAW_URI": "/environ_app/b?q=1",
+        "SERVER_PROTOCOL": "HTTP/1.0",
+        "SERVER_NAME": "example.test",
+    }
+    assert {k: again[k] for k in expected} == {
+        **expected,
+        "PATH_INFO": "/c",
+        "RAW_URI": "/environ_app/c",
+    }
+    assert {k: elsewhere[k] for k in expected} == {
+        **expected,
+        "REQUEST_METHOD": "DELETE",
+        "PATH_INFO": "/d",
+        "RAW_URI": "/environ_app/d",
+        "SERVER_NAME": "x.test",
+        "REMOTE_PORT": str(second_port),
+    }
+    assert first_port != second_port
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_where_the_application_runs(tmp_path: Path, mode: str) -> None:
     with live(_config("where", mode), tmp_path) as server, Conn(server.port) as conn:
         conn.send(_request("GET", "/"))

@@ -27,14 +27,14 @@ iterable is closed promptly instead of producing for nobody.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
 import logging
 import queue
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final
+from contextvars import Context, copy_context
+from threading import get_ident
+from typing import Any, Final, TypeVar
 
 from colonnade.errors import ClientDisconnectedError
 
@@ -51,6 +51,8 @@ FAILED: Final = 6  # the application raised: the exception
 
 Command = tuple[int, Any]
 
+T = TypeVar("T")
+
 _GONE: Final = "the client went away"
 
 
@@ -62,7 +64,7 @@ class Outbox:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         #: The loop's thread: a cached outbox is the running loop's only there.
-        self.thread = threading.get_ident()
+        self.thread = get_ident()
         self.items: deque[tuple[Bridge, Command]] = deque()
         self.armed = False  # a drain is scheduled on the loop
 
@@ -126,19 +128,22 @@ class Bridge:
 
     def post(self, command: Command) -> None:
         """Post the final command (no answer)."""
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+        # Not contextlib.suppress: an interpreted context manager per request.
+        try:  # noqa: SIM105
             self.outbox.post(self, command)
+        except RuntimeError:  # the loop is closed: nobody waits
+            pass
 
     # -- the loop -----------------------------------------------------------------------
 
     def deliver(self, command: Command) -> None:
         """Wake the request's coroutine with ``command`` (the outbox's drain)."""
-        waiter = self.waiter
-        if waiter.done():  # the request is gone
+        # Asked forgiveness, not permission: done() is a second call per command.
+        try:
+            self.waiter.set_result(command)
+        except asyncio.InvalidStateError:  # the request is gone (its waiter cancelled)
             if command[0] < DONE:
                 self.answer(ClientDisconnectedError(_GONE))
-            return
-        waiter.set_result(command)
 
     async def next(self) -> Command:
         """The next command from the thread."""
@@ -172,23 +177,25 @@ class ThreadPool:
     def __init__(self, size: int, name: str) -> None:
         self.size = size
         self.name = name
-        self._queue: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = (
+        self._queue: queue.SimpleQueue[tuple[Context, Callable[[Any], object], Any] | None] = (
             queue.SimpleQueue()
         )
-        self._waiting = 0  # threads blocked waiting for a call (until the pool is full)
-        self._lock = threading.Lock()  # guards _waiting against lost updates
+        # One item per thread blocked waiting for a call (until the pool is full):
+        # a deque's append and pop are atomic, where a counter would need a lock.
+        self._idle: deque[None] = deque()
         self._threads: list[threading.Thread] = []
-        # Every thread started: _waiting is no longer needed, nor kept.
+        # Every thread started: _idle is no longer needed, nor kept.
         self._full = False
         self._closed = False
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` on a pool thread, in a copy of the caller's context."""
+    def submit(self, fn: Callable[[T], object], arg: T) -> None:
+        """Run ``fn(arg)`` on a pool thread, in a copy of the caller's context (one
+        argument: a call with ``*args`` would build a list per call)."""
         if self._closed:
             raise RuntimeError("the thread pool is shut down")
         queue_ = self._queue
-        queue_.put((contextvars.copy_context().run, (fn, *args)))
-        if not self._full and queue_.qsize() > self._waiting:
+        queue_.put((copy_context(), fn, arg))
+        if not self._full and queue_.qsize() > len(self._idle):
             thread = threading.Thread(
                 target=self._work, name=f"{self.name}-{len(self._threads)}", daemon=True
             )
@@ -198,24 +205,22 @@ class ThreadPool:
 
     def _work(self) -> None:
         get = self._queue.get
-        lock = self._lock
+        idle = self._idle
         while True:
             if self._full:
                 item = get()
             else:
-                with lock:
-                    self._waiting += 1
+                idle.append(None)
                 item = get()
-                with lock:
-                    self._waiting -= 1
+                idle.pop()
             if item is None:
                 return
-            fn, args = item
+            context, fn, arg = item
             try:
-                fn(*args)
+                context.run(fn, arg)
             except BaseException:  # the submitted calls report their own errors
                 log.exception("a WSGI pool thread's task failed")
-            del item, fn, args
+            del item, context, fn, arg
 
     def shutdown(self) -> None:
         """Let every thread finish its current call and exit."""

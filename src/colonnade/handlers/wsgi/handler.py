@@ -43,14 +43,15 @@ import logging
 import os
 import stat
 import tempfile
-import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator
+from threading import get_ident
 from time import monotonic
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from colonnade import __version__
 from colonnade.core import cgihead
 from colonnade.core.app import Application
+from colonnade.core.cgienv import latin1_path
 from colonnade.core.context import Context
 from colonnade.core.handler import Handler
 from colonnade.core.httputil import split_host
@@ -79,7 +80,6 @@ from colonnade.handlers.wsgi.environ import (
     ErrorStream,
     FileWrapper,
     InputStream,
-    wsgi_path,
 )
 
 log = logging.getLogger("colonnade.wsgi")
@@ -363,6 +363,26 @@ def _check_bytes(data: Any) -> bytes:
     return data
 
 
+class _LastPort:
+    """The port of the last address seen, as text: addresses repeat (the binding's
+    on every request, a connection's on each of its requests)."""
+
+    __slots__ = ("address", "text")
+
+    def __init__(self) -> None:
+        self.address: object = None
+        self.text = ""
+
+    def of(self, address: object) -> str:
+        """``address``'s port as text."""
+        # An object, not a typed tuple: mypyc would unbox that and box it again as
+        # a new tuple, never the one remembered.
+        if address is not self.address:
+            self.text = str(cast("tuple[str, int]", address)[1])
+            self.address = address
+        return self.text
+
+
 class WsgiHost:
     """One application's WSGI hosting: its environ template, where its callable
     runs (the pool, or inline on the loop) and each request's way there and back.
@@ -378,18 +398,18 @@ class WsgiHost:
         mount = "" if application.path == "/" else application.path.rstrip("/")
         # Behind a proxy that strips settings.root_path, requests arrive without it:
         # SCRIPT_NAME has it, PATH_INFO is what follows the mount path as received.
-        self.script_name = wsgi_path(settings.root_path + mount)
+        self.script_name = latin1_path(settings.root_path + mount)
         self.prefix_length = len(mount)
         # The template every request's environ is a copy of: the constant entries,
         # and the per-request ones each request overwrites (their slots exist in
         # the copy, so filling them never grows it).
         self.base: dict[str, Any] = {
-            "REQUEST_METHOD": "",
+            "REQUEST_METHOD": "GET",
             "PATH_INFO": "",
             "QUERY_STRING": "",
             "RAW_URI": "",
             "REQUEST_URI": "",
-            "SERVER_PROTOCOL": "",
+            "SERVER_PROTOCOL": "HTTP/1.1",
             "SERVER_NAME": "",
             "SERVER_PORT": "",
             "REMOTE_ADDR": "",
@@ -416,6 +436,11 @@ class WsgiHost:
         )
         self.name = application.id
         self._outbox: Outbox | None = None  # the serving loop's, once known
+        # The last request's Host, server and client address, and their text forms.
+        self._host = ""
+        self._host_name = ""
+        self._server_port = _LastPort()
+        self._client_port = _LastPort()
         self._warned = -_WARN_EVERY  # when an inline call holding the loop was last logged
         #: Inline calls that held the loop BLOCKED_WARNING seconds or more.
         self.blocked_calls = 0
@@ -433,27 +458,49 @@ class WsgiHost:
         where the request has a body)."""
         request = ctx.request
         environ = self.base.copy()
-        environ["REQUEST_METHOD"] = request.method
-        environ["PATH_INFO"] = wsgi_path(request.path[self.prefix_length :])
-        environ["QUERY_STRING"] = request.query.decode("latin-1")
+        # The template holds the common values (GET, HTTP/1.1, http, no query):
+        # only what differs is stored.
+        method = request.method
+        if method != "GET":
+            environ["REQUEST_METHOD"] = method
+        path = request.path
+        if self.prefix_length:
+            path = path[self.prefix_length :]
+        environ["PATH_INFO"] = latin1_path(path)
+        query = request.query
+        if query:
+            environ["QUERY_STRING"] = query.decode("latin-1")
         environ["RAW_URI"] = environ["REQUEST_URI"] = request.target.decode("latin-1")
-        environ["SERVER_PROTOCOL"] = _PROTOCOLS.get(request.version) or "HTTP/" + request.version
-        environ["wsgi.url_scheme"] = request.scheme
+        version = request.version
+        if version != "1.1":
+            environ["SERVER_PROTOCOL"] = _PROTOCOLS.get(version) or "HTTP/" + version
+        scheme = request.scheme
+        if scheme != "http":
+            environ["wsgi.url_scheme"] = scheme
         tls = request.tls
         if tls is not None:
             # HTTPS, SSL_PROTOCOL, ... and the client certificate's SSL_CLIENT_*:
             # made once per connection.
             environ.update(tls.ssl_variables())
-        elif request.scheme == "https":  # a trusted proxy's word
+        elif scheme == "https":  # a trusted proxy's word
             environ["HTTPS"] = "on"
-        server = request.server
+        # Host, server and client repeat from one request to the next (of a
+        # connection, of a binding): their text forms are remembered, one each.
         host = request.host
-        environ["SERVER_NAME"] = split_host(host) if host else (server[0] if server else "")
-        environ["SERVER_PORT"] = str(server[1]) if server else ""
-        client = request.client
+        if host:
+            if host != self._host:
+                self._host_name = split_host(host)
+                self._host = host
+            environ["SERVER_NAME"] = self._host_name
+        server: object = request.server
+        if server is not None:
+            if not host:
+                environ["SERVER_NAME"] = cast("tuple[str, int]", server)[0]
+            environ["SERVER_PORT"] = self._server_port.of(server)
+        client: object = request.client
         if client is not None:
-            environ["REMOTE_ADDR"] = client[0]
-            environ["REMOTE_PORT"] = str(client[1])
+            environ["REMOTE_ADDR"] = cast("tuple[str, int]", client)[0]
+            environ["REMOTE_PORT"] = self._client_port.of(client)
         else:  # a unix socket's peer has no address
             del environ["REMOTE_ADDR"], environ["REMOTE_PORT"]
         WSGI_HEADERS.add(environ, request.headers)
@@ -480,10 +527,12 @@ class WsgiHost:
         ):
             if self.inline:
                 return self._inline(ctx, environ)
-            return self._pooled(ctx, environ, EMPTY_BODY, False)
+            bridge = self._bridge()
+            self._submit(environ, bridge)
+            return self._answer(ctx, bridge)
         if self.inline:
             return self._inline_with_body(ctx, environ, body)
-        return self._pooled(ctx, environ, body, True)
+        return self._pooled(ctx, environ, body)
 
     async def _prefetch(self, environ: dict[str, Any], body: Body, buffer: bool) -> Any:
         # A small declared body, or any body when buffering, is read here on the
@@ -515,7 +564,8 @@ class WsgiHost:
         # The application called here and now; None where its response is whole in
         # ctx.response, else the coroutine streaming the rest (it closes the result).
         app = self.app
-        exchange = Exchange(None, ctx.response)
+        response = ctx.response
+        exchange = Exchange(None, response)
         started = monotonic()
         try:
             result = app(environ, exchange.start_response)
@@ -533,7 +583,7 @@ class WsgiHost:
             raise _app_error(exc) from None
         finally:
             self._held(ctx, started)
-        _set_whole(ctx.response, whole)
+        _set_whole(response, whole)
         return None
 
     async def _inline_stream(
@@ -605,24 +655,54 @@ class WsgiHost:
         # The running loop's outbox. asyncio.get_running_loop() costs a getpid()
         # system call on every call (its fork check): asked once per loop instead.
         outbox = self._outbox
-        if outbox is None or outbox.thread != threading.get_ident() or not outbox.loop.is_running():
+        if outbox is None or outbox.thread != get_ident() or not outbox.loop.is_running():
             outbox = self._outbox = Outbox(asyncio.get_running_loop())
         return outbox
 
-    async def _pooled(
-        self, ctx: Context, environ: dict[str, Any], body: Body, has_body: bool
-    ) -> None:
-        # Run the application on the pool; serve its thread's commands until its
-        # response is complete.
+    def _bridge(self) -> Bridge:
+        # A request's way back from the pool (the pool must still be there).
+        if self.pool is None:
+            raise RuntimeError("the WSGI thread pool is shut down")
+        return Bridge(self._outbox_here())
+
+    def _submit(self, environ: dict[str, Any], bridge: Bridge) -> None:
         pool = self.pool
         if pool is None:
             raise RuntimeError("the WSGI thread pool is shut down")
-        bridge = Bridge(self._outbox_here())
-        spool = None
-        if has_body:
-            spool = await self._prefetch(environ, body, self.settings.buffer_request_body)
-            environ["wsgi.input"] = InputStream(bridge) if spool is None else spool
-        pool.submit(_run, self.app, environ, bridge)
+        pool.submit(_run, (self.app, environ, bridge))
+
+    async def _answer(self, ctx: Context, bridge: Bridge) -> None:
+        # A request without a body on the pool: most answers are whole, a single
+        # hop back; a small coroutine waits for it (_serve does the rest).
+        try:
+            command = await bridge.waiter
+        except BaseException:
+            bridge.cancel(False)
+            raise
+        if command[0] == DONE:
+            _set_whole(ctx.response, command[1])
+            return
+        await self._serve(ctx, bridge, command, EMPTY_BODY, None)
+
+    async def _pooled(self, ctx: Context, environ: dict[str, Any], body: Body) -> None:
+        # A request with a body on the pool: the body read first where it is small
+        # or buffered, then the application runs.
+        bridge = self._bridge()
+        spool = await self._prefetch(environ, body, self.settings.buffer_request_body)
+        environ["wsgi.input"] = InputStream(bridge) if spool is None else spool
+        try:
+            self._submit(environ, bridge)
+        except BaseException:
+            if spool is not None:
+                spool.close()
+            raise
+        await self._serve(ctx, bridge, None, body, spool)
+
+    async def _serve(
+        self, ctx: Context, bridge: Bridge, command: Command | None, body: Body, spool: Any
+    ) -> None:
+        # Serve the application thread's commands, from ``command`` (None: the
+        # first is still to come) until its response is complete.
         waiting = False  # the thread waits for an answer
         op = -1
         # A request body the server refused while the application read it (413.1
@@ -632,7 +712,10 @@ class WsgiHost:
         refused: HttpError | None = None
         try:
             while True:
-                op, arg = await bridge.waiter
+                if command is None:
+                    command = await bridge.waiter
+                op, arg = command
+                command = None
                 if refused is not None and op != READ and op != READ_ALL:
                     waiting = op == START or op == WRITE  # the thread awaits an answer
                     raise refused
@@ -682,7 +765,8 @@ class WsgiHost:
 # -- the application thread --------------------------------------------------------------
 
 
-def _run(app: WsgiApp, environ: dict[str, Any], bridge: Bridge) -> None:
+def _run(job: tuple[WsgiApp, dict[str, Any], Bridge]) -> None:
+    app, environ, bridge = job
     try:
         command = _respond(app, environ, bridge)
     except Exception as exc:
