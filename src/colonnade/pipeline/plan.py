@@ -132,6 +132,10 @@ def _chain(hooks: tuple[BoundHook, ...]) -> SendResponseFn | None:
     # the hooks answer, so the caller can tell it from an awaitable.
     if not hooks:
         return None
+    if len(hooks) == 1 and hooks[0].is_async is False and _answers_none(hooks[0].fn):
+        # One plain hook declared to answer None (http.compression alone, by
+        # default): it is the chain, without a generated call around it.
+        return hooks[0].fn
     coroutine = any(hook.is_async is not False for hook in hooks)
     names = {f"h{i}": hook.fn for i, hook in enumerate(hooks)}
 
@@ -143,6 +147,12 @@ def _chain(hooks: tuple[BoundHook, ...]) -> SendResponseFn | None:
     body = [call(i, hook.is_async) for i, hook in enumerate(hooks)]
     chain: SendResponseFn = generate("send_response hooks", names, body, coroutine=coroutine)
     return chain
+
+
+def _answers_none(fn: HookFn) -> bool:
+    # The hook's own declaration: "-> None" (a string under postponed annotations).
+    declared = getattr(fn, "__annotations__", {}).get("return", inspect.Parameter.empty)
+    return declared is None or declared == "None"
 
 
 def map_path_chain(hooks: tuple[BoundHook, ...]) -> MapPathFn | None:
