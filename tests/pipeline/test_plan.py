@@ -187,3 +187,64 @@ def test_every_answer_but_finish_walks_on() -> None:
     # The hooks are read as globals of the generated walk: no closure to copy per call.
     walk = engine.runtimes[0].walk
     assert walk.__closure__ is None
+
+
+# -- hooks decided when the plan is built -----------------------------------------------
+
+_ASGI = """
+async def app(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"app"})
+"""
+
+
+def _post_map(tmp_path: Path, handlers: list[dict[str, object]] | None) -> list[str]:
+    """The POST_MAP_REQUEST_HANDLER hooks of an ASGI application's plan, then the
+    body of ``GET /dir/`` (a folder with an index.html)."""
+    tmp_path.mkdir()
+    (tmp_path / "plan_app.py").write_text(_ASGI)
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "index.html").write_text("index")
+    site: dict[str, object] = {
+        "name": "t",
+        "bindings": ["http://127.0.0.1:8080"],
+        "root": str(tmp_path),
+        "applications": [{"path": "/", "app": "plan_app:app", "app_dir": str(tmp_path)}],
+    }
+    cfg: dict[str, object] = {"sites": [site]}
+    if handlers is not None:
+        cfg["handlers"] = handlers
+    with Client(build_engine(cfg)) as client:
+        plan = client.engine.runtimes[0].plan
+        joined = dict(plan.describe()).get(Stage.POST_MAP_REQUEST_HANDLER, [])
+        # Whatever the plan holds, the folder URL is answered as before.
+        body = client.get("/dir/").body
+    return [*joined, body.decode()]
+
+
+def test_the_default_document_joins_only_where_a_file_handler_can_be_mapped(
+    tmp_path: Path,
+) -> None:
+    # A Python application that answers every path: the default document and
+    # the listing can never act there, so its plan leaves them out.
+    assert _post_map(tmp_path / "a", None) == ["app"]
+    # A mapping to the static file handler brings them back, for its paths.
+    mapped = [{"path": "/dir/*", "handler": "handler.static"}]
+    assert _post_map(tmp_path / "b", mapped) == [
+        "static.default_document (medium)",
+        "static.directory_listing (low)",
+        "index",
+    ]
+
+
+def test_a_site_of_files_keeps_the_default_document(tmp_path: Path) -> None:
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "index.html").write_text("index")
+    cfg = {"sites": [{"name": "t", "bindings": ["http://127.0.0.1:8080"], "root": str(tmp_path)}]}
+    with Client(build_engine(cfg)) as client:
+        rows = dict(client.engine.runtimes[0].plan.describe())
+        assert rows[Stage.POST_MAP_REQUEST_HANDLER] == [
+            "static.default_document (medium)",
+            "static.directory_listing (low)",
+        ]
+        assert client.get("/dir/").body == b"index"

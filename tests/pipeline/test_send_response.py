@@ -200,6 +200,23 @@ def test_a_coroutine_hook_makes_the_chain_a_coroutine_function() -> None:
     assert writer.calls == ["send_all"] and writer.chunks == [b"hi"]
 
 
+@pytest.mark.parametrize(("module_id", "alone"), [("t.sync_b", True), ("t.sync_a", False)])
+def test_one_plain_hook_declared_to_answer_none_is_the_chain_itself(
+    module_id: str, alone: bool
+) -> None:
+    # t.sync_b says "-> None": called as it is. t.sync_a answers FINISH (declared
+    # "-> object"): wrapped, so the flush never takes its answer for an awaitable.
+    eng = engine(module_id)
+    chain = eng.runtimes[0].plan.run_send_response
+    module = next(m for m in eng.runtimes[0].modules if m.id == module_id)
+    assert (chain == module.send) is alone  # type: ignore[attr-defined]
+    ctx, writer = context(eng)
+    ctx.response.body = b"hi"
+    assert ctx.flush() is None
+    assert ctx.items["send"] == [(module_id, False)]
+    assert writer.calls == ["send_all"] and writer.chunks == [b"hi"] and writer.ended
+
+
 def test_without_hooks_there_is_no_chain_and_the_flush_sends_at_once() -> None:
     eng = engine()
     assert eng.runtimes[0].plan.run_send_response is None

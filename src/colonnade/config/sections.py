@@ -237,9 +237,14 @@ class SectionSet:
     ``colonnade config show``). ``broken`` is the error of a ``web.toml`` at or
     above the path that cannot be used (its settings are not in ``raw``):
     requests there are answered 500.19 naming it.
+
+    ``decoded`` holds the sections decoded so far, by type: a hook that runs on
+    every request reads ``ctx.sections.decoded.get(MySection) or
+    ctx.sections.get(MySection)``, a dict lookup where the common case (decoded
+    already) would otherwise cost a Python call (a section object is never false).
     """
 
-    __slots__ = ("_decoded", "broken", "origins", "raw")
+    __slots__ = ("broken", "decoded", "origins", "raw")
 
     def __init__(
         self,
@@ -250,15 +255,15 @@ class SectionSet:
         self.raw = raw
         self.origins = origins or {}
         self.broken = broken
-        self._decoded: dict[type[Any], Any] = {}
+        self.decoded: dict[type[Any], Any] = {}
 
     def get(self, cls: type[S]) -> S:
         """The effective ``cls`` section (its defaults where nothing is set)."""
         try:
-            return self._decoded[cls]  # type: ignore[no-any-return]
+            return self.decoded[cls]  # type: ignore[no-any-return]
         except KeyError:
             value = decode_section(cls, self.raw.get(cls.key, {}))
-            self._decoded[cls] = value
+            self.decoded[cls] = value
             return value
 
 

@@ -20,6 +20,7 @@ from colonnade.errors import ModuleError
 
 if TYPE_CHECKING:
     from colonnade.core.app import Application
+    from colonnade.core.handler import Handler
 
 
 class Outcome(enum.Enum):
@@ -138,6 +139,17 @@ class Module:
 
     def cleanup(self) -> None:
         """Release what :meth:`provision` acquired. Runs even if provisioning failed."""
+
+    def joins(self, stage: Stage, mapped: tuple[Handler, ...]) -> bool:
+        """Whether this module's hook for ``stage`` belongs in the plan of an
+        application whose handler mapping can choose only the ``mapped`` handlers
+        (those its rules name, remaps included).
+
+        Decided once, when the plan is built: a hook that can never act there
+        (the default document, where no rule maps to a handler serving files)
+        costs nothing per request instead of a call and a test. True by default.
+        """
+        return True
 
     def config_warnings(self, app: Application, workers: int) -> list[str]:
         """Warnings for ``colonnade check``: settings of ``app`` (served by a pool

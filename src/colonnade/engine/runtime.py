@@ -82,5 +82,6 @@ def make_runtime(
         execute_handler=execute,
         flush=Context.flush,
         close_mapping=close_mapping if needs_close(modules) else None,
+        mapped=tuple(rule.handler for rule in handler_map.rules),
     )
     return AppRuntime(app, modules, handler_map, plan, fingerprint)

@@ -17,11 +17,14 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from colonnade.core.module import Module, Priority
 from colonnade.core.stages import INFO, STAGES, Always, Stage
 from colonnade.errors import ModuleError
+
+if TYPE_CHECKING:
+    from colonnade.core.handler import Handler
 
 HookFn = Callable[[Any], Any]
 #: The SEND_RESPONSE hooks of a plan, called as ``fn(ctx)``: a plain function when
@@ -132,6 +135,10 @@ def _chain(hooks: tuple[BoundHook, ...]) -> SendResponseFn | None:
     # the hooks answer, so the caller can tell it from an awaitable.
     if not hooks:
         return None
+    if len(hooks) == 1 and hooks[0].is_async is False and _answers_none(hooks[0].fn):
+        # One plain hook declared to answer None (http.compression alone, by
+        # default): it is the chain, without a generated call around it.
+        return hooks[0].fn
     coroutine = any(hook.is_async is not False for hook in hooks)
     names = {f"h{i}": hook.fn for i, hook in enumerate(hooks)}
 
@@ -143,6 +150,12 @@ def _chain(hooks: tuple[BoundHook, ...]) -> SendResponseFn | None:
     body = [call(i, hook.is_async) for i, hook in enumerate(hooks)]
     chain: SendResponseFn = generate("send_response hooks", names, body, coroutine=coroutine)
     return chain
+
+
+def _answers_none(fn: HookFn) -> bool:
+    # The hook's own declaration: "-> None" (a string under postponed annotations).
+    declared = getattr(fn, "__annotations__", {}).get("return", inspect.Parameter.empty)
+    return declared is None or declared == "None"
 
 
 def map_path_chain(hooks: tuple[BoundHook, ...]) -> MapPathFn | None:
@@ -192,6 +205,7 @@ def compile_plan(
     execute_handler: HookFn,
     flush: HookFn,
     close_mapping: HookFn | None = None,
+    mapped: tuple[Handler, ...] | None = None,
 ) -> Plan:
     """Order every module's subscriptions into a :class:`Plan`.
 
@@ -200,7 +214,9 @@ def compile_plan(
     the engine and return None or an awaitable; handler execution sits among the
     EXECUTE_REQUEST_HANDLER hooks as a MEDIUM-priority hook after the modules'
     MEDIUM hooks; ``close_mapping``, where given, is the last hook of
-    POST_MAP_REQUEST_HANDLER (the end of remapping).
+    POST_MAP_REQUEST_HANDLER (the end of remapping). ``mapped``, where given, are
+    the handlers the application's mapping can choose: a hook whose module says
+    it does not join its stage with them (``Module.joins``) is left out.
     """
     by_stage: dict[Stage, list[tuple[Priority, int, BoundHook]]] = {s: [] for s in INFO}
     # A leading module's hooks sort ahead of the others' of the same priority
@@ -209,6 +225,8 @@ def compile_plan(
     for position, module in enumerate(modules):
         rank = position - count if type(module).leads else position
         for sub in type(module).subscriptions:
+            if mapped is not None and not module.joins(sub.stage, mapped):
+                continue
             by_stage[sub.stage].append(
                 (sub.priority, rank, _bind(module, sub.method, sub.priority, sub.awaits))
             )

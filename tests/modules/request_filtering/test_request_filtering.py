@@ -12,9 +12,11 @@ import msgspec
 import pytest
 
 from colonnade import FINISH, Context, Handler, HttpError, Stage
+from colonnade.core.request import EMPTY_BODY, Request
 from colonnade.modules.request_filtering.config import RequestFilteringSection
 from colonnade.modules.request_filtering.module import LimitedBody, RequestFiltering
 from colonnade.testing import Client, TestResponse, build_engine, make_context, run_stage
+from colonnade.testing.client import RecordingWriter
 from tests.e2e.conftest import LiveServer
 from tests.support.wait import PATIENCE
 
@@ -581,3 +583,61 @@ def test_filtering_rules_over_a_real_socket(site: Path) -> None:
         assert status("/index.html", agent="x -- y") == b"HTTP/1.1 404 Not Found .19"
         assert status("/index.html?q=plain") == b"HTTP/1.1 200 OK"
         assert status("/a.css?q=select") == b"HTTP/1.1 200 OK"  # not an .html URL
+
+
+# -- the common case's one test -------------------------------------------------------------
+
+
+def _again(first: Context, method: str, query: bytes, headers: dict[str, str]) -> Context:
+    """A request without a body (as the transport makes one: ``EMPTY_BODY``) for the
+    raw path ``first`` had, in the same application: its path is remembered as clean."""
+    request = Request(
+        method,
+        first.request.path,
+        raw_path=first.request.raw_path,
+        query=query,
+        headers=[(k.encode(), v.encode()) for k, v in headers.items()],
+        host="localhost",
+        client=("127.0.0.1", 50000),
+        server=("127.0.0.1", 8080),
+        body=EMPTY_BODY,
+    )
+    return Context(request, first.app, RecordingWriter(), None)
+
+
+@pytest.mark.parametrize(
+    ("settings", "method", "query", "headers", "want"),
+    [
+        ({}, "GET", b"", {}, (200, 0)),  # the one-test pass
+        ({}, "get", b"", {}, (200, 0)),  # any method token, with no verb rule
+        ({}, "GET", b"a=%00", {}, (400, 0)),  # a query is checked whatever the path
+        ({"max_query_string": 3}, "GET", b"abcd", {}, (404, 15)),
+        ({"verbs": {"TRACE": False}}, "TRACE", b"", {}, (404, 6)),
+        ({"verbs": {"GET": True}, "allow_unlisted_verbs": False}, "PUT", b"", {}, (404, 6)),
+        ({"verbs": {"GET": True}, "allow_unlisted_verbs": False}, "GET", b"", {}, (200, 0)),
+        ({"header_limits": {"user-agent": 4}}, "GET", b"", {"user-agent": "long"}, (200, 0)),
+        ({"header_limits": {"user-agent": 4}}, "GET", b"", {"user-agent": "longer"}, (431, 0)),
+        (
+            {"filtering_rules": [{"name": "r", "scan_headers": ["x-a"], "deny_strings": ["bad"]}]},
+            "GET",
+            b"",
+            {"x-a": "so bad"},
+            (404, 19),
+        ),
+    ],
+)
+def test_a_remembered_path_still_meets_every_other_rule(
+    settings: dict[str, Any],
+    method: str,
+    query: bytes,
+    headers: dict[str, str],
+    want: tuple[int, int],
+) -> None:
+    module = RequestFiltering()
+    first = make_context("GET", "/index.html", settings={"request_filtering": settings})
+    assert run_stage(module, Stage.BEGIN_REQUEST, first) is not FINISH
+    assert b"/index.html" in first.section(RequestFilteringSection).rules.clean_paths
+    ctx = _again(first, method, query, headers)
+    finished = run_stage(module, Stage.BEGIN_REQUEST, ctx) is FINISH
+    assert (ctx.response.status, ctx.response.substatus) == want
+    assert finished is (want != (200, 0))

@@ -156,10 +156,20 @@ class Compression(Module):
     @hook(Stage.SEND_RESPONSE, priority=Priority.HIGH)
     def send_response(self, ctx: Context) -> None:
         """Decide, for the response about to go out, whether and how to compress it."""
-        section = ctx.sections.get(CompressionSection)
+        sections = ctx.sections
+        section = sections.decoded.get(CompressionSection) or sections.get(CompressionSection)
         policies = self._policies
         policy = section.__dict__.get(policies.key) or policies.get(section)
         response = ctx.response
+        if (
+            response.source is None
+            and response.file is None
+            and not policy.dynamic
+            and response.status != 304
+        ):
+            # Application output where only static files are compressed (the
+            # default): what the checks below would decide, in one test.
+            return
         status = response.status
         if status != 200:
             if status == 304:

@@ -18,6 +18,7 @@ import os
 from stat import S_ISREG
 
 from colonnade.core.context import Context
+from colonnade.core.handler import Handler
 from colonnade.core.module import Module, hook
 from colonnade.core.stages import Stage
 from colonnade.modules.default_document.config import DefaultDocumentSection
@@ -28,6 +29,11 @@ class DefaultDocument(Module):
 
     id = "static.default_document"
     section = DefaultDocumentSection
+
+    def joins(self, stage: Stage, mapped: tuple[Handler, ...]) -> bool:
+        """Only where the mapping can choose a handler that serves files: not in a
+        Python application whose mappings name none (decided when the plan is built)."""
+        return any(handler.serves_files for handler in mapped)
 
     @hook(Stage.POST_MAP_REQUEST_HANDLER)
     def post_map_request_handler(self, ctx: Context) -> None:

@@ -68,6 +68,11 @@ class DirectoryListing(Handler):
     section = DirectoryBrowseSection
     verbs = frozenset({"GET", "HEAD"})
 
+    def joins(self, stage: Stage, mapped: tuple[Handler, ...]) -> bool:
+        """Only where the mapping can choose a handler that serves files: not in a
+        Python application whose mappings name none (decided when the plan is built)."""
+        return any(handler.serves_files for handler in mapped)
+
     @hook(Stage.POST_MAP_REQUEST_HANDLER, priority=Priority.LOW)
     def post_map_request_handler(self, ctx: Context) -> None:
         """Take folder URLs (ending in "/") mapped to a file-serving handler that

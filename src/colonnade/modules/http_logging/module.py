@@ -134,7 +134,8 @@ class HttpLogging(Module):
     @hook(Stage.LOG_REQUEST)
     def log_request(self, ctx: Context) -> None:
         """Append this request's line to its log's buffer (unless filtered out)."""
-        section = ctx.sections.get(HttpLoggingSection)
+        sections = ctx.sections
+        section = sections.decoded.get(HttpLoggingSection) or sections.get(HttpLoggingSection)
         captures = self._captures
         try:
             capture = section.__dict__[captures.key]  # built already: no call

@@ -141,6 +141,7 @@ class Rules:
         "max_content_length",
         "max_query_string",
         "max_url",
+        "plain",
         "query_scan",
         "reject_listed_verbs",
         "segment_scan",
@@ -207,6 +208,15 @@ class Rules:
             name.lower().encode("latin-1"): limit for name, limit in section.header_limits.items()
         }
         self.limits_headers = bool(watch)
+        #: No verb, filtering or header rule: a request without query and body
+        #: breaks no rule if its raw path is in ``clean_paths`` (one test per
+        #: request in the hook's common case).
+        self.plain = (
+            not self.verbs
+            and self.reject_listed_verbs
+            and not self.filtering
+            and not self.limits_headers
+        )
         watch[b"content-length"] = CONTENT_LENGTH
         watch[b"transfer-encoding"] = TRANSFER_ENCODING
         self.header_watch = watch
