@@ -349,6 +349,10 @@ class Pool:
     def __init__(self, name: str, settings: FastCgiApplication, pool: str) -> None:
         self.name = name
         self.settings = settings
+        #: The worker's event loop, which the pool serves on (made by
+        #: :class:`Registry` on it): on Python 3.11 each asyncio.get_running_loop()
+        #: is a getpid() system call, and asyncio.current_task() makes one.
+        self.loop = asyncio.get_running_loop()
         #: Who we are in log lines: the application, its program, the pool.
         self.label = (
             f"FastCGI application {name!r} ({settings.program or settings.address}) "
@@ -429,7 +433,7 @@ class Pool:
                 detail=f"{self.label}: its queue is full "
                 f"(fastcgi.applications.{self.name}.queue_length = {self.settings.queue_length})",
             )
-        waiter: asyncio.Future[Instance | None] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[Instance | None] = self.loop.create_future()
         self.waiters.append(waiter)
         try:
             found = await waiter
@@ -598,7 +602,7 @@ class Pool:
         process = inst.process
         if process is not None and process.returncode is None:
             process.stopping = True  # from now on its exit is ours, not a failure
-            task = asyncio.get_running_loop().create_task(process.stop(0 if kill else STOP_GRACE))
+            task = self.loop.create_task(process.stop(0 if kill else STOP_GRACE))
             self._stopping.add(task)
             task.add_done_callback(self._stopping.discard)
         self._wake()
@@ -706,7 +710,7 @@ class Pool:
         """
         self._watched[request] = None
         if self._ticker is None:
-            self._ticker = asyncio.get_running_loop().call_later(self._tick, self._check_timeouts)
+            self._ticker = self.loop.call_later(self._tick, self._check_timeouts)
 
     def unwatch(self, request: Watched) -> None:
         """Stop checking ``request``'s timeouts (it ended)."""
@@ -736,15 +740,13 @@ class Pool:
                 continue
             del watched[request]
             request.expire(which)
-        self._ticker = asyncio.get_running_loop().call_later(self._tick, self._check_timeouts)
+        self._ticker = self.loop.call_later(self._tick, self._check_timeouts)
 
     # -- idle timeout, monitored file ------------------------------------------------------
 
     def _schedule_reaper(self) -> None:
         if self._reaper is None and self.idle:
-            self._reaper = asyncio.get_running_loop().call_later(
-                self.settings.idle_timeout, self._reap_idle
-            )
+            self._reaper = self.loop.call_later(self.settings.idle_timeout, self._reap_idle)
 
     def _reap_idle(self) -> None:
         self._reaper = None
@@ -754,7 +756,7 @@ class Pool:
             self.discard(inst)
         if self.idle:
             oldest = min(i.last_used for i in self.idle)
-            self._reaper = asyncio.get_running_loop().call_later(
+            self._reaper = self.loop.call_later(
                 max(oldest + self.settings.idle_timeout - time.monotonic(), 0.01),
                 self._reap_idle,
             )
