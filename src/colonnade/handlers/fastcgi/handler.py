@@ -532,12 +532,24 @@ class _Exchange:
         # The next records (into the reader's ``out``, ``err``, ``done``); a
         # closed connection before END_REQUEST is a failure.
         reader = self.reader
+        inst = self.inst
+        # Nothing read yet: the answer is not there before the loop's next turn.
+        wait = not self.received
         while True:
+            # Instance.recv, without a coroutine of its own.
             try:
-                # Nothing read yet: the answer is not there before the loop's next turn.
-                data = await self.inst.recv(BUFFER, not self.received)
+                found = None if wait else inst.read_now(BUFFER)
+                while found is None:
+                    waiter = inst.readable()
+                    try:
+                        await waiter
+                    finally:
+                        inst.waited()
+                    found = inst.read_now(BUFFER)
+                data = found
             except OSError:
                 data = b""  # reset: as good as closed
+            wait = False
             if not data:
                 error = self.pump_error
                 if error is not None:
