@@ -137,8 +137,10 @@ class FastCgiHandler(Handler):
         #: script and root, the pairs from GATEWAY_INTERFACE to PATH_TRANSLATED;
         #: per connection's values (protocol, scheme, host, server, client), those
         #: from SERVER_PROTOCOL to HTTPS (``cgienv.cgi_variables``' order).
-        self.script_texts: dict[tuple[Script, str], str] = {}
-        self.connection_texts: dict[_ConnectionKey, str] = {}
+        #: (by the script's file: its name, path info and root, then the text;
+        #: by the client: the protocol, scheme, host and server, then the text).
+        self.script_texts: dict[str, tuple[str, str, str, str]] = {}
+        self.connection_texts: dict[tuple[str, int] | None, _ConnectionText] = {}
 
     def provision(self, app: Application) -> None:
         """Check that every level names a defined application; start nothing yet."""
@@ -223,17 +225,33 @@ class FastCgiHandler(Handler):
             after = _STDIN_END_TEXT if request.body is EMPTY_BODY else ""
             framed = records.params_stream_text(REQUEST_ID, text, _BEGIN_TEXT, after)
             return framed.encode("latin-1")
+        # Each kept part looked up by one string or tuple that the request
+        # already holds, then compared on the rest (no key tuple made and hashed).
         root = ctx.app.root
-        key = (script, root)
-        script_text = self.script_texts.get(key)
-        if script_text is None:
+        name, filename, path_info = script
+        kept = self.script_texts.get(filename)
+        if kept is not None and kept[0] == name and kept[1] == path_info and kept[2] == root:
+            script_text = kept[3]
+        else:
             script_text = _script_text(self.start, script, root)
-            _keep(self.script_texts, key, script_text)
-        connection = (request.version, request.scheme, request.host, request.server, request.client)
-        connection_text = self.connection_texts.get(connection)
-        if connection_text is None:
+            _keep(self.script_texts, filename, (name, path_info, root, script_text))
+        version = request.version
+        scheme = request.scheme
+        host = request.host
+        server = request.server
+        client = request.client
+        by_client = self.connection_texts.get(client)
+        if (
+            by_client is not None
+            and by_client[0] == version
+            and by_client[1] == scheme
+            and by_client[2] == host
+            and by_client[3] == server
+        ):
+            connection_text = by_client[4]
+        else:
             connection_text = _connection_text(request)
-            _keep(self.connection_texts, connection, connection_text)
+            _keep(self.connection_texts, client, (version, scheme, host, server, connection_text))
         # The first four pieces are BEGIN_REQUEST and PARAMS' record header (its
         # length and padding put in once known); the last the padding, the empty
         # PARAMS record and (without a body) the end of STDIN.
@@ -269,15 +287,15 @@ class FastCgiHandler(Handler):
         return "".join(out).encode("latin-1")
 
 
-_ConnectionKey = tuple[str, str, str, "tuple[str, int] | None", "tuple[str, int] | None"]
+_ConnectionText = tuple[str, str, str, "tuple[str, int] | None", str]
 #: Entries of each of the handler's PARAMS caches; past it, one is emptied.
 _KEPT: Final = 1024
 
 
-def _keep(cache: dict[Any, str], key: Any, text: str) -> None:
+def _keep(cache: dict[Any, Any], key: Any, value: Any) -> None:
     if len(cache) >= _KEPT:
         cache.clear()
-    cache[key] = text
+    cache[key] = value
 
 
 #: Every byte as a latin-1 character (a record header written as text).
