@@ -206,3 +206,50 @@ def test_a_symlinked_script_is_mapped_but_judged_by_its_real_path(
     ctx = make_context("GET", "/uploads/a.jpg/x.php", root=str(root))
     assert handlers.select("/uploads/a.jpg/x.php", "GET", ctx).id == "static"
     assert ctx.file_stat is None
+
+
+PATTERNS = [
+    "*.php",
+    "*php",
+    "*.PHP",
+    "*.tar.gz",
+    "*x",
+    "*.p?p",
+    "*.[pP]hp",
+    "*/a.php",
+    "*",
+    "/a/*.php",
+]
+PATHS = [
+    "/x.php",
+    "/a/b.php",
+    "/x.PHP",
+    "/x.phps",
+    "/php",
+    "/x.php/extra",
+    "/a\nb/x.php",
+    "/x.tar.gz",
+    "/a/a.php",
+    "/a.php",
+    "/",
+    "",
+    "/caf\u00e9.php",
+]
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_an_ending_pattern_matches_what_its_regex_matches(pattern: str) -> None:
+    # *.ext is tested as the path's ending: every path matches as by the regex.
+    rule = compile_rule(pattern, ["*"], SCRIPT)
+    mapping = HandlerMap([rule])
+    if pattern in ("*.php", "*php", "*.PHP", "*.tar.gz", "*x"):
+        assert rule.suffix == pattern[1:]
+    else:
+        assert rule.suffix == ""
+    for path in PATHS:
+        expected = rule.match is None or rule.match.fullmatch(path) is not None
+        try:
+            found = mapping.select(path, "GET") is SCRIPT
+        except HttpError:
+            found = False
+        assert found is expected, (pattern, path)

@@ -248,16 +248,13 @@ def cgi_variables(
     the core does not import the package's top); ``document_root`` replaces the
     application's root folder as ``DOCUMENT_ROOT``.
     """
+    # In three parts, the order handler.fastcgi sends them in (it keeps the first
+    # two made): the script's, the connection's, the request's own.
     request = ctx.request
     root = ctx.app.root if document_root is None else document_root
     variables: dict[str, str] = {
         "GATEWAY_INTERFACE": "CGI/1.1",
         "SERVER_SOFTWARE": software,
-        "SERVER_PROTOCOL": protocol_name(request.version),
-        "REQUEST_METHOD": request.method,
-        "REQUEST_SCHEME": request.scheme,
-        "QUERY_STRING": request.query.decode("latin-1"),
-        "REQUEST_URI": request.target.decode("latin-1"),
         "SCRIPT_NAME": latin1_path(script.name),
         "SCRIPT_FILENAME": fs_text(script.filename),
         "PATH_INFO": latin1_path(script.path_info),
@@ -265,6 +262,8 @@ def cgi_variables(
     }
     if script.path_info:
         variables["PATH_TRANSLATED"] = fs_text(root.rstrip("/") + script.path_info)
+    variables["SERVER_PROTOCOL"] = protocol_name(request.version)
+    variables["REQUEST_SCHEME"] = request.scheme
     server = request.server
     host = request.host
     variables["SERVER_NAME"] = split_host(host) if host else (server[0] if server else "")
@@ -281,6 +280,9 @@ def cgi_variables(
         variables["REMOTE_ADDR"] = ""
     if request.scheme == "https":
         variables["HTTPS"] = "on"
+    variables["REQUEST_METHOD"] = request.method
+    variables["QUERY_STRING"] = request.query.decode("latin-1")
+    variables["REQUEST_URI"] = request.target.decode("latin-1")
     user = ctx.user
     if user is not None and user.name:
         variables["REMOTE_USER"] = user.name.encode("utf-8").decode("latin-1")

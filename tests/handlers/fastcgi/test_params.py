@@ -60,6 +60,15 @@ def handler(tmp_path: Path, params: dict[str, str]) -> tuple[FastCgiHandler, App
     return h, app
 
 
+def context(app: Application, script: Script, kw: dict[str, Any]) -> Context:
+    kw = dict(kw)
+    user = kw.pop("user", None)
+    request = Request(kw.pop("method", "GET"), script.name + script.path_info, **kw)
+    ctx = Context(request, app, writer=None, send_response=None)  # type: ignore[arg-type]
+    ctx.user = user
+    return ctx
+
+
 def expected(ctx: Context, script: Script, h: FastCgiHandler, params: dict[str, str]) -> bytes:
     variables = cgi_variables(ctx, script, software=h.software)
     for name in params:
@@ -75,11 +84,7 @@ def test_the_same_bytes_as_the_variables(
     tmp_path: Path, params: dict[str, str], kw: dict[str, Any], script: Script
 ) -> None:
     h, app = handler(tmp_path, params)
-    kw = dict(kw)
-    user = kw.pop("user", None)
-    request = Request(kw.pop("method", "GET"), script.name + script.path_info, **kw)
-    ctx = Context(request, app, writer=None, send_response=None)  # type: ignore[arg-type]
-    ctx.user = user
+    ctx = context(app, script, kw)
     made = h._request_head(ctx, script, "php")
     # Without a body the end of STDIN follows, in the same bytes.
     assert made == expected(ctx, script, h, params) + records.stdin_end(1)
@@ -100,3 +105,18 @@ def test_replaced_variables_are_sent_once_with_the_configured_value(tmp_path: Pa
     names = [n for n, _ in pairs]
     assert names.count(b"SERVER_NAME") == 1 and names.count(b"HTTPS") == 1
     assert dict(pairs)[b"SERVER_NAME"] == b"configured"
+
+
+def test_one_handler_keeps_parts_but_every_request_gets_its_own_bytes(tmp_path: Path) -> None:
+    # The script's and the connection's pairs are kept between requests: the
+    # whole table through one handler, twice (the second time from what was
+    # kept), gives every request the bytes of its own variables.
+    h, app = handler(tmp_path, {})
+    for _ in range(2):
+        for script in SCRIPTS:
+            for kw in REQUESTS:
+                ctx = context(app, script, kw)
+                made = h._request_head(ctx, script, "php")
+                assert made == expected(ctx, script, h, {}) + records.stdin_end(1)
+    assert 0 < len(h.script_texts) <= len(SCRIPTS)
+    assert 0 < len(h.connection_texts) <= len(REQUESTS)

@@ -48,7 +48,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from colonnade import __version__
 from colonnade.core import cgihead
@@ -66,7 +66,7 @@ from colonnade.core.cgienv import (
 from colonnade.core.context import Context
 from colonnade.core.handler import Handler
 from colonnade.core.httputil import split_host
-from colonnade.core.request import EMPTY_BODY
+from colonnade.core.request import EMPTY_BODY, Request
 from colonnade.errors import ConfigError, HttpError
 from colonnade.handlers.fastcgi import records
 from colonnade.handlers.fastcgi.config import FastCgiApplication, FastCgiSection
@@ -133,8 +133,14 @@ class FastCgiHandler(Handler):
         self.start = records.text_pairs(
             [("GATEWAY_INTERFACE", "CGI/1.1"), ("SERVER_SOFTWARE", self.software)]
         )
-        #: Per application root: its DOCUMENT_ROOT pair.
-        self.root_pairs: dict[str, str] = {}
+        #: PARAMS' first two parts, as latin-1 text, made once (bounded): per
+        #: script and root, the pairs from GATEWAY_INTERFACE to PATH_TRANSLATED;
+        #: per connection's values (protocol, scheme, host, server, client), those
+        #: from SERVER_PROTOCOL to HTTPS (``cgienv.cgi_variables``' order).
+        #: (by the script's file: its name, path info and root, then the text;
+        #: by the client: the protocol, scheme, host and server, then the text).
+        self.script_texts: dict[str, tuple[str, str, str, str]] = {}
+        self.connection_texts: dict[tuple[str, int] | None, _ConnectionText] = {}
 
     def provision(self, app: Application) -> None:
         """Check that every level names a defined application; start nothing yet."""
@@ -208,7 +214,7 @@ class FastCgiHandler(Handler):
 
     def _request_head(self, ctx: Context, script: Script, chosen: str) -> bytes:
         # BEGIN_REQUEST, PARAMS and (without a body) the end of STDIN, in one join.
-        after = _STDIN_END_TEXT if ctx.request.body is EMPTY_BODY else ""
+        request = ctx.request
         tail, replaced = self.tails[chosen]
         if replaced:
             # The configured params replace some variables: made as a dict.
@@ -216,15 +222,102 @@ class FastCgiHandler(Handler):
             for name in replaced:
                 variables.pop(name, None)
             text = records.text_pairs(variables.items()) + tail
+            after = _STDIN_END_TEXT if request.body is EMPTY_BODY else ""
+            framed = records.params_stream_text(REQUEST_ID, text, _BEGIN_TEXT, after)
+            return framed.encode("latin-1")
+        # Each kept part looked up by one string or tuple that the request
+        # already holds, then compared on the rest (no key tuple made and hashed).
+        root = ctx.app.root
+        name, filename, path_info = script
+        kept = self.script_texts.get(filename)
+        if kept is not None and kept[0] == name and kept[1] == path_info and kept[2] == root:
+            script_text = kept[3]
         else:
-            root = ctx.app.root
-            root_pair = self.root_pairs.get(root)
-            if root_pair is None:
-                root_pair = self.root_pairs[root] = records.text_pairs(
-                    [("DOCUMENT_ROOT", fs_text(root))]
-                )
-            text = _params_text(ctx, script, self.start, root, root_pair, tail)
-        return records.params_stream_text(REQUEST_ID, text, _BEGIN_TEXT, after).encode("latin-1")
+            script_text = _script_text(self.start, script, root)
+            _keep(self.script_texts, filename, (name, path_info, root, script_text))
+        version = request.version
+        scheme = request.scheme
+        host = request.host
+        server = request.server
+        client = request.client
+        by_client = self.connection_texts.get(client)
+        if (
+            by_client is not None
+            and by_client[0] == version
+            and by_client[1] == scheme
+            and by_client[2] == host
+            and by_client[3] == server
+        ):
+            connection_text = by_client[4]
+        else:
+            connection_text = _connection_text(request)
+            _keep(self.connection_texts, client, (version, scheme, host, server, connection_text))
+        # The first four pieces are BEGIN_REQUEST and PARAMS' record header (its
+        # length and padding put in once known); the last the padding, the empty
+        # PARAMS record and (without a body) the end of STDIN.
+        out = [_PARAMS_START, "", "", "", script_text, connection_text]
+        _put(out, _METHOD, request.method)
+        _put(out, _QUERY, request.query.decode("latin-1"))
+        _put(out, _URI, request.target.decode("latin-1"))
+        user = ctx.user
+        headers: dict[str, str] = {}
+        if user is not None and user.name:
+            headers["REMOTE_USER"] = user.name.encode("utf-8").decode("latin-1")
+            headers["AUTH_TYPE"] = user.auth_type
+        CGI_HEADERS.add(headers, request.headers)
+        for name, value in headers.items():
+            out.append(records.text_pair_head(name, len(value)))
+            out.append(value)
+        out.append(tail)
+        length = -len(_PARAMS_START)  # the text's, after the four pieces of headers
+        for piece in out:
+            length += len(piece)
+        if length > records.CHUNK:
+            # More than one PARAMS record: cut by the records module.
+            after = _STDIN_END_TEXT if request.body is EMPTY_BODY else ""
+            text = "".join(out[4:])
+            return records.params_stream_text(REQUEST_ID, text, _BEGIN_TEXT, after).encode(
+                "latin-1"
+            )
+        padding = -length % 8
+        out[1] = _CHARS[length >> 8]
+        out[2] = _CHARS[length & 0xFF]
+        out[3] = _PADDINGS[padding]
+        out.append(_ENDS_WITH_STDIN[padding] if request.body is EMPTY_BODY else _ENDS[padding])
+        return "".join(out).encode("latin-1")
+
+
+_ConnectionText = tuple[str, str, str, "tuple[str, int] | None", str]
+#: Entries of each of the handler's PARAMS caches; past it, one is emptied.
+_KEPT: Final = 1024
+
+
+def _keep(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(cache) >= _KEPT:
+        cache.clear()
+    cache[key] = value
+
+
+#: Every byte as a latin-1 character (a record header written as text).
+_CHARS: Final = [chr(n) for n in range(256)]
+#: BEGIN_REQUEST and the start of PARAMS' record header, up to its length.
+_PARAMS_START: Final = _BEGIN_TEXT + "".join(
+    _CHARS[b] for b in (records.VERSION, records.PARAMS, REQUEST_ID >> 8, REQUEST_ID & 0xFF)
+)
+#: By padding: the end of PARAMS' record header (the padding's length, the
+#: reserved byte).
+_PADDINGS: Final = [_CHARS[p] + "\x00" for p in range(8)]
+#: By padding: what follows PARAMS' text: the padding, the empty PARAMS record,
+#: then (or not) the end of STDIN.
+_ENDS: Final = [
+    "\x00" * p
+    + "".join(
+        _CHARS[b] for b in (records.VERSION, records.PARAMS, REQUEST_ID >> 8, REQUEST_ID & 0xFF)
+    )
+    + "\x00\x00\x00\x00"
+    for p in range(8)
+]
+_ENDS_WITH_STDIN: Final = [end + _STDIN_END_TEXT for end in _ENDS]
 
 
 #: The head of each CGI variable's pair for every short value (``records.text_pair_heads``).
@@ -237,6 +330,7 @@ _SCRIPT_NAME: Final = records.text_pair_heads("SCRIPT_NAME")
 _SCRIPT_FILENAME: Final = records.text_pair_heads("SCRIPT_FILENAME")
 _PATH_INFO: Final = records.text_pair_heads("PATH_INFO")
 _PATH_TRANSLATED: Final = records.text_pair_heads("PATH_TRANSLATED")
+_DOCUMENT_ROOT: Final = records.text_pair_heads("DOCUMENT_ROOT")
 _SERVER_NAME: Final = records.text_pair_heads("SERVER_NAME")
 _SERVER_ADDR: Final = records.text_pair_heads("SERVER_ADDR")
 _SERVER_PORT: Final = records.text_pair_heads("SERVER_PORT")
@@ -252,27 +346,25 @@ def _put(out: list[str], heads: list[str], value: str) -> None:
     out.append(value)
 
 
-def _params_text(
-    ctx: Context, script: Script, start: str, root: str, root_pair: str, tail: str
-) -> str:
-    # cgienv.cgi_variables' pairs, in its order, as records.text_pairs' text,
-    # without the dict: what every request without replaced variables sends
-    # (the same bytes: tests/handlers/fastcgi/test_params.py). ``start``: the
-    # GATEWAY_INTERFACE and SERVER_SOFTWARE pairs; ``root_pair``: DOCUMENT_ROOT's.
-    request = ctx.request
+def _script_text(start: str, script: Script, root: str) -> str:
+    # cgienv.cgi_variables' first pairs (GATEWAY_INTERFACE to PATH_TRANSLATED),
+    # as records.text_pairs' text; ``start``: the first two pairs.
     out = [start]
-    _put(out, _PROTOCOL, protocol_name(request.version))
-    _put(out, _METHOD, request.method)
-    _put(out, _SCHEME, request.scheme)
-    _put(out, _QUERY, request.query.decode("latin-1"))
-    _put(out, _URI, request.target.decode("latin-1"))
     _put(out, _SCRIPT_NAME, latin1_path(script.name))
     _put(out, _SCRIPT_FILENAME, fs_text(script.filename))
     path_info = script.path_info
     _put(out, _PATH_INFO, latin1_path(path_info))
-    out.append(root_pair)
+    _put(out, _DOCUMENT_ROOT, fs_text(root))
     if path_info:
         _put(out, _PATH_TRANSLATED, fs_text(root.rstrip("/") + path_info))
+    return "".join(out)
+
+
+def _connection_text(request: Request) -> str:
+    # cgienv.cgi_variables' pairs of the connection (SERVER_PROTOCOL to HTTPS).
+    out: list[str] = []
+    _put(out, _PROTOCOL, protocol_name(request.version))
+    _put(out, _SCHEME, request.scheme)
     server = request.server
     host = request.host
     _put(out, _SERVER_NAME, split_host(host) if host else (server[0] if server else ""))
@@ -289,16 +381,6 @@ def _params_text(
         _put(out, _REMOTE_ADDR, "")
     if request.scheme == "https":
         out.append(_HTTPS_ON)
-    user = ctx.user
-    headers: dict[str, str] = {}
-    if user is not None and user.name:
-        headers["REMOTE_USER"] = user.name.encode("utf-8").decode("latin-1")
-        headers["AUTH_TYPE"] = user.auth_type
-    CGI_HEADERS.add(headers, request.headers)
-    for name, value in headers.items():
-        out.append(records.text_pair_head(name, len(value)))
-        out.append(value)
-    out.append(tail)
     return "".join(out)
 
 
@@ -370,7 +452,7 @@ class _Exchange:
         The request goes out, a pump task sends the body (if any) while the
         answer is read; the pool's ticker watches the timeouts meanwhile (one
         coroutine for all of it: each costs its own frame on every request)."""
-        task = asyncio.current_task()
+        task = asyncio.current_task(self.pool.loop)
         assert task is not None
         self.task = task
         self.cancelling = task.cancelling()
@@ -393,7 +475,7 @@ class _Exchange:
                     raise _StaleError from None  # closed while idle: nothing was taken
                 raise self._fail(f"the request could not be sent: {exc}") from None
             if body is not EMPTY_BODY:
-                pump = asyncio.get_running_loop().create_task(self._pump(sock))
+                pump = pool.loop.create_task(self._pump(sock))
             keeps = await self._respond()
             if pump is not None and not pump.done():
                 # The application answered without reading the whole body: the
@@ -464,14 +546,28 @@ class _Exchange:
                 return
             self.moves += 1
 
-    async def _read(self) -> list[records.Event]:
-        # The next events; a closed connection before END_REQUEST is a failure.
+    async def _read(self) -> None:
+        # The next records (into the reader's ``out``, ``err``, ``done``); a
+        # closed connection before END_REQUEST is a failure.
+        reader = self.reader
+        inst = self.inst
+        # Nothing read yet: the answer is not there before the loop's next turn.
+        wait = not self.received
         while True:
+            # Instance.recv, without a coroutine of its own.
             try:
-                # Nothing read yet: the answer is not there before the loop's next turn.
-                data = await self.inst.recv(BUFFER, not self.received)
+                found = None if wait else inst.read_now(BUFFER)
+                while found is None:
+                    waiter = inst.readable()
+                    try:
+                        await waiter
+                    finally:
+                        inst.waited()
+                    found = inst.read_now(BUFFER)
+                data = found
             except OSError:
                 data = b""  # reset: as good as closed
+            wait = False
             if not data:
                 error = self.pump_error
                 if error is not None:
@@ -482,11 +578,18 @@ class _Exchange:
             self.received += len(data)
             self.moves += 1
             try:
-                events = self.reader.feed(data)
+                reader.take(data)
             except records.FastCgiProtocolError as exc:
                 raise self._fail(f"the application sent a malformed record: {exc}") from None
-            if events:
-                return events
+            if reader.out or reader.err or reader.done:
+                return
+
+    def _take_stderr(self) -> None:
+        # What came of STDERR, kept for the log (bounded).
+        err = self.reader.err
+        for data in err:
+            self._stderr(data)
+        err.clear()
 
     def _fail(
         self,
@@ -508,93 +611,105 @@ class _Exchange:
         # Read the head, then the body: whole when it ends within BUFFER bytes,
         # else streamed. Returns whether the connection may serve again.
         ctx = self.ctx
-        # STDOUT as received, in pieces: most responses come in one, which is
-        # then used as it is, never copied.
-        pieces: list[bytes] = []
+        reader = self.reader
+        # STDOUT as received, in pieces (the reader's list): most responses come
+        # in one, which is then used as it is, never copied.
+        pieces = reader.out
         size = 0
-        head: cgihead.CgiResponse | None = None
         parsed: _Head | None = None
-        ended: records.EndRequest | None = None
-        while ended is None:
-            for event in await self._read():
-                if type(event) is records.Stdout:
-                    pieces.append(event.data)
-                    size += len(event.data)
-                elif type(event) is records.Stderr:
-                    self._stderr(event.data)
-                elif type(event) is records.EndRequest:
-                    ended = event
-            if head is None:
+        while not reader.done:
+            await self._read()
+            if reader.err:
+                self._take_stderr()
+            if parsed is None:
                 data = _joined(pieces)
-                try:
-                    split = cgihead.split_head(data)
-                    if split is None:
-                        if ended is not None:
-                            raise ValueError("the response ended before its head did")
-                        pieces = [data]
-                        continue
-                    parsed = _parsed(split[0])
-                    head = parsed.response
-                    if not 200 <= head.head.status <= 599:
-                        raise ValueError(f"Status {head.head.status}: a final status is 200 to 599")
-                except ValueError as exc:
-                    self._refused(ended)
-                    raise self._fail(str(exc)) from None
-                body = split[1]
-                pieces = [body]
+                recent = _RECENT
+                if recent and data.startswith(recent[0][0]):
+                    # The head the last response began with: found, not parsed.
+                    parsed = recent[0][1]
+                    body = data[len(recent[0][0]) :]
+                else:
+                    try:
+                        split = cgihead.split_head(data)
+                        if split is None:
+                            if reader.done:
+                                raise ValueError("the response ended before its head did")
+                            pieces.clear()
+                            pieces.append(data)
+                            continue
+                        parsed = _parsed(split[0])
+                        status = parsed.response.head.status
+                        if not 200 <= status <= 599:
+                            raise ValueError(f"Status {status}: a final status is 200 to 599")
+                    except ValueError as exc:
+                        self._refused()
+                        raise self._fail(str(exc)) from None
+                    body = split[1]
+                    if len(data) - len(body) <= _PARSED_HEAD:
+                        _RECENT[:] = [(data[: len(data) - len(body)], parsed)]
+                pieces.clear()
+                pieces.append(body)
                 size = len(body)
-            if ended is None and size > BUFFER:
+            else:
+                size = 0
+                for piece in pieces:
+                    size += len(piece)
+            if not reader.done and size > BUFFER:
                 break
-        self._refused(ended)
-        assert head is not None and parsed is not None
+        self._refused()
+        assert parsed is not None
         self._stderr_fails()
+        head = parsed.response
         if head.local_redirect is not None:
             # RFC 3875 6.2.2: nothing else of this response counts; its end is
             # awaited so that the instance can serve again.
             self.redirect = head.local_redirect
-            while ended is None:
-                for event in await self._read():
-                    if type(event) is records.Stderr:
-                        self._stderr(event.data)
-                    elif type(event) is records.EndRequest:
-                        ended = event
-            self._refused(ended)
-            return self._keeps(ended)
+            while not reader.done:
+                pieces.clear()
+                await self._read()
+                if reader.err:
+                    self._take_stderr()
+            pieces.clear()
+            self._refused()
+            return self._keeps()
         declared = self._set_head(parsed)
         response = ctx.response
-        if ended is not None:
+        if reader.done:
             if declared is not None and declared != size and ctx.request.method != "HEAD":
                 raise self._fail(
                     f"the response declared Content-Length {declared}, sent {size} bytes"
                 )
             if declared is not None and ctx.request.method == "HEAD":
+                pieces.clear()
                 await ctx.start_response()  # the declared length, no body
             else:
                 response.body = _joined(pieces)
-            return self._keeps(ended)
+                pieces.clear()
+            return self._keeps()
         # Streamed: the head goes out with the first bytes.
         sent = size
-        await ctx.write(_joined(pieces))
+        first = _joined(pieces)
+        pieces.clear()
+        await ctx.write(first)
         self.moves += 1
-        del pieces
+        del first
         while True:
-            for event in await self._read():
-                if type(event) is records.Stdout:
-                    sent += len(event.data)
-                    if declared is not None and sent > declared:
-                        raise self._fail(
-                            f"the response is longer than its Content-Length {declared}"
-                        )
-                    await ctx.write(event.data)
-                    self.moves += 1
-                elif type(event) is records.Stderr:
-                    self._stderr(event.data)
-                    self._stderr_fails()
-                elif type(event) is records.EndRequest:
-                    self._refused(event)
-                    if declared is not None and sent != declared and ctx.request.method != "HEAD":
-                        raise self._fail(f"the response ended after {sent} of its {declared} bytes")
-                    return self._keeps(event)
+            await self._read()
+            while pieces:
+                data = pieces.pop(0)
+                sent += len(data)
+                if declared is not None and sent > declared:
+                    raise self._fail(f"the response is longer than its Content-Length {declared}")
+                await ctx.write(data)
+                self.moves += 1
+            if reader.err:
+                self._take_stderr()
+                self._stderr_fails()
+            if reader.done:
+                self._refused()
+                if declared is not None and sent != declared and ctx.request.method != "HEAD":
+                    raise self._fail(f"the response ended after {sent} of its {declared} bytes")
+                return self._keeps()
 
     def _set_head(self, parsed: _Head) -> int | None:
         # The response's status and headers from the CGI head (RFC 3875 6.2);
@@ -621,21 +736,22 @@ class _Exchange:
         response.skip_custom_errors = True
         return declared
 
-    def _refused(self, ended: records.EndRequest | None) -> None:
-        if ended is None or ended.protocol_status == records.REQUEST_COMPLETE:
+    def _refused(self) -> None:
+        # END_REQUEST came with another protocol status than REQUEST_COMPLETE.
+        reader = self.reader
+        protocol_status = reader.protocol_status
+        if not reader.done or protocol_status == records.REQUEST_COMPLETE:
             return
-        status = records.PROTOCOL_STATUS_NAMES.get(
-            ended.protocol_status, str(ended.protocol_status)
-        )
-        if ended.protocol_status == records.OVERLOADED:
+        status = records.PROTOCOL_STATUS_NAMES.get(protocol_status, str(protocol_status))
+        if protocol_status == records.OVERLOADED:
             raise self._fail("OVERLOADED", 503, 0, "the service is unavailable")
         raise self._fail(f"the application refused the request: {status}")
 
-    def _keeps(self, ended: records.EndRequest) -> bool:
+    def _keeps(self) -> bool:
         # Whether the instance may serve another request: the request completed
         # and nothing followed END_REQUEST. A program that closes the connection
         # anyway (it ignores FCGI_KEEP_CONN) is connected to anew next time.
-        if ended.protocol_status != records.REQUEST_COMPLETE:
+        if self.reader.protocol_status != records.REQUEST_COMPLETE:
             return False
         inst = self.inst
         if inst.sock is not None and not inst.quiet and hung_up(inst.sock):
@@ -704,6 +820,10 @@ class _Head:
 _PARSED: Final[dict[bytes, _Head]] = {}
 _PARSED_MAX: Final = 256
 _PARSED_HEAD: Final = 1024
+#: The head block the last response began with, blank line included, and its
+#: parse (at most one entry): a response that begins with the same bytes has
+#: that head (its first blank line is the same), found without split_head's scans.
+_RECENT: Final[list[tuple[bytes, _Head]]] = []
 
 
 def _parsed(block: bytes) -> _Head:

@@ -288,28 +288,49 @@ class Instance:
         costs more than the rest of a small request's exchange. ``wait_first``:
         wait before the first try, where nothing can be there yet (the answer
         to what was just sent): a read that finds nothing raises
-        ``BlockingIOError``, dearer than the wait."""
-        sock = self.sock
-        assert sock is not None
+        ``BlockingIOError``, dearer than the wait. (The handler does the same
+        with :meth:`readable`, :meth:`read_now` and :meth:`waited` itself: one
+        coroutine less per wait.)"""
         while True:
             if wait_first:
                 wait_first = False
             else:
-                try:
-                    return sock.recv(size)
-                except BlockingIOError:
-                    pass
-            loop = self._loop
-            if loop is None:
-                loop = self._loop = asyncio.get_running_loop()
-            if self._watching is None:
-                loop.add_reader(sock.fileno(), self._readable)
-                self._watching = loop
-            self._waiter = waiter = loop.create_future()
+                data = self.read_now(size)
+                if data is not None:
+                    return data
+            waiter = self.readable()
             try:
                 await waiter
             finally:
-                self._waiter = None
+                self.waited()
+
+    def read_now(self, size: int) -> bytes | None:
+        """At most ``size`` bytes, ``b""`` once the other end closed the
+        connection, None if nothing is there now; OSError if it failed."""
+        sock = self.sock
+        assert sock is not None
+        try:
+            return sock.recv(size)
+        except BlockingIOError:
+            return None
+
+    def readable(self) -> asyncio.Future[None]:
+        """A future done once the connection is readable (the reader registered
+        once per connection); :meth:`waited` must follow the wait."""
+        sock = self.sock
+        assert sock is not None
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        if self._watching is None:
+            loop.add_reader(sock.fileno(), self._readable)
+            self._watching = loop
+        self._waiter = waiter = loop.create_future()
+        return waiter
+
+    def waited(self) -> None:
+        """The wait for :meth:`readable` ended (however): nobody waits now."""
+        self._waiter = None
 
     def _readable(self) -> None:
         waiter = self._waiter
@@ -349,6 +370,10 @@ class Pool:
     def __init__(self, name: str, settings: FastCgiApplication, pool: str) -> None:
         self.name = name
         self.settings = settings
+        #: The worker's event loop, which the pool serves on (made by
+        #: :class:`Registry` on it): on Python 3.11 each asyncio.get_running_loop()
+        #: is a getpid() system call, and asyncio.current_task() makes one.
+        self.loop = asyncio.get_running_loop()
         #: Who we are in log lines: the application, its program, the pool.
         self.label = (
             f"FastCGI application {name!r} ({settings.program or settings.address}) "
@@ -429,7 +454,7 @@ class Pool:
                 detail=f"{self.label}: its queue is full "
                 f"(fastcgi.applications.{self.name}.queue_length = {self.settings.queue_length})",
             )
-        waiter: asyncio.Future[Instance | None] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[Instance | None] = self.loop.create_future()
         self.waiters.append(waiter)
         try:
             found = await waiter
@@ -598,7 +623,7 @@ class Pool:
         process = inst.process
         if process is not None and process.returncode is None:
             process.stopping = True  # from now on its exit is ours, not a failure
-            task = asyncio.get_running_loop().create_task(process.stop(0 if kill else STOP_GRACE))
+            task = self.loop.create_task(process.stop(0 if kill else STOP_GRACE))
             self._stopping.add(task)
             task.add_done_callback(self._stopping.discard)
         self._wake()
@@ -706,7 +731,7 @@ class Pool:
         """
         self._watched[request] = None
         if self._ticker is None:
-            self._ticker = asyncio.get_running_loop().call_later(self._tick, self._check_timeouts)
+            self._ticker = self.loop.call_later(self._tick, self._check_timeouts)
 
     def unwatch(self, request: Watched) -> None:
         """Stop checking ``request``'s timeouts (it ended)."""
@@ -736,15 +761,13 @@ class Pool:
                 continue
             del watched[request]
             request.expire(which)
-        self._ticker = asyncio.get_running_loop().call_later(self._tick, self._check_timeouts)
+        self._ticker = self.loop.call_later(self._tick, self._check_timeouts)
 
     # -- idle timeout, monitored file ------------------------------------------------------
 
     def _schedule_reaper(self) -> None:
         if self._reaper is None and self.idle:
-            self._reaper = asyncio.get_running_loop().call_later(
-                self.settings.idle_timeout, self._reap_idle
-            )
+            self._reaper = self.loop.call_later(self.settings.idle_timeout, self._reap_idle)
 
     def _reap_idle(self) -> None:
         self._reaper = None
@@ -754,7 +777,7 @@ class Pool:
             self.discard(inst)
         if self.idle:
             oldest = min(i.last_used for i in self.idle)
-            self._reaper = asyncio.get_running_loop().call_later(
+            self._reaper = self.loop.call_later(
                 max(oldest + self.settings.idle_timeout - time.monotonic(), 0.01),
                 self._reap_idle,
             )

@@ -440,7 +440,9 @@ class RecordReader:
         self._start = end
         if isinstance(buffer, bytearray):
             return rtype, request_id, bytes(buffer[body : body + length])
-        return rtype, request_id, buffer[body : body + length]
+        # ``head`` is ``buffer`` here: a ``bytes``, sliced natively (compiled),
+        # where the union is sliced generically.
+        return rtype, request_id, head[body : body + length]
 
     def next_record(self) -> Record | None:
         """The next whole record, or None until more bytes come. Raises
@@ -503,15 +505,35 @@ class ResponseReader:
     STDERR records (the end of each stream) yield nothing but close the stream.
     Anything an application may not send raises :class:`FastCgiProtocolError`;
     after that (or after :class:`EndRequest`) the reader accepts no more bytes.
+
+    :meth:`take` is ``feed`` without the event objects, for the handler: the
+    streams' pieces go to :attr:`out` and :attr:`err`, END_REQUEST's values to
+    :attr:`app_status` and :attr:`protocol_status` (``done`` then True).
     """
 
-    __slots__ = ("_closed", "_records", "done", "request_id")
+    __slots__ = (
+        "_closed",
+        "_records",
+        "app_status",
+        "done",
+        "err",
+        "out",
+        "protocol_status",
+        "request_id",
+    )
 
     def __init__(self, request_id: int) -> None:
         self.request_id = request_id
         self._records = RecordReader()
-        self._closed: set[int] = set()  # streams whose empty record came
+        # The streams whose empty record (their end) came, as bits: 1 << type.
+        self._closed = 0
         self.done = False  # END_REQUEST seen
+        #: :meth:`take`'s STDOUT and STDERR pieces, in order; the caller empties them.
+        self.out: list[bytes] = []
+        self.err: list[bytes] = []
+        #: END_REQUEST's values, once ``done``.
+        self.app_status = 0
+        self.protocol_status = REQUEST_COMPLETE
 
     @property
     def pending(self) -> int:
@@ -520,54 +542,89 @@ class ResponseReader:
 
     def feed(self, data: bytes) -> list[Event]:
         """The events ``data`` completes."""
-        if self.done:
-            if data:
-                raise FastCgiProtocolError("data after END_REQUEST")
-            return []
         events: list[Event] = []
-        records = self._records
-        records.receive(data)
+        records = self._start(data)
         while not self.done and (parts := records.next_parts()) is not None:
             # Unpacked, not *parts: a call with * is a generic call, not a native one.
             rtype, request_id, content = parts
             event = self._event(rtype, request_id, content)
             if event is not None:
                 events.append(event)
-        if self.done and records.pending:
-            raise FastCgiProtocolError("data after END_REQUEST")
+        self._finish()
         return events
 
+    def take(self, data: bytes) -> None:
+        """:meth:`feed` into :attr:`out`, :attr:`err` and :attr:`protocol_status`
+        (GET_VALUES_RESULT and UNKNOWN_TYPE are checked, then dropped)."""
+        records = self._start(data)
+        while not self.done and (parts := records.next_parts()) is not None:
+            rtype, request_id, content = parts
+            kind = self._kind(rtype, request_id, content)
+            if kind == STDOUT:
+                self.out.append(content)
+            elif kind == STDERR:
+                self.err.append(content)
+        self._finish()
+
+    def _start(self, data: bytes) -> RecordReader:
+        if self.done and data:
+            raise FastCgiProtocolError("data after END_REQUEST")
+        records = self._records
+        records.receive(data)
+        return records
+
+    def _finish(self) -> None:
+        if self.done and self._records.pending:
+            raise FastCgiProtocolError("data after END_REQUEST")
+
     def _event(self, rtype: int, request_id: int, content: bytes) -> Event | None:
+        kind = self._kind(rtype, request_id, content)
+        # tuple.__new__: the named tuple's own __new__ is Python code.
+        if kind == STDOUT:
+            return tuple.__new__(Stdout, (content,))
+        if kind == STDERR:
+            return tuple.__new__(Stderr, (content,))
+        if kind == END_REQUEST:
+            return tuple.__new__(EndRequest, (self.app_status, self.protocol_status))
+        if kind == GET_VALUES_RESULT:
+            return GetValuesResult(dict(decode_pairs(content)))
+        if kind == UNKNOWN_TYPE:
+            return UnknownType(content[0])
+        return None
+
+    def _kind(self, rtype: int, request_id: int, content: bytes) -> int:
+        # What a record is, checked: STDOUT or STDERR (with data), END_REQUEST
+        # (its values kept), GET_VALUES_RESULT, UNKNOWN_TYPE; 0 for a stream's end.
         if request_id == 0:
             if rtype == GET_VALUES_RESULT:
-                return GetValuesResult(dict(decode_pairs(content)))
+                decode_pairs(content)  # checked here, decoded again by _event
+                return rtype
             if rtype == UNKNOWN_TYPE:
                 if len(content) != 8:
                     raise FastCgiProtocolError(
                         f"an UNKNOWN_TYPE body of {len(content)} bytes, not 8"
                     )
-                return UnknownType(content[0])
+                return rtype
             raise FastCgiProtocolError(f"a {_name(rtype)} record as a management record")
         if request_id != self.request_id:
             raise FastCgiProtocolError(
                 f"a {_name(rtype)} record for request {request_id}, not {self.request_id}"
             )
         if rtype in (STDOUT, STDERR):
-            if rtype in self._closed:
+            bit = 1 << rtype
+            if self._closed & bit:
                 raise FastCgiProtocolError(f"{_name(rtype)} data after the stream ended")
             if not content:
-                self._closed.add(rtype)
-                return None
-            # tuple.__new__: the named tuple's own __new__ is Python code.
-            if rtype == STDOUT:
-                return tuple.__new__(Stdout, (content,))
-            return tuple.__new__(Stderr, (content,))
+                self._closed |= bit
+                return 0
+            return rtype
         if rtype == END_REQUEST:
-            if len(content) != _END_BODY.size:
+            if len(content) != 8:
                 raise FastCgiProtocolError(f"an END_REQUEST body of {len(content)} bytes, not 8")
             self.done = True
-            app_status = content[0] << 24 | content[1] << 16 | content[2] << 8 | content[3]
-            return tuple.__new__(EndRequest, (app_status, content[4]))
+            self.app_status = content[0] << 24 | content[1] << 16 | content[2] << 8 | content[3]
+            self.protocol_status = content[4]
+            return rtype
         raise FastCgiProtocolError(f"a {_name(rtype)} record from the application")
 
 
