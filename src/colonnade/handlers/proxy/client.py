@@ -266,8 +266,10 @@ class Connection(asyncio.BufferedProtocol):
         self._deadline = deadline
         if self._timer is not None and self._timer_when <= deadline:
             return  # it fires by then (the usual case: no call at all)
-        timer = self._timer = timer_by(self.loop, self._timer, deadline, self._on_timer)
-        self._timer_when = timer.when()
+        # A new timer, for this deadline (not asked when(): for a moment already
+        # past, uvloop's call_at answers a plain Handle, which has none).
+        self._timer = timer_by(self.loop, self._timer, deadline, self._on_timer)
+        self._timer_when = deadline
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -254,17 +254,49 @@ def _lines(headers: Headers) -> bytes:
     return b"".join(parts)
 
 
+class _LastHop:
+    """The forwarding fields last built from _OWN_HOP's key (a connection's
+    requests come one after another: no key tuple nor look-up for them)."""
+
+    __slots__ = ("client", "host", "lines", "scheme", "tls")
+
+    def __init__(self) -> None:
+        self.client = ""
+        self.host = ""
+        self.scheme = ""
+        self.tls = False
+        self.lines = b""
+
+
+_LAST_HOP: Final = _LastHop()
+
+
 def _own_hop(request: Request) -> bytes:
     # The forwarding fields of a request from no trusted proxy (see _OWN_HOP).
     client = request.client
-    key = (client[0] if client else "", request.host, request.scheme, request.tls is None)
+    address = client[0] if client else ""
+    host = request.host
+    scheme = request.scheme
+    tls = request.tls is None
+    last = _LAST_HOP
+    if (
+        last.lines
+        and address == last.client
+        and host == last.host
+        and scheme == last.scheme
+        and tls == last.tls
+    ):
+        return last.lines
+    key = (address, host, scheme, tls)
     own = _OWN_HOP.get(key)
     if own is None:
         own = _lines(_forwarding(request, None, None))
-        if len(request.host) <= _OWN_HOP_HOST:
-            if len(_OWN_HOP) >= _OWN_HOP_MAX:
-                _OWN_HOP.clear()
-            _OWN_HOP[key] = own
+        if len(host) > _OWN_HOP_HOST:
+            return own  # neither kept nor remembered
+        if len(_OWN_HOP) >= _OWN_HOP_MAX:
+            _OWN_HOP.clear()
+        _OWN_HOP[key] = own
+    last.client, last.host, last.scheme, last.tls, last.lines = address, host, scheme, tls, own
     return own
 
 

@@ -39,6 +39,7 @@ import logging
 import time
 import urllib.parse
 
+from colonnade.config.schema import FarmSettings
 from colonnade.core.app import Application
 from colonnade.core.context import Context, RawStream
 from colonnade.core.handler import ROUTE, UPSTREAM, Handler, Route
@@ -48,7 +49,7 @@ from colonnade.handlers.proxy import forward, wire
 from colonnade.handlers.proxy.client import Connection, Pool, Upstream
 from colonnade.handlers.proxy.config import ProxySection
 from colonnade.handlers.proxy.errors import UpstreamConnectError, UpstreamTimeoutError
-from colonnade.providers.farms import Farm, Outcome, farm_for
+from colonnade.providers.farms import Farm, Member, Outcome, farm_for
 
 log = logging.getLogger("colonnade.proxy")
 
@@ -91,6 +92,10 @@ class ProxyHandler(Handler):
         # The route of each [proxy] section with an upstream, by the section's id
         # (the route holds the section, so the id is not reused meanwhile).
         self._routes: dict[int, _Route] = {}
+        # A farm's settings as last seen, and its live farm, by name; the route
+        # to each member chosen so far.
+        self._farms_seen: dict[str, tuple[FarmSettings, Farm]] = {}
+        self._member_routes: dict[Member, _Route] = {}
 
     def provision(self, app: Application) -> None:
         """Check that a farm named at the application's root is defined (one named
@@ -108,6 +113,8 @@ class ProxyHandler(Handler):
         """Close the idle connections; lent ones close when their request ends."""
         pools, self.pools = self.pools, {}
         self._routes = {}
+        self._farms_seen = {}
+        self._member_routes = {}
         for pool in pools.values():
             pool.close()
         farms, self.farms = self.farms, {}
@@ -124,26 +131,28 @@ class ProxyHandler(Handler):
     async def execute(self, ctx: Context) -> None:
         """Forward the request and relay the answer."""
         settings = ctx.section(ProxySection)
-        if ctx.items:
-            route = ctx.items.get(ROUTE)
-            if type(route) is Route:  # handed here by a module: URL Rewrite's route to a farm
-                await self._via_farm(ctx, settings, route.farm, route.target)
+        items = ctx.items
+        if items:
+            handed = items.get(ROUTE)
+            if type(handed) is Route:  # handed here by a module: URL Rewrite's route to a farm
+                await self._via_farm(ctx, settings, handed.farm, handed.target)
                 return
-        if settings.farm:
-            await self._via_farm(ctx, settings, settings.farm)
-            return
-        upstream = settings.target
-        if upstream is None:
-            raise HttpError(
-                500,
-                0,
-                "the proxy is not configured",
-                detail="handler.proxy is mapped here, but [proxy] sets no upstream or farm",
-            )
-        ctx.items[UPSTREAM] = upstream.name
         route = self._routes.get(id(settings))
         if route is None or route.settings is not settings or route.pool.closed:
+            # Not seen yet (only a section with an upstream has a route).
+            if settings.farm:
+                await self._via_farm(ctx, settings, settings.farm)
+                return
+            upstream = settings.target
+            if upstream is None:
+                raise HttpError(
+                    500,
+                    0,
+                    "the proxy is not configured",
+                    detail="handler.proxy is mapped here, but [proxy] sets no upstream or farm",
+                )
             route = self._route(settings, upstream)
+        items[UPSTREAM] = route.upstream.name
         try:
             await _Exchange(ctx, route).run()
         except _ConnectFailedError as failed:
@@ -171,8 +180,12 @@ class ProxyHandler(Handler):
                 "the proxy is not configured",
                 detail=f"farm {name!r} is used here, but the server file defines no [farms.{name}]",
             )
-        farm = farm_for(farm_settings, name=name)
-        self.farms[name] = farm
+        seen = self._farms_seen.get(name)
+        if seen is not None and seen[0] is farm_settings:
+            farm = seen[1]  # farm_for would answer it, unchanged
+        else:
+            farm = self.farms[name] = farm_for(farm_settings, name=name)
+            self._farms_seen[name] = (farm_settings, farm)
         lease = farm.choose(ctx)
         if lease is None:
             raise HttpError(
@@ -181,15 +194,20 @@ class ProxyHandler(Handler):
         retried = False
         while True:
             member = lease.member
-            upstream = Upstream(member.host, member.port, member.unix_path)
             ctx.items[UPSTREAM] = member.name
-            route = _Route(settings, self.pool_for(upstream, settings))
-            started = time.monotonic()
+            route = self._member_routes.get(member)
+            if (
+                route is None
+                or route.settings is not settings
+                or route.address != member.address
+                or route.pool.closed
+            ):
+                route = self._member_route(settings, member)
             exchange = _Exchange(ctx, route, lease.set_cookie, target)
             try:
                 await exchange.run()
             except _ConnectFailedError as failed:
-                lease.finished(exchange.outcome, time.monotonic() - started)
+                lease.finished(exchange.outcome, time.monotonic() - lease.started)
                 following = None
                 if not retried and ctx.request.method in IDEMPOTENT:
                     following = farm.retry(ctx, lease)
@@ -204,10 +222,20 @@ class ProxyHandler(Handler):
                 lease, retried = following, True
                 continue
             except BaseException:
-                lease.finished(exchange.outcome, time.monotonic() - started)
+                lease.finished(exchange.outcome, time.monotonic() - lease.started)
                 raise
-            lease.finished(exchange.outcome, time.monotonic() - started)
+            lease.finished(exchange.outcome, time.monotonic() - lease.started)
             return
+
+    def _member_route(self, settings: ProxySection, member: Member) -> _Route:
+        # The route to a farm member (its address may change with a reload).
+        routes = self._member_routes
+        if len(routes) >= _ROUTES_MAX:
+            routes.clear()  # members of configurations gone (reloads)
+        upstream = Upstream(member.host, member.port, member.unix_path)
+        route = routes[member] = _Route(settings, self.pool_for(upstream, settings))
+        route.address = member.address
+        return route
 
 
 def _undefined_farm(app: Application) -> str | None:
@@ -241,6 +269,7 @@ class _Route:
     of their upstream, and the ``Host`` they send (None: the client's)."""
 
     __slots__ = (
+        "address",
         "buffer_size",
         "continue_timeout",
         "forwarded",
@@ -257,6 +286,8 @@ class _Route:
         self.settings = settings
         self.pool = pool
         self.upstream = upstream
+        #: A farm member's address, as its configuration says it ("": not a member).
+        self.address = ""
         self.timeout: float = settings.timeout
         self.continue_timeout: float = settings.continue_timeout
         self.buffer_size: int = settings.buffer_size
@@ -296,6 +327,10 @@ class _Exchange:
         self.pumping = False  # the pump is sending the body
         self.last_sent = 0.0  # when the upstream last took bytes of the request (loop time)
         request = ctx.request
+        # Read once: attributes of interpreted objects cost a look-up each time.
+        self.method = request.method
+        self.response = ctx.response
+        self.status = 0  # the upstream's, once its head came
         self.has_body = request.body is not EMPTY_BODY
         host = route.host
         self.rewrite: forward.HostRewrite | None = None
@@ -368,7 +403,7 @@ class _Exchange:
         reused = conn.requests > 0
         conn.requests += 1
         timeout = self.timeout
-        conn.parser.start(self.ctx.request.method)
+        conn.parser.start(self.method)
         try:
             if conn.write(self.head):  # no coroutine for the usual case
                 await conn.drain(timeout)
@@ -532,8 +567,8 @@ class _Exchange:
             raise error
 
     def _set_head(self, head: wire.Head) -> None:
-        response = self.ctx.response
-        response.status = head.status
+        response = self.response
+        self.status = response.status = head.status
         response.reason = head.reason or None
         # No field to remove or rewrite (the usual answer): its headers as they came.
         response.headers = (
@@ -547,13 +582,18 @@ class _Exchange:
 
     def _bodiless(self) -> bool:
         # The response has no body whatever its head declares.
-        return self.ctx.request.method == "HEAD" or self.ctx.response.status in (204, 304)
+        return self.method == "HEAD" or self.status == 204 or self.status == 304
 
     def _give_whole(self, body: list[bytes]) -> None:
         # A body that ended within buffer_size, handed to the pipeline whole: its
         # length is that of the body now (the engine writes the field).
-        response = self.ctx.response
-        response.headers = [f for f in response.headers if f[0] != b"content-length"]
+        response = self.response
+        headers = response.headers  # this response's own list (see _set_head)
+        i = len(headers)
+        while i:
+            i -= 1
+            if headers[i][0] == b"content-length":
+                del headers[i]
         response.body = body[0] if len(body) == 1 else b"".join(body)
 
     async def _relay(self, conn: Connection, events: list[wire.Event]) -> bool:

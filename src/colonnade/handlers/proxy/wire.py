@@ -265,7 +265,11 @@ class ResponseParser:
     def _head(self, data: bytes, pos: int, events: list[Event]) -> int:
         # The head ends at the first blank line; a head as the last one this
         # connection parsed (an upstream answering alike, bar the second-granular
-        # Date) is taken from it: one comparison instead of parsing again.
+        # Date) is taken from it: one comparison instead of parsing again (nor
+        # looking for its end: a find costs more than a startswith compiled).
+        parsed = self._last
+        if parsed is not None and (data[pos:] if pos else data).startswith(parsed.raw):
+            return self._final(parsed, data, pos + len(parsed.raw), events)
         found = data.find(b"\r\n\r\n", pos)
         limit = self.max_head
         if found < 0 or found - pos > limit:
@@ -275,17 +279,18 @@ class ResponseParser:
                 )
             self._buffer = data[pos:] if pos else data
             return -1
-        block = data[pos:found]
         after = found + 4
-        parsed = self._last
-        if parsed is None or parsed.block != block:
-            fresh = _parse_head(block)
-            if isinstance(fresh, Interim):
-                events.append(fresh)
-                return after  # the final response follows
-            parsed = fresh
-            if len(block) <= _REMEMBERED_HEAD:
-                self._last = parsed
+        fresh = _parse_head(data[pos:after])
+        if isinstance(fresh, Interim):
+            events.append(fresh)
+            return after  # the final response follows
+        if after - pos <= _REMEMBERED_HEAD:
+            self._last = fresh
+        return self._final(fresh, data, after, events)
+
+    def _final(self, parsed: _Parsed, data: bytes, after: int, events: list[Event]) -> int:
+        # A final response's head read (``after``: where it ended in ``data``): its
+        # event, and the state its framing puts the parser in.
         # A list of its own: the response's headers are changed downstream.
         events.append(
             Head(parsed.status, parsed.reason, parsed.headers[:], parsed.keep_alive, parsed.plain)
@@ -352,18 +357,19 @@ _REMEMBERED_HEAD: Final = 4096
 
 
 class _Parsed:
-    """A final response head as read from ``block`` (its bytes up to the blank
-    line): what :class:`Head` carries and what decides the body's framing.
+    """A final response head as read from ``raw`` (its bytes, the blank line
+    that ends it included): what :class:`Head` carries and what decides the
+    body's framing.
     ``length``: the Content-Length value (None: none); ``te``: a Transfer-Encoding was
     sent, ``chunked`` its last coding is."""
 
     __slots__ = (
-        "block",
         "chunked",
         "headers",
         "keep_alive",
         "length",
         "plain",
+        "raw",
         "reason",
         "status",
         "te",
@@ -371,7 +377,7 @@ class _Parsed:
 
     def __init__(
         self,
-        block: bytes,
+        raw: bytes,
         status: int,
         reason: bytes,
         headers: Headers,
@@ -381,7 +387,7 @@ class _Parsed:
         te: bool,
         chunked: bool,
     ) -> None:
-        self.block = block
+        self.raw = raw
         self.status = status
         self.reason = reason
         self.headers = headers
@@ -392,11 +398,11 @@ class _Parsed:
         self.chunked = chunked
 
 
-def _parse_head(block: bytes) -> _Parsed | Interim:
-    # A response head (status line and fields, without the blank line): an
+def _parse_head(raw: bytes) -> _Parsed | Interim:
+    # A response head (status line and fields, and the blank line): an
     # informational one as Interim, a final one as _Parsed. One split (each bytes
     # method call costs hundreds of instructions compiled).
-    lines = block.split(b"\r\n")
+    lines = raw[:-4].split(b"\r\n")
     status, reason, http10 = _status_line(lines[0])
     headers = _header_lines(lines, 1)
     if 100 <= status < 200 and status != 101:
@@ -424,7 +430,7 @@ def _parse_head(block: bytes) -> _Parsed | Interim:
         keep_alive = bool(connection) and has_token(connection, b"keep-alive")
     else:
         keep_alive = not connection or not has_token(connection, b"close")
-    return _Parsed(block, status, reason, headers, keep_alive, plain, length, te, chunked)
+    return _Parsed(raw, status, reason, headers, keep_alive, plain, length, te, chunked)
 
 
 def _status_line(line: bytes) -> tuple[int, bytes, bool]:
