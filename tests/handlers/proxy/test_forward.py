@@ -2,8 +2,32 @@
 
 from __future__ import annotations
 
-from colonnade.core.request import Request
-from colonnade.handlers.proxy.forward import HostRewrite, request_headers, response_headers
+import random
+
+from colonnade.core.request import EMPTY_BODY, BytesBody, Request
+from colonnade.handlers.proxy.forward import (
+    FORWARDING,
+    HostRewrite,
+    Outgoing,
+    _forwarding,
+    outgoing,
+    response_headers,
+)
+from colonnade.handlers.proxy.wire import HOP_BY_HOP
+
+Headers = list[tuple[bytes, bytes]]
+
+
+def split_head(out: Outgoing) -> tuple[bytes, Headers]:
+    """The request line and the fields of a head that ends with its blank line."""
+    assert out.head.endswith(b"\r\n\r\n")
+    line, *lines = out.head[:-4].split(b"\r\n")
+    fields = []
+    for text in lines:
+        name, sep, value = text.partition(b": ")
+        assert sep, text
+        fields.append((name, value))
+    return line, fields
 
 
 def test_url_rewrite_names_the_upstream_exactly() -> None:
@@ -47,15 +71,12 @@ def test_cookies_joined_and_body_framing() -> None:
         headers=[(b"cookie", b"a=1"), (b"cookie", b"b=2"), (b"content-length", b"5")],
         host="example.com",
         client=("192.0.2.1", 5000),
+        body=BytesBody(b"hello"),
     )
-    out = request_headers(
-        request,
-        b"up:80",
-        forwarded=True,
-        framing=(b"content-length", b"5"),
-        expect_continue=False,
-        upgrade=None,
-    )
+    made = outgoing(request, b"/", b"up:80", forwarded=True)
+    line, out = split_head(made)
+    assert line == b"POST / HTTP/1.1"
+    assert not made.chunked and not made.expect_continue and made.upgrade is None
     assert out[0] == (b"host", b"up:80")
     assert (b"cookie", b"a=1; b=2") in out
     assert [v for n, v in out if n == b"content-length"] == [b"5"]
@@ -64,10 +85,108 @@ def test_cookies_joined_and_body_framing() -> None:
 
 def test_ipv6_client_in_forwarded() -> None:
     request = Request("GET", "/", host="[::1]:8080", client=("2001:db8::1", 1))
-    out = dict(
-        request_headers(
-            request, b"up", forwarded=True, framing=None, expect_continue=False, upgrade=None
-        )
-    )
+    out = dict(split_head(outgoing(request, b"/", b"up", forwarded=True))[1])
     assert out[b"forwarded"] == b'for="[2001:db8::1]";proto=http;host="[::1]:8080"'
     assert out[b"x-forwarded-for"] == b"2001:db8::1"
+
+
+def reference_fields(request: Request, host: bytes | None, forwarded: bool) -> Headers:
+    # The rules read plainly: one look-up per question, in the order the fields go.
+    headers = request.headers
+
+    def first(name: bytes) -> bytes | None:
+        return next((v for n, v in headers if n == name), None)
+
+    connection = b",".join(v for n, v in headers if n == b"connection")
+    listed = {t.strip(b" \t").lower() for t in connection.split(b",")} - {b""}
+    trusted = forwarded and request.client != request.peer
+    out: Headers = [(b"host", host if host is not None else first(b"host") or b"")]
+    cookies: list[bytes] = []
+    xff: list[bytes] = []
+    fwd: list[bytes] = []
+    for name, value in headers:
+        if name in listed or name in HOP_BY_HOP or name in (b"host", b"content-length", b"expect"):
+            continue
+        if name == b"cookie":
+            cookies.append(value)
+        elif name not in FORWARDING or not forwarded:
+            out.append((name, value))
+        elif trusted and name == b"x-forwarded-for":
+            xff.append(value)
+        elif trusted and name == b"forwarded":
+            fwd.append(value)
+    if cookies:
+        out.append((b"cookie", b"; ".join(cookies)))
+    if request.body is not EMPTY_BODY:
+        length = first(b"content-length")
+        out.append(
+            (b"content-length", length)
+            if length is not None
+            else (b"transfer-encoding", b"chunked")
+        )
+        expect = first(b"expect")
+        if expect is not None and expect.lower() == b"100-continue":
+            out.append((b"expect", b"100-continue"))
+    upgrade = first(b"upgrade")
+    if upgrade is not None and request.version == "1.1" and b"upgrade" in connection.lower():
+        out += [(b"connection", b"upgrade"), (b"upgrade", upgrade)]
+    if forwarded:
+        out += _forwarding(request, xff if trusted else None, fwd if trusted else None)
+    return out
+
+
+FIELDS = [
+    (b"accept", b"*/*"),
+    (b"host", b"public.example"),
+    (b"host", b"second.example"),
+    (b"cookie", b"a=1"),
+    (b"cookie", b"b=2"),
+    (b"connection", b"keep-alive, X-Secret"),
+    (b"connection", b"Upgrade"),
+    (b"connection", b"cookie"),
+    (b"x-secret", b"s"),
+    (b"upgrade", b"websocket"),
+    (b"keep-alive", b"300"),
+    (b"te", b"trailers"),
+    (b"transfer-encoding", b"chunked"),
+    (b"content-length", b"5"),
+    (b"expect", b"100-Continue"),
+    (b"x-forwarded-for", b"198.51.100.7"),
+    (b"forwarded", b"for=198.51.100.7"),
+    (b"x-forwarded-proto", b"https"),
+    (b"user-agent", b"t"),
+]
+
+
+def test_outgoing_as_the_rules_read_it() -> None:
+    # Random requests of the fields above (repeated, in any order), from a client
+    # or through a trusted proxy, with and without a body, HTTP/1.1 and 1.0: the
+    # head is the request line and what the plain reading gives, and the handler's
+    # notes agree with it.
+    rng = random.Random(19)
+    for _ in range(3000):
+        chosen = [rng.choice(FIELDS) for _ in range(rng.randint(0, 8))]
+        trusted = rng.random() < 0.3
+        request = Request(
+            rng.choice(["GET", "POST"]),
+            "/",
+            headers=chosen,
+            host="public.example",
+            version=rng.choice(["1.1", "1.1", "1.0"]),
+            client=("192.0.2.1", 1),
+            server=("127.0.0.1", 80),
+            body=BytesBody(b"hello") if rng.random() < 0.5 else EMPTY_BODY,
+        )
+        request.peer = ("10.0.0.1", 2) if trusted else request.client
+        host = rng.choice([None, b"up:80"])
+        forwarded = rng.random() < 0.8
+        made = outgoing(request, b"/t", host, forwarded=forwarded)
+        line, fields = split_head(made)
+        expected = reference_fields(request, host, forwarded)
+        if host is None and not expected[0][1]:
+            expected[0] = (b"host", b"public.example")
+        assert line == request.method.encode() + b" /t HTTP/1.1"
+        assert fields == expected, chosen
+        assert made.chunked == ((b"transfer-encoding", b"chunked") in expected)
+        assert made.expect_continue == ((b"expect", b"100-continue") in expected)
+        assert made.upgrade == (b"websocket" if (b"upgrade", b"websocket") in expected else None)

@@ -203,9 +203,12 @@ def request(client: str, host: str, tls: bool = False) -> Request:
 
 
 def fields(req: Request) -> forward.Headers:
-    return forward.request_headers(
-        req, b"up", forwarded=True, framing=None, expect_continue=False, upgrade=None
-    )
+    head = forward.outgoing(req, b"/", b"up", forwarded=True).head
+    assert head.endswith(b"\r\n\r\n")
+    return [
+        (name, value)
+        for name, _, value in (line.partition(b": ") for line in head[:-4].split(b"\r\n")[1:])
+    ]
 
 
 def test_forwarding_fields_cached_equal_a_fresh_build() -> None:
@@ -216,6 +219,7 @@ def test_forwarding_fields_cached_equal_a_fresh_build() -> None:
         assert first == again
         tail = [f for f in first if f[0] in forward.FORWARDING]
         assert tail == forward._forwarding(req, None, None)
+        assert first[-len(tail) :] == tail  # they end the head
     # Another client, another Host, another scheme: their own fields.
     a = dict(fields(request("192.0.2.1", "a.example")))
     b = dict(fields(request("192.0.2.2", "a.example")))
@@ -234,3 +238,56 @@ def test_forwarding_cache_is_bounded() -> None:
     out = dict(fields(request("192.0.2.9", long_host)))
     assert out[b"x-forwarded-host"] == long_host.encode()
     assert not any(key[1] == long_host for key in forward._OWN_HOP)
+
+
+def events_of(parser: ResponseParser, raw: bytes, method: str = "GET") -> list[object]:
+    # The events of one response, comparable; each Head's headers then changed as
+    # the pipeline may change a response's (a field appended).
+    parser.start(method)
+    out: list[object] = []
+    for event in parser.feed(raw):
+        if isinstance(event, Head):
+            out.append(
+                (event.status, event.reason, list(event.headers), event.keep_alive, event.plain)
+            )
+            event.headers.append((b"x-added", b"downstream"))
+        elif isinstance(event, wire.Data):
+            out.append(bytes(event.data))
+        else:
+            out.append(type(event).__name__)
+    return out
+
+
+def test_a_remembered_head_reads_as_a_fresh_parse() -> None:
+    # One connection's parser, fed a run of responses whose heads repeat, change
+    # by a byte, or differ in framing: each reads as a new parser reads it, and a
+    # head's headers changed downstream do not reach the next response.
+    body = b"Hello, world!"
+    heads = [
+        HEAD,
+        HEAD,
+        HEAD.replace(b"18:00:00", b"18:00:01"),
+        HEAD.replace(b"18:00:00", b"18:00:01"),
+        HEAD.replace(b"content-length: 13", b"content-length: 12"),
+        HEAD.replace(b"content-length: 13", b"content-length: 0"),
+        HEAD.replace(b"HTTP/1.1 200 OK", b"HTTP/1.1 201 Created"),
+        HEAD.replace(b"HTTP/1.1 200 OK", b"HTTP/1.1 204 No Content"),
+        HEAD.replace(b"server: uvicorn", b"connection: close"),
+        HEAD,
+        HEAD,
+    ]
+    shared = ResponseParser()
+    for raw in heads:
+        length = int(raw.split(b"content-length: ")[1].split(b"\r\n")[0])
+        message = raw if b" 204 " in raw else raw + body[:length]
+        assert events_of(shared, message) == events_of(ResponseParser(), message), raw
+        # A HEAD request's answer to the same head has no body, remembered or not.
+        assert events_of(shared, raw, "HEAD") == events_of(ResponseParser(), raw, "HEAD"), raw
+
+
+def test_an_invalid_head_after_a_remembered_one_is_refused() -> None:
+    for bad in (HEAD.replace(b"server:", b"ser ver:"), HEAD.replace(b"13", b"1x")):
+        parser = ResponseParser()
+        events_of(parser, HEAD + b"Hello, world!")
+        with pytest.raises(UpstreamProtocolError):
+            events_of(parser, bad + b"Hello, world!")

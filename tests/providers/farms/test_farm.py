@@ -192,6 +192,30 @@ def test_a_lease_counts_in_flight_and_finishes_once() -> None:
     assert (member.in_flight, member.failures) == (0, 1)
 
 
+def test_a_farm_of_one_goes_to_its_member_only_while_it_takes_requests() -> None:
+    # A farm of one without affinity skips the choice while its member is plain;
+    # each state that keeps new requests away still does.
+    farm = farm_for(settings(1, health={"retry_after": 3600}), name="app")
+    (member,) = farm.members
+    assert take(farm, 3) == [member.name] * 3 and member.requests == 3
+    for state in ("draining", "disabled"):
+        member.set_admin(state)  # type: ignore[arg-type]
+        assert farm.choose(None) is None
+    member.set_admin("enabled")
+    member.mark_down("test")
+    assert farm.choose(None) is None
+    member.mark_up("test")
+    limited = farm_for(settings([{"address": "http://a", "max_connections": 1}]), name="one")
+    held = limited.choose(None)
+    assert held is not None and limited.choose(None) is None
+    held.finished("ok", 0.001)
+    assert limited.choose(None) is not None
+    # With affinity it is chosen as before: the lease carries the cookie.
+    sticky = farm_for(settings(1, affinity=True), name="sticky")
+    lease = sticky.choose(make_context())
+    assert lease is not None and lease.set_cookie is not None
+
+
 def test_a_member_at_its_limit_is_passed_over_and_none_when_all_are() -> None:
     farm = farm_for(
         settings(

@@ -84,7 +84,7 @@ class Connection(asyncio.BufferedProtocol):
         self._buffer = pool.read_buffer
         self.transport: asyncio.Transport | None = None
         self.parser = ResponseParser(max_head)
-        self._queue: collections.deque[bytes] = collections.deque()
+        self._queue: list[bytes] = []
         self._queued = 0
         self._paused = False
         self._eof = False
@@ -97,6 +97,7 @@ class Connection(asyncio.BufferedProtocol):
         # enforces it (see _arm).
         self._deadline = _NEVER
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_when = _NEVER  # when _timer fires
         #: The event loop it lives on (made there by the pool): kept, because each
         #: asyncio.get_running_loop() costs a getpid system call.
         self.loop = asyncio.get_running_loop()
@@ -119,7 +120,7 @@ class Connection(asyncio.BufferedProtocol):
         return self._buffer[: max(self.high_water - self._queued, 1024)]
 
     def buffer_updated(self, nbytes: int) -> None:
-        self._queue.append(self._buffer[:nbytes].tobytes())
+        self._queue.append(bytes(self._buffer[:nbytes]))
         self._queued += nbytes
         if self._queued >= self.high_water and not self._paused and self.transport is not None:
             self._paused = True
@@ -154,8 +155,11 @@ class Connection(asyncio.BufferedProtocol):
 
     def _wake_reader(self) -> None:
         reader = self._reader
-        if reader is not None and not reader.done():
-            reader.set_result(None)
+        if reader is not None:
+            # Woken once: what arrives before the waiter runs needs no second call.
+            self._reader = None
+            if not reader.done():  # not cancelled, nor ended by the timer
+                reader.set_result(None)
 
     # -- for the handler --------------------------------------------------------------
 
@@ -186,21 +190,25 @@ class Connection(asyncio.BufferedProtocol):
                     raise ConnectionResetError(str(self._error))
                 return b""
             return None
-        data = queue.popleft() if len(queue) == 1 else b"".join(queue)
-        queue.clear()
+        data = queue[0] if len(queue) == 1 else b"".join(queue)
+        self._queue = []
         self._queued = 0
         return data
 
     def waiter(self, within: float | None) -> asyncio.Future[None]:
         """A future done once bytes arrive or the connection ends, or after
         ``within`` seconds (None: no limit)."""
+        return self.waiter_at(_NEVER if within is None else self.loop.time() + within)
+
+    def waiter_at(self, deadline: float) -> asyncio.Future[None]:
+        """:meth:`waiter` until ``deadline`` (loop time; infinity: no limit)."""
         # All that was read is passed on: read again (not earlier, so that no
         # more than one piece waits here while the last is sent on).
-        self.watch()
-        loop = self.loop
-        self._reader = waiter = loop.create_future()
-        if within is not None:
-            self._arm(loop.time() + within)
+        if self._paused:
+            self.watch()
+        self._reader = waiter = self.loop.create_future()
+        if deadline != _NEVER:
+            self._arm(deadline)
         return waiter
 
     def taken(self, within: float | None) -> bytes:
@@ -227,7 +235,9 @@ class Connection(asyncio.BufferedProtocol):
         :meth:`drain` waits); ``ConnectionResetError`` if the connection is gone.
         ``send`` without a coroutine, for the usual case that need not wait."""
         transport = self.transport
-        if transport is None or self._closed or transport.is_closing():
+        # _eof: the upstream closed its side, and so the transport is closing
+        # (eof_received says so), or close() was called.
+        if transport is None or self._closed or self._eof:
             raise ConnectionResetError("the upstream connection is closed")
         transport.write(data)
         return not self._writable
@@ -254,7 +264,12 @@ class Connection(asyncio.BufferedProtocol):
         # armed across the waits of many requests and, when it fires, expires the
         # wait under way only if that wait's deadline passed, else re-arms for it.
         self._deadline = deadline
+        if self._timer is not None and self._timer_when <= deadline:
+            return  # it fires by then (the usual case: no call at all)
+        # A new timer, for this deadline (not asked when(): for a moment already
+        # past, uvloop's call_at answers a plain Handle, which has none).
         self._timer = timer_by(self.loop, self._timer, deadline, self._on_timer)
+        self._timer_when = deadline
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -264,6 +279,7 @@ class Connection(asyncio.BufferedProtocol):
         loop = self.loop
         if loop.time() < deadline:
             self._timer = loop.call_at(deadline, self._on_timer)
+            self._timer_when = deadline
             return
         for waiter in (self._reader, self._drainer):
             if waiter is not None and not waiter.done():
@@ -332,7 +348,8 @@ class Pool:
     def __init__(self, upstream: Upstream, settings: PoolSettings) -> None:
         self.upstream = upstream
         self.settings = settings
-        self._idle: collections.deque[Connection] = collections.deque()
+        # Oldest first: lent from the end, reaped from the start.
+        self._idle: list[Connection] = []
         self._live: set[Connection] = set()
         self._connecting = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
@@ -357,20 +374,27 @@ class Pool:
         ``UpstreamTimeoutError`` when it cannot be had."""
         if self.closed:
             raise UpstreamConnectError("the upstream pool is closed")
-        while self._idle:
-            conn = self._idle.pop()
-            if conn.clean:
-                return conn
-            self._discard(conn)
+        conn = self.reuse()
+        if conn is not None:
+            return conn
         limit = self.settings.max_connections
         if limit and len(self._live) + self._connecting >= limit:
             await self._wait_for_room()
-            while self._idle:
-                conn = self._idle.pop()
-                if conn.clean:
-                    return conn
-                self._discard(conn)
+            conn = self.reuse()
+            if conn is not None:
+                return conn
         return await self._connect()
+
+    def reuse(self) -> Connection | None:
+        """The most recently returned clean idle connection (None: there is none,
+        then :meth:`acquire`); those found unclean on the way are closed."""
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            if conn.clean:
+                return conn
+            self._discard(conn)
+        return None
 
     async def _wait_for_room(self) -> None:
         loop = asyncio.get_running_loop()
@@ -469,8 +493,15 @@ class Pool:
     def _reap(self) -> None:
         self._reaper = None
         cutoff = time.monotonic() - self.settings.idle_timeout
-        while self._idle and self._idle[0].idle_since <= cutoff:
-            self._discard(self._idle.popleft())
+        idle = self._idle
+        stale = 0
+        while stale < len(idle) and idle[stale].idle_since <= cutoff:
+            stale += 1
+        if stale:
+            gone = idle[:stale]
+            del idle[:stale]
+            for conn in gone:
+                self._discard(conn)
         self._schedule_reaper()
 
     def close(self) -> None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from colonnade.core.httputil import is_token, split_host
-from colonnade.core.request import Request
+from colonnade.core.httputil import has_token, is_token, split_host
+from colonnade.core.request import EMPTY_BODY, Request
 from colonnade.handlers.proxy.wire import HOP_BY_HOP
 
 Headers = list[tuple[bytes, bytes]]
@@ -28,22 +28,6 @@ FORWARDING: Final = frozenset(
 
 
 _NONE: Final[frozenset[bytes]] = frozenset()
-#: The request fields the handler decides by (see :func:`noted_fields`).
-_NOTED: Final = frozenset({b"host", b"upgrade", b"expect", b"content-length", b"connection"})
-
-
-def noted_fields(headers: Headers) -> dict[bytes, bytes]:
-    """The first value of each of ``host``, ``upgrade``, ``expect``,
-    ``content-length``, and every ``connection`` value joined by commas: one pass
-    over the fields instead of one lookup each."""
-    noted: dict[bytes, bytes] = {}
-    for name, value in headers:
-        if name in _NOTED:
-            if name not in noted:
-                noted[name] = value
-            elif name == b"connection":
-                noted[name] += b"," + value
-    return noted
 
 
 def listed_names(connection: bytes) -> set[bytes]:
@@ -76,92 +60,243 @@ def _quoted(value: bytes) -> bytes:
 _DROP: Final = 0  # hop-by-hop, or written by the proxy itself
 _FORWARDING: Final = 1  # X-Forwarded-*, Forwarded
 _COOKIE: Final = 2
+# Dropped too, and noted: the handler decides by them.
+_HOST: Final = 3
+_LENGTH: Final = 4
+_EXPECT: Final = 5
+_UPGRADE: Final = 6
+_CONNECTION: Final = 7
 _REQUEST_FIELDS: Final[dict[bytes, int]] = {
     **{name: _DROP for name in HOP_BY_HOP | _REBUILT},
     **{name: _FORWARDING for name in FORWARDING},
     b"cookie": _COOKIE,
+    b"host": _HOST,
+    b"content-length": _LENGTH,
+    b"expect": _EXPECT,
+    b"upgrade": _UPGRADE,
+    b"connection": _CONNECTION,
 }
-#: The forwarding fields of a request from no trusted proxy, by (client address,
-#: Host, scheme, TLS): the same for every request of a connection, so built once
-#: (at most _OWN_HOP_MAX of them, for a Host of at most _OWN_HOP_HOST bytes: a
-#: client cannot make it hold much).
-_OWN_HOP: dict[tuple[str, str, str, bool], Headers] = {}
+#: The forwarding fields of a request from no trusted proxy, as they go out (with
+#: the blank line that ends the head), by (client address, Host, scheme, TLS): the
+#: same for every request of a connection, so built once (at most _OWN_HOP_MAX of
+#: them, for a Host of at most _OWN_HOP_HOST bytes: a client cannot make it hold
+#: much).
+_OWN_HOP: dict[tuple[str, str, str, bool], bytes] = {}
 _OWN_HOP_MAX: Final = 256
 _OWN_HOP_HOST: Final = 300
 
 
-def request_headers(
-    request: Request,
-    host: bytes,
-    *,
-    forwarded: bool,
-    framing: tuple[bytes, bytes] | None,
-    expect_continue: bool,
-    upgrade: bytes | None,
-    connection: bytes | None = None,
-) -> Headers:
-    """The header section sent upstream.
+class Outgoing:
+    """A request as it goes to the upstream (made by :func:`outgoing`): ``head``,
+    its bytes up to the body, and what the handler decides by: ``upgrade``, the
+    ``Upgrade`` value passed on (a WebSocket handshake; None: no upgrade);
+    ``chunked``, the body goes chunked (else by its ``Content-Length``);
+    ``expect_continue``, the upstream is asked for ``100 Continue``."""
 
-    ``host``: the ``Host`` value to send. ``framing``: the body's
-    ``content-length`` or ``transfer-encoding`` field (None: no body).
-    ``expect_continue``: ask the upstream for ``100 Continue``. ``upgrade``: the
-    ``Upgrade`` value to pass on (a WebSocket handshake), else None.
-    ``connection``: the request's ``Connection`` values, joined (None: it has none).
+    __slots__ = (
+        "_connection",
+        "_cookies",
+        "_expect",
+        "_fwd",
+        "_host",
+        "_length",
+        "_upgrade",
+        "_xff",
+        "chunked",
+        "expect_continue",
+        "head",
+        "upgrade",
+    )
+
+    def __init__(self) -> None:
+        self.head = b""
+        self.upgrade: bytes | None = None
+        self.chunked = False
+        self.expect_continue = False
+        # The first value of each of these fields, every Connection value joined.
+        self._host: bytes | None = None
+        self._length: bytes | None = None
+        self._expect: bytes | None = None
+        self._upgrade: bytes | None = None
+        self._connection: bytes | None = None
+        self._cookies: list[bytes] | None = None
+        # What a trusted proxy sent of X-Forwarded-For and Forwarded.
+        self._xff: list[bytes] = []
+        self._fwd: list[bytes] = []
+
+    def _fields(
+        self,
+        headers: Headers,
+        parts: list[bytes],
+        listed: frozenset[bytes] | set[bytes],
+        forwarded: bool,
+        trusted_chain: bool,
+    ) -> None:
+        # The client's fields: those passed on written to ``parts``, the others
+        # noted. One dictionary lookup per field in the common case (a field
+        # passed on); ``listed``: the names the Connection header lists.
+        special = _REQUEST_FIELDS
+        for field in headers:
+            name = field[0]
+            kind = special.get(name)
+            if kind is None:
+                if not listed or name not in listed:
+                    parts.append(name)
+                    parts.append(b": ")
+                    parts.append(field[1])
+                    parts.append(b"\r\n")
+            elif kind == _COOKIE:
+                if name in listed:
+                    continue
+                if self._cookies is None:
+                    self._cookies = [field[1]]
+                else:
+                    self._cookies.append(field[1])  # HTTP/2 sends one per cookie: joined for 1.1
+            elif kind == _FORWARDING:
+                if name in listed:
+                    continue
+                if not forwarded:
+                    parts.append(name)  # not ours to touch
+                    parts.append(b": ")
+                    parts.append(field[1])
+                    parts.append(b"\r\n")
+                elif trusted_chain and name == b"x-forwarded-for":
+                    self._xff.append(field[1])
+                elif trusted_chain and name == b"forwarded":
+                    self._fwd.append(field[1])
+            elif kind == _HOST:
+                if self._host is None:
+                    self._host = field[1]
+            elif kind == _CONNECTION:
+                connection = self._connection
+                self._connection = field[1] if connection is None else connection + b"," + field[1]
+            elif kind == _LENGTH:
+                if self._length is None:
+                    self._length = field[1]
+            elif kind == _EXPECT:
+                if self._expect is None:
+                    self._expect = field[1]
+            elif kind == _UPGRADE and self._upgrade is None:
+                self._upgrade = field[1]
+
+
+def outgoing(request: Request, target: bytes, host: bytes | None, *, forwarded: bool) -> Outgoing:
+    """The request as the upstream gets it (see :class:`Outgoing`): its fields
+    with the hop-by-hop ones removed (and those the ``Connection`` header names),
+    cookies joined in one field, the body's framing, and the forwarding fields
+    added (``forwarded``: rebuilt, else passed on as they came).
+
+    ``target``: the request target to ask for. ``host``: the ``Host`` value to
+    send (None: the client's own).
     """
-    listed = listed_names(connection) if connection else _NONE
-    out: Headers = [(b"host", host)]
-    cookies: list[bytes] | None = None
     trusted_chain = forwarded and request.client != request.peer
-    xff: list[bytes] = []
-    fwd: list[bytes] = []
-    special = _REQUEST_FIELDS
-    # One dictionary lookup per field in the common case (a field passed on).
-    for field in request.headers:
-        name = field[0]
-        kind = special.get(name)
-        if kind is None:
-            if not listed or name not in listed:
-                out.append(field)
-        elif kind == _COOKIE:
-            if cookies is None:
-                cookies = [field[1]]
-            else:
-                cookies.append(field[1])  # HTTP/2 sends one field per cookie: joined for 1.1
-        elif kind == _FORWARDING and name not in listed:
-            if not forwarded:
-                out.append(field)  # not ours to touch
-            elif trusted_chain and name == b"x-forwarded-for":
-                xff.append(field[1])
-            elif trusted_chain and name == b"forwarded":
-                fwd.append(field[1])
-    if cookies is not None and b"cookie" not in listed:
-        out.append((b"cookie", cookies[0] if len(cookies) == 1 else b"; ".join(cookies)))
-    if framing is not None:
-        out.append(framing)
-    if expect_continue:
-        out.append((b"expect", b"100-continue"))
-    if upgrade is not None:
-        out.append((b"connection", b"upgrade"))
-        out.append((b"upgrade", upgrade))
-    if forwarded:
-        if trusted_chain:
-            out += _forwarding(request, xff, fwd)
+    # The client's fields go after the request line and Host (filled in below).
+    parts = [request.method.encode("latin-1"), b" ", target, b" HTTP/1.1\r\nhost: ", b"", b"\r\n"]
+    out = Outgoing()
+    out._fields(request.headers, parts, _NONE, forwarded, trusted_chain)
+    connection = out._connection
+    if connection is not None:
+        listed = listed_names(connection)
+        if listed:
+            # Fields the Connection header names stay behind (rare): once more,
+            # knowing them.
+            del parts[6:]
+            out = Outgoing()
+            out._fields(request.headers, parts, listed, forwarded, trusted_chain)
+    parts[4] = host if host is not None else out._host or request.host.encode("latin-1")
+    cookies = out._cookies
+    if cookies is not None:
+        parts.append(b"cookie: ")
+        parts.append(cookies[0] if len(cookies) == 1 else b"; ".join(cookies))
+        parts.append(b"\r\n")
+    if request.body is not EMPTY_BODY:
+        if out._length is not None:
+            parts.append(b"content-length: ")
+            parts.append(out._length)
+            parts.append(b"\r\n")
         else:
-            out += _own_hop(request)
+            parts.append(b"transfer-encoding: chunked\r\n")
+            out.chunked = True
+        expect = out._expect
+        if expect is not None and expect.lower() == b"100-continue":
+            parts.append(b"expect: 100-continue\r\n")
+            out.expect_continue = True
+    upgrade = out._upgrade
+    if (
+        upgrade is not None
+        and request.version == "1.1"
+        and connection is not None
+        and has_token(connection, b"upgrade")
+    ):
+        parts.append(b"connection: upgrade\r\nupgrade: ")
+        parts.append(upgrade)
+        parts.append(b"\r\n")
+        out.upgrade = upgrade
+    if not forwarded:
+        parts.append(b"\r\n")
+    elif trusted_chain:
+        parts.append(_lines(_forwarding(request, out._xff, out._fwd)))
+    else:
+        parts.append(_own_hop(request))
+    out.head = b"".join(parts)
     return out
 
 
-def _own_hop(request: Request) -> Headers:
+def _lines(headers: Headers) -> bytes:
+    # Fields as they go out, and the blank line that ends the head.
+    parts: list[bytes] = []
+    for name, value in headers:
+        parts.append(name)
+        parts.append(b": ")
+        parts.append(value)
+        parts.append(b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+class _LastHop:
+    """The forwarding fields last built from _OWN_HOP's key (a connection's
+    requests come one after another: no key tuple nor look-up for them)."""
+
+    __slots__ = ("client", "host", "lines", "scheme", "tls")
+
+    def __init__(self) -> None:
+        self.client = ""
+        self.host = ""
+        self.scheme = ""
+        self.tls = False
+        self.lines = b""
+
+
+_LAST_HOP: Final = _LastHop()
+
+
+def _own_hop(request: Request) -> bytes:
     # The forwarding fields of a request from no trusted proxy (see _OWN_HOP).
     client = request.client
-    key = (client[0] if client else "", request.host, request.scheme, request.tls is None)
+    address = client[0] if client else ""
+    host = request.host
+    scheme = request.scheme
+    tls = request.tls is None
+    last = _LAST_HOP
+    if (
+        last.lines
+        and address == last.client
+        and host == last.host
+        and scheme == last.scheme
+        and tls == last.tls
+    ):
+        return last.lines
+    key = (address, host, scheme, tls)
     own = _OWN_HOP.get(key)
     if own is None:
-        own = _forwarding(request, None, None)
-        if len(request.host) <= _OWN_HOP_HOST:
-            if len(_OWN_HOP) >= _OWN_HOP_MAX:
-                _OWN_HOP.clear()
-            _OWN_HOP[key] = own
+        own = _lines(_forwarding(request, None, None))
+        if len(host) > _OWN_HOP_HOST:
+            return own  # neither kept nor remembered
+        if len(_OWN_HOP) >= _OWN_HOP_MAX:
+            _OWN_HOP.clear()
+        _OWN_HOP[key] = own
+    last.client, last.host, last.scheme, last.tls, last.lines = address, host, scheme, tls, own
     return own
 
 

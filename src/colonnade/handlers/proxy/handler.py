@@ -39,17 +39,17 @@ import logging
 import time
 import urllib.parse
 
+from colonnade.config.schema import FarmSettings
 from colonnade.core.app import Application
 from colonnade.core.context import Context, RawStream
 from colonnade.core.handler import ROUTE, UPSTREAM, Handler, Route
-from colonnade.core.httputil import has_token
 from colonnade.core.request import EMPTY_BODY
 from colonnade.errors import ConfigError, HttpError
 from colonnade.handlers.proxy import forward, wire
 from colonnade.handlers.proxy.client import Connection, Pool, Upstream
 from colonnade.handlers.proxy.config import ProxySection
 from colonnade.handlers.proxy.errors import UpstreamConnectError, UpstreamTimeoutError
-from colonnade.providers.farms import Farm, Outcome, farm_for
+from colonnade.providers.farms import Farm, Member, Outcome, farm_for
 
 log = logging.getLogger("colonnade.proxy")
 
@@ -89,6 +89,13 @@ class ProxyHandler(Handler):
     def __init__(self) -> None:
         self.pools: dict[tuple[str, int, str | None], Pool] = {}
         self.farms: dict[str, Farm] = {}
+        # The route of each [proxy] section with an upstream, by the section's id
+        # (the route holds the section, so the id is not reused meanwhile).
+        self._routes: dict[int, _Route] = {}
+        # A farm's settings as last seen, and its live farm, by name; the route
+        # to each member chosen so far.
+        self._farms_seen: dict[str, tuple[FarmSettings, Farm]] = {}
+        self._member_routes: dict[Member, _Route] = {}
 
     def provision(self, app: Application) -> None:
         """Check that a farm named at the application's root is defined (one named
@@ -105,6 +112,9 @@ class ProxyHandler(Handler):
     async def shutdown(self) -> None:
         """Close the idle connections; lent ones close when their request ends."""
         pools, self.pools = self.pools, {}
+        self._routes = {}
+        self._farms_seen = {}
+        self._member_routes = {}
         for pool in pools.values():
             pool.close()
         farms, self.farms = self.farms, {}
@@ -121,27 +131,40 @@ class ProxyHandler(Handler):
     async def execute(self, ctx: Context) -> None:
         """Forward the request and relay the answer."""
         settings = ctx.section(ProxySection)
-        if ctx.items:
-            route = ctx.items.get(ROUTE)
-            if type(route) is Route:  # handed here by a module: URL Rewrite's route to a farm
-                await self._via_farm(ctx, settings, route.farm, route.target)
+        items = ctx.items
+        if items:
+            handed = items.get(ROUTE)
+            if type(handed) is Route:  # handed here by a module: URL Rewrite's route to a farm
+                await self._via_farm(ctx, settings, handed.farm, handed.target)
                 return
-        if settings.farm:
-            await self._via_farm(ctx, settings, settings.farm)
-            return
-        upstream = settings.target
-        if upstream is None:
-            raise HttpError(
-                500,
-                0,
-                "the proxy is not configured",
-                detail="handler.proxy is mapped here, but [proxy] sets no upstream or farm",
-            )
-        ctx.items[UPSTREAM] = upstream.name
+        route = self._routes.get(id(settings))
+        if route is None or route.settings is not settings or route.pool.closed:
+            # Not seen yet (only a section with an upstream has a route).
+            if settings.farm:
+                await self._via_farm(ctx, settings, settings.farm)
+                return
+            upstream = settings.target
+            if upstream is None:
+                raise HttpError(
+                    500,
+                    0,
+                    "the proxy is not configured",
+                    detail="handler.proxy is mapped here, but [proxy] sets no upstream or farm",
+                )
+            route = self._route(settings, upstream)
+        items[UPSTREAM] = route.upstream.name
         try:
-            await _Exchange(ctx, settings, self.pool_for(upstream, settings)).run()
+            await _Exchange(ctx, route).run()
         except _ConnectFailedError as failed:
             raise failed.error from None
+
+    def _route(self, settings: ProxySection, upstream: Upstream) -> _Route:
+        # The route of a section that names an upstream, made and kept.
+        routes = self._routes
+        if len(routes) >= _ROUTES_MAX:
+            routes.clear()  # sections of configurations gone (reloads)
+        route = routes[id(settings)] = _Route(settings, self.pool_for(upstream, settings))
+        return route
 
     async def _via_farm(
         self, ctx: Context, settings: ProxySection, name: str, target: bytes | None = None
@@ -157,8 +180,12 @@ class ProxyHandler(Handler):
                 "the proxy is not configured",
                 detail=f"farm {name!r} is used here, but the server file defines no [farms.{name}]",
             )
-        farm = farm_for(farm_settings, name=name)
-        self.farms[name] = farm
+        seen = self._farms_seen.get(name)
+        if seen is not None and seen[0] is farm_settings:
+            farm = seen[1]  # farm_for would answer it, unchanged
+        else:
+            farm = self.farms[name] = farm_for(farm_settings, name=name)
+            self._farms_seen[name] = (farm_settings, farm)
         lease = farm.choose(ctx)
         if lease is None:
             raise HttpError(
@@ -167,14 +194,20 @@ class ProxyHandler(Handler):
         retried = False
         while True:
             member = lease.member
-            upstream = Upstream(member.host, member.port, member.unix_path)
             ctx.items[UPSTREAM] = member.name
-            pool = self.pool_for(upstream, settings)
-            exchange = _Exchange(ctx, settings, pool, lease.set_cookie, target)
+            route = self._member_routes.get(member)
+            if (
+                route is None
+                or route.settings is not settings
+                or route.address != member.address
+                or route.pool.closed
+            ):
+                route = self._member_route(settings, member)
+            exchange = _Exchange(ctx, route, lease.set_cookie, target)
             try:
                 await exchange.run()
             except _ConnectFailedError as failed:
-                lease.finished(exchange.outcome, time.monotonic() - exchange.started)
+                lease.finished(exchange.outcome, time.monotonic() - lease.started)
                 following = None
                 if not retried and ctx.request.method in IDEMPOTENT:
                     following = farm.retry(ctx, lease)
@@ -189,10 +222,20 @@ class ProxyHandler(Handler):
                 lease, retried = following, True
                 continue
             except BaseException:
-                lease.finished(exchange.outcome, time.monotonic() - exchange.started)
+                lease.finished(exchange.outcome, time.monotonic() - lease.started)
                 raise
-            lease.finished(exchange.outcome, time.monotonic() - exchange.started)
+            lease.finished(exchange.outcome, time.monotonic() - lease.started)
             return
+
+    def _member_route(self, settings: ProxySection, member: Member) -> _Route:
+        # The route to a farm member (its address may change with a reload).
+        routes = self._member_routes
+        if len(routes) >= _ROUTES_MAX:
+            routes.clear()  # members of configurations gone (reloads)
+        upstream = Upstream(member.host, member.port, member.unix_path)
+        route = routes[member] = _Route(settings, self.pool_for(upstream, settings))
+        route.address = member.address
+        return route
 
 
 def _undefined_farm(app: Application) -> str | None:
@@ -217,11 +260,46 @@ def _target(ctx: Context) -> bytes:
     return path + (b"?" + request.query if request.query else b"")
 
 
-def _wants_upgrade(ctx: Context, fields: dict[bytes, bytes]) -> bytes | None:
-    upgrade = fields.get(b"upgrade")
-    if upgrade is None or ctx.request.version != "1.1":
-        return None
-    return upgrade if has_token(fields.get(b"connection", b""), b"upgrade") else None
+#: Routes kept by a handler before it forgets them all (each reload brings new sections).
+_ROUTES_MAX = 256
+
+
+class _Route:
+    """What the requests sent one way share: the settings of their URL, the pool
+    of their upstream, and the ``Host`` they send (None: the client's)."""
+
+    __slots__ = (
+        "address",
+        "buffer_size",
+        "continue_timeout",
+        "forwarded",
+        "host",
+        "pool",
+        "rewrite",
+        "settings",
+        "timeout",
+        "upstream",
+    )
+
+    def __init__(self, settings: ProxySection, pool: Pool) -> None:
+        upstream = pool.upstream
+        self.settings = settings
+        self.pool = pool
+        self.upstream = upstream
+        #: A farm member's address, as its configuration says it ("": not a member).
+        self.address = ""
+        self.timeout: float = settings.timeout
+        self.continue_timeout: float = settings.continue_timeout
+        self.buffer_size: int = settings.buffer_size
+        self.forwarded: bool = settings.forwarded_headers
+        # A unix socket's upstream is sent the client's Host: it has no name of its own.
+        self.host = (
+            None
+            if settings.preserve_host or upstream.unix_path is not None
+            else upstream.name.encode("latin-1")
+        )
+        #: Rewrite the upstream's host in the response back to the public one.
+        self.rewrite = self.host is not None and settings.reverse_rewrite_host
 
 
 class _Exchange:
@@ -230,8 +308,7 @@ class _Exchange:
     def __init__(
         self,
         ctx: Context,
-        settings: ProxySection,
-        pool: Pool,
+        route: _Route,
         set_cookie: bytes | None = None,
         target: bytes | None = None,
     ) -> None:
@@ -239,10 +316,10 @@ class _Exchange:
         self.set_cookie = set_cookie  # a farm's affinity cookie for the response
         #: For the farm: "ok" (the upstream answered), "connect_failed", "failed".
         self.outcome: Outcome = "ok"
-        self.settings = settings
-        self.pool = pool
-        self.upstream = pool.upstream
-        self.started = time.monotonic()
+        self.route = route
+        self.pool = route.pool
+        self.upstream = route.upstream
+        self.timeout = route.timeout
         self.pump_error: BaseException | None = None
         self.body_started = False  # the pump read from the client's body
         self.body_sent = False  # all of it went out
@@ -250,55 +327,33 @@ class _Exchange:
         self.pumping = False  # the pump is sending the body
         self.last_sent = 0.0  # when the upstream last took bytes of the request (loop time)
         request = ctx.request
-        fields = forward.noted_fields(request.headers)
-        self.upgrade = _wants_upgrade(ctx, fields)
-        body = request.body
-        framing: tuple[bytes, bytes] | None = None
-        self.has_body = body is not EMPTY_BODY
-        if self.has_body:
-            length = fields.get(b"content-length")
-            if length is not None:
-                framing = (b"content-length", length)
-                self.chunked = False
-            else:
-                framing = (b"transfer-encoding", b"chunked")
-                self.chunked = True
-        expect = fields.get(b"expect")
-        self.expect_continue = (
-            self.has_body and expect is not None and expect.lower() == b"100-continue"
-        )
-        upstream = self.upstream
-        if settings.preserve_host or upstream.unix_path is not None:
-            host = fields.get(b"host") or request.host.encode("latin-1")
-            self.rewrite: forward.HostRewrite | None = None
-        else:
-            host = upstream.name.encode("latin-1")
-            self.rewrite = (
-                forward.HostRewrite(host, request.scheme, request.host)
-                if settings.reverse_rewrite_host and request.host
-                else None
-            )
-        headers = forward.request_headers(
-            request,
-            host,
-            forwarded=settings.forwarded_headers,
-            framing=framing,
-            expect_continue=self.expect_continue,
-            upgrade=self.upgrade,
-            connection=fields.get(b"connection"),
-        )
-        self.head = wire.request_head(request.method, target or _target(ctx), headers)
+        # Read once: attributes of interpreted objects cost a look-up each time.
+        self.method = request.method
+        self.response = ctx.response
+        self.status = 0  # the upstream's, once its head came
+        self.has_body = request.body is not EMPTY_BODY
+        host = route.host
+        self.rewrite: forward.HostRewrite | None = None
+        if host is not None and route.rewrite and request.host:
+            self.rewrite = forward.HostRewrite(host, request.scheme, request.host)
+        out = forward.outgoing(request, target or _target(ctx), host, forwarded=route.forwarded)
+        self.head = out.head
+        self.upgrade = out.upgrade
+        self.chunked = out.chunked
+        self.expect_continue = out.expect_continue
 
     # -- the whole exchange ---------------------------------------------------------------
 
     async def run(self) -> None:
         pool = self.pool
         ctx = self.ctx
-        try:
-            conn = await pool.acquire()
-        except (UpstreamConnectError, UpstreamTimeoutError) as exc:
-            self.outcome = "connect_failed"
-            raise _ConnectFailedError(self._error(f"cannot connect: {exc}", 502, 3)) from None
+        conn = pool.reuse()  # an idle connection, without a coroutine
+        if conn is None:
+            try:
+                conn = await pool.acquire()
+            except (UpstreamConnectError, UpstreamTimeoutError) as exc:
+                self.outcome = "connect_failed"
+                raise _ConnectFailedError(self._error(f"cannot connect: {exc}", 502, 3)) from None
         reusable = False
         try:
             while True:
@@ -341,11 +396,14 @@ class _Exchange:
         return HttpError(status, substatus, message, detail=detail)
 
     async def _exchange(self, conn: Connection) -> bool:
-        # Returns whether the connection may serve again.
+        # The request out, the response back; returns whether the connection may
+        # serve again. The response head is awaited here and a response that came
+        # whole with it handed over here, not in coroutines of their own (each
+        # level of coroutines costs at every wait).
         reused = conn.requests > 0
         conn.requests += 1
-        timeout = self.settings.timeout
-        conn.parser.start(self.ctx.request.method)
+        timeout = self.timeout
+        conn.parser.start(self.method)
         try:
             if conn.write(self.head):  # no coroutine for the usual case
                 await conn.drain(timeout)
@@ -364,7 +422,44 @@ class _Exchange:
             self.pumping = True
             pump = conn.loop.create_task(self._pump(conn))
         try:
-            return await self._respond(conn, reused)
+            head: wire.Head | None = None
+            rest: list[wire.Event] = []
+            while head is None:
+                try:
+                    events = self._poll(conn, True, False)
+                    while not events:
+                        await self._waiter(conn, True)
+                        events = self._poll(conn, True, True)
+                except UpstreamFailedError:
+                    if reused and not conn.parser.started and not self.body_started:
+                        raise _StaleError from None
+                    raise
+                for i, event in enumerate(events):
+                    if type(event) is wire.Interim:
+                        if event.status == 100 and self.go is not None:
+                            self.go.set()
+                    elif type(event) is wire.Head:
+                        head = event
+                        rest = events[i + 1 :]
+                        break
+            if head.status == 101:
+                if self.upgrade is None:
+                    raise UpstreamFailedError("the upstream switched protocols unasked")
+                await self._tunnel(conn, head)
+                return False
+            if self.go is not None and not self.go.is_set():
+                # Answered before it asked for the body: the client is spared the
+                # upload, and the connection (whose body is owed) is not reused.
+                self.go.set()
+                self.body_started = True
+                self.has_body = False
+                conn.parser.reusable = False
+            self._set_head(head)
+            if rest and rest[-1] is wire.END and not self._bodiless():
+                # The whole response came with its head (the usual small answer).
+                self._give_whole([event.data for event in rest if type(event) is wire.Data])
+                return self._reusable(conn)
+            return await self._relay(conn, rest)
         finally:
             if pump is not None and not pump.done():
                 pump.cancel()
@@ -376,14 +471,15 @@ class _Exchange:
         # taken by the upstream before the next is read from the client.
         go = self.go
         assert go is not None
+        route = self.route
         if not go.is_set():
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.settings.continue_timeout):
+                async with asyncio.timeout(route.continue_timeout):
                     await go.wait()
         body = self.ctx.request.body
-        loop = asyncio.get_running_loop()
-        size = self.settings.buffer_size
-        timeout = self.settings.timeout
+        loop = conn.loop
+        size = route.buffer_size
+        timeout = self.timeout
         chunked = self.chunked
         try:
             while True:
@@ -411,46 +507,58 @@ class _Exchange:
             self.pumping = False
             self.last_sent = loop.time()
 
-    async def _events(self, conn: Connection, head: bool = False) -> list[wire.Event]:
-        # The next events from the upstream; its failures as UpstreamFailedError.
-        # ``head``: the response head is awaited, and must be whole within
-        # ``timeout`` of the last byte of the request the upstream took (bytes
-        # that trickle in do not buy more time). While the body is still being
-        # pumped, the client sets the pace: each wait is bounded alone.
+    # Reading the response: _poll what arrived; while that completes no event,
+    # await _waiter and _poll again (``waited``). ``head``: the response head is
+    # awaited, and must be whole within ``timeout`` of the last byte of the
+    # request the upstream took (bytes that trickle in do not buy more time).
+    # While the body is still being pumped, the client sets the pace: each wait
+    # is bounded alone. The upstream's failures come as UpstreamFailedError.
+
+    def _waiter(self, conn: Connection, head: bool) -> asyncio.Future[None]:
+        if head and not self.pumping:
+            return conn.waiter_at(self.last_sent + self.timeout)
+        return conn.waiter(self.timeout)
+
+    def _poll(self, conn: Connection, head: bool, waited: bool) -> list[wire.Event]:
+        # The events of what arrived ([]: none complete yet, or nothing arrived
+        # and ``waited`` is False).
         parser = conn.parser
-        timeout = self.settings.timeout
-        while True:
-            within = timeout
-            if head and not self.pumping:
-                within = self.last_sent + timeout - conn.loop.time()
-            try:
-                # take/waiter: conn.recv without a coroutine of its own.
+        try:
+            if waited:
+                data: bytes | None = conn.taken(self.timeout)
+            else:
                 data = conn.take()
                 if data is None:
-                    if within <= 0:
-                        raise UpstreamTimeoutError(f"no response head within {timeout:g} s")
-                    await conn.waiter(within)
-                    data = conn.taken(within)
-            except UpstreamTimeoutError as exc:
-                if head and parser.started:
-                    raise UpstreamFailedError(
-                        f"the response head did not arrive whole within {timeout:g} s "
-                        "(its bytes trickled in)"
-                    ) from None
-                raise UpstreamFailedError(str(exc), timeout=True) from None
-            except ConnectionError as exc:
+                    return []
+        except UpstreamTimeoutError as exc:
+            timeout = self.timeout
+            if head and parser.started:
+                raise UpstreamFailedError(
+                    f"the response head did not arrive whole within {timeout:g} s "
+                    "(its bytes trickled in)"
+                ) from None
+            what = str(exc)
+            if head and not self.pumping:
+                what = f"no response head within {timeout:g} s"
+            raise UpstreamFailedError(what, timeout=True) from None
+        except ConnectionError as exc:
+            self._pump_failed()
+            raise UpstreamFailedError(f"the connection failed: {exc}") from None
+        try:
+            if not data:
                 self._pump_failed()
-                raise UpstreamFailedError(f"the connection failed: {exc}") from None
-            try:
-                if not data:
-                    self._pump_failed()
-                    events = parser.eof()
-                else:
-                    events = parser.feed(data)
-            except wire.UpstreamProtocolError as exc:
-                raise UpstreamFailedError(str(exc)) from None
-            if events:
-                return events
+                return parser.eof()
+            return parser.feed(data)
+        except wire.UpstreamProtocolError as exc:
+            raise UpstreamFailedError(str(exc)) from None
+
+    async def _events(self, conn: Connection) -> list[wire.Event]:
+        # The next events of the response body.
+        events = self._poll(conn, False, False)
+        while not events:
+            await self._waiter(conn, False)
+            events = self._poll(conn, False, True)
+        return events
 
     def _pump_failed(self) -> None:
         # The connection ended: the pump's failure, if it made it end, is the news.
@@ -458,42 +566,9 @@ class _Exchange:
         if error is not None:
             raise error
 
-    async def _respond(self, conn: Connection, reused: bool) -> bool:
-        head: wire.Head | None = None
-        rest: list[wire.Event] = []
-        while head is None:
-            try:
-                events = await self._events(conn, head=True)
-            except UpstreamFailedError:
-                if reused and not conn.parser.started and not self.body_started:
-                    raise _StaleError from None
-                raise
-            for i, event in enumerate(events):
-                if type(event) is wire.Interim:
-                    if event.status == 100 and self.go is not None:
-                        self.go.set()
-                elif type(event) is wire.Head:
-                    head = event
-                    rest = events[i + 1 :]
-                    break
-        if head.status == 101:
-            if self.upgrade is None:
-                raise UpstreamFailedError("the upstream switched protocols unasked")
-            await self._tunnel(conn, head)
-            return False
-        if self.go is not None and not self.go.is_set():
-            # Answered before it asked for the body: the client is spared the
-            # upload, and the connection (whose body is owed) is not reused.
-            self.go.set()
-            self.body_started = True
-            self.has_body = False
-            conn.parser.reusable = False
-        self._set_head(head)
-        return await self._relay(conn, rest)
-
     def _set_head(self, head: wire.Head) -> None:
-        response = self.ctx.response
-        response.status = head.status
+        response = self.response
+        self.status = response.status = head.status
         response.reason = head.reason or None
         # No field to remove or rewrite (the usual answer): its headers as they came.
         response.headers = (
@@ -505,11 +580,26 @@ class _Exchange:
         if self.set_cookie is not None:
             response.headers.append((b"set-cookie", self.set_cookie))
 
+    def _bodiless(self) -> bool:
+        # The response has no body whatever its head declares.
+        return self.method == "HEAD" or self.status == 204 or self.status == 304
+
+    def _give_whole(self, body: list[bytes]) -> None:
+        # A body that ended within buffer_size, handed to the pipeline whole: its
+        # length is that of the body now (the engine writes the field).
+        response = self.response
+        headers = response.headers  # this response's own list (see _set_head)
+        i = len(headers)
+        while i:
+            i -= 1
+            if headers[i][0] == b"content-length":
+                del headers[i]
+        response.body = body[0] if len(body) == 1 else b"".join(body)
+
     async def _relay(self, conn: Connection, events: list[wire.Event]) -> bool:
         # The body: whole when it ends within buffer_size, else streamed.
         ctx = self.ctx
-        response = ctx.response
-        limit = self.settings.buffer_size
+        limit = self.route.buffer_size
         buffered: list[bytes] = []
         size = 0
         ended = False
@@ -527,11 +617,10 @@ class _Exchange:
                 break  # its length says it will not end within the limit: stream now
             events = await self._events(conn)
         if ended:
-            if ctx.request.method == "HEAD" or response.status in (204, 304):
+            if self._bodiless():
                 await ctx.start_response()  # the declared length, no body
             else:
-                response.remove_header(b"content-length")
-                response.body = b"".join(buffered)
+                self._give_whole(buffered)
             return self._reusable(conn)
         await ctx.write(b"".join(buffered))
         del buffered

@@ -1,5 +1,5 @@
-"""HTTP/1.1 as the proxy speaks it to an upstream, without sockets: the request
-head and chunked framing out, the response parsed from bytes in.
+"""HTTP/1.1 as the proxy speaks it to an upstream, without sockets: chunked framing
+out, the response parsed from bytes in (the request head is ``forward.outgoing``'s).
 
 How this works. :class:`ResponseParser` is fed whatever the upstream sent
 (``feed``) and answers events: :class:`Head` (a final response's status and
@@ -126,6 +126,7 @@ class ResponseParser:
     __slots__ = (
         "_buffer",
         "_head_request",
+        "_last",
         "_remaining",
         "_state",
         "max_head",
@@ -138,6 +139,8 @@ class ResponseParser:
         self._state = _DONE
         self._remaining = 0
         self._head_request = False
+        # The last final head parsed (see _head).
+        self._last: _Parsed | None = None
         #: After End: the connection may carry another request.
         self.reusable = False
 
@@ -260,69 +263,57 @@ class ResponseParser:
         return found
 
     def _head(self, data: bytes, pos: int, events: list[Event]) -> int:
-        # One partition and one split (each bytes method call costs hundreds of
-        # instructions compiled; a find with bounds more).
-        rest = data[pos:] if pos else data
-        block, blank, _ = rest.partition(b"\r\n\r\n")
+        # The head ends at the first blank line; a head as the last one this
+        # connection parsed (an upstream answering alike, bar the second-granular
+        # Date) is taken from it: one comparison instead of parsing again (nor
+        # looking for its end: a find costs more than a startswith compiled).
+        parsed = self._last
+        if parsed is not None and (data[pos:] if pos else data).startswith(parsed.raw):
+            return self._final(parsed, data, pos + len(parsed.raw), events)
+        found = data.find(b"\r\n\r\n", pos)
         limit = self.max_head
-        if not blank or len(block) > limit:
-            if len(rest) > limit + 3:
+        if found < 0 or found - pos > limit:
+            if len(data) - pos > limit + 3:
                 raise UpstreamProtocolError(
                     f"the upstream's response head is longer than {limit} bytes"
                 )
-            self._buffer = rest
+            self._buffer = data[pos:] if pos else data
             return -1
-        lines = block.split(b"\r\n")
-        status, reason, http10 = _status_line(lines[0])
-        headers = _header_lines(lines, 1)
-        after = pos + len(block) + 4
-        if 100 <= status < 200 and status != 101:
-            events.append(Interim(status, headers))
+        after = found + 4
+        fresh = _parse_head(data[pos:after])
+        if isinstance(fresh, Interim):
+            events.append(fresh)
             return after  # the final response follows
-        connection = b""
-        length: bytes | None = None
-        chunked = False
-        te = False
-        plain = True
-        noted = _NOTED
-        for name, value in headers:
-            if name in noted:
-                if name == b"content-length":
-                    if length is not None and value != length:
-                        raise UpstreamProtocolError(
-                            "the response has several Content-Length values"
-                        )
-                    length = value
-                    continue
-                plain = False
-                if name == b"connection":
-                    connection = connection + b"," + value if connection else value
-                elif name == b"transfer-encoding":
-                    te = True
-                    chunked = value.rstrip(b" \t").lower().endswith(b"chunked")
-        if http10:
-            keep_alive = bool(connection) and has_token(connection, b"keep-alive")
-        else:
-            keep_alive = not connection or not has_token(connection, b"close")
-        events.append(Head(status, reason, headers, keep_alive, plain))
-        self.reusable = keep_alive
+        if after - pos <= _REMEMBERED_HEAD:
+            self._last = fresh
+        return self._final(fresh, data, after, events)
+
+    def _final(self, parsed: _Parsed, data: bytes, after: int, events: list[Event]) -> int:
+        # A final response's head read (``after``: where it ended in ``data``): its
+        # event, and the state its framing puts the parser in.
+        # A list of its own: the response's headers are changed downstream.
+        events.append(
+            Head(parsed.status, parsed.reason, parsed.headers[:], parsed.keep_alive, parsed.plain)
+        )
+        self.reusable = parsed.keep_alive
+        status = parsed.status
         if status == 101:
             self._state = _SWITCHED
             self.reusable = False
             self._buffer = data[after:]
             return len(data)
-        if self._head_request or status in (204, 304):
+        if self._head_request or status == 204 or status == 304:
             self._finish(events)
-        elif te:
-            if length is not None:
+        elif parsed.te:
+            if parsed.length is not None:
                 self.reusable = False  # RFC 9112 6.1: both framings: close after it
-            if chunked:
+            if parsed.chunked:
                 self._state = _CHUNK_SIZE
             else:
                 self._state = _CLOSE
                 self.reusable = False
-        elif length is not None:
-            self._remaining = _length(length)
+        elif parsed.length is not None:
+            self._remaining = _length(parsed.length)
             if self._remaining:
                 self._state = _LENGTH
             else:
@@ -359,6 +350,87 @@ class ResponseParser:
         _fields(data[pos:found].split(b"\r\n"))  # checked, then dropped (not forwarded)
         self._finish(events)
         return found + 4
+
+
+#: Longest head a parser remembers to compare the next one with (bytes).
+_REMEMBERED_HEAD: Final = 4096
+
+
+class _Parsed:
+    """A final response head as read from ``raw`` (its bytes, the blank line
+    that ends it included): what :class:`Head` carries and what decides the
+    body's framing.
+    ``length``: the Content-Length value (None: none); ``te``: a Transfer-Encoding was
+    sent, ``chunked`` its last coding is."""
+
+    __slots__ = (
+        "chunked",
+        "headers",
+        "keep_alive",
+        "length",
+        "plain",
+        "raw",
+        "reason",
+        "status",
+        "te",
+    )
+
+    def __init__(
+        self,
+        raw: bytes,
+        status: int,
+        reason: bytes,
+        headers: Headers,
+        keep_alive: bool,
+        plain: bool,
+        length: bytes | None,
+        te: bool,
+        chunked: bool,
+    ) -> None:
+        self.raw = raw
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.keep_alive = keep_alive
+        self.plain = plain
+        self.length = length
+        self.te = te
+        self.chunked = chunked
+
+
+def _parse_head(raw: bytes) -> _Parsed | Interim:
+    # A response head (status line and fields, and the blank line): an
+    # informational one as Interim, a final one as _Parsed. One split (each bytes
+    # method call costs hundreds of instructions compiled).
+    lines = raw[:-4].split(b"\r\n")
+    status, reason, http10 = _status_line(lines[0])
+    headers = _header_lines(lines, 1)
+    if 100 <= status < 200 and status != 101:
+        return Interim(status, headers)
+    connection = b""
+    length: bytes | None = None
+    chunked = False
+    te = False
+    plain = True
+    noted = _NOTED
+    for name, value in headers:
+        if name in noted:
+            if name == b"content-length":
+                if length is not None and value != length:
+                    raise UpstreamProtocolError("the response has several Content-Length values")
+                length = value
+                continue
+            plain = False
+            if name == b"connection":
+                connection = connection + b"," + value if connection else value
+            elif name == b"transfer-encoding":
+                te = True
+                chunked = value.rstrip(b" \t").lower().endswith(b"chunked")
+    if http10:
+        keep_alive = bool(connection) and has_token(connection, b"keep-alive")
+    else:
+        keep_alive = not connection or not has_token(connection, b"close")
+    return _Parsed(raw, status, reason, headers, keep_alive, plain, length, te, chunked)
 
 
 def _status_line(line: bytes) -> tuple[int, bytes, bool]:
@@ -449,19 +521,6 @@ def _fields(lines: list[bytes]) -> Headers:
             raise UpstreamProtocolError(f"an invalid value of header {name[:40]!r}")
         headers.append((name.lower(), value))
     return headers
-
-
-def request_head(method: str, target: bytes, headers: Headers) -> bytes:
-    """An HTTP/1.1 request head (the headers already checked and ordered)."""
-    # One join of all the pieces: a join per field costs more than four appends.
-    parts = [method.encode("latin-1"), b" ", target, b" HTTP/1.1\r\n"]
-    for name, value in headers:
-        parts.append(name)
-        parts.append(b": ")
-        parts.append(value)
-        parts.append(b"\r\n")
-    parts.append(b"\r\n")
-    return b"".join(parts)
 
 
 def chunk(data: bytes) -> bytes:

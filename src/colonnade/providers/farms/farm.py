@@ -87,6 +87,9 @@ class Farm:
         self._equal: list[FarmSettings] = []
         self._probe_url = False
         self._affinity = False
+        # The one member of a farm of one, without affinity (None: otherwise):
+        # choose() goes straight to it while it takes any request (Member.plain).
+        self._single: Member | None = None
         self.update(settings)
 
     # -- configuration -------------------------------------------------------------------
@@ -120,6 +123,7 @@ class Farm:
         self._affinity = settings.affinity
         self._equal = []
         self.members = members
+        self._single = members[0] if len(members) == 1 and not settings.affinity else None
         self._by_name = {m.name: m for m in members}
         self._by_cookie = {m.cookie.encode(): m for m in members}
         if changed_policy:
@@ -169,6 +173,9 @@ class Farm:
         """
         if self._probe_url:
             self._probing()
+        single = self._single
+        if single is not None and single.plain:
+            return self._lease(single, None)  # what _pick would answer, sooner
         now = time.monotonic()
         bound = self._bound(ctx) if self._affinity else None
         if bound is not None and bound.serves(now, bound=True):

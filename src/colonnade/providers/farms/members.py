@@ -176,7 +176,8 @@ class Member:
             else:
                 self.ewma = elapsed
             self.last_sample = now
-        self._recent.clear()
+        if self._recent:
+            self._recent.clear()
 
     def failed(self, reason: str, health: FarmHealth, now: float, *, probed: bool) -> None:
         """A request to it failed: ``failures`` of them within ``window`` (or one,
