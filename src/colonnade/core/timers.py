@@ -23,9 +23,16 @@ def timer_by(
 ) -> asyncio.TimerHandle:
     """A timer calling ``callback`` at ``when`` at the latest: ``timer`` if it fires
     by then already (the callback sees it is early and re-arms), else a new one, and
-    ``timer`` cancelled."""
+    ``timer`` cancelled. ``timer`` may be what uvloop's ``call_at`` gave for a
+    moment already past: a ``Handle`` without ``when``, due at once."""
     if timer is not None:
-        if timer.when() <= when:
+        try:
+            due = timer.when()
+        except AttributeError:
+            # uvloop answers call_at for a moment already past (to the millisecond)
+            # with a plain Handle, run on the loop's next turn: by any deadline.
+            return timer
+        if due <= when:
             return timer
         timer.cancel()
     return loop.call_at(when, callback)
