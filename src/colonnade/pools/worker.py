@@ -40,6 +40,7 @@ from colonnade.pools.sandbox import (
     confine,
     die_with_parent,
     python_paths,
+    trim_memory,
 )
 from colonnade.pools.single import new_event_loop
 from colonnade.transport.connection import HttpConnection
@@ -231,6 +232,7 @@ class Worker:
         sockets = [socket.socket(fileno=listener.fd) for listener in self.start.listeners]
         try:
             await self.server.start(sockets)
+            trim_memory()  # built and listening: what start-up freed goes back
             self.channel = ipc.Channel(self.control, self._on_message, self._on_close)
             self.channel.send(ipc.Ready(pid=os.getpid()))
             self._spawn(self._report())
