@@ -44,7 +44,6 @@ from colonnade.pools.sandbox import (
 )
 from colonnade.pools.single import new_event_loop
 from colonnade.transport.connection import HttpConnection
-from colonnade.transport.handshake import start_handshake
 from colonnade.transport.server import HttpServer, ServerState
 
 log = logging.getLogger("colonnade.pools")
@@ -174,6 +173,8 @@ class Worker:
             # Accepted by the master (or another pool's worker), routed by its SNI
             # name where that matters: nothing was read of it, the handshake
             # happens here.
+            from colonnade.transport.handshake import start_handshake
+
             start_handshake(self.state, port, sock, routed=True)
             return
         try:
