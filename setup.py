@@ -107,6 +107,23 @@ def _clean_build_lib() -> None:
         shutil.rmtree(lib)
 
 
+def _path(module: str) -> str:
+    return "src/" + module.replace(".", "/") + ".py"
+
+
+def _libraries(modules: list[str], libraries: dict[str, list[str]]) -> list[tuple[list[str], str]]:
+    """The shared libraries to build, as mypyc's ``separate`` groups: each set of
+    ``[tool.colonnade.mypyc.libraries]`` (its listed modules only), and "colonnade"
+    with every other module."""
+    grouped = {m for members in libraries.values() for m in members}
+    groups = [([_path(m) for m in modules if m not in grouped], "colonnade")]
+    for name, members in libraries.items():
+        paths = [_path(m) for m in members if m in modules]
+        if paths:
+            groups.append((paths, name))
+    return groups
+
+
 def _options() -> dict[str, Any]:
     building = bool(BUILD_COMMANDS & set(sys.argv[1:]))
     if building:
@@ -129,12 +146,16 @@ def _options() -> dict[str, Any]:
         from mypyc.build import mypycify
     except ImportError:
         return _pure(f"no mypyc in this build environment ({MYPYC_REQUIREMENT})")
-    modules: list[str] = _pyproject()["tool"]["colonnade"]["mypyc"]["modules"]
+    table = _pyproject()["tool"]["colonnade"]["mypyc"]
+    modules: list[str] = table["modules"]
     # Relative paths: mypyc derives module names and build paths from them.
     os.chdir(HERE)
-    paths = ["src/" + module.replace(".", "/") + ".py" for module in modules]
     try:
-        extensions = mypycify(paths, opt_level="3", group_name="colonnade")
+        extensions = mypycify(
+            [_path(module) for module in modules],
+            opt_level="3",
+            separate=_libraries(modules, table.get("libraries", {})),
+        )
     except (Exception, SystemExit) as exc:  # mypyc reports a failed type check by exiting
         if mode() == "1":
             raise

@@ -20,7 +20,7 @@ from tests.e2e.conftest import LiveServer
 
 # The Python handlers are registered by the built-in list; until they are, the
 # tests register them themselves.
-_BUILTIN_IDS = {module_id for module_id, _ in BUILTIN}
+_BUILTIN_IDS = {module_id for module_id, *_ in BUILTIN}
 EXTRA: list[type[Module]] = [c for c in (AsgiHandler, WsgiHandler) if c.id not in _BUILTIN_IDS]
 
 

@@ -6,7 +6,6 @@ here: ``did you mean 'max_url'?`` when one known name is close.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,6 +14,8 @@ import msgspec
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:
     """``" (did you mean 'x'?)"`` when a known name is close to ``name``, else ``""``."""
+    import difflib  # only on an error's path: not in every worker
+
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.7)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

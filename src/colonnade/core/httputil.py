@@ -12,12 +12,12 @@ coverage is :func:`colonnade.core.urlpath.covers`.
 
 from __future__ import annotations
 
-import calendar
-import time
 from collections.abc import Iterable, Iterator
-from email.utils import parsedate_tz
 
 from colonnade.errors import HttpError
+
+# Re-exported: core's callers format dates through httputil.
+from colonnade.http.dates import format_http_date as format_http_date
 
 # -- tokens and field values ---------------------------------------------------------
 
@@ -108,22 +108,10 @@ def _matches(header: bytes, etag: bytes | None, *, weak_allowed: bool) -> bool:
 
 # -- HTTP dates ------------------------------------------------------------------------
 
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
 #: Formatted dates by whole second: files share modification seconds often (a
 #: deploy), and formatting costs more than the lookup.
 _HTTP_DATES: dict[int, bytes] = {}
 _HTTP_DATES_MAX = 4096
-
-
-def format_http_date(seconds: int) -> bytes:
-    """``seconds`` since the epoch as an IMF-fixdate (``Sun, 06 Nov 1994 08:49:37 GMT``)."""
-    t = time.gmtime(seconds)
-    return (
-        f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon]} {t.tm_year:04d} "
-        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
-    ).encode("ascii")
 
 
 def http_date(seconds: int) -> bytes:
@@ -140,6 +128,11 @@ def http_date(seconds: int) -> bytes:
 def parse_http_date(value: str | bytes) -> int | None:
     """Seconds since the epoch for an HTTP date (any of the three formats), or None
     for anything else, an impossible time of day included."""
+    # Here, not at the top: email.utils brings the email package, calendar, locale
+    # and random (~0.9 MiB) into every worker for requests that rarely carry a date.
+    import calendar
+    from email.utils import parsedate_tz
+
     text = value.decode("latin-1") if isinstance(value, bytes) else value
     try:
         parsed = parsedate_tz(text)

@@ -10,7 +10,6 @@ filter on the fields instead of parsing the message.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -59,6 +58,8 @@ class JsonFormatter(logging.Formatter):
                 data[name] = value
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
+        import json  # only under --log-format json: not in every worker
+
         return json.dumps(data, default=str)
 
 

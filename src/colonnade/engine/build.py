@@ -192,8 +192,14 @@ class Builder:
         local = self.app_modules.local.get(module_id)
         return local if local is not None else self.registry.load(module_id)
 
+    def _section_of(self, module_id: str) -> type[Section] | None:
+        """The section ``module_id`` reads; a built-in that names its section (the
+        Python handlers) stays unimported until an application uses it."""
+        local = self.app_modules.local.get(module_id)
+        return local.section if local is not None else self.registry.section(module_id)
+
     def _learn_sections(self, module_id: str) -> None:
-        section = self._module_class(module_id).section
+        section = self._section_of(module_id)
         if section is not None:
             self.sections[section.key] = section
 
@@ -874,7 +880,7 @@ class Builder:
         ids = self._module_ids(root_dir)
         if spec.python is not None:
             ids += [m for m in PYTHON_HANDLERS if m in self.registry and m not in ids]
-        types = (self._module_class(module_id).section for module_id in ids)
+        types = (self._section_of(module_id) for module_id in ids)
         return [t for t in types if t is not None]
 
     def _effective_errors(

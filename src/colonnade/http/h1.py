@@ -57,13 +57,13 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Sequence
-from email.utils import formatdate
 from http import HTTPStatus
 from time import time
 from typing import Final, NoReturn
 
 import httptools
 
+from colonnade.http.dates import format_http_date
 from colonnade.http.events import (
     Body,
     EndOfMessage,
@@ -207,7 +207,7 @@ def _date_header() -> bytes:
     now = time()
     if now >= _date_next:
         second = int(now)
-        _date_line = b"date: " + formatdate(second, usegmt=True).encode("ascii") + b"\r\n"
+        _date_line = b"date: " + format_http_date(second) + b"\r\n"
         _date_next = second + 1.0
     return _date_line
 

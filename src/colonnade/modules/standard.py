@@ -3,7 +3,14 @@
 Removing a module's folder and its line here removes the feature.
 """
 
-BUILTIN: tuple[tuple[str, str], ...] = (
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from colonnade.core.registry import Builtin
+
+BUILTIN: tuple[Builtin, ...] = (
     ("security.request_filtering", "colonnade.modules.request_filtering.module:RequestFiltering"),
     ("security.trusted_proxies", "colonnade.modules.trusted_proxies.module:TrustedProxies"),
     ("security.ip", "colonnade.modules.ip_security.module:IpSecurity"),
@@ -15,8 +22,18 @@ BUILTIN: tuple[tuple[str, str], ...] = (
     ("static.default_document", "colonnade.modules.default_document.module:DefaultDocument"),
     ("static.directory_listing", "colonnade.modules.directory_listing.module:DirectoryListing"),
     ("handler.static", "colonnade.handlers.static.handler:StaticFile"),
-    ("handler.asgi", "colonnade.handlers.asgi.handler:AsgiHandler"),
-    ("handler.wsgi", "colonnade.handlers.wsgi.handler:WsgiHandler"),
+    # The Python handlers join every application that hosts one, so their sections
+    # must be known where the other interface's handler is never imported.
+    (
+        "handler.asgi",
+        "colonnade.handlers.asgi.handler:AsgiHandler",
+        "colonnade.handlers.asgi.config:AsgiSection",
+    ),
+    (
+        "handler.wsgi",
+        "colonnade.handlers.wsgi.handler:WsgiHandler",
+        "colonnade.handlers.wsgi.config:WsgiSection",
+    ),
     ("log.http", "colonnade.modules.http_logging.module:HttpLogging"),
     ("http.compression", "colonnade.modules.compression.module:Compression"),
     ("http.redirection", "colonnade.modules.redirection.module:HttpRedirection"),

@@ -16,7 +16,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import gc
 import grp
 import os
 import pwd
@@ -113,6 +115,15 @@ def die_with_parent() -> None:
         libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # pragma: no cover - not Linux
         pass
+
+
+def trim_memory() -> None:
+    """Hand the memory start-up freed back to the kernel: a collection for the cycles
+    it left, then glibc's ``malloc_trim`` (the C heap keeps freed pages mapped
+    otherwise; about 1.4 MiB of an idle worker's RSS, measured)."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        _libc().malloc_trim(0)
 
 
 # -- Landlock -------------------------------------------------------------------------------

@@ -11,15 +11,20 @@ import logging
 import signal
 import socket
 from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING
 
 from colonnade.config.schema import ServerConfig
 from colonnade.core import lifecycle
 from colonnade.core.registry import Registry
 from colonnade.engine import Engine
-from colonnade.pools import systemd
 from colonnade.pools.reload import Reloader
 from colonnade.transport.server import HttpServer, ServerState
 from colonnade.transport.sockets import remove_unix_socket, unix_path
+
+if TYPE_CHECKING:
+    # Imported where a process serves alone: a pool's worker uses this module for
+    # new_event_loop only and never talks to systemd.
+    from colonnade.pools import systemd
 
 log = logging.getLogger("colonnade.server")
 
@@ -77,6 +82,8 @@ async def serve(
     if reloading is not None:
         reloader = Reloader(server.state, reloading.load, reloading.registry)
     if own_stop:
+        from colonnade.pools import systemd
+
         notifier = told = systemd.Notifier()
 
         def on_stop() -> None:
@@ -160,6 +167,8 @@ def _spawn(coro: Coroutine[None, None, bool]) -> None:
 
 def run(engine: Engine, reloading: Reloading | None = None) -> None:
     """Bind the engine's addresses and serve in this process until stopped."""
+    from colonnade.pools import systemd
+
     backlog = engine.config.server.listen_backlog
     sockets = [systemd.listening_socket(b, backlog) for b in engine.bindings()]
     systemd.unclaimed()

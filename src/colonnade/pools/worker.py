@@ -40,10 +40,10 @@ from colonnade.pools.sandbox import (
     confine,
     die_with_parent,
     python_paths,
+    trim_memory,
 )
 from colonnade.pools.single import new_event_loop
 from colonnade.transport.connection import HttpConnection
-from colonnade.transport.handshake import start_handshake
 from colonnade.transport.server import HttpServer, ServerState
 
 log = logging.getLogger("colonnade.pools")
@@ -173,6 +173,8 @@ class Worker:
             # Accepted by the master (or another pool's worker), routed by its SNI
             # name where that matters: nothing was read of it, the handshake
             # happens here.
+            from colonnade.transport.handshake import start_handshake
+
             start_handshake(self.state, port, sock, routed=True)
             return
         try:
@@ -231,6 +233,7 @@ class Worker:
         sockets = [socket.socket(fileno=listener.fd) for listener in self.start.listeners]
         try:
             await self.server.start(sockets)
+            trim_memory()  # built and listening: what start-up freed goes back
             self.channel = ipc.Channel(self.control, self._on_message, self._on_close)
             self.channel.send(ipc.Ready(pid=os.getpid()))
             self._spawn(self._report())

@@ -941,7 +941,7 @@ class HttpConnection(asyncio.Protocol):
             return
         if transport is None or transport.is_closing():
             return
-        from colonnade.transport.h2connection import H2Connection  # only where HTTP/2 is spoken
+        from colonnade.transport.protocols import h2_connection  # where HTTP/2 is spoken only
 
         self._drop_timer()
         self.closing = True
@@ -949,7 +949,7 @@ class HttpConnection(asyncio.Protocol):
         state.forget(self)
         # Prior knowledge over TLS too (a client that skipped ALPN): the scheme and the
         # handshake's facts follow.
-        protocol = H2Connection(state, self.h1.trailing_data, tls=self.tls)
+        protocol = h2_connection(state, self.h1.trailing_data, self.tls)
         transport.set_write_buffer_limits()  # HTTP/2's own flow, as on a TLS port
         transport.set_protocol(protocol)
         protocol.connection_made(transport)

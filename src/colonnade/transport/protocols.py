@@ -38,7 +38,15 @@ def protocol_for(
     offered none, which means HTTP/1.1). ``initial``: application bytes that arrived
     with the end of the handshake, to be read first."""
     if alpn == H2:
-        from colonnade.transport.h2connection import H2Connection  # only where HTTP/2 is spoken
-
-        return H2Connection(state, initial, tls=tls)
+        return h2_connection(state, initial, tls)
     return HttpConnection(state, initial, tls)
+
+
+def h2_connection(state: ServerState, initial: bytes, tls: TlsInfo | None) -> asyncio.Protocol:
+    """An HTTP/2 connection. Imported here, where HTTP/2 is spoken: not from the
+    compiled connection module, whose library would then load HTTP/2's compiled
+    library with it (mypyc links a library to each one it imports from, at load)
+    into every worker."""
+    from colonnade.transport.h2connection import H2Connection
+
+    return H2Connection(state, initial, tls=tls)

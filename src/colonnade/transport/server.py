@@ -10,18 +10,47 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from colonnade.config.schema import Http2, Limits, Timeouts
+from colonnade.config.schema import Http2, Limits, ServerConfig, Timeouts
 from colonnade.core.request import Request
 from colonnade.engine import Engine
+from colonnade.engine.sites import parse_binding
 from colonnade.transport.connection import Accepted, HttpConnection, LazyTimers, fixed_address
-from colonnade.transport.handshake import TlsListener
 from colonnade.transport.listener import Listener
 from colonnade.transport.protocols import alpn_protocols
 from colonnade.transport.respcache import ResponseCache, for_engine
 from colonnade.transport.sockets import listening_port
-from colonnade.transport.tls import TlsSet
+
+if TYPE_CHECKING:
+    # Imported where a binding is https: a server without TLS never loads the
+    # certificate and handshake code (~0.2 MiB of a worker).
+    from colonnade.transport.handshake import TlsListener
+    from colonnade.transport.tls import TlsPort, TlsSet
+
+
+class NoTls:
+    """The TLS ports of a configuration that has none (see :func:`tls_ports`)."""
+
+    def port(self, port: int) -> TlsPort | None:
+        """None: every port is plain HTTP."""
+        return None
+
+
+NO_TLS = NoTls()
+
+
+def tls_ports(config: ServerConfig, alpn: list[str], previous: TlsSet | NoTls) -> TlsSet | NoTls:
+    """The TLS ports of ``config`` (``TlsSet.build``), or :data:`NO_TLS` when no site
+    binds https."""
+    if not any(
+        parse_binding(text).scheme == "https" for site in config.sites for text in site.bindings
+    ):
+        return NO_TLS
+    from colonnade.transport.tls import TlsSet
+
+    return TlsSet.build(config, alpn, previous if isinstance(previous, TlsSet) else None)
+
 
 log = logging.getLogger("colonnade.transport")
 
@@ -102,7 +131,7 @@ class ServerState:
         #: Connections of TLS ports still shaking hands (they count as connections).
         self.handshakes: set[asyncio.Task[None]] = set()
         #: The TLS ports of the configuration, with their certificates.
-        self.tls = TlsSet.build(engine.config, alpn_protocols(self))
+        self.tls = tls_ports(engine.config, alpn_protocols(self), NO_TLS)
         self.router: ConnectionRouter | None = None  # multi-pool routing, see pools/
         self.requests = 0
         #: Bytes read from clients' connections (after TLS), for ``GET /metrics``.
@@ -145,7 +174,7 @@ class ServerState:
         self.http2 = settings.http2
         # A new generation starts empty: what it enables for a path applies at once.
         self.respcache = for_engine(engine)
-        self.tls = TlsSet.build(engine.config, alpn_protocols(self), previous=self.tls)
+        self.tls = tls_ports(engine.config, alpn_protocols(self), self.tls)
 
     def admit(self, conn: Connection, client: tuple[str, int] | None = None) -> bool:
         """A connection begins: count it, unless the worker has ``max_connections``, or
@@ -363,6 +392,8 @@ class HttpServer:
         for sock in sockets:
             port = listening_port(sock)
             if state.tls.port(port) is not None:
+                from colonnade.transport.handshake import TlsListener
+
                 self.servers.append(TlsListener(state, sock, port))
             elif native:
                 serve = (

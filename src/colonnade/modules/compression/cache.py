@@ -27,10 +27,12 @@ import logging
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from colonnade.modules.compression.codings import CHUNK, Coding
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 log = logging.getLogger("colonnade.compression")
 
@@ -141,6 +143,8 @@ class StaticCache:
             return
         self.stats.misses += 1
         if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor  # with the first miss
+
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="colonnade-compress")
         loop = asyncio.get_running_loop()
         job = loop.run_in_executor(self._executor, self.compressor, source, version, coding, level)

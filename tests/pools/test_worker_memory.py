@@ -1,0 +1,167 @@
+"""What an idle worker holds (issue #24 item 5: an idle worker under 30 MiB).
+
+"Nothing else is loaded" (DESIGN.md): a worker imports the modules and handlers
+its configuration enables and what they need, not the code of features it does not
+use. The module set is read inside the real worker process: the application it
+hosts answers with its ``sys.modules``. The RSS itself is measured by the bench's
+memory row (docs/process-model.md), for the reason tests/pools/test_master_memory.py
+gives.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import Master, free_port
+
+#: An ASGI app that answers with the names in its process's ``sys.modules`` (the
+#: worker's), one a line; a WSGI one doing the same.
+APPS = """
+import sys
+
+
+async def asgi(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = "\\n".join(sorted(sys.modules)).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+def wsgi(environ, start_response):
+    start_response("200 OK", [])
+    return ["\\n".join(sorted(sys.modules)).encode()]
+"""
+
+#: Modules the serving path of an idle worker has no use for:
+#: each came with one rarely used feature (a date parsed from a request, a
+#: "did you mean" in an error, the JSON log format, a JSON directory listing,
+#: compression's thread pool, systemd's notifications, TLS where no binding is https).
+NOT_IN_AN_IDLE_WORKER = (
+    "email",
+    "email.utils",
+    "calendar",
+    "random",
+    "difflib",
+    "json",
+    "tempfile",
+    "shutil",
+    "importlib.metadata",
+    "argparse",
+    "colonnade.pools.systemd",
+    "colonnade.transport.tls",
+    "colonnade.transport.handshake",
+    "colonnade.pools.master",
+    "colonnade.management.cli",
+)
+
+#: The modules a default site enables (config/schema.py DEFAULT_MODULES): their
+#: packages may be imported; no other module's or handler's.
+ENABLED = (
+    "colonnade.modules.request_filtering",
+    "colonnade.modules.default_document",
+    "colonnade.modules.directory_listing",
+    "colonnade.modules.http_logging",
+    "colonnade.modules.compression",
+    "colonnade.handlers.static",
+)
+
+
+def worker_modules(tmp_path: Path, interface: str) -> set[str]:
+    port = free_port()
+    (tmp_path / "apps.py").write_text(APPS)
+    control = str(tmp_path / "control.sock")
+    master = Master(
+        tmp_path,
+        "",
+        port=port,
+        serve_args=[
+            f"apps:{interface}",
+            "--interface",
+            interface,
+            "--app-dir",
+            str(tmp_path),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--control",
+            control,
+        ],
+        control=control,
+    )
+    try:
+        response = master.get("/")
+        assert response.status == 200, master.log()
+        [worker] = master.pids("default")
+        assert worker != master.proc.pid
+        return set(response.body.decode().split("\n"))
+    finally:
+        master.stop()
+
+
+def unexpected(modules: set[str], interface: str, other: str) -> list[str]:
+    """Modules and handlers imported that the configuration does not enable."""
+    allowed = (*ENABLED, f"colonnade.handlers.{interface}")
+    known = {f"colonnade.handlers.{other}", f"colonnade.handlers.{other}.config"}
+    return sorted(
+        m
+        for m in modules
+        if m.startswith(("colonnade.modules.", "colonnade.handlers."))
+        and m != "colonnade.modules.standard"
+        and m not in known
+        and not any(m == a or m.startswith(a + ".") for a in allowed)
+    )
+
+
+#: What the WSGI handler needs itself (a request body spooled to a temporary file).
+WSGI_NEEDS = ("tempfile", "shutil", "random")
+
+
+@pytest.mark.parametrize(("interface", "other"), [("asgi", "wsgi"), ("wsgi", "asgi")])
+def test_an_idle_worker_imports_only_what_its_site_enables(
+    tmp_path: Path, interface: str, other: str
+) -> None:
+    modules = worker_modules(tmp_path, interface)
+    # It is the worker that answered, with the engine and the app's handler.
+    assert {"colonnade.engine.engine", f"colonnade.handlers.{interface}.handler"} <= modules
+    # The other Python handler's section is known ([wsgi] settings are checked for
+    # an ASGI app's server too), but its code is not imported.
+    assert f"colonnade.handlers.{other}.config" in modules
+    assert f"colonnade.handlers.{other}.handler" not in modules
+    assert unexpected(modules, interface, other) == []
+    needs = WSGI_NEEDS if interface == "wsgi" else ()
+    assert sorted(modules.intersection(NOT_IN_AN_IDLE_WORKER).difference(needs)) == []
+
+
+TRIM = """
+import sys
+from colonnade.pools.sandbox import trim_memory
+
+def anon():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+
+# 40 MiB in 1 KiB blocks from the C heap, one in 64 kept: the freed ones lie
+# between live ones, where the heap cannot shrink from its top.
+blocks = [bytes(1024) for _ in range(40 * 1024)]
+kept = blocks[::64]
+del blocks
+before = anon()
+trim_memory()
+print(before, anon())
+"""
+
+
+def test_trim_memory_gives_freed_heap_pages_back() -> None:
+    """What a worker does once it listens (pools/worker.py): the pages start-up
+    freed in the middle of the C heap leave its RSS."""
+    out = subprocess.run(
+        [sys.executable, "-c", TRIM], capture_output=True, text=True, check=True, timeout=60
+    )
+    before, after = map(int, out.stdout.split())
+    assert before - after > 20 * 1024, (before, after)  # KiB: most of the 39 MiB freed
