@@ -37,6 +37,7 @@ import logging
 import os
 import socket
 from collections import deque
+from asyncio import Task
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
@@ -459,23 +460,25 @@ class Exchange:
             self.record = None
         # A 304 describes a body it does not carry: no Content-Length of its own
         # (RFC 9110 8.6), unless the handler declared the representation's.
+        length = None if status == 304 else len(body)
+        # A small body is framed and joined behind the head in the same join; a
+        # large one goes out beside it (writev).
+        small = len(body) <= _GATHER_FROM
         data = h1.start_response(
             self.head,
             status,
             headers,
             reason=reason,
-            content_length=None if status == 304 else len(body),
+            content_length=length,
             keep_alive=self._keep_alive(),
+            body=body if small else b"",
         )
-        if body:
-            framed = h1.body(body)
-            if len(framed) > _GATHER_FROM:
-                self.bytes_sent += len(data) + len(framed)
-                conn.write_two(data, framed)
-                return
-            data += framed
-        self.bytes_sent += len(data)
-        conn.write(data)
+        framed = b"" if small else h1.body(body)  # b"" for a HEAD request too
+        self.bytes_sent += len(data) + len(framed)
+        if framed:
+            conn.write_two(data, framed)
+        else:
+            conn.write(data)
 
     def start(
         self, status: int, reason: bytes | None, headers: Headers, content_length: int | None
@@ -963,9 +966,12 @@ class HttpConnection(asyncio.Protocol):
         except HttpError as exc:
             self._on_protocol_error(ProtocolError(exc.status, exc.message))
             return
-        method = _METHODS.get(head.method)
-        if method is None:
-            method = head.method.decode("ascii")
+        raw_method = head.method
+        if raw_method == b"GET":  # most requests: a compare, not a hash and a probe
+            method = "GET"
+        else:
+            found = _METHODS.get(raw_method)
+            method = found if found is not None else raw_method.decode("ascii")
         # Positional: a keyword call costs twice as much, and this runs per request.
         request = Request(
             method,
@@ -1019,8 +1025,14 @@ class HttpConnection(asyncio.Protocol):
         self.current = exchange if body is not None else None
         if body is not None and not head.expect_continue:
             self._start_body_rate()
-        self.queue.append(exchange)
-        if len(self.queue) > self.state.limits.max_pipelined and not self._read_paused_for_queue:
+        queue = self.queue
+        queue.append(exchange)
+        # max_pipelined is at least 1: a lone request never looks the limit up.
+        if (
+            len(queue) > 1
+            and len(queue) > self.state.limits.max_pipelined
+            and not self._read_paused_for_queue
+        ):
             self._read_paused_for_queue = True
             self._pause_reading()
         if self.task is None:
@@ -1047,7 +1059,15 @@ class HttpConnection(asyncio.Protocol):
 
     def _start_next(self) -> None:
         exchange = self.queue[0]
-        self.task = self._loop.create_task(self._answer(exchange))
+        loop = self._loop
+        if loop.get_task_factory() is None:
+            # What loop.create_task does without a task factory, minus its own
+            # call: uvloop's passes the loop as a keyword, which makes a dict for
+            # Task's arguments (~1,300 instructions of a request). The task's loop
+            # is the running one: this runs in the connection's callbacks only.
+            self.task = Task(self._answer(exchange))
+        else:
+            self.task = loop.create_task(self._answer(exchange))
 
     async def _answer(self, exchange: Exchange) -> None:
         request = exchange.request
@@ -1088,16 +1108,22 @@ class HttpConnection(asyncio.Protocol):
         ctx.user = entry.user
         # As send_all or start/write/end would frame it, the head checked once.
         h1 = self.h1
-        data = h1.start_prepared(head, entry.prepared, exchange._keep_alive())
-        body = h1.body(entry.body) if head.method == b"GET" else b""
-        tail = h1.end_response()  # b"" for a sized body, as every stored one is
-        if len(body) > _GATHER_FROM and not tail:
+        keep_alive = exchange._keep_alive()
+        body = entry.body
+        if len(body) > _GATHER_FROM and head.method == b"GET":
+            data = h1.start_prepared(head, entry.prepared, keep_alive)
+            body = h1.body(body)
             exchange.bytes_sent = len(data) + len(body)
             self.write_two(data, body)
         else:
-            data += body + tail
+            # Head and body joined once (a HEAD request's head alone).
+            data = h1.start_prepared(head, entry.prepared, keep_alive, body)
             exchange.bytes_sent = len(data)
             self.write(data)
+        tail = h1.end_response()  # b"" for a sized body, as every stored one is
+        if tail:
+            exchange.bytes_sent += len(tail)
+            self.write(tail)
         response = ctx.response
         response.status = 200
         response.headers = entry.headers
