@@ -36,8 +36,8 @@ import errno
 import logging
 import os
 import socket
-from collections import deque
 from asyncio import Task
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
@@ -145,6 +145,23 @@ class LazyTimers:
         pending, self._pending = self._pending, set()
         for conn in pending:
             conn._arm_now()
+
+
+class Counts:
+    """The worker's request and byte counts (read as ``ServerState.requests``,
+    ``received`` and ``request_limit``): kept in an object of their own, which
+    each connection holds, so that the per-request additions from compiled code
+    are field stores, not look-ups on the (interpreted) server state."""
+
+    __slots__ = ("received", "request_limit", "requests")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        #: Bytes read from clients' connections (after TLS), for ``GET /metrics``.
+        self.received = 0
+        #: When ``requests`` reaches this count, ``ServerState.on_request_limit`` is
+        #: called once (a pool worker's ``recycling.requests``); -1: never.
+        self.request_limit = -1
 
 
 class Accepted:
@@ -760,6 +777,7 @@ class HttpConnection(asyncio.Protocol):
         if shared is None:
             shared = Accepted(state)
         self.state = state
+        self._counts = state.counts
         self._initial = initial
         # A TLS session cannot move to another process: such a connection is
         # never held for the router nor handed over (see pools/routing.py).
@@ -856,25 +874,37 @@ class HttpConnection(asyncio.Protocol):
         self._wake_drain()
 
     def data_received(self, data: bytes) -> None:
-        self.state.received += len(data)
+        self._counts.received += len(data)
         if self.raw is not None:
             self.raw.feed(data)
             return
         if self.lingering:
             self._arm_linger()
             return
+        arm = False
         if self._idle:
             self._idle = False
-            self._arm(self.state.timeouts.header)
-            if self.state.router is not None and self.tls is None:
-                self.held = self.state.router.hold(self)
+            router = self.state.router
+            if router is not None and self.tls is None:
+                self._arm(self.state.timeouts.header)
+                self.held = router.hold(self)
+            else:
+                arm = True  # the header timer, unless this feed completes the head
         if self.held is not None:
             found = self.held.feed(data)
             if found is None:
                 return  # the head is incomplete, or the router took the connection
             self.held = None
             data = found
-        for event in self.h1.feed(data):
+        events = self.h1.feed(data)
+        if not events:
+            if arm:
+                # The head is incomplete: the header timer runs from its first bytes.
+                # (A feed with the whole head, the common case, would only have
+                # armed a timer for _on_head to disarm.)
+                self._arm(self.state.timeouts.header)
+            return
+        for event in events:
             # A request head is the common event: dispatched here, without the
             # call _on_event costs.
             if type(event) is RequestHead:
@@ -1140,8 +1170,9 @@ class HttpConnection(asyncio.Protocol):
         self.queue.pop(0)
         state = self.state
         # ServerState.count_request, inlined: a call less per request.
-        state.requests += 1
-        if state.requests == state.request_limit and state.on_request_limit is not None:
+        counts = self._counts
+        counts.requests += 1
+        if counts.requests == counts.request_limit and state.on_request_limit is not None:
             state.on_request_limit()
         if self.transport is None or self.transport.is_closing():
             return
