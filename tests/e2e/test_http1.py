@@ -198,6 +198,17 @@ def test_header_timeout_answers_408_and_closes(www: Path) -> None:
             assert c.closed() and c.buf == b""
 
 
+def test_header_timeout_runs_for_a_later_request_of_the_connection(www: Path) -> None:
+    # The timer is armed after the feed that did not complete the head: on a
+    # kept-alive connection too, whose keep-alive timer it replaces.
+    with timeouts_server(www, header=0.3) as server, Conn(server.port) as c:
+        c.send(get("/slow"))
+        assert c.response().status == 200
+        c.send(b"GET / HTTP/1.1\r\nHost:")
+        r = c.response()
+        assert r.status == 408 and c.closed()
+
+
 def test_keep_alive_timeout_closes_idle_connections(www: Path) -> None:
     with timeouts_server(www, keep_alive=0.3) as server, Conn(server.port) as c:
         c.send(get("/slow"))

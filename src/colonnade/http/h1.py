@@ -55,10 +55,9 @@ one the connection will carry.
 from __future__ import annotations
 
 import re
-import sys
+import time as _time_module
 from collections.abc import Sequence
 from http import HTTPStatus
-from time import time
 from typing import Final, NoReturn
 
 import httptools
@@ -93,7 +92,9 @@ _PREFACE: Final = Preface()
 # and an empty line (it stops there, so spotting HTTP/2 with prior knowledge costs the
 # HTTP/1.1 path nothing), or a broken one: the HTTP/2 layer answers that with GOAWAY.
 _PRI_REASONS: Final = frozenset({"Pause on PRI/Upgrade", "Expected HTTP/2 Connection Preface"})
-_NEVER: Final = sys.maxsize
+# Far beyond any count of requests, and small enough to stay a machine integer when
+# compiled (sys.maxsize does not: every comparison with it took the slow path).
+_NEVER: Final = 1 << 60
 
 # Request header names that need a closer look; all but Host only at the end of the head.
 _SPECIAL: Final = frozenset((b"host", b"content-length", b"transfer-encoding", b"expect"))
@@ -106,6 +107,12 @@ _HOST_CHARS: Final = (
 # of the cost of checking. Bounded, so junk hosts only fill it and then bypass it.
 _VALID_HOSTS: Final[set[bytes]] = set()
 _VALID_HOSTS_MAX: Final = 256
+# Request header names as received -> lower case: clients send the same few names
+# in the same spelling. A hit costs the lookup a lower() would cost anyway, and
+# gives the same lowered object each time, whose hash is then cached (the _SPECIAL
+# test and every later lookup by name). Bounded: junk names only fill it.
+_FIELD_NAMES: Final[dict[bytes, bytes]] = {}
+_FIELD_NAMES_MAX: Final = 512
 # RFC 9110 tchar: a response header name made of anything else is a caller bug.
 _TCHARS: Final = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _TCHAR_CLASS: Final = rb"!#$%&'*+\-.^_`|~0-9A-Za-z"
@@ -198,25 +205,36 @@ def _status_line(status: int, reason: bytes) -> bytes:
 
 
 # -- the Date header, formatted at most once per second (for all connections) ---------
-_date_next = 0.0  # when the cached line goes stale
-_date_line = b""
+class _DateLine:
+    """The cached Date line and when it goes stale. An instance, not two module
+    globals: compiled, a read of either is a field load, not a dict lookup."""
+
+    __slots__ = ("line", "next")
+
+    def __init__(self) -> None:
+        self.next = 0.0
+        self.line = b""
+
+
+_DATE: Final = _DateLine()
+# A Final name: compiled, a C static, not a lookup in the module's dict per call.
+_now: Final = _time_module.time
 
 
 def _date_header() -> bytes:
-    global _date_next, _date_line
-    now = time()
-    if now >= _date_next:
+    date = _DATE
+    now = _now()
+    if now >= date.next:
         second = int(now)
-        _date_line = b"date: " + format_http_date(second) + b"\r\n"
-        _date_next = second + 1.0
-    return _date_line
+        date.line = b"date: " + format_http_date(second) + b"\r\n"
+        date.next = second + 1.0
+    return date.line
 
 
 def date_header_value() -> bytes:
     """The Date field's value now (formatted at most once per second, shared with the
     HTTP/1.1 responses)."""
-    line = _date_line if time() < _date_next else _date_header()
-    return line[6:-2]
+    return _date_header()[6:-2]
 
 
 # -- Content-Length lines for the sizes that recur (formatting costs more than a lookup)
@@ -411,11 +429,13 @@ class HTTP1Connection:
         "_feeding",
         "_final",
         "_framing",
+        "_good_host",
         "_headers",
         "_host",
         "_hsize",
         "_keep_alive_req",
         "_left",
+        "_line",
         "_max_header_size",
         "_max_headers",
         "_max_target",
@@ -461,12 +481,16 @@ class HTTP1Connection:
         self._state = _IDLE
         self._stall = 0
         self._feeding = 0
+        # The bytes of the feed in progress when it began between requests: its
+        # first message's request line starts them (see _on_headers_complete).
+        self._line = b""
         self._reject: ProtocolError | None = None
         # The request being parsed.
         self._url = b""
         self._headers: Headers | None = None  # None outside a head
         self._hsize = 0  # trailer section bytes (read and dropped by _dechunk)
         self._host: bytes | None = None
+        self._good_host = b"\x00"  # the last Host found valid (none: never equal)
         self._framing = False
         self._keep_alive_req = True
         # A method llhttp was not given (it got _STAND_IN), for the head in progress.
@@ -500,15 +524,20 @@ class HTTP1Connection:
         if state <= _BODY and len(data) <= _SLICE:
             # The common case: llhttp reads the whole feed (``_execute``, inlined).
             self._feeding = len(data)
+            if state == _IDLE:
+                self._line = data
             try:
                 self._parser.feed_data(data)
             except httptools.HttpParserUpgrade as upgrade:
+                self._line = b""
                 self._upgraded(data, upgrade.args[0])
             except httptools.HttpParserError as exc:
+                self._line = b""
                 done = self._parser_error(exc, data, state, 0)
                 if done < len(data):
                     self._feed_rest(data, done)
             else:
+                self._line = b""
                 if self._state in (_HEAD, _BODY):
                     self._carry_over(data, state, 0)
         else:
@@ -860,8 +889,15 @@ class HTTP1Connection:
         headers = self._headers
         if headers is None:  # cannot happen: llhttp begins every message first
             raise RuntimeError("header field outside a message")
-        name = name.lower()
-        value = value.rstrip(b" \t")  # llhttp strips leading whitespace only
+        lname = _FIELD_NAMES.get(name)
+        if lname is None:
+            lname = name.lower()
+            if len(_FIELD_NAMES) < _FIELD_NAMES_MAX:
+                _FIELD_NAMES[name] = lname
+        name = lname
+        # llhttp strips leading whitespace only; trailing is rare, and a method call.
+        if value and (value[-1] == 32 or value[-1] == 9):
+            value = value.rstrip(b" \t")
         headers.append((name, value))
         if name in _SPECIAL:
             if name != b"host":
@@ -892,7 +928,25 @@ class HTTP1Connection:
             self._method = b""
         else:
             method = parser.get_method()
-        version_str = parser.get_http_version()
+        url = self._url
+        version_str = ""
+        line = self._line
+        if line:
+            # The feed began between requests, so this head's request line starts
+            # it (unless llhttp skipped a CRLF first): "method SP target SP
+            # HTTP/x.y CRLF", the version where the method and the target put it.
+            # httptools' get_http_version formats it anew each time (~3,000
+            # instructions, a tenth of parsing a request); a slice compare is cheap.
+            # A skipped CRLF shifts the slice onto bytes that cannot match (the
+            # line holds no other CRLF): then httptools is asked after all.
+            self._line = b""
+            tail = line[len(method) + len(url) + 2 : len(method) + len(url) + 12]
+            if tail == b"HTTP/1.1\r\n":
+                version_str = "1.1"
+            elif tail == b"HTTP/1.0\r\n":
+                version_str = "1.0"
+        if not version_str:
+            version_str = parser.get_http_version()
         if version_str == "1.1":
             version = b"1.1"
         elif version_str == "1.0":
@@ -902,13 +956,16 @@ class HTTP1Connection:
                 self._fail(400, "not an HTTP request")
         else:
             self._fail(505, f"HTTP/{version_str} not supported")
-        url = self._url
         host = self._host
         authority = None
         if url[:1] == b"/":  # origin-form, the common case
             if 35 in url:  # "#"; an int is found by memchr, a bytes needle is slower
                 self._fail(400, "fragment in request target")
-            path, _, query = url.partition(b"?")
+            if 63 in url:  # "?": a partition is a method call, a tuple and its unpacking
+                path, _, query = url.partition(b"?")
+            else:
+                path = url
+                query = b""
         elif url == b"*":
             if method != b"OPTIONS":
                 self._fail(400, "asterisk-form target is only for OPTIONS")
@@ -920,11 +977,15 @@ class HTTP1Connection:
             if version == b"1.1":
                 self._fail(400, "missing Host header")
             host = b""
-        elif host not in _VALID_HOSTS:
-            if host.translate(None, _HOST_CHARS):
-                self._fail(400, "invalid Host header")
-            if len(_VALID_HOSTS) < _VALID_HOSTS_MAX:
-                _VALID_HOSTS.add(host)
+        elif host != self._good_host:
+            # A connection's requests name the same host: checked once per connection
+            # (a compare of equal bytes), else once per host (the set hashes it).
+            if host not in _VALID_HOSTS:
+                if host.translate(None, _HOST_CHARS):
+                    self._fail(400, "invalid Host header")
+                if len(_VALID_HOSTS) < _VALID_HOSTS_MAX:
+                    _VALID_HOSTS.add(host)
+            self._good_host = host
         if authority is not None:
             # RFC 9112 3.2.2: the target's authority wins over the Host header.
             host = authority
@@ -1057,8 +1118,10 @@ class HTTP1Connection:
         reason: bytes | None = None,
         content_length: int | None = None,
         keep_alive: bool = True,
+        body: bytes = b"",
     ) -> bytes:
-        """The status line and header section of the response to ``head``.
+        """The status line and header section of the response to ``head``
+        (and ``body`` behind them, framed: see :meth:`start_prepared`).
 
         Framing is the connection's business: pass ``content_length`` (or a
         content-length header) for a sized body; without one the body is chunked
@@ -1069,21 +1132,28 @@ class HTTP1Connection:
         be sent (invalid name, CR/LF/NUL).
         """
         return self.start_prepared(
-            head, prepared_head(status, headers, reason, content_length), keep_alive
+            head, prepared_head(status, headers, reason, content_length), keep_alive, body
         )
 
-    def start_prepared(self, head: RequestHead, prepared: PreparedHead, keep_alive: bool) -> bytes:
+    def start_prepared(
+        self, head: RequestHead, prepared: PreparedHead, keep_alive: bool, body: bytes = b""
+    ) -> bytes:
         """:meth:`start_response` with the caller's part checked and formatted
-        already (a response sent again and again: the response cache)."""
+        already (a response sent again and again: the response cache). ``body``:
+        the whole body of a sized response, returned framed behind the head, joined
+        with it once (as :meth:`body` would frame it)."""
         status = prepared.status
         interim = status < 200 and status != 101
         if not interim:
             self._responses += 1
+        # Each field of the head read once (compiled, every read is a lookup).
+        version = head.version
+        method = head.method
         close = not keep_alive or not head.keep_alive or self._responses >= self._final
         length = prepared.length
         out = [prepared.lines]
         if interim:
-            if head.version == b"1.0":
+            if version == b"1.0":
                 return b""  # RFC 9110 15.2: no 1xx to an HTTP/1.0 client
             out.append(b"\r\n")
             return b"".join(out)
@@ -1102,8 +1172,8 @@ class HTTP1Connection:
             length = None  # RFC 9110 8.6: no Content-Length on 1xx or 204
         elif length is not None:
             out.append(_LENGTH_LINES.get(length) or _length_line(length))
-        elif status != 304 and head.method != b"HEAD":
-            if head.version == b"1.1":
+        elif status != 304 and method != b"HEAD":
+            if version == b"1.1":
                 chunked = True
                 out.append(b"transfer-encoding: chunked\r\n")
             else:
@@ -1114,17 +1184,21 @@ class HTTP1Connection:
             close = True
         elif close:
             out.append(b"connection: close\r\n")
-        elif head.version == b"1.0":
+        elif version == b"1.0":
             out.append(b"connection: keep-alive\r\n")
         if prepared.add_date:
-            out.append(_date_line if time() < _date_next else _date_header())
+            date = _DATE
+            out.append(date.line if _now() < date.next else _date_header())
         if prepared.add_server and self._server_line:
             out.append(self._server_line)
         out.append(b"\r\n")
         self._close = close
         self._chunked = chunked
-        self._no_body = status == 204 or status == 304 or status == 101 or head.method == b"HEAD"
-        self._left = -1 if length is None or self._no_body else length
+        no_body = status == 204 or status == 304 or status == 101 or method == b"HEAD"
+        self._no_body = no_body
+        self._left = -1 if length is None or no_body else length
+        if body:
+            out.append(self.body(body))
         return b"".join(out)
 
     def body(self, data: bytes) -> bytes:

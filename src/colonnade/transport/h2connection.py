@@ -500,7 +500,7 @@ class H2Connection(asyncio.Protocol):
             waiter.set_result(None)
 
     def data_received(self, data: bytes) -> None:
-        self.state.received += len(data)
+        self.state.counts.received += len(data)
         if self.failed or self.closing:
             return
         try:

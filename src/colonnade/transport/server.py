@@ -16,7 +16,13 @@ from colonnade.config.schema import Http2, Limits, ServerConfig, Timeouts
 from colonnade.core.request import Request
 from colonnade.engine import Engine
 from colonnade.engine.sites import parse_binding
-from colonnade.transport.connection import Accepted, HttpConnection, LazyTimers, fixed_address
+from colonnade.transport.connection import (
+    Accepted,
+    Counts,
+    HttpConnection,
+    LazyTimers,
+    fixed_address,
+)
 from colonnade.transport.listener import Listener
 from colonnade.transport.protocols import alpn_protocols
 from colonnade.transport.respcache import ResponseCache, for_engine
@@ -133,12 +139,8 @@ class ServerState:
         #: The TLS ports of the configuration, with their certificates.
         self.tls = tls_ports(engine.config, alpn_protocols(self), NO_TLS)
         self.router: ConnectionRouter | None = None  # multi-pool routing, see pools/
-        self.requests = 0
-        #: Bytes read from clients' connections (after TLS), for ``GET /metrics``.
-        self.received = 0
-        #: When ``requests`` reaches this count, ``on_request_limit`` is called once
-        #: (a pool worker's ``recycling.requests``); -1: never.
-        self.request_limit = -1
+        #: ``requests``, ``received`` and ``request_limit`` (the properties below).
+        self.counts = Counts()
         self.on_request_limit: Callable[[], None] | None = None
         self.started = time.time()
         #: HTTP/2 connections ended for a client's fault, by cause: a flood
@@ -163,6 +165,34 @@ class ServerState:
         self.counting = False
         #: The connections' timers armed lazily, by one sweep (``connection.LazyTimers``).
         self.lazy_timers: LazyTimers | None = None
+
+    @property
+    def requests(self) -> int:
+        """Requests answered."""
+        return self.counts.requests
+
+    @requests.setter
+    def requests(self, value: int) -> None:
+        self.counts.requests = value
+
+    @property
+    def received(self) -> int:
+        """Bytes read from clients' connections (after TLS), for ``GET /metrics``."""
+        return self.counts.received
+
+    @received.setter
+    def received(self, value: int) -> None:
+        self.counts.received = value
+
+    @property
+    def request_limit(self) -> int:
+        """When ``requests`` reaches this count, ``on_request_limit`` is called once
+        (a pool worker's ``recycling.requests``); -1: never."""
+        return self.counts.request_limit
+
+    @request_limit.setter
+    def request_limit(self, value: int) -> None:
+        self.counts.request_limit = value
 
     def switch(self, engine: Engine) -> None:
         """Serve new requests with ``engine`` (requests in flight keep theirs)."""
@@ -232,8 +262,9 @@ class ServerState:
 
     def count_request(self) -> None:
         """A request was answered (the pool's ``recycling.requests`` counts them)."""
-        self.requests += 1
-        if self.requests == self.request_limit and self.on_request_limit is not None:
+        counts = self.counts
+        counts.requests += 1
+        if counts.requests == counts.request_limit and self.on_request_limit is not None:
             self.on_request_limit()
 
     def forget(self, conn: Connection) -> None:

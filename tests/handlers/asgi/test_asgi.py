@@ -394,3 +394,20 @@ def test_upgrade_to_something_else_is_plain_http() -> None:
     with client(f"{APPS}:ws_echo") as c:
         response = c.get("/", headers={"Connection": "Upgrade", "Upgrade": "h2c"})
     assert response.text == "plain http"
+
+
+def test_response_headers_are_a_list_of_the_servers_own() -> None:
+    # The app's header list is shared between its responses (a module-level
+    # constant, as in the bench app): the response gets its own list, with pairs
+    # whose names are lower case already kept, and others lowered, whatever the
+    # container the app used.
+    from colonnade.handlers.asgi.handler import _lowered
+
+    shared = [(b"content-type", b"text/plain"), [b"X-Up", b"1"], (b"X-Up", b"2")]
+    for _ in range(2):
+        out = _lowered(shared)
+        assert out == [(b"content-type", b"text/plain"), (b"x-up", b"1"), (b"x-up", b"2")]
+        assert out is not shared
+        out.append((b"vary", b"accept-encoding"))
+    assert len(shared) == 3
+    assert _lowered(((b"A", b"1"),)) == [(b"a", b"1")]

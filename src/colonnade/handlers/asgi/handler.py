@@ -108,7 +108,8 @@ class HttpCycle:
 
     async def send(self, message: Message) -> None:
         """Take one response message from the application."""
-        kind = message["type"]
+        # Typed: compiled, a str comparison instead of a generic rich comparison.
+        kind: str = message["type"]
         if kind == "http.response.body":
             phase = self.phase
             body = message.get("body", b"")
@@ -199,7 +200,7 @@ class HttpCycle:
         response.skip_custom_errors = True
         headers = message.get("headers")
         if headers:
-            response.headers = [(_lower(name), value) for name, value in headers]
+            response.headers = _lowered(headers)
         inner = self.inner_response
         if inner is not None and inner.status == response.status:
             response.substatus = inner.substatus
@@ -226,9 +227,31 @@ def _lower(name: Any) -> Any:
     lowered = _LOWER.get(name)
     if lowered is None:
         lowered = name.lower()
+        if lowered == name:
+            lowered = name  # the same object: _lowered keeps such a pair as it is
         if len(_LOWER) < _LOWER_MAX:
             _LOWER[name] = lowered
     return lowered
+
+
+def _lowered(headers: Any) -> list[tuple[bytes, bytes]]:
+    """The application's header list with lower-case names, in a list of our own
+    (modules add to the response's). A ``(name, value)`` tuple whose name is lower
+    case already is kept as it is: no new tuple, no unpacking (what frameworks send)."""
+    out: list[tuple[bytes, bytes]] = []
+    if type(headers) is list:
+        for pair in headers:
+            if type(pair) is tuple and len(pair) == 2:
+                name = pair[0]
+                if type(name) is bytes and _LOWER.get(name) is name:
+                    out.append(pair)
+                    continue
+            name, value = pair
+            out.append((_lower(name), value))
+        return out
+    for name, value in headers:
+        out.append((_lower(name), value))
+    return out
 
 
 def _out_of_turn(kind: str, phase: int) -> str:

@@ -171,13 +171,24 @@ def http_scope(ctx: Context, root_path: str, state: dict[str, Any] | None) -> Sc
     """The ``http`` scope of ``ctx``'s request (``state``: the lifespan state, if any)."""
     request = ctx.request
     scope = _HTTP_SCOPE.copy()
-    scope["http_version"] = request.version
-    scope["method"] = request.method
-    scope["scheme"] = request.scheme
+    # What the template holds already is not stored again (a store is a hash and a
+    # probe; most requests are GET over HTTP/1.1 without a query, at the root).
+    version = request.version
+    if version != "1.1":
+        scope["http_version"] = version
+    method = request.method
+    if method != "GET":
+        scope["method"] = method
+    scheme = request.scheme
+    if scheme != "http":
+        scope["scheme"] = scheme
     scope["path"] = request.path
     scope["raw_path"] = request.raw_path
-    scope["query_string"] = request.query
-    scope["root_path"] = root_path
+    query = request.query
+    if query:
+        scope["query_string"] = query
+    if root_path:
+        scope["root_path"] = root_path
     scope["headers"] = request.headers
     scope["client"] = request.client
     scope["server"] = request.server
