@@ -104,6 +104,12 @@ def test_an_idle_master_holds_no_engine_no_modules_and_no_tls(tmp_path: Path) ->
         imports = operations.call(master.control, "imports")
         assert imports["pid"] == master.proc.pid
         assert held(imports["modules"]) == []
+        # `serve` became the master in place: the same process, a fresh image whose
+        # command line holds no configuration (it came in a memory file).
+        with open(f"/proc/{master.proc.pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+        assert b"colonnade.management.master_process" in argv
+        assert not any(b"www" in arg or b"127.0.0.1" in arg for arg in argv)
         # Supervising imported what it needs: the pools, asyncio, the configuration's
         # schema; the process is the one `serve` started (re-executed in place).
         assert {"colonnade.pools.master", "colonnade.config.schema", "asyncio"} <= set(
