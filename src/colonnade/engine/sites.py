@@ -2,79 +2,26 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 
+# Defined there for the master (which imports no compiled module); the engine's
+# names for them stay these.
+from colonnade.config.bindings import UNIX_PATH_MAX, UNIX_PORT, Binding, is_unix, parse_binding
 from colonnade.core.urlpath import covers
-from colonnade.errors import ConfigError
 
 if TYPE_CHECKING:
     from colonnade.engine.runtime import AppRuntime
 
-
-#: The port a unix-socket binding routes as: the sites on unix sockets share one
-#: "port" (0, which no TCP binding has), told apart by their host names as the
-#: sites on one TCP port are; a request on a unix socket has no server address,
-#: and the engine routes a request without one on port 0.
-UNIX_PORT = 0
-
-#: The longest unix socket path (``sun_path`` holds 108 bytes with its NUL).
-UNIX_PATH_MAX = 107
-
-
-class Binding(NamedTuple):
-    """Where a site listens: ``http://host:port``, ``https://host:port``, or a unix
-    socket, ``unix:/path`` (``host`` the absolute path, ``port`` :data:`UNIX_PORT`)."""
-
-    scheme: str
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        if self.host.startswith("/"):
-            return f"unix:{self.host}"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
-
-
-def is_unix(host: str) -> bool:
-    """Whether a binding's (or a listening key's) ``host`` is a unix socket's path."""
-    return host.startswith("/")
-
-
-def parse_binding(text: str, *, file: str | None = None, key: str = "") -> Binding:
-    """Parse ``http://127.0.0.1:8080``, ``https://0.0.0.0:8443`` (or ``host:port`` for
-    http), or ``unix:/absolute/path`` (HTTP over a unix socket, gunicorn's form)."""
-    if text.startswith("unix:"):
-        path = text[5:]
-        if not path.startswith("/") or "\0" in path or len(path.encode()) > UNIX_PATH_MAX:
-            raise ConfigError(
-                f"a unix socket binding is unix:/ABSOLUTE/PATH (at most {UNIX_PATH_MAX} "
-                f"bytes), not {text!r}",
-                file=file,
-                key=key,
-            )
-        return Binding("http", os.path.normpath(path), UNIX_PORT)
-    if "://" not in text:
-        text = "http://" + text
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError as exc:
-        raise ConfigError(f"not a binding: {text!r} ({exc})", file=file, key=key) from None
-    if parts.scheme not in ("http", "https"):
-        raise ConfigError(
-            f"unsupported scheme {parts.scheme!r} (http or https)", file=file, key=key
-        )
-    if not parts.hostname or port is None or parts.path not in ("", "/"):
-        raise ConfigError(
-            f"a binding is http://HOST:PORT or https://HOST:PORT, not {text!r}",
-            file=file,
-            key=key,
-        )
-    return Binding(parts.scheme, parts.hostname, port)
+__all__ = [
+    "UNIX_PATH_MAX",
+    "UNIX_PORT",
+    "Binding",
+    "Router",
+    "Site",
+    "is_unix",
+    "parse_binding",
+]
 
 
 class Site:

@@ -19,6 +19,7 @@ from colonnade.config.schema import ServerConfig
 from colonnade.core.tracestore import trace_directory
 from colonnade.errors import ConfigError, ModuleError, each_error
 from colonnade.management import operations, serve_options
+from colonnade.management.master_process import MasterStart, exec_master, report, setup_logging
 from colonnade.management.summary import serving_lines
 from colonnade.management.tables import table, use_colour
 from colonnade.pools.config import ConfigSource
@@ -388,17 +389,7 @@ def build(args: argparse.Namespace) -> Engine:
 def cmd_serve(args: argparse.Namespace) -> int:
     """``colonnade serve``."""
     notes = serve_options.prepare(args, os.environ)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    from colonnade.core import logformat
-
-    logformat.use_json_if_asked()
-    if args.log_config:
-        serve_options.configure_logging(args.log_config)
-    logging.getLogger("watchfiles").setLevel(logging.WARNING)  # we log reloads ourselves
+    setup_logging(args.log_level.upper(), args.log_config)
     for note in notes:
         logging.getLogger("colonnade").warning("%s", note)
     if args.start_workers and not args.workers:
@@ -413,26 +404,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
             default_start="always" if args.start_workers else None,
         )
         config = source.load()
-        from colonnade.pools import lean
-
-        # No TLS in the master unless its admin binding is https (pools/lean.py).
-        lean.import_asyncio(tls=(config.admin.bind or "").startswith("https://"))
-        from colonnade.pools import master
-
         log.info("%s", version_line())  # which build runs: compiled or pure Python
         for line in serving_lines(config, workers=True):
             log.info("%s", line)
-        try:
-            master.run(
-                source,
+        code = args.code
+        # The master runs in a fresh image of this process, without the command line's
+        # modules (management/master_process.py).
+        exec_master(
+            MasterStart(
+                source=source,
                 log_level=args.log_level.upper(),
+                log_config=args.log_config,
                 watch=not args.no_watch,
-                code=args.code,
+                # No TLS in the master unless its admin binding is https (pools/lean.py).
+                tls=(config.admin.bind or "").startswith("https://"),
+                code=None if code is None else (code.folders, code.include, code.exclude),
             )
-        except OSError as exc:
-            print(f"colonnade: cannot listen: {exc}", file=sys.stderr)
-            return 1
-        return 0
+        )
     config = load_checked(args)
     modules = registry()
     engine = new_engine(config, modules)
@@ -799,13 +787,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for mistake in exc.errors:  # a refused write: every mistake, each on its own line
             print(f"colonnade: {mistake}", file=sys.stderr)
         return 1
-    except ConfigError as exc:
-        for error in each_error(exc):  # every mistake found, each on its own line
-            print(f"colonnade: {error}", file=sys.stderr)
-        return 2
-    except ModuleError as exc:
-        print(f"colonnade: {exc}", file=sys.stderr)
-        return 2
+    except (ConfigError, ModuleError) as exc:
+        return report(exc)
     except KeyboardInterrupt:
         return 130
 

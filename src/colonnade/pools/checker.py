@@ -116,7 +116,7 @@ def report(
     this process: the report and the engine built (None when it has errors)."""
     from colonnade.pools.api import check_admin
     from colonnade.pools.preflight import content_needs
-    from colonnade.pools.routing import RouteTable
+    from colonnade.pools.routes import RouteTable
     from colonnade.transport.tls import check_tls
 
     try:

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from colonnade.config.schema import ServerConfig
-from colonnade.core.tracestore import list_traces, read_trace, trace_directory
 from colonnade.errors import ConfigError
 from colonnade.pools import audit, ipc, metrics
 from colonnade.pools.control import Command
@@ -409,6 +408,8 @@ _INSPECT: dict[str, Callable[[Master, Command], dict[str, Any]]] = {
 async def _traces(master: Master, command: Command) -> dict[str, Any]:
     """``colonnade trace list|show``: the kept failed-request traces, read from
     their folder (on a thread: a folder of many files is read there)."""
+    from colonnade.core.tracestore import list_traces, read_trace, trace_directory
+
     directory = trace_directory(master.config.sections)
     if command.op == "traces":
         found = await asyncio.to_thread(list_traces, directory, command.site)

@@ -10,10 +10,17 @@ drains or exits): the kernel's backlog holds connections in between, so none is
 refused.
 
 A connection the master accepted, or one a worker handed back idle, is a
-:class:`_Peek`: the master reads its request head without blocking, with the
-same ``HTTP1Connection`` parser and limits the workers use, and within the
-server's header (or keep-alive) timeout. The head says which pool serves the
-request (``pool_of_head``). :meth:`FrontDoor.deliver` then sends the socket and
+:class:`_Peek`: the master reads its request head without blocking, within the
+server's header (or keep-alive) timeout. On a port several pools share, the
+head says which pool serves the request, read with the same ``HTTP1Connection``
+parser and limits the workers use (``pool_of_head``). On a port one pool serves
+(the common case) the master waits only for the head's end, a blank line, and
+parses nothing: the pool's worker parses those bytes as they came, and answers
+a malformed head exactly as the master would have (the same parser, limits and
+error response); so the master needs neither the parser nor a compiled module
+while idle (see docs/process-model.md, "Memory"). A head that grows past the
+limits without ending, or does not end in time, is read by the parser after
+all, and answered by the master as before. :meth:`FrontDoor.deliver` then sends the socket and
 every byte read of it to a ready worker of that pool (``ipc.Adopt``, round
 robin), or queues it and asks for the pool's workers to start; the queue is
 flushed when one reports ready. A stopped pool, a full queue or too many held
@@ -37,22 +44,23 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
-from colonnade.engine.sites import UNIX_PORT, Binding
-from colonnade.http import HTTP1Connection, Preface, ProtocolError, RequestHead, error_response
+from colonnade.config.bindings import UNIX_PORT, Binding
 from colonnade.pools import ipc
 from colonnade.pools.pool import Pool, PoolState
-from colonnade.pools.routing import pool_of_head
 from colonnade.pools.systemd import listening_socket
 from colonnade.transport.clienthello import NotTlsError, peek_server_name
 from colonnade.transport.sockets import remove_unix_socket, unix_path
 
 if TYPE_CHECKING:
+    from colonnade.http import HTTP1Connection, ProtocolError, RequestHead
     from colonnade.pools.master import Master
 
 log = logging.getLogger("colonnade.pools")
 
 #: How long a client is asked to wait before retrying after a 503 from the master.
 RETRY_AFTER = b"5"
+#: The most one read of a connection's head takes.
+READ_SIZE = 65536
 
 
 class FrontDoor:
@@ -197,18 +205,39 @@ class FrontDoor:
         self._peeks.discard(peek)
         fd = peek.detach()
         if error is not None:
+            assert peek.parser is not None  # errors come from it
             log.info("rejected request on port %d: %d %s", peek.port, error.status, error.reason)
             self._send_and_close(fd, peek.parser.error_response(error.status, error.reason))
             return
         assert head is not None
         routes = self.master.routes
-        pool = routes.only_pool(peek.port) or pool_of_head(routes, peek.port, head)
+        pool = routes.only_pool(peek.port)
+        if pool is None:
+            from colonnade.pools.routing import pool_of_head  # a port several pools share
+
+            pool = pool_of_head(routes, peek.port, head)
         if pool is None:
             if not routes.serves_port(peek.port):
                 close_fd(fd)  # a port no longer served
                 return
             pool = routes.owner(peek.port)  # no such site: its engine answers 404
         self.deliver(pool, fd, bytes(peek.buf), peek.port)
+
+    def on_head_end(self, peek: _Peek) -> bool:
+        """The head of a connection on a port one pool serves has ended (a blank line
+        arrived; not parsed): deliver it to that pool. False: the port is shared by
+        several pools now (a reload), so the head must be parsed to be routed."""
+        routes = self.master.routes
+        pool = routes.only_pool(peek.port)
+        if pool is None and routes.serves_port(peek.port):
+            return False
+        self._peeks.discard(peek)
+        fd = peek.detach()
+        if pool is None:
+            close_fd(fd)  # a port no longer served
+        else:
+            self.deliver(pool, fd, bytes(peek.buf), peek.port)
+        return True
 
     def on_preface(self, peek: _Peek) -> None:
         """A connection opened with HTTP/2's preface (prior knowledge): it has no head
@@ -272,6 +301,8 @@ class FrontDoor:
         if port in self.master.routes.tls_ports:
             close_fd(fd)
             return
+        from colonnade.http import error_response  # a refusal only
+
         headers = [(b"Retry-After", RETRY_AFTER)] if status == 503 else []
         self._send_and_close(fd, error_response(status, text, server=self.server, headers=headers))
 
@@ -294,14 +325,16 @@ class _Peek:
         self.fd = fd
         self.port = port
         self.buf = bytearray()
-        limits = door.master.config.server.limits
-        self.parser = HTTP1Connection(
-            max_target=limits.max_request_target,
-            max_header_size=limits.max_header_size,
-            max_headers=limits.max_headers,
-            server=door.server,
-        )
-        timeouts = door.master.config.server.timeouts
+        master = door.master
+        limits = master.config.server.limits
+        #: The parser, made only where the head must be read (see the module docstring).
+        self.parser: HTTP1Connection | None = None
+        if master.routes.only_pool(port) is None:
+            self.parser = self._make_parser()
+        #: Past this many bytes without a blank line, the parser judges the head
+        #: (its limits refuse it; the parser's own bound on what it buffers).
+        self.scan_limit = limits.max_request_target + limits.max_header_size
+        timeouts = master.config.server.timeouts
         self.loop = asyncio.get_running_loop()
         self.timer = self.loop.call_later(
             timeouts.header if data else timeouts.keep_alive, self._timeout
@@ -311,9 +344,20 @@ class _Peek:
         if data:
             self._feed(data)
 
+    def _make_parser(self) -> HTTP1Connection:
+        from colonnade.http import HTTP1Connection
+
+        limits = self.door.master.config.server.limits
+        return HTTP1Connection(
+            max_target=limits.max_request_target,
+            max_header_size=limits.max_header_size,
+            max_headers=limits.max_headers,
+            server=self.door.server,
+        )
+
     def _readable(self) -> None:
         try:
-            data = os.read(self.fd, 65536)
+            data = os.read(self.fd, READ_SIZE)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -329,25 +373,54 @@ class _Peek:
         self._feed(data)
 
     def _feed(self, data: bytes) -> None:
+        start = max(len(self.buf) - 2, 0)
         self.buf += data
+        if self.parser is not None:
+            self._parse(data)
+            return
+        # A blank line ends the head ("\r\n\r\n"; a bare "\n" too, which a lenient
+        # parser may take as a line end): from here on the worker's parser judges it.
+        ended = self.buf.find(b"\n\r\n", start) >= 0 or self.buf.find(b"\n\n", start) >= 0
+        if ended and self.door.on_head_end(self):
+            return
+        if ended or len(self.buf) > self.scan_limit:
+            self._parse_buffered()
+
+    def _parse_buffered(self) -> bool:
+        # The parser takes over: it reads what came so far in the slices reads give
+        # (its limit on a head that makes no progress counts from one feed to the next).
+        self.parser = self._make_parser()
+        data = bytes(self.buf)
+        return any(self._parse(data[i : i + READ_SIZE]) for i in range(0, len(data), READ_SIZE))
+
+    def _parse(self, data: bytes) -> bool:
+        # Feed the parser; True once the head (or its error, or HTTP/2's preface) is in.
+        assert self.parser is not None
+        from colonnade.http import Preface, ProtocolError, RequestHead
+
         for event in self.parser.feed(data):
             if isinstance(event, RequestHead):
                 self.door.on_head(self, event, None)
-                return
+                return True
             if isinstance(event, ProtocolError):
                 self.door.on_head(self, None, event)
-                return
+                return True
             if isinstance(event, Preface):
                 self.door.on_preface(self)
-                return
+                return True
+        return False
 
     def _timeout(self) -> None:
-        if self.buf:
-            self.door.on_head(
-                self, None, ProtocolError(408, "the request head did not arrive in time")
-            )
-        else:
+        if not self.buf:
             self.close()
+            return
+        if self.parser is None and self._parse_buffered():
+            # The head never ended: the parser said it is malformed (its error, as a
+            # worker would answer); else it is late (408).
+            return
+        from colonnade.http import ProtocolError
+
+        self.door.on_head(self, None, ProtocolError(408, "the request head did not arrive in time"))
 
     def _stop_reading(self) -> None:
         if self.reading:

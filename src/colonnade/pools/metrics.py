@@ -26,7 +26,6 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from colonnade.core import metrics as site_metrics
 from colonnade.pools.pool import WorkerProcess, WorkerState
 
 if TYPE_CHECKING:
@@ -98,14 +97,21 @@ class Departed:
             self.failures[worker.pool.name] += 1
 
 
-def add_sites(into: dict[str, list[float]], sites: Mapping[str, list[float]]) -> None:
-    """Add the site counters ``sites`` (``core.metrics.snapshot``) into ``into``."""
+def add_sites(
+    into: dict[str, list[float]], sites: Mapping[str, list[float]], size: int | None = None
+) -> None:
+    """Add the site counters ``sites`` (``core.metrics.snapshot``) into ``into``:
+    those ``size`` long (the layout of this build: :func:`render` says), or any
+    (the departed workers' sums: the master does not import the compiled
+    ``core.metrics`` to supervise)."""
     for site, values in sites.items():
-        if len(values) != site_metrics.SNAPSHOT_SIZE:
+        if size is not None and len(values) != size:
             continue  # a worker of another build: its layout is not ours
         found = into.get(site)
         if found is None:
             into[site] = list(values)
+        elif len(found) != len(values):
+            continue  # two layouts (an upgrade): render keeps only this build's
         else:
             for i, value in enumerate(values):
                 found[i] += value
@@ -173,12 +179,15 @@ def render(master: Master) -> str:
     departed = master.departed
     pools = list(master.pools.values())
     workers = [w for pool in pools for w in pool.workers]
-    sites: dict[str, list[float]] = {s: list(v) for s, v in departed.sites.items()}
+    from colonnade.core import metrics as m
+
+    sites: dict[str, list[float]] = {
+        s: list(v) for s, v in departed.sites.items() if len(v) == m.SNAPSHOT_SIZE
+    }
     for w in workers:
-        add_sites(sites, w.sites)
+        add_sites(sites, w.sites, m.SNAPSHOT_SIZE)
     names = sorted(sites)
     out = Exposition()
-    m = site_metrics
 
     out.family(
         "colonnade_requests",

@@ -35,7 +35,7 @@ import socket
 import time
 from collections.abc import MutableMapping
 
-from colonnade.engine.sites import Binding, is_unix
+from colonnade.config.bindings import Binding, is_unix
 from colonnade.errors import ConfigError
 from colonnade.transport.sockets import bind_socket
 
@@ -119,6 +119,24 @@ def adopt(fd: int) -> str:
         raise ConfigError(f"--fd {fd}: {exc}") from None
     inherited().append(sock)
     return _address(sock)
+
+
+def hand_down() -> list[int] | None:
+    """Before this process ``exec``s the master (``management/master_process.py``):
+    the descriptors of the inherited sockets no binding took yet, made inheritable
+    again; None when :func:`inherited` was not asked (the master asks it then)."""
+    if _reserve is None:
+        return None
+    for sock in _reserve:
+        os.set_inheritable(sock.fileno(), True)
+    return [sock.fileno() for sock in _reserve]
+
+
+def take_over(fds: list[int]) -> None:
+    """In the master's new image: the sockets :func:`hand_down` passed are this
+    process's inherited ones (its environment no longer names them)."""
+    global _reserve
+    _reserve = [_listening(fd) for fd in fds]
 
 
 def listening_socket(binding: Binding, backlog: int = 2048) -> socket.socket:

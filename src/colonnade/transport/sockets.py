@@ -13,7 +13,7 @@ import os
 import socket
 import stat
 
-from colonnade.engine.sites import UNIX_PORT, Binding, is_unix
+from colonnade.config.bindings import UNIX_PORT, Binding, is_unix
 
 #: The file mode of a unix socket a binding creates: owner and group may connect
 #: (a front proxy in the server's group), others not.
