@@ -109,13 +109,14 @@ class Member:
         #: Smooth weighted round robin's running score.
         self.current = 0
         self._recent: deque[float] = deque()
+        self.address = config.address
         self.configure(config)
 
     def configure(self, config: FarmMember) -> None:
         """Take the (possibly changed) address, weight and limit of a reload. A
         new address is another server: what was known of the old one's health
         and response time is forgotten."""
-        if getattr(self, "address", config.address) != config.address:
+        if self.address != config.address:
             self.mark_up(f"address changed to {config.address}")
             self.probation = False
             self.ewma = 0.0
