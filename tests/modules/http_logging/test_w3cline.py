@@ -13,9 +13,11 @@ from colonnade.core.context import Context
 from colonnade.core.request import Request
 from colonnade.errors import ClientDisconnectedError
 from colonnade.modules.http_logging.compiler import generated_line
+from colonnade.modules.http_logging.config import HttpLoggingSection
+from colonnade.modules.http_logging.module import HttpLogging
 from colonnade.modules.http_logging.sink import Sink
 from colonnade.modules.http_logging.w3c import W3cWriter
-from colonnade.modules.http_logging.w3cline import DEFAULT_FIELDS, default_line
+from colonnade.modules.http_logging.w3cline import DEFAULT_FIELDS, DefaultW3cLine, default_line
 from colonnade.testing import make_context
 
 UA = b'Mozilla/5.0 (X11; Linux) "quoted" \xc3\xa9t\xc3\xa9'  # non-ASCII as sent (UTF-8 bytes)
@@ -131,5 +133,18 @@ def test_the_compiled_default_line_is_the_generated_one(row: Any) -> None:
         v for i, v in enumerate(theirs) if i not in clocked
     ]
     assert re.fullmatch(r"\d{4}-\d\d-\d\d", ours[0]) and re.fullmatch(r"\d\d:\d\d:\d\d", ours[1])
-    assert abs(int(ours[1][-2:]) - int(theirs[1][-2:])) in (0, 1, 59)
-    assert 2500 <= int(ours[14]) < 60000 and abs(int(ours[14]) - int(theirs[14])) <= 1
+    # started 2.5 s ago; the compiled line was captured second
+    assert 2500 <= int(theirs[14]) <= int(ours[14]) < 600_000
+
+
+def test_the_default_fields_get_the_compiled_line_and_others_the_generated_one() -> None:
+    module = HttpLogging()
+    try:
+        default = module._open(HttpLoggingSection())
+        iis = module._open(HttpLoggingSection(fields=list(DEFAULT_FIELDS[:-1])))
+        json = module._open(HttpLoggingSection(format="json"))
+    finally:
+        module.cleanup()
+    assert isinstance(default.capture, DefaultW3cLine)
+    assert not isinstance(iis.capture, DefaultW3cLine)
+    assert not isinstance(json.capture, DefaultW3cLine)
