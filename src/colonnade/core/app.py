@@ -132,7 +132,10 @@ class Application:
             (self.root, *(vdir.root for vdir in self.virtual_directories))
         )
         self.log = logging.getLogger(f"colonnade.app.{site}{self.path}")
-        self._path_cache: dict[str, SectionSet] = {}
+        #: The effective settings of each URL path seen so far (:meth:`sections_for`'s
+        #: cache): a request's context reads it first and calls only on a miss.
+        #: Read-only for others; bounded here.
+        self.path_sections: dict[str, SectionSet] = {}
         self._remap_cache: dict[str, SectionSet] = {}
         self._map_cache: dict[str, str] = {}
         self._by_levels: dict[tuple[int, ...], SectionSet] = {}
@@ -157,16 +160,16 @@ class Application:
 
     def sections_for(self, path: str) -> SectionSet:
         """The effective settings for URL ``path`` (merged once, then cached)."""
-        cached = self._path_cache.get(path)
+        cached = self.path_sections.get(path)
         if cached is not None:
             return cached
         matched = tuple(i for i, lvl in enumerate(self.levels) if covers(lvl.path, path))
         found = self._by_levels.get(matched)
         if found is None:
             found = self._by_levels[matched] = self.merge_levels(self.levels[i] for i in matched)
-        if len(self._path_cache) >= _PATH_CACHE_SIZE:
-            self._path_cache.clear()
-        self._path_cache[path] = found
+        if len(self.path_sections) >= _PATH_CACHE_SIZE:
+            self.path_sections.clear()
+        self.path_sections[path] = found
         return found
 
     def remap_sections(self, path: str) -> SectionSet:

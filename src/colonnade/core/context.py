@@ -217,7 +217,11 @@ class Context:
         self.user: Principal | None = None
         self.handler: Handler | None = None
         self.items: dict[str, Any] = {}
-        self.sections: SectionSet = app.sections_for(request.path)
+        # A dict read for a path seen before (no method call into the application).
+        sections = app.path_sections.get(request.path)
+        self.sections: SectionSet = (
+            sections if sections is not None else app.sections_for(request.path)
+        )
         self.finished = False
         self.state_acquired = False
         self.error: BaseException | None = None

@@ -327,7 +327,7 @@ def test_repeated_values_are_escaped_once_and_the_memo_is_bounded(
         calls.append(value)
         return w3c_escape(value)
 
-    monkeypatch.setattr(w3cmod, "_MEMO_MAX", 3)
+    monkeypatch.setattr(w3cmod, "MEMO_MAX", 3)
     memo = w3cmod._Memo(escape)
     assert [memo["a b"], memo["a b"], memo["x\ny"]] == ["a+b", "a+b", "x%0Ay"]
     assert calls == ["a b", "x\ny"]  # the second "a b" was a hit

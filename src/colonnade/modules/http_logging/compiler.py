@@ -95,20 +95,27 @@ def _prelude(captures: Sequence[str]) -> str:
     return "".join(statements)
 
 
-def compiled_line(fields: tuple[str, ...], writer: Writer, sink: Sink) -> CompiledLine:
+def compiled_line(
+    fields: tuple[str, ...],
+    writer: Writer,
+    sink: Sink,
+    build: Callable[[tuple[str, ...], Writer, Sink], CompiledLine] | None = None,
+) -> CompiledLine:
     """The compiled line for ``fields`` in ``writer``'s format, writing into ``sink``.
 
     One per field list, format and sink, shared by every module instance writing
-    there: their lines form one batch.
+    there: their lines form one batch. ``build`` makes it instead of the generated
+    code (the compiled default W3C line, :mod:`.w3cline`).
     """
     key = (writer, fields)
     line = sink.compiled.get(key)
     if line is None:
-        line = sink.compiled[key] = _compile(fields, writer, sink)
+        line = sink.compiled[key] = (build or generated_line)(fields, writer, sink)
     return line
 
 
-def _compile(names: tuple[str, ...], writer: Writer, sink: Sink) -> CompiledLine:
+def generated_line(names: tuple[str, ...], writer: Writer, sink: Sink) -> CompiledLine:
+    """The generated capture and renderer of ``names`` (any field list, any writer)."""
     fields = [field(name) for name in names]
     namespace: dict[str, Any] = {
         **CAPTURE_NAMES,

@@ -33,6 +33,7 @@ from colonnade.modules.http_logging.config import HttpLoggingSection
 from colonnade.modules.http_logging.json_lines import JsonWriter
 from colonnade.modules.http_logging.sink import Sink, acquire_sink, release_sink
 from colonnade.modules.http_logging.w3c import W3cWriter
+from colonnade.modules.http_logging.w3cline import DEFAULT_FIELDS, default_line
 
 log = logging.getLogger("colonnade.log.http")
 
@@ -106,7 +107,10 @@ class HttpLogging(Module):
         if output is None:
             sink = acquire_sink(settings.target, settings)
             fields = FORMAT_FIELDS.get(settings.format) or tuple(settings.fields)
-            line = compiled_line(fields, WRITERS[settings.format], sink)
+            writer = WRITERS[settings.format]
+            # The default W3C line has compiled code of its own; others are generated.
+            fast = writer is W3cWriter and fields == DEFAULT_FIELDS
+            line = compiled_line(fields, writer, sink, default_line if fast else None)
             # Lines pending under the field list in force are rendered first; the
             # new header follows, and whoever wrote before switches back (with its
             # own header) on its next line.

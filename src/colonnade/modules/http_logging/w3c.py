@@ -9,8 +9,8 @@ from typing import Any
 from colonnade import __version__
 from colonnade.modules.http_logging.fields import Field
 
-#: Entries a memo holds before it starts over.
-_MEMO_MAX = 4096
+#: Entries a memo holds before it starts over (the memos of :mod:`.w3cline` too).
+MEMO_MAX = 4096
 
 
 def _escape_unprintable(char: str) -> str:
@@ -32,7 +32,8 @@ def w3c_escape(value: str) -> str:
     return value
 
 
-def _escape_bytes(value: bytes | None) -> str:
+def escape_bytes(value: bytes | None) -> str:
+    """A header value or query as a W3C field: ``-`` when missing or empty."""
     return w3c_escape(value.decode("latin-1")) if value else "-"
 
 
@@ -40,7 +41,7 @@ class _Memo(dict[Any, str]):
     """Escaped forms of recurring values (paths, user agents): one dict hit per line.
 
     A miss escapes the value and keeps it; the memo is emptied when it reaches
-    ``_MEMO_MAX`` entries, so hostile unique values cannot grow it without bound.
+    ``MEMO_MAX`` entries, so hostile unique values cannot grow it without bound.
     """
 
     def __init__(self, escape: Callable[[Any], str]) -> None:
@@ -48,7 +49,7 @@ class _Memo(dict[Any, str]):
         self.escape = escape
 
     def __missing__(self, value: Any) -> str:
-        if len(self) >= _MEMO_MAX:
+        if len(self) >= MEMO_MAX:
             self.clear()
         escaped = self[value] = self.escape(value)
         return escaped
@@ -65,7 +66,7 @@ class W3cWriter:
     @staticmethod
     def names() -> dict[str, Any]:
         """Fresh escape memos for one compiled field list."""
-        return {"escs": _Memo(w3c_escape), "escb": _Memo(_escape_bytes), "nums": _Memo(str)}
+        return {"escs": _Memo(w3c_escape), "escb": _Memo(escape_bytes), "nums": _Memo(str)}
 
     @staticmethod
     def render_source(lines: str, values: Sequence[str], fields: Sequence[Field]) -> str:

@@ -1,0 +1,150 @@
+"""The compiled default W3C line writes what the generated code writes for the same fields."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import pytest
+
+from colonnade import Principal
+from colonnade.core.context import Context
+from colonnade.core.request import Request
+from colonnade.errors import ClientDisconnectedError
+from colonnade.modules.http_logging.compiler import generated_line
+from colonnade.modules.http_logging.config import HttpLoggingSection
+from colonnade.modules.http_logging.module import HttpLogging
+from colonnade.modules.http_logging.sink import Sink
+from colonnade.modules.http_logging.w3c import W3cWriter
+from colonnade.modules.http_logging.w3cline import DEFAULT_FIELDS, DefaultW3cLine, default_line
+from colonnade.testing import make_context
+
+UA = b'Mozilla/5.0 (X11; Linux) "quoted" \xc3\xa9t\xc3\xa9'  # non-ASCII as sent (UTF-8 bytes)
+
+
+def _request(
+    method: str = "GET",
+    path: str = "/",
+    query: bytes = b"",
+    *,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    version: str = "1.1",
+    client: tuple[str, int] | None = ("203.0.113.9", 50123),
+    server: tuple[str, int] | None = ("192.0.2.1", 8080),
+) -> Request:
+    return Request(
+        method,
+        path,
+        query=query,
+        version=version,
+        headers=headers or [],
+        host="example.test",
+        client=client,
+        server=server,
+    )
+
+
+def _remapped() -> Request:
+    request = _request("GET", "/old path", b"a=1", headers=[(b"user-agent", b"curl/8")])
+    request.target = b"/old%20path?a=1"
+    request.path = "/new"  # a rewrite: the log keeps the URL the client sent
+    request.query = b"rewritten=1"
+    return request
+
+
+# (request, status, substatus, user name, error)
+ROWS: list[tuple[Request, int, int, str | None, BaseException | None]] = [
+    (_request(), 200, 0, None, None),
+    (_request("POST", "/form", b"x=1&y=2"), 201, 0, None, None),
+    (_request("HEAD", "/a b/c.txt", b"q=a b"), 304, 0, None, None),
+    (_request("DELETE", "/x", b"", headers=[(b"user-agent", UA)]), 204, 0, None, None),
+    (
+        _request(
+            "GET",
+            "/page",
+            b"",
+            headers=[(b"referer", b"https://example.test/a?b=c d"), (b"user-agent", b"a b")],
+        ),
+        200,
+        0,
+        None,
+        None,
+    ),
+    # Repeated headers: the last one is logged (as dict(headers) keeps it).
+    (_request(headers=[(b"user-agent", b"first"), (b"user-agent", b"second")]), 200, 0, None, None),
+    (_request(headers=[(b"user-agent", b""), (b"referer", b"")]), 200, 0, None, None),
+    (_request("GET", "/secret"), 401, 2, None, None),
+    (_request("GET", "/me"), 200, 0, "DOMAIN\\jane doe", None),
+    (_request("GET", "/me"), 200, 0, "", None),
+    (_request("GET", "/me"), 200, 0, "zoë\r\nforged", None),
+    (_request("GET", "/line\nbreak", b"q=1\r\n2"), 404, 0, None, None),
+    (_request("GET", "/fail"), 500, 0, None, RuntimeError("boom")),
+    (_request("GET", "/busy"), 503, 0, None, None),
+    (_request("GET", "/gone"), 200, 0, None, ClientDisconnectedError("went away")),
+    (_request("GET", "/old", version="1.0"), 200, 0, None, None),
+    (_request(client=("2001:db8::1", 443), server=("2001:db8::2", 443)), 200, 0, None, None),
+    (_request(client=None, server=None), 200, 0, None, None),
+    (_remapped(), 200, 0, None, None),
+    (_request("GET", "/é/ü", b"\xc3\xa9=1"), 200, 0, None, None),
+]
+
+
+def _context(row: tuple[Request, int, int, str | None, BaseException | None]) -> Context:
+    request, status, substatus, user, error = row
+    ctx = make_context()
+    ctx.request = request
+    ctx.response.status = status
+    ctx.response.substatus = substatus
+    if user is not None:
+        ctx.user = Principal(name=user)
+    ctx.error = error
+    ctx.started = time.monotonic() - 2.5
+    return ctx
+
+
+def _captured(build: Any, ctx: Context) -> str:
+    # The line as the sink would write it, without a flush or a timer.
+    sink = Sink("test", None)
+    line = build(DEFAULT_FIELDS, W3cWriter, sink)
+    sink.render = line.render
+    sink.width = line.width
+    sink.timer = object()  # type: ignore[assignment]
+    line.capture(ctx)
+    text = line.render(list(sink.pending))
+    sink.pending.clear()
+    sink.timer = None
+    assert isinstance(text, str)
+    return text
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[f"{r[0].method} {r[0].path!r}" for r in ROWS])
+def test_the_compiled_default_line_is_the_generated_one(row: Any) -> None:
+    ctx = _context(row)
+    generated = _captured(generated_line, ctx)
+    compiled = _captured(default_line, ctx)
+    assert compiled.endswith("\n") and compiled.count("\n") == 1
+    ours, theirs = compiled[:-1].split(" "), generated[:-1].split(" ")
+    assert len(ours) == len(DEFAULT_FIELDS)
+    # date, time and time-taken are read from the clocks at capture: the same
+    # second and millisecond count is not guaranteed between two captures.
+    clocked = {0, 1, 14}
+    assert [v for i, v in enumerate(ours) if i not in clocked] == [
+        v for i, v in enumerate(theirs) if i not in clocked
+    ]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d", ours[0]) and re.fullmatch(r"\d\d:\d\d:\d\d", ours[1])
+    # started 2.5 s ago; the compiled line was captured second
+    assert 2500 <= int(theirs[14]) <= int(ours[14]) < 600_000
+
+
+def test_the_default_fields_get_the_compiled_line_and_others_the_generated_one() -> None:
+    module = HttpLogging()
+    try:
+        default = module._open(HttpLoggingSection())
+        iis = module._open(HttpLoggingSection(fields=list(DEFAULT_FIELDS[:-1])))
+        json = module._open(HttpLoggingSection(format="json"))
+    finally:
+        module.cleanup()
+    assert isinstance(default.capture, DefaultW3cLine)
+    assert not isinstance(iis.capture, DefaultW3cLine)
+    assert not isinstance(json.capture, DefaultW3cLine)
