@@ -125,10 +125,9 @@ def test_tail_reads_at_most_64_kib_from_the_end(tmp_path: Path) -> None:
         tail_lines(str(tmp_path / "missing.log"), 10)
 
 
-@pytest.mark.parametrize("query", [b"lines=0", b"lines=1001", b"contains=" + b"x" * 257])
-def test_tail_bounds_are_refused(query: bytes) -> None:
-    path = b"/api/sites/main/log"
-    head = RequestHead(
+def admin_get(path: bytes, query: bytes) -> RequestHead:
+    """The head of ``GET path?query`` on the admin binding."""
+    return RequestHead(
         method=b"GET",
         target=path + b"?" + query,
         path=path,
@@ -141,23 +140,16 @@ def test_tail_bounds_are_refused(query: bytes) -> None:
         content_length=None,
         chunked=False,
     )
+
+
+@pytest.mark.parametrize("query", [b"lines=0", b"lines=1001", b"contains=" + b"x" * 257])
+def test_tail_bounds_are_refused(query: bytes) -> None:
+    path = b"/api/sites/main/log"
     with pytest.raises(ApiError) as refused:
-        command_for(Request(head, b""), "test")
+        command_for(Request(admin_get(path, query), b""), "test")
     assert refused.value.status == 400
     # Within the bounds, the route fills the command's fields.
-    fine = RequestHead(
-        method=b"GET",
-        target=head.target,
-        path=path,
-        query=b"lines=1000&contains=404",
-        version=b"1.1",
-        headers=[],
-        host=b"admin",
-        keep_alive=True,
-        expect_continue=False,
-        content_length=None,
-        chunked=False,
-    )
+    fine = admin_get(path, b"lines=1000&contains=404")
     command = command_for(Request(fine, b""), "test")
     assert (command.op, command.site, command.lines, command.contains) == (
         "access_log",

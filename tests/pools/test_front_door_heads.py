@@ -13,23 +13,7 @@ from colonnade.management import operations
 from tests.e2e.wire import Conn
 from tests.support.wait import PATIENCE, wait_for
 
-from .conftest import Master, free_port
-from .test_master_memory import held
-
-
-def serve(tmp_path: Path) -> Master:
-    """``colonnade serve --root www --workers 1``: one pool, started on demand."""
-    port = free_port()
-    (tmp_path / "www").mkdir()
-    (tmp_path / "www" / "hello.txt").write_text("hello\n")
-    control = str(tmp_path / "control.sock")
-    return Master(
-        tmp_path,
-        "",
-        port=port,
-        serve_args=["--root", "www", "--bind", f"127.0.0.1:{port}", "--control", control],
-        control=control,
-    )
+from .test_master_memory import held, serve
 
 
 def answer(port: int, *pieces: bytes) -> bytes:
