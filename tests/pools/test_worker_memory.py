@@ -40,7 +40,8 @@ def wsgi(environ, start_response):
 #: Modules the serving path of an idle worker has no use for:
 #: each came with one rarely used feature (a date parsed from a request, a
 #: "did you mean" in an error, the JSON log format, a JSON directory listing,
-#: compression's thread pool, systemd's notifications, TLS where no binding is https).
+#: compression's thread pool, systemd's notifications, TLS where no binding is https,
+#: a WSGI request body spooled to a temporary file).
 NOT_IN_AN_IDLE_WORKER = (
     "email",
     "email.utils",
@@ -116,10 +117,6 @@ def unexpected(modules: set[str], interface: str, other: str) -> list[str]:
     )
 
 
-#: What the WSGI handler needs itself (a request body spooled to a temporary file).
-WSGI_NEEDS = ("tempfile", "shutil", "random")
-
-
 @pytest.mark.parametrize(("interface", "other"), [("asgi", "wsgi"), ("wsgi", "asgi")])
 def test_an_idle_worker_imports_only_what_its_site_enables(
     tmp_path: Path, interface: str, other: str
@@ -132,8 +129,7 @@ def test_an_idle_worker_imports_only_what_its_site_enables(
     assert f"colonnade.handlers.{other}.config" in modules
     assert f"colonnade.handlers.{other}.handler" not in modules
     assert unexpected(modules, interface, other) == []
-    needs = WSGI_NEEDS if interface == "wsgi" else ()
-    assert sorted(modules.intersection(NOT_IN_AN_IDLE_WORKER).difference(needs)) == []
+    assert sorted(modules.intersection(NOT_IN_AN_IDLE_WORKER)) == []
 
 
 TRIM = """
