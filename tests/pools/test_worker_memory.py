@@ -10,6 +10,7 @@ gives.
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -130,6 +131,10 @@ def test_an_idle_worker_imports_only_what_its_site_enables(
     assert f"colonnade.handlers.{other}.handler" not in modules
     assert unexpected(modules, interface, other) == []
     assert sorted(modules.intersection(NOT_IN_AN_IDLE_WORKER)) == []
+    if importlib.util.find_spec("colonnade.pools._libc") is not None:
+        # The compiled build's C helper makes the start-up calls (prctl, malloc_trim),
+        # and no module the site enables asks for shared-memory mutexes: no ctypes.
+        assert "ctypes" not in modules
 
 
 TRIM = """
@@ -161,3 +166,23 @@ def test_trim_memory_gives_freed_heap_pages_back() -> None:
     )
     before, after = map(int, out.stdout.split())
     assert before - after > 20 * 1024, (before, after)  # KiB: most of the 39 MiB freed
+
+
+PDEATHSIG = """
+import ctypes, signal
+from colonnade.pools.sandbox import die_with_parent
+
+die_with_parent()
+value = ctypes.c_int()
+ctypes.CDLL(None).prctl(2, ctypes.byref(value))  # PR_GET_PDEATHSIG
+print(value.value == signal.SIGTERM)
+"""
+
+
+def test_die_with_parent_asks_for_sigterm() -> None:
+    """The worker's first call (pools/worker.py): through the compiled build's C
+    helper or, in the pure build, ctypes."""
+    out = subprocess.run(
+        [sys.executable, "-c", PDEATHSIG], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "True", out.stderr
