@@ -2044,7 +2044,13 @@ def versions() -> dict[str, str]:
         else:
             v[f"{k} (colonnade .venv-compiled)"] = val
     v.setdefault("colonnade", "not installed")
-    compiled = sorted(col_py.parent.parent.glob("lib/python*/site-packages/colonnade/**/*.so"))
+    # mypyc installs a compiled module's .py beside its .so; the build's C helper
+    # (pools/_libc) has none and is no compiled module (as colonnade.buildinfo counts)
+    compiled = sorted(
+        f
+        for f in col_py.parent.parent.glob("lib/python*/site-packages/colonnade/**/*.so")
+        if f.with_name(f.name.split(".")[0] + ".py").is_file()
+    )
     v["colonnade build"] = (
         f"mypyc, {len(compiled)} modules compiled"
         f" ({', '.join(f.name.split('.')[0] for f in compiled)});"

@@ -111,8 +111,13 @@ def test_describe_reads_the_installed_files(
     (package / "PURE_BUILD").write_text("no C compiler (cc)\n")
     assert buildinfo.describe() == "pure Python: no C compiler (cc)"
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
-    (package / "engine" / f"engine{suffix}").write_bytes(b"")
-    (package / f"buildinfo{suffix}").write_bytes(b"")
+    # A compiled module: its extension and its source (mypyc installs both).
+    for module in (package / "engine" / "engine", package / "buildinfo"):
+        module.with_name(module.name + suffix).write_bytes(b"")
+        module.with_name(module.name + ".py").write_text("")
+    # A C helper of the compiled build (no source beside it) is no compiled module.
+    (package / "pools").mkdir()
+    (package / "pools" / f"_libc{suffix}").write_bytes(b"")
     assert buildinfo.compiled_modules() == ["colonnade.buildinfo", "colonnade.engine.engine"]
     assert buildinfo.describe() == "compiled: 2 modules"
 

@@ -17,12 +17,16 @@ PURE_REASON = PACKAGE / "PURE_BUILD"
 
 
 def compiled_modules() -> list[str]:
-    """The package's modules installed as C extensions (mypyc), as dotted names."""
+    """The package's modules installed as C extensions (mypyc), as dotted names.
+
+    mypyc installs a compiled module's source beside its extension; an extension
+    with no ``.py`` beside it is a C helper of the compiled build
+    (``pools/_libc.c``), not a compiled module."""
     suffixes = importlib.machinery.EXTENSION_SUFFIXES
     found = []
     for path in PACKAGE.rglob("*"):
         suffix = next((s for s in suffixes if path.name.endswith(s)), None)
-        if suffix is not None:
+        if suffix is not None and path.with_name(path.name[: -len(suffix)] + ".py").is_file():
             relative = path.relative_to(PACKAGE.parent).as_posix()
             found.append(relative[: -len(suffix)].replace("/", "."))
     return sorted(found)

@@ -21,12 +21,13 @@ shared memory, called through ``ctypes``): an uncontended lock and unlock stay
 in user space (a futex), about 0.3 µs each from Python, where an ``fcntl``
 record lock costs two system calls (~2.5 µs a pair, measured). A process that
 dies holding one (a crashed worker) does not wedge the others: the next locker
-is told so by the kernel and takes the lock over (:meth:`Mutex.lock`).
+is told so by the kernel and takes the lock over (:meth:`Mutex.lock`). ctypes
+(~0.4 MiB of a process's RSS) is imported with the first mutex: a worker whose
+modules ask for no zone adopts the arena without it.
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import mmap
@@ -34,6 +35,10 @@ import os
 import struct
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import ctypes
 
 #: The arena's size: address space reserved in every process, not memory used
 #: (a memfd's pages are allocated when first written).
@@ -59,7 +64,9 @@ class SharedMemoryError(Exception):
     """The arena cannot give what was asked (full, or not an arena)."""
 
 
-def _libc() -> ctypes.CDLL:
+def _load_libc() -> ctypes.CDLL:
+    import ctypes
+
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)  # glibc's name
     except OSError:
@@ -83,15 +90,37 @@ def _libc() -> ctypes.CDLL:
     return libc
 
 
-_LIBC = _libc()
-_lock_fn = _LIBC.pthread_mutex_lock
-_unlock_fn = _LIBC.pthread_mutex_unlock
+_loaded: ctypes.CDLL | None = None
 
-#: ``mutex_lock(address)`` / ``mutex_unlock(address)``: the C functions themselves,
-#: for a hot path that keeps :attr:`Mutex.address` (``mutex_lock`` answers 0, or a
-#: code for :func:`recover`).
-mutex_lock = _lock_fn
-mutex_unlock = _unlock_fn
+
+def _libc() -> ctypes.CDLL:
+    """The C library, its mutex functions typed (loaded by the first caller)."""
+    global _loaded, _lock_fn, _unlock_fn
+    libc = _loaded
+    if libc is None:
+        libc = _loaded = _load_libc()
+        _lock_fn = libc.pthread_mutex_lock
+        _unlock_fn = libc.pthread_mutex_unlock
+    return libc
+
+
+_lock_fn: Callable[[int], int]
+_unlock_fn: Callable[[int], int]
+
+if TYPE_CHECKING:
+    #: ``mutex_lock(address)`` / ``mutex_unlock(address)``: the C functions
+    #: themselves, for a hot path that keeps :attr:`Mutex.address`
+    #: (``mutex_lock`` answers 0, or a code for :func:`recover`).
+    mutex_lock: Callable[[int], int]
+    mutex_unlock: Callable[[int], int]
+else:
+
+    def __getattr__(name: str) -> object:
+        # mutex_lock and mutex_unlock load the C library when first imported.
+        if name in ("mutex_lock", "mutex_unlock"):
+            _libc()
+            return _lock_fn if name == "mutex_lock" else _unlock_fn
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Mutex:
@@ -104,6 +133,9 @@ class Mutex:
     __slots__ = ("_address", "_keep")
 
     def __init__(self, buffer: mmap.mmap, offset: int) -> None:
+        _libc()
+        import ctypes
+
         self._keep = (ctypes.c_char * MUTEX_BYTES).from_buffer(buffer, offset)
         self._address = ctypes.addressof(self._keep)
 
@@ -114,12 +146,15 @@ class Mutex:
 
     def initialize(self) -> None:
         """Make the bytes a robust, process-shared mutex (once, by its creator)."""
+        import ctypes
+
+        libc = _libc()
         attr = ctypes.create_string_buffer(64)  # pthread_mutexattr_t is 4 bytes
-        _LIBC.pthread_mutexattr_init(attr)
-        _LIBC.pthread_mutexattr_setpshared(attr, _PTHREAD_PROCESS_SHARED)
-        _LIBC.pthread_mutexattr_setrobust(attr, _PTHREAD_MUTEX_ROBUST)
-        code = _LIBC.pthread_mutex_init(self._address, attr)
-        _LIBC.pthread_mutexattr_destroy(attr)
+        libc.pthread_mutexattr_init(attr)
+        libc.pthread_mutexattr_setpshared(attr, _PTHREAD_PROCESS_SHARED)
+        libc.pthread_mutexattr_setrobust(attr, _PTHREAD_MUTEX_ROBUST)
+        code = libc.pthread_mutex_init(self._address, attr)
+        libc.pthread_mutexattr_destroy(attr)
         if code:
             raise OSError(code, f"pthread_mutex_init: {os.strerror(code)}")
 
@@ -143,7 +178,7 @@ def recover(address: int, code: int) -> None:
     lock over from a dead owner, or raise. The data it guarded may be half
     updated; what the zones keep (counters) tolerates that."""
     if code == errno.EOWNERDEAD:
-        _LIBC.pthread_mutex_consistent(address)
+        _libc().pthread_mutex_consistent(address)
         return
     raise OSError(code, f"pthread_mutex_lock: {os.strerror(code)}")
 
@@ -180,11 +215,13 @@ class SharedMemory:
         self.fd = fd
         self.size = size
         self.buffer = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        self._directory = Mutex(self.buffer, _DIR_MUTEX)
+        # The directory's mutex is made by the first zone() (a Mutex loads ctypes).
+        self._directory: Mutex | None = None
         self._zones: dict[tuple[str, int], Zone] = {}
         self._local = threading.Lock()  # threads of this process (the mutex is per arena)
         if create:
             _HEADER.pack_into(self.buffer, 0, _MAGIC, size, _FIRST_ZONE)
+            self._directory = Mutex(self.buffer, _DIR_MUTEX)
             self._directory.initialize()
         elif _HEADER.unpack_from(self.buffer, 0)[0] != _MAGIC:
             raise SharedMemoryError(f"descriptor {fd} is not a Colonnade shared memory arena")
@@ -201,7 +238,10 @@ class SharedMemory:
             return found
         buffer = self.buffer
         with self._local:
-            self._directory.lock()
+            directory = self._directory
+            if directory is None:
+                directory = self._directory = Mutex(buffer, _DIR_MUTEX)
+            directory.lock()
             try:
                 offset = self._find(encoded, size)
                 if offset is None:
@@ -215,7 +255,7 @@ class SharedMemory:
                 else:
                     zone = Zone(self, name, offset, size)
             finally:
-                self._directory.unlock()
+                directory.unlock()
         self._zones[name, size] = zone
         return zone
 
@@ -249,7 +289,8 @@ class SharedMemory:
 
     def close(self) -> None:
         """Unmap and close the descriptor (zones handed out must be dropped first)."""
-        self._directory.release()
+        if self._directory is not None:
+            self._directory.release()
         self._zones.clear()
         self.buffer.close()
         os.close(self.fd)
