@@ -47,14 +47,20 @@ WINDOW = 2.0
 
 NODE_APP = """
 import asyncio
+import os
 
 NAME = {name!r}
+GATE = {gate!r}  # while this file exists, requests are held (and GATE + ".held" says one is)
 
 
 async def app(scope, receive, send):
 {lifespan}
     if scope["path"] != "/health":
         await asyncio.sleep({work} / 1000)
+        while GATE and os.path.exists(GATE):
+            if not os.path.exists(GATE + ".held"):
+                open(GATE + ".held", "w").close()
+            await asyncio.sleep(0.005)
     body = NAME.encode()
     head = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
     await send({{"type": "http.response.start", "status": 200, "headers": head}})
@@ -62,10 +68,14 @@ async def app(scope, receive, send):
 """
 
 
-def start_node(folder: Path, name: str, port: int) -> Process:
-    """``colonnade serve web:app`` in one process (no workers: a SIGKILL ends it all)."""
+def start_node(folder: Path, name: str, port: int, gate: Path | None = None) -> Process:
+    """``colonnade serve web:app`` in one process (no workers: a SIGKILL ends it all);
+    with ``gate``, its requests are held while that file exists."""
     folder.mkdir(exist_ok=True)
-    (folder / "web.py").write_text(NODE_APP.format(name=name, work=WORK_MS, lifespan=ASGI_LIFESPAN))
+    app = NODE_APP.format(
+        name=name, work=WORK_MS, lifespan=ASGI_LIFESPAN, gate=str(gate) if gate else ""
+    )
+    (folder / "web.py").write_text(app)
     args = ["web:app", "--workers", "0", "--no-watch", "--bind", f"127.0.0.1:{port}"]
     return Process(args, cwd=folder, port=port)
 
@@ -172,7 +182,8 @@ def farm(tmp_path: Path) -> Iterator[tuple[Master, dict[str, Process]]]:
     front: Master | None = None
     try:
         for name, port in ports.items():
-            nodes[name] = start_node(tmp_path / name, name, port)
+            gate = node1_gate(tmp_path) if name == "node1" else None
+            nodes[name] = start_node(tmp_path / name, name, port, gate)
         port = free_port()
         (tmp_path / "front").mkdir()
         front = Master(tmp_path / "front", front_config(port, ports), workers=2, port=port)
@@ -183,6 +194,11 @@ def farm(tmp_path: Path) -> Iterator[tuple[Master, dict[str, Process]]]:
             front.stop()
         for node in nodes.values():
             node.kill()
+
+
+def node1_gate(folder: Path) -> Path:
+    """The file that holds node1's requests while it exists (the drain's check)."""
+    return folder / "node1" / "gate"
 
 
 def down_everywhere(front: Master, node: str) -> bool:
@@ -204,13 +220,22 @@ def test_drain_kill_and_return_under_load(
         assert all(load.answered_by(n, start) > 10 for n in nodes)
 
         # (a) Drain node1: once the command returns, no request sent after it
-        # reaches node1; the ones it had then finish; nothing fails.
+        # reaches node1; the ones it had then finish; nothing fails. node1 holds
+        # its requests from before the command until after it returned, so some
+        # are in flight across the drain however long the command takes.
+        gate = node1_gate(folder)
+        gate.touch()
+        held = gate.with_name(gate.name + ".held")
+        wait_for(held.exists, PATIENCE, "a request held by node1")
+        draining = time.monotonic()
         operations.farm_action(front.control, "drain", "app", "node1")
         drained = time.monotonic()
+        gate.unlink()
         load.wait_answers(150, drained)
         requests = list(load.requests)
         assert [r for r in requests if r.sent > drained and r.node == "node1"] == []
-        crossing = [r for r in requests if r.sent < drained < r.done and r.node == "node1"]
+        crossing = [r for r in requests if r.sent < draining and r.done > drained]
+        crossing = [r for r in crossing if r.node == "node1"]
         assert all(r.status == 200 for r in requests if r.done), "a request failed"
         operations.farm_action(front.control, "enable", "app", "node1")
         enabled = time.monotonic()
