@@ -57,6 +57,14 @@ NOT_IN_AN_IDLE_MASTER = (
     "colonnade.management.tables",
     # mypyc's one shared library for every compiled module (~2.5 MiB mapped).
     "colonnade__mypyc",
+    # tempfile and shutil, with random and the compression modules (~0.9 MiB): only
+    # a sandboxed pool's temp folder and the default control socket's path need them.
+    "tempfile",
+    "shutil",
+    "random",
+    "bz2",
+    "lzma",
+    "sysconfig",
 )
 #: Prefixes of the same: every module and handler.
 NOT_IN_AN_IDLE_MASTER_UNDER = ("colonnade.modules.", "colonnade.handlers.")

@@ -40,9 +40,7 @@ import gc
 import logging
 import os
 import resource
-import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
@@ -593,7 +591,11 @@ def _raise_open_files() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+# tempfile and shutil (with random, zlib, bz2 and lzma: ~0.5 MiB) are imported only
+# for a sandboxed pool's temp folder: most masters never need them.
 def _make_temp(pool: str, identity: Identity | None) -> str:
+    import tempfile
+
     folder = tempfile.mkdtemp(prefix=f"colonnade-{pool}-")
     if identity is not None:
         os.chown(folder, identity.uid, identity.gid)
@@ -602,6 +604,8 @@ def _make_temp(pool: str, identity: Identity | None) -> str:
 
 def _remove_temp(pool: Pool) -> None:
     if pool.temp_dir is not None:
+        import shutil
+
         shutil.rmtree(pool.temp_dir, ignore_errors=True)
         pool.temp_dir = None
 
