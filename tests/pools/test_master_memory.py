@@ -15,6 +15,7 @@ import tomllib
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from colonnade.management import operations
 from colonnade.pools import checker
@@ -65,6 +66,8 @@ NOT_IN_AN_IDLE_MASTER = (
     "bz2",
     "lzma",
     "sysconfig",
+    # msgspec takes typing's own (pools/lean.py).
+    "typing_extensions",
 )
 #: Prefixes of the same: every module and handler.
 NOT_IN_AN_IDLE_MASTER_UNDER = ("colonnade.modules.", "colonnade.handlers.")
@@ -234,3 +237,18 @@ def test_the_child_check_reports_what_the_in_process_check_does(tmp_path: Path) 
     refused = checker.in_child(bad)
     [error] = refused.errors
     assert (error.file, error.line, error.key) == (str(file), 7, "server.nope")
+
+
+def test_lean_without_hides_a_module_for_one_block_only() -> None:
+    import sys
+
+    from colonnade.pools.lean import without
+
+    name = "colonnade_test_never_imported"
+    with without(name, "os"):
+        with pytest.raises(ImportError):
+            __import__(name)
+        import os as again  # imported already: it stays importable
+
+        assert again is os
+    assert name not in sys.modules and sys.modules["os"] is os
