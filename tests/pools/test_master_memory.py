@@ -68,6 +68,10 @@ NOT_IN_AN_IDLE_MASTER = (
     "sysconfig",
     # msgspec takes typing's own (pools/lean.py).
     "typing_extensions",
+    # What serve --reload watches of the code (with dataclasses and pathlib).
+    "colonnade.config.codewatch",
+    "dataclasses",
+    "pathlib",
 )
 #: Prefixes of the same: every module and handler.
 NOT_IN_AN_IDLE_MASTER_UNDER = ("colonnade.modules.", "colonnade.handlers.")

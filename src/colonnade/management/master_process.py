@@ -122,7 +122,7 @@ def main(argv: Sequence[str]) -> int:
 
         code = None
         if start.code is not None:
-            from colonnade.config.watch import CodeWatch
+            from colonnade.config.codewatch import CodeWatch
 
             folders, include, exclude = start.code
             code = CodeWatch(folders, include, exclude)

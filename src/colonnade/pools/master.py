@@ -71,7 +71,7 @@ from colonnade.pools.supervision import Supervisor
 from colonnade.pools.workers import Workers
 
 if TYPE_CHECKING:
-    from colonnade.config.watch import CodeWatch
+    from colonnade.config.codewatch import CodeWatch
     from colonnade.core.registry import Registry
     from colonnade.engine import Engine
     from colonnade.pools.api import AdminServer
