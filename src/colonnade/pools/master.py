@@ -51,7 +51,7 @@ from colonnade.config.sections import WEB_TOML
 from colonnade.config.tree import BrokenDir, log_broken
 from colonnade.core import shared
 from colonnade.errors import ConfigError, ModuleError
-from colonnade.pools import checker, commands, systemd
+from colonnade.pools import checker, systemd
 from colonnade.pools.config import (
     ConfigSource,
     content_folders,
@@ -60,7 +60,7 @@ from colonnade.pools.config import (
     used_pools,
     worker_count,
 )
-from colonnade.pools.control import ControlServer, socket_path
+from colonnade.pools.control import Command, ControlServer, socket_path
 from colonnade.pools.frontdoor import FrontDoor
 from colonnade.pools.metrics import Departed
 from colonnade.pools.pool import Pool, PoolState, WorkerState
@@ -266,9 +266,7 @@ class Master:
         self.frontdoor.listen(list(self.routes.listen), self.config.server.listen_backlog)
         systemd.unclaimed()
         self.shared = shared.create()
-        self.control = ControlServer(
-            socket_path(self.config), lambda command: commands.execute(self, command)
-        )
+        self.control = ControlServer(socket_path(self.config), self._command)
         try:
             await self.control.start()
             if self.config.admin.bind is not None:
@@ -489,6 +487,8 @@ class Master:
         self.source = loaded.source
         log_broken(loaded.broken, config_log)
         self.generation += 1
+        from colonnade.pools import commands
+
         kept = commands.known_farm_states(loaded.config, self.farm_admin)
         if kept != self.farm_admin:
             log.info("farm member states of members no longer configured are forgotten")
@@ -499,6 +499,12 @@ class Master:
         log.info("configuration reloaded (%s): generation %d", reason, self.generation)
         release_memory()
         return None
+
+    async def _command(self, command: Command) -> dict[str, Any]:
+        # Imported at the first command (or reload): an idle master is asked nothing.
+        from colonnade.pools import commands
+
+        return await commands.execute(self, command)
 
     def release_memory_soon(self) -> None:
         """:func:`release_memory` at the loop's next turn (once for a burst of calls):
