@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 import colonnade
-from colonnade.config.watch import CodeWatch
+from colonnade.config.codewatch import CodeWatch
 from colonnade.errors import ConfigError
 from colonnade.management import serve_options
 from colonnade.management.cli import _parser

@@ -15,6 +15,7 @@ import tomllib
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from colonnade.management import operations
 from colonnade.pools import checker
@@ -57,6 +58,24 @@ NOT_IN_AN_IDLE_MASTER = (
     "colonnade.management.tables",
     # mypyc's one shared library for every compiled module (~2.5 MiB mapped).
     "colonnade__mypyc",
+    # tempfile and shutil, with random and the compression modules (~0.9 MiB): only
+    # a sandboxed pool's temp folder and the default control socket's path need them.
+    "tempfile",
+    "shutil",
+    "random",
+    "bz2",
+    "lzma",
+    "sysconfig",
+    # msgspec takes typing's own (pools/lean.py).
+    "typing_extensions",
+    # What serve --reload watches of the code (with dataclasses and pathlib).
+    "colonnade.config.codewatch",
+    "dataclasses",
+    "pathlib",
+    # A plain binding is read without urlsplit (config/bindings.py); ipaddress only
+    # for inherited sockets (pools/systemd.py).
+    "urllib.parse",
+    "ipaddress",
 )
 #: Prefixes of the same: every module and handler.
 NOT_IN_AN_IDLE_MASTER_UNDER = ("colonnade.modules.", "colonnade.handlers.")
@@ -104,6 +123,7 @@ def test_an_idle_master_holds_no_engine_no_modules_and_no_tls(tmp_path: Path) ->
         imports = operations.call(master.control, "imports")
         assert imports["pid"] == master.proc.pid
         assert held(imports["modules"]) == []
+        assert "json" not in imports["modules"]  # until something is audited (a reload)
         # `serve` became the master in place: the same process, a fresh image whose
         # command line holds no configuration (it came in a memory file).
         with open(f"/proc/{master.proc.pid}/cmdline", "rb") as f:
@@ -226,3 +246,18 @@ def test_the_child_check_reports_what_the_in_process_check_does(tmp_path: Path) 
     refused = checker.in_child(bad)
     [error] = refused.errors
     assert (error.file, error.line, error.key) == (str(file), 7, "server.nope")
+
+
+def test_lean_without_hides_a_module_for_one_block_only() -> None:
+    import sys
+
+    from colonnade.pools.lean import without
+
+    name = "colonnade_test_never_imported"
+    with without(name, "os"):
+        with pytest.raises(ImportError):
+            __import__(name)
+        import os as again  # imported already: it stays importable
+
+        assert again is os
+    assert name not in sys.modules and sys.modules["os"] is os

@@ -6,6 +6,8 @@ import asyncio
 import socket
 from pathlib import Path
 
+import pytest
+
 from colonnade.config.schema import PoolConfig
 from colonnade.core.registry import Registry
 from colonnade.modules.standard import BUILTIN
@@ -136,5 +138,29 @@ def test_a_write_waits_until_every_worker_serves_its_generation() -> None:
         assert ok is False and why == [
             "pool default: worker 21 refused the new configuration (see the server log)"
         ]
+
+    asyncio.run(scenario())
+
+
+def test_a_worker_start_releases_memory_once_per_loop_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ready worker has the master give back what its start left (malloc_trim),
+    once for the workers that became ready in one turn of the loop."""
+    from colonnade.pools import master as master_module
+
+    released: list[int] = []
+    monkeypatch.setattr(master_module, "release_memory", lambda: released.append(1))
+    master = Master(ConfigSource(root=str(tmp_path), bindings=["http://127.0.0.1:8080"]))
+
+    async def scenario() -> None:
+        master.release_memory_soon()
+        master.release_memory_soon()  # a second worker ready in the same turn
+        assert released == []  # not within the turn that made the workers ready
+        await asyncio.sleep(0)
+        assert released == [1]
+        master.release_memory_soon()  # a later start: released again
+        await asyncio.sleep(0)
+        assert released == [1, 1]
 
     asyncio.run(scenario())

@@ -9,12 +9,14 @@ import os
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from dataclasses import dataclass
-from fnmatch import fnmatch
-from pathlib import PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from colonnade.config.sections import WEB_TOML
+
+if TYPE_CHECKING:
+    # Apart (with dataclasses, fnmatch and pathlib: ~0.3 MiB): only ``serve --reload``
+    # watches code, and every master watches its configuration.
+    from colonnade.config.codewatch import CodeWatch
 
 log = logging.getLogger("colonnade")
 
@@ -25,33 +27,6 @@ def _outermost(paths: Iterable[str]) -> list[str]:
         if not any(path == f or path.startswith(f.rstrip("/") + "/") for f in found):
             found.append(path)
     return found
-
-
-@dataclass(frozen=True)
-class CodeWatch:
-    """The application code ``colonnade serve --reload`` watches: files under
-    ``folders`` whose path matches an ``include`` glob and none of whose parts (below
-    the folder) matches an ``exclude`` glob (uvicorn's defaults: ``*.py``; hidden
-    files and folders, compiled files, editor swap and backup files)."""
-
-    folders: tuple[str, ...]
-    include: tuple[str, ...] = ("*.py",)
-    exclude: tuple[str, ...] = (".*", "*.py[cod]", "*.sw.*", "~*", "__pycache__")
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "folders", tuple(os.path.realpath(f) for f in self.folders))
-
-    def matches(self, path: str) -> bool:
-        """Whether a change of ``path`` is a change of the application's code."""
-        real = os.path.realpath(path)
-        for folder in self.folders:
-            if not real.startswith(folder.rstrip("/") + "/"):
-                continue
-            parts = PurePath(os.path.relpath(real, folder)).parts
-            if any(fnmatch(part, glob) for part in parts for glob in self.exclude):
-                return False
-            return any(PurePath(real).match(glob) for glob in self.include)
-        return False
 
 
 def _targets(

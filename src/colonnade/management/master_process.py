@@ -21,10 +21,15 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-import msgspec
+from colonnade.pools.lean import without
 
-from colonnade.errors import ConfigError, ModuleError, each_error
-from colonnade.pools.config import ConfigSource
+# First here: in the master's image msgspec comes without typing_extensions
+# (pools/lean.py); where msgspec is imported already (``cmd_serve``) nothing changes.
+with without("typing_extensions"):
+    import msgspec
+
+    from colonnade.errors import ConfigError, ModuleError, each_error
+    from colonnade.pools.config import ConfigSource
 
 #: The format of the master's log lines (``colonnade serve``'s).
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -117,7 +122,7 @@ def main(argv: Sequence[str]) -> int:
 
         code = None
         if start.code is not None:
-            from colonnade.config.watch import CodeWatch
+            from colonnade.config.codewatch import CodeWatch
 
             folders, include, exclude = start.code
             code = CodeWatch(folders, include, exclude)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from colonnade.errors import ConfigError
 
 if TYPE_CHECKING:
-    from colonnade.config.watch import CodeWatch
+    from colonnade.config.codewatch import CodeWatch
 
 #: The uvicorn worker classes gunicorn users name with ``-k``; Colonnade's own workers
 #: take their place (there is no worker class to choose).
@@ -717,7 +717,7 @@ def code_watch(args: argparse.Namespace, notes: list[str]) -> CodeWatch | None:
         return None
     if getattr(args, "no_watch", False):
         raise ConfigError("--reload watches files: it does not go with --no-watch")
-    from colonnade.config.watch import CodeWatch
+    from colonnade.config.codewatch import CodeWatch
 
     folders = args.reload_dir or [getattr(args, "app_dir", None) or os.getcwd()]
     for folder in folders:

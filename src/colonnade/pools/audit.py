@@ -9,7 +9,6 @@ CN``). Always logged to the server log (``colonnade.audit``); appended to
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -38,6 +37,8 @@ def record(master: Master, who: str, op: str, what: dict[str, Any], reply: dict[
         ),
         "error": reply.get("error"),
     }
+    import json  # here: an idle master has changed nothing (its memory)
+
     line = json.dumps(entry, default=str)
     log.info("%s", line)
     path = master.config.admin.audit_log

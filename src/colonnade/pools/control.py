@@ -36,7 +36,6 @@ import pwd
 import socket
 import stat
 import struct
-import tempfile
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
@@ -120,6 +119,8 @@ def default_path() -> str:
         return os.path.join(runtime, "colonnade", "control.sock")
     if os.geteuid() == 0:
         return "/run/colonnade/control.sock"
+    import tempfile  # here: the master imports it only when it needs it (master.py)
+
     return os.path.join(tempfile.gettempdir(), f"colonnade-{os.geteuid()}", "control.sock")
 
 

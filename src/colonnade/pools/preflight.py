@@ -49,8 +49,6 @@ import os
 import pwd
 import stat
 import sys
-import sysconfig
-import tempfile
 from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple
@@ -241,6 +239,8 @@ def runtime_needs(executable: str | None = None) -> list[Need]:
     """What every worker needs to start: the interpreter and what it imports."""
     executable = executable or sys.executable
     needs = [Need(executable, EXECUTE, f"the interpreter {executable}")]
+    import sysconfig  # here: only a pool with a user of its own needs it (the master's memory)
+
     for key in ("stdlib", "purelib", "platlib"):
         path = sysconfig.get_path(key)
         needs.append(Need(path, READ | EXECUTE, f"the Python library folder {path}"))
@@ -379,6 +379,8 @@ class Preflight:
         settings = self.config.pools.get(pool)
         if settings is not None and settings.sandbox:
             if temp_dir is None:
+                import tempfile  # here: only a sandboxed pool needs it (the master's memory)
+
                 base = tempfile.gettempdir()
                 needs.append(Need(base, EXECUTE, "the folder the sandbox's temp folder is made in"))
             else:

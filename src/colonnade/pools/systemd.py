@@ -28,7 +28,6 @@ no-op.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import os
 import socket
@@ -181,6 +180,8 @@ def _matches(sock: socket.socket, host: str, port: int) -> bool:
     bound_host, bound_port = sock.getsockname()[:2]
     if bound_port != port:
         return False
+    import ipaddress  # here: only for sockets systemd or --fd passed (the master's memory)
+
     bound = ipaddress.ip_address(bound_host.partition("%")[0])
     try:
         wanted = {ipaddress.ip_address(host.partition("%")[0])}

@@ -222,6 +222,7 @@ class Workers:
         frontdoor = self.master.frontdoor
         frontdoor.flush_queue(pool)
         frontdoor.update_accepting()
+        self.master.release_memory_soon()
         if worker.started < self.master.code_changed_at:
             # serve --reload: it was starting when the code changed (a recycle takes
             # only ready workers) and may have imported the old code.
