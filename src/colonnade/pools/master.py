@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import gc
 import logging
 import os
 import resource
@@ -66,7 +64,7 @@ from colonnade.pools.metrics import Departed
 from colonnade.pools.pool import Pool, PoolState, WorkerState
 from colonnade.pools.preflight import Preflight
 from colonnade.pools.routes import RouteTable
-from colonnade.pools.sandbox import Identity, landlock_abi, resolve_identity
+from colonnade.pools.sandbox import Identity, landlock_abi, resolve_identity, trim_memory
 from colonnade.pools.supervision import Supervisor
 from colonnade.pools.workers import Workers
 
@@ -598,9 +596,7 @@ def release_memory() -> None:
     """Collect garbage, then give the C heap's free pages back to the system
     (``malloc_trim``): loading a configuration leaves ~0.5 MiB of freed heap the
     idle master would otherwise keep (glibc returns only the top of its heap)."""
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
-        ctypes.CDLL(None).malloc_trim(0)
+    trim_memory()
 
 
 def _raise_open_files() -> None:
