@@ -11,8 +11,17 @@ import pytest
 from colonnade import FINISH, Context, Handler, Module, Stage, hook
 from colonnade.core.stages import STAGES
 from colonnade.errors import ClientDisconnectedError
+from colonnade.pipeline import runner
 
 WALK = [info.stage for info in STAGES]
+
+
+@pytest.fixture(autouse=True, params=["generated", "walker"])
+def walk_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every pipeline test runs with both walks: the generated one (the pure-Python
+    build's) and the walker's loop (the compiled build's; interpreted here)."""
+    monkeypatch.setattr(runner, "NATIVE", request.param == "walker")
+    return str(request.param)
 
 
 def _trail(ctx: Context) -> list[str]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Awaitable, Callable
+from time import monotonic
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from colonnade.config.sections import Section, SectionSet
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from colonnade.core.app import Application
     from colonnade.core.handler import Handler
+    from colonnade.core.stages import Stage
     from colonnade.core.tracing import Trace
 
 S = TypeVar("S", bound=Section)
@@ -200,6 +201,7 @@ class Context:
         "state_acquired",
         "trace",
         "user",
+        "waiting",
         "writer",
     )
 
@@ -225,7 +227,7 @@ class Context:
         self.finished = False
         self.state_acquired = False
         self.error: BaseException | None = None
-        self.started = time.monotonic()
+        self.started = monotonic()
         self._correlation_id: str | None = None
         self._physical_path: str | None = None
         #: ``(path, stat)``: the stat of a physical path of this request, taken
@@ -238,6 +240,9 @@ class Context:
         self.remapper: Remapper | None = None
         self._remaps = 0
         self.trace: Trace | None = None
+        #: Where the request waits, for the request monitor: ``(stage, owner)`` of
+        #: the hook the compiled walk (and the traced one) last awaited; None before.
+        self.waiting: tuple[Stage, str] | None = None
 
     def section(self, cls: type[S]) -> S:
         """The effective settings of section ``cls`` for this request's URL."""

@@ -104,6 +104,12 @@ class Module:
       request (``security.trusted_proxies`` sets the client address): its hooks
       run ahead of every other module's hooks of the same priority, whatever the
       configuration order (two leading modules keep their configuration order).
+
+    The plan calls a hook as ``getattr(instance, method)``: a module may put a
+    callable of its own under the hook's name on the instance (in ``__init__``,
+    before the plan is compiled), typically a closure from a module mypyc
+    compiles, which the compiled walk calls without an interpreted frame. The
+    method stays the declaration (stage, priority, ``async``, ``-> None``).
     """
 
     id: ClassVar[str] = ""

@@ -209,7 +209,7 @@ class Engine:
         """Run ``request`` through its application's plan; the response goes to ``writer``."""
         server = request.server
         runtime = self.route(server[1] if server else 0, request.host, request.path)
-        ctx = Context(request, runtime.app, writer, runtime.plan.run_send_response)
+        ctx = Context(request, runtime.app, writer, runtime.send_response)
         walk = runtime.walk(ctx)
         # This generation's switches, read once: a reload that flips them leaves a
         # request that began before it to undo what it did.

@@ -9,7 +9,7 @@ hand a request on to another pool.
 from __future__ import annotations
 
 from colonnade.core.app import Application
-from colonnade.core.context import Context
+from colonnade.core.context import Context, SendHook
 from colonnade.core.metrics import SiteCounters
 from colonnade.core.module import Module
 from colonnade.engine.mapping import HandlerMap, close_mapping, execute, needs_close
@@ -20,7 +20,16 @@ from colonnade.pipeline import Plan, Walk, compile_plan, compile_walk
 class AppRuntime:
     """An application with its module instances, handler map and plan."""
 
-    __slots__ = ("app", "fingerprint", "handler_map", "metrics", "modules", "plan", "walk")
+    __slots__ = (
+        "app",
+        "fingerprint",
+        "handler_map",
+        "metrics",
+        "modules",
+        "plan",
+        "send_response",
+        "walk",
+    )
 
     def __init__(
         self,
@@ -37,6 +46,8 @@ class AppRuntime:
         self.modules = modules
         self.handler_map = handler_map
         self.plan = plan
+        # The plan's SEND_RESPONSE chain, held here for the same reason as metrics.
+        self.send_response: SendHook | None = plan.run_send_response
         self.fingerprint = fingerprint  # what it was built from; equal → reusable
         self.walk: Walk = compile_walk(plan)
         if app.broken:

@@ -45,6 +45,9 @@ class BoundHook(NamedTuple):
     is_async: bool | None
     owner: str  # module id, or "(engine)" for built-in steps
     priority: Priority
+    #: The hook is declared ``-> None`` (a plain one then needs no wrapper to be a
+    #: SEND_RESPONSE chain of its own).
+    answers_none: bool = False
 
 
 class Step(NamedTuple):
@@ -135,7 +138,7 @@ def _chain(hooks: tuple[BoundHook, ...]) -> SendResponseFn | None:
     # the hooks answer, so the caller can tell it from an awaitable.
     if not hooks:
         return None
-    if len(hooks) == 1 and hooks[0].is_async is False and _answers_none(hooks[0].fn):
+    if len(hooks) == 1 and hooks[0].is_async is False and hooks[0].answers_none:
         # One plain hook declared to answer None (http.compression alone, by
         # default): it is the chain, without a generated call around it.
         return hooks[0].fn
@@ -193,9 +196,14 @@ def _mark_state_acquired(ctx: Any) -> None:
 
 
 def _bind(module: Module, method: str, priority: Priority, awaits: bool = False) -> BoundHook:
+    # What the plan calls is the instance's attribute: the bound method, or what the
+    # module put in its place (a compiled form of the hook, see Module); what it is
+    # (a coroutine function, answering None) is read from the class's declaration.
     fn = getattr(module, method)
+    declared = getattr(type(module), method)
     # awaits: called plainly, its answer awaited when it is not None (as built-in steps).
-    return BoundHook(fn, None if awaits else inspect.iscoroutinefunction(fn), module.id, priority)
+    is_async = None if awaits else inspect.iscoroutinefunction(declared)
+    return BoundHook(fn, is_async, module.id, priority, _answers_none(declared))
 
 
 def compile_plan(

@@ -55,6 +55,7 @@ from colonnade.modules.compression.config import (
     STATIC_LEVELS,
     CompressionSection,
 )
+from colonnade.modules.compression.fast import send_response_hook
 from colonnade.modules.compression.negotiate import Negotiator
 from colonnade.modules.compression.variant import (
     ACCEPT_ENCODING,
@@ -136,6 +137,12 @@ class Compression(Module):
             lambda section: Policy(section, self._negotiators)
         )
         self.cache = StaticCache(CompressionSection().cache_max_bytes)
+        # The hook as the plan calls it (fast.py, compiled): application output
+        # where only static files are compressed is decided there in one test, the
+        # other responses come to the method.
+        self.__dict__["send_response"] = send_response_hook(
+            self._policies.get, Compression.send_response.__get__(self)
+        )
 
     def provision(self, app: Application) -> None:
         """Size the static cache from the application's settings; load the codings."""
@@ -161,15 +168,6 @@ class Compression(Module):
         policies = self._policies
         policy = section.__dict__.get(policies.key) or policies.get(section)
         response = ctx.response
-        if (
-            response.source is None
-            and response.file is None
-            and not policy.dynamic
-            and response.status != 304
-        ):
-            # Application output where only static files are compressed (the
-            # default): what the checks below would decide, in one test.
-            return
         status = response.status
         if status != 200:
             if status == 304:

@@ -30,6 +30,7 @@ from colonnade.errors import ConfigError
 from colonnade.modules.http_logging.clf import FORMAT_FIELDS, ClfWriter
 from colonnade.modules.http_logging.compiler import Capture, Writer, compiled_line
 from colonnade.modules.http_logging.config import HttpLoggingSection
+from colonnade.modules.http_logging.fast import log_request_hook
 from colonnade.modules.http_logging.json_lines import JsonWriter
 from colonnade.modules.http_logging.sink import Sink, acquire_sink, release_sink
 from colonnade.modules.http_logging.w3c import W3cWriter
@@ -84,6 +85,11 @@ class HttpLogging(Module):
         # per-request lookup.
         self._captures: PerSection[HttpLoggingSection, Capture | None] = PerSection(
             self._capture_for, limit=_SECTIONS_MAX
+        )
+        # The hook as the plan calls it (fast.py, compiled): a section's capture
+        # built already is found and called there; a new section comes to the method.
+        self.__dict__["log_request"] = log_request_hook(
+            self._captures.key, HttpLogging.log_request.__get__(self)
         )
 
     def provision(self, app: Application) -> None:

@@ -16,7 +16,7 @@ recurring value).
 
 from __future__ import annotations
 
-import time
+from time import monotonic, time
 from typing import Any, Final
 
 from colonnade.core.context import Context
@@ -28,6 +28,15 @@ from colonnade.modules.http_logging.w3c import MEMO_MAX, escape_bytes, w3c_escap
 
 #: The field list this module renders: the section's default ``fields``.
 DEFAULT_FIELDS: Final = (*IIS_DEFAULT_FIELDS, "x-correlation-id")
+
+
+#: ``str(n)`` of the numbers a line usually holds (status, substatus, milliseconds
+#: taken): an index instead of a conversion.
+_NUMBERS: Final = tuple(str(n) for n in range(1000))
+
+
+def _number(n: int) -> str:
+    return _NUMBERS[n] if 0 <= n < 1000 else str(n)
 
 
 def render(batch: list[Any]) -> str:
@@ -91,7 +100,7 @@ class DefaultW3cLine:
 
     def text(self, ctx: Context) -> str:
         """The request's line, newline included."""
-        now = time.time()
+        now = time()
         if now >= self.next:
             clock = self.clock
             clock.refresh(now)
@@ -119,7 +128,7 @@ class DefaultW3cLine:
         client = r.client
         error = ctx.error
         status = resp.status
-        taken = int((time.monotonic() - ctx.started) * 1000)
+        taken = int((monotonic() - ctx.started) * 1000)
         return (
             " ".join(
                 [
@@ -133,10 +142,10 @@ class DefaultW3cLine:
                     client[0] if client else "-",
                     self.esc_bytes(agent),
                     self.esc_bytes(referer),
-                    str(status),
-                    str(resp.substatus),
+                    _number(status),
+                    _number(resp.substatus),
                     "0" if error is None else str(win32_status(error)),
-                    str(taken),
+                    _number(taken),
                     ctx.correlation_id if status >= 500 else "-",
                 ]
             )

@@ -1,0 +1,50 @@
+"""The LOG_REQUEST hook as the plan calls it, compiled by mypyc.
+
+:func:`log_request_hook` makes the callable the module puts in place of its method
+(see ``core.module.Module``): the capture of the request's effective settings
+(``ctx.sections``, one object per path shared by its requests), remembered here
+once the module built it, is called with no interpreted frame: a dict hit. Settings
+seen for the first time go to the module's method, which builds the capture (and
+reports a log target that fails).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from colonnade.config.sections import SectionSet
+from colonnade.core.context import Context
+from colonnade.modules.http_logging.config import HttpLoggingSection
+
+Hook = Callable[[Context], None]
+
+#: Effective settings remembered, at most (then it starts over): a bound, not a target.
+KNOWN_MAX = 1024
+
+
+def _off(ctx: Context) -> None:
+    """The capture where logging is off."""
+
+
+def log_request_hook(key: str, full: Hook) -> Hook:
+    """The hook: ``key`` is the module's ``PerSection`` key of the captures, which
+    ``full`` (the module's method) builds."""
+    captures: dict[SectionSet, Hook] = {}
+
+    def log_request(ctx: Context) -> None:
+        sections = ctx.sections
+        capture = captures.get(sections)
+        if capture is None:
+            full(ctx)  # builds the section's capture (or reports why it cannot)
+            section: HttpLoggingSection = sections.decoded.get(HttpLoggingSection) or sections.get(
+                HttpLoggingSection
+            )
+            built = section.__dict__
+            if key in built:
+                if len(captures) >= KNOWN_MAX:
+                    captures.clear()
+                captures[sections] = built[key] or _off
+            return
+        capture(ctx)
+
+    return log_request
