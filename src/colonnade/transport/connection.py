@@ -1053,18 +1053,13 @@ class HttpConnection(asyncio.Protocol):
                     # entry of its last hit, still stored and for the same key,
                     # costs compares of bytes it shares, not the hash of a new key.
                     memo = self._memo
-                    last = self._memo_key
                     if (
                         memo is not None
                         and memo.live
-                        and last is not None
                         and self._memo_cache is cache
-                        and key[4] == last[4]
-                        and key[3] == last[3]
-                        and key[0] == last[0]
-                        and key[5] == last[5]
+                        and key == self._memo_key
                     ):
-                        entry = cache.hit(last, memo)
+                        entry = cache.hit(key, memo)
                     else:
                         entry = cache.lookup(key)
                     if entry is not None:
@@ -1185,13 +1180,17 @@ class HttpConnection(asyncio.Protocol):
             log(ctx)
         if entry.counting:
             entry.app.metrics.done(ctx)
-        self.queue.append(exchange)
-        self._done(exchange)
+        self._finish(exchange)  # never queued: nothing to take off the queue
 
     def _done(self, exchange: Exchange) -> None:
         if exchange.held is not None:
             exchange._release()  # a declared length and nothing after it: the head goes
         self.queue.pop(0)
+        self._finish(exchange)
+
+    def _finish(self, exchange: Exchange) -> None:
+        """``exchange`` was answered and is off the queue: count it, then close the
+        connection or go on with the next request (or wait for one)."""
         state = self.state
         # ServerState.count_request, inlined: a call less per request.
         counts = self._counts

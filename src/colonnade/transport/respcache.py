@@ -75,7 +75,10 @@ STATIC: Final = "handler.static"
 #: Bookkeeping bytes charged per entry besides its body and headers.
 ENTRY_OVERHEAD: Final = 256
 
-Key = tuple[bytes, str, int, bytes, bytes, bytes]
+#: ``(method, scheme, port, Host, target, Accept-Encoding)``. A plain tuple type: a
+#: fixed-shape one is, compiled, a C struct, unboxed (each item type-checked) at every
+#: narrowing and boxed again for every dict use or field store.
+Key = tuple[object, ...]
 #: ``engine.respcache.eligible``: (engine, ctx, headers) -> (log hooks, lifetime) or None.
 Rule = Callable[
     ["Engine", "Context", list[tuple[bytes, bytes]]], tuple[tuple[Any, ...], float] | None
