@@ -242,6 +242,22 @@ def test_the_cache_is_bounded_in_entries_and_bytes(base: Path) -> None:
         assert targets == [b"/open/file.txt", b"/page.txt"]
 
 
+def test_a_connection_never_reuses_an_entry_the_cache_dropped(base: Path) -> None:
+    # A connection remembers the entry of its last hit (HttpConnection._memo); once
+    # the cache drops it (here: pushed out by another connection's entry), the
+    # connection's next request for it takes the pipeline again.
+    config = make_config(base)
+    config["server"]["response_cache"] = {"max_entries": 1}
+    with LiveServer(config, base).start() as server, Conn(server.port) as conn:
+        stored_then_hit(server, conn, "/page.txt")
+        with Conn(server.port) as other:
+            stored_then_hit(server, other, "/open/file.txt")
+        stored, hits = counters(server)
+        wire, _ = fetch(conn, "/page.txt")
+        assert wire.body == PAGE
+        assert counters(server) == (stored + 1, hits), "answered by the pipeline, and kept"
+
+
 def test_the_cache_can_be_switched_off(base: Path) -> None:
     config = make_config(base)
     config["server"]["response_cache"] = {"enabled": False}

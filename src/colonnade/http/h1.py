@@ -923,14 +923,19 @@ class HTTP1Connection:
             self._check_head_size(headers)
         parser = self._parser
         stand_in = self._method
+        line = self._line
         if stand_in:
             method = stand_in
             self._method = b""
+        elif line[:4] == b"GET ":
+            # The feed began between requests with this head's request line (see
+            # below): its method is GET. A constant, not a new bytes object from
+            # httptools (a call) whose hash each later look-up by method computes.
+            method = b"GET"
         else:
             method = parser.get_method()
         url = self._url
         version_str = ""
-        line = self._line
         if line:
             # The feed began between requests, so this head's request line starts
             # it (unless llhttp skipped a CRLF first): "method SP target SP

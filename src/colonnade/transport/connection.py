@@ -48,7 +48,7 @@ from colonnade.core.urlpath import decode_path
 from colonnade.errors import ClientDisconnectedError, HttpError
 from colonnade.http import Body as BodyEvent
 from colonnade.http import EndOfMessage, HTTP1Connection, Preface, ProtocolError, RequestHead
-from colonnade.transport.respcache import Entry, Record, request_key
+from colonnade.transport.respcache import Entry, Key, Record, ResponseCache, request_key
 
 if TYPE_CHECKING:
     from colonnade.transport.server import Held, ServerState
@@ -825,6 +825,10 @@ class HttpConnection(asyncio.Protocol):
         self._rate_due: float | None = None
         self.sending_file = False  # a sendfile is under way: bytes are queued for the client
         self.too_slow = False  # cut for a body below the minimum rate: linger briefly
+        # The response cache's entry of this connection's last hit, its key and cache.
+        self._memo: Entry | None = None
+        self._memo_key: Key | None = None
+        self._memo_cache: ResponseCache | None = None
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -1045,8 +1049,23 @@ class HttpConnection(asyncio.Protocol):
                 # then queues (see _answer), so a client that pipelines requests and
                 # reads nothing holds one response in memory, not one per request.
                 if self.task is None and not self.queue and not self._backlog():
-                    entry = cache.lookup(key)
+                    # A client asks for the same few things again and again: the
+                    # entry of its last hit, still stored and for the same key,
+                    # costs compares of bytes it shares, not the hash of a new key.
+                    memo = self._memo
+                    if (
+                        memo is not None
+                        and memo.live
+                        and self._memo_cache is cache
+                        and key == self._memo_key
+                    ):
+                        entry = cache.hit(key, memo)
+                    else:
+                        entry = cache.lookup(key)
                     if entry is not None:
+                        self._memo = entry
+                        self._memo_key = key
+                        self._memo_cache = cache
                         self._answer_cached(head, request, entry)
                         return
                 record = Record(cache, key)
@@ -1161,13 +1180,17 @@ class HttpConnection(asyncio.Protocol):
             log(ctx)
         if entry.counting:
             entry.app.metrics.done(ctx)
-        self.queue.append(exchange)
-        self._done(exchange)
+        self._finish(exchange)  # never queued: nothing to take off the queue
 
     def _done(self, exchange: Exchange) -> None:
         if exchange.held is not None:
             exchange._release()  # a declared length and nothing after it: the head goes
         self.queue.pop(0)
+        self._finish(exchange)
+
+    def _finish(self, exchange: Exchange) -> None:
+        """``exchange`` was answered and is off the queue: count it, then close the
+        connection or go on with the next request (or wait for one)."""
         state = self.state
         # ServerState.count_request, inlined: a call less per request.
         counts = self._counts

@@ -53,6 +53,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("colonnade.transport")
 
+# A Final name: compiled, a C static, not a look-up in the time module per call.
+_monotonic: Final = time.monotonic
+
 #: Request headers whose presence sends the request to the pipeline: the answer
 #: depends on them (a 304, 412, 206) and is not worth keeping per client.
 BYPASS: Final = frozenset(
@@ -72,7 +75,10 @@ STATIC: Final = "handler.static"
 #: Bookkeeping bytes charged per entry besides its body and headers.
 ENTRY_OVERHEAD: Final = 256
 
-Key = tuple[bytes, str, int, bytes, bytes, bytes]
+#: ``(method, scheme, port, Host, target, Accept-Encoding)``. A plain tuple type: a
+#: fixed-shape one is, compiled, a C struct, unboxed (each item type-checked) at every
+#: narrowing and boxed again for every dict use or field store.
+Key = tuple[object, ...]
 #: ``engine.respcache.eligible``: (engine, ctx, headers) -> (log hooks, lifetime) or None.
 Rule = Callable[
     ["Engine", "Context", list[tuple[bytes, bytes]]], tuple[tuple[Any, ...], float] | None
@@ -173,6 +179,7 @@ class Entry:
         "expires",
         "headers",
         "length",
+        "live",
         "log",
         "prepared",
         "user",
@@ -189,7 +196,9 @@ class Entry:
         self.user = ctx.user
         self.log = log
         self.counting = record.cache.engine.counting
-        self.expires = time.monotonic() + lifetime
+        self.expires = _monotonic() + lifetime
+        #: Stored in the cache and not dropped since (a connection's memo checks it).
+        self.live = False
         self.cost = len(self.body) + sum(len(n) + len(v) for n, v in self.headers) + ENTRY_OVERHEAD
 
 
@@ -215,7 +224,13 @@ class ResponseCache:
         entry = self.entries.get(key)
         if entry is None:
             return None
-        if time.monotonic() >= entry.expires:
+        return self.hit(key, entry)
+
+    def hit(self, key: Key, entry: Entry) -> Entry | None:
+        """``entry``, found for ``key`` (by :meth:`lookup`, or remembered by a
+        connection for the same key: then it must still be ``live``), if it has not
+        expired; None otherwise (an expired one is dropped)."""
+        if _monotonic() >= entry.expires:
             self.drop(key)
             return None
         self.hits += 1
@@ -225,6 +240,7 @@ class ResponseCache:
         """Forget the entry of ``key`` (if any)."""
         entry = self.entries.pop(key, None)
         if entry is not None:
+            entry.live = False
             self.bytes -= entry.cost
 
     def offer(self, record: Record, ctx: Context) -> None:
@@ -260,6 +276,7 @@ class ResponseCache:
         ):
             self.drop(next(iter(entries)))  # the oldest stored
         entries[key] = entry
+        entry.live = True
         self.bytes += entry.cost
         self.stored += 1
 
