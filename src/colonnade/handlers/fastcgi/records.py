@@ -174,19 +174,14 @@ def _text_length(n: int) -> str:
     return _length(n).decode("latin-1")
 
 
-def text_pair_head(name: str, value_length: int) -> str:
-    """What comes before a value in :func:`text_pairs`: both lengths, then ``name``."""
+def pair_head(name: bytes, value_length: int) -> bytes:
+    """What comes before a value in :func:`encode_pairs`: both lengths, then ``name``
+    (a pair of a known name is then its head, made once per value length, and
+    its value)."""
     n = len(name)
     if n < 0x80 and value_length < 0x80:
-        return _TEXT_LENGTHS[n] + _TEXT_LENGTHS[value_length] + name
-    return _text_length(n) + _text_length(value_length) + name
-
-
-def text_pair_heads(name: str) -> list[str]:
-    """:func:`text_pair_head` of ``name`` for every one-byte value length (0 to 127),
-    made once: a pair of a known name is then its head from this list and its
-    value (:func:`text_pairs`' bytes, with two pieces to join instead of four)."""
-    return [text_pair_head(name, v) for v in range(0x80)]
+        return bytes((n, value_length)) + name
+    return _length(n) + _length(value_length) + name
 
 
 def encode_text_pairs(pairs: Iterable[tuple[str, str]]) -> bytes:
@@ -278,43 +273,6 @@ def params_stream(
             )
         )
     return before + stream(PARAMS, request_id, encoded) + record(PARAMS, request_id) + after
-
-
-#: Every byte as a latin-1 character (a record header written as text).
-_CHARS: Final = [chr(n) for n in range(256)]
-
-
-def params_stream_text(request_id: int, text: str, before: str = "", after: str = "") -> str:
-    """:func:`params_stream` of pairs given as latin-1 text (:func:`text_pairs`),
-    as latin-1 text too, between ``before`` and ``after`` (records as text): the
-    caller encodes all of it at once, one copy instead of one per step."""
-    length = len(text)
-    if 0 < length <= CHUNK and 0 <= request_id <= 0xFFFF:
-        chars = _CHARS
-        padding = -length % 8
-        ids = chars[request_id >> 8] + chars[request_id & 0xFF]
-        return "".join(
-            (
-                before,
-                _PARAMS_TYPE,
-                ids,
-                chars[length >> 8],
-                chars[length & 0xFF],
-                chars[padding],
-                "\x00",
-                text,
-                "\x00" * padding,
-                _PARAMS_TYPE,
-                ids,
-                "\x00\x00\x00\x00",
-                after,
-            )
-        )
-    encoded = params_stream(request_id, text.encode("latin-1"))
-    return before + encoded.decode("latin-1") + after
-
-
-_PARAMS_TYPE: Final = _CHARS[VERSION] + _CHARS[PARAMS]
 
 
 def stdin(request_id: int, data: bytes) -> bytes:
