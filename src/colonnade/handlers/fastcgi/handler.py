@@ -180,7 +180,10 @@ class FastCgiHandler(Handler):
         if script is None:
             raise HttpError(404, 0, "the script does not exist")
         head = self._request_head(ctx, script, chosen)
-        inst = await pool.acquire()
+        # An idle instance at hand (the common case), else wait for one.
+        inst = pool.take()
+        if inst is None:
+            inst = await pool.acquire()
         reusable = False
         exchange = _Exchange(ctx, pool, inst, head)
         try:
@@ -435,6 +438,21 @@ def _target(ctx: Context) -> str:
     return ctx.request.target.decode("latin-1")[:200]
 
 
+def _task_finder() -> Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None]:
+    # asyncio.current_task: on Python 3.11 a Python function (its frame cost more
+    # than the rest of the exchange's start) reading a dict that C code keeps; the
+    # dict's own get where it is there, the function elsewhere (3.12 has it in C).
+    tasks = vars(asyncio.tasks).get("_current_tasks")
+    if isinstance(tasks, dict):
+        found: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None] = tasks.get
+        return found
+    return asyncio.current_task
+
+
+#: The task running on a loop (``asyncio.current_task(loop)``).
+_current_task: Final = _task_finder()
+
+
 class _Exchange:
     """One request on one instance: the pump, the reader, the timeouts."""
 
@@ -457,6 +475,8 @@ class _Exchange:
         self.stderr_dropped = 0
         self.pump_error: BaseException | None = None
         self.received = 0  # bytes read from the application
+        #: A read may find something: the loop turned since the request went out.
+        self.ready = False
         #: A local redirect's target (``Location: /path`` without ``Status``).
         self.redirect: bytes | None = None
         self.body_started = False  # the pump read from the request body
@@ -475,7 +495,7 @@ class _Exchange:
         The request goes out, a pump task sends the body (if any) while the
         answer is read; the pool's ticker watches the timeouts meanwhile (one
         coroutine for all of it: each costs its own frame on every request)."""
-        task = asyncio.current_task(self.pool.loop)
+        task = _current_task(self.pool.loop)
         assert task is not None
         self.task = task
         self.cancelling = task.cancelling()
@@ -571,26 +591,33 @@ class _Exchange:
 
     async def _read(self) -> None:
         # The next records (into the reader's ``out``, ``err``, ``done``); a
-        # closed connection before END_REQUEST is a failure.
+        # closed connection before END_REQUEST is a failure. (_respond's first
+        # reads do the same in line: no coroutine made for them.)
+        while (waiter := self._receive()) is not None:
+            try:
+                await waiter
+            finally:
+                self.inst.waited()
+
+    def _receive(self) -> asyncio.Future[None] | None:
+        # What is there now into the reader: None once records came (``out``,
+        # ``err``, ``done``), else the future to wait for before the next call
+        # (``Instance.recv`` in pieces, so that no coroutine is made per read).
         reader = self.reader
         inst = self.inst
-        # Nothing read yet: the answer is not there before the loop's next turn.
-        wait = not self.received
         while True:
-            # Instance.recv, without a coroutine of its own.
+            if not self.ready:
+                # Nothing waited for yet: the answer to what was just sent is
+                # not there before the loop's next turn (a read would find
+                # nothing, at the price of an exception).
+                self.ready = True
+                return inst.readable()
             try:
-                found = None if wait else inst.read_now(BUFFER)
-                while found is None:
-                    waiter = inst.readable()
-                    try:
-                        await waiter
-                    finally:
-                        inst.waited()
-                    found = inst.read_now(BUFFER)
-                data = found
+                data = inst.read_now(BUFFER)
             except OSError:
                 data = b""  # reset: as good as closed
-            wait = False
+            if data is None:
+                return inst.readable()
             if not data:
                 error = self.pump_error
                 if error is not None:
@@ -605,7 +632,7 @@ class _Exchange:
             except records.FastCgiProtocolError as exc:
                 raise self._fail(f"the application sent a malformed record: {exc}") from None
             if reader.out or reader.err or reader.done:
-                return
+                return None
 
     def _take_stderr(self) -> None:
         # What came of STDERR, kept for the log (bounded).
@@ -641,7 +668,11 @@ class _Exchange:
         size = 0
         parsed: _Head | None = None
         while not reader.done:
-            await self._read()
+            while (waiter := self._receive()) is not None:  # self._read(), in line
+                try:
+                    await waiter
+                finally:
+                    self.inst.waited()
             if reader.err:
                 self._take_stderr()
             if parsed is None:
@@ -796,7 +827,7 @@ class _Exchange:
         self.stderr_dropped += max(len(data) - max(room, 0), 0)
 
     def _stderr_fails(self) -> None:
-        if self.settings.stderr_mode != "fail" or not (self.stderr or self.stderr_dropped):
+        if not (self.stderr or self.stderr_dropped) or self.settings.stderr_mode != "fail":
             return
         raise self._fail(
             "the application wrote to STDERR (stderr_mode = fail)",
