@@ -280,3 +280,18 @@ def test_a_pair_head_and_its_value_are_the_encoded_pair(v: int) -> None:
     assert r.pair_head(b"SCRIPT_NAME", v) + value == r.encode_pairs([(b"SCRIPT_NAME", value)])
     long_name = b"N" * 130
     assert r.pair_head(long_name, v) + value == r.encode_pairs([(long_name, value)])
+
+
+def test_a_reset_reader_reads_the_next_response_as_a_new_one() -> None:
+    reader = ResponseReader(1)
+    reader.take(r.stdout(1, b"one") + r.stdout(1, b"") + r.end_request(1, 0, r.OVERLOADED))
+    assert reader.done and reader.protocol_status == r.OVERLOADED
+    with pytest.raises(r.FastCgiProtocolError):
+        reader.take(r.stdout(1, b"x"))
+    reader.reset()
+    assert not reader.done and reader.out == [] and reader.pending == 0
+    second = r.stdout(1, b"two") + r.stderr(1, b"e") + r.stdout(1, b"") + r.end_request(1, 3)
+    reader.take(second[:5])
+    reader.take(second[5:])
+    assert reader.out == [b"two"] and reader.err == [b"e"]
+    assert reader.done and (reader.app_status, reader.protocol_status) == (3, r.REQUEST_COMPLETE)

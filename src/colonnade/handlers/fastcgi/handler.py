@@ -462,7 +462,12 @@ class _Exchange:
         self.settings = pool.settings
         self.inst = inst
         self.head = head
-        self.reader = records.ResponseReader(REQUEST_ID)
+        reader = inst.reader
+        if reader is None:
+            reader = inst.reader = records.ResponseReader(REQUEST_ID)
+        else:
+            reader.reset()
+        self.reader = reader
         #: Progress (a byte read from the application, a piece of the body taken
         #: by it, a piece of the response taken by the client): the pool's
         #: ticker restarts the activity timeout when it changed.
