@@ -4,9 +4,10 @@
 PARAMS records; ``handler.wsgi`` shares the header rules and the path form.
 The API (kept stable, other handlers build on it):
 
-- :func:`find_script` splits the request's URL path into the script and the
-  path info after it: the URL prefix whose physical path is an existing regular
-  file, inside the application's roots (IIS and PHP semantics:
+- :func:`find_script` (or :func:`script_parts`, the same as a plain tuple)
+  splits the request's URL path into the script and the path info after it:
+  the URL prefix whose physical path is an existing regular file, inside the
+  application's roots (IIS and PHP semantics:
   ``/app/index.php/extra`` → script ``/app/index.php``, path info ``/extra``).
   Only a regular file is ever a script, never a directory or a device, and the
   search never goes past a regular file: ``/uploads/a.jpg/x.php`` finds
@@ -65,6 +66,7 @@ from colonnade.errors import HttpError
 
 if TYPE_CHECKING:
     from colonnade.core.context import Context
+    from colonnade.core.request import Request
 
 _PROTOCOLS: Final = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0", "2": "HTTP/2.0"}
 
@@ -192,6 +194,15 @@ def find_script(ctx: Context, accept: Callable[[str], bool] | None = None) -> Sc
     (``ctx.file_stat``); the walk's answers are kept a short while
     (``core.confine.FILE_CHECKS``).
     """
+    found = script_parts(ctx, accept)
+    return None if found is None else Script(*found)
+
+
+def script_parts(
+    ctx: Context, accept: Callable[[str], bool] | None = None
+) -> tuple[str, str, str] | None:
+    """:func:`find_script`'s answer as a plain tuple (a named tuple costs a
+    Python-level call to make: what a handler that runs per request uses)."""
     request_path = ctx.request.path
     app = ctx.app
     if accept is None or accept(request_path):
@@ -206,9 +217,8 @@ def find_script(ctx: Context, accept: Callable[[str], bool] | None = None) -> Sc
             except (OSError, ValueError):
                 st = None
         if st is not None:
-            if S_ISREG(st.st_mode):
-                # tuple.__new__: the named tuple's own __new__ is Python code.
-                return tuple.__new__(Script, (request_path, physical, ""))
+            if st.st_mode & _S_IFMT == _S_IFREG:  # S_ISREG, without its call
+                return request_path, physical, ""
         elif _kind(physical) == 1:
             return _confined(ctx, request_path, physical, "")
     # Where the application's own path ends: its prefixes are not the app's to run.
@@ -231,11 +241,18 @@ def find_script(ctx: Context, accept: Callable[[str], bool] | None = None) -> Sc
     return None
 
 
-def _confined(ctx: Context, name: str, filename: str, path_info: str) -> Script | None:
+#: stat's file type bits and a regular file's (``stat.S_IFMT``, ``S_IFREG``).
+_S_IFMT: Final = 0o170000
+_S_IFREG: Final = 0o100000
+
+
+def _confined(
+    ctx: Context, name: str, filename: str, path_info: str
+) -> tuple[str, str, str] | None:
     # A symlink may lead out of the application: such a file is no script of it.
     if not ctx.app.contains(os.path.realpath(filename)):
         return None
-    return Script(name, filename, path_info)
+    return name, filename, path_info
 
 
 def cgi_variables(
@@ -252,34 +269,8 @@ def cgi_variables(
     # two made): the script's, the connection's, the request's own.
     request = ctx.request
     root = ctx.app.root if document_root is None else document_root
-    variables: dict[str, str] = {
-        "GATEWAY_INTERFACE": "CGI/1.1",
-        "SERVER_SOFTWARE": software,
-        "SCRIPT_NAME": latin1_path(script.name),
-        "SCRIPT_FILENAME": fs_text(script.filename),
-        "PATH_INFO": latin1_path(script.path_info),
-        "DOCUMENT_ROOT": fs_text(root),
-    }
-    if script.path_info:
-        variables["PATH_TRANSLATED"] = fs_text(root.rstrip("/") + script.path_info)
-    variables["SERVER_PROTOCOL"] = protocol_name(request.version)
-    variables["REQUEST_SCHEME"] = request.scheme
-    server = request.server
-    host = request.host
-    variables["SERVER_NAME"] = split_host(host) if host else (server[0] if server else "")
-    if server is not None:
-        variables["SERVER_ADDR"] = str(server[0])
-        variables["SERVER_PORT"] = str(server[1])
-    else:
-        variables["SERVER_PORT"] = ""
-    client = request.client
-    if client is not None:
-        variables["REMOTE_ADDR"] = str(client[0])
-        variables["REMOTE_PORT"] = str(client[1])
-    else:
-        variables["REMOTE_ADDR"] = ""
-    if request.scheme == "https":
-        variables["HTTPS"] = "on"
+    variables = dict(script_pairs(software, *script, root))
+    variables.update(connection_pairs(request))
     variables["REQUEST_METHOD"] = request.method
     variables["QUERY_STRING"] = request.query.decode("latin-1")
     variables["REQUEST_URI"] = request.target.decode("latin-1")
@@ -289,6 +280,51 @@ def cgi_variables(
         variables["AUTH_TYPE"] = user.auth_type
     CGI_HEADERS.add(variables, request.headers)
     return variables
+
+
+def script_pairs(
+    software: str, name: str, filename: str, path_info: str, root: str
+) -> list[tuple[str, str]]:
+    """:func:`cgi_variables`' first pairs, of the script (``GATEWAY_INTERFACE`` to
+    ``PATH_TRANSLATED``), for a script's ``name``, ``filename`` and ``path_info``
+    (:class:`Script`) and the document root."""
+    pairs = [
+        ("GATEWAY_INTERFACE", "CGI/1.1"),
+        ("SERVER_SOFTWARE", software),
+        ("SCRIPT_NAME", latin1_path(name)),
+        ("SCRIPT_FILENAME", fs_text(filename)),
+        ("PATH_INFO", latin1_path(path_info)),
+        ("DOCUMENT_ROOT", fs_text(root)),
+    ]
+    if path_info:
+        pairs.append(("PATH_TRANSLATED", fs_text(root.rstrip("/") + path_info)))
+    return pairs
+
+
+def connection_pairs(request: Request) -> list[tuple[str, str]]:
+    """:func:`cgi_variables`' pairs of the connection (``SERVER_PROTOCOL`` to
+    ``HTTPS``), which the requests of one connection share."""
+    server = request.server
+    host = request.host
+    pairs = [
+        ("SERVER_PROTOCOL", protocol_name(request.version)),
+        ("REQUEST_SCHEME", request.scheme),
+        ("SERVER_NAME", split_host(host) if host else (server[0] if server else "")),
+    ]
+    if server is not None:
+        pairs.append(("SERVER_ADDR", str(server[0])))
+        pairs.append(("SERVER_PORT", str(server[1])))
+    else:
+        pairs.append(("SERVER_PORT", ""))
+    client = request.client
+    if client is not None:
+        pairs.append(("REMOTE_ADDR", str(client[0])))
+        pairs.append(("REMOTE_PORT", str(client[1])))
+    else:
+        pairs.append(("REMOTE_ADDR", ""))
+    if request.scheme == "https":
+        pairs.append(("HTTPS", "on"))
+    return pairs
 
 
 def fs_text(path: str) -> str:

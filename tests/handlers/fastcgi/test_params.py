@@ -73,8 +73,8 @@ def expected(ctx: Context, script: Script, h: FastCgiHandler, params: dict[str, 
     variables = cgi_variables(ctx, script, software=h.software)
     for name in params:
         variables.pop(name, None)
-    text = records.text_pairs(variables.items()) + h.tails["php"][0]
-    return records.begin_request(1) + records.params_stream(1, text.encode("latin-1"))
+    encoded = records.encode_text_pairs(variables.items()) + h.tails["php"][0]
+    return records.begin_request(1) + records.params_stream(1, encoded)
 
 
 @pytest.mark.parametrize("params", [{}, {"PHP_VALUE": "x=1", "APP_ENV": "t\u00e9st"}])

@@ -274,24 +274,24 @@ def test_fuzz_pairs_round_trip(pairs: list[tuple[bytes, bytes]]) -> None:
     assert r.decode_pairs(b"".join(x.content for x in recs)) == pairs
 
 
-@pytest.mark.parametrize("size", [0, 1, 7, 8, 127, 128, 300, r.CHUNK - 20, r.CHUNK + 5000])
-@pytest.mark.parametrize("request_id", [1, 258])
-def test_params_stream_text_is_params_stream_as_text(size: int, request_id: int) -> None:
-    text = r.text_pairs([("NAME", "v" * size), ("\u00e9", "\u00ff")]) if size else ""
-    made = r.params_stream_text(request_id, text, "\x01before", "after\x00")
-    expected = b"\x01before" + r.params_stream(request_id, text.encode("latin-1")) + b"after\x00"
-    assert made.encode("latin-1") == expected
+@pytest.mark.parametrize("v", [0, 5, 127, 128, 200])
+def test_a_pair_head_and_its_value_are_the_encoded_pair(v: int) -> None:
+    value = b"x" * v
+    assert r.pair_head(b"SCRIPT_NAME", v) + value == r.encode_pairs([(b"SCRIPT_NAME", value)])
+    long_name = b"N" * 130
+    assert r.pair_head(long_name, v) + value == r.encode_pairs([(long_name, value)])
 
 
-def test_text_pair_heads_are_the_encoded_pair_heads() -> None:
-    heads = r.text_pair_heads("SCRIPT_NAME")
-    assert len(heads) == 128
-    for v in (0, 5, 127):
-        value = "x" * v
-        assert (heads[v] + value).encode("latin-1") == r.encode_pairs(
-            [(b"SCRIPT_NAME", value.encode())]
-        )
-    long = "y" * 200
-    assert (r.text_pair_head("SCRIPT_NAME", 200) + long).encode("latin-1") == r.encode_pairs(
-        [(b"SCRIPT_NAME", long.encode())]
-    )
+def test_a_reset_reader_reads_the_next_response_as_a_new_one() -> None:
+    reader = ResponseReader(1)
+    reader.take(r.stdout(1, b"one") + r.stdout(1, b"") + r.end_request(1, 0, r.OVERLOADED))
+    assert reader.done and reader.protocol_status == r.OVERLOADED
+    with pytest.raises(r.FastCgiProtocolError):
+        reader.take(r.stdout(1, b"x"))
+    reader.reset()
+    assert not reader.done and reader.out == [] and reader.pending == 0
+    second = r.stdout(1, b"two") + r.stderr(1, b"e") + r.stdout(1, b"") + r.end_request(1, 3)
+    reader.take(second[:5])
+    reader.take(second[5:])
+    assert reader.out == [b"two"] and reader.err == [b"e"]
+    assert reader.done and (reader.app_status, reader.protocol_status) == (3, r.REQUEST_COMPLETE)

@@ -57,16 +57,14 @@ from colonnade.core.cgienv import (
     CGI_HEADERS,
     Script,
     cgi_variables,
-    find_script,
-    fs_text,
-    latin1_path,
-    protocol_name,
+    connection_pairs,
+    script_pairs,
+    script_parts,
     serve_local_redirect,
 )
 from colonnade.core.context import Context
 from colonnade.core.handler import Handler
-from colonnade.core.httputil import split_host
-from colonnade.core.request import EMPTY_BODY, Request
+from colonnade.core.request import EMPTY_BODY
 from colonnade.errors import ConfigError, HttpError
 from colonnade.handlers.fastcgi import records
 from colonnade.handlers.fastcgi.config import FastCgiApplication, FastCgiSection
@@ -85,8 +83,6 @@ CHUNK: Final = 64 * 1024
 #: The records every request starts and (without a body) ends with.
 _BEGIN: Final = records.begin_request(REQUEST_ID)
 _STDIN_END: Final = records.stdin_end(REQUEST_ID)
-_BEGIN_TEXT: Final = _BEGIN.decode("latin-1")
-_STDIN_END_TEXT: Final = _STDIN_END.decode("latin-1")
 #: Response headers the application may not set: we frame the response.
 _HOP_BY_HOP: Final = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade"}
@@ -120,27 +116,29 @@ class FastCgiHandler(Handler):
         self.pools: dict[str, Pool] = {}
         #: Per application: the test a script's URL path passes (its extensions).
         self.accepts: dict[str, Callable[[str], bool] | None] = {}
-        #: Per application: what follows the CGI variables in PARAMS, as latin-1
-        #: text (REDIRECT_STATUS, the configured params), and the names of the
+        #: Per application: what follows the CGI variables in PARAMS
+        #: (REDIRECT_STATUS, the configured params), and the names of the
         #: variables the configured params replace.
-        self.tails: dict[str, tuple[str, list[str]]] = {}
+        self.tails: dict[str, tuple[bytes, list[str]]] = {}
         self.pool_name = "default"
         self.applications: dict[str, FastCgiApplication] = {}
         #: The name of the one application, where only one is defined.
         self.only = ""
         self.software = f"colonnade/{__version__}"
-        #: The pairs every request starts with, as latin-1 text.
-        self.start = records.text_pairs(
-            [("GATEWAY_INTERFACE", "CGI/1.1"), ("SERVER_SOFTWARE", self.software)]
-        )
-        #: PARAMS' first two parts, as latin-1 text, made once (bounded): per
-        #: script and root, the pairs from GATEWAY_INTERFACE to PATH_TRANSLATED;
-        #: per connection's values (protocol, scheme, host, server, client), those
+        #: PARAMS' first two parts, encoded, made once (bounded): per script and
+        #: root, the pairs from GATEWAY_INTERFACE to PATH_TRANSLATED; per
+        #: connection's values (protocol, scheme, host, server, client), those
         #: from SERVER_PROTOCOL to HTTPS (``cgienv.cgi_variables``' order).
-        #: (by the script's file: its name, path info and root, then the text;
-        #: by the client: the protocol, scheme, host and server, then the text).
-        self.script_texts: dict[str, tuple[str, str, str, str]] = {}
+        #: (by the script's file: its name, path info and root, then the bytes;
+        #: by the client: the protocol, scheme, host and server, then the bytes).
+        self.script_texts: dict[str, tuple[str, str, str, bytes]] = {}
         self.connection_texts: dict[tuple[str, int] | None, _ConnectionText] = {}
+        #: By request header name: its variable (``CGI_HEADERS``' rule), or
+        #: ``_DROPPED``; bounded.
+        self.variables: dict[bytes, _Variable] = {}
+        #: Counts the requests whose PARAMS were made: a header whose variable
+        #: was last seen in this one is a repeated header.
+        self.serial = 0
 
     def provision(self, app: Application) -> None:
         """Check that every level names a defined application; start nothing yet."""
@@ -178,11 +176,14 @@ class FastCgiHandler(Handler):
         pool = self.pools.get(chosen)
         if pool is None:
             raise HttpError(503, 0, "the FastCGI application is not running")
-        script = find_script(ctx, self.accepts[chosen])
+        script = script_parts(ctx, self.accepts[chosen])
         if script is None:
             raise HttpError(404, 0, "the script does not exist")
         head = self._request_head(ctx, script, chosen)
-        inst = await pool.acquire()
+        # An idle instance at hand (the common case), else wait for one.
+        inst = pool.take()
+        if inst is None:
+            inst = await pool.acquire()
         reusable = False
         exchange = _Exchange(ctx, pool, inst, head)
         try:
@@ -212,19 +213,20 @@ class FastCgiHandler(Handler):
             # After the instance went back: the target may be a script of ours too.
             await serve_local_redirect(ctx, exchange.redirect, pool.label)
 
-    def _request_head(self, ctx: Context, script: Script, chosen: str) -> bytes:
+    def _request_head(self, ctx: Context, script: tuple[str, str, str], chosen: str) -> bytes:
         # BEGIN_REQUEST, PARAMS and (without a body) the end of STDIN, in one join.
         request = ctx.request
         tail, replaced = self.tails[chosen]
+        no_body = request.body is EMPTY_BODY
         if replaced:
             # The configured params replace some variables: made as a dict.
-            variables = cgi_variables(ctx, script, software=self.software)
+            variables = cgi_variables(ctx, Script(*script), software=self.software)
             for name in replaced:
                 variables.pop(name, None)
-            text = records.text_pairs(variables.items()) + tail
-            after = _STDIN_END_TEXT if request.body is EMPTY_BODY else ""
-            framed = records.params_stream_text(REQUEST_ID, text, _BEGIN_TEXT, after)
-            return framed.encode("latin-1")
+            encoded = records.encode_text_pairs(variables.items()) + tail
+            return records.params_stream(
+                REQUEST_ID, encoded, _BEGIN, _STDIN_END if no_body else b""
+            )
         # Each kept part looked up by one string or tuple that the request
         # already holds, then compared on the rest (no key tuple made and hashed).
         root = ctx.app.root
@@ -233,7 +235,9 @@ class FastCgiHandler(Handler):
         if kept is not None and kept[0] == name and kept[1] == path_info and kept[2] == root:
             script_text = kept[3]
         else:
-            script_text = _script_text(self.start, script, root)
+            script_text = records.encode_text_pairs(
+                script_pairs(self.software, name, filename, path_info, root)
+            )
             _keep(self.script_texts, filename, (name, path_info, root, script_text))
         version = request.version
         scheme = request.scheme
@@ -250,44 +254,110 @@ class FastCgiHandler(Handler):
         ):
             connection_text = by_client[4]
         else:
-            connection_text = _connection_text(request)
+            connection_text = records.encode_text_pairs(connection_pairs(request))
             _keep(self.connection_texts, client, (version, scheme, host, server, connection_text))
         # The first four pieces are BEGIN_REQUEST and PARAMS' record header (its
         # length and padding put in once known); the last the padding, the empty
         # PARAMS record and (without a body) the end of STDIN.
-        out = [_PARAMS_START, "", "", "", script_text, connection_text]
-        _put(out, _METHOD, request.method)
-        _put(out, _QUERY, request.query.decode("latin-1"))
-        _put(out, _URI, request.target.decode("latin-1"))
+        out = [_PARAMS_START, b"", b"", b"", script_text, connection_text]
+        method = _METHODS.get(request.method)
+        if method is None:
+            value = request.method.encode("latin-1")
+            method = _METHOD.head(len(value)) + value
+        out.append(method)
+        query = request.query
+        out.append(_QUERY.head(len(query)))
+        out.append(query)
+        target = request.target
+        out.append(_URI.head(len(target)))
+        out.append(target)
         user = ctx.user
-        headers: dict[str, str] = {}
         if user is not None and user.name:
-            headers["REMOTE_USER"] = user.name.encode("utf-8").decode("latin-1")
-            headers["AUTH_TYPE"] = user.auth_type
-        CGI_HEADERS.add(headers, request.headers)
-        for name, value in headers.items():
-            out.append(records.text_pair_head(name, len(value)))
+            value = user.name.encode("utf-8")
+            out.append(_REMOTE_USER.head(len(value)))
             out.append(value)
+            value = user.auth_type.encode("latin-1")
+            out.append(_AUTH_TYPE.head(len(value)))
+            out.append(value)
+        self._header_pairs(out, request.headers)
         out.append(tail)
-        length = -len(_PARAMS_START)  # the text's, after the four pieces of headers
+        length = 0  # the PARAMS text's, after the four pieces of headers
         for piece in out:
             length += len(piece)
+        length -= len(_PARAMS_START)
         if length > records.CHUNK:
             # More than one PARAMS record: cut by the records module.
-            after = _STDIN_END_TEXT if request.body is EMPTY_BODY else ""
-            text = "".join(out[4:])
-            return records.params_stream_text(REQUEST_ID, text, _BEGIN_TEXT, after).encode(
-                "latin-1"
+            return records.params_stream(
+                REQUEST_ID, b"".join(out[4:]), _BEGIN, _STDIN_END if no_body else b""
             )
         padding = -length % 8
-        out[1] = _CHARS[length >> 8]
-        out[2] = _CHARS[length & 0xFF]
+        out[1] = _BYTES[length >> 8]
+        out[2] = _BYTES[length & 0xFF]
         out[3] = _PADDINGS[padding]
-        out.append(_ENDS_WITH_STDIN[padding] if request.body is EMPTY_BODY else _ENDS[padding])
-        return "".join(out).encode("latin-1")
+        out.append(_ENDS_WITH_STDIN[padding] if no_body else _ENDS[padding])
+        return b"".join(out)
+
+    def _header_pairs(self, out: list[bytes], headers: list[tuple[bytes, bytes]]) -> None:
+        # The headers' pairs (``CGI_HEADERS.add``'s variables, in its order) onto
+        # ``out``, made without a dict: each header name's variable is kept, and
+        # marks the request it was last seen in; a repeated header is joined to
+        # the first (RFC 9110 5.3; ``Cookie`` with ``; ``) in place.
+        variables = self.variables
+        if len(variables) >= _KEPT:
+            variables.clear()
+        self.serial += 1
+        serial = self.serial
+        for name, value in headers:
+            variable = variables.get(name)
+            if variable is None:
+                key = CGI_HEADERS.key(name)
+                variable = _DROPPED if key is None else _Variable(key.encode("latin-1"))
+                variables[name] = variable
+            if variable is _DROPPED:
+                continue
+            if variable.seen == serial:
+                at = variable.at
+                value = out[at] + variable.separator + value
+                out[at - 1] = variable.head(len(value))
+                out[at] = value
+                continue
+            variable.seen = serial
+            out.append(variable.head(len(value)))
+            variable.at = len(out)
+            out.append(value)
 
 
-_ConnectionText = tuple[str, str, str, "tuple[str, int] | None", str]
+class _Variable:
+    """One CGI variable as PARAMS writes it: its pair's head (both lengths and
+    the name) for each value length, made when first needed; for a request
+    header's, where its value is among the pieces of the request last seen with it."""
+
+    __slots__ = ("at", "heads", "name", "seen", "separator")
+
+    def __init__(self, name: bytes) -> None:
+        self.name = name
+        self.heads: list[bytes | None] = [None] * 0x80
+        #: The ``FastCgiHandler.serial`` of the request that last had this
+        #: header, and the index of its value in that request's pieces.
+        self.seen = 0
+        self.at = 0
+        #: How a repeated header's values are joined (``CGI_HEADERS``' rule).
+        self.separator = b"; " if name == b"HTTP_COOKIE" else CGI_HEADERS.separator.encode()
+
+    def head(self, length: int) -> bytes:
+        """What comes before a value of ``length`` bytes (``records.pair_head``)."""
+        if length >= 0x80:
+            return records.pair_head(self.name, length)
+        head = self.heads[length]
+        if head is None:
+            head = self.heads[length] = records.pair_head(self.name, length)
+        return head
+
+
+#: The variable of the request headers that are not passed.
+_DROPPED: Final = _Variable(b"")
+
+_ConnectionText = tuple[str, str, str, "tuple[str, int] | None", bytes]
 #: Entries of each of the handler's PARAMS caches; past it, one is emptied.
 _KEPT: Final = 1024
 
@@ -298,93 +368,34 @@ def _keep(cache: dict[Any, Any], key: Any, value: Any) -> None:
     cache[key] = value
 
 
-#: Every byte as a latin-1 character (a record header written as text).
-_CHARS: Final = [chr(n) for n in range(256)]
+#: Every byte value as a bytes object (a record header's bytes, one by one).
+_BYTES: Final = [bytes((n,)) for n in range(256)]
 #: BEGIN_REQUEST and the start of PARAMS' record header, up to its length.
-_PARAMS_START: Final = _BEGIN_TEXT + "".join(
-    _CHARS[b] for b in (records.VERSION, records.PARAMS, REQUEST_ID >> 8, REQUEST_ID & 0xFF)
+_PARAMS_START: Final = _BEGIN + bytes(
+    (records.VERSION, records.PARAMS, REQUEST_ID >> 8, REQUEST_ID & 0xFF)
 )
 #: By padding: the end of PARAMS' record header (the padding's length, the
 #: reserved byte).
-_PADDINGS: Final = [_CHARS[p] + "\x00" for p in range(8)]
-#: By padding: what follows PARAMS' text: the padding, the empty PARAMS record,
+_PADDINGS: Final = [bytes((p, 0)) for p in range(8)]
+#: By padding: what follows PARAMS' bytes: the padding, the empty PARAMS record,
 #: then (or not) the end of STDIN.
-_ENDS: Final = [
-    "\x00" * p
-    + "".join(
-        _CHARS[b] for b in (records.VERSION, records.PARAMS, REQUEST_ID >> 8, REQUEST_ID & 0xFF)
-    )
-    + "\x00\x00\x00\x00"
-    for p in range(8)
-]
-_ENDS_WITH_STDIN: Final = [end + _STDIN_END_TEXT for end in _ENDS]
+_ENDS: Final = [bytes(p) + records.record(records.PARAMS, REQUEST_ID) for p in range(8)]
+_ENDS_WITH_STDIN: Final = [end + _STDIN_END for end in _ENDS]
+
+#: The variables whose values vary by request.
+_METHOD: Final = _Variable(b"REQUEST_METHOD")
+_QUERY: Final = _Variable(b"QUERY_STRING")
+_URI: Final = _Variable(b"REQUEST_URI")
+_REMOTE_USER: Final = _Variable(b"REMOTE_USER")
+_AUTH_TYPE: Final = _Variable(b"AUTH_TYPE")
+#: REQUEST_METHOD's whole pair for the common methods.
+_METHODS: Final = {
+    m: _METHOD.head(len(m)) + m.encode()
+    for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+}
 
 
-#: The head of each CGI variable's pair for every short value (``records.text_pair_heads``).
-_PROTOCOL: Final = records.text_pair_heads("SERVER_PROTOCOL")
-_METHOD: Final = records.text_pair_heads("REQUEST_METHOD")
-_SCHEME: Final = records.text_pair_heads("REQUEST_SCHEME")
-_QUERY: Final = records.text_pair_heads("QUERY_STRING")
-_URI: Final = records.text_pair_heads("REQUEST_URI")
-_SCRIPT_NAME: Final = records.text_pair_heads("SCRIPT_NAME")
-_SCRIPT_FILENAME: Final = records.text_pair_heads("SCRIPT_FILENAME")
-_PATH_INFO: Final = records.text_pair_heads("PATH_INFO")
-_PATH_TRANSLATED: Final = records.text_pair_heads("PATH_TRANSLATED")
-_DOCUMENT_ROOT: Final = records.text_pair_heads("DOCUMENT_ROOT")
-_SERVER_NAME: Final = records.text_pair_heads("SERVER_NAME")
-_SERVER_ADDR: Final = records.text_pair_heads("SERVER_ADDR")
-_SERVER_PORT: Final = records.text_pair_heads("SERVER_PORT")
-_REMOTE_ADDR: Final = records.text_pair_heads("REMOTE_ADDR")
-_REMOTE_PORT: Final = records.text_pair_heads("REMOTE_PORT")
-_HTTPS_ON: Final = records.text_pairs([("HTTPS", "on")])
-
-
-def _put(out: list[str], heads: list[str], value: str) -> None:
-    # One pair of a known name: its head (both lengths and the name), its value.
-    n = len(value)
-    out.append(heads[n] if n < 0x80 else records.text_pair_head(heads[0][2:], n))
-    out.append(value)
-
-
-def _script_text(start: str, script: Script, root: str) -> str:
-    # cgienv.cgi_variables' first pairs (GATEWAY_INTERFACE to PATH_TRANSLATED),
-    # as records.text_pairs' text; ``start``: the first two pairs.
-    out = [start]
-    _put(out, _SCRIPT_NAME, latin1_path(script.name))
-    _put(out, _SCRIPT_FILENAME, fs_text(script.filename))
-    path_info = script.path_info
-    _put(out, _PATH_INFO, latin1_path(path_info))
-    _put(out, _DOCUMENT_ROOT, fs_text(root))
-    if path_info:
-        _put(out, _PATH_TRANSLATED, fs_text(root.rstrip("/") + path_info))
-    return "".join(out)
-
-
-def _connection_text(request: Request) -> str:
-    # cgienv.cgi_variables' pairs of the connection (SERVER_PROTOCOL to HTTPS).
-    out: list[str] = []
-    _put(out, _PROTOCOL, protocol_name(request.version))
-    _put(out, _SCHEME, request.scheme)
-    server = request.server
-    host = request.host
-    _put(out, _SERVER_NAME, split_host(host) if host else (server[0] if server else ""))
-    if server is not None:
-        _put(out, _SERVER_ADDR, str(server[0]))
-        _put(out, _SERVER_PORT, str(server[1]))
-    else:
-        _put(out, _SERVER_PORT, "")
-    client = request.client
-    if client is not None:
-        _put(out, _REMOTE_ADDR, str(client[0]))
-        _put(out, _REMOTE_PORT, str(client[1]))
-    else:
-        _put(out, _REMOTE_ADDR, "")
-    if request.scheme == "https":
-        out.append(_HTTPS_ON)
-    return "".join(out)
-
-
-def _tail(settings: FastCgiApplication) -> tuple[str, list[str]]:
+def _tail(settings: FastCgiApplication) -> tuple[bytes, list[str]]:
     # What _request_head adds after the CGI variables, made once per application.
     tail: dict[str, str] = {}
     # php-cgi (cgi.force_redirect, on by default) refuses a request without it.
@@ -394,22 +405,52 @@ def _tail(settings: FastCgiApplication) -> tuple[str, list[str]]:
         # as latin-1 text here, as the variables hold bytes.
         tail.pop(name, None)
         tail[_utf8_text(name)] = _utf8_text(value)
-    return records.text_pairs(tail.items()), list(settings.params)
+    return records.encode_text_pairs(tail.items()), list(settings.params)
 
 
 def _utf8_text(text: str) -> str:
     return text if text.isascii() else text.encode().decode("latin-1")
 
 
+class _Extensions:
+    """The test a script's URL path passes: it ends with one of the extensions,
+    in any case."""
+
+    __slots__ = ("endings",)
+
+    def __init__(self, extensions: list[str]) -> None:
+        self.endings = tuple(e.lower() for e in extensions)
+
+    def __call__(self, path: str) -> bool:
+        # The ending as configured (lower case), nearly always, found without
+        # the lower-case copy of the path.
+        for ending in self.endings:
+            if path.endswith(ending):
+                return True
+        return path.lower().endswith(self.endings)
+
+
 def _accepting(extensions: list[str]) -> Callable[[str], bool] | None:
-    if not extensions:
-        return None
-    endings = tuple(e.lower() for e in extensions)
-    return lambda path: path.lower().endswith(endings)
+    return _Extensions(extensions) if extensions else None
 
 
 def _target(ctx: Context) -> str:
     return ctx.request.target.decode("latin-1")[:200]
+
+
+def _task_finder() -> Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None]:
+    # asyncio.current_task: on Python 3.11 a Python function (its frame cost more
+    # than the rest of the exchange's start) reading a dict that C code keeps; the
+    # dict's own get where it is there, the function elsewhere (3.12 has it in C).
+    tasks = vars(asyncio.tasks).get("_current_tasks")
+    if isinstance(tasks, dict):
+        found: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None] = tasks.get
+        return found
+    return asyncio.current_task
+
+
+#: The task running on a loop (``asyncio.current_task(loop)``).
+_current_task: Final = _task_finder()
 
 
 class _Exchange:
@@ -421,7 +462,12 @@ class _Exchange:
         self.settings = pool.settings
         self.inst = inst
         self.head = head
-        self.reader = records.ResponseReader(REQUEST_ID)
+        reader = inst.reader
+        if reader is None:
+            reader = inst.reader = records.ResponseReader(REQUEST_ID)
+        else:
+            reader.reset()
+        self.reader = reader
         #: Progress (a byte read from the application, a piece of the body taken
         #: by it, a piece of the response taken by the client): the pool's
         #: ticker restarts the activity timeout when it changed.
@@ -434,6 +480,8 @@ class _Exchange:
         self.stderr_dropped = 0
         self.pump_error: BaseException | None = None
         self.received = 0  # bytes read from the application
+        #: A read may find something: the loop turned since the request went out.
+        self.ready = False
         #: A local redirect's target (``Location: /path`` without ``Status``).
         self.redirect: bytes | None = None
         self.body_started = False  # the pump read from the request body
@@ -452,7 +500,7 @@ class _Exchange:
         The request goes out, a pump task sends the body (if any) while the
         answer is read; the pool's ticker watches the timeouts meanwhile (one
         coroutine for all of it: each costs its own frame on every request)."""
-        task = asyncio.current_task(self.pool.loop)
+        task = _current_task(self.pool.loop)
         assert task is not None
         self.task = task
         self.cancelling = task.cancelling()
@@ -548,26 +596,33 @@ class _Exchange:
 
     async def _read(self) -> None:
         # The next records (into the reader's ``out``, ``err``, ``done``); a
-        # closed connection before END_REQUEST is a failure.
+        # closed connection before END_REQUEST is a failure. (_respond's first
+        # reads do the same in line: no coroutine made for them.)
+        while (waiter := self._receive()) is not None:
+            try:
+                await waiter
+            finally:
+                self.inst.waited()
+
+    def _receive(self) -> asyncio.Future[None] | None:
+        # What is there now into the reader: None once records came (``out``,
+        # ``err``, ``done``), else the future to wait for before the next call
+        # (``Instance.recv`` in pieces, so that no coroutine is made per read).
         reader = self.reader
         inst = self.inst
-        # Nothing read yet: the answer is not there before the loop's next turn.
-        wait = not self.received
         while True:
-            # Instance.recv, without a coroutine of its own.
+            if not self.ready:
+                # Nothing waited for yet: the answer to what was just sent is
+                # not there before the loop's next turn (a read would find
+                # nothing, at the price of an exception).
+                self.ready = True
+                return inst.readable()
             try:
-                found = None if wait else inst.read_now(BUFFER)
-                while found is None:
-                    waiter = inst.readable()
-                    try:
-                        await waiter
-                    finally:
-                        inst.waited()
-                    found = inst.read_now(BUFFER)
-                data = found
+                data = inst.read_now(BUFFER)
             except OSError:
                 data = b""  # reset: as good as closed
-            wait = False
+            if data is None:
+                return inst.readable()
             if not data:
                 error = self.pump_error
                 if error is not None:
@@ -582,7 +637,7 @@ class _Exchange:
             except records.FastCgiProtocolError as exc:
                 raise self._fail(f"the application sent a malformed record: {exc}") from None
             if reader.out or reader.err or reader.done:
-                return
+                return None
 
     def _take_stderr(self) -> None:
         # What came of STDERR, kept for the log (bounded).
@@ -618,7 +673,11 @@ class _Exchange:
         size = 0
         parsed: _Head | None = None
         while not reader.done:
-            await self._read()
+            while (waiter := self._receive()) is not None:  # self._read(), in line
+                try:
+                    await waiter
+                finally:
+                    self.inst.waited()
             if reader.err:
                 self._take_stderr()
             if parsed is None:
@@ -773,7 +832,7 @@ class _Exchange:
         self.stderr_dropped += max(len(data) - max(room, 0), 0)
 
     def _stderr_fails(self) -> None:
-        if self.settings.stderr_mode != "fail" or not (self.stderr or self.stderr_dropped):
+        if not (self.stderr or self.stderr_dropped) or self.settings.stderr_mode != "fail":
             return
         raise self._fail(
             "the application wrote to STDERR (stderr_mode = fail)",

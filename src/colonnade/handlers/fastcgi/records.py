@@ -174,19 +174,14 @@ def _text_length(n: int) -> str:
     return _length(n).decode("latin-1")
 
 
-def text_pair_head(name: str, value_length: int) -> str:
-    """What comes before a value in :func:`text_pairs`: both lengths, then ``name``."""
+def pair_head(name: bytes, value_length: int) -> bytes:
+    """What comes before a value in :func:`encode_pairs`: both lengths, then ``name``
+    (a pair of a known name is then its head, made once per value length, and
+    its value)."""
     n = len(name)
     if n < 0x80 and value_length < 0x80:
-        return _TEXT_LENGTHS[n] + _TEXT_LENGTHS[value_length] + name
-    return _text_length(n) + _text_length(value_length) + name
-
-
-def text_pair_heads(name: str) -> list[str]:
-    """:func:`text_pair_head` of ``name`` for every one-byte value length (0 to 127),
-    made once: a pair of a known name is then its head from this list and its
-    value (:func:`text_pairs`' bytes, with two pieces to join instead of four)."""
-    return [text_pair_head(name, v) for v in range(0x80)]
+        return bytes((n, value_length)) + name
+    return _length(n) + _length(value_length) + name
 
 
 def encode_text_pairs(pairs: Iterable[tuple[str, str]]) -> bytes:
@@ -280,43 +275,6 @@ def params_stream(
     return before + stream(PARAMS, request_id, encoded) + record(PARAMS, request_id) + after
 
 
-#: Every byte as a latin-1 character (a record header written as text).
-_CHARS: Final = [chr(n) for n in range(256)]
-
-
-def params_stream_text(request_id: int, text: str, before: str = "", after: str = "") -> str:
-    """:func:`params_stream` of pairs given as latin-1 text (:func:`text_pairs`),
-    as latin-1 text too, between ``before`` and ``after`` (records as text): the
-    caller encodes all of it at once, one copy instead of one per step."""
-    length = len(text)
-    if 0 < length <= CHUNK and 0 <= request_id <= 0xFFFF:
-        chars = _CHARS
-        padding = -length % 8
-        ids = chars[request_id >> 8] + chars[request_id & 0xFF]
-        return "".join(
-            (
-                before,
-                _PARAMS_TYPE,
-                ids,
-                chars[length >> 8],
-                chars[length & 0xFF],
-                chars[padding],
-                "\x00",
-                text,
-                "\x00" * padding,
-                _PARAMS_TYPE,
-                ids,
-                "\x00\x00\x00\x00",
-                after,
-            )
-        )
-    encoded = params_stream(request_id, text.encode("latin-1"))
-    return before + encoded.decode("latin-1") + after
-
-
-_PARAMS_TYPE: Final = _CHARS[VERSION] + _CHARS[PARAMS]
-
-
 def stdin(request_id: int, data: bytes) -> bytes:
     """STDIN records for ``data`` (nothing for ``b""``; see :func:`stdin_end`)."""
     return stream(STDIN, request_id, data)
@@ -382,7 +340,7 @@ class RecordReader:
     """Bytes, split anywhere, → :class:`Record` s. Holds at most one record
     beyond what was taken out."""
 
-    __slots__ = ("_buffer", "_start")
+    __slots__ = ("_buffer", "_start", "content", "request_id")
 
     def __init__(self) -> None:
         # What arrived is used as it is (a record's content is a slice of it),
@@ -391,6 +349,9 @@ class RecordReader:
         # without copying what it holds, however small the pieces).
         self._buffer: bytes | bytearray = b""
         self._start = 0  # where the first record not taken out begins
+        #: The request id and content of the record :meth:`next_type` took out.
+        self.request_id = 0
+        self.content = b""
 
     @property
     def pending(self) -> int:
@@ -412,13 +373,29 @@ class RecordReader:
             gathered += data
             self._buffer = gathered
 
+    def reset(self) -> None:
+        """Drop what is held: ready for another stream of records."""
+        self._buffer = b""
+        self._start = 0
+        self.content = b""
+
     def next_parts(self) -> tuple[int, int, bytes] | None:
         """:meth:`next_record` as a plain ``(type, request_id, content)`` tuple
-        (no record object made: what :class:`ResponseReader` reads)."""
+        (no record object made)."""
+        rtype = self.next_type()
+        if rtype < 0:
+            return None
+        return rtype, self.request_id, self.content
+
+    def next_type(self) -> int:
+        """:meth:`next_record` without a tuple or an object: the next whole
+        record's type, its request id and content then in :attr:`request_id`
+        and :attr:`content`; -1 until more bytes come (what
+        :class:`ResponseReader` reads)."""
         buffer = self._buffer
         start = self._start
         if len(buffer) - start < HEADER_LEN:
-            return None
+            return -1
         # The header's bytes read one by one (struct's unpack_from costs more),
         # from a ``bytes``: indexed natively, compiled, where a union is not.
         if isinstance(buffer, bytes):
@@ -431,18 +408,20 @@ class RecordReader:
         if version != VERSION:
             raise FastCgiProtocolError(f"a record of version {version}, not {VERSION}")
         rtype = head[at + 1]
-        request_id = head[at + 2] << 8 | head[at + 3]
         length = head[at + 4] << 8 | head[at + 5]
         body = start + HEADER_LEN
         end = body + length + head[at + 6]
         if len(buffer) < end:
-            return None
+            return -1
         self._start = end
+        self.request_id = head[at + 2] << 8 | head[at + 3]
         if isinstance(buffer, bytearray):
-            return rtype, request_id, bytes(buffer[body : body + length])
-        # ``head`` is ``buffer`` here: a ``bytes``, sliced natively (compiled),
-        # where the union is sliced generically.
-        return rtype, request_id, head[body : body + length]
+            self.content = bytes(buffer[body : body + length])
+        else:
+            # ``head`` is ``buffer`` here: a ``bytes``, sliced natively
+            # (compiled), where the union is sliced generically.
+            self.content = head[body : body + length]
+        return rtype
 
     def next_record(self) -> Record | None:
         """The next whole record, or None until more bytes come. Raises
@@ -540,6 +519,17 @@ class ResponseReader:
         """Bytes of a record not yet complete."""
         return self._records.pending
 
+    def reset(self) -> None:
+        """Ready for the next request on the connection, as if new (a handler
+        keeps one reader per connection instead of making one per request)."""
+        self._records.reset()
+        self._closed = 0
+        self.done = False
+        self.out.clear()
+        self.err.clear()
+        self.app_status = 0
+        self.protocol_status = REQUEST_COMPLETE
+
     def feed(self, data: bytes) -> list[Event]:
         """The events ``data`` completes."""
         events: list[Event] = []
@@ -557,13 +547,14 @@ class ResponseReader:
         """:meth:`feed` into :attr:`out`, :attr:`err` and :attr:`protocol_status`
         (GET_VALUES_RESULT and UNKNOWN_TYPE are checked, then dropped)."""
         records = self._start(data)
-        while not self.done and (parts := records.next_parts()) is not None:
-            rtype, request_id, content = parts
-            kind = self._kind(rtype, request_id, content)
+        while not self.done and (rtype := records.next_type()) >= 0:
+            content = records.content
+            kind = self._kind(rtype, records.request_id, content)
             if kind == STDOUT:
                 self.out.append(content)
             elif kind == STDERR:
                 self.err.append(content)
+        records.content = b""  # the last record's content is the caller's now
         self._finish()
 
     def _start(self, data: bytes) -> RecordReader:
