@@ -51,7 +51,7 @@ from typing import Any, Final, cast
 from colonnade import __version__
 from colonnade.core import cgihead
 from colonnade.core.app import Application
-from colonnade.core.cgienv import latin1_path
+from colonnade.core.cgienv import HeaderVariables, latin1_path
 from colonnade.core.context import Context
 from colonnade.core.handler import Handler
 from colonnade.core.httputil import split_host
@@ -101,10 +101,10 @@ _WARN_EVERY: Final = 60.0
 _PROTOCOLS: Final = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
 
 # "200 OK" → (200, None): the reason is only passed on when it is not the standard one.
-_STATUS: dict[str, tuple[int, bytes | None]] = {}
+_STATUS: Final[dict[str, tuple[int, bytes | None]]] = {}
 
 # Response header name → lower-case bytes.
-_NAMES: dict[str, bytes] = {}
+_NAMES: Final[dict[str, bytes]] = {}
 _CACHE_MAX: Final = 1024
 
 
@@ -441,6 +441,11 @@ class WsgiHost:
         self._host_name = ""
         self._server_port = _LastPort()
         self._client_port = _LastPort()
+        # Names of other modules read per request, as attributes: compiled code looks
+        # an imported global up in the module's dictionary on every use.
+        self._headers: HeaderVariables = WSGI_HEADERS
+        self._session_key = SESSION
+        self._empty_body: Body = EMPTY_BODY
         self._warned = -_WARN_EVERY  # when an inline call holding the loop was last logged
         #: Inline calls that held the loop BLOCKED_WARNING seconds or more.
         self.blocked_calls = 0
@@ -503,7 +508,7 @@ class WsgiHost:
             environ["REMOTE_PORT"] = self._client_port.of(client)
         else:  # a unix socket's peer has no address
             del environ["REMOTE_ADDR"], environ["REMOTE_PORT"]
-        WSGI_HEADERS.add(environ, request.headers)
+        self._headers.add(environ, request.headers)
         user = ctx.user
         if user is not None and user.name:
             environ["REMOTE_USER"] = user.name
@@ -512,7 +517,7 @@ class WsgiHost:
         items = ctx.items
         environ["colonnade.items"] = items
         # The item itself, not the ctx.session property (a Python call per request).
-        session = items.get(SESSION)
+        session = items.get(self._session_key)
         if session is not None:
             environ["colonnade.session"] = session
         return environ
@@ -522,7 +527,7 @@ class WsgiHost:
         where the response is whole when the application returns)."""
         environ = self.environ(ctx)
         body = ctx.request.body
-        if body is EMPTY_BODY or (
+        if body is self._empty_body or (
             "CONTENT_LENGTH" not in environ and "HTTP_TRANSFER_ENCODING" not in environ
         ):
             if self.inline:
@@ -655,7 +660,7 @@ class WsgiHost:
         # The running loop's outbox. asyncio.get_running_loop() costs a getpid()
         # system call on every call (its fork check): asked once per loop instead.
         outbox = self._outbox
-        if outbox is None or outbox.thread != get_ident() or not outbox.loop.is_running():
+        if outbox is None or outbox.thread != get_ident() or not outbox.is_running():
             outbox = self._outbox = Outbox(asyncio.get_running_loop())
         return outbox
 
