@@ -60,6 +60,7 @@ class Outbox:
     """Commands from application threads to one event loop, one wake-up per batch."""
 
     __slots__ = (
+        "_append",
         "_drain",
         "_pop",
         "_wake",
@@ -87,10 +88,11 @@ class Outbox:
         self._wake: Callable[[Callable[[], None]], object] = loop.call_soon_threadsafe
         self._drain: Callable[[], None] = self.drain
         self._pop: Callable[[], tuple[Bridge, Command]] = self.items.popleft
+        self._append: Callable[[tuple[Bridge, Command]], None] = self.items.append
 
     def post(self, bridge: Bridge, command: Command) -> None:
         """Hand ``command`` to the loop (any thread); raises RuntimeError if it is closed."""
-        self.items.append((bridge, command))
+        self._append((bridge, command))
         # Appended first, then the flag read: a drain that already cleared the flag
         # either takes the item or is followed by the one scheduled here.
         if not self.armed:

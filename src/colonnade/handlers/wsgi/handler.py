@@ -157,10 +157,11 @@ class Exchange:
         self.pending: list[bytes] | None = None  # inline: written, not yet sent
         self.whole: bytes | None = None  # the body, where it was one declared chunk
 
-    def start_response(
+    def __call__(
         self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
     ) -> Callable[[bytes], None]:
-        """PEP 3333 ``start_response``."""
+        """PEP 3333 ``start_response``: the exchange itself is the callable the
+        application is given (a bound method would be made per request)."""
         if exc_info is not None:
             try:
                 if self.head_sent:
@@ -573,7 +574,7 @@ class WsgiHost:
         exchange = Exchange(None, response)
         started = monotonic()
         try:
-            result = app(environ, exchange.start_response)
+            result = app(environ, exchange)
             try:
                 whole = _settle(exchange, result)
             except BaseException:
@@ -783,7 +784,7 @@ def _run(job: tuple[WsgiApp, dict[str, Any], Bridge]) -> None:
 
 def _respond(app: WsgiApp, environ: dict[str, Any], bridge: Bridge) -> Command:
     exchange = Exchange(bridge)
-    result = app(environ, exchange.start_response)
+    result = app(environ, exchange)
     try:
         whole = _settle(exchange, result)
         if whole is None:
