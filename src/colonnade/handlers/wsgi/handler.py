@@ -447,6 +447,9 @@ class WsgiHost:
         self._headers: HeaderVariables = WSGI_HEADERS
         self._session_key = SESSION
         self._empty_body: Body = EMPTY_BODY
+        self._clock: Callable[[], float] = monotonic
+        # (not "_thread": mypyc names the C field "__thread", a C keyword)
+        self._ident: Callable[[], int] = get_ident
         self._warned = -_WARN_EVERY  # when an inline call holding the loop was last logged
         #: Inline calls that held the loop BLOCKED_WARNING seconds or more.
         self.blocked_calls = 0
@@ -572,7 +575,8 @@ class WsgiHost:
         app = self.app
         response = ctx.response
         exchange = Exchange(None, response)
-        started = monotonic()
+        clock = self._clock
+        started = clock()
         try:
             result = app(environ, exchange)
             try:
@@ -601,7 +605,7 @@ class WsgiHost:
         try:
             pieces = _pieces(exchange, result)
             while True:
-                started = monotonic()
+                started = self._clock()
                 try:
                     chunk = _next_chunk(pieces, exchange)
                 finally:
@@ -633,7 +637,7 @@ class WsgiHost:
 
     def _held(self, ctx: Context, started: float) -> None:
         # After the application's code ran on the loop since ``started``.
-        held = monotonic() - started
+        held = self._clock() - started
         if held >= BLOCKED_WARNING:
             self._blocked(ctx, held)
 
@@ -661,7 +665,7 @@ class WsgiHost:
         # The running loop's outbox. asyncio.get_running_loop() costs a getpid()
         # system call on every call (its fork check): asked once per loop instead.
         outbox = self._outbox
-        if outbox is None or outbox.thread != get_ident() or not outbox.is_running():
+        if outbox is None or outbox.thread != self._ident() or not outbox.is_running():
             outbox = self._outbox = Outbox(asyncio.get_running_loop())
         return outbox
 
