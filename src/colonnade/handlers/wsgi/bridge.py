@@ -59,7 +59,18 @@ _GONE: Final = "the client went away"
 class Outbox:
     """Commands from application threads to one event loop, one wake-up per batch."""
 
-    __slots__ = ("armed", "items", "loop", "thread")
+    __slots__ = (
+        "_append",
+        "_drain",
+        "_pop",
+        "_wake",
+        "armed",
+        "create_future",
+        "is_running",
+        "items",
+        "loop",
+        "thread",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -67,16 +78,27 @@ class Outbox:
         self.thread = get_ident()
         self.items: deque[tuple[Bridge, Command]] = deque()
         self.armed = False  # a drain is scheduled on the loop
+        # The per-request calls as bound methods, made once: compiled code looks a
+        # method of a non-native object up by name on every call (~300
+        # instructions each), a stored bound method is called directly.
+        #: The loop's create_future (each request's first future).
+        self.create_future: Callable[[], asyncio.Future[Any]] = loop.create_future
+        #: The loop's is_running (the outbox's owner checks it per request).
+        self.is_running: Callable[[], bool] = loop.is_running
+        self._wake: Callable[[Callable[[], None]], object] = loop.call_soon_threadsafe
+        self._drain: Callable[[], None] = self.drain
+        self._pop: Callable[[], tuple[Bridge, Command]] = self.items.popleft
+        self._append: Callable[[tuple[Bridge, Command]], None] = self.items.append
 
     def post(self, bridge: Bridge, command: Command) -> None:
         """Hand ``command`` to the loop (any thread); raises RuntimeError if it is closed."""
-        self.items.append((bridge, command))
+        self._append((bridge, command))
         # Appended first, then the flag read: a drain that already cleared the flag
         # either takes the item or is followed by the one scheduled here.
         if not self.armed:
             self.armed = True
             try:
-                self.loop.call_soon_threadsafe(self.drain)
+                self._wake(self._drain)
             except RuntimeError:
                 self.armed = False
                 raise
@@ -85,8 +107,9 @@ class Outbox:
         """Deliver every posted command (on the loop)."""
         self.armed = False
         items = self.items
+        pop = self._pop
         while items:
-            bridge, command = items.popleft()
+            bridge, command = pop()
             bridge.deliver(command)
 
 
@@ -98,7 +121,7 @@ class Bridge:
     def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
         self.loop = outbox.loop
-        self.waiter: asyncio.Future[Command] = outbox.loop.create_future()
+        self.waiter: asyncio.Future[Command] = outbox.create_future()
         # Made by the thread's first call(): a buffered response never needs one.
         self._lock: threading.Lock | None = None
         self._reply: Any = None
@@ -180,6 +203,9 @@ class ThreadPool:
         self._queue: queue.SimpleQueue[tuple[Context, Callable[[Any], object], Any] | None] = (
             queue.SimpleQueue()
         )
+        # Bound once (see Outbox): called on every submit.
+        self._put = self._queue.put
+        self._qsize = self._queue.qsize
         # One item per thread blocked waiting for a call (until the pool is full):
         # a deque's append and pop are atomic, where a counter would need a lock.
         self._idle: deque[None] = deque()
@@ -193,9 +219,8 @@ class ThreadPool:
         argument: a call with ``*args`` would build a list per call)."""
         if self._closed:
             raise RuntimeError("the thread pool is shut down")
-        queue_ = self._queue
-        queue_.put((copy_context(), fn, arg))
-        if not self._full and queue_.qsize() > len(self._idle):
+        self._put((copy_context(), fn, arg))
+        if not self._full and self._qsize() > len(self._idle):
             thread = threading.Thread(
                 target=self._work, name=f"{self.name}-{len(self._threads)}", daemon=True
             )
@@ -206,13 +231,16 @@ class ThreadPool:
     def _work(self) -> None:
         get = self._queue.get
         idle = self._idle
+        # Bound once: a method call by name costs a lookup each time.
+        append = idle.append
+        pop = idle.pop
         while True:
             if self._full:
                 item = get()
             else:
-                idle.append(None)
+                append(None)
                 item = get()
-                idle.pop()
+                pop()
             if item is None:
                 return
             context, fn, arg = item

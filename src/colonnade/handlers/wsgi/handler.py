@@ -50,7 +50,7 @@ from typing import Any, Final, cast
 from colonnade import __version__
 from colonnade.core import cgihead
 from colonnade.core.app import Application
-from colonnade.core.cgienv import latin1_path
+from colonnade.core.cgienv import HeaderVariables, latin1_path
 from colonnade.core.context import Context
 from colonnade.core.handler import Handler
 from colonnade.core.httputil import split_host
@@ -100,10 +100,10 @@ _WARN_EVERY: Final = 60.0
 _PROTOCOLS: Final = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
 
 # "200 OK" → (200, None): the reason is only passed on when it is not the standard one.
-_STATUS: dict[str, tuple[int, bytes | None]] = {}
+_STATUS: Final[dict[str, tuple[int, bytes | None]]] = {}
 
 # Response header name → lower-case bytes.
-_NAMES: dict[str, bytes] = {}
+_NAMES: Final[dict[str, bytes]] = {}
 _CACHE_MAX: Final = 1024
 
 
@@ -156,10 +156,11 @@ class Exchange:
         self.pending: list[bytes] | None = None  # inline: written, not yet sent
         self.whole: bytes | None = None  # the body, where it was one declared chunk
 
-    def start_response(
+    def __call__(
         self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
     ) -> Callable[[bytes], None]:
-        """PEP 3333 ``start_response``."""
+        """PEP 3333 ``start_response``: the exchange itself is the callable the
+        application is given (a bound method would be made per request)."""
         if exc_info is not None:
             try:
                 if self.head_sent:
@@ -440,6 +441,14 @@ class WsgiHost:
         self._host_name = ""
         self._server_port = _LastPort()
         self._client_port = _LastPort()
+        # Names of other modules read per request, as attributes: compiled code looks
+        # an imported global up in the module's dictionary on every use.
+        self._headers: HeaderVariables = WSGI_HEADERS
+        self._session_key = SESSION
+        self._empty_body: Body = EMPTY_BODY
+        self._clock: Callable[[], float] = monotonic
+        # (not "_thread": mypyc names the C field "__thread", a C keyword)
+        self._ident: Callable[[], int] = get_ident
         self._warned = -_WARN_EVERY  # when an inline call holding the loop was last logged
         #: Inline calls that held the loop BLOCKED_WARNING seconds or more.
         self.blocked_calls = 0
@@ -502,7 +511,7 @@ class WsgiHost:
             environ["REMOTE_PORT"] = self._client_port.of(client)
         else:  # a unix socket's peer has no address
             del environ["REMOTE_ADDR"], environ["REMOTE_PORT"]
-        WSGI_HEADERS.add(environ, request.headers)
+        self._headers.add(environ, request.headers)
         user = ctx.user
         if user is not None and user.name:
             environ["REMOTE_USER"] = user.name
@@ -511,7 +520,7 @@ class WsgiHost:
         items = ctx.items
         environ["colonnade.items"] = items
         # The item itself, not the ctx.session property (a Python call per request).
-        session = items.get(SESSION)
+        session = items.get(self._session_key)
         if session is not None:
             environ["colonnade.session"] = session
         return environ
@@ -521,7 +530,7 @@ class WsgiHost:
         where the response is whole when the application returns)."""
         environ = self.environ(ctx)
         body = ctx.request.body
-        if body is EMPTY_BODY or (
+        if body is self._empty_body or (
             "CONTENT_LENGTH" not in environ and "HTTP_TRANSFER_ENCODING" not in environ
         ):
             if self.inline:
@@ -569,9 +578,10 @@ class WsgiHost:
         app = self.app
         response = ctx.response
         exchange = Exchange(None, response)
-        started = monotonic()
+        clock = self._clock
+        started = clock()
         try:
-            result = app(environ, exchange.start_response)
+            result = app(environ, exchange)
             try:
                 whole = _settle(exchange, result)
             except BaseException:
@@ -598,7 +608,7 @@ class WsgiHost:
         try:
             pieces = _pieces(exchange, result)
             while True:
-                started = monotonic()
+                started = self._clock()
                 try:
                     chunk = _next_chunk(pieces, exchange)
                 finally:
@@ -630,7 +640,7 @@ class WsgiHost:
 
     def _held(self, ctx: Context, started: float) -> None:
         # After the application's code ran on the loop since ``started``.
-        held = monotonic() - started
+        held = self._clock() - started
         if held >= BLOCKED_WARNING:
             self._blocked(ctx, held)
 
@@ -658,7 +668,7 @@ class WsgiHost:
         # The running loop's outbox. asyncio.get_running_loop() costs a getpid()
         # system call on every call (its fork check): asked once per loop instead.
         outbox = self._outbox
-        if outbox is None or outbox.thread != get_ident() or not outbox.loop.is_running():
+        if outbox is None or outbox.thread != self._ident() or not outbox.is_running():
             outbox = self._outbox = Outbox(asyncio.get_running_loop())
         return outbox
 
@@ -781,7 +791,7 @@ def _run(job: tuple[WsgiApp, dict[str, Any], Bridge]) -> None:
 
 def _respond(app: WsgiApp, environ: dict[str, Any], bridge: Bridge) -> Command:
     exchange = Exchange(bridge)
-    result = app(environ, exchange.start_response)
+    result = app(environ, exchange)
     try:
         whole = _settle(exchange, result)
         if whole is None:
