@@ -38,6 +38,7 @@ import contextlib
 import logging
 import time
 import urllib.parse
+from collections.abc import Awaitable
 
 from colonnade.config.schema import FarmSettings
 from colonnade.core.app import Application
@@ -46,12 +47,16 @@ from colonnade.core.handler import ROUTE, UPSTREAM, Handler, Route
 from colonnade.core.request import EMPTY_BODY
 from colonnade.errors import ConfigError, HttpError
 from colonnade.handlers.proxy import forward, wire
-from colonnade.handlers.proxy.client import Connection, Pool, Upstream
+from colonnade.handlers.proxy.client import Connection, Pool, Upstream, Wait
 from colonnade.handlers.proxy.config import ProxySection
 from colonnade.handlers.proxy.errors import UpstreamConnectError, UpstreamTimeoutError
+from colonnade.handlers.proxy.wire import END, Data, End, Event, Head, Interim
 from colonnade.providers.farms import Farm, Member, Outcome, farm_for
 
 log = logging.getLogger("colonnade.proxy")
+
+# (The event classes are imported by name: compiled, ``wire.Head`` is a look-up in
+# the module at each use, ``Head`` a static reference.)
 
 
 class UpstreamFailedError(Exception):
@@ -128,21 +133,24 @@ class ProxyHandler(Handler):
             pool = self.pools[upstream.key] = Pool(upstream, settings.pool_settings)
         return pool
 
-    async def execute(self, ctx: Context) -> None:
-        """Forward the request and relay the answer."""
-        settings = ctx.section(ProxySection)
+    def execute(self, ctx: Context) -> Awaitable[None]:
+        """Forward the request and relay the answer (the coroutine that does it:
+        this call only chooses the way, so the walk awaits the exchange itself,
+        a level of coroutines less at each of its waits)."""
+        # Decoded already but for the first request of a URL: a dict look-up, where
+        # ctx.section is a call into interpreted code (SectionSet.get).
+        sections = ctx.sections
+        settings: ProxySection = sections.decoded.get(ProxySection) or sections.get(ProxySection)
         items = ctx.items
         if items:
             handed = items.get(ROUTE)
             if type(handed) is Route:  # handed here by a module: URL Rewrite's route to a farm
-                await self._via_farm(ctx, settings, handed.farm, handed.target)
-                return
+                return self._via_farm(ctx, settings, handed.farm, handed.target)
         route = self._routes.get(id(settings))
         if route is None or route.settings is not settings or route.pool.closed:
             # Not seen yet (only a section with an upstream has a route).
             if settings.farm:
-                await self._via_farm(ctx, settings, settings.farm)
-                return
+                return self._via_farm(ctx, settings, settings.farm)
             upstream = settings.target
             if upstream is None:
                 raise HttpError(
@@ -153,10 +161,7 @@ class ProxyHandler(Handler):
                 )
             route = self._route(settings, upstream)
         items[UPSTREAM] = route.upstream.name
-        try:
-            await _Exchange(ctx, route).run()
-        except _ConnectFailedError as failed:
-            raise failed.error from None
+        return _Exchange(ctx, route).run()
 
     def _route(self, settings: ProxySection, upstream: Upstream) -> _Route:
         # The route of a section that names an upstream, made and kept.
@@ -203,7 +208,7 @@ class ProxyHandler(Handler):
                 or route.pool.closed
             ):
                 route = self._member_route(settings, member)
-            exchange = _Exchange(ctx, route, lease.set_cookie, target)
+            exchange = _Exchange(ctx, route, lease.set_cookie, target, retry=True)
             try:
                 await exchange.run()
             except _ConnectFailedError as failed:
@@ -311,8 +316,13 @@ class _Exchange:
         route: _Route,
         set_cookie: bytes | None = None,
         target: bytes | None = None,
+        *,
+        retry: bool = False,
     ) -> None:
         self.ctx = ctx
+        #: A failed connect raises _ConnectFailedError (a farm tries another
+        #: member), else the 502.3 itself.
+        self.retry = retry
         self.set_cookie = set_cookie  # a farm's affinity cookie for the response
         #: For the farm: "ok" (the upstream answered), "connect_failed", "failed".
         self.outcome: Outcome = "ok"
@@ -353,7 +363,7 @@ class _Exchange:
                 conn = await pool.acquire()
             except (UpstreamConnectError, UpstreamTimeoutError) as exc:
                 self.outcome = "connect_failed"
-                raise _ConnectFailedError(self._error(f"cannot connect: {exc}", 502, 3)) from None
+                raise self._connect_failed(f"cannot connect: {exc}") from None
         reusable = False
         try:
             while True:
@@ -371,8 +381,7 @@ class _Exchange:
                         # like any other, which a farm retries on another member
                         # (an upstream killed with idle pooled connections).
                         self.outcome = "connect_failed"
-                        error = self._error(f"cannot connect again: {exc}", 502, 3)
-                        raise _ConnectFailedError(error) from None
+                        raise self._connect_failed(f"cannot connect again: {exc}") from None
         except UpstreamFailedError as exc:
             self.outcome = "failed"
             if ctx.response.headers_sent:
@@ -389,6 +398,11 @@ class _Exchange:
             raise self._error(str(exc), 502, 3) from None
         finally:
             pool.release(conn, reusable=reusable)
+
+    def _connect_failed(self, what: str) -> Exception:
+        # Nothing of the request went out: the 502.3, or for a farm the news to retry.
+        error = self._error(what, 502, 3)
+        return _ConnectFailedError(error) if self.retry else error
 
     def _error(self, what: str, status: int, substatus: int) -> HttpError:
         message = "the upstream did not answer in time" if status == 504 else "bad gateway"
@@ -422,8 +436,8 @@ class _Exchange:
             self.pumping = True
             pump = conn.loop.create_task(self._pump(conn))
         try:
-            head: wire.Head | None = None
-            rest: list[wire.Event] = []
+            head: Head | None = None
+            rest: list[Event] = []
             while head is None:
                 try:
                     events = self._poll(conn, True, False)
@@ -435,10 +449,10 @@ class _Exchange:
                         raise _StaleError from None
                     raise
                 for i, event in enumerate(events):
-                    if type(event) is wire.Interim:
+                    if type(event) is Interim:
                         if event.status == 100 and self.go is not None:
                             self.go.set()
-                    elif type(event) is wire.Head:
+                    elif type(event) is Head:
                         head = event
                         rest = events[i + 1 :]
                         break
@@ -455,9 +469,9 @@ class _Exchange:
                 self.has_body = False
                 conn.parser.reusable = False
             self._set_head(head)
-            if rest and rest[-1] is wire.END and not self._bodiless():
+            if rest and rest[-1] is END and not self._bodiless():
                 # The whole response came with its head (the usual small answer).
-                self._give_whole([event.data for event in rest if type(event) is wire.Data])
+                self._give_whole([event.data for event in rest if type(event) is Data])
                 return self._reusable(conn)
             return await self._relay(conn, rest)
         finally:
@@ -514,12 +528,12 @@ class _Exchange:
     # While the body is still being pumped, the client sets the pace: each wait
     # is bounded alone. The upstream's failures come as UpstreamFailedError.
 
-    def _waiter(self, conn: Connection, head: bool) -> asyncio.Future[None]:
+    def _waiter(self, conn: Connection, head: bool) -> Wait:
         if head and not self.pumping:
             return conn.waiter_at(self.last_sent + self.timeout)
         return conn.waiter(self.timeout)
 
-    def _poll(self, conn: Connection, head: bool, waited: bool) -> list[wire.Event]:
+    def _poll(self, conn: Connection, head: bool, waited: bool) -> list[Event]:
         # The events of what arrived ([]: none complete yet, or nothing arrived
         # and ``waited`` is False).
         parser = conn.parser
@@ -552,7 +566,7 @@ class _Exchange:
         except wire.UpstreamProtocolError as exc:
             raise UpstreamFailedError(str(exc)) from None
 
-    async def _events(self, conn: Connection) -> list[wire.Event]:
+    async def _events(self, conn: Connection) -> list[Event]:
         # The next events of the response body.
         events = self._poll(conn, False, False)
         while not events:
@@ -566,7 +580,7 @@ class _Exchange:
         if error is not None:
             raise error
 
-    def _set_head(self, head: wire.Head) -> None:
+    def _set_head(self, head: Head) -> None:
         response = self.response
         self.status = response.status = head.status
         response.reason = head.reason or None
@@ -596,7 +610,7 @@ class _Exchange:
                 del headers[i]
         response.body = body[0] if len(body) == 1 else b"".join(body)
 
-    async def _relay(self, conn: Connection, events: list[wire.Event]) -> bool:
+    async def _relay(self, conn: Connection, events: list[Event]) -> bool:
         # The body: whole when it ends within buffer_size, else streamed.
         ctx = self.ctx
         limit = self.route.buffer_size
@@ -605,10 +619,10 @@ class _Exchange:
         ended = False
         while True:
             for event in events:
-                if type(event) is wire.Data:
+                if type(event) is Data:
                     buffered.append(event.data)
                     size += len(event.data)
-                elif type(event) is wire.End:
+                elif type(event) is End:
                     ended = True
             if ended or size > limit:
                 break
@@ -626,9 +640,9 @@ class _Exchange:
         del buffered
         while True:
             for event in await self._events(conn):
-                if type(event) is wire.Data:
+                if type(event) is Data:
                     await ctx.write(event.data)
-                elif type(event) is wire.End:
+                elif type(event) is End:
                     return self._reusable(conn)
 
     def _reusable(self, conn: Connection) -> bool:
@@ -636,7 +650,7 @@ class _Exchange:
 
     # -- upgrade ----------------------------------------------------------------------
 
-    async def _tunnel(self, conn: Connection, head: wire.Head) -> None:
+    async def _tunnel(self, conn: Connection, head: Head) -> None:
         # 101: the client's connection and the upstream's become one pipe.
         ctx = self.ctx
         stream = ctx.upgrade()
