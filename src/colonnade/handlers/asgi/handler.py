@@ -108,14 +108,17 @@ class HttpCycle:
 
     async def send(self, message: Message) -> None:
         """Take one response message from the application."""
+        # Written for the two messages of every request, start then one whole body:
+        # their work is inline (a method call is the dearest step of the pure
+        # install's interpreter, and a call still in the compiled build).
         # Typed: compiled, a str comparison instead of a generic rich comparison.
         kind: str = message["type"]
         if kind == "http.response.body":
             phase = self.phase
-            body = message.get("body", b"")
-            if type(body) is not bytes:
-                body = bytes(body)
             if phase == _STARTED:
+                body = message.get("body", b"")
+                if type(body) is not bytes:
+                    body = bytes(body)
                 ctx = self.ctx
                 if message.get("more_body", False):
                     self.phase = _STREAMING
@@ -124,7 +127,9 @@ class HttpCycle:
                 # The whole body at once: buffered, sent now with its length.
                 response = ctx.response
                 response.body = body
-                self._complete()
+                self.phase = _COMPLETE
+                if self.waiter is not None:
+                    self._wake()
                 if (
                     not body
                     and ctx.request.method == "HEAD"
@@ -132,12 +137,15 @@ class HttpCycle:
                 ):
                     # The head of a body not sent: keep the length it declares.
                     await ctx.start_response()
-                else:
-                    pending = ctx.flush()  # sent now unless something must wait
-                    if pending is not None:
-                        await pending
+                    return
+                pending = ctx.flush()  # sent now unless something must wait
+                if pending is not None:
+                    await pending
                 return
             if phase == _STREAMING:
+                body = message.get("body", b"")
+                if type(body) is not bytes:
+                    body = bytes(body)
                 more = message.get("more_body", False)
                 if body:
                     await self.ctx.write(body)
@@ -149,7 +157,17 @@ class HttpCycle:
             if self.phase != _IDLE:
                 raise RuntimeError("ASGI message 'http.response.start' sent twice")
             self.phase = _STARTED
-            self.start(message)
+            # Recorded in the response; nothing is sent yet.
+            response = self.ctx.response
+            response.status = message["status"]
+            # The application's own error pages are kept (custom errors replace
+            # them only with existing_response = "replace").
+            response.skip_custom_errors = True
+            headers = message.get("headers")
+            if headers:
+                response.headers = _lowered(headers)
+            if self.inner_response is not None:
+                self._inherit(response)
             return
         if kind == "http.response.pathsend":
             if self.phase != _STARTED:
@@ -191,16 +209,9 @@ class HttpCycle:
                 + ("completing its response" if self.phase != _IDLE else "sending a response")
             )
 
-    def start(self, message: Message) -> None:
-        """Record ``http.response.start`` in the response (nothing is sent yet)."""
-        response = self.ctx.response
-        response.status = message["status"]
-        # The application's own error pages are kept (custom errors replace
-        # them only with existing_response = "replace").
-        response.skip_custom_errors = True
-        headers = message.get("headers")
-        if headers:
-            response.headers = _lowered(headers)
+    def _inherit(self, response: Response) -> None:
+        # Behind ASGI middleware (middleware.py): a server handler's response passed
+        # on with its status keeps what the handler said about itself.
         inner = self.inner_response
         if inner is not None and inner.status == response.status:
             response.substatus = inner.substatus
@@ -209,6 +220,11 @@ class HttpCycle:
 
     def _complete(self) -> None:
         self.phase = _COMPLETE
+        if self.waiter is not None:
+            self._wake()
+
+    def _wake(self) -> None:
+        # A receive waiting for http.disconnect: the response is complete.
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -234,21 +250,40 @@ def _lower(name: Any) -> Any:
     return lowered
 
 
+#: ``(name, value)`` pairs seen with a lower-case ``bytes`` name and a ``bytes``
+#: value: what an application sends again and again (``content-type``, a fixed
+#: ``content-length``). A list made of known pairs only is copied as it is, its
+#: pairs checked by the set in C: the pure install's interpreter pays per Python
+#: step, and a loop over the pairs is many. Bounded: values that vary (cookies,
+#: dates) fill it up to the bound and then stay out of it; they take the loop.
+_PAIRS: Final[set[Any]] = set()
+_PAIRS_MAX: Final = 512
+
+
 def _lowered(headers: Any) -> list[tuple[bytes, bytes]]:
     """The application's header list with lower-case names, in a list of our own
     (modules add to the response's). A ``(name, value)`` tuple whose name is lower
     case already is kept as it is: no new tuple, no unpacking (what frameworks send)."""
-    out: list[tuple[bytes, bytes]] = []
     if type(headers) is list:
+        try:
+            known = _PAIRS.issuperset(headers)
+        except TypeError:  # a pair that does not hash (a list): the loop decides
+            known = False
+        if known:
+            return list(headers)
+        out: list[tuple[bytes, bytes]] = []
         for pair in headers:
             if type(pair) is tuple and len(pair) == 2:
                 name = pair[0]
                 if type(name) is bytes and _LOWER.get(name) is name:
                     out.append(pair)
+                    if type(pair[1]) is bytes and len(_PAIRS) < _PAIRS_MAX:
+                        _PAIRS.add(pair)
                     continue
             name, value = pair
             out.append((_lower(name), value))
         return out
+    out = []
     for name, value in headers:
         out.append((_lower(name), value))
     return out
