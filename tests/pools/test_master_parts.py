@@ -164,3 +164,49 @@ def test_a_worker_start_releases_memory_once_per_loop_turn(
         assert released == [1, 1]
 
     asyncio.run(scenario())
+
+
+def test_python_handler_sections_are_known_without_the_apps(tmp_path: Path) -> None:
+    """A server-level ``[asgi]``/``[wsgi]`` (``serve --root-path``,
+    ``--no-wsgi-blocking``) is valid where the view of the configuration holds no
+    Python app: the master checks it without its apps, and the worker of a pool
+    with none builds only its own pool's sites. Both refused it (the master would
+    not start)."""
+    from colonnade.core.registry import Registry
+    from colonnade.engine import Engine
+    from colonnade.modules.standard import BUILTIN
+    from colonnade.pools import checker
+    from colonnade.pools.config import ConfigSource, pool_view
+
+    (tmp_path / "www").mkdir()
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "web.py").write_text("def app(environ, start_response): ...\n")
+    file = tmp_path / "colonnade.toml"
+    file.write_text(
+        "[asgi]\n"
+        'root_path = "/api"\n'
+        "[wsgi]\n"
+        "blocking = false\n"
+        "[pools.static]\n"
+        "[pools.python]\n"
+        "[[sites]]\n"
+        'name = "files"\n'
+        'bindings = ["http://127.0.0.1:8080"]\n'
+        'root = "www"\n'
+        'pool = "static"\n'
+        "[[sites]]\n"
+        'name = "app"\n'
+        'bindings = ["http://127.0.0.1:8081"]\n'
+        'root = "www"\n'
+        'pool = "python"\n'
+        "[[sites.applications]]\n"
+        'path = "/"\n'
+        'app = "web:app"\n'
+        'app_dir = "app"\n'
+        'interface = "wsgi"\n'
+    )
+    source = ConfigSource(file=str(file)).read()
+    registry = Registry.standard(BUILTIN)
+    found, engine = checker.report(source, registry)
+    assert found.errors == [] and engine is not None
+    Engine(pool_view(source.load(), "static"), registry)  # no ConfigError

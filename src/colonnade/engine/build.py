@@ -121,11 +121,14 @@ class Builder:
         for module_id in self.server_ids:
             self._learn_sections(module_id)
         # A hosted Python app brings its handler even where the module list does
-        # not name it, so the handlers' sections ([asgi], [wsgi]) are known too.
-        if any(a.app for site in config.sites for a in site.applications):
-            for module_id in PYTHON_HANDLERS:
-                if module_id in registry:
-                    self._learn_sections(module_id)
+        # not name it, so the handlers' sections ([asgi], [wsgi]) are always known
+        # (their section types only: the handlers stay unimported). Not only where
+        # this view of the configuration hosts an app: the master checks the
+        # configuration without its apps, and a pool's worker sees only its own
+        # pool's, yet a server-level [asgi] (serve --root-path) applies to them all.
+        for module_id in PYTHON_HANDLERS:
+            if module_id in registry:
+                self._learn_sections(module_id)
         self.reused: list[AppRuntime] = []
         self.fresh: list[AppRuntime] = []
 
