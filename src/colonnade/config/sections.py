@@ -238,10 +238,11 @@ class SectionSet:
     above the path that cannot be used (its settings are not in ``raw``):
     requests there are answered 500.19 naming it.
 
-    ``decoded`` holds the sections decoded so far, by type: a hook that runs on
-    every request reads ``ctx.sections.decoded.get(MySection) or
-    ctx.sections.get(MySection)``, a dict lookup where the common case (decoded
-    already) would otherwise cost a Python call (a section object is never false).
+    ``decoded`` holds the sections decoded so far, by type: ``ctx.section(cls)``
+    (compiled) reads it first, a dict look-up where the common case (decoded
+    already) would otherwise cost a call into this interpreted class. Interpreted
+    code on every request's path reads ``ctx.sections.decoded.get(MySection) or
+    ctx.sections.get(MySection)`` itself (one call less; a section is never false).
     """
 
     __slots__ = ("broken", "decoded", "origins", "raw")

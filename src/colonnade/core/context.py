@@ -245,8 +245,13 @@ class Context:
         self.waiting: tuple[Stage, str] | None = None
 
     def section(self, cls: type[S]) -> S:
-        """The effective settings of section ``cls`` for this request's URL."""
-        return self.sections.get(cls)
+        """The effective settings of section ``cls`` for this request's URL.
+
+        Compiled: a section decoded already (every request of a URL but its first)
+        is a dict look-up here, with no call into the interpreted ``SectionSet``."""
+        sections = self.sections
+        found: S | None = sections.decoded.get(cls)
+        return found if found is not None else sections.get(cls)
 
     @property
     def session(self) -> Session | None:

@@ -137,10 +137,7 @@ class ProxyHandler(Handler):
         """Forward the request and relay the answer (the coroutine that does it:
         this call only chooses the way, so the walk awaits the exchange itself,
         a level of coroutines less at each of its waits)."""
-        # Decoded already but for the first request of a URL: a dict look-up, where
-        # ctx.section is a call into interpreted code (SectionSet.get).
-        sections = ctx.sections
-        settings: ProxySection = sections.decoded.get(ProxySection) or sections.get(ProxySection)
+        settings = ctx.section(ProxySection)
         items = ctx.items
         if items:
             handed = items.get(ROUTE)

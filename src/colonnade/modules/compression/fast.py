@@ -36,10 +36,7 @@ def send_response_hook(policy: Callable[[CompressionSection], Any], full: Hook) 
             sections = ctx.sections
             compressed = dynamic.get(sections)
             if compressed is None:
-                section: CompressionSection = sections.decoded.get(
-                    CompressionSection
-                ) or sections.get(CompressionSection)
-                compressed = bool(policy(section).dynamic)
+                compressed = bool(policy(ctx.section(CompressionSection)).dynamic)
                 if len(dynamic) >= KNOWN_MAX:
                     dynamic.clear()
                 dynamic[sections] = compressed

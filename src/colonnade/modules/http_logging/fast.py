@@ -36,10 +36,7 @@ def log_request_hook(key: str, full: Hook) -> Hook:
         capture = captures.get(sections)
         if capture is None:
             full(ctx)  # builds the section's capture (or reports why it cannot)
-            section: HttpLoggingSection = sections.decoded.get(HttpLoggingSection) or sections.get(
-                HttpLoggingSection
-            )
-            built = section.__dict__
+            built = ctx.section(HttpLoggingSection).__dict__
             if key in built:
                 if len(captures) >= KNOWN_MAX:
                     captures.clear()

@@ -38,10 +38,7 @@ def begin_request_hook(full: Hook) -> Hook:
         sections = ctx.sections
         clean = known.get(sections)
         if clean is None:
-            section: RequestFilteringSection = sections.decoded.get(
-                RequestFilteringSection
-            ) or sections.get(RequestFilteringSection)
-            rules = section.rules
+            rules = ctx.section(RequestFilteringSection).rules
             clean = rules.clean_paths if rules.plain else _NOTHING_PASSES
             if len(known) >= KNOWN_MAX:
                 known.clear()
