@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+import urllib.parse
+
 import pytest
 
-from colonnade.core.urlpath import covers, decode_path
+from colonnade.core.urlpath import covers, decode_path, quote, unquote_to_bytes
 from colonnade.errors import HttpError
 
 GOOD = [
@@ -69,3 +72,25 @@ def test_refuses(raw: bytes) -> None:
 )
 def test_covers(prefix: str, path: str, expected: bool) -> None:
     assert covers(prefix, path) is expected
+
+
+#: Every string of up to three of these: escapes whole, cut short, malformed, in a row.
+UNQUOTE_ALPHABET = b"%0aF/gZ \x00\xff"
+
+
+def test_unquote_to_bytes_answers_as_urllib_does() -> None:
+    # core.urlpath's own, so that a worker does not import urllib.parse for it.
+    for n in range(5):
+        for chars in itertools.product(UNQUOTE_ALPHABET, repeat=n):
+            raw = bytes(chars)
+            assert unquote_to_bytes(raw) == urllib.parse.unquote_to_bytes(raw), raw
+    for raw in (b"", b"/a%2Fb%2fc", b"%%41", b"%E2%82%AC%", b"100%", b"%%%"):
+        assert unquote_to_bytes(raw) == urllib.parse.unquote_to_bytes(raw), raw
+
+
+@pytest.mark.parametrize("safe", ["/", "", "/!$&'()*+,;=:@-._~", "\u00e9/%"])
+def test_quote_answers_as_urllib_does(safe: str) -> None:
+    for chars in itertools.product("a~ /%?\u00e9\u20ac\U0001f600\x00", repeat=3):
+        text = "".join(chars)
+        assert quote(text, safe=safe) == urllib.parse.quote(text, safe=safe), (text, safe)
+    assert quote("/caf\u00e9 x/") == urllib.parse.quote("/caf\u00e9 x/") == "/caf%C3%A9%20x/"

@@ -42,7 +42,10 @@ def wsgi(environ, start_response):
 #: each came with one rarely used feature (a date parsed from a request, a
 #: "did you mean" in an error, the JSON log format, a JSON directory listing,
 #: compression's thread pool, systemd's notifications, TLS where no binding is https,
-#: a WSGI request body spooled to a temporary file).
+#: a WSGI request body spooled to a temporary file, percent-escapes and a loopback
+#: check: core.urlpath's own, not urllib.parse's; typing_extensions, which msgspec
+#: takes only where it can; the stdlib's http, for its reason phrases; mypy_extensions,
+#: for a decorator mypyc reads at compile time).
 NOT_IN_AN_IDLE_WORKER = (
     "email",
     "email.utils",
@@ -54,6 +57,11 @@ NOT_IN_AN_IDLE_WORKER = (
     "shutil",
     "importlib.metadata",
     "argparse",
+    "urllib.parse",
+    "ipaddress",
+    "typing_extensions",
+    "http",
+    "mypy_extensions",
     "colonnade.pools.systemd",
     "colonnade.transport.tls",
     "colonnade.transport.handshake",
@@ -186,3 +194,21 @@ def test_die_with_parent_asks_for_sigterm() -> None:
         [sys.executable, "-c", PDEATHSIG], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "True", out.stderr
+
+
+def test_msgspec_needs_nothing_of_typing_extensions_on_this_python() -> None:
+    """A worker imports msgspec without typing_extensions (pools/lean.py), which
+    msgspec would use for three names only: check that here they are typing's."""
+    import typing
+
+    te = pytest.importorskip("typing_extensions")
+
+    class Movie(te.TypedDict, total=False):
+        title: te.Required[te.Annotated[str, 1]]
+        year: te.NotRequired[int]
+        cast: te.ReadOnly[list[str]]
+
+    assert te.Required is typing.Required and te.NotRequired is typing.NotRequired
+    for obj in (Movie, test_msgspec_needs_nothing_of_typing_extensions_on_this_python):
+        ours = typing.get_type_hints(obj, localns={"te": te}, include_extras=True)
+        assert te.get_type_hints(obj, localns={"te": te}, include_extras=True) == ours

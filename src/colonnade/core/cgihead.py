@@ -23,14 +23,14 @@ read here, once:
 
 from __future__ import annotations
 
-from http import HTTPStatus
 from typing import Final, NamedTuple
 
 from colonnade.core.httputil import is_field_value, is_token
 from colonnade.core.request import Headers
+from colonnade.http.phrases import PHRASES
 
 #: Standard reason phrases, by status.
-_PHRASES: Final = {s.value: s.phrase for s in HTTPStatus}
+_PHRASES: Final = PHRASES
 
 #: The largest head :func:`split_head` waits for (nginx's fastcgi_buffer_size is
 #: 4-8 KiB; Apache's limit on a script's header lines is 8190 bytes each).

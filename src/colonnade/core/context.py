@@ -16,24 +16,14 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from colonnade.config.sections import Section, SectionSet
+from colonnade.core.compileopts import mypyc_attr
 from colonnade.core.httputil import method_not_allowed
 from colonnade.core.principal import Principal
 from colonnade.core.request import EMPTY_BODY, Headers, Request, is_local
 from colonnade.core.response import FileBody, Response
 from colonnade.core.session import SESSION, Session
 
-try:
-    from mypy_extensions import mypyc_attr
-except ImportError:  # pragma: no cover - an install without mypy (it comes with mypy)
-    # mypyc reads the decorator at compile time and never calls it on a compiled
-    # class: where mypy_extensions is missing, a plain Python class needs nothing.
-    def mypyc_attr(*attrs: str, **kwattrs: object) -> IdentityFunction:
-        return lambda cls: cls
-
-
 if TYPE_CHECKING:
-    from _typeshed import IdentityFunction
-
     from colonnade.core.app import Application
     from colonnade.core.handler import Handler
     from colonnade.core.stages import Stage

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from http import HTTPStatus
-
 from colonnade.core.markup import escape
+from colonnade.http.phrases import PHRASES
 
 
 def reason(status: int) -> str:
     """The standard reason phrase for ``status``."""
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
+    return PHRASES.get(status, "Error")
 
 
 #: ``Context.items`` key of an error's detail for the administrator (what to change):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, Protocol
@@ -30,6 +29,9 @@ def is_local_client(host: str, header_names: Iterable[bytes]) -> bool:
     ``X-Forwarded-For``, ``X-Real-IP``) is not local, even from a loopback address:
     a reverse proxy on the same machine forwards other people's requests.
     """
+    # Here, not at import: error pages only, and ipaddress is ~0.3 MiB of a worker.
+    import ipaddress
+
     try:
         # An IPv6 zone id is not part of the address.
         address = ipaddress.ip_address(host.partition("%")[0])

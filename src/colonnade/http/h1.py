@@ -57,7 +57,6 @@ from __future__ import annotations
 import re
 import time as _time_module
 from collections.abc import Sequence
-from http import HTTPStatus
 from typing import Final, NoReturn
 
 import httptools
@@ -72,6 +71,7 @@ from colonnade.http.events import (
     ProtocolError,
     RequestHead,
 )
+from colonnade.http.phrases import PHRASES
 
 __all__ = ["HTTP1Connection", "error_response", "reason_phrase"]
 
@@ -184,7 +184,7 @@ class _RejectError(Exception):
 
 
 # -- status lines and reasons, built once --------------------------------------------
-_REASONS: Final[dict[int, bytes]] = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
+_REASONS: Final[dict[int, bytes]] = {code: text.encode("ascii") for code, text in PHRASES.items()}
 _STATUS_LINES: Final[dict[int, bytes]] = {
     code: b"HTTP/1.1 %d %b\r\n" % (code, phrase) for code, phrase in _REASONS.items()
 }

@@ -29,10 +29,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import quote
 
 from colonnade.core.httputil import has_token
 from colonnade.core.session import SESSION
+from colonnade.core.urlpath import quote
 
 if TYPE_CHECKING:
     from colonnade.core.context import Context

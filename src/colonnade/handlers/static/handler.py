@@ -40,7 +40,6 @@ import os
 import time
 from collections.abc import Awaitable
 from stat import S_ISDIR, S_ISREG
-from urllib.parse import quote
 
 from colonnade.config.sections import WEB_TOML
 from colonnade.core.app import Application
@@ -61,6 +60,7 @@ from colonnade.core.httputil import http_date
 from colonnade.core.ranges import Multipart, Span, content_range, multipart
 from colonnade.core.request import Headers
 from colonnade.core.response import FileBody, Response
+from colonnade.core.urlpath import quote
 from colonnade.handlers.static.cache import (
     ENTRY_OVERHEAD,
     RACY_NS,

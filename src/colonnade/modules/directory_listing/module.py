@@ -15,7 +15,6 @@ import os
 import stat
 import time
 from typing import NamedTuple
-from urllib.parse import parse_qsl, quote
 
 from colonnade.config.sections import WEB_TOML
 from colonnade.core.context import Context
@@ -23,6 +22,7 @@ from colonnade.core.handler import Handler
 from colonnade.core.markup import escape
 from colonnade.core.module import Priority, hook
 from colonnade.core.stages import Stage
+from colonnade.core.urlpath import quote
 from colonnade.errors import HttpError
 from colonnade.modules.directory_listing.config import DirectoryBrowseSection
 
@@ -95,6 +95,9 @@ class DirectoryListing(Handler):
             entries = self._entries(ctx.physical_path, settings)
         except OSError:
             raise HttpError(404, 0, "the folder cannot be read") from None
+        # Here, not at import: a worker that lists no folder keeps urllib.parse out.
+        from urllib.parse import parse_qsl
+
         query = dict(parse_qsl(ctx.request.query.decode("latin-1")))
         sort = query.get("sort", "name")
         sort = sort if sort in _SORTS else "name"

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from urllib.parse import unquote_to_bytes
 
 from colonnade.core.context import Context
 from colonnade.core.module import CONTINUE, FINISH, Module, Outcome, Priority, hook
 from colonnade.core.request import EMPTY_BODY, Body, Request
 from colonnade.core.stages import Stage
+from colonnade.core.urlpath import unquote_to_bytes
 from colonnade.errors import HttpError
 from colonnade.modules.request_filtering.config import (
     CONTENT_LENGTH,
