@@ -114,12 +114,9 @@ class FastCgiHandler(Handler):
 
     def __init__(self) -> None:
         self.pools: dict[str, Pool] = {}
-        #: Per application: the test a script's URL path passes (its extensions).
-        self.accepts: dict[str, Callable[[str], bool] | None] = {}
-        #: Per application: what follows the CGI variables in PARAMS
-        #: (REDIRECT_STATUS, the configured params), and the names of the
-        #: variables the configured params replace.
-        self.tails: dict[str, tuple[bytes, list[str]]] = {}
+        #: Per application, what a request of it needs (its pool, its script
+        #: test, its PARAMS tail), found with one lookup.
+        self.apps: dict[str, _App] = {}
         self.pool_name = "default"
         self.applications: dict[str, FastCgiApplication] = {}
         #: The name of the one application, where only one is defined.
@@ -156,13 +153,14 @@ class FastCgiHandler(Handler):
     async def startup(self) -> None:
         """Take this worker's pools (no process starts before the first request)."""
         for name, settings in self.applications.items():
-            self.pools[name] = POOLS.acquire(name, settings, self.pool_name)
-            self.accepts[name] = _accepting(settings.script_extensions)
-            self.tails[name] = _tail(settings)
+            pool = self.pools[name] = POOLS.acquire(name, settings, self.pool_name)
+            tail, replaced = _tail(settings)
+            self.apps[name] = _App(pool, _accepting(settings.script_extensions), tail, replaced)
 
     async def shutdown(self) -> None:
         """Give the pools back; the last user ends their processes."""
         pools, self.pools = self.pools, {}
+        self.apps = {}
         for pool in pools.values():
             await POOLS.release(pool)
 
@@ -173,13 +171,14 @@ class FastCgiHandler(Handler):
         # The one application, where only one is defined (the common case):
         # no settings looked up for it.
         chosen = self.only or ctx.section(FastCgiSection).chosen
-        pool = self.pools.get(chosen)
-        if pool is None:
+        app = self.apps.get(chosen)
+        if app is None:
             raise HttpError(503, 0, "the FastCGI application is not running")
-        script = script_parts(ctx, self.accepts[chosen])
+        pool = app.pool
+        script = script_parts(ctx, app.accept)
         if script is None:
             raise HttpError(404, 0, "the script does not exist")
-        head = self._request_head(ctx, script, chosen)
+        head = self._request_head(ctx, script, app)
         # An idle instance at hand (the common case), else wait for one.
         inst = pool.take()
         if inst is None:
@@ -188,16 +187,39 @@ class FastCgiHandler(Handler):
         exchange = _Exchange(ctx, pool, inst, head)
         try:
             while True:
+                # The exchange (``_Exchange.begin``, ``_respond``, ``end``) in
+                # this coroutine: one coroutine less per request than a method
+                # of the exchange awaiting ``_respond`` (each costs its frame on
+                # every suspension and resumption).
                 try:
-                    reusable = await exchange.run()
-                    break
-                except _StaleError:
+                    rest = exchange.begin()
+                    if rest is not None:
+                        await exchange.send_rest(rest)
+                    keeps = await exchange._respond()
+                    pump = exchange.pump
+                    if pump is not None:
+                        if not pump.done():
+                            # The application answered without reading the whole
+                            # body: the connection holds our unsent STDIN; it
+                            # cannot serve again.
+                            keeps = False
+                        await exchange._end(pump)
+                except BaseException as exc:
+                    error = await exchange.abandon(exc)
+                    if not isinstance(error, _StaleError):
+                        if error is exc:
+                            raise
+                        raise error from None
                     # An idle connection that had gone away: nothing of the
                     # request was taken, so it goes again on a new one (as nginx
                     # retries the next upstream). Ends: an instance is renewed
                     # once, then replaced by a new one, which is never stale.
                     inst = await pool.renew(inst)
                     exchange = _Exchange(ctx, pool, inst, head)
+                    continue
+                exchange.end()
+                reusable = keeps
+                break
         except _AppFailedError as failed:
             # Logged by the pipeline with the page's correlation id: the detail
             # names the application, its program and the pool.
@@ -213,10 +235,11 @@ class FastCgiHandler(Handler):
             # After the instance went back: the target may be a script of ours too.
             await serve_local_redirect(ctx, exchange.redirect, pool.label)
 
-    def _request_head(self, ctx: Context, script: tuple[str, str, str], chosen: str) -> bytes:
+    def _request_head(self, ctx: Context, script: tuple[str, str, str], app: _App) -> bytes:
         # BEGIN_REQUEST, PARAMS and (without a body) the end of STDIN, in one join.
         request = ctx.request
-        tail, replaced = self.tails[chosen]
+        tail = app.tail
+        replaced = app.replaced
         no_body = request.body is EMPTY_BODY
         if replaced:
             # The configured params replace some variables: made as a dict.
@@ -325,6 +348,28 @@ class FastCgiHandler(Handler):
             out.append(variable.head(len(value)))
             variable.at = len(out)
             out.append(value)
+
+
+class _App:
+    """One FastCGI application as the handler's requests use it."""
+
+    __slots__ = ("accept", "pool", "replaced", "tail")
+
+    def __init__(
+        self,
+        pool: Pool,
+        accept: Callable[[str], bool] | None,
+        tail: bytes,
+        replaced: list[str],
+    ) -> None:
+        self.pool = pool
+        #: The test a script's URL path passes (its extensions), if any.
+        self.accept = accept
+        #: What follows the CGI variables in PARAMS (REDIRECT_STATUS, the
+        #: configured params), and the names of the variables the configured
+        #: params replace.
+        self.tail = tail
+        self.replaced = replaced
 
 
 class _Variable:
@@ -472,10 +517,16 @@ class _Exchange:
         #: by it, a piece of the response taken by the client): the pool's
         #: ticker restarts the activity timeout when it changed.
         self.moves = 0
+        #: The pool's ticker's notes (``pool.Watched``).
+        self.started = -1.0
+        self.moved = 0.0
+        self.moves_then = 0
         #: Which timeout passed (``"request"``, ``"activity"``), once one did.
         self.expired: str | None = None
         self.task: asyncio.Task[object] | None = None
         self.cancelling = 0
+        #: The task that pumps the request body into STDIN (with a body only).
+        self.pump: asyncio.Task[None] | None = None
         self.stderr = bytearray()
         self.stderr_dropped = 0
         self.pump_error: BaseException | None = None
@@ -488,76 +539,91 @@ class _Exchange:
 
     def expire(self, which: str) -> None:
         """A timeout passed (the pool's ticker says which): the request's task is
-        cancelled, and :meth:`run` answers 504.1 (as ``asyncio.timeout`` does,
+        cancelled, and :meth:`abandon` answers 504.1 (as ``asyncio.timeout`` does,
         a cancellation of the task by anyone else stays one)."""
         self.expired = which
         if self.task is not None:
             self.task.cancel()
 
-    async def run(self) -> bool:
-        """Carry out the exchange; True when the instance can serve again.
-
-        The request goes out, a pump task sends the body (if any) while the
-        answer is read; the pool's ticker watches the timeouts meanwhile (one
-        coroutine for all of it: each costs its own frame on every request)."""
+    def begin(self) -> memoryview | None:
+        """Start the exchange: the request goes out (what the socket did not
+        take at once is returned, for :meth:`send_rest`), a pump task sends the
+        body (if any) once it did, and the pool's ticker watches the timeouts
+        until :meth:`end` or :meth:`abandon`. The handler then reads the answer
+        (:meth:`_respond`)."""
         task = _current_task(self.pool.loop)
         assert task is not None
         self.task = task
         self.cancelling = task.cancelling()
-        pool = self.pool
-        pool.watch(self)
+        self.pool.watch(self.inst, self)
         inst = self.inst
-        sock = inst.sock
-        assert sock is not None
-        body = self.ctx.request.body
         head = self.head  # with the end of STDIN when there is no body
-        pump: asyncio.Task[None] | None = None
         try:
-            try:
-                # Nearly always taken whole at once: no coroutine made for the rest.
-                sent = inst.send_some(head)
-                if sent < len(head):
-                    await inst.send(memoryview(head)[sent:])
-            except OSError as exc:
-                if inst.reused:
-                    raise _StaleError from None  # closed while idle: nothing was taken
-                raise self._fail(f"the request could not be sent: {exc}") from None
-            if body is not EMPTY_BODY:
-                pump = pool.loop.create_task(self._pump(sock))
-            keeps = await self._respond()
-            if pump is not None and not pump.done():
-                # The application answered without reading the whole body: the
-                # connection holds our unsent STDIN; it cannot serve again.
-                keeps = False
-        except BaseException as exc:
-            await self._end(pump)
-            pool.unwatch(self)
-            if (
-                self.expired is None
-                or task.uncancel() > self.cancelling
-                or not isinstance(exc, asyncio.CancelledError)
-            ):
-                raise
-            settings = self.settings
-            which = (
-                f"request timeout ({settings.request_timeout:g}s)"
-                if self.expired == "request"
-                else f"activity timeout ({settings.activity_timeout:g}s)"
-            )
-            raise self._fail(
-                f"the application exceeded its {which}",
-                504,
-                1,
-                "the application did not answer in time",
-            ) from None
-        if pump is not None:
-            await self._end(pump)
-        else:
+            # Nearly always taken whole at once: no coroutine made for the rest.
+            sent = inst.send_some(head)
+        except OSError as exc:
+            raise self._not_sent(exc) from None
+        if sent < len(head):
+            return memoryview(head)[sent:]
+        self._start_pump()
+        return None
+
+    async def send_rest(self, rest: memoryview) -> None:
+        """The rest of the request that :meth:`begin` could not send at once."""
+        try:
+            await self.inst.send(rest)
+        except OSError as exc:
+            raise self._not_sent(exc) from None
+        self._start_pump()
+
+    def _not_sent(self, exc: OSError) -> Exception:
+        if self.inst.reused:
+            return _StaleError()  # closed while idle: nothing was taken
+        return self._fail(f"the request could not be sent: {exc}")
+
+    def _start_pump(self) -> None:
+        if self.ctx.request.body is not EMPTY_BODY:
+            sock = self.inst.sock
+            assert sock is not None
+            self.pump = self.pool.loop.create_task(self._pump(sock))
+
+    def end(self) -> None:
+        """The exchange ended well (its pump, if any, ended with :meth:`_end`)."""
+        if self.pump is None:
             self._log_stderr()
-        pool.unwatch(self)
+        self.pool.unwatch(self.inst)
         if self.expired is not None:
+            task = self.task
+            assert task is not None
             task.uncancel()  # it expired, but the exchange ended anyway
-        return keeps
+
+    async def abandon(self, exc: BaseException) -> BaseException:
+        """The exchange failed with ``exc``: its pump stopped, its timeouts no
+        longer watched; returns what to raise: ``exc``, or the 504.1 of a
+        timeout that passed (as ``asyncio.timeout`` does, a cancellation of the
+        task by anyone else stays one)."""
+        await self._end(self.pump)
+        self.pool.unwatch(self.inst)
+        task = self.task
+        if (
+            self.expired is None
+            or task is None
+            or task.uncancel() > self.cancelling
+            or not isinstance(exc, asyncio.CancelledError)
+        ):
+            return exc
+        settings = self.settings
+        which = (
+            f"request timeout ({settings.request_timeout:g}s)"
+            if self.expired == "request"
+            else f"activity timeout ({settings.activity_timeout:g}s)"
+        )
+        return self._fail(
+            f"the application exceeded its {which}",
+            504,
+            1,
+            "the application did not answer in time",
+        )
 
     async def _end(self, pump: asyncio.Task[None] | None) -> None:
         # The exchange is over: its pump stopped, what it wrote to STDERR logged.
