@@ -43,6 +43,8 @@ REQUESTS: list[dict[str, Any]] = [
     },
     {"query": LONG.encode(), "target": b"/app/index.php?" + LONG.encode()},
     {"user": Principal("j\u00f6rg", "Basic")},
+    # PARAMS past one record (64 KiB): cut into records by the records module.
+    {"headers": [(b"x-big", b"v" * 70000)]},
     {"user": Principal("", "anonymous")},
 ]
 

@@ -238,7 +238,6 @@ class FastCgiHandler(Handler):
     def _request_head(self, ctx: Context, script: tuple[str, str, str], app: _App) -> bytes:
         # BEGIN_REQUEST, PARAMS and (without a body) the end of STDIN, in one join.
         request = ctx.request
-        tail = app.tail
         replaced = app.replaced
         no_body = request.body is EMPTY_BODY
         if replaced:
@@ -246,7 +245,7 @@ class FastCgiHandler(Handler):
             variables = cgi_variables(ctx, Script(*script), software=self.software)
             for name in replaced:
                 variables.pop(name, None)
-            encoded = records.encode_text_pairs(variables.items()) + tail
+            encoded = records.encode_text_pairs(variables.items()) + app.tail
             return records.params_stream(
                 REQUEST_ID, encoded, _BEGIN, _STDIN_END if no_body else b""
             )
@@ -279,18 +278,22 @@ class FastCgiHandler(Handler):
         else:
             connection_text = records.encode_text_pairs(connection_pairs(request))
             _keep(self.connection_texts, client, (version, scheme, host, server, connection_text))
-        # The first four pieces are BEGIN_REQUEST and PARAMS' record header (its
-        # length and padding put in once known); the last the padding, the empty
-        # PARAMS record and (without a body) the end of STDIN.
-        out = [_PARAMS_START, b"", b"", b"", script_text, connection_text]
+        # The first piece is BEGIN_REQUEST and PARAMS' record header (put in
+        # once the length is known); the last the application's tail, the
+        # padding, the empty PARAMS record and (without a body) the end of STDIN.
+        # Fewer pieces, a cheaper join: each costs about a hundred instructions.
+        out = [b"", script_text, connection_text]
         method = _METHODS.get(request.method)
         if method is None:
             value = request.method.encode("latin-1")
             method = _METHOD.head(len(value)) + value
         out.append(method)
         query = request.query
-        out.append(_QUERY.head(len(query)))
-        out.append(query)
+        if query:
+            out.append(_QUERY.head(len(query)))
+            out.append(query)
+        else:
+            out.append(_NO_QUERY)
         target = request.target
         out.append(_URI.head(len(target)))
         out.append(target)
@@ -303,21 +306,22 @@ class FastCgiHandler(Handler):
             out.append(_AUTH_TYPE.head(len(value)))
             out.append(value)
         self._header_pairs(out, request.headers)
-        out.append(tail)
-        length = 0  # the PARAMS text's, after the four pieces of headers
+        length = len(app.tail)  # the PARAMS text's
         for piece in out:
             length += len(piece)
-        length -= len(_PARAMS_START)
         if length > records.CHUNK:
             # More than one PARAMS record: cut by the records module.
+            out.append(app.tail)
             return records.params_stream(
-                REQUEST_ID, b"".join(out[4:]), _BEGIN, _STDIN_END if no_body else b""
+                REQUEST_ID, b"".join(out), _BEGIN, _STDIN_END if no_body else b""
             )
         padding = -length % 8
-        out[1] = _BYTES[length >> 8]
-        out[2] = _BYTES[length & 0xFF]
-        out[3] = _PADDINGS[padding]
-        out.append(_ENDS_WITH_STDIN[padding] if no_body else _ENDS[padding])
+        start = _STARTS.get(length)
+        if start is None:
+            start = _PARAMS_START + bytes((length >> 8, length & 0xFF, padding, 0))
+            _keep(_STARTS, length, start)
+        out[0] = start
+        out.append(app.ends_with_stdin[padding] if no_body else app.ends[padding])
         return b"".join(out)
 
     def _header_pairs(self, out: list[bytes], headers: list[tuple[bytes, bytes]]) -> None:
@@ -353,7 +357,7 @@ class FastCgiHandler(Handler):
 class _App:
     """One FastCGI application as the handler's requests use it."""
 
-    __slots__ = ("accept", "pool", "replaced", "tail")
+    __slots__ = ("accept", "ends", "ends_with_stdin", "pool", "replaced", "tail")
 
     def __init__(
         self,
@@ -370,6 +374,10 @@ class _App:
         #: params replace.
         self.tail = tail
         self.replaced = replaced
+        #: By padding: what follows the request's own PARAMS pairs: the tail,
+        #: the padding, the empty PARAMS record, then (or not) the end of STDIN.
+        self.ends = [tail + bytes(p) + _PARAMS_END for p in range(8)]
+        self.ends_with_stdin = [end + _STDIN_END for end in self.ends]
 
 
 class _Variable:
@@ -413,19 +421,14 @@ def _keep(cache: dict[Any, Any], key: Any, value: Any) -> None:
     cache[key] = value
 
 
-#: Every byte value as a bytes object (a record header's bytes, one by one).
-_BYTES: Final = [bytes((n,)) for n in range(256)]
 #: BEGIN_REQUEST and the start of PARAMS' record header, up to its length.
 _PARAMS_START: Final = _BEGIN + bytes(
     (records.VERSION, records.PARAMS, REQUEST_ID >> 8, REQUEST_ID & 0xFF)
 )
-#: By padding: the end of PARAMS' record header (the padding's length, the
-#: reserved byte).
-_PADDINGS: Final = [bytes((p, 0)) for p in range(8)]
-#: By padding: what follows PARAMS' bytes: the padding, the empty PARAMS record,
-#: then (or not) the end of STDIN.
-_ENDS: Final = [bytes(p) + records.record(records.PARAMS, REQUEST_ID) for p in range(8)]
-_ENDS_WITH_STDIN: Final = [end + _STDIN_END for end in _ENDS]
+#: By PARAMS' length: BEGIN_REQUEST and PARAMS' whole record header (bounded).
+_STARTS: Final[dict[int, bytes]] = {}
+#: The empty PARAMS record that ends the stream.
+_PARAMS_END: Final = records.record(records.PARAMS, REQUEST_ID)
 
 #: The variables whose values vary by request.
 _METHOD: Final = _Variable(b"REQUEST_METHOD")
@@ -433,6 +436,8 @@ _QUERY: Final = _Variable(b"QUERY_STRING")
 _URI: Final = _Variable(b"REQUEST_URI")
 _REMOTE_USER: Final = _Variable(b"REMOTE_USER")
 _AUTH_TYPE: Final = _Variable(b"AUTH_TYPE")
+#: QUERY_STRING's pair without a query.
+_NO_QUERY: Final = _QUERY.head(0)
 #: REQUEST_METHOD's whole pair for the common methods.
 _METHODS: Final = {
     m: _METHOD.head(len(m)) + m.encode()
@@ -527,7 +532,9 @@ class _Exchange:
         self.cancelling = 0
         #: The task that pumps the request body into STDIN (with a body only).
         self.pump: asyncio.Task[None] | None = None
-        self.stderr = bytearray()
+        #: What came of STDERR (bounded): bytes, not a bytearray, as nearly no
+        #: request has any (no object made for them).
+        self.stderr = b""
         self.stderr_dropped = 0
         self.pump_error: BaseException | None = None
         self.received = 0  # bytes read from the application
@@ -921,7 +928,7 @@ class _Exchange:
             _shown(self.stderr),
             more,
         )
-        self.stderr.clear()
+        self.stderr = b""
         self.stderr_dropped = 0
 
 
