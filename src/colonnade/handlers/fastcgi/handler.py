@@ -187,15 +187,24 @@ class FastCgiHandler(Handler):
         exchange = _Exchange(ctx, pool, inst, head)
         try:
             while True:
-                # The exchange (``_Exchange.begin``, ``_respond``, ``end``) in
-                # this coroutine: one coroutine less per request than a method
-                # of the exchange awaiting ``_respond`` (each costs its frame on
-                # every suspension and resumption).
+                # The exchange (``_Exchange.begin``, ``_head``, ``_settle``,
+                # ``end``) in this coroutine, its plain methods called from here:
+                # two coroutines less per request than a method of the exchange
+                # awaiting another that reads the answer (each costs its frame
+                # on every suspension and resumption).
                 try:
                     rest = exchange.begin()
                     if rest is not None:
                         await exchange.send_rest(rest)
-                    keeps = await exchange._respond()
+                    # The answer's head (and nearly always all of it), waited
+                    # for here: no coroutine made for the common case.
+                    while (waiter := exchange._head()) is not None:
+                        try:
+                            await waiter
+                        finally:
+                            exchange.inst.waited()
+                    settled = exchange._settle()
+                    keeps = settled == 1 if settled >= 0 else await exchange._finish()
                     pump = exchange.pump
                     if pump is not None:
                         if not pump.done():
@@ -540,6 +549,11 @@ class _Exchange:
         self.received = 0  # bytes read from the application
         #: A read may find something: the loop turned since the request went out.
         self.ready = False
+        #: The response's head once parsed, the bytes of its body read so far
+        #: (until it is streamed), the Content-Length it declared.
+        self.parsed: _Head | None = None
+        self.size = 0
+        self.declared: int | None = None
         #: A local redirect's target (``Location: /path`` without ``Status``).
         self.redirect: bytes | None = None
         self.body_started = False  # the pump read from the request body
@@ -557,7 +571,7 @@ class _Exchange:
         take at once is returned, for :meth:`send_rest`), a pump task sends the
         body (if any) once it did, and the pool's ticker watches the timeouts
         until :meth:`end` or :meth:`abandon`. The handler then reads the answer
-        (:meth:`_respond`)."""
+        (:meth:`_head`, :meth:`_settle`, :meth:`_finish`)."""
         task = _current_task(self.pool.loop)
         assert task is not None
         self.task = task
@@ -669,7 +683,7 @@ class _Exchange:
 
     async def _read(self) -> None:
         # The next records (into the reader's ``out``, ``err``, ``done``); a
-        # closed connection before END_REQUEST is a failure. (_respond's first
+        # closed connection before END_REQUEST is a failure. (_head's first
         # reads do the same in line: no coroutine made for them.)
         while (waiter := self._receive()) is not None:
             try:
@@ -735,24 +749,22 @@ class _Exchange:
         detail = f"{self.pool.label}: {what}{shown}"
         return _AppFailedError(HttpError(status, substatus, message, detail=detail))
 
-    async def _respond(self) -> bool:
-        # Read the head, then the body: whole when it ends within BUFFER bytes,
-        # else streamed. Returns whether the connection may serve again.
-        ctx = self.ctx
+    def _head(self) -> asyncio.Future[None] | None:
+        # One step of reading the answer until its head is parsed and it either
+        # ended or passed BUFFER bytes (then None: ``_settle``); else the future
+        # to wait for before the next step. Plain, not a coroutine: the handler
+        # waits itself (one coroutine less on every request).
         reader = self.reader
         # STDOUT as received, in pieces (the reader's list): most responses come
         # in one, which is then used as it is, never copied.
         pieces = reader.out
-        size = 0
-        parsed: _Head | None = None
-        while not reader.done:
-            while (waiter := self._receive()) is not None:  # self._read(), in line
-                try:
-                    await waiter
-                finally:
-                    self.inst.waited()
+        while True:
+            waiter = self._receive()
+            if waiter is not None:
+                return waiter
             if reader.err:
                 self._take_stderr()
+            parsed = self.parsed
             if parsed is None:
                 data = _joined(pieces)
                 recent = _RECENT
@@ -779,6 +791,7 @@ class _Exchange:
                     body = split[1]
                     if len(data) - len(body) <= _PARSED_HEAD:
                         _RECENT[:] = [(data[: len(data) - len(body)], parsed)]
+                self.parsed = parsed
                 pieces.clear()
                 pieces.append(body)
                 size = len(body)
@@ -786,11 +799,43 @@ class _Exchange:
                 size = 0
                 for piece in pieces:
                     size += len(piece)
-            if not reader.done and size > BUFFER:
-                break
+            self.size = size
+            if reader.done or size > BUFFER:
+                return None
+
+    def _settle(self) -> int:
+        # Once _head is done: the response, whole, where it ended (1: the
+        # instance may serve again, 0: not); -1 where _finish carries on (a
+        # local redirect, a HEAD's head, a streamed body).
         self._refused()
+        parsed = self.parsed
         assert parsed is not None
         self._stderr_fails()
+        if parsed.response.local_redirect is not None:
+            return -1
+        declared = self.declared = self._set_head(parsed)
+        reader = self.reader
+        if not reader.done:
+            return -1
+        method = self.ctx.request.method
+        if declared is not None and method != "HEAD" and declared != self.size:
+            raise self._fail(
+                f"the response declared Content-Length {declared}, sent {self.size} bytes"
+            )
+        if declared is not None and method == "HEAD":
+            return -1
+        pieces = reader.out
+        self.ctx.response.body = _joined(pieces)
+        pieces.clear()
+        return 1 if self._keeps() else 0
+
+    async def _finish(self) -> bool:
+        # What _settle left: returns whether the connection may serve again.
+        ctx = self.ctx
+        reader = self.reader
+        pieces = reader.out
+        parsed = self.parsed
+        assert parsed is not None
         head = parsed.response
         if head.local_redirect is not None:
             # RFC 3875 6.2.2: nothing else of this response counts; its end is
@@ -804,22 +849,14 @@ class _Exchange:
             pieces.clear()
             self._refused()
             return self._keeps()
-        declared = self._set_head(parsed)
-        response = ctx.response
+        declared = self.declared
         if reader.done:
-            if declared is not None and declared != size and ctx.request.method != "HEAD":
-                raise self._fail(
-                    f"the response declared Content-Length {declared}, sent {size} bytes"
-                )
-            if declared is not None and ctx.request.method == "HEAD":
-                pieces.clear()
-                await ctx.start_response()  # the declared length, no body
-            else:
-                response.body = _joined(pieces)
-                pieces.clear()
+            # A HEAD whose head declared its length: that length, no body.
+            pieces.clear()
+            await ctx.start_response()
             return self._keeps()
         # Streamed: the head goes out with the first bytes.
-        sent = size
+        sent = self.size
         first = _joined(pieces)
         pieces.clear()
         await ctx.write(first)
