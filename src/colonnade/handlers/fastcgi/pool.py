@@ -376,9 +376,9 @@ class Instance:
 class Watched(Protocol):
     """A request whose timeouts its pool checks (:meth:`Pool.watch`): ``moves``
     counts its progress; :meth:`expire` ends it. The pool's ticker keeps its
-    own notes in it: when it first saw the request (``started``, negative
-    until then), when it last saw it move (``moved``) and ``moves`` then
-    (``moves_then``)."""
+    own notes in it: when it first saw the request (``started``: negative
+    until then, as the request sets it before it is watched), when it last saw
+    it move (``moved``) and ``moves`` then (``moves_then``)."""
 
     moves: int
     started: float
@@ -778,7 +778,6 @@ class Pool:
         timeout is noticed up to two ticks late (20 % of the shorter timeout,
         2 s at most).
         """
-        request.started = -1.0
         inst.watched = request
         if self._ticker is None:
             self._ticker = self.loop.call_later(self._tick, self._check_timeouts)
