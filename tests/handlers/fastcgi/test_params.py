@@ -4,6 +4,7 @@ configured params after them, for a table of requests."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ from colonnade.core.principal import Principal
 from colonnade.core.request import Request
 from colonnade.handlers.fastcgi import records
 from colonnade.handlers.fastcgi.config import FastCgiApplication
-from colonnade.handlers.fastcgi.handler import FastCgiHandler, _tail
+from colonnade.handlers.fastcgi.handler import FastCgiHandler, _App, _tail
+from colonnade.handlers.fastcgi.pool import Pool
 
 LONG = "x" * 300  # past a one-byte length
 
@@ -41,6 +43,8 @@ REQUESTS: list[dict[str, Any]] = [
     },
     {"query": LONG.encode(), "target": b"/app/index.php?" + LONG.encode()},
     {"user": Principal("j\u00f6rg", "Basic")},
+    # PARAMS past one record (64 KiB): cut into records by the records module.
+    {"headers": [(b"x-big", b"v" * 70000)]},
     {"user": Principal("", "anonymous")},
 ]
 
@@ -52,11 +56,17 @@ SCRIPTS = [
 ]
 
 
+async def _pool(settings: FastCgiApplication) -> Pool:
+    # A pool (made on a running loop, as the handler's are); unused but typed.
+    return Pool("php", settings, "default")
+
+
 def handler(tmp_path: Path, params: dict[str, str]) -> tuple[FastCgiHandler, Application]:
     app = Application(site="s", path="/", root=str(tmp_path / "www"))
     h = FastCgiHandler()
     settings = FastCgiApplication(address="unix:/run/php.sock", params=params)
-    h.tails["php"] = _tail(settings)
+    tail, replaced = _tail(settings)
+    h.apps["php"] = _App(asyncio.run(_pool(settings)), None, tail, replaced)
     return h, app
 
 
@@ -73,7 +83,7 @@ def expected(ctx: Context, script: Script, h: FastCgiHandler, params: dict[str, 
     variables = cgi_variables(ctx, script, software=h.software)
     for name in params:
         variables.pop(name, None)
-    encoded = records.encode_text_pairs(variables.items()) + h.tails["php"][0]
+    encoded = records.encode_text_pairs(variables.items()) + h.apps["php"].tail
     return records.begin_request(1) + records.params_stream(1, encoded)
 
 
@@ -85,7 +95,7 @@ def test_the_same_bytes_as_the_variables(
 ) -> None:
     h, app = handler(tmp_path, params)
     ctx = context(app, script, kw)
-    made = h._request_head(ctx, script, "php")
+    made = h._request_head(ctx, script, h.apps["php"])
     # Without a body the end of STDIN follows, in the same bytes.
     assert made == expected(ctx, script, h, params) + records.stdin_end(1)
 
@@ -94,7 +104,7 @@ def test_replaced_variables_are_sent_once_with_the_configured_value(tmp_path: Pa
     params = {"SERVER_NAME": "configured", "HTTPS": "on"}
     h, app = handler(tmp_path, params)
     ctx = Context(Request("GET", "/a.php", host="h"), app, writer=None, send_response=None)  # type: ignore[arg-type]
-    made = h._request_head(ctx, Script("/a.php", "/srv/a.php", ""), "php")
+    made = h._request_head(ctx, Script("/a.php", "/srv/a.php", ""), h.apps["php"])
     reader = records.RecordReader()
     reader.receive(made)
     content = b""
@@ -116,7 +126,7 @@ def test_one_handler_keeps_parts_but_every_request_gets_its_own_bytes(tmp_path: 
         for script in SCRIPTS:
             for kw in REQUESTS:
                 ctx = context(app, script, kw)
-                made = h._request_head(ctx, script, "php")
+                made = h._request_head(ctx, script, h.apps["php"])
                 assert made == expected(ctx, script, h, {}) + records.stdin_end(1)
     assert 0 < len(h.script_texts) <= len(SCRIPTS)
     assert 0 < len(h.connection_texts) <= len(REQUESTS)

@@ -219,6 +219,7 @@ class Instance:
         "requests",
         "reused",
         "sock",
+        "watched",
     )
 
     def __init__(self, process: Process | None, generation: int) -> None:
@@ -248,6 +249,9 @@ class Instance:
         #: Taken from the idle ones: it may have died (or the server closed the
         #: connection) while it waited, unnoticed yet.
         self.reused = False
+        #: The request it serves while its pool checks its timeouts
+        #: (:meth:`Pool.watch`).
+        self.watched: Watched | None = None
         #: Connected to anew by :meth:`Pool.renew` for the request in hand.
         self.renewed = False
         #: The process closes the connections it is asked to keep (it ignores
@@ -371,9 +375,15 @@ class Instance:
 
 class Watched(Protocol):
     """A request whose timeouts its pool checks (:meth:`Pool.watch`): ``moves``
-    counts its progress; :meth:`expire` ends it."""
+    counts its progress; :meth:`expire` ends it. The pool's ticker keeps its
+    own notes in it: when it first saw the request (``started``: negative
+    until then, as the request sets it before it is watched), when it last saw
+    it move (``moved``) and ``moves`` then (``moves_then``)."""
 
     moves: int
+    started: float
+    moved: float
+    moves_then: int
 
     def expire(self, which: str) -> None:
         """The ``"request"`` or ``"activity"`` timeout passed: end the request."""
@@ -414,9 +424,6 @@ class Pool:
         self._stopping: set[asyncio.Task[None]] = set()
         #: Processes not yet reaped, or whose stderr is still open.
         self._processes: set[Process] = set()
-        #: The requests whose timeouts the ticker checks: None until a tick saw
-        #: them, then (first seen, last seen moving, its moves then).
-        self._watched: dict[Watched, tuple[float, float, int] | None] = {}
         self._ticker: asyncio.TimerHandle | None = None
         self._tick = min(MAX_TICK, settings.activity_timeout / 10, settings.request_timeout / 10)
         #: Settings read per request, as plain attributes (a settings field is
@@ -757,49 +764,54 @@ class Pool:
 
     # -- request timeouts -------------------------------------------------------------------
 
-    def watch(self, request: Watched) -> None:
-        """Check ``request``'s ``activity_timeout`` and ``request_timeout`` until
-        :meth:`unwatch`.
+    def watch(self, inst: Instance, request: Watched) -> None:
+        """Check the ``activity_timeout`` and ``request_timeout`` of ``request``,
+        which ``inst`` serves, until :meth:`unwatch`.
 
-        One timer per pool, not one per request: a ticker looks at the watched
-        requests every tenth of the shorter timeout (at most every
+        One timer per pool, not one per request: a ticker looks at the busy
+        instances' requests every tenth of the shorter timeout (at most every
         :data:`MAX_TICK` seconds) and runs only while there are some. A request
-        costs two dictionary operations, its progress an increment of ``moves``
-        (a timer per request, rescheduled as it progresses, cost more than the
-        rest of the exchange with a small response). The price: a timeout is
-        noticed up to two ticks late (20 % of the shorter timeout, 2 s at most).
+        costs an attribute of its instance, its progress an increment of
+        ``moves`` (a timer per request, rescheduled as it progresses, cost more
+        than the rest of the exchange with a small response; a dictionary of
+        the watched requests, a fifth of the exchange's own work). The price: a
+        timeout is noticed up to two ticks late (20 % of the shorter timeout,
+        2 s at most).
         """
-        self._watched[request] = None
+        inst.watched = request
         if self._ticker is None:
             self._ticker = self.loop.call_later(self._tick, self._check_timeouts)
 
-    def unwatch(self, request: Watched) -> None:
-        """Stop checking ``request``'s timeouts (it ended)."""
-        self._watched.pop(request, None)
+    def unwatch(self, inst: Instance) -> None:
+        """Stop checking the timeouts of the request ``inst`` serves (it ended)."""
+        inst.watched = None
 
     def _check_timeouts(self) -> None:
         self._ticker = None
-        watched = self._watched
+        watched = [i for i in self.busy if i.watched is not None]
         if not watched:
             return  # idle: the next request starts the ticker again
         now = time.monotonic()
         settings = self.settings
-        for request, seen in list(watched.items()):
-            moves = request.moves
-            if seen is None:
-                watched[request] = (now, now, moves)
+        for inst in watched:
+            request = inst.watched
+            if request is None:
                 continue
-            started, moved, moves_then = seen
-            if moves != moves_then:
-                moved = now
-                watched[request] = (started, now, moves)
-            if now - started >= settings.request_timeout:
+            moves = request.moves
+            if request.started < 0:
+                request.started = request.moved = now
+                request.moves_then = moves
+                continue
+            if moves != request.moves_then:
+                request.moved = now
+                request.moves_then = moves
+            if now - request.started >= settings.request_timeout:
                 which = "request"
-            elif now - moved >= settings.activity_timeout:
+            elif now - request.moved >= settings.activity_timeout:
                 which = "activity"
             else:
                 continue
-            del watched[request]
+            inst.watched = None
             request.expire(which)
         self._ticker = self.loop.call_later(self._tick, self._check_timeouts)
 
