@@ -376,13 +376,13 @@ def test_a_command_for_a_request_that_is_gone() -> None:
     from colonnade.errors import ClientDisconnectedError
     from colonnade.handlers.wsgi.bridge import DONE, WRITE, Bridge, Outbox
 
-    # The request's waiter was cancelled (the client went away) while its thread
+    # The request's wait was cancelled (the client went away) while its thread
     # was busy: a command that wants an answer gets "the client went away" (and
     # the waiting thread is released); the final one is dropped.
     loop = asyncio.new_event_loop()
     try:
         bridge = Bridge(Outbox(loop))
-        bridge.waiter.cancel()
+        assert bridge.cancel()
         outcome: list[BaseException] = []
         finished = asyncio.Event()
 
@@ -402,6 +402,6 @@ def test_a_command_for_a_request_that_is_gone() -> None:
         loop.run_until_complete(serve())
         assert len(outcome) == 1
         bridge.deliver((DONE, None))  # nobody waits: nothing happens
-        assert bridge.waiter.cancelled()
+        assert bridge.cancelled()
     finally:
         loop.close()

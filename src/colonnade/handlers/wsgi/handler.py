@@ -688,9 +688,9 @@ class WsgiHost:
         # A request without a body on the pool: most answers are whole, a single
         # hop back; a small coroutine waits for it (_serve does the rest).
         try:
-            command = await bridge.waiter
+            command = await bridge
         except BaseException:
-            bridge.cancel(False)
+            bridge.abandon(False)
             raise
         if command[0] == DONE:
             _set_whole(ctx.response, command[1])
@@ -726,7 +726,7 @@ class WsgiHost:
         try:
             while True:
                 if command is None:
-                    command = await bridge.waiter
+                    command = await bridge
                 op, arg = command
                 command = None
                 if refused is not None and op != READ and op != READ_ALL:
@@ -739,9 +739,8 @@ class WsgiHost:
                     return
                 if op == FAILED:
                     raise arg
-                # The thread posts again only once answered: its next command's
-                # future is made first.
-                bridge.waiter = bridge.loop.create_future()
+                # The thread posts again only once answered (the bridge waits for
+                # its next command already: the last one was taken).
                 waiting = True
                 try:
                     if op == WRITE:
@@ -768,10 +767,10 @@ class WsgiHost:
                 bridge.answer(reply)
         except BaseException:
             if op != FAILED:
-                bridge.cancel(waiting)
+                bridge.abandon(waiting)
             raise
         finally:
-            if spool is not None and not bridge.cancelled:
+            if spool is not None and not bridge.gone:
                 spool.close()
 
 
