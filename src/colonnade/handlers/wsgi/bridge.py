@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
 import threading
 from collections import deque
@@ -63,17 +64,43 @@ T = TypeVar("T")
 
 _GONE: Final = "the client went away"
 
+# The loop's wake-up descriptor (Linux); None elsewhere: call_soon_threadsafe.
+_eventfd: Callable[[int, int], int] | None = getattr(os, "eventfd", None)
+_EFD_FLAGS: Final = getattr(os, "EFD_CLOEXEC", 0) | getattr(os, "EFD_NONBLOCK", 0)
+
+
+def _no_eventfd_write(fd: int, value: int) -> None:
+    raise OSError("no eventfd")
+
+
+def _no_eventfd_read(fd: int) -> int:
+    raise OSError("no eventfd")
+
 
 class Outbox:
-    """Commands from application threads to one event loop, one wake-up per batch."""
+    """Commands from application threads to one event loop, one wake-up per batch.
+
+    Where the platform has ``eventfd`` (Linux), the loop watches one of its own
+    (``add_reader``) and a thread wakes it with an 8-byte write: the drain then
+    runs in the loop's poll phase, with no handle made per wake-up and no turn of
+    the loop after it, where ``call_soon_threadsafe`` (elsewhere) makes a handle
+    and runs it one turn later. The descriptor is closed once the outbox is
+    garbage (no thread can hold it then: each posts through a bridge that holds
+    the outbox), not by :meth:`close`, so a late thread never writes to a
+    reused descriptor number.
+    """
 
     __slots__ = (
         "_append",
         "_drain",
+        "_fd",
+        "_is_closed",
         "_pop",
+        "_read",
+        "_signal",
         "_wake",
         "armed",
-        "create_future",
+        "closed",
         "is_running",
         "items",
         "loop",
@@ -85,18 +112,31 @@ class Outbox:
         #: The loop's thread: a cached outbox is the running loop's only there.
         self.thread = get_ident()
         self.items: deque[tuple[Bridge, Command]] = deque()
-        self.armed = False  # a drain is scheduled on the loop
+        self.armed = False  # a drain is scheduled on the loop (or its wake-up written)
+        self.closed = False
         # The per-request calls as bound methods, made once: compiled code looks a
         # method of a non-native object up by name on every call (~300
         # instructions each), a stored bound method is called directly.
-        #: The loop's create_future (each request's first future).
-        self.create_future: Callable[[], asyncio.Future[Any]] = loop.create_future
         #: The loop's is_running (the outbox's owner checks it per request).
         self.is_running: Callable[[], bool] = loop.is_running
+        self._is_closed: Callable[[], bool] = loop.is_closed
         self._wake: Callable[[Callable[[], None]], object] = loop.call_soon_threadsafe
         self._drain: Callable[[], None] = self.drain
         self._pop: Callable[[], tuple[Bridge, Command]] = self.items.popleft
         self._append: Callable[[tuple[Bridge, Command]], None] = self.items.append
+        self._signal: Callable[[int, int], None] = _no_eventfd_write
+        self._read: Callable[[int], int] = _no_eventfd_read
+        self._fd = -1
+        if _eventfd is not None:
+            fd = _eventfd(0, _EFD_FLAGS)
+            try:
+                loop.add_reader(fd, self._drain)
+            except (NotImplementedError, RuntimeError, OSError):  # a loop without readers
+                os.close(fd)
+            else:
+                self._fd = fd
+                self._signal = os.eventfd_write
+                self._read = os.eventfd_read
 
     def post(self, bridge: Bridge, command: Command) -> None:
         """Hand ``command`` to the loop (any thread); raises RuntimeError if it is closed."""
@@ -105,14 +145,29 @@ class Outbox:
         # either takes the item or is followed by the one scheduled here.
         if not self.armed:
             self.armed = True
+            fd = self._fd
             try:
-                self._wake(self._drain)
-            except RuntimeError:
+                if fd < 0:
+                    self._wake(self._drain)
+                elif self.closed or self._is_closed():
+                    raise RuntimeError("the event loop is closed")
+                else:
+                    self._signal(fd, 1)
+            except BaseException:
                 self.armed = False
                 raise
 
     def drain(self) -> None:
         """Deliver every posted command (on the loop; each wakes its task here)."""
+        fd = self._fd
+        if fd >= 0:
+            # Read (reset) before the flag is cleared: a wake-up written after this
+            # read stays readable for the next turn.
+            # Not contextlib.suppress: an interpreted context manager per wake-up.
+            try:  # noqa: SIM105
+                self._read(fd)
+            except BlockingIOError:  # nothing written since the last read
+                pass
         self.armed = False
         items = self.items
         pop = self._pop
@@ -124,6 +179,32 @@ class Outbox:
                 self.loop.call_exception_handler(
                     {"message": "delivering a WSGI command failed", "exception": exc}
                 )
+
+    def close(self) -> None:
+        """Stop watching the wake-up descriptor: later posts raise RuntimeError."""
+        if self.closed:
+            return
+        self.closed = True
+        fd = self._fd
+        if fd < 0:
+            return
+        loop = self.loop
+        try:
+            if get_ident() == self.thread or not loop.is_running():
+                loop.remove_reader(fd)
+            else:  # the loop is not this thread's to touch
+                loop.call_soon_threadsafe(loop.remove_reader, fd)
+        except (RuntimeError, OSError, ValueError):  # the loop is closed already
+            pass
+
+    def __del__(self) -> None:
+        fd = self._fd
+        if fd >= 0:
+            self._fd = -1
+            try:  # noqa: SIM105
+                os.close(fd)
+            except OSError:
+                pass
 
 
 class Bridge:

@@ -458,6 +458,9 @@ class WsgiHost:
         if self.pool is not None:
             self.pool.shutdown()
             self.pool = None
+        if self._outbox is not None:
+            self._outbox.close()
+            self._outbox = None
 
     # -- the loop side ----------------------------------------------------------------
 
@@ -669,6 +672,8 @@ class WsgiHost:
         # system call on every call (its fork check): asked once per loop instead.
         outbox = self._outbox
         if outbox is None or outbox.thread != self._ident() or not outbox.is_running():
+            if outbox is not None:
+                outbox.close()
             outbox = self._outbox = Outbox(asyncio.get_running_loop())
         return outbox
 
