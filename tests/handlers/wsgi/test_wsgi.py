@@ -376,13 +376,13 @@ def test_a_command_for_a_request_that_is_gone() -> None:
     from colonnade.errors import ClientDisconnectedError
     from colonnade.handlers.wsgi.bridge import DONE, WRITE, Bridge, Outbox
 
-    # The request's waiter was cancelled (the client went away) while its thread
+    # The request's wait was cancelled (the client went away) while its thread
     # was busy: a command that wants an answer gets "the client went away" (and
     # the waiting thread is released); the final one is dropped.
     loop = asyncio.new_event_loop()
     try:
         bridge = Bridge(Outbox(loop))
-        bridge.waiter.cancel()
+        assert bridge.cancel()
         outcome: list[BaseException] = []
         finished = asyncio.Event()
 
@@ -402,6 +402,98 @@ def test_a_command_for_a_request_that_is_gone() -> None:
         loop.run_until_complete(serve())
         assert len(outcome) == 1
         bridge.deliver((DONE, None))  # nobody waits: nothing happens
-        assert bridge.waiter.cancelled()
+        assert bridge.cancelled()
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize(("use_uvloop", "eventfd"), [(False, True), (True, True), (True, False)])
+def test_the_bridge_is_a_future_that_wakes_its_task_on_delivery(
+    use_uvloop: bool, eventfd: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import threading
+
+    from colonnade.errors import ClientDisconnectedError
+    from colonnade.handlers.wsgi import bridge as bridge_module
+    from colonnade.handlers.wsgi.bridge import DONE, WRITE, Bridge, Outbox
+
+    if not eventfd:  # elsewhere than Linux: call_soon_threadsafe wakes the loop
+        monkeypatch.setattr(bridge_module, "_eventfd", None)
+    if use_uvloop:
+        uvloop = pytest.importorskip("uvloop")
+        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+    try:
+        outbox = Outbox(loop)
+        assert (outbox._fd >= 0) == eventfd
+        seen: list[object] = []
+
+        async def wait(bridge: Bridge) -> None:
+            seen.append(await bridge)
+            seen.append(asyncio.current_task() is task)
+
+        # A thread's command reaches the awaiting task (woken by the drain itself).
+        bridge = Bridge(outbox)
+        task = loop.create_task(wait(bridge))
+        thread = threading.Thread(target=bridge.post, args=((DONE, "whole"),))
+
+        async def run() -> None:
+            await asyncio.sleep(0)  # the task waits on the bridge now
+            assert not bridge.done()
+            thread.start()
+            await task
+
+        loop.run_until_complete(run())
+        thread.join()
+        assert seen == [(DONE, "whole"), True]
+        assert not bridge.done()  # taken: the bridge waits for the next command
+
+        # Cancelling the task cancels the wait; a thread waiting for an answer, or
+        # posting later, hears that the client went away.
+        bridge = Bridge(outbox)
+        answers: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                bridge.call(WRITE, b"late")
+            except ClientDisconnectedError as exc:
+                answers.append(exc)
+
+        async def cancelled() -> None:
+            task = loop.create_task(wait(bridge))
+            await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert bridge.cancelled() and bridge.gone
+            with pytest.raises(asyncio.CancelledError):
+                bridge.result()
+            thread = threading.Thread(target=write)
+            thread.start()
+            await asyncio.to_thread(thread.join, 10)
+
+        loop.run_until_complete(cancelled())
+        assert len(answers) == 1
+
+        # A callback added once a command is there runs soon, as asyncio's do.
+        bridge = Bridge(outbox)
+        bridge.deliver((DONE, None))
+        called: list[object] = []
+        bridge.add_done_callback(called.append)
+        assert called == []
+        loop.run_until_complete(asyncio.sleep(0))
+        assert called == [bridge]
+        assert bridge.remove_done_callback(called.append) == 0
+
+        # Once closed, the outbox's loop refuses posts (the thread hears the client left).
+        outbox.close()
+        if eventfd:
+            with pytest.raises(RuntimeError):
+                outbox.post(Bridge(outbox), (DONE, None))
+        loop.close()
+        with pytest.raises(RuntimeError):
+            outbox.post(Bridge(outbox), (DONE, None))
     finally:
         loop.close()

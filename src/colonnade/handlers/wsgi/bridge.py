@@ -7,11 +7,19 @@ threads waiting for work.
 :class:`Bridge` connects one request's application thread with the coroutine
 that runs the request on the loop. The thread *posts* commands (write this
 chunk, read that many body bytes, here is the finished response) to the loop's
-:class:`Outbox`; the coroutine waits for them on a future, carries them out
-with the loop's I/O and answers by releasing a lock the thread waits on. One
-command is in flight at a time, so the next future always exists before the
-thread can post again. A response that needs nothing from the loop costs
-exactly one hop there and one back, and no lock.
+:class:`Outbox`; the coroutine waits for them by awaiting the bridge itself,
+carries them out with the loop's I/O and answers by releasing a lock the thread
+waits on. One command is in flight at a time: the thread posts again only once
+answered. A response that needs nothing from the loop costs exactly one hop
+there and one back, and no lock.
+
+The bridge is the request's future (asyncio's duck-typed future protocol:
+``_asyncio_future_blocking``, ``add_done_callback``, ``result``, ``cancel``,
+``get_loop``), reused for each command, and a delivered command wakes the
+waiting task *at once*: the outbox's drain is itself a loop callback, outside
+any task, so it runs the task's wake-up there instead of scheduling it (an
+``asyncio.Future`` would: one more callback, one more turn of the loop and a
+future made per command).
 
 The :class:`Outbox` is the one way back to a loop: commands posted while a
 wake-up of the loop is pending ride on it, so under load one wake-up (one
@@ -19,7 +27,7 @@ wake-up of the loop is pending ride on it, so under load one wake-up (one
 the answers of every request finished in the meantime.
 
 If the request's task is cancelled (the client went away) or its write fails,
-the bridge is *cancelled*: a thread waiting for an answer gets
+the bridge is *gone*: a thread waiting for an answer gets
 ``ConnectionError``, and so does every later command, so the application's
 iterable is closed promptly instead of producing for nobody.
 """
@@ -28,10 +36,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from contextvars import Context, copy_context
 from threading import get_ident
 from typing import Any, Final, TypeVar
@@ -55,17 +64,43 @@ T = TypeVar("T")
 
 _GONE: Final = "the client went away"
 
+# The loop's wake-up descriptor (Linux); None elsewhere: call_soon_threadsafe.
+_eventfd: Callable[[int, int], int] | None = getattr(os, "eventfd", None)
+_EFD_FLAGS: Final = getattr(os, "EFD_CLOEXEC", 0) | getattr(os, "EFD_NONBLOCK", 0)
+
+
+def _no_eventfd_write(fd: int, value: int) -> None:
+    raise OSError("no eventfd")
+
+
+def _no_eventfd_read(fd: int) -> int:
+    raise OSError("no eventfd")
+
 
 class Outbox:
-    """Commands from application threads to one event loop, one wake-up per batch."""
+    """Commands from application threads to one event loop, one wake-up per batch.
+
+    Where the platform has ``eventfd`` (Linux), the loop watches one of its own
+    (``add_reader``) and a thread wakes it with an 8-byte write: the drain then
+    runs in the loop's poll phase, with no handle made per wake-up and no turn of
+    the loop after it, where ``call_soon_threadsafe`` (elsewhere) makes a handle
+    and runs it one turn later. The descriptor is closed once the outbox is
+    garbage (no thread can hold it then: each posts through a bridge that holds
+    the outbox), not by :meth:`close`, so a late thread never writes to a
+    reused descriptor number.
+    """
 
     __slots__ = (
         "_append",
         "_drain",
+        "_fd",
+        "_is_closed",
         "_pop",
+        "_read",
+        "_signal",
         "_wake",
         "armed",
-        "create_future",
+        "closed",
         "is_running",
         "items",
         "loop",
@@ -77,18 +112,31 @@ class Outbox:
         #: The loop's thread: a cached outbox is the running loop's only there.
         self.thread = get_ident()
         self.items: deque[tuple[Bridge, Command]] = deque()
-        self.armed = False  # a drain is scheduled on the loop
+        self.armed = False  # a drain is scheduled on the loop (or its wake-up written)
+        self.closed = False
         # The per-request calls as bound methods, made once: compiled code looks a
         # method of a non-native object up by name on every call (~300
         # instructions each), a stored bound method is called directly.
-        #: The loop's create_future (each request's first future).
-        self.create_future: Callable[[], asyncio.Future[Any]] = loop.create_future
         #: The loop's is_running (the outbox's owner checks it per request).
         self.is_running: Callable[[], bool] = loop.is_running
+        self._is_closed: Callable[[], bool] = loop.is_closed
         self._wake: Callable[[Callable[[], None]], object] = loop.call_soon_threadsafe
         self._drain: Callable[[], None] = self.drain
         self._pop: Callable[[], tuple[Bridge, Command]] = self.items.popleft
         self._append: Callable[[tuple[Bridge, Command]], None] = self.items.append
+        self._signal: Callable[[int, int], None] = _no_eventfd_write
+        self._read: Callable[[int], int] = _no_eventfd_read
+        self._fd = -1
+        if _eventfd is not None:
+            fd = _eventfd(0, _EFD_FLAGS)
+            try:
+                loop.add_reader(fd, self._drain)
+            except (NotImplementedError, RuntimeError, OSError):  # a loop without readers
+                os.close(fd)
+            else:
+                self._fd = fd
+                self._signal = os.eventfd_write
+                self._read = os.eventfd_read
 
     def post(self, bridge: Bridge, command: Command) -> None:
         """Hand ``command`` to the loop (any thread); raises RuntimeError if it is closed."""
@@ -97,41 +145,111 @@ class Outbox:
         # either takes the item or is followed by the one scheduled here.
         if not self.armed:
             self.armed = True
+            fd = self._fd
             try:
-                self._wake(self._drain)
-            except RuntimeError:
+                if fd < 0:
+                    self._wake(self._drain)
+                elif self.closed or self._is_closed():
+                    raise RuntimeError("the event loop is closed")
+                else:
+                    self._signal(fd, 1)
+            except BaseException:
                 self.armed = False
                 raise
 
     def drain(self) -> None:
-        """Deliver every posted command (on the loop)."""
+        """Deliver every posted command (on the loop; each wakes its task here)."""
+        fd = self._fd
+        if fd >= 0:
+            # Read (reset) before the flag is cleared: a wake-up written after this
+            # read stays readable for the next turn.
+            # Not contextlib.suppress: an interpreted context manager per wake-up.
+            try:  # noqa: SIM105
+                self._read(fd)
+            except BlockingIOError:  # nothing written since the last read
+                pass
         self.armed = False
         items = self.items
         pop = self._pop
         while items:
             bridge, command = pop()
-            bridge.deliver(command)
+            try:
+                bridge.deliver(command)
+            except Exception as exc:  # a task's wake-up failed: the others still get theirs
+                self.loop.call_exception_handler(
+                    {"message": "delivering a WSGI command failed", "exception": exc}
+                )
+
+    def close(self) -> None:
+        """Stop watching the wake-up descriptor: later posts raise RuntimeError."""
+        if self.closed:
+            return
+        self.closed = True
+        fd = self._fd
+        if fd < 0:
+            return
+        loop = self.loop
+        try:
+            if get_ident() == self.thread or not loop.is_running():
+                loop.remove_reader(fd)
+            else:  # the loop is not this thread's to touch
+                loop.call_soon_threadsafe(loop.remove_reader, fd)
+        except (RuntimeError, OSError, ValueError):  # the loop is closed already
+            pass
+
+    def __del__(self) -> None:
+        fd = self._fd
+        if fd >= 0:
+            self._fd = -1
+            try:  # noqa: SIM105
+                os.close(fd)
+            except OSError:
+                pass
 
 
 class Bridge:
-    """One request's channel between its application thread and the loop."""
+    """One request's channel between its application thread and the loop, and the
+    future its coroutine awaits for the thread's next command."""
 
-    __slots__ = ("_lock", "_reply", "cancelled", "loop", "outbox", "waiter")
+    __slots__ = (
+        "_asyncio_future_blocking",
+        "_cancel_message",
+        "_cancelled",
+        "_lock",
+        "_more",
+        "_reply",
+        "_wake",
+        "_wake_context",
+        "command",
+        "gone",
+        "loop",
+        "outbox",
+    )
 
     def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
         self.loop = outbox.loop
-        self.waiter: asyncio.Future[Command] = outbox.create_future()
+        #: The command delivered and not yet taken by the awaiting coroutine.
+        self.command: Command | None = None
+        #: The request is over for the loop: the thread's commands get ConnectionError.
+        self.gone = False
         # Made by the thread's first call(): a buffered response never needs one.
         self._lock: threading.Lock | None = None
         self._reply: Any = None
-        self.cancelled = False
+        # The future protocol: a task waits (its wake-up and that one's context; any
+        # further callbacks, rare, in _more); cancelled by the task's cancel().
+        self._asyncio_future_blocking = False
+        self._wake: Callable[[Any], object] | None = None
+        self._wake_context: Context | None = None
+        self._more: list[tuple[Callable[[Any], object], Context | None]] | None = None
+        self._cancelled = False
+        self._cancel_message: object = None
 
     # -- the application thread ---------------------------------------------------------
 
     def call(self, op: int, arg: Any) -> Any:
         """Post a command and wait for the loop's answer (raised if an exception)."""
-        if self.cancelled:
+        if self.gone:
             raise ClientDisconnectedError(_GONE)
         lock = self._lock
         if lock is None:
@@ -160,18 +278,34 @@ class Bridge:
     # -- the loop -----------------------------------------------------------------------
 
     def deliver(self, command: Command) -> None:
-        """Wake the request's coroutine with ``command`` (the outbox's drain)."""
-        # Asked forgiveness, not permission: done() is a second call per command.
-        try:
-            self.waiter.set_result(command)
-        except asyncio.InvalidStateError:  # the request is gone (its waiter cancelled)
+        """Hand ``command`` to the request's coroutine and wake its task now (the
+        outbox's drain: a loop callback, outside any task)."""
+        if self.gone:  # the request is gone (its task cancelled, its write failed)
             if command[0] < DONE:
                 self.answer(ClientDisconnectedError(_GONE))
+            return
+        self.command = command
+        wake = self._wake
+        if wake is not None:
+            context = self._wake_context
+            self._wake = self._wake_context = None
+            if context is None:
+                wake(self)
+            else:
+                context.run(wake, self)
+        if self._more is not None:
+            self._call_more(False)
 
-    async def next(self) -> Command:
-        """The next command from the thread."""
-        command = await self.waiter
-        self.waiter = self.loop.create_future()
+    def __await__(self) -> Generator[Any, None, Command]:
+        """The thread's next command (taken: the bridge waits for the following one)."""
+        command = self.command
+        if command is None:
+            self._asyncio_future_blocking = True
+            yield self  # to the task, which adds its wake-up (asyncio's protocol)
+            command = self.command
+            if command is None:  # cancelled: result() raised into the task instead
+                raise asyncio.CancelledError(self._cancel_message)
+        self.command = None
         return command
 
     def answer(self, value: Any) -> None:
@@ -181,13 +315,96 @@ class Bridge:
         if lock is not None:  # always, for a thread that waits: call() made it
             lock.release()
 
-    def cancel(self, waiting: bool) -> None:
+    def abandon(self, waiting: bool) -> None:
         """The request is over for the loop; ``waiting``: the thread awaits an answer."""
-        self.cancelled = True
-        if not self.waiter.done():
-            self.waiter.cancel()
+        self.gone = True
         if waiting:
             self.answer(ClientDisconnectedError(_GONE))
+
+    # -- asyncio's future protocol (what a task awaiting the bridge calls) ----------------
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the bridge delivers on."""
+        return self.loop
+
+    def done(self) -> bool:
+        """A command waits to be taken, or the wait was cancelled."""
+        return self.command is not None or self._cancelled
+
+    def cancelled(self) -> bool:
+        """The wait was cancelled."""
+        return self._cancelled
+
+    def result(self) -> Command:
+        """The command delivered; raises CancelledError where the wait was cancelled."""
+        if self._cancelled:
+            raise asyncio.CancelledError(self._cancel_message)
+        command = self.command
+        if command is None:
+            raise asyncio.InvalidStateError("no command yet")
+        return command
+
+    def exception(self) -> BaseException | None:
+        """None: a command is never an exception (a failure is the FAILED command)."""
+        if self._cancelled:
+            raise asyncio.CancelledError(self._cancel_message)
+        if self.command is None:
+            raise asyncio.InvalidStateError("no command yet")
+        return None
+
+    def add_done_callback(
+        self, fn: Callable[[Any], object], *, context: Context | None = None
+    ) -> None:
+        """Call ``fn(bridge)`` once a command arrives (soon, if one is there)."""
+        if self.done():
+            self.loop.call_soon(fn, self, context=context)
+        elif self._wake is None and self._more is None:
+            self._wake = fn
+            self._wake_context = context
+        else:
+            if self._more is None:
+                self._more = []
+            self._more.append((fn, context))
+
+    def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
+        """Forget ``fn``; the number of callbacks removed."""
+        removed = 0
+        if self._wake is not None and self._wake == fn:
+            self._wake = self._wake_context = None
+            removed = 1
+        more = self._more
+        if more is not None:
+            kept = [(f, c) for f, c in more if f != fn]
+            removed += len(more) - len(kept)
+            self._more = kept or None
+        return removed
+
+    def cancel(self, msg: object = None) -> bool:
+        """Cancel the wait (the task's cancel()): the request is then gone too."""
+        if self.done():
+            return False
+        self._cancelled = True
+        self._cancel_message = msg
+        self.gone = True
+        wake = self._wake
+        if wake is not None:
+            self._wake = None
+            self.loop.call_soon(wake, self, context=self._wake_context)
+            self._wake_context = None
+        if self._more is not None:
+            self._call_more(True)
+        return True
+
+    def _call_more(self, soon: bool) -> None:
+        more = self._more or []
+        self._more = None
+        for fn, context in more:
+            if soon:
+                self.loop.call_soon(fn, self, context=context)
+            elif context is None:
+                fn(self)
+            else:
+                context.run(fn, self)
 
 
 class ThreadPool:

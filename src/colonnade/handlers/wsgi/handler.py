@@ -458,6 +458,9 @@ class WsgiHost:
         if self.pool is not None:
             self.pool.shutdown()
             self.pool = None
+        if self._outbox is not None:
+            self._outbox.close()
+            self._outbox = None
 
     # -- the loop side ----------------------------------------------------------------
 
@@ -669,6 +672,8 @@ class WsgiHost:
         # system call on every call (its fork check): asked once per loop instead.
         outbox = self._outbox
         if outbox is None or outbox.thread != self._ident() or not outbox.is_running():
+            if outbox is not None:
+                outbox.close()
             outbox = self._outbox = Outbox(asyncio.get_running_loop())
         return outbox
 
@@ -688,9 +693,9 @@ class WsgiHost:
         # A request without a body on the pool: most answers are whole, a single
         # hop back; a small coroutine waits for it (_serve does the rest).
         try:
-            command = await bridge.waiter
+            command = await bridge
         except BaseException:
-            bridge.cancel(False)
+            bridge.abandon(False)
             raise
         if command[0] == DONE:
             _set_whole(ctx.response, command[1])
@@ -726,7 +731,7 @@ class WsgiHost:
         try:
             while True:
                 if command is None:
-                    command = await bridge.waiter
+                    command = await bridge
                 op, arg = command
                 command = None
                 if refused is not None and op != READ and op != READ_ALL:
@@ -739,9 +744,8 @@ class WsgiHost:
                     return
                 if op == FAILED:
                     raise arg
-                # The thread posts again only once answered: its next command's
-                # future is made first.
-                bridge.waiter = bridge.loop.create_future()
+                # The thread posts again only once answered (the bridge waits for
+                # its next command already: the last one was taken).
                 waiting = True
                 try:
                     if op == WRITE:
@@ -768,10 +772,10 @@ class WsgiHost:
                 bridge.answer(reply)
         except BaseException:
             if op != FAILED:
-                bridge.cancel(waiting)
+                bridge.abandon(waiting)
             raise
         finally:
-            if spool is not None and not bridge.cancelled:
+            if spool is not None and not bridge.gone:
                 spool.close()
 
 
