@@ -328,7 +328,7 @@ def test_repeated_values_are_escaped_once_and_the_memo_is_bounded(
         return w3c_escape(value)
 
     monkeypatch.setattr(w3cmod, "MEMO_MAX", 3)
-    memo = w3cmod.Memo(escape)
+    memo = w3cmod._Memo(escape)
     assert [memo["a b"], memo["a b"], memo["x\ny"]] == ["a+b", "a+b", "x%0Ay"]
     assert calls == ["a b", "x\ny"]  # the second "a b" was a hit
     for value in ("c", "d", "e", "f"):

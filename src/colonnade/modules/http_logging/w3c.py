@@ -9,7 +9,7 @@ from typing import Any
 from colonnade import __version__
 from colonnade.modules.http_logging.fields import Field
 
-#: Entries a :class:`Memo` holds before it starts over.
+#: Entries a memo holds before it starts over (the memos of :mod:`.w3cline` too).
 MEMO_MAX = 4096
 
 
@@ -37,7 +37,7 @@ def escape_bytes(value: bytes | None) -> str:
     return w3c_escape(value.decode("latin-1")) if value else "-"
 
 
-class Memo(dict[Any, str]):
+class _Memo(dict[Any, str]):
     """Escaped forms of recurring values (paths, user agents): one dict hit per line.
 
     A miss escapes the value and keeps it; the memo is emptied when it reaches
@@ -66,7 +66,7 @@ class W3cWriter:
     @staticmethod
     def names() -> dict[str, Any]:
         """Fresh escape memos for one compiled field list."""
-        return {"escs": Memo(w3c_escape), "escb": Memo(escape_bytes), "nums": Memo(str)}
+        return {"escs": _Memo(w3c_escape), "escb": _Memo(escape_bytes), "nums": _Memo(str)}
 
     @staticmethod
     def render_source(lines: str, values: Sequence[str], fields: Sequence[Field]) -> str:

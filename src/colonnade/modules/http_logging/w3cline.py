@@ -37,7 +37,7 @@ from colonnade.modules.http_logging.compiler import CompiledLine, Writer
 from colonnade.modules.http_logging.config import IIS_DEFAULT_FIELDS
 from colonnade.modules.http_logging.fields import Clock, win32_status
 from colonnade.modules.http_logging.sink import Sink
-from colonnade.modules.http_logging.w3c import Memo, escape_bytes, w3c_escape
+from colonnade.modules.http_logging.w3c import MEMO_MAX, escape_bytes, w3c_escape
 
 #: The field list this module renders: the section's default ``fields``.
 DEFAULT_FIELDS: Final = (*IIS_DEFAULT_FIELDS, "x-correlation-id")
@@ -46,27 +46,13 @@ DEFAULT_FIELDS: Final = (*IIS_DEFAULT_FIELDS, "x-correlation-id")
 #: lookup in its globals per call).
 _MONOTONIC: Final = monotonic
 _WALL: Final = time
+#: Statuses and milliseconds taken whose line ends are kept in a table (per capture).
+_TABLE: Final = 1000
 
 
 def render(batch: list[Any]) -> str:
     """The pending lines (finished strings, each ending in a newline) as one text."""
     return "".join(batch)
-
-
-def _spaced_str(value: str) -> str:
-    return w3c_escape(value) + " "
-
-
-def _spaced_bytes(value: bytes) -> str:
-    return escape_bytes(value) + " "
-
-
-def _status_codes(status: int) -> str:
-    return f"{status} 0 0 "
-
-
-def _taken_end(taken: int) -> str:
-    return f"{taken} -\n"
 
 
 class DefaultW3cLine:
@@ -89,13 +75,13 @@ class DefaultW3cLine:
         self.cip = "- "  # "c-ip "
         self.anonymous = "- - "  # "cs-username c-ip " with no user
         # Memos of each value's field and the space after it (escaped: paths, user
-        # names, queries and header values)...
-        self.strs: dict[str, str] = Memo(_spaced_str)
-        self.bytes: dict[bytes, str] = Memo(_spaced_bytes)
-        # ... and of the usual ends of a line: "sc-status 0 0 " with no substatus and
-        # no error, "time-taken -\n" below status 500.
-        self.codes: dict[int, str] = Memo(_status_codes)
-        self.ends: dict[int, str] = Memo(_taken_end)
+        # names, queries and header values), emptied at MEMO_MAX entries...
+        self.strs: dict[str, str] = {}
+        self.bytes: dict[bytes, str] = {}
+        # ... and tables, filled as met, of the usual ends of a line: "sc-status 0 0 "
+        # with no substatus and no error, "time-taken -\n" below status 500.
+        self.codes: list[str | None] = [None] * _TABLE
+        self.ends: list[str | None] = [None] * _TABLE
 
     def __call__(self, ctx: Context) -> None:
         """The same as :meth:`write` (the capture is the bound ``write``, which an
@@ -124,21 +110,33 @@ class DefaultW3cLine:
             # The query the client sent, as cs-uri-stem is its path (IIS logs the URL
             # before a rewrite); the target holds it once a remap happened.
             query = r.query if r.path is r.original_path else r.target.partition(b"?")[2]
-            user = ctx.user
             resp = ctx.response
             status = resp.status
             taken = int((now - ctx.started) * 1000)
-            memo = self.bytes
+            if (
+                0 <= status < 500
+                and 0 <= taken < _TABLE
+                and resp.substatus == 0
+                and ctx.error is None
+            ):
+                codes = self.codes[status] or self.fill(self.codes, status, " 0 0 ")
+                end = self.ends[taken] or self.fill(self.ends, taken, " -\n")
+            else:
+                codes = ""
+                end = self.unusual(ctx, status, taken)
+            strs = self.strs
+            path = strs.get(r.original_path) or self.escape(r.original_path)
+            user = ctx.user
+            who = (
+                self.anonymous
+                if user is None
+                else (strs.get(user.name) or self.escape(user.name)) + self.cip
+            )
+            q = "- " if not query else self.bytes.get(query) or self.escape_bytes(query)
+            ua = "- " if not agent else self.bytes.get(agent) or self.escape_bytes(agent)
+            ref = "- " if not referer else self.bytes.get(referer) or self.escape_bytes(referer)
             text: str | None = (
-                f"{self.head}{r.method} {self.strs[r.original_path]}"
-                f"{memo[query] if query else '- '}{self.port}"
-                f"{self.anonymous if user is None else self.strs[user.name] + self.cip}"
-                f"{memo[agent] if agent else '- '}{memo[referer] if referer else '- '}"
-                + (
-                    self.codes[status] + self.ends[taken]
-                    if status < 500 and resp.substatus == 0 and ctx.error is None and taken >= 0
-                    else self.unusual(ctx, status, taken)
-                )
+                f"{self.head}{r.method} {path}{q}{self.port}{who}{ua}{ref}{codes}{end}"
             )
         except Exception:
             # A value of the wrong type (a module's bug): None fails the batch's
@@ -150,6 +148,29 @@ class DefaultW3cLine:
             self.pending.append(text)
         else:
             self.settle(text)
+
+    def escape(self, value: str) -> str:
+        """A memo miss: ``value`` as a W3C field and its space, remembered."""
+        strs = self.strs
+        if len(strs) >= MEMO_MAX:
+            strs.clear()
+        field = strs[value] = w3c_escape(value) + " "
+        return field
+
+    def escape_bytes(self, value: bytes) -> str:
+        """A memo miss: ``value`` (a query or header value) as a W3C field and its
+        space, remembered."""
+        memo = self.bytes
+        if len(memo) >= MEMO_MAX:
+            memo.clear()
+        field = memo[value] = escape_bytes(value) + " "
+        return field
+
+    @staticmethod
+    def fill(table: list[str | None], n: int, suffix: str) -> str:
+        """A table miss: ``n`` and ``suffix``, kept at ``table[n]``."""
+        text = table[n] = str(n) + suffix
+        return text
 
     def unusual(self, ctx: Context, status: int, taken: int) -> str:
         """The line's end from ``sc-status`` on, when it is not the usual one."""
