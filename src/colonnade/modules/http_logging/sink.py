@@ -64,6 +64,7 @@ class Sink:
         "compiled",
         "directive",
         "fd",
+        "holder",
         "interval",
         "key",
         "limit",
@@ -99,6 +100,8 @@ class Sink:
         self.interval = 1.0
         self.refs = 0
         self.timer: asyncio.TimerHandle | None = None
+        # The capture holding a lease (see ``lease``), if one does.
+        self.holder: Any = None
         #: Lines that could not be written (disk full, a closed stream), so far.
         self.lost = 0
 
@@ -110,6 +113,29 @@ class Sink:
     def _budget(self) -> None:
         # How many more captured lines fit, at the line length last measured.
         self.max_pending = max(1, (self.limit - self.size) // self.line_size) * self.width
+        self._revoke()
+
+    def lease(self, holder: Any) -> int:
+        """How many lines ``holder`` (a capture that just appended one, under the
+        render in force) may append to ``pending`` before it looks at the sink again:
+        those that keep the batch under ``max_pending`` while a flush timer is set.
+
+        The sink takes the lease back (``holder.room = 0``) as soon as anything that
+        answer rests on changes: a write, a switch to another field list, a new
+        budget. So a capture with room left may append with no look at the sink's
+        render, budget or timer.
+        """
+        if self.timer is None:  # no timer: the next line schedules one (or writes)
+            return 0
+        self._revoke()
+        self.holder = holder
+        return max(0, self.max_pending - len(self.pending) - 1)
+
+    def _revoke(self) -> None:
+        holder = self.holder
+        if holder is not None:
+            self.holder = None
+            holder.room = 0
 
     def settle(self) -> None:
         """Render the pending captured values into text."""
@@ -189,6 +215,7 @@ class Sink:
 
     def flush(self) -> None:
         """Write what is buffered now (one syscall for a file)."""
+        self._revoke()
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None

@@ -1,17 +1,30 @@
 """The default W3C line (IIS's default fields plus ``x-correlation-id``), compiled.
 
 Most sites log the default field list, so it gets a hand-written line builder that
-mypyc compiles (``[tool.colonnade.mypyc]``): it reads the request context's native
-attributes directly and renders the whole line at capture time, so the sink's
-pending list holds one finished string per line and a batch is one ``join``. Every
-other field list (and format) keeps the generated code of :mod:`.compiler`; the
-text is byte-identical to what that code makes of the same fields
-(tests/modules/http_logging compares them over a table of requests).
+mypyc compiles (``[tool.colonnade.mypyc]``); the pure install runs the same code
+interpreted. It reads the request context's attributes directly and renders the
+whole line at capture time, so the sink's pending list holds one finished string
+per line and a batch is one ``join``. Every other field list (and format) keeps the
+generated code of :mod:`.compiler`; the text is byte-identical to what that code
+makes of the same fields (tests/modules/http_logging compares them over a table of
+requests).
 
-Per line: the date and time strings are rebuilt once a second; ``s-ip``/``s-port``
-are formatted once per server address object (one per connection); paths, queries,
-user names and header values go through escape memos (one dict hit for a
-recurring value).
+Per line, the work is kept to reads, memo hits and one string build:
+
+- one clock read (``monotonic``, for ``time-taken``): the "date time s-ip " head is
+  rebuilt when its second ends (found on the monotonic clock, so the wall clock is
+  read once a second) or the server address object changes (one per connection);
+  ``s-port`` and ``c-ip`` are formatted once per address object;
+- paths, queries, user names and header values go through escape memos that keep
+  each value's field *with its separator* (one dict hit for a recurring value);
+- the status, substatus, win32 status and time taken are indexes into a table of
+  number strings, and the usual "sc-substatus sc-win32-status" and
+  "x-correlation-id" endings are constants;
+- the line is one f-string (one allocation, no list, no ``join``);
+- the sink is asked about its buffer only once per batch: it grants the capture a
+  number of lines it may append with no look at the sink (:meth:`Sink.lease`), and
+  takes the grant back whenever its state changes (a write, another field list, a
+  new budget).
 """
 
 from __future__ import annotations
@@ -29,14 +42,12 @@ from colonnade.modules.http_logging.w3c import MEMO_MAX, escape_bytes, w3c_escap
 #: The field list this module renders: the section's default ``fields``.
 DEFAULT_FIELDS: Final = (*IIS_DEFAULT_FIELDS, "x-correlation-id")
 
-
-#: ``str(n)`` of the numbers a line usually holds (status, substatus, milliseconds
-#: taken): an index instead of a conversion.
-_NUMBERS: Final = tuple(str(n) for n in range(1000))
-
-
-def _number(n: int) -> str:
-    return _NUMBERS[n] if 0 <= n < 1000 else str(n)
+#: The clocks, read through module constants (a static in the compiled module, not a
+#: lookup in its globals per call).
+_MONOTONIC: Final = monotonic
+_WALL: Final = time
+#: Statuses and milliseconds taken whose line ends are kept in a table (per capture).
+_TABLE: Final = 1000
 
 
 def render(batch: list[Any]) -> str:
@@ -44,119 +55,173 @@ def render(batch: list[Any]) -> str:
     return "".join(batch)
 
 
-def _remember(memo: dict[Any, str], value: Any, escaped: str) -> str:
-    # A memo miss: keep the escaped form, starting over at MEMO_MAX entries.
-    if len(memo) >= MEMO_MAX:
-        memo.clear()
-    memo[value] = escaped
-    return escaped
-
-
 class DefaultW3cLine:
-    """``capture(ctx)`` for :data:`DEFAULT_FIELDS`: the finished line, appended to the sink."""
+    """Captures :data:`DEFAULT_FIELDS`: :meth:`write` appends the finished line to the sink."""
 
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
         self.pending: list[Any] = sink.pending
         self.line: Any = None  # its CompiledLine, set once built (it holds this capture)
         self.render: Any = render
+        #: Lines :meth:`write` may append before it looks at the sink again (its lease).
+        self.room = 0
         self.clock = Clock()
-        self.next = 0.0  # when the second of ``stamp`` ends
-        self.stamp = ""  # "date time" of the current second
-        self.server: tuple[str, int] | None = None  # the address ``local`` was made for
-        self.local = ("-", "-")  # s-ip and s-port of ``server``
-        self.strs: dict[str, str] = {}  # escape memos, emptied at MEMO_MAX entries
+        self.until = 0.0  # when the second of ``stamp`` ends, on the monotonic clock
+        self.stamp = ""  # "date time " of the current second
+        self.server: tuple[str, int] | None = None  # the address ``head`` and ``port`` are of
+        self.head = ""  # "date time s-ip " (the line's start)
+        self.port = "- "  # "s-port "
+        self.client: tuple[str, int] | None = None  # the address ``cip`` is of
+        self.cip = "- "  # "c-ip "
+        self.anonymous = "- - "  # "cs-username c-ip " with no user
+        # Memos of each value's field and the space after it (escaped: paths, user
+        # names, queries and header values), emptied at MEMO_MAX entries...
+        self.strs: dict[str, str] = {}
         self.bytes: dict[bytes, str] = {}
-
-    def esc_str(self, value: str) -> str:
-        """``value`` as a W3C field (memoised)."""
-        found = self.strs.get(value)
-        return found if found is not None else _remember(self.strs, value, w3c_escape(value))
-
-    def esc_bytes(self, value: bytes | None) -> str:
-        """A header value or query (bytes, None when absent) as a W3C field (memoised)."""
-        if not value:
-            return "-"
-        found = self.bytes.get(value)
-        return found if found is not None else _remember(self.bytes, value, escape_bytes(value))
+        # ... and tables, filled as met, of the usual ends of a line: "sc-status 0 0 "
+        # with no substatus and no error, "time-taken -\n" below status 500.
+        self.codes: list[str | None] = [None] * _TABLE
+        self.ends: list[str | None] = [None] * _TABLE
 
     def __call__(self, ctx: Context) -> None:
-        sink = self.sink
-        if sink.render is not self.render:
-            sink.switch(self.line)  # another field list wrote here meanwhile
+        """The same as :meth:`write` (the capture is the bound ``write``, which an
+        interpreted caller calls with no extra frame)."""
+        self.write(ctx)
+
+    def write(self, ctx: Context) -> None:
+        """Append the request's line to the sink (and write or schedule a batch when due)."""
         try:
-            text: str | None = self.text(ctx)
+            now = _MONOTONIC()
+            if now >= self.until:
+                self.tick(now)
+            r = ctx.request
+            if r.server is not self.server:
+                self.serve(r.server)
+            if r.client is not self.client:
+                self.meet(r.client)
+            # dict(headers) semantics: the last of repeated headers wins.
+            agent: bytes | None = None
+            referer: bytes | None = None
+            for name, value in r.headers:
+                if name == b"user-agent":
+                    agent = value
+                elif name == b"referer":
+                    referer = value
+            # The query the client sent, as cs-uri-stem is its path (IIS logs the URL
+            # before a rewrite); the target holds it once a remap happened.
+            query = r.query if r.path is r.original_path else r.target.partition(b"?")[2]
+            resp = ctx.response
+            status = resp.status
+            taken = int((now - ctx.started) * 1000)
+            if (
+                0 <= status < 500
+                and 0 <= taken < _TABLE
+                and resp.substatus == 0
+                and ctx.error is None
+            ):
+                codes = self.codes[status] or self.fill(self.codes, status, " 0 0 ")
+                end = self.ends[taken] or self.fill(self.ends, taken, " -\n")
+            else:
+                codes = ""
+                end = self.unusual(ctx, status, taken)
+            strs = self.strs
+            path = strs.get(r.original_path) or self.escape(r.original_path)
+            user = ctx.user
+            who = (
+                self.anonymous
+                if user is None
+                else (strs.get(user.name) or self.escape(user.name)) + self.cip
+            )
+            q = "- " if not query else self.bytes.get(query) or self.escape_bytes(query)
+            ua = "- " if not agent else self.bytes.get(agent) or self.escape_bytes(agent)
+            ref = "- " if not referer else self.bytes.get(referer) or self.escape_bytes(referer)
+            text: str | None = (
+                f"{self.head}{r.method} {path}{q}{self.port}{who}{ua}{ref}{codes}{end}"
+            )
         except Exception:
             # A value of the wrong type (a module's bug): None fails the batch's
             # join, and the sink then loses, counts and reports this line only, as
             # it does for the generated formats.
             text = None
+        if self.room > 0:  # the sink's budget, render and timer as when it granted this
+            self.room -= 1
+            self.pending.append(text)
+        else:
+            self.settle(text)
+
+    def escape(self, value: str) -> str:
+        """A memo miss: ``value`` as a W3C field and its space, remembered."""
+        strs = self.strs
+        if len(strs) >= MEMO_MAX:
+            strs.clear()
+        field = strs[value] = w3c_escape(value) + " "
+        return field
+
+    def escape_bytes(self, value: bytes) -> str:
+        """A memo miss: ``value`` (a query or header value) as a W3C field and its
+        space, remembered."""
+        memo = self.bytes
+        if len(memo) >= MEMO_MAX:
+            memo.clear()
+        field = memo[value] = escape_bytes(value) + " "
+        return field
+
+    @staticmethod
+    def fill(table: list[str | None], n: int, suffix: str) -> str:
+        """A table miss: ``n`` and ``suffix``, kept at ``table[n]``."""
+        text = table[n] = str(n) + suffix
+        return text
+
+    def unusual(self, ctx: Context, status: int, taken: int) -> str:
+        """The line's end from ``sc-status`` on, when it is not the usual one."""
+        error = ctx.error
+        win32 = "0" if error is None else str(win32_status(error))
+        correlation = ctx.correlation_id if status >= 500 else "-"
+        return f"{status} {ctx.response.substatus} {win32} {taken} {correlation}\n"
+
+    def settle(self, text: str | None) -> None:
+        """Append ``text`` under the sink's rules, then take a new lease."""
+        sink = self.sink
+        if sink.render is not self.render:
+            sink.switch(self.line)  # another field list wrote here meanwhile
         pending = self.pending
         pending.append(text)
         if len(pending) >= sink.max_pending:
             sink.flush()
         elif sink.timer is None:
             sink.schedule()
+        self.room = sink.lease(self)
 
-    def text(self, ctx: Context) -> str:
-        """The request's line, newline included."""
-        now = time()
-        if now >= self.next:
-            clock = self.clock
-            clock.refresh(now)
-            self.stamp = clock.date + " " + clock.time
-            self.next = clock.next
-        r = ctx.request
-        resp = ctx.response
-        server = r.server
-        if server is not self.server:
-            self.local = (server[0], str(server[1])) if server else ("-", "-")
-            self.server = server
-        local = self.local
-        # dict(headers) semantics: the last of repeated headers wins.
-        agent: bytes | None = None
-        referer: bytes | None = None
-        for name, value in r.headers:
-            if name == b"user-agent":
-                agent = value
-            elif name == b"referer":
-                referer = value
-        # The query the client sent, as cs-uri-stem is its path (IIS logs the URL
-        # before a rewrite); the target holds it once a remap happened.
-        query = r.query if r.path is r.original_path else r.target.partition(b"?")[2]
-        user = ctx.user
-        client = r.client
-        error = ctx.error
-        status = resp.status
-        taken = int((monotonic() - ctx.started) * 1000)
-        return (
-            " ".join(
-                [
-                    self.stamp,
-                    local[0],
-                    r.method,
-                    self.esc_str(r.original_path),
-                    self.esc_bytes(query),
-                    local[1],
-                    "-" if user is None else self.esc_str(user.name),
-                    client[0] if client else "-",
-                    self.esc_bytes(agent),
-                    self.esc_bytes(referer),
-                    _number(status),
-                    _number(resp.substatus),
-                    "0" if error is None else str(win32_status(error)),
-                    _number(taken),
-                    ctx.correlation_id if status >= 500 else "-",
-                ]
-            )
-            + "\n"
-        )
+    def tick(self, now: float) -> None:
+        """Start the second ``now`` (monotonic) falls in: the date and time strings."""
+        wall = _WALL()
+        clock = self.clock
+        clock.refresh(wall)
+        self.until = now + (clock.next - wall)
+        self.stamp = clock.date + " " + clock.time + " "
+        self.serve(self.server)
+
+    def serve(self, server: tuple[str, int] | None) -> None:
+        """The line's start for requests to ``server``."""
+        self.server = server
+        if server is not None:
+            self.head = self.stamp + server[0] + " "
+            self.port = str(server[1]) + " "
+        else:
+            self.head = self.stamp + "- "
+            self.port = "- "
+
+    def meet(self, client: tuple[str, int] | None) -> None:
+        """The ``c-ip`` field (and its space) for requests from ``client``."""
+        self.client = client
+        self.cip = "- " if client is None else client[0] + " "
+        self.anonymous = "- " + self.cip
 
 
 def default_line(fields: tuple[str, ...], writer: Writer, sink: Sink) -> CompiledLine:
     """The compiled line of :data:`DEFAULT_FIELDS` in W3C writing into ``sink``
     (a ``build`` for :func:`.compiler.compiled_line`)."""
     capture = DefaultW3cLine(sink)
-    line = CompiledLine(capture, render, 1, writer.directive(fields), writer)
+    line = CompiledLine(capture.write, render, 1, writer.directive(fields), writer)
     capture.line = line
     return line
