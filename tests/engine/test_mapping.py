@@ -253,3 +253,44 @@ def test_an_ending_pattern_matches_what_its_regex_matches(pattern: str) -> None:
         except HttpError:
             found = False
         assert found is expected, (pattern, path)
+
+
+def test_one_catch_all_rule_is_the_mapping_without_a_select() -> None:
+    # A hosted application's mapping: every path and verb, whatever the path names.
+    only = HandlerMap([compile_rule("*", ["*"], SCRIPT)])
+    assert only.only is SCRIPT
+    ctx = make_context("DELETE", "/any/where")
+    only.map(ctx)
+    assert ctx.handler is SCRIPT
+    assert ctx.remapper is only
+    # Anything a rule checks (a pattern, verbs, a resource type, a second rule) selects.
+    for rules in (
+        [compile_rule("*.php", ["*"], SCRIPT)],
+        [compile_rule("*", ["GET"], SCRIPT)],
+        [compile_rule("*", ["*"], SCRIPT, "file")],
+        [compile_rule("*", ["*"], SCRIPT), compile_rule("*", ["*"], STATIC)],
+    ):
+        assert HandlerMap(rules).only is None
+
+
+def test_a_server_of_one_application_routes_every_request_to_it(tmp_path: Path) -> None:
+    one = build_engine(root=str(tmp_path))
+    (runtime,) = one.runtimes
+    assert one.router.only is runtime
+    assert one.route(1, "any.example", "/x") is runtime
+    two = build_engine(
+        {
+            "sites": [
+                {
+                    "name": "s",
+                    "bindings": ["http://127.0.0.1:8080"],
+                    "root": str(tmp_path),
+                    "applications": [{"path": "/app", "root": str(tmp_path)}],
+                }
+            ]
+        },
+        base_dir=str(tmp_path),
+    )
+    assert two.router.only is None
+    assert two.route(8080, "h", "/app/x").app.path == "/app"
+    assert two.route(8080, "h", "/x").app.path == "/"

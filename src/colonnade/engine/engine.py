@@ -34,8 +34,8 @@ from colonnade.errors import ConfigError, HttpError, ModuleError, combined
 
 log = logging.getLogger("colonnade.engine")
 
-#: The walk of one request (``pipeline.Walk``'s coroutine).
-Walking = Coroutine[Any, Any, None]
+#: The walk of one request, which gives its context (what ``Engine.handle`` returns).
+Walking = Coroutine[Any, Any, Context]
 
 
 class _NoSite(HandlerMap):
@@ -90,6 +90,7 @@ class Engine:
         if config.lines is not None:
             self.lines[config.source] = config.lines
         self.router = Router(self.sites)
+        self._only = self.router.only
         self._nowhere = make_runtime(
             Application(site="(none)", path="/", root=os.sep), _NoSite(()), ()
         )
@@ -104,6 +105,8 @@ class Engine:
         self.monitor = config.server.request_monitor
         self.counting = config.server.metrics
         self._idle: asyncio.Event | None = None  # set when active drops to 0 (retiring)
+        # Bound once: handle passes it to every request's walk.
+        self._end = self._ended
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -198,6 +201,9 @@ class Engine:
 
     def route(self, port: int, host: str, path: str) -> AppRuntime:
         """The application for a request on ``port`` for ``Host: host`` and ``path``."""
+        only = self.router.only
+        if only is not None:
+            return only
         site = self.router.site_for(port, host)
         if site is not None:
             runtime = site.app_for(path)
@@ -205,32 +211,50 @@ class Engine:
                 return runtime
         return self._nowhere
 
-    async def handle(self, request: Request, writer: ResponseWriter) -> Context:
-        """Run ``request`` through its application's plan; the response goes to ``writer``."""
-        server = request.server
-        runtime = self.route(server[1] if server else 0, request.host, request.path)
+    def handle(self, request: Request, writer: ResponseWriter) -> Walking:
+        """Run ``request`` through its application's plan; the response goes to ``writer``.
+
+        Returns the coroutine that runs it, to await at once (it gives the request's
+        context); the request counts as in flight from this call on. Where the walk
+        is generated (the pure-Python build) it is that one coroutine
+        (``AppRuntime.serve``), the bookkeeping of :meth:`_ended` in its
+        ``finally``: one coroutine per request to create and resume, not two.
+        """
+        # A server of one application (``serve app``): no routing to do.
+        runtime = self._only
+        if runtime is None:
+            server = request.server
+            runtime = self.route(server[1] if server else 0, request.host, request.path)
         ctx = Context(request, runtime.app, writer, runtime.send_response)
-        walk = runtime.walk(ctx)
-        # This generation's switches, read once: a reload that flips them leaves a
-        # request that began before it to undo what it did.
-        monitor = self.monitor
-        counting = self.counting
-        executing = self.executing
-        if monitor:
-            executing[ctx] = walk
+        serve = runtime.serve
+        walk = serve(ctx, self._end) if serve is not None else self._walked(runtime, ctx)
+        if self.monitor:
+            self.executing[ctx] = walk
         self.active += 1
+        return walk
+
+    async def _walked(self, runtime: AppRuntime, ctx: Context) -> Context:
+        # The compiled walker's request (or a broken web.toml's): its walk, then the
+        # same bookkeeping.
         try:
-            await walk
+            await runtime.walk(ctx)
         finally:
-            if monitor:
-                del executing[ctx]
-            if counting:
-                # Where the request ends, ended or failed: its site's counters (GET /metrics).
-                runtime.metrics.done(ctx)
-            self.active -= 1
-            if not self.active and self._idle is not None:
-                self._idle.set()
+            self._ended(ctx)
         return ctx
+
+    def _ended(self, ctx: Context) -> None:
+        """Where a request's walk ends, ended or failed: off the request monitor's
+        map, counted in its site's counters (GET /metrics), no longer in flight.
+
+        This generation's switches are read here, as when the request began: they
+        are set once per generation (a reload that flips them makes a new one)."""
+        if self.monitor:
+            del self.executing[ctx]
+        if self.counting:
+            ctx.app.metrics.done(ctx)
+        self.active -= 1
+        if not self.active and self._idle is not None:
+            self._idle.set()
 
     def log_broken(self, logger: logging.Logger) -> None:
         """Log each ``web.toml`` that cannot be used, with the URLs it takes down."""

@@ -150,12 +150,20 @@ class HandlerMap:
     stages in between.
     """
 
-    __slots__ = ("handlers", "rules")
+    __slots__ = ("handlers", "only", "rules")
 
     def __init__(
         self, rules: Sequence[Rule], handlers: Mapping[str, Handler] | None = None
     ) -> None:
         self.rules = tuple(rules)
+        #: The handler of every request where one rule maps every path and verb
+        #: whatever the path names (a hosted application's catch-all): the mapping
+        #: is then a store, not a call of :meth:`select`.
+        self.only: Handler | None = None
+        if len(self.rules) == 1:
+            rule = self.rules[0]
+            if rule.match is None and not rule.suffix and rule.verbs is None and not rule.resource:
+                self.only = rule.handler
         #: Every handler module of the application by id, mapped or not
         #: (``Context.hand_to``): the rules' handlers at least.
         self.handlers: dict[str, Handler] = {r.handler.id: r.handler for r in self.rules}
@@ -215,8 +223,12 @@ class HandlerMap:
         """Choose ``ctx.handler`` unless a module already did; leave the map in
         ``ctx.remapper`` (``ctx.remap`` calls :meth:`select` again)."""
         if ctx.handler is None:
-            request = ctx.request
-            ctx.handler = self.select(request.path, request.method, ctx)
+            only = self.only
+            if only is not None:
+                ctx.handler = only
+            else:
+                request = ctx.request
+                ctx.handler = self.select(request.path, request.method, ctx)
         ctx.remapper = self
 
 

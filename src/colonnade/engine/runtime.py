@@ -14,7 +14,7 @@ from colonnade.core.metrics import SiteCounters
 from colonnade.core.module import Module
 from colonnade.engine.mapping import HandlerMap, close_mapping, execute, needs_close
 from colonnade.errors import each_error
-from colonnade.pipeline import Plan, Walk, compile_plan, compile_walk
+from colonnade.pipeline import Plan, Serve, Walk, compile_plan, compile_serve, compile_walk
 
 
 class AppRuntime:
@@ -28,6 +28,7 @@ class AppRuntime:
         "modules",
         "plan",
         "send_response",
+        "serve",
         "walk",
     )
 
@@ -50,8 +51,12 @@ class AppRuntime:
         self.send_response: SendHook | None = plan.run_send_response
         self.fingerprint = fingerprint  # what it was built from; equal → reusable
         self.walk: Walk = compile_walk(plan)
+        #: The walk with the engine's bookkeeping in one coroutine (the pure-Python
+        #: build's), or None: the engine wraps ``walk`` (see ``Engine.handle``).
+        self.serve: Serve | None = compile_serve(plan)
         if app.broken:
             self.walk = _refusing_broken(self.walk)
+            self.serve = None
         # Where a URL becomes a file path (Context.physical_path), the MAP_PATH
         # hooks join in; one application object serves one runtime.
         app.map_path_hooks = plan.run_map_path

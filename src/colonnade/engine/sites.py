@@ -65,6 +65,13 @@ class Router:
         self._single = (
             self.sites[0] if len(self.sites) == 1 and not self.sites[0].host_names else None
         )
+        #: The one application every request goes to (one site for every host name,
+        #: one application, at ``/``), else None: the engine then routes each request.
+        self.only: AppRuntime | None = None
+        if self._single is not None and len(self._single.apps) == 1:
+            only = self._single.apps[0]
+            if only.app.path == "/":
+                self.only = only
 
     def site_for(self, port: int, host: str) -> Site | None:
         """The site for a request on ``port`` with ``Host: host``."""

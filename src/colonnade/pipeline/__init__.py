@@ -8,16 +8,29 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from colonnade.pipeline.plan import BoundHook, Plan, Step, compile_plan
-    from colonnade.pipeline.runner import Walk, compile_walk
+    from colonnade.pipeline.runner import Ended, Serve, Walk, compile_serve, compile_walk
 
-__all__ = ["BoundHook", "Plan", "Step", "Walk", "compile_plan", "compile_walk"]
+__all__ = [
+    "BoundHook",
+    "Ended",
+    "Plan",
+    "Serve",
+    "Step",
+    "Walk",
+    "compile_plan",
+    "compile_serve",
+    "compile_walk",
+]
 
 _WHERE = {
     "BoundHook": "plan",
     "Plan": "plan",
     "Step": "plan",
     "compile_plan": "plan",
+    "Ended": "runner",
+    "Serve": "runner",
     "Walk": "runner",
+    "compile_serve": "runner",
     "compile_walk": "runner",
 }
 

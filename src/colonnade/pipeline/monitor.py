@@ -44,7 +44,7 @@ class ExecutingRequest(msgspec.Struct, kw_only=True):
 
 
 def snapshot(
-    executing: Mapping[Context, Coroutine[Any, Any, None]],
+    executing: Mapping[Context, Coroutine[Any, Any, object]],
     *,
     pid: int,
     min_elapsed: int = 0,

@@ -110,9 +110,16 @@ class Plan:
         return rows
 
 
-def generate(label: str, names: dict[str, Any], body: list[str], *, coroutine: bool = True) -> Any:
-    """``async def fn(ctx)`` (or ``def fn(ctx)`` when not ``coroutine``) with ``body``
-    (lines indented for it), compiled once.
+def generate(
+    label: str,
+    names: dict[str, Any],
+    body: list[str],
+    *,
+    coroutine: bool = True,
+    params: str = "ctx",
+) -> Any:
+    """``async def fn(ctx)`` (or ``def fn(ctx)`` when not ``coroutine``; ``params``:
+    other parameters) with ``body`` (lines indented for it), compiled once.
 
     ``names`` become the globals of the function, in a namespace of its own (hooks,
     stages, helpers): only generated identifiers go into the source, never
@@ -123,7 +130,7 @@ def generate(label: str, names: dict[str, Any], body: list[str], *, coroutine: b
     """
     source = (
         ("async def" if coroutine else "def")
-        + " fn(ctx):\n"
+        + f" fn({params}):\n"
         + "".join(f"{line}\n" for line in body or ["    pass"])
     )
     namespace: dict[str, Any] = dict(names)

@@ -53,6 +53,10 @@ _EXECUTE_STEP = "(engine) execute"
 
 #: The generated walk of one plan.
 Walk = Callable[[Context], Coroutine[Any, Any, None]]
+#: ``ended(ctx)``: the engine's bookkeeping where a request's walk ends, ended or failed.
+Ended = Callable[[Context], None]
+#: ``serve(ctx, ended)``: the walk, then ``ended(ctx)`` however it ended; gives ``ctx``.
+Serve = Callable[[Context, Ended], Coroutine[Any, Any, Context]]
 
 
 #: Whether mypyc compiled the walker: then it walks every plan (a native loop beats
@@ -66,7 +70,21 @@ def compile_walk(plan: Plan, *, native: bool | None = None) -> Walk:
     Either never raises for a module's failure and follows the same rules."""
     if NATIVE if native is None else native:
         return _walker(plan).walk
-    return _generated_walk(plan)
+    walk: Walk = _generated_walk(plan)
+    return walk
+
+
+def compile_serve(plan: Plan, *, native: bool | None = None) -> Serve | None:
+    """The walk of ``plan`` with the engine's bookkeeping in the same coroutine
+    (``serve(ctx, ended)``: ``ended(ctx)`` in a ``finally``, then ``ctx`` returned),
+    where the walk is generated: the interpreter then creates and resumes one
+    coroutine per request, not the engine's around the walk's. None where the
+    walker is compiled (``native``, by default :data:`NATIVE`): a compiled
+    coroutine around it costs little, and the engine makes that one."""
+    if NATIVE if native is None else native:
+        return None
+    serve: Serve = _generated_walk(plan, serve=True)
+    return serve
 
 
 def _walker(plan: Plan) -> walker.Walker:
@@ -105,9 +123,11 @@ def _walker(plan: Plan) -> walker.Walker:
     return walker.Walker(steps, FINISH, fail_here, _send_plain, source.untraced, start, traced)
 
 
-def _generated_walk(plan: Plan) -> Walk:
+def _generated_walk(plan: Plan, *, serve: bool = False) -> Any:
     """Generate the walk of ``plan``: one coroutine function, no loops; it never
-    raises for a module's failure.
+    raises for a module's failure. With ``serve``, ``fn(ctx, ended)``: the same
+    walk in a ``try`` whose ``finally`` calls ``ended(ctx)``, returning ``ctx``
+    (:func:`compile_serve`).
 
     Per step::
 
@@ -150,7 +170,11 @@ def _generated_walk(plan: Plan) -> Walk:
         body.append("        except Exception:")
         body.append("            trace = start_failed(ctx)")
         body.append("        if trace is not None:")
-        body.append("            return await traced(plan, ctx, trace, source)")
+        if serve:
+            body.append("            await traced(plan, ctx, trace, source)")
+            body.append("            return ctx")
+        else:
+            body.append("            return await traced(plan, ctx, trace, source)")
     # The request monitor's map of the walk: source line -> (stage, module id).
     # Each hook is called on a line of its own, so a suspended walk's line says
     # which hook it waits in (see position()); the line table costs nothing.
@@ -194,8 +218,20 @@ def _generated_walk(plan: Plan) -> Walk:
         if step.always is not Always.NO:
             # run_always's own frame says which hook (position() looks into it).
             add(f"        await run_always(plan, ctx, stage{i}, calls{i})", stage, None)
-    walk: Walk = generate("pipeline walk", names, body)
-    return walk
+    if not serve:
+        return generate("pipeline walk", names, body)
+    # One line ("try:") before the walk's: where its hooks are called moves down one.
+    lines = {line + 1: found for line, found in where.items()}
+    where.clear()
+    where.update(lines)
+    body = [
+        "    try:",
+        *(f"    {line}" for line in body),
+        "    finally:",
+        "        ended(ctx)",
+        "    return ctx",
+    ]
+    return generate("pipeline walk", names, body, params="ctx, ended")
 
 
 _CONTINUED = " \\"  # the test goes on on the next line
@@ -204,7 +240,7 @@ _CONTINUED = " \\"  # the test goes on on the next line
 _FAILING = "(engine) error"
 
 
-def position(walk: Coroutine[Any, Any, None], ctx: Context) -> tuple[Stage, str] | None:
+def position(walk: Coroutine[Any, Any, object], ctx: Context) -> tuple[Stage, str] | None:
     """Where the suspended ``walk`` of ``ctx`` is: its stage and the id of the module
     whose hook it waits in (the handler's id in the engine's handler step); None
     when it has not started or has ended.
