@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import errno
 import logging
 import os
 import socket
 from asyncio import Task
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 from colonnade.core.context import Context
@@ -751,6 +752,39 @@ class _FileSender:
             self.watch = -1
 
 
+class _InContext:
+    """Awaited, runs ``coro`` to its end with every step inside ``context``: what a
+    task of its own would give a request (its context variables stay its own),
+    inside the connection's one task (see ``HttpConnection._serve``)."""
+
+    __slots__ = ("context", "coro")
+
+    def __init__(self, context: contextvars.Context, coro: Coroutine[Any, Any, None]) -> None:
+        self.context = context
+        self.coro = coro
+
+    def __await__(self) -> _InContext:
+        return self
+
+    def __iter__(self) -> _InContext:
+        return self
+
+    def __next__(self) -> Any:
+        return self.context.run(self.coro.send, None)
+
+    def send(self, value: Any) -> Any:
+        """The awaited future's result, passed on."""
+        return self.context.run(self.coro.send, value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        """An exception (a cancellation) for the awaiting request, passed on."""
+        return self.context.run(self.coro.throw, typ if val is None else val)
+
+    def close(self) -> None:
+        """The awaiting coroutine is closed: close the request's too."""
+        self.context.run(self.coro.close)
+
+
 def _disconnected(exchange: Exchange) -> None:
     # The connection was lost: a body still arriving never will.
     body = exchange.body
@@ -795,7 +829,11 @@ class HttpConnection(asyncio.Protocol):
         # deque reserves a 64-slot block (~760 bytes per idle connection).
         self.queue: list[Exchange] = []
         self.current: Exchange | None = None  # the request whose body is arriving
+        # The connection's task (see _serve): made for its first request, it answers
+        # the later ones too, waiting on _wake between them; None: there is none.
         self.task: asyncio.Task[None] | None = None
+        self.answering = False  # a request is being answered (by the task)
+        self._wake: asyncio.Future[bool] | None = None
         self.pending_error: ProtocolError | None = None
         self.closing = False
         self.write_paused = False
@@ -873,8 +911,9 @@ class HttpConnection(asyncio.Protocol):
             _disconnected(current)
         for exchange in self.queue:
             _disconnected(exchange)
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
+        task = self.task
+        if task is not None and not self._end_idle_task() and not task.done():
+            task.cancel()
         self._wake_drain()
 
     def data_received(self, data: bytes) -> None:
@@ -932,7 +971,7 @@ class HttpConnection(asyncio.Protocol):
         # Nothing in flight: let asyncio close the transport; else answer what was
         # asked, then close.
         self.closing = True
-        return self.task is not None or bool(self.queue)
+        return self.answering or bool(self.queue)
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -1037,7 +1076,7 @@ class HttpConnection(asyncio.Protocol):
             # retry unanswered pipelined requests (RFC 9112 9.3.2).
             self.closing = True
             self._pause_reading()
-            if self.task is None and not self.queue:
+            if not self.answering and not self.queue:
                 self.close()
             return
         record = None
@@ -1048,7 +1087,7 @@ class HttpConnection(asyncio.Protocol):
                 # Not while the client has yet to read an earlier answer: the request
                 # then queues (see _answer), so a client that pipelines requests and
                 # reads nothing holds one response in memory, not one per request.
-                if self.task is None and not self.queue and not self._backlog():
+                if not self.answering and not self.queue and not self._backlog():
                     # A client asks for the same few things again and again: the
                     # entry of its last hit, still stored and for the same key,
                     # costs compares of bytes it shares, not the hash of a new key.
@@ -1084,7 +1123,7 @@ class HttpConnection(asyncio.Protocol):
         ):
             self._read_paused_for_queue = True
             self._pause_reading()
-        if self.task is None:
+        if not self.answering:
             self._start_next()
 
     def _on_protocol_error(self, event: ProtocolError) -> None:
@@ -1092,7 +1131,7 @@ class HttpConnection(asyncio.Protocol):
         if self.current is not None and self.current.body is not None:
             self.current.body.fail(HttpError(400, 0, event.reason))
         self.pending_error = event
-        if self.task is None and not self.queue:
+        if not self.answering and not self.queue:
             self._send_error()
 
     def _send_error(self) -> None:
@@ -1107,16 +1146,77 @@ class HttpConnection(asyncio.Protocol):
     # -- answering requests, one at a time ----------------------------------------
 
     def _start_next(self) -> None:
-        exchange = self.queue[0]
+        """Answer the request at the head of the queue: the connection's task does,
+        woken if it waits for one, made if there is none (and if it is running, it
+        called this itself, from _done, and goes on with the request)."""
+        self.answering = True
+        wake = self._wake
+        if wake is not None and not wake.done():
+            self._wake = None
+            wake.set_result(True)
+        elif self.task is None:
+            self._spawn()
+        # else: the task is running (it called this from _done and goes on with the
+        # request), or it was cancelled while it waited and makes a new one as it ends
+
+    def _spawn(self) -> None:
         loop = self._loop
         if loop.get_task_factory() is None:
             # What loop.create_task does without a task factory, minus its own
             # call: uvloop's passes the loop as a keyword, which makes a dict for
             # Task's arguments (~1,300 instructions of a request). The task's loop
             # is the running one: this runs in the connection's callbacks only.
-            self.task = Task(self._answer(exchange))
+            self.task = Task(self._serve())
         else:
-            self.task = loop.create_task(self._answer(exchange))
+            self.task = loop.create_task(self._serve())
+
+    async def _serve(self) -> None:
+        """The connection's task: answers the queued requests in order, then waits
+        (on ``_wake``) for the next one, so that a keep-alive connection makes one
+        task, not one per request (a task's making and ending cost ~10,000
+        instructions, a seventh of an ASGI request; waking one that waits costs a
+        future). Inside an application ``asyncio.current_task()`` is still a real
+        task that can be cancelled, and each request runs in a context of its own
+        (a copy of the task's, which nothing changes: what a new task's would be),
+        so context variables never pass from one request to the next. An idle
+        connection does not keep its task: LazyTimers' next sweep ends it (see
+        _end_idle_task), so idle connections cost no more memory than before."""
+        task = self.task
+        try:
+            while True:
+                if self.answering:
+                    await _InContext(contextvars.copy_context(), self._answer(self.queue[0]))
+                    if task is not None and task.cancelling():
+                        # A cancellation the request left behind (asked for and
+                        # neither delivered nor withdrawn) is not the next one's.
+                        return
+                    continue
+                transport = self.transport
+                if self.closing or transport is None or transport.is_closing():
+                    return
+                wake = self._wake = self._loop.create_future()
+                self._timers.add(self)  # its next sweep ends this task if still idle
+                if not await wake:
+                    return
+        finally:
+            if self.task is task:
+                self.task = None
+                self._wake = None
+                transport = self.transport
+                if self.answering and transport is not None and not transport.is_closing():
+                    # Ended with a request to answer: cancelled while it waited, or
+                    # by the cancellation above. A new task answers it.
+                    self._spawn()
+
+    def _end_idle_task(self) -> bool:
+        """End the connection's task if it waits for a request; True if it did."""
+        wake = self._wake
+        if wake is None:
+            return False
+        self._wake = None
+        if not wake.done():
+            wake.set_result(False)
+        return True
 
     async def _answer(self, exchange: Exchange) -> None:
         request = exchange.request
@@ -1139,13 +1239,19 @@ class HttpConnection(asyncio.Protocol):
             if record is not None and record.cache is self.state.respcache:
                 record.cache.offer(record, ctx)
         except asyncio.CancelledError:
+            # The connection was lost, or the application cancelled its own task:
+            # then its request has no answer, and the connection cannot go on (it
+            # would wait for one): dropped, as after an error.
+            transport = self.transport
+            if transport is not None and not transport.is_closing():
+                self.abort()
             raise
         except Exception:
             log.exception("unhandled error answering %r", request)
             self.abort()
             return
         finally:
-            self.task = None
+            self.answering = False
         self._done(exchange)
 
     def _answer_cached(self, head: RequestHead, request: Request, entry: Entry) -> None:
@@ -1360,7 +1466,10 @@ class HttpConnection(asyncio.Protocol):
             self._timer = loop.call_at(deadline, self._check_deadline)
 
     def _arm_now(self) -> None:
-        """LazyTimers' sweep: the timer for whatever is due, if nothing armed it yet."""
+        """LazyTimers' sweep: the timer for whatever is due, if nothing armed it yet;
+        and the end of the connection's task if it still waits for a request."""
+        if self._wake is not None:
+            self._end_idle_task()
         if self._timer is not None:
             return
         deadline = self._deadline
@@ -1483,7 +1592,7 @@ class HttpConnection(asyncio.Protocol):
         if self.lingering:
             self.close()  # the client was silent long enough, or lingered too long
             return
-        if self.task is not None or self.queue:
+        if self.answering or self.queue:
             return
         if self._idle:
             self.close()  # an idle keep-alive connection: close quietly
@@ -1494,7 +1603,7 @@ class HttpConnection(asyncio.Protocol):
     @property
     def busy(self) -> bool:
         """A request is in flight (being answered or queued)."""
-        return self.task is not None or bool(self.queue)
+        return self.answering or bool(self.queue)
 
     @property
     def idle(self) -> bool:
@@ -1502,7 +1611,7 @@ class HttpConnection(asyncio.Protocol):
         transport = self.transport
         return (
             self._idle
-            and self.task is None
+            and not self.answering
             and not self.queue
             and self.raw is None
             and not self.closing
@@ -1538,7 +1647,7 @@ class HttpConnection(asyncio.Protocol):
         self.stopping = True
         if self.raw is not None:
             self.raw.shutdown()
-        if (self.task is None and not self.queue) or self.lingering:
+        if (not self.answering and not self.queue) or self.lingering:
             self.close()
 
     def linger(self) -> None:
