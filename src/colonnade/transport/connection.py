@@ -3,8 +3,9 @@
 How this works: ``HttpConnection`` is an ``asyncio.Protocol``. Every chunk the
 socket delivers is fed to the sans-IO ``HTTP1Connection``; the events it returns
 are sorted into a queue of requests (a pipelined client may send several ahead).
-One task at a time answers the request at the head of the queue, so responses
-leave in request order; when it ends, the next queued request starts. Request
+The connection's one task answers the request at the head of the queue, so
+responses leave in request order; when it ends, the next queued request starts
+(see ``HttpConnection._serve``: the task waits between requests). Request
 bodies stream through a small buffer whose size pauses and resumes reading
 (back-pressure on fast uploaders); responses wait in ``write`` while the client
 reads slowly (back-pressure on slow readers). Three timers guard the connection:
@@ -37,9 +38,9 @@ import errno
 import logging
 import os
 import socket
-from asyncio import Task
+from asyncio import Future, Task
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 from colonnade.core.context import Context
@@ -52,7 +53,8 @@ from colonnade.http import EndOfMessage, HTTP1Connection, Preface, ProtocolError
 from colonnade.transport.respcache import Entry, Key, Record, ResponseCache, request_key
 
 if TYPE_CHECKING:
-    from colonnade.transport.server import Held, ServerState
+    from colonnade.engine import Engine
+    from colonnade.transport.server import ConnectionRouter, Held, ServerState
 
 log = logging.getLogger("colonnade.transport")
 
@@ -101,6 +103,10 @@ def _cork(sock: Any, on: int) -> None:
 #: Open connections from which a new one accepted by the event loop (one per turn of
 #: it) has the listening socket's backlog taken at once (see Accepted).
 DRAIN_FROM: Final = 64
+
+# Final names: compiled, C statics, not look-ups in a module's dict per call.
+_copy_context: Final = contextvars.copy_context
+_Future: Final = Future
 
 # Timeouts from this long on are armed lazily (see LazyTimers); shorter ones at once.
 _LAZY_FROM: Final = 1.0
@@ -163,6 +169,24 @@ class Counts:
         #: When ``requests`` reaches this count, ``ServerState.on_request_limit`` is
         #: called once (a pool worker's ``recycling.requests``); -1: never.
         self.request_limit = -1
+
+
+class Live:
+    """What a connection reads of the server's state for every request: kept in a
+    compiled object of its own, which each connection holds (as it holds Counts),
+    so that each read is a field load, not a look-up on the interpreted
+    ``ServerState`` (~190 instructions each, six per keep-alive request).
+    ``ServerState`` keeps it current: it sets these wherever it sets its own
+    (``switch``, its ``router``)."""
+
+    __slots__ = ("engine", "keep_alive", "respcache", "router")
+
+    def __init__(self, engine: Engine, keep_alive: float, respcache: ResponseCache | None) -> None:
+        self.engine = engine
+        #: ``timeouts.keep_alive``
+        self.keep_alive = keep_alive
+        self.respcache = respcache
+        self.router: ConnectionRouter | None = None
 
 
 class Accepted:
@@ -752,39 +776,6 @@ class _FileSender:
             self.watch = -1
 
 
-class _InContext:
-    """Awaited, runs ``coro`` to its end with every step inside ``context``: what a
-    task of its own would give a request (its context variables stay its own),
-    inside the connection's one task (see ``HttpConnection._serve``)."""
-
-    __slots__ = ("context", "coro")
-
-    def __init__(self, context: contextvars.Context, coro: Coroutine[Any, Any, None]) -> None:
-        self.context = context
-        self.coro = coro
-
-    def __await__(self) -> _InContext:
-        return self
-
-    def __iter__(self) -> _InContext:
-        return self
-
-    def __next__(self) -> Any:
-        return self.context.run(self.coro.send, None)
-
-    def send(self, value: Any) -> Any:
-        """The awaited future's result, passed on."""
-        return self.context.run(self.coro.send, value)
-
-    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
-        """An exception (a cancellation) for the awaiting request, passed on."""
-        return self.context.run(self.coro.throw, typ if val is None else val)
-
-    def close(self) -> None:
-        """The awaiting coroutine is closed: close the request's too."""
-        self.context.run(self.coro.close)
-
-
 def _disconnected(exchange: Exchange) -> None:
     # The connection was lost: a body still arriving never will.
     body = exchange.body
@@ -812,6 +803,7 @@ class HttpConnection(asyncio.Protocol):
             shared = Accepted(state)
         self.state = state
         self._counts = state.counts
+        self._live = state.live
         self._initial = initial
         # A TLS session cannot move to another process: such a connection is
         # never held for the router nor handed over (see pools/routing.py).
@@ -834,6 +826,10 @@ class HttpConnection(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         self.answering = False  # a request is being answered (by the task)
         self._wake: asyncio.Future[bool] | None = None
+        # In LazyTimers' set for its next sweep (_serve added it), and found waiting
+        # for a request by a sweep (_arm_now): the next one ends the task.
+        self._swept = False
+        self._idle_swept = False
         self.pending_error: ProtocolError | None = None
         self.closing = False
         self.write_paused = False
@@ -927,7 +923,7 @@ class HttpConnection(asyncio.Protocol):
         arm = False
         if self._idle:
             self._idle = False
-            router = self.state.router
+            router = self._live.router
             if router is not None and self.tls is None:
                 self._arm(self.state.timeouts.header)
                 self.held = router.hold(self)
@@ -1062,7 +1058,8 @@ class HttpConnection(asyncio.Protocol):
             head.keep_alive,
             self.tls,
         )
-        router = self.state.router
+        live = self._live
+        router = live.router
         if router is not None and not router.admits(self, request):
             if self.tls is not None:
                 # Its SNI name brought the connection here, its Host names a site of
@@ -1080,7 +1077,7 @@ class HttpConnection(asyncio.Protocol):
                 self.close()
             return
         record = None
-        cache = self.state.respcache
+        cache = live.respcache
         if cache is not None and body is None and router is None:
             key = request_key(head, self._scheme, self.server[1] if self.server else 0)
             if key is not None:
@@ -1150,6 +1147,7 @@ class HttpConnection(asyncio.Protocol):
         woken if it waits for one, made if there is none (and if it is running, it
         called this itself, from _done, and goes on with the request)."""
         self.answering = True
+        self._idle_swept = False
         wake = self._wake
         if wake is not None and not wake.done():
             self._wake = None
@@ -1159,9 +1157,13 @@ class HttpConnection(asyncio.Protocol):
         # else: the task is running (it called this from _done and goes on with the
         # request), or it was cancelled while it waited and makes a new one as it ends
 
-    def _spawn(self) -> None:
+    def _spawn(self, context: contextvars.Context | None = None) -> None:
         loop = self._loop
-        if loop.get_task_factory() is None:
+        if context is not None:
+            # Made by the connection's ending task: in a copy of the context it began
+            # with, not in the one its requests may have changed.
+            self.task = loop.create_task(self._serve(), context=context.copy())
+        elif loop.get_task_factory() is None:
             # What loop.create_task does without a task factory, minus its own
             # call: uvloop's passes the loop as a keyword, which makes a dict for
             # Task's arguments (~1,300 instructions of a request). The task's loop
@@ -1173,29 +1175,43 @@ class HttpConnection(asyncio.Protocol):
     async def _serve(self) -> None:
         """The connection's task: answers the queued requests in order, then waits
         (on ``_wake``) for the next one, so that a keep-alive connection makes one
-        task, not one per request (a task's making and ending cost ~10,000
-        instructions, a seventh of an ASGI request; waking one that waits costs a
-        future). Inside an application ``asyncio.current_task()`` is still a real
-        task that can be cancelled, and each request runs in a context of its own
-        (a copy of the task's, which nothing changes: what a new task's would be),
-        so context variables never pass from one request to the next. An idle
-        connection does not keep its task: LazyTimers' next sweep ends it (see
-        _end_idle_task), so idle connections cost no more memory than before."""
+        task, not one per request (a task's making and ending cost ~7,000
+        instructions, a sixth of an ASGI request; waking one that waits, a future).
+
+        What a task per request gave an application stays: ``asyncio.current_task()``
+        is a real task that can be cancelled, and no request sees a context variable
+        an earlier one set: the task's context is compared with the one it began
+        with after each request (an identity test while the two share their
+        mapping, as they do until a variable is set), and a request that changed it
+        ends the task (so does a cancellation a request left behind); the next
+        request gets a new one, in a copy of the context this one began with.
+        An idle connection does not keep its task: LazyTimers' next sweep ends it
+        (see _end_idle_task), so idle connections cost no more memory than before."""
         task = self.task
+        base = _copy_context()  # what the task began with
         try:
             while True:
                 if self.answering:
-                    await _InContext(contextvars.copy_context(), self._answer(self.queue[0]))
-                    if task is not None and task.cancelling():
-                        # A cancellation the request left behind (asked for and
-                        # neither delivered nor withdrawn) is not the next one's.
+                    await self._answer(self.queue[0])
+                    if _copy_context() != base:
+                        return
+                    if self.answering and task is not None and task.cancelling():
+                        # A pipelined request is next: a cancellation the last one
+                        # left behind must not reach it. (With none queued, one
+                        # reaches the wait below, which ends the task.)
                         return
                     continue
                 transport = self.transport
                 if self.closing or transport is None or transport.is_closing():
                     return
-                wake = self._wake = self._loop.create_future()
-                self._timers.add(self)  # its next sweep ends this task if still idle
+                # A future made directly: the loop's create_future passes the loop
+                # as a keyword (a dict per call); this one finds the running loop.
+                wake: Future[bool] = _Future()
+                self._wake = wake
+                if not self._swept:
+                    # LazyTimers' sweeps end this task if it waits through two.
+                    self._swept = True
+                    self._timers.add(self)
                 if not await wake:
                     return
         finally:
@@ -1204,9 +1220,9 @@ class HttpConnection(asyncio.Protocol):
                 self._wake = None
                 transport = self.transport
                 if self.answering and transport is not None and not transport.is_closing():
-                    # Ended with a request to answer: cancelled while it waited, or
-                    # by the cancellation above. A new task answers it.
-                    self._spawn()
+                    # Ended with a request to answer (pipelined behind one that set
+                    # a context variable, or cancelled while it waited): a new task.
+                    self._spawn(base)
 
     def _end_idle_task(self) -> bool:
         """End the connection's task if it waits for a request; True if it did."""
@@ -1230,13 +1246,14 @@ class HttpConnection(asyncio.Protocol):
                 except ClientDisconnectedError:
                     self.abort()
                     return
-            ctx = await self.state.engine.handle(request, exchange)
+            live = self._live
+            ctx = await live.engine.handle(request, exchange)
             if not ctx.response.headers_sent:
                 # Nothing reached the wire (an always-stage failed): say so.
                 exchange.record = None
                 exchange.send_all(500, None, [], b"")
             record = exchange.record
-            if record is not None and record.cache is self.state.respcache:
+            if record is not None and record.cache is live.respcache:
                 record.cache.offer(record, ctx)
         except asyncio.CancelledError:
             # The connection was lost, or the application cancelled its own task:
@@ -1325,9 +1342,10 @@ class HttpConnection(asyncio.Protocol):
             self.close()
         else:
             self._idle = True
-            self._arm(self.state.timeouts.keep_alive)
-            if self.state.router is not None:
-                self.state.router.idle(self)
+            live = self._live
+            self._arm(live.keep_alive)
+            if live.router is not None:
+                live.router.idle(self)
 
     # -- writing, flow control, closing ----------------------------------------------
 
@@ -1467,9 +1485,16 @@ class HttpConnection(asyncio.Protocol):
 
     def _arm_now(self) -> None:
         """LazyTimers' sweep: the timer for whatever is due, if nothing armed it yet;
-        and the end of the connection's task if it still waits for a request."""
+        and the end of the connection's task if it waited for a request through this
+        sweep and the one before (so a busy connection never loses it)."""
+        self._swept = False
         if self._wake is not None:
-            self._end_idle_task()
+            if self._idle_swept:
+                self._end_idle_task()
+            else:
+                self._idle_swept = True
+                self._swept = True
+                self._timers.add(self)  # for the next sweep
         if self._timer is not None:
             return
         deadline = self._deadline
@@ -1490,6 +1515,7 @@ class HttpConnection(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         self._timers.discard(self)
+        self._swept = False
 
     def _check_deadline(self) -> None:
         self._timer = None
