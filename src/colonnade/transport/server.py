@@ -21,6 +21,7 @@ from colonnade.transport.connection import (
     Counts,
     HttpConnection,
     LazyTimers,
+    Live,
     fixed_address,
 )
 from colonnade.transport.listener import Listener
@@ -138,7 +139,9 @@ class ServerState:
         self.handshakes: set[asyncio.Task[None]] = set()
         #: The TLS ports of the configuration, with their certificates.
         self.tls = tls_ports(engine.config, alpn_protocols(self), NO_TLS)
-        self.router: ConnectionRouter | None = None  # multi-pool routing, see pools/
+        #: What connections read per request (engine, keep-alive timeout, response
+        #: cache, router), kept current by switch() and the router's setter.
+        self.live = Live(self.engine, self.timeouts.keep_alive, self.respcache)
         #: ``requests``, ``received`` and ``request_limit`` (the properties below).
         self.counts = Counts()
         self.on_request_limit: Callable[[], None] | None = None
@@ -165,6 +168,15 @@ class ServerState:
         self.counting = False
         #: The connections' timers armed lazily, by one sweep (``connection.LazyTimers``).
         self.lazy_timers: LazyTimers | None = None
+
+    @property
+    def router(self) -> ConnectionRouter | None:
+        """Multi-pool routing (see pools/); None: this worker serves every request."""
+        return self.live.router
+
+    @router.setter
+    def router(self, value: ConnectionRouter | None) -> None:
+        self.live.router = value
 
     @property
     def requests(self) -> int:
@@ -204,6 +216,10 @@ class ServerState:
         self.http2 = settings.http2
         # A new generation starts empty: what it enables for a path applies at once.
         self.respcache = for_engine(engine)
+        live = self.live
+        live.engine = engine
+        live.keep_alive = self.timeouts.keep_alive
+        live.respcache = self.respcache
         self.tls = tls_ports(engine.config, alpn_protocols(self), self.tls)
 
     def admit(self, conn: Connection, client: tuple[str, int] | None = None) -> bool:

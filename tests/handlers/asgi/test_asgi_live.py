@@ -3,6 +3,7 @@ driven by a real client (the ``websockets`` package)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -57,6 +58,32 @@ def test_head_answered_with_a_declared_length_and_no_body(tmp_path: Path) -> Non
         conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         got = conn.response()
         assert (got.status, got.body) == (200, b"Hello, world!")
+
+
+def test_requests_on_one_connection_never_share_context_variables(tmp_path: Path) -> None:
+    # One task answers a keep-alive connection's requests; each still runs in a
+    # context of its own, as in a task of its own: sequential and pipelined.
+    with live(site_config(f"{APPS}:context_probe"), tmp_path) as server, Conn(server.port) as conn:
+        for path in ("/a", "/b"):
+            conn.send(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
+            got = json.loads(conn.response().body)
+            assert got == {"seen": "unset", "after_sleep": path, "task": True}
+        conn.send(b"".join(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(3)))
+        for i in range(3):
+            got = json.loads(conn.response().body)
+            assert got == {"seen": "unset", "after_sleep": f"/{i}", "task": True}
+
+
+def test_an_app_that_cancels_its_own_task_drops_the_connection(tmp_path: Path) -> None:
+    # Its request has no answer: the connection is dropped (it waited for one,
+    # and kept the server from stopping), and the next connection is served.
+    config = site_config(f"{APPS}:cancel_self")
+    with live(config, tmp_path) as server:
+        for _ in range(2):
+            with Conn(server.port) as conn:
+                conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert conn.closed()
+    assert asgi_apps.EVENTS == ["cancelled", "cancelled"]
 
 
 def test_chunked_upload_streams_through_and_back(tmp_path: Path) -> None:

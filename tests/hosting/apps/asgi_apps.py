@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import os
 import threading
@@ -72,6 +73,44 @@ async def hello(scope: Scope, receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         raise ValueError(f"unsupported scope {scope['type']}")
     await _respond(send, 200, b"Hello, world!")
+
+
+#: Set by ``context_probe`` in each request: a request must never see another's value.
+PROBE: contextvars.ContextVar[str] = contextvars.ContextVar("probe")
+
+
+async def context_probe(scope: Scope, receive: Any, send: Any) -> None:
+    """Answers with what its request sees: the context variable ``PROBE`` before it
+    sets it (to the request's path), and its task (a real one, not cancelled)."""
+    if scope["type"] == "lifespan":
+        await _lifespan_ok(scope, receive, send)
+        return
+    seen = PROBE.get("unset")
+    PROBE.set(scope["path"])
+    await asyncio.sleep(0)  # a step later, the request's own value is still there
+    task = asyncio.current_task()
+    report = {
+        "seen": seen,
+        "after_sleep": PROBE.get("unset"),
+        "task": isinstance(task, asyncio.Task) and not task.cancelling(),
+    }
+    await _respond(send, 200, json.dumps(report).encode(), b"application/json")
+
+
+async def cancel_self(scope: Scope, receive: Any, send: Any) -> None:
+    """Cancels its own task and sees the cancellation at its next await."""
+    if scope["type"] == "lifespan":
+        await _lifespan_ok(scope, receive, send)
+        return
+    task = asyncio.current_task()
+    assert task is not None
+    task.cancel()
+    try:
+        await asyncio.sleep(0)
+    except asyncio.CancelledError:
+        EVENTS.append("cancelled")
+        raise
+    EVENTS.append("not cancelled")
 
 
 async def ws_late_accept(scope: Scope, receive: Any, send: Any) -> None:
