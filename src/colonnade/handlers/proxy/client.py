@@ -31,6 +31,7 @@ from colonnade.core.timers import timer_by
 from colonnade.handlers.proxy.errors import UpstreamConnectError, UpstreamTimeoutError
 from colonnade.handlers.proxy.wire import ResponseParser
 
+_FUTURE: Final = asyncio.Future
 #: Bytes queued from an upstream before its socket is no longer read (default).
 HIGH_WATER: Final = 64 * 1024
 _NEVER: Final = float("inf")
@@ -80,16 +81,14 @@ def resume(waiter: asyncio.Future[None]) -> None:
     once, here. A real future, not an object that only looks like one: a task
     takes it by asyncio's fast path (no attribute look-ups nor ``result()`` call
     at each wake-up), which costs less than what ``create_future`` adds."""
-    if waiter.done():
-        return
     callbacks = waiter._callbacks
-    if callbacks and len(callbacks) == 1:
+    if callbacks and len(callbacks) == 1:  # so pending: a done future keeps none
         entry = callbacks[0]
         fn = entry[0]
         waiter.remove_done_callback(fn)
         waiter.set_result(None)
         entry[1].run(fn, waiter)
-    else:
+    elif not waiter.done():
         waiter.set_result(None)
 
 
@@ -243,7 +242,9 @@ class Connection(asyncio.BufferedProtocol):
         # more than one piece waits here while the last is sent on).
         if self._paused:
             self.watch()
-        self._reader = waiter = self.loop.create_future()
+        # The future made directly: loop.create_future is a method call more.
+        waiter: asyncio.Future[None] = _FUTURE(loop=self.loop)
+        self._reader = waiter
         if deadline != _NEVER:
             self._arm(deadline)
         return waiter
