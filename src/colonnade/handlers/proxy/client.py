@@ -22,17 +22,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import contextvars
 import socket
-import time
-from collections.abc import Callable, Generator
-from typing import Any, Final, cast
+from time import monotonic
+from typing import Final, cast
 
 from colonnade.config.schema import parse_upstream as parse_address
 from colonnade.core.timers import timer_by
 from colonnade.handlers.proxy.errors import UpstreamConnectError, UpstreamTimeoutError
 from colonnade.handlers.proxy.wire import ResponseParser
 
+_FUTURE: Final = asyncio.Future
 #: Bytes queued from an upstream before its socket is no longer read (default).
 HIGH_WATER: Final = 64 * 1024
 _NEVER: Final = float("inf")
@@ -69,132 +68,28 @@ def parse_upstream(address: str) -> Upstream:
     return Upstream(host, port, unix_path)
 
 
-# Where a Wait is (Final: compiled, a comparison with one is native).
-_PENDING: Final = 0
-_DONE: Final = 1
-_CANCELLED: Final = 2
+def resume(waiter: asyncio.Future[None]) -> None:
+    """Complete ``waiter`` and resume the one task waiting on it now, before this
+    returns, in the task's context (the read callback that brought the bytes runs
+    the rest of the response), where ``set_result`` alone would schedule the
+    wake-up for the next turn of the loop: a handle, and a turn with its poll,
+    per response. With no callback or several (not one task's wait), it is
+    ``set_result``; a waiter already done (cancelled, timed out) is left as it is.
 
-
-class Wait:
-    """What a request waits on for news of its upstream connection (bytes, the
-    end, the deadline): awaitable as an ``asyncio.Future`` is (a task takes it for
-    one), made per wait.
-
-    Unlike a future, it can resume its task at once (:meth:`wake`): the read
-    callback that brought the bytes runs the rest of the response, in the task's
-    context, where ``set_result`` would schedule the wake-up for the next turn of
-    the loop (a handle, and a turn with its poll, per response). The rarer news
-    (the connection's end, the deadline) and a cancel resume it as a future
-    does, through ``call_soon``."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._state = _PENDING
-        self._asyncio_future_blocking = False
-        # The task's wake-up and its context (one: a task's), then any others.
-        self._callback: Callable[[Wait], object] | None = None
-        self._context: contextvars.Context | None = None
-        self._more: list[tuple[Callable[[Wait], object], contextvars.Context | None]] = []
-        self._message: object = None
-
-    def __await__(self) -> Generator[Any, None, None]:
-        if self._state == _PENDING:
-            self._asyncio_future_blocking = True
-            yield self
-        self.result()
-
-    # -- the future's interface, as tasks, asyncio.wait_for and the like use it --------
-
-    def get_loop(self) -> asyncio.AbstractEventLoop:
-        """The loop it belongs to."""
-        return self._loop
-
-    def done(self) -> bool:
-        """Woken or cancelled."""
-        return self._state != _PENDING
-
-    def cancelled(self) -> bool:
-        """Cancelled."""
-        return self._state == _CANCELLED
-
-    def result(self) -> None:
-        """None once woken; ``CancelledError`` once cancelled."""
-        if self._state == _CANCELLED:
-            raise asyncio.CancelledError(self._message)
-        if self._state == _PENDING:
-            raise asyncio.InvalidStateError("the wait is not over")
-
-    def exception(self) -> BaseException | None:
-        """None once woken; ``CancelledError`` once cancelled."""
-        self.result()
-        return None
-
-    def add_done_callback(
-        self, fn: Callable[[Wait], object], *, context: contextvars.Context | None = None
-    ) -> None:
-        """Call ``fn(self)`` when it is over (soon, if it is)."""
-        if self._state != _PENDING:
-            self._loop.call_soon(fn, self, context=context)
-        elif self._callback is None:
-            self._callback = fn
-            self._context = context
-        else:
-            self._more.append((fn, context))
-
-    def remove_done_callback(self, fn: Callable[[Wait], object]) -> int:
-        """Forget ``fn``; how many times it was there."""
-        removed = 0
-        if self._callback is not None and self._callback == fn:
-            self._callback = None
-            self._context = None
-            removed = 1
-        kept = [entry for entry in self._more if entry[0] != fn]
-        removed += len(self._more) - len(kept)
-        self._more = kept
-        return removed
-
-    def cancel(self, msg: object = None) -> bool:
-        """Over, cancelled (its task gets ``CancelledError``)."""
-        if self._state != _PENDING:
-            return False
-        self._state = _CANCELLED
-        self._message = msg
-        self._schedule()
-        return True
-
-    def set_result(self, result: None) -> None:
-        """Over: the task resumes at the next turn of the loop."""
-        if self._state == _PENDING:
-            self._state = _DONE
-            self._schedule()
-
-    def wake(self) -> None:
-        """Over: the task resumes now, before this returns (see the class)."""
-        if self._state != _PENDING:
-            return
-        self._state = _DONE
-        callback = self._callback
-        if callback is None or self._more:
-            self._schedule()
-            return
-        self._callback = None
-        context = self._context
-        self._context = None
-        if context is not None:
-            context.run(callback, self)
-        else:
-            callback(self)
-
-    def _schedule(self) -> None:
-        loop = self._loop
-        callback = self._callback
-        if callback is not None:
-            self._callback = None
-            loop.call_soon(callback, self, context=self._context)
-            self._context = None
-        more, self._more = self._more, []
-        for fn, context in more:
-            loop.call_soon(fn, self, context=context)
+    The task's wake-up is taken off the future (``_callbacks``, the list asyncio's
+    own futures keep, C and Python alike) before the result is set, so it runs
+    once, here. A real future, not an object that only looks like one: a task
+    takes it by asyncio's fast path (no attribute look-ups nor ``result()`` call
+    at each wake-up), which costs less than what ``create_future`` adds."""
+    callbacks = waiter._callbacks
+    if callbacks and len(callbacks) == 1:  # so pending: a done future keeps none
+        entry = callbacks[0]
+        fn = entry[0]
+        waiter.remove_done_callback(fn)
+        waiter.set_result(None)
+        entry[1].run(fn, waiter)
+    elif not waiter.done():
+        waiter.set_result(None)
 
 
 class Connection(asyncio.BufferedProtocol):
@@ -222,7 +117,7 @@ class Connection(asyncio.BufferedProtocol):
         self._eof = False
         self._closed = False
         self._error: BaseException | None = None
-        self._reader: Wait | None = None
+        self._reader: asyncio.Future[None] | None = None
         self._writable = True
         self._drainer: asyncio.Future[None] | None = None
         # The deadline of the wait under way (_NEVER: none), and the timer that
@@ -263,10 +158,10 @@ class Connection(asyncio.BufferedProtocol):
             self.transport.pause_reading()
         reader = self._reader
         if reader is not None:
-            # The waiting request goes on at once (Wait.wake), and last: this
+            # The waiting request goes on at once (resume), and last: this
             # protocol's own state is settled before.
             self._reader = None
-            reader.wake()
+            resume(reader)
 
     def eof_received(self) -> bool:
         self._eof = True
@@ -336,18 +231,20 @@ class Connection(asyncio.BufferedProtocol):
         self._queued = 0
         return data
 
-    def waiter(self, within: float | None) -> Wait:
-        """A :class:`Wait` over once bytes arrive or the connection ends, or after
+    def waiter(self, within: float | None) -> asyncio.Future[None]:
+        """A future done once bytes arrive or the connection ends, or after
         ``within`` seconds (None: no limit)."""
         return self.waiter_at(_NEVER if within is None else self.loop.time() + within)
 
-    def waiter_at(self, deadline: float) -> Wait:
+    def waiter_at(self, deadline: float) -> asyncio.Future[None]:
         """:meth:`waiter` until ``deadline`` (loop time; infinity: no limit)."""
         # All that was read is passed on: read again (not earlier, so that no
         # more than one piece waits here while the last is sent on).
         if self._paused:
             self.watch()
-        self._reader = waiter = Wait(self.loop)
+        # The future made directly: loop.create_future is a method call more.
+        waiter: asyncio.Future[None] = _FUTURE(loop=self.loop)
+        self._reader = waiter
         if deadline != _NEVER:
             self._arm(deadline)
         return waiter
@@ -489,7 +386,11 @@ class Pool:
     def __init__(self, upstream: Upstream, settings: PoolSettings) -> None:
         self.upstream = upstream
         self.settings = settings
-        # Oldest first: lent from the end, reaped from the start.
+        # The idle connections: the one returned last, then the others, oldest
+        # first (lent from the end, reaped from the start). The slot spares the
+        # usual case (one connection, lent and returned in turn) the list's
+        # shrinking to nothing and growing again at every request.
+        self._recent: Connection | None = None
         self._idle: list[Connection] = []
         self._live: set[Connection] = set()
         self._connecting = 0
@@ -507,7 +408,7 @@ class Pool:
     @property
     def idle_connections(self) -> int:
         """Connections waiting for a request."""
-        return len(self._idle)
+        return len(self._idle) + (self._recent is not None)
 
     async def acquire(self) -> Connection:
         """A clean connection: an idle one, else a new one (waiting for room
@@ -529,6 +430,12 @@ class Pool:
     def reuse(self) -> Connection | None:
         """The most recently returned clean idle connection (None: there is none,
         then :meth:`acquire`); those found unclean on the way are closed."""
+        conn = self._recent
+        if conn is not None:
+            self._recent = None
+            if conn.clean:
+                return conn
+            self._discard(conn)
         idle = self._idle
         while idle:
             conn = idle.pop()
@@ -541,7 +448,9 @@ class Pool:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.connect_timeout
         limit = self.settings.max_connections
-        while len(self._live) + self._connecting >= limit and not self._idle:
+        while (
+            len(self._live) + self._connecting >= limit and self._recent is None and not self._idle
+        ):
             if self.closed:
                 raise UpstreamConnectError("the upstream pool is closed")
             waiter = loop.create_future()
@@ -596,13 +505,17 @@ class Pool:
             reusable
             and not self.closed
             and conn.clean
-            and len(self._idle) < self.settings.max_idle
+            and len(self._idle) + (self._recent is not None) < self.settings.max_idle
             and conn in self._live
         ):
-            conn.idle_since = time.monotonic()
+            conn.idle_since = monotonic()
             conn.watch()
-            self._idle.append(conn)
-            self._schedule_reaper()
+            recent = self._recent
+            if recent is not None:
+                self._idle.append(recent)
+            self._recent = conn
+            if self._reaper is None:
+                self._schedule_reaper()
         else:
             self._discard(conn)
         self._wake()
@@ -614,7 +527,9 @@ class Pool:
 
     def _lost(self, conn: Connection) -> None:
         # The transport is gone: an idle one leaves at once, a lent one when released.
-        if conn in self._idle:
+        if conn is self._recent:
+            self._recent = None
+        elif conn in self._idle:
             self._idle.remove(conn)
         self._live.discard(conn)
         self._wake()
@@ -627,13 +542,17 @@ class Pool:
                 return
 
     def _schedule_reaper(self) -> None:
-        if self._reaper is None and self._idle:
+        if self._reaper is None and (self._recent is not None or self._idle):
             loop = asyncio.get_running_loop()
             self._reaper = loop.call_later(self.settings.idle_timeout, self._reap)
 
     def _reap(self) -> None:
         self._reaper = None
-        cutoff = time.monotonic() - self.settings.idle_timeout
+        cutoff = monotonic() - self.settings.idle_timeout
+        recent = self._recent
+        if recent is not None and recent.idle_since <= cutoff:
+            self._recent = None  # the newest: every other one is older
+            self._discard(recent)
         idle = self._idle
         stale = 0
         while stale < len(idle) and idle[stale].idle_since <= cutoff:
@@ -651,6 +570,10 @@ class Pool:
         if self._reaper is not None:
             self._reaper.cancel()
             self._reaper = None
+        recent = self._recent
+        if recent is not None:
+            self._recent = None
+            self._discard(recent)
         while self._idle:
             self._discard(self._idle.pop())
         for waiter in self._waiters:

@@ -47,7 +47,7 @@ from colonnade.core.handler import ROUTE, UPSTREAM, Handler, Route
 from colonnade.core.request import EMPTY_BODY
 from colonnade.errors import ConfigError, HttpError
 from colonnade.handlers.proxy import forward, wire
-from colonnade.handlers.proxy.client import Connection, Pool, Upstream, Wait
+from colonnade.handlers.proxy.client import Connection, Pool, Upstream
 from colonnade.handlers.proxy.config import ProxySection
 from colonnade.handlers.proxy.errors import UpstreamConnectError, UpstreamTimeoutError
 from colonnade.handlers.proxy.wire import END, Data, End, Event, Head, Interim
@@ -97,6 +97,7 @@ class ProxyHandler(Handler):
         # The route of each [proxy] section with an upstream, by the section's id
         # (the route holds the section, so the id is not reused meanwhile).
         self._routes: dict[int, _Route] = {}
+        self._last_route: _Route | None = None  # the route execute last took
         # A farm's settings as last seen, and its live farm, by name; the route
         # to each member chosen so far.
         self._farms_seen: dict[str, tuple[FarmSettings, Farm]] = {}
@@ -118,6 +119,7 @@ class ProxyHandler(Handler):
         """Close the idle connections; lent ones close when their request ends."""
         pools, self.pools = self.pools, {}
         self._routes = {}
+        self._last_route = None
         self._farms_seen = {}
         self._member_routes = {}
         for pool in pools.values():
@@ -143,20 +145,23 @@ class ProxyHandler(Handler):
             handed = items.get(ROUTE)
             if type(handed) is Route:  # handed here by a module: URL Rewrite's route to a farm
                 return self._via_farm(ctx, settings, handed.farm, handed.target)
-        route = self._routes.get(id(settings))
+        route = self._last_route  # the usual case: the section of the last request
         if route is None or route.settings is not settings or route.pool.closed:
-            # Not seen yet (only a section with an upstream has a route).
-            if settings.farm:
-                return self._via_farm(ctx, settings, settings.farm)
-            upstream = settings.target
-            if upstream is None:
-                raise HttpError(
-                    500,
-                    0,
-                    "the proxy is not configured",
-                    detail="handler.proxy is mapped here, but [proxy] sets no upstream or farm",
-                )
-            route = self._route(settings, upstream)
+            route = self._routes.get(id(settings))
+            if route is None or route.settings is not settings or route.pool.closed:
+                # Not seen yet (only a section with an upstream has a route).
+                if settings.farm:
+                    return self._via_farm(ctx, settings, settings.farm)
+                upstream = settings.target
+                if upstream is None:
+                    raise HttpError(
+                        500,
+                        0,
+                        "the proxy is not configured",
+                        detail="handler.proxy is mapped here, but [proxy] sets no upstream or farm",
+                    )
+                route = self._route(settings, upstream)
+            self._last_route = route
         items[UPSTREAM] = route.upstream.name
         return _Exchange(ctx, route).run()
 
@@ -465,11 +470,15 @@ class _Exchange:
                 self.body_started = True
                 self.has_body = False
                 conn.parser.reusable = False
-            self._set_head(head)
+            self.status = head.status
             if rest and rest[-1] is END and not self._bodiless():
-                # The whole response came with its head (the usual small answer).
-                self._give_whole([event.data for event in rest if type(event) is Data])
+                # The whole response came with its head (the usual small answer):
+                # its fields without the Content-Length the engine writes.
+                self._set_head(head, head.bare)
+                body = [event.data for event in rest if type(event) is Data]
+                self.response.body = body[0] if len(body) == 1 else b"".join(body)
                 return self._reusable(conn)
+            self._set_head(head, head.fields)
             return await self._relay(conn, rest)
         finally:
             if pump is not None and not pump.done():
@@ -525,7 +534,7 @@ class _Exchange:
     # While the body is still being pumped, the client sets the pace: each wait
     # is bounded alone. The upstream's failures come as UpstreamFailedError.
 
-    def _waiter(self, conn: Connection, head: bool) -> Wait:
+    def _waiter(self, conn: Connection, head: bool) -> asyncio.Future[None]:
         if head and not self.pumping:
             return conn.waiter_at(self.last_sent + self.timeout)
         return conn.waiter(self.timeout)
@@ -577,13 +586,15 @@ class _Exchange:
         if error is not None:
             raise error
 
-    def _set_head(self, head: Head) -> None:
+    def _set_head(self, head: Head, fields: wire.Headers) -> None:
+        # ``fields``: the head's, or the same without Content-Length (a body
+        # handed on whole); shared with the parser: the response gets a copy.
         response = self.response
         self.status = response.status = head.status
         response.reason = head.reason or None
         # No field to remove or rewrite (the usual answer): its headers as they came.
         response.headers = (
-            head.headers if head.plain else forward.response_headers(head.headers, self.rewrite)
+            fields[:] if head.plain else forward.response_headers(fields, self.rewrite)
         )
         # The upstream's own error pages are kept (custom errors replace them only
         # with existing_response = "replace"), as for any gateway.
@@ -653,7 +664,7 @@ class _Exchange:
         stream = ctx.upgrade()
         if stream is None:
             raise UpstreamFailedError("the client's connection cannot switch protocols")
-        headers = forward.response_headers(head.headers, self.rewrite)
+        headers = forward.response_headers(head.fields, self.rewrite)
         headers += [(b"connection", b"upgrade"), (b"upgrade", self.upgrade or b"")]
         ctx.response.headers = headers
         lines = [b"HTTP/1.1 101 Switching Protocols\r\n"]

@@ -61,19 +61,40 @@ class Head:
     """A final response's head (status 101 included: the connection is switched).
 
     ``plain``: no field a proxy changes on the way back (hop-by-hop, ``Location``,
-    ``Content-Location``, ``Set-Cookie``), so ``headers`` may be passed on as they are.
+    ``Content-Location``, ``Set-Cookie``), so the fields may be passed on as they are.
+    ``headers`` is a list of the head's own, made when first asked for (a pipeline
+    changes a response's list); ``fields`` is the same, and ``bare`` the same
+    without ``Content-Length`` (for a body handed on whole, whose length the engine
+    writes), both shared with the parser's memory of the head: copy them before
+    changing one.
     """
 
-    __slots__ = ("headers", "keep_alive", "plain", "reason", "status")
+    __slots__ = ("_headers", "bare", "fields", "keep_alive", "plain", "reason", "status")
 
     def __init__(
-        self, status: int, reason: bytes, headers: Headers, keep_alive: bool, plain: bool = False
+        self,
+        status: int,
+        reason: bytes,
+        fields: Headers,
+        keep_alive: bool,
+        plain: bool = False,
+        bare: Headers | None = None,
     ) -> None:
         self.status = status
         self.reason = reason
-        self.headers = headers  # names lower case, in order
+        self.fields = fields  # names lower case, in order
+        self.bare = fields if bare is None else bare
         self.keep_alive = keep_alive
         self.plain = plain
+        self._headers: Headers | None = None
+
+    @property
+    def headers(self) -> Headers:
+        """The fields, names lower case, in order: a list of this head's own."""
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = self.fields[:]
+        return headers
 
     def __repr__(self) -> str:
         return f"<Head {self.status}>"
@@ -291,9 +312,16 @@ class ResponseParser:
     def _final(self, parsed: _Parsed, data: bytes, after: int, events: list[Event]) -> int:
         # A final response's head read (``after``: where it ended in ``data``): its
         # event, and the state its framing puts the parser in.
-        # A list of its own: the response's headers are changed downstream.
+        # The lists shared: Head copies them when asked (see Head).
         events.append(
-            Head(parsed.status, parsed.reason, parsed.headers[:], parsed.keep_alive, parsed.plain)
+            Head(
+                parsed.status,
+                parsed.reason,
+                parsed.headers,
+                parsed.keep_alive,
+                parsed.plain,
+                parsed.bare,
+            )
         )
         self.reusable = parsed.keep_alive
         status = parsed.status
@@ -313,7 +341,10 @@ class ResponseParser:
                 self._state = _CLOSE
                 self.reusable = False
         elif parsed.length is not None:
-            self._remaining = _length(parsed.length)
+            size = parsed.size
+            if size < 0:
+                size = parsed.size = _length(parsed.length)  # read once per head remembered
+            self._remaining = size
             if self._remaining:
                 self._state = _LENGTH
             else:
@@ -360,10 +391,13 @@ class _Parsed:
     """A final response head as read from ``raw`` (its bytes, the blank line
     that ends it included): what :class:`Head` carries and what decides the
     body's framing.
-    ``length``: the Content-Length value (None: none); ``te``: a Transfer-Encoding was
-    sent, ``chunked`` its last coding is."""
+    ``length``: the Content-Length value (None: none), ``size`` its number once
+    read (-1: not yet); ``bare``: ``headers`` without Content-Length (the same
+    list when there is none); ``te``: a Transfer-Encoding was sent, ``chunked``
+    its last coding is."""
 
     __slots__ = (
+        "bare",
         "chunked",
         "headers",
         "keep_alive",
@@ -371,6 +405,7 @@ class _Parsed:
         "plain",
         "raw",
         "reason",
+        "size",
         "status",
         "te",
     )
@@ -396,6 +431,8 @@ class _Parsed:
         self.length = length
         self.te = te
         self.chunked = chunked
+        self.size = -1
+        self.bare = headers if length is None else [f for f in headers if f[0] != b"content-length"]
 
 
 def _parse_head(raw: bytes) -> _Parsed | Interim:
