@@ -94,6 +94,11 @@ from instructions import VALGRIND, callgrind_total, drive, drive_h2load, valgrin
 # ======================================================================================
 
 
+# colonnade's idle keep-alive for the memory test, as the peers get theirs: on a loaded
+# host opening 10,000 connections can outlast the 15 s default, and the first would close.
+_COLONNADE_IDLE = "--timeout-keep-alive 300"
+
+
 @dataclass(frozen=True)
 class Server:
     name: str
@@ -198,6 +203,7 @@ SERVERS: dict[str, Server] = {
             "colonnade",
             f"{_C} apps.asgi_hello:app --app-dir bench --root {{www}} {_B}",
             fallback=_CF,
+            idle=_COLONNADE_IDLE,
         ),
         Server(
             "colonnade-asgi-py",
@@ -243,6 +249,7 @@ SERVERS: dict[str, Server] = {
             "colonnade",
             f"{_C} apps.wsgi_hello:app --interface wsgi --app-dir bench --root {{www}} {_B}",
             fallback=_CF,
+            idle=_COLONNADE_IDLE,
         ),
         # the same app declared non-blocking ([wsgi] blocking = false): called on the
         # event loop's thread, no hand-off to the thread pool (issue #24)
@@ -298,6 +305,7 @@ SERVERS: dict[str, Server] = {
             f"{_C} --root {{www}} {_B}",
             probe="/hello.txt",
             fallback=_CF,
+            idle=_COLONNADE_IDLE,
         ),
         Server(
             "colonnade-static-nolog",
