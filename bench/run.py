@@ -392,6 +392,15 @@ SERVERS: dict[str, Server] = {
             proxy="static",
         ),
         # --- URL Rewrite: static-1k behind 20 rules that do not match ----------------------
+        # the baseline: the same module enabled with no rule (the same pipeline; a path
+        # with rewrite on is not answered from the response cache, as static-1k is)
+        Server(
+            "colonnade-rewrite-0",
+            "colonnade",
+            f"{_C} --root {REWRITE_DIR}-0 {_B}",
+            probe="/1k.bin",
+            fallback=_CF,
+        ),
         Server(
             f"colonnade-rewrite-{REWRITE_RULES}",
             "colonnade",
@@ -498,7 +507,7 @@ PHP = ("colonnade-php-fpm", "nginx-php", "colonnade-php-cgi")
 PROXY = ("colonnade-proxy", "nginx-proxy")
 PROXY_STATIC = ("colonnade-proxy-static", "nginx-proxy-static")
 # The rewrite rule set's cost: static-1k's server, and the same behind the 20 rules.
-REWRITE = ("colonnade-static", f"colonnade-rewrite-{REWRITE_RULES}")
+REWRITE = ("colonnade-rewrite-0", f"colonnade-rewrite-{REWRITE_RULES}")
 #: issue #18's aim for the rule set: µs per request at most
 REWRITE_AIM_US = 5.0
 # asgi-hello without and with the operator's tools (issue #21): the base first.
@@ -523,7 +532,7 @@ WORKLOADS: list[Workload] = [
     Workload("php-hello", "/hello.php", PHP, aims=(("nginx-php", 0.9),), issue=18, about=f"`<?php echo \"Hello, world!\";` through the same php-fpm (`pm = static`, {make_php.CHILDREN} children, started per row on a Unix socket of its own, pinned to the server CPU with the server): colonnade-php-fpm (`max_instances = {make_php.CHILDREN}`: one kept connection per child) and nginx (`fastcgi_pass unix:` with Debian's fastcgi.conf); colonnade-php-cgi: {make_php.CHILDREN} php-cgi processes colonnade manages; access log on for all"),  # noqa: E501
     Workload("proxy-hello", "/", PROXY, aims=(("nginx-proxy", 0.8),), issue=19, about="asgi-hello from uvicorn (`--loop uvloop --http httptools`, started per row on a Unix socket of its own, pinned to the server CPU with the server) behind a reverse proxy: colonnade's handler.proxy (`upstream = \"unix:...\"`, its keep-alive pool) and nginx (`proxy_pass` to an upstream block with `keepalive 32`, `proxy_http_version 1.1`); access log on for both"),  # noqa: E501
     Workload("proxy-100m", "/100m.bin", PROXY_STATIC, connections=4, metric="transfer", aims=(("nginx-proxy-static", 0.8),), issue=19, about="a 100 MiB file from an nginx upstream (started per row on a Unix socket of its own, pinned with the server, access log off) through the reverse proxy: colonnade's handler.proxy and nginx `proxy_pass` (upstream keepalive, its default response buffering); throughput"),  # noqa: E501
-    Workload("rewrite", "/1k.bin", REWRITE, issue=18, about=f"static-1k (colonnade-static) and the same file behind a web.toml enabling `rewrite` with {REWRITE_RULES} rules (regex, wildcard, exact), none matching (colonnade-rewrite-{REWRITE_RULES}, apps/make_rewrite.py): the per-request cost of the rule set"),  # noqa: E501
+    Workload("rewrite", "/1k.bin", REWRITE, issue=18, about=f"the 1 KiB file behind a web.toml enabling `rewrite` with no rule (colonnade-rewrite-0: the same pipeline; a path where rewrite is on is not answered from the response cache, as static-1k is) and with {REWRITE_RULES} rules (regex, wildcard, exact), none matching (colonnade-rewrite-{REWRITE_RULES}, apps/make_rewrite.py): the difference is the per-request cost of the rule set"),  # noqa: E501
     Workload("asgi-ops", "/", OPS, issue=21, about=f"asgi-hello from a server file under the master (`--workers 1`), with every operator's tool switched off (colonnade-asgi-ops-off: `[server] request_monitor = false`, `metrics = false`, no `[admin]`, no trace rule) and on (colonnade-asgi-ops: the request monitor and the metrics counters on, an `[admin]` binding serving the master's `/metrics` — signed in by a token; checked once at start, not scraped during the runs — and `tracing.failed_requests` with one rule matching no request, {TRACE_RULE_DIR}/web.toml); headline on/off, aim ≥ {OPS_AIM:g}x (issue #21)"),  # noqa: E501
     Workload("modules", "/hello.txt", MODULES, about="13-byte file, default modules without the access log; modules-0: no trivial module, modules-10/-50: 10/50 trivial modules with a do-nothing hook on each of the 12 stages, modules-50-disabled: the trivial modules installed but none enabled, modules-50-post: 50 joining the 12 stages and their 11 post stages (23 hooks)"),  # noqa: E501
 ]
@@ -2265,7 +2274,7 @@ def render_rewrite(results: list[tuple[Workload, list[Row]]]) -> list[str]:
     verdict = "met" if delta < REWRITE_AIM_US else "missed"
     return [
         f"Rule set cost ({REWRITE_RULES} rules, none matching; median over rounds of the "
-        "paired difference to colonnade-static): "
+        "paired difference to colonnade-rewrite-0, the module with no rule): "
         + "; ".join(parts)
         + f". Aim (issue #18): < {REWRITE_AIM_US:g} µs per request — {verdict} (server "
         "CPU time where measured). On a busy machine this scatters by a few µs: the "
@@ -3125,6 +3134,7 @@ def main(argv: list[str] | None = None) -> int:
     generate_modules(REPO / MODULES_DIR)
     generate_auth(REPO / AUTH_DIR, WWW, str(REPO / COLONNADE_PYTHON))
     generate_rewrite(WWW, REPO / REWRITE_DIR)
+    generate_rewrite(WWW, REPO / f"{REWRITE_DIR}-0", ())
     trace_rule = REPO / TRACE_RULE_DIR / "web.toml"
     trace_rule.parent.mkdir(parents=True, exist_ok=True)
     trace_rule.write_text(TRACE_RULE_TOML)
