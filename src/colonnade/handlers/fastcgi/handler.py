@@ -650,8 +650,16 @@ class _Exchange:
         # The exchange is over: its pump stopped, what it wrote to STDERR logged.
         if pump is not None and not pump.done():
             pump.cancel()
-            with contextlib.suppress(BaseException):
+            try:
                 await pump
+            except asyncio.CancelledError:
+                # The pump's own end; a cancellation of this request's task that
+                # arrived while it waited is not, and goes on.
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+            except Exception:  # the pump reports its errors itself (pump_error)
+                pass
         self._log_stderr()
 
     async def _pump(self, sock: socket.socket) -> None:
