@@ -766,6 +766,29 @@ def stderr_reason(path: Path) -> str:
     return reason.strip()[:200].replace("|", "/")
 
 
+def _listener_inodes(port: int) -> set[str]:
+    """The inodes of the sockets listening on TCP ``port`` (/proc/net/tcp and tcp6)."""
+    found: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                f = line.split()
+                if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:  # LISTEN
+                    found.add(f"socket:[{f[9]}]")
+    return found
+
+
+def _tree_holds(pid: int, sockets: set[str]) -> bool:
+    """A process of ``pid``'s tree holds one of ``sockets`` (``socket:[inode]``)."""
+    for p in (pid, *_descendants(pid)):
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{p}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{p}/fd/{fd}") in sockets:
+                        return True
+    return False
+
+
 def tree_memory(pid: int) -> tuple[int, int]:
     """(RSS bytes summed over the process and all its descendants, process count)."""
     total, n, _ = tree_memory_detail(pid)
@@ -1347,6 +1370,14 @@ def _start(
             return run
         time.sleep(0.1)
     time.sleep(0.5)  # let it settle before sampling idle memory
+    listeners = _listener_inodes(port)
+    if listeners and not _tree_holds(run.proc.pid, listeners):
+        # Another process took the port between port_for's check and this server's
+        # bind (another checkout's bench): it answered the probe, and would be measured.
+        run.error = f"n/a (another process listens on :{port}; pass --base-port)"
+        log(f"  {name}: {run.error}")
+        stop(run.proc)
+        return run
     run.idle_rss, run.nprocs = tree_memory(run.proc.pid)
     note = "" if status == 200 else f" (probe answered HTTP {status}!)"
     log(f"  {name}: ready on :{port}, RSS {mib(run.idle_rss)} in {run.nprocs} proc(s){note}")
