@@ -512,6 +512,21 @@ def _task_finder() -> Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | 
 _current_task: Final = _task_finder()
 
 
+async def stop_pump(pump: asyncio.Task[None]) -> None:
+    """Cancel a request body's pump and wait until it has stopped. Its own
+    cancellation ends here; a cancellation of the waiting task (the request's) that
+    arrives meanwhile goes on. The pump reports its errors itself (``pump_error``)."""
+    pump.cancel()
+    try:
+        await pump
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+    except Exception:
+        pass
+
+
 class _Exchange:
     """One request on one instance: the pump, the reader, the timeouts."""
 
@@ -649,17 +664,7 @@ class _Exchange:
     async def _end(self, pump: asyncio.Task[None] | None) -> None:
         # The exchange is over: its pump stopped, what it wrote to STDERR logged.
         if pump is not None and not pump.done():
-            pump.cancel()
-            try:
-                await pump
-            except asyncio.CancelledError:
-                # The pump's own end; a cancellation of this request's task that
-                # arrived while it waited is not, and goes on.
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
-            except Exception:  # the pump reports its errors itself (pump_error)
-                pass
+            await stop_pump(pump)
         self._log_stderr()
 
     async def _pump(self, sock: socket.socket) -> None:
