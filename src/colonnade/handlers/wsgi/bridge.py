@@ -131,7 +131,9 @@ class Outbox:
             fd = _eventfd(0, _EFD_FLAGS)
             try:
                 loop.add_reader(fd, self._drain)
-            except (NotImplementedError, RuntimeError, OSError):  # a loop without readers
+            except (NotImplementedError, RuntimeError, OSError):
+                # This loop cannot watch a descriptor (a proactor loop raises
+                # NotImplementedError): keep call_soon_threadsafe as the wake-up.
                 os.close(fd)
             else:
                 self._fd = fd
