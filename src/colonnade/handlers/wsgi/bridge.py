@@ -149,9 +149,9 @@ class Outbox:
             self.armed = True
             fd = self._fd
             try:
-                if fd < 0:
+                if fd < 0 or self.closed:
                     self._wake(self._drain)
-                elif self.closed or self._is_closed():
+                elif self._is_closed():
                     raise RuntimeError("the event loop is closed")
                 else:
                     self._signal(fd, 1)
@@ -183,7 +183,10 @@ class Outbox:
                 )
 
     def close(self) -> None:
-        """Stop watching the wake-up descriptor: later posts raise RuntimeError."""
+        """Stop watching the wake-up descriptor. A request still in flight (its
+        thread finishing after a reload's deadline) is still answered: later posts
+        wake the loop with ``call_soon_threadsafe`` (RuntimeError once the loop is
+        closed), and a drain follows, for what was posted with the descriptor."""
         if self.closed:
             return
         self.closed = True
@@ -194,8 +197,10 @@ class Outbox:
         try:
             if get_ident() == self.thread or not loop.is_running():
                 loop.remove_reader(fd)
+                loop.call_soon(self._drain)
             else:  # the loop is not this thread's to touch
                 loop.call_soon_threadsafe(loop.remove_reader, fd)
+                loop.call_soon_threadsafe(self._drain)
         except (RuntimeError, OSError, ValueError):  # the loop is closed already
             pass
 
