@@ -38,6 +38,8 @@ import errno
 import logging
 import os
 import socket
+import sys
+import weakref
 from asyncio import Future, Task
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -106,6 +108,8 @@ DRAIN_FROM: Final = 64
 
 # Final names: compiled, C statics, not look-ups in a module's dict per call.
 _copy_context: Final = contextvars.copy_context
+_refcount: Final = sys.getrefcount
+_weakrefcount: Final = weakref.getweakrefcount
 _Future: Final = Future
 
 # Timeouts from this long on are armed lazily (see LazyTimers); shorter ones at once.
@@ -1185,20 +1189,44 @@ class HttpConnection(asyncio.Protocol):
         mapping, as they do until a variable is set), and a request that changed it
         ends the task (so does a cancellation a request left behind); the next
         request gets a new one, in a copy of the context this one began with.
-        An idle connection does not keep its task: LazyTimers' next sweep ends it
-        (see _end_idle_task), so idle connections cost no more memory than before."""
+        So does a request that kept its task: a reference to it (a dict keyed by
+        ``current_task()``, as SQLAlchemy's ``async_scoped_session`` and other
+        per-task registries keep), a weak one, or a done-callback. A library
+        that scopes state by task then never hands one request's state to the
+        next, as with a task per request (found by reference counts before and
+        after the request: two calls, no scan).
+        An idle connection does not keep its task: the second of LazyTimers'
+        sweeps it waits through ends it (see _end_idle_task), so idle connections
+        cost no more memory than before."""
         task = self.task
         base = _copy_context()  # what the task began with
+        # The task's references here, where the loop below checks them after each
+        # request (the same frame, nothing held on the way): more means kept.
+        refs = 0 if task is None else _refcount(task)
+        weak = 0 if task is None else _weakrefcount(task)
         try:
             while True:
                 if self.answering:
-                    await self._answer(self.queue[0])
-                    if _copy_context() != base:
+                    if task is None:
+                        await self._answer(self.queue[0])
                         return
-                    if task is not None and task.cancelling():
+                    await self._answer(self.queue[0])
+                    try:
+                        changed = _copy_context() != base
+                    except Exception:  # a value whose == raises (a NumPy array)
+                        changed = True
+                    if changed:
+                        return
+                    if task.cancelling():
                         # A cancellation the last request left behind must not reach
                         # the next one, pipelined or not: also one it swallowed
                         # (its count stays up, and no wait would end the task).
+                        return
+                    # (Any: a task with no callback has None, not the list typeshed says.)
+                    kept = cast(Any, task)._callbacks
+                    if kept or _refcount(task) != refs or _weakrefcount(task) != weak:
+                        # The request kept its task (in a per-task registry, a weak
+                        # mapping, a done-callback): the next one gets another.
                         return
                     continue
                 transport = self.transport

@@ -104,6 +104,42 @@ def test_a_cancellation_a_request_swallowed_never_reaches_the_next_one(tmp_path:
         assert conn.response().body == b"0"
 
 
+def task_names(conn: Conn, path: str, sequential: int, pipelined: int) -> list[str]:
+    """The task names of ``task_scope``'s answers to ``path``, asked ``sequential``
+    times one by one, then ``pipelined`` times in one write; no answer found
+    another request's entry in a per-task registry."""
+    ask = b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode()
+    answers = []
+    for _ in range(sequential):
+        conn.send(ask)
+        answers.append(json.loads(conn.response().body))
+    conn.send(ask * pipelined)
+    answers += [json.loads(conn.response().body) for _ in range(pipelined)]
+    assert [a["found"] for a in answers] == [None] * len(answers)
+    return [a["task"] for a in answers]
+
+
+@pytest.mark.parametrize("path", ["/strong", "/weak", "/callback"])
+def test_a_request_that_keeps_its_task_never_hands_it_to_the_next(
+    tmp_path: Path, path: str
+) -> None:
+    # A task answers a connection's requests in turn, but a request that kept its
+    # task (a registry keyed by current_task(), a weak one, a done-callback) gets it
+    # to itself: the next request on the connection has a new task, as with a task
+    # per request, so per-task state never passes from one request to the next.
+    with live(site_config(f"{APPS}:task_scope"), tmp_path) as server, Conn(server.port) as conn:
+        names = task_names(conn, path, sequential=3, pipelined=3)
+    assert len(set(names)) == 6, names
+
+
+def test_requests_that_keep_nothing_share_the_connections_task(tmp_path: Path) -> None:
+    # The control: requests that keep nothing are answered by the connection's one
+    # task (what saves a task's making per request), sequential and pipelined.
+    with live(site_config(f"{APPS}:task_scope"), tmp_path) as server, Conn(server.port) as conn:
+        names = task_names(conn, "/plain", sequential=3, pipelined=3)
+    assert len(set(names)) == 1, names
+
+
 def test_chunked_upload_streams_through_and_back(tmp_path: Path) -> None:
     pieces = [os.urandom(n) for n in (10, 100_000, 3, 70_000)]
     with live(site_config(f"{APPS}:echo"), tmp_path) as server, Conn(server.port) as conn:

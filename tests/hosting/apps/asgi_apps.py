@@ -8,6 +8,7 @@ import contextvars
 import json
 import os
 import threading
+import weakref
 from typing import Any
 
 from tests.support.wait import PATIENCE, wait_for_async
@@ -130,6 +131,36 @@ async def swallow_cancel(scope: Scope, receive: Any, send: Any) -> None:
         await _respond(send, 200, b"swallowed")
         return
     await _respond(send, 200, str(task.cancelling()).encode())
+
+
+#: ``task_scope``'s per-task registries, keyed as libraries that scope state by
+#: task key theirs (SQLAlchemy's async_scoped_session with current_task).
+BY_TASK: dict[asyncio.Task[Any], str] = {}
+WEAK_BY_TASK: weakref.WeakKeyDictionary[asyncio.Task[Any], str] = weakref.WeakKeyDictionary()
+CALLBACK_TASKS: dict[str, str] = {}
+
+
+async def task_scope(scope: Scope, receive: Any, send: Any) -> None:
+    """Answers with what a per-task registry already held for its task (a request
+    must never find another's) and its task's name (unique per task), then keeps
+    an entry of its own: ``/strong`` in a dict keyed by the task, ``/weak`` in a
+    weak one, ``/callback`` as a done-callback; any other path keeps nothing."""
+    if scope["type"] == "lifespan":
+        await _lifespan_ok(scope, receive, send)
+        return
+    task = asyncio.current_task()
+    assert task is not None
+    name = task.get_name()
+    found = BY_TASK.get(task) or WEAK_BY_TASK.get(task) or CALLBACK_TASKS.get(name)
+    path = scope["path"]
+    if path == "/strong":
+        BY_TASK[task] = path
+    elif path == "/weak":
+        WEAK_BY_TASK[task] = path
+    elif path == "/callback":
+        CALLBACK_TASKS[name] = path
+        task.add_done_callback(lambda _: None)
+    await _respond(send, 200, json.dumps({"found": found, "task": name}).encode())
 
 
 async def ws_late_accept(scope: Scope, receive: Any, send: Any) -> None:
