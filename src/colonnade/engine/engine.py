@@ -215,10 +215,10 @@ class Engine:
         """Run ``request`` through its application's plan; the response goes to ``writer``.
 
         Returns the coroutine that runs it, to await at once (it gives the request's
-        context); the request counts as in flight from this call on. Where the walk
-        is generated (the pure-Python build) it is that one coroutine
-        (``AppRuntime.serve``), the bookkeeping of :meth:`_ended` in its
-        ``finally``: one coroutine per request to create and resume, not two.
+        context); the request counts as in flight from this call on. It is the
+        walk's own coroutine (``AppRuntime.serve``), the bookkeeping of
+        :meth:`_ended` in its ``finally``: one coroutine per request to create and
+        resume, not two.
         """
         # A server of one application (``serve app``): no routing to do.
         runtime = self._only
@@ -234,8 +234,8 @@ class Engine:
         return walk
 
     async def _walked(self, runtime: AppRuntime, ctx: Context) -> Context:
-        # The compiled walker's request (or a broken web.toml's): its walk, then the
-        # same bookkeeping.
+        # The request of an application with a broken web.toml (its walk checks
+        # first): the walk, then the same bookkeeping.
         try:
             await runtime.walk(ctx)
         finally:
@@ -251,7 +251,9 @@ class Engine:
         if self.monitor:
             del self.executing[ctx]
         if self.counting:
-            ctx.app.metrics.done(ctx)
+            # The runtime's counters (a native read) where there is one application.
+            only = self._only
+            (only.metrics if only is not None else ctx.app.metrics).done(ctx)
         self.active -= 1
         if not self.active and self._idle is not None:
             self._idle.set()

@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Awaitable, Mapping, Sequence
 from stat import S_ISDIR, S_ISREG
-from typing import Literal, NamedTuple
+from typing import Final, Literal, NamedTuple
 
 from colonnade.core.confine import FILE_CHECKS
 from colonnade.core.context import MAPPING_CLOSED, Context
@@ -265,12 +265,17 @@ def needs_close(modules: Sequence[Module]) -> bool:
     return False
 
 
+#: ``MAPPING_CLOSED`` as a static of the compiled module (not a look-up in its
+#: globals on every request).
+_CLOSED: Final = MAPPING_CLOSED
+
+
 def execute(ctx: Context) -> Awaitable[None] | None:
     """The EXECUTE_REQUEST_HANDLER built-in step: run the chosen handler.
 
     Returns what the handler returned: None, or an awaitable the walk waits for.
     """
-    ctx.remapper = MAPPING_CLOSED
+    ctx.remapper = _CLOSED
     handler = ctx.handler
     if handler is None:
         raise HttpError(404, 4, "no handler is mapped for this path")

@@ -74,15 +74,15 @@ def compile_walk(plan: Plan, *, native: bool | None = None) -> Walk:
     return walk
 
 
-def compile_serve(plan: Plan, *, native: bool | None = None) -> Serve | None:
+def compile_serve(plan: Plan, *, native: bool | None = None) -> Serve:
     """The walk of ``plan`` with the engine's bookkeeping in the same coroutine
     (``serve(ctx, ended)``: ``ended(ctx)`` in a ``finally``, then ``ctx`` returned),
-    where the walk is generated: the interpreter then creates and resumes one
-    coroutine per request, not the engine's around the walk's. None where the
-    walker is compiled (``native``, by default :data:`NATIVE`): a compiled
-    coroutine around it costs little, and the engine makes that one."""
+    so that a request creates and resumes one coroutine for its walk, not the
+    engine's around the walk's: :class:`~colonnade.pipeline.walker.Walker`'s
+    ``serve`` where the walker is compiled (``native``, by default
+    :data:`NATIVE`), else generated code."""
     if NATIVE if native is None else native:
-        return None
+        return _walker(plan).serve
     serve: Serve = _generated_walk(plan, serve=True)
     return serve
 
@@ -142,6 +142,9 @@ def _generated_walk(plan: Plan, *, serve: bool = False) -> Any:
         elif <the step is "always" (or "if-state" with state acquired)>:
             await run_always(plan, ctx, stage, calls)
 
+    The SEND_RESPONSE step (the flush) is skipped when the response went out
+    whole already (an ASGI application sends its own): the flush would do nothing.
+
     Hooks are the globals of the generated function; only generated names and
     stage numbers go into the source.
     """
@@ -191,7 +194,14 @@ def _generated_walk(plan: Plan, *, serve: bool = False) -> Any:
         names[f"stage{i}"] = stage
         names[f"calls{i}"] = step.calls
         owners = _owners(step.calls, step.hooks)
-        add("    if not ctx.finished:")
+        if stage is _SEND:
+            # The flush has nothing to do for a response the handler sent whole
+            # (an ASGI application's): no call for it.
+            add(
+                "    if not ctx.finished and (not (r := ctx.response).headers_sent or r.streaming):"
+            )
+        else:
+            add("    if not ctx.finished:")
         add("        try:")
         for j, (fn, is_async) in enumerate(step.calls):
             names[f"h{i}_{j}"] = fn
@@ -212,7 +222,7 @@ def _generated_walk(plan: Plan, *, serve: bool = False) -> Any:
         if stage is _SEND:
             add("            await send_plain(ctx)", stage, _FAILING)
         if step.always is Always.YES:
-            add("    else:")
+            add("    elif ctx.finished:" if stage is _SEND else "    else:")
         elif step.always is Always.IF_STATE:
             add("    elif ctx.state_acquired:")
         if step.always is not Always.NO:

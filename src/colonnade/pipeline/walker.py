@@ -47,6 +47,12 @@ SendPlain = Callable[[Context], Awaitable[None]]
 Traced = Callable[[Context, Any], Awaitable[None]]
 #: ``start(ctx)``: the trace a source starts for the request, or None.
 StartTrace = Callable[[Context], Any]
+#: ``ended(ctx)``: the engine's bookkeeping where a request's walk ends.
+Ended = Callable[[Context], None]
+
+
+def _no_bookkeeping(ctx: Context) -> None:
+    """The ``ended`` of a bare walk."""
 
 
 class WalkStep:
@@ -98,46 +104,63 @@ class Walker:
 
     async def walk(self, ctx: Context) -> None:
         """Run the plan for ``ctx``; never raises for a module's failure."""
-        untraced = self.untraced
-        if untraced is not None and ctx.request.path not in untraced:
-            start = self.start_trace
-            traced = self.traced
-            if start is not None and traced is not None:
-                trace = start(ctx)
-                if trace is not None:
-                    await traced(ctx, trace)
-                    return
-        finish = self.finish
-        for step in self.steps:
-            hooks = step.hooks
-            kinds = step.kinds
-            count = len(hooks)
-            if not ctx.finished:
-                i = 0
-                try:
-                    while i < count:
-                        answer = hooks[i](ctx)
-                        kind = kinds[i]
-                        if kind != PLAIN and (kind == AWAIT or answer is not None):
-                            ctx.waiting = step.where[i]
-                            answer = await answer
-                        if answer is finish:
-                            ctx.finished = True
-                            break
-                        i += 1
-                except Exception as exc:
-                    await self._failed(ctx, step, exc)
-            elif step.always == ALWAYS or (step.always == IF_STATE and ctx.state_acquired):
-                # Every hook of an always-run stage gets its turn, whatever the others did.
-                for j in range(count):
+        await self.serve(ctx, _no_bookkeeping)
+
+    async def serve(self, ctx: Context, ended: Ended) -> Context:
+        """:meth:`walk`, then ``ended(ctx)`` however it ended; gives ``ctx``.
+
+        The engine's request (``runner.compile_serve``): its bookkeeping in the
+        walk's own coroutine, not in one more around it."""
+        try:
+            untraced = self.untraced
+            if untraced is not None and ctx.request.path not in untraced:
+                start = self.start_trace
+                traced = self.traced
+                if start is not None and traced is not None:
+                    trace = start(ctx)
+                    if trace is not None:
+                        await traced(ctx, trace)
+                        return ctx
+            finish = self.finish
+            for step in self.steps:
+                hooks = step.hooks
+                kinds = step.kinds
+                count = len(hooks)
+                if not ctx.finished:
+                    if step.sends:
+                        response = ctx.response
+                        if response.headers_sent and not response.streaming:
+                            # The handler sent the response whole (an ASGI
+                            # application's): the flush has nothing to do.
+                            continue
+                    i = 0
                     try:
-                        answer = hooks[j](ctx)
-                        kind = kinds[j]
-                        if kind != PLAIN and (kind == AWAIT or answer is not None):
-                            ctx.waiting = step.where[j]
-                            await answer
-                    except Exception as exc_always:
-                        await self._failed(ctx, step, exc_always)
+                        while i < count:
+                            answer = hooks[i](ctx)
+                            kind = kinds[i]
+                            if kind != PLAIN and (kind == AWAIT or answer is not None):
+                                ctx.waiting = step.where[i]
+                                answer = await answer
+                            if answer is finish:
+                                ctx.finished = True
+                                break
+                            i += 1
+                    except Exception as exc:
+                        await self._failed(ctx, step, exc)
+                elif step.always == ALWAYS or (step.always == IF_STATE and ctx.state_acquired):
+                    # Every hook of an always-run stage gets its turn, whatever the others did.
+                    for j in range(count):
+                        try:
+                            answer = hooks[j](ctx)
+                            kind = kinds[j]
+                            if kind != PLAIN and (kind == AWAIT or answer is not None):
+                                ctx.waiting = step.where[j]
+                                await answer
+                        except Exception as exc_always:
+                            await self._failed(ctx, step, exc_always)
+        finally:
+            ended(ctx)
+        return ctx
 
     async def _failed(self, ctx: Context, step: WalkStep, exc: Exception) -> None:
         ctx.waiting = step.failing

@@ -252,12 +252,16 @@ def _lower(name: Any) -> Any:
 
 #: ``(name, value)`` pairs seen with a lower-case ``bytes`` name and a ``bytes``
 #: value: what an application sends again and again (``content-type``, a fixed
-#: ``content-length``). A list made of known pairs only is copied as it is, its
-#: pairs checked by the set in C: the pure install's interpreter pays per Python
-#: step, and a loop over the pairs is many. Bounded: values that vary (cookies,
-#: dates) fill it up to the bound and then stay out of it; they take the loop.
+#: ``content-length``). In the pure install, a list made of known pairs only is
+#: copied as it is, its pairs checked by the set in C: the interpreter pays per
+#: Python step, and a loop over the pairs is many. Bounded: values that vary
+#: (cookies, dates) fill it up to the bound and then stay out of it; they take
+#: the loop. The compiled build always loops: there the set's temporary copy of
+#: the list and the hashing of every pair cost more than the loop's few dict hits.
 _PAIRS: Final[set[Any]] = set()
 _PAIRS_MAX: Final = 512
+#: Whether mypyc compiled this module (a compiled function is no ``function``).
+_COMPILED: Final = type(_lower).__name__ != "function"
 
 
 def _lowered(headers: Any) -> list[tuple[bytes, bytes]]:
@@ -265,19 +269,20 @@ def _lowered(headers: Any) -> list[tuple[bytes, bytes]]:
     (modules add to the response's). A ``(name, value)`` tuple whose name is lower
     case already is kept as it is: no new tuple, no unpacking (what frameworks send)."""
     if type(headers) is list:
-        try:
-            known = _PAIRS.issuperset(headers)
-        except TypeError:  # a pair that does not hash (a list): the loop decides
-            known = False
-        if known:
-            return list(headers)
+        if not _COMPILED:
+            try:
+                known = _PAIRS.issuperset(headers)
+            except TypeError:  # a pair that does not hash (a list): the loop decides
+                known = False
+            if known:
+                return list(headers)
         out: list[tuple[bytes, bytes]] = []
         for pair in headers:
             if type(pair) is tuple and len(pair) == 2:
                 name = pair[0]
                 if type(name) is bytes and _LOWER.get(name) is name:
                     out.append(pair)
-                    if type(pair[1]) is bytes and len(_PAIRS) < _PAIRS_MAX:
+                    if not _COMPILED and type(pair[1]) is bytes and len(_PAIRS) < _PAIRS_MAX:
                         _PAIRS.add(pair)
                     continue
             name, value = pair

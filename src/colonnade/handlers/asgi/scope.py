@@ -47,7 +47,8 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 #: ``scope["asgi"]`` of http and websocket scopes (shared: applications read it).
 ASGI_VERSION: dict[str, str] = {"version": "3.0", "spec_version": "2.4"}
 #: The (empty) options of the extensions a scope announces (shared, never changed).
-NO_OPTIONS: dict[str, Any] = {}
+#: Final: a static of the compiled module, not a look-up in its globals per request.
+NO_OPTIONS: Final[dict[str, Any]] = {}
 #: ``scope["asgi"]`` of the lifespan scope.
 ASGI_LIFESPAN: dict[str, str] = {"version": "3.0", "spec_version": "2.0"}
 
@@ -145,6 +146,9 @@ def tls_extension(tls: TlsInfo) -> dict[str, Any]:
     return found
 
 
+#: The session's item key, read as a static of the compiled module.
+_SESSION: Final = SESSION
+
 #: The keys of an ``http`` scope in their order, and the values every request
 #: shares. A scope is a copy of it with the request's values put in: copying a
 #: dict of this size is one allocation, where building it key by key grows it
@@ -205,7 +209,7 @@ def http_scope(ctx: Context, root_path: str, state: dict[str, Any] | None) -> Sc
         scope["state"] = state.copy()
     if user is not None:
         add_user(scope, ctx)
-    session = items.get(SESSION)  # add_session, inline: every request passes here
+    session = items.get(_SESSION)  # add_session, inline: every request passes here
     if session is not None:
         scope["session"] = session
     tls = request.tls

@@ -15,6 +15,7 @@ attribute reads on interpreted objects.
 from __future__ import annotations
 
 from collections.abc import Callable, Set
+from typing import Final
 
 from colonnade.config.sections import SectionSet
 from colonnade.core.context import Context
@@ -27,6 +28,9 @@ Hook = Callable[[Context], Outcome | None]
 #: Effective settings remembered, at most (then it starts over): a bound, not a target.
 KNOWN_MAX = 1024
 _NOTHING_PASSES: frozenset[bytes] = frozenset()
+#: The empty body, as a static of the compiled module (not a look-up in its globals
+#: on every request).
+_NO_BODY: Final = EMPTY_BODY
 
 
 def begin_request_hook(full: Hook) -> Hook:
@@ -43,7 +47,7 @@ def begin_request_hook(full: Hook) -> Hook:
             if len(known) >= KNOWN_MAX:
                 known.clear()
             known[sections] = clean
-        if request.body is EMPTY_BODY and not request.query and request.raw_path in clean:
+        if request.body is _NO_BODY and not request.query and request.raw_path in clean:
             return None
         return full(ctx)
 
