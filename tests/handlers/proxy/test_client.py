@@ -285,3 +285,44 @@ async def test_idle_connections_expire() -> None:
     finally:
         pool.close()
         await server.close()
+
+
+@run
+async def test_a_bursts_surplus_stays_a_while() -> None:
+    # More than max_idle come back at once: all are kept, so the next burst reuses
+    # them; the surplus closes once it stayed idle surplus_grace seconds, the
+    # oldest first (the one returned last stays).
+    server, upstream = await tcp_server(answer_each)
+    pool = Pool(upstream, PoolSettings(max_idle=1, surplus_grace=0.05))
+    try:
+        burst = [await pool.acquire() for _ in range(3)]
+        for conn in burst:
+            pool.release(conn, reusable=True)
+        assert pool.idle_connections == 3
+        again = [await pool.acquire() for _ in range(3)]
+        assert set(again) == set(burst)  # no new connection
+        for conn in again:
+            pool.release(conn, reusable=True)
+        for _ in range(200):
+            if pool.open_connections == 1:
+                break
+            await asyncio.sleep(0.01)
+        assert pool.open_connections == 1
+        assert pool.idle_connections == 1
+        assert await pool.acquire() is again[-1]
+    finally:
+        pool.close()
+        await server.close()
+
+
+@run
+async def test_max_idle_zero_keeps_none() -> None:
+    server, upstream = await tcp_server(answer_each)
+    pool = Pool(upstream, PoolSettings(max_idle=0))
+    try:
+        assert await get(pool) == (b"ok", True)
+        assert pool.idle_connections == 0
+        assert pool.open_connections == 0
+    finally:
+        pool.close()
+        await server.close()

@@ -67,7 +67,9 @@ class ProxySection(Section, frozen=True, dict=True):
     max_connections: Annotated[int, Meta(ge=0, le=100000)] = 0
     """Connections of each worker to one upstream address; 0: no limit."""
     max_idle: Annotated[int, Meta(ge=0, le=100000)] = 32
-    """Idle keep-alive connections kept per upstream address and worker."""
+    """Idle keep-alive connections kept per upstream address and worker (0: none).
+    More that a burst of requests leaves idle close once they stayed idle a
+    second (the oldest first), so the next burst reuses them."""
     idle_timeout: Seconds = 60.0
     """Seconds an idle keep-alive connection is kept."""
 

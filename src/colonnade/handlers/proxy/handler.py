@@ -50,6 +50,7 @@ from colonnade.handlers.proxy import forward, wire
 from colonnade.handlers.proxy.client import Connection, Pool, Upstream
 from colonnade.handlers.proxy.config import ProxySection
 from colonnade.handlers.proxy.errors import UpstreamConnectError, UpstreamTimeoutError
+from colonnade.handlers.proxy.forward import outgoing
 from colonnade.handlers.proxy.wire import END, Data, End, Event, Head, Interim
 from colonnade.providers.farms import Farm, Member, Outcome, farm_for
 
@@ -348,7 +349,7 @@ class _Exchange:
         self.rewrite: forward.HostRewrite | None = None
         if host is not None and route.rewrite and request.host:
             self.rewrite = forward.HostRewrite(host, request.scheme, request.host)
-        out = forward.outgoing(request, target or _target(ctx), host, forwarded=route.forwarded)
+        out = outgoing(request, target or _target(ctx), host, forwarded=route.forwarded)
         self.head = out.head
         self.upgrade = out.upgrade
         self.chunked = out.chunked
@@ -429,7 +430,7 @@ class _Exchange:
             raise UpstreamFailedError("the upstream closed the connection") from None
         except UpstreamTimeoutError as exc:
             raise UpstreamFailedError(f"sending the request: {exc}", timeout=True) from None
-        self.last_sent = conn.loop.time()
+        self.last_sent = conn.clock()
         pump: asyncio.Task[None] | None = None
         if self.has_body:
             self.go = asyncio.Event()
