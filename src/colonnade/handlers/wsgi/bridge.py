@@ -19,7 +19,9 @@ The bridge is the request's future (asyncio's duck-typed future protocol:
 waiting task *at once*: the outbox's drain is itself a loop callback, outside
 any task, so it runs the task's wake-up there instead of scheduling it (an
 ``asyncio.Future`` would: one more callback, one more turn of the loop and a
-future made per command).
+future made per command). The wake-up is handed the outbox's one finished
+``asyncio.Future`` rather than the bridge: asyncio's task reads a real future's
+result in C, and would ask the bridge for its ``result()`` by name.
 
 The :class:`Outbox` is the one way back to a loop: commands posted while a
 wake-up of the loop is pending ride on it, so under load one wake-up (one
