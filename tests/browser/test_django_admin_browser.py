@@ -99,8 +99,10 @@ def test_admin_renders_styled_with_one_static_option(
     finally:
         server.kill()
     assert share > 0.02, share
-    assert browser_requests(rows, "/admin/login/") == ["200"]
-    assert browser_requests(rows, BASE_CSS) == ["200"]
+    # A failure shows the access log's rows for these paths.
+    seen = [" ".join(r.values()) for r in rows if r["cs-uri-stem"] in ("/admin/login/", BASE_CSS)]
+    assert browser_requests(rows, "/admin/login/") == ["200"], seen
+    assert browser_requests(rows, BASE_CSS) == ["200"], seen
 
 
 def test_without_the_option_the_admin_is_unstyled(
@@ -115,4 +117,11 @@ def test_without_the_option_the_admin_is_unstyled(
     finally:
         server.kill()
     assert share < 0.001, share
-    assert browser_requests(rows, BASE_CSS) == ["404"]  # Django's answer
+    # Django's answer, once or twice: Chromium's preload scanner asks for the
+    # stylesheet before the parser does, and the parser's fetch joins the preload
+    # only while it is in flight; a preload that already failed (a 404 is a failed
+    # stylesheet) is not reused, so on a loaded machine the parser asks again.
+    # (Seen 1 time in ~10 under load. A preload that succeeded is reused: the
+    # styled test keeps == ["200"] and shows the log rows if that ever fails.)
+    got = browser_requests(rows, BASE_CSS)
+    assert got in (["404"], ["404", "404"]), got

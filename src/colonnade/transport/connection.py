@@ -1195,10 +1195,10 @@ class HttpConnection(asyncio.Protocol):
                     await self._answer(self.queue[0])
                     if _copy_context() != base:
                         return
-                    if self.answering and task is not None and task.cancelling():
-                        # A pipelined request is next: a cancellation the last one
-                        # left behind must not reach it. (With none queued, one
-                        # reaches the wait below, which ends the task.)
+                    if task is not None and task.cancelling():
+                        # A cancellation the last request left behind must not reach
+                        # the next one, pipelined or not: also one it swallowed
+                        # (its count stays up, and no wait would end the task).
                         return
                     continue
                 transport = self.transport

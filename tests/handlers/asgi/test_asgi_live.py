@@ -86,6 +86,24 @@ def test_an_app_that_cancels_its_own_task_drops_the_connection(tmp_path: Path) -
     assert asgi_apps.EVENTS == ["cancelled", "cancelled"]
 
 
+def test_a_cancellation_a_request_swallowed_never_reaches_the_next_one(tmp_path: Path) -> None:
+    # A request that cancelled its own task and swallowed the CancelledError (no
+    # uncancel(), as anyio 3 does) leaves its task's cancelling() count behind: the
+    # next request on the connection, sequential as pipelined, must not see it.
+    with (
+        live(site_config(f"{APPS}:swallow_cancel"), tmp_path) as server,
+        Conn(server.port) as conn,
+    ):
+        for _ in range(2):
+            conn.send(b"GET /swallow HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert conn.response().body == b"swallowed"
+            conn.send(b"GET /probe HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert conn.response().body == b"0"
+        conn.send(b"GET /swallow HTTP/1.1\r\nHost: x\r\n\r\nGET /probe HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert conn.response().body == b"swallowed"
+        assert conn.response().body == b"0"
+
+
 def test_chunked_upload_streams_through_and_back(tmp_path: Path) -> None:
     pieces = [os.urandom(n) for n in (10, 100_000, 3, 70_000)]
     with live(site_config(f"{APPS}:echo"), tmp_path) as server, Conn(server.port) as conn:

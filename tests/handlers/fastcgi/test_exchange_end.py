@@ -46,3 +46,25 @@ def test_a_cancellation_of_the_request_while_the_pump_stops_goes_on() -> None:
     pump, end = asyncio.run(_stop(cancel_the_request=True))
     assert pump.cancelled()
     assert end.cancelled()
+
+
+def test_a_cancellation_already_being_answered_is_not_raised_again() -> None:
+    # The request's task was cancelled before it stops the pump (a timeout that
+    # passed, being answered with a 504.1): that cancellation is not a new one.
+    async def scenario() -> tuple[asyncio.Task[None], int]:
+        release = asyncio.Event()
+        release.set()
+        pump = asyncio.create_task(_slow_to_stop(release))
+        task = asyncio.current_task()
+        assert task is not None
+        await asyncio.sleep(0)
+        task.cancel()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            await stop_pump(pump)  # no error
+        return pump, task.uncancel()
+
+    pump, left = asyncio.run(scenario())
+    assert pump.cancelled()
+    assert left == 0

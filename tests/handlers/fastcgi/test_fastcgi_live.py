@@ -269,6 +269,18 @@ def test_activity_and_request_timeouts(tree: Path) -> None:
         assert wire.status == 504 and "activity timeout (0.5s)" in wire.body.decode()
 
 
+def test_a_timeout_while_the_body_is_still_pumped_is_504(tree: Path) -> None:
+    # The client sends part of its body, then nothing: the program waits for all of
+    # STDIN, the pump for the client. The activity timeout ends the exchange with a
+    # 504.1, its pump stopped on the way (the timeout's cancellation of the request,
+    # which arrived before the pump is stopped, is the timeout's, not a new one).
+    app = {**MANAGED, "activity_timeout": 0.5, "request_timeout": 20.0}
+    with LiveServer(config(app), tree).start() as server, Conn(server.port) as conn:
+        conn.send(b"POST /hang.t HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\nabc")
+        wire = conn.response()
+        assert wire.status == 504 and "activity timeout (0.5s)" in wire.body.decode()
+
+
 def test_a_hang_after_the_head_cuts_the_connection(live: LiveServer) -> None:
     with Conn(live.port) as conn:
         conn.send(b"GET /hang.t?after=1 HTTP/1.1\r\nhost: x\r\n\r\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import json
 import os
@@ -111,6 +112,24 @@ async def cancel_self(scope: Scope, receive: Any, send: Any) -> None:
         EVENTS.append("cancelled")
         raise
     EVENTS.append("not cancelled")
+
+
+async def swallow_cancel(scope: Scope, receive: Any, send: Any) -> None:
+    """``/swallow``: cancels its own task and swallows the cancellation without
+    ``uncancel()`` (as anyio 3's cancel scopes do), then answers; any other path
+    answers with its task's ``cancelling()`` count."""
+    if scope["type"] == "lifespan":
+        await _lifespan_ok(scope, receive, send)
+        return
+    task = asyncio.current_task()
+    assert task is not None
+    if scope["path"] == "/swallow":
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)
+        await _respond(send, 200, b"swallowed")
+        return
+    await _respond(send, 200, str(task.cancelling()).encode())
 
 
 async def ws_late_accept(scope: Scope, receive: Any, send: Any) -> None:

@@ -145,6 +145,13 @@ def writer(environ: Environ, start_response: StartResponse) -> list[bytes]:
     return [b"then returned"]
 
 
+def gated(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    """Says it started (EVENTS), waits for GATE (10 s at most), then answers whole."""
+    EVENTS.append("gated")
+    GATE.wait(10)
+    return _text(start_response, b"after the gate")
+
+
 def slow_stream(environ: Environ, start_response: StartResponse) -> Closing:
     """A first chunk, then waits for GATE before each next one (forever)."""
 

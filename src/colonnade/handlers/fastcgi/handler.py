@@ -515,13 +515,15 @@ _current_task: Final = _task_finder()
 async def stop_pump(pump: asyncio.Task[None]) -> None:
     """Cancel a request body's pump and wait until it has stopped. Its own
     cancellation ends here; a cancellation of the waiting task (the request's) that
-    arrives meanwhile goes on. The pump reports its errors itself (``pump_error``)."""
+    arrives meanwhile goes on (one that came before, such as a timeout's being
+    answered, is not new). The pump reports its errors itself (``pump_error``)."""
+    current = asyncio.current_task()
+    before = 0 if current is None else current.cancelling()
     pump.cancel()
     try:
         await pump
     except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
+        if current is not None and current.cancelling() > before:
             raise
     except Exception:
         pass

@@ -153,12 +153,13 @@ class Outbox:
     def post(self, bridge: Bridge, command: Command, answered: bool = True) -> None:
         """Hand ``command`` to the loop (any thread). ``answered``: the thread will
         wait for the loop's answer, so a closed loop raises RuntimeError; a final
-        command (nobody waits for it) skips that check, a call into the loop."""
+        command (nobody waits for it) skips that check, a call into the loop (after
+        :meth:`close`, call_soon_threadsafe still raises it for a closed loop)."""
         # The bridge carries its command (one in flight: the thread posts again only
         # once answered), so a post makes no tuple.
         bridge.posted = command
         self._append(bridge)
-        if answered and (self.closed or self._is_closed()):
+        if answered and self._is_closed():
             # Checked on every answered post, not only on the one that arms the
             # wake-up: a wake-up written to a loop that closed before draining it
             # would otherwise leave this thread waiting for an answer forever.
@@ -169,7 +170,7 @@ class Outbox:
             self.armed = True
             fd = self._fd
             try:
-                if fd < 0:
+                if fd < 0 or self.closed:
                     self._wake(self._drain)
                 else:
                     self._signal(fd, 1)
@@ -205,7 +206,10 @@ class Outbox:
                 )
 
     def close(self) -> None:
-        """Stop watching the wake-up descriptor: later posts raise RuntimeError."""
+        """Stop watching the wake-up descriptor. A request still in flight (its
+        thread finishing after a reload's deadline) is still answered: later posts
+        wake the loop with ``call_soon_threadsafe`` (RuntimeError once the loop is
+        closed), and a drain follows, for what was posted with the descriptor."""
         if self.closed:
             return
         self.closed = True
@@ -216,8 +220,10 @@ class Outbox:
         try:
             if get_ident() == self.thread or not loop.is_running():
                 loop.remove_reader(fd)
+                loop.call_soon(self._drain)
             else:  # the loop is not this thread's to touch
                 loop.call_soon_threadsafe(loop.remove_reader, fd)
+                loop.call_soon_threadsafe(self._drain)
         except (RuntimeError, OSError, ValueError):  # the loop is closed already
             pass
 
