@@ -441,6 +441,41 @@ def test_a_command_for_a_request_that_is_gone() -> None:
         loop.close()
 
 
+def test_a_call_into_a_loop_closed_with_its_wake_up_pending_is_refused() -> None:
+    # A final command armed the wake-up and the loop closed before draining it: a
+    # thread's later call() must hear that the client went away, not wait forever
+    # for an answer (the closed-loop check ran only on the post that armed).
+    import asyncio
+    import threading
+
+    from colonnade.errors import ClientDisconnectedError
+    from colonnade.handlers.wsgi.bridge import DONE, WRITE, Bridge, Outbox
+
+    loop = asyncio.new_event_loop()
+    try:
+        outbox = Outbox(loop)
+        outbox.post(Bridge(outbox), (DONE, None), False)
+        assert outbox.armed  # written, never drained
+        loop.close()
+        outcome: list[BaseException | None] = []
+
+        def write() -> None:
+            try:
+                Bridge(outbox).call(WRITE, b"late")
+            except BaseException as exc:
+                outcome.append(exc)
+            else:
+                outcome.append(None)
+
+        thread = threading.Thread(target=write, daemon=True)
+        thread.start()
+        thread.join(10)
+        assert len(outcome) == 1, "call() waits for an answer from a closed loop"
+        assert isinstance(outcome[0], ClientDisconnectedError)
+    finally:
+        loop.close()
+
+
 @pytest.mark.parametrize(("use_uvloop", "eventfd"), [(False, True), (True, True), (True, False)])
 def test_the_bridge_is_a_future_that_wakes_its_task_on_delivery(
     use_uvloop: bool, eventfd: bool, monkeypatch: pytest.MonkeyPatch

@@ -19,7 +19,9 @@ The bridge is the request's future (asyncio's duck-typed future protocol:
 waiting task *at once*: the outbox's drain is itself a loop callback, outside
 any task, so it runs the task's wake-up there instead of scheduling it (an
 ``asyncio.Future`` would: one more callback, one more turn of the loop and a
-future made per command).
+future made per command). The wake-up is handed the outbox's one finished
+``asyncio.Future`` rather than the bridge: asyncio's task reads a real future's
+result in C, and would ask the bridge for its ``result()`` by name.
 
 The :class:`Outbox` is the one way back to a loop: commands posted while a
 wake-up of the loop is pending ride on it, so under load one wake-up (one
@@ -101,6 +103,7 @@ class Outbox:
         "_wake",
         "armed",
         "closed",
+        "finished",
         "is_running",
         "items",
         "loop",
@@ -111,9 +114,16 @@ class Outbox:
         self.loop = loop
         #: The loop's thread: a cached outbox is the running loop's only there.
         self.thread = get_ident()
-        self.items: deque[tuple[Bridge, Command]] = deque()
+        #: The bridges with a command posted (each holds its own: one in flight).
+        self.items: deque[Bridge] = deque()
         self.armed = False  # a drain is scheduled on the loop (or its wake-up written)
         self.closed = False
+        #: A finished asyncio.Future (result None) that a waiting task is woken with:
+        #: asyncio's task wake-up asks the future it is given for its result, in C
+        #: for an asyncio.Future, by a method call by name for the bridge (~1,500
+        #: instructions per request, the name made from a C string each time).
+        self.finished: asyncio.Future[None] = asyncio.Future(loop=loop)
+        self.finished.set_result(None)
         # The per-request calls as bound methods, made once: compiled code looks a
         # method of a non-native object up by name on every call (~300
         # instructions each), a stored bound method is called directly.
@@ -122,8 +132,8 @@ class Outbox:
         self._is_closed: Callable[[], bool] = loop.is_closed
         self._wake: Callable[[Callable[[], None]], object] = loop.call_soon_threadsafe
         self._drain: Callable[[], None] = self.drain
-        self._pop: Callable[[], tuple[Bridge, Command]] = self.items.popleft
-        self._append: Callable[[tuple[Bridge, Command]], None] = self.items.append
+        self._pop: Callable[[], Bridge] = self.items.popleft
+        self._append: Callable[[Bridge], None] = self.items.append
         self._signal: Callable[[int, int], None] = _no_eventfd_write
         self._read: Callable[[int], int] = _no_eventfd_read
         self._fd = -1
@@ -140,9 +150,20 @@ class Outbox:
                 self._signal = os.eventfd_write
                 self._read = os.eventfd_read
 
-    def post(self, bridge: Bridge, command: Command) -> None:
-        """Hand ``command`` to the loop (any thread); raises RuntimeError if it is closed."""
-        self._append((bridge, command))
+    def post(self, bridge: Bridge, command: Command, answered: bool = True) -> None:
+        """Hand ``command`` to the loop (any thread). ``answered``: the thread will
+        wait for the loop's answer, so a closed loop raises RuntimeError; a final
+        command (nobody waits for it) skips that check, a call into the loop (after
+        :meth:`close`, call_soon_threadsafe still raises it for a closed loop)."""
+        # The bridge carries its command (one in flight: the thread posts again only
+        # once answered), so a post makes no tuple.
+        bridge.posted = command
+        self._append(bridge)
+        if answered and self._is_closed():
+            # Checked on every answered post, not only on the one that arms the
+            # wake-up: a wake-up written to a loop that closed before draining it
+            # would otherwise leave this thread waiting for an answer forever.
+            raise RuntimeError("the event loop is closed")
         # Appended first, then the flag read: a drain that already cleared the flag
         # either takes the item or is followed by the one scheduled here.
         if not self.armed:
@@ -151,8 +172,6 @@ class Outbox:
             try:
                 if fd < 0 or self.closed:
                     self._wake(self._drain)
-                elif self._is_closed():
-                    raise RuntimeError("the event loop is closed")
                 else:
                     self._signal(fd, 1)
             except BaseException:
@@ -174,7 +193,11 @@ class Outbox:
         items = self.items
         pop = self._pop
         while items:
-            bridge, command = pop()
+            bridge = pop()
+            command = bridge.posted
+            bridge.posted = None
+            if command is None:
+                continue
             try:
                 bridge.deliver(command)
             except Exception as exc:  # a task's wake-up failed: the others still get theirs
@@ -231,6 +254,7 @@ class Bridge:
         "gone",
         "loop",
         "outbox",
+        "posted",
     )
 
     def __init__(self, outbox: Outbox) -> None:
@@ -238,6 +262,8 @@ class Bridge:
         self.loop = outbox.loop
         #: The command delivered and not yet taken by the awaiting coroutine.
         self.command: Command | None = None
+        #: The command posted by the thread and not yet delivered (the outbox's).
+        self.posted: Command | None = None
         #: The request is over for the loop: the thread's commands get ConnectionError.
         self.gone = False
         # Made by the thread's first call(): a buffered response never needs one.
@@ -278,7 +304,7 @@ class Bridge:
         """Post the final command (no answer)."""
         # Not contextlib.suppress: an interpreted context manager per request.
         try:  # noqa: SIM105
-            self.outbox.post(self, command)
+            self.outbox.post(self, command, False)
         except RuntimeError:  # the loop is closed: nobody waits
             pass
 
@@ -296,10 +322,15 @@ class Bridge:
         if wake is not None:
             context = self._wake_context
             self._wake = self._wake_context = None
+            # The first callback is the awaiting task's wake-up (the bridge is only
+            # awaited by this package's coroutines, each in its request's task): it
+            # is handed the outbox's finished future, whose result (None: the
+            # command is taken from the bridge after the resume) it reads in C.
+            done = self.outbox.finished
             if context is None:
-                wake(self)
+                wake(done)
             else:
-                context.run(wake, self)
+                context.run(wake, done)
         if self._more is not None:
             self._call_more(False)
 
@@ -429,6 +460,7 @@ class ThreadPool:
         )
         # Bound once (see Outbox): called on every submit.
         self._put = self._queue.put
+        self._copy_context: Callable[[], Context] = copy_context
         self._qsize = self._queue.qsize
         # One item per thread blocked waiting for a call (until the pool is full):
         # a deque's append and pop are atomic, where a counter would need a lock.
@@ -443,7 +475,7 @@ class ThreadPool:
         argument: a call with ``*args`` would build a list per call)."""
         if self._closed:
             raise RuntimeError("the thread pool is shut down")
-        self._put((copy_context(), fn, arg))
+        self._put((self._copy_context(), fn, arg))
         if not self._full and self._qsize() > len(self._idle):
             thread = threading.Thread(
                 target=self._work, name=f"{self.name}-{len(self._threads)}", daemon=True
