@@ -17,6 +17,7 @@ from colonnade.handlers.proxy.client import (
     PoolSettings,
     Upstream,
     parse_upstream,
+    resume,
 )
 from colonnade.handlers.proxy.errors import UpstreamConnectError, UpstreamTimeoutError
 
@@ -326,3 +327,26 @@ async def test_max_idle_zero_keeps_none() -> None:
     finally:
         pool.close()
         await server.close()
+
+
+def test_resume_a_waiter_no_task_waits_on() -> None:
+    # resume() on a future nobody awaits yet (asyncio keeps None, not a list, for
+    # no callback), on one already cancelled (a timed-out wait) and on one a task
+    # awaits: the first gets its result, the second stays as it is, the third
+    # wakes its task. (The compiled build read the None as a list: TypeError.)
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        idle = loop.create_future()
+        resume(idle)
+        assert idle.done() and idle.result() is None
+        gone = loop.create_future()
+        gone.cancel()
+        resume(gone)
+        assert gone.cancelled()
+        awaited = loop.create_future()
+        waiter = asyncio.ensure_future(awaited)
+        await asyncio.sleep(0)
+        resume(awaited)
+        assert await waiter is None
+
+    asyncio.run(main())

@@ -31,7 +31,7 @@ import contextlib
 import socket
 import time
 from collections.abc import Callable
-from typing import Final, cast
+from typing import Any, Final, cast
 
 from colonnade.config.schema import parse_upstream as parse_address
 from colonnade.core.timers import timer_by
@@ -92,7 +92,9 @@ def resume(waiter: asyncio.Future[None]) -> None:
     once, here. A real future, not an object that only looks like one: a task
     takes it by asyncio's fast path (no attribute look-ups nor ``result()`` call
     at each wake-up), which costs less than what ``create_future`` adds."""
-    callbacks = waiter._callbacks
+    # Any: a future with no callback keeps None there, not the list typeshed says
+    # (the compiled build would check for a list and raise).
+    callbacks = cast(Any, waiter)._callbacks
     if callbacks and len(callbacks) == 1:  # so pending: a done future keeps none
         entry = callbacks[0]
         fn = entry[0]
