@@ -530,7 +530,7 @@ WORKLOADS: list[Workload] = [
     Workload("h2-asgi-hello", "/", TLS_H2, connections=16, streams=8, client="h2", aims=(("granian-asgi-h2", 0.6), ("hypercorn-tls", 3.0)), about="asgi-hello over HTTP/2 and TLS (ALPN h2): granian `--http 2`, hypercorn (h2)"),  # noqa: E501
     Workload("h2-static-1k", "/1k.bin", TLS_STATIC, connections=16, streams=8, client="h2", aims=(("nginx-h2", 0.5),), about="1 KiB static file over HTTP/2 and TLS: nginx `listen ... ssl http2`, access log on for both"),  # noqa: E501
     Workload("php-hello", "/hello.php", PHP, aims=(("nginx-php", 0.9),), issue=18, about=f"`<?php echo \"Hello, world!\";` through the same php-fpm (`pm = static`, {make_php.CHILDREN} children, started per row on a Unix socket of its own, pinned to the server CPU with the server): colonnade-php-fpm (`max_instances = {make_php.CHILDREN}`: one kept connection per child) and nginx (`fastcgi_pass unix:` with Debian's fastcgi.conf); colonnade-php-cgi: {make_php.CHILDREN} php-cgi processes colonnade manages; access log on for all"),  # noqa: E501
-    Workload("proxy-hello", "/", PROXY, aims=(("nginx-proxy", 0.8),), issue=19, about="asgi-hello from uvicorn (`--loop uvloop --http httptools`, started per row on a Unix socket of its own, pinned to the server CPU with the server) behind a reverse proxy: colonnade's handler.proxy (`upstream = \"unix:...\"`, its keep-alive pool) and nginx (`proxy_pass` to an upstream block with `keepalive 32`, `proxy_http_version 1.1`); access log on for both"),  # noqa: E501
+    Workload("proxy-hello", "/", PROXY, aims=(("nginx-proxy", 0.8),), issue=19, about="asgi-hello from uvicorn (`--loop uvloop --http httptools`, started per row on a Unix socket of its own, pinned to the server CPU with the server) behind a reverse proxy: colonnade's handler.proxy (`upstream = \"unix:...\"`, its keep-alive pool) and nginx (`proxy_pass` to an upstream block with `keepalive 64`, `proxy_http_version 1.1`); access log on for both"),  # noqa: E501
     Workload("proxy-100m", "/100m.bin", PROXY_STATIC, connections=4, metric="transfer", aims=(("nginx-proxy-static", 0.8),), issue=19, about="a 100 MiB file from an nginx upstream (started per row on a Unix socket of its own, pinned with the server, access log off) through the reverse proxy: colonnade's handler.proxy and nginx `proxy_pass` (upstream keepalive, its default response buffering); throughput"),  # noqa: E501
     Workload("rewrite", "/1k.bin", REWRITE, issue=18, about=f"the 1 KiB file behind a web.toml enabling `rewrite` with no rule (colonnade-rewrite-0: the same pipeline; a path where rewrite is on is not answered from the response cache, as static-1k is) and with {REWRITE_RULES} rules (regex, wildcard, exact), none matching (colonnade-rewrite-{REWRITE_RULES}, apps/make_rewrite.py): the difference is the per-request cost of the rule set"),  # noqa: E501
     Workload("asgi-ops", "/", OPS, issue=21, about=f"asgi-hello from a server file under the master (`--workers 1`), with every operator's tool switched off (colonnade-asgi-ops-off: `[server] request_monitor = false`, `metrics = false`, no `[admin]`, no trace rule) and on (colonnade-asgi-ops: the request monitor and the metrics counters on, an `[admin]` binding serving the master's `/metrics` — signed in by a token; checked once at start, not scraped during the runs — and `tracing.failed_requests` with one rule matching no request, {TRACE_RULE_DIR}/web.toml); headline on/off, aim ≥ {OPS_AIM:g}x (issue #21)"),  # noqa: E501
@@ -991,9 +991,13 @@ def _nginx_php(sock: Path | None) -> str:
 
 def _nginx_upstream(sock: Path | None) -> str:
     # The upstream with kept connections (without keepalive nginx opens one per request).
+    # 64, the workloads' most connections: with 32, nginx closes the idle connections
+    # over 32 as a burst of responses comes back and opens new ones for the next
+    # (0.43 per request at 64 clients); colonnade's pool keeps such a surplus for 1 s
+    # (handler.proxy's max_idle), so nginx gets enough not to pay for that either.
     if sock is None:
         return ""
-    return f"\n    upstream app {{\n        server unix:{sock};\n        keepalive 32;\n    }}"
+    return f"\n    upstream app {{\n        server unix:{sock};\n        keepalive 64;\n    }}"
 
 
 def _nginx_proxy(sock: Path | None) -> str:
