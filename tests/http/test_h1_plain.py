@@ -79,7 +79,9 @@ NAMES += [b"Content-Length", b"Transfer-Encoding", b"Proxy-Connection", b"A B", 
 VALUES = st.lists(st.sampled_from(list(b' \t:;,=/x09aZ-"\x7f\x80\x00\r\n')), max_size=6).map(
     bytes
 ) | st.sampled_from([b"x", b" close", b"keep-alive ", b"Close", b"upgrade", b"0", b"a b"])
-TARGETS = st.lists(st.sampled_from(list(b"/?#%aZ09-._~!$&'()*+,;=:@ \"<>\\^`{|}\t")), max_size=8)
+TARGETS = st.lists(
+    st.sampled_from(list(b"/?#%aZ09-._~!$&'()*+,;=:@ \"<>\\^`{|}\t\x7f\x80\r\n")), max_size=8
+)
 
 
 @st.composite

@@ -113,13 +113,12 @@ _VALID_HOSTS_MAX: Final = 256
 # test and every later lookup by name). Bounded: junk names only fill it.
 _FIELD_NAMES: Final[dict[bytes, bytes]] = {}
 _FIELD_NAMES_MAX: Final = 512
-# What HTTP1Connection._plain_head reads itself (anything else goes to llhttp): the
-# bytes of a head (printable ASCII, HTAB, CR and LF), of an origin-form target
-# (RFC 3986 pchar, "/" and "?": no fragment, no space) and the field names that
-# need a look (a second Host, a body, an upgrade, a Connection it does not read).
-_PLAIN_BYTES: Final = bytes(range(0x20, 0x7F)) + b"\t\r\n"
-_TARGET_BYTES: Final = (
-    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@/?%"
+# What HTTP1Connection._plain_head reads itself (anything else goes to llhttp): a
+# translation table that keeps the bytes of a plain head (printable ASCII, HTAB,
+# CR and LF) and changes every other, and the field names that need a look (a
+# second Host, a body, an upgrade, a Connection it does not read).
+_PLAIN_TABLE: Final = bytes(
+    c if 0x20 <= c < 0x7F or c in (9, 10, 13) else (c + 1) % 256 for c in range(256)
 )
 _PLAIN_SPECIAL: Final = frozenset(
     (
@@ -408,11 +407,41 @@ _PREPARED_MAX: Final = 512
 _PREPARED_LINES_MAX: Final = 1024
 
 
+class _LastHead:
+    """The values of the last response head found in (or put into) ``_PREPARED``
+    and its PreparedHead: a server answers the same shape many times in a row, and
+    comparing the values again (the header pairs are mostly the very same tuple
+    objects, an identity test each) costs a fraction of hashing a new key.
+    ``headers`` is a list of our own whose pairs all hashed: no one changes them."""
+
+    __slots__ = ("content_length", "headers", "prepared", "reason", "status")
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.reason: bytes | None = None
+        self.content_length: int | None = None
+        self.headers: Headers = []
+        self.prepared: PreparedHead | None = None
+
+
+_LAST_HEAD: Final = _LastHead()
+
+
 def prepared_head(
     status: int, headers: Headers, reason: bytes | None, content_length: int | None
 ) -> PreparedHead:
     """:class:`PreparedHead` of a response, the same object for the same values
     (it is never changed once made). Raises ValueError as PreparedHead does."""
+    last = _LAST_HEAD
+    prepared = last.prepared
+    if (
+        prepared is not None
+        and status == last.status
+        and content_length == last.content_length
+        and reason == last.reason
+        and headers == last.headers
+    ):
+        return prepared
     key = (status, reason, content_length, tuple(headers))
     try:
         prepared = _PREPARED.get(key)
@@ -420,10 +449,16 @@ def prepared_head(
         return PreparedHead(status, headers, reason, content_length)
     if prepared is None:
         prepared = PreparedHead(status, headers, reason, content_length)
-        if len(prepared.lines) <= _PREPARED_LINES_MAX:
-            if len(_PREPARED) >= _PREPARED_MAX:
-                _PREPARED.clear()
-            _PREPARED[key] = prepared
+        if len(prepared.lines) > _PREPARED_LINES_MAX:
+            return prepared
+        if len(_PREPARED) >= _PREPARED_MAX:
+            _PREPARED.clear()
+        _PREPARED[key] = prepared
+    last.status = status
+    last.reason = reason
+    last.content_length = content_length
+    last.headers = list(headers)
+    last.prepared = prepared
     return prepared
 
 
@@ -585,15 +620,10 @@ class HTTP1Connection:
         five calls out of httptools per request (~4,000 instructions of ~6,000);
         this, one scan per check."""
         size = len(data)
-        if (
-            data.find(b"\r\n\r\n") != size - 4
-            or size > self._max_header_size
-            or data.translate(None, _PLAIN_BYTES)
-        ):
+        # Every byte printable ASCII, HTAB, CR or LF: the table changes every other
+        # byte, so the bytes come back as the same object (one pass, no copy kept).
+        if size > self._max_header_size or data.translate(_PLAIN_TABLE) is not data:
             return None
-        crlf = data.count(b"\r\n")
-        if data.count(b"\r") != crlf or data.count(b"\n") != crlf:
-            return None  # a bare CR or LF
         lines = data[: size - 4].split(b"\r\n")
         line = lines[0]
         if line[:4] == b"GET ":
@@ -613,12 +643,17 @@ class HTTP1Connection:
             keep_alive = False
         else:
             return None
+        # The target: printable but SP and "#" (a fragment is llhttp's way's 400).
         url = line[start : len(line) - 9]
         if (
             url[:1] != b"/"
             or len(url) > self._max_target
-            or url.translate(None, _TARGET_BYTES)
             or len(lines) - 1 > self._max_headers
+            or 32 in url
+            or 35 in url
+            or 9 in url
+            or 13 in url
+            or 10 in url
         ):
             return None
         headers: Headers = []
@@ -629,6 +664,10 @@ class HTTP1Connection:
             if first:
                 first = False
                 continue
+            # Not empty (that is a second head), no bare CR or LF (int operands:
+            # memchr), and a name before the colon.
+            if 13 in field or 10 in field:
+                return None
             colon = field.find(b":")
             if colon <= 0:
                 return None
@@ -641,7 +680,10 @@ class HTTP1Connection:
                 name = raw.lower()
                 if len(_FIELD_NAMES) < _FIELD_NAMES_MAX:
                     _FIELD_NAMES[raw] = name
-            value = field[colon + 1 :]
+            begin = colon + 1
+            if begin < len(field) and field[begin] == 32:
+                begin += 1  # the usual one space: a slice, not a strip
+            value = field[begin:]
             if value and (value[0] == 32 or value[0] == 9 or value[-1] == 32 or value[-1] == 9):
                 value = value.strip(b" \t")
             headers.append((name, value))
@@ -1296,6 +1338,39 @@ class HTTP1Connection:
         method = head.method
         close = not keep_alive or not head.keep_alive or self._responses >= self._final
         length = prepared.length
+        if (
+            not close
+            and length is not None
+            and status >= 200
+            and status != 204
+            and status != 304
+            and version == b"1.1"
+            and not head.expect_continue
+            and not prepared.caller_close
+            and prepared.add_date
+            and method != b"HEAD"
+        ):
+            # The common answer (a sized body on a kept 1.1 connection): what the
+            # general way below gives, in one join of a tuple (no list to grow).
+            self._continued = False
+            self._close = False
+            self._chunked = False
+            self._no_body = False
+            date = _DATE
+            if body:
+                self._left = body_left(length, len(body))
+            else:
+                self._left = length
+            return b"".join(
+                (
+                    prepared.lines,
+                    _LENGTH_LINES.get(length) or _length_line(length),
+                    date.line if _now() < date.next else _date_header(),
+                    self._server_line if prepared.add_server else b"",
+                    b"\r\n",
+                    body,
+                )
+            )
         out = [prepared.lines]
         if interim:
             if version == b"1.0":
