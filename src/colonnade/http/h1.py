@@ -113,24 +113,6 @@ _VALID_HOSTS_MAX: Final = 256
 # test and every later lookup by name). Bounded: junk names only fill it.
 _FIELD_NAMES: Final[dict[bytes, bytes]] = {}
 _FIELD_NAMES_MAX: Final = 512
-# What HTTP1Connection._plain_head reads itself (anything else goes to llhttp): a
-# translation table that keeps the bytes of a plain head (printable ASCII, HTAB,
-# CR and LF) and changes every other, and the field names that need a look (a
-# second Host, a body, an upgrade, a Connection it does not read).
-_PLAIN_TABLE: Final = bytes(
-    c if 0x20 <= c < 0x7F or c in (9, 10, 13) else (c + 1) % 256 for c in range(256)
-)
-_PLAIN_SPECIAL: Final = frozenset(
-    (
-        b"host",
-        b"content-length",
-        b"transfer-encoding",
-        b"expect",
-        b"connection",
-        b"proxy-connection",
-        b"upgrade",
-    )
-)
 # RFC 9110 tchar: a response header name made of anything else is a caller bug.
 _TCHARS: Final = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _TCHAR_CLASS: Final = rb"!#$%&'*+\-.^_`|~0-9A-Za-z"
@@ -472,6 +454,9 @@ class HTTP1Connection:
 
     __slots__ = (
         "__weakref__",
+        "_again",
+        "_again_data",
+        "_again_headers",
         "_body_left",
         "_callbacks",
         "_carry",
@@ -569,6 +554,11 @@ class HTTP1Connection:
         self._left = -1
         self._close = False
         self._continued = False
+        # The last feed llhttp read whole as one request without a body, and its
+        # head (see _repeat); None: none (or not since the parser was dropped).
+        self._again: RequestHead | None = None
+        self._again_data = b""
+        self._again_headers: tuple[tuple[bytes, bytes], ...] = ()
 
     # -- receiving ---------------------------------------------------------------------
 
@@ -576,10 +566,10 @@ class HTTP1Connection:
         """Parse received bytes; return the events they complete, in order."""
         state = self._state
         if state <= _BODY and len(data) <= _SLICE:
-            if state == _IDLE and data[-4:] == b"\r\n\r\n":
-                head = self._plain_head(data)
-                if head is not None:
-                    return [head, _END]
+            if state == _IDLE:
+                again = self._again
+                if again is not None and data == self._again_data:
+                    return self._repeat(again, len(data))
             # The common case: llhttp reads the whole feed (``_execute``, inlined).
             self._feeding = len(data)
             if state == _IDLE:
@@ -598,135 +588,55 @@ class HTTP1Connection:
                 self._line = b""
                 if self._state in (_HEAD, _BODY):
                     self._carry_over(data, state, 0)
+                elif state == _IDLE and self._state == _IDLE:
+                    events = self._events
+                    if len(events) == 2 and events[1] is _END:
+                        head = events[0]
+                        if type(head) is RequestHead:
+                            # One whole request without a body, from one request
+                            # boundary to the next: kept, should the next feed be
+                            # the same bytes (see _repeat).
+                            self._again = head
+                            self._again_data = data
+                            # Its fields are never set again, but its header
+                            # list is the request's, which modules may change.
+                            self._again_headers = tuple(head.headers)
         else:
             self._feed_rest(data, 0)
         events = self._events
         self._events = []
         return events
 
-    def _plain_head(self, data: bytes) -> RequestHead | None:
-        """The request of a feed that is one plain request head and nothing else,
-        read without llhttp; None for anything else (llhttp then reads the feed).
-
-        Plain: ``GET`` or ``HEAD``, an origin-form target of RFC 3986 characters
-        (no fragment), ``HTTP/1.1`` or ``HTTP/1.0``, fields of a token name, a
-        colon and a value of printable ASCII, SP and HTAB, every CR and LF in a
-        CRLF, within every limit, one valid Host (or none on 1.0), at most one
-        Connection field that is ``close`` or ``keep-alive``, and no field that
-        speaks of a body or an upgrade. Such a head is valid, and llhttp would
-        report exactly this (tests/http/test_h1_plain.py compares the two); it
-        makes the same events and state changes as the callbacks would, so
-        whatever follows goes on as if llhttp had read it. The callbacks cost
-        five calls out of httptools per request (~4,000 instructions of ~6,000);
-        this, one scan per check."""
-        size = len(data)
-        # Every byte printable ASCII, HTAB, CR or LF: the table changes every other
-        # byte, so the bytes come back as the same object (one pass, no copy kept).
-        if size > self._max_header_size or data.translate(_PLAIN_TABLE) is not data:
-            return None
-        lines = data[: size - 4].split(b"\r\n")
-        line = lines[0]
-        if line[:4] == b"GET ":
-            method = b"GET"
-            start = 4
-        elif line[:5] == b"HEAD ":
-            method = b"HEAD"
-            start = 5
-        else:
-            return None
-        tail = line[-9:]
-        if tail == b" HTTP/1.1":
-            version = b"1.1"
-            keep_alive = True
-        elif tail == b" HTTP/1.0":
-            version = b"1.0"
-            keep_alive = False
-        else:
-            return None
-        # The target: printable but SP and "#" (a fragment is llhttp's way's 400).
-        url = line[start : len(line) - 9]
-        if (
-            url[:1] != b"/"
-            or len(url) > self._max_target
-            or len(lines) - 1 > self._max_headers
-            or 32 in url
-            or 35 in url
-            or 9 in url
-            or 13 in url
-            or 10 in url
-        ):
-            return None
-        headers: Headers = []
-        host: bytes | None = None
-        connection = False
-        first = True
-        for field in lines:
-            if first:
-                first = False
-                continue
-            # Not empty (that is a second head), no bare CR or LF (int operands:
-            # memchr), and a name before the colon.
-            if 13 in field or 10 in field:
-                return None
-            colon = field.find(b":")
-            if colon <= 0:
-                return None
-            raw = field[:colon]
-            name = _FIELD_NAMES.get(raw)
-            if name is None:
-                # Only valid names enter the cache (llhttp's or checked here).
-                if raw.translate(None, _TCHARS):
-                    return None
-                name = raw.lower()
-                if len(_FIELD_NAMES) < _FIELD_NAMES_MAX:
-                    _FIELD_NAMES[raw] = name
-            begin = colon + 1
-            if begin < len(field) and field[begin] == 32:
-                begin += 1  # the usual one space: a slice, not a strip
-            value = field[begin:]
-            if value and (value[0] == 32 or value[0] == 9 or value[-1] == 32 or value[-1] == 9):
-                value = value.strip(b" \t")
-            headers.append((name, value))
-            if name in _PLAIN_SPECIAL:
-                if name == b"host" and host is None:
-                    host = value
-                elif name == b"connection" and not connection:
-                    connection = True
-                    token = value.lower()
-                    if token == b"close":
-                        keep_alive = False
-                    elif token == b"keep-alive":
-                        keep_alive = True
-                    else:
-                        return None
-                else:
-                    return None
-        if host is None:
-            if version == b"1.1":
-                return None  # llhttp's way gives the 400
-            host = b""
-        elif host != self._good_host:
-            if host not in _VALID_HOSTS:
-                if host.translate(None, _HOST_CHARS):
-                    return None
-                if len(_VALID_HOSTS) < _VALID_HOSTS_MAX:
-                    _VALID_HOSTS.add(host)
-            self._good_host = host
-        if 63 in url:
-            path, _, query = url.partition(b"?")
-        else:
-            path = url
-            query = b""
-        # What _on_message_begin, _on_headers_complete and _on_message_complete do.
+    def _repeat(self, head: RequestHead, size: int) -> list[Event]:
+        """The events of a feed that is the same bytes as the last one llhttp read
+        whole as one request without a body, between requests: a connection's
+        client asks for the same thing again and again (a poll, a health check, a
+        benchmark), and an equal feed in the same state parses to an equal head
+        (the Host was found valid then, the limits are the connection's). What the
+        callbacks did for it (a request counted, kept alive, back between
+        requests) is done here, without llhttp's five calls out; the head is a new
+        one with a header list of its own (modules may change a request's), made
+        from the copy taken when the feed was kept."""
+        self._feeding = size
         self._stall = 0
         self._requests += 1
-        self._keep_alive_req = keep_alive
-        if not keep_alive:
-            self._state = _CLOSED
-            self._final = self._requests
-        return RequestHead(
-            method, url, path, query, version, headers, host, keep_alive, False, None, False
-        )
+        self._keep_alive_req = True
+        return [
+            RequestHead(
+                head.method,
+                head.target,
+                head.path,
+                head.query,
+                head.version,
+                list(self._again_headers),
+                head.host,
+                True,
+                head.expect_continue,
+                head.content_length,
+                False,
+            ),
+            _END,
+        ]
 
     def feed_eof(self) -> list[Event]:
         """The peer closed its side: a request cut short is a 400, else nothing."""
@@ -751,6 +661,7 @@ class HTTP1Connection:
         afterwards raises AttributeError; the response side keeps working."""
         del self._parser
         del self._callbacks
+        self._again = None
 
     @property
     def trailing_data(self) -> bytes:

@@ -1,7 +1,7 @@
-"""A feed that is one plain request head is read without llhttp
-(``HTTP1Connection._plain_head``): whatever the head, the events and what follows
-them are exactly what llhttp's way gives. llhttp's way is forced by feeding the
-same bytes in two pieces (the shortcut reads only a whole head in one feed)."""
+"""A feed that repeats the last one llhttp read whole as one request without a
+body is not parsed again (``HTTP1Connection._repeat``): whatever the bytes, the
+events and what follows them are exactly what llhttp's way gives. llhttp's way is
+forced by feeding the same bytes in two pieces (only a whole equal feed repeats)."""
 
 from __future__ import annotations
 
@@ -9,24 +9,28 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from colonnade.http import Event, HTTP1Connection
+from colonnade.http import Event, HTTP1Connection, RequestHead
 
 NEXT = b"GET /next HTTP/1.1\r\nHost: n\r\n\r\n"
+Seen = tuple[list[Event], list[Event], list[Event], bool]
 
 
-def by_llhttp(data: bytes, **limits: int) -> tuple[list[Event], list[Event], bool]:
+def by_llhttp(data: bytes, **limits: int) -> Seen:
     conn = HTTP1Connection(**limits)
-    events = conn.feed(data[:1]) + conn.feed(data[1:])
-    return events, conn.feed(NEXT), conn.keep_alive
+    first = conn.feed(data)
+    again = conn.feed(data[:1]) + conn.feed(data[1:])
+    return first, again, conn.feed(NEXT), conn.keep_alive
 
 
-def at_once(data: bytes, **limits: int) -> tuple[list[Event], list[Event], bool]:
+def repeated(data: bytes, **limits: int) -> Seen:
     conn = HTTP1Connection(**limits)
-    events = conn.feed(data)
-    return events, conn.feed(NEXT), conn.keep_alive
+    first = conn.feed(data)
+    again = conn.feed(data)
+    return first, again, conn.feed(NEXT), conn.keep_alive
 
 
-PLAIN = [
+# Heads llhttp reads, then the same bytes again: repeated or not, as they come.
+HEADS = [
     b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
     b"HEAD /a/b?c=d&e HTTP/1.1\r\nHost: x:80\r\nAccept: */*\r\nUser-Agent: t/1\r\n\r\n",
     b"GET / HTTP/1.0\r\n\r\n",
@@ -34,9 +38,6 @@ PLAIN = [
     b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     b"GET / HTTP/1.1\r\nHost: x\r\nX-Empty:\r\nX-Pad: \t v \t \r\n\r\n",
     b"GET /%41?q=%20 HTTP/1.1\r\nhost: x\r\nCookie: a=b; c=d\r\n\r\n",
-]
-
-NOT_PLAIN = [
     b"GET / HTTP/1.1\r\n\r\n",  # no Host: 400
     b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",  # two: 400
     b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",  # invalid Host: 400
@@ -57,12 +58,17 @@ NOT_PLAIN = [
     b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",  # two heads
     b"POST / HTTP/1.1\r\nHost: x\r\n\r\n",
     b"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\r\n",  # a CRLF llhttp skips after it
+    b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGE",  # the next one begun
+    b"FROB /f HTTP/1.1\r\nHost: x\r\n\r\n",  # a method llhttp does not know
+    b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+    b"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n",
 ]
 
 
-@pytest.mark.parametrize("data", PLAIN + NOT_PLAIN)
+@pytest.mark.parametrize("data", HEADS)
 def test_same_as_llhttp(data: bytes) -> None:
-    assert at_once(data) == by_llhttp(data)
+    assert repeated(data) == by_llhttp(data)
 
 
 @pytest.mark.parametrize(
@@ -71,7 +77,7 @@ def test_same_as_llhttp(data: bytes) -> None:
 )
 def test_limits_same_as_llhttp(limits: dict[str, int]) -> None:
     data = b"GET /abcd HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n"
-    assert at_once(data, **limits) == by_llhttp(data, **limits)
+    assert repeated(data, **limits) == by_llhttp(data, **limits)
 
 
 NAMES = [b"Host", b"host", b"HOST", b"Accept", b"X-A", b"Connection", b"Upgrade", b"Expect"]
@@ -98,4 +104,24 @@ def heads(draw: st.DrawFn) -> bytes:
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(heads())
 def test_any_head_same_as_llhttp(data: bytes) -> None:
-    assert at_once(data) == by_llhttp(data)
+    assert repeated(data) == by_llhttp(data)
+
+
+def test_a_repeated_head_is_a_new_head_with_headers_of_its_own() -> None:
+    conn = HTTP1Connection()
+    data = HEADS[1]
+    first = conn.feed(data)[0]
+    again = conn.feed(data)[0]
+    assert isinstance(first, RequestHead) and isinstance(again, RequestHead)
+    assert again == first and again is not first
+    first.headers.append((b"x-added", b"by a module"))
+    assert again.headers != first.headers
+    assert conn.feed(data)[0] == again
+
+
+def test_a_released_connection_is_not_fed_from_its_memory() -> None:
+    conn = HTTP1Connection()
+    conn.feed(HEADS[0])
+    conn.release()
+    with pytest.raises(AttributeError):
+        conn.feed(HEADS[0])
