@@ -4,7 +4,6 @@ path), multipart ranges, 416, 304 and the small-file cache on a live server."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email
 import email.policy
 import hashlib
@@ -201,38 +200,6 @@ def test_connection_survives_sendfile_responses(live: LiveServer, big: bytes) ->
         split = request(conn, "/big.bin", "Range: bytes=0-199999,-300000")
         assert [data for _, data in parts(split)] == [big[:200_000], big[-300_000:]]
         assert request(conn, "/small.txt").body == SMALL
-
-
-def _sockets_open() -> int:
-    # This process's descriptors that are sockets (the server runs in a thread).
-    count = 0
-    for name in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):
-            count += os.readlink(f"/proc/self/fd/{name}").startswith("socket:")
-    return count
-
-
-def test_a_connection_keeps_one_twin_socket_for_its_files_and_closes_it(
-    files: tuple[Path, bytes], big: bytes
-) -> None:
-    # The duplicate socket a corked sendfile needs (HttpConnection._twin) is made
-    # once per connection, not per response, and goes when the connection does.
-    # A server of its own: no other connection opens or closes meanwhile.
-    config = {
-        "server": {"modules": ["handler.static"]},
-        "sites": [{"name": "main", "bindings": ["http://127.0.0.1:1"], "root": "www"}],
-    }
-    server = LiveServer(config, files[0]).start()
-    try:
-        before = _sockets_open()
-        with Conn(server.port, timeout=30) as conn:
-            for _ in range(3):
-                assert digest(request(conn, "/big.bin").body) == digest(big)
-            # the client's socket, the server's, and the server's one duplicate
-            wait_for(lambda: _sockets_open() == before + 3, PATIENCE, "one duplicate")
-        wait_for(lambda: _sockets_open() == before, PATIENCE, "the connection's sockets closed")
-    finally:
-        server.stop()
 
 
 def test_pipelined_mix_of_buffered_and_sendfile_responses(live: LiveServer, big: bytes) -> None:

@@ -869,8 +869,6 @@ class HttpConnection(asyncio.Protocol):
         self._path = ""
         self._raw_host = b""
         self._host = ""
-        # A duplicate of the socket for sendfile's cork and wait (None: not made yet).
-        self._twin: socket.socket | None = None
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -910,7 +908,6 @@ class HttpConnection(asyncio.Protocol):
             state.connections.discard(self)  # ServerState.forget's common case
         self._drop_timer()
         self.h1.release()  # nothing more is parsed: no cycle left for the collector
-        self._close_twin()
         current = self.current
         if current is not None:
             _disconnected(current)
@@ -1025,7 +1022,6 @@ class HttpConnection(asyncio.Protocol):
         from colonnade.transport.protocols import h2_connection  # where HTTP/2 is spoken only
 
         self._drop_timer()
-        self._close_twin()
         self.closing = True
         self.transport = None
         state.forget(self)
@@ -1443,13 +1439,8 @@ class HttpConnection(asyncio.Protocol):
         # A socket object of its own, for the cork and to wait on: uvloop's stand-in
         # builds a new socket object for every setsockopt call (a tenth of the
         # user-space instructions of a 10 MiB response went to cork and uncork).
-        # Made once per connection and kept until it closes: a new one per response
-        # cost four system calls (dup, getsockname, ioctl, close) and a socket object.
-        twin = self._twin
-        corked = count >= _CORK_FROM
-        if twin is None and corked:
-            twin = self._twin = sock.dup()
-        if corked:
+        twin = sock.dup() if count >= _CORK_FROM else None
+        if twin is not None:
             _cork(twin, 1)
         out = sock.fileno()
         sender = _FileSender(self, out, fd, offset, count, head, twin.fileno() if twin else -1)
@@ -1460,18 +1451,9 @@ class HttpConnection(asyncio.Protocol):
         finally:
             self.sending_file = False
             sender.close()
-            if corked:
+            if twin is not None:
                 _cork(twin, 0)
-            if transport.is_closing():
-                self._close_twin()  # connection_lost left it to this, its last user
-
-    def _close_twin(self) -> None:
-        """Close the connection's second socket object (see sendfile), if it has one,
-        unless a sendfile still watches it (that one closes it when it ends)."""
-        twin = self._twin
-        if twin is not None and not self.sending_file:
-            self._twin = None
-            twin.close()
+                twin.close()
 
     def _wake_drain(self) -> None:
         waiter = self._drain_waiter
@@ -1698,7 +1680,6 @@ class HttpConnection(asyncio.Protocol):
             raise ClientDisconnectedError("the connection is closed")
         transport.pause_reading()
         fd = os.dup(sock.fileno())
-        self._close_twin()
         self.held = None
         self.closing = True
         self._drop_timer()
