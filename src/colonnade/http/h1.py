@@ -389,11 +389,41 @@ _PREPARED_MAX: Final = 512
 _PREPARED_LINES_MAX: Final = 1024
 
 
+class _LastHead:
+    """The values of the last response head found in (or put into) ``_PREPARED``
+    and its PreparedHead: a server answers the same shape many times in a row, and
+    comparing the values again (the header pairs are mostly the very same tuple
+    objects, an identity test each) costs a fraction of hashing a new key.
+    ``headers`` is a list of our own whose pairs all hashed: no one changes them."""
+
+    __slots__ = ("content_length", "headers", "prepared", "reason", "status")
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.reason: bytes | None = None
+        self.content_length: int | None = None
+        self.headers: Headers = []
+        self.prepared: PreparedHead | None = None
+
+
+_LAST_HEAD: Final = _LastHead()
+
+
 def prepared_head(
     status: int, headers: Headers, reason: bytes | None, content_length: int | None
 ) -> PreparedHead:
     """:class:`PreparedHead` of a response, the same object for the same values
     (it is never changed once made). Raises ValueError as PreparedHead does."""
+    last = _LAST_HEAD
+    prepared = last.prepared
+    if (
+        prepared is not None
+        and status == last.status
+        and content_length == last.content_length
+        and reason == last.reason
+        and headers == last.headers
+    ):
+        return prepared
     key = (status, reason, content_length, tuple(headers))
     try:
         prepared = _PREPARED.get(key)
@@ -401,10 +431,16 @@ def prepared_head(
         return PreparedHead(status, headers, reason, content_length)
     if prepared is None:
         prepared = PreparedHead(status, headers, reason, content_length)
-        if len(prepared.lines) <= _PREPARED_LINES_MAX:
-            if len(_PREPARED) >= _PREPARED_MAX:
-                _PREPARED.clear()
-            _PREPARED[key] = prepared
+        if len(prepared.lines) > _PREPARED_LINES_MAX:
+            return prepared
+        if len(_PREPARED) >= _PREPARED_MAX:
+            _PREPARED.clear()
+        _PREPARED[key] = prepared
+    last.status = status
+    last.reason = reason
+    last.content_length = content_length
+    last.headers = list(headers)
+    last.prepared = prepared
     return prepared
 
 
@@ -418,6 +454,9 @@ class HTTP1Connection:
 
     __slots__ = (
         "__weakref__",
+        "_again",
+        "_again_data",
+        "_again_headers",
         "_body_left",
         "_callbacks",
         "_carry",
@@ -515,6 +554,11 @@ class HTTP1Connection:
         self._left = -1
         self._close = False
         self._continued = False
+        # The last feed llhttp read whole as one request without a body, and its
+        # head (see _repeat); None: none (or not since the parser was dropped).
+        self._again: RequestHead | None = None
+        self._again_data = b""
+        self._again_headers: tuple[tuple[bytes, bytes], ...] = ()
 
     # -- receiving ---------------------------------------------------------------------
 
@@ -522,6 +566,10 @@ class HTTP1Connection:
         """Parse received bytes; return the events they complete, in order."""
         state = self._state
         if state <= _BODY and len(data) <= _SLICE:
+            if state == _IDLE:
+                again = self._again
+                if again is not None and data == self._again_data:
+                    return self._repeat(again, len(data))
             # The common case: llhttp reads the whole feed (``_execute``, inlined).
             self._feeding = len(data)
             if state == _IDLE:
@@ -540,11 +588,55 @@ class HTTP1Connection:
                 self._line = b""
                 if self._state in (_HEAD, _BODY):
                     self._carry_over(data, state, 0)
+                elif state == _IDLE and self._state == _IDLE:
+                    events = self._events
+                    if len(events) == 2 and events[1] is _END:
+                        head = events[0]
+                        if type(head) is RequestHead:
+                            # One whole request without a body, from one request
+                            # boundary to the next: kept, should the next feed be
+                            # the same bytes (see _repeat).
+                            self._again = head
+                            self._again_data = data
+                            # Its fields are never set again, but its header
+                            # list is the request's, which modules may change.
+                            self._again_headers = tuple(head.headers)
         else:
             self._feed_rest(data, 0)
         events = self._events
         self._events = []
         return events
+
+    def _repeat(self, head: RequestHead, size: int) -> list[Event]:
+        """The events of a feed that is the same bytes as the last one llhttp read
+        whole as one request without a body, between requests: a connection's
+        client asks for the same thing again and again (a poll, a health check, a
+        benchmark), and an equal feed in the same state parses to an equal head
+        (the Host was found valid then, the limits are the connection's). What the
+        callbacks did for it (a request counted, kept alive, back between
+        requests) is done here, without llhttp's five calls out; the head is a new
+        one with a header list of its own (modules may change a request's), made
+        from the copy taken when the feed was kept."""
+        self._feeding = size
+        self._stall = 0
+        self._requests += 1
+        self._keep_alive_req = True
+        return [
+            RequestHead(
+                head.method,
+                head.target,
+                head.path,
+                head.query,
+                head.version,
+                list(self._again_headers),
+                head.host,
+                True,
+                head.expect_continue,
+                head.content_length,
+                False,
+            ),
+            _END,
+        ]
 
     def feed_eof(self) -> list[Event]:
         """The peer closed its side: a request cut short is a 400, else nothing."""
@@ -569,6 +661,7 @@ class HTTP1Connection:
         afterwards raises AttributeError; the response side keeps working."""
         del self._parser
         del self._callbacks
+        self._again = None
 
     @property
     def trailing_data(self) -> bytes:
@@ -1156,6 +1249,39 @@ class HTTP1Connection:
         method = head.method
         close = not keep_alive or not head.keep_alive or self._responses >= self._final
         length = prepared.length
+        if (
+            not close
+            and length is not None
+            and status >= 200
+            and status != 204
+            and status != 304
+            and version == b"1.1"
+            and not head.expect_continue
+            and not prepared.caller_close
+            and prepared.add_date
+            and method != b"HEAD"
+        ):
+            # The common answer (a sized body on a kept 1.1 connection): what the
+            # general way below gives, in one join of a tuple (no list to grow).
+            self._continued = False
+            self._close = False
+            self._chunked = False
+            self._no_body = False
+            date = _DATE
+            if body:
+                self._left = body_left(length, len(body))
+            else:
+                self._left = length
+            return b"".join(
+                (
+                    prepared.lines,
+                    _LENGTH_LINES.get(length) or _length_line(length),
+                    date.line if _now() < date.next else _date_header(),
+                    self._server_line if prepared.add_server else b"",
+                    b"\r\n",
+                    body,
+                )
+            )
         out = [prepared.lines]
         if interim:
             if version == b"1.0":

@@ -867,6 +867,12 @@ class HttpConnection(asyncio.Protocol):
         self._memo: Entry | None = None
         self._memo_key: Key | None = None
         self._memo_cache: ResponseCache | None = None
+        # The last request path and Host decoded (see _on_head). Bytes from the
+        # start (a typed compare): no target is a NUL, and b"" is the empty Host.
+        self._raw_path = b"\x00"
+        self._path = ""
+        self._raw_host = b""
+        self._host = ""
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -1034,11 +1040,26 @@ class HttpConnection(asyncio.Protocol):
         self._disarm()
         has_body = head.chunked or bool(head.content_length)
         body = StreamBody(self, head.expect_continue) if has_body else None
-        try:
-            path = decode_path(head.path)
-        except HttpError as exc:
-            self._on_protocol_error(ProtocolError(exc.status, exc.message))
-            return
+        # A connection's requests name the same path and host again and again: the
+        # last ones decoded are kept, and equal bytes (a compare) give the same str
+        # (no hash of new bytes and probe of decode_path's cache, no decode).
+        raw_path = head.path
+        if raw_path == self._raw_path:
+            path = self._path
+        else:
+            try:
+                path = decode_path(raw_path)
+            except HttpError as exc:
+                self._on_protocol_error(ProtocolError(exc.status, exc.message))
+                return
+            self._raw_path = raw_path
+            self._path = path
+        raw_host = head.host
+        if raw_host == self._raw_host:
+            host = self._host
+        else:
+            host = self._host = raw_host.decode("latin-1")
+            self._raw_host = raw_host
         raw_method = head.method
         if raw_method == b"GET":  # most requests: a compare, not a hash and a probe
             method = "GET"
@@ -1054,7 +1075,7 @@ class HttpConnection(asyncio.Protocol):
             head.target,
             "1.1" if head.version == b"1.1" else head.version.decode("ascii"),
             head.headers,
-            head.host.decode("latin-1"),
+            host,
             self._scheme,
             self.client,
             self.server,
