@@ -454,9 +454,6 @@ class HTTP1Connection:
 
     __slots__ = (
         "__weakref__",
-        "_again",
-        "_again_data",
-        "_again_headers",
         "_body_left",
         "_callbacks",
         "_carry",
@@ -554,11 +551,6 @@ class HTTP1Connection:
         self._left = -1
         self._close = False
         self._continued = False
-        # The last feed llhttp read whole as one request without a body, and its
-        # head (see _repeat); None: none (or not since the parser was dropped).
-        self._again: RequestHead | None = None
-        self._again_data = b""
-        self._again_headers: tuple[tuple[bytes, bytes], ...] = ()
 
     # -- receiving ---------------------------------------------------------------------
 
@@ -566,10 +558,6 @@ class HTTP1Connection:
         """Parse received bytes; return the events they complete, in order."""
         state = self._state
         if state <= _BODY and len(data) <= _SLICE:
-            if state == _IDLE:
-                again = self._again
-                if again is not None and data == self._again_data:
-                    return self._repeat(again, len(data))
             # The common case: llhttp reads the whole feed (``_execute``, inlined).
             self._feeding = len(data)
             if state == _IDLE:
@@ -588,55 +576,11 @@ class HTTP1Connection:
                 self._line = b""
                 if self._state in (_HEAD, _BODY):
                     self._carry_over(data, state, 0)
-                elif state == _IDLE and self._state == _IDLE:
-                    events = self._events
-                    if len(events) == 2 and events[1] is _END:
-                        head = events[0]
-                        if type(head) is RequestHead:
-                            # One whole request without a body, from one request
-                            # boundary to the next: kept, should the next feed be
-                            # the same bytes (see _repeat).
-                            self._again = head
-                            self._again_data = data
-                            # Its fields are never set again, but its header
-                            # list is the request's, which modules may change.
-                            self._again_headers = tuple(head.headers)
         else:
             self._feed_rest(data, 0)
         events = self._events
         self._events = []
         return events
-
-    def _repeat(self, head: RequestHead, size: int) -> list[Event]:
-        """The events of a feed that is the same bytes as the last one llhttp read
-        whole as one request without a body, between requests: a connection's
-        client asks for the same thing again and again (a poll, a health check, a
-        benchmark), and an equal feed in the same state parses to an equal head
-        (the Host was found valid then, the limits are the connection's). What the
-        callbacks did for it (a request counted, kept alive, back between
-        requests) is done here, without llhttp's five calls out; the head is a new
-        one with a header list of its own (modules may change a request's), made
-        from the copy taken when the feed was kept."""
-        self._feeding = size
-        self._stall = 0
-        self._requests += 1
-        self._keep_alive_req = True
-        return [
-            RequestHead(
-                head.method,
-                head.target,
-                head.path,
-                head.query,
-                head.version,
-                list(self._again_headers),
-                head.host,
-                True,
-                head.expect_continue,
-                head.content_length,
-                False,
-            ),
-            _END,
-        ]
 
     def feed_eof(self) -> list[Event]:
         """The peer closed its side: a request cut short is a 400, else nothing."""
@@ -661,7 +605,6 @@ class HTTP1Connection:
         afterwards raises AttributeError; the response side keeps working."""
         del self._parser
         del self._callbacks
-        self._again = None
 
     @property
     def trailing_data(self) -> bytes:
