@@ -5,8 +5,12 @@ with the pump's)."""
 from __future__ import annotations
 
 import asyncio
+import socket
+
+import pytest
 
 from colonnade.handlers.fastcgi.handler import stop_pump
+from colonnade.handlers.fastcgi.pool import Instance
 
 
 async def _slow_to_stop(release: asyncio.Event) -> None:
@@ -68,3 +72,24 @@ def test_a_cancellation_already_being_answered_is_not_raised_again() -> None:
     pump, left = asyncio.run(scenario())
     assert pump.cancelled()
     assert left == 0
+
+
+def test_a_read_waiting_when_its_connection_is_closed_fails_at_once() -> None:
+    # The pool closed under a request (a reload past its deadline, the application
+    # removed) disconnects its busy instances: a read waiting on one must end with
+    # a failure (the request's 502/503 follows), not wait for bytes that never come.
+    async def main() -> None:
+        ours, theirs = socket.socketpair()
+        ours.setblocking(False)
+        inst = Instance(None, 0)
+        inst.attach(ours)
+        reading = asyncio.ensure_future(inst.recv(100, wait_first=True))
+        await asyncio.sleep(0.01)
+        assert not reading.done()
+        inst.disconnect()
+        with pytest.raises(OSError) as failed:
+            await asyncio.wait_for(reading, 5)
+        assert not isinstance(failed.value, TimeoutError)  # an OSError too
+        theirs.close()
+
+    asyncio.run(main())

@@ -277,12 +277,17 @@ class Instance:
         self.fd = sock.fileno()
 
     def disconnect(self) -> None:
-        """Close our connection (the process, if any, lives on)."""
+        """Close our connection (the process, if any, lives on). A request
+        waiting to read from it (the pool closed under it: a reload past its
+        deadline, the application removed) wakes and reads a failure."""
         sock, self.sock = self.sock, None
         self.fd = -1
         if sock is not None:
             self._unwatch(sock)
             sock.close()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def send_some(self, data: bytes) -> int:
         """Send what the socket takes of ``data`` now (nearly always all of a
@@ -331,8 +336,8 @@ class Instance:
 
     def read_now(self, size: int) -> bytes | None:
         """At most ``size`` bytes, ``b""`` once the other end closed the
-        connection, None if nothing is there now; OSError if it failed."""
-        assert self.sock is not None
+        connection, None if nothing is there now; OSError if it failed (also
+        once it was closed: ``fd`` -1 is EBADF)."""
         try:
             return _read(self.fd, size)
         except BlockingIOError:
