@@ -51,8 +51,9 @@ class AppRuntime:
         self.send_response: SendHook | None = plan.run_send_response
         self.fingerprint = fingerprint  # what it was built from; equal → reusable
         self.walk: Walk = compile_walk(plan)
-        #: The walk with the engine's bookkeeping in one coroutine, or None: the
-        #: engine wraps ``walk`` (see ``Engine.handle``).
+        #: The walk with the engine's bookkeeping in one coroutine, or None for an
+        #: application with a broken web.toml: the engine wraps its refusing
+        #: ``walk`` (see ``Engine.handle``).
         self.serve: Serve | None = compile_serve(plan)
         if app.broken:
             self.walk = _refusing_broken(self.walk)

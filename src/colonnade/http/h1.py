@@ -394,16 +394,15 @@ class _LastHead:
     and its PreparedHead: a server answers the same shape many times in a row, and
     comparing the values again (the header pairs are mostly the very same tuple
     objects, an identity test each) costs a fraction of hashing a new key.
-    ``headers`` is a list of our own whose pairs all hashed: no one changes them."""
+    ``entry`` is one tuple, replaced whole (one attribute write): a loop in another
+    thread (an in-process test server, say) reads either the old or the new one,
+    never the values of one head with another's PreparedHead. Its header list is
+    our own copy, whose pairs all hashed: no one changes them."""
 
-    __slots__ = ("content_length", "headers", "prepared", "reason", "status")
+    __slots__ = ("entry",)
 
     def __init__(self) -> None:
-        self.status = 0
-        self.reason: bytes | None = None
-        self.content_length: int | None = None
-        self.headers: Headers = []
-        self.prepared: PreparedHead | None = None
+        self.entry: tuple[int, bytes | None, int | None, Headers, PreparedHead] | None = None
 
 
 _LAST_HEAD: Final = _LastHead()
@@ -414,16 +413,15 @@ def prepared_head(
 ) -> PreparedHead:
     """:class:`PreparedHead` of a response, the same object for the same values
     (it is never changed once made). Raises ValueError as PreparedHead does."""
-    last = _LAST_HEAD
-    prepared = last.prepared
+    last = _LAST_HEAD.entry
     if (
-        prepared is not None
-        and status == last.status
-        and content_length == last.content_length
-        and reason == last.reason
-        and headers == last.headers
+        last is not None
+        and status == last[0]
+        and content_length == last[2]
+        and reason == last[1]
+        and headers == last[3]
     ):
-        return prepared
+        return last[4]
     key = (status, reason, content_length, tuple(headers))
     try:
         prepared = _PREPARED.get(key)
@@ -436,11 +434,7 @@ def prepared_head(
         if len(_PREPARED) >= _PREPARED_MAX:
             _PREPARED.clear()
         _PREPARED[key] = prepared
-    last.status = status
-    last.reason = reason
-    last.content_length = content_length
-    last.headers = list(headers)
-    last.prepared = prepared
+    _LAST_HEAD.entry = (status, reason, content_length, list(headers), prepared)
     return prepared
 
 

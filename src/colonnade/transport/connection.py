@@ -1214,8 +1214,8 @@ class HttpConnection(asyncio.Protocol):
         ``current_task()``, as SQLAlchemy's ``async_scoped_session`` and other
         per-task registries keep), a weak one, or a done-callback. A library
         that scopes state by task then never hands one request's state to the
-        next, as with a task per request (found by reference counts before and
-        after the request: two calls, no scan).
+        next, as with a task per request (found by the task's reference counts,
+        taken once where its loop begins and compared after each request: no scan).
         An idle connection does not keep its task: the second of LazyTimers'
         sweeps it waits through ends it (see _end_idle_task), so idle connections
         cost no more memory than before."""
@@ -1228,9 +1228,6 @@ class HttpConnection(asyncio.Protocol):
         try:
             while True:
                 if self.answering:
-                    if task is None:
-                        await self._answer(self.queue[0])
-                        return
                     await self._answer(self.queue[0])
                     try:
                         changed = _copy_context() != base
@@ -1238,16 +1235,18 @@ class HttpConnection(asyncio.Protocol):
                         changed = True
                     if changed:
                         return
-                    if task.cancelling():
-                        # A cancellation the last request left behind must not reach
-                        # the next one, pipelined or not: also one it swallowed
-                        # (its count stays up, and no wait would end the task).
-                        return
-                    # (Any: a task with no callback has None, not the list typeshed says.)
-                    kept = cast(Any, task)._callbacks
-                    if kept or _refcount(task) != refs or _weakrefcount(task) != weak:
-                        # The request kept its task (in a per-task registry, a weak
-                        # mapping, a done-callback): the next one gets another.
+                    if task is not None and (
+                        # A cancellation the last request left behind (also one it
+                        # swallowed: its count stays up, and no wait would end the
+                        # task), or the task kept by the request (a per-task
+                        # registry, a weak mapping, a done-callback; Any: a task with
+                        # no callback has None there, not the list typeshed says):
+                        # the next request gets another task.
+                        task.cancelling()
+                        or cast(Any, task)._callbacks
+                        or _refcount(task) != refs
+                        or _weakrefcount(task) != weak
+                    ):
                         return
                     continue
                 transport = self.transport

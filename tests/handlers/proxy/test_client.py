@@ -20,6 +20,7 @@ from colonnade.handlers.proxy.client import (
     resume,
 )
 from colonnade.handlers.proxy.errors import UpstreamConnectError, UpstreamTimeoutError
+from tests.support.wait import PATIENCE, wait_for_async
 
 
 def run(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
@@ -154,11 +155,7 @@ async def test_a_connection_closed_by_the_upstream_is_not_lent() -> None:
     try:
         assert await get(pool) == (b"ok", True)
         # The close arrives while it is idle: it leaves the pool.
-        for _ in range(200):
-            if not pool.idle_connections:
-                break
-            await asyncio.sleep(0.01)
-        assert pool.idle_connections == 0
+        await wait_for_async(lambda: not pool.idle_connections, PATIENCE, "the close seen")
         assert await get(pool) == (b"ok", True)
         assert server.count == 2
     finally:
@@ -278,10 +275,7 @@ async def test_idle_connections_expire() -> None:
     try:
         await get(pool)
         assert pool.idle_connections == 1
-        for _ in range(200):
-            if not pool.idle_connections:
-                break
-            await asyncio.sleep(0.01)
+        await wait_for_async(lambda: not pool.idle_connections, PATIENCE, "the idle timeout")
         assert pool.open_connections == 0
     finally:
         pool.close()
@@ -304,11 +298,7 @@ async def test_a_bursts_surplus_stays_a_while() -> None:
         assert set(again) == set(burst)  # no new connection
         for conn in again:
             pool.release(conn, reusable=True)
-        for _ in range(200):
-            if pool.open_connections == 1:
-                break
-            await asyncio.sleep(0.01)
-        assert pool.open_connections == 1
+        await wait_for_async(lambda: pool.open_connections == 1, PATIENCE, "the surplus closed")
         assert pool.idle_connections == 1
         assert await pool.acquire() is again[-1]
     finally:

@@ -142,8 +142,8 @@ class Outbox:
             try:
                 loop.add_reader(fd, self._drain)
             except (NotImplementedError, RuntimeError, OSError):
-                # This loop cannot watch a descriptor (a proactor loop raises
-                # NotImplementedError): keep call_soon_threadsafe as the wake-up.
+                # This loop cannot watch a descriptor (a proactor loop's add_reader
+                # raises NotImplementedError), so call_soon_threadsafe stays the wake-up.
                 os.close(fd)
             else:
                 self._fd = fd
@@ -152,9 +152,9 @@ class Outbox:
 
     def post(self, bridge: Bridge, command: Command, answered: bool = True) -> None:
         """Hand ``command`` to the loop (any thread). ``answered``: the thread will
-        wait for the loop's answer, so a closed loop raises RuntimeError; a final
-        command (nobody waits for it) skips that check, a call into the loop (after
-        :meth:`close`, call_soon_threadsafe still raises it for a closed loop)."""
+        wait for the loop's answer, so a closed loop raises RuntimeError at once. A
+        final command (``answered`` False: nobody waits for it) skips that check;
+        after :meth:`close`, ``call_soon_threadsafe`` still raises for a closed loop."""
         # The bridge carries its command (one in flight: the thread posts again only
         # once answered), so a post makes no tuple.
         bridge.posted = command
