@@ -163,6 +163,21 @@ async def task_scope(scope: Scope, receive: Any, send: Any) -> None:
     await _respond(send, 200, json.dumps({"found": found, "task": name}).encode())
 
 
+async def rename_task(scope: Scope, receive: Any, send: Any) -> None:
+    """Answers with its task's name as the request found it; ``/rename`` then names
+    its task after itself (as a request may, for its log lines: 3.12's logging
+    records ``taskName``)."""
+    if scope["type"] == "lifespan":
+        await _lifespan_ok(scope, receive, send)
+        return
+    task = asyncio.current_task()
+    assert task is not None
+    name = task.get_name()
+    if scope["path"] == "/rename":
+        task.set_name("request /rename")
+    await _respond(send, 200, name.encode())
+
+
 async def ws_late_accept(scope: Scope, receive: Any, send: Any) -> None:
     """Notes the handshake, accepts once GATE is set, then waits for the disconnect."""
     if scope["type"] != "websocket":
