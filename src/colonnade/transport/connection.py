@@ -1226,6 +1226,14 @@ class HttpConnection(asyncio.Protocol):
         sweeps it waits through ends it (see _end_idle_task), so idle connections
         cost no more memory than before."""
         task = self.task
+        if task is None:
+            # Started eagerly (3.12's eager_task_factory runs a task's first step
+            # inside create_task): _spawn has yet to keep it as the connection's.
+            # Once it has, this task goes on; else its end could not tell that it
+            # is the connection's and leave it there finished (the next request
+            # then waits for it forever).
+            await asyncio.sleep(0)
+            task = self.task
         base = _copy_context()  # what the task began with
         # Its name, which a request may change (set_name, for its log lines): the
         # task keeps the str it gives, so an identity test tells. (Bound once, and

@@ -156,6 +156,24 @@ def test_a_task_renamed_by_a_request_is_not_the_next_ones(tmp_path: Path) -> Non
     assert names[0] == names[1], names  # nothing kept: the one task answered both
 
 
+def test_a_connection_whose_task_started_eagerly_goes_on(tmp_path: Path) -> None:
+    # An eager task factory (3.12's asyncio.eager_task_factory, set by an
+    # application) runs the connection's task before create_task returns it. The
+    # task must still be the connection's: the request after one that set a context
+    # variable (the task ends, another starts) and the request after an idle spell
+    # (the idle task ends after LazyTimers' two sweeps, 0.25-0.5 s) are answered.
+    ask = b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n"
+    with live(site_config(f"{APPS}:eager"), tmp_path) as server, Conn(server.port) as conn:
+        answers = []
+        for path in (b"/probe", b"/set", b"/probe"):
+            conn.send(ask % path)
+            answers.append(conn.response().body)
+        time.sleep(1.0)
+        conn.send(ask % b"/probe")
+        answers.append(conn.response().body)
+    assert answers == [b"-", b"-", b"-", b"-"]
+
+
 def test_chunked_upload_streams_through_and_back(tmp_path: Path) -> None:
     pieces = [os.urandom(n) for n in (10, 100_000, 3, 70_000)]
     with live(site_config(f"{APPS}:echo"), tmp_path) as server, Conn(server.port) as conn:
