@@ -140,16 +140,22 @@ def test_requests_that_keep_nothing_share_the_connections_task(tmp_path: Path) -
     assert len(set(names)) == 1, names
 
 
+def bodies(conn: Conn, *paths: bytes) -> list[bytes]:
+    """The bodies of the answers to GETs of ``paths``, asked one by one."""
+    found = []
+    for path in paths:
+        conn.send(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path)
+        found.append(conn.response().body)
+    return found
+
+
 def test_a_task_renamed_by_a_request_is_not_the_next_ones(tmp_path: Path) -> None:
     # A request that names its task (for its log lines) kept state in its task: the
     # next request on the connection, sequential or pipelined, must not find its
     # task under that name, as it would not with a task per request.
     ask = b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n"
     with live(site_config(f"{APPS}:rename_task"), tmp_path) as server, Conn(server.port) as conn:
-        names = []
-        for path in (b"/probe", b"/rename", b"/probe"):
-            conn.send(ask % path)
-            names.append(conn.response().body)
+        names = bodies(conn, b"/probe", b"/rename", b"/probe")
         conn.send(ask % b"/rename" + ask % b"/probe")
         names += [conn.response().body, conn.response().body]
     assert b"request /rename" not in names, names
@@ -162,15 +168,10 @@ def test_a_connection_whose_task_started_eagerly_goes_on(tmp_path: Path) -> None
     # task must still be the connection's: the request after one that set a context
     # variable (the task ends, another starts) and the request after an idle spell
     # (the idle task ends after LazyTimers' two sweeps, 0.25-0.5 s) are answered.
-    ask = b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n"
     with live(site_config(f"{APPS}:eager"), tmp_path) as server, Conn(server.port) as conn:
-        answers = []
-        for path in (b"/probe", b"/set", b"/probe"):
-            conn.send(ask % path)
-            answers.append(conn.response().body)
+        answers = bodies(conn, b"/probe", b"/set", b"/probe")
         time.sleep(1.0)
-        conn.send(ask % b"/probe")
-        answers.append(conn.response().body)
+        answers += bodies(conn, b"/probe")
     assert answers == [b"-", b"-", b"-", b"-"]
 
 
