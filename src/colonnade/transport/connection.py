@@ -112,6 +112,12 @@ _refcount: Final = sys.getrefcount
 _weakrefcount: Final = weakref.getweakrefcount
 _Future: Final = Future
 
+
+def _no_name() -> str:
+    """The name of no task (see HttpConnection._serve)."""
+    return ""
+
+
 # Timeouts from this long on are armed lazily (see LazyTimers); shorter ones at once.
 _LAZY_FROM: Final = 1.0
 # How long a lazily armed connection may wait for its timer: well under _LAZY_FROM.
@@ -1220,7 +1226,20 @@ class HttpConnection(asyncio.Protocol):
         sweeps it waits through ends it (see _end_idle_task), so idle connections
         cost no more memory than before."""
         task = self.task
+        if task is None:
+            # Started eagerly (3.12's eager_task_factory runs a task's first step
+            # inside create_task): _spawn has yet to keep it as the connection's.
+            # Once it has, this task goes on; else its end could not tell that it
+            # is the connection's and leave it there finished (the next request
+            # then waits for it forever).
+            await asyncio.sleep(0)
+            task = self.task
         base = _copy_context()  # what the task began with
+        # Its name, which a request may change (set_name, for its log lines): the
+        # task keeps the str it gives, so an identity test tells. (Bound once, and
+        # before the counts: the bound method holds the task too.)
+        get_name: Callable[[], str] = _no_name if task is None else task.get_name
+        name = get_name()
         # The task's references here, where the loop below checks them after each
         # request (the same frame, nothing held on the way): more means kept.
         refs = 0 if task is None else _refcount(task)
@@ -1240,12 +1259,13 @@ class HttpConnection(asyncio.Protocol):
                         # swallowed: its count stays up, and no wait would end the
                         # task), or the task kept by the request (a per-task
                         # registry, a weak mapping, a done-callback; Any: a task with
-                        # no callback has None there, not the list typeshed says):
-                        # the next request gets another task.
+                        # no callback has None there, not the list typeshed says), or
+                        # renamed by it: the next request gets another task.
                         task.cancelling()
                         or cast(Any, task)._callbacks
                         or _refcount(task) != refs
                         or _weakrefcount(task) != weak
+                        or get_name() is not name
                     ):
                         return
                     continue

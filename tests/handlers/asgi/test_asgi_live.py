@@ -140,6 +140,41 @@ def test_requests_that_keep_nothing_share_the_connections_task(tmp_path: Path) -
     assert len(set(names)) == 1, names
 
 
+def bodies(conn: Conn, *paths: bytes) -> list[bytes]:
+    """The bodies of the answers to GETs of ``paths``, asked one by one."""
+    found = []
+    for path in paths:
+        conn.send(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path)
+        found.append(conn.response().body)
+    return found
+
+
+def test_a_task_renamed_by_a_request_is_not_the_next_ones(tmp_path: Path) -> None:
+    # A request that names its task (for its log lines) kept state in its task: the
+    # next request on the connection, sequential or pipelined, must not find its
+    # task under that name, as it would not with a task per request.
+    ask = b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n"
+    with live(site_config(f"{APPS}:rename_task"), tmp_path) as server, Conn(server.port) as conn:
+        names = bodies(conn, b"/probe", b"/rename", b"/probe")
+        conn.send(ask % b"/rename" + ask % b"/probe")
+        names += [conn.response().body, conn.response().body]
+    assert b"request /rename" not in names, names
+    assert names[0] == names[1], names  # nothing kept: the one task answered both
+
+
+def test_a_connection_whose_task_started_eagerly_goes_on(tmp_path: Path) -> None:
+    # An eager task factory (3.12's asyncio.eager_task_factory, set by an
+    # application) runs the connection's task before create_task returns it. The
+    # task must still be the connection's: the request after one that set a context
+    # variable (the task ends, another starts) and the request after an idle spell
+    # (the idle task ends after LazyTimers' two sweeps, 0.25-0.5 s) are answered.
+    with live(site_config(f"{APPS}:eager"), tmp_path) as server, Conn(server.port) as conn:
+        answers = bodies(conn, b"/probe", b"/set", b"/probe")
+        time.sleep(1.0)
+        answers += bodies(conn, b"/probe")
+    assert answers == [b"-", b"-", b"-", b"-"]
+
+
 def test_chunked_upload_streams_through_and_back(tmp_path: Path) -> None:
     pieces = [os.urandom(n) for n in (10, 100_000, 3, 70_000)]
     with live(site_config(f"{APPS}:echo"), tmp_path) as server, Conn(server.port) as conn:

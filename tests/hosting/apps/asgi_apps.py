@@ -163,6 +163,71 @@ async def task_scope(scope: Scope, receive: Any, send: Any) -> None:
     await _respond(send, 200, json.dumps({"found": found, "task": name}).encode())
 
 
+async def rename_task(scope: Scope, receive: Any, send: Any) -> None:
+    """Answers with its task's name as the request found it; ``/rename`` then names
+    its task after itself (as a request may, for its log lines: 3.12's logging
+    records ``taskName``)."""
+    if scope["type"] == "lifespan":
+        await _lifespan_ok(scope, receive, send)
+        return
+    task = asyncio.current_task()
+    assert task is not None
+    name = task.get_name()
+    if scope["path"] == "/rename":
+        task.set_name("request /rename")
+    await _respond(send, 200, name.encode())
+
+
+class _FirstStep:
+    """Stands in for the loop while ``eager_task_factory`` makes a task on 3.11: it
+    keeps the task's first step instead of scheduling it."""
+
+    def __init__(self) -> None:
+        self.step: Any = None
+
+    def call_soon(self, callback: Any, *args: Any, context: Any = None) -> None:
+        self.step = (callback, context)
+
+    def get_debug(self) -> bool:
+        return False
+
+
+def eager_task_factory(loop: Any, coro: Any, *, context: Any = None, **kw: Any) -> Any:
+    """Python 3.12's ``asyncio.eager_task_factory`` (where there is one): a task's
+    first step runs inside ``create_task``, before the caller gets the task. On
+    3.11, the same with the pure-Python task (inside another task, as before)."""
+    eager = getattr(asyncio, "eager_task_factory", None)
+    if eager is not None:
+        return eager(loop, coro, context=context, **kw)
+    first = _FirstStep()
+    task = asyncio.tasks._PyTask(coro, loop=first, context=context, **kw)  # type: ignore[attr-defined]
+    task._loop = loop
+    step, step_context = first.step
+    if asyncio.current_task(loop) is None:
+        step_context.run(step)
+    else:
+        loop.call_soon(step, context=step_context)
+    return task
+
+
+#: What ``eager`` sets in the context of its request to ``/set``.
+EAGER_VAR: contextvars.ContextVar[str] = contextvars.ContextVar("eager")
+
+
+async def eager(scope: Scope, receive: Any, send: Any) -> None:
+    """Runs its server's tasks eagerly (the lifespan's startup sets the loop's task
+    factory, as an application may on 3.12); ``/set`` sets a context variable.
+    Answers with the variable's value as the request found it."""
+    if scope["type"] == "lifespan":
+        asyncio.get_running_loop().set_task_factory(eager_task_factory)
+        await _lifespan_ok(scope, receive, send)
+        return
+    found = EAGER_VAR.get("-")
+    if scope["path"] == "/set":
+        EAGER_VAR.set("set")
+    await _respond(send, 200, found.encode())
+
+
 async def ws_late_accept(scope: Scope, receive: Any, send: Any) -> None:
     """Notes the handshake, accepts once GATE is set, then waits for the disconnect."""
     if scope["type"] != "websocket":
