@@ -486,9 +486,16 @@ class Context:
         return None
 
     async def finish_response(self) -> None:
-        """Send what is buffered, or end the stream (:meth:`flush`, awaited)."""
-        if self.response.headers_sent:
+        """Send what is buffered, or end the stream (:meth:`flush`, awaited).
+
+        A handler calls it to complete its response before it returns (an ASGI
+        application's last body message, with work of its own after it): the
+        client has it all at once, and the walk's SEND_RESPONSE step then has
+        nothing left to do, as for a response sent whole."""
+        response = self.response
+        if response.headers_sent:
             await self.writer.end()
+            response.streaming = False  # ended: nothing more streams
             return
         pending = self.flush()
         if pending is not None:

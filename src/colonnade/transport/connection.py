@@ -472,11 +472,13 @@ class Exchange:
     __slots__ = (
         "body",
         "bytes_sent",
+        "complete",
         "conn",
         "head",
         "held",
         "keep_alive",
         "record",
+        "released",
         "request",
         "sized",
     )
@@ -500,6 +502,11 @@ class Exchange:
         self.held: bytes | None = None
         # What the response cache may keep of the response (a candidate request only).
         self.record: Record | None = None
+        # The whole response is handed to the transport (send_all, or end).
+        self.complete = False
+        # Let go (see HttpConnection._let_go): the connection went on to its next
+        # request while this one's application is still at work after its answer.
+        self.released = False
 
     # ResponseWriter -------------------------------------------------------------
 
@@ -531,6 +538,16 @@ class Exchange:
             conn.write_two(data, framed)
         else:
             conn.write(data)
+        self.complete = True
+        if len(conn.queue) > 1:
+            self._overtaken()
+
+    def _overtaken(self) -> None:
+        # Complete, with a pipelined request waiting behind: if the application is
+        # still at work once this task step is over (a background task after its
+        # response), the next request need not wait for it.
+        conn = self.conn
+        conn._loop.call_soon(conn._let_go, self, context=conn._origin)
 
     def start(
         self, status: int, reason: bytes | None, headers: Headers, content_length: int | None
@@ -614,16 +631,24 @@ class Exchange:
             count -= len(data)
 
     async def end(self) -> None:
-        """End of a streamed body."""
+        """End of a streamed body (once: an application may end its stream before
+        the walk's SEND_RESPONSE step would)."""
+        if self.complete:
+            return
         if self.held is not None:
             self._release()
         tail = self.conn.h1.end_response()
         if tail:
             self.bytes_sent += len(tail)
             self.conn.write(tail)
+        self.complete = True
+        if len(self.conn.queue) > 1:
+            self._overtaken()
 
     def abort(self) -> None:
         """Drop the connection (a streamed response failed half-way)."""
+        if self.released:
+            return  # answered in full, and the connection serves another request now
         self.held = None
         self.record = None
         self.keep_alive = False
@@ -835,6 +860,9 @@ class HttpConnection(asyncio.Protocol):
         # the later ones too, waiting on _wake between them; None: there is none.
         self.task: asyncio.Task[None] | None = None
         self.answering = False  # a request is being answered (by the task)
+        # The context the connection's task began with (see _serve): where a task
+        # made for it by a callback (see _let_go) begins too.
+        self._origin: contextvars.Context | None = None
         self._wake: asyncio.Future[bool] | None = None
         # In LazyTimers' set for its next sweep (_serve added it), and found waiting
         # for a request by a sweep (_arm_now): the next one ends the task.
@@ -923,6 +951,10 @@ class HttpConnection(asyncio.Protocol):
             _disconnected(current)
         for exchange in self.queue:
             _disconnected(exchange)
+        if self.answering and self.queue and self.queue[0].complete:
+            # Its answer went out whole: the application's work after it (a
+            # background task) is no longer the client's to cancel.
+            self._let_go(self.queue[0])
         task = self.task
         if task is not None and not self._end_idle_task() and not task.done():
             task.cancel()
@@ -1153,6 +1185,10 @@ class HttpConnection(asyncio.Protocol):
             self._pause_reading()
         if not self.answering:
             self._start_next()
+        elif queue[0].complete:
+            # The answer in flight is complete; its application is still at work
+            # (a background task after its response): no reason to wait for it.
+            self._let_go(queue[0])
 
     def _on_protocol_error(self, event: ProtocolError) -> None:
         self._disarm()
@@ -1234,7 +1270,7 @@ class HttpConnection(asyncio.Protocol):
             # then waits for it forever).
             await asyncio.sleep(0)
             task = self.task
-        base = _copy_context()  # what the task began with
+        base = self._origin = _copy_context()  # what the task began with
         # Its name, which a request may change (set_name, for its log lines): the
         # task keeps the str it gives, so an identity test tells. (Bound once, and
         # before the counts: the bound method holds the task too.)
@@ -1248,6 +1284,8 @@ class HttpConnection(asyncio.Protocol):
             while True:
                 if self.answering:
                     await self._answer(self.queue[0])
+                    if self.task is not task:
+                        return  # let go (see _let_go): the connection went on without it
                     try:
                         changed = _copy_context() != base
                     except Exception:  # a value whose == raises (a NumPy array)
@@ -1292,6 +1330,33 @@ class HttpConnection(asyncio.Protocol):
                     # a context variable, or cancelled while it waited): a new task.
                     self._spawn(base)
 
+    def _let_go(self, exchange: Exchange) -> None:
+        """Go on to the next request while ``exchange``'s application is still at
+        work after its complete answer (Starlette's background tasks run after the
+        response, within the application's call), as uvicorn does: the request's
+        task finishes alone (the application, then the walk's remaining stages and
+        the log line) and the next request gets a new task. A graceful stop still
+        waits for it (``ServerState.stragglers``), and the client leaving no longer
+        cancels it: its answer was complete."""
+        task = self.task
+        if (
+            task is None
+            or task.done()
+            or not self.answering
+            or not self.queue
+            or self.queue[0] is not exchange
+            or not exchange.complete
+        ):
+            return  # done already: the task went on by itself
+        exchange.released = True
+        stragglers = self.state.stragglers
+        stragglers.add(task)
+        task.add_done_callback(stragglers.discard)
+        self.task = None
+        self._wake = None
+        self.answering = False
+        self._done(exchange)
+
     def _end_idle_task(self) -> bool:
         """End the connection's task if it waits for a request; True if it did."""
         wake = self._wake
@@ -1316,6 +1381,13 @@ class HttpConnection(asyncio.Protocol):
                     return
             live = self._live
             ctx = await live.engine.handle(request, exchange)
+            if exchange.released:
+                # Answered in full, and the connection has gone on to its next
+                # request: nothing here is this request's any more.
+                record = exchange.record
+                if record is not None and record.cache is live.respcache:
+                    record.cache.offer(record, ctx)
+                return
             if not ctx.response.headers_sent:
                 # Nothing reached the wire (an always-stage failed): say so.
                 exchange.record = None
@@ -1326,17 +1398,20 @@ class HttpConnection(asyncio.Protocol):
         except asyncio.CancelledError:
             # The connection was lost, or the application cancelled its own task:
             # then its request has no answer, and the connection cannot go on (it
-            # would wait for one): dropped, as after an error.
+            # would wait for one): dropped, as after an error. (Let go, it serves
+            # another request now: left alone.)
             transport = self.transport
-            if transport is not None and not transport.is_closing():
+            if not exchange.released and transport is not None and not transport.is_closing():
                 self.abort()
             raise
         except Exception:
             log.exception("unhandled error answering %r", request)
-            self.abort()
+            if not exchange.released:
+                self.abort()
             return
         finally:
-            self.answering = False
+            if not exchange.released:
+                self.answering = False
         self._done(exchange)
 
     def _answer_cached(self, head: RequestHead, request: Request, entry: Entry) -> None:

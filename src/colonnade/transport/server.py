@@ -137,6 +137,10 @@ class ServerState:
         self.connections: set[Connection] = set()
         #: Connections of TLS ports still shaking hands (they count as connections).
         self.handshakes: set[asyncio.Task[None]] = set()
+        #: Tasks of requests answered in full whose application is still at work
+        #: (a background task after the response): their connection went on
+        #: without them; a graceful stop waits for them as for connections.
+        self.stragglers: set[asyncio.Task[None]] = set()
         #: The TLS ports of the configuration, with their certificates.
         self.tls = tls_ports(engine.config, alpn_protocols(self), NO_TLS)
         #: What connections read per request (engine, keep-alive timeout, response
@@ -299,15 +303,22 @@ class ServerState:
             self._all_closed.set()
 
     async def wait_all_closed(self, seconds: float) -> bool:
-        """Wait up to ``seconds`` for every connection to end."""
-        if not self.connections:
-            return True
-        self._all_closed = asyncio.Event()
-        self.counting = True
-        try:
-            await asyncio.wait_for(self._all_closed.wait(), seconds)
-        except TimeoutError:
-            return False
+        """Wait up to ``seconds`` for every connection to end, and for the
+        applications still at work after their responses (``stragglers``)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        if self.connections:
+            self._all_closed = asyncio.Event()
+            self.counting = True
+            try:
+                await asyncio.wait_for(self._all_closed.wait(), seconds)
+            except TimeoutError:
+                return False
+        while self.stragglers:
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            await asyncio.wait(set(self.stragglers), timeout=left)
         return True
 
     def log_protocol_error(self, client: tuple[str, int] | None, status: int, reason: str) -> None:
@@ -463,11 +474,15 @@ class HttpServer:
             conn.shutdown()
         if not await self.state.wait_all_closed(deadline):
             log.warning(
-                "graceful stop: %d connection(s) still busy after %.1fs; aborting",
+                "graceful stop: %d connection(s) still busy after %.1fs; aborting"
+                " (and %d application(s) still at work after their response)",
                 len(self.state.connections),
                 deadline,
+                len(self.state.stragglers),
             )
             for conn in list(self.state.connections):
                 conn.abort()
+            for task in list(self.state.stragglers):
+                task.cancel()
         for server in self.servers:
             await server.wait_closed()

@@ -175,6 +175,70 @@ def test_a_connection_whose_task_started_eagerly_goes_on(tmp_path: Path) -> None
     assert answers == [b"-", b"-", b"-", b"-"]
 
 
+@pytest.fixture
+def after() -> Iterator[None]:
+    """``after_response``'s gate closed and its record empty, for one test."""
+    asgi_apps.AFTER_GATE.clear()
+    asgi_apps.AFTER_DONE.clear()
+    yield
+    asgi_apps.AFTER_GATE.set()  # no application left waiting
+
+
+def test_work_after_a_response_holds_up_neither_its_client_nor_the_next_request(
+    tmp_path: Path, after: None
+) -> None:
+    # Starlette's background tasks run after the response, inside the application's
+    # call. The client has its whole answer at once (a streamed one's last chunk
+    # too), and the next request on the connection, sequential or pipelined, is
+    # answered while that work goes on, as under uvicorn; the work still finishes.
+    ask = b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n"
+    done = asgi_apps.AFTER_DONE
+    with live(site_config(f"{APPS}:after_response"), tmp_path) as server, Conn(server.port) as conn:
+        answers = bodies(conn, b"/buf", b"/stream", b"/probe")
+        conn.send(ask % b"/buf" + ask % b"/probe")
+        answers += [conn.response().body, conn.response().body]
+        assert answers == [b"buffered", b"part1part2", b"probe", b"buffered", b"probe"]
+        assert not done, "the work after the responses waits for the gate"
+        asgi_apps.AFTER_GATE.set()
+        wait_for(lambda: len(done) == 3, PATIENCE, "the work after each response finishes")
+        assert sorted(done) == ["/buf", "/buf", "/stream"]
+        assert bodies(conn, b"/probe") == [b"probe"]
+
+
+def test_a_graceful_stop_waits_for_work_after_a_response(tmp_path: Path, after: None) -> None:
+    # The connection went on without the request whose application still works
+    # after its response; a graceful stop still waits for that work to finish.
+    with live(site_config(f"{APPS}:after_response"), tmp_path) as server:
+        with Conn(server.port) as conn:
+            assert bodies(conn, b"/buf", b"/probe") == [b"buffered", b"probe"]
+        server.begin_stop()
+        time.sleep(0.3)
+        assert server.thread.is_alive(), "the stop waits for the work after the response"
+        assert not asgi_apps.AFTER_DONE
+        asgi_apps.AFTER_GATE.set()
+    assert asgi_apps.AFTER_DONE == ["/buf"]
+
+
+def test_a_client_that_leaves_after_its_answer_does_not_cancel_the_work_after_it(
+    tmp_path: Path, after: None
+) -> None:
+    # The answer was complete: the application's work after it (an e-mail a
+    # background task sends) goes on when the client resets the connection.
+    with live(site_config(f"{APPS}:after_response"), tmp_path) as server:
+        with Conn(server.port) as conn:
+            assert bodies(conn, b"/buf") == [b"buffered"]
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # The reset reached the server (its connection is gone), then the gate opens.
+        wait_for(
+            lambda: not server.look(lambda state: state.connections),
+            PATIENCE,
+            "the server sees the connection end",
+        )
+        asgi_apps.AFTER_GATE.set()
+        wait_for(lambda: asgi_apps.AFTER_DONE, PATIENCE, "the work after the response finishes")
+    assert asgi_apps.AFTER_DONE == ["/buf"]
+
+
 def test_chunked_upload_streams_through_and_back(tmp_path: Path) -> None:
     pieces = [os.urandom(n) for n in (10, 100_000, 3, 70_000)]
     with live(site_config(f"{APPS}:echo"), tmp_path) as server, Conn(server.port) as conn:

@@ -575,3 +575,30 @@ async def endless(scope: Scope, receive: Any, send: Any) -> None:
     except BaseException as exc:
         EVENTS.append(("stopped by", type(exc).__name__))
         raise
+
+
+#: Opened by a test: the work after ``after_response``'s answers may finish.
+AFTER_GATE = threading.Event()
+#: The paths whose work after their answer has finished, in order.
+AFTER_DONE: list[str] = []
+
+
+async def after_response(scope: Scope, receive: Any, send: Any) -> None:
+    """Work after the response, as Starlette's background tasks do: ``/buf`` answers
+    whole, ``/stream`` in two body messages; then each waits for ``AFTER_GATE`` and
+    adds its path to ``AFTER_DONE``. ``/probe`` just answers."""
+    if scope["type"] == "lifespan":
+        await _lifespan_ok(scope, receive, send)
+        return
+    path = scope["path"]
+    if path == "/probe":
+        await _respond(send, 200, b"probe")
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    if path == "/stream":
+        await send({"type": "http.response.body", "body": b"part1", "more_body": True})
+        await send({"type": "http.response.body", "body": b"part2", "more_body": False})
+    else:
+        await send({"type": "http.response.body", "body": b"buffered"})
+    await wait_for_async(AFTER_GATE.is_set, PATIENCE, "the test opening AFTER_GATE")
+    AFTER_DONE.append(path)

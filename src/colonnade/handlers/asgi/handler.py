@@ -14,7 +14,8 @@ slotted object, :class:`HttpCycle`.
   ``more_body`` streams through ``Context.write`` (the head goes out with the
   first chunk, chunked framing). Either way the response leaves when the
   application completes it, as under uvicorn: work the application does after
-  that (Starlette background tasks) does not hold the client up.
+  that (Starlette background tasks) does not hold the client up, nor the next
+  request on the connection (see ``HttpConnection._let_go``).
 - An exception before the response went out propagates: the pipeline answers 500
   with a correlation id and logs the traceback (never in the body). After the
   response started streaming it propagates too, and the pipeline drops the
@@ -150,6 +151,9 @@ class HttpCycle:
                 if body:
                     await self.ctx.write(body)
                 if not more:
+                    # Ended now, not when the application returns: work it does
+                    # after its response (a background task) holds nobody up.
+                    await self.ctx.finish_response()
                     self._complete()
                 return
             raise RuntimeError(_out_of_turn(kind, phase))
