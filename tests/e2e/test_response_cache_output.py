@@ -230,3 +230,26 @@ def test_http10_and_http11_are_entries_of_their_own(server: LiveServer) -> None:
             wire, _ = fetch(conn, "/app/page", version="1.0")
             assert wire.status == 200
         assert counters(server) == expect
+
+
+@pytest.mark.parametrize("interval", [0.0, 0.5])
+def test_an_until_change_entry_is_kept_for_the_static_check_interval(
+    base: Path, interval: float
+) -> None:
+    page = base / "www" / "page.html"
+    page.write_text("version 1")
+    config = make_config(base, profiles=[{"extension": ".html", "policy": "until_change"}])
+    config["static_content"] = {"cache_check_interval": interval}
+    config["handlers"] = [{"path": "*", "handler": "handler.static"}]
+    with live(config, base) as running, Conn(running.port) as conn:
+        for _ in range(3):
+            assert fetch(conn, "/page.html")[0].body == b"version 1"
+        # 0: never kept (as a static file's answer); else kept, and an edit is seen
+        # once the interval is over (the output cache looks at the file again).
+        assert counters(running) == ((0, 0) if interval == 0 else (1, 1))
+        page.write_text("version 2, longer")
+        wait_for(
+            lambda: fetch(conn, "/page.html")[0].body == b"version 2, longer",
+            PATIENCE,
+            "the edit served",
+        )

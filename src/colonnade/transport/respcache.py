@@ -1,10 +1,10 @@
 """The response cache: Colonnade's analog of HTTP.sys's kernel cache.
 
 IIS answers a hot static (or output-cached) response from HTTP.sys's kernel cache
-without the worker process ever seeing the request, and still logs it. Here both:
-static files on the engine's own rule, and the output cache's hits where that module
-grants it (``ctx.cache_grant``, :mod:`colonnade.core.cachegrant`). Here the
-HTTP/1.1 connection plays HTTP.sys: a request whose answer is in this cache is
+without the worker process ever seeing the request, and still logs it. Here the
+HTTP/1.1 connection plays HTTP.sys, for static files on the engine's own rule and
+for the output cache's hits where that module grants it (``ctx.cache_grant``,
+:mod:`colonnade.core.cachegrant`): a request whose answer is in this cache is
 answered in ``HttpConnection._on_head`` itself, with no task, no pipeline walk and
 no handler, and the access log line is still written and the request counted.
 
@@ -89,9 +89,9 @@ ENTRY_OVERHEAD: Final = 256
 
 #: ``(method, scheme, port, Host, target, Accept-Encoding, version)``: the version,
 #: since an answer may differ for HTTP/1.0 (compression leaves those clients alone by
-#: default). A plain tuple type: a
-#: fixed-shape one is, compiled, a C struct, unboxed (each item type-checked) at every
-#: narrowing and boxed again for every dict use or field store.
+#: default). A plain tuple type: a fixed-shape one is, compiled, a C struct, unboxed
+#: (each item type-checked) at every narrowing and boxed again for every dict use or
+#: field store.
 Key = tuple[object, ...]
 #: ``engine.respcache.eligible``: (engine, ctx, headers) -> (log hooks, lifetime) or None.
 Rule = Callable[
@@ -216,10 +216,12 @@ class Entry:
         self.body = b"".join(record.parts)
         self.length = record.length
         #: The status line and header lines, checked and formatted once: a hit adds
-        #: only Date, Server, Connection and the framing (``h1.start_prepared``).
-        self.prepared = PreparedHead(record.status, headers, record.reason, record.length)
+        #: only Date, Server, Connection and the framing (``h1.start_prepared``);
+        #: with an Age, made again when it changes (:meth:`aged`).
         if grant is not None and grant.age_since is not None:
             self.aged(grant.age_since)
+        else:
+            self.prepared = PreparedHead(record.status, headers, record.reason, record.length)
         self.app = ctx.app
         self.user = ctx.user
         self.log = log
