@@ -85,10 +85,12 @@ def counters(server: LiveServer) -> tuple[int, int]:
     return server.look(read)
 
 
-def fetch(conn: Conn, target: str, *headers: str, method: str = "GET") -> tuple[Wire, bytes]:
+def fetch(
+    conn: Conn, target: str, *headers: str, method: str = "GET", version: str = "1.1"
+) -> tuple[Wire, bytes]:
     """One response on ``conn`` and its bytes without the Date line."""
     extra = "".join(f"{h}\r\n" for h in headers)
-    conn.send(f"{method} {target} HTTP/1.1\r\nHost: localhost\r\n{extra}\r\n".encode())
+    conn.send(f"{method} {target} HTTP/{version}\r\nHost: localhost\r\n{extra}\r\n".encode())
     wire = conn.response(head_only=method == "HEAD")
     lines = [ln for ln in wire.raw_head.split(b"\r\n") if not ln.lower().startswith(b"date:")]
     return wire, b"\r\n".join(lines) + b"\r\n\r\n" + wire.body
@@ -406,3 +408,17 @@ def test_a_client_pipelining_100k_requests_without_reading_is_held_back(
         for _ in range(count):
             wire = conn.response()
             assert wire.status == 200 and wire.body == HUNDRED_K
+
+
+def test_an_http10_client_is_never_sent_an_http11_clients_answer(live: LiveServer) -> None:
+    # Compression leaves HTTP/1.0 clients alone by default: the gzip answer kept for
+    # an HTTP/1.1 client must not answer an HTTP/1.0 one with the same Accept-Encoding
+    # (the version is part of the key).
+    with Conn(live.port) as conn:
+        (_, _), (hit, _) = stored_then_hit(live, conn, "/page.txt", "Accept-Encoding: gzip")
+    assert hit.headers["content-encoding"] == "gzip"
+    for _ in range(3):
+        with Conn(live.port) as conn:
+            wire, _ = fetch(conn, "/page.txt", "Accept-Encoding: gzip", version="1.0")
+        assert wire.status == 200 and "content-encoding" not in wire.headers
+        assert wire.body == PAGE

@@ -199,6 +199,7 @@ def test_server_sections(imported: tuple[Any, Any, Any, str]) -> None:
             "policy": "for_time_period",
             "duration": 600.0,
             "vary_by_query_string": ["page"],
+            "response_cache": False,  # no kernelCachePolicy: IIS's DontCache
         },
         {"extension": ".php", "policy": "dont_cache"},
     ]

@@ -107,9 +107,11 @@ class ResponseCache(_Strict):
 
     A small static file's 200 (and its HEAD), once served by the pipeline, is kept
     with its headers and answered from memory by the HTTP/1.1 connection itself: no
-    pipeline walk, still an access log line and a count in the site's metrics. Only
-    where no module must see the request (no authentication, rewrite or third-party
-    module on the path); entries are looked up again after the static handler's
+    pipeline walk, still an access log line and a count in the site's metrics. So is
+    an output-cached 200 once the output cache answered it (its rule's
+    `response_cache`), for no longer than its entry lives. Only where no module must
+    see the request (no authentication, rewrite or third-party module on the path);
+    entries are looked up again after the static handler's
     ``cache_check_interval``."""
 
     enabled: bool = True

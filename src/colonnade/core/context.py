@@ -25,6 +25,7 @@ from colonnade.core.session import SESSION, Session
 
 if TYPE_CHECKING:
     from colonnade.core.app import Application
+    from colonnade.core.cachegrant import CacheGrant
     from colonnade.core.handler import Handler
     from colonnade.core.stages import Stage
     from colonnade.core.tracing import Trace
@@ -178,6 +179,7 @@ class Context:
         "_remaps",
         "_send_response",
         "app",
+        "cache_grant",
         "error",
         "file_stat",
         "finished",
@@ -233,6 +235,9 @@ class Context:
         #: Where the request waits, for the request monitor: ``(stage, owner)`` of
         #: the hook the compiled walk (and the traced one) last awaited; None before.
         self.waiting: tuple[Stage, str] | None = None
+        #: A module's leave for the response cache to keep this answer
+        #: (:mod:`colonnade.core.cachegrant`); None: the engine's own rule alone.
+        self.cache_grant: CacheGrant | None = None
 
     def section(self, cls: type[S]) -> S:
         """The effective settings of section ``cls`` for this request's URL.

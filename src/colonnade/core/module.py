@@ -104,6 +104,9 @@ class Module:
       request (``security.trusted_proxies`` sets the client address): its hooks
       run ahead of every other module's hooks of the same priority, whatever the
       configuration order (two leading modules keep their configuration order).
+    - ``grants_response_cache``: True for a module that may set ``ctx.cache_grant``
+      (:mod:`colonnade.core.cachegrant`): a generation whose applications enable
+      one has a response cache even without a static file handler.
 
     The plan calls a hook as ``getattr(instance, method)``: a module may put a
     callable of its own under the hook's name on the instance (in ``__init__``,
@@ -116,6 +119,7 @@ class Module:
     section: ClassVar[type[Section] | None] = None
     subscriptions: ClassVar[tuple[Subscription, ...]] = ()
     leads: ClassVar[bool] = False
+    grants_response_cache: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

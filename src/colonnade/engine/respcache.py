@@ -35,6 +35,14 @@ Accept-Encoding at most, nothing in ``Cache-Control`` forbidding shared storage,
 a file whose identity (the ETag's modification time and size) is still the one on
 disk and that has not changed in the last two seconds (as the static handler's own
 "racy" rule).
+
+Or a module granted it (``ctx.cache_grant``, :mod:`colonnade.core.cachegrant`: the
+output cache's hit): then the granting module is transparent for the request, any
+handler or none may have answered, the grant's deadline is the lifetime, and the
+answer must be a 200 with no error, no user but the anonymous one, no ``Set-Cookie``,
+a ``Vary`` of Accept-Encoding at most and nothing in ``Cache-Control`` forbidding
+shared storage (an ``Expires`` is the stored answer's own, the same on every hit).
+Every other module must be transparent as above.
 """
 
 from __future__ import annotations
@@ -67,15 +75,18 @@ TRANSPARENT: Final = frozenset(
 #: Modules transparent where their section says ``enabled = false`` for the path.
 OFF_WHEN_DISABLED: Final = frozenset({"auth.basic", "auth.jwt", "auth.negotiate"})
 
+#: The static handler's default ``cache_check_interval`` (seconds).
+DEFAULT_CHECK: Final = 1.0
+
 #: A file changed this recently may change again within its timestamp's tick.
 RACY_NS: Final = 2_000_000_000
 
 _STORE_FORBIDDEN: Final = (b"no-store", b"private", b"no-cache")
 
 
-def _transparent(module: Any, ctx: Context) -> bool:
+def _transparent(module: Any, ctx: Context, granted_by: str | None) -> bool:
     module_id = module.id
-    if module_id in TRANSPARENT or not module.subscriptions:
+    if module_id in TRANSPARENT or module_id == granted_by or not module.subscriptions:
         return True
     section_type = module.section
     if section_type is None:
@@ -89,23 +100,24 @@ def _transparent(module: Any, ctx: Context) -> bool:
     return False
 
 
-def _headers_allow(headers: list[tuple[bytes, bytes]]) -> bytes | None:
-    """The ETag of a response whose headers allow storing it, else None."""
+def _headers_allow(headers: list[tuple[bytes, bytes]], granted: bool) -> tuple[bool, bytes | None]:
+    """Whether a response's headers allow storing it, and its ETag (None: none).
+    ``granted``: a stored answer sent again, whose ``Expires`` is not per request."""
     etag = None
     for name, value in headers:
         lname = name.lower()
         if lname == b"etag":
             etag = value
-        elif lname in (b"set-cookie", b"expires"):
-            return None
+        elif lname == b"set-cookie" or (lname == b"expires" and not granted):
+            return False, None
         elif lname == b"vary":
             if value.strip().lower() != b"accept-encoding":
-                return None
+                return False, None
         elif lname == b"cache-control":
             lowered = value.lower()
             if any(word in lowered for word in _STORE_FORBIDDEN):
-                return None
-    return etag
+                return False, None
+    return True, etag
 
 
 def _file_current(path: str, etag: bytes) -> bool:
@@ -119,6 +131,19 @@ def _file_current(path: str, etag: bytes) -> bool:
     return etag.startswith(b'"%x-%x' % (st.st_mtime_ns, st.st_size))
 
 
+def _check_interval(modules: Any, ctx: Context) -> float:
+    """The static handler's ``cache_check_interval`` for the request's path: how long
+    an answer made from files that may change is kept (its default, 1 s, where the
+    application does not enable the static handler)."""
+    for module in modules:
+        if module.id == "handler.static" and module.section is not None:
+            interval: float = getattr(
+                ctx.sections.get(module.section), "cache_check_interval", DEFAULT_CHECK
+            )
+            return interval
+    return DEFAULT_CHECK
+
+
 def eligible(
     engine: Engine, ctx: Context, headers: list[tuple[bytes, bytes]]
 ) -> tuple[tuple[Any, ...], float] | None:
@@ -127,20 +152,21 @@ def eligible(
     handler = ctx.handler
     response = ctx.response
     user = ctx.user
-    if (
-        handler is None
-        or handler.id != "handler.static"
-        or response.status != 200
-        or ctx.error is not None
-        or (user is not None and not user.anonymous)
-    ):
+    grant = ctx.cache_grant
+    if response.status != 200 or ctx.error is not None or (user is not None and not user.anonymous):
+        return None
+    if grant is None:
+        if handler is None or handler.id != "handler.static":
+            return None
+    elif grant.revoked:
         return None
     request = ctx.request
     server = request.server
     runtime = engine.route(server[1] if server else 0, request.host, request.path)
     if runtime.app is not ctx.app:
         return None
-    if not all(_transparent(module, ctx) for module in runtime.modules):
+    granted_by = grant.by if grant is not None else None
+    if not all(_transparent(module, ctx, granted_by) for module in runtime.modules):
         return None
     log: tuple[Any, ...] = ()
     for step in runtime.plan.steps:
@@ -148,15 +174,23 @@ def eligible(
             if any(is_async is not False for _, is_async in step.calls):
                 return None
             log = tuple(fn for fn, _ in step.calls)
+    if grant is not None:
+        lifetime = grant.expires - time.monotonic()
+        if grant.recheck:
+            lifetime = min(lifetime, _check_interval(runtime.modules, ctx))
+        if lifetime <= 0 or not _headers_allow(headers, True)[0]:
+            return None
+        return log, lifetime
+    assert handler is not None
     static = type(handler).section
     lifetime = getattr(ctx.sections.get(static), "cache_check_interval", 0.0) if static else 0.0
     if lifetime <= 0:
         return None
-    etag = _headers_allow(headers)
+    allowed, etag = _headers_allow(headers, False)
     # The file the answer came from (compression replaces a HEAD's file body with
     # its cached copy: then the mapped path names it).
     source = response.source or response.file
     path = source.path if source is not None else ctx.physical_path
-    if etag is None or not path or not _file_current(path, etag):
+    if not allowed or etag is None or not path or not _file_current(path, etag):
         return None
     return log, lifetime

@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from colonnade.core import caches
+from colonnade.core.cachegrant import CacheGrant
 from colonnade.core.conditional import Validators, validators_of
 from colonnade.core.request import Headers
 
@@ -90,6 +91,7 @@ class Entry:
         "body",
         "expires",
         "files",
+        "grant",
         "headers",
         "reason",
         "size",
@@ -120,6 +122,9 @@ class Entry:
         self.files = files
         self.stored = time.time() if stored is None else stored
         self.validators: Validators = validators_of(headers)
+        #: The response cache's leave to keep this entry's answer, once a hit gave
+        #: it (``cache.output``); revoked when the entry leaves the tier.
+        self.grant: CacheGrant | None = None
         self.size = (
             len(body)
             + sum(len(n) + len(v) for n, v in headers)
@@ -248,6 +253,9 @@ class MemoryTier:
     def clear(self) -> None:
         """Drop everything (counted as purged)."""
         self.counters.purged += len(self._entries)
+        for entry in self._entries.values():
+            if entry.grant is not None:
+                self._revoke(entry.grant)
         self._entries.clear()
         self._by_url.clear()
         self._varies.clear()
@@ -259,6 +267,8 @@ class MemoryTier:
         caches.unregister(KIND, self)
 
     def _drop(self, key: bytes, entry: Entry) -> None:
+        if entry.grant is not None:
+            self._revoke(entry.grant)
         del self._entries[key]
         self.bytes -= entry.size
         keys = self._by_url.get(entry.url)
@@ -267,6 +277,15 @@ class MemoryTier:
             if not keys:
                 del self._by_url[entry.url]
 
+    def _revoke(self, grant: CacheGrant) -> None:
+        """The response cache's copy of an entry goes with it; its hits stay counted."""
+        grant.revoked = True
+        self.counters.hits += grant.hits
+        grant.hits = 0
+
     def stats(self) -> dict[str, int]:
-        """The counters and the current size."""
-        return {**self.counters.as_dict(), "entries": len(self._entries), "bytes": self.bytes}
+        """The counters and the current size; ``hits`` with those the response cache
+        answered from this tier's entries (``Entry.grant``)."""
+        stats = {**self.counters.as_dict(), "entries": len(self._entries), "bytes": self.bytes}
+        stats["hits"] += sum(e.grant.hits for e in self._entries.values() if e.grant is not None)
+        return stats

@@ -2,15 +2,18 @@
 
 IIS answers a hot static (or output-cached) response from HTTP.sys's kernel cache
 without the worker process ever seeing the request, and still logs it. Here the
-HTTP/1.1 connection plays HTTP.sys: a request whose answer is in this cache is
+HTTP/1.1 connection plays HTTP.sys, for static files on the engine's own rule and
+for the output cache's hits where that module grants it (``ctx.cache_grant``,
+:mod:`colonnade.core.cachegrant`): a request whose answer is in this cache is
 answered in ``HttpConnection._on_head`` itself, with no task, no pipeline walk and
 no handler, and the access log line is still written and the request counted.
 
 How this works:
 
 1. *Candidates.* A GET or HEAD with no body and none of the headers that make the
-   answer depend on the client's state (``Range``, ``If-*``) gets a key:
-   ``(method, scheme, port, Host, request target, Accept-Encoding)``. Accept-Encoding
+   answer depend on the client's state (``Range``, ``If-*``, ``Authorization``) or
+   ask for another protocol (``Upgrade``) gets a key: ``(method, scheme, port,
+   Host, request target, Accept-Encoding, HTTP version)``. Accept-Encoding
    is in the key verbatim, so every compression variant is its own entry (a client
    that words the header differently makes an entry of its own: never a wrong one).
    A request that is not a candidate, or a cache miss, takes the pipeline as ever.
@@ -29,8 +32,12 @@ How this works:
 4. *Staying correct.* An entry lives for the static handler's
    ``cache_check_interval`` (the interval that handler trusts its own file cache);
    then the next request takes the pipeline again, whose lookup notices a changed
-   file, and stores a fresh entry. A reload (a new engine) starts an empty cache,
-   so a module enabled for a path takes effect with the reload.
+   file, and stores a fresh entry. A granted entry lives until the grant's deadline
+   and goes at its next hit once the grant is revoked (the output cache's entry was
+   purged, expired, evicted or saw its file change); its ``Age`` header is computed
+   per response from the grant's ``age_since``, as the output cache's hit does. A
+   reload (a new engine) starts an empty cache, so a module enabled for a path takes
+   effect with the reload.
 
 Bounds: ``max_entries`` and ``max_bytes`` (bodies, headers and a fixed overhead per
 entry); the oldest stored entry goes first.
@@ -55,6 +62,7 @@ log = logging.getLogger("colonnade.transport")
 
 # A Final name: compiled, a C static, not a look-up in the time module per call.
 _monotonic: Final = time.monotonic
+_time: Final = time.time
 
 #: Request headers whose presence sends the request to the pipeline: the answer
 #: depends on them (a 304, 412, 206) and is not worth keeping per client.
@@ -66,6 +74,10 @@ BYPASS: Final = frozenset(
         b"if-none-match",
         b"if-modified-since",
         b"if-unmodified-since",
+        # Credentials: the answer may be the user's alone (IIS's kernel cache never
+        # answers a request with them); a protocol switch (WebSocket) is no document.
+        b"authorization",
+        b"upgrade",
     }
 )
 
@@ -75,9 +87,11 @@ STATIC: Final = "handler.static"
 #: Bookkeeping bytes charged per entry besides its body and headers.
 ENTRY_OVERHEAD: Final = 256
 
-#: ``(method, scheme, port, Host, target, Accept-Encoding)``. A plain tuple type: a
-#: fixed-shape one is, compiled, a C struct, unboxed (each item type-checked) at every
-#: narrowing and boxed again for every dict use or field store.
+#: ``(method, scheme, port, Host, target, Accept-Encoding, version)``: the version,
+#: since an answer may differ for HTTP/1.0 (compression leaves those clients alone by
+#: default). A plain tuple type: a fixed-shape one is, compiled, a C struct, unboxed
+#: (each item type-checked) at every narrowing and boxed again for every dict use or
+#: field store.
 Key = tuple[object, ...]
 #: ``engine.respcache.eligible``: (engine, ctx, headers) -> (log hooks, lifetime) or None.
 Rule = Callable[
@@ -96,7 +110,7 @@ def request_key(head: RequestHead, scheme: str, port: int) -> Key | None:
             return None
         if name == b"accept-encoding":
             encoding = value if not encoding else encoding + b"," + value
-    return (method, scheme, port, head.host, head.target, encoding)
+    return (method, scheme, port, head.host, head.target, encoding, head.version)
 
 
 class Record:
@@ -172,26 +186,42 @@ class Entry:
     """One stored response and what a hit needs to log and count it."""
 
     __slots__ = (
+        "age",
         "app",
         "body",
         "cost",
         "counting",
         "expires",
+        "grant",
         "headers",
         "length",
         "live",
         "log",
         "prepared",
+        "reason",
         "user",
     )
 
     def __init__(self, record: Record, ctx: Context, log: tuple[Any, ...], lifetime: float) -> None:
-        self.headers = record.headers
+        grant = ctx.cache_grant
+        #: A module's leave (None: the engine's own rule): revoked, the entry goes.
+        self.grant = grant
+        headers = record.headers
+        #: The Age the prepared head says (-1: none; see :meth:`aged`).
+        self.age = -1
+        if grant is not None and grant.age_since is not None:
+            headers = [(n, v) for n, v in headers if n.lower() != b"age"]
+        self.headers = headers
+        self.reason = record.reason
         self.body = b"".join(record.parts)
         self.length = record.length
         #: The status line and header lines, checked and formatted once: a hit adds
-        #: only Date, Server, Connection and the framing (``h1.start_prepared``).
-        self.prepared = PreparedHead(record.status, record.headers, record.reason, record.length)
+        #: only Date, Server, Connection and the framing (``h1.start_prepared``);
+        #: with an Age, made again when it changes (:meth:`aged`).
+        if grant is not None and grant.age_since is not None:
+            self.aged(grant.age_since)
+        else:
+            self.prepared = PreparedHead(record.status, headers, record.reason, record.length)
         self.app = ctx.app
         self.user = ctx.user
         self.log = log
@@ -200,6 +230,17 @@ class Entry:
         #: Stored in the cache and not dropped since (a connection's memo checks it).
         self.live = False
         self.cost = len(self.body) + sum(len(n) + len(v) for n, v in self.headers) + ENTRY_OVERHEAD
+
+    def aged(self, since: float) -> None:
+        """Keep the prepared head's last header, ``Age``, the seconds since ``since``
+        (``time.time()``), as the output cache's hit computes it: the head is made
+        again when the second changes, not per response."""
+        age = max(0, int(_time() - since))
+        if age != self.age:
+            # Every stored answer is a 200 (Record.complete).
+            headers = [*self.headers, (b"age", b"%d" % age)]
+            self.prepared = PreparedHead(200, headers, self.reason, self.length)
+            self.age = age
 
 
 class ResponseCache:
@@ -233,6 +274,15 @@ class ResponseCache:
         if _monotonic() >= entry.expires:
             self.drop(key)
             return None
+        grant = entry.grant
+        if grant is not None:
+            if grant.revoked:
+                self.drop(key)
+                return None
+            grant.hits += 1
+            since = grant.age_since
+            if since is not None:
+                entry.aged(since)
         self.hits += 1
         return entry
 
@@ -284,16 +334,22 @@ class ResponseCache:
 def for_engine(engine: Engine) -> ResponseCache | None:
     """The response cache of ``engine``'s generation, or None where it is switched off,
     or where it could never store an answer: the engine's rule keeps only answers of
-    the static file handler, and no handler mapping of the generation names it. (The
-    rule's transparent modules reach a handler only through the mapping; a module
-    that sets one itself makes its application's answers ineligible anyway.) Then
-    no request pays for a key and a record (~5,500 instructions of an ASGI hello
-    request's ~116,000)."""
+    the static file handler and those a module grants, and no handler mapping of the
+    generation names the handler nor does any application enable a module that may
+    grant (``Module.grants_response_cache``: the output cache). (The rule's
+    transparent modules reach a handler only through the mapping; a module that sets
+    one itself makes its application's answers ineligible anyway.) Then no request
+    pays for a key and a record (~5,500 instructions of an ASGI hello request's
+    ~116,000)."""
     settings = engine.settings.response_cache
     if not settings.enabled or not settings.max_bytes or not settings.max_entry_size:
         return None
     if not any(
         rule.handler.id == STATIC for rt in engine.runtimes for rule in rt.handler_map.rules
+    ) and not any(
+        getattr(module, "grants_response_cache", False)
+        for rt in engine.runtimes
+        for module in rt.modules
     ):
         return None
     return ResponseCache(engine)

@@ -1717,6 +1717,8 @@ _POLICIES = {
     "cachefortimeperiod": "for_time_period",
     "disablecache": "disable_cache",
 }
+#: The policies that store responses.
+_CACHING = ("until_change", "for_time_period")
 
 
 def caching(node: Node, level: Level, ctx: Context) -> None:
@@ -1752,10 +1754,20 @@ def caching(node: Node, level: Level, ctx: Context) -> None:
                 profile["vary_by_headers"] = [
                     v.strip() for v in (entry.get("varyByHeaders") or "").split(",")
                 ]
+            # The kernel cache's counterpart, the response cache, keeps what the output
+            # cache stores (for its lifetime): on where kernelCachePolicy caches too
+            # (IIS's default is DontCache, so a profile without it says false).
+            kernel = _POLICIES.get(
+                (entry.get("kernelCachePolicy") or "DontCache").lower(), "dont_cache"
+            )
+            if policy in _CACHING and kernel not in _CACHING:
+                profile["response_cache"] = False
             profiles.append(profile)
-            if entry.get("kernelCachePolicy"):
+            if kernel in _CACHING and kernel != policy:
                 ctx.report.changed(
-                    entry, "kernelCachePolicy: no kernel cache; the output cache applies"
+                    entry,
+                    "kernelCachePolicy: the response cache keeps what the output cache"
+                    " stores, for its lifetime (response_cache)",
                 )
             else:
                 ctx.report.converted(entry, "output_cache.profiles")

@@ -81,6 +81,14 @@ class CacheRule(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen
     statuses: list[int] = msgspec.field(default_factory=_ok)
     """Statuses that are cached (200 by default; also allowed: 203, 204, 300,
     301, 308, 404, 405, 410, 414, 501)."""
+    response_cache: bool = True
+    """Also let the connection's response cache (the kernel-cache analog, see
+    docs/response-cache.md) answer a cached 200 of this rule without the pipeline
+    (IIS `kernelCachePolicy`), for the entry's remaining lifetime at most. Only
+    ever for anonymous requests without a query string, for an entry that varies
+    on nothing but `Accept-Encoding`, with `store = "memory"`, and where every
+    other module of the request lets the response cache answer; `false`: hits
+    always take the pipeline."""
 
     def __post_init__(self) -> None:
         _check_statuses("statuses", self.statuses)
@@ -165,11 +173,15 @@ class OutputCacheSection(Section, frozen=True, dict=True):
     for every user allowed to see it)."""
     statuses: list[int] = msgspec.field(default_factory=_ok)
     """Statuses that are cached (200 by default)."""
+    response_cache: bool = True
+    """Let the connection's response cache (the kernel-cache analog) answer this
+    rule's cached 200s without the pipeline (IIS `kernelCachePolicy`); see
+    `response_cache` of `profiles`."""
     profiles: list[CacheProfile] = msgspec.field(default_factory=list)
     """Rules per extension (IIS `caching/profiles`): tables with `extension`,
     `policy` and optional `duration`, `vary_by_query_string`,
-    `vary_by_headers`, `shared`, `statuses` (same meaning and defaults as the
-    section's keys). In a `web.toml`, `profiles = { add = [...] }` adds to the
+    `vary_by_headers`, `shared`, `statuses`, `response_cache` (same meaning
+    and defaults as the section's keys). In a `web.toml`, `profiles = { add = [...] }` adds to the
     inherited ones; entries are keyed by `extension`."""
     max_bytes: Annotated[int, Meta(ge=0, le=1 << 40)] = 64 * 1024 * 1024
     """Memory budget of one application's cache in one worker, in bytes (bodies,
@@ -216,6 +228,7 @@ class OutputCacheSection(Section, frozen=True, dict=True):
             vary_by_headers=self.vary_by_headers,
             shared=self.shared,
             statuses=self.statuses,
+            response_cache=self.response_cache,
         )
 
     @cached_property

@@ -41,6 +41,7 @@ from collections.abc import Coroutine
 from typing import Any, NamedTuple
 
 from colonnade.core.app import Application
+from colonnade.core.cachegrant import CacheGrant
 from colonnade.core.conditional import (
     FIELDS,
     NOT_MODIFIED,
@@ -129,6 +130,7 @@ class OutputCache(Module):
 
     id = "cache.output"
     section = OutputCacheSection
+    grants_response_cache = True
 
     def __init__(self) -> None:
         defaults = OutputCacheSection()
@@ -233,7 +235,7 @@ class OutputCache(Module):
         if not shared_content and (user := ctx.user) is not None and user.name:
             return None  # a signed-in user's answer may be theirs alone
         # One pass over the request's headers for every one looked at.
-        conditional = unfit = False
+        conditional = unfit = authorized = False
         encodings: list[bytes] = []
         for name, value in request.headers:
             if name in _LOOKED_AT:
@@ -245,6 +247,7 @@ class OutputCache(Module):
                 if name == b"authorization":
                     if not shared_content:
                         return None  # credentials: the answer may be theirs alone
+                    authorized = True
                     continue
                 unfit = True
                 conditional = conditional or name in FIELDS
@@ -259,6 +262,17 @@ class OutputCache(Module):
                 "cache", result="miss" if entry is None else "hit", redis=self.shared is not None
             )
         if entry is not None:
+            if (
+                rule.response_cache
+                and not conditional
+                and not authorized
+                and entry.status == 200
+                and self.shared is None
+                and key is base  # the answer varies on no header the response named
+                and not rule.header_names
+                and not request.query
+            ):
+                self._grant(ctx, entry)
             return self._serve(ctx, entry, conditional)
         counters = self.counters
         lock = self._filling.get(key)
@@ -295,6 +309,20 @@ class OutputCache(Module):
         ctx.writer = capture
         ctx.items[_FILL] = _Fill(base, key, request.original_path, rule, event, capture)
         return None
+
+    def _grant(self, ctx: Context, entry: Entry) -> None:
+        """Let the response cache keep this hit's answer (IIS ``kernelCachePolicy``)
+        until the entry expires (with source files to look at, for no longer than a
+        static file's answer); revoked when the entry leaves the tier (a purge, an
+        expiry, a changed file, eviction). The engine's rule decides whether the
+        rest of the request lets it (docs/response-cache.md)."""
+        grant = entry.grant
+        if grant is None:
+            # The Age header _serve adds last is computed from entry.stored.
+            grant = entry.grant = CacheGrant(
+                self.id, entry.expires, entry.stored, recheck=bool(entry.files)
+            )
+        ctx.cache_grant = grant
 
     def _serve(self, ctx: Context, entry: Entry, conditional: bool) -> Outcome:
         """Answer from ``entry``: 304, 206, 412, 416 or the whole response
