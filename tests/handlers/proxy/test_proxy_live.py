@@ -172,6 +172,29 @@ def test_head(proxy: LiveServer) -> None:
         assert conn.response().body == b"Hello, world!"
 
 
+def test_an_answer_like_the_last_is_relayed_byte_for_byte(proxy: LiveServer) -> None:
+    # The second and later answers on a kept upstream connection, heads as the
+    # first one's, are taken whole (ResponseParser.whole): on the wire the same
+    # as the first, parsed in full, the Date aside; a HEAD between them is not.
+    def without_date(raw: bytes) -> bytes:
+        return b"".join(
+            line for line in raw.splitlines(keepends=True) if not line.lower().startswith(b"date:")
+        )
+
+    with Conn(proxy.port) as conn:
+        answers = []
+        for method in ("GET", "GET", "HEAD", "GET", "GET"):
+            conn.send(f"{method} /hello HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            got = conn.response(head_only=method == "HEAD")
+            assert got.status == 200
+            if method == "GET":
+                answers.append((without_date(got.raw_head), got.body))
+            else:
+                assert got.headers["content-length"] == "13"
+        assert answers == [answers[0]] * 4
+        assert answers[0][1] == b"Hello, world!"
+
+
 def test_expect_continue_passed_on(proxy: LiveServer) -> None:
     with Conn(proxy.port) as conn:
         conn.send(

@@ -209,3 +209,72 @@ def test_body_is_passed_through_not_collected() -> None:
 
 def test_chunk_encoding() -> None:
     assert chunk(b"hello") + LAST_CHUNK == b"5\r\nhello\r\n0\r\n\r\n"
+
+
+def _second(parser: ResponseParser, method: str = "GET") -> None:
+    # The parser read one answer (its head remembered) and a request follows.
+    parser.start("GET")
+    parser.feed(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi")
+    parser.start(method)
+
+
+def test_whole_takes_a_remembered_head_and_its_exact_body_as_feed_would() -> None:
+    data = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nyo"
+    taker, feeder = ResponseParser(), ResponseParser()
+    _second(taker)
+    _second(feeder)
+    parsed = taker.whole(data)
+    assert parsed is not None
+    events = feeder.feed(data)
+    head = events[0]
+    assert isinstance(head, Head)
+    assert (parsed.status, parsed.reason, parsed.bare, parsed.plain) == (
+        head.status,
+        head.reason,
+        head.bare,
+        head.plain,
+    )
+    assert data[len(parsed.raw) :] == b"".join(e.data for e in events if isinstance(e, Data))
+    assert isinstance(events[-1], End)
+    assert (taker.idle, taker.reusable) == (feeder.idle, feeder.reusable) == (True, True)
+    taker.start("GET")  # the next exchange starts as after feed
+
+
+def test_whole_declines_what_it_does_not_take_and_leaves_the_parser_as_it_was() -> None:
+    raw_head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n"
+    declined = [
+        raw_head + b"h",  # the body not whole yet
+        raw_head + b"hiHTTP/1.1",  # bytes past the response
+        raw_head[:-2],  # the head not whole
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 2\r\n\r\nhi",  # another
+        b"HTTP/1.1 100 Continue\r\n\r\n" + raw_head + b"hi",  # an interim answer first
+    ]
+    for data in declined:
+        parser = ResponseParser()
+        _second(parser)
+        assert parser.whole(data) is None, data
+        # feed reads it as if whole had not been asked.
+        reference = ResponseParser()
+        _second(reference)
+        assert shape(parser.feed(data)) == shape(reference.feed(data))
+    # A HEAD request's answer has no body whatever its length says.
+    parser = ResponseParser()
+    _second(parser, "HEAD")
+    assert parser.whole(raw_head + b"hi") is None
+    # Nothing remembered yet: the first answer of a connection is parsed.
+    parser = ResponseParser()
+    parser.start("GET")
+    assert parser.whole(raw_head + b"hi") is None
+    for raw in (
+        b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n",  # framed by close
+    ):
+        parser = ResponseParser()
+        parser.start("GET")
+        parser.feed(raw + (b"0\r\n\r\n" if b"chunked" in raw else b""))
+        if b"chunked" not in raw and b"204" not in raw:
+            parser.eof()
+            continue  # closed: no second request on it
+        parser.start("GET")
+        assert parser.whole(raw + (b"0\r\n\r\n" if b"chunked" in raw else b"")) is None, raw

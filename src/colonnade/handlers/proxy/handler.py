@@ -39,6 +39,7 @@ import logging
 import time
 import urllib.parse
 from collections.abc import Awaitable
+from typing import Final
 
 from colonnade.config.schema import FarmSettings
 from colonnade.core.app import Application
@@ -358,6 +359,11 @@ class _Exchange:
     # -- the whole exchange ---------------------------------------------------------------
 
     async def run(self) -> None:
+        # The request out, the response back, on a connection of the pool (again
+        # on a new one when an idle one proves stale). One coroutine: the response
+        # head is awaited here and a response that came whole with it handed over
+        # here, not in coroutines of their own (each level of coroutines costs at
+        # every wait, and its making and clearing at every request).
         pool = self.pool
         ctx = self.ctx
         conn = pool.reuse()  # an idle connection, without a coroutine
@@ -371,8 +377,84 @@ class _Exchange:
         try:
             while True:
                 try:
-                    reusable = await self._exchange(conn)
-                    return
+                    reused = conn.requests > 0
+                    conn.requests += 1
+                    timeout = self.timeout
+                    conn.parser.start(self.method)
+                    try:
+                        if conn.write(self.head):  # no coroutine for the usual case
+                            await conn.drain(timeout)
+                    except ConnectionError:
+                        if reused:
+                            raise _StaleError from None
+                        raise UpstreamFailedError("the upstream closed the connection") from None
+                    except UpstreamTimeoutError as exc:
+                        raise UpstreamFailedError(
+                            f"sending the request: {exc}", timeout=True
+                        ) from None
+                    self.last_sent = conn.clock()
+                    pump: asyncio.Task[None] | None = None
+                    if self.has_body:
+                        self.go = asyncio.Event()
+                        if not self.expect_continue:
+                            self.go.set()
+                        self.pumping = True
+                        pump = conn.loop.create_task(self._pump(conn))
+                    try:
+                        head: Head | None = None
+                        rest: list[Event] = []
+                        while head is None:
+                            try:
+                                events = self._poll(conn, True, False)
+                                while not events:
+                                    await self._waiter(conn, True)
+                                    events = self._poll(conn, True, True)
+                            except UpstreamFailedError:
+                                if reused and not conn.parser.started and not self.body_started:
+                                    raise _StaleError from None
+                                raise
+                            if events is _WHOLE:
+                                reusable = self._reusable(
+                                    conn
+                                )  # the usual small answer, taken whole
+                                return
+                            for i, event in enumerate(events):
+                                if type(event) is Interim:
+                                    if event.status == 100 and self.go is not None:
+                                        self.go.set()
+                                elif type(event) is Head:
+                                    head = event
+                                    rest = events[i + 1 :]
+                                    break
+                        if head.status == 101:
+                            if self.upgrade is None:
+                                raise UpstreamFailedError("the upstream switched protocols unasked")
+                            await self._tunnel(conn, head)
+                            return  # not reusable
+                        if self.go is not None and not self.go.is_set():
+                            # Answered before it asked for the body: the client is spared the
+                            # upload, and the connection (whose body is owed) is not reused.
+                            self.go.set()
+                            self.body_started = True
+                            self.has_body = False
+                            conn.parser.reusable = False
+                        self.status = head.status
+                        if rest and rest[-1] is END and not self._bodiless():
+                            # The whole response came with its head (the usual small answer):
+                            # its fields without the Content-Length the engine writes.
+                            self._set_head(head.status, head.reason, head.plain, head.bare)
+                            body = [event.data for event in rest if type(event) is Data]
+                            self.response.body = body[0] if len(body) == 1 else b"".join(body)
+                            reusable = self._reusable(conn)
+                            return
+                        self._set_head(head.status, head.reason, head.plain, head.fields)
+                        reusable = await self._relay(conn, rest)
+                        return
+                    finally:
+                        if pump is not None and not pump.done():
+                            pump.cancel()
+                            with contextlib.suppress(BaseException):
+                                await pump
                 except _StaleError:
                     # An idle connection the upstream had closed: nothing of the
                     # request was taken, so it goes again on a new connection.
@@ -411,81 +493,6 @@ class _Exchange:
         message = "the upstream did not answer in time" if status == 504 else "bad gateway"
         detail = f"upstream {self.upstream.name}: {what}"
         return HttpError(status, substatus, message, detail=detail)
-
-    async def _exchange(self, conn: Connection) -> bool:
-        # The request out, the response back; returns whether the connection may
-        # serve again. The response head is awaited here and a response that came
-        # whole with it handed over here, not in coroutines of their own (each
-        # level of coroutines costs at every wait).
-        reused = conn.requests > 0
-        conn.requests += 1
-        timeout = self.timeout
-        conn.parser.start(self.method)
-        try:
-            if conn.write(self.head):  # no coroutine for the usual case
-                await conn.drain(timeout)
-        except ConnectionError:
-            if reused:
-                raise _StaleError from None
-            raise UpstreamFailedError("the upstream closed the connection") from None
-        except UpstreamTimeoutError as exc:
-            raise UpstreamFailedError(f"sending the request: {exc}", timeout=True) from None
-        self.last_sent = conn.clock()
-        pump: asyncio.Task[None] | None = None
-        if self.has_body:
-            self.go = asyncio.Event()
-            if not self.expect_continue:
-                self.go.set()
-            self.pumping = True
-            pump = conn.loop.create_task(self._pump(conn))
-        try:
-            head: Head | None = None
-            rest: list[Event] = []
-            while head is None:
-                try:
-                    events = self._poll(conn, True, False)
-                    while not events:
-                        await self._waiter(conn, True)
-                        events = self._poll(conn, True, True)
-                except UpstreamFailedError:
-                    if reused and not conn.parser.started and not self.body_started:
-                        raise _StaleError from None
-                    raise
-                for i, event in enumerate(events):
-                    if type(event) is Interim:
-                        if event.status == 100 and self.go is not None:
-                            self.go.set()
-                    elif type(event) is Head:
-                        head = event
-                        rest = events[i + 1 :]
-                        break
-            if head.status == 101:
-                if self.upgrade is None:
-                    raise UpstreamFailedError("the upstream switched protocols unasked")
-                await self._tunnel(conn, head)
-                return False
-            if self.go is not None and not self.go.is_set():
-                # Answered before it asked for the body: the client is spared the
-                # upload, and the connection (whose body is owed) is not reused.
-                self.go.set()
-                self.body_started = True
-                self.has_body = False
-                conn.parser.reusable = False
-            self.status = head.status
-            if rest and rest[-1] is END and not self._bodiless():
-                # The whole response came with its head (the usual small answer):
-                # its fields without the Content-Length the engine writes.
-                self._set_head(head, head.bare)
-                body = [event.data for event in rest if type(event) is Data]
-                self.response.body = body[0] if len(body) == 1 else b"".join(body)
-                return self._reusable(conn)
-            self._set_head(head, head.fields)
-            return await self._relay(conn, rest)
-        finally:
-            if pump is not None and not pump.done():
-                pump.cancel()
-                with contextlib.suppress(BaseException):
-                    await pump
 
     async def _pump(self, conn: Connection) -> None:
         # The client's body to the upstream, a piece at a time; each piece is
@@ -569,6 +576,15 @@ class _Exchange:
             if not data:
                 self._pump_failed()
                 return parser.eof()
+            if head and self.go is None:
+                # No body sent: the usual answer, a head as the last one and its
+                # whole body, is taken without events (as the branch of _exchange
+                # that hands a whole response over would take it).
+                parsed = parser.whole(data)
+                if parsed is not None:
+                    self._set_head(parsed.status, parsed.reason, parsed.plain, parsed.bare)
+                    self.response.body = data[len(parsed.raw) :]
+                    return _WHOLE
             return parser.feed(data)
         except wire.UpstreamProtocolError as exc:
             raise UpstreamFailedError(str(exc)) from None
@@ -587,16 +603,15 @@ class _Exchange:
         if error is not None:
             raise error
 
-    def _set_head(self, head: Head, fields: wire.Headers) -> None:
-        # ``fields``: the head's, or the same without Content-Length (a body
-        # handed on whole); shared with the parser: the response gets a copy.
+    def _set_head(self, status: int, reason: bytes, plain: bool, fields: wire.Headers) -> None:
+        # The response head's status, reason and fields: the head's, or the same
+        # without Content-Length (a body handed on whole); shared with the
+        # parser: the response gets a copy. ``plain``: no field to remove or rewrite.
         response = self.response
-        self.status = response.status = head.status
-        response.reason = head.reason or None
+        self.status = response.status = status
+        response.reason = reason or None
         # No field to remove or rewrite (the usual answer): its headers as they came.
-        response.headers = (
-            fields[:] if head.plain else forward.response_headers(fields, self.rewrite)
-        )
+        response.headers = fields[:] if plain else forward.response_headers(fields, self.rewrite)
         # The upstream's own error pages are kept (custom errors replace them only
         # with existing_response = "replace"), as for any gateway.
         response.skip_custom_errors = True
@@ -719,6 +734,10 @@ async def _pipe(stream: RawStream, conn: Connection) -> None:
                 await task
         conn.close()
         stream.close()
+
+
+#: What _poll answers for a response it took whole (see ResponseParser.whole).
+_WHOLE: Final[list[Event]] = [END]
 
 
 def _shown_target(ctx: Context) -> str:

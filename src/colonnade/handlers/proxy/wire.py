@@ -190,6 +190,40 @@ class ResponseParser:
         self._head_request = method == "HEAD"
         self.reusable = False
 
+    def whole(self, data: bytes) -> _Parsed | None:
+        """``feed`` for the usual small answer, without its events: when ``data``
+        is exactly one final response whose head is the last one this parser
+        read (an upstream answering alike) and whose body, framed by a
+        ``Content-Length``, ends where ``data`` ends, the response is taken
+        (its body is ``data[len(parsed.raw):]``) and its head returned. None:
+        not such an answer, and nothing taken (then ``feed``)."""
+        parsed = self._last
+        if (
+            parsed is None
+            or self._state != _HEAD
+            or self._buffer
+            or self._head_request
+            or not data.startswith(parsed.raw)
+        ):
+            return None
+        size = parsed.size  # read once the head framed a body by its length
+        if size < 0:
+            status = parsed.status
+            if (
+                parsed.length is None
+                or parsed.te
+                or status == 101
+                or status == 204
+                or status == 304
+            ):
+                return None
+            size = parsed.size = _length(parsed.length)
+        if len(data) != len(parsed.raw) + size:
+            return None
+        self._state = _DONE
+        self.reusable = parsed.keep_alive
+        return parsed
+
     def leftover(self) -> bytes:
         """After a 101: what the upstream sent past the head (the other protocol's)."""
         data, self._buffer = self._buffer, b""
