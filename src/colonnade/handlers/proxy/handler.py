@@ -42,6 +42,7 @@ from collections.abc import Awaitable
 from typing import Final
 
 from colonnade.config.schema import FarmSettings
+from colonnade.config.sections import SectionSet
 from colonnade.core.app import Application
 from colonnade.core.context import Context, RawStream
 from colonnade.core.handler import ROUTE, UPSTREAM, Handler, Route
@@ -141,14 +142,18 @@ class ProxyHandler(Handler):
         """Forward the request and relay the answer (the coroutine that does it:
         this call only chooses the way, so the walk awaits the exchange itself,
         a level of coroutines less at each of its waits)."""
-        settings = ctx.section(ProxySection)
         items = ctx.items
         if items:
             handed = items.get(ROUTE)
             if type(handed) is Route:  # handed here by a module: URL Rewrite's route to a farm
+                settings = ctx.section(ProxySection)
                 return self._via_farm(ctx, settings, handed.farm, handed.target)
-        route = self._last_route  # the usual case: the section of the last request
-        if route is None or route.settings is not settings or route.pool.closed:
+        route = self._last_route  # the usual case: the settings of the last request
+        sections = ctx.sections
+        if route is None or route.sections is not sections or route.pool.closed:
+            # Other settings than the last request's (a route knows the settings
+            # of its section, and of the last URL whose settings it had).
+            settings = ctx.section(ProxySection)
             route = self._routes.get(id(settings))
             if route is None or route.settings is not settings or route.pool.closed:
                 # Not seen yet (only a section with an upstream has a route).
@@ -163,6 +168,7 @@ class ProxyHandler(Handler):
                         detail="handler.proxy is mapped here, but [proxy] sets no upstream or farm",
                     )
                 route = self._route(settings, upstream)
+            route.sections = sections
             self._last_route = route
         items[UPSTREAM] = route.upstream.name
         return _Exchange(ctx, route).run()
@@ -285,6 +291,7 @@ class _Route:
         "host",
         "pool",
         "rewrite",
+        "sections",
         "settings",
         "timeout",
         "upstream",
@@ -293,6 +300,9 @@ class _Route:
     def __init__(self, settings: ProxySection, pool: Pool) -> None:
         upstream = pool.upstream
         self.settings = settings
+        #: The settings of a URL whose [proxy] section is ``settings`` (the last
+        #: seen): a request with the same is sent this way without looking.
+        self.sections: SectionSet | None = None
         self.pool = pool
         self.upstream = upstream
         #: A farm member's address, as its configuration says it ("": not a member).
