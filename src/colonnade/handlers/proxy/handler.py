@@ -357,9 +357,10 @@ class _Exchange:
         self.status = 0  # the upstream's, once its head came
         self.has_body = request.body is not EMPTY_BODY
         host = route.host
-        self.rewrite: forward.HostRewrite | None = None
-        if host is not None and route.rewrite and request.host:
-            self.rewrite = forward.HostRewrite(host, request.scheme, request.host)
+        # The upstream's host in response URLs and cookies rewritten back: made
+        # when a response has such a field (see _rewrite), not for every request.
+        self.rewrites = host is not None and route.rewrite and bool(request.host)
+        self._rewriter: forward.HostRewrite | None = None
         out = outgoing(request, target or _target(ctx), host, forwarded=route.forwarded)
         self.head = out.head
         self.upgrade = out.upgrade
@@ -587,8 +588,8 @@ class _Exchange:
                 self._pump_failed()
                 return parser.eof()
             if head and self.go is None:
-                # No body sent: the usual answer, a head as the last one and its
-                # whole body, is taken without events (as the branch of _exchange
+                # No body sent: the usual small answer, its head and its whole
+                # body in one read, is taken without events (as the branch of run
                 # that hands a whole response over would take it).
                 parsed = parser.whole(data)
                 if parsed is not None:
@@ -621,12 +622,22 @@ class _Exchange:
         self.status = response.status = status
         response.reason = reason or None
         # No field to remove or rewrite (the usual answer): its headers as they came.
-        response.headers = fields[:] if plain else forward.response_headers(fields, self.rewrite)
+        response.headers = fields[:] if plain else forward.response_headers(fields, self._rewrite())
         # The upstream's own error pages are kept (custom errors replace them only
         # with existing_response = "replace"), as for any gateway.
         response.skip_custom_errors = True
         if self.set_cookie is not None:
             response.headers.append((b"set-cookie", self.set_cookie))
+
+    def _rewrite(self) -> forward.HostRewrite | None:
+        # What rewrites the upstream's host back to the public one (None: nothing).
+        rewriter = self._rewriter
+        if rewriter is None and self.rewrites:
+            host = self.route.host
+            request = self.ctx.request
+            if host is not None:
+                rewriter = self._rewriter = forward.HostRewrite(host, request.scheme, request.host)
+        return rewriter
 
     def _bodiless(self) -> bool:
         # The response has no body whatever its head declares.
@@ -690,7 +701,7 @@ class _Exchange:
         stream = ctx.upgrade()
         if stream is None:
             raise UpstreamFailedError("the client's connection cannot switch protocols")
-        headers = forward.response_headers(head.fields, self.rewrite)
+        headers = forward.response_headers(head.fields, self._rewrite())
         headers += [(b"connection", b"upgrade"), (b"upgrade", self.upgrade or b"")]
         ctx.response.headers = headers
         lines = [b"HTTP/1.1 101 Switching Protocols\r\n"]
