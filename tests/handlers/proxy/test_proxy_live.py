@@ -101,6 +101,17 @@ def test_preserve_host(node: LiveServer, tmp_path: Path) -> None:
     assert "forwarded" not in got["h"]
 
 
+def test_each_url_goes_its_own_way_in_turns(node: LiveServer, tmp_path: Path) -> None:
+    # The handler remembers the way of the last request's settings: a request to
+    # another URL, with settings of its own, does not take it.
+    config = front_config(f"http://127.0.0.1:{node.port}")
+    config["locations"] = [{"path": "/hello", "proxy": {"upstream": "http://127.0.0.1:1"}}]
+    with LiveServer(config, tmp_path).start() as server, httpx.Client() as client:
+        paths = ["/headers", "/headers", "/hello", "/hello", "/headers", "/hello"]
+        statuses = [client.get(url(server, path)).status_code for path in paths]
+    assert statuses == [200, 200, 502, 502, 200, 502]
+
+
 def test_trusted_proxy_chain_is_extended(node: LiveServer, tmp_path: Path) -> None:
     config_extra = {"proxies": ["127.0.0.1"], "headers": ["x-forwarded-for", "forwarded"]}
     upstream = f"http://127.0.0.1:{node.port}"
@@ -170,6 +181,25 @@ def test_head(proxy: LiveServer) -> None:
         assert head.status == 200 and head.headers["content-length"] == "5000"
         conn.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
         assert conn.response().body == b"Hello, world!"
+
+
+def test_answers_are_relayed_byte_for_byte(proxy: LiveServer, node: LiveServer) -> None:
+    # A small answer that comes whole in one read is taken whole
+    # (ResponseParser.whole): on the wire as the upstream sent it, Date aside (and
+    # Content-Length, written by the engine, in another place), the first on a
+    # connection and those after it alike, a HEAD between them too.
+    def answer(conn: Conn, method: str) -> tuple[list[bytes], bytes]:
+        conn.send(f"{method} /hello HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        got = conn.response(head_only=method == "HEAD")
+        lines = [line for line in got.raw_head.split(b"\r\n") if line[:5].lower() != b"date:"]
+        return sorted(lines), got.body
+
+    with Conn(node.port) as direct:
+        expected = {method: answer(direct, method) for method in ("GET", "HEAD")}
+    assert expected["GET"][1] == b"Hello, world!"
+    with Conn(proxy.port) as conn:
+        for method in ("GET", "GET", "HEAD", "GET", "GET"):
+            assert answer(conn, method) == expected[method], method
 
 
 def test_expect_continue_passed_on(proxy: LiveServer) -> None:

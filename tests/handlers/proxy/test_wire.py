@@ -209,3 +209,86 @@ def test_body_is_passed_through_not_collected() -> None:
 
 def test_chunk_encoding() -> None:
     assert chunk(b"hello") + LAST_CHUNK == b"5\r\nhello\r\n0\r\n\r\n"
+
+
+def _second(parser: ResponseParser, method: str = "GET") -> None:
+    # The parser read one answer (its head remembered) and a request follows.
+    parser.start("GET")
+    parser.feed(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi")
+    parser.start(method)
+
+
+@pytest.mark.parametrize("first", [True, False])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nyo",
+        b"HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nContent-Length: 3\r\n\r\nnot",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n!",
+    ],
+)
+def test_whole_takes_an_answer_with_its_exact_body_as_feed_would(first: bool, data: bytes) -> None:
+    # The first answer of a connection, or one after another (remembered head).
+    taker, feeder = ResponseParser(), ResponseParser()
+    for parser in (taker, feeder):
+        if first:
+            parser.start("GET")
+        else:
+            _second(parser)
+    parsed = taker.whole(data)
+    assert parsed is not None
+    events = feeder.feed(data)
+    head = events[0]
+    assert isinstance(head, Head)
+    assert (parsed.status, parsed.reason, parsed.bare, parsed.plain) == (
+        head.status,
+        head.reason,
+        head.bare,
+        head.plain,
+    )
+    assert data[len(parsed.raw) :] == b"".join(e.data for e in events if isinstance(e, Data))
+    assert isinstance(events[-1], End)
+    assert (taker.idle, taker.reusable) == (feeder.idle, feeder.reusable)
+    if taker.reusable:
+        # The next exchange starts as after feed, and the same answer is taken again.
+        taker.start("GET")
+        assert taker.whole(data) is not None
+
+
+def test_whole_declines_what_it_does_not_take_and_feed_reads_it_as_ever() -> None:
+    raw_head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n"
+    declined = [
+        raw_head + b"h",  # the body not whole yet
+        raw_head + b"hiHTTP/1.1",  # bytes past the response
+        raw_head[:-2],  # the head not whole
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 5\r\n\r\nhi",  # short
+        b"HTTP/1.1 100 Continue\r\n\r\n" + raw_head + b"hi",  # an interim answer first
+        b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nclose-framed",
+        b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 2000 + b"\r\nContent-Length: 0\r\n\r\n",
+    ]
+    for first in (True, False):
+        for data in declined:
+            parser, reference = ResponseParser(max_head=1024), ResponseParser(max_head=1024)
+            for p in (parser, reference):
+                if first:
+                    p.start("GET")
+                else:
+                    _second(p)
+            assert parser.whole(data) is None, data
+            # feed reads it as if whole had not been asked.
+            try:
+                expected: object = shape(reference.feed(data))
+            except UpstreamProtocolError as exc:
+                expected = str(exc)
+            try:
+                got: object = shape(parser.feed(data))
+            except UpstreamProtocolError as exc:
+                got = str(exc)
+            assert got == expected, data
+    # A HEAD request's answer has no body whatever its length says.
+    parser = ResponseParser()
+    _second(parser, "HEAD")
+    assert parser.whole(raw_head + b"hi") is None

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import socket
 import time
 from collections.abc import Callable
@@ -39,6 +40,12 @@ from colonnade.handlers.proxy.errors import UpstreamConnectError, UpstreamTimeou
 from colonnade.handlers.proxy.wire import ResponseParser
 
 _FUTURE: Final = asyncio.Future
+# The methods resume calls, unbound: a call each, without looking the method up
+# on the object's type first (a look-up that misses the type cache costs hundreds
+# of instructions).
+_REMOVE_DONE_CALLBACK: Final = asyncio.Future.remove_done_callback
+_SET_RESULT: Final = asyncio.Future.set_result
+_RUN: Final = contextvars.Context.run
 #: Bytes queued from an upstream before its socket is no longer read (default).
 HIGH_WATER: Final = 64 * 1024
 #: Seconds idle connections over ``max_idle`` are kept before they close (default).
@@ -79,6 +86,11 @@ def parse_upstream(address: str) -> Upstream:
     return Upstream(host, port, unix_path)
 
 
+def _unconnected(data: bytes) -> None:
+    # A connection's write before it has a transport (write refuses before).
+    raise ConnectionResetError("the upstream connection is closed")
+
+
 def resume(waiter: asyncio.Future[None]) -> None:
     """Complete ``waiter`` and resume the one task waiting on it now, before this
     returns, in the task's context (the read callback that brought the bytes runs
@@ -98,9 +110,9 @@ def resume(waiter: asyncio.Future[None]) -> None:
     if callbacks and len(callbacks) == 1:  # so pending: a done future keeps none
         entry = callbacks[0]
         fn = entry[0]
-        waiter.remove_done_callback(fn)
-        waiter.set_result(None)
-        entry[1].run(fn, waiter)
+        _REMOVE_DONE_CALLBACK(waiter, fn)
+        _SET_RESULT(waiter, None)
+        _RUN(entry[1], fn, waiter)
     elif not waiter.done():
         waiter.set_result(None)
 
@@ -123,6 +135,8 @@ class Connection(asyncio.BufferedProtocol):
         # What a read into an empty queue may fill (see get_buffer), sliced once.
         self._whole = self._buffer[: max(high_water, 1024)]
         self.transport: asyncio.Transport | None = None
+        # The transport's write, bound once (see write).
+        self._write: Callable[[bytes], object] = _unconnected
         self.parser = ResponseParser(max_head)
         self._queue: list[bytes] = []
         self._queued = 0
@@ -155,6 +169,7 @@ class Connection(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but are ones.
         self.transport = cast(asyncio.Transport, transport)
+        self._write = self.transport.write
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):
@@ -296,12 +311,11 @@ class Connection(asyncio.BufferedProtocol):
         """Write ``data``: True when the upstream is slow to take it (then
         :meth:`drain` waits); ``ConnectionResetError`` if the connection is gone.
         ``send`` without a coroutine, for the usual case that need not wait."""
-        transport = self.transport
         # _eof: the upstream closed its side, and so the transport is closing
         # (eof_received says so), or close() was called.
-        if transport is None or self._closed or self._eof:
+        if self.transport is None or self._closed or self._eof:
             raise ConnectionResetError("the upstream connection is closed")
-        transport.write(data)
+        self._write(data)  # bound: no look-up of the method at each request
         return not self._writable
 
     async def drain(self, within: float) -> None:

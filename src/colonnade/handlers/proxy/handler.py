@@ -39,8 +39,10 @@ import logging
 import time
 import urllib.parse
 from collections.abc import Awaitable
+from typing import Final
 
 from colonnade.config.schema import FarmSettings
+from colonnade.config.sections import SectionSet
 from colonnade.core.app import Application
 from colonnade.core.context import Context, RawStream
 from colonnade.core.handler import ROUTE, UPSTREAM, Handler, Route
@@ -140,14 +142,18 @@ class ProxyHandler(Handler):
         """Forward the request and relay the answer (the coroutine that does it:
         this call only chooses the way, so the walk awaits the exchange itself,
         a level of coroutines less at each of its waits)."""
-        settings = ctx.section(ProxySection)
         items = ctx.items
         if items:
             handed = items.get(ROUTE)
             if type(handed) is Route:  # handed here by a module: URL Rewrite's route to a farm
+                settings = ctx.section(ProxySection)
                 return self._via_farm(ctx, settings, handed.farm, handed.target)
-        route = self._last_route  # the usual case: the section of the last request
-        if route is None or route.settings is not settings or route.pool.closed:
+        route = self._last_route  # the usual case: the settings of the last request
+        sections = ctx.sections
+        if route is None or route.sections is not sections or route.pool.closed:
+            # Other settings than the last request's (a route knows the settings
+            # of its section, and of the last URL whose settings it had).
+            settings = ctx.section(ProxySection)
             route = self._routes.get(id(settings))
             if route is None or route.settings is not settings or route.pool.closed:
                 # Not seen yet (only a section with an upstream has a route).
@@ -162,6 +168,7 @@ class ProxyHandler(Handler):
                         detail="handler.proxy is mapped here, but [proxy] sets no upstream or farm",
                     )
                 route = self._route(settings, upstream)
+            route.sections = sections
             self._last_route = route
         items[UPSTREAM] = route.upstream.name
         return _Exchange(ctx, route).run()
@@ -284,6 +291,7 @@ class _Route:
         "host",
         "pool",
         "rewrite",
+        "sections",
         "settings",
         "timeout",
         "upstream",
@@ -292,6 +300,9 @@ class _Route:
     def __init__(self, settings: ProxySection, pool: Pool) -> None:
         upstream = pool.upstream
         self.settings = settings
+        #: The settings of a URL whose [proxy] section is ``settings`` (the last
+        #: seen): a request with the same is sent this way without looking.
+        self.sections: SectionSet | None = None
         self.pool = pool
         self.upstream = upstream
         #: A farm member's address, as its configuration says it ("": not a member).
@@ -346,9 +357,10 @@ class _Exchange:
         self.status = 0  # the upstream's, once its head came
         self.has_body = request.body is not EMPTY_BODY
         host = route.host
-        self.rewrite: forward.HostRewrite | None = None
-        if host is not None and route.rewrite and request.host:
-            self.rewrite = forward.HostRewrite(host, request.scheme, request.host)
+        # The upstream's host in response URLs and cookies rewritten back: made
+        # when a response has such a field (see _rewrite), not for every request.
+        self.rewrites = host is not None and route.rewrite and bool(request.host)
+        self._rewriter: forward.HostRewrite | None = None
         out = outgoing(request, target or _target(ctx), host, forwarded=route.forwarded)
         self.head = out.head
         self.upgrade = out.upgrade
@@ -358,6 +370,11 @@ class _Exchange:
     # -- the whole exchange ---------------------------------------------------------------
 
     async def run(self) -> None:
+        # The request out, the response back, on a connection of the pool (again
+        # on a new one when an idle one proves stale). One coroutine: the response
+        # head is awaited here and a response that came whole with it handed over
+        # here, not in coroutines of their own (each level of coroutines costs at
+        # every wait, and its making and clearing at every request).
         pool = self.pool
         ctx = self.ctx
         conn = pool.reuse()  # an idle connection, without a coroutine
@@ -371,8 +388,84 @@ class _Exchange:
         try:
             while True:
                 try:
-                    reusable = await self._exchange(conn)
-                    return
+                    reused = conn.requests > 0
+                    conn.requests += 1
+                    timeout = self.timeout
+                    conn.parser.start(self.method)
+                    try:
+                        if conn.write(self.head):  # no coroutine for the usual case
+                            await conn.drain(timeout)
+                    except ConnectionError:
+                        if reused:
+                            raise _StaleError from None
+                        raise UpstreamFailedError("the upstream closed the connection") from None
+                    except UpstreamTimeoutError as exc:
+                        raise UpstreamFailedError(
+                            f"sending the request: {exc}", timeout=True
+                        ) from None
+                    self.last_sent = conn.clock()
+                    pump: asyncio.Task[None] | None = None
+                    if self.has_body:
+                        self.go = asyncio.Event()
+                        if not self.expect_continue:
+                            self.go.set()
+                        self.pumping = True
+                        pump = conn.loop.create_task(self._pump(conn))
+                    try:
+                        head: Head | None = None
+                        rest: list[Event] = []
+                        while head is None:
+                            try:
+                                events = self._poll(conn, True, False)
+                                while not events:
+                                    await self._waiter(conn, True)
+                                    events = self._poll(conn, True, True)
+                            except UpstreamFailedError:
+                                if reused and not conn.parser.started and not self.body_started:
+                                    raise _StaleError from None
+                                raise
+                            if events is _WHOLE:
+                                reusable = self._reusable(
+                                    conn
+                                )  # the usual small answer, taken whole
+                                return
+                            for i, event in enumerate(events):
+                                if type(event) is Interim:
+                                    if event.status == 100 and self.go is not None:
+                                        self.go.set()
+                                elif type(event) is Head:
+                                    head = event
+                                    rest = events[i + 1 :]
+                                    break
+                        if head.status == 101:
+                            if self.upgrade is None:
+                                raise UpstreamFailedError("the upstream switched protocols unasked")
+                            await self._tunnel(conn, head)
+                            return  # not reusable
+                        if self.go is not None and not self.go.is_set():
+                            # Answered before it asked for the body: the client is spared the
+                            # upload, and the connection (whose body is owed) is not reused.
+                            self.go.set()
+                            self.body_started = True
+                            self.has_body = False
+                            conn.parser.reusable = False
+                        self.status = head.status
+                        if rest and rest[-1] is END and not self._bodiless():
+                            # The whole response came with its head (the usual small answer):
+                            # its fields without the Content-Length the engine writes.
+                            self._set_head(head.status, head.reason, head.plain, head.bare)
+                            body = [event.data for event in rest if type(event) is Data]
+                            self.response.body = body[0] if len(body) == 1 else b"".join(body)
+                            reusable = self._reusable(conn)
+                            return
+                        self._set_head(head.status, head.reason, head.plain, head.fields)
+                        reusable = await self._relay(conn, rest)
+                        return
+                    finally:
+                        if pump is not None and not pump.done():
+                            pump.cancel()
+                            with contextlib.suppress(BaseException):
+                                await pump
                 except _StaleError:
                     # An idle connection the upstream had closed: nothing of the
                     # request was taken, so it goes again on a new connection.
@@ -411,81 +504,6 @@ class _Exchange:
         message = "the upstream did not answer in time" if status == 504 else "bad gateway"
         detail = f"upstream {self.upstream.name}: {what}"
         return HttpError(status, substatus, message, detail=detail)
-
-    async def _exchange(self, conn: Connection) -> bool:
-        # The request out, the response back; returns whether the connection may
-        # serve again. The response head is awaited here and a response that came
-        # whole with it handed over here, not in coroutines of their own (each
-        # level of coroutines costs at every wait).
-        reused = conn.requests > 0
-        conn.requests += 1
-        timeout = self.timeout
-        conn.parser.start(self.method)
-        try:
-            if conn.write(self.head):  # no coroutine for the usual case
-                await conn.drain(timeout)
-        except ConnectionError:
-            if reused:
-                raise _StaleError from None
-            raise UpstreamFailedError("the upstream closed the connection") from None
-        except UpstreamTimeoutError as exc:
-            raise UpstreamFailedError(f"sending the request: {exc}", timeout=True) from None
-        self.last_sent = conn.clock()
-        pump: asyncio.Task[None] | None = None
-        if self.has_body:
-            self.go = asyncio.Event()
-            if not self.expect_continue:
-                self.go.set()
-            self.pumping = True
-            pump = conn.loop.create_task(self._pump(conn))
-        try:
-            head: Head | None = None
-            rest: list[Event] = []
-            while head is None:
-                try:
-                    events = self._poll(conn, True, False)
-                    while not events:
-                        await self._waiter(conn, True)
-                        events = self._poll(conn, True, True)
-                except UpstreamFailedError:
-                    if reused and not conn.parser.started and not self.body_started:
-                        raise _StaleError from None
-                    raise
-                for i, event in enumerate(events):
-                    if type(event) is Interim:
-                        if event.status == 100 and self.go is not None:
-                            self.go.set()
-                    elif type(event) is Head:
-                        head = event
-                        rest = events[i + 1 :]
-                        break
-            if head.status == 101:
-                if self.upgrade is None:
-                    raise UpstreamFailedError("the upstream switched protocols unasked")
-                await self._tunnel(conn, head)
-                return False
-            if self.go is not None and not self.go.is_set():
-                # Answered before it asked for the body: the client is spared the
-                # upload, and the connection (whose body is owed) is not reused.
-                self.go.set()
-                self.body_started = True
-                self.has_body = False
-                conn.parser.reusable = False
-            self.status = head.status
-            if rest and rest[-1] is END and not self._bodiless():
-                # The whole response came with its head (the usual small answer):
-                # its fields without the Content-Length the engine writes.
-                self._set_head(head, head.bare)
-                body = [event.data for event in rest if type(event) is Data]
-                self.response.body = body[0] if len(body) == 1 else b"".join(body)
-                return self._reusable(conn)
-            self._set_head(head, head.fields)
-            return await self._relay(conn, rest)
-        finally:
-            if pump is not None and not pump.done():
-                pump.cancel()
-                with contextlib.suppress(BaseException):
-                    await pump
 
     async def _pump(self, conn: Connection) -> None:
         # The client's body to the upstream, a piece at a time; each piece is
@@ -569,6 +587,15 @@ class _Exchange:
             if not data:
                 self._pump_failed()
                 return parser.eof()
+            if head and self.go is None:
+                # No body sent: the usual small answer, its head and its whole
+                # body in one read, is taken without events (as the branch of run
+                # that hands a whole response over would take it).
+                parsed = parser.whole(data)
+                if parsed is not None:
+                    self._set_head(parsed.status, parsed.reason, parsed.plain, parsed.bare)
+                    self.response.body = data[len(parsed.raw) :]
+                    return _WHOLE
             return parser.feed(data)
         except wire.UpstreamProtocolError as exc:
             raise UpstreamFailedError(str(exc)) from None
@@ -587,21 +614,30 @@ class _Exchange:
         if error is not None:
             raise error
 
-    def _set_head(self, head: Head, fields: wire.Headers) -> None:
-        # ``fields``: the head's, or the same without Content-Length (a body
-        # handed on whole); shared with the parser: the response gets a copy.
+    def _set_head(self, status: int, reason: bytes, plain: bool, fields: wire.Headers) -> None:
+        # The response head's status, reason and fields: the head's, or the same
+        # without Content-Length (a body handed on whole); shared with the
+        # parser: the response gets a copy. ``plain``: no field to remove or rewrite.
         response = self.response
-        self.status = response.status = head.status
-        response.reason = head.reason or None
+        self.status = response.status = status
+        response.reason = reason or None
         # No field to remove or rewrite (the usual answer): its headers as they came.
-        response.headers = (
-            fields[:] if head.plain else forward.response_headers(fields, self.rewrite)
-        )
+        response.headers = fields[:] if plain else forward.response_headers(fields, self._rewrite())
         # The upstream's own error pages are kept (custom errors replace them only
         # with existing_response = "replace"), as for any gateway.
         response.skip_custom_errors = True
         if self.set_cookie is not None:
             response.headers.append((b"set-cookie", self.set_cookie))
+
+    def _rewrite(self) -> forward.HostRewrite | None:
+        # What rewrites the upstream's host back to the public one (None: nothing).
+        rewriter = self._rewriter
+        if rewriter is None and self.rewrites:
+            host = self.route.host
+            request = self.ctx.request
+            if host is not None:
+                rewriter = self._rewriter = forward.HostRewrite(host, request.scheme, request.host)
+        return rewriter
 
     def _bodiless(self) -> bool:
         # The response has no body whatever its head declares.
@@ -665,7 +701,7 @@ class _Exchange:
         stream = ctx.upgrade()
         if stream is None:
             raise UpstreamFailedError("the client's connection cannot switch protocols")
-        headers = forward.response_headers(head.fields, self.rewrite)
+        headers = forward.response_headers(head.fields, self._rewrite())
         headers += [(b"connection", b"upgrade"), (b"upgrade", self.upgrade or b"")]
         ctx.response.headers = headers
         lines = [b"HTTP/1.1 101 Switching Protocols\r\n"]
@@ -719,6 +755,10 @@ async def _pipe(stream: RawStream, conn: Connection) -> None:
                 await task
         conn.close()
         stream.close()
+
+
+#: What _poll answers for a response it took whole (see ResponseParser.whole).
+_WHOLE: Final[list[Event]] = [END]
 
 
 def _shown_target(ctx: Context) -> str:

@@ -190,6 +190,45 @@ class ResponseParser:
         self._head_request = method == "HEAD"
         self.reusable = False
 
+    def whole(self, data: bytes) -> _Parsed | None:
+        """``feed`` for the usual small answer, without its events: when ``data``
+        is exactly one final response whose body, framed by a ``Content-Length``,
+        ends where ``data`` ends, the response is taken (its body is
+        ``data[len(parsed.raw):]``) and its head returned. None: not such an
+        answer (its head not whole, an interim answer, another framing, more or
+        fewer bytes than its length), and nothing taken: then ``feed`` (which
+        finds a head read here remembered, as its own)."""
+        if self._state != _HEAD or self._buffer or self._head_request:
+            return None
+        parsed = self._last
+        if parsed is None or not data.startswith(parsed.raw):
+            found = data.find(b"\r\n\r\n")
+            if found < 0 or found > self.max_head:
+                return None  # not whole yet, or too long: feed says which
+            fresh = _parse_head(data[: found + 4])
+            if isinstance(fresh, Interim):
+                return None  # (rare: a 1xx to a request without a body) read again
+            parsed = fresh
+            if found + 4 <= _REMEMBERED_HEAD:
+                self._last = fresh
+        size = parsed.size  # read once a head framed a body by its length
+        if size < 0:
+            status = parsed.status
+            if (
+                parsed.length is None
+                or parsed.te
+                or status == 101
+                or status == 204
+                or status == 304
+            ):
+                return None
+            size = parsed.size = _length(parsed.length)
+        if len(data) != len(parsed.raw) + size:
+            return None
+        self._state = _DONE
+        self.reusable = parsed.keep_alive
+        return parsed
+
     def leftover(self) -> bytes:
         """After a 101: what the upstream sent past the head (the other protocol's)."""
         data, self._buffer = self._buffer, b""
