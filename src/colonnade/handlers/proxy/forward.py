@@ -180,48 +180,6 @@ class Outgoing:
                 self._upgrade = field[1]
 
 
-class _LastOut:
-    """What :func:`outgoing` last made, and everything of the request it was made
-    from: a client on a kept-alive connection asks the same again and again (a
-    browser's fields, a load balancer's probe), so the next request that matches
-    it in every input gets the same head, compared instead of built."""
-
-    __slots__ = (
-        "bodyless",
-        "client",
-        "forwarded",
-        "headers",
-        "host",
-        "method",
-        "out",
-        "peer",
-        "public_host",
-        "scheme",
-        "target",
-        "tls",
-        "version",
-    )
-
-    def __init__(self) -> None:
-        self.out: Outgoing | None = None
-        self.method = ""
-        self.target = b""
-        self.host: bytes | None = None
-        self.forwarded = False
-        self.headers: Headers = []
-        # Compared by identity (a connection's requests share its address tuples).
-        self.client: tuple[str, int] | None = None
-        self.peer: tuple[str, int] | None = None
-        self.public_host = ""
-        self.scheme = ""
-        self.tls = False
-        self.bodyless = False
-        self.version = ""
-
-
-_LAST_OUT: Final = _LastOut()
-
-
 def outgoing(request: Request, target: bytes, host: bytes | None, *, forwarded: bool) -> Outgoing:
     """The request as the upstream gets it (see :class:`Outgoing`): its fields
     with the hop-by-hop ones removed (and those the ``Connection`` header names),
@@ -229,48 +187,10 @@ def outgoing(request: Request, target: bytes, host: bytes | None, *, forwarded: 
     added (``forwarded``: rebuilt, else passed on as they came).
 
     ``target``: the request target to ask for. ``host``: the ``Host`` value to
-    send (None: the client's own). The answer is shared with the requests that
-    give the same inputs: it is not to be changed.
+    send (None: the client's own). Made anew for every request: a memo of the last
+    request's head paid only for a benchmark's identical requests (see
+    docs/architecture.md on the HTTP/1.1 transport).
     """
-    last = _LAST_OUT
-    out = last.out
-    bodyless = request.body is EMPTY_BODY
-    if (
-        out is not None
-        and target == last.target
-        and request.headers == last.headers
-        and request.client is last.client
-        and request.peer is last.peer
-        and request.method == last.method
-        and host == last.host
-        and forwarded == last.forwarded
-        and request.host == last.public_host
-        and request.scheme == last.scheme
-        and (request.tls is None) == last.tls
-        and bodyless == last.bodyless
-        and request.version == last.version
-    ):
-        return out
-    out = _outgoing(request, target, host, forwarded)
-    last.out = out
-    last.method = request.method
-    last.target = target
-    last.host = host
-    last.forwarded = forwarded
-    # A copy: a module may change the request's list after the head was made.
-    last.headers = request.headers[:]
-    last.client = request.client
-    last.peer = request.peer
-    last.public_host = request.host
-    last.scheme = request.scheme
-    last.tls = request.tls is None
-    last.bodyless = bodyless
-    last.version = request.version
-    return out
-
-
-def _outgoing(request: Request, target: bytes, host: bytes | None, forwarded: bool) -> Outgoing:
-    # outgoing(), made anew.
     trusted_chain = forwarded and request.client != request.peer
     # The client's fields go after the request line and Host (filled in below).
     parts = [request.method.encode("latin-1"), b" ", target, b" HTTP/1.1\r\nhost: ", b"", b"\r\n"]
