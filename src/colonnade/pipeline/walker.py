@@ -64,7 +64,7 @@ class WalkStep:
         always: int,
         hooks: tuple[Hook, ...],
         kinds: tuple[int, ...],
-        where: tuple[tuple[Stage, str], ...],
+        where: tuple[Any, ...],
         failing: tuple[Stage, str],
         sends: bool,
     ) -> None:
@@ -72,7 +72,9 @@ class WalkStep:
         self.always = always
         self.hooks = hooks
         self.kinds = kinds
-        #: ``(stage, owner)`` of each hook, for the request monitor.
+        #: ``(stage, owner)`` of each hook, for the request monitor. Typed as any
+        #: tuple: one of pairs would have the compiled walk take each pair apart
+        #: and make a new one to store it in ``ctx.waiting``.
         self.where = where
         #: Where a request is while its failure here becomes the response.
         self.failing = failing

@@ -276,9 +276,13 @@ def _lowered(headers: Any) -> list[tuple[bytes, bytes]]:
                 known = False
             if known:
                 return list(headers)
-        out: list[tuple[bytes, bytes]] = []
+        # Items of no declared type, and the length tested apart from the pair: a
+        # pair narrowed to two items is held unboxed by the compiled build, which
+        # would then box it again (a new tuple) to append it.
+        out: list[Any] = []
         for pair in headers:
-            if type(pair) is tuple and len(pair) == 2:
+            size = len(pair) if type(pair) is tuple else 0
+            if size == 2:
                 name = pair[0]
                 if type(name) is bytes and _LOWER.get(name) is name:
                     out.append(pair)
