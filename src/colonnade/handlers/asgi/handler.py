@@ -237,6 +237,11 @@ _LOWER: Final[dict[bytes, bytes]] = {}
 _LOWER_MAX: Final = 1024
 
 
+#: The names of ``_LOWER`` that are lower case already: a set's test is cheaper
+#: than the dict's look-up and identity test.
+_LOWERCASE: Final[set[bytes]] = set()
+
+
 def _lower(name: Any) -> Any:
     if type(name) is not bytes:
         return name.lower()  # what the protocol layer then refuses, as ever
@@ -247,6 +252,8 @@ def _lower(name: Any) -> Any:
             lowered = name  # the same object: _lowered keeps such a pair as it is
         if len(_LOWER) < _LOWER_MAX:
             _LOWER[name] = lowered
+            if lowered is name:
+                _LOWERCASE.add(name)
     return lowered
 
 
@@ -257,7 +264,7 @@ def _lower(name: Any) -> Any:
 #: Python step, and a loop over the pairs is many. Bounded: values that vary
 #: (cookies, dates) fill it up to the bound and then stay out of it; they take
 #: the loop. The compiled build always loops: there the set's temporary copy of
-#: the list and the hashing of every pair cost more than the loop's few dict hits.
+#: the list and the hashing of every pair cost more than the loop's few set tests.
 _PAIRS: Final[set[Any]] = set()
 _PAIRS_MAX: Final = 512
 #: Whether mypyc compiled this module (as pipeline.runner's NATIVE tells its walker's).
@@ -276,19 +283,20 @@ def _lowered(headers: Any) -> list[tuple[bytes, bytes]]:
                 known = False
             if known:
                 return list(headers)
-        # Items of no declared type, and the length tested apart from the pair: a
+        # Items of no declared type, and the length read apart from the test: a
         # pair narrowed to two items is held unboxed by the compiled build, which
         # would then box it again (a new tuple) to append it.
         out: list[Any] = []
         for pair in headers:
-            size = len(pair) if type(pair) is tuple else 0
-            if size == 2:
-                name = pair[0]
-                if type(name) is bytes and _LOWER.get(name) is name:
-                    out.append(pair)
-                    if not _COMPILED and type(pair[1]) is bytes and len(_PAIRS) < _PAIRS_MAX:
-                        _PAIRS.add(pair)
-                    continue
+            if type(pair) is tuple:
+                size = len(pair)
+                if size == 2:
+                    name = pair[0]
+                    if type(name) is bytes and name in _LOWERCASE:
+                        out.append(pair)
+                        if not _COMPILED and type(pair[1]) is bytes and len(_PAIRS) < _PAIRS_MAX:
+                            _PAIRS.add(pair)
+                        continue
             name, value = pair
             out.append((_lower(name), value))
         return out

@@ -219,9 +219,10 @@ def http_scope(ctx: Context, root_path: str, state: dict[str, Any] | None) -> Sc
         scope["state"] = state.copy()
     if user is not None:
         add_user(scope, ctx)
-    session = items.get(_SESSION)  # add_session, inline: every request passes here
-    if session is not None:
-        scope["session"] = session
+    if items:  # add_session, inline: every request passes here, most with no items
+        session = items.get(_SESSION)
+        if session is not None:
+            scope["session"] = session
     tls = request.tls
     if tls is not None:
         extensions["tls"] = tls_extension(tls)
