@@ -31,6 +31,7 @@ from colonnade.engine.mapping import HandlerMap
 from colonnade.engine.runtime import AppRuntime, make_runtime
 from colonnade.engine.sites import Binding, Router
 from colonnade.errors import ConfigError, HttpError, ModuleError, combined
+from colonnade.pipeline.walker import Bookkeeping
 
 log = logging.getLogger("colonnade.engine")
 
@@ -45,7 +46,7 @@ class _NoSite(HandlerMap):
         raise HttpError(404, 1, "no site is configured for this host name")
 
 
-class Engine:
+class Engine(Bookkeeping):
     """One configuration generation, ready to serve.
 
     With ``previous`` (the generation being replaced), applications whose inputs
@@ -105,8 +106,6 @@ class Engine:
         self.monitor = config.server.request_monitor
         self.counting = config.server.metrics
         self._idle: asyncio.Event | None = None  # set when active drops to 0 (retiring)
-        # Bound once: handle passes it to every request's walk.
-        self._end = self._ended
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -217,7 +216,7 @@ class Engine:
         Returns the coroutine that runs it, to await at once (it gives the request's
         context); the request counts as in flight from this call on. It is the
         walk's own coroutine (``AppRuntime.serve``), the bookkeeping of
-        :meth:`_ended` in its ``finally``: one coroutine per request to create and
+        :meth:`ended` in its ``finally``: one coroutine per request to create and
         resume, not two.
         """
         # A server of one application (``serve app``): no routing to do.
@@ -226,8 +225,12 @@ class Engine:
             server = request.server
             runtime = self.route(server[1] if server else 0, request.host, request.path)
         ctx = Context(request, runtime.app, writer, runtime.send_response)
-        serve = runtime.serve
-        walk = serve(ctx, self._end) if serve is not None else self._walked(runtime, ctx)
+        walker = runtime.walker
+        if walker is not None:  # the compiled build: a native call
+            walk: Walking = walker.serve(ctx, self)
+        else:
+            serve = runtime.serve
+            walk = serve(ctx, self) if serve is not None else self._walked(runtime, ctx)
         if self.monitor:
             self.executing[ctx] = walk
         self.active += 1
@@ -239,10 +242,10 @@ class Engine:
         try:
             await runtime.walk(ctx)
         finally:
-            self._ended(ctx)
+            self.ended(ctx)
         return ctx
 
-    def _ended(self, ctx: Context) -> None:
+    def ended(self, ctx: Context) -> None:
         """Where a request's walk ends, ended or failed: off the request monitor's
         map, counted in its site's counters (GET /metrics), no longer in flight.
 

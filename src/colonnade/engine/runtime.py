@@ -14,7 +14,16 @@ from colonnade.core.metrics import SiteCounters
 from colonnade.core.module import Module
 from colonnade.engine.mapping import HandlerMap, close_mapping, execute, needs_close
 from colonnade.errors import each_error
-from colonnade.pipeline import Plan, Serve, Walk, compile_plan, compile_serve, compile_walk
+from colonnade.pipeline import (
+    Plan,
+    Serve,
+    Walk,
+    compile_plan,
+    compile_serve,
+    compile_walk,
+    compile_walker,
+)
+from colonnade.pipeline.walker import Walker
 
 
 class AppRuntime:
@@ -30,6 +39,7 @@ class AppRuntime:
         "send_response",
         "serve",
         "walk",
+        "walker",
     )
 
     def __init__(
@@ -51,13 +61,19 @@ class AppRuntime:
         self.send_response: SendHook | None = plan.run_send_response
         self.fingerprint = fingerprint  # what it was built from; equal → reusable
         self.walk: Walk = compile_walk(plan)
+        #: The compiled walker, whose ``serve`` the engine calls natively (no bound
+        #: method, no arguments unpacked); None in the pure-Python build.
+        self.walker: Walker | None = compile_walker(plan)
         #: The walk with the engine's bookkeeping in one coroutine, or None for an
         #: application with a broken web.toml: the engine wraps its refusing
         #: ``walk`` (see ``Engine.handle``).
-        self.serve: Serve | None = compile_serve(plan)
+        self.serve: Serve | None = (
+            self.walker.serve if self.walker is not None else compile_serve(plan)
+        )
         if app.broken:
             self.walk = _refusing_broken(self.walk)
             self.serve = None
+            self.walker = None
         # Where a URL becomes a file path (Context.physical_path), the MAP_PATH
         # hooks join in; one application object serves one runtime.
         app.map_path_hooks = plan.run_map_path

@@ -8,11 +8,18 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from colonnade.pipeline.plan import BoundHook, Plan, Step, compile_plan
-    from colonnade.pipeline.runner import Ended, Serve, Walk, compile_serve, compile_walk
+    from colonnade.pipeline.runner import (
+        Bookkeeping,
+        Serve,
+        Walk,
+        compile_serve,
+        compile_walk,
+        compile_walker,
+    )
 
 __all__ = [
+    "Bookkeeping",
     "BoundHook",
-    "Ended",
     "Plan",
     "Serve",
     "Step",
@@ -20,6 +27,7 @@ __all__ = [
     "compile_plan",
     "compile_serve",
     "compile_walk",
+    "compile_walker",
 ]
 
 _WHERE = {
@@ -27,11 +35,12 @@ _WHERE = {
     "Plan": "plan",
     "Step": "plan",
     "compile_plan": "plan",
-    "Ended": "runner",
+    "Bookkeeping": "runner",
     "Serve": "runner",
     "Walk": "runner",
     "compile_serve": "runner",
     "compile_walk": "runner",
+    "compile_walker": "runner",
 }
 
 

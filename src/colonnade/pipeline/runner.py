@@ -53,10 +53,10 @@ _EXECUTE_STEP = "(engine) execute"
 
 #: The generated walk of one plan.
 Walk = Callable[[Context], Coroutine[Any, Any, None]]
-#: ``ended(ctx)``: the engine's bookkeeping where a request's walk ends, ended or failed.
-Ended = Callable[[Context], None]
-#: ``serve(ctx, ended)``: the walk, then ``ended(ctx)`` however it ended; gives ``ctx``.
-Serve = Callable[[Context, Ended], Coroutine[Any, Any, Context]]
+#: The engine's bookkeeping where a request's walk ends, ended or failed (``ended(ctx)``).
+Bookkeeping = walker.Bookkeeping
+#: ``serve(ctx, books)``: the walk, then ``books.ended(ctx)`` however it ended; gives ``ctx``.
+Serve = Callable[[Context, Bookkeeping], Coroutine[Any, Any, Context]]
 
 
 #: Whether mypyc compiled the walker: then it walks every plan (a native loop beats
@@ -76,7 +76,8 @@ def compile_walk(plan: Plan, *, native: bool | None = None) -> Walk:
 
 def compile_serve(plan: Plan, *, native: bool | None = None) -> Serve:
     """The walk of ``plan`` with the engine's bookkeeping in the same coroutine
-    (``serve(ctx, ended)``: ``ended(ctx)`` in a ``finally``, then ``ctx`` returned),
+    (``serve(ctx, books)``: ``books.ended(ctx)`` in a ``finally``, then ``ctx``
+    returned),
     so that a request creates and resumes one coroutine for its walk, not the
     engine's around the walk's: :class:`~colonnade.pipeline.walker.Walker`'s
     ``serve`` where the walker is compiled (``native``, by default
@@ -85,6 +86,13 @@ def compile_serve(plan: Plan, *, native: bool | None = None) -> Serve:
         return _walker(plan).serve
     serve: Serve = _generated_walk(plan, serve=True)
     return serve
+
+
+def compile_walker(plan: Plan) -> walker.Walker | None:
+    """The compiled :class:`~colonnade.pipeline.walker.Walker` of ``plan``, whose
+    ``serve`` the engine calls natively, or None where the walk is generated (the
+    pure-Python build: :func:`compile_serve`)."""
+    return _walker(plan) if NATIVE else None
 
 
 def _walker(plan: Plan) -> walker.Walker:
@@ -125,8 +133,8 @@ def _walker(plan: Plan) -> walker.Walker:
 
 def _generated_walk(plan: Plan, *, serve: bool = False) -> Any:
     """Generate the walk of ``plan``: one coroutine function, no loops; it never
-    raises for a module's failure. With ``serve``, ``fn(ctx, ended)``: the same
-    walk in a ``try`` whose ``finally`` calls ``ended(ctx)``, returning ``ctx``
+    raises for a module's failure. With ``serve``, ``fn(ctx, books)``: the same
+    walk in a ``try`` whose ``finally`` calls ``books.ended(ctx)``, returning ``ctx``
     (:func:`compile_serve`).
 
     Per step::
@@ -238,10 +246,10 @@ def _generated_walk(plan: Plan, *, serve: bool = False) -> Any:
         "    try:",
         *(f"    {line}" for line in body),
         "    finally:",
-        "        ended(ctx)",
+        "        books.ended(ctx)",
         "    return ctx",
     ]
-    return generate("pipeline walk", names, body, params="ctx, ended")
+    return generate("pipeline walk", names, body, params="ctx, books")
 
 
 _CONTINUED = " \\"  # the test goes on on the next line

@@ -47,12 +47,20 @@ SendPlain = Callable[[Context], Awaitable[None]]
 Traced = Callable[[Context, Any], Awaitable[None]]
 #: ``start(ctx)``: the trace a source starts for the request, or None.
 StartTrace = Callable[[Context], Any]
-#: ``ended(ctx)``: the engine's bookkeeping where a request's walk ends.
-Ended = Callable[[Context], None]
 
 
-def _no_bookkeeping(ctx: Context) -> None:
-    """The ``ended`` of a bare walk."""
+class Bookkeeping:
+    """What a walk tells where it ends: the engine (a subclass) counts the request
+    and takes it off the request monitor's map. This base keeps no books (a bare
+    walk's). A class rather than a callable: the compiled walk calls a native
+    method, no bound method made and no arguments unpacked."""
+
+    def ended(self, ctx: Context) -> None:
+        """The walk of ``ctx`` ended, or failed."""
+
+
+#: The books of a bare walk.
+NO_BOOKKEEPING: Final = Bookkeeping()
 
 
 class WalkStep:
@@ -64,7 +72,7 @@ class WalkStep:
         always: int,
         hooks: tuple[Hook, ...],
         kinds: tuple[int, ...],
-        where: tuple[tuple[Stage, str], ...],
+        where: tuple[Any, ...],
         failing: tuple[Stage, str],
         sends: bool,
     ) -> None:
@@ -72,7 +80,9 @@ class WalkStep:
         self.always = always
         self.hooks = hooks
         self.kinds = kinds
-        #: ``(stage, owner)`` of each hook, for the request monitor.
+        #: ``(stage, owner)`` of each hook, for the request monitor. Typed as any
+        #: tuple: one of pairs would have the compiled walk take each pair apart
+        #: and make a new one to store it in ``ctx.waiting``.
         self.where = where
         #: Where a request is while its failure here becomes the response.
         self.failing = failing
@@ -104,10 +114,10 @@ class Walker:
 
     async def walk(self, ctx: Context) -> None:
         """Run the plan for ``ctx``; never raises for a module's failure."""
-        await self.serve(ctx, _no_bookkeeping)
+        await self.serve(ctx, NO_BOOKKEEPING)
 
-    async def serve(self, ctx: Context, ended: Ended) -> Context:
-        """:meth:`walk`, then ``ended(ctx)`` however it ended; gives ``ctx``.
+    async def serve(self, ctx: Context, books: Bookkeeping) -> Context:
+        """:meth:`walk`, then ``books.ended(ctx)`` however it ended; gives ``ctx``.
 
         The engine's request (``runner.compile_serve``): its bookkeeping in the
         walk's own coroutine, not in one more around it."""
@@ -159,7 +169,7 @@ class Walker:
                         except Exception as exc_always:
                             await self._failed(ctx, step, exc_always)
         finally:
-            ended(ctx)
+            books.ended(ctx)
         return ctx
 
     async def _failed(self, ctx: Context, step: WalkStep, exc: Exception) -> None:

@@ -194,6 +194,35 @@ def test_a_streamed_response_is_chunked() -> None:
     assert response.complete
 
 
+async def send_through_asyncio(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Hands what ``send`` returns to asyncio's task helpers, awaited many times over."""
+    if scope["type"] != "http":
+        return
+    import asyncio
+
+    start = send({"type": "http.response.start", "status": 200, "headers": []})
+    await asyncio.gather(start, asyncio.ensure_future(start))
+    assert await start is None
+    await asyncio.create_task(start)
+    await asyncio.create_task(
+        send({"type": "http.response.body", "body": b"one ", "more_body": True})
+    )
+    await asyncio.wait_for(send({"type": "http.response.body", "body": b"two"}), 5)
+    asgi_apps.EVENTS.append("sent")
+
+
+def test_what_send_returns_is_an_awaitable_asyncio_takes() -> None:
+    # send is a plain function: a message taken whole returns one shared awaitable
+    # that ends at once (a generator-based coroutine run to its end), which every
+    # asyncio helper takes, as often as awaited.
+    with client("tests.handlers.asgi.test_asgi:send_through_asyncio") as c:
+        first = c.get("/")
+        second = c.get("/")
+    assert (first.status, first.body) == (200, b"one two")
+    assert (second.status, second.body) == (200, b"one two")
+    assert asgi_apps.EVENTS == ["sent", "sent"]  # the app ran to its end, twice
+
+
 def test_request_body_is_handed_over() -> None:
     with client(f"{APPS}:echo") as c:
         response = c.post("/", body=b"x" * 1000)

@@ -8,6 +8,9 @@ slotted object, :class:`HttpCycle`.
 - ``receive`` hands out the body as it arrives (``more_body`` until the declared
   length is reached or the stream ends), then ``http.disconnect`` once the
   response is complete. A client that goes away cancels the request's task.
+- ``send`` is a plain function returning what the application awaits: for a
+  message taken whole, one shared awaitable that ends at once (``sent.py``), so
+  the two messages of a request make no coroutine each.
 - ``http.response.start`` only records status and headers. A single
   ``http.response.body`` (``more_body`` false) becomes the buffered response and
   is sent at once with a ``Content-Length`` (the fast path); a body with
@@ -51,11 +54,16 @@ from colonnade.handlers.asgi.scope import (
     mount_path,
     websocket_request,
 )
+from colonnade.handlers.asgi.sent import SENT
 
 log = logging.getLogger("colonnade.asgi")
 
 #: Request body bytes handed to the application per ``http.request`` message.
 _CHUNK: Final = 65536
+
+
+#: What ``send`` returns for a message it took whole: awaiting it ends at once.
+_SENT: Final = SENT
 
 
 # Where an HttpCycle's response is.
@@ -107,8 +115,17 @@ class HttpCycle:
             await self.waiter
         return {"type": "http.disconnect"}
 
-    async def send(self, message: Message) -> None:
-        """Take one response message from the application."""
+    def send(self, message: Message) -> Awaitable[None]:
+        """Take one response message from the application; what it returns is what
+        the application awaits.
+
+        A plain function, not a coroutine function: a message taken whole (the
+        start, a whole body sent at once) returns :data:`_SENT`, an awaitable that
+        ends at once, so the two messages of every request make no coroutine each
+        (granian's ``send`` returns such an awaitable too); where there is
+        something to wait for (a slow client, a streamed body, a file) it returns
+        the coroutine that waits. A message out of turn raises here, at the call.
+        """
         # Written for the two messages of every request, start then one whole body:
         # their work is inline (a method call is the dearest step of the pure
         # install's interpreter, and a call still in the compiled build).
@@ -123,8 +140,7 @@ class HttpCycle:
                 ctx = self.ctx
                 if message.get("more_body", False):
                     self.phase = _STREAMING
-                    await ctx.write(body)  # the head goes out, even with no bytes yet
-                    return
+                    return ctx.write(body)  # the head goes out, even with no bytes yet
                 # The whole body at once: buffered, sent now with its length.
                 response = ctx.response
                 response.body = body
@@ -137,25 +153,14 @@ class HttpCycle:
                     and response.header(b"content-length") is not None
                 ):
                     # The head of a body not sent: keep the length it declares.
-                    await ctx.start_response()
-                    return
+                    return ctx.start_response()
                 pending = ctx.flush()  # sent now unless something must wait
-                if pending is not None:
-                    await pending
-                return
+                return pending if pending is not None else _SENT
             if phase == _STREAMING:
                 body = message.get("body", b"")
                 if type(body) is not bytes:
                     body = bytes(body)
-                more = message.get("more_body", False)
-                if body:
-                    await self.ctx.write(body)
-                if not more:
-                    # Ended now, not when the application returns: work it does
-                    # after its response (a background task) holds nobody up.
-                    await self.ctx.finish_response()
-                    self._complete()
-                return
+                return self._stream(body, bool(message.get("more_body", False)))
             raise RuntimeError(_out_of_turn(kind, phase))
         if kind == "http.response.start":
             if self.phase != _IDLE:
@@ -172,16 +177,25 @@ class HttpCycle:
                 response.headers = _lowered(headers)
             if self.inner_response is not None:
                 self._inherit(response)
-            return
+            return _SENT
         if kind == "http.response.pathsend":
             if self.phase != _STARTED:
                 raise RuntimeError(_out_of_turn(kind, self.phase))
             path = os.fspath(message["path"])
             self.ctx.response.file = FileBody(path, 0, os.stat(path).st_size)
             self._complete()
-            await self.ctx.finish_response()
-            return
+            return self.ctx.finish_response()
         raise RuntimeError(f"unexpected ASGI message {kind!r} in an http scope")
+
+    async def _stream(self, body: bytes, more: bool) -> None:
+        # A chunk of a streamed body: out, then, after the last, the stream ended
+        # now, not when the application returns: work it does after its response
+        # (a background task) holds nobody up.
+        if body:
+            await self.ctx.write(body)
+        if not more:
+            await self.ctx.finish_response()
+            self._complete()
 
     async def run(self, app: App, scope: Scope, name: str) -> None:
         """Call ``app`` (``name`` for messages) with this cycle's ``receive``/``send``.
@@ -241,6 +255,11 @@ _LOWER: Final[dict[bytes, bytes]] = {}
 _LOWER_MAX: Final = 1024
 
 
+#: The names of ``_LOWER`` that are lower case already: a set's test is cheaper
+#: than the dict's look-up and identity test.
+_LOWERCASE: Final[set[bytes]] = set()
+
+
 def _lower(name: Any) -> Any:
     if type(name) is not bytes:
         return name.lower()  # what the protocol layer then refuses, as ever
@@ -251,6 +270,8 @@ def _lower(name: Any) -> Any:
             lowered = name  # the same object: _lowered keeps such a pair as it is
         if len(_LOWER) < _LOWER_MAX:
             _LOWER[name] = lowered
+            if lowered is name:
+                _LOWERCASE.add(name)
     return lowered
 
 
@@ -261,7 +282,7 @@ def _lower(name: Any) -> Any:
 #: Python step, and a loop over the pairs is many. Bounded: values that vary
 #: (cookies, dates) fill it up to the bound and then stay out of it; they take
 #: the loop. The compiled build always loops: there the set's temporary copy of
-#: the list and the hashing of every pair cost more than the loop's few dict hits.
+#: the list and the hashing of every pair cost more than the loop's few set tests.
 _PAIRS: Final[set[Any]] = set()
 _PAIRS_MAX: Final = 512
 #: Whether mypyc compiled this module (as pipeline.runner's NATIVE tells its walker's).
@@ -280,15 +301,20 @@ def _lowered(headers: Any) -> list[tuple[bytes, bytes]]:
                 known = False
             if known:
                 return list(headers)
-        out: list[tuple[bytes, bytes]] = []
+        # Items of no declared type, and the length read apart from the test: a
+        # pair narrowed to two items is held unboxed by the compiled build, which
+        # would then box it again (a new tuple) to append it.
+        out: list[Any] = []
         for pair in headers:
-            if type(pair) is tuple and len(pair) == 2:
-                name = pair[0]
-                if type(name) is bytes and _LOWER.get(name) is name:
-                    out.append(pair)
-                    if not _COMPILED and type(pair[1]) is bytes and len(_PAIRS) < _PAIRS_MAX:
-                        _PAIRS.add(pair)
-                    continue
+            if type(pair) is tuple:
+                size = len(pair)
+                if size == 2:
+                    name = pair[0]
+                    if type(name) is bytes and name in _LOWERCASE:
+                        out.append(pair)
+                        if not _COMPILED and type(pair[1]) is bytes and len(_PAIRS) < _PAIRS_MAX:
+                            _PAIRS.add(pair)
+                        continue
             name, value = pair
             out.append((_lower(name), value))
         return out

@@ -171,6 +171,11 @@ _HTTP_SCOPE: Final[Scope] = {
 }
 
 
+#: ``scope["extensions"]`` and its ``colonnade`` entry, as templates (see above).
+_EXTENSIONS: Final[dict[str, Any]] = {"http.response.pathsend": NO_OPTIONS, "colonnade": None}
+_COLONNADE: Final[dict[str, Any]] = {"user": None, "items": None, "context": None}
+
+
 def http_scope(ctx: Context, root_path: str, state: dict[str, Any] | None) -> Scope:
     """The ``http`` scope of ``ctx``'s request (``state``: the lifespan state, if any)."""
     request = ctx.request
@@ -200,18 +205,24 @@ def http_scope(ctx: Context, root_path: str, state: dict[str, Any] | None) -> Sc
     # from compiled code is a generic attribute lookup.
     user = ctx.user
     items = ctx.items
-    extensions = {
-        "http.response.pathsend": NO_OPTIONS,
-        "colonnade": {"user": user, "items": items, "context": ctx},
-    }
+    # Copies of templates too, their per-request values put in (a copy is cheaper
+    # than a dict built key by key, as for the scope).
+    colonnade = _COLONNADE.copy()
+    if user is not None:
+        colonnade["user"] = user
+    colonnade["items"] = items
+    colonnade["context"] = ctx
+    extensions = _EXTENSIONS.copy()
+    extensions["colonnade"] = colonnade
     scope["extensions"] = extensions
     if state is not None:
         scope["state"] = state.copy()
     if user is not None:
         add_user(scope, ctx)
-    session = items.get(_SESSION)  # add_session, inline: every request passes here
-    if session is not None:
-        scope["session"] = session
+    if items:  # add_session, inline: every request passes here, most with no items
+        session = items.get(_SESSION)
+        if session is not None:
+            scope["session"] = session
     tls = request.tls
     if tls is not None:
         extensions["tls"] = tls_extension(tls)

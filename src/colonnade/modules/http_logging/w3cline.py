@@ -74,6 +74,8 @@ class DefaultW3cLine:
         self.client: tuple[str, int] | None = None  # the address ``cip`` is of
         self.cip = "- "  # "c-ip "
         self.anonymous = "- - "  # "cs-username c-ip " with no user
+        #: "s-port cs-username c-ip " with no user: one piece of the line, not two.
+        self.port_anonymous = self.port + self.anonymous
         # Memos of each value's field and the space after it (escaped: paths, user
         # names, queries and header values), emptied at MEMO_MAX entries...
         self.strs: dict[str, str] = {}
@@ -128,16 +130,14 @@ class DefaultW3cLine:
             path = strs.get(r.original_path) or self.escape(r.original_path)
             user = ctx.user
             who = (
-                self.anonymous
+                self.port_anonymous
                 if user is None
-                else (strs.get(user.name) or self.escape(user.name)) + self.cip
+                else self.port + (strs.get(user.name) or self.escape(user.name)) + self.cip
             )
             q = "- " if not query else self.bytes.get(query) or self.escape_bytes(query)
             ua = "- " if not agent else self.bytes.get(agent) or self.escape_bytes(agent)
             ref = "- " if not referer else self.bytes.get(referer) or self.escape_bytes(referer)
-            text: str | None = (
-                f"{self.head}{r.method} {path}{q}{self.port}{who}{ua}{ref}{codes}{end}"
-            )
+            text: str | None = f"{self.head}{r.method} {path}{q}{who}{ua}{ref}{codes}{end}"
         except Exception:
             # A value of the wrong type (a module's bug): None fails the batch's
             # join, and the sink then loses, counts and reports this line only, as
@@ -210,12 +210,14 @@ class DefaultW3cLine:
         else:
             self.head = self.stamp + "- "
             self.port = "- "
+        self.port_anonymous = self.port + self.anonymous
 
     def meet(self, client: tuple[str, int] | None) -> None:
         """The ``c-ip`` field (and its space) for requests from ``client``."""
         self.client = client
         self.cip = "- " if client is None else client[0] + " "
         self.anonymous = "- " + self.cip
+        self.port_anonymous = self.port + self.anonymous
 
 
 def default_line(fields: tuple[str, ...], writer: Writer, sink: Sink) -> CompiledLine:
