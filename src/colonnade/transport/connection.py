@@ -1370,10 +1370,42 @@ class HttpConnection(asyncio.Protocol):
         # request (the same frame, nothing held on the way): more means kept.
         refs = 0 if task is None else _refcount(task)
         weak = 0 if task is None else _weakrefcount(task)
+        exchange: Exchange | None = None  # the request being answered
+        ctx: Context | None = None
         try:
             while True:
                 if self.answering:
-                    await self._answer(self.queue[0])
+                    # The request at the head of the queue, answered here: not by a
+                    # coroutine of its own (one less to make, resume and free per
+                    # request). Its exchange and context are let go before the
+                    # checks below: the task's references must not count theirs.
+                    exchange = self.queue[0]
+                    ctx = None
+                    try:
+                        if not self._backlog() or await self._drained():
+                            ctx = await self._live.engine.handle(
+                                cast(Request, exchange.request), exchange
+                            )
+                            self._answered(exchange, ctx)
+                    except asyncio.CancelledError:
+                        # The connection was lost, or the application cancelled its
+                        # own task: then its request has no answer, and the
+                        # connection cannot go on (it would wait for one): dropped,
+                        # as after an error.
+                        transport = self.transport
+                        if transport is not None and not transport.is_closing():
+                            self.abort()
+                        raise
+                    except Exception:
+                        log.exception("unhandled error answering %r", exchange.request)
+                        self.abort()
+                        ctx = None
+                    finally:
+                        self.answering = False
+                    if ctx is not None:
+                        ctx = None
+                        self._done(exchange)
+                    exchange = None
                     try:
                         changed = _copy_context() != base
                     except Exception:  # a value whose == raises (a NumPy array)
@@ -1427,42 +1459,26 @@ class HttpConnection(asyncio.Protocol):
         wake.wake(False, False)
         return True
 
-    async def _answer(self, exchange: Exchange) -> None:
-        request = exchange.request
-        assert request is not None
+    async def _drained(self) -> bool:
+        """Back-pressure: an answer written whole (send_all, a response cache hit) is
+        still queued for the client; the next one is made once it left. False: the
+        client went away meanwhile (the connection is dropped)."""
         try:
-            if self._backlog():
-                # Back-pressure: an answer written whole (send_all, a response cache
-                # hit) is still queued for the client; make the next one once it left.
-                try:
-                    await self.drain()
-                except ClientDisconnectedError:
-                    self.abort()
-                    return
-            live = self._live
-            ctx = await live.engine.handle(request, exchange)
-            if not ctx.response.headers_sent:
-                # Nothing reached the wire (an always-stage failed): say so.
-                exchange.record = None
-                exchange.send_all(500, None, [], b"")
-            record = exchange.record
-            if record is not None and record.cache is live.respcache:
-                record.cache.offer(record, ctx)
-        except asyncio.CancelledError:
-            # The connection was lost, or the application cancelled its own task:
-            # then its request has no answer, and the connection cannot go on (it
-            # would wait for one): dropped, as after an error.
-            transport = self.transport
-            if transport is not None and not transport.is_closing():
-                self.abort()
-            raise
-        except Exception:
-            log.exception("unhandled error answering %r", request)
+            await self.drain()
+        except ClientDisconnectedError:
             self.abort()
-            return
-        finally:
-            self.answering = False
-        self._done(exchange)
+            return False
+        return True
+
+    def _answered(self, exchange: Exchange, ctx: Context) -> None:
+        """The pipeline ran ``exchange``'s request (``ctx``)."""
+        if not ctx.response.headers_sent:
+            # Nothing reached the wire (an always-stage failed): say so.
+            exchange.record = None
+            exchange.send_all(500, None, [], b"")
+        record = exchange.record
+        if record is not None and record.cache is self._live.respcache:
+            record.cache.offer(record, ctx)
 
     def _answer_cached(self, head: RequestHead, request: Request, entry: Entry) -> None:
         """Answer from the response cache (see ``transport/respcache.py``): the stored
