@@ -47,7 +47,6 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 from colonnade.core.context import Context
 from colonnade.core.request import EMPTY_BODY, Headers, Request, TlsInfo, read_chunks
-from colonnade.core.timers import timer_by
 from colonnade.core.urlpath import decode_path
 from colonnade.errors import ClientDisconnectedError, HttpError
 from colonnade.http import Body as BodyEvent
@@ -979,6 +978,10 @@ class HttpConnection(asyncio.Protocol):
         self._read_paused_for_body = False
         self._read_paused_for_queue = False
         self._timer: asyncio.TimerHandle | None = None
+        # When _timer fires (what it was asked for): kept here, a field load, not
+        # the timer's when() (a method call, once per request in _arm). uvloop
+        # answers a moment already past with a plain Handle (no when()), due at once.
+        self._timer_at = 0.0
         self._deadline: float | None = None
         self._loop = shared.loop
         self._timers = shared.timers
@@ -1683,7 +1686,7 @@ class HttpConnection(asyncio.Protocol):
         self._deadline = deadline
         timer = self._timer
         if timer is not None:
-            if timer.when() <= deadline:
+            if self._timer_at <= deadline:
                 return
             timer.cancel()
             self._timer = None
@@ -1691,6 +1694,7 @@ class HttpConnection(asyncio.Protocol):
             self._timers.add(self)
         else:
             self._timer = loop.call_at(deadline, self._check_deadline)
+            self._timer_at = deadline
 
     def _arm_now(self) -> None:
         """LazyTimers' sweep: the timer for whatever is due, if nothing armed it yet;
@@ -1712,6 +1716,7 @@ class HttpConnection(asyncio.Protocol):
             deadline = due
         if deadline is not None:
             self._timer = self._loop.call_at(deadline, self._check_deadline)
+            self._timer_at = deadline
 
     def _disarm(self) -> None:
         self._deadline = None
@@ -1749,7 +1754,13 @@ class HttpConnection(asyncio.Protocol):
         if due is not None and due <= when:
             return
         self._rate_due = when
-        self._timer = timer_by(self._loop, self._timer, when, self._check_deadline)
+        timer = self._timer
+        if timer is not None:
+            if self._timer_at <= when:
+                return  # it fires by then already (the callback re-arms)
+            timer.cancel()
+        self._timer = self._loop.call_at(when, self._check_deadline)
+        self._timer_at = when
 
     def _start_body_rate(self) -> None:
         """Begin a window of the request body's measure (again, after a pause of ours)."""
