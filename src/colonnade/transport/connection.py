@@ -42,12 +42,11 @@ import sys
 import weakref
 from asyncio import Future, Task
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Generator
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 from colonnade.core.context import Context
 from colonnade.core.request import EMPTY_BODY, Headers, Request, TlsInfo, read_chunks
-from colonnade.core.timers import timer_by
 from colonnade.core.urlpath import decode_path
 from colonnade.errors import ClientDisconnectedError, HttpError
 from colonnade.http import Body as BodyEvent
@@ -110,7 +109,7 @@ DRAIN_FROM: Final = 64
 _copy_context: Final = contextvars.copy_context
 _refcount: Final = sys.getrefcount
 _weakrefcount: Final = weakref.getweakrefcount
-_Future: Final = Future
+_current_task: Final = asyncio.current_task
 
 
 def _no_name() -> str:
@@ -137,12 +136,17 @@ class LazyTimers:
     a connection that ends before the sweep (``HttpConnection._drop_timer`` takes it
     out) never makes a timer."""
 
-    __slots__ = ("_pending", "_sweep", "loop")
+    __slots__ = ("_pending", "_sweep", "finished", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self._pending: set[HttpConnection] = set()
         self._sweep: asyncio.TimerHandle | None = None
+        #: A finished future of the loop (result None), made once: what a connection's
+        #: task is woken with at once (see Waker.wake). Here because this object is
+        #: the one the loop's connections share.
+        self.finished: Future[None] = Future(loop=loop)
+        self.finished.set_result(None)
 
     def add(self, conn: HttpConnection) -> None:
         """``conn`` has a deadline and no timer: arm it by the next sweep."""
@@ -197,6 +201,136 @@ class Live:
         self.keep_alive = keep_alive
         self.respcache = respcache
         self.router: ConnectionRouter | None = None
+
+
+_PENDING: Final = 0
+_DONE: Final = 1
+_CANCELLED: Final = 2
+
+
+class Waker:
+    """What a connection's task awaits between requests (see ``HttpConnection._serve``):
+    asyncio's future protocol as a task uses it, one object per connection, armed
+    again for each wait.
+
+    Not an ``asyncio.Future``: making one costs ~1,000 instructions, and without the
+    loop given (a keyword: a dict per call, ~800 more) a ``getpid`` system call
+    (CPython 3.11's running-loop check), once per keep-alive request. And it can
+    resume its task at once: :meth:`wake` from a loop callback outside any task
+    (the end of ``data_received``) steps the task there, not at the loop's next
+    turn (no handle scheduled and run), handing its wake-up the loop's finished
+    future so that the task reads the (None) result in C. Elsewhere, and for a
+    cancellation, the wake-up is scheduled as a future's would be."""
+
+    __slots__ = (
+        "_asyncio_future_blocking",
+        "_loop",
+        "callback",
+        "context",
+        "finished",
+        "message",
+        "state",
+        "value",
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, finished: Future[None]) -> None:
+        # Read by the task (asyncio's futures._get_loop: no get_loop() to call).
+        self._loop = loop
+        self._asyncio_future_blocking = False
+        self.finished = finished
+        self.state = _DONE
+        self.value = False
+        #: The waiting task's wake-up and its context (None: nobody waits yet).
+        self.callback: Callable[[Any], object] | None = None
+        self.context: contextvars.Context | None = None
+        self.message: object = None  # a cancellation's
+
+    def arm(self) -> None:
+        """Begin a wait (the last one ended)."""
+        self.state = _PENDING
+        self.callback = None
+        self.context = None
+
+    def __await__(self) -> Generator[Any, None, bool]:
+        if self.state == _PENDING:
+            self._asyncio_future_blocking = True
+            yield self  # to the task, which adds its wake-up (asyncio's protocol)
+        if self.state == _CANCELLED:  # result() raised into the task instead
+            raise asyncio.CancelledError(self.message)
+        return self.value
+
+    def wake(self, value: bool, now: bool) -> None:
+        """End the wait with ``value``. ``now``: the caller is a loop callback, and the
+        task runs before this returns (unless another task is running: then soon)."""
+        if self.state != _PENDING:
+            return
+        self.state = _DONE
+        self.value = value
+        callback = self.callback
+        if callback is None:
+            return  # not awaited yet: the await returns at once
+        context = self.context
+        self.callback = self.context = None
+        loop = self._loop
+        if now and context is not None and _current_task(loop) is None:
+            context.run(callback, self.finished)
+        else:
+            loop.call_soon(callback, self, context=context)
+
+    # -- asyncio's future protocol (what the task calls) ---------------------------------
+
+    def done(self) -> bool:
+        """The wait ended."""
+        return self.state != _PENDING
+
+    def cancelled(self) -> bool:
+        """The wait was cancelled."""
+        return self.state == _CANCELLED
+
+    def result(self) -> bool:
+        """The value the wait ended with; raises CancelledError where it was cancelled."""
+        if self.state == _CANCELLED:
+            raise asyncio.CancelledError(self.message)
+        if self.state == _PENDING:
+            raise asyncio.InvalidStateError("the wait goes on")
+        return self.value
+
+    def exception(self) -> BaseException | None:
+        """None: a wait never ends with an exception (but a cancellation's)."""
+        self.result()
+        return None
+
+    def add_done_callback(
+        self, fn: Callable[[Any], object], *, context: contextvars.Context | None = None
+    ) -> None:
+        """Call ``fn(self)`` when the wait ends: only its task waits (soon if it ended)."""
+        if self.state != _PENDING:
+            self._loop.call_soon(fn, self, context=context)
+            return
+        if self.callback is not None:
+            raise RuntimeError("a connection's wait has one waiter: its task")
+        self.callback = fn
+        self.context = context
+
+    def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
+        """Forget ``fn``; the number of callbacks removed."""
+        if self.callback is not None and self.callback == fn:
+            self.callback = self.context = None
+            return 1
+        return 0
+
+    def cancel(self, msg: object = None) -> bool:
+        """Cancel the wait (the task's cancel())."""
+        if self.state != _PENDING:
+            return False
+        self.state = _CANCELLED
+        self.message = msg
+        callback = self.callback
+        if callback is not None:
+            context = self.context
+            self.callback = self.context = None
+            self._loop.call_soon(callback, self, context=context)
+        return True
 
 
 class Accepted:
@@ -863,7 +997,10 @@ class HttpConnection(asyncio.Protocol):
         # The context the connection's task began with (see _serve): where a task
         # made for it by a callback (see _let_go) begins too.
         self._origin: contextvars.Context | None = None
-        self._wake: asyncio.Future[bool] | None = None
+        # What the task waits on between requests while it waits (None: it does
+        # not), and the connection's one Waker (made for the task's first wait).
+        self._wake: Waker | None = None
+        self._waker: Waker | None = None
         # In LazyTimers' set for its next sweep (_serve added it), and found waiting
         # for a request by a sweep (_arm_now): the next one ends the task.
         self._swept = False
@@ -875,6 +1012,10 @@ class HttpConnection(asyncio.Protocol):
         self._read_paused_for_body = False
         self._read_paused_for_queue = False
         self._timer: asyncio.TimerHandle | None = None
+        # When _timer fires (what it was asked for): kept here, a field load, not
+        # the timer's when() (a method call, once per request in _arm). uvloop
+        # answers a moment already past with a plain Handle (no when()), due at once.
+        self._timer_at = 0.0
         self._deadline: float | None = None
         self._loop = shared.loop
         self._timers = shared.timers
@@ -995,9 +1136,13 @@ class HttpConnection(asyncio.Protocol):
             # A request head is the common event: dispatched here, without the
             # call _on_event costs.
             if type(event) is RequestHead:
-                self._on_head(event)
+                self._on_head(event, False)
             else:
                 self._on_event(event)
+        # Every request of the feed queued (a pipelining client's several), the task
+        # answers the first: resumed here, in this callback, if it waits for one.
+        if self.queue and not self.answering:
+            self._start_next(True)
 
     def eof_received(self) -> bool | None:
         self.eof = True
@@ -1074,7 +1219,9 @@ class HttpConnection(asyncio.Protocol):
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
 
-    def _on_head(self, head: RequestHead) -> None:
+    def _on_head(self, head: RequestHead, start: bool = True) -> None:
+        """A request head arrived: answered from the response cache, or queued and,
+        if ``start`` (else the caller sees to it), its answer begun."""
         self._disarm()
         has_body = head.chunked or bool(head.content_length)
         body = StreamBody(self, head.expect_continue) if has_body else None
@@ -1184,7 +1331,8 @@ class HttpConnection(asyncio.Protocol):
             self._read_paused_for_queue = True
             self._pause_reading()
         if not self.answering:
-            self._start_next()
+            if start:
+                self._start_next(False)
         elif queue[0].complete:
             # The answer in flight is complete; its application is still at work
             # (a background task after its response): no reason to wait for it.
@@ -1209,16 +1357,17 @@ class HttpConnection(asyncio.Protocol):
 
     # -- answering requests, one at a time ----------------------------------------
 
-    def _start_next(self) -> None:
+    def _start_next(self, now: bool) -> None:
         """Answer the request at the head of the queue: the connection's task does,
-        woken if it waits for one, made if there is none (and if it is running, it
-        called this itself, from _done, and goes on with the request)."""
+        woken if it waits for one (``now``: the caller is a loop callback, and the
+        task runs before this returns), made if there is none (and if it is running,
+        it called this itself, from _done, and goes on with the request)."""
         self.answering = True
         self._idle_swept = False
         wake = self._wake
         if wake is not None and not wake.done():
             self._wake = None
-            wake.set_result(True)
+            wake.wake(True, now)
         elif self.task is None:
             self._spawn()
         # else: the task is running (it called this from _done and goes on with the
@@ -1280,12 +1429,51 @@ class HttpConnection(asyncio.Protocol):
         # request (the same frame, nothing held on the way): more means kept.
         refs = 0 if task is None else _refcount(task)
         weak = 0 if task is None else _weakrefcount(task)
+        exchange: Exchange | None = None  # the request being answered
+        ctx: Context | None = None
         try:
             while True:
                 if self.answering:
-                    await self._answer(self.queue[0])
-                    if self.task is not task:
+                    # The request at the head of the queue, answered here: not by a
+                    # coroutine of its own (one less to make, resume and free per
+                    # request). Its exchange and context are let go before the
+                    # checks below: the task's references must not count theirs.
+                    exchange = self.queue[0]
+                    ctx = None
+                    try:
+                        if not self._backlog() or await self._drained():
+                            ctx = await self._live.engine.handle(
+                                cast(Request, exchange.request), exchange
+                            )
+                            self._answered(exchange, ctx)
+                    except asyncio.CancelledError:
+                        # The connection was lost, or the application cancelled its
+                        # own task: then its request has no answer, and the
+                        # connection cannot go on (it would wait for one): dropped,
+                        # as after an error. (Let go, it serves another request
+                        # now: left alone.)
+                        transport = self.transport
+                        if (
+                            not exchange.released
+                            and transport is not None
+                            and not transport.is_closing()
+                        ):
+                            self.abort()
+                        raise
+                    except Exception:
+                        log.exception("unhandled error answering %r", exchange.request)
+                        if not exchange.released:
+                            self.abort()
+                        ctx = None
+                    finally:
+                        if not exchange.released:
+                            self.answering = False
+                    if exchange.released:
                         return  # let go (see _let_go): the connection went on without it
+                    if ctx is not None:
+                        ctx = None
+                        self._done(exchange)
+                    exchange = None
                     try:
                         changed = _copy_context() != base
                     except Exception:  # a value whose == raises (a NumPy array)
@@ -1310,9 +1498,10 @@ class HttpConnection(asyncio.Protocol):
                 transport = self.transport
                 if self.closing or transport is None or transport.is_closing():
                     return
-                # A future made directly: the loop's create_future passes the loop
-                # as a keyword (a dict per call); this one finds the running loop.
-                wake: Future[bool] = _Future()
+                wake = self._waker
+                if wake is None:
+                    wake = self._waker = Waker(self._loop, self._timers.finished)
+                wake.arm()
                 self._wake = wake
                 if not self._swept:
                     # LazyTimers' sweeps end this task if it waits through two.
@@ -1363,56 +1552,30 @@ class HttpConnection(asyncio.Protocol):
         if wake is None:
             return False
         self._wake = None
-        if not wake.done():
-            wake.set_result(False)
+        wake.wake(False, False)
         return True
 
-    async def _answer(self, exchange: Exchange) -> None:
-        request = exchange.request
-        assert request is not None
+    async def _drained(self) -> bool:
+        """Back-pressure: an answer written whole (send_all, a response cache hit) is
+        still queued for the client; the next one is made once it left. False: the
+        client went away meanwhile (the connection is dropped)."""
         try:
-            if self._backlog():
-                # Back-pressure: an answer written whole (send_all, a response cache
-                # hit) is still queued for the client; make the next one once it left.
-                try:
-                    await self.drain()
-                except ClientDisconnectedError:
-                    self.abort()
-                    return
-            live = self._live
-            ctx = await live.engine.handle(request, exchange)
-            if exchange.released:
-                # Answered in full, and the connection has gone on to its next
-                # request: nothing here is this request's any more.
-                record = exchange.record
-                if record is not None and record.cache is live.respcache:
-                    record.cache.offer(record, ctx)
-                return
-            if not ctx.response.headers_sent:
-                # Nothing reached the wire (an always-stage failed): say so.
-                exchange.record = None
-                exchange.send_all(500, None, [], b"")
-            record = exchange.record
-            if record is not None and record.cache is live.respcache:
-                record.cache.offer(record, ctx)
-        except asyncio.CancelledError:
-            # The connection was lost, or the application cancelled its own task:
-            # then its request has no answer, and the connection cannot go on (it
-            # would wait for one): dropped, as after an error. (Let go, it serves
-            # another request now: left alone.)
-            transport = self.transport
-            if not exchange.released and transport is not None and not transport.is_closing():
-                self.abort()
-            raise
-        except Exception:
-            log.exception("unhandled error answering %r", request)
-            if not exchange.released:
-                self.abort()
-            return
-        finally:
-            if not exchange.released:
-                self.answering = False
-        self._done(exchange)
+            await self.drain()
+        except ClientDisconnectedError:
+            self.abort()
+            return False
+        return True
+
+    def _answered(self, exchange: Exchange, ctx: Context) -> None:
+        """The pipeline ran ``exchange``'s request (``ctx``): a 500 if nothing reached
+        the wire, and the answer offered to the response cache (also one let go)."""
+        if not ctx.response.headers_sent:
+            # Nothing reached the wire (an always-stage failed): say so.
+            exchange.record = None
+            exchange.send_all(500, None, [], b"")
+        record = exchange.record
+        if record is not None and record.cache is self._live.respcache:
+            record.cache.offer(record, ctx)
 
     def _answer_cached(self, head: RequestHead, request: Request, entry: Entry) -> None:
         """Answer from the response cache (see ``transport/respcache.py``): the stored
@@ -1478,7 +1641,7 @@ class HttpConnection(asyncio.Protocol):
             if self._body_rate.since >= 0:
                 self._start_body_rate()  # the paused time was the server's
         if self.queue:
-            self._start_next()
+            self._start_next(False)
         elif self.pending_error is not None:
             self._send_error()
         elif self.closing:
@@ -1617,7 +1780,7 @@ class HttpConnection(asyncio.Protocol):
         self._deadline = deadline
         timer = self._timer
         if timer is not None:
-            if timer.when() <= deadline:
+            if self._timer_at <= deadline:
                 return
             timer.cancel()
             self._timer = None
@@ -1625,6 +1788,7 @@ class HttpConnection(asyncio.Protocol):
             self._timers.add(self)
         else:
             self._timer = loop.call_at(deadline, self._check_deadline)
+            self._timer_at = deadline
 
     def _arm_now(self) -> None:
         """LazyTimers' sweep: the timer for whatever is due, if nothing armed it yet;
@@ -1646,6 +1810,7 @@ class HttpConnection(asyncio.Protocol):
             deadline = due
         if deadline is not None:
             self._timer = self._loop.call_at(deadline, self._check_deadline)
+            self._timer_at = deadline
 
     def _disarm(self) -> None:
         self._deadline = None
@@ -1683,7 +1848,13 @@ class HttpConnection(asyncio.Protocol):
         if due is not None and due <= when:
             return
         self._rate_due = when
-        self._timer = timer_by(self._loop, self._timer, when, self._check_deadline)
+        timer = self._timer
+        if timer is not None:
+            if self._timer_at <= when:
+                return  # it fires by then already (the callback re-arms)
+            timer.cancel()
+        self._timer = self._loop.call_at(when, self._check_deadline)
+        self._timer_at = when
 
     def _start_body_rate(self) -> None:
         """Begin a window of the request body's measure (again, after a pause of ours)."""

@@ -1,0 +1,130 @@
+"""The connection task's wait between requests (transport.connection.Waker): asyncio's
+future protocol as a task uses it, on both loops the server runs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+import uvloop
+
+from colonnade.transport.connection import LazyTimers, Waker
+
+Runner = Callable[[Coroutine[Any, Any, None]], None]
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest) -> Runner:
+    if request.param == "uvloop":
+        return lambda coro: uvloop.run(coro)
+    return lambda coro: asyncio.run(coro)
+
+
+def _waker() -> Waker:
+    loop = asyncio.get_running_loop()
+    return Waker(loop, LazyTimers(loop).finished)
+
+
+async def _wait(waker: Waker, seen: list[object]) -> None:
+    waker.arm()
+    try:
+        seen.append(await waker)
+    except asyncio.CancelledError:
+        seen.append("cancelled")
+        raise
+
+
+def test_a_wake_from_a_loop_callback_runs_the_task_before_it_returns(run: Runner) -> None:
+    async def main() -> None:
+        waker = _waker()
+        seen: list[object] = []
+        task = asyncio.create_task(_wait(waker, seen))
+        await asyncio.sleep(0)  # the task waits
+        assert not waker.done()
+        after: list[object] = []
+
+        def callback() -> None:  # as data_received: a loop callback, no task running
+            waker.wake(True, True)
+            after.extend(seen)
+
+        asyncio.get_running_loop().call_soon(callback)
+        await task
+        assert after == [True]  # resumed within wake(), not at a later turn
+        assert waker.done() and waker.result() is True
+
+    run(main())
+
+
+def test_a_wake_from_inside_a_task_is_scheduled(run: Runner) -> None:
+    async def main() -> None:
+        waker = _waker()
+        seen: list[object] = []
+        task = asyncio.create_task(_wait(waker, seen))
+        await asyncio.sleep(0)
+        waker.wake(False, True)  # this coroutine's task runs: no second task stepped here
+        assert seen == []
+        await task
+        assert seen == [False]
+
+    run(main())
+
+
+def test_a_cancelled_task_stops_waiting(run: Runner) -> None:
+    async def main() -> None:
+        waker = _waker()
+        seen: list[object] = []
+        task = asyncio.create_task(_wait(waker, seen))
+        await asyncio.sleep(0)
+        task.cancel("bye")
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert seen == ["cancelled"]
+        assert waker.cancelled() and not waker.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            waker.result()
+        waker.wake(True, True)  # too late: nothing happens
+        assert waker.cancelled()
+
+    run(main())
+
+
+def test_a_wait_that_ended_before_the_await_returns_at_once(run: Runner) -> None:
+    async def main() -> None:
+        waker = _waker()
+        waker.arm()
+        waker.wake(True, False)
+        assert await waker is True
+        # armed again, it waits again
+        seen: list[object] = []
+        task = asyncio.create_task(_wait(waker, seen))
+        await asyncio.sleep(0)
+        assert seen == [] and not waker.done()
+        waker.wake(False, False)
+        await task
+        assert seen == [False]
+
+    run(main())
+
+
+def test_callbacks_as_a_future_calls_them(run: Runner) -> None:
+    async def main() -> None:
+        waker = _waker()
+        waker.arm()
+        called: list[object] = []
+        waker.add_done_callback(called.append)
+        with pytest.raises(RuntimeError):
+            waker.add_done_callback(called.append)  # one waiter: its task
+        assert waker.remove_done_callback(called.append) == 1
+        assert waker.remove_done_callback(called.append) == 0
+        with pytest.raises(asyncio.InvalidStateError):
+            waker.result()
+        waker.wake(True, False)
+        assert waker.exception() is None
+        waker.add_done_callback(called.append)  # done: called soon
+        assert called == []
+        await asyncio.sleep(0)
+        assert called == [waker]
+
+    run(main())
