@@ -44,6 +44,19 @@ def test_pipelined_requests_are_answered_in_order(live: LiveServer) -> None:
         assert third.chunked and third.body == b"chunk0;chunk1;"
 
 
+def test_pipelined_requests_then_a_half_close_are_all_answered(live: LiveServer) -> None:
+    # A client that sends its requests and then closes its side (shutdown(SHUT_WR),
+    # as `printf ... | nc -N` does) still reads every answer: the server answers what
+    # it received, the last answer says close, then the server closes.
+    with Conn(live.port) as c:
+        c.send(get("/slow?ms=100&id=1") + get("/slow?id=2") + get("/slow?id=3"))
+        c.sock.shutdown(socket.SHUT_WR)
+        answers = [c.response(), c.response(), c.response()]
+        assert [r.status for r in answers] == [200, 200, 200]
+        assert [r.headers.get("connection") for r in answers] == [None, None, "close"]
+        assert c.closed()
+
+
 def test_chunked_request_body(live: LiveServer) -> None:
     with Conn(live.port) as c:
         c.send(

@@ -72,5 +72,10 @@ def test_background_tasks_run_after_the_response_left(server: LiveServer) -> Non
         got = conn.response()  # the task waits for the go-ahead: it cannot be done yet
         assert got.status == 200
         assert not fastapi_app.BACKGROUND_DONE.is_set()
+        # The next request on the connection does not wait for the background task
+        # (as under uvicorn): answered while the task still waits for its go-ahead.
+        conn.send(b"GET /api/items/7 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert conn.response().body == b'{"item_id":7,"q":null}'
+        assert not fastapi_app.BACKGROUND_DONE.is_set()
     fastapi_app.BACKGROUND_GO_ON.set()
     assert fastapi_app.BACKGROUND_DONE.wait(PATIENCE)

@@ -1157,10 +1157,14 @@ class HttpConnection(asyncio.Protocol):
                 self._on_event(event)
         for event in self.h1.feed_eof():
             self._on_event(event)
-        # Nothing in flight: let asyncio close the transport; else answer what was
-        # asked, then close.
+        if self.answering or self.queue:
+            # Answer every request received, in order (a client may pipeline its
+            # requests, then close its side); the protocol layer makes the last
+            # answer the one that closes (h1.feed_eof), and _finish closes after it.
+            return True
+        # Nothing in flight: let asyncio close the transport.
         self.closing = True
-        return self.answering or bool(self.queue)
+        return None
 
     def pause_writing(self) -> None:
         self.write_paused = True
