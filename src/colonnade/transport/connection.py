@@ -215,11 +215,12 @@ class Waker:
 
     Not an ``asyncio.Future``: making one costs ~1,000 instructions, and without the
     loop given (a keyword: a dict per call, ~800 more) a ``getpid`` system call
-    (CPython 3.11's running-loop check), once per keep-alive request. And it can
-    resume its task at once: :meth:`wake` from a loop callback outside any task
-    (the end of ``data_received``) steps the task there, not at the loop's next
-    turn (no handle scheduled and run), handing its wake-up the loop's finished
-    future so that the task reads the (None) result in C. Elsewhere, and for a
+    (CPython 3.11's running-loop check), once per keep-alive request. It can also
+    resume its task at once (``now``): :meth:`wake` from a loop callback outside
+    any task steps the task there, not at the loop's next turn, handing its
+    wake-up the loop's finished future so that the task reads the (None) result
+    in C. The connection does not use that today (see the end of
+    ``HttpConnection.data_received`` for the measurement); otherwise, and for a
     cancellation, the wake-up is scheduled as a future's would be."""
 
     __slots__ = (
@@ -1140,9 +1141,14 @@ class HttpConnection(asyncio.Protocol):
             else:
                 self._on_event(event)
         # Every request of the feed queued (a pipelining client's several), the task
-        # answers the first: resumed here, in this callback, if it waits for one.
+        # answers the first: woken at the loop's next turn, not stepped here (Waker's
+        # ``now``). Stepped inside this callback, the task ran each connection's
+        # request between two of uvloop's callbacks, where the GIL is released: a
+        # WSGI pool thread then took it after every request instead of once per
+        # batch (wsgi-hello pool 22-36k req/s against 45-53k, compiled), and the
+        # ASGI hello was no faster either (run Z, bench/RESULTS.md).
         if self.queue and not self.answering:
-            self._start_next(True)
+            self._start_next(False)
 
     def eof_received(self) -> bool | None:
         self.eof = True
