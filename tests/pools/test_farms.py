@@ -92,20 +92,29 @@ def test_farms_reports_the_workers_counters(master: Master) -> None:
     before = report(master)
     assert list(before) == list(MEMBERS)
     assert all(m["requests"] == 0 and m["state"] == "available" for m in before.values())
+    # Both workers must take requests (the counters are added up). The workers share
+    # the listening socket and the first one awake accepts: on a loaded machine one
+    # worker may take many connections in a row, so ask until both have answered
+    # (30 at least, a bounded number at most), not a fixed 30 that may all go to one.
     pids = set()
-    for _ in range(30):
+    asked = 0
+    while asked < 30 or (len(pids) < 2 and asked < 600):
         _, _, pid = pick(master)
         pids.add(pid)
-    assert len(pids) == 2  # both workers took requests: the counters are added up
+        asked += 1
+    assert len(pids) == 2, f"one worker took all {asked} connections"
 
     def counted() -> dict[str, dict[str, Any]] | None:
         now = report(master)
         total = sum(m["requests"] for m in now.values())
-        return now if total == 30 and all(m["workers"] == 2 for m in now.values()) else None
+        return now if total == asked and all(m["workers"] == 2 for m in now.values()) else None
 
-    after = wait_for(counted, PATIENCE, "30 requests in the report")
+    after = wait_for(counted, PATIENCE, f"{asked} requests in the report")
     # Each worker takes turns by itself: within one of even, per worker.
-    assert all(8 <= m["requests"] <= 12 and m["in_flight"] == 0 for m in after.values())
+    even = asked / len(MEMBERS)
+    assert all(
+        even - 2 <= m["requests"] <= even + 2 and m["in_flight"] == 0 for m in after.values()
+    )
     assert all(m["failures"] == 0 and m["response_ms"] is not None for m in after.values())
     # The table the command prints.
     text = operations.format_farms(operations.farms(master.control))
