@@ -42,7 +42,7 @@ import io
 import logging
 import os
 import stat
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator
 from threading import get_ident
 from time import monotonic
 from typing import Any, Final, cast
@@ -572,7 +572,7 @@ class WsgiHost:
                 return self._inline(ctx, environ)
             bridge = self._bridge()
             self._submit(environ, bridge)
-            return self._answer(ctx, bridge)
+            return _Answer(self, ctx, bridge)
         if self.inline:
             return self._inline_with_body(ctx, environ, body)
         return self._pooled(ctx, environ, body)
@@ -721,19 +721,6 @@ class WsgiHost:
             raise RuntimeError("the WSGI thread pool is shut down")
         pool.submit(self._job, (self.app, environ, bridge))
 
-    async def _answer(self, ctx: Context, bridge: Bridge) -> None:
-        # A request without a body on the pool: most answers are whole, a single
-        # hop back; a small coroutine waits for it (_serve does the rest).
-        try:
-            command = await bridge
-        except BaseException:
-            bridge.abandon(False)
-            raise
-        if command[0] == DONE:
-            _set_whole(ctx.response, command[1])
-            return
-        await self._serve(ctx, bridge, command, EMPTY_BODY, None)
-
     async def _pooled(self, ctx: Context, environ: dict[str, Any], body: Body) -> None:
         # A request with a body on the pool: the body read first where it is small
         # or buffered, then the application runs.
@@ -809,6 +796,38 @@ class WsgiHost:
         finally:
             if spool is not None and not bridge.gone:
                 spool.close()
+
+
+class _Answer:
+    """What a request without a body waits for on the pool: the application
+    thread's first command. Most answers are whole (a single hop back), set here;
+    the rest is :meth:`WsgiHost._serve`'s. Awaiting it yields the bridge to the
+    task itself: one generator, where a coroutine awaiting the bridge would make
+    two and pass every step through both."""
+
+    __slots__ = ("bridge", "ctx", "host")
+
+    def __init__(self, host: WsgiHost, ctx: Context, bridge: Bridge) -> None:
+        self.host = host
+        self.ctx = ctx
+        self.bridge = bridge
+
+    def __await__(self) -> Generator[Any, None, None]:
+        bridge = self.bridge
+        try:
+            command = bridge.command
+            if command is None:
+                yield bridge.wait()  # to the task, which adds its wake-up
+                command = bridge.take()
+            else:
+                bridge.command = None
+        except BaseException:  # cancelled: the request is gone for the thread too
+            bridge.abandon(False)
+            raise
+        if command[0] == DONE:
+            _set_whole(self.ctx.response, command[1])
+            return
+        yield from self.host._serve(self.ctx, bridge, command, EMPTY_BODY, None).__await__()
 
 
 # -- the application thread --------------------------------------------------------------
