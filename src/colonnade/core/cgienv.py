@@ -55,7 +55,7 @@ What the variables hold (``GATEWAY_INTERFACE`` ``CGI/1.1``, ``SERVER_SOFTWARE``,
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from stat import S_ISDIR, S_ISREG
 from typing import TYPE_CHECKING, Final, NamedTuple
 
@@ -119,9 +119,11 @@ class HeaderVariables:
             self._keys[name] = key
         return key
 
-    def add(self, variables: dict[str, str], headers: Iterable[tuple[bytes, bytes]]) -> None:
+    def add(self, variables: dict[str, str], headers: list[tuple[bytes, bytes]]) -> None:
         """Put ``headers`` into ``variables`` (values as latin-1 text), repeated
         ones joined with the separator (``Cookie`` with ``; ``)."""
+        # A list, not any iterable: compiled, the loop indexes it (no iterator
+        # object per call) and unpacks each pair as a tuple.
         keys = self._keys
         separator = self.separator
         for name, value in headers:

@@ -403,6 +403,30 @@ def test_a_request_in_flight_when_the_handler_is_cleaned_up_completes() -> None:
     assert response.body == b"after the gate"
 
 
+def test_a_request_cancelled_before_its_first_command_is_gone_for_its_thread() -> None:
+    import asyncio
+
+    from tests.support.wait import PATIENCE, wait_for
+
+    # The request's task is cancelled (the client went away) while its application
+    # runs on the pool, before the thread posted anything: the application's write()
+    # then hears that the client went away, instead of waiting for an answer.
+    with Client(engine(site_config(f"{APPS}:gated_writer"))) as c:
+
+        async def run() -> None:
+            pending = asyncio.ensure_future(c.arequest("GET", "/"))
+            started = lambda: "gated writer" in wsgi_apps.EVENTS  # noqa: E731
+            await asyncio.to_thread(wait_for, started, PATIENCE, "the application started")
+            pending.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await pending
+            wsgi_apps.GATE.set()
+            refused = lambda: ("write", "ClientDisconnectedError") in wsgi_apps.EVENTS  # noqa: E731
+            await asyncio.to_thread(wait_for, refused, PATIENCE, "write() refused")
+
+        c.loop.run_until_complete(run())
+
+
 def test_a_command_for_a_request_that_is_gone() -> None:
     import asyncio
     import threading

@@ -152,6 +152,20 @@ def gated(environ: Environ, start_response: StartResponse) -> list[bytes]:
     return _text(start_response, b"after the gate")
 
 
+def gated_writer(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    """Says it started (EVENTS), waits for GATE (10 s at most), then writes with the
+    write() callable; what that raised goes to EVENTS too."""
+    EVENTS.append("gated writer")
+    GATE.wait(10)
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    try:
+        write(b"late")
+    except Exception as exc:
+        EVENTS.append(("write", type(exc).__name__))
+        raise
+    return []
+
+
 def slow_stream(environ: Environ, start_response: StartResponse) -> Closing:
     """A first chunk, then waits for GATE before each next one (forever)."""
 

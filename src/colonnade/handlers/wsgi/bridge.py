@@ -338,11 +338,23 @@ class Bridge:
         """The thread's next command (taken: the bridge waits for the following one)."""
         command = self.command
         if command is None:
-            self._asyncio_future_blocking = True
-            yield self  # to the task, which adds its wake-up (asyncio's protocol)
-            command = self.command
-            if command is None:  # cancelled: result() raised into the task instead
-                raise asyncio.CancelledError(self._cancel_message)
+            yield self.wait()  # to the task, which adds its wake-up (asyncio's protocol)
+            return self.take()
+        self.command = None
+        return command
+
+    def wait(self) -> Bridge:
+        """The bridge, marked as waited on: what an ``__await__`` yields to its task
+        while no command is there (asyncio's future protocol)."""
+        self._asyncio_future_blocking = True
+        return self
+
+    def take(self) -> Command:
+        """After the task's wake-up: the command delivered, taken (the bridge waits
+        for the following one); CancelledError where the wait was cancelled."""
+        command = self.command
+        if command is None:  # cancelled: result() raised into the task instead
+            raise asyncio.CancelledError(self._cancel_message)
         self.command = None
         return command
 

@@ -42,7 +42,7 @@ import io
 import logging
 import os
 import stat
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator
 from threading import get_ident
 from time import monotonic
 from typing import Any, Final, cast
@@ -173,7 +173,10 @@ class Exchange:
             raise TypeError("WSGI response headers must be a list of (name, value) tuples")
         self.status = status
         self.headers = headers
-        return self.write
+        # A small object of its own, not the bound method self.write: compiled,
+        # making that bound method is a generic attribute lookup (~300
+        # instructions per request), for a callable most applications never call.
+        return _Write(self)
 
     def head(self) -> tuple[int, bytes | None, Headers]:
         """Status code, reason and headers as the response wants them."""
@@ -219,6 +222,19 @@ class Exchange:
         return None
 
 
+class _Write:
+    """The ``write`` callable ``start_response`` returns: its exchange's ``write``."""
+
+    __slots__ = ("exchange",)
+
+    def __init__(self, exchange: Exchange) -> None:
+        self.exchange = exchange
+
+    def __call__(self, data: bytes) -> None:
+        """Send ``data`` (PEP 3333's ``write``)."""
+        self.exchange.write(data)
+
+
 def _set_head(response: Response, code: int, reason: bytes | None, headers: Headers) -> None:
     response.status = code
     response.reason = reason
@@ -244,8 +260,10 @@ def _settle(exchange: Exchange, result: Iterable[bytes]) -> Whole | None:
         return None
     kind = type(result)
     if kind is list or kind is tuple:
-        items: Any = result
-        content = items[0] if len(items) == 1 else b"".join(items)
+        # As a list (items unchecked: _check_bytes says what is wrong): compiled
+        # code indexes it directly. A tuple, rarer, is copied into one.
+        chunks = cast("list[Any]", result) if kind is list else list(result)
+        content = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         code, reason, headers = exchange.head()
         return code, reason, headers, _check_bytes(content)
     if kind is FileWrapper:
@@ -364,8 +382,8 @@ def _check_bytes(data: Any) -> bytes:
 
 
 class _LastPort:
-    """The port of the last address seen, as text: addresses repeat (the binding's
-    on every request, a connection's on each of its requests)."""
+    """The port of the last address seen, as text: addresses repeat (a
+    connection's on each of its requests)."""
 
     __slots__ = ("address", "text")
 
@@ -436,10 +454,11 @@ class WsgiHost:
         )
         self.name = application.id
         self._outbox: Outbox | None = None  # the serving loop's, once known
-        # The last request's Host, server and client address, and their text forms.
-        self._host = ""
-        self._host_name = ""
-        self._server_port = _LastPort()
+        # The Host and server address the template's SERVER_NAME and SERVER_PORT
+        # are for (none yet: the first request sets them), and the last client
+        # address's port as text.
+        self._host: str | None = None
+        self._server: object = None
         self._client_port = _LastPort()
         # Names of other modules read per request, as attributes: compiled code looks
         # an imported global up in the module's dictionary on every use.
@@ -447,6 +466,7 @@ class WsgiHost:
         self._session_key = SESSION
         self._empty_body: Body = EMPTY_BODY
         self._clock: Callable[[], float] = monotonic
+        self._job: Callable[[tuple[WsgiApp, dict[str, Any], Bridge]], None] = _run
         # (not "_thread": mypyc names the C field "__thread", a C keyword)
         self._ident: Callable[[], int] = get_ident
         self._warned = -_WARN_EVERY  # when an inline call holding the loop was last logged
@@ -468,6 +488,13 @@ class WsgiHost:
         """The environ of ``ctx``'s request (``wsgi.input`` is the caller's to set
         where the request has a body)."""
         request = ctx.request
+        # SERVER_NAME and SERVER_PORT repeat from one request to the next (the
+        # site's Host, the binding's address): they are the template's, rewritten
+        # only when they change (the template is only used on the loop's thread).
+        host = request.host
+        server: object = request.server
+        if host != self._host or (server is not self._server and server != self._server):
+            self._server_entries(host, server)
         environ = self.base.copy()
         # The template holds the common values (GET, HTTP/1.1, http, no query):
         # only what differs is stored.
@@ -495,19 +522,8 @@ class WsgiHost:
             environ.update(tls.ssl_variables())
         elif scheme == "https":  # a trusted proxy's word
             environ["HTTPS"] = "on"
-        # Host, server and client repeat from one request to the next (of a
-        # connection, of a binding): their text forms are remembered, one each.
-        host = request.host
-        if host:
-            if host != self._host:
-                self._host_name = split_host(host)
-                self._host = host
-            environ["SERVER_NAME"] = self._host_name
-        server: object = request.server
-        if server is not None:
-            if not host:
-                environ["SERVER_NAME"] = cast("tuple[str, int]", server)[0]
-            environ["SERVER_PORT"] = self._server_port.of(server)
+        # The client's port repeats for each request of a connection: its text
+        # form is remembered.
         client: object = request.client
         if client is not None:
             environ["REMOTE_ADDR"] = cast("tuple[str, int]", client)[0]
@@ -528,6 +544,22 @@ class WsgiHost:
             environ["colonnade.session"] = session
         return environ
 
+    def _server_entries(self, host: str, server: object) -> None:
+        # The template's SERVER_NAME (the Host's name, else the binding's address)
+        # and SERVER_PORT (the binding's port), for requests with this Host and
+        # server address.
+        base = self.base
+        if host:
+            name = split_host(host)
+        elif server is not None:
+            name = cast("tuple[str, int]", server)[0]
+        else:
+            name = ""
+        base["SERVER_NAME"] = name
+        base["SERVER_PORT"] = "" if server is None else str(cast("tuple[str, int]", server)[1])
+        self._host = host
+        self._server = server
+
     def execute(self, ctx: Context) -> Awaitable[None] | None:
         """Run the application for ``ctx``: on the pool, or inline (no coroutine
         where the response is whole when the application returns)."""
@@ -540,7 +572,7 @@ class WsgiHost:
                 return self._inline(ctx, environ)
             bridge = self._bridge()
             self._submit(environ, bridge)
-            return self._answer(ctx, bridge)
+            return _Answer(self, ctx, bridge)
         if self.inline:
             return self._inline_with_body(ctx, environ, body)
         return self._pooled(ctx, environ, body)
@@ -687,20 +719,7 @@ class WsgiHost:
         pool = self.pool
         if pool is None:
             raise RuntimeError("the WSGI thread pool is shut down")
-        pool.submit(_run, (self.app, environ, bridge))
-
-    async def _answer(self, ctx: Context, bridge: Bridge) -> None:
-        # A request without a body on the pool: most answers are whole, a single
-        # hop back; a small coroutine waits for it (_serve does the rest).
-        try:
-            command = await bridge
-        except BaseException:
-            bridge.abandon(False)
-            raise
-        if command[0] == DONE:
-            _set_whole(ctx.response, command[1])
-            return
-        await self._serve(ctx, bridge, command, EMPTY_BODY, None)
+        pool.submit(self._job, (self.app, environ, bridge))
 
     async def _pooled(self, ctx: Context, environ: dict[str, Any], body: Body) -> None:
         # A request with a body on the pool: the body read first where it is small
@@ -777,6 +796,38 @@ class WsgiHost:
         finally:
             if spool is not None and not bridge.gone:
                 spool.close()
+
+
+class _Answer:
+    """What a request without a body waits for on the pool: the application
+    thread's first command. Most answers are whole (a single hop back), set here;
+    the rest is :meth:`WsgiHost._serve`'s. Awaiting it yields the bridge to the
+    task itself: one generator, where a coroutine awaiting the bridge would make
+    two and pass every step through both."""
+
+    __slots__ = ("bridge", "ctx", "host")
+
+    def __init__(self, host: WsgiHost, ctx: Context, bridge: Bridge) -> None:
+        self.host = host
+        self.ctx = ctx
+        self.bridge = bridge
+
+    def __await__(self) -> Generator[Any, None, None]:
+        bridge = self.bridge
+        try:
+            command = bridge.command
+            if command is None:
+                yield bridge.wait()  # to the task, which adds its wake-up
+                command = bridge.take()
+            else:
+                bridge.command = None
+        except BaseException:  # cancelled: the request is gone for the thread too
+            bridge.abandon(False)
+            raise
+        if command[0] == DONE:
+            _set_whole(self.ctx.response, command[1])
+            return
+        yield from self.host._serve(self.ctx, bridge, command, EMPTY_BODY, None).__await__()
 
 
 # -- the application thread --------------------------------------------------------------
