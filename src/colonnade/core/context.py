@@ -189,6 +189,9 @@ class Context:
         "finished",
         "handler",
         "items",
+        "monitor_next",
+        "monitor_prev",
+        "monitor_walk",
         "remapper",
         "request",
         "response",
@@ -242,6 +245,12 @@ class Context:
         #: A module's leave for the response cache to keep this answer
         #: (:mod:`colonnade.core.cachegrant`); None: the engine's own rule alone.
         self.cache_grant: CacheGrant | None = None
+        #: The request monitor's links (``engine.Executing``, the engine's to set):
+        #: the walk running this request and its neighbours among the executing
+        #: requests; None while it is not listed.
+        self.monitor_walk: Any = None
+        self.monitor_prev: Context | None = None
+        self.monitor_next: Context | None = None
 
     def section(self, cls: type[S]) -> S:
         """The effective settings of section ``cls`` for this request's URL.
