@@ -10,6 +10,7 @@ import pytest
 
 from colonnade import FINISH, Context, Handler, Module, Stage, hook
 from colonnade.engine import Engine
+from colonnade.engine import engine as engine_module
 from colonnade.pipeline.monitor import ExecutingRequest, snapshot
 from colonnade.testing import Client, build_engine
 
@@ -61,8 +62,16 @@ class Waiter(Handler):
         ctx.response.body = b"done"
 
 
-@pytest.fixture
-def client() -> Iterator[Client]:
+@pytest.fixture(params=["linked", "dict"])
+def client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
+    # The engine's table both ways: the compiled build's linked list (engine.Executing)
+    # and the pure install's dict (the compiled build always links: "dict" skipped).
+    linked = request.param == "linked"
+    if engine_module._COMPILED:
+        if not linked:
+            pytest.skip("the compiled build always links")
+    else:
+        monkeypatch.setattr(engine_module, "_COMPILED", linked)
     config = {
         "server": {"modules": ["test.first", "test.gate", "test.waiter"]},
         "sites": [{"name": "main", "bindings": ["http://127.0.0.1:8080"]}],

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Coroutine, Iterator, Sequence
-from typing import Any
+from typing import Any, Final, cast
 
 from colonnade.config.schema import ServerConfig
 from colonnade.config.toml_lines import KeyLines
@@ -38,6 +38,12 @@ log = logging.getLogger("colonnade.engine")
 #: The walk of one request, which gives its context (what ``Engine.handle`` returns).
 Walking = Coroutine[Any, Any, Context]
 
+#: Whether mypyc compiled this module. Then the request monitor's table is an
+#: :class:`Executing` (a few native stores per request); the pure install keeps a
+#: dict, whose store and delete are single C calls where Executing's methods
+#: would be interpreted calls.
+_COMPILED: Final = not __file__.endswith(".py")
+
 
 class Executing:
     """The requests executing in this process (``Engine.executing``): each one's
@@ -48,7 +54,8 @@ class Executing:
     off are a few attribute stores, where a dict keyed by the context hashed,
     probed, and every few requests rebuilt its table (~470 instructions of the
     ASGI hello request). Read as a mapping of context to walk (``items()``,
-    iteration, ``len``; equal to a dict of the same pairs), newest first."""
+    iteration, ``len``; equal to a dict of the same pairs), newest first. The
+    compiled build's (the pure install keeps a dict: see ``_COMPILED``)."""
 
     __slots__ = ("_count", "_head")
 
@@ -170,7 +177,9 @@ class Engine(Bookkeeping):
         #: Every request executing in this process, whatever its generation (shared
         #: with the previous one): its context and the walk running it, for the
         #: request monitor, which reads them only when asked.
-        self.executing: Executing = previous.executing if previous is not None else Executing()
+        self.executing: Executing | dict[Context, Walking] = (
+            previous.executing if previous is not None else Executing() if _COMPILED else {}
+        )
         #: The operator's switches (``[server] request_monitor``, ``metrics``): off, a
         #: request writes nothing for the monitor or the counters.
         self.monitor = config.server.request_monitor
@@ -302,7 +311,11 @@ class Engine(Bookkeeping):
             serve = runtime.serve
             walk = serve(ctx, self) if serve is not None else self._walked(runtime, ctx)
         if self.monitor:
-            self.executing.add(ctx, walk)
+            executing = self.executing
+            if type(executing) is dict:  # the pure install's
+                executing[ctx] = walk
+            else:
+                cast(Executing, executing).add(ctx, walk)
         self.active += 1
         return walk
 
@@ -322,7 +335,11 @@ class Engine(Bookkeeping):
         This generation's switches are read here, as when the request began: they
         are set once per generation (a reload that flips them makes a new one)."""
         if self.monitor:
-            self.executing.remove(ctx)
+            executing = self.executing
+            if type(executing) is dict:
+                del executing[ctx]
+            else:
+                cast(Executing, executing).remove(ctx)
         if self.counting:
             # The runtime's counters (a native read) where there is one application.
             only = self._only
