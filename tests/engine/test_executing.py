@@ -19,7 +19,7 @@ def _walk(name: str) -> Any:
     return name  # a stand-in: the table keeps whatever walk it is given
 
 
-def test_listed_newest_first_and_read_as_a_mapping() -> None:
+def test_listed_oldest_first_and_read_as_a_mapping() -> None:
     table = Executing()
     assert not table and len(table) == 0 and table == {} and table.items() == []
     a, b, c = _context("/a"), _context("/b"), _context("/c")
@@ -27,8 +27,8 @@ def test_listed_newest_first_and_read_as_a_mapping() -> None:
     table.add(b, _walk("b"))
     table.add(c, _walk("c"))
     assert table and len(table) == 3
-    assert table.items() == [(c, "c"), (b, "b"), (a, "a")]
-    assert list(table) == [c, b, a]
+    assert table.items() == [(a, "a"), (b, "b"), (c, "c")]
+    assert list(table) == [a, b, c]
     assert table == {a: "a", b: "b", c: "c"}
     assert table != {a: "a"}
 
@@ -39,11 +39,14 @@ def test_taken_off_from_the_middle_the_head_and_the_tail() -> None:
     for ctx in (a, b, c, d):
         table.add(ctx, _walk(ctx.request.path))
     table.remove(b)  # middle
-    assert list(table) == [d, c, a]
-    table.remove(d)  # head
-    assert list(table) == [c, a]
-    table.remove(a)  # tail
+    assert list(table) == [a, c, d]
+    table.remove(a)  # head
+    assert list(table) == [c, d]
+    table.remove(d)  # tail
     assert list(table) == [c]
+    table.add(b, _walk("b"))  # after the tail was taken off
+    assert list(table) == [c, b]
+    table.remove(b)
     table.remove(c)
     assert table == {} and len(table) == 0 and not table
     # Nothing is left linked: a context taken off holds no walk and no neighbour.
@@ -72,4 +75,4 @@ def test_a_context_can_be_listed_again() -> None:
     table.add(b, _walk("b"))
     table.remove(a)
     table.add(a, _walk("a2"))
-    assert table.items() == [(a, "a2"), (b, "b")]
+    assert table.items() == [(b, "b"), (a, "a2")]

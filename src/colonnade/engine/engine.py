@@ -54,23 +54,27 @@ class Executing:
     off are a few attribute stores, where a dict keyed by the context hashed,
     probed, and every few requests rebuilt its table (~470 instructions of the
     ASGI hello request). Read as a mapping of context to walk (``items()``,
-    iteration, ``len``; equal to a dict of the same pairs), newest first. The
+    iteration, ``len``; equal to a dict of the same pairs), oldest first as a
+    dict's insertion order (the monitor's sort by elapsed time breaks ties so). The
     compiled build's (the pure install keeps a dict: see ``_COMPILED``)."""
 
-    __slots__ = ("_count", "_head")
+    __slots__ = ("_count", "_head", "_tail")
 
     def __init__(self) -> None:
-        self._head: Context | None = None
+        self._head: Context | None = None  # the oldest
+        self._tail: Context | None = None  # the newest
         self._count = 0
 
     def add(self, ctx: Context, walk: Walking) -> None:
         """List ``ctx``, run by ``walk`` (not listed already)."""
-        head = self._head
+        tail = self._tail
         ctx.monitor_walk = walk
-        ctx.monitor_next = head
-        if head is not None:
-            head.monitor_prev = ctx
-        self._head = ctx
+        ctx.monitor_prev = tail
+        if tail is not None:
+            tail.monitor_next = ctx
+        else:
+            self._head = ctx
+        self._tail = ctx
         self._count += 1
 
     def remove(self, ctx: Context) -> None:
@@ -85,13 +89,15 @@ class Executing:
             self._head = after
         if after is not None:
             after.monitor_prev = prev
+        else:
+            self._tail = prev
         ctx.monitor_walk = None
         ctx.monitor_prev = None
         ctx.monitor_next = None
         self._count -= 1
 
     def items(self) -> list[tuple[Context, Walking]]:
-        """Every listed ``(context, walk)``, newest first (a list: a snapshot)."""
+        """Every listed ``(context, walk)``, oldest first (a list: a snapshot)."""
         found: list[tuple[Context, Walking]] = []
         ctx = self._head
         while ctx is not None:

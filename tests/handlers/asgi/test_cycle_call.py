@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from colonnade.handlers.asgi import handler
+from tests.builds import take_path
 from tests.hosting.apps import asgi_apps
 from tests.hosting.support import client
 
@@ -20,12 +21,7 @@ APPS = "tests.hosting.apps.asgi_apps"
 def way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Each test once with the cycle as receive and send, once with its bound methods
     (the compiled build always passes the cycle: the second is skipped there)."""
-    cycle = request.param == "cycle"
-    if handler._COMPILED:
-        if not cycle:
-            pytest.skip("the compiled build passes the cycle itself")
-    else:
-        monkeypatch.setattr(handler, "_COMPILED", cycle)
+    take_path(handler, request.param == "cycle", monkeypatch)
     asgi_apps.EVENTS.clear()
     yield request.param
     asgi_apps.EVENTS.clear()
