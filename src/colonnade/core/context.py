@@ -177,6 +177,14 @@ class Context:
       ``MAPPING_CLOSED`` once it is final.
     """
 
+    #: The request monitor's links, set by ``engine.Executing`` (the compiled
+    #: build's table) when it lists the request, and read only after: the walk
+    #: running it and its neighbours among the executing requests. Not set in
+    #: ``__init__``: a request the monitor does not list pays nothing for them.
+    monitor_walk: Any
+    monitor_prev: Context | None
+    monitor_next: Context | None
+
     __slots__ = (
         "_correlation_id",
         "_physical_path",
@@ -245,12 +253,6 @@ class Context:
         #: A module's leave for the response cache to keep this answer
         #: (:mod:`colonnade.core.cachegrant`); None: the engine's own rule alone.
         self.cache_grant: CacheGrant | None = None
-        #: The request monitor's links (``engine.Executing``, the engine's to set):
-        #: the walk running this request and its neighbours among the executing
-        #: requests; None while it is not listed.
-        self.monitor_walk: Any = None
-        self.monitor_prev: Context | None = None
-        self.monitor_next: Context | None = None
 
     def section(self, cls: type[S]) -> S:
         """The effective settings of section ``cls`` for this request's URL.

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Coroutine, Iterator, Sequence
-from typing import Any, Final, cast
+from typing import Any, Final
 
 from colonnade.config.schema import ServerConfig
 from colonnade.config.toml_lines import KeyLines
@@ -41,7 +41,8 @@ Walking = Coroutine[Any, Any, Context]
 #: Whether mypyc compiled this module. Then the request monitor's table is an
 #: :class:`Executing` (a few native stores per request); the pure install keeps a
 #: dict, whose store and delete are single C calls where Executing's methods
-#: would be interpreted calls.
+#: would be interpreted calls. The engine stores and deletes the same way in both
+#: (``executing[ctx] = walk``, ``del executing[ctx]``).
 _COMPILED: Final = not __file__.endswith(".py")
 
 
@@ -65,11 +66,12 @@ class Executing:
         self._tail: Context | None = None  # the newest
         self._count = 0
 
-    def add(self, ctx: Context, walk: Walking) -> None:
+    def __setitem__(self, ctx: Context, walk: Walking) -> None:
         """List ``ctx``, run by ``walk`` (not listed already)."""
         tail = self._tail
         ctx.monitor_walk = walk
         ctx.monitor_prev = tail
+        ctx.monitor_next = None
         if tail is not None:
             tail.monitor_next = ctx
         else:
@@ -77,10 +79,14 @@ class Executing:
         self._tail = ctx
         self._count += 1
 
-    def remove(self, ctx: Context) -> None:
-        """Take ``ctx`` off the list; a context not listed is left alone."""
-        if ctx.monitor_walk is None:
-            return
+    def __delitem__(self, ctx: Context) -> None:
+        """Take ``ctx`` off the list (KeyError if it is not listed)."""
+        try:
+            walk = ctx.monitor_walk
+        except AttributeError:  # never listed
+            walk = None
+        if walk is None:
+            raise KeyError(ctx)
         prev = ctx.monitor_prev
         after = ctx.monitor_next
         if prev is not None:
@@ -317,11 +323,7 @@ class Engine(Bookkeeping):
             serve = runtime.serve
             walk = serve(ctx, self) if serve is not None else self._walked(runtime, ctx)
         if self.monitor:
-            executing = self.executing
-            if type(executing) is dict:  # the pure install's
-                executing[ctx] = walk
-            else:
-                cast(Executing, executing).add(ctx, walk)
+            self.executing[ctx] = walk
         self.active += 1
         return walk
 
@@ -341,11 +343,7 @@ class Engine(Bookkeeping):
         This generation's switches are read here, as when the request began: they
         are set once per generation (a reload that flips them makes a new one)."""
         if self.monitor:
-            executing = self.executing
-            if type(executing) is dict:
-                del executing[ctx]
-            else:
-                cast(Executing, executing).remove(ctx)
+            del self.executing[ctx]
         if self.counting:
             # The runtime's counters (a native read) where there is one application.
             only = self._only
