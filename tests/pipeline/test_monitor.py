@@ -10,8 +10,10 @@ import pytest
 
 from colonnade import FINISH, Context, Handler, Module, Stage, hook
 from colonnade.engine import Engine
+from colonnade.engine import engine as engine_module
 from colonnade.pipeline.monitor import ExecutingRequest, snapshot
 from colonnade.testing import Client, build_engine
+from tests.builds import take_path
 
 #: The gates requests wait at, by stage name (set by the test to let them on).
 GATES: dict[str, asyncio.Event] = {}
@@ -61,8 +63,11 @@ class Waiter(Handler):
         ctx.response.body = b"done"
 
 
-@pytest.fixture
-def client() -> Iterator[Client]:
+@pytest.fixture(params=["linked", "dict"])
+def client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
+    # The engine's table both ways: the compiled build's linked list (engine.Executing)
+    # and the pure install's dict.
+    take_path(engine_module, request.param == "linked", monkeypatch)
     config = {
         "server": {"modules": ["test.first", "test.gate", "test.waiter"]},
         "sites": [{"name": "main", "bindings": ["http://127.0.0.1:8080"]}],

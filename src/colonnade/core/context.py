@@ -177,6 +177,14 @@ class Context:
       ``MAPPING_CLOSED`` once it is final.
     """
 
+    #: The request monitor's links, set by ``engine.Executing`` (the compiled
+    #: build's table) when it lists the request, and read only after: the walk
+    #: running it and its neighbours among the executing requests. Not set in
+    #: ``__init__``: a request the monitor does not list pays nothing for them.
+    monitor_walk: Any
+    monitor_prev: Context | None
+    monitor_next: Context | None
+
     __slots__ = (
         "_correlation_id",
         "_physical_path",
@@ -189,6 +197,9 @@ class Context:
         "finished",
         "handler",
         "items",
+        "monitor_next",
+        "monitor_prev",
+        "monitor_walk",
         "remapper",
         "request",
         "response",

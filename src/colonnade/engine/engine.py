@@ -14,8 +14,8 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Coroutine, Sequence
-from typing import Any
+from collections.abc import Coroutine, Iterator, Sequence
+from typing import Any, Final
 
 from colonnade.config.schema import ServerConfig
 from colonnade.config.toml_lines import KeyLines
@@ -37,6 +37,95 @@ log = logging.getLogger("colonnade.engine")
 
 #: The walk of one request, which gives its context (what ``Engine.handle`` returns).
 Walking = Coroutine[Any, Any, Context]
+
+#: Whether mypyc compiled this module. Then the request monitor's table is an
+#: :class:`Executing` (a few native stores per request); the pure install keeps a
+#: dict, whose store and delete are single C calls where Executing's methods
+#: would be interpreted calls. The engine stores and deletes the same way in both
+#: (``executing[ctx] = walk``, ``del executing[ctx]``).
+_COMPILED: Final = not __file__.endswith(".py")
+
+
+class Executing:
+    """The requests executing in this process (``Engine.executing``): each one's
+    context and walk, for the request monitor, which reads them only when asked.
+
+    A list linked through the contexts themselves (``Context.monitor_prev`` and
+    ``monitor_next``, the walk in ``monitor_walk``): listing a request and taking it
+    off are a few attribute stores, where a dict keyed by the context hashed,
+    probed, and every few requests rebuilt its table (~470 instructions of the
+    ASGI hello request). Read as a mapping of context to walk (``items()``,
+    iteration, ``len``; equal to a dict of the same pairs), oldest first as a
+    dict's insertion order (the monitor's sort by elapsed time breaks ties so). The
+    compiled build's (the pure install keeps a dict: see ``_COMPILED``)."""
+
+    __slots__ = ("_count", "_head", "_tail")
+
+    def __init__(self) -> None:
+        self._head: Context | None = None  # the oldest
+        self._tail: Context | None = None  # the newest
+        self._count = 0
+
+    def __setitem__(self, ctx: Context, walk: Walking) -> None:
+        """List ``ctx``, run by ``walk`` (not listed already)."""
+        tail = self._tail
+        ctx.monitor_walk = walk
+        ctx.monitor_prev = tail
+        ctx.monitor_next = None
+        if tail is not None:
+            tail.monitor_next = ctx
+        else:
+            self._head = ctx
+        self._tail = ctx
+        self._count += 1
+
+    def __delitem__(self, ctx: Context) -> None:
+        """Take ``ctx`` off the list (KeyError if it is not listed)."""
+        try:
+            walk = ctx.monitor_walk
+        except AttributeError:  # never listed
+            walk = None
+        if walk is None:
+            raise KeyError(ctx)
+        prev = ctx.monitor_prev
+        after = ctx.monitor_next
+        if prev is not None:
+            prev.monitor_next = after
+        else:
+            self._head = after
+        if after is not None:
+            after.monitor_prev = prev
+        else:
+            self._tail = prev
+        ctx.monitor_walk = None
+        ctx.monitor_prev = None
+        ctx.monitor_next = None
+        self._count -= 1
+
+    def items(self) -> list[tuple[Context, Walking]]:
+        """Every listed ``(context, walk)``, oldest first (a list: a snapshot)."""
+        found: list[tuple[Context, Walking]] = []
+        ctx = self._head
+        while ctx is not None:
+            found.append((ctx, ctx.monitor_walk))
+            ctx = ctx.monitor_next
+        return found
+
+    def __iter__(self) -> Iterator[Context]:
+        return iter([ctx for ctx, _ in self.items()])
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __bool__(self) -> bool:
+        return self._head is not None
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Executing):
+            return other is self
+        if isinstance(other, dict):
+            return dict(self.items()) == other
+        return NotImplemented
 
 
 class _NoSite(HandlerMap):
@@ -100,7 +189,9 @@ class Engine(Bookkeeping):
         #: Every request executing in this process, whatever its generation (shared
         #: with the previous one): its context and the walk running it, for the
         #: request monitor, which reads them only when asked.
-        self.executing: dict[Context, Walking] = previous.executing if previous is not None else {}
+        self.executing: Executing | dict[Context, Walking] = (
+            previous.executing if previous is not None else Executing() if _COMPILED else {}
+        )
         #: The operator's switches (``[server] request_monitor``, ``metrics``): off, a
         #: request writes nothing for the monitor or the counters.
         self.monitor = config.server.request_monitor

@@ -1,7 +1,8 @@
 """The request monitor's view of one process (IIS: Runtime Status and Control).
 
 The engine keeps every executing request's context and walk
-(``Engine.executing``: one dict store and one delete per request); nothing else is
+(``Engine.executing``: a list linked through the contexts, a few attribute stores
+per request); nothing else is
 recorded while requests run. :func:`snapshot`, called only when somebody asks
 (``colonnade requests``), turns that into rows: the stage and module are read
 from where each suspended walk waits (:func:`runner.position`), the elapsed time
@@ -11,8 +12,8 @@ from the context's start.
 from __future__ import annotations
 
 import time
-from collections.abc import Coroutine, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
@@ -43,8 +44,16 @@ class ExecutingRequest(msgspec.Struct, kw_only=True):
     elapsed: int
 
 
+class Listing(Protocol):
+    """What :func:`snapshot` reads: ``Engine.executing``, or a dict of the same pairs."""
+
+    def items(self) -> Iterable[tuple[Context, Coroutine[Any, Any, object]]]:
+        """Every executing request's context and walk."""
+        ...
+
+
 def snapshot(
-    executing: Mapping[Context, Coroutine[Any, Any, object]],
+    executing: Listing,
     *,
     pid: int,
     min_elapsed: int = 0,

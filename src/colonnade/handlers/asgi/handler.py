@@ -8,6 +8,10 @@ slotted object, :class:`HttpCycle`.
 - ``receive`` hands out the body as it arrives (``more_body`` until the declared
   length is reached or the stream ends), then ``http.disconnect`` once the
   response is complete. A client that goes away cancels the request's task.
+- In the compiled build the application gets the cycle itself as both
+  ``receive`` and ``send`` (``__call__``: no argument receives, a message is
+  sent), no bound method made per request; the pure install passes the bound
+  methods.
 - ``send`` is a plain function returning what the application awaits: for a
   message taken whole, one shared awaitable that ends at once (``sent.py``), so
   the two messages of a request make no coroutine each.
@@ -187,6 +191,18 @@ class HttpCycle:
             return self.ctx.finish_response()
         raise RuntimeError(f"unexpected ASGI message {kind!r} in an http scope")
 
+    def __call__(self, message: Message | None = None) -> Awaitable[Any]:
+        """``receive()`` and ``send(message)`` in one callable: what the compiled
+        build hands the application as both. The bound methods ``self.receive`` and
+        ``self.send`` are two objects to make and free per request (~800
+        instructions of the ASGI hello request); the cycle is there already, and a
+        call of it is a vectorcall of its native ``__call__``. The pure install
+        passes the bound methods: there a call of an instance is dearer than a
+        bound method."""
+        if message is None:
+            return self.receive()
+        return self.send(message)
+
     async def _stream(self, body: bytes, more: bool) -> None:
         # A chunk of a streamed body: out, then, after the last, the stream ended
         # now, not when the application returns: work it does after its response
@@ -206,7 +222,11 @@ class HttpCycle:
         """
         ctx = self.ctx
         try:
-            await app(scope, self.receive, self.send)
+            if _COMPILED:
+                # The cycle itself as both (``__call__``): no bound method made.
+                await app(scope, self, self)
+            else:
+                await app(scope, self.receive, self.send)
         except Exception:
             if self.phase != _COMPLETE:
                 raise

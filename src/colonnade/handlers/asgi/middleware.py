@@ -163,7 +163,8 @@ async def _no_hooks(ctx: Context) -> None:
 def _inner_request(request: Request, scope: Scope, receive: Receive, outer: HttpCycle) -> Request:
     """The request a server handler sees: the scope's headers, query and client."""
     headers = scope.get("headers")
-    own_receive = receive == outer.receive
+    # The compiled build passes the cycle itself as receive (HttpCycle.__call__).
+    own_receive = receive is outer or receive == outer.receive
     if (
         headers is request.headers
         and own_receive
