@@ -4,12 +4,15 @@ folder's entries, and is not woken by files being read."""
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from colonnade.config import inotify as inotify_module
 from colonnade.config.inotify import ADDED, DELETED, IN_CLOSE_NOWRITE, IN_OPEN, MODIFIED, Inotify
 
 HALT = threading.Event()
@@ -107,9 +110,53 @@ def test_a_removed_tree(tmp_path: Path) -> None:
 
 def test_halt_stops_the_wait(tmp_path: Path) -> None:
     halt = threading.Event()
+
+    def stop() -> None:
+        halt.set()
+        watch.wake()
+
     with Inotify([str(tmp_path)]) as watch:
-        threading.Timer(0.2, halt.set).start()
-        assert watch.watch(100, 20, 0, halt) == "stop"
+        threading.Timer(0.2, stop).start()
+        began = time.monotonic()
+        # A step far longer than the test: the wake-up ends the wait, not a poll.
+        assert watch.watch(100, 60_000, 0, halt) == "stop"
+        assert time.monotonic() - began < 5
+
+
+def test_an_idle_watch_sleeps_until_its_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No wake-up every step to look at the halt: an idle server's watcher thread
+    asks the kernel once per timeout (it polled every 50 ms, 20 wake-ups a second)."""
+    waits: list[int] = []
+    real_poll = select.poll
+
+    class CountingPoll:
+        def __init__(self) -> None:
+            self._poll = real_poll()
+
+        def register(self, fd: int, mask: int) -> None:
+            self._poll.register(fd, mask)
+
+        def poll(self, timeout: int) -> list[tuple[int, int]]:
+            waits.append(timeout)
+            return self._poll.poll(timeout)
+
+    monkeypatch.setattr(inotify_module.select, "poll", CountingPoll)
+    with Inotify([str(tmp_path)]) as watch:
+        assert watch.watch(100, 20, 600, HALT) == "timeout"
+    assert len(waits) <= 2, waits  # one wait of ~600 ms (a second if woken early)
+
+
+def test_a_wake_after_close_is_harmless(tmp_path: Path) -> None:
+    watch = Inotify([str(tmp_path)])
+    watch.close()
+    watch.wake()  # no write to a closed (or reused) descriptor
+    other = os.open(os.devnull, os.O_RDONLY)
+    try:
+        watch.wake()
+    finally:
+        os.close(other)
 
 
 def test_a_missing_root_is_no_error_and_a_closed_watch_stays_closed(tmp_path: Path) -> None:

@@ -17,8 +17,10 @@ notifier (``RustNotify``), so the caller drives both alike.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
+import math
 import os
 import select
 import struct
@@ -86,6 +88,10 @@ class Inotify:
         if fd < 0:
             raise _error("inotify_init1")
         self._fd: int = fd
+        # What ends a wait early (:meth:`wake`): the watch sleeps in the kernel
+        # until a change, its timeout or this, never waking to look at ``halt``.
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._closing = threading.Lock()  # wake() against close(): no write to a reused fd
         self._folders: dict[int, str] = {}  # watch descriptor -> folder path
         try:
             for root in roots:
@@ -101,10 +107,22 @@ class Inotify:
         self.close()
 
     def close(self) -> None:
-        """Stop watching (the instance's descriptor is closed; idempotent)."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        """Stop watching (the instance's descriptors are closed; idempotent)."""
+        with self._closing:
+            if self._fd >= 0:
+                os.close(self._fd)
+                os.close(self._wake_r)
+                os.close(self._wake_w)
+                self._fd = self._wake_r = self._wake_w = -1
+
+    def wake(self) -> None:
+        """End a :meth:`watch` in progress (or the next one) at once, so that it
+        reads its ``halt`` again: whoever sets the halt calls this after. Safe
+        from any thread, also after :meth:`close`."""
+        with self._closing:
+            if self._wake_w >= 0:
+                with contextlib.suppress(BlockingIOError):  # woken already, not read yet
+                    os.write(self._wake_w, b"\0")
 
     @property
     def folders(self) -> int:
@@ -115,25 +133,51 @@ class Inotify:
         """Wait for changes as watchfiles' notifier does: once one is seen, gather
         more until none comes for ``step_ms`` or ``debounce_ms`` have passed since
         the first; return them as ``(change, path)`` pairs. ``"timeout"`` after
-        ``timeout_ms`` with none (0: no limit), ``"stop"`` once ``halt`` is set
-        (checked every ``step_ms``)."""
+        ``timeout_ms`` with none (0: no limit), ``"stop"`` once ``halt`` is set and
+        :meth:`wake` called.
+
+        Unlike watchfiles' notifier, the wait does not look at ``halt`` every
+        ``step_ms``: an idle watch sleeps in the kernel until something changes,
+        its timeout passes or :meth:`wake` is called (no wake-up 20 times a
+        second in an idle server)."""
         found: set[tuple[int, str]] = set()
         poller = select.poll()
         poller.register(self._fd, select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
         start = time.monotonic()
         first = 0.0
         while not halt.is_set():
-            ready = poller.poll(step_ms)
-            if ready:
+            # In whole milliseconds, rounded up: a wait rounded down to 0 would
+            # spin through the last fraction of one.
+            if found:  # gathering: until a quiet step, at most until the debounce
+                left = debounce_ms - (time.monotonic() - first) * 1000
+                wait = min(step_ms, max(0, math.ceil(left)))
+            elif timeout_ms:
+                wait = max(0, math.ceil(timeout_ms - (time.monotonic() - start) * 1000))
+            else:
+                wait = -1  # no limit
+            ready = poller.poll(wait)
+            changed = False
+            for fd, _events in ready:
+                if fd == self._fd:
+                    changed = True
+                else:
+                    self._drain_wake()
+            if changed:
                 self._read(found)
             now = time.monotonic()
             if found:
                 first = first or now
-                if not ready or (now - first) * 1000 >= debounce_ms:
-                    return found
+                if not changed or (now - first) * 1000 >= debounce_ms:
+                    return found  # a quiet step (or a wake-up), or the debounce is up
             elif timeout_ms and (now - start) * 1000 >= timeout_ms:
                 return "timeout"
         return "stop"
+
+    def _drain_wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_r, 64):
+                pass
 
     def _read(self, found: set[tuple[int, str]]) -> None:
         try:

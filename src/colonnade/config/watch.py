@@ -90,16 +90,25 @@ async def changes(
         else:
             post(None)
 
+    # The inotify watch sleeps until woken (watchfiles' notifier looks at the halt
+    # every 50 ms by itself): the halt is set, then the watch woken to read it.
+    wake: Callable[[], None] | None = getattr(watcher, "wake", None)
+
+    def end_watch() -> None:
+        halt.set()
+        if wake is not None:
+            wake()
+
     threading.Thread(target=run, name="colonnade-watch", daemon=True).start()
     stopping = loop.create_task(stop.wait())
-    stopping.add_done_callback(lambda _: halt.set())
+    stopping.add_done_callback(lambda _: end_watch())
     try:
         while (item := await found.get()) is not None:
             if isinstance(item, BaseException):
                 raise item
             yield item
     finally:
-        halt.set()
+        end_watch()
         stopping.cancel()
 
 
