@@ -734,6 +734,12 @@ class Exchange:
             conn.write(framed)
             if conn.write_paused:
                 await conn.drain()
+            elif conn.gone():
+                # A write that found the client gone closed the transport; its
+                # connection_lost (which cancels the request) comes a turn of the
+                # loop later. Said now: a stream that never waits for the client
+                # would otherwise write into nothing forever, the loop never turning.
+                raise ClientDisconnectedError("the client went away")
 
     async def sendfile(self, path: str, offset: int, count: int) -> None:
         """A file range: small ones in one write, large ones with zero-copy sendfile."""
@@ -1664,6 +1670,12 @@ class HttpConnection(asyncio.Protocol):
                 live.router.idle(self)
 
     # -- writing, flow control, closing ----------------------------------------------
+
+    def gone(self) -> bool:
+        """Whether nothing written reaches the client any more (the transport is
+        closed or closing)."""
+        transport = self.transport
+        return transport is None or transport.is_closing()
 
     def write(self, data: bytes) -> None:
         transport = self.transport

@@ -577,6 +577,36 @@ async def endless(scope: Scope, receive: Any, send: Any) -> None:
         raise
 
 
+#: Opened by a test once its client has reset the connection ``stream_after_reset`` serves.
+RESET_GATE = threading.Event()
+
+
+async def stream_after_reset(scope: Scope, receive: Any, send: Any) -> None:
+    """Answers its head, then holds the loop (a blocking wait, on purpose: the loop
+    cannot notice the client's reset) until ``RESET_GATE``, then streams small
+    chunks with no wait of its own: the first write finds the reset. Records what
+    stopped it, or ``("spun", n)`` after 100,000 sends that all seemed to go out.
+    ``/probe`` just answers."""
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/probe":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"first", "more_body": True})
+    RESET_GATE.wait(PATIENCE)
+    sent = 0
+    try:
+        while sent < 100_000:
+            await send({"type": "http.response.body", "body": b"x" * 512, "more_body": True})
+            sent += 1
+    except BaseException as exc:
+        EVENTS.append(("stopped by", type(exc).__name__))
+        raise
+    EVENTS.append(("spun", sent))
+
+
 #: Opened by a test: the work after ``after_response``'s answers may finish.
 AFTER_GATE = threading.Event()
 #: The paths whose work after their answer has finished, in order.
