@@ -205,6 +205,24 @@ def test_work_after_a_response_holds_up_neither_its_client_nor_the_next_request(
         assert bodies(conn, b"/probe") == [b"probe"]
 
 
+def test_work_after_the_answer_to_a_head_holds_up_no_next_request(
+    tmp_path: Path, after: None
+) -> None:
+    # A HEAD's answer declares the length a GET's body would have and carries
+    # none: it is complete with its head (the empty body message), and the work
+    # after it holds up no next request on the connection, as after a GET's.
+    with live(site_config(f"{APPS}:after_response"), tmp_path) as server, Conn(server.port) as conn:
+        conn.send(b"HEAD /head HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = conn.response(head_only=True)
+        assert (head.status, head.headers["content-length"]) == (200, "8")
+        conn.sock.settimeout(5)
+        assert bodies(conn, b"/probe") == [b"probe"], "answered while the HEAD's work goes on"
+        assert not asgi_apps.AFTER_DONE
+        asgi_apps.AFTER_GATE.set()
+        wait_for(lambda: asgi_apps.AFTER_DONE, PATIENCE, "the work after the HEAD finishes")
+    assert asgi_apps.AFTER_DONE == ["HEAD /head"]
+
+
 def test_a_graceful_stop_waits_for_work_after_a_response(tmp_path: Path, after: None) -> None:
     # The connection went on without the request whose application still works
     # after its response; a graceful stop still waits for that work to finish.
