@@ -1093,9 +1093,10 @@ class HttpConnection(asyncio.Protocol):
             _disconnected(current)
         for exchange in self.queue:
             _disconnected(exchange)
-        if self.answering and self.queue and self.queue[0].complete:
+        if self.answering and self.queue and self.queue[0].complete and not state.aborting:
             # Its answer went out whole: the application's work after it (a
-            # background task) is no longer the client's to cancel.
+            # background task) is no longer the client's to cancel. (Not when a
+            # stop's deadline dropped the connection: then the work is cancelled.)
             self._let_go(self.queue[0])
         task = self.task
         if task is not None and not self._end_idle_task() and not task.done():

@@ -237,6 +237,24 @@ def test_a_graceful_stop_waits_for_work_after_a_response(tmp_path: Path, after: 
     assert asgi_apps.AFTER_DONE == ["/buf"]
 
 
+def test_a_graceful_stop_past_its_deadline_cancels_work_after_a_response(
+    tmp_path: Path, after: None
+) -> None:
+    # The connection whose application still works after its complete answer is
+    # busy: at the stop's deadline it is aborted, and the work is cancelled there,
+    # as the work of any request still in flight is (not left to run on through the
+    # application's shutdown, and destroyed unfinished with the loop).
+    config = site_config(f"{APPS}:after_response")
+    config["server"]["timeouts"] = {"graceful": 0.3}
+    with live(config, tmp_path) as server, Conn(server.port) as conn:
+        assert bodies(conn, b"/buf") == [b"buffered"]
+        server.begin_stop()
+        server.thread.join(PATIENCE)
+        assert not server.thread.is_alive(), "the stop ends at its deadline"
+    assert not asgi_apps.AFTER_DONE
+    assert asgi_apps.EVENTS == [("after /buf stopped by", "CancelledError")]
+
+
 def test_a_client_that_leaves_after_its_answer_does_not_cancel_the_work_after_it(
     tmp_path: Path, after: None
 ) -> None:
