@@ -223,6 +223,38 @@ def test_work_after_the_answer_to_a_head_holds_up_no_next_request(
     assert asgi_apps.AFTER_DONE == ["HEAD /head"]
 
 
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        # HTTP/1.0: the streamed body has no length, the close ends it.
+        b"GET /stream HTTP/1.0\r\nHost: x\r\n\r\n",
+        b"GET /buf HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ],
+    ids=["http10-stream", "connection-close"],
+)
+def test_work_after_a_last_answer_does_not_hold_up_the_close(
+    tmp_path: Path, after: None, request_bytes: bytes
+) -> None:
+    # The connection's last answer: the client reads it to the connection's close
+    # (an HTTP/1.0 body framed by it), which comes with the answer, not once the
+    # application's work after it ends (as under uvicorn); the work still finishes.
+    with live(site_config(f"{APPS}:after_response"), tmp_path) as server:
+        client = socket.create_connection(("127.0.0.1", server.port))
+        try:
+            client.settimeout(5)
+            client.sendall(request_bytes)
+            received = b""
+            while chunk := client.recv(65536):  # TimeoutError: no close came
+                received += chunk
+        finally:
+            client.close()
+        assert received.startswith(b"HTTP/1.1 200 ")
+        assert received.endswith((b"part1part2", b"buffered", b"0\r\n\r\n"))
+        assert not asgi_apps.AFTER_DONE
+        asgi_apps.AFTER_GATE.set()
+        wait_for(lambda: asgi_apps.AFTER_DONE, PATIENCE, "the work after the answer finishes")
+
+
 def test_a_graceful_stop_waits_for_work_after_a_response(tmp_path: Path, after: None) -> None:
     # The connection went on without the request whose application still works
     # after its response; a graceful stop still waits for that work to finish.
