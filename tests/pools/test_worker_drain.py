@@ -18,6 +18,7 @@ from colonnade.modules.standard import BUILTIN
 from colonnade.pools import ipc
 from colonnade.pools.config import ConfigSource, pool_view
 from colonnade.pools.worker import Worker
+from tests.hosting.apps import asgi_apps
 from tests.support.wait import PATIENCE
 
 
@@ -25,7 +26,10 @@ def _worker(tmp_path: Path, port: int, control: socket.socket) -> Worker:
     www = tmp_path / "www"
     www.mkdir()
     (www / "index.html").write_text("adopted\n")
-    source = ConfigSource(root=str(www), bindings=[f"http://127.0.0.1:{port}"])
+    return _worker_of(ConfigSource(root=str(www), bindings=[f"http://127.0.0.1:{port}"]), control)
+
+
+def _worker_of(source: ConfigSource, control: socket.socket) -> Worker:
     start = ipc.Start(pool="default", generation=1, source=source, listeners=[])
     config = source.load()
     registry = Registry.standard(BUILTIN)
@@ -42,16 +46,25 @@ def _send(sock: socket.socket, message: ipc.Message, fds: tuple[int, ...] = ()) 
         sock.sendall(packet)
 
 
-def test_a_connection_adopted_right_before_a_drain_is_served(tmp_path: Path) -> None:
+def _connected(
+    request: bytes,
+) -> tuple[int, socket.socket, socket.socket, socket.socket, socket.socket]:
+    """A client's connection that sent ``request``, accepted here as the master
+    would: (port, master's end and worker's end of the channel, client, accepted)."""
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     master_end, worker_end = socket.socketpair()
     client = socket.create_connection(("127.0.0.1", port))
     accepted, _ = listener.accept()
     listener.close()
-    request = b"GET /index.html HTTP/1.1\r\nHost: t\r\n\r\n"
     client.sendall(request)
     client.settimeout(PATIENCE)
+    return port, master_end, worker_end, client, accepted
+
+
+def test_a_connection_adopted_right_before_a_drain_is_served(tmp_path: Path) -> None:
+    request = b"GET /index.html HTTP/1.1\r\nHost: t\r\n\r\n"
+    port, master_end, worker_end, client, accepted = _connected(request)
 
     async def main() -> None:
         worker = _worker(tmp_path, port, worker_end)
@@ -75,3 +88,47 @@ def test_a_connection_adopted_right_before_a_drain_is_served(tmp_path: Path) -> 
     client.close()
     master_end.close()
     worker_end.close()
+
+
+def test_work_after_an_answer_is_cancelled_at_the_drains_deadline(tmp_path: Path) -> None:
+    # The connection is busy with the work its application does after a complete
+    # answer: the drain cannot hand it over, and at its deadline aborts it and
+    # cancels that work (as a stop does), before the worker goes on to shut the
+    # application down: it is not left running through that shutdown.
+    port, master_end, worker_end, client, accepted = _connected(
+        b"GET /buf HTTP/1.1\r\nHost: t\r\n\r\n"
+    )
+    asgi_apps.AFTER_GATE.clear()
+    asgi_apps.AFTER_DONE.clear()
+    asgi_apps.EVENTS.clear()
+    seen: list[object] = []
+
+    async def main() -> None:
+        source = ConfigSource(
+            app="tests.hosting.apps.asgi_apps:after_response",
+            bindings=[f"http://127.0.0.1:{port}"],
+        )
+        worker = _worker_of(source, worker_end)
+        running = asyncio.get_running_loop().create_task(worker.run())
+        ready = await asyncio.to_thread(ipc.recv_blocking, master_end)
+        assert ready is not None and isinstance(ready[0], ipc.Ready)
+        _send(master_end, ipc.Adopt(port), (accepted.fileno(),))
+        accepted.close()
+        received = b""
+        while b"buffered" not in received:
+            chunk = await asyncio.to_thread(client.recv, 4096)
+            assert chunk, f"the connection was closed unanswered after {received!r}"
+            received += chunk
+        _send(master_end, ipc.Drain(deadline=0.3, migrate=True))
+        await asyncio.wait_for(running, PATIENCE)
+        seen.extend(asgi_apps.EVENTS)  # before asyncio.run cancels what is left
+
+    try:
+        asyncio.run(main())
+    finally:
+        asgi_apps.AFTER_GATE.set()
+        client.close()
+        master_end.close()
+        worker_end.close()
+    assert seen == [("after /buf stopped by", "CancelledError")]
+    assert not asgi_apps.AFTER_DONE

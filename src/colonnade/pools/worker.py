@@ -303,8 +303,7 @@ class Worker:
                 len(self.state.connections),
                 deadline,
             )
-            for conn in list(self.state.connections):
-                conn.abort()
+            self.state.abort_all()
         await router.wait()
         if self.channel is not None:
             await self._channel_flushed()

@@ -673,9 +673,23 @@ class Exchange:
             conn.write_two(data, framed)
         else:
             conn.write(data)
+        self._completed()
+
+    def _completed(self) -> None:
+        # The whole response is handed to the transport (send_all, or end).
         self.complete = True
+        conn = self.conn
         if len(conn.queue) > 1:
             self._overtaken()
+        elif not conn.h1.keep_alive:
+            body = self.body
+            if body is None or body.complete:
+                # The connection's last answer (its head said close): the connection
+                # closes now (what is queued leaves first), not when the application
+                # returns, so that work it does after its answer holds up no client
+                # that reads to the close (an HTTP/1.0 body framed by it). The close
+                # _finish would make; a body not all read lingers there instead.
+                conn.close()
 
     def _overtaken(self) -> None:
         # Complete, with a pipelined request waiting behind: if the application is
@@ -782,9 +796,7 @@ class Exchange:
         if tail:
             self.bytes_sent += len(tail)
             self.conn.write(tail)
-        self.complete = True
-        if len(self.conn.queue) > 1:
-            self._overtaken()
+        self._completed()
 
     def abort(self) -> None:
         """Drop the connection (a streamed response failed half-way)."""
@@ -1099,9 +1111,10 @@ class HttpConnection(asyncio.Protocol):
             _disconnected(current)
         for exchange in self.queue:
             _disconnected(exchange)
-        if self.answering and self.queue and self.queue[0].complete:
+        if self.answering and self.queue and self.queue[0].complete and not state.aborting:
             # Its answer went out whole: the application's work after it (a
-            # background task) is no longer the client's to cancel.
+            # background task) is no longer the client's to cancel. (Not when a
+            # stop's deadline dropped the connection: then the work is cancelled.)
             self._let_go(self.queue[0])
         task = self.task
         if task is not None and not self._end_idle_task() and not task.done():

@@ -141,6 +141,9 @@ class ServerState:
         #: (a background task after the response): their connection went on
         #: without them; a graceful stop waits for them as for connections.
         self.stragglers: set[asyncio.Task[None]] = set()
+        #: A stop's (or drain's) deadline passed (:meth:`abort_all`): a connection
+        #: ending now cancels its request's work, a complete answer's too.
+        self.aborting = False
         #: The TLS ports of the configuration, with their certificates.
         self.tls = tls_ports(engine.config, alpn_protocols(self), NO_TLS)
         #: What connections read per request (engine, keep-alive timeout, response
@@ -321,6 +324,16 @@ class ServerState:
             await asyncio.wait(set(self.stragglers), timeout=left)
         return True
 
+    def abort_all(self) -> None:
+        """A stop's (or drain's) deadline passed: drop every connection, and cancel
+        the work of every request still at it, after a complete answer too (the
+        connections' ends, which come later, cancel theirs: see ``aborting``)."""
+        self.aborting = True
+        for conn in list(self.connections):
+            conn.abort()
+        for task in list(self.stragglers):
+            task.cancel()
+
     def log_protocol_error(self, client: tuple[str, int] | None, status: int, reason: str) -> None:
         """A request refused before it reached the pipeline (no access log line)."""
         log.info("rejected request from %s: %d %s", client[0] if client else "?", status, reason)
@@ -480,9 +493,6 @@ class HttpServer:
                 deadline,
                 len(self.state.stragglers),
             )
-            for conn in list(self.state.connections):
-                conn.abort()
-            for task in list(self.state.stragglers):
-                task.cancel()
+            self.state.abort_all()
         for server in self.servers:
             await server.wait_closed()

@@ -205,6 +205,56 @@ def test_work_after_a_response_holds_up_neither_its_client_nor_the_next_request(
         assert bodies(conn, b"/probe") == [b"probe"]
 
 
+def test_work_after_the_answer_to_a_head_holds_up_no_next_request(
+    tmp_path: Path, after: None
+) -> None:
+    # A HEAD's answer declares the length a GET's body would have and carries
+    # none: it is complete with its head (the empty body message), and the work
+    # after it holds up no next request on the connection, as after a GET's.
+    with live(site_config(f"{APPS}:after_response"), tmp_path) as server, Conn(server.port) as conn:
+        conn.send(b"HEAD /head HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = conn.response(head_only=True)
+        assert (head.status, head.headers["content-length"]) == (200, "8")
+        conn.sock.settimeout(5)
+        assert bodies(conn, b"/probe") == [b"probe"], "answered while the HEAD's work goes on"
+        assert not asgi_apps.AFTER_DONE
+        asgi_apps.AFTER_GATE.set()
+        wait_for(lambda: asgi_apps.AFTER_DONE, PATIENCE, "the work after the HEAD finishes")
+    assert asgi_apps.AFTER_DONE == ["HEAD /head"]
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        # HTTP/1.0: the streamed body has no length, the close ends it.
+        b"GET /stream HTTP/1.0\r\nHost: x\r\n\r\n",
+        b"GET /buf HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ],
+    ids=["http10-stream", "connection-close"],
+)
+def test_work_after_a_last_answer_does_not_hold_up_the_close(
+    tmp_path: Path, after: None, request_bytes: bytes
+) -> None:
+    # The connection's last answer: the client reads it to the connection's close
+    # (an HTTP/1.0 body framed by it), which comes with the answer, not once the
+    # application's work after it ends (as under uvicorn); the work still finishes.
+    with live(site_config(f"{APPS}:after_response"), tmp_path) as server:
+        client = socket.create_connection(("127.0.0.1", server.port))
+        try:
+            client.settimeout(5)
+            client.sendall(request_bytes)
+            received = b""
+            while chunk := client.recv(65536):  # TimeoutError: no close came
+                received += chunk
+        finally:
+            client.close()
+        assert received.startswith(b"HTTP/1.1 200 ")
+        assert received.endswith((b"part1part2", b"buffered", b"0\r\n\r\n"))
+        assert not asgi_apps.AFTER_DONE
+        asgi_apps.AFTER_GATE.set()
+        wait_for(lambda: asgi_apps.AFTER_DONE, PATIENCE, "the work after the answer finishes")
+
+
 def test_a_graceful_stop_waits_for_work_after_a_response(tmp_path: Path, after: None) -> None:
     # The connection went on without the request whose application still works
     # after its response; a graceful stop still waits for that work to finish.
@@ -217,6 +267,24 @@ def test_a_graceful_stop_waits_for_work_after_a_response(tmp_path: Path, after: 
         assert not asgi_apps.AFTER_DONE
         asgi_apps.AFTER_GATE.set()
     assert asgi_apps.AFTER_DONE == ["/buf"]
+
+
+def test_a_graceful_stop_past_its_deadline_cancels_work_after_a_response(
+    tmp_path: Path, after: None
+) -> None:
+    # The connection whose application still works after its complete answer is
+    # busy: at the stop's deadline it is aborted, and the work is cancelled there,
+    # as the work of any request still in flight is (not left to run on through the
+    # application's shutdown, and destroyed unfinished with the loop).
+    config = site_config(f"{APPS}:after_response")
+    config["server"]["timeouts"] = {"graceful": 0.3}
+    with live(config, tmp_path) as server, Conn(server.port) as conn:
+        assert bodies(conn, b"/buf") == [b"buffered"]
+        server.begin_stop()
+        server.thread.join(PATIENCE)
+        assert not server.thread.is_alive(), "the stop ends at its deadline"
+    assert not asgi_apps.AFTER_DONE
+    assert asgi_apps.EVENTS == [("after /buf stopped by", "CancelledError")]
 
 
 def test_a_client_that_leaves_after_its_answer_does_not_cancel_the_work_after_it(

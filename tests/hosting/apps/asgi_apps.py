@@ -615,8 +615,10 @@ AFTER_DONE: list[str] = []
 
 async def after_response(scope: Scope, receive: Any, send: Any) -> None:
     """Work after the response, as Starlette's background tasks do: ``/buf`` answers
-    whole, ``/stream`` in two body messages; then each waits for ``AFTER_GATE`` and
-    adds its path to ``AFTER_DONE``. ``/probe`` just answers."""
+    whole, ``/stream`` in two body messages, a HEAD with the length of a body it does
+    not send; then each waits for ``AFTER_GATE`` and adds its path (a HEAD's as
+    ``HEAD /path``) to ``AFTER_DONE`` (or notes in ``EVENTS`` what stopped the wait
+    of a GET). ``/probe`` just answers."""
     if scope["type"] == "lifespan":
         await _lifespan_ok(scope, receive, send)
         return
@@ -624,11 +626,23 @@ async def after_response(scope: Scope, receive: Any, send: Any) -> None:
     if path == "/probe":
         await _respond(send, 200, b"probe")
         return
+    if scope["method"] == "HEAD":
+        # A HEAD's answer: the length the GET's body would have, no body.
+        headers = [(b"content-length", b"8")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+        await wait_for_async(AFTER_GATE.is_set, PATIENCE, "the test opening AFTER_GATE")
+        AFTER_DONE.append("HEAD " + path)
+        return
     await send({"type": "http.response.start", "status": 200, "headers": []})
     if path == "/stream":
         await send({"type": "http.response.body", "body": b"part1", "more_body": True})
         await send({"type": "http.response.body", "body": b"part2", "more_body": False})
     else:
         await send({"type": "http.response.body", "body": b"buffered"})
-    await wait_for_async(AFTER_GATE.is_set, PATIENCE, "the test opening AFTER_GATE")
+    try:
+        await wait_for_async(AFTER_GATE.is_set, PATIENCE, "the test opening AFTER_GATE")
+    except BaseException as exc:
+        EVENTS.append(("after " + path + " stopped by", type(exc).__name__))
+        raise
     AFTER_DONE.append(path)

@@ -157,7 +157,7 @@ class HttpCycle:
                     and response.header(b"content-length") is not None
                 ):
                     # The head of a body not sent: keep the length it declares.
-                    return ctx.start_response()
+                    return self._head_only()
                 pending = ctx.flush()  # sent now unless something must wait
                 return pending if pending is not None else _SENT
             if phase == _STREAMING:
@@ -202,6 +202,14 @@ class HttpCycle:
         if message is None:
             return self.receive()
         return self.send(message)
+
+    async def _head_only(self) -> None:
+        # A HEAD's answer with its declared length: the head out, and the response
+        # ended with it (as a whole body's is), so that work the application does
+        # after it holds up no next request on the connection.
+        ctx = self.ctx
+        await ctx.start_response()
+        await ctx.finish_response()
 
     async def _stream(self, body: bytes, more: bool) -> None:
         # A chunk of a streamed body: out, then, after the last, the stream ended
