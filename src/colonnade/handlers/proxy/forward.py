@@ -120,9 +120,10 @@ class Outgoing:
         self._upgrade: bytes | None = None
         self._connection: bytes | None = None
         self._cookies: list[bytes] | None = None
-        # What a trusted proxy sent of X-Forwarded-For and Forwarded.
-        self._xff: list[bytes] = []
-        self._fwd: list[bytes] = []
+        # What a trusted proxy sent of X-Forwarded-For and Forwarded (None: none;
+        # made when there is, not for every request).
+        self._xff: list[bytes] | None = None
+        self._fwd: list[bytes] | None = None
 
     def _fields(
         self,
@@ -161,9 +162,15 @@ class Outgoing:
                     parts.append(field[1])
                     parts.append(b"\r\n")
                 elif trusted_chain and name == b"x-forwarded-for":
-                    self._xff.append(field[1])
+                    if self._xff is None:
+                        self._xff = [field[1]]
+                    else:
+                        self._xff.append(field[1])
                 elif trusted_chain and name == b"forwarded":
-                    self._fwd.append(field[1])
+                    if self._fwd is None:
+                        self._fwd = [field[1]]
+                    else:
+                        self._fwd.append(field[1])
             elif kind == _HOST:
                 if self._host is None:
                     self._host = field[1]
@@ -237,7 +244,8 @@ def outgoing(request: Request, target: bytes, host: bytes | None, *, forwarded: 
     if not forwarded:
         parts.append(b"\r\n")
     elif trusted_chain:
-        parts.append(_lines(_forwarding(request, out._xff, out._fwd)))
+        xff, fwd = out._xff, out._fwd
+        parts.append(_lines(_forwarding(request, xff or [], fwd or [])))
     else:
         parts.append(_own_hop(request))
     out.head = b"".join(parts)
