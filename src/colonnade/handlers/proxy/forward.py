@@ -284,7 +284,9 @@ _LAST_HOP: Final = _LastHop()
 def _own_hop(request: Request) -> bytes:
     # The forwarding fields of a request from no trusted proxy (see _OWN_HOP).
     client = request.client
-    address = client[0] if client else ""
+    # ``is not None``, not the tuple's truth: compiled, that would box the
+    # (unboxed) pair into a new tuple for each request.
+    address = client[0] if client is not None else ""
     host = request.host
     scheme = request.scheme
     tls = request.tls is None
