@@ -187,6 +187,12 @@ class Outgoing:
                 self._upgrade = field[1]
 
 
+#: The usual methods as they go on the wire (a look-up, not an encode per request).
+_METHODS: Final[dict[str, bytes]] = {
+    m: m.encode("ascii") for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
+}
+
+
 def outgoing(request: Request, target: bytes, host: bytes | None, *, forwarded: bool) -> Outgoing:
     """The request as the upstream gets it (see :class:`Outgoing`): its fields
     with the hop-by-hop ones removed (and those the ``Connection`` header names),
@@ -198,9 +204,19 @@ def outgoing(request: Request, target: bytes, host: bytes | None, *, forwarded: 
     request's head paid only for a benchmark's identical requests (see
     docs/architecture.md on the HTTP/1.1 transport).
     """
-    trusted_chain = forwarded and request.client != request.peer
+    client = request.client
+    # (The same object unless a trusted proxy named another client: no comparison.)
+    trusted_chain = forwarded and client is not request.peer and client != request.peer
+    method = request.method
     # The client's fields go after the request line and Host (filled in below).
-    parts = [request.method.encode("latin-1"), b" ", target, b" HTTP/1.1\r\nhost: ", b"", b"\r\n"]
+    parts = [
+        _METHODS.get(method) or method.encode("latin-1"),
+        b" ",
+        target,
+        b" HTTP/1.1\r\nhost: ",
+        b"",
+        b"\r\n",
+    ]
     out = Outgoing()
     out._fields(request.headers, parts, _NONE, forwarded, trusted_chain)
     connection = out._connection
