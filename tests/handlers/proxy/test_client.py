@@ -16,8 +16,8 @@ from colonnade.handlers.proxy.client import (
     Pool,
     PoolSettings,
     Upstream,
+    Wait,
     parse_upstream,
-    resume,
 )
 from colonnade.handlers.proxy.errors import UpstreamConnectError, UpstreamTimeoutError
 from tests.support.wait import PATIENCE, wait_for_async
@@ -319,24 +319,66 @@ async def test_max_idle_zero_keeps_none() -> None:
         await server.close()
 
 
-def test_resume_a_waiter_no_task_waits_on() -> None:
-    # resume() on a future nobody awaits yet (asyncio keeps None, not a list, for
-    # no callback), on one already cancelled (a timed-out wait) and on one a task
-    # awaits: the first gets its result, the second stays as it is, the third
-    # wakes its task. (The compiled build read the None as a list: TypeError.)
+def test_wait_woken_before_awaited_cancelled_and_awaited() -> None:
+    # The connection's Wait: woken before a task awaits it (the await returns at
+    # once), cancelled (the wake that follows leaves it cancelled), woken now
+    # (the task runs before wake returns) and woken at the next turn; armed again
+    # for each, one object.
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        idle = loop.create_future()
-        resume(idle)
-        assert idle.done() and idle.result() is None
-        gone = loop.create_future()
-        gone.cancel()
-        resume(gone)
-        assert gone.cancelled()
-        awaited = loop.create_future()
-        waiter = asyncio.ensure_future(awaited)
-        await asyncio.sleep(0)
-        resume(awaited)
-        assert await waiter is None
+        wait = Wait(loop)
+        assert wait.done()
+        wait.arm()
+        assert not wait.done()
+        wait.wake(True)
+        assert wait.done() and wait.result() is None
+        await wait  # ended: no suspension
+        wait.arm()
+        assert wait.cancel("gone")
+        wait.wake(True)
+        assert wait.cancelled()
+        with pytest.raises(asyncio.CancelledError):
+            wait.result()
+        steps: list[str] = []
+
+        async def waiting() -> None:
+            await wait
+            steps.append("woken")
+
+        for now in (True, False):
+            wait.arm()
+            task = loop.create_task(waiting())
+            await asyncio.sleep(0)
+            assert not task.done()
+
+            def read(now: bool = now) -> None:
+                wait.wake(now)
+                steps.append("read")
+
+            loop.call_soon(read)  # as the protocol's read: a callback outside any task
+            await task
+        assert steps == ["woken", "read", "read", "woken"]
 
     asyncio.run(main())
+
+
+def test_wait_cancelled_while_a_task_waits() -> None:
+    # The task cancelled while it waits gets CancelledError with its message; a
+    # wake after that changes nothing.
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        wait = Wait(loop)
+        wait.arm()
+        task = loop.create_task(_await(wait))
+        await asyncio.sleep(0)
+        task.cancel("bye")
+        wait.wake(True)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert wait.cancelled()
+
+    asyncio.run(main())
+
+
+async def _await(wait: Wait) -> None:
+    await wait

@@ -31,7 +31,7 @@ import contextlib
 import contextvars
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any, Final, cast
 
 from colonnade.config.schema import parse_upstream as parse_address
@@ -39,12 +39,8 @@ from colonnade.core.timers import timer_by
 from colonnade.handlers.proxy.errors import UpstreamConnectError, UpstreamTimeoutError
 from colonnade.handlers.proxy.wire import ResponseParser
 
-_FUTURE: Final = asyncio.Future
-# The methods resume calls, unbound: a call each, without looking the method up
-# on the object's type first (a look-up that misses the type cache costs hundreds
-# of instructions).
-_REMOVE_DONE_CALLBACK: Final = asyncio.Future.remove_done_callback
-_SET_RESULT: Final = asyncio.Future.set_result
+# Unbound: a call without looking the method up on the object's type first (a
+# look-up that misses the type cache costs hundreds of instructions).
 _RUN: Final = contextvars.Context.run
 #: Bytes queued from an upstream before its socket is no longer read (default).
 HIGH_WATER: Final = 64 * 1024
@@ -91,30 +87,144 @@ def _unconnected(data: bytes) -> None:
     raise ConnectionResetError("the upstream connection is closed")
 
 
-def resume(waiter: asyncio.Future[None]) -> None:
-    """Complete ``waiter`` and resume the one task waiting on it now, before this
-    returns, in the task's context (the read callback that brought the bytes runs
-    the rest of the response), where ``set_result`` alone would schedule the
-    wake-up for the next turn of the loop: a handle, and a turn with its poll,
-    per response. With no callback or several (not one task's wait), it is
-    ``set_result``; a waiter already done (cancelled, timed out) is left as it is.
+_PENDING: Final = 0
+_DONE: Final = 1
+_CANCELLED: Final = 2
 
-    The task's wake-up is taken off the future (``_callbacks``, the list asyncio's
-    own futures keep, C and Python alike) before the result is set, so it runs
-    once, here. A real future, not an object that only looks like one: a task
-    takes it by asyncio's fast path (no attribute look-ups nor ``result()`` call
-    at each wake-up), which costs less than what ``create_future`` adds."""
-    # Any: a future with no callback keeps None there, not the list typeshed says
-    # (the compiled build would check for a list and raise).
-    callbacks = cast(Any, waiter)._callbacks
-    if callbacks and len(callbacks) == 1:  # so pending: a done future keeps none
-        entry = callbacks[0]
-        fn = entry[0]
-        _REMOVE_DONE_CALLBACK(waiter, fn)
-        _SET_RESULT(waiter, None)
-        _RUN(entry[1], fn, waiter)
-    elif not waiter.done():
-        waiter.set_result(None)
+
+class Wait:
+    """What a request's task awaits for bytes from its upstream connection:
+    asyncio's future protocol as a task uses it, one object per connection, armed
+    again for each wait (:meth:`Connection.waiter_at`).
+
+    Not an ``asyncio.Future`` made per wait: making one with its loop given (a
+    keyword call, a dict per call; without it, ``getpid`` at each call) and
+    freeing it cost ~1,500 instructions per request, and stepping its task at
+    once (the read callback that brought the bytes runs the rest of the
+    response) took the task's wake-up off it through ``_callbacks`` (a list and
+    a tuple made per call), ``remove_done_callback`` and ``set_result``.
+    :meth:`wake` with ``now`` calls the task's wake-up itself, before it returns,
+    handing it a finished future (``done``) so that the task reads the (None)
+    result in C. Woken otherwise (a timeout, the connection's end) or cancelled,
+    the wake-up is scheduled as a future's would be.
+
+    (transport/connection.py's Waker is the same protocol for the client's side;
+    handlers may not import the transport.)"""
+
+    __slots__ = (
+        "_asyncio_future_blocking",
+        "_loop",
+        "callback",
+        "context",
+        "done_future",
+        "message",
+        "state",
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Read by the task (asyncio's futures._get_loop: no get_loop() to call).
+        self._loop = loop
+        self._asyncio_future_blocking = False
+        #: A finished future (result None): what the task woken at once is handed.
+        self.done_future: asyncio.Future[None] = loop.create_future()
+        self.done_future.set_result(None)
+        self.state = _DONE
+        #: The waiting task's wake-up and its context (None: nobody waits yet).
+        self.callback: Callable[[Any], object] | None = None
+        self.context: contextvars.Context | None = None
+        self.message: object = None  # a cancellation's
+
+    def arm(self) -> None:
+        """Begin a wait (the last one ended)."""
+        self.state = _PENDING
+        self.callback = None
+        self.context = None
+
+    def __await__(self) -> Generator[Any, None, None]:
+        # An iterator of the wait itself, once, for the task (which then adds its
+        # wake-up: asyncio's protocol), where a generator method would make a
+        # generator and its frame per wait. Woken, the task goes on (the
+        # iterator is done: the await gives None); cancelled, its wake-up's
+        # result() raises CancelledError into it at the await.
+        state = self.state
+        if state == _PENDING:
+            self._asyncio_future_blocking = True
+            return cast(Generator[Any, None, None], iter((self,)))
+        if state == _CANCELLED:
+            raise asyncio.CancelledError(self.message)
+        return cast(Generator[Any, None, None], iter(()))
+
+    def wake(self, now: bool) -> None:
+        """End the wait (a wait already ended, cancelled or timed out, stays as it
+        is). ``now``: the caller is a loop callback outside any task (the
+        protocol's read), and the task runs before this returns; else at the
+        loop's next turn."""
+        if self.state != _PENDING:
+            return
+        self.state = _DONE
+        callback = self.callback
+        if callback is None:
+            return  # not awaited yet: the await returns at once
+        context = self.context
+        self.callback = self.context = None
+        if now and context is not None:
+            _RUN(context, callback, self.done_future)
+        else:
+            self._loop.call_soon(callback, self, context=context)
+
+    # -- asyncio's future protocol (what the task calls) ---------------------------------
+
+    def done(self) -> bool:
+        """The wait ended."""
+        return self.state != _PENDING
+
+    def cancelled(self) -> bool:
+        """The wait was cancelled."""
+        return self.state == _CANCELLED
+
+    def result(self) -> None:
+        """None; raises CancelledError where the wait was cancelled."""
+        if self.state == _CANCELLED:
+            raise asyncio.CancelledError(self.message)
+        if self.state == _PENDING:
+            raise asyncio.InvalidStateError("the wait goes on")
+
+    def exception(self) -> BaseException | None:
+        """None: a wait never ends with an exception (but a cancellation's)."""
+        self.result()
+        return None
+
+    def add_done_callback(
+        self, fn: Callable[[Any], object], *, context: contextvars.Context | None = None
+    ) -> None:
+        """Call ``fn(self)`` when the wait ends: only its task waits (soon if it ended)."""
+        if self.state != _PENDING:
+            self._loop.call_soon(fn, self, context=context)
+            return
+        if self.callback is not None:
+            raise RuntimeError("an upstream connection's wait has one waiter: its task")
+        self.callback = fn
+        self.context = context
+
+    def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
+        """Forget ``fn``; the number of callbacks removed."""
+        if self.callback is not None and self.callback == fn:
+            self.callback = self.context = None
+            return 1
+        return 0
+
+    def cancel(self, msg: object = None) -> bool:
+        """Cancel the wait (the task's cancel())."""
+        if self.state != _PENDING:
+            return False
+        self.state = _CANCELLED
+        self.message = msg
+        callback = self.callback
+        if callback is not None:
+            context = self.context
+            self.callback = self.context = None
+            self._loop.call_soon(callback, self, context=context)
+        return True
 
 
 class Connection(asyncio.BufferedProtocol):
@@ -147,7 +257,8 @@ class Connection(asyncio.BufferedProtocol):
         self._eof = False
         self._closed = False
         self._error: BaseException | None = None
-        self._reader: asyncio.Future[None] | None = None
+        #: The wait under way for bytes (None: none), and the connection's one Wait.
+        self._reader: Wait | None = None
         self._writable = True
         self._drainer: asyncio.Future[None] | None = None
         # The deadline of the wait under way (_NEVER: none), and the timer that
@@ -158,6 +269,7 @@ class Connection(asyncio.BufferedProtocol):
         #: The event loop it lives on (made there by the pool): kept, because each
         #: asyncio.get_running_loop() costs a getpid system call.
         self.loop = asyncio.get_running_loop()
+        self._wait = Wait(self.loop)
         #: The loop's clock, bound once (a method call looks ``time`` up each time).
         self.clock: Callable[[], float] = self.loop.time
         #: Requests sent on it so far (the first one is never stale).
@@ -197,10 +309,10 @@ class Connection(asyncio.BufferedProtocol):
             self.transport.pause_reading()
         reader = self._reader
         if reader is not None:
-            # The waiting request goes on at once (resume), and last: this
-            # protocol's own state is settled before.
+            # The waiting request goes on at once, and last: this protocol's
+            # own state is settled before.
             self._reader = None
-            resume(reader)
+            reader.wake(True)
 
     def eof_received(self) -> bool:
         self._eof = True
@@ -231,10 +343,10 @@ class Connection(asyncio.BufferedProtocol):
     def _wake_reader(self) -> None:
         reader = self._reader
         if reader is not None:
-            # Woken once: what arrives before the waiter runs needs no second call.
+            # Woken once: what arrives before the waiter runs needs no second call
+            # (one cancelled or ended by the timer stays as it is).
             self._reader = None
-            if not reader.done():  # not cancelled, nor ended by the timer
-                reader.set_result(None)
+            reader.wake(False)
 
     # -- for the handler --------------------------------------------------------------
 
@@ -270,19 +382,19 @@ class Connection(asyncio.BufferedProtocol):
         self._queued = 0
         return data
 
-    def waiter(self, within: float | None) -> asyncio.Future[None]:
+    def waiter(self, within: float | None) -> Wait:
         """A future done once bytes arrive or the connection ends, or after
         ``within`` seconds (None: no limit)."""
         return self.waiter_at(_NEVER if within is None else self.clock() + within)
 
-    def waiter_at(self, deadline: float) -> asyncio.Future[None]:
+    def waiter_at(self, deadline: float) -> Wait:
         """:meth:`waiter` until ``deadline`` (loop time; infinity: no limit)."""
         # All that was read is passed on: read again (not earlier, so that no
         # more than one piece waits here while the last is sent on).
         if self._paused:
             self.watch()
-        # The future made directly: loop.create_future is a method call more.
-        waiter: asyncio.Future[None] = _FUTURE(loop=self.loop)
+        waiter = self._wait
+        waiter.arm()
         self._reader = waiter
         if deadline != _NEVER:
             self._arm(deadline)
@@ -357,9 +469,12 @@ class Connection(asyncio.BufferedProtocol):
             self._timer = loop.call_at(deadline, self._on_timer)
             self._timer_when = deadline
             return
-        for waiter in (self._reader, self._drainer):
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+        reader = self._reader
+        if reader is not None:
+            reader.wake(False)
+        drainer = self._drainer
+        if drainer is not None and not drainer.done():
+            drainer.set_result(None)
 
     def _disarm(self) -> None:
         timer = self._timer

@@ -120,9 +120,10 @@ class Outgoing:
         self._upgrade: bytes | None = None
         self._connection: bytes | None = None
         self._cookies: list[bytes] | None = None
-        # What a trusted proxy sent of X-Forwarded-For and Forwarded.
-        self._xff: list[bytes] = []
-        self._fwd: list[bytes] = []
+        # What a trusted proxy sent of X-Forwarded-For and Forwarded (None: none;
+        # made when there is, not for every request).
+        self._xff: list[bytes] | None = None
+        self._fwd: list[bytes] | None = None
 
     def _fields(
         self,
@@ -161,9 +162,15 @@ class Outgoing:
                     parts.append(field[1])
                     parts.append(b"\r\n")
                 elif trusted_chain and name == b"x-forwarded-for":
-                    self._xff.append(field[1])
+                    if self._xff is None:
+                        self._xff = [field[1]]
+                    else:
+                        self._xff.append(field[1])
                 elif trusted_chain and name == b"forwarded":
-                    self._fwd.append(field[1])
+                    if self._fwd is None:
+                        self._fwd = [field[1]]
+                    else:
+                        self._fwd.append(field[1])
             elif kind == _HOST:
                 if self._host is None:
                     self._host = field[1]
@@ -180,6 +187,12 @@ class Outgoing:
                 self._upgrade = field[1]
 
 
+#: The usual methods as they go on the wire (a look-up, not an encode per request).
+_METHODS: Final[dict[str, bytes]] = {
+    m: m.encode("ascii") for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
+}
+
+
 def outgoing(request: Request, target: bytes, host: bytes | None, *, forwarded: bool) -> Outgoing:
     """The request as the upstream gets it (see :class:`Outgoing`): its fields
     with the hop-by-hop ones removed (and those the ``Connection`` header names),
@@ -191,9 +204,19 @@ def outgoing(request: Request, target: bytes, host: bytes | None, *, forwarded: 
     request's head paid only for a benchmark's identical requests (see
     docs/architecture.md on the HTTP/1.1 transport).
     """
-    trusted_chain = forwarded and request.client != request.peer
+    client = request.client
+    # (The same object unless a trusted proxy named another client: no comparison.)
+    trusted_chain = forwarded and client is not request.peer and client != request.peer
+    method = request.method
     # The client's fields go after the request line and Host (filled in below).
-    parts = [request.method.encode("latin-1"), b" ", target, b" HTTP/1.1\r\nhost: ", b"", b"\r\n"]
+    parts = [
+        _METHODS.get(method) or method.encode("latin-1"),
+        b" ",
+        target,
+        b" HTTP/1.1\r\nhost: ",
+        b"",
+        b"\r\n",
+    ]
     out = Outgoing()
     out._fields(request.headers, parts, _NONE, forwarded, trusted_chain)
     connection = out._connection
@@ -237,7 +260,8 @@ def outgoing(request: Request, target: bytes, host: bytes | None, *, forwarded: 
     if not forwarded:
         parts.append(b"\r\n")
     elif trusted_chain:
-        parts.append(_lines(_forwarding(request, out._xff, out._fwd)))
+        xff, fwd = out._xff, out._fwd
+        parts.append(_lines(_forwarding(request, xff or [], fwd or [])))
     else:
         parts.append(_own_hop(request))
     out.head = b"".join(parts)
@@ -276,7 +300,9 @@ _LAST_HOP: Final = _LastHop()
 def _own_hop(request: Request) -> bytes:
     # The forwarding fields of a request from no trusted proxy (see _OWN_HOP).
     client = request.client
-    address = client[0] if client else ""
+    # ``is not None``, not the tuple's truth: compiled, that would box the
+    # (unboxed) pair into a new tuple for each request.
+    address = client[0] if client is not None else ""
     host = request.host
     scheme = request.scheme
     tls = request.tls is None

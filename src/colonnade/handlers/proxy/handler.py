@@ -49,7 +49,7 @@ from colonnade.core.handler import ROUTE, UPSTREAM, Handler, Route
 from colonnade.core.request import EMPTY_BODY
 from colonnade.errors import ConfigError, HttpError
 from colonnade.handlers.proxy import forward, wire
-from colonnade.handlers.proxy.client import Connection, Pool, Upstream
+from colonnade.handlers.proxy.client import Connection, Pool, Upstream, Wait
 from colonnade.handlers.proxy.config import ProxySection
 from colonnade.handlers.proxy.errors import UpstreamConnectError, UpstreamTimeoutError
 from colonnade.handlers.proxy.forward import outgoing
@@ -553,7 +553,7 @@ class _Exchange:
     # While the body is still being pumped, the client sets the pace: each wait
     # is bounded alone. The upstream's failures come as UpstreamFailedError.
 
-    def _waiter(self, conn: Connection, head: bool) -> asyncio.Future[None]:
+    def _waiter(self, conn: Connection, head: bool) -> Wait:
         if head and not self.pumping:
             return conn.waiter_at(self.last_sent + self.timeout)
         return conn.waiter(self.timeout)
