@@ -258,7 +258,7 @@ def events_of(parser: ResponseParser, raw: bytes, method: str = "GET") -> list[o
     return out
 
 
-def test_a_remembered_head_reads_as_a_fresh_parse() -> None:
+def test_a_reused_parser_reads_each_head_as_a_fresh_one() -> None:
     # One connection's parser, fed a run of responses whose heads repeat, change
     # by a byte, or differ in framing: each reads as a new parser reads it, and a
     # head's headers changed downstream do not reach the next response.
@@ -281,11 +281,11 @@ def test_a_remembered_head_reads_as_a_fresh_parse() -> None:
         length = int(raw.split(b"content-length: ")[1].split(b"\r\n")[0])
         message = raw if b" 204 " in raw else raw + body[:length]
         assert events_of(shared, message) == events_of(ResponseParser(), message), raw
-        # A HEAD request's answer to the same head has no body, remembered or not.
+        # A HEAD request's answer to the same head has no body.
         assert events_of(shared, raw, "HEAD") == events_of(ResponseParser(), raw, "HEAD"), raw
 
 
-def test_an_invalid_head_after_a_remembered_one_is_refused() -> None:
+def test_an_invalid_head_after_a_valid_one_is_refused() -> None:
     for bad in (HEAD.replace(b"server:", b"ser ver:"), HEAD.replace(b"13", b"1x")):
         parser = ResponseParser()
         events_of(parser, HEAD + b"Hello, world!")
