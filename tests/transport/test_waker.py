@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import uvloop
 
+from colonnade import buildinfo
+from colonnade.transport import connection
 from colonnade.transport.connection import Waker
 
 Runner = Callable[[Coroutine[Any, Any, None]], None]
@@ -116,3 +118,9 @@ def test_callbacks_as_a_future_calls_them(run: Runner) -> None:
         assert called == [waker]
 
     run(main())
+
+
+def test_the_connection_knows_which_build_runs_it() -> None:
+    # The compiled build waits on a Waker, the pure one on a future of the loop.
+    compiled = "colonnade.transport.connection" in buildinfo.compiled_modules()
+    assert connection._COMPILED is compiled

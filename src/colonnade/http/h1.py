@@ -1187,8 +1187,7 @@ class HTTP1Connection:
         close = not keep_alive or not head.keep_alive or self._responses >= self._final
         length = prepared.length
         if (
-            not close
-            and length is not None
+            length is not None
             and status >= 200
             and status != 204
             and status != 304
@@ -1198,10 +1197,11 @@ class HTTP1Connection:
             and prepared.add_date
             and method != b"HEAD"
         ):
-            # The common answer (a sized body on a kept 1.1 connection): what the
-            # general way below gives, in one join of a tuple (no list to grow).
+            # The common answer (a sized body on a 1.1 connection, kept or closed
+            # after it): what the general way below gives, in one join of a tuple
+            # (no list to grow).
             self._continued = False
-            self._close = False
+            self._close = close
             self._chunked = False
             self._no_body = False
             date = _DATE
@@ -1213,6 +1213,7 @@ class HTTP1Connection:
                 (
                     prepared.lines,
                     _LENGTH_LINES.get(length) or _length_line(length),
+                    b"connection: close\r\n" if close else b"",
                     date.line if _now() < date.next else _date_header(),
                     self._server_line if prepared.add_server else b"",
                     b"\r\n",

@@ -54,6 +54,7 @@ from colonnade.http import EndOfMessage, HTTP1Connection, Preface, ProtocolError
 from colonnade.transport.respcache import Entry, Key, Record, ResponseCache, request_key
 
 if TYPE_CHECKING:
+    from colonnade.config.schema import Limits, Timeouts
     from colonnade.engine import Engine
     from colonnade.transport.server import ConnectionRouter, Held, ServerState
 
@@ -180,21 +181,68 @@ class Counts:
 
 
 class Live:
-    """What a connection reads of the server's state for every request: kept in a
-    compiled object of its own, which each connection holds (as it holds Counts),
-    so that each read is a field load, not a look-up on the interpreted
-    ``ServerState`` (~190 instructions each, six per keep-alive request).
-    ``ServerState`` keeps it current: it sets these wherever it sets its own
-    (``switch``, its ``router``)."""
+    """What a connection reads of the server's state for every request, and as it
+    begins and ends: kept in a compiled object of its own, which each connection
+    holds (as it holds Counts), so that each read is a field load, not a look-up on
+    the interpreted ``ServerState`` (~190 instructions each, six per keep-alive
+    request, sixteen more per connection). ``ServerState`` keeps it current: it
+    sets these wherever it sets its own (``switch``, its ``router`` and
+    ``counting``)."""
 
-    __slots__ = ("engine", "keep_alive", "respcache", "router")
+    __slots__ = (
+        "connections",
+        "counting",
+        "engine",
+        "header_timeout",
+        "keep_alive",
+        "max_connections",
+        "max_header_size",
+        "max_headers",
+        "max_target",
+        "per_client",
+        "respcache",
+        "router",
+        "server_header",
+    )
 
-    def __init__(self, engine: Engine, keep_alive: float, respcache: ResponseCache | None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        respcache: ResponseCache | None,
+        connections: set[Any],
+        limits: Limits,
+        timeouts: Timeouts,
+        server_header: bytes | None,
+    ) -> None:
         self.engine = engine
-        #: ``timeouts.keep_alive``
-        self.keep_alive = keep_alive
         self.respcache = respcache
         self.router: ConnectionRouter | None = None
+        #: ``ServerState.connections`` (the same set) and ``counting``
+        self.connections = connections
+        self.counting = False
+        self.keep_alive = 0.0
+        self.header_timeout = 0.0
+        self.max_connections = 0
+        self.per_client = 0
+        self.max_target = 0
+        self.max_header_size = 0
+        self.max_headers = 0
+        self.server_header: bytes | None = None
+        self.settings(limits, timeouts, server_header)
+
+    def settings(self, limits: Limits, timeouts: Timeouts, server_header: bytes | None) -> None:
+        """Take the values a connection reads of the server's settings."""
+        #: ``timeouts.keep_alive`` and ``timeouts.header``
+        self.keep_alive = timeouts.keep_alive
+        self.header_timeout = timeouts.header
+        #: ``limits.max_connections`` and ``max_connections_per_client``
+        self.max_connections = limits.max_connections
+        self.per_client = limits.max_connections_per_client
+        #: what each connection's HTTP1Connection is made with
+        self.max_target = limits.max_request_target
+        self.max_header_size = limits.max_header_size
+        self.max_headers = limits.max_headers
+        self.server_header = server_header
 
 
 #: Whether this module runs compiled (mypyc): a compiled module's file is its
@@ -333,10 +381,13 @@ class Accepted:
     wildcard). Called, it makes the protocol of a new connection (the factory
     given to ``loop.create_server``)."""
 
-    __slots__ = ("drain", "draining", "local", "loop", "state", "timers")
+    __slots__ = ("counts", "drain", "draining", "live", "local", "loop", "state", "timers")
 
     def __init__(self, state: ServerState, local: tuple[str, int] | None = None) -> None:
         self.state = state
+        # The state's own (never replaced), read by each connection as it begins.
+        self.counts = state.counts
+        self.live = state.live
         self.local = local
         self.loop = loop = asyncio.get_running_loop()
         timers = state.lazy_timers
@@ -350,7 +401,7 @@ class Accepted:
 
     def __call__(self) -> HttpConnection:
         drain = self.drain
-        if drain is not None and not self.draining and len(self.state.connections) >= DRAIN_FROM:
+        if drain is not None and not self.draining and len(self.live.connections) >= DRAIN_FROM:
             # The event loop accepts one connection per turn, and a turn serving
             # this many connections is long: the rest of a burst would wait for
             # as many turns (seconds, at a thousand). Take them all this turn.
@@ -964,19 +1015,18 @@ class HttpConnection(asyncio.Protocol):
         if shared is None:
             shared = Accepted(state)
         self.state = state
-        self._counts = state.counts
-        self._live = state.live
+        self._counts = shared.counts
+        self._live = live = shared.live
         self._initial = initial
         # A TLS session cannot move to another process: such a connection is
         # never held for the router nor handed over (see pools/routing.py).
         self.tls = tls
         self._scheme = "https" if tls is not None else "http"
-        limits = state.limits
         self.h1 = HTTP1Connection(
-            max_target=limits.max_request_target,
-            max_header_size=limits.max_header_size,
-            max_headers=limits.max_headers,
-            server=state.server_header,
+            max_target=live.max_target,
+            max_header_size=live.max_header_size,
+            max_headers=live.max_headers,
+            server=live.server_header,
         )
         self.transport: asyncio.Transport | None = None
         # A list, not a deque: at most max_pipelined exchanges wait, and an empty
@@ -1056,9 +1106,9 @@ class HttpConnection(asyncio.Protocol):
             self.client = peer if len(peer) == 2 else (peer[0], peer[1])
         if self.server is None:  # the listening socket's address is not every connection's
             self.server = _address(transport.get_extra_info("sockname"))
-        limits = state.limits
-        connections = state.connections
-        if not limits.max_connections_per_client and len(connections) < limits.max_connections:
+        live = self._live
+        connections = live.connections
+        if not live.per_client and len(connections) < live.max_connections:
             connections.add(self)  # ServerState.admit's common case, without the call
         elif not state.admit(self, self.client):
             transport.write(_OVERLOADED)
@@ -1066,7 +1116,7 @@ class HttpConnection(asyncio.Protocol):
             self.closing = True
             return
         transport.set_write_buffer_limits(_WRITE_HIGH_WATER)
-        self._arm(state.timeouts.header)
+        self._arm(live.header_timeout)
         if self._initial:
             data, self._initial = self._initial, b""
             self.data_received(data)
@@ -1075,11 +1125,11 @@ class HttpConnection(asyncio.Protocol):
         self.closing = True
         if self.raw is not None:
             self.raw.feed_eof()
-        state = self.state
-        if state.counting:
-            state.forget(self)
+        live = self._live
+        if live.counting:
+            self.state.forget(self)
         else:
-            state.connections.discard(self)  # ServerState.forget's common case
+            live.connections.discard(self)  # ServerState.forget's common case
         self._drop_timer()
         self.h1.release()  # nothing more is parsed: no cycle left for the collector
         current = self.current
