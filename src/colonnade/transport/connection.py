@@ -40,7 +40,7 @@ import os
 import socket
 import sys
 import weakref
-from asyncio import Future, Task
+from asyncio import Task
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Generator
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
@@ -54,6 +54,7 @@ from colonnade.http import EndOfMessage, HTTP1Connection, Preface, ProtocolError
 from colonnade.transport.respcache import Entry, Key, Record, ResponseCache, request_key
 
 if TYPE_CHECKING:
+    from colonnade.config.schema import Limits, Timeouts
     from colonnade.engine import Engine
     from colonnade.transport.server import ConnectionRouter, Held, ServerState
 
@@ -109,7 +110,6 @@ DRAIN_FROM: Final = 64
 _copy_context: Final = contextvars.copy_context
 _refcount: Final = sys.getrefcount
 _weakrefcount: Final = weakref.getweakrefcount
-_current_task: Final = asyncio.current_task
 
 
 def _no_name() -> str:
@@ -136,17 +136,12 @@ class LazyTimers:
     a connection that ends before the sweep (``HttpConnection._drop_timer`` takes it
     out) never makes a timer."""
 
-    __slots__ = ("_pending", "_sweep", "finished", "loop")
+    __slots__ = ("_pending", "_sweep", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self._pending: set[HttpConnection] = set()
         self._sweep: asyncio.TimerHandle | None = None
-        #: A finished future of the loop (result None), made once: what a connection's
-        #: task is woken with at once (see Waker.wake). Here because this object is
-        #: the one the loop's connections share.
-        self.finished: Future[None] = Future(loop=loop)
-        self.finished.set_result(None)
 
     def add(self, conn: HttpConnection) -> None:
         """``conn`` has a deadline and no timer: arm it by the next sweep."""
@@ -186,22 +181,73 @@ class Counts:
 
 
 class Live:
-    """What a connection reads of the server's state for every request: kept in a
-    compiled object of its own, which each connection holds (as it holds Counts),
-    so that each read is a field load, not a look-up on the interpreted
-    ``ServerState`` (~190 instructions each, six per keep-alive request).
-    ``ServerState`` keeps it current: it sets these wherever it sets its own
-    (``switch``, its ``router``)."""
+    """What a connection reads of the server's state for every request, and as it
+    begins and ends: kept in a compiled object of its own, which each connection
+    holds (as it holds Counts), so that each read is a field load, not a look-up on
+    the interpreted ``ServerState`` (~190 instructions each, six per keep-alive
+    request, sixteen more per connection). ``ServerState`` keeps it current: it
+    sets these wherever it sets its own (``switch``, its ``router`` and
+    ``counting``)."""
 
-    __slots__ = ("engine", "keep_alive", "respcache", "router")
+    __slots__ = (
+        "connections",
+        "counting",
+        "engine",
+        "header_timeout",
+        "keep_alive",
+        "max_connections",
+        "max_header_size",
+        "max_headers",
+        "max_target",
+        "per_client",
+        "respcache",
+        "router",
+        "server_header",
+    )
 
-    def __init__(self, engine: Engine, keep_alive: float, respcache: ResponseCache | None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        respcache: ResponseCache | None,
+        connections: set[Any],
+        limits: Limits,
+        timeouts: Timeouts,
+        server_header: bytes | None,
+    ) -> None:
         self.engine = engine
-        #: ``timeouts.keep_alive``
-        self.keep_alive = keep_alive
         self.respcache = respcache
         self.router: ConnectionRouter | None = None
+        #: ``ServerState.connections`` (the same set) and ``counting``
+        self.connections = connections
+        self.counting = False
+        self.keep_alive = 0.0
+        self.header_timeout = 0.0
+        self.max_connections = 0
+        self.per_client = 0
+        self.max_target = 0
+        self.max_header_size = 0
+        self.max_headers = 0
+        self.server_header: bytes | None = None
+        self.settings(limits, timeouts, server_header)
 
+    def settings(self, limits: Limits, timeouts: Timeouts, server_header: bytes | None) -> None:
+        """Take the values a connection reads of the server's settings."""
+        #: ``timeouts.keep_alive`` and ``timeouts.header``
+        self.keep_alive = timeouts.keep_alive
+        self.header_timeout = timeouts.header
+        #: ``limits.max_connections`` and ``max_connections_per_client``
+        self.max_connections = limits.max_connections
+        self.per_client = limits.max_connections_per_client
+        #: what each connection's HTTP1Connection is made with
+        self.max_target = limits.max_request_target
+        self.max_header_size = limits.max_header_size
+        self.max_headers = limits.max_headers
+        self.server_header = server_header
+
+
+#: Whether this module runs compiled (mypyc): a compiled module's file is its
+#: extension, not its source (as in handlers/asgi/handler.py).
+_COMPILED: Final = not __file__.endswith(".py")
 
 _PENDING: Final = 0
 _DONE: Final = 1
@@ -209,36 +255,34 @@ _CANCELLED: Final = 2
 
 
 class Waker:
-    """What a connection's task awaits between requests (see ``HttpConnection._serve``):
-    asyncio's future protocol as a task uses it, one object per connection, armed
-    again for each wait.
+    """What a connection's task awaits between requests in the compiled build (see
+    ``HttpConnection._serve``): asyncio's future protocol as a task uses it, one
+    object per connection, armed again for each wait; :meth:`set_result` ends the
+    wait, and the task's wake-up is scheduled as a future's would be (for the
+    loop's next turn, also after a cancellation).
 
-    Not an ``asyncio.Future``: making one costs ~1,000 instructions, and without the
-    loop given (a keyword: a dict per call, ~800 more) a ``getpid`` system call
-    (CPython 3.11's running-loop check), once per keep-alive request. It can also
-    resume its task at once (``now``): :meth:`wake` from a loop callback outside
-    any task steps the task there, not at the loop's next turn, handing its
-    wake-up the loop's finished future so that the task reads the (None) result
-    in C. The connection does not use that today (see the end of
-    ``HttpConnection.data_received`` for the measurement); otherwise, and for a
-    cancellation, the wake-up is scheduled as a future's would be."""
+    Compiled, it costs less than an ``asyncio.Future``: making one costs ~1,000
+    instructions, and without the loop given (a keyword: a dict per call, ~800
+    more) a ``getpid`` system call (CPython 3.11's running-loop check), once per
+    keep-alive request. Interpreted, its methods cost more than a future's C
+    ones: the pure build waits on a future of the loop's ``create_future`` (which
+    passes the loop) instead, with the same calls (``done``, ``set_result``,
+    ``await``)."""
 
     __slots__ = (
         "_asyncio_future_blocking",
         "_loop",
         "callback",
         "context",
-        "finished",
         "message",
         "state",
         "value",
     )
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, finished: Future[None]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         # Read by the task (asyncio's futures._get_loop: no get_loop() to call).
         self._loop = loop
         self._asyncio_future_blocking = False
-        self.finished = finished
         self.state = _DONE
         self.value = False
         #: The waiting task's wake-up and its context (None: nobody waits yet).
@@ -260,9 +304,9 @@ class Waker:
             raise asyncio.CancelledError(self.message)
         return self.value
 
-    def wake(self, value: bool, now: bool) -> None:
-        """End the wait with ``value``. ``now``: the caller is a loop callback, and the
-        task runs before this returns (unless another task is running: then soon)."""
+    def set_result(self, value: bool) -> None:
+        """End the wait with ``value`` (nothing if it ended already: unlike a
+        future's, which raises)."""
         if self.state != _PENDING:
             return
         self.state = _DONE
@@ -272,11 +316,7 @@ class Waker:
             return  # not awaited yet: the await returns at once
         context = self.context
         self.callback = self.context = None
-        loop = self._loop
-        if now and context is not None and _current_task(loop) is None:
-            context.run(callback, self.finished)
-        else:
-            loop.call_soon(callback, self, context=context)
+        self._loop.call_soon(callback, self, context=context)
 
     # -- asyncio's future protocol (what the task calls) ---------------------------------
 
@@ -341,10 +381,13 @@ class Accepted:
     wildcard). Called, it makes the protocol of a new connection (the factory
     given to ``loop.create_server``)."""
 
-    __slots__ = ("drain", "draining", "local", "loop", "state", "timers")
+    __slots__ = ("counts", "drain", "draining", "live", "local", "loop", "state", "timers")
 
     def __init__(self, state: ServerState, local: tuple[str, int] | None = None) -> None:
         self.state = state
+        # The state's own (never replaced), read by each connection as it begins.
+        self.counts = state.counts
+        self.live = state.live
         self.local = local
         self.loop = loop = asyncio.get_running_loop()
         timers = state.lazy_timers
@@ -358,7 +401,7 @@ class Accepted:
 
     def __call__(self) -> HttpConnection:
         drain = self.drain
-        if drain is not None and not self.draining and len(self.state.connections) >= DRAIN_FROM:
+        if drain is not None and not self.draining and len(self.live.connections) >= DRAIN_FROM:
             # The event loop accepts one connection per turn, and a turn serving
             # this many connections is long: the rest of a burst would wait for
             # as many turns (seconds, at a thousand). Take them all this turn.
@@ -990,19 +1033,18 @@ class HttpConnection(asyncio.Protocol):
         if shared is None:
             shared = Accepted(state)
         self.state = state
-        self._counts = state.counts
-        self._live = state.live
+        self._counts = shared.counts
+        self._live = live = shared.live
         self._initial = initial
         # A TLS session cannot move to another process: such a connection is
         # never held for the router nor handed over (see pools/routing.py).
         self.tls = tls
         self._scheme = "https" if tls is not None else "http"
-        limits = state.limits
         self.h1 = HTTP1Connection(
-            max_target=limits.max_request_target,
-            max_header_size=limits.max_header_size,
-            max_headers=limits.max_headers,
-            server=state.server_header,
+            max_target=live.max_target,
+            max_header_size=live.max_header_size,
+            max_headers=live.max_headers,
+            server=live.server_header,
         )
         self.transport: asyncio.Transport | None = None
         # A list, not a deque: at most max_pipelined exchanges wait, and an empty
@@ -1018,6 +1060,8 @@ class HttpConnection(asyncio.Protocol):
         self._origin: contextvars.Context | None = None
         # What the task waits on between requests while it waits (None: it does
         # not), and the connection's one Waker (made for the task's first wait).
+        # The pure build waits on a future of the loop instead (see Waker; the
+        # same calls: done, set_result, await), typed as a Waker here.
         self._wake: Waker | None = None
         self._waker: Waker | None = None
         # In LazyTimers' set for its next sweep (_serve added it), and found waiting
@@ -1080,9 +1124,9 @@ class HttpConnection(asyncio.Protocol):
             self.client = peer if len(peer) == 2 else (peer[0], peer[1])
         if self.server is None:  # the listening socket's address is not every connection's
             self.server = _address(transport.get_extra_info("sockname"))
-        limits = state.limits
-        connections = state.connections
-        if not limits.max_connections_per_client and len(connections) < limits.max_connections:
+        live = self._live
+        connections = live.connections
+        if not live.per_client and len(connections) < live.max_connections:
             connections.add(self)  # ServerState.admit's common case, without the call
         elif not state.admit(self, self.client):
             transport.write(_OVERLOADED)
@@ -1090,7 +1134,7 @@ class HttpConnection(asyncio.Protocol):
             self.closing = True
             return
         transport.set_write_buffer_limits(_WRITE_HIGH_WATER)
-        self._arm(state.timeouts.header)
+        self._arm(live.header_timeout)
         if self._initial:
             data, self._initial = self._initial, b""
             self.data_received(data)
@@ -1099,11 +1143,11 @@ class HttpConnection(asyncio.Protocol):
         self.closing = True
         if self.raw is not None:
             self.raw.feed_eof()
-        state = self.state
-        if state.counting:
-            state.forget(self)
+        live = self._live
+        if live.counting:
+            self.state.forget(self)
         else:
-            state.connections.discard(self)  # ServerState.forget's common case
+            live.connections.discard(self)  # ServerState.forget's common case
         self._drop_timer()
         self.h1.release()  # nothing more is parsed: no cycle left for the collector
         current = self.current
@@ -1160,14 +1204,14 @@ class HttpConnection(asyncio.Protocol):
             else:
                 self._on_event(event)
         # Every request of the feed queued (a pipelining client's several), the task
-        # answers the first: woken at the loop's next turn, not stepped here (Waker's
-        # ``now``). Stepped inside this callback, the task ran each connection's
-        # request between two of uvloop's callbacks, where the GIL is released: a
-        # WSGI pool thread then took it after every request instead of once per
-        # batch (wsgi-hello pool 22-36k req/s against 45-53k, compiled), and the
-        # ASGI hello was no faster either (run Z, bench/RESULTS.md).
+        # answers the first: woken at the loop's next turn, not stepped here.
+        # Stepped inside this callback (session 17 tried it), the task ran each
+        # connection's request between two of uvloop's callbacks, where the GIL is
+        # released: a WSGI pool thread then took it after every request instead of
+        # once per batch (wsgi-hello pool 22-36k req/s against 45-53k, compiled),
+        # and the ASGI hello was no faster either (run Z, bench/RESULTS.md).
         if self.queue and not self.answering:
-            self._start_next(False)
+            self._start_next()
 
     def eof_received(self) -> bool | None:
         self.eof = True
@@ -1361,7 +1405,7 @@ class HttpConnection(asyncio.Protocol):
             self._pause_reading()
         if not self.answering:
             if start:
-                self._start_next(False)
+                self._start_next()
         elif queue[0].complete:
             # The answer in flight is complete; its application is still at work
             # (a background task after its response): no reason to wait for it.
@@ -1386,17 +1430,17 @@ class HttpConnection(asyncio.Protocol):
 
     # -- answering requests, one at a time ----------------------------------------
 
-    def _start_next(self, now: bool) -> None:
+    def _start_next(self) -> None:
         """Answer the request at the head of the queue: the connection's task does,
-        woken if it waits for one (``now``: the caller is a loop callback, and the
-        task runs before this returns), made if there is none (and if it is running,
-        it called this itself, from _done, and goes on with the request)."""
+        woken (at the loop's next turn) if it waits for one, made if there is none
+        (and if it is running, it called this itself, from _done, and goes on with
+        the request)."""
         self.answering = True
         self._idle_swept = False
         wake = self._wake
         if wake is not None and not wake.done():
             self._wake = None
-            wake.wake(True, now)
+            wake.set_result(True)
         elif self.task is None:
             self._spawn()
         # else: the task is running (it called this from _done and goes on with the
@@ -1527,10 +1571,16 @@ class HttpConnection(asyncio.Protocol):
                 transport = self.transport
                 if self.closing or transport is None or transport.is_closing():
                     return
-                wake = self._waker
-                if wake is None:
-                    wake = self._waker = Waker(self._loop, self._timers.finished)
-                wake.arm()
+                if _COMPILED:
+                    waker = self._waker
+                    if waker is None:
+                        waker = self._waker = Waker(self._loop)
+                    waker.arm()
+                    wake = waker
+                else:
+                    # Interpreted, a Waker's methods cost more than a C future's. (A
+                    # future where a Waker is declared: see _wake; no cast, a call.)
+                    wake = self._loop.create_future()  # type: ignore[assignment]
                 self._wake = wake
                 if not self._swept:
                     # LazyTimers' sweeps end this task if it waits through two.
@@ -1581,7 +1631,8 @@ class HttpConnection(asyncio.Protocol):
         if wake is None:
             return False
         self._wake = None
-        wake.wake(False, False)
+        if not wake.done():  # a future cancelled with its task, which has yet to run
+            wake.set_result(False)
         return True
 
     async def _drained(self) -> bool:
@@ -1670,7 +1721,7 @@ class HttpConnection(asyncio.Protocol):
             if self._body_rate.since >= 0:
                 self._start_body_rate()  # the paused time was the server's
         if self.queue:
-            self._start_next(False)
+            self._start_next()
         elif self.pending_error is not None:
             self._send_error()
         elif self.closing:

@@ -146,9 +146,17 @@ class ServerState:
         self.aborting = False
         #: The TLS ports of the configuration, with their certificates.
         self.tls = tls_ports(engine.config, alpn_protocols(self), NO_TLS)
-        #: What connections read per request (engine, keep-alive timeout, response
-        #: cache, router), kept current by switch() and the router's setter.
-        self.live = Live(self.engine, self.timeouts.keep_alive, self.respcache)
+        #: What connections read per request and as they begin and end (engine,
+        #: response cache, router, the settings they use, connections, counting),
+        #: kept current by switch() and the setters of router and counting.
+        self.live = Live(
+            self.engine,
+            self.respcache,
+            self.connections,
+            self.limits,
+            self.timeouts,
+            self.server_header,
+        )
         #: ``requests``, ``received`` and ``request_limit`` (the properties below).
         self.counts = Counts()
         self.on_request_limit: Callable[[], None] | None = None
@@ -169,10 +177,6 @@ class ServerState:
         #: Addresses refused since they last had no connection (logged once).
         self._capped: set[str] = set()
         self._all_closed: asyncio.Event | None = None
-        #: :meth:`forget` has more to do than drop the connection from
-        #: ``connections``: per-client counts, or someone waits for the last one.
-        #: Never reset (a connection counted before a reload is forgotten right).
-        self.counting = False
         #: The connections' timers armed lazily, by one sweep (``connection.LazyTimers``).
         self.lazy_timers: LazyTimers | None = None
 
@@ -184,6 +188,17 @@ class ServerState:
     @router.setter
     def router(self, value: ConnectionRouter | None) -> None:
         self.live.router = value
+
+    @property
+    def counting(self) -> bool:
+        """:meth:`forget` has more to do than drop the connection from
+        ``connections``: per-client counts, or someone waits for the last one.
+        Never reset (a connection counted before a reload is forgotten right)."""
+        return self.live.counting
+
+    @counting.setter
+    def counting(self, value: bool) -> None:
+        self.live.counting = value
 
     @property
     def requests(self) -> int:
@@ -225,8 +240,8 @@ class ServerState:
         self.respcache = for_engine(engine)
         live = self.live
         live.engine = engine
-        live.keep_alive = self.timeouts.keep_alive
         live.respcache = self.respcache
+        live.settings(self.limits, self.timeouts, self.server_header)
         self.tls = tls_ports(engine.config, alpn_protocols(self), self.tls)
 
     def admit(self, conn: Connection, client: tuple[str, int] | None = None) -> bool:
