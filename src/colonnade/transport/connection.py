@@ -1155,7 +1155,7 @@ class HttpConnection(asyncio.Protocol):
             _disconnected(current)
         for exchange in self.queue:
             _disconnected(exchange)
-        if self.answering and self.queue and self.queue[0].complete and not state.aborting:
+        if self.answering and self.queue and self.queue[0].complete and not self.state.aborting:
             # Its answer went out whole: the application's work after it (a
             # background task) is no longer the client's to cancel. (Not when a
             # stop's deadline dropped the connection: then the work is cancelled.)
