@@ -1,13 +1,14 @@
 """The proxy's fast paths give what the general code gives.
 
 The response head is parsed by indexing bytes (``wire._status_line``,
-``wire._header_lines``); here each is held against a plain reading of the rules
-(status line: RFC 9112 4; fields: ``wire._fields``, the line-by-line check) over
-a corpus of valid and invalid input, including every single-byte change of a
-typical head. A head with no field to change (``Head.plain``) is passed on as it
-came: ``forward.response_headers`` would have returned the same fields. The
-request's forwarding fields are built once per client, Host, scheme and TLS: the
-cached ones equal a fresh build.
+``wire._header_lines``: the head's bytes and their translation); here each is
+held against a plain reading of the rules (status line: RFC 9112 4; fields:
+``wire._fields``, the line-by-line check) over a corpus of valid and invalid
+input, including every single-byte change of a typical head. A head with no
+field to change (``Head.plain``) is passed on as it came:
+``forward.response_headers`` would have returned the same fields. The request's
+forwarding fields are built once per client, Host, scheme and TLS: the cached
+ones equal a fresh build.
 """
 
 from __future__ import annotations
@@ -113,10 +114,95 @@ def header_lines_cases() -> list[list[bytes]]:
 
 def test_header_lines_as_fields_reads_them() -> None:
     # For every case, the fast reading and the line-by-line one agree: the same
-    # fields, or both refuse the block.
+    # fields, or both refuse the block. (A case's line with CRLF in it is two
+    # lines of the head, as the parser reads it.)
+    status = b"HTTP/1.1 200 OK"
     for lines in header_lines_cases():
-        fast = outcome(wire._header_lines, [b"HTTP/1.1 200 OK", *lines], 1)
-        assert fast == outcome(wire._fields, lines), lines
+        raw = status + b"\r\n" + b"\r\n".join(lines) + b"\r\n\r\n"
+        fast = outcome(wire._header_lines, raw, len(status) + 2)
+        block = raw[len(status) + 2 : -4]
+        assert fast == outcome(wire._fields, block.split(b"\r\n")), lines
+
+
+def fields_of(block: bytes) -> object:
+    # The fields of a head whose field lines are ``block`` (each ending CRLF).
+    raw = b"HTTP/1.1 200 OK\r\n" + block + b"\r\n"
+    return outcome(wire._header_lines, raw, 17)
+
+
+@pytest.mark.parametrize(
+    ("block", "expected"),
+    [
+        (b"", []),
+        (b"a:\r\n", [(b"a", b"")]),
+        (b"a: \t \r\n", [(b"a", b"")]),
+        (b"a:\t v \t\r\n", [(b"a", b"v")]),
+        (b"a: v\t w\r\n", [(b"a", b"v\t w")]),
+        (b"Content-TYPE: Text/Plain\r\nx: Y\r\n", [(b"content-type", b"Text/Plain"), (b"x", b"Y")]),
+        (b"x: 1\r\nSERVER: A\r\n", [(b"x", b"1"), (b"server", b"A")]),
+        (b"x: a:B\r\n", [(b"x", b"a:B")]),
+        (b"x: a\rb\r\n", "error"),  # a lone CR in a value
+        (b"x: a\r\r\n", "error"),
+        (b"x: a\nb\r\n", "error"),  # a lone LF
+        (b"x: a\x00\r\n", "error"),
+        (b"x: 1\r\n y\r\n", "error"),  # obs-fold
+        (b"x : 1\r\n", "error"),
+        (b"x: 1\r\n\r\ny: 2\r\n", "error"),  # an empty line among the fields
+        (b"x: 1\r\nbad line y: 2\r\n", "error"),  # a field at the end of a bad line
+        (b"x: 1\r\ny: 2\n\r\n", "error"),
+    ],
+)
+def test_header_lines_edges(block: bytes, expected: object) -> None:
+    assert fields_of(block) == expected
+    if block:
+        assert outcome(wire._fields, block[:-2].split(b"\r\n")) == expected
+
+
+def test_header_lines_cost_stays_linear() -> None:
+    # Long whitespace runs around a value, with a NUL after them or not: refused
+    # or read in one pass over the line (a reading that went back over the run
+    # for each of its bytes would take minutes here).
+    spaces = b" \t" * 50_000
+    assert fields_of(b"x:" + spaces + b"\x00\r\n") == "error"
+    assert fields_of(b"x:" + spaces + b"a" + spaces + b"\x00\r\n") == "error"
+    assert fields_of(b"x:" + b"a " * 50_000 + b"\r\n") == [(b"x", b"a " * 49_999 + b"a")]
+
+
+@pytest.mark.parametrize("reason", [b"O\rK", b"O\nK", b"O\x00K", b"OK\r"])
+def test_reason_with_nul_cr_or_lf_is_refused(reason: bytes) -> None:
+    with pytest.raises(UpstreamProtocolError, match="reason phrase"):
+        wire._parse_head(b"HTTP/1.1 200 " + reason + b"\r\ncontent-length: 0\r\n\r\n")
+
+
+def test_mixed_case_head_reads_as_the_general_code() -> None:
+    lines = [
+        b"HTTP/1.1 200 OK",
+        b"Server: nginx/1.24.0",
+        b"Date: Sun, 06 Dec 2026 14:21:36 GMT",
+        b"Content-Type: text/html; charset=utf-8",
+        b"Content-Length: 1234",
+        b"Connection: keep-alive",
+        b"Vary: Accept-Encoding, Cookie",
+        b"X-Frame-Options: DENY",
+        b"Set-Cookie: a=B; Path=/",
+        b'ETag:\t"Ab" ',
+    ]
+    parsed = wire._parse_head(b"\r\n".join(lines) + b"\r\n\r\n")
+    assert isinstance(parsed, wire._Parsed)
+    assert parsed.headers == wire._fields(lines[1:])
+    assert parsed.length == b"1234" and parsed.keep_alive and not parsed.plain
+    assert parsed.bare == [f for f in parsed.headers if f[0] != b"content-length"]
+
+
+def test_interim_head_with_fields() -> None:
+    parser = ResponseParser()
+    parser.start("GET")
+    raw = b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
+    events = parser.feed(raw + b"HTTP/1.1 204 No Content\r\nX-A:  b\t\r\n\r\n")
+    interim, head = events[0], events[1]
+    assert isinstance(interim, wire.Interim) and interim.status == 103
+    assert interim.headers == [(b"link", b"</s.css>; rel=preload")]
+    assert isinstance(head, Head) and head.status == 204 and head.headers == [(b"x-a", b"b")]
 
 
 def test_head_every_byte_changed_parses_as_the_general_code() -> None:

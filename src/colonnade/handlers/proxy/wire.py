@@ -21,9 +21,12 @@ body bytes pass through as slices of what was fed, never collected.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from colonnade.core.httputil import TCHARS, has_token, is_field_value, is_token
+
+if TYPE_CHECKING:
+    from mypy_extensions import i64
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -44,13 +47,18 @@ HOP_BY_HOP: Final = frozenset(
         b"upgrade",
     }
 )
-#: 1 at the bytes of a token (a field name), else 0.
-_TCHAR: Final = bytes(1 if c in TCHARS else 0 for c in range(256))
+#: Field lines' bytes translated: a tchar in lower case, the colon kept, any other byte NUL.
+_NAME: Final = bytes(
+    (c + 32 if 65 <= c <= 90 else c) if c in TCHARS else c if c == 58 else 0 for c in range(256)
+)
 #: Response fields a proxy may change on the way back: the hop-by-hop ones, and
 #: those whose URLs or cookie domains name the upstream.
 _CHANGED: Final = HOP_BY_HOP | {b"location", b"content-location", b"set-cookie"}
-#: The response fields ``_head`` looks at: one set lookup per field decides.
-_NOTED: Final = _CHANGED | {b"content-length"}
+#: 1 at the lengths of the names in _CHANGED (all shorter than 20), else 0: a
+#: name is looked up (its bytes hashed) only when it has one of those lengths.
+_CHANGED_SIZES: Final = bytes(
+    1 if any(len(n) == size for n in _CHANGED) else 0 for size in range(20)
+)
 
 
 class UpstreamProtocolError(ValueError):
@@ -466,11 +474,23 @@ class _Parsed:
 
 def _parse_head(raw: bytes) -> _Parsed | Interim:
     # A response head (status line and fields, and the blank line): an
-    # informational one as Interim, a final one as _Parsed. One split (each bytes
-    # method call costs hundreds of instructions compiled).
-    lines = raw[:-4].split(b"\r\n")
-    status, reason, http10 = _status_line(lines[0])
-    headers = _header_lines(lines, 1)
+    # informational one as Interim, a final one as _Parsed. Compiled, a bytes
+    # method call costs hundreds of instructions, indexing a few: the status
+    # line ends at the first CRLF, found by a native loop that notes a NUL,
+    # lone CR or LF on the way (then _status_line looks for them in the reason).
+    eol: i64 = 0
+    clean = True
+    while True:
+        c: i64 = raw[eol]
+        if c == 13:
+            if raw[eol + 1] == 10:
+                break
+            clean = False
+        elif c == 10 or c == 0:
+            clean = False
+        eol += 1
+    status, reason, http10 = _status_line(raw[:eol], not clean)
+    headers = _header_lines(raw, eol + 2)
     if 100 <= status < 200 and status != 101:
         return Interim(status, headers)
     connection = b""
@@ -478,14 +498,15 @@ def _parse_head(raw: bytes) -> _Parsed | Interim:
     chunked = False
     te = False
     plain = True
-    noted = _NOTED
+    changed = _CHANGED
+    sizes = _CHANGED_SIZES
     for name, value in headers:
-        if name in noted:
-            if name == b"content-length":
-                if length is not None and value != length:
-                    raise UpstreamProtocolError("the response has several Content-Length values")
-                length = value
-                continue
+        size = len(name)
+        if size == 14 and name == b"content-length":
+            if length is not None and value != length:
+                raise UpstreamProtocolError("the response has several Content-Length values")
+            length = value
+        elif size < 20 and sizes[size] and name in changed:
             plain = False
             if name == b"connection":
                 connection = connection + b"," + value if connection else value
@@ -499,7 +520,7 @@ def _parse_head(raw: bytes) -> _Parsed | Interim:
     return _Parsed(raw, status, reason, headers, keep_alive, plain, length, te, chunked)
 
 
-def _status_line(line: bytes) -> tuple[int, bytes, bool]:
+def _status_line(line: bytes, check: bool = True) -> tuple[int, bytes, bool]:
     # HTTP-version SP 3DIGIT SP [reason]: (status, reason, is HTTP/1.0). Indexing
     # and slicing, not bytes methods: compiled, those are native operations.
     size = len(line)
@@ -517,7 +538,7 @@ def _status_line(line: bytes) -> tuple[int, bytes, bool]:
     ):
         raise UpstreamProtocolError(f"an invalid status line: {line[:80]!r}")
     reason = line[13:]
-    if reason and (0 in reason or 13 in reason or 10 in reason):
+    if check and reason and (0 in reason or 13 in reason or 10 in reason):
         raise UpstreamProtocolError("an invalid reason phrase")
     return hundreds * 100 + tens * 10 + units, reason, line[7] == 48
 
@@ -536,41 +557,46 @@ def _length(value: bytes) -> int:
     return length
 
 
-def _header_lines(lines: list[bytes], first: int) -> Headers:
-    # The fields of ``lines[first:]``, checked as _fields checks them — every
-    # name a token, no NUL, CR or LF in a value — by indexing the bytes, which
-    # compiled is native, where each bytes method call (find, strip, count) costs
-    # hundreds of instructions. Where a check fails, _fields finds the line to blame.
+def _header_lines(raw: bytes, start: int) -> Headers:
+    # The fields of a head (``raw``: its bytes, the blank line that ends it
+    # included; ``start``: where its first field line starts), checked as
+    # _fields checks them: every name a token, no NUL, CR or LF in a value, the
+    # value trimmed of SP and HTAB, the name lower case. One C-level translate
+    # of the head (_NAME: a tchar in lower case, the colon kept, any other byte
+    # NUL), then native loops: over a name's translated bytes to the colon, over
+    # a value's to the CR that ends its line. Where a check fails, _fields finds
+    # the line to blame.
+    names = raw.translate(_NAME)
     headers: Headers = []
-    tchar = _TCHAR
-    for index in range(first, len(lines)):
-        line = lines[index]
-        size = len(line)
-        colon = 0
-        upper = False
-        while colon < size:
-            c = line[colon]
+    at: i64 = start
+    last: i64 = len(raw) - 2  # the blank line
+    while at < last:
+        colon: i64 = at
+        while True:
+            c: i64 = names[colon]
             if c == 58:  # ":"
                 break
-            if not tchar[c]:
-                return _fields(lines[first:])
-            if 65 <= c <= 90:
-                upper = True
+            if c == 0:  # no tchar (a CR: no colon)
+                return _fields(raw[start : last - 2].split(b"\r\n"))
             colon += 1
-        if colon == 0 or colon == size:
-            return _fields(lines[first:])
-        start = colon + 1
-        end = size
-        while start < end and (line[start] == 32 or line[start] == 9):
-            start += 1
-        while end > start and (line[end - 1] == 32 or line[end - 1] == 9):
-            end -= 1
-        for i in range(start, end):
-            c = line[i]
-            if c == 0 or c == 13 or c == 10:
-                return _fields(lines[first:])
-        name = line[:colon]
-        headers.append((name.lower() if upper else name, line[start:end]))
+        end: i64 = colon + 1
+        while True:
+            c = raw[end]
+            if c == 13:
+                break
+            if c == 10 or c == 0:
+                return _fields(raw[start : last - 2].split(b"\r\n"))
+            end += 1
+        if colon == at or raw[end + 1] != 10:
+            return _fields(raw[start : last - 2].split(b"\r\n"))
+        first: i64 = colon + 1
+        while first < end and (raw[first] == 32 or raw[first] == 9):
+            first += 1
+        stop: i64 = end
+        while stop > first and (raw[stop - 1] == 32 or raw[stop - 1] == 9):
+            stop -= 1
+        headers.append((names[at:colon], raw[first:stop]))
+        at = end + 2
     return headers
 
 
