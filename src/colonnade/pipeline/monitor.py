@@ -1,8 +1,8 @@
 """The request monitor's view of one process (IIS: Runtime Status and Control).
 
 The engine keeps every executing request's context and walk
-(``Engine.executing``: a list linked through the contexts, a few attribute stores
-per request); nothing else is
+(``Engine.executing``: in the compiled build a list linked through the contexts, a
+few attribute stores per request; in the pure install a dict); nothing else is
 recorded while requests run. :func:`snapshot`, called only when somebody asks
 (``colonnade requests``), turns that into rows: the stage and module are read
 from where each suspended walk waits (:func:`runner.position`), the elapsed time
