@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 from colonnade.core.context import Context
 from colonnade.core.request import EMPTY_BODY, Headers, Request, TlsInfo, read_chunks
+from colonnade.core.taskwait import CANCELLED, DONE, PENDING, TaskWait
 from colonnade.core.urlpath import decode_path
 from colonnade.errors import ClientDisconnectedError, HttpError
 from colonnade.http import Body as BodyEvent
@@ -249,129 +250,47 @@ class Live:
 #: extension, not its source (as in handlers/asgi/handler.py).
 _COMPILED: Final = not __file__.endswith(".py")
 
-_PENDING: Final = 0
-_DONE: Final = 1
-_CANCELLED: Final = 2
 
-
-class Waker:
+class Waker(TaskWait):
     """What a connection's task awaits between requests in the compiled build (see
-    ``HttpConnection._serve``): asyncio's future protocol as a task uses it, one
-    object per connection, armed again for each wait; :meth:`set_result` ends the
-    wait, and the task's wake-up is scheduled as a future's would be (for the
+    ``HttpConnection._serve``): a reusable wait (core/taskwait.py), one object per
+    connection, armed again for each wait; :meth:`set_result` ends the wait with a
+    value, and the task's wake-up is scheduled as a future's would be (for the
     loop's next turn, also after a cancellation).
 
-    Compiled, it costs less than an ``asyncio.Future``: making one costs ~1,000
-    instructions, and without the loop given (a keyword: a dict per call, ~800
-    more) a ``getpid`` system call (CPython 3.11's running-loop check), once per
-    keep-alive request. Interpreted, its methods cost more than a future's C
-    ones: the pure build waits on a future of the loop's ``create_future`` (which
-    passes the loop) instead, with the same calls (``done``, ``set_result``,
-    ``await``)."""
+    Compiled, it costs less than an ``asyncio.Future`` (core/taskwait.py says
+    why), once per keep-alive request. Interpreted, its methods cost more than a
+    future's C ones: the pure build waits on a future of the loop's
+    ``create_future`` (which passes the loop) instead, with the same calls
+    (``done``, ``set_result``, ``await``)."""
 
-    __slots__ = (
-        "_asyncio_future_blocking",
-        "_loop",
-        "callback",
-        "context",
-        "message",
-        "state",
-        "value",
-    )
+    __slots__ = ("value",)
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        # Read by the task (asyncio's futures._get_loop: no get_loop() to call).
-        self._loop = loop
-        self._asyncio_future_blocking = False
-        self.state = _DONE
+        super().__init__(loop)
         self.value = False
-        #: The waiting task's wake-up and its context (None: nobody waits yet).
-        self.callback: Callable[[Any], object] | None = None
-        self.context: contextvars.Context | None = None
-        self.message: object = None  # a cancellation's
-
-    def arm(self) -> None:
-        """Begin a wait (the last one ended)."""
-        self.state = _PENDING
-        self.callback = None
-        self.context = None
 
     def __await__(self) -> Generator[Any, None, bool]:
-        if self.state == _PENDING:
+        if self.state == PENDING:
             self._asyncio_future_blocking = True
             yield self  # to the task, which adds its wake-up (asyncio's protocol)
-        if self.state == _CANCELLED:  # result() raised into the task instead
+        if self.state == CANCELLED:  # result() raised into the task instead
             raise asyncio.CancelledError(self.message)
         return self.value
 
     def set_result(self, value: bool) -> None:
         """End the wait with ``value`` (nothing if it ended already: unlike a
         future's, which raises)."""
-        if self.state != _PENDING:
+        if self.state != PENDING:
             return
-        self.state = _DONE
+        self.state = DONE
         self.value = value
-        callback = self.callback
-        if callback is None:
-            return  # not awaited yet: the await returns at once
-        context = self.context
-        self.callback = self.context = None
-        self._loop.call_soon(callback, self, context=context)
-
-    # -- asyncio's future protocol (what the task calls) ---------------------------------
-
-    def done(self) -> bool:
-        """The wait ended."""
-        return self.state != _PENDING
-
-    def cancelled(self) -> bool:
-        """The wait was cancelled."""
-        return self.state == _CANCELLED
+        self.schedule_wake()
 
     def result(self) -> bool:
         """The value the wait ended with; raises CancelledError where it was cancelled."""
-        if self.state == _CANCELLED:
-            raise asyncio.CancelledError(self.message)
-        if self.state == _PENDING:
-            raise asyncio.InvalidStateError("the wait goes on")
+        self.check()
         return self.value
-
-    def exception(self) -> BaseException | None:
-        """None: a wait never ends with an exception (but a cancellation's)."""
-        self.result()
-        return None
-
-    def add_done_callback(
-        self, fn: Callable[[Any], object], *, context: contextvars.Context | None = None
-    ) -> None:
-        """Call ``fn(self)`` when the wait ends: only its task waits (soon if it ended)."""
-        if self.state != _PENDING:
-            self._loop.call_soon(fn, self, context=context)
-            return
-        if self.callback is not None:
-            raise RuntimeError("a connection's wait has one waiter: its task")
-        self.callback = fn
-        self.context = context
-
-    def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
-        """Forget ``fn``; the number of callbacks removed."""
-        if self.callback is not None and self.callback == fn:
-            self.callback = self.context = None
-            return 1
-        return 0
-
-    def cancel(self, msg: object = None) -> bool:
-        """Cancel the wait (the task's cancel())."""
-        if self.state != _PENDING:
-            return False
-        self.state = _CANCELLED
-        self.message = msg
-        callback = self.callback
-        if callback is not None:
-            context = self.context
-            self.callback = self.context = None
-            self._loop.call_soon(callback, self, context=context)
-        return True
 
 
 class Accepted:

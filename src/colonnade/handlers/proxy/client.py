@@ -35,6 +35,7 @@ from collections.abc import Callable, Generator
 from typing import Any, Final, cast
 
 from colonnade.config.schema import parse_upstream as parse_address
+from colonnade.core.taskwait import CANCELLED, DONE, PENDING, TaskWait
 from colonnade.core.timers import timer_by
 from colonnade.handlers.proxy.errors import UpstreamConnectError, UpstreamTimeoutError
 from colonnade.handlers.proxy.wire import ResponseParser
@@ -87,58 +88,28 @@ def _unconnected(data: bytes) -> None:
     raise ConnectionResetError("the upstream connection is closed")
 
 
-_PENDING: Final = 0
-_DONE: Final = 1
-_CANCELLED: Final = 2
+class Wait(TaskWait):
+    """What a request's task awaits for bytes from its upstream connection: a
+    reusable wait (core/taskwait.py), one object per connection, armed again for
+    each wait (:meth:`Connection.waiter_at`).
 
+    Not an ``asyncio.Future`` made per wait (core/taskwait.py says what that
+    costs); and stepping a future's task at once (the read callback that brought
+    the bytes runs the rest of the response) took the task's wake-up off it
+    through ``_callbacks`` (a list and a tuple made per call),
+    ``remove_done_callback`` and ``set_result``. :meth:`wake` with ``now`` calls
+    the task's wake-up itself, before it returns, handing it a finished future
+    (``done_future``) so that the task reads the (None) result in C. Woken
+    otherwise (a timeout, the connection's end) or cancelled, the wake-up is
+    scheduled as a future's would be."""
 
-class Wait:
-    """What a request's task awaits for bytes from its upstream connection:
-    asyncio's future protocol as a task uses it, one object per connection, armed
-    again for each wait (:meth:`Connection.waiter_at`).
-
-    Not an ``asyncio.Future`` made per wait: making one with its loop given (a
-    keyword call, a dict per call; without it, ``getpid`` at each call) and
-    freeing it cost ~1,500 instructions per request, and stepping its task at
-    once (the read callback that brought the bytes runs the rest of the
-    response) took the task's wake-up off it through ``_callbacks`` (a list and
-    a tuple made per call), ``remove_done_callback`` and ``set_result``.
-    :meth:`wake` with ``now`` calls the task's wake-up itself, before it returns,
-    handing it a finished future (``done``) so that the task reads the (None)
-    result in C. Woken otherwise (a timeout, the connection's end) or cancelled,
-    the wake-up is scheduled as a future's would be.
-
-    (transport/connection.py's Waker is the same protocol for the client's side;
-    handlers may not import the transport.)"""
-
-    __slots__ = (
-        "_asyncio_future_blocking",
-        "_loop",
-        "callback",
-        "context",
-        "done_future",
-        "message",
-        "state",
-    )
+    __slots__ = ("done_future",)
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        # Read by the task (asyncio's futures._get_loop: no get_loop() to call).
-        self._loop = loop
-        self._asyncio_future_blocking = False
+        super().__init__(loop)
         #: A finished future (result None): what the task woken at once is handed.
         self.done_future: asyncio.Future[None] = loop.create_future()
         self.done_future.set_result(None)
-        self.state = _DONE
-        #: The waiting task's wake-up and its context (None: nobody waits yet).
-        self.callback: Callable[[Any], object] | None = None
-        self.context: contextvars.Context | None = None
-        self.message: object = None  # a cancellation's
-
-    def arm(self) -> None:
-        """Begin a wait (the last one ended)."""
-        self.state = _PENDING
-        self.callback = None
-        self.context = None
 
     def __await__(self) -> Generator[Any, None, None]:
         # An iterator of the wait itself, once, for the task (which then adds its
@@ -147,10 +118,10 @@ class Wait:
         # iterator is done: the await gives None); cancelled, its wake-up's
         # result() raises CancelledError into it at the await.
         state = self.state
-        if state == _PENDING:
+        if state == PENDING:
             self._asyncio_future_blocking = True
             return cast(Generator[Any, None, None], iter((self,)))
-        if state == _CANCELLED:
+        if state == CANCELLED:
             raise asyncio.CancelledError(self.message)
         return cast(Generator[Any, None, None], iter(()))
 
@@ -159,72 +130,17 @@ class Wait:
         is). ``now``: the caller is a loop callback outside any task (the
         protocol's read), and the task runs before this returns; else at the
         loop's next turn."""
-        if self.state != _PENDING:
+        if self.state != PENDING:
             return
-        self.state = _DONE
-        callback = self.callback
-        if callback is None:
-            return  # not awaited yet: the await returns at once
-        context = self.context
-        self.callback = self.context = None
-        if now and context is not None:
-            _RUN(context, callback, self.done_future)
-        else:
-            self._loop.call_soon(callback, self, context=context)
-
-    # -- asyncio's future protocol (what the task calls) ---------------------------------
-
-    def done(self) -> bool:
-        """The wait ended."""
-        return self.state != _PENDING
-
-    def cancelled(self) -> bool:
-        """The wait was cancelled."""
-        return self.state == _CANCELLED
-
-    def result(self) -> None:
-        """None; raises CancelledError where the wait was cancelled."""
-        if self.state == _CANCELLED:
-            raise asyncio.CancelledError(self.message)
-        if self.state == _PENDING:
-            raise asyncio.InvalidStateError("the wait goes on")
-
-    def exception(self) -> BaseException | None:
-        """None: a wait never ends with an exception (but a cancellation's)."""
-        self.result()
-        return None
-
-    def add_done_callback(
-        self, fn: Callable[[Any], object], *, context: contextvars.Context | None = None
-    ) -> None:
-        """Call ``fn(self)`` when the wait ends: only its task waits (soon if it ended)."""
-        if self.state != _PENDING:
-            self._loop.call_soon(fn, self, context=context)
-            return
-        if self.callback is not None:
-            raise RuntimeError("an upstream connection's wait has one waiter: its task")
-        self.callback = fn
-        self.context = context
-
-    def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
-        """Forget ``fn``; the number of callbacks removed."""
-        if self.callback is not None and self.callback == fn:
-            self.callback = self.context = None
-            return 1
-        return 0
-
-    def cancel(self, msg: object = None) -> bool:
-        """Cancel the wait (the task's cancel())."""
-        if self.state != _PENDING:
-            return False
-        self.state = _CANCELLED
-        self.message = msg
-        callback = self.callback
-        if callback is not None:
+        self.state = DONE
+        if now:
+            callback = self.callback
             context = self.context
-            self.callback = self.context = None
-            self._loop.call_soon(callback, self, context=context)
-        return True
+            if callback is not None and context is not None:
+                self.callback = self.context = None
+                _RUN(context, callback, self.done_future)
+                return
+        self.schedule_wake()
 
 
 class Connection(asyncio.BufferedProtocol):

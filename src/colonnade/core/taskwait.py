@@ -1,0 +1,123 @@
+"""One task's wait on one object reused for every wait: asyncio's future protocol
+as a task uses it, without a future made per wait.
+
+Making an ``asyncio.Future`` per wait costs ~1,000 instructions compiled, more
+with its loop given (a keyword call, a dict per call; without it a ``getpid``
+system call: CPython 3.11's running-loop check), and freeing it more again. A
+connection whose task waits once per request (the client's connection between
+requests, an upstream connection for each response's bytes) keeps one
+:class:`TaskWait` instead and arms it again for each wait.
+
+This module holds what both kinds share: the state (pending, done, cancelled),
+the one waiting task's wake-up and its context, and the protocol's calls
+(``done``, ``cancelled``, ``result``, ``exception``, ``add_done_callback``,
+``remove_done_callback``, ``cancel``). A subclass adds how a wait ends and what
+its ``await`` gives: transport/connection.py's ``Waker`` (a value, the
+client's side) and handlers/proxy/client.py's ``Wait`` (the upstream's side,
+which may run the task's wake-up at once from the read callback).
+
+Only one task waits at a time: a second waiter is a bug and raises. A wait that
+ended (done or cancelled) stays as it is until :meth:`TaskWait.arm` begins the
+next one; ending it again does nothing (unlike a future's ``set_result``, which
+raises).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Callable
+from typing import Any, Final
+
+PENDING: Final = 0
+DONE: Final = 1
+CANCELLED: Final = 2
+
+
+class TaskWait:
+    """A reusable wait of one task (see the module docstring)."""
+
+    __slots__ = ("_asyncio_future_blocking", "_loop", "callback", "context", "message", "state")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Read by the task (asyncio's futures._get_loop: no get_loop() to call).
+        self._loop = loop
+        self._asyncio_future_blocking = False
+        self.state = DONE
+        #: The waiting task's wake-up and its context (None: nobody waits yet).
+        self.callback: Callable[[Any], object] | None = None
+        self.context: contextvars.Context | None = None
+        self.message: object = None  # a cancellation's
+
+    def arm(self) -> None:
+        """Begin a wait (the last one ended)."""
+        self.state = PENDING
+        self.callback = None
+        self.context = None
+
+    def schedule_wake(self) -> None:
+        """Schedule the waiting task's wake-up, if a task waits, for the loop's next
+        turn (as a future's done callbacks are); the wait has ended."""
+        callback = self.callback
+        if callback is None:
+            return  # not awaited yet: the await returns at once
+        context = self.context
+        self.callback = self.context = None
+        self._loop.call_soon(callback, self, context=context)
+
+    # -- asyncio's future protocol (what the task calls) ---------------------------------
+
+    def done(self) -> bool:
+        """The wait ended."""
+        return self.state != PENDING
+
+    def cancelled(self) -> bool:
+        """The wait was cancelled."""
+        return self.state == CANCELLED
+
+    def result(self) -> object:
+        """None (a subclass may give a value); raises CancelledError where the wait
+        was cancelled."""
+        self.check()
+        return None
+
+    def check(self) -> None:
+        """Raise what ``result()`` raises: CancelledError for a cancelled wait,
+        InvalidStateError for one that goes on."""
+        if self.state == CANCELLED:
+            raise asyncio.CancelledError(self.message)
+        if self.state == PENDING:
+            raise asyncio.InvalidStateError("the wait goes on")
+
+    def exception(self) -> BaseException | None:
+        """None: a wait never ends with an exception (but a cancellation's)."""
+        self.check()
+        return None
+
+    def add_done_callback(
+        self, fn: Callable[[Any], object], *, context: contextvars.Context | None = None
+    ) -> None:
+        """Call ``fn(self)`` when the wait ends: only its task waits (soon if it ended)."""
+        if self.state != PENDING:
+            self._loop.call_soon(fn, self, context=context)
+            return
+        if self.callback is not None:
+            raise RuntimeError("a reusable wait has one waiter: its task")
+        self.callback = fn
+        self.context = context
+
+    def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
+        """Forget ``fn``; the number of callbacks removed."""
+        if self.callback is not None and self.callback == fn:
+            self.callback = self.context = None
+            return 1
+        return 0
+
+    def cancel(self, msg: object = None) -> bool:
+        """Cancel the wait (the task's cancel())."""
+        if self.state != PENDING:
+            return False
+        self.state = CANCELLED
+        self.message = msg
+        self.schedule_wake()
+        return True
