@@ -99,13 +99,19 @@ async def context_probe(scope: Scope, receive: Any, send: Any) -> None:
     await _respond(send, 200, json.dumps(report).encode(), b"application/json")
 
 
+def _own_task() -> asyncio.Task[Any]:
+    """The running request's task (an app of this module always runs in one)."""
+    task = asyncio.current_task()
+    assert task is not None
+    return task
+
+
 async def cancel_self(scope: Scope, receive: Any, send: Any) -> None:
     """Cancels its own task and sees the cancellation at its next await."""
     if scope["type"] == "lifespan":
         await _lifespan_ok(scope, receive, send)
         return
-    task = asyncio.current_task()
-    assert task is not None
+    task = _own_task()
     task.cancel()
     try:
         await asyncio.sleep(0)
@@ -122,8 +128,7 @@ async def swallow_cancel(scope: Scope, receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
         await _lifespan_ok(scope, receive, send)
         return
-    task = asyncio.current_task()
-    assert task is not None
+    task = _own_task()
     if scope["path"] == "/swallow":
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -148,8 +153,7 @@ async def task_scope(scope: Scope, receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
         await _lifespan_ok(scope, receive, send)
         return
-    task = asyncio.current_task()
-    assert task is not None
+    task = _own_task()
     name = task.get_name()
     found = BY_TASK.get(task) or WEAK_BY_TASK.get(task) or CALLBACK_TASKS.get(name)
     path = scope["path"]
@@ -170,8 +174,7 @@ async def rename_task(scope: Scope, receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
         await _lifespan_ok(scope, receive, send)
         return
-    task = asyncio.current_task()
-    assert task is not None
+    task = _own_task()
     name = task.get_name()
     if scope["path"] == "/rename":
         task.set_name("request /rename")
