@@ -287,6 +287,28 @@ def test_a_graceful_stop_past_its_deadline_cancels_work_after_a_response(
     assert asgi_apps.EVENTS == [("after /buf stopped by", "CancelledError")]
 
 
+def test_a_stop_deadline_in_the_step_that_completes_a_pipelined_answer_cancels_its_work(
+    tmp_path: Path, after: None
+) -> None:
+    # The answer is complete with a pipelined request behind it: the connection is
+    # to go on without the application's work after the answer (_let_go, called
+    # soon). The stop's deadline falls in that same turn of the loop (here: the
+    # application calls abort_all itself, right after its answer): the work must be
+    # cancelled with the aborted connection, not let go into the stragglers after
+    # abort_all cancelled them (it ran on through the application's shutdown).
+    config = site_config(f"{APPS}:after_response")
+    config["server"]["timeouts"] = {"graceful": 0.3}
+    try:
+        with live(config, tmp_path) as server, Conn(server.port) as conn:
+            asgi_apps.AT_ANSWER.append(server.server.state.abort_all)
+            conn.send(b"GET /buf HTTP/1.1\r\nHost: x\r\n\r\nGET /probe HTTP/1.1\r\nHost: x\r\n\r\n")
+            wait_for(lambda: asgi_apps.EVENTS, 5.0, "the work after /buf is cancelled")
+    finally:
+        asgi_apps.AT_ANSWER.clear()
+    assert asgi_apps.EVENTS == [("after /buf stopped by", "CancelledError")]
+    assert not asgi_apps.AFTER_DONE
+
+
 def test_a_client_that_leaves_after_its_answer_does_not_cancel_the_work_after_it(
     tmp_path: Path, after: None
 ) -> None:
