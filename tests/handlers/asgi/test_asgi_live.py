@@ -619,6 +619,21 @@ def test_a_stream_whose_client_reset_before_a_write_is_stopped(
     assert errors == [], [r.getMessage() for r in errors]
 
 
+def test_a_receive_pending_when_the_client_leaves_gets_the_disconnect(tmp_path: Path) -> None:
+    # The ASGI spec: http.disconnect once the connection is closed. The request's
+    # task is cancelled; a receive pending in another task (a framework's listener
+    # for the disconnect) must hear it too, not wait forever (a task left pending).
+    with live(site_config(f"{APPS}:receive_elsewhere"), tmp_path) as server:
+        with Conn(server.port) as conn:
+            conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            wait_for(lambda: asgi_apps.EVENTS, PATIENCE, "the request's (empty) body received")
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        wait_for(
+            lambda: "http.disconnect" in asgi_apps.EVENTS, 5.0, "the pending receive's disconnect"
+        )
+    assert asgi_apps.EVENTS == ["http.request", "http.disconnect"]
+
+
 def test_a_streaming_app_is_stopped_quietly_when_the_client_leaves(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

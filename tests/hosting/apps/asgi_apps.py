@@ -243,6 +243,31 @@ async def ws_late_accept(scope: Scope, receive: Any, send: Any) -> None:
             return
 
 
+#: The listeners ``receive_elsewhere`` started (kept: a task is only weakly held).
+LISTENERS: set[asyncio.Task[None]] = set()
+
+
+async def receive_elsewhere(scope: Scope, receive: Any, send: Any) -> None:
+    """Listens for the disconnect in a task of its own (not the request's child, as
+    some frameworks do), noting each message in ``EVENTS``; the request itself waits
+    for GATE before it answers."""
+    if scope["type"] != "http":
+        return
+
+    async def listen() -> None:
+        while True:
+            message = await receive()
+            EVENTS.append(message["type"])
+            if message["type"] == "http.disconnect":
+                return
+
+    listener = asyncio.get_running_loop().create_task(listen())
+    LISTENERS.add(listener)
+    listener.add_done_callback(LISTENERS.discard)
+    await wait_for_async(GATE.is_set, PATIENCE, "the test setting GATE")
+    await _respond(send, 200, b"answered")
+
+
 async def big_slow(scope: Scope, receive: Any, send: Any) -> None:
     """Declares 100,000 bytes, sends the head with no bytes yet, the body once GATE
     is set."""
