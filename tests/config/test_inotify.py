@@ -159,6 +159,23 @@ def test_a_wake_after_close_is_harmless(tmp_path: Path) -> None:
         os.close(other)
 
 
+def test_no_descriptor_is_left_open_when_the_wake_up_pipe_cannot_be_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Out of descriptors (EMFILE) after inotify_init1: the caller falls back to
+    another watcher, and the inotify descriptor made already is closed, not leaked
+    (one per configuration watch started)."""
+
+    def no_pipe(_flags: int) -> tuple[int, int]:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(inotify_module.os, "pipe2", no_pipe)
+    before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(OSError):
+        Inotify([str(tmp_path)])
+    assert set(os.listdir("/proc/self/fd")) == before
+
+
 def test_a_missing_root_is_no_error_and_a_closed_watch_stays_closed(tmp_path: Path) -> None:
     watch = Inotify([str(tmp_path / "nowhere")])
     assert watch.folders == 0

@@ -90,7 +90,11 @@ class Inotify:
         self._fd: int = fd
         # What ends a wait early (:meth:`wake`): the watch sleeps in the kernel
         # until a change, its timeout or this, never waking to look at ``halt``.
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        except BaseException:
+            os.close(fd)  # (no pipe: out of descriptors) the caller watches another way
+            raise
         self._closing = threading.Lock()  # wake() against close(): no write to a reused fd
         self._folders: dict[int, str] = {}  # watch descriptor -> folder path
         try:

@@ -1533,6 +1533,9 @@ class HttpConnection(asyncio.Protocol):
             or not self.queue
             or self.queue[0] is not exchange
             or not exchange.complete
+            # A stop's deadline passed (abort_all) since _overtaken asked for this:
+            # connection_lost, soon, cancels the work instead.
+            or self.state.aborting
         ):
             return  # done already: the task went on by itself
         exchange.released = True

@@ -287,6 +287,28 @@ def test_a_graceful_stop_past_its_deadline_cancels_work_after_a_response(
     assert asgi_apps.EVENTS == [("after /buf stopped by", "CancelledError")]
 
 
+def test_a_stop_deadline_in_the_step_that_completes_a_pipelined_answer_cancels_its_work(
+    tmp_path: Path, after: None
+) -> None:
+    # The answer is complete with a pipelined request behind it: the connection is
+    # to go on without the application's work after the answer (_let_go, called
+    # soon). The stop's deadline falls in that same turn of the loop (here: the
+    # application calls abort_all itself, right after its answer): the work must be
+    # cancelled with the aborted connection, not let go into the stragglers after
+    # abort_all cancelled them (it ran on through the application's shutdown).
+    config = site_config(f"{APPS}:after_response")
+    config["server"]["timeouts"] = {"graceful": 0.3}
+    try:
+        with live(config, tmp_path) as server, Conn(server.port) as conn:
+            asgi_apps.AT_ANSWER.append(server.server.state.abort_all)
+            conn.send(b"GET /buf HTTP/1.1\r\nHost: x\r\n\r\nGET /probe HTTP/1.1\r\nHost: x\r\n\r\n")
+            wait_for(lambda: asgi_apps.EVENTS, 5.0, "the work after /buf is cancelled")
+    finally:
+        asgi_apps.AT_ANSWER.clear()
+    assert asgi_apps.EVENTS == [("after /buf stopped by", "CancelledError")]
+    assert not asgi_apps.AFTER_DONE
+
+
 def test_a_client_that_leaves_after_its_answer_does_not_cancel_the_work_after_it(
     tmp_path: Path, after: None
 ) -> None:
@@ -595,6 +617,21 @@ def test_a_stream_whose_client_reset_before_a_write_is_stopped(
     assert asgi_apps.EVENTS == [("stopped by", "ClientDisconnectedError")]
     errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert errors == [], [r.getMessage() for r in errors]
+
+
+def test_a_receive_pending_when_the_client_leaves_gets_the_disconnect(tmp_path: Path) -> None:
+    # The ASGI spec: http.disconnect once the connection is closed. The request's
+    # task is cancelled; a receive pending in another task (a framework's listener
+    # for the disconnect) must hear it too, not wait forever (a task left pending).
+    with live(site_config(f"{APPS}:receive_elsewhere"), tmp_path) as server:
+        with Conn(server.port) as conn:
+            conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            wait_for(lambda: asgi_apps.EVENTS, PATIENCE, "the request's (empty) body received")
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        wait_for(
+            lambda: "http.disconnect" in asgi_apps.EVENTS, 5.0, "the pending receive's disconnect"
+        )
+    assert asgi_apps.EVENTS == ["http.request", "http.disconnect"]
 
 
 def test_a_streaming_app_is_stopped_quietly_when_the_client_leaves(

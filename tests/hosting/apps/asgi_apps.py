@@ -246,6 +246,31 @@ async def ws_late_accept(scope: Scope, receive: Any, send: Any) -> None:
             return
 
 
+#: The listeners ``receive_elsewhere`` started (kept: a task is only weakly held).
+LISTENERS: set[asyncio.Task[None]] = set()
+
+
+async def receive_elsewhere(scope: Scope, receive: Any, send: Any) -> None:
+    """Listens for the disconnect in a task of its own (not the request's child, as
+    some frameworks do), noting each message in ``EVENTS``; the request itself waits
+    for GATE before it answers."""
+    if scope["type"] != "http":
+        return
+
+    async def listen() -> None:
+        while True:
+            message = await receive()
+            EVENTS.append(message["type"])
+            if message["type"] == "http.disconnect":
+                return
+
+    listener = asyncio.get_running_loop().create_task(listen())
+    LISTENERS.add(listener)
+    listener.add_done_callback(LISTENERS.discard)
+    await wait_for_async(GATE.is_set, PATIENCE, "the test setting GATE")
+    await _respond(send, 200, b"answered")
+
+
 async def big_slow(scope: Scope, receive: Any, send: Any) -> None:
     """Declares 100,000 bytes, sends the head with no bytes yet, the body once GATE
     is set."""
@@ -614,14 +639,17 @@ async def stream_after_reset(scope: Scope, receive: Any, send: Any) -> None:
 AFTER_GATE = threading.Event()
 #: The paths whose work after their answer has finished, in order.
 AFTER_DONE: list[str] = []
+#: Called by ``after_response`` right after the whole answer of ``/buf``, in the
+#: same step of its task (a test puts a stop's deadline there).
+AT_ANSWER: list[Any] = []
 
 
 async def after_response(scope: Scope, receive: Any, send: Any) -> None:
     """Work after the response, as Starlette's background tasks do: ``/buf`` answers
-    whole, ``/stream`` in two body messages, a HEAD with the length of a body it does
-    not send; then each waits for ``AFTER_GATE`` and adds its path (a HEAD's as
-    ``HEAD /path``) to ``AFTER_DONE`` (or notes in ``EVENTS`` what stopped the wait
-    of a GET). ``/probe`` just answers."""
+    whole (then makes ``AT_ANSWER``'s calls), ``/stream`` in two body messages, a
+    HEAD with the length of a body it does not send; then each waits for
+    ``AFTER_GATE`` and adds its path (a HEAD's as ``HEAD /path``) to ``AFTER_DONE``
+    (or notes in ``EVENTS`` what stopped the wait of a GET). ``/probe`` just answers."""
     if scope["type"] == "lifespan":
         await _lifespan_ok(scope, receive, send)
         return
@@ -643,6 +671,8 @@ async def after_response(scope: Scope, receive: Any, send: Any) -> None:
         await send({"type": "http.response.body", "body": b"part2", "more_body": False})
     else:
         await send({"type": "http.response.body", "body": b"buffered"})
+        for call in AT_ANSWER:
+            call()
     try:
         await wait_for_async(AFTER_GATE.is_set, PATIENCE, "the test opening AFTER_GATE")
     except BaseException as exc:

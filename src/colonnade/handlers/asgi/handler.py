@@ -7,7 +7,8 @@ slotted object, :class:`HttpCycle`.
 
 - ``receive`` hands out the body as it arrives (``more_body`` until the declared
   length is reached or the stream ends), then ``http.disconnect`` once the
-  response is complete. A client that goes away cancels the request's task.
+  response is complete. A client that goes away cancels the request's task; a
+  ``receive`` pending in another task then returns ``http.disconnect`` too.
 - In the compiled build the application gets the cycle itself as both
   ``receive`` and ``send`` (``__call__``: no argument receives, a message is
   sent), no bound method made per request; the pure install passes the bound
@@ -235,6 +236,14 @@ class HttpCycle:
                 await app(scope, self, self)
             else:
                 await app(scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            # The request's task was cancelled (its client went away, a stop's
+            # deadline): a receive pending in another task (a framework's listener
+            # for the disconnect), or made later, hears http.disconnect.
+            if self.waiter is None:
+                self.waiter = asyncio.get_running_loop().create_future()
+            self._wake()
+            raise
         except Exception:
             if self.phase != _COMPLETE:
                 raise
