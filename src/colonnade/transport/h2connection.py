@@ -407,7 +407,10 @@ class H2Connection(asyncio.Protocol):
             validate_outbound_headers=False,
             normalize_outbound_headers=False,
         )
-        h2conn = self.h2 = ServerH2(config)
+        # Typed as h2's class: mypyc then reads and writes its attributes as an
+        # interpreted object's, as before (ServerH2 only overrides a method).
+        h2conn: h2.connection.H2Connection = ServerH2(config)
+        self.h2 = h2conn
         h2conn.local_settings = h2.settings.Settings(
             client=False,
             initial_values={
