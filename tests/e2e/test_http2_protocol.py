@@ -526,7 +526,27 @@ def _answered(c: RawH2, *late: bytes | Frame) -> None:
     c.send(*late)
 
 
+def _reset_by_the_server(c: RawH2, *late: bytes | Frame) -> None:
+    # Stream 3 answered before its body came (a POST to a static file: 405), so reset
+    # by the server, NO_ERROR (RFC 9113 8.1); then ``late`` frames on it, as a client
+    # sends them when they were in flight before the reset reached it.
+    c.send(c.headers(3, post("/hello.txt"), end_stream=False))
+    assert (c.outcome(3).kind, c.status(3)) == ("status", 405)
+    rst = c.outcome(3)
+    assert (rst.kind, rst.stream, rst.code) == ("rst", 3, E.NO_ERROR)
+    c.send(*late, c.headers(5))
+
+
 AFTER_FIRST = [
+    Row(
+        # RFC 9113 5.1: "An endpoint MUST ignore frames that it receives on closed
+        # streams after it has sent a RST_STREAM frame" (no RST_STREAM STREAM_CLOSED
+        # for each DATA frame that was in flight).
+        "DATA on a stream the server reset: ignored",
+        lambda c: _reset_by_the_server(c, c.data(3, b"late"), c.data(3, b"", end_stream=True)),
+        ("status", 200),
+        stream=5,
+    ),
     Row(
         "DATA on a stream answered",
         lambda c: _answered(c, c.data(3, b"late")),

@@ -50,7 +50,7 @@ from h2.connection import ConnectionInputs, ConnectionState
 from h2.errors import ErrorCodes
 from h2.stream import H2Stream as StreamRecord
 from h2.stream import H2StreamStateMachine, StreamClosedBy, StreamInputs, StreamState
-from hyperframe.frame import GoAwayFrame
+from hyperframe.frame import DataFrame, Frame, GoAwayFrame, RstStreamFrame
 
 from colonnade.core.request import EMPTY_BODY, Body, Request, TlsInfo
 from colonnade.core.timers import timer_by
@@ -106,6 +106,7 @@ _SEND_END_STREAM: Final = StreamInputs.SEND_END_STREAM
 _HALF_CLOSED_REMOTE: Final = StreamState.HALF_CLOSED_REMOTE
 _STREAM_CLOSED: Final = StreamState.CLOSED
 _CLOSED_BY_US: Final = StreamClosedBy.SEND_END_STREAM
+_RESET_BY_US: Final = StreamClosedBy.SEND_RST_STREAM
 # The dict method under h2's record of closed streams (a SizeLimitDict, whose own
 # interpreted __setitem__ costs some 4k instructions to add a size check; see
 # closed_stream).
@@ -115,6 +116,30 @@ _ORDERED_SET: Final = collections.OrderedDict.__setitem__
 _RECORDED: Final = 0
 _UNRECORDED: Final = 1
 _UNRECORDED_HEAD_SENT: Final = 2
+
+
+class ServerH2(h2.connection.H2Connection):
+    """``h2``'s connection, ignoring DATA on a stream it reset (RFC 9113 5.1: "An
+    endpoint MUST ignore frames that it receives on closed streams after it has sent
+    a RST_STREAM frame"). ``h2`` answers each such frame with RST_STREAM
+    STREAM_CLOSED; a client has DATA in flight whenever the server answers before
+    the body arrived whole and resets the stream with NO_ERROR (RFC 9113 8.1), or cuts
+    a slow body: it got a second reset of that stream for every frame in flight.
+    The connection's window is given back for them all the same."""
+
+    def _handle_data_on_closed_stream(
+        self,
+        events: list[h2.events.Event],
+        exc: h2.exceptions.StreamClosedError,
+        frame: DataFrame,
+    ) -> tuple[list[Frame], list[h2.events.Event]]:
+        frames, events = super()._handle_data_on_closed_stream(events, exc, frame)
+        # A frame that closes the stream itself (DATA after the client's END_STREAM)
+        # comes with the reset's event, and its RST_STREAM STREAM_CLOSED is due.
+        if not exc._events and self._stream_closed_by(exc.stream_id) is _RESET_BY_US:
+            # A WINDOW_UPDATE for the connection may come before h2's RST_STREAM.
+            frames = [f for f in frames if not isinstance(f, RstStreamFrame)]
+        return frames, events
 
 
 class H2Stream:
@@ -382,7 +407,10 @@ class H2Connection(asyncio.Protocol):
             validate_outbound_headers=False,
             normalize_outbound_headers=False,
         )
-        h2conn = self.h2 = h2.connection.H2Connection(config)
+        # Typed as h2's class: mypyc then reads and writes its attributes as an
+        # interpreted object's, as before (ServerH2 only overrides a method).
+        h2conn: h2.connection.H2Connection = ServerH2(config)
+        self.h2 = h2conn
         h2conn.local_settings = h2.settings.Settings(
             client=False,
             initial_values={
