@@ -111,6 +111,7 @@ DRAIN_FROM: Final = 64
 _copy_context: Final = contextvars.copy_context
 _refcount: Final = sys.getrefcount
 _weakrefcount: Final = weakref.getweakrefcount
+_sleep: Final = asyncio.sleep
 
 
 def _no_name() -> str:
@@ -716,6 +717,12 @@ class Exchange:
                 # loop later. Said now: a stream that never waits for the client
                 # would otherwise write into nothing forever, the loop never turning.
                 raise ClientDisconnectedError("the client went away")
+        else:
+            # Nothing goes out (a HEAD's body, an empty chunk): no write pauses or
+            # finds the client gone, so the loop gets its turn here, or a stream
+            # that never waits would hold every other connection of the worker
+            # and outlive its client (whose leaving cancels it at this await).
+            await _sleep(0)
 
     async def sendfile(self, path: str, offset: int, count: int) -> None:
         """A file range: small ones in one write, large ones with zero-copy sendfile."""

@@ -619,6 +619,32 @@ def test_a_stream_whose_client_reset_before_a_write_is_stopped(
     assert errors == [], [r.getMessage() for r in errors]
 
 
+def test_a_head_stream_that_never_waits_still_lets_the_loop_turn(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A HEAD's body goes nowhere: no write ever pauses or finds the client gone.
+    # Each send must still give the loop a turn, or a stream that never waits
+    # holds every other connection of the worker and outlives its client.
+    asgi_apps.RESET_GATE.clear()
+    with (
+        caplog.at_level(logging.DEBUG),
+        live(site_config(f"{APPS}:stream_after_reset"), tmp_path) as server,
+    ):
+        with Conn(server.port) as conn:
+            conn.send(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert conn.sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        time.sleep(0.2)  # the reset reaches the server's socket
+        asgi_apps.RESET_GATE.set()
+        wait_for(lambda: asgi_apps.EVENTS, PATIENCE, "the stream stopped")
+        with Conn(server.port) as conn:  # the worker serves on
+            conn.send(b"GET /probe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert conn.sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+    assert asgi_apps.EVENTS == [("stopped by", "CancelledError")]
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert errors == [], [r.getMessage() for r in errors]
+
+
 def test_a_receive_pending_when_the_client_leaves_gets_the_disconnect(tmp_path: Path) -> None:
     # The ASGI spec: http.disconnect once the connection is closed. The request's
     # task is cancelled; a receive pending in another task (a framework's listener
