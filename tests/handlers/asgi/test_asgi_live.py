@@ -592,20 +592,26 @@ def test_a_client_that_vanishes_is_a_1006_disconnect(tmp_path: Path) -> None:
         wait_for(lambda: asgi_apps.EVENTS == [("disconnect", 1006)], PATIENCE, "a 1006 disconnect")
 
 
+@pytest.mark.parametrize(
+    ("method", "stopped_by"),
+    [("GET", "ClientDisconnectedError"), ("HEAD", "CancelledError")],
+)
 def test_a_stream_whose_client_reset_before_a_write_is_stopped(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    method: str, stopped_by: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The write that finds the reset closes the transport, whose connection_lost
     # comes a turn of the loop later. A stream that never has to wait for the
     # client must still stop at its next send, not spin on writes dropped
     # unseen with the loop never turning (seen under load: a worker at full CPU).
+    # A HEAD's body goes nowhere: no write finds the client gone, so each send
+    # gives the loop its turn, where the reset cancels the request.
     asgi_apps.RESET_GATE.clear()
     with (
         caplog.at_level(logging.DEBUG),
         live(site_config(f"{APPS}:stream_after_reset"), tmp_path) as server,
     ):
         with Conn(server.port) as conn:
-            conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            conn.send(f"{method} / HTTP/1.1\r\nHost: x\r\n\r\n".encode())
             assert conn.sock.recv(4096).startswith(b"HTTP/1.1 200 ")
             conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         time.sleep(0.2)  # the reset reaches the server's socket
@@ -614,33 +620,8 @@ def test_a_stream_whose_client_reset_before_a_write_is_stopped(
         with Conn(server.port) as conn:  # the worker serves on
             conn.send(b"GET /probe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             assert conn.sock.recv(4096).startswith(b"HTTP/1.1 200 ")
-    assert asgi_apps.EVENTS == [("stopped by", "ClientDisconnectedError")]
-    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
-    assert errors == [], [r.getMessage() for r in errors]
-
-
-def test_a_head_stream_that_never_waits_still_lets_the_loop_turn(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    # A HEAD's body goes nowhere: no write ever pauses or finds the client gone.
-    # Each send must still give the loop a turn, or a stream that never waits
-    # holds every other connection of the worker and outlives its client.
-    asgi_apps.RESET_GATE.clear()
-    with (
-        caplog.at_level(logging.DEBUG),
-        live(site_config(f"{APPS}:stream_after_reset"), tmp_path) as server,
-    ):
-        with Conn(server.port) as conn:
-            conn.send(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert conn.sock.recv(4096).startswith(b"HTTP/1.1 200 ")
-            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        time.sleep(0.2)  # the reset reaches the server's socket
-        asgi_apps.RESET_GATE.set()
-        wait_for(lambda: asgi_apps.EVENTS, PATIENCE, "the stream stopped")
-        with Conn(server.port) as conn:  # the worker serves on
-            conn.send(b"GET /probe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            assert conn.sock.recv(4096).startswith(b"HTTP/1.1 200 ")
-    assert asgi_apps.EVENTS == [("stopped by", "CancelledError")]
+    events = asgi_apps.EVENTS
+    assert events == [("stopped by", stopped_by)]
     errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert errors == [], [r.getMessage() for r in errors]
 
