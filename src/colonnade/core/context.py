@@ -90,6 +90,23 @@ class RawStream(Protocol):
 #: that runs them.
 SendHook = Callable[["Context"], Awaitable[None] | None]
 
+
+class SendFailed:
+    """What stands in for a response's SEND_RESPONSE hooks once they raised: the
+    hooks run once per response, so a flush after that (the walk's, when a handler
+    such as an ASGI application met the failure in its own send) raises the same
+    exception again instead of running them a second time, and the walk turns it
+    into the error page, which goes out without the hooks."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    def __call__(self, ctx: Context) -> None:
+        raise self.exc
+
+
 #: How many times one request may be remapped (IIS-like loop protection: a
 #: rewrite rule that keeps matching its own output ends in a 500, not a hang).
 MAX_REMAPS = 10
@@ -450,8 +467,13 @@ class Context:
             return
         response.streaming = True
         send = self._send_response
-        if send is not None and (pending := send(self)) is not None:
-            await pending
+        if send is not None:
+            try:
+                if (pending := send(self)) is not None:
+                    await pending
+            except Exception as exc:
+                self._send_failed(exc)
+                raise
         response.headers_sent = True
         length = response.header(b"content-length")
         self.writer.start(
@@ -496,8 +518,15 @@ class Context:
             # Streamed: end it. Sent whole already (e.g. by an ASGI application):
             # nothing left to end.
             return self.writer.end() if response.streaming else None
-        if self._send_response is not None and (pending := self._send_response(self)) is not None:
-            return self._send_after(pending)
+        send = self._send_response
+        if send is not None:
+            try:
+                pending = send(self)
+            except Exception as exc:
+                self._send_failed(exc)
+                raise
+            if pending is not None:
+                return self._send_after(pending)
         # Inlined rather than shared with _send_after: a call more per request.
         response.headers_sent = True
         if response.file is not None:
@@ -523,7 +552,11 @@ class Context:
 
     async def _send_after(self, hooks: Awaitable[None]) -> None:
         # The buffered response, once SEND_RESPONSE hooks that had to wait are done.
-        await hooks
+        try:
+            await hooks
+        except Exception as exc:
+            self._send_failed(exc)
+            raise
         response = self.response
         response.headers_sent = True
         body_file = response.file
@@ -531,6 +564,16 @@ class Context:
             await self._send_file(body_file)
             return
         self.writer.send_all(response.status, response.reason, response.headers, response.body)
+
+    def _send_failed(self, exc: Exception) -> None:
+        # The SEND_RESPONSE hooks raised: they are not run again for this response.
+        if not isinstance(self._send_response, SendFailed):
+            self._send_response = SendFailed(exc)
+
+    def send_failed(self) -> bool:
+        """The SEND_RESPONSE hooks raised for this response (it was not sent): the
+        walk's flush raises that again and sends the error page without them."""
+        return isinstance(self._send_response, SendFailed)
 
     async def _send_file(self, body_file: FileBody) -> None:
         # A file body (which a SEND_RESPONSE hook may have swapped in): the head,

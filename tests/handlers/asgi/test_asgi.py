@@ -440,3 +440,49 @@ def test_response_headers_are_a_list_of_the_servers_own() -> None:
         out.append((b"vary", b"accept-encoding"))
     assert len(shared) == 3
     assert _lowered(((b"A", b"1"),)) == [(b"a", b"1")]
+
+
+class FailingSend(Module):
+    """A SEND_RESPONSE hook that raises for every response, counting its runs."""
+
+    id = "test.failing_send"
+    runs: list[int] = []
+
+    @hook(Stage.SEND_RESPONSE)
+    def send(self, ctx: Context) -> None:
+        FailingSend.runs.append(ctx.response.status)
+        raise RuntimeError("boom in a SEND_RESPONSE hook")
+
+
+class FailingSendAsync(Module):
+    """The same as a coroutine hook (the flush hands the app an awaitable)."""
+
+    id = "test.failing_send_async"
+    runs: list[int] = []
+
+    @hook(Stage.SEND_RESPONSE)
+    async def send(self, ctx: Context) -> None:
+        FailingSendAsync.runs.append(ctx.response.status)
+        raise RuntimeError("boom in a SEND_RESPONSE hook")
+
+
+@pytest.mark.parametrize("module", [FailingSend, FailingSendAsync], ids=["plain", "coroutine"])
+def test_a_send_response_hook_that_raises_in_the_apps_send_gives_the_500_page_once(
+    module: type[FailingSend], caplog: pytest.LogCaptureFixture
+) -> None:
+    # The hook raises inside the application's last send: its response was never
+    # sent. The client gets the 500 page, the hooks do not run a second time (as
+    # for any handler's response: tests/pipeline/test_send_response.py), and the
+    # log does not call it a failure "after its response".
+    module.runs.clear()
+    config = site_config(f"{APPS}:hello", modules=[module.id])
+    eng = build_engine(config, modules=[*EXTRA, module])
+    with caplog.at_level(logging.ERROR), Client(eng) as c:
+        response = c.get("/")
+    assert response.status == 500
+    assert response.context.correlation_id in response.text
+    assert "boom" not in response.text
+    assert module.runs == [200]
+    assert not any("raised after its response" in r.getMessage() for r in caplog.records)
+    logged = [r for r in caplog.records if response.context.correlation_id in r.getMessage()]
+    assert len(logged) == 1 and "stage=SEND_RESPONSE" in logged[0].getMessage()

@@ -245,6 +245,11 @@ class HttpCycle:
             self._wake()
             raise
         except Exception:
+            if ctx.send_failed():
+                # The SEND_RESPONSE hooks raised in the application's send: its
+                # response never went out. The walk's flush reports that failure
+                # (at SEND_RESPONSE) and sends the error page, the hooks not rerun.
+                return
             if self.phase != _COMPLETE:
                 raise
             # The client has its whole response; what failed afterwards (a
