@@ -124,3 +124,37 @@ def test_the_connection_knows_which_build_runs_it() -> None:
     # The compiled build waits on a Waker, the pure one on a future of the loop.
     compiled = "colonnade.transport.connection" in buildinfo.compiled_modules()
     assert connection._COMPILED is compiled
+
+
+def test_the_wake_up_is_handed_a_finished_future(run: Runner) -> None:
+    # What the task's wake-up reads in C (a future's result) instead of the Waker's
+    # result() by name; the await still gives the value.
+    async def main() -> None:
+        waker = _waker()
+        waker.arm()
+        handed: list[object] = []
+        waker.add_done_callback(handed.append)  # where the waiting task's wake-up goes
+        waker.set_result(False)
+        await asyncio.sleep(0)
+        assert len(handed) == 1
+        future = handed[0]
+        assert isinstance(future, asyncio.Future)
+        assert future.done() and future.result() is None
+        assert waker.result() is False
+
+    run(main())
+
+
+def test_a_task_cancelled_after_its_wake_is_cancelled(run: Runner) -> None:
+    async def main() -> None:
+        waker = _waker()
+        seen: list[object] = []
+        task = asyncio.create_task(_wait(waker, seen))
+        await asyncio.sleep(0)
+        waker.set_result(True)  # the wake-up is scheduled ...
+        task.cancel()  # ... and the task cancelled before it runs
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert seen == ["cancelled"]
+
+    run(main())
