@@ -61,16 +61,24 @@ def test_a_wake_is_scheduled_for_the_loops_next_turn(run: Runner) -> None:
     run(main())
 
 
-def test_a_cancelled_task_stops_waiting(run: Runner) -> None:
+@pytest.mark.parametrize("woken", [False, True])
+def test_a_cancelled_task_stops_waiting(run: Runner, woken: bool) -> None:
     async def main() -> None:
         waker = _waker()
         seen: list[object] = []
         task = asyncio.create_task(_wait(waker, seen))
         await asyncio.sleep(0)
+        if woken:
+            # The wake-up is scheduled (handed a finished future), and the task is
+            # cancelled before it runs: cancelled all the same.
+            waker.set_result(True)
         task.cancel("bye")
         with pytest.raises(asyncio.CancelledError):
             await task
         assert seen == ["cancelled"]
+        if woken:
+            assert waker.result() is True and not waker.cancel()
+            return
         assert waker.cancelled() and not waker.cancel()
         with pytest.raises(asyncio.CancelledError):
             waker.result()
@@ -141,20 +149,5 @@ def test_the_wake_up_is_handed_a_finished_future(run: Runner) -> None:
         assert isinstance(future, asyncio.Future)
         assert future.done() and future.result() is None
         assert waker.result() is False
-
-    run(main())
-
-
-def test_a_task_cancelled_after_its_wake_is_cancelled(run: Runner) -> None:
-    async def main() -> None:
-        waker = _waker()
-        seen: list[object] = []
-        task = asyncio.create_task(_wait(waker, seen))
-        await asyncio.sleep(0)
-        waker.set_result(True)  # the wake-up is scheduled ...
-        task.cancel()  # ... and the task cancelled before it runs
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        assert seen == ["cancelled"]
 
     run(main())
