@@ -61,16 +61,24 @@ def test_a_wake_is_scheduled_for_the_loops_next_turn(run: Runner) -> None:
     run(main())
 
 
-def test_a_cancelled_task_stops_waiting(run: Runner) -> None:
+@pytest.mark.parametrize("woken", [False, True])
+def test_a_cancelled_task_stops_waiting(run: Runner, woken: bool) -> None:
     async def main() -> None:
         waker = _waker()
         seen: list[object] = []
         task = asyncio.create_task(_wait(waker, seen))
         await asyncio.sleep(0)
+        if woken:
+            # The wake-up is scheduled (handed a finished future), and the task is
+            # cancelled before it runs: cancelled all the same.
+            waker.set_result(True)
         task.cancel("bye")
         with pytest.raises(asyncio.CancelledError):
             await task
         assert seen == ["cancelled"]
+        if woken:
+            assert waker.result() is True and not waker.cancel()
+            return
         assert waker.cancelled() and not waker.cancel()
         with pytest.raises(asyncio.CancelledError):
             waker.result()
@@ -124,3 +132,22 @@ def test_the_connection_knows_which_build_runs_it() -> None:
     # The compiled build waits on a Waker, the pure one on a future of the loop.
     compiled = "colonnade.transport.connection" in buildinfo.compiled_modules()
     assert connection._COMPILED is compiled
+
+
+def test_the_wake_up_is_handed_a_finished_future(run: Runner) -> None:
+    # What the task's wake-up reads in C (a future's result) instead of the Waker's
+    # result() by name; the await still gives the value.
+    async def main() -> None:
+        waker = _waker()
+        waker.arm()
+        handed: list[object] = []
+        waker.add_done_callback(handed.append)  # where the waiting task's wake-up goes
+        waker.set_result(False)
+        await asyncio.sleep(0)
+        assert len(handed) == 1
+        future = handed[0]
+        assert isinstance(future, asyncio.Future)
+        assert future.done() and future.result() is None
+        assert waker.result() is False
+
+    run(main())

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 from colonnade.core.context import Context
 from colonnade.core.request import EMPTY_BODY, Headers, Request, TlsInfo, read_chunks
-from colonnade.core.taskwait import CANCELLED, DONE, PENDING, TaskWait
+from colonnade.core.taskwait import CANCELLED, DONE, PENDING, TaskWait, finished_future
 from colonnade.core.urlpath import decode_path
 from colonnade.errors import ClientDisconnectedError, HttpError
 from colonnade.http import Body as BodyEvent
@@ -265,11 +265,15 @@ class Waker(TaskWait):
     ``create_future`` (which passes the loop) instead, with the same calls
     (``done``, ``set_result``, ``await``)."""
 
-    __slots__ = ("value",)
+    __slots__ = ("finished", "value")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(loop)
         self.value = False
+        #: What the task's wake-up is handed when the wait ends with a value: a
+        #: finished future, whose result the task reads in C (the await then gives
+        #: the value); a cancelled wait hands itself (its result() raises).
+        self.finished = finished_future(loop)
 
     def __await__(self) -> Generator[Any, None, bool]:
         if self.state == PENDING:
@@ -286,7 +290,7 @@ class Waker(TaskWait):
             return
         self.state = DONE
         self.value = value
-        self.schedule_wake()
+        self.schedule_wake(self.finished)
 
     def result(self) -> bool:
         """The value the wait ended with; raises CancelledError where it was cancelled."""
