@@ -413,7 +413,7 @@ class _Exchange:
                         pump = conn.loop.create_task(self._pump(conn))
                     try:
                         head: Head | None = None
-                        rest: list[Event] = []
+                        rest = _NOTHING
                         while head is None:
                             try:
                                 events = self._poll(conn, True, False)
@@ -568,7 +568,7 @@ class _Exchange:
             else:
                 data = conn.take()
                 if data is None:
-                    return []
+                    return _NOTHING
         except UpstreamTimeoutError as exc:
             timeout = self.timeout
             if head and parser.started:
@@ -760,6 +760,8 @@ async def _pipe(stream: RawStream, conn: Connection) -> None:
 
 #: What _poll answers for a response it took whole (see ResponseParser.whole).
 _WHOLE: Final[list[Event]] = [END]
+#: No events (yet): one list, never changed, rather than a new empty one per poll.
+_NOTHING: Final[list[Event]] = []
 
 
 def _shown_target(ctx: Context) -> str:
