@@ -377,3 +377,33 @@ def test_an_invalid_head_after_a_valid_one_is_refused() -> None:
         events_of(parser, HEAD + b"Hello, world!")
         with pytest.raises(UpstreamProtocolError):
             events_of(parser, bad + b"Hello, world!")
+
+
+def _find_within(data: bytes, start: int, limit: int) -> int:
+    # What _blank_line answers, by bytes.find.
+    found = data.find(b"\r\n\r\n", start)
+    return found if found >= 0 and found - start <= limit else -1
+
+
+def test_blank_line_finds_what_find_finds() -> None:
+    rng = random.Random(7)
+    alphabet = b"\r\n\r\n\r\nab: "
+    cases = [b"", b"\r\n\r\n", b"\r\n\r", b"\n\r\n\r\n", b"\r\r\n\r\n", b"a\r\n\r\n", HEAD]
+    cases += [HEAD + b"Hello, world!", HEAD[:-1], HEAD.replace(b"\r\n\r\n", b"\r\n\n\r\n")]
+    for _ in range(3000):
+        cases.append(bytes(rng.choice(alphabet) for _ in range(rng.randrange(0, 24))))
+    for data in cases:
+        for start in range(min(len(data), 6) + 1):
+            for limit in (0, 1, 3, 4, 5, 10, 1000):
+                expected = _find_within(data, start, limit)
+                assert wire._blank_line(data, start, limit) == expected, (data, start, limit)
+    # Past the bytes a native loop scans, find takes over: every match near the
+    # seam is found, and none past the limit.
+    for at in range(wire._SCANNED - 8, wire._SCANNED + 8):
+        for filler in (b"a", b"\r", b"\n", b"\r\n"):
+            data = (filler * at)[:at] + b"\r\n\r\n" + b"x" * 10
+            for start in (0, 1, 5):
+                for limit in (at - start - 1, at - start, 65536):
+                    expected = _find_within(data, start, limit)
+                    got = wire._blank_line(data, start, limit)
+                    assert got == expected, (at, filler, start, limit)

@@ -576,7 +576,9 @@ class Pool:
         """Give ``conn`` back: kept for the next request when ``reusable`` and clean,
         else closed."""
         max_idle = self.settings.max_idle
-        if reusable and max_idle and not self.closed and conn.clean and conn in self._live:
+        # (A clean connection of this pool is one of its live ones: every way out
+        # of _live closes it. Its pool is compared, not the set searched.)
+        if reusable and max_idle and not self.closed and conn.pool is self and conn.clean:
             idle = self._idle
             recent = self._recent
             if len(idle) + (recent is not None) >= max_idle and self._trimmer is None:
@@ -591,7 +593,8 @@ class Pool:
                 self._schedule_reaper()
         else:
             self._discard(conn)
-        self._wake()
+        if self._waiters:
+            self._wake()
 
     def _discard(self, conn: Connection) -> None:
         conn.close()

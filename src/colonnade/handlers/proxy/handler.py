@@ -413,7 +413,7 @@ class _Exchange:
                         pump = conn.loop.create_task(self._pump(conn))
                     try:
                         head: Head | None = None
-                        rest: list[Event] = []
+                        rest = _NOTHING
                         while head is None:
                             try:
                                 events = self._poll(conn, True, False)
@@ -568,7 +568,7 @@ class _Exchange:
             else:
                 data = conn.take()
                 if data is None:
-                    return []
+                    return _NOTHING
         except UpstreamTimeoutError as exc:
             timeout = self.timeout
             if head and parser.started:
@@ -594,7 +594,7 @@ class _Exchange:
                 parsed = parser.whole(data)
                 if parsed is not None:
                     self._set_head(parsed.status, parsed.reason, parsed.plain, parsed.bare)
-                    self.response.body = data[len(parsed.raw) :]
+                    self.response.body = data[parsed.end :]
                     return _WHOLE
             return parser.feed(data)
         except wire.UpstreamProtocolError as exc:
@@ -616,13 +616,14 @@ class _Exchange:
 
     def _set_head(self, status: int, reason: bytes, plain: bool, fields: wire.Headers) -> None:
         # The response head's status, reason and fields: the head's, or the same
-        # without Content-Length (a body handed on whole); shared with the
-        # parser: the response gets a copy. ``plain``: no field to remove or rewrite.
+        # without Content-Length (a body handed on whole), lists made for this
+        # response alone (the parser keeps none). ``plain``: no field to remove
+        # or rewrite.
         response = self.response
         self.status = response.status = status
         response.reason = reason or None
         # No field to remove or rewrite (the usual answer): its headers as they came.
-        response.headers = fields[:] if plain else forward.response_headers(fields, self._rewrite())
+        response.headers = fields if plain else forward.response_headers(fields, self._rewrite())
         # The upstream's own error pages are kept (custom errors replace them only
         # with existing_response = "replace"), as for any gateway.
         response.skip_custom_errors = True
@@ -759,6 +760,8 @@ async def _pipe(stream: RawStream, conn: Connection) -> None:
 
 #: What _poll answers for a response it took whole (see ResponseParser.whole).
 _WHOLE: Final[list[Event]] = [END]
+#: No events (yet): one list, never changed, rather than a new empty one per poll.
+_NOTHING: Final[list[Event]] = []
 
 
 def _shown_target(ctx: Context) -> str:

@@ -61,6 +61,12 @@ _CHANGED_SIZES: Final = bytes(
 )
 
 
+#: Bytes past a response head (a small body) translated with it rather than sliced off.
+_TRANSLATED_PAST: Final = 256
+#: Bytes searched for a head's end by a native loop (see _blank_line): more, by find.
+_SCANNED: Final = 2048
+
+
 class UpstreamProtocolError(ValueError):
     """The upstream's bytes are not a valid HTTP/1.1 response (the message says how)."""
 
@@ -73,8 +79,8 @@ class Head:
     ``headers`` is a list of the head's own, made when first asked for (a pipeline
     changes a response's list); ``fields`` is the same, and ``bare`` the same
     without ``Content-Length`` (for a body handed on whole, whose length the engine
-    writes), both shared with the parser's memory of the head: copy them before
-    changing one.
+    writes): lists of this head's own (the same list when there is no
+    ``Content-Length``), which the parser does not keep.
     """
 
     __slots__ = ("_headers", "bare", "fields", "keep_alive", "plain", "reason", "status")
@@ -202,16 +208,16 @@ class ResponseParser:
         """``feed`` for the usual small answer, without its events: when ``data``
         is exactly one final response whose body, framed by a ``Content-Length``,
         ends where ``data`` ends, the response is taken (its body is
-        ``data[len(parsed.raw):]``) and its head returned. None: not such an
+        ``data[parsed.end:]``) and its head returned. None: not such an
         answer (its head not whole, an interim answer, another framing, more or
         fewer bytes than its length), and nothing taken: then ``feed`` with the
         same ``data`` (which takes the head parsed here, not parsing it again)."""
         if self._state != _HEAD or self._buffer or self._head_request:
             return None
-        found = data.find(b"\r\n\r\n")
-        if found < 0 or found > self.max_head:
+        found = _blank_line(data, 0, self.max_head)
+        if found < 0:
             return None  # not whole yet, or too long: feed says which
-        parsed = _parse_head(data[: found + 4])
+        parsed = _parse_head(data, found + 4)
         if isinstance(parsed, Interim):
             return None  # (rare: a 1xx to a request without a body) read again
         status = parsed.status
@@ -221,7 +227,7 @@ class ResponseParser:
             or status == 101
             or status == 204
             or status == 304
-            or len(data) != len(parsed.raw) + _length(parsed.length)
+            or len(data) != parsed.end + _length(parsed.length)
         ):
             # Not such an answer: feed, called next with this data, takes the head.
             self._handed = (data, parsed)
@@ -333,10 +339,10 @@ class ResponseParser:
             self._handed = None
             if pos == 0 and handed[0] is data:
                 parsed = handed[1]
-                return self._final(parsed, data, len(parsed.raw), events)
-        found = data.find(b"\r\n\r\n", pos)
+                return self._final(parsed, data, parsed.end, events)
         limit = self.max_head
-        if found < 0 or found - pos > limit:
+        found = _blank_line(data, pos, limit)
+        if found < 0:
             if len(data) - pos > limit + 3:
                 raise UpstreamProtocolError(
                     f"the upstream's response head is longer than {limit} bytes"
@@ -344,7 +350,7 @@ class ResponseParser:
             self._buffer = data[pos:] if pos else data
             return -1
         after = found + 4
-        fresh = _parse_head(data[pos:after])
+        fresh = _parse_head(data[pos:after] if pos else data, after - pos)
         if isinstance(fresh, Interim):
             events.append(fresh)
             return after  # the final response follows
@@ -425,9 +431,8 @@ class ResponseParser:
 
 
 class _Parsed:
-    """A final response head as read from ``raw`` (its bytes, the blank line
-    that ends it included): what :class:`Head` carries and what decides the
-    body's framing.
+    """A final response head, ``end`` bytes long (the blank line that ends it
+    included): what :class:`Head` carries and what decides the body's framing.
     ``length``: the Content-Length value (None: none), ``size`` its number once
     read (-1: not yet); ``bare``: ``headers`` without Content-Length (the same
     list when there is none); ``te``: a Transfer-Encoding was sent, ``chunked``
@@ -436,11 +441,11 @@ class _Parsed:
     __slots__ = (
         "bare",
         "chunked",
+        "end",
         "headers",
         "keep_alive",
         "length",
         "plain",
-        "raw",
         "reason",
         "size",
         "status",
@@ -449,35 +454,40 @@ class _Parsed:
 
     def __init__(
         self,
-        raw: bytes,
+        end: int,
         status: int,
         reason: bytes,
         headers: Headers,
+        bare: Headers,
         keep_alive: bool,
         plain: bool,
         length: bytes | None,
         te: bool,
         chunked: bool,
     ) -> None:
-        self.raw = raw
+        self.end = end
         self.status = status
         self.reason = reason
         self.headers = headers
+        self.bare = bare
         self.keep_alive = keep_alive
         self.plain = plain
         self.length = length
         self.te = te
         self.chunked = chunked
         self.size = -1
-        self.bare = headers if length is None else [f for f in headers if f[0] != b"content-length"]
 
 
-def _parse_head(raw: bytes) -> _Parsed | Interim:
+def _parse_head(raw: bytes, end: int = -1) -> _Parsed | Interim:
     # A response head (status line and fields, and the blank line): an
-    # informational one as Interim, a final one as _Parsed. Compiled, a bytes
+    # informational one as Interim, a final one as _Parsed. ``end``: where the
+    # head ends in ``raw`` (after its blank line; -1: at the end of ``raw``),
+    # which may go on with the body. Compiled, a bytes
     # method call costs hundreds of instructions, indexing a few: the status
     # line ends at the first CRLF, found by a native loop that notes a NUL,
     # lone CR or LF on the way (then _status_line looks for them in the reason).
+    if end < 0:
+        end = len(raw)
     eol: i64 = 0
     clean = True
     while True:
@@ -490,22 +500,27 @@ def _parse_head(raw: bytes) -> _Parsed | Interim:
             clean = False
         eol += 1
     status, reason, http10 = _status_line(raw[:eol], not clean)
-    headers = _header_lines(raw, eol + 2)
+    headers = _header_lines(raw, eol + 2, end)
     if 100 <= status < 200 and status != 101:
         return Interim(status, headers)
     connection = b""
     length: bytes | None = None
+    lengths = 0  # Content-Length fields
+    at = -1  # where the first one is
     chunked = False
     te = False
     plain = True
     changed = _CHANGED
     sizes = _CHANGED_SIZES
-    for name, value in headers:
+    for i, (name, value) in enumerate(headers):
         size = len(name)
         if size == 14 and name == b"content-length":
             if length is not None and value != length:
                 raise UpstreamProtocolError("the response has several Content-Length values")
             length = value
+            lengths += 1
+            if at < 0:
+                at = i
         elif size < 20 and sizes[size] and name in changed:
             plain = False
             if name == b"connection":
@@ -517,7 +532,48 @@ def _parse_head(raw: bytes) -> _Parsed | Interim:
         keep_alive = bool(connection) and has_token(connection, b"keep-alive")
     else:
         keep_alive = not connection or not has_token(connection, b"close")
-    return _Parsed(raw, status, reason, headers, keep_alive, plain, length, te, chunked)
+    # The fields without Content-Length (the same list when there is none): a
+    # copy less its one field, the usual case (pop: a native call; del and a
+    # comprehension are not).
+    if not lengths:
+        bare = headers
+    elif lengths == 1:
+        bare = headers[:]
+        bare.pop(at)
+    else:
+        bare = [f for f in headers if f[0] != b"content-length"]
+    return _Parsed(end, status, reason, headers, bare, keep_alive, plain, length, te, chunked)
+
+
+def _blank_line(data: bytes, start: int, limit: int) -> int:
+    # Where the first CRLF CRLF at or after ``start`` begins, if it begins
+    # within ``limit`` bytes of it (-1: none). A native loop in place of
+    # data.find (compiled, a bytes method call costs ~1,300 instructions for a
+    # small head) over the first _SCANNED bytes: it looks at every fourth byte
+    # where those are neither CR nor LF, as a field line's are (Horspool's
+    # shifts for CRLF CRLF: 2 after an LF, 1 after a CR, else 4). Past them
+    # (a large head), find's C loop is the faster.
+    size: i64 = len(data)
+    stop: i64 = start + limit + 3  # the last byte a match may end at
+    if stop >= size:
+        stop = size - 1
+    scanned: i64 = stop if stop - start <= _SCANNED else start + _SCANNED
+    i: i64 = start + 3
+    while i <= scanned:
+        c: i64 = data[i]
+        if c == 10:
+            if data[i - 1] == 13 and data[i - 2] == 10 and data[i - 3] == 13:
+                return i - 3
+            i += 2
+        elif c == 13:
+            i += 1
+        else:
+            i += 4
+    if scanned < stop:
+        # One that ends past what was scanned begins at scanned - 2 or later.
+        found: int = data.find(b"\r\n\r\n", scanned - 2, stop + 1)
+        return found
+    return -1
 
 
 def _status_line(line: bytes, check: bool = True) -> tuple[int, bytes, bool]:
@@ -557,19 +613,22 @@ def _length(value: bytes) -> int:
     return length
 
 
-def _header_lines(raw: bytes, start: int) -> Headers:
-    # The fields of a head (``raw``: its bytes, the blank line that ends it
-    # included; ``start``: where its first field line starts), checked as
+def _header_lines(raw: bytes, start: int, size: int = -1) -> Headers:
+    # The fields of a head (``raw[:size]``: its bytes, the blank line that ends it
+    # included, -1: all of ``raw``; ``start``: where its first field line starts), checked as
     # _fields checks them: every name a token, no NUL, CR or LF in a value, the
     # value trimmed of SP and HTAB, the name lower case. One C-level translate
     # of the head (_NAME: a tchar in lower case, the colon kept, any other byte
     # NUL), then native loops: over a name's translated bytes to the colon, over
     # a value's to the CR that ends its line. Where a check fails, _fields finds
     # the line to blame.
-    names = raw.translate(_NAME)
+    if size < 0:
+        size = len(raw)
+    # (What follows the head, a small body, is translated with it: no slice.)
+    names = (raw if len(raw) - size <= _TRANSLATED_PAST else raw[:size]).translate(_NAME)
     headers: Headers = []
     at: i64 = start
-    last: i64 = len(raw) - 2  # the blank line
+    last: i64 = size - 2  # the blank line
     while at < last:
         colon: i64 = at
         while True:
