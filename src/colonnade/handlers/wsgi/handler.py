@@ -123,16 +123,19 @@ def parse_status(status: str) -> tuple[int, bytes | None]:
 
 def convert_headers(headers: list[tuple[str, str]]) -> Headers:
     """WSGI ``(name, value)`` strings → lower-case name bytes and value bytes."""
-    out: Headers = []
+    # A comprehension over the list: compiled, the result is made at its final
+    # length and filled in place (no append per header).
     names = _NAMES
-    for name, value in headers:
-        key = names.get(name)
-        if key is None:
-            key = name.lower().encode("latin-1")
-            if len(names) < _CACHE_MAX:
-                names[name] = key
-        out.append((key, value.encode("latin-1")))
-    return out
+    return [(_header_name(names, name), value.encode("latin-1")) for name, value in headers]
+
+
+def _header_name(names: dict[str, bytes], name: str) -> bytes:
+    key = names.get(name)
+    if key is None:
+        key = name.lower().encode("latin-1")
+        if len(names) < _CACHE_MAX:
+            names[name] = key
+    return key
 
 
 class Exchange:
@@ -466,7 +469,7 @@ class WsgiHost:
         self._session_key = SESSION
         self._empty_body: Body = EMPTY_BODY
         self._clock: Callable[[], float] = monotonic
-        self._job: Callable[[tuple[WsgiApp, dict[str, Any], Bridge]], None] = _run
+        self._job: Callable[[_Answer], None] = _run
         # (not "_thread": mypyc names the C field "__thread", a C keyword)
         self._ident: Callable[[], int] = get_ident
         self._warned = -_WARN_EVERY  # when an inline call holding the loop was last logged
@@ -570,9 +573,9 @@ class WsgiHost:
         ):
             if self.inline:
                 return self._inline(ctx, environ)
-            bridge = self._bridge()
-            self._submit(environ, bridge)
-            return _Answer(self, ctx, bridge)
+            answer = _Answer(self, ctx, self._bridge(), environ)
+            self._submit(answer)
+            return answer
         if self.inline:
             return self._inline_with_body(ctx, environ, body)
         return self._pooled(ctx, environ, body)
@@ -715,11 +718,13 @@ class WsgiHost:
             raise RuntimeError("the WSGI thread pool is shut down")
         return Bridge(self._outbox_here())
 
-    def _submit(self, environ: dict[str, Any], bridge: Bridge) -> None:
+    def _submit(self, job: _Answer) -> None:
+        # The answer is the thread's job too (its application, environ and bridge):
+        # no tuple made per request to carry them.
         pool = self.pool
         if pool is None:
             raise RuntimeError("the WSGI thread pool is shut down")
-        pool.submit(self._job, (self.app, environ, bridge))
+        pool.submit(self._job, job)
 
     async def _pooled(self, ctx: Context, environ: dict[str, Any], body: Body) -> None:
         # A request with a body on the pool: the body read first where it is small
@@ -728,7 +733,7 @@ class WsgiHost:
         spool = await self._prefetch(environ, body, self.settings.buffer_request_body)
         environ["wsgi.input"] = InputStream(bridge) if spool is None else spool
         try:
-            self._submit(environ, bridge)
+            self._submit(_Answer(self, ctx, bridge, environ))
         except BaseException:
             if spool is not None:
                 spool.close()
@@ -798,22 +803,30 @@ class WsgiHost:
                 spool.close()
 
 
-class _Answer:
-    """What a request without a body waits for on the pool: the application
-    thread's first command. Most answers are whole (a single hop back), set here;
-    the rest is :meth:`WsgiHost._serve`'s. Awaiting it yields the bridge to the
-    task itself: one generator, where a coroutine awaiting the bridge would make
-    two and pass every step through both."""
+class _Answer(Exchange):
+    """A request on the pool, one object for both sides: the job its
+    application thread runs (the application's environ, and the exchange the
+    application is given as ``start_response``: the thread alone uses those
+    fields), and what a request without a body waits for on the loop: the
+    thread's first command. Most answers are whole (a single hop back), set
+    here; the rest is :meth:`WsgiHost._serve`'s. Awaiting it yields the bridge
+    to the task itself: one generator, where a coroutine awaiting the bridge
+    would make two and pass every step through both."""
 
-    __slots__ = ("bridge", "ctx", "host")
+    __slots__ = ("ctx", "environ", "host", "pool_bridge")
 
-    def __init__(self, host: WsgiHost, ctx: Context, bridge: Bridge) -> None:
+    def __init__(
+        self, host: WsgiHost, ctx: Context, bridge: Bridge, environ: dict[str, Any]
+    ) -> None:
+        super().__init__(bridge)
         self.host = host
         self.ctx = ctx
-        self.bridge = bridge
+        self.environ = environ
+        # The exchange's bridge, typed: never None here.
+        self.pool_bridge = bridge
 
     def __await__(self) -> Generator[Any, None, None]:
-        bridge = self.bridge
+        bridge = self.pool_bridge
         try:
             command = bridge.command
             if command is None:
@@ -833,19 +846,17 @@ class _Answer:
 # -- the application thread --------------------------------------------------------------
 
 
-def _run(job: tuple[WsgiApp, dict[str, Any], Bridge]) -> None:
-    app, environ, bridge = job
+def _run(job: _Answer) -> None:
     try:
-        command = _respond(app, environ, bridge)
+        command = _respond(job.host.app, job.environ, job)
     except Exception as exc:
         command = FAILED, exc
     except BaseException as exc:
         command = FAILED, _app_error(exc)
-    bridge.post(command)
+    job.pool_bridge.post(command)
 
 
-def _respond(app: WsgiApp, environ: dict[str, Any], bridge: Bridge) -> Command:
-    exchange = Exchange(bridge)
+def _respond(app: WsgiApp, environ: dict[str, Any], exchange: Exchange) -> Command:
     result = app(environ, exchange)
     try:
         whole = _settle(exchange, result)
