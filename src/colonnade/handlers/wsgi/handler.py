@@ -160,10 +160,28 @@ class Exchange:
         self.whole: bytes | None = None  # the body, where it was one declared chunk
 
     def __call__(
-        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
-    ) -> Callable[[bytes], None]:
-        """PEP 3333 ``start_response``: the exchange itself is the callable the
-        application is given (a bound method would be made per request)."""
+        self,
+        status: str | bytes,
+        headers: list[tuple[str, str]] | None = None,
+        exc_info: Any = None,
+    ) -> Exchange | None:
+        """PEP 3333 ``start_response(status, headers, exc_info=None)``, and the
+        ``write(data)`` callable it returns: the exchange itself is both, told
+        apart by their arguments (``write`` takes one). Compiled, a bound method
+        (of ``write``, or one made per request to give the application) is a
+        generic attribute lookup (~300 instructions), and an object of its own
+        per request another allocation, for a callable most applications never
+        call."""
+        if headers is None and exc_info is None:
+            if type(status) is str:
+                raise TypeError(
+                    "one str given: WSGI write() takes bytes, "
+                    "start_response() the status and the response headers"
+                )
+            self.write(cast("bytes", status))
+            return None
+        if type(status) is not str:
+            raise TypeError(f"WSGI status must be a str, not {type(status).__name__}")
         if exc_info is not None:
             try:
                 if self.head_sent:
@@ -176,10 +194,7 @@ class Exchange:
             raise TypeError("WSGI response headers must be a list of (name, value) tuples")
         self.status = status
         self.headers = headers
-        # A small object of its own, not the bound method self.write: compiled,
-        # making that bound method is a generic attribute lookup (~300
-        # instructions per request), for a callable most applications never call.
-        return _Write(self)
+        return self  # the write callable
 
     def head(self) -> tuple[int, bytes | None, Headers]:
         """Status code, reason and headers as the response wants them."""
@@ -223,19 +238,6 @@ class Exchange:
                 except ValueError:
                     return None
         return None
-
-
-class _Write:
-    """The ``write`` callable ``start_response`` returns: its exchange's ``write``."""
-
-    __slots__ = ("exchange",)
-
-    def __init__(self, exchange: Exchange) -> None:
-        self.exchange = exchange
-
-    def __call__(self, data: bytes) -> None:
-        """Send ``data`` (PEP 3333's ``write``)."""
-        self.exchange.write(data)
 
 
 def _set_head(response: Response, code: int, reason: bytes | None, headers: Headers) -> None:
