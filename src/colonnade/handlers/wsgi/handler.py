@@ -823,7 +823,8 @@ class _Answer(Exchange):
         super().__init__(bridge)
         self.host = host
         self.ctx = ctx
-        self.environ = environ
+        #: The thread's, which takes it (see _run).
+        self.environ: dict[str, Any] | None = environ
         # The exchange's bridge, typed: never None here.
         self.pool_bridge = bridge
 
@@ -849,8 +850,13 @@ class _Answer(Exchange):
 
 
 def _run(job: _Answer) -> None:
+    # The environ taken from the answer: freed on this thread once the application
+    # is done with it, not on the loop's with the answer at the request's end.
+    environ = job.environ
+    job.environ = None
     try:
-        command = _respond(job.host.app, job.environ, job)
+        assert environ is not None  # each answer's job runs once
+        command = _respond(job.host.app, environ, job)
     except Exception as exc:
         command = FAILED, exc
     except BaseException as exc:
