@@ -296,6 +296,23 @@ def test_an_exception_mid_stream_aborts_and_closes() -> None:
     assert wsgi_apps.EVENTS == [("closed", "failing")]
 
 
+@pytest.mark.parametrize("blocking", [True, False])
+def test_start_response_and_write_refuse_wrong_arguments(blocking: bool) -> None:
+    # The exchange is both start_response and the write callable it returns, told
+    # apart by their arguments: a call of either with the other's arguments is
+    # still a TypeError that names the mistake, and write() gives None.
+    extra = {"sections": {"wsgi": {"blocking": blocking}}}
+    with client(f"{APPS}:misused_callables", **extra) as c:
+        response = c.get("/")
+    assert response.status == 200
+    refused = b"one str given: WSGI write() takes bytes, start_response() the status and"
+    assert response.body == (
+        b"seen: TypeError: " + refused + b" the response headers; "
+        b"TypeError: WSGI status must be a str, not bytes; "
+        b"TypeError: " + refused + b" the response headers; write gave None"
+    )
+
+
 def test_exc_info_replaces_an_unsent_response() -> None:
     with client(f"{APPS}:exc_info_app") as c:
         response = c.get("/")

@@ -145,6 +145,24 @@ def writer(environ: Environ, start_response: StartResponse) -> list[bytes]:
     return [b"then returned"]
 
 
+def misused_callables(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    """Calls start_response and write() wrongly (each a TypeError, the request goes
+    on), then answers with what it saw; write() gives None."""
+    seen = []
+    for args in (("200 OK",), (b"200 OK", [])):
+        try:
+            start_response(*args)
+        except TypeError as exc:
+            seen.append(f"TypeError: {exc}")
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    try:
+        write("text")
+    except TypeError as exc:
+        seen.append(f"TypeError: {exc}")
+    seen.append(f"write gave {write(b'seen: ')!r}")
+    return ["; ".join(seen).encode()]
+
+
 def gated(environ: Environ, start_response: StartResponse) -> list[bytes]:
     """Says it started (EVENTS), waits for GATE (10 s at most), then answers whole."""
     EVENTS.append("gated")

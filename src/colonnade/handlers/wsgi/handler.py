@@ -123,16 +123,19 @@ def parse_status(status: str) -> tuple[int, bytes | None]:
 
 def convert_headers(headers: list[tuple[str, str]]) -> Headers:
     """WSGI ``(name, value)`` strings → lower-case name bytes and value bytes."""
-    out: Headers = []
+    # A comprehension over the list: compiled, the result is made at its final
+    # length and filled in place (no append per header).
     names = _NAMES
-    for name, value in headers:
-        key = names.get(name)
-        if key is None:
-            key = name.lower().encode("latin-1")
-            if len(names) < _CACHE_MAX:
-                names[name] = key
-        out.append((key, value.encode("latin-1")))
-    return out
+    return [(_header_name(names, name), value.encode("latin-1")) for name, value in headers]
+
+
+def _header_name(names: dict[str, bytes], name: str) -> bytes:
+    key = names.get(name)
+    if key is None:
+        key = name.lower().encode("latin-1")
+        if len(names) < _CACHE_MAX:
+            names[name] = key
+    return key
 
 
 class Exchange:
@@ -157,10 +160,28 @@ class Exchange:
         self.whole: bytes | None = None  # the body, where it was one declared chunk
 
     def __call__(
-        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
-    ) -> Callable[[bytes], None]:
-        """PEP 3333 ``start_response``: the exchange itself is the callable the
-        application is given (a bound method would be made per request)."""
+        self,
+        status: str | bytes,
+        headers: list[tuple[str, str]] | None = None,
+        exc_info: Any = None,
+    ) -> Exchange | None:
+        """PEP 3333 ``start_response(status, headers, exc_info=None)``, and the
+        ``write(data)`` callable it returns: the exchange itself is both, told
+        apart by their arguments (``write`` takes one). Compiled, a bound method
+        (of ``write``, or one made per request to give the application) is a
+        generic attribute lookup (~300 instructions), and an object of its own
+        per request another allocation, for a callable most applications never
+        call."""
+        if headers is None and exc_info is None:
+            if type(status) is str:
+                raise TypeError(
+                    "one str given: WSGI write() takes bytes, "
+                    "start_response() the status and the response headers"
+                )
+            self.write(cast("bytes", status))
+            return None
+        if type(status) is not str:
+            raise TypeError(f"WSGI status must be a str, not {type(status).__name__}")
         if exc_info is not None:
             try:
                 if self.head_sent:
@@ -173,10 +194,7 @@ class Exchange:
             raise TypeError("WSGI response headers must be a list of (name, value) tuples")
         self.status = status
         self.headers = headers
-        # A small object of its own, not the bound method self.write: compiled,
-        # making that bound method is a generic attribute lookup (~300
-        # instructions per request), for a callable most applications never call.
-        return _Write(self)
+        return self  # the write callable
 
     def head(self) -> tuple[int, bytes | None, Headers]:
         """Status code, reason and headers as the response wants them."""
@@ -220,19 +238,6 @@ class Exchange:
                 except ValueError:
                     return None
         return None
-
-
-class _Write:
-    """The ``write`` callable ``start_response`` returns: its exchange's ``write``."""
-
-    __slots__ = ("exchange",)
-
-    def __init__(self, exchange: Exchange) -> None:
-        self.exchange = exchange
-
-    def __call__(self, data: bytes) -> None:
-        """Send ``data`` (PEP 3333's ``write``)."""
-        self.exchange.write(data)
 
 
 def _set_head(response: Response, code: int, reason: bytes | None, headers: Headers) -> None:
@@ -466,7 +471,7 @@ class WsgiHost:
         self._session_key = SESSION
         self._empty_body: Body = EMPTY_BODY
         self._clock: Callable[[], float] = monotonic
-        self._job: Callable[[tuple[WsgiApp, dict[str, Any], Bridge]], None] = _run
+        self._job: Callable[[_Answer], None] = _run
         # (not "_thread": mypyc names the C field "__thread", a C keyword)
         self._ident: Callable[[], int] = get_ident
         self._warned = -_WARN_EVERY  # when an inline call holding the loop was last logged
@@ -570,9 +575,9 @@ class WsgiHost:
         ):
             if self.inline:
                 return self._inline(ctx, environ)
-            bridge = self._bridge()
-            self._submit(environ, bridge)
-            return _Answer(self, ctx, bridge)
+            answer = _Answer(self, ctx, self._bridge(), environ)
+            self._submit(answer)
+            return answer
         if self.inline:
             return self._inline_with_body(ctx, environ, body)
         return self._pooled(ctx, environ, body)
@@ -715,11 +720,13 @@ class WsgiHost:
             raise RuntimeError("the WSGI thread pool is shut down")
         return Bridge(self._outbox_here())
 
-    def _submit(self, environ: dict[str, Any], bridge: Bridge) -> None:
+    def _submit(self, job: _Answer) -> None:
+        # The answer is the thread's job too (its application, environ and bridge):
+        # no tuple made per request to carry them.
         pool = self.pool
         if pool is None:
             raise RuntimeError("the WSGI thread pool is shut down")
-        pool.submit(self._job, (self.app, environ, bridge))
+        pool.submit(self._job, job)
 
     async def _pooled(self, ctx: Context, environ: dict[str, Any], body: Body) -> None:
         # A request with a body on the pool: the body read first where it is small
@@ -728,7 +735,7 @@ class WsgiHost:
         spool = await self._prefetch(environ, body, self.settings.buffer_request_body)
         environ["wsgi.input"] = InputStream(bridge) if spool is None else spool
         try:
-            self._submit(environ, bridge)
+            self._submit(_Answer(self, ctx, bridge, environ))
         except BaseException:
             if spool is not None:
                 spool.close()
@@ -798,22 +805,31 @@ class WsgiHost:
                 spool.close()
 
 
-class _Answer:
-    """What a request without a body waits for on the pool: the application
-    thread's first command. Most answers are whole (a single hop back), set here;
-    the rest is :meth:`WsgiHost._serve`'s. Awaiting it yields the bridge to the
-    task itself: one generator, where a coroutine awaiting the bridge would make
-    two and pass every step through both."""
+class _Answer(Exchange):
+    """A request on the pool, one object for both sides: the job its
+    application thread runs (the application's environ, and the exchange the
+    application is given as ``start_response``: the thread alone uses those
+    fields), and what a request without a body waits for on the loop: the
+    thread's first command. Most answers are whole (a single hop back), set
+    here; the rest is :meth:`WsgiHost._serve`'s. Awaiting it yields the bridge
+    to the task itself: one generator, where a coroutine awaiting the bridge
+    would make two and pass every step through both."""
 
-    __slots__ = ("bridge", "ctx", "host")
+    __slots__ = ("ctx", "environ", "host", "pool_bridge")
 
-    def __init__(self, host: WsgiHost, ctx: Context, bridge: Bridge) -> None:
+    def __init__(
+        self, host: WsgiHost, ctx: Context, bridge: Bridge, environ: dict[str, Any]
+    ) -> None:
+        super().__init__(bridge)
         self.host = host
         self.ctx = ctx
-        self.bridge = bridge
+        #: The thread's, which takes it (see _run).
+        self.environ: dict[str, Any] | None = environ
+        # The exchange's bridge, typed: never None here.
+        self.pool_bridge = bridge
 
     def __await__(self) -> Generator[Any, None, None]:
-        bridge = self.bridge
+        bridge = self.pool_bridge
         try:
             command = bridge.command
             if command is None:
@@ -833,19 +849,22 @@ class _Answer:
 # -- the application thread --------------------------------------------------------------
 
 
-def _run(job: tuple[WsgiApp, dict[str, Any], Bridge]) -> None:
-    app, environ, bridge = job
+def _run(job: _Answer) -> None:
+    # The environ taken from the answer: freed on this thread once the application
+    # is done with it, not on the loop's with the answer at the request's end.
+    environ = job.environ
+    job.environ = None
     try:
-        command = _respond(app, environ, bridge)
+        assert environ is not None  # each answer's job runs once
+        command = _respond(job.host.app, environ, job)
     except Exception as exc:
         command = FAILED, exc
     except BaseException as exc:
         command = FAILED, _app_error(exc)
-    bridge.post(command)
+    job.pool_bridge.post(command)
 
 
-def _respond(app: WsgiApp, environ: dict[str, Any], bridge: Bridge) -> Command:
-    exchange = Exchange(bridge)
+def _respond(app: WsgiApp, environ: dict[str, Any], exchange: Exchange) -> Command:
     result = app(environ, exchange)
     try:
         whole = _settle(exchange, result)
