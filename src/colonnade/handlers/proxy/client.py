@@ -35,7 +35,7 @@ from collections.abc import Callable, Generator
 from typing import Any, Final, cast
 
 from colonnade.config.schema import parse_upstream as parse_address
-from colonnade.core.taskwait import CANCELLED, DONE, PENDING, TaskWait
+from colonnade.core.taskwait import CANCELLED, DONE, PENDING, TaskWait, finished_future
 from colonnade.core.timers import timer_by
 from colonnade.handlers.proxy.errors import UpstreamConnectError, UpstreamTimeoutError
 from colonnade.handlers.proxy.wire import ResponseParser
@@ -98,18 +98,18 @@ class Wait(TaskWait):
     the bytes runs the rest of the response) took the task's wake-up off it
     through ``_callbacks`` (a list and a tuple made per call),
     ``remove_done_callback`` and ``set_result``. :meth:`wake` with ``now`` calls
-    the task's wake-up itself, before it returns, handing it a finished future
-    (``done_future``) so that the task reads the (None) result in C. Woken
-    otherwise (a timeout, the connection's end) or cancelled, the wake-up is
-    scheduled as a future's would be."""
+    the task's wake-up itself, before it returns. Woken otherwise (a timeout,
+    the connection's end), the wake-up is scheduled as a future's would be;
+    either way it is handed the shared finished future
+    (``taskwait.finished_future``: the task reads its None result in C).
+    Cancelled, the wake-up is handed the wait itself (whose ``result()`` raises)."""
 
     __slots__ = ("done_future",)
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(loop)
-        #: A finished future (result None): what the task woken at once is handed.
-        self.done_future: asyncio.Future[None] = loop.create_future()
-        self.done_future.set_result(None)
+        #: What a wake-up of a wait that ended well is handed.
+        self.done_future: asyncio.Future[None] = finished_future(loop)
 
     def __await__(self) -> Generator[Any, None, None]:
         # An iterator of the wait itself, once, for the task (which then adds its
@@ -140,7 +140,7 @@ class Wait(TaskWait):
                 self.callback = self.context = None
                 _RUN(context, callback, self.done_future)
                 return
-        self.schedule_wake()
+        self.schedule_wake(self.done_future)
 
 
 class Connection(asyncio.BufferedProtocol):
