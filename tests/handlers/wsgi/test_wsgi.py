@@ -313,6 +313,26 @@ def test_start_response_and_write_refuse_wrong_arguments(blocking: bool) -> None
     )
 
 
+@pytest.mark.parametrize("blocking", [True, False])
+def test_start_response_takes_its_pep_3333_keywords(blocking: bool) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        write = start_response(
+            status="201 Created", response_headers=[("Content-Type", "text/plain")]
+        )
+        write(b"kw ")
+        return [b"args"]
+
+    wsgi_apps.inline = app  # type: ignore[attr-defined]
+    try:
+        extra = {"sections": {"wsgi": {"blocking": blocking}}}
+        with client(f"{APPS}:inline", **extra) as c:
+            response = c.get("/")
+    finally:
+        del wsgi_apps.inline  # type: ignore[attr-defined]
+    assert response.status == 201
+    assert response.body == b"kw args"
+
+
 def test_exc_info_replaces_an_unsent_response() -> None:
     with client(f"{APPS}:exc_info_app") as c:
         response = c.get("/")

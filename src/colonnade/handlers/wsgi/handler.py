@@ -162,16 +162,18 @@ class Exchange:
     def __call__(
         self,
         status: str | bytes,
-        headers: list[tuple[str, str]] | None = None,
+        response_headers: list[tuple[str, str]] | None = None,
         exc_info: Any = None,
     ) -> Exchange | None:
-        """PEP 3333 ``start_response(status, headers, exc_info=None)``, and the
+        """PEP 3333 ``start_response(status, response_headers, exc_info=None)`` (its
+        parameters' names, for an application that passes them by keyword), and the
         ``write(data)`` callable it returns: the exchange itself is both, told
         apart by their arguments (``write`` takes one). Compiled, a bound method
         (of ``write``, or one made per request to give the application) is a
         generic attribute lookup (~300 instructions), and an object of its own
         per request another allocation, for a callable most applications never
         call."""
+        headers = response_headers
         if headers is None and exc_info is None:
             if type(status) is str:
                 raise TypeError(
