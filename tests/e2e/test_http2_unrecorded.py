@@ -24,6 +24,7 @@ import pytest
 from h2.errors import ErrorCodes
 from hyperframe.frame import DataFrame, HeadersFrame, WindowUpdateFrame
 
+from tests.hosting.apps import asgi_apps
 from tests.hosting.support import live
 from tests.hosting.support import site_config as app_config
 from tests.support.wait import PATIENCE, wait_for
@@ -187,6 +188,30 @@ def test_a_streamed_body_ends_with_an_empty_frame(tmp_path: Path) -> None:
         c.send(c.headers(3))
         assert c.response(3) == (200, b"abcd")
         assert _data(c, 3) == [(2, False), (2, False), (0, True)]
+
+
+def test_a_head_stream_that_never_waits_lets_the_worker_serve_others(tmp_path: Path) -> None:
+    # A HEAD's body goes nowhere, so no write waits for the window or the socket:
+    # each send must still give the loop a turn, or a stream that never waits holds
+    # the whole worker (as over HTTP/1.1: tests/handlers/asgi/test_asgi_live.py).
+    # The application's 100,000 sends take as many turns of the loop; another
+    # stream's request is answered meanwhile, not after them.
+    asgi_apps.RESET_GATE.clear()
+    asgi_apps.AT_RESET_GATE.clear()
+    asgi_apps.EVENTS.clear()
+    config = app_config("tests.hosting.apps.asgi_apps:stream_after_reset")
+    try:
+        with live(config, tmp_path) as live_server, RawH2(live_server.port) as c:
+            c.send(c.headers(1, get_headers("/", "HEAD")))
+            assert asgi_apps.AT_RESET_GATE.wait(PATIENCE)
+            asgi_apps.RESET_GATE.set()  # the application streams, never waiting
+            c.send(c.headers(3, get_headers("/probe")))
+            assert c.response(3) == (200, b"ok")
+            assert not asgi_apps.EVENTS, "answered only once the stream had ended"
+            wait_for(lambda: asgi_apps.EVENTS, 10 * PATIENCE, "the stream's end")
+    finally:
+        asgi_apps.RESET_GATE.set()
+        asgi_apps.EVENTS.clear()
 
 
 def test_trailers_beside_a_stream_without_record(server: tuple[LiveServer, bytes]) -> None:

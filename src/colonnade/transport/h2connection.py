@@ -107,6 +107,7 @@ _HALF_CLOSED_REMOTE: Final = StreamState.HALF_CLOSED_REMOTE
 _STREAM_CLOSED: Final = StreamState.CLOSED
 _CLOSED_BY_US: Final = StreamClosedBy.SEND_END_STREAM
 _RESET_BY_US: Final = StreamClosedBy.SEND_RST_STREAM
+_sleep: Final = asyncio.sleep
 # The dict method under h2's record of closed streams (a SizeLimitDict, whose own
 # interpreted __setitem__ costs some 4k instructions to add a size check; see
 # closed_stream).
@@ -253,10 +254,14 @@ class H2Stream:
     async def write(self, data: bytes) -> None:
         """Body bytes; returns once they left (the client's window and the socket
         permitting), raising ``ClientDisconnectedError`` if the stream was reset."""
-        if self._no_body or not data:
-            return
         if self.closed:
             raise ClientDisconnectedError("the client reset the stream")
+        if self._no_body or not data:
+            # Nothing goes out (a HEAD's body): no wait for the window or the
+            # socket, so the loop gets its turn here, or a stream that never waits
+            # would hold the worker and outlive its reset (as Exchange.write, HTTP/1).
+            await _sleep(0)
+            return
         self._queue(data)
         await self._sent()
 

@@ -609,6 +609,10 @@ async def endless(scope: Scope, receive: Any, send: Any) -> None:
 RESET_GATE = threading.Event()
 
 
+#: Set by ``stream_after_reset`` as it begins to hold the loop at ``RESET_GATE``.
+AT_RESET_GATE = threading.Event()
+
+
 async def stream_after_reset(scope: Scope, receive: Any, send: Any) -> None:
     """Answers its head, then holds the loop (a blocking wait, on purpose: the loop
     cannot notice the client's reset) until ``RESET_GATE``, then streams small
@@ -623,6 +627,7 @@ async def stream_after_reset(scope: Scope, receive: Any, send: Any) -> None:
         return
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"first", "more_body": True})
+    AT_RESET_GATE.set()
     RESET_GATE.wait(PATIENCE)
     sent = 0
     try:
