@@ -421,6 +421,7 @@ class ThreadPool:
         # Bound once: a method call by name costs a lookup each time.
         append = idle.append
         pop = idle.pop
+        run_in = _run_in
         while True:
             if self._full:
                 item = get()
@@ -432,7 +433,7 @@ class ThreadPool:
                 return
             context, fn, arg = item
             try:
-                context.run(fn, arg)
+                run_in(context, fn, arg)
             except BaseException:  # the submitted calls report their own errors
                 log.exception("a WSGI pool thread's task failed")
             del item, context, fn, arg
