@@ -13,15 +13,16 @@ waits on. One command is in flight at a time: the thread posts again only once
 answered. A response that needs nothing from the loop costs exactly one hop
 there and one back, and no lock.
 
-The bridge is the request's future (asyncio's duck-typed future protocol:
-``_asyncio_future_blocking``, ``add_done_callback``, ``result``, ``cancel``,
-``get_loop``), reused for each command, and a delivered command wakes the
-waiting task *at once*: the outbox's drain is itself a loop callback, outside
-any task, so it runs the task's wake-up there instead of scheduling it (an
-``asyncio.Future`` would: one more callback, one more turn of the loop and a
-future made per command). The wake-up is handed the outbox's one finished
-``asyncio.Future`` rather than the bridge: asyncio's task reads a real future's
-result in C, and would ask the bridge for its ``result()`` by name.
+The bridge is the request's future: a reusable wait (core/taskwait.py's
+``TaskWait``, asyncio's duck-typed future protocol as a task uses it), pending
+for each command in turn, and a delivered command wakes the waiting task *at
+once*: the outbox's drain is itself a loop callback, outside any task, so it
+runs the task's wake-up there instead of scheduling it (an ``asyncio.Future``
+would: one more callback, one more turn of the loop and a future made per
+command). The wake-up is handed the one finished ``asyncio.Future``
+(``taskwait.finished_future``) rather than the bridge: asyncio's task reads a
+real future's result in C, and would ask the bridge for its ``result()`` by
+name.
 
 The :class:`Outbox` is the one way back to a loop: commands posted while a
 wake-up of the loop is pending ride on it, so under load one wake-up (one
@@ -47,6 +48,8 @@ from contextvars import Context, copy_context
 from threading import get_ident
 from typing import Any, Final, TypeVar
 
+from colonnade.core.taskwait import DONE as ENDED
+from colonnade.core.taskwait import PENDING, TaskWait, finished_future
 from colonnade.errors import ClientDisconnectedError
 
 log = logging.getLogger("colonnade.wsgi")
@@ -65,6 +68,10 @@ Command = tuple[int, Any]
 T = TypeVar("T")
 
 _GONE: Final = "the client went away"
+
+#: ``Context.run``, unbound: a delivery runs the task's wake-up in its context with
+#: one call, not a method looked up by name on the context each time.
+_run_in: Final[Callable[[Context, Callable[[Any], object], Any], object]] = Context.run
 
 # The loop's wake-up descriptor (Linux); None elsewhere: call_soon_threadsafe.
 _eventfd: Callable[[int, int], int] | None = getattr(os, "eventfd", None)
@@ -122,8 +129,7 @@ class Outbox:
         #: asyncio's task wake-up asks the future it is given for its result, in C
         #: for an asyncio.Future, by a method call by name for the bridge (~1,500
         #: instructions per request, the name made from a C string each time).
-        self.finished: asyncio.Future[None] = asyncio.Future(loop=loop)
-        self.finished.set_result(None)
+        self.finished: asyncio.Future[None] = finished_future(loop)
         # The per-request calls as bound methods, made once: compiled code looks a
         # method of a non-native object up by name on every call (~300
         # instructions each), a stored bound method is called directly.
@@ -237,29 +243,20 @@ class Outbox:
                 pass
 
 
-class Bridge:
+class Bridge(TaskWait):
     """One request's channel between its application thread and the loop, and the
-    future its coroutine awaits for the thread's next command."""
+    wait its coroutine awaits for the thread's next command: a
+    :class:`~colonnade.core.taskwait.TaskWait` (asyncio's future protocol, the
+    loop as ``_loop``: the task reads that attribute where it would call a
+    ``get_loop()`` by name), pending until a command is delivered, and pending
+    again once the coroutine took it."""
 
-    __slots__ = (
-        "_asyncio_future_blocking",
-        "_cancel_message",
-        "_cancelled",
-        "_lock",
-        "_more",
-        "_reply",
-        "_wake",
-        "_wake_context",
-        "command",
-        "gone",
-        "loop",
-        "outbox",
-        "posted",
-    )
+    __slots__ = ("_lock", "_reply", "command", "gone", "outbox", "posted")
 
     def __init__(self, outbox: Outbox) -> None:
+        super().__init__(outbox.loop)
+        self.state = PENDING  # waiting for the thread's first command
         self.outbox = outbox
-        self.loop = outbox.loop
         #: The command delivered and not yet taken by the awaiting coroutine.
         self.command: Command | None = None
         #: The command posted by the thread and not yet delivered (the outbox's).
@@ -269,14 +266,6 @@ class Bridge:
         # Made by the thread's first call(): a buffered response never needs one.
         self._lock: threading.Lock | None = None
         self._reply: Any = None
-        # The future protocol: a task waits (its wake-up and that one's context; any
-        # further callbacks, rare, in _more); cancelled by the task's cancel().
-        self._asyncio_future_blocking = False
-        self._wake: Callable[[Any], object] | None = None
-        self._wake_context: Context | None = None
-        self._more: list[tuple[Callable[[Any], object], Context | None]] | None = None
-        self._cancelled = False
-        self._cancel_message: object = None
 
     # -- the application thread ---------------------------------------------------------
 
@@ -318,21 +307,20 @@ class Bridge:
                 self.answer(ClientDisconnectedError(_GONE))
             return
         self.command = command
-        wake = self._wake
-        if wake is not None:
-            context = self._wake_context
-            self._wake = self._wake_context = None
-            # The first callback is the awaiting task's wake-up (the bridge is only
-            # awaited by this package's coroutines, each in its request's task): it
-            # is handed the outbox's finished future, whose result (None: the
-            # command is taken from the bridge after the resume) it reads in C.
-            done = self.outbox.finished
+        self.state = ENDED
+        callback = self.callback
+        if callback is not None:
+            context = self.context
+            self.callback = self.context = None
+            # The callback is the awaiting task's wake-up (the bridge is only
+            # awaited by this package's coroutines, each in its request's task),
+            # run here rather than at the loop's next turn: it is handed the
+            # outbox's finished future, whose result (None: the command is taken
+            # from the bridge after the resume) the task reads in C.
             if context is None:
-                wake(done)
+                callback(self.outbox.finished)
             else:
-                context.run(wake, done)
-        if self._more is not None:
-            self._call_more(False)
+                _run_in(context, callback, self.outbox.finished)
 
     def __await__(self) -> Generator[Any, None, Command]:
         """The thread's next command (taken: the bridge waits for the following one)."""
@@ -341,6 +329,7 @@ class Bridge:
             yield self.wait()  # to the task, which adds its wake-up (asyncio's protocol)
             return self.take()
         self.command = None
+        self.state = PENDING
         return command
 
     def wait(self) -> Bridge:
@@ -354,8 +343,9 @@ class Bridge:
         for the following one); CancelledError where the wait was cancelled."""
         command = self.command
         if command is None:  # cancelled: result() raised into the task instead
-            raise asyncio.CancelledError(self._cancel_message)
+            raise asyncio.CancelledError(self.message)
         self.command = None
+        self.state = PENDING
         return command
 
     def answer(self, value: Any) -> None:
@@ -371,90 +361,19 @@ class Bridge:
         if waiting:
             self.answer(ClientDisconnectedError(_GONE))
 
-    # -- asyncio's future protocol (what a task awaiting the bridge calls) ----------------
+    # -- asyncio's future protocol: TaskWait's, with these differences -------------------
 
-    def get_loop(self) -> asyncio.AbstractEventLoop:
-        """The loop the bridge delivers on."""
-        return self.loop
-
-    def done(self) -> bool:
-        """A command waits to be taken, or the wait was cancelled."""
-        return self.command is not None or self._cancelled
-
-    def cancelled(self) -> bool:
-        """The wait was cancelled."""
-        return self._cancelled
-
-    def result(self) -> Command:
+    def result(self) -> Command | None:
         """The command delivered; raises CancelledError where the wait was cancelled."""
-        if self._cancelled:
-            raise asyncio.CancelledError(self._cancel_message)
-        command = self.command
-        if command is None:
-            raise asyncio.InvalidStateError("no command yet")
-        return command
-
-    def exception(self) -> BaseException | None:
-        """None: a command is never an exception (a failure is the FAILED command)."""
-        if self._cancelled:
-            raise asyncio.CancelledError(self._cancel_message)
-        if self.command is None:
-            raise asyncio.InvalidStateError("no command yet")
-        return None
-
-    def add_done_callback(
-        self, fn: Callable[[Any], object], *, context: Context | None = None
-    ) -> None:
-        """Call ``fn(bridge)`` once a command arrives (soon, if one is there)."""
-        if self.done():
-            self.loop.call_soon(fn, self, context=context)
-        elif self._wake is None and self._more is None:
-            self._wake = fn
-            self._wake_context = context
-        else:
-            if self._more is None:
-                self._more = []
-            self._more.append((fn, context))
-
-    def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
-        """Forget ``fn``; the number of callbacks removed."""
-        removed = 0
-        if self._wake is not None and self._wake == fn:
-            self._wake = self._wake_context = None
-            removed = 1
-        more = self._more
-        if more is not None:
-            kept = [(f, c) for f, c in more if f != fn]
-            removed += len(more) - len(kept)
-            self._more = kept or None
-        return removed
+        self.check()
+        return self.command
 
     def cancel(self, msg: object = None) -> bool:
         """Cancel the wait (the task's cancel()): the request is then gone too."""
-        if self.done():
+        if not super().cancel(msg):
             return False
-        self._cancelled = True
-        self._cancel_message = msg
         self.gone = True
-        wake = self._wake
-        if wake is not None:
-            self._wake = None
-            self.loop.call_soon(wake, self, context=self._wake_context)
-            self._wake_context = None
-        if self._more is not None:
-            self._call_more(True)
         return True
-
-    def _call_more(self, soon: bool) -> None:
-        more = self._more or []
-        self._more = None
-        for fn, context in more:
-            if soon:
-                self.loop.call_soon(fn, self, context=context)
-            elif context is None:
-                fn(self)
-            else:
-                context.run(fn, self)
 
 
 class ThreadPool:
@@ -502,6 +421,7 @@ class ThreadPool:
         # Bound once: a method call by name costs a lookup each time.
         append = idle.append
         pop = idle.pop
+        run_in = _run_in
         while True:
             if self._full:
                 item = get()
@@ -513,7 +433,7 @@ class ThreadPool:
                 return
             context, fn, arg = item
             try:
-                context.run(fn, arg)
+                run_in(context, fn, arg)
             except BaseException:  # the submitted calls report their own errors
                 log.exception("a WSGI pool thread's task failed")
             del item, context, fn, arg

@@ -833,12 +833,9 @@ class _Answer(Exchange):
     def __await__(self) -> Generator[Any, None, None]:
         bridge = self.pool_bridge
         try:
-            command = bridge.command
-            if command is None:
+            if bridge.command is None:
                 yield bridge.wait()  # to the task, which adds its wake-up
-                command = bridge.take()
-            else:
-                bridge.command = None
+            command = bridge.take()
         except BaseException:  # cancelled: the request is gone for the thread too
             bridge.abandon(False)
             raise
