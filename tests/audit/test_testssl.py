@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Process, free_port
+from tests.e2e.conftest import Process
+from tests.support.ports import free_port
 from tests.support.tls import production_like
 
 pytestmark = [pytest.mark.e2e, pytest.mark.tls_audit]

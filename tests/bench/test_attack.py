@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.pools.conftest import Master, free_port
+from tests.pools.conftest import Master
+from tests.support.ports import free_port
 from tests.support.wait import PATIENCE, wait_for
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"

@@ -26,7 +26,8 @@ from colonnade.management import operations
 from tests.browser.test_adminer_browser import Page
 from tests.browser.test_listing_browser import chromium, decode_png, most_common
 from tests.e2e.wire import Conn
-from tests.pools.conftest import MODULES, Master, free_port, get, server_toml
+from tests.pools.conftest import MODULES, Master, get, server_toml
+from tests.support.ports import free_port
 from tests.support.wait import PATIENCE, wait_for
 
 pytestmark = pytest.mark.e2e

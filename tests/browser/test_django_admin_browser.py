@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from tests.browser.test_listing_browser import chromium, decode_png, run_chromium
-from tests.e2e.conftest import Process, free_port
+from tests.e2e.conftest import Process
 from tests.examples.support import collectstatic, copy_example
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -28,7 +28,8 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.browser.test_forms_browser import DevTools
 from tests.browser.test_listing_browser import chromium
-from tests.e2e.conftest import LiveServer, free_port
+from tests.e2e.conftest import LiveServer
+from tests.support.ports import free_port
 from tests.support.tls import issue
 from tests.support.wait import PATIENCE, wait_for
 

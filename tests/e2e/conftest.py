@@ -156,13 +156,6 @@ ASGI_LIFESPAN = """
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class Process:
     """``colonnade serve`` as a real child process; what it writes goes to a file, so
     that a test can watch its log while it runs."""

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.ports import free_port
 from tests.support.wait import PATIENCE, wait_for
 
-from .conftest import Process, free_port
+from .conftest import Process
 from .wire import Conn, Wire
 
 #: One tree with every mistake that `check` used to pass and `serve` refused or

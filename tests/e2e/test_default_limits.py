@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Process, free_port
+from tests.support.ports import free_port
+
+from .conftest import Process
 from .wire import Conn
 
 CONFIG = """

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ASGI_LIFESPAN, LiveServer, Process, free_port, site_config
+from tests.support.ports import free_port
+
+from .conftest import ASGI_LIFESPAN, LiveServer, Process, site_config
 from .wire import Conn
 
 pytestmark = pytest.mark.e2e

@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 from urllib.parse import quote
 
+from tests.support.ports import free_port
 from tests.support.wait import PATIENCE
 
-from .conftest import Process, free_port
+from .conftest import Process
 from .wire import Conn
 
 CONFIG = """

@@ -18,10 +18,11 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from tests.e2e.conftest import LiveServer, free_port
+from tests.e2e.conftest import LiveServer
 from tests.e2e.wire import Conn
 from tests.handlers.fastcgi.kit import site
 from tests.handlers.fastcgi.php_kit import NEEDS_PHP, php_fpm
+from tests.support.ports import free_port
 from tests.support.wait import PATIENCE, wait_for
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)

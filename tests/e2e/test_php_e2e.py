@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Process, free_port
+from tests.e2e.conftest import Process
 from tests.handlers.fastcgi.kit import request
 from tests.handlers.fastcgi.php_kit import NEEDS_PHP, PHP_CGI, make_tree, php_cgi, php_pids
+from tests.support.ports import free_port
 from tests.support.wait import PATIENCE, wait_for
 
 pytestmark = NEEDS_PHP

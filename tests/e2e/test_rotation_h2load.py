@@ -36,7 +36,8 @@ import pytest
 import trustme
 from cryptography import x509
 
-from tests.e2e.conftest import Process, free_port
+from tests.e2e.conftest import Process
+from tests.support.ports import free_port
 from tests.support.tls import Issued, client_context, handshake, issue
 from tests.support.wait import PATIENCE, wait_for
 

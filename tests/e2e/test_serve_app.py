@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ASGI_LIFESPAN, Process, free_port
+from tests.support.ports import free_port
+
+from .conftest import ASGI_LIFESPAN, Process
 from .wire import Conn, Wire
 
 ASGI = (

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.ports import free_port
 from tests.support.wait import PATIENCE, wait_for
 
-from .conftest import Process, free_port
+from .conftest import Process
 from .test_config_errors import html
 from .wire import Conn, Wire
 

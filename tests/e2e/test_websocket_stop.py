@@ -17,9 +17,10 @@ from websockets.sync.client import ClientConnection, connect
 
 from colonnade.management import operations
 from tests.handlers.proxy.kit import front_config, upstream_node
+from tests.support.ports import free_port
 from tests.support.wait import PATIENCE, wait_for
 
-from .conftest import LiveServer, Process, free_port
+from .conftest import LiveServer, Process
 from .wire import Conn
 
 #: Far beyond what the tests allow for the close: a stop that waited for the

@@ -22,8 +22,9 @@ import httpx
 import pytest
 import yaml
 
-from tests.e2e.conftest import Process, free_port
+from tests.e2e.conftest import Process
 from tests.examples.support import EXAMPLES, copy_example
+from tests.support.ports import free_port
 from tests.support.redis import RedisServer
 from tests.support.wait import PATIENCE, wait_for
 

@@ -17,8 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import Process, free_port
+from tests.e2e.conftest import Process
 from tests.examples.support import collectstatic, copy_example
+from tests.support.ports import free_port
 from tests.support.wait import PATIENCE, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -12,8 +12,9 @@ import trustme
 
 from colonnade.management.cli import main
 from colonnade.testing.client import Client, build_engine
-from tests.e2e.conftest import LiveServer, free_port
+from tests.e2e.conftest import LiveServer
 from tests.import_iis.kit import provide_certificates, run
+from tests.support.ports import free_port
 from tests.support.tls import client_context, request
 
 HTTPS_APPHOST = r"""<configuration>

@@ -17,8 +17,8 @@ import colonnade
 from colonnade.errors import ConfigError
 from colonnade.management import serve_options
 from colonnade.management.cli import _parser, config_source
-from tests.e2e.conftest import free_port
 from tests.management.test_serve_options import _exchange, env_app
+from tests.support.ports import free_port
 from tests.support.wait import PATIENCE, wait_for
 
 WEB = (

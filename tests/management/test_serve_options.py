@@ -28,7 +28,7 @@ from colonnade.management import serve_options
 from colonnade.management.cli import _parser, config_source
 from colonnade.management.embed import _argv
 from colonnade.management.serve_options import OPTIONS
-from tests.e2e.conftest import free_port
+from tests.support.ports import free_port
 from tests.support.wait import PATIENCE, wait_for
 
 #: Rows that set a config key, with a value the file gives, and others for the

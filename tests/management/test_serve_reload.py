@@ -21,8 +21,8 @@ from colonnade.config.codewatch import CodeWatch
 from colonnade.errors import ConfigError
 from colonnade.management import serve_options
 from colonnade.management.cli import _parser
-from tests.e2e.conftest import free_port
 from tests.management.test_serve_options import _exchange
+from tests.support.ports import free_port
 from tests.support.wait import PATIENCE, wait_for
 
 WEB = """

@@ -261,15 +261,20 @@ def test_after_finish_the_hooks_still_run_once(kind: str) -> None:
 @pytest.mark.parametrize(
     ("kind", "failing"), [(kind, failing) for kind, ids in KINDS.items() for failing in ids]
 )
-@pytest.mark.parametrize("finished", [False, True], ids=["walked", "after-finish"])
+@pytest.mark.parametrize("how", ["walked", "after-finish", "streamed"])
 def test_a_hook_that_raises_gives_the_500_page_once_without_a_second_run(
-    kind: str, failing: str, finished: bool, caplog: pytest.LogCaptureFixture
+    kind: str, failing: str, how: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Through the walk's SEND_RESPONSE step, or (after FINISH) its always-run
     # branch: a plain chain raises from flush() itself, a coroutine one from the
-    # awaitable; both must end alike.
+    # awaitable; both must end alike. Streamed, the hooks raise in the handler's
+    # first write, and the failure is still reported once, at SEND_RESPONSE (where
+    # the walk's flush raises it again), not also as the handler's.
     ids = KINDS[kind]
-    headers = {"x-fail-in": failing} | ({"x-finish": "1"} if finished else {})
+    finished = how == "after-finish"
+    headers = {"x-fail-in": failing} | (
+        {"x-finish": "1"} if finished else {"x-stream": "1"} if how == "streamed" else {}
+    )
     with (
         caplog.at_level(logging.ERROR, logger="colonnade.error"),
         Client(engine("t.finish", *ids)) as client,

@@ -12,7 +12,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ import pytest
 
 from colonnade.management import operations
 from tests.e2e.wire import Conn, Wire
+from tests.support.ports import free_port
 from tests.support.wait import PATIENCE, wait_for
 
 from .identity import NotArrangedError, Runtime, identity_of, open_temp_folder, stage_runtime
@@ -31,13 +31,6 @@ from .identity import system_user as make_system_user
 
 #: pid, uid, pool, path as JSON (acme.pid); /slow answers after ?ms=N (acme.slow).
 MODULES = ["acme.pid", "acme.slow", "acme.crash"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def toml_value(value: Any) -> str:

@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
+from tests.support.ports import free_port
 from tests.support.wait import PATIENCE
 
-from .conftest import MODULES, Master, free_port, wait_for
+from .conftest import MODULES, Master, wait_for
 
 pytestmark = pytest.mark.e2e
 

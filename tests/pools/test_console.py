@@ -13,9 +13,10 @@ import pytest
 
 from colonnade.http.events import RequestHead
 from colonnade.pools.console import COOKIE, SESSION_SECONDS, Console
+from tests.support.ports import free_port
 from tests.support.wait import PATIENCE
 
-from .conftest import MODULES, Master, free_port, wait_for
+from .conftest import MODULES, Master, wait_for
 
 StartMaster = Callable[..., Master]
 

@@ -14,9 +14,10 @@ import pytest
 
 from colonnade.management import cli, operations
 from tests.e2e.wire import Conn
+from tests.support.ports import free_port
 from tests.support.wait import PATIENCE, wait_for
 
-from .conftest import Master, free_port, get
+from .conftest import Master, get
 
 pytestmark = pytest.mark.e2e
 

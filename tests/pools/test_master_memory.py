@@ -20,9 +20,10 @@ import pytest
 from colonnade.management import operations
 from colonnade.pools import checker
 from colonnade.pools.config import ConfigSource
+from tests.support.ports import free_port
 from tests.support.wait import PATIENCE, wait_for
 
-from .conftest import Master, free_port
+from .conftest import Master
 
 #: Modules an idle master must not have imported: the engine and what it runs
 #: (plans, modules, handlers, the serving transport), and TLS (OpenSSL's libssl

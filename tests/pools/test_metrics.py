@@ -13,10 +13,11 @@ import pytest
 
 from colonnade.management import cli
 from tests.e2e.wire import Conn
+from tests.support.ports import free_port
 from tests.support.wait import PATIENCE
 
 from . import prometheus
-from .conftest import MODULES, Master, free_port, get, wait_for
+from .conftest import MODULES, Master, get, wait_for
 from .test_admin_api import OPENED, UnixConnection
 
 pytestmark = pytest.mark.e2e

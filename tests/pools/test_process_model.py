@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.wire import Conn
+from tests.support.ports import free_port
 from tests.support.wait import PATIENCE
 
-from .conftest import Load, Master, free_port, get, wait_for
+from .conftest import Load, Master, get, wait_for
 from .identity import TEST_USER, Runtime
 
 pytestmark = pytest.mark.e2e

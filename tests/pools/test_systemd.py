@@ -17,9 +17,10 @@ import pytest
 
 from colonnade.pools.systemd import Notifier, _matches
 from tests.e2e.wire import Conn
+from tests.support.ports import free_port, listening
 from tests.support.wait import PATIENCE
 
-from .conftest import free_port, get, server_toml
+from .conftest import get, server_toml
 
 pytestmark = pytest.mark.e2e
 
@@ -36,13 +37,6 @@ os.environ["LISTEN_FDS"] = str(len(fds))
 os.environ["LISTEN_PID"] = str(os.getpid())
 os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
 """
-
-
-def listening(port: int) -> socket.socket:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", port))
-    sock.listen(16)
-    return sock
 
 
 class Notifications:

@@ -24,10 +24,11 @@ from colonnade.config.load import from_dict
 from colonnade.management import operations
 from colonnade.pools.routing import RouteTable
 from colonnade.pools.sandbox import landlock_abi
+from tests.support.ports import free_port
 from tests.support.tls import Issued, client_context, handshake, issue, request, tls_socket
 from tests.support.wait import PATIENCE, wait_for
 
-from .conftest import MODULES, Master, free_port
+from .conftest import MODULES, Master
 
 pytestmark = pytest.mark.e2e
 

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Master, free_port
+from tests.support.ports import free_port
+
+from .conftest import Master
 
 #: An ASGI app that answers with the names in its process's ``sys.modules`` (the
 #: worker's), one a line; a WSGI one doing the same.

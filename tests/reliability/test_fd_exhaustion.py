@@ -22,16 +22,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.ports import free_port
 from tests.support.wait import PATIENCE, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def fd_count(pid: int) -> int:

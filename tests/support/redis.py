@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import free_port
+from tests.support.ports import free_port
 from tests.support.wait import PATIENCE, wait_for
 
 REDIS = shutil.which("redis-server")

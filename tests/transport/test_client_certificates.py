@@ -27,7 +27,8 @@ from websockets.sync.client import connect as ws_connect
 
 from colonnade.config.load import from_dict
 from colonnade.transport.tls import TlsSet, check_tls, require_valid_tls
-from tests.e2e.conftest import LiveServer, free_port
+from tests.e2e.conftest import LiveServer
+from tests.support.ports import free_port
 from tests.support.tls import client_context, issue, request, tls_socket
 from tests.support.wait import PATIENCE, wait_for
 

@@ -26,7 +26,8 @@ import trustme
 from colonnade.config.load import from_dict
 from colonnade.errors import ConfigError
 from colonnade.transport.tls import check_tls, require_valid_tls
-from tests.e2e.conftest import LiveServer, Process, free_port
+from tests.e2e.conftest import LiveServer, Process
+from tests.support.ports import free_port
 from tests.support.tls import Issued, client_context, handshake, issue, request, tls_socket
 from tests.support.wait import PATIENCE, wait_for
 

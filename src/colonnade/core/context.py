@@ -570,10 +570,12 @@ class Context:
         if not isinstance(self._send_response, SendFailed):
             self._send_response = SendFailed(exc)
 
-    def send_failed(self) -> bool:
-        """The SEND_RESPONSE hooks raised for this response (it was not sent): the
-        walk's flush raises that again and sends the error page without them."""
-        return isinstance(self._send_response, SendFailed)
+    def send_failed(self, exc: BaseException | None = None) -> bool:
+        """The SEND_RESPONSE hooks raised for this response (``exc``, where given:
+        raised that exception), which was not sent: the walk's flush raises that
+        again and sends the error page without them."""
+        failed = self._send_response
+        return isinstance(failed, SendFailed) and (exc is None or failed.exc is exc)
 
     async def _send_file(self, body_file: FileBody) -> None:
         # A file body (which a SEND_RESPONSE hook may have swapped in): the head,

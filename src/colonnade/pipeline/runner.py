@@ -315,6 +315,11 @@ async def _run_always(
 async def fail(plan: Plan, ctx: Context, exc: Exception, stage: Stage) -> None:
     """Turn ``exc`` raised in ``stage`` into the response (or an abort) and log it."""
     ctx.finished = True
+    if stage < _SEND and ctx.send_failed(exc):
+        # The SEND_RESPONSE hooks raised this in a handler's write (a streamed
+        # response, not sent): the walk's flush raises it again, and it is made the
+        # error page and logged there, once, as a hook's failure.
+        return
     response = ctx.response
     if isinstance(exc, ClientDisconnectedError):
         # Nobody is left to answer and nothing is wrong with the server: no error

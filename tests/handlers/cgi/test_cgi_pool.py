@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Process, free_port
+from tests.e2e.conftest import Process
 from tests.e2e.wire import Conn
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.e2e
 

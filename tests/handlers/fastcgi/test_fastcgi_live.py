@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from colonnade.handlers.fastcgi.pool import POOLS
 from tests.e2e.conftest import LiveServer
 from tests.e2e.wire import Conn
 from tests.handlers.fastcgi.kit import processes, request, site
+from tests.support.ports import free_port
 from tests.support.wait import PATIENCE, wait_for
 
 APP = str(Path(__file__).with_name("fcgi_app.py"))
@@ -496,9 +496,7 @@ def test_external_server_down_is_502_3(tree: Path, tmp_path: Path) -> None:
 
 
 def test_external_tcp_address(tree: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nobody listens there
     app = {"address": f"127.0.0.1:{port}"}
     with LiveServer(config(app), tree).start() as server:
         assert request(server.port, "/echo.t").status == 502

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import socket
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from colonnade.handlers.proxy.client import (
     parse_upstream,
 )
 from colonnade.handlers.proxy.errors import UpstreamConnectError, UpstreamTimeoutError
+from tests.support.ports import free_port
 from tests.support.wait import PATIENCE, wait_for_async
 
 
@@ -210,9 +210,7 @@ async def test_max_connections_queues_then_times_out() -> None:
 
 @run
 async def test_connect_refused() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nobody listens there
     pool = Pool(Upstream("127.0.0.1", port), PoolSettings())
     with pytest.raises(UpstreamConnectError):
         await pool.acquire()

@@ -4,7 +4,6 @@ is left, and the affinity cookie sticking a client to its member."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +14,9 @@ from colonnade.errors import ConfigError, ModuleError
 from colonnade.testing import Client, build_engine
 from tests.e2e.conftest import LiveServer
 from tests.handlers.proxy.kit import front_config
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.e2e
-
-
-def dead_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def farm_front(root: Path, ports: list[int], **farm: Any) -> LiveServer:
@@ -51,14 +44,14 @@ def test_round_robin_over_the_members(nodes: list[LiveServer], tmp_path: Path) -
 
 
 def test_a_member_that_refuses_is_skipped(nodes: list[LiveServer], tmp_path: Path) -> None:
-    dead = dead_port()
+    dead = free_port()
     with farm_front(tmp_path, [dead, nodes[0].port]) as server, httpx.Client() as client:
         seen = {host_seen(client, server.port) for _ in range(6)}
     assert seen == {f"127.0.0.1:{nodes[0].port}"}
 
 
 def test_no_member_left_is_502_4(tmp_path: Path) -> None:
-    ports = [dead_port(), dead_port()]
+    ports = [free_port(), free_port()]
     health = {"failures": 1, "window": 60, "retry_after": 60}
     with farm_front(tmp_path, ports, health=health) as server, httpx.Client() as client:
         first = client.get(f"http://127.0.0.1:{server.port}/x")

@@ -32,9 +32,10 @@ from pathlib import Path
 import pytest
 
 from colonnade.management import operations
-from tests.e2e.conftest import ASGI_LIFESPAN, Process, free_port
+from tests.e2e.conftest import ASGI_LIFESPAN, Process
 from tests.handlers.proxy.kit import front_file
 from tests.pools.conftest import Master
+from tests.support.ports import free_port
 from tests.support.wait import PATIENCE, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from websockets.sync.client import connect
 from tests.e2e.conftest import LiveServer
 from tests.e2e.wire import Conn
 from tests.handlers.proxy.kit import front, front_config, upstream_node
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -226,9 +226,7 @@ def test_expect_continue_answered_early_spares_the_upload(proxy: LiveServer) -> 
 
 
 def test_connect_failure_is_502_3(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nobody listens there
     log = tmp_path / "access.log"
     with front(tmp_path, f"http://127.0.0.1:{port}", log=log) as server:
         got = httpx.get(url(server, "/x"))

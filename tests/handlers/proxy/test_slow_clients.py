@@ -32,8 +32,9 @@ from pathlib import Path
 import pytest
 
 from colonnade.handlers.proxy.config import ProxySection
-from tests.e2e.conftest import ASGI_LIFESPAN, Process, free_port
+from tests.e2e.conftest import ASGI_LIFESPAN, Process
 from tests.handlers.proxy.kit import front_file
+from tests.support.ports import free_port
 from tests.support.wait import PATIENCE, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -15,8 +15,9 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from tests.e2e.conftest import LiveServer, free_port
+from tests.e2e.conftest import LiveServer
 from tests.handlers.proxy.kit import UPSTREAM_APP, front
+from tests.support.ports import free_port
 from tests.support.wait import PATIENCE, wait_for
 
 pytestmark = pytest.mark.e2e

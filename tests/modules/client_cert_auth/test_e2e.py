@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import trustme
 
-from tests.e2e.conftest import LiveServer, free_port
+from tests.e2e.conftest import LiveServer
+from tests.support.ports import free_port
 from tests.support.tls import client_context, issue, request
 
 pytestmark = pytest.mark.e2e

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import LiveServer, Process, free_port
+from tests.e2e.conftest import LiveServer, Process
 from tests.e2e.wire import Conn
+from tests.support.ports import free_port
 from tests.support.wait import PATIENCE, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Process, free_port
+from tests.e2e.conftest import Process
 from tests.e2e.wire import Conn
+from tests.support.ports import free_port
 from tests.support.redis import REDIS, RedisServer
 from tests.support.wait import PATIENCE, wait_for
 

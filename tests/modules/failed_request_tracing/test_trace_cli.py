@@ -12,7 +12,8 @@ import pytest
 
 from colonnade.management import operations
 from colonnade.management.cli import main
-from tests.pools.conftest import MODULES, Master, free_port, server_toml
+from tests.pools.conftest import MODULES, Master, server_toml
+from tests.support.ports import free_port
 from tests.support.wait import PATIENCE, wait_for
 
 

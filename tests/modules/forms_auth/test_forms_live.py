@@ -17,13 +17,14 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.e2e.conftest import LiveServer, Process, free_port
+from tests.e2e.conftest import LiveServer, Process
 from tests.modules.forms_auth.support import (
     USERS,
     form,
     forms_site,
     protected_site,
 )
+from tests.support.ports import free_port
 
 
 @pytest.fixture(scope="module")

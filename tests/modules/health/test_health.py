@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Process, free_port
+from tests.e2e.conftest import Process
 from tests.e2e.wire import Conn, Wire
+from tests.support.ports import free_port
 from tests.support.wait import PATIENCE, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -14,7 +14,8 @@ import trustme
 
 from colonnade.errors import ConfigError
 from colonnade.testing import build_engine
-from tests.e2e.conftest import LiveServer, free_port
+from tests.e2e.conftest import LiveServer
+from tests.support.ports import free_port
 from tests.support.tls import client_context, issue
 from tests.support.wait import PATIENCE
 

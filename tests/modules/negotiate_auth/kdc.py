@@ -18,7 +18,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.conftest import free_port
+from tests.support.ports import free_port
 from tests.support.wait import PATIENCE, wait_for
 
 REALM = "COLONNADE.TEST"

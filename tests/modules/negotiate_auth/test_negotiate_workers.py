@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import Process, free_port
+from tests.e2e.conftest import Process
+from tests.support.ports import free_port
 from tests.support.wait import PATIENCE
 
 from .conftest import HOST, REALM, USER

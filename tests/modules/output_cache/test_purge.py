@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from colonnade.management import operations
-from tests.pools.conftest import MODULES, Master, free_port, server_toml
+from tests.pools.conftest import MODULES, Master, server_toml
+from tests.support.ports import free_port
 from tests.support.wait import PATIENCE, wait_for
 
 pytestmark = pytest.mark.e2e

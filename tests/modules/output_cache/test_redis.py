@@ -35,7 +35,8 @@ from tests.modules.output_cache.test_output_cache import (
     config,
 )
 from tests.modules.output_cache.test_output_cache import root as root
-from tests.pools.conftest import MODULES, Master, free_port, server_toml
+from tests.pools.conftest import MODULES, Master, server_toml
+from tests.support.ports import free_port
 from tests.support.redis import RedisServer
 from tests.support.wait import PATIENCE, wait_for
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Process, free_port
+from tests.e2e.conftest import Process
+from tests.support.ports import free_port
 from tests.support.redis import RedisServer
 from tests.support.wait import PATIENCE, wait_for
 

@@ -223,13 +223,26 @@ class Exchange:
             return
         code, reason, headers = self.head()
         self.head_sent = True
+        # A chunk _pieces holds as the whole body while it asks for the next (the
+        # application's code running): yielded before this write, it goes first.
+        held = self.whole
         if bridge is not None:
-            bridge.call(START, (code, reason, headers, data))
+            if held is None:
+                bridge.call(START, (code, reason, headers, data))
+            else:
+                self.whole = None
+                bridge.call(START, (code, reason, headers, held))
+                if data:
+                    bridge.call(WRITE, data)
             return
         response = self.response
         assert response is not None  # inline exchanges are made with theirs
         _set_head(response, code, reason, headers)
-        self.pending = [data]  # even b"": the handler's write of it sends the head
+        if held is None:
+            self.pending = [data]  # even b"": the handler's write of it sends the head
+        else:
+            self.whole = None
+            self.pending = [held, data]
 
     def declared_length(self) -> int | None:
         """The ``Content-Length`` the application set, if any."""
@@ -296,12 +309,18 @@ def _pieces(exchange: Exchange, result: Iterable[bytes]) -> Iterator[bytes]:
         if not chunk:
             continue
         if declared is not None and not exchange.head_sent and len(chunk) >= declared:
+            # Held while the next is asked for: the application's code runs, and a
+            # write() it makes meanwhile sends the held chunk first (see write).
+            exchange.whole = _check_bytes(chunk)
             following = next((c for c in chunks if c), None)
             if following is None:
-                exchange.whole = _check_bytes(chunk)
-                return
-            yield chunk
-            chunk = following
+                return  # the whole body, unless a write() sent it
+            if exchange.whole is None:
+                chunk = following  # a write() sent it
+            else:
+                exchange.whole = None
+                yield chunk
+                chunk = following
         yield chunk
 
 
