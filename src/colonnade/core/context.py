@@ -38,6 +38,10 @@ log = logging.getLogger("colonnade.request")
 #: in its globals per request.
 _MONOTONIC: Final = monotonic
 
+#: Whether mypyc compiled this module: then a :class:`TransportWriter` is called
+#: natively (Context.flush, SiteCounters.done); interpreted, no type test is made.
+COMPILED: Final = not __file__.endswith(".py")
+
 
 class ResponseWriter(Protocol):
     """What the transport gives the pipeline to put a response on the wire."""
@@ -74,7 +78,8 @@ class TransportWriter:
     build calls its ``send_all`` and reads its ``bytes_sent`` natively. Through the
     :class:`ResponseWriter` protocol each is a lookup by name (~330 instructions
     for the call, ~190 for the attribute). Any other ResponseWriter (HTTP/2's, a
-    module's wrapper, a test's) works as before."""
+    module's wrapper, a test's) works as before. The pure-Python build does not
+    test for it (:data:`COMPILED`): interpreted, the test costs and gains nothing."""
 
     __slots__ = ("bytes_sent",)
 
@@ -84,14 +89,6 @@ class TransportWriter:
     def send_all(self, status: int, reason: bytes | None, headers: Headers, body: bytes) -> None:
         """Send a whole buffered response (the subclass's)."""
         raise NotImplementedError
-
-
-def bytes_sent(writer: ResponseWriter) -> int:
-    """``writer.bytes_sent``, read natively where the writer is the transport's."""
-    if isinstance(writer, TransportWriter):
-        native: TransportWriter = writer
-        return native.bytes_sent
-    return writer.bytes_sent
 
 
 class RawStream(Protocol):
@@ -563,7 +560,7 @@ class Context:
         if response.file is not None:
             return self._send_file(response.file)
         writer = self.writer
-        if isinstance(writer, TransportWriter):
+        if COMPILED and isinstance(writer, TransportWriter):
             native: TransportWriter = writer  # compiled: a native call
             native.send_all(response.status, response.reason, response.headers, response.body)
         else:
