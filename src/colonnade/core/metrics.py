@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Final
 
+from colonnade.core.context import COMPILED, TransportWriter
+
 if TYPE_CHECKING:
     from colonnade.core.context import Context
 
@@ -134,7 +136,13 @@ class SiteCounters:
         status = response.status
         # The substatus matters for a 403 only: other requests do not read it.
         substatus = response.substatus if status == 403 else 0
-        self.count(elapsed, status, substatus, ctx.writer.bytes_sent)
+        writer = ctx.writer
+        if COMPILED and isinstance(writer, TransportWriter):
+            native: TransportWriter = writer  # the transport's: a native read
+            sent = native.bytes_sent
+        else:
+            sent = writer.bytes_sent
+        self.count(elapsed, status, substatus, sent)
 
     def count(self, elapsed: float, status: int, substatus: int, sent: int) -> None:
         """Count one request that took ``elapsed`` seconds, answered ``status``

@@ -315,7 +315,13 @@ class Engine(Bookkeeping):
         if runtime is None:
             server = request.server
             runtime = self.route(server[1] if server else 0, request.host, request.path)
-        ctx = Context(request, runtime.app, writer, runtime.send_response)
+        ctx = Context(
+            request,
+            runtime.app,
+            writer,
+            runtime.send_response,
+            runtime.path_sections.get(request.path),
+        )
         walker = runtime.walker
         if walker is not None:  # the compiled build: a native call
             walk: Walking = walker.serve(ctx, self)

@@ -8,6 +8,7 @@ hand a request on to another pool.
 
 from __future__ import annotations
 
+from colonnade.config.sections import SectionSet
 from colonnade.core.app import Application
 from colonnade.core.context import Context, SendHook
 from colonnade.core.metrics import SiteCounters
@@ -35,6 +36,7 @@ class AppRuntime:
         "handler_map",
         "metrics",
         "modules",
+        "path_sections",
         "plan",
         "send_response",
         "serve",
@@ -54,6 +56,10 @@ class AppRuntime:
         # The site's counters, held here too: the compiled engine reads a native
         # attribute where the application's costs a Python attribute lookup.
         self.metrics: SiteCounters = app.metrics
+        # The application's effective settings by path, held here for the same
+        # reason (the same dict: the application fills and clears it, never
+        # replaces it): Engine.handle hands the request's to its Context.
+        self.path_sections: dict[str, SectionSet] = app.path_sections
         self.modules = modules
         self.handler_map = handler_map
         self.plan = plan
