@@ -263,7 +263,16 @@ class H2Stream:
             await _sleep(0)
             return
         self._queue(data)
-        await self._sent()
+        conn = self.conn
+        if self.waiting or conn.write_paused:
+            await self._sent()
+        elif not conn._unflushed:
+            # All of it left, and this write flushed the connection's frames (at
+            # least _FLUSH_NOW of body since the last flush): the loop gets its
+            # turn here. A stream the windows and the socket never hold back would
+            # otherwise hold the worker, and never read the client's RST_STREAM
+            # waiting in the socket (a cancelled request went on to its end).
+            await _sleep(0)
 
     async def sendfile(self, path: str, offset: int, count: int) -> None:
         """A file range, read in pieces no larger than the window open at the time."""

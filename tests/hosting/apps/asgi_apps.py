@@ -618,17 +618,22 @@ async def stream_after_reset(scope: Scope, receive: Any, send: Any) -> None:
     cannot notice the client's reset) until ``RESET_GATE``, then streams small
     chunks with no wait of its own: the first write finds the reset. Records what
     stopped it, or ``("spun", n)`` after 100,000 sends that all seemed to go out.
-    ``/probe`` just answers."""
+    ``/early`` holds the loop before its head instead. ``/probe`` just answers."""
     if scope["type"] != "http":
         return
     if scope["path"] == "/probe":
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
         return
+    early = scope["path"] == "/early"
+    if early:
+        AT_RESET_GATE.set()
+        RESET_GATE.wait(PATIENCE)
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"first", "more_body": True})
-    AT_RESET_GATE.set()
-    RESET_GATE.wait(PATIENCE)
+    if not early:
+        AT_RESET_GATE.set()
+        RESET_GATE.wait(PATIENCE)
     sent = 0
     try:
         while sent < 100_000:
