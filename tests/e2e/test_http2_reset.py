@@ -6,6 +6,8 @@ on the receiving fast path, which keeps no record of the stream in ``h2``), whet
 or not the response's head went out. The application here never waits for
 the client (the windows are opened wide and the client reads all it is sent): the
 reset is in the socket before it sends again, and the server must get to read it.
+And a ``receive`` waiting for the rest of the body when the stream is reset or the
+connection lost hears ``http.disconnect`` (the ASGI spec).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pytest
 from tests.hosting.apps import asgi_apps
 from tests.hosting.support import live
 from tests.hosting.support import site_config as app_config
-from tests.support.wait import PATIENCE
+from tests.support.wait import PATIENCE, wait_for
 
 from .h2wire import PREFACE, RawH2, get_headers
 
@@ -83,4 +85,26 @@ def test_a_reset_stops_the_request(stream: str, path: str, tmp_path: Path) -> No
             assert c.response(stream_id + 2) == (200, b"ok")
     finally:
         asgi_apps.RESET_GATE.set()
+        asgi_apps.EVENTS.clear()
+
+
+@pytest.mark.parametrize("how", ["reset", "connection-lost"])
+def test_a_receive_waiting_for_the_body_gets_the_disconnect(how: str, tmp_path: Path) -> None:
+    # As over HTTP/1.1 (tests/handlers/asgi/test_asgi_live.py): the reader is a task
+    # of its own; it raised the transport's ClientDisconnectedError.
+    asgi_apps.GATE.clear()
+    asgi_apps.EVENTS.clear()
+    try:
+        with live(app_config("tests.hosting.apps.asgi_apps:body_reader"), tmp_path) as server:
+            with RawH2(server.port) as c:
+                post = get_headers("/elsewhere", "POST")
+                c.send(c.headers(1, post, end_stream=False), c.data(1, b"0123456789"))
+                wait_for(lambda: asgi_apps.EVENTS, PATIENCE, "the body's first part received")
+                if how == "reset":
+                    c.send(c.rst(1))
+                    wait_for(lambda: len(asgi_apps.EVENTS) > 1, PATIENCE, "the reader's next")
+            wait_for(lambda: len(asgi_apps.EVENTS) > 1, PATIENCE, "what the reader heard next")
+        assert asgi_apps.EVENTS == ["http.request", "http.disconnect"]
+    finally:
+        asgi_apps.GATE.set()
         asgi_apps.EVENTS.clear()
