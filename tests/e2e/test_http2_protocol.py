@@ -537,6 +537,20 @@ def _reset_by_the_server(c: RawH2, *late: bytes | Frame) -> None:
     c.send(*late, c.headers(5))
 
 
+def _trailers_after_reset(c: RawH2) -> None:
+    # As _reset_by_the_server, the late frames ending with trailers (HEADERS), whose
+    # block the server must decode all the same: the HPACK table stays in step
+    # (stream 5's request repeats the field, indexed). Each block is encoded when
+    # sent, in the order the server decodes them.
+    c.send(c.headers(3, post("/hello.txt"), end_stream=False))
+    assert (c.outcome(3).kind, c.status(3)) == ("status", 405)
+    rst = c.outcome(3)
+    assert (rst.kind, rst.stream, rst.code) == ("rst", 3, E.NO_ERROR)
+    c.send(c.data(3, b"late"))
+    c.send(c.headers(3, [("x-trailer", "1")], end_stream=True))
+    c.send(c.headers(5, [*get_headers(), ("x-trailer", "1")]))
+
+
 AFTER_FIRST = [
     Row(
         # RFC 9113 5.1: "An endpoint MUST ignore frames that it receives on closed
@@ -544,6 +558,12 @@ AFTER_FIRST = [
         # for each DATA frame that was in flight).
         "DATA on a stream the server reset: ignored",
         lambda c: _reset_by_the_server(c, c.data(3, b"late"), c.data(3, b"", end_stream=True)),
+        ("status", 200),
+        stream=5,
+    ),
+    Row(
+        "trailers on a stream the server reset: ignored",
+        _trailers_after_reset,
         ("status", 200),
         stream=5,
     ),

@@ -50,7 +50,7 @@ from h2.connection import ConnectionInputs, ConnectionState
 from h2.errors import ErrorCodes
 from h2.stream import H2Stream as StreamRecord
 from h2.stream import H2StreamStateMachine, StreamClosedBy, StreamInputs, StreamState
-from hyperframe.frame import DataFrame, Frame, GoAwayFrame, RstStreamFrame
+from hyperframe.frame import DataFrame, Frame, GoAwayFrame, HeadersFrame, RstStreamFrame
 
 from colonnade.core.request import EMPTY_BODY, Body, Request, TlsInfo
 from colonnade.core.timers import timer_by
@@ -100,6 +100,7 @@ _END_STREAM_END_HEADERS: Final = 0x5
 _SERVER_OPEN: Final = ConnectionState.SERVER_OPEN
 _CONN_SEND_HEADERS: Final = ConnectionInputs.SEND_HEADERS
 _CONN_SEND_DATA: Final = ConnectionInputs.SEND_DATA
+_CONN_RECV_HEADERS: Final = ConnectionInputs.RECV_HEADERS
 _SEND_HEADERS: Final = StreamInputs.SEND_HEADERS
 _SEND_DATA: Final = StreamInputs.SEND_DATA
 _SEND_END_STREAM: Final = StreamInputs.SEND_END_STREAM
@@ -120,13 +121,26 @@ _UNRECORDED_HEAD_SENT: Final = 2
 
 
 class ServerH2(h2.connection.H2Connection):
-    """``h2``'s connection, ignoring DATA on a stream it reset (RFC 9113 5.1: "An
-    endpoint MUST ignore frames that it receives on closed streams after it has sent
-    a RST_STREAM frame"). ``h2`` answers each such frame with RST_STREAM
-    STREAM_CLOSED; a client has DATA in flight whenever the server answers before
-    the body arrived whole and resets the stream with NO_ERROR (RFC 9113 8.1), or cuts
-    a slow body: it got a second reset of that stream for every frame in flight.
-    The connection's window is given back for them all the same."""
+    """``h2``'s connection, ignoring DATA and HEADERS (trailers) on a stream it reset
+    (RFC 9113 5.1: "An endpoint MUST ignore frames that it receives on closed streams
+    after it has sent a RST_STREAM frame"). ``h2`` answers each such frame with
+    RST_STREAM STREAM_CLOSED; a client has DATA and trailers in flight whenever the
+    server answers before the body arrived whole and resets the stream with NO_ERROR
+    (RFC 9113 8.1), or cuts a slow body: it got a second reset of that stream for
+    every frame in flight. The connection's window is given back for the DATA all
+    the same, and a trailers block is decoded all the same (the HPACK table must
+    stay in step)."""
+
+    def _receive_headers_frame(
+        self, frame: HeadersFrame
+    ) -> tuple[list[Frame], list[h2.events.Event]]:
+        if self._stream_closed_by(frame.stream_id) is not _RESET_BY_US:
+            return super()._receive_headers_frame(frame)
+        # What h2 does before it looks at the stream: the block decoded (its errors
+        # are the connection's), the connection's state machine told; then nothing.
+        h2.connection._decode_headers(self.decoder, frame.data)
+        events = self.state_machine.process_input(_CONN_RECV_HEADERS)
+        return [], events
 
     def _handle_data_on_closed_stream(
         self,
@@ -263,7 +277,16 @@ class H2Stream:
             await _sleep(0)
             return
         self._queue(data)
-        await self._sent()
+        conn = self.conn
+        if self.waiting or conn.write_paused:
+            await self._sent()
+        elif not conn._unflushed:
+            # All of it left, and this write flushed the connection's frames (at
+            # least _FLUSH_NOW of body since the last flush): the loop gets its
+            # turn here. A stream the windows and the socket never hold back would
+            # otherwise hold the worker, and never read the client's RST_STREAM
+            # waiting in the socket (a cancelled request went on to its end).
+            await _sleep(0)
 
     async def sendfile(self, path: str, offset: int, count: int) -> None:
         """A file range, read in pieces no larger than the window open at the time."""

@@ -641,6 +641,25 @@ def test_a_receive_pending_when_the_client_leaves_gets_the_disconnect(tmp_path: 
     assert asgi_apps.EVENTS == ["http.request", "http.disconnect"]
 
 
+def test_a_receive_waiting_for_the_body_when_the_client_leaves_gets_the_disconnect(
+    tmp_path: Path,
+) -> None:
+    # The ASGI spec (and uvicorn): a receive waiting for the rest of a body the
+    # client will never send returns http.disconnect; it raised the transport's
+    # ClientDisconnectedError. The reader is a task of its own (the request's task
+    # is cancelled when the client leaves, and a receive in it with it). HTTP/2:
+    # tests/e2e/test_http2_reset.py.
+    with live(site_config(f"{APPS}:body_reader"), tmp_path) as server:
+        with Conn(server.port) as conn:
+            conn.send(
+                b"POST /elsewhere HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789"
+            )
+            wait_for(lambda: asgi_apps.EVENTS, PATIENCE, "the body's first part received")
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        wait_for(lambda: len(asgi_apps.EVENTS) > 1, PATIENCE, "what the reader heard next")
+    assert asgi_apps.EVENTS == ["http.request", "http.disconnect"]
+
+
 def test_a_streaming_app_is_stopped_quietly_when_the_client_leaves(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -271,6 +271,35 @@ async def receive_elsewhere(scope: Scope, receive: Any, send: Any) -> None:
     await _respond(send, 200, b"answered")
 
 
+async def body_reader(scope: Scope, receive: Any, send: Any) -> None:
+    """Reads the request body until ``http.disconnect``, noting in ``EVENTS`` each
+    message's type or what ``receive`` raised: ``/elsewhere`` in a task of its own
+    (as ``receive_elsewhere``'s listener), the request waiting for GATE before it
+    answers; any other path in the request's task."""
+    if scope["type"] != "http":
+        return
+
+    async def read() -> None:
+        while True:
+            try:
+                message = await receive()
+            except BaseException as exc:
+                EVENTS.append(type(exc).__name__)
+                raise
+            EVENTS.append(message["type"])
+            if message["type"] == "http.disconnect":
+                return
+
+    if scope["path"] == "/elsewhere":
+        reader = asyncio.get_running_loop().create_task(read())
+        LISTENERS.add(reader)
+        reader.add_done_callback(LISTENERS.discard)
+        await wait_for_async(GATE.is_set, PATIENCE, "the test setting GATE")
+    else:
+        await read()
+    await _respond(send, 200, b"answered")
+
+
 async def big_slow(scope: Scope, receive: Any, send: Any) -> None:
     """Declares 100,000 bytes, sends the head with no bytes yet, the body once GATE
     is set."""
@@ -618,17 +647,22 @@ async def stream_after_reset(scope: Scope, receive: Any, send: Any) -> None:
     cannot notice the client's reset) until ``RESET_GATE``, then streams small
     chunks with no wait of its own: the first write finds the reset. Records what
     stopped it, or ``("spun", n)`` after 100,000 sends that all seemed to go out.
-    ``/probe`` just answers."""
+    ``/early`` holds the loop before its head instead. ``/probe`` just answers."""
     if scope["type"] != "http":
         return
     if scope["path"] == "/probe":
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
         return
+    early = scope["path"] == "/early"
+    if early:
+        AT_RESET_GATE.set()
+        RESET_GATE.wait(PATIENCE)
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"first", "more_body": True})
-    AT_RESET_GATE.set()
-    RESET_GATE.wait(PATIENCE)
+    if not early:
+        AT_RESET_GATE.set()
+        RESET_GATE.wait(PATIENCE)
     sent = 0
     try:
         while sent < 100_000:

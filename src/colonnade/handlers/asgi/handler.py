@@ -8,7 +8,8 @@ slotted object, :class:`HttpCycle`.
 - ``receive`` hands out the body as it arrives (``more_body`` until the declared
   length is reached or the stream ends), then ``http.disconnect`` once the
   response is complete. A client that goes away cancels the request's task; a
-  ``receive`` pending in another task then returns ``http.disconnect`` too.
+  ``receive`` pending in another task then returns ``http.disconnect`` too (also
+  one waiting for the rest of the body, as under uvicorn).
 - In the compiled build the application gets the cycle itself as both
   ``receive`` and ``send`` (``__call__``: no argument receives, a message is
   sent), no bound method made per request; the pure install passes the bound
@@ -47,7 +48,7 @@ from colonnade.core.handler import Handler
 from colonnade.core.pyapp import load_app
 from colonnade.core.request import EMPTY_BODY, Body
 from colonnade.core.response import FileBody, Response
-from colonnade.errors import ModuleError
+from colonnade.errors import ClientDisconnectedError, ModuleError
 from colonnade.handlers.asgi.config import AsgiSection
 from colonnade.handlers.asgi.lifespan import Lifespan
 from colonnade.handlers.asgi.scope import (
@@ -104,7 +105,15 @@ class HttpCycle:
             if left == -1:
                 length = self.ctx.request.header(b"content-length")
                 self.left = left = int(length) if length is not None else -2
-            data = await body.read(_CHUNK) if left != 0 else b""
+            try:
+                data = await body.read(_CHUNK) if left != 0 else b""
+            except ClientDisconnectedError:
+                # The client left (or reset the stream) before its body arrived
+                # whole: the ASGI spec's http.disconnect (as uvicorn says it), not an
+                # exception, here and to every receive after it.
+                self.body = None
+                self._disconnected()
+                return {"type": "http.disconnect"}
             if left >= 0:
                 left -= len(data)
                 self.left = left
@@ -240,9 +249,7 @@ class HttpCycle:
             # The request's task was cancelled (its client went away, a stop's
             # deadline): a receive pending in another task (a framework's listener
             # for the disconnect), or made later, hears http.disconnect.
-            if self.waiter is None:
-                self.waiter = asyncio.get_running_loop().create_future()
-            self._wake()
+            self._disconnected()
             raise
         except Exception:
             if ctx.send_failed():
@@ -282,6 +289,12 @@ class HttpCycle:
         self.phase = _COMPLETE
         if self.waiter is not None:
             self._wake()
+
+    def _disconnected(self) -> None:
+        # The client is gone: every receive, pending or later, says http.disconnect.
+        if self.waiter is None:
+            self.waiter = asyncio.get_running_loop().create_future()
+        self._wake()
 
     def _wake(self) -> None:
         # A receive waiting for http.disconnect: the response is complete.
