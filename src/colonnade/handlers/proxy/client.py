@@ -50,6 +50,8 @@ SURPLUS_GRACE: Final = 1.0
 _NEVER: Final = float("inf")
 #: A static reference (an imported name is a look-up in the module at each use).
 _MONOTONIC: Final = time.monotonic
+#: The task a loop is running now (None: none), a C function (one dict look-up).
+_CURRENT_TASK: Final = asyncio.current_task
 
 
 class Upstream:
@@ -127,16 +129,19 @@ class Wait(TaskWait):
 
     def wake(self, now: bool) -> None:
         """End the wait (a wait already ended, cancelled or timed out, stays as it
-        is). ``now``: the caller is a loop callback outside any task (the
-        protocol's read), and the task runs before this returns; else at the
-        loop's next turn."""
+        is). ``now``: the caller is a loop callback (the protocol's read), and the
+        task runs before this returns; else at the loop's next turn. Called from
+        inside a task after all (a transport that hands the protocol what it read
+        from within a call the task made: a TLS transport's close reads what is
+        left), the wake-up is scheduled as for ``now`` False: a task cannot run
+        inside another (asyncio refuses to enter it, and the wake-up would be lost)."""
         if self.state != PENDING:
             return
         self.state = DONE
         if now:
             callback = self.callback
             context = self.context
-            if callback is not None and context is not None:
+            if callback is not None and context is not None and _CURRENT_TASK(self._loop) is None:
                 self.callback = self.context = None
                 _RUN(context, callback, self.done_future)
                 return
