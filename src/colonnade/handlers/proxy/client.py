@@ -50,8 +50,20 @@ SURPLUS_GRACE: Final = 1.0
 _NEVER: Final = float("inf")
 #: A static reference (an imported name is a look-up in the module at each use).
 _MONOTONIC: Final = time.monotonic
-#: The task a loop is running now (None: none), a C function (one dict look-up).
-_CURRENT_TASK: Final = asyncio.current_task
+
+
+def _current_task_getter() -> Callable[[asyncio.AbstractEventLoop], object]:
+    # What answers the task a loop is running now (None: none). Python 3.11's
+    # asyncio.current_task is a Python function (a frame per call, ~450
+    # instructions); the dictionary it reads, whose get is C, where there is one.
+    tasks = getattr(asyncio.tasks, "_current_tasks", None)
+    if isinstance(tasks, dict):
+        return cast(Callable[[asyncio.AbstractEventLoop], object], tasks.get)
+    return asyncio.current_task
+
+
+#: The task a loop is running now (None: none): see _current_task_getter.
+_CURRENT_TASK: Final = _current_task_getter()
 
 
 class Upstream:
