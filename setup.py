@@ -190,6 +190,11 @@ def _options() -> dict[str, Any]:
     # The worker's two C library calls at start-up (prctl, malloc_trim) without
     # ctypes; the pure build makes them through ctypes (pools/sandbox.py).
     extensions.append(Extension("colonnade.pools._libc", ["src/colonnade/pools/_libc.c"]))
+    # The proxy's field-line loop in C (handlers/proxy/_fields.c says why); the pure
+    # build runs it in Python.
+    extensions.append(
+        Extension("colonnade.handlers.proxy._fields", ["src/colonnade/handlers/proxy/_fields.c"])
+    )
     if sys.platform.startswith("linux"):
         # Export PyInit_* only (build_backend/exports.map says why), and pack the
         # relative relocations where the toolchain can: the main library's loader

@@ -360,6 +360,72 @@ def test_wait_woken_before_awaited_cancelled_and_awaited() -> None:
     asyncio.run(main())
 
 
+def test_wait_woken_now_from_inside_a_task_wakes_its_task_at_the_next_turn() -> None:
+    # wake(True) whose caller turns out to be a task (a transport that hands the
+    # protocol its last bytes from within a call the task made: a TLS transport's
+    # close): the waiting task cannot run inside that one, so it is woken at the
+    # loop's next turn, as by wake(False), and not lost. Before the guard, the
+    # wake-up ran at once: asyncio refused to enter the task (RuntimeError in the
+    # caller) and the waiting task was never woken.
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        wait = Wait(loop)
+        wait.arm()
+        steps: list[str] = []
+
+        async def waiting() -> None:
+            await wait
+            steps.append("woken")
+
+        task = loop.create_task(waiting())
+        await asyncio.sleep(0)
+        assert not task.done()
+        wait.wake(True)  # from this task
+        steps.append("returned")
+        await asyncio.wait({task}, timeout=PATIENCE)
+        assert steps == ["returned", "woken"]
+
+    _run_leaving_tasks(main())
+
+
+def test_connection_read_from_inside_a_task_wakes_the_waiting_request() -> None:
+    # The same through the protocol: buffer_updated called while another task
+    # runs (as a TLS transport's close would) wakes the request waiting for the
+    # bytes, which then has them.
+    async def main() -> None:
+        server, upstream = await tcp_server(answer_each)
+        pool = Pool(upstream, PoolSettings())
+        try:
+            conn = await pool.acquire()
+            waiter = conn.waiter(PATIENCE)
+            task = asyncio.get_running_loop().create_task(_await(waiter))
+            await asyncio.sleep(0)
+            assert not task.done()
+            view = conn.get_buffer(-1)
+            view[:2] = b"ok"
+            conn.buffer_updated(2)  # from this task, not a loop callback
+            await asyncio.wait({task}, timeout=PATIENCE)
+            assert task.done()
+            assert conn.taken(PATIENCE) == b"ok"
+            conn.close()
+        finally:
+            pool.close()
+            await server.close()
+
+    _run_leaving_tasks(main())
+
+
+def _run_leaving_tasks(main: Coroutine[Any, Any, None]) -> None:
+    # ``main`` on a loop of its own, closed without waiting for the tasks left: a
+    # task whose wake-up was lost fails the test instead of hanging asyncio.run's
+    # clean-up (which waits for every task it cancels).
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(main)
+    finally:
+        loop.close()
+
+
 def test_wait_cancelled_while_a_task_waits() -> None:
     # The task cancelled while it waits gets CancelledError with its message; a
     # wake after that changes nothing.

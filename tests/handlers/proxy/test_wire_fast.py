@@ -124,6 +124,33 @@ def test_header_lines_as_fields_reads_them() -> None:
         assert fast == outcome(wire._fields, block.split(b"\r\n")), lines
 
 
+def test_header_lines_in_c_as_in_python() -> None:
+    # The compiled build's C loop (_fields.c) answers what the Python loop
+    # answers, case by case and for every single-byte change of a typical head:
+    # the same fields, or the same refusal (where it gives up, None, _fields
+    # decides, as where the Python loop gives up).
+    lines_in_c = wire._C_HEADER_LINES
+    if lines_in_c is None:
+        pytest.skip("a pure-Python build has no C loop")
+    status = b"HTTP/1.1 200 OK"
+    heads = [status + b"\r\n" + b"\r\n".join(lines) + b"\r\n\r\n" for lines in header_lines_cases()]
+    for i in range(len(HEAD) - 4):
+        for byte in (0, 9, 10, 13, 32, 58, 65, 0x7F, 0xFF):
+            heads.append(HEAD[:i] + bytes((byte,)) + HEAD[i + 1 :])
+    for raw in heads:
+        end = raw.find(b"\r\n\r\n", 15)
+        if end < 0 or raw.find(b"\r\n") < 15:
+            continue
+        size = end + 4
+        start = raw.find(b"\r\n") + 2
+        in_python = outcome(wire._header_lines_py, raw + b"body", start, size)
+        fields = lines_in_c(raw + b"body", start, size)
+        if fields is None:  # given up: the line-by-line check decides, as in Python
+            assert outcome(wire._fields, raw[start:end].split(b"\r\n")) == in_python, raw
+        else:
+            assert fields == in_python, raw
+
+
 def fields_of(block: bytes) -> object:
     # The fields of a head whose field lines are ``block`` (each ending CRLF).
     raw = b"HTTP/1.1 200 OK\r\n" + block + b"\r\n"

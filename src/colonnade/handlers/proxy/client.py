@@ -52,6 +52,20 @@ _NEVER: Final = float("inf")
 _MONOTONIC: Final = time.monotonic
 
 
+def _current_task_getter() -> Callable[[asyncio.AbstractEventLoop], object]:
+    # What answers the task a loop is running now (None: none). Python 3.11's
+    # asyncio.current_task is a Python function (a frame per call, ~450
+    # instructions); the dictionary it reads, whose get is C, where there is one.
+    tasks = getattr(asyncio.tasks, "_current_tasks", None)
+    if isinstance(tasks, dict):
+        return cast(Callable[[asyncio.AbstractEventLoop], object], tasks.get)
+    return asyncio.current_task
+
+
+#: The task a loop is running now (None: none): see _current_task_getter.
+_CURRENT_TASK: Final = _current_task_getter()
+
+
 class Upstream:
     """Where a pool connects: ``tcp`` host and port, or a ``unix`` socket path."""
 
@@ -127,16 +141,19 @@ class Wait(TaskWait):
 
     def wake(self, now: bool) -> None:
         """End the wait (a wait already ended, cancelled or timed out, stays as it
-        is). ``now``: the caller is a loop callback outside any task (the
-        protocol's read), and the task runs before this returns; else at the
-        loop's next turn."""
+        is). ``now``: the caller is a loop callback (the protocol's read), and the
+        task runs before this returns; else at the loop's next turn. Called from
+        inside a task after all (a transport that hands the protocol what it read
+        from within a call the task made: a TLS transport's close reads what is
+        left), the wake-up is scheduled as for ``now`` False: a task cannot run
+        inside another (asyncio refuses to enter it, and the wake-up would be lost)."""
         if self.state != PENDING:
             return
         self.state = DONE
         if now:
             callback = self.callback
             context = self.context
-            if callback is not None and context is not None:
+            if callback is not None and context is not None and _CURRENT_TASK(self._loop) is None:
                 self.callback = self.context = None
                 _RUN(context, callback, self.done_future)
                 return

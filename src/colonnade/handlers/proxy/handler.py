@@ -617,7 +617,7 @@ class _Exchange:
     def _set_head(self, status: int, reason: bytes, plain: bool, fields: wire.Headers) -> None:
         # The response head's status, reason and fields: the head's, or the same
         # without Content-Length (a body handed on whole), lists made for this
-        # response alone (the parser keeps none). ``plain``: no field to remove
+        # response alone (the parser never reads them again). ``plain``: no field to remove
         # or rewrite.
         response = self.response
         self.status = response.status = status

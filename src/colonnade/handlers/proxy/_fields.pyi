@@ -1,0 +1,3 @@
+"""The compiled build's C helper (handlers/proxy/_fields.c); absent from a pure-Python build."""
+
+def header_lines(raw: bytes, start: int, size: int, /) -> list[tuple[bytes, bytes]] | None: ...
