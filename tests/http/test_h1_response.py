@@ -333,18 +333,64 @@ def test_a_recurring_response_shape_reuses_its_prepared_head() -> None:
     from colonnade.http.h1 import prepared_head
 
     headers = [(b"Content-Type", b"text/plain"), (b"X-A", b"1")]
-    first = prepared_head(200, headers, None, 13)
+    first, length = prepared_head(200, headers, None, 13)
+    assert length == 13
     # Equal values in new objects (what an application sends per request) find it.
-    again = prepared_head(200, [(b"Content-Type", b"text/plain"), (b"X-A", b"1")], None, 13)
+    again, _ = prepared_head(200, [(b"Content-Type", b"text/plain"), (b"X-A", b"1")], None, 13)
     assert again is first
     assert first.lines == b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nx-a: 1\r\n"
-    # Any difference (a value, the status, the reason, the length) is another head.
+    # Any difference (a value, the status, the reason) is another head.
     assert (
-        prepared_head(200, [(b"Content-Type", b"text/html"), (b"X-A", b"1")], None, 13) is not first
+        prepared_head(200, [(b"Content-Type", b"text/html"), (b"X-A", b"1")], None, 13)[0]
+        is not first
     )
-    assert prepared_head(201, headers, None, 13) is not first
-    assert prepared_head(200, headers, b"Fine", 13).lines.startswith(b"HTTP/1.1 200 Fine\r\n")
-    assert prepared_head(200, headers, None, 14).length == 14
+    assert prepared_head(201, headers, None, 13)[0] is not first
+    assert prepared_head(200, headers, b"Fine", 13)[0].lines.startswith(b"HTTP/1.1 200 Fine\r\n")
+    # The length is not part of the shape: bodies of any size share the head,
+    # given as an argument or as a Content-Length header (named in lower case, as
+    # ASGI applications send it; in another case the interpreted build keeps it in
+    # the shape, with the same lines and length).
+    assert prepared_head(200, headers, None, 14) == (first, 14)
+    assert prepared_head(200, headers, None, None) == (first, None)
+    for size in (b"7", b"12345"):
+        sized = [(b"Content-Type", b"text/plain"), (b"content-length", size), (b"X-A", b"1")]
+        assert prepared_head(200, sized, None, None) == (first, int(size))
+        assert prepared_head(200, sized, None, int(size)) == (first, int(size))
+        sized[1] = (b"Content-Length", size)
+        for given in (None, int(size)):
+            other, length = prepared_head(200, sized, None, given)
+            assert (other.lines, length) == (first.lines, int(size))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"", b"1x", b"+1", b"1_0", b" 1", b"1 ", b"1\r\nx-b: 2", b"-1", b"\xd9\xa1", b"1" * 18 + b"x"],
+)
+def test_a_content_length_header_that_is_not_digits_is_refused(value: bytes) -> None:
+    from colonnade.http.h1 import prepared_head
+
+    with pytest.raises(ValueError, match="Content-Length"):
+        prepared_head(200, [(b"content-length", value)], None, None)
+
+
+def test_a_content_length_header_must_agree_with_the_length() -> None:
+    from colonnade.http.h1 import prepared_head
+
+    with pytest.raises(ValueError, match="conflicting Content-Length"):
+        prepared_head(200, [(b"content-length", b"3")], None, 4)
+    with pytest.raises(ValueError, match="conflicting Content-Length"):
+        prepared_head(200, [(b"content-length", b"3"), (b"Content-Length", b"4")], None, None)
+    assert prepared_head(200, [(b"content-length", b"3")] * 2, None, None)[1] == 3
+    for mixed in ((b"Content-Length", b"4"), (b"CONTENT-LENGTH", b"+3")):
+        with pytest.raises(ValueError, match="Content-Length"):
+            prepared_head(200, [(b"content-length", b"3"), mixed], None, None)
+        with pytest.raises(ValueError, match="Content-Length"):
+            prepared_head(
+                200, [mixed, (b"content-length", b"3"), (b"content-length", b"3")], None, None
+            )
+    assert prepared_head(200, [(b"Content-Length", b"3")] * 3, None, 3)[1] == 3
+    for digits in (b"0", b"007", b"9" * 18, b"12345678901234567890123"):
+        assert prepared_head(200, [(b"content-length", digits)], None, None)[1] == int(digits)
 
 
 def test_prepared_heads_stay_bounded_and_refuse_what_cannot_be_sent() -> None:
@@ -354,7 +400,7 @@ def test_prepared_heads_stay_bounded_and_refuse_what_cannot_be_sent() -> None:
         h1.prepared_head(200, [(b"etag", b'"%d"' % n)], None, 0)
     assert len(h1._PREPARED) <= h1._PREPARED_MAX
     big = [(b"x-big", b"v" * (h1._PREPARED_LINES_MAX + 1))]
-    assert h1.prepared_head(200, big, None, 0) is not h1.prepared_head(200, big, None, 0)
+    assert h1.prepared_head(200, big, None, 0)[0] is not h1.prepared_head(200, big, None, 0)[0]
     # Headers as lists (unhashable) are never kept, and fare as without the cache:
     # sent by the interpreted build, refused by the compiled one (declared types).
     listed: Any = [[b"x-a", b"1"]]
@@ -364,7 +410,7 @@ def test_prepared_heads_stay_bounded_and_refuse_what_cannot_be_sent() -> None:
         with pytest.raises(TypeError):
             h1.prepared_head(200, listed, None, 0)
     else:
-        assert h1.prepared_head(200, listed, None, 0).lines == expected
+        assert h1.prepared_head(200, listed, None, 0)[0].lines == expected
         assert expected == b"HTTP/1.1 200 OK\r\nx-a: 1\r\n"
     with pytest.raises(ValueError, match="CR, LF or NUL"):
         h1.prepared_head(200, [(b"x-a", b"1\r\nx-b: 2")], None, 0)

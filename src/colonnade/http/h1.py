@@ -57,6 +57,7 @@ from __future__ import annotations
 import re
 import time as _time_module
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Final, NoReturn
 
 import httptools
@@ -354,7 +355,7 @@ class PreparedHead:
                 raise ValueError(f"CR, LF or NUL in the value of response header {name!r}")
             if lname in _RESPONSE_FRAMING:
                 if lname == b"content-length":
-                    declared = int(value)
+                    declared = _content_length(value)
                     if length is None:
                         length = declared
                     elif declared != length:
@@ -380,66 +381,121 @@ class PreparedHead:
 
 
 # -- prepared heads for the response shapes that recur ---------------------------------
-# An application answers with the same status and header list over and over (a
-# framework's JSON or text response: type and length). Checking and formatting
-# those once, then finding them by value, costs a tuple and a dict lookup where a
-# PreparedHead costs a loop over the headers (~4,700 instructions of ~130,000 for
-# the ASGI hello answer). Bounded in entries and in the size of each head, and
-# started over when full, so unique headers (cookies, ETags) cannot grow it.
-_PREPARED: Final[
-    dict[tuple[int, bytes | None, int | None, tuple[tuple[bytes, bytes], ...]], PreparedHead]
-] = {}
+# An application answers with the same status and header list over and over but for
+# the length (a framework's JSON or text response: its type, and a Content-Length
+# that changes with each body). Checking and formatting a shape once, then finding
+# it by value, costs a tuple and a dict lookup where a PreparedHead costs a loop over
+# the headers (~4,700 instructions). The shape is the head without its length: a
+# Content-Length header is checked and taken out of the key each time, so answers
+# of one shape with bodies of any size find the same head. Bounded in entries and in
+# the size of each head, and started over when full, so unique headers (cookies,
+# ETags) cannot grow it.
+_PREPARED: Final[dict[tuple[int, bytes | None, tuple[tuple[bytes, bytes], ...]], PreparedHead]] = {}
 _PREPARED_MAX: Final = 512
 _PREPARED_LINES_MAX: Final = 1024
+_CONTENT_LENGTH: Final = b"content-length"
+_FIRST: Final = itemgetter(0)
+#: Whether this module runs compiled (mypyc): a compiled module's file is its
+#: extension, not its source (as in transport/connection.py).
+_COMPILED: Final = not __file__.endswith(".py")
 
 
-class _LastHead:
-    """The values of the last response head found in (or put into) ``_PREPARED``
-    and its PreparedHead: a server answers the same shape many times in a row, and
-    comparing the values again (the header pairs are mostly the very same tuple
-    objects, an identity test each) costs a fraction of hashing a new key.
-    ``entry`` is one tuple, replaced whole (one attribute write): a loop in another
-    thread (an in-process test server, say) reads either the old or the new one,
-    never the values of one head with another's PreparedHead. Its header list is
-    our own copy, whose pairs all hashed: no one changes them."""
-
-    __slots__ = ("entry",)
-
-    def __init__(self) -> None:
-        self.entry: tuple[int, bytes | None, int | None, Headers, PreparedHead] | None = None
-
-
-_LAST_HEAD: Final = _LastHead()
+def _content_length(value: bytes) -> int:
+    """A Content-Length value's number; ValueError unless it is 1*DIGIT (RFC 9110
+    8.6: no sign, space, underscore, CR or LF, all of which ``int()`` takes). Compiled,
+    a loop over the digits, where ``int(value)`` is a call of a type (~850
+    instructions) and ``isdigit`` a method call."""
+    if not _COMPILED:  # interpreted, C-level calls beat a loop over the digits
+        if not value.isdigit():
+            raise ValueError(f"invalid Content-Length value {value[:32]!r}")
+        return int(value)
+    n = len(value)
+    if n > 18:  # past what an i64 holds: Python's own ints
+        if not value.isdigit():
+            raise ValueError(f"invalid Content-Length value {value[:32]!r}")
+        return int(value)
+    if n == 0:
+        raise ValueError("empty Content-Length value")
+    number = 0
+    for k in range(n):
+        digit = value[k] - 48
+        if digit < 0 or digit > 9:
+            raise ValueError(f"invalid Content-Length value {value!r}")
+        number = number * 10 + digit
+    return number
 
 
 def prepared_head(
     status: int, headers: Headers, reason: bytes | None, content_length: int | None
-) -> PreparedHead:
-    """:class:`PreparedHead` of a response, the same object for the same values
-    (it is never changed once made). Raises ValueError as PreparedHead does."""
-    last = _LAST_HEAD.entry
-    if (
-        last is not None
-        and status == last[0]
-        and content_length == last[2]
-        and reason == last[1]
-        and headers == last[3]
-    ):
-        return last[4]
-    key = (status, reason, content_length, tuple(headers))
+) -> tuple[PreparedHead, int | None]:
+    """:class:`PreparedHead` of a response's shape (its head without the length),
+    the same object for the same shape (it is never changed once made), and the
+    response's length: ``content_length``, or a Content-Length header's (which must
+    agree with it). Raises ValueError as PreparedHead does."""
+    length = content_length
+    at = -1
+    seen = 0
+    if _COMPILED:
+        # The pairs are read, never kept apart: a pair taken into a list of its own
+        # would be a new tuple in the compiled build (which holds a pair unboxed).
+        for i, (name, value) in enumerate(headers):
+            if len(name) == 14 and (name == _CONTENT_LENGTH or name.lower() == _CONTENT_LENGTH):
+                declared = _content_length(value)
+                if length is None:
+                    length = declared
+                elif declared != length:
+                    raise ValueError("conflicting Content-Length values")
+                at = i
+                seen += 1
+    else:
+        # Interpreted, a loop over the pairs is the dearest part: the names are
+        # taken out and searched with C-level calls for the lower-case name (what
+        # an ASGI application sends). A Content-Length named in another case stays
+        # in the shape, whose PreparedHead then holds its length (checked below).
+        names = list(map(_FIRST, headers))
+        if _CONTENT_LENGTH in names:
+            at = names.index(_CONTENT_LENGTH)
+            seen = names.count(_CONTENT_LENGTH)
+            for i in range(at, len(names)):
+                if names[i] == _CONTENT_LENGTH:
+                    declared = _content_length(headers[i][1])
+                    if length is None:
+                        length = declared
+                    elif declared != length:
+                        raise ValueError("conflicting Content-Length values")
+    if at < 0:
+        shape = headers
+    elif seen == 1:
+        shape = headers.copy()
+        shape.pop(at)
+    else:  # several Content-Length headers (rare): each checked, all taken out
+        shape = []
+        for pair in headers:
+            if pair[0].lower() == _CONTENT_LENGTH:
+                if _content_length(pair[1]) != length:
+                    raise ValueError("conflicting Content-Length values")
+                continue
+            shape.append(pair)
+    key: tuple[int, bytes | None, tuple[tuple[bytes, bytes], ...]] | None
     try:
+        key = (status, reason, tuple(shape))
         prepared = _PREPARED.get(key)
     except TypeError:  # a header given as a list, or a bytearray: not kept
-        return PreparedHead(status, headers, reason, content_length)
+        key = None
+        prepared = None
     if prepared is None:
-        prepared = PreparedHead(status, headers, reason, content_length)
-        if len(prepared.lines) > _PREPARED_LINES_MAX:
-            return prepared
-        if len(_PREPARED) >= _PREPARED_MAX:
-            _PREPARED.clear()
-        _PREPARED[key] = prepared
-    _LAST_HEAD.entry = (status, reason, content_length, list(headers), prepared)
-    return prepared
+        prepared = PreparedHead(status, shape, reason, None)
+        if key is not None and len(prepared.lines) <= _PREPARED_LINES_MAX:
+            if len(_PREPARED) >= _PREPARED_MAX:
+                _PREPARED.clear()
+            _PREPARED[key] = prepared
+    declared_in_shape = prepared.length
+    if declared_in_shape is not None:  # interpreted: a Content-Length in another case
+        if length is None:
+            length = declared_in_shape
+        elif declared_in_shape != length:
+            raise ValueError("conflicting Content-Length values")
+    return prepared, length
 
 
 class HTTP1Connection:
@@ -1170,17 +1226,28 @@ class HTTP1Connection:
         name goes out in lower case. Raises ValueError for a header that cannot
         be sent (invalid name, CR/LF/NUL).
         """
-        return self.start_prepared(
-            head, prepared_head(status, headers, reason, content_length), keep_alive, body
-        )
+        prepared, length = prepared_head(status, headers, reason, content_length)
+        return self.start_shaped(head, prepared, length, keep_alive, body)
 
     def start_prepared(
         self, head: RequestHead, prepared: PreparedHead, keep_alive: bool, body: bytes = b""
     ) -> bytes:
         """:meth:`start_response` with the caller's part checked and formatted
-        already (a response sent again and again: the response cache). ``body``:
-        the whole body of a sized response, returned framed behind the head, joined
-        with it once (as :meth:`body` would frame it)."""
+        already, its length in it (a response sent again and again: the response
+        cache). ``body``: the whole body of a sized response, returned framed
+        behind the head, joined with it once (as :meth:`body` would frame it)."""
+        return self.start_shaped(head, prepared, prepared.length, keep_alive, body)
+
+    def start_shaped(
+        self,
+        head: RequestHead,
+        prepared: PreparedHead,
+        length: int | None,
+        keep_alive: bool,
+        body: bytes = b"",
+    ) -> bytes:
+        """:meth:`start_prepared` with the length given apart from the prepared
+        head (a shape shared by answers of every length: :func:`prepared_head`)."""
         status = prepared.status
         interim = status < 200 and status != 101
         if not interim:
@@ -1189,7 +1256,6 @@ class HTTP1Connection:
         version = head.version
         method = head.method
         close = not keep_alive or not head.keep_alive or self._responses >= self._final
-        length = prepared.length
         if (
             length is not None
             and status >= 200
