@@ -57,7 +57,6 @@ from __future__ import annotations
 import re
 import time as _time_module
 from collections.abc import Sequence
-from operator import itemgetter
 from typing import Final, NoReturn
 
 import httptools
@@ -329,7 +328,7 @@ class PreparedHead:
     line and the caller's header lines, and what they say about framing, Date,
     Server and Connection (see :meth:`HTTP1Connection.start_response`)."""
 
-    __slots__ = ("add_date", "add_server", "caller_close", "length", "lines", "status")
+    __slots__ = ("add_date", "add_server", "caller_close", "length", "lines", "plain", "status")
 
     def __init__(
         self, status: int, headers: Headers, reason: bytes | None, content_length: int | None
@@ -378,6 +377,11 @@ class PreparedHead:
         self.caller_close = caller_close
         self.add_date = add_date
         self.add_server = add_server
+        # What start_response's common answer needs of this part: a final status
+        # with a body, Date and Connection left to the connection.
+        self.plain = (
+            status >= 200 and status != 204 and status != 304 and add_date and not caller_close
+        )
 
 
 # -- prepared heads for the response shapes that recur ---------------------------------
@@ -385,19 +389,28 @@ class PreparedHead:
 # the length (a framework's JSON or text response: its type, and a Content-Length
 # that changes with each body). Checking and formatting a shape once, then finding
 # it by value, costs a tuple and a dict lookup where a PreparedHead costs a loop over
-# the headers (~4,700 instructions). The shape is the head without its length: a
-# Content-Length header is checked and taken out of the key each time, so answers
-# of one shape with bodies of any size find the same head. Bounded in entries and in
-# the size of each head, and started over when full, so unique headers (cookies,
-# ETags) cannot grow it.
+# the headers (~4,700 instructions). The shape is the head without its length: the
+# first Content-Length header (named in lower case, as ASGI applications, the WSGI
+# handler and the modules send it) is checked and taken out of the key each time
+# (``HTTP1Connection.start_response``), so answers of one shape with bodies of any
+# size find the same head. A Content-Length named otherwise, or a second one, stays
+# in the shape: its PreparedHead holds that length, checked against the response's.
+# Bounded: at most ``_PREPARED_MAX`` shapes, each head's lines at most
+# ``_PREPARED_LINES_MAX`` bytes (a longer one is made per response and not kept),
+# and the dict started over when full, so an application sending unique headers
+# (cookies, ETags, random names) cannot grow it: it only pays for a PreparedHead
+# per response, as without the dict.
 _PREPARED: Final[dict[tuple[int, bytes | None, tuple[tuple[bytes, bytes], ...]], PreparedHead]] = {}
 _PREPARED_MAX: Final = 512
 _PREPARED_LINES_MAX: Final = 1024
 _CONTENT_LENGTH: Final = b"content-length"
-_FIRST: Final = itemgetter(0)
+_NO_HEADERS: Final[Headers] = []
 #: Whether this module runs compiled (mypyc): a compiled module's file is its
 #: extension, not its source (as in transport/connection.py).
 _COMPILED: Final = not __file__.endswith(".py")
+#: Content-Length values found valid -> their number (interpreted: a dict hit costs
+#: a fraction of ``isdigit`` and ``int()``). Bounded as ``_LENGTH_LINES``.
+_DECLARED: Final[dict[bytes, int]] = {}
 
 
 def _content_length(value: bytes) -> int:
@@ -408,7 +421,10 @@ def _content_length(value: bytes) -> int:
     if not _COMPILED:  # interpreted, C-level calls beat a loop over the digits
         if not value.isdigit():
             raise ValueError(f"invalid Content-Length value {value[:32]!r}")
-        return int(value)
+        number = int(value)
+        if len(_DECLARED) < _LENGTH_LINES_MAX:
+            _DECLARED[value] = number
+        return number
     n = len(value)
     if n > 18:  # past what an i64 holds: Python's own ints
         if not value.isdigit():
@@ -425,77 +441,20 @@ def _content_length(value: bytes) -> int:
     return number
 
 
-def prepared_head(
-    status: int, headers: Headers, reason: bytes | None, content_length: int | None
-) -> tuple[PreparedHead, int | None]:
-    """:class:`PreparedHead` of a response's shape (its head without the length),
-    the same object for the same shape (it is never changed once made), and the
-    response's length: ``content_length``, or a Content-Length header's (which must
-    agree with it). Raises ValueError as PreparedHead does."""
-    length = content_length
-    at = -1
-    seen = 0
-    if _COMPILED:
-        # The pairs are read, never kept apart: a pair taken into a list of its own
-        # would be a new tuple in the compiled build (which holds a pair unboxed).
-        for i, (name, value) in enumerate(headers):
-            if len(name) == 14 and (name == _CONTENT_LENGTH or name.lower() == _CONTENT_LENGTH):
-                declared = _content_length(value)
-                if length is None:
-                    length = declared
-                elif declared != length:
-                    raise ValueError("conflicting Content-Length values")
-                at = i
-                seen += 1
-    else:
-        # Interpreted, a loop over the pairs is the dearest part: the names are
-        # taken out and searched with C-level calls for the lower-case name (what
-        # an ASGI application sends). A Content-Length named in another case stays
-        # in the shape, whose PreparedHead then holds its length (checked below).
-        names = list(map(_FIRST, headers))
-        if _CONTENT_LENGTH in names:
-            at = names.index(_CONTENT_LENGTH)
-            seen = names.count(_CONTENT_LENGTH)
-            for i in range(at, len(names)):
-                if names[i] == _CONTENT_LENGTH:
-                    declared = _content_length(headers[i][1])
-                    if length is None:
-                        length = declared
-                    elif declared != length:
-                        raise ValueError("conflicting Content-Length values")
-    if at < 0:
-        shape = headers
-    elif seen == 1:
-        shape = headers.copy()
-        shape.pop(at)
-    else:  # several Content-Length headers (rare): each checked, all taken out
-        shape = []
-        for pair in headers:
-            if pair[0].lower() == _CONTENT_LENGTH:
-                if _content_length(pair[1]) != length:
-                    raise ValueError("conflicting Content-Length values")
-                continue
-            shape.append(pair)
-    key: tuple[int, bytes | None, tuple[tuple[bytes, bytes], ...]] | None
-    try:
-        key = (status, reason, tuple(shape))
-        prepared = _PREPARED.get(key)
-    except TypeError:  # a header given as a list, or a bytearray: not kept
-        key = None
-        prepared = None
-    if prepared is None:
-        prepared = PreparedHead(status, shape, reason, None)
-        if key is not None and len(prepared.lines) <= _PREPARED_LINES_MAX:
-            if len(_PREPARED) >= _PREPARED_MAX:
-                _PREPARED.clear()
-            _PREPARED[key] = prepared
-    declared_in_shape = prepared.length
-    if declared_in_shape is not None:  # interpreted: a Content-Length in another case
-        if length is None:
-            length = declared_in_shape
-        elif declared_in_shape != length:
-            raise ValueError("conflicting Content-Length values")
-    return prepared, length
+def _prepare(
+    key: tuple[int, bytes | None, tuple[tuple[bytes, bytes], ...]] | None,
+    status: int,
+    shape: Headers,
+    reason: bytes | None,
+) -> PreparedHead:
+    """A shape not in ``_PREPARED``: its PreparedHead, kept under ``key`` unless
+    None (headers that do not hash) or too long (see above)."""
+    prepared = PreparedHead(status, shape, reason, None)
+    if key is not None and len(prepared.lines) <= _PREPARED_LINES_MAX:
+        if len(_PREPARED) >= _PREPARED_MAX:
+            _PREPARED.clear()
+        _PREPARED[key] = prepared
+    return prepared
 
 
 class HTTP1Connection:
@@ -611,9 +570,10 @@ class HTTP1Connection:
     def feed(self, data: bytes) -> list[Event]:
         """Parse received bytes; return the events they complete, in order."""
         state = self._state
-        if state <= _BODY and len(data) <= _SLICE:
+        size = len(data)
+        if state <= _BODY and size <= _SLICE:
             # The common case: llhttp reads the whole feed (``_execute``, inlined).
-            self._feeding = len(data)
+            self._feeding = size
             if state == _IDLE:
                 self._line = data
             try:
@@ -986,7 +946,7 @@ class HTTP1Connection:
                 _FIELD_NAMES[name] = lname
         name = lname
         # llhttp strips leading whitespace only; trailing is rare, and a method call.
-        if value and (value[-1] == 32 or value[-1] == 9):
+        if value and ((last := value[-1]) == 32 or last == 9):
             value = value.rstrip(b" \t")
         headers.append((name, value))
         if name in _SPECIAL:
@@ -1035,7 +995,8 @@ class HTTP1Connection:
             # A skipped CRLF shifts the slice onto bytes that cannot match (the
             # line holds no other CRLF): then httptools is asked after all.
             self._line = b""
-            tail = line[len(method) + len(url) + 2 : len(method) + len(url) + 12]
+            at = len(method) + len(url) + 2
+            tail = line[at : at + 10]
             if tail == b"HTTP/1.1\r\n":
                 version_str = "1.1"
             elif tail == b"HTTP/1.0\r\n":
@@ -1214,6 +1175,7 @@ class HTTP1Connection:
         content_length: int | None = None,
         keep_alive: bool = True,
         body: bytes = b"",
+        prepared: PreparedHead | None = None,
     ) -> bytes:
         """The status line and header section of the response to ``head``
         (and ``body`` behind them, framed: see :meth:`start_prepared`).
@@ -1224,10 +1186,79 @@ class HTTP1Connection:
         from the caller is dropped. Adds Date, Server (unless present) and the
         Connection header that says what happens after this response. Every
         name goes out in lower case. Raises ValueError for a header that cannot
-        be sent (invalid name, CR/LF/NUL).
+        be sent (invalid name, CR/LF/NUL). ``prepared``: the status and headers
+        checked and formatted already (see :meth:`start_prepared`), in place of
+        ``status``, ``headers`` and ``reason``.
         """
-        prepared, length = prepared_head(status, headers, reason, content_length)
-        return self.start_shaped(head, prepared, length, keep_alive, body)
+        length = content_length
+        if prepared is None:
+            # The response's shape (see _PREPARED), looked up here rather than in a
+            # function of its own, and the common answer made below rather than in
+            # another method: interpreted, each call costs as much as the lookup.
+            # The loop reads each pair once (compiled, it holds them unboxed).
+            shape = headers
+            at = 0
+            for name, value in headers:
+                if name == _CONTENT_LENGTH:
+                    if _COMPILED:
+                        declared = _content_length(value)
+                    else:
+                        found = _DECLARED.get(value)
+                        declared = found if found is not None else _content_length(value)
+                    if length is None:
+                        length = declared
+                    elif declared != length:
+                        raise ValueError("conflicting Content-Length values")
+                    shape = headers.copy()
+                    del shape[at]
+                    break
+                at += 1  # noqa: SIM113 (enumerate makes a pair per header)
+            key: tuple[int, bytes | None, tuple[tuple[bytes, bytes], ...]] | None
+            try:
+                key = (status, reason, tuple(shape))
+                prepared = _PREPARED.get(key)
+            except TypeError:  # a header given as a list, or a bytearray: not kept
+                key = None
+                prepared = None
+            if prepared is None:
+                prepared = _prepare(key, status, shape, reason)
+            kept = prepared.length
+            if kept is not None:  # a Content-Length the shape kept (see _PREPARED)
+                if length is None:
+                    length = kept
+                elif kept != length:
+                    raise ValueError("conflicting Content-Length values")
+        if length is not None and prepared.plain and not head.expect_continue:
+            # Each field of the head read once (compiled, every read is a lookup).
+            version = head.version
+            if version == b"1.1" and head.method != b"HEAD":
+                # The common answer (a sized body on a 1.1 connection, kept or
+                # closed after it): what _start gives, in one join of a tuple (no
+                # list to grow).
+                self._responses += 1
+                close = not keep_alive or not head.keep_alive or self._responses >= self._final
+                self._continued = False
+                self._close = close
+                self._chunked = False
+                self._no_body = False
+                # What body_left would say (interpreted, its call costs more than this).
+                left = length - len(body)
+                if left < 0:
+                    raise ValueError("response body longer than its Content-Length")
+                self._left = left
+                date = _DATE
+                return b"".join(
+                    (
+                        prepared.lines,
+                        _LENGTH_LINES.get(length) or _length_line(length),
+                        b"connection: close\r\n" if close else b"",
+                        date.line if _now() < date.next else _date_header(),
+                        self._server_line if prepared.add_server else b"",
+                        b"\r\n",
+                        body,
+                    )
+                )
+        return self._start(head, prepared, length, keep_alive, body)
 
     def start_prepared(
         self, head: RequestHead, prepared: PreparedHead, keep_alive: bool, body: bytes = b""
@@ -1236,60 +1267,33 @@ class HTTP1Connection:
         already, its length in it (a response sent again and again: the response
         cache). ``body``: the whole body of a sized response, returned framed
         behind the head, joined with it once (as :meth:`body` would frame it)."""
-        return self.start_shaped(head, prepared, prepared.length, keep_alive, body)
+        return self.start_response(
+            head,
+            prepared.status,
+            _NO_HEADERS,
+            content_length=prepared.length,
+            keep_alive=keep_alive,
+            body=body,
+            prepared=prepared,
+        )
 
-    def start_shaped(
+    def _start(
         self,
         head: RequestHead,
         prepared: PreparedHead,
         length: int | None,
         keep_alive: bool,
-        body: bytes = b"",
+        body: bytes,
     ) -> bytes:
-        """:meth:`start_prepared` with the length given apart from the prepared
-        head (a shape shared by answers of every length: :func:`prepared_head`)."""
+        """:meth:`start_response` past the common answer: every other status,
+        version, method and framing."""
         status = prepared.status
         interim = status < 200 and status != 101
         if not interim:
             self._responses += 1
-        # Each field of the head read once (compiled, every read is a lookup).
         version = head.version
         method = head.method
         close = not keep_alive or not head.keep_alive or self._responses >= self._final
-        if (
-            length is not None
-            and status >= 200
-            and status != 204
-            and status != 304
-            and version == b"1.1"
-            and not head.expect_continue
-            and not prepared.caller_close
-            and prepared.add_date
-            and method != b"HEAD"
-        ):
-            # The common answer (a sized body on a 1.1 connection, kept or closed
-            # after it): what the general way below gives, in one join of a tuple
-            # (no list to grow).
-            self._continued = False
-            self._close = close
-            self._chunked = False
-            self._no_body = False
-            date = _DATE
-            if body:
-                self._left = body_left(length, len(body))
-            else:
-                self._left = length
-            return b"".join(
-                (
-                    prepared.lines,
-                    _LENGTH_LINES.get(length) or _length_line(length),
-                    b"connection: close\r\n" if close else b"",
-                    date.line if _now() < date.next else _date_header(),
-                    self._server_line if prepared.add_server else b"",
-                    b"\r\n",
-                    body,
-                )
-            )
         out = [prepared.lines]
         if interim:
             if version == b"1.0":
