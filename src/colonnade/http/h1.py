@@ -55,8 +55,9 @@ one the connection will carry.
 from __future__ import annotations
 
 import re
+import threading
 import time as _time_module
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, NoReturn
 
 import httptools
@@ -88,6 +89,19 @@ _FAILED: Final = 7  # after a ProtocolError
 #: Bound once: compiled, a static load, not an attribute look-up on the module
 #: (~280 instructions under callgrind) for each connection's parser.
 _RequestParser: Final = httptools.HttpRequestParser
+#: What ``_carry`` and ``_trailing`` hold until a connection needs a buffer of its
+#: own (most never do): never written to, replaced by a new bytearray first.
+_NO_BYTES: Final = bytearray()
+#: What ``_events`` holds between feeds: events are only made inside ``feed`` and
+#: ``feed_eof``, each of which puts a list of its own there and returns it.
+_NO_EVENTS: Final[list[Event]] = []
+#: A RequestHead without its __init__ (interpreted only: see _on_headers_complete).
+_new_object: Final = object.__new__
+#: Whether this module runs compiled (mypyc): a compiled module's file is its
+#: extension, not its source (as in transport/connection.py).
+_COMPILED: Final = not __file__.endswith(".py")
+#: Whether the parsers call a thread's shared callbacks (see _Callbacks).
+_SHARE_CALLBACKS: Final = _COMPILED
 
 _SLICE: Final = 65536
 _END: Final = EndOfMessage()
@@ -107,9 +121,11 @@ _SPECIAL: Final = frozenset((b"host", b"content-length", b"transfer-encoding", b
 _HOST_CHARS: Final = (
     b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=%:[]"
 )
-# Hosts already found valid: clients repeat the same few, and a set hit is a quarter
+# Hosts already found valid: clients repeat the same few, and a dict hit is a quarter
 # of the cost of checking. Bounded, so junk hosts only fill it and then bypass it.
-_VALID_HOSTS: Final[set[bytes]] = set()
+# Each maps to itself: a connection keeps the shared object as its last good host,
+# not the bytes of its own request (~50 bytes per idle connection).
+_VALID_HOSTS: Final[dict[bytes, bytes]] = {}
 _VALID_HOSTS_MAX: Final = 256
 # Request header names as received -> lower case: clients send the same few names
 # in the same spelling. A hit costs the lookup a lower() would cost anyway, and
@@ -299,13 +315,28 @@ def _has_token(value: bytes, token: bytes) -> bool:
 
 
 class _Callbacks:
-    """The object httptools calls; holds bound private methods of the connection.
+    """The object httptools calls.
 
-    httptools looks the callbacks up by name once, so this keeps them off the
-    public surface of ``HTTP1Connection`` at no cost per call.
+    httptools takes each callback from the object it is given, by name, once per
+    parser (which keeps them as long as the connection lives); these attributes
+    keep them off the public surface of ``HTTP1Connection`` at no cost per call.
+    Two kinds, one per build:
+
+    - Interpreted, ``_Callbacks(conn)``: the connection's own bound methods, six
+      made per connection.
+    - Compiled, ``_Callbacks(None)``: one per thread, shared by the connections
+      that thread feeds (``_thread_shared``). Its attributes are its own bound
+      methods, made once, and ``conn`` is the connection being fed
+      (``HTTP1Connection.feed`` sets it, and clears it after). Six bound methods
+      per connection are ~570 bytes of an idle one, compiled; forwarding costs a
+      native call per callback, tens of instructions. Interpreted, that call would
+      cost as much as the callback itself (~900 instructions), hence the first kind.
+      One per thread, not one for all: a connection is fed by the thread of its
+      event loop, which made it, and two threads' feeds must not share ``conn``.
     """
 
     __slots__ = (
+        "conn",
         "on_body",
         "on_header",
         "on_headers_complete",
@@ -314,13 +345,64 @@ class _Callbacks:
         "on_url",
     )
 
-    def __init__(self, conn: HTTP1Connection) -> None:
-        self.on_message_begin = conn._on_message_begin
-        self.on_url = conn._on_url
-        self.on_header = conn._on_header
-        self.on_headers_complete = conn._on_headers_complete
-        self.on_body = conn._on_body
-        self.on_message_complete = conn._on_message_complete
+    def __init__(self, conn: HTTP1Connection | None) -> None:
+        self.conn: HTTP1Connection | None = None
+        self.on_message_begin: Callable[[], None]
+        self.on_url: Callable[[bytes], None]
+        self.on_header: Callable[[bytes, bytes], None]
+        self.on_headers_complete: Callable[[], None]
+        self.on_body: Callable[[bytes], None]
+        self.on_message_complete: Callable[[], None]
+        if conn is not None:
+            self.on_message_begin = conn._on_message_begin
+            self.on_url = conn._on_url
+            self.on_header = conn._on_header
+            self.on_headers_complete = conn._on_headers_complete
+            self.on_body = conn._on_body
+            self.on_message_complete = conn._on_message_complete
+        else:
+            self.on_message_begin = self._message_begin
+            self.on_url = self._url
+            self.on_header = self._header
+            self.on_headers_complete = self._headers_complete
+            self.on_body = self._body
+            self.on_message_complete = self._message_complete
+
+    def _fed(self) -> HTTP1Connection:
+        conn = self.conn
+        if conn is None:  # cannot happen: only feed runs the parser, and sets it
+            raise RuntimeError("an HTTP/1.1 parser ran outside HTTP1Connection.feed")
+        return conn
+
+    def _message_begin(self) -> None:
+        self._fed()._on_message_begin()
+
+    def _url(self, url: bytes) -> None:
+        self._fed()._on_url(url)
+
+    def _header(self, name: bytes, value: bytes) -> None:
+        self._fed()._on_header(name, value)
+
+    def _headers_complete(self) -> None:
+        self._fed()._on_headers_complete()
+
+    def _body(self, data: bytes) -> None:
+        self._fed()._on_body(data)
+
+    def _message_complete(self) -> None:
+        self._fed()._on_message_complete()
+
+
+#: Each thread's shared _Callbacks (made by the first connection of the thread).
+_THREAD: Final = threading.local()
+
+
+def _thread_shared() -> _Callbacks:
+    shared: _Callbacks | None = getattr(_THREAD, "shared", None)
+    if shared is None:
+        shared = _Callbacks(None)
+        _THREAD.shared = shared
+    return shared
 
 
 class PreparedHead:
@@ -405,9 +487,6 @@ _PREPARED_MAX: Final = 512
 _PREPARED_LINES_MAX: Final = 1024
 _CONTENT_LENGTH: Final = b"content-length"
 _NO_HEADERS: Final[Headers] = []
-#: Whether this module runs compiled (mypyc): a compiled module's file is its
-#: extension, not its source (as in transport/connection.py).
-_COMPILED: Final = not __file__.endswith(".py")
 #: Content-Length values found valid -> their number (interpreted: a dict hit costs
 #: a fraction of ``isdigit`` and ``int()``). Bounded as ``_LENGTH_LINES``.
 _DECLARED: Final[dict[bytes, int]] = {}
@@ -468,7 +547,6 @@ class HTTP1Connection:
     __slots__ = (
         "__weakref__",
         "_body_left",
-        "_callbacks",
         "_carry",
         "_chunk_left",
         "_chunked",
@@ -495,15 +573,15 @@ class HTTP1Connection:
         "_requests",
         "_responses",
         "_server_line",
+        "_shared",
         "_stall",
-        "_stall_limit",
         "_state",
         "_trailing",
         "_upgrade_left",
         "_url",
     )
     # release() deletes these (mypyc allows only the deletable ones to be deleted).
-    __deletable__ = ("_callbacks", "_parser")
+    __deletable__ = ("_parser",)
 
     def __init__(
         self,
@@ -521,12 +599,10 @@ class HTTP1Connection:
         self._max_header_size = max_header_size
         self._max_headers = max_headers
         self._server_line = _server_header(server)
-        # A header line may sit in httptools' buffer until it ends; bound those bytes
-        # with room for a maximal legitimate head plus one slice of overcount.
-        self._stall_limit = max_target + max_header_size + _SLICE + 1024
-        self._callbacks = _Callbacks(self)
-        self._parser = _RequestParser(self._callbacks)
-        self._events: list[Event] = []
+        # The thread's shared callbacks (compiled), or None: see _Callbacks.
+        self._shared = _thread_shared() if _SHARE_CALLBACKS else None
+        self._parser = self._new_parser()
+        self._events = _NO_EVENTS
         self._state = _IDLE
         self._stall = 0
         self._feeding = 0
@@ -548,12 +624,12 @@ class HTTP1Connection:
         # bytes so far in _HEAD and _METHOD, the unfinished line in _CHUNK; the
         # Content-Length bytes still due in _BODY; in _CHUNK, the chunk-data bytes
         # still due or (zero or less) what comes next.
-        self._carry = bytearray()
+        self._carry = _NO_BYTES
         self._body_left = 0
         self._chunk_left = _CHUNK_SIZE_LINE
         # After an upgrade request: its body still to deliver, then the raw rest.
         self._upgrade_left = 0
-        self._trailing = bytearray()
+        self._trailing = _NO_BYTES
         # Response side: requests parsed, responses started, and the number of the
         # last response the connection will carry (_NEVER while that is open).
         self._requests = 0
@@ -569,35 +645,50 @@ class HTTP1Connection:
 
     def feed(self, data: bytes) -> list[Event]:
         """Parse received bytes; return the events they complete, in order."""
-        state = self._state
-        size = len(data)
-        if state <= _BODY and size <= _SLICE:
-            # The common case: llhttp reads the whole feed (``_execute``, inlined).
-            self._feeding = size
-            if state == _IDLE:
-                self._line = data
-            try:
-                self._parser.feed_data(data)
-            except httptools.HttpParserUpgrade as upgrade:
-                self._line = b""
-                self._upgraded(data, upgrade.args[0])
-            except httptools.HttpParserError as exc:
-                self._line = b""
-                done = self._parser_error(exc, data, state, 0)
-                if done < len(data):
-                    self._feed_rest(data, done)
+        shared = self._shared
+        if shared is not None:
+            shared.conn = self
+        try:
+            events: list[Event] = []
+            self._events = events
+            state = self._state
+            size = len(data)
+            if state <= _BODY and size <= _SLICE:
+                # The common case: llhttp reads the whole feed (``_execute``, inlined).
+                self._feeding = size
+                if state == _IDLE:
+                    self._line = data
+                try:
+                    self._parser.feed_data(data)
+                except httptools.HttpParserUpgrade as upgrade:
+                    self._line = b""
+                    self._upgraded(data, upgrade.args[0])
+                except httptools.HttpParserError as exc:
+                    self._line = b""
+                    done = self._parser_error(exc, data, state, 0)
+                    if done < len(data):
+                        self._feed_rest(data, done)
+                else:
+                    self._line = b""
+                    now = self._state
+                    if now == _HEAD or now == _BODY:  # noqa: SIM109 (int compares, no tuple)
+                        self._carry_over(data, state, 0)
+                    elif self._carry is not _NO_BYTES:
+                        # A head that came in pieces is complete: its bytes are not
+                        # needed any more (nor kept by an idle connection).
+                        self._carry = _NO_BYTES
             else:
-                self._line = b""
-                if self._state in (_HEAD, _BODY):
-                    self._carry_over(data, state, 0)
-        else:
-            self._feed_rest(data, 0)
-        events = self._events
-        self._events = []
-        return events
+                self._feed_rest(data, 0)
+            self._events = _NO_EVENTS
+            return events
+        finally:
+            if shared is not None:
+                shared.conn = None
 
     def feed_eof(self) -> list[Event]:
         """The peer closed its side: a request cut short is a 400, else nothing."""
+        events: list[Event] = []
+        self._events = events
         state = self._state
         if (_HEAD <= state <= _METHOD) or (state == _UPGRADED and self._upgrade_left):
             self._fail_connection(
@@ -607,18 +698,22 @@ class HTTP1Connection:
             self._state = _CLOSED
             # The requests already received are answered; the last answer closes.
             self._final = min(self._final, self._requests)
-        events = self._events
-        self._events = []
+        self._events = _NO_EVENTS
         return events
 
     def release(self) -> None:
-        """The connection is gone and nothing more is fed: drop the parser and its
-        callbacks. They refer back to this object, a reference cycle that would
-        otherwise live until the garbage collector's next pass (ten objects per
-        connection, and a collection every few dozen connections). Feeding
+        """The connection is gone and nothing more is fed: drop the parser. Its
+        callbacks (interpreted) refer back to this object, a reference cycle that
+        would otherwise live until the garbage collector's next pass (ten objects
+        per connection, and a collection every few dozen connections). Feeding
         afterwards raises AttributeError; the response side keeps working."""
         del self._parser
-        del self._callbacks
+
+    def _new_parser(self) -> httptools.HttpRequestParser:
+        shared = self._shared
+        if shared is not None:
+            return _RequestParser(shared)
+        return _RequestParser(_Callbacks(self))
 
     @property
     def trailing_data(self) -> bytes:
@@ -694,10 +789,11 @@ class HTTP1Connection:
         # so far kept in _carry, then this feed), and whatever follows, are HTTP/2's.
         self._state = _UPGRADED
         self._final = 0
+        trailing = self._trailing_buffer()
         if s0 == _HEAD:
-            self._trailing += self._carry
-            self._carry.clear()
-        self._trailing += data
+            trailing += self._carry
+            self._carry = _NO_BYTES
+        trailing += data
         self._events.append(_PREFACE)
         return len(data)
 
@@ -746,17 +842,25 @@ class HTTP1Connection:
         size = len(data)
         if self._state == _HEAD:
             self._stall += size
-            if self._stall > self._stall_limit:
+            # A header line may sit in httptools' buffer until it ends; bound those
+            # bytes with room for a maximal legitimate head plus one slice of
+            # overcount. (Worked out here, off the common path: not an int object
+            # held by every connection.)
+            if self._stall > self._max_target + self._max_header_size + _SLICE + 1024:
                 self._fail_connection(ProtocolError(431, "header section too large"))
                 return
             chunk = bytes(data)
             start = self._boundaries(chunk, s0, ev0)[0]
-            if start < 0:
-                self._carry += chunk  # the same head goes on
+            if start < 0:  # the same head goes on
+                if self._carry is _NO_BYTES:
+                    self._carry = bytearray(chunk)
+                else:
+                    self._carry += chunk
             else:
                 self._carry = bytearray(chunk[start:])
         else:
             self._body_left = self._boundaries(bytes(data), s0, ev0)[2] - size
+            self._carry = _NO_BYTES  # the head is complete (see feed)
 
     # -- a method llhttp does not know ---------------------------------------------------
 
@@ -791,7 +895,7 @@ class HTTP1Connection:
             return len(data)
         # A fresh parser gets a method it knows, followed by the rest of the request
         # line; the real token stands in the RequestHead.
-        self._parser = _RequestParser(self._callbacks)
+        self._parser = self._new_parser()
         self._url = b""
         self._host = None
         self._framing = False
@@ -807,9 +911,9 @@ class HTTP1Connection:
     def _after_chunked_head(self, data: bytes, s0: int, ev0: int) -> int:
         """llhttp stopped after a chunked head: the body starts where the head ended."""
         head_end = self._boundaries(data, s0, ev0)[1]
-        self._carry.clear()  # from now on: an unfinished line of the body
+        self._carry = _NO_BYTES  # from now on: an unfinished line of the body
         # The run was cut short: the next message needs a parser of its own.
-        self._parser = _RequestParser(self._callbacks)
+        self._parser = self._new_parser()
         return head_end
 
     def _dechunk(self, data: bytes, pos: int) -> int:
@@ -844,6 +948,8 @@ class HTTP1Connection:
             room = self._max_header_size - self._hsize if trailer else _MAX_CHUNK_LINE + 2
             newline = data.find(b"\n", pos)
             if newline < 0:
+                if carry is _NO_BYTES:
+                    carry = self._carry = bytearray()
                 carry += data[pos:]
                 if len(carry) + 1 > room:
                     return self._line_too_long(trailer, size)
@@ -852,7 +958,7 @@ class HTTP1Connection:
                 return self._line_too_long(trailer, size)
             if carry:
                 line = bytes(carry) + data[pos:newline]
-                carry.clear()
+                self._carry = _NO_BYTES
             else:
                 line = data[pos:newline]
             pos = newline + 1
@@ -886,9 +992,16 @@ class HTTP1Connection:
         return self._chunk_error(400, "chunk size line too long", size)
 
     def _chunk_error(self, status: int, reason: str, size: int) -> int:
-        self._carry.clear()
+        self._carry = _NO_BYTES
         self._fail_connection(ProtocolError(status, reason))
         return size
+
+    def _trailing_buffer(self) -> bytearray:
+        """``_trailing``, made the connection's own on first use (see _NO_BYTES)."""
+        trailing = self._trailing
+        if trailing is _NO_BYTES:
+            trailing = self._trailing = bytearray()
+        return trailing
 
     def _upgraded(self, data: bytes | memoryview, offset: int) -> None:
         self._state = _UPGRADED
@@ -917,7 +1030,9 @@ class HTTP1Connection:
                 return
             self._events.append(_END)
             data = data[len(piece) :]
-        self._trailing += data
+        if data:
+            buffer = self._trailing_buffer()
+            buffer += data
 
     # -- llhttp callbacks (hot path: keep them lean) -----------------------------------
 
@@ -1035,13 +1150,15 @@ class HTTP1Connection:
             host = b""
         elif host != self._good_host:
             # A connection's requests name the same host: checked once per connection
-            # (a compare of equal bytes), else once per host (the set hashes it).
-            if host not in _VALID_HOSTS:
+            # (a compare of equal bytes), else once per host (the dict hashes it).
+            known = _VALID_HOSTS.get(host)
+            if known is None:
                 if host.translate(None, _HOST_CHARS):
                     self._fail(400, "invalid Host header")
+                known = host
                 if len(_VALID_HOSTS) < _VALID_HOSTS_MAX:
-                    _VALID_HOSTS.add(host)
-            self._good_host = host
+                    _VALID_HOSTS[host] = host
+            self._good_host = known
         if authority is not None:
             # RFC 9112 3.2.2: the target's authority wins over the Host header.
             host = authority
@@ -1058,8 +1175,8 @@ class HTTP1Connection:
                     self._fail(400, "chunked body on an upgrade request")
                 self._upgrade_left = content_length or 0
         keep_alive = parser.should_keep_alive()
-        self._events.append(
-            RequestHead(
+        if _COMPILED:
+            head = RequestHead(
                 method,
                 url,
                 path,
@@ -1072,7 +1189,24 @@ class HTTP1Connection:
                 content_length,
                 chunked,
             )
-        )
+        else:
+            # Interpreted, calling the class costs a third more than setting its
+            # fields here (its __init__ is one more Python frame, reached through
+            # the type's slots): ~1,100 instructions of a request. Compiled, the
+            # class is native and its constructor a plain call.
+            head = _new_object(RequestHead)
+            head.method = method
+            head.target = url
+            head.path = path
+            head.query = query
+            head.version = version
+            head.headers = headers
+            head.host = host
+            head.keep_alive = keep_alive
+            head.expect_continue = expect_continue
+            head.content_length = content_length
+            head.chunked = chunked
+        self._events.append(head)
         self._requests += 1
         self._keep_alive_req = keep_alive
         self._state = _BODY
