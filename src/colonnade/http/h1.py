@@ -1344,7 +1344,10 @@ class HTTP1Connection:
                     elif declared != length:
                         raise ValueError("conflicting Content-Length values")
                     shape = headers.copy()
-                    del shape[at]
+                    if _COMPILED:
+                        shape.pop(at)  # a native op, where a del is a generic call
+                    else:
+                        del shape[at]  # a bytecode, where a pop is a method call
                     break
                 at += 1  # noqa: SIM113 (enumerate makes a pair per header)
             key: tuple[int, bytes | None, tuple[tuple[bytes, bytes], ...]] | None
