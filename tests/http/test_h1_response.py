@@ -329,32 +329,114 @@ def test_body_shorter_than_content_length_closes() -> None:
 # -- prepared heads: made once per response shape, found again by value --------------
 
 
-def test_a_recurring_response_shape_reuses_its_prepared_head() -> None:
-    from colonnade.http.h1 import prepared_head
+def answer(
+    status: int,
+    headers: Any,
+    reason: bytes | None = None,
+    content_length: int | None = None,
+) -> bytes:
+    """The head of a response to a fresh GET, without its Date line."""
+    conn, head = request(GET11)
+    data = conn.start_response(head, status, headers, reason=reason, content_length=content_length)
+    return DATE.sub(b"", data)
 
+
+TAIL = b"content-length: %b\r\nserver: colonnade\r\n\r\n"
+
+
+def kept() -> list[Any]:
+    """The prepared heads kept, by shape, in the order they were made."""
+    from colonnade.http import h1
+
+    return list(h1._PREPARED.values())
+
+
+def test_a_recurring_response_shape_reuses_its_prepared_head() -> None:
+    from colonnade.http import h1
+
+    h1._PREPARED.clear()
     headers = [(b"Content-Type", b"text/plain"), (b"X-A", b"1")]
-    first = prepared_head(200, headers, None, 13)
-    # Equal values in new objects (what an application sends per request) find it.
-    again = prepared_head(200, [(b"Content-Type", b"text/plain"), (b"X-A", b"1")], None, 13)
-    assert again is first
-    assert first.lines == b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nx-a: 1\r\n"
-    # Any difference (a value, the status, the reason, the length) is another head.
-    assert (
-        prepared_head(200, [(b"Content-Type", b"text/html"), (b"X-A", b"1")], None, 13) is not first
+    assert answer(200, headers, content_length=13) == (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nx-a: 1\r\n"
+        b"content-length: 13\r\nserver: colonnade\r\n\r\n"
     )
-    assert prepared_head(201, headers, None, 13) is not first
-    assert prepared_head(200, headers, b"Fine", 13).lines.startswith(b"HTTP/1.1 200 Fine\r\n")
-    assert prepared_head(200, headers, None, 14).length == 14
+    [first] = kept()
+    assert first.lines == b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nx-a: 1\r\n"
+    # Equal values in new objects (what an application sends per request) find it.
+    answer(200, [(b"Content-Type", b"text/plain"), (b"X-A", b"1")], content_length=13)
+    assert kept() == [first]
+    # Any difference (a value, the status, the reason) is another head.
+    answer(200, [(b"Content-Type", b"text/html"), (b"X-A", b"1")], content_length=13)
+    answer(201, headers, content_length=13)
+    assert answer(200, headers, b"Fine", 13).startswith(b"HTTP/1.1 200 Fine\r\n")
+    assert len(kept()) == 4
+    # The length is not part of the shape: bodies of any size share the head,
+    # given as an argument or as a Content-Length header named in lower case (as
+    # ASGI applications, the WSGI handler and the modules send it), wherever it is.
+    h1._PREPARED.clear()
+    answer(200, headers, content_length=14)
+    [first] = kept()
+    assert b"transfer-encoding: chunked\r\n" in answer(200, headers)
+    for size in (b"7", b"12345"):
+        for at in range(3):
+            sized = list(headers)
+            sized.insert(at, (b"content-length", size))
+            for given in (None, int(size)):
+                data = answer(200, sized, content_length=given)
+                assert data == first.lines + TAIL % size
+    assert kept() == [first]
+    # Named in another case, it stays in the shape (one head per length): the
+    # same lines and length all the same.
+    for size in (b"7", b"12345"):
+        for given in (None, int(size)):
+            other = [(b"Content-Type", b"text/plain"), (b"Content-Length", size), (b"X-A", b"1")]
+            data = answer(200, other, content_length=given)
+            assert data == first.lines + TAIL % size
+    assert len(kept()) == 3
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"", b"1x", b"+1", b"1_0", b" 1", b"1 ", b"1\r\nx-b: 2", b"-1", b"\xd9\xa1", b"1" * 18 + b"x"],
+)
+def test_a_content_length_header_that_is_not_digits_is_refused(value: bytes) -> None:
+    for name in (b"content-length", b"Content-Length"):
+        for _ in range(2):  # refused again: a refused value is never kept
+            with pytest.raises(ValueError, match="Content-Length"):
+                answer(200, [(name, value)])
+
+
+def test_a_content_length_header_must_agree_with_the_length() -> None:
+    def length(headers: Any, given: int | None = None) -> bytes:
+        found = re.search(rb"content-length: (\d+)\r\n", answer(200, headers, content_length=given))
+        assert found is not None
+        return found.group(1)
+
+    with pytest.raises(ValueError, match="conflicting Content-Length"):
+        answer(200, [(b"content-length", b"3")], content_length=4)
+    with pytest.raises(ValueError, match="conflicting Content-Length"):
+        answer(200, [(b"content-length", b"3"), (b"Content-Length", b"4")])
+    assert length([(b"content-length", b"3")] * 2) == b"3"
+    for mixed in ((b"Content-Length", b"4"), (b"CONTENT-LENGTH", b"+3")):
+        with pytest.raises(ValueError, match="Content-Length"):
+            answer(200, [(b"content-length", b"3"), mixed])
+        with pytest.raises(ValueError, match="Content-Length"):
+            answer(200, [mixed, (b"content-length", b"3"), (b"content-length", b"3")])
+    assert length([(b"Content-Length", b"3")] * 3, 3) == b"3"
+    for digits in (b"0", b"007", b"9" * 18, b"12345678901234567890123"):
+        assert int(length([(b"content-length", digits)])) == int(digits)
 
 
 def test_prepared_heads_stay_bounded_and_refuse_what_cannot_be_sent() -> None:
     from colonnade.http import h1
 
     for n in range(h1._PREPARED_MAX * 2):
-        h1.prepared_head(200, [(b"etag", b'"%d"' % n)], None, 0)
+        answer(200, [(b"etag", b'"%d"' % n)], content_length=0)
     assert len(h1._PREPARED) <= h1._PREPARED_MAX
+    h1._PREPARED.clear()
     big = [(b"x-big", b"v" * (h1._PREPARED_LINES_MAX + 1))]
-    assert h1.prepared_head(200, big, None, 0) is not h1.prepared_head(200, big, None, 0)
+    assert answer(200, big, content_length=0) == answer(200, big, content_length=0)
+    assert not h1._PREPARED
     # Headers as lists (unhashable) are never kept, and fare as without the cache:
     # sent by the interpreted build, refused by the compiled one (declared types).
     listed: Any = [[b"x-a", b"1"]]
@@ -362,14 +444,15 @@ def test_prepared_heads_stay_bounded_and_refuse_what_cannot_be_sent() -> None:
         expected = h1.PreparedHead(200, listed, None, 0).lines
     except TypeError:
         with pytest.raises(TypeError):
-            h1.prepared_head(200, listed, None, 0)
+            answer(200, listed, content_length=0)
     else:
-        assert h1.prepared_head(200, listed, None, 0).lines == expected
+        assert answer(200, listed, content_length=0).startswith(expected)
         assert expected == b"HTTP/1.1 200 OK\r\nx-a: 1\r\n"
+        assert not h1._PREPARED
     with pytest.raises(ValueError, match="CR, LF or NUL"):
-        h1.prepared_head(200, [(b"x-a", b"1\r\nx-b: 2")], None, 0)
+        answer(200, [(b"x-a", b"1\r\nx-b: 2")], content_length=0)
     with pytest.raises(ValueError, match="CR, LF or NUL"):  # never cached: refused again
-        h1.prepared_head(200, [(b"x-a", b"1\r\nx-b: 2")], None, 0)
+        answer(200, [(b"x-a", b"1\r\nx-b: 2")], content_length=0)
 
 
 def test_start_response_is_the_same_with_a_prepared_head_found_again() -> None:

@@ -55,8 +55,9 @@ one the connection will carry.
 from __future__ import annotations
 
 import re
+import threading
 import time as _time_module
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, NoReturn
 
 import httptools
@@ -88,6 +89,19 @@ _FAILED: Final = 7  # after a ProtocolError
 #: Bound once: compiled, a static load, not an attribute look-up on the module
 #: (~280 instructions under callgrind) for each connection's parser.
 _RequestParser: Final = httptools.HttpRequestParser
+#: What ``_carry`` and ``_trailing`` hold until a connection needs a buffer of its
+#: own (most never do): never written to, replaced by a new bytearray first.
+_NO_BYTES: Final = bytearray()
+#: What ``_events`` holds between feeds: events are only made inside ``feed`` and
+#: ``feed_eof``, each of which puts a list of its own there and returns it.
+_NO_EVENTS: Final[list[Event]] = []
+#: A RequestHead without its __init__ (interpreted only: see _on_headers_complete).
+_new_object: Final = object.__new__
+#: Whether this module runs compiled (mypyc): a compiled module's file is its
+#: extension, not its source (as in transport/connection.py).
+_COMPILED: Final = not __file__.endswith(".py")
+#: Whether the parsers call a thread's shared callbacks (see _Callbacks).
+_SHARE_CALLBACKS: Final = _COMPILED
 
 _SLICE: Final = 65536
 _END: Final = EndOfMessage()
@@ -107,9 +121,11 @@ _SPECIAL: Final = frozenset((b"host", b"content-length", b"transfer-encoding", b
 _HOST_CHARS: Final = (
     b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=%:[]"
 )
-# Hosts already found valid: clients repeat the same few, and a set hit is a quarter
+# Hosts already found valid: clients repeat the same few, and a dict hit is a quarter
 # of the cost of checking. Bounded, so junk hosts only fill it and then bypass it.
-_VALID_HOSTS: Final[set[bytes]] = set()
+# Each maps to itself: a connection keeps the shared object as its last good host,
+# not the bytes of its own request (~50 bytes per idle connection).
+_VALID_HOSTS: Final[dict[bytes, bytes]] = {}
 _VALID_HOSTS_MAX: Final = 256
 # Request header names as received -> lower case: clients send the same few names
 # in the same spelling. A hit costs the lookup a lower() would cost anyway, and
@@ -299,13 +315,28 @@ def _has_token(value: bytes, token: bytes) -> bool:
 
 
 class _Callbacks:
-    """The object httptools calls; holds bound private methods of the connection.
+    """The object httptools calls.
 
-    httptools looks the callbacks up by name once, so this keeps them off the
-    public surface of ``HTTP1Connection`` at no cost per call.
+    httptools takes each callback from the object it is given, by name, once per
+    parser (which keeps them as long as the connection lives); these attributes
+    keep them off the public surface of ``HTTP1Connection`` at no cost per call.
+    Two kinds, one per build:
+
+    - Interpreted, ``_Callbacks(conn)``: the connection's own bound methods, six
+      made per connection.
+    - Compiled, ``_Callbacks(None)``: one per thread, shared by the connections
+      that thread feeds (``_thread_shared``). Its attributes are its own bound
+      methods, made once, and ``conn`` is the connection being fed
+      (``HTTP1Connection.feed`` sets it, and clears it after). Six bound methods
+      per connection are ~570 bytes of an idle one, compiled; forwarding costs a
+      native call per callback, tens of instructions. Interpreted, that call would
+      cost as much as the callback itself (~900 instructions), hence the first kind.
+      One per thread, not one for all: a connection is fed by the thread of its
+      event loop, which made it, and two threads' feeds must not share ``conn``.
     """
 
     __slots__ = (
+        "conn",
         "on_body",
         "on_header",
         "on_headers_complete",
@@ -314,13 +345,64 @@ class _Callbacks:
         "on_url",
     )
 
-    def __init__(self, conn: HTTP1Connection) -> None:
-        self.on_message_begin = conn._on_message_begin
-        self.on_url = conn._on_url
-        self.on_header = conn._on_header
-        self.on_headers_complete = conn._on_headers_complete
-        self.on_body = conn._on_body
-        self.on_message_complete = conn._on_message_complete
+    def __init__(self, conn: HTTP1Connection | None) -> None:
+        self.conn: HTTP1Connection | None = None
+        self.on_message_begin: Callable[[], None]
+        self.on_url: Callable[[bytes], None]
+        self.on_header: Callable[[bytes, bytes], None]
+        self.on_headers_complete: Callable[[], None]
+        self.on_body: Callable[[bytes], None]
+        self.on_message_complete: Callable[[], None]
+        if conn is not None:
+            self.on_message_begin = conn._on_message_begin
+            self.on_url = conn._on_url
+            self.on_header = conn._on_header
+            self.on_headers_complete = conn._on_headers_complete
+            self.on_body = conn._on_body
+            self.on_message_complete = conn._on_message_complete
+        else:
+            self.on_message_begin = self._message_begin
+            self.on_url = self._url
+            self.on_header = self._header
+            self.on_headers_complete = self._headers_complete
+            self.on_body = self._body
+            self.on_message_complete = self._message_complete
+
+    def _fed(self) -> HTTP1Connection:
+        conn = self.conn
+        if conn is None:  # cannot happen: only feed runs the parser, and sets it
+            raise RuntimeError("an HTTP/1.1 parser ran outside HTTP1Connection.feed")
+        return conn
+
+    def _message_begin(self) -> None:
+        self._fed()._on_message_begin()
+
+    def _url(self, url: bytes) -> None:
+        self._fed()._on_url(url)
+
+    def _header(self, name: bytes, value: bytes) -> None:
+        self._fed()._on_header(name, value)
+
+    def _headers_complete(self) -> None:
+        self._fed()._on_headers_complete()
+
+    def _body(self, data: bytes) -> None:
+        self._fed()._on_body(data)
+
+    def _message_complete(self) -> None:
+        self._fed()._on_message_complete()
+
+
+#: Each thread's shared _Callbacks (made by the first connection of the thread).
+_THREAD: Final = threading.local()
+
+
+def _thread_shared() -> _Callbacks:
+    shared: _Callbacks | None = getattr(_THREAD, "shared", None)
+    if shared is None:
+        shared = _Callbacks(None)
+        _THREAD.shared = shared
+    return shared
 
 
 class PreparedHead:
@@ -328,7 +410,7 @@ class PreparedHead:
     line and the caller's header lines, and what they say about framing, Date,
     Server and Connection (see :meth:`HTTP1Connection.start_response`)."""
 
-    __slots__ = ("add_date", "add_server", "caller_close", "length", "lines", "status")
+    __slots__ = ("add_date", "add_server", "caller_close", "length", "lines", "plain", "status")
 
     def __init__(
         self, status: int, headers: Headers, reason: bytes | None, content_length: int | None
@@ -354,7 +436,7 @@ class PreparedHead:
                 raise ValueError(f"CR, LF or NUL in the value of response header {name!r}")
             if lname in _RESPONSE_FRAMING:
                 if lname == b"content-length":
-                    declared = int(value)
+                    declared = _content_length(value)
                     if length is None:
                         length = declared
                     elif declared != length:
@@ -377,68 +459,80 @@ class PreparedHead:
         self.caller_close = caller_close
         self.add_date = add_date
         self.add_server = add_server
+        # What start_response's common answer needs of this part: a final status
+        # with a body, Date and Connection left to the connection.
+        self.plain = (
+            status >= 200 and status != 204 and status != 304 and add_date and not caller_close
+        )
 
 
 # -- prepared heads for the response shapes that recur ---------------------------------
-# An application answers with the same status and header list over and over (a
-# framework's JSON or text response: type and length). Checking and formatting
-# those once, then finding them by value, costs a tuple and a dict lookup where a
-# PreparedHead costs a loop over the headers (~4,700 instructions of ~130,000 for
-# the ASGI hello answer). Bounded in entries and in the size of each head, and
-# started over when full, so unique headers (cookies, ETags) cannot grow it.
-_PREPARED: Final[
-    dict[tuple[int, bytes | None, int | None, tuple[tuple[bytes, bytes], ...]], PreparedHead]
-] = {}
+# An application answers with the same status and header list over and over but for
+# the length (a framework's JSON or text response: its type, and a Content-Length
+# that changes with each body). Checking and formatting a shape once, then finding
+# it by value, costs a tuple and a dict lookup where a PreparedHead costs a loop over
+# the headers (~4,700 instructions). The shape is the head without its length: the
+# first Content-Length header (named in lower case, as ASGI applications, the WSGI
+# handler and the modules send it) is checked and taken out of the key each time
+# (``HTTP1Connection.start_response``), so answers of one shape with bodies of any
+# size find the same head. A Content-Length named otherwise, or a second one, stays
+# in the shape: its PreparedHead holds that length, checked against the response's.
+# Bounded: at most ``_PREPARED_MAX`` shapes, each head's lines at most
+# ``_PREPARED_LINES_MAX`` bytes (a longer one is made per response and not kept),
+# and the dict started over when full, so an application sending unique headers
+# (cookies, ETags, random names) cannot grow it: it only pays for a PreparedHead
+# per response, as without the dict.
+_PREPARED: Final[dict[tuple[int, bytes | None, tuple[tuple[bytes, bytes], ...]], PreparedHead]] = {}
 _PREPARED_MAX: Final = 512
 _PREPARED_LINES_MAX: Final = 1024
+_CONTENT_LENGTH: Final = b"content-length"
+_NO_HEADERS: Final[Headers] = []
+#: Content-Length values found valid -> their number (interpreted: a dict hit costs
+#: a fraction of ``isdigit`` and ``int()``). Bounded as ``_LENGTH_LINES``.
+_DECLARED: Final[dict[bytes, int]] = {}
 
 
-class _LastHead:
-    """The values of the last response head found in (or put into) ``_PREPARED``
-    and its PreparedHead: a server answers the same shape many times in a row, and
-    comparing the values again (the header pairs are mostly the very same tuple
-    objects, an identity test each) costs a fraction of hashing a new key.
-    ``entry`` is one tuple, replaced whole (one attribute write): a loop in another
-    thread (an in-process test server, say) reads either the old or the new one,
-    never the values of one head with another's PreparedHead. Its header list is
-    our own copy, whose pairs all hashed: no one changes them."""
+def _content_length(value: bytes) -> int:
+    """A Content-Length value's number; ValueError unless it is 1*DIGIT (RFC 9110
+    8.6: no sign, space, underscore, CR or LF, all of which ``int()`` takes). Compiled,
+    a loop over the digits, where ``int(value)`` is a call of a type (~850
+    instructions) and ``isdigit`` a method call."""
+    if not _COMPILED:  # interpreted, C-level calls beat a loop over the digits
+        if not value.isdigit():
+            raise ValueError(f"invalid Content-Length value {value[:32]!r}")
+        number = int(value)
+        if len(_DECLARED) < _LENGTH_LINES_MAX:
+            _DECLARED[value] = number
+        return number
+    n = len(value)
+    if n > 18:  # past what an i64 holds: Python's own ints
+        if not value.isdigit():
+            raise ValueError(f"invalid Content-Length value {value[:32]!r}")
+        return int(value)
+    if n == 0:
+        raise ValueError("empty Content-Length value")
+    number = 0
+    for k in range(n):
+        digit = value[k] - 48
+        if digit < 0 or digit > 9:
+            raise ValueError(f"invalid Content-Length value {value!r}")
+        number = number * 10 + digit
+    return number
 
-    __slots__ = ("entry",)
 
-    def __init__(self) -> None:
-        self.entry: tuple[int, bytes | None, int | None, Headers, PreparedHead] | None = None
-
-
-_LAST_HEAD: Final = _LastHead()
-
-
-def prepared_head(
-    status: int, headers: Headers, reason: bytes | None, content_length: int | None
+def _prepare(
+    key: tuple[int, bytes | None, tuple[tuple[bytes, bytes], ...]] | None,
+    status: int,
+    shape: Headers,
+    reason: bytes | None,
 ) -> PreparedHead:
-    """:class:`PreparedHead` of a response, the same object for the same values
-    (it is never changed once made). Raises ValueError as PreparedHead does."""
-    last = _LAST_HEAD.entry
-    if (
-        last is not None
-        and status == last[0]
-        and content_length == last[2]
-        and reason == last[1]
-        and headers == last[3]
-    ):
-        return last[4]
-    key = (status, reason, content_length, tuple(headers))
-    try:
-        prepared = _PREPARED.get(key)
-    except TypeError:  # a header given as a list, or a bytearray: not kept
-        return PreparedHead(status, headers, reason, content_length)
-    if prepared is None:
-        prepared = PreparedHead(status, headers, reason, content_length)
-        if len(prepared.lines) > _PREPARED_LINES_MAX:
-            return prepared
+    """A shape not in ``_PREPARED``: its PreparedHead, kept under ``key`` unless
+    None (headers that do not hash) or too long (see above)."""
+    prepared = PreparedHead(status, shape, reason, None)
+    if key is not None and len(prepared.lines) <= _PREPARED_LINES_MAX:
         if len(_PREPARED) >= _PREPARED_MAX:
             _PREPARED.clear()
         _PREPARED[key] = prepared
-    _LAST_HEAD.entry = (status, reason, content_length, list(headers), prepared)
     return prepared
 
 
@@ -453,7 +547,6 @@ class HTTP1Connection:
     __slots__ = (
         "__weakref__",
         "_body_left",
-        "_callbacks",
         "_carry",
         "_chunk_left",
         "_chunked",
@@ -480,15 +573,15 @@ class HTTP1Connection:
         "_requests",
         "_responses",
         "_server_line",
+        "_shared",
         "_stall",
-        "_stall_limit",
         "_state",
         "_trailing",
         "_upgrade_left",
         "_url",
     )
     # release() deletes these (mypyc allows only the deletable ones to be deleted).
-    __deletable__ = ("_callbacks", "_parser")
+    __deletable__ = ("_parser",)
 
     def __init__(
         self,
@@ -506,12 +599,10 @@ class HTTP1Connection:
         self._max_header_size = max_header_size
         self._max_headers = max_headers
         self._server_line = _server_header(server)
-        # A header line may sit in httptools' buffer until it ends; bound those bytes
-        # with room for a maximal legitimate head plus one slice of overcount.
-        self._stall_limit = max_target + max_header_size + _SLICE + 1024
-        self._callbacks = _Callbacks(self)
-        self._parser = _RequestParser(self._callbacks)
-        self._events: list[Event] = []
+        # The thread's shared callbacks (compiled), or None: see _Callbacks.
+        self._shared = _thread_shared() if _SHARE_CALLBACKS else None
+        self._parser = self._new_parser()
+        self._events = _NO_EVENTS
         self._state = _IDLE
         self._stall = 0
         self._feeding = 0
@@ -533,12 +624,12 @@ class HTTP1Connection:
         # bytes so far in _HEAD and _METHOD, the unfinished line in _CHUNK; the
         # Content-Length bytes still due in _BODY; in _CHUNK, the chunk-data bytes
         # still due or (zero or less) what comes next.
-        self._carry = bytearray()
+        self._carry = _NO_BYTES
         self._body_left = 0
         self._chunk_left = _CHUNK_SIZE_LINE
         # After an upgrade request: its body still to deliver, then the raw rest.
         self._upgrade_left = 0
-        self._trailing = bytearray()
+        self._trailing = _NO_BYTES
         # Response side: requests parsed, responses started, and the number of the
         # last response the connection will carry (_NEVER while that is open).
         self._requests = 0
@@ -554,34 +645,50 @@ class HTTP1Connection:
 
     def feed(self, data: bytes) -> list[Event]:
         """Parse received bytes; return the events they complete, in order."""
-        state = self._state
-        if state <= _BODY and len(data) <= _SLICE:
-            # The common case: llhttp reads the whole feed (``_execute``, inlined).
-            self._feeding = len(data)
-            if state == _IDLE:
-                self._line = data
-            try:
-                self._parser.feed_data(data)
-            except httptools.HttpParserUpgrade as upgrade:
-                self._line = b""
-                self._upgraded(data, upgrade.args[0])
-            except httptools.HttpParserError as exc:
-                self._line = b""
-                done = self._parser_error(exc, data, state, 0)
-                if done < len(data):
-                    self._feed_rest(data, done)
+        shared = self._shared
+        if shared is not None:
+            shared.conn = self
+        try:
+            events: list[Event] = []
+            self._events = events
+            state = self._state
+            size = len(data)
+            if state <= _BODY and size <= _SLICE:
+                # The common case: llhttp reads the whole feed (``_execute``, inlined).
+                self._feeding = size
+                if state == _IDLE:
+                    self._line = data
+                try:
+                    self._parser.feed_data(data)
+                except httptools.HttpParserUpgrade as upgrade:
+                    self._line = b""
+                    self._upgraded(data, upgrade.args[0])
+                except httptools.HttpParserError as exc:
+                    self._line = b""
+                    done = self._parser_error(exc, data, state, 0)
+                    if done < len(data):
+                        self._feed_rest(data, done)
+                else:
+                    self._line = b""
+                    now = self._state
+                    if now == _HEAD or now == _BODY:  # noqa: SIM109 (int compares, no tuple)
+                        self._carry_over(data, state, 0)
+                    elif self._carry is not _NO_BYTES:
+                        # A head that came in pieces is complete: its bytes are not
+                        # needed any more (nor kept by an idle connection).
+                        self._carry = _NO_BYTES
             else:
-                self._line = b""
-                if self._state in (_HEAD, _BODY):
-                    self._carry_over(data, state, 0)
-        else:
-            self._feed_rest(data, 0)
-        events = self._events
-        self._events = []
-        return events
+                self._feed_rest(data, 0)
+            self._events = _NO_EVENTS
+            return events
+        finally:
+            if shared is not None:
+                shared.conn = None
 
     def feed_eof(self) -> list[Event]:
         """The peer closed its side: a request cut short is a 400, else nothing."""
+        events: list[Event] = []
+        self._events = events
         state = self._state
         if (_HEAD <= state <= _METHOD) or (state == _UPGRADED and self._upgrade_left):
             self._fail_connection(
@@ -591,18 +698,22 @@ class HTTP1Connection:
             self._state = _CLOSED
             # The requests already received are answered; the last answer closes.
             self._final = min(self._final, self._requests)
-        events = self._events
-        self._events = []
+        self._events = _NO_EVENTS
         return events
 
     def release(self) -> None:
-        """The connection is gone and nothing more is fed: drop the parser and its
-        callbacks. They refer back to this object, a reference cycle that would
-        otherwise live until the garbage collector's next pass (ten objects per
-        connection, and a collection every few dozen connections). Feeding
+        """The connection is gone and nothing more is fed: drop the parser. Its
+        callbacks (interpreted) refer back to this object, a reference cycle that
+        would otherwise live until the garbage collector's next pass (ten objects
+        per connection, and a collection every few dozen connections). Feeding
         afterwards raises AttributeError; the response side keeps working."""
         del self._parser
-        del self._callbacks
+
+    def _new_parser(self) -> httptools.HttpRequestParser:
+        shared = self._shared
+        if shared is not None:
+            return _RequestParser(shared)
+        return _RequestParser(_Callbacks(self))
 
     @property
     def trailing_data(self) -> bytes:
@@ -678,10 +789,11 @@ class HTTP1Connection:
         # so far kept in _carry, then this feed), and whatever follows, are HTTP/2's.
         self._state = _UPGRADED
         self._final = 0
+        trailing = self._trailing_buffer()
         if s0 == _HEAD:
-            self._trailing += self._carry
-            self._carry.clear()
-        self._trailing += data
+            trailing += self._carry
+            self._carry = _NO_BYTES
+        trailing += data
         self._events.append(_PREFACE)
         return len(data)
 
@@ -730,17 +842,25 @@ class HTTP1Connection:
         size = len(data)
         if self._state == _HEAD:
             self._stall += size
-            if self._stall > self._stall_limit:
+            # A header line may sit in httptools' buffer until it ends; bound those
+            # bytes with room for a maximal legitimate head plus one slice of
+            # overcount. (Worked out here, off the common path: not an int object
+            # held by every connection.)
+            if self._stall > self._max_target + self._max_header_size + _SLICE + 1024:
                 self._fail_connection(ProtocolError(431, "header section too large"))
                 return
             chunk = bytes(data)
             start = self._boundaries(chunk, s0, ev0)[0]
-            if start < 0:
-                self._carry += chunk  # the same head goes on
+            if start < 0:  # the same head goes on
+                if self._carry is _NO_BYTES:
+                    self._carry = bytearray(chunk)
+                else:
+                    self._carry += chunk
             else:
                 self._carry = bytearray(chunk[start:])
         else:
             self._body_left = self._boundaries(bytes(data), s0, ev0)[2] - size
+            self._carry = _NO_BYTES  # the head is complete (see feed)
 
     # -- a method llhttp does not know ---------------------------------------------------
 
@@ -775,7 +895,7 @@ class HTTP1Connection:
             return len(data)
         # A fresh parser gets a method it knows, followed by the rest of the request
         # line; the real token stands in the RequestHead.
-        self._parser = _RequestParser(self._callbacks)
+        self._parser = self._new_parser()
         self._url = b""
         self._host = None
         self._framing = False
@@ -791,9 +911,9 @@ class HTTP1Connection:
     def _after_chunked_head(self, data: bytes, s0: int, ev0: int) -> int:
         """llhttp stopped after a chunked head: the body starts where the head ended."""
         head_end = self._boundaries(data, s0, ev0)[1]
-        self._carry.clear()  # from now on: an unfinished line of the body
+        self._carry = _NO_BYTES  # from now on: an unfinished line of the body
         # The run was cut short: the next message needs a parser of its own.
-        self._parser = _RequestParser(self._callbacks)
+        self._parser = self._new_parser()
         return head_end
 
     def _dechunk(self, data: bytes, pos: int) -> int:
@@ -828,6 +948,8 @@ class HTTP1Connection:
             room = self._max_header_size - self._hsize if trailer else _MAX_CHUNK_LINE + 2
             newline = data.find(b"\n", pos)
             if newline < 0:
+                if carry is _NO_BYTES:
+                    carry = self._carry = bytearray()
                 carry += data[pos:]
                 if len(carry) + 1 > room:
                     return self._line_too_long(trailer, size)
@@ -836,7 +958,7 @@ class HTTP1Connection:
                 return self._line_too_long(trailer, size)
             if carry:
                 line = bytes(carry) + data[pos:newline]
-                carry.clear()
+                self._carry = _NO_BYTES
             else:
                 line = data[pos:newline]
             pos = newline + 1
@@ -870,9 +992,16 @@ class HTTP1Connection:
         return self._chunk_error(400, "chunk size line too long", size)
 
     def _chunk_error(self, status: int, reason: str, size: int) -> int:
-        self._carry.clear()
+        self._carry = _NO_BYTES
         self._fail_connection(ProtocolError(status, reason))
         return size
+
+    def _trailing_buffer(self) -> bytearray:
+        """``_trailing``, made the connection's own on first use (see _NO_BYTES)."""
+        trailing = self._trailing
+        if trailing is _NO_BYTES:
+            trailing = self._trailing = bytearray()
+        return trailing
 
     def _upgraded(self, data: bytes | memoryview, offset: int) -> None:
         self._state = _UPGRADED
@@ -901,7 +1030,9 @@ class HTTP1Connection:
                 return
             self._events.append(_END)
             data = data[len(piece) :]
-        self._trailing += data
+        if data:
+            buffer = self._trailing_buffer()
+            buffer += data
 
     # -- llhttp callbacks (hot path: keep them lean) -----------------------------------
 
@@ -930,7 +1061,7 @@ class HTTP1Connection:
                 _FIELD_NAMES[name] = lname
         name = lname
         # llhttp strips leading whitespace only; trailing is rare, and a method call.
-        if value and (value[-1] == 32 or value[-1] == 9):
+        if value and ((last := value[-1]) == 32 or last == 9):
             value = value.rstrip(b" \t")
         headers.append((name, value))
         if name in _SPECIAL:
@@ -979,7 +1110,8 @@ class HTTP1Connection:
             # A skipped CRLF shifts the slice onto bytes that cannot match (the
             # line holds no other CRLF): then httptools is asked after all.
             self._line = b""
-            tail = line[len(method) + len(url) + 2 : len(method) + len(url) + 12]
+            at = len(method) + len(url) + 2
+            tail = line[at : at + 10]
             if tail == b"HTTP/1.1\r\n":
                 version_str = "1.1"
             elif tail == b"HTTP/1.0\r\n":
@@ -1018,13 +1150,15 @@ class HTTP1Connection:
             host = b""
         elif host != self._good_host:
             # A connection's requests name the same host: checked once per connection
-            # (a compare of equal bytes), else once per host (the set hashes it).
-            if host not in _VALID_HOSTS:
+            # (a compare of equal bytes), else once per host (the dict hashes it).
+            known = _VALID_HOSTS.get(host)
+            if known is None:
                 if host.translate(None, _HOST_CHARS):
                     self._fail(400, "invalid Host header")
+                known = host
                 if len(_VALID_HOSTS) < _VALID_HOSTS_MAX:
-                    _VALID_HOSTS.add(host)
-            self._good_host = host
+                    _VALID_HOSTS[host] = host
+            self._good_host = known
         if authority is not None:
             # RFC 9112 3.2.2: the target's authority wins over the Host header.
             host = authority
@@ -1041,8 +1175,8 @@ class HTTP1Connection:
                     self._fail(400, "chunked body on an upgrade request")
                 self._upgrade_left = content_length or 0
         keep_alive = parser.should_keep_alive()
-        self._events.append(
-            RequestHead(
+        if _COMPILED:
+            head = RequestHead(
                 method,
                 url,
                 path,
@@ -1055,7 +1189,24 @@ class HTTP1Connection:
                 content_length,
                 chunked,
             )
-        )
+        else:
+            # Interpreted, calling the class costs a third more than setting its
+            # fields here (its __init__ is one more Python frame, reached through
+            # the type's slots): ~1,100 instructions of a request. Compiled, the
+            # class is native and its constructor a plain call.
+            head = _new_object(RequestHead)
+            head.method = method
+            head.target = url
+            head.path = path
+            head.query = query
+            head.version = version
+            head.headers = headers
+            head.host = host
+            head.keep_alive = keep_alive
+            head.expect_continue = expect_continue
+            head.content_length = content_length
+            head.chunked = chunked
+        self._events.append(head)
         self._requests += 1
         self._keep_alive_req = keep_alive
         self._state = _BODY
@@ -1158,6 +1309,7 @@ class HTTP1Connection:
         content_length: int | None = None,
         keep_alive: bool = True,
         body: bytes = b"",
+        prepared: PreparedHead | None = None,
     ) -> bytes:
         """The status line and header section of the response to ``head``
         (and ``body`` behind them, framed: see :meth:`start_prepared`).
@@ -1168,62 +1320,117 @@ class HTTP1Connection:
         from the caller is dropped. Adds Date, Server (unless present) and the
         Connection header that says what happens after this response. Every
         name goes out in lower case. Raises ValueError for a header that cannot
-        be sent (invalid name, CR/LF/NUL).
+        be sent (invalid name, CR/LF/NUL). ``prepared``: the status and headers
+        checked and formatted already (see :meth:`start_prepared`), in place of
+        ``status``, ``headers`` and ``reason``.
         """
-        return self.start_prepared(
-            head, prepared_head(status, headers, reason, content_length), keep_alive, body
-        )
+        length = content_length
+        if prepared is None:
+            # The response's shape (see _PREPARED), looked up here rather than in a
+            # function of its own, and the common answer made below rather than in
+            # another method: interpreted, each call costs as much as the lookup.
+            # The loop reads each pair once (compiled, it holds them unboxed).
+            shape = headers
+            at = 0
+            for name, value in headers:
+                if name == _CONTENT_LENGTH:
+                    if _COMPILED:
+                        declared = _content_length(value)
+                    else:
+                        found = _DECLARED.get(value)
+                        declared = found if found is not None else _content_length(value)
+                    if length is None:
+                        length = declared
+                    elif declared != length:
+                        raise ValueError("conflicting Content-Length values")
+                    shape = headers.copy()
+                    if _COMPILED:
+                        shape.pop(at)  # a native op, where a del is a generic call
+                    else:
+                        del shape[at]  # a bytecode, where a pop is a method call
+                    break
+                at += 1  # noqa: SIM113 (enumerate makes a pair per header)
+            key: tuple[int, bytes | None, tuple[tuple[bytes, bytes], ...]] | None
+            try:
+                key = (status, reason, tuple(shape))
+                prepared = _PREPARED.get(key)
+            except TypeError:  # a header given as a list, or a bytearray: not kept
+                key = None
+                prepared = None
+            if prepared is None:
+                prepared = _prepare(key, status, shape, reason)
+            kept = prepared.length
+            if kept is not None:  # a Content-Length the shape kept (see _PREPARED)
+                if length is None:
+                    length = kept
+                elif kept != length:
+                    raise ValueError("conflicting Content-Length values")
+        if length is not None and prepared.plain and not head.expect_continue:
+            # Each field of the head read once (compiled, every read is a lookup).
+            version = head.version
+            if version == b"1.1" and head.method != b"HEAD":
+                # The common answer (a sized body on a 1.1 connection, kept or
+                # closed after it): what _start gives, in one join of a tuple (no
+                # list to grow).
+                self._responses += 1
+                close = not keep_alive or not head.keep_alive or self._responses >= self._final
+                self._continued = False
+                self._close = close
+                self._chunked = False
+                self._no_body = False
+                # What body_left would say (interpreted, its call costs more than this).
+                left = length - len(body)
+                if left < 0:
+                    raise ValueError("response body longer than its Content-Length")
+                self._left = left
+                date = _DATE
+                return b"".join(
+                    (
+                        prepared.lines,
+                        _LENGTH_LINES.get(length) or _length_line(length),
+                        b"connection: close\r\n" if close else b"",
+                        date.line if _now() < date.next else _date_header(),
+                        self._server_line if prepared.add_server else b"",
+                        b"\r\n",
+                        body,
+                    )
+                )
+        return self._start(head, prepared, length, keep_alive, body)
 
     def start_prepared(
         self, head: RequestHead, prepared: PreparedHead, keep_alive: bool, body: bytes = b""
     ) -> bytes:
         """:meth:`start_response` with the caller's part checked and formatted
-        already (a response sent again and again: the response cache). ``body``:
-        the whole body of a sized response, returned framed behind the head, joined
-        with it once (as :meth:`body` would frame it)."""
+        already, its length in it (a response sent again and again: the response
+        cache). ``body``: the whole body of a sized response, returned framed
+        behind the head, joined with it once (as :meth:`body` would frame it)."""
+        return self.start_response(
+            head,
+            prepared.status,
+            _NO_HEADERS,
+            content_length=prepared.length,
+            keep_alive=keep_alive,
+            body=body,
+            prepared=prepared,
+        )
+
+    def _start(
+        self,
+        head: RequestHead,
+        prepared: PreparedHead,
+        length: int | None,
+        keep_alive: bool,
+        body: bytes,
+    ) -> bytes:
+        """:meth:`start_response` past the common answer: every other status,
+        version, method and framing."""
         status = prepared.status
         interim = status < 200 and status != 101
         if not interim:
             self._responses += 1
-        # Each field of the head read once (compiled, every read is a lookup).
         version = head.version
         method = head.method
         close = not keep_alive or not head.keep_alive or self._responses >= self._final
-        length = prepared.length
-        if (
-            length is not None
-            and status >= 200
-            and status != 204
-            and status != 304
-            and version == b"1.1"
-            and not head.expect_continue
-            and not prepared.caller_close
-            and prepared.add_date
-            and method != b"HEAD"
-        ):
-            # The common answer (a sized body on a 1.1 connection, kept or closed
-            # after it): what the general way below gives, in one join of a tuple
-            # (no list to grow).
-            self._continued = False
-            self._close = close
-            self._chunked = False
-            self._no_body = False
-            date = _DATE
-            if body:
-                self._left = body_left(length, len(body))
-            else:
-                self._left = length
-            return b"".join(
-                (
-                    prepared.lines,
-                    _LENGTH_LINES.get(length) or _length_line(length),
-                    b"connection: close\r\n" if close else b"",
-                    date.line if _now() < date.next else _date_header(),
-                    self._server_line if prepared.add_server else b"",
-                    b"\r\n",
-                    body,
-                )
-            )
         out = [prepared.lines]
         if interim:
             if version == b"1.0":
