@@ -647,7 +647,7 @@ def _header_lines(raw: bytes, start: int, size: int = -1) -> Headers:
         return _header_lines_py(raw, start, size)
     headers = lines(raw, start, size)
     if headers is None:
-        return _fields(raw[start : size - 4].split(b"\r\n"))
+        return _blame(raw, start, size - 4)
     return headers
 
 
@@ -670,7 +670,7 @@ def _header_lines_py(raw: bytes, start: int, size: int) -> Headers:
             if c == 58:  # ":"
                 break
             if c == 0:  # no tchar (a CR: no colon)
-                return _fields(raw[start : last - 2].split(b"\r\n"))
+                return _blame(raw, start, last - 2)
             colon += 1
         end: i64 = colon + 1
         while True:
@@ -678,10 +678,10 @@ def _header_lines_py(raw: bytes, start: int, size: int) -> Headers:
             if c == 13:
                 break
             if c == 10 or c == 0:
-                return _fields(raw[start : last - 2].split(b"\r\n"))
+                return _blame(raw, start, last - 2)
             end += 1
         if colon == at or raw[end + 1] != 10:
-            return _fields(raw[start : last - 2].split(b"\r\n"))
+            return _blame(raw, start, last - 2)
         first: i64 = colon + 1
         while first < end and (raw[first] == 32 or raw[first] == 9):
             first += 1
@@ -691,6 +691,14 @@ def _header_lines_py(raw: bytes, start: int, size: int) -> Headers:
         headers.append((names[at:colon], raw[first:stop]))
         at = end + 2
     return headers
+
+
+def _blame(raw: bytes, start: int, stop: int) -> Headers:
+    # A head whose fields a fast loop refused: _fields reads its lines
+    # (``raw[start:stop]``) one by one and raises for the first bad one. A stop
+    # before start is no line at all: compiled, such a bytes slice raises
+    # SystemError (mypyc computes a negative size) where Python gives b"".
+    return _fields(raw[start : max(start, stop)].split(b"\r\n"))
 
 
 def _fields(lines: list[bytes]) -> Headers:
