@@ -57,6 +57,7 @@ TARGETS = (
     "forms_ticket",
     "jwt",
     "cookies",
+    "proxy_wire",
 )
 
 #: Libraries besides colonnade whose code a target's coverage should see.

@@ -1,0 +1,108 @@
+"""The C field-line loop (handlers/proxy/_fields.c) built with AddressSanitizer and
+UndefinedBehaviorSanitizer, and driven by the proxy_wire fuzz target's properties
+(tests/fuzz/fuzz_proxy_wire.py: its seeds, then random upstream heads): it reads
+bytes from upstreams, so an out-of-bounds read or write there must fail a test,
+not wait for a crash in production."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+SOURCE = REPO / "src" / "colonnade" / "handlers" / "proxy" / "_fields.c"
+
+# Run in a child whose C library calls go through ASan (LD_PRELOAD): the sanitized
+# module is put in place of the built one before wire imports it.
+DRIVER = r"""
+import importlib.util, random, sys
+spec = importlib.util.spec_from_file_location("colonnade.handlers.proxy._fields", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+sys.modules["colonnade.handlers.proxy._fields"] = module
+from colonnade.handlers.proxy import wire
+assert wire._C_HEADER_LINES is module.header_lines
+from tests.fuzz.fuzz_proxy_wire import one_input
+from tests.fuzz.harness import seeds
+inputs = [path.read_bytes() for path in seeds("proxy_wire")]
+rnd = random.Random(1)
+pieces = [b"Name: v", b"X-Y:  a \t", b"A:", b"B: \x00", b"c d: e", b" folded", b"\x7f: x",
+          b"Content-Length: 3", b"UPPER-case: Value", b"n:" + b"v" * 300, b"N" * 300 + b": x"]
+for _ in range(int(sys.argv[2])):
+    lines = [rnd.choice(pieces) for _ in range(rnd.randint(0, 6))]
+    ends = [rnd.choice([b"\r\n", b"\n", b"\r"]) for _ in lines]
+    head = b"HTTP/1.1 200 OK\r\n" + b"".join(line + end for line, end in zip(lines, ends))
+    inputs.append(bytes((rnd.randrange(2), rnd.randrange(256))) + head + b"\r\nabc")
+for data in inputs:
+    one_input(data)
+    # Every cut of the head, each passed to the C loop as a head of that size.
+    body = data[2:]
+    for size in range(len(body) + 1):
+        try:
+            wire._header_lines(body[:size], 17, size)
+        except wire.UpstreamProtocolError:
+            pass  # not a head: refused, as it must be
+print("checked", len(inputs))
+"""
+
+
+def _asan_library() -> str | None:
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        return None
+    found = subprocess.run(
+        [gcc, "-print-file-name=libasan.so"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    return found if os.path.isabs(found) and os.path.exists(found) else None
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="no C compiler: the pure build has no C")
+def test_the_c_field_loop_is_clean_under_the_sanitizers(tmp_path: Path) -> None:
+    library = _asan_library()
+    assert library is not None, "gcc's AddressSanitizer runtime (libasan) is missing"
+    module = tmp_path / "_fields.so"
+    subprocess.run(
+        [
+            "gcc",
+            "-shared",
+            "-fPIC",
+            "-g",
+            "-O1",
+            "-fsanitize=address,undefined",
+            "-fno-sanitize-recover=undefined",
+            "-fno-omit-frame-pointer",
+            f"-I{sysconfig.get_paths()['include']}",
+            str(SOURCE),
+            "-o",
+            str(module),
+        ],
+        check=True,
+    )
+    env = dict(os.environ)
+    env.update(
+        LD_PRELOAD=library,
+        # Python's own allocations are not ours to judge: leaks off; any error ends
+        # the child with a report.
+        ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:exitcode=86",
+        # Every object its own malloc block, with red zones (pymalloc hands out
+        # pieces of its arenas, inside which ASan sees no boundary).
+        PYTHONMALLOC="malloc",
+        UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1",
+        PYTHONPATH=str(REPO),
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", DRIVER, str(module), "3000"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "checked" in result.stdout
