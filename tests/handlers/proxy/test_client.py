@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from colonnade.handlers.proxy import client
 from colonnade.handlers.proxy.client import (
     Pool,
     PoolSettings,
@@ -387,40 +386,6 @@ def test_wait_woken_now_from_inside_a_task_wakes_its_task_at_the_next_turn() -> 
         assert steps == ["returned", "woken"]
 
     _run_leaving_tasks(main())
-
-
-def test_the_running_task_is_found_where_asyncio_keeps_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Wait.wake's guard asks which task runs. Up to Python 3.13, asyncio's C tasks
-    # enter themselves in the C module's dict, which tasks.py imports as
-    # _current_tasks. From 3.14 (CPython gh-129898) the C module keeps the running
-    # task per thread and exports no dict: tasks.py's _current_tasks is then the
-    # Python tasks' alone, which no C task enters, and read there the guard would
-    # never see a task. Here such an asyncio, made of this one: the getter must
-    # answer what asyncio.current_task answers, not read that empty dict.
-    import _asyncio
-
-    entered = asyncio.tasks._current_tasks  # where this Python's C tasks enter
-    monkeypatch.setattr(asyncio.tasks, "_current_tasks", {})
-    monkeypatch.delattr(_asyncio, "_current_tasks")
-    monkeypatch.setattr(
-        asyncio, "current_task", lambda loop=None: entered.get(loop or asyncio.get_running_loop())
-    )
-    current = client._current_task_getter()
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        running = entered.get(loop)
-        assert running is not None
-        assert current(loop) is running
-
-    asyncio.run(main())
-    loop = asyncio.new_event_loop()
-    try:
-        assert current(loop) is None  # a loop running no task
-    finally:
-        loop.close()
 
 
 def test_connection_read_from_inside_a_task_wakes_the_waiting_request() -> None:

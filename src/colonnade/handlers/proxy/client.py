@@ -30,13 +30,19 @@ import collections
 import contextlib
 import contextvars
 import socket
-import sys
 import time
 from collections.abc import Callable, Generator
 from typing import Any, Final, cast
 
 from colonnade.config.schema import parse_upstream as parse_address
-from colonnade.core.taskwait import CANCELLED, DONE, PENDING, TaskWait, finished_future
+from colonnade.core.taskwait import (
+    CANCELLED,
+    DONE,
+    PENDING,
+    TaskWait,
+    finished_future,
+    running_task_getter,
+)
 from colonnade.core.timers import timer_by
 from colonnade.handlers.proxy.errors import UpstreamConnectError, UpstreamTimeoutError
 from colonnade.handlers.proxy.wire import ResponseParser
@@ -53,24 +59,8 @@ _NEVER: Final = float("inf")
 _MONOTONIC: Final = time.monotonic
 
 
-def _current_task_getter() -> Callable[[asyncio.AbstractEventLoop], object]:
-    # What answers the task a loop is running now (None: none). Python 3.11's
-    # asyncio.current_task is a Python function (a frame per call, ~450
-    # instructions); the dictionary it reads, whose get is C, where there is one
-    # and the tasks enter it: up to 3.13 the C module's own (tasks.py imports it),
-    # or asyncio's without its C module. From 3.14 the C tasks keep the running
-    # one per thread, and tasks.py's dict is the Python tasks' alone: empty.
-    tasks = getattr(asyncio.tasks, "_current_tasks", None)
-    accelerated = sys.modules.get("_asyncio")
-    if accelerated is not None and getattr(accelerated, "_current_tasks", None) is not tasks:
-        return asyncio.current_task
-    if isinstance(tasks, dict):
-        return cast(Callable[[asyncio.AbstractEventLoop], object], tasks.get)
-    return asyncio.current_task
-
-
-#: The task a loop is running now (None: none): see _current_task_getter.
-_CURRENT_TASK: Final = _current_task_getter()
+#: The task a loop is running now (None: none): see taskwait.running_task_getter.
+_CURRENT_TASK: Final = running_task_getter()
 
 
 class Upstream:
