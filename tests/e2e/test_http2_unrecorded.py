@@ -7,9 +7,10 @@ asked anything about them. Whenever ``h2`` must know the stream (a frame it read
 a reset, a window it is asked for) the record is made as ``h2`` would have kept it.
 These tests drive the cases where that must happen, over a real socket, each after
 a first request (the fast path starts once the connection is open): a send window
-too small for the body, a window grown by SETTINGS, a reset by the client in the
-middle of the response, a large body, a streamed body ended by an empty frame, a
-request with trailers beside such a stream; and that no record stays behind.
+too small for the body, a window grown by SETTINGS (or made negative), a reset by
+the client in the middle of the response, a large body, a streamed body ended by an
+empty frame, a request with trailers beside such a stream; and that no record stays
+behind.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 import pytest
 from h2.errors import ErrorCodes
-from hyperframe.frame import DataFrame, HeadersFrame, WindowUpdateFrame
+from hyperframe.frame import DataFrame, HeadersFrame, SettingsFrame, WindowUpdateFrame
 
 from tests.hosting.apps import asgi_apps
 from tests.hosting.support import live
@@ -142,6 +143,26 @@ def test_a_window_grown_by_settings(server: tuple[LiveServer, bytes]) -> None:
         c.send(c.window_update(0, 4), c.settings(INITIAL_WINDOW_SIZE=100))
         assert c.response(3)[0] == 200 and _body(c, 3) == HELLO
         assert _data(c, 3) == [(4, False), (9, True)]
+
+
+def test_a_window_made_negative_by_settings(server: tuple[LiveServer, bytes]) -> None:
+    # A smaller SETTINGS_INITIAL_WINDOW_SIZE can leave a stream's window below zero
+    # (RFC 9113 6.9.2: 5 sent of a window of 5, now 2: -3). Nothing is sent while it
+    # stays at or below zero (H2Connection.pump never asks a stream for a negative
+    # size), and what the client gives next counts from there.
+    live_server, _ = server
+    with RawH2(live_server.port) as c:
+        _blocked(c, 5)
+        c.send(c.settings(INITIAL_WINDOW_SIZE=2))  # -3
+        # Its ACK: the server read it alone (and woke the stream: nothing to send).
+        _read_until(c, 0, lambda f: isinstance(f, SettingsFrame) and "ACK" in f.flags)
+        c.send(c.window_update(3, 3))  # 0
+        c.send(c.window_update(3, 4))  # 4
+        _read_until(c, 3, lambda f: isinstance(f, DataFrame))
+        assert _data(c, 3) == [(5, False), (4, False)]
+        c.send(c.window_update(3, 100))
+        assert c.response(3)[0] == 200 and _body(c, 3) == HELLO
+        assert _data(c, 3) == [(5, False), (4, False), (4, True)]
 
 
 def test_a_reset_in_the_middle_of_the_response(server: tuple[LiveServer, bytes]) -> None:

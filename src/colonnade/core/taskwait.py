@@ -26,12 +26,32 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import sys
 from collections.abc import Callable
 from typing import Any, Final
 
 PENDING: Final = 0
 DONE: Final = 1
 CANCELLED: Final = 2
+
+
+def running_task_getter() -> Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None]:
+    """What answers ``asyncio.current_task(loop)``, the task ``loop`` is running now
+    (None: none), at the least cost: on Python 3.11 that function is Python (a
+    frame per call, ~450 instructions) reading a dict whose ``get`` is C. That
+    dict's ``get`` where the tasks enter it: up to 3.13 the C module's own (tasks.py
+    imports it), or asyncio's where it runs without its C module. From 3.14 the C
+    tasks keep the running task per thread (CPython gh-129898) and tasks.py's dict
+    is the Python tasks' alone, never entered: then the function itself. Asked
+    once, at import, by the modules that ask per request."""
+    tasks = getattr(asyncio.tasks, "_current_tasks", None)
+    accelerated = sys.modules.get("_asyncio")
+    if accelerated is not None and getattr(accelerated, "_current_tasks", None) is not tasks:
+        return asyncio.current_task
+    if isinstance(tasks, dict):
+        found: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None] = tasks.get
+        return found
+    return asyncio.current_task
 
 
 #: The one finished future of :func:`finished_future` (empty until first asked for).

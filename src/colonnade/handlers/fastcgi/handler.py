@@ -65,6 +65,7 @@ from colonnade.core.cgienv import (
 from colonnade.core.context import Context
 from colonnade.core.handler import Handler
 from colonnade.core.request import EMPTY_BODY
+from colonnade.core.taskwait import running_task_getter
 from colonnade.errors import ConfigError, HttpError
 from colonnade.handlers.fastcgi import records
 from colonnade.handlers.fastcgi.config import FastCgiApplication, FastCgiSection
@@ -497,19 +498,8 @@ def _target(ctx: Context) -> str:
     return ctx.request.target.decode("latin-1")[:200]
 
 
-def _task_finder() -> Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None]:
-    # asyncio.current_task: on Python 3.11 a Python function (its frame cost more
-    # than the rest of the exchange's start) reading a dict that C code keeps; the
-    # dict's own get where it is there, the function elsewhere (3.12 has it in C).
-    tasks = vars(asyncio.tasks).get("_current_tasks")
-    if isinstance(tasks, dict):
-        found: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None] = tasks.get
-        return found
-    return asyncio.current_task
-
-
 #: The task running on a loop (``asyncio.current_task(loop)``).
-_current_task: Final = _task_finder()
+_current_task: Final = running_task_getter()
 
 
 async def stop_pump(pump: asyncio.Task[None]) -> None:

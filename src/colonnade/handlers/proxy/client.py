@@ -35,7 +35,14 @@ from collections.abc import Callable, Generator
 from typing import Any, Final, cast
 
 from colonnade.config.schema import parse_upstream as parse_address
-from colonnade.core.taskwait import CANCELLED, DONE, PENDING, TaskWait, finished_future
+from colonnade.core.taskwait import (
+    CANCELLED,
+    DONE,
+    PENDING,
+    TaskWait,
+    finished_future,
+    running_task_getter,
+)
 from colonnade.core.timers import timer_by
 from colonnade.handlers.proxy.errors import UpstreamConnectError, UpstreamTimeoutError
 from colonnade.handlers.proxy.wire import ResponseParser
@@ -52,18 +59,8 @@ _NEVER: Final = float("inf")
 _MONOTONIC: Final = time.monotonic
 
 
-def _current_task_getter() -> Callable[[asyncio.AbstractEventLoop], object]:
-    # What answers the task a loop is running now (None: none). Python 3.11's
-    # asyncio.current_task is a Python function (a frame per call, ~450
-    # instructions); the dictionary it reads, whose get is C, where there is one.
-    tasks = getattr(asyncio.tasks, "_current_tasks", None)
-    if isinstance(tasks, dict):
-        return cast(Callable[[asyncio.AbstractEventLoop], object], tasks.get)
-    return asyncio.current_task
-
-
-#: The task a loop is running now (None: none): see _current_task_getter.
-_CURRENT_TASK: Final = _current_task_getter()
+#: The task a loop is running now (None: none): see taskwait.running_task_getter.
+_CURRENT_TASK: Final = running_task_getter()
 
 
 class Upstream:
