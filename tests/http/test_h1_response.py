@@ -427,6 +427,20 @@ def test_a_content_length_header_must_agree_with_the_length() -> None:
         assert int(length([(b"content-length", digits)])) == int(digits)
 
 
+def test_the_content_lengths_kept_are_short() -> None:
+    # The interpreted build keeps Content-Length values it has read (compiled, the
+    # digits are read each time): never one longer than any body's length can be,
+    # so 4,096 values cannot hold megabytes of an application's digits.
+    from colonnade.http import h1
+
+    h1._DECLARED.clear()
+    for digits in (b"1" * 18, b"1" * 19, b"9" * 4300):
+        answer(200, [(b"content-length", digits)])
+    assert all(len(value) <= 18 for value in h1._DECLARED)
+    if not h1._COMPILED:
+        assert b"1" * 18 in h1._DECLARED
+
+
 def test_prepared_heads_stay_bounded_and_refuse_what_cannot_be_sent() -> None:
     from colonnade.http import h1
 

@@ -488,7 +488,8 @@ _PREPARED_LINES_MAX: Final = 1024
 _CONTENT_LENGTH: Final = b"content-length"
 _NO_HEADERS: Final[Headers] = []
 #: Content-Length values found valid -> their number (interpreted: a dict hit costs
-#: a fraction of ``isdigit`` and ``int()``). Bounded as ``_LENGTH_LINES``.
+#: a fraction of ``isdigit`` and ``int()``). Bounded as ``_LENGTH_LINES``, and
+#: each value to 18 digits.
 _DECLARED: Final[dict[bytes, int]] = {}
 
 
@@ -501,7 +502,9 @@ def _content_length(value: bytes) -> int:
         if not value.isdigit():
             raise ValueError(f"invalid Content-Length value {value[:32]!r}")
         number = int(value)
-        if len(_DECLARED) < _LENGTH_LINES_MAX:
+        # Kept only up to 18 digits (every length a body can have): a value is the
+        # application's, and 4,096 of thousands of digits each would hold megabytes.
+        if len(value) <= 18 and len(_DECLARED) < _LENGTH_LINES_MAX:
             _DECLARED[value] = number
         return number
     n = len(value)
