@@ -434,3 +434,19 @@ def test_blank_line_finds_what_find_finds() -> None:
                     expected = _find_within(data, start, limit)
                     got = wire._blank_line(data, start, limit)
                     assert got == expected, (at, filler, start, limit)
+
+
+def test_known_field_names_are_one_object_each_in_c() -> None:
+    # The C loop hands out one bytes object per common field name (made and
+    # hashed once), in whatever case the upstream wrote it; other names are new.
+    lines_in_c = wire._C_HEADER_LINES
+    if lines_in_c is None:
+        pytest.skip("a pure-Python build has no C loop")
+    raw = b"HTTP/1.1 200 OK\r\nDate: x\r\ncontent-length: 0\r\nX-Mine: y\r\n\r\n"
+    first = lines_in_c(raw, 17, len(raw))
+    second = lines_in_c(raw.replace(b"Date", b"DATE"), 17, len(raw))
+    assert first is not None and second is not None
+    assert first == second == [(b"date", b"x"), (b"content-length", b"0"), (b"x-mine", b"y")]
+    assert first[0][0] is second[0][0]
+    assert first[1][0] is second[1][0]
+    assert first[2][0] is not second[2][0]

@@ -36,6 +36,53 @@ fill_name_table(void)
 }
 
 /* The arguments: bytes, then two integers. */
+/* Field names most responses carry, in lower case: one bytes object each, made
+ * (and hashed) once, and handed out again for each head that names the field,
+ * in place of a new object per field: no allocation, and the hash a dict look-up
+ * of the field (the HTTP/1 writer's head shapes) needs is already there. A fixed
+ * list, not a memo: what an upstream sends never changes it. */
+static const char *const KNOWN[] = {
+    "date", "server", "content-type", "content-length", "connection", "keep-alive",
+    "transfer-encoding", "cache-control", "vary", "etag", "last-modified", "expires",
+    "location", "set-cookie", "content-encoding", "accept-ranges", "age", "pragma",
+};
+#define KNOWN_COUNT (sizeof(KNOWN) / sizeof(KNOWN[0]))
+static PyObject *known_names[KNOWN_COUNT];
+static Py_ssize_t known_sizes[KNOWN_COUNT];
+
+static int
+fill_known_names(void)
+{
+    for (size_t i = 0; i < KNOWN_COUNT; i++) {
+        if (known_names[i] != NULL) {
+            continue; /* (a second import of the module) */
+        }
+        PyObject *name = PyBytes_FromString(KNOWN[i]);
+        if (name == NULL || PyObject_Hash(name) == -1) {
+            Py_XDECREF(name);
+            return -1;
+        }
+        known_names[i] = name; /* kept for the process's life */
+        known_sizes[i] = PyBytes_GET_SIZE(name);
+    }
+    return 0;
+}
+
+/* The known name ``lowered`` (``size`` bytes, lower case), a new reference; NULL
+ * (no exception set) when it is not one. */
+static PyObject *
+known_name(const unsigned char *lowered, Py_ssize_t size)
+{
+    for (size_t i = 0; i < KNOWN_COUNT; i++) {
+        if (known_sizes[i] == size && known_names[i] != NULL
+            && memcmp(PyBytes_AS_STRING(known_names[i]), lowered, (size_t)size) == 0) {
+            Py_INCREF(known_names[i]);
+            return known_names[i];
+        }
+    }
+    return NULL;
+}
+
 static int
 bytes_and_two_sizes(const char *name, PyObject *const *args, Py_ssize_t nargs,
                     Py_ssize_t *first, Py_ssize_t *second)
@@ -136,13 +183,19 @@ header_lines(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t narg
         Py_ssize_t name_size = colon - at;
         PyObject *name;
         if (!upper) {
-            name = PyBytes_FromStringAndSize((const char *)data + at, name_size);
+            name = known_name(data + at, name_size);
+            if (name == NULL) {
+                name = PyBytes_FromStringAndSize((const char *)data + at, name_size);
+            }
         }
         else if (name_size <= (Py_ssize_t)sizeof(lowered)) {
             for (Py_ssize_t i = 0; i < name_size; i++) {
                 lowered[i] = NAME[data[at + i]];
             }
-            name = PyBytes_FromStringAndSize((const char *)lowered, name_size);
+            name = known_name(lowered, name_size);
+            if (name == NULL) {
+                name = PyBytes_FromStringAndSize((const char *)lowered, name_size);
+            }
         }
         else {
             name = PyBytes_FromStringAndSize(NULL, name_size);
@@ -209,5 +262,8 @@ PyMODINIT_FUNC
 PyInit__fields(void)
 {
     fill_name_table();
+    if (fill_known_names() < 0) {
+        return NULL;
+    }
     return PyModuleDef_Init(&module);
 }
