@@ -1304,7 +1304,6 @@ class HTTP1Connection:
         head: RequestHead,
         status: int,
         headers: Headers,
-        *,
         reason: bytes | None = None,
         content_length: int | None = None,
         keep_alive: bool = True,
@@ -1404,14 +1403,10 @@ class HTTP1Connection:
         already, its length in it (a response sent again and again: the response
         cache). ``body``: the whole body of a sized response, returned framed
         behind the head, joined with it once (as :meth:`body` would frame it)."""
+        # Positional (as the transport calls it): interpreted, a call with keywords
+        # matches each name against the parameters.
         return self.start_response(
-            head,
-            prepared.status,
-            _NO_HEADERS,
-            content_length=prepared.length,
-            keep_alive=keep_alive,
-            body=body,
-            prepared=prepared,
+            head, prepared.status, _NO_HEADERS, None, prepared.length, keep_alive, body, prepared
         )
 
     def _start(

@@ -628,14 +628,16 @@ class Exchange(TransportWriter):
         # A small body is framed and joined behind the head in the same join; a
         # large one goes out beside it (writev).
         small = len(body) <= _GATHER_FROM
+        # Positional: interpreted, a call with keywords matches each name against
+        # the parameters (the pure install's every request passes here).
         data = h1.start_response(
             self.head,
             status,
             headers,
-            reason=reason,
-            content_length=length,
-            keep_alive=self._keep_alive(),
-            body=body if small else b"",
+            reason,
+            length,
+            self._keep_alive(),
+            body if small else b"",
         )
         framed = b"" if small else h1.body(body)  # b"" for a HEAD request too
         self.bytes_sent += len(data) + len(framed)
@@ -677,12 +679,7 @@ class Exchange(TransportWriter):
         if record is not None and not record.begin(status, reason, headers, content_length):
             self.record = None
         data = self.conn.h1.start_response(
-            self.head,
-            status,
-            headers,
-            reason=reason,
-            content_length=content_length,
-            keep_alive=self._keep_alive(),
+            self.head, status, headers, reason, content_length, self._keep_alive()
         )
         self.bytes_sent += len(data)
         if (
