@@ -123,6 +123,11 @@ def _no_name() -> str:
     return ""
 
 
+def _no_cancelling() -> int:
+    """The cancellation count of no task (see HttpConnection._serve)."""
+    return 0
+
+
 # Timeouts from this long on are armed lazily (see LazyTimers); shorter ones at once.
 _LAZY_FROM: Final = 1.0
 # How long a lazily armed connection may wait for its timer: well under _LAZY_FROM.
@@ -1443,6 +1448,9 @@ class HttpConnection(asyncio.Protocol):
         # before the counts: the bound method holds the task too.)
         get_name: Callable[[], str] = _no_name if task is None else task.get_name
         name = get_name()
+        # Its cancellation count, read after each request: bound once too (a method
+        # looked up by name on the task per request, compiled, costs more).
+        cancelling: Callable[[], int] = _no_cancelling if task is None else task.cancelling
         # The task's references here, where the loop below checks them after each
         # request (the same frame, nothing held on the way): more means kept.
         refs = 0 if task is None else _refcount(task)
@@ -1505,7 +1513,7 @@ class HttpConnection(asyncio.Protocol):
                         # registry, a weak mapping, a done-callback; Any: a task with
                         # no callback has None there, not the list typeshed says), or
                         # renamed by it: the next request gets another task.
-                        task.cancelling()
+                        cancelling()
                         or cast(Any, task)._callbacks
                         or _refcount(task) != refs
                         or _weakrefcount(task) != weak
