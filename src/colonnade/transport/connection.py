@@ -1521,9 +1521,13 @@ class HttpConnection(asyncio.Protocol):
                     ):
                         return
                     continue
-                transport = self.transport
-                if self.closing or transport is None or transport.is_closing():
-                    return
+                # Idle with no router: _finish found the transport open, the
+                # connection not closing, just now (nothing ran since), and made it
+                # idle; else asked here (a method looked up by name on the transport).
+                if not self._idle or self._live.router is not None:
+                    transport = self.transport
+                    if self.closing or transport is None or transport.is_closing():
+                        return
                 if _COMPILED:
                     waker = self._waker
                     if waker is None:
