@@ -1011,7 +1011,7 @@ class HttpConnection(asyncio.Protocol):
         # same calls: done, set_result, await), typed as a Waker here.
         self._wake: Waker | None = None
         self._waker: Waker | None = None
-        # In LazyTimers' set for its next sweep (_serve added it), and found waiting
+        # In LazyTimers' set for its next sweep (_serve or _arm added it), and found waiting
         # for a request by a sweep (_arm_now): the next one ends the task.
         self._swept = False
         self._idle_swept = False
@@ -1831,7 +1831,9 @@ class HttpConnection(asyncio.Protocol):
             timer.cancel()
             self._timer = None
         if seconds >= _LAZY_FROM:
-            self._timers.add(self)
+            if not self._swept:  # else in the set already (a set's add hashes and probes)
+                self._swept = True
+                self._timers.add(self)
         else:
             self._timer = loop.call_at(deadline, self._check_deadline)
             self._timer_at = deadline
