@@ -147,10 +147,15 @@ class LazyTimers:
     a connection that ends before the sweep (``HttpConnection._drop_timer`` takes it
     out) never makes a timer."""
 
-    __slots__ = ("_pending", "_sweep", "loop")
+    __slots__ = ("_pending", "_sweep", "loop", "time")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        # The loop's clock, bound once for every connection of the loop: read per
+        # request (a connection's re-arm), where a method looked up on the loop by
+        # name costs ~60 instructions more, compiled. (Its call_soon bound the same
+        # way saved ~30 per wake-up, passed with keywords: not kept.)
+        self.time: Callable[[], float] = loop.time
         self._pending: set[HttpConnection] = set()
         self._sweep: asyncio.TimerHandle | None = None
 
@@ -1821,8 +1826,7 @@ class HttpConnection(asyncio.Protocol):
         # One timer per connection, moved lazily: re-arming on every request only
         # stores a deadline; the timer re-schedules itself when it fires early. And
         # made lazily: a deadline far enough away waits for LazyTimers' sweep.
-        loop = self._loop
-        deadline = loop.time() + seconds
+        deadline = self._timers.time() + seconds
         self._deadline = deadline
         timer = self._timer
         if timer is not None:
@@ -1835,7 +1839,7 @@ class HttpConnection(asyncio.Protocol):
                 self._swept = True
                 self._timers.add(self)
         else:
-            self._timer = loop.call_at(deadline, self._check_deadline)
+            self._timer = self._loop.call_at(deadline, self._check_deadline)
             self._timer_at = deadline
 
     def _arm_now(self) -> None:
