@@ -117,6 +117,17 @@ CASES: list[tuple[str, bytes, list[Event]]] = [
         [head(headers=[(b"host", b"a"), (b"connection", b"close")], keep_alive=False), END],
     ),
     (
+        # llhttp reads Proxy-Connection as Connection: a close there closes too
+        "proxy-connection-close",
+        b"GET / HTTP/1.1\r\nHost: a\r\nProxy-Connection: close\r\n\r\n",
+        [head(headers=[(b"host", b"a"), (b"proxy-connection", b"close")], keep_alive=False), END],
+    ),
+    (
+        "close-in-capitals-among-tokens",
+        b"GET / HTTP/1.1\r\nHost: a\r\nCONNECTION: TE, Close\r\n\r\n",
+        [head(headers=[(b"host", b"a"), (b"connection", b"TE, Close")], keep_alive=False), END],
+    ),
+    (
         "http10",
         b"GET / HTTP/1.0\r\n\r\n",
         [head(version=b"1.0", headers=[], host=b"", keep_alive=False), END],

@@ -115,7 +115,19 @@ _PRI_REASONS: Final = frozenset({"Pause on PRI/Upgrade", "Expected HTTP/2 Connec
 _NEVER: Final = 1 << 60
 
 # Request header names that need a closer look; all but Host only at the end of the head.
-_SPECIAL: Final = frozenset((b"host", b"content-length", b"transfer-encoding", b"expect"))
+# Fields _on_header notes: the framing ones (read again at the end of the head), Host,
+# and Connection (llhttp's Proxy-Connection too), without which an HTTP/1.1 request
+# is kept alive without asking llhttp.
+_SPECIAL: Final = frozenset(
+    (
+        b"host",
+        b"content-length",
+        b"transfer-encoding",
+        b"expect",
+        b"connection",
+        b"proxy-connection",
+    )
+)
 
 # RFC 3986 reg-name / IP-literal / port characters: anything else in Host is a 400.
 _HOST_CHARS: Final = (
@@ -554,6 +566,7 @@ class HTTP1Connection:
         "_chunk_left",
         "_chunked",
         "_close",
+        "_connection_field",
         "_continued",
         "_events",
         "_feeding",
@@ -620,6 +633,8 @@ class HTTP1Connection:
         self._host: bytes | None = None
         self._good_host = b"\x00"  # the last Host found valid (none: never equal)
         self._framing = False
+        # A Connection field in the head being parsed (see _on_headers_complete).
+        self._connection_field = False
         self._keep_alive_req = True
         # A method llhttp was not given (it got _STAND_IN), for the head in progress.
         self._method = b""
@@ -902,6 +917,7 @@ class HTTP1Connection:
         self._url = b""
         self._host = None
         self._framing = False
+        self._connection_field = False
         self._state = _IDLE
         self._method = probe[:end]
         first = _STAND_IN + prefix[end:]
@@ -1068,12 +1084,14 @@ class HTTP1Connection:
             value = value.rstrip(b" \t")
         headers.append((name, value))
         if name in _SPECIAL:
-            if name != b"host":
-                self._framing = True
-            elif self._host is None:
+            if name == b"host":
+                if self._host is not None:
+                    self._fail(400, "more than one Host header")
                 self._host = value
+            elif name == b"connection" or name == b"proxy-connection":
+                self._connection_field = True
             else:
-                self._fail(400, "more than one Host header")
+                self._framing = True
 
     def _check_head_size(self, headers: Headers) -> None:
         size = sum(len(name) + len(value) + 4 for name, value in headers)
@@ -1095,7 +1113,7 @@ class HTTP1Connection:
         if stand_in:
             method = stand_in
             self._method = b""
-        elif line[:4] == b"GET ":
+        elif line.startswith(b"GET ") if _COMPILED else line[:4] == b"GET ":
             # The feed began between requests with this head's request line (see
             # below): its method is GET. A constant, not a new bytes object from
             # httptools (a call) whose hash each later look-up by method computes.
@@ -1132,7 +1150,10 @@ class HTTP1Connection:
             self._fail(505, f"HTTP/{version_str} not supported")
         host = self._host
         authority = None
-        if url[:1] == b"/":  # origin-form, the common case
+        # Origin-form, the common case. Compiled, startswith is a native test where
+        # a slice makes bytes to compare; interpreted, it is a method that parses
+        # its arguments as a tuple (~500 instructions), and the slice is cheaper.
+        if url.startswith(b"/") if _COMPILED else url[:1] == b"/":
             if 35 in url:  # "#"; an int is found by memchr, a bytes needle is slower
                 self._fail(400, "fragment in request target")
             if 63 in url:  # "?": a partition is a method call, a tuple and its unpacking
@@ -1177,7 +1198,15 @@ class HTTP1Connection:
                 if chunked:
                     self._fail(400, "chunked body on an upgrade request")
                 self._upgrade_left = content_length or 0
-        keep_alive = parser.should_keep_alive()
+        if version == b"1.1" and not self._connection_field:
+            # What llhttp would answer: an HTTP/1.1 request is kept alive unless a
+            # Connection field says close (llhttp counts Proxy-Connection too), and
+            # a request never needs the close to end it. Asked only where such a
+            # field came: a method looked up by name, compiled (~200 instructions).
+            keep_alive = True
+        else:
+            self._connection_field = False
+            keep_alive = parser.should_keep_alive()
         if _COMPILED:
             head = RequestHead(
                 method,
@@ -1307,7 +1336,6 @@ class HTTP1Connection:
         head: RequestHead,
         status: int,
         headers: Headers,
-        *,
         reason: bytes | None = None,
         content_length: int | None = None,
         keep_alive: bool = True,
@@ -1407,14 +1435,10 @@ class HTTP1Connection:
         already, its length in it (a response sent again and again: the response
         cache). ``body``: the whole body of a sized response, returned framed
         behind the head, joined with it once (as :meth:`body` would frame it)."""
+        # Positional (as the transport calls it): interpreted, a call with keywords
+        # matches each name against the parameters.
         return self.start_response(
-            head,
-            prepared.status,
-            _NO_HEADERS,
-            content_length=prepared.length,
-            keep_alive=keep_alive,
-            body=body,
-            prepared=prepared,
+            head, prepared.status, _NO_HEADERS, None, prepared.length, keep_alive, body, prepared
         )
 
     def _start(

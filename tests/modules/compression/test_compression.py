@@ -397,6 +397,18 @@ def test_switches_and_locations(serve: Any) -> None:
     assert r.header("content-encoding") is None and r.header("vary") is None
 
 
+def test_responses_alternating_between_locations_keep_their_own_setting(serve: Any) -> None:
+    # The hook remembers the last response's settings and their answer: a response
+    # under other settings must not take that answer.
+    client = serve(
+        compression={"static": False},
+        locations=[{"path": "/json/plain", "compression": {"dynamic": False}}],
+    )
+    order = ["/json"] * 3 + ["/json/plain"] * 3 + ["/json"] * 3
+    got = [get(client, target, "br").header("content-encoding") for target in order]
+    assert got == ["br"] * 3 + [None] * 3 + ["br"] * 3
+
+
 # -- hooks that run after this one ------------------------------------------------------
 
 

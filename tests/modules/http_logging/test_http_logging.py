@@ -625,6 +625,25 @@ def test_location_gets_its_own_log(root: Path, tmp_path: Path) -> None:
     assert json.loads(api_log.read_text())["cs_uri_stem"] == "/api/v.json"
 
 
+def test_requests_alternating_between_locations_log_to_their_own_targets(
+    root: Path, tmp_path: Path
+) -> None:
+    # The hook remembers the last request's settings and their capture: a request
+    # with other settings (another location) must not be logged by that capture.
+    (root / "api").mkdir()
+    (root / "api" / "v.json").write_text("{}")
+    api_log = tmp_path / "api.log"
+    site_log = tmp_path / "site.log"
+    locations = [{"path": "/api", "http_logging": {"target": str(api_log), "format": "json"}}]
+    order = ["/index.html"] * 3 + ["/api/v.json"] * 3 + ["/index.html", "/api/v.json"]
+    with serve(root, {"target": str(site_log)}, locations=locations) as client:
+        for path in order:
+            assert client.get(path).status == 200
+    assert [r["cs-uri-stem"] for r in read_w3c(site_log)[1]] == ["/index.html"] * 4
+    api = [json.loads(line)["cs_uri_stem"] for line in api_log.read_text().splitlines()]
+    assert api == ["/api/v.json"] * 4
+
+
 def test_bad_location_target_fails_at_start_up(root: Path, tmp_path: Path) -> None:
     locations = [{"path": "/sub", "http_logging": {"target": str(tmp_path / "no" / "x.log")}}]
     engine = build_engine(

@@ -29,17 +29,27 @@ def send_response_hook(policy: Callable[[CompressionSection], Any], full: Hook) 
     ``policy`` is the module's compiled policy of a section (its ``PerSection``'s
     ``get``)."""
     dynamic: dict[SectionSet, bool] = {}
+    # The last response's settings and their answer: most responses have the
+    # settings of the one before (see http_logging's fast hook), an identity test.
+    last: SectionSet | None = None
+    last_compressed = True
 
     def send_response(ctx: Context) -> None:
+        nonlocal last, last_compressed
         response = ctx.response
         if response.source is None and response.file is None and response.status != 304:
             sections = ctx.sections
-            compressed = dynamic.get(sections)
-            if compressed is None:
-                compressed = bool(policy(ctx.section(CompressionSection)).dynamic)
-                if len(dynamic) >= KNOWN_MAX:
-                    dynamic.clear()
-                dynamic[sections] = compressed
+            if sections is last:
+                compressed = last_compressed
+            else:
+                found = dynamic.get(sections)
+                if found is None:
+                    found = bool(policy(ctx.section(CompressionSection)).dynamic)
+                    if len(dynamic) >= KNOWN_MAX:
+                        dynamic.clear()
+                    dynamic[sections] = found
+                compressed = last_compressed = found
+                last = sections
             if not compressed:
                 return
         full(ctx)

@@ -3,8 +3,9 @@
 :func:`log_request_hook` makes the callable the module puts in place of its method
 (see ``core.module.Module``): the capture of the request's effective settings
 (``ctx.sections``, one object per path shared by its requests), remembered here
-once the module built it, is called with no interpreted frame: a dict hit. Settings
-seen for the first time go to the module's method, which builds the capture (and
+once the module built it, is called with no interpreted frame: a dict hit, or an
+identity test where the request has the settings of the one before. Settings seen
+for the first time go to the module's method, which builds the capture (and
 reports a log target that fails).
 """
 
@@ -30,9 +31,18 @@ def log_request_hook(key: str, full: Hook) -> Hook:
     """The hook: ``key`` is the module's ``PerSection`` key of the captures, which
     ``full`` (the module's method) builds."""
     captures: dict[SectionSet, Hook] = {}
+    # The settings of the last request and their capture: the requests of an
+    # application share one settings object unless a folder has settings of its
+    # own, so most find theirs with an identity test, not a hash and a probe.
+    last: SectionSet | None = None
+    last_capture: Hook = _off
 
     def log_request(ctx: Context) -> None:
+        nonlocal last, last_capture
         sections = ctx.sections
+        if sections is last:
+            last_capture(ctx)
+            return
         capture = captures.get(sections)
         if capture is None:
             full(ctx)  # builds the section's capture (or reports why it cannot)
@@ -42,6 +52,8 @@ def log_request_hook(key: str, full: Hook) -> Hook:
                     captures.clear()
                 captures[sections] = built[key] or _off
             return
+        last = sections
+        last_capture = capture
         capture(ctx)
 
     return log_request

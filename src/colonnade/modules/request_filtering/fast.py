@@ -36,17 +36,27 @@ _NO_BODY: Final = EMPTY_BODY
 def begin_request_hook(full: Hook) -> Hook:
     """The hook: the common request decided here, every other one by ``full``."""
     known: dict[SectionSet, Set[bytes]] = {}
+    # The last request's settings and what they let pass: most requests have the
+    # settings of the one before (see http_logging's fast hook), an identity test.
+    last: SectionSet | None = None
+    last_clean: Set[bytes] = _NOTHING_PASSES
 
     def begin_request(ctx: Context) -> Outcome | None:
+        nonlocal last, last_clean
         request = ctx.request
         sections = ctx.sections
-        clean = known.get(sections)
-        if clean is None:
-            rules = ctx.section(RequestFilteringSection).rules
-            clean = rules.clean_paths if rules.plain else _NOTHING_PASSES
-            if len(known) >= KNOWN_MAX:
-                known.clear()
-            known[sections] = clean
+        if sections is last:
+            clean = last_clean
+        else:
+            found = known.get(sections)
+            if found is None:
+                rules = ctx.section(RequestFilteringSection).rules
+                found = rules.clean_paths if rules.plain else _NOTHING_PASSES
+                if len(known) >= KNOWN_MAX:
+                    known.clear()
+                known[sections] = found
+            clean = last_clean = found
+            last = sections
         if request.body is _NO_BODY and not request.query and request.raw_path in clean:
             return None
         return full(ctx)
