@@ -1,36 +1,55 @@
-/* colonnade.pools._libc: the two C library calls a worker makes at start-up.
+/* colonnade.pools._libc: the two C library calls a worker makes at start-up,
+ * and the eventfd write and read that wake an event loop from another thread.
  *
  * Built with the compiled modules (setup.py); the pure-Python build reaches the
- * same functions through ctypes (pools/sandbox.py). Why a module of its own:
- * ctypes costs a worker ~0.4 MiB of RSS (its Python package, _ctypes and libffi)
- * for two calls made once, prctl(PR_SET_PDEATHSIG) and glibc's malloc_trim.
+ * same functions through ctypes (pools/sandbox.py) and os.eventfd_write/read.
+ * Why a module of its own: ctypes costs a worker ~0.4 MiB of RSS (its Python
+ * package, _ctypes and libffi) for two calls made once, prctl(PR_SET_PDEATHSIG)
+ * and glibc's malloc_trim. The eventfd pair is here because every worker loads
+ * this module anyway (no shared object more per worker); see eventfd_write_doc.
  */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <errno.h>
+#include <limits.h>
 #ifdef __linux__
 #include <sys/prctl.h>
 #endif
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
+#include <stdint.h>
+#include <unistd.h>
 
 PyDoc_STRVAR(die_with_parent_doc,
 "die_with_parent(signum)\n--\n\n"
 "Ask the kernel for signal signum when the parent process dies (Linux's\n"
 "PR_SET_PDEATHSIG); False where the system has no such request.");
 
+/* A Python int from 0 to high in *out: 0, else -1 with an exception set (what:
+ * what the number is, for the ValueError's message). */
+static int
+in_range(PyObject *arg, long high, const char *what, long *out)
+{
+    long value = PyLong_AsLong(arg);
+    if (value == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (value < 0 || value > high) {
+        PyErr_Format(PyExc_ValueError, "%s out of range: %ld", what, value);
+        return -1;
+    }
+    *out = value;
+    return 0;
+}
+
 static PyObject *
 die_with_parent(PyObject *module, PyObject *arg)
 {
-    long signum = PyLong_AsLong(arg);
-    if (signum == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (signum < 0 || signum > 64) {
-        PyErr_Format(PyExc_ValueError, "signal number out of range: %ld", signum);
+    long signum;
+    if (in_range(arg, 64, "signal number", &signum) < 0) {
         return NULL;
     }
 #ifdef __linux__
@@ -62,9 +81,82 @@ trim(PyObject *module, PyObject *Py_UNUSED(ignored))
 #endif
 }
 
+/* The eventfd pair: os.eventfd_write and os.eventfd_read, with the GIL held.
+ *
+ * os's functions release the GIL around the system call, as for any call that
+ * may block. These are for a non-blocking eventfd (EFD_NONBLOCK) that an event
+ * loop drains (handlers/wsgi/bridge.py's Outbox): the system call never sleeps
+ * (a write would only fail with EAGAIN if the counter reached 2**64 - 2, a read
+ * of a zero counter fails with EAGAIN at once), so it costs a microsecond or
+ * less, less than handing the GIL on and taking it back: each release and
+ * reacquire is two more passes through the GIL's functions, and a release lets
+ * the other thread (the loop, woken by this very write) take the GIL, so the
+ * writer then waits for it to come back. Errors raise OSError as os's do
+ * (BlockingIOError for EAGAIN). */
+
+/* A descriptor number from a Python int; -1 with an exception set where it is
+ * not one (negative, or not an int). */
+static int
+descriptor(PyObject *arg)
+{
+    long fd;
+    if (in_range(arg, INT_MAX, "file descriptor", &fd) < 0) {
+        return -1;
+    }
+    return (int)fd;
+}
+
+PyDoc_STRVAR(eventfd_write_doc,
+"eventfd_write(fd, value)\n--\n\n"
+"Add value to the eventfd counter fd, as os.eventfd_write does, with the GIL\n"
+"held: for a non-blocking eventfd only (the system call must not sleep).");
+
+static PyObject *
+efd_write(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "eventfd_write() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    int fd = descriptor(args[0]);
+    if (fd < 0) {
+        return NULL;
+    }
+    unsigned long long value = PyLong_AsUnsignedLongLong(args[1]);
+    if (value == (unsigned long long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    uint64_t counter = (uint64_t)value;
+    if (write(fd, &counter, sizeof counter) != (ssize_t)sizeof counter) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(eventfd_read_doc,
+"eventfd_read(fd)\n--\n\n"
+"Read and reset the eventfd counter fd, as os.eventfd_read does, with the GIL\n"
+"held: for a non-blocking eventfd only (BlockingIOError where it is zero).");
+
+static PyObject *
+efd_read(PyObject *module, PyObject *arg)
+{
+    int fd = descriptor(arg);
+    if (fd < 0) {
+        return NULL;
+    }
+    uint64_t counter;
+    if (read(fd, &counter, sizeof counter) != (ssize_t)sizeof counter) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyLong_FromUnsignedLongLong((unsigned long long)counter);
+}
+
 static PyMethodDef methods[] = {
     {"die_with_parent", die_with_parent, METH_O, die_with_parent_doc},
     {"malloc_trim", trim, METH_NOARGS, malloc_trim_doc},
+    {"eventfd_write", (PyCFunction)(void (*)(void))efd_write, METH_FASTCALL, eventfd_write_doc},
+    {"eventfd_read", efd_read, METH_O, eventfd_read_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -75,7 +167,8 @@ static struct PyModuleDef_Slot slots[] = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "colonnade.pools._libc",
-    .m_doc = "prctl(PR_SET_PDEATHSIG) and malloc_trim for a worker, without ctypes.",
+    .m_doc = "prctl(PR_SET_PDEATHSIG) and malloc_trim for a worker, without ctypes;\n"
+             "eventfd_write and eventfd_read with the GIL held.",
     .m_size = 0,
     .m_methods = methods,
     .m_slots = slots,

@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING
 
 from colonnade.config.schema import ServerConfig
-from colonnade.core import lifecycle
+from colonnade.core import lifecycle, loopwake
 from colonnade.core.registry import Registry
 from colonnade.engine import Engine
 from colonnade.pools.reload import Reloader
@@ -30,7 +30,15 @@ log = logging.getLogger("colonnade.server")
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop where installed, else asyncio's default loop."""
+    """uvloop where installed, else asyncio's default loop; in the compiled build,
+    threads wake it (and every loop after it) with pools/_libc.c's eventfd pair,
+    which keeps the GIL (core/loopwake.py says why)."""
+    try:
+        from colonnade.pools import _libc
+    except ImportError:  # the pure-Python build: os's pair
+        pass
+    else:
+        loopwake.install(_libc.eventfd_write, _libc.eventfd_read)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux

@@ -48,6 +48,7 @@ from contextvars import Context, copy_context
 from threading import get_ident
 from typing import Any, Final, TypeVar
 
+from colonnade.core import loopwake
 from colonnade.core.taskwait import DONE as ENDED
 from colonnade.core.taskwait import PENDING, TaskWait, finished_future
 from colonnade.errors import ClientDisconnectedError
@@ -90,7 +91,8 @@ class Outbox:
     """Commands from application threads to one event loop, one wake-up per batch.
 
     Where the platform has ``eventfd`` (Linux), the loop watches one of its own
-    (``add_reader``) and a thread wakes it with an 8-byte write: the drain then
+    (``add_reader``) and a thread wakes it with an 8-byte write (core/loopwake.py's
+    pair: in the compiled build with the GIL held over the system call): the drain then
     runs in the loop's poll phase, with no handle made per wake-up and no turn of
     the loop after it, where ``call_soon_threadsafe`` (elsewhere) makes a handle
     and runs it one turn later. The descriptor is closed once the outbox is
@@ -143,7 +145,11 @@ class Outbox:
         self._signal: Callable[[int, int], None] = _no_eventfd_write
         self._read: Callable[[int], int] = _no_eventfd_read
         self._fd = -1
-        if _eventfd is not None:
+        # os's write and read, or the compiled build's that keep the GIL held over
+        # the system call (core/loopwake.py: the descriptor is non-blocking).
+        signal = loopwake.eventfd_write
+        read = loopwake.eventfd_read
+        if _eventfd is not None and signal is not None and read is not None:
             fd = _eventfd(0, _EFD_FLAGS)
             try:
                 loop.add_reader(fd, self._drain)
@@ -153,8 +159,8 @@ class Outbox:
                 os.close(fd)
             else:
                 self._fd = fd
-                self._signal = os.eventfd_write
-                self._read = os.eventfd_read
+                self._signal = signal
+                self._read = read
 
     def post(self, bridge: Bridge, command: Command, answered: bool = True) -> None:
         """Hand ``command`` to the loop (any thread). ``answered``: the thread will
