@@ -654,7 +654,11 @@ class Exchange(TransportWriter):
         if framed:
             conn.write_two(data, framed)
         else:
-            conn.write(data)
+            # conn.write, inline: a call less per request, interpreted.
+            transport = conn.transport
+            if transport is not None and not transport.is_closing():
+                conn._written += len(data)
+                transport.write(data)
         self._completed()
 
     def _completed(self) -> None:
@@ -1150,10 +1154,12 @@ class HttpConnection(asyncio.Protocol):
             return
         for event in events:
             # A request head is the common event: dispatched here, without the
-            # call _on_event costs.
-            if type(event) is RequestHead:
-                self._on_head(event, False)
-            else:
+            # call _on_event costs; so is the end of a request without a body
+            # (no current exchange: nothing to do).
+            kind = type(event)
+            if kind is RequestHead:
+                self._on_head(event, False)  # type: ignore[arg-type]
+            elif kind is not EndOfMessage or self.current is not None:
                 self._on_event(event)
         # Every request of the feed queued (a pipelining client's several), the task
         # answers the first: woken at the loop's next turn, not stepped here.
@@ -1247,7 +1253,7 @@ class HttpConnection(asyncio.Protocol):
     def _on_head(self, head: RequestHead, start: bool = True) -> None:
         """A request head arrived: answered from the response cache, or queued and,
         if ``start`` (else the caller sees to it), its answer begun."""
-        self._disarm()
+        self._deadline = None  # _disarm, inline: a call less per request, interpreted
         has_body = head.chunked or bool(head.content_length)
         body = StreamBody(self, head.expect_continue) if has_body else None
         # A connection's requests name the same path and host again and again: the
@@ -1458,6 +1464,10 @@ class HttpConnection(asyncio.Protocol):
         cancelling: Callable[[], int] = _no_cancelling if task is None else task.cancelling
         # The task's references here, where the loop below checks them after each
         # request (the same frame, nothing held on the way): more means kept.
+        # The task untyped, for its ``_callbacks`` (None where it has none, not the
+        # list typeshed says): a cast() there is a call per request, interpreted.
+        # Bound before the counts, which count it.
+        untyped: Any = task
         refs = 0 if task is None else _refcount(task)
         weak = 0 if task is None else _weakrefcount(task)
         exchange: Exchange | None = None  # the request being answered
@@ -1472,11 +1482,17 @@ class HttpConnection(asyncio.Protocol):
                     exchange = self.queue[0]
                     ctx = None
                     try:
-                        if not self._backlog() or await self._drained():
+                        # A paused transport only may hold an earlier answer: the
+                        # common case asks no method.
+                        if not self.write_paused or not self._backlog() or await self._drained():
+                            # A queued exchange has its request (no cast(): a call
+                            # per request, interpreted).
                             ctx = await self._live.engine.handle(
-                                cast(Request, exchange.request), exchange
+                                exchange.request,  # type: ignore[arg-type]
+                                exchange,
                             )
-                            self._answered(exchange, ctx)
+                            if not ctx.response.headers_sent or exchange.record is not None:
+                                self._answered(exchange, ctx)  # else nothing to do
                     except asyncio.CancelledError:
                         # The connection was lost, or the application cancelled its
                         # own task: then its request has no answer, and the
@@ -1503,7 +1519,11 @@ class HttpConnection(asyncio.Protocol):
                         return  # let go (see _let_go): the connection went on without it
                     if ctx is not None:
                         ctx = None
-                        self._done(exchange)
+                        # _done, inline: a call less per request, interpreted.
+                        if exchange.held is not None:
+                            exchange._release()
+                        self.queue.pop(0)
+                        self._finish(exchange)
                     exchange = None
                     try:
                         changed = _copy_context() != base
@@ -1515,11 +1535,11 @@ class HttpConnection(asyncio.Protocol):
                         # A cancellation the last request left behind (also one it
                         # swallowed: its count stays up, and no wait would end the
                         # task), or the task kept by the request (a per-task
-                        # registry, a weak mapping, a done-callback; Any: a task with
-                        # no callback has None there, not the list typeshed says), or
-                        # renamed by it: the next request gets another task.
+                        # registry, a weak mapping, a done-callback; untyped: a task
+                        # with no callback has None there), or renamed by it: the next
+                        # request gets another task.
                         cancelling()
-                        or cast(Any, task)._callbacks
+                        or untyped._callbacks
                         or _refcount(task) != refs
                         or _weakrefcount(task) != weak
                         or get_name() is not name
@@ -1673,8 +1693,15 @@ class HttpConnection(asyncio.Protocol):
             state.on_request_limit()
         if self.transport is None or self.transport.is_closing():
             return
-        if not exchange.keep_alive or not self.h1.keep_alive or not exchange._keep_alive():
-            body = exchange.body
+        # Exchange._keep_alive inline (a call less per request, interpreted): its
+        # request or the connection says close, or a body not all read.
+        body = exchange.body
+        if (
+            not exchange.keep_alive
+            or self.closing
+            or (body is not None and not body.complete)
+            or not self.h1.keep_alive
+        ):
             if body is not None and not body.complete:
                 self.linger()  # the client may still be sending it
             else:
