@@ -52,7 +52,14 @@ from colonnade.core.urlpath import decode_path
 from colonnade.errors import ClientDisconnectedError, HttpError
 from colonnade.http import Body as BodyEvent
 from colonnade.http import EndOfMessage, HTTP1Connection, Preface, ProtocolError, RequestHead
-from colonnade.transport.respcache import Entry, Key, Record, ResponseCache, request_key
+from colonnade.transport.respcache import (
+    FRAMED_MAX,
+    Entry,
+    Key,
+    Record,
+    ResponseCache,
+    request_key,
+)
 
 if TYPE_CHECKING:
     from colonnade.config.schema import Limits, Timeouts
@@ -84,8 +91,9 @@ _COPY_CHUNK: Final = 256 * 1024
 _CORK_FROM: Final = 1024 * 1024
 # A body from memory larger than this leaves with its head in one writev, not
 # copied behind it first (a copy of a 100 KiB file per response costs more than
-# the second iovec; for a small one the copy is the cheaper).
-_GATHER_FROM: Final = 16 * 1024
+# the second iovec; for a small one the copy is the cheaper). The response cache
+# keeps such a joined answer per entry (respcache.FRAMED_MAX, the same bound).
+_GATHER_FROM: Final = FRAMED_MAX
 
 # The transport's write high-water mark: 0, so a response's write waits (drain)
 # whenever the kernel did not take all of it, until the transport has handed
@@ -1639,8 +1647,9 @@ class HttpConnection(asyncio.Protocol):
             exchange.bytes_sent = len(data) + len(body)
             self.write_two(data, body)
         else:
-            # Head and body joined once (a HEAD request's head alone).
-            data = h1.start_prepared(head, entry.prepared, keep_alive, body)
+            # Head and body joined once per second and entry (Entry.framed; a HEAD
+            # request's head alone, made each time).
+            data = h1.start_again(head, entry.prepared, keep_alive, body, entry.framed)
             exchange.bytes_sent = len(data)
             self.write(data)
         tail = h1.end_response()  # b"" for a sized body, as every stored one is

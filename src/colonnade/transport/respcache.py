@@ -51,7 +51,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from colonnade.http import RequestHead
-from colonnade.http.h1 import PreparedHead
+from colonnade.http.h1 import Framed, PreparedHead
 
 if TYPE_CHECKING:
     from colonnade.core.context import Context
@@ -86,6 +86,15 @@ STATIC: Final = "handler.static"
 
 #: Bookkeeping bytes charged per entry besides its body and headers.
 ENTRY_OVERHEAD: Final = 256
+
+#: The largest body a hit sends joined with its head in one write (a larger one
+#: goes out by writev, head and body apart): the entry then keeps that joined
+#: answer too, for the second its Date line names (``Entry.framed``).
+FRAMED_MAX: Final = 16 * 1024
+
+#: What a framed answer holds besides the body and the stored head's lines (the
+#: Content-Length, Date and Server lines and the blank line), about.
+FRAMING: Final = 160
 
 #: ``(method, scheme, port, Host, target, Accept-Encoding, version)``: the version,
 #: since an answer may differ for HTTP/1.0 (compression leaves those clients alone by
@@ -192,6 +201,7 @@ class Entry:
         "cost",
         "counting",
         "expires",
+        "framed",
         "grant",
         "headers",
         "length",
@@ -229,7 +239,16 @@ class Entry:
         self.expires = _monotonic() + lifetime
         #: Stored in the cache and not dropped since (a connection's memo checks it).
         self.live = False
-        self.cost = len(self.body) + sum(len(n) + len(v) for n, v in self.headers) + ENTRY_OVERHEAD
+        #: The whole answer to a GET, framed, for the current Date second
+        #: (``h1.start_again``): a body up to ``FRAMED_MAX`` is sent joined with its
+        #: head, and that copy is charged here too.
+        self.framed = Framed()
+        framed = 0
+        if record.key[0] == b"GET" and len(self.body) <= FRAMED_MAX:
+            framed = len(self.body) + len(self.prepared.lines) + FRAMING
+        self.cost = (
+            len(self.body) + framed + sum(len(n) + len(v) for n, v in self.headers) + ENTRY_OVERHEAD
+        )
 
     def aged(self, since: float) -> None:
         """Keep the prepared head's last header, ``Age``, the seconds since ``since``
