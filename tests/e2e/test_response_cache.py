@@ -424,3 +424,19 @@ def test_an_http10_client_is_never_sent_an_http11_clients_answer(live: LiveServe
             wire, _ = fetch(conn, "/page.txt", "Accept-Encoding: gzip", version="1.0")
         assert wire.status == 200 and "content-encoding" not in wire.headers
         assert wire.body == PAGE
+
+
+def test_a_connections_last_hit_answers_only_the_same_request(live: LiveServer) -> None:
+    # The entry a connection remembers (HttpConnection._memo, Entry.answers) is
+    # for its key alone: the same target with another Accept-Encoding, method or
+    # version on that connection gets its own answer.
+    with Conn(live.port) as conn:
+        stored_then_hit(live, conn, "/page.txt", "Accept-Encoding: gzip")
+        wire, _ = fetch(conn, "/page.txt")
+        assert "content-encoding" not in wire.headers and wire.body == PAGE
+        stored_then_hit(live, conn, "/page.txt", "Accept-Encoding: gzip")
+        wire, _ = fetch(conn, "/page.txt", "Accept-Encoding: gzip", method="HEAD")
+        assert wire.headers["content-encoding"] == "gzip" and wire.body == b""
+        stored_then_hit(live, conn, "/page.txt", "Accept-Encoding: gzip")
+        wire, _ = fetch(conn, "/page.txt", "Accept-Encoding: gzip", version="1.0")
+        assert "content-encoding" not in wire.headers and wire.body == PAGE

@@ -1472,13 +1472,15 @@ class HTTP1Connection:
         body, kept alive) is taken from ``framed`` while it was made in the Date
         line's current second from the same head and Server line, else made and
         kept there; any other answer is made as :meth:`start_prepared` makes it."""
+        length = prepared.length
         if (
             keep_alive
             and head.keep_alive
             and head.method == b"GET"
             and head.version == b"1.1"
             and prepared.plain
-            and prepared.length == len(body)
+            and length is not None
+            and length == len(body)  # an int compare, narrowed (not a generic ==)
             and not head.expect_continue
         ):
             responses = self._responses + 1
@@ -1500,7 +1502,7 @@ class HTTP1Connection:
                     self._left = 0
                     return framed.data
                 data = self.start_response(
-                    head, prepared.status, _NO_HEADERS, None, prepared.length, True, body, prepared
+                    head, prepared.status, _NO_HEADERS, None, length, True, body, prepared
                 )
                 framed.data = data
                 framed.date = date.line  # the line data carries (made fresh if stale)

@@ -58,6 +58,7 @@ from colonnade.transport.respcache import (
     Key,
     Record,
     ResponseCache,
+    request_encoding,
     request_key,
 )
 
@@ -1061,9 +1062,9 @@ class HttpConnection(asyncio.Protocol):
         self._rate_due: float | None = None
         self.sending_file = False  # a sendfile is under way: bytes are queued for the client
         self.too_slow = False  # cut for a body below the minimum rate: linger briefly
-        # The response cache's entry of this connection's last hit, its key and cache.
+        # The response cache's entry of this connection's last hit (it holds its
+        # key), and its cache.
         self._memo: Entry | None = None
-        self._memo_key: Key | None = None
         self._memo_cache: ResponseCache | None = None
         # The last request path and Host decoded (see _on_head). Bytes from the
         # start (a typed compare): no target is a NUL, and b"" is the empty Host.
@@ -1325,31 +1326,35 @@ class HttpConnection(asyncio.Protocol):
         record = None
         cache = live.respcache
         if cache is not None and body is None and router is None:
-            key = request_key(head, self._scheme, self.server[1] if self.server else 0)
-            if key is not None:
+            encoding = request_encoding(head)
+            if encoding is not None:
+                key: Key | None = None
                 # Not while the client has yet to read an earlier answer: the request
                 # then queues (see _answer), so a client that pipelines requests and
                 # reads nothing holds one response in memory, not one per request.
                 if not self.answering and not self.queue and not self._backlog():
                     # A client asks for the same few things again and again: the
-                    # entry of its last hit, still stored and for the same key,
-                    # costs compares of bytes it shares, not the hash of a new key.
+                    # entry of its last hit, still stored and for the same request,
+                    # costs compares of bytes, not a new key and its hash.
                     memo = self._memo
                     if (
                         memo is not None
                         and memo.live
                         and self._memo_cache is cache
-                        and key == self._memo_key
+                        and memo.answers(head, encoding)
                     ):
+                        key = memo.key
                         entry = cache.hit(key, memo)
                     else:
+                        key = request_key(head, self._scheme, self.server, encoding)
                         entry = cache.lookup(key)
                     if entry is not None:
                         self._memo = entry
-                        self._memo_key = key
                         self._memo_cache = cache
                         self._answer_cached(head, request, entry)
                         return
+                if key is None:
+                    key = request_key(head, self._scheme, self.server, encoding)
                 record = Record(cache, key)
         exchange = Exchange(self, head, request, body)
         exchange.record = record
@@ -1635,7 +1640,7 @@ class HttpConnection(asyncio.Protocol):
         answer through the same writer as the pipeline's, then the access log hooks
         and the site's counters; no task, no walk, no request monitor entry."""
         exchange = Exchange(self, head, request, None)
-        ctx = Context(request, entry.app, exchange, None)
+        ctx = Context(request, entry.app, exchange, None, entry.sections)
         ctx.user = entry.user
         # As send_all or start/write/end would frame it, the head checked once.
         h1 = self.h1
@@ -1661,8 +1666,9 @@ class HttpConnection(asyncio.Protocol):
         response.headers = entry.headers
         for log in entry.log:
             log(ctx)
-        if entry.counting:
-            entry.app.metrics.done(ctx)
+        metrics = entry.metrics
+        if metrics is not None:
+            metrics.done(ctx)
         self._finish(exchange)  # never queued: nothing to take off the queue
 
     def _done(self, exchange: Exchange) -> None:

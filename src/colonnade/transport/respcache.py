@@ -48,7 +48,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from colonnade.http import RequestHead
 from colonnade.http.h1 import Framed, PreparedHead
@@ -108,8 +108,9 @@ Rule = Callable[
 ]
 
 
-def request_key(head: RequestHead, scheme: str, port: int) -> Key | None:
-    """The cache key of a request, or None when it must take the pipeline."""
+def request_encoding(head: RequestHead) -> bytes | None:
+    """The Accept-Encoding of a request the cache may answer (b"": none; several
+    fields joined by commas), or None when it must take the pipeline."""
     method = head.method
     if (method != b"GET" and method != b"HEAD") or head.chunked or head.content_length:
         return None
@@ -119,7 +120,16 @@ def request_key(head: RequestHead, scheme: str, port: int) -> Key | None:
             return None
         if name == b"accept-encoding":
             encoding = value if not encoding else encoding + b"," + value
-    return (method, scheme, port, head.host, head.target, encoding, head.version)
+    return encoding
+
+
+def request_key(
+    head: RequestHead, scheme: str, server: tuple[str, int] | None, encoding: bytes
+) -> Key:
+    """The cache key of a request on a connection to ``server`` (its address), whose
+    :func:`request_encoding` is ``encoding``."""
+    port = server[1] if server else 0
+    return (head.method, scheme, port, head.host, head.target, encoding, head.version)
 
 
 class Record:
@@ -199,20 +209,34 @@ class Entry:
         "app",
         "body",
         "cost",
-        "counting",
+        "encoding",
         "expires",
         "framed",
         "grant",
         "headers",
+        "host",
+        "key",
         "length",
         "live",
         "log",
+        "method",
+        "metrics",
         "prepared",
         "reason",
+        "sections",
+        "target",
         "user",
+        "version",
     )
 
     def __init__(self, record: Record, ctx: Context, log: tuple[Any, ...], lifetime: float) -> None:
+        key = self.key = record.key
+        #: The key's request fields, typed: what :meth:`answers` compares.
+        self.method = cast(bytes, key[0])
+        self.host = cast(bytes, key[3])
+        self.target = cast(bytes, key[4])
+        self.encoding = cast(bytes, key[5])
+        self.version = cast(bytes, key[6])
         grant = ctx.cache_grant
         #: A module's leave (None: the engine's own rule): revoked, the entry goes.
         self.grant = grant
@@ -234,8 +258,11 @@ class Entry:
             self.prepared = PreparedHead(record.status, headers, record.reason, record.length)
         self.app = ctx.app
         self.user = ctx.user
+        #: The path's effective configuration, the same for every hit of the key.
+        self.sections = ctx.sections
         self.log = log
-        self.counting = record.cache.engine.counting
+        #: The site's counters (an application's for its life; None: not counting).
+        self.metrics = ctx.app.metrics if record.cache.engine.counting else None
         self.expires = _monotonic() + lifetime
         #: Stored in the cache and not dropped since (a connection's memo checks it).
         self.live = False
@@ -248,6 +275,19 @@ class Entry:
             framed = len(self.body) + len(self.prepared.lines) + FRAMING
         self.cost = (
             len(self.body) + framed + sum(len(n) + len(v) for n, v in self.headers) + ENTRY_OVERHEAD
+        )
+
+    def answers(self, head: RequestHead, encoding: bytes) -> bool:
+        """Whether ``head``, whose :func:`request_encoding` is ``encoding``, has this
+        entry's key on the connection this entry last answered (whose scheme and
+        port the key holds): the fields that vary, compared as bytes (the target
+        first, the likeliest to differ), with no key made."""
+        return (
+            head.target == self.target
+            and head.host == self.host
+            and head.method == self.method
+            and encoding == self.encoding
+            and head.version == self.version
         )
 
     def aged(self, since: float) -> None:
