@@ -1337,6 +1337,7 @@ class HttpConnection(asyncio.Protocol):
                     # entry of its last hit, still stored and for the same request,
                     # costs compares of bytes, not a new key and its hash.
                     memo = self._memo
+                    entry: Entry | None
                     if (
                         memo is not None
                         and memo.live
@@ -1344,15 +1345,21 @@ class HttpConnection(asyncio.Protocol):
                         and memo.answers(head, encoding)
                     ):
                         key = memo.key
-                        entry = cache.hit(key, memo)
+                        entry = memo
                     else:
                         key = request_key(head, self._scheme, self.server, encoding)
-                        entry = cache.lookup(key)
+                        entry = cache.entries.get(key)
                     if entry is not None:
-                        self._memo = entry
-                        self._memo_cache = cache
-                        self._answer_cached(head, request, entry)
-                        return
+                        # The hit's context first: its start is the clock reading
+                        # the entry's expiry is checked against (an expired entry,
+                        # once per entry and lifetime, wastes the two objects).
+                        exchange = Exchange(self, head, request, None)
+                        ctx = Context(request, entry.app, exchange, None, entry.sections)
+                        if cache.hit(key, entry, ctx.started):
+                            self._memo = entry
+                            self._memo_cache = cache
+                            self._answer_cached(head, exchange, ctx, entry)
+                            return
                 if key is None:
                     key = request_key(head, self._scheme, self.server, encoding)
                 record = Record(cache, key)
@@ -1635,12 +1642,14 @@ class HttpConnection(asyncio.Protocol):
         if record is not None and record.cache is self._live.respcache:
             record.cache.offer(record, ctx)
 
-    def _answer_cached(self, head: RequestHead, request: Request, entry: Entry) -> None:
-        """Answer from the response cache (see ``transport/respcache.py``): the stored
-        answer through the same writer as the pipeline's, then the access log hooks
-        and the site's counters; no task, no walk, no request monitor entry."""
-        exchange = Exchange(self, head, request, None)
-        ctx = Context(request, entry.app, exchange, None, entry.sections)
+    def _answer_cached(
+        self, head: RequestHead, exchange: Exchange, ctx: Context, entry: Entry
+    ) -> None:
+        """Answer from the response cache (see ``transport/respcache.py``) the
+        request of ``exchange`` (``ctx``: its context, made on the entry's
+        application and sections): the stored answer through the same writer as
+        the pipeline's, then the access log hooks and the site's counters; no task,
+        no walk, no request monitor entry."""
         ctx.user = entry.user
         # As send_all or start/write/end would frame it, the head checked once.
         h1 = self.h1

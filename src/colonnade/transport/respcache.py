@@ -319,31 +319,26 @@ class ResponseCache:
         self.hits = 0
         self.stored = 0
 
-    def lookup(self, key: Key) -> Entry | None:
-        """The live entry for ``key``, or None (an expired one is dropped)."""
-        entry = self.entries.get(key)
-        if entry is None:
-            return None
-        return self.hit(key, entry)
-
-    def hit(self, key: Key, entry: Entry) -> Entry | None:
-        """``entry``, found for ``key`` (by :meth:`lookup`, or remembered by a
-        connection for the same key: then it must still be ``live``), if it has not
-        expired; None otherwise (an expired one is dropped)."""
-        if _monotonic() >= entry.expires:
+    def hit(self, key: Key, entry: Entry, now: float) -> bool:
+        """Whether ``entry``, found for ``key`` (in ``entries``, or remembered by a
+        connection for the same key: then it must still be ``live``), answers the
+        request: not expired at ``now`` (``time.monotonic()``: the hit's
+        ``Context.started``, one clock read for both) nor revoked. An entry that
+        does not is dropped."""
+        if now >= entry.expires:
             self.drop(key)
-            return None
+            return False
         grant = entry.grant
         if grant is not None:
             if grant.revoked:
                 self.drop(key)
-                return None
+                return False
             grant.hits += 1
             since = grant.age_since
             if since is not None:
                 entry.aged(since)
         self.hits += 1
-        return entry
+        return True
 
     def drop(self, key: Key) -> None:
         """Forget the entry of ``key`` (if any)."""
