@@ -482,3 +482,80 @@ def test_start_response_is_the_same_with_a_prepared_head_found_again() -> None:
     assert heads[0] == (
         b"HTTP/1.1 200 OK\r\ncontent-type: a/b\r\ncontent-length: 3\r\nserver: colonnade\r\n\r\n"
     )
+
+
+@pytest.fixture
+def date_line() -> Any:
+    """The shared Date line pinned to a made-up current one (restored after): what a
+    response carries is then known, whatever the clock does meanwhile."""
+    from colonnade.http import h1
+
+    date = h1._DATE
+    saved = (date.line, date.next)
+    date.line, date.next = b"date: Sat, 01 Jan 2000 00:00:00 GMT\r\n", float("inf")
+    yield date
+    date.line, date.next = saved
+
+
+@pytest.mark.parametrize("data", [GET11, HEAD11, GET10_KA, CLOSE11], ids=repr)
+@pytest.mark.parametrize("keep_alive", [True, False])
+def test_start_again_is_start_prepared_byte_for_byte(
+    date_line: Any, data: bytes, keep_alive: bool
+) -> None:
+    # The response cache's hit (start_again) against the writer's own answer, for
+    # the framed common case and every other; the state after it the same too.
+    from colonnade.http import h1
+
+    prepared = h1.PreparedHead(200, [(b"content-type", b"a/b")], None, 5)
+    framed = h1.Framed()
+    for _ in range(3):  # made, then taken from `framed`
+        expected_conn, expected_head = request(data)
+        expected = expected_conn.start_prepared(expected_head, prepared, keep_alive, b"hello")
+        conn, head = request(data)
+        assert conn.start_again(head, prepared, keep_alive, b"hello", framed) == expected
+        assert conn.end_response() == expected_conn.end_response() == b""
+        assert conn.keep_alive == expected_conn.keep_alive
+    common = data == GET11 and keep_alive
+    assert (framed.data == expected) is common
+    if common:
+        assert date_line.line in expected and b"connection" not in expected
+
+
+def test_start_again_makes_the_answer_again_for_a_new_date_head_or_server(
+    date_line: Any,
+) -> None:
+    from colonnade.http import h1
+
+    prepared = h1.PreparedHead(200, [], None, 5)
+    framed = h1.Framed()
+    conn, head = request(GET11 * 4)
+    first = conn.start_again(head, prepared, True, b"hello", framed)
+    assert date_line.line in first
+    # The next second: its Date line, not the one kept.
+    date_line.line = b"date: Sat, 01 Jan 2000 00:00:01 GMT\r\n"
+    second = conn.start_again(head, prepared, True, b"hello", framed)
+    assert second == first.replace(b"00:00:00", b"00:00:01")
+    # A stale line (the clock went past it) is made afresh, and so is the answer.
+    date_line.next = 0.0
+    third = conn.start_again(head, prepared, True, b"hello", framed)
+    assert b"2000" not in third and DATE.search(third)
+    assert DATE.sub(b"", third) == DATE.sub(b"", first)
+    # Another head (an entry's new Age) or Server line: made from them.
+    aged = h1.PreparedHead(200, [(b"age", b"1")], None, 5)
+    assert b"age: 1\r\n" in conn.start_again(head, aged, True, b"hello", framed)
+    other, head = request(GET11, server=b"other")
+    assert b"server: other\r\n" in other.start_again(head, aged, True, b"hello", framed)
+
+
+def test_start_again_closes_at_the_connections_last_response(date_line: Any) -> None:
+    # A request limit's last answer says close, framed answer kept or not.
+    from colonnade.http import h1
+
+    prepared = h1.PreparedHead(200, [], None, 5)
+    framed = h1.Framed()
+    conn, head = request(GET11)
+    conn.start_again(head, prepared, True, b"hello", framed)
+    conn, head = request(GET11)
+    conn._final = 1
+    assert b"connection: close\r\n" in conn.start_again(head, prepared, True, b"hello", framed)
+    assert not conn.keep_alive

@@ -478,6 +478,24 @@ class PreparedHead:
         )
 
 
+class Framed:
+    """A whole answer sent again and again (a response cache entry's,
+    :meth:`HTTP1Connection.start_again`), framed for the common case (an HTTP/1.1
+    GET kept alive) and kept while the Date line it carries is the current one: a
+    hit within that second is the same bytes, so they are joined once per second
+    and entry rather than per response. ``prepared`` and ``server`` say what else
+    they were made from (an entry's head made again for a new Age; another Server
+    line): either changed, they are made again."""
+
+    __slots__ = ("data", "date", "prepared", "server")
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.date: bytes | None = None
+        self.prepared: PreparedHead | None = None
+        self.server = b""
+
+
 # -- prepared heads for the response shapes that recur ---------------------------------
 # An application answers with the same status and header list over and over but for
 # the length (a framework's JSON or text response: its type, and a Content-Length
@@ -1437,6 +1455,60 @@ class HTTP1Connection:
         behind the head, joined with it once (as :meth:`body` would frame it)."""
         # Positional (as the transport calls it): interpreted, a call with keywords
         # matches each name against the parameters.
+        return self.start_response(
+            head, prepared.status, _NO_HEADERS, None, prepared.length, keep_alive, body, prepared
+        )
+
+    def start_again(
+        self,
+        head: RequestHead,
+        prepared: PreparedHead,
+        keep_alive: bool,
+        body: bytes,
+        framed: Framed,
+    ) -> bytes:
+        """:meth:`start_prepared` with ``body`` (the whole body of the answer), for an
+        answer sent again and again: the common answer (an HTTP/1.1 GET of a sized
+        body, kept alive) is taken from ``framed`` while it was made in the Date
+        line's current second from the same head and Server line, else made and
+        kept there; any other answer is made as :meth:`start_prepared` makes it."""
+        length = prepared.length
+        if (
+            keep_alive
+            and head.keep_alive
+            and head.method == b"GET"
+            and head.version == b"1.1"
+            and prepared.plain
+            and length is not None
+            and length == len(body)  # an int compare, narrowed (not a generic ==)
+            and not head.expect_continue
+        ):
+            responses = self._responses + 1
+            if responses < self._final:
+                date = _DATE
+                server = self._server_line
+                if (
+                    framed.date is date.line
+                    and framed.prepared is prepared
+                    and framed.server is server
+                    and _now() < date.next
+                ):
+                    # What the common answer of start_response sets, to the letter.
+                    self._responses = responses
+                    self._continued = False
+                    self._close = False
+                    self._chunked = False
+                    self._no_body = False
+                    self._left = 0
+                    return framed.data
+                data = self.start_response(
+                    head, prepared.status, _NO_HEADERS, None, length, True, body, prepared
+                )
+                framed.data = data
+                framed.date = date.line  # the line data carries (made fresh if stale)
+                framed.prepared = prepared
+                framed.server = server
+                return data
         return self.start_response(
             head, prepared.status, _NO_HEADERS, None, prepared.length, keep_alive, body, prepared
         )

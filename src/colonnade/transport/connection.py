@@ -52,7 +52,15 @@ from colonnade.core.urlpath import decode_path
 from colonnade.errors import ClientDisconnectedError, HttpError
 from colonnade.http import Body as BodyEvent
 from colonnade.http import EndOfMessage, HTTP1Connection, Preface, ProtocolError, RequestHead
-from colonnade.transport.respcache import Entry, Key, Record, ResponseCache, request_key
+from colonnade.transport.respcache import (
+    FRAMED_MAX,
+    Entry,
+    Key,
+    Record,
+    ResponseCache,
+    request_encoding,
+    request_key,
+)
 
 if TYPE_CHECKING:
     from colonnade.config.schema import Limits, Timeouts
@@ -84,8 +92,9 @@ _COPY_CHUNK: Final = 256 * 1024
 _CORK_FROM: Final = 1024 * 1024
 # A body from memory larger than this leaves with its head in one writev, not
 # copied behind it first (a copy of a 100 KiB file per response costs more than
-# the second iovec; for a small one the copy is the cheaper).
-_GATHER_FROM: Final = 16 * 1024
+# the second iovec; for a small one the copy is the cheaper). The response cache
+# keeps such a joined answer per entry (respcache.FRAMED_MAX, the same bound).
+_GATHER_FROM: Final = FRAMED_MAX
 
 # The transport's write high-water mark: 0, so a response's write waits (drain)
 # whenever the kernel did not take all of it, until the transport has handed
@@ -1057,9 +1066,9 @@ class HttpConnection(asyncio.Protocol):
         self._rate_due: float | None = None
         self.sending_file = False  # a sendfile is under way: bytes are queued for the client
         self.too_slow = False  # cut for a body below the minimum rate: linger briefly
-        # The response cache's entry of this connection's last hit, its key and cache.
+        # The response cache's entry of this connection's last hit (it holds its
+        # key), and its cache.
         self._memo: Entry | None = None
-        self._memo_key: Key | None = None
         self._memo_cache: ResponseCache | None = None
         # The last request path and Host decoded (see _on_head). Bytes from the
         # start (a typed compare): no target is a NUL, and b"" is the empty Host.
@@ -1323,31 +1332,42 @@ class HttpConnection(asyncio.Protocol):
         record = None
         cache = live.respcache
         if cache is not None and body is None and router is None:
-            key = request_key(head, self._scheme, self.server[1] if self.server else 0)
-            if key is not None:
+            encoding = request_encoding(head)
+            if encoding is not None:
+                key: Key | None = None
                 # Not while the client has yet to read an earlier answer: the request
                 # then queues (see _answer), so a client that pipelines requests and
                 # reads nothing holds one response in memory, not one per request.
                 if not self.answering and not self.queue and not self._backlog():
                     # A client asks for the same few things again and again: the
-                    # entry of its last hit, still stored and for the same key,
-                    # costs compares of bytes it shares, not the hash of a new key.
+                    # entry of its last hit, still stored and for the same request,
+                    # costs compares of bytes, not a new key and its hash.
                     memo = self._memo
+                    entry: Entry | None
                     if (
                         memo is not None
                         and memo.live
                         and self._memo_cache is cache
-                        and key == self._memo_key
+                        and memo.answers(head, encoding)
                     ):
-                        entry = cache.hit(key, memo)
+                        key = memo.key
+                        entry = memo
                     else:
-                        entry = cache.lookup(key)
+                        key = request_key(head, self._scheme, self.server, encoding)
+                        entry = cache.entries.get(key)
                     if entry is not None:
-                        self._memo = entry
-                        self._memo_key = key
-                        self._memo_cache = cache
-                        self._answer_cached(head, request, entry)
-                        return
+                        # The hit's context first: its start is the clock reading
+                        # the entry's expiry is checked against (an expired entry,
+                        # once per entry and lifetime, wastes the two objects).
+                        exchange = Exchange(self, head, request, None)
+                        ctx = Context(request, entry.app, exchange, None, entry.sections)
+                        if cache.hit(key, entry, ctx.started):
+                            self._memo = entry
+                            self._memo_cache = cache
+                            self._answer_cached(head, exchange, ctx, entry)
+                            return
+                if key is None:
+                    key = request_key(head, self._scheme, self.server, encoding)
                 record = Record(cache, key)
         exchange = Exchange(self, head, request, body)
         exchange.record = record
@@ -1642,12 +1662,14 @@ class HttpConnection(asyncio.Protocol):
         if record is not None and record.cache is self._live.respcache:
             record.cache.offer(record, ctx)
 
-    def _answer_cached(self, head: RequestHead, request: Request, entry: Entry) -> None:
-        """Answer from the response cache (see ``transport/respcache.py``): the stored
-        answer through the same writer as the pipeline's, then the access log hooks
-        and the site's counters; no task, no walk, no request monitor entry."""
-        exchange = Exchange(self, head, request, None)
-        ctx = Context(request, entry.app, exchange, None)
+    def _answer_cached(
+        self, head: RequestHead, exchange: Exchange, ctx: Context, entry: Entry
+    ) -> None:
+        """Answer from the response cache (see ``transport/respcache.py``) the
+        request of ``exchange`` (``ctx``: its context, made on the entry's
+        application and sections): the stored answer through the same writer as
+        the pipeline's, then the access log hooks and the site's counters; no task,
+        no walk, no request monitor entry."""
         ctx.user = entry.user
         # As send_all or start/write/end would frame it, the head checked once.
         h1 = self.h1
@@ -1659,8 +1681,9 @@ class HttpConnection(asyncio.Protocol):
             exchange.bytes_sent = len(data) + len(body)
             self.write_two(data, body)
         else:
-            # Head and body joined once (a HEAD request's head alone).
-            data = h1.start_prepared(head, entry.prepared, keep_alive, body)
+            # Head and body joined once per second and entry (Entry.framed; a HEAD
+            # request's head alone, made each time).
+            data = h1.start_again(head, entry.prepared, keep_alive, body, entry.framed)
             exchange.bytes_sent = len(data)
             self.write(data)
         tail = h1.end_response()  # b"" for a sized body, as every stored one is
@@ -1672,8 +1695,9 @@ class HttpConnection(asyncio.Protocol):
         response.headers = entry.headers
         for log in entry.log:
             log(ctx)
-        if entry.counting:
-            entry.app.metrics.done(ctx)
+        metrics = entry.metrics
+        if metrics is not None:
+            metrics.done(ctx)
         self._finish(exchange)  # never queued: nothing to take off the queue
 
     def _done(self, exchange: Exchange) -> None:

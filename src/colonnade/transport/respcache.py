@@ -48,10 +48,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from colonnade.http import RequestHead
-from colonnade.http.h1 import PreparedHead
+from colonnade.http.h1 import Framed, PreparedHead
 
 if TYPE_CHECKING:
     from colonnade.core.context import Context
@@ -87,6 +87,15 @@ STATIC: Final = "handler.static"
 #: Bookkeeping bytes charged per entry besides its body and headers.
 ENTRY_OVERHEAD: Final = 256
 
+#: The largest body a hit sends joined with its head in one write (a larger one
+#: goes out by writev, head and body apart): the entry then keeps that joined
+#: answer too, for the second its Date line names (``Entry.framed``).
+FRAMED_MAX: Final = 16 * 1024
+
+#: What a framed answer holds besides the body and the stored head's lines (the
+#: Content-Length, Date and Server lines and the blank line), about.
+FRAMING: Final = 160
+
 #: ``(method, scheme, port, Host, target, Accept-Encoding, version)``: the version,
 #: since an answer may differ for HTTP/1.0 (compression leaves those clients alone by
 #: default). A plain tuple type: a fixed-shape one is, compiled, a C struct, unboxed
@@ -99,8 +108,9 @@ Rule = Callable[
 ]
 
 
-def request_key(head: RequestHead, scheme: str, port: int) -> Key | None:
-    """The cache key of a request, or None when it must take the pipeline."""
+def request_encoding(head: RequestHead) -> bytes | None:
+    """The Accept-Encoding of a request the cache may answer (b"": none; several
+    fields joined by commas), or None when it must take the pipeline."""
     method = head.method
     if (method != b"GET" and method != b"HEAD") or head.chunked or head.content_length:
         return None
@@ -110,7 +120,16 @@ def request_key(head: RequestHead, scheme: str, port: int) -> Key | None:
             return None
         if name == b"accept-encoding":
             encoding = value if not encoding else encoding + b"," + value
-    return (method, scheme, port, head.host, head.target, encoding, head.version)
+    return encoding
+
+
+def request_key(
+    head: RequestHead, scheme: str, server: tuple[str, int] | None, encoding: bytes
+) -> Key:
+    """The cache key of a request on a connection to ``server`` (its address), whose
+    :func:`request_encoding` is ``encoding``."""
+    port = server[1] if server else 0
+    return (head.method, scheme, port, head.host, head.target, encoding, head.version)
 
 
 class Record:
@@ -190,19 +209,34 @@ class Entry:
         "app",
         "body",
         "cost",
-        "counting",
+        "encoding",
         "expires",
+        "framed",
         "grant",
         "headers",
+        "host",
+        "key",
         "length",
         "live",
         "log",
+        "method",
+        "metrics",
         "prepared",
         "reason",
+        "sections",
+        "target",
         "user",
+        "version",
     )
 
     def __init__(self, record: Record, ctx: Context, log: tuple[Any, ...], lifetime: float) -> None:
+        key = self.key = record.key
+        #: The key's request fields, typed: what :meth:`answers` compares.
+        self.method = cast(bytes, key[0])
+        self.host = cast(bytes, key[3])
+        self.target = cast(bytes, key[4])
+        self.encoding = cast(bytes, key[5])
+        self.version = cast(bytes, key[6])
         grant = ctx.cache_grant
         #: A module's leave (None: the engine's own rule): revoked, the entry goes.
         self.grant = grant
@@ -224,12 +258,37 @@ class Entry:
             self.prepared = PreparedHead(record.status, headers, record.reason, record.length)
         self.app = ctx.app
         self.user = ctx.user
+        #: The path's effective configuration, the same for every hit of the key.
+        self.sections = ctx.sections
         self.log = log
-        self.counting = record.cache.engine.counting
+        #: The site's counters (an application's for its life; None: not counting).
+        self.metrics = ctx.app.metrics if record.cache.engine.counting else None
         self.expires = _monotonic() + lifetime
         #: Stored in the cache and not dropped since (a connection's memo checks it).
         self.live = False
-        self.cost = len(self.body) + sum(len(n) + len(v) for n, v in self.headers) + ENTRY_OVERHEAD
+        #: The whole answer to a GET, framed, for the current Date second
+        #: (``h1.start_again``): a body up to ``FRAMED_MAX`` is sent joined with its
+        #: head, and that copy is charged here too.
+        self.framed = Framed()
+        framed = 0
+        if record.key[0] == b"GET" and len(self.body) <= FRAMED_MAX:
+            framed = len(self.body) + len(self.prepared.lines) + FRAMING
+        self.cost = (
+            len(self.body) + framed + sum(len(n) + len(v) for n, v in self.headers) + ENTRY_OVERHEAD
+        )
+
+    def answers(self, head: RequestHead, encoding: bytes) -> bool:
+        """Whether ``head``, whose :func:`request_encoding` is ``encoding``, has this
+        entry's key on the connection this entry last answered (whose scheme and
+        port the key holds): the fields that vary, compared as bytes (the target
+        first, the likeliest to differ), with no key made."""
+        return (
+            head.target == self.target
+            and head.host == self.host
+            and head.method == self.method
+            and encoding == self.encoding
+            and head.version == self.version
+        )
 
     def aged(self, since: float) -> None:
         """Keep the prepared head's last header, ``Age``, the seconds since ``since``
@@ -260,31 +319,26 @@ class ResponseCache:
         self.hits = 0
         self.stored = 0
 
-    def lookup(self, key: Key) -> Entry | None:
-        """The live entry for ``key``, or None (an expired one is dropped)."""
-        entry = self.entries.get(key)
-        if entry is None:
-            return None
-        return self.hit(key, entry)
-
-    def hit(self, key: Key, entry: Entry) -> Entry | None:
-        """``entry``, found for ``key`` (by :meth:`lookup`, or remembered by a
-        connection for the same key: then it must still be ``live``), if it has not
-        expired; None otherwise (an expired one is dropped)."""
-        if _monotonic() >= entry.expires:
+    def hit(self, key: Key, entry: Entry, now: float) -> bool:
+        """Whether ``entry``, found for ``key`` (in ``entries``, or remembered by a
+        connection for the same key: then it must still be ``live``), answers the
+        request: not expired at ``now`` (``time.monotonic()``: the hit's
+        ``Context.started``, one clock read for both) nor revoked. An entry that
+        does not is dropped."""
+        if now >= entry.expires:
             self.drop(key)
-            return None
+            return False
         grant = entry.grant
         if grant is not None:
             if grant.revoked:
                 self.drop(key)
-                return None
+                return False
             grant.hits += 1
             since = grant.age_since
             if since is not None:
                 entry.aged(since)
         self.hits += 1
-        return entry
+        return True
 
     def drop(self, key: Key) -> None:
         """Forget the entry of ``key`` (if any)."""
