@@ -104,7 +104,13 @@ class LiveServer:
     def begin_stop(self) -> None:
         """Begin a graceful stop, without waiting for its end."""
         if self.stop_event is not None and self.thread.is_alive():
-            self.loop.call_soon_threadsafe(self.stop_event.set)
+            try:
+                self.loop.call_soon_threadsafe(self.stop_event.set)
+            except RuntimeError:
+                # Stopped meanwhile (an earlier begin_stop): the thread closed its
+                # loop and is about to end.
+                if not self.loop.is_closed():
+                    raise
 
     def stop(self) -> None:
         self.begin_stop()

@@ -250,21 +250,36 @@ def test_a_large_file_changed_between_requests_is_described_anew(tmp_path: Path)
         assert replaced.headers["etag"] != grown.headers["etag"]
 
 
+def _big_file_logged(tmp_path: Path) -> tuple[dict[str, object], Path]:
+    """A site serving a 10 MiB www/big.bin by sendfile, its access log unbuffered:
+    (its configuration, the log's path)."""
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "big.bin").write_bytes(os.urandom(BIG))
+    log = tmp_path / "access.log"
+    config: dict[str, object] = {
+        "server": {"modules": ["handler.static", "log.http"]},
+        "sites": [{"name": "main", "bindings": ["http://127.0.0.1:1"], "root": "www"}],
+        "http_logging": {"target": str(log), "buffer_size": 0},
+    }
+    return config, log
+
+
+def _win32_statuses(log: Path, needle: str) -> list[str]:
+    """The sc-win32-status of each access log line holding ``needle``."""
+    text = log.read_text().splitlines()
+    fields = next(ln for ln in text if ln.startswith("#Fields:")).split()
+    win32 = fields.index("sc-win32-status") - 1
+    return [line.split()[win32] for line in text if needle in line]
+
+
 def test_a_client_leaving_mid_file_is_logged_as_gone_not_as_an_error(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # A download cut short is the client's doing: no error line with a traceback
     # (nginx logs it at info level; IIS only in the access log, Win32 status 64),
     # and the server keeps serving.
-    www = tmp_path / "www"
-    www.mkdir()
-    (www / "big.bin").write_bytes(os.urandom(BIG))
-    log = tmp_path / "access.log"
-    config = {
-        "server": {"modules": ["handler.static", "log.http"]},
-        "sites": [{"name": "main", "bindings": ["http://127.0.0.1:1"], "root": "www"}],
-        "http_logging": {"target": str(log), "buffer_size": 0},
-    }
+    config, log = _big_file_logged(tmp_path)
     with caplog.at_level(logging.DEBUG), LiveServer(config, tmp_path).start() as server:
         # A small receive window from the start: the server cannot have pushed the
         # whole file into the kernel's buffers before the client leaves.
@@ -279,14 +294,46 @@ def test_a_client_leaving_mid_file_is_logged_as_gone_not_as_an_error(
             "the cut-short request logged",
         )
         assert once(server, "/big.bin").headers["content-length"] == str(BIG)
-    lines = [line for line in log.read_text().splitlines() if " /big.bin " in line]
-    fields = next(ln for ln in log.read_text().splitlines() if ln.startswith("#Fields:")).split()
-    win32 = fields.index("sc-win32-status") - 1
-    assert [line.split()[win32] for line in lines] == ["64", "0"]
+    assert _win32_statuses(log, " /big.bin ") == ["64", "0"]
     errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert errors == [], [r.getMessage() for r in errors]
     gone = [r for r in caplog.records if "the client" in r.getMessage()]
     assert gone and all(r.levelno == logging.DEBUG and r.exc_info is None for r in gone)
+
+
+def test_a_connection_lost_first_mid_file_still_ends_and_logs_the_request(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The test above on a loaded machine, made certain: the transport learns of the
+    # loss (its read meets the client's reset) before the file's writer does. The
+    # request must still end as a client's leaving, logged (Win32 status 64), not be
+    # cancelled past its LogRequest stage with no line at all.
+    config, log = _big_file_logged(tmp_path)
+
+    def lose(state: object) -> int:
+        lost = 0
+        for conn in list(state.connections):  # type: ignore[attr-defined]
+            if conn.sending_file is not None:
+                conn.transport.abort()  # connection_lost, at the loop's next turn
+                lost += 1
+        return lost
+
+    with caplog.at_level(logging.DEBUG), LiveServer(config, tmp_path).start() as server:
+        with Conn(server.port, timeout=30, rcvbuf=4096) as conn:
+            conn.send(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            assert conn.sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+            wait_for(lambda: server.look(_sending)[1], PATIENCE, "the sendfile waiting")
+            assert server.look(lose) == 1
+            wait_for(
+                lambda: log.exists() and " /big.bin " in log.read_text(),
+                PATIENCE,
+                "the request logged",
+            )
+        assert server.look(lambda state: len(state.connections)) == 0  # type: ignore[attr-defined]
+        assert once(server, "/big.bin", method="HEAD").status == 200
+    assert _win32_statuses(log, " /big.bin ") == ["64", "0"]
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert errors == [], [r.getMessage() for r in errors]
 
 
 def test_uncorking_a_connection_reset_meanwhile_is_quiet() -> None:
@@ -361,7 +408,7 @@ def _sending(state: object) -> tuple[int, bool]:
     for conn in state.connections:  # type: ignore[attr-defined]
         if conn.transport is not None:
             held += conn.transport.get_write_buffer_size()
-        sending = sending or conn.sending_file
+        sending = sending or conn.sending_file is not None
     return held, sending
 
 
