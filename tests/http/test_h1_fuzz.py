@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.builds import take_path
 
 from colonnade.http import (
     Body,
@@ -21,6 +22,7 @@ from colonnade.http import (
     Preface,
     ProtocolError,
     RequestHead,
+    h1,
 )
 
 VALID = [
@@ -127,6 +129,16 @@ def test_responses_never_raise_for_parsed_heads(data: bytes) -> None:
     answer_each(conn, conn.feed(data))
 
 
+def fed_in_pieces(conn: HTTP1Connection, stream: bytes, cuts: list[int]) -> list[Event]:
+    """The events of ``stream`` fed to ``conn`` in pieces, cut where ``cuts`` say."""
+    events: list[Event] = []
+    start = 0
+    for cut in sorted(min(cut, len(stream)) for cut in cuts):
+        events += conn.feed(stream[start:cut])
+        start = cut
+    return events + conn.feed(stream[start:])
+
+
 # Requests whose method is a placeholder; framed every way the parser distinguishes.
 TEMPLATES = [
     b"{} /a HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -156,12 +168,7 @@ def test_unknown_methods_parse_like_known_ones(
     stream = b"".join(template.replace(b"{}", method) for template, method in picks)
     known = b"".join(template.replace(b"{}", b"PUT") for template, _ in picks)
     conn = HTTP1Connection()
-    events: list[Event] = []
-    start = 0
-    for cut in sorted(min(cut, len(stream)) for cut in cuts):
-        events += conn.feed(stream[start:cut])
-        start = cut
-    events += conn.feed(stream[start:]) + conn.feed_eof()
+    events = fed_in_pieces(conn, stream, cuts) + conn.feed_eof()
     expected = merged(HTTP1Connection().feed(known))
     heads = [e for e in expected if isinstance(e, RequestHead)]
     assert len(heads) == len(picks)
@@ -179,3 +186,131 @@ def test_a_broken_preface_is_handed_to_http2_whole() -> None:
         events = conn.feed(data[:split]) + conn.feed(data[split:]) + conn.feed_eof()
         assert events == [Preface()]
         check_well_formed(events)
+
+
+# -- keep-alive: the connection's verdict is llhttp's, close winning ------------------
+#
+# An HTTP/1.1 head with no Connection (or Proxy-Connection) field is kept alive without
+# asking llhttp (HTTP1Connection._on_headers_complete); every other head asks it, and
+# a "close" option closes an HTTP/1.0 head too (RFC 9112 9.3), which llhttp keeps
+# alive where it lists "keep-alive". The verdict must be that, whatever the field
+# names' case, their values' tokens, how often they come, the version, what came
+# before on the connection and how the feeds are split.
+
+CONNECTION_NAMES = [
+    b"Connection",
+    b"connection",
+    b"CONNECTION",
+    b"cOnNeCtIoN",
+    b"Proxy-Connection",
+    b"PROXY-CONNECTION",
+    b"Connectionx",
+    b"X-Connection",
+    b"Keep-Alive",
+]
+CONNECTION_TOKENS = [
+    b"close",
+    b"Close",
+    b"CLOSE",
+    b"keep-alive",
+    b"Keep-Alive",
+    b"upgrade",
+    b"TE",
+    b"closed",
+    b"clos",
+    b"x-close",
+    b"keepalive",
+    b"",
+]
+connection_values = st.lists(st.sampled_from(CONNECTION_TOKENS), max_size=3).flatmap(
+    lambda tokens: st.sampled_from([b",", b", ", b" ,", b",\t"]).map(lambda sep: sep.join(tokens))
+)
+connection_fields = st.lists(
+    st.tuples(
+        st.sampled_from(CONNECTION_NAMES),
+        st.sampled_from([b":", b": ", b":\t", b":  "]),
+        connection_values,
+        st.sampled_from([b"", b" ", b"\t"]),
+    ),
+    max_size=3,
+)
+
+
+@st.composite
+def keep_alive_heads(draw: st.DrawFn) -> bytes:
+    method = draw(st.sampled_from([b"GET", b"POST", b"HEAD", b"FROB"]))
+    version = draw(st.sampled_from([b"1.1", b"1.1", b"1.0"]))
+    fields = [(b"Host", b": ", b"x", b""), *draw(connection_fields)]
+    fields = draw(st.permutations(fields))
+    lines = [name + colon + value + trail for name, colon, value, trail in fields]
+    return b"\r\n".join([method + b" /k HTTP/" + version, *lines]) + b"\r\n\r\n"
+
+
+def expected_keep_alive(head: bytes) -> bool:
+    """What a parser of its own says of ``head`` alone, unless a field lists "close"."""
+    import httptools
+
+    verdict: list[bool] = []
+
+    class Heads:
+        def on_headers_complete(self) -> None:
+            verdict.append(parser.should_keep_alive())
+
+    # An unknown method would stop llhttp: ask it with one it knows.
+    parser = httptools.HttpRequestParser(Heads())
+    parser.feed_data(b"GET" + head[head.index(b" ") :])
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        options = [option.strip(b" \t").lower() for option in value.split(b",")]
+        if name.lower() in (b"connection", b"proxy-connection") and b"close" in options:
+            return False
+    return verdict[0]
+
+
+@FUZZ
+@given(
+    heads=st.lists(keep_alive_heads(), min_size=1, max_size=4),
+    cuts=st.lists(st.integers(0, 1000), max_size=3),
+)
+def test_keep_alive_is_llhttps_answer_close_winning(heads: list[bytes], cuts: list[int]) -> None:
+    stream = b"".join(heads)
+    conn = HTTP1Connection()
+    events = fed_in_pieces(conn, stream, cuts)
+    got = [e.keep_alive for e in events if isinstance(e, RequestHead)]
+    expected = [expected_keep_alive(head) for head in heads]
+    # Nothing is read after a request that closes (RFC 9112 9.6).
+    closed = expected.index(False) + 1 if False in expected else len(expected)
+    assert not [e for e in events if isinstance(e, ProtocolError)]
+    assert got == expected[:closed]
+
+
+def parse_and_answer(stream: bytes, cuts: list[int]) -> tuple[list[Event], list[bytes]]:
+    """Events of ``stream`` fed in pieces, and each request's answer (Date left out)."""
+    conn = HTTP1Connection()
+    events = fed_in_pieces(conn, stream, cuts) + conn.feed_eof()
+    answers = []
+    for event in events:
+        if isinstance(event, RequestHead):
+            out = conn.start_response(event, 200, [(b"content-length", b"1")], None, None, True)
+            answers.append(out.split(b"date: ")[0] + conn.body(b"x") + conn.end_response())
+            answers.append(b"kept" if conn.keep_alive else b"closed")
+    return merged(events), answers
+
+
+@pytest.mark.skipif(h1._COMPILED, reason="the compiled build takes its own path only")
+@FUZZ
+@given(
+    streams=st.lists(keep_alive_heads() | requests, min_size=1, max_size=4),
+    cuts=st.lists(st.integers(0, 1000), max_size=3),
+)
+def test_the_compiled_builds_path_parses_as_the_pure_one(
+    streams: list[bytes], cuts: list[int]
+) -> None:
+    # h1 takes other paths where it is compiled (_COMPILED: startswith for the
+    # request line's prefix tests, a loop for Content-Length, RequestHead's own
+    # constructor): here both, in the pure suite, on the same feeds.
+    stream = b"".join(streams)
+    with pytest.MonkeyPatch.context() as patch:
+        take_path(h1, True, patch)
+        compiled = parse_and_answer(stream, cuts)
+    assert parse_and_answer(stream, cuts) == compiled

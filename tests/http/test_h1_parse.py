@@ -143,6 +143,35 @@ CASES: list[tuple[str, bytes, list[Event]]] = [
         ],
     ),
     (
+        # RFC 9112 9.3: "close" wins, HTTP/1.0's "keep-alive" beside it or not
+        # (llhttp reads only keep-alive in an HTTP/1.0 head)
+        "http10-keep-alive-and-close",
+        b"GET / HTTP/1.0\r\nConnection: Keep-Alive, close\r\n\r\n",
+        [
+            head(
+                version=b"1.0",
+                headers=[(b"connection", b"Keep-Alive, close")],
+                host=b"",
+                keep_alive=False,
+            ),
+            END,
+        ],
+    ),
+    (
+        # ... in two fields too; and nothing after it is read (RFC 9112 9.6)
+        "http10-close-in-a-second-field-then-pipelined",
+        b"GET / HTTP/1.0\r\nConnection: keep-alive\r\nproxy-connection: CLOSE\r\n\r\n" + GET,
+        [
+            head(
+                version=b"1.0",
+                headers=[(b"connection", b"keep-alive"), (b"proxy-connection", b"CLOSE")],
+                host=b"",
+                keep_alive=False,
+            ),
+            END,
+        ],
+    ),
+    (
         "pipelined",
         GET + b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n" + GET,
         [head(), END, head(b"/2"), END, head(), END],

@@ -523,6 +523,18 @@ _NO_HEADERS: Final[Headers] = []
 _DECLARED: Final[dict[bytes, int]] = {}
 
 
+def _lists_close(headers: Headers) -> bool:
+    """Whether a Connection field (or Proxy-Connection, which llhttp reads as one)
+    lists the "close" option (RFC 9112 9.6): asked of an HTTP/1.0 head that llhttp
+    keeps alive, which reads only "keep-alive" there (RFC 9112 9.3: close wins)."""
+    for name, value in headers:
+        if name == b"connection" or name == b"proxy-connection":
+            for option in value.split(b","):
+                if option.strip(b" \t").lower() == b"close":
+                    return True
+    return False
+
+
 def _content_length(value: bytes) -> int:
     """A Content-Length value's number; ValueError unless it is 1*DIGIT (RFC 9110
     8.6: no sign, space, underscore, CR or LF, all of which ``int()`` takes). Compiled,
@@ -1074,6 +1086,10 @@ class HTTP1Connection:
     # -- llhttp callbacks (hot path: keep them lean) -----------------------------------
 
     def _on_message_begin(self) -> None:
+        if self._state == _CLOSED:
+            # After a request that closes where llhttp would have gone on (see
+            # _lists_close): nothing more is read (RFC 9112 9.6; _parser_error).
+            raise _RejectError("after a request that closes")
         self._state = _HEAD
         self._stall = 0
         self._headers = []
@@ -1225,6 +1241,10 @@ class HTTP1Connection:
         else:
             self._connection_field = False
             keep_alive = parser.should_keep_alive()
+            if keep_alive and version == b"1.0" and _lists_close(headers):
+                # llhttp reads only "keep-alive" in an HTTP/1.0 head; RFC 9112 9.3:
+                # "close" wins (_on_message_begin then stops llhttp after it).
+                keep_alive = False
         if _COMPILED:
             head = RequestHead(
                 method,
