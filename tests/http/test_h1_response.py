@@ -559,3 +559,45 @@ def test_start_again_closes_at_the_connections_last_response(date_line: Any) -> 
     conn._final = 1
     assert b"connection: close\r\n" in conn.start_again(head, prepared, True, b"hello", framed)
     assert not conn.keep_alive
+
+
+EXPECT11 = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"
+
+
+@pytest.mark.parametrize("data", [GET11, GET10, GET10_KA, HEAD11, CLOSE11, EXPECT11])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [(b"content-type", b"text/plain")],
+        [(b"date", b"Mon, 07 Dec 2026 00:00:00 GMT"), (b"server", b"up"), (b"x", b"1")],
+        [(b"server", b"up")],
+        [(b"date", b"yesterday")],
+        [],
+    ],
+)
+@pytest.mark.parametrize(("status", "reason"), [(200, b"OK"), (299, b"Fine"), (404, None)])
+@pytest.mark.parametrize("keep_alive", [True, False])
+def test_a_checked_head_writes_what_its_fields_would(
+    data: bytes,
+    fields: list[tuple[bytes, bytes]],
+    status: int,
+    reason: bytes | None,
+    keep_alive: bool,
+) -> None:
+    # A head whose lines its maker formatted (the proxy's, from the upstream's
+    # bytes: CheckedHead) goes out as the same fields given as a list would, and
+    # leaves the connection in the same state.
+    from colonnade.http.h1 import CheckedHead, PreparedHead
+
+    names = {name for name, _ in fields}
+    lines = PreparedHead(status, fields, reason, None).lines
+    checked = CheckedHead(status, lines, b"date" not in names, b"server" not in names)
+    for length in (5, None):
+        listed, head = request(data)
+        by_list = listed.start_response(head, status, fields, reason, length, keep_alive, b"ab")
+        given, head = request(data)
+        by_lines = given.start_response(head, status, [], None, length, keep_alive, b"ab", checked)
+        assert DATE.sub(b"DATE", by_lines) == DATE.sub(b"DATE", by_list)
+        assert given.body(b"cde") == listed.body(b"cde")
+        assert given.end_response() == listed.end_response()
+        assert given.keep_alive == listed.keep_alive

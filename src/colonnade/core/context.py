@@ -20,7 +20,7 @@ from colonnade.core.compileopts import mypyc_attr
 from colonnade.core.httputil import method_not_allowed
 from colonnade.core.principal import Principal
 from colonnade.core.request import EMPTY_BODY, Headers, Request, is_local
-from colonnade.core.response import FileBody, Response
+from colonnade.core.response import FieldBlock, FileBody, Response
 from colonnade.core.session import SESSION, Session
 
 if TYPE_CHECKING:
@@ -86,8 +86,17 @@ class TransportWriter:
     def __init__(self) -> None:
         self.bytes_sent = 0
 
-    def send_all(self, status: int, reason: bytes | None, headers: Headers, body: bytes) -> None:
-        """Send a whole buffered response (the subclass's)."""
+    def send_all(
+        self,
+        status: int,
+        reason: bytes | None,
+        headers: Headers,
+        body: bytes,
+        block: FieldBlock | None = None,
+    ) -> None:
+        """Send a whole buffered response (the subclass's); ``block``: its head as
+        bytes already (see :class:`~colonnade.core.response.FieldBlock`), which
+        says what ``status``, ``reason`` and ``headers`` say."""
         raise NotImplementedError
 
 
@@ -560,7 +569,14 @@ class Context:
         if response.file is not None:
             return self._send_file(response.file)
         writer = self.writer
-        if COMPILED and isinstance(writer, TransportWriter):
+        block = response.block
+        if block is not None and isinstance(writer, TransportWriter) and block.holds(response):
+            # The head as bytes already (the proxy's), as it was made: no module
+            # changed it and no module wraps the writer.
+            writer.send_all(
+                response.status, response.reason, response.headers, response.body, block
+            )
+        elif COMPILED and isinstance(writer, TransportWriter):
             native: TransportWriter = writer  # compiled: a native call
             native.send_all(response.status, response.reason, response.headers, response.body)
         else:

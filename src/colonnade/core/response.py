@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from colonnade.core.markup import escape
 from colonnade.core.request import Headers
@@ -16,15 +16,78 @@ class FileBody(NamedTuple):
     length: int
 
 
+class FieldBlock:
+    """A response head a handler has as HTTP/1.1 bytes already (the proxy: the
+    upstream's, as it came): ``lines`` is the status line and the field lines the
+    HTTP/1 writer would make of ``status``, ``reason`` and the fields ``pairs``
+    (each ``name: value`` and CR LF, the name a token in lower case, the value not
+    empty and without CR, LF or NUL; no Content-Length, Transfer-Encoding or
+    Connection among them), ``date`` and ``server``: whether a Date, a Server is
+    among them.
+
+    A handler sets it as ``Response.block`` beside the same status, reason and
+    fields; the writer sends ``lines`` in place of formatting the head only while
+    :meth:`holds`: while the response's status, reason and header list are still
+    those (the same pair objects, in the same order). A module that changes any of
+    them, in place or by a new list, so has the head written from what it left,
+    as for any response; nothing that reads them misses a field. A handler may
+    keep one block and :meth:`fill` it for its next response (the proxy: one per
+    upstream connection): the response it was filled for before then no longer
+    holds it (its pairs are other objects).
+    """
+
+    __slots__ = ("date", "lines", "pairs", "reason", "server", "status")
+
+    def __init__(self) -> None:
+        # Empty until filled (a head of no status, which no response holds).
+        self.fill(0, None, (), b"", False, False)
+
+    def fill(
+        self,
+        status: int,
+        reason: bytes | None,
+        pairs: tuple[object, ...],
+        lines: bytes,
+        date: bool,
+        server: bool,
+    ) -> None:
+        """Make this the block of another head (see the class)."""
+        self.status = status
+        self.reason = reason
+        self.pairs = pairs
+        self.lines = lines
+        self.date = date
+        self.server = server
+
+    def holds(self, response: Response) -> bool:
+        """True while ``response`` has the status, reason and fields this block was
+        made of (each field the same object, in the same order)."""
+        if response.status != self.status or response.reason != self.reason:
+            return False
+        # Read as objects: compiled, a pair read as tuple[bytes, bytes] is unboxed
+        # into its two fields, and would be boxed anew (another object) to compare.
+        headers = cast("list[object]", response.headers)
+        pairs = self.pairs
+        size = len(pairs)
+        if len(headers) != size:
+            return False
+        for i in range(size):  # noqa: SIM110 (interpreted, all() of a generator costs more)
+            if headers[i] is not pairs[i]:
+                return False
+        return True
+
+
 class Response:
     """Status, headers and body; buffered until flushed.
 
     A handler sets ``status``, appends to ``headers`` (lower-case names) and either
     sets ``body`` or ``file``, or streams with ``Context.write``. ``substatus`` is
     IIS's refinement of the status (404.3 "no MIME type") and lands in the log.
+    ``block``: the head as bytes already, while it holds (see :class:`FieldBlock`).
     """
 
     __slots__ = (
+        "block",
         "body",
         "bytes_sent",
         "file",
@@ -43,6 +106,7 @@ class Response:
         self.substatus = 0
         self.reason: bytes | None = None
         self.headers: Headers = []
+        self.block: FieldBlock | None = None
         self.body = b""
         self.file: FileBody | None = None
         # The whole file ``body`` was read from (a static file answered from
@@ -106,6 +170,7 @@ class Response:
         self.substatus = 0
         self.reason = None
         self.headers = []
+        self.block = None
         self.body = b""
         self.file = None
         self.source = None

@@ -471,11 +471,39 @@ class PreparedHead:
         self.caller_close = caller_close
         self.add_date = add_date
         self.add_server = add_server
-        # What start_response's common answer needs of this part: a final status
-        # with a body, Date and Connection left to the connection.
-        self.plain = (
-            status >= 200 and status != 204 and status != 304 and add_date and not caller_close
-        )
+        self.plain = _plain(status, caller_close)
+
+
+def _plain(status: int, caller_close: bool) -> bool:
+    # What start_response's common answer needs of a head: a final status with a
+    # body, Connection left to the connection (a Date of the caller's own is kept).
+    return status >= 200 and status != 204 and status != 304 and not caller_close
+
+
+class CheckedHead(PreparedHead):
+    """A :class:`PreparedHead` whose maker checked and formatted the lines itself
+    (the proxy's answer, from the upstream's bytes): ``lines`` is the status line
+    and the field lines, each ``name: value`` and CR LF with the name a token in
+    lower case and the value not empty, without CR, LF or NUL, none of them a
+    Content-Length, Transfer-Encoding or Connection field: the bytes PreparedHead
+    would make of that status and those fields. ``add_date``, ``add_server``:
+    no Date, no Server among them. (A connection keeps one, refilled for each
+    such response: :meth:`HTTP1Connection.checked_head`.)"""
+
+    __slots__ = ()
+
+    def __init__(self, status: int, lines: bytes, add_date: bool, add_server: bool) -> None:
+        self.fill(status, lines, add_date, add_server)
+
+    def fill(self, status: int, lines: bytes, add_date: bool, add_server: bool) -> None:
+        """Make this the head of ``status`` and ``lines`` (see the class)."""
+        self.status = status
+        self.lines = lines
+        self.length = None
+        self.caller_close = False
+        self.add_date = add_date
+        self.add_server = add_server
+        self.plain = _plain(status, False)
 
 
 class Framed:
@@ -593,6 +621,7 @@ class HTTP1Connection:
         "__weakref__",
         "_body_left",
         "_carry",
+        "_checked",
         "_chunk_left",
         "_chunked",
         "_close",
@@ -688,6 +717,7 @@ class HTTP1Connection:
         self._left = -1
         self._close = False
         self._continued = False
+        self._checked: CheckedHead | None = None  # see checked_head
 
     # -- receiving ---------------------------------------------------------------------
 
@@ -1458,13 +1488,28 @@ class HTTP1Connection:
                         prepared.lines,
                         _LENGTH_LINES.get(length) or _length_line(length),
                         b"connection: close\r\n" if close else b"",
-                        date.line if _now() < date.next else _date_header(),
+                        (date.line if _now() < date.next else _date_header())
+                        if prepared.add_date
+                        else b"",
                         self._server_line if prepared.add_server else b"",
                         b"\r\n",
                         body,
                     )
                 )
         return self._start(head, prepared, length, keep_alive, body)
+
+    def checked_head(
+        self, status: int, lines: bytes, add_date: bool, add_server: bool
+    ) -> PreparedHead:
+        """The :class:`CheckedHead` of ``lines`` for :meth:`start_response`'s
+        ``prepared``, to be handed to it at once: the connection's one, refilled
+        (a response's own object, made and freed, costs more than filling it)."""
+        checked = self._checked
+        if checked is None:
+            checked = self._checked = CheckedHead(status, lines, add_date, add_server)
+        else:
+            checked.fill(status, lines, add_date, add_server)
+        return checked
 
     def start_prepared(
         self, head: RequestHead, prepared: PreparedHead, keep_alive: bool, body: bytes = b""

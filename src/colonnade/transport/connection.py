@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 from colonnade.core.context import Context, TransportWriter
 from colonnade.core.request import EMPTY_BODY, Headers, Request, TlsInfo, read_chunks
+from colonnade.core.response import FieldBlock
 from colonnade.core.taskwait import CANCELLED, DONE, PENDING, TaskWait, finished_future
 from colonnade.core.urlpath import decode_path
 from colonnade.errors import ClientDisconnectedError, HttpError
@@ -634,8 +635,16 @@ class Exchange(TransportWriter):
 
     # ResponseWriter -------------------------------------------------------------
 
-    def send_all(self, status: int, reason: bytes | None, headers: Headers, body: bytes) -> None:
-        """The whole response in one write."""
+    def send_all(
+        self,
+        status: int,
+        reason: bytes | None,
+        headers: Headers,
+        body: bytes,
+        block: FieldBlock | None = None,
+    ) -> None:
+        """The whole response in one write (``block``: its head as bytes already,
+        written as they are: see FieldBlock)."""
         conn = self.conn
         h1 = conn.h1
         record = self.record
@@ -657,6 +666,9 @@ class Exchange(TransportWriter):
             length,
             self._keep_alive(),
             body if small else b"",
+            None
+            if block is None
+            else h1.checked_head(status, block.lines, not block.date, not block.server),
         )
         framed = b"" if small else h1.body(body)  # b"" for a HEAD request too
         self.bytes_sent += len(data) + len(framed)

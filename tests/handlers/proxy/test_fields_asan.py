@@ -94,7 +94,9 @@ def test_the_c_field_loop_is_clean_under_the_sanitizers(tmp_path: Path) -> None:
         # pieces of its arenas, inside which ASan sees no boundary).
         PYTHONMALLOC="malloc",
         UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1",
-        PYTHONPATH=str(REPO),
+        # The repository for tests/, before what the caller's path holds (a
+        # worktree's src/ ahead of an editable install of another checkout).
+        PYTHONPATH=os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]),
     )
     result = subprocess.run(
         [sys.executable, "-c", DRIVER, str(module), "3000"],

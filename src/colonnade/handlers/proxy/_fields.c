@@ -11,9 +11,11 @@
  * header_lines(raw, start, size) answers exactly what the Python loop answers:
  * the list of (name in lower case, value without leading and trailing SP and
  * HTAB) of the field lines from ``start`` to the blank line that ends the head
- * (``raw[:size]`` ends with it), or None where the loop gives up (a name that
- * is no token, a CR, LF or NUL out of place), and the caller's slower check
- * then finds the line to blame.
+ * (``raw[:size]`` ends with it), and whether every line is already as the
+ * HTTP/1 writer would write that field (``name: value``: the name in lower
+ * case, one SP, a value not empty, nothing after it); or None where the loop
+ * gives up (a name that is no token, a CR, LF or NUL out of place), and the
+ * caller's slower check then finds the line to blame.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -109,7 +111,9 @@ bytes_and_two_sizes(const char *name, PyObject *const *args, Py_ssize_t nargs,
 PyDoc_STRVAR(header_lines_doc,
 "header_lines(raw, start, size, /)\n--\n\n"
 "The fields of the head raw[:size] (which ends with its blank line) whose first\n"
-"field line starts at start, as a list of (name in lower case, trimmed value);\n"
+"field line starts at start, as a list of (name in lower case, trimmed value),\n"
+"and whether every line is 'name: value' as the HTTP/1 writer writes it (the\n"
+"name in lower case, one SP, a value not empty, nothing after it): a pair;\n"
 "None where a line is not a valid field line (the caller finds which).");
 
 static PyObject *
@@ -134,6 +138,7 @@ header_lines(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t narg
         return NULL;
     }
     Py_ssize_t at = start;
+    int canonical = 1;
     unsigned char lowered[256];
     while (at < last) {
         /* The name: tchars up to the colon (a CR, no tchar, ends the search). */
@@ -180,6 +185,8 @@ header_lines(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t narg
         while (stop > first && (data[stop - 1] == ' ' || data[stop - 1] == '\t')) {
             stop--;
         }
+        canonical &= !upper && first == colon + 2 && data[colon + 1] == ' ' && stop == end
+                     && stop > first;
         Py_ssize_t name_size = colon - at;
         PyObject *name;
         if (!upper) {
@@ -229,7 +236,15 @@ header_lines(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t narg
         }
         at = end + 2;
     }
-    return headers;
+    PyObject *pair = PyTuple_New(2);
+    if (pair == NULL) {
+        goto fail;
+    }
+    PyTuple_SET_ITEM(pair, 0, headers);
+    PyObject *flag = canonical ? Py_True : Py_False;
+    Py_INCREF(flag);
+    PyTuple_SET_ITEM(pair, 1, flag);
+    return pair;
 
 give_up:
     Py_DECREF(headers);

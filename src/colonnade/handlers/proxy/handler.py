@@ -594,7 +594,12 @@ class _Exchange:
                 parsed = parser.whole(data)
                 if parsed is not None:
                     self._set_head(parsed.status, parsed.reason, parsed.plain, parsed.bare)
-                    self.response.body = data[parsed.end :]
+                    response = self.response
+                    response.body = data[parsed.end :]
+                    if self.set_cookie is None:
+                        # The head as its bytes came, where the writer would write
+                        # it so: written as they are, unless a module changes it.
+                        response.block = parsed.block(data, response.headers)
                     return _WHOLE
             return parser.feed(data)
         except wire.UpstreamProtocolError as exc:

@@ -22,9 +22,10 @@ body bytes pass through as slices of what was fed, never collected.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, cast
 
 from colonnade.core.httputil import TCHARS, has_token, is_field_value, is_token
+from colonnade.core.response import FieldBlock
 
 if TYPE_CHECKING:
     from mypy_extensions import i64
@@ -441,24 +442,38 @@ class _Parsed:
     ``length``: the Content-Length value (None: none), ``size`` its number once
     read (-1: not yet); ``bare``: ``headers`` without Content-Length (the same
     list when there is none); ``te``: a Transfer-Encoding was sent, ``chunked``
-    its last coding is."""
+    its last coding is. ``canonical``: the status line and every field line are
+    as the HTTP/1 writer would write them (``HTTP/1.1``, a reason; ``name:
+    value``, see _fields.c), at most one Content-Length among them, whose line
+    then begins at ``length_at`` (-1: none); ``date``, ``server``: a Date, a
+    Server field is among them."""
 
     __slots__ = (
+        "_block",
         "bare",
+        "canonical",
         "chunked",
+        "date",
         "end",
         "headers",
         "keep_alive",
         "length",
+        "length_at",
         "plain",
         "reason",
+        "server",
         "size",
         "status",
         "te",
     )
 
     def __init__(self) -> None:
+        self._block: FieldBlock | None = None  # see block
         self.end = 0
+        self.length_at = -1
+        self.date = False
+        self.server = False
+        self.canonical = False
         self.status = 0
         self.reason = b""
         self.headers: Headers = []
@@ -469,6 +484,34 @@ class _Parsed:
         self.te = False
         self.chunked = False
         self.size = -1
+
+    def block(self, data: bytes, fields: Headers) -> FieldBlock | None:
+        """The head, read from ``data``, as the HTTP/1 writer would write it
+        without its Content-Length (``fields``: its fields without it, the list a
+        response has), from ``data``'s own bytes: None unless they are written so
+        already (``canonical``) and no field is to be changed on the way back
+        (``plain``). The block is this record's one, filled again for the next head
+        (the response it was filled for before no longer holds it: FieldBlock)."""
+        if not self.canonical or not self.plain:
+            return None
+        cut = self.end - 2  # where the blank line begins
+        at = self.length_at
+        if at < 0:
+            lines = data[:cut]
+        else:
+            # The Content-Length line ("content-length: " value CR LF) cut out.
+            length = self.length
+            assert length is not None
+            after = at + 18 + len(length)
+            lines = data[:at] if after == cut else data[:at] + data[after:cut]
+        # The pairs as objects (compiled, a pair read as tuple[bytes, bytes] is
+        # unboxed, and boxed anew where it is compared by identity).
+        pairs: tuple[object, ...] = tuple(cast("list[object]", fields))
+        block = self._block
+        if block is None:
+            block = self._block = FieldBlock()
+        block.fill(self.status, self.reason, pairs, lines, self.date, self.server)
+        return block
 
 
 def _parse_head(raw: bytes, end: int = -1, into: _Parsed | None = None) -> _Parsed | Interim:
@@ -494,7 +537,7 @@ def _parse_head(raw: bytes, end: int = -1, into: _Parsed | None = None) -> _Pars
             clean = False
         eol += 1
     status, reason, http10 = _status_line(raw[:eol], not clean)
-    headers = _header_lines(raw, eol + 2, end)
+    headers, canonical = _header_lines(raw, eol + 2, end)
     if 100 <= status < 200 and status != 101:
         return Interim(status, headers)
     connection = b""
@@ -506,6 +549,11 @@ def _parse_head(raw: bytes, end: int = -1, into: _Parsed | None = None) -> _Pars
     plain = True
     changed = _CHANGED
     sizes = _CHANGED_SIZES
+    date = False
+    server = False
+    # Where each line begins, were every line written "name: value" (canonical).
+    pos: i64 = eol + 2
+    length_at: i64 = -1
     for i, (name, value) in enumerate(headers):
         size = len(name)
         if size == 14 and name == b"content-length":
@@ -515,6 +563,11 @@ def _parse_head(raw: bytes, end: int = -1, into: _Parsed | None = None) -> _Pars
             lengths += 1
             if at < 0:
                 at = i
+                length_at = pos
+        elif size == 4 and name == b"date":
+            date = True
+        elif size == 6 and name == b"server":
+            server = True
         elif size < 20 and sizes[size] and name in changed:
             plain = False
             if name == b"connection":
@@ -522,6 +575,7 @@ def _parse_head(raw: bytes, end: int = -1, into: _Parsed | None = None) -> _Pars
             elif name == b"transfer-encoding":
                 te = True
                 chunked = value.rstrip(b" \t").lower().endswith(b"chunked")
+        pos += size + len(value) + 4
     if http10:
         keep_alive = bool(connection) and has_token(connection, b"keep-alive")
     else:
@@ -538,6 +592,11 @@ def _parse_head(raw: bytes, end: int = -1, into: _Parsed | None = None) -> _Pars
         bare = [f for f in headers if f[0] != b"content-length"]
     parsed = _Parsed() if into is None else into
     parsed.end = end
+    parsed.length_at = length_at
+    parsed.date = date
+    parsed.server = server
+    # As the writer writes a head: HTTP/1.1 and a reason (see _Parsed).
+    parsed.canonical = canonical and not http10 and bool(reason) and lengths <= 1
     parsed.status = status
     parsed.reason = reason
     parsed.headers = headers
@@ -619,7 +678,7 @@ def _length(value: bytes) -> int:
     return length
 
 
-def _c_header_lines() -> Callable[[bytes, int, int], Headers | None] | None:
+def _c_header_lines() -> Callable[[bytes, int, int], tuple[Headers, bool] | None] | None:
     # The compiled build's C loop (_fields.c), None where it is not built. (Its
     # function imported by a name of its own: compiled, an import in a function
     # binds a module global, and ``_fields`` is this module's line-by-line check.)
@@ -635,25 +694,27 @@ def _c_header_lines() -> Callable[[bytes, int, int], Headers | None] | None:
 _C_HEADER_LINES: Final = _c_header_lines()
 
 
-def _header_lines(raw: bytes, start: int, size: int = -1) -> Headers:
+def _header_lines(raw: bytes, start: int, size: int = -1) -> tuple[Headers, bool]:
     # The fields of a head (``raw[:size]``: its bytes, the blank line that ends it
     # included, -1: all of ``raw``; ``start``: where its first field line starts),
     # checked as _fields checks them (see _header_lines_py), by the C loop where
-    # the build has it.
+    # the build has it; and whether every line is written as the HTTP/1 writer
+    # writes it (see _fields.c).
     if size < 0:
         size = len(raw)
     lines = _C_HEADER_LINES
     if lines is None:
         return _header_lines_py(raw, start, size)
-    headers = lines(raw, start, size)
-    if headers is None:
-        return _blame(raw, start, size - 4)
-    return headers
+    found = lines(raw, start, size)
+    if found is None:
+        return _blame(raw, start, size - 4), False
+    return found
 
 
-def _header_lines_py(raw: bytes, start: int, size: int) -> Headers:
+def _header_lines_py(raw: bytes, start: int, size: int) -> tuple[Headers, bool]:
     # _header_lines in Python: every name a token, no NUL, CR or LF in a value,
-    # the value trimmed of SP and HTAB, the name lower case. One C-level translate
+    # the value trimmed of SP and HTAB, the name lower case; and whether every
+    # line is "name: value" as the writer writes it. One C-level translate
     # of the head (_NAME: a tchar in lower case, the colon kept, any other byte
     # NUL), then native loops: over a name's translated bytes to the colon, over
     # a value's to the CR that ends its line. Where a check fails, _fields finds
@@ -661,6 +722,7 @@ def _header_lines_py(raw: bytes, start: int, size: int) -> Headers:
     # (What follows the head, a small body, is translated with it: no slice.)
     names = (raw if len(raw) - size <= _TRANSLATED_PAST else raw[:size]).translate(_NAME)
     headers: Headers = []
+    canonical = True
     at: i64 = start
     last: i64 = size - 2  # the blank line
     while at < last:
@@ -670,7 +732,7 @@ def _header_lines_py(raw: bytes, start: int, size: int) -> Headers:
             if c == 58:  # ":"
                 break
             if c == 0:  # no tchar (a CR: no colon)
-                return _blame(raw, start, last - 2)
+                return _blame(raw, start, last - 2), False
             colon += 1
         end: i64 = colon + 1
         while True:
@@ -678,19 +740,28 @@ def _header_lines_py(raw: bytes, start: int, size: int) -> Headers:
             if c == 13:
                 break
             if c == 10 or c == 0:
-                return _blame(raw, start, last - 2)
+                return _blame(raw, start, last - 2), False
             end += 1
         if colon == at or raw[end + 1] != 10:
-            return _blame(raw, start, last - 2)
+            return _blame(raw, start, last - 2), False
         first: i64 = colon + 1
         while first < end and (raw[first] == 32 or raw[first] == 9):
             first += 1
         stop: i64 = end
         while stop > first and (raw[stop - 1] == 32 or raw[stop - 1] == 9):
             stop -= 1
-        headers.append((names[at:colon], raw[first:stop]))
+        name = names[at:colon]
+        if canonical:
+            canonical = (
+                first == colon + 2
+                and raw[colon + 1] == 32
+                and stop == end
+                and stop > first
+                and raw[at:colon] == name
+            )
+        headers.append((name, raw[first:stop]))
         at = end + 2
-    return headers
+    return headers, canonical
 
 
 def _blame(raw: bytes, start: int, stop: int) -> Headers:
