@@ -2969,6 +2969,12 @@ def write_results(path: Path, section: str, history_row: str) -> None:
         HIST_END,
         "",
     ]
+    if path.exists() and not path.is_file():
+        # Not a results file (``--out /dev/null``): written to, never replaced; a
+        # rename over /dev/null would leave a regular file there for every process.
+        with path.open("w") as sink:
+            sink.write("\n".join(out))
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text("\n".join(out))
