@@ -85,6 +85,16 @@ def test_status_line_every_byte_changed() -> None:
         assert outcome(wire._status_line, line) == outcome(reference_status, line), line
 
 
+def test_status_line_within_its_head() -> None:
+    # _parse_head passes the whole head and where the status line ends in it: the
+    # same answers as for the line alone, whatever follows it.
+    for line in STATUS_LINES:
+        for after in (b"\r\n", b"\r\nx: 1\r\n\r\n", b"\r\n" + b"y" * 100):
+            raw = line + after
+            got = outcome(wire._status_line, raw, True, len(line))
+            assert got == outcome(reference_status, line), line
+
+
 def listed(fn: object, *args: object) -> object:
     # The fields of what a _header_lines function answers (their pair's first).
     found = outcome(fn, *args)
@@ -478,3 +488,29 @@ def test_known_field_names_are_one_object_each_in_c() -> None:
     assert first[0][0] is second[0][0]
     assert first[1][0] is second[1][0]
     assert first[2][0] is not second[2][0]
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        [],
+        [b""],
+        [b"GET", b" ", b"/", b" HTTP/1.1\r\nhost: ", b"a", b"\r\n", b"\r\n"],
+        [b"x" * 70000, b"\x00\xff"],
+    ],
+)
+def test_join_is_bytes_join(parts: list[bytes]) -> None:
+    # forward.outgoing's join (_fields.c's where built) answers b"".join's bytes.
+    got = wire.join(parts)
+    assert type(got) is bytes
+    assert got == b"".join(parts)
+
+
+def test_join_in_c_refuses_what_is_no_list_of_bytes() -> None:
+    if wire._C_HEADER_LINES is None:
+        pytest.skip("a pure-Python build has no C join")
+    c_join = wire.join
+    with pytest.raises(TypeError):
+        c_join([b"a", bytearray(b"b")])  # type: ignore[list-item]
+    with pytest.raises(TypeError):
+        c_join((b"a", b"b"))  # type: ignore[arg-type]

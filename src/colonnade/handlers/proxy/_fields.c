@@ -16,6 +16,9 @@
  * case, one SP, a value not empty, nothing after it); or None where the loop
  * gives up (a name that is no token, a CR, LF or NUL out of place), and the
  * caller's slower check then finds the line to blame.
+ *
+ * join(parts) is b"".join(parts) for a list of bytes, the proxy's request head
+ * (forward.outgoing): ~400 instructions fewer for its usual eight parts.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -23,6 +26,11 @@
 
 /* A tchar (RFC 9110 5.6.2) in lower case, ':' kept, any other byte 0. */
 static unsigned char NAME[256];
+/* 1 for a tchar that is no upper-case letter (a name's byte as the writer writes
+ * it), else 0: the names' fast loop. */
+static unsigned char LOWER[256];
+/* 1 for the bytes that end a value's scan: CR (its end), LF and NUL (refused). */
+static unsigned char STOP[256];
 
 static void
 fill_name_table(void)
@@ -30,11 +38,13 @@ fill_name_table(void)
     const char *tchars = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz";
     for (const char *p = tchars; *p; p++) {
         NAME[(unsigned char)*p] = (unsigned char)*p;
+        LOWER[(unsigned char)*p] = 1;
     }
     for (int c = 'A'; c <= 'Z'; c++) {
         NAME[c] = (unsigned char)(c + 32);
     }
     NAME[':'] = ':';
+    STOP['\r'] = STOP['\n'] = STOP[0] = 1;
 }
 
 /* The arguments: bytes, then two integers. */
@@ -133,6 +143,12 @@ header_lines(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t narg
     }
     const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(raw);
     Py_ssize_t last = size - 2; /* the blank line's CR LF */
+    /* The head ends with CR LF CR LF: that last CR (checked here, once) ends every
+     * scan below before the head's end, so the loops need no bound of their own:
+     * a name's scan stops at a CR (no tchar), a value's at one (STOP). */
+    if (start < last && (data[last] != '\r' || data[last + 1] != '\n')) {
+        Py_RETURN_NONE; /* (0 <= start < last: both bytes are within the head) */
+    }
     PyObject *headers = PyList_New(0);
     if (headers == NULL) {
         return NULL;
@@ -141,40 +157,32 @@ header_lines(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t narg
     int canonical = 1;
     unsigned char lowered[256];
     while (at < last) {
-        /* The name: tchars up to the colon (a CR, no tchar, ends the search). */
+        /* The name: tchars up to the colon (a CR, no tchar, ends the search);
+         * first the usual bytes, then (an upper-case letter met) any tchar. */
         Py_ssize_t colon = at;
-        int upper = 0;
-        for (;;) {
-            if (colon >= size) {
-                goto give_up;
-            }
-            unsigned char c = data[colon];
-            unsigned char n = NAME[c];
-            if (n == ':') {
-                break;
-            }
-            if (n == 0) {
-                goto give_up;
-            }
-            upper |= n != c;
+        while (LOWER[data[colon]]) {
             colon++;
+        }
+        int upper = 0;
+        if (data[colon] != ':') {
+            for (;;) {
+                unsigned char n = NAME[data[colon]];
+                if (n == ':') {
+                    break;
+                }
+                if (n == 0) {
+                    goto give_up;
+                }
+                colon++;
+            }
+            upper = 1; /* (what stopped the fast loop was an upper-case letter) */
         }
         /* The value: up to the CR of CR LF; a lone LF or a NUL is no value. */
         Py_ssize_t end = colon + 1;
-        for (;;) {
-            if (end >= size) {
-                goto give_up;
-            }
-            unsigned char c = data[end];
-            if (c == '\r') {
-                break;
-            }
-            if (c == '\n' || c == 0) {
-                goto give_up;
-            }
+        while (!STOP[data[end]]) {
             end++;
         }
-        if (colon == at || end + 1 >= size || data[end + 1] != '\n') {
+        if (data[end] != '\r' || colon == at || data[end + 1] != '\n') {
             goto give_up;
         }
         Py_ssize_t first = colon + 1;
@@ -255,8 +263,51 @@ fail:
     return NULL;
 }
 
+PyDoc_STRVAR(join_doc,
+"join(parts, /)\n--\n\n"
+"b''.join(parts) for a list of bytes (the proxy's request head): one allocation\n"
+"and a copy of each part, without the buffer protocol's per-part work.");
+
+static PyObject *
+join(PyObject *Py_UNUSED(module), PyObject *parts)
+{
+    if (!PyList_CheckExact(parts)) {
+        PyErr_SetString(PyExc_TypeError, "join(): the argument must be a list");
+        return NULL;
+    }
+    /* No Python code runs below: the list cannot change while it is read. */
+    Py_ssize_t count = PyList_GET_SIZE(parts);
+    Py_ssize_t total = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *part = PyList_GET_ITEM(parts, i);
+        if (!PyBytes_CheckExact(part)) {
+            PyErr_SetString(PyExc_TypeError, "join(): every part must be bytes");
+            return NULL;
+        }
+        Py_ssize_t size = PyBytes_GET_SIZE(part);
+        if (size > PY_SSIZE_T_MAX - total) {
+            PyErr_SetString(PyExc_OverflowError, "join(): the parts are too long");
+            return NULL;
+        }
+        total += size;
+    }
+    PyObject *joined = PyBytes_FromStringAndSize(NULL, total);
+    if (joined == NULL) {
+        return NULL;
+    }
+    char *out = PyBytes_AS_STRING(joined);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *part = PyList_GET_ITEM(parts, i);
+        Py_ssize_t size = PyBytes_GET_SIZE(part);
+        memcpy(out, PyBytes_AS_STRING(part), (size_t)size);
+        out += size;
+    }
+    return joined;
+}
+
 static PyMethodDef methods[] = {
     {"header_lines", (PyCFunction)(void (*)(void))header_lines, METH_FASTCALL, header_lines_doc},
+    {"join", (PyCFunction)join, METH_O, join_doc},
     {NULL, NULL, 0, NULL},
 };
 
