@@ -149,3 +149,31 @@ def test_the_default_fields_get_the_compiled_line_and_others_the_generated_one()
     assert isinstance(getattr(default.capture, "__self__", None), DefaultW3cLine)
     assert not isinstance(getattr(iis.capture, "__self__", None), DefaultW3cLine)
     assert not isinstance(getattr(json.capture, "__self__", None), DefaultW3cLine)
+
+
+def test_the_compiled_lines_path_memo_is_bounded_and_keeps_each_paths_field() -> None:
+    # Paths are memoised with the space on each side of their field: hostile unique
+    # paths start the memo over rather than grow it, and a path met again (a hit)
+    # gets the same field as when it was escaped (a miss).
+    from colonnade.modules.http_logging.w3c import MEMO_MAX
+
+    sink = Sink("test", None)
+    line = default_line(DEFAULT_FIELDS, W3cWriter, sink)
+    capture = line.capture.__self__  # type: ignore[attr-defined]
+    assert isinstance(capture, DefaultW3cLine)
+    sink.render = line.render
+    sink.width = line.width
+    sink.timer = object()  # type: ignore[assignment]
+    sink.set_limit(1 << 40)  # no write: the lines stay pending
+    try:
+        for n in range(MEMO_MAX + 10):
+            line.capture(_context((_request("GET", f"/u{n}"), 200, 0, None, None)))
+            assert len(capture.paths) <= MEMO_MAX
+        sink.pending.clear()
+        for _ in range(2):
+            line.capture(_context((_request("GET", "/a b\r\nc"), 200, 0, None, None)))
+        first, second = (text.split(" ")[3:5] for text in sink.pending)
+    finally:
+        sink.pending.clear()
+        sink.timer = None
+    assert first == second == ["GET", "/a+b%0D%0Ac"]

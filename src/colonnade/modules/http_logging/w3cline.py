@@ -16,7 +16,8 @@ Per line, the work is kept to reads, memo hits and one string build:
   read once a second) or the server address object changes (one per connection);
   ``s-port`` and ``c-ip`` are formatted once per address object;
 - paths, queries, user names and header values go through escape memos that keep
-  each value's field *with its separator* (one dict hit for a recurring value);
+  each value's field *with its separator* (one dict hit for a recurring value; a
+  path's field has the space before it too);
 - the status, substatus, win32 status and time taken are indexes into a table of
   number strings, and the usual "sc-substatus sc-win32-status" and
   "x-correlation-id" endings are constants;
@@ -79,6 +80,9 @@ class DefaultW3cLine:
         # Memos of each value's field and the space after it (escaped: paths, user
         # names, queries and header values), emptied at MEMO_MAX entries...
         self.strs: dict[str, str] = {}
+        # ... paths with the space before them too (the one after the method: one
+        # piece of the line fewer) ...
+        self.paths: dict[str, str] = {}
         self.bytes: dict[bytes, str] = {}
         # ... and tables, filled as met, of the usual ends of a line: "sc-status 0 0 "
         # with no substatus and no error, "time-taken -\n" below status 500.
@@ -126,18 +130,17 @@ class DefaultW3cLine:
             else:
                 codes = ""
                 end = self.unusual(ctx, status, taken)
-            strs = self.strs
-            path = strs.get(r.original_path) or self.escape(r.original_path)
+            path = self.paths.get(r.original_path) or self.escape_path(r.original_path)
             user = ctx.user
             who = (
                 self.port_anonymous
                 if user is None
-                else self.port + (strs.get(user.name) or self.escape(user.name)) + self.cip
+                else self.port + (self.strs.get(user.name) or self.escape(user.name)) + self.cip
             )
             q = "- " if not query else self.bytes.get(query) or self.escape_bytes(query)
             ua = "- " if not agent else self.bytes.get(agent) or self.escape_bytes(agent)
             ref = "- " if not referer else self.bytes.get(referer) or self.escape_bytes(referer)
-            text: str | None = f"{self.head}{r.method} {path}{q}{who}{ua}{ref}{codes}{end}"
+            text: str | None = f"{self.head}{r.method}{path}{q}{who}{ua}{ref}{codes}{end}"
         except Exception:
             # A value of the wrong type (a module's bug): None fails the batch's
             # join, and the sink then loses, counts and reports this line only, as
@@ -155,6 +158,15 @@ class DefaultW3cLine:
         if len(strs) >= MEMO_MAX:
             strs.clear()
         field = strs[value] = w3c_escape(value) + " "
+        return field
+
+    def escape_path(self, path: str) -> str:
+        """A memo miss: ``path`` as the cs-uri-stem field with a space on each side,
+        remembered."""
+        paths = self.paths
+        if len(paths) >= MEMO_MAX:
+            paths.clear()
+        field = paths[path] = " " + w3c_escape(path) + " "
         return field
 
     def escape_bytes(self, value: bytes) -> str:
