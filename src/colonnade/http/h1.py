@@ -654,6 +654,7 @@ class HTTP1Connection:
         "_trailing",
         "_upgrade_left",
         "_url",
+        "keep_alive",
     )
     # release() deletes these (mypyc allows only the deletable ones to be deleted).
     __deletable__ = ("_parser",)
@@ -718,6 +719,12 @@ class HTTP1Connection:
         self._close = False
         self._continued = False
         self._checked: CheckedHead | None = None  # see checked_head
+        #: True if the connection may carry another request after the current
+        #: response: ``not _close and _responses < _final``, stored (read-only to
+        #: callers), set again wherever one of the three changes. Interpreted, a
+        #: property cost a Python frame (~900 instructions) each of the two times
+        #: a request reads it.
+        self.keep_alive = True
 
     # -- receiving ---------------------------------------------------------------------
 
@@ -776,6 +783,7 @@ class HTTP1Connection:
             self._state = _CLOSED
             # The requests already received are answered; the last answer closes.
             self._final = min(self._final, self._requests)
+            self.keep_alive = not self._close and self._responses < self._final
         self._events = _NO_EVENTS
         return events
 
@@ -867,6 +875,7 @@ class HTTP1Connection:
         # so far kept in _carry, then this feed), and whatever follows, are HTTP/2's.
         self._state = _UPGRADED
         self._final = 0
+        self.keep_alive = False
         trailing = self._trailing_buffer()
         if s0 == _HEAD:
             trailing += self._carry
@@ -1085,6 +1094,7 @@ class HTTP1Connection:
     def _upgraded(self, data: bytes | memoryview, offset: int) -> None:
         self._state = _UPGRADED
         self._final = self._requests
+        self.keep_alive = not self._close and self._responses < self._final
         self._after_upgrade(data[offset:])
 
     def _fail_connection(self, error: ProtocolError) -> None:
@@ -1092,6 +1102,7 @@ class HTTP1Connection:
         self._state = _FAILED
         # The error response counts as one more response; it is the last.
         self._final = self._requests + 1
+        self.keep_alive = not self._close and self._responses < self._final
 
     def _fail(self, status: int, reason: str) -> NoReturn:
         self._reject = ProtocolError(status, reason)
@@ -1386,13 +1397,9 @@ class HTTP1Connection:
         else:
             self._state = _CLOSED
             self._final = self._requests
+            self.keep_alive = not self._close and self._responses < self._final
 
     # -- sending -------------------------------------------------------------------------
-
-    @property
-    def keep_alive(self) -> bool:
-        """True if the connection may carry another request after the current response."""
-        return not self._close and self._responses < self._final
 
     def continue_response(self) -> bytes:
         """The interim response that tells an ``expect_continue`` client to send the body."""
@@ -1475,6 +1482,7 @@ class HTTP1Connection:
                 close = not keep_alive or not head.keep_alive or self._responses >= self._final
                 self._continued = False
                 self._close = close
+                self.keep_alive = not close  # close holds _responses >= _final
                 self._chunked = False
                 self._no_body = False
                 # What body_left would say (interpreted, its call costs more than this).
@@ -1562,6 +1570,7 @@ class HTTP1Connection:
                     self._responses = responses
                     self._continued = False
                     self._close = False
+                    self.keep_alive = True  # responses < self._final, above
                     self._chunked = False
                     self._no_body = False
                     self._left = 0
@@ -1637,6 +1646,7 @@ class HTTP1Connection:
             out.append(self._server_line)
         out.append(b"\r\n")
         self._close = close
+        self.keep_alive = not close  # close holds _responses >= _final
         self._chunked = chunked
         no_body = status == 204 or status == 304 or status == 101 or method == b"HEAD"
         self._no_body = no_body
@@ -1674,12 +1684,14 @@ class HTTP1Connection:
             # The body fell short of its Content-Length: the framing is broken, so
             # the only honest end is closing the connection.
             self._close = True
+            self.keep_alive = False
         return b""
 
     def error_response(self, status: int, reason: str) -> bytes:
         """A complete response for a ``ProtocolError``; the connection closes after it."""
         self._responses += 1
         self._close = True
+        self.keep_alive = False
         self._chunked = False
         self._no_body = True
         self._left = -1
