@@ -118,16 +118,19 @@ _NEVER: Final = 1 << 60
 # Fields _on_header notes: the framing ones (read again at the end of the head), Host,
 # and Connection (llhttp's Proxy-Connection too), without which an HTTP/1.1 request
 # is kept alive without asking llhttp.
-_SPECIAL: Final = frozenset(
-    (
-        b"host",
-        b"content-length",
-        b"transfer-encoding",
-        b"expect",
-        b"connection",
-        b"proxy-connection",
-    )
-)
+# Each -> what _on_header does with it (one look-up says which: a bytes compare is
+# a call, compiled, and Host comes in every request).
+_HOST_FIELD: Final = 1
+_CONNECTION_FIELD: Final = 2
+_FRAMING_FIELD: Final = 3
+_SPECIAL: Final[dict[bytes, int]] = {
+    b"host": _HOST_FIELD,
+    b"content-length": _FRAMING_FIELD,
+    b"transfer-encoding": _FRAMING_FIELD,
+    b"expect": _FRAMING_FIELD,
+    b"connection": _CONNECTION_FIELD,
+    b"proxy-connection": _CONNECTION_FIELD,
+}
 
 # RFC 3986 reg-name / IP-literal / port characters: anything else in Host is a 400.
 _HOST_CHARS: Final = (
@@ -1158,12 +1161,13 @@ class HTTP1Connection:
         if value and ((last := value[-1]) == 32 or last == 9):
             value = value.rstrip(b" \t")
         headers.append((name, value))
-        if name in _SPECIAL:
-            if name == b"host":
+        kind = _SPECIAL.get(name, 0)
+        if kind:
+            if kind == _HOST_FIELD:
                 if self._host is not None:
                     self._fail(400, "more than one Host header")
                 self._host = value
-            elif name == b"connection" or name == b"proxy-connection":
+            elif kind == _CONNECTION_FIELD:
                 self._connection_field = True
             else:
                 self._framing = True
@@ -1196,7 +1200,10 @@ class HTTP1Connection:
         else:
             method = parser.get_method()
         url = self._url
-        version_str = ""
+        # The version, and whether it is 1.1 (an int test where a bytes compare is
+        # a call, compiled: the head asks three times).
+        version = b""
+        http11 = False
         if line:
             # The feed began between requests, so this head's request line starts
             # it (unless llhttp skipped a CRLF first): "method SP target SP
@@ -1209,20 +1216,22 @@ class HTTP1Connection:
             at = len(method) + len(url) + 2
             tail = line[at : at + 10]
             if tail == b"HTTP/1.1\r\n":
-                version_str = "1.1"
+                version = b"1.1"
+                http11 = True
             elif tail == b"HTTP/1.0\r\n":
-                version_str = "1.0"
-        if not version_str:
+                version = b"1.0"
+        if not version:
             version_str = parser.get_http_version()
-        if version_str == "1.1":
-            version = b"1.1"
-        elif version_str == "1.0":
-            version = b"1.0"
-            # A method in place of _STAND_IN passed llhttp's check that the line says HTTP.
-            if method in _NOT_HTTP_10 and not stand_in:
-                self._fail(400, "not an HTTP request")
-        else:
-            self._fail(505, f"HTTP/{version_str} not supported")
+            if version_str == "1.1":
+                version = b"1.1"
+                http11 = True
+            elif version_str == "1.0":
+                version = b"1.0"
+            else:
+                self._fail(505, f"HTTP/{version_str} not supported")
+        # A method in place of _STAND_IN passed llhttp's check that the line says HTTP.
+        if not http11 and method in _NOT_HTTP_10 and not stand_in:
+            self._fail(400, "not an HTTP request")
         host = self._host
         authority = None
         # Origin-form, the common case. Compiled, startswith is a native test where
@@ -1244,7 +1253,7 @@ class HTTP1Connection:
         else:
             path, query, authority = self._absolute_form(method, url)
         if host is None:
-            if version == b"1.1":
+            if http11:
                 self._fail(400, "missing Host header")
             host = b""
         elif host != self._good_host:
@@ -1273,7 +1282,7 @@ class HTTP1Connection:
                 if chunked:
                     self._fail(400, "chunked body on an upgrade request")
                 self._upgrade_left = content_length or 0
-        if version == b"1.1" and not self._connection_field:
+        if http11 and not self._connection_field:
             # What llhttp would answer: an HTTP/1.1 request is kept alive unless a
             # Connection field says close (llhttp counts Proxy-Connection too), and
             # a request never needs the close to end it. Asked only where such a
