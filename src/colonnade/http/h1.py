@@ -1139,8 +1139,10 @@ class HTTP1Connection:
         self._headers = []
 
     def _on_url(self, url: bytes) -> None:
-        # llhttp reports the target in pieces when it spans feeds.
-        url = self._url + url
+        # llhttp reports the target in pieces when it spans feeds (rarely: compiled,
+        # the test is a length, the concatenation a call).
+        if self._url:
+            url = self._url + url
         if len(url) > self._max_target:
             self._fail(414, "request target too long")
         self._url = url
