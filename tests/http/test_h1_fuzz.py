@@ -314,3 +314,77 @@ def test_the_compiled_builds_path_parses_as_the_pure_one(
         take_path(h1, True, patch)
         compiled = parse_and_answer(stream, cuts)
     assert parse_and_answer(stream, cuts) == compiled
+
+
+def check_keep_alive(conn: HTTP1Connection) -> None:
+    # keep_alive is stored (a property cost a Python frame per read, interpreted):
+    # it must still say what the three fields it stands for say.
+    assert conn.keep_alive is (not conn._close and conn._responses < conn._final)
+
+
+# Requests that close, with a body: their answer may go before the body has all come.
+CLOSING = [
+    b"POST /p HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello",
+    b"POST /p HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc",
+]
+# How a request is answered: (status, headers, keep_alive, body).
+ANSWERS = [
+    (200, [(b"content-length", b"1")], True, b"x"),
+    (200, [(b"content-length", b"1")], False, b"x"),
+    (200, [(b"content-length", b"2")], True, b"x"),
+    (200, [], True, b"x"),
+    (204, [], True, b""),
+    (200, [(b"connection", b"close"), (b"content-length", b"0")], True, b""),
+    (404, [(b"content-length", b"1")], True, b"x"),
+]
+
+
+@FUZZ
+@given(
+    streams=st.lists(
+        keep_alive_heads() | requests | st.sampled_from(CLOSING), min_size=1, max_size=4
+    ),
+    cuts=st.lists(st.integers(0, 1000), max_size=3),
+    answers=st.lists(st.sampled_from(ANSWERS), min_size=1, max_size=6),
+    interim=st.booleans(),
+    eof=st.booleans(),
+)
+def test_keep_alive_stays_what_the_connection_state_says(
+    streams: list[bytes],
+    cuts: list[int],
+    answers: list[tuple[int, list[tuple[bytes, bytes]], bool, bytes]],
+    interim: bool,
+    eof: bool,
+) -> None:
+    # Each piece's requests are answered before the next piece is fed: an answer
+    # may go out before its request's body has all come (then the request's end
+    # can change the verdict).
+    conn = HTTP1Connection()
+    stream = b"".join(streams)
+    count = 0
+
+    def answer(events: list[Event]) -> None:
+        nonlocal count
+        check_keep_alive(conn)
+        for event in events:
+            if isinstance(event, RequestHead):
+                status, headers, keep, body = answers[count % len(answers)]
+                count += 1
+                if interim:
+                    conn.start_response(event, 103, [])
+                    check_keep_alive(conn)
+                conn.start_response(event, status, headers, None, None, keep, body)
+                check_keep_alive(conn)
+                conn.end_response()  # a body short of its Content-Length closes
+                check_keep_alive(conn)
+            elif isinstance(event, ProtocolError):
+                conn.error_response(event.status, event.reason)
+                check_keep_alive(conn)
+                assert not conn.keep_alive
+
+    start = 0
+    for cut in [*sorted(min(cut, len(stream)) for cut in cuts), len(stream)]:
+        answer(conn.feed(stream[start:cut]))
+        start = cut
+    if eof:
+        answer(conn.feed_eof())

@@ -118,16 +118,19 @@ _NEVER: Final = 1 << 60
 # Fields _on_header notes: the framing ones (read again at the end of the head), Host,
 # and Connection (llhttp's Proxy-Connection too), without which an HTTP/1.1 request
 # is kept alive without asking llhttp.
-_SPECIAL: Final = frozenset(
-    (
-        b"host",
-        b"content-length",
-        b"transfer-encoding",
-        b"expect",
-        b"connection",
-        b"proxy-connection",
-    )
-)
+# Each -> what _on_header does with it (one look-up says which: a bytes compare is
+# a call, compiled, and Host comes in every request).
+_HOST_FIELD: Final = 1
+_CONNECTION_FIELD: Final = 2
+_FRAMING_FIELD: Final = 3
+_SPECIAL: Final[dict[bytes, int]] = {
+    b"host": _HOST_FIELD,
+    b"content-length": _FRAMING_FIELD,
+    b"transfer-encoding": _FRAMING_FIELD,
+    b"expect": _FRAMING_FIELD,
+    b"connection": _CONNECTION_FIELD,
+    b"proxy-connection": _CONNECTION_FIELD,
+}
 
 # RFC 3986 reg-name / IP-literal / port characters: anything else in Host is a 400.
 _HOST_CHARS: Final = (
@@ -654,6 +657,7 @@ class HTTP1Connection:
         "_trailing",
         "_upgrade_left",
         "_url",
+        "keep_alive",
     )
     # release() deletes these (mypyc allows only the deletable ones to be deleted).
     __deletable__ = ("_parser",)
@@ -718,6 +722,12 @@ class HTTP1Connection:
         self._close = False
         self._continued = False
         self._checked: CheckedHead | None = None  # see checked_head
+        #: True if the connection may carry another request after the current
+        #: response: ``not _close and _responses < _final``, stored (read-only to
+        #: callers), set again wherever one of the three changes. Interpreted, a
+        #: property cost a Python frame (~900 instructions) each of the two times
+        #: a request reads it.
+        self.keep_alive = True
 
     # -- receiving ---------------------------------------------------------------------
 
@@ -776,6 +786,7 @@ class HTTP1Connection:
             self._state = _CLOSED
             # The requests already received are answered; the last answer closes.
             self._final = min(self._final, self._requests)
+            self.keep_alive = not self._close and self._responses < self._final
         self._events = _NO_EVENTS
         return events
 
@@ -867,6 +878,7 @@ class HTTP1Connection:
         # so far kept in _carry, then this feed), and whatever follows, are HTTP/2's.
         self._state = _UPGRADED
         self._final = 0
+        self.keep_alive = False
         trailing = self._trailing_buffer()
         if s0 == _HEAD:
             trailing += self._carry
@@ -1085,6 +1097,7 @@ class HTTP1Connection:
     def _upgraded(self, data: bytes | memoryview, offset: int) -> None:
         self._state = _UPGRADED
         self._final = self._requests
+        self.keep_alive = not self._close and self._responses < self._final
         self._after_upgrade(data[offset:])
 
     def _fail_connection(self, error: ProtocolError) -> None:
@@ -1092,6 +1105,7 @@ class HTTP1Connection:
         self._state = _FAILED
         # The error response counts as one more response; it is the last.
         self._final = self._requests + 1
+        self.keep_alive = not self._close and self._responses < self._final
 
     def _fail(self, status: int, reason: str) -> NoReturn:
         self._reject = ProtocolError(status, reason)
@@ -1125,8 +1139,10 @@ class HTTP1Connection:
         self._headers = []
 
     def _on_url(self, url: bytes) -> None:
-        # llhttp reports the target in pieces when it spans feeds.
-        url = self._url + url
+        # llhttp reports the target in pieces when it spans feeds (rarely: compiled,
+        # the test is a length, the concatenation a call).
+        if self._url:
+            url = self._url + url
         if len(url) > self._max_target:
             self._fail(414, "request target too long")
         self._url = url
@@ -1147,12 +1163,13 @@ class HTTP1Connection:
         if value and ((last := value[-1]) == 32 or last == 9):
             value = value.rstrip(b" \t")
         headers.append((name, value))
-        if name in _SPECIAL:
-            if name == b"host":
+        kind = _SPECIAL.get(name, 0)
+        if kind:
+            if kind == _HOST_FIELD:
                 if self._host is not None:
                     self._fail(400, "more than one Host header")
                 self._host = value
-            elif name == b"connection" or name == b"proxy-connection":
+            elif kind == _CONNECTION_FIELD:
                 self._connection_field = True
             else:
                 self._framing = True
@@ -1185,7 +1202,10 @@ class HTTP1Connection:
         else:
             method = parser.get_method()
         url = self._url
-        version_str = ""
+        # The version, and whether it is 1.1 (an int test where a bytes compare is
+        # a call, compiled: the head asks three times).
+        version = b""
+        http11 = False
         if line:
             # The feed began between requests, so this head's request line starts
             # it (unless llhttp skipped a CRLF first): "method SP target SP
@@ -1198,20 +1218,22 @@ class HTTP1Connection:
             at = len(method) + len(url) + 2
             tail = line[at : at + 10]
             if tail == b"HTTP/1.1\r\n":
-                version_str = "1.1"
+                version = b"1.1"
+                http11 = True
             elif tail == b"HTTP/1.0\r\n":
-                version_str = "1.0"
-        if not version_str:
+                version = b"1.0"
+        if not version:
             version_str = parser.get_http_version()
-        if version_str == "1.1":
-            version = b"1.1"
-        elif version_str == "1.0":
-            version = b"1.0"
-            # A method in place of _STAND_IN passed llhttp's check that the line says HTTP.
-            if method in _NOT_HTTP_10 and not stand_in:
-                self._fail(400, "not an HTTP request")
-        else:
-            self._fail(505, f"HTTP/{version_str} not supported")
+            if version_str == "1.1":
+                version = b"1.1"
+                http11 = True
+            elif version_str == "1.0":
+                version = b"1.0"
+            else:
+                self._fail(505, f"HTTP/{version_str} not supported")
+        # A method in place of _STAND_IN passed llhttp's check that the line says HTTP.
+        if not http11 and method in _NOT_HTTP_10 and not stand_in:
+            self._fail(400, "not an HTTP request")
         host = self._host
         authority = None
         # Origin-form, the common case. Compiled, startswith is a native test where
@@ -1233,7 +1255,7 @@ class HTTP1Connection:
         else:
             path, query, authority = self._absolute_form(method, url)
         if host is None:
-            if version == b"1.1":
+            if http11:
                 self._fail(400, "missing Host header")
             host = b""
         elif host != self._good_host:
@@ -1262,7 +1284,7 @@ class HTTP1Connection:
                 if chunked:
                     self._fail(400, "chunked body on an upgrade request")
                 self._upgrade_left = content_length or 0
-        if version == b"1.1" and not self._connection_field:
+        if http11 and not self._connection_field:
             # What llhttp would answer: an HTTP/1.1 request is kept alive unless a
             # Connection field says close (llhttp counts Proxy-Connection too), and
             # a request never needs the close to end it. Asked only where such a
@@ -1386,13 +1408,9 @@ class HTTP1Connection:
         else:
             self._state = _CLOSED
             self._final = self._requests
+            self.keep_alive = not self._close and self._responses < self._final
 
     # -- sending -------------------------------------------------------------------------
-
-    @property
-    def keep_alive(self) -> bool:
-        """True if the connection may carry another request after the current response."""
-        return not self._close and self._responses < self._final
 
     def continue_response(self) -> bytes:
         """The interim response that tells an ``expect_continue`` client to send the body."""
@@ -1475,6 +1493,7 @@ class HTTP1Connection:
                 close = not keep_alive or not head.keep_alive or self._responses >= self._final
                 self._continued = False
                 self._close = close
+                self.keep_alive = not close  # close holds _responses >= _final
                 self._chunked = False
                 self._no_body = False
                 # What body_left would say (interpreted, its call costs more than this).
@@ -1562,6 +1581,7 @@ class HTTP1Connection:
                     self._responses = responses
                     self._continued = False
                     self._close = False
+                    self.keep_alive = True  # responses < self._final, above
                     self._chunked = False
                     self._no_body = False
                     self._left = 0
@@ -1637,6 +1657,7 @@ class HTTP1Connection:
             out.append(self._server_line)
         out.append(b"\r\n")
         self._close = close
+        self.keep_alive = not close  # close holds _responses >= _final
         self._chunked = chunked
         no_body = status == 204 or status == 304 or status == 101 or method == b"HEAD"
         self._no_body = no_body
@@ -1674,12 +1695,14 @@ class HTTP1Connection:
             # The body fell short of its Content-Length: the framing is broken, so
             # the only honest end is closing the connection.
             self._close = True
+            self.keep_alive = False
         return b""
 
     def error_response(self, status: int, reason: str) -> bytes:
         """A complete response for a ``ProtocolError``; the connection closes after it."""
         self._responses += 1
         self._close = True
+        self.keep_alive = False
         self._chunked = False
         self._no_body = True
         self._left = -1
