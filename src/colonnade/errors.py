@@ -131,3 +131,17 @@ class ClientDisconnectedError(ColonnadeError, ConnectionError):
 
     #: The Win32 status IIS logs for it (ERROR_NETNAME_DELETED).
     WIN32_STATUS = 64
+
+
+#: The message of the cancellation a lost connection sends its request's task
+#: (``task.cancel(CLIENT_GONE)``): the walk ends that request as a client's leaving
+#: (:func:`client_gone`), its always-run stages run (the access log line, Win32
+#: status 64), then the task ends. Any other cancellation (the application's own,
+#: a stop's deadline) goes on through the walk as before.
+CLIENT_GONE = "the client went away"
+
+
+def client_gone(exc: BaseException) -> bool:
+    """Whether ``exc`` (a CancelledError) is a lost connection's (:data:`CLIENT_GONE`)."""
+    args = exc.args
+    return bool(args) and args[0] == CLIENT_GONE

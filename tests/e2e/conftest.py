@@ -120,6 +120,14 @@ class LiveServer:
             raise self.error
 
 
+def win32_statuses(log: Path, needle: str) -> list[str]:
+    """The sc-win32-status of each line holding ``needle`` in the W3C access log ``log``."""
+    text = log.read_text().splitlines()
+    fields = next(ln for ln in text if ln.startswith("#Fields:")).split()
+    win32 = fields.index("sc-win32-status") - 1
+    return [line.split()[win32] for line in text if needle in line]
+
+
 def site_config(**server: Any) -> dict[str, Any]:
     """acme.slow at /slow, static files elsewhere, optional [server] overrides."""
     modules = server.pop("modules", ["acme.stamp", "acme.slow", "handler.static"])

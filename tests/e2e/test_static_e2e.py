@@ -20,7 +20,7 @@ import pytest
 
 from colonnade.pools.single import new_event_loop
 from colonnade.transport import connection
-from tests.e2e.conftest import LiveServer
+from tests.e2e.conftest import LiveServer, win32_statuses
 from tests.e2e.wire import Conn, Wire
 from tests.support.wait import PATIENCE, wait_for
 
@@ -265,14 +265,6 @@ def _big_file_logged(tmp_path: Path) -> tuple[dict[str, object], Path]:
     return config, log
 
 
-def _win32_statuses(log: Path, needle: str) -> list[str]:
-    """The sc-win32-status of each access log line holding ``needle``."""
-    text = log.read_text().splitlines()
-    fields = next(ln for ln in text if ln.startswith("#Fields:")).split()
-    win32 = fields.index("sc-win32-status") - 1
-    return [line.split()[win32] for line in text if needle in line]
-
-
 def test_a_client_leaving_mid_file_is_logged_as_gone_not_as_an_error(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -294,7 +286,7 @@ def test_a_client_leaving_mid_file_is_logged_as_gone_not_as_an_error(
             "the cut-short request logged",
         )
         assert once(server, "/big.bin").headers["content-length"] == str(BIG)
-    assert _win32_statuses(log, " /big.bin ") == ["64", "0"]
+    assert win32_statuses(log, " /big.bin ") == ["64", "0"]
     errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert errors == [], [r.getMessage() for r in errors]
     gone = [r for r in caplog.records if "the client" in r.getMessage()]
@@ -331,7 +323,7 @@ def test_a_connection_lost_first_mid_file_still_ends_and_logs_the_request(
             )
         assert server.look(lambda state: len(state.connections)) == 0  # type: ignore[attr-defined]
         assert once(server, "/big.bin", method="HEAD").status == 200
-    assert _win32_statuses(log, " /big.bin ") == ["64", "0"]
+    assert win32_statuses(log, " /big.bin ") == ["64", "0"]
     errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert errors == [], [r.getMessage() for r in errors]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from colonnade import FINISH, Context, Handler, Module, Stage, hook
 from colonnade.core.stages import STAGES
-from colonnade.errors import ClientDisconnectedError
+from colonnade.errors import CLIENT_GONE, ClientDisconnectedError
 from colonnade.pipeline import runner
 
 WALK = [info.stage for info in STAGES]
@@ -38,6 +39,11 @@ def _record(self: Module, ctx: Context, stage: Stage) -> object:
     gone_at = ctx.request.header(b"x-gone-at")
     if gone_at is not None and gone_at.decode() == stage.name:
         raise ClientDisconnectedError("the client went away")
+    cancel_at = ctx.request.header(b"x-cancel-at")
+    if cancel_at is not None and cancel_at.decode() == stage.name:
+        # What a cancelled await raises: a lost connection's (CLIENT_GONE) or another's.
+        lost = ctx.request.header(b"x-cancel-lost") is not None
+        raise asyncio.CancelledError(*((CLIENT_GONE,) if lost else ()))
     fail_at = ctx.request.header(b"x-fail-at")
     if fail_at is not None and fail_at.decode() == stage.name:
         raise RuntimeError(f"boom at {stage.name}")

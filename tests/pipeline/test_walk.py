@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 
@@ -124,3 +125,30 @@ def test_a_client_gone_ends_the_request_quietly(
     seen = trail(r)
     assert seen[-3:] == ["LOG_REQUEST", "POST_LOG_REQUEST", "END_REQUEST"]
     assert ("HANDLER" in seen) == (stage is Stage.SEND_RESPONSE)
+
+
+@pytest.mark.parametrize(
+    "stage", [Stage.AUTHENTICATE_REQUEST, Stage.EXECUTE_REQUEST_HANDLER, Stage.LOG_REQUEST]
+)
+def test_a_lost_connections_cancellation_ends_the_request_as_a_client_gone(
+    stage: Stage, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The connection's task cancelled with CLIENT_GONE (connection_lost) while a
+    # hook awaits: the request ends as a client's leaving, quietly, and the
+    # always-run stages after it still run (the access log line, EndRequest).
+    with caplog.at_level(logging.DEBUG, logger="colonnade.error"), client() as c:
+        r = c.get("/x", headers={"x-cancel-at": stage.name, "x-cancel-lost": "1"})
+    assert isinstance(r.context.error, ClientDisconnectedError)
+    assert [rec.levelno for rec in caplog.records] == [logging.DEBUG]
+    seen = trail(r)
+    assert seen[seen.index(stage.name) :][-2:] == ["POST_LOG_REQUEST", "END_REQUEST"]
+    if stage is not Stage.LOG_REQUEST:
+        assert "LOG_REQUEST" in seen[seen.index(stage.name) + 1 :]
+
+
+@pytest.mark.parametrize("stage", [Stage.AUTHENTICATE_REQUEST, Stage.EXECUTE_REQUEST_HANDLER])
+def test_another_cancellation_goes_on_through_the_walk(stage: Stage) -> None:
+    # The application cancelling its own task (or a stop's deadline): as before,
+    # the cancellation is not the walk's to end.
+    with client() as c, pytest.raises(asyncio.CancelledError):
+        c.get("/x", headers={"x-cancel-at": stage.name})

@@ -31,6 +31,7 @@ an error status.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -40,7 +41,7 @@ from colonnade.core.errorpage import FAILED_AT
 from colonnade.core.module import FINISH
 from colonnade.core.stages import Always, Stage
 from colonnade.core.tracing import ERROR, WARNING, Trace, TraceSource
-from colonnade.errors import ClientDisconnectedError, HttpError
+from colonnade.errors import CLIENT_GONE, ClientDisconnectedError, HttpError, client_gone
 from colonnade.pipeline import walker
 from colonnade.pipeline.plan import BoundHook, HookFn, Plan, generate
 
@@ -161,6 +162,8 @@ def _generated_walk(plan: Plan, *, serve: bool = False) -> Any:
         "FINISH": FINISH,
         "fail": fail,
         "run_always": _run_always,
+        "lost": _lost,
+        "CancelledError": asyncio.CancelledError,
         "send_plain": _send_plain,
     }
     body: list[str] = []
@@ -229,6 +232,8 @@ def _generated_walk(plan: Plan, *, serve: bool = False) -> Any:
         add(f"            await fail(plan, ctx, exc, stage{i})", stage, _FAILING)
         if stage is _SEND:
             add("            await send_plain(ctx)", stage, _FAILING)
+        add("        except CancelledError as cancel:")
+        add(f"            await lost(plan, ctx, cancel, stage{i})", stage, _FAILING)
         if step.always is Always.YES:
             add("    elif ctx.finished:" if stage is _SEND else "    else:")
         elif step.always is Always.IF_STATE:
@@ -310,6 +315,19 @@ async def _run_always(
             await fail(plan, ctx, exc, stage)
             if stage is _SEND:
                 await _send_plain(ctx)
+        except asyncio.CancelledError as cancel:
+            await _lost(plan, ctx, cancel, stage)
+
+
+async def _lost(plan: Plan, ctx: Context, exc: asyncio.CancelledError, stage: Stage) -> None:
+    """A cancellation arrived in ``stage``: where the connection was lost (its task
+    cancelled with :data:`~colonnade.errors.CLIENT_GONE`), the request ends as a
+    client's leaving (no page, no error line; Win32 status 64 in the access log)
+    and the walk goes on with its always-run stages; any other (the application
+    cancelled its own task, a stop's deadline) goes on up."""
+    if not client_gone(exc):
+        raise exc
+    await fail(plan, ctx, ClientDisconnectedError(CLIENT_GONE), stage)
 
 
 async def fail(plan: Plan, ctx: Context, exc: Exception, stage: Stage) -> None:
@@ -439,6 +457,8 @@ async def _traced_walk(plan: Plan, ctx: Context, trace: Trace) -> None:
                 await fail(plan, ctx, exc, stage)
                 if stage is _SEND:
                     await _send_plain(ctx)
+            except asyncio.CancelledError as cancel:
+                await _lost(plan, ctx, cancel, stage)
         elif step.always is Always.YES or (step.always is Always.IF_STATE and ctx.state_acquired):
             for (fn, is_async), owner in zip(step.calls, owners, strict=True):
                 try:
@@ -447,6 +467,8 @@ async def _traced_walk(plan: Plan, ctx: Context, trace: Trace) -> None:
                     await fail(plan, ctx, exc, stage)
                     if stage is _SEND:
                         await _send_plain(ctx)
+                except asyncio.CancelledError as cancel:
+                    await _lost(plan, ctx, cancel, stage)
 
 
 def _owners(

@@ -20,11 +20,13 @@ costs nothing for it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from colonnade.core.context import Context
 from colonnade.core.stages import Stage
+from colonnade.errors import CLIENT_GONE, ClientDisconnectedError, client_gone
 
 #: How a step calls a hook: a plain function's answer is the outcome.
 PLAIN: Final = 0
@@ -157,6 +159,8 @@ class Walker:
                             i += 1
                     except Exception as exc:
                         await self._failed(ctx, step, exc)
+                    except asyncio.CancelledError as cancel:
+                        await self._lost(ctx, step, cancel)
                 elif step.always == ALWAYS or (step.always == IF_STATE and ctx.state_acquired):
                     # Every hook of an always-run stage gets its turn, whatever the others did.
                     for j in range(count):
@@ -168,9 +172,19 @@ class Walker:
                                 await answer
                         except Exception as exc_always:
                             await self._failed(ctx, step, exc_always)
+                        except asyncio.CancelledError as cancel_always:
+                            await self._lost(ctx, step, cancel_always)
         finally:
             books.ended(ctx)
         return ctx
+
+    async def _lost(self, ctx: Context, step: WalkStep, exc: asyncio.CancelledError) -> None:
+        # The connection was lost (its task cancelled with CLIENT_GONE): the request
+        # ends as a client's leaving, and the walk goes on with its always-run
+        # stages; any other cancellation goes on up.
+        if not client_gone(exc):
+            raise exc
+        await self._failed(ctx, step, ClientDisconnectedError(CLIENT_GONE))
 
     async def _failed(self, ctx: Context, step: WalkStep, exc: Exception) -> None:
         ctx.waiting = step.failing

@@ -50,7 +50,7 @@ from colonnade.core.request import EMPTY_BODY, Headers, Request, TlsInfo, read_c
 from colonnade.core.response import FieldBlock
 from colonnade.core.taskwait import CANCELLED, DONE, PENDING, TaskWait, finished_future
 from colonnade.core.urlpath import decode_path
-from colonnade.errors import ClientDisconnectedError, HttpError
+from colonnade.errors import CLIENT_GONE, ClientDisconnectedError, HttpError
 from colonnade.http import Body as BodyEvent
 from colonnade.http import EndOfMessage, HTTP1Connection, Preface, ProtocolError, RequestHead
 from colonnade.transport.respcache import (
@@ -1155,7 +1155,11 @@ class HttpConnection(asyncio.Protocol):
             # whose wake-up is due after this callback.
             sender.fail(ClientDisconnectedError("the client went away"))
         elif task is not None and not self._end_idle_task() and not task.done():
-            task.cancel()
+            # The request's own waits (the application's, a drain, a body's read)
+            # are interrupted; the walk ends the request as a client's leaving
+            # (CLIENT_GONE: its always-run stages run, it is logged with Win32
+            # status 64), then the task ends.
+            task.cancel(CLIENT_GONE)
         self._wake_drain()
 
     def data_received(self, data: bytes) -> None:
