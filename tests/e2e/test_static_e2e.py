@@ -305,7 +305,7 @@ def test_a_connection_lost_first_mid_file_still_ends_and_logs_the_request(
     def lose(state: object) -> int:
         lost = 0
         for conn in list(state.connections):  # type: ignore[attr-defined]
-            if conn.sending_file is not None:
+            if conn.sending_file:
                 conn.transport.abort()  # connection_lost, at the loop's next turn
                 lost += 1
         return lost
@@ -400,7 +400,7 @@ def _sending(state: object) -> tuple[int, bool]:
     for conn in state.connections:  # type: ignore[attr-defined]
         if conn.transport is not None:
             held += conn.transport.get_write_buffer_size()
-        sending = sending or conn.sending_file is not None
+        sending = sending or conn.sending_file
     return held, sending
 
 

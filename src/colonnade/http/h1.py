@@ -1594,9 +1594,7 @@ class HTTP1Connection:
                 framed.prepared = prepared
                 framed.server = server
                 return data
-        return self.start_response(
-            head, prepared.status, _NO_HEADERS, None, prepared.length, keep_alive, body, prepared
-        )
+        return self.start_prepared(head, prepared, keep_alive, body)
 
     def _start(
         self,

@@ -950,12 +950,6 @@ class _FileSender:
         self.progress = conn._loop.time()
         conn._start_send_rate()
 
-    def fail(self, exc: BaseException) -> None:
-        """End the wait with ``exc`` (the connection was lost), unless it ended."""
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
-
     def _expire(self) -> None:
         waiter = self.waiter
         if waiter is None or waiter.done():
@@ -1082,8 +1076,7 @@ class HttpConnection(asyncio.Protocol):
         self._body_rate = RateWindow()
         self._send_rate = RateWindow()
         self._rate_due: float | None = None
-        # The file being sent (a sendfile under way: bytes are queued for the client).
-        self.sending_file: _FileSender | None = None
+        self.sending_file = False  # a sendfile is under way: bytes are queued for the client
         self.too_slow = False  # cut for a body below the minimum rate: linger briefly
         # The response cache's entry of this connection's last hit (it holds its
         # key), and its cache.
@@ -1145,20 +1138,11 @@ class HttpConnection(asyncio.Protocol):
             # stop's deadline dropped the connection: then the work is cancelled.)
             self._let_go(self.queue[0])
         task = self.task
-        sender = self.sending_file
-        if sender is not None:
-            # The task waits for the file's last byte only: that wait fails instead,
-            # and the request ends as any whose client left (its always-stages run:
-            # logged with Win32 status 64, as IIS logs it), then the task (the
-            # connection is closing). A cancel would skip them, and would also
-            # overtake a failure the socket already reported (_FileSender._ready)
-            # whose wake-up is due after this callback.
-            sender.fail(ClientDisconnectedError("the client went away"))
-        elif task is not None and not self._end_idle_task() and not task.done():
-            # The request's own waits (the application's, a drain, a body's read)
-            # are interrupted; the walk ends the request as a client's leaving
-            # (CLIENT_GONE: its always-run stages run, it is logged with Win32
-            # status 64), then the task ends.
+        if task is not None and not self._end_idle_task() and not task.done():
+            # The request's own waits (the application's, a drain, a body's read, a
+            # file's sendfile) are interrupted; the walk ends the request as a
+            # client's leaving (CLIENT_GONE: its always-run stages run, it is logged
+            # with Win32 status 64), then the task ends.
             task.cancel(CLIENT_GONE)
         self._wake_drain()
 
@@ -1863,12 +1847,12 @@ class HttpConnection(asyncio.Protocol):
             _cork(twin, 1)
         out = sock.fileno()
         sender = _FileSender(self, out, fd, offset, count, head, twin.fileno() if twin else -1)
-        self.sending_file = sender
+        self.sending_file = True
         try:
             if not sender.push():
                 await sender.rest()
         finally:
-            self.sending_file = None
+            self.sending_file = False
             sender.close()
             if twin is not None:
                 _cork(twin, 0)
@@ -2034,7 +2018,7 @@ class HttpConnection(asyncio.Protocol):
             self._body_too_slow(current, body, now)
         transport = self.transport
         waiting = transport is not None and (
-            transport.get_write_buffer_size() > 0 or self.sending_file is not None
+            transport.get_write_buffer_size() > 0 or self.sending_file
         )
         if not send_rate.judge(now, length, rate, waiting, self._sent()):
             self._send_too_slow(now)
