@@ -145,6 +145,22 @@ class DevTools:
         found = self.page("Runtime.evaluate", expression=expression, returnByValue=True)
         return found["result"].get("value")
 
+    def after_rendering(self) -> None:
+        """Until the page has been rendered once since now.
+
+        Some of what a page asks for happens only when it is next rendered, not
+        by its load event: an ``autofocus`` field gets the focus when the
+        browser "flushes autofocus candidates" in its rendering update (HTML,
+        "update the rendering"). A second animation frame starts after that.
+        """
+        self.page(
+            "Runtime.evaluate",
+            expression="new Promise(done => requestAnimationFrame("
+            "() => requestAnimationFrame(() => done(true))))",
+            awaitPromise=True,
+            returnByValue=True,
+        )
+
     def where(self) -> str:
         return str(self.evaluate("location.pathname + location.search"))
 
@@ -275,6 +291,7 @@ def test_a_wrong_password_is_announced(browser: DevTools, live: LiveServer) -> N
     assert alert == "The user name or password is incorrect."
     # The name is kept and the password field, described by the alert, has focus.
     assert browser.evaluate("document.getElementById('username').value") == "alice"
+    browser.after_rendering()
     assert browser.evaluate("document.activeElement.id") == "password"
     assert (
         browser.evaluate("document.getElementById('password').getAttribute('aria-describedby')")
