@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -436,6 +437,46 @@ def logged_paths(browser: Console) -> list[str]:
     """The cs-uri-stem of each line the access log page shows (directives left out)."""
     text = browser.evaluate("document.querySelector('.log-lines')?.textContent ?? ''")
     return [line.split()[4] for line in str(text).splitlines() if not line.startswith("#")]
+
+
+def test_a_view_left_while_it_loads_draws_nothing_and_stops_polling(
+    master: Master, browser: Console
+) -> None:
+    sign_in(browser, f"http://127.0.0.1:{master.admin_port}")  # type: ignore[attr-defined]
+    # Every API read the page makes from now on, in order, each answered 300 ms late
+    # (a slow network), so that a view left at once is left with its reads in flight.
+    browser.evaluate(
+        "(() => { window.reads = []; window.pending = 0; const fetch = window.fetch;"
+        " window.fetch = (path, ...rest) => { window.reads.push(String(path).split('?')[0]);"
+        " window.pending++; return new Promise(r => setTimeout(r, 300))"
+        ".then(() => fetch(path, ...rest)).finally(() => window.pending--); }; return true; })()"
+    )
+    # Each view is left as soon as it has asked the API for its first answer.
+    for hash_ in ("#/config", "#/overview", "#/log", "#/pools"):
+        asked = browser.evaluate("window.reads.length")
+        browser.evaluate(f"location.hash = {json.dumps(hash_)}")
+        wait_for(
+            lambda asked=asked: browser.evaluate("window.reads.length") > asked,
+            PATIENCE,
+            f"the view {hash_} asking the API",
+        )
+    browser.drawn("#/pools")
+    # Every answer has come, the left views' too...
+    wait_for(lambda: browser.evaluate("window.pending") == 0, PATIENCE, "the API's answers")
+    # ... and they drew nothing over the view shown: the configuration's page, drawn
+    # after its first reads, would replace it, and the log's form would join it.
+    assert browser.evaluate("document.title") == "Pools and workers · Colonnade Manager"
+    assert browser.evaluate("document.querySelector('#main h1').textContent") == (
+        "Pools and workers"
+    )
+    assert browser.evaluate("document.querySelectorAll('#main form').length") == 0
+    assert browser.evaluate("document.querySelectorAll('#main section.pool').length") >= 1
+    # Only the view shown polls (every 2 s): the others' polls stopped with their views.
+    browser.evaluate("window.reads.length = 0")
+    time.sleep(4.5)
+    reads = browser.evaluate("window.reads")
+    assert reads and set(reads) == {"/api/pools"}, reads
+    assert len(reads) <= 3, reads
 
 
 def test_the_access_log_with_a_filter(master: Master, browser: Console) -> None:

@@ -7,6 +7,10 @@
 const POLL_MS = 2000;
 let session = null;
 let timer = null;
+// The view's generation, one more at each route(): the polls and the first
+// drawing of a view left meanwhile (its answers still coming) stop there, so
+// they neither re-arm a timer of their own nor mark the page drawn.
+let view = 0;
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -30,10 +34,16 @@ function announce(text) {
 }
 
 class SignedOut extends Error {}
+// A view's read whose answer came after the user left the view: nothing is drawn.
+class Left extends Error {}
 
 // A call to the API with the session's CSRF token; a session that ran out sends
 // the user to the sign-in page (what they typed is already in sessionStorage).
+// A read (GET) whose answer comes after the user moved to another view throws Left,
+// so that the view left behind draws nothing on the one shown now; an action's
+// answer (POST, PUT) is still announced.
 async function api(method, path, body) {
+  const mine = view;
   const headers = {};
   if (session) headers["X-Colonnade-CSRF"] = session.csrf;
   if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -49,19 +59,22 @@ async function api(method, path, body) {
     throw new SignedOut();
   }
   const data = await response.json();
+  if (method === "GET" && mine !== view) throw new Left();
   data.httpStatus = response.status;
   return data;
 }
 
 function poll(render) {
+  const mine = view;
   const tick = async () => {
+    if (mine !== view) return;
     try {
       await render();
     } catch (error) {
-      if (!(error instanceof SignedOut)) announce("Cannot reach the server: " + error.message);
+      if (mine === view && !(error instanceof SignedOut)) announce("Cannot reach the server: " + error.message);
       return;
     }
-    timer = setTimeout(tick, POLL_MS);
+    if (mine === view) timer = setTimeout(tick, POLL_MS);
   };
   return tick();
 }
@@ -616,6 +629,7 @@ async function edit(site, path, section, effective) {
 // -- routing -------------------------------------------------------------------------
 
 async function route() {
+  const mine = ++view;
   clearTimeout(timer);
   timer = null;
   const hash = location.hash || "#/overview";
@@ -630,9 +644,9 @@ async function route() {
     else if (name === "config") await config();
     else await overview();
   } catch (error) {
-    if (!(error instanceof SignedOut)) main().append(el("p", { role: "alert", text: "Error: " + error.message }));
+    if (mine === view && !(error instanceof SignedOut)) main().append(el("p", { role: "alert", text: "Error: " + error.message }));
   }
-  document.body.dataset.ready = hash;
+  if (mine === view) document.body.dataset.ready = hash;
 }
 
 document.addEventListener("DOMContentLoaded", async () => {
