@@ -259,6 +259,21 @@ def test_an_application_cancelling_itself_resets_its_stream_only(
     assert " /more/self-cancel " not in log.read_text()
 
 
+def test_an_application_cancelling_itself_over_http1_drops_the_connection(
+    tmp_path: Path,
+) -> None:
+    # The same over HTTP/1.1, unchanged (a guard): no answer, no log line, and the
+    # connection is dropped, as it cannot go on without an answer.
+    config, log = _h2_site(tmp_path)
+    with LiveServer(config, tmp_path).start() as server, Conn(server.port) as conn:
+        conn.send(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert conn.response().body == b"hello"
+        conn.send(b"GET /more/self-cancel HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert conn.closed()
+    assert " /hello.txt " in log.read_text()
+    assert " /more/self-cancel " not in log.read_text()
+
+
 def _stopped_within(server: LiveServer, seconds: float) -> float:
     began = time.monotonic()
     server.begin_stop()
