@@ -11,6 +11,9 @@
   before its response was complete. Nobody is left to answer, and it is not the
   server's fault: the pipeline ends the request without an error page or an
   error log line (the access log records it as Win32 status 64, as IIS does).
+  ``ServerAbortedError`` (one of them): the server dropped the connection itself
+  (a stop's or a drain's deadline): ended the same way, logged with Win32 status
+  1236 (ERROR_CONNECTION_ABORTED) rather than the client's 64.
 """
 
 from __future__ import annotations
@@ -133,15 +136,45 @@ class ClientDisconnectedError(ColonnadeError, ConnectionError):
     WIN32_STATUS = 64
 
 
+class ServerAbortedError(ClientDisconnectedError):
+    """The server dropped the connection under the request itself: a stop's (or a
+    pool worker's drain's) deadline passed with the request unfinished.
+
+    Not the client's leaving, but ended alike, as nobody is left to answer: no
+    error page, no error log line, the always-run stages run. The access log tells
+    the two apart by the Win32 status, as IIS does.
+    """
+
+    #: ERROR_CONNECTION_ABORTED: "the network connection was aborted by the local
+    #: system", what IIS logs for a connection the server (not the client) ended.
+    WIN32_STATUS = 1236
+
+
 #: The message of the cancellation a lost connection sends its request's task
-#: (``task.cancel(CLIENT_GONE)``): the walk ends that request as a client's leaving
-#: (:func:`client_gone`), its always-run stages run (the access log line, Win32
-#: status 64), then the task ends. Any other cancellation (the application's own,
-#: a stop's deadline) goes on through the walk as before.
+#: (``task.cancel(CLIENT_GONE)``; HTTP/2: a stream the client reset, or its
+#: connection lost): the walk ends that request as a client's leaving
+#: (:func:`connection_ended`), its always-run stages run (the access log line,
+#: Win32 status 64), then the task ends.
 CLIENT_GONE = "the client went away"
 
+#: The message of the cancellation a stop's (or drain's) deadline sends the
+#: requests still at work (``ServerState.abort_all``): ended as
+#: :class:`ServerAbortedError` (logged with Win32 status 1236). Any other
+#: cancellation (the application's own) goes on through the walk as before.
+SERVER_ABORTED = "the server aborted the connection"
 
-def client_gone(exc: BaseException) -> bool:
-    """Whether ``exc`` (a CancelledError) is a lost connection's (:data:`CLIENT_GONE`)."""
+
+def connection_ended(exc: BaseException) -> ClientDisconnectedError | None:
+    """What ends the request whose task got ``exc`` (a CancelledError): the error
+    of a lost connection (:data:`CLIENT_GONE`) or of the server's own abort
+    (:data:`SERVER_ABORTED`); None for any other cancellation, which is not ours
+    to stop."""
     args = exc.args
-    return bool(args) and args[0] == CLIENT_GONE
+    if not args:
+        return None
+    message = args[0]
+    if message == CLIENT_GONE:
+        return ClientDisconnectedError(CLIENT_GONE)
+    if message == SERVER_ABORTED:
+        return ServerAbortedError(SERVER_ABORTED)
+    return None

@@ -9,10 +9,11 @@ means it to, seen from the server's loop."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,18 +129,30 @@ def _leave(
             assert conn.sock.recv(4096).startswith(b"HTTP/1.1 200 ")
         wait_for(lambda: server.look(waiting), PATIENCE, "the request waiting")
         assert server.look(_lose) == 1
-        stem = f" {target.partition('?')[0]} "  # the log's cs-uri-stem
-        wait_for(
-            lambda: log.exists() and stem in log.read_text(),
-            PATIENCE,
-            "the request logged",
-        )
+        stem = logged(log, target)
+    let_go(server)
+    assert win32_statuses(log, stem) == ["64"]
+    quiet(caplog)
+
+
+def logged(log: Path, target: str) -> str:
+    """Wait for ``target``'s line in the access log ``log``; its cs-uri-stem, spaced."""
+    stem = f" {target.partition('?')[0]} "
+    wait_for(lambda: log.exists() and stem in log.read_text(), PATIENCE, "the request logged")
+    return stem
+
+
+def let_go(server: LiveServer) -> None:
+    """Wait until ``server`` has no connection left."""
     wait_for(
         lambda: server.look(lambda state: len(state.connections) == 0),
         PATIENCE,
         "the connection let go",
     )
-    assert win32_statuses(log, stem) == ["64"]
+
+
+def quiet(caplog: pytest.LogCaptureFixture) -> None:
+    """Nothing was logged at WARNING or above."""
     errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert errors == [], [r.getMessage() for r in errors]
 
@@ -174,9 +187,10 @@ def test_a_wsgi_stream_whose_client_left_mid_drain_is_logged(
         _leave(server, "/wsgi/stream", _draining, log, caplog)
 
 
-def test_a_proxied_stream_whose_client_left_mid_drain_is_logged(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+@contextlib.contextmanager
+def proxy_site(tmp_path: Path) -> Iterator[tuple[dict[str, Any], Path]]:
+    """The configuration of a front server proxying everything to a live upstream
+    that serves ``/big.bin`` (16 MiB), and the front's access log."""
     up = tmp_path / "up"
     (up / "www").mkdir(parents=True)
     (up / "www" / "big.bin").write_bytes(os.urandom(16 * 1024 * 1024))
@@ -193,8 +207,18 @@ def test_a_proxied_stream_whose_client_left_mid_drain_is_logged(
             "proxy": {"upstream": f"http://127.0.0.1:{upstream.port}"},
             "http_logging": {"target": str(log), "buffer_size": 0},
         }
-        with caplog.at_level(logging.DEBUG), LiveServer(config, tmp_path).start() as server:
-            _leave(server, "/big.bin", _draining, log, caplog)
+        yield config, log
+
+
+def test_a_proxied_stream_whose_client_left_mid_drain_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (
+        proxy_site(tmp_path) as (config, log),
+        caplog.at_level(logging.DEBUG),
+        LiveServer(config, tmp_path).start() as server,
+    ):
+        _leave(server, "/big.bin", _draining, log, caplog)
 
 
 @NEEDS_PHP

@@ -11,7 +11,7 @@ import pytest
 
 from colonnade import FINISH, Context, Handler, Module, Stage, hook
 from colonnade.core.stages import STAGES
-from colonnade.errors import CLIENT_GONE, ClientDisconnectedError
+from colonnade.errors import CLIENT_GONE, SERVER_ABORTED, ClientDisconnectedError
 from colonnade.pipeline import runner
 
 WALK = [info.stage for info in STAGES]
@@ -41,9 +41,13 @@ def _record(self: Module, ctx: Context, stage: Stage) -> object:
         raise ClientDisconnectedError("the client went away")
     cancel_at = ctx.request.header(b"x-cancel-at")
     if cancel_at is not None and cancel_at.decode() == stage.name:
-        # What a cancelled await raises: a lost connection's (CLIENT_GONE) or another's.
-        lost = ctx.request.header(b"x-cancel-lost") is not None
-        raise asyncio.CancelledError(*((CLIENT_GONE,) if lost else ()))
+        # What a cancelled await raises: a lost connection's (CLIENT_GONE), a stop's
+        # deadline's (SERVER_ABORTED), or another's (none, or the application's).
+        lost = ctx.request.header(b"x-cancel-lost")
+        if lost is None:
+            message = ctx.request.header(b"x-cancel-message")
+            raise asyncio.CancelledError(*(() if message is None else (message.decode(),)))
+        raise asyncio.CancelledError(SERVER_ABORTED if lost == b"server" else CLIENT_GONE)
     fail_at = ctx.request.header(b"x-fail-at")
     if fail_at is not None and fail_at.decode() == stage.name:
         raise RuntimeError(f"boom at {stage.name}")

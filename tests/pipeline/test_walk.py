@@ -5,18 +5,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from pathlib import Path
 
 import pytest
 
 from colonnade.core.stages import STAGES, Always, Stage
-from colonnade.errors import ClientDisconnectedError
+from colonnade.errors import ClientDisconnectedError, ServerAbortedError
+from colonnade.modules.http_logging.fields import win32_status
 from colonnade.testing import Client, build_engine
 
 from .conftest import WALK, Echo, Every, engine_config
 
 
-def client() -> Client:
-    return Client(build_engine(engine_config("test.every", "test.echo"), modules=[Every, Echo]))
+def client(traces: Path | None = None) -> Client:
+    """``traces``: a failed-request-tracing rule selects every request, so that
+    the traced walk runs it (its trace files go there)."""
+    config = engine_config("test.every", "test.echo")
+    if traces is not None:
+        config["server"]["modules"].append("tracing.failed_requests")  # type: ignore[index]
+        config["failed_request_tracing"] = {
+            "directory": str(traces),
+            "rules": [{"path": "*", "status_codes": "100-999"}],
+        }
+    return Client(build_engine(config, modules=[Every, Echo]))
 
 
 def trail(response) -> list[str]:  # type: ignore[no-untyped-def]
@@ -127,18 +138,27 @@ def test_a_client_gone_ends_the_request_quietly(
     assert ("HANDLER" in seen) == (stage is Stage.SEND_RESPONSE)
 
 
+@pytest.mark.parametrize("traced", [False, True], ids=["untraced", "traced"])
+@pytest.mark.parametrize("by", ["client", "server"])
 @pytest.mark.parametrize(
     "stage", [Stage.AUTHENTICATE_REQUEST, Stage.EXECUTE_REQUEST_HANDLER, Stage.LOG_REQUEST]
 )
 def test_a_lost_connections_cancellation_ends_the_request_as_a_client_gone(
-    stage: Stage, caplog: pytest.LogCaptureFixture
+    stage: Stage, by: str, traced: bool, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
-    # The connection's task cancelled with CLIENT_GONE (connection_lost) while a
-    # hook awaits: the request ends as a client's leaving, quietly, and the
-    # always-run stages after it still run (the access log line, EndRequest).
-    with caplog.at_level(logging.DEBUG, logger="colonnade.error"), client() as c:
-        r = c.get("/x", headers={"x-cancel-at": stage.name, "x-cancel-lost": "1"})
-    assert isinstance(r.context.error, ClientDisconnectedError)
+    # The connection's task cancelled with CLIENT_GONE (connection_lost) or
+    # SERVER_ABORTED (a stop's deadline, abort_all) while a hook awaits: the request
+    # ends as a client's leaving, quietly, and the always-run stages after it still
+    # run (the access log line, EndRequest). The server's abort is told apart
+    # (ServerAbortedError: Win32 status 1236 in the access log, not 64).
+    traces = tmp_path / "traces" if traced else None
+    with caplog.at_level(logging.DEBUG, logger="colonnade.error"), client(traces) as c:
+        r = c.get("/x", headers={"x-cancel-at": stage.name, "x-cancel-lost": by})
+    assert (r.context.trace is not None) == traced
+    error = r.context.error
+    assert isinstance(error, ClientDisconnectedError)
+    assert isinstance(error, ServerAbortedError) == (by == "server")
+    assert win32_status(error) == (1236 if by == "server" else 64)
     assert [rec.levelno for rec in caplog.records] == [logging.DEBUG]
     seen = trail(r)
     assert seen[seen.index(stage.name) :][-2:] == ["POST_LOG_REQUEST", "END_REQUEST"]
@@ -146,9 +166,14 @@ def test_a_lost_connections_cancellation_ends_the_request_as_a_client_gone(
         assert "LOG_REQUEST" in seen[seen.index(stage.name) + 1 :]
 
 
+@pytest.mark.parametrize("message", [None, "the application's own"])
 @pytest.mark.parametrize("stage", [Stage.AUTHENTICATE_REQUEST, Stage.EXECUTE_REQUEST_HANDLER])
-def test_another_cancellation_goes_on_through_the_walk(stage: Stage) -> None:
-    # The application cancelling its own task (or a stop's deadline): as before,
-    # the cancellation is not the walk's to end.
-    with client() as c, pytest.raises(asyncio.CancelledError):
-        c.get("/x", headers={"x-cancel-at": stage.name})
+def test_another_cancellation_goes_on_through_the_walk(stage: Stage, message: str | None) -> None:
+    # The application cancelling its own task (bare, or with a message of its
+    # own): as before, the cancellation is not the walk's to end.
+    headers = {"x-cancel-at": stage.name}
+    if message is not None:
+        headers["x-cancel-message"] = message
+    with client() as c, pytest.raises(asyncio.CancelledError) as raised:
+        c.get("/x", headers=headers)
+    assert raised.value.args == (() if message is None else (message,))

@@ -41,7 +41,7 @@ from colonnade.core.errorpage import FAILED_AT
 from colonnade.core.module import FINISH
 from colonnade.core.stages import Always, Stage
 from colonnade.core.tracing import ERROR, WARNING, Trace, TraceSource
-from colonnade.errors import CLIENT_GONE, ClientDisconnectedError, HttpError, client_gone
+from colonnade.errors import ClientDisconnectedError, HttpError, connection_ended
 from colonnade.pipeline import walker
 from colonnade.pipeline.plan import BoundHook, HookFn, Plan, generate
 
@@ -320,14 +320,17 @@ async def _run_always(
 
 
 async def _lost(plan: Plan, ctx: Context, exc: asyncio.CancelledError, stage: Stage) -> None:
-    """A cancellation arrived in ``stage``: where the connection was lost (its task
-    cancelled with :data:`~colonnade.errors.CLIENT_GONE`), the request ends as a
-    client's leaving (no page, no error line; Win32 status 64 in the access log)
-    and the walk goes on with its always-run stages; any other (the application
-    cancelled its own task, a stop's deadline) goes on up."""
-    if not client_gone(exc):
+    """A cancellation arrived in ``stage``: where the connection ended under the
+    request (its task cancelled with :data:`~colonnade.errors.CLIENT_GONE`: the
+    client left; :data:`~colonnade.errors.SERVER_ABORTED`: a stop's deadline),
+    the request ends as a client's leaving (no page, no error line; Win32 status
+    64, or 1236 for the server's abort, in the access log) and the walk goes on
+    with its always-run stages; any other (the application cancelled its own
+    task) goes on up."""
+    ended = connection_ended(exc)
+    if ended is None:
         raise exc
-    await fail(plan, ctx, ClientDisconnectedError(CLIENT_GONE), stage)
+    await fail(plan, ctx, ended, stage)
 
 
 async def fail(plan: Plan, ctx: Context, exc: Exception, stage: Stage) -> None:

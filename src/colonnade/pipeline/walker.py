@@ -26,7 +26,7 @@ from typing import Any, Final
 
 from colonnade.core.context import Context
 from colonnade.core.stages import Stage
-from colonnade.errors import CLIENT_GONE, ClientDisconnectedError, client_gone
+from colonnade.errors import connection_ended
 
 #: How a step calls a hook: a plain function's answer is the outcome.
 PLAIN: Final = 0
@@ -179,12 +179,14 @@ class Walker:
         return ctx
 
     async def _lost(self, ctx: Context, step: WalkStep, exc: asyncio.CancelledError) -> None:
-        # The connection was lost (its task cancelled with CLIENT_GONE): the request
-        # ends as a client's leaving, and the walk goes on with its always-run
-        # stages; any other cancellation goes on up.
-        if not client_gone(exc):
+        # The connection ended under the request (its task cancelled with
+        # CLIENT_GONE, or SERVER_ABORTED by a stop's deadline): the request ends as
+        # a client's leaving, and the walk goes on with its always-run stages; any
+        # other cancellation goes on up.
+        ended = connection_ended(exc)
+        if ended is None:
             raise exc
-        await self._failed(ctx, step, ClientDisconnectedError(CLIENT_GONE))
+        await self._failed(ctx, step, ended)
 
     async def _failed(self, ctx: Context, step: WalkStep, exc: Exception) -> None:
         ctx.waiting = step.failing

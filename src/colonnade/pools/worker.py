@@ -51,7 +51,7 @@ from colonnade.pools.sandbox import (
 )
 from colonnade.pools.single import new_event_loop
 from colonnade.transport.connection import HttpConnection
-from colonnade.transport.server import HttpServer, ServerState
+from colonnade.transport.server import HttpServer, ServerState, settle_time
 
 log = logging.getLogger("colonnade.pools")
 
@@ -304,6 +304,7 @@ class Worker:
                 deadline,
             )
             self.state.abort_all()
+            await self.state.settle(settle_time(deadline))
         await router.wait()
         if self.channel is not None:
             await self._channel_flushed()

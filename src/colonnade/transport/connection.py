@@ -50,7 +50,7 @@ from colonnade.core.request import EMPTY_BODY, Headers, Request, TlsInfo, read_c
 from colonnade.core.response import FieldBlock
 from colonnade.core.taskwait import CANCELLED, DONE, PENDING, TaskWait, finished_future
 from colonnade.core.urlpath import decode_path
-from colonnade.errors import CLIENT_GONE, ClientDisconnectedError, HttpError
+from colonnade.errors import ClientDisconnectedError, HttpError
 from colonnade.http import Body as BodyEvent
 from colonnade.http import EndOfMessage, HTTP1Connection, Preface, ProtocolError, RequestHead
 from colonnade.transport.respcache import (
@@ -1142,8 +1142,9 @@ class HttpConnection(asyncio.Protocol):
             # The request's own waits (the application's, a drain, a body's read, a
             # file's sendfile) are interrupted; the walk ends the request as a
             # client's leaving (CLIENT_GONE: its always-run stages run, it is logged
-            # with Win32 status 64), then the task ends.
-            task.cancel(CLIENT_GONE)
+            # with Win32 status 64; SERVER_ABORTED after a stop's deadline: 1236),
+            # then the task ends.
+            self.state.cancel_request(task)
         self._wake_drain()
 
     def data_received(self, data: bytes) -> None:

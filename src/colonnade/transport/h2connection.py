@@ -819,7 +819,11 @@ class H2Connection(asyncio.Protocol):
                 stream.send_all(500, None, [], b"")  # an always-stage failed
             self.state.count_request()
         except asyncio.CancelledError:
-            pass  # the client reset the stream, or the connection is gone
+            # The walk let a cancellation through (not the connection's: the
+            # application's own): the request is over unanswered, so the stream is
+            # reset (a closed one is left as it is), as the connection is dropped
+            # on HTTP/1.1.
+            stream.abort()
         except Exception:
             log.exception("unhandled error answering %r", request)
             stream.abort()
@@ -1033,7 +1037,11 @@ class H2Connection(asyncio.Protocol):
             body.fail(ClientDisconnectedError("the client reset the stream"))
         task = stream.task
         if cancel and task is not None and not task.done():
-            task.cancel()
+            # The client reset the stream, or the connection is gone: the request's
+            # own waits are interrupted and the walk ends it as a client's leaving
+            # (CLIENT_GONE: its always-run stages run, logged with Win32 status 64;
+            # SERVER_ABORTED after a stop's deadline: 1236), then the task ends.
+            self.state.cancel_request(task)
         if task is None:
             self._forget(stream)
 

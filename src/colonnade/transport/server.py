@@ -16,6 +16,7 @@ from colonnade.config.schema import Http2, Limits, ServerConfig, Timeouts
 from colonnade.core.request import Request
 from colonnade.engine import Engine
 from colonnade.engine.sites import parse_binding
+from colonnade.errors import CLIENT_GONE, SERVER_ABORTED
 from colonnade.transport.connection import (
     Accepted,
     Counts,
@@ -144,6 +145,9 @@ class ServerState:
         #: A stop's (or drain's) deadline passed (:meth:`abort_all`): a connection
         #: ending now cancels its request's work, a complete answer's too.
         self.aborting = False
+        #: Tasks of requests :meth:`abort_all` cut short, while they run their
+        #: always-run stages (their log lines): :meth:`settle` waits for them.
+        self.ending: set[asyncio.Task[None]] = set()
         #: The TLS ports of the configuration, with their certificates.
         self.tls = tls_ports(engine.config, alpn_protocols(self), NO_TLS)
         #: What connections read per request and as they begin and end (engine,
@@ -323,6 +327,11 @@ class ServerState:
     async def wait_all_closed(self, seconds: float) -> bool:
         """Wait up to ``seconds`` for every connection to end, and for the
         applications still at work after their responses (``stragglers``)."""
+        return await self._wait_ended(seconds, self.stragglers)
+
+    async def _wait_ended(self, seconds: float, tasks: set[asyncio.Task[None]]) -> bool:
+        # Up to ``seconds``: every connection gone, then every task of ``tasks`` (a
+        # live set, which the tasks leave as they end).
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         if self.connections:
@@ -332,22 +341,54 @@ class ServerState:
                 await asyncio.wait_for(self._all_closed.wait(), seconds)
             except TimeoutError:
                 return False
-        while self.stragglers:
+        while tasks:
             left = deadline - loop.time()
             if left <= 0:
                 return False
-            await asyncio.wait(set(self.stragglers), timeout=left)
+            await asyncio.wait(set(tasks), timeout=left)
         return True
 
     def abort_all(self) -> None:
         """A stop's (or drain's) deadline passed: drop every connection, and cancel
         the work of every request still at it, after a complete answer too (the
-        connections' ends, which come later, cancel theirs: see ``aborting``)."""
+        connections' ends, which come later, cancel theirs: see ``aborting``), with
+        :data:`~colonnade.errors.SERVER_ABORTED`: each request ends as cut by the
+        server (its always-run stages run; logged with Win32 status 1236), which
+        :meth:`settle` gives a moment."""
         self.aborting = True
         for conn in list(self.connections):
             conn.abort()
         for task in list(self.stragglers):
-            task.cancel()
+            self.cancel_request(task)
+
+    def cancel_request(self, task: asyncio.Task[None]) -> None:
+        """The connection of the request ``task`` serves ended under it: the client
+        left (:data:`~colonnade.errors.CLIENT_GONE`), or, after :meth:`abort_all`,
+        the server dropped it (:data:`~colonnade.errors.SERVER_ABORTED`, and
+        :meth:`settle` waits for the task). The walk ends the request either way."""
+        if not self.aborting:
+            task.cancel(CLIENT_GONE)
+            return
+        task.cancel(SERVER_ABORTED)
+        ending = self.ending
+        ending.add(task)
+        task.add_done_callback(ending.discard)
+
+    async def settle(self, seconds: float) -> bool:
+        """After :meth:`abort_all`: give the requests it cut short up to ``seconds``
+        to run their always-run stages (EndRequest, LogRequest: their access log
+        lines), so that the process does not exit under them; False if some had
+        not ended by then (the stop goes on: they get no log line)."""
+        # The connections' ends (which cancel their requests) come a turn or two
+        # of the loop after abort(): wait for them first.
+        if await self._wait_ended(seconds, self.ending):
+            return True
+        log.warning(
+            "%d request(s) cut short by the deadline still ending %.1fs later: left unlogged",
+            len(self.ending),
+            seconds,
+        )
+        return False
 
     def log_protocol_error(self, client: tuple[str, int] | None, status: int, reason: str) -> None:
         """A request refused before it reached the pipeline (no access log line)."""
@@ -454,6 +495,18 @@ def native_accept_is_safe(max_connections: int) -> bool:
     return soft == resource.RLIM_INFINITY or soft >= max_connections + FD_RESERVE
 
 
+#: The longest a stop (or a drain) waits, past its deadline, for the requests it
+#: aborted to run their always-run stages (their access log lines): within the 2 s
+#: a pool's master allows a stopping worker past its deadline before it kills it
+#: (``pools/workers.py`` KILL_GRACE).
+SETTLE_TIME = 1.0
+
+
+def settle_time(deadline: float) -> float:
+    """How long a stop of ``deadline`` seconds gives its aborted requests to end."""
+    return min(SETTLE_TIME, deadline)
+
+
 class HttpServer:
     """Serves an engine on already-bound sockets until stopped."""
 
@@ -509,5 +562,6 @@ class HttpServer:
                 len(self.state.stragglers),
             )
             self.state.abort_all()
+            await self.state.settle(settle_time(deadline))
         for server in self.servers:
             await server.wait_closed()

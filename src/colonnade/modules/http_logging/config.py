@@ -63,7 +63,9 @@ class HttpLoggingSection(Section, frozen=True):
       field is ours, not IIS's: the short id shown on 5xx error pages (and in the
       error log), so an error report can be matched to its log line; it is ``-``
       for other statuses. ``sc-win32-status`` is 64 when the client went away
-      before its response was complete (as IIS logs it), else 0. Optional:
+      before its response was complete (as IIS logs it; an HTTP/2 stream the client
+      reset too), 1236 when the server cut the request short itself (a stop's or a
+      drain's deadline; IIS's ERROR_CONNECTION_ABORTED), else 0. Optional:
       ``sc-bytes``, ``cs-bytes``, ``cs-host``, ``cs-version``, ``s-sitename``,
       ``s-computername``, ``x-peer-ip`` (ours: the address the connection came
       from, which differs from ``c-ip`` when ``security.trusted_proxies`` took the

@@ -219,11 +219,12 @@ def request_size(request: Request) -> int:
 
 
 def win32_status(error: BaseException | None) -> int:
-    """``sc-win32-status``: 64 when the client went away before its response was complete.
-
-    The one IIS Win32 status that means something off Windows; else 0.
+    """``sc-win32-status``: 64 when the client went away before its response was
+    complete, 1236 when the server dropped the connection itself (a stop's
+    deadline: ``ServerAbortedError``); else 0. The IIS Win32 statuses that mean
+    something off Windows.
     """
-    return ClientDisconnectedError.WIN32_STATUS if isinstance(error, ClientDisconnectedError) else 0
+    return error.WIN32_STATUS if isinstance(error, ClientDisconnectedError) else 0
 
 
 COMPUTER_NAME = socket.gethostname()
