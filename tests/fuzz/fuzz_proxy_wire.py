@@ -85,6 +85,29 @@ def _field_lines(body: bytes) -> None:
         except UpstreamProtocolError as exc:
             answers.append(("error", str(exc)))
     assert answers[0] == answers[1], answers
+    _usual_head(body)
+
+
+#: What _parse_usual_head and _parse_head must agree on.
+_READ = (
+    "end", "status", "reason", "headers", "bare", "canonical", "length", "length_at", "date",
+    "server", "plain", "keep_alive", "te", "chunked",
+)  # fmt: skip
+
+
+def _usual_head(body: bytes) -> None:
+    # A head the C reader (_fields.c's response_head) takes is read by the Python
+    # parse alike; one it leaves is one the Python parse must be asked about.
+    usual = wire._parse_usual_head(body, _MAX_HEAD, wire._Parsed())
+    if usual is None:
+        return
+    found = wire._blank_line(body, 0, _MAX_HEAD)
+    assert found >= 0 and usual.end == found + 4, (usual.end, found)
+    parsed = wire._parse_head(body, found + 4)
+    assert isinstance(parsed, wire._Parsed)
+    for name in _READ:
+        assert getattr(usual, name) == getattr(parsed, name), (name, body[: usual.end])
+    assert usual.size == wire._length(usual.length) if usual.length is not None else usual.size < 0
 
 
 def one_input(data: bytes) -> None:

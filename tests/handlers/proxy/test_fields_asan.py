@@ -28,6 +28,7 @@ spec.loader.exec_module(module)
 sys.modules["colonnade.handlers.proxy._fields"] = module
 from colonnade.handlers.proxy import wire
 assert wire._C_HEADER_LINES is module.header_lines
+assert wire._C_RESPONSE_HEAD is module.response_head
 from tests.fuzz.fuzz_proxy_wire import one_input
 from tests.fuzz.harness import seeds
 inputs = [path.read_bytes() for path in seeds("proxy_wire")]
@@ -48,6 +49,9 @@ for data in inputs:
             wire._header_lines(body[:size], 17, size)
         except wire.UpstreamProtocolError:
             pass  # not a head: refused, as it must be
+        # And each cut read by the C head reader, with limits around its size.
+        for limit in (0, size // 2, size, 1 << 16):
+            module.response_head(body[:size], limit)
 print("checked", len(inputs))
 """
 

@@ -514,3 +514,66 @@ def test_join_in_c_refuses_what_is_no_list_of_bytes() -> None:
         c_join([b"a", bytearray(b"b")])  # type: ignore[list-item]
     with pytest.raises(TypeError):
         c_join((b"a", b"b"))  # type: ignore[arg-type]
+
+
+#: What the C head reader (_fields.c's response_head) and _parse_head must agree on.
+_READ = ("end", "status", "reason", "headers", "bare", "canonical", "length", "length_at")
+_READ_TOO = ("date", "server", "plain", "keep_alive", "te", "chunked")
+
+
+def test_usual_head_in_c_as_in_python() -> None:
+    # The compiled build reads the usual response head in C in one pass
+    # (wire._parse_usual_head): for each head it takes, the same record as the
+    # Python parse; the heads it leaves to Python (None) include every one that
+    # is invalid, not whole, an interim or HTTP/1.0 answer, or names Connection or
+    # Transfer-Encoding; and so for every single-byte change of a typical head.
+    if wire._C_RESPONSE_HEAD is None:
+        pytest.skip("a pure-Python build has no C head reader")
+    status = b"HTTP/1.1 200 OK"
+    heads = [status + b"\r\n" + b"\r\n".join(lines) + b"\r\n\r\n" for lines in header_lines_cases()]
+    special = [
+        b"HTTP/1.1 200 OK\r\nServer: u\r\nContent-Length: 5\r\nDate: d\r\n\r\nhello",
+        b"HTTP/1.1 404\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/1.1 200 \r\nx: y\r\n\r\n",
+        b"HTTP/1.1 302 Found\r\nlocation: http://up/x\r\nset-cookie: a=b\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTE: x\r\nUpgrade: y\r\nkeep-alive: 1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 1234567890123456789\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: +1\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/1.1 101 Switching\r\nupgrade: x\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r",
+    ]
+    heads += special
+    for i in range(len(HEAD)):
+        for byte in (0, 9, 10, 13, 32, 58, 65, 0x7F, 0xFF):
+            heads.append(HEAD[:i] + bytes((byte,)) + HEAD[i + 1 :])
+    taken = 0
+    for raw in heads:
+        for data in (raw, raw + b"body", raw[:-1]):
+            usual = wire._parse_usual_head(data, 65536, wire._Parsed())
+            found = wire._blank_line(data, 0, 65536)
+            try:
+                parsed = wire._parse_head(data, found + 4) if found >= 0 else None
+            except wire.UpstreamProtocolError:
+                parsed = None
+            if usual is None:
+                continue
+            taken += 1
+            assert isinstance(parsed, wire._Parsed), data
+            for name in (*_READ, *_READ_TOO):
+                assert getattr(usual, name) == getattr(parsed, name), (name, data)
+            assert usual.status >= 200 and parsed.keep_alive and not parsed.te
+            assert usual.size == (wire._length(usual.length) if usual.length else -1), data
+        for limit in (0, len(raw) // 2, len(raw) - 5, len(raw) - 4):
+            # Within the limit as _blank_line counts it, or left to Python.
+            if wire._blank_line(raw, 0, limit) < 0:
+                assert wire._parse_usual_head(raw, limit, wire._Parsed()) is None, (raw, limit)
+    assert taken > 20
+    for raw in special:
+        lowered = raw.lower()
+        if b"connection" in lowered or b"transfer-encoding" in lowered or b"HTTP/1.0" in raw:
+            assert wire._parse_usual_head(raw, 65536, wire._Parsed()) is None, raw

@@ -52,20 +52,46 @@ fill_name_table(void)
  * (and hashed) once, and handed out again for each head that names the field,
  * in place of a new object per field: no allocation, and the hash a dict look-up
  * of the field (the HTTP/1 writer's head shapes) needs is already there. A fixed
- * list, not a memo: what an upstream sends never changes it. */
+ * list, not a memo: what an upstream sends never changes it. The first K_*
+ * entries are those response_head decides by. */
 static const char *const KNOWN[] = {
-    "date", "server", "content-type", "content-length", "connection", "keep-alive",
-    "transfer-encoding", "cache-control", "vary", "etag", "last-modified", "expires",
-    "location", "set-cookie", "content-encoding", "accept-ranges", "age", "pragma",
+    "date", "server", "content-length", "connection", "transfer-encoding",
+    "keep-alive", "location", "set-cookie",
+    "content-type", "cache-control", "vary", "etag", "last-modified", "expires",
+    "content-encoding", "accept-ranges", "age", "pragma",
 };
+enum { K_DATE, K_SERVER, K_CONTENT_LENGTH, K_CONNECTION, K_TRANSFER_ENCODING,
+       K_KEEP_ALIVE, K_LOCATION, K_SET_COOKIE };
 #define KNOWN_COUNT (sizeof(KNOWN) / sizeof(KNOWN[0]))
 static PyObject *known_names[KNOWN_COUNT];
-static Py_ssize_t known_sizes[KNOWN_COUNT];
+/* The known names by size: up to BY_SIZE_MAX indexes into KNOWN for each size
+ * (-1: no more), so a name is compared only with those of its own size. */
+#define SIZE_MAX_KNOWN 24
+#define BY_SIZE_MAX 4
+static signed char known_by_size[SIZE_MAX_KNOWN + 1][BY_SIZE_MAX];
+
+/* The other fields a proxy changes on the way back (wire._CHANGED: hop-by-hop,
+ * or naming the upstream), besides the K_* ones from K_CONNECTION on. */
+static const char *const OTHER_CHANGED[] = {
+    "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "upgrade", "content-location",
+};
+#define OTHER_CHANGED_COUNT (sizeof(OTHER_CHANGED) / sizeof(OTHER_CHANGED[0]))
 
 static int
 fill_known_names(void)
 {
+    memset(known_by_size, -1, sizeof(known_by_size));
     for (size_t i = 0; i < KNOWN_COUNT; i++) {
+        size_t size = strlen(KNOWN[i]);
+        if (size <= SIZE_MAX_KNOWN) {
+            for (int k = 0; k < BY_SIZE_MAX; k++) {
+                if (known_by_size[size][k] < 0) {
+                    known_by_size[size][k] = (signed char)i;
+                    break;
+                }
+            } /* (a fifth name of one size would only be made anew per head) */
+        }
         if (known_names[i] != NULL) {
             continue; /* (a second import of the module) */
         }
@@ -75,24 +101,148 @@ fill_known_names(void)
             return -1;
         }
         known_names[i] = name; /* kept for the process's life */
-        known_sizes[i] = PyBytes_GET_SIZE(name);
     }
     return 0;
 }
 
-/* The known name ``lowered`` (``size`` bytes, lower case), a new reference; NULL
- * (no exception set) when it is not one. */
-static PyObject *
-known_name(const unsigned char *lowered, Py_ssize_t size)
+/* The index in KNOWN of the name ``lowered`` (``size`` bytes, lower case); -1
+ * when it is not one. */
+static int
+known_index(const unsigned char *lowered, Py_ssize_t size)
 {
-    for (size_t i = 0; i < KNOWN_COUNT; i++) {
-        if (known_sizes[i] == size && known_names[i] != NULL
+    if (size > SIZE_MAX_KNOWN) {
+        return -1;
+    }
+    const signed char *candidates = known_by_size[size];
+    for (int k = 0; k < BY_SIZE_MAX && candidates[k] >= 0; k++) {
+        int i = candidates[k];
+        if (known_names[i] != NULL
             && memcmp(PyBytes_AS_STRING(known_names[i]), lowered, (size_t)size) == 0) {
-            Py_INCREF(known_names[i]);
-            return known_names[i];
+            return i;
         }
     }
-    return NULL;
+    return -1;
+}
+
+/* One field line from ``at``, in a head whose bytes end, at the latest, with a
+ * CR or a NUL that stops every scan (either the head's last CR, checked by the
+ * caller, or the NUL every bytes object has after its last byte): the colon,
+ * the CR that ends the line, the trimmed value's bounds, and whether the name
+ * has an upper-case letter. -1 where it is no valid field line (a name that is
+ * no token or empty, a CR not followed by LF, a lone LF or a NUL). */
+typedef struct {
+    Py_ssize_t colon, end, first, stop;
+    int upper;
+} line_t;
+
+static int
+scan_line(const unsigned char *data, Py_ssize_t at, line_t *line)
+{
+    /* The name: tchars up to the colon (a CR or NUL, no tchar, ends the
+     * search); first the usual bytes, then (an upper-case letter met) any tchar. */
+    Py_ssize_t colon = at;
+    while (LOWER[data[colon]]) {
+        colon++;
+    }
+    int upper = 0;
+    if (data[colon] != ':') {
+        for (;;) {
+            unsigned char n = NAME[data[colon]];
+            if (n == ':') {
+                break;
+            }
+            if (n == 0) {
+                return -1;
+            }
+            colon++;
+        }
+        upper = 1; /* (what stopped the fast loop was an upper-case letter) */
+    }
+    /* The value: up to the CR of CR LF; a lone LF or a NUL is no value. */
+    Py_ssize_t end = colon + 1;
+    while (!STOP[data[end]]) {
+        end++;
+    }
+    if (data[end] != '\r' || colon == at || data[end + 1] != '\n') {
+        return -1;
+    }
+    Py_ssize_t first = colon + 1;
+    while (first < end && (data[first] == ' ' || data[first] == '\t')) {
+        first++;
+    }
+    Py_ssize_t stop = end;
+    while (stop > first && (data[stop - 1] == ' ' || data[stop - 1] == '\t')) {
+        stop--;
+    }
+    line->colon = colon;
+    line->end = end;
+    line->first = first;
+    line->stop = stop;
+    line->upper = upper;
+    return 0;
+}
+
+/* Whether ``line`` is as the HTTP/1 writer writes a field: ``name: value``, the
+ * name in lower case, one SP, a value not empty, nothing after it. */
+static int
+written_so(const unsigned char *data, const line_t *line)
+{
+    return !line->upper && line->first == line->colon + 2 && data[line->colon + 1] == ' '
+           && line->stop == line->end && line->stop > line->first;
+}
+
+/* The name of the field line at ``at`` in lower case, a new reference (a known
+ * name's one object, else a new one); ``index``: its index in KNOWN, -1 if none.
+ * NULL with an exception set on failure. */
+static PyObject *
+line_name(const unsigned char *data, Py_ssize_t at, const line_t *line, int *index)
+{
+    Py_ssize_t size = line->colon - at;
+    unsigned char lowered[256];
+    const unsigned char *name = data + at;
+    *index = -1;
+    if (line->upper) {
+        if (size > (Py_ssize_t)sizeof(lowered)) {
+            /* Longer than any known name: made in place, in lower case. */
+            PyObject *made = PyBytes_FromStringAndSize(NULL, size);
+            if (made != NULL) {
+                unsigned char *out = (unsigned char *)PyBytes_AS_STRING(made);
+                for (Py_ssize_t i = 0; i < size; i++) {
+                    out[i] = NAME[data[at + i]];
+                }
+            }
+            return made;
+        }
+        for (Py_ssize_t i = 0; i < size; i++) {
+            lowered[i] = NAME[data[at + i]];
+        }
+        name = lowered;
+    }
+    int i = known_index(name, size);
+    if (i >= 0) {
+        *index = i;
+        Py_INCREF(known_names[i]);
+        return known_names[i];
+    }
+    return PyBytes_FromStringAndSize((const char *)name, size);
+}
+
+/* Appends (name, value) to ``headers``: takes the references. 0, or -1 with an
+ * exception set. */
+static int
+append_field(PyObject *headers, PyObject *name, PyObject *value)
+{
+    PyObject *field = PyTuple_New(2);
+    if (field == NULL) {
+        Py_DECREF(name);
+        Py_DECREF(value);
+        return -1;
+    }
+    PyTuple_SET_ITEM(field, 0, name);
+    PyTuple_SET_ITEM(field, 1, value);
+    int appended = PyList_Append(headers, field);
+    Py_DECREF(field);
+    return appended;
 }
 
 static int
@@ -155,94 +305,27 @@ header_lines(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t narg
     }
     Py_ssize_t at = start;
     int canonical = 1;
-    unsigned char lowered[256];
     while (at < last) {
-        /* The name: tchars up to the colon (a CR, no tchar, ends the search);
-         * first the usual bytes, then (an upper-case letter met) any tchar. */
-        Py_ssize_t colon = at;
-        while (LOWER[data[colon]]) {
-            colon++;
-        }
-        int upper = 0;
-        if (data[colon] != ':') {
-            for (;;) {
-                unsigned char n = NAME[data[colon]];
-                if (n == ':') {
-                    break;
-                }
-                if (n == 0) {
-                    goto give_up;
-                }
-                colon++;
-            }
-            upper = 1; /* (what stopped the fast loop was an upper-case letter) */
-        }
-        /* The value: up to the CR of CR LF; a lone LF or a NUL is no value. */
-        Py_ssize_t end = colon + 1;
-        while (!STOP[data[end]]) {
-            end++;
-        }
-        if (data[end] != '\r' || colon == at || data[end + 1] != '\n') {
+        line_t line;
+        if (scan_line(data, at, &line) < 0) {
             goto give_up;
         }
-        Py_ssize_t first = colon + 1;
-        while (first < end && (data[first] == ' ' || data[first] == '\t')) {
-            first++;
-        }
-        Py_ssize_t stop = end;
-        while (stop > first && (data[stop - 1] == ' ' || data[stop - 1] == '\t')) {
-            stop--;
-        }
-        canonical &= !upper && first == colon + 2 && data[colon + 1] == ' ' && stop == end
-                     && stop > first;
-        Py_ssize_t name_size = colon - at;
-        PyObject *name;
-        if (!upper) {
-            name = known_name(data + at, name_size);
-            if (name == NULL) {
-                name = PyBytes_FromStringAndSize((const char *)data + at, name_size);
-            }
-        }
-        else if (name_size <= (Py_ssize_t)sizeof(lowered)) {
-            for (Py_ssize_t i = 0; i < name_size; i++) {
-                lowered[i] = NAME[data[at + i]];
-            }
-            name = known_name(lowered, name_size);
-            if (name == NULL) {
-                name = PyBytes_FromStringAndSize((const char *)lowered, name_size);
-            }
-        }
-        else {
-            name = PyBytes_FromStringAndSize(NULL, name_size);
-            if (name != NULL) {
-                unsigned char *out = (unsigned char *)PyBytes_AS_STRING(name);
-                for (Py_ssize_t i = 0; i < name_size; i++) {
-                    out[i] = NAME[data[at + i]];
-                }
-            }
-        }
+        canonical &= written_so(data, &line);
+        int index;
+        PyObject *name = line_name(data, at, &line, &index);
         if (name == NULL) {
             goto fail;
         }
-        PyObject *value = PyBytes_FromStringAndSize((const char *)data + first, stop - first);
+        PyObject *value = PyBytes_FromStringAndSize((const char *)data + line.first,
+                                                    line.stop - line.first);
         if (value == NULL) {
             Py_DECREF(name);
             goto fail;
         }
-        PyObject *field = PyTuple_New(2);
-        if (field == NULL) {
-            Py_DECREF(name);
-            Py_DECREF(value);
+        if (append_field(headers, name, value) < 0) {
             goto fail;
         }
-        PyTuple_SET_ITEM(field, 0, name);
-        PyTuple_SET_ITEM(field, 1, value);
-        int appended = PyList_Append(headers, field);
-        Py_DECREF(field);
-        if (appended < 0) {
-            goto fail;
-        }
-        at = end + 2;
+        at = line.end + 2;
     }
     PyObject *pair = PyTuple_New(2);
     if (pair == NULL) {
@@ -255,6 +338,204 @@ header_lines(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t narg
     return pair;
 
 give_up:
+    Py_DECREF(headers);
+    Py_RETURN_NONE;
+
+fail:
+    Py_DECREF(headers);
+    return NULL;
+}
+
+/* Whether ``name`` (``size`` bytes, lower case) is in OTHER_CHANGED. */
+static int
+other_changed(const unsigned char *name, Py_ssize_t size)
+{
+    for (size_t i = 0; i < OTHER_CHANGED_COUNT; i++) {
+        if (strlen(OTHER_CHANGED[i]) == (size_t)size
+            && memcmp(OTHER_CHANGED[i], name, (size_t)size) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(response_head_doc,
+"response_head(raw, limit, /)\n--\n\n"
+"The usual upstream response head at the start of raw, read whole in one pass\n"
+"(wire._parse_head's answers for it, see there): (end, status, reason, headers,\n"
+"bare, length, length_at, size, flags), flags: 1 canonical, 2 date, 4 server,\n"
+"8 plain. None for any\n"
+"other: not whole yet, longer than limit, not HTTP/1.1, a 1xx, a Connection or\n"
+"Transfer-Encoding field, several Content-Length fields or one that is no 1 to\n"
+"18 digits, anything invalid; the caller's Python parse then answers it.");
+
+static PyObject *
+response_head(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "response_head() takes bytes and an integer");
+        return NULL;
+    }
+    Py_ssize_t limit = PyLong_AsSsize_t(args[1]);
+    if (limit == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *raw = args[0];
+    Py_ssize_t length = PyBytes_GET_SIZE(raw);
+    /* Every scan below stops at a CR, LF or NUL at the latest: at the NUL every
+     * bytes object has after its last byte (data[length]), which no check takes
+     * for a CR or LF; so no index goes past data[length]. */
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(raw);
+    /* The status line: "HTTP/1.1 " three digits (no 1xx), then SP and a reason,
+     * or its end. */
+    if (length < 14 || memcmp(data, "HTTP/1.1 ", 9) != 0) {
+        Py_RETURN_NONE;
+    }
+    int hundreds = data[9] - '0', tens = data[10] - '0', units = data[11] - '0';
+    if (hundreds < 2 || hundreds > 9 || tens < 0 || tens > 9 || units < 0 || units > 9) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t eol = 12;
+    if (data[12] == ' ') {
+        eol = 13;
+        while (!STOP[data[eol]]) {
+            eol++;
+        }
+    }
+    if (data[eol] != '\r' || data[eol + 1] != '\n') {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t reason_at = eol > 12 ? 13 : 12;
+    PyObject *headers = PyList_New(0);
+    if (headers == NULL) {
+        return NULL;
+    }
+    PyObject *length_value = NULL; /* borrowed: headers holds it */
+    Py_ssize_t length_index = -1, length_at = -1, pos = eol + 2;
+    long long size = -1;
+    int canonical = 1, date = 0, server = 0, plain = 1;
+    Py_ssize_t at = eol + 2;
+    while (data[at] != '\r') {
+        if (at - 2 > limit) {
+            goto decline; /* longer than limit (the Python parse says so) */
+        }
+        line_t line;
+        if (scan_line(data, at, &line) < 0) {
+            goto decline;
+        }
+        canonical &= written_so(data, &line);
+        int index;
+        PyObject *name = line_name(data, at, &line, &index);
+        if (name == NULL) {
+            goto fail;
+        }
+        Py_ssize_t name_size = line.colon - at;
+        Py_ssize_t value_size = line.stop - line.first;
+        const unsigned char *value_bytes = data + line.first;
+        if (index == K_CONTENT_LENGTH) {
+            if (length_value != NULL || value_size < 1 || value_size > 18) {
+                Py_DECREF(name);
+                goto decline;
+            }
+            size = 0;
+            for (Py_ssize_t i = 0; i < value_size; i++) {
+                int digit = value_bytes[i] - '0';
+                if (digit < 0 || digit > 9) {
+                    Py_DECREF(name);
+                    goto decline;
+                }
+                size = size * 10 + digit;
+            }
+            length_index = PyList_GET_SIZE(headers);
+            length_at = pos;
+        }
+        else if (index == K_DATE) {
+            date = 1;
+        }
+        else if (index == K_SERVER) {
+            server = 1;
+        }
+        else if (index == K_CONNECTION || index == K_TRANSFER_ENCODING) {
+            Py_DECREF(name);
+            goto decline; /* the framing or the connection's reuse: Python's */
+        }
+        else if (index == K_KEEP_ALIVE || index == K_LOCATION || index == K_SET_COOKIE
+                 || (index < 0 && other_changed((const unsigned char *)PyBytes_AS_STRING(name),
+                                                name_size))) {
+            plain = 0;
+        }
+        PyObject *value = PyBytes_FromStringAndSize((const char *)value_bytes, value_size);
+        if (value == NULL) {
+            Py_DECREF(name);
+            goto fail;
+        }
+        if (index == K_CONTENT_LENGTH) {
+            length_value = value;
+        }
+        if (append_field(headers, name, value) < 0) {
+            goto fail;
+        }
+        pos += name_size + value_size + 4;
+        at = line.end + 2;
+    }
+    if (data[at + 1] != '\n' || at - 2 > limit) {
+        goto decline;
+    }
+    /* The fields without Content-Length (the same list when there is none). */
+    PyObject *bare;
+    if (length_index < 0) {
+        bare = headers;
+        Py_INCREF(bare);
+    }
+    else {
+        Py_ssize_t count = PyList_GET_SIZE(headers);
+        bare = PyList_New(count - 1);
+        if (bare == NULL) {
+            goto fail;
+        }
+        for (Py_ssize_t i = 0, j = 0; i < count; i++) {
+            if (i != length_index) {
+                PyObject *field = PyList_GET_ITEM(headers, i);
+                Py_INCREF(field);
+                PyList_SET_ITEM(bare, j++, field);
+            }
+        }
+    }
+    /* (Built item by item: Py_BuildValue's reading of its format costs more than
+     * the rest of this function.) */
+    PyObject *reason = PyBytes_FromStringAndSize((const char *)data + reason_at, eol - reason_at);
+    PyObject *result = PyTuple_New(9);
+    PyObject *numbers[5] = {
+        PyLong_FromSsize_t(at + 2),
+        PyLong_FromLong(hundreds * 100 + tens * 10 + units),
+        PyLong_FromSsize_t(length_at),
+        PyLong_FromLongLong(size),
+        PyLong_FromLong((canonical && eol > 13) | date << 1 | server << 2 | plain << 3),
+    };
+    if (reason == NULL || result == NULL || numbers[0] == NULL || numbers[1] == NULL
+        || numbers[2] == NULL || numbers[3] == NULL || numbers[4] == NULL) {
+        Py_XDECREF(reason);
+        Py_XDECREF(result);
+        for (int i = 0; i < 5; i++) {
+            Py_XDECREF(numbers[i]);
+        }
+        Py_DECREF(bare);
+        goto fail;
+    }
+    PyObject *length_object = length_value != NULL ? length_value : Py_None;
+    Py_INCREF(length_object);
+    PyTuple_SET_ITEM(result, 0, numbers[0]);
+    PyTuple_SET_ITEM(result, 1, numbers[1]);
+    PyTuple_SET_ITEM(result, 2, reason);
+    PyTuple_SET_ITEM(result, 3, headers);
+    PyTuple_SET_ITEM(result, 4, bare);
+    PyTuple_SET_ITEM(result, 5, length_object);
+    PyTuple_SET_ITEM(result, 6, numbers[2]);
+    PyTuple_SET_ITEM(result, 7, numbers[3]);
+    PyTuple_SET_ITEM(result, 8, numbers[4]);
+    return result;
+
+decline:
     Py_DECREF(headers);
     Py_RETURN_NONE;
 
@@ -307,6 +588,8 @@ join(PyObject *Py_UNUSED(module), PyObject *parts)
 
 static PyMethodDef methods[] = {
     {"header_lines", (PyCFunction)(void (*)(void))header_lines, METH_FASTCALL, header_lines_doc},
+    {"response_head", (PyCFunction)(void (*)(void))response_head, METH_FASTCALL,
+     response_head_doc},
     {"join", (PyCFunction)join, METH_O, join_doc},
     {NULL, NULL, 0, NULL},
 };

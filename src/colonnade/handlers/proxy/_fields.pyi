@@ -3,4 +3,20 @@
 def header_lines(
     raw: bytes, start: int, size: int, /
 ) -> tuple[list[tuple[bytes, bytes]], bool] | None: ...
+def response_head(
+    raw: bytes, limit: int, /
+) -> (
+    tuple[
+        int,
+        int,
+        bytes,
+        list[tuple[bytes, bytes]],
+        list[tuple[bytes, bytes]],
+        bytes | None,
+        int,
+        int,
+        int,
+    ]
+    | None
+): ...
 def join(parts: list[bytes], /) -> bytes: ...

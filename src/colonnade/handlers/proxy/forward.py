@@ -28,6 +28,9 @@ FORWARDING: Final = frozenset(
 
 
 _NONE: Final[frozenset[bytes]] = frozenset()
+#: (Compiled, an imported constant is a look-up in this module's globals at each
+#: use; a Final one of its own is a static.)
+_EMPTY_BODY: Final = EMPTY_BODY
 
 
 def listed_names(connection: bytes) -> set[bytes]:
@@ -193,16 +196,25 @@ _METHODS: Final[dict[str, bytes]] = {
 }
 
 
-def outgoing(request: Request, target: bytes, host: bytes | None, *, forwarded: bool) -> Outgoing:
+def outgoing(
+    request: Request,
+    target: bytes,
+    host: bytes | None,
+    *,
+    forwarded: bool,
+    out: Outgoing | None = None,
+) -> Outgoing:
     """The request as the upstream gets it (see :class:`Outgoing`): its fields
     with the hop-by-hop ones removed (and those the ``Connection`` header names),
     cookies joined in one field, the body's framing, and the forwarding fields
     added (``forwarded``: rebuilt, else passed on as they came).
 
     ``target``: the request target to ask for. ``host``: the ``Host`` value to
-    send (None: the client's own). Made anew for every request: a memo of the last
-    request's head paid only for a benchmark's identical requests (see
-    docs/architecture.md on the HTTP/1.1 transport).
+    send (None: the client's own). ``out``: a new Outgoing of this request's own
+    to fill (the proxy's exchange is one: no second object per request), else one
+    is made. Made anew for every request: a memo of the last request's head paid
+    only for a benchmark's identical requests (see docs/architecture.md on the
+    HTTP/1.1 transport).
     """
     client = request.client
     # (The same object unless a trusted proxy named another client: no comparison.)
@@ -217,7 +229,8 @@ def outgoing(request: Request, target: bytes, host: bytes | None, *, forwarded: 
         b"",
         b"\r\n",
     ]
-    out = Outgoing()
+    if out is None:
+        out = Outgoing()
     out._fields(request.headers, parts, _NONE, forwarded, trusted_chain)
     connection = out._connection
     if connection is not None:
@@ -226,7 +239,8 @@ def outgoing(request: Request, target: bytes, host: bytes | None, *, forwarded: 
             # Fields the Connection header names stay behind (rare): once more,
             # knowing them.
             del parts[6:]
-            out = Outgoing()
+            out._host = out._length = out._expect = out._upgrade = out._connection = None
+            out._cookies = out._xff = out._fwd = None
             out._fields(request.headers, parts, listed, forwarded, trusted_chain)
     parts[4] = host if host is not None else out._host or request.host.encode("latin-1")
     cookies = out._cookies
@@ -234,7 +248,7 @@ def outgoing(request: Request, target: bytes, host: bytes | None, *, forwarded: 
         parts.append(b"cookie: ")
         parts.append(cookies[0] if len(cookies) == 1 else b"; ".join(cookies))
         parts.append(b"\r\n")
-    if request.body is not EMPTY_BODY:
+    if request.body is not _EMPTY_BODY:
         if out._length is not None:
             parts.append(b"content-length: ")
             parts.append(out._length)

@@ -52,14 +52,18 @@ from colonnade.handlers.proxy import forward, wire
 from colonnade.handlers.proxy.client import Connection, Pool, Upstream, Wait
 from colonnade.handlers.proxy.config import ProxySection
 from colonnade.handlers.proxy.errors import UpstreamConnectError, UpstreamTimeoutError
-from colonnade.handlers.proxy.forward import outgoing
+from colonnade.handlers.proxy.forward import Outgoing, outgoing
 from colonnade.handlers.proxy.wire import END, Data, End, Event, Head, Interim
 from colonnade.providers.farms import Farm, Member, Outcome, farm_for
 
 log = logging.getLogger("colonnade.proxy")
 
 # (The event classes are imported by name: compiled, ``wire.Head`` is a look-up in
-# the module at each use, ``Head`` a static reference.)
+# the module at each use, ``Head`` a static reference. The same for the names
+# below: compiled, an imported constant is a look-up in this module's globals
+# at each use, ~130 instructions; a Final one of its own is a static.)
+_EMPTY_BODY: Final = EMPTY_BODY
+_UPSTREAM: Final = UPSTREAM
 
 
 class UpstreamFailedError(Exception):
@@ -170,7 +174,7 @@ class ProxyHandler(Handler):
                 route = self._route(settings, upstream)
             route.sections = sections
             self._last_route = route
-        items[UPSTREAM] = route.upstream.name
+        items[_UPSTREAM] = route.upstream.name
         return _Exchange(ctx, route).run()
 
     def _route(self, settings: ProxySection, upstream: Upstream) -> _Route:
@@ -209,7 +213,7 @@ class ProxyHandler(Handler):
         retried = False
         while True:
             member = lease.member
-            ctx.items[UPSTREAM] = member.name
+            ctx.items[_UPSTREAM] = member.name
             route = self._member_routes.get(member)
             if (
                 route is None
@@ -321,8 +325,12 @@ class _Route:
         self.rewrite = self.host is not None and settings.reverse_rewrite_host
 
 
-class _Exchange:
-    """One request forwarded: the connection, the pump, the relay."""
+class _Exchange(Outgoing):
+    """One request forwarded: the connection, the pump, the relay. It is its own
+    request as it goes upstream (an :class:`~colonnade.handlers.proxy.forward.Outgoing`
+    that ``outgoing`` fills: ``head``, ``upgrade``, ``chunked``,
+    ``expect_continue``), one object per request rather than two, and never
+    shared: each request has its own exchange."""
 
     def __init__(
         self,
@@ -333,6 +341,7 @@ class _Exchange:
         *,
         retry: bool = False,
     ) -> None:
+        super().__init__()
         self.ctx = ctx
         #: A failed connect raises _ConnectFailedError (a farm tries another
         #: member), else the 502.3 itself.
@@ -355,17 +364,13 @@ class _Exchange:
         self.method = request.method
         self.response = ctx.response
         self.status = 0  # the upstream's, once its head came
-        self.has_body = request.body is not EMPTY_BODY
+        self.has_body = request.body is not _EMPTY_BODY
         host = route.host
         # The upstream's host in response URLs and cookies rewritten back: made
         # when a response has such a field (see _rewrite), not for every request.
         self.rewrites = host is not None and route.rewrite and bool(request.host)
         self._rewriter: forward.HostRewrite | None = None
-        out = outgoing(request, target or _target(ctx), host, forwarded=route.forwarded)
-        self.head = out.head
-        self.upgrade = out.upgrade
-        self.chunked = out.chunked
-        self.expect_continue = out.expect_continue
+        outgoing(request, target or _target(ctx), host, forwarded=route.forwarded, out=self)
 
     # -- the whole exchange ---------------------------------------------------------------
 

@@ -220,21 +220,24 @@ class ResponseParser:
         same ``data`` (which takes the head parsed here, not parsing it again)."""
         if self._state != _HEAD or self._buffer or self._head_request:
             return None
-        found = _blank_line(data, 0, self.max_head)
-        if found < 0:
-            return None  # not whole yet, or too long: feed says which
-        parsed = _parse_head(data, found + 4, self._parsed)
-        if isinstance(parsed, Interim):
-            return None  # (rare: a 1xx to a request without a body) read again
+        parsed = _parse_usual_head(data, self.max_head, self._parsed)
+        if parsed is None:  # not the usual head (or not whole): read here in Python
+            found = _blank_line(data, 0, self.max_head)
+            if found < 0:
+                return None  # not whole yet, or too long: feed says which
+            fresh = _parse_head(data, found + 4, self._parsed)
+            if isinstance(fresh, Interim):
+                return None  # (rare: a 1xx to a request without a body) read again
+            parsed = fresh
         status = parsed.status
-        if (
-            parsed.length is None
-            or parsed.te
-            or status == 101
-            or status == 204
-            or status == 304
-            or len(data) != parsed.end + _length(parsed.length)
-        ):
+        length = parsed.length
+        if length is None or parsed.te or status == 101 or status == 204 or status == 304:
+            size = -1
+        else:
+            size = parsed.size
+            if size < 0:
+                size = parsed.size = _length(length)
+        if size < 0 or len(data) != parsed.end + size:
             # Not such an answer: feed, called next with this data, takes the head.
             self._handed = (data, parsed)
             return None
@@ -610,6 +613,37 @@ def _parse_head(raw: bytes, end: int = -1, into: _Parsed | None = None) -> _Pars
     return parsed
 
 
+def _parse_usual_head(data: bytes, limit: int, into: _Parsed) -> _Parsed | None:
+    # The usual response head at the start of ``data`` (HTTP/1.1, a final status
+    # other than 101, no Connection nor Transfer-Encoding field, at most one
+    # Content-Length, all valid; within ``limit`` bytes) read by _fields.c's
+    # response_head in one pass, into ``into`` as _parse_head would read it: None
+    # for any other head (or one not whole yet), and in a pure-Python build.
+    read = _C_RESPONSE_HEAD
+    if read is None:
+        return None
+    found = read(data, limit)
+    if found is None:
+        return None
+    end, status, reason, headers, bare, length, length_at, size, flags = found
+    into.end = end
+    into.length_at = length_at
+    into.canonical = flags & 1 != 0
+    into.date = flags & 2 != 0
+    into.server = flags & 4 != 0
+    into.plain = flags & 8 != 0
+    into.status = status
+    into.reason = reason
+    into.headers = headers
+    into.bare = bare
+    into.keep_alive = True  # HTTP/1.1 without Connection
+    into.length = length
+    into.te = False
+    into.chunked = False
+    into.size = size
+    return into
+
+
 def _blank_line(data: bytes, start: int, limit: int) -> int:
     # Where the first CRLF CRLF at or after ``start`` begins, if it begins
     # within ``limit`` bytes of it (-1: none). A native loop in place of
@@ -700,6 +734,26 @@ def _c_header_lines() -> Callable[[bytes, int, int], tuple[Headers, bool] | None
     except ImportError:
         return None
     return c_header_lines
+
+
+def _c_response_head() -> (
+    Callable[
+        [bytes, int],
+        tuple[int, int, bytes, Headers, Headers, bytes | None, int, int, int] | None,
+    ]
+    | None
+):
+    # _fields.c's response_head, None where it is not built (see _c_header_lines).
+    try:
+        from colonnade.handlers.proxy._fields import response_head
+    except ImportError:
+        return None
+    return response_head
+
+
+#: The usual response head read whole in C (_fields.c's response_head; see
+#: _parse_usual_head); None in a pure-Python build.
+_C_RESPONSE_HEAD: Final = _c_response_head()
 
 
 #: _header_lines_py's loop in C (_fields.c: the same answers, ~3,000 instructions
