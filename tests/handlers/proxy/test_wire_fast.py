@@ -577,3 +577,19 @@ def test_usual_head_in_c_as_in_python() -> None:
         lowered = raw.lower()
         if b"connection" in lowered or b"transfer-encoding" in lowered or b"HTTP/1.0" in raw:
             assert wire._parse_usual_head(raw, 65536, wire._Parsed()) is None, raw
+
+
+def test_usual_head_in_c_marks_every_changed_field_as_python_does() -> None:
+    # The C reader keeps its own list of the fields a proxy changes on the way back
+    # (wire._CHANGED: hop-by-hop, or naming the upstream); a field of that set must
+    # make its answer not "plain" (or leave the head to Python), in any case.
+    if wire._C_RESPONSE_HEAD is None:
+        pytest.skip("a pure-Python build has no C head reader")
+    for name in sorted(wire._CHANGED):
+        for spelled in (name, name.title(), name.upper()):
+            raw = b"HTTP/1.1 200 OK\r\n" + spelled + b": v\r\ncontent-length: 0\r\n\r\n"
+            usual = wire._parse_usual_head(raw, 65536, wire._Parsed())
+            if usual is None:
+                continue
+            parsed = wire._parse_head(raw, wire._blank_line(raw, 0, 65536) + 4)
+            assert not usual.plain and usual.plain == parsed.plain, raw
