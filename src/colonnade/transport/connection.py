@@ -656,6 +656,9 @@ class Exchange(TransportWriter):
         # A small body is framed and joined behind the head in the same join; a
         # large one goes out beside it (writev).
         small = len(body) <= _GATHER_FROM
+        # _keep_alive, inline: a call less per request, interpreted.
+        asked = self.body
+        keep_alive = not conn.closing and self.keep_alive and (asked is None or asked.complete)
         # Positional: interpreted, a call with keywords matches each name against
         # the parameters (the pure install's every request passes here).
         data = h1.start_response(
@@ -664,7 +667,7 @@ class Exchange(TransportWriter):
             headers,
             reason,
             length,
-            self._keep_alive(),
+            keep_alive,
             body if small else b"",
             None
             if block is None
@@ -680,7 +683,12 @@ class Exchange(TransportWriter):
             if transport is not None and not transport.is_closing():
                 conn._written += len(data)
                 transport.write(data)
-        self._completed()
+        # _completed, inline for the usual answer (the only one on its connection,
+        # which stays open): a call less per request, interpreted.
+        if len(conn.queue) > 1 or not h1.keep_alive:
+            self._completed()
+        else:
+            self.complete = True
 
     def _completed(self) -> None:
         # The whole response is handed to the transport (send_all, or end).

@@ -188,7 +188,17 @@ class HttpCycle:
             response.skip_custom_errors = True
             headers = message.get("headers")
             if headers:
-                response.headers = _lowered(headers)
+                if _COMPILED:
+                    response.headers = _lowered(headers)
+                else:
+                    # A list of pairs met before (see _PAIRS) is copied as it is, its
+                    # pairs checked by the set in C: here, not in _lowered, a call less
+                    # per request for what frameworks send.
+                    try:
+                        known = type(headers) is list and _PAIRS.issuperset(headers)
+                    except TypeError:  # a pair that does not hash (a list): the loop decides
+                        known = False
+                    response.headers = list(headers) if known else _lowered(headers)
             if self.inner_response is not None:
                 self._inherit(response)
             return _SENT
@@ -347,15 +357,9 @@ _COMPILED: Final = not __file__.endswith(".py")
 def _lowered(headers: Any) -> list[tuple[bytes, bytes]]:
     """The application's header list with lower-case names, in a list of our own
     (modules add to the response's). A ``(name, value)`` tuple whose name is lower
-    case already is kept as it is: no new tuple, no unpacking (what frameworks send)."""
+    case already is kept as it is: no new tuple, no unpacking (what frameworks send).
+    (The pure install's ``send`` copies a list of known pairs without calling this.)"""
     if type(headers) is list:
-        if not _COMPILED:
-            try:
-                known = _PAIRS.issuperset(headers)
-            except TypeError:  # a pair that does not hash (a list): the loop decides
-                known = False
-            if known:
-                return list(headers)
         # Items of no declared type, and the length read apart from the test: a
         # pair narrowed to two items is held unboxed by the compiled build, which
         # would then box it again (a new tuple) to append it.
