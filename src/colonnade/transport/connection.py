@@ -45,7 +45,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Generator
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
-from colonnade.core.context import Context, TransportWriter
+from colonnade.core.context import NEW, Context, TransportWriter
 from colonnade.core.request import EMPTY_BODY, Headers, Request, TlsInfo, read_chunks
 from colonnade.core.response import FieldBlock
 from colonnade.core.taskwait import CANCELLED, DONE, PENDING, TaskWait, finished_future
@@ -848,6 +848,9 @@ class Exchange(TransportWriter):
         return body is None or body.complete
 
 
+_EXCHANGE_INIT: Final = Exchange.__init__
+
+
 class _FileSender:
     """One ``sendfile`` body (and the head before it) going out on a socket.
 
@@ -1393,7 +1396,11 @@ class HttpConnection(asyncio.Protocol):
                 if key is None:
                     key = request_key(head, self._scheme, self.server, encoding)
                 record = Record(cache, key)
-        exchange = Exchange(self, head, request, body)
+        if _COMPILED:
+            exchange = Exchange(self, head, request, body)
+        else:  # see core.context.NEW
+            exchange = NEW(Exchange)
+            _EXCHANGE_INIT(exchange, self, head, request, body)
         exchange.record = record
         self.current = exchange if body is not None else None
         if body is not None and not head.expect_continue:

@@ -43,7 +43,7 @@ from collections.abc import Awaitable
 from typing import Any, Final
 
 from colonnade.core.app import Application
-from colonnade.core.context import Context
+from colonnade.core.context import NEW, Context
 from colonnade.core.handler import Handler
 from colonnade.core.pyapp import load_app
 from colonnade.core.request import EMPTY_BODY, Body
@@ -352,6 +352,7 @@ _PAIRS: Final[set[Any]] = set()
 _PAIRS_MAX: Final = 512
 #: Whether mypyc compiled this module (as pipeline.runner's NATIVE tells its walker's).
 _COMPILED: Final = not __file__.endswith(".py")
+_CYCLE_INIT: Final = HttpCycle.__init__
 
 
 def _lowered(headers: Any) -> list[tuple[bytes, bytes]]:
@@ -452,7 +453,11 @@ class AsgiHandler(Handler):
         app = self.app
         if app is None:
             raise ModuleError(self.id, "execute() before provision()")
-        cycle = HttpCycle(ctx, request.body)
+        if _COMPILED:
+            cycle = HttpCycle(ctx, request.body)
+        else:  # see core.context.NEW
+            cycle = NEW(HttpCycle)
+            _CYCLE_INIT(cycle, ctx, request.body)
         scope = http_scope(ctx, self.root_path, self.state)
         if self.prefix:
             add_proxy_prefix(scope, self.prefix)
