@@ -134,8 +134,6 @@ class SiteCounters:
         elapsed = _monotonic() - ctx.started
         response = ctx.response
         status = response.status
-        # The substatus matters for a 403 only: other requests do not read it.
-        substatus = response.substatus if status == 403 else 0
         writer = ctx.writer
         if COMPILED and isinstance(writer, TransportWriter):
             native: TransportWriter = writer  # the transport's: a native read
@@ -150,7 +148,8 @@ class SiteCounters:
             self.d0 += 1
             self.s2xx += 1
             return
-        self.count(elapsed, status, substatus, sent)
+        # The substatus matters for a 403 only: other requests do not read it.
+        self.count(elapsed, status, response.substatus if status == 403 else 0, sent)
 
     def count(self, elapsed: float, status: int, substatus: int, sent: int) -> None:
         """Count one request that took ``elapsed`` seconds, answered ``status``

@@ -22,7 +22,7 @@ from colonnade.config.toml_lines import KeyLines
 from colonnade.config.tree import log_broken
 from colonnade.core.app import Application
 from colonnade.core.confine import FILE_CHECKS
-from colonnade.core.context import Context, ResponseWriter
+from colonnade.core.context import NEW, Context, ResponseWriter
 from colonnade.core.module import Module
 from colonnade.core.registry import Registry
 from colonnade.core.request import Request
@@ -44,6 +44,7 @@ Walking = Coroutine[Any, Any, Context]
 #: would be interpreted calls. The engine stores and deletes the same way in both
 #: (``executing[ctx] = walk``, ``del executing[ctx]``).
 _COMPILED: Final = not __file__.endswith(".py")
+_CONTEXT_INIT: Final = Context.__init__
 
 
 class Executing:
@@ -315,13 +316,24 @@ class Engine(Bookkeeping):
         if runtime is None:
             server = request.server
             runtime = self.route(server[1] if server else 0, request.host, request.path)
-        ctx = Context(
-            request,
-            runtime.app,
-            writer,
-            runtime.send_response,
-            runtime.path_sections.get(request.path),
-        )
+        if _COMPILED:
+            ctx = Context(
+                request,
+                runtime.app,
+                writer,
+                runtime.send_response,
+                runtime.path_sections.get(request.path),
+            )
+        else:  # see core.context.NEW
+            ctx = NEW(Context)
+            _CONTEXT_INIT(
+                ctx,
+                request,
+                runtime.app,
+                writer,
+                runtime.send_response,
+                runtime.path_sections.get(request.path),
+            )
         walker = runtime.walker
         if walker is not None:  # the compiled build: a native call
             walk: Walking = walker.serve(ctx, self)

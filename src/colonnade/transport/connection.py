@@ -45,7 +45,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Generator
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
-from colonnade.core.context import Context, TransportWriter
+from colonnade.core.context import NEW, Context, TransportWriter
 from colonnade.core.request import EMPTY_BODY, Headers, Request, TlsInfo, read_chunks
 from colonnade.core.response import FieldBlock
 from colonnade.core.taskwait import CANCELLED, DONE, PENDING, TaskWait, finished_future
@@ -656,6 +656,9 @@ class Exchange(TransportWriter):
         # A small body is framed and joined behind the head in the same join; a
         # large one goes out beside it (writev).
         small = len(body) <= _GATHER_FROM
+        # _keep_alive, inline: a call less per request, interpreted.
+        asked = self.body
+        keep_alive = not conn.closing and self.keep_alive and (asked is None or asked.complete)
         # Positional: interpreted, a call with keywords matches each name against
         # the parameters (the pure install's every request passes here).
         data = h1.start_response(
@@ -664,7 +667,7 @@ class Exchange(TransportWriter):
             headers,
             reason,
             length,
-            self._keep_alive(),
+            keep_alive,
             body if small else b"",
             None
             if block is None
@@ -680,7 +683,12 @@ class Exchange(TransportWriter):
             if transport is not None and not transport.is_closing():
                 conn._written += len(data)
                 transport.write(data)
-        self._completed()
+        # _completed, inline for the usual answer (the only one on its connection,
+        # which stays open): a call less per request, interpreted.
+        if len(conn.queue) > 1 or not h1.keep_alive:
+            self._completed()
+        else:
+            self.complete = True
 
     def _completed(self) -> None:
         # The whole response is handed to the transport (send_all, or end).
@@ -838,6 +846,9 @@ class Exchange(TransportWriter):
         # A body nobody read and that has not fully arrived cannot be skipped
         # cheaply: close instead of reading it.
         return body is None or body.complete
+
+
+_EXCHANGE_INIT: Final = Exchange.__init__
 
 
 class _FileSender:
@@ -1386,7 +1397,11 @@ class HttpConnection(asyncio.Protocol):
                 if key is None:
                     key = request_key(head, self._scheme, self.server, encoding)
                 record = Record(cache, key)
-        exchange = Exchange(self, head, request, body)
+        if _COMPILED:
+            exchange = Exchange(self, head, request, body)
+        else:  # see core.context.NEW
+            exchange = NEW(Exchange)
+            _EXCHANGE_INIT(exchange, self, head, request, body)
         exchange.record = record
         self.current = exchange if body is not None else None
         if body is not None and not head.expect_continue:

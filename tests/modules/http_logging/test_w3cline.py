@@ -71,6 +71,25 @@ ROWS: list[tuple[Request, int, int, str | None, BaseException | None]] = [
         None,
         None,
     ),
+    # Fields the line does not log around the two it does (a browser's request).
+    (
+        _request(
+            "GET",
+            "/page",
+            b"",
+            headers=[
+                (b"host", b"example.test"),
+                (b"user-agent", b"Mozilla/5.0 (X11)"),
+                (b"accept", b"text/html"),
+                (b"referer", b"https://example.test/"),
+                (b"cookie", b"a=b"),
+            ],
+        ),
+        200,
+        0,
+        None,
+        None,
+    ),
     # Repeated headers: the last one is logged (as dict(headers) keeps it).
     (_request(headers=[(b"user-agent", b"first"), (b"user-agent", b"second")]), 200, 0, None, None),
     (_request(headers=[(b"user-agent", b""), (b"referer", b"")]), 200, 0, None, None),

@@ -43,7 +43,7 @@ from collections.abc import Awaitable
 from typing import Any, Final
 
 from colonnade.core.app import Application
-from colonnade.core.context import Context
+from colonnade.core.context import NEW, Context
 from colonnade.core.handler import Handler
 from colonnade.core.pyapp import load_app
 from colonnade.core.request import EMPTY_BODY, Body
@@ -188,7 +188,17 @@ class HttpCycle:
             response.skip_custom_errors = True
             headers = message.get("headers")
             if headers:
-                response.headers = _lowered(headers)
+                if _COMPILED:
+                    response.headers = _lowered(headers)
+                else:
+                    # A list of pairs met before (see _PAIRS) is copied as it is, its
+                    # pairs checked by the set in C: here, not in _lowered, a call less
+                    # per request for what frameworks send.
+                    try:
+                        known = type(headers) is list and _PAIRS.issuperset(headers)
+                    except TypeError:  # a pair that does not hash (a list): the loop decides
+                        known = False
+                    response.headers = list(headers) if known else _lowered(headers)
             if self.inner_response is not None:
                 self._inherit(response)
             return _SENT
@@ -342,20 +352,15 @@ _PAIRS: Final[set[Any]] = set()
 _PAIRS_MAX: Final = 512
 #: Whether mypyc compiled this module (as pipeline.runner's NATIVE tells its walker's).
 _COMPILED: Final = not __file__.endswith(".py")
+_CYCLE_INIT: Final = HttpCycle.__init__
 
 
 def _lowered(headers: Any) -> list[tuple[bytes, bytes]]:
     """The application's header list with lower-case names, in a list of our own
     (modules add to the response's). A ``(name, value)`` tuple whose name is lower
-    case already is kept as it is: no new tuple, no unpacking (what frameworks send)."""
+    case already is kept as it is: no new tuple, no unpacking (what frameworks send).
+    (The pure install's ``send`` copies a list of known pairs without calling this.)"""
     if type(headers) is list:
-        if not _COMPILED:
-            try:
-                known = _PAIRS.issuperset(headers)
-            except TypeError:  # a pair that does not hash (a list): the loop decides
-                known = False
-            if known:
-                return list(headers)
         # Items of no declared type, and the length read apart from the test: a
         # pair narrowed to two items is held unboxed by the compiled build, which
         # would then box it again (a new tuple) to append it.
@@ -448,7 +453,11 @@ class AsgiHandler(Handler):
         app = self.app
         if app is None:
             raise ModuleError(self.id, "execute() before provision()")
-        cycle = HttpCycle(ctx, request.body)
+        if _COMPILED:
+            cycle = HttpCycle(ctx, request.body)
+        else:  # see core.context.NEW
+            cycle = NEW(HttpCycle)
+            _CYCLE_INIT(cycle, ctx, request.body)
         scope = http_scope(ctx, self.root_path, self.state)
         if self.prefix:
             add_proxy_prefix(scope, self.prefix)

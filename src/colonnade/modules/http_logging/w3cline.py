@@ -49,6 +49,8 @@ _MONOTONIC: Final = monotonic
 _WALL: Final = time
 #: Statuses and milliseconds taken whose line ends are kept in a table (per capture).
 _TABLE: Final = 1000
+#: The request header fields of the line (cs(User-Agent), cs(Referer)).
+_LOGGED_FIELDS: Final = frozenset((b"user-agent", b"referer"))
 
 
 def render(batch: list[Any]) -> str:
@@ -109,10 +111,13 @@ class DefaultW3cLine:
             agent: bytes | None = None
             referer: bytes | None = None
             for name, value in r.headers:
-                if name == b"user-agent":
-                    agent = value
-                elif name == b"referer":
-                    referer = value
+                # Most fields are neither: one set test each (a hash the name keeps)
+                # where two bytes compares cost more, interpreted.
+                if name in _LOGGED_FIELDS:
+                    if name == b"user-agent":
+                        agent = value
+                    else:
+                        referer = value
             # The query the client sent, as cs-uri-stem is its path (IIS logs the URL
             # before a rewrite); the target holds it once a remap happened.
             query = r.query if r.path is r.original_path else r.target.partition(b"?")[2]
@@ -146,8 +151,9 @@ class DefaultW3cLine:
             # join, and the sink then loses, counts and reports this line only, as
             # it does for the generated formats.
             text = None
-        if self.room > 0:  # the sink's budget, render and timer as when it granted this
-            self.room -= 1
+        room = self.room  # never below 0
+        if room:  # the sink's budget, render and timer as when it granted this
+            self.room = room - 1
             self.pending.append(text)
         else:
             self.settle(text)
