@@ -553,15 +553,19 @@ class Framed:
     hit within that second is the same bytes, so they are joined once per second
     and entry rather than per response. ``prepared`` and ``server`` say what else
     they were made from (an entry's head made again for a new Age; another Server
-    line): either changed, they are made again."""
+    line): either changed, they are made again. ``until``: when that second ends,
+    on the monotonic clock (the caller's reading of it is passed in: no clock is
+    read per answer). The wall clock stepped meanwhile, the Date line is at most
+    that second behind; a line made again by another response sooner ends it too."""
 
-    __slots__ = ("data", "date", "prepared", "server")
+    __slots__ = ("data", "date", "prepared", "server", "until")
 
     def __init__(self) -> None:
         self.data = b""
         self.date: bytes | None = None
         self.prepared: PreparedHead | None = None
         self.server = b""
+        self.until = 0.0
 
 
 # -- prepared heads for the response shapes that recur ---------------------------------
@@ -1606,12 +1610,14 @@ class HTTP1Connection:
         keep_alive: bool,
         body: bytes,
         framed: Framed,
+        now: float,
     ) -> bytes:
         """:meth:`start_prepared` with ``body`` (the whole body of the answer), for an
         answer sent again and again: the common answer (an HTTP/1.1 GET of a sized
         body, kept alive) is taken from ``framed`` while it was made in the Date
         line's current second from the same head and Server line, else made and
-        kept there; any other answer is made as :meth:`start_prepared` makes it."""
+        kept there; any other answer is made as :meth:`start_prepared` makes it.
+        ``now``: ``time.monotonic()`` when the request came (``Framed.until``)."""
         length = prepared.length
         if (
             keep_alive
@@ -1631,7 +1637,7 @@ class HTTP1Connection:
                     framed.date is date.line
                     and framed.prepared is prepared
                     and framed.server is server
-                    and _now() < date.next
+                    and now < framed.until
                 ):
                     # What the common answer of start_response sets, to the letter.
                     self._responses = responses
@@ -1649,6 +1655,7 @@ class HTTP1Connection:
                 framed.date = date.line  # the line data carries (made fresh if stale)
                 framed.prepared = prepared
                 framed.server = server
+                framed.until = now + (date.next - _now())
                 return data
         return self.start_prepared(head, prepared, keep_alive, body)
 

@@ -1706,7 +1706,7 @@ class HttpConnection(asyncio.Protocol):
         else:
             # Head and body joined once per second and entry (Entry.framed; a HEAD
             # request's head alone, made each time).
-            data = h1.start_again(head, entry.prepared, keep_alive, body, entry.framed)
+            data = h1.start_again(head, entry.prepared, keep_alive, body, entry.framed, ctx.started)
             exchange.bytes_sent = len(data)
             if transport is not None:
                 self._written += len(data)
