@@ -33,6 +33,7 @@ def head(
     expect_continue: bool = False,
     content_length: int | None = None,
     chunked: bool = False,
+    particular: bool = False,
 ) -> RequestHead:
     return RequestHead(
         method,
@@ -46,6 +47,7 @@ def head(
         expect_continue,
         content_length,
         chunked,
+        particular,
     )
 
 
@@ -287,6 +289,7 @@ CASES: list[tuple[str, bytes, list[Event]]] = [
             head(
                 b"/ws",
                 headers=[(b"host", b"a"), (b"connection", b"Upgrade"), (b"upgrade", b"websocket")],
+                particular=True,
             ),
             END,
         ],
@@ -364,6 +367,7 @@ CASES: list[tuple[str, bytes, list[Event]]] = [
                 b"/ws",
                 method=b"FROB",
                 headers=[(b"host", b"a"), (b"connection", b"Upgrade"), (b"upgrade", b"x")],
+                particular=True,
             ),
             END,
         ],
@@ -410,6 +414,7 @@ CASES: list[tuple[str, bytes, list[Event]]] = [
                     (b"content-length", b"3"),
                 ],
                 content_length=3,
+                particular=True,
             ),
             Body(b"abc"),
             END,
@@ -504,3 +509,52 @@ def test_unknown_method_waits_for_its_end() -> None:
     assert conn.feed(b"CA") == []
     assert conn.feed(b"TE / HTTP/1.1\r\nHost: a\r\n\r\n") == [head(method=b"FROBNICATE"), END]
     assert conn.feed(GET) == [head(), END]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        b"Range",
+        b"If-Range",
+        b"If-Match",
+        b"IF-NONE-MATCH",
+        b"if-modified-since",
+        b"If-Unmodified-Since",
+        b"Authorization",
+        b"Upgrade",
+    ],
+)
+def test_a_field_that_makes_the_answer_particular_is_noted(name: bytes) -> None:
+    # What the response cache reads instead of scanning the headers again: each such
+    # field, however spelled, marks its own request, and only that one.
+    conn = HTTP1Connection()
+    events = conn.feed(
+        b"GET /a HTTP/1.1\r\nHost: a\r\n" + name + b": x\r\nAccept: */*\r\n\r\n"
+        b"GET /b HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n"
+    )
+    heads = [e for e in events if isinstance(e, RequestHead)]
+    assert [h.particular for h in heads] == [True, False]
+    assert (name.lower(), b"x") in heads[0].headers
+
+
+@pytest.mark.parametrize(
+    "name", [b"Host", b"host", b"HOST", b"Accept", b"Cookie", b"X-Range", b"Ranges", b"If"]
+)
+def test_other_fields_leave_the_answer_shared(name: bytes) -> None:
+    conn = HTTP1Connection()
+    host = b"" if name.lower() == b"host" else b"Host: a\r\n"
+    events = conn.feed(b"GET / HTTP/1.1\r\n" + host + name + b": a\r\n\r\n")
+    (first,) = [e for e in events if isinstance(e, RequestHead)]
+    assert not first.particular
+    assert first.headers == (
+        [(b"host", b"a")] if not host else [(b"host", b"a"), (name.lower(), b"a")]
+    )
+    assert first.host == b"a"
+
+
+def test_a_second_host_field_in_any_spelling_is_refused() -> None:
+    for second in (b"Host", b"host", b"HoSt"):
+        conn = HTTP1Connection()
+        events = conn.feed(b"GET / HTTP/1.1\r\nHost: a\r\n" + second + b": b\r\n\r\n")
+        assert [type(e).__name__ for e in events] == ["ProtocolError"]
+        assert events[0].status == 400  # type: ignore[attr-defined]

@@ -512,7 +512,7 @@ def test_start_again_is_start_prepared_byte_for_byte(
         expected_conn, expected_head = request(data)
         expected = expected_conn.start_prepared(expected_head, prepared, keep_alive, b"hello")
         conn, head = request(data)
-        assert conn.start_again(head, prepared, keep_alive, b"hello", framed) == expected
+        assert conn.start_again(head, prepared, keep_alive, b"hello", framed, 0.0) == expected
         assert conn.end_response() == expected_conn.end_response() == b""
         assert conn.keep_alive == expected_conn.keep_alive
     common = data == GET11 and keep_alive
@@ -529,22 +529,44 @@ def test_start_again_makes_the_answer_again_for_a_new_date_head_or_server(
     prepared = h1.PreparedHead(200, [], None, 5)
     framed = h1.Framed()
     conn, head = request(GET11 * 4)
-    first = conn.start_again(head, prepared, True, b"hello", framed)
+    first = conn.start_again(head, prepared, True, b"hello", framed, 0.0)
     assert date_line.line in first
     # The next second: its Date line, not the one kept.
     date_line.line = b"date: Sat, 01 Jan 2000 00:00:01 GMT\r\n"
-    second = conn.start_again(head, prepared, True, b"hello", framed)
+    second = conn.start_again(head, prepared, True, b"hello", framed, 0.0)
     assert second == first.replace(b"00:00:00", b"00:00:01")
     # A stale line (the clock went past it) is made afresh, and so is the answer.
     date_line.next = 0.0
-    third = conn.start_again(head, prepared, True, b"hello", framed)
+    third = conn.start_again(head, prepared, True, b"hello", framed, float("inf"))
     assert b"2000" not in third and DATE.search(third)
     assert DATE.sub(b"", third) == DATE.sub(b"", first)
     # Another head (an entry's new Age) or Server line: made from them.
     aged = h1.PreparedHead(200, [(b"age", b"1")], None, 5)
-    assert b"age: 1\r\n" in conn.start_again(head, aged, True, b"hello", framed)
+    assert b"age: 1\r\n" in conn.start_again(head, aged, True, b"hello", framed, 0.0)
     other, head = request(GET11, server=b"other")
-    assert b"server: other\r\n" in other.start_again(head, aged, True, b"hello", framed)
+    assert b"server: other\r\n" in other.start_again(head, aged, True, b"hello", framed, 0.0)
+
+
+def test_start_again_keeps_its_answer_until_the_dates_second_ends() -> None:
+    # No clock read per answer: the caller's monotonic reading against the end of
+    # the second the kept answer's Date line names, worked out when it was made.
+    import time
+
+    from colonnade.http import h1
+
+    prepared = h1.PreparedHead(200, [], None, 5)
+    framed = h1.Framed()
+    conn, head = request(GET11 * 4)
+    now = time.monotonic()
+    first = conn.start_again(head, prepared, True, b"hello", framed, now)
+    assert framed.until - now <= 1.0  # (at most: the second may end meanwhile)
+    assert h1._DATE.line in first
+    kept = conn.start_again(head, prepared, True, b"hello", framed, framed.until - 1e-6)
+    assert kept is first
+    # That second over by the monotonic clock: made again (a copy of equal bytes
+    # within the same wall second, a new Date line after it), not the one kept.
+    again = conn.start_again(head, prepared, True, b"hello", framed, framed.until)
+    assert again is not first and DATE.sub(b"", again) == DATE.sub(b"", first)
 
 
 def test_start_again_closes_at_the_connections_last_response(date_line: Any) -> None:
@@ -554,10 +576,10 @@ def test_start_again_closes_at_the_connections_last_response(date_line: Any) -> 
     prepared = h1.PreparedHead(200, [], None, 5)
     framed = h1.Framed()
     conn, head = request(GET11)
-    conn.start_again(head, prepared, True, b"hello", framed)
+    conn.start_again(head, prepared, True, b"hello", framed, 0.0)
     conn, head = request(GET11)
     conn._final = 1
-    assert b"connection: close\r\n" in conn.start_again(head, prepared, True, b"hello", framed)
+    assert b"connection: close\r\n" in conn.start_again(head, prepared, True, b"hello", framed, 0.0)
     assert not conn.keep_alive
 
 

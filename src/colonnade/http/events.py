@@ -41,6 +41,7 @@ class RequestHead:
         "host",
         "keep_alive",
         "method",
+        "particular",
         "path",
         "query",
         "target",
@@ -69,6 +70,9 @@ class RequestHead:
     content_length: int | None
     #: The body is chunked; ``Body`` events carry it already de-chunked.
     chunked: bool
+    #: A field of ``h1.PARTICULAR_FIELDS`` came (Range, If-*, Authorization, Upgrade):
+    #: the answer depends on the client's state, and a shared cache does not give it.
+    particular: bool
 
     def __init__(
         self,
@@ -83,6 +87,7 @@ class RequestHead:
         expect_continue: bool,
         content_length: int | None,
         chunked: bool,
+        particular: bool = False,
     ) -> None:
         self.method = method
         self.target = target
@@ -95,6 +100,7 @@ class RequestHead:
         self.expect_continue = expect_continue
         self.content_length = content_length
         self.chunked = chunked
+        self.particular = particular
 
     def _fields(self) -> tuple[object, ...]:
         return (
@@ -109,6 +115,7 @@ class RequestHead:
             self.expect_continue,
             self.content_length,
             self.chunked,
+            self.particular,
         )
 
     def __eq__(self, other: object) -> bool:
@@ -129,6 +136,7 @@ class RequestHead:
             "expect_continue",
             "content_length",
             "chunked",
+            "particular",
         )
         values = ", ".join(f"{n}={v!r}" for n, v in zip(names, self._fields(), strict=True))
         return f"RequestHead({values})"

@@ -117,12 +117,28 @@ _NEVER: Final = 1 << 60
 # Request header names that need a closer look; all but Host only at the end of the head.
 # Fields _on_header notes: the framing ones (read again at the end of the head), Host,
 # and Connection (llhttp's Proxy-Connection too), without which an HTTP/1.1 request
-# is kept alive without asking llhttp.
-# Each -> what _on_header does with it (one look-up says which: a bytes compare is
-# a call, compiled, and Host comes in every request).
+# is kept alive without asking llhttp; and the ones that make the answer particular to
+# the request (``RequestHead.particular``).
+# Each -> what _on_header does with it (its _Field says which: no look-up of its own).
 _HOST_FIELD: Final = 1
 _CONNECTION_FIELD: Final = 2
 _FRAMING_FIELD: Final = 3
+_PARTICULAR_FIELD: Final = 4
+#: Request fields whose presence makes the answer depend on the client's state (a
+#: 206, 304 or 412; credentials) or ask for another protocol: a shared cache (the
+#: response cache) takes such a request to the pipeline (``RequestHead.particular``).
+PARTICULAR_FIELDS: Final = frozenset(
+    {
+        b"range",
+        b"if-range",
+        b"if-match",
+        b"if-none-match",
+        b"if-modified-since",
+        b"if-unmodified-since",
+        b"authorization",
+        b"upgrade",
+    }
+)
 _SPECIAL: Final[dict[bytes, int]] = {
     b"host": _HOST_FIELD,
     b"content-length": _FRAMING_FIELD,
@@ -130,7 +146,25 @@ _SPECIAL: Final[dict[bytes, int]] = {
     b"expect": _FRAMING_FIELD,
     b"connection": _CONNECTION_FIELD,
     b"proxy-connection": _CONNECTION_FIELD,
+    **{name: _PARTICULAR_FIELD for name in PARTICULAR_FIELDS},
 }
+
+
+class _Field:
+    """A request header name as received, known: its lower case and its kind (a
+    ``_*_FIELD``, or 0)."""
+
+    __slots__ = ("kind", "name")
+
+    def __init__(self, name: bytes, kind: int) -> None:
+        self.name = name
+        self.kind = kind
+
+
+def _field(name: bytes) -> _Field:
+    lname = name.lower()
+    return _Field(lname, _SPECIAL.get(lname, 0))
+
 
 # RFC 3986 reg-name / IP-literal / port characters: anything else in Host is a 400.
 _HOST_CHARS: Final = (
@@ -142,12 +176,15 @@ _HOST_CHARS: Final = (
 # not the bytes of its own request (~50 bytes per idle connection).
 _VALID_HOSTS: Final[dict[bytes, bytes]] = {}
 _VALID_HOSTS_MAX: Final = 256
-# Request header names as received -> lower case: clients send the same few names
-# in the same spelling. A hit costs the lookup a lower() would cost anyway, and
-# gives the same lowered object each time, whose hash is then cached (the _SPECIAL
-# test and every later lookup by name). Bounded: junk names only fill it.
-_FIELD_NAMES: Final[dict[bytes, bytes]] = {}
+# Request header names as received -> their _Field: clients send the same few names
+# in the same spelling. A hit costs the look-up a lower() would cost anyway, says
+# the field's kind without a second look-up by the lowered name (~290 instructions
+# compiled), and gives the same lowered object each time, whose hash is then cached
+# (every later look-up by name). Bounded: junk names only fill it. Host, in every
+# request, is not looked up at all (see _on_header).
+_FIELD_NAMES: Final[dict[bytes, _Field]] = {}
 _FIELD_NAMES_MAX: Final = 512
+_HOST_NAME: Final = b"host"
 # RFC 9110 tchar: a response header name made of anything else is a caller bug.
 _TCHARS: Final = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _TCHAR_CLASS: Final = rb"!#$%&'*+\-.^_`|~0-9A-Za-z"
@@ -516,15 +553,19 @@ class Framed:
     hit within that second is the same bytes, so they are joined once per second
     and entry rather than per response. ``prepared`` and ``server`` say what else
     they were made from (an entry's head made again for a new Age; another Server
-    line): either changed, they are made again."""
+    line): either changed, they are made again. ``until``: when that second ends,
+    on the monotonic clock (the caller's reading of it is passed in: no clock is
+    read per answer). The wall clock stepped meanwhile, the Date line is at most
+    that second behind; a line made again by another response sooner ends it too."""
 
-    __slots__ = ("data", "date", "prepared", "server")
+    __slots__ = ("data", "date", "prepared", "server", "until")
 
     def __init__(self) -> None:
         self.data = b""
         self.date: bytes | None = None
         self.prepared: PreparedHead | None = None
         self.server = b""
+        self.until = 0.0
 
 
 # -- prepared heads for the response shapes that recur ---------------------------------
@@ -647,6 +688,7 @@ class HTTP1Connection:
         "_method",
         "_no_body",
         "_parser",
+        "_particular",
         "_reject",
         "_requests",
         "_responses",
@@ -696,6 +738,8 @@ class HTTP1Connection:
         self._host: bytes | None = None
         self._good_host = b"\x00"  # the last Host found valid (none: never equal)
         self._framing = False
+        # A field of PARTICULAR_FIELDS in the head being parsed.
+        self._particular = False
         # A Connection field in the head being parsed (see _on_headers_complete).
         self._connection_field = False
         self._keep_alive_req = True
@@ -989,6 +1033,7 @@ class HTTP1Connection:
         self._url = b""
         self._host = None
         self._framing = False
+        self._particular = False
         self._connection_field = False
         self._state = _IDLE
         self._method = probe[:end]
@@ -1153,17 +1198,25 @@ class HTTP1Connection:
         headers = self._headers
         if headers is None:  # cannot happen: llhttp begins every message first
             raise RuntimeError("header field outside a message")
-        lname = _FIELD_NAMES.get(name)
-        if lname is None:
-            lname = name.lower()
-            if len(_FIELD_NAMES) < _FIELD_NAMES_MAX:
-                _FIELD_NAMES[name] = lname
-        name = lname
         # llhttp strips leading whitespace only; trailing is rare, and a method call.
         if value and ((last := value[-1]) == 32 or last == 9):
             value = value.rstrip(b" \t")
-        headers.append((name, value))
-        kind = _SPECIAL.get(name, 0)
+        # Host, in every request and nearly always spelled so: two compares of bytes
+        # (the first a length test for any other name), not a hash of the new name
+        # and a look-up (~400 instructions, compiled).
+        if name == b"Host" or name == b"host":
+            headers.append((_HOST_NAME, value))
+            if self._host is not None:
+                self._fail(400, "more than one Host header")
+            self._host = value
+            return
+        field = _FIELD_NAMES.get(name)
+        if field is None:
+            field = _field(name)
+            if len(_FIELD_NAMES) < _FIELD_NAMES_MAX:
+                _FIELD_NAMES[name] = field
+        headers.append((field.name, value))
+        kind = field.kind
         if kind:
             if kind == _HOST_FIELD:
                 if self._host is not None:
@@ -1171,8 +1224,10 @@ class HTTP1Connection:
                 self._host = value
             elif kind == _CONNECTION_FIELD:
                 self._connection_field = True
-            else:
+            elif kind == _FRAMING_FIELD:
                 self._framing = True
+            else:
+                self._particular = True
 
     def _check_head_size(self, headers: Headers) -> None:
         size = sum(len(name) + len(value) + 4 for name, value in headers)
@@ -1297,6 +1352,9 @@ class HTTP1Connection:
                 # llhttp reads only "keep-alive" in an HTTP/1.0 head; RFC 9112 9.3:
                 # "close" wins (_on_message_begin then stops llhttp after it).
                 keep_alive = False
+        particular = self._particular
+        if particular:
+            self._particular = False
         if _COMPILED:
             head = RequestHead(
                 method,
@@ -1310,6 +1368,7 @@ class HTTP1Connection:
                 expect_continue,
                 content_length,
                 chunked,
+                particular,
             )
         else:
             # Interpreted, calling the class costs a third more than setting its
@@ -1328,6 +1387,7 @@ class HTTP1Connection:
             head.expect_continue = expect_continue
             head.content_length = content_length
             head.chunked = chunked
+            head.particular = particular
         self._events.append(head)
         self._requests += 1
         self._keep_alive_req = keep_alive
@@ -1550,12 +1610,14 @@ class HTTP1Connection:
         keep_alive: bool,
         body: bytes,
         framed: Framed,
+        now: float,
     ) -> bytes:
         """:meth:`start_prepared` with ``body`` (the whole body of the answer), for an
         answer sent again and again: the common answer (an HTTP/1.1 GET of a sized
         body, kept alive) is taken from ``framed`` while it was made in the Date
         line's current second from the same head and Server line, else made and
-        kept there; any other answer is made as :meth:`start_prepared` makes it."""
+        kept there; any other answer is made as :meth:`start_prepared` makes it.
+        ``now``: ``time.monotonic()`` when the request came (``Framed.until``)."""
         length = prepared.length
         if (
             keep_alive
@@ -1575,7 +1637,7 @@ class HTTP1Connection:
                     framed.date is date.line
                     and framed.prepared is prepared
                     and framed.server is server
-                    and _now() < date.next
+                    and now < framed.until
                 ):
                     # What the common answer of start_response sets, to the letter.
                     self._responses = responses
@@ -1593,6 +1655,7 @@ class HTTP1Connection:
                 framed.date = date.line  # the line data carries (made fresh if stale)
                 framed.prepared = prepared
                 framed.server = server
+                framed.until = now + (date.next - _now())
                 return data
         return self.start_prepared(head, prepared, keep_alive, body)
 

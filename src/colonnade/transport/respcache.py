@@ -51,7 +51,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from colonnade.http import RequestHead
-from colonnade.http.h1 import Framed, PreparedHead
+from colonnade.http.h1 import PARTICULAR_FIELDS, Framed, PreparedHead
 
 if TYPE_CHECKING:
     from colonnade.core.context import Context
@@ -65,21 +65,12 @@ _monotonic: Final = time.monotonic
 _time: Final = time.time
 
 #: Request headers whose presence sends the request to the pipeline: the answer
-#: depends on them (a 304, 412, 206) and is not worth keeping per client.
-BYPASS: Final = frozenset(
-    {
-        b"range",
-        b"if-range",
-        b"if-match",
-        b"if-none-match",
-        b"if-modified-since",
-        b"if-unmodified-since",
-        # Credentials: the answer may be the user's alone (IIS's kernel cache never
-        # answers a request with them); a protocol switch (WebSocket) is no document.
-        b"authorization",
-        b"upgrade",
-    }
-)
+#: depends on them (a 304, 412, 206) and is not worth keeping per client;
+#: credentials: the answer may be the user's alone (IIS's kernel cache never answers
+#: a request with them); a protocol switch (WebSocket) is no document. The HTTP/1.1
+#: layer notes them as it parses the head (``RequestHead.particular``), so a request
+#: is not scanned for them again here.
+BYPASS: Final = PARTICULAR_FIELDS
 
 #: The handler whose answers the engine's rule may keep (``engine.respcache.eligible``).
 STATIC: Final = "handler.static"
@@ -112,12 +103,15 @@ def request_encoding(head: RequestHead) -> bytes | None:
     """The Accept-Encoding of a request the cache may answer (b"": none; several
     fields joined by commas), or None when it must take the pipeline."""
     method = head.method
-    if (method != b"GET" and method != b"HEAD") or head.chunked or head.content_length:
+    if (
+        (method != b"GET" and method != b"HEAD")
+        or head.chunked
+        or head.content_length
+        or head.particular  # a field of BYPASS
+    ):
         return None
     encoding = b""
     for name, value in head.headers:
-        if name in BYPASS:
-            return None
         if name == b"accept-encoding":
             encoding = value if not encoding else encoding + b"," + value
     return encoding
