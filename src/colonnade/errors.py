@@ -12,8 +12,9 @@
   server's fault: the pipeline ends the request without an error page or an
   error log line (the access log records it as Win32 status 64, as IIS does).
   ``ServerAbortedError`` (one of them): the server dropped the connection itself
-  (a stop's or a drain's deadline): ended the same way, logged with Win32 status
-  1236 (ERROR_CONNECTION_ABORTED) rather than the client's 64.
+  (a timer gave up on the client, an HTTP/2 protocol error, a stop's or a drain's
+  deadline): ended the same way, logged with Win32 status 1236
+  (ERROR_CONNECTION_ABORTED) rather than the client's 64.
 """
 
 from __future__ import annotations
@@ -137,8 +138,11 @@ class ClientDisconnectedError(ColonnadeError, ConnectionError):
 
 
 class ServerAbortedError(ClientDisconnectedError):
-    """The server dropped the connection under the request itself: a stop's (or a
-    pool worker's drain's) deadline passed with the request unfinished.
+    """The server dropped the connection (or HTTP/2 stream) under the request
+    itself: a timer gave up on the client (a body or a reading below the minimum
+    rate once the answer began, a send stuck for ``timeouts.body``), the client
+    broke the HTTP/2 protocol, or a stop's (or a pool worker's drain's) deadline
+    passed with the request unfinished.
 
     Not the client's leaving, but ended alike, as nobody is left to answer: no
     error page, no error log line, the always-run stages run. The access log tells
@@ -157,8 +161,9 @@ class ServerAbortedError(ClientDisconnectedError):
 #: Win32 status 64), then the task ends.
 CLIENT_GONE = "the client went away"
 
-#: The message of the cancellation a stop's (or drain's) deadline sends the
-#: requests still at work (``ServerState.abort_all``): ended as
+#: The message of the cancellation the server's own abort sends the requests
+#: still at work (``ServerState.cancel_request``: a connection's ``drop``, a
+#: stop's or drain's deadline, ``abort_all``): ended as
 #: :class:`ServerAbortedError` (logged with Win32 status 1236). Any other
 #: cancellation (the application's own) goes on through the walk as before.
 SERVER_ABORTED = "the server aborted the connection"

@@ -6,6 +6,12 @@ not cut; a client reading a large response slower than the rate is disconnected,
 and its connection, its handler and what was queued for it are gone. The same
 over HTTP/2, per stream and per connection. And the per-client connection cap
 (``limits.max_connections_per_client``).
+
+A request in flight on a connection the server drops itself (a body or a reading
+below the rate, a send that does not move within ``timeouts.body``, an HTTP/2
+client's protocol error) is logged as the server's abort: Win32 status 1236
+(ERROR_CONNECTION_ABORTED, as IIS logs a connection HTTP.sys drops on a timer),
+not 64 (the client's leaving).
 """
 
 from __future__ import annotations
@@ -18,11 +24,11 @@ from typing import Any
 import pytest
 import trustme
 from h2.errors import ErrorCodes
-from hyperframe.frame import HeadersFrame
+from hyperframe.frame import Frame, HeadersFrame, RstStreamFrame
 
 from colonnade.transport.connection import RateWindow
 from colonnade.transport.server import ServerState
-from tests.e2e.conftest import LiveServer, site_config
+from tests.e2e.conftest import LiveServer, site_config, win32_statuses
 from tests.e2e.h2wire import RawH2, get_headers
 from tests.e2e.wire import Conn
 from tests.support.tls import client_context, tls_socket
@@ -39,13 +45,24 @@ pytestmark = pytest.mark.e2e
 CLOCK_SLACK = 0.01
 
 
-def rate_server(www: Path, *, rate: int, window: float, **limits: Any) -> LiveServer:
+def rate_server(
+    www: Path, *, rate: int, window: float, body: float = 60.0, **limits: Any
+) -> LiveServer:
     config = site_config(
+        modules=["acme.stamp", "acme.slow", "handler.static", "log.http"],
         limits={"min_bytes_per_second": rate, "min_rate_window": window, **limits},
         # A client cut for its body lingers this long at most to read the 408.
-        timeouts={"lingering": 0.5},
+        timeouts={"lingering": 0.5, "body": body},
     )
+    config["http_logging"] = {"target": str(www / "access.log"), "buffer_size": 0}
     return LiveServer(config, www).start()
+
+
+def logged_as_aborted(www: Path, stem: str) -> None:
+    """The request to ``stem`` is logged once, as the server's abort (Win32 1236)."""
+    log, needle = www / "access.log", f" {stem} "
+    wait_for(lambda: log.exists() and needle in log.read_text(), PATIENCE, "the request logged")
+    assert win32_statuses(log, needle) == ["1236"]
 
 
 def post_head(length: int) -> bytes:
@@ -118,6 +135,7 @@ def test_a_body_trickled_after_the_response_began_is_cut_with_a_close(www: Path)
         assert c.buf.startswith(b"HTTP/1.1 200 ")  # no 408 after a 200 began
         assert server.look(lambda state: state.slow_clients["request_body"]) == 1
         assert served(server.port)
+        logged_as_aborted(www, "/slow")
 
 
 def test_a_client_that_pauses_but_keeps_the_average_is_not_cut(www: Path) -> None:
@@ -196,6 +214,22 @@ def test_a_slow_reader_of_a_large_response_is_closed_and_released(www: Path, tar
         finally:
             c.close()
         assert served(server.port)
+        logged_as_aborted(www, target.partition("?")[0])
+
+
+def test_a_file_send_the_client_stops_taking_is_dropped_after_the_body_timeout(
+    www: Path,
+) -> None:
+    # No minimum rate: the send's own timeout (timeouts.body from the last time the
+    # socket had room) ends it.
+    (www / "www" / "big.bin").write_bytes(b"b" * (32 * 1024 * 1024))
+    with rate_server(www, rate=0, window=1.0, body=0.5) as server:
+        with Conn(server.port, rcvbuf=4096) as c:
+            c.send(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+            # ... and the client reads nothing.
+            wait_for(lambda: server.look(nothing_left), PATIENCE, "the send given up")
+        logged_as_aborted(www, "/big.bin")
+        assert served(server.port)
 
 
 def test_a_fast_reader_of_a_large_response_is_not_cut(www: Path) -> None:
@@ -263,27 +297,33 @@ def test_the_per_client_cap_is_off_by_default(www: Path) -> None:
 # -- HTTP/2 ----------------------------------------------------------------------------
 
 
+def h2_trickle(c: RawH2, path: str, until: type[Frame]) -> float | None:
+    """POST to ``path`` on stream 1, its body at 50 B/s, until the server sends an
+    ``until`` frame on stream 1: the time since before the head it came (None if
+    it did not come in time)."""
+    post = [(":method", "POST"), (":scheme", "http"), (":authority", "t"), (":path", path)]
+    start = time.monotonic()  # the server's first window begins after this
+    c.send(c.headers(1, post, end_stream=False))
+    while time.monotonic() - start < PATIENCE:
+        c.send(c.data(1, b"x" * 5))  # 50 B/s
+        pause = time.monotonic() + 0.1
+        # The pause is spent reading what the server says (its SETTINGS, window
+        # updates), until the awaited frame comes.
+        while (left := pause - time.monotonic()) > 0:
+            if not select.select([c.sock], [], [], left)[0]:
+                break
+            frame = c.next_frame(time.monotonic() + PATIENCE)
+            assert frame is not None, "the connection was closed"
+            if isinstance(frame, until) and frame.stream_id == 1:
+                return time.monotonic() - start
+    return None
+
+
 def test_an_http2_stream_trickling_its_body_is_answered_408_and_others_are_served(
     www: Path,
 ) -> None:
     with rate_server(www, rate=240, window=1.0) as server, RawH2(server.port) as c:
-        post = [(":method", "POST"), (":scheme", "http"), (":authority", "t"), (":path", "/slow")]
-        start = time.monotonic()  # the server's first window begins after this
-        c.send(c.headers(1, post, end_stream=False))
-        answered = None
-        while answered is None and time.monotonic() - start < PATIENCE:
-            c.send(c.data(1, b"x" * 5))  # 50 B/s
-            pause = time.monotonic() + 0.1
-            # The pause is spent reading what the server says (its SETTINGS, window
-            # updates), until the answer on stream 1 begins.
-            while (left := pause - time.monotonic()) > 0:
-                if not select.select([c.sock], [], [], left)[0]:
-                    break
-                frame = c.next_frame(time.monotonic() + PATIENCE)
-                assert frame is not None, "the connection was closed"
-                if isinstance(frame, HeadersFrame) and frame.stream_id == 1:
-                    answered = time.monotonic() - start
-                    break
+        answered = h2_trickle(c, "/slow", HeadersFrame)
         assert answered is not None and answered >= 1.0 - CLOCK_SLACK
         assert (c.outcome(stream=1).kind, c.status(1)) == ("status", 408)
         # The body is not wanted any more: RST_STREAM NO_ERROR (RFC 9113 8.1).
@@ -308,8 +348,53 @@ def test_an_http2_client_that_stops_reading_is_closed_and_released(www: Path) ->
             "the client that stopped reading cut",
         )
         wait_for(lambda: server.look(nothing_left), PATIENCE, "its connection and stream released")
+        logged_as_aborted(www, "/big.bin")
     with rate_server(www, rate=240, window=1.0) as server:
         assert served(server.port)
+
+
+def test_an_http2_stream_trickling_its_body_after_its_answer_began_is_reset(
+    www: Path,
+) -> None:
+    with rate_server(www, rate=240, window=1.0) as server, RawH2(server.port) as c:
+        reset = h2_trickle(c, "/slow?head=1", RstStreamFrame)
+        assert reset is not None and reset >= 1.0 - CLOCK_SLACK
+        rst = c.frames[-1]
+        assert isinstance(rst, RstStreamFrame) and rst.error_code == ErrorCodes.CANCEL
+        assert c.status(1) == 200  # no 408 after a 200 began
+        logged_as_aborted(www, "/slow")
+
+
+def test_an_http2_stream_whose_window_stays_shut_is_reset_after_the_body_timeout(
+    www: Path,
+) -> None:
+    (www / "www" / "big.bin").write_bytes(b"b" * (1024 * 1024))
+    with rate_server(www, rate=0, window=1.0, body=0.5) as server, RawH2(server.port) as c:
+        c.send(c.headers(1, get_headers("/big.bin")))
+        # ... and the client opens no window past the first 64 KiB.
+        rst = c.outcome(stream=1)
+        assert (rst.kind, rst.stream, rst.code) == ("rst", 1, ErrorCodes.CANCEL)
+        logged_as_aborted(www, "/big.bin")
+        # The connection goes on (its window, which stream 1 used up, reopened).
+        c.send(c.window_update(0, 1 << 20), c.headers(3, get_headers("/hello.txt")))
+        assert c.response(3) == (200, b"Hello, world!")
+
+
+def in_flight(state: ServerState) -> bool:
+    return bool(state.engine.executing)
+
+
+def test_an_http2_protocol_error_ends_the_streams_in_flight_as_the_servers_abort(
+    www: Path,
+) -> None:
+    with rate_server(www, rate=0, window=1.0) as server, RawH2(server.port) as c:
+        c.send(c.headers(1, get_headers("/slow?ms=60000")))
+        wait_for(lambda: server.look(in_flight), PATIENCE, "the request in flight")
+        c.send(c.raw(0x6, 0, 1, b"12345678"))  # PING on a stream: a connection error
+        goaway = c.outcome(stream=0)
+        assert (goaway.kind, goaway.code) == ("goaway", ErrorCodes.PROTOCOL_ERROR)
+        wait_for(lambda: server.look(nothing_left), PATIENCE, "the connection ended")
+        logged_as_aborted(www, "/slow")
 
 
 # -- the measure itself ------------------------------------------------------------------

@@ -859,7 +859,7 @@ class _FileSender:
     own registration of the original) goes on writing, with no task woken until
     the last byte left or the client failed, as nginx's event handler does. The
     client must take bytes again within ``timeouts.body`` seconds of the last time
-    the socket had room, or the send fails with ClientDisconnectedError.
+    the socket had room, or the connection is dropped (``HttpConnection.drop``).
     """
 
     __slots__ = (
@@ -970,7 +970,9 @@ class _FileSender:
         if loop.time() < due:
             self.timer = loop.call_at(due, self._expire)  # the socket had room since
             return
-        waiter.set_exception(ClientDisconnectedError("the client stopped reading"))
+        # The server gives up on the client: connection_lost cancels the request
+        # (waiting here) as the server's abort.
+        self.conn.drop()
 
     def close(self) -> None:
         """Stop watching the socket."""
@@ -1089,6 +1091,9 @@ class HttpConnection(asyncio.Protocol):
         self._rate_due: float | None = None
         self.sending_file = False  # a sendfile is under way: bytes are queued for the client
         self.too_slow = False  # cut for a body below the minimum rate: linger briefly
+        # Dropped by the server's own decision (drop): its request in flight is
+        # logged as the server's abort (Win32 1236), not the client's leaving (64).
+        self.dropped = False
         # The response cache's entry of this connection's last hit (it holds its
         # key), and its cache.
         self._memo: Entry | None = None
@@ -1153,9 +1158,9 @@ class HttpConnection(asyncio.Protocol):
             # The request's own waits (the application's, a drain, a body's read, a
             # file's sendfile) are interrupted; the walk ends the request as a
             # client's leaving (CLIENT_GONE: its always-run stages run, it is logged
-            # with Win32 status 64; SERVER_ABORTED after a stop's deadline: 1236),
-            # then the task ends.
-            self.state.cancel_request(task)
+            # with Win32 status 64; SERVER_ABORTED when the server dropped it, see
+            # drop, or after a stop's deadline: 1236), then the task ends.
+            self.state.cancel_request(task, self.dropped)
         self._wake_drain()
 
     def data_received(self, data: bytes) -> None:
@@ -2064,7 +2069,7 @@ class HttpConnection(asyncio.Protocol):
         self.too_slow = True
         self.state.too_slow("request_body", "request body", self.client, got, seconds)
         if exchange.bytes_sent or exchange.held is not None:
-            self.abort()  # the response has begun: no 408 can be said any more
+            self.drop()  # the response has begun: no 408 can be said any more
         else:
             body.fail(HttpError(408, 0, "the request body arrived too slowly"))
 
@@ -2075,7 +2080,7 @@ class HttpConnection(asyncio.Protocol):
         self.state.too_slow("response", "reading of a response", self.client, got, seconds)
         # What is queued is dropped; connection_lost wakes a writer waiting in drain
         # and cancels the handler, so nothing stays behind for the slow client.
-        self.abort()
+        self.drop()
 
     def _on_timeout(self) -> None:
         if self.lingering:
@@ -2189,3 +2194,11 @@ class HttpConnection(asyncio.Protocol):
         self._disarm()
         if self.transport is not None:
             self.transport.abort()
+
+    def drop(self) -> None:
+        """Abort the connection on the server's own decision (a timer: IIS's
+        Timer_MinBytesPerSecond, a send timeout): the request in flight ends as the
+        server's abort (``ServerAbortedError``, logged with Win32 status 1236), not
+        as the client's leaving."""
+        self.dropped = True
+        self.abort()

@@ -391,7 +391,7 @@ class H2Stream:
 
     def _stalled(self) -> None:
         if not self.closed:
-            self.conn.reset(self, ErrorCodes.CANCEL)
+            self.conn.reset(self, ErrorCodes.CANCEL, dropped=True)
             log.info("HTTP/2 stream %d: the client stopped reading; reset", self.id)
 
     async def _sent(self) -> None:
@@ -484,6 +484,9 @@ class H2Connection(asyncio.Protocol):
         self.last_stream = 0  # GOAWAY sent: streams above this are refused
         self.stopping = False  # GOAWAY sent (graceful stop) or received
         self.failed = False  # ended for an error: reading and dropping until closed
+        # Ended by the server's own decision (drop, _fail): its requests in flight are
+        # logged as the server's abort (Win32 1236), not the client's leaving (64).
+        self.dropped = False
         self.closing = False
         # The minimum data rate (limits.min_bytes_per_second): bytes written so far,
         # the measure of each stream's body that is measured (by stream id) and of
@@ -965,15 +968,16 @@ class H2Connection(asyncio.Protocol):
             return
         self._flush_soon()
 
-    def reset(self, stream: H2Stream, code: ErrorCodes) -> None:
-        """Reset ``stream`` (RST_STREAM ``code``)."""
+    def reset(self, stream: H2Stream, code: ErrorCodes, *, dropped: bool = False) -> None:
+        """Reset ``stream`` (RST_STREAM ``code``); ``dropped``: on the server's own
+        decision (a timer), its request ends as the server's abort (Win32 1236)."""
         if stream.closed:
             return
         self.record(stream)
         with contextlib.suppress(h2.exceptions.ProtocolError):
             self.h2.reset_stream(stream.id, code)
         self._flush_soon()
-        self._close_stream(stream, cancel=False)
+        self._close_stream(stream, cancel=dropped, dropped=dropped)
 
     def _stream_done(self, stream: H2Stream) -> None:
         # The response is complete (or the stream reset) and its task is over.
@@ -1029,7 +1033,7 @@ class H2Connection(asyncio.Protocol):
         del self.unrecorded[stream.id]
         closed_stream(self.h2, stream.id, _CLOSED_BY_US)
 
-    def _close_stream(self, stream: H2Stream, *, cancel: bool) -> None:
+    def _close_stream(self, stream: H2Stream, *, cancel: bool, dropped: bool = False) -> None:
         stream.closed = True
         stream.wake()
         body = stream.body
@@ -1040,8 +1044,10 @@ class H2Connection(asyncio.Protocol):
             # The client reset the stream, or the connection is gone: the request's
             # own waits are interrupted and the walk ends it as a client's leaving
             # (CLIENT_GONE: its always-run stages run, logged with Win32 status 64;
-            # SERVER_ABORTED after a stop's deadline: 1236), then the task ends.
-            self.state.cancel_request(task)
+            # SERVER_ABORTED when the server reset the stream or ended the
+            # connection on its own decision, see drop, or after a stop's deadline:
+            # 1236), then the task ends.
+            self.state.cancel_request(task, dropped or self.dropped)
         if task is None:
             self._forget(stream)
 
@@ -1105,8 +1111,12 @@ class H2Connection(asyncio.Protocol):
 
     def _fail(self, code: int, kind: str, reason: str, *, said: bool = False) -> None:
         """End the connection for the client's fault: GOAWAY ``code`` (``said``: h2
-        queued it already), count ``kind``, log once, linger, close."""
+        queued it already), count ``kind``, log once, linger, close. The requests
+        in flight on other streams end as the server's abort (Win32 1236): the
+        client broke the protocol, but it is the server that ends them (the error
+        itself is counted and logged here)."""
         self.failed = True
+        self.dropped = True
         self.state.http2_errors[kind] += 1
         level = logging.WARNING if code == ErrorCodes.ENHANCE_YOUR_CALM else logging.INFO
         log.log(
@@ -1153,6 +1163,13 @@ class H2Connection(asyncio.Protocol):
         self._disarm()
         if self.transport is not None:
             self.transport.abort()
+
+    def drop(self) -> None:
+        """Abort the connection on the server's own decision (a timer: IIS's
+        Timer_MinBytesPerSecond): its requests in flight end as the server's abort
+        (``ServerAbortedError``, logged with Win32 status 1236)."""
+        self.dropped = True
+        self.abort()
 
     # -- the one timer: idle (keep-alive), or lingering after an error -------------------
 
@@ -1246,7 +1263,8 @@ class H2Connection(asyncio.Protocol):
         what = f"HTTP/2 stream {stream.id}: request body"
         self.state.too_slow("request_body", what, self.client, got, seconds)
         if stream.head_sent:
-            self.reset(stream, ErrorCodes.CANCEL)  # the response has begun: no 408
+            # The response has begun: no 408.
+            self.reset(stream, ErrorCodes.CANCEL, dropped=True)
         else:
             # Answered 408, then (the body unfinished) RST_STREAM NO_ERROR.
             body.fail(HttpError(408, 0, "the request body arrived too slowly"))
@@ -1257,7 +1275,7 @@ class H2Connection(asyncio.Protocol):
         send_rate.since = -1.0
         what = "HTTP/2 reading of a response"
         self.state.too_slow("response", what, self.client, got, seconds)
-        self.abort()  # connection_lost cancels every stream's task
+        self.drop()  # connection_lost cancels every stream's task
 
 
 def decode_block(h2conn: h2.connection.H2Connection, block: bytes) -> list[tuple[bytes, bytes]]:

@@ -361,13 +361,15 @@ class ServerState:
         for task in list(self.stragglers):
             self.cancel_request(task)
 
-    def cancel_request(self, task: asyncio.Task[None]) -> None:
+    def cancel_request(self, task: asyncio.Task[None], dropped: bool = False) -> None:
         """The connection of the request ``task`` serves ended under it: the client
-        left (:data:`~colonnade.errors.CLIENT_GONE`), or, after :meth:`abort_all`,
-        the server dropped it (:data:`~colonnade.errors.SERVER_ABORTED`, and
+        left (:data:`~colonnade.errors.CLIENT_GONE`), or the server dropped it
+        (:data:`~colonnade.errors.SERVER_ABORTED`): ``dropped``, the connection's
+        own decision (a timer: a body or a reading too slow, a client's protocol
+        error on HTTP/2; its ``drop``), or after :meth:`abort_all` (then
         :meth:`settle` waits for the task). The walk ends the request either way."""
         if not self.aborting:
-            task.cancel(CLIENT_GONE)
+            task.cancel(SERVER_ABORTED if dropped else CLIENT_GONE)
             return
         task.cancel(SERVER_ABORTED)
         ending = self.ending
