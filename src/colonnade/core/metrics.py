@@ -131,7 +131,12 @@ class SiteCounters:
 
     def done(self, ctx: Context) -> None:
         """Count the request of ``ctx``, which has ended."""
-        elapsed = _monotonic() - ctx.started
+        # The request's end as its access log line read it (which comes first, in
+        # the walk and on a response cache hit): one clock read for both.
+        ended = ctx.ended_at
+        if not ended:
+            ended = ctx.ended_at = _monotonic()
+        elapsed = ended - ctx.started
         response = ctx.response
         status = response.status
         writer = ctx.writer
