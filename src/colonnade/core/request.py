@@ -235,6 +235,8 @@ class Request:
     None (``scheme`` says what the client asked for: a trusted proxy may make it
     ``https`` where ``tls`` is None).
 
+    ``may_upgrade``: see its comment in ``__init__``.
+
     ``client`` is who every module, handler and application takes for the client;
     ``peer`` is the address the connection came from, which stays put when a
     trusted reverse proxy's ``Forwarded``/``X-Forwarded-For`` header names the
@@ -248,6 +250,7 @@ class Request:
         "headers",
         "host",
         "keep_alive",
+        "may_upgrade",
         "method",
         "original_path",
         "path",
@@ -277,6 +280,7 @@ class Request:
         body: Body = EMPTY_BODY,
         keep_alive: bool = True,
         tls: TlsInfo | None = None,
+        may_upgrade: bool = True,
     ) -> None:
         self.method = method
         self.path = path
@@ -294,6 +298,12 @@ class Request:
         self.body = body
         self.keep_alive = keep_alive
         self.tls = tls
+        #: False where the request's maker knows it has no ``Upgrade`` field: the
+        #: HTTP/1 parse found none of ``http.h1.PARTICULAR_FIELDS`` (Upgrade among
+        #: them) in its head, or HTTP/2 (which refuses the field). A handler that
+        #: looks for an upgrade (the ASGI handler's WebSocket) scans the fields
+        #: only where it is True: the default, for a request made otherwise.
+        self.may_upgrade = may_upgrade
 
     def header(self, name: bytes, default: bytes | None = None) -> bytes | None:
         """The first value of header ``name`` (lower case), or ``default``."""

@@ -1343,6 +1343,7 @@ class HttpConnection(asyncio.Protocol):
             body if body is not None else _NO_BODY,
             head.keep_alive,
             self.tls,
+            head.particular,  # may_upgrade: Upgrade is one of PARTICULAR_FIELDS
         )
         live = self._live
         router = live.router

@@ -799,6 +799,7 @@ class H2Connection(asyncio.Protocol):
             body,
             True,
             self.tls,
+            False,  # may_upgrade: HTTP/2 refuses the field (http.h2.CONNECTION_SPECIFIC)
         )
         router = self.state.router
         if router is not None and not router.admits(self, request):

@@ -425,6 +425,27 @@ def test_upgrade_to_something_else_is_plain_http() -> None:
     assert response.text == "plain http"
 
 
+class NoUpgrade(Module):
+    """Says what the HTTP/1 parse says of a head with no Upgrade field (nor any other
+    of ``http.h1.PARTICULAR_FIELDS``): the request cannot ask for another protocol."""
+
+    id = "test.no_upgrade"
+
+    @hook(Stage.BEGIN_REQUEST)
+    def begin(self, ctx: Context) -> Outcome:
+        ctx.request.may_upgrade = False
+        return CONTINUE
+
+
+def test_a_request_that_cannot_upgrade_is_not_scanned_for_upgrade() -> None:
+    # The handler trusts the request's maker: with ``may_upgrade`` False, WebSocket
+    # fields (which no real such request has) are not looked at.
+    config = site_config(f"{APPS}:ws_echo", modules=["test.no_upgrade"])
+    with Client(build_engine(config, modules=[*EXTRA, NoUpgrade])) as c:
+        response = c.get("/", headers=WS_HEADERS)
+    assert response.text == "plain http"
+
+
 def test_response_headers_are_a_list_of_the_servers_own() -> None:
     # The app's header list is shared between its responses (a module-level
     # constant, as in the bench app): the response gets its own list, with pairs

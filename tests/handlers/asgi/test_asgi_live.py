@@ -60,6 +60,25 @@ def test_head_answered_with_a_declared_length_and_no_body(tmp_path: Path) -> Non
         assert (got.status, got.body) == (200, b"Hello, world!")
 
 
+def test_over_http1_a_get_upgrades_only_to_websocket(tmp_path: Path) -> None:
+    # The parse marks a head with an Upgrade field (RequestHead.particular ->
+    # Request.may_upgrade); without one, or to another protocol, a GET is plain HTTP.
+    with live(site_config(f"{APPS}:ws_echo"), tmp_path) as server:
+        # (An upgrade request's connection is not kept when not taken up: one each.)
+        for fields in (
+            b"",
+            b"Range: bytes=0-1\r\n",
+            b"Connection: Upgrade\r\nUpgrade: h2c\r\n",
+        ):
+            with Conn(server.port) as conn:
+                conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n")
+                got = conn.response()
+                assert (got.status, got.body) == (200, b"plain http")
+        with ws(server.port) as c:
+            c.send("hi")
+            assert c.recv(timeout=PATIENCE) == "hi"
+
+
 def test_requests_on_one_connection_never_share_context_variables(tmp_path: Path) -> None:
     # One task answers a keep-alive connection's requests; each still runs in a
     # context of its own, as in a task of its own: sequential and pipelined.

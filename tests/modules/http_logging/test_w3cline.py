@@ -10,6 +10,7 @@ import pytest
 
 from colonnade import Principal
 from colonnade.core.context import Context
+from colonnade.core.metrics import SiteCounters
 from colonnade.core.request import Request
 from colonnade.errors import ClientDisconnectedError
 from colonnade.modules.http_logging.compiler import generated_line
@@ -196,3 +197,27 @@ def test_the_compiled_lines_path_memo_is_bounded_and_keeps_each_paths_field() ->
         sink.pending.clear()
         sink.timer = None
     assert first == second == ["GET", "/a+b%0D%0Ac"]
+
+
+@pytest.mark.parametrize("build", [default_line, generated_line], ids=["default", "generated"])
+def test_the_site_counters_reuse_the_log_lines_clock_reading(build: Any) -> None:
+    # One clock reading at a request's end: the line reads it (time-taken) and keeps
+    # it on the context; the site's counters, which come after, take the same instant.
+    ctx = _context(ROWS[0])
+    assert ctx.ended_at == 0.0
+    text = _captured(build, ctx)
+    ended = ctx.ended_at
+    assert ended > ctx.started
+    assert text.split()[-2] == str(int((ended - ctx.started) * 1000))
+    counters = SiteCounters()
+    counters.done(ctx)
+    assert ctx.ended_at == ended
+    assert counters.duration_sum == ended - ctx.started
+
+
+def test_the_site_counters_read_the_clock_when_nothing_logged() -> None:
+    ctx = _context(ROWS[0])
+    counters = SiteCounters()
+    counters.done(ctx)
+    assert ctx.ended_at > ctx.started
+    assert counters.duration_sum == ctx.ended_at - ctx.started

@@ -444,7 +444,10 @@ class AsgiHandler(Handler):
         """
         request = ctx.request
         headers = request.headers
-        if request.method == "GET":
+        # A GET that may carry Upgrade (the HTTP/1 parse saw one of the fields
+        # that need a closer look, Upgrade among them): its fields are scanned for
+        # it. Most requests have none, and no scan (~250 instructions a field).
+        if request.may_upgrade and request.method == "GET":
             for name, _ in headers:
                 if name == b"upgrade":
                     if websocket_request(headers):

@@ -24,6 +24,7 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from colonnade.core.context import end_clock
 from colonnade.errors import ClientDisconnectedError
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ FIELDS: dict[str, Field] = {
         ),
         _field(
             "time-taken",
-            ("monotonic() - ctx.started",),
+            ("end_clock(ctx) - ctx.started",),
             "nums[int({0} * 1000)]",
             "int({0} * 1000)",
         ),
@@ -232,7 +233,7 @@ COMPUTER_NAME = socket.gethostname()
 #: Names the capture expressions may use besides the request's own.
 CAPTURE_NAMES: dict[str, Any] = {
     "clock": Clock(),
-    "monotonic": time.monotonic,
+    "end_clock": end_clock,
     "request_size": request_size,
 }
 #: Names the render expressions of every writer may use.

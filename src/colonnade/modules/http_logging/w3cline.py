@@ -99,7 +99,11 @@ class DefaultW3cLine:
     def write(self, ctx: Context) -> None:
         """Append the request's line to the sink (and write or schedule a batch when due)."""
         try:
-            now = _MONOTONIC()
+            # The request's end (core.context.end_clock, inline): read here, the
+            # site's counters reuse it.
+            now = ctx.ended_at
+            if not now:
+                now = ctx.ended_at = _MONOTONIC()
             if now >= self.until:
                 self.tick(now)
             r = ctx.request
