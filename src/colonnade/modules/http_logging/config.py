@@ -65,7 +65,11 @@ class HttpLoggingSection(Section, frozen=True):
       for other statuses. ``sc-win32-status`` is 64 when the client went away
       before its response was complete (as IIS logs it; an HTTP/2 stream the client
       reset too), 1236 when the server cut the request short itself (a stop's or a
-      drain's deadline; IIS's ERROR_CONNECTION_ABORTED), else 0. Optional:
+      drain's deadline; a client below ``limits.min_bytes_per_second`` once the
+      response began, a send stuck longer than ``timeouts.body``, an HTTP/2
+      client's protocol error ending the connection; IIS's
+      ERROR_CONNECTION_ABORTED, as it logs a connection HTTP.sys drops on a
+      timer), else 0. Optional:
       ``sc-bytes``, ``cs-bytes``, ``cs-host``, ``cs-version``, ``s-sitename``,
       ``s-computername``, ``x-peer-ip`` (ours: the address the connection came
       from, which differs from ``c-ip`` when ``security.trusted_proxies`` took the
