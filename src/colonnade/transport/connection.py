@@ -1296,8 +1296,10 @@ class HttpConnection(asyncio.Protocol):
         """A request head arrived: answered from the response cache, or queued and,
         if ``start`` (else the caller sees to it), its answer begun."""
         self._deadline = None  # _disarm, inline: a call less per request, interpreted
-        has_body = head.chunked or bool(head.content_length)
-        body = StreamBody(self, head.expect_continue) if has_body else None
+        # A truth test of the length, not bool() of it: a call less, interpreted.
+        body = (
+            StreamBody(self, head.expect_continue) if head.chunked or head.content_length else None
+        )
         # A connection's requests name the same path and host again and again: the
         # last ones decoded are kept, and equal bytes (a compare) give the same str
         # (no hash of new bytes and probe of decode_path's cache, no decode), and the
@@ -1408,19 +1410,24 @@ class HttpConnection(asyncio.Protocol):
             exchange = NEW(Exchange)
             _EXCHANGE_INIT(exchange, self, head, request, body)
         exchange.record = record
-        self.current = exchange if body is not None else None
-        if body is not None and not head.expect_continue:
-            self._start_body_rate()
+        if body is None:
+            self.current = None
+        else:
+            self.current = exchange
+            if not head.expect_continue:
+                self._start_body_rate()
         queue = self.queue
-        queue.append(exchange)
-        # max_pipelined is at least 1: a lone request never looks the limit up.
+        # max_pipelined is at least 1: a lone request (the queue empty before it
+        # joins: a truth test, where len() is a call, interpreted) never looks the
+        # limit up. With it, the queue would hold more than the limit.
         if (
-            len(queue) > 1
-            and len(queue) > self.state.limits.max_pipelined
+            queue
+            and len(queue) >= self.state.limits.max_pipelined
             and not self._read_paused_for_queue
         ):
             self._read_paused_for_queue = True
             self._pause_reading()
+        queue.append(exchange)
         if not self.answering:
             if start:
                 self._start_next()
@@ -1791,9 +1798,9 @@ class HttpConnection(asyncio.Protocol):
             self._start_next()
         elif self.pending_error is not None:
             self._send_error()
-        elif self.closing:
-            self.close()
         else:
+            # Not closing: that returned above (resuming the reading and a body
+            # timer, in between, set no flag).
             self._idle = True
             live = self._live
             self._arm(live.keep_alive)
