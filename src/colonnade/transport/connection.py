@@ -652,10 +652,11 @@ class Exchange(TransportWriter):
             self.record = None
         # A 304 describes a body it does not carry: no Content-Length of its own
         # (RFC 9110 8.6), unless the handler declared the representation's.
-        length = None if status == 304 else len(body)
+        size = len(body)
+        length = None if status == 304 else size
         # A small body is framed and joined behind the head in the same join; a
         # large one goes out beside it (writev).
-        small = len(body) <= _GATHER_FROM
+        small = size <= _GATHER_FROM
         # _keep_alive, inline: a call less per request, interpreted.
         asked = self.body
         keep_alive = not conn.closing and self.keep_alive and (asked is None or asked.complete)
@@ -674,14 +675,17 @@ class Exchange(TransportWriter):
             else h1.checked_head(status, block.lines, not block.date, not block.server),
         )
         framed = b"" if small else h1.body(body)  # b"" for a HEAD request too
-        self.bytes_sent += len(data) + len(framed)
         if framed:
+            self.bytes_sent += len(data) + len(framed)
             conn.write_two(data, framed)
         else:
-            # conn.write, inline: a call less per request, interpreted.
+            # conn.write, inline: a call less per request, interpreted (and the
+            # length taken once for both counts).
+            sent = len(data)
+            self.bytes_sent += sent
             transport = conn.transport
             if transport is not None and not transport.is_closing():
-                conn._written += len(data)
+                conn._written += sent
                 transport.write(data)
         # _completed, inline for the usual answer (the only one on its connection,
         # which stays open): a call less per request, interpreted.
