@@ -652,10 +652,11 @@ class Exchange(TransportWriter):
             self.record = None
         # A 304 describes a body it does not carry: no Content-Length of its own
         # (RFC 9110 8.6), unless the handler declared the representation's.
-        length = None if status == 304 else len(body)
+        size = len(body)
+        length = None if status == 304 else size
         # A small body is framed and joined behind the head in the same join; a
         # large one goes out beside it (writev).
-        small = len(body) <= _GATHER_FROM
+        small = size <= _GATHER_FROM
         # _keep_alive, inline: a call less per request, interpreted.
         asked = self.body
         keep_alive = not conn.closing and self.keep_alive and (asked is None or asked.complete)
@@ -674,14 +675,17 @@ class Exchange(TransportWriter):
             else h1.checked_head(status, block.lines, not block.date, not block.server),
         )
         framed = b"" if small else h1.body(body)  # b"" for a HEAD request too
-        self.bytes_sent += len(data) + len(framed)
         if framed:
+            self.bytes_sent += len(data) + len(framed)
             conn.write_two(data, framed)
         else:
-            # conn.write, inline: a call less per request, interpreted.
+            # conn.write, inline: a call less per request, interpreted (and the
+            # length taken once for both counts).
+            sent = len(data)
+            self.bytes_sent += sent
             transport = conn.transport
             if transport is not None and not transport.is_closing():
-                conn._written += len(data)
+                conn._written += sent
                 transport.write(data)
         # _completed, inline for the usual answer (the only one on its connection,
         # which stays open): a call less per request, interpreted.
@@ -1296,8 +1300,10 @@ class HttpConnection(asyncio.Protocol):
         """A request head arrived: answered from the response cache, or queued and,
         if ``start`` (else the caller sees to it), its answer begun."""
         self._deadline = None  # _disarm, inline: a call less per request, interpreted
-        has_body = head.chunked or bool(head.content_length)
-        body = StreamBody(self, head.expect_continue) if has_body else None
+        # A truth test of the length, not bool() of it: a call less, interpreted.
+        body = (
+            StreamBody(self, head.expect_continue) if head.chunked or head.content_length else None
+        )
         # A connection's requests name the same path and host again and again: the
         # last ones decoded are kept, and equal bytes (a compare) give the same str
         # (no hash of new bytes and probe of decode_path's cache, no decode), and the
@@ -1409,19 +1415,24 @@ class HttpConnection(asyncio.Protocol):
             exchange = NEW(Exchange)
             _EXCHANGE_INIT(exchange, self, head, request, body)
         exchange.record = record
-        self.current = exchange if body is not None else None
-        if body is not None and not head.expect_continue:
-            self._start_body_rate()
+        if body is None:
+            self.current = None
+        else:
+            self.current = exchange
+            if not head.expect_continue:
+                self._start_body_rate()
         queue = self.queue
-        queue.append(exchange)
-        # max_pipelined is at least 1: a lone request never looks the limit up.
+        # max_pipelined is at least 1: a lone request (the queue empty before it
+        # joins: a truth test, where len() is a call, interpreted) never looks the
+        # limit up. With it, the queue would hold more than the limit.
         if (
-            len(queue) > 1
-            and len(queue) > self.state.limits.max_pipelined
+            queue
+            and len(queue) >= self.state.limits.max_pipelined
             and not self._read_paused_for_queue
         ):
             self._read_paused_for_queue = True
             self._pause_reading()
+        queue.append(exchange)
         if not self.answering:
             if start:
                 self._start_next()
@@ -1792,9 +1803,9 @@ class HttpConnection(asyncio.Protocol):
             self._start_next()
         elif self.pending_error is not None:
             self._send_error()
-        elif self.closing:
-            self.close()
         else:
+            # Not closing: that returned above (resuming the reading and a body
+            # timer, in between, set no flag).
             self._idle = True
             live = self._live
             self._arm(live.keep_alive)
