@@ -103,6 +103,24 @@ class BrokenUpstream:
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc")
             await writer.drain()
             return False
+        elif kind == "bodystall":
+            # The head and part of a small body, then nothing (the connection open).
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(b"abc")
+            await writer.drain()
+            await reader.read()
+            return False
+        elif kind == "pieces":
+            # A small body in pieces after its head, each written on its own
+            # (``/pieces?S``: S seconds apart, else 0.05).
+            pause = float(path.partition("?")[2] or 0.05)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\n")
+            for piece in (b"one ", b"two ", b"three", b"!"):
+                await writer.drain()
+                await asyncio.sleep(pause)
+                writer.write(piece)
         elif kind == "halfhead":
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Le")
             await writer.drain()

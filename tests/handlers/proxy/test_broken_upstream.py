@@ -78,6 +78,54 @@ def test_a_trickling_head_is_502_within_the_timeout(hasty: LiveServer) -> None:
     assert got.elapsed.total_seconds() < 5
 
 
+def test_a_body_that_stalls_after_its_head_is_504(
+    hasty: LiveServer, broken: BrokenUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A small body the proxy would hand on whole: its head came, then part of
+    # it, then nothing. The wait is a body's (no byte within the timeout), not
+    # the head's.
+    got = get(hasty, "/bodystall")
+    assert got.status_code == 504
+    assert f"upstream 127.0.0.1:{broken.port}: no byte from the upstream in 0.5 s" in caplog.text
+
+
+def test_a_small_body_in_pieces_is_handed_on_whole(
+    proxy: LiveServer, broken: BrokenUpstream
+) -> None:
+    with Conn(proxy.port) as conn:
+        for _ in range(2):
+            before = broken.connections
+            conn.send(b"GET /pieces HTTP/1.1\r\nHost: x\r\n\r\n")
+            got = conn.response()
+            assert got.status == 200
+            assert got.body == b"one two three!"
+            assert got.headers["content-length"] == "14"
+            # The upstream connection is kept for the next request.
+            assert broken.connections <= before + 1
+        assert broken.connections == before
+
+
+def test_each_wait_for_a_small_body_is_bounded_alone(hasty: LiveServer) -> None:
+    # Four pieces 0.15 s apart: longer than the 0.5 s timeout in all, but no wait
+    # for a byte of the body is as long (the head's deadline no longer counts).
+    got = get(hasty, "/pieces?0.15")
+    assert got.status_code == 200
+    assert got.text == "one two three!"
+
+
+def test_an_upstream_closing_mid_body_on_a_reused_connection_is_not_retried(
+    proxy: LiveServer, broken: BrokenUpstream
+) -> None:
+    with Conn(proxy.port) as conn:
+        conn.send(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert conn.response().status == 200
+        before = broken.connections
+        conn.send(b"GET /half HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert conn.response().status == 502
+        # Part of the answer came: the request is not sent again elsewhere.
+        assert broken.connections == before
+
+
 def test_a_failure_mid_response_cuts_the_connection(proxy: LiveServer) -> None:
     with Conn(proxy.port) as conn:
         conn.send(b"GET /halfbig HTTP/1.1\r\nHost: x\r\n\r\n")
