@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from colonnade.http import Body, EndOfMessage, Event, HTTP1Connection, RequestHead, UpgradePending
+from colonnade.http import (
+    Body,
+    EndOfMessage,
+    Event,
+    HTTP1Connection,
+    RequestHead,
+    UpgradePending,
+    h1,
+)
 
 END = EndOfMessage()
 UPGRADE = UpgradePending()
@@ -506,6 +514,19 @@ def test_an_upgrade_not_taken_keeps_the_connection_and_parses_http_again(sized: 
     assert conn.feed(b"") == []
     assert merged(conn.feed(b"\r\n")) == []
     assert conn.http_again() == b""
+
+
+@pytest.mark.parametrize("more", [0, 1], ids=["at-the-limit", "past-it"])
+def test_an_upgrade_not_taken_closes_past_a_reads_worth_of_held_bytes(more: int) -> None:
+    # Held while the answer was made, they would all become requests at once.
+    conn = HTTP1Connection()
+    events = conn.feed(UPGRADE_GET)
+    held = GET * (h1._HELD_MAX // len(GET) + more)
+    assert conn.feed(held) == []
+    response = conn.start_response(events[0], 200, [], content_length=0)  # type: ignore[arg-type]
+    assert (b"connection: close" in response) == bool(more)
+    assert conn.keep_alive == (not more)
+    assert conn.http_again() == (b"" if more else held)
 
 
 def test_an_upgrade_answered_before_its_body_came_closes() -> None:

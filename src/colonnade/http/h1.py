@@ -109,6 +109,11 @@ _COMPILED: Final = not __file__.endswith(".py")
 _SHARE_CALLBACKS: Final = _COMPILED
 
 _SLICE: Final = 65536
+#: The most bytes held after an upgrade request (see _upgraded) that are parsed as
+#: HTTP again when its answer ignores the upgrade: as much as a read gives at once
+#: (a pipelining client's requests), not a buffer grown while the answer was made,
+#: parsed into requests all at once. More, and the answer closes the connection.
+_HELD_MAX: Final = 4 * _SLICE
 _END: Final = EndOfMessage()
 _PREFACE: Final = Preface()
 _UPGRADE_PENDING: Final = UpgradePending()
@@ -1172,15 +1177,19 @@ class HTTP1Connection:
         (``_final``, see _upgraded), it is final and not 101, and the caller and the
         request would keep the connection: whether it stays (HTTP again, RFC 9110
         7.8, as nginx does), which it does only if the request's body came in full
-        (else its bytes and the next request's cannot be told apart). The bytes held
+        (else its bytes and the next request's cannot be told apart) and no more
+        than ``_HELD_MAX`` bytes came after it meanwhile. The bytes held
         meanwhile are given back by :meth:`http_again`; until then more are held."""
         if (
             self._state != _UPGRADED
             or self._upgrade_left
             or not self._final
             or self._responses != self._final
+            or len(self._trailing) > _HELD_MAX
         ):
-            return False  # HTTP/2's preface (_final 0), a body still due, an earlier answer
+            # HTTP/2's preface (_final 0), a body still due, an earlier answer, more
+            # bytes held than one read gives
+            return False
         self._final = _NEVER
         return True
 
