@@ -479,6 +479,30 @@ def test_a_view_left_while_it_loads_draws_nothing_and_stops_polling(
     assert len(reads) <= 3, reads
 
 
+def test_an_editor_opened_on_a_view_left_at_once_reports_no_error(
+    master: Master, browser: Console
+) -> None:
+    # The editor's reads (an action's, nobody awaits them) answered after the view
+    # was left end there (Left): no unhandled rejection in the page, nothing drawn.
+    sign_in(browser, f"http://127.0.0.1:{master.admin_port}")  # type: ignore[attr-defined]
+    browser.view("#/config?site=main&path=/")
+    browser.evaluate(
+        "(() => { window.rejected = []; window.addEventListener('unhandledrejection',"
+        " e => { if (!e.defaultPrevented) window.rejected.push(String(e.reason)); });"
+        " window.pending = 0; const fetch = window.fetch; window.fetch = (...args) =>"
+        " { window.pending++; return new Promise(r => setTimeout(r, 500))"
+        ".then(() => fetch(...args)).finally(() => window.pending--); }; return true; })()"
+    )
+    browser.press("[data-section='custom_headers'] button.edit")
+    assert browser.evaluate("window.pending") == 2  # the file and the schema
+    browser.evaluate('location.hash = "#/overview"')
+    browser.drawn("#/overview")
+    wait_for(lambda: browser.evaluate("window.pending") == 0, PATIENCE, "the API's answers")
+    browser.evaluate("new Promise(r => setTimeout(() => r(true), 100))")  # their rejections
+    assert browser.evaluate("window.rejected") == []
+    assert browser.evaluate("document.querySelectorAll('.editor').length") == 0
+
+
 def test_the_access_log_with_a_filter(master: Master, browser: Console) -> None:
     sign_in(browser, f"http://127.0.0.1:{master.admin_port}")  # type: ignore[attr-defined]
     for path in ("/a", "/needle/1", "/b", "/needle/2"):

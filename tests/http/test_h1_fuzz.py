@@ -22,6 +22,7 @@ from colonnade.http import (
     Preface,
     ProtocolError,
     RequestHead,
+    UpgradePending,
     h1,
 )
 
@@ -78,6 +79,7 @@ def merged(events: list[Event]) -> list[Event]:
 
 def check_well_formed(events: list[Event]) -> None:
     in_request = False
+    upgraded = False
     for i, event in enumerate(events):
         if isinstance(event, Preface):
             # HTTP/2's preface, or a broken one ("PRI * HTTP/1.0"): the connection's
@@ -87,8 +89,12 @@ def check_well_formed(events: list[Event]) -> None:
         elif isinstance(event, ProtocolError):
             assert i == len(events) - 1, "events after a ProtocolError"
             assert 400 <= event.status <= 505
+        elif isinstance(event, UpgradePending):
+            # Right behind its head or its end; no request follows (till http_again).
+            assert i and isinstance(events[i - 1], RequestHead | EndOfMessage) and not upgraded
+            upgraded = True
         elif isinstance(event, RequestHead):
-            assert not in_request
+            assert not in_request and not upgraded
             assert event.version in (b"1.0", b"1.1")
             in_request = True
         else:

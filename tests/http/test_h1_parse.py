@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from colonnade.http import Body, EndOfMessage, Event, HTTP1Connection, RequestHead
+from colonnade.http import (
+    Body,
+    EndOfMessage,
+    Event,
+    HTTP1Connection,
+    RequestHead,
+    UpgradePending,
+    h1,
+)
 
 END = EndOfMessage()
+UPGRADE = UpgradePending()
 
 
 def merged(events: list[Event]) -> list[Event]:
@@ -292,6 +301,7 @@ CASES: list[tuple[str, bytes, list[Event]]] = [
                 particular=True,
             ),
             END,
+            UPGRADE,
         ],
     ),
     # Any token is a method (RFC 9110 9.1), also those llhttp does not know.
@@ -370,6 +380,7 @@ CASES: list[tuple[str, bytes, list[Event]]] = [
                 particular=True,
             ),
             END,
+            UPGRADE,
         ],
     ),
     (
@@ -416,6 +427,7 @@ CASES: list[tuple[str, bytes, list[Event]]] = [
                 content_length=3,
                 particular=True,
             ),
+            UPGRADE,
             Body(b"abc"),
             END,
         ],
@@ -470,15 +482,79 @@ def test_large_feeds_are_sliced_transparently() -> None:
     assert all(e.data == body for e in events if isinstance(e, Body))
 
 
+UPGRADE_GET = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n"
+
+
 def test_upgrade_keeps_the_rest_for_the_new_protocol() -> None:
     conn = HTTP1Connection()
-    events = conn.feed(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\nab")
-    assert events[-1] == END
+    events = conn.feed(UPGRADE_GET + b"ab")
+    assert events[-2:] == [END, UPGRADE]
     assert conn.feed(b"cd") == []
     assert conn.trailing_data == b"abcd"
-    response = conn.start_response(events[0], 426, [], content_length=0)  # type: ignore[arg-type]
-    assert b"connection: close" in response
+    response = conn.start_response(events[0], 101, [(b"upgrade", b"x")])  # type: ignore[arg-type]
+    assert response.startswith(b"HTTP/1.1 101 ")
     assert not conn.keep_alive
+    assert conn.http_again() == b""
+    assert conn.trailing_data == b"abcd"
+
+
+@pytest.mark.parametrize("sized", [True, False])
+def test_an_upgrade_not_taken_keeps_the_connection_and_parses_http_again(sized: bool) -> None:
+    # RFC 9110 7.8: the server may ignore Upgrade; the bytes held since are HTTP.
+    conn = HTTP1Connection()
+    events = conn.feed(UPGRADE_GET + GET[:10])
+    assert conn.feed(GET[10:]) == []  # held: whose they are, the answer says
+    length = 0 if sized else None
+    response = conn.start_response(events[0], 426, [], content_length=length)  # type: ignore[arg-type]
+    assert b"connection: close" not in response
+    assert conn.keep_alive
+    assert conn.feed(GET) == []  # still held until the transport takes them back
+    assert conn.http_again() == GET + GET
+    assert conn.trailing_data == b""
+    assert conn.feed(b"") == []
+    assert merged(conn.feed(b"\r\n")) == []
+    assert conn.http_again() == b""
+
+
+@pytest.mark.parametrize("more", [0, 1], ids=["at-the-limit", "past-it"])
+def test_an_upgrade_not_taken_closes_past_a_reads_worth_of_held_bytes(more: int) -> None:
+    # Held while the answer was made, they would all become requests at once.
+    conn = HTTP1Connection()
+    events = conn.feed(UPGRADE_GET)
+    held = GET * (h1._HELD_MAX // len(GET) + more)
+    assert conn.feed(held) == []
+    response = conn.start_response(events[0], 200, [], content_length=0)  # type: ignore[arg-type]
+    assert (b"connection: close" in response) == bool(more)
+    assert conn.keep_alive == (not more)
+    assert conn.http_again() == (b"" if more else held)
+
+
+def test_an_upgrade_answered_before_its_body_came_closes() -> None:
+    conn = HTTP1Connection()
+    events = conn.feed(UPGRADE_GET.replace(b"\r\n\r\n", b"\r\nContent-Length: 5\r\n\r\nab"))
+    response = conn.start_response(events[0], 200, [], content_length=0)  # type: ignore[arg-type]
+    assert b"connection: close" in response and not conn.keep_alive
+    assert conn.http_again() == b""
+
+
+@pytest.mark.parametrize(
+    ("fields", "version"),
+    [(b"Connection: close, upgrade\r\n", b"1.1"), (b"Connection: keep-alive, upgrade\r\n", b"1.0")],
+    ids=["connection-close", "http10-close-delimited"],
+)
+def test_an_upgrade_not_taken_still_closes_when_the_answer_must(
+    fields: bytes, version: bytes
+) -> None:
+    data = UPGRADE_GET.replace(b"Connection: upgrade\r\n", fields)
+    conn = HTTP1Connection()
+    events = conn.feed(data.replace(b"HTTP/1.1", b"HTTP/" + version))
+    head = events[0]
+    assert isinstance(head, RequestHead) and events[-1] == UPGRADE
+    assert head.keep_alive == (version == b"1.0")
+    response = conn.start_response(head, 200, [])  # no length: 1.0 closes to end it
+    assert not conn.keep_alive
+    assert conn.http_again() == b""
+    assert b"connection: close" in response or version == b"1.0"
 
 
 def test_header_section_at_the_limit_is_accepted() -> None:

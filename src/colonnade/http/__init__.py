@@ -14,6 +14,7 @@ from colonnade.http.events import (
     Preface,
     ProtocolError,
     RequestHead,
+    UpgradePending,
 )
 from colonnade.http.h1 import HTTP1Connection, error_response, reason_phrase
 
@@ -26,6 +27,7 @@ __all__ = [
     "Preface",
     "ProtocolError",
     "RequestHead",
+    "UpgradePending",
     "error_response",
     "reason_phrase",
 ]

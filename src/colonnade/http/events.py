@@ -2,7 +2,8 @@
 
 A request is ``RequestHead``, zero or more ``Body``, then ``EndOfMessage``. A
 ``ProtocolError`` ends the connection: nothing follows it; nor does ``Preface``,
-which hands the connection to HTTP/2.
+which hands the connection to HTTP/2. ``UpgradePending`` follows the head of an
+upgrade request.
 
 The events but ``RequestHead`` (see there) are ``msgspec.Struct`` classes: slotted
 classes like a slots dataclass (fields, ``==``, ``repr``; copy with
@@ -168,5 +169,13 @@ class Preface(msgspec.Struct, frozen=True, gc=False):
     first line included, for the HTTP/2 protocol to read from the start."""
 
 
-Event = RequestHead | Body | EndOfMessage | ProtocolError | Preface
+class UpgradePending(msgspec.Struct, frozen=True, gc=False):
+    """The request before asked to upgrade (``Connection: Upgrade``): the bytes
+    after it (and its body) are held until its answer. A 101 hands them to the new
+    protocol (``HTTP1Connection.trailing_data``); any other answer that keeps the
+    connection makes them HTTP again (``HTTP1Connection.http_again``), and no event
+    comes until then."""
+
+
+Event = RequestHead | Body | EndOfMessage | ProtocolError | Preface | UpgradePending
 """Anything ``HTTP1Connection.feed`` returns."""

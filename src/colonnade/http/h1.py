@@ -35,8 +35,12 @@ still due (``_body_left``). A feed that is one whole request, the common case,
 does none of this.
 
 Parsing stops for good after a request that asked to close (later bytes are
-ignored, RFC 9112 9.6), after an upgrade request (the rest belongs to the new
-protocol: ``trailing_data``) and after a ``ProtocolError``.
+ignored, RFC 9112 9.6) and after a ``ProtocolError``. After an upgrade request
+(``Connection: Upgrade``, which llhttp stops at) it waits: the bytes that follow
+are held (``trailing_data``) until the request's answer says whose they are. A
+101 hands them to the new protocol; any other answer ignores the upgrade (RFC
+9110 7.8) and, where the request's body was read in full and the connection is
+otherwise kept, keeps it: the held bytes are HTTP again (``http_again``).
 
 Memory stays bounded: the request target and the headers are checked as they
 complete, and ``_stall`` counts the bytes fed while a header line may still be
@@ -71,6 +75,7 @@ from colonnade.http.events import (
     Preface,
     ProtocolError,
     RequestHead,
+    UpgradePending,
 )
 from colonnade.http.phrases import PHRASES
 
@@ -82,7 +87,7 @@ _HEAD: Final = 1  # request line and header section
 _BODY: Final = 2  # a Content-Length body
 _CHUNK: Final = 3  # a chunked body, read by _dechunk
 _METHOD: Final = 4  # a method llhttp does not know, its token not complete yet
-_UPGRADED: Final = 5  # after an upgrade request: no more HTTP
+_UPGRADED: Final = 5  # after an upgrade request (or HTTP/2's preface): bytes held
 _CLOSED: Final = 6  # after a request that asked to close, or EOF: later bytes are ignored
 _FAILED: Final = 7  # after a ProtocolError
 
@@ -104,8 +109,14 @@ _COMPILED: Final = not __file__.endswith(".py")
 _SHARE_CALLBACKS: Final = _COMPILED
 
 _SLICE: Final = 65536
+#: The most bytes held after an upgrade request (see _upgraded) that are parsed as
+#: HTTP again when its answer ignores the upgrade: as much as a read gives at once
+#: (a pipelining client's requests), not a buffer grown while the answer was made,
+#: parsed into requests all at once. More, and the answer closes the connection.
+_HELD_MAX: Final = 4 * _SLICE
 _END: Final = EndOfMessage()
 _PREFACE: Final = Preface()
+_UPGRADE_PENDING: Final = UpgradePending()
 # What llhttp says when a request is HTTP/2's connection preface, ``PRI * HTTP/2.0``
 # and an empty line (it stops there, so spotting HTTP/2 with prior knowledge costs the
 # HTTP/1.1 path nothing), or a broken one: the HTTP/2 layer answers that with GOAWAY.
@@ -853,6 +864,19 @@ class HTTP1Connection:
         """Bytes received after an upgrade request (and its body): the new protocol's."""
         return bytes(self._trailing)
 
+    def http_again(self) -> bytes:
+        """After the answer to an upgrade request that did not switch protocols and
+        kept the connection (see :meth:`_upgrade_ignored`): parse HTTP again, with a
+        fresh parser. Returns the bytes held since the request, to :meth:`feed` before
+        any received later (b"": none, or the upgrade was not ignored)."""
+        if self._state != _UPGRADED or self._final != _NEVER:
+            return b""
+        self._state = _IDLE
+        self._parser = self._new_parser()
+        held = bytes(self._trailing)
+        self._trailing = _NO_BYTES
+        return held
+
     def _feed_rest(self, data: bytes, pos: int) -> None:
         """Parse ``data[pos:]`` piece by piece, each piece by whatever reads the state."""
         size = len(data)
@@ -1140,10 +1164,34 @@ class HTTP1Connection:
         return trailing
 
     def _upgraded(self, data: bytes | memoryview, offset: int) -> None:
+        # Whose the bytes after the request are, its answer says: till then they are
+        # held, and that answer is taken for the connection's last (_upgrade_ignored).
         self._state = _UPGRADED
         self._final = self._requests
         self.keep_alive = not self._close and self._responses < self._final
+        self._events.append(_UPGRADE_PENDING)
         self._after_upgrade(data[offset:])
+
+    def _upgrade_ignored(self) -> bool:
+        """The answer being started is the last one because an upgrade request came
+        (``_final``, see _upgraded), it is final and not 101, and the caller and the
+        request would keep the connection: whether it stays (HTTP again, RFC 9110
+        7.8, as nginx does), which it does only if the request's body came in full
+        (else its bytes and the next request's cannot be told apart) and no more
+        than ``_HELD_MAX`` bytes came after it meanwhile. The bytes held
+        meanwhile are given back by :meth:`http_again`; until then more are held."""
+        if (
+            self._state != _UPGRADED
+            or self._upgrade_left
+            or not self._final
+            or self._responses != self._final
+            or len(self._trailing) > _HELD_MAX
+        ):
+            # HTTP/2's preface (_final 0), a body still due, an earlier answer, more
+            # bytes held than one read gives
+            return False
+        self._final = _NEVER
+        return True
 
     def _fail_connection(self, error: ProtocolError) -> None:
         self._events.append(error)
@@ -1551,6 +1599,8 @@ class HTTP1Connection:
                 # list to grow).
                 self._responses += 1
                 close = not keep_alive or not head.keep_alive or self._responses >= self._final
+                if close and self._state == _UPGRADED and keep_alive and head.keep_alive:
+                    close = not self._upgrade_ignored()
                 self._continued = False
                 self._close = close
                 self.keep_alive = not close  # close holds _responses >= _final
@@ -1676,6 +1726,8 @@ class HTTP1Connection:
         version = head.version
         method = head.method
         close = not keep_alive or not head.keep_alive or self._responses >= self._final
+        # Closing for no other reason than an upgrade request's (see _upgraded).
+        upgrade = close and keep_alive and head.keep_alive and self._state == _UPGRADED
         out = [prepared.lines]
         if interim:
             if version == b"1.0":
@@ -1703,8 +1755,14 @@ class HTTP1Connection:
                 out.append(b"transfer-encoding: chunked\r\n")
             else:
                 close = True  # the end of the body is the end of the connection
+                upgrade = False
         if status == 101:
             close = True  # no more HTTP; the caller's Connection: Upgrade says the rest
+        elif upgrade and not prepared.caller_close:
+            # The last answer only for the upgrade request it answers (_upgrade_ignored).
+            close = not self._upgrade_ignored()
+            if close:
+                out.append(b"connection: close\r\n")
         elif prepared.caller_close:
             close = True
         elif close:

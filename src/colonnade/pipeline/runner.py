@@ -322,7 +322,8 @@ async def _run_always(
 async def _lost(plan: Plan, ctx: Context, exc: asyncio.CancelledError, stage: Stage) -> None:
     """A cancellation arrived in ``stage``: where the connection ended under the
     request (its task cancelled with :data:`~colonnade.errors.CLIENT_GONE`: the
-    client left; :data:`~colonnade.errors.SERVER_ABORTED`: a stop's deadline),
+    client left; :data:`~colonnade.errors.SERVER_ABORTED`: the server dropped it,
+    on a timer or a stop's deadline: ``ServerState.cancel_request``),
     the request ends as a client's leaving (no page, no error line; Win32 status
     64, or 1236 for the server's abort, in the access log) and the walk goes on
     with its always-run stages; any other (the application cancelled its own

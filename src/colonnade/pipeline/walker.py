@@ -180,7 +180,8 @@ class Walker:
 
     async def _lost(self, ctx: Context, step: WalkStep, exc: asyncio.CancelledError) -> None:
         # The connection ended under the request (its task cancelled with
-        # CLIENT_GONE, or SERVER_ABORTED by a stop's deadline): the request ends as
+        # CLIENT_GONE, or SERVER_ABORTED where the server dropped it, on a timer or
+        # a stop's deadline: ServerState.cancel_request): the request ends as
         # a client's leaving, and the walk goes on with its always-run stages; any
         # other cancellation goes on up.
         ended = connection_ended(exc)

@@ -52,7 +52,14 @@ from colonnade.core.taskwait import CANCELLED, DONE, PENDING, TaskWait, finished
 from colonnade.core.urlpath import decode_path
 from colonnade.errors import ClientDisconnectedError, HttpError
 from colonnade.http import Body as BodyEvent
-from colonnade.http import EndOfMessage, HTTP1Connection, Preface, ProtocolError, RequestHead
+from colonnade.http import (
+    EndOfMessage,
+    HTTP1Connection,
+    Preface,
+    ProtocolError,
+    RequestHead,
+    UpgradePending,
+)
 from colonnade.transport.respcache import (
     FRAMED_MAX,
     Entry,
@@ -87,6 +94,9 @@ _METHODS: Final = {
 _NO_BODY: Final = EMPTY_BODY
 
 # Files up to this size are read and written in one go (cheaper than sendfile).
+#: ``pending_error`` after an upgrade request (its UpgradePending event): not an
+#: error to send but HTTP to read again once the connection goes idle (_http_again).
+_HTTP_AGAIN: Final = ProtocolError(0, "after an upgrade request")
 _SMALL_FILE: Final = 64 * 1024
 _COPY_CHUNK: Final = 256 * 1024
 # sendfile bodies from this size go out corked (see HttpConnection.sendfile).
@@ -1272,6 +1282,10 @@ class HttpConnection(asyncio.Protocol):
             self._on_protocol_error(event)  # type: ignore[arg-type]
         elif kind is Preface:
             self._to_http2()
+        elif kind is UpgradePending:
+            # Seen where the connection goes idle (_finish's pending_error test, which
+            # every answer makes anyway): an answer that kept it reads HTTP again.
+            self.pending_error = _HTTP_AGAIN
 
     def _to_http2(self) -> None:
         # HTTP/2 by prior knowledge: the connection's bytes so far, the preface
@@ -1454,9 +1468,27 @@ class HttpConnection(asyncio.Protocol):
         if event is None:
             return
         self.pending_error = None
+        if event is _HTTP_AGAIN:
+            self._http_again()
+            return
         self.state.log_protocol_error(self.client, event.status, event.reason)
         self.write(self.h1.error_response(event.status, event.reason))
         self.linger()
+
+    def _http_again(self) -> None:
+        # An upgrade request was answered and the connection kept (no 101: see
+        # HTTP1Connection._upgrade_ignored): what came after it is HTTP, read now as
+        # if it had just arrived on a connection gone idle, as _finish leaves one.
+        self._idle = True
+        data = self.h1.http_again()
+        if data:
+            self._counts.received -= len(data)  # counted once already, as it came
+            self.data_received(data)
+            return
+        live = self._live
+        self._arm(live.keep_alive)
+        if live.router is not None:
+            live.router.idle(self)
 
     # -- answering requests, one at a time ----------------------------------------
 

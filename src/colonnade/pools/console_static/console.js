@@ -36,6 +36,11 @@ function announce(text) {
 class SignedOut extends Error {}
 // A view's read whose answer came after the user left the view: nothing is drawn.
 class Left extends Error {}
+// Where nobody awaits such a read (an editor opened, the configuration drawn again
+// after a save: an action's calls), it ends there, not as an unhandled error.
+window.addEventListener("unhandledrejection", (event) => {
+  if (event.reason instanceof Left) event.preventDefault();
+});
 
 // A call to the API with the session's CSRF token; a session that ran out sends
 // the user to the sign-in page (what they typed is already in sessionStorage).

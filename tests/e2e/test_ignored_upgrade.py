@@ -1,0 +1,128 @@
+"""An upgrade the server does not take (RFC 9110 7.8): a request with ``Connection:
+Upgrade`` answered by anything but 101 is plain HTTP, and its connection stays open
+for the next request where that is safe (as nginx does). ``curl --http2`` on an
+``http://`` URL sends exactly such a request (``Upgrade: h2c``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import LiveServer
+from tests.e2e.wire import Conn
+from tests.hosting.support import live, site_config
+
+pytestmark = pytest.mark.e2e
+
+PAGE = b"<p>hello</p>\n"
+# What curl 8 sends for `curl --http2 http://host/page.html`.
+H2C = (
+    b"GET /page.html HTTP/1.1\r\nHost: localhost\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n"
+    b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+    b"HTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n"
+)
+WEBSOCKET = (
+    b"GET /page.html HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n"
+    b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+)
+PLAIN = b"GET /page.html HTTP/1.1\r\nHost: localhost\r\n\r\n"
+
+
+@pytest.fixture(scope="module")
+def static(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    base = tmp_path_factory.mktemp("ignored-upgrade")
+    (base / "www").mkdir()
+    (base / "www" / "page.html").write_bytes(PAGE)
+    config = {
+        "server": {"modules": ["security.request_filtering", "handler.static"]},
+        "sites": [{"name": "main", "bindings": ["http://127.0.0.1:1"], "root": "www"}],
+    }
+    server = LiveServer(config, base).start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("upgrade", [H2C, WEBSOCKET], ids=["h2c", "websocket"])
+def test_an_ignored_upgrade_keeps_the_connection(static: LiveServer, upgrade: bytes) -> None:
+    with Conn(static.port) as conn:
+        conn.send(upgrade)
+        got = conn.response()
+        assert (got.status, got.body) == (200, PAGE)
+        assert "connection" not in got.headers
+        conn.send(PLAIN)
+        again = conn.response()
+        assert (again.status, again.body) == (200, PAGE)
+
+
+def test_a_request_pipelined_behind_an_ignored_upgrade_is_http(static: LiveServer) -> None:
+    # The bytes after the upgrade request's head are the next request (not the new
+    # protocol's: no 101 came), parsed as HTTP once the answer says so.
+    with Conn(static.port) as conn:
+        conn.send(H2C + PLAIN.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+        first = conn.response()
+        assert (first.status, first.body) == (200, PAGE)
+        second = conn.response()
+        assert (second.status, second.body) == (200, PAGE)
+        assert second.headers["connection"] == "close"
+        assert conn.closed()
+
+
+def test_requests_pipelined_in_pieces_behind_an_ignored_upgrade(static: LiveServer) -> None:
+    with Conn(static.port) as conn:
+        conn.send(H2C + PLAIN[:20])
+        first = conn.response()
+        assert (first.status, first.body) == (200, PAGE)
+        conn.send(PLAIN[20:] + WEBSOCKET + PLAIN)
+        for _ in range(3):
+            got = conn.response()
+            assert (got.status, got.body) == (200, PAGE)
+            assert "connection" not in got.headers
+
+
+def test_an_upgrade_request_answered_before_its_body_came_closes(static: LiveServer) -> None:
+    # Its body's bytes and the next request's cannot be told apart without reading it.
+    with Conn(static.port) as conn:
+        conn.send(
+            b"PUT /page.html HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n"
+            b"Upgrade: h2c\r\nContent-Length: 100\r\n\r\n"
+        )
+        got = conn.response()
+        assert got.status == 405
+        assert got.headers["connection"] == "close"
+        assert conn.closed()
+
+
+APPS = "tests.hosting.apps.asgi_apps"
+
+
+def test_an_upgrade_request_with_a_body_read_in_full_keeps_the_connection(
+    tmp_path: Path,
+) -> None:
+    with live(site_config(f"{APPS}:echo"), tmp_path) as server, Conn(server.port) as conn:
+        conn.send(
+            b"POST / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+            b"Content-Length: 5\r\n\r\nhello"
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+        )
+        first = conn.response()
+        assert (first.status, first.body) == (200, b"hello")
+        assert first.headers.get("connection") != "close"
+        second = conn.response()
+        assert (second.status, second.body) == (200, b"abc")
+
+
+def test_a_websocket_upgrade_still_switches_protocols(tmp_path: Path) -> None:
+    # 101: the bytes after the head are the new protocol's, as before.
+    with live(site_config(f"{APPS}:ws_echo"), tmp_path) as server, Conn(server.port) as conn:
+        conn.send(WEBSOCKET.replace(b"/page.html", b"/").replace(b"localhost", b"x"))
+        got = conn.response(head_only=True)
+        assert got.status == 101
+        assert got.headers["upgrade"].lower() == "websocket"
+        # A masked text frame "hi" (mask 0): the echo comes back unmasked.
+        conn.send(b"\x81\x82\x00\x00\x00\x00hi")
+        while len(conn.buf) < 4:
+            assert conn._fill()
+        assert conn.buf[:4] == b"\x81\x02hi"
