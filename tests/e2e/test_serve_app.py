@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from colonnade.pools.sandbox import YOUNG_THRESHOLD
 from tests.support.ports import free_port
 
 from .conftest import ASGI_LIFESPAN, Process
@@ -61,6 +62,34 @@ def test_serve_app(tmp_path: Path, source: str, args: list[str], expected: bytes
     )
     try:
         assert get(port, "/a/b") == expected
+    finally:
+        server.kill()
+
+
+FROZEN = """
+import gc
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    frozen = gc.get_freeze_count() > 0
+    return [b"frozen %d young %d" % (frozen, gc.get_threshold()[0])]
+"""
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_a_serving_process_freezes_its_start_up_heap(tmp_path: Path, workers: str) -> None:
+    """Once listening, what start-up left alive is out of the cycle collector's
+    walks (pools/sandbox.py freeze_heap): the single process and a pool worker."""
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "web.py").write_text(FROZEN)
+    port = free_port()
+    server = Process(
+        ["web:app", "--app-dir", "code", "--bind", f"127.0.0.1:{port}", "--workers", workers],
+        cwd=tmp_path,
+        port=port,
+    )
+    try:
+        assert get(port, "/") == b"frozen 1 young %d" % YOUNG_THRESHOLD
     finally:
         server.kill()
 

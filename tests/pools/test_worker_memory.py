@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from colonnade.pools.sandbox import YOUNG_THRESHOLD
 from tests.support.ports import free_port
 
 from .conftest import Master
@@ -176,6 +177,60 @@ def test_trim_memory_gives_freed_heap_pages_back() -> None:
     )
     before, after = map(int, out.stdout.split())
     assert before - after > 20 * 1024, (before, after)  # KiB: most of the 39 MiB freed
+
+
+FREEZE = """
+import gc, weakref
+from colonnade.pools.sandbox import freeze_heap, refreeze_heap
+
+class Node:
+    pass
+
+refreeze_heap()  # nothing frozen (an embedding program, a test): nothing done
+untouched = gc.get_freeze_count() == 0
+node = Node()
+node.me = node  # a cycle: only the collector frees it
+gone = weakref.ref(node)
+freeze_heap()
+frozen = gc.get_freeze_count() > 0
+del node
+gc.collect()
+kept = gone() is not None  # frozen: no collection walks it
+refreeze_heap()  # a reload's old generation has gone
+print(untouched, frozen, kept, gone() is None, gc.get_freeze_count() > 0)
+print(gc.get_threshold()[0])
+"""
+
+OWN_THRESHOLD = """
+import gc
+from colonnade.pools.sandbox import freeze_heap
+
+gc.set_threshold(5000, 20, 30)  # the application's own
+freeze_heap()
+print(gc.get_threshold())
+"""
+
+
+def test_the_heap_frozen_at_start_up_is_walked_again_after_a_reload() -> None:
+    """What a serving process does once it listens (freeze_heap), and once a
+    reload's old generation has gone (refreeze_heap): a cycle frozen with the
+    start-up heap is collected only then. In a process of its own: freezing this
+    one would keep the test run's garbage."""
+    out = subprocess.run(
+        [sys.executable, "-c", FREEZE], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.split() == ["True"] * 5 + [str(YOUNG_THRESHOLD)], out.stderr
+
+
+def test_an_application_s_own_collector_threshold_is_kept() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", OWN_THRESHOLD],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert out.stdout.strip() == "(5000, 20, 30)", out.stderr
 
 
 PDEATHSIG = """

@@ -23,6 +23,7 @@ from colonnade.core.registry import Registry
 from colonnade.engine import Engine
 from colonnade.errors import ConfigError, ModuleError
 from colonnade.pools.config import log_refused
+from colonnade.pools.sandbox import refreeze_heap
 from colonnade.transport.server import ServerState
 
 log = logging.getLogger("colonnade.config")
@@ -76,9 +77,7 @@ class Reloader:
             if self.report_broken:
                 new.log_broken(log)
             self.generation = self.generation + 1 if generation is None else generation
-            task = asyncio.get_running_loop().create_task(
-                old.retire(new, new.settings.timeouts.graceful)
-            )
+            task = asyncio.get_running_loop().create_task(self._retire(old, new))
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
             log.info(
@@ -90,6 +89,13 @@ class Reloader:
                 len(new.reused),
             )
             return True
+
+    async def _retire(self, old: Engine, new: Engine) -> None:
+        await old.retire(new, new.settings.timeouts.graceful)
+        # The old generation's objects were frozen with the rest at start-up (a
+        # serving process's heap, pools/sandbox.py): the collector may see its
+        # cycles again now.
+        refreeze_heap()
 
     def folders(self) -> list[str]:
         """The content roots whose web.toml files are watched."""

@@ -18,6 +18,7 @@ from colonnade.core import lifecycle, loopwake
 from colonnade.core.registry import Registry
 from colonnade.engine import Engine
 from colonnade.pools.reload import Reloader
+from colonnade.pools.sandbox import freeze_heap
 from colonnade.transport.server import HttpServer, ServerState
 from colonnade.transport.sockets import remove_unix_socket, unix_path
 
@@ -70,13 +71,17 @@ async def serve(
     stop: asyncio.Event | None = None,
     on_ready: Callable[[HttpServer], None] | None = None,
     reloading: Reloading | None = None,
+    freeze: bool = False,
 ) -> None:
     """Serve ``engine`` on ``sockets`` until ``stop`` is set, then stop gracefully.
 
     Without ``stop``, SIGTERM and SIGINT set it (the main thread's way to stop)
     and SIGHUP reloads the configuration; systemd is then notified of readiness,
     reloads and the stop (``pools/systemd.py``). With ``reloading.watch``, changed
-    configuration files are picked up while serving.
+    configuration files are picked up while serving. ``freeze``: the process is
+    the server's own (not a program embedding it): once listening, what start-up
+    left alive is frozen out of the cycle collector's walks
+    (:func:`colonnade.pools.sandbox.freeze_heap`).
     """
     loop = asyncio.get_running_loop()
     signals: list[signal.Signals] = []
@@ -123,6 +128,8 @@ async def serve(
     watchdog: asyncio.Task[None] | None = None
     try:
         await server.start(sockets)
+        if freeze:
+            freeze_heap()
         for sock in sockets:
             if sock.family == socket.AF_UNIX:
                 log.info("listening on unix:%s", sock.getsockname())
@@ -183,7 +190,7 @@ def run(engine: Engine, reloading: Reloading | None = None) -> None:
     unix = [unix_path(sock) for sock in sockets]  # closed by the time the server stops
     try:
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
-            runner.run(serve(engine, sockets, reloading=reloading))
+            runner.run(serve(engine, sockets, reloading=reloading, freeze=True))
     finally:
         for path in unix:
             remove_unix_socket(path)

@@ -46,6 +46,7 @@ from colonnade.pools.sandbox import (
     apply_limits,
     confine,
     die_with_parent,
+    freeze_heap,
     python_paths,
     trim_memory,
 )
@@ -240,7 +241,10 @@ class Worker:
         sockets = [socket.socket(fileno=listener.fd) for listener in self.start.listeners]
         try:
             await self.server.start(sockets)
-            trim_memory()  # built and listening: what start-up freed goes back
+            # Built and listening: what start-up left alive stays out of the cycle
+            # collector's walks, and what it freed goes back.
+            freeze_heap()
+            trim_memory()
             self.channel = ipc.Channel(self.control, self._on_message, self._on_close)
             self.channel.send(ipc.Ready(pid=os.getpid()))
             self._spawn(self._report())
