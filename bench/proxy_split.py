@@ -155,7 +155,10 @@ def profile(r: run.Running, args: argparse.Namespace) -> Path:
     out = run.OUT / f"proxy-split-{r.server.name}.perf"
     argv = ["perf", "record", "-e", "cpu-clock", "-F", "4000", "-g", "-o", str(out)]
     res = _under_perf(argv, r, args)
-    print(f"{r.server.name}: {res['requests']:.0f} requests under perf record: {out}")
+    print(
+        f"{r.server.name}: {res['requests']:.0f} requests under perf record "
+        f"(wrk woken {res.get('wrk_vcsw', 0):.3f} times a request): {out}"
+    )
     return out
 
 
