@@ -73,7 +73,7 @@ def test_cookies_joined_and_body_framing() -> None:
         client=("192.0.2.1", 5000),
         body=BytesBody(b"hello"),
     )
-    made = outgoing(request, b"/", b"up:80", forwarded=True)
+    made = outgoing(request, b"/", b"up:80", forwarded=True, rfc7239=True)
     line, out = split_head(made)
     assert line == b"POST / HTTP/1.1"
     assert not made.chunked and not made.expect_continue and made.upgrade is None
@@ -85,12 +85,50 @@ def test_cookies_joined_and_body_framing() -> None:
 
 def test_ipv6_client_in_forwarded() -> None:
     request = Request("GET", "/", host="[::1]:8080", client=("2001:db8::1", 1))
-    out = dict(split_head(outgoing(request, b"/", b"up", forwarded=True))[1])
+    out = dict(split_head(outgoing(request, b"/", b"up", forwarded=True, rfc7239=True))[1])
     assert out[b"forwarded"] == b'for="[2001:db8::1]";proto=http;host="[::1]:8080"'
     assert out[b"x-forwarded-for"] == b"2001:db8::1"
 
 
-def reference_fields(request: Request, host: bytes | None, forwarded: bool) -> Headers:
+def test_forwarded_only_when_asked() -> None:
+    # RFC 7239 Forwarded repeats X-Forwarded-*: sent only with rfc7239 (the
+    # setting forwarded_rfc7239), whether the request came from a client or
+    # through a trusted proxy (whose Forwarded is then dropped with the others).
+    request = Request("GET", "/", headers=[(b"forwarded", b"for=198.51.100.7")], host="example.com")
+    request.client = ("192.0.2.1", 1)
+    for peer in (request.client, ("10.0.0.1", 2)):
+        request.peer = peer
+        plain = dict(split_head(outgoing(request, b"/", b"up:80", forwarded=True))[1])
+        assert b"forwarded" not in plain
+        assert plain[b"x-forwarded-for"] in (b"192.0.2.1", b"192.0.2.1, 10.0.0.1")
+        asked = dict(split_head(outgoing(request, b"/", b"up:80", forwarded=True, rfc7239=True))[1])
+        assert asked[b"forwarded"].endswith(b";proto=http;host=example.com")
+
+
+def test_forwarded_host_only_where_host_differs() -> None:
+    # X-Forwarded-Host says the public host when the upstream gets another Host
+    # (its own); where the client's Host is passed on (a unix socket upstream,
+    # preserve_host) it would repeat it, and the upstream would parse it for nothing.
+    request = Request("GET", "/", headers=[(b"host", b"www.example.com")], host="www.example.com")
+    request.client = request.peer = ("192.0.2.1", 1)
+    own = dict(split_head(outgoing(request, b"/", b"up:80", forwarded=True))[1])
+    assert own[b"host"] == b"up:80"
+    assert own[b"x-forwarded-host"] == b"www.example.com"
+    passed = dict(split_head(outgoing(request, b"/", None, forwarded=True))[1])
+    assert passed[b"host"] == b"www.example.com"
+    assert b"x-forwarded-host" not in passed
+    # The public host a trusted proxy named (trusted_proxies honouring
+    # X-Forwarded-Host) is not the Host that proxy sent: it goes on.
+    behind = Request("GET", "/", headers=[(b"host", b"edge.internal")], host="www.example.com")
+    behind.client, behind.peer = ("192.0.2.1", 1), ("10.0.0.1", 2)
+    chained = dict(split_head(outgoing(behind, b"/", None, forwarded=True))[1])
+    assert chained[b"host"] == b"edge.internal"
+    assert chained[b"x-forwarded-host"] == b"www.example.com"
+
+
+def reference_fields(
+    request: Request, host: bytes | None, forwarded: bool, rfc7239: bool
+) -> Headers:
     # The rules read plainly: one look-up per question, in the order the fields go.
     headers = request.headers
 
@@ -131,7 +169,13 @@ def reference_fields(request: Request, host: bytes | None, forwarded: bool) -> H
     if upgrade is not None and request.version == "1.1" and b"upgrade" in connection.lower():
         out += [(b"connection", b"upgrade"), (b"upgrade", upgrade)]
     if forwarded:
-        out += _forwarding(request, xff if trusted else None, fwd if trusted else None)
+        sent = out[0][1] or request.host.encode()
+        for name, value in _forwarding(request, xff if trusted else None, fwd if trusted else None):
+            if name == b"x-forwarded-host" and value == sent:
+                continue  # it would repeat the Host sent
+            if name == b"forwarded" and not rfc7239:
+                continue
+            out.append((name, value))
     return out
 
 
@@ -180,9 +224,10 @@ def test_outgoing_as_the_rules_read_it() -> None:
         request.peer = ("10.0.0.1", 2) if trusted else request.client
         host = rng.choice([None, b"up:80"])
         forwarded = rng.random() < 0.8
-        made = outgoing(request, b"/t", host, forwarded=forwarded)
+        rfc7239 = rng.random() < 0.5
+        made = outgoing(request, b"/t", host, forwarded=forwarded, rfc7239=rfc7239)
         line, fields = split_head(made)
-        expected = reference_fields(request, host, forwarded)
+        expected = reference_fields(request, host, forwarded, rfc7239)
         if host is None and not expected[0][1]:
             expected[0] = (b"host", b"public.example")
         assert line == request.method.encode() + b" /t HTTP/1.1"

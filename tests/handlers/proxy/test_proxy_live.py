@@ -78,7 +78,8 @@ def test_request_headers_sent_upstream(proxy: LiveServer, node: LiveServer) -> N
     assert h["x-forwarded-for"] == ["127.0.0.1"]
     assert h["x-forwarded-proto"] == ["http"]
     assert h["x-forwarded-host"] == ["www.example.com"]
-    assert h["forwarded"] == ["for=127.0.0.1;proto=http;host=www.example.com"]
+    # RFC 7239 Forwarded only with forwarded_rfc7239 (it repeats X-Forwarded-*).
+    assert "forwarded" not in h
     # Hop-by-hop fields, and those Connection names, stay here.
     for name in ("x-secret", "keep-alive", "te"):
         assert name not in h
@@ -101,6 +102,22 @@ def test_preserve_host(node: LiveServer, tmp_path: Path) -> None:
     assert "forwarded" not in got["h"]
 
 
+def test_preserve_host_sends_no_forwarded_host_repeating_it(
+    node: LiveServer, tmp_path: Path
+) -> None:
+    # The client's Host passed on: X-Forwarded-Host would repeat it (the upstream
+    # would parse it for nothing); the other forwarding fields go as ever.
+    upstream = f"http://127.0.0.1:{node.port}"
+    with front(tmp_path, upstream, preserve_host=True) as server:
+        got = seen(httpx.get(url(server, "/headers"), headers={"Host": "www.example.com:8443"}))
+    h = got["h"]
+    assert h["host"] == ["www.example.com:8443"]
+    assert h["x-forwarded-for"] == ["127.0.0.1"]
+    assert h["x-forwarded-proto"] == ["http"]
+    assert "x-forwarded-host" not in h
+    assert "forwarded" not in h
+
+
 def test_each_url_goes_its_own_way_in_turns(node: LiveServer, tmp_path: Path) -> None:
     # The handler remembers the way of the last request's settings: a request to
     # another URL, with settings of its own, does not take it.
@@ -115,7 +132,7 @@ def test_each_url_goes_its_own_way_in_turns(node: LiveServer, tmp_path: Path) ->
 def test_trusted_proxy_chain_is_extended(node: LiveServer, tmp_path: Path) -> None:
     config_extra = {"proxies": ["127.0.0.1"], "headers": ["x-forwarded-for", "forwarded"]}
     upstream = f"http://127.0.0.1:{node.port}"
-    config = front_config(upstream)
+    config = front_config(upstream, forwarded_rfc7239=True)
     config["server"]["modules"].insert(0, "security.trusted_proxies")
     config["trusted_proxies"] = config_extra
     with LiveServer(config, tmp_path).start() as server:
@@ -295,7 +312,7 @@ def test_a_client_gone_mid_upload(proxy: LiveServer, caplog: pytest.LogCaptureFi
 def test_a_trusted_proxy_with_one_header_names_the_client_in_both(
     node: LiveServer, tmp_path: Path
 ) -> None:
-    config = front_config(f"http://127.0.0.1:{node.port}")
+    config = front_config(f"http://127.0.0.1:{node.port}", forwarded_rfc7239=True)
     config["server"]["modules"].insert(0, "security.trusted_proxies")
     config["trusted_proxies"] = {"proxies": ["127.0.0.1"], "headers": ["x-forwarded-for"]}
     with LiveServer(config, tmp_path).start() as server:

@@ -368,7 +368,8 @@ def test_forwarding_fields_cached_equal_a_fresh_build() -> None:
         again = fields(request(client, host))
         assert first == again
         tail = [f for f in first if f[0] in forward.FORWARDING]
-        assert tail == forward._forwarding(req, None, None)
+        # (The Host sent is the upstream's: X-Forwarded-Host goes; no Forwarded.)
+        assert tail == forward._forwarding(req, None, None, b"up", False)
         assert first[-len(tail) :] == tail  # they end the head
     # Another client, another Host, another scheme: their own fields.
     a = dict(fields(request("192.0.2.1", "a.example")))

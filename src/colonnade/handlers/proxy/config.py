@@ -42,10 +42,16 @@ class ProxySection(Section, frozen=True, dict=True):
     ``Location`` and ``Content-Location`` URLs and ``Set-Cookie`` ``Domain`` back
     to the public host (ARR ``reverseRewriteHostInResponseHeaders``)."""
     forwarded_headers: bool = True
-    """Add ``X-Forwarded-For``, ``X-Forwarded-Proto``, ``X-Forwarded-Host`` and
-    the RFC 7239 ``Forwarded`` header. What the client sent of them is passed on
-    only when the connection came from a trusted proxy (``[trusted_proxies]``);
-    from anyone else they are replaced."""
+    """Add ``X-Forwarded-For``, ``X-Forwarded-Proto`` and, where the ``Host``
+    sent is not the public host (the upstream's own ``HOST:PORT``),
+    ``X-Forwarded-Host``. What the client sent of them is passed on only when
+    the connection came from a trusted proxy (``[trusted_proxies]``); from
+    anyone else they are replaced."""
+    forwarded_rfc7239: bool = False
+    """With ``forwarded_headers``, add the RFC 7239 ``Forwarded`` header too
+    (``for``, ``proto`` and ``host`` of each hop). Off by default, as in nginx
+    and most proxies: it repeats ``X-Forwarded-*``, and the upstream parses each
+    field it gets."""
     connect_timeout: Seconds = 10.0
     """Seconds to connect to the upstream (or to wait for a free connection when
     ``max_connections`` are busy); then 502.3."""

@@ -7,6 +7,14 @@ proxy, nor does any field the ``Connection`` header names. ``X-Forwarded-*`` and
 the connection came from a proxy the server trusts (``[trusted_proxies]``
 resolved the client to someone else than the peer), else a client could choose
 the address the upstream believes.
+
+The upstream pays for each field it gets: an application server parses every
+one (uvicorn ~3k instructions a field, more than a tenth of what the proxy's own
+side of a small request costs). So ``X-Forwarded-Host`` goes only where the
+``Host`` sent differs from the public host (a unix socket upstream and
+``preserve_host`` send the client's own, which it would repeat), and RFC 7239
+``Forwarded``, which repeats ``X-Forwarded-*`` in another form, only where the
+settings ask for it (``forwarded_rfc7239``).
 """
 
 from __future__ import annotations
@@ -80,11 +88,11 @@ _REQUEST_FIELDS: Final[dict[bytes, int]] = {
     b"connection": _CONNECTION,
 }
 #: The forwarding fields of a request from no trusted proxy, as they go out (with
-#: the blank line that ends the head), by (client address, Host, scheme, TLS): the
-#: same for every request of a connection, so built once (at most _OWN_HOP_MAX of
-#: them, for a Host of at most _OWN_HOP_HOST bytes: a client cannot make it hold
-#: much).
-_OWN_HOP: dict[tuple[str, str, str, bool], bytes] = {}
+#: the blank line that ends the head), by (client address, public host, scheme,
+#: TLS, the Host sent, Forwarded wanted): the same for every request of a
+#: connection, so built once (at most _OWN_HOP_MAX of them, for hosts of at most
+#: _OWN_HOP_HOST bytes: a client cannot make it hold much).
+_OWN_HOP: dict[tuple[str, str, str, bool, bytes, bool], bytes] = {}
 _OWN_HOP_MAX: Final = 256
 _OWN_HOP_HOST: Final = 300
 
@@ -202,12 +210,14 @@ def outgoing(
     host: bytes | None,
     *,
     forwarded: bool,
+    rfc7239: bool = False,
     out: Outgoing | None = None,
 ) -> Outgoing:
     """The request as the upstream gets it (see :class:`Outgoing`): its fields
     with the hop-by-hop ones removed (and those the ``Connection`` header names),
     cookies joined in one field, the body's framing, and the forwarding fields
-    added (``forwarded``: rebuilt, else passed on as they came).
+    added (``forwarded``: rebuilt, else passed on as they came; ``rfc7239``:
+    with ``Forwarded``, else without it).
 
     ``target``: the request target to ask for. ``host``: the ``Host`` value to
     send (None: the client's own). ``out``: a new Outgoing of this request's own
@@ -242,7 +252,7 @@ def outgoing(
             out._host = out._length = out._expect = out._upgrade = out._connection = None
             out._cookies = out._xff = out._fwd = None
             out._fields(request.headers, parts, listed, forwarded, trusted_chain)
-    parts[4] = host if host is not None else out._host or request.host.encode("latin-1")
+    sent = parts[4] = host if host is not None else out._host or request.host.encode("latin-1")
     cookies = out._cookies
     if cookies is not None:
         parts.append(b"cookie: ")
@@ -275,9 +285,9 @@ def outgoing(
         parts.append(b"\r\n")
     elif trusted_chain:
         xff, fwd = out._xff, out._fwd
-        parts.append(_lines(_forwarding(request, xff or [], fwd or [])))
+        parts.append(_lines(_forwarding(request, xff or [], fwd or [], sent, rfc7239)))
     else:
-        parts.append(_own_hop(request))
+        parts.append(_own_hop(request, sent, rfc7239))
     out.head = join(parts)  # (_fields.c's, compiled: see wire.join)
     return out
 
@@ -298,21 +308,24 @@ class _LastHop:
     """The forwarding fields last built from _OWN_HOP's key (a connection's
     requests come one after another: no key tuple nor look-up for them)."""
 
-    __slots__ = ("client", "host", "lines", "scheme", "tls")
+    __slots__ = ("client", "host", "lines", "rfc7239", "scheme", "sent", "tls")
 
     def __init__(self) -> None:
         self.client = ""
         self.host = ""
         self.scheme = ""
         self.tls = False
+        self.sent = b""
+        self.rfc7239 = False
         self.lines = b""
 
 
 _LAST_HOP: Final = _LastHop()
 
 
-def _own_hop(request: Request) -> bytes:
-    # The forwarding fields of a request from no trusted proxy (see _OWN_HOP).
+def _own_hop(request: Request, sent: bytes, rfc7239: bool) -> bytes:
+    # The forwarding fields of a request from no trusted proxy (see _OWN_HOP);
+    # ``sent``: the Host the upstream gets.
     client = request.client
     # ``is not None``, not the tuple's truth: compiled, that would box the
     # (unboxed) pair into a new tuple for each request.
@@ -327,24 +340,35 @@ def _own_hop(request: Request) -> bytes:
         and host == last.host
         and scheme == last.scheme
         and tls == last.tls
+        and sent == last.sent
+        and rfc7239 == last.rfc7239
     ):
         return last.lines
-    key = (address, host, scheme, tls)
+    key = (address, host, scheme, tls, sent, rfc7239)
     own = _OWN_HOP.get(key)
     if own is None:
-        own = _lines(_forwarding(request, None, None))
-        if len(host) > _OWN_HOP_HOST:
+        own = _lines(_forwarding(request, None, None, sent, rfc7239))
+        if len(host) > _OWN_HOP_HOST or len(sent) > _OWN_HOP_HOST:
             return own  # neither kept nor remembered
         if len(_OWN_HOP) >= _OWN_HOP_MAX:
             _OWN_HOP.clear()
         _OWN_HOP[key] = own
-    last.client, last.host, last.scheme, last.tls, last.lines = address, host, scheme, tls, own
+    last.client, last.host, last.scheme, last.tls = address, host, scheme, tls
+    last.sent, last.rfc7239, last.lines = sent, rfc7239, own
     return own
 
 
-def _forwarding(request: Request, xff: list[bytes] | None, fwd: list[bytes] | None) -> Headers:
+def _forwarding(
+    request: Request,
+    xff: list[bytes] | None,
+    fwd: list[bytes] | None,
+    sent: bytes | None = None,
+    rfc7239: bool = True,
+) -> Headers:
     # X-Forwarded-* and Forwarded: ``xff`` and ``fwd`` are what a trusted proxy
-    # sent of them (None: the request came from no trusted proxy).
+    # sent of them (None: the request came from no trusted proxy). ``sent``: the
+    # Host the upstream gets (X-Forwarded-Host would repeat it: left out; None:
+    # always added); ``rfc7239``: Forwarded too.
     peer = request.peer[0] if request.peer else ""
     client = request.client[0] if request.client else peer
     public_host = request.host.encode("latin-1")
@@ -359,19 +383,20 @@ def _forwarding(request: Request, xff: list[bytes] | None, fwd: list[bytes] | No
         if not fwd:
             fwd.append(b"for=" + _node(client))
         xff.append(peer.encode("latin-1"))
-        element = b"for=" + _node(peer)
+        hop = peer
     else:
         xff = [client.encode("latin-1")]
         fwd = []
-        element = b"for=" + _node(client)
-    element += b";proto=" + own_proto
-    if public_host:
-        element += b";host=" + _quoted(public_host)
-    fwd.append(element)
+        hop = client
     out: Headers = [(b"x-forwarded-for", b", ".join(xff)), (b"x-forwarded-proto", scheme)]
-    if public_host:
+    if public_host and public_host != sent:
         out.append((b"x-forwarded-host", public_host))
-    out.append((b"forwarded", b", ".join(fwd)))
+    if rfc7239:
+        element = b"for=" + _node(hop) + b";proto=" + own_proto
+        if public_host:
+            element += b";host=" + _quoted(public_host)
+        fwd.append(element)
+        out.append((b"forwarded", b", ".join(fwd)))
     return out
 
 

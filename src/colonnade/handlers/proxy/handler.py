@@ -295,6 +295,7 @@ class _Route:
         "host",
         "pool",
         "rewrite",
+        "rfc7239",
         "sections",
         "settings",
         "timeout",
@@ -315,6 +316,7 @@ class _Route:
         self.continue_timeout: float = settings.continue_timeout
         self.buffer_size: int = settings.buffer_size
         self.forwarded: bool = settings.forwarded_headers
+        self.rfc7239: bool = settings.forwarded_rfc7239
         # A unix socket's upstream is sent the client's Host: it has no name of its own.
         self.host = (
             None
@@ -370,7 +372,14 @@ class _Exchange(Outgoing):
         # when a response has such a field (see _rewrite), not for every request.
         self.rewrites = host is not None and route.rewrite and bool(request.host)
         self._rewriter: forward.HostRewrite | None = None
-        outgoing(request, target or _target(ctx), host, forwarded=route.forwarded, out=self)
+        outgoing(
+            request,
+            target or _target(ctx),
+            host,
+            forwarded=route.forwarded,
+            rfc7239=route.rfc7239,
+            out=self,
+        )
 
     # -- the whole exchange ---------------------------------------------------------------
 
