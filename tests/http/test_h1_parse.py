@@ -521,7 +521,7 @@ def test_an_upgrade_not_taken_closes_past_a_reads_worth_of_held_bytes(more: int)
     # Held while the answer was made, they would all become requests at once.
     conn = HTTP1Connection()
     events = conn.feed(UPGRADE_GET)
-    held = GET * (h1._HELD_MAX // len(GET) + more)
+    held = GET * (h1.HELD_MAX // len(GET) + more)
     assert conn.feed(held) == []
     response = conn.start_response(events[0], 200, [], content_length=0)  # type: ignore[arg-type]
     assert (b"connection: close" in response) == bool(more)

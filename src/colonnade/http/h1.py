@@ -112,8 +112,9 @@ _SLICE: Final = 65536
 #: The most bytes held after an upgrade request (see _upgraded) that are parsed as
 #: HTTP again when its answer ignores the upgrade: as much as a read gives at once
 #: (a pipelining client's requests), not a buffer grown while the answer was made,
-#: parsed into requests all at once. More, and the answer closes the connection.
-_HELD_MAX: Final = 4 * _SLICE
+#: parsed into requests all at once. More, and the answer closes the connection;
+#: and the connection stops reading meanwhile (``over_held``).
+HELD_MAX: Final = 4 * _SLICE
 _END: Final = EndOfMessage()
 _PREFACE: Final = Preface()
 _UPGRADE_PENDING: Final = UpgradePending()
@@ -864,6 +865,13 @@ class HTTP1Connection:
         """Bytes received after an upgrade request (and its body): the new protocol's."""
         return bytes(self._trailing)
 
+    @property
+    def over_held(self) -> bool:
+        """More bytes held after an upgrade request than its answer may give back
+        as HTTP (``HELD_MAX``): the caller stops reading until the answer says whose
+        they are (else a client could make the server hold any amount)."""
+        return self._state == _UPGRADED and len(self._trailing) > HELD_MAX
+
     def http_again(self) -> bytes:
         """After the answer to an upgrade request that did not switch protocols and
         kept the connection (see :meth:`_upgrade_ignored`): parse HTTP again, with a
@@ -1178,14 +1186,14 @@ class HTTP1Connection:
         request would keep the connection: whether it stays (HTTP again, RFC 9110
         7.8, as nginx does), which it does only if the request's body came in full
         (else its bytes and the next request's cannot be told apart) and no more
-        than ``_HELD_MAX`` bytes came after it meanwhile. The bytes held
+        than ``HELD_MAX`` bytes came after it meanwhile. The bytes held
         meanwhile are given back by :meth:`http_again`; until then more are held."""
         if (
             self._state != _UPGRADED
             or self._upgrade_left
             or not self._final
             or self._responses != self._final
-            or len(self._trailing) > _HELD_MAX
+            or len(self._trailing) > HELD_MAX
         ):
             # HTTP/2's preface (_final 0), a body still due, an earlier answer, more
             # bytes held than one read gives

@@ -536,14 +536,39 @@ class StreamBody:
         return read_chunks(self)
 
 
+#: Bytes an upgraded connection's new protocol may leave unread before the
+#: connection stops reading from the client (and from which it reads again).
+RAW_HIGH: Final = 256 * 1024
+RAW_LOW: Final = 64 * 1024
+
+
 class RawChannel:
-    """The connection's bytes after an upgrade; implements ``core.context.RawStream``."""
+    """The connection's bytes after an upgrade; implements ``core.context.RawStream``.
 
-    __slots__ = ("_chunks", "_conn", "_eof", "_on_shutdown", "_stopping", "_waiter")
+    Bounded: with more than ``RAW_HIGH`` bytes unread (a client sending faster than
+    the new protocol's owner takes them: a WebSocket application that does not
+    receive), the connection stops reading until they are down to ``RAW_LOW``, so
+    the client meets TCP's back-pressure instead of the server's memory growing.
+    """
 
-    def __init__(self, conn: HttpConnection, initial: bytes) -> None:
+    __slots__ = (
+        "_chunks",
+        "_conn",
+        "_eof",
+        "_on_shutdown",
+        "_paused",
+        "_size",
+        "_stopping",
+        "_waiter",
+    )
+
+    def __init__(self, conn: HttpConnection, initial: bytes, paused: bool = False) -> None:
         self._conn = conn
         self._chunks: deque[bytes] = deque([initial] if initial else [])
+        self._size = len(initial)
+        # ``paused``: the connection stopped reading before (bytes held after the
+        # upgrade request while it was answered); the channel resumes it.
+        self._paused = paused
         self._eof = False
         self._waiter: asyncio.Future[None] | None = None
         self._on_shutdown: Callable[[], None] | None = None
@@ -551,6 +576,10 @@ class RawChannel:
 
     def feed(self, data: bytes) -> None:
         self._chunks.append(data)
+        size = self._size = self._size + len(data)
+        if size > RAW_HIGH and not self._paused:
+            self._paused = True
+            self._conn._pause_reading()
         self._wake()
 
     def feed_eof(self) -> None:
@@ -571,7 +600,12 @@ class RawChannel:
                 await self._waiter
             finally:
                 self._waiter = None
-        return self._chunks.popleft()
+        data = self._chunks.popleft()
+        size = self._size = self._size - len(data)
+        if self._paused and size <= RAW_LOW:
+            self._paused = False
+            self._conn._resume_reading()
+        return data
 
     async def send(self, data: bytes) -> None:
         """Send raw bytes with back-pressure."""
@@ -844,7 +878,9 @@ class Exchange(TransportWriter):
             return None
         self.keep_alive = False
         conn._disarm()
-        raw = conn.raw = RawChannel(conn, conn.h1.trailing_data)
+        # Reading stopped on too many bytes held meanwhile: the channel resumes it.
+        paused, conn._read_paused_for_upgrade = conn._read_paused_for_upgrade, False
+        raw = conn.raw = RawChannel(conn, conn.h1.trailing_data, paused)
         router = conn.state.router
         if conn.stopping or (router is not None and router.draining):
             # Upgraded after a stop or a drain began (the request was in flight):
@@ -1078,6 +1114,8 @@ class HttpConnection(asyncio.Protocol):
         self._drain_waiter: asyncio.Future[None] | None = None
         self._read_paused_for_body = False
         self._read_paused_for_queue = False
+        # Too many bytes held after an upgrade request being answered (see h1.over_held).
+        self._read_paused_for_upgrade = False
         self._timer: asyncio.TimerHandle | None = None
         # When _timer fires (what it was asked for): kept here, a field load, not
         # the timer's when() (a method call, once per request in _arm). uvloop
@@ -1202,6 +1240,10 @@ class HttpConnection(asyncio.Protocol):
             data = found
         events = self.h1.feed(data)
         if not events:
+            if self.pending_error is _HTTP_AGAIN and self.h1.over_held:
+                # Held after an upgrade request until its answer: no more than that.
+                self._read_paused_for_upgrade = True
+                self._pause_reading()
             if arm:
                 # The head is incomplete: the header timer runs from its first bytes.
                 # (A feed with the whole head, the common case, would only have
@@ -1480,6 +1522,9 @@ class HttpConnection(asyncio.Protocol):
         # HTTP1Connection._upgrade_ignored): what came after it is HTTP, read now as
         # if it had just arrived on a connection gone idle, as _finish leaves one.
         self._idle = True
+        if self._read_paused_for_upgrade:
+            self._read_paused_for_upgrade = False
+            self._resume_reading()
         data = self.h1.http_again()
         if data:
             self._counts.received -= len(data)  # counted once already, as it came
@@ -1965,6 +2010,8 @@ class HttpConnection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def _resume_reading(self) -> None:
+        if self._read_paused_for_upgrade:
+            return  # until the upgrade request's answer says whose the bytes are
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 

@@ -557,6 +557,27 @@ async def ws_push(scope: Scope, receive: Any, send: Any) -> None:
         await asyncio.sleep(0.03)  # the behaviour: an application sending over time
 
 
+async def ws_count(scope: Scope, receive: Any, send: Any) -> None:
+    """Accepts and says "ready", then receives nothing until GATE is set; then
+    counts the bytes of the binary messages until a text message, which it
+    answers with the count."""
+    if scope["type"] != "websocket":
+        return
+    await receive()
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.send", "text": "ready"})
+    await wait_for_async(GATE.is_set, PATIENCE, "the test setting GATE")
+    total = 0
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("bytes") is not None:
+            total += len(message["bytes"])
+        else:
+            await send({"type": "websocket.send", "text": str(total)})
+
+
 async def ws_deny(scope: Scope, receive: Any, send: Any) -> None:
     """Closes before accepting: the handshake is answered 403."""
     if scope["type"] != "websocket":
