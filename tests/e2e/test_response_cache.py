@@ -360,11 +360,21 @@ def test_the_keep_alive_timeout_runs_from_a_hits_end(base: Path, keep_alive: flo
     # at once nor never. 1.3 s is armed by the lazy timers' sweep (_LAZY_FROM 1 s).
     config = make_config(base)
     config["server"]["timeouts"] = {"keep_alive": keep_alive}
+    config["static_content"]["cache_check_interval"] = 30  # the entry outlives the test
+    # Settled (not changed within 2 s): stored at its first answer, so the connection
+    # never waits between requests for the cache to keep it.
+    past = time.time() - 60
+    os.utime(base / "www" / "page.txt", (past, past))
     with LiveServer(config, base).start() as server, Conn(server.port) as conn:
         stored_then_hit(server, conn, "/page.txt")
-        answered = time.monotonic()
+        _, hits = counters(server)
+        # Read before the request is sent: the hit's end, where the server's timer
+        # starts, comes after it (a reading after the answer came could be later).
+        asked = time.monotonic()
+        fetch(conn, "/page.txt")
         assert conn.closed()
-        took = time.monotonic() - answered
+        took = time.monotonic() - asked
+        assert counters(server)[1] == hits + 1, "the last answer was a hit"
     assert took >= keep_alive - 0.01  # uvloop's clock: whole milliseconds
 
 

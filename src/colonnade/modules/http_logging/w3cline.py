@@ -23,6 +23,8 @@ Per line, the work is kept to reads, memo hits and one string build:
   number strings, and the usual "sc-substatus sc-win32-status" and
   "x-correlation-id" endings are constants; a 200's whole end of line, from
   ``sc-status`` on, is one string of a table indexed by the time taken;
+- the fields from ``cs-uri-query`` to ``c-ip`` are one piece with no query and no
+  user, formatted per server and client address;
 - the line is one f-string (one allocation, no list, no ``join``);
 - the sink is asked about its buffer only once per batch: it grants the capture a
   number of lines it may append with no look at the sink (:meth:`Sink.lease`), and
@@ -79,8 +81,11 @@ class DefaultW3cLine:
         self.client: tuple[str, int] | None = None  # the address ``cip`` is of
         self.cip = "- "  # "c-ip "
         self.anonymous = "- - "  # "cs-username c-ip " with no user
-        #: "s-port cs-username c-ip " with no user: one piece of the line, not two.
+        #: "s-port cs-username c-ip " with no user: one piece of the line, not two;
+        #: and "cs-uri-query s-port cs-username c-ip " with no query and no user
+        #: (most requests for files): one, not three.
         self.port_anonymous = self.port + self.anonymous
+        self.plain = "- " + self.port_anonymous
         # Memos of each value's field and the space after it (escaped: paths, user
         # names, queries and header values), emptied at MEMO_MAX entries...
         self.strs: dict[str, str] = {}
@@ -155,15 +160,19 @@ class DefaultW3cLine:
             else:
                 start = method + (self.paths.get(path) or self.escape_path(path))
             user = ctx.user
-            who = (
-                self.port_anonymous
-                if user is None
-                else self.port + (self.strs.get(user.name) or self.escape(user.name)) + self.cip
-            )
-            q = "- " if not query else self.bytes.get(query) or self.escape_bytes(query)
+            if user is None and not query:
+                middle = self.plain
+            else:
+                q = "- " if not query else self.bytes.get(query) or self.escape_bytes(query)
+                who = (
+                    self.port_anonymous
+                    if user is None
+                    else self.port + (self.strs.get(user.name) or self.escape(user.name)) + self.cip
+                )
+                middle = q + who
             ua = "- " if not agent else self.bytes.get(agent) or self.escape_bytes(agent)
             ref = "- " if not referer else self.bytes.get(referer) or self.escape_bytes(referer)
-            text: str | None = f"{self.head}{start}{q}{who}{ua}{ref}{end}"
+            text: str | None = f"{self.head}{start}{middle}{ua}{ref}{end}"
         except Exception:
             # A value of the wrong type (a module's bug): None fails the batch's
             # join, and the sink then loses, counts and reports this line only, as
@@ -263,6 +272,7 @@ class DefaultW3cLine:
             self.head = self.stamp + "- "
             self.port = "- "
         self.port_anonymous = self.port + self.anonymous
+        self.plain = "- " + self.port_anonymous
 
     def meet(self, client: tuple[str, int] | None) -> None:
         """The ``c-ip`` field (and its space) for requests from ``client``."""
@@ -270,6 +280,7 @@ class DefaultW3cLine:
         self.cip = "- " if client is None else client[0] + " "
         self.anonymous = "- " + self.cip
         self.port_anonymous = self.port + self.anonymous
+        self.plain = "- " + self.port_anonymous
 
 
 def default_line(fields: tuple[str, ...], writer: Writer, sink: Sink) -> CompiledLine:
