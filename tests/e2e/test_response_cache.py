@@ -6,6 +6,7 @@ and counted."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -292,6 +293,22 @@ def _log_lines(base: Path, stem: str) -> list[dict[str, str]]:
     ]
 
 
+def _hit_logged_as_stored(base: Path, back: int) -> dict[str, str]:
+    """The line of /page.txt's hit, ``back`` lines from the end of them, once logged:
+    the line before it (the stored answer's) says the same, date and time aside."""
+    lines = wait_for(
+        lambda: (found := _log_lines(base, "/page.txt")) and len(found) >= back and found,
+        PATIENCE,
+        "the access log lines",
+    )
+    stored_line, hit_line = lines[-back], lines[-back + 1]
+    varying = {"date", "time", "time-taken"}
+    assert {k: v for k, v in hit_line.items() if k not in varying} == {
+        k: v for k, v in stored_line.items() if k not in varying
+    }
+    return hit_line
+
+
 def test_a_hit_is_logged_and_counted_as_the_pipeline_would(base: Path, live: LiveServer) -> None:
     def requests(state: ServerState) -> int:
         runtime = state.engine.sites[0].app_for("/page.txt")
@@ -303,19 +320,62 @@ def test_a_hit_is_logged_and_counted_as_the_pipeline_would(base: Path, live: Liv
         counted = live.look(requests)
         fetch(conn, "/page.txt", "User-Agent: probe/1")
         assert live.look(requests) == counted + 1
-    lines = wait_for(
-        lambda: (found := _log_lines(base, "/page.txt")) and len(found) >= 3 and found,
-        PATIENCE,
-        "the access log lines",
-    )
-    stored_line, hit_line = lines[-3], lines[-2]
-    varying = {"date", "time", "time-taken"}
-    assert {k: v for k, v in hit_line.items() if k not in varying} == {
-        k: v for k, v in stored_line.items() if k not in varying
-    }
+    hit_line = _hit_logged_as_stored(base, 3)
     assert hit_line["sc-status"] == "200" and hit_line["cs(User-Agent)"] == "probe/1"
     assert int(hit_line["sc-bytes"]) == len(hit.raw_head) + 4 + len(hit.body)
     assert pipeline.body == hit.body
+
+
+def test_a_hit_calls_its_entrys_access_log_capture_and_logs_the_pipelines_line(
+    base: Path,
+) -> None:
+    # The default field list (the compiled DefaultW3cLine): the stored entry calls the
+    # log's capture for its settings, found once when it was stored, not the hook
+    # that looks it up per request; the line it writes is the pipeline's, time aside.
+    config = make_config(base)
+    del config["http_logging"]["fields"]
+
+    def captures(state: ServerState) -> list[str]:
+        cache = state.respcache
+        assert cache is not None
+        return [
+            type(getattr(fn, "__self__", fn)).__name__
+            for entry in cache.entries.values()
+            for fn in entry.log
+        ]
+
+    with LiveServer(config, base).start() as server, Conn(server.port) as conn:
+        headers = ("User-Agent: probe/2", "Referer: http://example.test/")
+        stored_then_hit(server, conn, "/page.txt?x=1", *headers)
+        assert server.look(captures) == ["DefaultW3cLine"]
+    hit_line = _hit_logged_as_stored(base, 2)
+    assert hit_line["cs-method"] == "GET" and hit_line["cs-uri-query"] == "x=1"
+    assert hit_line["sc-status"] == "200" and hit_line["cs(User-Agent)"] == "probe/2"
+
+
+@pytest.mark.parametrize("keep_alive", [0.5, 1.3], ids=["armed", "lazy"])
+def test_the_keep_alive_timeout_runs_from_a_hits_end(base: Path, keep_alive: float) -> None:
+    # A hit starts the keep-alive timer from the clock reading its log line took
+    # (HttpConnection._finish): the idle connection closes at that timeout, not
+    # at once nor never. 1.3 s is armed by the lazy timers' sweep (_LAZY_FROM 1 s).
+    config = make_config(base)
+    config["server"]["timeouts"] = {"keep_alive": keep_alive}
+    config["static_content"]["cache_check_interval"] = 30  # the entry outlives the test
+    # Settled (not changed within 2 s): stored at its first answer, so the connection
+    # never waits between requests for the cache to keep it.
+    past = time.time() - 60
+    os.utime(base / "www" / "page.txt", (past, past))
+    with LiveServer(config, base).start() as server, Conn(server.port) as conn:
+        stored_then_hit(server, conn, "/page.txt")
+        _, hits = counters(server)
+        # Read before the request is sent: the hit's end, where the server's timer
+        # starts, comes after it (a reading after the answer came could be later).
+        asked = time.monotonic()
+        fetch(conn, "/page.txt")
+        assert conn.closed()
+        took = time.monotonic() - asked
+        assert counters(server)[1] == hits + 1, "the last answer was a hit"
+    assert took >= keep_alive - 0.01  # uvloop's clock: whole milliseconds
 
 
 # -- a 100 KiB file (issue #24): kept, answered in one writev, never buffered per request --

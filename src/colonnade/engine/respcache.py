@@ -55,6 +55,7 @@ from colonnade.core.context import Context
 from colonnade.core.stages import Stage
 
 if TYPE_CHECKING:
+    from colonnade.config.sections import SectionSet
     from colonnade.engine.engine import Engine
 
 #: Module ids transparent for every request (see the module docstring).
@@ -144,11 +145,26 @@ def _check_interval(modules: Any, ctx: Context) -> float:
     return DEFAULT_CHECK
 
 
+def stored_hook(module: Any, fn: Any, sections: SectionSet) -> Any:
+    """The LOG_REQUEST hook ``fn`` of ``module`` as the hits of a stored answer call
+    it, whose requests all have the effective settings ``sections`` (the entry's):
+    what the module offers for them (``module.log_capture(sections)``: the access
+    log's capture for those settings, found once per entry, not per hit), or else
+    the hook itself."""
+    offer = getattr(module, "log_capture", None)
+    if offer is not None:
+        found = offer(sections)
+        if found is not None:
+            return found
+    return fn
+
+
 def eligible(
     engine: Engine, ctx: Context, headers: list[tuple[bytes, bytes]]
 ) -> tuple[tuple[Any, ...], float] | None:
     """``(access log hooks, lifetime in seconds)`` when the response cache may keep
-    the answer ``ctx`` ended with (``headers``: those the writer was handed), else None."""
+    the answer ``ctx`` ended with (``headers``: those the writer was handed), else None.
+    The hooks are the plan's LOG_REQUEST calls, each as :func:`stored_hook` makes it."""
     handler = ctx.handler
     response = ctx.response
     user = ctx.user
@@ -173,7 +189,10 @@ def eligible(
         if step.stage is Stage.LOG_REQUEST:
             if any(is_async is not False for _, is_async in step.calls):
                 return None
-            log = tuple(fn for fn, _ in step.calls)
+            owners = {module.id: module for module in runtime.modules}
+            log = tuple(
+                stored_hook(owners.get(hook.owner), hook.fn, ctx.sections) for hook in step.hooks
+            )
     if grant is not None:
         lifetime = grant.expires - time.monotonic()
         if grant.recheck:

@@ -27,10 +27,11 @@ def _off(ctx: Context) -> None:
     """The capture where logging is off."""
 
 
-def log_request_hook(key: str, full: Hook) -> Hook:
+def log_request_hook(key: str, full: Hook, captures: dict[SectionSet, Hook]) -> Hook:
     """The hook: ``key`` is the module's ``PerSection`` key of the captures, which
-    ``full`` (the module's method) builds."""
-    captures: dict[SectionSet, Hook] = {}
+    ``full`` (the module's method) builds; ``captures``: where the hook keeps each
+    effective settings' capture it found (empty at first; the module reads it, see
+    ``HttpLogging.log_capture``)."""
     # The settings of the last request and their capture: the requests of an
     # application share one settings object unless a folder has settings of its
     # own, so most find theirs with an identity test, not a hash and a probe.

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from typing import NamedTuple
 
+from colonnade.config.sections import SectionSet
 from colonnade.core.app import Application
 from colonnade.core.compiled import PerSection
 from colonnade.core.context import Context
@@ -88,9 +89,19 @@ class HttpLogging(Module):
         )
         # The hook as the plan calls it (fast.py, compiled): a section's capture
         # built already is found and called there; a new section comes to the method.
+        # It keeps the captures it found by effective settings in ``_known``.
+        self._known: dict[SectionSet, Capture] = {}
         self.__dict__["log_request"] = log_request_hook(
-            self._captures.key, HttpLogging.log_request.__get__(self)
+            self._captures.key, HttpLogging.log_request.__get__(self), self._known
         )
+
+    def log_capture(self, sections: SectionSet) -> Capture | None:
+        """What the LOG_REQUEST hook does for a request whose effective settings are
+        ``sections``, as a callable of its own, where the hook met them already (else
+        None): the response cache keeps it with a stored answer, whose hits all have
+        those settings, and calls it on each hit in place of the hook (one look-up
+        per stored entry rather than per hit: ``engine.respcache.stored_hook``)."""
+        return self._known.get(sections)
 
     def provision(self, app: Application) -> None:
         """Compile the field lists and open (or share) every log target.
@@ -133,6 +144,7 @@ class HttpLogging(Module):
         outputs = list(self._outputs.values())
         self._outputs.clear()
         self._captures.clear()
+        self._known.clear()
         for output in outputs:
             release_sink(output.sink)
 

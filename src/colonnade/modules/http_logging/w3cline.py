@@ -17,10 +17,14 @@ Per line, the work is kept to reads, memo hits and one string build:
   ``s-port`` and ``c-ip`` are formatted once per address object;
 - paths, queries, user names and header values go through escape memos that keep
   each value's field *with its separator* (one dict hit for a recurring value; a
-  path's field has the space before it too);
+  path's field has the space before it too, and a GET's the method: ``GET /path ``
+  is one piece of the line);
 - the status, substatus, win32 status and time taken are indexes into a table of
   number strings, and the usual "sc-substatus sc-win32-status" and
-  "x-correlation-id" endings are constants;
+  "x-correlation-id" endings are constants; a 200's whole end of line, from
+  ``sc-status`` on, is one string of a table indexed by the time taken;
+- the fields from ``cs-uri-query`` to ``c-ip`` are one piece with no query and no
+  user, formatted per server and client address;
 - the line is one f-string (one allocation, no list, no ``join``);
 - the sink is asked about its buffer only once per batch: it grants the capture a
   number of lines it may append with no look at the sink (:meth:`Sink.lease`), and
@@ -77,19 +81,26 @@ class DefaultW3cLine:
         self.client: tuple[str, int] | None = None  # the address ``cip`` is of
         self.cip = "- "  # "c-ip "
         self.anonymous = "- - "  # "cs-username c-ip " with no user
-        #: "s-port cs-username c-ip " with no user: one piece of the line, not two.
+        #: "s-port cs-username c-ip " with no user: one piece of the line, not two;
+        #: and "cs-uri-query s-port cs-username c-ip " with no query and no user
+        #: (most requests for files): one, not three.
         self.port_anonymous = self.port + self.anonymous
+        self.plain = "- " + self.port_anonymous
         # Memos of each value's field and the space after it (escaped: paths, user
         # names, queries and header values), emptied at MEMO_MAX entries...
         self.strs: dict[str, str] = {}
         # ... paths with the space before them too (the one after the method: one
-        # piece of the line fewer) ...
+        # piece of the line fewer), and a GET's with the method before that (one
+        # more: most requests are GETs) ...
         self.paths: dict[str, str] = {}
+        self.gets: dict[str, str] = {}
         self.bytes: dict[bytes, str] = {}
         # ... and tables, filled as met, of the usual ends of a line: "sc-status 0 0 "
         # with no substatus and no error, "time-taken -\n" below status 500.
         self.codes: list[str | None] = [None] * _TABLE
         self.ends: list[str | None] = [None] * _TABLE
+        # ... and a 200's whole end, "200 0 0 time-taken -\n", by the time taken.
+        self.oks: list[str | None] = [None] * _TABLE
 
     def __call__(self, ctx: Context) -> None:
         """The same as :meth:`write` (the capture is the bound ``write``, which an
@@ -134,22 +145,34 @@ class DefaultW3cLine:
                 and resp.substatus == 0
                 and ctx.error is None
             ):
-                codes = self.codes[status] or self.fill(self.codes, status, " 0 0 ")
-                end = self.ends[taken] or self.fill(self.ends, taken, " -\n")
+                if status == 200:
+                    end = self.oks[taken] or self.ok(taken)
+                else:
+                    end = (self.codes[status] or self.fill(self.codes, status, " 0 0 ")) + (
+                        self.ends[taken] or self.fill(self.ends, taken, " -\n")
+                    )
             else:
-                codes = ""
                 end = self.unusual(ctx, status, taken)
-            path = self.paths.get(r.original_path) or self.escape_path(r.original_path)
+            path = r.original_path
+            method = r.method
+            if method == "GET":
+                start = self.gets.get(path) or self.escape_get(path)
+            else:
+                start = method + (self.paths.get(path) or self.escape_path(path))
             user = ctx.user
-            who = (
-                self.port_anonymous
-                if user is None
-                else self.port + (self.strs.get(user.name) or self.escape(user.name)) + self.cip
-            )
-            q = "- " if not query else self.bytes.get(query) or self.escape_bytes(query)
+            if user is None and not query:
+                middle = self.plain
+            else:
+                q = "- " if not query else self.bytes.get(query) or self.escape_bytes(query)
+                who = (
+                    self.port_anonymous
+                    if user is None
+                    else self.port + (self.strs.get(user.name) or self.escape(user.name)) + self.cip
+                )
+                middle = q + who
             ua = "- " if not agent else self.bytes.get(agent) or self.escape_bytes(agent)
             ref = "- " if not referer else self.bytes.get(referer) or self.escape_bytes(referer)
-            text: str | None = f"{self.head}{r.method}{path}{q}{who}{ua}{ref}{codes}{end}"
+            text: str | None = f"{self.head}{start}{middle}{ua}{ref}{end}"
         except Exception:
             # A value of the wrong type (a module's bug): None fails the batch's
             # join, and the sink then loses, counts and reports this line only, as
@@ -179,6 +202,15 @@ class DefaultW3cLine:
         field = paths[path] = " " + w3c_escape(path) + " "
         return field
 
+    def escape_get(self, path: str) -> str:
+        """A memo miss: a GET of ``path`` as the cs-method and cs-uri-stem fields
+        and the space after each, remembered."""
+        gets = self.gets
+        if len(gets) >= MEMO_MAX:
+            gets.clear()
+        field = gets[path] = "GET" + (self.paths.get(path) or self.escape_path(path))
+        return field
+
     def escape_bytes(self, value: bytes) -> str:
         """A memo miss: ``value`` (a query or header value) as a W3C field and its
         space, remembered."""
@@ -192,6 +224,13 @@ class DefaultW3cLine:
     def fill(table: list[str | None], n: int, suffix: str) -> str:
         """A table miss: ``n`` and ``suffix``, kept at ``table[n]``."""
         text = table[n] = str(n) + suffix
+        return text
+
+    def ok(self, taken: int) -> str:
+        """A table miss: the end of a 200's line that took ``taken`` ms, kept."""
+        text = self.oks[taken] = (self.codes[200] or self.fill(self.codes, 200, " 0 0 ")) + (
+            self.ends[taken] or self.fill(self.ends, taken, " -\n")
+        )
         return text
 
     def unusual(self, ctx: Context, status: int, taken: int) -> str:
@@ -233,6 +272,7 @@ class DefaultW3cLine:
             self.head = self.stamp + "- "
             self.port = "- "
         self.port_anonymous = self.port + self.anonymous
+        self.plain = "- " + self.port_anonymous
 
     def meet(self, client: tuple[str, int] | None) -> None:
         """The ``c-ip`` field (and its space) for requests from ``client``."""
@@ -240,6 +280,7 @@ class DefaultW3cLine:
         self.cip = "- " if client is None else client[0] + " "
         self.anonymous = "- " + self.cip
         self.port_anonymous = self.port + self.anonymous
+        self.plain = "- " + self.port_anonymous
 
 
 def default_line(fields: tuple[str, ...], writer: Writer, sink: Sink) -> CompiledLine:
