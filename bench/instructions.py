@@ -7,9 +7,10 @@ The pieces of run.py's ``instructions`` workload that know nothing about the ser
   process it starts (``--trace-children=yes``; forked children are followed anyway), one
   output file per process: ``cg.<pid>`` in a folder of its own;
 - :func:`drive` — N sequential keep-alive ``GET``\\ s on ONE connection, each response read
-  in full (Content-Length) before the next request is sent (a new connection only where
-  the server closes it: nginx does after 1000 requests); :func:`drive_h2load` the same
-  over TLS with h2load, for the TLS and HTTP/2 workloads (8 concurrent streams over h2);
+  in full (Content-Length) and checked (a 200, the same body every time) before the next
+  request is sent (a new connection only where the server closes it: nginx does after
+  1000 requests); :func:`drive_h2load` the same over TLS with h2load, for the TLS and
+  HTTP/2 workloads (8 concurrent streams over h2);
 - :func:`callgrind_total` — the instructions of every process of one run, summed.
 
 run.py starts the server (pinned to the server CPU), waits until it answers, drives N1
@@ -25,8 +26,9 @@ import re
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 VALGRIND = "valgrind"
 REQUEST = "GET {path} HTTP/1.1\r\nHost: {host}\r\n{headers}\r\n"
@@ -58,15 +60,32 @@ def valgrind_argv(out_dir: Path) -> list[str]:
     ]
 
 
+class Driven(NamedTuple):
+    """What :func:`drive` saw: new connections the server asked for, and the body every
+    response carried (one and the same, or :func:`drive` raised)."""
+
+    reconnects: int
+    body: bytes
+
+
 def drive(
-    host: str, port: int, path: str, n: int, timeout: float, headers: tuple[str, ...] = ()
-) -> int:
+    host: str,
+    port: int,
+    path: str,
+    n: int,
+    timeout: float,
+    headers: tuple[str, ...] = (),
+    body: bytes | None = None,
+) -> Driven:
     """``n`` sequential keep-alive GETs of ``path`` on one connection, within ``timeout``
     seconds in all, each with ``headers`` (``"Name: value"``) too; every response must be
-    a 200 with a Content-Length or chunked (nginx in front of PHP). A server that
-    closes the connection by design (nginx after ``keepalive_requests``, 1000 by default)
-    says so with ``Connection: close``: the client then opens a new one, as wrk does.
-    Returns how often it did. Raises OSError (socket, timeout) or ValueError."""
+    a 200 with a Content-Length or chunked (nginx in front of PHP), and carry the same
+    body: ``body`` where given, else the first response's. A server that answers
+    something else fast (an error page with a 200, a proxy's stand-in) is then not
+    counted as the work measured. A server that closes the connection by design (nginx
+    after ``keepalive_requests``, 1000 by default) says so with ``Connection: close``:
+    the client then opens a new one, as wrk does. Raises OSError (socket, timeout) or
+    ValueError."""
     extra = "".join(f"{h}\r\n" for h in headers)
     request = REQUEST.format(path=path, host=host, headers=extra).encode()
     deadline = time.monotonic() + timeout
@@ -97,21 +116,33 @@ def drive(
             length = _LENGTH.search(head)
             del buf[: end + 4]
             if _CHUNKED.search(head):
-                _chunked(buf, more)
+                got = _chunked(buf, more)
             elif length is None:
                 raise ValueError(f"response {i + 1} has no Content-Length")
             else:
                 need = int(length.group(1))
                 while len(buf) < need:
                     more()
+                # startswith: a memcmp in place (a 10 MiB body is not copied to compare)
+                if body is not None and len(body) == need and buf.startswith(body):
+                    got = body
+                else:
+                    got = bytes(buf[:need])
                 del buf[:need]
+            if body is None:
+                body = got
+            elif got is not body and got != body:
+                raise ValueError(
+                    f"response {i + 1}: a body of {len(got):,} bytes ({got[:40]!r}) "
+                    f"unlike the expected {len(body):,} bytes ({body[:40]!r})"
+                )
             if _CLOSE.search(head) and i + 1 < n:
                 s.close()
                 s = socket.create_connection((host, port), timeout=timeout)
                 reconnects += 1
     finally:
         s.close()
-    return reconnects
+    return Driven(reconnects, body or b"")
 
 
 def drive_h2load(
@@ -138,8 +169,10 @@ def drive_h2load(
     return 0
 
 
-def _chunked(buf: bytearray, more: Callable[[], None]) -> None:
-    # A chunked body at the start of ``buf``, taken out of it (no trailers expected).
+def _chunked(buf: bytearray, more: Callable[[], None]) -> bytes:
+    # A chunked body at the start of ``buf``, taken out of it (no trailers expected):
+    # its bytes, joined.
+    parts: list[bytes] = []
     while True:
         while (eol := buf.find(b"\r\n")) < 0:
             more()
@@ -147,9 +180,10 @@ def _chunked(buf: bytearray, more: Callable[[], None]) -> None:
         need = eol + 2 + size + 2
         while len(buf) < need:
             more()
+        parts.append(bytes(buf[eol + 2 : eol + 2 + size]))
         del buf[:need]
         if size == 0:
-            return
+            return b"".join(parts)
 
 
 def callgrind_total(out_dir: Path) -> tuple[int, int]:
@@ -166,3 +200,44 @@ def callgrind_total(out_dir: Path) -> tuple[int, int]:
             raise ValueError(f"{f.name} has no total (process killed?)")
         total += int(found[-1])
     return total, len(files)
+
+
+#: No HTTP server answers a request in fewer user-space instructions (nginx's static
+#: 1 KiB file, the cheapest row, reads ~13k): a reading below is a fault of the run.
+MIN_PER_REQUEST = 5000
+#: The N1-request run is made twice (before and after the N2 one): the two totals may
+#: differ by this share of the requests' instructions (total(N2) - total(N1)) at most.
+#: A start-up that costs more in one run than another (a file an earlier run or row
+#: left behind and the server reads at start) would otherwise move the reading unseen.
+#: Quiet runs of one server agree to a few hundred thousand instructions; on a busy
+#: host work driven by time (an event loop's timers, for as long as a slow run lasts)
+#: and a first run's own costs (a bench app's .pyc written) made colonnade-asgi's two
+#: runs 0.9M apart, 1 % of its 84M: a bias under 5 % passes this check.
+REPEAT_TOLERANCE = 0.05
+
+
+def implausible(n1: int, n2: int, totals: Sequence[int], procs: Sequence[int]) -> str | None:
+    """Why the callgrind runs of one server do not give a reading, or None if they do.
+
+    ``totals`` and ``procs`` of the runs of N1, N2 and again N1 requests (in that order).
+    The reading (total(N2) - total(N1)) / (N2 - N1) assumes that everything but the
+    requests costs the same in both runs: the repeated N1 run checks that, and the floor
+    catches a reading too small to be any server's work."""
+    t1, t2, again = totals
+    per = (t2 - t1) / (n2 - n1)
+    if per < MIN_PER_REQUEST:
+        return (
+            f"{per:,.0f} instructions per request ({t1:,} for {n1:,} requests, {t2:,} for "
+            f"{n2:,}): below {MIN_PER_REQUEST:,}, no server's work; a fixed cost that "
+            "differs between the runs"
+        )
+    if abs(again - t1) > REPEAT_TOLERANCE * (t2 - t1):
+        return (
+            f"the two runs of {n1:,} requests counted {t1:,} and {again:,} instructions, "
+            f"{abs(again - t1) / (n2 - n1):,.0f} per request of the reading "
+            f"({per:,.0f}) apart: the server's fixed cost changed between runs (state an "
+            "earlier run or row left behind, such as a file it reads at start)"
+        )
+    if len(set(procs)) > 1:
+        return f"the runs had {' / '.join(map(str, procs))} processes"
+    return None
