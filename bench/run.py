@@ -1028,7 +1028,7 @@ def proxy_conf(path: Path, port: int, sock: Path) -> Path:
     """A colonnade server file: every URL to the upstream on ``sock`` through
     handler.proxy, the access log on (as nginx's), to a file emptied here, at every
     start, as the other rows' logs to standard output are: a log file reads its last
-    ``#Fields`` line back at start, up to 64 MiB of it, so a log grown by earlier rows
+    ``#Fields`` line back at start (up to 64 MiB of it before session 24, 1 MiB since), so a log grown by earlier rows
     and runs made one callgrind run's start-up cost ~100M instructions more than the
     next one's (run AE's proxy row read 420 instructions per request)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -205,6 +205,36 @@ def test_the_compiled_lines_path_memo_is_bounded_and_keeps_each_paths_field() ->
     assert first == second == ["GET", "/a+b%0D%0Ac"]
 
 
+def test_the_compiled_line_follows_the_client_address_across_connections() -> None:
+    # Each request's client tuple is a connection's own: the c-ip field is made
+    # again only where the address changes, and is right for every one.
+    sink = Sink("test", None)
+    line = default_line(DEFAULT_FIELDS, W3cWriter, sink)
+    sink.render = line.render
+    sink.width = line.width
+    sink.timer = object()  # type: ignore[assignment]
+    sink.set_limit(1 << 40)  # no write: the lines stay pending
+    clients = [
+        ("10.0.0.1", 1000),
+        ("10.0.0.1", 1001),
+        ("10.0.0.2", 1000),
+        ("10.0.0.1", 1002),
+        None,
+        None,
+        ("10.0.0.1", 1003),
+        ("2001:db8::1", 1003),
+    ]
+    at = DEFAULT_FIELDS.index("c-ip")
+    try:
+        for client in clients:
+            line.capture(_context((_request(client=client), 200, 0, None, None)))
+        got = [text.split(" ")[at] for text in sink.pending]
+    finally:
+        sink.pending.clear()
+        sink.timer = None
+    assert got == [c[0] if c is not None else "-" for c in clients]
+
+
 @pytest.mark.parametrize("build", [default_line, generated_line], ids=["default", "generated"])
 def test_the_site_counters_reuse_the_log_lines_clock_reading(build: Any) -> None:
     # One clock reading at a request's end: the line reads it (time-taken) and keeps
