@@ -995,6 +995,7 @@ class _FileSender:
                 waiter.set_result(None)
                 return
         except Exception as exc:
+            conn._deadline = None  # the send is over: no drop for a lapse now
             waiter.set_exception(exc)
             return
         conn._arm(self.timeout)  # the socket had room: a later deadline (only stored)
@@ -1962,6 +1963,7 @@ class HttpConnection(asyncio.Protocol):
                 await sender.rest()
         finally:
             self.sending_file = False
+            self._deadline = None  # the send's own (see _FileSender.rest)
             sender.close()
             if corked and twin is not None:
                 _cork(twin, 0)
