@@ -13,6 +13,7 @@ import socket
 import struct
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -415,3 +416,93 @@ def test_a_slow_reader_of_a_10m_file_holds_no_copy_of_it(live: LiveServer, big: 
         assert response.status == 200 and digest(response.body) == digest(big)
         # The connection goes on after the waits.
         assert request(conn, "/small.txt").body == SMALL
+
+
+# -- the connection's duplicate of its socket (issue #24) ----------------------------------
+
+
+def _open_descriptors() -> int:
+    """This process's open descriptors (the live server runs in a thread of it)."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _twins(state: object) -> list[int]:
+    """The socket duplicates (descriptors) the server's connections hold."""
+    return [conn._twin_fd for conn in state.connections]  # type: ignore[attr-defined]
+
+
+def _no_connections(state: object) -> bool:
+    return not state.connections  # type: ignore[attr-defined]
+
+
+@contextmanager
+def _no_descriptor_left(live: LiveServer) -> Iterator[int]:
+    """Around a test's connection: every descriptor it made, the server's included,
+    is closed once the server let go of it. Yields the count before."""
+    wait_for(lambda: live.look(_no_connections), PATIENCE, "earlier connections gone")
+    before = _open_descriptors()
+    yield before
+    wait_for(lambda: live.look(_no_connections), PATIENCE, "the connection closed")
+    wait_for(lambda: _open_descriptors() == before, PATIENCE, "every descriptor closed")
+
+
+@contextmanager
+def _after_a_large_file(live: LiveServer, big: bytes) -> Iterator[tuple[int, Conn]]:
+    """A connection that was sent the 10 MiB file, with the descriptors counted
+    before it (and checked after, see ``_no_descriptor_left``)."""
+    with _no_descriptor_left(live) as before, Conn(live.port, timeout=30) as conn:
+        assert digest(request(conn, "/big.bin").body) == digest(big)
+        yield before, conn
+
+
+def test_large_files_in_a_row_share_one_duplicate_and_leave_no_descriptor(
+    live: LiveServer, big: bytes
+) -> None:
+    # The first large file makes the connection's duplicate of its socket; the next
+    # ones (and a slow reader's waits) use the same; it closes with the connection.
+    with _after_a_large_file(live, big) as (before, conn):
+        [twin] = live.look(_twins)
+        assert twin >= 0
+        assert request(conn, "/big.bin", "Range: bytes=0-1999999").body == big[:2_000_000]
+        assert request(conn, "/small.txt").body == SMALL
+        assert digest(request(conn, "/big.bin").body) == digest(big)
+        assert live.look(_twins) == [twin]
+        # The client's socket, the server's and its one duplicate.
+        assert _open_descriptors() == before + 3
+
+
+def test_a_large_file_with_connection_close_ends_in_a_fin(live: LiveServer, big: bytes) -> None:
+    # The server closes after the file: no duplicate may keep the socket open.
+    with _no_descriptor_left(live), Conn(live.port, timeout=30) as conn:
+        response = request(conn, "/big.bin", "Connection: close")
+        assert digest(response.body) == digest(big)
+        assert conn.sock.recv(1) == b""
+
+
+def test_a_reset_mid_file_leaves_no_descriptor(live: LiveServer) -> None:
+    with _no_descriptor_left(live), Conn(live.port, timeout=30, rcvbuf=4096) as conn:
+        conn.send(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert conn.sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+        wait_for(lambda: live.look(_sending)[1], PATIENCE, "the sendfile waiting")
+        assert len([fd for fd in live.look(_twins) if fd >= 0]) == 1
+        # Close with unread data: the kernel resets the connection.
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    assert once(live, "/small.txt").body == SMALL
+
+
+def _detach_all(state: object) -> list[int]:
+    return [conn.detach() for conn in list(state.connections)]  # type: ignore[attr-defined]
+
+
+def test_a_connection_detached_after_a_large_file_keeps_no_duplicate(
+    live: LiveServer, big: bytes
+) -> None:
+    # detach hands the socket on (another process): this one must keep no
+    # descriptor of it, or the peer's close of it would not end the connection.
+    with _after_a_large_file(live, big) as (before, conn):
+        [handed] = live.look(_detach_all)
+        wait_for(lambda: live.look(_no_connections), PATIENCE, "the connection let go")
+        # The client's socket and the handed-on descriptor: nothing else.
+        wait_for(lambda: _open_descriptors() == before + 2, PATIENCE, "the transport's closed")
+        os.close(handed)  # the new owner closes it: the client sees the end
+        assert conn.sock.recv(1) == b""

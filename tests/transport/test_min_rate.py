@@ -232,6 +232,28 @@ def test_a_file_send_the_client_stops_taking_is_dropped_after_the_body_timeout(
         assert served(server.port)
 
 
+def test_a_file_send_that_keeps_moving_outlasts_the_body_timeout(www: Path) -> None:
+    # timeouts.body runs from the last time the socket had room, not from the start:
+    # a client that reads steadily, for several times the timeout in all, gets it all.
+    size = 10 * 1024 * 1024
+    (www / "www" / "big.bin").write_bytes(b"b" * size)
+    with rate_server(www, rate=0, window=1.0, body=1.0) as server:
+        with Conn(server.port, rcvbuf=65536) as c:
+            c.send(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+            got = 0
+            started = time.monotonic()
+            while got < size:  # head and body: ~5 MiB/s, over two seconds
+                data = c.sock.recv(128 * 1024)
+                assert data, f"cut after {got} bytes"
+                got += len(data)
+                select.select([], [], [], 0.025)  # the client's pace
+            assert time.monotonic() - started > 2.0
+            c.send(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+            while b"\r\n\r\n" not in (data := c.sock.recv(65536)):
+                pass
+        assert server.look(lambda state: state.slow_clients["response"]) == 0
+
+
 def test_a_fast_reader_of_a_large_response_is_not_cut(www: Path) -> None:
     (www / "www" / "big.bin").write_bytes(b"b" * (8 * 1024 * 1024))
     with rate_server(www, rate=240, window=1.0) as server, Conn(server.port) as c:

@@ -887,6 +887,8 @@ class Exchange(TransportWriter):
             return None
         self.keep_alive = False
         conn._disarm()
+        if conn._twin is not None:
+            conn._close_twin()  # no more files go out on it
         # Reading stopped on too many bytes held meanwhile: the channel resumes it.
         paused, conn._read_paused_for_upgrade = conn._read_paused_for_upgrade, False
         raw = conn.raw = RawChannel(conn, conn.h1.trailing_data, paused)
@@ -914,37 +916,19 @@ class _FileSender:
     """One ``sendfile`` body (and the head before it) going out on a socket.
 
     It writes until the socket is full; then a callback on the socket's
-    writability (watched on a duplicate of its descriptor: the transport keeps its
-    own registration of the original) goes on writing, with no task woken until
-    the last byte left or the client failed, as nginx's event handler does. The
-    client must take bytes again within ``timeouts.body`` seconds of the last time
-    the socket had room, or the connection is dropped (``HttpConnection.drop``).
+    writability (watched on the connection's duplicate of its descriptor, see
+    ``HttpConnection._twin``: the transport keeps its own registration of the
+    original) goes on writing, with no task woken until the last byte left or the
+    client failed, as nginx's event handler does. The client must take bytes again
+    within ``timeouts.body`` seconds of the last time the socket had room, or the
+    connection is dropped (``HttpConnection.drop``): the connection's own timer
+    keeps that deadline (``_arm``; ``_on_timeout`` drops while ``sending_file``).
     """
 
-    __slots__ = (
-        "conn",
-        "count",
-        "fd",
-        "head",
-        "offset",
-        "out",
-        "progress",
-        "timeout",
-        "timer",
-        "twin",
-        "waiter",
-        "watch",
-    )
+    __slots__ = ("conn", "count", "fd", "head", "offset", "out", "timeout", "waiter", "watch")
 
     def __init__(
-        self,
-        conn: HttpConnection,
-        out: int,
-        fd: int,
-        offset: int,
-        count: int,
-        head: bytes,
-        twin: int = -1,
+        self, conn: HttpConnection, out: int, fd: int, offset: int, count: int, head: bytes
     ) -> None:
         self.conn = conn
         self.out = out
@@ -952,13 +936,9 @@ class _FileSender:
         self.offset = offset
         self.count = count
         self.head = head
-        #: A duplicate of ``out`` the caller made and closes (-1: made here if needed).
-        self.twin = twin
         self.watch = -1
         self.waiter: asyncio.Future[None] | None = None
-        self.timer: asyncio.TimerHandle | None = None
         self.timeout = 0.0
-        self.progress = 0.0
 
     def push(self) -> bool:
         """Write what the socket takes: True once all of it went, False when full."""
@@ -995,11 +975,10 @@ class _FileSender:
         loop = conn._loop
         self.waiter = loop.create_future()
         timeout = self.timeout = conn.state.timeouts.body
-        self.progress = loop.time()
-        self.watch = self.twin if self.twin >= 0 else os.dup(self.out)
+        self.watch = conn._twin_fd if conn._twin_fd >= 0 else conn._make_twin()
         loop.add_writer(self.watch, self._ready)
-        self.timer = loop.call_at(self.progress + timeout, self._expire)
-        self.conn._start_send_rate()
+        conn._arm(timeout)  # the send's deadline, moved on at each write (_ready)
+        conn._start_send_rate()
         await self.waiter
 
     def _ready(self) -> None:
@@ -1012,35 +991,20 @@ class _FileSender:
             if transport is None or transport.is_closing():
                 raise ClientDisconnectedError("the client went away")
             if self.push():
+                conn._deadline = None  # _disarm: the send is over (its task wakes later)
                 waiter.set_result(None)
                 return
         except Exception as exc:
+            conn._deadline = None  # the send is over: no drop for a lapse now
             waiter.set_exception(exc)
             return
-        self.progress = conn._loop.time()
+        conn._arm(self.timeout)  # the socket had room: a later deadline (only stored)
         conn._start_send_rate()
-
-    def _expire(self) -> None:
-        waiter = self.waiter
-        if waiter is None or waiter.done():
-            return
-        due = self.progress + self.timeout
-        loop = self.conn._loop
-        if loop.time() < due:
-            self.timer = loop.call_at(due, self._expire)  # the socket had room since
-            return
-        # The server gives up on the client: connection_lost cancels the request
-        # (waiting here) as the server's abort.
-        self.conn.drop()
 
     def close(self) -> None:
         """Stop watching the socket."""
-        if self.timer is not None:
-            self.timer.cancel()
         if self.watch >= 0:
             self.conn._loop.remove_writer(self.watch)
-            if self.watch != self.twin:
-                os.close(self.watch)
             self.watch = -1
 
 
@@ -1151,6 +1115,10 @@ class HttpConnection(asyncio.Protocol):
         self._send_rate = RateWindow()
         self._rate_due: float | None = None
         self.sending_file = False  # a sendfile is under way: bytes are queued for the client
+        # The socket's duplicate a file's sender writes to and waits on (_make_twin),
+        # and its descriptor (-1: none yet).
+        self._twin: socket.socket | None = None
+        self._twin_fd = -1
         self.too_slow = False  # cut for a body below the minimum rate: linger briefly
         # Dropped by the server's own decision (drop): its request in flight is
         # logged as the server's abort (Win32 1236), not the client's leaving (64).
@@ -1195,6 +1163,8 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        if self._twin is not None:
+            self._close_twin()
         if self.raw is not None:
             self.raw.feed_eof()
         live = self._live
@@ -1959,8 +1929,7 @@ class HttpConnection(asyncio.Protocol):
         a pipelined response) are waited for.
         """
         transport = self.transport
-        sock = transport.get_extra_info("socket") if transport is not None else None
-        if transport is None or sock is None or transport.is_closing():
+        if transport is None or transport.is_closing():
             raise ClientDisconnectedError("the client went away")
         if transport.get_write_buffer_size():
             if head:
@@ -1977,24 +1946,66 @@ class HttpConnection(asyncio.Protocol):
         # start (the client reads fewer, larger pieces: a third less of its CPU at
         # 10 MiB); the uncork pushes out the tail. Measured, not guessed: at 100 KiB
         # the same cost 20 % of the requests/s, so smaller bodies go uncorked.
-        # A socket object of its own, for the cork and to wait on: uvloop's stand-in
-        # builds a new socket object for every setsockopt call (a tenth of the
-        # user-space instructions of a 10 MiB response went to cork and uncork).
-        twin = sock.dup() if count >= _CORK_FROM else None
-        if twin is not None:
+        # The cork is set on the connection's own socket object (_twin): uvloop's
+        # stand-in builds a new socket object for every setsockopt call (a tenth of
+        # the user-space instructions of a 10 MiB response went to cork and uncork).
+        corked = count >= _CORK_FROM
+        out = self._twin_fd
+        if out < 0:
+            out = self._make_twin() if corked else self._socket_fd()
+        twin = self._twin
+        if corked and twin is not None:
             _cork(twin, 1)
-        out = sock.fileno()
-        sender = _FileSender(self, out, fd, offset, count, head, twin.fileno() if twin else -1)
+        sender = _FileSender(self, out, fd, offset, count, head)
         self.sending_file = True
         try:
             if not sender.push():
                 await sender.rest()
         finally:
             self.sending_file = False
+            self._deadline = None  # the send's own (see _FileSender.rest)
             sender.close()
-            if twin is not None:
+            if corked and twin is not None:
                 _cork(twin, 0)
-                twin.close()
+            if self.closing or transport.is_closing():
+                self._close_twin()  # what a close or abort meanwhile left to this
+
+    def _socket_fd(self) -> int:
+        """The transport's socket descriptor (the transport is open)."""
+        transport = self.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None:
+            raise ClientDisconnectedError("the client went away")
+        return int(sock.fileno())
+
+    def _make_twin(self) -> int:
+        """The connection's duplicate of its socket, made now: its descriptor.
+
+        Made once per connection (by its first file large enough to be corked or
+        to wait on the client), not per response: a socket's dup was ~5.5k
+        instructions and five system calls of a 10 MiB response (session 24). It
+        is what a file's sender writes to and waits on (uvloop refuses a writer
+        on the transport's own descriptor, which it watches already), and the
+        socket object the cork is set on. It is closed with the connection
+        (``_close_twin``: close, abort, detach, an upgrade, connection_lost),
+        never while a file is going out (its writer is registered on it)."""
+        transport = self.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None:
+            raise ClientDisconnectedError("the client went away")
+        twin: socket.socket = sock.dup()
+        self._twin = twin
+        self._twin_fd = fd = twin.fileno()
+        return fd
+
+    def _close_twin(self) -> None:
+        """Close the socket's duplicate, unless a file's sender still watches it (its
+        ``sendfile`` closes it then, on its way out)."""
+        twin = self._twin
+        if twin is not None and not self.sending_file:
+            self._twin = None
+            self._twin_fd = -1
+            twin.close()
 
     def _wake_drain(self) -> None:
         waiter = self._drain_waiter
@@ -2198,6 +2209,13 @@ class HttpConnection(asyncio.Protocol):
         if self.lingering:
             self.close()  # the client was silent long enough, or lingered too long
             return
+        if self.sending_file:
+            # A file's send the client took nothing of for timeouts.body (the only
+            # deadline armed while one goes out, see _FileSender): the server gives
+            # up on the client; connection_lost cancels the request, waiting there,
+            # as the server's abort.
+            self.drop()
+            return
         if self.answering or self.queue:
             return
         if self._idle:
@@ -2241,6 +2259,8 @@ class HttpConnection(asyncio.Protocol):
         fd = os.dup(sock.fileno())
         self.held = None
         self.closing = True
+        if self._twin is not None:
+            self._close_twin()  # this process keeps no descriptor of the socket
         self._drop_timer()
         self.state.forget(self)
         transport.abort()  # closes only this process's descriptor: no FIN, no RST
@@ -2298,12 +2318,16 @@ class HttpConnection(asyncio.Protocol):
     def close(self) -> None:
         self.closing = True
         self._disarm()
+        if self._twin is not None:
+            self._close_twin()  # else the transport's close sends no FIN
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
     def abort(self) -> None:
         self.closing = True
         self._disarm()
+        if self._twin is not None:
+            self._close_twin()
         if self.transport is not None:
             self.transport.abort()
 
