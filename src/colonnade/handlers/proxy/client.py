@@ -128,23 +128,29 @@ class Wait(TaskWait):
     (``taskwait.finished_future``: the task reads its None result in C).
     Cancelled, the wake-up is handed the wait itself (whose ``result()`` raises)."""
 
-    __slots__ = ("done_future",)
+    __slots__ = ("_once", "done_future")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(loop)
         #: What a wake-up of a wait that ended well is handed.
         self.done_future: asyncio.Future[None] = finished_future(loop)
+        # The wait alone in a tuple, made once: each wait iterates it (a cycle
+        # with the wait, which lives as long as its connection; the collector
+        # frees the two once the connection is gone). Typed of any length:
+        # compiled, a tuple[object] is kept unboxed and boxed anew at each read.
+        self._once: tuple[object, ...] = (self,)
 
     def __await__(self) -> Generator[Any, None, None]:
         # An iterator of the wait itself, once, for the task (which then adds its
         # wake-up: asyncio's protocol), where a generator method would make a
-        # generator and its frame per wait. Woken, the task goes on (the
+        # generator and its frame per wait (and over a tuple made once, not one
+        # per wait: ~130 instructions). Woken, the task goes on (the
         # iterator is done: the await gives None); cancelled, its wake-up's
         # result() raises CancelledError into it at the await.
         state = self.state
         if state == PENDING:
             self._asyncio_future_blocking = True
-            return cast(Generator[Any, None, None], iter((self,)))
+            return cast(Generator[Any, None, None], iter(self._once))
         if state == CANCELLED:
             raise asyncio.CancelledError(self.message)
         return cast(Generator[Any, None, None], iter(()))
