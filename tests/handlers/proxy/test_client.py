@@ -4,14 +4,17 @@ timeouts, and that a connection whose state is not clean is never lent again."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from colonnade.handlers.proxy import client
 from colonnade.handlers.proxy.client import (
+    Connection,
     Pool,
     PoolSettings,
     Upstream,
@@ -393,10 +396,7 @@ def test_connection_read_from_inside_a_task_wakes_the_waiting_request() -> None:
     # runs (as a TLS transport's close would) wakes the request waiting for the
     # bytes, which then has them.
     async def main() -> None:
-        server, upstream = await tcp_server(answer_each)
-        pool = Pool(upstream, PoolSettings())
-        try:
-            conn = await pool.acquire()
+        async with _lent(PoolSettings()) as conn:
             waiter = conn.waiter(PATIENCE)
             task = asyncio.get_running_loop().create_task(_await(waiter))
             await asyncio.sleep(0)
@@ -407,12 +407,56 @@ def test_connection_read_from_inside_a_task_wakes_the_waiting_request() -> None:
             await asyncio.wait({task}, timeout=PATIENCE)
             assert task.done()
             assert conn.taken(PATIENCE) == b"ok"
-            conn.close()
-        finally:
-            pool.close()
-            await server.close()
 
     _run_leaving_tasks(main())
+
+
+@contextlib.asynccontextmanager
+async def _lent(settings: PoolSettings) -> AsyncIterator[Connection]:
+    # A connection of a pool of ``settings`` to a server answering each request,
+    # closed after, with the pool and the server.
+    server, upstream = await tcp_server(answer_each)
+    pool = Pool(upstream, settings)
+    try:
+        conn = await pool.acquire()
+        yield conn
+        conn.close()
+    finally:
+        pool.close()
+        await server.close()
+
+
+def test_reads_of_every_size_are_copied_out_whole() -> None:
+    # What each read puts in the pool's shared buffer is copied out at once
+    # (buffer_updated: _fields.c's take in the compiled build, a view's tobytes
+    # otherwise), whatever its size and whatever the read before it left there.
+    async def main() -> None:
+        async with _lent(PoolSettings(high_water=2048)) as conn:
+            for size in (2, 2, 1, 5, 2048, 3, 7):
+                data = bytes((size + i) % 256 for i in range(size))
+                view = conn.get_buffer(-1)
+                view[:size] = data
+                conn.buffer_updated(size)
+                assert conn.take() == data
+
+    _run_leaving_tasks(main())
+
+
+def test_take_in_c_copies_out_of_a_bytearray_and_refuses_the_rest() -> None:
+    if client._C_TAKE is None:
+        pytest.skip("a pure-Python build has no C take")
+    take = client._C_TAKE
+    buffer = bytearray(b"abcdef")
+    got = take(buffer, 3)
+    assert type(got) is bytes and got == b"abc"
+    assert take(buffer, 0) == b"" and take(buffer, 6) == b"abcdef"
+    for size in (-1, 7):
+        with pytest.raises(ValueError):
+            take(buffer, size)
+    with pytest.raises(TypeError):
+        take(memoryview(buffer), 1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        take(bytes(buffer), 1)  # type: ignore[arg-type]
 
 
 def _run_leaving_tasks(main: Coroutine[Any, Any, None]) -> None:

@@ -19,6 +19,11 @@
  *
  * join(parts) is b"".join(parts) for a list of bytes, the proxy's request head
  * (forward.outgoing): ~400 instructions fewer for its usual eight parts.
+ *
+ * take(buffer, size) is bytes(buffer[:size]) for a bytearray, what an upstream
+ * connection copies out of its pool's read buffer at each read (client.py's
+ * buffer_updated): ~250 instructions fewer than a memoryview's tobytes(), whose
+ * call parses its keyword argument and goes through the buffer protocol.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -586,11 +591,35 @@ join(PyObject *Py_UNUSED(module), PyObject *parts)
     return joined;
 }
 
+PyDoc_STRVAR(take_doc,
+"take(buffer, size, /)\n--\n\n"
+"bytes(buffer[:size]) for a bytearray (an upstream connection's read, copied\n"
+"out of its pool's read buffer): one allocation and a copy.");
+
+static PyObject *
+take(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyByteArray_CheckExact(args[0]) || !PyLong_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "take() takes a bytearray and an integer");
+        return NULL;
+    }
+    Py_ssize_t size = PyLong_AsSsize_t(args[1]);
+    if (size == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (size < 0 || size > PyByteArray_GET_SIZE(args[0])) {
+        PyErr_SetString(PyExc_ValueError, "take(): the size is out of the buffer's range");
+        return NULL;
+    }
+    return PyBytes_FromStringAndSize(PyByteArray_AS_STRING(args[0]), size);
+}
+
 static PyMethodDef methods[] = {
     {"header_lines", (PyCFunction)(void (*)(void))header_lines, METH_FASTCALL, header_lines_doc},
     {"response_head", (PyCFunction)(void (*)(void))response_head, METH_FASTCALL,
      response_head_doc},
     {"join", (PyCFunction)join, METH_O, join_doc},
+    {"take", (PyCFunction)(void (*)(void))take, METH_FASTCALL, take_doc},
     {NULL, NULL, 0, NULL},
 };
 
