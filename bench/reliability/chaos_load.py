@@ -339,8 +339,10 @@ async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 # -- what a process holds ------------------------------------------------------------------
 
 
-def _socket_inodes(pid: int) -> set[int]:
-    found = set()
+def _socket_fds(pid: int) -> list[int]:
+    """The socket inode of each of ``pid``'s socket descriptors (one per descriptor:
+    a duplicated socket's inode comes once per descriptor)."""
+    found = []
     try:
         for name in os.listdir(f"/proc/{pid}/fd"):
             try:
@@ -348,10 +350,14 @@ def _socket_inodes(pid: int) -> set[int]:
             except OSError:
                 continue
             if target.startswith("socket:["):
-                found.add(int(target[8:-1]))
+                found.append(int(target[8:-1]))
     except OSError:
         pass
     return found
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    return set(_socket_fds(pid))
 
 
 def _tcp_sockets() -> list[tuple[int, int, str, int]]:
@@ -388,10 +394,12 @@ def server_side_ports(pid: int, server_port: int) -> set[int]:
 
 
 def fd_split(pid: int) -> tuple[int, int]:
-    """(open fds of ``pid``, how many of them are TCP connections), from one listing
-    of its fds: a socket that is neither a unix socket nor a listening TCP socket
-    counts as a connection, also one that closed between the reads."""
-    inodes = _socket_inodes(pid)
+    """(open fds of ``pid``, how many of them are TCP connections' descriptors), from
+    one listing of its fds: a socket that is neither a unix socket nor a listening TCP
+    socket counts as a connection, also one that closed between the reads. Counted by
+    descriptor, not by socket: a connection that sent a large file holds a duplicate
+    of its socket for its lifetime (transport/connection.py ``_twin``)."""
+    fds = _socket_fds(pid)
     total = fd_count(pid)
     other = {inode for _, _, state, inode in _tcp_sockets() if state == "0A"}  # LISTEN
     try:
@@ -400,7 +408,7 @@ def fd_split(pid: int) -> tuple[int, int]:
             other.update(int(line.split()[6]) for line in f if len(line.split()) > 6)
     except OSError:
         pass
-    return total, len(inodes - other)
+    return total, sum(1 for inode in fds if inode not in other)
 
 
 def fd_count(pid: int) -> int:

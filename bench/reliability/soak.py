@@ -162,7 +162,7 @@ def report(
         "WebSocket echo sessions two at a time. Mix: ASGI and WSGI answers, static 1 KB and 1 MB,",
         "64 KB uploads to both apps, `Connection: close` requests, 500s from both apps and 404s.",
         f"Worker RSS and fds sampled every {args.sample:g} s; after the warm-up ({args.warmup:g} min) neither",
-        f"may grow by more than {GROWTH_LIMIT:.0%} (fds: those other than the client connections held at",
+        f"may grow by more than {GROWTH_LIMIT:.0%} (fds: those other than client connections' sockets (and duplicates) held at",
         "the sample, which come and go with the traffic). Run at "
         + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         + f"; the machine is shared with other work: {loads[0] if loads else '?'} at the start, "

@@ -1967,8 +1967,7 @@ class HttpConnection(asyncio.Protocol):
             sender.close()
             if corked and twin is not None:
                 _cork(twin, 0)
-            if self.closing or transport.is_closing():
-                self._close_twin()  # what a close or abort meanwhile left to this
+            self._close_twin()  # one descriptor per connection between sends (_make_twin)
 
     def _socket_fd(self) -> int:
         """The transport's socket descriptor (the transport is open)."""
@@ -1981,12 +1980,16 @@ class HttpConnection(asyncio.Protocol):
     def _make_twin(self) -> int:
         """The connection's duplicate of its socket, made now: its descriptor.
 
-        Made once per connection (by its first file large enough to be corked or
-        to wait on the client), not per response: a socket's dup was ~5.5k
-        instructions and five system calls of a 10 MiB response (session 24). It
-        is what a file's sender writes to and waits on (uvloop refuses a writer
-        on the transport's own descriptor, which it watches already), and the
-        socket object the cork is set on. It is closed with the connection
+        Made by a file's send that needs it (corked, or waiting on the client) and
+        closed when that send ends, so a connection holds one descriptor between
+        requests, as ``server.native_accept_is_safe`` counts them (max_connections
+        plus FD_RESERVE: a second per connection kept for its life could run the
+        process out of descriptors, where libuv's accept resets waiting clients).
+        (Kept per connection it would save one dup per large file, ~5.5k
+        instructions of a 10 MiB response's ~4 ms: not worth that.) It is what a
+        file's sender writes to and waits on (uvloop refuses a writer on the
+        transport's own descriptor, which it watches already), and the socket
+        object the cork is set on. Also closed with the connection
         (``_close_twin``: close, abort, detach, an upgrade, connection_lost),
         never while a file is going out (its writer is registered on it)."""
         transport = self.transport
