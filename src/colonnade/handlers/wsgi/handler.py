@@ -70,6 +70,7 @@ from colonnade.handlers.wsgi.bridge import (
     Bridge,
     Command,
     Outbox,
+    Posted,
     ThreadPool,
 )
 from colonnade.handlers.wsgi.config import WsgiSection
@@ -138,9 +139,13 @@ def _header_name(names: dict[str, bytes], name: str) -> bytes:
     return key
 
 
+#: An exchange's headers before start_response (never changed: see Exchange).
+_NO_HEADERS: Final[list[tuple[str, str]]] = []
+
+
 class Exchange:
     """The application's side of one request: ``start_response``, ``write``, the
-    iterable's outcome.
+    iterable's outcome (on the pool, also the thread's job: see :class:`_Answer`).
 
     With a bridge, ``write`` hands each chunk to the loop and waits until it is
     written (the application's thread). Without one (inline on the loop), the
@@ -154,7 +159,9 @@ class Exchange:
         self.bridge = bridge
         self.response = response
         self.status: str | None = None
-        self.headers: list[tuple[str, str]] = []
+        # One shared empty list until start_response gives the application's (it is
+        # replaced, never changed): no list made and freed per request.
+        self.headers: list[tuple[str, str]] = _NO_HEADERS
         self.head_sent = False
         self.pending: list[bytes] | None = None  # inline: written, not yet sent
         self.whole: bytes | None = None  # the body, where it was one declared chunk
@@ -476,7 +483,7 @@ class WsgiHost:
             "wsgi.input_terminated": True,
         }
         self.pool: ThreadPool | None = (
-            None if self.inline else ThreadPool(settings.threads, f"wsgi{mount or '/'}")
+            None if self.inline else ThreadPool(settings.threads, f"wsgi{mount or '/'}", _run)
         )
         self.name = application.id
         self._outbox: Outbox | None = None  # the serving loop's, once known
@@ -492,7 +499,6 @@ class WsgiHost:
         self._session_key = SESSION
         self._empty_body: Body = EMPTY_BODY
         self._clock: Callable[[], float] = monotonic
-        self._job: Callable[[_Answer], None] = _run
         # (not "_thread": mypyc names the C field "__thread", a C keyword)
         self._ident: Callable[[], int] = get_ident
         self._warned = -_WARN_EVERY  # when an inline call holding the loop was last logged
@@ -743,11 +749,11 @@ class WsgiHost:
 
     def _submit(self, job: _Answer) -> None:
         # The answer is the thread's job too (its application, environ and bridge):
-        # no tuple made per request to carry them.
+        # its bridge carries it to the thread (no tuple made per request).
         pool = self.pool
         if pool is None:
             raise RuntimeError("the WSGI thread pool is shut down")
-        pool.submit(self._job, job)
+        pool.submit(job.pool_bridge, job)
 
     async def _pooled(self, ctx: Context, environ: dict[str, Any], body: Body) -> None:
         # A request with a body on the pool: the body read first where it is small
@@ -755,19 +761,22 @@ class WsgiHost:
         bridge = self._bridge()
         spool = await self._prefetch(environ, body, self.settings.buffer_request_body)
         environ["wsgi.input"] = InputStream(bridge) if spool is None else spool
+        answer = _Answer(self, ctx, bridge, environ)
         try:
-            self._submit(_Answer(self, ctx, bridge, environ))
+            self._submit(answer)
         except BaseException:
             if spool is not None:
                 spool.close()
             raise
-        await self._serve(ctx, bridge, None, body, spool)
+        await self._serve(answer, None, body, spool)
 
     async def _serve(
-        self, ctx: Context, bridge: Bridge, command: Command | None, body: Body, spool: Any
+        self, answer: _Answer, command: Command | None, body: Body, spool: Any
     ) -> None:
         # Serve the application thread's commands, from ``command`` (None: the
         # first is still to come) until its response is complete.
+        ctx = answer.ctx
+        bridge = answer.pool_bridge
         waiting = False  # the thread waits for an answer
         op = -1
         # A request body the server refused while the application read it (413.1
@@ -785,7 +794,7 @@ class WsgiHost:
                     waiting = op == START or op == WRITE  # the thread awaits an answer
                     raise refused
                 if op == DONE:
-                    _set_whole(ctx.response, arg)
+                    _set_whole(ctx.response, answer.whole_response())
                     return
                 if op == STREAMED:
                     return
@@ -836,7 +845,7 @@ class _Answer(Exchange):
     to the task itself: one generator, where a coroutine awaiting the bridge
     would make two and pass every step through both."""
 
-    __slots__ = ("ctx", "environ", "host", "pool_bridge")
+    __slots__ = ("complete", "ctx", "environ", "host", "pool_bridge")
 
     def __init__(
         self, host: WsgiHost, ctx: Context, bridge: Bridge, environ: dict[str, Any]
@@ -848,6 +857,15 @@ class _Answer(Exchange):
         self.environ: dict[str, Any] | None = environ
         # The exchange's bridge, typed: never None here.
         self.pool_bridge = bridge
+        #: The whole response, set by the thread before it posts DONE (a command
+        #: that carries nothing: the one constant tuple _DONE).
+        self.complete: Whole | None = None
+
+    def whole_response(self) -> Whole:
+        """The whole response the thread set (after its DONE)."""
+        whole = self.complete
+        assert whole is not None  # DONE is posted only after it is set
+        return whole
 
     def __await__(self) -> Generator[Any, None, None]:
         bridge = self.pool_bridge
@@ -859,12 +877,18 @@ class _Answer(Exchange):
             bridge.abandon(False)
             raise
         if command[0] == DONE:
-            _set_whole(self.ctx.response, command[1])
+            _set_whole(self.ctx.response, self.whole_response())
             return
-        yield from self.host._serve(self.ctx, bridge, command, EMPTY_BODY, None).__await__()
+        yield from self.host._serve(self, command, EMPTY_BODY, None).__await__()
 
 
 # -- the application thread --------------------------------------------------------------
+
+
+#: The thread's final commands that carry nothing (a whole response is the answer's
+#: ``complete``): made once, not a tuple per request (objects: see bridge.Posted).
+_DONE: Final[Posted] = (DONE, None)
+_STREAMED: Final[Posted] = (STREAMED, None)
 
 
 def _run(job: _Answer) -> None:
@@ -874,7 +898,7 @@ def _run(job: _Answer) -> None:
     job.environ = None
     try:
         assert environ is not None  # each answer's job runs once
-        command = _respond(job.host.app, environ, job)
+        command: Posted = _respond(job.host.app, environ, job)
     except Exception as exc:
         command = FAILED, exc
     except BaseException as exc:
@@ -882,17 +906,18 @@ def _run(job: _Answer) -> None:
     job.pool_bridge.post(command)
 
 
-def _respond(app: WsgiApp, environ: dict[str, Any], exchange: Exchange) -> Command:
-    result = app(environ, exchange)
+def _respond(app: WsgiApp, environ: dict[str, Any], answer: _Answer) -> Posted:
+    result = app(environ, answer)
     try:
-        whole = _settle(exchange, result)
+        whole = _settle(answer, result)
         if whole is None:
-            for chunk in _pieces(exchange, result):
-                exchange.write(chunk)
-            whole = _finish(exchange)
+            for chunk in _pieces(answer, result):
+                answer.write(chunk)
+            whole = _finish(answer)
             if whole is None:
-                return STREAMED, None
-        return DONE, whole
+                return _STREAMED
+        answer.complete = whole
+        return _DONE
     finally:
         _close(result)
 
