@@ -86,8 +86,6 @@ log = logging.getLogger("colonnade.wsgi")
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
-#: A whole response: status, reason (None: the standard one), headers, body or file.
-Whole = tuple[int, bytes | None, Headers, bytes | FileBody]
 
 #: Bodies up to this size (declared, no ``Expect``) are read on the loop before the
 #: application runs: cheaper than fetching them from the thread.
@@ -141,6 +139,8 @@ def _header_name(names: dict[str, bytes], name: str) -> bytes:
 
 #: An exchange's headers before start_response (never changed: see Exchange).
 _NO_HEADERS: Final[list[tuple[str, str]]] = []
+#: An exchange's response headers until complete() (never given to a response).
+_NO_OUT_HEADERS: Final[Headers] = []
 
 
 class Exchange:
@@ -153,7 +153,19 @@ class Exchange:
     handler to write when the application hands control back.
     """
 
-    __slots__ = ("bridge", "head_sent", "headers", "pending", "response", "status", "whole")
+    __slots__ = (
+        "body",
+        "bridge",
+        "code",
+        "head_sent",
+        "headers",
+        "out_headers",
+        "pending",
+        "reason",
+        "response",
+        "status",
+        "whole",
+    )
 
     def __init__(self, bridge: Bridge | None, response: Response | None = None) -> None:
         self.bridge = bridge
@@ -165,6 +177,12 @@ class Exchange:
         self.head_sent = False
         self.pending: list[bytes] | None = None  # inline: written, not yet sent
         self.whole: bytes | None = None  # the body, where it was one declared chunk
+        # The whole response once complete() set it (kept here, not in a tuple made
+        # per request): status, reason (None: the standard one), headers, body or file.
+        self.code = 0
+        self.reason: bytes | None = None
+        self.out_headers: Headers = _NO_OUT_HEADERS
+        self.body: bytes | FileBody = b""
 
     def __call__(
         self,
@@ -251,6 +269,11 @@ class Exchange:
             self.whole = None
             self.pending = [held, data]
 
+    def complete(self, body: bytes | FileBody) -> None:
+        """The response is whole, with ``body``: its head made from start_response's."""
+        self.code, self.reason, self.out_headers = self.head()
+        self.body = body
+
     def declared_length(self) -> int | None:
         """The ``Content-Length`` the application set, if any."""
         for name, value in self.headers:
@@ -271,38 +294,38 @@ def _set_head(response: Response, code: int, reason: bytes | None, headers: Head
     response.skip_custom_errors = True
 
 
-def _set_whole(response: Response, whole: Whole) -> None:
-    code, reason, headers, content = whole
-    _set_head(response, code, reason, headers)
-    if type(content) is bytes:
-        response.body = content
+def _set_whole(response: Response, exchange: Exchange) -> None:
+    # The whole response complete() set on the exchange.
+    _set_head(response, exchange.code, exchange.reason, exchange.out_headers)
+    body = exchange.body
+    if type(body) is bytes:
+        response.body = body
     else:
-        response.file = content  # type: ignore[assignment]
+        response.file = body  # type: ignore[assignment]
 
 
-def _settle(exchange: Exchange, result: Iterable[bytes]) -> Whole | None:
-    # The whole response where the application's result gives it at once (a list,
-    # a tuple, one item, a file to send); None: it streams.
+def _settle(exchange: Exchange, result: Iterable[bytes]) -> bool:
+    # The response complete (set on the exchange) where the application's result
+    # gives it at once (a list, a tuple, one item, a file to send); False: it streams.
     if exchange.head_sent:  # the application used write(): stream the rest
-        return None
+        return False
     kind = type(result)
     if kind is list or kind is tuple:
         # As a list (items unchecked: _check_bytes says what is wrong): compiled
         # code indexes it directly. A tuple, rarer, is copied into one.
         chunks = cast("list[Any]", result) if kind is list else list(result)
         content = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        code, reason, headers = exchange.head()
-        return code, reason, headers, _check_bytes(content)
+        exchange.complete(_check_bytes(content))
+        return True
     if kind is FileWrapper:
         found = _sendable(result, exchange)  # type: ignore[arg-type]
         if found is not None:
-            code, reason, headers = exchange.head()
-            return code, reason, headers, found
+            exchange.complete(found)
+            return True
     elif getattr(kind, "__len__", None) is not None and len(result) == 1:  # type: ignore[arg-type]
-        content = next(iter(result))
-        code, reason, headers = exchange.head()
-        return code, reason, headers, _check_bytes(content)
-    return None
+        exchange.complete(_check_bytes(next(iter(result))))
+        return True
+    return False
 
 
 def _pieces(exchange: Exchange, result: Iterable[bytes]) -> Iterator[bytes]:
@@ -331,15 +354,16 @@ def _pieces(exchange: Exchange, result: Iterable[bytes]) -> Iterator[bytes]:
         yield chunk
 
 
-def _finish(exchange: Exchange) -> Whole | None:
-    # After the result was iterated: the whole response, or None where it streamed.
+def _finish(exchange: Exchange) -> bool:
+    # After the result was iterated: the response complete (set on the exchange),
+    # or False where it streamed.
     content = exchange.whole
     if content is None:
         if exchange.head_sent:
-            return None
+            return False
         content = b""
-    code, reason, headers = exchange.head()
-    return code, reason, headers, content
+    exchange.complete(content)
+    return True
 
 
 def _close(result: Iterable[bytes]) -> None:
@@ -654,7 +678,7 @@ class WsgiHost:
             except BaseException:
                 _close(result)
                 raise
-            if whole is None:
+            if not whole:
                 return self._inline_stream(ctx, exchange, result)
             _close(result)
         except Exception:
@@ -663,7 +687,7 @@ class WsgiHost:
             raise _app_error(exc) from None
         finally:
             self._held(ctx, started)
-        _set_whole(response, whole)
+        _set_whole(response, exchange)
         return None
 
     async def _inline_stream(
@@ -687,9 +711,8 @@ class WsgiHost:
                         await ctx.write(data)
                 if chunk is None:
                     break
-            whole = _finish(exchange)
-            if whole is not None:
-                _set_whole(ctx.response, whole)
+            if _finish(exchange):
+                _set_whole(ctx.response, exchange)
         finally:
             _close_inline(result)
 
@@ -794,7 +817,7 @@ class WsgiHost:
                     waiting = op == START or op == WRITE  # the thread awaits an answer
                     raise refused
                 if op == DONE:
-                    _set_whole(ctx.response, answer.whole_response())
+                    _set_whole(ctx.response, answer)
                     return
                 if op == STREAMED:
                     return
@@ -845,7 +868,7 @@ class _Answer(Exchange):
     to the task itself: one generator, where a coroutine awaiting the bridge
     would make two and pass every step through both."""
 
-    __slots__ = ("complete", "ctx", "environ", "host", "pool_bridge")
+    __slots__ = ("ctx", "environ", "host", "pool_bridge")
 
     def __init__(
         self, host: WsgiHost, ctx: Context, bridge: Bridge, environ: dict[str, Any]
@@ -857,15 +880,6 @@ class _Answer(Exchange):
         self.environ: dict[str, Any] | None = environ
         # The exchange's bridge, typed: never None here.
         self.pool_bridge = bridge
-        #: The whole response, set by the thread before it posts DONE (a command
-        #: that carries nothing: the one constant tuple _DONE).
-        self.complete: Whole | None = None
-
-    def whole_response(self) -> Whole:
-        """The whole response the thread set (after its DONE)."""
-        whole = self.complete
-        assert whole is not None  # DONE is posted only after it is set
-        return whole
 
     def __await__(self) -> Generator[Any, None, None]:
         bridge = self.pool_bridge
@@ -877,7 +891,7 @@ class _Answer(Exchange):
             bridge.abandon(False)
             raise
         if command[0] == DONE:
-            _set_whole(self.ctx.response, self.whole_response())
+            _set_whole(self.ctx.response, self)
             return
         yield from self.host._serve(self, command, EMPTY_BODY, None).__await__()
 
@@ -886,7 +900,8 @@ class _Answer(Exchange):
 
 
 #: The thread's final commands that carry nothing (a whole response is the answer's
-#: ``complete``): made once, not a tuple per request (objects: see bridge.Posted).
+#: fields, set by Exchange.complete() before DONE is posted): made once, not a tuple
+#: per request (objects: see bridge.Posted).
 _DONE: Final[Posted] = (DONE, None)
 _STREAMED: Final[Posted] = (STREAMED, None)
 
@@ -909,14 +924,11 @@ def _run(job: _Answer) -> None:
 def _respond(app: WsgiApp, environ: dict[str, Any], answer: _Answer) -> Posted:
     result = app(environ, answer)
     try:
-        whole = _settle(answer, result)
-        if whole is None:
+        if not _settle(answer, result):
             for chunk in _pieces(answer, result):
                 answer.write(chunk)
-            whole = _finish(answer)
-            if whole is None:
+            if not _finish(answer):
                 return _STREAMED
-        answer.complete = whole
         return _DONE
     finally:
         _close(result)
