@@ -651,3 +651,43 @@ def test_the_bridge_is_a_future_that_wakes_its_task_on_delivery(
             outbox.post(Bridge(outbox), (DONE, None))
     finally:
         loop.close()
+
+
+def test_a_pool_job_runs_in_a_copy_of_its_submitters_context() -> None:
+    import asyncio
+    import contextvars
+    import threading
+
+    from colonnade.handlers.wsgi.bridge import Bridge, Outbox, ThreadPool
+
+    # The request's bridge is the queue's item (no tuple per submission): it carries
+    # the job and a copy of the submitter's context to the thread, which takes both
+    # off it (the job, a request's answer, holds the bridge: no cycle is left). What
+    # a job sets in its context reaches neither the submitter nor the next job on
+    # that thread.
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    seen: list[tuple[object, str, str]] = []
+    done = threading.Semaphore(0)
+
+    def run(job: object) -> None:
+        seen.append((job, var.get(), threading.current_thread().name))
+        var.set(f"set by {job}")
+        done.release()
+
+    loop = asyncio.new_event_loop()
+    pool = ThreadPool(1, "probe", run)
+    try:
+        outbox = Outbox(loop)
+        bridges = [Bridge(outbox), Bridge(outbox)]
+        token = var.set("first")
+        pool.submit(bridges[0], "a")
+        var.set("second")
+        pool.submit(bridges[1], "b")
+        assert done.acquire(timeout=10) and done.acquire(timeout=10)
+        assert var.get() == "second"
+        var.reset(token)
+    finally:
+        pool.shutdown()
+        loop.close()
+    assert seen == [("a", "first", "probe-0"), ("b", "second", "probe-0")]
+    assert all(b.job is None and b.job_context is None for b in bridges)

@@ -1,8 +1,8 @@
 """The thread pool WSGI applications run on, and the channel back to the event loop.
 
 How this works: :class:`ThreadPool` is a minimal bounded pool: a ``SimpleQueue``
-and up to ``size`` daemon threads, started when queued calls outnumber the
-threads waiting for work.
+of requests' bridges, each carrying its job, and up to ``size`` daemon threads,
+started when queued jobs outnumber the threads waiting for work.
 
 :class:`Bridge` connects one request's application thread with the coroutine
 that runs the request on the loop. The thread *posts* commands (write this
@@ -46,7 +46,7 @@ from collections import deque
 from collections.abc import Callable, Generator
 from contextvars import Context, copy_context
 from threading import get_ident
-from typing import Any, Final, TypeVar
+from typing import Any, Final, cast
 
 from colonnade.core import loopwake
 from colonnade.core.taskwait import DONE as ENDED
@@ -65,8 +65,11 @@ STREAMED: Final = 5  # the streamed response is complete
 FAILED: Final = 6  # the application raised: the exception
 
 Command = tuple[int, Any]
-
-T = TypeVar("T")
+#: A command on its way from the thread to the coroutine, typed as an object: it
+#: is held as it is posted (a constant for the common final ones). Compiled, a
+#: parameter or variable typed ``Command`` holds the tuple unboxed (a C struct),
+#: and storing it in an attribute would box it again: a new tuple each time.
+Posted = object
 
 _GONE: Final = "the client went away"
 
@@ -162,7 +165,7 @@ class Outbox:
                 self._signal = signal
                 self._read = read
 
-    def post(self, bridge: Bridge, command: Command, answered: bool = True) -> None:
+    def post(self, bridge: Bridge, command: Posted, answered: bool = True) -> None:
         """Hand ``command`` to the loop (any thread). ``answered``: the thread will
         wait for the loop's answer, so a closed loop raises RuntimeError at once. A
         final command (``answered`` False: nobody waits for it) skips that check;
@@ -257,21 +260,25 @@ class Bridge(TaskWait):
     ``get_loop()`` by name), pending until a command is delivered, and pending
     again once the coroutine took it."""
 
-    __slots__ = ("_lock", "_reply", "command", "gone", "outbox", "posted")
+    __slots__ = ("_lock", "_reply", "command", "gone", "job", "job_context", "outbox", "posted")
 
     def __init__(self, outbox: Outbox) -> None:
         super().__init__(outbox.loop)
         self.state = PENDING  # waiting for the thread's first command
         self.outbox = outbox
         #: The command delivered and not yet taken by the awaiting coroutine.
-        self.command: Command | None = None
+        self.command: Posted = None
         #: The command posted by the thread and not yet delivered (the outbox's).
-        self.posted: Command | None = None
+        self.posted: Posted = None
         #: The request is over for the loop: the thread's commands get ConnectionError.
         self.gone = False
         # Made by the thread's first call(): a buffered response never needs one.
         self._lock: threading.Lock | None = None
         self._reply: Any = None
+        #: The request's job and a copy of its submitter's context, from
+        #: :meth:`ThreadPool.submit` until the thread that runs it takes them.
+        self.job: object = None
+        self.job_context: Context | None = None
 
     # -- the application thread ---------------------------------------------------------
 
@@ -295,7 +302,7 @@ class Bridge(TaskWait):
             raise reply
         return reply
 
-    def post(self, command: Command) -> None:
+    def post(self, command: Posted) -> None:
         """Post the final command (no answer)."""
         # Not contextlib.suppress: an interpreted context manager per request.
         try:  # noqa: SIM105
@@ -305,11 +312,11 @@ class Bridge(TaskWait):
 
     # -- the loop -----------------------------------------------------------------------
 
-    def deliver(self, command: Command) -> None:
+    def deliver(self, command: Posted) -> None:
         """Hand ``command`` to the request's coroutine and wake its task now (the
         outbox's drain: a loop callback, outside any task)."""
         if self.gone:  # the request is gone (its task cancelled, its write failed)
-            if command[0] < DONE:
+            if cast("Command", command)[0] < DONE:
                 self.answer(ClientDisconnectedError(_GONE))
             return
         self.command = command
@@ -336,7 +343,7 @@ class Bridge(TaskWait):
             return self.take()
         self.command = None
         self.state = PENDING
-        return command
+        return cast("Command", command)
 
     def wait(self) -> Bridge:
         """The bridge, marked as waited on: what an ``__await__`` yields to its task
@@ -352,7 +359,7 @@ class Bridge(TaskWait):
             raise asyncio.CancelledError(self.message)
         self.command = None
         self.state = PENDING
-        return command
+        return cast("Command", command)
 
     def answer(self, value: Any) -> None:
         """Wake the thread waiting in :meth:`call` with ``value``."""
@@ -372,7 +379,7 @@ class Bridge(TaskWait):
     def result(self) -> Command | None:
         """The command delivered; raises CancelledError where the wait was cancelled."""
         self.check()
-        return self.command
+        return cast("Command | None", self.command)
 
     def cancel(self, msg: object = None) -> bool:
         """Cancel the wait (the task's cancel()): the request is then gone too."""
@@ -383,18 +390,19 @@ class Bridge(TaskWait):
 
 
 class ThreadPool:
-    """At most ``size`` threads running submitted calls, started as needed.
+    """At most ``size`` threads each calling ``run(job)`` for the jobs submitted,
+    started as needed. The queue's item is the request's bridge, which carries its
+    job and context until a thread takes them: a submission makes no tuple.
 
-    A thread is started when a call is queued and the calls waiting outnumber
+    A thread is started when a job is queued and the jobs waiting outnumber
     the threads waiting for work; idle threads are kept.
     """
 
-    def __init__(self, size: int, name: str) -> None:
+    def __init__(self, size: int, name: str, run: Callable[[Any], object]) -> None:
         self.size = size
         self.name = name
-        self._queue: queue.SimpleQueue[tuple[Context, Callable[[Any], object], Any] | None] = (
-            queue.SimpleQueue()
-        )
+        self._run = run
+        self._queue: queue.SimpleQueue[Bridge | None] = queue.SimpleQueue()
         # Bound once (see Outbox): called on every submit.
         self._put = self._queue.put
         self._copy_context: Callable[[], Context] = copy_context
@@ -407,12 +415,14 @@ class ThreadPool:
         self._full = False
         self._closed = False
 
-    def submit(self, fn: Callable[[T], object], arg: T) -> None:
-        """Run ``fn(arg)`` on a pool thread, in a copy of the caller's context (one
-        argument: a call with ``*args`` would build a list per call)."""
+    def submit(self, bridge: Bridge, job: object) -> None:
+        """Run ``run(job)`` on a pool thread, in a copy of the caller's context;
+        ``bridge``, the request's, carries them there (it has no job queued yet)."""
         if self._closed:
             raise RuntimeError("the thread pool is shut down")
-        self._put((self._copy_context(), fn, arg))
+        bridge.job = job
+        bridge.job_context = self._copy_context()
+        self._put(bridge)
         if not self._full and self._qsize() > len(self._idle):
             thread = threading.Thread(
                 target=self._work, name=f"{self.name}-{len(self._threads)}", daemon=True
@@ -428,21 +438,27 @@ class ThreadPool:
         append = idle.append
         pop = idle.pop
         run_in = _run_in
+        run = self._run
         while True:
             if self._full:
-                item = get()
+                bridge = get()
             else:
                 append(None)
-                item = get()
+                bridge = get()
                 pop()
-            if item is None:
+            if bridge is None:
                 return
-            context, fn, arg = item
+            # Taken off the bridge: the job (the request's answer) holds the bridge,
+            # and a cycle would wait for the cycle collector.
+            job = bridge.job
+            context = bridge.job_context
+            bridge.job = bridge.job_context = None
+            del bridge
             try:
-                run_in(context, fn, arg)
-            except BaseException:  # the submitted calls report their own errors
+                run_in(context, run, job)  # type: ignore[arg-type]
+            except BaseException:  # the jobs report their own errors
                 log.exception("a WSGI pool thread's task failed")
-            del item, context, fn, arg
+            del job, context
 
     def shutdown(self) -> None:
         """Let every thread finish its current call and exit."""

@@ -70,6 +70,7 @@ from colonnade.handlers.wsgi.bridge import (
     Bridge,
     Command,
     Outbox,
+    Posted,
     ThreadPool,
 )
 from colonnade.handlers.wsgi.config import WsgiSection
@@ -85,8 +86,6 @@ log = logging.getLogger("colonnade.wsgi")
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
-#: A whole response: status, reason (None: the standard one), headers, body or file.
-Whole = tuple[int, bytes | None, Headers, bytes | FileBody]
 
 #: Bodies up to this size (declared, no ``Expect``) are read on the loop before the
 #: application runs: cheaper than fetching them from the thread.
@@ -138,9 +137,15 @@ def _header_name(names: dict[str, bytes], name: str) -> bytes:
     return key
 
 
+#: An exchange's headers before start_response (never changed: see Exchange).
+_NO_HEADERS: Final[list[tuple[str, str]]] = []
+#: An exchange's response headers until complete() (never given to a response).
+_NO_OUT_HEADERS: Final[Headers] = []
+
+
 class Exchange:
     """The application's side of one request: ``start_response``, ``write``, the
-    iterable's outcome.
+    iterable's outcome (on the pool, also the thread's job: see :class:`_Answer`).
 
     With a bridge, ``write`` hands each chunk to the loop and waits until it is
     written (the application's thread). Without one (inline on the loop), the
@@ -148,16 +153,36 @@ class Exchange:
     handler to write when the application hands control back.
     """
 
-    __slots__ = ("bridge", "head_sent", "headers", "pending", "response", "status", "whole")
+    __slots__ = (
+        "body",
+        "bridge",
+        "code",
+        "head_sent",
+        "headers",
+        "out_headers",
+        "pending",
+        "reason",
+        "response",
+        "status",
+        "whole",
+    )
 
     def __init__(self, bridge: Bridge | None, response: Response | None = None) -> None:
         self.bridge = bridge
         self.response = response
         self.status: str | None = None
-        self.headers: list[tuple[str, str]] = []
+        # One shared empty list until start_response gives the application's (it is
+        # replaced, never changed): no list made and freed per request.
+        self.headers: list[tuple[str, str]] = _NO_HEADERS
         self.head_sent = False
         self.pending: list[bytes] | None = None  # inline: written, not yet sent
         self.whole: bytes | None = None  # the body, where it was one declared chunk
+        # The whole response once complete() set it (kept here, not in a tuple made
+        # per request): status, reason (None: the standard one), headers, body or file.
+        self.code = 0
+        self.reason: bytes | None = None
+        self.out_headers: Headers = _NO_OUT_HEADERS
+        self.body: bytes | FileBody = b""
 
     def __call__(
         self,
@@ -244,6 +269,11 @@ class Exchange:
             self.whole = None
             self.pending = [held, data]
 
+    def complete(self, body: bytes | FileBody) -> None:
+        """The response is whole, with ``body``: its head made from start_response's."""
+        self.code, self.reason, self.out_headers = self.head()
+        self.body = body
+
     def declared_length(self) -> int | None:
         """The ``Content-Length`` the application set, if any."""
         for name, value in self.headers:
@@ -264,38 +294,38 @@ def _set_head(response: Response, code: int, reason: bytes | None, headers: Head
     response.skip_custom_errors = True
 
 
-def _set_whole(response: Response, whole: Whole) -> None:
-    code, reason, headers, content = whole
-    _set_head(response, code, reason, headers)
-    if type(content) is bytes:
-        response.body = content
+def _set_whole(response: Response, exchange: Exchange) -> None:
+    # The whole response complete() set on the exchange.
+    _set_head(response, exchange.code, exchange.reason, exchange.out_headers)
+    body = exchange.body
+    if type(body) is bytes:
+        response.body = body
     else:
-        response.file = content  # type: ignore[assignment]
+        response.file = body  # type: ignore[assignment]
 
 
-def _settle(exchange: Exchange, result: Iterable[bytes]) -> Whole | None:
-    # The whole response where the application's result gives it at once (a list,
-    # a tuple, one item, a file to send); None: it streams.
+def _settle(exchange: Exchange, result: Iterable[bytes]) -> bool:
+    # The response complete (set on the exchange) where the application's result
+    # gives it at once (a list, a tuple, one item, a file to send); False: it streams.
     if exchange.head_sent:  # the application used write(): stream the rest
-        return None
+        return False
     kind = type(result)
     if kind is list or kind is tuple:
         # As a list (items unchecked: _check_bytes says what is wrong): compiled
         # code indexes it directly. A tuple, rarer, is copied into one.
         chunks = cast("list[Any]", result) if kind is list else list(result)
         content = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        code, reason, headers = exchange.head()
-        return code, reason, headers, _check_bytes(content)
+        exchange.complete(_check_bytes(content))
+        return True
     if kind is FileWrapper:
         found = _sendable(result, exchange)  # type: ignore[arg-type]
         if found is not None:
-            code, reason, headers = exchange.head()
-            return code, reason, headers, found
+            exchange.complete(found)
+            return True
     elif getattr(kind, "__len__", None) is not None and len(result) == 1:  # type: ignore[arg-type]
-        content = next(iter(result))
-        code, reason, headers = exchange.head()
-        return code, reason, headers, _check_bytes(content)
-    return None
+        exchange.complete(_check_bytes(next(iter(result))))
+        return True
+    return False
 
 
 def _pieces(exchange: Exchange, result: Iterable[bytes]) -> Iterator[bytes]:
@@ -324,15 +354,16 @@ def _pieces(exchange: Exchange, result: Iterable[bytes]) -> Iterator[bytes]:
         yield chunk
 
 
-def _finish(exchange: Exchange) -> Whole | None:
-    # After the result was iterated: the whole response, or None where it streamed.
+def _finish(exchange: Exchange) -> bool:
+    # After the result was iterated: the response complete (set on the exchange),
+    # or False where it streamed.
     content = exchange.whole
     if content is None:
         if exchange.head_sent:
-            return None
+            return False
         content = b""
-    code, reason, headers = exchange.head()
-    return code, reason, headers, content
+    exchange.complete(content)
+    return True
 
 
 def _close(result: Iterable[bytes]) -> None:
@@ -476,7 +507,7 @@ class WsgiHost:
             "wsgi.input_terminated": True,
         }
         self.pool: ThreadPool | None = (
-            None if self.inline else ThreadPool(settings.threads, f"wsgi{mount or '/'}")
+            None if self.inline else ThreadPool(settings.threads, f"wsgi{mount or '/'}", _run)
         )
         self.name = application.id
         self._outbox: Outbox | None = None  # the serving loop's, once known
@@ -492,7 +523,6 @@ class WsgiHost:
         self._session_key = SESSION
         self._empty_body: Body = EMPTY_BODY
         self._clock: Callable[[], float] = monotonic
-        self._job: Callable[[_Answer], None] = _run
         # (not "_thread": mypyc names the C field "__thread", a C keyword)
         self._ident: Callable[[], int] = get_ident
         self._warned = -_WARN_EVERY  # when an inline call holding the loop was last logged
@@ -648,7 +678,7 @@ class WsgiHost:
             except BaseException:
                 _close(result)
                 raise
-            if whole is None:
+            if not whole:
                 return self._inline_stream(ctx, exchange, result)
             _close(result)
         except Exception:
@@ -657,7 +687,7 @@ class WsgiHost:
             raise _app_error(exc) from None
         finally:
             self._held(ctx, started)
-        _set_whole(response, whole)
+        _set_whole(response, exchange)
         return None
 
     async def _inline_stream(
@@ -681,9 +711,8 @@ class WsgiHost:
                         await ctx.write(data)
                 if chunk is None:
                     break
-            whole = _finish(exchange)
-            if whole is not None:
-                _set_whole(ctx.response, whole)
+            if _finish(exchange):
+                _set_whole(ctx.response, exchange)
         finally:
             _close_inline(result)
 
@@ -743,11 +772,11 @@ class WsgiHost:
 
     def _submit(self, job: _Answer) -> None:
         # The answer is the thread's job too (its application, environ and bridge):
-        # no tuple made per request to carry them.
+        # its bridge carries it to the thread (no tuple made per request).
         pool = self.pool
         if pool is None:
             raise RuntimeError("the WSGI thread pool is shut down")
-        pool.submit(self._job, job)
+        pool.submit(job.pool_bridge, job)
 
     async def _pooled(self, ctx: Context, environ: dict[str, Any], body: Body) -> None:
         # A request with a body on the pool: the body read first where it is small
@@ -755,19 +784,22 @@ class WsgiHost:
         bridge = self._bridge()
         spool = await self._prefetch(environ, body, self.settings.buffer_request_body)
         environ["wsgi.input"] = InputStream(bridge) if spool is None else spool
+        answer = _Answer(self, ctx, bridge, environ)
         try:
-            self._submit(_Answer(self, ctx, bridge, environ))
+            self._submit(answer)
         except BaseException:
             if spool is not None:
                 spool.close()
             raise
-        await self._serve(ctx, bridge, None, body, spool)
+        await self._serve(answer, None, body, spool)
 
     async def _serve(
-        self, ctx: Context, bridge: Bridge, command: Command | None, body: Body, spool: Any
+        self, answer: _Answer, command: Command | None, body: Body, spool: Any
     ) -> None:
         # Serve the application thread's commands, from ``command`` (None: the
         # first is still to come) until its response is complete.
+        ctx = answer.ctx
+        bridge = answer.pool_bridge
         waiting = False  # the thread waits for an answer
         op = -1
         # A request body the server refused while the application read it (413.1
@@ -785,7 +817,7 @@ class WsgiHost:
                     waiting = op == START or op == WRITE  # the thread awaits an answer
                     raise refused
                 if op == DONE:
-                    _set_whole(ctx.response, arg)
+                    _set_whole(ctx.response, answer)
                     return
                 if op == STREAMED:
                     return
@@ -859,12 +891,19 @@ class _Answer(Exchange):
             bridge.abandon(False)
             raise
         if command[0] == DONE:
-            _set_whole(self.ctx.response, command[1])
+            _set_whole(self.ctx.response, self)
             return
-        yield from self.host._serve(self.ctx, bridge, command, EMPTY_BODY, None).__await__()
+        yield from self.host._serve(self, command, EMPTY_BODY, None).__await__()
 
 
 # -- the application thread --------------------------------------------------------------
+
+
+#: The thread's final commands that carry nothing (a whole response is the answer's
+#: fields, set by Exchange.complete() before DONE is posted): made once, not a tuple
+#: per request (objects: see bridge.Posted).
+_DONE: Final[Posted] = (DONE, None)
+_STREAMED: Final[Posted] = (STREAMED, None)
 
 
 def _run(job: _Answer) -> None:
@@ -874,7 +913,7 @@ def _run(job: _Answer) -> None:
     job.environ = None
     try:
         assert environ is not None  # each answer's job runs once
-        command = _respond(job.host.app, environ, job)
+        command: Posted = _respond(job.host.app, environ, job)
     except Exception as exc:
         command = FAILED, exc
     except BaseException as exc:
@@ -882,17 +921,15 @@ def _run(job: _Answer) -> None:
     job.pool_bridge.post(command)
 
 
-def _respond(app: WsgiApp, environ: dict[str, Any], exchange: Exchange) -> Command:
-    result = app(environ, exchange)
+def _respond(app: WsgiApp, environ: dict[str, Any], answer: _Answer) -> Posted:
+    result = app(environ, answer)
     try:
-        whole = _settle(exchange, result)
-        if whole is None:
-            for chunk in _pieces(exchange, result):
-                exchange.write(chunk)
-            whole = _finish(exchange)
-            if whole is None:
-                return STREAMED, None
-        return DONE, whole
+        if not _settle(answer, result):
+            for chunk in _pieces(answer, result):
+                answer.write(chunk)
+            if not _finish(answer):
+                return _STREAMED
+        return _DONE
     finally:
         _close(result)
 
