@@ -218,6 +218,13 @@ SERVERS: dict[str, Server] = {
             f"{_CP} apps.asgi_hello:app --app-dir bench --root {{www}} {_B}",
             fallback=_CF,
         ),
+        # the pure install without its access log: like for like with the uvicorn row
+        Server(
+            "colonnade-asgi-py-nolog",
+            "colonnade",
+            f"{_CP} apps.asgi_hello:app --app-dir bench --root {{www}} {_B} --no-access-log",
+            fallback=_CF,
+        ),
         Server(
             "colonnade-asgi-trace-rule",
             "colonnade",
@@ -234,6 +241,14 @@ SERVERS: dict[str, Server] = {
             f"{BENCH_PY}/uvicorn apps.asgi_hello:app --app-dir bench --host {HOST} --port {{port}}"
             " --loop uvloop --http httptools --no-access-log --workers 1 --log-level warning",
             idle="--timeout-keep-alive 300",
+        ),
+        # uvicorn as installed: its access log on (one line per request to stdout,
+        # bench/out/logs/), log level info
+        Server(
+            "uvicorn-log",
+            "uvicorn",
+            f"{BENCH_PY}/uvicorn apps.asgi_hello:app --app-dir bench --host {HOST} --port {{port}}"
+            " --loop uvloop --http httptools --workers 1 --log-level info",
         ),
         Server(
             "granian-asgi",
@@ -498,6 +513,9 @@ class Workload:
 
 
 STATIC_NOLOG = ("colonnade-static-nolog", "nginx-nolog")
+# The pure install against uvicorn on equal terms: neither logs, or both do.
+ASGI_PY_NOLOG = ("colonnade-asgi-py-nolog", "uvicorn")
+ASGI_PY_LOG = ("colonnade-asgi-py", "uvicorn-log")
 # The anonymous static server first: the auth-* rows are compared with it.
 AUTH = ("colonnade-static", *(f"colonnade-auth-{scheme}" for scheme in AUTH_SCHEMES))
 # The pipeline-cost variants, measured in turns within one workload so that drift of the
@@ -523,6 +541,8 @@ OPS = ("colonnade-asgi-ops-off", "colonnade-asgi-ops")
 # fmt: off
 WORKLOADS: list[Workload] = [
     Workload("asgi-hello", "/", ASGI, aims=(("granian-asgi", 1.4), ("colonnade-asgi-py/uvicorn", 1.0)), issue=24, about="raw ASGI 3 app, 13-byte text/plain"),  # noqa: E501
+    Workload("asgi-hello-py-log-off", "/", ASGI_PY_NOLOG, about="asgi-hello, the pure-Python install against uvicorn with neither writing an access log (`--no-access-log` both)"),  # noqa: E501
+    Workload("asgi-hello-py-log-on", "/", ASGI_PY_LOG, about="asgi-hello, the pure-Python install against uvicorn with both writing an access log (colonnade's W3C file; uvicorn's default, a line per request to stdout, redirected to a file)"),  # noqa: E501
     Workload("wsgi-hello", "/", WSGI, aims=(("granian-wsgi", 1.0), ("gunicorn", 4.0)), issue=24, about="raw WSGI app, 13-byte text/plain; colonnade-wsgi runs it on the thread pool (the default), colonnade-wsgi-loop inline on the event loop (`--no-wsgi-blocking`, `[wsgi] blocking = false`)"),  # noqa: E501
     Workload("static-1k", "/1k.bin", STATIC, aims=(("nginx", 1.2),), issue=24, about="1 KiB static file"),  # noqa: E501
     Workload("cache-1k", "/1k.bin", CACHE, about="a WSGI app's 1 KiB answer from cache.output: in the worker's memory (colonnade-cached), in Redis on the same CPU (colonnade-cached-redis), against the 1 KiB static file (colonnade-static) and the app uncached (colonnade-wsgi-1k)", aims=(("colonnade-static", 0.8),), issue=20),  # noqa: E501
