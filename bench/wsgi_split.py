@@ -7,14 +7,23 @@ measures, per server and round, over one wrk run and per request:
 - each thread's CPU time (user, system: /proc/PID/task/TID/stat) and its voluntary and
   involuntary context switches (/proc/PID/task/TID/status), threads grouped by name
   (a pool's numbered threads, ``wsgi/-0``, ``wsgi/-1``, ..., as one ``wsgi/-*``);
+- with ``--perf``: one more run under ``perf stat --per-thread`` (tracepoints, not
+  ptrace: barely slowed), context switches and ``futex``, ``epoll_pwait``, ``read``
+  and ``write`` calls per request, of the processes' main threads (``L``: the
+  event loop; the master idles) and of their other threads (``T``: the pool's);
 - with ``--strace``: one more (slowed) run under ``strace -f -c -e trace=futex,...``,
   the calls per request (strace slows every call: compare the servers' ratios, not
   the absolute times).
 
+``all.cpu_us`` and ``all.sys_us`` are the processes' totals; the switches and a
+thread group's rows miss what threads that ended during the run spent (granian
+starts and ends blocking threads), and a thread's CPU time can read 0 where its
+runs are short (the pool's).
+
 Rounds alternate the servers (A B, A B, ...). Usage, from the repository root:
 
     bench/.venv/bin/python bench/wsgi_split.py --base-port 29000 [--rounds 3]
-        [--duration 5] [--strace] [--servers colonnade-wsgi,granian-wsgi]
+        [--duration 5] [--perf] [--strace] [--servers colonnade-wsgi,granian-wsgi]
 """
 
 from __future__ import annotations
@@ -68,12 +77,12 @@ def _threads(pids: list[int]) -> dict[str, dict[str, float]]:
 def measure(r: run.Running, args: argparse.Namespace) -> dict[str, float]:
     assert r.proc is not None
     pids = proxy_split._tree(r.proc.pid)
-    before = _threads(pids)
+    before, whole = _threads(pids), proxy_split._sum(pids)
     res = proxy_split._wrk(r.port, args.duration, args)
-    after = _threads(pids)
+    after, whole_after = _threads(pids), proxy_split._sum(pids)
     n = res["requests"]
     row = {"rps": res.get("rps", 0.0), "wrk_vcsw": res.get("wrk_vcsw", 0.0)}
-    total = defaultdict(float)
+    row["all.vcsw"] = row["all.ncsw"] = 0.0
     for name, b in after.items():
         a = before.get(name, {})
         cells = {k: b[k] - a.get(k, 0.0) for k in ("utime", "stime", "vcsw", "ncsw")}
@@ -84,29 +93,69 @@ def measure(r: run.Running, args: argparse.Namespace) -> dict[str, float]:
         row[f"{name}.sys_us"] = cells["stime"] / n * 1e6
         row[f"{name}.vcsw"] = cells["vcsw"] / n
         row[f"{name}.ncsw"] = cells["ncsw"] / n
-        for k, v in cells.items():
-            total[k] += v
-    row["all.cpu_us"] = (total["utime"] + total["stime"]) / n * 1e6
-    row["all.sys_us"] = total["stime"] / n * 1e6
-    row["all.vcsw"] = total["vcsw"] / n
-    row["all.ncsw"] = total["ncsw"] / n
+        row["all.vcsw"] += cells["vcsw"] / n  # (a process's status: its main thread's)
+        row["all.ncsw"] += cells["ncsw"] / n
+    # CPU time from the processes' totals (/proc/PID/stat): they keep what threads
+    # that ended meanwhile spent (granian's blocking threads come and go).
+    cells = {k: whole_after[k] - whole[k] for k in ("utime", "stime")}
+    row["all.cpu_us"] = (cells["utime"] + cells["stime"]) / n * 1e6
+    row["all.sys_us"] = cells["stime"] / n * 1e6
     return row
+
+
+_PERF_EVENTS = (
+    "context-switches",
+    "syscalls:sys_enter_futex",
+    "syscalls:sys_enter_epoll_pwait",
+    "syscalls:sys_enter_epoll_wait",
+    "syscalls:sys_enter_read",
+    "syscalls:sys_enter_write",
+)
+
+
+def _watched(
+    argv: list[str], r: run.Running, args: argparse.Namespace
+) -> tuple[list[int], dict[str, float]]:
+    """One wrk run with ``argv -p PIDS`` (perf, strace) attached to the server's
+    processes, stopped with SIGINT after it: the processes and wrk's figures."""
+    assert r.proc is not None
+    pids = proxy_split._tree(r.proc.pid)
+    argv = [*argv, "-p", ",".join(map(str, pids))]
+    watcher = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    res = proxy_split._wrk(r.port, args.duration, args)
+    watcher.send_signal(2)
+    watcher.wait(timeout=60)
+    return pids, res
+
+
+def under_perf(r: run.Running, args: argparse.Namespace) -> str:
+    """One wrk run under ``perf stat --per-thread``: each event per request, for the
+    processes' main threads (L) and their other threads (T)."""
+    out = run.OUT / f"wsgi-split-{r.server.name}.perf"
+    argv = ["perf", "stat", "--per-thread", "-x", ";", "-e", ",".join(_PERF_EVENTS)]
+    pids, res = _watched([*argv, "-o", str(out)], r, args)
+    n = res["requests"]
+    counts: dict[str, float] = defaultdict(float)
+    for line in out.read_text().splitlines():
+        cells = line.split(";")
+        if len(cells) < 4 or line.startswith("#"):
+            continue
+        with contextlib.suppress(ValueError):
+            tid = int(cells[0].rsplit("-", 1)[1])
+            who = "L" if tid in pids else "T"
+            counts[f"{who} {cells[3].removeprefix('syscalls:sys_enter_')}"] += float(cells[1])
+    lines = [f"{r.server.name}: {n:.0f} requests, {res.get('rps', 0):.0f} req/s under perf stat"]
+    lines += [f"  {k:24} {v / n:7.3f}/req" for k, v in sorted(counts.items())]
+    return "\n".join(lines)
 
 
 def under_strace(r: run.Running, args: argparse.Namespace, calls: str) -> str:
     """One wrk run with strace -f -c attached to the server's processes: calls per
     request of each kind in ``calls``."""
-    assert r.proc is not None
-    pids = proxy_split._tree(r.proc.pid)
     out = run.OUT / f"wsgi-split-{r.server.name}.strace"
     argv = ["strace", "-f", "-c", "-e", f"trace={calls}", "-o", str(out)]
-    for pid in pids:
-        argv += ["-p", str(pid)]
-    tracer = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1.0)
-    res = proxy_split._wrk(r.port, args.duration, args)
-    tracer.send_signal(2)
-    tracer.wait(timeout=60)
+    _, res = _watched(argv, r, args)
     n = res["requests"]
     lines = [f"{r.server.name}: {n:.0f} requests, {res.get('rps', 0):.0f} req/s under strace"]
     for line in out.read_text().splitlines():
@@ -123,6 +172,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--servers", default="colonnade-wsgi,granian-wsgi")
+    ap.add_argument("--perf", action="store_true", help="one more run under perf stat")
     ap.add_argument("--strace", action="store_true", help="one more run under strace -c")
     ap.add_argument("--calls", default="futex,epoll_wait,epoll_pwait,read,write,recvfrom,sendto")
     own = ap.parse_args()
@@ -138,6 +188,8 @@ def main() -> int:
             for k in sorted({k for x in rows[name] for k in x}):
                 values = [x.get(k, 0.0) for x in rows[name]]
                 print(f"  {k:32}{statistics.median(values):12.3f}")
+        if own.perf:
+            print("\n".join(under_perf(r, args) for r in running))
         if own.strace:
             print("\n".join(under_strace(r, args, own.calls) for r in running))
     return 0

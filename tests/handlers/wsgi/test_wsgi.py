@@ -732,3 +732,24 @@ def test_batch_scheduling_reports_a_refusal() -> None:
     thread.start()
     thread.join()
     assert seen == [False, True, True, True]
+
+
+@_LINUX_ONLY
+def test_batch_scheduling_keeps_a_policy_an_operator_chose() -> None:
+    import threading
+
+    from colonnade.handlers.wsgi import bridge
+
+    # A thread under another policy than the default (here SCHED_IDLE, which needs
+    # no privilege; an operator's chrt -f would be a real-time one) keeps it.
+    seen: list[object] = []
+
+    def probe() -> None:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        seen.append(bridge.batch_scheduling())
+        seen.append(os.sched_getscheduler(0))
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    thread.join()
+    assert seen == [False, os.SCHED_IDLE]

@@ -394,8 +394,10 @@ _SCHED_BATCH: Final[int | None] = getattr(os, "SCHED_BATCH", None)
 
 
 def batch_scheduling() -> bool:
-    """Put the calling thread under ``SCHED_BATCH`` (Linux); False where that is
-    unavailable or refused (the thread then stays as it was).
+    """Put the calling thread under ``SCHED_BATCH`` (Linux) where it runs under the
+    default policy; False where it runs under another (an operator's ``chrt``: a
+    real-time or idle policy is kept) or the call is unavailable or refused (the
+    thread then stays as it was).
 
     Why the pool's threads are: a thread woken under ``SCHED_BATCH`` does not
     preempt the thread running on its CPU, it runs once that one blocks or its
@@ -414,6 +416,8 @@ def batch_scheduling() -> bool:
         return False
     try:
         # pid 0: the calling thread (Linux's scheduler calls act on a thread id).
+        if os.sched_getscheduler(0) != os.SCHED_OTHER:
+            return False
         os.sched_setscheduler(0, policy, os.sched_param(0))
     except (OSError, AttributeError):  # a sandbox refusing it; no such call here
         return False

@@ -40,7 +40,8 @@ class WsgiSection(Section, frozen=True):
     under load (0.24 -> 0.06 on one CPU, the WSGI hello benchmark); the threads'
     share of the CPU is unchanged. Threads the application starts from a request
     inherit the policy. ``false`` keeps the default policy (on a CPU shared with
-    other busy processes, a woken thread then preempts them sooner); ignored
+    other busy processes, a woken thread then preempts them sooner). Threads
+    running under another policy than the default (``chrt``) keep theirs; ignored
     where the system has no ``SCHED_BATCH``."""
     buffer_request_body: bool = True
     """Read the whole request body before the application runs, so that a slow
