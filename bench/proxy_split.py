@@ -32,6 +32,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -229,6 +230,54 @@ def callgrind(name: str, who: str, n: int, conns: int, args: argparse.Namespace)
             run.stop_run(r)
 
 
+def client_args(base_port: int, duration: int) -> argparse.Namespace:
+    """run.py's arguments for these scripts: the server CPU 0 and the client CPU 1
+    unless run.py's defaults say otherwise; this process moved to the client CPU."""
+    args = run.parse_args(["--base-port", str(base_port), "--out", "-"])
+    args.duration = duration
+    args.server_cpu = 0 if args.server_cpu is None else args.server_cpu
+    args.client_cpu = 1 if args.client_cpu is None else args.client_cpu
+    with contextlib.suppress(OSError):
+        os.sched_setaffinity(0, {args.client_cpu})
+    return args
+
+
+@contextlib.contextmanager
+def serving(names: list[str], tag: str, args: argparse.Namespace) -> Iterator[list[run.Running]]:
+    """Each named server started and warmed up with a second of wrk, stopped on
+    leaving; an empty list (said on stderr) where one failed to start."""
+    running: list[run.Running] = []
+    try:
+        for name in names:
+            r = run.start_server(name, tag, args, "/")
+            if r.error:
+                print(f"{name}: {r.error}", file=sys.stderr)
+                running.append(r)
+                yield []
+                return
+            running.append(r)
+            _wrk(r.port, 1, args)  # warm-up
+        yield running
+    finally:
+        for r in running:
+            run.stop_run(r)
+
+
+def measure_rounds(
+    running: list[run.Running],
+    rounds: int,
+    measure: Callable[[run.Running, argparse.Namespace], dict[str, float]],
+    args: argparse.Namespace,
+) -> dict[str, list[dict[str, float]]]:
+    """``measure`` each server in turn (A B, A B, ...), ``rounds`` times: each
+    server's rows, by its name."""
+    rows: dict[str, list[dict[str, float]]] = {r.server.name: [] for r in running}
+    for _ in range(rounds):
+        for r in running:
+            rows[r.server.name].append(measure(r, args))
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--base-port", type=int, default=21000)
@@ -241,12 +290,7 @@ def main() -> int:
     ap.add_argument("--conns", type=int, default=64, help="--callgrind: connections")
     ap.add_argument("--requests", default="1000,3000", help="--callgrind: N1,N2")
     own = ap.parse_args()
-    args = run.parse_args(["--base-port", str(own.base_port), "--out", "-"])
-    args.duration = own.duration
-    args.server_cpu = 0 if args.server_cpu is None else args.server_cpu
-    args.client_cpu = 1 if args.client_cpu is None else args.client_cpu
-    with contextlib.suppress(OSError):
-        os.sched_setaffinity(0, {args.client_cpu})
+    args = client_args(own.base_port, own.duration)
     names = own.servers.split(",")
     if own.callgrind:
         args.colonnade_workers = 0  # as run.py under valgrind (no pidfd_open)
@@ -257,19 +301,10 @@ def main() -> int:
             per = (t2 - t1) / (n2 - n1)
             print(f"{name} {own.callgrind} at {own.conns} connections: {per:,.0f} instr/request")
         return 0
-    running: list[run.Running] = []
-    try:
-        for name in names:
-            r = run.start_server(name, "split", args, "/")
-            if r.error:
-                print(f"{name}: {r.error}", file=sys.stderr)
-                return 1
-            running.append(r)
-            _wrk(r.port, 1, args)  # warm-up
-        rows: dict[str, list[dict[str, float]]] = {n: [] for n in names}
-        for _ in range(own.rounds):
-            for r in running:
-                rows[r.server.name].append(measure(r, args))
+    with serving(names, "split", args) as running:
+        if not running:
+            return 1
+        rows = measure_rounds(running, own.rounds, measure, args)
         keys = list(rows[names[0]][0]) if own.rounds else []
         print(f"{'median of ' + str(own.rounds):22}" + "".join(f"{n:>18}" for n in names))
         for k in keys:
@@ -281,9 +316,6 @@ def main() -> int:
         if own.perf:
             for r in running:
                 profile(r, args)
-    finally:
-        for r in running:
-            run.stop_run(r)
     return 0
 
 

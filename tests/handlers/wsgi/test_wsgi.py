@@ -691,3 +691,65 @@ def test_a_pool_job_runs_in_a_copy_of_its_submitters_context() -> None:
         loop.close()
     assert seen == [("a", "first", "probe-0"), ("b", "second", "probe-0")]
     assert all(b.job is None and b.job_context is None for b in bridges)
+
+
+_BATCH = getattr(os, "SCHED_BATCH", None)
+_LINUX_ONLY = pytest.mark.skipif(_BATCH is None, reason="SCHED_BATCH is Linux's")
+
+
+@_LINUX_ONLY
+@pytest.mark.parametrize("batch", [True, False])
+def test_pool_threads_run_under_sched_batch_unless_told_not_to(batch: bool) -> None:
+    # A pool thread woken for a job must not preempt the loop's thread, which holds
+    # the GIL it needs (SCHED_BATCH: no preemption on wake-up); [wsgi] batch_threads
+    # = false keeps the default policy. The test's own thread is left as it was.
+    own = os.sched_getscheduler(0)
+    with client(f"{APPS}:sched_policy", sections={"wsgi": {"batch_threads": batch}}) as c:
+        policy = int(c.get("/").text)
+    assert policy == (_BATCH if batch else own)
+    assert os.sched_getscheduler(0) == own
+
+
+@_LINUX_ONLY
+def test_batch_scheduling_reports_a_refusal() -> None:
+    import threading
+    from unittest import mock
+
+    from colonnade.handlers.wsgi import bridge
+
+    # Refused (a sandbox's filter, an unknown policy), the thread runs on as it was.
+    seen: list[bool] = []
+    refused = mock.patch.object(bridge.os, "sched_setscheduler", side_effect=PermissionError)
+
+    def probe() -> None:
+        with refused:
+            seen.append(bridge.batch_scheduling())
+        seen.append(os.sched_getscheduler(0) != _BATCH)
+        seen.append(bridge.batch_scheduling())
+        seen.append(os.sched_getscheduler(0) == _BATCH)
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    thread.join()
+    assert seen == [False, True, True, True]
+
+
+@_LINUX_ONLY
+def test_batch_scheduling_keeps_a_policy_an_operator_chose() -> None:
+    import threading
+
+    from colonnade.handlers.wsgi import bridge
+
+    # A thread under another policy than the default (here SCHED_IDLE, which needs
+    # no privilege; an operator's chrt -f would be a real-time one) keeps it.
+    seen: list[object] = []
+
+    def probe() -> None:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        seen.append(bridge.batch_scheduling())
+        seen.append(os.sched_getscheduler(0))
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    thread.join()
+    assert seen == [False, os.SCHED_IDLE]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 import threading
 import time
@@ -318,6 +319,11 @@ def where(environ: Environ, start_response: StartResponse) -> list[bytes]:
     """Answers the thread it runs on and what wsgi.multithread says."""
     name = threading.current_thread().name
     return _text(start_response, f"{name} {environ['wsgi.multithread']}".encode())
+
+
+def sched_policy(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    """Answers the scheduling policy of the thread it runs on (os.sched_getscheduler)."""
+    return _text(start_response, str(os.sched_getscheduler(0)).encode())
 
 
 #: How many chunks ``counted_stream`` produced so far.

@@ -389,18 +389,59 @@ class Bridge(TaskWait):
         return True
 
 
+#: Linux's scheduling policy for CPU-bound threads (None elsewhere).
+_SCHED_BATCH: Final[int | None] = getattr(os, "SCHED_BATCH", None)
+
+
+def batch_scheduling() -> bool:
+    """Put the calling thread under ``SCHED_BATCH`` (Linux) where it runs under the
+    default policy; False where it runs under another (an operator's ``chrt``: a
+    real-time or idle policy is kept) or the call is unavailable or refused (the
+    thread then stays as it was).
+
+    Why the pool's threads are: a thread woken under ``SCHED_BATCH`` does not
+    preempt the thread running on its CPU, it runs once that one blocks or its
+    time slice ends; its share of the CPU is unchanged (same weight, same slices).
+    A pool thread woken for a job needs the GIL, which the loop's thread holds
+    while it runs, so preempting the loop only to block on the GIL again was two
+    context switches for nothing, and more at each later hand-over of the GIL
+    (the waker still holds the GIL's mutex when its signal lets the other run).
+    Measured on one CPU under load (wsgi-hello, 64 connections, bench/wsgi_split.py):
+    0.24 context switches and 0.29 ``futex`` calls per request before, 0.06 and
+    0.07 after. The loop's thread keeps the default policy: it still preempts
+    whatever runs when a connection or a pool thread wakes it.
+    """
+    policy = _SCHED_BATCH
+    if policy is None:
+        return False
+    try:
+        # pid 0: the calling thread (Linux's scheduler calls act on a thread id).
+        if os.sched_getscheduler(0) != os.SCHED_OTHER:
+            return False
+        os.sched_setscheduler(0, policy, os.sched_param(0))
+    except (OSError, AttributeError):  # a sandbox refusing it; no such call here
+        return False
+    return True
+
+
 class ThreadPool:
     """At most ``size`` threads each calling ``run(job)`` for the jobs submitted,
     started as needed. The queue's item is the request's bridge, which carries its
     job and context until a thread takes them: a submission makes no tuple.
 
     A thread is started when a job is queued and the jobs waiting outnumber
-    the threads waiting for work; idle threads are kept.
+    the threads waiting for work; idle threads are kept. With ``batch`` (the
+    default) each thread puts itself under ``SCHED_BATCH`` first
+    (:func:`batch_scheduling`): woken for a job, it waits for the loop's thread
+    to block or use up its slice instead of preempting it.
     """
 
-    def __init__(self, size: int, name: str, run: Callable[[Any], object]) -> None:
+    def __init__(
+        self, size: int, name: str, run: Callable[[Any], object], batch: bool = True
+    ) -> None:
         self.size = size
         self.name = name
+        self.batch = batch
         self._run = run
         self._queue: queue.SimpleQueue[Bridge | None] = queue.SimpleQueue()
         # Bound once (see Outbox): called on every submit.
@@ -432,6 +473,8 @@ class ThreadPool:
             thread.start()
 
     def _work(self) -> None:
+        if self.batch:
+            batch_scheduling()
         get = self._queue.get
         idle = self._idle
         # Bound once: a method call by name costs a lookup each time.

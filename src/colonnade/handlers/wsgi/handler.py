@@ -507,7 +507,9 @@ class WsgiHost:
             "wsgi.input_terminated": True,
         }
         self.pool: ThreadPool | None = (
-            None if self.inline else ThreadPool(settings.threads, f"wsgi{mount or '/'}", _run)
+            None
+            if self.inline
+            else ThreadPool(settings.threads, f"wsgi{mount or '/'}", _run, settings.batch_threads)
         )
         self.name = application.id
         self._outbox: Outbox | None = None  # the serving loop's, once known
