@@ -9,7 +9,6 @@ from __future__ import annotations
 import socket
 import struct
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,15 +32,6 @@ WEBSOCKET = (
     b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
     b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
 )
-
-
-@pytest.fixture
-def gate() -> Iterator[None]:
-    asgi_apps.GATE.clear()
-    try:
-        yield
-    finally:
-        asgi_apps.GATE.set()  # no application left waiting
 
 
 def push(sock: socket.socket, data: bytes, seconds: float) -> int:

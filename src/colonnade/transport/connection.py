@@ -892,6 +892,8 @@ class Exchange(TransportWriter):
         # Reading stopped on too many bytes held meanwhile: the channel resumes it.
         paused, conn._read_paused_for_upgrade = conn._read_paused_for_upgrade, False
         raw = conn.raw = RawChannel(conn, conn.h1.trailing_data, paused)
+        if conn.eof:
+            raw.feed_eof()  # the client closed its side before the switch
         router = conn.state.router
         if conn.stopping or (router is not None and router.draining):
             # Upgraded after a stop or a drain began (the request was in flight):
@@ -1508,6 +1510,10 @@ class HttpConnection(asyncio.Protocol):
         if data:
             self._counts.received -= len(data)  # counted once already, as it came
             self.data_received(data)
+            if self.eof and not self.closing and self.eof_received() is None:
+                # The client's FIN came while they were held (h1.feed_eof): the
+                # requests among them are answered, then the connection closes.
+                self.close()
             return
         live = self._live
         self._arm(live.keep_alive)
