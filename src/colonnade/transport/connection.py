@@ -1390,6 +1390,8 @@ class HttpConnection(asyncio.Protocol):
         )
         live = self._live
         router = live.router
+        if router is not None and (self.closing or (self.queue and not self.queue[-1].keep_alive)):
+            return  # after a request refused below: never answered either
         if router is not None and not router.admits(self, request):
             if self.tls is not None:
                 # Its SNI name brought the connection here, its Host names a site of
@@ -1399,11 +1401,14 @@ class HttpConnection(asyncio.Protocol):
                 )
                 return
             # A pipelined request for another pool: its bytes are parsed already and
-            # cannot be handed over. Answer the ones before it, then close; clients
-            # retry unanswered pipelined requests (RFC 9112 9.3.2).
-            self.closing = True
+            # cannot be handed over. The ones before it are answered, the last with
+            # Connection: close (its exchange's keep_alive), then the connection
+            # closes; clients retry unanswered pipelined requests (RFC 9112 9.3.2).
             self._pause_reading()
-            if not self.answering and not self.queue:
+            queue = self.queue
+            if queue:
+                queue[-1].keep_alive = False
+            else:
                 self.close()
             return
         record = None
