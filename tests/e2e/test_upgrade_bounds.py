@@ -94,3 +94,20 @@ def test_bytes_after_an_upgrade_request_being_answered_stop_the_reading(
         got = conn.response()
         assert (got.status, got.body) == (200, b"answered")
         assert got.headers["connection"] == "close"
+
+
+def test_an_answer_that_closes_for_too_much_held_arrives_whole(tmp_path: Path, gate: None) -> None:
+    # The bytes held (and those the kernel took since) were never read: a plain
+    # close would reset the connection and lose what the kernel still had to send
+    # of the answer. It lingers instead (reads and drops them after its FIN).
+    junk = bytes(FLOOD)
+    with (
+        live(site_config(f"{APPS}:gated_big"), tmp_path) as server,
+        Conn(server.port) as conn,
+    ):
+        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+        push(conn.sock, junk, PUSH)
+        asgi_apps.GATE.set()
+        got = conn.response()
+        assert got.headers["connection"] == "close"
+        assert (got.status, len(got.body)) == (200, asgi_apps.BIG)

@@ -755,12 +755,13 @@ class Exchange(TransportWriter):
             self._overtaken()
         elif not conn.h1.keep_alive:
             body = self.body
-            if body is None or body.complete:
+            if (body is None or body.complete) and not conn._read_paused_for_upgrade:
                 # The connection's last answer (its head said close): the connection
                 # closes now (what is queued leaves first), not when the application
                 # returns, so that work it does after its answer holds up no client
                 # that reads to the close (an HTTP/1.0 body framed by it). The close
-                # _finish would make; a body not all read lingers there instead.
+                # _finish would make; a body not all read, or bytes held after an
+                # upgrade request (reading stopped), linger there instead.
                 conn.close()
 
     def _overtaken(self) -> None:
@@ -1861,8 +1862,12 @@ class HttpConnection(asyncio.Protocol):
             or (body is not None and not body.complete)
             or not self.h1.keep_alive
         ):
-            if body is not None and not body.complete:
-                self.linger()  # the client may still be sending it
+            if (body is not None and not body.complete) or self._read_paused_for_upgrade:
+                # The client may still be sending (its body, or more than could be
+                # held after an upgrade request): a close with its bytes unread
+                # would reset the connection, losing what the kernel still had to
+                # send of the answer.
+                self.linger()
             else:
                 self.close()
             return
