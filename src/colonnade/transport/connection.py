@@ -1311,6 +1311,32 @@ class HttpConnection(asyncio.Protocol):
             # every answer makes anyway): an answer that kept it reads HTTP again.
             self.pending_error = _HTTP_AGAIN
 
+    def _refused(self, router: ConnectionRouter, request: Request) -> bool:
+        """Whether the request whose head just came is not answered here: it is
+        another pool's (``router``), or pipelined behind one that was."""
+        queue = self.queue
+        if self.closing or (queue and not queue[-1].keep_alive):
+            return True  # behind a request refused below: never answered either
+        if router.admits(self, request):
+            return False
+        if self.tls is not None:
+            # Its SNI name brought the connection here, its Host names a site of
+            # another pool, and a TLS session cannot move: RFC 9110 15.5.20.
+            self._on_protocol_error(
+                ProtocolError(421, "this connection cannot serve that host name")
+            )
+            return True
+        # A pipelined request for another pool: its bytes are parsed already and
+        # cannot be handed over. The ones before it are answered, the last with
+        # Connection: close (its exchange's keep_alive), then the connection
+        # closes; clients retry unanswered pipelined requests (RFC 9112 9.3.2).
+        self._pause_reading()
+        if queue:
+            queue[-1].keep_alive = False
+        else:
+            self.close()
+        return True
+
     def _to_http2(self) -> None:
         # HTTP/2 by prior knowledge: the connection's bytes so far, the preface
         # included, go to an HTTP/2 protocol that takes over the transport.
@@ -1391,26 +1417,7 @@ class HttpConnection(asyncio.Protocol):
         )
         live = self._live
         router = live.router
-        if router is not None and (self.closing or (self.queue and not self.queue[-1].keep_alive)):
-            return  # after a request refused below: never answered either
-        if router is not None and not router.admits(self, request):
-            if self.tls is not None:
-                # Its SNI name brought the connection here, its Host names a site of
-                # another pool, and a TLS session cannot move: RFC 9110 15.5.20.
-                self._on_protocol_error(
-                    ProtocolError(421, "this connection cannot serve that host name")
-                )
-                return
-            # A pipelined request for another pool: its bytes are parsed already and
-            # cannot be handed over. The ones before it are answered, the last with
-            # Connection: close (its exchange's keep_alive), then the connection
-            # closes; clients retry unanswered pipelined requests (RFC 9112 9.3.2).
-            self._pause_reading()
-            queue = self.queue
-            if queue:
-                queue[-1].keep_alive = False
-            else:
-                self.close()
+        if router is not None and self._refused(router, request):
             return
         record = None
         cache = live.respcache
