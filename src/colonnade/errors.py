@@ -141,8 +141,10 @@ class ServerAbortedError(ClientDisconnectedError):
     """The server dropped the connection (or HTTP/2 stream) under the request
     itself: a timer gave up on the client (a body or a reading below the minimum
     rate once the answer began, a send stuck for ``timeouts.body``), the client
-    broke the HTTP/2 protocol, or a stop's (or a pool worker's drain's) deadline
-    passed with the request unfinished.
+    broke the HTTP/2 protocol, a stop's (or a pool worker's drain's) deadline
+    passed with the request unfinished, or its response failed half-way (the
+    application raised after the head went out: the pipeline's ``_abort``, with
+    the failure as its ``__cause__``, logged in the error log already).
 
     Not the client's leaving, but ended alike, as nobody is left to answer: no
     error page, no error log line, the always-run stages run. The access log tells

@@ -23,6 +23,7 @@ from colonnade.pools.single import new_event_loop, serve
 from colonnade.testing import build_engine
 from colonnade.transport.server import HttpServer, ServerState
 from colonnade.transport.sockets import bind_socket
+from tests.hosting.apps import asgi_apps
 from tests.support.wait import PATIENCE, wait_for
 
 T = TypeVar("T")
@@ -218,3 +219,14 @@ class Process:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
+
+
+@pytest.fixture
+def gate() -> Iterator[None]:
+    """``asgi_apps.GATE`` cleared for the test (its applications wait at it), set
+    again after it: no application left waiting."""
+    asgi_apps.GATE.clear()
+    try:
+        yield
+    finally:
+        asgi_apps.GATE.set()

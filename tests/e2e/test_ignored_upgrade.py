@@ -5,6 +5,8 @@ for the next request where that is safe (as nginx does). ``curl --http2`` on an
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 
 from tests.e2e.conftest import LiveServer
 from tests.e2e.wire import Conn
+from tests.hosting.apps import asgi_apps
 from tests.hosting.support import live, site_config
 
 pytestmark = pytest.mark.e2e
@@ -126,3 +129,80 @@ def test_a_websocket_upgrade_still_switches_protocols(tmp_path: Path) -> None:
         while len(conn.buf) < 4:
             assert conn._fill()
         assert conn.buf[:4] == b"\x81\x02hi"
+
+
+def test_requests_pipelined_behind_an_ignored_upgrade_then_a_half_close(
+    static: LiveServer,
+) -> None:
+    # Every request that came whole before the client's FIN is answered (as nginx
+    # does), those held behind the upgrade request included; the last answer closes.
+    with Conn(static.port) as conn:
+        conn.send(H2C + PLAIN + PLAIN)
+        conn.sock.shutdown(socket.SHUT_WR)
+        for _ in range(3):
+            got = conn.response()
+            assert (got.status, got.body) == (200, PAGE)
+        assert conn.closed()
+
+
+def test_a_half_close_after_an_upgrade_request_alone_closes_after_its_answer(
+    static: LiveServer,
+) -> None:
+    with Conn(static.port) as conn:
+        conn.send(H2C)
+        conn.sock.shutdown(socket.SHUT_WR)
+        got = conn.response()
+        assert (got.status, got.body) == (200, PAGE)
+        assert conn.closed()
+
+
+def test_a_half_close_behind_an_ignored_upgrade_before_its_answer(
+    tmp_path: Path, gate: None
+) -> None:
+    # The FIN comes while the upgrade request is being answered: the requests held
+    # behind it are answered still, and the last answer closes.
+    with live(site_config(f"{APPS}:gated"), tmp_path) as server, Conn(server.port) as conn:
+        plain = PLAIN.replace(b"/page.html", b"/")
+        conn.send(H2C.replace(b"/page.html", b"/") + plain + plain)
+        conn.sock.shutdown(socket.SHUT_WR)
+        time.sleep(0.2)  # the FIN in before the answer
+        asgi_apps.GATE.set()
+        for _ in range(3):
+            got = conn.response()
+            assert (got.status, got.body) == (200, b"gated")
+        assert got.headers["connection"] == "close"
+        assert conn.closed()
+
+
+def test_a_half_close_behind_an_ignored_upgrade_while_its_answer_goes_out(
+    tmp_path: Path, gate: None
+) -> None:
+    # The FIN comes after the upgrade request's answer began (its head went out
+    # kept alive): the request held behind it is still answered.
+    with live(site_config(f"{APPS}:big_slow"), tmp_path) as server, Conn(server.port) as conn:
+        conn.send(H2C.replace(b"/page.html", b"/") + PLAIN.replace(b"/page.html", b"/"))
+        conn.await_head()
+        conn.sock.shutdown(socket.SHUT_WR)
+        time.sleep(0.2)  # the FIN in before the body: a wrong server closes anyway
+        asgi_apps.GATE.set()
+        for _ in range(2):
+            got = conn.response()
+            assert (got.status, len(got.body)) == (200, 100_000)
+        assert conn.closed()
+
+
+def test_a_switch_after_a_half_close_gives_the_new_protocol_its_end(
+    tmp_path: Path, gate: None
+) -> None:
+    # A 101 to an upgrade request whose client had closed its side before: the new
+    # protocol sees the end of the client's bytes (the application its disconnect,
+    # and the connection closes), not a wait for bytes that never come.
+    app = f"{APPS}:ws_late_accept"
+    with live(site_config(app), tmp_path) as server, Conn(server.port) as conn:
+        conn.send(WEBSOCKET.replace(b"/page.html", b"/").replace(b"localhost", b"x"))
+        conn.sock.shutdown(socket.SHUT_WR)
+        time.sleep(0.2)  # the FIN in before the application accepts
+        asgi_apps.GATE.set()
+        got = conn.response(head_only=True)
+        assert got.status == 101
+        assert conn.closed()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import socket
 import struct
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,15 +32,6 @@ WEBSOCKET = (
     b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
     b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
 )
-
-
-@pytest.fixture
-def gate() -> Iterator[None]:
-    asgi_apps.GATE.clear()
-    try:
-        yield
-    finally:
-        asgi_apps.GATE.set()  # no application left waiting
 
 
 def push(sock: socket.socket, data: bytes, seconds: float) -> int:
@@ -104,3 +94,20 @@ def test_bytes_after_an_upgrade_request_being_answered_stop_the_reading(
         got = conn.response()
         assert (got.status, got.body) == (200, b"answered")
         assert got.headers["connection"] == "close"
+
+
+def test_an_answer_that_closes_for_too_much_held_arrives_whole(tmp_path: Path, gate: None) -> None:
+    # The bytes held (and those the kernel took since) were never read: a plain
+    # close would reset the connection and lose what the kernel still had to send
+    # of the answer. It lingers instead (reads and drops them after its FIN).
+    junk = bytes(FLOOD)
+    with (
+        live(site_config(f"{APPS}:gated_big"), tmp_path) as server,
+        Conn(server.port) as conn,
+    ):
+        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+        push(conn.sock, junk, PUSH)
+        asgi_apps.GATE.set()
+        got = conn.response()
+        assert got.headers["connection"] == "close"
+        assert (got.status, len(got.body)) == (200, asgi_apps.BIG)

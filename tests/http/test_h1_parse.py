@@ -529,6 +529,36 @@ def test_an_upgrade_not_taken_closes_past_a_reads_worth_of_held_bytes(more: int)
     assert conn.http_again() == (b"" if more else held)
 
 
+@pytest.mark.parametrize("before", [True, False], ids=["fin-before-answer", "fin-after-head"])
+def test_a_fin_behind_an_upgrade_not_taken_leaves_the_held_requests_to_answer(
+    before: bool,
+) -> None:
+    # The client's FIN while requests are held: they are still HTTP once the answer
+    # ignores the upgrade (the caller feeds the FIN again after them), and the last
+    # of them closes, as nginx answers every request received before the FIN.
+    conn = HTTP1Connection()
+    events = conn.feed(UPGRADE_GET + GET)
+    if before:
+        assert conn.feed_eof() == []
+    response = conn.start_response(events[0], 200, [], content_length=0)  # type: ignore[arg-type]
+    assert b"connection: close" not in response and conn.keep_alive
+    if not before:
+        assert conn.feed_eof() == []
+    assert conn.http_again() == GET
+    head = merged(conn.feed(GET))[0]
+    assert conn.feed_eof() == []
+    last = conn.start_response(head, 200, [], content_length=0)  # type: ignore[arg-type]
+    assert b"connection: close" in last and not conn.keep_alive
+
+
+def test_a_fin_after_an_upgrade_request_alone_closes_after_its_answer() -> None:
+    conn = HTTP1Connection()
+    events = conn.feed(UPGRADE_GET)
+    assert conn.feed_eof() == []
+    response = conn.start_response(events[0], 200, [], content_length=0)  # type: ignore[arg-type]
+    assert b"connection: close" in response and not conn.keep_alive
+
+
 def test_an_upgrade_answered_before_its_body_came_closes() -> None:
     conn = HTTP1Connection()
     events = conn.feed(UPGRADE_GET.replace(b"\r\n\r\n", b"\r\nContent-Length: 5\r\n\r\nab"))

@@ -59,6 +59,23 @@ def test_pipelined_request_for_another_pool_closes_after_the_local_ones(
         assert c.closed()  # the client retries /api/x and /z on a new connection
 
 
+def test_requests_pipelined_before_one_for_another_pool_are_all_answered(
+    start_master: StartMaster,
+) -> None:
+    master = start_master({"default": {}, "api": {}}, apps={"/api": "api"})
+    master.get("/warm")
+    master.get("/api/warm")
+    with Conn(master.port) as c:
+        c.send(get("/slow?ms=100") + get("/slow?ms=1") + get("/api/x") + get("/z"))
+        first = c.response()
+        assert first.status == 200 and first.body == b"slow:"
+        assert "connection" not in first.headers
+        second = c.response()
+        assert second.status == 200 and second.body == b"slow:"
+        assert second.headers.get("connection") == "close"
+        assert c.closed()
+
+
 def test_sigkill_under_load_fails_only_requests_in_flight(start_master: StartMaster) -> None:
     master = start_master({"default": {"start": "always"}}, workers=2)
     wait_for(lambda: len(master.pids("default")) == 2, 10, "two workers")

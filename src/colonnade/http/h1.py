@@ -838,6 +838,12 @@ class HTTP1Connection:
             self._fail_connection(
                 ProtocolError(400, "connection closed in the middle of a request")
             )
+        elif state == _UPGRADED and self._final and self._trailing:
+            # Bytes held after an upgrade request: its answer still says whose they
+            # are. Requests (an ignored upgrade, see http_again, which the caller
+            # follows with this call again) are answered before the connection
+            # closes, as nginx answers every request that came before the FIN.
+            pass
         elif state != _FAILED:
             self._state = _CLOSED
             # The requests already received are answered; the last answer closes.

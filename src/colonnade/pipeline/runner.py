@@ -41,7 +41,12 @@ from colonnade.core.errorpage import FAILED_AT
 from colonnade.core.module import FINISH
 from colonnade.core.stages import Always, Stage
 from colonnade.core.tracing import ERROR, WARNING, Trace, TraceSource
-from colonnade.errors import ClientDisconnectedError, HttpError, connection_ended
+from colonnade.errors import (
+    ClientDisconnectedError,
+    HttpError,
+    ServerAbortedError,
+    connection_ended,
+)
 from colonnade.pipeline import walker
 from colonnade.pipeline.plan import BoundHook, HookFn, Plan, generate
 
@@ -345,8 +350,12 @@ async def fail(plan: Plan, ctx: Context, exc: Exception, stage: Stage) -> None:
     response = ctx.response
     if isinstance(exc, ClientDisconnectedError):
         # Nobody is left to answer and nothing is wrong with the server: no error
-        # page, no error line; the access log shows it (Win32 status 64).
-        ctx.error = exc
+        # page, no error line; the access log shows it (Win32 status 64). Unless
+        # the server aborted the response itself before (_abort): then this is
+        # that abort's connection end reaching the request, which stays the
+        # server's (1236), not the client's leaving.
+        if not isinstance(ctx.error, ServerAbortedError):
+            ctx.error = exc
         ctx.writer.abort()
         log.debug("correlation_id=%s %s in %s", ctx.correlation_id, exc, stage.name)
         return
@@ -360,7 +369,7 @@ async def fail(plan: Plan, ctx: Context, exc: Exception, stage: Stage) -> None:
                 substatus=exc.substatus,
             )
         if response.headers_sent:
-            ctx.writer.abort()
+            _abort(ctx, exc)
             return
         ctx.error_response(exc.status, exc.substatus, exc.message, exc.detail)
         response.headers.extend(exc.headers)
@@ -399,7 +408,7 @@ async def fail(plan: Plan, ctx: Context, exc: Exception, stage: Stage) -> None:
     if stage > _SEND:
         return  # the response is out already; logging it was all there was to do
     if response.headers_sent:
-        ctx.writer.abort()  # mid-stream: the client must not take a truncated body as whole
+        _abort(ctx, exc)
         return
     ctx.error_response(500)
     for hook in plan.error:
@@ -411,6 +420,18 @@ async def fail(plan: Plan, ctx: Context, exc: Exception, stage: Stage) -> None:
             log.exception(
                 "correlation_id=%s ERROR hook of %s failed", ctx.correlation_id, hook.owner
             )
+
+
+def _abort(ctx: Context, exc: Exception) -> None:
+    """The response failed half-way (``exc``): the connection (an HTTP/2 stream)
+    is aborted, so that the client does not take a truncated body as whole, and the
+    request ends as the server's abort (logged with Win32 status 1236, as IIS logs
+    a connection the server ends: not 0, a whole answer, nor 64, the client's
+    leaving, which the abort's own connection end would otherwise say)."""
+    aborted = ServerAbortedError("the response failed half-way: the server aborted it")
+    aborted.__cause__ = exc
+    ctx.error = aborted
+    ctx.writer.abort()
 
 
 async def _send_plain(ctx: Context) -> None:

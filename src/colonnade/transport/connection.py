@@ -755,12 +755,13 @@ class Exchange(TransportWriter):
             self._overtaken()
         elif not conn.h1.keep_alive:
             body = self.body
-            if body is None or body.complete:
+            if (body is None or body.complete) and not conn._read_paused_for_upgrade:
                 # The connection's last answer (its head said close): the connection
                 # closes now (what is queued leaves first), not when the application
                 # returns, so that work it does after its answer holds up no client
                 # that reads to the close (an HTTP/1.0 body framed by it). The close
-                # _finish would make; a body not all read lingers there instead.
+                # _finish would make; a body not all read, or bytes held after an
+                # upgrade request (reading stopped), linger there instead.
                 conn.close()
 
     def _overtaken(self) -> None:
@@ -892,6 +893,8 @@ class Exchange(TransportWriter):
         # Reading stopped on too many bytes held meanwhile: the channel resumes it.
         paused, conn._read_paused_for_upgrade = conn._read_paused_for_upgrade, False
         raw = conn.raw = RawChannel(conn, conn.h1.trailing_data, paused)
+        if conn.eof:
+            raw.feed_eof()  # the client closed its side before the switch
         router = conn.state.router
         if conn.stopping or (router is not None and router.draining):
             # Upgraded after a stop or a drain began (the request was in flight):
@@ -1308,6 +1311,32 @@ class HttpConnection(asyncio.Protocol):
             # every answer makes anyway): an answer that kept it reads HTTP again.
             self.pending_error = _HTTP_AGAIN
 
+    def _refused(self, router: ConnectionRouter, request: Request) -> bool:
+        """Whether the request whose head just came is not answered here: it is
+        another pool's (``router``), or pipelined behind one that was."""
+        queue = self.queue
+        if self.closing or (queue and not queue[-1].keep_alive):
+            return True  # behind a request refused below: never answered either
+        if router.admits(self, request):
+            return False
+        if self.tls is not None:
+            # Its SNI name brought the connection here, its Host names a site of
+            # another pool, and a TLS session cannot move: RFC 9110 15.5.20.
+            self._on_protocol_error(
+                ProtocolError(421, "this connection cannot serve that host name")
+            )
+            return True
+        # A pipelined request for another pool: its bytes are parsed already and
+        # cannot be handed over. The ones before it are answered, the last with
+        # Connection: close (its exchange's keep_alive), then the connection
+        # closes; clients retry unanswered pipelined requests (RFC 9112 9.3.2).
+        self._pause_reading()
+        if queue:
+            queue[-1].keep_alive = False
+        else:
+            self.close()
+        return True
+
     def _to_http2(self) -> None:
         # HTTP/2 by prior knowledge: the connection's bytes so far, the preface
         # included, go to an HTTP/2 protocol that takes over the transport.
@@ -1388,21 +1417,7 @@ class HttpConnection(asyncio.Protocol):
         )
         live = self._live
         router = live.router
-        if router is not None and not router.admits(self, request):
-            if self.tls is not None:
-                # Its SNI name brought the connection here, its Host names a site of
-                # another pool, and a TLS session cannot move: RFC 9110 15.5.20.
-                self._on_protocol_error(
-                    ProtocolError(421, "this connection cannot serve that host name")
-                )
-                return
-            # A pipelined request for another pool: its bytes are parsed already and
-            # cannot be handed over. Answer the ones before it, then close; clients
-            # retry unanswered pipelined requests (RFC 9112 9.3.2).
-            self.closing = True
-            self._pause_reading()
-            if not self.answering and not self.queue:
-                self.close()
+        if router is not None and self._refused(router, request):
             return
         record = None
         cache = live.respcache
@@ -1508,6 +1523,10 @@ class HttpConnection(asyncio.Protocol):
         if data:
             self._counts.received -= len(data)  # counted once already, as it came
             self.data_received(data)
+            if self.eof and not self.closing and self.eof_received() is None:
+                # The client's FIN came while they were held (h1.feed_eof): the
+                # requests among them are answered, then the connection closes.
+                self.close()
             return
         live = self._live
         self._arm(live.keep_alive)
@@ -1850,8 +1869,12 @@ class HttpConnection(asyncio.Protocol):
             or (body is not None and not body.complete)
             or not self.h1.keep_alive
         ):
-            if body is not None and not body.complete:
-                self.linger()  # the client may still be sending it
+            if (body is not None and not body.complete) or self._read_paused_for_upgrade:
+                # The client may still be sending (its body, or more than could be
+                # held after an upgrade request): a close with its bytes unread
+                # would reset the connection, losing what the kernel still had to
+                # send of the answer.
+                self.linger()
             else:
                 self.close()
             return

@@ -385,11 +385,21 @@ class ServerState:
         # of the loop after abort(): wait for them first.
         if await self._wait_ended(seconds, self.ending):
             return True
-        log.warning(
-            "%d request(s) cut short by the deadline still ending %.1fs later: left unlogged",
-            len(self.ending),
-            seconds,
-        )
+        # It gave up on the connections' ends, or on the requests' (named apart:
+        # connections not ended have had no request cancelled, none in ``ending``).
+        if self.connections:
+            log.warning(
+                "%d connection(s) aborted by the deadline still open %.1fs later:"
+                " their requests, if any, left unlogged",
+                len(self.connections),
+                seconds,
+            )
+        if self.ending:
+            log.warning(
+                "%d request(s) cut short by the deadline still ending %.1fs later: left unlogged",
+                len(self.ending),
+                seconds,
+            )
         return False
 
     def log_protocol_error(self, client: tuple[str, int] | None, status: int, reason: str) -> None:

@@ -753,3 +753,44 @@ def test_batch_scheduling_keeps_a_policy_an_operator_chose() -> None:
     thread.start()
     thread.join()
     assert seen == [False, os.SCHED_IDLE]
+
+
+class AddsHeaders(Module):
+    """Adds a response header at every stage from the handler's end on (where
+    modules add theirs: session cookies, HSTS, outbound rewrites)."""
+
+    id = "test.adds_headers"
+
+    @hook(Stage.POST_EXECUTE_REQUEST_HANDLER)
+    def after_handler(self, ctx: Context) -> None:
+        ctx.response.headers.append((b"x-after", b"1"))
+
+    @hook(Stage.SEND_RESPONSE)
+    def sending(self, ctx: Context) -> None:
+        ctx.response.headers.append((b"x-sending", b"1"))
+
+
+@pytest.mark.parametrize("blocking", [True, False], ids=["pool", "inline"])
+@pytest.mark.parametrize(
+    "app", ["hello", "stream", "one_chunk_generator", "writer", "raises", "lazy_start"]
+)
+def test_headers_added_by_modules_never_reach_the_shared_empty_lists(
+    blocking: bool, app: str
+) -> None:
+    # An exchange starts with shared empty header lists (no list per request),
+    # replaced by start_response's and complete()'s: a module appending to a
+    # response's headers must never append to those, or every later response
+    # would carry its header.
+    from colonnade.handlers.wsgi import handler
+
+    config = site_config(
+        f"{APPS}:{app}", modules=["test.adds_headers"], sections={"wsgi": {"blocking": blocking}}
+    )
+    with Client(build_engine(config, modules=[*EXTRA, AddsHeaders])) as c:
+        for _ in range(2):
+            response = c.get("/")
+            names = [name for name, _ in response.headers]
+            assert names.count(b"x-after") <= 1
+            assert names.count(b"x-sending") == 1
+    assert handler._NO_HEADERS == []
+    assert handler._NO_OUT_HEADERS == []

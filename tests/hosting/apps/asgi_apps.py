@@ -300,6 +300,26 @@ async def body_reader(scope: Scope, receive: Any, send: Any) -> None:
     await _respond(send, 200, b"answered")
 
 
+async def gated(scope: Scope, receive: Any, send: Any) -> None:
+    """Answers "gated" once GATE is set."""
+    if scope["type"] != "http":
+        return
+    await wait_for_async(GATE.is_set, PATIENCE, "the test setting GATE")
+    await _respond(send, 200, b"gated")
+
+
+#: What ``gated_big`` sends: more than a loopback connection's kernel buffers hold.
+BIG = 16 * 1024 * 1024
+
+
+async def gated_big(scope: Scope, receive: Any, send: Any) -> None:
+    """Answers ``BIG`` bytes once GATE is set."""
+    if scope["type"] != "http":
+        return
+    await wait_for_async(GATE.is_set, PATIENCE, "the test setting GATE")
+    await _respond(send, 200, bytes(BIG))
+
+
 async def big_slow(scope: Scope, receive: Any, send: Any) -> None:
     """Declares 100,000 bytes, sends the head with no bytes yet, the body once GATE
     is set."""

@@ -223,7 +223,8 @@ def win32_status(error: BaseException | None) -> int:
     """``sc-win32-status``: 64 when the client went away before its response was
     complete (an HTTP/2 stream it reset too), 1236 when the server dropped the
     connection or stream itself (``ServerAbortedError``: a stop's or a drain's
-    deadline, a timer that gave up on the client, an HTTP/2 protocol error); else
+    deadline, a timer that gave up on the client, an HTTP/2 protocol error, a
+    response that failed half-way and was aborted); else
     0. The IIS Win32 statuses that mean something off Windows.
     """
     return error.WIN32_STATUS if isinstance(error, ClientDisconnectedError) else 0
