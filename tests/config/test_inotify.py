@@ -208,7 +208,7 @@ def test_an_overflowed_queue_reports_every_file(tmp_path: Path, burst: int) -> N
 def _call_sets() -> list[inotify_module._Calls]:
     """ctypes' calls (the pure build's), and the C helper's where this build has it."""
     found = [inotify_module._ctypes_calls()]
-    if importlib.util.find_spec("colonnade.pools._libc") is not None:
+    if importlib.util.find_spec("colonnade._libc") is not None:
         found.append(inotify_module._calls())
     return found
 
@@ -217,7 +217,7 @@ def _call_sets() -> list[inotify_module._Calls]:
 def test_each_way_to_the_system_calls_raises_with_their_errno(
     tmp_path: Path, calls: inotify_module._Calls
 ) -> None:
-    """Both ways to inotify (pools/_libc.c in the compiled build, ctypes in the pure
+    """Both ways to inotify (colonnade/_libc.c in the compiled build, ctypes in the pure
     one): a descriptor and watch descriptors, and OSError with the call's errno."""
     fd = calls.init1(os.O_NONBLOCK | os.O_CLOEXEC)
     try:
@@ -248,7 +248,7 @@ print("ctypes" in sys.modules)
 
 
 @pytest.mark.skipif(
-    importlib.util.find_spec("colonnade.pools._libc") is None,
+    importlib.util.find_spec("colonnade._libc") is None,
     reason="the compiled build's C helper (the pure build watches through ctypes)",
 )
 def test_the_compiled_build_watches_without_ctypes(tmp_path: Path) -> None:

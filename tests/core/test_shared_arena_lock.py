@@ -1,5 +1,5 @@
 """The arena's own lock (core/shared.py), made by the arena's creator, the master:
-through the compiled build's C helper (pools/_libc.c), so that the master never
+through the compiled build's C helper (colonnade/_libc.c), so that the master never
 loads ctypes, or through ctypes in the pure build. Either way it is a robust,
 process-shared mutex: a process that dies holding it does not wedge the others."""
 
@@ -38,11 +38,11 @@ def test_a_lock_its_holder_died_with_is_taken_over() -> None:
 
 
 @pytest.mark.skipif(
-    importlib.util.find_spec("colonnade.pools._libc") is None,
+    importlib.util.find_spec("colonnade._libc") is None,
     reason="the compiled build's C helper (the pure build uses ctypes, tested above)",
 )
 def test_the_c_helper_refuses_a_place_no_mutex_fits() -> None:
-    from colonnade.pools import _libc
+    import colonnade._libc as _libc
 
     buffer = bytearray(128)
     for offset in (-8, 100, 3):  # before, past the end, misaligned

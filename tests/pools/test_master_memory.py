@@ -140,7 +140,7 @@ def test_an_idle_master_holds_no_engine_no_modules_and_no_tls(tmp_path: Path) ->
         assert "json" not in imports["modules"]  # until something is audited (a reload)
         # No TOML was parsed (no server file, no web.toml): no TOML parser (~0.2 MiB).
         assert "tomllib" not in imports["modules"]
-        if importlib.util.find_spec("colonnade.pools._libc") is not None:
+        if importlib.util.find_spec("colonnade._libc") is not None:
             # The compiled build's C helper initialises the shared memory arena's
             # lock (and makes the configuration watch's inotify calls, which this
             # master, --no-watch, does not): no ctypes (~0.4 MiB of an idle master).

@@ -146,7 +146,7 @@ def test_an_idle_worker_imports_only_what_its_site_enables(
     assert f"colonnade.handlers.{other}.handler" not in modules
     assert unexpected(modules, interface, other) == []
     assert sorted(modules.intersection(NOT_IN_AN_IDLE_WORKER)) == []
-    if importlib.util.find_spec("colonnade.pools._libc") is not None:
+    if importlib.util.find_spec("colonnade._libc") is not None:
         # The compiled build's C helper makes the start-up calls (prctl, malloc_trim),
         # and no module the site enables asks for shared-memory mutexes: no ctypes.
         assert "ctypes" not in modules

@@ -14,7 +14,7 @@ and where ``WATCHFILES_FORCE_POLLING`` asks for polling, config/watch.py keeps
 watchfiles' notifier. :class:`Inotify` offers the same ``watch`` call as that
 notifier (``RustNotify``), so the caller drives both alike.
 
-The three system calls go through the compiled build's C helper (pools/_libc.c,
+The three system calls go through the compiled build's C helper (colonnade/_libc.c,
 which the master loads anyway), else through ctypes: ctypes (its package,
 ``_ctypes`` and libffi) is ~0.4 MiB of an idle master's RSS, for three calls.
 """
@@ -89,7 +89,7 @@ def _calls() -> _Calls:
     """The C helper's calls (the compiled build), else ctypes' (the pure build).
     Raises OSError or AttributeError where the C library has no inotify."""
     try:
-        from colonnade.pools import _libc
+        import colonnade._libc as _libc
     except ImportError:
         return _ctypes_calls()
     return _Calls(_libc.inotify_init1, _libc.inotify_add_watch, _libc.inotify_rm_watch)

@@ -177,11 +177,11 @@ class Mutex:
 def initialize_mutex(buffer: mmap.mmap, offset: int) -> None:
     """Make the bytes at ``offset`` a robust, process-shared mutex (once, by its
     creator), without a :class:`Mutex`: through the compiled build's C helper
-    (pools/_libc.c, a leaf the master loads anyway), so that the master, which
+    (colonnade/_libc.c, a leaf the master loads anyway), so that the master, which
     makes the arena and locks nothing in it, never loads ctypes; through ctypes in
     the pure build."""
     try:
-        from colonnade.pools import _libc
+        import colonnade._libc as _libc
     except ImportError:  # the pure-Python build
         Mutex(buffer, offset).initialize()
         return

@@ -1,4 +1,4 @@
-/* colonnade.pools._libc: the two C library calls a worker makes at start-up,
+/* colonnade._libc: the two C library calls a worker makes at start-up,
  * the eventfd write and read that wake an event loop from another thread, and
  * the master's three inotify calls (config/inotify.py's watch of the
  * configuration files).
@@ -324,7 +324,7 @@ static struct PyModuleDef_Slot slots[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "colonnade.pools._libc",
+    .m_name = "colonnade._libc",
     .m_doc = "prctl(PR_SET_PDEATHSIG) and malloc_trim for a worker, without ctypes;\n"
              "eventfd_write and eventfd_read with the GIL held; inotify's calls;\n"
              "a robust, process-shared mutex's initialisation.",
