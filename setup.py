@@ -189,7 +189,7 @@ def _options() -> dict[str, Any]:
         return _pure(f"mypyc failed ({exc})")
     # The worker's two C library calls at start-up (prctl, malloc_trim) without
     # ctypes; the pure build makes them through ctypes (pools/sandbox.py).
-    extensions.append(Extension("colonnade.pools._libc", ["src/colonnade/pools/_libc.c"]))
+    extensions.append(Extension("colonnade._libc", ["src/colonnade/_libc.c"]))
     # The proxy's field-line loop in C (handlers/proxy/_fields.c says why); the pure
     # build runs it in Python.
     extensions.append(

@@ -21,7 +21,7 @@ def compiled_modules() -> list[str]:
 
     mypyc installs a compiled module's source beside its extension; an extension
     with no ``.py`` beside it is a C helper of the compiled build
-    (``pools/_libc.c``), not a compiled module."""
+    (``colonnade/_libc.c``), not a compiled module."""
     suffixes = importlib.machinery.EXTENSION_SUFFIXES
     found = []
     for path in PACKAGE.rglob("*"):

@@ -3,9 +3,13 @@ folder's entries, and is not woken by files being read."""
 
 from __future__ import annotations
 
+import errno
+import importlib.util
 import os
 import select
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -199,3 +203,62 @@ def test_an_overflowed_queue_reports_every_file(tmp_path: Path, burst: int) -> N
             assert not isinstance(batch, str)
             found |= batch
         assert (MODIFIED, str(tmp_path / "web.toml")) in found
+
+
+def _call_sets() -> list[inotify_module._Calls]:
+    """ctypes' calls (the pure build's), and the C helper's where this build has it."""
+    found = [inotify_module._ctypes_calls()]
+    if importlib.util.find_spec("colonnade._libc") is not None:
+        found.append(inotify_module._calls())
+    return found
+
+
+@pytest.mark.parametrize("calls", _call_sets())
+def test_each_way_to_the_system_calls_raises_with_their_errno(
+    tmp_path: Path, calls: inotify_module._Calls
+) -> None:
+    """Both ways to inotify (colonnade/_libc.c in the compiled build, ctypes in the pure
+    one): a descriptor and watch descriptors, and OSError with the call's errno."""
+    fd = calls.init1(os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        wd = calls.add_watch(fd, os.fsencode(tmp_path), inotify_module.MASK)
+        assert wd >= 1
+        with pytest.raises(OSError) as missing:
+            calls.add_watch(fd, os.fsencode(tmp_path / "nowhere"), inotify_module.MASK)
+        assert missing.value.errno == errno.ENOENT
+        calls.rm_watch(fd, wd)
+        with pytest.raises(OSError) as gone:
+            calls.rm_watch(fd, wd)
+        assert gone.value.errno == errno.EINVAL
+    finally:
+        os.close(fd)
+    with pytest.raises(OSError) as closed:
+        calls.add_watch(fd, os.fsencode(tmp_path), inotify_module.MASK)
+    assert closed.value.errno == errno.EBADF
+
+
+WATCH_WITHOUT_CTYPES = """
+import sys
+from colonnade.config.inotify import Inotify
+
+watch = Inotify([sys.argv[1]])
+watch.close()
+print("ctypes" in sys.modules)
+"""
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("colonnade._libc") is None,
+    reason="the compiled build's C helper (the pure build watches through ctypes)",
+)
+def test_the_compiled_build_watches_without_ctypes(tmp_path: Path) -> None:
+    """The master's configuration watch loads no ctypes (~0.4 MiB of an idle
+    master): in a process of its own, since this one may have loaded it."""
+    out = subprocess.run(
+        [sys.executable, "-c", WATCH_WITHOUT_CTYPES, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert out.stdout.strip() == "False", out.stderr

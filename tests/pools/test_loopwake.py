@@ -1,5 +1,5 @@
 """The eventfd write and read with which a thread wakes a worker's event loop
-(core/loopwake.py): os's in the pure build, pools/_libc.c's (the GIL held over the
+(core/loopwake.py): os's in the pure build, colonnade/_libc.c's (the GIL held over the
 system call) in the compiled one, installed with the process's event loop."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "eventfd"), reason="eventfd is L
 
 def _native() -> ModuleType | None:
     try:
-        return importlib.import_module("colonnade.pools._libc")
+        return importlib.import_module("colonnade._libc")
     except ImportError:  # the pure-Python build
         return None
 

@@ -10,9 +10,11 @@ keeps the parser's memory), so the test asserts what the memory is made of.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -82,12 +84,23 @@ NOT_IN_AN_IDLE_MASTER = (
 NOT_IN_AN_IDLE_MASTER_UNDER = ("colonnade.modules.", "colonnade.handlers.")
 
 
+def _mypyc_table() -> dict[str, Any]:
+    pyproject = Path(__file__).parents[2] / "pyproject.toml"
+    with open(pyproject, "rb") as f:
+        table: dict[str, Any] = tomllib.load(f)["tool"]["colonnade"]["mypyc"]
+    return table
+
+
 def compiled_modules() -> set[str]:
     """The modules the compiled build compiles (pyproject.toml): importing any one
     maps the whole shared library."""
-    pyproject = Path(__file__).parents[2] / "pyproject.toml"
-    with open(pyproject, "rb") as f:
-        return set(tomllib.load(f)["tool"]["colonnade"]["mypyc"]["modules"])
+    return set(_mypyc_table()["modules"])
+
+
+def compiled_libraries() -> list[str]:
+    """The compiled build's feature libraries (pyproject.toml): each maps only into
+    a process that imports one of its modules."""
+    return list(_mypyc_table()["libraries"])
 
 
 def serve(tmp_path: Path) -> Master:
@@ -125,6 +138,13 @@ def test_an_idle_master_holds_no_engine_no_modules_and_no_tls(tmp_path: Path) ->
         assert imports["pid"] == master.proc.pid
         assert held(imports["modules"]) == []
         assert "json" not in imports["modules"]  # until something is audited (a reload)
+        # No TOML was parsed (no server file, no web.toml): no TOML parser (~0.2 MiB).
+        assert "tomllib" not in imports["modules"]
+        if importlib.util.find_spec("colonnade._libc") is not None:
+            # The compiled build's C helper initialises the shared memory arena's
+            # lock (and makes the configuration watch's inotify calls, which this
+            # master, --no-watch, does not): no ctypes (~0.4 MiB of an idle master).
+            assert "ctypes" not in imports["modules"]
         # `serve` became the master in place: the same process, a fresh image whose
         # command line holds no configuration (it came in a memory file).
         with open(f"/proc/{master.proc.pid}/cmdline", "rb") as f:
@@ -179,6 +199,11 @@ def test_what_the_processes_map_from_proc(tmp_path: Path) -> None:
         in_worker = mapped(worker)
         assert any(m.startswith("_ssl.") for m in in_worker)
         assert not any(m.startswith("_hashlib.") for m in in_worker)
+        # Nor, serving files only, the compiled libraries of the features it does
+        # not use (pyproject.toml's [tool.colonnade.mypyc.libraries]): no WSGI,
+        # proxy, FastCGI or HTTP/2 code.
+        features = tuple(f"{name}__mypyc." for name in compiled_libraries())
+        assert features and not {m for m in in_worker if m.startswith(features)}
     finally:
         master.stop()
 

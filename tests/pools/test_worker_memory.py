@@ -42,7 +42,8 @@ def wsgi(environ, start_response):
 """
 
 #: Modules the serving path of an idle worker has no use for:
-#: each came with one rarely used feature (a date parsed from a request, a
+#: each came with one rarely used feature (TOML, in a server started from the command
+#: line alone) (a date parsed from a request, a
 #: "did you mean" in an error, the JSON log format, a JSON directory listing,
 #: compression's thread pool, systemd's notifications, TLS where no binding is https,
 #: a WSGI request body spooled to a temporary file, percent-escapes and a loopback
@@ -70,6 +71,9 @@ NOT_IN_AN_IDLE_WORKER = (
     "colonnade.transport.handshake",
     "colonnade.pools.master",
     "colonnade.management.cli",
+    # No server file and no web.toml: nothing to parse (config/tree.py imports the
+    # TOML parser, ~0.2 MiB, for the first file it parses).
+    "tomllib",
 )
 
 #: The modules a default site enables (config/schema.py DEFAULT_MODULES): their
@@ -142,7 +146,7 @@ def test_an_idle_worker_imports_only_what_its_site_enables(
     assert f"colonnade.handlers.{other}.handler" not in modules
     assert unexpected(modules, interface, other) == []
     assert sorted(modules.intersection(NOT_IN_AN_IDLE_WORKER)) == []
-    if importlib.util.find_spec("colonnade.pools._libc") is not None:
+    if importlib.util.find_spec("colonnade._libc") is not None:
         # The compiled build's C helper makes the start-up calls (prctl, malloc_trim),
         # and no module the site enables asks for shared-memory mutexes: no ctypes.
         assert "ctypes" not in modules

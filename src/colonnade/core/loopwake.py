@@ -8,7 +8,7 @@ and on the writing thread a wait for the GIL where the loop it just woke took it
 meanwhile. A descriptor made with ``EFD_NONBLOCK`` and drained by its loop never
 blocks (a write would fail with EAGAIN only with the counter at 2**64 - 2, a read
 of a zero counter fails with EAGAIN at once), so the compiled build's worker
-installs (:func:`install`) pools/_libc.c's pair, which keep the GIL held over the
+installs (:func:`install`) colonnade/_libc.c's pair, which keep the GIL held over the
 system call. The pure build keeps os's.
 
 Who wakes a loop this way (handlers/wsgi/bridge.py's ``Outbox``) reads

@@ -23,7 +23,8 @@ record lock costs two system calls (~2.5 µs a pair, measured). A process that
 dies holding one (a crashed worker) does not wedge the others: the next locker
 is told so by the kernel and takes the lock over (:meth:`Mutex.lock`). ctypes
 (~0.4 MiB of a process's RSS) is imported with the first mutex: a worker whose
-modules ask for no zone adopts the arena without it.
+modules ask for no zone adopts the arena without it, and the master, which
+creates it, initialises its lock without (:func:`initialize_mutex`).
 """
 
 from __future__ import annotations
@@ -173,6 +174,20 @@ class Mutex:
         del self._keep
 
 
+def initialize_mutex(buffer: mmap.mmap, offset: int) -> None:
+    """Make the bytes at ``offset`` a robust, process-shared mutex (once, by its
+    creator), without a :class:`Mutex`: through the compiled build's C helper
+    (colonnade/_libc.c, a leaf the master loads anyway), so that the master, which
+    makes the arena and locks nothing in it, never loads ctypes; through ctypes in
+    the pure build."""
+    try:
+        import colonnade._libc as _libc
+    except ImportError:  # the pure-Python build
+        Mutex(buffer, offset).initialize()
+        return
+    _libc.robust_mutex_init(buffer, offset)
+
+
 def recover(address: int, code: int) -> None:
     """After ``pthread_mutex_lock(address)`` answered ``code`` (not 0): take the
     lock over from a dead owner, or raise. The data it guarded may be half
@@ -215,14 +230,14 @@ class SharedMemory:
         self.fd = fd
         self.size = size
         self.buffer = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        # The directory's mutex is made by the first zone() (a Mutex loads ctypes).
+        # This process's view of the directory's mutex is made by the first zone()
+        # (a Mutex loads ctypes): the master, which makes the arena, uses no zone.
         self._directory: Mutex | None = None
         self._zones: dict[tuple[str, int], Zone] = {}
         self._local = threading.Lock()  # threads of this process (the mutex is per arena)
         if create:
             _HEADER.pack_into(self.buffer, 0, _MAGIC, size, _FIRST_ZONE)
-            self._directory = Mutex(self.buffer, _DIR_MUTEX)
-            self._directory.initialize()
+            initialize_mutex(self.buffer, _DIR_MUTEX)
         elif _HEADER.unpack_from(self.buffer, 0)[0] != _MAGIC:
             raise SharedMemoryError(f"descriptor {fd} is not a Colonnade shared memory arena")
 

@@ -109,7 +109,7 @@ def apply_limits(limits: PoolLimits) -> None:
 def die_with_parent() -> None:
     """Ask the kernel for SIGTERM when the master dies (PR_SET_PDEATHSIG)."""
     try:
-        from colonnade.pools import _libc
+        import colonnade._libc as _libc
     except ImportError:  # the pure-Python build: the same call through ctypes
         import ctypes
 
@@ -125,7 +125,7 @@ def trim_memory() -> None:
     otherwise; about 1.4 MiB of an idle worker's RSS, measured)."""
     gc.collect()
     try:
-        from colonnade.pools import _libc
+        import colonnade._libc as _libc
     except ImportError:  # the pure-Python build: the same call through ctypes
         import ctypes
 

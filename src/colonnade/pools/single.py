@@ -32,10 +32,10 @@ log = logging.getLogger("colonnade.server")
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """uvloop where installed, else asyncio's default loop; in the compiled build,
-    threads wake it (and every loop after it) with pools/_libc.c's eventfd pair,
+    threads wake it (and every loop after it) with colonnade/_libc.c's eventfd pair,
     which keeps the GIL (core/loopwake.py says why)."""
     try:
-        from colonnade.pools import _libc
+        import colonnade._libc as _libc
     except ImportError:  # the pure-Python build: os's pair
         pass
     else:
