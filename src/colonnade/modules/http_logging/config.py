@@ -68,7 +68,8 @@ class HttpLoggingSection(Section, frozen=True):
       drain's deadline; a client below ``limits.min_bytes_per_second`` once the
       response began, a send stuck longer than ``timeouts.body``, an HTTP/2
       client's protocol error ending the connection, a response that failed
-      half-way and was aborted; IIS's
+      half-way and was aborted (the application raised after its head went out:
+      the error log has the failure); IIS's
       ERROR_CONNECTION_ABORTED, as it logs a connection HTTP.sys drops on a
       timer), else 0. Optional:
       ``sc-bytes``, ``cs-bytes``, ``cs-host``, ``cs-version``, ``s-sitename``,
