@@ -55,6 +55,8 @@ _WALL: Final = time
 _TABLE: Final = 1000
 #: The request header fields of the line (cs(User-Agent), cs(Referer)).
 _LOGGED_FIELDS: Final = frozenset((b"user-agent", b"referer"))
+#: Whether this module runs compiled (mypyc).
+_COMPILED: Final = not __file__.endswith(".py")
 
 
 def render(batch: list[Any]) -> str:
@@ -122,14 +124,17 @@ class DefaultW3cLine:
                 self.serve(r.server)
             client = r.client
             if client is not self.client:
-                # Connections take turns under load (each request's client tuple
-                # is another's), but most share the last one's address (see
-                # meet): that test here, not in a call per request.
-                last = self.client
-                if client is not None and last is not None and client[0] == last[0]:
-                    self.client = client
+                if _COMPILED:
+                    self.meet(client)  # a native call, dearer inline (its tuple unboxed)
                 else:
-                    self.meet(client)
+                    # Connections take turns under load (each request's client
+                    # tuple is another's), but most share the last one's address
+                    # (see meet): interpreted, that test here, not in a call.
+                    last = self.client
+                    if client is not None and last is not None and client[0] == last[0]:
+                        self.client = client
+                    else:
+                        self.meet(client)
             # dict(headers) semantics: the last of repeated headers wins.
             agent: bytes | None = None
             referer: bytes | None = None
@@ -284,15 +289,18 @@ class DefaultW3cLine:
         self.plain = "- " + self.port_anonymous
 
     def meet(self, client: tuple[str, int] | None) -> None:
-        """The ``c-ip`` field (and its space) for requests from ``client``, whose
-        address is not the last one's (:meth:`write` tests that): made again only
-        then, not per connection. Connections take turns
+        """The ``c-ip`` field (and its space) for requests from ``client``: made
+        again only for another address than the last one's (which the pure
+        install's :meth:`write` tests before it calls). Connections take turns
         (64 at once, each request's client differs from the last's), but most share
         an address with the one before: a browser's several, or every connection
         from a front proxy or load balancer. (Comparing strings costs less than the
         four that would be made: ~1.3-1.9k instructions a request at 64 connections,
         proxy16, session 24.)"""
+        last = self.client
         self.client = client
+        if client is not None and last is not None and client[0] == last[0]:
+            return
         self.cip = "- " if client is None else client[0] + " "
         self.anonymous = "- " + self.cip
         self.port_anonymous = self.port + self.anonymous
