@@ -102,6 +102,8 @@ ROWS: list[tuple[Request, int, int, str | None, BaseException | None]] = [
     (_request("GET", "/fail"), 500, 0, None, RuntimeError("boom")),
     (_request("GET", "/busy"), 503, 0, None, None),
     (_request("GET", "/gone"), 200, 0, None, ClientDisconnectedError("went away")),
+    # A 200 with a substatus: not the table's end of a plain 200.
+    (_request("GET", "/sub"), 200, 7, None, None),
     (_request("GET", "/old", version="1.0"), 200, 0, None, None),
     (_request(client=("2001:db8::1", 443), server=("2001:db8::2", 443)), 200, 0, None, None),
     (_request(client=None, server=None), 200, 0, None, None),
