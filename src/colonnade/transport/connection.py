@@ -122,6 +122,14 @@ _BODY_HIGH_WATER: Final = 256 * 1024
 #: socket module's dict per call).
 _IPPROTO_TCP: Final = socket.IPPROTO_TCP
 _TCP_CORK: Final = socket.TCP_CORK
+#: The C socket type: a socket object over a descriptor the transport owns, made per
+#: corked send and detached (never closed) when it ends (HttpConnection.sendfile).
+_SOCKET: Final = socket.SocketType
+_AF_INET: Final = socket.AF_INET
+_SOCK_STREAM: Final = socket.SOCK_STREAM
+#: When a file's socket is full, this much of what comes next goes to the transport,
+#: whose own watch of the socket then says when there is room (HttpConnection.sendfile).
+_NUDGE: Final = 4096
 
 
 def _cork(sock: Any, on: int) -> None:
@@ -888,8 +896,6 @@ class Exchange(TransportWriter):
             return None
         self.keep_alive = False
         conn._disarm()
-        if conn._twin is not None:
-            conn._close_twin()  # no more files go out on it
         # Reading stopped on too many bytes held meanwhile: the channel resumes it.
         paused, conn._read_paused_for_upgrade = conn._read_paused_for_upgrade, False
         raw = conn.raw = RawChannel(conn, conn.h1.trailing_data, paused)
@@ -918,17 +924,17 @@ _EXCHANGE_INIT: Final = Exchange.__init__
 class _FileSender:
     """One ``sendfile`` body (and the head before it) going out on a socket.
 
-    It writes until the socket is full; then a callback on the socket's
-    writability (watched on the connection's duplicate of its descriptor, see
-    ``HttpConnection._twin``: the transport keeps its own registration of the
-    original) goes on writing, with no task woken until the last byte left or the
-    client failed, as nginx's event handler does. The client must take bytes again
-    within ``timeouts.body`` seconds of the last time the socket had room, or the
-    connection is dropped (``HttpConnection.drop``): the connection's own timer
-    keeps that deadline (``_arm``; ``_on_timeout`` drops while ``sending_file``).
+    It writes until the socket is full; then the transport is handed the next few
+    bytes (:meth:`nudge`), and its own watch of the socket writes them when there
+    is room and resumes the connection's writing, which goes on sending from that
+    callback (:meth:`resumed`), with no task woken until the last byte left or the
+    client failed, as nginx's event handler does. The client must make room again
+    within ``timeouts.body`` seconds of each wait's start, or the connection is
+    dropped (``HttpConnection.drop``): the connection's own timer keeps that
+    deadline (``_arm``; ``_on_timeout`` drops while ``sending_file``).
     """
 
-    __slots__ = ("conn", "count", "fd", "head", "offset", "out", "timeout", "waiter", "watch")
+    __slots__ = ("conn", "count", "fd", "head", "offset", "out", "timeout", "waiter")
 
     def __init__(
         self, conn: HttpConnection, out: int, fd: int, offset: int, count: int, head: bytes
@@ -939,9 +945,46 @@ class _FileSender:
         self.offset = offset
         self.count = count
         self.head = head
-        self.watch = -1
-        self.waiter: asyncio.Future[None] | None = None
         self.timeout = 0.0
+        self.waiter: asyncio.Future[None] | None = None
+
+    def go_on(self) -> bool:
+        """After a :meth:`push` that found the socket full: nudge, and send on
+        while the transport wrote the nudge at once, until the rest is handed over
+        (True) or the transport holds a nudge and waits for room (False, the send's
+        deadline armed). Not :meth:`push` again first: right after a full socket
+        that meets EAGAIN, an exception (~4.5k instructions compiled)."""
+        conn = self.conn
+        while True:
+            self.nudge()
+            if conn.gone():
+                raise ClientDisconnectedError("the client went away")
+            if not self.count and not self.head:
+                return True  # the transport has the last bytes: they go as it can
+            if conn.write_paused:
+                conn._arm(self.timeout)  # from now: the client must make room by then
+                return False
+            # The transport wrote the nudge at once: there is room again already.
+            if self.push():
+                return True
+
+    def resumed(self) -> None:
+        """The transport wrote what it held: send on (``resume_writing``)."""
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        conn = self.conn
+        try:
+            if conn.gone():
+                raise ClientDisconnectedError("the client went away")
+            if not self.push() and not self.go_on():
+                return
+        except Exception as exc:
+            conn._deadline = None  # the send is over: no drop for a lapse now
+            waiter.set_exception(exc)
+            return
+        conn._deadline = None  # _disarm: the send is over (its task wakes later)
+        waiter.set_result(None)
 
     def push(self) -> bool:
         """Write what the socket takes: True once all of it went, False when full."""
@@ -962,7 +1005,7 @@ class _FileSender:
                 self.count -= sent
                 if self.count:
                     # Less than offered: the socket is full. Trying again at once
-                    # would only meet EAGAIN; wait for room (half its buffer drained).
+                    # would only meet EAGAIN; wait for room.
                     return False
         except BlockingIOError:
             return False
@@ -972,43 +1015,23 @@ class _FileSender:
             raise
         return True
 
-    async def rest(self) -> None:
-        """Send the rest as the client makes room."""
+    def nudge(self) -> None:
+        """The socket is full: hand the transport what comes next, a little (the
+        rest of the head, or ``_NUDGE`` bytes of the file), so that the transport's
+        own watch of the socket writes it when there is room and then resumes the
+        connection's writing (``resume_writing``), which ends the wait."""
         conn = self.conn
-        loop = conn._loop
-        self.waiter = loop.create_future()
-        timeout = self.timeout = conn.state.timeouts.body
-        self.watch = conn._twin_fd if conn._twin_fd >= 0 else conn._make_twin()
-        loop.add_writer(self.watch, self._ready)
-        conn._arm(timeout)  # the send's deadline, moved on at each write (_ready)
-        conn._start_send_rate()
-        await self.waiter
-
-    def _ready(self) -> None:
-        waiter = self.waiter
-        if waiter is None or waiter.done():
+        head = self.head
+        if head:
+            self.head = b""
+            conn.write(head)
             return
-        conn = self.conn
-        transport = conn.transport
-        try:
-            if transport is None or transport.is_closing():
-                raise ClientDisconnectedError("the client went away")
-            if self.push():
-                conn._deadline = None  # _disarm: the send is over (its task wakes later)
-                waiter.set_result(None)
-                return
-        except Exception as exc:
-            conn._deadline = None  # the send is over: no drop for a lapse now
-            waiter.set_exception(exc)
-            return
-        conn._arm(self.timeout)  # the socket had room: a later deadline (only stored)
-        conn._start_send_rate()
-
-    def close(self) -> None:
-        """Stop watching the socket."""
-        if self.watch >= 0:
-            self.conn._loop.remove_writer(self.watch)
-            self.watch = -1
+        data = os.pread(self.fd, min(self.count, _NUDGE), self.offset)
+        if not data:
+            raise ConnectionError("the file shrank while it was being sent")
+        self.offset += len(data)
+        self.count -= len(data)
+        conn.write(data)
 
 
 def _one_slot() -> list[Any]:
@@ -1088,6 +1111,8 @@ class HttpConnection(asyncio.Protocol):
         self.closing = False
         self.write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
+        # A file's send waiting for room in the socket (see sendfile), or None.
+        self._sender: _FileSender | None = None
         self._read_paused_for_body = False
         self._read_paused_for_queue = False
         # Too many bytes held after an upgrade request being answered (see h1.over_held).
@@ -1118,10 +1143,6 @@ class HttpConnection(asyncio.Protocol):
         self._send_rate = RateWindow()
         self._rate_due: float | None = None
         self.sending_file = False  # a sendfile is under way: bytes are queued for the client
-        # The socket's duplicate a file's sender writes to and waits on (_make_twin),
-        # and its descriptor (-1: none yet).
-        self._twin: socket.socket | None = None
-        self._twin_fd = -1
         self.too_slow = False  # cut for a body below the minimum rate: linger briefly
         # Dropped by the server's own decision (drop): its request in flight is
         # logged as the server's abort (Win32 1236), not the client's leaving (64).
@@ -1166,8 +1187,6 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
-        if self._twin is not None:
-            self._close_twin()
         if self.raw is not None:
             self.raw.feed_eof()
         live = self._live
@@ -1279,7 +1298,11 @@ class HttpConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        self._wake_drain()
+        sender = self._sender
+        if sender is not None:
+            sender.resumed()  # a file's send waiting for room: it goes on from here
+        else:
+            self._wake_drain()
 
     # -- events from the protocol layer ---------------------------------------------
 
@@ -1945,8 +1968,9 @@ class HttpConnection(asyncio.Protocol):
 
         uvloop implements no ``loop.sendfile``, so this calls ``os.sendfile`` on the
         socket's descriptor (with nothing left in the transport's buffer, the bytes
-        stay in order); when the socket is full, a callback on its writability sends
-        the rest (:class:`_FileSender`) and the task waits once, for the end.
+        stay in order); when the socket is full, the transport is handed the next
+        few bytes, and the callback that says it has written them sends on
+        (:class:`_FileSender`); the task waits once, for the end.
         The head goes out the same way, so nothing has to wait for the transport to
         flush it; only bytes the transport still holds from earlier (a slow client,
         a pipelined response) are waited for.
@@ -1969,28 +1993,38 @@ class HttpConnection(asyncio.Protocol):
         # start (the client reads fewer, larger pieces: a third less of its CPU at
         # 10 MiB); the uncork pushes out the tail. Measured, not guessed: at 100 KiB
         # the same cost 20 % of the requests/s, so smaller bodies go uncorked.
-        # The cork is set on the connection's own socket object (_twin): uvloop's
-        # stand-in builds a new socket object for every setsockopt call (a tenth of
-        # the user-space instructions of a 10 MiB response went to cork and uncork).
-        corked = count >= _CORK_FROM
-        out = self._twin_fd
-        if out < 0:
-            out = self._make_twin() if corked else self._socket_fd()
-        twin = self._twin
-        if corked and twin is not None:
-            _cork(twin, 1)
+        # The cork is set through a socket object of our own over the transport's
+        # descriptor (uvloop's stand-in builds a new socket object for every
+        # setsockopt call), made for this send and detached, not closed, when it
+        # ends: the descriptor stays the transport's, and the connection holds one
+        # between requests (server.native_accept_is_safe counts on that).
+        out = self._socket_fd()
+        cork = _SOCKET(_AF_INET, _SOCK_STREAM, 0, out) if count >= _CORK_FROM else None
         sender = _FileSender(self, out, fd, offset, count, head)
         self.sending_file = True
         try:
+            if cork is not None:
+                _cork(cork, 1)
             if not sender.push():
-                await sender.rest()
+                # The socket is full. The transport watches it already (uvloop
+                # refuses a second watch of one descriptor, and a watch of a
+                # duplicate cost a dup, a poll handle and its removal per file):
+                # it is handed the next few bytes, and the send goes on when it
+                # has written them (_FileSender.resumed, from resume_writing).
+                sender.timeout = self.state.timeouts.body
+                if not sender.go_on():
+                    waiter = sender.waiter = self._loop.create_future()
+                    self._sender = sender
+                    self._start_send_rate()
+                    await waiter
         finally:
+            self._sender = None
             self.sending_file = False
-            self._deadline = None  # the send's own (see _FileSender.rest)
-            sender.close()
-            if corked and twin is not None:
-                _cork(twin, 0)
-            self._close_twin()  # one descriptor per connection between sends (_make_twin)
+            self._deadline = None  # the send's own
+            if cork is not None:
+                if not self.gone():  # else the descriptor may be closed already
+                    _cork(cork, 0)
+                cork.detach()
 
     def _socket_fd(self) -> int:
         """The transport's socket descriptor (the transport is open)."""
@@ -1999,39 +2033,6 @@ class HttpConnection(asyncio.Protocol):
         if sock is None:
             raise ClientDisconnectedError("the client went away")
         return int(sock.fileno())
-
-    def _make_twin(self) -> int:
-        """The connection's duplicate of its socket, made now: its descriptor.
-
-        Made by a file's send that needs it (corked, or waiting on the client) and
-        closed when that send ends, so a connection holds one descriptor between
-        requests, as ``server.native_accept_is_safe`` counts them (max_connections
-        plus FD_RESERVE: a second per connection kept for its life could run the
-        process out of descriptors, where libuv's accept resets waiting clients).
-        (Kept per connection it would save one dup per large file, ~5.5k
-        instructions of a 10 MiB response's ~4 ms: not worth that.) It is what a
-        file's sender writes to and waits on (uvloop refuses a writer on the
-        transport's own descriptor, which it watches already), and the socket
-        object the cork is set on. Also closed with the connection
-        (``_close_twin``: close, abort, detach, an upgrade, connection_lost),
-        never while a file is going out (its writer is registered on it)."""
-        transport = self.transport
-        sock = transport.get_extra_info("socket") if transport is not None else None
-        if sock is None:
-            raise ClientDisconnectedError("the client went away")
-        twin: socket.socket = sock.dup()
-        self._twin = twin
-        self._twin_fd = fd = twin.fileno()
-        return fd
-
-    def _close_twin(self) -> None:
-        """Close the socket's duplicate, unless a file's sender still watches it (its
-        ``sendfile`` closes it then, on its way out)."""
-        twin = self._twin
-        if twin is not None and not self.sending_file:
-            self._twin = None
-            self._twin_fd = -1
-            twin.close()
 
     def _wake_drain(self) -> None:
         waiter = self._drain_waiter
@@ -2237,7 +2238,7 @@ class HttpConnection(asyncio.Protocol):
             return
         if self.sending_file:
             # A file's send the client took nothing of for timeouts.body (the only
-            # deadline armed while one goes out, see _FileSender): the server gives
+            # deadline armed while one goes out, see sendfile): the server gives
             # up on the client; connection_lost cancels the request, waiting there,
             # as the server's abort.
             self.drop()
@@ -2285,8 +2286,6 @@ class HttpConnection(asyncio.Protocol):
         fd = os.dup(sock.fileno())
         self.held = None
         self.closing = True
-        if self._twin is not None:
-            self._close_twin()  # this process keeps no descriptor of the socket
         self._drop_timer()
         self.state.forget(self)
         transport.abort()  # closes only this process's descriptor: no FIN, no RST
@@ -2344,16 +2343,12 @@ class HttpConnection(asyncio.Protocol):
     def close(self) -> None:
         self.closing = True
         self._disarm()
-        if self._twin is not None:
-            self._close_twin()  # else the transport's close sends no FIN
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
     def abort(self) -> None:
         self.closing = True
         self._disarm()
-        if self._twin is not None:
-            self._close_twin()
         if self.transport is not None:
             self.transport.abort()
 
