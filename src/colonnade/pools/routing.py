@@ -146,6 +146,7 @@ class PoolRouter:
             # client opens a new connection, which another worker accepts).
             conn.shutdown()
             return
+        conn.uncork()  # an answer held for the loop's next turn goes now (WriteBatch)
         if transport.get_write_buffer_size():
             transport.pause_reading()
             task = asyncio.get_running_loop().create_task(self._after_flush(conn, pool, data, head))

@@ -184,10 +184,15 @@ class LazyTimers:
     a connection that ends before the sweep (``HttpConnection._drop_timer`` takes it
     out) never makes a timer."""
 
-    __slots__ = ("_pending", "_sweep", "loop", "time")
+    __slots__ = ("_pending", "_sweep", "batch", "loop", "time")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        #: The answers the loop's connections hold for its next turn (WriteBatch):
+        #: here, as this object is, one for every connection of the loop (those
+        #: of every listening socket, and those handed over, which have no
+        #: Accepted of their own to share).
+        self.batch = WriteBatch(loop)
         # The loop's clock, bound once for every connection of the loop: read per
         # request (a connection's re-arm), where a method looked up on the loop by
         # name costs ~60 instructions more, compiled. (Its call_soon bound the same
@@ -349,6 +354,45 @@ class Waker(TaskWait):
         return self.value
 
 
+class WriteBatch:
+    """Whole answers of one event loop held until its next turn, then written
+    together (see ``HttpConnection.cork``).
+
+    A client waiting in ``epoll_wait`` is woken by each write that reaches it,
+    and waking a process on another CPU is costly for the writer (an
+    inter-processor interrupt: in a VM, an exit). Answers written one by one as
+    each is made, a few microseconds of work apart, reach a client that has
+    gone back to sleep each time (a load generator or a proxy in front with
+    many connections: wrk was woken ~0.3 times per proxied answer); written in
+    one burst at the loop's next turn, the first wakes it and it finds the rest
+    (0.03-0.05: bench/proxy_split.py). The answers wait at most for the rest of the loop's turn: the
+    callbacks already due run first (an idle loop's turn is at once). The
+    batch costs a callback and a turn of the loop (~4k instructions) for the
+    turn's answers together: a worker's only connection writes at once."""
+
+    __slots__ = ("conns", "flush", "loop", "scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.conns: list[HttpConnection] = []
+        self.scheduled = False  # flush is due at the loop's next turn
+        #: Bound once: scheduled once per turn that holds answers.
+        self.flush: Callable[[], None] = self._flush
+
+    def add(self, conn: HttpConnection) -> None:
+        """``conn`` holds an answer (its ``_corked``): written at the next turn."""
+        self.conns.append(conn)
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def _flush(self) -> None:
+        self.scheduled = False
+        conns, self.conns = self.conns, []
+        for conn in conns:
+            conn.uncork()
+
+
 class Accepted:
     """What every plain connection of a listening socket shares, made once: the
     server's state, the event loop, the lazy timers, and the local address where
@@ -356,7 +400,17 @@ class Accepted:
     wildcard). Called, it makes the protocol of a new connection (the factory
     given to ``loop.create_server``)."""
 
-    __slots__ = ("counts", "drain", "draining", "live", "local", "loop", "state", "timers")
+    __slots__ = (
+        "batch",
+        "counts",
+        "drain",
+        "draining",
+        "live",
+        "local",
+        "loop",
+        "state",
+        "timers",
+    )
 
     def __init__(self, state: ServerState, local: tuple[str, int] | None = None) -> None:
         self.state = state
@@ -369,6 +423,7 @@ class Accepted:
         if timers is None or timers.loop is not loop:
             timers = state.lazy_timers = LazyTimers(loop)
         self.timers = timers
+        self.batch = timers.batch
         #: Accepts what waits in the backlog at once (``server.BurstAccept``), for a
         #: socket whose connections the event loop accepts one per turn; None: not one.
         self.drain: Callable[[], None] | None = None
@@ -747,7 +802,20 @@ class Exchange(TransportWriter):
             transport = conn.transport
             if transport is not None and not transport.is_closing():
                 conn._written += sent
-                transport.write(data)
+                if (
+                    len(conn.queue) > 1
+                    or not h1.keep_alive
+                    or conn.closing
+                    or len(conn._live.connections) < 2
+                ):
+                    # (The worker's only connection: no other answer to go with.)
+                    if conn._corked is not None:
+                        conn.uncork()
+                    transport.write(data)
+                else:
+                    # The usual answer, its connection kept open: written with the
+                    # others of this turn (WriteBatch).
+                    conn.cork(data)
         # _completed, inline for the usual answer (the only one on its connection,
         # which stays open): a call less per request, interpreted.
         if len(conn.queue) > 1 or not h1.keep_alive:
@@ -1125,6 +1193,10 @@ class HttpConnection(asyncio.Protocol):
         self._deadline: float | None = None
         self._loop = shared.loop
         self._timers = shared.timers
+        # An answer held for the loop's next turn (see cork; None: none), and
+        # the batch that writes it then.
+        self._corked: bytes | None = None
+        self._batch = shared.batch
         self._idle = True
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = shared.local
@@ -1824,6 +1896,8 @@ class HttpConnection(asyncio.Protocol):
         body = entry.body
         # write and write_two, inline: the transport asked once whether it is closing
         # (a method call, ~180 instructions compiled), here and not again by _finish.
+        if self._corked is not None:
+            self.uncork()
         transport = self.transport
         if transport is not None and transport.is_closing():
             transport = None
@@ -1928,9 +2002,33 @@ class HttpConnection(asyncio.Protocol):
         return transport is None or transport.is_closing()
 
     def write(self, data: bytes) -> None:
+        if self._corked is not None:
+            self.uncork()  # what was held goes first
         transport = self.transport
         if transport is not None and not transport.is_closing():
             self._written += len(data)
+            transport.write(data)
+
+    def cork(self, data: bytes) -> None:
+        """Write ``data`` (a whole answer) at the loop's next turn, with the other
+        connections' answers of this turn (see WriteBatch). Anything written or
+        done to the connection before then (a write, a file, a close, a
+        hand-over) writes it first (``uncork``)."""
+        corked = self._corked
+        if corked is None:
+            self._corked = data
+            self._batch.add(self)
+        else:
+            self._corked = corked + data  # (pipelined answers of one turn)
+
+    def uncork(self) -> None:
+        """Write the answer held by ``cork`` now (if the transport still takes it)."""
+        data = self._corked
+        if data is None:
+            return
+        self._corked = None
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
             transport.write(data)
 
     def _backlog(self) -> bool:
@@ -1945,6 +2043,8 @@ class HttpConnection(asyncio.Protocol):
 
     def write_two(self, head: bytes, body: bytes) -> None:
         """``head`` then ``body``, in one ``writev`` where the socket takes both."""
+        if self._corked is not None:
+            self.uncork()
         transport = self.transport
         if transport is not None and not transport.is_closing():
             self._written += len(head) + len(body)
@@ -1975,6 +2075,8 @@ class HttpConnection(asyncio.Protocol):
         flush it; only bytes the transport still holds from earlier (a slow client,
         a pipelined response) are waited for.
         """
+        if self._corked is not None:
+            self.uncork()  # into the transport: waited for below like any other
         transport = self.transport
         if transport is None or transport.is_closing():
             raise ClientDisconnectedError("the client went away")
@@ -2268,6 +2370,7 @@ class HttpConnection(asyncio.Protocol):
             and not self.closing
             and transport is not None
             and not transport.is_closing()
+            and self._corked is None
             and not transport.get_write_buffer_size()
         )
 
@@ -2278,6 +2381,8 @@ class HttpConnection(asyncio.Protocol):
         bytes it sends meanwhile wait in the socket. Only at a request boundary,
         with nothing left to write (see ``idle``, or a held head).
         """
+        if self._corked is not None:
+            raise ClientDisconnectedError("an answer is still to be written")  # see idle
         transport = self.transport
         sock = transport.get_extra_info("socket") if transport is not None else None
         if transport is None or sock is None:
@@ -2331,6 +2436,8 @@ class HttpConnection(asyncio.Protocol):
         self._linger_until = self._loop.time() + (
             timeouts.lingering if self.too_slow else timeouts.lingering_total
         )
+        if self._corked is not None:
+            self.uncork()
         transport.write_eof()  # after what is queued, as asyncio's transports do
         self._read_paused_for_body = self._read_paused_for_queue = False
         transport.resume_reading()
@@ -2341,6 +2448,8 @@ class HttpConnection(asyncio.Protocol):
         self._arm(max(seconds, 0.0))
 
     def close(self) -> None:
+        if self._corked is not None:
+            self.uncork()  # the transport's close sends what it holds first
         self.closing = True
         self._disarm()
         if self.transport is not None and not self.transport.is_closing():
