@@ -134,3 +134,30 @@ def test_the_only_connection_writes_at_once() -> None:
     wire, log = _answered_alone(_get(), others=1)
     assert bytes(wire.sent).endswith(b"\r\n\r\na")
     assert log and all(task is None for _, task in log)
+
+
+class _Refusing(Wire):
+    """A transport whose write fails (a transport in a state uvloop refuses)."""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        raise RuntimeError("refused")
+
+
+def test_a_write_that_fails_ends_its_connection_not_the_others_answers() -> None:
+    async def go() -> tuple[Wire, Wire, HttpConnection, HttpConnection]:
+        bad, good = _Refusing(), Wire()
+        conn_bad, conn_good = _connect(bad), _connect(good)
+        conn_bad.cork(b"lost")
+        conn_good.cork(b"kept")
+        await _turns(3)
+        # Still in the batch's hands afterwards: a later answer is written again.
+        conn_good.cork(b" and again")
+        await _turns(3)
+        return bad, good, conn_bad, conn_good
+
+    bad, good, conn_bad, conn_good = LOOP.run_until_complete(go())
+    assert bytes(good.sent) == b"kept and again"
+    assert conn_bad.closing and bad.is_closing()
+    assert conn_bad._corked is None
+    conn_good.connection_lost(None)
+    conn_bad.connection_lost(None)

@@ -390,7 +390,14 @@ class WriteBatch:
         self.scheduled = False
         conns, self.conns = self.conns, []
         for conn in conns:
-            conn.uncork()
+            try:
+                conn.uncork()
+            except Exception:
+                # A transport that refused the write: that connection ends, the
+                # others' answers still go (one left held would be held forever:
+                # a connection joins the batch only when it holds nothing).
+                log.exception("a held answer could not be written: connection aborted")
+                conn.abort()
 
 
 class Accepted:
