@@ -1,11 +1,9 @@
-"""Review of WriteBatch over real sockets (session 25, review12): a bug found on
-review, marked xfail(strict=True) until the product code is fixed."""
+"""WriteBatch over real sockets: a bug found on review (session 25, review12),
+failing before its fix."""
 
 from __future__ import annotations
 
 import socket
-
-import pytest
 
 from tests.support.wait import PATIENCE
 
@@ -26,12 +24,6 @@ def _read_to_close(sock: socket.socket) -> bytes:
     return data
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the answer is held for the loop's next turn (WriteBatch) and the "
-    "client's FIN, read before that turn, has eof_received return None (nothing "
-    "in flight): the transport closes and the held answer is dropped",
-)
 def test_a_request_then_a_half_close_is_answered_while_another_connection_is_open(
     live: LiveServer,
 ) -> None:

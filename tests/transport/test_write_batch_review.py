@@ -1,15 +1,12 @@
 """Review of WriteBatch (HttpConnection.cork): paths that end or hand over a
 connection while it holds an answer for the loop's next turn. Each test here
-demonstrates a bug found on review (session 25, review12) and is marked
-xfail(strict=True) until the product code is fixed."""
+demonstrates a bug found on review (session 25, review12), failing before its fix."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import socket
-
-import pytest
 
 from colonnade.pools.routing import PoolRouter
 from colonnade.transport.connection import HttpConnection
@@ -39,11 +36,6 @@ async def _until_corked(conn: HttpConnection) -> None:
     raise AssertionError("the answer was never held")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="eof_received with nothing in flight returns None (asyncio closes the "
-    "transport) while an answer is held for the batch: the answer is dropped",
-)
 def test_a_half_close_after_a_held_answer_still_gets_the_answer() -> None:
     # A client sends a keep-alive request, then closes its side (shutdown(SHUT_WR),
     # `nc -N`) a moment later: its FIN is read after the answer is made (held for
@@ -78,12 +70,6 @@ class _SocketWire(Wire):
         return super().get_extra_info(name, default)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a drain's hand_over_idle skips a connection that holds an answer (not "
-    "idle), and nothing hands it over once the batch wrote it: it stays until the "
-    "client's next request or the drain's deadline (abort_all resets it)",
-)
 def test_a_drain_hands_over_a_connection_whose_answer_was_held() -> None:
     handed: list[int] = []
 

@@ -184,7 +184,11 @@ class PoolRouter:
         for conn in conns:
             if not isinstance(conn, HttpConnection):
                 conn.shutdown()
-            elif conn.idle:
+                continue
+            # An answer held for the loop's next turn (WriteBatch) goes now: a
+            # connection is idle once it is written, and nothing hands it over later.
+            conn.uncork()
+            if conn.idle:
                 self.hand_over(conn, self.pool, b"", head=False)
             elif conn.raw is not None:
                 # Upgraded (a WebSocket, a proxied tunnel): never idle again, and its

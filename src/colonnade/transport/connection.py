@@ -1351,6 +1351,11 @@ class HttpConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         self.eof = True
+        if self._corked is not None:
+            # An answer held for the loop's next turn goes now: a falsy return
+            # below closes the transport, which sends what it holds first but
+            # takes nothing written after (a request, then the client's FIN).
+            self.uncork()
         if self.raw is not None:
             self.raw.feed_eof()
             return True
