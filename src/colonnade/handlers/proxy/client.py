@@ -32,7 +32,7 @@ import contextvars
 import socket
 import time
 from collections.abc import Callable, Generator
-from typing import Any, Final, cast
+from typing import Any, Final, Protocol, cast
 
 from colonnade.config.schema import parse_upstream as parse_address
 from colonnade.core.taskwait import (
@@ -112,10 +112,38 @@ def _unconnected(data: bytes) -> None:
     raise ConnectionResetError("the upstream connection is closed")
 
 
-class Wait(TaskWait):
+class Wait(Protocol):
     """What a request's task awaits for bytes from its upstream connection: a
     reusable wait (core/taskwait.py), one object per connection, armed again for
-    each wait (:meth:`Connection.waiter_at`).
+    each wait (:meth:`Connection.waiter_at`); made by :func:`new_wait`. The
+    compiled build's is _fields.c's ``Wait``, the pure build's :class:`PyWait`:
+    the same behaviour (tests/handlers/proxy/test_client.py runs both)."""
+
+    def arm(self) -> None:
+        """Begin a wait (the last one ended)."""
+
+    def wake(self, now: bool, /) -> None:
+        """End the wait (see :meth:`PyWait.wake`)."""
+
+    def done(self) -> bool:
+        """The wait ended."""
+
+    def cancelled(self) -> bool:
+        """The wait was cancelled."""
+
+    def result(self) -> object:
+        """None; raises CancelledError where the wait was cancelled."""
+
+    def cancel(self, msg: object = None) -> bool:
+        """Cancel the wait (the task's cancel())."""
+
+    def __await__(self) -> Generator[Any, None, None]:
+        """The task's wait: it gives the wait while it is pending."""
+
+
+class PyWait(TaskWait):
+    """:class:`Wait` in Python (a :class:`~colonnade.core.taskwait.TaskWait`): the
+    pure build's, and the compiled build's where _fields.c's is absent.
 
     Not an ``asyncio.Future`` made per wait (core/taskwait.py says what that
     costs); and stepping a future's task at once (the read callback that brought
@@ -155,7 +183,7 @@ class Wait(TaskWait):
             raise asyncio.CancelledError(self.message)
         return cast(Generator[Any, None, None], iter(()))
 
-    def wake(self, now: bool) -> None:
+    def wake(self, now: bool, /) -> None:
         """End the wait (a wait already ended, cancelled or timed out, stays as it
         is). ``now``: the caller is a loop callback (the protocol's read), and the
         task runs before this returns; else at the loop's next turn. Called from
@@ -174,6 +202,38 @@ class Wait(TaskWait):
                 _RUN(context, callback, self.done_future)
                 return
         self.schedule_wake(self.done_future)
+
+
+def _c_wait() -> (
+    Callable[
+        [
+            asyncio.AbstractEventLoop,
+            asyncio.Future[None],
+            Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None],
+        ],
+        Wait,
+    ]
+    | None
+):
+    # _fields.c's Wait where built, else None. Why C: asyncio's task calls a
+    # wait's add_done_callback with a keyword (context=), which a compiled method
+    # parses generically, ~700 instructions per proxied request; and its await
+    # is itself, no iterator made per wait.
+    try:
+        from colonnade.handlers.proxy._fields import Wait as CWait
+    except ImportError:
+        return None
+    return CWait
+
+
+_C_WAIT: Final = _c_wait()
+
+
+def new_wait(loop: asyncio.AbstractEventLoop) -> Wait:
+    """A connection's :class:`Wait`: in C where built, else :class:`PyWait`."""
+    if _C_WAIT is not None:
+        return _C_WAIT(loop, finished_future(loop), _CURRENT_TASK)
+    return PyWait(loop)
 
 
 class Connection(asyncio.BufferedProtocol):
@@ -219,7 +279,7 @@ class Connection(asyncio.BufferedProtocol):
         #: The event loop it lives on (made there by the pool): kept, because each
         #: asyncio.get_running_loop() costs a getpid system call.
         self.loop = asyncio.get_running_loop()
-        self._wait = Wait(self.loop)
+        self._wait = new_wait(self.loop)
         #: The loop's clock, bound once (a method call looks ``time`` up each time).
         self.clock: Callable[[], float] = self.loop.time
         #: Requests sent on it so far (the first one is never stale).
