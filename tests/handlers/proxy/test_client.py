@@ -477,6 +477,25 @@ def test_reads_of_every_size_are_copied_out_whole() -> None:
     _run_leaving_tasks(main())
 
 
+def test_reads_before_a_take_come_out_joined_in_order() -> None:
+    # Reads the handler did not take yet queue up (the first in a slot of its own,
+    # the rest after it) and come out as one piece, in order; the connection is
+    # not clean while any waits.
+    async def main() -> None:
+        async with _lent(PoolSettings(high_water=2048)) as conn:
+            for pieces in ([b"a"], [b"a", b"bc"], [b"a", b"bc", b"def", b"g"]):
+                for piece in pieces:
+                    view = conn.get_buffer(-1)
+                    view[: len(piece)] = piece
+                    conn.buffer_updated(len(piece))
+                    assert not conn.clean
+                assert conn.take() == b"".join(pieces)
+                assert conn.take() is None
+                assert conn.clean
+
+    _run_leaving_tasks(main())
+
+
 def test_take_in_c_copies_out_of_a_bytearray_and_refuses_the_rest() -> None:
     if client._C_TAKE is None:
         pytest.skip("a pure-Python build has no C take")
