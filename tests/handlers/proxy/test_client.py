@@ -604,3 +604,32 @@ def test_wait_has_one_waiter_and_checks_its_arguments(make_wait: MakeWait) -> No
         assert seen == [wait]  # removed: not called
 
     asyncio.run(main())
+
+
+def test_c_wait_answers_the_tasks_look_ups() -> None:
+    # What asyncio's task reads of a wait by name at each wait, answered by the C
+    # type before its generic look-up: the same values the generic way gives.
+    made = client._C_WAIT
+    if made is None:
+        pytest.skip("a pure-Python build has no C Wait")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        wait: Any = made(loop, finished_future(loop), client._CURRENT_TASK)
+        assert wait._asyncio_future_blocking is False
+        wait._asyncio_future_blocking = True
+        assert getattr(wait, "_asyncio_future_blocking") is True  # noqa: B009
+        wait._asyncio_future_blocking = False
+        assert wait._asyncio_future_blocking is False
+        with pytest.raises(TypeError):
+            wait._asyncio_future_blocking = 1
+        assert wait._loop is loop and wait.get_loop() is loop
+        assert asyncio.isfuture(wait)
+        assert asyncio.futures._get_loop(wait) is loop  # type: ignore[attr-defined]
+        assert wait.add_done_callback is wait.add_done_callback  # bound once
+        with pytest.raises(AttributeError):
+            wait.no_such_attribute  # noqa: B018
+        with pytest.raises(AttributeError):
+            wait.arm = None
+
+    asyncio.run(main())

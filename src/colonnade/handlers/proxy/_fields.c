@@ -24,6 +24,9 @@
  * connection copies out of its pool's read buffer at each read (client.py's
  * buffer_updated): ~250 instructions fewer than a memoryview's tobytes(), whose
  * call parses its keyword argument and goes through the buffer protocol.
+ *
+ * Wait is an upstream connection's reusable wait for bytes (client.py's PyWait
+ * in C; see its own comment below).
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -622,8 +625,13 @@ take(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
  * asyncio's task calls ``add_done_callback(wakeup, context=...)`` at each wait, a
  * call with a keyword, which a compiled (mypyc) method parses generically, ~700
  * instructions of every proxied request; here the keyword is one pointer compare.
- * And its ``__await__`` is itself (an iterator that gives the wait once while it is
- * pending): no iterator made per wait.
+ * The task also reads the wait's attributes by name at each wait (whether it
+ * blocks, its loop, its add_done_callback: a bound method made and freed each
+ * time): answered here first by a pointer compare (wait_getattro), the two
+ * methods bound once (a cycle with the wait, which lives as long as its
+ * connection: the collector frees them, as PyWait's). And its ``__await__`` is
+ * itself (an iterator that gives the wait once while it is pending): no
+ * iterator made per wait.
  *
  * What it does is PyWait's, exactly: arm() begins a wait; wake(now) ends it, and
  * with ``now`` (the caller is a loop callback: the protocol's read) runs the
@@ -643,6 +651,8 @@ typedef struct {
     PyObject *callback;      /* the waiting task's wake-up (NULL: none) */
     PyObject *context;       /* and its context */
     PyObject *message;       /* a cancellation's */
+    PyObject *bound_add;     /* self.add_done_callback and self.get_loop, bound */
+    PyObject *bound_loop;    /* once (see wait_getattro) */
     int state;
     char blocking;           /* ``_asyncio_future_blocking`` */
 } WaitObject;
@@ -652,6 +662,10 @@ static PyObject *invalid_state_error; /* asyncio.InvalidStateError */
 static PyObject *str_context;         /* "context", interned */
 static PyObject *str_msg;             /* "msg", interned */
 static PyObject *str_call_soon;       /* "call_soon", interned */
+static PyObject *str_blocking;        /* "_asyncio_future_blocking", interned */
+static PyObject *str_loop;            /* "_loop", interned */
+static PyObject *str_add;             /* "add_done_callback", interned */
+static PyObject *str_get_loop;        /* "get_loop", interned */
 static PyObject *context_kwnames;     /* ("context",) */
 
 static int
@@ -664,6 +678,8 @@ wait_traverse(WaitObject *self, visitproc visit, void *arg)
     Py_VISIT(self->callback);
     Py_VISIT(self->context);
     Py_VISIT(self->message);
+    Py_VISIT(self->bound_add);
+    Py_VISIT(self->bound_loop);
     return 0;
 }
 
@@ -676,6 +692,8 @@ wait_clear(WaitObject *self)
     Py_CLEAR(self->callback);
     Py_CLEAR(self->context);
     Py_CLEAR(self->message);
+    Py_CLEAR(self->bound_add);
+    Py_CLEAR(self->bound_loop);
     return 0;
 }
 
@@ -708,7 +726,55 @@ wait_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->finished = Py_NewRef(finished);
     self->current_task = Py_NewRef(current_task);
     self->state = W_DONE;
+    /* (Before they are set, the look-ups below are the generic ones.) */
+    self->bound_add = PyObject_GenericGetAttr((PyObject *)self, str_add);
+    self->bound_loop = PyObject_GenericGetAttr((PyObject *)self, str_get_loop);
+    if (self->bound_add == NULL || self->bound_loop == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
     return (PyObject *)self;
+}
+
+/* The attributes asyncio's task reads at each wait, by name (a wait that is not
+ * an exact asyncio.Future: its generic path), answered first by a pointer
+ * compare with the interned names the task uses: _asyncio_future_blocking,
+ * get_loop (bound once: the task calls it for the loop; without it, it would
+ * look get_loop up in vain, then read _loop), add_done_callback (bound once:
+ * no bound method made and freed per wait). Any other name, or one not
+ * interned, the generic way. */
+static PyObject *
+wait_getattro(WaitObject *self, PyObject *name)
+{
+    if (name == str_blocking) {
+        return Py_NewRef(self->blocking ? Py_True : Py_False);
+    }
+    if (name == str_add && self->bound_add != NULL) {
+        return Py_NewRef(self->bound_add);
+    }
+    if (name == str_get_loop && self->bound_loop != NULL) {
+        return Py_NewRef(self->bound_loop);
+    }
+    if (name == str_loop) {
+        return Py_NewRef(self->loop);
+    }
+    return PyObject_GenericGetAttr((PyObject *)self, name);
+}
+
+static int
+wait_setattro(WaitObject *self, PyObject *name, PyObject *value)
+{
+    if (name == str_blocking && value != NULL && PyBool_Check(value)) {
+        self->blocking = value == Py_True;
+        return 0;
+    }
+    return PyObject_GenericSetAttr((PyObject *)self, name, value);
+}
+
+static PyObject *
+wait_get_loop(WaitObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return Py_NewRef(self->loop);
 }
 
 /* Schedule the wake-up (if a task waits) for the loop's next turn, handed
@@ -951,6 +1017,7 @@ wait_next(WaitObject *self)
 
 static PyMethodDef wait_methods[] = {
     {"arm", (PyCFunction)wait_arm, METH_NOARGS, "Begin a wait (the last one ended)."},
+    {"get_loop", (PyCFunction)wait_get_loop, METH_NOARGS, "The loop the wait belongs to."},
     {"wake", (PyCFunction)wait_wake, METH_O,
      "wake(now, /)\n--\n\nEnd the wait (see client.PyWait.wake)."},
     {"done", (PyCFunction)wait_done, METH_NOARGS, "The wait ended."},
@@ -983,6 +1050,8 @@ static PyType_Slot wait_slots[] = {
     {Py_tp_clear, wait_clear},
     {Py_tp_methods, wait_methods},
     {Py_tp_members, wait_members},
+    {Py_tp_getattro, wait_getattro},
+    {Py_tp_setattro, wait_setattro},
     {Py_tp_iter, PyObject_SelfIter},
     {Py_tp_iternext, wait_next},
     {Py_am_await, wait_await},
@@ -1010,8 +1079,13 @@ exec_module(PyObject *module)
         str_context = PyUnicode_InternFromString("context");
         str_msg = PyUnicode_InternFromString("msg");
         str_call_soon = PyUnicode_InternFromString("call_soon");
+        str_blocking = PyUnicode_InternFromString("_asyncio_future_blocking");
+        str_loop = PyUnicode_InternFromString("_loop");
+        str_add = PyUnicode_InternFromString("add_done_callback");
+        str_get_loop = PyUnicode_InternFromString("get_loop");
         if (cancelled_error == NULL || invalid_state_error == NULL || str_context == NULL ||
-            str_msg == NULL || str_call_soon == NULL) {
+            str_msg == NULL || str_call_soon == NULL || str_blocking == NULL ||
+            str_loop == NULL || str_add == NULL || str_get_loop == NULL) {
             return -1;
         }
         context_kwnames = PyTuple_Pack(1, str_context);

@@ -217,8 +217,9 @@ def _c_wait() -> (
 ):
     # _fields.c's Wait where built, else None. Why C: asyncio's task calls a
     # wait's add_done_callback with a keyword (context=), which a compiled method
-    # parses generically, ~700 instructions per proxied request; and its await
-    # is itself, no iterator made per wait.
+    # parses generically, and reads its attributes by name at each wait (a bound
+    # method made per wait among them), which the C type answers at once; and
+    # its await is itself, no iterator made per wait.
     try:
         from colonnade.handlers.proxy._fields import Wait as CWait
     except ImportError:
