@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from colonnade.core.taskwait import finished_future
 from colonnade.handlers.proxy import client
 from colonnade.handlers.proxy.client import (
     Connection,
@@ -320,14 +321,46 @@ async def test_max_idle_zero_keeps_none() -> None:
         await server.close()
 
 
-def test_wait_woken_before_awaited_cancelled_and_awaited() -> None:
+MakeWait = Callable[[asyncio.AbstractEventLoop], Wait]
+
+
+@pytest.fixture(params=["python", "c"])
+def make_wait(request: pytest.FixtureRequest) -> MakeWait:
+    """Each implementation of the connection's Wait: client.PyWait, and _fields.c's
+    (the compiled build's; absent from a pure-Python build)."""
+    if request.param == "python":
+        return client.PyWait
+    made = client._C_WAIT
+    if made is None:
+        pytest.skip("a pure-Python build has no C Wait")
+
+    def make(loop: asyncio.AbstractEventLoop) -> Wait:
+        return made(loop, finished_future(loop), client._CURRENT_TASK)
+
+    return make
+
+
+def test_new_wait_is_the_builds_own() -> None:
+    # The compiled build's connections wait on _fields.c's Wait, the pure build's
+    # on PyWait.
+    async def main() -> None:
+        wait = client.new_wait(asyncio.get_running_loop())
+        if client._C_WAIT is None:
+            assert type(wait) is client.PyWait
+        else:
+            assert type(wait) is client._C_WAIT
+
+    asyncio.run(main())
+
+
+def test_wait_woken_before_awaited_cancelled_and_awaited(make_wait: MakeWait) -> None:
     # The connection's Wait: woken before a task awaits it (the await returns at
     # once), cancelled (the wake that follows leaves it cancelled), woken now
     # (the task runs before wake returns) and woken at the next turn; armed again
     # for each, one object.
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        wait = Wait(loop)
+        wait = make_wait(loop)
         assert wait.done()
         wait.arm()
         assert not wait.done()
@@ -363,7 +396,9 @@ def test_wait_woken_before_awaited_cancelled_and_awaited() -> None:
     asyncio.run(main())
 
 
-def test_wait_woken_now_from_inside_a_task_wakes_its_task_at_the_next_turn() -> None:
+def test_wait_woken_now_from_inside_a_task_wakes_its_task_at_the_next_turn(
+    make_wait: MakeWait,
+) -> None:
     # wake(True) whose caller turns out to be a task (a transport that hands the
     # protocol its last bytes from within a call the task made: a TLS transport's
     # close): the waiting task cannot run inside that one, so it is woken at the
@@ -372,7 +407,7 @@ def test_wait_woken_now_from_inside_a_task_wakes_its_task_at_the_next_turn() -> 
     # caller) and the waiting task was never woken.
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        wait = Wait(loop)
+        wait = make_wait(loop)
         wait.arm()
         steps: list[str] = []
 
@@ -442,6 +477,25 @@ def test_reads_of_every_size_are_copied_out_whole() -> None:
     _run_leaving_tasks(main())
 
 
+def test_reads_before_a_take_come_out_joined_in_order() -> None:
+    # Reads the handler did not take yet queue up (the first in a slot of its own,
+    # the rest after it) and come out as one piece, in order; the connection is
+    # not clean while any waits.
+    async def main() -> None:
+        async with _lent(PoolSettings(high_water=2048)) as conn:
+            for pieces in ([b"a"], [b"a", b"bc"], [b"a", b"bc", b"def", b"g"]):
+                for piece in pieces:
+                    view = conn.get_buffer(-1)
+                    view[: len(piece)] = piece
+                    conn.buffer_updated(len(piece))
+                    assert not conn.clean
+                assert conn.take() == b"".join(pieces)
+                assert conn.take() is None
+                assert conn.clean
+
+    _run_leaving_tasks(main())
+
+
 def test_take_in_c_copies_out_of_a_bytearray_and_refuses_the_rest() -> None:
     if client._C_TAKE is None:
         pytest.skip("a pure-Python build has no C take")
@@ -470,12 +524,12 @@ def _run_leaving_tasks(main: Coroutine[Any, Any, None]) -> None:
         loop.close()
 
 
-def test_wait_cancelled_while_a_task_waits() -> None:
+def test_wait_cancelled_while_a_task_waits(make_wait: MakeWait) -> None:
     # The task cancelled while it waits gets CancelledError with its message; a
     # wake after that changes nothing.
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        wait = Wait(loop)
+        wait = make_wait(loop)
         wait.arm()
         task = loop.create_task(_await(wait))
         await asyncio.sleep(0)
@@ -490,3 +544,92 @@ def test_wait_cancelled_while_a_task_waits() -> None:
 
 async def _await(wait: Wait) -> None:
     await wait
+
+
+def test_wait_under_asyncios_python_task(make_wait: MakeWait) -> None:
+    # asyncio's Python Task (where its C module is absent) calls the wait's
+    # methods by keyword, cancel(msg=...) among them: the same outcomes.
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        wait = make_wait(loop)
+        python_task = asyncio.tasks._PyTask  # type: ignore[attr-defined]
+        steps: list[str] = []
+
+        async def waiting() -> None:
+            await wait
+            steps.append("woken")
+
+        wait.arm()
+        task = python_task(waiting(), loop=loop)
+        await asyncio.sleep(0)
+        loop.call_soon(wait.wake, True)
+        await task
+        wait.arm()
+        task = python_task(_await(wait), loop=loop)
+        await asyncio.sleep(0)
+        task.cancel("bye")
+        with pytest.raises(asyncio.CancelledError, match="bye"):
+            await task
+        assert wait.cancelled() and steps == ["woken"]
+
+    asyncio.run(main())
+
+
+def test_wait_has_one_waiter_and_checks_its_arguments(make_wait: MakeWait) -> None:
+    # One task waits at a time: a second waiter is a bug and raises; a callback
+    # added to an ended wait is called soon, with the wait; an unknown keyword is
+    # refused (the C type reads its keyword itself).
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        wait = make_wait(loop)
+        seen: list[object] = []
+        wait.add_done_callback(seen.append)  # type: ignore[attr-defined]
+        await asyncio.sleep(0)
+        assert seen == [wait]
+        wait.arm()
+        wait.add_done_callback(seen.append)  # type: ignore[attr-defined]
+        with pytest.raises(RuntimeError):
+            wait.add_done_callback(seen.append)  # type: ignore[attr-defined]
+        with pytest.raises(TypeError):
+            wait.add_done_callback(seen.append, contxt=None)  # type: ignore[attr-defined]
+        assert wait.remove_done_callback(seen.append) == 1  # type: ignore[attr-defined]
+        assert wait.remove_done_callback(seen.append) == 0  # type: ignore[attr-defined]
+        with pytest.raises(asyncio.InvalidStateError):
+            wait.result()
+        assert wait.cancel(msg="stop")
+        assert not wait.cancel()
+        with pytest.raises(asyncio.CancelledError, match="stop"):
+            await wait  # cancelled before it was awaited
+        await asyncio.sleep(0)
+        assert seen == [wait]  # removed: not called
+
+    asyncio.run(main())
+
+
+def test_c_wait_answers_the_tasks_look_ups() -> None:
+    # What asyncio's task reads of a wait by name at each wait, answered by the C
+    # type before its generic look-up: the same values the generic way gives.
+    made = client._C_WAIT
+    if made is None:
+        pytest.skip("a pure-Python build has no C Wait")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        wait: Any = made(loop, finished_future(loop), client._CURRENT_TASK)
+        assert wait._asyncio_future_blocking is False
+        wait._asyncio_future_blocking = True
+        assert getattr(wait, "_asyncio_future_blocking") is True  # noqa: B009
+        wait._asyncio_future_blocking = False
+        assert wait._asyncio_future_blocking is False
+        with pytest.raises(TypeError):
+            wait._asyncio_future_blocking = 1
+        assert wait._loop is loop and wait.get_loop() is loop
+        assert asyncio.isfuture(wait)
+        assert asyncio.futures._get_loop(wait) is loop  # type: ignore[attr-defined]
+        assert wait.add_done_callback is wait.add_done_callback  # bound once
+        with pytest.raises(AttributeError):
+            wait.no_such_attribute  # noqa: B018
+        with pytest.raises(AttributeError):
+            wait.arm = None
+
+    asyncio.run(main())

@@ -2,7 +2,8 @@
 UndefinedBehaviorSanitizer, and driven by the proxy_wire fuzz target's properties
 (tests/fuzz/fuzz_proxy_wire.py: its seeds, then random upstream heads): it reads
 bytes from upstreams, so an out-of-bounds read or write there must fail a test,
-not wait for a crash in production."""
+not wait for a crash in production. The same module's Wait (an upstream
+connection's wait) is driven there too: woken, cancelled, collected."""
 
 from __future__ import annotations
 
@@ -52,6 +53,40 @@ for data in inputs:
         # And each cut read by the C head reader, with limits around its size.
         for limit in (0, size // 2, size, 1 << 16):
             module.response_head(body[:size], limit)
+# The connection's Wait (_fields.c's): waits woken now, at the next turn and
+# cancelled, under a task, its references dropped and collected.
+import asyncio, gc
+
+
+async def waits():
+    loop = asyncio.get_running_loop()
+    finished = loop.create_future()
+    finished.set_result(None)
+    for i in range(300):
+        wait = module.Wait(loop, finished, asyncio.current_task)
+        wait.arm()
+
+        async def waiting():
+            await wait
+
+        task = loop.create_task(waiting())
+        await asyncio.sleep(0)
+        if i % 3 == 0:
+            loop.call_soon(wait.wake, True)
+        elif i % 3 == 1:
+            wait.wake(False)
+        else:
+            task.cancel("gone")
+        try:
+            await task
+        except asyncio.CancelledError:
+            assert wait.cancelled() and i % 3 == 2
+        wait.add_done_callback(lambda _: None, context=None)
+        await asyncio.sleep(0)
+    gc.collect()
+
+
+asyncio.run(waits())
 print("checked", len(inputs))
 """
 

@@ -32,7 +32,7 @@ import contextvars
 import socket
 import time
 from collections.abc import Callable, Generator
-from typing import Any, Final, cast
+from typing import Any, Final, Protocol, cast
 
 from colonnade.config.schema import parse_upstream as parse_address
 from colonnade.core.taskwait import (
@@ -112,10 +112,38 @@ def _unconnected(data: bytes) -> None:
     raise ConnectionResetError("the upstream connection is closed")
 
 
-class Wait(TaskWait):
+class Wait(Protocol):
     """What a request's task awaits for bytes from its upstream connection: a
     reusable wait (core/taskwait.py), one object per connection, armed again for
-    each wait (:meth:`Connection.waiter_at`).
+    each wait (:meth:`Connection.waiter_at`); made by :func:`new_wait`. The
+    compiled build's is _fields.c's ``Wait``, the pure build's :class:`PyWait`:
+    the same behaviour (tests/handlers/proxy/test_client.py runs both)."""
+
+    def arm(self) -> None:
+        """Begin a wait (the last one ended)."""
+
+    def wake(self, now: bool, /) -> None:
+        """End the wait (see :meth:`PyWait.wake`)."""
+
+    def done(self) -> bool:
+        """The wait ended."""
+
+    def cancelled(self) -> bool:
+        """The wait was cancelled."""
+
+    def result(self) -> object:
+        """None; raises CancelledError where the wait was cancelled."""
+
+    def cancel(self, msg: object = None) -> bool:
+        """Cancel the wait (the task's cancel())."""
+
+    def __await__(self) -> Generator[Any, None, None]:
+        """The task's wait: it gives the wait while it is pending."""
+
+
+class PyWait(TaskWait):
+    """:class:`Wait` in Python (a :class:`~colonnade.core.taskwait.TaskWait`): the
+    pure build's, and the compiled build's where _fields.c's is absent.
 
     Not an ``asyncio.Future`` made per wait (core/taskwait.py says what that
     costs); and stepping a future's task at once (the read callback that brought
@@ -155,7 +183,7 @@ class Wait(TaskWait):
             raise asyncio.CancelledError(self.message)
         return cast(Generator[Any, None, None], iter(()))
 
-    def wake(self, now: bool) -> None:
+    def wake(self, now: bool, /) -> None:
         """End the wait (a wait already ended, cancelled or timed out, stays as it
         is). ``now``: the caller is a loop callback (the protocol's read), and the
         task runs before this returns; else at the loop's next turn. Called from
@@ -174,6 +202,39 @@ class Wait(TaskWait):
                 _RUN(context, callback, self.done_future)
                 return
         self.schedule_wake(self.done_future)
+
+
+def _c_wait() -> (
+    Callable[
+        [
+            asyncio.AbstractEventLoop,
+            asyncio.Future[None],
+            Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None],
+        ],
+        Wait,
+    ]
+    | None
+):
+    # _fields.c's Wait where built, else None. Why C: asyncio's task calls a
+    # wait's add_done_callback with a keyword (context=), which a compiled method
+    # parses generically, and reads its attributes by name at each wait (a bound
+    # method made per wait among them), which the C type answers at once; and
+    # its await is itself, no iterator made per wait.
+    try:
+        from colonnade.handlers.proxy._fields import Wait as CWait
+    except ImportError:
+        return None
+    return CWait
+
+
+_C_WAIT: Final = _c_wait()
+
+
+def new_wait(loop: asyncio.AbstractEventLoop) -> Wait:
+    """A connection's :class:`Wait`: in C where built, else :class:`PyWait`."""
+    if _C_WAIT is not None:
+        return _C_WAIT(loop, finished_future(loop), _CURRENT_TASK)
+    return PyWait(loop)
 
 
 class Connection(asyncio.BufferedProtocol):
@@ -198,7 +259,10 @@ class Connection(asyncio.BufferedProtocol):
         # The transport's write, bound once (see write).
         self._write: Callable[[bytes], object] = _unconnected
         self.parser = ResponseParser(max_head)
-        self._queue: list[bytes] = []
+        # What arrived and was not taken yet: the first piece, the usual read's
+        # only one (a slot: no list made and freed per response), and any after it.
+        self._first: bytes | None = None
+        self._more: list[bytes] | None = None
         self._queued = 0
         # What copies out a read of _cut_size bytes (see buffer_updated).
         self._cut: Callable[[], bytes] = bytes
@@ -207,8 +271,8 @@ class Connection(asyncio.BufferedProtocol):
         self._eof = False
         self._closed = False
         self._error: BaseException | None = None
-        #: The wait under way for bytes (None: none), and the connection's one Wait.
-        self._reader: Wait | None = None
+        #: A wait for bytes is under way (on the connection's one Wait).
+        self._reading = False
         self._writable = True
         self._drainer: asyncio.Future[None] | None = None
         # The deadline of the wait under way (_NEVER: none), and the timer that
@@ -219,7 +283,11 @@ class Connection(asyncio.BufferedProtocol):
         #: The event loop it lives on (made there by the pool): kept, because each
         #: asyncio.get_running_loop() costs a getpid system call.
         self.loop = asyncio.get_running_loop()
-        self._wait = Wait(self.loop)
+        self._wait = new_wait(self.loop)
+        # Its two per-request calls, bound once (compiled, a call of a method of an
+        # object of another module's type looks the method up by name each time).
+        self._arm_wait: Callable[[], None] = self._wait.arm
+        self._wake_wait: Callable[[bool], None] = self._wait.wake
         #: The loop's clock, bound once (a method call looks ``time`` up each time).
         self.clock: Callable[[], float] = self.loop.time
         #: Requests sent on it so far (the first one is never stale).
@@ -254,22 +322,27 @@ class Connection(asyncio.BufferedProtocol):
         # arguments first, ~1,000 more.)
         take = _C_TAKE
         if take is not None:
-            self._queue.append(take(self._bytes, nbytes))
+            data = take(self._bytes, nbytes)
         else:
             if nbytes != self._cut_size:
                 self._cut = self._buffer[:nbytes].tobytes
                 self._cut_size = nbytes
-            self._queue.append(self._cut())
+            data = self._cut()
+        if self._first is None:
+            self._first = data
+        elif self._more is None:
+            self._more = [data]
+        else:
+            self._more.append(data)
         self._queued += nbytes
         if self._queued >= self.high_water and not self._paused and self.transport is not None:
             self._paused = True
             self.transport.pause_reading()
-        reader = self._reader
-        if reader is not None:
+        if self._reading:
             # The waiting request goes on at once, and last: this protocol's
             # own state is settled before.
-            self._reader = None
-            reader.wake(True)
+            self._reading = False
+            self._wake_wait(True)
 
     def eof_received(self) -> bool:
         self._eof = True
@@ -298,19 +371,18 @@ class Connection(asyncio.BufferedProtocol):
             drainer.set_result(None)
 
     def _wake_reader(self) -> None:
-        reader = self._reader
-        if reader is not None:
+        if self._reading:
             # Woken once: what arrives before the waiter runs needs no second call
             # (one cancelled or ended by the timer stays as it is).
-            self._reader = None
-            reader.wake(False)
+            self._reading = False
+            self._wake_wait(False)
 
     # -- for the handler --------------------------------------------------------------
 
     @property
     def clean(self) -> bool:
         """Open, nothing unread, nothing received since the last response."""
-        return not self._eof and not self._queue and self.parser.idle
+        return not self._eof and self._first is None and self.parser.idle
 
     async def recv(self, within: float | None) -> bytes:
         """What arrived since the last call (``b""``: the upstream closed its side);
@@ -327,15 +399,19 @@ class Connection(asyncio.BufferedProtocol):
         """``recv`` without a coroutine: what arrived since the last call
         (``b""``: the upstream closed its side), or None when nothing did: then
         await :meth:`waiter` and call :meth:`taken`."""
-        queue = self._queue
-        if not queue:
+        data = self._first
+        if data is None:
             if self._eof:
                 if self._error is not None:
                     raise ConnectionResetError(str(self._error))
                 return b""
             return None
-        data = queue[0] if len(queue) == 1 else b"".join(queue)
-        self._queue = []
+        more = self._more
+        if more is not None:
+            more.insert(0, data)
+            data = b"".join(more)
+            self._more = None
+        self._first = None
         self._queued = 0
         return data
 
@@ -351,8 +427,8 @@ class Connection(asyncio.BufferedProtocol):
         if self._paused:
             self.watch()
         waiter = self._wait
-        waiter.arm()
-        self._reader = waiter
+        self._arm_wait()
+        self._reading = True
         if deadline != _NEVER:
             self._arm(deadline)
         return waiter
@@ -362,7 +438,7 @@ class Connection(asyncio.BufferedProtocol):
         closed its side); ``UpstreamTimeoutError`` if nothing did."""
         # A wait that was cancelled instead leaves these set: harmless, the
         # connection is then closed (never pooled) or waits again, which resets them.
-        self._reader = None
+        self._reading = False
         self._deadline = _NEVER
         data = self.take()
         if data is None:
@@ -426,9 +502,8 @@ class Connection(asyncio.BufferedProtocol):
             self._timer = loop.call_at(deadline, self._on_timer)
             self._timer_when = deadline
             return
-        reader = self._reader
-        if reader is not None:
-            reader.wake(False)
+        if self._reading:
+            self._wake_wait(False)
         drainer = self._drainer
         if drainer is not None and not drainer.done():
             drainer.set_result(None)
