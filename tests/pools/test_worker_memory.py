@@ -74,6 +74,12 @@ NOT_IN_AN_IDLE_WORKER = (
     # No server file and no web.toml: nothing to parse (config/tree.py imports the
     # TOML parser, ~0.2 MiB, for the first file it parses).
     "tomllib",
+    # No module asks for a shared memory zone: the inherited arena stays unmapped
+    # (core/arenafd.py; ~0.1 MiB with mmap). One pool on its port: no router
+    # (pools/routing.py is imported for a drain that hands connections back).
+    "colonnade.core.shared",
+    "mmap",
+    "colonnade.pools.routing",
 )
 
 #: The modules a default site enables (config/schema.py DEFAULT_MODULES): their
