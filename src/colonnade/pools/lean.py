@@ -21,14 +21,30 @@ without it, also for an application's own types in a worker: it asks
 version returns ``typing.get_type_hints``'s answer as it is (its own work is for
 Python < 3.11 or without extras), and its ``Required`` and ``NotRequired`` are
 ``typing``'s. ``typing_extensions`` stays importable for the application.
+
+:func:`lean_msgspec` does that, and defers two modules msgspec imports at its
+own import for what no serving process asks of it: ``msgspec.inspect`` (its
+type descriptions: some forty struct types) and ``msgspec._json_schema``
+(``msgspec.json.schema``), ~0.24 MiB of RSS together. Each stands in
+``sys.modules`` as a :class:`Deferred` module until an attribute of it is read
+(``msgspec.inspect.type_info``, ``from msgspec.inspect import IntType``, a call
+of ``msgspec.json.schema``): then the real module is imported, takes its place
+in ``sys.modules`` and on its package, and answers, as for an application that
+uses them. Colonnade reads ``msgspec.inspect`` only for a dotted configuration
+key on the command line or in a ``web.toml`` write (``config/keys.py``).
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import sys
+import threading
+import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from importlib.machinery import PathFinder
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import asyncio
@@ -48,6 +64,86 @@ def without(*names: str) -> Iterator[None]:
         for name in hidden:
             if sys.modules.get(name, False) is None:
                 del sys.modules[name]
+
+
+#: msgspec's modules deferred (see the module docstring), each with the names another
+#: of msgspec's modules takes from it at import (``msgspec.json``'s ``from
+#: ._json_schema import schema, schema_components``): those become forwarding calls.
+DEFERRED_MSGSPEC: dict[str, tuple[str, ...]] = {
+    "msgspec.inspect": (),
+    "msgspec._json_schema": ("schema", "schema_components"),
+}
+
+_loading = threading.RLock()
+
+
+class Deferred(types.ModuleType):
+    """A module's stand-in in ``sys.modules`` until one of its attributes is read;
+    then the real module is imported (:func:`load`) and answers."""
+
+    def __getattr__(self, name: str) -> Any:
+        # Dunder names are what tools probe modules for (``__path__``,
+        # ``__wrapped__``): not a reason to import; ``__all__`` is a star import.
+        if name.startswith("__") and name != "__all__":
+            raise AttributeError(name)
+        return getattr(load(self.__name__), name)
+
+
+def load(name: str) -> types.ModuleType:
+    """The module ``name``, imported now in place of its :class:`Deferred` stand-in."""
+    with _loading:
+        module = sys.modules.get(name)
+        if module is not None and not isinstance(module, Deferred):
+            return module
+        for earlier in DEFERRED_MSGSPEC:  # msgspec._json_schema imports msgspec.inspect
+            if earlier == name:
+                break
+            if isinstance(sys.modules.get(earlier), Deferred):
+                load(earlier)
+        sys.modules.pop(name, None)
+        try:
+            module = importlib.import_module(name)
+        except BaseException:
+            if name not in sys.modules and module is not None:
+                sys.modules[name] = module  # the stand-in stays: the next read retries
+            raise
+        parent, _, child = name.rpartition(".")
+        if parent in sys.modules:
+            setattr(sys.modules[parent], child, module)
+        return module
+
+
+def _forward(module: str, name: str) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(load(module), name)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    call.__module__ = module
+    return call
+
+
+@contextmanager
+def lean_msgspec() -> Iterator[None]:
+    """For the block that imports msgspec: without ``typing_extensions``, and with
+    the modules of :data:`DEFERRED_MSGSPEC` deferred (unless msgspec is imported
+    already: then nothing changes)."""
+    if "msgspec" not in sys.modules:
+        # Found without importing msgspec (a dotted find_spec would import it first).
+        package = importlib.util.find_spec("msgspec")
+        folders = package.submodule_search_locations if package is not None else None
+        for name, names in DEFERRED_MSGSPEC.items():
+            spec = PathFinder.find_spec(name, list(folders)) if folders else None
+            if spec is None or name in sys.modules:
+                continue
+            stand_in = Deferred(name)
+            stand_in.__spec__ = spec
+            stand_in.__file__ = spec.origin
+            stand_in.__package__ = spec.parent
+            for attribute in names:
+                setattr(stand_in, attribute, _forward(name, attribute))
+            sys.modules[name] = stand_in
+    with without("typing_extensions"):
+        yield
 
 
 def import_asyncio(*, tls: bool) -> bool:

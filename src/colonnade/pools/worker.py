@@ -24,11 +24,12 @@ from collections import Counter
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
-from colonnade.pools.lean import without
+from colonnade.pools.lean import lean_msgspec
 
 # First: msgspec without typing_extensions (~0.45 MiB of a worker; pools/lean.py
-# says why msgspec answers the same without it). An application may still import it.
-with without("typing_extensions"):
+# says why msgspec answers the same without it), its inspect and JSON schema modules
+# deferred (~0.24 MiB). An application may still import them.
+with lean_msgspec():
     import msgspec  # noqa: F401 - imported here for the rest of the process
 
 from colonnade.config.schema import ServerConfig
