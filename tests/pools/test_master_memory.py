@@ -335,7 +335,34 @@ print("ok")
 """
 
 
-@pytest.mark.parametrize("script", [LEAN_MSGSPEC, LEAN_MSGSPEC_INSPECT])
+LEAN_HTTPTOOLS = """
+import sys
+from colonnade.pools.lean import Deferred, deferring, lean_msgspec
+
+with lean_msgspec():
+    import msgspec
+with deferring("httptools"):
+    import httptools
+url_parser = "httptools.parser.url_parser"
+assert isinstance(sys.modules[url_parser], Deferred)
+# The request parser needs no URL parser.
+parser = httptools.HttpRequestParser(object())
+parser.feed_data(b"GET /x HTTP/1.1\\r\\nHost: a\\r\\n\\r\\n")
+assert isinstance(sys.modules[url_parser], Deferred)
+# An application's parse_url: the real one answers, errors included; the other
+# package's deferred modules stay deferred.
+url = httptools.parse_url(b"http://a.example:81/p?q=1")
+assert (url.host, url.port, url.path, url.query) == (b"a.example", 81, b"/p", b"q=1")
+assert not isinstance(sys.modules[url_parser], Deferred)
+assert isinstance(sys.modules["msgspec.inspect"], Deferred)
+try:
+    httptools.parse_url(b"\\x00")
+except httptools.HttpParserInvalidURLError:
+    print("ok")
+"""
+
+
+@pytest.mark.parametrize("script", [LEAN_MSGSPEC, LEAN_MSGSPEC_INSPECT, LEAN_HTTPTOOLS])
 def test_lean_msgspec_defers_inspect_and_json_schema_until_used(script: str) -> None:
     import subprocess
     import sys

@@ -88,6 +88,8 @@ NOT_IN_AN_IDLE_WORKER = (
     # msgspec's type descriptions and JSON schema (~0.24 MiB): deferred (pools/lean.py).
     "msgspec.inspect",
     "msgspec._json_schema",
+    # httptools' URL parser (~0.1 MiB): http/h1.py never calls it; deferred too.
+    "httptools.parser.url_parser",
 )
 
 #: The modules a default site enables (config/schema.py DEFAULT_MODULES): their

@@ -1,4 +1,4 @@
-"""Keeping the master small: asyncio without ``ssl``.
+"""Keeping the master and workers small: asyncio without ``ssl``, modules deferred.
 
 ``import asyncio`` imports ``ssl`` (``asyncio.base_events`` does, to offer TLS),
 which maps OpenSSL's libssl and libcrypto: about 6 MiB of a process's RSS, a
@@ -32,6 +32,11 @@ of ``msgspec.json.schema``): then the real module is imported, takes its place
 in ``sys.modules`` and on its package, and answers, as for an application that
 uses them. Colonnade reads ``msgspec.inspect`` only for a dotted configuration
 key on the command line or in a ``web.toml`` write (``config/keys.py``).
+
+A worker imports httptools the same way (:func:`deferring`): its package imports
+its URL parser (``httptools.parse_url``, a Cython module of its own, ~0.1 MiB),
+which Colonnade's parser never calls (``http/h1.py`` takes the request target as
+it comes).
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ import threading
 import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from importlib.machinery import PathFinder
+from importlib.machinery import ModuleSpec, PathFinder
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -66,12 +71,15 @@ def without(*names: str) -> Iterator[None]:
                 del sys.modules[name]
 
 
-#: msgspec's modules deferred (see the module docstring), each with the names another
-#: of msgspec's modules takes from it at import (``msgspec.json``'s ``from
-#: ._json_schema import schema, schema_components``): those become forwarding calls.
-DEFERRED_MSGSPEC: dict[str, tuple[str, ...]] = {
-    "msgspec.inspect": (),
-    "msgspec._json_schema": ("schema", "schema_components"),
+#: Modules deferred (see the module docstring), each with the names another module
+#: of its package takes from it at import, which become forwarding calls
+#: (``msgspec.json``'s ``from ._json_schema import schema, schema_components``,
+#: ``httptools.parser``'s ``from .url_parser import parse_url``), and the deferred
+#: modules it imports itself (loaded first).
+DEFERRED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "msgspec.inspect": ((), ()),
+    "msgspec._json_schema": (("schema", "schema_components"), ("msgspec.inspect",)),
+    "httptools.parser.url_parser": (("parse_url",), ()),
 }
 
 _loading = threading.RLock()
@@ -95,11 +103,8 @@ def load(name: str) -> types.ModuleType:
         module = sys.modules.get(name)
         if module is not None and not isinstance(module, Deferred):
             return module
-        for earlier in DEFERRED_MSGSPEC:  # msgspec._json_schema imports msgspec.inspect
-            if earlier == name:
-                break
-            if isinstance(sys.modules.get(earlier), Deferred):
-                load(earlier)
+        for first in DEFERRED.get(name, ((), ()))[1]:
+            load(first)
         sys.modules.pop(name, None)
         try:
             module = importlib.import_module(name)
@@ -114,26 +119,42 @@ def load(name: str) -> types.ModuleType:
 
 
 def _forward(module: str, name: str) -> Callable[..., Any]:
+    target: Callable[..., Any] | None = None
+
     def call(*args: Any, **kwargs: Any) -> Any:
-        return getattr(load(module), name)(*args, **kwargs)
+        nonlocal target
+        if target is None:
+            target = getattr(load(module), name)
+        return target(*args, **kwargs)
 
     call.__name__ = call.__qualname__ = name
     call.__module__ = module
     return call
 
 
+def _spec(name: str) -> ModuleSpec | None:
+    """``name``'s spec, found without importing its packages (``find_spec`` of a
+    dotted name imports the packages above it first)."""
+    top, *rest = name.split(".")
+    spec = importlib.util.find_spec(top) if top not in sys.modules else None
+    for depth in range(1, len(rest) + 1):
+        folders = spec.submodule_search_locations if spec is not None else None
+        if not folders:
+            return None
+        spec = PathFinder.find_spec(".".join([top, *rest[:depth]]), list(folders))
+    return spec
+
+
 @contextmanager
-def lean_msgspec() -> Iterator[None]:
-    """For the block that imports msgspec: without ``typing_extensions``, and with
-    the modules of :data:`DEFERRED_MSGSPEC` deferred (unless msgspec is imported
-    already: then nothing changes)."""
-    if "msgspec" not in sys.modules:
-        # Found without importing msgspec (a dotted find_spec would import it first).
-        package = importlib.util.find_spec("msgspec")
-        folders = package.submodule_search_locations if package is not None else None
-        for name, names in DEFERRED_MSGSPEC.items():
-            spec = PathFinder.find_spec(name, list(folders)) if folders else None
-            if spec is None or name in sys.modules:
+def deferring(package: str) -> Iterator[None]:
+    """For the block that imports ``package``: the modules of :data:`DEFERRED` in it
+    stand in for themselves (unless it is imported already: then nothing changes)."""
+    if package not in sys.modules:
+        for name, (names, _) in DEFERRED.items():
+            if not name.startswith(package + ".") or name in sys.modules:
+                continue
+            spec = _spec(name)
+            if spec is None:
                 continue
             stand_in = Deferred(name)
             stand_in.__spec__ = spec
@@ -142,7 +163,14 @@ def lean_msgspec() -> Iterator[None]:
             for attribute in names:
                 setattr(stand_in, attribute, _forward(name, attribute))
             sys.modules[name] = stand_in
-    with without("typing_extensions"):
+    yield
+
+
+@contextmanager
+def lean_msgspec() -> Iterator[None]:
+    """For the block that imports msgspec: without ``typing_extensions``, and with
+    its modules of :data:`DEFERRED` deferred."""
+    with deferring("msgspec"), without("typing_extensions"):
         yield
 
 

@@ -24,13 +24,16 @@ from collections import Counter
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
-from colonnade.pools.lean import lean_msgspec
+from colonnade.pools.lean import deferring, lean_msgspec
 
 # First: msgspec without typing_extensions (~0.45 MiB of a worker; pools/lean.py
 # says why msgspec answers the same without it), its inspect and JSON schema modules
-# deferred (~0.24 MiB). An application may still import them.
+# deferred (~0.24 MiB), and httptools with its URL parser deferred (~0.1 MiB). An
+# application may still import them.
 with lean_msgspec():
     import msgspec  # noqa: F401 - imported here for the rest of the process
+with deferring("httptools"):
+    import httptools  # noqa: F401 - the HTTP parser's (http/h1.py)
 
 from colonnade.config.schema import ServerConfig
 from colonnade.core import arenafd, caches, counters, farms, lifecycle, logformat, metrics
