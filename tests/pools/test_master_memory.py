@@ -287,3 +287,85 @@ def test_lean_without_hides_a_module_for_one_block_only() -> None:
 
         assert again is os
     assert name not in sys.modules and sys.modules["os"] is os
+
+
+LEAN_MSGSPEC = """
+import sys
+from colonnade.pools.lean import Deferred, lean_msgspec
+
+with lean_msgspec():
+    import msgspec
+deferred = ["msgspec.inspect", "msgspec._json_schema"]
+assert all(isinstance(sys.modules[n], Deferred) for n in deferred), sys.modules
+assert "typing_extensions" not in sys.modules
+
+
+class Point(msgspec.Struct):
+    x: int
+
+
+# What the serving path uses works without them.
+assert msgspec.json.decode(b'{"x": 1}', type=Point) == Point(1)
+assert all(isinstance(sys.modules[n], Deferred) for n in deferred)
+# A call of msgspec.json.schema imports both, inspect first (the schema module
+# imports it), and answers as msgspec does.
+assert msgspec.json.schema(Point)["$defs"]["Point"]["required"] == ["x"]
+assert not any(isinstance(sys.modules[n], Deferred) for n in deferred)
+assert msgspec.inspect is sys.modules["msgspec.inspect"]
+assert sys.modules["msgspec._json_schema"].mi is msgspec.inspect
+from msgspec.inspect import IntType
+assert msgspec.inspect.type_info(int) == IntType()
+print("ok")
+"""
+
+LEAN_MSGSPEC_INSPECT = """
+import sys
+from colonnade.pools.lean import Deferred, lean_msgspec
+
+with lean_msgspec():
+    import msgspec
+# An application's first use of msgspec.inspect: through the stand-in it holds.
+from msgspec.inspect import *  # noqa: F403
+import msgspec.inspect as mi
+assert type_info(int) == IntType()  # noqa: F405
+assert mi.type_info(str) == mi.StrType()
+assert not isinstance(sys.modules["msgspec.inspect"], Deferred)
+assert isinstance(sys.modules["msgspec._json_schema"], Deferred)
+print("ok")
+"""
+
+
+LEAN_HTTPTOOLS = """
+import sys
+from colonnade.pools.lean import Deferred, deferring, lean_msgspec
+
+with lean_msgspec():
+    import msgspec
+with deferring("httptools"):
+    import httptools
+url_parser = "httptools.parser.url_parser"
+assert isinstance(sys.modules[url_parser], Deferred)
+# The request parser needs no URL parser.
+parser = httptools.HttpRequestParser(object())
+parser.feed_data(b"GET /x HTTP/1.1\\r\\nHost: a\\r\\n\\r\\n")
+assert isinstance(sys.modules[url_parser], Deferred)
+# An application's parse_url: the real one answers, errors included; the other
+# package's deferred modules stay deferred.
+url = httptools.parse_url(b"http://a.example:81/p?q=1")
+assert (url.host, url.port, url.path, url.query) == (b"a.example", 81, b"/p", b"q=1")
+assert not isinstance(sys.modules[url_parser], Deferred)
+assert isinstance(sys.modules["msgspec.inspect"], Deferred)
+try:
+    httptools.parse_url(b"\\x00")
+except httptools.HttpParserInvalidURLError:
+    print("ok")
+"""
+
+
+@pytest.mark.parametrize("script", [LEAN_MSGSPEC, LEAN_MSGSPEC_INSPECT, LEAN_HTTPTOOLS])
+def test_lean_msgspec_defers_inspect_and_json_schema_until_used(script: str) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout == "ok\n", out.stderr

@@ -28,17 +28,22 @@ APPS = """
 import sys
 
 
+def imported():
+    # A deferred module (pools/lean.py: a stand-in until it is first used) is not.
+    return sorted(n for n, m in sys.modules.items() if type(m).__name__ != "Deferred")
+
+
 async def asgi(scope, receive, send):
     if scope["type"] != "http":
         return
-    body = "\\n".join(sorted(sys.modules)).encode()
+    body = "\\n".join(imported()).encode()
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": body})
 
 
 def wsgi(environ, start_response):
     start_response("200 OK", [])
-    return ["\\n".join(sorted(sys.modules)).encode()]
+    return ["\\n".join(imported()).encode()]
 """
 
 #: Modules the serving path of an idle worker has no use for:
@@ -74,6 +79,17 @@ NOT_IN_AN_IDLE_WORKER = (
     # No server file and no web.toml: nothing to parse (config/tree.py imports the
     # TOML parser, ~0.2 MiB, for the first file it parses).
     "tomllib",
+    # No module asks for a shared memory zone: the inherited arena stays unmapped
+    # (core/arenafd.py; ~0.1 MiB with mmap). One pool on its port: no router
+    # (pools/routing.py is imported for a drain that hands connections back).
+    "colonnade.core.shared",
+    "mmap",
+    "colonnade.pools.routing",
+    # msgspec's type descriptions and JSON schema (~0.24 MiB): deferred (pools/lean.py).
+    "msgspec.inspect",
+    "msgspec._json_schema",
+    # httptools' URL parser (~0.1 MiB): http/h1.py never calls it; deferred too.
+    "httptools.parser.url_parser",
 )
 
 #: The modules a default site enables (config/schema.py DEFAULT_MODULES): their

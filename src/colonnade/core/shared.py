@@ -2,8 +2,10 @@
 
 How this works: the server has one *arena*, a ``memfd`` mapped by every process.
 The master creates it before it starts any worker and passes it to each one
-(an inherited descriptor, named in the worker's start message); a worker adopts
-it before it builds its engine (:func:`adopt`). In single-process mode, and in
+(an inherited descriptor, named in the worker's start message); a worker keeps
+the descriptor (``core/arenafd.py``) and maps it at the first :func:`server_memory`
+call, when a module asks for its first zone: one that asks for none imports
+neither this module nor ``mmap``. In single-process mode, and in
 tests, the first :func:`server_memory` call creates it in the process. Because
 it is passed as a descriptor, it reaches workers that run as other users or in
 a Landlock sandbox alike, and it disappears with the last process using it.
@@ -37,6 +39,8 @@ import struct
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from colonnade.core import arenafd
 
 if TYPE_CHECKING:
     import ctypes
@@ -339,13 +343,16 @@ def adopt(fd: int) -> SharedMemory:
 
 
 def server_memory() -> SharedMemory:
-    """This process's arena: the one the master passed, else one made here (a
-    single process serves alone: nobody to share with)."""
+    """This process's arena: the one the master passed (a worker maps it here, at
+    the first call: ``core/arenafd.py``), else one made here (a single process
+    serves alone: nobody to share with)."""
     global _arena
     arena = _arena
     if arena is None:
         with _arena_lock:
             if _arena is None:
-                _arena = create()
+                fd = arenafd.inherited
+                arenafd.inherited = None
+                _arena = create() if fd is None else SharedMemory(fd, create=False)
             arena = _arena
     return arena

@@ -21,11 +21,12 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from colonnade.pools.lean import without
+from colonnade.pools.lean import lean_msgspec
 
-# First here: in the master's image msgspec comes without typing_extensions
-# (pools/lean.py); where msgspec is imported already (``cmd_serve``) nothing changes.
-with without("typing_extensions"):
+# First here: in the master's image msgspec comes without typing_extensions, its
+# inspect and JSON schema modules deferred (pools/lean.py); where msgspec is imported
+# already (``cmd_serve``) nothing changes.
+with lean_msgspec():
     import msgspec
 
     from colonnade.errors import ConfigError, ModuleError, each_error

@@ -1,4 +1,4 @@
-"""Keeping the master small: asyncio without ``ssl``.
+"""Keeping the master and workers small: asyncio without ``ssl``, modules deferred.
 
 ``import asyncio`` imports ``ssl`` (``asyncio.base_events`` does, to offer TLS),
 which maps OpenSSL's libssl and libcrypto: about 6 MiB of a process's RSS, a
@@ -21,14 +21,35 @@ without it, also for an application's own types in a worker: it asks
 version returns ``typing.get_type_hints``'s answer as it is (its own work is for
 Python < 3.11 or without extras), and its ``Required`` and ``NotRequired`` are
 ``typing``'s. ``typing_extensions`` stays importable for the application.
+
+:func:`lean_msgspec` does that, and defers two modules msgspec imports at its
+own import for what no serving process asks of it: ``msgspec.inspect`` (its
+type descriptions: some forty struct types) and ``msgspec._json_schema``
+(``msgspec.json.schema``), ~0.24 MiB of RSS together. Each stands in
+``sys.modules`` as a :class:`Deferred` module until an attribute of it is read
+(``msgspec.inspect.type_info``, ``from msgspec.inspect import IntType``, a call
+of ``msgspec.json.schema``): then the real module is imported, takes its place
+in ``sys.modules`` and on its package, and answers, as for an application that
+uses them. Colonnade reads ``msgspec.inspect`` only for a dotted configuration
+key on the command line or in a ``web.toml`` write (``config/keys.py``).
+
+A worker imports httptools the same way (:func:`deferring`): its package imports
+its URL parser (``httptools.parse_url``, a Cython module of its own, ~0.1 MiB),
+which Colonnade's parser never calls (``http/h1.py`` takes the request target as
+it comes).
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import sys
+import threading
+import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from importlib.machinery import ModuleSpec, PathFinder
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import asyncio
@@ -48,6 +69,109 @@ def without(*names: str) -> Iterator[None]:
         for name in hidden:
             if sys.modules.get(name, False) is None:
                 del sys.modules[name]
+
+
+#: Modules deferred (see the module docstring), each with the names another module
+#: of its package takes from it at import, which become forwarding calls
+#: (``msgspec.json``'s ``from ._json_schema import schema, schema_components``,
+#: ``httptools.parser``'s ``from .url_parser import parse_url``), and the deferred
+#: modules it imports itself (loaded first).
+DEFERRED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "msgspec.inspect": ((), ()),
+    "msgspec._json_schema": (("schema", "schema_components"), ("msgspec.inspect",)),
+    "httptools.parser.url_parser": (("parse_url",), ()),
+}
+
+_loading = threading.RLock()
+
+
+class Deferred(types.ModuleType):
+    """A module's stand-in in ``sys.modules`` until one of its attributes is read;
+    then the real module is imported (:func:`load`) and answers."""
+
+    def __getattr__(self, name: str) -> Any:
+        # Dunder names are what tools probe modules for (``__path__``,
+        # ``__wrapped__``): not a reason to import; ``__all__`` is a star import.
+        if name.startswith("__") and name != "__all__":
+            raise AttributeError(name)
+        return getattr(load(self.__name__), name)
+
+
+def load(name: str) -> types.ModuleType:
+    """The module ``name``, imported now in place of its :class:`Deferred` stand-in."""
+    with _loading:
+        module = sys.modules.get(name)
+        if module is not None and not isinstance(module, Deferred):
+            return module
+        for first in DEFERRED.get(name, ((), ()))[1]:
+            load(first)
+        sys.modules.pop(name, None)
+        try:
+            module = importlib.import_module(name)
+        except BaseException:
+            if name not in sys.modules and module is not None:
+                sys.modules[name] = module  # the stand-in stays: the next read retries
+            raise
+        parent, _, child = name.rpartition(".")
+        if parent in sys.modules:
+            setattr(sys.modules[parent], child, module)
+        return module
+
+
+def _forward(module: str, name: str) -> Callable[..., Any]:
+    target: Callable[..., Any] | None = None
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        nonlocal target
+        if target is None:
+            target = getattr(load(module), name)
+        return target(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    call.__module__ = module
+    return call
+
+
+def _spec(name: str) -> ModuleSpec | None:
+    """``name``'s spec, found without importing its packages (``find_spec`` of a
+    dotted name imports the packages above it first)."""
+    top, *rest = name.split(".")
+    spec = importlib.util.find_spec(top) if top not in sys.modules else None
+    for depth in range(1, len(rest) + 1):
+        folders = spec.submodule_search_locations if spec is not None else None
+        if not folders:
+            return None
+        spec = PathFinder.find_spec(".".join([top, *rest[:depth]]), list(folders))
+    return spec
+
+
+@contextmanager
+def deferring(package: str) -> Iterator[None]:
+    """For the block that imports ``package``: the modules of :data:`DEFERRED` in it
+    stand in for themselves (unless it is imported already: then nothing changes)."""
+    if package not in sys.modules:
+        for name, (names, _) in DEFERRED.items():
+            if not name.startswith(package + ".") or name in sys.modules:
+                continue
+            spec = _spec(name)
+            if spec is None:
+                continue
+            stand_in = Deferred(name)
+            stand_in.__spec__ = spec
+            stand_in.__file__ = spec.origin
+            stand_in.__package__ = spec.parent
+            for attribute in names:
+                setattr(stand_in, attribute, _forward(name, attribute))
+            sys.modules[name] = stand_in
+    yield
+
+
+@contextmanager
+def lean_msgspec() -> Iterator[None]:
+    """For the block that imports msgspec: without ``typing_extensions``, and with
+    its modules of :data:`DEFERRED` deferred."""
+    with deferring("msgspec"), without("typing_extensions"):
+        yield
 
 
 def import_asyncio(*, tls: bool) -> bool:

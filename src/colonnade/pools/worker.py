@@ -22,17 +22,21 @@ import socket
 import sys
 from collections import Counter
 from collections.abc import Coroutine, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from colonnade.pools.lean import without
+from colonnade.pools.lean import deferring, lean_msgspec
 
 # First: msgspec without typing_extensions (~0.45 MiB of a worker; pools/lean.py
-# says why msgspec answers the same without it). An application may still import it.
-with without("typing_extensions"):
+# says why msgspec answers the same without it), its inspect and JSON schema modules
+# deferred (~0.24 MiB), and httptools with its URL parser deferred (~0.1 MiB). An
+# application may still import them.
+with lean_msgspec():
     import msgspec  # noqa: F401 - imported here for the rest of the process
+with deferring("httptools"):
+    import httptools  # noqa: F401 - the HTTP parser's (http/h1.py)
 
 from colonnade.config.schema import ServerConfig
-from colonnade.core import caches, counters, farms, lifecycle, logformat, metrics, shared
+from colonnade.core import arenafd, caches, counters, farms, lifecycle, logformat, metrics
 from colonnade.core.registry import Registry
 from colonnade.engine import Engine
 from colonnade.errors import ConfigError, ModuleError
@@ -40,7 +44,7 @@ from colonnade.pipeline.monitor import snapshot
 from colonnade.pools import ipc
 from colonnade.pools.config import content_folders, pool_view, tls_folders
 from colonnade.pools.reload import Reloader
-from colonnade.pools.routing import PoolRouter, RouteTable
+from colonnade.pools.routes import RouteTable
 from colonnade.pools.sandbox import (
     SandboxError,
     apply_limits,
@@ -53,6 +57,9 @@ from colonnade.pools.sandbox import (
 from colonnade.pools.single import new_event_loop
 from colonnade.transport.connection import HttpConnection
 from colonnade.transport.server import HttpServer, ServerState, settle_time
+
+if TYPE_CHECKING:
+    from colonnade.pools.routing import PoolRouter
 
 log = logging.getLogger("colonnade.pools")
 
@@ -89,15 +96,20 @@ class Worker:
         #: Connections the master handed over that are not registered yet (see _finish).
         self._adopting: set[asyncio.Task[object]] = set()
         routes = RouteTable(config)
-        self.router = PoolRouter(
-            self.pool, routes if routes.needs_router(self.pool) else None, self._send_connection
-        )
-        if self.router.routes is not None:
-            self.state.router = self.router
+        #: The router: made here where a port's sites span several pools, else at a
+        #: drain that hands connections back (pools/routing.py is imported then).
+        self.router: PoolRouter | None = None
+        if routes.needs_router(self.pool):
+            self.state.router = self.router = self._router(routes)
         pool = config.pools.get(self.pool)
         if pool is not None and pool.recycling.requests:
             self.state.request_limit = pool.recycling.requests
             self.state.on_request_limit = self._request_limit
+
+    def _router(self, routes: RouteTable | None) -> PoolRouter:
+        from colonnade.pools.routing import PoolRouter
+
+        return PoolRouter(self.pool, routes, self._send_connection)
 
     def _load(self) -> ServerConfig:
         return pool_view(self.start.source.load(), self.pool)
@@ -298,6 +310,8 @@ class Worker:
         # the master as soon as it is idle (none is closed).
         log.info("draining: handing connections over (up to %.0fs)", deadline)
         router = self.router
+        if router is None:  # one pool only: installed just to drain
+            router = self.router = self._router(None)
         router.draining = True
         self.state.router = router
         router.hand_over_idle(list(self.state.connections))
@@ -370,9 +384,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Before the engine too: the farms its handlers make start in the
         # operator's states (a member drained before this worker started).
         farms.set_admin(start.farm_admin)
-        if start.shared_fd is not None:
-            # Before the engine: modules find the server's zones in it at provision.
-            shared.adopt(start.shared_fd)
+        # Before the engine: modules find the server's zones in it at provision
+        # (mapped at the first one a module asks for: core/arenafd.py).
+        arenafd.inherited = start.shared_fd
         apply_limits(settings.limits)
         if settings.sandbox:
             _sandbox(start, view, required=settings.sandbox is True)
