@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from colonnade.core import context
 from colonnade.core.app import Application
 from colonnade.core.context import Context
 from colonnade.core.request import Request
@@ -32,6 +33,8 @@ def _context() -> Context:
 
 
 def test_a_context_response_is_what_response_makes() -> None:
+    if context.COMPILED:
+        pytest.skip("the compiled build calls Response() (a native class: no __slots__ to read)")
     made = _slots(_context().response)
     assert _UNSET not in made.values()
     assert made == _slots(Response())
