@@ -50,7 +50,6 @@ COMPILED: Final = not __file__.endswith(".py")
 #: instructions more per object, where a plain function's call is run inline. The
 #: compiled build calls the native constructor.
 NEW: Final = object.__new__
-_RESPONSE_INIT: Final = Response.__init__
 
 
 class ResponseWriter(Protocol):
@@ -284,8 +283,23 @@ class Context:
         if COMPILED:
             self.response = Response()
         else:
+            # Interpreted, Response.__init__'s stores made here (as the transport
+            # makes its RequestHead): its call is one more Python frame, reached
+            # through the type's slots, per request. The same values as
+            # Response.__init__ (tests/core/test_context.py compares them).
             self.response = response = NEW(Response)
-            _RESPONSE_INIT(response)
+            response.status = 200
+            response.substatus = 0
+            response.reason = None
+            response.headers = []
+            response.block = None
+            response.body = b""
+            response.file = None
+            response.source = None
+            response.headers_sent = False
+            response.bytes_sent = 0
+            response.skip_custom_errors = False
+            response.streaming = False
         self.app = app
         self.writer = writer
         self.user: Principal | None = None

@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Awaitable, Mapping, Sequence
 from stat import S_ISDIR, S_ISREG
-from typing import Final, Literal, NamedTuple
+from typing import Any, Final, Literal, NamedTuple
 
 from colonnade.core.confine import FILE_CHECKS
 from colonnade.core.context import MAPPING_CLOSED, Context
@@ -219,6 +219,14 @@ class HandlerMap:
             raise method_not_allowed(allowed)
         raise HttpError(404, 4, "no handler is mapped for this path")
 
+    def inline(self) -> dict[str, Any] | None:
+        """What :meth:`map` does where ``only`` is set, as the pure install's
+        generated walk runs it (see ``pipeline.plan.Inline``): its lines, and the
+        values they name. None: the walk calls :meth:`map` (many rules)."""
+        if self.only is None:
+            return None
+        return {"only": self.only, "hmap": self}
+
     def map(self, ctx: Context) -> None:
         """Choose ``ctx.handler`` unless a module already did; leave the map in
         ``ctx.remapper`` (``ctx.remap`` calls :meth:`select` again)."""
@@ -268,6 +276,21 @@ def needs_close(modules: Sequence[Module]) -> bool:
 #: ``MAPPING_CLOSED`` as a static of the compiled module (not a look-up in its
 #: globals on every request).
 _CLOSED: Final = MAPPING_CLOSED
+
+
+#: :meth:`HandlerMap.map` with ``only`` set, and :func:`execute` for a handler
+#: that takes every verb, as lines of the pure install's generated walk
+#: (``pipeline.plan.Inline``: what the call would give in ``a``); every other
+#: case calls the function (``{call}``), which decides again.
+MAP_INLINE: Final = (
+    "if ctx.handler is None:",
+    "    ctx.handler = only{n}",
+    "ctx.remapper = hmap{n}",
+)
+EXECUTE_INLINE: Final = (
+    "ctx.remapper = closed{n}",
+    "a = hd.execute(ctx) if (hd := ctx.handler) is not None and hd.verbs is None else {call}",
+)
 
 
 def execute(ctx: Context) -> Awaitable[None] | None:

@@ -8,12 +8,21 @@ hand a request on to another pool.
 
 from __future__ import annotations
 
+from typing import Any
+
 from colonnade.config.sections import SectionSet
 from colonnade.core.app import Application
-from colonnade.core.context import Context, SendHook
+from colonnade.core.context import MAPPING_CLOSED, Context, SendHook
 from colonnade.core.metrics import SiteCounters
 from colonnade.core.module import Module
-from colonnade.engine.mapping import HandlerMap, close_mapping, execute, needs_close
+from colonnade.engine.mapping import (
+    EXECUTE_INLINE,
+    MAP_INLINE,
+    HandlerMap,
+    close_mapping,
+    execute,
+    needs_close,
+)
 from colonnade.errors import each_error
 from colonnade.pipeline import (
     Plan,
@@ -24,6 +33,7 @@ from colonnade.pipeline import (
     compile_walk,
     compile_walker,
 )
+from colonnade.pipeline.plan import Inline
 from colonnade.pipeline.walker import Walker
 
 
@@ -115,12 +125,19 @@ def make_runtime(
     app: Application, handler_map: HandlerMap, modules: tuple[Module, ...], fingerprint: bytes = b""
 ) -> AppRuntime:
     """Compile the plan of ``app`` and wrap everything in an :class:`AppRuntime`."""
+    map_handler = handler_map.map
+    # The two built-in steps' common cases, inline in the pure install's walk.
+    inline: dict[Any, Inline] = {execute: (EXECUTE_INLINE, {"closed": MAPPING_CLOSED})}
+    map_values = handler_map.inline()
+    if map_values is not None:
+        inline[map_handler] = (MAP_INLINE, map_values)
     plan = compile_plan(
         modules,
-        map_handler=handler_map.map,
+        map_handler=map_handler,
         execute_handler=execute,
         flush=Context.flush,
         close_mapping=close_mapping if needs_close(modules) else None,
         mapped=tuple(rule.handler for rule in handler_map.rules),
+        inline=inline,
     )
     return AppRuntime(app, modules, handler_map, plan, fingerprint)

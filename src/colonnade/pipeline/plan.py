@@ -59,11 +59,22 @@ class Step(NamedTuple):
     calls: tuple[tuple[HookFn, bool | None], ...]  # (fn, is_async): what the runner walks
 
 
+#: A built-in step's common case as lines of the pure install's generated walk
+#: (``pipeline.runner``), in place of the call of the step's function: the lines
+#: leave what the call would give in ``a`` (None or an awaitable), and call the
+#: function itself (``{call}``) for every other case (lines that never set ``a``,
+#: none of them starting ``a = ``: the step answers None); ``{n}`` makes the names
+#: (the dict: name -> value, globals of the walk) the step's own. Interpreted, a
+#: call is a Python frame per request; the compiled walker calls the function.
+Inline = tuple[tuple[str, ...], dict[str, Any]]
+
+
 class Plan:
     """The immutable, per-application order of every hook."""
 
     __slots__ = (
         "error",
+        "inline",
         "map_path",
         "modules",
         "run_map_path",
@@ -79,8 +90,12 @@ class Plan:
         error: tuple[BoundHook, ...],
         map_path: tuple[BoundHook, ...],
         modules: tuple[Module, ...],
+        inline: dict[Any, Inline] | None = None,
     ) -> None:
         self.steps = steps
+        #: Built-in steps the generated walk runs inline, by their function (see
+        #: :data:`Inline`); empty where none.
+        self.inline: dict[Any, Inline] = inline or {}
         self.send_response = send_response
         self.error = error
         self.map_path = map_path
@@ -221,6 +236,7 @@ def compile_plan(
     flush: HookFn,
     close_mapping: HookFn | None = None,
     mapped: tuple[Handler, ...] | None = None,
+    inline: dict[Any, Inline] | None = None,
 ) -> Plan:
     """Order every module's subscriptions into a :class:`Plan`.
 
@@ -232,6 +248,8 @@ def compile_plan(
     POST_MAP_REQUEST_HANDLER (the end of remapping). ``mapped``, where given, are
     the handlers the application's mapping can choose: a hook whose module says
     it does not join its stage with them (``Module.joins``) is left out.
+    ``inline``: built-in steps' common cases for the generated walk (:data:`Inline`),
+    by the function given here.
     """
     by_stage: dict[Stage, list[tuple[Priority, int, BoundHook]]] = {s: [] for s in INFO}
     # A leading module's hooks sort ahead of the others' of the same priority
@@ -286,4 +304,5 @@ def compile_plan(
         ordered(Stage.ERROR),
         ordered(Stage.MAP_PATH),
         tuple(modules),
+        inline,
     )

@@ -219,7 +219,24 @@ def _generated_walk(plan: Plan, *, serve: bool = False) -> Any:
         else:
             add("    if not ctx.finished:")
         add("        try:")
-        for j, (fn, is_async) in enumerate(step.calls):
+        found = plan.inline.get(step.calls[0][0]) if len(step.calls) == 1 else None
+        if found is not None:
+            # A built-in step's common case inline (plan.Inline): a call less.
+            inline_lines, values = found
+            names[f"h{i}_0"] = step.calls[0][0]
+            names.update((f"{name}_{i}", value) for name, value in values.items())
+            for line in inline_lines:
+                add("            " + line.format(call=f"h{i}_0(ctx)", n=f"_{i}"), stage, owners[0])
+            if any(line.startswith("a = ") for line in inline_lines):
+                add(
+                    "            if ((r := ((await a) if a is not None else None))"
+                    " is not None and r is FINISH):",
+                    stage,
+                    owners[0],
+                )
+            else:  # lines that never set ``a``: the step's answer is None
+                add("            if False:")
+        for j, (fn, is_async) in enumerate(() if found is not None else step.calls):
             names[f"h{i}_{j}"] = fn
             call = f"h{i}_{j}(ctx)"
             if is_async is None:  # a built-in step or awaits=True: await what it returns

@@ -382,6 +382,29 @@ def test_disabled_and_disabled_by_location(root: Path, log_path: Path) -> None:
     assert [r["cs-uri-stem"] for r in read_w3c(log_path)[1]] == ["/index.html"]
 
 
+def test_requests_taking_turns_between_settings_log_by_their_own(
+    root: Path, log_path: Path
+) -> None:
+    # The hook remembers the last request's settings and capture (the pure
+    # install's walk tests them inline): a request of other settings is looked up.
+    log_path.parent.mkdir()
+    (root / "quiet").mkdir()
+    (root / "quiet" / "q.txt").write_text("q")
+    locations = [{"path": "/quiet", "http_logging": {"enabled": False}}]
+    paths = [
+        "/quiet/q.txt",
+        "/index.html",
+        "/index.html",
+        "/quiet/q.txt",
+        "/quiet/q.txt",
+        "/index.html",
+    ]
+    with serve(root, {"target": str(log_path)}, locations=locations) as client:
+        for path in paths:
+            assert client.get(path).status == 200
+    assert [r["cs-uri-stem"] for r in read_w3c(log_path)[1]] == ["/index.html"] * 3
+
+
 def test_correlation_id_on_5xx_only(root: Path, log_path: Path) -> None:
     log_path.parent.mkdir()
     modules = ["log.http", "test.boom"]

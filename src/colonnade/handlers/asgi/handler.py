@@ -352,7 +352,6 @@ _PAIRS: Final[set[Any]] = set()
 _PAIRS_MAX: Final = 512
 #: Whether mypyc compiled this module (as pipeline.runner's NATIVE tells its walker's).
 _COMPILED: Final = not __file__.endswith(".py")
-_CYCLE_INIT: Final = HttpCycle.__init__
 
 
 def _lowered(headers: Any) -> list[tuple[bytes, bytes]]:
@@ -458,9 +457,17 @@ class AsgiHandler(Handler):
             raise ModuleError(self.id, "execute() before provision()")
         if _COMPILED:
             cycle = HttpCycle(ctx, request.body)
-        else:  # see core.context.NEW
+        else:
+            # Interpreted, HttpCycle.__init__'s stores made here (see core.context's
+            # Response): its call is one more Python frame per request. The same
+            # values (tests/handlers/asgi compares them).
             cycle = NEW(HttpCycle)
-            _CYCLE_INIT(cycle, ctx, request.body)
+            cycle.ctx = ctx
+            cycle.body = request.body
+            cycle.left = -1
+            cycle.phase = _IDLE
+            cycle.waiter = None
+            cycle.inner_response = None
         scope = http_scope(ctx, self.root_path, self.state)
         if self.prefix:
             add_proxy_prefix(scope, self.prefix)
