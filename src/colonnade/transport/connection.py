@@ -248,6 +248,7 @@ class Live:
     ``counting``)."""
 
     __slots__ = (
+        "batch_from",
         "connections",
         "counting",
         "engine",
@@ -286,6 +287,9 @@ class Live:
         self.max_header_size = 0
         self.max_headers = 0
         self.server_header: bytes | None = None
+        #: Open connections from which a keep-alive answer is held for the loop's
+        #: next turn (WriteBatch; below, one connection writes at once).
+        self.batch_from: int = BATCH_FROM
         self.settings(limits, timeouts, server_header)
 
     def settings(self, limits: Limits, timeouts: Timeouts, server_header: bytes | None) -> None:
@@ -352,6 +356,13 @@ class Waker(TaskWait):
         """The value the wait ended with; raises CancelledError where it was cancelled."""
         self.check()
         return self.value
+
+
+#: Live.batch_from, as each server's Live is made: 2 (a worker's only connection
+#: has no other answer to go with). Not Final, not a setting: the test suite sets 1
+#: (tests/conftest.py, COLONNADE_TEST_FORCE_BATCH=1) to have every keep-alive answer
+#: held, so that every path through the suite meets a held answer.
+BATCH_FROM = 2
 
 
 class WriteBatch:
@@ -689,7 +700,7 @@ class RawChannel:
     async def send(self, data: bytes) -> None:
         """Send raw bytes with back-pressure."""
         conn = self._conn
-        if conn.transport is None or conn.transport.is_closing():
+        if conn.gone():
             raise ClientDisconnectedError("the client went away")
         conn.write(data)
         await conn.drain()
@@ -806,23 +817,22 @@ class Exchange(TransportWriter):
             # length taken once for both counts).
             sent = len(data)
             self.bytes_sent += sent
-            transport = conn.transport
-            if transport is not None and not transport.is_closing():
-                conn._written += sent
-                if (
-                    len(conn.queue) > 1
-                    or not h1.keep_alive
-                    or conn.closing
-                    or len(conn._live.connections) < 2
-                ):
-                    # (The worker's only connection: no other answer to go with.)
-                    if conn._corked is not None:
-                        conn.uncork()
+            live = conn._live
+            if (
+                len(conn.queue) > 1
+                or not h1.keep_alive
+                or conn.closing
+                or len(live.connections) < live.batch_from
+            ):
+                # (The worker's only connection: no other answer to go with.)
+                transport = conn._wire()
+                if transport is not None:
+                    conn._written += sent
                     transport.write(data)
-                else:
-                    # The usual answer, its connection kept open: written with the
-                    # others of this turn (WriteBatch).
-                    conn.cork(data)
+            else:
+                # The usual answer, its connection kept open: written with the
+                # others of this turn (WriteBatch).
+                conn.cork(data)
         # _completed, inline for the usual answer (the only one on its connection,
         # which stays open): a call less per request, interpreted.
         if len(conn.queue) > 1 or not h1.keep_alive:
@@ -1160,7 +1170,10 @@ class HttpConnection(asyncio.Protocol):
             max_headers=live.max_headers,
             server=live.server_header,
         )
-        self.transport: asyncio.Transport | None = None
+        # The transport, under a private name: written to or ended only through
+        # _wire (or abort), which writes an answer held by cork first; elsewhere
+        # only asked about (tests/transport/test_one_wire.py checks the source).
+        self._transport: asyncio.Transport | None = None
         # A list, not a deque: at most max_pipelined exchanges wait, and an empty
         # deque reserves a 64-slot block (~760 bytes per idle connection).
         self.queue: list[Exchange] = _one_slot()
@@ -1241,7 +1254,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, but implement it.
-        self.transport = transport = cast(asyncio.Transport, transport)
+        self._transport = transport = cast(asyncio.Transport, transport)
         state = self.state
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
@@ -1254,9 +1267,8 @@ class HttpConnection(asyncio.Protocol):
         if not live.per_client and len(connections) < live.max_connections:
             connections.add(self)  # ServerState.admit's common case, without the call
         elif not state.admit(self, self.client):
-            transport.write(_OVERLOADED)
-            transport.close()
-            self.closing = True
+            self.write(_OVERLOADED)
+            self.close()
             return
         transport.set_write_buffer_limits(_WRITE_HIGH_WATER)
         self._arm(live.header_timeout)
@@ -1354,7 +1366,8 @@ class HttpConnection(asyncio.Protocol):
         if self._corked is not None:
             # An answer held for the loop's next turn goes now: a falsy return
             # below closes the transport, which sends what it holds first but
-            # takes nothing written after (a request, then the client's FIN).
+            # takes nothing written after (a request, then the client's FIN);
+            # a TLS transport shuts down after a close_notify whatever we return.
             self.uncork()
         if self.raw is not None:
             self.raw.feed_eof()
@@ -1448,17 +1461,17 @@ class HttpConnection(asyncio.Protocol):
         # HTTP/2 by prior knowledge: the connection's bytes so far, the preface
         # included, go to an HTTP/2 protocol that takes over the transport.
         state = self.state
-        transport = self.transport
         if not state.http2.enabled:
             self._on_protocol_error(ProtocolError(400, "HTTP/2 is not enabled"))
             return
-        if transport is None or transport.is_closing():
+        transport = self._wire()
+        if transport is None:
             return
         from colonnade.transport.protocols import h2_connection  # where HTTP/2 is spoken only
 
         self._drop_timer()
         self.closing = True
-        self.transport = None
+        self._transport = None
         state.forget(self)
         # Prior knowledge over TLS too (a client that skipped ALPN): the scheme and the
         # handshake's facts follow.
@@ -1750,7 +1763,7 @@ class HttpConnection(asyncio.Protocol):
                         # connection cannot go on (it would wait for one): dropped,
                         # as after an error. (Let go, it serves another request
                         # now: left alone.)
-                        transport = self.transport
+                        transport = self._transport
                         if (
                             not exchange.released
                             and transport is not None
@@ -1801,7 +1814,7 @@ class HttpConnection(asyncio.Protocol):
                 # connection not closing, just now (nothing ran since), and made it
                 # idle; else asked here (a method looked up by name on the transport).
                 if not self._idle or self._live.router is not None:
-                    transport = self.transport
+                    transport = self._transport
                     if self.closing or transport is None or transport.is_closing():
                         return
                 if _COMPILED:
@@ -1825,7 +1838,7 @@ class HttpConnection(asyncio.Protocol):
             if self.task is task:
                 self.task = None
                 self._wake = None
-                transport = self.transport
+                transport = self._transport
                 if self.answering and transport is not None and not transport.is_closing():
                     # Ended with a request to answer (pipelined behind one that set
                     # a context variable, or cancelled while it waited): a new task.
@@ -1908,11 +1921,7 @@ class HttpConnection(asyncio.Protocol):
         body = entry.body
         # write and write_two, inline: the transport asked once whether it is closing
         # (a method call, ~180 instructions compiled), here and not again by _finish.
-        if self._corked is not None:
-            self.uncork()
-        transport = self.transport
-        if transport is not None and transport.is_closing():
-            transport = None
+        transport = self._wire()
         if len(body) > _GATHER_FROM and head.method == b"GET":
             data = h1.start_prepared(head, entry.prepared, keep_alive)
             body = h1.body(body)
@@ -1967,7 +1976,7 @@ class HttpConnection(asyncio.Protocol):
         if counts.requests == counts.request_limit and state.on_request_limit is not None:
             state.on_request_limit()
             sent = False  # which may have closed the connection
-        if not sent and (self.transport is None or self.transport.is_closing()):
+        if not sent and (self._transport is None or self._transport.is_closing()):
             return
         # Exchange._keep_alive inline (a call less per request, interpreted): its
         # request or the connection says close, or a body not all read.
@@ -2007,17 +2016,46 @@ class HttpConnection(asyncio.Protocol):
 
     # -- writing, flow control, closing ----------------------------------------------
 
+    def _wire(self) -> asyncio.Transport | None:
+        """The transport, to write to or end the connection with; None once it is
+        closed or closing (nothing reaches the client any more).
+
+        The one way to the transport for anything that writes or ends (``abort``
+        aside, which drops what is held): a write, a file's send (its socket), a
+        close, a half-close (``linger``), a hand-over to another process
+        (``detach``) or protocol (HTTP/2). An answer held for the loop's next turn
+        (``cork``) is written here first, so nothing written or done to the
+        connection overtakes or loses it. tests/transport/test_one_wire.py checks
+        the source: the raw transport, anywhere else, is only asked about (is it
+        closing, what it holds), never written to or ended, nor handed on."""
+        transport = self._transport
+        held = self._corked
+        if transport is None or transport.is_closing():
+            self._corked = None  # nobody to write it to any more
+            return None
+        if held is not None:
+            self._corked = None
+            self._written += len(held)
+            transport.write(held)
+            if transport.is_closing():
+                return None  # the write found the client gone
+        return transport
+
     def gone(self) -> bool:
         """Whether nothing written reaches the client any more (the transport is
         closed or closing)."""
-        transport = self.transport
+        transport = self._transport
         return transport is None or transport.is_closing()
 
+    def buffered(self) -> int:
+        """Bytes the transport still holds for the client (not counting an answer
+        held by ``cork``)."""
+        transport = self._transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
     def write(self, data: bytes) -> None:
-        if self._corked is not None:
-            self.uncork()  # what was held goes first
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
+        transport = self._wire()  # what was held goes first
+        if transport is not None:
             self._written += len(data)
             transport.write(data)
 
@@ -2025,7 +2063,15 @@ class HttpConnection(asyncio.Protocol):
         """Write ``data`` (a whole answer) at the loop's next turn, with the other
         connections' answers of this turn (see WriteBatch). Anything written or
         done to the connection before then (a write, a file, a close, a
-        hand-over) writes it first (``uncork``)."""
+        hand-over) writes it first (every one of them goes through ``_wire``).
+
+        Not over TLS: the TLS transport (uvloop's, as asyncio's) closes the
+        connection when the client's FIN comes without a close_notify, and tells
+        the protocol nothing (no ``eof_received``), so an answer held then would
+        be lost; written at once, the transport still sends it before it closes."""
+        if self.tls is not None:
+            self.write(data)
+            return
         corked = self._corked
         if corked is None:
             self._corked = data
@@ -2035,13 +2081,8 @@ class HttpConnection(asyncio.Protocol):
 
     def uncork(self) -> None:
         """Write the answer held by ``cork`` now (if the transport still takes it)."""
-        data = self._corked
-        if data is None:
-            return
-        self._corked = None
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.write(data)
+        if self._corked is not None:
+            self._wire()
 
     def _backlog(self) -> bool:
         """Whether an earlier answer still waits in the transport for the client.
@@ -2050,15 +2091,13 @@ class HttpConnection(asyncio.Protocol):
         mark of 0 reports itself paused while it holds nothing."""
         if not self.write_paused:
             return False
-        transport = self.transport
+        transport = self._transport
         return transport is not None and transport.get_write_buffer_size() > 0
 
     def write_two(self, head: bytes, body: bytes) -> None:
         """``head`` then ``body``, in one ``writev`` where the socket takes both."""
-        if self._corked is not None:
-            self.uncork()
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
+        transport = self._wire()
+        if transport is not None:
             self._written += len(head) + len(body)
             transport.writelines((head, body))
 
@@ -2066,12 +2105,12 @@ class HttpConnection(asyncio.Protocol):
         """Wait until the transport's write buffer is below its high-water mark."""
         if not self.write_paused:
             return
-        if self.transport is None or self.transport.is_closing():
+        if self.gone():
             raise ClientDisconnectedError("the client went away")
         if self._drain_waiter is None or self._drain_waiter.done():
             self._drain_waiter = asyncio.get_running_loop().create_future()
         await self._drain_waiter
-        if self.transport.is_closing():
+        if self.gone():
             raise ClientDisconnectedError("the client went away")
 
     async def sendfile(self, fd: int, offset: int, count: int, head: bytes = b"") -> None:
@@ -2087,10 +2126,10 @@ class HttpConnection(asyncio.Protocol):
         flush it; only bytes the transport still holds from earlier (a slow client,
         a pipelined response) are waited for.
         """
-        if self._corked is not None:
-            self.uncork()  # into the transport: waited for below like any other
-        transport = self.transport
-        if transport is None or transport.is_closing():
+        # An answer held (cork) goes into the transport first: waited for below
+        # like any other.
+        transport = self._wire()
+        if transport is None:
             raise ClientDisconnectedError("the client went away")
         if transport.get_write_buffer_size():
             if head:
@@ -2141,8 +2180,9 @@ class HttpConnection(asyncio.Protocol):
                 cork.detach()
 
     def _socket_fd(self) -> int:
-        """The transport's socket descriptor (the transport is open)."""
-        transport = self.transport
+        """The transport's socket descriptor, to write to (the transport is open;
+        an answer held by ``cork`` went into it first, see ``_wire``)."""
+        transport = self._wire()
         sock = transport.get_extra_info("socket") if transport is not None else None
         if sock is None:
             raise ClientDisconnectedError("the client went away")
@@ -2171,15 +2211,21 @@ class HttpConnection(asyncio.Protocol):
                 if self._body_rate.since >= 0:
                     self._start_body_rate()  # the paused time was the server's
 
+    def stop_reading(self) -> None:
+        """Read nothing more until the connection ends or is handed over."""
+        self._pause_reading()
+
     def _pause_reading(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.pause_reading()
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.pause_reading()
 
     def _resume_reading(self) -> None:
         if self._read_paused_for_upgrade:
             return  # until the upgrade request's answer says whose the bytes are
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.resume_reading()
 
     def _arm(self, seconds: float, now: float = 0.0) -> None:
         # One timer per connection, moved lazily: re-arming on every request only
@@ -2292,7 +2338,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _sent(self) -> int:
         """Bytes the socket took so far (handed to it, less what the transport holds)."""
-        transport = self.transport
+        transport = self._transport
         held = transport.get_write_buffer_size() if transport is not None else 0
         return self._written - held
 
@@ -2315,7 +2361,7 @@ class HttpConnection(asyncio.Protocol):
         elif not body_rate.judge(now, length, rate, True, self._body_got):
             assert current is not None
             self._body_too_slow(current, body, now)
-        transport = self.transport
+        transport = self._transport
         waiting = transport is not None and (
             transport.get_write_buffer_size() > 0 or self.sending_file
         )
@@ -2373,7 +2419,7 @@ class HttpConnection(asyncio.Protocol):
     @property
     def idle(self) -> bool:
         """Between requests: nothing received, queued, running or left to write."""
-        transport = self.transport
+        transport = self._transport
         return (
             self._idle
             and not self.answering
@@ -2395,7 +2441,7 @@ class HttpConnection(asyncio.Protocol):
         """
         if self._corked is not None:
             raise ClientDisconnectedError("an answer is still to be written")  # see idle
-        transport = self.transport
+        transport = self._wire()
         sock = transport.get_extra_info("socket") if transport is not None else None
         if transport is None or sock is None:
             raise ClientDisconnectedError("the connection is closed")
@@ -2427,11 +2473,10 @@ class HttpConnection(asyncio.Protocol):
         arrives until the client closes its side, is silent for
         ``timeouts.lingering``, or ``timeouts.lingering_total`` has passed.
         """
-        transport = self.transport
+        transport = self._wire()  # an answer held (cork) goes before the FIN
         timeouts = self.state.timeouts
         if (
             transport is None
-            or transport.is_closing()
             or self.eof
             or self.stopping
             or timeouts.lingering <= 0
@@ -2448,8 +2493,6 @@ class HttpConnection(asyncio.Protocol):
         self._linger_until = self._loop.time() + (
             timeouts.lingering if self.too_slow else timeouts.lingering_total
         )
-        if self._corked is not None:
-            self.uncork()
         transport.write_eof()  # after what is queued, as asyncio's transports do
         self._read_paused_for_body = self._read_paused_for_queue = False
         transport.resume_reading()
@@ -2460,18 +2503,27 @@ class HttpConnection(asyncio.Protocol):
         self._arm(max(seconds, 0.0))
 
     def close(self) -> None:
-        if self._corked is not None:
-            self.uncork()  # the transport's close sends what it holds first
+        """Close after what is written: an answer held by ``cork`` too (``_wire``
+        writes it into the transport, whose close sends what it holds first)."""
+        transport = self._wire()
         self.closing = True
         self._disarm()
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
+        if transport is not None:
+            transport.close()
 
     def abort(self) -> None:
+        """End the connection at once, dropping whatever it still has to write: what
+        the transport holds, and an answer held for the loop's next turn (``cork``)
+        too. An abort is the server giving up on the connection (a response failed
+        half-way, a client too slow, a stop's deadline), never an ending that owes
+        the client an answer: ``close`` is. (The one other way to the transport
+        besides ``_wire``, which would write the held answer first.)"""
         self.closing = True
         self._disarm()
-        if self.transport is not None:
-            self.transport.abort()
+        self._corked = None
+        transport = self._transport
+        if transport is not None:
+            transport.abort()
 
     def drop(self) -> None:
         """Abort the connection on the server's own decision (a timer: IIS's
