@@ -141,13 +141,13 @@ test-compiled: compiled
 
 # What the forced write batch runs: the transport, HTTP/1.1 end to end (half-close,
 # pipelining, files, the response cache, clients leaving, upgrades, WebSockets at a
-# stop), TLS, and a worker's drain and hand-over.
+# stop, a close with input unread), TLS, and a worker's drain and hand-over.
 FORCED_BATCH_TESTS := tests/transport tests/e2e/test_http1.py \
 	tests/e2e/test_write_batch_review.py tests/e2e/test_client_leaving.py \
 	tests/e2e/test_upgrade_bounds.py tests/e2e/test_ignored_upgrade.py \
 	tests/e2e/test_websocket_stop.py tests/e2e/test_static_e2e.py \
-	tests/e2e/test_response_cache.py tests/pools/test_worker_drain.py \
-	tests/pools/test_handoff.py
+	tests/e2e/test_response_cache.py tests/e2e/test_close_with_input_unread.py \
+	tests/pools/test_worker_drain.py tests/pools/test_handoff.py
 
 clean:
 	rm -rf $(VENV) $(CVENV) $(SVENV) build .mypy_cache .ruff_cache .pytest_cache

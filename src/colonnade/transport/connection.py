@@ -144,6 +144,12 @@ def _cork(sock: Any, on: int) -> None:
         pass
 
 
+#: Bytes a lingering close reads and drops at most (HttpConnection.linger): the
+#: CPU a client still sending may take; its timeouts (lingering, lingering_total)
+#: bound it in time, and nothing read is kept. Above an upload an early answer
+#: refused (the e2e tests send 8 MiB), as nginx drops such bodies whole.
+_LINGER_MAX: Final = 64 * 1024 * 1024
+
 #: Open connections from which a new one accepted by the event loop (one per turn of
 #: it) has the listening socket's backlog taken at once (see Accepted).
 DRAIN_FROM: Final = 64
@@ -848,13 +854,18 @@ class Exchange(TransportWriter):
             self._overtaken()
         elif not conn.h1.keep_alive:
             body = self.body
-            if (body is None or body.complete) and not conn._read_paused_for_upgrade:
+            if (
+                (body is None or body.complete)
+                and not conn._read_paused_for_upgrade
+                and not conn.h1.ignored
+            ):
                 # The connection's last answer (its head said close): the connection
                 # closes now (what is queued leaves first), not when the application
                 # returns, so that work it does after its answer holds up no client
                 # that reads to the close (an HTTP/1.0 body framed by it). The close
                 # _finish would make; a body not all read, or bytes held after an
-                # upgrade request (reading stopped), linger there instead.
+                # upgrade request (reading stopped), or bytes that came after the
+                # request (more may be on the way), linger there instead.
                 conn.close()
 
     def _overtaken(self) -> None:
@@ -1226,6 +1237,7 @@ class HttpConnection(asyncio.Protocol):
         self.eof = False  # the client closed its side
         self.lingering = False  # answered and half-closed: input is read and dropped
         self._linger_until = 0.0
+        self._lingered = 0  # bytes read and dropped while lingering (_LINGER_MAX)
         # The minimum data rate (see the module docstring): bytes handed to the
         # socket so far, the request body's bytes received so far, the measure of
         # each, and when the shared timer must next look at them (None: never).
@@ -1313,7 +1325,11 @@ class HttpConnection(asyncio.Protocol):
             self.raw.feed(data)
             return
         if self.lingering:
-            self._arm_linger()
+            lingered = self._lingered = self._lingered + len(data)
+            if lingered > _LINGER_MAX:
+                self.close()  # enough: a client still sending this much is not reading
+            else:
+                self._arm_linger()
             return
         arm = False
         if self._idle:
@@ -1987,11 +2003,16 @@ class HttpConnection(asyncio.Protocol):
             or (body is not None and not body.complete)
             or not self.h1.keep_alive
         ):
-            if (body is not None and not body.complete) or self._read_paused_for_upgrade:
-                # The client may still be sending (its body, or more than could be
-                # held after an upgrade request): a close with its bytes unread
-                # would reset the connection, losing what the kernel still had to
-                # send of the answer.
+            if (
+                (body is not None and not body.complete)
+                or self._read_paused_for_upgrade
+                or self.h1.ignored
+            ):
+                # The client may still be sending (its body, more than could be
+                # held after an upgrade request, or pipelined requests after one
+                # that closes): a close with its bytes unread would reset the
+                # connection, losing what the kernel still had to send of the
+                # answer (RFC 9112 9.6).
                 self.linger()
             else:
                 self.close()
@@ -2471,7 +2492,11 @@ class HttpConnection(asyncio.Protocol):
         destroy the answer before the client reads it. So, as nginx's lingering
         close: send what is queued and a FIN, then read and drop whatever still
         arrives until the client closes its side, is silent for
-        ``timeouts.lingering``, or ``timeouts.lingering_total`` has passed.
+        ``timeouts.lingering``, or ``timeouts.lingering_total`` has passed, or
+        ``_LINGER_MAX`` bytes were dropped. Used where the client may still be
+        sending: a request body not all read, bytes held after an upgrade request,
+        bytes after a request that closes (``h1.ignored``: pipelined requests),
+        a protocol error's answer.
         """
         transport = self._wire()  # an answer held (cork) goes before the FIN
         timeouts = self.state.timeouts
