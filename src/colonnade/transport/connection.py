@@ -831,10 +831,18 @@ class Exchange(TransportWriter):
                 or len(live.connections) < live.batch_from
             ):
                 # (The worker's only connection: no other answer to go with.)
-                transport = conn._wire()
-                if transport is not None:
+                transport = conn._transport
+                if conn._corked is None and transport is not None and not transport.is_closing():
+                    # Nothing held: written here, not through _wire (interpreted, a
+                    # call is a frame, ~900 instructions); test_one_wire allows a
+                    # write on the raw transport only under this test.
                     conn._written += sent
                     transport.write(data)
+                else:
+                    wire = conn._wire()  # what is held goes first
+                    if wire is not None:
+                        conn._written += sent
+                        wire.write(data)
             else:
                 # The usual answer, its connection kept open: written with the
                 # others of this turn (WriteBatch).
