@@ -132,8 +132,22 @@ compiled: sysdeps
 	COLONNADE_MYPYC=1 $(CBIN)/python -m pip install -q --no-build-isolation --no-deps --force-reinstall .
 
 # The test suite against the compiled install (`colonnade` imported from it, not src/).
+# Then a part of it with the write batch forced (tests/conftest.py): every keep-alive
+# answer held for the loop's next turn, also on a worker's only connection, so that
+# every path that writes to or ends a connection meets a held answer (about 2 minutes).
 test-compiled: compiled
 	COLONNADE_EXPECT_COMPILED=1 $(CBIN)/python -m pytest -q -p no:cacheprovider
+	COLONNADE_TEST_FORCE_BATCH=1 COLONNADE_EXPECT_COMPILED=1 $(CBIN)/python -m pytest -q -p no:cacheprovider $(FORCED_BATCH_TESTS)
+
+# What the forced write batch runs: the transport, HTTP/1.1 end to end (half-close,
+# pipelining, files, the response cache, clients leaving, upgrades, WebSockets at a
+# stop, a close with input unread), TLS, and a worker's drain and hand-over.
+FORCED_BATCH_TESTS := tests/transport tests/e2e/test_http1.py \
+	tests/e2e/test_write_batch_review.py tests/e2e/test_client_leaving.py \
+	tests/e2e/test_upgrade_bounds.py tests/e2e/test_ignored_upgrade.py \
+	tests/e2e/test_websocket_stop.py tests/e2e/test_static_e2e.py \
+	tests/e2e/test_response_cache.py tests/e2e/test_close_with_input_unread.py \
+	tests/pools/test_worker_drain.py tests/pools/test_handoff.py
 
 clean:
 	rm -rf $(VENV) $(CVENV) $(SVENV) build .mypy_cache .ruff_cache .pytest_cache

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from colonnade.transport.connection import HttpConnection
 from tests.e2e.conftest import LiveServer, win32_statuses
 from tests.e2e.wire import Conn
 from tests.handlers.fastcgi.php_kit import NEEDS_PHP, make_tree, php_cgi
@@ -109,7 +110,9 @@ def _lose(state: Any) -> int:
     """Abort every connection (connection_lost, at the loop's next turn)."""
     lost = 0
     for conn in list(state.connections):
-        conn.transport.abort()
+        # The transport's own abort (not the connection's: no flag of ours set).
+        transport = conn._transport if isinstance(conn, HttpConnection) else conn.transport
+        transport.abort()
         lost += 1
     return lost
 

@@ -265,9 +265,9 @@ def test_slow_reader_back_pressure(live: LiveServer) -> None:
         # A writer that went on regardless would have added a chunk per turn.
         buffered = live.look(
             lambda state: [
-                conn.transport.get_write_buffer_size()
+                conn.buffered()  # type: ignore[attr-defined]
                 for conn in state.connections
-                if conn.transport
+                if not conn.gone()  # type: ignore[attr-defined]
             ],
             turns=100,
         )

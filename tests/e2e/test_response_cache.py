@@ -443,9 +443,7 @@ def _held(state: ServerState) -> tuple[int, int]:
     """(bytes the server's one connection still holds for its client, requests queued)."""
     held = queued = 0
     for conn in state.connections:
-        transport = conn.transport
-        if transport is not None:
-            held += transport.get_write_buffer_size()
+        held += conn.buffered()  # type: ignore[attr-defined]
         queued += len(conn.queue)  # type: ignore[attr-defined]
     return held, queued
 

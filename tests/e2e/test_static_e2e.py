@@ -307,7 +307,7 @@ def test_a_connection_lost_first_mid_file_still_ends_and_logs_the_request(
         lost = 0
         for conn in list(state.connections):  # type: ignore[attr-defined]
             if conn.sending_file:
-                conn.transport.abort()  # connection_lost, at the loop's next turn
+                conn._transport.abort()  # connection_lost, at the loop's next turn
                 lost += 1
         return lost
 
@@ -399,8 +399,7 @@ def _sending(state: object) -> tuple[int, bool]:
     """(bytes the transport holds, a sendfile under way) over the server's connections."""
     held, sending = 0, False
     for conn in state.connections:  # type: ignore[attr-defined]
-        if conn.transport is not None:
-            held += conn.transport.get_write_buffer_size()
+        held += conn.buffered()
         sending = sending or conn.sending_file
     return held, sending
 

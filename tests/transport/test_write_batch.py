@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 
+import pytest
+
 from colonnade.transport.connection import HttpConnection
 from tests.fuzz.served import LOOP, STATE, Wire
 
@@ -125,7 +127,9 @@ def test_an_answer_before_a_close_is_written_at_once() -> None:
     assert log and all(task is not None for _, task in log)  # by the task, not held
 
 
-def test_the_only_connection_writes_at_once() -> None:
+def test_the_only_connection_writes_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As a server has it (COLONNADE_TEST_FORCE_BATCH=1 sets 1: see tests/conftest.py).
+    monkeypatch.setattr(STATE.live, "batch_from", 2)
     # Nothing to batch it with: no callback and turn of the loop for it.
     wire, log = _answered_alone(_get(), others=0)
     assert bytes(wire.sent).endswith(b"\r\n\r\na")

@@ -91,12 +91,14 @@ class Timeouts(_Strict):
     keep_alive: Seconds = 15.0
     """An idle kept-alive connection is closed after this."""
     lingering: Annotated[float, Meta(ge=0, le=3600)] = 5.0
-    """After an answer sent before the request (its body) was read to the end, the
+    """After an answer sent before the request (its body) was read to the end, or a
+    closing answer with more bytes sent behind its request (pipelined requests), the
     connection stops writing but goes on reading and discarding what the client still
     sends, so that the client reads the answer instead of a reset: it closes once the
     client is silent this long, or closes its side. 0 closes at once."""
     lingering_total: Seconds = 30.0
-    """The longest a connection lingers that way, however much the client sends."""
+    """The longest a connection lingers that way, however much the client sends (and
+    at most 64 MiB read)."""
     graceful: Seconds = 30.0
     """On stop, how long requests in flight may still run."""
 

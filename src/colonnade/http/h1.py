@@ -711,6 +711,7 @@ class HTTP1Connection:
         "_trailing",
         "_upgrade_left",
         "_url",
+        "ignored",
         "keep_alive",
     )
     # release() deletes these (mypyc allows only the deletable ones to be deleted).
@@ -784,6 +785,9 @@ class HTTP1Connection:
         #: property cost a Python frame (~900 instructions) each of the two times
         #: a request reads it.
         self.keep_alive = True
+        #: Bytes came after a request that closes, and were ignored (RFC 9112 9.6):
+        #: the client may still be sending (the caller's close lingers).
+        self.ignored = False
 
     # -- receiving ---------------------------------------------------------------------
 
@@ -908,6 +912,8 @@ class HTTP1Connection:
             else:
                 if state == _UPGRADED:
                     self._after_upgrade(view[pos:])
+                elif state == _CLOSED:
+                    self.ignored = True
                 return
 
     def _execute(self, data: bytes | memoryview, s0: int, ev0: int) -> int:
@@ -942,6 +948,7 @@ class HTTP1Connection:
             if state == _CLOSED:
                 # llhttp refuses bytes after a request that asked to close; RFC 9112
                 # 9.6 says to ignore them, which is what _CLOSED does from now on.
+                self.ignored = True
                 return len(data)
             if isinstance(exc, httptools.HttpParserCallbackError):
                 raise exc  # a bug in a callback: let it show

@@ -138,8 +138,7 @@ class PoolRouter:
 
     def hand_over(self, conn: HttpConnection, pool: str, data: bytes, *, head: bool) -> None:
         """Detach ``conn`` and send it away, once what it still has to write is written."""
-        transport = conn.transport
-        if transport is None or transport.is_closing():
+        if conn.gone():
             return
         if conn.tls is not None:
             # Its TLS session cannot leave this process: close it once idle (the
@@ -147,8 +146,8 @@ class PoolRouter:
             conn.shutdown()
             return
         conn.uncork()  # an answer held for the loop's next turn goes now (WriteBatch)
-        if transport.get_write_buffer_size():
-            transport.pause_reading()
+        if conn.buffered():
+            conn.stop_reading()
             task = asyncio.get_running_loop().create_task(self._after_flush(conn, pool, data, head))
             self._waiting.add(task)
             task.add_done_callback(self._waiting.discard)
@@ -162,11 +161,10 @@ class PoolRouter:
         self.send(pool, port, head, data, fd)
 
     async def _after_flush(self, conn: HttpConnection, pool: str, data: bytes, head: bool) -> None:
-        transport = conn.transport
         loop = asyncio.get_running_loop()
         deadline = loop.time() + conn.state.timeouts.body
-        while transport is not None and not transport.is_closing():
-            if not transport.get_write_buffer_size():
+        while not conn.gone():
+            if not conn.buffered():
                 self.hand_over(conn, pool, data, head=head)
                 return
             if loop.time() > deadline:

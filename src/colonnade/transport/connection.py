@@ -144,6 +144,12 @@ def _cork(sock: Any, on: int) -> None:
         pass
 
 
+#: Bytes a lingering close reads and drops at most (HttpConnection.linger): the
+#: CPU a client still sending may take; its timeouts (lingering, lingering_total)
+#: bound it in time, and nothing read is kept. Above an upload an early answer
+#: refused (the e2e tests send 8 MiB), as nginx drops such bodies whole.
+_LINGER_MAX: Final = 64 * 1024 * 1024
+
 #: Open connections from which a new one accepted by the event loop (one per turn of
 #: it) has the listening socket's backlog taken at once (see Accepted).
 DRAIN_FROM: Final = 64
@@ -248,6 +254,7 @@ class Live:
     ``counting``)."""
 
     __slots__ = (
+        "batch_from",
         "connections",
         "counting",
         "engine",
@@ -286,6 +293,9 @@ class Live:
         self.max_header_size = 0
         self.max_headers = 0
         self.server_header: bytes | None = None
+        #: Open connections from which a keep-alive answer is held for the loop's
+        #: next turn (WriteBatch; below, one connection writes at once).
+        self.batch_from: int = BATCH_FROM
         self.settings(limits, timeouts, server_header)
 
     def settings(self, limits: Limits, timeouts: Timeouts, server_header: bytes | None) -> None:
@@ -352,6 +362,13 @@ class Waker(TaskWait):
         """The value the wait ended with; raises CancelledError where it was cancelled."""
         self.check()
         return self.value
+
+
+#: Live.batch_from, as each server's Live is made: 2 (a worker's only connection
+#: has no other answer to go with). Not Final, not a setting: the test suite sets 1
+#: (tests/conftest.py, COLONNADE_TEST_FORCE_BATCH=1) to have every keep-alive answer
+#: held, so that every path through the suite meets a held answer.
+BATCH_FROM = 2
 
 
 class WriteBatch:
@@ -689,7 +706,7 @@ class RawChannel:
     async def send(self, data: bytes) -> None:
         """Send raw bytes with back-pressure."""
         conn = self._conn
-        if conn.transport is None or conn.transport.is_closing():
+        if conn.gone():
             raise ClientDisconnectedError("the client went away")
         conn.write(data)
         await conn.drain()
@@ -806,23 +823,30 @@ class Exchange(TransportWriter):
             # length taken once for both counts).
             sent = len(data)
             self.bytes_sent += sent
-            transport = conn.transport
-            if transport is not None and not transport.is_closing():
-                conn._written += sent
-                if (
-                    len(conn.queue) > 1
-                    or not h1.keep_alive
-                    or conn.closing
-                    or len(conn._live.connections) < 2
-                ):
-                    # (The worker's only connection: no other answer to go with.)
-                    if conn._corked is not None:
-                        conn.uncork()
+            live = conn._live
+            if (
+                len(conn.queue) > 1
+                or not h1.keep_alive
+                or conn.closing
+                or len(live.connections) < live.batch_from
+            ):
+                # (The worker's only connection: no other answer to go with.)
+                transport = conn._transport
+                if conn._corked is None and transport is not None and not transport.is_closing():
+                    # Nothing held: written here, not through _wire (interpreted, a
+                    # call is a frame, ~900 instructions); test_one_wire allows a
+                    # write on the raw transport only under this test.
+                    conn._written += sent
                     transport.write(data)
                 else:
-                    # The usual answer, its connection kept open: written with the
-                    # others of this turn (WriteBatch).
-                    conn.cork(data)
+                    wire = conn._wire()  # what is held goes first
+                    if wire is not None:
+                        conn._written += sent
+                        wire.write(data)
+            else:
+                # The usual answer, its connection kept open: written with the
+                # others of this turn (WriteBatch).
+                conn.cork(data)
         # _completed, inline for the usual answer (the only one on its connection,
         # which stays open): a call less per request, interpreted.
         if len(conn.queue) > 1 or not h1.keep_alive:
@@ -838,13 +862,18 @@ class Exchange(TransportWriter):
             self._overtaken()
         elif not conn.h1.keep_alive:
             body = self.body
-            if (body is None or body.complete) and not conn._read_paused_for_upgrade:
+            if (
+                (body is None or body.complete)
+                and not conn._read_paused_for_upgrade
+                and not conn.h1.ignored
+            ):
                 # The connection's last answer (its head said close): the connection
                 # closes now (what is queued leaves first), not when the application
                 # returns, so that work it does after its answer holds up no client
                 # that reads to the close (an HTTP/1.0 body framed by it). The close
                 # _finish would make; a body not all read, or bytes held after an
-                # upgrade request (reading stopped), linger there instead.
+                # upgrade request (reading stopped), or bytes that came after the
+                # request (more may be on the way), linger there instead.
                 conn.close()
 
     def _overtaken(self) -> None:
@@ -1160,7 +1189,10 @@ class HttpConnection(asyncio.Protocol):
             max_headers=live.max_headers,
             server=live.server_header,
         )
-        self.transport: asyncio.Transport | None = None
+        # The transport, under a private name: written to or ended only through
+        # _wire (or abort), which writes an answer held by cork first; elsewhere
+        # only asked about (tests/transport/test_one_wire.py checks the source).
+        self._transport: asyncio.Transport | None = None
         # A list, not a deque: at most max_pipelined exchanges wait, and an empty
         # deque reserves a 64-slot block (~760 bytes per idle connection).
         self.queue: list[Exchange] = _one_slot()
@@ -1213,6 +1245,7 @@ class HttpConnection(asyncio.Protocol):
         self.eof = False  # the client closed its side
         self.lingering = False  # answered and half-closed: input is read and dropped
         self._linger_until = 0.0
+        self._lingered = 0  # bytes read and dropped while lingering (_LINGER_MAX)
         # The minimum data rate (see the module docstring): bytes handed to the
         # socket so far, the request body's bytes received so far, the measure of
         # each, and when the shared timer must next look at them (None: never).
@@ -1241,7 +1274,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, but implement it.
-        self.transport = transport = cast(asyncio.Transport, transport)
+        self._transport = transport = cast(asyncio.Transport, transport)
         state = self.state
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
@@ -1254,9 +1287,8 @@ class HttpConnection(asyncio.Protocol):
         if not live.per_client and len(connections) < live.max_connections:
             connections.add(self)  # ServerState.admit's common case, without the call
         elif not state.admit(self, self.client):
-            transport.write(_OVERLOADED)
-            transport.close()
-            self.closing = True
+            self.write(_OVERLOADED)
+            self.close()
             return
         transport.set_write_buffer_limits(_WRITE_HIGH_WATER)
         self._arm(live.header_timeout)
@@ -1301,7 +1333,11 @@ class HttpConnection(asyncio.Protocol):
             self.raw.feed(data)
             return
         if self.lingering:
-            self._arm_linger()
+            lingered = self._lingered = self._lingered + len(data)
+            if lingered > _LINGER_MAX:
+                self.close()  # enough: a client still sending this much is not reading
+            else:
+                self._arm_linger()
             return
         arm = False
         if self._idle:
@@ -1354,7 +1390,8 @@ class HttpConnection(asyncio.Protocol):
         if self._corked is not None:
             # An answer held for the loop's next turn goes now: a falsy return
             # below closes the transport, which sends what it holds first but
-            # takes nothing written after (a request, then the client's FIN).
+            # takes nothing written after (a request, then the client's FIN);
+            # a TLS transport shuts down after a close_notify whatever we return.
             self.uncork()
         if self.raw is not None:
             self.raw.feed_eof()
@@ -1448,17 +1485,17 @@ class HttpConnection(asyncio.Protocol):
         # HTTP/2 by prior knowledge: the connection's bytes so far, the preface
         # included, go to an HTTP/2 protocol that takes over the transport.
         state = self.state
-        transport = self.transport
         if not state.http2.enabled:
             self._on_protocol_error(ProtocolError(400, "HTTP/2 is not enabled"))
             return
-        if transport is None or transport.is_closing():
+        transport = self._wire()
+        if transport is None:
             return
         from colonnade.transport.protocols import h2_connection  # where HTTP/2 is spoken only
 
         self._drop_timer()
         self.closing = True
-        self.transport = None
+        self._transport = None
         state.forget(self)
         # Prior knowledge over TLS too (a client that skipped ALPN): the scheme and the
         # handshake's facts follow.
@@ -1750,7 +1787,7 @@ class HttpConnection(asyncio.Protocol):
                         # connection cannot go on (it would wait for one): dropped,
                         # as after an error. (Let go, it serves another request
                         # now: left alone.)
-                        transport = self.transport
+                        transport = self._transport
                         if (
                             not exchange.released
                             and transport is not None
@@ -1801,7 +1838,7 @@ class HttpConnection(asyncio.Protocol):
                 # connection not closing, just now (nothing ran since), and made it
                 # idle; else asked here (a method looked up by name on the transport).
                 if not self._idle or self._live.router is not None:
-                    transport = self.transport
+                    transport = self._transport
                     if self.closing or transport is None or transport.is_closing():
                         return
                 if _COMPILED:
@@ -1825,7 +1862,7 @@ class HttpConnection(asyncio.Protocol):
             if self.task is task:
                 self.task = None
                 self._wake = None
-                transport = self.transport
+                transport = self._transport
                 if self.answering and transport is not None and not transport.is_closing():
                     # Ended with a request to answer (pipelined behind one that set
                     # a context variable, or cancelled while it waited): a new task.
@@ -1908,11 +1945,7 @@ class HttpConnection(asyncio.Protocol):
         body = entry.body
         # write and write_two, inline: the transport asked once whether it is closing
         # (a method call, ~180 instructions compiled), here and not again by _finish.
-        if self._corked is not None:
-            self.uncork()
-        transport = self.transport
-        if transport is not None and transport.is_closing():
-            transport = None
+        transport = self._wire()
         if len(body) > _GATHER_FROM and head.method == b"GET":
             data = h1.start_prepared(head, entry.prepared, keep_alive)
             body = h1.body(body)
@@ -1967,7 +2000,7 @@ class HttpConnection(asyncio.Protocol):
         if counts.requests == counts.request_limit and state.on_request_limit is not None:
             state.on_request_limit()
             sent = False  # which may have closed the connection
-        if not sent and (self.transport is None or self.transport.is_closing()):
+        if not sent and (self._transport is None or self._transport.is_closing()):
             return
         # Exchange._keep_alive inline (a call less per request, interpreted): its
         # request or the connection says close, or a body not all read.
@@ -1978,11 +2011,16 @@ class HttpConnection(asyncio.Protocol):
             or (body is not None and not body.complete)
             or not self.h1.keep_alive
         ):
-            if (body is not None and not body.complete) or self._read_paused_for_upgrade:
-                # The client may still be sending (its body, or more than could be
-                # held after an upgrade request): a close with its bytes unread
-                # would reset the connection, losing what the kernel still had to
-                # send of the answer.
+            if (
+                (body is not None and not body.complete)
+                or self._read_paused_for_upgrade
+                or self.h1.ignored
+            ):
+                # The client may still be sending (its body, more than could be
+                # held after an upgrade request, or pipelined requests after one
+                # that closes): a close with its bytes unread would reset the
+                # connection, losing what the kernel still had to send of the
+                # answer (RFC 9112 9.6).
                 self.linger()
             else:
                 self.close()
@@ -2007,17 +2045,46 @@ class HttpConnection(asyncio.Protocol):
 
     # -- writing, flow control, closing ----------------------------------------------
 
+    def _wire(self) -> asyncio.Transport | None:
+        """The transport, to write to or end the connection with; None once it is
+        closed or closing (nothing reaches the client any more).
+
+        The one way to the transport for anything that writes or ends (``abort``
+        aside, which drops what is held): a write, a file's send (its socket), a
+        close, a half-close (``linger``), a hand-over to another process
+        (``detach``) or protocol (HTTP/2). An answer held for the loop's next turn
+        (``cork``) is written here first, so nothing written or done to the
+        connection overtakes or loses it. tests/transport/test_one_wire.py checks
+        the source: the raw transport, anywhere else, is only asked about (is it
+        closing, what it holds), never written to or ended, nor handed on."""
+        transport = self._transport
+        held = self._corked
+        if transport is None or transport.is_closing():
+            self._corked = None  # nobody to write it to any more
+            return None
+        if held is not None:
+            self._corked = None
+            self._written += len(held)
+            transport.write(held)
+            if transport.is_closing():
+                return None  # the write found the client gone
+        return transport
+
     def gone(self) -> bool:
         """Whether nothing written reaches the client any more (the transport is
         closed or closing)."""
-        transport = self.transport
+        transport = self._transport
         return transport is None or transport.is_closing()
 
+    def buffered(self) -> int:
+        """Bytes the transport still holds for the client (not counting an answer
+        held by ``cork``)."""
+        transport = self._transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
     def write(self, data: bytes) -> None:
-        if self._corked is not None:
-            self.uncork()  # what was held goes first
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
+        transport = self._wire()  # what was held goes first
+        if transport is not None:
             self._written += len(data)
             transport.write(data)
 
@@ -2025,7 +2092,15 @@ class HttpConnection(asyncio.Protocol):
         """Write ``data`` (a whole answer) at the loop's next turn, with the other
         connections' answers of this turn (see WriteBatch). Anything written or
         done to the connection before then (a write, a file, a close, a
-        hand-over) writes it first (``uncork``)."""
+        hand-over) writes it first (every one of them goes through ``_wire``).
+
+        Not over TLS: the TLS transport (uvloop's, as asyncio's) closes the
+        connection when the client's FIN comes without a close_notify, and tells
+        the protocol nothing (no ``eof_received``), so an answer held then would
+        be lost; written at once, the transport still sends it before it closes."""
+        if self.tls is not None:
+            self.write(data)
+            return
         corked = self._corked
         if corked is None:
             self._corked = data
@@ -2035,13 +2110,8 @@ class HttpConnection(asyncio.Protocol):
 
     def uncork(self) -> None:
         """Write the answer held by ``cork`` now (if the transport still takes it)."""
-        data = self._corked
-        if data is None:
-            return
-        self._corked = None
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.write(data)
+        if self._corked is not None:
+            self._wire()
 
     def _backlog(self) -> bool:
         """Whether an earlier answer still waits in the transport for the client.
@@ -2050,15 +2120,13 @@ class HttpConnection(asyncio.Protocol):
         mark of 0 reports itself paused while it holds nothing."""
         if not self.write_paused:
             return False
-        transport = self.transport
+        transport = self._transport
         return transport is not None and transport.get_write_buffer_size() > 0
 
     def write_two(self, head: bytes, body: bytes) -> None:
         """``head`` then ``body``, in one ``writev`` where the socket takes both."""
-        if self._corked is not None:
-            self.uncork()
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
+        transport = self._wire()
+        if transport is not None:
             self._written += len(head) + len(body)
             transport.writelines((head, body))
 
@@ -2066,12 +2134,12 @@ class HttpConnection(asyncio.Protocol):
         """Wait until the transport's write buffer is below its high-water mark."""
         if not self.write_paused:
             return
-        if self.transport is None or self.transport.is_closing():
+        if self.gone():
             raise ClientDisconnectedError("the client went away")
         if self._drain_waiter is None or self._drain_waiter.done():
             self._drain_waiter = asyncio.get_running_loop().create_future()
         await self._drain_waiter
-        if self.transport.is_closing():
+        if self.gone():
             raise ClientDisconnectedError("the client went away")
 
     async def sendfile(self, fd: int, offset: int, count: int, head: bytes = b"") -> None:
@@ -2087,10 +2155,10 @@ class HttpConnection(asyncio.Protocol):
         flush it; only bytes the transport still holds from earlier (a slow client,
         a pipelined response) are waited for.
         """
-        if self._corked is not None:
-            self.uncork()  # into the transport: waited for below like any other
-        transport = self.transport
-        if transport is None or transport.is_closing():
+        # An answer held (cork) goes into the transport first: waited for below
+        # like any other.
+        transport = self._wire()
+        if transport is None:
             raise ClientDisconnectedError("the client went away")
         if transport.get_write_buffer_size():
             if head:
@@ -2141,8 +2209,9 @@ class HttpConnection(asyncio.Protocol):
                 cork.detach()
 
     def _socket_fd(self) -> int:
-        """The transport's socket descriptor (the transport is open)."""
-        transport = self.transport
+        """The transport's socket descriptor, to write to (the transport is open;
+        an answer held by ``cork`` went into it first, see ``_wire``)."""
+        transport = self._wire()
         sock = transport.get_extra_info("socket") if transport is not None else None
         if sock is None:
             raise ClientDisconnectedError("the client went away")
@@ -2171,15 +2240,21 @@ class HttpConnection(asyncio.Protocol):
                 if self._body_rate.since >= 0:
                     self._start_body_rate()  # the paused time was the server's
 
+    def stop_reading(self) -> None:
+        """Read nothing more until the connection ends or is handed over."""
+        self._pause_reading()
+
     def _pause_reading(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.pause_reading()
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.pause_reading()
 
     def _resume_reading(self) -> None:
         if self._read_paused_for_upgrade:
             return  # until the upgrade request's answer says whose the bytes are
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.resume_reading()
 
     def _arm(self, seconds: float, now: float = 0.0) -> None:
         # One timer per connection, moved lazily: re-arming on every request only
@@ -2292,7 +2367,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _sent(self) -> int:
         """Bytes the socket took so far (handed to it, less what the transport holds)."""
-        transport = self.transport
+        transport = self._transport
         held = transport.get_write_buffer_size() if transport is not None else 0
         return self._written - held
 
@@ -2315,7 +2390,7 @@ class HttpConnection(asyncio.Protocol):
         elif not body_rate.judge(now, length, rate, True, self._body_got):
             assert current is not None
             self._body_too_slow(current, body, now)
-        transport = self.transport
+        transport = self._transport
         waiting = transport is not None and (
             transport.get_write_buffer_size() > 0 or self.sending_file
         )
@@ -2373,7 +2448,7 @@ class HttpConnection(asyncio.Protocol):
     @property
     def idle(self) -> bool:
         """Between requests: nothing received, queued, running or left to write."""
-        transport = self.transport
+        transport = self._transport
         return (
             self._idle
             and not self.answering
@@ -2395,7 +2470,7 @@ class HttpConnection(asyncio.Protocol):
         """
         if self._corked is not None:
             raise ClientDisconnectedError("an answer is still to be written")  # see idle
-        transport = self.transport
+        transport = self._wire()
         sock = transport.get_extra_info("socket") if transport is not None else None
         if transport is None or sock is None:
             raise ClientDisconnectedError("the connection is closed")
@@ -2425,13 +2500,16 @@ class HttpConnection(asyncio.Protocol):
         destroy the answer before the client reads it. So, as nginx's lingering
         close: send what is queued and a FIN, then read and drop whatever still
         arrives until the client closes its side, is silent for
-        ``timeouts.lingering``, or ``timeouts.lingering_total`` has passed.
+        ``timeouts.lingering``, or ``timeouts.lingering_total`` has passed, or
+        ``_LINGER_MAX`` bytes were dropped. Used where the client may still be
+        sending: a request body not all read, bytes held after an upgrade request,
+        bytes after a request that closes (``h1.ignored``: pipelined requests),
+        a protocol error's answer.
         """
-        transport = self.transport
+        transport = self._wire()  # an answer held (cork) goes before the FIN
         timeouts = self.state.timeouts
         if (
             transport is None
-            or transport.is_closing()
             or self.eof
             or self.stopping
             or timeouts.lingering <= 0
@@ -2448,8 +2526,6 @@ class HttpConnection(asyncio.Protocol):
         self._linger_until = self._loop.time() + (
             timeouts.lingering if self.too_slow else timeouts.lingering_total
         )
-        if self._corked is not None:
-            self.uncork()
         transport.write_eof()  # after what is queued, as asyncio's transports do
         self._read_paused_for_body = self._read_paused_for_queue = False
         transport.resume_reading()
@@ -2460,18 +2536,27 @@ class HttpConnection(asyncio.Protocol):
         self._arm(max(seconds, 0.0))
 
     def close(self) -> None:
-        if self._corked is not None:
-            self.uncork()  # the transport's close sends what it holds first
+        """Close after what is written: an answer held by ``cork`` too (``_wire``
+        writes it into the transport, whose close sends what it holds first)."""
+        transport = self._wire()
         self.closing = True
         self._disarm()
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
+        if transport is not None:
+            transport.close()
 
     def abort(self) -> None:
+        """End the connection at once, dropping whatever it still has to write: what
+        the transport holds, and an answer held for the loop's next turn (``cork``)
+        too. An abort is the server giving up on the connection (a response failed
+        half-way, a client too slow, a stop's deadline), never an ending that owes
+        the client an answer: ``close`` is. (The one other way to the transport
+        besides ``_wire``, which would write the held answer first.)"""
         self.closing = True
         self._disarm()
-        if self.transport is not None:
-            self.transport.abort()
+        self._corked = None
+        transport = self._transport
+        if transport is not None:
+            transport.abort()
 
     def drop(self) -> None:
         """Abort the connection on the server's own decision (a timer: IIS's
