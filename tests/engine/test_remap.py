@@ -344,3 +344,42 @@ def test_hand_to_serves_the_request_with_that_handler_at_its_own_path(
     assert unknown.context.items["refused"].startswith("LookupError")
     assert late.context is not None and answer(late)["handler"] == "test.where"
     assert "the handler mapping is final" in late.context.items["refused"]
+
+
+def test_the_walks_inline_mapping_and_execute_decide_as_their_functions(root: Path) -> None:
+    # One catch-all rule: the pure install's walk runs HandlerMap.map and execute
+    # inline (pipeline.plan.Inline, review13). A handler chosen earlier (hand_to
+    # before the mapping), a remap at POST_MAP (the map is the remapper), a remap
+    # after the handler (the mapping closed) and a handler with verbs (405) must
+    # come out as the functions decide them.
+    # (A remapper that joins neither the mapping's stage nor the handler's: each of
+    # the two steps is then the built-in one alone, which the walk inlines.)
+    thin = _remapper(
+        "test.remap_thin",
+        [Stage.BEGIN_REQUEST, Stage.POST_MAP_REQUEST_HANDLER, Stage.POST_EXECUTE_REQUEST_HANDLER],
+    )
+    for handler in ("test.where", "test.get_only"):
+        config = {
+            "server": {"modules": ["test.hand_to", thin.id, *(c.id for c in CLASSES[2:])]},
+            "sites": [{"name": "t", "bindings": ["http://127.0.0.1:8080"], "root": str(root)}],
+            "handlers": [{"path": "*", "handler": handler}],
+        }
+        with Client(build_engine(config, modules=[*CLASSES, HandTo, thin])) as client:
+            runtime = client.engine.runtimes[0]
+            inlined = {
+                s.stage
+                for s in runtime.plan.steps
+                if len(s.calls) == 1 and s.calls[0][0] in runtime.plan.inline
+            }
+            assert inlined == {Stage.MAP_REQUEST_HANDLER, Stage.EXECUTE_REQUEST_HANDLER}
+            r = _hand(client, Stage.BEGIN_REQUEST, "test.other")
+            assert answer(r)["handler"] == "test.other"
+            r = remap(client, Stage.POST_MAP_REQUEST_HANDLER, "/b/page.txt")
+            assert (answer(r)["handler"], answer(r)["path"]) == (handler, "/b/page.txt")
+            r = remap(client, Stage.POST_EXECUTE_REQUEST_HANDLER, "/b/page.txt")
+            assert r.status == 500
+            r = client.request("POST", "/a/page.txt")
+            if handler == "test.get_only":
+                assert (r.status, r.header("allow")) == (405, "GET, HEAD")
+            else:
+                assert answer(r)["handler"] == handler

@@ -369,3 +369,64 @@ def test_lean_msgspec_defers_inspect_and_json_schema_until_used(script: str) -> 
 
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout == "ok\n", out.stderr
+
+
+# What an application does with a deferred module in a worker, as it would in any
+# other process (review13): pickle msgspec.json.schema or httptools.parse_url (a
+# multiprocessing pool's map of it), before and after the real module came in; and
+# set an attribute of a deferred module before anything read one (a patch: mock's,
+# pytest's monkeypatch, an application's own), which must reach the module that
+# answers afterwards.
+LEAN_PICKLE = """
+import pickle
+from colonnade.pools.lean import deferring, lean_msgspec
+
+with lean_msgspec():
+    import msgspec
+with deferring("httptools"):
+    import httptools
+
+
+class Point(msgspec.Struct):
+    x: int
+
+
+forwards = (msgspec.json.schema, msgspec.json.schema_components, httptools.parse_url)
+for fn in forwards:
+    assert pickle.loads(pickle.dumps(fn)) is fn
+assert pickle.loads(pickle.dumps(msgspec.json.schema))(Point)["$ref"] == "#/$defs/Point"
+httptools.parse_url(b"http://a/")  # the real modules have come in
+for fn in forwards:
+    assert pickle.loads(pickle.dumps(fn)) is fn
+print("ok")
+"""
+
+LEAN_PATCH = """
+import sys
+from colonnade.pools.lean import lean_msgspec
+
+with lean_msgspec():
+    import msgspec
+
+
+def mine(tp):
+    return "patched"
+
+
+inspect = msgspec.inspect
+inspect.type_info = mine  # before any read of the module
+assert inspect.IntType  # a read: the real module comes in
+assert msgspec.inspect.type_info is mine, msgspec.inspect.type_info
+assert sys.modules["msgspec.inspect"].type_info is mine
+assert sys.modules["msgspec._json_schema"].mi.type_info is mine  # the schema's too
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("script", [LEAN_PICKLE, LEAN_PATCH], ids=["pickle", "patch"])
+def test_a_deferred_module_answers_an_application_as_the_real_one(script: str) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout == "ok\n", out.stderr

@@ -82,6 +82,15 @@ DEFERRED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "httptools.parser.url_parser": (("parse_url",), ()),
 }
 
+#: The module that takes the forwarded names of a deferred one (above): a forwarding
+#: call is named as its attribute there, where it stays (pickle finds a function by
+#: its module and name, and must find that same object: the real module's own, once
+#: it came in, is another).
+FORWARDED_TO: dict[str, str] = {
+    "msgspec._json_schema": "msgspec.json",
+    "httptools.parser.url_parser": "httptools.parser",
+}
+
 _loading = threading.RLock()
 
 
@@ -95,6 +104,20 @@ class Deferred(types.ModuleType):
         if name.startswith("__") and name != "__all__":
             raise AttributeError(name)
         return getattr(load(self.__name__), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # A patch (mock's, pytest's monkeypatch, an application's own) goes to the
+        # module that answers from now on, not to the stand-in it replaces.
+        if name.startswith("__"):
+            super().__setattr__(name, value)
+        else:
+            setattr(load(self.__name__), name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if name.startswith("__"):
+            super().__delattr__(name)
+        else:
+            delattr(load(self.__name__), name)
 
 
 def load(name: str) -> types.ModuleType:
@@ -128,7 +151,7 @@ def _forward(module: str, name: str) -> Callable[..., Any]:
         return target(*args, **kwargs)
 
     call.__name__ = call.__qualname__ = name
-    call.__module__ = module
+    call.__module__ = FORWARDED_TO.get(module, module)
     return call
 
 
@@ -161,7 +184,7 @@ def deferring(package: str) -> Iterator[None]:
             stand_in.__file__ = spec.origin
             stand_in.__package__ = spec.parent
             for attribute in names:
-                setattr(stand_in, attribute, _forward(name, attribute))
+                stand_in.__dict__[attribute] = _forward(name, attribute)  # (not a patch)
             sys.modules[name] = stand_in
     yield
 

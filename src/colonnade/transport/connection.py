@@ -862,19 +862,19 @@ class Exchange(TransportWriter):
             self._overtaken()
         elif not conn.h1.keep_alive:
             body = self.body
-            if (
-                (body is None or body.complete)
-                and not conn._read_paused_for_upgrade
-                and not conn.h1.ignored
-            ):
+            if (body is None or body.complete) and not conn._read_paused_for_upgrade:
                 # The connection's last answer (its head said close): the connection
                 # closes now (what is queued leaves first), not when the application
                 # returns, so that work it does after its answer holds up no client
                 # that reads to the close (an HTTP/1.0 body framed by it). The close
                 # _finish would make; a body not all read, or bytes held after an
-                # upgrade request (reading stopped), or bytes that came after the
-                # request (more may be on the way), linger there instead.
-                conn.close()
+                # upgrade request (reading stopped), linger there instead. Bytes
+                # that came after the request (more may be on the way): a lingering
+                # close, now too (its FIN ends a body framed by the close).
+                if conn.h1.ignored:
+                    conn.linger()
+                else:
+                    conn.close()
 
     def _overtaken(self) -> None:
         # Complete, with a pipelined request waiting behind: if the application is
@@ -2506,6 +2506,8 @@ class HttpConnection(asyncio.Protocol):
         bytes after a request that closes (``h1.ignored``: pipelined requests),
         a protocol error's answer.
         """
+        if self.lingering:
+            return  # at the answer's end already (Exchange._completed), not again
         transport = self._wire()  # an answer held (cork) goes before the FIN
         timeouts = self.state.timeouts
         if (
