@@ -12,6 +12,8 @@ import asyncio
 import socket
 from pathlib import Path
 
+import pytest
+
 from colonnade.core.registry import Registry
 from colonnade.engine import Engine
 from colonnade.modules.standard import BUILTIN
@@ -132,3 +134,40 @@ def test_work_after_an_answer_is_cancelled_at_the_drains_deadline(tmp_path: Path
         worker_end.close()
     assert seen == [("after /buf stopped by", "CancelledError")]
     assert not asgi_apps.AFTER_DONE
+
+
+def test_a_drain_whose_router_cannot_be_made_stops_and_serves_what_it_has(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A single-pool worker makes its router only at a drain (importing
+    # pools/routing.py then). Should that fail (no descriptor left, the package
+    # replaced in place), the worker stops as on a plain stop, answering the
+    # connection it holds, instead of raising with its listeners closed.
+    request = b"GET /index.html HTTP/1.1\r\nHost: t\r\n\r\n"
+    port, master_end, worker_end, client, accepted = _connected(request)
+
+    def no_router(self: Worker, routes: object) -> object:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(Worker, "_router", no_router)
+
+    async def main() -> None:
+        worker = _worker(tmp_path, port, worker_end)
+        running = asyncio.get_running_loop().create_task(worker.run())
+        ready = await asyncio.to_thread(ipc.recv_blocking, master_end)
+        assert ready is not None and isinstance(ready[0], ipc.Ready)
+        _send(master_end, ipc.Adopt(port), (accepted.fileno(),))
+        accepted.close()
+        _send(master_end, ipc.Drain(deadline=PATIENCE, migrate=True))
+        await asyncio.wait_for(running, PATIENCE)
+
+    asyncio.run(main())
+    received = b""
+    while b"adopted" not in received:
+        chunk = client.recv(4096)
+        assert chunk, f"the connection was closed unanswered after {received!r}"
+        received += chunk
+    assert received.startswith(b"HTTP/1.1 200")
+    client.close()
+    master_end.close()
+    worker_end.close()

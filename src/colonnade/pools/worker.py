@@ -290,6 +290,18 @@ class Worker:
             await asyncio.wait(set(self._adopting), timeout=5.0)
         drain = self.drain
         deadline = drain.deadline if drain is not None else self._stop_deadline()
+        router = self.router
+        if drain is not None and drain.migrate and router is None:
+            # One pool only: the router is made just to drain (pools/routing.py is
+            # imported now, mem3). Before anything is closed: should the import fail
+            # (no descriptor left under load, the package replaced in place before a
+            # recycle), the worker stops as on a stop, finishing what is in flight,
+            # instead of raising with its listeners closed.
+            try:
+                router = self.router = self._router(None)
+            except Exception:
+                log.exception("drain: connections cannot be handed over; stopping instead")
+                drain = None
         for server in self.server.servers:
             server.close()
         # A connection the loop accepted just before the close is not in
@@ -309,9 +321,7 @@ class Worker:
         # Draining for a recycle or an idle shutdown: give every connection back to
         # the master as soon as it is idle (none is closed).
         log.info("draining: handing connections over (up to %.0fs)", deadline)
-        router = self.router
-        if router is None:  # one pool only: installed just to drain
-            router = self.router = self._router(None)
+        assert router is not None  # made above
         router.draining = True
         self.state.router = router
         router.hand_over_idle(list(self.state.connections))
