@@ -64,7 +64,9 @@ def _connected(
     return port, master_end, worker_end, client, accepted
 
 
-def test_a_connection_adopted_right_before_a_drain_is_served(tmp_path: Path) -> None:
+def _adopted_then_drained(tmp_path: Path) -> None:
+    """A connection adopted with its request, a drain right behind it: the worker
+    answers it before it exits."""
     request = b"GET /index.html HTTP/1.1\r\nHost: t\r\n\r\n"
     port, master_end, worker_end, client, accepted = _connected(request)
 
@@ -90,6 +92,10 @@ def test_a_connection_adopted_right_before_a_drain_is_served(tmp_path: Path) -> 
     client.close()
     master_end.close()
     worker_end.close()
+
+
+def test_a_connection_adopted_right_before_a_drain_is_served(tmp_path: Path) -> None:
+    _adopted_then_drained(tmp_path)
 
 
 def test_work_after_an_answer_is_cancelled_at_the_drains_deadline(tmp_path: Path) -> None:
@@ -143,31 +149,8 @@ def test_a_drain_whose_router_cannot_be_made_stops_and_serves_what_it_has(
     # pools/routing.py then). Should that fail (no descriptor left, the package
     # replaced in place), the worker stops as on a plain stop, answering the
     # connection it holds, instead of raising with its listeners closed.
-    request = b"GET /index.html HTTP/1.1\r\nHost: t\r\n\r\n"
-    port, master_end, worker_end, client, accepted = _connected(request)
-
     def no_router(self: Worker, routes: object) -> object:
         raise OSError(24, "Too many open files")
 
     monkeypatch.setattr(Worker, "_router", no_router)
-
-    async def main() -> None:
-        worker = _worker(tmp_path, port, worker_end)
-        running = asyncio.get_running_loop().create_task(worker.run())
-        ready = await asyncio.to_thread(ipc.recv_blocking, master_end)
-        assert ready is not None and isinstance(ready[0], ipc.Ready)
-        _send(master_end, ipc.Adopt(port), (accepted.fileno(),))
-        accepted.close()
-        _send(master_end, ipc.Drain(deadline=PATIENCE, migrate=True))
-        await asyncio.wait_for(running, PATIENCE)
-
-    asyncio.run(main())
-    received = b""
-    while b"adopted" not in received:
-        chunk = client.recv(4096)
-        assert chunk, f"the connection was closed unanswered after {received!r}"
-        received += chunk
-    assert received.startswith(b"HTTP/1.1 200")
-    client.close()
-    master_end.close()
-    worker_end.close()
+    _adopted_then_drained(tmp_path)
