@@ -695,6 +695,17 @@ def test_a_streaming_app_is_stopped_quietly_when_the_client_leaves(
             assert conn.sock.recv(4096).startswith(b"HTTP/1.1 200 ")
             conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         wait_for(lambda: asgi_apps.EVENTS, PATIENCE, "the stream stopped")
-    assert asgi_apps.EVENTS == [("stopped by", "CancelledError")]
+    # Two ways the reset is found, both a stop: the read side's connection_lost
+    # cancels the request (CancelledError at the app's wait), or a write finds the
+    # socket reset first and send() raises ClientDisconnectedError (an OSError, as
+    # the ASGI spec asks of a send on a closed connection) before connection_lost
+    # comes a loop turn later. Which one is the kernel's timing (about one run in
+    # four the write's, on this host): both are accepted, the write's is also
+    # tested alone (stream_after_reset).
+    assert len(asgi_apps.EVENTS) == 1
+    assert asgi_apps.EVENTS[0] in {
+        ("stopped by", "CancelledError"),
+        ("stopped by", "ClientDisconnectedError"),
+    }
     errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert errors == [], [r.getMessage() for r in errors]
