@@ -1,7 +1,7 @@
-"""The response cache's rule on a path whose application has a module that is never
-transparent (here rewrite with no rule): every answer is offered and refused, and the
-rule keeps what it found per runtime (``engine.respcache.opaque``) instead of walking
-the modules for each answer again."""
+"""The response cache's rule on a path where a module of the application is not
+transparent (rewrite with no rule; Basic authentication where enabled): every answer
+is offered and refused, and the rule keeps what it found per runtime and section set
+(``engine.respcache.blocking``) instead of walking the modules for each answer again."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from colonnade.config.schema import DEFAULT_MODULES
-from colonnade.engine.respcache import OFF_WHEN_DISABLED, opaque
+from colonnade.engine.respcache import OFF_WHEN_DISABLED, blocking
 from colonnade.transport.server import ServerState
 from tests.e2e.conftest import LiveServer
 from tests.e2e.wire import Conn
@@ -20,21 +20,32 @@ def _module(id: str, *, hooks: bool = True, section: object = object) -> Any:
     return SimpleNamespace(id=id, subscriptions=("hook",) if hooks else (), section=section)
 
 
-def test_only_modules_transparent_for_no_request_are_opaque() -> None:
+class _Enabled:
+    enabled = True
+
+
+class _Disabled:
+    enabled = False
+
+
+def test_the_modules_not_transparent_for_a_path_block_it() -> None:
+    sections = {_Enabled: _Enabled(), _Disabled: _Disabled()}
+    ctx: Any = SimpleNamespace(sections=sections)
+    basic, jwt, *_ = sorted(OFF_WHEN_DISABLED)
     modules = [
         _module("log.http"),
         _module("handler.static"),
         _module("rewrite"),
         _module("third.party", section=None),
         _module("hookless", hooks=False, section=None),
-        _module("security.request_filtering"),
-        *(_module(m) for m in sorted(OFF_WHEN_DISABLED)),
+        _module(basic, section=_Enabled),
+        _module(jwt, section=_Disabled),
     ]
-    assert opaque(modules) == {"rewrite", "third.party"}
-    assert opaque(modules[:2]) == frozenset()
+    assert blocking(modules, ctx) == {"rewrite", "third.party", basic}
+    assert blocking(modules[:2], ctx) == frozenset()
 
 
-def test_a_path_with_rewrite_is_refused_once_per_runtime(tmp_path: Path) -> None:
+def test_a_path_with_rewrite_is_refused_from_the_memo(tmp_path: Path) -> None:
     www = tmp_path / "www"
     www.mkdir()
     (www / "page.txt").write_bytes(b"page\n")
@@ -48,7 +59,7 @@ def test_a_path_with_rewrite_is_refused_once_per_runtime(tmp_path: Path) -> None
     def look(state: ServerState) -> tuple[int, list[frozenset[str]]]:
         cache = state.respcache
         assert cache is not None
-        return cache.stored, sorted(cache.opaque.values(), key=sorted)
+        return cache.stored, list(cache.blocking.values())
 
     with LiveServer(config, tmp_path).start() as live, Conn(live.port) as conn:
         for _ in range(3):
