@@ -101,6 +101,13 @@ def _transparent(module: Any, ctx: Context, granted_by: str | None) -> bool:
     return False
 
 
+def blocking(modules: Any, ctx: Context) -> frozenset[str]:
+    """The ids of ``modules`` not transparent for a request with ``ctx``'s sections
+    (see :func:`_transparent`; what it says depends on nothing else): unless one
+    of them grants the answer, any of them makes the answer ineligible."""
+    return frozenset(module.id for module in modules if not _transparent(module, ctx, None))
+
+
 def _headers_allow(headers: list[tuple[bytes, bytes]], granted: bool) -> tuple[bool, bytes | None]:
     """Whether a response's headers allow storing it, and its ETag (None: none).
     ``granted``: a stored answer sent again, whose ``Expires`` is not per request."""
@@ -160,11 +167,22 @@ def stored_hook(module: Any, fn: Any, sections: SectionSet) -> Any:
 
 
 def eligible(
-    engine: Engine, ctx: Context, headers: list[tuple[bytes, bytes]]
+    engine: Engine,
+    ctx: Context,
+    headers: list[tuple[bytes, bytes]],
+    memo: dict[tuple[Any, Any], frozenset[str]] | None = None,
 ) -> tuple[tuple[Any, ...], float] | None:
     """``(access log hooks, lifetime in seconds)`` when the response cache may keep
     the answer ``ctx`` ended with (``headers``: those the writer was handed), else None.
-    The hooks are the plan's LOG_REQUEST calls, each as :func:`stored_hook` makes it."""
+    The hooks are the plan's LOG_REQUEST calls, each as :func:`stored_hook` makes it.
+
+    ``memo`` (the cache's, one per engine generation) keeps :func:`blocking` per
+    runtime and section set: a path whose application has a module that is not
+    transparent there (rewrite, URL authorization, Basic authentication where it
+    is enabled...) is offered every answer and refused every time, and the walk
+    over its modules, interpreted, was ~15k instructions of each such request.
+    Bounded by the generation's configuration: an application shares one section
+    set among the paths that match the same levels (``Application.sections_for``)."""
     handler = ctx.handler
     response = ctx.response
     user = ctx.user
@@ -182,7 +200,13 @@ def eligible(
     if runtime.app is not ctx.app:
         return None
     granted_by = grant.by if grant is not None else None
-    if not all(_transparent(module, ctx, granted_by) for module in runtime.modules):
+    key = (runtime, ctx.sections)
+    blocked = memo.get(key) if memo is not None else None
+    if blocked is None:
+        blocked = blocking(runtime.modules, ctx)
+        if memo is not None:
+            memo[key] = blocked
+    if blocked and (granted_by is None or len(blocked) > 1 or granted_by not in blocked):
         return None
     log: tuple[Any, ...] = ()
     for step in runtime.plan.steps:

@@ -93,9 +93,11 @@ FRAMING: Final = 160
 #: (each item type-checked) at every narrowing and boxed again for every dict use or
 #: field store.
 Key = tuple[object, ...]
-#: ``engine.respcache.eligible``: (engine, ctx, headers) -> (log hooks, lifetime) or None.
+#: ``engine.respcache.eligible``: (engine, ctx, headers, memo) -> (log hooks, lifetime)
+#: or None; ``memo``: the cache's own, for the rule to keep what it found per runtime.
 Rule = Callable[
-    ["Engine", "Context", list[tuple[bytes, bytes]]], tuple[tuple[Any, ...], float] | None
+    ["Engine", "Context", list[tuple[bytes, bytes]], dict[tuple[Any, Any], frozenset[str]]],
+    tuple[tuple[Any, ...], float] | None,
 ]
 
 
@@ -308,6 +310,9 @@ class ResponseCache:
         self.entries: dict[Key, Entry] = {}
         #: The engine's rule (``engine.respcache.eligible``), once the first offer came.
         self.rule: Rule | None = None
+        #: The rule's memo (engine.respcache.eligible): the modules that keep an answer
+        #: out, per (runtime, section set) of this generation.
+        self.blocking: dict[tuple[Any, Any], frozenset[str]] = {}
         self.bytes = 0
         #: Requests answered from the cache, and entries stored (for tests and tools).
         self.hits = 0
@@ -354,7 +359,7 @@ class ResponseCache:
 
             rule = self.rule = eligible
         try:
-            verdict = rule(self.engine, ctx, record.headers)
+            verdict = rule(self.engine, ctx, record.headers, self.blocking)
         except Exception:
             # The answer is out already: a fault of the rule costs the entry, never
             # the connection.

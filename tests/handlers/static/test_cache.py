@@ -181,9 +181,47 @@ def test_files_above_the_limit_go_from_disk(root: Path, clock: Clock) -> None:
         response = client.get("/big.bin")
         assert response.status == 200 and len(response.body) == 300_000
         assert not from_memory(response)
-        assert str(root / "big.bin") not in handler_of(client).cache.entries
+        # Only its description is kept (no bytes), never trusted without a stat.
+        entry = handler_of(client).cache.entries[str(root / "big.bin")]
+        assert entry.body is None and entry.fresh_until == 0.0
     with make_client(root, cache_max_file_size=400_000) as client:
         assert from_memory(client.get("/big.bin"))
+
+
+def test_a_large_file_is_described_once_per_version(
+    client: Client, root: Path, clock: Clock
+) -> None:
+    # The entry object tells (the compiled handler's call of describe cannot be
+    # patched): the same one while the file is unchanged, a new one after.
+    path = root / "big.bin"
+    entries = handler_of(client).cache.entries
+    first = client.get("/big.bin")
+    described = entries[str(path)]
+    again = client.get("/big.bin")
+    assert entries[str(path)] is described
+    assert again.body == first.body and again.header("etag") == first.header("etag")
+    # A change is seen by the very next request, without waiting for the check
+    # interval (the clock does not move): every request stats a large file.
+    path.write_bytes(b"y" * 300_001)
+    changed = client.get("/big.bin")
+    assert changed.body == b"y" * 300_001
+    assert changed.header("content-length") == "300001"
+    assert changed.header("etag") != first.header("etag")
+    assert entries[str(path)] is not described
+    path.unlink()
+    assert client.get("/big.bin").status == 404
+    assert str(path) not in handler_of(client).cache.entries
+
+
+def test_a_large_file_stamped_ahead_of_the_clock_is_described_every_time(
+    client: Client, root: Path, clock: Clock
+) -> None:
+    # Its Last-Modified is "now", which moves: no description is kept for it.
+    path = root / "big.bin"
+    ahead = path.stat().st_mtime_ns + 3600 * 1_000_000_000
+    os.utime(path, ns=(ahead, ahead))
+    assert client.get("/big.bin").status == 200
+    assert str(path) not in handler_of(client).cache.entries
 
 
 def test_cache_off_per_location(root: Path, clock: Clock) -> None:

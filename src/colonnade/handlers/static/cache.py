@@ -4,7 +4,9 @@ How this works: a :class:`Representation` is one version of one file as the
 handler answers with it — its validators and the header lists of a 200 and of a
 304, built once; for a small file also its bytes. :class:`FileCache` keeps those
 of small files, keyed by the physical path the URL mapped to, bounded by a byte
-budget with least-recently-used eviction.
+budget with least-recently-used eviction; and, charged only their bookkeeping,
+the descriptions of larger files, which the handler checks against a fresh stat
+on every request (their ``fresh_until`` stays 0) and reuses while it matches.
 
 Staying correct is the handler's side of the bargain: an entry is trusted for
 ``cache_check_interval`` seconds, then the handler runs the full lookup again
