@@ -37,6 +37,7 @@ def _events(body: bytes, pieces: list[bytes], method: str, try_whole: bool) -> l
                 if parsed is not None:
                     # Taken: its body is what follows the head, all of it.
                     assert len(piece) - parsed.end == wire._length(parsed.length or b"")
+                    parsed.restore()  # (its headers with Content-Length: see restore)
                     out += [
                         ("head", parsed.status, parsed.reason, list(parsed.headers)),
                         piece[parsed.end :],
@@ -105,6 +106,11 @@ def _usual_head(body: bytes) -> None:
     assert found >= 0 and usual.end == found + 4, (usual.end, found)
     parsed = wire._parse_head(body, found + 4)
     assert isinstance(parsed, wire._Parsed)
+    # The head as the writer would write it, cut in C as in Python.
+    block = usual.block(body, usual.bare)
+    expected = parsed.block(body, parsed.bare)
+    assert (block and block.lines) == (expected and expected.lines), body[: usual.end]
+    usual.restore()
     for name in _READ:
         assert getattr(usual, name) == getattr(parsed, name), (name, body[: usual.end])
     assert usual.size == wire._length(usual.length) if usual.length is not None else usual.size < 0

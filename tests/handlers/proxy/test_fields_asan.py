@@ -53,6 +53,16 @@ for data in inputs:
         # And each cut read by the C head reader, with limits around its size.
         for limit in (0, size // 2, size, 1 << 16):
             module.response_head(body[:size], limit)
+# The request head in one piece (_fields.c's request_head) against the Python
+# equivalent, for random fields (empty values and names among them).
+from colonnade.handlers.proxy import forward
+names = [b"host", b"cookie", b"connection", b"upgrade", b"te", b"accept", b"", b"x" * 40]
+values = [b"", b"keep-alive", b"v", b"a" * 300]
+for _ in range(2000):
+    fields = [(rnd.choice(names), rnd.choice(values)) for _ in range(rnd.randint(0, 8))]
+    args = (forward._PLAIN_KINDS, b"GET", rnd.choice([b"", b"/x"]), b"h", fields,
+            rnd.choice([b"", b"\r\n"]))
+    assert module.request_head(*args) == forward._plain_head_py(*args), fields
 # The connection's Wait (_fields.c's): waits woken now, at the next turn and
 # cancelled, under a task, its references dropped and collected.
 import asyncio, gc

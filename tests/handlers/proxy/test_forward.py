@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from colonnade.core.request import EMPTY_BODY, BytesBody, Request
+from colonnade.handlers.proxy import forward
 from colonnade.handlers.proxy.forward import (
     FORWARDING,
     HostRewrite,
@@ -235,3 +238,77 @@ def test_outgoing_as_the_rules_read_it() -> None:
         assert made.chunked == ((b"transfer-encoding", b"chunked") in expected)
         assert made.expect_continue == ((b"expect", b"100-continue") in expected)
         assert made.upgrade == (b"websocket" if (b"upgrade", b"websocket") in expected else None)
+
+
+PLAIN_FIELDS = [
+    *FIELDS,
+    (b"connection", b"keep-alive"),
+    (b"connection", b" Keep-Alive\t"),
+    (b"connection", b"close"),
+    (b"x-forwarded-host", b"h"),
+    (b"cookie", b""),
+    (b"accept-encoding", b"gzip"),
+]
+
+
+def plain_cases(count: int) -> list[tuple[bytes, bytes, bytes, Headers, bytes]]:
+    rng = random.Random(27)
+    return [
+        (
+            rng.choice([b"GET", b"HEAD"]),
+            rng.choice([b"/", b"/a?b=c"]),
+            rng.choice([b"up:80", b"public.example"]),
+            [rng.choice(PLAIN_FIELDS) for _ in range(rng.randint(0, 6))],
+            rng.choice([b"\r\n", b"x-forwarded-for: 192.0.2.1\r\n\r\n"]),
+        )
+        for _ in range(count)
+    ]
+
+
+def test_plain_head_as_outgoing_makes_it() -> None:
+    # A request without a body from no trusted proxy: the head in one piece
+    # (_plain_head, C or Python as built) is what the full work makes, or None
+    # where a field needs that work (an Upgrade, a Connection naming fields).
+    taken = 0
+    for method, target, host, headers, _ in plain_cases(3000):
+        request = Request(
+            method.decode(),
+            "/",
+            headers=headers,
+            host="public.example",
+            client=("192.0.2.1", 1),
+            server=("127.0.0.1", 80),
+        )
+        made = outgoing(request, target, host, forwarded=True, rfc7239=True)
+        full = outgoing(request, target, host, forwarded=True, rfc7239=True, plain=False)
+        assert made.head == full.head, headers
+        assert (made.upgrade, made.chunked, made.expect_continue) == (
+            full.upgrade,
+            full.chunked,
+            full.expect_continue,
+        )
+        needs_full = any(
+            name == b"upgrade" or (name == b"connection" and value.strip().lower() != b"keep-alive")
+            for name, value in headers
+        )
+        tail = forward._own_hop(request, host, True)
+        plain = forward._plain_head(forward._PLAIN_KINDS, method, target, host, headers, tail)
+        assert (plain is None) == needs_full, headers
+        taken += plain is not None
+    assert taken > 1000
+
+
+def test_plain_head_in_c_as_in_python() -> None:
+    # _fields.c's request_head answers what _plain_head_py answers.
+    if forward._c_request_head() is None:
+        pytest.skip("a pure-Python build has no C module")
+    c_head = forward._c_request_head()
+    assert c_head is not None
+    for method, target, host, headers, tail in plain_cases(3000):
+        args = (forward._PLAIN_KINDS, method, target, host, headers, tail)
+        assert c_head(*args) == forward._plain_head_py(*args), headers
+    # What is not a list of pairs of bytes: the full work (None), never a crash.
+    for odd in ([(b"a",)], [(b"a", "b")], [[b"a", b"b"]], [(b"a", b"b", b"c")]):
+        assert c_head(forward._PLAIN_KINDS, b"GET", b"/", b"h", odd, b"\r\n") is None
+    with pytest.raises(TypeError):
+        c_head(forward._PLAIN_KINDS, b"GET", b"/", None, [], b"\r\n")

@@ -371,9 +371,12 @@ other_changed(const unsigned char *name, Py_ssize_t size)
 PyDoc_STRVAR(response_head_doc,
 "response_head(raw, limit, /)\n--\n\n"
 "The usual upstream response head at the start of raw, read whole in one pass\n"
-"(wire._parse_head's answers for it, see there): (end, status, reason, headers,\n"
-"bare, length, length_at, size, flags), flags: 1 canonical, 2 date, 4 server,\n"
-"8 plain. None for any\n"
+"(wire._parse_head's answers for it, see there): (end, status, reason, bare,\n"
+"length, length_index, length_at, size, flags, lines): bare, the fields without\n"
+"Content-Length (whose field was at length_index, -1: none); flags: 1\n"
+"canonical, 2 date, 4 server, 8 plain; lines, the head without its Content-Length\n"
+"line and blank line where canonical and plain (what wire._Parsed.block cuts),\n"
+"else None. None for any\n"
 "other: not whole yet, longer than limit, not HTTP/1.1, a 1xx, a Connection or\n"
 "Transfer-Encoding field, several Content-Length fields or one that is no 1 to\n"
 "18 digits, anything invalid; the caller's Python parse then answers it.");
@@ -419,7 +422,7 @@ response_head(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
     if (headers == NULL) {
         return NULL;
     }
-    PyObject *length_value = NULL; /* borrowed: headers holds it */
+    PyObject *length_value = NULL; /* the Content-Length value (a reference) */
     Py_ssize_t length_index = -1, length_at = -1, pos = eol + 2;
     long long size = -1;
     int canonical = 1, date = 0, server = 0, plain = 1;
@@ -442,7 +445,7 @@ response_head(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
         Py_ssize_t value_size = line.stop - line.first;
         const unsigned char *value_bytes = data + line.first;
         if (index == K_CONTENT_LENGTH) {
-            if (length_value != NULL || value_size < 1 || value_size > 18) {
+            if (length_index >= 0 || value_size < 1 || value_size > 18) {
                 Py_DECREF(name);
                 goto decline;
             }
@@ -479,9 +482,11 @@ response_head(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
             goto fail;
         }
         if (index == K_CONTENT_LENGTH) {
+            /* Kept apart: the list is the fields without it (see bare). */
             length_value = value;
+            Py_DECREF(name);
         }
-        if (append_field(headers, name, value) < 0) {
+        else if (append_field(headers, name, value) < 0) {
             goto fail;
         }
         pos += name_size + value_size + 4;
@@ -490,45 +495,48 @@ response_head(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
     if (data[at + 1] != '\n' || at - 2 > limit) {
         goto decline;
     }
-    /* The fields without Content-Length (the same list when there is none). */
-    PyObject *bare;
-    if (length_index < 0) {
-        bare = headers;
-        Py_INCREF(bare);
-    }
-    else {
-        Py_ssize_t count = PyList_GET_SIZE(headers);
-        bare = PyList_New(count - 1);
-        if (bare == NULL) {
+    /* The head's lines without Content-Length's and the blank line, where they
+     * may be written as they came (canonical and plain): one allocation. */
+    int canonical_head = canonical && eol > 13;
+    PyObject *lines = Py_None;
+    Py_INCREF(lines);
+    if (canonical_head && plain) {
+        Py_ssize_t cut = at; /* where the blank line begins */
+        Py_ssize_t skip_from = cut, skip_to = cut;
+        if (length_index >= 0) {
+            skip_from = length_at;
+            skip_to = length_at + 18 + PyBytes_GET_SIZE(length_value);
+        }
+        Py_DECREF(lines);
+        lines = PyBytes_FromStringAndSize(NULL, cut - (skip_to - skip_from));
+        if (lines == NULL) {
             goto fail;
         }
-        for (Py_ssize_t i = 0, j = 0; i < count; i++) {
-            if (i != length_index) {
-                PyObject *field = PyList_GET_ITEM(headers, i);
-                Py_INCREF(field);
-                PyList_SET_ITEM(bare, j++, field);
-            }
-        }
+        char *out = PyBytes_AS_STRING(lines);
+        memcpy(out, data, (size_t)skip_from);
+        memcpy(out + skip_from, data + skip_to, (size_t)(cut - skip_to));
     }
     /* (Built item by item: Py_BuildValue's reading of its format costs more than
      * the rest of this function.) */
     PyObject *reason = PyBytes_FromStringAndSize((const char *)data + reason_at, eol - reason_at);
-    PyObject *result = PyTuple_New(9);
-    PyObject *numbers[5] = {
+    PyObject *result = PyTuple_New(10);
+    PyObject *numbers[6] = {
         PyLong_FromSsize_t(at + 2),
         PyLong_FromLong(hundreds * 100 + tens * 10 + units),
         PyLong_FromSsize_t(length_at),
         PyLong_FromLongLong(size),
-        PyLong_FromLong((canonical && eol > 13) | date << 1 | server << 2 | plain << 3),
+        PyLong_FromLong(canonical_head | date << 1 | server << 2 | plain << 3),
+        PyLong_FromSsize_t(length_index),
     };
     if (reason == NULL || result == NULL || numbers[0] == NULL || numbers[1] == NULL
-        || numbers[2] == NULL || numbers[3] == NULL || numbers[4] == NULL) {
+        || numbers[2] == NULL || numbers[3] == NULL || numbers[4] == NULL
+        || numbers[5] == NULL) {
         Py_XDECREF(reason);
         Py_XDECREF(result);
-        for (int i = 0; i < 5; i++) {
+        for (int i = 0; i < 6; i++) {
             Py_XDECREF(numbers[i]);
         }
-        Py_DECREF(bare);
+        Py_DECREF(lines);
         goto fail;
     }
     PyObject *length_object = length_value != NULL ? length_value : Py_None;
@@ -537,18 +545,22 @@ response_head(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
     PyTuple_SET_ITEM(result, 1, numbers[1]);
     PyTuple_SET_ITEM(result, 2, reason);
     PyTuple_SET_ITEM(result, 3, headers);
-    PyTuple_SET_ITEM(result, 4, bare);
-    PyTuple_SET_ITEM(result, 5, length_object);
+    PyTuple_SET_ITEM(result, 4, length_object);
+    PyTuple_SET_ITEM(result, 5, numbers[5]);
     PyTuple_SET_ITEM(result, 6, numbers[2]);
     PyTuple_SET_ITEM(result, 7, numbers[3]);
     PyTuple_SET_ITEM(result, 8, numbers[4]);
+    PyTuple_SET_ITEM(result, 9, lines);
+    Py_XDECREF(length_value); /* (the tuple holds its own reference) */
     return result;
 
 decline:
+    Py_XDECREF(length_value);
     Py_DECREF(headers);
     Py_RETURN_NONE;
 
 fail:
+    Py_XDECREF(length_value);
     Py_DECREF(headers);
     return NULL;
 }
@@ -593,6 +605,201 @@ join(PyObject *Py_UNUSED(module), PyObject *parts)
         out += size;
     }
     return joined;
+}
+
+PyDoc_STRVAR(request_head_doc,
+"request_head(kinds, method, target, host, headers, tail, /)\n--\n\n"
+"The head of a request without a body as the upstream gets it, in one piece:\n"
+"the request line, 'host: ' host, the fields of headers that pass on as they\n"
+"came, in order, the cookie fields joined in one, then tail (the forwarding\n"
+"fields and the blank line); forward._plain_head_py's answer. kinds: the kind\n"
+"of each name that does not pass on as it came (0 dropped, 1 a cookie, 2\n"
+"Connection, dropped when it says only keep-alive, 3 any other: None). None\n"
+"where a field asks for forward.outgoing's full work.");
+
+/* A Connection value that says only "keep-alive" (any case, SP and HTAB around):
+ * it names no field but one dropped anyway. */
+static int
+keep_alive_only(PyObject *value)
+{
+    const unsigned char *v = (const unsigned char *)PyBytes_AS_STRING(value);
+    Py_ssize_t first = 0, stop = PyBytes_GET_SIZE(value);
+    while (first < stop && (v[first] == ' ' || v[first] == '\t')) {
+        first++;
+    }
+    while (stop > first && (v[stop - 1] == ' ' || v[stop - 1] == '\t')) {
+        stop--;
+    }
+    if (stop - first != 10) {
+        return 0;
+    }
+    static const char want[] = "keep-alive";
+    for (Py_ssize_t i = 0; i < 10; i++) {
+        unsigned char c = v[first + i];
+        if (c >= 'A' && c <= 'Z') {
+            c += 32;
+        }
+        if (c != (unsigned char)want[i]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* ``kinds`` read into a table (the dict's names and kinds, copied; the dict
+ * compared by identity, and read again when another is given), so that a name is
+ * looked up by its size and bytes: a dict look-up would hash each client's name
+ * object anew and compare it with the key by a rich compare (~270 instructions a
+ * field). The caller's dict is the one list of the names. */
+#define PLAIN_MAX 32
+#define PLAIN_NAME_MAX 32
+static PyObject *plain_source; /* the dict read (a reference), or NULL */
+static int plain_count;
+static Py_ssize_t plain_sizes[PLAIN_MAX];
+static char plain_names[PLAIN_MAX][PLAIN_NAME_MAX];
+static long plain_kinds[PLAIN_MAX];
+
+static int
+read_plain_kinds(PyObject *kinds)
+{
+    if (kinds == plain_source) {
+        return 0;
+    }
+    if (PyDict_GET_SIZE(kinds) > PLAIN_MAX) {
+        PyErr_SetString(PyExc_ValueError, "request_head(): too many kinds");
+        return -1;
+    }
+    Py_ssize_t pos = 0;
+    PyObject *name, *kind;
+    int count = 0;
+    while (PyDict_Next(kinds, &pos, &name, &kind)) {
+        long k = PyLong_AsLong(kind);
+        if (!PyBytes_CheckExact(name) || PyBytes_GET_SIZE(name) > PLAIN_NAME_MAX
+            || (k == -1 && PyErr_Occurred())) {
+            plain_count = 0;
+            Py_CLEAR(plain_source);
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_ValueError, "request_head(): a kind is no short name");
+            }
+            return -1;
+        }
+        plain_sizes[count] = PyBytes_GET_SIZE(name);
+        memcpy(plain_names[count], PyBytes_AS_STRING(name), (size_t)plain_sizes[count]);
+        plain_kinds[count] = k;
+        count++;
+    }
+    plain_count = count;
+    Py_INCREF(kinds);
+    Py_XSETREF(plain_source, kinds);
+    return 0;
+}
+
+/* The kind of ``name`` (-1: none, it passes on as it came). */
+static long
+plain_kind(PyObject *name)
+{
+    Py_ssize_t size = PyBytes_GET_SIZE(name);
+    const char *bytes = PyBytes_AS_STRING(name);
+    for (int i = 0; i < plain_count; i++) {
+        if (plain_sizes[i] == size && memcmp(plain_names[i], bytes, (size_t)size) == 0) {
+            return plain_kinds[i];
+        }
+    }
+    return -1;
+}
+
+static PyObject *
+request_head(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6 || !PyDict_CheckExact(args[0]) || !PyBytes_CheckExact(args[1])
+        || !PyBytes_CheckExact(args[2]) || !PyBytes_CheckExact(args[3])
+        || !PyList_CheckExact(args[4]) || !PyBytes_CheckExact(args[5])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "request_head() takes a dict, three bytes, a list and bytes");
+        return NULL;
+    }
+    PyObject *method = args[1], *target = args[2], *host = args[3];
+    PyObject *headers = args[4], *tail = args[5];
+    if (read_plain_kinds(args[0]) < 0) {
+        return NULL;
+    }
+    /* The first pass sizes the head and decides; no Python code runs in either
+     * pass (exact bytes and tuples, read in C), so the list stays as it is. */
+    Py_ssize_t count = PyList_GET_SIZE(headers);
+    Py_ssize_t total = PyBytes_GET_SIZE(method) + 1 + PyBytes_GET_SIZE(target) + 17
+                       + PyBytes_GET_SIZE(host) + 2 + PyBytes_GET_SIZE(tail);
+    Py_ssize_t cookies = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *field = PyList_GET_ITEM(headers, i);
+        if (!PyTuple_CheckExact(field) || PyTuple_GET_SIZE(field) != 2
+            || !PyBytes_CheckExact(PyTuple_GET_ITEM(field, 0))
+            || !PyBytes_CheckExact(PyTuple_GET_ITEM(field, 1))) {
+            Py_RETURN_NONE;
+        }
+        PyObject *name = PyTuple_GET_ITEM(field, 0);
+        PyObject *value = PyTuple_GET_ITEM(field, 1);
+        long k = plain_kind(name);
+        if (k < 0) {
+            total += PyBytes_GET_SIZE(name) + 4 + PyBytes_GET_SIZE(value);
+            continue;
+        }
+        if (k == 0) {
+            continue;
+        }
+        if (k == 1) {
+            total += (cookies ? 2 : 10) + PyBytes_GET_SIZE(value);
+            cookies++;
+            continue;
+        }
+        if (k == 2 && keep_alive_only(value)) {
+            continue;
+        }
+        Py_RETURN_NONE;
+    }
+    PyObject *head = PyBytes_FromStringAndSize(NULL, total);
+    if (head == NULL) {
+        return NULL;
+    }
+    char *out = PyBytes_AS_STRING(head);
+#define PUT(p, n) (memcpy(out, (p), (size_t)(n)), out += (n))
+#define PUT_BYTES(b) PUT(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
+    PUT_BYTES(method);
+    *out++ = ' ';
+    PUT_BYTES(target);
+    PUT(" HTTP/1.1\r\nhost: ", 17);
+    PUT_BYTES(host);
+    PUT("\r\n", 2);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *field = PyList_GET_ITEM(headers, i);
+        PyObject *name = PyTuple_GET_ITEM(field, 0);
+        /* (Known from the first pass: only names without a kind pass on here.) */
+        if (plain_kind(name) >= 0) {
+            continue;
+        }
+        PUT_BYTES(name);
+        PUT(": ", 2);
+        PUT_BYTES(PyTuple_GET_ITEM(field, 1));
+        PUT("\r\n", 2);
+    }
+    if (cookies) {
+        Py_ssize_t seen = 0;
+        PUT("cookie: ", 8);
+        for (Py_ssize_t i = 0; i < count; i++) {
+            PyObject *field = PyList_GET_ITEM(headers, i);
+            if (plain_kind(PyTuple_GET_ITEM(field, 0)) == 1) {
+                if (seen++) {
+                    PUT("; ", 2);
+                }
+                PUT_BYTES(PyTuple_GET_ITEM(field, 1));
+            }
+        }
+        PUT("\r\n", 2);
+    }
+    PUT_BYTES(tail);
+#undef PUT_BYTES
+#undef PUT
+    assert(out == PyBytes_AS_STRING(head) + total);
+    return head;
 }
 
 PyDoc_STRVAR(take_doc,
@@ -1110,6 +1317,8 @@ static PyMethodDef methods[] = {
      response_head_doc},
     {"join", (PyCFunction)join, METH_O, join_doc},
     {"take", (PyCFunction)(void (*)(void))take, METH_FASTCALL, take_doc},
+    {"request_head", (PyCFunction)(void (*)(void))request_head, METH_FASTCALL,
+     request_head_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -16,15 +16,25 @@ def response_head(
         int,
         bytes,
         list[tuple[bytes, bytes]],
-        list[tuple[bytes, bytes]],
         bytes | None,
         int,
         int,
         int,
+        int,
+        bytes | None,
     ]
     | None
 ): ...
 def join(parts: list[bytes], /) -> bytes: ...
+def request_head(
+    kinds: dict[bytes, int],
+    method: bytes,
+    target: bytes,
+    host: bytes,
+    headers: list[tuple[bytes, bytes]],
+    tail: bytes,
+    /,
+) -> bytes | None: ...
 def take(buffer: bytearray, size: int, /) -> bytes: ...
 
 class Wait:

@@ -19,6 +19,7 @@ settings ask for it (``forwarded_rfc7239``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 from colonnade.core.httputil import has_token, is_token, split_host
@@ -87,6 +88,77 @@ _REQUEST_FIELDS: Final[dict[bytes, int]] = {
     b"upgrade": _UPGRADE,
     b"connection": _CONNECTION,
 }
+#: What ``_plain_head`` does with a client's field (absent: passes on as it came),
+#: read from _REQUEST_FIELDS for a request without a body from no trusted proxy,
+#: forwarding fields rebuilt. 0: dropped (hop-by-hop, rebuilt, the client's own
+#: forwarding fields, and the body's framing fields, which a request without a
+#: body does not send on); 1: a cookie (joined, after the others); 2: Connection,
+#: dropped when it says only ``keep-alive`` (it names no field but one dropped
+#: anyway); 3: any other (Upgrade): outgoing's full work.
+_PLAIN_DROP: Final = 0
+_PLAIN_COOKIE: Final = 1
+_PLAIN_CONNECTION: Final = 2
+_PLAIN_FULL: Final = 3
+_PLAIN_OF: Final[dict[int, int]] = {
+    _DROP: _PLAIN_DROP,
+    _FORWARDING: _PLAIN_DROP,
+    _HOST: _PLAIN_DROP,
+    _LENGTH: _PLAIN_DROP,
+    _EXPECT: _PLAIN_DROP,
+    _COOKIE: _PLAIN_COOKIE,
+    _CONNECTION: _PLAIN_CONNECTION,
+}
+_PLAIN_KINDS: Final[dict[bytes, int]] = {
+    name: _PLAIN_OF.get(kind, _PLAIN_FULL) for name, kind in _REQUEST_FIELDS.items()
+}
+
+
+def _plain_head_py(
+    kinds: dict[bytes, int],
+    method: bytes,
+    target: bytes,
+    host: bytes,
+    headers: Headers,
+    tail: bytes,
+) -> bytes | None:
+    # _fields.c's request_head in Python (the pure build's; the same answers, see
+    # tests/handlers/proxy/test_forward.py): the head of a request without a body
+    # in one piece, None where a field needs outgoing's full work.
+    parts = [method, b" ", target, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
+    cookies: list[bytes] = []
+    for name, value in headers:
+        kind = kinds.get(name)
+        if kind is None:
+            parts += (name, b": ", value, b"\r\n")
+        elif kind == _PLAIN_COOKIE:
+            cookies.append(value)
+        elif kind == _PLAIN_CONNECTION:
+            if value.strip(b" \t").lower() != b"keep-alive":
+                return None
+        elif kind != _PLAIN_DROP:
+            return None
+    if cookies:
+        parts += (b"cookie: ", b"; ".join(cookies), b"\r\n")
+    parts.append(tail)
+    return b"".join(parts)
+
+
+def _c_request_head() -> (
+    Callable[[dict[bytes, int], bytes, bytes, bytes, Headers, bytes], bytes | None] | None
+):
+    # _fields.c's request_head where built, else None.
+    try:
+        from colonnade.handlers.proxy._fields import request_head
+    except ImportError:
+        return None
+    return request_head
+
+
+#: The head of a request without a body in one piece: _fields.c's where built
+#: (one pass sizes it, one allocation, no list of parts), else _plain_head_py.
+_plain_head: Final = _c_request_head() or _plain_head_py
+
+
 #: The forwarding fields of a request from no trusted proxy, as they go out (with
 #: the blank line that ends the head), by (client address, public host, scheme,
 #: TLS, the Host sent, Forwarded wanted): the same for every request of a
@@ -212,6 +284,7 @@ def outgoing(
     forwarded: bool,
     rfc7239: bool = False,
     out: Outgoing | None = None,
+    plain: bool = True,
 ) -> Outgoing:
     """The request as the upstream gets it (see :class:`Outgoing`): its fields
     with the hop-by-hop ones removed (and those the ``Connection`` header names),
@@ -224,15 +297,43 @@ def outgoing(
     to fill (the proxy's exchange is one: no second object per request), else one
     is made. Made anew for every request: a memo of the last request's head paid
     only for a benchmark's identical requests (see docs/architecture.md on the
-    HTTP/1.1 transport).
+    HTTP/1.1 transport). ``plain``: a request without a body from no trusted
+    proxy may have its head made in one piece (``_plain_head``; False: the tests'
+    way to compare it with the full work).
     """
     client = request.client
     # (The same object unless a trusted proxy named another client: no comparison.)
     trusted_chain = forwarded and client is not request.peer and client != request.peer
     method = request.method
+    method_bytes = _METHODS.get(method) or method.encode("latin-1")
+    if plain and forwarded and not trusted_chain and request.body is _EMPTY_BODY:
+        # The usual request (no body, from no trusted proxy): its head in one
+        # piece from its fields, unless one needs the work below (a Connection
+        # that names fields, an Upgrade). The Host sent: the route's, else the
+        # client's first (none, or an empty one: the work below).
+        sent = host
+        if sent is None:
+            for field in request.headers:
+                if field[0] == b"host":
+                    sent = field[1]
+                    break
+        if sent:
+            head = _plain_head(
+                _PLAIN_KINDS,
+                method_bytes,
+                target,
+                sent,
+                request.headers,
+                _own_hop(request, sent, rfc7239),
+            )
+            if head is not None:
+                if out is None:
+                    out = Outgoing()
+                out.head = head
+                return out
     # The client's fields go after the request line and Host (filled in below).
     parts = [
-        _METHODS.get(method) or method.encode("latin-1"),
+        method_bytes,
         b" ",
         target,
         b" HTTP/1.1\r\nhost: ",

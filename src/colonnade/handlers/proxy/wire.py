@@ -239,6 +239,7 @@ class ResponseParser:
                 size = parsed.size = _length(length)
         if size < 0 or len(data) != parsed.end + size:
             # Not such an answer: feed, called next with this data, takes the head.
+            parsed.restore()
             self._handed = (data, parsed)
             return None
         self._state = _DONE
@@ -449,7 +450,10 @@ class _Parsed:
     as the HTTP/1 writer would write them (``HTTP/1.1``, a reason; ``name:
     value``, see _fields.c), at most one Content-Length among them, whose line
     then begins at ``length_at`` (-1: none); ``date``, ``server``: a Date, a
-    Server field is among them."""
+    Server field is among them. ``lines``: what :meth:`block` cuts from the
+    head, cut already (_fields.c's reader; None: cut there). ``missing``: where
+    the Content-Length field goes back in ``headers``, which the C reader leaves
+    without it (-1: nowhere), see :meth:`restore`."""
 
     __slots__ = (
         "_block",
@@ -462,6 +466,8 @@ class _Parsed:
         "keep_alive",
         "length",
         "length_at",
+        "lines",
+        "missing",
         "plain",
         "reason",
         "server",
@@ -474,6 +480,8 @@ class _Parsed:
         self._block: FieldBlock | None = None  # see block
         self.end = 0
         self.length_at = -1
+        self.lines: bytes | None = None
+        self.missing = -1
         self.date = False
         self.server = False
         self.canonical = False
@@ -488,6 +496,18 @@ class _Parsed:
         self.chunked = False
         self.size = -1
 
+    def restore(self) -> None:
+        """``headers`` with its Content-Length field, where the C reader left it
+        out (a response taken whole needs only ``bare``: no list made for it)."""
+        missing = self.missing
+        if missing >= 0:
+            length = self.length
+            assert length is not None
+            headers = self.bare[:]
+            headers.insert(missing, (b"content-length", length))
+            self.headers = headers
+            self.missing = -1
+
     def block(self, data: bytes, fields: Headers) -> FieldBlock | None:
         """The head, read from ``data``, as the HTTP/1 writer would write it
         without its Content-Length (``fields``: its fields without it, the list a
@@ -499,7 +519,10 @@ class _Parsed:
             return None
         cut = self.end - 2  # where the blank line begins
         at = self.length_at
-        if at < 0:
+        cut_already = self.lines
+        if cut_already is not None:
+            lines = cut_already
+        elif at < 0:
             lines = data[:cut]
         else:
             # The Content-Length line ("content-length: " value CR LF) cut out.
@@ -595,6 +618,8 @@ def _parse_head(raw: bytes, end: int = -1, into: _Parsed | None = None) -> _Pars
         bare = [f for f in headers if f[0] != b"content-length"]
     parsed = _Parsed() if into is None else into
     parsed.end = end
+    parsed.lines = None
+    parsed.missing = -1
     parsed.length_at = length_at
     parsed.date = date
     parsed.server = server
@@ -625,8 +650,12 @@ def _parse_usual_head(data: bytes, limit: int, into: _Parsed) -> _Parsed | None:
     found = read(data, limit)
     if found is None:
         return None
-    end, status, reason, headers, bare, length, length_at, size, flags = found
+    end, status, reason, bare, length, missing, length_at, size, flags, lines = found
     into.end = end
+    into.lines = lines
+    # The fields without Content-Length: its field goes back in only for a
+    # response that is not taken whole (see _Parsed.restore).
+    into.missing = missing
     into.length_at = length_at
     into.canonical = flags & 1 != 0
     into.date = flags & 2 != 0
@@ -634,7 +663,7 @@ def _parse_usual_head(data: bytes, limit: int, into: _Parsed) -> _Parsed | None:
     into.plain = flags & 8 != 0
     into.status = status
     into.reason = reason
-    into.headers = headers
+    into.headers = bare
     into.bare = bare
     into.keep_alive = True  # HTTP/1.1 without Connection
     into.length = length
@@ -739,7 +768,7 @@ def _c_header_lines() -> Callable[[bytes, int, int], tuple[Headers, bool] | None
 def _c_response_head() -> (
     Callable[
         [bytes, int],
-        tuple[int, int, bytes, Headers, Headers, bytes | None, int, int, int] | None,
+        tuple[int, int, bytes, Headers, bytes | None, int, int, int, int, bytes | None] | None,
     ]
     | None
 ):
