@@ -386,17 +386,22 @@ class _Callbacks:
     keep them off the public surface of ``HTTP1Connection`` at no cost per call.
     Two kinds, one per build:
 
-    - Interpreted, ``_Callbacks(conn)``: the connection's own bound methods, six
+    - Interpreted, ``_Callbacks(conn)``: the connection's own bound methods, five
       made per connection.
     - Compiled, ``_Callbacks(None)``: one per thread, shared by the connections
       that thread feeds (``_thread_shared``). Its attributes are its own bound
       methods, made once, and ``conn`` is the connection being fed
-      (``HTTP1Connection.feed`` sets it, and clears it after). Six bound methods
+      (``HTTP1Connection.feed`` sets it, and clears it after). Five bound methods
       per connection are ~570 bytes of an idle one, compiled; forwarding costs a
       native call per callback, tens of instructions. Interpreted, that call would
       cost as much as the callback itself (~900 instructions), hence the first kind.
       One per thread, not one for all: a connection is fed by the thread of its
       event loop, which made it, and two threads' feeds must not share ``conn``.
+
+    No ``on_message_complete``: a message's end is known without llhttp's word
+    (the end of a head without a body, the last byte of a Content-Length body,
+    the end of a chunked body, which is read here), and llhttp's call of it cost
+    ~900 instructions a request, interpreted.
     """
 
     __slots__ = (
@@ -405,7 +410,6 @@ class _Callbacks:
         "on_header",
         "on_headers_complete",
         "on_message_begin",
-        "on_message_complete",
         "on_url",
     )
 
@@ -416,21 +420,18 @@ class _Callbacks:
         self.on_header: Callable[[bytes, bytes], None]
         self.on_headers_complete: Callable[[], None]
         self.on_body: Callable[[bytes], None]
-        self.on_message_complete: Callable[[], None]
         if conn is not None:
             self.on_message_begin = conn._on_message_begin
             self.on_url = conn._on_url
             self.on_header = conn._on_header
             self.on_headers_complete = conn._on_headers_complete
             self.on_body = conn._on_body
-            self.on_message_complete = conn._on_message_complete
         else:
             self.on_message_begin = self._message_begin
             self.on_url = self._url
             self.on_header = self._header
             self.on_headers_complete = self._headers_complete
             self.on_body = self._body
-            self.on_message_complete = self._message_complete
 
     def _fed(self) -> HTTP1Connection:
         conn = self.conn
@@ -452,9 +453,6 @@ class _Callbacks:
 
     def _body(self, data: bytes) -> None:
         self._fed()._on_body(data)
-
-    def _message_complete(self) -> None:
-        self._fed()._on_message_complete()
 
 
 #: Each thread's shared _Callbacks (made by the first connection of the thread).
@@ -675,6 +673,7 @@ class HTTP1Connection:
 
     __slots__ = (
         "__weakref__",
+        "_body_due",
         "_body_left",
         "_carry",
         "_checked",
@@ -764,6 +763,8 @@ class HTTP1Connection:
         # still due or (zero or less) what comes next.
         self._carry = _NO_BYTES
         self._body_left = 0
+        # The Content-Length body bytes llhttp has yet to hand over (see _on_body).
+        self._body_due = 0
         self._chunk_left = _CHUNK_SIZE_LINE
         # After an upgrade request: its body still to deliver, then the raw rest.
         self._upgrade_left = 0
@@ -1460,15 +1461,28 @@ class HTTP1Connection:
         self._events.append(head)
         self._requests += 1
         self._keep_alive_req = keep_alive
-        self._state = _BODY
         self._url = b""
         self._headers = None
         self._host = None
-        if chunked:
+        if content_length:
+            # Its end is the last of its bytes (_on_body), or the upgrade's.
+            self._body_due = content_length
+            self._state = _BODY
+        elif chunked:
             # The body is read by _dechunk; llhttp must stop here (see "How this works").
             self._state = _CHUNK
             self._chunk_left = _CHUNK_SIZE_LINE
             raise _RejectError("chunked body")
+        elif keep_alive:
+            # No body: the message ends with its head, where llhttp would call
+            # on_message_complete next. The parsers are given none (a call from
+            # httptools is ~900 instructions of a request, interpreted): its end
+            # is said here, and in _on_body and _dechunk. (_on_message_complete,
+            # inline for the common case: a call less.)
+            self._events.append(_END)
+            self._state = _IDLE
+        else:
+            self._on_message_complete()
 
     def _absolute_form(self, method: bytes, url: bytes) -> tuple[bytes, bytes, bytes]:
         if method == b"CONNECT":
@@ -1526,7 +1540,14 @@ class HTTP1Connection:
         return content_length, chunked, expect_continue
 
     def _on_body(self, data: bytes) -> None:
+        # Only a Content-Length body reaches here (llhttp stops at a chunked head,
+        # and hands an upgrade request's body to the upgrade): it ends with the
+        # last of its declared bytes, where llhttp would call on_message_complete.
         self._events.append(Body(data))
+        due = self._body_due - len(data)
+        self._body_due = due
+        if not due:
+            self._on_message_complete()
 
     def _on_message_complete(self) -> None:
         if self._upgrade_left:

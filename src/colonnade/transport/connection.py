@@ -159,6 +159,7 @@ _copy_context: Final = contextvars.copy_context
 _refcount: Final = sys.getrefcount
 _weakrefcount: Final = weakref.getweakrefcount
 _sleep: Final = asyncio.sleep
+_Future: Final = asyncio.Future
 
 
 def _no_name() -> str:
@@ -1022,9 +1023,6 @@ class Exchange(TransportWriter):
         return body is None or body.complete
 
 
-_EXCHANGE_INIT: Final = Exchange.__init__
-
-
 class _FileSender:
     """One ``sendfile`` body (and the head before it) going out on a socket.
 
@@ -1383,7 +1381,16 @@ class HttpConnection(asyncio.Protocol):
         # once per batch (wsgi-hello pool 22-36k req/s against 45-53k, compiled),
         # and the ASGI hello was no faster either (run Z, bench/RESULTS.md).
         if self.queue and not self.answering:
-            self._start_next()
+            wake = self._wake
+            if wake is not None and not wake.done():
+                # The task waits for this request: _start_next's common case,
+                # inline (a call less per request, interpreted).
+                self.answering = True
+                self._idle_swept = False
+                self._wake = None
+                wake.set_result(True)
+            else:
+                self._start_next()
 
     def eof_received(self) -> bool | None:
         self.eof = True
@@ -1541,24 +1548,49 @@ class HttpConnection(asyncio.Protocol):
         else:
             found = _METHODS.get(raw_method)
             method = found if found is not None else raw_method.decode("ascii")
-        # Positional: a keyword call costs twice as much, and this runs per request.
-        request = Request(
-            method,
-            path,
-            raw_path,
-            head.query,
-            head.target,
-            "1.1" if head.version == b"1.1" else head.version.decode("ascii"),
-            head.headers,
-            host,
-            self._scheme,
-            self.client,
-            self.server,
-            body if body is not None else _NO_BODY,
-            head.keep_alive,
-            self.tls,
-            head.particular,  # may_upgrade: Upgrade is one of PARTICULAR_FIELDS
-        )
+        version = "1.1" if head.version == b"1.1" else head.version.decode("ascii")
+        if _COMPILED:
+            # Positional: a keyword call costs twice as much, and this runs per request.
+            request = Request(
+                method,
+                path,
+                raw_path,
+                head.query,
+                head.target,
+                version,
+                head.headers,
+                host,
+                self._scheme,
+                self.client,
+                self.server,
+                body if body is not None else _NO_BODY,
+                head.keep_alive,
+                self.tls,
+                head.particular,  # may_upgrade: Upgrade is one of PARTICULAR_FIELDS
+            )
+        else:
+            # Interpreted, Request.__init__'s stores made here (as for core.context's
+            # Response): calling the class enters a Python frame through the type's
+            # slots with fifteen arguments packed (~1,200 instructions a request).
+            # The same values as Request(...) with the arguments above, whose
+            # raw_path and target are never empty here (tests/core/test_new_objects.py).
+            request = NEW(Request)
+            request.method = method
+            request.path = path
+            request.original_path = path
+            request.raw_path = raw_path
+            request.query = head.query
+            request.target = head.target
+            request.version = version
+            request.headers = head.headers
+            request.host = host
+            request.scheme = self._scheme
+            request.client = request.peer = self.client
+            request.server = self.server
+            request.body = body if body is not None else _NO_BODY
+            request.keep_alive = head.keep_alive
+            request.tls = self.tls
+            request.may_upgrade = head.particular
         live = self._live
         router = live.router
         if router is not None and self._refused(router, request):
@@ -1605,10 +1637,23 @@ class HttpConnection(asyncio.Protocol):
                 record = Record(cache, key)
         if _COMPILED:
             exchange = Exchange(self, head, request, body)
-        else:  # see core.context.NEW
+            exchange.record = record
+        else:
+            # Exchange.__init__'s stores made here (see the request's above): its
+            # call is one more Python frame per request. The same values
+            # (tests/core/test_new_objects.py), and the record.
             exchange = NEW(Exchange)
-            _EXCHANGE_INIT(exchange, self, head, request, body)
-        exchange.record = record
+            exchange.conn = self
+            exchange.head = head
+            exchange.request = request
+            exchange.body = body
+            exchange.bytes_sent = 0
+            exchange.keep_alive = head.keep_alive
+            exchange.sized = False
+            exchange.held = None
+            exchange.record = record
+            exchange.complete = False
+            exchange.released = False
         if body is None:
             self.current = None
         else:
@@ -1850,7 +1895,10 @@ class HttpConnection(asyncio.Protocol):
                 else:
                     # Interpreted, a Waker's methods cost more than a C future's. (A
                     # future where a Waker is declared: see _wake; no cast, a call.)
-                    wake = self._loop.create_future()  # type: ignore[assignment]
+                    # Made by its class, which takes the running loop (this task's,
+                    # self._loop): uvloop's create_future passes it by keyword, a
+                    # dict made per call (~600 instructions a request).
+                    wake = _Future()  # type: ignore[assignment]
                 self._wake = wake
                 if not self._swept:
                     # LazyTimers' sweeps end this task if it waits through two.
@@ -2039,7 +2087,14 @@ class HttpConnection(asyncio.Protocol):
             # timer, in between, set no flag).
             self._idle = True
             live = self._live
-            self._arm(live.keep_alive, now)
+            # _arm, inline (a call less per request, interpreted): in its common
+            # case the deadline moves later than the timer's (set by a sweep),
+            # which then re-schedules itself when it fires.
+            seconds = live.keep_alive
+            deadline = (now or self._timers.time()) + seconds
+            self._deadline = deadline
+            if self._timer is None or self._timer_at > deadline:
+                self._arm_at(deadline, seconds)
             if live.router is not None:
                 live.router.idle(self)
 
@@ -2269,10 +2324,14 @@ class HttpConnection(asyncio.Protocol):
             now = self._timers.time()
         deadline = now + seconds
         self._deadline = deadline
+        if self._timer is None or self._timer_at > deadline:
+            self._arm_at(deadline, seconds)
+
+    def _arm_at(self, deadline: float, seconds: float) -> None:
+        # _arm, where a timer is to be made (or made sooner): ``deadline`` is
+        # ``seconds`` from now, stored already.
         timer = self._timer
         if timer is not None:
-            if self._timer_at <= deadline:
-                return
             timer.cancel()
             self._timer = None
         if seconds >= _LAZY_FROM:
