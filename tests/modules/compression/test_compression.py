@@ -409,6 +409,31 @@ def test_responses_alternating_between_locations_keep_their_own_setting(serve: A
     assert got == ["br"] * 3 + [None] * 3 + ["br"] * 3
 
 
+def test_static_files_alternating_between_locations_keep_their_own_setting(
+    serve: Any, root: Path
+) -> None:
+    # The hook decides a static file's 200 itself where its settings leave it alone
+    # (static compression off, the file under min_size, a type not to compress),
+    # remembering the last response's settings and each type's answer under them:
+    # a file under other settings must not take those answers.
+    (root / "other.txt").write_bytes(TEXT)
+    client = serve(
+        compression={"min_size": 100},
+        locations=[
+            {"path": "/small.js", "compression": {"static": False}},
+            {"path": "/app.css", "compression": {"min_size": 50000}},
+            {"path": "/big.txt", "compression": {"mime_types": ["text/css"]}},
+        ],
+    )
+    order = ["/small.js", "/app.css", "/big.txt", "/tiny.css", "/other.txt"]
+    expected = [None, None, None, None, "br"]
+    for _ in range(2):
+        got = [get(client, target, "br").header("content-encoding") for target in order]
+        assert got == expected
+    varies = [get(client, target).header("vary") for target in order]
+    assert varies == [None, None, None, None, "Accept-Encoding"]
+
+
 # -- hooks that run after this one ------------------------------------------------------
 
 
