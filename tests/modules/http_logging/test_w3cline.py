@@ -18,7 +18,12 @@ from colonnade.modules.http_logging.config import HttpLoggingSection
 from colonnade.modules.http_logging.module import HttpLogging
 from colonnade.modules.http_logging.sink import Sink
 from colonnade.modules.http_logging.w3c import W3cWriter
-from colonnade.modules.http_logging.w3cline import DEFAULT_FIELDS, DefaultW3cLine, default_line
+from colonnade.modules.http_logging.w3cline import (
+    DEFAULT_FIELDS,
+    DefaultW3cLine,
+    default_line,
+    render,
+)
 from colonnade.testing import make_context
 
 UA = b'Mozilla/5.0 (X11; Linux) "quoted" \xc3\xa9t\xc3\xa9'  # non-ASCII as sent (UTF-8 bytes)
@@ -165,6 +170,78 @@ def test_the_compiled_default_line_is_the_generated_one(row: Any, ago: float) ->
     assert ago * 1000 <= int(theirs[14]) <= int(ours[14]) < 600_000
 
 
+def _pending(build: Any) -> tuple[Sink, Any]:
+    # A sink whose lines stay pending (no timer, no write) and ``build``'s line in it.
+    sink = Sink("test", None)
+    line = build(DEFAULT_FIELDS, W3cWriter, sink)
+    sink.render = line.render
+    sink.width = line.width
+    sink.timer = object()  # type: ignore[assignment]
+    sink.set_limit(1 << 40)
+    return sink, line
+
+
+def _batch(sink: Sink, capture: Any, render: Any, contexts: list[Context]) -> list[str]:
+    # The lines of ``contexts`` captured into ``sink`` and rendered as one batch.
+    try:
+        for ctx in contexts:
+            capture(ctx)
+        text = render(list(sink.pending))
+    finally:
+        sink.pending.clear()
+        sink.timer = None
+    assert isinstance(text, str) and text.endswith("\n")
+    return text[:-1].split("\n")
+
+
+@pytest.mark.parametrize("mode", ["defer", "write"])
+def test_a_batch_of_every_row_is_the_generated_lines(mode: str) -> None:
+    # The default line's two ways (the installed build uses one: ``write`` renders
+    # at capture, compiled; ``defer`` captures values and ``lines`` renders a batch,
+    # carrying what one line made, the server's and client's fields, to the next
+    # where they share it): every row in one batch, and again in other orders (each
+    # line's neighbours differ), is what the generated code writes line by line.
+    rows = ROWS + ROWS[::-1] + ROWS[::2]
+    contexts = [_context(row) for row in rows]
+    sink, line = _pending(default_line)
+    ours_capture = line.capture.__self__
+    assert isinstance(ours_capture, DefaultW3cLine)
+    if mode == "defer":
+        ours = _batch(sink, ours_capture.defer, ours_capture.lines, contexts)
+    else:
+        sink.render = render
+        ours_capture.render = render
+        ours = _batch(sink, ours_capture.write, render, contexts)
+    sink, line = _pending(generated_line)
+    theirs = _batch(sink, line.capture, line.render, contexts)
+    assert len(ours) == len(theirs) == len(rows)
+    clocked = {0, 1, 14}
+    for mine, generated in zip(ours, theirs, strict=True):
+        a, b = mine.split(" "), generated.split(" ")
+        assert len(a) == len(DEFAULT_FIELDS)
+        assert [v for i, v in enumerate(a) if i not in clocked] == [
+            v for i, v in enumerate(b) if i not in clocked
+        ]
+
+
+def test_a_deferred_line_keeps_no_exception_nor_request() -> None:
+    # Deferred lines wait for their batch as values: a failed request's exception
+    # (its traceback, its frames) and the request itself are not among them, so a
+    # batch holds about what its text will.
+    sink, line = _pending(default_line)
+    capture = line.capture.__self__
+    fail = next(row for row in ROWS if isinstance(row[4], RuntimeError))
+    try:
+        capture.defer(_context(fail))
+        (values,) = sink.pending
+        assert isinstance(values, tuple)
+        assert not [v for v in values if isinstance(v, (BaseException, Request, Context))]
+        assert capture.lines(list(sink.pending)).split(" ")[11:14] == ["500", "0", "0"]
+    finally:
+        sink.pending.clear()
+        sink.timer = None
+
+
 def test_the_default_fields_get_the_compiled_line_and_others_the_generated_one() -> None:
     module = HttpLogging()
     try:
@@ -196,11 +273,13 @@ def test_the_compiled_lines_path_memo_is_bounded_and_keeps_each_paths_field() ->
     try:
         for n in range(MEMO_MAX + 10):
             line.capture(_context((_request("GET", f"/u{n}"), 200, 0, None, None)))
-            assert len(capture.paths) <= MEMO_MAX
+        text = line.render(list(sink.pending))
+        assert 0 < len(capture.paths) <= MEMO_MAX and 0 < len(capture.gets) <= MEMO_MAX
+        assert text.split("\n")[MEMO_MAX + 9].split(" ")[3:5] == ["GET", f"/u{MEMO_MAX + 9}"]
         sink.pending.clear()
         for _ in range(2):
             line.capture(_context((_request("GET", "/a b\r\nc"), 200, 0, None, None)))
-        first, second = (text.split(" ")[3:5] for text in sink.pending)
+        first, second = (text.split(" ")[3:5] for text in line.render(sink.pending).splitlines())
     finally:
         sink.pending.clear()
         sink.timer = None
@@ -230,7 +309,7 @@ def test_the_compiled_line_follows_the_client_address_across_connections() -> No
     try:
         for client in clients:
             line.capture(_context((_request(client=client), 200, 0, None, None)))
-        got = [text.split(" ")[at] for text in sink.pending]
+        got = [text.split(" ")[at] for text in line.render(sink.pending).splitlines()]
     finally:
         sink.pending.clear()
         sink.timer = None

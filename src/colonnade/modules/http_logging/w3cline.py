@@ -1,35 +1,53 @@
 """The default W3C line (IIS's default fields plus ``x-correlation-id``), compiled.
 
-Most sites log the default field list, so it gets a hand-written line builder that
-mypyc compiles (``[tool.colonnade.mypyc]``); the pure install runs the same code
-interpreted. It reads the request context's attributes directly and renders the
-whole line at capture time, so the sink's pending list holds one finished string
-per line and a batch is one ``join``. Every other field list (and format) keeps the
-generated code of :mod:`.compiler`; the text is byte-identical to what that code
-makes of the same fields (tests/modules/http_logging compares them over a table of
-requests).
+Most sites log the default field list, so it gets a hand-written capture and
+renderer that mypyc compiles (``[tool.colonnade.mypyc]``); the pure install runs
+the same code interpreted. The text is byte-identical to what the generated code of
+:mod:`.compiler` makes of the same fields (tests/modules/http_logging compares them
+over a table of requests, one at a time and all in one batch); every other field
+list (and format) keeps that generated code.
+
+*Compiled, render at capture; interpreted, capture per request and render per
+batch.* Compiled, :meth:`DefaultW3cLine.write` renders the line at capture (one
+finished string per line pending; a batch is one ``join``). Interpreted (the pure
+install), :meth:`DefaultW3cLine.defer` reads what the line needs and appends it to
+the sink's pending list as one flat tuple of references, and
+:meth:`DefaultW3cLine.lines` (the sink's ``render``) makes the text of a whole
+batch in one frame and one loop when the sink writes (its buffer size, its flush
+interval, a shutdown, a reload: the sink's events, unchanged). There a line's
+bytecodes cost about three times more in the middle of a request than in a loop
+that runs nothing else (pure17, pure18 in bench/RESULTS.md): the capture runs ~115
+of them in the request, the loop the other ~90 (``write`` ran ~180 in the
+request). Compiled, the same split cost ~2.3k instructions more per request (the
+loop's values are untyped there), so the compiled build keeps ``write``.
 
 Per line, the work is kept to reads, memo hits and one string build:
 
-- one clock read (``monotonic``, for ``time-taken``): the "date time s-ip " head is
-  rebuilt when its second ends (found on the monotonic clock, so the wall clock is
-  read once a second) or the server address object changes (one per connection);
-  ``s-port`` and ``c-ip`` are formatted once per address object;
+- one clock read (``monotonic``, for ``time-taken``): the "date time " string is
+  rebuilt when its second ends (found on the monotonic clock, so the wall clock
+  is read once a second); the renderer makes the line's start ("date time s-ip ")
+  and ``s-port`` again only where a line's second or server address differs from
+  the line before's, and ``c-ip`` where its client's address does;
 - paths, queries, user names and header values go through escape memos that keep
   each value's field *with its separator* (one dict hit for a recurring value; a
   path's field has the space before it too, and a GET's the method: ``GET /path ``
   is one piece of the line);
-- the status, substatus, win32 status and time taken are indexes into a table of
-  number strings, and the usual "sc-substatus sc-win32-status" and
-  "x-correlation-id" endings are constants; a 200's whole end of line, from
-  ``sc-status`` on, is one string of a table indexed by the time taken;
+- the status and time taken are indexes into tables of number strings (a 200's
+  whole end of line, from ``sc-status`` on, is one string of a table indexed by
+  the milliseconds taken); an unusual end (a substatus, an error, a 5xx and its
+  correlation id) is made at capture, so the batch keeps no exception;
 - the fields from ``cs-uri-query`` to ``c-ip`` are one piece with no query and no
-  user, formatted per server and client address;
-- the line is one f-string (one allocation, no list, no ``join``);
+  user;
+- the line is one f-string; the batch one ``join``;
 - the sink is asked about its buffer only once per batch: it grants the capture a
   number of lines it may append with no look at the sink (:meth:`Sink.lease`), and
   takes the grant back whenever its state changes (a write, another field list, a
   new budget).
+
+A line that cannot be captured (a value of the wrong type: a module's bug) is
+appended as ``None``, which fails the batch: the sink then renders it line by line
+and loses, counts and reports that line only. The batch holds as many lines as the
+sink's budget allows, as the rendered text did, and about what they will print.
 """
 
 from __future__ import annotations
@@ -71,7 +89,12 @@ class DefaultW3cLine:
         self.sink = sink
         self.pending: list[Any] = sink.pending
         self.line: Any = None  # its CompiledLine, set once built (it holds this capture)
-        self.render: Any = render
+        #: The batch renderer (the sink tells field lists apart by it): the finished
+        #: lines' join where :meth:`write` renders at capture (compiled), else
+        #: :meth:`lines`, bound once.
+        self.render: Any = render if _COMPILED else self.lines
+        #: The capture the line uses: :meth:`write` compiled, :meth:`defer` interpreted.
+        self.capture: Any = self.write if _COMPILED else self.defer
         #: Lines :meth:`write` may append before it looks at the sink again (its lease).
         self.room = 0
         self.clock = Clock()
@@ -105,9 +128,9 @@ class DefaultW3cLine:
         self.oks: list[str | None] = [None] * _TABLE
 
     def __call__(self, ctx: Context) -> None:
-        """The same as :meth:`write` (the capture is the bound ``write``, which an
-        interpreted caller calls with no extra frame)."""
-        self.write(ctx)
+        """The same as :attr:`capture` (the line's capture is that bound method,
+        which an interpreted caller calls with no extra frame)."""
+        self.capture(ctx)
 
     def write(self, ctx: Context) -> None:
         """Append the request's line to the sink (and write or schedule a batch when due)."""
@@ -124,17 +147,7 @@ class DefaultW3cLine:
                 self.serve(r.server)
             client = r.client
             if client is not self.client:
-                if _COMPILED:
-                    self.meet(client)  # a native call, dearer inline (its tuple unboxed)
-                else:
-                    # Connections take turns under load (each request's client
-                    # tuple is another's), but most share the last one's address
-                    # (see meet): interpreted, that test here, not in a call.
-                    last = self.client
-                    if client is not None and last is not None and client[0] == last[0]:
-                        self.client = client
-                    else:
-                        self.meet(client)
+                self.meet(client)  # a native call, dearer inline (its tuple unboxed)
             # dict(headers) semantics: the last of repeated headers wins.
             agent: bytes | None = None
             referer: bytes | None = None
@@ -199,6 +212,154 @@ class DefaultW3cLine:
         else:
             self.settle(text)
 
+    def defer(self, ctx: Context) -> None:
+        """The interpreted capture: append the request's values to the sink (and write
+        or schedule a batch when due); :meth:`lines` renders them a batch at a time.
+
+        Only what the line needs, as references in one flat tuple (see
+        :meth:`lines` for its order): the text is made a batch at a time."""
+        try:
+            # The request's end (core.context.end_clock, inline): read here, the
+            # site's counters reuse it.
+            now = ctx.ended_at
+            if not now:
+                now = ctx.ended_at = _MONOTONIC()
+            if now >= self.until:
+                self.tick(now)
+            r = ctx.request
+            # The same reads as write's (inline: a shared function's frame cost
+            # ~50 ns a line here, interpreted). dict(headers) semantics: the last
+            # of repeated headers wins. Scanned here, so that the batch holds two
+            # values of a request's fields, not all of them.
+            agent: bytes | None = None
+            referer: bytes | None = None
+            for name, value in r.headers:
+                if name in _LOGGED_FIELDS:
+                    if name == b"user-agent":
+                        agent = value
+                    else:
+                        referer = value
+            path = r.original_path
+            query = r.query if r.path is path else r.target.partition(b"?")[2]
+            user = ctx.user
+            resp = ctx.response
+            status = resp.status
+            taken = now - ctx.started
+            # The end of an unusual line (a substatus, an error, a 5xx's correlation
+            # id) is made now: the batch keeps no exception (nor its traceback).
+            end = None
+            if resp.substatus or ctx.error is not None or status >= 500:
+                end = self.unusual(ctx, status, int(taken * 1000))
+            values: tuple[Any, ...] | None = (
+                self.stamp,
+                r.server,
+                r.client,
+                r.method,
+                path,
+                query,
+                None if user is None else user.name,
+                agent,
+                referer,
+                status,
+                taken,
+                end,
+            )
+        except Exception:
+            # A value of the wrong type (a module's bug): None fails the batch's
+            # rendering, and the sink then loses, counts and reports this line
+            # only, as it does for the generated formats.
+            values = None
+        room = self.room  # never below 0
+        if room:  # the sink's budget, render and timer as when it granted this
+            self.room = room - 1
+            self.pending.append(values)
+        else:
+            self.settle(values)
+
+    def lines(self, batch: list[Any]) -> str:
+        """The text of a batch of captured lines (each ending in a newline).
+
+        One frame for the batch, the memos and tables in locals; the pieces that
+        depend on the connection (``s-ip``, ``s-port``, ``c-ip``) are made again
+        only where a line's server or client address differs from the line
+        before's (by identity first: one tuple per connection; then, for the
+        client, by address: connections of one client take turns)."""
+        out: list[str] = []
+        append = out.append
+        gets = self.gets
+        paths = self.paths
+        memo = self.bytes
+        strs = self.strs
+        oks = self.oks
+        codes = self.codes
+        ends = self.ends
+        last_stamp: str | None = None
+        last_server: tuple[str, int] | None = None
+        last_client: tuple[str, int] | None = None
+        head = port = port_anonymous = plain = ""
+        cip = "- "
+        anonymous = "- - "
+        for (
+            stamp,
+            server,
+            client,
+            method,
+            path,
+            query,
+            user,
+            agent,
+            referer,
+            status,
+            taken,
+            end,
+        ) in batch:
+            if stamp is not last_stamp or server is not last_server:
+                last_stamp = stamp
+                last_server = server
+                if server is not None:
+                    head = stamp + server[0] + " "
+                    port = str(server[1]) + " "
+                else:
+                    head = stamp + "- "
+                    port = "- "
+                port_anonymous = port + anonymous
+                plain = "- " + port_anonymous
+            if client is not last_client:
+                if client is None or last_client is None or client[0] != last_client[0]:
+                    cip = "- " if client is None else client[0] + " "
+                    anonymous = "- " + cip
+                    port_anonymous = port + anonymous
+                    plain = "- " + port_anonymous
+                last_client = client
+            if end is None:
+                ms = int(taken * 1000)
+                if status == 200 and 0 <= ms < _TABLE:
+                    end = oks[ms] or self.ok(ms)
+                elif status >= 0 and 0 <= ms < _TABLE:
+                    end = (codes[status] or self.fill(codes, status, " 0 0 ")) + (
+                        ends[ms] or self.fill(ends, ms, " -\n")
+                    )
+                else:
+                    end = f"{status} 0 0 {ms} -\n"
+            if method == "GET":
+                start = gets.get(path) or self.escape_get(path)
+            else:
+                start = method + (paths.get(path) or self.escape_path(path))
+            if user is None and not query:
+                middle = plain
+            else:
+                q = "- " if not query else memo.get(query) or self.escape_bytes(query)
+                who = (
+                    port_anonymous
+                    if user is None
+                    else port + (strs.get(user) or self.escape(user)) + cip
+                )
+                middle = q + who
+            ua = "- " if not agent else memo.get(agent) or self.escape_bytes(agent)
+            ref = "- " if not referer else memo.get(referer) or self.escape_bytes(referer)
+            append(f"{head}{start}{middle}{ua}{ref}{end}")
+        return "".join(out)
+
     def escape(self, value: str) -> str:
         """A memo miss: ``value`` as a W3C field and its space, remembered."""
         strs = self.strs
@@ -254,13 +415,14 @@ class DefaultW3cLine:
         correlation = ctx.correlation_id if status >= 500 else "-"
         return f"{status} {ctx.response.substatus} {win32} {taken} {correlation}\n"
 
-    def settle(self, text: str | None) -> None:
-        """Append ``text`` under the sink's rules, then take a new lease."""
+    def settle(self, line: str | tuple[Any, ...] | None) -> None:
+        """Append ``line`` (its text, or its values for :meth:`lines`) under the
+        sink's rules, then take a new lease."""
         sink = self.sink
         if sink.render is not self.render:
             sink.switch(self.line)  # another field list wrote here meanwhile
         pending = self.pending
-        pending.append(text)
+        pending.append(line)
         if len(pending) >= sink.max_pending:
             sink.flush()
         elif sink.timer is None:
@@ -311,6 +473,6 @@ def default_line(fields: tuple[str, ...], writer: Writer, sink: Sink) -> Compile
     """The compiled line of :data:`DEFAULT_FIELDS` in W3C writing into ``sink``
     (a ``build`` for :func:`.compiler.compiled_line`)."""
     capture = DefaultW3cLine(sink)
-    line = CompiledLine(capture.write, render, 1, writer.directive(fields), writer)
+    line = CompiledLine(capture.capture, capture.render, 1, writer.directive(fields), writer)
     capture.line = line
     return line
