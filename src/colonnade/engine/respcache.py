@@ -57,6 +57,7 @@ from colonnade.core.stages import Stage
 if TYPE_CHECKING:
     from colonnade.config.sections import SectionSet
     from colonnade.engine.engine import Engine
+    from colonnade.engine.runtime import AppRuntime
 
 #: Module ids transparent for every request (see the module docstring).
 TRANSPARENT: Final = frozenset(
@@ -76,6 +77,12 @@ TRANSPARENT: Final = frozenset(
 #: Modules transparent where their section says ``enabled = false`` for the path.
 OFF_WHEN_DISABLED: Final = frozenset({"auth.basic", "auth.jwt", "auth.negotiate"})
 
+#: The most pairs of application runtime and section set each of the response
+#: cache's memos keeps per generation (:func:`remember`). The configuration bounds
+#: them already (an application's section sets are one per set of levels matching
+#: some path); this holds whatever it does not foresee: a full memo starts again.
+MAX_VERDICTS: Final = 1024
+
 #: The static handler's default ``cache_check_interval`` (seconds).
 DEFAULT_CHECK: Final = 1.0
 
@@ -85,14 +92,14 @@ RACY_NS: Final = 2_000_000_000
 _STORE_FORBIDDEN: Final = (b"no-store", b"private", b"no-cache")
 
 
-def _transparent(module: Any, ctx: Context, granted_by: str | None) -> bool:
+def _transparent(module: Any, sections: SectionSet) -> bool:
     module_id = module.id
-    if module_id in TRANSPARENT or module_id == granted_by or not module.subscriptions:
+    if module_id in TRANSPARENT or not module.subscriptions:
         return True
     section_type = module.section
     if section_type is None:
         return False
-    section = ctx.sections.get(section_type)
+    section = sections.get(section_type)
     if module_id in OFF_WHEN_DISABLED:
         return getattr(section, "enabled", True) is False
     if module_id == "security.request_filtering":
@@ -101,11 +108,60 @@ def _transparent(module: Any, ctx: Context, granted_by: str | None) -> bool:
     return False
 
 
-def blocking(modules: Any, ctx: Context) -> frozenset[str]:
-    """The ids of ``modules`` not transparent for a request with ``ctx``'s sections
-    (see :func:`_transparent`; what it says depends on nothing else): unless one
-    of them grants the answer, any of them makes the answer ineligible."""
-    return frozenset(module.id for module in modules if not _transparent(module, ctx, None))
+def blocking(modules: Any, sections: SectionSet) -> frozenset[str]:
+    """The ids of ``modules`` not transparent for a request whose effective settings
+    are ``sections`` (see :func:`_transparent`; what it says depends on nothing
+    else): unless one of them grants the answer, any of them makes the answer
+    ineligible."""
+    return frozenset(module.id for module in modules if not _transparent(module, sections))
+
+
+def remember(memo: dict[tuple[Any, Any], Any], pair: tuple[Any, Any], value: Any) -> None:
+    """``memo[pair] = value`` in one of the response cache's memos, emptied first
+    when it holds :data:`MAX_VERDICTS` pairs."""
+    if len(memo) >= MAX_VERDICTS:
+        memo.clear()
+    memo[pair] = value
+
+
+def blocked_by(
+    memo: dict[tuple[Any, Any], frozenset[str]], runtime: AppRuntime, sections: SectionSet
+) -> frozenset[str]:
+    """:func:`blocking` of ``runtime``'s modules for ``sections``, kept in ``memo``
+    (the response cache's, one per engine generation) per pair: a path where a
+    module is not transparent is refused every answer, and the walk over the
+    modules, interpreted, was ~15k instructions of each such request."""
+    pair = (runtime, sections)
+    blocked = memo.get(pair)
+    if blocked is None:
+        blocked = blocking(runtime.modules, sections)
+        remember(memo, pair, blocked)
+    return blocked
+
+
+def refusing(runtime: AppRuntime, blocked: frozenset[str]) -> bool:
+    """Whether :func:`eligible` refuses every answer to a request that ``runtime``
+    serves with the settings for which ``blocked`` is :func:`blocking`, whatever
+    the answer: the verdict the connection asks before a candidate request takes
+    the pipeline (``ResponseCache.refuses``), so that such a request makes no
+    record to offer and the rule is not asked again per answer.
+
+    True where a module is not transparent there and no grant could make up for
+    it (two such modules, or one that never grants: ``grants_response_cache``),
+    or where the application can answer neither from the static file handler (no
+    handler mapping names it) nor by a grant (no module of it may grant one).
+    False says only that some answer might be kept: :func:`eligible` decides on
+    each. A True is never wrong for a request's safety (it only sends the request
+    to the pipeline, as any miss goes); it must only not refuse what the rule
+    would keep, and it reads what the rule reads, per generation."""
+    granters = {
+        module.id for module in runtime.modules if getattr(module, "grants_response_cache", False)
+    }
+    if blocked and (len(blocked) > 1 or blocked.isdisjoint(granters)):
+        return True
+    return not granters and not any(
+        rule.handler.id == "handler.static" for rule in runtime.handler_map.rules
+    )
 
 
 def _headers_allow(headers: list[tuple[bytes, bytes]], granted: bool) -> tuple[bool, bytes | None]:
@@ -177,12 +233,9 @@ def eligible(
     The hooks are the plan's LOG_REQUEST calls, each as :func:`stored_hook` makes it.
 
     ``memo`` (the cache's, one per engine generation) keeps :func:`blocking` per
-    runtime and section set: a path whose application has a module that is not
-    transparent there (rewrite, URL authorization, Basic authentication where it
-    is enabled...) is offered every answer and refused every time, and the walk
-    over its modules, interpreted, was ~15k instructions of each such request.
-    Bounded by the generation's configuration: an application shares one section
-    set among the paths that match the same levels (``Application.sections_for``)."""
+    runtime and section set (:func:`blocked_by`). A path whose every answer is
+    refused whatever it is (:func:`refusing`) is seldom offered: the connection
+    asks that verdict first (``ResponseCache.refuses``) and makes no record."""
     handler = ctx.handler
     response = ctx.response
     user = ctx.user
@@ -200,12 +253,10 @@ def eligible(
     if runtime.app is not ctx.app:
         return None
     granted_by = grant.by if grant is not None else None
-    key = (runtime, ctx.sections)
-    blocked = memo.get(key) if memo is not None else None
-    if blocked is None:
-        blocked = blocking(runtime.modules, ctx)
-        if memo is not None:
-            memo[key] = blocked
+    if memo is None:
+        blocked = blocking(runtime.modules, ctx.sections)
+    else:
+        blocked = blocked_by(memo, runtime, ctx.sections)
     if blocked and (granted_by is None or len(blocked) > 1 or granted_by not in blocked):
         return None
     log: tuple[Any, ...] = ()

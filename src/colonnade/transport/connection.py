@@ -1632,9 +1632,16 @@ class HttpConnection(asyncio.Protocol):
                             self._memo_cache = cache
                             self._answer_cached(head, exchange, ctx, entry)
                             return
-                if key is None:
-                    key = request_key(head, self._scheme, self.server, encoding)
-                record = Record(cache, key)
+                # A miss: what the pipeline hands the writer is recorded, to offer the
+                # answer to the cache, unless the engine's rule refuses every answer
+                # for the path (rewrite or URL authorization enabled there, say: a
+                # verdict kept per generation), so the record would be made and
+                # offered for nothing.
+                server = self.server
+                if not cache.refuses(server[1] if server else 0, host, path):
+                    if key is None:
+                        key = request_key(head, self._scheme, server, encoding)
+                    record = Record(cache, key)
         if _COMPILED:
             exchange = Exchange(self, head, request, body)
             exchange.record = record
