@@ -34,7 +34,9 @@ with lean_msgspec():
     import msgspec  # noqa: F401 - imported here for the rest of the process
 with deferring("httptools"):
     import httptools  # noqa: F401 - the HTTP parser's (http/h1.py)
-
+# Then the compiled modules every worker imports, from one compiled module: one
+# shim mapped for them instead of one each (pools/native.py).
+import colonnade.pools.native  # noqa: F401 - imported for the process
 from colonnade.config.schema import ServerConfig
 from colonnade.core import arenafd, caches, counters, farms, lifecycle, logformat, metrics
 from colonnade.core.registry import Registry
