@@ -605,10 +605,11 @@ class Context:
         block = response.block
         if block is not None and isinstance(writer, TransportWriter) and block.holds(response):
             # The head as bytes already (the proxy's), as it was made: no module
-            # changed it and no module wraps the writer.
-            writer.send_all(
-                response.status, response.reason, response.headers, response.body, block
-            )
+            # changed it and no module wraps the writer. (Called natively, as below:
+            # through the protocol it is a look-up by name and a parse of its
+            # arguments, ~350 instructions per proxied answer.)
+            held: TransportWriter = writer
+            held.send_all(response.status, response.reason, response.headers, response.body, block)
         elif COMPILED and isinstance(writer, TransportWriter):
             native: TransportWriter = writer  # compiled: a native call
             native.send_all(response.status, response.reason, response.headers, response.body)
