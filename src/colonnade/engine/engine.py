@@ -401,7 +401,25 @@ class Engine(Bookkeeping):
         if self.counting:
             # The runtime's counters (a native read) where there is one application.
             only = self._only
-            (only.metrics if only is not None else ctx.app.metrics).done(ctx)
+            counters = only.metrics if only is not None else ctx.app.metrics
+            if _COMPILED:
+                counters.done(ctx)
+            else:
+                # SiteCounters.done's common case (a 2xx within its first bucket),
+                # inline: interpreted, its call is a Python frame per request.
+                # Every other request goes to done, which decides again
+                # (tests/engine/test_ended.py compares the two).
+                ended = ctx.ended_at
+                if not ended:
+                    ended = ctx.ended_at = _MONOTONIC()
+                elapsed = ended - ctx.started
+                if elapsed <= 0.001 and 200 <= ctx.response.status < 300:
+                    counters.duration_sum += elapsed
+                    counters.bytes_out += ctx.writer.bytes_sent
+                    counters.d0 += 1
+                    counters.s2xx += 1
+                else:
+                    counters.done(ctx)
         self.active -= 1
         if not self.active and self._idle is not None:
             self._idle.set()

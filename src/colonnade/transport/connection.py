@@ -409,7 +409,9 @@ class WriteBatch:
         conns, self.conns = self.conns, []
         for conn in conns:
             try:
-                conn.uncork()
+                # uncork, inline (a Python frame less per answer, interpreted).
+                if conn._corked is not None:
+                    conn._wire()
             except Exception:
                 # A transport that refused the write: that connection ends, the
                 # others' answers still go (one left held would be held forever:
@@ -844,10 +846,20 @@ class Exchange(TransportWriter):
                     if wire is not None:
                         conn._written += sent
                         wire.write(data)
-            else:
+            elif _COMPILED or conn.tls is not None or conn._corked is not None:
                 # The usual answer, its connection kept open: written with the
                 # others of this turn (WriteBatch).
                 conn.cork(data)
+            else:
+                # cork and WriteBatch.add, inline for the pure install's usual
+                # answer (plain TCP, nothing held yet): two Python frames less
+                # per request under load.
+                conn._corked = data
+                batch = conn._batch
+                batch.conns.append(conn)
+                if not batch.scheduled:
+                    batch.scheduled = True
+                    batch.loop.call_soon(batch.flush)
         # _completed, inline for the usual answer (the only one on its connection,
         # which stays open): a call less per request, interpreted.
         if len(conn.queue) > 1 or not h1.keep_alive:
