@@ -237,3 +237,53 @@ def test_a_path_where_basic_is_enabled_is_refused_before_the_pipeline(tmp_path: 
             finally:
                 live.look(lambda state: state.switch(live.engine))
                 engine.close()
+
+
+@needs_htpasswd
+def test_a_folder_whose_default_document_may_be_kept_is_not_refused(tmp_path: Path) -> None:
+    # review15: "/" is judged by its own settings before the pipeline, but the default
+    # document remaps it to /index.html, under that file's settings, which the rule
+    # reads after the walk. Basic enabled for the site and disabled for /index.html:
+    # the anonymous answer to "/" is kept (as before rcache4), a wrong password on
+    # "/" still gets 401 (a request with credentials never takes the cache).
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "index.html").write_bytes(b"home\n")
+    htpasswd(tmp_path / "users", "alice", "wonder-land")
+    time.sleep(RACY_NS / 1e9 + 0.2)
+    on = {"enabled": True, "realm": "r", "user_file": str(tmp_path / "users")}
+    config: dict[str, Any] = {
+        "server": {"modules": [*DEFAULT_MODULES, "auth.anonymous", "auth.basic"]},
+        "sites": [{"name": "main", "bindings": ["http://127.0.0.1:1"], "root": "www"}],
+        "static_content": {"cache_check_interval": 30},
+        "basic_authentication": on,
+        "locations": [{"path": "/index.html", "basic_authentication": {"enabled": False}}],
+    }
+
+    def read(state: ServerState) -> tuple[int, int]:
+        assert state.respcache is not None
+        return state.respcache.stored, state.respcache.hits
+
+    with LiveServer(config, tmp_path).start() as live, Conn(live.port) as conn:
+        for _ in range(3):
+            assert _get(conn, "/") == (200, b"home\n")
+        assert live.look(read) == (1, 2)
+        (auth,) = basic("alice", "wrong").values()
+        assert _get(conn, "/", f"Authorization: {auth}")[0] == 401
+
+
+def test_a_routing_fault_sends_the_request_to_the_pipeline_without_a_record() -> None:
+    # review15: a fault in the verdict's routing is not the connection's: refuses says
+    # True (no record), and the pipeline meets the fault where it is answered.
+    from colonnade.transport.respcache import ResponseCache
+
+    class _Faulty:
+        def route(self, port: int, host: str, path: str) -> Any:
+            raise RuntimeError("no route")
+
+    cache = ResponseCache.__new__(ResponseCache)
+    cache.engine = _Faulty()  # type: ignore[assignment]
+    cache.refused = {}
+    assert cache.refuses(80, "localhost", "/file.txt") is True
+    # A folder's path is never refused here (its default document decides later).
+    assert cache.refuses(80, "localhost", "/docs/") is False

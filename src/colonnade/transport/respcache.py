@@ -356,12 +356,28 @@ class ResponseCache:
         refused request costs the route and two look-ups, where the record, the
         offer and the rule's interpreted refusal after the walk cost ~5,800
         instructions of a rewrite-enabled static request (bench row rewrite-0).
-        A changed file does not move it: it reads only the plan and the settings."""
-        runtime = self.engine.route(port, host, path)
-        sections = runtime.path_sections.get(path)
-        if sections is None:
-            # A path not seen lately: what Engine.handle does next (and then finds).
-            sections = runtime.app.sections_for(path)
+        A changed file does not move it: it reads only the plan and the settings.
+
+        Never a refusal for a folder's path ("/", "/docs/"): the default document
+        remaps it to a file under that file's settings, which the rule reads after
+        the walk (a path's own settings may block what its document's do not).
+        The default document is the one module transparent to the rule that
+        remaps; a CGI script's local redirect may move a request to settings that
+        would keep it too, and is refused here by its script's (a lost entry,
+        never a module skipped)."""
+        if path.endswith("/"):
+            return False
+        try:
+            runtime = self.engine.route(port, host, path)
+            sections = runtime.path_sections.get(path)
+            if sections is None:
+                # A path not seen lately: what Engine.handle does next (and then finds).
+                sections = runtime.app.sections_for(path)
+        except Exception:
+            # The pipeline meets the same fault where it is answered (a 500 for
+            # this request alone): no record for it.
+            log.exception("response cache: routing %r failed", path)
+            return True
         pair = (runtime, sections)
         verdict = self.refused.get(pair)
         if verdict is None:
