@@ -54,6 +54,15 @@ CASES = [
         "Expected `float` > 0.0",
     ),
     (
+        "unsent bound out of range",
+        HEAD.replace("[server]\n", "[server]\ntcp_notsent_lowat = -1\n"),
+        None,
+        "colonnade.toml",
+        2,
+        "server.tcp_notsent_lowat",
+        "Expected `int` >= 0",
+    ),
+    (
         "unknown pool",
         HEAD.replace("[[sites]]", "[pools.api]\n\n[[sites]]")
         + '\n  [[sites.applications]]\n  path = "/api"\n  pool = "apii"\n',

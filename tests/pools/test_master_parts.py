@@ -210,3 +210,24 @@ def test_python_handler_sections_are_known_without_the_apps(tmp_path: Path) -> N
     found, engine = checker.report(source, registry)
     assert found.errors == [] and engine is not None
     Engine(pool_view(source.load(), "static"), registry)  # no ConfigError
+
+
+def test_the_front_door_bounds_unsent_bytes_on_its_sockets_and_at_a_reload(
+    tmp_path: Path,
+) -> None:
+    # [server] tcp_notsent_lowat on the sockets the master binds (what it accepts
+    # before a worker serves inherits it), and on those a reload keeps.
+    master = Master(ConfigSource(root=str(tmp_path), bindings=["http://127.0.0.1:8080"]))
+    door = master.frontdoor
+    tcp, unix = ("127.0.0.1", 0), (str(tmp_path / "s.sock"), 0)
+    try:
+        door.listen([tcp, unix], unsent=131072)
+        sock = door.listeners[tcp]
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT) == 131072
+        door.listen([tcp, unix], unsent=65536)  # a reload that changes it
+        assert door.listeners[tcp] is sock
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT) == 65536
+        door.listen([tcp, unix], unsent=0)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT) == 0
+    finally:
+        door.close()

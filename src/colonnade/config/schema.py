@@ -290,6 +290,21 @@ class ServerSettings(_Strict):
     (``listen(2)``'s backlog; the kernel caps it at ``net.core.somaxconn``). Taken
     when a socket is bound (a socket systemd or ``--fd`` passed keeps its own).
     ``colonnade serve --backlog N`` sets it."""
+    tcp_notsent_lowat: Annotated[int, Meta(ge=0, le=1 << 30)] = 128 * 1024
+    """The most bytes of an answer a TCP connection to a client keeps queued in the
+    kernel *unsent* (Linux's ``TCP_NOTSENT_LOWAT``), beyond what is in flight to the
+    client. Without it the kernel grows each connection's send buffer up to
+    ``net.ipv4.tcp_wmem``'s maximum (4 MiB by default) and fills it, also for a client
+    that reads slowly or not at all: a thousand such downloads pin gigabytes of the
+    kernel's TCP memory, which puts every connection of the host under memory
+    pressure (stalled reads and accepts). With it what has not left waits in the
+    worker's own bounded buffers (and, behind a proxy, in the upstream), and the
+    window in flight still grows with the client's reading (autotuning stays on), so
+    a fast download loses nothing. Set on each listening TCP socket when a worker
+    starts serving it (accepted connections inherit it: no system call per
+    connection), including sockets systemd or ``--fd`` passed. 0: the kernel's default
+    (``net.ipv4.tcp_notsent_lowat``, unlimited unless set). See
+    [the proxy's slow clients](proxy.md#slow-clients)."""
     request_monitor: bool = True
     """Keep the table of executing requests the request monitor lists
     (``colonnade requests``, ``GET /api/requests``). Off: a request writes nothing

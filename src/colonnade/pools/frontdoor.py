@@ -49,7 +49,7 @@ from colonnade.pools import ipc
 from colonnade.pools.pool import Pool, PoolState
 from colonnade.pools.systemd import listening_socket
 from colonnade.transport.clienthello import NotTlsError, peek_server_name
-from colonnade.transport.sockets import remove_unix_socket, unix_path
+from colonnade.transport.sockets import limit_unsent, remove_unix_socket, unix_path
 
 if TYPE_CHECKING:
     from colonnade.http import HTTP1Connection, ProtocolError, RequestHead
@@ -75,9 +75,13 @@ class FrontDoor:
 
     # -- listening ---------------------------------------------------------------------------
 
-    def listen(self, keys: list[tuple[str, int]], backlog: int = 2048) -> None:
+    def listen(self, keys: list[tuple[str, int]], backlog: int = 2048, unsent: int = 0) -> None:
         """Listen on exactly ``keys``: bind the new ones with ``backlog`` (all or none:
-        OSError; a socket systemd passed serves its address), close the rest."""
+        OSError; a socket systemd passed serves its address), close the rest. Every
+        TCP one, kept or new, bounds its connections' unsent bytes to ``unsent``
+        (``[server] tcp_notsent_lowat``; 0 the kernel's default): the connections the
+        master accepts before a worker serves have it, and a reload that changes it
+        changes it for the workers' next accepts too (they share the sockets)."""
         new: dict[tuple[str, int], socket.socket] = {}
         try:
             for key in keys:
@@ -93,6 +97,8 @@ class FrontDoor:
             remove_unix_socket(unix_path(sock))
             sock.close()
         self.listeners.update(new)
+        for sock in self.listeners.values():
+            limit_unsent(sock, unsent)
 
     def owned_by(self, pool: str) -> list[ipc.Listener]:
         """The listening sockets a worker of ``pool`` inherits: those of the ports it owns."""

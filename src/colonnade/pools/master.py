@@ -261,7 +261,10 @@ class Master:
         self.loaded = load(self.source)
         self.source = self.loaded.source
         log_broken(self.loaded.broken, config_log)
-        self.frontdoor.listen(list(self.routes.listen), self.config.server.listen_backlog)
+        server = self.config.server
+        self.frontdoor.listen(
+            list(self.routes.listen), server.listen_backlog, server.tcp_notsent_lowat
+        )
         systemd.unclaimed()
         self.shared = shared.create()
         self.control = ControlServer(socket_path(self.config), self._command)
@@ -477,7 +480,10 @@ class Master:
             log_refused(log, reason, exc)
             return "the configuration has errors (see the log)"
         try:
-            self.frontdoor.listen(list(loaded.routes.listen), loaded.config.server.listen_backlog)
+            server = loaded.config.server
+            self.frontdoor.listen(
+                list(loaded.routes.listen), server.listen_backlog, server.tcp_notsent_lowat
+            )
         except OSError as exc:
             log.error("reload (%s) refused: cannot listen: %s", reason, exc)
             return f"cannot listen: {exc}"

@@ -28,7 +28,7 @@ from colonnade.transport.connection import (
 from colonnade.transport.listener import Listener
 from colonnade.transport.protocols import alpn_protocols
 from colonnade.transport.respcache import ResponseCache, for_engine
-from colonnade.transport.sockets import listening_port
+from colonnade.transport.sockets import limit_unsent, listening_port
 
 if TYPE_CHECKING:
     # Imported where a binding is https: a server without TLS never loads the
@@ -540,8 +540,15 @@ class HttpServer:
             )
         loop = asyncio.get_running_loop()
         backlog = state.engine.config.server.listen_backlog
+        unsent = state.engine.config.server.tcp_notsent_lowat
         for sock in sockets:
             port = listening_port(sock)
+            if not limit_unsent(sock, unsent) and unsent and sock.family != socket.AF_UNIX:
+                log.warning(
+                    "port %d: TCP_NOTSENT_LOWAT not available: [server] tcp_notsent_lowat "
+                    "not applied",
+                    port,
+                )
             if state.tls.port(port) is not None:
                 from colonnade.transport.handshake import TlsListener
 

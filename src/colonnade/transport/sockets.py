@@ -96,6 +96,25 @@ def remove_unix_socket(path: str | None) -> None:
             os.unlink(path)
 
 
+#: Linux's TCP_NOTSENT_LOWAT (socket.py names it where the platform has it).
+_TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+
+
+def limit_unsent(sock: socket.socket, size: int) -> bool:
+    """Bound the unsent bytes the kernel queues on ``sock``'s connections to ``size``
+    (``TCP_NOTSENT_LOWAT``; ``[server] tcp_notsent_lowat``), 0 back to the kernel's
+    default. On a listening socket every connection accepted after inherits it.
+    False where it does not apply (not TCP, a platform without the option, or the
+    kernel refused it: then the kernel's default stays, logged by the caller)."""
+    if _TCP_NOTSENT_LOWAT is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return False
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT, size)
+    except OSError:
+        return False
+    return True
+
+
 def listening_port(sock: socket.socket) -> int:
     """The port a listening socket routes as (a unix socket's: ``UNIX_PORT``)."""
     return UNIX_PORT if sock.family == socket.AF_UNIX else int(sock.getsockname()[1])
