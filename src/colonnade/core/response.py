@@ -33,10 +33,17 @@ class FieldBlock:
     as for any response; nothing that reads them misses a field. A handler may
     keep one block and :meth:`fill` it for its next response (the proxy: one per
     upstream connection): the response it was filled for before then no longer
-    holds it (its pairs are other objects).
+    holds it (its pairs are other objects, or the same objects: the same fields).
+
+    ``answer``: None, or the whole answer as the HTTP/1 writer would write it for
+    a response of body ``body`` (that very object) to an HTTP/1.1 request other
+    than HEAD on a connection it keeps: ``lines``, then ``content-length:`` and
+    the body's length in decimal, the blank line and the body, a Date and a
+    Server among the fields. The writer sends it as it is where all of that holds
+    (see ``http.h1.CheckedHead``), else formats the head from ``lines`` as above.
     """
 
-    __slots__ = ("date", "lines", "pairs", "reason", "server", "status")
+    __slots__ = ("answer", "body", "date", "lines", "pairs", "reason", "server", "status")
 
     def __init__(self) -> None:
         # Empty until filled (a head of no status, which no response holds).
@@ -50,6 +57,8 @@ class FieldBlock:
         lines: bytes,
         date: bool,
         server: bool,
+        answer: bytes | None = None,
+        body: bytes = b"",
     ) -> None:
         """Make this the block of another head (see the class)."""
         self.status = status
@@ -58,6 +67,8 @@ class FieldBlock:
         self.lines = lines
         self.date = date
         self.server = server
+        self.answer = answer
+        self.body = body
 
     def holds(self, response: Response) -> bool:
         """True while ``response`` has the status, reason and fields this block was

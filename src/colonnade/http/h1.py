@@ -470,9 +470,21 @@ def _thread_shared() -> _Callbacks:
 class PreparedHead:
     """The caller's part of a response head, checked and formatted once: the status
     line and the caller's header lines, and what they say about framing, Date,
-    Server and Connection (see :meth:`HTTP1Connection.start_response`)."""
+    Server and Connection (see :meth:`HTTP1Connection.start_response`).
+    ``answer``: None, or (a :class:`CheckedHead`'s) the whole answer already as
+    the common answer's join would make it of ``answer_body``."""
 
-    __slots__ = ("add_date", "add_server", "caller_close", "length", "lines", "plain", "status")
+    __slots__ = (
+        "add_date",
+        "add_server",
+        "answer",
+        "answer_body",
+        "caller_close",
+        "length",
+        "lines",
+        "plain",
+        "status",
+    )
 
     def __init__(
         self, status: int, headers: Headers, reason: bytes | None, content_length: int | None
@@ -522,6 +534,8 @@ class PreparedHead:
         self.add_date = add_date
         self.add_server = add_server
         self.plain = _plain(status, caller_close)
+        self.answer: bytes | None = None
+        self.answer_body = b""
 
 
 def _plain(status: int, caller_close: bool) -> bool:
@@ -538,14 +552,38 @@ class CheckedHead(PreparedHead):
     Content-Length, Transfer-Encoding or Connection field: the bytes PreparedHead
     would make of that status and those fields. ``add_date``, ``add_server``:
     no Date, no Server among them. (A connection keeps one, refilled for each
-    such response: :meth:`HTTP1Connection.checked_head`.)"""
+    such response: :meth:`HTTP1Connection.checked_head`.)
+
+    ``answer``: where the maker has them, the whole answer's bytes as the common
+    answer of :meth:`HTTP1Connection.start_response` makes them (an HTTP/1.1
+    response other than to HEAD, the connection kept) of ``lines``, the length
+    line of ``answer_body``, the blank line and ``answer_body`` itself, with
+    neither Date nor Server to add: the proxy's usual answer, whose upstream wrote
+    it so (its Content-Length line last). That answer then goes out as it is, for
+    the response whose body is that very object; any other is joined as always."""
 
     __slots__ = ()
 
-    def __init__(self, status: int, lines: bytes, add_date: bool, add_server: bool) -> None:
-        self.fill(status, lines, add_date, add_server)
+    def __init__(
+        self,
+        status: int,
+        lines: bytes,
+        add_date: bool,
+        add_server: bool,
+        answer: bytes | None = None,
+        answer_body: bytes = b"",
+    ) -> None:
+        self.fill(status, lines, add_date, add_server, answer, answer_body)
 
-    def fill(self, status: int, lines: bytes, add_date: bool, add_server: bool) -> None:
+    def fill(
+        self,
+        status: int,
+        lines: bytes,
+        add_date: bool,
+        add_server: bool,
+        answer: bytes | None = None,
+        answer_body: bytes = b"",
+    ) -> None:
         """Make this the head of ``status`` and ``lines`` (see the class)."""
         self.status = status
         self.lines = lines
@@ -554,6 +592,8 @@ class CheckedHead(PreparedHead):
         self.add_date = add_date
         self.add_server = add_server
         self.plain = _plain(status, False)
+        self.answer = answer if not add_date and not add_server else None
+        self.answer_body = answer_body
 
 
 class Framed:
@@ -1653,6 +1693,9 @@ class HTTP1Connection:
                 if left < 0:
                     raise ValueError("response body longer than its Content-Length")
                 self._left = left
+                answer = prepared.answer
+                if answer is not None and not close and not left and body is prepared.answer_body:
+                    return answer  # the join below, made already (see CheckedHead)
                 date = _DATE
                 return b"".join(
                     (
@@ -1670,16 +1713,25 @@ class HTTP1Connection:
         return self._start(head, prepared, length, keep_alive, body)
 
     def checked_head(
-        self, status: int, lines: bytes, add_date: bool, add_server: bool
+        self,
+        status: int,
+        lines: bytes,
+        add_date: bool,
+        add_server: bool,
+        answer: bytes | None = None,
+        answer_body: bytes = b"",
     ) -> PreparedHead:
-        """The :class:`CheckedHead` of ``lines`` for :meth:`start_response`'s
-        ``prepared``, to be handed to it at once: the connection's one, refilled
-        (a response's own object, made and freed, costs more than filling it)."""
+        """The :class:`CheckedHead` of ``lines`` (and ``answer`` of ``answer_body``,
+        see there) for :meth:`start_response`'s ``prepared``, to be handed to it at
+        once: the connection's one, refilled (a response's own object, made and
+        freed, costs more than filling it)."""
         checked = self._checked
         if checked is None:
-            checked = self._checked = CheckedHead(status, lines, add_date, add_server)
+            checked = self._checked = CheckedHead(
+                status, lines, add_date, add_server, answer, answer_body
+            )
         else:
-            checked.fill(status, lines, add_date, add_server)
+            checked.fill(status, lines, add_date, add_server, answer, answer_body)
         return checked
 
     def start_prepared(

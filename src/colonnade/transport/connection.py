@@ -815,7 +815,9 @@ class Exchange(TransportWriter):
             body if small else b"",
             None
             if block is None
-            else h1.checked_head(status, block.lines, not block.date, not block.server),
+            else h1.checked_head(
+                status, block.lines, not block.date, not block.server, block.answer, block.body
+            ),
         )
         framed = b"" if small else h1.body(body)  # b"" for a HEAD request too
         if framed:

@@ -9,7 +9,8 @@ import pytest
 
 from colonnade.core.response import FieldBlock, Response
 from colonnade.handlers.proxy.wire import ResponseParser
-from colonnade.http.h1 import PreparedHead
+from colonnade.http.events import RequestHead
+from colonnade.http.h1 import HTTP1Connection, PreparedHead
 
 DATE = b"date: Mon, 07 Dec 2026 00:00:00 GMT\r\n"
 
@@ -56,7 +57,8 @@ def taken(data: bytes) -> tuple[Response, FieldBlock | None]:
     response.status = parsed.status
     response.reason = parsed.reason or None
     response.headers = parsed.bare
-    block = response.block = parsed.block(data, response.headers)
+    response.body = data[parsed.end :]
+    block = response.block = parsed.block(data, response.headers, response.body)
     return response, block
 
 
@@ -154,3 +156,80 @@ def test_the_same_fields_in_a_new_list_still_hold() -> None:
     assert block.holds(response)
     response.remove_header(b"x-absent")
     assert not block.holds(response)
+
+
+#: Whole answers as the writer would send them (HTTP/1.1, kept alive): a Date
+#: and a Server among the fields, the Content-Length line last, its length in
+#: decimal as the writer writes it. The block carries them as its ``answer``.
+AS_SENT = [
+    WRITTEN[0],
+    b"HTTP/1.1 200 OK\r\n" + DATE + b"server: uvicorn\r\ncontent-length: 0\r\n\r\n",
+    b"HTTP/1.1 404 Not Found\r\nserver: up\r\n" + DATE + b"content-length: 2\r\n\r\nno",
+]
+
+#: Written heads whose whole answer the writer would send otherwise: the length
+#: before another field, no Date, no Server, a leading zero.
+NOT_AS_SENT = [
+    *WRITTEN[1:],
+    b"HTTP/1.1 200 OK\r\n" + DATE + b"content-length: 2\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nserver: up\r\ncontent-length: 2\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\n" + DATE + b"server: up\r\ncontent-length: 02\r\n\r\nok",
+]
+
+
+def written(
+    block: FieldBlock, response: Response, *, answer: bool, keep_alive: bool = True
+) -> tuple[bytes, bool]:
+    # What the HTTP/1 writer sends of the response for a kept GET (as the
+    # transport's send_all asks it, with the block's answer or without it), and
+    # whether the connection stays open after it.
+    conn = HTTP1Connection()
+    head = conn.feed(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")[0]
+    assert isinstance(head, RequestHead)
+    body = response.body
+    prepared = conn.checked_head(
+        response.status,
+        block.lines,
+        not block.date,
+        not block.server,
+        block.answer if answer else None,
+        block.body if answer else b"",
+    )
+    data = conn.start_response(
+        head,
+        response.status,
+        response.headers,
+        response.reason,
+        len(body),
+        keep_alive,
+        body,
+        prepared,
+    )
+    return data, conn.keep_alive
+
+
+@pytest.mark.parametrize("data", AS_SENT + NOT_AS_SENT)
+def test_the_answer_as_it_came_is_what_the_writer_makes(data: bytes) -> None:
+    # The general way (the head formatted from the block's lines, the length and
+    # the body joined) and the answer as it came give the same bytes; the answer
+    # is used exactly where it is one.
+    response, block = taken(data)
+    assert block is not None and block.holds(response)
+    assert (block.answer is data) == (data in AS_SENT)
+    general, kept = written(block, response, answer=False)
+    fast, kept_too = written(block, response, answer=True)
+    assert fast == general and kept_too == kept
+    if data in AS_SENT:
+        assert fast is data  # sent as it came, not joined again
+        assert general == data
+    # A connection that closes after it: the writer's own Connection line.
+    closing, open_after = written(block, response, answer=True, keep_alive=False)
+    assert closing == written(block, response, answer=False, keep_alive=False)[0]
+    assert b"connection: close\r\n" in closing and not open_after
+    # A module gave the response another body (the same bytes or others): the
+    # answer is not that of this body, and the writer joins as always.
+    for other in (bytes(bytearray(response.body)) + b"", b"x" * 7):
+        response.body = other
+        assert written(block, response, answer=True) == written(block, response, answer=False)
+        if other != data[len(data) - len(other) :]:
+            assert written(block, response, answer=True)[0] is not data

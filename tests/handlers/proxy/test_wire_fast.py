@@ -381,6 +381,36 @@ def test_forwarding_fields_cached_equal_a_fresh_build() -> None:
     assert d[b"x-forwarded-proto"] == b"https" and a[b"x-forwarded-proto"] == b"http"
 
 
+def test_forwarding_fields_of_a_connections_requests() -> None:
+    # A connection's requests share their client, host and scheme objects: the
+    # fields built for the first are the next one's at once (by identity). Any of
+    # them another object, of the same value or another, is looked at again: each
+    # request gets its own fields, as fresh ones.
+    first = request("192.0.2.1", "a.example")
+    fields(first)
+    same = request("192.0.2.1", "a.example")
+    same.client, same.host, same.scheme = first.client, first.host, first.scheme
+    same.peer = same.client
+    assert fields(same) == fields(first)
+    for attr, value in (
+        ("client", ("192.0.2.7", 1000)),
+        ("host", "c.example"),
+        ("scheme", "https"),
+        ("client", ("192.0.2.1", 1000)),
+        ("host", "a.example"),
+    ):
+        other = request("192.0.2.1", "a.example")
+        other.client, other.host, other.scheme = first.client, first.host, first.scheme
+        other.peer = other.client
+        setattr(other, attr, value)
+        if attr == "client":
+            other.peer = other.client  # (from no trusted proxy)
+        fields(first)  # the last request's: first's objects
+        got = dict(fields(other))
+        fresh = dict(forward._forwarding(other, None, None, b"up", False))
+        assert {k: v for k, v in got.items() if k in forward.FORWARDING} == fresh, attr
+
+
 def test_forwarding_cache_is_bounded() -> None:
     for i in range(forward._OWN_HOP_MAX * 3):
         fields(request(f"10.0.{i // 256}.{i % 256}", "a.example"))
@@ -604,3 +634,42 @@ def test_usual_head_in_c_marks_every_changed_field_as_python_does() -> None:
                 continue
             parsed = wire._parse_head(raw, wire._blank_line(raw, 0, 65536) + 4)
             assert not usual.plain and usual.plain == parsed.plain, raw
+
+
+def test_usual_head_in_c_gives_a_repeated_field_its_last_pair() -> None:
+    # An upstream answers alike: the C reader gives a field line that repeats the
+    # last head's line at the same place that head's pair object again (no name,
+    # value nor tuple made anew), and a new pair to any other line; each head's
+    # record the same as the Python parse's, whatever it was given.
+    if wire._C_RESPONSE_HEAD is None:
+        pytest.skip("a pure-Python build has no C head reader")
+    date = b"date: Sat, 05 Dec 2026 18:00:0%d GMT\r\n"
+    heads = [
+        b"HTTP/1.1 200 OK\r\n" + date % 0 + b"server: up\r\nx-a: 1\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n" + date % 0 + b"server: up\r\nx-a: 1\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n" + date % 1 + b"server: up\r\nx-a: 2\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nserver: up\r\n" + date % 1 + b"x-a: 2\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nserver: up\r\n" + date % 1 + b"X-A: 2\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nserver: up\r\n" + date % 1 + b"X-A: 2\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nserver: up\r\n"
+        + date % 1
+        + b"location: /\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nserver: up\r\n"
+        + date % 1
+        + b"location: /\r\ncontent-length: 0\r\n\r\n",
+    ]
+    before: list[tuple[bytes, bytes]] = []
+    for i, raw in enumerate(heads):
+        usual = wire._parse_usual_head(raw, 65536, wire._Parsed())
+        assert usual is not None
+        parsed = wire._parse_head(raw, len(raw), wire._Parsed())
+        assert isinstance(parsed, wire._Parsed)
+        assert usual.bare == parsed.bare and usual.plain == parsed.plain, raw
+        assert (usual.date, usual.server) == (parsed.date, parsed.server), raw
+        now = usual.bare
+        if i:
+            for at, pair in enumerate(now):
+                # (A line whose name came with an upper-case letter gets its own.)
+                again = at < len(before) and before[at] == pair and pair[0] + b": " in raw
+                assert (at < len(before) and pair is before[at]) == again, (raw, pair)
+        before = now

@@ -368,6 +368,22 @@ other_changed(const unsigned char *name, Py_ssize_t size)
     return 0;
 }
 
+/* The field pairs of the last head response_head read, by their place in the
+ * head (its first PAIRS_KEPT field lines; NULL: none kept there), with their
+ * name's index in KNOWN and whether it is one of OTHER_CHANGED. An upstream
+ * answers alike: a head that repeats a line at the same place (its Server, its
+ * Content-Type, the Date of this second) is given that pair object again,
+ * rather than a new name, value and tuple freed with each response (~270
+ * instructions a field). A pair is immutable: shared between responses, no
+ * reader can tell (FieldBlock.holds compares pairs by identity, and the same
+ * object is the same name and value). A line whose name has an upper-case
+ * letter is neither kept nor looked up (its name is made in lower case).
+ * Holds one head's fields at most (within the caller's limit). */
+#define PAIRS_KEPT 16
+static PyObject *kept_pairs[PAIRS_KEPT];
+static signed char kept_index[PAIRS_KEPT];
+static char kept_changed[PAIRS_KEPT];
+
 PyDoc_STRVAR(response_head_doc,
 "response_head(raw, limit, /)\n--\n\n"
 "The usual upstream response head at the start of raw, read whole in one pass\n"
@@ -427,6 +443,7 @@ response_head(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
     long long size = -1;
     int canonical = 1, date = 0, server = 0, plain = 1;
     Py_ssize_t at = eol + 2;
+    Py_ssize_t field_no = 0; /* the field line's place in the head */
     while (data[at] != '\r') {
         if (at - 2 > limit) {
             goto decline; /* longer than limit (the Python parse says so) */
@@ -437,23 +454,48 @@ response_head(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
         }
         canonical &= written_so(data, &line);
         int index;
-        PyObject *name = line_name(data, at, &line, &index);
-        if (name == NULL) {
-            goto fail;
-        }
         Py_ssize_t name_size = line.colon - at;
         Py_ssize_t value_size = line.stop - line.first;
         const unsigned char *value_bytes = data + line.first;
+        /* The pair kept from the last head at this place, where this line
+         * repeats it (see kept_pairs): no name, value nor tuple made. */
+        PyObject *kept = NULL;
+        int changed_other = 0;
+        if (field_no < PAIRS_KEPT && !line.upper && kept_pairs[field_no] != NULL) {
+            PyObject *pair = kept_pairs[field_no];
+            PyObject *kept_name = PyTuple_GET_ITEM(pair, 0);
+            PyObject *kept_value = PyTuple_GET_ITEM(pair, 1);
+            if (PyBytes_GET_SIZE(kept_name) == name_size
+                && PyBytes_GET_SIZE(kept_value) == value_size
+                && memcmp(PyBytes_AS_STRING(kept_name), data + at, (size_t)name_size) == 0
+                && memcmp(PyBytes_AS_STRING(kept_value), value_bytes, (size_t)value_size)
+                       == 0) {
+                kept = pair;
+                index = kept_index[field_no];
+                changed_other = kept_changed[field_no];
+            }
+        }
+        PyObject *name = NULL;
+        if (kept == NULL) {
+            name = line_name(data, at, &line, &index);
+            if (name == NULL) {
+                goto fail;
+            }
+            changed_other =
+                index < 0
+                && other_changed((const unsigned char *)PyBytes_AS_STRING(name), name_size);
+        }
         if (index == K_CONTENT_LENGTH) {
+            /* (Never a kept pair: its field is not in the list, nor kept.) */
             if (length_index >= 0 || value_size < 1 || value_size > 18) {
-                Py_DECREF(name);
+                Py_XDECREF(name);
                 goto decline;
             }
             size = 0;
             for (Py_ssize_t i = 0; i < value_size; i++) {
                 int digit = value_bytes[i] - '0';
                 if (digit < 0 || digit > 9) {
-                    Py_DECREF(name);
+                    Py_XDECREF(name);
                     goto decline;
                 }
                 size = size * 10 + digit;
@@ -468,27 +510,54 @@ response_head(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
             server = 1;
         }
         else if (index == K_CONNECTION || index == K_TRANSFER_ENCODING) {
-            Py_DECREF(name);
+            Py_XDECREF(name);
             goto decline; /* the framing or the connection's reuse: Python's */
         }
         else if (index == K_KEEP_ALIVE || index == K_LOCATION || index == K_SET_COOKIE
-                 || (index < 0 && other_changed((const unsigned char *)PyBytes_AS_STRING(name),
-                                                name_size))) {
+                 || changed_other) {
             plain = 0;
         }
-        PyObject *value = PyBytes_FromStringAndSize((const char *)value_bytes, value_size);
-        if (value == NULL) {
-            Py_DECREF(name);
-            goto fail;
+        if (kept != NULL) {
+            if (PyList_Append(headers, kept) < 0) {
+                goto fail;
+            }
         }
-        if (index == K_CONTENT_LENGTH) {
-            /* Kept apart: the list is the fields without it (see bare). */
-            length_value = value;
-            Py_DECREF(name);
+        else {
+            PyObject *value = PyBytes_FromStringAndSize((const char *)value_bytes, value_size);
+            if (value == NULL) {
+                Py_DECREF(name);
+                goto fail;
+            }
+            if (index == K_CONTENT_LENGTH) {
+                /* Kept apart: the list is the fields without it (see bare). */
+                length_value = value;
+                Py_DECREF(name);
+            }
+            else {
+                PyObject *field = PyTuple_New(2);
+                if (field == NULL) {
+                    Py_DECREF(name);
+                    Py_DECREF(value);
+                    goto fail;
+                }
+                PyTuple_SET_ITEM(field, 0, name);
+                PyTuple_SET_ITEM(field, 1, value);
+                if (PyList_Append(headers, field) < 0) {
+                    Py_DECREF(field);
+                    goto fail;
+                }
+                if (field_no < PAIRS_KEPT && !line.upper) {
+                    /* Kept for the next head (this reference moves there). */
+                    Py_XSETREF(kept_pairs[field_no], field);
+                    kept_index[field_no] = (signed char)index;
+                    kept_changed[field_no] = (char)changed_other;
+                }
+                else {
+                    Py_DECREF(field);
+                }
+            }
         }
-        else if (append_field(headers, name, value) < 0) {
-            goto fail;
-        }
+        field_no++;
         pos += name_size + value_size + 4;
         at = line.end + 2;
     }

@@ -305,7 +305,9 @@ def outgoing(
     # (The same object unless a trusted proxy named another client: no comparison.)
     trusted_chain = forwarded and client is not request.peer and client != request.peer
     method = request.method
-    method_bytes = _METHODS.get(method) or method.encode("latin-1")
+    # (A compare with the literal, the same object as the request's: no look-up.)
+    known = b"GET" if method == "GET" else _METHODS.get(method)
+    method_bytes = known if known is not None else method.encode("latin-1")
     if plain and forwarded and not trusted_chain and request.body is _EMPTY_BODY:
         # The usual request (no body, from no trusted proxy): its head in one
         # piece from its fields, unless one needs the work below (a Connection
@@ -407,12 +409,16 @@ def _lines(headers: Headers) -> bytes:
 
 class _LastHop:
     """The forwarding fields last built from _OWN_HOP's key (a connection's
-    requests come one after another: no key tuple nor look-up for them)."""
+    requests come one after another: no key tuple nor look-up for them). Its
+    request's client, host and scheme objects are held, and the next request's
+    are compared with them by identity (a connection hands each of its requests
+    the same ones): the same object is the same value, and a held one cannot be
+    freed and its address given to another."""
 
-    __slots__ = ("client", "host", "lines", "rfc7239", "scheme", "sent", "tls")
+    __slots__ = ("host", "lines", "peer", "rfc7239", "scheme", "sent", "tls")
 
     def __init__(self) -> None:
-        self.client = ""
+        self.peer: object = self  # (no request's client: nothing matches at first)
         self.host = ""
         self.scheme = ""
         self.tls = False
@@ -428,23 +434,22 @@ def _own_hop(request: Request, sent: bytes, rfc7239: bool) -> bytes:
     # The forwarding fields of a request from no trusted proxy (see _OWN_HOP);
     # ``sent``: the Host the upstream gets.
     client = request.client
-    # ``is not None``, not the tuple's truth: compiled, that would box the
-    # (unboxed) pair into a new tuple for each request.
-    address = client[0] if client is not None else ""
     host = request.host
     scheme = request.scheme
     tls = request.tls is None
     last = _LAST_HOP
     if (
-        last.lines
-        and address == last.client
-        and host == last.host
-        and scheme == last.scheme
+        client is last.peer
+        and host is last.host
+        and scheme is last.scheme
         and tls == last.tls
-        and sent == last.sent
         and rfc7239 == last.rfc7239
+        and sent == last.sent
     ):
         return last.lines
+    # ``is not None``, not the tuple's truth: compiled, that would box the
+    # (unboxed) pair into a new tuple for each request.
+    address = client[0] if client is not None else ""
     key = (address, host, scheme, tls, sent, rfc7239)
     own = _OWN_HOP.get(key)
     if own is None:
@@ -454,7 +459,7 @@ def _own_hop(request: Request, sent: bytes, rfc7239: bool) -> bytes:
         if len(_OWN_HOP) >= _OWN_HOP_MAX:
             _OWN_HOP.clear()
         _OWN_HOP[key] = own
-    last.client, last.host, last.scheme, last.tls = address, host, scheme, tls
+    last.peer, last.host, last.scheme, last.tls = client, host, scheme, tls
     last.sent, last.rfc7239, last.lines = sent, rfc7239, own
     return own
 

@@ -609,11 +609,13 @@ class _Exchange(Outgoing):
                 if parsed is not None:
                     self._set_head(parsed.status, parsed.reason, parsed.plain, parsed.bare)
                     response = self.response
-                    response.body = data[parsed.end :]
+                    body = response.body = data[parsed.end :]
                     if self.set_cookie is None:
                         # The head as its bytes came, where the writer would write
-                        # it so: written as they are, unless a module changes it.
-                        response.block = parsed.block(data, response.headers)
+                        # it so: written as they are, unless a module changes it
+                        # (and the whole answer, where it came as the writer would
+                        # send it).
+                        response.block = parsed.block(data, response.headers, body)
                     return _WHOLE
             return parser.feed(data)
         except wire.UpstreamProtocolError as exc:

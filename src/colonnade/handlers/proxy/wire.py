@@ -508,17 +508,35 @@ class _Parsed:
             self.headers = headers
             self.missing = -1
 
-    def block(self, data: bytes, fields: Headers) -> FieldBlock | None:
+    def block(self, data: bytes, fields: Headers, body: bytes | None = None) -> FieldBlock | None:
         """The head, read from ``data``, as the HTTP/1 writer would write it
         without its Content-Length (``fields``: its fields without it, the list a
         response has), from ``data``'s own bytes: None unless they are written so
         already (``canonical``) and no field is to be changed on the way back
         (``plain``). The block is this record's one, filled again for the next head
-        (the response it was filled for before no longer holds it: FieldBlock)."""
+        (the response it was filled for before no longer holds it: FieldBlock).
+        ``body``: ``data`` is the whole answer, this head and ``body`` (its
+        Content-Length's worth): where its Content-Length line is its last field
+        line, its length in decimal as the writer writes it, and a Date and a
+        Server are among the fields, ``data`` is also the whole answer the writer
+        would send (the block's ``answer``)."""
         if not self.canonical or not self.plain:
             return None
         cut = self.end - 2  # where the blank line begins
         at = self.length_at
+        answer: bytes | None = None
+        length = self.length
+        if (
+            body is not None
+            and self.date
+            and self.server
+            and length is not None
+            and at >= 0
+            and at + 18 + len(length) == cut
+            and (length[0] != 48 or len(length) == 1)  # no leading zero ("0" itself)
+            and len(data) == self.end + len(body)
+        ):
+            answer = data
         cut_already = self.lines
         if cut_already is not None:
             lines = cut_already
@@ -526,7 +544,6 @@ class _Parsed:
             lines = data[:cut]
         else:
             # The Content-Length line ("content-length: " value CR LF) cut out.
-            length = self.length
             assert length is not None
             after = at + 18 + len(length)
             lines = data[:at] if after == cut else data[:at] + data[after:cut]
@@ -536,7 +553,9 @@ class _Parsed:
         block = self._block
         if block is None:
             block = self._block = FieldBlock()
-        block.fill(self.status, self.reason, pairs, lines, self.date, self.server)
+        block.fill(
+            self.status, self.reason, pairs, lines, self.date, self.server, answer, body or b""
+        )
         return block
 
 
