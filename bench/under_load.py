@@ -23,7 +23,8 @@ Usage (from the repository root)::
 
 ``pool``: colonnade (compiled build) running apps.wsgi_hello on its WSGI thread
 pool; ``loop``: the same app inline (``--no-wsgi-blocking``); ``pool-pure`` and
-``loop-pure``: the pure install. (granian is not here yet: with its processes
+``loop-pure``: the pure install; ``asgi-pure``: the pure install running
+apps.asgi_hello (run.py's colonnade-asgi-py row, in one process). (granian is not here yet: with its processes
 under callgrind, the dumps asked for never arrived in a first try; session 24
 counted it at 49.9k with two runs of 4,000 and 12,000 requests instead.) ``--keep DIR`` keeps the callgrind files (for callgrind_annotate).
 Stdlib only.
@@ -55,6 +56,9 @@ SERVERS = {
     "loop": ".venv-compiled/bin/colonnade " + _COLONNADE_ARGS + " --no-wsgi-blocking",
     "pool-pure": ".venv/bin/colonnade " + _COLONNADE_ARGS,
     "loop-pure": ".venv/bin/colonnade " + _COLONNADE_ARGS + " --no-wsgi-blocking",
+    # run.py's colonnade-asgi-py (the pure install, its access log on), in one process
+    "asgi-pure": ".venv/bin/colonnade serve apps.asgi_hello:app --app-dir bench --root {www}"
+    " --bind {host}:{port} --workers 0 --timeout-keep-alive 300",
 }
 
 

@@ -119,6 +119,7 @@ def test_a_request_and_its_exchange_are_what_their_classes_make(
     assert _UNSET not in made.values()
     expected = Exchange(conn, exchange.head, request, exchange.body)  # type: ignore[arg-type]
     expected.record = exchange.record
+    expected.route = exchange.route
     assert made == _slots(expected)
 
 

@@ -2,7 +2,7 @@
 transparent (rewrite with no rule; Basic authentication where enabled): the rule keeps
 what it found per runtime and section set (``engine.respcache.blocking``) instead of
 walking the modules for each answer again, and the connection asks its verdict
-(``ResponseCache.refuses``, ``engine.respcache.refusing``) before such a request takes
+(``ResponseCache.judge``, ``engine.respcache.refusing``) before such a request takes
 the pipeline: no record is made and none offered, while the modules still see every
 request, other paths are still kept, and a reload judges afresh."""
 
@@ -184,7 +184,8 @@ def _counters(live: LiveServer) -> tuple[int, int, dict[str, bool | None]]:
         for path in ("/both/file.txt", "/open/file.txt"):
             runtime = state.engine.sites[0].app_for(path)
             assert runtime is not None
-            verdicts[path] = cache.refused.get((runtime, runtime.app.sections_for(path)))
+            route = (cache.engine, runtime, runtime.app.sections_for(path))
+            verdicts[path] = cache.refused.get(route)
         return cache.stored, cache.hits, verdicts
 
     return live.look(read)
@@ -275,8 +276,9 @@ def test_a_folder_whose_default_document_may_be_kept_is_not_refused(tmp_path: Pa
 
 
 def test_a_routing_fault_sends_the_request_to_the_pipeline_without_a_record() -> None:
-    # review15: a fault in the verdict's routing is not the connection's: refuses says
-    # True (no record), and the pipeline meets the fault where it is answered.
+    # review15: a fault in the verdict's routing is not the connection's: judge says
+    # refused (no record) with no route, and the pipeline meets the fault where it is
+    # answered.
     import colonnade.transport.respcache as respcache
 
     if not str(respcache.__file__).endswith(".py"):
@@ -293,6 +295,7 @@ def test_a_routing_fault_sends_the_request_to_the_pipeline_without_a_record() ->
             raise RuntimeError("no route")
 
     cache = respcache.ResponseCache(_Faulty())  # type: ignore[arg-type]
-    assert cache.refuses(80, "localhost", "/file.txt") is True
-    # A folder's path is never refused here (its default document decides later).
-    assert cache.refuses(80, "localhost", "/docs/") is False
+    assert cache.judge(80, "localhost", "/file.txt") == (True, None)
+    # A folder's path is never refused here (its default document decides later),
+    # nor routed: the engine routes it.
+    assert cache.judge(80, "localhost", "/docs/") == (False, None)

@@ -19,6 +19,7 @@ from time import monotonic
 from typing import Any, Final
 
 from colonnade.config.schema import ServerConfig
+from colonnade.config.sections import SectionSet
 from colonnade.config.toml_lines import KeyLines
 from colonnade.config.tree import log_broken
 from colonnade.core.app import Application
@@ -39,6 +40,12 @@ log = logging.getLogger("colonnade.engine")
 
 #: The walk of one request, which gives its context (what ``Engine.handle`` returns).
 Walking = Coroutine[Any, Any, Context]
+
+#: A request's route found before ``Engine.handle`` (by the response cache's verdict,
+#: ``transport.respcache.ResponseCache.judge``): the engine generation that found it,
+#: the application's runtime and the path's effective settings. ``handle`` takes it
+#: in place of routing the request again where the generation is its own.
+Route = tuple["Engine", AppRuntime, SectionSet]
 
 #: Whether mypyc compiled this module. Then the request monitor's table is an
 #: :class:`Executing` (a few native stores per request); the pure install keeps a
@@ -305,7 +312,9 @@ class Engine(Bookkeeping):
                 return runtime
         return self._nowhere
 
-    def handle(self, request: Request, writer: ResponseWriter) -> Walking:
+    def handle(
+        self, request: Request, writer: ResponseWriter, route: Route | None = None
+    ) -> Walking:
         """Run ``request`` through its application's plan; the response goes to ``writer``.
 
         Returns the coroutine that runs it, to await at once (it gives the request's
@@ -313,20 +322,26 @@ class Engine(Bookkeeping):
         walk's own coroutine (``AppRuntime.serve``), the bookkeeping of
         :meth:`ended` in its ``finally``: one coroutine per request to create and
         resume, not two.
+
+        ``route``: the request's :data:`Route`, where its connection found it already
+        (the response cache's verdict routes a candidate request): used as it is
+        when this generation found it, else (a reload came in between) the request
+        is routed here, as without one.
         """
-        # A server of one application (``serve app``): no routing to do.
-        runtime = self._only
-        if runtime is None:
-            server = request.server
-            runtime = self.route(server[1] if server else 0, request.host, request.path)
+        if route is not None and route[0] is self:
+            runtime = route[1]
+            sections: SectionSet | None = route[2]
+        else:
+            # A server of one application (``serve app``): no routing to do.
+            only = self._only
+            if only is None:
+                server = request.server
+                runtime = self.route(server[1] if server else 0, request.host, request.path)
+            else:
+                runtime = only
+            sections = runtime.path_sections.get(request.path)
         if _COMPILED:
-            ctx = Context(
-                request,
-                runtime.app,
-                writer,
-                runtime.send_response,
-                runtime.path_sections.get(request.path),
-            )
+            ctx = Context(request, runtime.app, writer, runtime.send_response, sections)
         else:
             # Interpreted, Context.__init__'s stores made here (see core.context.NEW,
             # and its Response's there): its call is one more Python frame per
@@ -353,9 +368,7 @@ class Engine(Bookkeeping):
             ctx.user = None
             ctx.handler = None
             ctx.items = {}
-            path = request.path
-            sections = runtime.path_sections.get(path)
-            ctx.sections = sections if sections is not None else app.sections_for(path)
+            ctx.sections = sections if sections is not None else app.sections_for(request.path)
             ctx.finished = False
             ctx.state_acquired = False
             ctx.error = None

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from colonnade.core.context import Context
 from colonnade.core.stages import Stage
@@ -116,12 +116,16 @@ def blocking(modules: Any, sections: SectionSet) -> frozenset[str]:
     return frozenset(module.id for module in modules if not _transparent(module, sections))
 
 
-def remember(memo: dict[tuple[Any, Any], Any], pair: tuple[Any, Any], value: Any) -> None:
-    """``memo[pair] = value`` in one of the response cache's memos, emptied first
-    when it holds :data:`MAX_VERDICTS` pairs."""
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def remember(memo: dict[_K, _V], key: _K, value: _V) -> None:
+    """``memo[key] = value`` in one of the response cache's memos, emptied first
+    when it holds :data:`MAX_VERDICTS` keys."""
     if len(memo) >= MAX_VERDICTS:
         memo.clear()
-    memo[pair] = value
+    memo[key] = value
 
 
 def blocked_by(
@@ -143,7 +147,7 @@ def refusing(runtime: AppRuntime, blocked: frozenset[str]) -> bool:
     """Whether :func:`eligible` refuses every answer to a request that ``runtime``
     serves with the settings for which ``blocked`` is :func:`blocking`, whatever
     the answer: the verdict the connection asks before a candidate request takes
-    the pipeline (``ResponseCache.refuses``), so that such a request makes no
+    the pipeline (``ResponseCache.judge``), so that such a request makes no
     record to offer and the rule is not asked again per answer.
 
     True where a module is not transparent there and no grant could make up for
@@ -235,7 +239,7 @@ def eligible(
     ``memo`` (the cache's, one per engine generation) keeps :func:`blocking` per
     runtime and section set (:func:`blocked_by`). A path whose every answer is
     refused whatever it is (:func:`refusing`) is seldom offered: the connection
-    asks that verdict first (``ResponseCache.refuses``) and makes no record."""
+    asks that verdict first (``ResponseCache.judge``) and makes no record."""
     handler = ctx.handler
     response = ctx.response
     user = ctx.user

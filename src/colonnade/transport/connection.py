@@ -72,6 +72,7 @@ from colonnade.transport.respcache import (
 if TYPE_CHECKING:
     from colonnade.config.schema import Limits, Timeouts
     from colonnade.engine import Engine
+    from colonnade.engine.engine import Route
     from colonnade.transport.server import ConnectionRouter, Held, ServerState
 
 log = logging.getLogger("colonnade.transport")
@@ -748,6 +749,7 @@ class Exchange(TransportWriter):
         "record",
         "released",
         "request",
+        "route",
         "sized",
     )
 
@@ -770,6 +772,9 @@ class Exchange(TransportWriter):
         self.held: bytes | None = None
         # What the response cache may keep of the response (a candidate request only).
         self.record: Record | None = None
+        # The request's route, found by the response cache's verdict (a candidate
+        # request only), for Engine.handle (which checks its generation).
+        self.route: Route | None = None
         # The whole response is handed to the transport (send_all, or end).
         self.complete = False
         # Let go (see HttpConnection._let_go): the connection went on to its next
@@ -1610,6 +1615,7 @@ class HttpConnection(asyncio.Protocol):
         if router is not None and self._refused(router, request):
             return
         record = None
+        route = None
         cache = live.respcache
         if cache is not None and body is None and router is None:
             encoding = request_encoding(head)
@@ -1650,15 +1656,18 @@ class HttpConnection(asyncio.Protocol):
                 # answer to the cache, unless the engine's rule refuses every answer
                 # for the path (rewrite or URL authorization enabled there, say: a
                 # verdict kept per generation), so the record would be made and
-                # offered for nothing.
+                # offered for nothing. The route the verdict found goes to
+                # Engine.handle, which then does not route the request again.
                 server = self.server
-                if not cache.refuses(server[1] if server else 0, host, path):
+                refused, route = cache.judge(server[1] if server else 0, host, path)
+                if not refused:
                     if key is None:
                         key = request_key(head, self._scheme, server, encoding)
                     record = Record(cache, key)
         if _COMPILED:
             exchange = Exchange(self, head, request, body)
             exchange.record = record
+            exchange.route = route
         else:
             # Exchange.__init__'s stores made here (see the request's above): its
             # call is one more Python frame per request. The same values
@@ -1673,6 +1682,7 @@ class HttpConnection(asyncio.Protocol):
             exchange.sized = False
             exchange.held = None
             exchange.record = record
+            exchange.route = route
             exchange.complete = False
             exchange.released = False
         if body is None:
@@ -1844,6 +1854,7 @@ class HttpConnection(asyncio.Protocol):
                             ctx = await self._live.engine.handle(
                                 exchange.request,  # type: ignore[arg-type]
                                 exchange,
+                                exchange.route,
                             )
                             if not ctx.response.headers_sent or exchange.record is not None:
                                 self._answered(exchange, ctx)  # else nothing to do

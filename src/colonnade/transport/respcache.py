@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from colonnade.core.context import Context
     from colonnade.core.request import Headers
     from colonnade.engine import Engine
+    from colonnade.engine.engine import Route
 
 log = logging.getLogger("colonnade.transport")
 
@@ -314,10 +315,11 @@ class ResponseCache:
         #: out, per (runtime, section set) of this generation (``engine.respcache``'s
         #: ``blocked_by``; at most its ``MAX_VERDICTS``).
         self.blocking: dict[tuple[Any, Any], frozenset[str]] = {}
-        #: Per (runtime, section set) of this generation: True where the rule refuses
-        #: every answer (``engine.respcache.refusing``), read by :meth:`refuses` before
-        #: a candidate request takes the pipeline (at most ``MAX_VERDICTS`` pairs).
-        self.refused: dict[tuple[Any, Any], bool] = {}
+        #: Per route of this generation (its engine, runtime and section set: see
+        #: :meth:`judge`): True where the rule refuses every answer
+        #: (``engine.respcache.refusing``), read by :meth:`judge` before a candidate
+        #: request takes the pipeline (at most ``MAX_VERDICTS`` routes).
+        self.refused: dict[Route, bool] = {}
         self.bytes = 0
         #: Requests answered from the cache, and entries stored (for tests and tools).
         self.hits = 0
@@ -344,57 +346,66 @@ class ResponseCache:
         self.hits += 1
         return True
 
-    def refuses(self, port: int, host: str, path: str) -> bool:
-        """Whether the engine's rule refuses every answer to a request for ``path``
-        on ``port`` with ``Host: host``: then it takes the pipeline with no record
-        made and none offered (the request is not answered here either way). What
-        the rule's refusal depends on is the application the request is routed to
-        and the path's effective configuration (the section set an application
-        shares among the paths that match the same levels), found as
-        ``Engine.handle`` finds them; the verdict is kept per pair for this
-        generation (a reload, a changed ``web.toml``, starts a new cache), so a
-        refused request costs the route and two look-ups, where the record, the
-        offer and the rule's interpreted refusal after the walk cost ~5,800
-        instructions of a rewrite-enabled static request (bench row rewrite-0).
-        A changed file does not move it: it reads only the plan and the settings.
+    def judge(self, port: int, host: str, path: str) -> tuple[bool, Route | None]:
+        """``(refused, route)`` for a request for ``path`` on ``port`` with ``Host:
+        host``. ``refused``: whether the engine's rule refuses every answer to it;
+        then it takes the pipeline with no record made and none offered (the request
+        is not answered here either way). ``route``: the request's route as
+        ``Engine.handle`` would find it (``engine.engine.Route``: this generation's
+        engine, the application's runtime, the path's section set), for the
+        connection to hand on to ``Engine.handle``, which then does not route the
+        request again; None where none was found here.
 
-        Never a refusal for a folder's path ("/", "/docs/"): the default document
-        remaps it to a file under that file's settings, which the rule reads after
-        the walk (a path's own settings may block what its document's do not).
-        The default document is the one module transparent to the rule that
-        remaps; a CGI script's local redirect may move a request to settings that
-        would keep it too, and is refused here by its script's (a lost entry,
-        never a module skipped)."""
+        What the rule's refusal depends on is the application the request is routed
+        to and the path's effective configuration (the section set an application
+        shares among the paths that match the same levels); the verdict is kept per
+        route for this generation (a reload, a changed ``web.toml``, starts a new
+        cache), so a refused request costs the route and two look-ups, where the
+        record, the offer and the rule's interpreted refusal after the walk cost
+        ~5,800 instructions of a rewrite-enabled static request (bench row
+        rewrite-0). A changed file does not move it: it reads only the plan and the
+        settings.
+
+        Never a refusal for a folder's path ("/", "/docs/"), which is not routed
+        here: the default document remaps it to a file under that file's settings,
+        which the rule reads after the walk (a path's own settings may block what
+        its document's do not). The default document is the one module transparent
+        to the rule that remaps; a CGI script's local redirect may move a request
+        to settings that would keep it too, and is refused here by its script's (a
+        lost entry, never a module skipped). A fault while routing is a refusal
+        with no route: the pipeline meets the same fault where it is answered."""
         if path.endswith("/"):
-            return False
+            return False, None
+        engine = self.engine
         try:
-            runtime = self.engine.route(port, host, path)
+            runtime = engine.route(port, host, path)
             sections = runtime.path_sections.get(path)
             if sections is None:
-                # A path not seen lately: what Engine.handle does next (and then finds).
+                # A path not seen lately: what Engine.handle would do (and then find).
                 sections = runtime.app.sections_for(path)
         except Exception:
             # The pipeline meets the same fault where it is answered (a 500 for
             # this request alone): no record for it.
             log.exception("response cache: routing %r failed", path)
-            return True
-        pair = (runtime, sections)
-        verdict = self.refused.get(pair)
+            return True, None
+        route = (engine, runtime, sections)
+        verdict = self.refused.get(route)
         if verdict is None:
-            verdict = self._verdict(runtime, sections, pair)
-        return verdict
+            verdict = self._verdict(route)
+        return verdict, route
 
-    def _verdict(self, runtime: Any, sections: Any, pair: tuple[Any, Any]) -> bool:
-        """:meth:`refuses`'s verdict on a pair it has not kept (once per pair)."""
+    def _verdict(self, route: Route) -> bool:
+        """:meth:`judge`'s verdict on a route it has not kept (once per route)."""
         from colonnade.engine.respcache import blocked_by, refusing, remember
 
+        runtime = route[1]
         try:
-            verdict = refusing(runtime, blocked_by(self.blocking, runtime, sections))
+            verdict = refusing(runtime, blocked_by(self.blocking, runtime, route[2]))
         except Exception:
             # A fault of the rule costs the path its entries, never the connection.
             log.exception("response cache: judging %s failed", runtime.app.id)
             verdict = True
-        remember(self.refused, pair, verdict)
+        remember(self.refused, route, verdict)
         return verdict
 
     def drop(self, key: Key) -> None:
