@@ -184,8 +184,7 @@ def _counters(live: LiveServer) -> tuple[int, int, dict[str, bool | None]]:
         for path in ("/both/file.txt", "/open/file.txt"):
             runtime = state.engine.sites[0].app_for(path)
             assert runtime is not None
-            route = (cache.engine, runtime, runtime.app.sections_for(path))
-            verdicts[path] = cache.refused.get(route)
+            verdicts[path] = cache.refused.get((runtime, runtime.app.sections_for(path)))
         return cache.stored, cache.hits, verdicts
 
     return live.look(read)
@@ -290,6 +289,7 @@ def test_a_routing_fault_sends_the_request_to_the_pipeline_without_a_record() ->
         settings = SimpleNamespace(
             response_cache=SimpleNamespace(max_entries=1, max_bytes=1, max_entry_size=1)
         )
+        router = SimpleNamespace(only=None)
 
         def route(self, port: int, host: str, path: str) -> Any:
             raise RuntimeError("no route")

@@ -76,12 +76,12 @@ def _get(conn: Conn, target: str) -> tuple[int, bytes]:
 
 
 def _verdicts(live: LiveServer) -> dict[str, bool]:
-    """The verdicts the response cache keeps, by the application path they route to."""
+    """The verdicts the response cache keeps, by the application path of their pair."""
 
     def read(state: ServerState) -> dict[str, bool]:
         cache = state.respcache
         assert cache is not None
-        return {route[1].app.path: refused for route, refused in cache.refused.items()}
+        return {pair[0].app.path: refused for pair, refused in cache.refused.items()}
 
     return live.look(read)
 

@@ -315,11 +315,14 @@ class ResponseCache:
         #: out, per (runtime, section set) of this generation (``engine.respcache``'s
         #: ``blocked_by``; at most its ``MAX_VERDICTS``).
         self.blocking: dict[tuple[Any, Any], frozenset[str]] = {}
-        #: Per route of this generation (its engine, runtime and section set: see
-        #: :meth:`judge`): True where the rule refuses every answer
-        #: (``engine.respcache.refusing``), read by :meth:`judge` before a candidate
-        #: request takes the pipeline (at most ``MAX_VERDICTS`` routes).
-        self.refused: dict[Route, bool] = {}
+        #: Per (runtime, section set) of this generation: True where the rule refuses
+        #: every answer (``engine.respcache.refusing``), read by :meth:`judge` before a
+        #: candidate request takes the pipeline (at most ``MAX_VERDICTS`` pairs).
+        self.refused: dict[tuple[Any, Any], bool] = {}
+        #: Whether :meth:`judge` hands the route it found on: only where the engine
+        #: would route the request again (a server of one application at "/" does not
+        #: route: a route made for it would only cost a tuple per request).
+        self.hand_on = engine.router.only is None
         self.bytes = 0
         #: Requests answered from the cache, and entries stored (for tests and tools).
         self.hits = 0
@@ -388,24 +391,23 @@ class ResponseCache:
             # this request alone): no record for it.
             log.exception("response cache: routing %r failed", path)
             return True, None
-        route = (engine, runtime, sections)
-        verdict = self.refused.get(route)
+        pair = (runtime, sections)
+        verdict = self.refused.get(pair)
         if verdict is None:
-            verdict = self._verdict(route)
-        return verdict, route
+            verdict = self._verdict(runtime, sections, pair)
+        return verdict, ((engine, runtime, sections) if self.hand_on else None)
 
-    def _verdict(self, route: Route) -> bool:
-        """:meth:`judge`'s verdict on a route it has not kept (once per route)."""
+    def _verdict(self, runtime: Any, sections: Any, pair: tuple[Any, Any]) -> bool:
+        """:meth:`judge`'s verdict on a pair it has not kept (once per pair)."""
         from colonnade.engine.respcache import blocked_by, refusing, remember
 
-        runtime = route[1]
         try:
-            verdict = refusing(runtime, blocked_by(self.blocking, runtime, route[2]))
+            verdict = refusing(runtime, blocked_by(self.blocking, runtime, sections))
         except Exception:
             # A fault of the rule costs the path its entries, never the connection.
             log.exception("response cache: judging %s failed", runtime.app.id)
             verdict = True
-        remember(self.refused, route, verdict)
+        remember(self.refused, pair, verdict)
         return verdict
 
     def drop(self, key: Key) -> None:
