@@ -302,7 +302,9 @@ class ServerSettings(_Strict):
     window in flight still grows with the client's reading (autotuning stays on), so
     a fast download loses nothing. Set on each listening TCP socket when a worker
     starts serving it (accepted connections inherit it: no system call per
-    connection), including sockets systemd or ``--fd`` passed. 0: the kernel's default
+    connection), including sockets systemd or ``--fd`` passed; with a master, a
+    reload applies a changed value to the next connections (a single-process server,
+    ``--workers 0``, takes it at its next start). 0: the kernel's default
     (``net.ipv4.tcp_notsent_lowat``, unlimited unless set). See
     [the proxy's slow clients](proxy.md#slow-clients)."""
     request_monitor: bool = True

@@ -592,8 +592,10 @@ class CheckedHead(PreparedHead):
         self.add_date = add_date
         self.add_server = add_server
         self.plain = _plain(status, False)
-        self.answer = answer if not add_date and not add_server else None
-        self.answer_body = answer_body
+        if add_date or add_server:
+            answer = None
+        self.answer = answer
+        self.answer_body = answer_body if answer is not None else b""
 
 
 class Framed:

@@ -808,22 +808,27 @@ class Exchange(TransportWriter):
         # _keep_alive, inline: a call less per request, interpreted.
         asked = self.body
         keep_alive = not conn.closing and self.keep_alive and (asked is None or asked.complete)
-        # Positional: interpreted, a call with keywords matches each name against
-        # the parameters (the pure install's every request passes here).
-        data = h1.start_response(
-            self.head,
-            status,
-            headers,
-            reason,
-            length,
-            keep_alive,
-            body if small else b"",
+        checked = (
             None
             if block is None
             else h1.checked_head(
                 status, block.lines, not block.date, not block.server, block.answer, block.body
-            ),
+            )
         )
+        # Positional: interpreted, a call with keywords matches each name against
+        # the parameters (the pure install's every request passes here).
+        data = h1.start_response(
+            self.head, status, headers, reason, length, keep_alive, body if small else b"", checked
+        )
+        if checked is not None and block is not None and block.answer is not None:
+            # The upstream's whole answer (see FieldBlock), sent as it came or not: let
+            # go of it, so that neither the upstream's connection (whose block it is)
+            # nor the client's (whose h1 keeps its CheckedHead) holds up to twice an
+            # answer's bytes while it idles.
+            block.answer = None
+            block.body = b""
+            checked.answer = None
+            checked.answer_body = b""
         framed = b"" if small else h1.body(body)  # b"" for a HEAD request too
         if framed:
             self.bytes_sent += len(data) + len(framed)

@@ -362,11 +362,11 @@ class ResponseCache:
         What the rule's refusal depends on is the application the request is routed
         to and the path's effective configuration (the section set an application
         shares among the paths that match the same levels); the verdict is kept per
-        route for this generation (a reload, a changed ``web.toml``, starts a new
-        cache), so a refused request costs the route and two look-ups, where the
-        record, the offer and the rule's interpreted refusal after the walk cost
-        ~5,800 instructions of a rewrite-enabled static request (bench row
-        rewrite-0). A changed file does not move it: it reads only the plan and the
+        (runtime, section set) pair for this generation (a reload, a changed
+        ``web.toml``, starts a new cache), so a refused request costs the route and
+        two look-ups, where the record, the offer and the rule's interpreted refusal
+        after the walk cost ~5,800 instructions of a rewrite-enabled static request
+        (bench row rewrite-0). A changed file does not move it: it reads only the plan and the
         settings.
 
         Never a refusal for a folder's path ("/", "/docs/"), which is not routed

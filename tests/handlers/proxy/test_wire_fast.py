@@ -383,9 +383,9 @@ def test_forwarding_fields_cached_equal_a_fresh_build() -> None:
 
 def test_forwarding_fields_of_a_connections_requests() -> None:
     # A connection's requests share their client, host and scheme objects: the
-    # fields built for the first are the next one's at once (by identity). Any of
-    # them another object, of the same value or another, is looked at again: each
-    # request gets its own fields, as fresh ones.
+    # fields built for the first are the next one's at once. Any of them another
+    # object, of the same value or another: each request gets its own fields, as
+    # fresh ones.
     first = request("192.0.2.1", "a.example")
     fields(first)
     same = request("192.0.2.1", "a.example")

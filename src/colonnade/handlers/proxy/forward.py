@@ -409,16 +409,12 @@ def _lines(headers: Headers) -> bytes:
 
 class _LastHop:
     """The forwarding fields last built from _OWN_HOP's key (a connection's
-    requests come one after another: no key tuple nor look-up for them). Its
-    request's client, host and scheme objects are held, and the next request's
-    are compared with them by identity (a connection hands each of its requests
-    the same ones): the same object is the same value, and a held one cannot be
-    freed and its address given to another."""
+    requests come one after another: no key tuple nor look-up for them)."""
 
-    __slots__ = ("host", "lines", "peer", "rfc7239", "scheme", "sent", "tls")
+    __slots__ = ("client", "host", "lines", "rfc7239", "scheme", "sent", "tls")
 
     def __init__(self) -> None:
-        self.peer: object = self  # (no request's client: nothing matches at first)
+        self.client = ""
         self.host = ""
         self.scheme = ""
         self.tls = False
@@ -434,22 +430,23 @@ def _own_hop(request: Request, sent: bytes, rfc7239: bool) -> bytes:
     # The forwarding fields of a request from no trusted proxy (see _OWN_HOP);
     # ``sent``: the Host the upstream gets.
     client = request.client
+    # ``is not None``, not the tuple's truth: compiled, that would box the
+    # (unboxed) pair into a new tuple for each request.
+    address = client[0] if client is not None else ""
     host = request.host
     scheme = request.scheme
     tls = request.tls is None
     last = _LAST_HOP
     if (
-        client is last.peer
-        and host is last.host
-        and scheme is last.scheme
+        last.lines
+        and address == last.client
+        and host == last.host
+        and scheme == last.scheme
         and tls == last.tls
-        and rfc7239 == last.rfc7239
         and sent == last.sent
+        and rfc7239 == last.rfc7239
     ):
         return last.lines
-    # ``is not None``, not the tuple's truth: compiled, that would box the
-    # (unboxed) pair into a new tuple for each request.
-    address = client[0] if client is not None else ""
     key = (address, host, scheme, tls, sent, rfc7239)
     own = _OWN_HOP.get(key)
     if own is None:
@@ -459,7 +456,7 @@ def _own_hop(request: Request, sent: bytes, rfc7239: bool) -> bytes:
         if len(_OWN_HOP) >= _OWN_HOP_MAX:
             _OWN_HOP.clear()
         _OWN_HOP[key] = own
-    last.peer, last.host, last.scheme, last.tls = client, host, scheme, tls
+    last.client, last.host, last.scheme, last.tls = address, host, scheme, tls
     last.sent, last.rfc7239, last.lines = sent, rfc7239, own
     return own
 

@@ -554,7 +554,14 @@ class _Parsed:
         if block is None:
             block = self._block = FieldBlock()
         block.fill(
-            self.status, self.reason, pairs, lines, self.date, self.server, answer, body or b""
+            self.status,
+            self.reason,
+            pairs,
+            lines,
+            self.date,
+            self.server,
+            answer,
+            body if answer is not None and body is not None else b"",
         )
         return block
 
