@@ -9,6 +9,7 @@ and compose.yaml give Colonnade work as they are.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import shlex
@@ -177,6 +178,11 @@ def farm(
     assert services["redis"]["image"].startswith("redis:")
     redis = RedisServer(tmp_path)
     ports = {name: free_port() for name in services if name != "redis"}
+    # The front end's fixed address in compose's subnet, which the nodes trust: on
+    # the host the front end reaches the nodes from loopback.
+    front_ip = services["front"]["networks"]["default"]["ipv4_address"]
+    subnet = compose["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert ipaddress.ip_address(front_ip) in ipaddress.ip_network(subnet)
     started: dict[str, Process] = {}
     try:
         # Started in the order compose's depends_on gives: nodes, then the front.
@@ -188,6 +194,7 @@ def farm(
             config = tree / mounts.pop("/etc/colonnade/colonnade.toml")
             text = config.read_text().replace("0.0.0.0:8080", f"127.0.0.1:{ports[name]}")
             text = text.replace("redis://redis:6379/0", redis.url)
+            text = text.replace(f'"{front_ip}"', '"127.0.0.1"')
             for other, port in ports.items():
                 text = text.replace(f"http://{other}:8080", f"http://127.0.0.1:{port}")
             for target, source in mounts.items():
@@ -208,7 +215,11 @@ def test_the_compose_farm_shares_sessions_and_the_cache_in_redis(
     farm: tuple[int, dict[str, Process]],
 ) -> None:
     port, _ = farm
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=PATIENCE) as c:
+    # The browser on an address of its own: the nodes see it, not the front end.
+    transport = httpx.HTTPTransport(local_address="127.0.0.2")
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{port}", timeout=PATIENCE, transport=transport
+    ) as c:
         # The front end's health check marks both nodes up before it spreads requests.
         def both_answer() -> bool:
             nodes = {c.get("/").json()["node"] for _ in range(4)}
@@ -220,6 +231,7 @@ def test_the_compose_farm_shares_sessions_and_the_cache_in_redis(
         # One session, counted on whichever node answered: it lives in Redis.
         assert [s["visits"] for s in seen] == [1, 2, 3, 4]
         assert {s["node"] for s in seen} == {"node1", "node2"}
+        assert {s["client"] for s in seen} == {"127.0.0.2"}
 
         # The output cache is one for the farm: every node serves the first copy.
         # (Two first requests may race, each node making its copy: the last one

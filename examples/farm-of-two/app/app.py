@@ -1,6 +1,7 @@
-"""The application of each node: it says which node answered, counts the visits
-of this browser's session (state.session, kept in Redis: any node finds it), and
-serves a page the output cache keeps in Redis for every node."""
+"""The application of each node: it says which node answered and whom it sees as
+the client (the real one: the node trusts the front end's X-Forwarded-For), counts
+the visits of this browser's session (state.session, kept in Redis: any node finds
+it), and serves a page the output cache keeps in Redis for every node."""
 
 import json
 import os
@@ -25,7 +26,8 @@ async def app(scope, receive, send):  # type: ignore[no-untyped-def]
     else:
         session = scope["session"]
         session["visits"] = session.get("visits", 0) + 1
-        body = json.dumps({"node": NODE, "visits": session["visits"]})
+        client = scope["client"][0] if scope.get("client") else None
+        body = json.dumps({"node": NODE, "visits": session["visits"], "client": client})
     await send(
         {
             "type": "http.response.start",
