@@ -195,6 +195,9 @@ def _options() -> dict[str, Any]:
     extensions.append(
         Extension("colonnade.handlers.proxy._fields", ["src/colonnade/handlers/proxy/_fields.c"])
     )
+    # A feed that is one plain request head read in C (http/_head.c says which);
+    # the pure build hands every feed to llhttp.
+    extensions.append(Extension("colonnade.http._head", ["src/colonnade/http/_head.c"]))
     if sys.platform.startswith("linux"):
         # Export PyInit_* only (build_backend/exports.map says why), and pack the
         # relative relocations where the toolchain can: the main library's loader

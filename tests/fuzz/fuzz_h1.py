@@ -5,14 +5,15 @@ Properties: ``feed``/``feed_eof`` raise nothing (a bad request is a
 error, last; feeding in two pieces (or byte by byte, for short inputs) gives
 the same events as feeding at once (an error's status aside: see ``_same``);
 after an error the connection returns nothing more; a parsed head can be
-answered.
+answered; in the compiled build, the C head reader (``http/_head.c``) changes
+nothing: the same events and connection state with it as with llhttp alone.
 The first input byte picks the split point, the second the size limits (small
 ones reach 414 and 431).
 """
 
 from __future__ import annotations
 
-from colonnade.http import HTTP1Connection, ProtocolError
+from colonnade.http import HTTP1Connection, ProtocolError, h1
 from colonnade.http.events import Event
 from tests.http.test_h1_fuzz import answer_each, check_well_formed, merged
 
@@ -61,11 +62,31 @@ def _same(a: list[Event], b: list[Event]) -> bool:
     return a == b
 
 
+def _seen(data: bytes, limits: Limits) -> tuple[object, ...]:
+    conn = _connection(limits)
+    events = [conn.feed(data), conn.feed(_MORE), conn.feed_eof()]
+    return events, conn.keep_alive, conn.ignored, conn.trailing_data, conn._state
+
+
+def read_alike(data: bytes, limits: Limits) -> None:
+    """The C head reader (compiled build) reads ``data`` as llhttp alone does."""
+    read = h1._C_HEAD.read
+    if read is None:
+        return
+    h1._C_HEAD.read = None
+    try:
+        expected = _seen(data, limits)
+    finally:
+        h1._C_HEAD.read = read
+    assert _seen(data, limits) == expected, "the C head reader and llhttp differ"
+
+
 def one_input(data: bytes) -> None:
     """Parse ``data[2:]`` as a client's bytes (see the module docstring)."""
     if len(data) < 2:
         return
     limits = _LIMITS[data[1] % len(_LIMITS)]
     feed_both_ways(data[2:], data[0], limits)
+    read_alike(data[2:], limits)
     conn = _connection(limits)
     answer_each(conn, conn.feed(data[2:]))

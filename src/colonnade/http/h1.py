@@ -13,6 +13,22 @@ check that fails stores a ``ProtocolError`` and raises ``_RejectError``, which
 makes llhttp stop; ``feed`` turns that (or llhttp's own error) into the final
 event, and from then on the connection only returns ``[]``.
 
+The compiled build reads the common feed without llhttp: a feed that is exactly
+one plain request head (``GET / HTTP/1.1``, a Host and the usual fields, nothing
+after the empty line) arriving between messages goes to ``_head.c``'s
+``read_head``, whose grammar is narrower than llhttp's (a few methods, an
+origin-form target, HTTP/1.1 or 1.0, field lines of the bytes llhttp takes, no
+Content-Length, Transfer-Encoding, Connection, Proxy-Connection or Upgrade field:
+the ones llhttp reads itself). It answers the method, the target and the fields
+exactly as llhttp would report them, or None for anything else, which goes to
+llhttp as before. ``_read_head`` then makes the calls llhttp would make, in its
+order, so every check (Host, limits, target forms, Expect, keep-alive) is the
+callbacks' own. llhttp never sees that message and stays between messages, ready
+for the next feed; a request that closes (HTTP/1.0) ends parsing as it would
+after llhttp (``_CLOSED``: later feeds never reach llhttp). ``_C_HEAD`` holds the
+reader (None in the pure build); tests/http/test_h1_head_reader.py feeds nasty
+heads both ways and requires identical events, errors and state.
+
 Two things llhttp cannot do are done here, off the common path:
 
 - Methods. llhttp knows a fixed list of methods; RFC 9110 9.1 allows any token.
@@ -122,6 +138,34 @@ _UPGRADE_PENDING: Final = UpgradePending()
 # and an empty line (it stops there, so spotting HTTP/2 with prior knowledge costs the
 # HTTP/1.1 path nothing), or a broken one: the HTTP/2 layer answers that with GOAWAY.
 _PRI_REASONS: Final = frozenset({"Pause on PRI/Upgrade", "Expected HTTP/2 Connection Preface"})
+
+
+#: What _head.c reads of a head: its method, its target, and its fields as llhttp
+#: reports them, flat (name, value, name, value, ...).
+_ReadHead = tuple[bytes, bytes, tuple[bytes, ...]]
+
+
+def _c_read_head() -> Callable[[bytes], _ReadHead | None] | None:
+    # The compiled build's C head reader (_head.c), None where it is not built.
+    try:
+        from colonnade.http._head import read_head
+    except ImportError:
+        return None
+    return read_head
+
+
+class _HeadReader:
+    """Where ``feed`` finds _head.c's ``read_head`` (None: a build without it).
+    An object, not a module constant: compiled, a field load all the same, and
+    the tests can switch it off to compare with llhttp's reading."""
+
+    __slots__ = ("read",)
+
+    def __init__(self) -> None:
+        self.read = _c_read_head()
+
+
+_C_HEAD: Final = _HeadReader()
 # Far beyond any count of requests, and small enough to stay a machine integer when
 # compiled (sys.maxsize does not: every comparison with it took the slow path).
 _NEVER: Final = 1 << 60
@@ -797,7 +841,8 @@ class HTTP1Connection:
         # A Connection field in the head being parsed (see _on_headers_complete).
         self._connection_field = False
         self._keep_alive_req = True
-        # A method llhttp was not given (it got _STAND_IN), for the head in progress.
+        # A method llhttp did not read, for the head in progress: it got _STAND_IN,
+        # or it saw nothing of the head (_read_head).
         self._method = b""
         # Where a parser run ended mid-message (see "How this works"): the message's
         # bytes so far in _HEAD and _METHOD, the unfinished line in _CHUNK; the
@@ -845,10 +890,19 @@ class HTTP1Connection:
             state = self._state
             size = len(data)
             if state <= _BODY and size <= _SLICE:
-                # The common case: llhttp reads the whole feed (``_execute``, inlined).
+                # The common case: llhttp reads the whole feed (``_execute``, inlined),
+                # or, where the feed is one plain request head, _head.c does.
                 self._feeding = size
                 if state == _IDLE:
                     self._line = data
+                    read = _C_HEAD.read
+                    if read is not None:
+                        parsed = read(data)
+                        if parsed is not None:
+                            self._read_head(parsed)
+                            self._line = b""
+                            self._events = _NO_EVENTS
+                            return events
                 try:
                     self._parser.feed_data(data)
                 except httptools.HttpParserUpgrade as upgrade:
@@ -1058,6 +1112,28 @@ class HTTP1Connection:
             pos = head_end + lengths[done]
             done += 1
         return start, head_end, pos
+
+    def _read_head(self, parsed: _ReadHead) -> None:
+        """The feed is one request head, read by _head.c (see "How this works"): the
+        callbacks llhttp would make of it, in its order and with what it would
+        report, so that every check is theirs. llhttp never sees these bytes, and
+        stays where it was, between messages."""
+        method, url, fields = parsed
+        try:
+            self._on_message_begin()
+            self._on_url(url)
+            at = 0
+            end = len(fields)
+            while at < end:
+                self._on_header(fields[at], fields[at + 1])
+                at += 2
+            self._method = method
+            self._on_headers_complete()
+        except _RejectError:
+            error = self._reject
+            if error is None:  # cannot happen: _head.c reads no chunked head
+                raise
+            self._fail_connection(error)
 
     def _carry_over(self, data: bytes | memoryview, s0: int, ev0: int) -> None:
         """A run ended mid-message: keep what the next run may need to find messages."""
@@ -1398,7 +1474,8 @@ class HTTP1Connection:
                 version = b"1.0"
             else:
                 self._fail(505, f"HTTP/{version_str} not supported")
-        # A method in place of _STAND_IN passed llhttp's check that the line says HTTP.
+        # A method in place of _STAND_IN passed llhttp's check that the line says HTTP;
+        # one _head.c read, its own (and none of these is among its methods).
         if not http11 and method in _NOT_HTTP_10 and not stand_in:
             self._fail(400, "not an HTTP request")
         host = self._host
@@ -1451,12 +1528,15 @@ class HTTP1Connection:
                 if chunked:
                     self._fail(400, "chunked body on an upgrade request")
                 self._upgrade_left = content_length or 0
-        if http11 and not self._connection_field:
-            # What llhttp would answer: an HTTP/1.1 request is kept alive unless a
-            # Connection field says close (llhttp counts Proxy-Connection too), and
-            # a request never needs the close to end it. Asked only where such a
-            # field came: a method looked up by name, compiled (~200 instructions).
-            keep_alive = True
+        if not self._connection_field:
+            # What llhttp would answer: without a Connection field (llhttp counts
+            # Proxy-Connection too), an HTTP/1.1 request is kept alive and an
+            # HTTP/1.0 one is not (llhttp_should_keep_alive: no close flag, or no
+            # keep-alive flag; a request never needs the close to end it). Asked
+            # only where such a field came (a method looked up by name, compiled,
+            # ~200 instructions), and never of a head _head.c read (it reads none
+            # with such a field, and llhttp did not see it).
+            keep_alive = http11
         else:
             self._connection_field = False
             keep_alive = parser.should_keep_alive()

@@ -1,0 +1,3 @@
+"""The compiled build's C head reader (http/_head.c); absent from a pure-Python build."""
+
+def read_head(data: bytes, /) -> tuple[bytes, bytes, tuple[bytes, ...]] | None: ...
