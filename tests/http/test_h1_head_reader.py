@@ -430,3 +430,32 @@ def test_a_refusal_from_the_callbacks_checks_ends_the_connection() -> None:
     events = conn.feed(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
     assert events == [ProtocolError(400, "more than one Host header")]
     assert conn.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n") == []
+
+
+# Every byte in every place of a plain head where the grammar decides on a byte: in
+# the method, the target, the version, a field's name, before and after its colon,
+# inside, at the start and at the end of its value, and at the head's end.
+EVERY_PLACE = [
+    (b"G", b"T / HTTP/1.1\r\nHost: x\r\n\r\n"),
+    (b"GET /a", b"b HTTP/1.1\r\nHost: x\r\n\r\n"),
+    (b"GET /", b" HTTP/1.1\r\nHost: x\r\n\r\n"),
+    (b"GET / HTTP/1.", b"\r\nHost: x\r\n\r\n"),
+    (b"GET / HTTP/1.1\r\nHo", b"st: x\r\n\r\n"),
+    (b"GET / HTTP/1.1\r\nHost", b": x\r\n\r\n"),
+    (b"GET / HTTP/1.1\r\nHost:", b"x\r\n\r\n"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a", b"b\r\n\r\n"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: ", b"\r\n\r\n"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a", b"\r\n\r\n"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\n", b"X: y\r\n\r\n"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\n\r", b"\n"),
+]
+
+
+@pytest.mark.parametrize(("before", "after"), EVERY_PLACE)
+def test_every_byte_in_every_place_reads_as_llhttp_reads_it(before: bytes, after: bytes) -> None:
+    # Exhaustive where the fuzz tests sample: the reader's byte classes (target,
+    # token, value) and its fixed bytes against llhttp's, one byte at a time, put
+    # in and put in place of the byte after it.
+    for byte in range(256):
+        for head in (before + bytes((byte,)) + after, before + bytes((byte,)) + after[1:]):
+            both([head, *LATER[:2]], {})
