@@ -790,9 +790,12 @@ class Exchange(TransportWriter):
         headers: Headers,
         body: bytes,
         block: FieldBlock | None = None,
+        answer: bytes | None = None,
     ) -> None:
         """The whole response in one write (``block``: its head as bytes already,
-        written as they are: see FieldBlock)."""
+        written as they are: see FieldBlock; ``answer``: the whole answer of that
+        head and ``body``, see Response, written as it is where it is what the
+        writer would write)."""
         conn = self.conn
         h1 = conn.h1
         record = self.record
@@ -811,24 +814,21 @@ class Exchange(TransportWriter):
         checked = (
             None
             if block is None
-            else h1.checked_head(
-                status, block.lines, not block.date, not block.server, block.answer, block.body
-            )
+            else h1.checked_head(status, block.lines, not block.date, not block.server)
         )
         # Positional: interpreted, a call with keywords matches each name against
         # the parameters (the pure install's every request passes here).
         data = h1.start_response(
-            self.head, status, headers, reason, length, keep_alive, body if small else b"", checked
+            self.head,
+            status,
+            headers,
+            reason,
+            length,
+            keep_alive,
+            body if small else b"",
+            checked,
+            answer,
         )
-        if checked is not None and block is not None and block.answer is not None:
-            # The upstream's whole answer (see FieldBlock), sent as it came or not: let
-            # go of it, so that neither the upstream's connection (whose block it is)
-            # nor the client's (whose h1 keeps its CheckedHead) holds up to twice an
-            # answer's bytes while it idles.
-            block.answer = None
-            block.body = b""
-            checked.answer = None
-            checked.answer_body = b""
         framed = b"" if small else h1.body(body)  # b"" for a HEAD request too
         if framed:
             self.bytes_sent += len(data) + len(framed)
