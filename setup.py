@@ -198,6 +198,10 @@ def _options() -> dict[str, Any]:
     # A feed that is one plain request head read in C (http/_head.c says which);
     # the pure build hands every feed to llhttp.
     extensions.append(Extension("colonnade.http._head", ["src/colonnade/http/_head.c"]))
+    # A connection's task's reusable wait in C (core/_taskwait.c says why): the
+    # client connection's between requests and the upstream connection's for bytes;
+    # the pure build's are Python (core/taskwait.py's TaskWait).
+    extensions.append(Extension("colonnade.core._taskwait", ["src/colonnade/core/_taskwait.c"]))
     if sys.platform.startswith("linux"):
         # Export PyInit_* only (build_backend/exports.map says why), and pack the
         # relative relocations where the toolchain can: the main library's loader

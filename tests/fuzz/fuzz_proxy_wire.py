@@ -11,6 +11,7 @@ where the build has it) and by ``_header_lines_py`` give the same answer.
 
 from __future__ import annotations
 
+from colonnade.core.response import Response
 from colonnade.handlers.proxy import wire
 from colonnade.handlers.proxy.wire import (
     Data,
@@ -106,10 +107,16 @@ def _usual_head(body: bytes) -> None:
     assert found >= 0 and usual.end == found + 4, (usual.end, found)
     parsed = wire._parse_head(body, found + 4)
     assert isinstance(parsed, wire._Parsed)
-    # The head as the writer would write it, cut in C as in Python.
-    block = usual.block(body, usual.bare)
-    expected = parsed.block(body, parsed.bare)
+    # The head as the writer would write it, cut in C as in Python, and the whole
+    # answer taken as it came by both or neither.
+    response = Response()
+    response.headers = usual.bare
+    block = usual.block(body, response, body[usual.end :])
+    expected_response = Response()
+    expected_response.headers = parsed.bare
+    expected = parsed.block(body, expected_response, body[usual.end :])
     assert (block and block.lines) == (expected and expected.lines), body[: usual.end]
+    assert (response.answer is body) == (expected_response.answer is body), body[: usual.end]
     usual.restore()
     for name in _READ:
         assert getattr(usual, name) == getattr(parsed, name), (name, body[: usual.end])

@@ -1,20 +1,22 @@
 """The connection task's wait between requests in the compiled build
-(transport.connection.Waker): asyncio's future protocol as a task uses it, on both
-loops the server runs. (The pure build waits on a future of the loop; the
-connection's tests run whichever the install is.)"""
+(transport.connection.Waker, and core/_taskwait.c's Wait that new_waker makes in
+its place where built): asyncio's future protocol as a task uses it, on both
+loops the server runs, each implementation alike. (The pure build waits on a
+future of the loop; the connection's tests run whichever the install is.)"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
 import uvloop
 
 from colonnade import buildinfo
+from colonnade.core.taskwait import finished_future
 from colonnade.transport import connection
-from colonnade.transport.connection import Waker
+from colonnade.transport.connection import Rewaiting, Waker
 
 Runner = Callable[[Coroutine[Any, Any, None]], None]
 
@@ -26,11 +28,43 @@ def run(request: pytest.FixtureRequest) -> Runner:
     return lambda coro: asyncio.run(coro)
 
 
-def _waker() -> Waker:
-    return Waker(asyncio.get_running_loop())
+#: How the test at hand makes its waker (see ``kind``).
+_MAKE: list[Callable[[asyncio.AbstractEventLoop], Any]] = []
 
 
-async def _wait(waker: Waker, seen: list[object]) -> None:
+@pytest.fixture(params=["python", "c"], autouse=True)
+def kind(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each implementation: the Waker, and core/_taskwait.c's Wait in its place
+    (connection.new_waker's in the compiled build; absent from a pure build)."""
+    made = connection._C_WAIT
+    if request.param == "c":
+        if made is None:
+            pytest.skip("a pure-Python build has no C wait")
+        _MAKE.append(lambda loop: made(loop, finished_future(loop), connection._CURRENT_TASK))
+    else:
+        _MAKE.append(Waker)
+    try:
+        yield request.param
+    finally:
+        _MAKE.clear()
+
+
+def _waker() -> Any:  # (a Waker or the C wait: the same calls)
+    return _MAKE[0](asyncio.get_running_loop())
+
+
+def test_new_waker_is_the_builds_own() -> None:
+    # The compiled build's connections wait on the C wait, the pure build's on a
+    # future (new_waker's Waker where the C wait is absent).
+    async def main() -> None:
+        waker = connection.new_waker(asyncio.get_running_loop())
+        made = connection._C_WAIT
+        assert type(waker) is (Waker if made is None else made)
+
+    asyncio.run(main())
+
+
+async def _wait(waker: Rewaiting, seen: list[object]) -> None:
     waker.arm()
     try:
         seen.append(await waker)

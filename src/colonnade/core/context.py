@@ -102,10 +102,14 @@ class TransportWriter:
         headers: Headers,
         body: bytes,
         block: FieldBlock | None = None,
+        answer: bytes | None = None,
     ) -> None:
         """Send a whole buffered response (the subclass's); ``block``: its head as
         bytes already (see :class:`~colonnade.core.response.FieldBlock`), which
-        says what ``status``, ``reason`` and ``headers`` say."""
+        says what ``status``, ``reason`` and ``headers`` say; ``answer`` (with a
+        block): the whole answer of that head and ``body`` (see
+        :class:`~colonnade.core.response.Response`), which the writer may send as
+        it is."""
         raise NotImplementedError
 
 
@@ -293,6 +297,8 @@ class Context:
             response.reason = None
             response.headers = []
             response.block = None
+            response.answer = None
+            response.answer_body = b""
             response.body = b""
             response.file = None
             response.source = None
@@ -607,9 +613,14 @@ class Context:
             # The head as bytes already (the proxy's), as it was made: no module
             # changed it and no module wraps the writer. (Called natively, as below:
             # through the protocol it is a look-up by name and a parse of its
-            # arguments, ~350 instructions per proxied answer.)
+            # arguments, ~350 instructions per proxied answer.) The whole answer
+            # with it, while the body is still the one it ends with.
             held: TransportWriter = writer
-            held.send_all(response.status, response.reason, response.headers, response.body, block)
+            body = response.body
+            answer = response.answer
+            if answer is not None and body is not response.answer_body:
+                answer = None
+            held.send_all(response.status, response.reason, response.headers, body, block, answer)
         elif COMPILED and isinstance(writer, TransportWriter):
             native: TransportWriter = writer  # compiled: a native call
             native.send_all(response.status, response.reason, response.headers, response.body)

@@ -35,15 +35,12 @@ class FieldBlock:
     upstream connection): the response it was filled for before then no longer
     holds it (its pairs are other objects, or the same objects: the same fields).
 
-    ``answer``: None, or the whole answer as the HTTP/1 writer would write it for
-    a response of body ``body`` (that very object) to an HTTP/1.1 request other
-    than HEAD on a connection it keeps: ``lines``, then ``content-length:`` and
-    the body's length in decimal, the blank line and the body, a Date and a
-    Server among the fields. The writer sends it as it is where all of that holds
-    (see ``http.h1.CheckedHead``), else formats the head from ``lines`` as above.
+    A block holds a head, never a body: the whole answer a handler may have as
+    bytes too is the response's (``Response.answer``), which lives for one
+    request, where a block may live as long as a connection.
     """
 
-    __slots__ = ("answer", "body", "date", "lines", "pairs", "reason", "server", "status")
+    __slots__ = ("date", "lines", "pairs", "reason", "server", "status")
 
     def __init__(self) -> None:
         # Empty until filled (a head of no status, which no response holds).
@@ -57,8 +54,6 @@ class FieldBlock:
         lines: bytes,
         date: bool,
         server: bool,
-        answer: bytes | None = None,
-        body: bytes = b"",
     ) -> None:
         """Make this the block of another head (see the class)."""
         self.status = status
@@ -67,8 +62,6 @@ class FieldBlock:
         self.lines = lines
         self.date = date
         self.server = server
-        self.answer = answer
-        self.body = body
 
     def holds(self, response: Response) -> bool:
         """True while ``response`` has the status, reason and fields this block was
@@ -95,9 +88,22 @@ class Response:
     sets ``body`` or ``file``, or streams with ``Context.write``. ``substatus`` is
     IIS's refinement of the status (404.3 "no MIME type") and lands in the log.
     ``block``: the head as bytes already, while it holds (see :class:`FieldBlock`).
+
+    ``answer``: None, or (with a block) the whole answer as the HTTP/1 writer would
+    write it for a response of body ``answer_body`` to an HTTP/1.1 request other
+    than HEAD on a connection it keeps: the block's ``lines``, then
+    ``content-length:`` and the body's length in decimal, the blank line and the
+    body, a Date and a Server among the fields (the proxy's usual answer, as its
+    upstream wrote it). It is sent as it is only while the block holds and
+    ``body`` is still ``answer_body`` (that very object), and only where the
+    writer would write exactly those bytes (``http.h1``'s ``start_response``);
+    else the head is made as for any response. Held here, it lives as long as the
+    request: no connection keeps it.
     """
 
     __slots__ = (
+        "answer",
+        "answer_body",
         "block",
         "body",
         "bytes_sent",
@@ -118,6 +124,8 @@ class Response:
         self.reason: bytes | None = None
         self.headers: Headers = []
         self.block: FieldBlock | None = None
+        self.answer: bytes | None = None
+        self.answer_body = b""
         self.body = b""
         self.file: FileBody | None = None
         # The whole file ``body`` was read from (a static file answered from
@@ -182,6 +190,8 @@ class Response:
         self.reason = None
         self.headers = []
         self.block = None
+        self.answer = None
+        self.answer_body = b""
         self.body = b""
         self.file = None
         self.source = None

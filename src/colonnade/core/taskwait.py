@@ -14,7 +14,9 @@ the one waiting task's wake-up and its context, and the protocol's calls
 ``remove_done_callback``, ``cancel``). A subclass adds how a wait ends and what
 its ``await`` gives: transport/connection.py's ``Waker`` (a value, the
 client's side) and handlers/proxy/client.py's ``Wait`` (the upstream's side,
-which may run the task's wake-up at once from the read callback).
+which may run the task's wake-up at once from the read callback). The compiled
+build waits on :data:`C_WAIT` for both, the two in one C type
+(core/_taskwait.c).
 
 Only one task waits at a time: a second waiter is a bug and raises. A wait that
 ended (done or cancelled) stays as it is until :meth:`TaskWait.arm` begins the
@@ -28,7 +30,10 @@ import asyncio
 import contextvars
 import sys
 from collections.abc import Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from colonnade.core._taskwait import Wait as CWait
 
 PENDING: Final = 0
 DONE: Final = 1
@@ -52,6 +57,27 @@ def running_task_getter() -> Callable[[asyncio.AbstractEventLoop], asyncio.Task[
         found: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None] = tasks.get
         return found
     return asyncio.current_task
+
+
+def _c_wait() -> type[CWait] | None:
+    # core/_taskwait.c's Wait where built, else None. Why C: asyncio's task reads
+    # a wait's attributes by name at each wait (whether it blocks, its loop, its
+    # add_done_callback: a bound method made per wait) and calls that method with
+    # a keyword (context=), which a compiled (mypyc) object answers through its
+    # type's generic attribute look-up and a generic parse of its arguments; the
+    # C type answers each name by a pointer compare, binds the two methods once,
+    # and is its own await iterator (no generator made per wait).
+    try:
+        from colonnade.core._taskwait import Wait
+    except ImportError:
+        return None
+    return Wait
+
+
+#: The C wait (the compiled build's: core/_taskwait.c), or None (the pure build,
+#: or a build without it): ``C_WAIT(loop, finished_future(loop), current_task)``,
+#: where ``current_task`` is :func:`running_task_getter`'s answer.
+C_WAIT: Final = _c_wait()
 
 
 #: The one finished future of :func:`finished_future` (empty until first asked for).

@@ -356,6 +356,8 @@ class Engine(Bookkeeping):
             response.reason = None
             response.headers = []
             response.block = None
+            response.answer = None
+            response.answer_body = b""
             response.body = b""
             response.file = None
             response.source = None

@@ -514,15 +514,11 @@ def _thread_shared() -> _Callbacks:
 class PreparedHead:
     """The caller's part of a response head, checked and formatted once: the status
     line and the caller's header lines, and what they say about framing, Date,
-    Server and Connection (see :meth:`HTTP1Connection.start_response`).
-    ``answer``: None, or (a :class:`CheckedHead`'s) the whole answer already as
-    the common answer's join would make it of ``answer_body``."""
+    Server and Connection (see :meth:`HTTP1Connection.start_response`)."""
 
     __slots__ = (
         "add_date",
         "add_server",
-        "answer",
-        "answer_body",
         "caller_close",
         "length",
         "lines",
@@ -578,8 +574,6 @@ class PreparedHead:
         self.add_date = add_date
         self.add_server = add_server
         self.plain = _plain(status, caller_close)
-        self.answer: bytes | None = None
-        self.answer_body = b""
 
 
 def _plain(status: int, caller_close: bool) -> bool:
@@ -596,38 +590,16 @@ class CheckedHead(PreparedHead):
     Content-Length, Transfer-Encoding or Connection field: the bytes PreparedHead
     would make of that status and those fields. ``add_date``, ``add_server``:
     no Date, no Server among them. (A connection keeps one, refilled for each
-    such response: :meth:`HTTP1Connection.checked_head`.)
-
-    ``answer``: where the maker has them, the whole answer's bytes as the common
-    answer of :meth:`HTTP1Connection.start_response` makes them (an HTTP/1.1
-    response other than to HEAD, the connection kept) of ``lines``, the length
-    line of ``answer_body``, the blank line and ``answer_body`` itself, with
-    neither Date nor Server to add: the proxy's usual answer, whose upstream wrote
-    it so (its Content-Length line last). That answer then goes out as it is, for
-    the response whose body is that very object; any other is joined as always."""
+    such response: :meth:`HTTP1Connection.checked_head`. It holds a head only:
+    the whole answer a maker may have goes to :meth:`HTTP1Connection.start_response`
+    as its argument, so that no connection keeps it.)"""
 
     __slots__ = ()
 
-    def __init__(
-        self,
-        status: int,
-        lines: bytes,
-        add_date: bool,
-        add_server: bool,
-        answer: bytes | None = None,
-        answer_body: bytes = b"",
-    ) -> None:
-        self.fill(status, lines, add_date, add_server, answer, answer_body)
+    def __init__(self, status: int, lines: bytes, add_date: bool, add_server: bool) -> None:
+        self.fill(status, lines, add_date, add_server)
 
-    def fill(
-        self,
-        status: int,
-        lines: bytes,
-        add_date: bool,
-        add_server: bool,
-        answer: bytes | None = None,
-        answer_body: bytes = b"",
-    ) -> None:
+    def fill(self, status: int, lines: bytes, add_date: bool, add_server: bool) -> None:
         """Make this the head of ``status`` and ``lines`` (see the class)."""
         self.status = status
         self.lines = lines
@@ -636,10 +608,6 @@ class CheckedHead(PreparedHead):
         self.add_date = add_date
         self.add_server = add_server
         self.plain = _plain(status, False)
-        if add_date or add_server:
-            answer = None
-        self.answer = answer
-        self.answer_body = answer_body if answer is not None else b""
 
 
 class Framed:
@@ -1699,6 +1667,7 @@ class HTTP1Connection:
         keep_alive: bool = True,
         body: bytes = b"",
         prepared: PreparedHead | None = None,
+        answer: bytes | None = None,
     ) -> bytes:
         """The status line and header section of the response to ``head``
         (and ``body`` behind them, framed: see :meth:`start_prepared`).
@@ -1711,7 +1680,12 @@ class HTTP1Connection:
         name goes out in lower case. Raises ValueError for a header that cannot
         be sent (invalid name, CR/LF/NUL). ``prepared``: the status and headers
         checked and formatted already (see :meth:`start_prepared`), in place of
-        ``status``, ``headers`` and ``reason``.
+        ``status``, ``headers`` and ``reason``. ``answer``: where the caller has
+        it, the whole answer already as the common answer below would join it of
+        ``prepared`` (a :class:`CheckedHead` with a Date and a Server among its
+        lines), ``length`` and ``body``, with the connection kept (the proxy's
+        usual answer, whose upstream wrote it so: its Content-Length line last),
+        returned as it is where that is what goes out; else joined as always.
         """
         length = content_length
         if prepared is None:
@@ -1775,9 +1749,14 @@ class HTTP1Connection:
                 if left < 0:
                     raise ValueError("response body longer than its Content-Length")
                 self._left = left
-                answer = prepared.answer
-                if answer is not None and not close and not left and body is prepared.answer_body:
-                    return answer  # the join below, made already (see CheckedHead)
+                if (
+                    answer is not None
+                    and not close
+                    and not left
+                    and not prepared.add_date
+                    and not prepared.add_server
+                ):
+                    return answer  # the join below, made already (the caller's)
                 date = _DATE
                 return b"".join(
                     (
@@ -1795,25 +1774,16 @@ class HTTP1Connection:
         return self._start(head, prepared, length, keep_alive, body)
 
     def checked_head(
-        self,
-        status: int,
-        lines: bytes,
-        add_date: bool,
-        add_server: bool,
-        answer: bytes | None = None,
-        answer_body: bytes = b"",
+        self, status: int, lines: bytes, add_date: bool, add_server: bool
     ) -> PreparedHead:
-        """The :class:`CheckedHead` of ``lines`` (and ``answer`` of ``answer_body``,
-        see there) for :meth:`start_response`'s ``prepared``, to be handed to it at
-        once: the connection's one, refilled (a response's own object, made and
-        freed, costs more than filling it)."""
+        """The :class:`CheckedHead` of ``lines`` for :meth:`start_response`'s
+        ``prepared``, to be handed to it at once: the connection's one, refilled (a
+        response's own object, made and freed, costs more than filling it)."""
         checked = self._checked
         if checked is None:
-            checked = self._checked = CheckedHead(
-                status, lines, add_date, add_server, answer, answer_body
-            )
+            checked = self._checked = CheckedHead(status, lines, add_date, add_server)
         else:
-            checked.fill(status, lines, add_date, add_server, answer, answer_body)
+            checked.fill(status, lines, add_date, add_server)
         return checked
 
     def start_prepared(

@@ -47,7 +47,15 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 from colonnade.core.context import NEW, Context, TransportWriter
 from colonnade.core.request import EMPTY_BODY, Headers, Request, TlsInfo, read_chunks
 from colonnade.core.response import FieldBlock
-from colonnade.core.taskwait import CANCELLED, DONE, PENDING, TaskWait, finished_future
+from colonnade.core.taskwait import (
+    C_WAIT,
+    CANCELLED,
+    DONE,
+    PENDING,
+    TaskWait,
+    finished_future,
+    running_task_getter,
+)
 from colonnade.core.urlpath import decode_path
 from colonnade.errors import ClientDisconnectedError, HttpError
 from colonnade.http import Body as BodyEvent
@@ -364,6 +372,61 @@ class Waker(TaskWait):
         """The value the wait ended with; raises CancelledError where it was cancelled."""
         self.check()
         return self.value
+
+
+class Waiting(Protocol):
+    """What a connection's task awaits between requests: a :class:`Waker`, or
+    core/_taskwait.c's ``Wait`` in its place (:func:`new_waker`), or in the pure
+    build a future of the loop (see ``HttpConnection._serve``): ended with a
+    value, which the await gives."""
+
+    def done(self) -> bool:
+        """The wait ended."""
+
+    def set_result(self, value: bool, /) -> None:
+        """End the wait with ``value``."""
+
+    def __await__(self) -> Generator[Any, None, bool]:
+        """The task's wait: ``value`` once it ended."""
+
+
+class Rewaiting(Waiting, Protocol):
+    """A :class:`Waiting` armed again for each wait (the compiled build's)."""
+
+    def arm(self) -> None:
+        """Begin a wait (the last one ended)."""
+
+
+#: core/_taskwait.c's Wait (see core.taskwait.C_WAIT), or None: a static
+#: reference (compiled, an imported name is a look-up in its module at each use).
+_C_WAIT: Final = C_WAIT
+#: The running task of a loop (see core.taskwait.running_task_getter): what the
+#: C wait's wake(now) asks (never called here: a Waker's wake-up is scheduled).
+_CURRENT_TASK: Final = running_task_getter()
+#: The C wait's arm and set_result, unbound (None without it): called as
+#: ``_WAIT_SET(wait, value)``, a method call with no look-up by name (compiled, a
+#: method of an object typed by a Protocol is looked up on the object at each
+#: call, and the C type, whose attribute look-up is its own, then makes a bound
+#: method and frees it: ~300 instructions a call).
+_WAIT_ARM: Final[Callable[[Rewaiting], None] | None] = (
+    None if _C_WAIT is None else _C_WAIT.arm  # type: ignore[assignment]
+)
+_WAIT_SET: Final[Callable[[Waiting, bool], None] | None] = (
+    None if _C_WAIT is None else _C_WAIT.set_result  # type: ignore[assignment]
+)
+
+
+def new_waker(loop: asyncio.AbstractEventLoop) -> Rewaiting:
+    """A connection's :class:`Waker`: core/_taskwait.c's ``Wait`` where built (the
+    same calls and behaviour: its ``set_result`` schedules the wake-up, its await
+    gives the value; tests/transport/test_waker.py runs both), which asyncio's
+    task answers at less cost at each wait (core.taskwait.C_WAIT says why), else
+    a :class:`Waker`."""
+    made = _C_WAIT
+    if made is not None:
+        wait: Rewaiting = made(loop, finished_future(loop), _CURRENT_TASK)
+        return wait
+    return Waker(loop)
 
 
 #: Live.batch_from, as each server's Live is made: 2 (a worker's only connection
@@ -790,9 +853,12 @@ class Exchange(TransportWriter):
         headers: Headers,
         body: bytes,
         block: FieldBlock | None = None,
+        answer: bytes | None = None,
     ) -> None:
         """The whole response in one write (``block``: its head as bytes already,
-        written as they are: see FieldBlock)."""
+        written as they are: see FieldBlock; ``answer``: the whole answer of that
+        head and ``body``, see Response, written as it is where it is what the
+        writer would write)."""
         conn = self.conn
         h1 = conn.h1
         record = self.record
@@ -811,24 +877,21 @@ class Exchange(TransportWriter):
         checked = (
             None
             if block is None
-            else h1.checked_head(
-                status, block.lines, not block.date, not block.server, block.answer, block.body
-            )
+            else h1.checked_head(status, block.lines, not block.date, not block.server)
         )
         # Positional: interpreted, a call with keywords matches each name against
         # the parameters (the pure install's every request passes here).
         data = h1.start_response(
-            self.head, status, headers, reason, length, keep_alive, body if small else b"", checked
+            self.head,
+            status,
+            headers,
+            reason,
+            length,
+            keep_alive,
+            body if small else b"",
+            checked,
+            answer,
         )
-        if checked is not None and block is not None and block.answer is not None:
-            # The upstream's whole answer (see FieldBlock), sent as it came or not: let
-            # go of it, so that neither the upstream's connection (whose block it is)
-            # nor the client's (whose h1 keeps its CheckedHead) holds up to twice an
-            # answer's bytes while it idles.
-            block.answer = None
-            block.body = b""
-            checked.answer = None
-            checked.answer_body = b""
         framed = b"" if small else h1.body(body)  # b"" for a HEAD request too
         if framed:
             self.bytes_sent += len(data) + len(framed)
@@ -1227,11 +1290,11 @@ class HttpConnection(asyncio.Protocol):
         # made for it by a callback (see _let_go) begins too.
         self._origin: contextvars.Context | None = None
         # What the task waits on between requests while it waits (None: it does
-        # not), and the connection's one Waker (made for the task's first wait).
-        # The pure build waits on a future of the loop instead (see Waker; the
-        # same calls: done, set_result, await), typed as a Waker here.
-        self._wake: Waker | None = None
-        self._waker: Waker | None = None
+        # not), and the connection's one Waker (made for the task's first wait:
+        # new_waker). The pure build waits on a future of the loop instead (see
+        # Waker; the same calls: done, set_result, await).
+        self._wake: Waiting | None = None
+        self._waker: Rewaiting | None = None
         # In LazyTimers' set for its next sweep (_serve or _arm added it), and found waiting
         # for a request by a sweep (_arm_now): the next one ends the task.
         self._swept = False
@@ -1406,13 +1469,20 @@ class HttpConnection(asyncio.Protocol):
         # and the ASGI hello was no faster either (run Z, bench/RESULTS.md).
         if self.queue and not self.answering:
             wake = self._wake
-            if wake is not None and not wake.done():
+            # (Compiled, the wait is a Waker or the C wait, whose set_result leaves
+            # a wait that ended as it is: no done() asked first. A cancelled
+            # task's wait: its task, ending, makes a new one for the request.)
+            if wake is not None and (_COMPILED or not wake.done()):
                 # The task waits for this request: _start_next's common case,
                 # inline (a call less per request, interpreted).
                 self.answering = True
                 self._idle_swept = False
                 self._wake = None
-                wake.set_result(True)
+                set_result = _WAIT_SET
+                if set_result is not None:
+                    set_result(wake, True)
+                else:
+                    wake.set_result(True)
             else:
                 self._start_next()
 
@@ -1926,16 +1996,20 @@ class HttpConnection(asyncio.Protocol):
                 if _COMPILED:
                     waker = self._waker
                     if waker is None:
-                        waker = self._waker = Waker(self._loop)
-                    waker.arm()
-                    wake = waker
+                        waker = self._waker = new_waker(self._loop)
+                    arm = _WAIT_ARM
+                    if arm is not None:
+                        arm(waker)
+                    else:
+                        waker.arm()
+                    wake: Waiting = waker
                 else:
-                    # Interpreted, a Waker's methods cost more than a C future's. (A
-                    # future where a Waker is declared: see _wake; no cast, a call.)
-                    # Made by its class, which takes the running loop (this task's,
-                    # self._loop): uvloop's create_future passes it by keyword, a
-                    # dict made per call (~600 instructions a request).
-                    wake = _Future()  # type: ignore[assignment]
+                    # Interpreted, a Waker's methods cost more than a C future's (a
+                    # future is a Waiting too). Made by its class, which takes the
+                    # running loop (this task's, self._loop): uvloop's create_future
+                    # passes it by keyword, a dict made per call (~600 instructions a
+                    # request).
+                    wake = _Future()
                 self._wake = wake
                 if not self._swept:
                     # LazyTimers' sweeps end this task if it waits through two.

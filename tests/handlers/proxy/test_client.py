@@ -326,7 +326,7 @@ MakeWait = Callable[[asyncio.AbstractEventLoop], Wait]
 
 @pytest.fixture(params=["python", "c"])
 def make_wait(request: pytest.FixtureRequest) -> MakeWait:
-    """Each implementation of the connection's Wait: client.PyWait, and _fields.c's
+    """Each implementation of the connection's Wait: client.PyWait, and core/_taskwait.c's
     (the compiled build's; absent from a pure-Python build)."""
     if request.param == "python":
         return client.PyWait
@@ -341,7 +341,7 @@ def make_wait(request: pytest.FixtureRequest) -> MakeWait:
 
 
 def test_new_wait_is_the_builds_own() -> None:
-    # The compiled build's connections wait on _fields.c's Wait, the pure build's
+    # The compiled build's connections wait on core/_taskwait.c's Wait, the pure build's
     # on PyWait.
     async def main() -> None:
         wait = client.new_wait(asyncio.get_running_loop())

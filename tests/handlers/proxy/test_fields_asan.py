@@ -2,8 +2,9 @@
 UndefinedBehaviorSanitizer, and driven by the proxy_wire fuzz target's properties
 (tests/fuzz/fuzz_proxy_wire.py: its seeds, then random upstream heads): it reads
 bytes from upstreams, so an out-of-bounds read or write there must fail a test,
-not wait for a crash in production. The same module's Wait (an upstream
-connection's wait) is driven there too: woken, cancelled, collected."""
+not wait for a crash in production. core/_taskwait.c's Wait (an upstream
+connection's wait, and a client connection's between requests) is built so and
+driven there too: woken, ended with a value, cancelled, collected."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[3]
 SOURCE = REPO / "src" / "colonnade" / "handlers" / "proxy" / "_fields.c"
+WAIT_SOURCE = REPO / "src" / "colonnade" / "core" / "_taskwait.c"
 
 # Run in a child whose C library calls go through ASan (LD_PRELOAD): the sanitized
 # module is put in place of the built one before wire imports it.
@@ -63,9 +65,13 @@ for _ in range(2000):
     args = (forward._PLAIN_KINDS, b"GET", rnd.choice([b"", b"/x"]), b"h", fields,
             rnd.choice([b"", b"\r\n"]))
     assert module.request_head(*args) == forward._plain_head_py(*args), fields
-# The connection's Wait (_fields.c's): waits woken now, at the next turn and
-# cancelled, under a task, its references dropped and collected.
+# The connections' Wait (core/_taskwait.c's): waits woken now, at the next turn,
+# ended with a value and cancelled, under a task, its references dropped and
+# collected.
 import asyncio, gc
+spec = importlib.util.spec_from_file_location("colonnade.core._taskwait", sys.argv[3])
+waits_module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(waits_module)
 
 
 async def waits():
@@ -73,24 +79,27 @@ async def waits():
     finished = loop.create_future()
     finished.set_result(None)
     for i in range(300):
-        wait = module.Wait(loop, finished, asyncio.current_task)
+        wait = waits_module.Wait(loop, finished, asyncio.current_task)
         wait.arm()
 
         async def waiting():
-            await wait
+            return await wait
 
         task = loop.create_task(waiting())
         await asyncio.sleep(0)
-        if i % 3 == 0:
+        if i % 4 == 0:
             loop.call_soon(wait.wake, True)
-        elif i % 3 == 1:
+        elif i % 4 == 1:
             wait.wake(False)
+        elif i % 4 == 2:
+            wait.set_result(i % 8 == 2)
         else:
             task.cancel("gone")
         try:
-            await task
+            got = await task
+            assert got is (True if i % 8 == 2 else False if i % 4 == 2 else None), (i, got)
         except asyncio.CancelledError:
-            assert wait.cancelled() and i % 3 == 2
+            assert wait.cancelled() and i % 4 == 3
         wait.add_done_callback(lambda _: None, context=None)
         await asyncio.sleep(0)
     gc.collect()
@@ -116,23 +125,25 @@ def test_the_c_field_loop_is_clean_under_the_sanitizers(tmp_path: Path) -> None:
     library = _asan_library()
     assert library is not None, "gcc's AddressSanitizer runtime (libasan) is missing"
     module = tmp_path / "_fields.so"
-    subprocess.run(
-        [
-            "gcc",
-            "-shared",
-            "-fPIC",
-            "-g",
-            "-O1",
-            "-fsanitize=address,undefined",
-            "-fno-sanitize-recover=undefined",
-            "-fno-omit-frame-pointer",
-            f"-I{sysconfig.get_paths()['include']}",
-            str(SOURCE),
-            "-o",
-            str(module),
-        ],
-        check=True,
-    )
+    waits = tmp_path / "_taskwait.so"
+    for source, built in ((SOURCE, module), (WAIT_SOURCE, waits)):
+        subprocess.run(
+            [
+                "gcc",
+                "-shared",
+                "-fPIC",
+                "-g",
+                "-O1",
+                "-fsanitize=address,undefined",
+                "-fno-sanitize-recover=undefined",
+                "-fno-omit-frame-pointer",
+                f"-I{sysconfig.get_paths()['include']}",
+                str(source),
+                "-o",
+                str(built),
+            ],
+            check=True,
+        )
     env = dict(os.environ)
     env.update(
         LD_PRELOAD=library,
@@ -148,7 +159,7 @@ def test_the_c_field_loop_is_clean_under_the_sanitizers(tmp_path: Path) -> None:
         PYTHONPATH=os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]),
     )
     result = subprocess.run(
-        [sys.executable, "-c", DRIVER, str(module), "3000"],
+        [sys.executable, "-c", DRIVER, str(module), "3000", str(waits)],
         capture_output=True,
         text=True,
         env=env,

@@ -21,6 +21,7 @@ import pytest
 
 from colonnade.core.httputil import has_token
 from colonnade.core.request import Request
+from colonnade.core.response import FieldBlock, Response
 from colonnade.handlers.proxy import forward, wire
 from colonnade.handlers.proxy.wire import Head, ResponseParser, UpstreamProtocolError
 
@@ -552,6 +553,15 @@ _READ = ("end", "status", "reason", "headers", "bare", "canonical", "length", "l
 _READ_TOO = ("date", "server", "plain", "keep_alive", "te", "chunked")
 
 
+def _blocked(parsed: wire._Parsed, data: bytes) -> tuple[Response, FieldBlock | None]:
+    # The response of ``data`` taken whole by ``parsed`` (the head's fields without
+    # Content-Length, the rest its body), and the block it was handed.
+    response = Response()
+    response.headers = parsed.bare
+    response.body = data[parsed.end :]
+    return response, parsed.block(data, response, response.body)
+
+
 def test_usual_head_in_c_as_in_python() -> None:
     # The compiled build reads the usual response head in C in one pass
     # (wire._parse_usual_head): for each head it takes, the same record as the
@@ -595,12 +605,15 @@ def test_usual_head_in_c_as_in_python() -> None:
                 continue
             taken += 1
             assert isinstance(parsed, wire._Parsed), data
-            # The head as the writer would write it, cut in C as in Python.
-            block = usual.block(data, usual.bare)
-            expected_block = parsed.block(data, parsed.bare)
+            # The head as the writer would write it, cut in C as in Python, and
+            # the whole answer taken as it came by both or neither.
+            response, block = _blocked(usual, data)
+            expected, expected_block = _blocked(parsed, data)
             assert (block is None) == (expected_block is None), data
             if block is not None and expected_block is not None:
                 assert block.lines == expected_block.lines, data
+            assert response.block is block and expected.block is expected_block
+            assert (response.answer is data) == (expected.answer is data), data
             # The fields without Content-Length until restore() (a response not
             # taken whole) puts it back where it was.
             assert usual.headers == usual.bare, data

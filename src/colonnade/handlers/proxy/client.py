@@ -36,6 +36,7 @@ from typing import Any, Final, Protocol, cast
 
 from colonnade.config.schema import parse_upstream as parse_address
 from colonnade.core.taskwait import (
+    C_WAIT,
     CANCELLED,
     DONE,
     PENDING,
@@ -116,8 +117,9 @@ class Wait(Protocol):
     """What a request's task awaits for bytes from its upstream connection: a
     reusable wait (core/taskwait.py), one object per connection, armed again for
     each wait (:meth:`Connection.waiter_at`); made by :func:`new_wait`. The
-    compiled build's is _fields.c's ``Wait``, the pure build's :class:`PyWait`:
-    the same behaviour (tests/handlers/proxy/test_client.py runs both)."""
+    compiled build's is core/_taskwait.c's ``Wait`` (which the client
+    connection's task waits on too), the pure build's :class:`PyWait`: the same
+    behaviour (tests/handlers/proxy/test_client.py runs both)."""
 
     def arm(self) -> None:
         """Begin a wait (the last one ended)."""
@@ -143,7 +145,7 @@ class Wait(Protocol):
 
 class PyWait(TaskWait):
     """:class:`Wait` in Python (a :class:`~colonnade.core.taskwait.TaskWait`): the
-    pure build's, and the compiled build's where _fields.c's is absent.
+    pure build's, and the compiled build's where core/_taskwait.c's is absent.
 
     Not an ``asyncio.Future`` made per wait (core/taskwait.py says what that
     costs); and stepping a future's task at once (the read callback that brought
@@ -204,30 +206,10 @@ class PyWait(TaskWait):
         self.schedule_wake(self.done_future)
 
 
-def _c_wait() -> (
-    Callable[
-        [
-            asyncio.AbstractEventLoop,
-            asyncio.Future[None],
-            Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None],
-        ],
-        Wait,
-    ]
-    | None
-):
-    # _fields.c's Wait where built, else None. Why C: asyncio's task calls a
-    # wait's add_done_callback with a keyword (context=), which a compiled method
-    # parses generically, and reads its attributes by name at each wait (a bound
-    # method made per wait among them), which the C type answers at once; and
-    # its await is itself, no iterator made per wait.
-    try:
-        from colonnade.handlers.proxy._fields import Wait as CWait
-    except ImportError:
-        return None
-    return CWait
-
-
-_C_WAIT: Final = _c_wait()
+#: core/_taskwait.c's Wait where built (the compiled build), else None: see
+#: core.taskwait.C_WAIT (a static reference here: compiled, an imported name is a
+#: look-up in the module at each use).
+_C_WAIT: Final = C_WAIT
 
 
 def new_wait(loop: asyncio.AbstractEventLoop) -> Wait:

@@ -615,7 +615,7 @@ class _Exchange(Outgoing):
                         # it so: written as they are, unless a module changes it
                         # (and the whole answer, where it came as the writer would
                         # send it).
-                        response.block = parsed.block(data, response.headers, body)
+                        parsed.block(data, response, body)
                     return _WHOLE
             return parser.feed(data)
         except wire.UpstreamProtocolError as exc:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, cast
 
 from colonnade.core.httputil import TCHARS, has_token, is_field_value, is_token
-from colonnade.core.response import FieldBlock
+from colonnade.core.response import FieldBlock, Response
 
 if TYPE_CHECKING:
     from mypy_extensions import i64
@@ -508,23 +508,29 @@ class _Parsed:
             self.headers = headers
             self.missing = -1
 
-    def block(self, data: bytes, fields: Headers, body: bytes | None = None) -> FieldBlock | None:
+    def block(
+        self, data: bytes, response: Response, body: bytes | None = None
+    ) -> FieldBlock | None:
         """The head, read from ``data``, as the HTTP/1 writer would write it
-        without its Content-Length (``fields``: its fields without it, the list a
-        response has), from ``data``'s own bytes: None unless they are written so
-        already (``canonical``) and no field is to be changed on the way back
-        (``plain``). The block is this record's one, filled again for the next head
-        (the response it was filled for before no longer holds it: FieldBlock).
+        without its Content-Length (the response's fields, ``response.headers``,
+        are its fields without it), from ``data``'s own bytes: None unless they
+        are written so already (``canonical``) and no field is to be changed on
+        the way back (``plain``). Set as ``response.block`` too. The block is this
+        record's one, filled again for the next head (the response it was filled
+        for before no longer holds it: FieldBlock).
+
         ``body``: ``data`` is the whole answer, this head and ``body`` (its
-        Content-Length's worth): where its Content-Length line is its last field
-        line, its length in decimal as the writer writes it, and a Date and a
-        Server are among the fields, ``data`` is also the whole answer the writer
-        would send (the block's ``answer``)."""
+        Content-Length's worth, the response's body): where its Content-Length
+        line is its last field line, its length in decimal as the writer writes
+        it, and a Date and a Server are among the fields, ``data`` is also the
+        whole answer the writer would send: the response's ``answer`` (of
+        ``answer_body`` ``body``), the response's alone (a block lives as long as
+        its connection, a response as long as its request)."""
         if not self.canonical or not self.plain:
+            response.block = None
             return None
         cut = self.end - 2  # where the blank line begins
         at = self.length_at
-        answer: bytes | None = None
         length = self.length
         if (
             body is not None
@@ -536,7 +542,8 @@ class _Parsed:
             and (length[0] != 48 or len(length) == 1)  # no leading zero ("0" itself)
             and len(data) == self.end + len(body)
         ):
-            answer = data
+            response.answer = data
+            response.answer_body = body
         cut_already = self.lines
         if cut_already is not None:
             lines = cut_already
@@ -549,20 +556,12 @@ class _Parsed:
             lines = data[:at] if after == cut else data[:at] + data[after:cut]
         # The pairs as objects (compiled, a pair read as tuple[bytes, bytes] is
         # unboxed, and boxed anew where it is compared by identity).
-        pairs: tuple[object, ...] = tuple(cast("list[object]", fields))
+        pairs: tuple[object, ...] = tuple(cast("list[object]", response.headers))
         block = self._block
         if block is None:
             block = self._block = FieldBlock()
-        block.fill(
-            self.status,
-            self.reason,
-            pairs,
-            lines,
-            self.date,
-            self.server,
-            answer,
-            body if answer is not None and body is not None else b"",
-        )
+        block.fill(self.status, self.reason, pairs, lines, self.date, self.server)
+        response.block = block
         return block
 
 
