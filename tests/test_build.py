@@ -82,6 +82,25 @@ def source_checkout() -> Path:
     return ROOT
 
 
+def test_the_source_distribution_lists_every_c_source() -> None:
+    """Each hand-written C source (the extensions setup.py builds beside mypyc's) is
+    named in MANIFEST.in, so an sdist carries it: without it a wheel built from the
+    sdist fails to compile and falls back to pure Python, which only the slow
+    wheel check (make wheel-check) would notice."""
+    root = source_checkout()
+    listed = {
+        line.split(None, 1)[1].strip()
+        for line in (root / "MANIFEST.in").read_text().splitlines()
+        if line.startswith("include ")
+    }
+    sources = {str(path.relative_to(root)) for path in (root / "src").rglob("*.c")}
+    setup = (root / "setup.py").read_text()
+    assert sources, "no C sources found"
+    assert sources <= listed, sorted(sources - listed)
+    # And each is one setup.py builds.
+    assert all(f'"{source}"' in setup for source in sources), sources
+
+
 def test_version_names_the_build() -> None:
     """``colonnade --version`` says which build runs: the count of compiled modules
     in the compiled install, pure Python in the editable one."""
