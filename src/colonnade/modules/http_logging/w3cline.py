@@ -47,6 +47,8 @@ Per line, the work is kept to reads, memo hits and one string build:
   test cost ~90 instructions a header, compiled; interpreted, :meth:`defer`
   keeps the set test, one bytecode);
 - the line is one f-string; the batch one ``join``;
+- a GET of the same path object as the line before's (the connection layer
+  gives equal paths as one str) reuses that line's method and path piece;
 - the LOG_REQUEST hook (:mod:`.fast`) calls the compiled ``write`` natively
   (:func:`native_line`), not through its bound method;
 - the sink is asked about its buffer only once per batch: it grants the capture a
@@ -138,6 +140,9 @@ class DefaultW3cLine:
         # more: most requests are GETs) ...
         self.paths: dict[str, str] = {}
         self.gets: dict[str, str] = {}
+        # ... the last GET's path and its field, for the next line of that path.
+        self.last_get: str | None = None
+        self.last_start = ""
         self.bytes: dict[bytes, str] = {}
         # ... a User-Agent's with the Referer's "- " after it (most requests that
         # send no Referer send an agent) ...
@@ -209,9 +214,15 @@ class DefaultW3cLine:
                 end = self.unusual(ctx, status, taken)
             method = r.method
             if method == "GET":
-                start = self.gets.get(path)
-                if start is None:
-                    start = self.escape_get(path)
+                # The path of the GET before, as the same object (the connection
+                # layer hands equal paths over as one str): no memo probe.
+                if path is self.last_get:
+                    start = self.last_start
+                else:
+                    found = self.gets.get(path)
+                    start = found if found is not None else self.escape_get(path)
+                    self.last_get = path
+                    self.last_start = start
             else:
                 start = method + (self.paths.get(path) or self.escape_path(path))
             user = ctx.user
