@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 import time
 from typing import Any
@@ -13,8 +14,11 @@ from colonnade.core.context import Context
 from colonnade.core.metrics import SiteCounters
 from colonnade.core.request import Request
 from colonnade.errors import ClientDisconnectedError
+from colonnade.modules.http_logging import w3cline
 from colonnade.modules.http_logging.compiler import generated_line
 from colonnade.modules.http_logging.config import HttpLoggingSection
+from colonnade.modules.http_logging.fast import log_request_hook
+from colonnade.modules.http_logging.fields import Clock
 from colonnade.modules.http_logging.module import HttpLogging
 from colonnade.modules.http_logging.sink import Sink
 from colonnade.modules.http_logging.w3c import W3cWriter
@@ -22,6 +26,7 @@ from colonnade.modules.http_logging.w3cline import (
     DEFAULT_FIELDS,
     DefaultW3cLine,
     default_line,
+    native_line,
     render,
 )
 from colonnade.testing import make_context
@@ -338,3 +343,146 @@ def test_the_site_counters_read_the_clock_when_nothing_logged() -> None:
     counters.done(ctx)
     assert ctx.ended_at > ctx.started
     assert counters.duration_sum == ctx.ended_at - ctx.started
+
+
+# --- Random requests: every path of the default line against the generated code ------
+
+_PATHS = ["/", "/index.html", "/a b/c.txt", "/x\r\ny", "/é/ü", "/tab\there", "/\u2028", "/+%"]
+_BYTES = [b"", b"a=1", b"q=a b", b"x\r\nforged 1 2", b"\xc3\xa9=1", b"\x00\x7f\xff", b"-"]
+# Header names around the two the line logs, and names of the same lengths (10, 7).
+_NAMES = [
+    b"host",
+    b"accept",
+    b"cookie",
+    b"user-agent",
+    b"referer",
+    b"user-agenx",
+    b"referex",
+    b"x-user-agent",
+    b"referrer",
+]
+_VALUES = [b"", b"curl/8", UA, b"a b", b"https://example.test/?a=b c", b"x\r\ny", b"\x1b[31m"]
+_USERS = [None, None, None, "jane", "DOMAIN\\jane doe", "", "zoë\r\nforged"]
+_STATUSES = [200, 200, 200, 200, 201, 204, 301, 304, 400, 401, 404, 500, 503, 999]
+
+
+def _random_rows(seed: int, n: int) -> list[Context]:
+    # Requests of a few connections taking turns: the client and server tuples are
+    # the connections' own (one object per connection), some sharing an address.
+    rnd = random.Random(seed)
+    clients: list[tuple[str, int] | None] = [
+        ("203.0.113.9", 50123),
+        ("203.0.113.9", 50124),
+        ("198.51.100.7", 40000),
+        ("2001:db8::1", 443),
+        None,
+    ]
+    servers: list[tuple[str, int] | None] = [("192.0.2.1", 8080), ("192.0.2.2", 443), None]
+    contexts = []
+    for _ in range(n):
+        headers = [
+            (rnd.choice(_NAMES), rnd.choice(_VALUES)) for _ in range(rnd.choice([0, 0, 1, 2, 5]))
+        ]
+        request = _request(
+            rnd.choice(["GET", "GET", "GET", "POST", "HEAD", "PROPFIND"]),
+            rnd.choice(_PATHS),
+            rnd.choice([b"", b"", *_BYTES]),
+            headers=headers,
+            client=rnd.choice(clients),
+            server=rnd.choice(servers),
+        )
+        if rnd.random() < 0.1:  # a rewrite: the URL the client sent is logged
+            request.target = b"/sent%20path?" + rnd.choice(_BYTES)
+            request.path = "/rewritten"
+            request.query = b"rewritten=1"
+        error = rnd.choice([None] * 8 + [RuntimeError("boom"), ClientDisconnectedError("gone")])
+        row = (request, rnd.choice(_STATUSES), rnd.choice([0] * 6 + [3]), rnd.choice(_USERS), error)
+        contexts.append(_context(row, rnd.choice([0.0, 0.0, 0.0, 2.5])))
+    return contexts
+
+
+def _same_lines(ours: list[str], theirs: list[str]) -> None:
+    assert len(ours) == len(theirs)
+    clocked = {0, 1, 14}  # date, time, time-taken: read from the clocks at capture
+    for mine, generated in zip(ours, theirs, strict=True):
+        a, b = mine.split(" "), generated.split(" ")
+        assert len(a) == len(b) == len(DEFAULT_FIELDS), (mine, generated)
+        assert [v for i, v in enumerate(a) if i not in clocked] == [
+            v for i, v in enumerate(b) if i not in clocked
+        ], (mine, generated)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("mode", ["hook", "hook-write", "write", "defer"])
+def test_random_requests_get_the_generated_lines(mode: str, seed: int) -> None:
+    # Many random requests (methods, paths and values to escape, repeated, empty and
+    # look-alike headers, users, statuses, substatuses, errors, rewrites, connections
+    # taking turns) through each way of the default line: the LOG_REQUEST hook as the
+    # plan calls it, with the line's capture (compiled: ``write``, which the hook
+    # calls natively; interpreted: ``defer``) and with ``write`` in either build;
+    # ``write`` itself; ``defer`` with its batch renderer. Each line is the
+    # generated code's.
+    contexts = _random_rows(seed, 300)
+    sink, line = _pending(default_line)
+    ours_capture = line.capture.__self__
+    assert isinstance(ours_capture, DefaultW3cLine)
+    if mode in ("hook-write", "write"):
+        sink.render = render
+        ours_capture.render = render
+    if mode.startswith("hook"):
+        sections = contexts[0].sections
+        for ctx in contexts:
+            ctx.sections = sections  # one application's settings, as on a site
+
+        def unbuilt(ctx: Context) -> None:
+            raise AssertionError("the capture was built already")
+
+        capture = ours_capture.write if mode == "hook-write" else line.capture
+        hook = log_request_hook("unused", unbuilt, {sections: capture})
+        # The hook calls write natively where the capture is write.
+        native = mode == "hook-write" or w3cline._COMPILED
+        assert native_line(capture) is (ours_capture if native else None)
+        ours = _batch(sink, hook, sink.render, contexts)
+    elif mode == "write":
+        ours = _batch(sink, ours_capture.write, render, contexts)
+    else:
+        ours = _batch(sink, ours_capture.defer, ours_capture.lines, contexts)
+    sink, generated = _pending(generated_line)
+    _same_lines(ours, _batch(sink, generated.capture, generated.render, contexts))
+
+
+def test_only_the_default_lines_own_write_is_called_natively() -> None:
+    sink = Sink("test", None)
+    line = default_line(DEFAULT_FIELDS, W3cWriter, sink)
+    capture = line.capture.__self__  # type: ignore[attr-defined]
+    assert native_line(capture.write) is capture
+    assert native_line(line.capture) is (capture if w3cline._COMPILED else None)
+    # Another bound method of the line, another line's write, a selective filter
+    # around the capture, a generated capture: called as they are.
+    other = DefaultW3cLine(sink)
+    assert native_line(capture.defer) is None
+    assert native_line(capture.lines) is None
+    assert native_line(other.write) is other
+    assert native_line(lambda ctx: line.capture(ctx)) is None
+    assert native_line(generated_line(DEFAULT_FIELDS, W3cWriter, Sink("t", None)).capture) is None
+
+
+def test_the_stamp_is_the_clocks_date_and_time_for_any_second() -> None:
+    # The line's "date time " string, made from a table and a date kept per day, is
+    # what the generated code's Clock formats with gmtime, for random instants and
+    # day, month, leap-day and year ends, in order (the day's date kept) and not.
+    rnd = random.Random(7)
+    edges = [0, 86399, 86400, 951782399, 951782400, 1709251199, 1709251200, 4107542399]
+    edges += [4107542400, 1735689599, 1735689600, 2147483647, 4102444799]
+    walls = [float(e) for e in edges] + [e + 0.999 for e in edges]
+    walls += [rnd.uniform(0, 4_200_000_000) for _ in range(2000)]
+    start = rnd.randrange(0, 4_000_000_000)
+    walls += [start + i * 0.37 for i in range(400)]  # a day's seconds in order
+    line = DefaultW3cLine(Sink("test", None))
+    clock = Clock()
+    for wall in walls + sorted(walls):
+        line.at(10.0, wall)
+        clock.refresh(wall)
+        assert line.stamp == f"{clock.date} {clock.time} ", wall
+        assert line.until == 10.0 + (clock.next - wall)
+        assert line.head == line.stamp + "- "  # no server met yet
