@@ -104,3 +104,29 @@ def test_an_idle_connection_keeps_no_buffer_of_its_own(callbacks: str) -> None:
     conn.release()
     one.feed_eof()
     assert h1._NO_EVENTS == []
+
+
+def test_a_head_in_pieces_completed_by_a_feed_of_several_slices_is_not_kept(
+    callbacks: str,
+) -> None:
+    # A head cut mid-field, then its end and pipelined requests in a feed larger
+    # than one slice whose first slice ends exactly between two messages: parsed in
+    # slices (_feed_rest), not by feed's common path. Idle afterwards, the connection
+    # keeps none of the head's pieces, and neither does a plain head read after it
+    # (by _head.c in the compiled build, which never looks at them). (Found by
+    # review17: ~50 KB kept by an idle keep-alive connection.)
+    conn = HTTP1Connection()
+    first = b"GET /a HTTP/1.1\r\nHost: x\r\nX: " + b"y" * 50000
+    plain = b"GET /p HTTP/1.1\r\nHost: x\r\n\r\n"
+    rest = b"\r\n\r\n"
+    while len(rest) + len(plain) + 200 < h1._SLICE:
+        rest += plain
+    last = b"GET /p HTTP/1.1\r\nHost: x\r\nP: "
+    rest += last + b"z" * (h1._SLICE - len(rest) - len(last) - 4) + b"\r\n\r\n"
+    assert len(rest) == h1._SLICE
+    assert conn.feed(first) == []
+    events = conn.feed(rest + plain)
+    assert sum(isinstance(e, RequestHead) for e in events) == rest.count(b"GET ") + 2
+    assert conn._carry is h1._NO_BYTES
+    assert len(conn.feed(GET % 1)) == 2
+    assert conn._carry is h1._NO_BYTES

@@ -272,6 +272,19 @@ wait_set_result(WaitObject *self, PyObject *value)
     Py_RETURN_NONE;
 }
 
+/* Let go of the two bound methods, each of which holds the wait: a wait whose
+ * owner is done with it (a client connection that closed) is then freed by its
+ * reference count, not left as a cycle for the collector's full pass. Called
+ * again, or followed by more use, it costs nothing: the look-ups fall back to
+ * the generic ones (wait_getattro). */
+static PyObject *
+wait_release(WaitObject *self, PyObject *Py_UNUSED(ignored))
+{
+    Py_CLEAR(self->bound_add);
+    Py_CLEAR(self->bound_loop);
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 wait_done(WaitObject *self, PyObject *Py_UNUSED(ignored))
 {
@@ -457,6 +470,8 @@ static PyMethodDef wait_methods[] = {
      "wake(now, /)\n--\n\nEnd the wait (see client.PyWait.wake)."},
     {"set_result", (PyCFunction)wait_set_result, METH_O,
      "set_result(value, /)\n--\n\nEnd the wait with value, its wake-up at the loop's next turn."},
+    {"release", (PyCFunction)wait_release, METH_NOARGS,
+     "Let go of what makes the wait a cycle (its owner is done with it)."},
     {"done", (PyCFunction)wait_done, METH_NOARGS, "The wait ended."},
     {"cancelled", (PyCFunction)wait_cancelled, METH_NOARGS, "The wait was cancelled."},
     {"result", (PyCFunction)wait_result, METH_NOARGS,

@@ -1001,6 +1001,11 @@ class HTTP1Connection:
         state = self._state
         if state in (_HEAD, _BODY):
             self._carry_over(data, s0, ev0)
+        elif self._carry is not _NO_BYTES:
+            # As in feed's common case: a head that came in pieces is complete, and
+            # an idle connection keeps none of its bytes (nor would a later head read
+            # by _head.c, which never looks at them, let them go).
+            self._carry = _NO_BYTES
         return size
 
     def _parser_error(self, exc: Exception, data: bytes | memoryview, s0: int, ev0: int) -> int:

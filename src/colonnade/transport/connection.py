@@ -414,6 +414,11 @@ _WAIT_ARM: Final[Callable[[Rewaiting], None] | None] = (
 _WAIT_SET: Final[Callable[[Waiting, bool], None] | None] = (
     None if _C_WAIT is None else _C_WAIT.set_result  # type: ignore[assignment]
 )
+#: ... and its release: a closed connection's C wait let go of its own bound
+#: methods, so that it is freed with the connection, not left a cycle.
+_WAIT_RELEASE: Final[Callable[[Rewaiting], None] | None] = (
+    None if _C_WAIT is None else _C_WAIT.release  # type: ignore[assignment]
+)
 
 
 def new_waker(loop: asyncio.AbstractEventLoop) -> Rewaiting:
@@ -1392,6 +1397,12 @@ class HttpConnection(asyncio.Protocol):
             live.connections.discard(self)  # ServerState.forget's common case
         self._drop_timer()
         self.h1.release()  # nothing more is parsed: no cycle left for the collector
+        waker = self._waker
+        release = _WAIT_RELEASE
+        if waker is not None and release is not None and type(waker) is _C_WAIT:
+            # The C wait's bound methods hold it: no cycle left for the collector
+            # either (a task still waiting on it finds its methods all the same).
+            release(waker)
         current = self.current
         if current is not None:
             _disconnected(current)
